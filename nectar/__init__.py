@@ -1,0 +1,11 @@
+"""Datanectar: luigi chains discovered from a folder, run by workers, keyed by their parameters.
+
+``from nectar import NectarTask`` is what chain files need; the rest (``Nectar``, the catalog,
+stores, registry, executor) is imported from its module.
+"""
+
+from __future__ import annotations
+
+from nectar.task import NectarLocalTask, NectarS3Task, NectarTask
+
+__all__ = ["NectarLocalTask", "NectarS3Task", "NectarTask"]

@@ -1,0 +1,122 @@
+"""Settings: one object with the defaults, overridden by ``NECTAR_*`` and the seed's own variables.
+
+Nothing here reads the environment at import time: :func:`Settings.from_env` does, when asked,
+and :func:`get_settings` caches the answer for the process (workers set theirs explicitly).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: environment variable -> Settings field; the seed's names (ENV, PROJECT_BUCKET) are kept.
+ENV_VARS: dict[str, str] = {
+    "ENV": "env",
+    "PROJECT_BUCKET": "project_bucket",
+    "NECTAR_S3_BUCKET": "s3_bucket",
+    "NECTAR_CHAINS_DIR": "chains_dir",
+    "NECTAR_LOCAL_TARGETS": "local_targets_dir",
+    "NECTAR_DATA_DIR": "data_dir",
+    "NECTAR_SCHEDULER_URL": "scheduler_url",
+    "NECTAR_URL_EXPIRY": "url_expiry",
+    "NECTAR_WORKER_POLL": "worker_poll_interval",
+    "NECTAR_SCHEDULER_TIMEOUT": "scheduler_timeout",
+    "NECTAR_LUIGI_CONFIG": "luigi_config",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about a Datanectar process."""
+
+    #: ``local`` keeps targets in ``local_targets_dir``; anything else means S3.
+    env: str = "local"
+    #: the seed's bucket is ``<ENV>.<PROJECT_BUCKET>``
+    project_bucket: str = "datanectar"
+    #: an explicit bucket name wins over ``<ENV>.<PROJECT_BUCKET>``
+    s3_bucket: str | None = None
+    chains_dir: Path = field(default_factory=lambda: Path("chains"))
+    local_targets_dir: Path = field(default_factory=lambda: Path("local_targets"))
+    #: the run registry, live logs and luigid's state live here
+    data_dir: Path = field(default_factory=lambda: Path("nectar_data"))
+    #: luigi central scheduler (``http://localhost:8082``); None runs with luigi's local scheduler
+    scheduler_url: str | None = None
+    #: seconds a presigned (or signed local) download URL stays valid
+    url_expiry: int = 600
+    #: seconds between two looks at the queue by an idle worker
+    worker_poll_interval: float = 0.05
+    #: seconds to wait for luigid on a status lookup before answering without it
+    scheduler_timeout: float = 2.0
+    #: a luigi.cfg to load in workers (None: luigi's own search path)
+    luigi_config: Path | None = None
+
+    @property
+    def store_kind(self) -> str:
+        """``local`` or ``s3``, as the seed decides it from ``ENV``."""
+        return "local" if self.env == "local" else "s3"
+
+    @property
+    def bucket(self) -> str:
+        return self.s3_bucket or f"{self.env}.{self.project_bucket}"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.data_dir / "runs.sqlite3"
+
+    @property
+    def live_logs_dir(self) -> Path:
+        return self.data_dir / "live"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes).resolved()
+
+    def resolved(self) -> Settings:
+        """Coerce types and make every path absolute (relative to the working directory)."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in {"chains_dir", "local_targets_dir", "data_dir"} or (
+                f.name == "luigi_config" and value is not None
+            ):
+                value = Path(value).expanduser().resolve()
+            elif f.name == "url_expiry":
+                value = int(value)
+            elif f.name in {"worker_poll_interval", "scheduler_timeout"}:
+                value = float(value)
+            elif f.name == "scheduler_url" and value is not None:
+                value = str(value).rstrip("/") or None
+            values[f.name] = value
+        return dataclasses.replace(self, **values)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then the environment, then ``overrides`` (None values ignored)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var, name in ENV_VARS.items():
+            raw = environ.get(var)
+            if raw not in (None, ""):
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).resolved()
+
+
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current
+
+
+def configure(settings: Settings | None) -> None:
+    """Set (or with None, forget) the process's settings."""
+    global _current
+    _current = settings

@@ -1,0 +1,282 @@
+"""Find the chains under a folder and the tasks in them, by the seed's naming rules.
+
+``<chains>/<type>/<name>_chain.py`` is a chain; every class in it whose name ends in ``Task``,
+that subclasses ``luigi.Task`` and that the module itself defines is a task. Modules are
+compiled from their source (no stale bytecode) under the name ``chains.<type>.<chain>``; a
+module that fails to import is listed with its error. :class:`ChainCatalog` re-imports a file
+only when its mtime or size changed.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import sys
+import threading
+import traceback
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import luigi
+from luigi.task_register import Register
+
+from nectar.errors import ChainNotFound, InvalidParameters, TaskNotFound
+from nectar.keys import TargetKey, is_name
+from nectar.params import ParamInfo, params_of
+from nectar.task import chain_namespace
+
+CHAIN_SUFFIX = "_chain.py"
+
+
+def module_name(chain_type: str, chain: str) -> str:
+    return chain_namespace(chain_type, chain)
+
+
+def _forget_tasks(name: str) -> None:
+    # luigi keeps every Task class ever defined; drop a reloaded module's old classes so that
+    # their families do not become ambiguous in luigi's registry.
+    Register._reg = [cls for cls in Register._reg if cls.__module__ != name]
+
+
+def load_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleType:
+    """Compile and execute a chain file as a fresh module ``chains.<type>.<chain>``."""
+    if not (is_name(chain_type) and is_name(chain)):
+        raise ValueError(f"refusing to import {path}: names must be [A-Za-z0-9_]")
+    name = module_name(chain_type, chain)
+    source = path.read_bytes()
+    code = compile(source, str(path), "exec", dont_inherit=True)
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    _forget_tasks(name)
+    previous = sys.modules.get(name)
+    sys.modules[name] = module
+    try:
+        exec(code, module.__dict__)
+    except BaseException:
+        _forget_tasks(name)
+        if previous is not None:
+            sys.modules[name] = previous
+        else:
+            sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _static_requires(source: str) -> dict[str, list[str]]:
+    """Class name -> names of the classes its ``requires`` calls, read from the source."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    found: dict[str, list[str]] = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef) and item.name == "requires":
+                names = [
+                    call.func.id
+                    for call in ast.walk(item)
+                    if isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                ]
+                found[node.name] = list(dict.fromkeys(names))
+    return found
+
+
+def is_chain_task(name: str, obj: Any, module: types.ModuleType) -> bool:
+    return (
+        inspect.isclass(obj)
+        and name.endswith("Task")
+        and issubclass(obj, luigi.Task)
+        and obj.__module__ == module.__name__
+    )
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task a client can launch, with what it takes."""
+
+    chain_type: str
+    chain: str
+    name: str
+    doc: str | None
+    params: tuple[ParamInfo, ...]
+    requires: tuple[str, ...]
+    cls: type[luigi.Task] = field(repr=False, compare=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.chain_type}/{self.chain}/{self.name}"
+
+    def param(self, name: str) -> ParamInfo | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "chain": self.chain,
+            "chain_type": self.chain_type,
+            "doc": self.doc,
+            "params": [p.to_dict() for p in self.params],
+            "requires": list(self.requires),
+        }
+
+    def parse_params(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Parameter values from wire values; :class:`InvalidParameters` names each bad field."""
+        errors: dict[str, list[str]] = {}
+        parsed: dict[str, Any] = {}
+        for name, raw in values.items():
+            info = self.param(name)
+            if info is None:
+                errors[name] = [f"unknown parameter (known: {', '.join(p.name for p in self.params) or 'none'})"]
+                continue
+            try:
+                parsed[name] = info.parse(raw)
+            except ValueError as exc:
+                errors[name] = [str(exc)]
+        for info in self.params:
+            if info.required and info.name not in values:
+                errors[info.name] = ["missing required parameter"]
+        if errors:
+            raise InvalidParameters(errors)
+        return parsed
+
+    def instantiate(self, values: Mapping[str, Any]) -> luigi.Task:
+        """The luigi task for wire values."""
+        parsed = self.parse_params(values)
+        try:
+            return self.cls(**parsed)
+        except (ValueError, TypeError, luigi.parameter.ParameterException) as exc:
+            raise InvalidParameters({"_task": [f"{type(exc).__name__}: {exc}"]}) from exc
+
+    def key_of(self, task: luigi.Task) -> TargetKey:
+        """The task's ``out.txt`` key (the same formula for plain luigi tasks)."""
+        params = task.to_str_params(only_significant=True, only_public=True)
+        return TargetKey.for_task(self.chain_type, self.chain, self.name, params)
+
+
+@dataclass(frozen=True)
+class ChainInfo:
+    """One chain file: its tasks, or the error that kept it from importing."""
+
+    chain_type: str
+    name: str
+    path: Path
+    tasks: Mapping[str, TaskInfo]
+    error: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.chain_type}/{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chain_type": self.chain_type,
+            "name": self.name,
+            "error": self.error,
+            "tasks": [t.to_dict() for t in self.tasks.values()],
+        }
+
+
+def inspect_chain(path: Path, chain_type: str, chain: str) -> ChainInfo:
+    """Import one chain file and describe its tasks (or its import error)."""
+    try:
+        module = load_chain_module(path, chain_type, chain)
+    except Exception as exc:  # any failure of user code: listed, never fatal
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return ChainInfo(chain_type, chain, path, {}, error=last)
+    requires = _static_requires(path.read_text(encoding="utf-8", errors="replace"))
+    tasks: dict[str, TaskInfo] = {}
+    for name, obj in sorted(vars(module).items()):
+        if is_chain_task(name, obj, module):
+            tasks[name] = TaskInfo(
+                chain_type=chain_type,
+                chain=chain,
+                name=name,
+                doc=inspect.getdoc(obj) if obj.__doc__ else None,
+                params=params_of(obj),
+                requires=tuple(r for r in requires.get(name, []) if is_chain_task(r, vars(module).get(r), module)),
+                cls=obj,
+            )
+    return ChainInfo(chain_type, chain, path, tasks)
+
+
+class ChainCatalog:
+    """The chains under ``root``, kept in step with the files by their mtimes and sizes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._chains: dict[tuple[str, str], ChainInfo] = {}
+        self._stamps: dict[tuple[str, str], tuple[int, int]] = {}
+        self._lock = threading.Lock()
+        #: files that look like chains but were not imported, with the reason
+        self.skipped: dict[str, str] = {}
+
+    def _scan(self) -> dict[tuple[str, str], tuple[Path, tuple[int, int]]]:
+        found: dict[tuple[str, str], tuple[Path, tuple[int, int]]] = {}
+        skipped: dict[str, str] = {}
+        try:
+            type_dirs = [e for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith((".", "_"))]
+        except FileNotFoundError:
+            type_dirs = []
+        for type_dir in type_dirs:
+            for entry in os.scandir(type_dir.path):
+                if not entry.name.endswith(CHAIN_SUFFIX) or not entry.is_file():
+                    continue
+                chain = entry.name[: -len(".py")]
+                if not (is_name(type_dir.name) and is_name(chain)):
+                    skipped[entry.path] = "names must be made of [A-Za-z0-9_]"
+                    continue
+                stat = entry.stat()
+                found[(type_dir.name, chain)] = (Path(entry.path), (stat.st_mtime_ns, stat.st_size))
+        self.skipped = skipped
+        return found
+
+    def refresh(self) -> bool:
+        """Import new and changed chain files, forget removed ones; True if anything changed."""
+        with self._lock:
+            found = self._scan()
+            changed = False
+            for ref in set(self._chains) - set(found):
+                del self._chains[ref]
+                self._stamps.pop(ref, None)
+                _forget_tasks(module_name(*ref))
+                sys.modules.pop(module_name(*ref), None)
+                changed = True
+            for ref, (path, stamp) in found.items():
+                if self._stamps.get(ref) != stamp:
+                    self._chains[ref] = inspect_chain(path, *ref)
+                    self._stamps[ref] = stamp
+                    changed = True
+            return changed
+
+    def chains(self) -> list[ChainInfo]:
+        self.refresh()
+        return [self._chains[ref] for ref in sorted(self._chains)]
+
+    def types(self) -> dict[str, list[ChainInfo]]:
+        grouped: dict[str, list[ChainInfo]] = {}
+        for info in self.chains():
+            grouped.setdefault(info.chain_type, []).append(info)
+        return grouped
+
+    def chain(self, chain_type: str, chain: str) -> ChainInfo:
+        self.refresh()
+        info = self._chains.get((chain_type, chain))
+        if info is None:
+            raise ChainNotFound(f"no chain {chain_type}/{chain} in {self.root}")
+        return info
+
+    def task(self, chain_type: str, chain: str, task: str) -> TaskInfo:
+        info = self.chain(chain_type, chain)
+        if info.error:
+            raise ChainNotFound(f"chain {info.ref} failed to import: {info.error}")
+        try:
+            return info.tasks[task]
+        except KeyError:
+            known = ", ".join(info.tasks) or "none"
+            raise TaskNotFound(f"no task {task} in chain {info.ref} (tasks: {known})") from None

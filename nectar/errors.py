@@ -1,0 +1,67 @@
+"""The exceptions Datanectar raises, all under one root.
+
+    NectarError
+    ├── NotFound
+    │   ├── ChainNotFound      unknown chain type or chain
+    │   ├── TaskNotFound       unknown task in a known chain
+    │   └── RunNotFound        no run and no target for a key
+    ├── InvalidParameters      bad or missing task parameters (``errors`` per field)
+    ├── InvalidKey             a target key outside the key grammar
+    ├── ChainImportError       a chain module failed to import
+    └── Unavailable
+        ├── StoreUnavailable     the target store (S3) cannot be reached
+        └── SchedulerUnavailable luigid cannot be reached
+"""
+
+from __future__ import annotations
+
+
+class NectarError(Exception):
+    """Root of every error Datanectar raises on purpose."""
+
+
+class NotFound(NectarError):
+    pass
+
+
+class ChainNotFound(NotFound):
+    pass
+
+
+class TaskNotFound(NotFound):
+    pass
+
+
+class RunNotFound(NotFound):
+    pass
+
+
+class InvalidParameters(NectarError):
+    """Parameters that do not fit the task; ``errors`` maps each field to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        self.errors = errors
+        detail = "; ".join(f"{name}: {', '.join(msgs)}" for name, msgs in sorted(errors.items()))
+        super().__init__(f"invalid parameters: {detail}")
+
+
+class InvalidKey(NectarError):
+    pass
+
+
+class ChainImportError(NectarError):
+    pass
+
+
+class Unavailable(NectarError):
+    """A dependency (``service``) could not be reached."""
+
+    service = "dependency"
+
+
+class StoreUnavailable(Unavailable):
+    service = "store"
+
+
+class SchedulerUnavailable(Unavailable):
+    service = "scheduler"

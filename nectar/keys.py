@@ -1,0 +1,106 @@
+"""Target keys: the one place where (chain type, chain, task, parameters) becomes a path.
+
+A key is ``chains/<type>/<chain>/<Task>/<md5>/<file>``; ``<md5>`` is the full hex MD5 of the
+canonical JSON luigi hashes for its ``task_id`` (see ``luigi.task.task_id_str``), so a key maps
+to exactly one luigi task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from nectar.errors import InvalidKey
+
+NAME_RE = re.compile(r"[A-Za-z0-9_]{1,128}")
+DIGEST_RE = re.compile(r"[0-9a-f]{32}")
+#: a file beside out.txt: one plain name, or one under log/
+FILE_RE = re.compile(r"(?:log/)?[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
+MAX_KEY_LENGTH = 1024
+OUTPUT_FILE = "out.txt"
+PARAMS_FILE = "params.txt"
+STDOUT_FILE = "log/stdout.log"
+STDERR_FILE = "log/stderr.log"
+
+
+def canonical_params(str_params: Mapping[str, str]) -> str:
+    """The JSON luigi hashes for a task_id: names and serialized values, sorted, compact."""
+    return json.dumps(dict(str_params), separators=(",", ":"), sort_keys=True)
+
+
+def param_digest(str_params: Mapping[str, str]) -> str:
+    """Full hex MD5 of :func:`canonical_params` (luigi keeps the first 10 characters)."""
+    return hashlib.md5(canonical_params(str_params).encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def is_name(value: str) -> bool:
+    return NAME_RE.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, order=True)
+class TargetKey:
+    """``chains/<chain_type>/<chain>/<task>/<digest>/<filename>``."""
+
+    chain_type: str
+    chain: str
+    task: str
+    digest: str
+    filename: str = OUTPUT_FILE
+
+    def __post_init__(self) -> None:
+        for part in ("chain_type", "chain", "task"):
+            if not is_name(getattr(self, part)):
+                raise InvalidKey(f"{part} {getattr(self, part)!r} is not a name of [A-Za-z0-9_]")
+        if not DIGEST_RE.fullmatch(self.digest):
+            raise InvalidKey(f"digest {self.digest!r} is not 32 lowercase hex characters")
+        if not FILE_RE.fullmatch(self.filename) or ".." in self.filename:
+            raise InvalidKey(f"file {self.filename!r} is not a plain file name (optionally under log/)")
+
+    @property
+    def folder(self) -> str:
+        """The task's folder, ``chains/<type>/<chain>/<Task>/<md5>``."""
+        return f"chains/{self.chain_type}/{self.chain}/{self.task}/{self.digest}"
+
+    @property
+    def path(self) -> str:
+        return f"{self.folder}/{self.filename}"
+
+    @property
+    def chain_ref(self) -> str:
+        return f"{self.chain_type}/{self.chain}"
+
+    def with_file(self, filename: str) -> TargetKey:
+        return TargetKey(self.chain_type, self.chain, self.task, self.digest, filename)
+
+    def __str__(self) -> str:
+        return self.path
+
+    @classmethod
+    def for_task(cls, chain_type: str, chain: str, task: str, str_params: Mapping[str, str]) -> TargetKey:
+        return cls(chain_type, chain, task, param_digest(str_params))
+
+    @classmethod
+    def parse(cls, value: str) -> TargetKey:
+        """Parse a key, raising :class:`InvalidKey` that says which part is wrong."""
+        if not isinstance(value, str) or not value:
+            raise InvalidKey("key is empty")
+        if len(value) > MAX_KEY_LENGTH:
+            raise InvalidKey(f"key is longer than {MAX_KEY_LENGTH} characters")
+        if "\x00" in value:
+            raise InvalidKey("key contains a NUL character")
+        if "\\" in value or "%" in value:
+            raise InvalidKey("key contains an encoded or backslash separator")
+        parts = value.split("/")
+        if "" in parts:
+            raise InvalidKey("key has an empty segment (leading, doubled or trailing '/')")
+        if ".." in parts or "." in parts:
+            raise InvalidKey("key contains a '.' or '..' segment")
+        if parts[0] != "chains":
+            raise InvalidKey("key must start with 'chains/'")
+        if len(parts) not in (6, 7):
+            raise InvalidKey("key must be chains/<type>/<chain>/<Task>/<md5>/<file>")
+        _, chain_type, chain, task, digest, *file_parts = parts
+        return cls(chain_type, chain, task, digest, "/".join(file_parts))

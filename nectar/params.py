@@ -1,0 +1,153 @@
+"""Describe a task's luigi parameters and turn wire values (strings or JSON) into their values.
+
+Values are parsed by the parameter's own ``parse`` (luigi's command-line parsing), never
+evaluated; a bad value raises ``ValueError`` with a message naming what was expected.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import luigi
+from luigi.parameter import OptionalParameterMixin, ParameterVisibility
+
+#: luigi parameter class name -> the kind shown to users, most specific first through the MRO
+KINDS: dict[str, str] = {
+    "IntParameter": "int",
+    "FloatParameter": "float",
+    "NumericalParameter": "number",
+    "BoolParameter": "bool",
+    "DateParameter": "date",
+    "MonthParameter": "month",
+    "YearParameter": "year",
+    "DateHourParameter": "datehour",
+    "DateMinuteParameter": "dateminute",
+    "DateSecondParameter": "datesecond",
+    "DateIntervalParameter": "dateinterval",
+    "TimeDeltaParameter": "timedelta",
+    "ChoiceListParameter": "choicelist",
+    "ChoiceParameter": "choice",
+    "EnumListParameter": "enumlist",
+    "EnumParameter": "enum",
+    "TupleParameter": "tuple",
+    "ListParameter": "list",
+    "DictParameter": "dict",
+    "PathParameter": "path",
+    "Parameter": "str",
+}
+JSON_KINDS = {"list", "tuple", "dict"}
+
+
+def kind_of(param: luigi.Parameter) -> str:
+    for klass in type(param).__mro__:
+        if klass.__name__ in KINDS:
+            return KINDS[klass.__name__]
+    return "str"
+
+
+def _choices(param: luigi.Parameter) -> list[str] | None:
+    choices = getattr(param, "_choices", None)
+    if choices is None and hasattr(param, "_choice_parameter"):  # ChoiceListParameter
+        choices = getattr(param._choice_parameter, "_choices", None)
+    if choices is not None:
+        return [str(c) for c in choices]
+    enum_cls = getattr(param, "_enum", None)
+    if enum_cls is not None:
+        return [member.name for member in enum_cls]
+    return None
+
+
+def jsonable(param: luigi.Parameter, value: Any) -> Any:
+    """A value as JSON shows it: scalars as they are, lists and dicts as JSON, the rest serialized."""
+    if value is None or isinstance(value, bool | int | float | str) and not isinstance(value, enum.Enum):
+        return value
+    serialized = param.serialize(value)
+    if kind_of(param) in JSON_KINDS:
+        return json.loads(serialized)
+    return serialized
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One parameter of a task, as the catalog shows it."""
+
+    name: str
+    kind: str
+    required: bool
+    default: Any
+    description: str | None
+    significant: bool
+    optional: bool
+    choices: list[str] | None
+    param: luigi.Parameter = field(repr=False, compare=False)
+
+    @classmethod
+    def of(cls, task_cls: type[luigi.Task], name: str, param: luigi.Parameter) -> ParamInfo:
+        family = task_cls.get_task_family()
+        has_default = param.has_task_value(family, name)
+        return cls(
+            name=name,
+            kind=kind_of(param),
+            required=not has_default,
+            default=jsonable(param, param.task_value(family, name)) if has_default else None,
+            description=param.description,
+            significant=bool(param.significant),
+            optional=isinstance(param, OptionalParameterMixin),
+            choices=_choices(param),
+            param=param,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "required": self.required,
+            "default": self.default,
+            "description": self.description,
+            "significant": self.significant,
+            "choices": self.choices,
+        }
+
+    def parse(self, raw: Any) -> Any:
+        """The parameter's value for a wire value (a string, or a JSON scalar, list or dict)."""
+        if raw is None:
+            if self.optional:
+                return None
+            raise ValueError("must not be null")
+        if isinstance(raw, str):
+            text = raw
+        elif isinstance(raw, bool):
+            if self.kind != "bool":
+                raise ValueError(f"expected a {self.kind}, got a boolean")
+            text = "true" if raw else "false"
+        elif isinstance(raw, int | float):
+            if self.kind not in {"int", "float", "number", "str", "choice", "timedelta", "year"}:
+                raise ValueError(f"expected a {self.kind}, got a number")
+            if self.kind == "int" and isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(f"expected an integer, got {raw!r}")
+            text = str(int(raw)) if self.kind == "int" else str(raw)
+        elif isinstance(raw, list | dict):
+            if self.kind not in JSON_KINDS | {"choicelist", "enumlist"}:
+                raise ValueError(f"expected a {self.kind}, got a JSON {type(raw).__name__}")
+            text = json.dumps(raw) if self.kind in JSON_KINDS else ",".join(map(str, raw))
+        else:
+            raise ValueError(f"unsupported value of type {type(raw).__name__}")
+        if self.kind == "bool" and text.lower() not in {"true", "false"}:
+            raise ValueError(f"expected true or false, got {text!r}")
+        try:
+            return self.param.normalize(self.param.parse(text))
+        except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
+            detail = f" (one of {', '.join(self.choices)})" if self.choices else ""
+            raise ValueError(f"not a valid {self.kind}{detail}: {text!r}") from exc
+
+
+def params_of(task_cls: type[luigi.Task]) -> tuple[ParamInfo, ...]:
+    """The parameters a client may set: every one that is not private."""
+    return tuple(
+        ParamInfo.of(task_cls, name, param)
+        for name, param in task_cls.get_params()
+        if param.visibility != ParameterVisibility.PRIVATE
+    )

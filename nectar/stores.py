@@ -1,0 +1,220 @@
+"""Target stores: where task outputs live, local folder or S3 bucket, behind one small surface.
+
+A store hands out luigi targets (whose writes are atomic: ``LocalTarget``'s atomic file,
+``S3Target``'s temp file uploaded on close) and answers ``exists``, ``url`` and ``put_file``.
+The S3 client is created lazily, once per store, and stores are cached per settings.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+from luigi import LocalTarget
+from luigi.target import FileSystemTarget
+
+from nectar.config import Settings, get_settings
+from nectar.errors import InvalidKey, StoreUnavailable
+from nectar.keys import TargetKey
+
+
+class TargetStore(ABC):
+    """Where the targets of one kind live."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def target(self, key: TargetKey) -> FileSystemTarget:
+        """A luigi target for ``key``; its ``open('w')`` is atomic."""
+
+    @abstractmethod
+    def exists(self, key: TargetKey) -> bool: ...
+
+    @abstractmethod
+    def put_file(self, local_path: Path, key: TargetKey) -> None:
+        """Copy a local file to ``key`` atomically."""
+
+    @abstractmethod
+    def url(self, key: TargetKey, expires_in: int) -> str | None:
+        """A URL anyone can GET for ``expires_in`` seconds, or None if the store has none."""
+
+    @abstractmethod
+    def iter_bytes(self, key: TargetKey, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        """Stream the object's bytes (raises FileNotFoundError when absent)."""
+
+    @abstractmethod
+    def check(self) -> str:
+        """Raise :class:`StoreUnavailable` if the store cannot be used; else describe it."""
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the store is, for people: a folder or ``s3://bucket``."""
+
+    def open(self, key: TargetKey, mode: str = "r") -> IO[Any]:
+        return self.target(key).open(mode)
+
+    def write_text(self, key: TargetKey, text: str) -> None:
+        with self.open(key, "w") as handle:
+            handle.write(text)
+
+    def read_text(self, key: TargetKey) -> str:
+        return b"".join(self.iter_bytes(key)).decode("utf-8")
+
+    def describe(self, key: TargetKey) -> str:
+        """Where ``key`` is, for people."""
+        return f"{self.location}/{key.path}"
+
+
+class LocalStore(TargetStore):
+    """Targets under a local folder (``local_targets/`` by default)."""
+
+    kind = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def path(self, key: TargetKey) -> Path:
+        """The file for ``key``; refuses anything that would resolve outside the root."""
+        path = (self.root / key.path).resolve()
+        if not path.is_relative_to(self.root):
+            raise InvalidKey(f"key {key.path!r} resolves outside the local targets folder")
+        return path
+
+    def target(self, key: TargetKey) -> FileSystemTarget:
+        return LocalTarget(str(self.root / key.path))
+
+    def exists(self, key: TargetKey) -> bool:
+        return self.path(key).is_file()
+
+    def put_file(self, local_path: Path, key: TargetKey) -> None:
+        dest = self.root / key.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out, open(local_path, "rb") as src:
+                shutil.copyfileobj(src, out)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def url(self, key: TargetKey, expires_in: int) -> str | None:
+        return None
+
+    def iter_bytes(self, key: TargetKey, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        with self.path(key).open("rb") as handle:
+            while chunk := handle.read(chunk_size):
+                yield chunk
+
+    def check(self) -> str:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"local store {self.root} cannot be created: {exc}") from exc
+        if not os.access(self.root, os.W_OK):
+            raise StoreUnavailable(f"local store {self.root} is not writable")
+        return f"local folder {self.root}"
+
+
+class S3Store(TargetStore):
+    """Targets in one S3 bucket, through ``luigi.contrib.s3`` on boto3.
+
+    Credentials, region and endpoint come the usual boto3 way (``AWS_*`` variables, profiles,
+    instance roles; ``AWS_ENDPOINT_URL`` for any S3-compatible store).
+    """
+
+    kind = "s3"
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}"
+
+    @functools.cached_property
+    def client(self) -> Any:
+        """The luigi S3Client, created on first use and kept."""
+        from botocore.config import Config
+        from luigi.contrib.s3 import S3Client
+
+        config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"})
+        return S3Client(config=config)
+
+    @property
+    def boto(self) -> Any:
+        """The boto3 low-level client under :attr:`client`."""
+        return self.client.s3.meta.client
+
+    def s3_path(self, key: TargetKey) -> str:
+        return f"s3://{self.bucket}/{key.path}"
+
+    def target(self, key: TargetKey) -> FileSystemTarget:
+        from luigi.contrib.s3 import S3Target
+
+        return S3Target(self.s3_path(key), client=self.client)
+
+    def _call(self, what: str, fn: Any, /, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in {"404", "NoSuchKey", "NotFound"}:
+                raise FileNotFoundError(kwargs.get("Key", what)) from exc
+            raise StoreUnavailable(f"S3 store {self.location}: {what} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"S3 store {self.location} unreachable: {exc}") from exc
+
+    def exists(self, key: TargetKey) -> bool:
+        try:
+            self._call("head_object", self.boto.head_object, Bucket=self.bucket, Key=key.path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def put_file(self, local_path: Path, key: TargetKey) -> None:
+        # upload_file streams from disk in multipart chunks: memory stays flat for big files
+        self._call("upload", self.boto.upload_file, Filename=str(local_path), Bucket=self.bucket, Key=key.path)
+
+    def url(self, key: TargetKey, expires_in: int) -> str:
+        return str(
+            self.boto.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key.path}, ExpiresIn=expires_in
+            )
+        )
+
+    def iter_bytes(self, key: TargetKey, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        answer = self._call("get_object", self.boto.get_object, Bucket=self.bucket, Key=key.path)
+        yield from answer["Body"].iter_chunks(chunk_size)
+
+    def check(self) -> str:
+        self._call("head_bucket", self.boto.head_bucket, Bucket=self.bucket)
+        return f"S3 bucket {self.bucket}"
+
+
+@functools.lru_cache(maxsize=16)
+def _store(kind: str, local_root: Path, bucket: str) -> TargetStore:
+    if kind == "local":
+        return LocalStore(local_root)
+    if kind == "s3":
+        return S3Store(bucket)
+    raise ValueError(f"unknown store kind {kind!r} (expected 'local' or 's3')")
+
+
+def get_store(settings: Settings | None = None, kind: str | None = None) -> TargetStore:
+    """The (cached) store of ``kind``, or the one ``settings`` choose (local when ENV=local)."""
+    settings = settings or get_settings()
+    return _store(kind or settings.store_kind, settings.local_targets_dir, settings.bucket)

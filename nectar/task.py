@@ -1,0 +1,203 @@
+"""The task base classes chains build on: outputs keyed by parameters, params.txt and logs beside them.
+
+``NectarTask`` picks its store from the settings (local when ``ENV=local``, S3 otherwise);
+``NectarS3Task`` and ``NectarLocalTask`` force one. Every ``run()`` a subclass defines is wrapped
+so that ``params.txt`` is written when it starts and ``log/stdout.log``/``log/stderr.log`` are
+saved when it finishes or fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import inspect
+import json
+import logging
+import traceback
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import luigi
+from luigi.target import FileSystemTarget
+
+from nectar.capture import redirect_output
+from nectar.config import get_settings
+from nectar.errors import ChainImportError
+from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_name
+from nectar.stores import TargetStore, get_store
+
+logger = logging.getLogger(__name__)
+
+
+def chain_of_file(path: str | Path) -> tuple[str, str]:
+    """``(type, chain)`` for ``.../chains/<type>/<chain>.py``; raises if the path is not a chain."""
+    path = Path(path)
+    chain_type, chain = path.parent.name, path.stem
+    if path.suffix != ".py" or not chain.endswith("_chain") or not (is_name(chain_type) and is_name(chain)):
+        raise ChainImportError(f"{path} is not a chain file (<chains>/<type>/<name>_chain.py)")
+    return chain_type, chain
+
+
+def chain_namespace(chain_type: str, chain: str) -> str:
+    """The luigi namespace of a chain's tasks, so families mirror keys and never collide."""
+    return f"chains.{chain_type}.{chain}"
+
+
+def live_log_paths(key: TargetKey) -> tuple[Path, Path]:
+    """Where a running task's stdout and stderr are written before they reach the store."""
+    folder = get_settings().live_logs_dir / key.folder
+    return folder / STDOUT_FILE, folder / STDERR_FILE
+
+
+class NectarTask(luigi.Task):
+    """A luigi task whose output is ``chains/<type>/<chain>/<Task>/<md5>/out.txt`` in a store."""
+
+    #: ``"local"``, ``"s3"`` or None (decided by the settings: local when ENV=local)
+    store_kind: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is not None and not getattr(run, "_nectar_recorded", False):
+            cls.run = _recorded(run)  # type: ignore[method-assign]
+
+    @classmethod
+    def chain_ref(cls) -> tuple[str, str]:
+        """``(type, chain)`` of the chain file that defines this class."""
+        return chain_of_file(inspect.getfile(cls))
+
+    @classmethod
+    def get_task_namespace(cls) -> str:
+        if cls.task_namespace != luigi.Task.task_namespace:
+            return str(cls.task_namespace)
+        try:
+            return chain_namespace(*cls.chain_ref())
+        except (ChainImportError, TypeError):
+            return str(super().get_task_namespace())
+
+    @functools.cached_property
+    def target_key(self) -> TargetKey:
+        """The key of ``out.txt``: the chain, the class and the MD5 luigi's task_id uses."""
+        chain_type, chain = self.chain_ref()
+        params = self.to_str_params(only_significant=True, only_public=True)
+        return TargetKey.for_task(chain_type, chain, type(self).__name__, params)
+
+    @property
+    def store(self) -> TargetStore:
+        return get_store(kind=self.store_kind)
+
+    def output(self) -> FileSystemTarget:
+        return self.store.target(self.target_key)
+
+    def target_for(self, filename: str) -> FileSystemTarget:
+        """A target for another file in this task's folder (e.g. ``summary.json``)."""
+        return self.store.target(self.target_key.with_file(filename))
+
+    def write_file(self, filename: str, text: str) -> None:
+        """Write a text file in this task's folder, atomically."""
+        self.store.write_text(self.target_key.with_file(filename), text)
+
+    def params_record(self) -> dict[str, Any]:
+        """What ``params.txt`` holds."""
+        chain_type, chain = self.chain_ref()
+        return {
+            "chain": f"{chain_type}/{chain}",
+            "task": type(self).__name__,
+            "task_family": self.get_task_family(),
+            "task_id": self.task_id,
+            "params": self.to_str_params(only_public=True),
+            "key": self.target_key.path,
+            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+
+
+class NectarS3Task(NectarTask):
+    """A :class:`NectarTask` whose targets are always in S3."""
+
+    store_kind = "s3"
+
+
+class NectarLocalTask(NectarTask):
+    """A :class:`NectarTask` whose targets are always in the local targets folder."""
+
+    store_kind = "local"
+
+
+class _Recording:
+    """params.txt when a run starts; logs captured while it runs and saved when it ends."""
+
+    def __init__(self, task: NectarTask) -> None:
+        self.task = task
+        self.key = task.target_key
+        self.stdout, self.stderr = live_log_paths(self.key)
+
+    def start(self) -> None:
+        for path in (self.stdout, self.stderr):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+        self.task.store.write_text(self.key.with_file(PARAMS_FILE), json.dumps(self.task.params_record(), indent=2))
+
+    def capturing(self) -> Any:
+        return redirect_output(self.stdout, self.stderr)
+
+    def finish(self) -> None:
+        try:
+            for path, name in ((self.stdout, STDOUT_FILE), (self.stderr, STDERR_FILE)):
+                self.task.store.put_file(path, self.key.with_file(name))
+        except Exception:  # the run's own outcome must not be masked by a failed log upload
+            logger.exception("could not save the logs of %s; they stay in %s", self.key.folder, self.stdout.parent)
+        else:
+            for path in (self.stdout, self.stderr):
+                path.unlink(missing_ok=True)
+
+
+def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a task's ``run`` (plain or generator) with :class:`_Recording`."""
+
+    if inspect.isgeneratorfunction(run):
+
+        @functools.wraps(run)
+        def generator_wrapper(self: NectarTask, *args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            recording = _Recording(self)
+            recording.start()
+            try:
+                with recording.capturing():
+                    gen = run(self, *args, **kwargs)
+                sent: Any = None
+                while True:
+                    with recording.capturing():
+                        try:
+                            dependency = gen.send(sent)
+                        except StopIteration as stop:
+                            return stop.value
+                        except BaseException:
+                            traceback.print_exc()
+                            raise
+                    sent = yield dependency
+            finally:
+                recording.finish()
+
+        generator_wrapper._nectar_recorded = True  # type: ignore[attr-defined]
+        return generator_wrapper
+
+    @functools.wraps(run)
+    def wrapper(self: NectarTask, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, "_nectar_recording", False):  # super().run() of a recorded run
+            return run(self, *args, **kwargs)
+        recording = _Recording(self)
+        recording.start()
+        self._nectar_recording = True
+        try:
+            with recording.capturing():
+                try:
+                    return run(self, *args, **kwargs)
+                except BaseException:
+                    traceback.print_exc()
+                    raise
+        finally:
+            self._nectar_recording = False
+            recording.finish()
+
+    wrapper._nectar_recorded = True  # type: ignore[attr-defined]
+    return wrapper
