@@ -1,16 +1,16 @@
 """The exceptions Datanectar raises, all under one root.
 
-    NectarError
-    ├── NotFound
-    │   ├── ChainNotFound      unknown chain type or chain
-    │   ├── TaskNotFound       unknown task in a known chain
-    │   └── RunNotFound        no run and no target for a key
-    ├── InvalidParameters      bad or missing task parameters (``errors`` per field)
-    ├── InvalidKey             a target key outside the key grammar
-    ├── ChainImportError       a chain module failed to import
-    └── Unavailable
-        ├── StoreUnavailable     the target store (S3) cannot be reached
-        └── SchedulerUnavailable luigid cannot be reached
+NectarError
+├── NotFound
+│   ├── ChainNotFound      unknown chain type or chain
+│   ├── TaskNotFound       unknown task in a known chain
+│   └── RunNotFound        no run and no target for a key
+├── InvalidParameters      bad or missing task parameters (``errors`` per field)
+├── InvalidKey             a target key outside the key grammar
+├── ChainImportError       a chain module failed to import
+└── Unavailable
+    ├── StoreUnavailable     the target store (S3) cannot be reached
+    └── SchedulerUnavailable luigid cannot be reached
 """
 
 from __future__ import annotations

@@ -160,7 +160,8 @@ class Executor:
                 logger.warning("run %s of %s requeued: its worker was stopped", run.id, run.ref)
             else:
                 reason = (
-                    f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+                    f"killed by signal {os.WTERMSIG(status)}"
+                    if os.WIFSIGNALED(status)
                     else f"exited with code {os.WEXITSTATUS(status)}"
                 )
                 self.runs.finish(run.id, RunState.FAILED, failed_step=run.task, error=f"worker process {reason}")

@@ -203,9 +203,20 @@ class SQLiteRunStore(RunStore):
                 f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(key) WHERE state IN ('PENDING', 'RUNNING') DO NOTHING",
                 (
-                    run.id, run.key, run.chain_type, run.chain, run.task, json.dumps(dict(run.params)),
-                    run.task_id, run.state.value, run.queued_at, run.started_at, run.finished_at,
-                    run.worker, run.failed_step, run.error,
+                    run.id,
+                    run.key,
+                    run.chain_type,
+                    run.chain,
+                    run.task,
+                    json.dumps(dict(run.params)),
+                    run.task_id,
+                    run.state.value,
+                    run.queued_at,
+                    run.started_at,
+                    run.finished_at,
+                    run.worker,
+                    run.failed_step,
+                    run.error,
                 ),
             )
             if cursor.rowcount == 1:
@@ -238,7 +249,8 @@ class SQLiteRunStore(RunStore):
     def requeue(self, run_id: str) -> None:
         with self._db() as db:
             db.execute(
-                "UPDATE runs SET state = 'PENDING', started_at = NULL, worker = NULL WHERE id = ? AND state = 'RUNNING'",
+                "UPDATE runs SET state = 'PENDING', started_at = NULL, worker = NULL "
+                "WHERE id = ? AND state = 'RUNNING'",
                 (run_id,),
             )
 
@@ -247,9 +259,11 @@ class SQLiteRunStore(RunStore):
         return _run(row)
 
     def latest(self, key: str) -> Run | None:
-        row = self._connection().execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE key = ? ORDER BY queued_at DESC LIMIT 1", (key,)
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE key = ? ORDER BY queued_at DESC LIMIT 1", (key,))
+            .fetchone()
+        )
         return _run(row)
 
     def record_step(self, step: Step) -> None:
@@ -260,16 +274,29 @@ class SQLiteRunStore(RunStore):
                 "ON CONFLICT(run_id, task_id) DO UPDATE SET state = excluded.state, "
                 "executed = MAX(steps.executed, excluded.executed), "
                 "error = COALESCE(excluded.error, steps.error), updated_at = excluded.updated_at",
-                (step.run_id, step.task_id, step.task, step.key, step.state, int(step.executed), step.error,
-                 step.updated_at, step.run_id),
+                (
+                    step.run_id,
+                    step.task_id,
+                    step.task,
+                    step.key,
+                    step.state,
+                    int(step.executed),
+                    step.error,
+                    step.updated_at,
+                    step.run_id,
+                ),
             )
 
     def steps(self, run_id: str) -> list[Step]:
-        rows = self._connection().execute(
-            "SELECT run_id, task_id, task, key, state, executed, error, updated_at FROM steps "
-            "WHERE run_id = ? ORDER BY seq",
-            (run_id,),
-        ).fetchall()
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT run_id, task_id, task, key, state, executed, error, updated_at FROM steps "
+                "WHERE run_id = ? ORDER BY seq",
+                (run_id,),
+            )
+            .fetchall()
+        )
         return [Step(**{**dict(row), "executed": bool(row["executed"])}) for row in rows]
 
     def count(self, state: RunState | None = None) -> int:

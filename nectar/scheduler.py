@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -48,4 +49,4 @@ class SchedulerClient:
 
     def task_url(self, task_id: str) -> str:
         """The task in luigid's visualiser."""
-        return f"{self.url}/static/visualiser/index.html#tab=graph&taskId={requests.utils.quote(task_id)}"
+        return f"{self.url}/static/visualiser/index.html#tab=graph&taskId={quote(task_id)}"

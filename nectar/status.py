@@ -46,7 +46,7 @@ def _from_scheduler(key: TargetKey, store: TargetStore, scheduler: SchedulerClie
             record = None
         if record is not None:
             return JobStatus(key, str(record.get("status", "UNKNOWN")))
-    return JobStatus(key, "UNKNOWN", error="started outside this registry; neither the scheduler nor the store knows more")
+    return JobStatus(key, "UNKNOWN", error="started outside this registry; the scheduler does not know it")
 
 
 def job_status(

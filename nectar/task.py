@@ -55,6 +55,7 @@ class NectarTask(luigi.Task):
 
     #: ``"local"``, ``"s3"`` or None (decided by the settings: local when ENV=local)
     store_kind: ClassVar[str | None] = None
+    _nectar_recording: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

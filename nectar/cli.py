@@ -1,0 +1,172 @@
+"""The ``nectar`` command: list chains, run a task in the foreground, ask a status, start workers.
+
+nectar chains
+nectar run testchains/hello_luigiworld_chain/WithDependencyTask --aparam hi
+nectar status chains/testchains/hello_luigiworld_chain/TestS3Task/<md5>/out.txt
+nectar worker --workers 2
+nectar serve
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from nectar.config import Settings, configure
+from nectar.errors import InvalidParameters, NectarError
+from nectar.keys import TargetKey
+
+COMMON_FLAGS = {
+    "--chains-dir": "folder holding <type>/<name>_chain.py files (env NECTAR_CHAINS_DIR, default ./chains)",
+    "--data-dir": "folder for the run registry and live logs (env NECTAR_DATA_DIR, default ./nectar_data)",
+    "--scheduler-url": "luigi central scheduler, e.g. http://localhost:8082 (env NECTAR_SCHEDULER_URL)",
+}
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env(
+        chains_dir=args.chains_dir, data_dir=args.data_dir, scheduler_url=getattr(args, "scheduler_url", None)
+    )
+    configure(settings)
+    return settings
+
+
+def _task_params(extra: Sequence[str]) -> dict[str, str]:
+    """``--name value`` and ``--name=value`` pairs; names may use - for _."""
+    params: dict[str, str] = {}
+    items = list(extra)
+    while items:
+        flag = items.pop(0)
+        if not flag.startswith("--") or len(flag) < 3:
+            raise SystemExit(f"nectar run: expected --<param> <value>, got {flag!r}")
+        name, sep, value = flag[2:].partition("=")
+        if not sep:
+            if not items:
+                raise SystemExit(f"nectar run: --{name} needs a value")
+            value = items.pop(0)
+        params[name.replace("-", "_")] = value
+    return params
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def cmd_chains(args: argparse.Namespace) -> int:
+    from nectar.discovery import ChainCatalog
+
+    settings = _settings(args)
+    rows = [["CHAIN", "TASK", "PARAMETERS"]]
+    for chain in ChainCatalog(settings.chains_dir).chains():
+        if chain.error:
+            rows.append([chain.ref, "(import failed)", chain.error])
+        for task in chain.tasks.values():
+            params = ", ".join(f"{p.name}:{p.kind}" + ("*" if p.required else f"={p.default}") for p in task.params)
+            rows.append([chain.ref, task.name, params or "-"])
+    print(_table(rows))
+    print("\n* required" if len(rows) > 1 else f"no chains under {settings.chains_dir}")
+    return 0
+
+
+def _print_status(nectar: Any, key: TargetKey) -> str:
+    status = nectar.status(key)
+    print(f"job_status: {status.job_status}")
+    print(f"key:        {key.path}")
+    print(f"location:   {nectar.store.describe(key)}")
+    if status.run:
+        print(f"run:        {status.run.id}")
+    for step in status.steps:
+        ran = "ran" if step.executed else "-"
+        print(f"  {step.state:<8} {ran:<3} {step.task}" + (f": {step.error}" if step.error else ""))
+    if status.failed_step:
+        print(f"failed:     {status.failed_step}: {status.error}")
+        print(f"logs:       {nectar.store.describe(key.with_file('log/stderr.log'))}")
+    return str(status.job_status)
+
+
+def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from nectar.executor import execute
+    from nectar.service import Nectar
+
+    settings = _settings(args)
+    parts = args.task.split("/")
+    if len(parts) != 3:
+        raise SystemExit("nectar run: name the task as <type>/<chain>/<Task>")
+    nectar = Nectar(settings)
+    chain_type, chain, task = parts
+    submission = nectar.submit(chain_type, chain, task, _task_params(extra))
+    if submission.done:
+        print("already done, nothing to run")
+    elif not submission.created:
+        assert submission.run is not None
+        print(f"an identical run is already {submission.run.state} (run {submission.run.id}); not starting another")
+        return 3
+    else:
+        assert submission.run is not None
+        run = nectar.runs.claim(f"cli:{dt.datetime.now():%H%M%S}", run_id=submission.run.id)
+        if run is not None:
+            execute(settings, nectar.runs, run)
+    return 0 if _print_status(nectar, submission.key) == "DONE" else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from nectar.service import Nectar
+
+    nectar = Nectar(_settings(args))
+    return 0 if _print_status(nectar, TargetKey.parse(args.key)) == "DONE" else 1
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from nectar.executor import Executor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    Executor(_settings(args), concurrency=args.workers).serve_forever()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nectar", description="Luigi chains behind an HTTP API.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        for flag, text in COMMON_FLAGS.items():
+            sub.add_argument(flag, help=text)
+        return sub
+
+    command("chains", "list the chains, their tasks and parameters")
+    run = command("run", "run a task in the foreground: nectar run <type>/<chain>/<Task> --param value ...")
+    run.add_argument("task", help="<type>/<chain>/<Task>")
+    status = command("status", "the status of a target key")
+    status.add_argument("key", help="chains/<type>/<chain>/<Task>/<md5>/out.txt")
+    worker = command("worker", "claim and execute queued runs until stopped")
+    worker.add_argument("--workers", type=int, default=1, help="runs executed at once (default 1)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.command == "run":
+            return cmd_run(args, extra)
+        handler = {"chains": cmd_chains, "status": cmd_status, "worker": cmd_worker}[args.command]
+        return handler(args)
+    except InvalidParameters as exc:
+        for name, messages in sorted(exc.errors.items()):
+            print(f"nectar: --{name}: {'; '.join(messages)}", file=sys.stderr)
+        return 2
+    except NectarError as exc:
+        print(f"nectar: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The test world: a real luigid and a real moto S3 server on free ports, temporary chains,
+data and target folders, and real ``nectar worker`` processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from nectar.config import Settings, configure
+
+REPO = Path(__file__).resolve().parent.parent
+NECTAR = [sys.executable, "-m", "nectar.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+        time.sleep(interval)
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=1)
+    except requests.ConnectionError:
+        return False
+    return True
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def luigid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real luigi central scheduler; yields its URL."""
+    port = free_port()
+    state = tmp_path_factory.mktemp("luigid")
+    proc = subprocess.Popen(
+        [
+            shutil.which("luigid") or "luigid",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--state-path",
+            str(state / "state.pickle"),
+            "--logdir",
+            str(state),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(f"{url}/api/worker_list"))
+    yield url
+    stop(proc)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A real moto S3 server over HTTP; yields its endpoint URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(url))
+    yield url
+    stop(proc)
+
+
+@pytest.fixture
+def chains_dir(tmp_path: Path) -> Path:
+    """A copy of the repository's example chains in a temporary folder."""
+    target = tmp_path / "chains"
+    shutil.copytree(REPO / "chains", target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+@pytest.fixture
+def write_chain(chains_dir: Path) -> Callable[[str, str], Path]:
+    """Write (or rewrite) ``<chains>/<ref>.py``; bumps the mtime so a change is always seen."""
+
+    def write(ref: str, source: str) -> Path:
+        path = chains_dir / f"{ref}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        old = path.stat().st_mtime_ns if path.exists() else 0
+        path.write_text(source)
+        stamp = max(time.time_ns(), old + 1_000_000)
+        os.utime(path, ns=(stamp, stamp))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def settings(tmp_path: Path, chains_dir: Path) -> Iterator[Settings]:
+    """Local-store settings in temporary folders, configured for this process."""
+    value = Settings(
+        env="local", chains_dir=chains_dir, data_dir=tmp_path / "data", local_targets_dir=tmp_path / "targets"
+    ).resolved()
+    configure(value)
+    yield value
+    configure(None)
+
+
+@pytest.fixture
+def s3_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """AWS variables pointing boto3 at the moto server, with a fresh bucket created."""
+    import boto3
+
+    env = {
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "ENV": "test",
+        "PROJECT_BUCKET": f"nectar-{uuid.uuid4().hex[:12]}",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3").create_bucket(Bucket=f"{env['ENV']}.{env['PROJECT_BUCKET']}")
+    return env
+
+
+@pytest.fixture
+def s3_settings(settings: Settings, s3_env: dict[str, str]) -> Settings:
+    value = settings.replace(env=s3_env["ENV"], project_bucket=s3_env["PROJECT_BUCKET"])
+    configure(value)
+    return value
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a subprocess needs to share ``settings``."""
+    env = {
+        "ENV": settings.env,
+        "PROJECT_BUCKET": settings.project_bucket,
+        "NECTAR_CHAINS_DIR": str(settings.chains_dir),
+        "NECTAR_DATA_DIR": str(settings.data_dir),
+        "NECTAR_LOCAL_TARGETS": str(settings.local_targets_dir),
+        "NECTAR_LUIGI_CONFIG": str(REPO / "configuration" / "luigi.cfg"),
+    }
+    if settings.scheduler_url:
+        env["NECTAR_SCHEDULER_URL"] = settings.scheduler_url
+    return env
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start ``nectar worker`` processes for some settings; all are stopped at teardown."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(settings: Settings, workers: int = 2) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **settings_env(settings)}
+        log = open(tmp_path / f"worker-{len(procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [*NECTAR, "worker", "--workers", str(workers)], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        stop(proc)
