@@ -146,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("key", help="chains/<type>/<chain>/<Task>/<md5>/out.txt")
     worker = command("worker", "claim and execute queued runs until stopped")
     worker.add_argument("--workers", type=int, default=1, help="runs executed at once (default 1)")
+    serve = commands.add_parser(
+        "serve", help="start luigid, the workers and the API", description="start luigid, the workers and the API"
+    )
+    from nectar.serve import add_arguments
+
+    add_arguments(serve)
     return parser
 
 
@@ -157,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args, extra)
+        if args.command == "serve":
+            from nectar.serve import serve
+
+            return serve(args)
         handler = {"chains": cmd_chains, "status": cmd_status, "worker": cmd_worker}[args.command]
         return handler(args)
     except InvalidParameters as exc:

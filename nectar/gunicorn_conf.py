@@ -1,0 +1,20 @@
+"""Gunicorn settings for the API, read from the environment (``gunicorn -c python:nectar.gunicorn_conf``)."""
+
+from __future__ import annotations
+
+import os
+
+bind = f"{os.environ.get('NECTAR_HOST', '127.0.0.1')}:{os.environ.get('NECTAR_PORT', '5000')}"
+workers = int(os.environ.get("NECTAR_API_WORKERS", "2"))
+# threads let one worker answer status polls while another request waits on S3 or luigid
+worker_class = "gthread"
+threads = int(os.environ.get("NECTAR_API_THREADS", "8"))
+timeout = 30
+graceful_timeout = 10
+keepalive = 5
+# a worker recycled now and then keeps memory flat over weeks
+max_requests = 20000
+max_requests_jitter = 2000
+loglevel = os.environ.get("NECTAR_LOG_LEVEL", "warning").lower()
+accesslog = os.environ.get("NECTAR_ACCESS_LOG") or None
+errorlog = "-"

@@ -1,0 +1,156 @@
+"""``nectar serve``: luigid, the workers and the API under gunicorn, started and stopped together.
+
+Each part runs as its own process in its own session, so Ctrl-C reaches only this supervisor,
+which then stops the API first, the workers next (they requeue what they were running) and
+luigid last. If any part dies, everything is stopped and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from nectar.config import Settings
+
+logger = logging.getLogger("nectar.serve")
+
+#: flag -> (environment variable, default)
+SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
+    "--host": ("NECTAR_HOST", "127.0.0.1", "address the API listens on"),
+    "--port": ("NECTAR_PORT", "5000", "port of the API"),
+    "--scheduler-host": ("NECTAR_SCHEDULER_HOST", "127.0.0.1", "address luigid listens on (keep it private)"),
+    "--scheduler-port": ("NECTAR_SCHEDULER_PORT", "8082", "port of luigid and its visualiser"),
+    "--scheduler-url": ("NECTAR_SCHEDULER_URL", None, "use this running luigid instead of starting one"),
+    "--workers": ("NECTAR_WORKERS", "2", "runs executed at once"),
+    "--api-workers": ("NECTAR_API_WORKERS", "2", "gunicorn worker processes"),
+    "--data-dir": ("NECTAR_DATA_DIR", "nectar_data", "run registry, live logs, luigid state"),
+    "--chains-dir": ("NECTAR_CHAINS_DIR", "chains", "folder of <type>/<name>_chain.py files"),
+}
+STOP_TIMEOUT = 20.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, (env, default, text) in SERVE_FLAGS.items():
+        parser.add_argument(flag, default=os.environ.get(env, default), help=f"{text} (env {env}, default {default})")
+
+
+@dataclass
+class Part:
+    name: str
+    proc: subprocess.Popen[bytes]
+
+
+def _wait_http(url: str, part: Part, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if part.proc.poll() is not None:
+            raise RuntimeError(f"{part.name} exited with code {part.proc.returncode} while starting")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.05)
+    raise RuntimeError(f"{part.name} did not answer on {url} within {timeout:.0f}s")
+
+
+class Supervisor:
+    """Starts the parts in order and stops them in reverse."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.parts: list[Part] = []
+        self._stopping = False
+        self.settings = Settings.from_env(
+            chains_dir=args.chains_dir, data_dir=args.data_dir, scheduler_url=args.scheduler_url or None
+        )
+        luigi_cfg = self.settings.luigi_config or Path("configuration/luigi.cfg").resolve()
+        self.env = {
+            **os.environ,
+            "NECTAR_HOST": args.host,
+            "NECTAR_PORT": str(args.port),
+            "NECTAR_API_WORKERS": str(args.api_workers),
+            "NECTAR_CHAINS_DIR": str(self.settings.chains_dir),
+            "NECTAR_DATA_DIR": str(self.settings.data_dir),
+            "NECTAR_LOCAL_TARGETS": str(self.settings.local_targets_dir),
+        }
+        if luigi_cfg.is_file():
+            self.env["NECTAR_LUIGI_CONFIG"] = self.env["LUIGI_CONFIG_PATH"] = str(luigi_cfg)
+
+    def _start(self, name: str, argv: list[str]) -> Part:
+        proc = subprocess.Popen(argv, env=self.env, start_new_session=True)
+        part = Part(name, proc)
+        self.parts.append(part)
+        return part
+
+    def start(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        scheduler_url = self.settings.scheduler_url
+        if not scheduler_url:
+            state = self.settings.data_dir / "luigid"
+            state.mkdir(parents=True, exist_ok=True)
+            scheduler_url = f"http://{self.args.scheduler_host}:{self.args.scheduler_port}"
+            luigid = self._start("luigid", [
+                sys.executable, "-c", "from luigi.cmdline import luigid; luigid()",
+                "--address", self.args.scheduler_host, "--port", str(self.args.scheduler_port),
+                "--state-path", str(state / "state.pickle"), "--logdir", str(state),
+            ])
+            _wait_http(f"{scheduler_url}/api/worker_list", luigid)
+        self.env["NECTAR_SCHEDULER_URL"] = scheduler_url
+        self._start("workers", [sys.executable, "-m", "nectar.cli", "worker", "--workers", str(self.args.workers)])
+        api = self._start("api", [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"])
+        host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
+        _wait_http(f"http://{host}:{self.args.port}/healthz", api)
+        print(
+            f"Datanectar is up: API http://{host}:{self.args.port}/api/chains, docs /api/docs; "
+            f"luigi scheduler {scheduler_url}; chains from {self.settings.chains_dir}",
+            flush=True,
+        )
+
+    def request_stop(self, *_: Any) -> None:
+        self._stopping = True
+
+    def watch(self) -> int:
+        while not self._stopping:
+            for part in self.parts:
+                if part.proc.poll() is not None:
+                    logger.error("%s exited with code %s; stopping everything", part.name, part.proc.returncode)
+                    return 1
+            time.sleep(0.2)
+        return 0
+
+    def stop(self) -> None:
+        for part in reversed(self.parts):
+            if part.proc.poll() is None:
+                part.proc.send_signal(signal.SIGTERM)
+                try:
+                    part.proc.wait(timeout=STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    logger.error("%s did not stop within %.0fs; killing it", part.name, STOP_TIMEOUT)
+                    part.proc.kill()
+                    part.proc.wait()
+
+
+def serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    supervisor = Supervisor(args)
+    signal.signal(signal.SIGTERM, supervisor.request_stop)
+    signal.signal(signal.SIGINT, supervisor.request_stop)
+    try:
+        supervisor.start()
+        code = supervisor.watch()
+    except RuntimeError as exc:
+        logger.error("%s", exc)
+        code = 1
+    finally:
+        supervisor.stop()
+    return code
