@@ -1,0 +1,136 @@
+"""End to end: ``nectar serve`` started as a subprocess and driven over HTTP like the README tour."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import REPO, free_port, wait_until
+
+HELLO = "testchains/hello_luigiworld_chain"
+
+
+@dataclass
+class Served:
+    api: str
+    scheduler: str
+    proc: subprocess.Popen[bytes]
+    cwd: Path
+
+
+def _serve(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[Served]:
+    cwd = tmp_path / "project"
+    cwd.mkdir()
+    (cwd / "chains").symlink_to(REPO / "chains")
+    (cwd / "configuration").symlink_to(REPO / "configuration")
+    port, scheduler_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
+    env |= {"NECTAR_PORT": str(port), "NECTAR_SCHEDULER_PORT": str(scheduler_port), "ENV": "local", **extra_env}
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "nectar.cli", "serve"], cwd=cwd, env=env, stdout=log, stderr=log)
+    served = Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{scheduler_port}", proc, cwd)
+
+    def up() -> bool:
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+        try:
+            return requests.get(f"{served.api}/api/chains", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_until(up, timeout=60)
+    yield served
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    log.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    yield from _serve(tmp_path, {})
+
+
+@pytest.fixture
+def served_s3(tmp_path: Path, s3_env: dict[str, str]) -> Iterator[Served]:
+    yield from _serve(tmp_path, s3_env)
+
+
+def _launch_and_wait(served: Served, task: str, params: dict[str, str] | None = None) -> dict:
+    answer = requests.post(f"{served.api}/api/chains/{HELLO}/{task}", params=params, timeout=10)
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["status"] == 202
+    status_url = body["data"]["status_url"]
+    assert status_url.startswith(f"{served.api}/api/chainstatus?chain=chains/{HELLO}/{task}/")
+
+    def done() -> dict | None:
+        status = requests.get(status_url, timeout=10).json()
+        assert status["data"]["job_status"] in {"PENDING", "RUNNING", "DONE"}, status
+        return status if status["data"]["job_status"] == "DONE" else None
+
+    return wait_until(done, timeout=60, interval=0.2)  # type: ignore[return-value]
+
+
+def test_readme_tour_local(served: Served) -> None:
+    chains = requests.get(f"{served.api}/api/chains", timeout=10)
+    assert chains.status_code == 200 and HELLO in chains.text
+
+    status = _launch_and_wait(served, "TestS3Task")
+    data = status["data"]
+    resource = requests.get(data["resource_url"], timeout=10)
+    assert resource.status_code == 200
+    out = served.cwd / "local_targets" / data["key"]
+    assert resource.content == out.read_bytes() == b"hello luigi world\n"
+    assert "hello from TestS3Task" in requests.get(data["stdout_url"], timeout=10).text
+
+    # luigid on its own port knows the task, under the chain's namespace
+    found = requests.get(
+        f"{served.scheduler}/api/task_search", params={"data": '{"task_str": "hello_luigiworld_chain.TestS3Task"}'}, timeout=10
+    ).json()["response"]
+    assert any("TestS3Task" in task_id for tasks in found.values() for task_id in tasks)
+
+    again = requests.post(f"{served.api}/api/chains/{HELLO}/TestS3Task", timeout=10)
+    assert again.status_code == 200 and again.json()["data"]["job_status"] == "DONE"
+    assert (served.cwd / "local_targets" / data["key"]).stat().st_mtime == out.stat().st_mtime
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "code"),
+    [
+        ("post", "/api/chains/testchains/no_such_chain/TestS3Task", 404),
+        ("post", f"/api/chains/{HELLO}/NoSuchTask", 404),
+        ("post", f"/api/chains/{HELLO}/WithDependencyTask", 422),
+        ("get", "/api/chainstatus?chain=chains/../../etc/passwd", 400),
+        ("get", f"/api/chainstatus?chain=chains/{HELLO}/TestS3Task/{'0' * 32}/out.txt", 404),
+    ],
+)
+def test_errors_over_http(served: Served, method: str, path: str, code: int) -> None:
+    answer = requests.request(method, f"{served.api}{path}", timeout=10)
+    assert answer.status_code == code
+    assert answer.json()["status"] == code
+    if code == 422:
+        assert "aparam" in answer.json()["errors"]
+
+
+def test_sigterm_stops_everything(served: Served) -> None:
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(timeout=60) == 0
+    for url in (served.api, served.scheduler):
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url, timeout=2)
+
+
+def test_readme_tour_s3(served_s3: Served, s3_env: dict[str, str]) -> None:
+    status = _launch_and_wait(served_s3, "WithDependencyTask", {"aparam": "from s3"})
+    url = status["data"]["resource_url"]
+    assert url.startswith(s3_env["AWS_ENDPOINT_URL"]) and "Signature" in url or "X-Amz-Signature" in url
+    assert requests.get(url, timeout=10).content == b"hello luigi world, from s3\n"
+    assert not (served_s3.cwd / "local_targets").exists()
