@@ -1,0 +1,14 @@
+"""The HTTP API: flask-smorest blueprints over the ``nectar`` library."""
+
+from __future__ import annotations
+
+from flask_smorest import Api
+
+from api import chains, files, health, index, logs, status
+
+BLUEPRINTS = (chains.blp, status.blp, files.blp, logs.blp, health.blp, index.blp)
+
+
+def register_blueprints(api: Api) -> None:
+    for blp in BLUEPRINTS:
+        api.register_blueprint(blp)

@@ -8,6 +8,7 @@ NectarError
 ├── InvalidParameters      bad or missing task parameters (``errors`` per field)
 ├── InvalidKey             a target key outside the key grammar
 ├── ChainImportError       a chain module failed to import
+├── InvalidSignature       a signed download URL that is tampered with or expired
 └── Unavailable
     ├── StoreUnavailable     the target store (S3) cannot be reached
     └── SchedulerUnavailable luigid cannot be reached
@@ -50,6 +51,10 @@ class InvalidKey(NectarError):
 
 
 class ChainImportError(NectarError):
+    pass
+
+
+class InvalidSignature(NectarError):
     pass
 
 

@@ -75,15 +75,17 @@ class Nectar:
         run, created = self.runs.submit(run)
         return Submission(key, run, created)
 
-    def status(self, key: TargetKey) -> JobStatus:
-        store = self.store
+    def store_of(self, key: TargetKey) -> TargetStore:
+        """The store holding ``key``'s files: its task's, or the default one."""
         try:
             info = self.catalog.task(key.chain_type, key.chain, key.task)
-            store = self.store_for(info.cls)
         except NectarError:
-            pass  # a chain removed since: its targets stay in the default store
+            return self.store  # a chain removed since: its targets stay in the default store
+        return self.store_for(info.cls)
+
+    def status(self, key: TargetKey) -> JobStatus:
         return job_status(
-            key, store=store, runs=self.runs, scheduler=self.scheduler, expires_in=self.settings.url_expiry
+            key, store=self.store_of(key), runs=self.runs, scheduler=self.scheduler, expires_in=self.settings.url_expiry
         )
 
     def health(self) -> list[Check]:

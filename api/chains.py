@@ -1,0 +1,131 @@
+"""The chain catalog (types, chains, tasks with their parameters) and task submission."""
+
+from __future__ import annotations
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api import links
+from api.context import nectar
+from api.envelope import answer, error_responses
+from api.schemas import ChainEnvelope, ChainTypeEnvelope, ChainTypesEnvelope, SubmissionEnvelope, TaskEnvelope
+from api.task_params import params_schema
+from nectar.discovery import ChainInfo, TaskInfo
+from nectar.errors import ChainNotFound, InvalidParameters
+
+blp = Blueprint("chains", __name__, url_prefix="/api/chains", description="The chains and tasks, and running them.")
+
+SUBMISSION_DOC = {
+    "description": "Task parameters come from the query string (`?day=2024-01-31`) or a JSON object body, "
+    "or both (the body wins). The parameters each task takes are listed by GET on the same URL.",
+    "parameters": [
+        {
+            "name": "params",
+            "in": "query",
+            "required": False,
+            "style": "form",
+            "explode": True,
+            "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+            "description": "Task parameters by name.",
+        }
+    ],
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}},
+    },
+}
+
+
+def task_out(info: TaskInfo) -> dict:
+    return {**info.to_dict(), "api_href": links.task_href(info.chain_type, info.chain, info.name)}
+
+
+def chain_out(info: ChainInfo) -> dict:
+    return {
+        **info.to_dict(),
+        "tasks": [task_out(t) for t in info.tasks.values()],
+        "api_href": links.chain_href(info.chain_type, info.name),
+    }
+
+
+def type_out(chain_type: str, chains: list[ChainInfo]) -> dict:
+    return {"name": chain_type, "chains": [chain_out(c) for c in chains], "api_href": links.type_href(chain_type)}
+
+
+def submitted_values() -> dict:
+    """Parameters from the query string, overridden by those of a JSON object body."""
+    values: dict = request.args.to_dict()
+    if request.get_data():
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            raise InvalidParameters({"_body": ["the body must be a JSON object of task parameters"]})
+        values.update(body)
+    return values
+
+
+@blp.route("")
+class ChainTypes(MethodView):
+    @blp.response(200, ChainTypesEnvelope)
+    def get(self):
+        """Every chain type with its chains and their tasks"""
+        return answer([type_out(name, chains) for name, chains in nectar().catalog.types().items()])
+
+
+@blp.route("/<chain_type>")
+class ChainType(MethodView):
+    @blp.response(200, ChainTypeEnvelope)
+    @error_responses(blp, 404)
+    def get(self, chain_type):
+        """The chains of one type"""
+        chains = nectar().catalog.types().get(chain_type)
+        if chains is None:
+            raise ChainNotFound(f"no chain type {chain_type} in {nectar().catalog.root.name}/")
+        return answer(type_out(chain_type, chains))
+
+
+@blp.route("/<chain_type>/<chain>")
+class Chain(MethodView):
+    @blp.response(200, ChainEnvelope)
+    @error_responses(blp, 404)
+    def get(self, chain_type, chain):
+        """One chain: its tasks, or why it failed to import"""
+        return answer(chain_out(nectar().catalog.chain(chain_type, chain)))
+
+
+@blp.route("/<chain_type>/<chain>/<task>")
+class Task(MethodView):
+    @blp.response(200, TaskEnvelope)
+    @error_responses(blp, 404)
+    def get(self, chain_type, chain, task):
+        """One task: its doc and parameters"""
+        return answer(task_out(nectar().catalog.task(chain_type, chain, task)))
+
+    @blp.response(202, SubmissionEnvelope, description="Queued, or an identical run is already queued or running.")
+    @blp.alt_response(200, schema=SubmissionEnvelope, description="The output exists: nothing is run.", success=True)
+    @error_responses(blp, 404, 422, 503)
+    @blp.doc(**SUBMISSION_DOC)
+    def post(self, chain_type, chain, task):
+        """Run a task (unless its output exists or an identical run is active)"""
+        service = nectar()
+        info = service.catalog.task(chain_type, chain, task)
+        values = submitted_values()
+        errors = params_schema(info).validate(values)
+        if errors:
+            raise InvalidParameters(errors)
+        submission = service.submit(chain_type, chain, task, values)
+        data = {
+            "key": submission.key.path,
+            "status_url": links.status_url(submission.key),
+            "created": submission.created,
+            "expires_in": service.settings.url_expiry,
+        }
+        if submission.done:
+            status = service.status(submission.key)
+            run_id = status.run.id if status.run else None
+            download = {"resource_url": links.resource_url(status), "expires_in": status.expires_in}
+            return answer({**data, "job_status": status.job_status, "run_id": run_id, **download})
+        run = submission.run
+        assert run is not None
+        message = "queued" if submission.created else "an identical run is already active"
+        return answer({**data, "job_status": run.state.value, "run_id": run.id, "resource_url": None}, 202, message)

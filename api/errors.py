@@ -1,0 +1,84 @@
+"""The one error handler: every HTTP or Nectar error becomes the envelope with its real status code."""
+
+from __future__ import annotations
+
+import http
+from typing import Any
+
+import marshmallow as ma
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from nectar.errors import InvalidKey, InvalidParameters, InvalidSignature, NectarError, NotFound, Unavailable
+
+#: Nectar exception -> HTTP status, most specific first
+STATUS_OF: tuple[tuple[type[NectarError], int], ...] = (
+    (NotFound, 404),
+    (InvalidParameters, 422),
+    (InvalidKey, 400),
+    (InvalidSignature, 403),
+    (Unavailable, 503),
+)
+
+
+class ErrorEnvelopeSchema(ma.Schema):
+    """The envelope of an error answer (documentation only)."""
+
+    data = ma.fields.Raw(allow_none=True, metadata={"description": "Always null."})
+    message = ma.fields.String(metadata={"description": "What went wrong."})
+    status = ma.fields.Integer(metadata={"description": "The HTTP status code."})
+    errors = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.List(ma.fields.String()),
+        metadata={"description": "Messages per field, when the input was invalid."},
+    )
+
+
+def _flatten(errors: dict) -> dict:
+    """webargs nests messages under their location (``query``, ``json``); keep them per field."""
+    flat: dict = {}
+    for location, fields in errors.items():
+        if isinstance(fields, dict) and location in {"query", "json", "form", "headers", "files", "view_args"}:
+            flat.update(fields)
+        else:
+            flat[location] = fields
+    return flat
+
+
+def describe(error: NectarError) -> tuple[int, str, dict | None]:
+    """HTTP status, message and per-field errors for a Nectar exception."""
+    code = next((status for cls, status in STATUS_OF if isinstance(error, cls)), 500)
+    if isinstance(error, Unavailable):
+        return code, f"{error.service} unavailable: {error}", None
+    if isinstance(error, InvalidParameters):
+        return code, str(error), error.errors
+    return code, str(error), None
+
+
+class NectarApi(Api):
+    """flask-smorest's Api whose single handler also maps :class:`NectarError` and keeps the envelope."""
+
+    ERROR_SCHEMA = ErrorEnvelopeSchema
+
+    def _register_error_handlers(self):
+        self._app.register_error_handler(HTTPException, self.handle_http_exception)
+        self._app.register_error_handler(NectarError, self.handle_http_exception)
+
+    def handle_http_exception(self, error):
+        headers: dict = {}
+        errors = None
+        if isinstance(error, NectarError):
+            code, message, errors = describe(error)
+        else:
+            code = error.code or 500
+            message = error.description or http.HTTPStatus(code).phrase
+            data = getattr(error, "data", None) or {}
+            message = data.get("message", message)
+            errors = data.get("errors", data.get("messages"))
+            headers = data.get("headers", {})
+            if isinstance(errors, dict):
+                errors = _flatten(errors)
+        payload: dict[str, Any] = {"data": None, "message": message, "status": code}
+        if errors:
+            payload["errors"] = errors
+        return payload, code, headers

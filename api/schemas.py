@@ -1,0 +1,97 @@
+"""The marshmallow schemas of what the API answers (the catalog, submissions, statuses, health)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields
+
+from api.envelope import enveloped
+
+
+class ParamSchema(ma.Schema):
+    name = fields.String()
+    kind = fields.String(metadata={"description": "int, float, bool, date, choice, list, dict, str, ..."})
+    required = fields.Boolean()
+    default = fields.Raw(allow_none=True, metadata={"description": "The default value, as JSON shows it."})
+    description = fields.String(allow_none=True)
+    significant = fields.Boolean(metadata={"description": "Whether the value is part of the target key."})
+    choices = fields.List(fields.String(), allow_none=True)
+
+
+class TaskSchema(ma.Schema):
+    name = fields.String()
+    chain = fields.String()
+    chain_type = fields.String()
+    doc = fields.String(allow_none=True)
+    params = fields.List(fields.Nested(ParamSchema))
+    requires = fields.List(fields.String(), metadata={"description": "Tasks of the same chain it requires."})
+    api_href = fields.Url(metadata={"description": "GET: this description; POST: run the task."})
+
+
+class ChainSchema(ma.Schema):
+    name = fields.String()
+    chain_type = fields.String()
+    error = fields.String(allow_none=True, metadata={"description": "Why the chain failed to import."})
+    tasks = fields.List(fields.Nested(TaskSchema))
+    api_href = fields.Url()
+
+
+class ChainTypeSchema(ma.Schema):
+    name = fields.String()
+    chains = fields.List(fields.Nested(ChainSchema))
+    api_href = fields.Url()
+
+
+class SubmissionSchema(ma.Schema):
+    key = fields.String(metadata={"description": "chains/<type>/<chain>/<Task>/<md5>/out.txt"})
+    status_url = fields.Url()
+    job_status = fields.String(metadata={"description": "PENDING, RUNNING or DONE."})
+    run_id = fields.String(allow_none=True)
+    created = fields.Boolean(metadata={"description": "False when an identical run was already queued or running."})
+    resource_url = fields.String(allow_none=True, metadata={"description": "The target's download URL, when DONE."})
+    expires_in = fields.Integer(metadata={"description": "Seconds a download URL stays valid."})
+
+
+class StepSchema(ma.Schema):
+    task = fields.String()
+    state = fields.String()
+    executed = fields.Boolean(metadata={"description": "False when the step was already complete."})
+    error = fields.String(allow_none=True)
+    key = fields.String(allow_none=True)
+
+
+class StatusSchema(ma.Schema):
+    key = fields.String()
+    job_status = fields.String(metadata={"description": "PENDING, RUNNING, DONE, FAILED or UNKNOWN."})
+    run_id = fields.String(allow_none=True)
+    resource_url = fields.String(allow_none=True)
+    expires_in = fields.Integer(allow_none=True)
+    steps = fields.List(fields.Nested(StepSchema))
+    failed_step = fields.String(allow_none=True)
+    error = fields.String(allow_none=True)
+    stdout_url = fields.Url()
+    stderr_url = fields.Url()
+    scheduler_url = fields.String(allow_none=True, metadata={"description": "The task in luigid's visualiser."})
+
+
+class CheckSchema(ma.Schema):
+    ok = fields.Boolean()
+    detail = fields.String()
+
+
+ChainTypesEnvelope = enveloped("ChainTypesEnvelope", fields.List(fields.Nested(ChainTypeSchema)))
+ChainTypeEnvelope = enveloped("ChainTypeEnvelope", fields.Nested(ChainTypeSchema))
+ChainEnvelope = enveloped("ChainEnvelope", fields.Nested(ChainSchema))
+TaskEnvelope = enveloped("TaskEnvelope", fields.Nested(TaskSchema))
+SubmissionEnvelope = enveloped("SubmissionEnvelope", fields.Nested(SubmissionSchema))
+StatusEnvelope = enveloped("StatusEnvelope", fields.Nested(StatusSchema))
+HealthEnvelope = enveloped(
+    "HealthEnvelope",
+    fields.Dict(keys=fields.String(), values=fields.Nested(CheckSchema), metadata={"description": "Each check."}),
+)
+
+
+class KeyQuerySchema(ma.Schema):
+    chain = fields.String(
+        required=True, metadata={"description": "A target key, chains/<type>/<chain>/<Task>/<md5>/out.txt."}
+    )

@@ -1,0 +1,40 @@
+"""A marshmallow schema generated from a task's luigi parameters, to validate a submission."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+
+from nectar.discovery import TaskInfo
+from nectar.params import ParamInfo
+
+
+class ParamField(ma.fields.Field):
+    """One luigi parameter; deserializing parses the wire value as luigi would."""
+
+    def __init__(self, info: ParamInfo) -> None:
+        self.info = info
+        super().__init__(
+            data_key=info.name,
+            required=info.required,
+            allow_none=info.optional,
+            metadata={"description": info.description, "kind": info.kind, "choices": info.choices},
+            error_messages={"required": "missing required parameter", "null": "must not be null"},
+        )
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            return self.info.parse(value)
+        except ValueError as exc:
+            raise ma.ValidationError(str(exc)) from exc
+
+
+def params_schema(info: TaskInfo) -> ma.Schema:
+    """The schema of ``info``'s parameters; unknown ones are rejected, naming the known ones."""
+    known = ", ".join(p.name for p in info.params) or "none"
+    # attribute names stay internal (a parameter may be called ``load`` or ``fields``)
+    attrs: dict[str, Any] = {f"param_{i}": ParamField(p) for i, p in enumerate(info.params)}
+    schema_cls = ma.Schema.from_dict(attrs, name=f"{info.name}Params")
+    schema_cls.error_messages = {"unknown": f"unknown parameter (known: {known})"}
+    return schema_cls(unknown=ma.RAISE)

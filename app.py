@@ -1,0 +1,40 @@
+"""The Flask application factory: ``gunicorn 'app:create_app()'``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from api import register_blueprints
+from api.errors import NectarApi
+from nectar.config import Settings, configure
+from nectar.service import Nectar
+from nectar.signing import UrlSigner, load_secret
+
+DEFAULTS: dict[str, Any] = {
+    "API_TITLE": "Datanectar",
+    "API_VERSION": "1",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/api",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "docs",
+    "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+}
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """An app for ``config``: Flask keys, and ``NECTAR_SETTINGS`` (else settings from the environment)."""
+    config = dict(config or {})
+    settings: Settings = config.pop("NECTAR_SETTINGS", None) or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(DEFAULTS)
+    app.config.from_prefixed_env("FLASK")
+    app.config.update(config)
+    configure(settings)
+    app.extensions["nectar"] = Nectar(settings)
+    app.extensions["nectar_signer"] = UrlSigner(load_secret(settings))
+    api = NectarApi(app)
+    register_blueprints(api)
+    return app

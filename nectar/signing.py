@@ -1,0 +1,81 @@
+"""Sign and verify expiring download URLs for local targets, like S3's presigned URLs.
+
+A signature is the hex HMAC-SHA256 of ``<key>\\n<expires>`` (a unix time) under a secret:
+``NECTAR_SECRET_KEY`` if set, else a random one created once in ``<data_dir>/secret_key`` (with
+``O_EXCL``, so every process of a deployment that shares the data folder shares the secret).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from nectar.config import Settings
+from nectar.errors import InvalidSignature
+
+SECRET_ENV = "NECTAR_SECRET_KEY"
+SECRET_FILE = "secret_key"
+_SECRET_BYTES = 32
+
+
+def _read_secret_file(path: Path, timeout: float = 2.0) -> str:
+    """The secret in ``path``, waiting for a concurrent creator to finish writing it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text(encoding="ascii").strip()
+        if len(text) == 2 * _SECRET_BYTES or time.monotonic() > deadline:
+            if not text:
+                raise RuntimeError(f"secret file {path} is empty")
+            return text
+        time.sleep(0.01)
+
+
+def load_secret(settings: Settings, environ: Mapping[str, str] | None = None) -> bytes:
+    """The signing secret: from the environment, or created once in the data folder."""
+    environ = os.environ if environ is None else environ
+    if environ.get(SECRET_ENV):
+        return environ[SECRET_ENV].encode("utf-8")
+    path = settings.data_dir / SECRET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_secret_file(path).encode("ascii")
+    secret = secrets.token_hex(_SECRET_BYTES)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(secret)
+    return secret.encode("ascii")
+
+
+class UrlSigner:
+    """Signs ``(key, expires)`` pairs and checks them back."""
+
+    def __init__(self, secret: bytes) -> None:
+        if not secret:
+            raise ValueError("the signing secret must not be empty")
+        self._secret = secret
+
+    def signature(self, key: str, expires: int) -> str:
+        message = f"{key}\n{expires}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def sign(self, key: str, expires_in: int, now: float | None = None) -> dict[str, str]:
+        """The query a download URL carries: ``key``, ``expires`` and ``signature``."""
+        expires = int(time.time() if now is None else now) + int(expires_in)
+        return {"key": key, "expires": str(expires), "signature": self.signature(key, expires)}
+
+    def verify(self, key: str, expires: str, signature: str, now: float | None = None) -> None:
+        """Raise :class:`InvalidSignature` unless the signature matches and has not expired."""
+        try:
+            expires_at = int(expires)
+        except ValueError:
+            raise InvalidSignature(f"expires {expires!r} is not a unix time") from None
+        if not hmac.compare_digest(self.signature(key, expires_at), signature):
+            raise InvalidSignature("signature does not match the key and expiry")
+        if (time.time() if now is None else now) > expires_at:
+            raise InvalidSignature("signed URL has expired")
