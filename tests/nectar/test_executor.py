@@ -1,0 +1,247 @@
+"""Runs executed end to end by real ``nectar worker`` processes against a real luigid."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+
+from nectar.config import Settings
+from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey
+from nectar.runs import Run, RunState
+from nectar.service import Nectar
+from nectar.status import JobStatus
+from nectar.stores import TargetStore
+from tests.conftest import wait_until
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+WriteChain = Callable[[str, str], Path]
+
+
+def finished(nectar: Nectar, key: TargetKey, timeout: float = 60) -> JobStatus:
+    """Poll the status of ``key`` until its run is over."""
+
+    def over() -> JobStatus | None:
+        status = nectar.status(key)
+        return status if status.job_status in {"DONE", "FAILED"} else None
+
+    result = wait_until(over, timeout=timeout)
+    assert isinstance(result, JobStatus)
+    return result
+
+
+def luigid_task(luigid: str, task_id: str) -> tuple[str, dict[str, object]]:
+    """(status, record) of a task as luigid knows it."""
+    answer = requests.get(f"{luigid}/api/task_search", params={"data": json.dumps({"task_str": task_id})}, timeout=5)
+    by_status = answer.json()["response"]
+    found = [(status, tasks[task_id]) for status, tasks in by_status.items() if task_id in tasks]
+    assert len(found) == 1, by_status
+    return found[0]
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_settings(request: pytest.FixtureRequest, settings: Settings, luigid: str) -> Settings:
+    base = request.getfixturevalue("s3_settings") if request.param == "s3" else settings
+    return base.replace(scheduler_url=luigid)
+
+
+def test_sales_chain_runs_end_to_end(any_settings: Settings, start_worker: StartWorker, luigid: str) -> None:
+    nectar = Nectar(any_settings)
+    # one luigid serves both stores: distinct parameters keep luigi's task ids apart (a task id
+    # reported DONE moments ago is not scheduled again, see luigi's stable_done_cooldown_secs)
+    rows = 40 if any_settings.store_kind == "local" else 41
+    submission = nectar.submit("etl", "sales_chain", "AggregateSalesTask", {"day": "2024-05-06", "rows": rows})
+    assert submission.created and submission.run is not None
+    start_worker(any_settings)
+
+    status = finished(nectar, submission.key)
+
+    assert status.job_status == "DONE", status
+    store, key = nectar.store, submission.key
+    assert store.kind == any_settings.store_kind
+    lines = store.read_text(key).splitlines()
+    assert lines[0] == "region,quantity,revenue"
+    assert {line.split(",")[0] for line in lines[1:]} <= {"north", "south", "east", "west"}
+    assert store.exists(key.with_file("generated_at.txt"))
+
+    params = json.loads(store.read_text(key.with_file(PARAMS_FILE)))
+    assert params["chain"] == "etl/sales_chain"
+    assert params["task_id"] == submission.run.task_id
+    assert params["key"] == key.path
+    assert params["params"] == {
+        "day": "2024-05-06",
+        "rows": str(rows),
+        "min_quantity": "1",
+        "group_by": "region",
+        "metrics": '["quantity", "revenue"]',
+    }
+    assert [s.task for s in status.steps] == ["AggregateSalesTask", "CleanSalesTask", "GenerateSalesTask"]
+    assert all(s.state == "DONE" and s.executed for s in status.steps)
+    assert status.resource_url is None if store.kind == "local" else status.resource_url.startswith("http")
+
+    upstream = {s.task: TargetKey.parse(s.key) for s in status.steps if s.key}
+    assert "kept" in store.read_text(upstream["CleanSalesTask"].with_file(STDOUT_FILE))
+    assert f"generated {rows} lines for 2024-05-06" in store.read_text(
+        upstream["GenerateSalesTask"].with_file(STDERR_FILE)
+    )
+    for step in status.steps:
+        assert luigid_task(luigid, step.task_id)[0] == "DONE"
+
+
+LOUD_CHAIN = """
+import logging
+import subprocess
+import sys
+
+import luigi
+
+from nectar import NectarTask
+
+
+class LoudTask(NectarTask):
+    fail = luigi.BoolParameter(default=False)
+
+    def run(self):
+        print("printed line")
+        logging.getLogger("loud").warning("logged line")
+        subprocess.run(
+            [sys.executable, "-c", "import sys; print('child out'); print('child err', file=sys.stderr)"], check=True
+        )
+        if self.fail:
+            raise RuntimeError("LoudTask gave up")
+        with self.output().open("w") as out:
+            out.write("loud\\n")
+"""
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["done", "failed"])
+def test_logs_hold_prints_logging_and_subprocess_output(
+    any_settings: Settings, write_chain: WriteChain, start_worker: StartWorker, luigid: str, fail: bool
+) -> None:
+    chain = f"loud_{any_settings.store_kind}_chain"  # distinct luigi task ids per store
+    write_chain(f"cap/{chain}", LOUD_CHAIN)
+    nectar = Nectar(any_settings)
+    submission = nectar.submit("cap", chain, "LoudTask", {"fail": fail})
+    start_worker(any_settings, workers=1)
+
+    status = finished(nectar, submission.key)
+
+    store: TargetStore = nectar.store
+    stdout = store.read_text(submission.key.with_file(STDOUT_FILE))
+    stderr = store.read_text(submission.key.with_file(STDERR_FILE))
+    assert "printed line" in stdout and "child out" in stdout
+    assert "WARNING loud: logged line" in stderr and "child err" in stderr
+    assert store.exists(submission.key.with_file(PARAMS_FILE))
+    assert isinstance(status.run, Run)
+    if fail:
+        assert status.job_status == "FAILED"
+        assert not store.exists(submission.key)
+        assert status.failed_step == "LoudTask"
+        assert status.error == "RuntimeError: LoudTask gave up"
+        assert "Traceback (most recent call last)" in stderr and "RuntimeError: LoudTask gave up" in stderr
+        assert luigid_task(luigid, status.run.task_id)[0] == "FAILED"
+    else:
+        assert status.job_status == "DONE"
+        assert "Traceback" not in stderr
+        assert store.read_text(submission.key) == "loud\n"
+        assert luigid_task(luigid, status.run.task_id)[0] == "DONE"
+
+
+FLAKY_CHAIN = """
+from pathlib import Path
+
+import luigi
+
+from nectar import NectarTask
+
+COUNTER = Path({counter!r})
+BROKEN = {broken!r}
+
+
+def count(step):
+    with COUNTER.open("a") as handle:
+        handle.write(step + "\\n")
+
+
+class ExtractTask(NectarTask):
+    def run(self):
+        count("extract")
+        with self.output().open("w") as out:
+            out.write("raw\\n")
+
+
+class TransformTask(NectarTask):
+    def requires(self):
+        return ExtractTask()
+
+    def run(self):
+        count("transform")
+        if BROKEN:
+            raise ValueError("transform is broken")
+        with self.output().open("w") as out:
+            out.write("clean\\n")
+
+
+class LoadTask(NectarTask):
+    def requires(self):
+        return TransformTask()
+
+    def run(self):
+        count("load")
+        with self.output().open("w") as out:
+            out.write("loaded\\n")
+"""
+
+
+def test_a_failed_step_is_fixed_in_the_chain_file_and_the_rerun_resumes_there(
+    settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    settings = settings.replace(scheduler_url=luigid)
+    counter = tmp_path / "counter.txt"
+    write_chain("etl/flaky_chain", FLAKY_CHAIN.format(counter=str(counter), broken=True))
+    nectar = Nectar(settings)
+    worker = start_worker(settings, workers=1)
+
+    first = nectar.submit("etl", "flaky_chain", "LoadTask", {})
+    failed = finished(nectar, first.key)
+    assert failed.job_status == "FAILED"
+    assert failed.failed_step == "TransformTask"
+    assert failed.error == "ValueError: transform is broken"
+    assert counter.read_text().splitlines() == ["extract", "transform"]
+    assert {s.task: s.state for s in failed.steps} == {
+        "LoadTask": "PENDING",
+        "TransformTask": "FAILED",
+        "ExtractTask": "DONE",
+    }
+
+    write_chain("etl/flaky_chain", FLAKY_CHAIN.format(counter=str(counter), broken=False))
+    second = nectar.submit("etl", "flaky_chain", "LoadTask", {})
+    assert second.created and second.key == first.key and second.run != first.run
+    done = finished(nectar, second.key)
+
+    assert done.job_status == "DONE", done
+    assert worker.poll() is None  # the same worker process, never restarted
+    assert counter.read_text().splitlines() == ["extract", "transform", "transform", "load"]
+    executed = {s.task: s.executed for s in done.steps}
+    assert executed == {"LoadTask": True, "TransformTask": True, "ExtractTask": False}
+    assert nectar.runs.count(RunState.FAILED) == 1 and nectar.runs.count(RunState.DONE) == 1
+
+
+def test_a_chain_that_no_longer_imports_fails_its_run(
+    settings: Settings, write_chain: WriteChain, start_worker: StartWorker
+) -> None:
+    write_chain("cap/fragile_chain", "from nectar import NectarTask\nclass FragileTask(NectarTask):\n    pass\n")
+    nectar = Nectar(settings)
+    submission = nectar.submit("cap", "fragile_chain", "FragileTask", {})
+    write_chain("cap/fragile_chain", "raise ImportError('gone')\n")
+    start_worker(settings, workers=1)
+
+    status = finished(nectar, submission.key)
+
+    assert status.job_status == "FAILED"
+    assert status.failed_step == "FragileTask"
+    assert status.error == "cannot load cap/fragile_chain/FragileTask: ImportError: gone"

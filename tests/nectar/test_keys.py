@@ -1,0 +1,144 @@
+"""Target keys: one formula from (chain, task, parameters) to a path, the same as luigi's task_id hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nectar.config import Settings
+from nectar.discovery import ChainCatalog
+from nectar.errors import InvalidKey
+from nectar.keys import TargetKey, canonical_params, param_digest
+from tests.conftest import settings_env
+
+SALES = ("etl", "sales_chain", "AggregateSalesTask")
+DIGEST = "0123456789abcdef0123456789abcdef"
+KEY_SCRIPT = """
+import json, sys
+from nectar.config import Settings, configure
+from nectar.discovery import ChainCatalog
+settings = Settings.from_env()
+configure(settings)
+info = ChainCatalog(settings.chains_dir).task(*sys.argv[1:4])
+print(info.key_of(info.instantiate(json.loads(sys.argv[4]))).path)
+"""
+
+
+def key_for(settings: Settings, values: dict[str, object], ref: tuple[str, str, str] = SALES) -> TargetKey:
+    info = ChainCatalog(settings.chains_dir).task(*ref)
+    return info.key_of(info.instantiate(values))
+
+
+def test_same_parameters_give_the_same_key_in_another_process(settings: Settings) -> None:
+    values = {"day": "2024-03-01", "rows": 20, "metrics": ["revenue"]}
+    answer = subprocess.run(
+        [sys.executable, "-c", KEY_SCRIPT, *SALES, json.dumps(values)],
+        env={**os.environ, **settings_env(settings)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert answer.stdout.strip() == key_for(settings, values).path
+    # and the wire form of a value does not matter: "20" and 20 are the same parameter
+    assert key_for(settings, {**values, "rows": "20"}) == key_for(settings, values)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"day": "2024-03-02", "rows": 20},
+        {"day": "2024-03-01", "rows": 21},
+        {"day": "2024-03-01", "rows": 20, "group_by": "product"},
+        {"day": "2024-03-01", "rows": 20, "metrics": ["quantity"]},
+    ],
+    ids=["day", "rows", "group_by", "metrics"],
+)
+def test_different_values_give_different_keys(settings: Settings, other: dict[str, object]) -> None:
+    assert key_for(settings, other) != key_for(settings, {"day": "2024-03-01", "rows": 20})
+
+
+def test_names_take_part_in_the_hash() -> None:
+    assert param_digest({"a": "1", "b": "2"}) != param_digest({"a": "2", "b": "1"})
+    assert param_digest({"ab": "1"}) != param_digest({"a": "b1"})
+    assert param_digest({"a": "1", "b": "2"}) == param_digest({"b": "2", "a": "1"})
+
+
+def test_parameterless_task_key_is_md5_of_empty_object(settings: Settings) -> None:
+    key = key_for(settings, {}, ("testchains", "hello_luigiworld_chain", "TestS3Task"))
+    assert key.digest == hashlib.md5(b"{}").hexdigest() == "99914b932bd37a50b983c5e7c90ae93b"
+    assert key.path == "chains/testchains/hello_luigiworld_chain/TestS3Task/99914b932bd37a50b983c5e7c90ae93b/out.txt"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"day": "2024-03-01"}, {"day": "2030-12-31", "rows": 7, "group_by": "product", "metrics": ["revenue"]}],
+)
+def test_digest_prefix_is_the_hash_of_luigis_task_id(settings: Settings, values: dict[str, object]) -> None:
+    info = ChainCatalog(settings.chains_dir).task(*SALES)
+    task = info.instantiate(values)
+    key = info.key_of(task)
+    assert task.task_id.endswith("_" + key.digest[:10])
+    assert key.digest == task.target_key.digest
+    assert canonical_params(task.to_str_params(only_significant=True, only_public=True)).startswith('{"day":')
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"chains/etl/sales_chain/AggregateSalesTask/{DIGEST}/out.txt",
+        f"chains/etl/sales_chain/AggregateSalesTask/{DIGEST}/params.txt",
+        f"chains/etl/sales_chain/AggregateSalesTask/{DIGEST}/log/stderr.log",
+        f"chains/a/b_chain/CTask/{DIGEST}/summary-1.json",
+    ],
+)
+def test_parse_accepts_valid_keys(value: str) -> None:
+    key = TargetKey.parse(value)
+    assert key.path == value == str(key)
+    assert key.folder == value.split(f"/{DIGEST}/")[0] + f"/{DIGEST}"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "empty"),
+        (f"chains/etl/../etl/sales_chain/T/{DIGEST}/out.txt", "'..'"),
+        (f"chains/etl/sales_chain/T/{DIGEST}/../out.txt", "'..'"),
+        (f"/chains/etl/sales_chain/T/{DIGEST}/out.txt", "empty segment"),
+        (f"chains/etl//sales_chain/T/{DIGEST}/out.txt", "empty segment"),
+        (f"chains/etl/sales_chain/T/{DIGEST}/out.txt/", "empty segment"),
+        (f"chains/etl%2fsales_chain/T/{DIGEST}/out.txt", "encoded"),
+        (f"chains\\etl/sales_chain/T/{DIGEST}/out.txt", "backslash"),
+        (f"chains/etl/sales_chain/T/{DIGEST}/out\x00.txt", "NUL"),
+        ("chains/" + "a/" * 600 + "out.txt", "longer than 1024"),
+        (f"chains/etl/sales_chain/{'T' * 129}/{DIGEST}/out.txt", "task"),
+        ("chains/etl/sales_chain/T/0123456789abcdef/out.txt", "digest"),
+        (f"chains/etl/sales_chain/T/{DIGEST.upper()}/out.txt", "digest"),
+        (f"chains/etl/sales_chain/T/{DIGEST[:-1]}g/out.txt", "digest"),
+        (f"targets/etl/sales_chain/T/{DIGEST}/out.txt", "start with 'chains/'"),
+        (f"chains/etl/sales_chain/{DIGEST}/out.txt", "chains/<type>/<chain>/<Task>/<md5>/<file>"),
+        (f"chains/etl/sales_chain/T/{DIGEST}/tmp/out.txt", "file 'tmp/out.txt'"),
+        (f"chains/bad-type/sales_chain/T/{DIGEST}/out.txt", "chain_type 'bad-type'"),
+        (f"chains/etl/sales chain/T/{DIGEST}/out.txt", "chain 'sales chain'"),
+    ],
+    ids=lambda v: v if len(v) < 40 else None,
+)
+def test_parse_rejects_bad_keys_saying_why(value: str, message: str) -> None:
+    with pytest.raises(InvalidKey) as caught:
+        TargetKey.parse(value)
+    assert message in str(caught.value)
+
+
+def test_key_never_resolves_outside_the_store(tmp_path: Path) -> None:
+    from nectar.stores import LocalStore
+
+    store = LocalStore(tmp_path / "targets")
+    key = TargetKey.parse(f"chains/etl/sales_chain/T/{DIGEST}/out.txt")
+    assert store.path(key).is_relative_to(tmp_path / "targets")
+    with pytest.raises(InvalidKey):
+        key.with_file("../escape.txt")
