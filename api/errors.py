@@ -71,7 +71,7 @@ class NectarApi(Api):
             code, message, errors = describe(error)
         else:
             code = error.code or 500
-            message = error.description or http.HTTPStatus(code).phrase
+            message = f"{error.name}: {error.description}" if error.description else http.HTTPStatus(code).phrase
             data = getattr(error, "data", None) or {}
             message = data.get("message", message)
             errors = data.get("errors", data.get("messages"))

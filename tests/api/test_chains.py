@@ -1,0 +1,173 @@
+"""The catalog endpoints and task submission: shapes, 404s, parameter validation, idempotency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from nectar.keys import TargetKey
+from nectar.service import Nectar
+
+SALES = "/api/chains/etl/sales_chain/AggregateSalesTask"
+HELLO = "/api/chains/testchains/hello_luigiworld_chain"
+
+
+def test_catalog_lists_types_chains_tasks_with_absolute_hrefs(
+    client: FlaskClient, write_chain: Callable[[str, str], Path]
+) -> None:
+    write_chain("broken/bad_chain", "raise RuntimeError('boom at import')\n")
+    data = client.get("/api/chains").get_json()["data"]
+    types = {t["name"]: t for t in data}
+    assert set(types) == {"broken", "etl", "testchains"}
+    assert types["etl"]["api_href"] == "http://localhost/api/chains/etl"
+    bad = types["broken"]["chains"][0]
+    assert bad["name"] == "bad_chain" and bad["tasks"] == []
+    assert "RuntimeError: boom at import" in bad["error"]
+    sales = types["etl"]["chains"][0]
+    assert sales["api_href"] == "http://localhost/api/chains/etl/sales_chain"
+    tasks = {t["name"]: t for t in sales["tasks"]}
+    assert set(tasks) == {"AggregateSalesTask", "CleanSalesTask", "GenerateSalesTask"}
+    assert tasks["AggregateSalesTask"]["api_href"] == f"http://localhost{SALES}"
+    assert tasks["AggregateSalesTask"]["requires"] == ["CleanSalesTask"]
+
+
+def test_a_broken_chain_is_described_with_its_error(
+    client: FlaskClient, write_chain: Callable[[str, str], Path]
+) -> None:
+    write_chain("broken/bad_chain", "import no_such_module_here\n")
+    data = client.get("/api/chains/broken/bad_chain").get_json()["data"]
+    assert "no_such_module_here" in data["error"]
+    answer = client.get("/api/chains/broken/bad_chain/AnyTask")
+    assert answer.status_code == 404 and "failed to import" in answer.get_json()["message"]
+
+
+def test_task_shows_params_with_kind_default_required_description_choices(client: FlaskClient) -> None:
+    data = client.get(SALES).get_json()["data"]
+    assert data["doc"].startswith("Sum quantity and revenue")
+    params = {p["name"]: p for p in data["params"]}
+    assert params["day"] == {
+        "name": "day",
+        "kind": "date",
+        "required": True,
+        "default": None,
+        "description": "The sales day (YYYY-MM-DD).",
+        "significant": True,
+        "choices": None,
+    }
+    assert params["group_by"]["choices"] == ["region", "product"]
+    assert params["group_by"]["default"] == "region"
+    assert params["metrics"]["kind"] == "list" and params["metrics"]["default"] == ["quantity", "revenue"]
+
+
+def test_chain_type_lists_its_chains(client: FlaskClient) -> None:
+    data = client.get("/api/chains/testchains").get_json()["data"]
+    assert data["name"] == "testchains"
+    assert [c["name"] for c in data["chains"]] == ["hello_luigiworld_chain"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "named"),
+    [
+        ("get", "/api/chains/nope", "nope"),
+        ("get", "/api/chains/etl/nope_chain", "etl/nope_chain"),
+        ("get", "/api/chains/nope/sales_chain", "nope/sales_chain"),
+        ("get", "/api/chains/etl/sales_chain/NopeTask", "NopeTask"),
+        ("post", "/api/chains/etl/sales_chain/NopeTask", "NopeTask"),
+        ("post", "/api/chains/etl/nope_chain/AggregateSalesTask", "etl/nope_chain"),
+        ("get", "/api/nothing/here", "Not Found"),
+    ],
+)
+def test_unknown_things_are_404_naming_them(client: FlaskClient, method: str, url: str, named: str) -> None:
+    answer = getattr(client, method)(url)
+    assert answer.status_code == 404
+    body = answer.get_json()
+    assert body["data"] is None and named in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "field", "says"),
+    [
+        ("day=2024-13-01", None, "day", "not a valid date"),
+        ("day=2024-01-01&group_by=x", None, "group_by", "region, product"),
+        ("day=2024-01-01&colour=red", None, "colour", "unknown parameter"),
+        ("", None, "day", "missing required parameter"),
+        ("day=2024-01-01&rows=many", None, "rows", "not a valid int"),
+        ("", {"day": "2024-01-01", "rows": 1.5}, "rows", "expected an integer"),
+        ("", {"day": "2024-01-01", "metrics": "quantity"}, "metrics", "not a valid list"),
+        ("", {"day": "2024-01-01", "group_by": ["region"]}, "group_by", "got a JSON list"),
+        ("", {"day": None}, "day", "must not be null"),
+        ("", {"day": True}, "day", "expected a date"),
+    ],
+)
+def test_bad_parameters_are_422_naming_the_field(
+    client: FlaskClient, app: Flask, query: str, body: dict | None, field: str, says: str
+) -> None:
+    answer = client.post(f"{SALES}?{query}", json=body)
+    assert answer.status_code == 422
+    errors = answer.get_json()["errors"]
+    assert says in " ".join(errors[field]), errors
+    assert app.extensions["nectar"].runs.count() == 0
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b"{not json", b'"day"'])
+def test_a_body_that_is_not_a_json_object_is_422(client: FlaskClient, body: bytes) -> None:
+    answer = client.post(f"{SALES}?day=2024-01-01", data=body, content_type="application/json")
+    assert answer.status_code == 422
+    assert "JSON object" in answer.get_json()["errors"]["_body"][0]
+
+
+def test_errors_name_every_bad_field_at_once(client: FlaskClient) -> None:
+    answer = client.post(SALES, json={"group_by": "x", "rows": "many"})
+    assert set(answer.get_json()["errors"]) == {"day", "group_by", "rows"}
+
+
+def _submitted_key(nectar: Nectar, values: dict) -> str:
+    task = nectar.catalog.task("etl", "sales_chain", "AggregateSalesTask")
+    return task.key_of(task.instantiate(values)).path
+
+
+@pytest.mark.parametrize(
+    ("query", "body"),
+    [
+        ("day=2024-02-03&rows=7&metrics=[\"revenue\"]", None),
+        ("", {"day": "2024-02-03", "rows": 7, "metrics": ["revenue"]}),
+        ("day=1999-01-01&rows=7", {"day": "2024-02-03", "metrics": ["revenue"]}),
+    ],
+    ids=["query-string", "json-body", "both-body-wins"],
+)
+def test_submission_queues_a_run_and_answers_its_status_url(
+    client: FlaskClient, app: Flask, query: str, body: dict | None
+) -> None:
+    nectar = app.extensions["nectar"]
+    answer = client.post(f"{SALES}?{query}", json=body)
+    assert answer.status_code == 202
+    data = answer.get_json()["data"]
+    key = _submitted_key(nectar, {"day": "2024-02-03", "rows": "7", "metrics": '["revenue"]'})
+    assert data["key"] == key
+    assert data["status_url"] == f"http://localhost/api/chainstatus?chain={key}"
+    assert data["job_status"] == "PENDING" and data["created"] is True and data["resource_url"] is None
+    assert data["expires_in"] == nectar.settings.url_expiry
+    run = nectar.runs.get(data["run_id"])
+    assert run is not None and run.key == key
+    status = client.get(data["status_url"]).get_json()["data"]
+    assert status["job_status"] == "PENDING" and status["run_id"] == data["run_id"]
+    TargetKey.parse(data["key"])
+
+
+def test_identical_concurrent_submissions_share_one_run(app: Flask) -> None:
+    def submit(_: int) -> tuple[int, str, bool]:
+        answer = app.test_client().post(f"{HELLO}/WithDependencyTask?aparam=together")
+        data = answer.get_json()["data"]
+        return answer.status_code, data["run_id"], data["created"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(submit, range(16)))
+    assert {code for code, _, _ in answers} == {202}
+    assert len({run_id for _, run_id, _ in answers}) == 1
+    assert sum(created for _, _, created in answers) == 1
+    assert app.extensions["nectar"].runs.count() == 1
