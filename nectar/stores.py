@@ -172,7 +172,7 @@ class S3Store(TargetStore):
             return fn(**kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in {"404", "NoSuchKey", "NotFound"}:
+            if code in {"404", "NoSuchKey", "NotFound"} and "Key" in kwargs:  # a missing bucket is no missing file
                 raise FileNotFoundError(kwargs.get("Key", what)) from exc
             raise StoreUnavailable(f"S3 store {self.location}: {what} failed: {exc}") from exc
         except BotoCoreError as exc:

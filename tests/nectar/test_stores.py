@@ -1,0 +1,91 @@
+"""Target stores over a real folder and a real (moto) S3 server: atomic writes, URLs, failures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import requests
+
+from nectar.config import Settings
+from nectar.errors import StoreUnavailable
+from nectar.keys import TargetKey
+from nectar.stores import LocalStore, S3Store, TargetStore, get_store
+from tests.conftest import free_port
+
+KEY = TargetKey.parse("chains/etl/sales_chain/AggregateSalesTask/0123456789abcdef0123456789abcdef/out.txt")
+PAYLOAD = bytes(range(256)) * 300 + "é✓\n".encode()
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, settings: Settings) -> TargetStore:
+    if request.param == "s3":
+        return get_store(request.getfixturevalue("s3_settings"))
+    return get_store(settings)
+
+
+def test_writes_are_atomic_and_read_back(store: TargetStore) -> None:
+    assert not store.exists(KEY)
+    with store.open(KEY, "w") as handle:
+        handle.write("half")
+        assert not store.exists(KEY)  # nothing visible until the write is complete
+        handle.write(" and whole\n")
+    assert store.exists(KEY)
+    assert store.read_text(KEY) == "half and whole\n"
+    assert store.describe(KEY).endswith(KEY.path)
+
+
+def test_put_file_copies_exact_bytes(store: TargetStore, tmp_path: Path) -> None:
+    source = tmp_path / "blob.bin"
+    source.write_bytes(PAYLOAD)
+    store.put_file(source, KEY.with_file("blob.bin"))
+    assert b"".join(store.iter_bytes(KEY.with_file("blob.bin"), chunk_size=1000)) == PAYLOAD
+    with pytest.raises(FileNotFoundError):
+        b"".join(store.iter_bytes(KEY.with_file("missing.bin")))
+
+
+def test_presigned_url_downloads_the_exact_bytes(s3_settings: Settings, tmp_path: Path, moto_server: str) -> None:
+    store = get_store(s3_settings)
+    assert isinstance(store, S3Store)
+    source = tmp_path / "blob.bin"
+    source.write_bytes(PAYLOAD)
+    store.put_file(source, KEY)
+
+    url = store.url(KEY, expires_in=60)
+
+    assert url.startswith(moto_server) and "Signature" in url and "Expires" in url
+    answer = requests.get(url, timeout=10)
+    assert answer.status_code == 200 and answer.content == PAYLOAD
+
+
+def test_local_store_has_no_url_and_stays_in_its_root(settings: Settings) -> None:
+    store = get_store(settings)
+    assert isinstance(store, LocalStore) and store.url(KEY, 60) is None
+    assert store.path(KEY) == settings.local_targets_dir / KEY.path
+    assert store.check() == f"local folder {settings.local_targets_dir}"
+
+
+def test_missing_bucket_and_unreachable_s3_are_unavailable(
+    s3_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(StoreUnavailable, match="head_bucket failed"):
+        S3Store("no-such-bucket-here").check()
+    assert get_store(s3_settings).check() == f"S3 bucket {s3_settings.bucket}"
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        S3Store(s3_settings.bucket).exists(KEY)
+
+
+def test_unwritable_local_store_is_unavailable(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        blocker = tmp_path / "file"
+        blocker.write_text("a file, not a folder")
+        with pytest.raises(StoreUnavailable, match="cannot be created"):
+            LocalStore(blocker / "targets").check()
+    else:
+        tmp_path.chmod(0o500)
+        with pytest.raises(StoreUnavailable):
+            LocalStore(tmp_path / "targets").check()
