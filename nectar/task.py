@@ -60,6 +60,8 @@ class NectarTask(luigi.Task):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         run = cls.__dict__.get("run")
+        if run is None and cls.run is not luigi.Task.run:  # a run() from a mixin outside NectarTask
+            run = cls.run
         if run is not None and not getattr(run, "_nectar_recorded", False):
             cls.run = _recorded(run)  # type: ignore[method-assign]
 

@@ -1,0 +1,108 @@
+"""The ``nectar`` command, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nectar.config import Settings
+from nectar.service import Nectar
+from tests.conftest import NECTAR, settings_env
+
+WriteChain = Callable[[str, str], Path]
+HELLO = "testchains/hello_luigiworld_chain"
+
+
+def nectar(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*NECTAR, *args],
+        env={**os.environ, **settings_env(settings)},
+        cwd=settings.data_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_chains_prints_a_table_of_tasks_and_parameters(settings: Settings, write_chain: WriteChain) -> None:
+    write_chain("broken/oops_chain", "raise RuntimeError('oops')\n")
+
+    result = nectar(settings, "chains")
+
+    assert result.returncode == 0, result.stderr
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert lines[0] == ["CHAIN", "TASK", "PARAMETERS"]
+    assert ["broken/oops_chain", "(import", "failed)", "RuntimeError:", "oops"] in lines
+    assert [
+        "etl/sales_chain",
+        "AggregateSalesTask",
+        "day:date*,",
+        "rows:int=1000,",
+        "min_quantity:int=1,",
+        "group_by:choice=region,",
+        "metrics:list=['quantity',",
+        "'revenue']",
+    ] in lines
+    assert [f"{HELLO}", "TestS3Task", "-"] in lines
+    assert [f"{HELLO}", "WithDependencyTask", "aparam:str*"] in lines
+    assert result.stdout.rstrip().endswith("* required")
+
+
+def test_run_then_status(settings: Settings) -> None:
+    result = nectar(settings, "run", f"{HELLO}/WithDependencyTask", "--aparam", "hi there")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    info = Nectar(settings).catalog.task("testchains", "hello_luigiworld_chain", "WithDependencyTask")
+    key = info.key_of(info.instantiate({"aparam": "hi there"}))
+    assert "job_status: DONE" in result.stdout
+    assert f"location:   {settings.local_targets_dir / key.path}" in result.stdout
+    assert (settings.local_targets_dir / key.path).read_text() == "hello luigi world, hi there\n"
+
+    status = nectar(settings, "status", key.path)
+    assert status.returncode == 0
+    assert status.stdout.splitlines()[:2] == ["job_status: DONE", f"key:        {key.path}"]
+
+    again = nectar(settings, "run", f"{HELLO}/WithDependencyTask", "--aparam=hi there")
+    assert again.returncode == 0 and again.stdout.startswith("already done, nothing to run")
+
+
+def test_a_failed_run_names_its_step_and_logs(settings: Settings, write_chain: WriteChain) -> None:
+    write_chain(
+        "broken/fails_chain",
+        "from nectar import NectarTask\nclass FailsTask(NectarTask):\n"
+        "    def run(self):\n        raise KeyError('nope')\n",
+    )
+
+    result = nectar(settings, "run", "broken/fails_chain/FailsTask")
+
+    assert result.returncode == 1
+    assert "job_status: FAILED" in result.stdout
+    assert "failed:     FailsTask: KeyError: 'nope'" in result.stdout
+    assert "/log/stderr.log" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "etl/sales_chain/AggregateSalesTask", "--day", "someday"], "--day: not a valid date"),
+        (
+            ["run", "etl/sales_chain/AggregateSalesTask", "--day", "2024-01-01", "--rows", "x"],
+            "--rows: not a valid int",
+        ),
+        (["run", "etl/sales_chain/AggregateSalesTask"], "--day: missing required parameter"),
+        (["run", "etl/sales_chain/AggregateSalesTask", "--day", "2024-01-01", "--colour", "red"], "--colour: unknown"),
+        (["run", "etl/sales_chain/NoSuchTask"], "no task NoSuchTask in chain etl/sales_chain"),
+        (["run", "etl/no_chain/ATask"], "no chain etl/no_chain"),
+        (["status", "chains/etl/../x"], "'..' segment"),
+        (["status", "chains/etl/sales_chain/ATask/0123456789abcdef0123456789abcdef/out.txt"], "no run and no target"),
+    ],
+)
+def test_bad_input_exits_2_naming_what_is_wrong(settings: Settings, args: list[str], message: str) -> None:
+    result = nectar(settings, *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

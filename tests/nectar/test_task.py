@@ -1,0 +1,118 @@
+"""The task base classes: which store they write to, params.txt and logs beside every output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import luigi
+import pytest
+
+from nectar.config import Settings, configure
+from nectar.discovery import ChainCatalog
+from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE
+from nectar.stores import LocalStore, S3Store
+
+WriteChain = Callable[[str, str], Path]
+
+STORES_CHAIN = """
+import luigi
+
+from nectar import NectarLocalTask, NectarS3Task, NectarTask
+
+
+class Writes:
+    def run(self):
+        print(f"writing {type(self).__name__}")
+        with self.output().open("w") as out:
+            out.write(type(self).__name__)
+
+
+class PlainTask(Writes, NectarTask):
+    pass
+
+
+class S3OnlyTask(Writes, NectarS3Task):
+    pass
+
+
+class LocalOnlyTask(Writes, NectarLocalTask):
+    pass
+
+
+class DynamicTask(NectarTask):
+    '''Yields a dependency from run() and extends a parent's run().'''
+
+    def run(self):
+        print("before the dependency")
+        upstream = yield PlainTask()
+        print("after the dependency:", upstream.open().read())
+        with self.output().open("w") as out:
+            out.write("dynamic")
+
+
+class ChildTask(PlainTask):
+    def run(self):
+        print("child first")
+        super().run()
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ("local", {"PlainTask": "local", "S3OnlyTask": "s3", "LocalOnlyTask": "local"}),
+        ("test", {"PlainTask": "s3", "S3OnlyTask": "s3", "LocalOnlyTask": "local"}),
+    ],
+)
+def test_store_follows_env_unless_the_class_forces_one(
+    s3_settings: Settings,
+    write_chain: WriteChain,
+    monkeypatch: pytest.MonkeyPatch,
+    env: str,
+    expected: dict[str, str],
+) -> None:
+    monkeypatch.setenv("ENV", env)
+    settings = Settings.from_env(
+        chains_dir=s3_settings.chains_dir,
+        local_targets_dir=s3_settings.local_targets_dir,
+        data_dir=s3_settings.data_dir,
+        s3_bucket=s3_settings.bucket,
+    )
+    configure(settings)
+    write_chain("stores/where_chain", STORES_CHAIN)
+    catalog = ChainCatalog(settings.chains_dir)
+    tasks = {name: catalog.task("stores", "where_chain", name).instantiate({}) for name in expected}
+
+    assert luigi.build(list(tasks.values()), local_scheduler=True, workers=1) is True
+
+    stores = {"local": LocalStore(settings.local_targets_dir), "s3": S3Store(settings.bucket)}
+    for name, task in tasks.items():
+        where = {kind for kind, store in stores.items() if store.exists(task.target_key)}
+        assert where == {expected[name]}, name
+        store = stores[expected[name]]
+        assert store.read_text(task.target_key) == name
+        assert store.read_text(task.target_key.with_file(STDOUT_FILE)) == f"writing {name}\n"
+        assert json.loads(store.read_text(task.target_key.with_file(PARAMS_FILE)))["task"] == name
+
+
+def test_params_txt_and_logs_of_generator_and_inherited_runs(settings: Settings, write_chain: WriteChain) -> None:
+    write_chain("stores/where_chain", STORES_CHAIN)
+    catalog = ChainCatalog(settings.chains_dir)
+    dynamic = catalog.task("stores", "where_chain", "DynamicTask").instantiate({})
+    child = catalog.task("stores", "where_chain", "ChildTask").instantiate({})
+
+    assert luigi.build([dynamic, child], local_scheduler=True, workers=1) is True
+
+    store = LocalStore(settings.local_targets_dir)
+    assert store.read_text(dynamic.target_key.with_file(STDOUT_FILE)) == (
+        "before the dependency\nafter the dependency: PlainTask\n"
+    )
+    assert store.read_text(child.target_key.with_file(STDOUT_FILE)) == "child first\nwriting ChildTask\n"
+    assert store.read_text(child.target_key.with_file(STDERR_FILE)) == ""
+    record = json.loads(store.read_text(dynamic.target_key.with_file(PARAMS_FILE)))
+    assert record["chain"] == "stores/where_chain" and record["task_id"] == dynamic.task_id
+    assert record["task_family"] == "chains.stores.where_chain.DynamicTask" == dynamic.get_task_family()
+    assert record["key"] == dynamic.target_key.path and record["params"] == {}
+    assert not list(settings.live_logs_dir.rglob("*.log"))  # live logs are moved, not left behind
