@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from tests.conftest import wait_until
 
 from app import create_app
 from nectar.config import Settings
+from tests.conftest import wait_until
 
 
 class EnvelopeClient(FlaskClient):

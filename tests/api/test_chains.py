@@ -59,7 +59,7 @@ def test_task_shows_params_with_kind_default_required_description_choices(client
         "significant": True,
         "choices": None,
     }
-    assert params["group_by"]["choices"] == ["region", "product"]
+    assert sorted(params["group_by"]["choices"]) == ["product", "region"]
     assert params["group_by"]["default"] == "region"
     assert params["metrics"]["kind"] == "list" and params["metrics"]["default"] == ["quantity", "revenue"]
 
@@ -93,7 +93,7 @@ def test_unknown_things_are_404_naming_them(client: FlaskClient, method: str, ur
     ("query", "body", "field", "says"),
     [
         ("day=2024-13-01", None, "day", "not a valid date"),
-        ("day=2024-01-01&group_by=x", None, "group_by", "region, product"),
+        ("day=2024-01-01&group_by=x", None, "group_by", "not a valid choice (one of "),
         ("day=2024-01-01&colour=red", None, "colour", "unknown parameter"),
         ("", None, "day", "missing required parameter"),
         ("day=2024-01-01&rows=many", None, "rows", "not a valid int"),
@@ -134,7 +134,7 @@ def _submitted_key(nectar: Nectar, values: dict) -> str:
 @pytest.mark.parametrize(
     ("query", "body"),
     [
-        ("day=2024-02-03&rows=7&metrics=[\"revenue\"]", None),
+        ('day=2024-02-03&rows=7&metrics=["revenue"]', None),
         ("", {"day": "2024-02-03", "rows": 7, "metrics": ["revenue"]}),
         ("day=1999-01-01&rows=7", {"day": "2024-02-03", "metrics": ["revenue"]}),
     ],

@@ -66,7 +66,8 @@ def test_local_run_to_done_then_an_idempotent_repeat(
     status = finished(client, queued["status_url"])
     assert status["job_status"] == "DONE", status
     assert status["run_id"] == queued["run_id"]
-    assert {(s["task"], s["state"]) for s in status["steps"]} == {("TestS3Task", "DONE"), ("WithDependencyTask", "DONE")}
+    steps = {(s["task"], s["state"]) for s in status["steps"]}
+    assert steps == {("TestS3Task", "DONE"), ("WithDependencyTask", "DONE")}
     assert status["scheduler_url"].startswith(f"{luigid}/static/visualiser/index.html#tab=graph&taskId=")
     key = TargetKey.parse(status["key"])
     url = status["resource_url"]

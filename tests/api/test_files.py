@@ -1,0 +1,98 @@
+"""Signed downloads of local targets: a valid URL streams the file; tampering, expiry, bad keys do not."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from nectar.config import Settings
+from nectar.errors import InvalidSignature
+from nectar.keys import TargetKey
+from nectar.signing import SECRET_ENV, UrlSigner, load_secret
+
+KEY = TargetKey("testchains", "hello_luigiworld_chain", "TestS3Task", "a" * 32)
+
+
+@pytest.fixture
+def stored(settings: Settings) -> bytes:
+    """A real file in the local store at KEY."""
+    content = b"bytes on disk\n" * 1000
+    path = settings.local_targets_dir / KEY.path
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    return content
+
+
+def files_url(query: dict[str, str]) -> str:
+    return f"/api/files?{urlencode(query)}"
+
+
+def test_a_signed_url_streams_the_file(app: Flask, client: FlaskClient, stored: bytes) -> None:
+    answer = client.get(files_url(app.extensions["nectar_signer"].sign(KEY.path, 60)))
+    assert answer.status_code == 200 and answer.data == stored and answer.mimetype == "text/plain"
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda q: {**q, "signature": "0" * 64}, "does not match"),
+        (lambda q: {**q, "signature": q["signature"][:-1]}, "does not match"),
+        (lambda q: {**q, "expires": str(int(q["expires"]) + 3600)}, "does not match"),
+        (lambda q: {**q, "expires": "soon"}, "not a unix time"),
+        (lambda q: {**q, "key": KEY.with_file("params.txt").path}, "does not match"),
+    ],
+    ids=["forged", "truncated", "extended-expiry", "bad-expiry", "other-file"],
+)
+def test_a_tampered_url_is_403(app: Flask, client: FlaskClient, stored: bytes, change, says: str) -> None:
+    query = change(app.extensions["nectar_signer"].sign(KEY.path, 60))
+    answer = client.get(files_url(query))
+    assert answer.status_code == 403 and says in answer.get_json()["message"]
+
+
+def test_an_expired_url_is_403(app: Flask, client: FlaskClient, stored: bytes) -> None:
+    query = app.extensions["nectar_signer"].sign(KEY.path, 60, now=time.time() - 61)
+    answer = client.get(files_url(query))
+    assert answer.status_code == 403 and "expired" in answer.get_json()["message"]
+
+
+@pytest.mark.parametrize("key", ["../../etc/passwd", "chains/a/b/C/" + "a" * 32 + "/../../x", "/etc/passwd"])
+def test_a_key_outside_the_grammar_is_400_even_if_signed(app: Flask, client: FlaskClient, key: str) -> None:
+    answer = client.get(files_url(app.extensions["nectar_signer"].sign(key, 60)))
+    assert answer.status_code == 400
+
+
+def test_an_absent_file_is_404(app: Flask, client: FlaskClient) -> None:
+    answer = client.get(files_url(app.extensions["nectar_signer"].sign(KEY.path, 60)))
+    assert answer.status_code == 404 and KEY.path in answer.get_json()["message"]
+
+
+def test_missing_query_fields_are_422(client: FlaskClient) -> None:
+    answer = client.get(files_url({"key": KEY.path}))
+    assert answer.status_code == 422
+    assert set(answer.get_json()["errors"]) == {"expires", "signature"}
+
+
+def test_apps_sharing_a_data_folder_share_the_secret(
+    settings: Settings, stored: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    first, second = (create_app({"NECTAR_SETTINGS": settings}) for _ in range(2))
+    query = first.extensions["nectar_signer"].sign(KEY.path, 60)
+    assert second.test_client().get(files_url(query)).data == stored
+    secret_file = settings.data_dir / "secret_key"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_secret_comes_from_the_environment_when_set(settings: Settings, tmp_path: Path) -> None:
+    secret = load_secret(settings, {SECRET_ENV: "from-env"})
+    assert secret == b"from-env"
+    query = UrlSigner(b"from-env").sign(KEY.path, 60)
+    UrlSigner(secret).verify(query["key"], query["expires"], query["signature"])
+    with pytest.raises(InvalidSignature):
+        UrlSigner(b"another").verify(query["key"], query["expires"], query["signature"])

@@ -1,0 +1,52 @@
+"""The OpenAPI document: valid, and every endpoint documents its answers and errors."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+from openapi_spec_validator import validate
+
+
+@pytest.fixture
+def spec(client: FlaskClient) -> dict:
+    answer = client.get("/api/openapi.json")
+    assert answer.status_code == 200
+    return answer.get_json()
+
+
+def test_the_document_validates(spec: dict) -> None:
+    validate(spec)
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "codes"),
+    [
+        ("/api/chains", "get", {"200"}),
+        ("/api/chains/{chain_type}", "get", {"200", "404"}),
+        ("/api/chains/{chain_type}/{chain}", "get", {"200", "404"}),
+        ("/api/chains/{chain_type}/{chain}/{task}", "get", {"200", "404"}),
+        ("/api/chains/{chain_type}/{chain}/{task}", "post", {"200", "202", "404", "422", "503"}),
+        ("/api/chainstatus", "get", {"200", "400", "404", "422", "503"}),
+        ("/api/files", "get", {"200", "400", "403", "404", "422"}),
+        ("/api/logs", "get", {"200", "400", "404", "422"}),
+        ("/healthz", "get", {"200", "503"}),
+        ("/", "get", {"200"}),
+    ],
+)
+def test_every_endpoint_documents_its_responses(spec: dict, path: str, method: str, codes: set[str]) -> None:
+    responses = spec["paths"][path][method]["responses"]
+    assert codes <= set(responses), responses
+
+
+def test_logs_are_documented_as_text(spec: dict) -> None:
+    assert "text/plain" in spec["paths"]["/api/logs"]["get"]["responses"]["200"]["content"]
+
+
+def test_errors_are_documented_as_the_envelope(spec: dict) -> None:
+    error = spec["components"]["schemas"]["ErrorEnvelope"]["properties"]
+    assert {"data", "message", "status", "errors"} <= set(error)
+
+
+def test_swagger_ui_is_served(client: FlaskClient) -> None:
+    answer = client.get("/api/docs")
+    assert answer.status_code == 200 and b"swagger" in answer.data.lower()
