@@ -52,6 +52,8 @@ def _choices(param: luigi.Parameter) -> list[str] | None:
     choices = getattr(param, "_choices", None)
     if choices is None and hasattr(param, "_choice_parameter"):  # ChoiceListParameter
         choices = getattr(param._choice_parameter, "_choices", None)
+    if isinstance(choices, set | frozenset):  # luigi keeps choices in a set: sorted, so stable across processes
+        return sorted(str(c) for c in choices)
     if choices is not None:
         return [str(c) for c in choices]
     enum_cls = getattr(param, "_enum", None)

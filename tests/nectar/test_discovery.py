@@ -116,7 +116,7 @@ def test_params_are_described(chains_dir: Path) -> None:
         "choices": None,
     }
     assert (params["rows"]["kind"], params["rows"]["required"], params["rows"]["default"]) == ("int", False, 1000)
-    assert params["group_by"]["kind"] == "choice" and params["group_by"]["choices"] == ["region", "product"]
+    assert params["group_by"]["kind"] == "choice" and params["group_by"]["choices"] == ["product", "region"]
     assert params["group_by"]["default"] == "region"
     assert (params["metrics"]["kind"], params["metrics"]["default"]) == ("list", ["quantity", "revenue"])
     assert task.doc == "Sum quantity and revenue by region or product, for the chosen metrics."
@@ -139,7 +139,7 @@ def test_requires_is_found_statically(messy_chains: Path) -> None:
         ({"day": "yesterday"}, "day", "not a valid date"),
         ({"day": "2024-01-01", "rows": "many"}, "rows", "not a valid int"),
         ({"day": "2024-01-01", "rows": 1.5}, "rows", "expected an integer"),
-        ({"day": "2024-01-01", "group_by": "city"}, "group_by", "one of region, product"),
+        ({"day": "2024-01-01", "group_by": "city"}, "group_by", "one of product, region"),
         ({"day": "2024-01-01", "metrics": 3}, "metrics", "expected a list"),
         ({"day": "2024-01-01", "colour": "red"}, "colour", "unknown parameter"),
         ({"day": None}, "day", "must not be null"),
