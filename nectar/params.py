@@ -132,7 +132,8 @@ class ParamInfo:
                 raise ValueError(f"expected an integer, got {raw!r}")
             text = str(int(raw)) if self.kind == "int" else str(raw)
         elif isinstance(raw, list | dict):
-            if self.kind not in JSON_KINDS | {"choicelist", "enumlist"}:
+            wanted = dict if self.kind == "dict" else list
+            if self.kind not in JSON_KINDS | {"choicelist", "enumlist"} or not isinstance(raw, wanted):
                 raise ValueError(f"expected a {self.kind}, got a JSON {type(raw).__name__}")
             text = json.dumps(raw) if self.kind in JSON_KINDS else ",".join(map(str, raw))
         else:

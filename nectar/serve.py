@@ -37,6 +37,8 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
     "--chains-dir": ("NECTAR_CHAINS_DIR", "chains", "folder of <type>/<name>_chain.py files"),
 }
 STOP_TIMEOUT = 20.0
+#: luigid, started with this interpreter (its console script may not be on PATH)
+LUIGID = [sys.executable, "-c", "from luigi.cmdline import luigid; luigid()"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,15 +101,25 @@ class Supervisor:
             state = self.settings.data_dir / "luigid"
             state.mkdir(parents=True, exist_ok=True)
             scheduler_url = f"http://{self.args.scheduler_host}:{self.args.scheduler_port}"
-            luigid = self._start("luigid", [
-                sys.executable, "-c", "from luigi.cmdline import luigid; luigid()",
-                "--address", self.args.scheduler_host, "--port", str(self.args.scheduler_port),
-                "--state-path", str(state / "state.pickle"), "--logdir", str(state),
-            ])
+            luigid = self._start(
+                "luigid",
+                [
+                    *LUIGID,
+                    "--address",
+                    self.args.scheduler_host,
+                    "--port",
+                    str(self.args.scheduler_port),
+                    "--state-path",
+                    str(state / "state.pickle"),
+                    "--logdir",
+                    str(state),
+                ],
+            )
             _wait_http(f"{scheduler_url}/api/worker_list", luigid)
         self.env["NECTAR_SCHEDULER_URL"] = scheduler_url
         self._start("workers", [sys.executable, "-m", "nectar.cli", "worker", "--workers", str(self.args.workers)])
-        api = self._start("api", [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"])
+        gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
+        api = self._start("api", gunicorn)
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
         _wait_http(f"http://{host}:{self.args.port}/healthz", api)
         print(

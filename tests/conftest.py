@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from nectar.config import Settings, configure
+from nectar.serve import LUIGID
 
 REPO = Path(__file__).resolve().parent.parent
 NECTAR = [sys.executable, "-m", "nectar.cli"]
@@ -64,7 +65,7 @@ def luigid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     state = tmp_path_factory.mktemp("luigid")
     proc = subprocess.Popen(
         [
-            shutil.which("luigid") or "luigid",
+            *LUIGID,
             "--address",
             "127.0.0.1",
             "--port",

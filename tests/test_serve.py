@@ -92,9 +92,8 @@ def test_readme_tour_local(served: Served) -> None:
     assert "hello from TestS3Task" in requests.get(data["stdout_url"], timeout=10).text
 
     # luigid on its own port knows the task, under the chain's namespace
-    found = requests.get(
-        f"{served.scheduler}/api/task_search", params={"data": '{"task_str": "hello_luigiworld_chain.TestS3Task"}'}, timeout=10
-    ).json()["response"]
+    search = {"data": '{"task_str": "hello_luigiworld_chain.TestS3Task"}'}
+    found = requests.get(f"{served.scheduler}/api/task_search", params=search, timeout=10).json()["response"]
     assert any("TestS3Task" in task_id for tasks in found.values() for task_id in tasks)
 
     again = requests.post(f"{served.api}/api/chains/{HELLO}/TestS3Task", timeout=10)
