@@ -245,3 +245,32 @@ def test_a_chain_that_no_longer_imports_fails_its_run(
     assert status.job_status == "FAILED"
     assert status.failed_step == "FragileTask"
     assert status.error == "cannot load cap/fragile_chain/FragileTask: ImportError: gone"
+
+
+def test_a_stopped_worker_requeues_its_run_for_the_next_one(
+    settings: Settings, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    started = tmp_path / "started.txt"
+    write_chain(
+        "cap/slow_chain",
+        "import time\nfrom nectar import NectarTask\n"
+        "class SlowTask(NectarTask):\n"
+        "    def run(self):\n"
+        f"        open({str(started)!r}, 'a').write('start\\n')\n"
+        "        time.sleep(1.0)\n"
+        "        self.output().open('w').close()\n",
+    )
+    nectar = Nectar(settings)  # luigi's local scheduler: luigid would hold the killed task as RUNNING
+    submission = nectar.submit("cap", "slow_chain", "SlowTask", {})
+    first = start_worker(settings, workers=1)
+    wait_until(started.exists, timeout=30)
+
+    first.terminate()
+    assert first.wait(timeout=15) == 0
+    requeued = nectar.runs.latest(submission.key.path)
+    assert requeued is not None and (requeued.state, requeued.worker) == (RunState.PENDING, None)
+
+    start_worker(settings, workers=1)
+    done = finished(nectar, submission.key)
+    assert done.job_status == "DONE" and done.run is not None and done.run.id == requeued.id
+    assert started.read_text() == "start\nstart\n"

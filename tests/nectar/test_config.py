@@ -1,0 +1,33 @@
+"""Settings: defaults, then the environment (NECTAR_* and the seed's names), then explicit values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nectar.config import Settings
+
+
+def test_defaults_environment_and_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({}) == Settings(
+        chains_dir=tmp_path / "chains", local_targets_dir=tmp_path / "local_targets", data_dir=tmp_path / "nectar_data"
+    )
+    environ = {
+        "ENV": "prod",
+        "PROJECT_BUCKET": "nectar",
+        "NECTAR_CHAINS_DIR": "pipelines",
+        "NECTAR_URL_EXPIRY": "60",
+        "NECTAR_SCHEDULER_URL": "http://luigid:8082/",
+        "NECTAR_WORKER_POLL": "",
+    }
+    settings = Settings.from_env(environ, url_expiry=30, data_dir=None)
+
+    assert (settings.env, settings.store_kind, settings.bucket) == ("prod", "s3", "prod.nectar")
+    assert settings.chains_dir == tmp_path / "pipelines"
+    assert settings.scheduler_url == "http://luigid:8082"
+    assert settings.url_expiry == 30 and settings.worker_poll_interval == 0.05
+    assert settings.data_dir == tmp_path / "nectar_data"
+    assert settings.replace(s3_bucket="explicit").bucket == "explicit"
+    assert Settings.from_env({"ENV": "local"}).store_kind == "local"
