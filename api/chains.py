@@ -10,7 +10,7 @@ from api import links
 from api.context import nectar
 from api.envelope import answer, error_responses
 from api.schemas import ChainEnvelope, ChainTypeEnvelope, ChainTypesEnvelope, SubmissionEnvelope, TaskEnvelope
-from api.task_params import params_schema
+from api.task_params import load_params
 from nectar.discovery import ChainInfo, TaskInfo
 from nectar.errors import ChainNotFound, InvalidParameters
 
@@ -109,11 +109,7 @@ class Task(MethodView):
         """Run a task (unless its output exists or an identical run is active)"""
         service = nectar()
         info = service.catalog.task(chain_type, chain, task)
-        values = submitted_values()
-        errors = params_schema(info).validate(values)
-        if errors:
-            raise InvalidParameters(errors)
-        submission = service.submit(chain_type, chain, task, values)
+        submission = service.submit_task(info, info.build(load_params(info, submitted_values())))
         data = {
             "key": submission.key.path,
             "status_url": links.status_url(submission.key),

@@ -7,6 +7,7 @@ from typing import Any
 import marshmallow as ma
 
 from nectar.discovery import TaskInfo
+from nectar.errors import InvalidParameters
 from nectar.params import ParamInfo
 
 
@@ -28,6 +29,17 @@ class ParamField(ma.fields.Field):
             return self.info.parse(value)
         except ValueError as exc:
             raise ma.ValidationError(str(exc)) from exc
+
+
+def load_params(info: TaskInfo, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` parsed by :func:`params_schema`, by parameter name; InvalidParameters per field."""
+    schema = params_schema(info)
+    try:
+        loaded = schema.load(values)
+    except ma.ValidationError as exc:
+        errors = exc.normalized_messages()
+        raise InvalidParameters({str(k): v if isinstance(v, list) else [str(v)] for k, v in errors.items()}) from exc
+    return {schema.fields[attr].data_key or attr: value for attr, value in loaded.items()}
 
 
 def params_schema(info: TaskInfo) -> ma.Schema:

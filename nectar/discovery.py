@@ -147,7 +147,10 @@ class TaskInfo:
 
     def instantiate(self, values: Mapping[str, Any]) -> luigi.Task:
         """The luigi task for wire values."""
-        parsed = self.parse_params(values)
+        return self.build(self.parse_params(values))
+
+    def build(self, parsed: Mapping[str, Any]) -> luigi.Task:
+        """The luigi task for values already parsed (by :meth:`parse_params` or an equivalent schema)."""
         try:
             return self.cls(**parsed)
         except (ValueError, TypeError, luigi.parameter.ParameterException) as exc:

@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import luigi
+
 from nectar.config import Settings, get_settings
-from nectar.discovery import ChainCatalog
+from nectar.discovery import ChainCatalog, TaskInfo
 from nectar.errors import NectarError
 from nectar.keys import TargetKey
 from nectar.runs import Run, RunStore, open_run_store
@@ -67,11 +69,14 @@ class Nectar:
     def submit(self, chain_type: str, chain: str, task: str, values: Mapping[str, Any]) -> Submission:
         """Queue a run of a task, unless its output exists or an identical run is active."""
         info = self.catalog.task(chain_type, chain, task)
-        instance = info.instantiate(values)
+        return self.submit_task(info, info.instantiate(values))
+
+    def submit_task(self, info: TaskInfo, instance: luigi.Task) -> Submission:
+        """Queue a run of ``instance`` (a task of ``info``), unless done or already active."""
         key = info.key_of(instance)
         if self.store_for(info.cls).exists(key):
             return Submission(key, None, False)
-        run = Run.new(key.path, chain_type, chain, task, instance.to_str_params(), instance.task_id)
+        run = Run.new(key.path, info.chain_type, info.chain, info.name, instance.to_str_params(), instance.task_id)
         run, created = self.runs.submit(run)
         return Submission(key, run, created)
 
