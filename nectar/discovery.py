@@ -274,6 +274,14 @@ class ChainCatalog:
             raise ChainNotFound(f"no chain {chain_type}/{chain} in {self.root}")
         return info
 
+    def known_task(self, chain_type: str, chain: str, task: str) -> TaskInfo | None:
+        """A task as last seen, without touching the disk unless it was never seen (for hot paths)."""
+        info = self._chains.get((chain_type, chain))
+        if info is None or task not in info.tasks:
+            self.refresh()
+            info = self._chains.get((chain_type, chain))
+        return info.tasks.get(task) if info is not None else None
+
     def task(self, chain_type: str, chain: str, task: str) -> TaskInfo:
         info = self.chain(chain_type, chain)
         if info.error:

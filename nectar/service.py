@@ -15,7 +15,6 @@ import luigi
 
 from nectar.config import Settings, get_settings
 from nectar.discovery import ChainCatalog, TaskInfo
-from nectar.errors import NectarError
 from nectar.keys import TargetKey
 from nectar.runs import Run, RunStore, open_run_store
 from nectar.scheduler import SchedulerClient
@@ -81,12 +80,9 @@ class Nectar:
         return Submission(key, run, created)
 
     def store_of(self, key: TargetKey) -> TargetStore:
-        """The store holding ``key``'s files: its task's, or the default one."""
-        try:
-            info = self.catalog.task(key.chain_type, key.chain, key.task)
-        except NectarError:
-            return self.store  # a chain removed since: its targets stay in the default store
-        return self.store_for(info.cls)
+        """The store holding ``key``'s files: its task's, or (for a chain removed since) the default one."""
+        info = self.catalog.known_task(key.chain_type, key.chain, key.task)
+        return self.store_for(info.cls) if info is not None else self.store
 
     def status(self, key: TargetKey) -> JobStatus:
         return job_status(
