@@ -116,8 +116,8 @@ class Task(MethodView):
             "created": submission.created,
             "expires_in": service.settings.url_expiry,
         }
-        if submission.done:
-            status = service.status(submission.key)
+        if submission.status is not None:
+            status = submission.status
             run_id = status.run.id if status.run else None
             download = {"resource_url": links.resource_url(status), "expires_in": status.expires_in}
             return answer({**data, "job_status": status.job_status, "run_id": run_id, **download})

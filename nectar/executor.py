@@ -51,19 +51,13 @@ class StepRecorder:
     _started: set[str] = field(default_factory=set)
 
     def install(self) -> None:
-        handlers = {
-            Event.DEPENDENCY_DISCOVERED: lambda task, dep: self.record(dep, "PENDING"),
-            Event.DEPENDENCY_PRESENT: lambda task: self.record(task, "DONE"),
-            Event.DEPENDENCY_MISSING: lambda task: self.fail(task, "missing: its data does not exist (yet?)"),
-            Event.BROKEN_TASK: lambda task, exc: self.fail(task, f"broken: {_describe(exc)}"),
-            Event.START: self._start,
-            Event.SUCCESS: lambda task: self.record(task, "DONE"),
-            Event.FAILURE: lambda task, exc: self.fail(task, _describe(exc)),
-        }
-        for event, handler in handlers.items():
-            luigi.Task.event_handler(event)(handler)
+        """Make this the recorder luigi's events reach (handlers are registered once per process)."""
+        global _recorder
+        if _recorder is None:
+            _install_handlers()
+        _recorder = self
 
-    def _start(self, task: luigi.Task) -> None:
+    def start(self, task: luigi.Task) -> None:
         self._started.add(task.task_id)
         self.record(task, "RUNNING")
 
@@ -77,6 +71,27 @@ class StepRecorder:
         self.runs.record_step(
             Step(self.run_id, task.task_id, type(task).__name__, key, state, task.task_id in self._started, error)
         )
+
+
+_recorder: StepRecorder | None = None
+
+
+def _install_handlers() -> None:
+    def forward(action: Any) -> Any:
+        """A luigi event handler that passes the event to the current recorder, if any."""
+        return lambda *args: action(_recorder, *args) if _recorder is not None else None
+
+    handlers = {
+        Event.DEPENDENCY_DISCOVERED: forward(lambda r, task, dep: r.record(dep, "PENDING")),
+        Event.DEPENDENCY_PRESENT: forward(lambda r, task: r.record(task, "DONE")),
+        Event.DEPENDENCY_MISSING: forward(lambda r, task: r.fail(task, "missing: its data does not exist (yet?)")),
+        Event.BROKEN_TASK: forward(lambda r, task, exc: r.fail(task, f"broken: {_describe(exc)}")),
+        Event.START: forward(lambda r, task: r.start(task)),
+        Event.SUCCESS: forward(lambda r, task: r.record(task, "DONE")),
+        Event.FAILURE: forward(lambda r, task, exc: r.fail(task, _describe(exc))),
+    }
+    for event, handler in handlers.items():
+        luigi.Task.event_handler(event)(handler)
 
 
 def load_task(settings: Settings, run: Run) -> luigi.Task:

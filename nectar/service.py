@@ -16,7 +16,7 @@ import luigi
 from nectar.config import Settings, get_settings
 from nectar.discovery import ChainCatalog, TaskInfo
 from nectar.keys import TargetKey
-from nectar.runs import Run, RunStore, open_run_store
+from nectar.runs import Run, RunState, RunStore, open_run_store
 from nectar.scheduler import SchedulerClient
 from nectar.status import JobStatus, job_status
 from nectar.stores import TargetStore, get_store
@@ -29,6 +29,8 @@ class Submission:
     key: TargetKey
     run: Run | None
     created: bool
+    #: when the output already exists: its DONE status (with the download URL)
+    status: JobStatus | None = None
 
     @property
     def done(self) -> bool:
@@ -73,8 +75,11 @@ class Nectar:
     def submit_task(self, info: TaskInfo, instance: luigi.Task) -> Submission:
         """Queue a run of ``instance`` (a task of ``info``), unless done or already active."""
         key = info.key_of(instance)
-        if self.store_for(info.cls).exists(key):
-            return Submission(key, None, False)
+        store = self.store_for(info.cls)
+        if store.exists(key):
+            expiry = self.settings.url_expiry
+            done = JobStatus(key, RunState.DONE.value, self.runs.latest(key.path), [], store.url(key, expiry), expiry)
+            return Submission(key, None, False, done)
         run = Run.new(key.path, info.chain_type, info.chain, info.name, instance.to_str_params(), instance.task_id)
         run, created = self.runs.submit(run)
         return Submission(key, run, created)

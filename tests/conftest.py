@@ -23,6 +23,18 @@ REPO = Path(__file__).resolve().parent.parent
 NECTAR = [sys.executable, "-m", "nectar.cli"]
 
 
+#: how the catalog describes the ``day`` parameter of chains/etl/sales_chain.py's tasks
+SALES_DAY_PARAM = {
+    "name": "day",
+    "kind": "date",
+    "required": True,
+    "default": None,
+    "description": "The sales day (YYYY-MM-DD).",
+    "significant": True,
+    "choices": None,
+}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

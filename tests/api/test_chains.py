@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from nectar.keys import TargetKey
 from nectar.service import Nectar
+from tests.conftest import SALES_DAY_PARAM
 
 SALES = "/api/chains/etl/sales_chain/AggregateSalesTask"
 HELLO = "/api/chains/testchains/hello_luigiworld_chain"
@@ -50,15 +51,7 @@ def test_task_shows_params_with_kind_default_required_description_choices(client
     data = client.get(SALES).get_json()["data"]
     assert data["doc"].startswith("Sum quantity and revenue")
     params = {p["name"]: p for p in data["params"]}
-    assert params["day"] == {
-        "name": "day",
-        "kind": "date",
-        "required": True,
-        "default": None,
-        "description": "The sales day (YYYY-MM-DD).",
-        "significant": True,
-        "choices": None,
-    }
+    assert params["day"] == SALES_DAY_PARAM
     assert sorted(params["group_by"]["choices"]) == ["product", "region"]
     assert params["group_by"]["default"] == "region"
     assert params["metrics"]["kind"] == "list" and params["metrics"]["default"] == ["quantity", "revenue"]

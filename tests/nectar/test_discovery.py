@@ -10,6 +10,7 @@ import pytest
 from nectar.config import Settings
 from nectar.discovery import ChainCatalog
 from nectar.errors import ChainNotFound, InvalidParameters, TaskNotFound
+from tests.conftest import SALES_DAY_PARAM
 
 WriteChain = Callable[[str, str], Path]
 
@@ -106,15 +107,7 @@ def test_params_are_described(chains_dir: Path) -> None:
     task = ChainCatalog(chains_dir).task("etl", "sales_chain", "AggregateSalesTask")
     params = {p["name"]: p for p in task.to_dict()["params"]}
 
-    assert params["day"] == {
-        "name": "day",
-        "kind": "date",
-        "required": True,
-        "default": None,
-        "description": "The sales day (YYYY-MM-DD).",
-        "significant": True,
-        "choices": None,
-    }
+    assert params["day"] == SALES_DAY_PARAM
     assert (params["rows"]["kind"], params["rows"]["required"], params["rows"]["default"]) == ("int", False, 1000)
     assert params["group_by"]["kind"] == "choice" and params["group_by"]["choices"] == ["product", "region"]
     assert params["group_by"]["default"] == "region"
