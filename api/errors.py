@@ -9,7 +9,15 @@ import marshmallow as ma
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from nectar.errors import InvalidKey, InvalidParameters, InvalidSignature, NectarError, NotFound, Unavailable
+from nectar.errors import (
+    InvalidKey,
+    InvalidParameters,
+    InvalidSignature,
+    NectarError,
+    NotFound,
+    RunFinished,
+    Unavailable,
+)
 
 #: Nectar exception -> HTTP status, most specific first
 STATUS_OF: tuple[tuple[type[NectarError], int], ...] = (
@@ -17,8 +25,13 @@ STATUS_OF: tuple[tuple[type[NectarError], int], ...] = (
     (InvalidParameters, 422),
     (InvalidKey, 400),
     (InvalidSignature, 403),
+    (RunFinished, 409),
     (Unavailable, 503),
 )
+
+
+#: seconds a client should wait after a 503 that does not say otherwise
+DEFAULT_RETRY_AFTER = 5
 
 
 class ErrorEnvelopeSchema(ma.Schema):
@@ -69,6 +82,8 @@ class NectarApi(Api):
         errors = None
         if isinstance(error, NectarError):
             code, message, errors = describe(error)
+            if isinstance(error, Unavailable):
+                headers["Retry-After"] = str(error.retry_after or DEFAULT_RETRY_AFTER)
         else:
             code = error.code or 500
             message = f"{error.name}: {error.description}" if error.description else http.HTTPStatus(code).phrase

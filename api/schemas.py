@@ -60,10 +60,37 @@ class StepSchema(ma.Schema):
     key = fields.String(allow_none=True)
 
 
+class RunSchema(ma.Schema):
+    id = fields.String()
+    key = fields.String()
+    task = fields.String(metadata={"description": "<type>/<chain>/<Task>"})
+    params = fields.Dict(keys=fields.String(), values=fields.String())
+    task_id = fields.String(metadata={"description": "luigi's task id"})
+    state = fields.String(metadata={"description": "PENDING, RUNNING, DONE, FAILED or CANCELLED."})
+    queued_at = fields.Float()
+    started_at = fields.Float(allow_none=True)
+    finished_at = fields.Float(allow_none=True)
+    worker = fields.String(allow_none=True, metadata={"description": "host:pid running the current attempt."})
+    attempt = fields.Integer(metadata={"description": "Attempts started so far (0: never started)."})
+    max_attempts = fields.Integer(metadata={"description": "1 + the retries its policy allows."})
+    retry_at = fields.Float(allow_none=True, metadata={"description": "When a failed run is tried again."})
+    heartbeat_at = fields.Float(allow_none=True)
+    failed_step = fields.String(allow_none=True)
+    error = fields.String(allow_none=True, metadata={"description": "The last attempt's error, if it failed."})
+    status_url = fields.Url()
+    cancel_url = fields.Url(metadata={"description": "POST here to cancel the run."})
+
+
 class StatusSchema(ma.Schema):
     key = fields.String()
-    job_status = fields.String(metadata={"description": "PENDING, RUNNING, DONE, FAILED or UNKNOWN."})
+    job_status = fields.String(metadata={"description": "PENDING, RUNNING, DONE, FAILED, CANCELLED or UNKNOWN."})
     run_id = fields.String(allow_none=True)
+    attempt = fields.Integer(allow_none=True, metadata={"description": "The run's current or last attempt."})
+    max_attempts = fields.Integer(allow_none=True)
+    retry_at = fields.Float(
+        allow_none=True, metadata={"description": "PENDING after a failed attempt: when it is tried again."}
+    )
+    run_url = fields.Url(allow_none=True, metadata={"description": "The run (GET), and where to cancel it."})
     resource_url = fields.String(allow_none=True)
     expires_in = fields.Integer(allow_none=True)
     steps = fields.List(fields.Nested(StepSchema))
@@ -85,6 +112,7 @@ ChainEnvelope = enveloped("ChainEnvelope", fields.Nested(ChainSchema))
 TaskEnvelope = enveloped("TaskEnvelope", fields.Nested(TaskSchema))
 SubmissionEnvelope = enveloped("SubmissionEnvelope", fields.Nested(SubmissionSchema))
 StatusEnvelope = enveloped("StatusEnvelope", fields.Nested(StatusSchema))
+RunEnvelope = enveloped("RunEnvelope", fields.Nested(RunSchema))
 HealthEnvelope = enveloped(
     "HealthEnvelope",
     fields.Dict(keys=fields.String(), values=fields.Nested(CheckSchema), metadata={"description": "Each check."}),

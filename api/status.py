@@ -10,6 +10,7 @@ from api.context import nectar
 from api.envelope import answer, error_responses
 from api.schemas import KeyQuerySchema, StatusEnvelope
 from nectar.keys import TargetKey
+from nectar.runs import jsonable_run
 
 blp = Blueprint("status", __name__, url_prefix="/api", description="Job status by target key.")
 
@@ -25,11 +26,14 @@ class ChainStatus(MethodView):
         status = service.status(TargetKey.parse(args["chain"]))
         run = status.run
         scheduler = service.scheduler
+        attempts = {name: jsonable_run(run)[name] if run else None for name in ("attempt", "max_attempts", "retry_at")}
         return answer(
             {
                 "key": status.key.path,
                 "job_status": status.job_status,
                 "run_id": run.id if run else None,
+                **attempts,
+                "run_url": links.external("runs.RunById", run_id=run.id) if run else None,
                 "resource_url": links.resource_url(status),
                 "expires_in": status.expires_in,
                 "steps": status.steps,

@@ -3,6 +3,7 @@
 nectar chains
 nectar run testchains/hello_luigiworld_chain/WithDependencyTask --aparam hi
 nectar status chains/testchains/hello_luigiworld_chain/TestS3Task/<md5>/out.txt
+nectar cancel <run id>
 nectar worker --workers 2
 nectar serve
 """
@@ -10,7 +11,6 @@ nectar serve
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import sys
 from collections.abc import Sequence
@@ -90,7 +90,7 @@ def _print_status(nectar: Any, key: TargetKey) -> str:
 
 
 def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from nectar.executor import execute
+    from nectar.executor import process_name, run_in_foreground
     from nectar.service import Nectar
 
     settings = _settings(args)
@@ -108,9 +108,7 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         return 3
     else:
         assert submission.run is not None
-        run = nectar.runs.claim(f"cli:{dt.datetime.now():%H%M%S}", run_id=submission.run.id)
-        if run is not None:
-            execute(settings, nectar.runs, run)
+        run_in_foreground(settings, nectar.runs, submission.run.id, process_name())
     return 0 if _print_status(nectar, submission.key) == "DONE" else 1
 
 
@@ -119,6 +117,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     nectar = Nectar(_settings(args))
     return 0 if _print_status(nectar, TargetKey.parse(args.key)) == "DONE" else 1
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from nectar.service import Nectar
+
+    run = Nectar(_settings(args)).cancel(args.run_id)
+    print(f"run {run.id} of {run.ref}: {run.state.value}")
+    return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -144,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("task", help="<type>/<chain>/<Task>")
     status = command("status", "the status of a target key")
     status.add_argument("key", help="chains/<type>/<chain>/<Task>/<md5>/out.txt")
+    cancel = command("cancel", "cancel a queued or running run")
+    cancel.add_argument("run_id", help="the run's id (run_id in its status)")
     worker = command("worker", "claim and execute queued runs until stopped")
     worker.add_argument("--workers", type=int, default=1, help="runs executed at once (default 1)")
     serve = commands.add_parser(
@@ -167,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from nectar.serve import serve
 
             return serve(args)
-        handler = {"chains": cmd_chains, "status": cmd_status, "worker": cmd_worker}[args.command]
+        handler = {"chains": cmd_chains, "status": cmd_status, "cancel": cmd_cancel, "worker": cmd_worker}[args.command]
         return handler(args)
     except InvalidParameters as exc:
         for name, messages in sorted(exc.errors.items()):

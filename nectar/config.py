@@ -26,6 +26,24 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_WORKER_POLL": "worker_poll_interval",
     "NECTAR_SCHEDULER_TIMEOUT": "scheduler_timeout",
     "NECTAR_LUIGI_CONFIG": "luigi_config",
+    "NECTAR_RETRIES": "retries",
+    "NECTAR_RETRY_DELAY": "retry_delay",
+    "NECTAR_RETRY_BACKOFF": "retry_backoff",
+    "NECTAR_HEARTBEAT": "heartbeat_interval",
+    "NECTAR_LEASE": "lease_timeout",
+    "NECTAR_MAX_QUEUE": "max_queue",
+    "NECTAR_RETRY_AFTER": "retry_after",
+    "NECTAR_DRAIN_GRACE": "drain_grace",
+}
+_INTS = {"url_expiry", "retries", "max_queue", "retry_after"}
+_FLOATS = {
+    "worker_poll_interval",
+    "scheduler_timeout",
+    "retry_delay",
+    "retry_backoff",
+    "heartbeat_interval",
+    "lease_timeout",
+    "drain_grace",
 }
 
 
@@ -53,6 +71,20 @@ class Settings:
     scheduler_timeout: float = 2.0
     #: a luigi.cfg to load in workers (None: luigi's own search path)
     luigi_config: Path | None = None
+    #: default retry policy of a run (a task's ``retries``/``retry_delay``/``retry_backoff`` win):
+    #: attempt n+1 starts ``retry_delay * retry_backoff**(n-1)`` seconds after attempt n failed
+    retries: int = 2
+    retry_delay: float = 5.0
+    retry_backoff: float = 2.0
+    #: seconds between two heartbeats of a running run; a run silent for ``lease_timeout`` is lost
+    heartbeat_interval: float = 2.0
+    lease_timeout: float = 20.0
+    #: queued (PENDING) runs accepted at most; beyond, submissions get 503 with Retry-After
+    max_queue: int = 10000
+    #: the Retry-After (seconds) of a 503
+    retry_after: int = 5
+    #: seconds a stopping worker lets its running tasks finish before it interrupts and requeues them
+    drain_grace: float = 30.0
 
     @property
     def store_kind(self) -> str:
@@ -83,9 +115,9 @@ class Settings:
                 f.name == "luigi_config" and value is not None
             ):
                 value = Path(value).expanduser().resolve()
-            elif f.name == "url_expiry":
+            elif f.name in _INTS:
                 value = int(value)
-            elif f.name in {"worker_poll_interval", "scheduler_timeout"}:
+            elif f.name in _FLOATS:
                 value = float(value)
             elif f.name == "scheduler_url" and value is not None:
                 value = str(value).rstrip("/") or None

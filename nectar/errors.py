@@ -9,9 +9,11 @@ NectarError
 ├── InvalidKey             a target key outside the key grammar
 ├── ChainImportError       a chain module failed to import
 ├── InvalidSignature       a signed download URL that is tampered with or expired
+├── RunFinished            a run that has already ended (it cannot be cancelled)
 └── Unavailable
     ├── StoreUnavailable     the target store (S3) cannot be reached
-    └── SchedulerUnavailable luigid cannot be reached
+    ├── SchedulerUnavailable luigid cannot be reached
+    └── QueueFull            too many runs queued: try again after ``retry_after`` seconds
 """
 
 from __future__ import annotations
@@ -58,10 +60,15 @@ class InvalidSignature(NectarError):
     pass
 
 
+class RunFinished(NectarError):
+    pass
+
+
 class Unavailable(NectarError):
-    """A dependency (``service``) could not be reached."""
+    """A dependency (``service``) could not be reached; worth trying again after ``retry_after`` seconds."""
 
     service = "dependency"
+    retry_after: int | None = None
 
 
 class StoreUnavailable(Unavailable):
@@ -70,3 +77,11 @@ class StoreUnavailable(Unavailable):
 
 class SchedulerUnavailable(Unavailable):
     service = "scheduler"
+
+
+class QueueFull(Unavailable):
+    service = "queue"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

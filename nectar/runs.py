@@ -1,11 +1,15 @@
-"""The run registry: every run submitted, its state, and the state of each step of its chain.
+"""The run registry: every run submitted, its attempts, its state, and each step of its chain.
 
 ``RunStore`` is the interface (so a shared database can serve several machines later);
 ``SQLiteRunStore`` keeps it in one SQLite file in the data folder (WAL, one connection per
-thread and process). At most one PENDING or RUNNING run exists per key: a second identical
-submission gets the first run back.
+thread and process, a schema version that upgrades itself). At most one PENDING or RUNNING
+run exists per key: a second identical submission gets the first run back.
 
-Run states are luigi's words: PENDING (queued), RUNNING, DONE, FAILED.
+A run's life: PENDING → (claimed: attempt n) RUNNING → DONE, or back to PENDING for attempt
+n+1 after a delay when its retry policy allows, else FAILED; CANCELLED on request. An attempt
+is *owned* by whoever claimed it: every later write names ``(run id, attempt)``, so a worker
+that was presumed lost can never overwrite what happened after. A RUNNING attempt holds a
+lease renewed by heartbeats; :meth:`RunStore.reclaim` ends attempts whose lease ran out.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from nectar.errors import QueueFull, RunFinished, RunNotFound
 
 
 class RunState(StrEnum):
@@ -30,10 +36,24 @@ class RunState(StrEnum):
     RUNNING = "RUNNING"
     DONE = "DONE"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
 
     @property
     def active(self) -> bool:
         return self in (RunState.PENDING, RunState.RUNNING)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a failed run is tried again, and how long after (luigi's ``retry_count``, starlake's
+    ``retries``/``retry_delay``): attempt n+1 starts ``delay * backoff**(n-1)`` seconds after attempt n failed."""
+
+    retries: int = 0
+    delay: float = 0.0
+    backoff: float = 2.0
+
+    def delay_after(self, attempt: int) -> float:
+        return float(self.delay * self.backoff ** max(0, attempt - 1))
 
 
 @dataclass(frozen=True)
@@ -51,17 +71,51 @@ class Run:
     queued_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
+    #: ``host:pid`` of the process executing the current attempt
     worker: str | None = None
     failed_step: str | None = None
     error: str | None = None
+    #: attempts started so far (the current one while RUNNING)
+    attempt: int = 0
+    max_attempts: int = 1
+    retry_delay: float = 0.0
+    retry_backoff: float = 2.0
+    #: a PENDING run is not claimed before this time (the delay before a retry)
+    not_before: float = 0.0
+    heartbeat_at: float | None = None
 
     @property
     def ref(self) -> str:
         return f"{self.chain_type}/{self.chain}/{self.task}"
 
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts - 1, self.retry_delay, self.retry_backoff)
+
     @classmethod
-    def new(cls, key: str, chain_type: str, chain: str, task: str, params: Mapping[str, str], task_id: str) -> Run:
-        return cls(uuid.uuid4().hex, key, chain_type, chain, task, dict(params), task_id)
+    def new(
+        cls,
+        key: str,
+        chain_type: str,
+        chain: str,
+        task: str,
+        params: Mapping[str, str],
+        task_id: str,
+        policy: RetryPolicy | None = None,
+    ) -> Run:
+        policy = policy or RetryPolicy()
+        return cls(
+            uuid.uuid4().hex,
+            key,
+            chain_type,
+            chain,
+            task,
+            dict(params),
+            task_id,
+            max_attempts=max(0, policy.retries) + 1,
+            retry_delay=max(0.0, policy.delay),
+            retry_backoff=max(1.0, policy.backoff),
+        )
 
 
 @dataclass(frozen=True)
@@ -79,23 +133,51 @@ class Step:
 
 
 class RunStore(ABC):
-    """Where runs are queued, claimed and finished."""
+    """Where runs are queued, claimed, kept alive and ended."""
 
     @abstractmethod
-    def submit(self, run: Run) -> tuple[Run, bool]:
-        """Queue ``run`` unless a run for its key is active; answer (the run, whether new)."""
+    def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
+        """Queue ``run`` unless a run for its key is active; answer (the run, whether new).
+
+        :raises QueueFull: if ``max_pending`` runs are already PENDING (an active identical run is still answered).
+        """
 
     @abstractmethod
     def claim(self, worker: str, run_id: str | None = None) -> Run | None:
-        """Move the oldest PENDING run (or ``run_id``) to RUNNING for ``worker``."""
+        """Start the next attempt of the oldest due PENDING run (or of ``run_id``) for ``worker``."""
 
     @abstractmethod
-    def finish(self, run_id: str, state: RunState, failed_step: str | None = None, error: str | None = None) -> None:
-        """Record the end of a RUNNING run (no effect on a run already finished)."""
+    def heartbeat(self, run_id: str, attempt: int, worker: str | None = None) -> bool:
+        """Renew the lease of a RUNNING attempt; False if the attempt is no longer the caller's."""
 
     @abstractmethod
-    def requeue(self, run_id: str) -> None:
-        """Put a RUNNING run back in the queue (its worker stopped before it ended)."""
+    def complete(self, run_id: str, attempt: int) -> bool:
+        """End a RUNNING attempt as DONE; False if the attempt is no longer the caller's."""
+
+    @abstractmethod
+    def fail(self, run_id: str, attempt: int, failed_step: str | None, error: str) -> RunState | None:
+        """End a RUNNING attempt as failed: PENDING again if its policy allows a retry, else FAILED.
+
+        Answers the run's new state, or None if the attempt is no longer the caller's.
+        """
+
+    @abstractmethod
+    def requeue(self, run_id: str, attempt: int, delay: float = 0.0, reason: str | None = None) -> bool:
+        """Put a RUNNING attempt back in the queue without counting it (its worker stopped, or it must wait)."""
+
+    @abstractmethod
+    def reclaim(self, lease_timeout: float, dead: Callable[[str], bool] | None = None) -> list[Run]:
+        """Fail (per policy) every RUNNING attempt whose lease ran out or whose ``worker`` is ``dead``.
+
+        Answers those runs as they were, so the caller can release what their workers held.
+        """
+
+    @abstractmethod
+    def cancel(self, run_id: str, reason: str = "cancelled by request") -> tuple[Run, Run]:
+        """Cancel a PENDING or RUNNING run; answer (the run before, the run after).
+
+        :raises RunNotFound: unknown id. :raises RunFinished: the run has already ended.
+        """
 
     @abstractmethod
     def get(self, run_id: str) -> Run | None: ...
@@ -118,43 +200,57 @@ class RunStore(ABC):
         """Raise if the registry cannot be used; else describe it."""
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    key TEXT NOT NULL,
-    chain_type TEXT NOT NULL,
-    chain TEXT NOT NULL,
-    task TEXT NOT NULL,
-    params TEXT NOT NULL,
-    task_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    queued_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    worker TEXT,
-    failed_step TEXT,
-    error TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS runs_one_active_per_key ON runs(key) WHERE state IN ('PENDING', 'RUNNING');
-CREATE INDEX IF NOT EXISTS runs_by_key ON runs(key, queued_at);
-CREATE INDEX IF NOT EXISTS runs_queue ON runs(state, queued_at);
-CREATE TABLE IF NOT EXISTS steps (
-    run_id TEXT NOT NULL,
-    task_id TEXT NOT NULL,
-    task TEXT NOT NULL,
-    key TEXT,
-    state TEXT NOT NULL,
-    executed INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
-    updated_at REAL NOT NULL,
-    seq INTEGER NOT NULL,
-    PRIMARY KEY (run_id, task_id)
-);
-"""
-_RUN_COLUMNS = (
-    "id, key, chain_type, chain, task, params, task_id, state, queued_at, started_at, finished_at, "
-    "worker, failed_step, error"
+#: schema version n is reached by applying _MIGRATIONS[n-1]; the version lives in PRAGMA user_version
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS runs (
+            id TEXT PRIMARY KEY,
+            key TEXT NOT NULL,
+            chain_type TEXT NOT NULL,
+            chain TEXT NOT NULL,
+            task TEXT NOT NULL,
+            params TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            queued_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            worker TEXT,
+            failed_step TEXT,
+            error TEXT
+        )""",
+        "CREATE UNIQUE INDEX IF NOT EXISTS runs_one_active_per_key ON runs(key) WHERE state IN ('PENDING', 'RUNNING')",
+        "CREATE INDEX IF NOT EXISTS runs_by_key ON runs(key, queued_at)",
+        "CREATE INDEX IF NOT EXISTS runs_queue ON runs(state, queued_at)",
+        """CREATE TABLE IF NOT EXISTS steps (
+            run_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            task TEXT NOT NULL,
+            key TEXT,
+            state TEXT NOT NULL,
+            executed INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            updated_at REAL NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (run_id, task_id)
+        )""",
+    ),
+    (  # 2: attempts, retry policy, leases
+        "ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE runs ADD COLUMN retry_delay REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN retry_backoff REAL NOT NULL DEFAULT 2",
+        "ALTER TABLE runs ADD COLUMN not_before REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN heartbeat_at REAL",
+    ),
 )
+SCHEMA_VERSION = len(_MIGRATIONS)
+_FIELDS = (
+    "id, key, chain_type, chain, task, params, task_id, state, queued_at, started_at, finished_at, "
+    "worker, failed_step, error, attempt, max_attempts, retry_delay, retry_backoff, not_before, heartbeat_at"
+).split(", ")
+_RUN_COLUMNS = ", ".join(_FIELDS)
+_OWNED = "id = ? AND attempt = ? AND state = 'RUNNING'"
 
 
 def _run(row: sqlite3.Row | None) -> Run | None:
@@ -173,7 +269,7 @@ class SQLiteRunStore(RunStore):
         self.path = Path(path)
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection().executescript(_SCHEMA)
+        self._migrate()
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -181,7 +277,7 @@ class SQLiteRunStore(RunStore):
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives any process crash
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -197,74 +293,151 @@ class SQLiteRunStore(RunStore):
             raise
         conn.execute("COMMIT")
 
-    def submit(self, run: Run) -> tuple[Run, bool]:
+    def _migrate(self) -> None:
+        """Bring the file to :data:`SCHEMA_VERSION`, one transaction, whoever else opens it at once."""
         with self._db() as db:
-            cursor = db.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT(key) WHERE state IN ('PENDING', 'RUNNING') DO NOTHING",
-                (
-                    run.id,
-                    run.key,
-                    run.chain_type,
-                    run.chain,
-                    run.task,
-                    json.dumps(dict(run.params)),
-                    run.task_id,
-                    run.state.value,
-                    run.queued_at,
-                    run.started_at,
-                    run.finished_at,
-                    run.worker,
-                    run.failed_step,
-                    run.error,
-                ),
-            )
-            if cursor.rowcount == 1:
-                return run, True
-            row = db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE key = ? AND state IN ('PENDING', 'RUNNING')", (run.key,)
-            ).fetchone()
-        existing = _run(row)
-        assert existing is not None
-        return existing, False
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version == 0 and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
+                columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+                version = 2 if "attempt" in columns else 1  # written before versions were recorded
+            for statements in _MIGRATIONS[version:]:
+                for statement in statements:
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _select(self, db: sqlite3.Connection, where: str, *args: Any) -> Run | None:
+        return _run(db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where}", args).fetchone())
+
+    def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
+        with self._db() as db:
+            existing = self._select(db, "key = ? AND state IN ('PENDING', 'RUNNING')", run.key)
+            if existing is not None:
+                return existing, False
+            if max_pending is not None:
+                pending = db.execute("SELECT COUNT(*) FROM runs WHERE state = 'PENDING'").fetchone()[0]
+                if pending >= max_pending:
+                    raise QueueFull(f"{pending} runs are queued, the most this service accepts", retry_after=0)
+            values = [getattr(run, name) for name in _FIELDS]
+            values[_FIELDS.index("params")] = json.dumps(dict(run.params))
+            values[_FIELDS.index("state")] = run.state.value
+            db.execute(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * len(_FIELDS))})", values)
+        return run, True
 
     def claim(self, worker: str, run_id: str | None = None) -> Run | None:
-        where = "id = ?" if run_id else "id = (SELECT id FROM runs WHERE state = 'PENDING' ORDER BY queued_at LIMIT 1)"
+        now = time.time()
+        args: list[Any]
+        if run_id:
+            where, args = "id = ?", [run_id]
+        else:
+            where = "id = (SELECT id FROM runs WHERE state = 'PENDING' AND not_before <= ? ORDER BY queued_at LIMIT 1)"
+            args = [now]
         with self._db() as db:
             row = db.execute(
-                f"UPDATE runs SET state = 'RUNNING', started_at = ?, worker = ? "
-                f"WHERE {where} AND state = 'PENDING' RETURNING {_RUN_COLUMNS}",
-                (time.time(), worker, *([run_id] if run_id else [])),
+                "UPDATE runs SET state = 'RUNNING', attempt = attempt + 1, started_at = ?, heartbeat_at = ?, "
+                f"worker = ? WHERE {where} AND state = 'PENDING' AND not_before <= ? RETURNING {_RUN_COLUMNS}",
+                (now, now, worker, *args, now),
             ).fetchone()
         return _run(row)
 
-    def finish(self, run_id: str, state: RunState, failed_step: str | None = None, error: str | None = None) -> None:
+    def heartbeat(self, run_id: str, attempt: int, worker: str | None = None) -> bool:
         with self._db() as db:
-            db.execute(
-                "UPDATE runs SET state = ?, finished_at = ?, failed_step = ?, error = ? "
-                "WHERE id = ? AND state IN ('PENDING', 'RUNNING')",
-                (state.value, time.time(), failed_step, error, run_id),
+            cursor = db.execute(
+                f"UPDATE runs SET heartbeat_at = ?, worker = COALESCE(?, worker) WHERE {_OWNED}",
+                (time.time(), worker, run_id, attempt),
             )
+        return cursor.rowcount == 1
 
-    def requeue(self, run_id: str) -> None:
+    def complete(self, run_id: str, attempt: int) -> bool:
         with self._db() as db:
-            db.execute(
-                "UPDATE runs SET state = 'PENDING', started_at = NULL, worker = NULL "
-                "WHERE id = ? AND state = 'RUNNING'",
-                (run_id,),
+            cursor = db.execute(
+                f"UPDATE runs SET state = 'DONE', finished_at = ?, failed_step = NULL, error = NULL WHERE {_OWNED}",
+                (time.time(), run_id, attempt),
             )
+        return cursor.rowcount == 1
+
+    def fail(self, run_id: str, attempt: int, failed_step: str | None, error: str) -> RunState | None:
+        with self._db() as db:
+            run = self._select(db, _OWNED, run_id, attempt)
+            return None if run is None else self._fail(db, run, failed_step, error)
+
+    @staticmethod
+    def _fail(db: sqlite3.Connection, run: Run, failed_step: str | None, error: str) -> RunState:
+        now = time.time()
+        if run.attempt < run.max_attempts:
+            db.execute(
+                "UPDATE runs SET state = 'PENDING', not_before = ?, heartbeat_at = NULL, failed_step = ?, error = ? "
+                "WHERE id = ?",
+                (now + run.policy.delay_after(run.attempt), failed_step, error, run.id),
+            )
+            return RunState.PENDING
+        db.execute(
+            "UPDATE runs SET state = 'FAILED', finished_at = ?, heartbeat_at = NULL, failed_step = ?, error = ? "
+            "WHERE id = ?",
+            (now, failed_step, error, run.id),
+        )
+        return RunState.FAILED
+
+    def requeue(self, run_id: str, attempt: int, delay: float = 0.0, reason: str | None = None) -> bool:
+        with self._db() as db:
+            cursor = db.execute(
+                "UPDATE runs SET state = 'PENDING', attempt = attempt - 1, not_before = ?, heartbeat_at = NULL, "
+                f"error = COALESCE(?, error) WHERE {_OWNED}",
+                (time.time() + delay, reason, run_id, attempt),
+            )
+        return cursor.rowcount == 1
+
+    def reclaim(self, lease_timeout: float, dead: Callable[[str], bool] | None = None) -> list[Run]:
+        def lost(run: Run, now: float) -> str | None:
+            silent = now - (run.heartbeat_at or run.started_at or 0)
+            if silent > lease_timeout:
+                return f"no heartbeat for {silent:.0f}s"
+            if dead is not None and run.worker and dead(run.worker):
+                return "its process is gone"
+            return None
+
+        now = time.time()
+        rows = self._connection().execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE state = 'RUNNING'").fetchall()
+        suspects = [run.id for run in map(_run, rows) if run is not None and lost(run, now)]
+        reclaimed: list[Run] = []
+        if not suspects:  # the usual case: no write lock taken
+            return reclaimed
+        with self._db() as db:
+            for run_id in suspects:  # look again under the lock: a heartbeat may have come in between
+                run = self._select(db, "id = ? AND state = 'RUNNING'", run_id)
+                why = lost(run, time.time()) if run is not None else None
+                if run is None or why is None:
+                    continue
+                step = db.execute(
+                    "SELECT task FROM steps WHERE run_id = ? AND state = 'RUNNING' ORDER BY seq DESC LIMIT 1",
+                    (run.id,),
+                ).fetchone()
+                error = f"worker lost: {run.worker} ({why}) during attempt {run.attempt}"
+                self._fail(db, run, step[0] if step else run.task, error)
+                reclaimed.append(run)
+        return reclaimed
+
+    def cancel(self, run_id: str, reason: str = "cancelled by request") -> tuple[Run, Run]:
+        with self._db() as db:
+            before = self._select(db, "id = ?", run_id)
+            if before is None:
+                raise RunNotFound(f"no run {run_id}")
+            if not before.state.active:
+                raise RunFinished(f"run {run_id} has already ended: {before.state.value}")
+            after = _run(
+                db.execute(
+                    "UPDATE runs SET state = 'CANCELLED', finished_at = ?, heartbeat_at = NULL, error = ? "
+                    f"WHERE id = ? RETURNING {_RUN_COLUMNS}",
+                    (time.time(), reason, run_id),
+                ).fetchone()
+            )
+        assert after is not None
+        return before, after
 
     def get(self, run_id: str) -> Run | None:
-        row = self._connection().execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return _run(row)
+        return self._select(self._connection(), "id = ?", run_id)
 
     def latest(self, key: str) -> Run | None:
-        row = (
-            self._connection()
-            .execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE key = ? ORDER BY queued_at DESC LIMIT 1", (key,))
-            .fetchone()
-        )
-        return _run(row)
+        return self._select(self._connection(), "key = ? ORDER BY queued_at DESC LIMIT 1", key)
 
     def record_step(self, step: Step) -> None:
         with self._db() as db:
@@ -328,6 +501,10 @@ def jsonable_run(run: Run) -> dict[str, Any]:
         "started_at": run.started_at,
         "finished_at": run.finished_at,
         "worker": run.worker,
+        "attempt": run.attempt,
+        "max_attempts": run.max_attempts,
+        "retry_at": run.not_before if run.state == RunState.PENDING and run.attempt else None,
+        "heartbeat_at": run.heartbeat_at,
         "failed_step": run.failed_step,
         "error": run.error,
     }

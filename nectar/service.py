@@ -7,6 +7,7 @@ the HTTP API and the CLI are thin layers over it.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,8 +16,9 @@ import luigi
 
 from nectar.config import Settings, get_settings
 from nectar.discovery import ChainCatalog, TaskInfo
+from nectar.errors import QueueFull, RunNotFound
 from nectar.keys import TargetKey
-from nectar.runs import Run, RunState, RunStore, open_run_store
+from nectar.runs import RetryPolicy, Run, RunState, RunStore, open_run_store
 from nectar.scheduler import SchedulerClient
 from nectar.status import JobStatus, job_status
 from nectar.stores import TargetStore, get_store
@@ -42,6 +44,26 @@ class Check:
     name: str
     ok: bool
     detail: str
+
+
+#: dependencies without which nothing works; the others (luigid) only delay runs
+ESSENTIAL = frozenset({"registry", "store"})
+
+logger = logging.getLogger(__name__)
+
+
+def retry_policy(task_cls: Any, settings: Settings) -> RetryPolicy:
+    """A task's retry policy: its ``retries``, ``retry_delay`` and ``retry_backoff`` attributes, else the settings'."""
+
+    def pick(name: str, default: float) -> float:
+        value = getattr(task_cls, name, None)
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+    return RetryPolicy(
+        int(pick("retries", settings.retries)),
+        float(pick("retry_delay", settings.retry_delay)),
+        float(pick("retry_backoff", settings.retry_backoff)),
+    )
 
 
 class Nectar:
@@ -80,9 +102,44 @@ class Nectar:
             expiry = self.settings.url_expiry
             done = JobStatus(key, RunState.DONE.value, self.runs.latest(key.path), [], store.url(key, expiry), expiry)
             return Submission(key, None, False, done)
-        run = Run.new(key.path, info.chain_type, info.chain, info.name, instance.to_str_params(), instance.task_id)
-        run, created = self.runs.submit(run)
+        run = Run.new(
+            key.path,
+            info.chain_type,
+            info.chain,
+            info.name,
+            instance.to_str_params(),
+            instance.task_id,
+            retry_policy(info.cls, self.settings),
+        )
+        try:
+            run, created = self.runs.submit(run, max_pending=self.settings.max_queue)
+        except QueueFull as exc:
+            raise QueueFull(str(exc), retry_after=self.settings.retry_after) from exc
         return Submission(key, run, created)
+
+    def run(self, run_id: str) -> Run:
+        run = self.runs.get(run_id)
+        if run is None:
+            raise RunNotFound(f"no run {run_id}")
+        return run
+
+    def cancel(self, run_id: str) -> Run:
+        """Cancel a queued or running run: a running attempt is interrupted within a heartbeat interval.
+
+        :raises RunNotFound: unknown id. :raises RunFinished: the run has already ended.
+        """
+        _, after = self.runs.cancel(run_id)
+        return after
+
+    def reclaim(self) -> int:
+        """End the attempts whose worker is lost (no heartbeat within the lease); answer how many."""
+        from nectar.executor import is_dead, release  # the worker side, loaded only when a lease ran out
+
+        lost = self.runs.reclaim(self.settings.lease_timeout, dead=is_dead)
+        for run in lost:
+            logger.warning("run %s of %s: attempt %d lost (worker %s)", run.id, run.ref, run.attempt, run.worker)
+            release(self.settings, self.runs, run, f"worker lost: {run.worker}")
+        return len(lost)
 
     def store_of(self, key: TargetKey) -> TargetStore:
         """The store holding ``key``'s files: its task's, or (for a chain removed since) the default one."""
@@ -91,7 +148,13 @@ class Nectar:
 
     def status(self, key: TargetKey) -> JobStatus:
         return job_status(
-            key, store=self.store_of(key), runs=self.runs, scheduler=self.scheduler, expires_in=self.settings.url_expiry
+            key,
+            store=self.store_of(key),
+            runs=self.runs,
+            scheduler=self.scheduler,
+            expires_in=self.settings.url_expiry,
+            lease_timeout=self.settings.lease_timeout,
+            reclaim=self.reclaim,
         )
 
     def health(self) -> list[Check]:

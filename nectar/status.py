@@ -1,13 +1,15 @@
 """Answer a target key's job status from the registry, the store and, as a fallback, luigid.
 
-``job_status`` words are luigi's: PENDING (queued, not started), RUNNING, DONE, FAILED, and
-UNKNOWN for a task that was started outside any run this registry knows (its ``params.txt``
+``job_status`` words are luigi's: PENDING (queued, not started, or waiting for a retry), RUNNING,
+DONE, FAILED, CANCELLED, and UNKNOWN for a task that was started outside any run this registry knows (its ``params.txt``
 exists) and that the scheduler does not know either.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nectar.errors import RunNotFound, SchedulerUnavailable
@@ -56,13 +58,23 @@ def job_status(
     runs: RunStore,
     scheduler: SchedulerClient | None = None,
     expires_in: int = 600,
+    lease_timeout: float | None = None,
+    reclaim: Callable[[], object] | None = None,
 ) -> JobStatus:
-    """The status of the task whose folder ``key`` is in; :class:`RunNotFound` if nothing knows it."""
+    """The status of the task whose folder ``key`` is in; :class:`RunNotFound` if nothing knows it.
+
+    A RUNNING run whose lease ran out (no heartbeat for ``lease_timeout``) is never answered as
+    RUNNING: ``reclaim`` ends the lost attempt first, even when no worker is left to notice.
+    """
     key = key.with_file(OUTPUT_FILE)
     run = runs.latest(key.path)
+    if run is not None and run.state == RunState.RUNNING and lease_timeout is not None and reclaim is not None:
+        if time.time() - (run.heartbeat_at or run.started_at or 0) > lease_timeout:
+            reclaim()
+            run = runs.latest(key.path)
     steps = runs.steps(run.id) if run else []
-    if run is not None and run.state.active:
-        return JobStatus(key, run.state.value, run, steps)
+    if run is not None and run.state.active:  # a retried run shows what failed in its last attempt
+        return JobStatus(key, run.state.value, run, steps, failed_step=run.failed_step, error=run.error)
     if store.exists(key):
         return JobStatus(key, RunState.DONE.value, run, steps, store.url(key, expires_in), expires_in)
     if run is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from nectar.config import Settings, configure
+from nectar.config import ENV_VARS, Settings, configure
 from nectar.serve import LUIGID
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,29 +70,25 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def start_luigid(port: int, state: Path) -> subprocess.Popen[bytes]:
+    """A real luigid with the project's luigi.cfg, its state in ``state``; answers before this returns."""
+    proc = subprocess.Popen(
+        [*LUIGID, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
+        + ["--logdir", str(state)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "LUIGI_CONFIG_PATH": str(REPO / "configuration" / "luigi.cfg")},
+    )
+    wait_until(lambda: _answers(f"http://127.0.0.1:{port}/api/worker_list"))
+    return proc
+
+
 @pytest.fixture(scope="session")
 def luigid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real luigi central scheduler; yields its URL."""
     port = free_port()
-    state = tmp_path_factory.mktemp("luigid")
-    proc = subprocess.Popen(
-        [
-            *LUIGID,
-            "--address",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--state-path",
-            str(state / "state.pickle"),
-            "--logdir",
-            str(state),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(f"{url}/api/worker_list"))
-    yield url
+    proc = start_luigid(port, tmp_path_factory.mktemp("luigid"))
+    yield f"http://127.0.0.1:{port}"
     stop(proc)
 
 
@@ -139,7 +135,16 @@ def write_chain(chains_dir: Path) -> Callable[[str, str], Path]:
 def settings(tmp_path: Path, chains_dir: Path) -> Iterator[Settings]:
     """Local-store settings in temporary folders, configured for this process."""
     value = Settings(
-        env="local", chains_dir=chains_dir, data_dir=tmp_path / "data", local_targets_dir=tmp_path / "targets"
+        env="local",
+        chains_dir=chains_dir,
+        data_dir=tmp_path / "data",
+        local_targets_dir=tmp_path / "targets",
+        # a failure is final unless a test asks for retries; leases short enough to watch expire
+        retries=0,
+        retry_delay=0.2,
+        heartbeat_interval=0.5,
+        lease_timeout=5.0,
+        drain_grace=5.0,
     ).resolved()
     configure(value)
     yield value
@@ -174,16 +179,8 @@ def s3_settings(settings: Settings, s3_env: dict[str, str]) -> Settings:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment a subprocess needs to share ``settings``."""
-    env = {
-        "ENV": settings.env,
-        "PROJECT_BUCKET": settings.project_bucket,
-        "NECTAR_CHAINS_DIR": str(settings.chains_dir),
-        "NECTAR_DATA_DIR": str(settings.data_dir),
-        "NECTAR_LOCAL_TARGETS": str(settings.local_targets_dir),
-        "NECTAR_LUIGI_CONFIG": str(REPO / "configuration" / "luigi.cfg"),
-    }
-    if settings.scheduler_url:
-        env["NECTAR_SCHEDULER_URL"] = settings.scheduler_url
+    env = {var: str(getattr(settings, name)) for var, name in ENV_VARS.items() if getattr(settings, name) is not None}
+    env.setdefault("NECTAR_LUIGI_CONFIG", str(REPO / "configuration" / "luigi.cfg"))
     return env
 
 

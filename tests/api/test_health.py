@@ -1,4 +1,4 @@
-"""/healthz: 200 when every dependency answers, 503 naming the one that does not."""
+"""/healthz: 200 ok; 200 degraded naming luigid when only it is down; 503 naming the registry or store."""
 
 from __future__ import annotations
 
@@ -26,15 +26,21 @@ def test_without_a_scheduler_only_registry_and_store_are_checked(client: FlaskCl
     assert answer.status_code == 200 and set(answer.get_json()["data"]) == {"registry", "store"}
 
 
-def test_a_closed_scheduler_port_is_503_naming_the_scheduler(
+def test_a_closed_scheduler_port_is_degraded_naming_the_scheduler_and_runs_are_still_accepted(
     settings: Settings, client_for: Callable[[Settings], FlaskClient]
 ) -> None:
     closed = settings.replace(scheduler_url=f"http://127.0.0.1:{free_port()}", scheduler_timeout=0.5)
-    answer = client_for(closed).get("/healthz")
-    assert answer.status_code == 503
+    client = client_for(closed)
+    answer = client.get("/healthz")
+    assert answer.status_code == 200
     body = answer.get_json()
-    assert body["message"] == "unavailable: scheduler"
+    assert body["message"] == "degraded: scheduler unavailable; runs are accepted and wait in the queue"
     assert body["data"]["scheduler"]["ok"] is False and body["data"]["store"]["ok"] is True
+
+    queued = client.post("/api/chains/testchains/hello_luigiworld_chain/TestS3Task")
+    assert queued.status_code == 202
+    status = client.get(queued.get_json()["data"]["status_url"])
+    assert status.status_code == 200 and status.get_json()["data"]["job_status"] == "PENDING"
 
 
 def test_an_unreachable_s3_store_is_503_naming_the_store(

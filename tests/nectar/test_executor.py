@@ -247,30 +247,42 @@ def test_a_chain_that_no_longer_imports_fails_its_run(
     assert status.error == "cannot load cap/fragile_chain/FragileTask: ImportError: gone"
 
 
-def test_a_stopped_worker_requeues_its_run_for_the_next_one(
-    settings: Settings, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
+SLOW_CHAIN = (
+    "import time\nfrom nectar import NectarTask\n"
+    "class SlowTask(NectarTask):\n"
+    "    def run(self):\n"
+    "        open({started!r}, 'a').write('start\\n')\n"
+    "        time.sleep({seconds})\n"
+    "        self.output().open('w').close()\n"
+)
+
+
+@pytest.mark.parametrize(("seconds", "grace"), [(1.0, 10.0), (30.0, 0.5)], ids=["finishes-in-grace", "requeued"])
+def test_a_stopped_worker_drains_then_requeues_what_still_runs(
+    settings: Settings, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path, seconds: float, grace: float
 ) -> None:
     started = tmp_path / "started.txt"
-    write_chain(
-        "cap/slow_chain",
-        "import time\nfrom nectar import NectarTask\n"
-        "class SlowTask(NectarTask):\n"
-        "    def run(self):\n"
-        f"        open({str(started)!r}, 'a').write('start\\n')\n"
-        "        time.sleep(1.0)\n"
-        "        self.output().open('w').close()\n",
-    )
-    nectar = Nectar(settings)  # luigi's local scheduler: luigid would hold the killed task as RUNNING
+    write_chain("cap/slow_chain", SLOW_CHAIN.format(started=str(started), seconds=seconds))
+    settings = settings.replace(drain_grace=grace)
+    nectar = Nectar(settings)  # luigi's local scheduler here; luigid is told about interrupted tasks
     submission = nectar.submit("cap", "slow_chain", "SlowTask", {})
     first = start_worker(settings, workers=1)
     wait_until(started.exists, timeout=30)
 
     first.terminate()
-    assert first.wait(timeout=15) == 0
-    requeued = nectar.runs.latest(submission.key.path)
-    assert requeued is not None and (requeued.state, requeued.worker) == (RunState.PENDING, None)
-
+    assert first.wait(timeout=20) == 0
+    after_stop = nectar.runs.latest(submission.key.path)
+    assert after_stop is not None
+    if seconds < grace:  # the drain let it finish
+        assert after_stop.state == RunState.DONE
+        assert started.read_text() == "start\n"
+        return
+    # interrupted and put back in the queue, the attempt not counted
+    assert (after_stop.state, after_stop.attempt) == (RunState.PENDING, 0)
+    assert not nectar.store.exists(submission.key)
+    write_chain("cap/slow_chain", SLOW_CHAIN.format(started=str(started), seconds=0.1))
     start_worker(settings, workers=1)
     done = finished(nectar, submission.key)
-    assert done.job_status == "DONE" and done.run is not None and done.run.id == requeued.id
+    assert done.job_status == "DONE" and done.run is not None and done.run.id == after_stop.id
+    assert done.run.attempt == 1
     assert started.read_text() == "start\nstart\n"

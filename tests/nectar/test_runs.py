@@ -1,20 +1,25 @@
-"""The run registry: one active run per key, atomic claims, requeue and finish, steps."""
+"""The run registry: one active run per key, atomic claims, attempts and retries, leases, cancel, queue bound."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from nectar.runs import Run, RunState, SQLiteRunStore, Step, jsonable_run
+from nectar.errors import QueueFull, RunFinished, RunNotFound
+from nectar.runs import SCHEMA_VERSION, RetryPolicy, Run, RunState, SQLiteRunStore, Step, jsonable_run
 
 DIGEST = "0123456789abcdef0123456789abcdef"
 
 
-def new_run(n: int = 0) -> Run:
-    return Run.new(f"chains/t/c_chain/ATask/{DIGEST}/out.txt#{n}", "t", "c_chain", "ATask", {"n": str(n)}, f"ATask_{n}")
+def new_run(n: int = 0, policy: RetryPolicy | None = None) -> Run:
+    return Run.new(
+        f"chains/t/c_chain/ATask/{DIGEST}/out.txt#{n}", "t", "c_chain", "ATask", {"n": str(n)}, f"ATask_{n}", policy
+    )
 
 
 @pytest.fixture
@@ -33,7 +38,7 @@ def test_one_active_run_per_key(runs: SQLiteRunStore) -> None:
     running, created_while_running = runs.submit(new_run())
     assert (running.id, running.state, created_while_running) == (first.id, RunState.RUNNING, False)
 
-    runs.finish(first.id, RunState.FAILED, failed_step="ATask", error="boom")
+    assert runs.fail(first.id, 1, "ATask", "boom") == RunState.FAILED
     second, created_after = runs.submit(new_run())
     assert created_after and second.id != first.id
     assert runs.latest(first.key) == second
@@ -72,31 +77,134 @@ def test_claims_go_oldest_first_and_by_id(runs: SQLiteRunStore) -> None:
     assert [run.id if run else None for run in order] == [old.id, middle.id, None]
 
 
-def test_requeue_puts_a_running_run_back(runs: SQLiteRunStore) -> None:
+def test_requeue_puts_a_running_attempt_back_uncounted(runs: SQLiteRunStore) -> None:
     run = runs.submit(new_run())[0]
-    runs.requeue(run.id)  # not running: nothing happens
+    assert not runs.requeue(run.id, 0)  # not running: nothing happens
     assert runs.get(run.id) == run
 
-    assert runs.claim("w1") is not None
-    runs.requeue(run.id)
+    first = runs.claim("w1")
+    assert first is not None and first.attempt == 1
+    assert runs.requeue(first.id, 1, delay=0.3, reason="luigid unreachable")
     back = runs.get(run.id)
-    assert back is not None and (back.state, back.worker, back.started_at) == (RunState.PENDING, None, None)
+    assert back is not None and (back.state, back.attempt, back.error) == (RunState.PENDING, 0, "luigid unreachable")
+    assert runs.claim("w2") is None  # not before its delay
+    time.sleep(0.35)
     again = runs.claim("w2")
-    assert again is not None and (again.id, again.worker) == (run.id, "w2")
+    assert again is not None and (again.id, again.worker, again.attempt) == (run.id, "w2", 1)
 
 
-def test_finish_records_the_end_once(runs: SQLiteRunStore) -> None:
-    run = runs.submit(new_run())[0]
-    runs.claim("w")
-    runs.finish(run.id, RunState.FAILED, failed_step="BTask", error="ValueError: no")
-    runs.finish(run.id, RunState.DONE)  # too late: the first end stands
+def test_an_attempt_is_owned_a_stale_owner_cannot_end_it(runs: SQLiteRunStore) -> None:
+    run = runs.submit(new_run(policy=RetryPolicy(retries=1)))[0]
+    assert runs.claim("w1") is not None
+    assert runs.fail(run.id, 1, "BTask", "ValueError: no") == RunState.PENDING
+    second = runs.claim("w2")
+    assert second is not None and second.attempt == 2
 
+    # the first attempt's process comes back: it can neither renew, finish, fail nor requeue
+    assert not runs.heartbeat(run.id, 1)
+    assert not runs.complete(run.id, 1)
+    assert runs.fail(run.id, 1, "X", "late") is None
+    assert not runs.requeue(run.id, 1)
+    assert runs.heartbeat(run.id, 2, "host:42")
+    assert runs.complete(run.id, 2)
     ended = runs.get(run.id)
     assert ended is not None
-    assert (ended.state, ended.failed_step, ended.error) == (RunState.FAILED, "BTask", "ValueError: no")
+    assert (ended.state, ended.attempt, ended.worker, ended.error) == (RunState.DONE, 2, "host:42", None)
     assert ended.finished_at is not None and ended.started_at is not None
     assert ended.finished_at >= ended.started_at >= ended.queued_at
-    assert jsonable_run(ended)["state"] == "FAILED" and jsonable_run(ended)["task"] == "t/c_chain/ATask"
+    assert not runs.complete(run.id, 2)  # the end is recorded once
+
+
+def wait_for_claim(runs: SQLiteRunStore) -> Run:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if (run := runs.claim("w")) is not None:
+            return run
+        time.sleep(0.02)
+    raise AssertionError("nothing became claimable")
+
+
+def test_retries_follow_the_policy_then_fail(runs: SQLiteRunStore) -> None:
+    run = runs.submit(new_run(policy=RetryPolicy(retries=2, delay=0.2, backoff=2.0)))[0]
+    assert run.max_attempts == 3
+    attempt = runs.claim("w")
+    assert attempt is not None and attempt.attempt == 1
+    before = time.time()
+    assert runs.fail(run.id, 1, "BTask", "boom 1") == RunState.PENDING
+    waiting = runs.get(run.id)
+    assert waiting is not None and waiting.state == RunState.PENDING and waiting.failed_step == "BTask"
+    assert before + 0.2 <= waiting.not_before <= time.time() + 0.2  # delay * backoff**0
+    assert jsonable_run(waiting)["retry_at"] == waiting.not_before and jsonable_run(waiting)["attempt"] == 1
+    assert runs.submit(new_run())[0].id == run.id  # still the active run of its key
+
+    assert runs.claim("w") is None
+    second = wait_for_claim(runs)
+    assert second.attempt == 2
+    before = time.time()
+    assert runs.fail(run.id, 2, "BTask", "boom 2") == RunState.PENDING
+    later = runs.get(run.id)
+    assert later is not None and later.not_before >= before + 0.4  # delay * backoff**1
+    third = wait_for_claim(runs)
+    assert third.attempt == 3
+    assert runs.fail(run.id, 3, "CTask", "boom 3") == RunState.FAILED
+    ended = runs.get(run.id)
+    assert ended is not None
+    assert (ended.state, ended.attempt, ended.failed_step, ended.error) == (RunState.FAILED, 3, "CTask", "boom 3")
+    assert jsonable_run(ended)["retry_at"] is None and jsonable_run(ended)["task"] == "t/c_chain/ATask"
+
+
+def test_reclaim_ends_attempts_whose_lease_ran_out_or_whose_process_is_gone(runs: SQLiteRunStore) -> None:
+    silent = runs.submit(new_run(0, RetryPolicy(retries=1)))[0]
+    gone = runs.submit(new_run(1))[0]
+    alive = runs.submit(new_run(2))[0]
+    for run, worker in ((silent, "h:1"), (gone, "h:2"), (alive, "h:3")):
+        assert runs.claim("parent", run_id=run.id) is not None
+        runs.heartbeat(run.id, 1, worker)
+    runs.record_step(Step(silent.id, "B_1", "BTask", None, "RUNNING", executed=True))
+    assert runs.reclaim(60.0, dead=lambda worker: False) == []
+
+    time.sleep(0.3)
+    runs.heartbeat(alive.id, 1)
+    runs.heartbeat(gone.id, 1)
+    reclaimed = runs.reclaim(0.2, dead=lambda worker: worker == "h:2")
+    assert {run.id: run.state for run in reclaimed} == {silent.id: RunState.RUNNING, gone.id: RunState.RUNNING}
+
+    retried, failed, kept = (runs.get(run.id) for run in (silent, gone, alive))
+    assert retried is not None and retried.state == RunState.PENDING and retried.failed_step == "BTask"
+    assert retried.error is not None and retried.error.startswith("worker lost: h:1 (no heartbeat for")
+    assert failed is not None and failed.state == RunState.FAILED
+    assert failed.error == "worker lost: h:2 (its process is gone) during attempt 1"
+    assert kept is not None and kept.state == RunState.RUNNING
+    assert not runs.heartbeat(silent.id, 1)  # the lost attempt cannot come back
+
+
+def test_cancel_ends_a_queued_or_running_run_and_refuses_an_ended_one(runs: SQLiteRunStore) -> None:
+    queued = runs.submit(new_run(0))[0]
+    running = runs.submit(new_run(1))[0]
+    assert runs.claim("w", run_id=running.id) is not None
+
+    for run in (queued, running):
+        before, after = runs.cancel(run.id)
+        assert before.state.active and after.state == RunState.CANCELLED
+        assert after.error == "cancelled by request" and after.finished_at is not None
+    assert not runs.heartbeat(running.id, 1) and not runs.complete(running.id, 1)
+    assert runs.claim("w") is None
+    with pytest.raises(RunFinished, match="already ended: CANCELLED"):
+        runs.cancel(queued.id)
+    with pytest.raises(RunNotFound):
+        runs.cancel("no-such-run")
+    assert runs.submit(new_run(0))[1]  # a cancelled key can be submitted again
+
+
+def test_the_queue_is_bounded_but_an_identical_run_is_still_answered(runs: SQLiteRunStore) -> None:
+    first = runs.submit(new_run(0), max_pending=2)[0]
+    runs.submit(new_run(1), max_pending=2)
+    with pytest.raises(QueueFull, match="2 runs are queued"):
+        runs.submit(new_run(2), max_pending=2)
+    assert runs.submit(new_run(0), max_pending=2) == (first, False)
+    assert runs.claim("w") is not None  # a claimed run leaves the queue
+    assert runs.submit(new_run(2), max_pending=2)[1]
+    assert runs.count(RunState.PENDING) == 2
 
 
 def test_steps_keep_their_order_and_remember_they_ran(runs: SQLiteRunStore) -> None:
@@ -121,3 +229,27 @@ def test_registry_survives_reopening(tmp_path: Path) -> None:
     reopened = SQLiteRunStore(path)
     assert reopened.get(run.id) == run and reopened.check() == f"sqlite {path}"
     assert reopened.get("missing") is None and reopened.latest("chains/none") is None
+
+
+def test_a_registry_written_before_versions_upgrades_itself(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite3"
+    with sqlite3.connect(path) as conn:  # the first schema, as Datanectar wrote it then
+        conn.execute(
+            "CREATE TABLE runs (id TEXT PRIMARY KEY, key TEXT NOT NULL, chain_type TEXT NOT NULL, chain TEXT NOT NULL,"
+            " task TEXT NOT NULL, params TEXT NOT NULL, task_id TEXT NOT NULL, state TEXT NOT NULL,"
+            " queued_at REAL NOT NULL, started_at REAL, finished_at REAL, worker TEXT, failed_step TEXT, error TEXT)"
+        )
+        conn.execute(
+            "INSERT INTO runs VALUES ('r1', 'k', 't', 'c_chain', 'ATask', '{}', 'ATask_1', 'PENDING', 1.0,"
+            " NULL, NULL, NULL, NULL, NULL)"
+        )
+    conn.close()
+    runs = SQLiteRunStore(path)
+    old = runs.get("r1")
+    assert old is not None and (old.attempt, old.max_attempts, old.not_before) == (0, 1, 0.0)
+    claimed = runs.claim("w")
+    assert claimed is not None and claimed.attempt == 1
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    check.close()
+    assert SQLiteRunStore(path).get("r1") is not None  # opening an up-to-date file changes nothing

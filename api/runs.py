@@ -1,0 +1,46 @@
+"""One run by its id, and cancelling it."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api import links
+from api.context import nectar
+from api.envelope import answer, error_responses
+from api.schemas import RunEnvelope
+from nectar.keys import TargetKey
+from nectar.runs import Run, jsonable_run
+
+blp = Blueprint("runs", __name__, url_prefix="/api/runs", description="Runs by id: look one up, cancel it.")
+
+
+def run_out(run: Run) -> dict:
+    return {
+        **jsonable_run(run),
+        "status_url": links.status_url(TargetKey.parse(run.key)),
+        "cancel_url": links.external("runs.CancelRun", run_id=run.id),
+    }
+
+
+@blp.route("/<run_id>")
+class RunById(MethodView):
+    @blp.response(200, RunEnvelope)
+    @error_responses(blp, 404)
+    def get(self, run_id):
+        """One run: its state, attempt, worker and last error"""
+        return answer(run_out(nectar().run(run_id)))
+
+
+@blp.route("/<run_id>/cancel")
+class CancelRun(MethodView):
+    @blp.response(200, RunEnvelope, description="Cancelled: a running attempt is interrupted within seconds.")
+    @error_responses(blp, 404, 409)
+    def post(self, run_id):
+        """Cancel a queued or running run
+
+        A queued run never starts. A running one is interrupted within one heartbeat interval
+        (``NECTAR_HEARTBEAT``); the step it was running leaves no output, the steps it finished
+        keep theirs. Its status becomes ``CANCELLED``. An ended run answers 409.
+        """
+        return answer(run_out(nectar().cancel(run_id)), 200, "cancelled")
