@@ -1,8 +1,9 @@
 """``nectar serve``: luigid, the workers and the API under gunicorn, started and stopped together.
 
 Each part runs as its own process in its own session, so Ctrl-C reaches only this supervisor,
-which then stops the API first, the workers next (they requeue what they were running) and
-luigid last. If any part dies, everything is stopped and the command exits non-zero.
+which then stops the API first, the workers next (they let running tasks finish for
+``NECTAR_DRAIN_GRACE`` seconds, then interrupt and requeue them) and luigid last. If any
+part dies, everything is stopped and the command exits non-zero.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class Part:
     name: str
     proc: subprocess.Popen[bytes]
+    #: seconds it may take to stop after SIGTERM before it is killed
+    stop_timeout: float = STOP_TIMEOUT
 
 
 def _wait_http(url: str, part: Part, timeout: float = 30.0) -> None:
@@ -88,9 +91,9 @@ class Supervisor:
         if luigi_cfg.is_file():
             self.env["NECTAR_LUIGI_CONFIG"] = self.env["LUIGI_CONFIG_PATH"] = str(luigi_cfg)
 
-    def _start(self, name: str, argv: list[str]) -> Part:
+    def _start(self, name: str, argv: list[str], stop_timeout: float = STOP_TIMEOUT) -> Part:
         proc = subprocess.Popen(argv, env=self.env, start_new_session=True)
-        part = Part(name, proc)
+        part = Part(name, proc, stop_timeout)
         self.parts.append(part)
         return part
 
@@ -117,7 +120,12 @@ class Supervisor:
             )
             _wait_http(f"{scheduler_url}/api/worker_list", luigid)
         self.env["NECTAR_SCHEDULER_URL"] = scheduler_url
-        self._start("workers", [sys.executable, "-m", "nectar.cli", "worker", "--workers", str(self.args.workers)])
+        # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued
+        self._start(
+            "workers",
+            [sys.executable, "-m", "nectar.cli", "worker", "--workers", str(self.args.workers)],
+            stop_timeout=self.settings.drain_grace + STOP_TIMEOUT,
+        )
         gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
         api = self._start("api", gunicorn)
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
@@ -145,9 +153,9 @@ class Supervisor:
             if part.proc.poll() is None:
                 part.proc.send_signal(signal.SIGTERM)
                 try:
-                    part.proc.wait(timeout=STOP_TIMEOUT)
+                    part.proc.wait(timeout=part.stop_timeout)
                 except subprocess.TimeoutExpired:
-                    logger.error("%s did not stop within %.0fs; killing it", part.name, STOP_TIMEOUT)
+                    logger.error("%s did not stop within %.0fs; killing it", part.name, part.stop_timeout)
                     part.proc.kill()
                     part.proc.wait()
 

@@ -55,6 +55,11 @@ class NectarTask(luigi.Task):
 
     #: ``"local"``, ``"s3"`` or None (decided by the settings: local when ENV=local)
     store_kind: ClassVar[str | None] = None
+    #: this task's retry policy, when it differs from the service's (NECTAR_RETRIES, NECTAR_RETRY_DELAY,
+    #: NECTAR_RETRY_BACKOFF): attempts after the first, seconds before the first retry, growth of that delay
+    retries: ClassVar[int | None] = None
+    retry_delay: ClassVar[float | None] = None
+    retry_backoff: ClassVar[float | None] = None
     _nectar_recording: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -1,0 +1,93 @@
+"""Runs by id, cancel, the bounded queue's 503 with Retry-After, and the attempt fields of a status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask.testing import FlaskClient
+
+from nectar.config import Settings
+from nectar.runs import SQLiteRunStore
+
+HELLO = "/api/chains/testchains/hello_luigiworld_chain"
+
+
+def submit(client: FlaskClient, aparam: str) -> dict:
+    answer = client.post(f"{HELLO}/WithDependencyTask", query_string={"aparam": aparam})
+    assert answer.status_code == 202, answer.get_json()
+    return answer.get_json()["data"]
+
+
+def test_a_run_is_found_by_id_with_its_links(client: FlaskClient) -> None:
+    queued = submit(client, "by-id")
+    answer = client.get(f"/api/runs/{queued['run_id']}")
+    assert answer.status_code == 200
+    run = answer.get_json()["data"]
+    assert (run["id"], run["key"], run["state"], run["task"]) == (
+        queued["run_id"],
+        queued["key"],
+        "PENDING",
+        "testchains/hello_luigiworld_chain/WithDependencyTask",
+    )
+    assert run["params"] == {"aparam": "by-id"}
+    assert (run["attempt"], run["max_attempts"], run["retry_at"]) == (0, 1, None)
+    assert run["status_url"] == queued["status_url"]
+    assert run["cancel_url"] == f"http://localhost/api/runs/{queued['run_id']}/cancel"
+
+
+def test_an_unknown_run_is_404_naming_it(client: FlaskClient) -> None:
+    for answer in (client.get("/api/runs/nope"), client.post("/api/runs/nope/cancel")):
+        assert answer.status_code == 404 and answer.get_json()["message"] == "no run nope"
+
+
+def test_cancel_a_queued_run_then_409_and_a_new_post_queues_again(client: FlaskClient) -> None:
+    queued = submit(client, "cancel-me")
+    cancelled = client.post(f"/api/runs/{queued['run_id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.get_json()["message"] == "cancelled"
+    assert cancelled.get_json()["data"]["state"] == "CANCELLED"
+
+    status = client.get(queued["status_url"]).get_json()["data"]
+    assert (status["job_status"], status["error"], status["run_id"]) == (
+        "CANCELLED",
+        "cancelled by request",
+        queued["run_id"],
+    )
+    again = client.post(f"/api/runs/{queued['run_id']}/cancel")
+    assert again.status_code == 409
+    assert again.get_json()["message"] == f"run {queued['run_id']} has already ended: CANCELLED"
+
+    fresh = submit(client, "cancel-me")
+    assert fresh["created"] and fresh["run_id"] != queued["run_id"]
+
+
+def test_a_full_queue_is_503_with_retry_after_but_an_identical_run_is_still_answered(
+    settings: Settings, client_for: Callable[[Settings], FlaskClient]
+) -> None:
+    client = client_for(settings.replace(max_queue=2, retry_after=7))
+    first = submit(client, "q0")
+    submit(client, "q1")
+
+    full = client.post(f"{HELLO}/WithDependencyTask", query_string={"aparam": "q2"})
+    assert full.status_code == 503
+    assert full.headers["Retry-After"] == "7"
+    assert full.get_json()["message"] == "queue unavailable: 2 runs are queued, the most this service accepts"
+
+    same = client.post(f"{HELLO}/WithDependencyTask", query_string={"aparam": "q0"})
+    assert same.status_code == 202 and same.get_json()["data"]["run_id"] == first["run_id"]
+
+
+def test_a_status_shows_the_attempt_and_when_a_failed_run_is_retried(
+    settings: Settings, client_for: Callable[[Settings], FlaskClient]
+) -> None:
+    client = client_for(settings.replace(retries=2, retry_delay=60))
+    queued = submit(client, "retried")
+    runs = SQLiteRunStore(settings.registry_path)
+    attempt = runs.claim("w")  # what a worker does: claim attempt 1, which fails with retries left
+    assert attempt is not None and attempt.attempt == 1
+    runs.fail(attempt.id, 1, "TestS3Task", "OSError: disk full")
+
+    status = client.get(queued["status_url"]).get_json()["data"]
+    assert (status["job_status"], status["attempt"], status["max_attempts"]) == ("PENDING", 1, 3)
+    assert status["failed_step"] == "TestS3Task" and status["error"] == "OSError: disk full"
+    assert status["retry_at"] > attempt.started_at + 59
+    assert status["run_url"] == f"http://localhost/api/runs/{queued['run_id']}"
