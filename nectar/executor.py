@@ -196,7 +196,7 @@ class Lease:
 
     def __enter__(self) -> Lease:
         if self._signals:
-            signal.signal(signal.SIGUSR1, self._raise)
+            signal.signal(signal.SIGUSR2, self._raise)  # not SIGUSR1: luigi's worker takes that one
             signal.signal(signal.SIGTERM, self._stop)
             signal.signal(signal.SIGCONT, lambda *_: self._wake.set())
         threading.Thread(target=self._beat, name="nectar-heartbeat", daemon=True).start()
@@ -206,7 +206,7 @@ class Lease:
         self._ended.set()
         self._wake.set()
         if self._signals:  # a late interrupt must not kill a process that has finished its attempt
-            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+            signal.signal(signal.SIGUSR2, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGCONT, signal.SIG_DFL)
 
@@ -231,7 +231,7 @@ class Lease:
                 continue
             logger.warning("run %s lost its lease (cancelled or reclaimed): stopping it", self.run.id)
             if self._signals:
-                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR2)
             if not self._ended.wait(INTERRUPT_GRACE) and os.getpgid(0) == os.getpid():
                 os.killpg(os.getpid(), signal.SIGKILL)
             return
