@@ -48,7 +48,7 @@ MAX_ERROR = 4000
 #: seconds an interrupted attempt gets to end on its own before its process group is killed
 INTERRUPT_GRACE = 5.0
 #: seconds a run waits before trying again when a step it needs is being run by another worker
-BLOCKED_DELAY = 1.0
+BLOCKED_DELAY = 2.0
 HOST = socket.gethostname()
 
 
@@ -237,10 +237,18 @@ class Lease:
             return
 
 
-def _blocked(result: Any, task: luigi.Task) -> bool:
-    """Whether luigi left the task undone only because another worker is running it or a step it needs."""
+#: why luigi may leave a task undone with no step failing, and what the run then says while it waits
+_WAITING = {
+    "run_by_other_worker": "another worker is running it",
+    "upstream_run_by_other_worker": "another worker is running a step it needs",
+    "not_run": "luigid did not grant it (paused, short of resources, or restarted)",
+}
+
+
+def _blocked(result: Any, task: luigi.Task) -> str | None:
+    """Why luigi left the task undone though no step failed, if it did; None if it did not."""
     tasks = _summary_dict(result.worker)
-    return task in tasks["run_by_other_worker"] or task in tasks["upstream_run_by_other_worker"]
+    return next((f"waiting: {why}" for kind, why in _WAITING.items() if task in tasks[kind]), None)
 
 
 def execute(settings: Settings, runs: RunStore, run: Run) -> RunState | None:
@@ -261,12 +269,12 @@ def execute(settings: Settings, runs: RunStore, run: Run) -> RunState | None:
         recorder = StepRecorder(runs, run.id)
         recorder.install()
         recorder.record(task, "PENDING")
-        summary, blocked, complete = "", False, False
+        summary, blocked, complete = "", None, False
         try:
             result = luigi.build([task], detailed_summary=True, workers=1, **scheduler_options(settings))
             summary = result.summary_text
             complete = bool(task.complete())
-            blocked = not complete and recorder.failed is None and _blocked(result, task)
+            blocked = None if complete or recorder.failed else _blocked(result, task)
         except Interrupted:
             pass
         except Exception as exc:
@@ -281,7 +289,7 @@ def execute(settings: Settings, runs: RunStore, run: Run) -> RunState | None:
     if complete:
         return RunState.DONE if runs.complete(run.id, run.attempt) else None
     if blocked:
-        runs.requeue(run.id, run.attempt, BLOCKED_DELAY)
+        runs.requeue(run.id, run.attempt, BLOCKED_DELAY, blocked)
         return RunState.PENDING
     scheduler = scheduler_of(settings)
     if scheduler is not None:

@@ -286,3 +286,38 @@ def test_a_stopped_worker_drains_then_requeues_what_still_runs(
     assert done.job_status == "DONE" and done.run is not None and done.run.id == after_stop.id
     assert done.run.attempt == 1
     assert started.read_text() == "start\nstart\n"
+
+
+SHARED_CHAIN = (
+    "import time\nimport luigi\nfrom nectar import NectarTask\n"
+    "class SharedTask(NectarTask):\n"
+    "    def run(self):\n"
+    "        open({ledger!r}, 'a').write('shared\\n')\n"
+    "        time.sleep(2)\n"
+    "        self.output().open('w').close()\n"
+    "class UserTask(NectarTask):\n"
+    "    n = luigi.IntParameter()\n"
+    "    def requires(self):\n"
+    "        return SharedTask()\n"
+    "    def run(self):\n"
+    "        open({ledger!r}, 'a').write(f'user {{self.n}}\\n')\n"
+    "        self.output().open('w').close()\n"
+)
+
+
+def test_runs_sharing_a_step_run_it_once_the_other_waits_for_it_uncounted(
+    settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.txt"
+    write_chain("cap/shared_chain", SHARED_CHAIN.format(ledger=str(ledger)))
+    settings = settings.replace(scheduler_url=luigid)
+    nectar = Nectar(settings)
+    first = nectar.submit("cap", "shared_chain", "UserTask", {"n": 1})
+    second = nectar.submit("cap", "shared_chain", "UserTask", {"n": 2})
+    start_worker(settings, workers=2)
+
+    done = [finished(nectar, submission.key) for submission in (first, second)]
+
+    assert [status.job_status for status in done] == ["DONE", "DONE"]
+    assert sorted(ledger.read_text().splitlines()) == ["shared", "user 1", "user 2"]
+    assert all(status.run is not None and status.run.attempt == 1 for status in done)  # waiting is not a failure
