@@ -7,8 +7,9 @@ from typing import Any
 
 from flask import Flask
 
-from api import register_blueprints
+from api import auth, register_blueprints
 from api.errors import NectarApi
+from nectar.auth import TokenChecker
 from nectar.config import Settings, configure
 from nectar.service import Nectar
 from nectar.signing import UrlSigner, load_secret
@@ -21,6 +22,11 @@ DEFAULTS: dict[str, Any] = {
     "OPENAPI_JSON_PATH": "openapi.json",
     "OPENAPI_SWAGGER_UI_PATH": "docs",
     "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+    "API_SPEC_OPTIONS": {
+        "components": {"securitySchemes": {"bearerAuth": auth.SECURITY_SCHEME}},
+        # a token when the service is configured with some; none otherwise
+        "security": [{"bearerAuth": []}, {}],
+    },
 }
 
 
@@ -30,9 +36,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings: Settings = config.pop("NECTAR_SETTINGS", None) or Settings.from_env()
     app = Flask(__name__)
     app.config.update(DEFAULTS)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     app.config.from_prefixed_env("FLASK")
     app.config.update(config)
     configure(settings)
+    # a token configuration that cannot be read stops the start, rather than serving without protection
+    auth.install(app, TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads))
     app.extensions["nectar"] = Nectar(settings)
     app.extensions["nectar_signer"] = UrlSigner(load_secret(settings))
     api = NectarApi(app)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -12,7 +14,7 @@ from api.envelope import answer, error_responses
 from api.schemas import ChainEnvelope, ChainTypeEnvelope, ChainTypesEnvelope, SubmissionEnvelope, TaskEnvelope
 from api.task_params import load_params
 from nectar.discovery import ChainInfo, TaskInfo
-from nectar.errors import ChainNotFound, InvalidParameters
+from nectar.errors import ChainNotFound, InvalidParameters, TooLarge
 
 blp = Blueprint("chains", __name__, url_prefix="/api/chains", description="The chains and tasks, and running them.")
 
@@ -54,19 +56,30 @@ def type_out(chain_type: str, chains: list[ChainInfo]) -> dict:
 
 
 def submitted_values() -> dict:
-    """Parameters from the query string, overridden by those of a JSON object body."""
+    """Parameters from the query string, overridden by those of a JSON object body, within the limits."""
     values: dict = request.args.to_dict()
-    if request.get_data():
+    if request.get_data():  # beyond MAX_CONTENT_LENGTH, werkzeug answers 413 here
         body = request.get_json(force=True, silent=True)
         if not isinstance(body, dict):
             raise InvalidParameters({"_body": ["the body must be a JSON object of task parameters"]})
         values.update(body)
+    settings = nectar().settings
+    if len(values) > settings.max_params:
+        raise TooLarge(f"{len(values)} parameters sent; at most {settings.max_params} are accepted")
+    too_long = {
+        str(name): [f"longer than {settings.max_param_length} characters"]
+        for name, value in values.items()
+        if len(value if isinstance(value, str) else json.dumps(value)) > settings.max_param_length
+    }
+    if too_long:
+        raise InvalidParameters(too_long)
     return values
 
 
 @blp.route("")
 class ChainTypes(MethodView):
     @blp.response(200, ChainTypesEnvelope)
+    @error_responses(blp)
     def get(self):
         """Every chain type with its chains and their tasks"""
         return answer([type_out(name, chains) for name, chains in nectar().catalog.types().items()])
@@ -103,7 +116,7 @@ class Task(MethodView):
 
     @blp.response(202, SubmissionEnvelope, description="Queued, or an identical run is already queued or running.")
     @blp.alt_response(200, schema=SubmissionEnvelope, description="The output exists: nothing is run.", success=True)
-    @error_responses(blp, 404, 422, 503)
+    @error_responses(blp, 404, 413, 422, 503)
     @blp.doc(**SUBMISSION_DOC)
     def post(self, chain_type, chain, task):
         """Run a task (unless its output exists or an identical run is active)"""

@@ -25,11 +25,15 @@ def answer(data: object, status: int = 200, message: str = "success") -> tuple[d
     return {"data": data, "message": message, "status": status}, status
 
 
-def error_responses(blp: Blueprint, *codes: int):
-    """Document the error answers (the error envelope) an endpoint can give."""
+#: what a protected endpoint may answer when tokens are configured (see api/auth.py)
+AUTH_ERRORS = (401, 403)
+
+
+def error_responses(blp: Blueprint, *codes: int, protected: bool = True):
+    """Document the error answers (the error envelope) an endpoint can give, the token ones included."""
 
     def decorator(func):
-        for code in codes:
+        for code in sorted(set(codes) | set(AUTH_ERRORS if protected else ())):
             func = blp.alt_response(code, response=http.HTTPStatus(code).name)(func)
         return func
 

@@ -9,6 +9,7 @@ import marshmallow as ma
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
+from nectar.auth import Forbidden, Unauthenticated
 from nectar.errors import (
     InvalidKey,
     InvalidParameters,
@@ -16,6 +17,7 @@ from nectar.errors import (
     NectarError,
     NotFound,
     RunFinished,
+    TooLarge,
     Unavailable,
 )
 
@@ -26,6 +28,9 @@ STATUS_OF: tuple[tuple[type[NectarError], int], ...] = (
     (InvalidKey, 400),
     (InvalidSignature, 403),
     (RunFinished, 409),
+    (TooLarge, 413),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
     (Unavailable, 503),
 )
 
@@ -84,6 +89,9 @@ class NectarApi(Api):
             code, message, errors = describe(error)
             if isinstance(error, Unavailable):
                 headers["Retry-After"] = str(error.retry_after or DEFAULT_RETRY_AFTER)
+            if isinstance(error, Unauthenticated):
+                headers["WWW-Authenticate"] = 'Bearer realm="datanectar"'
+
         else:
             code = error.code or 500
             message = f"{error.name}: {error.description}" if error.description else http.HTTPStatus(code).phrase

@@ -28,7 +28,7 @@ class SignedFileQuerySchema(ma.Schema):
 class File(MethodView):
     @blp.arguments(SignedFileQuerySchema, location="query")
     @blp.response(200, {"type": "string", "format": "binary"}, content_type="application/octet-stream")
-    @error_responses(blp, 400, 403, 404, 422)
+    @error_responses(blp, 400, 403, 404, 422, protected=False)
     def get(self, args):
         """Stream a local target, given the signed URL a status answered"""
         key = TargetKey.parse(args["key"])

@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 
 from api import links
 from api.context import nectar
+from api.envelope import error_responses
 from nectar.discovery import ChainInfo
 
 blp = Blueprint("index", __name__, description="The home page.")
@@ -33,6 +34,7 @@ def _chain_item(chain: ChainInfo) -> str:
 @blp.route("/")
 class Index(MethodView):
     @blp.response(200, {"type": "string"}, content_type="text/html")
+    @error_responses(blp)
     def get(self):
         """The chains and tasks, as an HTML page"""
         service = nectar()

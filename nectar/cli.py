@@ -4,6 +4,7 @@ nectar chains
 nectar run testchains/hello_luigiworld_chain/WithDependencyTask --aparam hi
 nectar status chains/testchains/hello_luigiworld_chain/TestS3Task/<md5>/out.txt
 nectar cancel <run id>
+nectar token --name ci --scope write
 nectar worker --workers 2
 nectar serve
 """
@@ -127,6 +128,15 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    from nectar.auth import new_token
+
+    token, digest = new_token()
+    print(f"token (give it to the client; it is not stored anywhere): {token}")
+    print(f"entry (add it to NECTAR_API_TOKENS or NECTAR_API_TOKENS_FILE): {digest}:{args.scope}:{args.name}")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from nectar.executor import Executor
 
@@ -150,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("task", help="<type>/<chain>/<Task>")
     status = command("status", "the status of a target key")
     status.add_argument("key", help="chains/<type>/<chain>/<Task>/<md5>/out.txt")
+    token = commands.add_parser("token", help="make a new API token and the hash to configure for it")
+    token.add_argument("--name", default="client", help="who holds it (shown in 403 answers and logs)")
+    token.add_argument("--scope", choices=("read", "write"), default="write", help="write can also read")
     cancel = command("cancel", "cancel a queued or running run")
     cancel.add_argument("run_id", help="the run's id (run_id in its status)")
     worker = command("worker", "claim and execute queued runs until stopped")
@@ -175,7 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from nectar.serve import serve
 
             return serve(args)
-        handler = {"chains": cmd_chains, "status": cmd_status, "cancel": cmd_cancel, "worker": cmd_worker}[args.command]
+        handler = {
+            "chains": cmd_chains,
+            "status": cmd_status,
+            "cancel": cmd_cancel,
+            "token": cmd_token,
+            "worker": cmd_worker,
+        }[args.command]
         return handler(args)
     except InvalidParameters as exc:
         for name, messages in sorted(exc.errors.items()):

@@ -34,8 +34,16 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_MAX_QUEUE": "max_queue",
     "NECTAR_RETRY_AFTER": "retry_after",
     "NECTAR_DRAIN_GRACE": "drain_grace",
+    "NECTAR_API_TOKENS": "api_tokens",
+    "NECTAR_API_TOKENS_FILE": "api_tokens_file",
+    "NECTAR_AUTH_READS": "auth_reads",
+    "NECTAR_MAX_BODY": "max_body",
+    "NECTAR_MAX_PARAMS": "max_params",
+    "NECTAR_MAX_PARAM_LENGTH": "max_param_length",
 }
-_INTS = {"url_expiry", "retries", "max_queue", "retry_after"}
+_INTS = {"url_expiry", "retries", "max_queue", "retry_after", "max_body", "max_params", "max_param_length"}
+_BOOLS = {"auth_reads"}
+_PATHS = {"chains_dir", "local_targets_dir", "data_dir", "luigi_config", "api_tokens_file"}
 _FLOATS = {
     "worker_poll_interval",
     "scheduler_timeout",
@@ -85,6 +93,16 @@ class Settings:
     retry_after: int = 5
     #: seconds a stopping worker lets its running tasks finish before it interrupts and requeues them
     drain_grace: float = 30.0
+    #: API token hashes, ``<sha256 hex>:<read|write>[:<name>]``, comma-separated and/or one per line
+    #: in a file (see :mod:`nectar.auth`); none configured: no authentication
+    api_tokens: str | None = None
+    api_tokens_file: Path | None = None
+    #: with tokens configured, whether reading (catalog, statuses, logs, runs) needs one too
+    auth_reads: bool = True
+    #: request limits: body bytes (413), parameters per submission (413), characters per value (422)
+    max_body: int = 1 << 20
+    max_params: int = 100
+    max_param_length: int = 4096
 
     @property
     def store_kind(self) -> str:
@@ -111,10 +129,10 @@ class Settings:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in {"chains_dir", "local_targets_dir", "data_dir"} or (
-                f.name == "luigi_config" and value is not None
-            ):
+            if f.name in _PATHS and value is not None:
                 value = Path(value).expanduser().resolve()
+            elif f.name in _BOOLS and isinstance(value, str):
+                value = value.strip().lower() in {"1", "true", "yes", "on"}
             elif f.name in _INTS:
                 value = int(value)
             elif f.name in _FLOATS:

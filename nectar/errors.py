@@ -10,6 +10,7 @@ NectarError
 ├── ChainImportError       a chain module failed to import
 ├── InvalidSignature       a signed download URL that is tampered with or expired
 ├── RunFinished            a run that has already ended (it cannot be cancelled)
+├── TooLarge               a request beyond the configured limits (too many parameters)
 └── Unavailable
     ├── StoreUnavailable     the target store (S3) cannot be reached
     ├── SchedulerUnavailable luigid cannot be reached
@@ -61,6 +62,10 @@ class InvalidSignature(NectarError):
 
 
 class RunFinished(NectarError):
+    pass
+
+
+class TooLarge(NectarError):
     pass
 
 
