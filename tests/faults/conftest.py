@@ -1,0 +1,755 @@
+"""Fault injection against a real Datanectar: luigid, ``nectar worker`` processes, the API under
+gunicorn (or ``nectar serve`` whole) and, where S3 is involved, a moto server, each one a real
+process that a test kills (SIGKILL), freezes (SIGSTOP/SIGCONT), stops (SIGTERM) or restarts.
+
+Every task execution leaves its trace in a ledger (``start``, then ``end`` or ``fail``: one
+``os.write`` on an ``O_APPEND`` descriptor per line), and the harness adds a ``kill`` or ``freeze``
+line for each process it signals. From the ledger and the registry each test counts:
+
+- accepted: distinct runs the API accepted (a 202's run id; a 200's key, whose output existed);
+- DONE: accepted runs whose registry state is DONE and whose output exists;
+- FAILED/CANCELLED as expected: accepted runs that ended FAILED or CANCELLED with a reason;
+- duplicate executions: executions that reached ``end`` when another execution of the same
+  luigi task had already reached it, or that overlapped in time another execution of that task
+  (an execution lasts from its ``start`` to its ``end``/``fail`` line or to the moment the harness
+  killed or froze its process);
+- lost: accepted runs that are neither DONE nor ended with a reason when the test ends.
+
+The figures of every test are printed as one Markdown table at the end of the session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from nectar.config import Settings
+from nectar.runs import Run, RunState, SQLiteRunStore
+from tests.conftest import NECTAR, REPO, free_port, settings_env, start_luigid, wait_until
+
+#: every process a test starts carries this variable (with the test's own value) in its environment
+TOKEN_VAR = "NECTAR_FAULTS_TOKEN"
+CHAIN_TYPE, CHAIN = "faults", "ledger_chain"
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
+
+LEDGER_CHAIN = '''"""Tasks that write each execution to a ledger: start, then end or fail."""
+
+import os
+import time
+
+import luigi
+
+from nectar import NectarTask
+
+LEDGER = @LEDGER@
+
+
+def note(word, task_id):
+    line = f"{word} {task_id} {os.getpid()} {time.time():.6f}\\n"
+    fd = os.open(LEDGER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def starts(task_id):
+    with open(LEDGER) as handle:
+        return sum(1 for line in handle if line.split()[:2] == ["start", task_id])
+
+
+class Recorded(NectarTask):
+    """The k-th start of a task sleeps the k-th of ``sleeps`` (the last repeats); its first ``fails`` starts fail."""
+
+    n = luigi.IntParameter(default=0)
+    sleeps = luigi.Parameter(default="0")
+    fails = luigi.IntParameter(default=0)
+
+    def run(self):
+        note("start", self.task_id)
+        k = starts(self.task_id) - 1
+        try:
+            plan = [float(s) for s in self.sleeps.split(",")]
+            time.sleep(plan[min(k, len(plan) - 1)])
+            if k < self.fails:
+                raise RuntimeError(f"planned failure {k + 1} of {self.fails}")
+            with self.output().open("w") as out:
+                out.write(f"{self.task_id} {os.getpid()}\\n")
+        except BaseException:
+            note("fail", self.task_id)
+            raise
+        note("end", self.task_id)
+
+
+class LedgerTask(Recorded):
+    """One step."""
+
+
+class Step1Task(Recorded):
+    """First of three steps."""
+
+
+class Step2Task(Recorded):
+    def requires(self):
+        return Step1Task(n=self.n)
+
+
+class Step3Task(Recorded):
+    step2_fails = luigi.IntParameter(default=0)
+
+    def requires(self):
+        return Step2Task(n=self.n, fails=self.step2_fails)
+
+
+class NoRetryTask(Recorded):
+    retries = 0
+
+
+class FourAttemptsTask(Recorded):
+    retries = 3
+    retry_delay = 0.1
+'''
+
+
+# --- processes, through /proc -------------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid``."""
+    found: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in threads:
+        try:
+            found += [int(p) for p in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], children(pid)
+    while todo:
+        kid = todo.pop()
+        found.append(kid)
+        todo += children(kid)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def send(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def tagged(token: str) -> list[int]:
+    """Every live process whose environment carries ``token`` (started by one test)."""
+    needle = f"{TOKEN_VAR}={token}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry))
+    return found
+
+
+def waitfor(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """wait_until, failing with a message that says what was awaited."""
+    try:
+        return wait_until(predicate, timeout=timeout, interval=interval)
+    except AssertionError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+
+
+# --- the ledger ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Execution:
+    """One run() of one luigi task in one process."""
+
+    task_id: str
+    pid: int
+    start: float
+    end: float | None = None
+    #: a ``fail`` line, or the harness killed or froze the process
+    stop: float | None = None
+
+    @property
+    def until(self) -> float:
+        """When it stopped executing (infinity: it never said, and was not killed or frozen)."""
+        return min(t for t in (self.end, self.stop, math.inf) if t is not None)
+
+    def named(self, task: str) -> bool:
+        return f".{task}_" in self.task_id
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.path.touch()
+
+    def note(self, word: str, pid: int) -> None:
+        """The harness's own line about a process it signals."""
+        line = f"{word} - {pid} {time.time():.6f}\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def lines(self) -> list[tuple[str, str, int, float]]:
+        rows = []
+        for line in self.path.read_text().splitlines():
+            word, task_id, pid, stamp = line.split()
+            rows.append((word, task_id, int(pid), float(stamp)))
+        return rows
+
+    def executions(self) -> list[Execution]:
+        executions: list[Execution] = []
+        current: dict[tuple[str, int], Execution] = {}
+        for word, task_id, pid, stamp in self.lines():
+            if word == "start":
+                current[(task_id, pid)] = execution = Execution(task_id, pid, stamp)
+                executions.append(execution)
+            elif word in ("end", "fail") and (task_id, pid) in current:
+                execution = current[(task_id, pid)]
+                if word == "end":
+                    execution.end = stamp
+                elif execution.stop is None:
+                    execution.stop = stamp
+            elif word in ("kill", "freeze"):
+                for execution in executions:
+                    if execution.pid == pid and execution.until == math.inf:
+                        execution.stop = stamp
+        return executions
+
+    def of(self, task: str) -> list[Execution]:
+        return [e for e in self.executions() if e.named(task)]
+
+    def count(self, word: str, task: str | None = None) -> int:
+        return sum(1 for w, task_id, _, _ in self.lines() if w == word and (task is None or f".{task}_" in task_id))
+
+    def duplicates(self) -> list[Execution]:
+        """Executions that ended after another of the same task had, or overlapped another in time."""
+        duplicates: list[Execution] = []
+        ended: Counter[str] = Counter()
+        executions = self.executions()
+        for execution in sorted((e for e in executions if e.end is not None), key=lambda e: e.end or 0):
+            ended[execution.task_id] += 1
+            if ended[execution.task_id] > 1:
+                duplicates.append(execution)
+        for a, b in itertools.combinations(executions, 2):
+            if a.task_id == b.task_id and a.start < b.until and b.start < a.until:
+                later = b if b.start >= a.start else a
+                if later not in duplicates:
+                    duplicates.append(later)
+        return duplicates
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Tally:
+    fault: str
+    accepted: int
+    done: int
+    ended: int
+    duplicates: int
+    lost: int
+    seconds: float
+    detail: str = ""
+
+
+REPORT: list[Tally] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"faults_{report.when}", report)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not REPORT:
+        return
+    terminalreporter.write_sep("=", "fault injection report")
+    terminalreporter.write_line(
+        "| fault | accepted | DONE | FAILED/CANCELLED as expected | duplicate executions | lost | seconds |"
+    )
+    terminalreporter.write_line("|---|---:|---:|---:|---:|---:|---:|")
+    for row in REPORT:
+        terminalreporter.write_line(
+            f"| {row.fault} | {row.accepted} | {row.done} | {row.ended} | {row.duplicates} | {row.lost} "
+            f"| {row.seconds:.1f} |"
+        )
+
+
+# --- the HTTP client ----------------------------------------------------------------------
+
+
+class Api:
+    """Submit, look up and cancel runs over HTTP; every accepted run is noted in the cluster."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.cluster.api_port}"
+
+    def submit(self, task: str = "LedgerTask", timeout: float = 60, **params: Any) -> requests.Response:
+        answer = requests.post(f"{self.url}/api/chains/{CHAIN_TYPE}/{CHAIN}/{task}", params=params, timeout=timeout)
+        self.cluster.accepted_answer(answer)
+        return answer
+
+    def queue(self, task: str = "LedgerTask", **params: Any) -> dict[str, Any]:
+        """Submit; the 202 answer's data."""
+        answer = self.submit(task, **params)
+        assert answer.status_code == 202, answer.text
+        data: dict[str, Any] = answer.json()["data"]
+        return data
+
+    def status(self, key: str, timeout: float = 60) -> requests.Response:
+        return requests.get(f"{self.url}/api/chainstatus", params={"chain": key}, timeout=timeout)
+
+    def state(self, key: str) -> dict[str, Any]:
+        answer = self.status(key)
+        assert answer.status_code == 200, answer.text
+        data: dict[str, Any] = answer.json()["data"]
+        return data
+
+    def cancel(self, run_id: str) -> requests.Response:
+        return requests.post(f"{self.url}/api/runs/{run_id}/cancel", timeout=30)
+
+    def run(self, run_id: str) -> requests.Response:
+        return requests.get(f"{self.url}/api/runs/{run_id}", timeout=30)
+
+    def healthz(self) -> requests.Response:
+        return requests.get(f"{self.url}/healthz", timeout=30)
+
+    def wait(self, key: str, states: tuple[str, ...] = ("DONE",), timeout: float = 30) -> dict[str, Any]:
+        """Poll a key's status until its job_status is one of ``states``; its data."""
+        seen: list[str] = []
+
+        def reached() -> dict[str, Any] | None:
+            data = self.state(key)
+            seen.append(data["job_status"])
+            return data if data["job_status"] in states else None
+
+        try:
+            result: dict[str, Any] = wait_until(reached, timeout=timeout, interval=0.1)  # type: ignore[assignment]
+        except AssertionError:
+            raise AssertionError(f"{key} never reached {states} in {timeout}s; last {seen[-3:]}") from None
+        return result
+
+    def wait_all(self, keys: list[str], states: tuple[str, ...] = ("DONE",), timeout: float = 30) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        return [self.wait(key, states, max(1.0, deadline - time.monotonic())) for key in keys]
+
+
+# --- the cluster --------------------------------------------------------------------------
+
+
+class Cluster:
+    """The processes of one test, started and stopped (or killed) at will; everything is killed at teardown."""
+
+    def __init__(self, tmp_path: Path, settings: Settings, write_chain: Callable[[str, str], Path], token: str):
+        self.tmp = tmp_path
+        self.token = token
+        self.luigid_port, self.api_port = free_port(), free_port()
+        self.settings = settings.replace(scheduler_url=f"http://127.0.0.1:{self.luigid_port}")
+        self.ledger = Ledger(tmp_path / "ledger.txt")
+        write_chain(f"{CHAIN_TYPE}/{CHAIN}", LEDGER_CHAIN.replace("@LEDGER@", repr(str(self.ledger.path))))
+        self.logs = tmp_path / "logs"
+        self.logs.mkdir()
+        self.extra_env: dict[str, str] = {}
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.pids: set[int] = set()
+        self.luigid: subprocess.Popen[bytes] | None = None
+        self.api_proc: subprocess.Popen[bytes] | None = None
+        self.moto: subprocess.Popen[bytes] | None = None
+        self.moto_port = free_port()
+        self.bucket = ""
+        #: when the store last started empty: outputs of runs finished before then are gone with it
+        self.wiped_at = 0.0
+        self.api = Api(self)
+        self.fault = ""
+        self.started = time.monotonic()
+        self.row: Tally | None = None
+        self._lock = threading.Lock()
+        self.accepted: dict[str, str] = {}  # run id -> key
+        self.done_keys: set[str] = set()  # 200 answers: the output existed, no run was queued
+        self._registry: SQLiteRunStore | None = None
+
+    # environment and logs
+
+    def env(self, settings: Settings | None = None) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
+        return {**base, **settings_env(settings or self.settings), **self.extra_env, TOKEN_VAR: self.token}
+
+    def _log(self, name: str) -> Any:
+        return open(self.logs / f"{name}-{len(self.procs)}.log", "wb")  # noqa: SIM115
+
+    def _popen(self, name: str, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        with self._log(name) as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def dump_logs(self, tail: int = 60) -> None:
+        for path in sorted(self.logs.iterdir()):
+            lines = path.read_text(errors="replace").splitlines()
+            print(f"----- {path.name} (last {tail} of {len(lines)} lines)")
+            print("\n".join(lines[-tail:]))
+        print("----- ledger")
+        print(self.ledger.path.read_text())
+
+    # luigid
+
+    def start_luigid(self) -> None:
+        state = self.tmp / "luigid"
+        state.mkdir(exist_ok=True)
+        self.luigid = start_luigid(self.luigid_port, state)
+        self.procs.append(self.luigid)
+
+    def kill_luigid(self) -> None:
+        assert self.luigid is not None
+        self.luigid.kill()
+        self.luigid.wait(timeout=10)
+
+    # workers
+
+    def start_worker(self, workers: int = 2, **changes: Any) -> subprocess.Popen[bytes]:
+        settings = self.settings.replace(**changes) if changes else self.settings
+        return self._popen(
+            "worker", [*NECTAR, "worker", "--workers", str(workers)], env=self.env(settings), cwd=self.tmp
+        )
+
+    def kill_worker(self, proc: subprocess.Popen[bytes]) -> list[int]:
+        """SIGKILL a worker and the children executing its attempts (in their own groups); their pids."""
+        kids = descendants(proc.pid)
+        self.ledger.note("kill", proc.pid)
+        proc.kill()
+        self.kill_pids(kids)
+        proc.wait(timeout=10)
+        return kids
+
+    def kill_pids(self, pids: list[int]) -> None:
+        for pid in pids:
+            self.pids.add(pid)
+            self.ledger.note("kill", pid)
+            send(pid, signal.SIGKILL)
+        waitfor(lambda: not any(alive(pid) for pid in pids), 10, f"{pids} to die")
+
+    def freeze(self, pid: int) -> None:
+        self.pids.add(pid)
+        self.ledger.note("freeze", pid)
+        send(pid, signal.SIGSTOP)
+
+    # the API
+
+    def start_api(self, **changes: Any) -> None:
+        settings = self.settings.replace(**changes) if changes else self.settings
+        env = {
+            **self.env(settings),
+            "NECTAR_HOST": "127.0.0.1",
+            "NECTAR_PORT": str(self.api_port),
+            "NECTAR_API_WORKERS": "2",
+        }
+        proc = self._popen("api", GUNICORN, env=env, cwd=REPO, start_new_session=True)
+        self.api_proc = proc
+
+        def up() -> bool:
+            assert proc.poll() is None, f"the API exited with {proc.returncode}"
+            try:
+                requests.get(f"{self.api.url}/api/chains/{CHAIN_TYPE}", timeout=5)
+            except requests.ConnectionError:
+                return False
+            return True
+
+        waitfor(up, 30, "the API to answer")
+
+    def stop_api(self) -> None:
+        """SIGTERM the API and wait for it to exit."""
+        assert self.api_proc is not None
+        self.api_proc.terminate()
+        self.api_proc.wait(timeout=30)
+
+    def kill_api(self) -> list[int]:
+        """SIGKILL the gunicorn master and its workers (one process group); their pids."""
+        assert self.api_proc is not None
+        group = [self.api_proc.pid, *descendants(self.api_proc.pid)]
+        os.killpg(self.api_proc.pid, signal.SIGKILL)
+        self.api_proc.wait(timeout=10)
+        waitfor(lambda: not any(alive(pid) for pid in group), 10, "the API's processes to die")
+        return group
+
+    # the whole service
+
+    def start_serve(self, workers: int = 4, **env: str) -> subprocess.Popen[bytes]:
+        """``nectar serve`` on this cluster's ports, data and chains folders; answers before this returns."""
+        project = self.tmp / "project"
+        project.mkdir(exist_ok=True)
+        argv = [*NECTAR, "serve", "--port", str(self.api_port), "--scheduler-port", str(self.luigid_port)]
+        argv += ["--data-dir", str(self.settings.data_dir), "--chains-dir", str(self.settings.chains_dir)]
+        argv += ["--workers", str(workers)]
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
+        env = {
+            **base,
+            "ENV": "local",
+            "NECTAR_LOCAL_TARGETS": str(self.settings.local_targets_dir),
+            "NECTAR_LUIGI_CONFIG": str(REPO / "configuration" / "luigi.cfg"),
+            TOKEN_VAR: self.token,
+            **env,
+        }
+        proc = self._popen("serve", argv, env=env, cwd=project, start_new_session=True)
+
+        def up() -> bool:
+            assert proc.poll() is None, f"nectar serve exited with {proc.returncode}"
+            try:
+                return requests.get(f"{self.api.url}/api/chains/{CHAIN_TYPE}", timeout=5).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        waitfor(up, 60, "nectar serve to answer")
+        return proc
+
+    @staticmethod
+    def serve_parts(proc: subprocess.Popen[bytes]) -> dict[str, int]:
+        """The pids of luigid, the workers and the API that ``nectar serve`` started."""
+        parts: dict[str, int] = {}
+        for pid in children(proc.pid):
+            line = cmdline(pid)
+            name = "luigid" if "luigid" in line else "workers" if "worker" in line else "api"
+            parts[name] = pid
+        assert set(parts) == {"luigid", "workers", "api"}, {pid: cmdline(pid) for pid in children(proc.pid)}
+        return parts
+
+    # S3 (moto)
+
+    def use_s3(self) -> None:
+        """Targets in a bucket of this cluster's own moto server (started here); call before anything else."""
+        self.bucket = f"nectar-{uuid.uuid4().hex[:12]}"
+        self.extra_env = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.moto_port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        self.settings = self.settings.replace(env="test", project_bucket=self.bucket)
+        self.start_moto()
+
+    @property
+    def s3(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.extra_env["AWS_ENDPOINT_URL"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+
+    def start_moto(self) -> None:
+        """Start moto on this cluster's port and create the bucket (moto forgets everything when it stops)."""
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.moto_port)]
+        self.moto = self._popen("moto", argv, env=self.env())
+
+        def up() -> bool:
+            try:
+                requests.get(self.extra_env["AWS_ENDPOINT_URL"], timeout=1)
+            except requests.ConnectionError:
+                return False
+            return True
+
+        waitfor(up, 30, "moto to answer")
+        self.s3.create_bucket(Bucket=self.settings.bucket)
+        self.wiped_at = time.time()
+
+    def stop_moto(self) -> None:
+        assert self.moto is not None
+        self.moto.kill()
+        self.moto.wait(timeout=10)
+
+    # the registry, the store and the figures
+
+    @property
+    def registry(self) -> SQLiteRunStore:
+        if self._registry is None:
+            self._registry = SQLiteRunStore(self.settings.registry_path)
+        return self._registry
+
+    def run(self, run_id: str) -> Run:
+        run = self.registry.get(run_id)
+        assert run is not None, run_id
+        return run
+
+    def exists(self, key: str) -> bool:
+        if self.settings.store_kind == "local":
+            return (self.settings.local_targets_dir / key).is_file()
+        try:
+            self.s3.head_object(Bucket=self.settings.bucket, Key=key)
+        except Exception:  # absent, or moto down: either way not there to be read
+            return False
+        return True
+
+    def read(self, key: str) -> str:
+        if self.settings.store_kind == "local":
+            return (self.settings.local_targets_dir / key).read_text()
+        return str(self.s3.get_object(Bucket=self.settings.bucket, Key=key)["Body"].read().decode())
+
+    def wiped(self, run: Run) -> bool:
+        """Whether a DONE run's output went with a store that was restarted empty (moto) after it finished."""
+        return self.settings.store_kind == "s3" and (run.finished_at or 0) < self.wiped_at
+
+    def accepted_answer(self, answer: requests.Response) -> None:
+        if answer.status_code not in (200, 202):
+            return
+        data = answer.json()["data"]
+        with self._lock:
+            if answer.status_code == 202:
+                self.accepted[data["run_id"]] = data["key"]
+            else:
+                self.done_keys.add(data["key"])
+
+    def tally(self) -> Tally:
+        done = ended = lost = 0
+        notes = []
+        for run_id, key in sorted(self.accepted.items()):
+            run = self.registry.get(run_id)
+            if run is not None and run.state == RunState.DONE and (self.exists(key) or self.wiped(run)):
+                done += 1
+            elif run is not None and run.state in (RunState.FAILED, RunState.CANCELLED) and run.error:
+                ended += 1
+            else:
+                lost += 1
+                notes.append(f"lost {run_id}: {run}")
+        for key in sorted(self.done_keys - set(self.accepted.values())):
+            if self.exists(key):
+                done += 1
+            else:
+                lost += 1
+                notes.append(f"lost {key}: its output is gone")
+        duplicates = self.ledger.duplicates()
+        notes += [f"duplicate {e}" for e in duplicates]
+        return Tally(
+            self.fault,
+            len(self.accepted) + len(self.done_keys - set(self.accepted.values())),
+            done,
+            ended,
+            len(duplicates),
+            lost,
+            time.monotonic() - self.started,
+            "\n".join(notes),
+        )
+
+    def account(self, ended: int = 0, duplicates: int = 0, lost: int = 0) -> Tally:
+        """The test's figures, recorded for the report; every accepted run not expected to end otherwise is DONE."""
+        tally = self.tally()
+        self.row = tally
+        got = (tally.done, tally.ended, tally.duplicates, tally.lost)
+        assert got == (tally.accepted - ended, ended, duplicates, lost), f"{tally}\n{tally.detail}"
+        return tally
+
+    # teardown
+
+    def close(self) -> None:
+        pids = set(self.pids)
+        for proc in self.procs:
+            pids.add(proc.pid)
+            pids.update(descendants(proc.pid))
+        pids.update(tagged(self.token))
+        for pid in pids:
+            send(pid, signal.SIGCONT)
+            send(pid, signal.SIGKILL)
+        if self.api_proc is not None:
+            try:
+                os.killpg(self.api_proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+@pytest.fixture
+def cluster(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    settings: Settings,
+    write_chain: Callable[[str, str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Cluster]:
+    """A cluster of real processes for one test; all of them are killed when it ends, whatever happened."""
+    token = uuid.uuid4().hex
+    monkeypatch.setenv(TOKEN_VAR, token)  # luigid (started by tests.conftest.start_luigid) inherits it
+    built = Cluster(tmp_path, settings, write_chain, token)
+    built.fault = request.node.name
+    try:
+        yield built
+    finally:
+        failed = any(
+            getattr(getattr(request.node, f"faults_{when}", None), "failed", False) for when in ("setup", "call")
+        )
+        built.close()
+        try:
+            row = built.row or built.tally()
+        except Exception as exc:  # a tally of a broken test must not hide why it broke
+            row = Tally(built.fault, 0, 0, 0, 0, 0, time.monotonic() - built.started, repr(exc))
+        if failed:
+            row = dataclasses.replace(row, fault=f"{row.fault} (TEST FAILED)")
+            built.dump_logs()
+            print(row.detail)
+        REPORT.append(row)

@@ -1,0 +1,84 @@
+"""A dependency is down: luigid (runs wait in the queue) or the S3 store (answers name it, runs fail clearly)."""
+
+from __future__ import annotations
+
+import time
+
+from nectar.runs import RunState
+from tests.faults.conftest import Cluster, waitfor
+
+#: seconds runs are watched staying PENDING while luigid is down (workers look every heartbeat, 0.5 s)
+WATCH = 2.0
+
+
+def test_runs_wait_in_the_queue_while_luigid_is_down_and_run_when_it_is_back(cluster: Cluster) -> None:
+    cluster.fault = "luigid down before submitting; started later"
+    cluster.start_api()
+    cluster.start_worker(workers=2)
+
+    runs = [cluster.api.queue(n=n, sleeps="0.2") for n in range(4)]
+
+    health = cluster.api.healthz()
+    assert health.status_code == 200, health.text
+    assert health.json()["message"].startswith("degraded: scheduler unavailable"), health.json()
+    assert health.json()["data"]["scheduler"]["ok"] is False
+    deadline = time.monotonic() + WATCH
+    while time.monotonic() < deadline:
+        for data in runs:
+            status = cluster.api.state(data["key"])
+            assert (status["job_status"], status["attempt"], status["error"]) == ("PENDING", 0, None), status
+    assert cluster.ledger.count("start") == 0
+
+    cluster.start_luigid()
+
+    cluster.api.wait_all([r["key"] for r in runs], timeout=30)
+    assert cluster.api.healthz().json()["message"] == "ok"
+    for data in runs:
+        assert cluster.run(data["run_id"]).attempt == 1
+    cluster.account()
+
+
+def test_s3_down_is_named_in_answers_fails_a_writing_run_clearly_and_runs_succeed_once_it_is_back(
+    cluster: Cluster,
+) -> None:
+    cluster.fault = "S3 (moto) down: submit, status, a task writing to it; moto restarted"
+    cluster.use_s3()
+    cluster.start_luigid()
+    cluster.start_api()
+    cluster.start_worker(workers=1)
+    known = cluster.api.queue(n=0)
+    cluster.api.wait(known["key"])
+    writer = cluster.api.queue(n=1, sleeps="1.5")
+    waitfor(lambda: cluster.ledger.count("start") == 2, 20, "the writing run to start")
+
+    cluster.stop_moto()
+
+    waitfor(lambda: cluster.run(writer["run_id"]).state.active is False, 60, "the writing run to end")
+    answer = cluster.api.run(writer["run_id"])
+    assert answer.status_code == 200, answer.text
+    failed = answer.json()["data"]
+    assert (failed["state"], failed["failed_step"], failed["attempt"]) == ("FAILED", "LedgerTask", 1), failed
+    assert "Could not connect to the endpoint URL" in failed["error"], failed["error"]
+    assert cluster.ledger.count("end") == 1 and cluster.ledger.count("fail") == 1
+
+    refused = cluster.api.submit(n=2)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["message"].startswith("store unavailable"), refused.json()
+    assert int(refused.headers["Retry-After"]) > 0
+    status = cluster.api.status(known["key"])
+    assert status.status_code == 503, status.text
+    assert status.json()["message"].startswith("store unavailable"), status.json()
+    assert int(status.headers["Retry-After"]) > 0
+    health = cluster.api.healthz()
+    assert health.status_code == 503 and health.json()["data"]["store"]["ok"] is False, health.text
+
+    cluster.start_moto()
+
+    assert not cluster.exists(writer["key"])
+    again = cluster.api.queue(n=1, sleeps="1.5")
+    assert again["run_id"] != writer["run_id"]
+    done = cluster.api.wait(again["key"])
+    assert done["attempt"] == 1
+    assert cluster.run(writer["run_id"]).state == RunState.FAILED
+    assert cluster.read(again["key"]).startswith(cluster.run(again["run_id"]).task_id)
+    cluster.account(ended=1)
