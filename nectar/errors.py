@@ -11,6 +11,7 @@ NectarError
 ├── InvalidSignature       a signed download URL that is tampered with or expired
 ├── RunFinished            a run that has already ended (it cannot be cancelled)
 ├── TooLarge               a request beyond the configured limits (too many parameters)
+├── LeaseLost              an attempt no longer owns its run (cancelled or reclaimed): it may not commit
 └── Unavailable
     ├── StoreUnavailable     the target store (S3) cannot be reached
     ├── SchedulerUnavailable luigid cannot be reached
@@ -67,6 +68,10 @@ class RunFinished(NectarError):
 
 class TooLarge(NectarError):
     pass
+
+
+class LeaseLost(NectarError):
+    """The attempt writing an output no longer owns its run: the write is discarded, not committed."""
 
 
 class Unavailable(NectarError):

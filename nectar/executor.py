@@ -11,6 +11,8 @@ Nothing is lost and nothing runs twice at once:
 - the child renews its attempt's lease (a heartbeat) every ``heartbeat_interval``; when the
   renewal is refused (the run was cancelled, or presumed lost and reclaimed) the child
   interrupts its task and, if that does not end it, kills its process group;
+- whatever the heartbeat has not yet seen, every commit of an output renews the lease first
+  and is discarded if that is refused (:mod:`nectar.fence`): a lost attempt writes nothing;
 - every worker reclaims attempts whose lease ran out (or, on its own host, whose process is
   gone), retrying them per their policy, and tells luigid the dead attempt's task failed so the
   retry need not wait for luigid to time the old worker out;
@@ -36,6 +38,7 @@ import luigi.contrib.s3  # noqa: F401  (warm: children fork with it imported)
 from luigi.event import Event
 from luigi.execution_summary import _summary_dict
 
+from nectar import fence
 from nectar.config import Settings, configure
 from nectar.discovery import is_chain_task, load_chain_module
 from nectar.errors import SchedulerUnavailable
@@ -261,6 +264,15 @@ def execute(settings: Settings, runs: RunStore, run: Run) -> RunState | None:
     if not config.has_section("worker"):
         config.add_section("worker")
     config.set("worker", "id", luigi_worker_id(run))
+    fence.install(fence.lease_guard(lease.renew, f"attempt {run.attempt} of run {run.id}"))
+    try:
+        return _execute(settings, runs, run, lease)
+    finally:
+        fence.install(None)
+
+
+def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease) -> RunState | None:
+    """The attempt itself, under its lease: build the task, then record what came of it."""
     with lease:
         try:
             task = load_task(settings, run)

@@ -2,7 +2,9 @@
 
 A store hands out luigi targets (whose writes are atomic: ``LocalTarget``'s atomic file,
 ``S3Target``'s temp file uploaded on close) and answers ``exists``, ``url`` and ``put_file``.
-The S3 client is created lazily, once per store, and stores are cached per settings.
+Every commit (the rename, the upload) first passes :func:`nectar.fence.check`, so an attempt
+that lost its run never leaves an output behind. The S3 client is created lazily, once per
+store, and stores are cached per settings.
 """
 
 from __future__ import annotations
@@ -17,11 +19,38 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from luigi import LocalTarget
-from luigi.target import FileSystemTarget
+from luigi.local_target import atomic_file
+from luigi.target import AtomicLocalFile, FileSystemTarget
 
+from nectar import fence
 from nectar.config import Settings, get_settings
 from nectar.errors import InvalidKey, StoreUnavailable
 from nectar.keys import TargetKey
+
+
+def _fenced_commit(atomic: AtomicLocalFile, commit: Any) -> None:
+    """Commit an atomic file through the fence; a refused commit leaves no temporary file behind."""
+    try:
+        fence.check(atomic.path)
+    except BaseException:
+        Path(atomic.tmp_path).unlink(missing_ok=True)
+        raise
+    commit()
+
+
+class _FencedLocalFile(atomic_file):
+    def move_to_final_destination(self) -> None:
+        _fenced_commit(self, super().move_to_final_destination)
+
+
+class FencedLocalTarget(LocalTarget):
+    """luigi's ``LocalTarget`` whose atomic writes commit through the fence."""
+
+    def open(self, mode: str = "r") -> Any:
+        if mode.replace("b", "").replace("t", "") != "w":
+            return super().open(mode)
+        self.makedirs()
+        return self.format.pipe_writer(_FencedLocalFile(self.path))
 
 
 class TargetStore(ABC):
@@ -92,7 +121,7 @@ class LocalStore(TargetStore):
         return path
 
     def target(self, key: TargetKey) -> FileSystemTarget:
-        return LocalTarget(str(self.root / key.path))
+        return FencedLocalTarget(str(self.root / key.path))
 
     def exists(self, key: TargetKey) -> bool:
         return self.path(key).is_file()
@@ -104,6 +133,7 @@ class LocalStore(TargetStore):
         try:
             with os.fdopen(fd, "wb") as out, open(local_path, "rb") as src:
                 shutil.copyfileobj(src, out)
+            fence.check(str(dest))
             os.replace(tmp, dest)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -161,9 +191,7 @@ class S3Store(TargetStore):
         return f"s3://{self.bucket}/{key.path}"
 
     def target(self, key: TargetKey) -> FileSystemTarget:
-        from luigi.contrib.s3 import S3Target
-
-        return S3Target(self.s3_path(key), client=self.client)
+        return _fenced_s3_target_class()(self.s3_path(key), client=self.client)
 
     def _call(self, what: str, fn: Any, /, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -187,6 +215,7 @@ class S3Store(TargetStore):
 
     def put_file(self, local_path: Path, key: TargetKey) -> None:
         # upload_file streams from disk in multipart chunks: memory stays flat for big files
+        fence.check(self.s3_path(key))
         self._call("upload", self.boto.upload_file, Filename=str(local_path), Bucket=self.bucket, Key=key.path)
 
     def url(self, key: TargetKey, expires_in: int) -> str:
@@ -203,6 +232,27 @@ class S3Store(TargetStore):
     def check(self) -> str:
         self._call("head_bucket", self.boto.head_bucket, Bucket=self.bucket)
         return f"S3 bucket {self.bucket}"
+
+
+@functools.cache
+def _fenced_s3_target_class() -> Any:
+    """luigi's ``S3Target`` whose writes (a temp file, uploaded on close) commit through the fence.
+
+    Built on first use: ``luigi.contrib.s3`` imports boto3, which a local-only process never needs.
+    """
+    from luigi.contrib.s3 import AtomicS3File, S3Target
+
+    class FencedS3File(AtomicS3File):
+        def move_to_final_destination(self) -> None:
+            _fenced_commit(self, super().move_to_final_destination)
+
+    class FencedS3Target(S3Target):
+        def open(self, mode: str = "r") -> Any:
+            if mode != "w":
+                return super().open(mode)
+            return self.format.pipe_writer(FencedS3File(self.path, self.fs, **self.s3_options))
+
+    return FencedS3Target
 
 
 @functools.lru_cache(maxsize=16)

@@ -1,0 +1,102 @@
+"""Commit fencing over a real folder and a real (moto) S3 server: a refused commit leaves nothing behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nectar import fence
+from nectar.config import Settings
+from nectar.errors import LeaseLost
+from nectar.keys import TargetKey
+from nectar.stores import LocalStore, TargetStore, get_store
+
+KEY = TargetKey.parse("chains/etl/sales_chain/AggregateSalesTask/0123456789abcdef0123456789abcdef/out.txt")
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, settings: Settings) -> TargetStore:
+    if request.param == "s3":
+        return get_store(request.getfixturevalue("s3_settings"))
+    return get_store(settings)
+
+
+class Lease:
+    """A lease that holds until ``lost`` is set; counts how often it was asked."""
+
+    def __init__(self) -> None:
+        self.lost = False
+        self.asked = 0
+
+    def renew(self) -> bool:
+        self.asked += 1
+        return not self.lost
+
+
+@pytest.fixture
+def lease() -> Iterator[Lease]:
+    held = Lease()
+    fence.install(fence.lease_guard(held.renew, "attempt 1 of run r1"))
+    yield held
+    fence.install(None)
+
+
+def leftovers(store: TargetStore) -> list[Path]:
+    """Temporary files a local store left in the key's folder."""
+    if not isinstance(store, LocalStore):
+        return []
+    folder = store.path(KEY).parent
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def test_a_held_lease_commits_and_is_asked_once_per_commit(store: TargetStore, lease: Lease) -> None:
+    store.write_text(KEY, "whole\n")
+
+    assert store.read_text(KEY) == "whole\n"
+    assert lease.asked == 1
+
+
+def test_a_lost_lease_discards_the_write_and_names_the_attempt(store: TargetStore, lease: Lease) -> None:
+    handle = store.open(KEY, "w")
+    handle.write("written by an attempt that was reclaimed meanwhile\n")
+    lease.lost = True
+
+    with pytest.raises(LeaseLost, match="attempt 1 of run r1 no longer owns its run"):
+        handle.close()
+
+    assert not store.exists(KEY)
+    assert leftovers(store) == []
+
+
+def test_a_lost_lease_refuses_put_file(store: TargetStore, lease: Lease, tmp_path: Path) -> None:
+    source = tmp_path / "stdout.log"
+    source.write_text("log of a lost attempt\n")
+    lease.lost = True
+
+    with pytest.raises(LeaseLost):
+        store.put_file(source, KEY)
+
+    assert not store.exists(KEY)
+    assert leftovers(store) == []
+
+
+def test_a_registry_that_cannot_answer_refuses_the_commit(store: TargetStore) -> None:
+    def renew() -> bool:
+        raise OSError("database is locked")
+
+    fence.install(fence.lease_guard(renew, "attempt 2 of run r1"))
+    try:
+        with pytest.raises(LeaseLost, match="could not confirm its lease.*database is locked"):
+            store.write_text(KEY, "unproven\n")
+    finally:
+        fence.install(None)
+
+    assert not store.exists(KEY)
+
+
+def test_without_a_guard_commits_are_free(store: TargetStore) -> None:
+    store.write_text(KEY, "no run owns this process\n")
+
+    assert store.exists(KEY)
