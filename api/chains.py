@@ -15,6 +15,7 @@ from api.schemas import ChainEnvelope, ChainTypeEnvelope, ChainTypesEnvelope, Su
 from api.task_params import load_params
 from nectar.discovery import ChainInfo, TaskInfo
 from nectar.errors import ChainNotFound, InvalidParameters, TooLarge
+from nectar.params import MAX_NESTING, nesting
 
 blp = Blueprint("chains", __name__, url_prefix="/api/chains", description="The chains and tasks, and running them.")
 
@@ -59,9 +60,16 @@ def submitted_values() -> dict:
     """Parameters from the query string, overridden by those of a JSON object body, within the limits."""
     values: dict = request.args.to_dict()
     if request.get_data():  # beyond MAX_CONTENT_LENGTH, werkzeug answers 413 here
-        body = request.get_json(force=True, silent=True)
+        try:
+            body = request.get_json(force=True, silent=True)
+        except RecursionError:  # json's decoder recurses once per level
+            body = None
         if not isinstance(body, dict):
             raise InvalidParameters({"_body": ["the body must be a JSON object of task parameters"]})
+        too_deep = f"nested deeper than {MAX_NESTING} levels"
+        deep = {str(name): [too_deep] for name, value in body.items() if nesting(value) > MAX_NESTING}
+        if deep:
+            raise InvalidParameters(deep)
         values.update(body)
     settings = nectar().settings
     if len(values) > settings.max_params:

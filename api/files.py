@@ -24,17 +24,35 @@ class SignedFileQuerySchema(ma.Schema):
     signature = ma.fields.String(required=True, metadata={"description": "Hex HMAC-SHA256 of key and expiry."})
 
 
+#: the types a file is served as, by its name; anything else (HTML, SVG, scripts...) is served as bytes, so that an
+#: output can never run as a page of this origin
+SERVED_TYPES = ("text/plain", "text/csv", "application/json")
+BINARY = "application/octet-stream"
+ALL_TYPES = (*SERVED_TYPES, BINARY)
+_FILE = {"type": "string", "format": "binary"}
+
+
+def served_type(filename: str) -> str:
+    guessed = mimetypes.guess_type(filename)[0]
+    return guessed if guessed in SERVED_TYPES else BINARY
+
+
 @blp.route("/files")
 class File(MethodView):
     @blp.arguments(SignedFileQuerySchema, location="query")
-    @blp.response(200, {"type": "string", "format": "binary"}, content_type="application/octet-stream")
+    @blp.response(200, _FILE, content_type=BINARY)
+    @blp.doc(responses={"200": {"description": "The file", "content": {k: {"schema": _FILE} for k in ALL_TYPES}}})
     @error_responses(blp, 400, 403, 404, 422, protected=False)
     def get(self, args):
-        """Stream a local target, given the signed URL a status answered"""
+        """Stream a local target, given the signed URL a status answered
+
+        Text, CSV and JSON files are served as such; any other file as bytes.
+        """
         key = TargetKey.parse(args["key"])
         signer().verify(key.path, args["expires"], args["signature"])
         store = get_store(nectar().settings, "local")
         if not store.exists(key):
             raise NotFound(f"no file {key.path} in the local store")
-        mimetype = mimetypes.guess_type(key.filename)[0] or "application/octet-stream"
-        return Response(store.iter_bytes(key), mimetype=mimetype)
+        answer = Response(store.iter_bytes(key), mimetype=served_type(key.filename))
+        answer.headers["X-Content-Type-Options"] = "nosniff"
+        return answer

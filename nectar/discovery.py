@@ -271,7 +271,7 @@ class ChainCatalog:
         self.refresh()
         info = self._chains.get((chain_type, chain))
         if info is None:
-            raise ChainNotFound(f"no chain {chain_type}/{chain} in {self.root}")
+            raise ChainNotFound(f"no chain {chain_type}/{chain}")  # never the server's folders
         return info
 
     def known_task(self, chain_type: str, chain: str, task: str) -> TaskInfo | None:

@@ -39,6 +39,29 @@ KINDS: dict[str, str] = {
     "Parameter": "str",
 }
 JSON_KINDS = {"list", "tuple", "dict"}
+#: how deeply a list, tuple or dict value may nest (luigi freezes values recursively: no value is unbounded)
+MAX_NESTING = 32
+
+
+def nesting(value: Any) -> int:
+    """How deeply lists and dicts nest in ``value`` (0 for a scalar), counted without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list | tuple) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= MAX_NESTING:
+            todo.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _shallow(value: Any) -> Any:
+    """``value`` unchanged, if it nests at most :data:`MAX_NESTING` deep; else ValueError."""
+    if nesting(value) > MAX_NESTING:
+        raise ValueError(f"nested deeper than {MAX_NESTING} levels")
+    return value
 
 
 def kind_of(param: luigi.Parameter) -> str:
@@ -135,11 +158,19 @@ class ParamInfo:
             wanted = dict if self.kind == "dict" else list
             if self.kind not in JSON_KINDS | {"choicelist", "enumlist"} or not isinstance(raw, wanted):
                 raise ValueError(f"expected a {self.kind}, got a JSON {type(raw).__name__}")
+            _shallow(raw)
             text = json.dumps(raw) if self.kind in JSON_KINDS else ",".join(map(str, raw))
         else:
             raise ValueError(f"unsupported value of type {type(raw).__name__}")
         if self.kind == "bool" and text.lower() not in {"true", "false"}:
             raise ValueError(f"expected true or false, got {text!r}")
+        if self.kind in JSON_KINDS:
+            try:
+                _shallow(json.loads(text))
+            except json.JSONDecodeError:
+                pass  # luigi's own parse says what is wrong with it
+            except RecursionError:
+                raise ValueError(f"nested deeper than {MAX_NESTING} levels") from None
         try:
             return self.param.normalize(self.param.parse(text))
         except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:

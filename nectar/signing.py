@@ -71,11 +71,12 @@ class UrlSigner:
 
     def verify(self, key: str, expires: str, signature: str, now: float | None = None) -> None:
         """Raise :class:`InvalidSignature` unless the signature matches and has not expired."""
-        try:
-            expires_at = int(expires)
-        except ValueError:
-            raise InvalidSignature(f"expires {expires!r} is not a unix time") from None
-        if not hmac.compare_digest(self.signature(key, expires_at), signature):
+        if not (expires.isascii() and expires.isdigit() and len(expires) <= 12):
+            raise InvalidSignature(f"expires {expires[:40]!r} is not a unix time")
+        expires_at = int(expires)
+        # bytes, not str: compare_digest refuses non-ASCII text, and a forged signature may be anything
+        given = signature.encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(self.signature(key, expires_at).encode(), given):
             raise InvalidSignature("signature does not match the key and expiry")
         if (time.time() if now is None else now) > expires_at:
             raise InvalidSignature("signed URL has expired")

@@ -96,3 +96,53 @@ def test_the_secret_comes_from_the_environment_when_set(settings: Settings, tmp_
     UrlSigner(secret).verify(query["key"], query["expires"], query["signature"])
     with pytest.raises(InvalidSignature):
         UrlSigner(b"another").verify(query["key"], query["expires"], query["signature"])
+
+
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_a_symlink_out_of_the_local_store_is_never_followed(
+    app: Flask, client: FlaskClient, settings: Settings, tmp_path: Path, link: str
+) -> None:
+    """A signed, well-formed key whose file (or a folder on its way) links outside the store is refused."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "out.txt").write_text("a secret outside the store\n")
+    path = settings.local_targets_dir / KEY.path
+    if link == "file":
+        path.parent.mkdir(parents=True)
+        path.symlink_to(outside / "out.txt")
+    else:
+        path.parent.parent.mkdir(parents=True)
+        path.parent.symlink_to(outside, target_is_directory=True)
+
+    answer = client.get(files_url(app.extensions["nectar_signer"].sign(KEY.path, 60)))
+
+    assert answer.status_code == 400, answer.data
+    assert b"secret" not in answer.data
+    assert "outside the local targets folder" in answer.get_json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("filename", "served_as"),
+    [
+        ("out.txt", "text/plain"),
+        ("summary.json", "application/json"),
+        ("table.csv", "text/csv"),
+        ("report.html", "application/octet-stream"),
+        ("image.svg", "application/octet-stream"),
+        ("script.js", "application/octet-stream"),
+    ],
+)
+def test_only_plain_data_types_are_served_as_such(
+    app: Flask, client: FlaskClient, settings: Settings, filename: str, served_as: str
+) -> None:
+    """An output can never run as a page of the API's origin: anything but text, CSV and JSON is bytes."""
+    key = KEY.with_file(filename)
+    path = settings.local_targets_dir / key.path
+    path.parent.mkdir(parents=True)
+    path.write_text('"<script>alert(1)</script>"\n')  # also a JSON document
+
+    answer = client.get(files_url(app.extensions["nectar_signer"].sign(key.path, 60)))
+
+    assert answer.status_code == 200
+    assert answer.mimetype == served_as
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
