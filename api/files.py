@@ -33,7 +33,7 @@ _FILE = {"type": "string", "format": "binary"}
 
 
 def served_type(filename: str) -> str:
-    guessed = mimetypes.guess_type(filename)[0]
+    guessed = "text/plain" if filename.endswith(".log") else mimetypes.guess_type(filename)[0]
     return guessed if guessed in SERVED_TYPES else BINARY
 
 

@@ -125,6 +125,7 @@ def test_a_symlink_out_of_the_local_store_is_never_followed(
     ("filename", "served_as"),
     [
         ("out.txt", "text/plain"),
+        ("log/stderr.log", "text/plain"),
         ("summary.json", "application/json"),
         ("table.csv", "text/csv"),
         ("report.html", "application/octet-stream"),
