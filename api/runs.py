@@ -1,4 +1,4 @@
-"""One run by its id, and cancelling it."""
+"""Runs: the list (filtered, paginated), one by its id, and cancelling it."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from flask_smorest import Blueprint
 from api import links
 from api.context import nectar
 from api.envelope import answer, error_responses
-from api.schemas import RunEnvelope
+from api.schemas import RunEnvelope, RunsEnvelope, RunsQuerySchema
 from nectar.keys import TargetKey
-from nectar.runs import Run, jsonable_run
+from nectar.runs import Run, RunFilter, RunState, jsonable_run
 
-blp = Blueprint("runs", __name__, url_prefix="/api/runs", description="Runs by id: look one up, cancel it.")
+blp = Blueprint("runs", __name__, url_prefix="/api/runs", description="Runs: list them, look one up, cancel it.")
 
 
 def run_out(run: Run) -> dict:
@@ -21,6 +21,32 @@ def run_out(run: Run) -> dict:
         "status_url": links.status_url(TargetKey.parse(run.key)),
         "cancel_url": links.external("runs.CancelRun", run_id=run.id),
     }
+
+
+@blp.route("")
+class Runs(MethodView):
+    @blp.arguments(RunsQuerySchema, location="query")
+    @blp.response(200, RunsEnvelope)
+    @blp.paginate(page_size=50, max_page_size=500)
+    @error_responses(blp, 422)
+    def get(self, query, pagination_parameters):
+        """Runs, newest first: filter by chain type, chain, task, state and queue time
+
+        The ``X-Pagination`` header says how many runs match, and the pages.
+        """
+        state = query.get("state")
+        where = RunFilter(
+            chain_type=query.get("chain_type"),
+            chain=query.get("chain"),
+            task=query.get("task"),
+            state=RunState(state) if state else None,
+            since=query.get("since"),
+            until=query.get("until"),
+        )
+        page = pagination_parameters
+        runs, total = nectar().runs.find(where, offset=page.first_item, limit=page.page_size)
+        page.item_count = total
+        return answer([run_out(run) for run in runs])
 
 
 @blp.route("/<run_id>")

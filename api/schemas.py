@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import fields
 
 from api.envelope import enveloped
+from nectar.runs import RunState
 
 
 class ParamSchema(ma.Schema):
@@ -113,10 +114,26 @@ TaskEnvelope = enveloped("TaskEnvelope", fields.Nested(TaskSchema))
 SubmissionEnvelope = enveloped("SubmissionEnvelope", fields.Nested(SubmissionSchema))
 StatusEnvelope = enveloped("StatusEnvelope", fields.Nested(StatusSchema))
 RunEnvelope = enveloped("RunEnvelope", fields.Nested(RunSchema))
+RunsEnvelope = enveloped("RunsEnvelope", fields.List(fields.Nested(RunSchema)))
 HealthEnvelope = enveloped(
     "HealthEnvelope",
     fields.Dict(keys=fields.String(), values=fields.Nested(CheckSchema), metadata={"description": "Each check."}),
 )
+
+
+_NAME = ma.validate.Regexp(r"^[A-Za-z0-9_]{1,128}$", error="not a name of letters, digits and underscores")
+
+
+class RunsQuerySchema(ma.Schema):
+    chain_type = fields.String(validate=_NAME, metadata={"description": "Only runs of this chain type."})
+    chain = fields.String(validate=_NAME, metadata={"description": "Only runs of this chain (e.g. sales_chain)."})
+    task = fields.String(validate=_NAME, metadata={"description": "Only runs of this task class."})
+    state = fields.String(
+        validate=ma.validate.OneOf([state.value for state in RunState]),
+        metadata={"description": "PENDING, RUNNING, DONE, FAILED or CANCELLED."},
+    )
+    since = fields.Float(metadata={"description": "Queued at or after this unix time."})
+    until = fields.Float(metadata={"description": "Queued before this unix time."})
 
 
 class KeyQuerySchema(ma.Schema):

@@ -119,6 +119,39 @@ class Run:
 
 
 @dataclass(frozen=True)
+class RunFilter:
+    """Which runs :meth:`RunStore.find` answers: every field that is set must match."""
+
+    chain_type: str | None = None
+    chain: str | None = None
+    task: str | None = None
+    state: RunState | None = None
+    #: queued at or after this unix time
+    since: float | None = None
+    #: queued before this unix time
+    until: float | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        """The SQL condition and its arguments."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, value in (("chain_type", self.chain_type), ("chain", self.chain), ("task", self.task)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if self.state is not None:
+            clauses.append("state = ?")
+            args.append(self.state.value)
+        if self.since is not None:
+            clauses.append("queued_at >= ?")
+            args.append(self.since)
+        if self.until is not None:
+            clauses.append("queued_at < ?")
+            args.append(self.until)
+        return " AND ".join(clauses) or "1", args
+
+
+@dataclass(frozen=True)
 class Step:
     """One task of a run's chain, as the run's worker saw it."""
 
@@ -187,6 +220,10 @@ class RunStore(ABC):
         """The most recently queued run for a key."""
 
     @abstractmethod
+    def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
+        """The runs matching ``where``, newest first, ``limit`` from ``offset``; and how many match in all."""
+
+    @abstractmethod
     def record_step(self, step: Step) -> None: ...
 
     @abstractmethod
@@ -242,6 +279,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN retry_backoff REAL NOT NULL DEFAULT 2",
         "ALTER TABLE runs ADD COLUMN not_before REAL NOT NULL DEFAULT 0",
         "ALTER TABLE runs ADD COLUMN heartbeat_at REAL",
+    ),
+    (  # 3: listing runs newest first, by task or by state
+        "CREATE INDEX IF NOT EXISTS runs_by_time ON runs(queued_at)",
+        "CREATE INDEX IF NOT EXISTS runs_by_task ON runs(chain_type, chain, task, queued_at)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -438,6 +479,16 @@ class SQLiteRunStore(RunStore):
 
     def latest(self, key: str) -> Run | None:
         return self._select(self._connection(), "key = ? ORDER BY queued_at DESC LIMIT 1", key)
+
+    def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
+        condition, args = where.where()
+        db = self._connection()
+        total = int(db.execute(f"SELECT COUNT(*) FROM runs WHERE {condition}", args).fetchone()[0])
+        rows = db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {condition} ORDER BY queued_at DESC, id LIMIT ? OFFSET ?",
+            [*args, max(0, limit), max(0, offset)],
+        ).fetchall()
+        return [run for run in map(_run, rows) if run is not None], total
 
     def record_step(self, step: Step) -> None:
         with self._db() as db:

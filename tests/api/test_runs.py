@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
+import pytest
 from flask.testing import FlaskClient
 
 from nectar.config import Settings
@@ -91,3 +93,46 @@ def test_a_status_shows_the_attempt_and_when_a_failed_run_is_retried(
     assert status["failed_step"] == "TestS3Task" and status["error"] == "OSError: disk full"
     assert status["retry_at"] > attempt.started_at + 59
     assert status["run_url"] == f"http://localhost/api/runs/{queued['run_id']}"
+
+
+def test_runs_are_listed_newest_first_filtered_and_paginated(client: FlaskClient) -> None:
+    queued = [submit(client, f"listed-{n}") for n in range(5)]
+    client.post(f"/api/runs/{queued[1]['run_id']}/cancel")
+
+    answer = client.get("/api/runs", query_string={"task": "WithDependencyTask", "page_size": 2, "page": 2})
+
+    assert answer.status_code == 200
+    assert json.loads(answer.headers["X-Pagination"]) == {
+        "total": 5,
+        "total_pages": 3,
+        "first_page": 1,
+        "last_page": 3,
+        "page": 2,
+        "previous_page": 1,
+        "next_page": 3,
+    }
+    runs = answer.get_json()["data"]
+    assert [r["id"] for r in runs] == [queued[2]["run_id"], queued[1]["run_id"]]
+    assert runs[0]["status_url"] == queued[2]["status_url"]
+    cancelled = client.get("/api/runs", query_string={"state": "CANCELLED", "chain": "hello_luigiworld_chain"})
+    assert [r["id"] for r in cancelled.get_json()["data"]] == [queued[1]["run_id"]]
+    assert client.get("/api/runs", query_string={"chain_type": "etl"}).get_json()["data"] == []
+    assert client.get("/api/runs", query_string={"since": 4102444800}).get_json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"state": "BURNING"}, "state"),
+        ({"since": "yesterday"}, "since"),
+        ({"until": "nan"}, "until"),
+        ({"task": "../x"}, "task"),
+        ({"chain_type": "__class__."}, "chain_type"),
+        ({"page_size": 501}, "page_size"),
+        ({"page": 0}, "page"),
+    ],
+)
+def test_a_bad_runs_query_is_422_naming_the_field(client: FlaskClient, query: dict, field: str) -> None:
+    answer = client.get("/api/runs", query_string=query)
+    assert answer.status_code == 422
+    assert field in answer.get_json()["errors"]

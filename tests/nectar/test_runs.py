@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nectar.errors import QueueFull, RunFinished, RunNotFound
-from nectar.runs import SCHEMA_VERSION, RetryPolicy, Run, RunState, SQLiteRunStore, Step, jsonable_run
+from nectar.runs import SCHEMA_VERSION, RetryPolicy, Run, RunFilter, RunState, SQLiteRunStore, Step, jsonable_run
 
 DIGEST = "0123456789abcdef0123456789abcdef"
 
@@ -253,3 +254,24 @@ def test_a_registry_written_before_versions_upgrades_itself(tmp_path: Path) -> N
     assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     check.close()
     assert SQLiteRunStore(path).get("r1") is not None  # opening an up-to-date file changes nothing
+
+
+def test_find_filters_and_pages_newest_first(runs: SQLiteRunStore) -> None:
+    made = []
+    for n in range(7):
+        run = new_run(n)
+        other = Run.new(f"chains/t/d_chain/BTask/{DIGEST}/out.txt#{n}", "t", "d_chain", "BTask", {}, f"BTask_{n}")
+        for queued in (run, other):
+            runs.submit(dataclasses.replace(queued, queued_at=1000.0 + n))
+        made.append(run.id)
+    runs.cancel(made[3])
+
+    page, total = runs.find(RunFilter(chain="c_chain"), offset=0, limit=3)
+    assert total == 7 and [r.id for r in page] == made[::-1][:3]
+    page, total = runs.find(RunFilter(chain="c_chain"), offset=6, limit=3)
+    assert total == 7 and [r.id for r in page] == [made[0]]
+    assert runs.find(RunFilter(), limit=100)[1] == 14
+    assert [r.id for r in runs.find(RunFilter(state=RunState.CANCELLED))[0]] == [made[3]]
+    assert runs.find(RunFilter(chain_type="t", chain="c_chain", task="BTask"))[1] == 0
+    assert [r.id for r in runs.find(RunFilter(task="ATask", since=1002.0, until=1004.0))[0]] == [made[3], made[2]]
+    assert runs.find(RunFilter(state=RunState.PENDING), offset=100) == ([], 13)
