@@ -16,6 +16,7 @@ from api.task_params import load_params
 from nectar.discovery import ChainInfo, TaskInfo
 from nectar.errors import ChainNotFound, InvalidParameters, TooLarge
 from nectar.params import MAX_NESTING, nesting
+from nectar.service import Submission
 
 blp = Blueprint("chains", __name__, url_prefix="/api/chains", description="The chains and tasks, and running them.")
 
@@ -56,6 +57,24 @@ def type_out(chain_type: str, chains: list[ChainInfo]) -> dict:
     return {"name": chain_type, "chains": [chain_out(c) for c in chains], "api_href": links.type_href(chain_type)}
 
 
+def check_limits(values: dict) -> None:
+    """Raise unless ``values`` keeps to the configured number, length and depth of parameters."""
+    settings = nectar().settings
+    if len(values) > settings.max_params:
+        raise TooLarge(f"{len(values)} parameters sent; at most {settings.max_params} are accepted")
+    too_deep = f"nested deeper than {MAX_NESTING} levels"
+    deep = {str(name): [too_deep] for name, value in values.items() if nesting(value) > MAX_NESTING}
+    if deep:
+        raise InvalidParameters(deep)
+    too_long = {
+        str(name): [f"longer than {settings.max_param_length} characters"]
+        for name, value in values.items()
+        if len(value if isinstance(value, str) else json.dumps(value)) > settings.max_param_length
+    }
+    if too_long:
+        raise InvalidParameters(too_long)
+
+
 def submitted_values() -> dict:
     """Parameters from the query string, overridden by those of a JSON object body, within the limits."""
     values: dict = request.args.to_dict()
@@ -66,21 +85,8 @@ def submitted_values() -> dict:
             body = None
         if not isinstance(body, dict):
             raise InvalidParameters({"_body": ["the body must be a JSON object of task parameters"]})
-        too_deep = f"nested deeper than {MAX_NESTING} levels"
-        deep = {str(name): [too_deep] for name, value in body.items() if nesting(value) > MAX_NESTING}
-        if deep:
-            raise InvalidParameters(deep)
         values.update(body)
-    settings = nectar().settings
-    if len(values) > settings.max_params:
-        raise TooLarge(f"{len(values)} parameters sent; at most {settings.max_params} are accepted")
-    too_long = {
-        str(name): [f"longer than {settings.max_param_length} characters"]
-        for name, value in values.items()
-        if len(value if isinstance(value, str) else json.dumps(value)) > settings.max_param_length
-    }
-    if too_long:
-        raise InvalidParameters(too_long)
+    check_limits(values)
     return values
 
 
@@ -131,18 +137,23 @@ class Task(MethodView):
         service = nectar()
         info = service.catalog.task(chain_type, chain, task)
         submission = service.submit_task(info, info.build(load_params(info, submitted_values())))
-        data = {
-            "key": submission.key.path,
-            "status_url": links.status_url(submission.key),
-            "created": submission.created,
-            "expires_in": service.settings.url_expiry,
-        }
-        if submission.status is not None:
-            status = submission.status
-            run_id = status.run.id if status.run else None
-            download = {"resource_url": links.resource_url(status), "expires_in": status.expires_in}
-            return answer({**data, "job_status": status.job_status, "run_id": run_id, **download})
-        run = submission.run
-        assert run is not None
-        message = "queued" if submission.created else "an identical run is already active"
-        return answer({**data, "job_status": run.state.value, "run_id": run.id, "resource_url": None}, 202, message)
+        return answer(*submission_out(submission))
+
+
+def submission_out(submission: Submission) -> tuple[dict, int, str]:
+    """A submission's answer: its data, HTTP status (200 done, 202 queued or active) and message."""
+    data = {
+        "key": submission.key.path,
+        "status_url": links.status_url(submission.key),
+        "created": submission.created,
+        "expires_in": nectar().settings.url_expiry,
+    }
+    if submission.status is not None:
+        status = submission.status
+        run_id = status.run.id if status.run else None
+        download = {"resource_url": links.resource_url(status), "expires_in": status.expires_in}
+        return {**data, "job_status": status.job_status, "run_id": run_id, **download}, 200, "success"
+    run = submission.run
+    assert run is not None
+    message = "queued" if submission.created else "an identical run is already active"
+    return {**data, "job_status": run.state.value, "run_id": run.id, "resource_url": None}, 202, message
