@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask_smorest import Api
 
-from api import chains, files, health, index, logs, runs, status
+from api import batch, chains, files, health, index, logs, runs, status
 
-BLUEPRINTS = (chains.blp, status.blp, runs.blp, files.blp, logs.blp, health.blp, index.blp)
+BLUEPRINTS = (chains.blp, batch.blp, status.blp, runs.blp, files.blp, logs.blp, health.blp, index.blp)
 
 
 def register_blueprints(api: Api) -> None:

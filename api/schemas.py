@@ -53,6 +53,28 @@ class SubmissionSchema(ma.Schema):
     expires_in = fields.Integer(metadata={"description": "Seconds a download URL stays valid."})
 
 
+class BatchRowSchema(SubmissionSchema):
+    row = fields.Integer(metadata={"description": "The row's number, from 1."})
+    status = fields.Integer(metadata={"description": "202 queued or active, 200 done, 413/422 refused, 503 full."})
+    message = fields.String()
+    errors = fields.Dict(
+        keys=fields.String(), values=fields.List(fields.String()), allow_none=True, metadata={"description": "Why."}
+    )
+
+
+class BatchSchema(ma.Schema):
+    rows = fields.List(fields.Nested(BatchRowSchema))
+    counts = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "queued, done, invalid, unavailable."}
+    )
+
+
+class BatchQuerySchema(ma.Schema):
+    atomic = fields.Boolean(
+        load_default=False, metadata={"description": "Queue nothing unless every row is valid (422 otherwise)."}
+    )
+
+
 class StepSchema(ma.Schema):
     task = fields.String()
     state = fields.String()
@@ -114,6 +136,7 @@ TaskEnvelope = enveloped("TaskEnvelope", fields.Nested(TaskSchema))
 SubmissionEnvelope = enveloped("SubmissionEnvelope", fields.Nested(SubmissionSchema))
 StatusEnvelope = enveloped("StatusEnvelope", fields.Nested(StatusSchema))
 RunEnvelope = enveloped("RunEnvelope", fields.Nested(RunSchema))
+BatchEnvelope = enveloped("BatchEnvelope", fields.Nested(BatchSchema))
 RunsEnvelope = enveloped("RunsEnvelope", fields.List(fields.Nested(RunSchema)))
 HealthEnvelope = enveloped(
     "HealthEnvelope",

@@ -40,8 +40,9 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_MAX_BODY": "max_body",
     "NECTAR_MAX_PARAMS": "max_params",
     "NECTAR_MAX_PARAM_LENGTH": "max_param_length",
+    "NECTAR_MAX_BATCH": "max_batch",
 }
-_INTS = {"url_expiry", "retries", "max_queue", "retry_after", "max_body", "max_params", "max_param_length"}
+_INTS = {"url_expiry", "retries", "max_queue", "retry_after", "max_body", "max_params", "max_param_length", "max_batch"}
 _BOOLS = {"auth_reads"}
 _PATHS = {"chains_dir", "local_targets_dir", "data_dir", "luigi_config", "api_tokens_file"}
 _FLOATS = {
@@ -103,6 +104,8 @@ class Settings:
     max_body: int = 1 << 20
     max_params: int = 100
     max_param_length: int = 4096
+    #: rows one batch submission may hold
+    max_batch: int = 1000
 
     @property
     def store_kind(self) -> str:
