@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 bind = f"{os.environ.get('NECTAR_HOST', '127.0.0.1')}:{os.environ.get('NECTAR_PORT', '5000')}"
 workers = int(os.environ.get("NECTAR_API_WORKERS", "2"))
@@ -18,3 +19,13 @@ max_requests_jitter = 2000
 loglevel = os.environ.get("NECTAR_LOG_LEVEL", "warning").lower()
 accesslog = os.environ.get("NECTAR_ACCESS_LOG") or None
 errorlog = "-"
+
+# every worker writes its request latencies here, and /metrics adds them up (prometheus_client reads this
+# variable when it is imported, which the workers do after this file ran)
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="nectar-metrics-"))
+
+
+def child_exit(server: object, worker: object) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

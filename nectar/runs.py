@@ -152,6 +152,16 @@ class RunFilter:
 
 
 @dataclass(frozen=True)
+class Durations:
+    """How long the ended runs of one task took (from their last attempt's start to their end)."""
+
+    #: how many took at most each bound of the buckets asked for, in their order
+    within: tuple[int, ...]
+    count: int
+    total: float
+
+
+@dataclass(frozen=True)
 class Step:
     """One task of a run's chain, as the run's worker saw it."""
 
@@ -222,6 +232,14 @@ class RunStore(ABC):
     @abstractmethod
     def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
         """The runs matching ``where``, newest first, ``limit`` from ``offset``; and how many match in all."""
+
+    @abstractmethod
+    def count_by_state(self) -> dict[RunState, int]:
+        """How many runs are in each state (every state present, 0 if none)."""
+
+    @abstractmethod
+    def durations(self, bounds: tuple[float, ...]) -> dict[str, Durations]:
+        """By task (``<type>/<chain>/<Task>``): how long its DONE and FAILED runs took, counted within ``bounds``."""
 
     @abstractmethod
     def record_step(self, step: Step) -> None: ...
@@ -489,6 +507,22 @@ class SQLiteRunStore(RunStore):
             [*args, max(0, limit), max(0, offset)],
         ).fetchall()
         return [run for run in map(_run, rows) if run is not None], total
+
+    def count_by_state(self) -> dict[RunState, int]:
+        rows = self._connection().execute("SELECT state, COUNT(*) FROM runs GROUP BY state").fetchall()
+        counts = {state: 0 for state in RunState}
+        counts.update({RunState(state): int(n) for state, n in rows})
+        return counts
+
+    def durations(self, bounds: tuple[float, ...]) -> dict[str, Durations]:
+        within = "".join(", SUM(CASE WHEN finished_at - started_at <= ? THEN 1 ELSE 0 END)" for _ in bounds)
+        rows = self._connection().execute(
+            "SELECT chain_type || '/' || chain || '/' || task, COUNT(*), SUM(finished_at - started_at)"
+            f"{within} FROM runs WHERE state IN ('DONE', 'FAILED') AND started_at IS NOT NULL "
+            "AND finished_at IS NOT NULL GROUP BY chain_type, chain, task",
+            bounds,
+        ).fetchall()
+        return {row[0]: Durations(tuple(int(n) for n in row[3:]), int(row[1]), float(row[2])) for row in rows}
 
     def record_step(self, step: Step) -> None:
         with self._db() as db:

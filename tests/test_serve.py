@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO, free_port, wait_until
 
@@ -41,8 +42,8 @@ def _serve(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[Served]:
     def up() -> bool:
         assert proc.poll() is None, (tmp_path / "serve.log").read_text()
         try:
-            return requests.get(f"{served.api}/api/chains", timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(f"{served.api}/api/chains", timeout=5).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or a loaded machine
             return False
 
     wait_until(up, timeout=60)
@@ -133,3 +134,29 @@ def test_readme_tour_s3(served_s3: Served, s3_env: dict[str, str]) -> None:
     assert url.startswith(s3_env["AWS_ENDPOINT_URL"]) and "Signature" in url or "X-Amz-Signature" in url
     assert requests.get(url, timeout=10).content == b"hello luigi world, from s3\n"
     assert not (served_s3.cwd / "local_targets").exists()
+
+
+def test_metrics_add_up_every_api_process_and_the_registry(served: Served) -> None:
+    """Prometheus' parser reads /metrics: run counts and durations from the registry, HTTP latencies summed over
+    the API's gunicorn workers (each request lands on either of two)."""
+    for _ in range(40):
+        assert requests.get(f"{served.api}/api/chains", timeout=10).status_code == 200
+    _launch_and_wait(served, "TestS3Task")
+
+    answer = requests.get(f"{served.api}/metrics", timeout=10)
+
+    assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/plain")
+    families = {family.name: family for family in text_string_to_metric_families(answer.text)}
+    runs = {s.labels["state"]: s.value for s in families["nectar_runs"].samples}
+    assert runs == {"PENDING": 0, "RUNNING": 0, "DONE": 1, "FAILED": 0, "CANCELLED": 0}
+    assert families["nectar_queue_depth"].samples[0].value == 0
+    task = f"{HELLO}/TestS3Task"
+    durations = {(s.name, s.labels.get("le")): s.value for s in families["nectar_run_duration_seconds"].samples}
+    assert durations[("nectar_run_duration_seconds_count", None)] == 1
+    assert durations[("nectar_run_duration_seconds_bucket", "+Inf")] == 1
+    assert 0.5 < durations[("nectar_run_duration_seconds_sum", None)] < 30  # the task sleeps 1 s
+    assert all(s.labels["task"] == task for s in families["nectar_run_duration_seconds"].samples)
+    http = families["nectar_http_request_duration_seconds"].samples
+    catalog = [s for s in http if s.name.endswith("_count") and s.labels["endpoint"] == "/api/chains"]
+    assert sum(s.value for s in catalog if s.labels["method"] == "GET" and s.labels["status"] == "200") >= 40
+    assert any(s.labels["endpoint"] == "/api/chainstatus" for s in http)

@@ -34,7 +34,15 @@ def secured(settings: Settings, client_for: Callable[[Settings], FlaskClient], t
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("get", "/api/chains"), ("get", "/"), ("post", HELLO), ("get", "/api/runs/x"), ("post", "/api/runs/x/cancel")],
+    [
+        ("get", "/api/chains"),
+        ("get", "/"),
+        ("post", HELLO),
+        ("get", "/api/runs/x"),
+        ("post", "/api/runs/x/cancel"),
+        ("get", "/metrics"),
+        ("post", f"{HELLO}/batch"),
+    ],
 )
 @pytest.mark.parametrize(
     ("headers", "says"),

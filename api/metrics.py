@@ -1,0 +1,57 @@
+"""``/metrics`` for Prometheus: the registry's runs (see :mod:`nectar.metrics`) and HTTP latency by endpoint.
+
+Under gunicorn each worker process keeps its own latencies; with ``PROMETHEUS_MULTIPROC_DIR``
+set (``nectar.gunicorn_conf`` sets it) they are written there and every scrape adds them up.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest, multiprocess
+
+from api.context import nectar
+from nectar.metrics import RunsCollector
+
+#: seconds an API request took, by route (its template, so the label set stays small), method and status
+HTTP_LATENCY = Histogram(
+    "nectar_http_request_duration_seconds",
+    "Seconds the API took to answer a request, by endpoint.",
+    ["method", "endpoint", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=None,
+)
+
+
+def _start() -> None:
+    g.nectar_started = time.perf_counter()
+
+
+def _observe(response: Response) -> Response:
+    started = g.pop("nectar_started", None)
+    if started is not None:
+        endpoint = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
+        HTTP_LATENCY.labels(request.method, endpoint, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+    return response
+
+
+def metrics() -> Response:
+    """The metrics in Prometheus' text format."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(RunsCollector(nectar().runs))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(HTTP_LATENCY)
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def install(app: Flask) -> None:
+    """Time every request and serve ``/metrics`` (outside the OpenAPI document: it is not JSON)."""
+    app.before_request(_start)
+    app.after_request(_observe)
+    app.add_url_rule("/metrics", "metrics", metrics, methods=["GET"])
