@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 bind = f"{os.environ.get('NECTAR_HOST', '127.0.0.1')}:{os.environ.get('NECTAR_PORT', '5000')}"
@@ -22,10 +23,17 @@ errorlog = "-"
 
 # every worker writes its request latencies here, and /metrics adds them up (prometheus_client reads this
 # variable when it is imported, which the workers do after this file ran)
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="nectar-metrics-"))
+_METRICS_DIR = None if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else tempfile.mkdtemp(prefix="nectar-metrics-")
+if _METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _METRICS_DIR
 
 
 def child_exit(server: object, worker: object) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+def on_exit(server: object) -> None:
+    if _METRICS_DIR:  # ours alone: the latencies of this gunicorn's workers
+        shutil.rmtree(_METRICS_DIR, ignore_errors=True)
