@@ -1,0 +1,162 @@
+"""``nectar submit`` and ``nectar download`` run as real processes against a real ``nectar serve``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import NECTAR
+from tests.test_serve import Served, _serve
+
+TASK = "testchains/hello_luigiworld_chain/WithDependencyTask"
+ROWS = 200
+
+
+def run_cli(served: Served, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NECTAR_")}
+    return subprocess.run(
+        [*NECTAR, *args, "--server", served.api], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def write_csv(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def table(result: subprocess.CompletedProcess[str]) -> dict[int, list[str]]:
+    """The summary table's rows by row number: [STATE, ATTEMPTS, SECONDS, KEY / ERRORS...]."""
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["ROW", "STATE", "ATTEMPTS", "SECONDS", "KEY", "/", "ERRORS"], result.stdout
+    rows = {}
+    for line in lines[1:]:
+        if not line.strip():
+            break
+        number, *cells = line.split()
+        rows[int(number)] = cells
+    return rows
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    yield from _serve(tmp_path_factory.mktemp("client"), {"NECTAR_WORKERS": "4"})
+
+
+@pytest.fixture(scope="module")
+def submitted(served: Served, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    """``nectar submit`` of a 200-row CSV, waited for until every row ended."""
+    csv = write_csv(tmp_path_factory.mktemp("csv") / "rows.csv", ["aparam", *(f"row {i}" for i in range(ROWS))])
+    return run_cli(served, "submit", TASK, "--params-csv", str(csv))
+
+
+def test_submit_shows_progress_then_a_table_of_every_row_done(submitted: subprocess.CompletedProcess[str]) -> None:
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    progress = submitted.stderr.splitlines()
+    assert progress and all(f"/{ROWS} [" in line for line in progress), submitted.stderr
+    assert progress[-1].lstrip().startswith(f"100%|##########| {ROWS}/{ROWS}") and "DONE 200" in progress[-1]
+    rows = table(submitted)
+    assert sorted(rows) == list(range(1, ROWS + 1))
+    assert {cells[0] for cells in rows.values()} == {"DONE"}
+    assert len({cells[3] for cells in rows.values()}) == ROWS  # one key each
+    assert submitted.stdout.rstrip().endswith(f"{ROWS} rows: DONE {ROWS}")
+
+
+def test_download_then_resume_fetches_nothing_then_only_a_truncated_file(
+    served: Served, submitted: subprocess.CompletedProcess[str], tmp_path: Path
+) -> None:
+    dest = tmp_path / "outputs"
+    digests = {cells[3] for cells in table(submitted).values()}
+    first = run_cli(served, "download", TASK, "--dest", str(dest), "--resume")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"fetched {ROWS}, skipped 0, failed 0 of {ROWS}" in first.stdout
+    assert "file/s" in first.stderr
+    assert {path.name for path in dest.iterdir()} == digests
+    targets = served.cwd / "local_targets" / "chains" / TASK
+    for digest in digests:
+        assert (dest / digest / "out.txt").read_bytes() == (targets / digest / "out.txt").read_bytes()
+    some = dest / sorted(digests)[0]
+    assert (some / "params.json").read_text().startswith('{\n  "aparam": "row ')
+
+    again = run_cli(served, "download", TASK, "--dest", str(dest), "--resume")
+    assert again.returncode == 0 and f"fetched 0, skipped {ROWS}, failed 0" in again.stdout, again.stdout
+
+    whole = (some / "out.txt").read_bytes()
+    (some / "out.txt").write_bytes(whole[: len(whole) // 2])
+    resumed = run_cli(served, "download", TASK, "--dest", str(dest), "--resume")
+    assert f"fetched 1, skipped {ROWS - 1}, failed 0" in resumed.stdout, resumed.stdout
+    assert (some / "out.txt").read_bytes() == whole
+    assert not list(dest.glob("*/.*.part"))
+
+    everything = run_cli(served, "download", TASK, "--dest", str(dest))
+    assert f"fetched {ROWS}, skipped 0, failed 0" in everything.stdout, everything.stdout
+
+
+def test_a_rejected_row_is_listed_with_its_errors_and_fails_the_command(served: Served, tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "rows.csv", ["aparam", "good 1", '""', "", "good 2"])  # a blank line is no row
+
+    result = run_cli(served, "submit", TASK, "--params-csv", str(csv))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = table(result)
+    assert rows[1][0] == rows[3][0] == "DONE"
+    assert rows[2][:2] == ["REJECTED", "1"]  # a 422 is not tried again
+    assert "aparam: missing required parameter" in " ".join(rows[2])
+    assert result.stdout.rstrip().endswith("3 rows: DONE 2, REJECTED 1")
+
+
+def test_an_unknown_column_rejects_every_row(served: Served, tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "rows.csv", ["aparam,colour", "a,red", "b,"])
+
+    result = run_cli(served, "submit", TASK, "--params-csv", str(csv))
+
+    assert result.returncode == 1
+    rows = table(result)
+    assert rows[1][0] == "REJECTED" and "colour: unknown parameter (known: aparam)" in " ".join(rows[1])
+    assert rows[2][0] == "DONE"  # an empty cell leaves the parameter out
+
+
+def test_no_wait_stops_once_every_row_is_accepted(served: Served, tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "rows.csv", ["aparam", *(f"no wait {i}" for i in range(5))])
+
+    result = run_cli(served, "submit", TASK, "--params-csv", str(csv), "--no-wait")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {cells[0] for cells in table(result).values()} <= {"PENDING", "RUNNING", "DONE"}
+
+
+@pytest.mark.parametrize(
+    ("task", "csv_lines", "message"),
+    [
+        ("testchains/hello_luigiworld_chain/NoSuchTask", ["aparam", "x"], "no task NoSuchTask"),
+        ("testchains/WithDependencyTask", ["aparam", "x"], "is not <type>/<chain>/<Task>"),
+        (TASK, ["aparam", "x,y"], "rows.csv:2: 2 values for 1 columns"),
+        (TASK, ["aparam,aparam", "x,y"], "must name each parameter once"),
+    ],
+)
+def test_usage_errors_exit_2(served: Served, tmp_path: Path, task: str, csv_lines: list[str], message: str) -> None:
+    csv = write_csv(tmp_path / "rows.csv", csv_lines)
+
+    result = run_cli(served, "submit", task, "--params-csv", str(csv))
+
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+@pytest.fixture
+def busy(tmp_path: Path) -> Iterator[Served]:
+    """A service that queues one run at most, with one worker, and asks to come back after 1 s."""
+    yield from _serve(tmp_path, {"NECTAR_WORKERS": "1", "NECTAR_MAX_QUEUE": "1", "NECTAR_RETRY_AFTER": "1"})
+
+
+def test_a_full_queue_is_waited_out(busy: Served, tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "rows.csv", ["aparam", *(f"queued {i}" for i in range(24))])
+
+    result = run_cli(busy, "submit", TASK, "--params-csv", str(csv), "--attempts", "60", timeout=180)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = table(result)
+    assert {cells[0] for cells in rows.values()} == {"DONE"}
+    assert max(int(cells[1]) for cells in rows.values()) > 1  # some were answered 503 first
