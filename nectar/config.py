@@ -41,6 +41,7 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_MAX_PARAMS": "max_params",
     "NECTAR_MAX_PARAM_LENGTH": "max_param_length",
     "NECTAR_MAX_BATCH": "max_batch",
+    "NECTAR_LOG_FORMAT": "log_format",
 }
 _INTS = {"url_expiry", "retries", "max_queue", "retry_after", "max_body", "max_params", "max_param_length", "max_batch"}
 _BOOLS = {"auth_reads"}
@@ -106,6 +107,8 @@ class Settings:
     max_param_length: int = 4096
     #: rows one batch submission may hold
     max_batch: int = 1000
+    #: ``text`` or ``json`` (one object a line, with the run id): the logs of workers, the API and ``serve``
+    log_format: str = "text"
 
     @property
     def store_kind(self) -> str:
@@ -142,6 +145,10 @@ class Settings:
                 value = float(value)
             elif f.name == "scheduler_url" and value is not None:
                 value = str(value).rstrip("/") or None
+            elif f.name == "log_format":
+                value = str(value).strip().lower()
+                if value not in ("text", "json"):
+                    raise ValueError(f"NECTAR_LOG_FORMAT must be text or json, not {value!r}")
             values[f.name] = value
         return dataclasses.replace(self, **values)
 

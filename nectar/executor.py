@@ -42,6 +42,7 @@ from nectar import fence
 from nectar.config import Settings, configure
 from nectar.discovery import is_chain_task, load_chain_module
 from nectar.errors import SchedulerUnavailable
+from nectar.eventlog import current_run
 from nectar.runs import Run, RunState, RunStore, Step, open_run_store
 from nectar.scheduler import SchedulerClient
 from nectar.task import NectarTask
@@ -230,9 +231,10 @@ class Lease:
                 if self.renew():
                     continue
             except Exception:  # the registry is briefly unusable: the lease may still be ours
-                logger.exception("heartbeat of run %s failed", self.run.id)
+                logger.exception("heartbeat of run %s failed", self.run.id, extra={"run_id": self.run.id})
                 continue
-            logger.warning("run %s lost its lease (cancelled or reclaimed): stopping it", self.run.id)
+            about = {"run_id": self.run.id}  # this thread does not share the main thread's context
+            logger.warning("run %s lost its lease (cancelled or reclaimed): stopping it", self.run.id, extra=about)
             if self._signals:
                 signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR2)
             if not self._ended.wait(INTERRUPT_GRACE) and os.getpgid(0) == os.getpid():
@@ -257,6 +259,8 @@ def _blocked(result: Any, task: luigi.Task) -> str | None:
 def execute(settings: Settings, runs: RunStore, run: Run) -> RunState | None:
     """Run one claimed attempt in this process and record its outcome (None: it was no longer ours)."""
     configure(settings)
+    current_run.set(run.id)  # every record of this process is now about this run (luigi's too)
+    logger.info("run %s of %s: attempt %d of %d started", run.id, run.ref, run.attempt, run.max_attempts)
     lease = Lease(runs, run, settings.heartbeat_interval)
     if not lease.renew():
         return None
@@ -266,9 +270,12 @@ def execute(settings: Settings, runs: RunStore, run: Run) -> RunState | None:
     config.set("worker", "id", luigi_worker_id(run))
     fence.install(fence.lease_guard(lease.renew, f"attempt {run.attempt} of run {run.id}"))
     try:
-        return _execute(settings, runs, run, lease)
+        state = _execute(settings, runs, run, lease)
     finally:
         fence.install(None)
+    outcome = state.value if state is not None else "lost its lease (cancelled or reclaimed)"
+    logger.info("run %s of %s: attempt %d ended: %s", run.id, run.ref, run.attempt, outcome)
+    return state
 
 
 def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease) -> RunState | None:
@@ -388,7 +395,9 @@ class Executor:
             if self.stopping:
                 self.runs.requeue(run.id, run.attempt)
                 reason = "interrupted: the worker stopped; the run was requeued"
-                logger.warning("run %s of %s requeued: its worker was stopped", run.id, run.ref)
+                logger.warning(
+                    "run %s of %s requeued: its worker was stopped", run.id, run.ref, extra={"run_id": run.id}
+                )
             else:
                 how = (
                     f"killed by signal {os.WTERMSIG(status)}"
@@ -406,7 +415,11 @@ class Executor:
             return
         self._watched = now
         for run in self.runs.reclaim(self.settings.lease_timeout, dead=is_dead):
-            logger.warning("run %s of %s: attempt %d lost (worker %s)", run.id, run.ref, run.attempt, run.worker)
+            logger.warning(
+                "run %s of %s: attempt %d lost (worker %s)",
+                *(run.id, run.ref, run.attempt, run.worker),
+                extra={"run_id": run.id},
+            )
             release(self.settings, self.runs, run, f"worker lost: {run.worker}")
         for pid, child in self.children.items():
             if child.disowned_at is None and not self._owned(child.run):
@@ -455,6 +468,7 @@ class Executor:
                 if run is None:
                     break
                 self._spawn(run)
+                logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
             time.sleep(self.settings.worker_poll_interval)
         for pid in self.children:  # the drain is over: interrupt what still runs (it requeues itself)
             self._kill(pid, signal.SIGTERM)

@@ -20,6 +20,21 @@ max_requests_jitter = 2000
 loglevel = os.environ.get("NECTAR_LOG_LEVEL", "warning").lower()
 accesslog = os.environ.get("NECTAR_ACCESS_LOG") or None
 errorlog = "-"
+if os.environ.get("NECTAR_LOG_FORMAT", "").strip().lower() == "json":
+    # gunicorn's own messages, its access log and the app's events (with their run ids): one JSON object a line
+    _handler = {"class": "logging.StreamHandler", "formatter": "json", "filters": ["run_id"], "stream": "ext://sys.stderr"}
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "nectar.eventlog.JsonFormatter"}},
+        "filters": {"run_id": {"()": "nectar.eventlog.RunIdFilter"}},
+        "handlers": {"json": _handler},
+        "root": {"level": "INFO", "handlers": ["json"]},
+        "loggers": {
+            "gunicorn.error": {"level": loglevel.upper(), "handlers": ["json"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["json"], "propagate": False},
+        },
+    }
 
 # every worker writes its request latencies here, and /metrics adds them up (prometheus_client reads this
 # variable when it is imported, which the workers do after this file ran)

@@ -22,6 +22,7 @@ from typing import Any
 import requests
 
 from nectar.config import Settings
+from nectar.eventlog import configure_logging
 
 logger = logging.getLogger("nectar.serve")
 
@@ -130,10 +131,9 @@ class Supervisor:
         api = self._start("api", gunicorn)
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
         _wait_http(f"http://{host}:{self.args.port}/healthz", api)
-        print(
-            f"Datanectar is up: API http://{host}:{self.args.port}/api/chains, docs /api/docs; "
-            f"luigi scheduler {scheduler_url}; chains from {self.settings.chains_dir}",
-            flush=True,
+        logger.info(
+            "Datanectar is up: API http://%s:%s/api/chains, docs /api/docs; luigi scheduler %s; chains from %s",
+            *(host, self.args.port, scheduler_url, self.settings.chains_dir),
         )
 
     def request_stop(self, *_: Any) -> None:
@@ -161,8 +161,8 @@ class Supervisor:
 
 
 def serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     supervisor = Supervisor(args)
+    configure_logging(supervisor.settings.log_format)  # the parts inherit NECTAR_LOG_FORMAT and do the same
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     signal.signal(signal.SIGINT, supervisor.request_stop)
     try:

@@ -115,6 +115,8 @@ class Nectar:
             run, created = self.runs.submit(run, max_pending=self.settings.max_queue)
         except QueueFull as exc:
             raise QueueFull(str(exc), retry_after=self.settings.retry_after) from exc
+        if created:
+            logger.info("run %s of %s queued: %s", run.id, run.ref, key.path, extra={"run_id": run.id})
         return Submission(key, run, created)
 
     def run(self, run_id: str) -> Run:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -160,3 +161,18 @@ def test_metrics_add_up_every_api_process_and_the_registry(served: Served) -> No
     catalog = [s for s in http if s.name.endswith("_count") and s.labels["endpoint"] == "/api/chains"]
     assert sum(s.value for s in catalog if s.labels["method"] == "GET" and s.labels["status"] == "200") >= 40
     assert any(s.labels["endpoint"] == "/api/chainstatus" for s in http)
+
+
+def test_json_logs_carry_the_run_id_from_the_api_to_the_worker(tmp_path: Path) -> None:
+    served = _serve(tmp_path, {"NECTAR_LOG_FORMAT": "json"})
+    running = next(served)
+    run_id = _launch_and_wait(running, "TestS3Task")["data"]["run_id"]
+    next(served, None)  # SIGTERM: everything stops and flushes
+
+    lines = [line for line in (tmp_path / "serve.log").read_text().splitlines() if line.strip()]
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    about = {(e["logger"], e["message"].split(": ")[-1]) for e in events if e["run_id"] == run_id}
+    assert ("nectar.service", f"chains/{HELLO}/TestS3Task/99914b932bd37a50b983c5e7c90ae93b/out.txt") in about, about
+    assert ("nectar.executor", "DONE") in about, about
+    others = [line for line in lines if not line.startswith("{")]
+    assert not others, others
