@@ -7,19 +7,26 @@ nectar cancel <run id>
 nectar token --name ci --scope write
 nectar worker --workers 2
 nectar serve
+nectar submit testchains/hello_luigiworld_chain/WithDependencyTask --params-csv rows.csv --server http://host:5000
+nectar download testchains/hello_luigiworld_chain/WithDependencyTask --dest outputs --resume
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from nectar.config import Settings, configure
 from nectar.errors import InvalidParameters, NectarError
 from nectar.eventlog import configure_logging
 from nectar.keys import TargetKey
+
+if TYPE_CHECKING:
+    from nectar.client import DownloadReport, NectarClient, Progress, RowResult
 
 COMMON_FLAGS = {
     "--chains-dir": "folder holding <type>/<name>_chain.py files (env NECTAR_CHAINS_DIR, default ./chains)",
@@ -146,6 +153,88 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> NectarClient:
+    from nectar.client import NectarClient, RetryPolicy
+
+    return NectarClient(args.server, args.token, RetryPolicy(attempts=max(1, args.attempts)))
+
+
+def _submit_table(ref: str, results: Sequence[RowResult]) -> str:
+    from nectar.client import row_counts
+
+    rows = [["ROW", "STATE", "ATTEMPTS", "SECONDS", "KEY / ERRORS"]]
+    for result in results:
+        digest = TargetKey.parse(result.key).digest if result.key else ""
+        detail = " ".join((result.detail or "").split())  # one line, whatever the error said
+        seconds = f"{result.seconds:.1f}"
+        rows.append([str(result.row), result.state, str(result.attempts), seconds, f"{digest}  {detail}".strip()])
+    _, counts = row_counts(results)
+    totals = ", ".join(f"{state} {count}" for state, count in sorted(counts.items()))
+    return f"{_table(rows)}\n\nKEY: chains/{ref}/<KEY>/out.txt\n{len(results)} rows: {totals or 'none'}"
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from nectar.client import Progress, read_rows, row_counts, split_ref
+
+    try:
+        split_ref(args.task)
+        rows = read_rows(Path(args.params_csv))
+    except (ValueError, OSError) as exc:
+        print(f"nectar submit: {exc}", file=sys.stderr)
+        return 2
+    client = _client(args)
+    client.task(args.task)  # an unknown task or a refused token stops here, before any row
+    wait_done = not args.no_wait
+    progress = Progress(len(rows), "row")
+    results = client.submit_rows(
+        args.task,
+        rows,
+        concurrency=args.concurrency,
+        wait_done=wait_done,
+        on_change=lambda now: progress.update(*row_counts(now, wait_done)),
+    )
+    progress.close()
+    print(_submit_table(args.task, results))
+    if wait_done:
+        return 0 if all(result.state == "DONE" for result in results) else 1
+    accepted = all(result.state == "DONE" or (result.key and not result.final) for result in results)
+    return 0 if accepted else 1
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    progress: Progress | None = None
+
+    def show(report: DownloadReport) -> None:
+        nonlocal progress
+        from nectar.client import Progress
+
+        progress = progress or Progress(report.total, "file")
+        progress.update(sum(report.counts.values()), report.counts)
+
+    dest = Path(args.dest)
+    report = _client(args).download(args.task, dest, resume=args.resume, concurrency=args.concurrency, on_change=show)
+    if progress is not None:
+        progress.close()
+    for key, reason in sorted(report.failed.items()):
+        print(f"failed {key}: {reason}")
+    counts = ", ".join(f"{name} {count}" for name, count in report.counts.items())
+    print(f"{counts} of {report.total} DONE outputs of {args.task} in {dest}")
+    return 1 if report.failed else 0
+
+
+def _client_command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
+    sub: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
+    sub.add_argument("task", help="<type>/<chain>/<Task>")
+    server = os.environ.get("NECTAR_SERVER") or "http://127.0.0.1:5000"
+    sub.add_argument("--server", default=server, help=f"the API's URL (env NECTAR_SERVER, now {server})")
+    sub.add_argument("--token", default=os.environ.get("NECTAR_TOKEN"), help="API token (env NECTAR_TOKEN)")
+    sub.add_argument("--concurrency", type=int, default=8, help="requests at once (default 8)")
+    sub.add_argument(
+        "--attempts", type=int, default=6, help="tries per request on 503 and connection errors (default 6)"
+    )
+    return sub
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nectar", description="Luigi chains behind an HTTP API.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -174,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     from nectar.serve import add_arguments
 
     add_arguments(serve)
+    submit = _client_command(commands, "submit", "submit a run per CSV row to a server and wait until each ends")
+    submit.add_argument("--params-csv", required=True, help="header: parameter names; an empty cell: the default")
+    submit.add_argument("--no-wait", action="store_true", help="stop once every row is submitted")
+    download = _client_command(commands, "download", "download the output of every DONE run of a task")
+    download.add_argument("--dest", required=True, help="folder to write <md5>/out.txt into")
+    download.add_argument("--resume", action="store_true", help="skip the files already downloaded whole")
     return parser
 
 
@@ -195,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cancel": cmd_cancel,
             "token": cmd_token,
             "worker": cmd_worker,
+            "submit": cmd_submit,
+            "download": cmd_download,
         }[args.command]
         return handler(args)
     except InvalidParameters as exc:
