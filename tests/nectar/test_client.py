@@ -136,6 +136,7 @@ def test_no_wait_stops_once_every_row_is_accepted(served: Served, tmp_path: Path
         (TASK, ["aparam", "x,y"], "rows.csv:2: 2 values for 1 columns"),
         (TASK, ["aparam,aparam", "x,y"], "must name each parameter once"),
     ],
+    ids=["unknown task", "not a task reference", "a row too long", "a repeated column"],
 )
 def test_usage_errors_exit_2(served: Served, tmp_path: Path, task: str, csv_lines: list[str], message: str) -> None:
     csv = write_csv(tmp_path / "rows.csv", csv_lines)
