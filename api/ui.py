@@ -1,0 +1,267 @@
+"""The web UI: the chain catalog, a form per task, the runs and each run live, as server-rendered pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import flask
+from flask import current_app, render_template, request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api import links
+from api.context import nectar, signer
+from api.envelope import error_responses
+from nectar.discovery import TaskInfo
+from nectar.errors import NotFound
+from nectar.keys import PARAMS_FILE, TargetKey
+from nectar.params import ParamInfo
+from nectar.runs import Run, RunFilter, RunState, Step
+
+blp = Blueprint(
+    "ui",
+    __name__,
+    description="The web UI.",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/ui/static",
+)
+
+#: pages allow only this origin's own scripts, styles and requests (no inline script, nothing from elsewhere)
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+#: how many runs the runs page lists
+RUNS_SHOWN = 100
+
+
+def page(rule: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Route an HTML page, kept out of the OpenAPI document (flask-smorest documents what ``blp.route`` routes)."""
+
+    def register(view: Callable[..., Any]) -> Callable[..., Any]:
+        flask.Blueprint.add_url_rule(blp, rule, view.__name__, view)
+        return view
+
+    return register
+
+
+@blp.after_request
+def secure(response: flask.Response) -> flask.Response:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
+@blp.errorhandler(NotFound)
+def not_found(error: NotFound) -> tuple[str, int]:
+    return render_template("error.html", title="Not found", message=str(error)), 404
+
+
+@blp.context_processor
+def chrome() -> dict[str, Any]:
+    """What every page's header shows: the visualiser's link, and whether the API wants a token."""
+    service = current_app.extensions["nectar"]
+    scheduler = service.settings.scheduler_url
+    return {
+        "visualiser_url": f"{scheduler}/static/visualiser/index.html" if scheduler else None,
+        "tokens_enabled": current_app.extensions["nectar_tokens"].enabled,
+    }
+
+
+# --- shaping data for the templates ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Control:
+    """How one kind of parameter is entered: an element, its input type and step, and a hint."""
+
+    element: str  # input, checkbox, select, textarea
+    type: str = "text"
+    step: str | None = None
+    hint: str | None = None
+
+
+CONTROLS: dict[str, Control] = {
+    "int": Control("input", "number", "1"),
+    "year": Control("input", "number", "1"),
+    "float": Control("input", "number", "any"),
+    "number": Control("input", "number", "any"),
+    "bool": Control("checkbox"),
+    "date": Control("input", "date"),
+    "month": Control("input", "month"),
+    "datehour": Control("input", hint="YYYY-MM-DDTHH, e.g. 2024-01-31T13"),
+    "dateminute": Control("input", hint="YYYY-MM-DDTHHMM, e.g. 2024-01-31T1305"),
+    "datesecond": Control("input", hint="YYYY-MM-DDTHHMMSS, e.g. 2024-01-31T130507"),
+    "dateinterval": Control("input", hint="a day, week, month or range: 2024-01-31, 2024-W05, 2024-01-01-2024-01-08"),
+    "timedelta": Control("input", hint="e.g. 1 day 2 hours, or P1DT2H"),
+    "choice": Control("select"),
+    "enum": Control("select"),
+    "choicelist": Control("select", hint="Ctrl-click (⌘-click) to choose several"),
+    "enumlist": Control("select", hint="Ctrl-click (⌘-click) to choose several"),
+    "list": Control("textarea", hint='a JSON list, e.g. ["a", "b"]'),
+    "tuple": Control("textarea", hint='a JSON list, e.g. ["a", "b"]'),
+    "dict": Control("textarea", hint='a JSON object, e.g. {"key": "value"}'),
+}
+TEXT = Control("input")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One parameter's form field."""
+
+    param: ParamInfo
+    control: Control
+    value: str
+    selected: frozenset[str]
+
+    @property
+    def multiple(self) -> bool:
+        return self.param.kind in ("choicelist", "enumlist")
+
+
+def form_field(param: ParamInfo) -> Field:
+    """The field for ``param``, its default filled in as the control shows it."""
+    default = param.default
+    if isinstance(default, str) and param.kind in ("choicelist", "enumlist"):
+        default = default.split(",") if default else []  # luigi serializes these as "a,b"
+    if isinstance(default, list | dict):
+        value = json.dumps(default)
+        selected = frozenset(map(str, default))
+    elif default is None:
+        value, selected = "", frozenset()
+    else:
+        value = "true" if default is True else "false" if default is False else str(default)
+        selected = frozenset({value})
+    return Field(param, CONTROLS.get(param.kind, TEXT), value, selected)
+
+
+def clock(stamp: float | None) -> str:
+    return dt.datetime.fromtimestamp(stamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if stamp else ""
+
+
+def took(run: Run) -> str:
+    """How long the run's last attempt ran (so far, while RUNNING)."""
+    if run.started_at is None or run.state == RunState.PENDING:
+        return ""
+    seconds = (run.finished_at or dt.datetime.now(dt.UTC).timestamp()) - run.started_at
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def file_url(key: TargetKey) -> str | None:
+    """A download link for a file of the store, if it exists: the store's own URL, else a signed API URL."""
+    service = nectar()
+    store = service.store_of(key)
+    if not store.exists(key):
+        return None
+    expiry = service.settings.url_expiry
+    return store.url(key, expiry) or links.external("files.File", signer().sign(key.path, expiry))
+
+
+def step_out(step: Step) -> dict[str, Any]:
+    output = file_url(TargetKey.parse(step.key)) if step.key and step.state == RunState.DONE else None
+    return {"task": step.task, "state": step.state, "executed": step.executed, "error": step.error, "output": output}
+
+
+def run_row(run: Run) -> dict[str, Any]:
+    return {
+        "run": run,
+        "href": url_for("ui.run_page", run_id=run.id),
+        "form": url_for("ui.task_page", chain_type=run.chain_type, chain=run.chain, task=run.task),
+        "queued": clock(run.queued_at),
+        "took": took(run),
+    }
+
+
+def task_refs() -> list[str]:
+    return [info.ref for chain in nectar().catalog.chains() for info in chain.tasks.values()]
+
+
+def task_links(info: TaskInfo) -> dict[str, str]:
+    return {
+        "form": url_for("ui.task_page", chain_type=info.chain_type, chain=info.chain, task=info.name),
+        "api": url_for("chains.Task", chain_type=info.chain_type, chain=info.chain, task=info.name),
+    }
+
+
+# --- the pages -------------------------------------------------------------------------------
+
+
+@blp.route("/")
+class Index(MethodView):
+    @blp.response(200, {"type": "string"}, content_type="text/html")
+    @error_responses(blp)
+    def get(self):
+        """The web UI's home: every chain type, chain and task, with docs and a form to launch each"""
+        types = nectar().catalog.types()
+        page = render_template("catalog.html", types=types, task_links=task_links, title="Chains")
+        return flask.Response(page, mimetype="text/html")  # as is: flask-smorest dumps anything else
+
+
+@page("/ui/<chain_type>/<chain>/<task>")
+def task_page(chain_type: str, chain: str, task: str) -> str:
+    info = nectar().catalog.task(chain_type, chain, task)
+    fields = [form_field(param) for param in info.params]
+    runs = nectar().runs.find(RunFilter(chain_type, chain, task), limit=5)[0]
+    return render_template(
+        "task.html",
+        info=info,
+        fields=fields,
+        links=task_links(info),
+        recent=[run_row(run) for run in runs],
+        title=info.name,
+    )
+
+
+@page("/ui/runs")
+def runs_page() -> str:
+    state = request.args.get("state", "")
+    task = request.args.get("task", "")
+    parts: list[str | None] = list(task.split("/"))
+    chain_type, chain, name = parts if len(parts) == 3 else (None, None, None)
+    where = RunFilter(chain_type, chain, name, RunState(state) if state in RunState.__members__ else None)
+    runs, total = nectar().runs.find(where, limit=RUNS_SHOWN)
+    return render_template(
+        "runs.html",
+        rows=[run_row(run) for run in runs],
+        total=total,
+        states=[s.value for s in RunState],
+        tasks=task_refs(),
+        state=state,
+        task=task,
+        title="Runs",
+    )
+
+
+@page("/ui/runs/<run_id>")
+def run_page(run_id: str) -> str:
+    service = nectar()
+    run = service.run(run_id)
+    key = TargetKey.parse(run.key)
+    # the key's status reclaims a lost attempt first; it is this run's own while the run is the key's latest
+    status = service.status(key)
+    current = status.run is not None and status.run.id == run.id
+    run = status.run if current and status.run else run
+    steps = status.steps if current else service.runs.steps(run.id)
+    scheduler = service.scheduler
+    return render_template(
+        "run.html",
+        row=run_row(run),
+        run=run,
+        steps=[step_out(step) for step in steps],
+        retry_at=clock(run.not_before) if run.state == RunState.PENDING and run.attempt else "",
+        started=clock(run.started_at),
+        finished=clock(run.finished_at),
+        output=file_url(key) if run.state == RunState.DONE else None,
+        params_file=file_url(key.with_file(PARAMS_FILE)),
+        stdout=links.log_url(key, "stdout"),
+        stderr=links.log_url(key, "stderr"),
+        visualiser=scheduler.task_url(run.task_id) if scheduler else None,
+        status_url=url_for("status.ChainStatus", chain=key.path),
+        cancel_url=url_for("runs.CancelRun", run_id=run.id),
+        title=f"Run {run.id[:8]}",
+    )

@@ -1,0 +1,106 @@
+"""The web UI in a real headless Chromium against a real Datanectar: launch from a form, see the run end,
+see a bad value's error beside its field, see the run listed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import requests
+from playwright.sync_api import expect
+
+from tests.ui.conftest import Site
+
+HELLO = "testchains/hello_luigiworld_chain"
+#: how long a run of the hello world may take to be seen DONE (luigi's worker starts in a second or two)
+RUN_TIMEOUT_MS = 30_000
+
+
+def test_launch_the_hello_world_from_its_form_and_see_it_done(page: Any, site: Site, screenshots: Path) -> None:
+    page.goto(f"{site.url}/")
+    chain = page.locator("#chain-testchains-hello_luigiworld_chain")
+    expect(chain).to_contain_text("Read TestS3Task's greeting")
+    page.screenshot(path=screenshots / "1-catalog.png", full_page=True)
+
+    chain.get_by_role("link", name="WithDependencyTask", exact=True).click()
+    expect(page).to_have_url(f"{site.url}/ui/{HELLO}/WithDependencyTask")
+    field = page.locator('.field[data-field="aparam"]')
+    expect(field.locator(".required-mark")).to_be_visible()
+    expect(field).to_contain_text("Any text; it is appended to the greeting.")
+    page.fill("#param-aparam", "from the browser")
+    page.screenshot(path=screenshots / "2-form.png", full_page=True)
+
+    page.click("#launch")
+    page.wait_for_url(re.compile(r".*/ui/runs/[0-9a-f]{32}$"))
+    page.screenshot(path=screenshots / "3-run-active.png", full_page=True)
+    expect(page.locator("#run-state .badge")).to_have_text("DONE", timeout=RUN_TIMEOUT_MS)
+    steps = page.locator("#steps tbody tr")
+    expect(steps).to_have_count(2)
+    for task in ("TestS3Task", "WithDependencyTask"):
+        expect(steps.filter(has_text=task).locator(".badge")).to_have_text("DONE")
+    expect(page.locator("#cancel")).to_have_count(0)
+    page.screenshot(path=screenshots / "4-run-done.png", full_page=True)
+
+    output = page.locator("#output-link").get_attribute("href")
+    assert output and requests.get(output, timeout=10).text == "hello luigi world, from the browser\n"
+    params = page.locator("#params-link").get_attribute("href")
+    assert params and "from the browser" in requests.get(params, timeout=10).text
+    assert page.locator("#visualiser-link").get_attribute("href").startswith(site.settings.scheduler_url)
+
+
+def test_a_bad_value_and_a_missing_one_are_shown_beside_their_fields(page: Any, site: Site, screenshots: Path) -> None:
+    page.goto(f"{site.url}/ui/etl/sales_chain/AggregateSalesTask")
+    # the right controls, defaults filled in
+    expect(page.locator("#param-day")).to_have_attribute("type", "date")
+    expect(page.locator("#param-rows")).to_have_attribute("type", "number")
+    expect(page.locator("#param-rows")).to_have_value("1000")
+    expect(page.locator("#param-group_by")).to_have_value("region")
+    expect(page.locator("#param-metrics")).to_have_value('["quantity", "revenue"]')
+
+    page.fill("#param-rows", "1.5")
+    page.click("#launch")
+    rows_error = page.locator('.field[data-field="rows"] .field-error')
+    expect(rows_error).to_be_visible()
+    expect(rows_error).to_contain_text("not a valid int: '1.5'")
+    day_error = page.locator('.field[data-field="day"] .field-error')
+    expect(day_error).to_have_text("missing required parameter")
+    for name in ("min_quantity", "group_by", "metrics"):
+        expect(page.locator(f'.field[data-field="{name}"] .field-error')).to_be_hidden()
+    # beside the field: right under its input
+    box, under = page.locator("#param-rows").bounding_box(), rows_error.bounding_box()
+    assert 0 <= under["y"] - (box["y"] + box["height"]) < 60, (box, under)
+    expect(page).to_have_url(f"{site.url}/ui/etl/sales_chain/AggregateSalesTask")
+    page.screenshot(path=screenshots / "5-form-errors.png", full_page=True)
+
+    # mended, the errors go and the run starts
+    page.fill("#param-day", "2024-01-02")
+    page.fill("#param-rows", "50")
+    page.fill("#param-metrics", "not json")
+    page.click("#launch")
+    expect(page.locator('.field[data-field="metrics"] .field-error')).to_contain_text("not a valid list")
+    expect(day_error).to_be_hidden()
+    expect(rows_error).to_be_hidden()
+
+
+def test_the_runs_page_lists_a_run_and_follows_its_state(page: Any, site: Site, screenshots: Path) -> None:
+    page.goto(f"{site.url}/ui/runs")  # open before the run exists: the list refreshes itself
+    answer = requests.post(f"{site.url}/api/chains/{HELLO}/WithDependencyTask", json={"aparam": "listed"}, timeout=10)
+    assert answer.status_code == 202, answer.text
+    run_id = answer.json()["data"]["run_id"]
+
+    row = page.locator(f'tr[data-run-id="{run_id}"]')
+    expect(row.locator(".badge")).to_have_text("DONE", timeout=RUN_TIMEOUT_MS)
+    expect(row).to_contain_text("WithDependencyTask")
+    expect(row).to_contain_text(HELLO)
+    expect(row).to_contain_text("aparam=listed")
+    expect(page.locator("#runs tbody tr").first).to_have_attribute("data-run-id", run_id)  # newest first
+    page.screenshot(path=screenshots / "6-runs.png", full_page=True)
+
+    page.select_option("#filter-state", "FAILED")
+    page.click("form.filters button")
+    expect(page.locator(f'tr[data-run-id="{run_id}"]')).to_have_count(0)
+    page.select_option("#filter-state", "DONE")
+    page.click("form.filters button")
+    page.locator(f'tr[data-run-id="{run_id}"]').get_by_role("link", name="details").click()
+    expect(page.locator("#run-state .badge")).to_have_text("DONE")
