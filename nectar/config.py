@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_MAX_PARAM_LENGTH": "max_param_length",
     "NECTAR_MAX_BATCH": "max_batch",
     "NECTAR_LOG_FORMAT": "log_format",
+    "NECTAR_DATABASE_URL": "database_url",
 }
 _INTS = {"url_expiry", "retries", "max_queue", "retry_after", "max_body", "max_params", "max_param_length", "max_batch"}
 _BOOLS = {"auth_reads"}
@@ -109,6 +111,8 @@ class Settings:
     max_batch: int = 1000
     #: ``text`` or ``json`` (one object a line, with the run id): the logs of workers, the API and ``serve``
     log_format: str = "text"
+    #: ``postgresql://user:password@host:5432/db``: the run registry shared by every machine; None: SQLite in data_dir
+    database_url: str | None = None
 
     @property
     def store_kind(self) -> str:
@@ -118,6 +122,13 @@ class Settings:
     @property
     def bucket(self) -> str:
         return self.s3_bucket or f"{self.env}.{self.project_bucket}"
+
+    @property
+    def registry_location(self) -> str:
+        """Where the run registry is, for people (no password)."""
+        if self.database_url:
+            return re.sub(r"//[^@/]*@", "//", self.database_url)
+        return str(self.registry_path)
 
     @property
     def registry_path(self) -> Path:

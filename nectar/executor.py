@@ -347,7 +347,7 @@ class Executor:
     def __init__(self, settings: Settings, concurrency: int = 1, runs: RunStore | None = None) -> None:
         self.settings = settings
         self.concurrency = max(1, concurrency)
-        self.runs = runs or open_run_store(settings.registry_path)
+        self.runs = runs or open_run_store(settings)
         self.scheduler = scheduler_of(settings)
         self.name = process_name()
         self.children: dict[int, Child] = {}
@@ -459,7 +459,7 @@ class Executor:
             luigi.configuration.add_config_path(str(self.settings.luigi_config))
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        logger.info("worker %s: %d slot(s), registry %s", self.name, self.concurrency, self.settings.registry_path)
+        logger.info("worker %s: %d slot(s), registry %s", self.name, self.concurrency, self.settings.registry_location)
         while self._stopping is None or (self.children and time.monotonic() < self._stopping):
             self._reap()
             self._watch()
@@ -469,7 +469,7 @@ class Executor:
                     break
                 self._spawn(run)
                 logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
-            time.sleep(self.settings.worker_poll_interval)
+            self.runs.wait_for_work(self.settings.worker_poll_interval)
         for pid in self.children:  # the drain is over: interrupt what still runs (it requeues itself)
             self._kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + INTERRUPT_GRACE

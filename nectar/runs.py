@@ -21,14 +21,17 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nectar.errors import QueueFull, RunFinished, RunNotFound
+
+if TYPE_CHECKING:
+    from nectar.config import Settings
 
 
 class RunState(StrEnum):
@@ -254,6 +257,10 @@ class RunStore(ABC):
     def check(self) -> str:
         """Raise if the registry cannot be used; else describe it."""
 
+    def wait_for_work(self, timeout: float) -> None:
+        """Return after ``timeout`` seconds, or sooner when a run may have become claimable."""
+        time.sleep(timeout)
+
 
 #: schema version n is reached by applying _MIGRATIONS[n-1]; the version lives in PRAGMA user_version
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -312,7 +319,7 @@ _RUN_COLUMNS = ", ".join(_FIELDS)
 _OWNED = "id = ? AND attempt = ? AND state = 'RUNNING'"
 
 
-def _run(row: sqlite3.Row | None) -> Run | None:
+def _run(row: Mapping[str, Any] | sqlite3.Row | None) -> Run | None:
     if row is None:
         return None
     values = dict(row)
@@ -321,8 +328,266 @@ def _run(row: sqlite3.Row | None) -> Run | None:
     return Run(**values)
 
 
-class SQLiteRunStore(RunStore):
-    """The registry in one SQLite file; safe across threads and forked processes."""
+class SqlRunStore(RunStore):
+    """The registry's logic in SQL that SQLite and PostgreSQL both speak (``?`` placeholders).
+
+    A subclass gives a connection for the calling thread and process (:meth:`_connection`), a
+    transaction that serialises writers to the rows it touches (:meth:`_db`), and its dialect:
+    :attr:`LOCK` locks the rows a write transaction selects, :attr:`SKIP_LOCKED` also skips the
+    rows another transaction holds (a claim), :attr:`GREATEST` names the two-value maximum.
+    """
+
+    LOCK = ""
+    SKIP_LOCKED = ""
+    GREATEST = "MAX"
+
+    @abstractmethod
+    def _connection(self) -> Any:
+        """A connection of this thread and process, in autocommit mode, whose rows are mappings."""
+
+    @abstractmethod
+    def _db(self) -> AbstractContextManager[Any]:
+        """A connection inside one write transaction."""
+
+    def _sql(self, text: str) -> str:
+        """``text`` in this store's placeholder style."""
+        return text
+
+    def _exec(self, db: Any, text: str, args: Sequence[Any] = ()) -> Any:
+        return db.execute(self._sql(text), tuple(args))
+
+    def _scalar(self, db: Any, text: str, args: Sequence[Any] = ()) -> Any:
+        row = self._exec(db, text, args).fetchone()
+        return None if row is None else _values(row)[0]
+
+    def _select(self, db: Any, where: str, *args: Any, lock: bool = False) -> Run | None:
+        text = f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where}{self.LOCK if lock else ''}"
+        return _run(self._exec(db, text, args).fetchone())
+
+    def _insert(self, db: Any, run: Run) -> None:
+        values = [getattr(run, name) for name in _FIELDS]
+        values[_FIELDS.index("params")] = json.dumps(dict(run.params))
+        values[_FIELDS.index("state")] = run.state.value
+        self._exec(db, f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * len(_FIELDS))})", values)
+
+    def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
+        with self._db() as db:
+            existing = self._select(db, "key = ? AND state IN ('PENDING', 'RUNNING')", run.key)
+            if existing is not None:
+                return existing, False
+            if max_pending is not None:
+                pending = self._scalar(db, "SELECT COUNT(*) FROM runs WHERE state = 'PENDING'")
+                if pending >= max_pending:
+                    raise QueueFull(f"{pending} runs are queued, the most this service accepts", retry_after=0)
+            self._insert(db, run)
+        self._queued()
+        return run, True
+
+    def _queued(self) -> None:
+        """A run became claimable (a store whose workers can be woken wakes them)."""
+
+    def claim(self, worker: str, run_id: str | None = None) -> Run | None:
+        now = time.time()
+        args: list[Any]
+        if run_id:
+            where, args = "id = ?", [run_id]
+        else:
+            where = (
+                "id = (SELECT id FROM runs WHERE state = 'PENDING' AND not_before <= ? "
+                f"ORDER BY queued_at LIMIT 1{self.SKIP_LOCKED})"
+            )
+            args = [now]
+        with self._db() as db:
+            row = self._exec(
+                db,
+                "UPDATE runs SET state = 'RUNNING', attempt = attempt + 1, started_at = ?, heartbeat_at = ?, "
+                f"worker = ? WHERE {where} AND state = 'PENDING' AND not_before <= ? RETURNING {_RUN_COLUMNS}",
+                (now, now, worker, *args, now),
+            ).fetchone()
+        return _run(row)
+
+    def _update_owned(self, assignments: str, args: Sequence[Any], run_id: str, attempt: int) -> bool:
+        with self._db() as db:
+            cursor = self._exec(db, f"UPDATE runs SET {assignments} WHERE {_OWNED}", (*args, run_id, attempt))
+        return int(cursor.rowcount) == 1
+
+    def heartbeat(self, run_id: str, attempt: int, worker: str | None = None) -> bool:
+        assignments = "heartbeat_at = ?, worker = COALESCE(?, worker)"
+        return self._update_owned(assignments, (time.time(), worker), run_id, attempt)
+
+    def complete(self, run_id: str, attempt: int) -> bool:
+        assignments = "state = 'DONE', finished_at = ?, failed_step = NULL, error = NULL"
+        return self._update_owned(assignments, (time.time(),), run_id, attempt)
+
+    def requeue(self, run_id: str, attempt: int, delay: float = 0.0, reason: str | None = None) -> bool:
+        assignments = (
+            "state = 'PENDING', attempt = attempt - 1, not_before = ?, heartbeat_at = NULL, error = COALESCE(?, error)"
+        )
+        requeued = self._update_owned(assignments, (time.time() + delay, reason), run_id, attempt)
+        if requeued:
+            self._queued()
+        return requeued
+
+    def fail(self, run_id: str, attempt: int, failed_step: str | None, error: str) -> RunState | None:
+        with self._db() as db:
+            run = self._select(db, _OWNED, run_id, attempt, lock=True)
+            state = None if run is None else self._fail(db, run, failed_step, error)
+        if state == RunState.PENDING:
+            self._queued()
+        return state
+
+    def _fail(self, db: Any, run: Run, failed_step: str | None, error: str) -> RunState:
+        now = time.time()
+        if run.attempt < run.max_attempts:
+            self._exec(
+                db,
+                "UPDATE runs SET state = 'PENDING', not_before = ?, heartbeat_at = NULL, failed_step = ?, error = ? "
+                "WHERE id = ?",
+                (now + run.policy.delay_after(run.attempt), failed_step, error, run.id),
+            )
+            return RunState.PENDING
+        self._exec(
+            db,
+            "UPDATE runs SET state = 'FAILED', finished_at = ?, heartbeat_at = NULL, failed_step = ?, error = ? "
+            "WHERE id = ?",
+            (now, failed_step, error, run.id),
+        )
+        return RunState.FAILED
+
+    def reclaim(self, lease_timeout: float, dead: Callable[[str], bool] | None = None) -> list[Run]:
+        def lost(run: Run, now: float) -> str | None:
+            silent = now - (run.heartbeat_at or run.started_at or 0)
+            if silent > lease_timeout:
+                return f"no heartbeat for {silent:.0f}s"
+            if dead is not None and run.worker and dead(run.worker):
+                return "its process is gone"
+            return None
+
+        now = time.time()
+        rows = self._exec(self._connection(), f"SELECT {_RUN_COLUMNS} FROM runs WHERE state = 'RUNNING'").fetchall()
+        suspects = [run.id for run in map(_run, rows) if run is not None and lost(run, now)]
+        reclaimed: list[Run] = []
+        if not suspects:  # the usual case: no write lock taken
+            return reclaimed
+        with self._db() as db:
+            for run_id in suspects:  # look again under the lock: a heartbeat may have come in between
+                run = self._select(db, "id = ? AND state = 'RUNNING'", run_id, lock=True)
+                why = lost(run, time.time()) if run is not None else None
+                if run is None or why is None:
+                    continue
+                step = self._scalar(
+                    db,
+                    "SELECT task FROM steps WHERE run_id = ? AND state = 'RUNNING' ORDER BY seq DESC LIMIT 1",
+                    (run.id,),
+                )
+                error = f"worker lost: {run.worker} ({why}) during attempt {run.attempt}"
+                self._fail(db, run, step or run.task, error)
+                reclaimed.append(run)
+        if reclaimed:
+            self._queued()
+        return reclaimed
+
+    def cancel(self, run_id: str, reason: str = "cancelled by request") -> tuple[Run, Run]:
+        with self._db() as db:
+            before = self._select(db, "id = ?", run_id, lock=True)
+            if before is None:
+                raise RunNotFound(f"no run {run_id}")
+            if not before.state.active:
+                raise RunFinished(f"run {run_id} has already ended: {before.state.value}")
+            after = _run(
+                self._exec(
+                    db,
+                    "UPDATE runs SET state = 'CANCELLED', finished_at = ?, heartbeat_at = NULL, error = ? "
+                    f"WHERE id = ? RETURNING {_RUN_COLUMNS}",
+                    (time.time(), reason, run_id),
+                ).fetchone()
+            )
+        assert after is not None
+        return before, after
+
+    def get(self, run_id: str) -> Run | None:
+        return self._select(self._connection(), "id = ?", run_id)
+
+    def latest(self, key: str) -> Run | None:
+        return self._select(self._connection(), "key = ? ORDER BY queued_at DESC LIMIT 1", key)
+
+    def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
+        condition, args = where.where()
+        db = self._connection()
+        total = int(self._scalar(db, f"SELECT COUNT(*) FROM runs WHERE {condition}", args))
+        rows = self._exec(
+            db,
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {condition} ORDER BY queued_at DESC, id LIMIT ? OFFSET ?",
+            [*args, max(0, limit), max(0, offset)],
+        ).fetchall()
+        return [run for run in map(_run, rows) if run is not None], total
+
+    def count_by_state(self) -> dict[RunState, int]:
+        rows = self._exec(self._connection(), "SELECT state, COUNT(*) AS n FROM runs GROUP BY state").fetchall()
+        counts = {state: 0 for state in RunState}
+        counts.update({RunState(state): int(n) for state, n in map(_values, rows)})
+        return counts
+
+    def durations(self, bounds: tuple[float, ...]) -> dict[str, Durations]:
+        within = "".join(
+            f", SUM(CASE WHEN finished_at - started_at <= ? THEN 1 ELSE 0 END) AS b{i}" for i in range(len(bounds))
+        )
+        rows = self._exec(
+            self._connection(),
+            "SELECT chain_type || '/' || chain || '/' || task AS ref, COUNT(*) AS n, SUM(finished_at - started_at) AS s"
+            f"{within} FROM runs WHERE state IN ('DONE', 'FAILED') AND started_at IS NOT NULL "
+            "AND finished_at IS NOT NULL GROUP BY chain_type, chain, task",
+            bounds,
+        ).fetchall()
+        found = {}
+        for row in map(_values, rows):
+            found[row[0]] = Durations(tuple(int(n) for n in row[3:]), int(row[1]), float(row[2]))
+        return found
+
+    def record_step(self, step: Step) -> None:
+        with self._db() as db:
+            self._exec(
+                db,
+                "INSERT INTO steps (run_id, task_id, task, key, state, executed, error, updated_at, seq) "
+                "VALUES (?,?,?,?,?,?,?,?, (SELECT COUNT(*) FROM steps WHERE run_id = ?)) "
+                "ON CONFLICT(run_id, task_id) DO UPDATE SET state = excluded.state, "
+                f"executed = {self.GREATEST}(steps.executed, excluded.executed), "
+                "error = COALESCE(excluded.error, steps.error), updated_at = excluded.updated_at",
+                (
+                    step.run_id,
+                    step.task_id,
+                    step.task,
+                    step.key,
+                    step.state,
+                    int(step.executed),
+                    step.error,
+                    step.updated_at,
+                    step.run_id,
+                ),
+            )
+
+    def steps(self, run_id: str) -> list[Step]:
+        rows = self._exec(
+            self._connection(),
+            "SELECT run_id, task_id, task, key, state, executed, error, updated_at FROM steps "
+            "WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        ).fetchall()
+        return [Step(**{**dict(row), "executed": bool(row["executed"])}) for row in rows]
+
+    def count(self, state: RunState | None = None) -> int:
+        if state is None:
+            return int(self._scalar(self._connection(), "SELECT COUNT(*) FROM runs"))
+        return int(self._scalar(self._connection(), "SELECT COUNT(*) FROM runs WHERE state = ?", (state.value,)))
+
+
+def _values(row: Any) -> tuple[Any, ...]:
+    """A row's values in column order, whether the row is a mapping (psycopg) or a sqlite3.Row."""
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
+
+
+class SQLiteRunStore(SqlRunStore):
+    """The registry in one SQLite file; safe across threads and forked processes of one machine."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -364,213 +629,18 @@ class SQLiteRunStore(RunStore):
                     db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    def _select(self, db: sqlite3.Connection, where: str, *args: Any) -> Run | None:
-        return _run(db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where}", args).fetchone())
-
-    def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
-        with self._db() as db:
-            existing = self._select(db, "key = ? AND state IN ('PENDING', 'RUNNING')", run.key)
-            if existing is not None:
-                return existing, False
-            if max_pending is not None:
-                pending = db.execute("SELECT COUNT(*) FROM runs WHERE state = 'PENDING'").fetchone()[0]
-                if pending >= max_pending:
-                    raise QueueFull(f"{pending} runs are queued, the most this service accepts", retry_after=0)
-            values = [getattr(run, name) for name in _FIELDS]
-            values[_FIELDS.index("params")] = json.dumps(dict(run.params))
-            values[_FIELDS.index("state")] = run.state.value
-            db.execute(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * len(_FIELDS))})", values)
-        return run, True
-
-    def claim(self, worker: str, run_id: str | None = None) -> Run | None:
-        now = time.time()
-        args: list[Any]
-        if run_id:
-            where, args = "id = ?", [run_id]
-        else:
-            where = "id = (SELECT id FROM runs WHERE state = 'PENDING' AND not_before <= ? ORDER BY queued_at LIMIT 1)"
-            args = [now]
-        with self._db() as db:
-            row = db.execute(
-                "UPDATE runs SET state = 'RUNNING', attempt = attempt + 1, started_at = ?, heartbeat_at = ?, "
-                f"worker = ? WHERE {where} AND state = 'PENDING' AND not_before <= ? RETURNING {_RUN_COLUMNS}",
-                (now, now, worker, *args, now),
-            ).fetchone()
-        return _run(row)
-
-    def heartbeat(self, run_id: str, attempt: int, worker: str | None = None) -> bool:
-        with self._db() as db:
-            cursor = db.execute(
-                f"UPDATE runs SET heartbeat_at = ?, worker = COALESCE(?, worker) WHERE {_OWNED}",
-                (time.time(), worker, run_id, attempt),
-            )
-        return cursor.rowcount == 1
-
-    def complete(self, run_id: str, attempt: int) -> bool:
-        with self._db() as db:
-            cursor = db.execute(
-                f"UPDATE runs SET state = 'DONE', finished_at = ?, failed_step = NULL, error = NULL WHERE {_OWNED}",
-                (time.time(), run_id, attempt),
-            )
-        return cursor.rowcount == 1
-
-    def fail(self, run_id: str, attempt: int, failed_step: str | None, error: str) -> RunState | None:
-        with self._db() as db:
-            run = self._select(db, _OWNED, run_id, attempt)
-            return None if run is None else self._fail(db, run, failed_step, error)
-
-    @staticmethod
-    def _fail(db: sqlite3.Connection, run: Run, failed_step: str | None, error: str) -> RunState:
-        now = time.time()
-        if run.attempt < run.max_attempts:
-            db.execute(
-                "UPDATE runs SET state = 'PENDING', not_before = ?, heartbeat_at = NULL, failed_step = ?, error = ? "
-                "WHERE id = ?",
-                (now + run.policy.delay_after(run.attempt), failed_step, error, run.id),
-            )
-            return RunState.PENDING
-        db.execute(
-            "UPDATE runs SET state = 'FAILED', finished_at = ?, heartbeat_at = NULL, failed_step = ?, error = ? "
-            "WHERE id = ?",
-            (now, failed_step, error, run.id),
-        )
-        return RunState.FAILED
-
-    def requeue(self, run_id: str, attempt: int, delay: float = 0.0, reason: str | None = None) -> bool:
-        with self._db() as db:
-            cursor = db.execute(
-                "UPDATE runs SET state = 'PENDING', attempt = attempt - 1, not_before = ?, heartbeat_at = NULL, "
-                f"error = COALESCE(?, error) WHERE {_OWNED}",
-                (time.time() + delay, reason, run_id, attempt),
-            )
-        return cursor.rowcount == 1
-
-    def reclaim(self, lease_timeout: float, dead: Callable[[str], bool] | None = None) -> list[Run]:
-        def lost(run: Run, now: float) -> str | None:
-            silent = now - (run.heartbeat_at or run.started_at or 0)
-            if silent > lease_timeout:
-                return f"no heartbeat for {silent:.0f}s"
-            if dead is not None and run.worker and dead(run.worker):
-                return "its process is gone"
-            return None
-
-        now = time.time()
-        rows = self._connection().execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE state = 'RUNNING'").fetchall()
-        suspects = [run.id for run in map(_run, rows) if run is not None and lost(run, now)]
-        reclaimed: list[Run] = []
-        if not suspects:  # the usual case: no write lock taken
-            return reclaimed
-        with self._db() as db:
-            for run_id in suspects:  # look again under the lock: a heartbeat may have come in between
-                run = self._select(db, "id = ? AND state = 'RUNNING'", run_id)
-                why = lost(run, time.time()) if run is not None else None
-                if run is None or why is None:
-                    continue
-                step = db.execute(
-                    "SELECT task FROM steps WHERE run_id = ? AND state = 'RUNNING' ORDER BY seq DESC LIMIT 1",
-                    (run.id,),
-                ).fetchone()
-                error = f"worker lost: {run.worker} ({why}) during attempt {run.attempt}"
-                self._fail(db, run, step[0] if step else run.task, error)
-                reclaimed.append(run)
-        return reclaimed
-
-    def cancel(self, run_id: str, reason: str = "cancelled by request") -> tuple[Run, Run]:
-        with self._db() as db:
-            before = self._select(db, "id = ?", run_id)
-            if before is None:
-                raise RunNotFound(f"no run {run_id}")
-            if not before.state.active:
-                raise RunFinished(f"run {run_id} has already ended: {before.state.value}")
-            after = _run(
-                db.execute(
-                    "UPDATE runs SET state = 'CANCELLED', finished_at = ?, heartbeat_at = NULL, error = ? "
-                    f"WHERE id = ? RETURNING {_RUN_COLUMNS}",
-                    (time.time(), reason, run_id),
-                ).fetchone()
-            )
-        assert after is not None
-        return before, after
-
-    def get(self, run_id: str) -> Run | None:
-        return self._select(self._connection(), "id = ?", run_id)
-
-    def latest(self, key: str) -> Run | None:
-        return self._select(self._connection(), "key = ? ORDER BY queued_at DESC LIMIT 1", key)
-
-    def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
-        condition, args = where.where()
-        db = self._connection()
-        total = int(db.execute(f"SELECT COUNT(*) FROM runs WHERE {condition}", args).fetchone()[0])
-        rows = db.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {condition} ORDER BY queued_at DESC, id LIMIT ? OFFSET ?",
-            [*args, max(0, limit), max(0, offset)],
-        ).fetchall()
-        return [run for run in map(_run, rows) if run is not None], total
-
-    def count_by_state(self) -> dict[RunState, int]:
-        rows = self._connection().execute("SELECT state, COUNT(*) FROM runs GROUP BY state").fetchall()
-        counts = {state: 0 for state in RunState}
-        counts.update({RunState(state): int(n) for state, n in rows})
-        return counts
-
-    def durations(self, bounds: tuple[float, ...]) -> dict[str, Durations]:
-        within = "".join(", SUM(CASE WHEN finished_at - started_at <= ? THEN 1 ELSE 0 END)" for _ in bounds)
-        rows = self._connection().execute(
-            "SELECT chain_type || '/' || chain || '/' || task, COUNT(*), SUM(finished_at - started_at)"
-            f"{within} FROM runs WHERE state IN ('DONE', 'FAILED') AND started_at IS NOT NULL "
-            "AND finished_at IS NOT NULL GROUP BY chain_type, chain, task",
-            bounds,
-        ).fetchall()
-        return {row[0]: Durations(tuple(int(n) for n in row[3:]), int(row[1]), float(row[2])) for row in rows}
-
-    def record_step(self, step: Step) -> None:
-        with self._db() as db:
-            db.execute(
-                "INSERT INTO steps (run_id, task_id, task, key, state, executed, error, updated_at, seq) "
-                "VALUES (?,?,?,?,?,?,?,?, (SELECT COUNT(*) FROM steps WHERE run_id = ?)) "
-                "ON CONFLICT(run_id, task_id) DO UPDATE SET state = excluded.state, "
-                "executed = MAX(steps.executed, excluded.executed), "
-                "error = COALESCE(excluded.error, steps.error), updated_at = excluded.updated_at",
-                (
-                    step.run_id,
-                    step.task_id,
-                    step.task,
-                    step.key,
-                    step.state,
-                    int(step.executed),
-                    step.error,
-                    step.updated_at,
-                    step.run_id,
-                ),
-            )
-
-    def steps(self, run_id: str) -> list[Step]:
-        rows = (
-            self._connection()
-            .execute(
-                "SELECT run_id, task_id, task, key, state, executed, error, updated_at FROM steps "
-                "WHERE run_id = ? ORDER BY seq",
-                (run_id,),
-            )
-            .fetchall()
-        )
-        return [Step(**{**dict(row), "executed": bool(row["executed"])}) for row in rows]
-
-    def count(self, state: RunState | None = None) -> int:
-        if state is None:
-            row = self._connection().execute("SELECT COUNT(*) FROM runs").fetchone()
-        else:
-            row = self._connection().execute("SELECT COUNT(*) FROM runs WHERE state = ?", (state.value,)).fetchone()
-        return int(row[0])
-
     def check(self) -> str:
         self._connection().execute("SELECT 1 FROM runs LIMIT 1").fetchall()
         return f"sqlite {self.path}"
 
 
-def open_run_store(path: Path) -> RunStore:
-    return SQLiteRunStore(path)
+def open_run_store(settings: Settings) -> RunStore:
+    """The registry the settings name: PostgreSQL at ``NECTAR_DATABASE_URL``, else SQLite in the data folder."""
+    if settings.database_url:
+        from nectar.pgruns import PostgresRunStore  # psycopg only where PostgreSQL is used
+
+        return PostgresRunStore(settings.database_url)
+    return SQLiteRunStore(settings.registry_path)
 
 
 def jsonable_run(run: Run) -> dict[str, Any]:

@@ -75,7 +75,7 @@ class Nectar:
 
     @functools.cached_property
     def runs(self) -> RunStore:
-        return open_run_store(self.settings.registry_path)
+        return open_run_store(self.settings)
 
     @property
     def store(self) -> TargetStore:
