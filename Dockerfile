@@ -17,7 +17,7 @@ WORKDIR /srv/datanectar
 COPY pyproject.toml README.md app.py ./
 COPY nectar ./nectar
 COPY api ./api
-RUN pip install .
+RUN pip install '.[postgres]'
 
 COPY configuration ./configuration
 COPY chains ./chains

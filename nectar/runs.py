@@ -151,7 +151,7 @@ class RunFilter:
         if self.until is not None:
             clauses.append("queued_at < ?")
             args.append(self.until)
-        return " AND ".join(clauses) or "1", args
+        return " AND ".join(clauses) or "TRUE", args
 
 
 @dataclass(frozen=True)

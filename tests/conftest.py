@@ -18,6 +18,7 @@ import requests
 
 from nectar.config import ENV_VARS, Settings, configure
 from nectar.serve import LUIGID
+from tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 NECTAR = [sys.executable, "-m", "nectar.cli"]
@@ -90,6 +91,20 @@ def luigid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = start_luigid(port, tmp_path_factory.mktemp("luigid"))
     yield f"http://127.0.0.1:{port}"
     stop(proc)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (Debian's package, installed if missing) on a free port."""
+    server = PostgresServer.start(free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(postgres: PostgresServer) -> str:
+    """The URL of a new, empty PostgreSQL database of its own."""
+    return postgres.create_database()
 
 
 @pytest.fixture(scope="session")

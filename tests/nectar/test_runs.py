@@ -7,12 +7,24 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from nectar.errors import QueueFull, RunFinished, RunNotFound
-from nectar.runs import SCHEMA_VERSION, RetryPolicy, Run, RunFilter, RunState, SQLiteRunStore, Step, jsonable_run
+from nectar.pgruns import PostgresRunStore
+from nectar.runs import (
+    SCHEMA_VERSION,
+    RetryPolicy,
+    Run,
+    RunFilter,
+    RunState,
+    SQLiteRunStore,
+    SqlRunStore,
+    Step,
+    jsonable_run,
+)
 
 DIGEST = "0123456789abcdef0123456789abcdef"
 
@@ -23,12 +35,21 @@ def new_run(n: int = 0, policy: RetryPolicy | None = None) -> Run:
     )
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SqlRunStore]:
+    """Opens (again) one registry: a SQLite file, or a real PostgreSQL database; each test runs against both."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("database_url")
+        return lambda: PostgresRunStore(url)
+    return lambda: SQLiteRunStore(tmp_path / "data" / "runs.sqlite3")
+
+
 @pytest.fixture
-def runs(tmp_path: Path) -> SQLiteRunStore:
-    return SQLiteRunStore(tmp_path / "data" / "runs.sqlite3")
+def runs(open_store: Callable[[], SqlRunStore]) -> SqlRunStore:
+    return open_store()
 
 
-def test_one_active_run_per_key(runs: SQLiteRunStore) -> None:
+def test_one_active_run_per_key(runs: SqlRunStore) -> None:
     first, created = runs.submit(new_run())
     again, created_again = runs.submit(new_run())
     assert (created, created_again) == (True, False)
@@ -46,14 +67,13 @@ def test_one_active_run_per_key(runs: SQLiteRunStore) -> None:
     assert runs.count() == 2 and runs.count(RunState.FAILED) == 1 and runs.count(RunState.PENDING) == 1
 
 
-def test_claims_are_atomic_across_threads(tmp_path: Path) -> None:
-    path = tmp_path / "runs.sqlite3"
-    submitted = [SQLiteRunStore(path).submit(new_run(n))[0].id for n in range(40)]
+def test_claims_are_atomic_across_threads(open_store: Callable[[], SqlRunStore]) -> None:
+    submitted = [open_store().submit(new_run(n))[0].id for n in range(40)]
     claimed: list[str] = []
     start = threading.Barrier(12)
 
     def worker(name: str) -> None:
-        store = SQLiteRunStore(path)  # each worker its own store and connection, like separate processes
+        store = open_store()  # each worker its own store and connection, like separate processes
         start.wait()
         while (run := store.claim(name)) is not None:
             assert run.state == RunState.RUNNING and run.worker == name
@@ -66,10 +86,10 @@ def test_claims_are_atomic_across_threads(tmp_path: Path) -> None:
         thread.join()
 
     assert Counter(claimed) == Counter(submitted)  # every run claimed, none twice
-    assert SQLiteRunStore(path).count(RunState.RUNNING) == 40
+    assert open_store().count(RunState.RUNNING) == 40
 
 
-def test_claims_go_oldest_first_and_by_id(runs: SQLiteRunStore) -> None:
+def test_claims_go_oldest_first_and_by_id(runs: SqlRunStore) -> None:
     old, middle, young = (runs.submit(new_run(n))[0] for n in range(3))
     chosen = runs.claim("w", run_id=young.id)
     assert chosen is not None and (chosen.id, chosen.state) == (young.id, RunState.RUNNING)
@@ -78,7 +98,7 @@ def test_claims_go_oldest_first_and_by_id(runs: SQLiteRunStore) -> None:
     assert [run.id if run else None for run in order] == [old.id, middle.id, None]
 
 
-def test_requeue_puts_a_running_attempt_back_uncounted(runs: SQLiteRunStore) -> None:
+def test_requeue_puts_a_running_attempt_back_uncounted(runs: SqlRunStore) -> None:
     run = runs.submit(new_run())[0]
     assert not runs.requeue(run.id, 0)  # not running: nothing happens
     assert runs.get(run.id) == run
@@ -94,7 +114,7 @@ def test_requeue_puts_a_running_attempt_back_uncounted(runs: SQLiteRunStore) -> 
     assert again is not None and (again.id, again.worker, again.attempt) == (run.id, "w2", 1)
 
 
-def test_an_attempt_is_owned_a_stale_owner_cannot_end_it(runs: SQLiteRunStore) -> None:
+def test_an_attempt_is_owned_a_stale_owner_cannot_end_it(runs: SqlRunStore) -> None:
     run = runs.submit(new_run(policy=RetryPolicy(retries=1)))[0]
     assert runs.claim("w1") is not None
     assert runs.fail(run.id, 1, "BTask", "ValueError: no") == RunState.PENDING
@@ -116,7 +136,7 @@ def test_an_attempt_is_owned_a_stale_owner_cannot_end_it(runs: SQLiteRunStore) -
     assert not runs.complete(run.id, 2)  # the end is recorded once
 
 
-def wait_for_claim(runs: SQLiteRunStore) -> Run:
+def wait_for_claim(runs: SqlRunStore) -> Run:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         if (run := runs.claim("w")) is not None:
@@ -125,7 +145,7 @@ def wait_for_claim(runs: SQLiteRunStore) -> Run:
     raise AssertionError("nothing became claimable")
 
 
-def test_retries_follow_the_policy_then_fail(runs: SQLiteRunStore) -> None:
+def test_retries_follow_the_policy_then_fail(runs: SqlRunStore) -> None:
     run = runs.submit(new_run(policy=RetryPolicy(retries=2, delay=0.2, backoff=2.0)))[0]
     assert run.max_attempts == 3
     attempt = runs.claim("w")
@@ -154,7 +174,7 @@ def test_retries_follow_the_policy_then_fail(runs: SQLiteRunStore) -> None:
     assert jsonable_run(ended)["retry_at"] is None and jsonable_run(ended)["task"] == "t/c_chain/ATask"
 
 
-def test_reclaim_ends_attempts_whose_lease_ran_out_or_whose_process_is_gone(runs: SQLiteRunStore) -> None:
+def test_reclaim_ends_attempts_whose_lease_ran_out_or_whose_process_is_gone(runs: SqlRunStore) -> None:
     silent = runs.submit(new_run(0, RetryPolicy(retries=1)))[0]
     gone = runs.submit(new_run(1))[0]
     alive = runs.submit(new_run(2))[0]
@@ -179,7 +199,7 @@ def test_reclaim_ends_attempts_whose_lease_ran_out_or_whose_process_is_gone(runs
     assert not runs.heartbeat(silent.id, 1)  # the lost attempt cannot come back
 
 
-def test_cancel_ends_a_queued_or_running_run_and_refuses_an_ended_one(runs: SQLiteRunStore) -> None:
+def test_cancel_ends_a_queued_or_running_run_and_refuses_an_ended_one(runs: SqlRunStore) -> None:
     queued = runs.submit(new_run(0))[0]
     running = runs.submit(new_run(1))[0]
     assert runs.claim("w", run_id=running.id) is not None
@@ -197,7 +217,7 @@ def test_cancel_ends_a_queued_or_running_run_and_refuses_an_ended_one(runs: SQLi
     assert runs.submit(new_run(0))[1]  # a cancelled key can be submitted again
 
 
-def test_the_queue_is_bounded_but_an_identical_run_is_still_answered(runs: SQLiteRunStore) -> None:
+def test_the_queue_is_bounded_but_an_identical_run_is_still_answered(runs: SqlRunStore) -> None:
     first = runs.submit(new_run(0), max_pending=2)[0]
     runs.submit(new_run(1), max_pending=2)
     with pytest.raises(QueueFull, match="2 runs are queued"):
@@ -208,7 +228,7 @@ def test_the_queue_is_bounded_but_an_identical_run_is_still_answered(runs: SQLit
     assert runs.count(RunState.PENDING) == 2
 
 
-def test_steps_keep_their_order_and_remember_they_ran(runs: SQLiteRunStore) -> None:
+def test_steps_keep_their_order_and_remember_they_ran(runs: SqlRunStore) -> None:
     run = runs.submit(new_run())[0]
     runs.record_step(Step(run.id, "B_1", "BTask", None, "PENDING"))
     runs.record_step(Step(run.id, "A_1", "ATask", None, "PENDING"))
@@ -256,7 +276,7 @@ def test_a_registry_written_before_versions_upgrades_itself(tmp_path: Path) -> N
     assert SQLiteRunStore(path).get("r1") is not None  # opening an up-to-date file changes nothing
 
 
-def test_find_filters_and_pages_newest_first(runs: SQLiteRunStore) -> None:
+def test_find_filters_and_pages_newest_first(runs: SqlRunStore) -> None:
     made = []
     for n in range(7):
         run = new_run(n)
