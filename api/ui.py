@@ -65,8 +65,7 @@ def not_found(error: NotFound) -> tuple[str, int]:
 @blp.context_processor
 def chrome() -> dict[str, Any]:
     """What every page's header shows: the visualiser's link, and whether the API wants a token."""
-    service = current_app.extensions["nectar"]
-    scheduler = service.settings.scheduler_url
+    scheduler = nectar().settings.scheduler_url
     return {
         "visualiser_url": f"{scheduler}/static/visualiser/index.html" if scheduler else None,
         "tokens_enabled": current_app.extensions["nectar_tokens"].enabled,
