@@ -7,6 +7,8 @@ nectar cancel <run id>
 nectar token --name ci --scope write
 nectar worker --workers 2
 nectar serve
+nectar api --port 5000
+nectar scheduler --scheduler-port 8082
 nectar submit testchains/hello_luigiworld_chain/WithDependencyTask --params-csv rows.csv --server http://host:5000
 nectar download testchains/hello_luigiworld_chain/WithDependencyTask --dest outputs --resume
 """
@@ -260,9 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="start luigid, the workers and the API", description="start luigid, the workers and the API"
     )
-    from nectar.serve import add_arguments
+    from nectar.serve import ROLE_FLAGS, add_arguments
 
     add_arguments(serve)
+    api = commands.add_parser("api", help="serve the HTTP API alone (gunicorn), e.g. behind a load balancer")
+    add_arguments(api, ROLE_FLAGS["api"])
+    scheduler = commands.add_parser("scheduler", help="run luigid alone, with this project's luigi.cfg and pools")
+    add_arguments(scheduler, ROLE_FLAGS["scheduler"])
     submit = _client_command(commands, "submit", "submit a run per CSV row to a server and wait until each ends")
     submit.add_argument("--params-csv", required=True, help="header: parameter names; an empty cell: the default")
     submit.add_argument("--no-wait", action="store_true", help="stop once every row is submitted")
@@ -280,10 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args, extra)
-        if args.command == "serve":
-            from nectar.serve import serve
+        if args.command in ("serve", "api", "scheduler"):
+            from nectar import serve
 
-            return serve(args)
+            role: Any = {"serve": serve.serve, "api": serve.api, "scheduler": serve.scheduler}[args.command]
+            return int(role(args))
         handler = {
             "chains": cmd_chains,
             "status": cmd_status,

@@ -53,6 +53,8 @@ MAX_ERROR = 4000
 INTERRUPT_GRACE = 5.0
 #: seconds a run waits before trying again when a step it needs is being run by another worker
 BLOCKED_DELAY = 2.0
+#: seconds between two looks for finished attempts while some run
+REAP_INTERVAL = 0.05
 HOST = socket.gethostname()
 
 
@@ -469,7 +471,9 @@ class Executor:
                     break
                 self._spawn(run)
                 logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
-            self.runs.wait_for_work(self.settings.worker_poll_interval)
+            # while attempts run, look often (a finished one frees its slot); idle, wait to be woken (or poll)
+            idle = self.settings.worker_poll_interval
+            self.runs.wait_for_work(min(idle, REAP_INTERVAL) if self.children else idle)
         for pid in self.children:  # the drain is over: interrupt what still runs (it requeues itself)
             self._kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + INTERRUPT_GRACE

@@ -1,9 +1,11 @@
-"""``nectar serve``: luigid, the workers and the API under gunicorn, started and stopped together.
+"""``nectar serve``: luigid, the workers and the API under gunicorn, started and stopped together;
+and each of them alone, for a machine that plays one role: ``nectar scheduler``, ``nectar api``
+(``nectar worker`` is the workers).
 
-Each part runs as its own process in its own session, so Ctrl-C reaches only this supervisor,
-which then stops the API first, the workers next (they let running tasks finish for
-``NECTAR_DRAIN_GRACE`` seconds, then interrupt and requeue them) and luigid last. If any
-part dies, everything is stopped and the command exits non-zero.
+Under ``serve`` each part runs as its own process in its own session, so Ctrl-C reaches only
+this supervisor, which then stops the API first, the workers next (they let running tasks
+finish for ``NECTAR_DRAIN_GRACE`` seconds, then interrupt and requeue them) and luigid last. If
+any part dies, everything is stopped and the command exits non-zero.
 """
 
 from __future__ import annotations
@@ -41,11 +43,34 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 STOP_TIMEOUT = 20.0
 #: luigid, started with this interpreter (its console script may not be on PATH)
 LUIGID = [sys.executable, "-c", "from luigi.cmdline import luigid; luigid()"]
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
+#: the flags of the commands that start one role
+ROLE_FLAGS = {
+    "api": ("--host", "--port", "--api-workers"),
+    "scheduler": ("--scheduler-host", "--scheduler-port", "--data-dir"),
+}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, flags: tuple[str, ...] | None = None) -> None:
     for flag, (env, default, text) in SERVE_FLAGS.items():
-        parser.add_argument(flag, default=os.environ.get(env, default), help=f"{text} (env {env}, default {default})")
+        if flags is None or flag in flags:
+            help = f"{text} (env {env}, default {default})"
+            parser.add_argument(flag, default=os.environ.get(env, default), help=help)
+
+
+def luigid_command(host: str, port: str | int, state: Path) -> list[str]:
+    """luigid on ``host:port``, its state (task history across restarts) and logs in ``state``."""
+    state.mkdir(parents=True, exist_ok=True)
+    return [*LUIGID, "--address", host, "--port", str(port), "--state-path", str(state / "state.pickle")] + [
+        "--logdir",
+        str(state),
+    ]
+
+
+def luigi_config(settings: Settings) -> Path | None:
+    """The project's luigi.cfg: the settings', else ``configuration/luigi.cfg`` here, if it exists."""
+    path = settings.luigi_config or Path("configuration/luigi.cfg").resolve()
+    return path if path.is_file() else None
 
 
 @dataclass
@@ -79,7 +104,7 @@ class Supervisor:
         self.settings = Settings.from_env(
             chains_dir=args.chains_dir, data_dir=args.data_dir, scheduler_url=args.scheduler_url or None
         )
-        luigi_cfg = self.settings.luigi_config or Path("configuration/luigi.cfg").resolve()
+        luigi_cfg = luigi_config(self.settings)
         self.env = {
             **os.environ,
             "NECTAR_HOST": args.host,
@@ -89,7 +114,7 @@ class Supervisor:
             "NECTAR_DATA_DIR": str(self.settings.data_dir),
             "NECTAR_LOCAL_TARGETS": str(self.settings.local_targets_dir),
         }
-        if luigi_cfg.is_file():
+        if luigi_cfg is not None:
             self.env["NECTAR_LUIGI_CONFIG"] = self.env["LUIGI_CONFIG_PATH"] = str(luigi_cfg)
 
     def _start(self, name: str, argv: list[str], stop_timeout: float = STOP_TIMEOUT) -> Part:
@@ -102,23 +127,9 @@ class Supervisor:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         scheduler_url = self.settings.scheduler_url
         if not scheduler_url:
-            state = self.settings.data_dir / "luigid"
-            state.mkdir(parents=True, exist_ok=True)
             scheduler_url = f"http://{self.args.scheduler_host}:{self.args.scheduler_port}"
-            luigid = self._start(
-                "luigid",
-                [
-                    *LUIGID,
-                    "--address",
-                    self.args.scheduler_host,
-                    "--port",
-                    str(self.args.scheduler_port),
-                    "--state-path",
-                    str(state / "state.pickle"),
-                    "--logdir",
-                    str(state),
-                ],
-            )
+            state = self.settings.data_dir / "luigid"
+            luigid = self._start("luigid", luigid_command(self.args.scheduler_host, self.args.scheduler_port, state))
             _wait_http(f"{scheduler_url}/api/worker_list", luigid)
         self.env["NECTAR_SCHEDULER_URL"] = scheduler_url
         # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued
@@ -127,8 +138,7 @@ class Supervisor:
             [sys.executable, "-m", "nectar.cli", "worker", "--workers", str(self.args.workers)],
             stop_timeout=self.settings.drain_grace + STOP_TIMEOUT,
         )
-        gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
-        api = self._start("api", gunicorn)
+        api = self._start("api", GUNICORN)
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
         _wait_http(f"http://{host}:{self.args.port}/healthz", api)
         logger.info(
@@ -174,3 +184,22 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         supervisor.stop()
     return code
+
+
+def api(args: argparse.Namespace) -> int:
+    """``nectar api``: this process becomes gunicorn serving the API (the registry, luigid and store come from
+    the environment: ``NECTAR_DATABASE_URL``, ``NECTAR_SCHEDULER_URL``, ``ENV``/``PROJECT_BUCKET``...)."""
+    os.environ.update({"NECTAR_HOST": args.host, "NECTAR_PORT": str(args.port)})
+    os.environ["NECTAR_API_WORKERS"] = str(args.api_workers)
+    os.execv(GUNICORN[0], GUNICORN)
+
+
+def scheduler(args: argparse.Namespace) -> int:
+    """``nectar scheduler``: this process becomes luigid with the project's luigi.cfg (its ``[resources]`` are
+    the pools every worker of every machine shares), its state in the data folder."""
+    settings = Settings.from_env(data_dir=args.data_dir)
+    path = luigi_config(settings)
+    if path is not None:
+        os.environ["LUIGI_CONFIG_PATH"] = str(path)
+    argv = luigid_command(args.scheduler_host, args.scheduler_port, settings.data_dir / "luigid")
+    os.execv(argv[0], argv)

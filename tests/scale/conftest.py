@@ -1,0 +1,199 @@
+"""Scale-out for real: a PostgreSQL registry, one ``nectar scheduler``, one moto S3 server, and nodes that
+each run ``nectar api`` and ``nectar worker`` with their own ports and data folders, as separate machines would.
+
+Every task execution is written to the fault suite's ledger (:mod:`tests.faults.conftest`), so a test
+can count executions, duplicates and lost runs; the figures of each test are printed as one table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from nectar.config import Settings
+from nectar.pgruns import PostgresRunStore
+from nectar.runs import RunState
+from tests.conftest import NECTAR, free_port, settings_env
+from tests.faults.conftest import CHAIN, CHAIN_TYPE, LEDGER_CHAIN, TOKEN_VAR, Ledger, descendants, send, tagged, waitfor
+
+
+@dataclasses.dataclass(frozen=True)
+class Figures:
+    test: str
+    nodes: int
+    runs: int
+    done: int
+    executions: int
+    duplicates: int
+    lost: int
+    seconds: float
+
+
+REPORT: list[Figures] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not REPORT:
+        return
+    terminalreporter.write_sep("=", "scale-out report")
+    terminalreporter.write_line("| test | nodes | runs | DONE | executions | duplicates | lost | wall time (s) |")
+    terminalreporter.write_line("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for row in REPORT:
+        terminalreporter.write_line(
+            f"| {row.test} | {row.nodes} | {row.runs} | {row.done} | {row.executions} | {row.duplicates} "
+            f"| {row.lost} | {row.seconds:.1f} |"
+        )
+
+
+@dataclasses.dataclass
+class Node:
+    name: str
+    port: int
+    api: subprocess.Popen[bytes]
+    worker: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Deployment:
+    """The processes of one test; all of them are killed at teardown, whatever happened."""
+
+    def __init__(self, tmp_path: Path, settings: Settings, database_url: str, s3_env: dict[str, str]) -> None:
+        self.tmp = tmp_path
+        self.token = uuid.uuid4().hex
+        self.logs = tmp_path / "logs"
+        self.logs.mkdir()
+        self.ledger = Ledger(tmp_path / "ledger.txt")
+        self.scheduler_port = free_port()
+        self.settings = settings.replace(
+            database_url=database_url,
+            scheduler_url=f"http://127.0.0.1:{self.scheduler_port}",
+            env=s3_env["ENV"],
+            project_bucket=s3_env["PROJECT_BUCKET"],
+            retries=2,
+            retry_delay=0.2,
+            heartbeat_interval=0.5,
+            lease_timeout=3.0,
+            worker_poll_interval=0.5,  # idle workers are woken by NOTIFY, not by polling
+        )
+        self.s3_env = s3_env
+        self.registry = PostgresRunStore(database_url)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.nodes: list[Node] = []
+
+    def env(self, data_dir: Path) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
+        settings = self.settings.replace(data_dir=data_dir)
+        return {**base, **settings_env(settings), **self.s3_env, TOKEN_VAR: self.token}
+
+    def _start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with open(self.logs / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def start_scheduler(self) -> None:
+        data = self.tmp / "scheduler"
+        argv = [*NECTAR, "scheduler", "--scheduler-port", str(self.scheduler_port), "--data-dir", str(data)]
+        proc = self._start("scheduler", argv, self.env(data))
+        waitfor(lambda: _answers(f"{self.settings.scheduler_url}/api/worker_list", proc), 30, "the scheduler")
+
+    def start_node(self, workers: int = 2) -> Node:
+        name = f"node{len(self.nodes) + 1}"
+        env, port = self.env(self.tmp / name), free_port()
+        api = self._start(f"{name}-api", [*NECTAR, "api", "--port", str(port), "--api-workers", "2"], env)
+        worker = self._start(f"{name}-worker", [*NECTAR, "worker", "--workers", str(workers)], env)
+        node = Node(name, port, api, worker)
+        waitfor(lambda: _answers(f"{node.url}/api/chains/{CHAIN_TYPE}", api), 30, f"{name}'s API")
+        self.nodes.append(node)
+        return node
+
+    def submit(self, node: Node, n: int, **params: Any) -> dict[str, Any]:
+        answer = requests.post(
+            f"{node.url}/api/chains/{CHAIN_TYPE}/{CHAIN}/LedgerTask", params={"n": n, **params}, timeout=60
+        )
+        assert answer.status_code == 202, answer.text
+        data: dict[str, Any] = answer.json()["data"]
+        return data
+
+    def kill_node(self, node: Node) -> None:
+        """SIGKILL the node's API (its gunicorn group), its worker and the children executing its runs."""
+        pids = [node.api.pid, *descendants(node.api.pid), node.worker.pid, *descendants(node.worker.pid)]
+        for pid in pids:
+            self.ledger.note("kill", pid)
+            send(pid, signal.SIGKILL)
+        for proc in (node.api, node.worker):
+            proc.wait(timeout=10)
+        self.nodes.remove(node)
+
+    def states(self) -> dict[RunState, int]:
+        return self.registry.count_by_state()
+
+    def outputs(self) -> int:
+        import boto3
+
+        pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=self.settings.bucket)
+        return sum(1 for page in pages for item in page.get("Contents", []) if item["Key"].endswith("/out.txt"))
+
+    def close(self) -> None:
+        pids = {pid for proc in self.procs for pid in (proc.pid, *descendants(proc.pid))} | set(tagged(self.token))
+        for pid in pids:
+            send(pid, signal.SIGKILL)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def dump_logs(self, tail: int = 40) -> None:
+        for path in sorted(self.logs.iterdir()):
+            lines = path.read_text(errors="replace").splitlines()
+            print(f"----- {path.name} (last {tail} of {len(lines)} lines)")
+            print("\n".join(lines[-tail:]))
+
+
+def _answers(url: str, proc: subprocess.Popen[bytes]) -> bool:
+    assert proc.poll() is None, f"exited with {proc.returncode}"
+    try:
+        requests.get(url, timeout=5)
+    except requests.RequestException:
+        return False
+    return True
+
+
+@pytest.fixture
+def deployment(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    settings: Settings,
+    database_url: str,
+    s3_env: dict[str, str],
+    write_chain: Callable[[str, str], Path],
+) -> Iterator[Deployment]:
+    built = Deployment(tmp_path, settings, database_url, s3_env)
+    write_chain(f"{CHAIN_TYPE}/{CHAIN}", LEDGER_CHAIN.replace("@LEDGER@", repr(str(built.ledger.path))))
+    try:
+        yield built
+    finally:
+        built.close()
+        if getattr(request.node, "scale_failed", False):
+            built.dump_logs()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed:
+        item.scale_failed = True  # type: ignore[attr-defined]
