@@ -123,6 +123,12 @@ class NoRetryTask(Recorded):
 class FourAttemptsTask(Recorded):
     retries = 3
     retry_delay = 0.1
+
+
+class PooledTask(Recorded):
+    """Takes the one slot of a pool that luigid shares out among every worker."""
+
+    resources = {"ledger_pool": 1}
 '''
 
 

@@ -119,10 +119,9 @@ class Deployment:
         self.nodes.append(node)
         return node
 
-    def submit(self, node: Node, n: int, **params: Any) -> dict[str, Any]:
-        answer = requests.post(
-            f"{node.url}/api/chains/{CHAIN_TYPE}/{CHAIN}/LedgerTask", params={"n": n, **params}, timeout=60
-        )
+    def submit(self, node: Node, n: int, task: str = "LedgerTask", **params: Any) -> dict[str, Any]:
+        url = f"{node.url}/api/chains/{CHAIN_TYPE}/{CHAIN}/{task}"
+        answer = requests.post(url, params={"n": n, **params}, timeout=60)
         assert answer.status_code == 202, answer.text
         data: dict[str, Any] = answer.json()["data"]
         return data

@@ -1,0 +1,26 @@
+"""A pool (luigi resource) declared once is shared by the workers of every node: its tasks never overlap."""
+
+from __future__ import annotations
+
+import itertools
+
+from nectar.runs import RunState
+from tests.faults.conftest import waitfor
+from tests.scale.conftest import Deployment
+
+RUNS = 6
+
+
+def test_a_one_slot_pool_runs_its_tasks_one_at_a_time_across_nodes(deployment: Deployment) -> None:
+    deployment.start_scheduler()
+    nodes = [deployment.start_node(workers=2) for _ in range(2)]
+
+    for n in range(RUNS):
+        deployment.submit(nodes[n % 2], n, task="PooledTask", sleeps="0.4")
+
+    waitfor(lambda: deployment.states()[RunState.DONE] == RUNS, 120, "every pooled run to be DONE", interval=0.5)
+    executions = deployment.ledger.of("PooledTask")
+    assert len(executions) == RUNS and all(e.end is not None for e in executions)
+    for a, b in itertools.combinations(executions, 2):
+        assert a.until <= b.start or b.until <= a.start, f"{a} and {b} held the pool's one slot at once"
+    assert len({e.pid for e in executions}) == RUNS  # each run in its own attempt process, on either node
