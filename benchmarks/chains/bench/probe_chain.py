@@ -1,0 +1,88 @@
+"""Benchmark tasks: a probe that notes when its run() starts, a fan-out of trivial leaves, a big file."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import luigi
+
+from nectar import NectarTask
+
+#: where the tasks note what the benchmarks measure (read when a task runs, never at import)
+LEDGER_VAR = "NECTAR_BENCH_LEDGER"
+
+
+def note(*words: object) -> None:
+    """Append one line to the ledger, in one write (the benchmark reads it while tasks run)."""
+    line = " ".join(str(w) for w in words) + "\n"
+    fd = os.open(os.environ[LEDGER_VAR], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+class ProbeTask(NectarTask):
+    """Note the time its run() starts, then write a word."""
+
+    n = luigi.IntParameter()
+
+    def run(self) -> None:
+        note("start", self.n, f"{time.time():.6f}")
+        with self.output().open("w") as out:
+            out.write("probe\n")
+
+
+class LeafTask(NectarTask):
+    """A trivial step."""
+
+    i = luigi.IntParameter()
+    salt = luigi.Parameter(default="")
+
+    def run(self) -> None:
+        with self.output().open("w") as out:
+            out.write(f"{self.i}\n")
+
+
+class FanoutTask(NectarTask):
+    """Requires ``size`` leaves; ``salt`` makes a fresh set of them."""
+
+    size = luigi.IntParameter(default=1000)
+    salt = luigi.Parameter(default="")
+
+    def requires(self) -> list[LeafTask]:
+        # luigi parameters are keyword arguments that mypy sees only through luigi's plugin
+        return [LeafTask(i=i, salt=self.salt) for i in range(self.size)]  # type: ignore[call-arg]
+
+    def run(self) -> None:
+        with self.output().open("w") as out:
+            out.write(f"{self.size}\n")
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident set (VmHWM) since :func:`reset_peak_rss`, in kB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def reset_peak_rss() -> None:
+    """Start VmHWM again from the current RSS (Linux >= 4.0): the peak is then this task's own."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+class BigFileTask(NectarTask):
+    """Write ``mb`` MiB to out.txt, then note the peak RSS of this process (the upload included)."""
+
+    mb = luigi.IntParameter()
+
+    def run(self) -> None:
+        reset_peak_rss()
+        chunk = "0123456789abcdef" * (1 << 16)  # 1 MiB
+        with self.output().open("w") as out:
+            for _ in range(self.mb):
+                out.write(chunk)
+        note("peak_rss", self.mb, peak_rss_kb())

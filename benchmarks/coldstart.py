@@ -1,0 +1,76 @@
+"""Cold start: ``nectar serve`` to the first 200 on /api/chains, beside gunicorn starting a hello world."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from benchmarks.harness import (
+    GUNICORN,
+    NECTAR,
+    REPO,
+    Cluster,
+    Context,
+    Figure,
+    answers,
+    at_most,
+    base_env,
+    free_port,
+    median,
+    waitfor,
+)
+
+NAME = "coldstart"
+
+
+def first_200(cluster: Cluster, name: str, argv: list[str], env: dict[str, str], url: str) -> float:
+    """Seconds from starting ``argv`` to ``url`` answering 200; the process is stopped before this returns."""
+    began = time.perf_counter()
+    proc = cluster.procs.start(name, argv, env, cluster.dir if name == "serve" else REPO)
+    try:
+
+        def ok() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {cluster.procs.logs}")
+            return answers(url, timeout=5) == 200
+
+        waitfor(ok, 60, f"{name} to answer 200 on {url}", interval=0.01)
+        return time.perf_counter() - began
+    finally:
+        cluster.procs.stop(proc, timeout=60)
+
+
+def serve(cluster: Cluster) -> float:
+    port, scheduler_port = free_port(), free_port()
+    argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
+    argv += ["--data-dir", str(cluster.settings.data_dir), "--chains-dir", str(cluster.settings.chains_dir)]
+    env = {**base_env(), "ENV": "local", "NECTAR_LOCAL_TARGETS": str(cluster.settings.local_targets_dir)}
+    return first_200(cluster, "serve", argv, env, f"http://127.0.0.1:{port}/api/chains")
+
+
+def hello(cluster: Cluster) -> float:
+    port = free_port()
+    env = {**base_env(), "NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port)}
+    argv = [*GUNICORN, "benchmarks.baseline_app:create_app()"]
+    return first_200(cluster, "hello", argv, env, f"http://127.0.0.1:{port}/hello")
+
+
+def run(ctx: Context) -> list[Figure]:
+    serves, hellos = [], []
+    with ctx.cluster(NAME) as cluster:
+        shutil.rmtree(cluster.settings.chains_dir)
+        shutil.copytree(REPO / "chains", cluster.settings.chains_dir, ignore=shutil.ignore_patterns("__pycache__"))
+        for _ in range(ctx.repeats):  # interleaved, so that both see the same noise
+            serves.append(serve(cluster))
+            hellos.append(hello(cluster))
+    return [
+        Figure(
+            NAME,
+            "nectar serve → first 200 on /api/chains",
+            median(serves),
+            "s",
+            "gunicorn + hello world → first 200",
+            median(hellos),
+            at_most(3.0, "≤ 3 s"),
+        )
+    ]

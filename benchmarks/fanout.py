@@ -1,0 +1,90 @@
+"""Fan-out: a task requiring N trivial tasks, launched through the API and run to DONE, beside a raw luigi.build."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from benchmarks.harness import (
+    CHAIN,
+    CHAIN_TYPE,
+    LUIGI_CFG,
+    NAMESPACE,
+    Cluster,
+    Context,
+    Figure,
+    median,
+    ratio_at_most,
+    submit,
+    wait_run,
+)
+
+NAME = "fanout"
+#: a raw luigi.build in a fresh interpreter; prints the seconds the build itself took
+RAW_BUILD = f"""
+import sys, time, luigi
+from {NAMESPACE} import FanoutTask
+size, salt, host, port = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+began = time.perf_counter()
+ok = luigi.build([FanoutTask(size=size, salt=salt)], workers=1, scheduler_host=host, scheduler_port=port)
+print(time.perf_counter() - began)
+sys.exit(0 if ok else 1)
+"""
+
+
+def raw_build(cluster: Cluster, size: int, salt: str, config: str) -> float:
+    """Seconds of ``luigi.build([FanoutTask])`` with one worker against the cluster's luigid, under ``config``."""
+    assert cluster.settings.scheduler_url
+    scheduler = urlsplit(cluster.settings.scheduler_url)
+    argv = [sys.executable, "-c", RAW_BUILD, str(size), salt, "127.0.0.1", str(scheduler.port)]
+    env = cluster.env(PYTHONPATH=str(cluster.dir), LUIGI_CONFIG_PATH=config)
+    proc = cluster.procs.start("raw-build", argv, env, cluster.dir)
+    try:
+        if proc.wait(timeout=900) != 0:
+            raise RuntimeError(f"the raw luigi.build exited with {proc.returncode}; see {cluster.procs.logs}")
+    finally:
+        cluster.procs.stop(proc)
+    log = sorted(cluster.procs.logs.glob("raw-build-*.log"), key=lambda p: p.stat().st_mtime)[-1]
+    return float(log.read_text().split()[-1])
+
+
+def through_service(cluster: Cluster, size: int, salt: str) -> float:
+    """Seconds from POSTing FanoutTask to its run being DONE in the registry."""
+    began = time.perf_counter()
+    run_id, _ = submit(cluster.api_url, f"/api/chains/{CHAIN_TYPE}/{CHAIN}/FanoutTask?size={size}&salt={salt}")
+    wait_run(cluster.settings.registry_path, run_id, 900)
+    return time.perf_counter() - began
+
+
+def run(ctx: Context) -> list[Figure]:
+    size = 100 if ctx.quick else 1000
+    with ctx.cluster(f"{NAME}-default") as default, ctx.cluster(f"{NAME}-tuned") as tuned:
+        luigi_default = default.dir / "luigi-default.cfg"  # empty: luigi's own defaults everywhere
+        luigi_default.write_text("")
+        scheduler_url = default.start_luigid()  # one luigid for all three
+        default.settings = default.settings.replace(luigi_config=luigi_default)
+        tuned.settings = tuned.settings.replace(scheduler_url=scheduler_url, luigi_config=LUIGI_CFG)
+        for cluster in (default, tuned):
+            cluster.start_workers(1)
+            cluster.start_api()
+            through_service(cluster, 2, "warm")
+        measures: dict[str, Callable[[str], float]] = {
+            "raw": lambda salt: raw_build(default, size, salt, str(luigi_default)),
+            "default": lambda salt: through_service(default, size, salt),
+            "tuned": lambda salt: through_service(tuned, size, salt),
+        }
+        took: dict[str, list[float]] = {name: [] for name in measures}
+        names = list(measures)
+        for r in range(ctx.repeats):
+            # rotated, so that luigid's growing task list and the machine's noise fall on all three alike
+            for name in names[r % 3 :] + names[: r % 3]:
+                took[name].append(measures[name](f"{name}{r}"))
+    what, raw = f"raw luigi.build, 1 worker, luigi defaults (n={ctx.repeats})", median(took["raw"])
+    return [
+        Figure(NAME, f"{size} tasks via the API, luigi defaults", median(took["default"]), "s", what, raw,
+               ratio_at_most(1.1)),
+        Figure(NAME, f"{size} tasks via the API, tuned luigi.cfg", median(took["tuned"]), "s", what, raw,
+               ratio_at_most(1.0, "< 1x")),
+    ]  # fmt: skip

@@ -1,0 +1,467 @@
+"""What every benchmark shares: real processes on free 127.0.0.1 ports, load, timing statistics, the table."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from nectar.config import Settings
+from nectar.runs import Run, RunState, SQLiteRunStore
+from nectar.serve import LUIGID
+from tests.conftest import REPO, free_port, settings_env
+from tests.faults.conftest import children, descendants, waitfor
+
+BENCH_CHAINS = Path(__file__).resolve().parent / "chains"
+#: the chain file of the benchmark tasks, as ``<type>/<chain>`` and as the luigi namespace of its tasks
+CHAIN_TYPE, CHAIN = "bench", "probe_chain"
+NAMESPACE = f"chains.{CHAIN_TYPE}.{CHAIN}"
+LEDGER_VAR = "NECTAR_BENCH_LEDGER"
+LUIGI_CFG = REPO / "configuration" / "luigi.cfg"
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf"]
+NECTAR = [sys.executable, "-m", "nectar.cli"]
+STOP_TIMEOUT = 15.0
+
+
+# --- statistics ------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The ``pct``-th percentile by the nearest-rank method (p99 of 50 samples is the largest but one)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return float(ordered[rank - 1])
+
+
+def rss_kb(pid: int, field_name: str = "VmRSS") -> int:
+    """A process's resident set (or its peak, ``VmHWM``) in kB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field_name}:"):
+            return int(line.split()[1])
+    raise LookupError(f"no {field_name} for process {pid}")
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def answers(url: str, timeout: float = 1.0) -> int | None:
+    """The HTTP status ``url`` answers with, or None while nothing listens."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
+    try:
+        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+class Processes:
+    """Every process a benchmark run starts, each in its own session; all are stopped at the end."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+        log: IO[bytes]
+        with open(self.logs / f"{name}-{len(self.procs)}.log", "wb") as log:
+            proc = subprocess.Popen(
+                argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM the process's group, SIGKILL it after ``timeout``; then SIGKILL whatever it started and left.
+
+        (``nectar serve`` starts its parts in sessions of their own, a worker its attempts in groups of their own.)
+        """
+        left = descendants(proc.pid)
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            if proc.poll() is not None:
+                break
+            try:
+                os.killpg(proc.pid, signum)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                continue
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def close(self) -> None:
+        for proc in reversed(list(self.procs)):
+            self.stop(proc, timeout=5.0)
+
+
+def base_env() -> dict[str, str]:
+    """This process's environment without any Datanectar or AWS setting."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_", "LUIGI_"))}
+
+
+class Cluster:
+    """One benchmark's Datanectar: its folder, settings, and the luigid, workers, API and moto it starts."""
+
+    def __init__(self, procs: Processes, folder: Path, **settings: Any) -> None:
+        self.procs = procs
+        self.dir = folder
+        self.dir.mkdir(parents=True, exist_ok=True)
+        chains = self.dir / "chains"
+        shutil.copytree(BENCH_CHAINS, chains, ignore=shutil.ignore_patterns("__pycache__"))
+        self.ledger = self.dir / "ledger.txt"
+        self.ledger.touch()
+        defaults = {"env": "local", "data_dir": self.dir / "data", "local_targets_dir": self.dir / "targets"}
+        self.settings = Settings(**{**defaults, "chains_dir": chains, **settings}).resolved()
+        self.extra_env: dict[str, str] = {LEDGER_VAR: str(self.ledger)}
+        self.luigid: subprocess.Popen[bytes] | None = None
+        self.apis: dict[str, subprocess.Popen[bytes]] = {}
+        self.api_url = ""
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**base_env(), **settings_env(self.settings), **self.extra_env, **extra}
+
+    def start_luigid(self) -> str:
+        port = free_port()
+        state = self.dir / "luigid"
+        state.mkdir()
+        argv = [*LUIGID, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
+        env = {**base_env(), "LUIGI_CONFIG_PATH": str(LUIGI_CFG)}
+        self.luigid = self.procs.start("luigid", [*argv, "--logdir", str(state)], env, self.dir)
+        url = f"http://127.0.0.1:{port}"
+        self.wait_up(self.luigid, f"{url}/api/worker_list", "luigid")
+        self.settings = self.settings.replace(scheduler_url=url)
+        return url
+
+    def start_workers(self, workers: int = 2, **env: str) -> subprocess.Popen[bytes]:
+        argv = [*NECTAR, "worker", "--workers", str(workers)]
+        return self.procs.start("worker", argv, self.env(**env), self.dir)
+
+    def start_api(self, workers: int = 2, threads: int = 8, app: str = "app:create_app()", **env: str) -> str:
+        """gunicorn with the service's configuration (nectar.gunicorn_conf) serving ``app``; its URL."""
+        port = free_port()
+        settings = {"NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port)}
+        settings |= {"NECTAR_API_WORKERS": str(workers), "NECTAR_API_THREADS": str(threads)}
+        proc = self.procs.start("api", [*GUNICORN, app], self.env(**settings, **env), REPO)
+        url = f"http://127.0.0.1:{port}"
+        self.wait_up(proc, f"{url}/healthz", "the API")
+        self.apis[url] = proc
+        if app == "app:create_app()":
+            self.api_url = url
+        return url
+
+    def stop_apis(self) -> None:
+        for proc in self.apis.values():
+            self.procs.stop(proc)
+        self.apis.clear()
+
+    def api_workers(self, url: str) -> list[int]:
+        """The pids of the gunicorn workers of the API at ``url``."""
+        return children(self.apis[url].pid)
+
+    @staticmethod
+    def wait_up(proc: subprocess.Popen[bytes], url: str, what: str, timeout: float = 60.0) -> None:
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with code {proc.returncode} while starting")
+            return answers(url) is not None
+
+        waitfor(up, timeout, f"{what} to answer on {url}", interval=0.01)
+
+    def ledger_lines(self, word: str) -> list[list[str]]:
+        """The ledger's lines that begin with ``word``, split."""
+        return [parts[1:] for line in self.ledger.read_text().splitlines() if (parts := line.split())[:1] == [word]]
+
+
+def post(base_url: str, path: str) -> tuple[int, dict[str, Any]]:
+    """POST ``path`` (parameters in its query) to the API; its status and JSON answer."""
+    parts = urlsplit(base_url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+    try:
+        conn.request("POST", path)
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read())
+    finally:
+        conn.close()
+
+
+def submit(base_url: str, path: str) -> tuple[str, str]:
+    """POST a new run; its (run id, key). Raises unless the API queued it."""
+    status, body = post(base_url, path)
+    if status != 202:
+        raise RuntimeError(f"POST {path} answered {status}: {body}")
+    return body["data"]["run_id"], body["data"]["key"]
+
+
+def wait_run(registry: Path, run_id: str, timeout: float, interval: float = 0.01) -> Run:
+    """The run once it has ended; raises unless it ended DONE."""
+    runs = SQLiteRunStore(registry)
+
+    def ended() -> Run | None:
+        run = runs.get(run_id)
+        return run if run is not None and not run.state.active else None
+
+    run: Run = waitfor(ended, timeout, f"run {run_id} to end", interval=interval)
+    if run.state != RunState.DONE:
+        raise RuntimeError(f"run {run_id} of {run.ref} ended {run.state}: {run.error}")
+    return run
+
+
+# --- load --------------------------------------------------------------------------------------
+
+
+Request = tuple[str, str]  # (method, path with query)
+
+
+@dataclass
+class Load:
+    """What a burst of requests got: completed requests per second and each one's latency."""
+
+    rate: float
+    latencies: list[float]
+    statuses: Counter[int]
+    errors: int
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.latencies, 99)
+
+    def check(self, *ok: int) -> Load:
+        """Raise unless every request was answered with one of ``ok``."""
+        wrong = {code: n for code, n in self.statuses.items() if code not in ok}
+        if wrong or self.errors:
+            raise RuntimeError(f"unexpected answers {wrong} and {self.errors} connection errors")
+        return self
+
+
+@dataclass
+class _Client:
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: int = 0
+    last: float = 0.0
+
+
+def hammer(
+    base_url: str,
+    requests: Sequence[Request],
+    clients: int = 16,
+    duration: float | None = 2.0,
+    per_client: int | None = None,
+    timeout: float = 60.0,
+) -> Load:
+    """``clients`` closed-loop clients (a thread and a keep-alive connection each) cycle through ``requests``.
+
+    Each sends its next request as soon as the last one is answered, for ``duration`` seconds or
+    ``per_client`` requests. http.client over a raw connection keeps the client's own CPU small:
+    on a 2-core machine it shares the cores with the server.
+    """
+    parts = urlsplit(base_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    states = [_Client() for _ in range(clients)]
+    barrier = threading.Barrier(clients + 1)
+    started: list[float] = []
+
+    def client(index: int) -> None:
+        state = states[index]
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        k = index
+        barrier.wait()
+        stop_at = started[0] + duration if duration is not None else math.inf
+        try:
+            while time.perf_counter() < stop_at and (per_client is None or k // clients < per_client):
+                method, path = requests[k % len(requests)]
+                k += clients
+                began = time.perf_counter()
+                try:
+                    conn.request(method, path)
+                    answer = conn.getresponse()
+                    answer.read()
+                except (OSError, http.client.HTTPException):
+                    state.errors += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+                    continue
+                state.last = time.perf_counter()
+                state.latencies.append(state.last - began)
+                state.statuses[answer.status] += 1
+                if answer.will_close:
+                    conn.close()
+                    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    started.append(time.perf_counter())
+    barrier.wait()
+    for thread in threads:
+        thread.join(timeout=(duration or 0) + timeout * (per_client or 1) + 10)
+    latencies = [x for s in states for x in s.latencies]
+    end = max((s.last for s in states), default=started[0])
+    statuses: Counter[int] = Counter()
+    for s in states:
+        statuses.update(s.statuses)
+    rate = len(latencies) / (end - started[0]) if end > started[0] else 0.0
+    return Load(rate, latencies, statuses, sum(s.errors for s in states))
+
+
+def repeated(measure: Callable[[], Load], repeats: int) -> list[Load]:
+    return [measure() for _ in range(repeats)]
+
+
+def median_rate(loads: Sequence[Load]) -> float:
+    return median([load.rate for load in loads])
+
+
+def median_p99(loads: Sequence[Load]) -> float:
+    return median([load.p99 for load in loads])
+
+
+# --- figures and the table -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a figure must reach: ``value`` or ``ratio`` (value / baseline), at most or at least ``limit``."""
+
+    on: str  # "value" or "ratio"
+    most: bool
+    limit: float
+    text: str
+
+    def met(self, value: float, ratio: float | None) -> bool | None:
+        subject = value if self.on == "value" else ratio
+        if subject is None or math.isnan(subject):
+            return None
+        return subject <= self.limit if self.most else subject >= self.limit
+
+
+def at_most(limit: float, text: str) -> Target:
+    return Target("value", True, limit, text)
+
+
+def at_least(limit: float, text: str) -> Target:
+    return Target("value", False, limit, text)
+
+
+def ratio_at_most(limit: float, text: str = "") -> Target:
+    return Target("ratio", True, limit, text or f"≤ {limit:g}x")
+
+
+def ratio_at_least(limit: float) -> Target:
+    return Target("ratio", False, limit, f"≥ {limit:g}x")
+
+
+@dataclass(frozen=True)
+class Figure:
+    benchmark: str
+    figure: str
+    value: float
+    unit: str
+    baseline_what: str
+    baseline: float | None
+    target: Target | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline is None or self.baseline == 0:
+            return None
+        return self.value / self.baseline
+
+    @property
+    def met(self) -> bool | None:
+        return self.target.met(self.value, self.ratio) if self.target else None
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    if unit == "s":
+        return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
+    if unit == "ms":
+        return f"{value * 1000:.1f} ms"
+    if unit == "/s":
+        return f"{value:,.1f}/s" if value < 100 else f"{value:,.0f}/s"
+    if unit == "MB":
+        return f"{value / 1024:.1f} MB"  # values are kept in kB, as /proc gives them
+    return f"{value:g} {unit}".strip()
+
+
+def table(figures: Sequence[Figure]) -> str:
+    head = ["benchmark", "figure", "value", "baseline (what)", "baseline value", "ratio", "target", "met?"]
+    rows = [head, ["---"] * len(head)]
+    for f in figures:
+        ratio = f"{f.ratio:.3g}x" if f.ratio is not None else "-"
+        met = {True: "yes", False: "**NO**", None: "-"}[f.met]
+        target = f.target.text if f.target else "-"
+        rows.append(
+            [f.benchmark, f.figure, fmt(f.value, f.unit), f.baseline_what, fmt(f.baseline, f.unit), ratio, target, met]
+        )
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+@contextmanager
+def stopping_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt, so that every process is stopped on the way out."""
+
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# --- one benchmark run -----------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    """What a benchmark gets: a folder of its own, how many repeats, and whether sizes are the quick ones."""
+
+    root: Path
+    repeats: int = 5
+    quick: bool = False
+
+    @contextmanager
+    def cluster(self, name: str, **settings: Any) -> Iterator[Cluster]:
+        """A fresh :class:`Cluster` in ``<root>/<name>``; every process it started is stopped on the way out."""
+        folder = self.root / name
+        procs = Processes(folder / "logs")
+        try:
+            yield Cluster(procs, folder, **settings)
+        finally:
+            procs.close()
