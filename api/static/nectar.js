@@ -29,8 +29,13 @@ function setupToken() {
   if (!input) return;
   input.value = sessionStorage.getItem(TOKEN_KEY) || "";
   input.addEventListener("change", () => {
-    if (input.value) sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+    const token = input.value.trim();
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
     else sessionStorage.removeItem(TOKEN_KEY);
+    // pages are opened without headers: they read the token from this cookie (writes never do)
+    const cookie = token ? encodeURIComponent(token) : "; Max-Age=0";
+    document.cookie = `nectar_token=${cookie}; Path=/; SameSite=Strict`;
+    if (document.body.dataset.needsToken) location.reload();
   });
 }
 
