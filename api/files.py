@@ -13,7 +13,7 @@ from api.context import nectar, signer
 from api.envelope import error_responses
 from nectar.errors import NotFound
 from nectar.keys import TargetKey
-from nectar.stores import get_store
+from nectar.stores import LocalStore, get_store
 
 blp = Blueprint("files", __name__, url_prefix="/api", description="Signed downloads of local targets.")
 
@@ -51,8 +51,10 @@ class File(MethodView):
         key = TargetKey.parse(args["key"])
         signer().verify(key.path, args["expires"], args["signature"])
         store = get_store(nectar().settings, "local")
+        assert isinstance(store, LocalStore)
         if not store.exists(key):
             raise NotFound(f"no file {key.path} in the local store")
         answer = Response(store.iter_bytes(key), mimetype=served_type(key.filename))
+        answer.content_length = store.path(key).stat().st_size  # so a client can tell a cut-off download
         answer.headers["X-Content-Type-Options"] = "nosniff"
         return answer

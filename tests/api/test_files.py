@@ -36,6 +36,7 @@ def files_url(query: dict[str, str]) -> str:
 def test_a_signed_url_streams_the_file(app: Flask, client: FlaskClient, stored: bytes) -> None:
     answer = client.get(files_url(app.extensions["nectar_signer"].sign(KEY.path, 60)))
     assert answer.status_code == 200 and answer.data == stored and answer.mimetype == "text/plain"
+    assert answer.content_length == len(stored)
 
 
 @pytest.mark.parametrize(
