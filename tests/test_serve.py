@@ -44,15 +44,21 @@ def _serve(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[Served]:
         assert proc.poll() is None, (tmp_path / "serve.log").read_text()
         try:
             return requests.get(f"{served.api}/api/chains", timeout=5).status_code == 200
-        except (requests.ConnectionError, requests.Timeout):  # not up yet, or a loaded machine
+        except requests.RequestException:  # not up yet, or a loaded machine
             return False
 
-    wait_until(up, timeout=60)
-    yield served
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    log.close()
+    try:
+        wait_until(up, timeout=60)
+        yield served
+    finally:  # whatever happened, even a start that never answered: stop it all
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
 
 
 @pytest.fixture
