@@ -297,7 +297,10 @@ class ChainCatalog:
         return grouped
 
     def chain(self, chain_type: str, chain: str) -> ChainInfo:
-        self.refresh_chain(chain_type, chain)
+        self.refresh()
+        return self._chain(chain_type, chain)
+
+    def _chain(self, chain_type: str, chain: str) -> ChainInfo:
         info = self._chains.get((chain_type, chain))
         if info is None:
             raise ChainNotFound(f"no chain {chain_type}/{chain}")  # never the server's folders
@@ -312,7 +315,9 @@ class ChainCatalog:
         return info.tasks.get(task) if info is not None else None
 
     def task(self, chain_type: str, chain: str, task: str) -> TaskInfo:
-        info = self.chain(chain_type, chain)
+        """A task, its chain's file looked at first (one stat, no scan of the folder: a submission's hot path)."""
+        self.refresh_chain(chain_type, chain)
+        info = self._chain(chain_type, chain)
         if info.error:
             raise ChainNotFound(f"chain {info.ref} failed to import: {info.error}")
         try:
