@@ -13,11 +13,13 @@ from nectar.keys import TargetKey
 from nectar.runs import jsonable_run
 
 blp = Blueprint("status", __name__, url_prefix="/api", description="Job status by target key.")
+#: one instance for every request (given the class, webargs would build a schema per request)
+KEY_QUERY = KeyQuerySchema()
 
 
 @blp.route("/chainstatus")
 class ChainStatus(MethodView):
-    @blp.arguments(KeyQuerySchema, location="query")
+    @blp.arguments(KEY_QUERY, location="query")
     @blp.response(200, StatusEnvelope)
     @error_responses(blp, 400, 404, 422, 503)
     def get(self, args):
@@ -26,7 +28,8 @@ class ChainStatus(MethodView):
         status = service.status(TargetKey.parse(args["chain"]))
         run = status.run
         scheduler = service.scheduler
-        attempts = {name: jsonable_run(run)[name] if run else None for name in ("attempt", "max_attempts", "retry_at")}
+        shown = jsonable_run(run) if run else {}
+        attempts = {name: shown.get(name) for name in ("attempt", "max_attempts", "retry_at")}
         return answer(
             {
                 "key": status.key.path,

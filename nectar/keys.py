@@ -73,6 +73,8 @@ class TargetKey:
         return f"{self.chain_type}/{self.chain}"
 
     def with_file(self, filename: str) -> TargetKey:
+        if filename == self.filename:  # the usual case on hot paths: out.txt's key asked for out.txt
+            return self
         return TargetKey(self.chain_type, self.chain, self.task, self.digest, filename)
 
     def __str__(self) -> str:
