@@ -14,6 +14,7 @@ NectarError
 ├── LeaseLost              an attempt no longer owns its run (cancelled or reclaimed): it may not commit
 └── Unavailable
     ├── StoreUnavailable     the target store (S3) cannot be reached
+    ├── RegistryUnavailable  the run registry (PostgreSQL) cannot be reached
     ├── SchedulerUnavailable luigid cannot be reached
     └── QueueFull            too many runs queued: try again after ``retry_after`` seconds
 """
@@ -83,6 +84,11 @@ class Unavailable(NectarError):
 
 class StoreUnavailable(Unavailable):
     service = "store"
+
+
+class RegistryUnavailable(Unavailable):
+    service = "registry"
+    retry_after = 2
 
 
 class SchedulerUnavailable(Unavailable):

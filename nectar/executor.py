@@ -41,7 +41,7 @@ from luigi.execution_summary import _summary_dict
 from nectar import fence
 from nectar.config import Settings, configure
 from nectar.discovery import is_chain_task, load_chain_module
-from nectar.errors import SchedulerUnavailable
+from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.eventlog import current_run
 from nectar.runs import Run, RunState, RunStore, Step, open_run_store
 from nectar.scheduler import SchedulerClient
@@ -455,6 +455,20 @@ class Executor:
         self._scheduler_seen = (time.monotonic(), now_up)
         return now_up
 
+    def _serve_once(self) -> None:
+        """Reap, watch, claim what the free slots can take, then wait a little for more work."""
+        self._reap()
+        self._watch()
+        while len(self.children) < self.concurrency and not self.stopping and self._scheduler_up():
+            run = self.runs.claim(self.name)
+            if run is None:
+                break
+            self._spawn(run)
+            logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
+        # while attempts run, look often (a finished one frees its slot); idle, wait to be woken (or poll)
+        idle = self.settings.worker_poll_interval
+        self.runs.wait_for_work(min(idle, REAP_INTERVAL) if self.children else idle)
+
     def serve_forever(self) -> None:
         """Claim and execute runs until SIGTERM or SIGINT; then drain, interrupt and requeue."""
         if self.settings.luigi_config:
@@ -462,18 +476,19 @@ class Executor:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         logger.info("worker %s: %d slot(s), registry %s", self.name, self.concurrency, self.settings.registry_location)
+        registry_down = False
         while self._stopping is None or (self.children and time.monotonic() < self._stopping):
-            self._reap()
-            self._watch()
-            while len(self.children) < self.concurrency and not self.stopping and self._scheduler_up():
-                run = self.runs.claim(self.name)
-                if run is None:
-                    break
-                self._spawn(run)
-                logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
-            # while attempts run, look often (a finished one frees its slot); idle, wait to be woken (or poll)
-            idle = self.settings.worker_poll_interval
-            self.runs.wait_for_work(min(idle, REAP_INTERVAL) if self.children else idle)
+            try:
+                self._serve_once()
+            except RegistryUnavailable as exc:  # PostgreSQL restarting: what was not recorded, leases recover
+                if not registry_down:
+                    logger.warning("the run registry is unavailable, retrying: %s", exc)
+                registry_down = True
+                time.sleep(max(self.settings.worker_poll_interval, 0.5))
+                continue
+            if registry_down:
+                logger.warning("the run registry answers again")
+            registry_down = False
         for pid in self.children:  # the drain is over: interrupt what still runs (it requeues itself)
             self._kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + INTERRUPT_GRACE

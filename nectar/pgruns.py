@@ -5,6 +5,8 @@ workers claim with ``SELECT ... FOR UPDATE SKIP LOCKED`` (two workers never wait
 the same run), writes lock only the rows they change, and a queued or requeued run sends a
 ``NOTIFY`` that wakes idle workers at once (``LISTEN``), so they may poll the table rarely.
 The schema carries its version in ``nectar_schema`` and upgrades itself under an advisory lock.
+While the database cannot be reached every call raises :class:`~nectar.errors.RegistryUnavailable`
+(a 503 in the API; workers wait), and the next call after it is back connects again.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from nectar.errors import QueueFull
+from nectar.errors import QueueFull, RegistryUnavailable
 from nectar.runs import Run, SqlRunStore
 
 CHANNEL = "nectar_runs"
@@ -88,9 +90,12 @@ class PostgresRunStore(SqlRunStore):
         self._migrate()
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(
-            self.url, autocommit=True, row_factory=dict_row, connect_timeout=max(1, int(self.connect_timeout))
-        )
+        try:
+            return psycopg.connect(
+                self.url, autocommit=True, row_factory=dict_row, connect_timeout=max(1, int(self.connect_timeout))
+            )
+        except psycopg.OperationalError as exc:
+            raise RegistryUnavailable(f"PostgreSQL cannot be reached: {_first_line(exc)}") from exc
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
@@ -99,11 +104,39 @@ class PostgresRunStore(SqlRunStore):
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
+    def _fresh(self, broken: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+        """This thread's connection in place of ``broken`` (the server restarted, say)."""
+        if getattr(self._local, "conn", None) is broken:
+            self._local.conn = None
+        return self._connection()
+
     @contextmanager
     def _db(self) -> Iterator[psycopg.Connection[Any]]:
         conn = self._connection()
-        with conn.transaction():
-            yield conn
+        try:
+            with ExitStack() as stack:
+                try:
+                    stack.enter_context(conn.transaction())
+                except psycopg.OperationalError:
+                    if not conn.broken:
+                        raise
+                    conn = self._fresh(conn)  # BEGIN failed: nothing was done, so once more on a new connection
+                    stack.enter_context(conn.transaction())
+                yield conn
+        except psycopg.OperationalError as exc:  # broke within the transaction: rolled back; the next call reconnects
+            raise RegistryUnavailable(f"PostgreSQL connection lost: {_first_line(exc)}") from exc
+
+    def _exec(self, db: Any, text: str, args: Any = ()) -> Any:
+        idle = db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # a statement of its own
+        try:
+            try:
+                return super()._exec(db, text, args)
+            except psycopg.OperationalError:
+                if not (idle and db.broken):
+                    raise
+                return super()._exec(self._fresh(db), text, args)  # a read on a connection the server had cut
+        except psycopg.OperationalError as exc:
+            raise RegistryUnavailable(f"PostgreSQL connection lost: {_first_line(exc)}") from exc
 
     def _sql(self, text: str) -> str:
         return text.replace("?", "%s")
@@ -132,7 +165,10 @@ class PostgresRunStore(SqlRunStore):
         raise QueueFull(f"the run for {run.key} keeps changing; try again", retry_after=1)
 
     def _queued(self) -> None:
-        self._connection().execute(f"NOTIFY {CHANNEL}")
+        try:
+            self._connection().execute(f"NOTIFY {CHANNEL}")
+        except (psycopg.OperationalError, RegistryUnavailable):
+            pass  # the run is queued all the same: workers also look for work on their own
 
     def wait_for_work(self, timeout: float) -> None:
         """Sleep until a run is queued anywhere (a NOTIFY) or ``timeout`` seconds pass."""
@@ -145,6 +181,7 @@ class PostgresRunStore(SqlRunStore):
                 pass
         except psycopg.OperationalError:
             self._listener = None  # the database went away: reconnect on the next wait
+            super().wait_for_work(timeout)
 
     def _listen(self) -> psycopg.Connection[Any] | None:
         if self._listener is None or self._listener.closed or self._listener_pid != os.getpid():
@@ -152,11 +189,15 @@ class PostgresRunStore(SqlRunStore):
                 self._listener = self._connect()
                 self._listener.execute(f"LISTEN {CHANNEL}")
                 self._listener_pid = os.getpid()
-            except psycopg.OperationalError:
+            except (psycopg.OperationalError, RegistryUnavailable):
                 self._listener = None
         return self._listener
 
     def check(self) -> str:
-        self._connection().execute("SELECT 1 FROM runs LIMIT 1").fetchall()
+        self._exec(self._connection(), "SELECT 1 FROM runs LIMIT 1").fetchall()
         info = self._connection().info
         return f"postgresql {info.host}:{info.port}/{info.dbname}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

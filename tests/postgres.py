@@ -56,10 +56,22 @@ class PostgresServer:
         data = folder / "data"
         initdb = [str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]
         subprocess.run(_as_owner(initdb), check=True, capture_output=True, timeout=120)
-        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400"
-        start = [str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o", options, "-w", "start"]
-        subprocess.run(_as_owner(start), check=True, capture_output=True, timeout=120)
-        return cls(binaries, folder, port)
+        server = cls(binaries, folder, port)
+        server.resume()
+        return server
+
+    def _pg_ctl(self, *argv: str) -> list[str]:
+        return _as_owner([str(self.binaries / "pg_ctl"), "-D", str(self.folder / "data"), *argv])
+
+    def resume(self) -> None:
+        """Start the server (again, after :meth:`halt`), and wait until it accepts connections."""
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400"
+        start = self._pg_ctl("-l", str(self.folder / "log"), "-o", options, "-w", "start")
+        subprocess.run(start, check=True, capture_output=True, timeout=120)
+
+    def halt(self) -> None:
+        """Stop the server as a crash would (immediate shutdown: every connection is cut)."""
+        subprocess.run(self._pg_ctl("-m", "immediate", "stop"), check=True, capture_output=True, timeout=60)
 
     @property
     def url(self) -> str:
@@ -73,6 +85,5 @@ class PostgresServer:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
-        stop = [str(self.binaries / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "stop"]
-        subprocess.run(_as_owner(stop), capture_output=True, timeout=60)
+        subprocess.run(self._pg_ctl("-m", "immediate", "stop"), capture_output=True, timeout=60)
         shutil.rmtree(self.folder, ignore_errors=True)
