@@ -21,7 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from nectar.errors import QueueFull, RegistryUnavailable
-from nectar.runs import Run, SqlRunStore
+from nectar.runs import Run, SqlRunStore, refuse_newer
 
 CHANNEL = "nectar_runs"
 #: an arbitrary key for pg_advisory_xact_lock: one migration at a time, whoever starts at once
@@ -138,6 +138,10 @@ class PostgresRunStore(SqlRunStore):
         except psycopg.OperationalError as exc:
             raise RegistryUnavailable(f"PostgreSQL connection lost: {_first_line(exc)}") from exc
 
+    def _up_since(self, db: Any) -> float:
+        """When the server (re)started: a crash and restart cost every running attempt its heartbeats."""
+        return float(self._scalar(db, "SELECT EXTRACT(EPOCH FROM pg_postmaster_start_time())"))
+
     def _sql(self, text: str) -> str:
         return text.replace("?", "%s")
 
@@ -147,12 +151,13 @@ class PostgresRunStore(SqlRunStore):
             db.execute("CREATE TABLE IF NOT EXISTS nectar_schema (version INTEGER NOT NULL)")
             row = db.execute("SELECT version FROM nectar_schema").fetchone()
             version = int(row["version"]) if row else 0
+            refuse_newer(version, SCHEMA_VERSION, "in PostgreSQL")
             for statements in _MIGRATIONS[version:]:
                 for statement in statements:
                     db.execute(statement)
             if row is None:
                 db.execute("INSERT INTO nectar_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
-            else:
+            elif version < SCHEMA_VERSION:
                 db.execute("UPDATE nectar_schema SET version = %s", (SCHEMA_VERSION,))
 
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:

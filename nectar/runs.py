@@ -454,9 +454,16 @@ class SqlRunStore(RunStore):
         )
         return RunState.FAILED
 
+    def _up_since(self, db: Any) -> float:
+        """Since when the registry has been answering (no heartbeat could be written before): 0 if always."""
+        return 0.0
+
     def reclaim(self, lease_timeout: float, dead: Callable[[str], bool] | None = None) -> list[Run]:
+        up_since = self._up_since(self._connection())
+
         def lost(run: Run, now: float) -> str | None:
-            silent = now - (run.heartbeat_at or run.started_at or 0)
+            # a registry that was down could not take heartbeats: silence counts from when it came back
+            silent = now - max(run.heartbeat_at or run.started_at or 0, up_since)
             if silent > lease_timeout:
                 return f"no heartbeat for {silent:.0f}s"
             if dead is not None and run.worker and dead(run.worker):
@@ -581,6 +588,15 @@ class SqlRunStore(RunStore):
         return int(self._scalar(self._connection(), "SELECT COUNT(*) FROM runs WHERE state = ?", (state.value,)))
 
 
+def refuse_newer(found: int, known: int, where: str) -> None:
+    """Stop a process whose release is older than the registry's schema (a rollback must not undo an upgrade)."""
+    if found > known:
+        raise RuntimeError(
+            f"the run registry {where} has schema version {found}, newer than this release's {known}: "
+            "run the newer release (or restore the registry from before the upgrade)"
+        )
+
+
 def _values(row: Any) -> tuple[Any, ...]:
     """A row's values in column order, whether the row is a mapping (psycopg) or a sqlite3.Row."""
     return tuple(row.values()) if isinstance(row, dict) else tuple(row)
@@ -624,6 +640,7 @@ class SQLiteRunStore(SqlRunStore):
             if version == 0 and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
                 columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
                 version = 2 if "attempt" in columns else 1  # written before versions were recorded
+            refuse_newer(version, SCHEMA_VERSION, str(self.path))
             for statements in _MIGRATIONS[version:]:
                 for statement in statements:
                     db.execute(statement)

@@ -55,8 +55,8 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval:
 
 def _answers(url: str) -> bool:
     try:
-        requests.get(url, timeout=1)
-    except requests.ConnectionError:
+        requests.get(url, timeout=5)
+    except requests.RequestException:  # not up yet (or a loaded machine)
         return False
     return True
 

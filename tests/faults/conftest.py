@@ -518,7 +518,7 @@ class Cluster:
             assert proc.poll() is None, f"the API exited with {proc.returncode}"
             try:
                 requests.get(f"{self.api.url}/api/chains/{CHAIN_TYPE}", timeout=5)
-            except requests.ConnectionError:
+            except requests.RequestException:
                 return False
             return True
 
@@ -563,7 +563,7 @@ class Cluster:
             assert proc.poll() is None, f"nectar serve exited with {proc.returncode}"
             try:
                 return requests.get(f"{self.api.url}/api/chains/{CHAIN_TYPE}", timeout=5).status_code == 200
-            except requests.ConnectionError:
+            except requests.RequestException:
                 return False
 
         waitfor(up, 60, "nectar serve to answer")
@@ -613,8 +613,8 @@ class Cluster:
 
         def up() -> bool:
             try:
-                requests.get(self.extra_env["AWS_ENDPOINT_URL"], timeout=1)
-            except requests.ConnectionError:
+                requests.get(self.extra_env["AWS_ENDPOINT_URL"], timeout=5)
+            except requests.RequestException:
                 return False
             return True
 

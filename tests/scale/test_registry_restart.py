@@ -43,11 +43,13 @@ def done(deployment: Deployment) -> int:
 def test_a_postgresql_crash_is_ridden_out(deployment: Deployment, own_postgres: PostgresServer) -> None:
     deployment.start_scheduler()
     node = deployment.start_node(workers=2)
-    for n in range(RUNS):
+    long = deployment.submit(node, 50, sleeps="9")  # still running when the database is back
+    for n in range(RUNS - 1):
         deployment.submit(node, n, sleeps="0.5")
     waitfor(lambda: deployment.ledger.count("end") >= 3, 60, "some runs to end", interval=0.1)
 
     own_postgres.halt()
+    halted = time.monotonic()
 
     refused = requests.post(f"{node.url}/api/chains/{CHAIN_TYPE}/{CHAIN}/LedgerTask", params={"n": 99}, timeout=30)
     assert refused.status_code == 503, refused.text
@@ -55,7 +57,8 @@ def test_a_postgresql_crash_is_ridden_out(deployment: Deployment, own_postgres: 
     assert refused.headers["Retry-After"] == "2"
     health = requests.get(f"{node.url}/healthz", timeout=30)
     assert health.status_code == 503 and health.json()["data"]["registry"]["ok"] is False
-    time.sleep(3)  # down long enough for every worker and API process to notice
+    # down longer than a lease (3 s): a running attempt could not heartbeat, but it is not lost for that
+    time.sleep(max(0.0, deployment.settings.lease_timeout + 2 - (time.monotonic() - halted)))
     assert node.worker.poll() is None and node.api.poll() is None, "a process died with the database"
 
     own_postgres.resume()
@@ -64,4 +67,5 @@ def test_a_postgresql_crash_is_ridden_out(deployment: Deployment, own_postgres: 
     ended = Counter(e.task_id for e in deployment.ledger.executions() if e.end is not None)
     assert len(ended) == RUNS and set(ended.values()) == {1}
     assert deployment.ledger.duplicates() == []
+    assert deployment.registry.get(long["run_id"]).attempt == 1  # type: ignore[union-attr]
     assert deployment.submit(node, 99)["job_status"] == "PENDING"  # and new submissions are taken again

@@ -132,8 +132,8 @@ def server(fuzz_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
     def up() -> bool:
         assert proc.poll() is None, served.log_text()
         try:
-            return requests.get(f"{served.base}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(f"{served.base}/healthz", timeout=5).status_code == 200
+        except requests.RequestException:
             return False
 
     try:

@@ -79,8 +79,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, luigid: str) -> Iterator[Site
     def up() -> bool:
         assert api.poll() is None, built.dump_logs()
         try:
-            return requests.get(f"{built.url}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(f"{built.url}/healthz", timeout=5).status_code == 200
+        except requests.RequestException:  # not up yet (or a loaded machine)
             return False
 
     wait_until(up, timeout=30)
