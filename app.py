@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import auth, metrics, register_blueprints
+from api import auth, metrics, origin, register_blueprints
 from api.errors import NectarApi
 from nectar.auth import TokenChecker
 from nectar.config import Settings, configure
@@ -41,10 +41,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config)
     configure(settings)
     # a token configuration that cannot be read stops the start, rather than serving without protection
+    metrics.install(app)  # first: every answer is timed, refusals included
+    origin.install(app)
     auth.install(app, TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads))
     app.extensions["nectar"] = Nectar(settings)
     app.extensions["nectar_signer"] = UrlSigner(load_secret(settings))
-    metrics.install(app)
     api = NectarApi(app)
     register_blueprints(api)
     return app

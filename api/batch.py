@@ -47,13 +47,16 @@ BATCH_DOC = {
 
 def _csv_rows(text: str) -> list[dict[str, Any]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames:
-        raise InvalidParameters({"_body": ["the CSV has no header line of parameter names"]})
     rows = []
-    for line in reader:
-        if None in line:  # more cells than the header has names
-            raise InvalidParameters({"_body": [f"line {reader.line_num} has more cells than the header"]})
-        rows.append({name: value for name, value in line.items() if value not in (None, "")})
+    try:
+        if not reader.fieldnames:
+            raise InvalidParameters({"_body": ["the CSV has no header line of parameter names"]})
+        for line in reader:
+            if None in line:  # more cells than the header has names
+                raise InvalidParameters({"_body": [f"line {reader.line_num} has more cells than the header"]})
+            rows.append({name: value for name, value in line.items() if value not in (None, "")})
+    except csv.Error as exc:  # e.g. a cell beyond the csv module's field size limit
+        raise InvalidParameters({"_body": [f"not a CSV the service can read: {exc}"]}) from None
     return rows
 
 
@@ -72,7 +75,7 @@ def batch_rows() -> list[dict[str, Any]]:
         if upload is None:
             raise InvalidParameters({"file": ["upload the CSV as the form's 'file' field"]})
         rows = _csv_rows(_decode(upload.read()))
-    elif mimetype in ("text/csv", "text/plain"):
+    elif mimetype == "text/csv":
         rows = _csv_rows(_decode(request.get_data()))
     else:
         try:

@@ -41,7 +41,7 @@ def _observe(response: Response) -> Response:
 
 def metrics() -> Response:
     """The metrics in Prometheus' text format."""
-    registry = CollectorRegistry(auto_describe=True)
+    registry = CollectorRegistry(auto_describe=False)  # collect once a scrape, not twice
     registry.register(RunsCollector(nectar().runs))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)

@@ -9,8 +9,12 @@ from api import links
 from api.context import nectar
 from api.envelope import answer, error_responses
 from api.schemas import RunEnvelope, RunsEnvelope, RunsQuerySchema
+from nectar.errors import InvalidParameters
 from nectar.keys import TargetKey
 from nectar.runs import Run, RunFilter, RunState, jsonable_run
+
+#: the most runs a page may skip (an integer both SQLite and PostgreSQL take as an OFFSET)
+MAX_OFFSET = 2**62
 
 blp = Blueprint("runs", __name__, url_prefix="/api/runs", description="Runs: list them, look one up, cancel it.")
 
@@ -44,6 +48,8 @@ class Runs(MethodView):
             until=query.get("until"),
         )
         page = pagination_parameters
+        if page.first_item > MAX_OFFSET:
+            raise InvalidParameters({"page": [f"beyond any page: at most {MAX_OFFSET} runs can be skipped"]})
         runs, total = nectar().runs.find(where, offset=page.first_item, limit=page.page_size)
         page.item_count = total
         return answer([run_out(run) for run in runs])

@@ -455,6 +455,13 @@ class Executor:
         self._scheduler_seen = (time.monotonic(), now_up)
         return now_up
 
+    def _registry_answers(self) -> bool:
+        try:
+            self.runs.check()
+        except Exception:  # any failure of the probe means: not yet
+            return False
+        return True
+
     def _serve_once(self) -> None:
         """Reap, watch, claim what the free slots can take, then wait a little for more work."""
         self._reap()
@@ -486,9 +493,9 @@ class Executor:
                 registry_down = True
                 time.sleep(max(self.settings.worker_poll_interval, 0.5))
                 continue
-            if registry_down:
+            if registry_down and self._registry_answers():
                 logger.warning("the run registry answers again")
-            registry_down = False
+                registry_down = False
         for pid in self.children:  # the drain is over: interrupt what still runs (it requeues itself)
             self._kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + INTERRUPT_GRACE

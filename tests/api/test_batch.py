@@ -163,3 +163,9 @@ def test_the_batch_runs_to_done(client: FlaskClient, settings: Settings, start_w
 
     for row in rows:
         assert finished(client, row["status_url"])["job_status"] == "DONE"
+
+
+def test_a_cell_beyond_the_csv_readers_limit_is_422(client: FlaskClient) -> None:
+    answer = client.post(BATCH, data="aparam\n" + "x" * 200_000 + "\n", content_type="text/csv")
+
+    assert answer.status_code == 422 and "not a CSV the service can read" in answer.get_json()["errors"]["_body"][0]

@@ -136,3 +136,8 @@ def test_a_bad_runs_query_is_422_naming_the_field(client: FlaskClient, query: di
     answer = client.get("/api/runs", query_string=query)
     assert answer.status_code == 422
     assert field in answer.get_json()["errors"]
+
+
+def test_a_page_beyond_any_offset_is_422_not_a_crash(client: FlaskClient) -> None:
+    answer = client.get("/api/runs", query_string={"page": 10**25})
+    assert answer.status_code == 422 and "page" in answer.get_json()["errors"]

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+import pytest
 
 from nectar.config import Settings
 from nectar.pgruns import SCHEMA_VERSION, PostgresRunStore
@@ -71,3 +72,13 @@ def test_the_settings_choose_postgresql_when_a_database_url_is_set(database_url:
     assert settings.replace(database_url="postgresql://nectar:secret@db:5432/runs").registry_location == (
         "postgresql://db:5432/runs"
     )
+
+
+def test_an_older_release_refuses_a_newer_schema(database_url: str) -> None:
+    PostgresRunStore(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE nectar_schema SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(RuntimeError, match="newer than this release"):
+        PostgresRunStore(database_url)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT version FROM nectar_schema").fetchall() == [(SCHEMA_VERSION + 1,)]

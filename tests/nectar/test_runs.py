@@ -295,3 +295,13 @@ def test_find_filters_and_pages_newest_first(runs: SqlRunStore) -> None:
     assert runs.find(RunFilter(chain_type="t", chain="c_chain", task="BTask"))[1] == 0
     assert [r.id for r in runs.find(RunFilter(task="ATask", since=1002.0, until=1004.0))[0]] == [made[3], made[2]]
     assert runs.find(RunFilter(state=RunState.PENDING), offset=100) == ([], 13)
+
+
+def test_an_older_release_refuses_a_newer_registry(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite3"
+    SQLiteRunStore(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(RuntimeError, match="newer than this release"):
+        SQLiteRunStore(path)
