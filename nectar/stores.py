@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
@@ -43,7 +44,25 @@ class _FencedLocalFile(atomic_file):
         _fenced_commit(self, super().move_to_final_destination)
 
 
-class FencedLocalTarget(LocalTarget):
+class _FencedTemporaryPath:
+    """``temporary_path()`` (a task writes a path, luigi renames it into place) that renames through the fence."""
+
+    path: str
+    fs: Any
+
+    @contextmanager
+    def temporary_path(self) -> Iterator[str]:
+        with super().temporary_path() as temporary:  # type: ignore[misc]
+            yield temporary
+            try:
+                fence.check(self.path)
+            except BaseException:
+                with suppress(Exception):
+                    self.fs.remove(temporary)
+                raise
+
+
+class FencedLocalTarget(_FencedTemporaryPath, LocalTarget):
     """luigi's ``LocalTarget`` whose atomic writes commit through the fence."""
 
     def open(self, mode: str = "r") -> Any:
@@ -246,7 +265,7 @@ def _fenced_s3_target_class() -> Any:
         def move_to_final_destination(self) -> None:
             _fenced_commit(self, super().move_to_final_destination)
 
-    class FencedS3Target(S3Target):
+    class FencedS3Target(_FencedTemporaryPath, S3Target):
         def open(self, mode: str = "r") -> Any:
             if mode != "w":
                 return super().open(mode)

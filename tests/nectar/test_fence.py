@@ -11,7 +11,7 @@ from nectar import fence
 from nectar.config import Settings
 from nectar.errors import LeaseLost
 from nectar.keys import TargetKey
-from nectar.stores import LocalStore, TargetStore, get_store
+from nectar.stores import LocalStore, S3Store, TargetStore, get_store
 
 KEY = TargetKey.parse("chains/etl/sales_chain/AggregateSalesTask/0123456789abcdef0123456789abcdef/out.txt")
 
@@ -43,12 +43,15 @@ def lease() -> Iterator[Lease]:
     fence.install(None)
 
 
-def leftovers(store: TargetStore) -> list[Path]:
-    """Temporary files a local store left in the key's folder."""
-    if not isinstance(store, LocalStore):
-        return []
+def leftovers(store: TargetStore) -> list[str]:
+    """Files (temporary ones, say) left in the key's folder."""
+    if isinstance(store, S3Store):
+        listed = store.boto.list_objects_v2(Bucket=store.bucket, Prefix=f"{KEY.folder}/")
+        # (luigi's temporary_path() makes a "folder/" marker object first: not a file)
+        return sorted(item["Key"] for item in listed.get("Contents", []) if not item["Key"].endswith("/"))
+    assert isinstance(store, LocalStore)
     folder = store.path(KEY).parent
-    return sorted(folder.iterdir()) if folder.exists() else []
+    return sorted(str(path) for path in folder.iterdir()) if folder.exists() else []
 
 
 def test_a_held_lease_commits_and_is_asked_once_per_commit(store: TargetStore, lease: Lease) -> None:
@@ -100,3 +103,18 @@ def test_without_a_guard_commits_are_free(store: TargetStore) -> None:
     store.write_text(KEY, "no run owns this process\n")
 
     assert store.exists(KEY)
+
+
+def test_a_lost_lease_refuses_a_temporary_path_rename(store: TargetStore, lease: Lease) -> None:
+    target = store.target(KEY)
+
+    with pytest.raises(LeaseLost):
+        with target.temporary_path() as temporary:
+            if isinstance(store, LocalStore):
+                Path(temporary).write_text("written through a temporary path\n")
+            else:
+                target.fs.put_string("written through a temporary path\n", temporary)
+            lease.lost = True
+
+    assert not store.exists(KEY)
+    assert leftovers(store) == []
