@@ -11,12 +11,9 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -149,12 +146,15 @@ class Cluster:
     def env(self, **extra: str) -> dict[str, str]:
         return {**base_env(), **settings_env(self.settings), **self.extra_env, **extra}
 
-    def start_luigid(self) -> str:
-        port = free_port()
-        state = self.dir / "luigid"
+    def start_luigid(self, port: int | None = None, config: Path = LUIGI_CFG) -> str:
+        """A luigid with an empty state under ``config`` (on ``port``, or a free one), replacing this cluster's."""
+        if self.luigid is not None:
+            self.procs.stop(self.luigid)
+        port = port or free_port()
+        state = self.dir / f"luigid-{len(list(self.dir.glob('luigid-*')))}"
         state.mkdir()
         argv = [*LUIGID, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
-        env = {**base_env(), "LUIGI_CONFIG_PATH": str(LUIGI_CFG)}
+        env = {**base_env(), "LUIGI_CONFIG_PATH": str(config)}
         self.luigid = self.procs.start("luigid", [*argv, "--logdir", str(state)], env, self.dir)
         url = f"http://127.0.0.1:{port}"
         self.wait_up(self.luigid, f"{url}/api/worker_list", "luigid")
@@ -233,118 +233,6 @@ def wait_run(registry: Path, run_id: str, timeout: float, interval: float = 0.01
     if run.state != RunState.DONE:
         raise RuntimeError(f"run {run_id} of {run.ref} ended {run.state}: {run.error}")
     return run
-
-
-# --- load --------------------------------------------------------------------------------------
-
-
-Request = tuple[str, str]  # (method, path with query)
-
-
-@dataclass
-class Load:
-    """What a burst of requests got: completed requests per second and each one's latency."""
-
-    rate: float
-    latencies: list[float]
-    statuses: Counter[int]
-    errors: int
-
-    @property
-    def p99(self) -> float:
-        return percentile(self.latencies, 99)
-
-    def check(self, *ok: int) -> Load:
-        """Raise unless every request was answered with one of ``ok``."""
-        wrong = {code: n for code, n in self.statuses.items() if code not in ok}
-        if wrong or self.errors:
-            raise RuntimeError(f"unexpected answers {wrong} and {self.errors} connection errors")
-        return self
-
-
-@dataclass
-class _Client:
-    latencies: list[float] = field(default_factory=list)
-    statuses: Counter[int] = field(default_factory=Counter)
-    errors: int = 0
-    last: float = 0.0
-
-
-def hammer(
-    base_url: str,
-    requests: Sequence[Request],
-    clients: int = 16,
-    duration: float | None = 2.0,
-    per_client: int | None = None,
-    timeout: float = 60.0,
-) -> Load:
-    """``clients`` closed-loop clients (a thread and a keep-alive connection each) cycle through ``requests``.
-
-    Each sends its next request as soon as the last one is answered, for ``duration`` seconds or
-    ``per_client`` requests. http.client over a raw connection keeps the client's own CPU small:
-    on a 2-core machine it shares the cores with the server.
-    """
-    parts = urlsplit(base_url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    states = [_Client() for _ in range(clients)]
-    barrier = threading.Barrier(clients + 1)
-    started: list[float] = []
-
-    def client(index: int) -> None:
-        state = states[index]
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
-        k = index
-        barrier.wait()
-        stop_at = started[0] + duration if duration is not None else math.inf
-        try:
-            while time.perf_counter() < stop_at and (per_client is None or k // clients < per_client):
-                method, path = requests[k % len(requests)]
-                k += clients
-                began = time.perf_counter()
-                try:
-                    conn.request(method, path)
-                    answer = conn.getresponse()
-                    answer.read()
-                except (OSError, http.client.HTTPException):
-                    state.errors += 1
-                    conn.close()
-                    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-                    continue
-                state.last = time.perf_counter()
-                state.latencies.append(state.last - began)
-                state.statuses[answer.status] += 1
-                if answer.will_close:
-                    conn.close()
-                    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    started.append(time.perf_counter())
-    barrier.wait()
-    for thread in threads:
-        thread.join(timeout=(duration or 0) + timeout * (per_client or 1) + 10)
-    latencies = [x for s in states for x in s.latencies]
-    end = max((s.last for s in states), default=started[0])
-    statuses: Counter[int] = Counter()
-    for s in states:
-        statuses.update(s.statuses)
-    rate = len(latencies) / (end - started[0]) if end > started[0] else 0.0
-    return Load(rate, latencies, statuses, sum(s.errors for s in states))
-
-
-def repeated(measure: Callable[[], Load], repeats: int) -> list[Load]:
-    return [measure() for _ in range(repeats)]
-
-
-def median_rate(loads: Sequence[Load]) -> float:
-    return median([load.rate for load in loads])
-
-
-def median_p99(loads: Sequence[Load]) -> float:
-    return median([load.p99 for load in loads])
 
 
 # --- figures and the table -------------------------------------------------------------------

@@ -14,14 +14,13 @@ from benchmarks.harness import (
     Cluster,
     Context,
     Figure,
-    Request,
     at_most,
     free_port,
-    hammer,
     rss_kb,
     submit,
     wait_run,
 )
+from benchmarks.load import Request, hammer
 from benchmarks.population import Probe, fill_registry, fill_store
 
 NAME = "memory"

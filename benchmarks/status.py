@@ -8,14 +8,10 @@ from urllib.parse import quote
 from benchmarks.harness import (
     Context,
     Figure,
-    Load,
-    Request,
     at_most,
-    hammer,
-    median_p99,
-    median_rate,
     ratio_at_least,
 )
+from benchmarks.load import Load, Request, hammer, median_p99, median_rate
 from benchmarks.population import Probe, fill_luigid, fill_registry, fill_store
 
 NAME = "status"

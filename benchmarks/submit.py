@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from benchmarks.harness import CHAIN, CHAIN_TYPE, Context, Figure, Load, at_least, hammer, median_rate
+from benchmarks.harness import CHAIN, CHAIN_TYPE, Context, Figure, at_least
+from benchmarks.load import Load, hammer, median_rate
 from benchmarks.population import fill_registry, fill_store
 from nectar.runs import RunState, SQLiteRunStore
 
