@@ -93,6 +93,7 @@ def run(ctx: Context) -> list[Figure]:
                 # luigid answers more slowly the more tasks it holds: each measurement gets a fresh, empty one
                 default.start_luigid(port, config)
                 took[name].append(measure(f"{name}{r}"))
+    print("seconds per run:", "; ".join(f"{name} {', '.join(f'{t:.2f}' for t in took[name])}" for name in took))
     what, raw = f"raw luigi.build, 1 worker, luigid and luigi defaults (n={ctx.repeats})", median(took["raw"])
     return [
         Figure(NAME, f"{size} tasks via the API, luigi defaults", median(took["default"]), "s", what, raw,

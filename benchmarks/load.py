@@ -116,3 +116,8 @@ def median_rate(loads: Sequence[Load]) -> float:
 
 def median_p99(loads: Sequence[Load]) -> float:
     return median([load.p99 for load in loads])
+
+
+def rates(loads: Sequence[Load]) -> str:
+    """Each repeat's requests per second, for the log."""
+    return ", ".join(f"{load.rate:.0f}" for load in loads)

@@ -11,7 +11,7 @@ from benchmarks.harness import (
     at_most,
     ratio_at_least,
 )
-from benchmarks.load import Load, Request, hammer, median_p99, median_rate
+from benchmarks.load import Load, Request, hammer, median_p99, median_rate, rates
 from benchmarks.population import Probe, fill_luigid, fill_registry, fill_store
 
 NAME = "status"
@@ -52,6 +52,7 @@ def run(ctx: Context) -> list[Figure]:
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 url, requests = targets[name]
                 loads[name].append(hammer(url, requests, CLIENTS, duration=duration).check(200))
+        print("requests/s per repeat:", "; ".join(f"{name} {rates(found)}" for name, found in loads.items()))
         # the seed's lookup takes seconds at 16 clients: each client sends one per repeat
         seed = [
             hammer(base_url, status_requests("/seed/chainstatus", MAIN_SIZE, r), CLIENTS, None, 1, 120).check(200)

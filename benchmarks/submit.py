@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Context, Figure, at_least
-from benchmarks.load import Load, hammer, median_rate
+from benchmarks.load import Load, hammer, median_rate, rates
 from benchmarks.population import fill_registry, fill_store
 from nectar.runs import RunState, SQLiteRunStore
 
@@ -37,6 +37,8 @@ def run(ctx: Context) -> list[Figure]:
             new.append(hammer(url, fresh, CLIENTS, duration=duration).check(202))
             done.append(hammer(url, finished, CLIENTS, duration=duration).check(200))
             hellos.append(hammer(base_url, hello, CLIENTS, duration=duration).check(200))
+        for name, loads in (("new", new), ("finished", done), ("hello", hellos)):
+            print(f"{name} requests/s per repeat:", rates(loads))
         queued = runs.count(RunState.PENDING)
         accepted = sum(len(load.latencies) for load in new)
         if queued != accepted:
