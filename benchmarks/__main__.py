@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
 
-from benchmarks.harness import Context, Figure, stopping_on_sigterm, table
+from benchmarks.harness import Context, Figure, stopping_on_signals, table
 
 #: in the order they run
 BENCHMARKS = ("dispatch", "status", "submit", "fanout", "memory", "coldstart")
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     began = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="nectar-bench-"))
-    with stopping_on_sigterm():
+    interrupted = False
+    with stopping_on_signals():
         try:
             for name in args.only or BENCHMARKS:
                 module = importlib.import_module(f"benchmarks.{name}")
@@ -43,17 +45,18 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 figures += found
                 print(table(found), f"\n({time.monotonic() - started:.0f} s)\n", flush=True)
+        except KeyboardInterrupt as exc:  # every process was stopped on the way here; show what was measured
+            print(f"\ninterrupted ({exc}): the figures so far", file=sys.stderr)
+            interrupted = True
         finally:
             if not args.keep:
-                import shutil
-
                 shutil.rmtree(root, ignore_errors=True)
     mode = "quick" if args.quick else "full"
     print(f"\n## Benchmarks ({mode}, {args.repeats} repeats, {time.monotonic() - began:.0f} s)\n")
     print(table(figures))
     if failed:
         print(f"\nfailed: {', '.join(failed)}" + (f" (logs in {root})" if args.keep else ""), file=sys.stderr)
-    return 1 if failed else 0
+    return 130 if interrupted else 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -320,17 +320,19 @@ def table(figures: Sequence[Figure]) -> str:
 
 
 @contextmanager
-def stopping_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt, so that every process is stopped on the way out."""
+def stopping_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into KeyboardInterrupt (even where a shell started us ignoring SIGINT), so that
+    every process is stopped on the way out."""
 
-    def interrupt(*_: Any) -> None:
-        raise KeyboardInterrupt("SIGTERM")
+    def interrupt(signum: int, _: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 # --- one benchmark run -----------------------------------------------------------------------

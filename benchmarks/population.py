@@ -99,7 +99,7 @@ def fill_luigid(scheduler_url: str, probes: range, connections: int = 4) -> None
             conn.close()
 
     threads = [
-        threading.Thread(target=send, args=(range(probes.start + i, probes.stop, connections),))
+        threading.Thread(target=send, args=(range(probes.start + i, probes.stop, connections),), daemon=True)
         for i in range(connections)
     ]
     for thread in threads:
