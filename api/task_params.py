@@ -42,8 +42,21 @@ def load_params(info: TaskInfo, values: dict[str, Any]) -> dict[str, Any]:
     return {schema.fields[attr].data_key or attr: value for attr, value in loaded.items()}
 
 
+#: id(TaskInfo) -> (that TaskInfo, its schema): a schema is built once per task as the catalog last imported it
+_SCHEMAS: dict[int, tuple[TaskInfo, ma.Schema]] = {}
+
+
 def params_schema(info: TaskInfo) -> ma.Schema:
-    """The schema of ``info``'s parameters; unknown ones are rejected, naming the known ones."""
+    """The schema of ``info``'s parameters, built once per TaskInfo; unknown ones are rejected, naming the known."""
+    cached = _SCHEMAS.get(id(info))
+    if cached is None or cached[0] is not info:
+        if len(_SCHEMAS) >= 1024:  # chains edited many times: start over rather than grow
+            _SCHEMAS.clear()
+        cached = _SCHEMAS[id(info)] = (info, _build_schema(info))
+    return cached[1]
+
+
+def _build_schema(info: TaskInfo) -> ma.Schema:
     known = ", ".join(p.name for p in info.params) or "none"
     # attribute names stay internal (a parameter may be called ``load`` or ``fields``)
     attrs: dict[str, Any] = {f"param_{i}": ParamField(p) for i, p in enumerate(info.params)}

@@ -392,6 +392,9 @@ class SqlRunStore(RunStore):
         if run_id:
             where, args = "id = ?", [run_id]
         else:
+            due = "SELECT 1 FROM runs WHERE state = 'PENDING' AND not_before <= ? LIMIT 1"
+            if self._scalar(self._connection(), due, (now,)) is None:
+                return None  # the usual answer of an idle worker, without taking the write lock
             where = (
                 "id = (SELECT id FROM runs WHERE state = 'PENDING' AND not_before <= ? "
                 f"ORDER BY queued_at LIMIT 1{self.SKIP_LOCKED})"
@@ -649,6 +652,19 @@ class SQLiteRunStore(SqlRunStore):
     def check(self) -> str:
         self._connection().execute("SELECT 1 FROM runs LIMIT 1").fetchall()
         return f"sqlite {self.path}"
+
+    #: seconds between two looks at whether another connection committed (a read of shared memory, no I/O)
+    WAKE_INTERVAL = 0.002
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Return after ``timeout`` seconds, or as soon as another connection commits (a submission, say)."""
+        conn = self._connection()
+        seen = conn.execute("PRAGMA data_version").fetchone()[0]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(self.WAKE_INTERVAL)
+            if conn.execute("PRAGMA data_version").fetchone()[0] != seen:
+                return
 
 
 def open_run_store(settings: Settings) -> RunStore:

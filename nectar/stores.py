@@ -263,7 +263,18 @@ def _fenced_s3_target_class() -> Any:
 
     class FencedS3File(AtomicS3File):
         def move_to_final_destination(self) -> None:
-            _fenced_commit(self, super().move_to_final_destination)
+            _fenced_commit(self, self._upload)
+
+        def _upload(self) -> None:
+            # upload_file reads each part from disk as it is sent (upload_fileobj, luigi's put_multipart,
+            # holds every in-flight 8 MiB part in memory): the peak stays flat whatever the file's size
+            from boto3.s3.transfer import TransferConfig
+
+            bucket, key = self.s3_client._path_to_bucket_and_key(self.path)
+            config = TransferConfig(multipart_chunksize=8 << 20, max_concurrency=4)
+            self.s3_client.s3.meta.client.upload_file(
+                self.tmp_path, bucket, key, Config=config, ExtraArgs=self.s3_options or None
+            )
 
     class FencedS3Target(_FencedTemporaryPath, S3Target):
         def open(self, mode: str = "r") -> Any:
