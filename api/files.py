@@ -52,9 +52,10 @@ class File(MethodView):
         signer().verify(key.path, args["expires"], args["signature"])
         store = get_store(nectar().settings, "local")
         assert isinstance(store, LocalStore)
-        if not store.exists(key):
+        path = store.path(key)  # resolved once: refuses a key leading out of the store
+        if not path.is_file():
             raise NotFound(f"no file {key.path} in the local store")
         answer = Response(store.iter_bytes(key), mimetype=served_type(key.filename))
-        answer.content_length = store.path(key).stat().st_size  # so a client can tell a cut-off download
+        answer.content_length = path.stat().st_size  # so a client can tell a cut-off download
         answer.headers["X-Content-Type-Options"] = "nosniff"
         return answer

@@ -329,7 +329,7 @@ def _run(row: Mapping[str, Any] | sqlite3.Row | None) -> Run | None:
 
 
 class SqlRunStore(RunStore):
-    """The registry's logic in SQL that SQLite and PostgreSQL both speak (``?`` placeholders).
+    """The registry's logic in SQL that SQLite and PostgreSQL both speak, written with qmark placeholders.
 
     A subclass gives a connection for the calling thread and process (:meth:`_connection`), a
     transaction that serialises writers to the rows it touches (:meth:`_db`), and its dialect:
@@ -350,7 +350,7 @@ class SqlRunStore(RunStore):
         """A connection inside one write transaction."""
 
     def _sql(self, text: str) -> str:
-        """``text`` in this store's placeholder style."""
+        """``text`` with its qmark placeholders in this store's own style."""
         return text
 
     def _exec(self, db: Any, text: str, args: Sequence[Any] = ()) -> Any:
@@ -462,11 +462,14 @@ class SqlRunStore(RunStore):
         return 0.0
 
     def reclaim(self, lease_timeout: float, dead: Callable[[str], bool] | None = None) -> list[Run]:
-        up_since = self._up_since(self._connection())
+        up_since: list[float] = []  # asked of the registry only when some attempt looks silent
 
         def lost(run: Run, now: float) -> str | None:
-            # a registry that was down could not take heartbeats: silence counts from when it came back
-            silent = now - max(run.heartbeat_at or run.started_at or 0, up_since)
+            silent = now - (run.heartbeat_at or run.started_at or 0)
+            if silent > lease_timeout:
+                # a registry that was down could not take heartbeats: silence counts from when it came back
+                up_since[:] = up_since or [self._up_since(self._connection())]
+                silent = min(silent, now - up_since[0])
             if silent > lease_timeout:
                 return f"no heartbeat for {silent:.0f}s"
             if dead is not None and run.worker and dead(run.worker):
