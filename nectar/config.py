@@ -156,6 +156,8 @@ class Settings:
                 value = float(value)
             elif f.name == "scheduler_url" and value is not None:
                 value = str(value).rstrip("/") or None
+                if value is not None and not value.startswith(("http://", "https://")):
+                    raise ValueError(f"NECTAR_SCHEDULER_URL must be an http:// or https:// URL, not {value!r}")
             elif f.name == "log_format":
                 value = str(value).strip().lower()
                 if value not in ("text", "json"):

@@ -44,7 +44,7 @@ from nectar.discovery import is_chain_task, load_chain_module
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.eventlog import current_run
 from nectar.runs import Run, RunState, RunStore, Step, open_run_store
-from nectar.scheduler import SchedulerClient
+from nectar.scheduler import SchedulerClient, WorkerSchedulerFactory
 from nectar.task import NectarTask
 
 logger = logging.getLogger(__name__)
@@ -292,7 +292,9 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease) -> RunS
         recorder.record(task, "PENDING")
         summary, blocked, complete = "", None, False
         try:
-            result = luigi.build([task], detailed_summary=True, workers=1, **scheduler_options(settings))
+            result = luigi.build(
+                [task], WorkerSchedulerFactory(), detailed_summary=True, workers=1, **scheduler_options(settings)
+            )
             summary = result.summary_text
             complete = bool(task.complete())
             blocked = None if complete or recorder.failed else _blocked(result, task)

@@ -31,3 +31,9 @@ def test_defaults_environment_and_overrides(tmp_path: Path, monkeypatch: pytest.
     assert settings.data_dir == tmp_path / "nectar_data"
     assert settings.replace(s3_bucket="explicit").bucket == "explicit"
     assert Settings.from_env({"ENV": "local"}).store_kind == "local"
+
+
+@pytest.mark.parametrize("url", ["luigid:8082", "localhost", "http+unix://%2Ftmp%2Fluigid.sock"])
+def test_a_scheduler_url_that_is_not_http_is_refused_naming_the_variable(url: str) -> None:
+    with pytest.raises(ValueError, match="NECTAR_SCHEDULER_URL must be an http:// or https:// URL"):
+        Settings.from_env({"NECTAR_SCHEDULER_URL": url})
