@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import http
+from collections.abc import Callable
 
 import marshmallow as ma
+from flask import Response, jsonify
 from flask_smorest import Blueprint
 
 
@@ -25,16 +27,42 @@ def answer(data: object, status: int = 200, message: str = "success") -> tuple[d
     return {"data": data, "message": message, "status": status}, status
 
 
+def dumped_answer(data: object, status: int = 200, message: str = "success") -> Response:
+    """:func:`answer` for ``data`` already shaped exactly as the view's response schema dumps it, sent as is.
+
+    flask-smorest passes a ``Response`` through without dumping it: the schema still documents the
+    answer, and a hot path saves marshmallow's second walk over values that are plain JSON already.
+    """
+    response = jsonify({"data": data, "message": message, "status": status})
+    response.status_code = status
+    return response
+
+
 #: what a protected endpoint may answer when tokens are configured (see api/auth.py)
 AUTH_ERRORS = (401, 403)
 
 
-def error_responses(blp: Blueprint, *codes: int, protected: bool = True):
-    """Document the error answers (the error envelope) an endpoint can give, the token ones included."""
+def doc_only(*decorators: Callable[[Callable], Callable]) -> Callable[[Callable], Callable]:
+    """The OpenAPI documentation flask-smorest ``decorators`` give a view (its ``_apidoc``), without their wrappers.
+
+    For decorators that only document (alternative responses), and for what a hot view does itself:
+    none of their wrappers is left to run around every call.
+    """
 
     def decorator(func):
-        for code in sorted(set(codes) | set(AUTH_ERRORS if protected else ())):
-            func = blp.alt_response(code, response=http.HTTPStatus(code).name)(func)
+        documented = func
+        for documenting in reversed(decorators):
+            documented = documenting(documented)
+        func._apidoc = documented._apidoc
         return func
 
     return decorator
+
+
+def error_responses(blp: Blueprint, *codes: int, protected: bool = True):
+    """Document the error answers (the error envelope) an endpoint can give, the token ones included.
+
+    Documentation alone: the one error handler gives these answers, no wrapper per code runs.
+    """
+    codes = tuple(sorted(set(codes) | set(AUTH_ERRORS if protected else ())))
+    return doc_only(*(blp.alt_response(code, response=http.HTTPStatus(code).name) for code in codes))

@@ -8,6 +8,7 @@ from flask import url_for
 
 from api.context import nectar, signer
 from nectar.keys import OUTPUT_FILE, TargetKey
+from nectar.logs import STREAMS
 from nectar.status import JobStatus
 
 
@@ -33,8 +34,14 @@ def status_url(key: TargetKey) -> str:
     return external("status.ChainStatus", {"chain": key.with_file(OUTPUT_FILE).path})
 
 
+def log_urls(key: TargetKey) -> dict[str, str]:
+    """The URL of each of the task's logs (``stdout``, ``stderr``), built from one ``url_for``."""
+    url = external("logs.Log", {"chain": key.with_file(OUTPUT_FILE).path})
+    return {stream: f"{url}&stream={stream}" for stream in STREAMS}  # stream names are plain words
+
+
 def log_url(key: TargetKey, stream: str) -> str:
-    return external("logs.Log", {"chain": key.with_file(OUTPUT_FILE).path, "stream": stream})
+    return log_urls(key)[stream]
 
 
 def resource_url(status: JobStatus) -> str | None:

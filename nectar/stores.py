@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import stat
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -127,6 +128,7 @@ class LocalStore(TargetStore):
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
+        self._prefix = str(self.root).rstrip("/")  # "" for "/": every path is prefix + "/" + key
 
     @property
     def location(self) -> str:
@@ -134,16 +136,39 @@ class LocalStore(TargetStore):
 
     def path(self, key: TargetKey) -> Path:
         """The file for ``key``; refuses anything that would resolve outside the root."""
-        path = (self.root / key.path).resolve()
-        if not path.is_relative_to(self.root):
+        return Path(self._locate(key)[0])
+
+    def _locate(self, key: TargetKey) -> tuple[str, bool]:
+        """``key``'s real path and whether it is a regular file; :class:`InvalidKey` if it resolves outside the root.
+
+        A key is names and a plain file name (:class:`TargetKey` refuses '..', '.' and empty segments),
+        so its path under the (resolved) root can only lead out of it through a symbolic link. The
+        key's own components are lstat'ed, one call each (``Path.resolve`` lstats every component
+        from '/', in a lot of Python); only a path with a link on it is resolved in full and checked.
+        """
+        path = self._prefix
+        mode = 0
+        for part in key.path.split("/"):
+            path = f"{path}/{part}"
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:  # missing (or not searchable): nothing below it can be opened, links included
+                return f"{self._prefix}/{key.path}", False
+            if stat.S_ISLNK(mode):
+                return self._resolve(key)
+        return path, stat.S_ISREG(mode)
+
+    def _resolve(self, key: TargetKey) -> tuple[str, bool]:
+        resolved = (self.root / key.path).resolve()
+        if not resolved.is_relative_to(self.root):
             raise InvalidKey(f"key {key.path!r} resolves outside the local targets folder")
-        return path
+        return str(resolved), resolved.is_file()
 
     def target(self, key: TargetKey) -> FileSystemTarget:
         return FencedLocalTarget(str(self.root / key.path))
 
     def exists(self, key: TargetKey) -> bool:
-        return self.path(key).is_file()
+        return self._locate(key)[1]
 
     def put_file(self, local_path: Path, key: TargetKey) -> None:
         dest = self.root / key.path

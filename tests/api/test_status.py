@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
+from api.schemas import StatusEnvelope, StatusSchema, StepSchema
 from nectar.config import Settings
 from nectar.keys import TargetKey
+from nectar.runs import RunState, Step
+from nectar.service import Nectar
 from nectar.stores import get_store
 from tests.api.conftest import finished
 
@@ -132,3 +138,97 @@ def test_a_failed_run_names_its_step(
     assert status["failed_step"] and "CrashTask" in status["failed_step"]
     assert status["resource_url"] is None
     assert "crashed on purpose" in client.get(status["stderr_url"]).get_data(as_text=True)
+
+
+def _to_state(nectar: Nectar, run_id: str, state: str) -> None:
+    """Move a queued run to ``state`` through the registry, as a worker would (no worker needed)."""
+    if state == "PENDING":
+        return
+    if state == "CANCELLED":
+        nectar.runs.cancel(run_id)
+        return
+    run = nectar.runs.claim("test:1", run_id)
+    assert run is not None
+    step = Step(run_id, run.task_id, run.task, run.key, "RUNNING", executed=True)
+    nectar.runs.record_step(step)
+    if state == "RETRYING":  # PENDING again after a failed attempt: retry_at says when
+        assert nectar.runs.fail(run_id, run.attempt, "TestS3Task", "RuntimeError: once") == RunState.PENDING
+    elif state == "FAILED":
+        nectar.runs.record_step(replace(step, state="FAILED", error="RuntimeError: broken"))
+        assert nectar.runs.fail(run_id, run.attempt, "TestS3Task", "RuntimeError: broken") == RunState.FAILED
+    elif state == "DONE":
+        nectar.store.write_text(TargetKey.parse(run.key), "done\n")
+        nectar.runs.record_step(replace(step, state="DONE"))
+        assert nectar.runs.complete(run_id, run.attempt)
+
+
+@pytest.mark.parametrize("state", ["PENDING", "RUNNING", "RETRYING", "FAILED", "CANCELLED", "DONE", "OUTSIDE"])
+def test_every_answer_has_exactly_the_documented_fields_and_types(
+    settings: Settings, client_for: Callable[[Settings], FlaskClient], state: str
+) -> None:
+    """The view shapes its answer itself (no schema dump): exactly what StatusEnvelope documents, no more, no less."""
+    retries = 1 if state == "RETRYING" else 0
+    client = client_for(settings.replace(retries=retries, retry_delay=60.0, scheduler_url="http://127.0.0.1:9"))
+    nectar = client.application.extensions["nectar"]
+    if state == "OUTSIDE":  # an output made outside the registry: no run at all
+        key = TargetKey.parse(f"chains/testchains/hello_luigiworld_chain/TestS3Task/{DIGEST}/out.txt")
+        nectar.store.write_text(key, "by hand\n")
+        status_url = f"/api/chainstatus?chain={key.path}"
+    else:
+        queued = client.post(f"{HELLO}/WithDependencyTask?aparam={state}").get_json()["data"]
+        _to_state(nectar, queued["run_id"], state)
+        status_url = queued["status_url"]
+
+    body = client.get(status_url).get_json()
+
+    data = body["data"]
+    assert data["job_status"] == {"RETRYING": "PENDING", "OUTSIDE": "DONE"}.get(state, state)
+    assert set(data) == set(StatusSchema().fields)
+    as_documented = StatusEnvelope().dump(body)  # every value already of its documented JSON type (true, not 1)
+    assert json.dumps(as_documented, sort_keys=True) == json.dumps(body, sort_keys=True)
+    assert all(set(step) == set(StepSchema().fields) for step in data["steps"])
+    assert all(type(step["executed"]) is bool for step in data["steps"])  # marshmallow would let a 1 through
+    assert len(data["steps"]) == (0 if state in {"PENDING", "CANCELLED", "OUTSIDE"} else 1)
+    assert (data["retry_at"] is not None) == (state == "RETRYING")
+    assert (data["resource_url"] is not None) == (state in {"DONE", "OUTSIDE"})
+    assert data["stdout_url"].endswith("&stream=stdout") and data["stderr_url"].endswith("&stream=stderr")
+    for stream in ("stdout", "stderr"):  # the log URLs name the task's out.txt and the stream
+        assert data[f"{stream}_url"] == f"http://localhost/api/logs?chain={data['key']}&stream={stream}"
+    if state != "OUTSIDE":
+        assert data["run_url"] == f"http://localhost/api/runs/{data['run_id']}"
+        assert data["scheduler_url"].startswith("http://127.0.0.1:9/static/visualiser/")
+
+
+def test_unknown_query_arguments_are_ignored(client: FlaskClient) -> None:
+    """A cache-busting argument (``&_=<time>``, as browsers' pollers add) changes nothing."""
+    queued = client.post(f"{HELLO}/TestS3Task").get_json()["data"]
+    answer = client.get(f"{queued['status_url']}&_=1700000000000")
+    assert answer.status_code == 200 and answer.get_json()["data"]["run_id"] == queued["run_id"]
+
+
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_a_symlink_out_of_the_local_store_never_answers_done(
+    client: FlaskClient, settings: Settings, tmp_path: Path, link: str
+) -> None:
+    """An out.txt (or a folder on its way) that links outside the store is refused, not reported as DONE."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "out.txt").write_text("not ours\n")
+    key = f"chains/testchains/hello_luigiworld_chain/TestS3Task/{DIGEST}/out.txt"
+    path = settings.local_targets_dir / key
+    linked, to = (path, outside / "out.txt") if link == "file" else (path.parent, outside)
+    linked.parent.mkdir(parents=True)
+    linked.symlink_to(to)
+
+    answer = client.get("/api/chainstatus", query_string={"chain": key})
+
+    assert answer.status_code == 400
+    assert "outside the local targets folder" in answer.get_json()["message"]
+
+
+def test_the_chain_argument_and_the_answer_are_documented(client: FlaskClient) -> None:
+    operation = client.get("/api/openapi.json").get_json()["paths"]["/api/chainstatus"]["get"]
+    chain = next(p for p in operation["parameters"] if p["name"] == "chain")
+    assert chain["in"] == "query" and chain["required"] is True
+    answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/StatusEnvelope"}

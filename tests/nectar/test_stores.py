@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from nectar.config import Settings
-from nectar.errors import StoreUnavailable
+from nectar.errors import InvalidKey, StoreUnavailable
 from nectar.keys import TargetKey
 from nectar.stores import LocalStore, S3Store, TargetStore, get_store
 from tests.conftest import free_port
@@ -89,3 +89,50 @@ def test_unwritable_local_store_is_unavailable(tmp_path: Path) -> None:
         tmp_path.chmod(0o500)
         with pytest.raises(StoreUnavailable):
             LocalStore(tmp_path / "targets").check()
+
+
+@pytest.mark.parametrize("link", ["file", "folder", "chain folder"])
+def test_a_local_key_linking_out_of_the_store_is_refused(settings: Settings, tmp_path: Path, link: str) -> None:
+    """However deep the link on the way to the file, exists() and path() refuse rather than follow it."""
+    store = get_store(settings)
+    outside = tmp_path / "outside"
+    real = outside / KEY.path if link == "chain folder" else outside / "out.txt"
+    real.parent.mkdir(parents=True)
+    real.write_text("not ours\n")
+    path = settings.local_targets_dir / KEY.path
+    if link == "file":
+        path.parent.mkdir(parents=True)
+        path.symlink_to(real)
+    elif link == "folder":
+        path.parent.parent.mkdir(parents=True)
+        path.parent.symlink_to(outside, target_is_directory=True)
+    else:  # chains/<type>/<chain> itself leads out
+        chain_folder = settings.local_targets_dir / "chains" / KEY.chain_type / KEY.chain
+        chain_folder.parent.mkdir(parents=True)
+        chain_folder.symlink_to(outside / "chains" / KEY.chain_type / KEY.chain, target_is_directory=True)
+
+    with pytest.raises(InvalidKey, match="outside the local targets folder"):
+        store.exists(KEY)
+    with pytest.raises(InvalidKey, match="outside the local targets folder"):
+        store.path(KEY)
+
+
+def test_a_local_link_within_the_store_is_followed(settings: Settings) -> None:
+    store = get_store(settings)
+    other = KEY.with_file("other.txt")
+    store.write_text(other, "the real one\n")
+    (settings.local_targets_dir / KEY.path).symlink_to(settings.local_targets_dir / other.path)
+
+    assert store.exists(KEY)
+    assert store.path(KEY) == settings.local_targets_dir / other.path
+    assert store.read_text(KEY) == "the real one\n"
+
+
+def test_a_local_folder_or_a_missing_parent_is_no_output(settings: Settings) -> None:
+    store = get_store(settings)
+    assert not store.exists(KEY)  # nothing of the key's folders exists yet
+    (settings.local_targets_dir / KEY.path).mkdir(parents=True)  # out.txt a folder
+    assert not store.exists(KEY)
+    assert store.path(KEY) == settings.local_targets_dir / KEY.path
+    (settings.local_targets_dir / KEY.folder / "log").write_text("a file where a folder would be\n")
+    assert not store.exists(KEY.with_file("log/stdout.log"))
