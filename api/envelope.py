@@ -30,8 +30,8 @@ def answer(data: object, status: int = 200, message: str = "success") -> tuple[d
 def dumped_answer(data: object, status: int = 200, message: str = "success") -> Response:
     """:func:`answer` for ``data`` already shaped exactly as the view's response schema dumps it, sent as is.
 
-    flask-smorest passes a ``Response`` through without dumping it: the schema still documents the
-    answer, and a hot path saves marshmallow's second walk over values that are plain JSON already.
+    A ``Response`` is never dumped again (flask-smorest passes it through; under :func:`doc_only` the
+    schema only documents it): a hot path saves marshmallow's walk over values that are JSON already.
     """
     response = jsonify({"data": data, "message": message, "status": status})
     response.status_code = status

@@ -33,8 +33,7 @@ def _chain_argument() -> str:
 
 @blp.route("/chainstatus")
 class ChainStatus(MethodView):
-    @doc_only(blp.arguments(KEY_QUERY, location="query"))
-    @blp.response(200, StatusEnvelope)
+    @doc_only(blp.arguments(KEY_QUERY, location="query"), blp.response(200, StatusEnvelope))
     @error_responses(blp, 400, 404, 422, 503)
     def get(self):
         """The job status of a key, its steps, logs and (when DONE) a download URL"""
@@ -44,7 +43,7 @@ class ChainStatus(MethodView):
         scheduler = service.scheduler
         shown = jsonable_run(run) if run else {}
         logs = links.log_urls(status.key)
-        # shaped as StatusEnvelope dumps it (tests/api/test_status.py holds it to that), so sent without a dump
+        # shaped as StatusEnvelope dumps it (tests/api/test_status.py holds it to that): sent without a dump
         return dumped_answer(
             {
                 "key": status.key.path,
