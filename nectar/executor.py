@@ -1,9 +1,12 @@
 """Workers: claim queued runs from the registry and execute each in a fresh child process.
 
 The parent (``nectar worker``) imports luigi, boto3 and nectar once and never imports chain
-code; each attempt forks a child, in its own process group, that compiles the chain file as it
+code; each attempt runs in a child, in its own process group, that compiles the chain file as it
 is on disk *now* (a fixed chain takes effect on the next run without a restart) and runs
-``luigi.build`` against the central scheduler (or luigi's local one). Each step's state goes to
+``luigi.build`` against the central scheduler (or luigi's local one). The child is forked before
+there is work for it (a *spare*, waiting on a pipe): a claim names the spare as the attempt's
+process and hands it the run, so neither the fork nor a first heartbeat stands between a
+submission and its task starting. Each step's state goes to
 the registry through luigi's events; the attempt's outcome is whether its task is complete.
 
 Nothing is lost and nothing runs twice at once:
@@ -23,13 +26,19 @@ Nothing is lost and nothing runs twice at once:
 
 from __future__ import annotations
 
+import gc
 import logging
+import multiprocessing.queues  # noqa: F401  (warm: every luigi.build makes a multiprocessing queue)
+import multiprocessing.synchronize  # noqa: F401
 import os
+import pickle
+import pwd  # noqa: F401  (warm: luigi names the worker's user)
 import signal
 import socket
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,14 +46,16 @@ import luigi
 import luigi.contrib.s3  # noqa: F401  (warm: children fork with it imported)
 from luigi.event import Event
 from luigi.execution_summary import _summary_dict
+from luigi.parameter import UnconsumedParameterWarning
 
 from nectar import fence
+from nectar.build import Build, luigi_worker_id
 from nectar.config import Settings, configure
 from nectar.discovery import is_chain_task, load_chain_module
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.eventlog import current_run
 from nectar.runs import Run, RunState, RunStore, Step, open_run_store
-from nectar.scheduler import SchedulerClient, WorkerSchedulerFactory
+from nectar.scheduler import SchedulerClient
 from nectar.task import NectarTask
 
 logger = logging.getLogger(__name__)
@@ -57,6 +68,9 @@ BLOCKED_DELAY = 2.0
 REAP_INTERVAL = 0.05
 HOST = socket.gethostname()
 
+# luigi reads [core] rpc-* itself, then warns at every build that its `core` task does not consume them
+warnings.filterwarnings("ignore", r"The configuration contains the parameter 'rpc_\w+'", UnconsumedParameterWarning)
+
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
@@ -64,17 +78,6 @@ def _describe(exc: BaseException) -> str:
 
 def process_name(pid: int | None = None) -> str:
     return f"{HOST}:{pid or os.getpid()}"
-
-
-def luigi_worker_id(run: Run) -> str:
-    """The luigi worker id of one attempt, so that luigid can be told when that attempt died."""
-    return f"nectar-{run.id}-{run.attempt}"
-
-
-def scheduler_options(settings: Settings) -> dict[str, Any]:
-    if settings.scheduler_url:
-        return {"scheduler_url": settings.scheduler_url}
-    return {"local_scheduler": True}
 
 
 def scheduler_of(settings: Settings) -> SchedulerClient | None:
@@ -97,7 +100,7 @@ def is_dead(worker: str) -> bool:
 
 def release(settings: Settings, runs: RunStore, run: Run, reason: str) -> None:
     """After ``run``'s attempt died: mark its running steps failed, here and in luigid."""
-    scheduler = scheduler_of(settings)
+    scheduler, worker = scheduler_of(settings), luigi_worker_id(run.worker or "?")
     for step in runs.steps(run.id):
         if step.state != "RUNNING":
             continue
@@ -105,7 +108,7 @@ def release(settings: Settings, runs: RunStore, run: Run, reason: str) -> None:
         if scheduler is None:
             continue
         try:  # luigid would otherwise keep the task RUNNING until it times the dead worker out
-            scheduler.call("add_task", task_id=step.task_id, status="FAILED", worker=luigi_worker_id(run), expl=reason)
+            scheduler.call("add_task", task_id=step.task_id, status="FAILED", worker=worker, expl=reason)
         except SchedulerUnavailable as exc:
             logger.warning("could not tell luigid that %s failed: %s", step.task_id, exc)
 
@@ -258,21 +261,18 @@ def _blocked(result: Any, task: luigi.Task) -> str | None:
     return next((f"waiting: {why}" for kind, why in _WAITING.items() if task in tasks[kind]), None)
 
 
-def execute(settings: Settings, runs: RunStore, run: Run) -> RunState | None:
-    """Run one claimed attempt in this process and record its outcome (None: it was no longer ours)."""
+def execute(settings: Settings, runs: RunStore, run: Run, build: Build | None = None) -> RunState | None:
+    """Run one attempt, claimed in this process's name, and record its outcome (None: it was no longer ours).
+
+    ``build`` is the attempt's luigi build if it was made ahead (by a spare), else it is made here.
+    """
     configure(settings)
     current_run.set(run.id)  # every record of this process is now about this run (luigi's too)
     logger.info("run %s of %s: attempt %d of %d started", run.id, run.ref, run.attempt, run.max_attempts)
     lease = Lease(runs, run, settings.heartbeat_interval)
-    if not lease.renew():
-        return None
-    config = luigi.configuration.get_config()
-    if not config.has_section("worker"):
-        config.add_section("worker")
-    config.set("worker", "id", luigi_worker_id(run))
     fence.install(fence.lease_guard(lease.renew, f"attempt {run.attempt} of run {run.id}"))
     try:
-        state = _execute(settings, runs, run, lease)
+        state = _execute(settings, runs, run, lease, build)
     finally:
         fence.install(None)
     outcome = state.value if state is not None else "lost its lease (cancelled or reclaimed)"
@@ -280,7 +280,7 @@ def execute(settings: Settings, runs: RunStore, run: Run) -> RunState | None:
     return state
 
 
-def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease) -> RunState | None:
+def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease, build: Build | None) -> RunState | None:
     """The attempt itself, under its lease: build the task, then record what came of it."""
     with lease:
         try:
@@ -292,9 +292,7 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease) -> RunS
         recorder.record(task, "PENDING")
         summary, blocked, complete = "", None, False
         try:
-            result = luigi.build(
-                [task], WorkerSchedulerFactory(), detailed_summary=True, workers=1, **scheduler_options(settings)
-            )
+            result = (build or Build(settings.scheduler_url, process_name())).run(task)
             summary = result.summary_text
             complete = bool(task.complete())
             blocked = None if complete or recorder.failed else _blocked(result, task)
@@ -339,6 +337,14 @@ def run_in_foreground(settings: Settings, runs: RunStore, run_id: str, worker: s
 
 
 @dataclass
+class Spare:
+    """A forked child waiting for its run on the read end of ``handover``."""
+
+    pid: int
+    handover: int
+
+
+@dataclass
 class Child:
     run: Run
     #: when the parent saw the attempt was no longer the child's (cancelled or reclaimed)
@@ -355,6 +361,7 @@ class Executor:
         self.scheduler = scheduler_of(settings)
         self.name = process_name()
         self.children: dict[int, Child] = {}
+        self.spare: Spare | None = None
         self._stopping: float | None = None  # when the drain ends
         self._watched = 0.0
         self._scheduler_seen: tuple[float, bool] = (0.0, True)
@@ -368,20 +375,76 @@ class Executor:
     def stopping(self) -> bool:
         return self._stopping is not None
 
-    def _spawn(self, run: Run) -> None:
+    def _fork_spare(self) -> Spare:
+        """Fork the child that will execute the next claimed attempt; it waits for the run on a pipe."""
+        handoff, handover = os.pipe()
+        # what the parent holds (luigi, boto3, nectar) moves out of the collector's sight in the child: its
+        # collections scan only what the attempt allocates, and do not write to (copy) pages it shares with us
+        gc.freeze()
         pid = os.fork()
-        if pid == 0:  # child
+        if pid == 0:  # the spare
             code = 1
             try:
+                os.close(handover)
                 os.setpgid(0, 0)  # its own group: cancelling kills the task's subprocesses too
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a run stops
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                code = 0 if execute(self.settings, self.runs, run) == RunState.DONE else 2
+                build = self._prepare()
+                with os.fdopen(handoff, "rb") as pipe:
+                    given = pipe.read()
+                if not given:  # the worker stopped (or died) before there was a run for us
+                    os._exit(0)
+                code = 0 if execute(self.settings, self.runs, pickle.loads(given), build) == RunState.DONE else 2
             except BaseException:
                 traceback.print_exc()
             finally:
                 os._exit(code)
-        self.children[pid] = Child(run)
+        gc.unfreeze()
+        os.close(handoff)
+        self.spare = Spare(pid, handover)
+        return self.spare
+
+    def _prepare(self) -> Build | None:
+        """In a spare: what an attempt needs before it knows its run (its luigi build, its registry connection)."""
+        try:
+            self.runs.check()
+            return Build(self.settings.scheduler_url, process_name())
+        except Exception:  # the attempt will make them again, and fail with the reason if it must
+            logger.exception("a spare attempt process could not prepare its luigi build")
+            return None
+
+    def _claim(self) -> bool:
+        """Claim the next due run in the spare's name and hand it over; False when there was none."""
+        spare = self.spare or self._fork_spare()
+        run = self.runs.claim(process_name(spare.pid))
+        if run is None:
+            return False
+        self.spare = None
+        try:
+            with os.fdopen(spare.handover, "wb") as pipe:
+                pipe.write(pickle.dumps(run))
+        except OSError as exc:  # the spare died before it got the run: the attempt never began
+            logger.warning("run %s: its process was gone before it began (%s); requeued", run.id, exc)
+            self.runs.requeue(run.id, run.attempt)
+            self._forget(spare.pid)
+            return True
+        self.children[spare.pid] = Child(run)
+        logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
+        return True
+
+    def _drop_spare(self) -> None:
+        """Let the spare go (it exits when its pipe closes) and wait for it."""
+        if self.spare is not None:
+            os.close(self.spare.handover)
+            self._forget(self.spare.pid)
+            self.spare = None
+
+    @staticmethod
+    def _forget(pid: int) -> None:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
 
     def _owned(self, run: Run) -> bool:
         current = self.runs.get(run.id)
@@ -469,11 +532,10 @@ class Executor:
         self._reap()
         self._watch()
         while len(self.children) < self.concurrency and not self.stopping and self._scheduler_up():
-            run = self.runs.claim(self.name)
-            if run is None:
+            if not self._claim():
                 break
-            self._spawn(run)
-            logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
+        if self.spare is None and not self.stopping:  # ready for the next run, off its critical path
+            self._fork_spare()
         # while attempts run, look often (a finished one frees its slot); idle, wait to be woken (or poll)
         idle = self.settings.worker_poll_interval
         self.runs.wait_for_work(min(idle, REAP_INTERVAL) if self.children else idle)
@@ -498,6 +560,7 @@ class Executor:
             if registry_down and self._registry_answers():
                 logger.warning("the run registry answers again")
                 registry_down = False
+        self._drop_spare()
         for pid in self.children:  # the drain is over: interrupt what still runs (it requeues itself)
             self._kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + INTERRUPT_GRACE

@@ -18,7 +18,6 @@ import threading
 from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
-import luigi.interface
 import luigi.rpc
 
 from nectar.errors import SchedulerUnavailable
@@ -57,6 +56,15 @@ class Connections:
         conn = self._factory(self._host, self._port, timeout=self.timeout)
         self._local.held = (os.getpid(), conn)
         return conn, False
+
+    def open(self) -> None:
+        """Connect this thread's connection ahead of its first call (a failure is left to that call)."""
+        conn, reused = self._connection()
+        if not reused:
+            try:
+                conn.connect()
+            except OSError:
+                self._drop()
 
     def _drop(self) -> None:
         held = getattr(self._local, "held", None)
@@ -111,13 +119,6 @@ class LuigidRPC(luigi.rpc.RemoteScheduler):
 
     def close(self) -> None:
         self.connections.close()
-
-
-class WorkerSchedulerFactory(luigi.interface._WorkerSchedulerFactory):
-    """What ``luigi.build`` uses to make its workers: luigi's, reaching luigid through :class:`LuigidRPC`."""
-
-    def create_remote_scheduler(self, url: str) -> luigi.rpc.RemoteScheduler:
-        return LuigidRPC(url)
 
 
 class SchedulerClient:

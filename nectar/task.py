@@ -61,6 +61,7 @@ class NectarTask(luigi.Task):
     retry_delay: ClassVar[float | None] = None
     retry_backoff: ClassVar[float | None] = None
     _nectar_recording: bool = False
+    _nectar_chain_ref: ClassVar[tuple[str, str] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -72,8 +73,12 @@ class NectarTask(luigi.Task):
 
     @classmethod
     def chain_ref(cls) -> tuple[str, str]:
-        """``(type, chain)`` of the chain file that defines this class."""
-        return chain_of_file(inspect.getfile(cls))
+        """``(type, chain)`` of the chain file that defines this class (luigi asks for it at every task id)."""
+        ref: tuple[str, str] | None = cls.__dict__.get("_nectar_chain_ref")
+        if ref is None:
+            ref = chain_of_file(inspect.getfile(cls))
+            cls._nectar_chain_ref = ref
+        return ref
 
     @classmethod
     def get_task_namespace(cls) -> str:
