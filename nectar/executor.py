@@ -39,6 +39,7 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,8 @@ MAX_ERROR = 4000
 INTERRUPT_GRACE = 5.0
 #: seconds a run waits before trying again when a step it needs is being run by another worker
 BLOCKED_DELAY = 2.0
+#: seconds a step's change (other than a start or a failure) may wait to be written with the next ones
+FLUSH_INTERVAL = 0.2
 #: seconds between two looks for finished attempts while some run
 REAP_INTERVAL = 0.05
 HOST = socket.gethostname()
@@ -115,12 +118,20 @@ def release(settings: Settings, runs: RunStore, run: Run, reason: str) -> None:
 
 @dataclass
 class StepRecorder:
-    """Mirrors luigi's events about each task of a run into the registry's steps."""
+    """Mirrors luigi's events about each task of a run into the registry's steps.
+
+    A step's start or failure is written at once; other changes (discovered, done) wait for the next
+    write, at most ``FLUSH_INTERVAL`` seconds or until the next heartbeat: a task of a wide chain
+    costs one registry write, not three.
+    """
 
     runs: RunStore
     run_id: str
     failed: tuple[str, str] | None = None
     _started: set[str] = field(default_factory=set)
+    _pending: list[Step] = field(default_factory=list)
+    _flushed: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def install(self) -> None:
         """Make this the recorder luigi's events reach (handlers are registered once per process)."""
@@ -140,9 +151,19 @@ class StepRecorder:
 
     def record(self, task: luigi.Task, state: str, error: str | None = None) -> None:
         key = task.target_key.path if isinstance(task, NectarTask) else None
-        self.runs.record_step(
-            Step(self.run_id, task.task_id, type(task).__name__, key, state, task.task_id in self._started, error)
-        )
+        executed = task.task_id in self._started
+        with self._lock:
+            self._pending.append(Step(self.run_id, task.task_id, type(task).__name__, key, state, executed, error))
+        if state in ("RUNNING", "FAILED") or time.monotonic() - self._flushed >= FLUSH_INTERVAL:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending, in order (from any thread: the heartbeat's flushes too)."""
+        with self._lock:
+            if self._pending:
+                self.runs.record_steps(self._pending)
+                self._pending = []
+            self._flushed = time.monotonic()
 
 
 _recorder: StepRecorder | None = None
@@ -194,12 +215,32 @@ class Lease:
         self.runs, self.run, self.interval = runs, run, interval
         self.lost = False
         self.stopping = False
+        #: when the lease was last renewed (monotonic: a frozen process's silence counts); what each beat also does
+        self._renewed = float("-inf")
+        self.on_beat: Callable[[], None] | None = None
         self._ended = threading.Event()
         self._wake = threading.Event()
         self._signals = threading.current_thread() is threading.main_thread()
 
     def renew(self) -> bool:
+        began = time.monotonic()
         if not self.lost and not self.runs.heartbeat(self.run.id, self.run.attempt, process_name()):
+            self.lost = True
+        if not self.lost:
+            self._renewed = began
+        return not self.lost
+
+    def confirm(self) -> bool:
+        """Whether the attempt may commit an output now (the fence's question).
+
+        Within a heartbeat interval of the last renewal, the lease cannot have run out, so a read
+        that finds the attempt still RUNNING (not cancelled, not reclaimed) is enough; after a longer
+        silence (the process was frozen, or the registry slow) the lease is renewed first.
+        """
+        if self.lost or time.monotonic() - self._renewed >= self.interval:
+            return self.renew()
+        current = self.runs.get(self.run.id)
+        if current is None or current.state != RunState.RUNNING or current.attempt != self.run.attempt:
             self.lost = True
         return not self.lost
 
@@ -233,6 +274,8 @@ class Lease:
             if self._ended.is_set():
                 return
             try:
+                if self.on_beat is not None:
+                    self.on_beat()
                 if self.renew():
                     continue
             except Exception:  # the registry is briefly unusable: the lease may still be ours
@@ -270,7 +313,7 @@ def execute(settings: Settings, runs: RunStore, run: Run, build: Build | None = 
     current_run.set(run.id)  # every record of this process is now about this run (luigi's too)
     logger.info("run %s of %s: attempt %d of %d started", run.id, run.ref, run.attempt, run.max_attempts)
     lease = Lease(runs, run, settings.heartbeat_interval)
-    fence.install(fence.lease_guard(lease.renew, f"attempt {run.attempt} of run {run.id}"))
+    fence.install(fence.lease_guard(lease.confirm, f"attempt {run.attempt} of run {run.id}"))
     try:
         state = _execute(settings, runs, run, lease, build)
     finally:
@@ -289,6 +332,7 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease, build: 
             return runs.fail(run.id, run.attempt, run.task, f"cannot load {run.ref}: {_describe(exc)}")
         recorder = StepRecorder(runs, run.id)
         recorder.install()
+        lease.on_beat = recorder.flush
         recorder.record(task, "PENDING")
         summary, blocked, complete = "", None, False
         try:
@@ -301,6 +345,10 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease, build: 
         except Exception as exc:
             recorder.failed = recorder.failed or (run.task, _describe(exc))
             traceback.print_exc()
+        try:
+            recorder.flush()
+        except Exception:  # the steps' last changes are lost; the run's own outcome is recorded below
+            logger.exception("could not record the last steps of run %s", run.id)
     if lease.lost:
         return None
     if lease.stopping:

@@ -245,7 +245,11 @@ class RunStore(ABC):
         """By task (``<type>/<chain>/<Task>``): how long its DONE and FAILED runs took, counted within ``bounds``."""
 
     @abstractmethod
-    def record_step(self, step: Step) -> None: ...
+    def record_steps(self, steps: Sequence[Step]) -> None:
+        """Record the new states of some steps, in order, in one transaction."""
+
+    def record_step(self, step: Step) -> None:
+        self.record_steps([step])
 
     @abstractmethod
     def steps(self, run_id: str) -> list[Step]: ...
@@ -557,27 +561,28 @@ class SqlRunStore(RunStore):
             found[row[0]] = Durations(tuple(int(n) for n in row[3:]), int(row[1]), float(row[2]))
         return found
 
-    def record_step(self, step: Step) -> None:
+    def record_steps(self, steps: Sequence[Step]) -> None:
         with self._db() as db:
-            self._exec(
-                db,
-                "INSERT INTO steps (run_id, task_id, task, key, state, executed, error, updated_at, seq) "
-                "VALUES (?,?,?,?,?,?,?,?, (SELECT COUNT(*) FROM steps WHERE run_id = ?)) "
-                "ON CONFLICT(run_id, task_id) DO UPDATE SET state = excluded.state, "
-                f"executed = {self.GREATEST}(steps.executed, excluded.executed), "
-                "error = COALESCE(excluded.error, steps.error), updated_at = excluded.updated_at",
-                (
-                    step.run_id,
-                    step.task_id,
-                    step.task,
-                    step.key,
-                    step.state,
-                    int(step.executed),
-                    step.error,
-                    step.updated_at,
-                    step.run_id,
-                ),
-            )
+            for step in steps:
+                self._exec(
+                    db,
+                    "INSERT INTO steps (run_id, task_id, task, key, state, executed, error, updated_at, seq) "
+                    "VALUES (?,?,?,?,?,?,?,?, (SELECT COUNT(*) FROM steps WHERE run_id = ?)) "
+                    "ON CONFLICT(run_id, task_id) DO UPDATE SET state = excluded.state, "
+                    f"executed = {self.GREATEST}(steps.executed, excluded.executed), "
+                    "error = COALESCE(excluded.error, steps.error), updated_at = excluded.updated_at",
+                    (
+                        step.run_id,
+                        step.task_id,
+                        step.task,
+                        step.key,
+                        step.state,
+                        int(step.executed),
+                        step.error,
+                        step.updated_at,
+                        step.run_id,
+                    ),
+                )
 
     def steps(self, run_id: str) -> list[Step]:
         rows = self._exec(

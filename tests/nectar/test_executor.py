@@ -321,3 +321,47 @@ def test_runs_sharing_a_step_run_it_once_the_other_waits_for_it_uncounted(
     assert [status.job_status for status in done] == ["DONE", "DONE"]
     assert sorted(ledger.read_text().splitlines()) == ["shared", "user 1", "user 2"]
     assert all(status.run is not None and status.run.attempt == 1 for status in done)  # waiting is not a failure
+
+
+TWO_STEP_CHAIN = """
+import time
+from nectar import NectarTask
+
+
+class FirstTask(NectarTask):
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("first\\n")
+
+
+class SlowTask(NectarTask):
+    def requires(self):
+        return FirstTask()
+
+    def run(self):
+        time.sleep(3)
+        with self.output().open("w") as out:
+            out.write("slow\\n")
+"""
+
+
+def test_a_step_shows_running_at_once_and_the_one_before_it_done(
+    settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker
+) -> None:
+    """Steps' changes are written in batches, but a start is never held back, nor what came before it."""
+    settings = settings.replace(scheduler_url=luigid)
+    write_chain("etl/two_step_chain", TWO_STEP_CHAIN)
+    nectar = Nectar(settings)
+    start_worker(settings, workers=1)
+    submission = nectar.submit("etl", "two_step_chain", "SlowTask", {})
+
+    def slow_running() -> dict[str, str] | None:
+        states = {s.task: s.state for s in nectar.status(submission.key).steps}
+        return states if states.get("SlowTask") == "RUNNING" else None
+
+    assert wait_until(slow_running, timeout=30, interval=0.02) == {"SlowTask": "RUNNING", "FirstTask": "DONE"}
+    done = finished(nectar, submission.key)
+    assert {s.task: (s.state, s.executed) for s in done.steps} == {
+        "SlowTask": ("DONE", True),
+        "FirstTask": ("DONE", True),
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,11 @@ import pytest
 from nectar import fence
 from nectar.config import Settings
 from nectar.errors import LeaseLost
+from nectar.executor import Lease as ExecutorLease
+from nectar.executor import process_name
 from nectar.keys import TargetKey
+from nectar.runs import Run, RunStore
+from nectar.service import Nectar
 from nectar.stores import LocalStore, S3Store, TargetStore, get_store
 
 KEY = TargetKey.parse("chains/etl/sales_chain/AggregateSalesTask/0123456789abcdef0123456789abcdef/out.txt")
@@ -118,3 +123,46 @@ def test_a_lost_lease_refuses_a_temporary_path_rename(store: TargetStore, lease:
 
     assert not store.exists(KEY)
     assert leftovers(store) == []
+
+
+@pytest.fixture
+def claimed(settings: Settings) -> tuple[RunStore, Run]:
+    """A real registry with one run claimed by this process."""
+    nectar = Nectar(settings)
+    nectar.submit("testchains", "hello_luigiworld_chain", "TestS3Task", {})
+    run = nectar.runs.claim(process_name())
+    assert run is not None
+    return nectar.runs, run
+
+
+def heartbeat_at(runs: RunStore, run: Run) -> float | None:
+    current = runs.get(run.id)
+    assert current is not None
+    return current.heartbeat_at
+
+
+def test_an_attempt_confirms_by_reading_while_its_lease_is_fresh(claimed: tuple[RunStore, Run]) -> None:
+    """A commit costs the registry a read, not a write, within a heartbeat interval of the last renewal."""
+    runs, run = claimed
+    lease = ExecutorLease(runs, run, interval=0.5)
+    assert lease.confirm()  # never renewed yet: renews
+    renewed = heartbeat_at(runs, run)
+    assert lease.confirm() and lease.confirm()
+    assert heartbeat_at(runs, run) == renewed
+    time.sleep(0.6)  # silent for longer than an interval (as if frozen): renews before saying yes
+    assert lease.confirm()
+    assert (heartbeat_at(runs, run) or 0) > (renewed or 0)
+
+
+@pytest.mark.parametrize("taken", ["cancelled", "reclaimed"])
+def test_an_attempt_whose_run_was_taken_is_refused_at_once(claimed: tuple[RunStore, Run], taken: str) -> None:
+    runs, run = claimed
+    lease = ExecutorLease(runs, run, interval=60)
+    assert lease.confirm()
+    if taken == "cancelled":
+        runs.cancel(run.id)
+    else:
+        assert [r.id for r in runs.reclaim(0.0, dead=lambda worker: True)] == [run.id]
+
+    assert not lease.confirm()
+    assert lease.lost
