@@ -252,7 +252,9 @@ class RunStore(ABC):
         self.record_steps([step])
 
     @abstractmethod
-    def steps(self, run_id: str) -> list[Step]: ...
+    def steps(self, run_id: str) -> list[Step]:
+        """A run's steps, the requested task last: the reverse of the order luigi discovered them, which for a
+        chain is the order they run in."""
 
     @abstractmethod
     def count(self, state: RunState | None = None) -> int: ...
@@ -588,7 +590,7 @@ class SqlRunStore(RunStore):
         rows = self._exec(
             self._connection(),
             "SELECT run_id, task_id, task, key, state, executed, error, updated_at FROM steps "
-            "WHERE run_id = ? ORDER BY seq",
+            "WHERE run_id = ? ORDER BY seq DESC",
             (run_id,),
         ).fetchall()
         return [Step(**{**dict(row), "executed": bool(row["executed"])}) for row in rows]

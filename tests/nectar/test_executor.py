@@ -79,7 +79,7 @@ def test_sales_chain_runs_end_to_end(any_settings: Settings, start_worker: Start
         "group_by": "region",
         "metrics": '["quantity", "revenue"]',
     }
-    assert [s.task for s in status.steps] == ["AggregateSalesTask", "CleanSalesTask", "GenerateSalesTask"]
+    assert [s.task for s in status.steps] == ["GenerateSalesTask", "CleanSalesTask", "AggregateSalesTask"]
     assert all(s.state == "DONE" and s.executed for s in status.steps)
     assert status.resource_url is None if store.kind == "local" else status.resource_url.startswith("http")
 

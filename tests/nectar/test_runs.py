@@ -228,18 +228,22 @@ def test_the_queue_is_bounded_but_an_identical_run_is_still_answered(runs: SqlRu
     assert runs.count(RunState.PENDING) == 2
 
 
-def test_steps_keep_their_order_and_remember_they_ran(runs: SqlRunStore) -> None:
+def test_steps_are_listed_requested_task_last_and_remember_they_ran(runs: SqlRunStore) -> None:
     run = runs.submit(new_run())[0]
-    runs.record_step(Step(run.id, "B_1", "BTask", None, "PENDING"))
-    runs.record_step(Step(run.id, "A_1", "ATask", None, "PENDING"))
-    runs.record_step(Step(run.id, "A_1", "ATask", None, "RUNNING", executed=True))
-    runs.record_step(Step(run.id, "A_1", "ATask", None, "FAILED", error="boom"))
+    runs.record_step(Step(run.id, "B_1", "BTask", None, "PENDING"))  # the requested task, discovered first
+    runs.record_steps(
+        [
+            Step(run.id, "A_1", "ATask", None, "PENDING"),
+            Step(run.id, "A_1", "ATask", None, "RUNNING", executed=True),
+            Step(run.id, "A_1", "ATask", None, "FAILED", error="boom"),
+        ]
+    )
     runs.record_step(Step(run.id, "B_1", "BTask", None, "DONE"))
 
     steps = runs.steps(run.id)
     assert [(s.task, s.state, s.executed, s.error) for s in steps] == [
-        ("BTask", "DONE", False, None),
         ("ATask", "FAILED", True, "boom"),
+        ("BTask", "DONE", False, None),
     ]
     assert runs.steps("no-such-run") == []
 
