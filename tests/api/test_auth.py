@@ -135,3 +135,16 @@ def test_pages_ask_for_a_token_and_take_it_from_the_cookie_but_writes_never_do(s
     assert secured.post(HELLO).status_code == 401
     secured.set_cookie("nectar_token", "not-a-token")
     assert secured.get("/ui/runs").status_code == 401
+
+
+def test_health_is_open_but_its_details_need_a_read_token(secured: FlaskClient, settings: Settings) -> None:
+    """A load balancer gets the verdict; what the checks found (paths, hosts, errors) needs a token."""
+    anonymous = secured.get("/healthz")
+    assert anonymous.status_code == 200 and anonymous.get_json()["message"] == "ok"
+    assert str(settings.data_dir) not in anonymous.get_data(as_text=True)
+    assert {name: check["ok"] for name, check in anonymous.get_json()["data"].items()} == {
+        "registry": True,
+        "store": True,
+    }
+    with_token = secured.get("/healthz", headers=bearer(READER)).get_json()["data"]
+    assert str(settings.data_dir) in with_token["registry"]["detail"]
