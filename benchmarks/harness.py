@@ -19,8 +19,9 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from nectar.config import Settings
-from nectar.runs import Run, RunState, SQLiteRunStore
+from nectar.runs import Run, RunState
 from nectar.serve import LUIGID
+from nectar.sqlruns import SQLiteRunStore
 from tests.conftest import REPO, free_port, settings_env
 from tests.faults.conftest import children, descendants, waitfor
 

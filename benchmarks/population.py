@@ -15,7 +15,8 @@ from luigi.task import task_id_str
 
 from benchmarks.harness import CHAIN, CHAIN_TYPE, NAMESPACE
 from nectar.keys import TargetKey
-from nectar.runs import _FIELDS, _RUN_COLUMNS, Run, RunState, SQLiteRunStore
+from nectar.runs import Run, RunState
+from nectar.sqlruns import _FIELDS, _RUN_COLUMNS, SQLiteRunStore
 
 TASK = "ProbeTask"
 FAMILY = f"{NAMESPACE}.{TASK}"

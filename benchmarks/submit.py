@@ -5,7 +5,8 @@ from __future__ import annotations
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Context, Figure, at_least
 from benchmarks.load import Load, hammer, median_rate, rates
 from benchmarks.population import fill_registry, fill_store
-from nectar.runs import RunState, SQLiteRunStore
+from nectar.runs import RunState
+from nectar.sqlruns import SQLiteRunStore
 
 NAME = "submit"
 CLIENTS = 16

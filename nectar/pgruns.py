@@ -1,6 +1,6 @@
 """The run registry on PostgreSQL, shared by the API and the workers of every machine.
 
-Same logic as SQLite's (:class:`nectar.runs.SqlRunStore`), with PostgreSQL's concurrency:
+Same logic as SQLite's (:class:`nectar.sqlruns.SqlRunStore`), with PostgreSQL's concurrency:
 workers claim with ``SELECT ... FOR UPDATE SKIP LOCKED`` (two workers never wait on, nor take,
 the same run), writes lock only the rows they change, and a queued or requeued run sends a
 ``NOTIFY`` that wakes idle workers at once (``LISTEN``), so they may poll the table rarely.
@@ -21,7 +21,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from nectar.errors import QueueFull, RegistryUnavailable
-from nectar.runs import Run, SqlRunStore, refuse_newer
+from nectar.runs import Run
+from nectar.sqlruns import SqlRunStore, refuse_newer
 
 CHANNEL = "nectar_runs"
 #: an arbitrary key for pg_advisory_xact_lock: one migration at a time, whoever starts at once

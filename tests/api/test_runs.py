@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from nectar.config import Settings
-from nectar.runs import SQLiteRunStore
+from nectar.sqlruns import SQLiteRunStore
 
 HELLO = "/api/chains/testchains/hello_luigiworld_chain"
 

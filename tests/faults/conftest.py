@@ -39,7 +39,8 @@ import pytest
 import requests
 
 from nectar.config import Settings
-from nectar.runs import Run, RunState, SQLiteRunStore
+from nectar.runs import Run, RunState
+from nectar.sqlruns import SQLiteRunStore
 from tests.conftest import NECTAR, REPO, free_port, settings_env, start_luigid, wait_until
 
 #: every process a test starts carries this variable (with the test's own value) in its environment

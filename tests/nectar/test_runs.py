@@ -14,17 +14,8 @@ import pytest
 
 from nectar.errors import QueueFull, RunFinished, RunNotFound
 from nectar.pgruns import PostgresRunStore
-from nectar.runs import (
-    SCHEMA_VERSION,
-    RetryPolicy,
-    Run,
-    RunFilter,
-    RunState,
-    SQLiteRunStore,
-    SqlRunStore,
-    Step,
-    jsonable_run,
-)
+from nectar.runs import RetryPolicy, Run, RunFilter, RunState, Step, jsonable_run
+from nectar.sqlruns import SCHEMA_VERSION, SQLiteRunStore, SqlRunStore
 
 DIGEST = "0123456789abcdef0123456789abcdef"
 
