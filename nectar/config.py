@@ -44,6 +44,7 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_MAX_BATCH": "max_batch",
     "NECTAR_LOG_FORMAT": "log_format",
     "NECTAR_DATABASE_URL": "database_url",
+    "NECTAR_LOG_SYNC": "log_sync_interval",
 }
 _INTS = {"url_expiry", "retries", "max_queue", "retry_after", "max_body", "max_params", "max_param_length", "max_batch"}
 _BOOLS = {"auth_reads"}
@@ -56,6 +57,7 @@ _FLOATS = {
     "heartbeat_interval",
     "lease_timeout",
     "drain_grace",
+    "log_sync_interval",
 }
 
 
@@ -97,6 +99,9 @@ class Settings:
     retry_after: int = 5
     #: seconds a stopping worker lets its running tasks finish before it interrupts and requeues them
     drain_grace: float = 30.0
+    #: seconds between two copies of a running task's logs to S3, where every machine's API reads them
+    #: (0: only when it ends)
+    log_sync_interval: float = 5.0
     #: API token hashes, ``<sha256 hex>:<read|write>[:<name>]``, comma-separated and/or one per line
     #: in a file (see :mod:`nectar.auth`); none configured: no authentication
     api_tokens: str | None = None

@@ -13,6 +13,7 @@ import functools
 import inspect
 import json
 import logging
+import threading
 import traceback
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -23,7 +24,7 @@ from luigi.target import FileSystemTarget
 
 from nectar.capture import redirect_output
 from nectar.config import get_settings
-from nectar.errors import ChainImportError
+from nectar.errors import ChainImportError, LeaseLost
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_name
 from nectar.stores import TargetStore, get_store
 
@@ -138,31 +139,74 @@ class NectarLocalTask(NectarTask):
 
 
 class _Recording:
-    """params.txt when a run starts; logs captured while it runs and saved when it ends."""
+    """params.txt when a run starts; logs captured while it runs and saved when it ends.
+
+    With an S3 store, the growing logs are also copied there every ``NECTAR_LOG_SYNC`` seconds
+    while the task runs (:class:`_LogSync`), so that an API on another machine can show them.
+    """
 
     def __init__(self, task: NectarTask) -> None:
         self.task = task
         self.key = task.target_key
         self.stdout, self.stderr = live_log_paths(self.key)
+        self._sync: _LogSync | None = None
 
     def start(self) -> None:
         for path in (self.stdout, self.stderr):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"")
         self.task.store.write_text(self.key.with_file(PARAMS_FILE), json.dumps(self.task.params_record(), indent=2))
+        interval = get_settings().log_sync_interval
+        if interval > 0 and self.task.store.kind == "s3":
+            self._sync = _LogSync(self, interval)
+            self._sync.start()
 
     def capturing(self) -> Any:
         return redirect_output(self.stdout, self.stderr)
 
+    def upload(self, sizes: dict[str, int] | None = None) -> None:
+        """Copy the logs to the store (with ``sizes``: only those whose size changed since, noted there)."""
+        for path, name in ((self.stdout, STDOUT_FILE), (self.stderr, STDERR_FILE)):
+            if sizes is not None:
+                size = path.stat().st_size
+                if sizes.get(name) == size:
+                    continue
+                sizes[name] = size
+            self.task.store.put_file(path, self.key.with_file(name))
+
     def finish(self) -> None:
+        if self._sync is not None:
+            self._sync.halt()
         try:
-            for path, name in ((self.stdout, STDOUT_FILE), (self.stderr, STDERR_FILE)):
-                self.task.store.put_file(path, self.key.with_file(name))
+            self.upload()
         except Exception:  # the run's own outcome must not be masked by a failed log upload
             logger.exception("could not save the logs of %s; they stay in %s", self.key.folder, self.stdout.parent)
         else:
             for path in (self.stdout, self.stderr):
                 path.unlink(missing_ok=True)
+
+
+class _LogSync(threading.Thread):
+    """Copies a running task's logs to the store every ``interval`` seconds, until halted."""
+
+    def __init__(self, recording: _Recording, interval: float) -> None:
+        super().__init__(name="nectar-log-sync", daemon=True)
+        self.recording, self.interval = recording, interval
+        self._halted = threading.Event()
+
+    def run(self) -> None:
+        sizes: dict[str, int] = {}
+        while not self._halted.wait(self.interval):
+            try:
+                self.recording.upload(sizes)
+            except LeaseLost:  # the attempt is no longer ours: it writes nothing more
+                return
+            except Exception as exc:  # the store is briefly unreachable: the next copy (or the last) will do
+                logger.debug("could not copy the logs of %s yet: %s", self.recording.key.folder, exc)
+
+    def halt(self) -> None:
+        self._halted.set()
+        self.join()
 
 
 def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:

@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from nectar.config import Settings
+from nectar.config import Settings, configure
+from nectar.errors import NotFound
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey
+from nectar.logs import open_log
 from nectar.runs import Run, RunState
 from nectar.service import Nectar
 from nectar.status import JobStatus
-from nectar.stores import TargetStore
+from nectar.stores import TargetStore, get_store
 from tests.conftest import wait_until
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -365,3 +367,44 @@ def test_a_step_shows_running_at_once_and_the_one_before_it_done(
         "SlowTask": ("DONE", True),
         "FirstTask": ("DONE", True),
     }
+
+
+CHATTY_CHAIN = """
+import sys
+import time
+from nectar import NectarTask
+
+
+class ChattyTask(NectarTask):
+    def run(self):
+        print("first line", flush=True)
+        time.sleep(2.5)
+        print("second line", flush=True)
+        with self.output().open("w") as out:
+            out.write("done\\n")
+"""
+
+
+def test_a_running_tasks_log_is_readable_from_another_machine_through_s3(
+    s3_settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """Live logs are files on the worker's machine; with S3 they are also copied there while the task runs."""
+    settings = s3_settings.replace(scheduler_url=luigid, log_sync_interval=0.3)
+    write_chain("etl/chatty_chain", CHATTY_CHAIN)
+    nectar = Nectar(settings)
+    start_worker(settings, workers=1)
+    submission = nectar.submit("etl", "chatty_chain", "ChattyTask", {})
+    elsewhere = settings.replace(data_dir=tmp_path / "another-machine")  # no live log files there
+    configure(elsewhere)
+
+    def seen_elsewhere() -> str | None:
+        try:
+            return b"".join(open_log(submission.key, "stdout", get_store(elsewhere))).decode()
+        except NotFound:
+            return None
+
+    early = wait_until(seen_elsewhere, timeout=30, interval=0.1)
+    assert early == "first line\n"
+    assert nectar.status(submission.key).job_status == "RUNNING"
+    assert finished(nectar, submission.key).job_status == "DONE"
+    assert seen_elsewhere() == "first line\nsecond line\n"
