@@ -215,8 +215,10 @@ class Lease:
         self.runs, self.run, self.interval = runs, run, interval
         self.lost = False
         self.stopping = False
-        #: when the lease was last renewed (monotonic: a frozen process's silence counts); what each beat also does
-        self._renewed = float("-inf")
+        #: when the lease was last renewed (monotonic: a frozen process's silence counts); what each beat also does.
+        #: A claim is a renewal: an attempt handed over at once (by a spare's parent) starts from it.
+        claimed_ago = time.time() - (run.heartbeat_at or 0.0)
+        self._renewed = time.monotonic() - claimed_ago if 0 <= claimed_ago < interval / 2 else float("-inf")
         self.on_beat: Callable[[], None] | None = None
         self._ended = threading.Event()
         self._wake = threading.Event()

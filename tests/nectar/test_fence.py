@@ -144,14 +144,22 @@ def heartbeat_at(runs: RunStore, run: Run) -> float | None:
 def test_an_attempt_confirms_by_reading_while_its_lease_is_fresh(claimed: tuple[RunStore, Run]) -> None:
     """A commit costs the registry a read, not a write, within a heartbeat interval of the last renewal."""
     runs, run = claimed
+    claimed = heartbeat_at(runs, run)
     lease = ExecutorLease(runs, run, interval=0.5)
-    assert lease.confirm()  # never renewed yet: renews
-    renewed = heartbeat_at(runs, run)
-    assert lease.confirm() and lease.confirm()
-    assert heartbeat_at(runs, run) == renewed
+    assert lease.confirm() and lease.confirm()  # the claim, a moment ago, was a renewal
+    assert heartbeat_at(runs, run) == claimed
+    renewed = claimed
     time.sleep(0.6)  # silent for longer than an interval (as if frozen): renews before saying yes
     assert lease.confirm()
     assert (heartbeat_at(runs, run) or 0) > (renewed or 0)
+
+
+def test_an_attempt_handed_over_late_renews_before_its_first_commit(claimed: tuple[RunStore, Run]) -> None:
+    runs, run = claimed
+    time.sleep(0.3)  # more than half an interval between the claim and the attempt's start
+    lease = ExecutorLease(runs, run, interval=0.5)
+    assert lease.confirm()
+    assert (heartbeat_at(runs, run) or 0) > (run.heartbeat_at or 0)
 
 
 @pytest.mark.parametrize("taken", ["cancelled", "reclaimed"])
