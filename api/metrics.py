@@ -33,9 +33,7 @@ def _observe(response: Response) -> Response:
     started = g.pop("nectar_started", None)
     if started is not None:
         endpoint = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
-        HTTP_LATENCY.labels(request.method, endpoint, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
+        HTTP_LATENCY.labels(request.method, endpoint, str(response.status_code)).observe(time.perf_counter() - started)
     return response
 
 

@@ -22,7 +22,12 @@ accesslog = os.environ.get("NECTAR_ACCESS_LOG") or None
 errorlog = "-"
 if os.environ.get("NECTAR_LOG_FORMAT", "").strip().lower() == "json":
     # gunicorn's own messages, its access log and the app's events (with their run ids): one JSON object a line
-    _handler = {"class": "logging.StreamHandler", "formatter": "json", "filters": ["run_id"], "stream": "ext://sys.stderr"}
+    _handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "json",
+        "filters": ["run_id"],
+        "stream": "ext://sys.stderr",
+    }
     logconfig_dict = {
         "version": 1,
         "disable_existing_loggers": False,

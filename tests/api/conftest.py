@@ -20,8 +20,12 @@ class EnvelopeClient(FlaskClient):
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
         response = super().open(*args, **kwargs)
-        own_json = response.request.path.endswith("openapi.json") or response.status_code == 200 and (
-            response.request.path == "/api/files"  # a downloaded file is the task's, not an envelope
+        own_json = (
+            response.request.path.endswith("openapi.json")
+            or response.status_code == 200
+            and (
+                response.request.path == "/api/files"  # a downloaded file is the task's, not an envelope
+            )
         )
         if response.is_json and not own_json:
             body = response.get_json()
