@@ -2,20 +2,44 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
-from flask import url_for
+from flask import request, url_for
 
 from api.context import nectar, signer
 from nectar.keys import OUTPUT_FILE, TargetKey
 from nectar.logs import STREAMS
 from nectar.status import JobStatus
 
+#: absolute URLs of the endpoints that take no path value, by (endpoint, the request's scheme, host and root)
+_BASES: dict[tuple[str, str, str, str], str] = {}
+#: how many of those are kept (the Host header is the client's: it must not grow the cache without bound)
+MAX_BASES = 64
+
 
 def external(endpoint: str, query: dict[str, str] | None = None, **values: str) -> str:
     """``endpoint``'s absolute URL; a query keeps its '/' readable (``?chain=chains/...``)."""
-    url = url_for(endpoint, _external=True, **values)
+    if values:
+        url = url_for(endpoint, _external=True, **values)
+    else:  # a status poll builds three of these: url_for's rule matching is most of its cost
+        environ = request.environ  # what url_for's host and root come from, read raw (request.host_url is slow)
+        where = (
+            endpoint,
+            environ["wsgi.url_scheme"],
+            environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}",
+            environ.get("SCRIPT_NAME", ""),
+        )
+        url = _BASES.get(where) or ""
+        if not url:
+            if len(_BASES) >= MAX_BASES:
+                _BASES.clear()
+            url = _BASES[where] = url_for(endpoint, _external=True)
     return f"{url}?{urlencode(query, safe='/')}" if query else url
+
+
+def key_query(endpoint: str, key: TargetKey) -> str:
+    """``endpoint``'s absolute URL asking about the task folder of ``key`` (``?chain=<its out.txt>``)."""
+    return f"{external(endpoint)}?chain={quote(key.with_file(OUTPUT_FILE).path, safe='/')}"
 
 
 def type_href(chain_type: str) -> str:
@@ -30,13 +54,18 @@ def task_href(chain_type: str, chain: str, task: str) -> str:
     return external("chains.Task", chain_type=chain_type, chain=chain, task=task)
 
 
+def run_url(run_id: str) -> str:
+    """``GET /api/runs/<run_id>``: the runs list's URL and the id (run ids are hex), without url_for's rule build."""
+    return f"{external('runs.Runs')}/{quote(run_id, safe='')}"
+
+
 def status_url(key: TargetKey) -> str:
-    return external("status.ChainStatus", {"chain": key.with_file(OUTPUT_FILE).path})
+    return key_query("status.ChainStatus", key)
 
 
 def log_urls(key: TargetKey) -> dict[str, str]:
     """The URL of each of the task's logs (``stdout``, ``stderr``), built from one ``url_for``."""
-    url = external("logs.Log", {"chain": key.with_file(OUTPUT_FILE).path})
+    url = key_query("logs.Log", key)
     return {stream: f"{url}&stream={stream}" for stream in STREAMS}  # stream names are plain words
 
 

@@ -84,6 +84,11 @@ class Run:
         return f"{self.chain_type}/{self.chain}/{self.task}"
 
     @property
+    def retry_at(self) -> float | None:
+        """When a failed attempt's retry may start (None unless the run waits for one)."""
+        return self.not_before if self.state == RunState.PENDING and self.attempt else None
+
+    @property
     def policy(self) -> RetryPolicy:
         return RetryPolicy(self.max_attempts - 1, self.retry_delay, self.retry_backoff)
 
@@ -286,7 +291,7 @@ def jsonable_run(run: Run) -> dict[str, Any]:
         "worker": run.worker,
         "attempt": run.attempt,
         "max_attempts": run.max_attempts,
-        "retry_at": run.not_before if run.state == RunState.PENDING and run.attempt else None,
+        "retry_at": run.retry_at,
         "heartbeat_at": run.heartbeat_at,
         "failed_step": run.failed_step,
         "error": run.error,
