@@ -232,3 +232,17 @@ def test_the_chain_argument_and_the_answer_are_documented(client: FlaskClient) -
     assert chain["in"] == "query" and chain["required"] is True
     answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert answer == {"$ref": "#/components/schemas/StatusEnvelope"}
+
+
+def test_links_follow_the_host_and_scheme_each_request_came_by(client: FlaskClient) -> None:
+    """Absolute URLs are kept per scheme, host and root: two names of the service never get each other's."""
+    queued = client.post(f"{HELLO}/TestS3Task").get_json()["data"]
+    path = queued["status_url"].split("://", 1)[1].split("/", 1)[1]
+    answers = {
+        base: client.get(f"/{path}", base_url=base).get_json()["data"]
+        for base in ("http://nectar.internal", "https://nectar.example.com", "http://nectar.internal/prefix")
+    }
+    for base, data in answers.items():
+        for name in ("run_url", "stdout_url", "stderr_url"):
+            assert data[name].startswith(f"{base}/api/"), (base, name, data[name])
+    assert answers["http://nectar.internal"]["run_url"] == f"http://nectar.internal/api/runs/{queued['run_id']}"
