@@ -100,7 +100,8 @@ def _print_status(nectar: Any, key: TargetKey) -> str:
 
 
 def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from nectar.executor import process_name, run_in_foreground
+    from nectar.attempt import process_name
+    from nectar.executor import run_in_foreground
     from nectar.service import Nectar
 
     settings = _settings(args)

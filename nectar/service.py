@@ -135,7 +135,8 @@ class Nectar:
 
     def reclaim(self) -> int:
         """End the attempts whose worker is lost (no heartbeat within the lease); answer how many."""
-        from nectar.executor import is_dead, release  # the worker side, loaded only when a lease ran out
+        from nectar.attempt import release  # the worker side, loaded only when a lease ran out
+        from nectar.executor import is_dead
 
         lost = self.runs.reclaim(self.settings.lease_timeout, dead=is_dead)
         for run in lost:

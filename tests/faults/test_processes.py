@@ -10,7 +10,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 
-from nectar.executor import process_name
+from nectar.attempt import process_name
 from nectar.runs import RunState
 from tests.faults.conftest import Cluster, alive, children, cmdline, descendants, ppid, tagged, waitfor
 

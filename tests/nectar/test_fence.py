@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from nectar import fence
+from nectar.attempt import Lease as ExecutorLease
+from nectar.attempt import process_name
 from nectar.config import Settings
 from nectar.errors import LeaseLost
-from nectar.executor import Lease as ExecutorLease
-from nectar.executor import process_name
 from nectar.keys import TargetKey
 from nectar.runs import Run, RunStore
 from nectar.service import Nectar

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from nectar.attempt import HOST
 from nectar.config import Settings
-from nectar.executor import HOST
 from nectar.runs import Run, RunState
 from nectar.service import Nectar
 from tests.conftest import wait_until
@@ -77,6 +77,7 @@ def test_a_spare_killed_before_its_run_costs_the_run_no_attempt(quick: Settings,
     worker = start_worker(quick, workers=1)
     spare = spare_of(worker)
     os.kill(spare, signal.SIGKILL)
+    wait_until(lambda: not alive(spare), timeout=10)  # dead (a zombie: its pipe is closed), not dying
 
     run = ended(nectar, submit(nectar, 2))
 

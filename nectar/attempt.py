@@ -1,0 +1,339 @@
+"""One attempt of a run, in the process that executes it: its lease, its steps, its luigi build.
+
+Nothing is lost and nothing runs twice at once:
+
+- the process renews its attempt's lease (a heartbeat) every ``heartbeat_interval``; when the
+  renewal is refused (the run was cancelled, or presumed lost and reclaimed) it interrupts its
+  task and, if that does not end it, kills its process group;
+- whatever the heartbeat has not yet seen, every commit of an output first confirms the lease
+  (:mod:`nectar.fence`; a read while the last renewal is fresh, else a renewal) and is discarded
+  if that is refused: a lost attempt writes nothing;
+- each step's state goes to the registry through luigi's events (starts and failures at once,
+  the rest in batches); the attempt's outcome is whether its task is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import luigi
+from luigi.event import Event
+from luigi.execution_summary import _summary_dict
+from luigi.parameter import UnconsumedParameterWarning
+
+from nectar import fence
+from nectar.build import Build, luigi_worker_id
+from nectar.config import Settings, configure
+from nectar.discovery import is_chain_task, load_chain_module
+from nectar.errors import SchedulerUnavailable
+from nectar.eventlog import current_run
+from nectar.runs import Run, RunState, RunStore, Step
+from nectar.scheduler import SchedulerClient
+from nectar.task import NectarTask
+
+logger = logging.getLogger(__name__)
+MAX_ERROR = 4000
+#: seconds an interrupted attempt gets to end on its own before its process group is killed
+INTERRUPT_GRACE = 5.0
+#: seconds a run waits before trying again when a step it needs is being run by another worker
+BLOCKED_DELAY = 2.0
+#: seconds a step's change (other than a start or a failure) may wait to be written with the next ones
+FLUSH_INTERVAL = 0.2
+HOST = socket.gethostname()
+
+# luigi reads [core] rpc-* itself, then warns at every build that its `core` task does not consume them
+warnings.filterwarnings("ignore", r"The configuration contains the parameter 'rpc_\w+'", UnconsumedParameterWarning)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+
+
+def process_name(pid: int | None = None) -> str:
+    return f"{HOST}:{pid or os.getpid()}"
+
+
+def scheduler_of(settings: Settings) -> SchedulerClient | None:
+    return SchedulerClient(settings.scheduler_url, settings.scheduler_timeout) if settings.scheduler_url else None
+
+
+def release(settings: Settings, runs: RunStore, run: Run, reason: str) -> None:
+    """After ``run``'s attempt died: mark its running steps failed, here and in luigid."""
+    scheduler, worker = scheduler_of(settings), luigi_worker_id(run.worker or "?")
+    for step in runs.steps(run.id):
+        if step.state != "RUNNING":
+            continue
+        runs.record_step(Step(run.id, step.task_id, step.task, step.key, "FAILED", step.executed, reason))
+        if scheduler is None:
+            continue
+        try:  # luigid would otherwise keep the task RUNNING until it times the dead worker out
+            scheduler.call("add_task", task_id=step.task_id, status="FAILED", worker=worker, expl=reason)
+        except SchedulerUnavailable as exc:
+            logger.warning("could not tell luigid that %s failed: %s", step.task_id, exc)
+
+
+@dataclass
+class StepRecorder:
+    """Mirrors luigi's events about each task of a run into the registry's steps.
+
+    A step's start or failure is written at once; other changes (discovered, done) wait for the next
+    write, at most ``FLUSH_INTERVAL`` seconds or until the next heartbeat: a task of a wide chain
+    costs one registry write, not three.
+    """
+
+    runs: RunStore
+    run_id: str
+    failed: tuple[str, str] | None = None
+    _started: set[str] = field(default_factory=set)
+    _pending: list[Step] = field(default_factory=list)
+    _flushed: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def install(self) -> None:
+        """Make this the recorder luigi's events reach (handlers are registered once per process)."""
+        global _recorder
+        if _recorder is None:
+            _install_handlers()
+        _recorder = self
+
+    def start(self, task: luigi.Task) -> None:
+        self._started.add(task.task_id)
+        self.record(task, "RUNNING")
+
+    def fail(self, task: luigi.Task, error: str) -> None:
+        if self.failed is None:
+            self.failed = (type(task).__name__, error)
+        self.record(task, "FAILED", error)
+
+    def record(self, task: luigi.Task, state: str, error: str | None = None) -> None:
+        key = task.target_key.path if isinstance(task, NectarTask) else None
+        executed = task.task_id in self._started
+        with self._lock:
+            self._pending.append(Step(self.run_id, task.task_id, type(task).__name__, key, state, executed, error))
+        if state in ("RUNNING", "FAILED") or time.monotonic() - self._flushed >= FLUSH_INTERVAL:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending, in order (from any thread: the heartbeat's flushes too)."""
+        with self._lock:
+            if self._pending:
+                self.runs.record_steps(self._pending)
+                self._pending = []
+            self._flushed = time.monotonic()
+
+
+_recorder: StepRecorder | None = None
+
+
+def _install_handlers() -> None:
+    def forward(action: Any) -> Any:
+        """A luigi event handler that passes the event to the current recorder, if any."""
+        return lambda *args: action(_recorder, *args) if _recorder is not None else None
+
+    handlers = {
+        Event.DEPENDENCY_DISCOVERED: forward(lambda r, task, dep: r.record(dep, "PENDING")),
+        Event.DEPENDENCY_PRESENT: forward(lambda r, task: r.record(task, "DONE")),
+        Event.DEPENDENCY_MISSING: forward(lambda r, task: r.fail(task, "missing: its data does not exist (yet?)")),
+        Event.BROKEN_TASK: forward(lambda r, task, exc: r.fail(task, f"broken: {_describe(exc)}")),
+        Event.START: forward(lambda r, task: r.start(task)),
+        Event.SUCCESS: forward(lambda r, task: r.record(task, "DONE")),
+        Event.FAILURE: forward(lambda r, task, exc: r.fail(task, _describe(exc))),
+    }
+    for event, handler in handlers.items():
+        luigi.Task.event_handler(event)(handler)
+
+
+def load_task(settings: Settings, run: Run) -> luigi.Task:
+    """The run's luigi task, from the chain file as it is on disk now."""
+    path = settings.chains_dir / run.chain_type / f"{run.chain}.py"
+    module = load_chain_module(path, run.chain_type, run.chain)
+    cls = vars(module).get(run.task)
+    if not is_chain_task(run.task, cls, module):
+        raise LookupError(f"{run.ref} is no longer a task of {path}")
+    assert cls is not None
+    return cls.from_str_params(dict(run.params))
+
+
+class Interrupted(BaseException):  # noqa: N818  (like KeyboardInterrupt: what happened to the task, not its fault)
+    """Raised inside an attempt's process to stop its task (a BaseException, so task code does not swallow it)."""
+
+
+class Lease:
+    """The executing process's hold on its attempt, renewed by a heartbeat thread.
+
+    When a renewal is refused, the main thread is interrupted (:class:`Interrupted` is raised in
+    it) and, if the attempt has not ended ``INTERRUPT_GRACE`` seconds later, the process group
+    is killed: a cancelled or reclaimed attempt never goes on writing. A process that was frozen
+    (SIGSTOP) renews at once when it is continued, so it learns first thing that it lost its lease.
+    """
+
+    def __init__(self, runs: RunStore, run: Run, interval: float) -> None:
+        self.runs, self.run, self.interval = runs, run, interval
+        self.lost = False
+        self.stopping = False
+        #: when the lease was last renewed (monotonic: a frozen process's silence counts); what each beat also does.
+        #: A claim is a renewal: an attempt handed over at once (by a spare's parent) starts from it.
+        claimed_ago = time.time() - (run.heartbeat_at or 0.0)
+        self._renewed = time.monotonic() - claimed_ago if 0 <= claimed_ago < interval / 2 else float("-inf")
+        self.on_beat: Callable[[], None] | None = None
+        self._ended = threading.Event()
+        self._wake = threading.Event()
+        self._signals = threading.current_thread() is threading.main_thread()
+
+    def renew(self) -> bool:
+        began = time.monotonic()
+        if not self.lost and not self.runs.heartbeat(self.run.id, self.run.attempt, process_name()):
+            self.lost = True
+        if not self.lost:
+            self._renewed = began
+        return not self.lost
+
+    def confirm(self) -> bool:
+        """Whether the attempt may commit an output now (the fence's question).
+
+        Within a heartbeat interval of the last renewal, the lease cannot have run out, so a read
+        that finds the attempt still RUNNING (not cancelled, not reclaimed) is enough; after a longer
+        silence (the process was frozen, or the registry slow) the lease is renewed first.
+        """
+        if self.lost or time.monotonic() - self._renewed >= self.interval:
+            return self.renew()
+        current = self.runs.get(self.run.id)
+        if current is None or current.state != RunState.RUNNING or current.attempt != self.run.attempt:
+            self.lost = True
+        return not self.lost
+
+    def __enter__(self) -> Lease:
+        if self._signals:
+            signal.signal(signal.SIGUSR2, self._raise)  # not SIGUSR1: luigi's worker takes that one
+            signal.signal(signal.SIGTERM, self._stop)
+            signal.signal(signal.SIGCONT, lambda *_: self._wake.set())
+        threading.Thread(target=self._beat, name="nectar-heartbeat", daemon=True).start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._ended.set()
+        self._wake.set()
+        if self._signals:  # a late interrupt must not kill a process that has finished its attempt
+            signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGCONT, signal.SIG_DFL)
+
+    def _raise(self, *_: Any) -> None:
+        raise Interrupted("the worker is stopping" if self.stopping else "the run was cancelled or reclaimed")
+
+    def _stop(self, *_: Any) -> None:
+        self.stopping = True
+        self._raise()
+
+    def _beat(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._ended.is_set():
+                return
+            try:
+                if self.on_beat is not None:
+                    self.on_beat()
+                if self.renew():
+                    continue
+            except Exception:  # the registry is briefly unusable: the lease may still be ours
+                logger.exception("heartbeat of run %s failed", self.run.id, extra={"run_id": self.run.id})
+                continue
+            about = {"run_id": self.run.id}  # this thread does not share the main thread's context
+            logger.warning("run %s lost its lease (cancelled or reclaimed): stopping it", self.run.id, extra=about)
+            if self._signals:
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR2)
+            if not self._ended.wait(INTERRUPT_GRACE) and os.getpgid(0) == os.getpid():
+                os.killpg(os.getpid(), signal.SIGKILL)
+            return
+
+
+#: why luigi may leave a task undone with no step failing, and what the run then says while it waits
+_WAITING = {
+    "run_by_other_worker": "another worker is running it",
+    "upstream_run_by_other_worker": "another worker is running a step it needs",
+    "not_run": "luigid did not grant it (paused, short of resources, or restarted)",
+}
+
+
+def _blocked(result: Any, task: luigi.Task) -> str | None:
+    """Why luigi left the task undone though no step failed, if it did; None if it did not."""
+    tasks = _summary_dict(result.worker)
+    return next((f"waiting: {why}" for kind, why in _WAITING.items() if task in tasks[kind]), None)
+
+
+def execute(settings: Settings, runs: RunStore, run: Run, build: Build | None = None) -> RunState | None:
+    """Run one attempt, claimed in this process's name, and record its outcome (None: it was no longer ours).
+
+    ``build`` is the attempt's luigi build if it was made ahead (by a spare), else it is made here.
+    """
+    configure(settings)
+    current_run.set(run.id)  # every record of this process is now about this run (luigi's too)
+    logger.info("run %s of %s: attempt %d of %d started", run.id, run.ref, run.attempt, run.max_attempts)
+    lease = Lease(runs, run, settings.heartbeat_interval)
+    fence.install(fence.lease_guard(lease.confirm, f"attempt {run.attempt} of run {run.id}"))
+    try:
+        state = _execute(settings, runs, run, lease, build)
+    finally:
+        fence.install(None)
+    outcome = state.value if state is not None else "lost its lease (cancelled or reclaimed)"
+    logger.info("run %s of %s: attempt %d ended: %s", run.id, run.ref, run.attempt, outcome)
+    return state
+
+
+def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease, build: Build | None) -> RunState | None:
+    """The attempt itself, under its lease: build the task, then record what came of it."""
+    with lease:
+        try:
+            task = load_task(settings, run)
+        except Exception as exc:  # user code failing to import is the run's failure, not ours
+            return runs.fail(run.id, run.attempt, run.task, f"cannot load {run.ref}: {_describe(exc)}")
+        recorder = StepRecorder(runs, run.id)
+        recorder.install()
+        lease.on_beat = recorder.flush
+        recorder.record(task, "PENDING")
+        summary, blocked, complete = "", None, False
+        try:
+            result = (build or Build(settings.scheduler_url, process_name())).run(task)
+            summary = result.summary_text
+            complete = bool(task.complete())
+            blocked = None if complete or recorder.failed else _blocked(result, task)
+        except Interrupted:
+            pass
+        except Exception as exc:
+            recorder.failed = recorder.failed or (run.task, _describe(exc))
+            traceback.print_exc()
+        try:
+            recorder.flush()
+        except Exception:  # the steps' last changes are lost; the run's own outcome is recorded below
+            logger.exception("could not record the last steps of run %s", run.id)
+    if lease.lost:
+        return None
+    if lease.stopping:
+        runs.requeue(run.id, run.attempt)
+        release(settings, runs, run, "interrupted: the worker stopped; the run was requeued")
+        return RunState.PENDING
+    if complete:
+        return RunState.DONE if runs.complete(run.id, run.attempt) else None
+    if blocked:
+        runs.requeue(run.id, run.attempt, BLOCKED_DELAY, blocked)
+        return RunState.PENDING
+    scheduler = scheduler_of(settings)
+    if scheduler is not None:
+        try:
+            scheduler.check()
+        except SchedulerUnavailable as exc:  # not the task's fault: wait in the queue for luigid
+            runs.requeue(run.id, run.attempt, settings.heartbeat_interval, f"requeued: {exc}")
+            return RunState.PENDING
+    step, error = recorder.failed or (run.task, f"not complete after the run: {summary.strip()[-MAX_ERROR:]}")
+    return runs.fail(run.id, run.attempt, step, error)
