@@ -179,6 +179,7 @@ def test_json_logs_carry_the_run_id_from_the_api_to_the_worker(tmp_path: Path) -
     events = [json.loads(line) for line in lines if line.startswith("{")]
     about = {(e["logger"], e["message"].split(": ")[-1]) for e in events if e["run_id"] == run_id}
     assert ("nectar.service", f"chains/{HELLO}/TestS3Task/99914b932bd37a50b983c5e7c90ae93b/out.txt") in about, about
-    assert ("nectar.executor", "DONE") in about, about
+    assert ("nectar.executor", "attempt 1 claimed") in about, about  # the worker
+    assert ("nectar.attempt", "DONE") in about, about  # the attempt's process
     others = [line for line in lines if not line.startswith("{")]
     assert not others, others
