@@ -69,10 +69,6 @@ def log_urls(key: TargetKey) -> dict[str, str]:
     return {stream: f"{url}&stream={stream}" for stream in STREAMS}  # stream names are plain words
 
 
-def log_url(key: TargetKey, stream: str) -> str:
-    return log_urls(key)[stream]
-
-
 def resource_url(status: JobStatus) -> str | None:
     """Where to download a done target: the store's own URL (S3 presigned), else a signed API URL."""
     if not status.done:

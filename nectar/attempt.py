@@ -69,13 +69,12 @@ def scheduler_of(settings: Settings) -> SchedulerClient | None:
 
 def release(settings: Settings, runs: RunStore, run: Run, reason: str) -> None:
     """After ``run``'s attempt died: mark its running steps failed, here and in luigid."""
+    running = [step for step in runs.steps(run.id) if step.state == "RUNNING"]
+    runs.record_steps([Step(run.id, s.task_id, s.task, s.key, "FAILED", s.executed, reason) for s in running])
     scheduler, worker = scheduler_of(settings), luigi_worker_id(run.worker or "?")
-    for step in runs.steps(run.id):
-        if step.state != "RUNNING":
-            continue
-        runs.record_step(Step(run.id, step.task_id, step.task, step.key, "FAILED", step.executed, reason))
-        if scheduler is None:
-            continue
+    if scheduler is None:
+        return
+    for step in running:
         try:  # luigid would otherwise keep the task RUNNING until it times the dead worker out
             scheduler.call("add_task", task_id=step.task_id, status="FAILED", worker=worker, expl=reason)
         except SchedulerUnavailable as exc:
@@ -207,8 +206,7 @@ class Lease:
         """
         if self.lost or time.monotonic() - self._renewed >= self.interval:
             return self.renew()
-        current = self.runs.get(self.run.id)
-        if current is None or current.state != RunState.RUNNING or current.attempt != self.run.attempt:
+        if not self.runs.owns(self.run.id, self.run.attempt):
             self.lost = True
         return not self.lost
 

@@ -185,8 +185,7 @@ class Executor:
             pass
 
     def _owned(self, run: Run) -> bool:
-        current = self.runs.get(run.id)
-        return current is not None and current.state == RunState.RUNNING and current.attempt == run.attempt
+        return self.runs.owns(run.id, run.attempt)
 
     def _reap(self, block: bool = False) -> None:
         for pid, child in list(self.children.items()):

@@ -253,6 +253,11 @@ class RunStore(ABC):
         """A run's steps, the requested task last: the reverse of the order luigi discovered them, which for a
         chain is the order they run in."""
 
+    def owns(self, run_id: str, attempt: int) -> bool:
+        """Whether ``attempt`` of the run is still RUNNING: not ended, cancelled nor reclaimed (a read)."""
+        current = self.get(run_id)
+        return current is not None and current.state == RunState.RUNNING and current.attempt == attempt
+
     @abstractmethod
     def count(self, state: RunState | None = None) -> int: ...
 

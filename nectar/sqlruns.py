@@ -1,6 +1,6 @@
 """The run registry in SQL: one dialect-neutral implementation of :class:`~nectar.runs.RunStore`, and SQLite's.
 
-``SqlRunStore`` holds every query (qmark placeholders, standard SQL that SQLite and PostgreSQL
+``SqlRunStore`` holds every query (``?`` for each parameter, standard SQL that SQLite and PostgreSQL
 both run); a subclass supplies connections, transactions and migrations. ``SQLiteRunStore``
 keeps the registry in one SQLite file in the data folder (WAL, one connection per thread and
 process, a schema version that upgrades itself).
@@ -89,7 +89,7 @@ def _run(row: Mapping[str, Any] | sqlite3.Row | None) -> Run | None:
 
 
 class SqlRunStore(RunStore):
-    """The registry's logic in SQL that SQLite and PostgreSQL both speak, written with qmark placeholders.
+    """The registry's logic in SQL that SQLite and PostgreSQL both speak, with ``?`` for each parameter.
 
     A subclass gives a connection for the calling thread and process (:meth:`_connection`), a
     transaction that serialises writers to the rows it touches (:meth:`_db`), and its dialect:
@@ -110,7 +110,7 @@ class SqlRunStore(RunStore):
         """A connection inside one write transaction."""
 
     def _sql(self, text: str) -> str:
-        """``text`` with its qmark placeholders in this store's own style."""
+        """``text`` with its ``?`` parameter markers in this store's own style."""
         return text
 
     def _exec(self, db: Any, text: str, args: Sequence[Any] = ()) -> Any:
@@ -318,6 +318,8 @@ class SqlRunStore(RunStore):
         return found
 
     def record_steps(self, steps: Sequence[Step]) -> None:
+        if not steps:
+            return
         with self._db() as db:
             for step in steps:
                 self._exec(
