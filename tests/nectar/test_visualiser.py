@@ -1,9 +1,12 @@
-"""What luigi's visualiser shows: luigid keeps finished and cancelled steps as the registry ended them."""
+"""What luigi's visualiser shows (steps as the registry ended them, a folder per chain type), and plain luigi."""
 
 from __future__ import annotations
 
 import configparser
+import os
+import shlex
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,12 +14,14 @@ import pytest
 
 from nectar.build import luigi_worker_id
 from nectar.config import Settings
+from nectar.discovery import ChainCatalog
 from nectar.keys import TargetKey
 from nectar.runs import RunState
 from nectar.scheduler import SchedulerClient
 from nectar.service import Nectar
 from nectar.status import JobStatus
-from tests.conftest import LUIGI_CFG, free_port, start_luigid, stop
+from nectar.stores import LocalStore
+from tests.conftest import LUIGI_CFG, REPO, free_port, settings_env, start_luigid, stop
 from tests.faults.conftest import waitfor
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -165,3 +170,65 @@ def test_a_cancelled_runs_steps_stay_disabled_after_the_retry_delay(
     wait_for_status(nectar, again.key, upstream_running, "UpstreamTask to run again")
     assert statuses(scheduler, [steps["UpstreamTask"]]) == {steps["UpstreamTask"]: "RUNNING"}
     nectar.cancel(again.run.id)
+
+
+def sidebar(families: list[str]) -> dict[str, list[str]]:
+    """The visualiser's "Task families" sidebar (``renderSidebar`` in luigi/static/visualiser/js/visualiserApp.js):
+    a folder per text before a family's first dot (``Others`` without one), each family listed under it."""
+    folders: dict[str, list[str]] = {}
+    for family in sorted(set(families)):
+        dot = family.find(".")
+        folders.setdefault(family[:dot] if dot > 0 else "Others", []).append(family)
+    return folders
+
+
+def test_the_visualiser_shows_a_folder_per_chain_type(
+    settings: Settings, short_luigid: str, write_chain: WriteChain
+) -> None:
+    write_chain("north/twin_chain", "from nectar import NectarTask\n\n\nclass TwinTask(NectarTask):\n    pass\n")
+    write_chain("south/twin_chain", "from nectar import NectarTask\n\n\nclass TwinTask(NectarTask):\n    pass\n")
+    catalog = ChainCatalog(settings.chains_dir)
+    tasks = [
+        catalog.task("etl", "sales_chain", "CleanSalesTask").instantiate({"day": "2024-05-06", "rows": 20}),
+        catalog.task("north", "twin_chain", "TwinTask").instantiate({}),
+        catalog.task("south", "twin_chain", "TwinTask").instantiate({}),
+    ]
+    scheduler = SchedulerClient(short_luigid)
+    for task in tasks:  # what a worker tells luigid of each task it schedules
+        family = task.get_task_family()
+        scheduler.call("add_task", task_id=task.task_id, family=family, worker="test-visualiser", status="PENDING")
+
+    listed = scheduler.call("task_list", status="PENDING", search="twin_chain") | scheduler.call(
+        "task_list", status="PENDING", search="sales_chain"
+    )
+    assert sidebar([record["name"] for record in listed.values()]) == {
+        "etl": ["etl.sales_chain.CleanSalesTask"],
+        "north": ["north.twin_chain.TwinTask"],
+        "south": ["south.twin_chain.TwinTask"],
+    }
+
+
+def test_plain_luigi_runs_a_chain_task_by_its_class_name_as_the_readme_shows(settings: Settings) -> None:
+    """The README's command, run as it is written from a folder holding the chains (``chains/etl/sales_chain.py``)."""
+    readme = (REPO / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith(".venv/bin/python -m luigi --module "))
+    argv = [sys.executable, *shlex.split(line)[1:]]
+    assert argv[1:6] == ["-m", "luigi", "--module", "chains.etl.sales_chain", "CleanSalesTask"]
+
+    done = subprocess.run(
+        argv,
+        cwd=settings.chains_dir.parent,
+        env={**os.environ, **settings_env(settings)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "etl.sales_chain.CleanSalesTask(day=2024-05-06" in done.stderr + done.stdout
+    task = (
+        ChainCatalog(settings.chains_dir)
+        .task("etl", "sales_chain", "CleanSalesTask")
+        .instantiate({"day": "2024-05-06"})
+    )
+    assert LocalStore(settings.local_targets_dir).exists(task.target_key)
