@@ -10,6 +10,7 @@ from benchmarks.harness import (
     CHAIN,
     CHAIN_TYPE,
     LUIGI_CFG,
+    MODULE,
     NAMESPACE,
     Cluster,
     Context,
@@ -53,7 +54,7 @@ def seed_design(cluster: Cluster, n: int) -> float:
     """Seconds from starting ``python -m luigi`` for ProbeTask(n) (the seed's way) to its run() starting."""
     assert cluster.settings.scheduler_url
     scheduler = urlsplit(cluster.settings.scheduler_url)
-    argv = [sys.executable, "-m", "luigi", "--module", NAMESPACE, f"{NAMESPACE}.ProbeTask", "--n", str(n)]
+    argv = [sys.executable, "-m", "luigi", "--module", MODULE, f"{NAMESPACE}.ProbeTask", "--n", str(n)]
     argv += ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(scheduler.port)]
     env = cluster.env(PYTHONPATH=str(cluster.dir), LUIGI_CONFIG_PATH=str(LUIGI_CFG))
     began = time.time()

@@ -12,7 +12,7 @@ from benchmarks.harness import (
     CHAIN,
     CHAIN_TYPE,
     LUIGI_CFG,
-    NAMESPACE,
+    MODULE,
     Cluster,
     Context,
     Figure,
@@ -27,7 +27,7 @@ NAME = "fanout"
 #: a raw luigi.build in a fresh interpreter; prints the seconds the build itself took
 RAW_BUILD = f"""
 import sys, time, luigi
-from {NAMESPACE} import FanoutTask
+from {MODULE} import FanoutTask
 size, salt, host, port = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 began = time.perf_counter()
 ok = luigi.build([FanoutTask(size=size, salt=salt)], workers=1, scheduler_host=host, scheduler_port=port)

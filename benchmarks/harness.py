@@ -22,13 +22,14 @@ from nectar.config import Settings
 from nectar.runs import Run, RunState
 from nectar.serve import LUIGID
 from nectar.sqlruns import SQLiteRunStore
+from nectar.task import chain_module, chain_namespace
 from tests.conftest import REPO, free_port, settings_env
 from tests.faults.conftest import children, descendants, waitfor
 
 BENCH_CHAINS = Path(__file__).resolve().parent / "chains"
-#: the chain file of the benchmark tasks, as ``<type>/<chain>`` and as the luigi namespace of its tasks
+#: the chain file of the benchmark tasks, as ``<type>/<chain>``, as a module and as the luigi namespace of its tasks
 CHAIN_TYPE, CHAIN = "bench", "probe_chain"
-NAMESPACE = f"chains.{CHAIN_TYPE}.{CHAIN}"
+MODULE, NAMESPACE = chain_module(CHAIN_TYPE, CHAIN), chain_namespace(CHAIN_TYPE, CHAIN)
 LEDGER_VAR = "NECTAR_BENCH_LEDGER"
 LUIGI_CFG = REPO / "configuration" / "luigi.cfg"
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf"]

@@ -13,7 +13,7 @@ from urllib.parse import urlencode, urlsplit
 
 from luigi.task import task_id_str
 
-from benchmarks.harness import CHAIN, CHAIN_TYPE, NAMESPACE
+from benchmarks.harness import CHAIN, CHAIN_TYPE, MODULE, NAMESPACE
 from nectar.keys import TargetKey
 from nectar.runs import Run, RunState
 from nectar.sqlruns import _FIELDS, _RUN_COLUMNS, SQLiteRunStore
@@ -88,7 +88,7 @@ def fill_luigid(scheduler_url: str, probes: range, connections: int = 4) -> None
             for n in ns:
                 probe = Probe(n)
                 data: dict[str, Any] = {"task_id": probe.task_id, "status": "DONE", "family": FAMILY}
-                data |= {"module": NAMESPACE, "params": probe.params, "worker": "bench-fill", "deps": []}
+                data |= {"module": MODULE, "params": probe.params, "worker": "bench-fill", "deps": []}
                 body = urlencode({"data": json.dumps(data)})
                 conn.request("POST", "/api/add_task", body, {"Content-Type": "application/x-www-form-urlencoded"})
                 answer = conn.getresponse()

@@ -6,6 +6,9 @@ stores, registry, executor) is imported from its module.
 
 from __future__ import annotations
 
+from nectar import luigi_names
 from nectar.task import NectarLocalTask, NectarS3Task, NectarTask
+
+luigi_names.install(NectarTask)  # `luigi --module chains.<type>.<chain> <Task>` finds a chain task by its class name
 
 __all__ = ["NectarLocalTask", "NectarS3Task", "NectarTask"]

@@ -68,17 +68,25 @@ def scheduler_of(settings: Settings) -> SchedulerClient | None:
 
 
 def release(settings: Settings, runs: RunStore, run: Run, reason: str) -> None:
-    """After ``run``'s attempt died: mark its running steps failed, here and in luigid."""
-    running = [step for step in runs.steps(run.id) if step.state == "RUNNING"]
-    runs.record_steps([Step(run.id, s.task_id, s.task, s.key, "FAILED", s.executed, reason) for s in running])
+    """After ``run``'s attempt died: mark its running steps failed, here and in luigid.
+
+    Of a cancelled run (once its attempt's process has ended), luigid is told that every unfinished
+    step is DISABLED with ``reason``: it keeps them so, not retried, until they are submitted again.
+    """
+    cancelled = run.state == RunState.CANCELLED
+    steps = runs.steps(run.id)
+    running = [step for step in steps if step.state == "RUNNING"]
+    if not cancelled:
+        runs.record_steps([Step(run.id, s.task_id, s.task, s.key, "FAILED", s.executed, reason) for s in running])
     scheduler, worker = scheduler_of(settings), luigi_worker_id(run.worker or "?")
     if scheduler is None:
         return
-    for step in running:
+    told = [step for step in steps if step.state != "DONE"] if cancelled else running
+    for step in told:
         try:  # luigid would otherwise keep the task RUNNING until it times the dead worker out
-            scheduler.call("add_task", task_id=step.task_id, status="FAILED", worker=worker, expl=reason)
+            (scheduler.disable if cancelled else scheduler.fail)(step.task_id, worker, reason)
         except SchedulerUnavailable as exc:
-            logger.warning("could not tell luigid that %s failed: %s", step.task_id, exc)
+            logger.warning("could not tell luigid that %s ended: %s", step.task_id, exc)
 
 
 @dataclass

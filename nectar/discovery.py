@@ -28,13 +28,13 @@ from luigi.task_register import Register
 from nectar.errors import ChainNotFound, InvalidParameters, TaskNotFound
 from nectar.keys import TargetKey, is_name
 from nectar.params import ParamInfo, params_of
-from nectar.task import chain_namespace
+from nectar.task import chain_module
 
 CHAIN_SUFFIX = "_chain.py"
 
 
 def module_name(chain_type: str, chain: str) -> str:
-    return chain_namespace(chain_type, chain)
+    return chain_module(chain_type, chain)
 
 
 def _forget_tasks(name: str) -> None:

@@ -195,6 +195,7 @@ class Executor:
             del self.children[pid]
             run = child.run
             if not self._owned(run):  # the child recorded its outcome, or the attempt was taken from it
+                self._release_cancelled(run)
                 continue
             if self.stopping:
                 self.runs.requeue(run.id, run.attempt)
@@ -211,6 +212,12 @@ class Executor:
                 reason = f"worker process {how} during attempt {run.attempt}"
                 self.runs.fail(run.id, run.attempt, run.task, reason)
             release(self.settings, self.runs, run, reason)
+
+    def _release_cancelled(self, run: Run) -> None:
+        """If ``run`` was cancelled, tell luigid its steps will not run (its process has ended: nothing undoes it)."""
+        now = self.runs.get(run.id)
+        if now is not None and now.state == RunState.CANCELLED:
+            release(self.settings, self.runs, now, now.error or "cancelled")
 
     def _watch(self) -> None:
         """Reclaim lost attempts (anyone's) and kill children whose attempt is no longer theirs."""

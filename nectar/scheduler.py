@@ -145,6 +145,15 @@ class SchedulerClient:
         found = graph.get(task_id)
         return found if isinstance(found, dict) else None
 
+    def fail(self, task_id: str, worker: str, expl: str) -> None:
+        """Mark a task FAILED with ``expl``, as ``worker`` (luigid takes it from the worker running it, if any)."""
+        self.call("add_task", task_id=task_id, status="FAILED", worker=worker, expl=expl, runnable=False)
+
+    def disable(self, task_id: str, worker: str, expl: str) -> None:
+        """Mark a task DISABLED with ``expl``: luigid keeps it so (no retry delay) until it is submitted again."""
+        self.fail(task_id, worker, expl)  # luigid does not disable a RUNNING task: it ends it first
+        self.call("add_task", task_id=task_id, status="DISABLED", worker=worker, expl=expl, runnable=False)
+
     def task_url(self, task_id: str) -> str:
         """The task in luigid's visualiser."""
         return f"{self.url}/static/visualiser/index.html#tab=graph&taskId={quote(task_id)}"

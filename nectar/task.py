@@ -41,7 +41,13 @@ def chain_of_file(path: str | Path) -> tuple[str, str]:
 
 
 def chain_namespace(chain_type: str, chain: str) -> str:
-    """The luigi namespace of a chain's tasks, so families mirror keys and never collide."""
+    """The luigi namespace of a chain's tasks, ``<type>.<chain>``: families never collide, and luigi's
+    visualiser, which folds families on their first dot, shows one folder per chain type."""
+    return f"{chain_type}.{chain}"
+
+
+def chain_module(chain_type: str, chain: str) -> str:
+    """The module a chain file is imported as, ``chains.<type>.<chain>`` (``luigi --module`` takes it)."""
     return f"chains.{chain_type}.{chain}"
 
 

@@ -22,6 +22,7 @@ from tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 NECTAR = [sys.executable, "-m", "nectar.cli"]
+LUIGI_CFG = REPO / "configuration" / "luigi.cfg"
 
 
 #: how the catalog describes the ``day`` parameter of chains/etl/sales_chain.py's tasks
@@ -71,14 +72,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def start_luigid(port: int, state: Path) -> subprocess.Popen[bytes]:
-    """A real luigid with the project's luigi.cfg, its state in ``state``; answers before this returns."""
+def start_luigid(port: int, state: Path, config: Path = LUIGI_CFG) -> subprocess.Popen[bytes]:
+    """A real luigid with ``config`` (the project's luigi.cfg), its state in ``state``; answers before this returns."""
     proc = subprocess.Popen(
         [*LUIGID, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
         + ["--logdir", str(state)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "LUIGI_CONFIG_PATH": str(REPO / "configuration" / "luigi.cfg")},
+        env={**os.environ, "LUIGI_CONFIG_PATH": str(config)},
     )
     wait_until(lambda: _answers(f"http://127.0.0.1:{port}/api/worker_list"))
     return proc

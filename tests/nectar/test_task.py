@@ -8,11 +8,14 @@ from pathlib import Path
 
 import luigi
 import pytest
+from luigi.task_register import Register, TaskClassAmbigiousException
 
 from nectar.config import Settings, configure
 from nectar.discovery import ChainCatalog
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE
+from nectar.luigi_names import with_short_names
 from nectar.stores import LocalStore, S3Store
+from nectar.task import NectarTask
 
 WriteChain = Callable[[str, str], Path]
 
@@ -113,6 +116,49 @@ def test_params_txt_and_logs_of_generator_and_inherited_runs(settings: Settings,
     assert store.read_text(child.target_key.with_file(STDERR_FILE)) == ""
     record = json.loads(store.read_text(dynamic.target_key.with_file(PARAMS_FILE)))
     assert record["chain"] == "stores/where_chain" and record["task_id"] == dynamic.task_id
-    assert record["task_family"] == "chains.stores.where_chain.DynamicTask" == dynamic.get_task_family()
+    assert record["task_family"] == "stores.where_chain.DynamicTask" == dynamic.get_task_family()
     assert record["key"] == dynamic.target_key.path and record["params"] == {}
     assert not list(settings.live_logs_dir.rglob("*.log"))  # live logs are moved, not left behind
+
+
+TWIN_CHAIN = """
+from nectar import NectarTask
+
+
+class TwinTask(NectarTask):
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(self.task_id)
+"""
+
+
+def test_families_are_type_chain_and_class_and_short_names_are_found_while_unambiguous(
+    settings: Settings, write_chain: WriteChain
+) -> None:
+    """Two chains of the same name in two types, each with a ``TwinTask``: distinct families, task ids and keys."""
+    catalog = ChainCatalog(settings.chains_dir)
+    write_chain("north/twin_chain", TWIN_CHAIN)
+    north = catalog.task("north", "twin_chain", "TwinTask").instantiate({})
+    assert Register.get_task_cls("TwinTask") is type(north)  # the only TwinTask loaded: its class name finds it
+    write_chain("south/twin_chain", TWIN_CHAIN)
+    south = catalog.task("south", "twin_chain", "TwinTask").instantiate({})
+
+    assert (north.get_task_family(), south.get_task_family()) == (
+        "north.twin_chain.TwinTask",
+        "south.twin_chain.TwinTask",
+    )
+    assert north.task_id.startswith("north.twin_chain.TwinTask_") and north.task_id != south.task_id
+    assert north.target_key.path == "chains/north/twin_chain/TwinTask/99914b932bd37a50b983c5e7c90ae93b/out.txt"
+    assert Register.get_task_cls("south.twin_chain.TwinTask") is type(south)
+    with pytest.raises(TaskClassAmbigiousException):
+        Register.get_task_cls("TwinTask")
+
+
+def test_a_task_named_by_its_class_keeps_its_name() -> None:
+    """A plain luigi task whose family is a chain task's class name keeps it; luigi's own families stay."""
+    chain_task = type("PlainNameTask", (NectarTask,), {"task_namespace": "t.x_chain"})
+    plain = type("PlainNameTask", (luigi.Task,), {})
+    reg = {"t.x_chain.PlainNameTask": chain_task, "PlainNameTask": plain}
+
+    assert with_short_names(reg, NectarTask) == reg
+    assert with_short_names({"t.x_chain.PlainNameTask": chain_task}, NectarTask)["PlainNameTask"] is chain_task

@@ -1,0 +1,234 @@
+"""What luigi's visualiser shows (steps as the registry ended them, a folder per chain type), and plain luigi."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from nectar.build import luigi_worker_id
+from nectar.config import Settings
+from nectar.discovery import ChainCatalog
+from nectar.keys import TargetKey
+from nectar.runs import RunState
+from nectar.scheduler import SchedulerClient
+from nectar.service import Nectar
+from nectar.status import JobStatus
+from nectar.stores import LocalStore
+from tests.conftest import LUIGI_CFG, REPO, free_port, settings_env, start_luigid, stop
+from tests.faults.conftest import waitfor
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+WriteChain = Callable[[str, str], Path]
+
+#: how long luigid waits for a silent worker in these tests, instead of the shipped 30 s
+DISCONNECT_DELAY = 1.0
+
+VISIBLE_CHAIN = """
+import time
+
+import luigi
+
+from nectar import NectarTask
+
+
+class UpstreamTask(NectarTask):
+    mode = luigi.Parameter()
+
+    def run(self):
+        while self.mode == "block":
+            time.sleep(0.05)
+        with self.output().open("w") as out:
+            out.write("up\\n")
+
+
+class DownstreamTask(NectarTask):
+    mode = luigi.Parameter()
+
+    def requires(self):
+        return UpstreamTask(mode=self.mode)
+
+    def run(self):
+        raise RuntimeError("DownstreamTask gave up")
+"""
+
+
+def short_config(folder: Path) -> Path:
+    """The shipped luigi.cfg with its waits shortened: a silent worker is pruned after ``DISCONNECT_DELAY``
+    and a retry delay, if the shipped one is a delay at all (not negative: never), passes within it."""
+    config = configparser.ConfigParser()
+    config.read(LUIGI_CFG)
+    shipped = config.getfloat("scheduler", "retry_delay", fallback=900.0)
+    config["scheduler"]["retry_delay"] = str(min(shipped, DISCONNECT_DELAY / 2))
+    config["scheduler"]["worker_disconnect_delay"] = str(DISCONNECT_DELAY)
+    path = folder / "luigi.cfg"
+    with path.open("w") as out:
+        config.write(out)
+    return path
+
+
+@pytest.fixture(scope="module")
+def short_luigid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real luigid with :func:`short_config`; yields its URL."""
+    folder = tmp_path_factory.mktemp("short-luigid")
+    port = free_port()
+    proc = start_luigid(port, folder, short_config(folder))
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)
+
+
+def statuses(scheduler: SchedulerClient, task_ids: list[str]) -> dict[str, str]:
+    """``task_id -> status`` from luigid's ``task_search``, as the visualiser reads it (each call prunes first)."""
+    found: dict[str, str] = {}
+    for task_id in task_ids:
+        for status, tasks in scheduler.call("task_search", task_str=task_id).items():
+            if task_id in tasks:
+                found[task_id] = status
+    return found
+
+
+def wait_for_prune(scheduler: SchedulerClient, worker: str) -> None:
+    """Wait until luigid's own prune has dropped ``worker`` (silent for ``DISCONNECT_DELAY``): the same prune
+    puts FAILED tasks whose retry delay has passed back to PENDING, and starts the removal of finished ones."""
+    gone = lambda: worker not in {w["name"] for w in scheduler.call("worker_list")}  # noqa: E731
+    waitfor(gone, 60, f"luigid to prune the silent worker {worker}")
+
+
+@pytest.fixture
+def visible(settings: Settings, short_luigid: str, write_chain: WriteChain) -> Settings:
+    write_chain("vis/visible_chain", VISIBLE_CHAIN)
+    return settings.replace(scheduler_url=short_luigid, retries=0)
+
+
+def wait_for_status(nectar: Nectar, key: TargetKey, predicate: Callable[[JobStatus], bool], what: str) -> JobStatus:
+    found = waitfor(lambda: (lambda s: s if predicate(s) else None)(nectar.status(key)), 60, what)
+    assert isinstance(found, JobStatus)
+    return found
+
+
+def upstream_running(status: JobStatus) -> bool:
+    return any(step.task == "UpstreamTask" and step.state == "RUNNING" for step in status.steps)
+
+
+def launch(settings: Settings, start_worker: StartWorker, mode: str) -> tuple[Nectar, SchedulerClient, TargetKey]:
+    """Submit ``DownstreamTask(mode)`` and start a worker; the service, luigid's client and the run's key."""
+    nectar = Nectar(settings)
+    submission = nectar.submit("vis", "visible_chain", "DownstreamTask", {"mode": mode})
+    start_worker(settings, workers=1)
+    return nectar, SchedulerClient(settings.scheduler_url or ""), submission.key
+
+
+def test_a_failed_run_stays_failed_with_its_trace_after_the_retry_delay(
+    visible: Settings, start_worker: StartWorker
+) -> None:
+    nectar, scheduler, key = launch(visible, start_worker, "fail")
+
+    status = wait_for_status(nectar, key, lambda s: s.job_status == "FAILED", "the run to fail")
+    assert status.run is not None and status.run.worker is not None
+    steps = {step.task: step.task_id for step in status.steps}
+    ended = {steps["UpstreamTask"]: "DONE", steps["DownstreamTask"]: "FAILED"}
+    assert statuses(scheduler, list(steps.values())) == ended
+    wait_for_prune(scheduler, luigi_worker_id(status.run.worker))
+
+    assert statuses(scheduler, list(steps.values())) == ended, "luigid forgot how the run ended"
+    trace = scheduler.call("fetch_error", task_id=steps["DownstreamTask"])["error"]
+    assert "Traceback (most recent call last)" in trace and "RuntimeError: DownstreamTask gave up" in trace
+
+    again = nectar.submit("vis", "visible_chain", "DownstreamTask", {"mode": "fail"})  # submitted again: it runs
+    assert again.created and again.run is not None
+    rerun = again.run.id
+    waitfor(lambda: nectar.run(rerun).state == RunState.FAILED, 60, "the submitted-again run to end")
+    assert nectar.run(rerun).error == "RuntimeError: DownstreamTask gave up"
+
+
+def test_a_cancelled_runs_steps_stay_disabled_after_the_retry_delay(
+    visible: Settings, start_worker: StartWorker
+) -> None:
+    nectar, scheduler, key = launch(visible, start_worker, "block")
+    running = wait_for_status(nectar, key, upstream_running, "UpstreamTask to run")
+    assert running.run is not None and running.run.worker is not None
+    steps = {step.task: step.task_id for step in running.steps}
+
+    nectar.cancel(running.run.id)
+
+    wanted = {task_id: "DISABLED" for task_id in steps.values()}
+    waitfor(lambda: statuses(scheduler, list(steps.values())) == wanted, 60, "luigid to show every step DISABLED")
+    wait_for_prune(scheduler, luigi_worker_id(running.run.worker))
+
+    assert statuses(scheduler, list(steps.values())) == wanted, "a cancelled step changed in luigid"
+    for task_id in steps.values():
+        assert scheduler.call("fetch_error", task_id=task_id)["error"] == "cancelled by request"
+
+    again = nectar.submit("vis", "visible_chain", "DownstreamTask", {"mode": "block"})  # submitted again: it runs
+    assert again.created and again.run is not None
+    wait_for_status(nectar, again.key, upstream_running, "UpstreamTask to run again")
+    assert statuses(scheduler, [steps["UpstreamTask"]]) == {steps["UpstreamTask"]: "RUNNING"}
+    nectar.cancel(again.run.id)
+
+
+def sidebar(families: list[str]) -> dict[str, list[str]]:
+    """The visualiser's "Task families" sidebar (``renderSidebar`` in luigi/static/visualiser/js/visualiserApp.js):
+    a folder per text before a family's first dot (``Others`` without one), each family listed under it."""
+    folders: dict[str, list[str]] = {}
+    for family in sorted(set(families)):
+        dot = family.find(".")
+        folders.setdefault(family[:dot] if dot > 0 else "Others", []).append(family)
+    return folders
+
+
+def test_the_visualiser_shows_a_folder_per_chain_type(
+    settings: Settings, short_luigid: str, write_chain: WriteChain
+) -> None:
+    write_chain("north/twin_chain", "from nectar import NectarTask\n\n\nclass TwinTask(NectarTask):\n    pass\n")
+    write_chain("south/twin_chain", "from nectar import NectarTask\n\n\nclass TwinTask(NectarTask):\n    pass\n")
+    catalog = ChainCatalog(settings.chains_dir)
+    tasks = [
+        catalog.task("etl", "sales_chain", "CleanSalesTask").instantiate({"day": "2024-05-06", "rows": 20}),
+        catalog.task("north", "twin_chain", "TwinTask").instantiate({}),
+        catalog.task("south", "twin_chain", "TwinTask").instantiate({}),
+    ]
+    scheduler = SchedulerClient(short_luigid)
+    for task in tasks:  # what a worker tells luigid of each task it schedules
+        family = task.get_task_family()
+        scheduler.call("add_task", task_id=task.task_id, family=family, worker="test-visualiser", status="PENDING")
+
+    listed = scheduler.call("task_list", status="PENDING", search="twin_chain") | scheduler.call(
+        "task_list", status="PENDING", search="sales_chain"
+    )
+    assert sidebar([record["name"] for record in listed.values()]) == {
+        "etl": ["etl.sales_chain.CleanSalesTask"],
+        "north": ["north.twin_chain.TwinTask"],
+        "south": ["south.twin_chain.TwinTask"],
+    }
+
+
+def test_plain_luigi_runs_a_chain_task_by_its_class_name_as_the_readme_shows(settings: Settings) -> None:
+    """The README's command, run as it is written from a folder holding the chains (``chains/etl/sales_chain.py``)."""
+    readme = (REPO / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith(".venv/bin/python -m luigi --module "))
+    argv = [sys.executable, *shlex.split(line)[1:]]
+    assert argv[1:6] == ["-m", "luigi", "--module", "chains.etl.sales_chain", "CleanSalesTask"]
+
+    done = subprocess.run(
+        argv,
+        cwd=settings.chains_dir.parent,
+        env={**os.environ, **settings_env(settings)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "etl.sales_chain.CleanSalesTask(day=2024-05-06" in done.stderr + done.stdout
+    task = (
+        ChainCatalog(settings.chains_dir)
+        .task("etl", "sales_chain", "CleanSalesTask")
+        .instantiate({"day": "2024-05-06"})
+    )
+    assert LocalStore(settings.local_targets_dir).exists(task.target_key)
