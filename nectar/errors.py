@@ -83,7 +83,13 @@ class Unavailable(NectarError):
 
 
 class StoreUnavailable(Unavailable):
+    """The store failed; ``code`` is its own error code when it gave one (S3's ``NoSuchBucket``, ``AccessDenied``)."""
+
     service = "store"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class RegistryUnavailable(Unavailable):
