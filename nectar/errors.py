@@ -17,6 +17,8 @@ NectarError
     ├── RegistryUnavailable  the run registry (PostgreSQL) cannot be reached
     ├── SchedulerUnavailable luigid cannot be reached
     └── QueueFull            too many runs queued: try again after ``retry_after`` seconds
+
+Interrupted (a BaseException, like KeyboardInterrupt) stops an attempt's task when its run is cancelled or reclaimed.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ class TooLarge(NectarError):
 
 class LeaseLost(NectarError):
     """The attempt writing an output no longer owns its run: the write is discarded, not committed."""
+
+
+class Interrupted(BaseException):  # noqa: N818  (like KeyboardInterrupt: what happened to the task, not its fault)
+    """Raised inside an attempt's process to stop its task (a BaseException, so task code does not swallow it)."""
 
 
 class Unavailable(NectarError):
