@@ -291,10 +291,13 @@ class S3Store(TargetStore):
         A missing key is :class:`FileNotFoundError`. The botocore error is not chained: its code and
         message are in ours, so that a traceback shows the store's error once.
         """
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return fn(**kwargs)
+        except S3UploadFailedError as exc:  # upload_file's wrapper of the ClientError it met
+            failure = StoreUnavailable(f"S3 store {self.location}: {what} failed: {exc}", code=s3_error_code(exc))
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))

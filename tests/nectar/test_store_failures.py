@@ -42,10 +42,15 @@ def test_a_presigned_download_has_the_type_the_local_store_serves(
         assert answer.headers["Content-Type"] == expected, (key.path, answer.headers)
 
 
-def test_a_missing_bucket_is_no_missing_key(s3_settings: Settings) -> None:
+def test_a_missing_bucket_is_no_missing_key(s3_settings: Settings, tmp_path: Path) -> None:
     store = S3Store("nobucket")
 
-    for probe in (lambda: store.exists(KEY), lambda: store.target(KEY).exists(), store.check):
+    def put() -> None:
+        source = tmp_path / "log.txt"
+        source.write_text("log\n")
+        store.put_file(source, KEY.with_file("log/stderr.log"))
+
+    for probe in (lambda: store.exists(KEY), lambda: store.target(KEY).exists(), store.check, put):
         with pytest.raises(StoreUnavailable, match=r"s3://nobucket: .*NoSuchBucket") as raised:
             probe()
         assert is_permanent(raised.value)
