@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nectar.config import Settings, configure, get_settings
-from nectar.errors import InvalidParameters, NectarError
+from nectar.errors import InvalidParameters, NectarError, StoreUnavailable
 from nectar.eventlog import configure_logging
 from nectar.keys import STDERR_FILE, TargetKey
 
@@ -98,8 +98,10 @@ def _print_status(nectar: Any, key: TargetKey) -> str:
         print(f"  {step.state:<8} {ran:<3} {step.task}" + (f": {step.error}" if step.error else ""))
     if status.failed_step:
         print(f"failed:     {status.failed_step}: {status.error}")
-        failed = next((s.key for s in status.steps if s.task == status.failed_step and s.key), key.path)
-        log = _log_location(store, TargetKey.parse(failed).with_file(STDERR_FILE))
+        failed = TargetKey.parse(
+            next((s.key for s in status.steps if s.task == status.failed_step and s.key), key.path)
+        )
+        log = _log_location(nectar.store_of(failed), failed.with_file(STDERR_FILE))
         if log:
             print(f"logs:       {log}")
     return str(status.job_status)
@@ -107,8 +109,11 @@ def _print_status(nectar: Any, key: TargetKey) -> str:
 
 def _log_location(store: Any, log: TargetKey) -> str | None:
     """Where a log is: in the store, else still in the live logs folder (its upload failed), else nowhere."""
-    if store.exists(log):
-        return str(store.describe(log))
+    try:
+        if store.exists(log):
+            return str(store.describe(log))
+    except StoreUnavailable:  # the step failed on its store (a missing bucket): no log can be there
+        pass
     live = get_settings().live_logs_dir / log.path
     return str(live) if live.is_file() else None
 
