@@ -12,7 +12,7 @@ from nectar.attempt import process_name
 from nectar.config import Settings
 from nectar.executor import run_in_foreground
 from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
-from nectar.runs import RunState
+from nectar.runs import RunFilter, RunState
 from nectar.service import Nectar
 from tests.conftest import NECTAR, settings_env, wait_until
 
@@ -27,6 +27,24 @@ class BoomTask(NectarTask):
     def run(self):
         print("about to fail")
         raise ValueError("boom")
+"""
+
+MIXED_CHAIN = """from nectar import NectarLocalTask, NectarS3Task
+
+
+class UpstreamTask(NectarS3Task):
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("up\\n")
+
+
+class ReportTask(NectarLocalTask):
+    def requires(self):
+        return UpstreamTask()
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("report\\n")
 """
 
 WORKING_CHAIN = """import time
@@ -132,3 +150,21 @@ def test_a_cancelled_step_ends_cancelled_at_once_keeps_its_logs_and_leaves_no_tr
     status = nectar_cli(settings, "status", key.path)
     assert status.returncode == 1 and "job_status: CANCELLED" in status.stdout, status.stdout + status.stderr
     assert "location:" not in status.stdout and "logs:" not in status.stdout, status.stdout
+
+
+def test_nectar_run_of_a_step_whose_bucket_is_missing_names_it_once_and_points_at_no_log(
+    settings: Settings, s3_env: dict[str, str], write_chain: WriteChain
+) -> None:
+    write_chain("cap/mixed_chain", MIXED_CHAIN)  # the task asked for is local; the step it needs is in S3
+    qa = settings.replace(env="qa", project_bucket="nobucket", retries=2)  # the moto server has no qa.nobucket
+
+    result = nectar_cli(qa, "run", "cap/mixed_chain/ReportTask")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.count("NoSuchBucket") == 1, result.stderr  # one attempt, told once
+    printed = {k: v.strip() for k, v in (line.split(":", 1) for line in result.stdout.splitlines() if line[0] != " ")}
+    assert printed["failed"].startswith("UpstreamTask: complete() failed: StoreUnavailable: S3 store s3://qa.nobucket")
+    assert "NoSuchBucket" in printed["failed"] and "missing" not in printed["failed"], result.stdout
+    assert "logs" not in printed and "location" not in printed, result.stdout
+    run = Nectar(qa).runs.find(RunFilter(chain="mixed_chain"))[0][0]
+    assert (run.state, run.attempt, run.max_attempts) == (RunState.FAILED, 1, 3)
