@@ -196,7 +196,11 @@ def commit_guard(runs: RunStore, run: Run, lease: Lease) -> Callable[[str], None
 
 
 def _cancelled(runs: RunStore, run: Run) -> bool:
-    current = runs.get(run.id)
+    """Whether the attempt's run was cancelled (not reclaimed); False when the registry cannot say."""
+    try:
+        current = runs.get(run.id)
+    except Exception:  # the registry is unreachable: the lease's refusal stands
+        return False
     return current is not None and current.state == RunState.CANCELLED and current.attempt == run.attempt
 
 
