@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import mimetypes
-
 import marshmallow as ma
 from flask import Response
 from flask.views import MethodView
@@ -13,7 +11,7 @@ from api.context import nectar, signer
 from api.envelope import error_responses
 from nectar.errors import NotFound
 from nectar.keys import TargetKey
-from nectar.stores import LocalStore, get_store
+from nectar.stores import BINARY, SERVED_TYPES, LocalStore, get_store, served_type
 
 blp = Blueprint("files", __name__, url_prefix="/api", description="Signed downloads of local targets.")
 
@@ -24,17 +22,9 @@ class SignedFileQuerySchema(ma.Schema):
     signature = ma.fields.String(required=True, metadata={"description": "Hex HMAC-SHA256 of key and expiry."})
 
 
-#: the types a file is served as, by its name; anything else (HTML, SVG, scripts...) is served as bytes, so that an
-#: output can never run as a page of this origin
-SERVED_TYPES = ("text/plain", "text/csv", "application/json")
-BINARY = "application/octet-stream"
+#: what a file is served as is :func:`nectar.stores.served_type`'s rule, the one S3 uploads follow too
 ALL_TYPES = (*SERVED_TYPES, BINARY)
 _FILE = {"type": "string", "format": "binary"}
-
-
-def served_type(filename: str) -> str:
-    guessed = "text/plain" if filename.endswith(".log") else mimetypes.guess_type(filename)[0]
-    return guessed if guessed in SERVED_TYPES else BINARY
 
 
 @blp.route("/files")

@@ -6,7 +6,7 @@ import marshmallow as ma
 from marshmallow import fields
 
 from api.envelope import enveloped
-from nectar.runs import RunState
+from nectar.runs import STEP_STATES, RunState
 
 
 class ParamSchema(ma.Schema):
@@ -77,7 +77,13 @@ class BatchQuerySchema(ma.Schema):
 
 class StepSchema(ma.Schema):
     task = fields.String()
-    state = fields.String()
+    state = fields.String(
+        metadata={
+            "description": "PENDING, RUNNING, DONE, FAILED or CANCELLED (every step not yet over, when its run is "
+            "cancelled).",
+            "enum": list(STEP_STATES),
+        }
+    )
     executed = fields.Boolean(metadata={"description": "False when the step was already complete."})
     error = fields.String(allow_none=True)
     key = fields.String(allow_none=True)

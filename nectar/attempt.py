@@ -8,8 +8,9 @@ Nothing is lost and nothing runs twice at once:
 - whatever the heartbeat has not yet seen, every commit of an output first confirms the lease
   (:mod:`nectar.fence`; a read while the last renewal is fresh, else a renewal) and is discarded
   if that is refused: a lost attempt writes nothing;
-- each step's state goes to the registry through luigi's events (starts and failures at once,
-  the rest in batches); the attempt's outcome is whether its task is complete.
+- each step's state goes to the registry through luigi's events (:mod:`nectar.steps`); the
+  attempt's outcome is whether its task is complete, and a failure no retry cures (a chain that
+  does not import, a missing bucket) ends the run at once.
 """
 
 from __future__ import annotations
@@ -20,43 +21,35 @@ import signal
 import socket
 import threading
 import time
-import traceback
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 import luigi
-from luigi.event import Event
 from luigi.execution_summary import _summary_dict
 from luigi.parameter import UnconsumedParameterWarning
 
 from nectar import fence
 from nectar.build import Build, luigi_worker_id
 from nectar.config import Settings, configure
-from nectar.discovery import is_chain_task, load_chain_module
-from nectar.errors import SchedulerUnavailable
+from nectar.discovery import describe_import_error, is_chain_task, load_chain_module
+from nectar.errors import ChainImportError, Interrupted, LeaseLost, SchedulerUnavailable
 from nectar.eventlog import current_run
 from nectar.runs import Run, RunState, RunStore, Step
 from nectar.scheduler import SchedulerClient
-from nectar.task import NectarTask
+from nectar.steps import MAX_ERROR, StepRecorder, describe
+from nectar.stores import is_permanent
 
 logger = logging.getLogger(__name__)
-MAX_ERROR = 4000
 #: seconds an interrupted attempt gets to end on its own before its process group is killed
 INTERRUPT_GRACE = 5.0
 #: seconds a run waits before trying again when a step it needs is being run by another worker
 BLOCKED_DELAY = 2.0
-#: seconds a step's change (other than a start or a failure) may wait to be written with the next ones
-FLUSH_INTERVAL = 0.2
 HOST = socket.gethostname()
 
 # luigi reads [core] rpc-* itself, then warns at every build that its `core` task does not consume them
 warnings.filterwarnings("ignore", r"The configuration contains the parameter 'rpc_\w+'", UnconsumedParameterWarning)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
 
 
 def process_name(pid: int | None = None) -> str:
@@ -89,90 +82,18 @@ def release(settings: Settings, runs: RunStore, run: Run, reason: str) -> None:
             logger.warning("could not tell luigid that %s ended: %s", step.task_id, exc)
 
 
-@dataclass
-class StepRecorder:
-    """Mirrors luigi's events about each task of a run into the registry's steps.
-
-    A step's start or failure is written at once; other changes (discovered, done) wait for the next
-    write, at most ``FLUSH_INTERVAL`` seconds or until the next heartbeat: a task of a wide chain
-    costs one registry write, not three.
-    """
-
-    runs: RunStore
-    run_id: str
-    failed: tuple[str, str] | None = None
-    _started: set[str] = field(default_factory=set)
-    _pending: list[Step] = field(default_factory=list)
-    _flushed: float = field(default_factory=time.monotonic)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def install(self) -> None:
-        """Make this the recorder luigi's events reach (handlers are registered once per process)."""
-        global _recorder
-        if _recorder is None:
-            _install_handlers()
-        _recorder = self
-
-    def start(self, task: luigi.Task) -> None:
-        self._started.add(task.task_id)
-        self.record(task, "RUNNING")
-
-    def fail(self, task: luigi.Task, error: str) -> None:
-        if self.failed is None:
-            self.failed = (type(task).__name__, error)
-        self.record(task, "FAILED", error)
-
-    def record(self, task: luigi.Task, state: str, error: str | None = None) -> None:
-        key = task.target_key.path if isinstance(task, NectarTask) else None
-        executed = task.task_id in self._started
-        with self._lock:
-            self._pending.append(Step(self.run_id, task.task_id, type(task).__name__, key, state, executed, error))
-        if state in ("RUNNING", "FAILED") or time.monotonic() - self._flushed >= FLUSH_INTERVAL:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write what is pending, in order (from any thread: the heartbeat's flushes too)."""
-        with self._lock:
-            if self._pending:
-                self.runs.record_steps(self._pending)
-                self._pending = []
-            self._flushed = time.monotonic()
-
-
-_recorder: StepRecorder | None = None
-
-
-def _install_handlers() -> None:
-    def forward(action: Any) -> Any:
-        """A luigi event handler that passes the event to the current recorder, if any."""
-        return lambda *args: action(_recorder, *args) if _recorder is not None else None
-
-    handlers = {
-        Event.DEPENDENCY_DISCOVERED: forward(lambda r, task, dep: r.record(dep, "PENDING")),
-        Event.DEPENDENCY_PRESENT: forward(lambda r, task: r.record(task, "DONE")),
-        Event.DEPENDENCY_MISSING: forward(lambda r, task: r.fail(task, "missing: its data does not exist (yet?)")),
-        Event.BROKEN_TASK: forward(lambda r, task, exc: r.fail(task, f"broken: {_describe(exc)}")),
-        Event.START: forward(lambda r, task: r.start(task)),
-        Event.SUCCESS: forward(lambda r, task: r.record(task, "DONE")),
-        Event.FAILURE: forward(lambda r, task, exc: r.fail(task, _describe(exc))),
-    }
-    for event, handler in handlers.items():
-        luigi.Task.event_handler(event)(handler)
-
-
 def load_task(settings: Settings, run: Run) -> luigi.Task:
     """The run's luigi task, from the chain file as it is on disk now."""
     path = settings.chains_dir / run.chain_type / f"{run.chain}.py"
-    module = load_chain_module(path, run.chain_type, run.chain)
+    try:
+        module = load_chain_module(path, run.chain_type, run.chain)
+    except Exception as exc:
+        raise ChainImportError(describe_import_error(exc, path)) from exc
     cls = vars(module).get(run.task)
     if not is_chain_task(run.task, cls, module):
         raise LookupError(f"{run.ref} is no longer a task of {path}")
     assert cls is not None
     return cls.from_str_params(dict(run.params))
-
-
-class Interrupted(BaseException):  # noqa: N818  (like KeyboardInterrupt: what happened to the task, not its fault)
-    """Raised inside an attempt's process to stop its task (a BaseException, so task code does not swallow it)."""
 
 
 class Lease:
@@ -264,6 +185,59 @@ class Lease:
             return
 
 
+def commit_guard(runs: RunStore, run: Run, lease: Lease) -> Callable[[str], None]:
+    """The attempt's fence: outputs are committed only while it owns its run; logs also once its run is cancelled.
+
+    A cancelled run has no later attempt whose files its logs could overwrite, and the interrupted step's
+    logs tell what it was doing; a reclaimed attempt writes nothing (its folder is its successor's).
+    """
+    fenced = fence.lease_guard(lease.confirm, f"attempt {run.attempt} of run {run.id}")
+
+    def guard(what: str) -> None:
+        try:
+            fenced(what)
+        except LeaseLost:
+            if PurePosixPath(what).parent.name != "log" or not _cancelled(runs, run):
+                raise
+
+    return guard
+
+
+def _cancelled(runs: RunStore, run: Run) -> bool:
+    """Whether the attempt's run was cancelled (not reclaimed); False when the registry cannot say."""
+    try:
+        current = runs.get(run.id)
+    except Exception:  # the registry is unreachable: the lease's refusal stands
+        return False
+    return current is not None and current.state == RunState.CANCELLED and current.attempt == run.attempt
+
+
+class _ExpectedInterrupt(logging.Filter):
+    """An interrupted task (its run cancelled or reclaimed, its worker stopping) is no fault: luigi's record of
+    it keeps its line and loses the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, Interrupted):
+            record.msg, record.args = f"{record.getMessage()}: interrupted: {exc}", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_luigi() -> None:
+    """luigi's records once each (at luigi.cfg's level), and an interrupted task's without a traceback.
+
+    luigi gives its logger a handler of its own; in a process that logs through the root's (``nectar
+    worker``'s children) each luigi record, a failure's traceback too, was printed twice: luigi's goes.
+    """
+    luigi_log = logging.getLogger("luigi-interface")
+    if any(getattr(handler, "_nectar", False) for handler in logging.getLogger().handlers):
+        for handler in list(luigi_log.handlers):
+            luigi_log.removeHandler(handler)
+    if not any(isinstance(f, _ExpectedInterrupt) for f in luigi_log.filters):
+        luigi_log.addFilter(_ExpectedInterrupt())
+
+
 #: why luigi may leave a task undone with no step failing, and what the run then says while it waits
 _WAITING = {
     "run_by_other_worker": "another worker is running it",
@@ -287,7 +261,7 @@ def execute(settings: Settings, runs: RunStore, run: Run, build: Build | None = 
     current_run.set(run.id)  # every record of this process is now about this run (luigi's too)
     logger.info("run %s of %s: attempt %d of %d started", run.id, run.ref, run.attempt, run.max_attempts)
     lease = Lease(runs, run, settings.heartbeat_interval)
-    fence.install(fence.lease_guard(lease.confirm, f"attempt {run.attempt} of run {run.id}"))
+    fence.install(commit_guard(runs, run, lease))
     try:
         state = _execute(settings, runs, run, lease, build)
     finally:
@@ -302,23 +276,27 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease, build: 
     with lease:
         try:
             task = load_task(settings, run)
-        except Exception as exc:  # user code failing to import is the run's failure, not ours
-            return runs.fail(run.id, run.attempt, run.task, f"cannot load {run.ref}: {_describe(exc)}")
+        except Exception as exc:  # user code failing to import is the run's failure, not ours; no retry cures it
+            error = str(exc) if isinstance(exc, ChainImportError) else describe(exc)
+            return runs.fail(run.id, run.attempt, run.task, f"cannot load {run.ref}: {error}", retryable=False)
         recorder = StepRecorder(runs, run.id)
         recorder.install()
         lease.on_beat = recorder.flush
         recorder.record(task, "PENDING")
         summary, blocked, complete = "", None, False
         try:
-            result = (build or Build(settings.scheduler_url, process_name())).run(task)
+            build = build or Build(settings.scheduler_url, process_name())
+            quiet_luigi()
+            result = build.run(task)
             summary = result.summary_text
             complete = bool(task.complete())
             blocked = None if complete or recorder.failed else _blocked(result, task)
         except Interrupted:
             pass
         except Exception as exc:
-            recorder.failed = recorder.failed or (run.task, _describe(exc))
-            traceback.print_exc()
+            if recorder.failed is None:  # else luigi has told (once) what failed first
+                recorder.failed = (run.task, describe(exc), not is_permanent(exc))
+                logger.exception("run %s of %s failed", run.id, run.ref)
         try:
             recorder.flush()
         except Exception:  # the steps' last changes are lost; the run's own outcome is recorded below
@@ -341,5 +319,9 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease, build: 
         except SchedulerUnavailable as exc:  # not the task's fault: wait in the queue for luigid
             runs.requeue(run.id, run.attempt, settings.heartbeat_interval, f"requeued: {exc}")
             return RunState.PENDING
-    step, error = recorder.failed or (run.task, f"not complete after the run: {summary.strip()[-MAX_ERROR:]}")
-    return runs.fail(run.id, run.attempt, step, error)
+    step, error, retryable = recorder.failed or (
+        run.task,
+        f"not complete after the run: {summary.strip()[-MAX_ERROR:]}",
+        True,
+    )
+    return runs.fail(run.id, run.attempt, step, error, retryable)

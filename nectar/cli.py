@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nectar.config import Settings, configure
-from nectar.errors import InvalidParameters, NectarError
+from nectar.config import Settings, configure, get_settings
+from nectar.errors import InvalidParameters, NectarError, StoreUnavailable
 from nectar.eventlog import configure_logging
-from nectar.keys import TargetKey
+from nectar.keys import STDERR_FILE, TargetKey
 
 if TYPE_CHECKING:
     from nectar.client import DownloadReport, NectarClient, Progress, RowResult
@@ -84,10 +84,13 @@ def cmd_chains(args: argparse.Namespace) -> int:
 
 
 def _print_status(nectar: Any, key: TargetKey) -> str:
+    """Print a key's status; a location only where a file is (the output once DONE, a failed step's log)."""
     status = nectar.status(key)
     print(f"job_status: {status.job_status}")
     print(f"key:        {key.path}")
-    print(f"location:   {nectar.store.describe(key)}")
+    store = nectar.store_of(key)
+    if status.done:
+        print(f"location:   {store.describe(key)}")
     if status.run:
         print(f"run:        {status.run.id}")
     for step in status.steps:
@@ -95,19 +98,41 @@ def _print_status(nectar: Any, key: TargetKey) -> str:
         print(f"  {step.state:<8} {ran:<3} {step.task}" + (f": {step.error}" if step.error else ""))
     if status.failed_step:
         print(f"failed:     {status.failed_step}: {status.error}")
-        print(f"logs:       {nectar.store.describe(key.with_file('log/stderr.log'))}")
+        failed = TargetKey.parse(
+            next((s.key for s in status.steps if s.task == status.failed_step and s.key), key.path)
+        )
+        log = _log_location(nectar.store_of(failed), failed.with_file(STDERR_FILE))
+        if log:
+            print(f"logs:       {log}")
     return str(status.job_status)
 
 
+def _log_location(store: Any, log: TargetKey) -> str | None:
+    """Where a log is: in the store, else still in the live logs folder (its upload failed), else nowhere."""
+    try:
+        if store.exists(log):
+            return str(store.describe(log))
+    except StoreUnavailable:  # the step failed on its store (a missing bucket): no log can be there
+        pass
+    live = get_settings().live_logs_dir / log.path
+    return str(live) if live.is_file() else None
+
+
 def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    import luigi.configuration
+
     from nectar.attempt import process_name
     from nectar.executor import run_in_foreground
+    from nectar.serve import luigi_config
     from nectar.service import Nectar
 
     settings = _settings(args)
     parts = args.task.split("/")
     if len(parts) != 3:
         raise SystemExit("nectar run: name the task as <type>/<chain>/<Task>")
+    config = luigi_config(settings)
+    if config is not None:  # luigi.cfg's [core] log_level, its [worker] settings: as in `nectar worker`
+        luigi.configuration.add_config_path(str(config))
     nectar = Nectar(settings)
     chain_type, chain, task = parts
     submission = nectar.submit(chain_type, chain, task, _task_params(extra))

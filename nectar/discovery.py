@@ -67,6 +67,22 @@ def load_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleTy
     return module
 
 
+def describe_import_error(exc: BaseException, path: Path) -> str:
+    """Why a chain file failed to import, with where in it: ``SyntaxError: expected ':' (x_chain.py, line 31)``.
+
+    A syntax error names its own line; any other error the innermost frame of the chain file.
+    """
+    what = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    if isinstance(exc, SyntaxError):
+        return f"{type(exc).__name__}: {exc.msg} ({Path(exc.filename or path).name}, line {exc.lineno})"
+    lines = [line for file, line in _frames(exc) if file == str(path)]
+    return f"{what} ({path.name}, line {lines[-1]})" if lines else what
+
+
+def _frames(exc: BaseException) -> list[tuple[str, int | None]]:
+    return [(frame.filename, frame.lineno) for frame in traceback.extract_tb(exc.__traceback__)]
+
+
 def _static_requires(source: str) -> dict[str, list[str]]:
     """Class name -> names of the classes its ``requires`` calls, read from the source."""
     try:
@@ -191,8 +207,7 @@ def inspect_chain(path: Path, chain_type: str, chain: str) -> ChainInfo:
     try:
         module = load_chain_module(path, chain_type, chain)
     except Exception as exc:  # any failure of user code: listed, never fatal
-        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return ChainInfo(chain_type, chain, path, {}, error=last)
+        return ChainInfo(chain_type, chain, path, {}, error=describe_import_error(exc, path))
     requires = _static_requires(path.read_text(encoding="utf-8", errors="replace"))
     tasks: dict[str, TaskInfo] = {}
     for name, obj in sorted(vars(module).items()):

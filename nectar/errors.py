@@ -17,6 +17,8 @@ NectarError
     ├── RegistryUnavailable  the run registry (PostgreSQL) cannot be reached
     ├── SchedulerUnavailable luigid cannot be reached
     └── QueueFull            too many runs queued: try again after ``retry_after`` seconds
+
+Interrupted (a BaseException, like KeyboardInterrupt) stops an attempt's task when its run is cancelled or reclaimed.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ class LeaseLost(NectarError):
     """The attempt writing an output no longer owns its run: the write is discarded, not committed."""
 
 
+class Interrupted(BaseException):  # noqa: N818  (like KeyboardInterrupt: what happened to the task, not its fault)
+    """Raised inside an attempt's process to stop its task (a BaseException, so task code does not swallow it)."""
+
+
 class Unavailable(NectarError):
     """A dependency (``service``) could not be reached; worth trying again after ``retry_after`` seconds."""
 
@@ -83,7 +89,13 @@ class Unavailable(NectarError):
 
 
 class StoreUnavailable(Unavailable):
+    """The store failed; ``code`` is its own error code when it gave one (S3's ``NoSuchBucket``, ``AccessDenied``)."""
+
     service = "store"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class RegistryUnavailable(Unavailable):

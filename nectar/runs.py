@@ -161,6 +161,11 @@ class Durations:
     total: float
 
 
+#: the states of a step: luigi's (waiting for what it requires, running, done, failed) and CANCELLED, the state
+#: every step not yet over takes, at once, when its run is cancelled
+STEP_STATES = ("PENDING", "RUNNING", "DONE", "FAILED", "CANCELLED")
+
+
 @dataclass(frozen=True)
 class Step:
     """One task of a run's chain, as the run's worker saw it."""
@@ -169,6 +174,7 @@ class Step:
     task_id: str
     task: str
     key: str | None
+    #: one of :data:`STEP_STATES`
     state: str
     executed: bool = False
     error: str | None = None
@@ -198,9 +204,12 @@ class RunStore(ABC):
         """End a RUNNING attempt as DONE; False if the attempt is no longer the caller's."""
 
     @abstractmethod
-    def fail(self, run_id: str, attempt: int, failed_step: str | None, error: str) -> RunState | None:
-        """End a RUNNING attempt as failed: PENDING again if its policy allows a retry, else FAILED.
+    def fail(
+        self, run_id: str, attempt: int, failed_step: str | None, error: str, retryable: bool = True
+    ) -> RunState | None:
+        """End a RUNNING attempt as failed: PENDING again if ``retryable`` and its policy allows a retry, else FAILED.
 
+        A failure no retry can cure (a chain that does not import, a missing bucket) is not ``retryable``.
         Answers the run's new state, or None if the attempt is no longer the caller's.
         """
 

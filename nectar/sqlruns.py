@@ -191,17 +191,19 @@ class SqlRunStore(RunStore):
             self._queued()
         return requeued
 
-    def fail(self, run_id: str, attempt: int, failed_step: str | None, error: str) -> RunState | None:
+    def fail(
+        self, run_id: str, attempt: int, failed_step: str | None, error: str, retryable: bool = True
+    ) -> RunState | None:
         with self._db() as db:
             run = self._select(db, _OWNED, run_id, attempt, lock=True)
-            state = None if run is None else self._fail(db, run, failed_step, error)
+            state = None if run is None else self._fail(db, run, failed_step, error, retryable)
         if state == RunState.PENDING:
             self._queued()
         return state
 
-    def _fail(self, db: Any, run: Run, failed_step: str | None, error: str) -> RunState:
+    def _fail(self, db: Any, run: Run, failed_step: str | None, error: str, retryable: bool = True) -> RunState:
         now = time.time()
-        if run.attempt < run.max_attempts:
+        if retryable and run.attempt < run.max_attempts:
             self._exec(
                 db,
                 "UPDATE runs SET state = 'PENDING', not_before = ?, heartbeat_at = NULL, failed_step = ?, error = ? "
@@ -267,13 +269,20 @@ class SqlRunStore(RunStore):
                 raise RunNotFound(f"no run {run_id}")
             if not before.state.active:
                 raise RunFinished(f"run {run_id} has already ended: {before.state.value}")
+            now = time.time()
             after = _run(
                 self._exec(
                     db,
                     "UPDATE runs SET state = 'CANCELLED', finished_at = ?, heartbeat_at = NULL, error = ? "
                     f"WHERE id = ? RETURNING {_RUN_COLUMNS}",
-                    (time.time(), reason, run_id),
+                    (now, reason, run_id),
                 ).fetchone()
+            )
+            self._exec(  # its steps end with it: none is left RUNNING (or waiting) for a worker that will stop
+                db,
+                "UPDATE steps SET state = 'CANCELLED', updated_at = ? "
+                "WHERE run_id = ? AND state IN ('PENDING', 'RUNNING')",
+                (now, run_id),
             )
         assert after is not None
         return before, after
@@ -324,8 +333,10 @@ class SqlRunStore(RunStore):
             for step in steps:
                 self._exec(
                     db,
+                    # a cancelled run's steps are final: what its interrupted worker says late is not written
                     "INSERT INTO steps (run_id, task_id, task, key, state, executed, error, updated_at, seq) "
-                    "VALUES (?,?,?,?,?,?,?,?, (SELECT COUNT(*) FROM steps WHERE run_id = ?)) "
+                    "SELECT ?,?,?,?,?,?,?,?, (SELECT COUNT(*) FROM steps WHERE run_id = ?) "
+                    "WHERE NOT EXISTS (SELECT 1 FROM runs WHERE id = ? AND state = 'CANCELLED') "
                     "ON CONFLICT(run_id, task_id) DO UPDATE SET state = excluded.state, "
                     f"executed = {self.GREATEST}(steps.executed, excluded.executed), "
                     "error = COALESCE(excluded.error, steps.error), updated_at = excluded.updated_at",
@@ -338,6 +349,7 @@ class SqlRunStore(RunStore):
                         int(step.executed),
                         step.error,
                         step.updated_at,
+                        step.run_id,
                         step.run_id,
                     ),
                 )

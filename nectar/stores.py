@@ -10,6 +10,7 @@ store, and stores are cached per settings.
 from __future__ import annotations
 
 import functools
+import mimetypes
 import os
 import shutil
 import stat
@@ -28,6 +29,50 @@ from nectar import fence
 from nectar.config import Settings, get_settings
 from nectar.errors import InvalidKey, StoreUnavailable
 from nectar.keys import TargetKey
+
+#: the types a file is served as, by its name; anything else (HTML, SVG, scripts...) is served as bytes, so that an
+#: output can never run as a page of the API's origin nor of a bucket's
+SERVED_TYPES = ("text/plain", "text/csv", "application/json")
+BINARY = "application/octet-stream"
+#: S3 error codes that no retry can cure: the store is misconfigured (the bucket, the credentials, the rights)
+PERMANENT_S3_ERRORS = frozenset(
+    {
+        "NoSuchBucket",
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidBucketName",
+    }
+)
+
+
+def served_type(filename: str) -> str:
+    """The content type a file is served as, by its name: the local store's downloads and S3's uploads alike."""
+    guessed = "text/plain" if filename.endswith(".log") else mimetypes.guess_type(filename)[0]
+    return guessed if guessed in SERVED_TYPES else BINARY
+
+
+def s3_error_code(exc: BaseException) -> str | None:
+    """The S3 error code behind ``exc`` (botocore's, or one it caused or happened during), None if none."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, StoreUnavailable):
+            code = current.code
+        else:  # botocore's ClientError (boto3's upload error is raised while handling one)
+            response = getattr(current, "response", None)
+            code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+        if code:
+            return str(code)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether ``exc`` is a store error that trying again cannot cure (a missing bucket, refused credentials)."""
+    return s3_error_code(exc) in PERMANENT_S3_ERRORS
 
 
 def _fenced_commit(atomic: AtomicLocalFile, commit: Any) -> None:
@@ -212,6 +257,7 @@ class S3Store(TargetStore):
 
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
+        self._bucket_seen = False
 
     @property
     def location(self) -> str:
@@ -235,32 +281,62 @@ class S3Store(TargetStore):
         return f"s3://{self.bucket}/{key.path}"
 
     def target(self, key: TargetKey) -> FileSystemTarget:
-        return _fenced_s3_target_class()(self.s3_path(key), client=self.client)
+        target = _fenced_s3_target_class()(self.s3_path(key), client=self.client)
+        target.store_key = (self, key)
+        return target
 
     def _call(self, what: str, fn: Any, /, **kwargs: Any) -> Any:
+        """``fn(**kwargs)``; S3's errors become :class:`StoreUnavailable` naming the bucket and S3's own code.
+
+        A missing key is :class:`FileNotFoundError`. The botocore error is not chained: its code and
+        message are in ours, so that a traceback shows the store's error once.
+        """
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return fn(**kwargs)
+        except S3UploadFailedError as exc:  # upload_file's wrapper of the ClientError it met
+            failure = StoreUnavailable(f"S3 store {self.location}: {what} failed: {exc}", code=s3_error_code(exc))
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
             if code in {"404", "NoSuchKey", "NotFound"} and "Key" in kwargs:  # a missing bucket is no missing file
-                raise FileNotFoundError(kwargs.get("Key", what)) from exc
-            raise StoreUnavailable(f"S3 store {self.location}: {what} failed: {exc}") from exc
+                raise FileNotFoundError(kwargs.get("Key", what)) from None
+            if code in {"404", "NotFound"}:  # a HEAD of a bucket has no body, hence no code: its 404 is NoSuchBucket
+                code, error = "NoSuchBucket", {"Message": "The specified bucket does not exist"}
+            message = error.get("Message") or str(exc)
+            failure = StoreUnavailable(f"S3 store {self.location}: {what} failed: {code}: {message}", code=code)
         except BotoCoreError as exc:
-            raise StoreUnavailable(f"S3 store {self.location} unreachable: {exc}") from exc
+            failure = StoreUnavailable(f"S3 store {self.location} unreachable: {exc}")
+        raise failure from None
 
     def exists(self, key: TargetKey) -> bool:
+        """Whether ``key`` is there; a missing bucket is :class:`StoreUnavailable`, not a missing key."""
         try:
             self._call("head_object", self.boto.head_object, Bucket=self.bucket, Key=key.path)
         except FileNotFoundError:
+            self._confirm_bucket()  # a HEAD answers 404 for a missing bucket as for a missing key
             return False
         return True
+
+    def _confirm_bucket(self) -> None:
+        """Raise :class:`StoreUnavailable` if the bucket does not exist (asked once; a bucket seen is remembered)."""
+        if not self._bucket_seen:
+            self.check()
+            self._bucket_seen = True
 
     def put_file(self, local_path: Path, key: TargetKey) -> None:
         # upload_file streams from disk in multipart chunks: memory stays flat for big files
         fence.check(self.s3_path(key))
-        self._call("upload", self.boto.upload_file, Filename=str(local_path), Bucket=self.bucket, Key=key.path)
+        self._call(
+            "upload",
+            self.boto.upload_file,
+            Filename=str(local_path),
+            Bucket=self.bucket,
+            Key=key.path,
+            ExtraArgs={"ContentType": served_type(key.filename)},
+        )
 
     def url(self, key: TargetKey, expires_in: int) -> str:
         return str(
@@ -297,11 +373,19 @@ def _fenced_s3_target_class() -> Any:
 
             bucket, key = self.s3_client._path_to_bucket_and_key(self.path)
             config = TransferConfig(multipart_chunksize=8 << 20, max_concurrency=4)
-            self.s3_client.s3.meta.client.upload_file(
-                self.tmp_path, bucket, key, Config=config, ExtraArgs=self.s3_options or None
-            )
+            extra = {"ContentType": served_type(key.rpartition("/")[2]), **self.s3_options}
+            self.s3_client.s3.meta.client.upload_file(self.tmp_path, bucket, key, Config=config, ExtraArgs=extra)
 
     class FencedS3Target(_FencedTemporaryPath, S3Target):
+        #: the store and key it was made for: its ``exists`` is theirs (one HEAD; a missing bucket raises)
+        store_key: tuple[S3Store, TargetKey] | None = None
+
+        def exists(self) -> bool:
+            if self.store_key is None:
+                return bool(super().exists())
+            store, key = self.store_key
+            return store.exists(key)
+
         def open(self, mode: str = "r") -> Any:
             if mode != "w":
                 return super().open(mode)

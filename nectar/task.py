@@ -13,6 +13,7 @@ import functools
 import inspect
 import json
 import logging
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Generator
@@ -24,7 +25,7 @@ from luigi.target import FileSystemTarget
 
 from nectar.capture import redirect_output
 from nectar.config import get_settings
-from nectar.errors import ChainImportError, LeaseLost
+from nectar.errors import ChainImportError, Interrupted, LeaseLost
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_name
 from nectar.stores import TargetStore, get_store
 
@@ -215,6 +216,14 @@ class _LogSync(threading.Thread):
         self.join()
 
 
+def _report(exc: BaseException) -> None:
+    """Put why the task's run ended in its stderr log: the traceback of a failure, one line for an interrupt."""
+    if isinstance(exc, Interrupted):  # its run was cancelled or reclaimed, or its worker is stopping: no fault
+        print(f"interrupted: {exc}", file=sys.stderr)
+    else:
+        traceback.print_exc()
+
+
 def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a task's ``run`` (plain or generator) with :class:`_Recording`."""
 
@@ -234,8 +243,8 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
                             dependency = gen.send(sent)
                         except StopIteration as stop:
                             return stop.value
-                        except BaseException:
-                            traceback.print_exc()
+                        except BaseException as exc:
+                            _report(exc)
                             raise
                     sent = yield dependency
             finally:
@@ -255,8 +264,8 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
             with recording.capturing():
                 try:
                     return run(self, *args, **kwargs)
-                except BaseException:
-                    traceback.print_exc()
+                except BaseException as exc:
+                    _report(exc)
                     raise
         finally:
             self._nectar_recording = False

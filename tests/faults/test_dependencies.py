@@ -82,3 +82,32 @@ def test_s3_down_is_named_in_answers_fails_a_writing_run_clearly_and_runs_succee
     assert cluster.run(writer["run_id"]).state == RunState.FAILED
     assert cluster.read(again["key"]).startswith(cluster.run(again["run_id"]).task_id)
     cluster.account(ended=1)
+
+
+def test_a_missing_bucket_is_a_503_naming_it_and_fails_a_run_once_with_the_stores_own_error(cluster: Cluster) -> None:
+    cluster.fault = "S3 bucket missing (moto up): submit refused; a run queued before it went fails once, named"
+    cluster.use_s3()
+    cluster.settings = cluster.settings.replace(env="qa", project_bucket="nobucket")  # moto has no qa.nobucket
+    cluster.start_luigid()
+    cluster.start_api()
+
+    refused = cluster.api.submit(n=0)
+
+    assert refused.status_code == 503, refused.text
+    message = refused.json()["message"]
+    assert message.startswith("store unavailable: S3 store s3://qa.nobucket:") and "NoSuchBucket" in message, message
+
+    cluster.s3.create_bucket(Bucket="qa.nobucket")
+    queued = cluster.api.queue(task="FourAttemptsTask", n=1)  # its policy allows four attempts
+    cluster.s3.delete_bucket(Bucket="qa.nobucket")
+    cluster.start_worker(workers=1)
+
+    waitfor(lambda: cluster.run(queued["run_id"]).state.active is False, 60, "the run to end")
+    failed = cluster.api.run(queued["run_id"]).json()["data"]
+    assert (failed["state"], failed["attempt"], failed["failed_step"]) == ("FAILED", 1, "FourAttemptsTask"), failed
+    assert "s3://qa.nobucket" in failed["error"] and "NoSuchBucket" in failed["error"], failed["error"]
+    assert "missing" not in failed["error"]
+    assert cluster.ledger.count("start") == 0  # it never ran: whether it was done could not be known
+    worker_log = "".join(path.read_text() for path in cluster.logs.glob("worker-*.log"))
+    assert worker_log.count("NoSuchBucket") == 1, worker_log  # once for its one attempt
+    cluster.account(ended=1)

@@ -119,10 +119,19 @@ def test_a_cancelled_running_run_stops_leaves_no_output_and_runs_again_when_resu
     cancelled = cluster.api.cancel(running["run_id"])
 
     assert cancelled.status_code == 200, cancelled.text
-    waitfor(lambda: cluster.api.state(running["key"])["job_status"] == "CANCELLED", 3, "the status to say CANCELLED")
+    status = cluster.api.state(running["key"])  # the cancel is answered once its steps are over too
+    assert status["job_status"] == "CANCELLED", status
+    assert [(s["task"], s["state"]) for s in status["steps"]] == [("LedgerTask", "CANCELLED")], status
     waitfor(lambda: not alive(child), 7, "the cancelled attempt's process to end")
     assert not cluster.exists(running["key"])
     assert cluster.ledger.count("end") == 0
+    stderr = cluster.read(running["key"].replace("out.txt", "log/stderr.log"))  # the interrupted step's logs
+    assert stderr.strip().endswith("interrupted: the run was cancelled or reclaimed"), stderr
+    assert [(s["task"], s["state"]) for s in cluster.api.state(running["key"])["steps"]] == [
+        ("LedgerTask", "CANCELLED")
+    ]
+    worker_log = "".join(path.read_text() for path in cluster.logs.glob("worker-*.log"))
+    assert "Traceback" not in worker_log and "could not save the logs" not in worker_log, worker_log
     again = cluster.api.cancel(running["run_id"])
     assert again.status_code == 409, again.text
     assert cluster.api.cancel("0" * 32).status_code == 404

@@ -36,7 +36,16 @@ def test_chains_prints_a_table_of_tasks_and_parameters(settings: Settings, write
     assert result.returncode == 0, result.stderr
     lines = [line.split() for line in result.stdout.splitlines()]
     assert lines[0] == ["CHAIN", "TASK", "PARAMETERS"]
-    assert ["broken/oops_chain", "(import", "failed)", "RuntimeError:", "oops"] in lines
+    assert [
+        "broken/oops_chain",
+        "(import",
+        "failed)",
+        "RuntimeError:",
+        "oops",
+        "(oops_chain.py,",
+        "line",
+        "1)",
+    ] in lines
     assert [
         "etl/sales_chain",
         "AggregateSalesTask",

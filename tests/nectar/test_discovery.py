@@ -73,8 +73,10 @@ def test_catalog_lists_valid_and_broken_chains_and_nothing_else(messy_chains: Pa
         "mixed/valid_chain",
         "testchains/hello_luigiworld_chain",
     ]
-    assert chains["mixed/syntax_chain"].error is not None and "SyntaxError" in chains["mixed/syntax_chain"].error
-    assert chains["mixed/raising_chain"].error == "RuntimeError: this chain cannot be imported"
+    assert chains["mixed/syntax_chain"].error == "SyntaxError: invalid syntax (syntax_chain.py, line 1)"
+    assert (
+        chains["mixed/raising_chain"].error == "RuntimeError: this chain cannot be imported (raising_chain.py, line 1)"
+    )
     assert list(chains["mixed/valid_chain"].tasks) == ["FirstTask", "SecondTask"]
     assert list(chains["etl/sales_chain"].tasks) == ["AggregateSalesTask", "CleanSalesTask", "GenerateSalesTask"]
     assert chains["etl/sales_chain"].error is None
@@ -176,7 +178,7 @@ def test_added_edited_and_removed_chains_are_seen_without_restart(
     assert (imports(marker), imports(other)) == (2, 1)
 
     write_chain("live/grow_chain", "raise ImportError('half-edited')")
-    assert catalog.chain("live", "grow_chain").error == "ImportError: half-edited"
+    assert catalog.chain("live", "grow_chain").error == "ImportError: half-edited (grow_chain.py, line 1)"
     assert list(catalog.chain("live", "steady_chain").tasks) == ["STask"]
 
     (settings.chains_dir / "live/grow_chain.py").unlink()
