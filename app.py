@@ -35,6 +35,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     settings: Settings = config.pop("NECTAR_SETTINGS", None) or Settings.from_env()
     app = Flask(__name__)
+    app.url_map.strict_slashes = False  # a trailing slash is the same URL (a POST, too: no redirect that drops it)
     app.config.update(DEFAULTS)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     app.config.from_prefixed_env("FLASK")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import NoReturn
 
+import flask
 from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -14,7 +16,7 @@ from api.envelope import answer, error_responses
 from api.schemas import ChainEnvelope, ChainTypeEnvelope, ChainTypesEnvelope, SubmissionEnvelope, TaskEnvelope
 from api.task_params import load_params
 from nectar.discovery import ChainInfo, TaskInfo
-from nectar.errors import ChainNotFound, InvalidParameters, TooLarge
+from nectar.errors import ChainNotFound, InvalidParameters, NotFound, TaskNotFound, TooLarge
 from nectar.params import MAX_NESTING, nesting
 from nectar.service import Submission
 
@@ -138,6 +140,44 @@ class Task(MethodView):
         info = service.catalog.task(chain_type, chain, task)
         submission = service.submit_task(info, info.build(load_params(info, submitted_values())))
         return answer(*submission_out(submission))
+
+
+#: the URL of a task, as a 404 for any other URL under /api/chains tells it
+TASK_URL = "/api/chains/<type>/<chain>/<Task>"
+
+
+def not_a_task(path: str = "") -> NoReturn:
+    """404 for a URL under /api/chains that names no task (``POST /api/chains/<type>/<Task>``, one more
+    segment): what was not found, what is there, and the form a task's URL takes."""
+    parts = [part for part in path.split("/") if part]
+    catalog = nectar().catalog
+    if len(parts) > 3:
+        raise NotFound(f"no such URL /api/chains/{'/'.join(parts)}: a task's URL is {TASK_URL}")
+    if not parts:
+        missing = "no task named"
+    elif parts[0] not in catalog.types():
+        missing = f"no chain type {parts[0]} (types: {', '.join(catalog.types()) or 'none'})"
+    elif len(parts) == 1:
+        missing = f"no chain or task named after chain type {parts[0]}"
+    else:
+        try:
+            chain = catalog.chain(parts[0], parts[1])
+        except ChainNotFound:
+            known = ", ".join(info.name for info in catalog.types()[parts[0]]) or "none"
+            missing = f"no chain {parts[0]}/{parts[1]} (chains of {parts[0]}: {known})"
+        else:
+            missing = f"no task named in chain {chain.ref} (tasks: {', '.join(chain.tasks) or 'none'})"
+    raise TaskNotFound(f"{missing}; a task is run by POST {TASK_URL}")
+
+
+# kept out of the OpenAPI document: only POST of a task is a submission, and GET of a longer URL is no page
+def post_without_task(**segments: str) -> NoReturn:
+    not_a_task("/".join(segments.values()))  # the URL's segments, in their order
+
+
+for depth, rule in enumerate(("", "/<chain_type>", "/<chain_type>/<chain>")):
+    flask.Blueprint.add_url_rule(blp, rule, f"post_without_task_{depth}", post_without_task, methods=["POST"])
+flask.Blueprint.add_url_rule(blp, "/<path:path>", "not_a_task", not_a_task, methods=["GET", "POST"])
 
 
 def submission_out(submission: Submission) -> tuple[dict, int, str]:
