@@ -125,8 +125,18 @@ class StatusSchema(ma.Schema):
 
 
 class CheckSchema(ma.Schema):
-    ok = fields.Boolean()
-    detail = fields.String()
+    ok = fields.Boolean(metadata={"description": "Whether the dependency answers."})
+    status = fields.String(
+        metadata={
+            "description": "ok; degraded (luigid down: runs wait in the queue); down (the registry or the store)."
+        }
+    )
+    detail = fields.String(
+        metadata={
+            "description": "What the check found (addresses, the driver's error), to a request with an API token "
+            "only; else where the details are."
+        }
+    )
 
 
 ChainTypesEnvelope = enveloped("ChainTypesEnvelope", fields.List(fields.Nested(ChainTypeSchema)))
