@@ -81,6 +81,28 @@ class StepSchema(ma.Schema):
     executed = fields.Boolean(metadata={"description": "False when the step was already complete."})
     error = fields.String(allow_none=True)
     key = fields.String(allow_none=True)
+    stdout_url = fields.Url(
+        allow_none=True, metadata={"description": "This step's stdout (live while it runs); null: it has no key."}
+    )
+    stderr_url = fields.Url(allow_none=True, metadata={"description": "This step's stderr; null: it has no key."})
+
+
+class LogLinksSchema(ma.Schema):
+    """The log links of a status or a run: the requested task's, or the step running before it."""
+
+    stdout_url = fields.Url(
+        allow_none=True,
+        metadata={
+            "description": "The stdout of the task named by logs_task: the requested task once it started; "
+            "before, the step running now (else the one that failed); null while no task has a log."
+        },
+    )
+    stderr_url = fields.Url(allow_none=True, metadata={"description": "The stderr of the task named by logs_task."})
+    logs_task = fields.String(allow_none=True, metadata={"description": "The task whose logs the two URLs are."})
+    logs_note = fields.String(
+        allow_none=True,
+        metadata={"description": "When the URLs are not the requested task's (or null): why, in a sentence."},
+    )
 
 
 class RunSchema(ma.Schema):
@@ -104,7 +126,13 @@ class RunSchema(ma.Schema):
     cancel_url = fields.Url(metadata={"description": "POST here to cancel the run."})
 
 
-class StatusSchema(ma.Schema):
+class RunDetailSchema(RunSchema, LogLinksSchema):
+    """One run, as GET /api/runs/<id> answers it: with its steps and logs."""
+
+    steps = fields.List(fields.Nested(StepSchema))
+
+
+class StatusSchema(LogLinksSchema):
     key = fields.String()
     job_status = fields.String(metadata={"description": "PENDING, RUNNING, DONE, FAILED, CANCELLED or UNKNOWN."})
     run_id = fields.String(allow_none=True)
@@ -119,8 +147,6 @@ class StatusSchema(ma.Schema):
     steps = fields.List(fields.Nested(StepSchema))
     failed_step = fields.String(allow_none=True)
     error = fields.String(allow_none=True)
-    stdout_url = fields.Url()
-    stderr_url = fields.Url()
     scheduler_url = fields.String(allow_none=True, metadata={"description": "The task in luigid's visualiser."})
 
 
@@ -146,6 +172,7 @@ TaskEnvelope = enveloped("TaskEnvelope", fields.Nested(TaskSchema))
 SubmissionEnvelope = enveloped("SubmissionEnvelope", fields.Nested(SubmissionSchema))
 StatusEnvelope = enveloped("StatusEnvelope", fields.Nested(StatusSchema))
 RunEnvelope = enveloped("RunEnvelope", fields.Nested(RunSchema))
+RunDetailEnvelope = enveloped("RunDetailEnvelope", fields.Nested(RunDetailSchema))
 BatchEnvelope = enveloped("BatchEnvelope", fields.Nested(BatchSchema))
 RunsEnvelope = enveloped("RunsEnvelope", fields.List(fields.Nested(RunSchema)))
 HealthEnvelope = enveloped(
