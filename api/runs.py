@@ -35,11 +35,11 @@ class Runs(MethodView):
     @blp.paginate(page_size=50, max_page_size=500)
     @error_responses(blp, 422)
     def get(self, query, pagination_parameters):
-        """Runs, newest first: filter by chain type, chain, task, state and queue time
+        """Runs, newest first: filter by chain type, chain, task, job status and queue time
 
         The ``X-Pagination`` header says how many runs match, and the pages.
         """
-        state = query.get("state")
+        state = query.get("job_status")
         where = RunFilter(
             chain_type=query.get("chain_type"),
             chain=query.get("chain"),

@@ -106,12 +106,14 @@ class LogLinksSchema(ma.Schema):
 
 
 class RunSchema(ma.Schema):
-    id = fields.String()
+    run_id = fields.String(metadata={"description": "The run's id, as statuses and submissions name it."})
     key = fields.String()
     task = fields.String(metadata={"description": "<type>/<chain>/<Task>"})
     params = fields.Dict(keys=fields.String(), values=fields.String())
     task_id = fields.String(metadata={"description": "luigi's task id"})
-    state = fields.String(metadata={"description": "PENDING, RUNNING, DONE, FAILED or CANCELLED."})
+    job_status = fields.String(
+        metadata={"description": "PENDING, RUNNING, DONE, FAILED or CANCELLED: the run's, as statuses name it."}
+    )
     queued_at = fields.Float()
     started_at = fields.Float(allow_none=True)
     finished_at = fields.Float(allow_none=True)
@@ -188,12 +190,19 @@ class RunsQuerySchema(ma.Schema):
     chain_type = fields.String(validate=_NAME, metadata={"description": "Only runs of this chain type."})
     chain = fields.String(validate=_NAME, metadata={"description": "Only runs of this chain (e.g. sales_chain)."})
     task = fields.String(validate=_NAME, metadata={"description": "Only runs of this task class."})
-    state = fields.String(
+    job_status = fields.String(
         validate=ma.validate.OneOf([state.value for state in RunState]),
-        metadata={"description": "PENDING, RUNNING, DONE, FAILED or CANCELLED."},
+        metadata={"description": "Only runs in this job status: PENDING, RUNNING, DONE, FAILED or CANCELLED."},
     )
     since = fields.Float(metadata={"description": "Queued at or after this unix time."})
     until = fields.Float(metadata={"description": "Queued before this unix time."})
+
+    @ma.pre_load
+    def renamed(self, data, **kwargs):
+        """``state`` was this filter's name: a 422 saying so, rather than every run unfiltered."""
+        if "state" in data:
+            raise ma.ValidationError({"state": ["renamed job_status, the name statuses use"]})
+        return data
 
 
 class KeyQuerySchema(ma.Schema):

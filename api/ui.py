@@ -219,7 +219,7 @@ def task_page(chain_type: str, chain: str, task: str) -> str:
 
 @page("/ui/runs")
 def runs_page() -> str:
-    state = request.args.get("state", "")
+    state = request.args.get("job_status", "")
     task = request.args.get("task", "")
     parts: list[str | None] = list(task.split("/"))
     chain_type, chain, name = parts if len(parts) == 3 else (None, None, None)

@@ -97,10 +97,10 @@ def test_the_runs_page_lists_a_run_and_follows_its_state(page: Any, site: Site, 
     expect(page.locator("#runs tbody tr").first).to_have_attribute("data-run-id", run_id)  # newest first
     page.screenshot(path=screenshots / "6-runs.png", full_page=True)
 
-    page.select_option("#filter-state", "FAILED")
+    page.select_option("#filter-job-status", "FAILED")
     page.click("form.filters button")
     expect(page.locator(f'tr[data-run-id="{run_id}"]')).to_have_count(0)
-    page.select_option("#filter-state", "DONE")
+    page.select_option("#filter-job-status", "DONE")
     page.click("form.filters button")
     page.locator(f'tr[data-run-id="{run_id}"]').get_by_role("link", name="details").click()
     expect(page.locator("#run-state .badge")).to_have_text("DONE")
