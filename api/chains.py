@@ -24,7 +24,11 @@ blp = Blueprint("chains", __name__, url_prefix="/api/chains", description="The c
 
 SUBMISSION_DOC = {
     "description": "Task parameters come from the query string (`?day=2024-01-31`) or a JSON object body, "
-    "or both (the body wins). The parameters each task takes are listed by GET on the same URL.",
+    "or both (the body wins). The parameters each task takes are listed by GET on the same URL. "
+    "In the query string a list or tuple parameter is repeated, one item each (`?metrics=quantity&metrics=revenue`), "
+    'or given once as a JSON list (`metrics=["revenue"]`); a choice list repeated or comma-separated (`pick=a,c`); '
+    "a dict as a JSON object; any other kind once (repeated, a 422 naming it). "
+    'In a JSON body each value is JSON (`["a"]`, `{"k": 1}`, `7`, `true`) or the query string\'s text.',
     "parameters": [
         {
             "name": "params",
@@ -33,7 +37,7 @@ SUBMISSION_DOC = {
             "style": "form",
             "explode": True,
             "schema": {"type": "object", "additionalProperties": {"type": "string"}},
-            "description": "Task parameters by name.",
+            "description": "Task parameters by name; a list, tuple or choice list parameter may be repeated.",
         }
     ],
     "requestBody": {
@@ -77,9 +81,25 @@ def check_limits(values: dict) -> None:
         raise InvalidParameters(too_long)
 
 
-def submitted_values() -> dict:
+def query_values(info: TaskInfo) -> dict:
+    """The query string's parameters of ``info``, as :meth:`ParamInfo.from_query` reads a name given
+    once or repeated; a repeated one that takes one value is a 422 naming it."""
+    params = {param.name: param for param in info.params}
+    values, repeated = {}, {}
+    for name, given in request.args.lists():
+        param = params.get(name)
+        try:
+            values[name] = param.from_query(given) if param else given[0]  # an unknown one: the schema names it
+        except ValueError as exc:
+            repeated[name] = [str(exc)]
+    if repeated:
+        raise InvalidParameters(repeated)
+    return values
+
+
+def submitted_values(info: TaskInfo) -> dict:
     """Parameters from the query string, overridden by those of a JSON object body, within the limits."""
-    values: dict = request.args.to_dict()
+    values = query_values(info)
     if request.get_data():  # beyond MAX_CONTENT_LENGTH, werkzeug answers 413 here
         try:
             body = request.get_json(force=True, silent=True)
@@ -138,7 +158,7 @@ class Task(MethodView):
         """Run a task (unless its output exists or an identical run is active)"""
         service = nectar()
         info = service.catalog.task(chain_type, chain, task)
-        submission = service.submit_task(info, info.build(load_params(info, submitted_values())))
+        submission = service.submit_task(info, info.build(load_params(info, submitted_values(info))))
         return answer(*submission_out(submission))
 
 
