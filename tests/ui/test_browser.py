@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from playwright.sync_api import expect
@@ -104,3 +105,25 @@ def test_the_runs_page_lists_a_run_and_follows_its_state(page: Any, site: Site, 
     page.click("form.filters button")
     page.locator(f'tr[data-run-id="{run_id}"]').get_by_role("link", name="details").click()
     expect(page.locator("#run-state .badge")).to_have_text("DONE")
+
+
+def test_swagger_ui_lists_the_operations_with_the_network_blocked(page: Any, site: Site, screenshots: Path) -> None:
+    """/api/docs loaded Swagger UI from a CDN: without internet the page was blank."""
+    blocked: list[str] = []
+
+    def local_only(route: Any) -> None:
+        host = urlsplit(route.request.url).hostname
+        if host in {"127.0.0.1", "localhost"}:
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", local_only)
+    page.goto(f"{site.url}/api/docs")
+    operations = page.locator(".opblock-summary-path")
+    expect(operations.filter(has_text=re.compile(r"^/api/chainstatus$"))).to_have_count(1, timeout=RUN_TIMEOUT_MS)
+    expect(operations.filter(has_text=re.compile(r"^/api/chains/\{chain_type\}/\{chain\}/\{task\}$"))).to_have_count(2)
+    expect(page.locator(".opblock-post")).not_to_have_count(0)
+    page.screenshot(path=screenshots / "7-swagger-offline.png", full_page=True)
+    assert blocked == [], blocked
