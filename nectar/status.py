@@ -103,11 +103,10 @@ def log_source(key: TargetKey, job_status: str, run: Run | None, steps: Sequence
     own = next((step for step in steps if step.key == key.path), None)
     if run is None or (own is not None and own.state != RunState.PENDING) or job_status == RunState.DONE:
         return LogSource(key, requested)
+    not_run = f"{requested} has not started" if run.state.active else f"{requested} did not run"
     for state, which in ((RunState.RUNNING, "the step running now"), (RunState.FAILED, "the step that failed")):
         step = next((step for step in steps if step.state == state and step.key), None)
         if step is not None and step.key:
-            note = f"{requested} has not started: these are the logs of {step.task}, {which}"
+            note = f"{not_run}: these are the logs of {step.task}, {which}"
             return LogSource(TargetKey.parse(step.key), step.task, note)
-    if run.state.active:
-        return LogSource(None, None, f"{requested} has not started yet: it has no log")
-    return LogSource(None, None, f"{requested} did not run: it has no log")
+    return LogSource(None, None, f"{not_run}{' yet' if run.state.active else ''}: it has no log")

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
+from nectar.runs import Step
 from nectar.task import live_log_paths
 from tests.api.conftest import finished
 from tests.conftest import wait_until
@@ -139,7 +140,8 @@ def test_while_an_upstream_step_runs_the_log_links_follow_it_and_each_step_has_i
     assert status["logs_task"] == "UpstreamTask"
     note = "DownstreamTask has not started: these are the logs of UpstreamTask, the step running now"
     assert status["logs_note"] == note
-    wait_until(lambda: "upstream is waiting for its flag" in text_of(client, status["stdout_url"]), timeout=60)
+    live = status["stdout_url"]  # the log appears once the step's process writes to it
+    wait_until(lambda: "upstream is waiting for its flag" in client.get(live).get_data(as_text=True), timeout=60)
     assert client.get(downstream["stdout_url"]).status_code == 404  # not started: its own log is not there yet
 
     run = client.get(f"/api/runs/{data['run_id']}").get_json()["data"]
@@ -165,3 +167,30 @@ def test_while_an_upstream_step_runs_the_log_links_follow_it_and_each_step_has_i
     assert "downstream ran" in text_of(client, done["stdout_url"])
     upstream_done = next(step for step in done["steps"] if step["task"] == "UpstreamTask")
     assert "upstream is waiting for its flag" in text_of(client, upstream_done["stdout_url"])
+
+
+def test_when_an_upstream_step_failed_the_log_links_are_its_own(
+    client: FlaskClient, tmp_path: Path, write_chain: Callable[[str, str], Path]
+) -> None:
+    """Recorded through the registry as a worker would: step 1 failed, the requested task never ran."""
+    write_chain("blocking/two_step_chain", BLOCKING_CHAIN)
+    queued = client.post("/api/chains/blocking/two_step_chain/DownstreamTask", json={"flag": str(tmp_path / "go")})
+    data = queued.get_json()["data"]
+    nectar = client.application.extensions["nectar"]
+    run = nectar.runs.claim("test:1", data["run_id"])
+    upstream_key = data["key"].replace("DownstreamTask", "UpstreamTask")  # the same parameters, so the same md5
+    nectar.runs.record_steps(
+        [
+            Step(run.id, "Upstream_x", "UpstreamTask", upstream_key, "FAILED", True, "RuntimeError: broken"),
+            Step(run.id, run.task_id, "DownstreamTask", data["key"], "PENDING"),
+        ]
+    )
+    nectar.runs.fail(run.id, run.attempt, "UpstreamTask", "RuntimeError: broken")
+
+    for answer in (client.get(data["status_url"]), client.get(f"/api/runs/{run.id}")):
+        shown = answer.get_json()["data"]
+        assert shown["job_status"] == "FAILED"
+        assert shown["stdout_url"] == f"http://localhost/api/logs?chain={upstream_key}&stream=stdout"
+        assert shown["logs_task"] == "UpstreamTask"
+        note = "DownstreamTask did not run: these are the logs of UpstreamTask, the step that failed"
+        assert shown["logs_note"] == note
