@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import requests
 from playwright.sync_api import expect
 
+from tests.api.test_logs import BLOCKING_CHAIN
 from tests.ui.conftest import Site
 
 HELLO = "testchains/hello_luigiworld_chain"
@@ -105,6 +106,36 @@ def test_the_runs_page_lists_a_run_and_follows_its_state(page: Any, site: Site, 
     page.click("form.filters button")
     page.locator(f'tr[data-run-id="{run_id}"]').get_by_role("link", name="details").click()
     expect(page.locator("#run-state .badge")).to_have_text("DONE")
+
+
+def test_a_run_page_follows_the_log_of_the_step_running_before_the_task(
+    page: Any, site: Site, screenshots: Path, tmp_path: Path
+) -> None:
+    """While step 1 runs, the page's log links are step 1's, said so; each step row links its own logs."""
+    chain = site.settings.chains_dir / "blocking" / "two_step_chain.py"
+    chain.parent.mkdir(exist_ok=True)
+    chain.write_text(BLOCKING_CHAIN)
+    flag = tmp_path / "go"
+    url = f"{site.url}/api/chains/blocking/two_step_chain/DownstreamTask"
+    answer = requests.post(url, json={"flag": str(flag)}, timeout=10)
+    assert answer.status_code == 202, answer.text
+    page.goto(f"{site.url}/ui/runs/{answer.json()['data']['run_id']}")
+
+    note = page.locator("#logs-note")
+    expect(note).to_have_text(
+        "DownstreamTask has not started: these are the logs of UpstreamTask, the step running now",
+        timeout=RUN_TIMEOUT_MS,
+    )
+    expect(page.locator("#stdout-link")).to_have_attribute("href", re.compile(r"/UpstreamTask/[0-9a-f]{32}/out.txt"))
+    for task in ("UpstreamTask", "DownstreamTask"):
+        row = page.locator("#steps tbody tr").filter(has_text=task)
+        expect(row.get_by_role("link", name="stdout")).to_have_attribute("href", re.compile(f"/{task}/"))
+    page.screenshot(path=screenshots / "8-run-upstream-logs.png", full_page=True)
+
+    flag.touch()
+    expect(page.locator("#run-state .badge")).to_have_text("DONE", timeout=RUN_TIMEOUT_MS)
+    expect(note).to_be_hidden()
+    expect(page.locator("#stdout-link")).to_have_attribute("href", re.compile(r"/DownstreamTask/[0-9a-f]{32}/out.txt"))
 
 
 def test_swagger_ui_lists_the_operations_with_the_network_blocked(page: Any, site: Site, screenshots: Path) -> None:
