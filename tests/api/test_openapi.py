@@ -57,3 +57,18 @@ def test_swagger_ui_is_served_with_its_files_from_the_api_itself(client: FlaskCl
     for name in files:  # no CDN: the page works on a machine without internet
         served = client.get(name)
         assert served.status_code == 200 and served.mimetype in {"text/javascript", "text/css"}, name
+
+
+@pytest.mark.parametrize(
+    ("schema", "fields"),
+    [
+        ("Step", {"stdout_url", "stderr_url"}),
+        ("Status", {"stdout_url", "stderr_url", "logs_task", "logs_note"}),
+        ("RunDetail", {"steps", "stdout_url", "stderr_url", "logs_task", "logs_note"}),
+        ("Check", {"ok", "status", "detail"}),
+    ],
+)
+def test_the_log_links_and_health_words_are_documented(spec: dict, schema: str, fields: set[str]) -> None:
+    properties = spec["components"]["schemas"][schema]["properties"]
+    assert fields <= set(properties), properties
+    assert all(properties[name].get("description") for name in fields - {"steps"}), properties
