@@ -6,9 +6,10 @@ import json
 from typing import NoReturn
 
 import flask
-from flask import request
+from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from api import links
 from api.context import nectar
@@ -172,6 +173,9 @@ def not_a_task(path: str = "") -> NoReturn:
     parts = [part for part in path.split("/") if part]
     catalog = nectar().catalog
     if len(parts) > 3:
+        elsewhere = methods_elsewhere()
+        if elsewhere:  # e.g. GET of a batch URL: the URL is there, for POST
+            raise MethodNotAllowed(valid_methods=elsewhere)
         raise NotFound(f"no such URL /api/chains/{'/'.join(parts)}: a task's URL is {TASK_URL}")
     if not parts:
         missing = "no task named"
@@ -190,14 +194,25 @@ def not_a_task(path: str = "") -> NoReturn:
     raise TaskNotFound(f"{missing}; a task is run by POST {TASK_URL}")
 
 
-# kept out of the OpenAPI document: only POST of a task is a submission, and GET of a longer URL is no page
-def post_without_task(**segments: str) -> NoReturn:
-    not_a_task("/".join(segments.values()))  # the URL's segments, in their order
+def methods_elsewhere() -> list[str]:
+    """The methods another rule than :func:`not_a_task`'s takes at the request's URL."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    found = []
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        try:
+            endpoint, _ = adapter.match(method=method)
+        except HTTPException:
+            continue
+        if endpoint not in NOT_A_TASK:
+            found.append(method)
+    return found
 
 
-for depth, rule in enumerate(("", "/<chain_type>", "/<chain_type>/<chain>")):
-    flask.Blueprint.add_url_rule(blp, rule, f"post_without_task_{depth}", post_without_task, methods=["POST"])
-flask.Blueprint.add_url_rule(blp, "/<path:path>", "not_a_task", not_a_task, methods=["GET", "POST"])
+#: plain Flask rules, kept out of the OpenAPI document: a POST under /api/chains to anything but a task's
+#: URL, and a GET of a URL longer than a task's
+NOT_A_TASK = {"chains.post_without_task": ("", ["POST"]), "chains.not_a_task": ("/<path:path>", ["GET", "POST"])}
+for endpoint, (rule, methods) in NOT_A_TASK.items():
+    flask.Blueprint.add_url_rule(blp, rule, endpoint.split(".")[1], not_a_task, methods=methods)
 
 
 def submission_out(submission: Submission) -> tuple[dict, int, str]:

@@ -73,6 +73,7 @@ def test_chain_type_lists_its_chains(client: FlaskClient) -> None:
         ("post", "/api/chains/etl/sales_chain/NopeTask", "NopeTask"),
         ("post", "/api/chains/etl/nope_chain/AggregateSalesTask", "etl/nope_chain"),
         ("get", "/api/nothing/here", "Not Found"),
+        ("get", f"{SALES}/nope", "no such URL"),
     ],
 )
 def test_unknown_things_are_404_naming_them(client: FlaskClient, method: str, url: str, named: str) -> None:
@@ -103,6 +104,12 @@ def test_a_post_to_a_url_short_of_a_task_is_404_naming_what_is_missing_and_the_u
         message = answer.get_json()["message"]
         assert named in message and "/api/chains/<type>/<chain>/<Task>" in message
     assert app.extensions["nectar"].runs.count() == 0
+
+
+def test_a_url_that_exists_for_another_method_stays_405(client: FlaskClient) -> None:
+    for url in (f"{SALES}/batch", f"{SALES}/batch/"):
+        assert client.get(url).status_code == 405
+    assert client.put(SALES).status_code == 405
 
 
 def test_a_trailing_slash_on_a_task_url_is_the_same_url(client: FlaskClient, app: Flask) -> None:
