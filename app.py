@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import auth, metrics, origin, register_blueprints
+from api import auth, docs, metrics, origin, register_blueprints
 from api.errors import NectarApi
 from nectar.auth import TokenChecker
 from nectar.config import Settings, configure
@@ -20,8 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "OPENAPI_VERSION": "3.0.3",
     "OPENAPI_URL_PREFIX": "/api",
     "OPENAPI_JSON_PATH": "openapi.json",
-    "OPENAPI_SWAGGER_UI_PATH": "docs",
-    "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+    # Swagger UI at /api/docs is api/docs.py's, from the swagger-ui-bundle package (flask-smorest's takes a CDN)
     "API_SPEC_OPTIONS": {
         "components": {"securitySchemes": {"bearerAuth": auth.SECURITY_SCHEME}},
         # a token when the service is configured with some; none otherwise
@@ -35,6 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     settings: Settings = config.pop("NECTAR_SETTINGS", None) or Settings.from_env()
     app = Flask(__name__)
+    app.url_map.strict_slashes = False  # a trailing slash is the same URL (a POST, too: no redirect that drops it)
     app.config.update(DEFAULTS)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     app.config.from_prefixed_env("FLASK")
@@ -48,4 +48,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["nectar_signer"] = UrlSigner(load_secret(settings))
     api = NectarApi(app)
     register_blueprints(api)
+    app.register_blueprint(docs.blp)
     return app

@@ -16,7 +16,7 @@ from flask import Flask, render_template, request
 from nectar.auth import Scope, TokenChecker, Unauthenticated
 
 #: endpoints anyone may call
-OPEN_ENDPOINTS = frozenset({"health.Health", "files.File", "static", "ui.static"})
+OPEN_ENDPOINTS = frozenset({"health.Health", "files.File", "static", "ui.static", "docs.swagger_ui", "docs.static"})
 TOKEN_COOKIE = "nectar_token"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SECURITY_SCHEME = {

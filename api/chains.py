@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import NoReturn
 
-from flask import request
+import flask
+from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from api import links
 from api.context import nectar
@@ -14,7 +17,7 @@ from api.envelope import answer, error_responses
 from api.schemas import ChainEnvelope, ChainTypeEnvelope, ChainTypesEnvelope, SubmissionEnvelope, TaskEnvelope
 from api.task_params import load_params
 from nectar.discovery import ChainInfo, TaskInfo
-from nectar.errors import ChainNotFound, InvalidParameters, TooLarge
+from nectar.errors import ChainNotFound, InvalidParameters, NotFound, TaskNotFound, TooLarge
 from nectar.params import MAX_NESTING, nesting
 from nectar.service import Submission
 
@@ -22,7 +25,11 @@ blp = Blueprint("chains", __name__, url_prefix="/api/chains", description="The c
 
 SUBMISSION_DOC = {
     "description": "Task parameters come from the query string (`?day=2024-01-31`) or a JSON object body, "
-    "or both (the body wins). The parameters each task takes are listed by GET on the same URL.",
+    "or both (the body wins). The parameters each task takes are listed by GET on the same URL. "
+    "In the query string a list or tuple parameter is repeated, one item each (`?metrics=quantity&metrics=revenue`), "
+    'or given once as a JSON list (`metrics=["revenue"]`); a choice list repeated or comma-separated (`pick=a,c`); '
+    "a dict as a JSON object; any other kind once (repeated, a 422 naming it). "
+    'In a JSON body each value is JSON (`["a"]`, `{"k": 1}`, `7`, `true`) or the query string\'s text.',
     "parameters": [
         {
             "name": "params",
@@ -31,7 +38,7 @@ SUBMISSION_DOC = {
             "style": "form",
             "explode": True,
             "schema": {"type": "object", "additionalProperties": {"type": "string"}},
-            "description": "Task parameters by name.",
+            "description": "Task parameters by name; a list, tuple or choice list parameter may be repeated.",
         }
     ],
     "requestBody": {
@@ -75,9 +82,25 @@ def check_limits(values: dict) -> None:
         raise InvalidParameters(too_long)
 
 
-def submitted_values() -> dict:
+def query_values(info: TaskInfo) -> dict:
+    """The query string's parameters of ``info``, as :meth:`ParamInfo.from_query` reads a name given
+    once or repeated; a repeated one that takes one value is a 422 naming it."""
+    params = {param.name: param for param in info.params}
+    values, repeated = {}, {}
+    for name, given in request.args.lists():
+        param = params.get(name)
+        try:
+            values[name] = param.from_query(given) if param else given[0]  # an unknown one: the schema names it
+        except ValueError as exc:
+            repeated[name] = [str(exc)]
+    if repeated:
+        raise InvalidParameters(repeated)
+    return values
+
+
+def submitted_values(info: TaskInfo) -> dict:
     """Parameters from the query string, overridden by those of a JSON object body, within the limits."""
-    values: dict = request.args.to_dict()
+    values = query_values(info)
     if request.get_data():  # beyond MAX_CONTENT_LENGTH, werkzeug answers 413 here
         try:
             body = request.get_json(force=True, silent=True)
@@ -136,8 +159,60 @@ class Task(MethodView):
         """Run a task (unless its output exists or an identical run is active)"""
         service = nectar()
         info = service.catalog.task(chain_type, chain, task)
-        submission = service.submit_task(info, info.build(load_params(info, submitted_values())))
+        submission = service.submit_task(info, info.build(load_params(info, submitted_values(info))))
         return answer(*submission_out(submission))
+
+
+#: the URL of a task, as a 404 for any other URL under /api/chains tells it
+TASK_URL = "/api/chains/<type>/<chain>/<Task>"
+
+
+def not_a_task(path: str = "") -> NoReturn:
+    """404 for a URL under /api/chains that names no task (``POST /api/chains/<type>/<Task>``, one more
+    segment): what was not found, what is there, and the form a task's URL takes."""
+    parts = [part for part in path.split("/") if part]
+    catalog = nectar().catalog
+    if len(parts) > 3:
+        elsewhere = methods_elsewhere()
+        if elsewhere:  # e.g. GET of a batch URL: the URL is there, for POST
+            raise MethodNotAllowed(valid_methods=elsewhere)
+        raise NotFound(f"no such URL /api/chains/{'/'.join(parts)}: a task's URL is {TASK_URL}")
+    if not parts:
+        missing = "no task named"
+    elif parts[0] not in catalog.types():
+        missing = f"no chain type {parts[0]} (types: {', '.join(catalog.types()) or 'none'})"
+    elif len(parts) == 1:
+        missing = f"no chain or task named after chain type {parts[0]}"
+    else:
+        try:
+            chain = catalog.chain(parts[0], parts[1])
+        except ChainNotFound:
+            known = ", ".join(info.name for info in catalog.types()[parts[0]]) or "none"
+            missing = f"no chain {parts[0]}/{parts[1]} (chains of {parts[0]}: {known})"
+        else:
+            missing = f"no task named in chain {chain.ref} (tasks: {', '.join(chain.tasks) or 'none'})"
+    raise TaskNotFound(f"{missing}; a task is run by POST {TASK_URL}")
+
+
+def methods_elsewhere() -> list[str]:
+    """The methods another rule than :func:`not_a_task`'s takes at the request's URL."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    found = []
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        try:
+            endpoint, _ = adapter.match(method=method)
+        except HTTPException:
+            continue
+        if endpoint not in NOT_A_TASK:
+            found.append(method)
+    return found
+
+
+#: plain Flask rules, kept out of the OpenAPI document: a POST under /api/chains to anything but a task's
+#: URL, and a GET of a URL longer than a task's
+NOT_A_TASK = {"chains.post_without_task": ("", ["POST"]), "chains.not_a_task": ("/<path:path>", ["GET", "POST"])}
+for endpoint, (rule, methods) in NOT_A_TASK.items():
+    flask.Blueprint.add_url_rule(blp, rule, endpoint.split(".")[1], not_a_task, methods=methods)
 
 
 def submission_out(submission: Submission) -> tuple[dict, int, str]:

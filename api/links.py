@@ -9,7 +9,8 @@ from flask import request, url_for
 from api.context import nectar, signer
 from nectar.keys import OUTPUT_FILE, TargetKey
 from nectar.logs import STREAMS
-from nectar.status import JobStatus
+from nectar.runs import Step
+from nectar.status import JobStatus, LogSource
 
 #: absolute URLs of the endpoints that take no path value, by (endpoint, the request's scheme, host and root)
 _BASES: dict[tuple[str, str, str, str], str] = {}
@@ -67,6 +68,31 @@ def log_urls(key: TargetKey) -> dict[str, str]:
     """The URL of each of the task's logs (``stdout``, ``stderr``), built from one ``url_for``."""
     url = key_query("logs.Log", key)
     return {stream: f"{url}&stream={stream}" for stream in STREAMS}  # stream names are plain words
+
+
+def step_out(step: Step) -> dict:
+    """A step as a status lists it: its state and, when it has a key, the URLs of its own logs."""
+    logs = log_urls(TargetKey.parse(step.key)) if step.key else {}
+    return {
+        "task": step.task,
+        "state": step.state,
+        "executed": step.executed,
+        "error": step.error,
+        "key": step.key,
+        "stdout_url": logs.get("stdout"),
+        "stderr_url": logs.get("stderr"),
+    }
+
+
+def log_links(source: LogSource) -> dict:
+    """A status's top-level log fields: the URLs of ``source``'s logs, whose they are, and why when not the task's."""
+    logs = log_urls(source.key) if source.key else {}
+    return {
+        "stdout_url": logs.get("stdout"),
+        "stderr_url": logs.get("stderr"),
+        "logs_task": source.task,
+        "logs_note": source.note,
+    }
 
 
 def resource_url(status: JobStatus) -> str | None:

@@ -8,10 +8,11 @@ from flask_smorest import Blueprint
 from api import links
 from api.context import nectar
 from api.envelope import answer, error_responses
-from api.schemas import RunEnvelope, RunsEnvelope, RunsQuerySchema
+from api.schemas import RunDetailEnvelope, RunEnvelope, RunsEnvelope, RunsQuerySchema
 from nectar.errors import InvalidParameters
 from nectar.keys import TargetKey
 from nectar.runs import Run, RunFilter, RunState, jsonable_run
+from nectar.status import log_source
 
 #: the most runs a page may skip (an integer both SQLite and PostgreSQL take as an OFFSET)
 MAX_OFFSET = 2**62
@@ -34,11 +35,11 @@ class Runs(MethodView):
     @blp.paginate(page_size=50, max_page_size=500)
     @error_responses(blp, 422)
     def get(self, query, pagination_parameters):
-        """Runs, newest first: filter by chain type, chain, task, state and queue time
+        """Runs, newest first: filter by chain type, chain, task, job status and queue time
 
         The ``X-Pagination`` header says how many runs match, and the pages.
         """
-        state = query.get("state")
+        state = query.get("job_status")
         where = RunFilter(
             chain_type=query.get("chain_type"),
             chain=query.get("chain"),
@@ -57,11 +58,25 @@ class Runs(MethodView):
 
 @blp.route("/<run_id>")
 class RunById(MethodView):
-    @blp.response(200, RunEnvelope)
+    @blp.response(200, RunDetailEnvelope)
     @error_responses(blp, 404)
     def get(self, run_id):
-        """One run: its state, attempt, worker and last error"""
-        return answer(run_out(nectar().run(run_id)))
+        """One run: its state, attempt, worker, last error, steps and logs
+
+        The log links follow the step running now until the requested task starts (``logs_task``
+        names whose they are); each step has its own.
+        """
+        service = nectar()
+        run = service.run(run_id)
+        steps = service.runs.steps(run.id)
+        key = TargetKey.parse(run.key)
+        return answer(
+            {
+                **run_out(run),
+                "steps": [links.step_out(step) for step in steps],
+                **links.log_links(log_source(key, run.state.value, run, steps)),
+            }
+        )
 
 
 @blp.route("/<run_id>/cancel")

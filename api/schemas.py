@@ -87,15 +87,39 @@ class StepSchema(ma.Schema):
     executed = fields.Boolean(metadata={"description": "False when the step was already complete."})
     error = fields.String(allow_none=True)
     key = fields.String(allow_none=True)
+    stdout_url = fields.Url(
+        allow_none=True, metadata={"description": "This step's stdout (live while it runs); null: it has no key."}
+    )
+    stderr_url = fields.Url(allow_none=True, metadata={"description": "This step's stderr; null: it has no key."})
+
+
+class LogLinksSchema(ma.Schema):
+    """The log links of a status or a run: the requested task's, or the step running before it."""
+
+    stdout_url = fields.Url(
+        allow_none=True,
+        metadata={
+            "description": "The stdout of the task named by logs_task: the requested task once it started; "
+            "before, the step running now (else the one that failed); null while no task has a log."
+        },
+    )
+    stderr_url = fields.Url(allow_none=True, metadata={"description": "The stderr of the task named by logs_task."})
+    logs_task = fields.String(allow_none=True, metadata={"description": "The task whose logs the two URLs are."})
+    logs_note = fields.String(
+        allow_none=True,
+        metadata={"description": "When the URLs are not the requested task's (or null): why, in a sentence."},
+    )
 
 
 class RunSchema(ma.Schema):
-    id = fields.String()
+    run_id = fields.String(metadata={"description": "The run's id, as statuses and submissions name it."})
     key = fields.String()
     task = fields.String(metadata={"description": "<type>/<chain>/<Task>"})
     params = fields.Dict(keys=fields.String(), values=fields.String())
     task_id = fields.String(metadata={"description": "luigi's task id"})
-    state = fields.String(metadata={"description": "PENDING, RUNNING, DONE, FAILED or CANCELLED."})
+    job_status = fields.String(
+        metadata={"description": "PENDING, RUNNING, DONE, FAILED or CANCELLED: the run's, as statuses name it."}
+    )
     queued_at = fields.Float()
     started_at = fields.Float(allow_none=True)
     finished_at = fields.Float(allow_none=True)
@@ -110,7 +134,13 @@ class RunSchema(ma.Schema):
     cancel_url = fields.Url(metadata={"description": "POST here to cancel the run."})
 
 
-class StatusSchema(ma.Schema):
+class RunDetailSchema(RunSchema, LogLinksSchema):
+    """One run, as GET /api/runs/<id> answers it: with its steps and logs."""
+
+    steps = fields.List(fields.Nested(StepSchema))
+
+
+class StatusSchema(LogLinksSchema):
     key = fields.String()
     job_status = fields.String(metadata={"description": "PENDING, RUNNING, DONE, FAILED, CANCELLED or UNKNOWN."})
     run_id = fields.String(allow_none=True)
@@ -125,14 +155,22 @@ class StatusSchema(ma.Schema):
     steps = fields.List(fields.Nested(StepSchema))
     failed_step = fields.String(allow_none=True)
     error = fields.String(allow_none=True)
-    stdout_url = fields.Url()
-    stderr_url = fields.Url()
     scheduler_url = fields.String(allow_none=True, metadata={"description": "The task in luigid's visualiser."})
 
 
 class CheckSchema(ma.Schema):
-    ok = fields.Boolean()
-    detail = fields.String()
+    ok = fields.Boolean(metadata={"description": "Whether the dependency answers."})
+    status = fields.String(
+        metadata={
+            "description": "ok; degraded (luigid down: runs wait in the queue); down (the registry or the store)."
+        }
+    )
+    detail = fields.String(
+        metadata={
+            "description": "What the check found (addresses, the driver's error), to a request with an API token "
+            "only; else where the details are."
+        }
+    )
 
 
 ChainTypesEnvelope = enveloped("ChainTypesEnvelope", fields.List(fields.Nested(ChainTypeSchema)))
@@ -142,6 +180,7 @@ TaskEnvelope = enveloped("TaskEnvelope", fields.Nested(TaskSchema))
 SubmissionEnvelope = enveloped("SubmissionEnvelope", fields.Nested(SubmissionSchema))
 StatusEnvelope = enveloped("StatusEnvelope", fields.Nested(StatusSchema))
 RunEnvelope = enveloped("RunEnvelope", fields.Nested(RunSchema))
+RunDetailEnvelope = enveloped("RunDetailEnvelope", fields.Nested(RunDetailSchema))
 BatchEnvelope = enveloped("BatchEnvelope", fields.Nested(BatchSchema))
 RunsEnvelope = enveloped("RunsEnvelope", fields.List(fields.Nested(RunSchema)))
 HealthEnvelope = enveloped(
@@ -157,12 +196,19 @@ class RunsQuerySchema(ma.Schema):
     chain_type = fields.String(validate=_NAME, metadata={"description": "Only runs of this chain type."})
     chain = fields.String(validate=_NAME, metadata={"description": "Only runs of this chain (e.g. sales_chain)."})
     task = fields.String(validate=_NAME, metadata={"description": "Only runs of this task class."})
-    state = fields.String(
+    job_status = fields.String(
         validate=ma.validate.OneOf([state.value for state in RunState]),
-        metadata={"description": "PENDING, RUNNING, DONE, FAILED or CANCELLED."},
+        metadata={"description": "Only runs in this job status: PENDING, RUNNING, DONE, FAILED or CANCELLED."},
     )
     since = fields.Float(metadata={"description": "Queued at or after this unix time."})
     until = fields.Float(metadata={"description": "Queued before this unix time."})
+
+    @ma.pre_load
+    def renamed(self, data, **kwargs):
+        """``state`` was this filter's name: a 422 saying so, rather than every run unfiltered."""
+        if "state" in data:
+            raise ma.ValidationError({"state": ["renamed job_status, the name statuses use"]})
+        return data
 
 
 class KeyQuerySchema(ma.Schema):

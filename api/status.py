@@ -11,6 +11,7 @@ from api.context import nectar
 from api.envelope import doc_only, dumped_answer, error_responses
 from api.schemas import KeyQuerySchema, StatusEnvelope
 from nectar.keys import TargetKey
+from nectar.status import log_source
 
 blp = Blueprint("status", __name__, url_prefix="/api", description="Job status by target key.")
 #: one instance for every request
@@ -43,7 +44,6 @@ class ChainStatus(MethodView):
         status = service.status(TargetKey.parse(_chain_argument()))
         run = status.run
         scheduler = service.scheduler
-        logs = links.log_urls(status.key)
         # shaped as StatusEnvelope dumps it (tests/api/test_status.py holds it to that): sent without a dump
         return dumped_answer(
             {
@@ -56,14 +56,10 @@ class ChainStatus(MethodView):
                 "run_url": links.run_url(run.id) if run else None,
                 "resource_url": links.resource_url(status),
                 "expires_in": status.expires_in,
-                "steps": [
-                    {"task": s.task, "state": s.state, "executed": s.executed, "error": s.error, "key": s.key}
-                    for s in status.steps
-                ],
+                "steps": [links.step_out(step) for step in status.steps],
                 "failed_step": status.failed_step,
                 "error": status.error,
-                "stdout_url": logs["stdout"],
-                "stderr_url": logs["stderr"],
+                **links.log_links(log_source(status.key, status.job_status, run, status.steps)),
                 "scheduler_url": scheduler.task_url(run.task_id) if scheduler and run else None,
             }
         )

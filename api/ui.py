@@ -21,6 +21,7 @@ from nectar.errors import NotFound
 from nectar.keys import PARAMS_FILE, TargetKey
 from nectar.params import ParamInfo
 from nectar.runs import Run, RunFilter, RunState, Step
+from nectar.status import log_source
 
 blp = Blueprint(
     "ui",
@@ -163,7 +164,7 @@ def file_url(key: TargetKey) -> str | None:
 
 def step_out(step: Step) -> dict[str, Any]:
     output = file_url(TargetKey.parse(step.key)) if step.key and step.state == RunState.DONE else None
-    return {"task": step.task, "state": step.state, "executed": step.executed, "error": step.error, "output": output}
+    return {**links.step_out(step), "output": output}
 
 
 def run_row(run: Run) -> dict[str, Any]:
@@ -218,7 +219,7 @@ def task_page(chain_type: str, chain: str, task: str) -> str:
 
 @page("/ui/runs")
 def runs_page() -> str:
-    state = request.args.get("state", "")
+    state = request.args.get("job_status", "")
     task = request.args.get("task", "")
     parts: list[str | None] = list(task.split("/"))
     chain_type, chain, name = parts if len(parts) == 3 else (None, None, None)
@@ -257,7 +258,7 @@ def run_page(run_id: str) -> str:
         finished=clock(run.finished_at),
         output=file_url(key) if run.state == RunState.DONE else None,
         params_file=file_url(key.with_file(PARAMS_FILE)),
-        **links.log_urls(key),
+        logs=links.log_links(log_source(key, status.job_status if current else run.state.value, run, steps)),
         visualiser=scheduler.task_url(run.task_id) if scheduler else None,
         status_url=url_for("status.ChainStatus", chain=key.path),
         cancel_url=url_for("runs.CancelRun", run_id=run.id),

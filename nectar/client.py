@@ -245,7 +245,7 @@ class NectarClient:
         return dict(data)
 
     def runs(self, page_size: int = 500, **filters: str) -> Iterator[dict[str, Any]]:
-        """Every run matching ``filters`` (chain_type, chain, task, state, since, until), newest first."""
+        """Every run matching ``filters`` (chain_type, chain, task, job_status, since, until), newest first."""
         page = 1
         while True:
             query = {**filters, "page": page, "page_size": page_size}
@@ -316,7 +316,7 @@ class NectarClient:
         """
         chain_type, chain, task = split_ref(ref)
         runs: dict[str, Mapping[str, Any]] = {}
-        for run in self.runs(chain_type=chain_type, chain=chain, task=task, state="DONE"):
+        for run in self.runs(chain_type=chain_type, chain=chain, task=task, job_status="DONE"):
             runs.setdefault(run["key"], run.get("params") or {})
         report = DownloadReport(total=len(runs))
         dest.mkdir(parents=True, exist_ok=True)

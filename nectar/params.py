@@ -39,6 +39,8 @@ KINDS: dict[str, str] = {
     "Parameter": "str",
 }
 JSON_KINDS = {"list", "tuple", "dict"}
+#: kinds whose value a query string may give as the parameter repeated, one item each (``?m=a&m=b``)
+REPEATABLE_KINDS = {"list", "tuple", "choicelist", "enumlist"}
 #: how deeply a list, tuple or dict value may nest (luigi freezes values recursively: no value is unbounded)
 MAX_NESTING = 32
 
@@ -135,6 +137,21 @@ class ParamInfo:
             "significant": self.significant,
             "choices": self.choices,
         }
+
+    def from_query(self, given: list[str]) -> Any:
+        """The wire value of this parameter's ``name=value`` pairs in a query string, for :meth:`parse`.
+
+        A list or tuple takes one item per pair (``?metrics=a&metrics=b``), or a JSON list in one pair
+        (a value starting with ``[``); a choice or enum list its choices repeated, or comma-separated in
+        one pair, as luigi writes them; any other kind one pair (ValueError when repeated).
+        """
+        if self.kind in {"list", "tuple"} and not (len(given) == 1 and given[0].lstrip().startswith("[")):
+            return list(given)
+        if len(given) == 1:
+            return given[0]
+        if self.kind in REPEATABLE_KINDS:
+            return list(given)
+        raise ValueError(f"given {len(given)} times: a {self.kind} parameter takes one value")
 
     def parse(self, raw: Any) -> Any:
         """The parameter's value for a wire value (a string, or a JSON scalar, list or dict)."""

@@ -293,12 +293,12 @@ def open_run_store(settings: Settings) -> RunStore:
 def jsonable_run(run: Run) -> dict[str, Any]:
     """A run as plain JSON-able values."""
     return {
-        "id": run.id,
+        "run_id": run.id,
         "key": run.key,
         "task": run.ref,
         "params": dict(run.params),
         "task_id": run.task_id,
-        "state": run.state.value,
+        "job_status": run.state.value,
         "queued_at": run.queued_at,
         "started_at": run.started_at,
         "finished_at": run.finished_at,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from nectar.errors import RunNotFound, SchedulerUnavailable
@@ -83,3 +83,30 @@ def job_status(
     if found is None:
         raise RunNotFound(f"no run and no target for {key.path}")
     return found
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """Whose logs a status links to: ``key``'s (a task's out.txt), ``task`` by name, and a ``note``
+    when they are not the requested task's own (``key`` None: no task has a log to show yet)."""
+
+    key: TargetKey | None
+    task: str | None
+    note: str | None = None
+
+
+def log_source(key: TargetKey, job_status: str, run: Run | None, steps: Sequence[Step]) -> LogSource:
+    """Whose logs to show for the task of ``key``: its own once it started (or when no run says otherwise);
+    before that, the step running now, else the step that failed; else none, saying the task has not run."""
+    key = key.with_file(OUTPUT_FILE)
+    requested = key.task
+    own = next((step for step in steps if step.key == key.path), None)
+    if run is None or (own is not None and own.state != RunState.PENDING) or job_status == RunState.DONE:
+        return LogSource(key, requested)
+    not_run = f"{requested} has not started" if run.state.active else f"{requested} did not run"
+    for state, which in ((RunState.RUNNING, "the step running now"), (RunState.FAILED, "the step that failed")):
+        step = next((step for step in steps if step.state == state and step.key), None)
+        if step is not None and step.key:
+            note = f"{not_run}: these are the logs of {step.task}, {which}"
+            return LogSource(TargetKey.parse(step.key), step.task, note)
+    return LogSource(None, None, f"{not_run}{' yet' if run.state.active else ''}: it has no log")

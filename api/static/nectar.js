@@ -208,9 +208,22 @@ function renderSteps(tbody, steps) {
       el("td", {}, badge(step.state)),
       el("td", { class: "small muted" }, step.error || (step.state === "DONE" ? (step.executed ? "ran" : "already done") : "")),
       el("td", {}),
+      el("td", { class: "small" }, ...(step.stdout_url ? [el("a", { href: step.stdout_url }, "stdout"), " · ", el("a", { href: step.stderr_url }, "stderr")] : [])),
     ),
   );
-  tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "4", class: "muted empty" }, "Not started yet."))]));
+  tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "5", class: "muted empty" }, "Not started yet."))]));
+}
+
+// the run's log links: the requested task's, or the step running before it (the note says whose)
+function renderLogs(data) {
+  document.getElementById("log-links").hidden = !data.stdout_url;
+  if (data.stdout_url) {
+    document.getElementById("stdout-link").href = data.stdout_url;
+    document.getElementById("stderr-link").href = data.stderr_url;
+  }
+  const note = document.getElementById("logs-note");
+  note.textContent = data.logs_note || "";
+  note.hidden = !data.logs_note;
 }
 
 function renderStatus(data) {
@@ -218,6 +231,7 @@ function renderStatus(data) {
   document.getElementById("run-attempt").textContent = `${data.attempt} of ${data.max_attempts}`;
   document.getElementById("run-retry").textContent = clock(data.retry_at);
   renderSteps(document.querySelector("#steps tbody"), data.steps || []);
+  renderLogs(data);
   const error = document.getElementById("run-error");
   error.replaceChildren();
   if (data.error) {

@@ -79,6 +79,8 @@ def test_a_write_token_writes_and_reads(secured: FlaskClient) -> None:
 def test_health_docs_and_signed_downloads_stay_open(secured: FlaskClient) -> None:
     assert secured.get("/healthz").status_code == 200
     assert secured.get("/api/openapi.json").status_code == 200
+    assert secured.get("/api/docs").status_code == 200
+    assert secured.get("/api/docs/static/swagger-ui-bundle.js").status_code == 200
     # a download URL is authorised by its own signature: a bad one is 403 for that, not 401
     query = {"key": f"chains/a/b/C/{'0' * 32}/out.txt", "expires": "99999999999", "signature": "00"}
     answer = secured.get("/api/files", query_string=query)

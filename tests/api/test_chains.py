@@ -73,6 +73,7 @@ def test_chain_type_lists_its_chains(client: FlaskClient) -> None:
         ("post", "/api/chains/etl/sales_chain/NopeTask", "NopeTask"),
         ("post", "/api/chains/etl/nope_chain/AggregateSalesTask", "etl/nope_chain"),
         ("get", "/api/nothing/here", "Not Found"),
+        ("get", f"{SALES}/nope", "no such URL"),
     ],
 )
 def test_unknown_things_are_404_naming_them(client: FlaskClient, method: str, url: str, named: str) -> None:
@@ -80,6 +81,45 @@ def test_unknown_things_are_404_naming_them(client: FlaskClient, method: str, ur
     assert answer.status_code == 404
     body = answer.get_json()
     assert body["data"] is None and named in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("/api/chains/testchains/TestS3Task", "no chain testchains/TestS3Task (chains of testchains: hello_luigiworld"),
+        ("/api/chains/testchains/hello_luigiworld_chain", "no task named in chain testchains/hello_luigiworld_chain"),
+        ("/api/chains/testchains", "no chain or task named"),
+        ("/api/chains/nope", "no chain type nope"),
+        ("/api/chains", "no task named"),
+        ("/api/chains/testchains/hello_luigiworld_chain/TestS3Task/out.txt", "no such URL"),
+    ],
+)
+def test_a_post_to_a_url_short_of_a_task_is_404_naming_what_is_missing_and_the_url_form(
+    client: FlaskClient, app: Flask, url: str, named: str
+) -> None:
+    """The seed's own example missed the chain segment: it answered 405 Method Not Allowed."""
+    for sent in (url, f"{url}/"):
+        answer = client.post(sent, json={})
+        assert answer.status_code == 404, (sent, answer.get_json())
+        message = answer.get_json()["message"]
+        assert named in message and "/api/chains/<type>/<chain>/<Task>" in message
+    assert app.extensions["nectar"].runs.count() == 0
+
+
+def test_a_url_that_exists_for_another_method_stays_405(client: FlaskClient) -> None:
+    for url in (f"{SALES}/batch", f"{SALES}/batch/"):
+        assert client.get(url).status_code == 405
+    assert client.put(SALES).status_code == 405
+
+
+def test_a_trailing_slash_on_a_task_url_is_the_same_url(client: FlaskClient, app: Flask) -> None:
+    described = client.get(f"{SALES}/")
+    assert described.status_code == 200 and described.get_json()["data"]["name"] == "AggregateSalesTask"
+    # no redirect (a client may resend a redirected POST without its body): the body is read where it was sent
+    queued = client.post(f"{SALES}/", json={"day": "2024-02-03"})
+    assert queued.status_code == 202, queued.get_json()
+    key = TargetKey.parse(queued.get_json()["data"]["key"])
+    assert app.extensions["nectar"].runs.latest(key.path).params["day"] == "2024-02-03"
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
@@ -47,6 +49,26 @@ def test_errors_are_documented_as_the_envelope(spec: dict) -> None:
     assert {"data", "message", "status", "errors"} <= set(error)
 
 
-def test_swagger_ui_is_served(client: FlaskClient) -> None:
+def test_swagger_ui_is_served_with_its_files_from_the_api_itself(client: FlaskClient) -> None:
     answer = client.get("/api/docs")
     assert answer.status_code == 200 and b"swagger" in answer.data.lower()
+    files = re.findall(r'(?:src|href)="([^"]+)"', answer.get_data(as_text=True))
+    assert len(files) == 3 and all(name.startswith("/api/docs/static/swagger-ui") for name in files), files
+    for name in files:  # no CDN: the page works on a machine without internet
+        served = client.get(name)
+        assert served.status_code == 200 and served.mimetype in {"text/javascript", "text/css"}, name
+
+
+@pytest.mark.parametrize(
+    ("schema", "fields"),
+    [
+        ("Step", {"stdout_url", "stderr_url"}),
+        ("Status", {"stdout_url", "stderr_url", "logs_task", "logs_note"}),
+        ("RunDetail", {"steps", "stdout_url", "stderr_url", "logs_task", "logs_note"}),
+        ("Check", {"ok", "status", "detail"}),
+    ],
+)
+def test_the_log_links_and_health_words_are_documented(spec: dict, schema: str, fields: set[str]) -> None:
+    properties = spec["components"]["schemas"][schema]["properties"]
+    assert fields <= set(properties), properties
+    assert all(properties[name].get("description") for name in fields - {"steps"}), properties

@@ -25,7 +25,7 @@ def test_a_run_is_found_by_id_with_its_links(client: FlaskClient) -> None:
     answer = client.get(f"/api/runs/{queued['run_id']}")
     assert answer.status_code == 200
     run = answer.get_json()["data"]
-    assert (run["id"], run["key"], run["state"], run["task"]) == (
+    assert (run["run_id"], run["key"], run["job_status"], run["task"]) == (
         queued["run_id"],
         queued["key"],
         "PENDING",
@@ -37,6 +37,22 @@ def test_a_run_is_found_by_id_with_its_links(client: FlaskClient) -> None:
     assert run["cancel_url"] == f"http://localhost/api/runs/{queued['run_id']}/cancel"
 
 
+def test_a_run_and_its_state_have_one_name_in_every_answer_and_in_the_openapi_document(client: FlaskClient) -> None:
+    """``/api/runs`` items said ``id`` and ``state``; submissions and statuses say ``run_id`` and ``job_status``."""
+    queued = submit(client, "one-name")
+    status = client.get(queued["status_url"]).get_json()["data"]
+    listed = client.get("/api/runs").get_json()["data"][0]
+    one = client.get(f"/api/runs/{queued['run_id']}").get_json()["data"]
+    cancelled = client.post(f"/api/runs/{queued['run_id']}/cancel").get_json()["data"]
+    for answer in (queued, status, listed, one, cancelled):
+        assert answer["run_id"] == queued["run_id"] and "id" not in answer and "state" not in answer, answer
+        assert answer["job_status"] in {"PENDING", "CANCELLED"}
+    schemas = client.get("/api/openapi.json").get_json()["components"]["schemas"]
+    for name in ("Run", "RunDetail", "Status", "Submission"):
+        assert {"run_id", "job_status"} <= set(schemas[name]["properties"]), name
+        assert not {"id", "state"} & set(schemas[name]["properties"]), name
+
+
 def test_an_unknown_run_is_404_naming_it(client: FlaskClient) -> None:
     for answer in (client.get("/api/runs/nope"), client.post("/api/runs/nope/cancel")):
         assert answer.status_code == 404 and answer.get_json()["message"] == "no run nope"
@@ -46,7 +62,7 @@ def test_cancel_a_queued_run_then_409_and_a_new_post_queues_again(client: FlaskC
     queued = submit(client, "cancel-me")
     cancelled = client.post(f"/api/runs/{queued['run_id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.get_json()["message"] == "cancelled"
-    assert cancelled.get_json()["data"]["state"] == "CANCELLED"
+    assert cancelled.get_json()["data"]["job_status"] == "CANCELLED"
 
     status = client.get(queued["status_url"]).get_json()["data"]
     assert (status["job_status"], status["error"], status["run_id"]) == (
@@ -112,10 +128,10 @@ def test_runs_are_listed_newest_first_filtered_and_paginated(client: FlaskClient
         "next_page": 3,
     }
     runs = answer.get_json()["data"]
-    assert [r["id"] for r in runs] == [queued[2]["run_id"], queued[1]["run_id"]]
+    assert [r["run_id"] for r in runs] == [queued[2]["run_id"], queued[1]["run_id"]]
     assert runs[0]["status_url"] == queued[2]["status_url"]
-    cancelled = client.get("/api/runs", query_string={"state": "CANCELLED", "chain": "hello_luigiworld_chain"})
-    assert [r["id"] for r in cancelled.get_json()["data"]] == [queued[1]["run_id"]]
+    cancelled = client.get("/api/runs", query_string={"job_status": "CANCELLED", "chain": "hello_luigiworld_chain"})
+    assert [r["run_id"] for r in cancelled.get_json()["data"]] == [queued[1]["run_id"]]
     assert client.get("/api/runs", query_string={"chain_type": "etl"}).get_json()["data"] == []
     assert client.get("/api/runs", query_string={"since": 4102444800}).get_json()["data"] == []
 
@@ -123,7 +139,8 @@ def test_runs_are_listed_newest_first_filtered_and_paginated(client: FlaskClient
 @pytest.mark.parametrize(
     ("query", "field"),
     [
-        ({"state": "BURNING"}, "state"),
+        ({"job_status": "BURNING"}, "job_status"),
+        ({"state": "DONE"}, "state"),
         ({"since": "yesterday"}, "since"),
         ({"until": "nan"}, "until"),
         ({"task": "../x"}, "task"),

@@ -191,9 +191,16 @@ def test_every_answer_has_exactly_the_documented_fields_and_types(
     assert len(data["steps"]) == (0 if state in {"PENDING", "CANCELLED", "OUTSIDE"} else 1)
     assert (data["retry_at"] is not None) == (state == "RETRYING")
     assert (data["resource_url"] is not None) == (state in {"DONE", "OUTSIDE"})
-    assert data["stdout_url"].endswith("&stream=stdout") and data["stderr_url"].endswith("&stream=stderr")
-    for stream in ("stdout", "stderr"):  # the log URLs name the task's out.txt and the stream
-        assert data[f"{stream}_url"] == f"http://localhost/api/logs?chain={data['key']}&stream={stream}"
+    if state in {"PENDING", "CANCELLED"}:  # never started: no task of the run has a log, and the note says so
+        assert (data["stdout_url"], data["stderr_url"], data["logs_task"]) == (None, None, None)
+        said = "has not started yet" if state == "PENDING" else "did not run"
+        assert data["logs_note"] == f"WithDependencyTask {said}: it has no log"
+    else:
+        assert (data["logs_task"], data["logs_note"]) == (TargetKey.parse(data["key"]).task, None)
+        for stream in ("stdout", "stderr"):  # the log URLs name the task's out.txt and the stream
+            assert data[f"{stream}_url"] == f"http://localhost/api/logs?chain={data['key']}&stream={stream}"
+    for step in data["steps"]:
+        assert step["stdout_url"] == f"http://localhost/api/logs?chain={step['key']}&stream=stdout"
     if state != "OUTSIDE":
         assert data["run_url"] == f"http://localhost/api/runs/{data['run_id']}"
         assert data["scheduler_url"].startswith("http://127.0.0.1:9/static/visualiser/")
@@ -237,6 +244,7 @@ def test_the_chain_argument_and_the_answer_are_documented(client: FlaskClient) -
 def test_links_follow_the_host_and_scheme_each_request_came_by(client: FlaskClient) -> None:
     """Absolute URLs are kept per scheme, host and root: two names of the service never get each other's."""
     queued = client.post(f"{HELLO}/TestS3Task").get_json()["data"]
+    _to_state(client.application.extensions["nectar"], queued["run_id"], "RUNNING")  # a task with logs
     path = queued["status_url"].split("://", 1)[1].split("/", 1)[1]
     answers = {
         base: client.get(f"/{path}", base_url=base).get_json()["data"]

@@ -57,7 +57,7 @@ def test_s3_down_is_named_in_answers_fails_a_writing_run_clearly_and_runs_succee
     answer = cluster.api.run(writer["run_id"])
     assert answer.status_code == 200, answer.text
     failed = answer.json()["data"]
-    assert (failed["state"], failed["failed_step"], failed["attempt"]) == ("FAILED", "LedgerTask", 1), failed
+    assert (failed["job_status"], failed["failed_step"], failed["attempt"]) == ("FAILED", "LedgerTask", 1), failed
     assert "Could not connect to the endpoint URL" in failed["error"], failed["error"]
     assert cluster.ledger.count("end") == 1 and cluster.ledger.count("fail") == 1
 

@@ -95,7 +95,7 @@ def test_a_cancelled_queued_run_never_executes(cluster: Cluster) -> None:
     cancelled = cluster.api.cancel(doomed["run_id"])
 
     assert cancelled.status_code == 200, cancelled.text
-    assert cancelled.json()["data"]["state"] == "CANCELLED"
+    assert cancelled.json()["data"]["job_status"] == "CANCELLED"
     assert cluster.api.state(doomed["key"])["job_status"] == "CANCELLED"
     cluster.start_worker(workers=2)
     later = cluster.api.queue(n=1)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from playwright.sync_api import expect
 
+from tests.api.test_logs import BLOCKING_CHAIN
 from tests.ui.conftest import Site
 
 HELLO = "testchains/hello_luigiworld_chain"
@@ -97,10 +99,62 @@ def test_the_runs_page_lists_a_run_and_follows_its_state(page: Any, site: Site, 
     expect(page.locator("#runs tbody tr").first).to_have_attribute("data-run-id", run_id)  # newest first
     page.screenshot(path=screenshots / "6-runs.png", full_page=True)
 
-    page.select_option("#filter-state", "FAILED")
+    page.select_option("#filter-job-status", "FAILED")
     page.click("form.filters button")
     expect(page.locator(f'tr[data-run-id="{run_id}"]')).to_have_count(0)
-    page.select_option("#filter-state", "DONE")
+    page.select_option("#filter-job-status", "DONE")
     page.click("form.filters button")
     page.locator(f'tr[data-run-id="{run_id}"]').get_by_role("link", name="details").click()
     expect(page.locator("#run-state .badge")).to_have_text("DONE")
+
+
+def test_a_run_page_follows_the_log_of_the_step_running_before_the_task(
+    page: Any, site: Site, screenshots: Path, tmp_path: Path
+) -> None:
+    """While step 1 runs, the page's log links are step 1's, said so; each step row links its own logs."""
+    chain = site.settings.chains_dir / "blocking" / "two_step_chain.py"
+    chain.parent.mkdir(exist_ok=True)
+    chain.write_text(BLOCKING_CHAIN)
+    flag = tmp_path / "go"
+    url = f"{site.url}/api/chains/blocking/two_step_chain/DownstreamTask"
+    answer = requests.post(url, json={"flag": str(flag)}, timeout=10)
+    assert answer.status_code == 202, answer.text
+    page.goto(f"{site.url}/ui/runs/{answer.json()['data']['run_id']}")
+
+    note = page.locator("#logs-note")
+    expect(note).to_have_text(
+        "DownstreamTask has not started: these are the logs of UpstreamTask, the step running now",
+        timeout=RUN_TIMEOUT_MS,
+    )
+    expect(page.locator("#stdout-link")).to_have_attribute("href", re.compile(r"/UpstreamTask/[0-9a-f]{32}/out.txt"))
+    for task in ("UpstreamTask", "DownstreamTask"):
+        row = page.locator("#steps tbody tr").filter(has_text=task)
+        expect(row.get_by_role("link", name="stdout")).to_have_attribute("href", re.compile(f"/{task}/"))
+    page.screenshot(path=screenshots / "8-run-upstream-logs.png", full_page=True)
+
+    flag.touch()
+    expect(page.locator("#run-state .badge")).to_have_text("DONE", timeout=RUN_TIMEOUT_MS)
+    expect(note).to_be_hidden()
+    expect(page.locator("#stdout-link")).to_have_attribute("href", re.compile(r"/DownstreamTask/[0-9a-f]{32}/out.txt"))
+
+
+def test_swagger_ui_lists_the_operations_with_the_network_blocked(page: Any, site: Site, screenshots: Path) -> None:
+    """/api/docs loaded Swagger UI from a CDN: without internet the page was blank."""
+    blocked: list[str] = []
+
+    def local_only(route: Any) -> None:
+        host = urlsplit(route.request.url).hostname
+        if host in {"127.0.0.1", "localhost"}:
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", local_only)
+    page.goto(f"{site.url}/api/docs")
+    operations = page.locator(".opblock-summary-path")
+    expect(operations.filter(has_text=re.compile(r"^/api/chainstatus$"))).to_have_count(1, timeout=RUN_TIMEOUT_MS)
+    expect(operations.filter(has_text=re.compile(r"^/api/chains/\{chain_type\}/\{chain\}/\{task\}$"))).to_have_count(2)
+    expect(page.locator(".opblock-post")).not_to_have_count(0)
+    page.screenshot(path=screenshots / "7-swagger-offline.png", full_page=True)
+    assert blocked == [], blocked

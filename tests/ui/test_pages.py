@@ -83,7 +83,7 @@ def queue(client: FlaskClient, task: str = "WithDependencyTask", **params: str) 
 
 
 @pytest.mark.parametrize(
-    "url", ["/", SALES_FORM, f"/ui/{HELLO}/TestS3Task", "/ui/runs", f"/ui/runs?state=DONE&task={HELLO}/TestS3Task"]
+    "url", ["/", SALES_FORM, f"/ui/{HELLO}/TestS3Task", "/ui/runs", f"/ui/runs?job_status=DONE&task={HELLO}/TestS3Task"]
 )
 def test_the_pages_render(client: FlaskClient, url: str) -> None:
     page = html(client, url)
@@ -156,10 +156,10 @@ def test_the_runs_page_lists_runs_newest_first_and_filters_them(client: FlaskCli
     hello = queue(client, "TestS3Task")
     listed = [key for key in Elements(html(client, "/ui/runs")).by_id if key.startswith("run-")]
     assert listed == [f"run-{hello}", f"run-{second}", f"run-{first}"]
-    only = html(client, f"/ui/runs?task={HELLO}/TestS3Task&state=PENDING")
+    only = html(client, f"/ui/runs?task={HELLO}/TestS3Task&job_status=PENDING")
     assert hello in only and first not in only and second not in only
-    assert "No runs match" in html(client, "/ui/runs?state=DONE")
-    assert first in html(client, "/ui/runs?state=nonsense&task=not/a/task/at/all")  # unknown filters are ignored
+    assert "No runs match" in html(client, "/ui/runs?job_status=DONE")
+    assert first in html(client, "/ui/runs?job_status=nonsense&task=not/a/task/at/all")  # unknown filters are ignored
 
 
 def test_a_queued_run_shows_its_state_links_and_cancel_button(client: FlaskClient) -> None:
@@ -170,7 +170,7 @@ def test_a_queued_run_shows_its_state_links_and_cancel_button(client: FlaskClien
     assert found["run"][1]["data-cancel-url"] == f"/api/runs/{run_id}/cancel"
     assert found["run"][1]["data-status-url"].startswith(f"/api/chainstatus?chain=chains/{HELLO}/WithDependencyTask/")
     assert "PENDING" in page and "aparam = &lt;b&gt;x&lt;/b&gt;" in page
-    assert "stream=stdout" in found["stdout-link"][1]["href"] and "stream=stderr" in found["stderr-link"][1]["href"]
+    assert "hidden" in found["log-links"][1] and "WithDependencyTask has not started yet: it has no log" in page
     assert "output-link" not in found and "params-link" not in found
 
 
