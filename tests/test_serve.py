@@ -15,6 +15,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from nectar.metrics import DURATION_BUCKETS
+from nectar.sqlruns import SQLiteRunStore
 from tests.conftest import REPO, free_port, wait_until
 
 HELLO = "testchains/hello_luigiworld_chain"
@@ -149,7 +151,10 @@ def test_metrics_add_up_every_api_process_and_the_registry(served: Served) -> No
     the API's gunicorn workers (each request lands on either of two)."""
     for _ in range(40):
         assert requests.get(f"{served.api}/api/chains", timeout=10).status_code == 200
-    _launch_and_wait(served, "TestS3Task")
+    run_id = _launch_and_wait(served, "TestS3Task")["data"]["run_id"]
+    run = SQLiteRunStore(served.cwd / "nectar_data" / "runs.sqlite3").get(run_id)
+    assert run is not None and run.started_at is not None and run.finished_at is not None
+    took = run.finished_at - run.started_at
 
     answer = requests.get(f"{served.api}/metrics", timeout=10)
 
@@ -162,7 +167,10 @@ def test_metrics_add_up_every_api_process_and_the_registry(served: Served) -> No
     durations = {(s.name, s.labels.get("le")): s.value for s in families["nectar_run_duration_seconds"].samples}
     assert durations[("nectar_run_duration_seconds_count", None)] == 1
     assert durations[("nectar_run_duration_seconds_bucket", "+Inf")] == 1
-    assert 0.5 < durations[("nectar_run_duration_seconds_sum", None)] < 30  # the task sleeps 1 s
+    # the one run's own duration, as the registry recorded it: the sum, and in every bucket from the first that holds it
+    assert durations[("nectar_run_duration_seconds_sum", None)] == pytest.approx(took)
+    for bound in DURATION_BUCKETS:
+        assert durations[("nectar_run_duration_seconds_bucket", str(bound))] == (1 if took <= bound else 0), bound
     assert all(s.labels["task"] == task for s in families["nectar_run_duration_seconds"].samples)
     http = families["nectar_http_request_duration_seconds"].samples
     catalog = [s for s in http if s.name.endswith("_count") and s.labels["endpoint"] == "/api/chains"]
