@@ -40,7 +40,8 @@ def test_runs_accepted_before_the_api_is_killed_are_all_done_by_a_new_api(cluste
 
 def test_a_killed_worker_and_its_children_are_noticed_and_their_runs_retried(cluster: Cluster) -> None:
     cluster.fault = "kill -9 a worker and its children mid-task"
-    cluster.settings = cluster.settings.replace(retries=2, lease_timeout=3)
+    # a lease that outlasts the test: only seeing the attempts' processes gone can free their runs
+    cluster.settings = cluster.settings.replace(retries=2, lease_timeout=3600)
     cluster.start_luigid()
     cluster.start_api()
     first = cluster.start_worker(workers=2)
@@ -51,7 +52,6 @@ def test_a_killed_worker_and_its_children_are_noticed_and_their_runs_retried(clu
     assert executing <= set(children(first.pid)), "the attempts run in the worker's children"
 
     killed = cluster.kill_worker(first)
-    killed_at = time.monotonic()
 
     assert executing <= set(killed)
     cluster.start_worker(workers=2)
@@ -66,18 +66,16 @@ def test_a_killed_worker_and_its_children_are_noticed_and_their_runs_retried(clu
                     noticed[data["key"]] = status
         return len(noticed) == len(running)
 
-    waitfor(noticed_all, cluster.settings.lease_timeout + 5, "the killed attempts to stop showing RUNNING")
-    took = time.monotonic() - killed_at
+    waitfor(noticed_all, 60, "the killed attempts to stop showing RUNNING")
     for status in noticed.values():
         assert status["error"].startswith("worker lost: "), status
-        assert "during attempt 1" in status["error"], status
+        assert "(its process is gone) during attempt 1" in status["error"], status
     for data in cluster.api.wait_all([d["key"] for d in running], timeout=30):
         assert (data["job_status"], data["attempt"], data["max_attempts"]) == ("DONE", 2, 3), data
     assert cluster.api.wait(queued["key"])["attempt"] == 1
     for data in running:
         run = cluster.run(data["run_id"])
         assert run.attempt == 2 and run.error is None
-    assert took < cluster.settings.lease_timeout + 5
     assert cluster.ledger.count("start", "LedgerTask") == 5 and cluster.ledger.count("end", "LedgerTask") == 3
     cluster.account()
 
@@ -243,7 +241,7 @@ def test_a_frozen_attempt_is_reclaimed_and_exits_without_finishing_when_thawed(c
     cluster.start_luigid()
     cluster.start_api()
     workers = [cluster.start_worker(workers=1), cluster.start_worker(workers=1)]
-    data = cluster.api.queue(n=0, sleeps="30,0.3")
+    data = cluster.api.queue(n=0, sleeps="30,2")
     waitfor(lambda: cluster.ledger.count("start") == 1, 20, "the run to start")
     frozen = cluster.ledger.executions()[0].pid
     owner = parent_of(frozen)
@@ -251,11 +249,11 @@ def test_a_frozen_attempt_is_reclaimed_and_exits_without_finishing_when_thawed(c
     waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 5, "the child's first heartbeat")
 
     cluster.freeze(frozen)
-    frozen_at = time.monotonic()
 
-    done = cluster.api.wait(data["key"], timeout=cluster.settings.lease_timeout + 10)
-    took = time.monotonic() - frozen_at
-    assert took < cluster.settings.lease_timeout + 6, took
+    # reclaimed for its silence (the frozen process is alive): the second attempt carries the reason while it runs
+    second_attempt = waitfor(lambda: (r := cluster.run(data["run_id"])).attempt == 2 and r, 60, "attempt 2 to start")
+    assert f"worker lost: {process_name(frozen)} (no heartbeat for " in second_attempt.error, second_attempt
+    done = cluster.api.wait(data["key"], timeout=60)
     assert (done["attempt"], done["max_attempts"]) == (2, 2)
     [second] = [e for e in cluster.ledger.executions() if e.pid != frozen]
     assert second.end is not None
