@@ -40,11 +40,12 @@ import luigi
 import luigi.contrib.s3  # noqa: F401  (warm: children fork with it imported)
 
 from nectar import lifeline
-from nectar.attempt import HOST, INTERRUPT_GRACE, Interrupted, execute, process_name, release, scheduler_of
+from nectar.attempt import HOST, INTERRUPT_GRACE, execute, process_name, release, scheduler_of
 from nectar.build import Build
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.runs import Run, RunState, RunStore, open_run_store
+from nectar.shutdown import InterruptedIsNotFailed, Shutdown
 
 logger = logging.getLogger(__name__)
 #: seconds between two looks for finished attempts while some run
@@ -78,25 +79,6 @@ def run_in_foreground(settings: Settings, runs: RunStore, run_id: str, worker: s
         execute(settings, runs, run)
 
 
-class InterruptedIsNotFailed(logging.Filter):
-    """luigi logs a task interrupted on purpose (its worker stopping, its run cancelled) as ``Worker … failed``
-    with a traceback; this makes it the one line it is."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, Interrupted):
-            task = record.args[-1] if isinstance(record.args, tuple) and record.args else "its task"
-            record.msg, record.args = "%s interrupted: %s", (task, exc)
-            record.exc_info, record.exc_text = None, None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-def _runs(children: list[Child]) -> str:
-    """``2 running runs (id, id)``."""
-    return f"{len(children)} running run{'s' if len(children) != 1 else ''} ({', '.join(c.run.id for c in children)})"
-
-
 @dataclass
 class Spare:
     """A forked child waiting for its run on the read end of ``handover``."""
@@ -123,42 +105,21 @@ class Executor:
         self.name = process_name()
         self.children: dict[int, Child] = {}
         self.spare: Spare | None = None
-        self._stopping: float | None = None  # when the drain ends
-        self._interrupt_now = False  # a stop that does not wait for running attempts
-        self._stop_requests = 0  # signals received, and how many of them were announced in the log
-        self._announced = 0
+        self.shutdown = Shutdown(settings.drain_grace)
         self._watched = 0.0
         self._scheduler_seen: tuple[float, bool] = (0.0, True)
 
     def stop(self, *_: Any) -> None:
         """First call: drain (stop claiming, let attempts finish for ``drain_grace``). Again, or when the
-        ``nectar serve`` that started this worker is gone: interrupt them now. (A signal handler: it only notes.)"""
-        now = time.monotonic()
-        drain = self._stopping is None and self.settings.drain_grace > 0 and not lifeline.supervisor_gone()
-        self._stopping = now + self.settings.drain_grace if drain else now
-        self._interrupt_now = not drain
-        self._stop_requests += 1
-
-    def _announce_stop(self) -> None:
-        """One line per stop request: what the worker now waits for, and for how long."""
-        if self._announced == self._stop_requests or self._stopping is None:
-            return
-        self._announced = self._stop_requests
-        running = list(self.children.values())
-        if not running:
-            logger.info("stopping: no run is running")
-        elif not self._interrupt_now:
-            logger.info(
-                "stopping: waiting up to %.0f s for %s to finish; Ctrl-C (or SIGTERM) again to interrupt them now",
-                *(self.settings.drain_grace, _runs(running)),
-            )
-        else:
-            why = "nectar serve is gone" if lifeline.supervisor_gone() else "asked again"
-            logger.warning("stopping (%s): interrupting %s now; they go back to the queue", why, _runs(running))
+        ``nectar serve`` that started this worker is gone: interrupt them now (:class:`~nectar.shutdown.Shutdown`)."""
+        self.shutdown.request()
 
     @property
     def stopping(self) -> bool:
-        return self._stopping is not None
+        return self.shutdown.asked
+
+    def _running(self) -> list[str]:
+        return [child.run.id for child in self.children.values()]
 
     def _fork_spare(self) -> Spare:
         """Fork the child that will execute the next claimed attempt; it waits for the run on a pipe."""
@@ -178,7 +139,7 @@ class Executor:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)  # an attempt's lease makes it "requeue and stop"
                 lifeline.die_with_parent(parent)  # SIGTERM if the worker dies, even by SIGKILL
                 build = self._prepare()
-                logging.getLogger("luigi-interface").addFilter(InterruptedIsNotFailed())
+                logging.getLogger("luigi-interface").addFilter(InterruptedIsNotFailed())  # not "Worker … failed"
                 with os.fdopen(handoff, "rb") as pipe:
                     given = pipe.read()
                 if not given:  # the worker stopped (or died) before there was a run for us
@@ -329,15 +290,15 @@ class Executor:
         self.runs.wait_for_work(min(idle, REAP_INTERVAL) if self.children else idle)
 
     def serve_forever(self) -> None:
-        """Claim and execute runs until SIGTERM or SIGINT; then drain, interrupt and requeue."""
+        """Claim and execute runs until SIGTERM, SIGINT or SIGHUP; then drain, interrupt and requeue."""
         if self.settings.luigi_config:
             luigi.configuration.add_config_path(str(self.settings.luigi_config))
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self.stop)
         logger.info("worker %s: %d slot(s), registry %s", self.name, self.concurrency, self.settings.registry_location)
         registry_down = False
-        while self._stopping is None or (self.children and time.monotonic() < self._stopping):
-            self._announce_stop()
+        while not self.shutdown.asked or (self.children and self.shutdown.draining()):
+            self.shutdown.announce(self._running())
             try:
                 self._serve_once()
             except RegistryUnavailable as exc:  # PostgreSQL restarting: what was not recorded, leases recover
@@ -349,13 +310,9 @@ class Executor:
             if registry_down and self._registry_answers():
                 logger.warning("the run registry answers again")
                 registry_down = False
-        self._announce_stop()
+        self.shutdown.announce(self._running())
         self._drop_spare()
-        if self.children and not self._interrupt_now:
-            logger.warning(
-                "stopping: the drain is over after %.0f s: interrupting %s now; they go back to the queue",
-                *(self.settings.drain_grace, _runs(list(self.children.values()))),
-            )
+        self.shutdown.interrupting(self._running())
         for pid in self.children:  # the drain is over: interrupt what still runs (it requeues itself)
             self._kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + INTERRUPT_GRACE
