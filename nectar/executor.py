@@ -41,7 +41,7 @@ import luigi.contrib.s3  # noqa: F401  (warm: children fork with it imported)
 
 from nectar import lifeline
 from nectar.attempt import HOST, INTERRUPT_GRACE, execute, process_name, release, scheduler_of
-from nectar.build import Build
+from nectar.build import Build, luigi_worker_id
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.runs import Run, RunState, RunStore, open_run_store
@@ -266,8 +266,24 @@ class Executor:
                 logger.warning("not claiming runs until luigid answers again: %s", exc)
         if now_up and not up:
             logger.warning("luigid answers again: claiming runs")
+        if now_up and (not up or seen == 0.0):  # luigid (re)started, maybe from a state saved as a crash began
+            self._release_lost_in_luigid()
         self._scheduler_seen = (time.monotonic(), now_up)
         return now_up
+
+    def _release_lost_in_luigid(self) -> None:
+        """Tell luigid that the tasks it holds RUNNING for attempt processes of this host that are gone failed,
+        so that runs needing them go on now, not once luigid times those workers out."""
+        assert self.scheduler is not None
+        try:
+            running = self.scheduler.call("task_list", status="RUNNING", upstream_status="", search=None) or {}
+            for task_id, task in running.items():
+                worker = str(task.get("worker_running") or "") if isinstance(task, dict) else ""
+                if worker.startswith(luigi_worker_id("")) and is_dead(worker.removeprefix(luigi_worker_id(""))):
+                    reason = f"worker lost: {worker} is gone"
+                    self.scheduler.call("add_task", task_id=task_id, status="FAILED", worker=worker, expl=reason)
+        except SchedulerUnavailable as exc:  # the next return of luigid tries again
+            logger.warning("could not release the tasks of lost attempts in luigid: %s", exc)
 
     def _registry_answers(self) -> bool:
         try:

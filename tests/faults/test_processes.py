@@ -168,10 +168,14 @@ def test_nectar_serve_killed_alone_takes_every_process_with_it_and_requeues_its_
         ports.ensure_free("127.0.0.1", port, "a test")
     _requeued(cluster, runs)
 
-    cluster.start_serve(workers=2)
+    again = cluster.start_serve(workers=2)
 
     for data in cluster.api.wait_all([r["key"] for r in runs], timeout=60):
         assert data["attempt"] == 1, data
+    # luigid saved the tasks as RUNNING when it stopped: the new worker told it at once that their attempts are gone,
+    # so no attempt waited for luigid to time the dead workers out
+    said = cluster.log_of[again.pid].read_text()
+    assert "ended: PENDING" not in said, said
     cluster.account()
 
 
