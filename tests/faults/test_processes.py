@@ -179,6 +179,26 @@ def test_nectar_serve_killed_alone_takes_every_process_with_it_and_requeues_its_
     cluster.account()
 
 
+def test_a_second_ctrl_c_at_nectar_serve_interrupts_the_drain_and_requeues_running_runs(cluster: Cluster) -> None:
+    cluster.fault = "Ctrl-C nectar serve while a run runs, then Ctrl-C again"
+    serve = cluster.start_serve(workers=1, NECTAR_DRAIN_GRACE="3600")
+    data = cluster.api.queue(n=0, sleeps="3600,0.3")
+    waitfor(lambda: cluster.ledger.count("start") == 1, 30, "the run to start")
+    log = cluster.log_of[serve.pid]
+    waiting = f"stopping: waiting up to 3600 s for 1 running run ({data['run_id']}) to finish"
+
+    serve.send_signal(signal.SIGINT)
+    waitfor(lambda: waiting in log.read_text(), 60, f"the worker to say {waiting!r}")
+    serve.send_signal(signal.SIGINT)
+
+    assert serve.wait(timeout=60) == 0, log.read_text()
+    assert f"stopping (asked again): interrupting 1 running run ({data['run_id']}) now" in log.read_text()
+    _requeued(cluster, [data])
+    cluster.start_serve(workers=1)
+    assert cluster.api.wait(data["key"], timeout=60)["attempt"] == 1
+    cluster.account()
+
+
 def test_a_worker_killed_alone_leaves_no_attempt_or_spare_and_its_running_runs_requeued(cluster: Cluster) -> None:
     cluster.fault = "kill -9 a worker alone: its attempts and its spare stop with it"
     cluster.start_luigid()
