@@ -13,8 +13,11 @@ Nothing is lost and nothing runs twice at once (see :mod:`nectar.attempt` for th
 - every worker reclaims attempts whose lease ran out (or, on its own host, whose process is
   gone), retrying them per their policy, and tells luigid the dead attempt's task failed so the
   retry need not wait for luigid to time the old worker out;
-- a stopping worker stops claiming, lets running attempts finish for ``drain_grace`` seconds,
-  then interrupts them and puts them back in the queue, uncounted;
+- a stopping worker (SIGTERM, SIGINT or SIGHUP) stops claiming, lets running attempts finish for
+  ``drain_grace`` seconds, then interrupts them and puts them back in the queue, uncounted; a
+  second signal, or the death of the ``nectar serve`` that started it, interrupts them at once;
+- the children die with the worker (:mod:`nectar.lifeline`): killed even by SIGKILL, it leaves no
+  spare behind, and each attempt interrupts itself and requeues its run, as on SIGTERM;
 - no run is claimed while luigid is unreachable: the queue waits for it.
 """
 
@@ -36,11 +39,13 @@ from typing import Any
 import luigi
 import luigi.contrib.s3  # noqa: F401  (warm: children fork with it imported)
 
+from nectar import lifeline
 from nectar.attempt import HOST, INTERRUPT_GRACE, execute, process_name, release, scheduler_of
-from nectar.build import Build
+from nectar.build import Build, luigi_worker_id
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.runs import Run, RunState, RunStore, open_run_store
+from nectar.shutdown import InterruptedIsNotFailed, Shutdown
 
 logger = logging.getLogger(__name__)
 #: seconds between two looks for finished attempts while some run
@@ -100,18 +105,21 @@ class Executor:
         self.name = process_name()
         self.children: dict[int, Child] = {}
         self.spare: Spare | None = None
-        self._stopping: float | None = None  # when the drain ends
+        self.shutdown = Shutdown(settings.drain_grace)
         self._watched = 0.0
         self._scheduler_seen: tuple[float, bool] = (0.0, True)
 
     def stop(self, *_: Any) -> None:
-        """First call: drain (stop claiming, let attempts finish for ``drain_grace``). Second: interrupt now."""
-        now = time.monotonic()
-        self._stopping = now + self.settings.drain_grace if self._stopping is None else now
+        """First call: drain (stop claiming, let attempts finish for ``drain_grace``). Again, or when the
+        ``nectar serve`` that started this worker is gone: interrupt them now (:class:`~nectar.shutdown.Shutdown`)."""
+        self.shutdown.request()
 
     @property
     def stopping(self) -> bool:
-        return self._stopping is not None
+        return self.shutdown.asked
+
+    def _running(self) -> list[str]:
+        return [child.run.id for child in self.children.values()]
 
     def _fork_spare(self) -> Spare:
         """Fork the child that will execute the next claimed attempt; it waits for the run on a pipe."""
@@ -119,6 +127,7 @@ class Executor:
         # what the parent holds (luigi, boto3, nectar) moves out of the collector's sight in the child: its
         # collections scan only what the attempt allocates, and do not write to (copy) pages it shares with us
         gc.freeze()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the spare
             code = 1
@@ -126,8 +135,11 @@ class Executor:
                 os.close(handover)
                 os.setpgid(0, 0)  # its own group: cancelling kills the task's subprocesses too
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a run stops
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # an attempt's lease makes it "requeue and stop"
+                lifeline.die_with_parent(parent)  # SIGTERM if the worker dies, even by SIGKILL
                 build = self._prepare()
+                logging.getLogger("luigi-interface").addFilter(InterruptedIsNotFailed())  # not "Worker … failed"
                 with os.fdopen(handoff, "rb") as pipe:
                     given = pipe.read()
                 if not given:  # the worker stopped (or died) before there was a run for us
@@ -261,8 +273,24 @@ class Executor:
                 logger.warning("not claiming runs until luigid answers again: %s", exc)
         if now_up and not up:
             logger.warning("luigid answers again: claiming runs")
+        if now_up and (not up or seen == 0.0):  # luigid (re)started, maybe from a state saved as a crash began
+            self._release_lost_in_luigid()
         self._scheduler_seen = (time.monotonic(), now_up)
         return now_up
+
+    def _release_lost_in_luigid(self) -> None:
+        """Tell luigid that the tasks it holds RUNNING for attempt processes of this host that are gone failed,
+        so that runs needing them go on now, not once luigid times those workers out."""
+        assert self.scheduler is not None
+        try:
+            running = self.scheduler.call("task_list", status="RUNNING", upstream_status="", search=None) or {}
+            for task_id, task in running.items():
+                worker = str(task.get("worker_running") or "") if isinstance(task, dict) else ""
+                if worker.startswith(luigi_worker_id("")) and is_dead(worker.removeprefix(luigi_worker_id(""))):
+                    reason = f"worker lost: {worker} is gone"
+                    self.scheduler.call("add_task", task_id=task_id, status="FAILED", worker=worker, expl=reason)
+        except SchedulerUnavailable as exc:  # the next return of luigid tries again
+            logger.warning("could not release the tasks of lost attempts in luigid: %s", exc)
 
     def _registry_answers(self) -> bool:
         try:
@@ -285,14 +313,15 @@ class Executor:
         self.runs.wait_for_work(min(idle, REAP_INTERVAL) if self.children else idle)
 
     def serve_forever(self) -> None:
-        """Claim and execute runs until SIGTERM or SIGINT; then drain, interrupt and requeue."""
+        """Claim and execute runs until SIGTERM, SIGINT or SIGHUP; then drain, interrupt and requeue."""
         if self.settings.luigi_config:
             luigi.configuration.add_config_path(str(self.settings.luigi_config))
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self.stop)
         logger.info("worker %s: %d slot(s), registry %s", self.name, self.concurrency, self.settings.registry_location)
         registry_down = False
-        while self._stopping is None or (self.children and time.monotonic() < self._stopping):
+        while not self.shutdown.asked or (self.children and self.shutdown.draining()):
+            self.shutdown.announce(self._running())
             try:
                 self._serve_once()
             except RegistryUnavailable as exc:  # PostgreSQL restarting: what was not recorded, leases recover
@@ -304,7 +333,9 @@ class Executor:
             if registry_down and self._registry_answers():
                 logger.warning("the run registry answers again")
                 registry_down = False
+        self.shutdown.announce(self._running())
         self._drop_spare()
+        self.shutdown.interrupting(self._running())
         for pid in self.children:  # the drain is over: interrupt what still runs (it requeues itself)
             self._kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + INTERRUPT_GRACE
@@ -314,3 +345,4 @@ class Executor:
         for pid in self.children:
             self._kill(pid, signal.SIGKILL)
         self._reap(block=True)
+        logger.info("worker %s stopped", self.name)

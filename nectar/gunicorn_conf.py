@@ -48,6 +48,16 @@ if _METRICS_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _METRICS_DIR
 
 
+def when_ready(server: object) -> None:
+    """A closed terminal (SIGHUP) stops the API as SIGTERM does; gunicorn would reload and live on.
+
+    Set here, after gunicorn installed its own handlers; its workers watch this master and stop with it.
+    """
+    from nectar.lifeline import hangup_is_terminate
+
+    hangup_is_terminate()
+
+
 def child_exit(server: object, worker: object) -> None:
     from prometheus_client import multiprocess
 

@@ -2,10 +2,16 @@
 and each of them alone, for a machine that plays one role: ``nectar scheduler``, ``nectar api``
 (``nectar worker`` is the workers).
 
-Under ``serve`` each part runs as its own process in its own session, so Ctrl-C reaches only
-this supervisor, which then stops the API first, the workers next (they let running tasks
-finish for ``NECTAR_DRAIN_GRACE`` seconds, then interrupt and requeue them) and luigid last. If
-any part dies, everything is stopped and the command exits non-zero.
+Under ``serve`` each part runs as its own process in its own session, so Ctrl-C (or SIGTERM, or
+SIGHUP from a closed terminal) reaches only this supervisor, which then stops the API first, the
+workers next (they let running tasks finish for ``NECTAR_DRAIN_GRACE`` seconds, then interrupt
+and requeue them; a second Ctrl-C interrupts them at once) and luigid last. If any part dies,
+everything is stopped and the command exits non-zero. If the supervisor itself dies, even by
+``kill -9``, every part gets SIGTERM from the kernel and stops on its own (:mod:`nectar.lifeline`).
+
+Before starting anything, ``serve`` (like ``api`` and ``scheduler``) checks that its ports are free
+and refuses to start, naming the port and its holder, when one is not; a part counts as up only
+when it answers *and* the port it answers on is held by that part's own process.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 
 import requests
 
+from nectar import lifeline, ports
 from nectar.config import Settings
 from nectar.eventlog import configure_logging
 
@@ -41,8 +48,12 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
     "--chains-dir": ("NECTAR_CHAINS_DIR", "chains", "folder of <type>/<name>_chain.py files"),
 }
 STOP_TIMEOUT = 20.0
-#: luigid, started with this interpreter (its console script may not be on PATH)
-LUIGID = [sys.executable, "-c", "from luigi.cmdline import luigid; luigid()"]
+#: luigid, started with this interpreter (its console script may not be on PATH), SIGHUP taken as SIGTERM
+LUIGID = [
+    sys.executable,
+    "-c",
+    "import nectar.lifeline as life; life.hangup_is_terminate(); from luigi.cmdline import luigid; luigid()",
+]
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
 #: the flags of the commands that start one role
 ROLE_FLAGS = {
@@ -81,16 +92,26 @@ class Part:
     stop_timeout: float = STOP_TIMEOUT
 
 
-def _wait_http(url: str, part: Part, timeout: float = 30.0) -> None:
+def wait_ready(url: str, part: Part, port: int, timeout: float = 30.0) -> None:
+    """Until ``url`` answers from ``part``'s own process (listening on ``port``), not from anyone else."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if part.proc.poll() is not None:
             raise RuntimeError(f"{part.name} exited with code {part.proc.returncode} while starting")
         try:
             requests.get(url, timeout=1)
-            return
         except requests.RequestException:
             time.sleep(0.05)
+            continue
+        holders = ports.listeners(port)
+        if part.proc.pid in holders:
+            return
+        if holders:
+            raise RuntimeError(
+                f"port {port} answers from {ports.describe_holder(port)}, not from the {part.name} started here "
+                f"(pid {part.proc.pid})"
+            )
+        time.sleep(0.05)
     raise RuntimeError(f"{part.name} did not answer on {url} within {timeout:.0f}s")
 
 
@@ -113,15 +134,23 @@ class Supervisor:
             "NECTAR_CHAINS_DIR": str(self.settings.chains_dir),
             "NECTAR_DATA_DIR": str(self.settings.data_dir),
             "NECTAR_LOCAL_TARGETS": str(self.settings.local_targets_dir),
+            lifeline.SUPERVISOR_VAR: str(os.getpid()),
         }
         if luigi_cfg is not None:
             self.env["NECTAR_LUIGI_CONFIG"] = self.env["LUIGI_CONFIG_PATH"] = str(luigi_cfg)
 
     def _start(self, name: str, argv: list[str], stop_timeout: float = STOP_TIMEOUT) -> Part:
-        proc = subprocess.Popen(argv, env=self.env, start_new_session=True)
+        # its own session (Ctrl-C reaches the supervisor alone); SIGTERM from the kernel if the supervisor dies
+        proc = subprocess.Popen(argv, env=self.env, start_new_session=True, preexec_fn=lifeline.child_of_this_process())
         part = Part(name, proc, stop_timeout)
         self.parts.append(part)
         return part
+
+    def check_ports(self) -> None:
+        """Raise :class:`~nectar.ports.PortInUse` if a port this command must listen on is taken."""
+        ports.ensure_free(self.args.host, int(self.args.port), "the API, --port")
+        if not self.settings.scheduler_url:
+            ports.ensure_free(self.args.scheduler_host, int(self.args.scheduler_port), "luigid, --scheduler-port")
 
     def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +159,7 @@ class Supervisor:
             scheduler_url = f"http://{self.args.scheduler_host}:{self.args.scheduler_port}"
             state = self.settings.data_dir / "luigid"
             luigid = self._start("luigid", luigid_command(self.args.scheduler_host, self.args.scheduler_port, state))
-            _wait_http(f"{scheduler_url}/api/worker_list", luigid)
+            wait_ready(f"{scheduler_url}/api/worker_list", luigid, int(self.args.scheduler_port))
         self.env["NECTAR_SCHEDULER_URL"] = scheduler_url
         # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued
         self._start(
@@ -140,13 +169,18 @@ class Supervisor:
         )
         api = self._start("api", GUNICORN)
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
-        _wait_http(f"http://{host}:{self.args.port}/healthz", api)
+        wait_ready(f"http://{host}:{self.args.port}/healthz", api, int(self.args.port))
         logger.info(
             "Datanectar is up: API http://%s:%s/api/chains, docs /api/docs; luigi scheduler %s; chains from %s",
             *(host, self.args.port, scheduler_url, self.settings.chains_dir),
         )
 
     def request_stop(self, *_: Any) -> None:
+        """First signal: stop everything in order. Again: the workers interrupt their running runs now."""
+        if self._stopping:
+            for part in self.parts:
+                if part.name == "workers" and part.proc.poll() is None:
+                    part.proc.send_signal(signal.SIGTERM)  # a worker's second SIGTERM ends its drain
         self._stopping = True
 
     def watch(self) -> int:
@@ -159,6 +193,9 @@ class Supervisor:
         return 0
 
     def stop(self) -> None:
+        running = [part.name for part in reversed(self.parts) if part.proc.poll() is None]
+        if running:
+            logger.info("stopping %s, in that order", ", ".join(running))
         for part in reversed(self.parts):
             if part.proc.poll() is None:
                 part.proc.send_signal(signal.SIGTERM)
@@ -173,8 +210,9 @@ class Supervisor:
 def serve(args: argparse.Namespace) -> int:
     supervisor = Supervisor(args)
     configure_logging(supervisor.settings.log_format)  # the parts inherit NECTAR_LOG_FORMAT and do the same
-    signal.signal(signal.SIGTERM, supervisor.request_stop)
-    signal.signal(signal.SIGINT, supervisor.request_stop)
+    supervisor.check_ports()  # before anything starts: PortInUse names the port and its holder
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, supervisor.request_stop)
     try:
         supervisor.start()
         code = supervisor.watch()
@@ -189,6 +227,7 @@ def serve(args: argparse.Namespace) -> int:
 def api(args: argparse.Namespace) -> int:
     """``nectar api``: this process becomes gunicorn serving the API (the registry, luigid and store come from
     the environment: ``NECTAR_DATABASE_URL``, ``NECTAR_SCHEDULER_URL``, ``ENV``/``PROJECT_BUCKET``...)."""
+    ports.ensure_free(args.host, int(args.port), "the API, --port")
     os.environ.update({"NECTAR_HOST": args.host, "NECTAR_PORT": str(args.port)})
     os.environ["NECTAR_API_WORKERS"] = str(args.api_workers)
     os.execv(GUNICORN[0], GUNICORN)
@@ -197,6 +236,7 @@ def api(args: argparse.Namespace) -> int:
 def scheduler(args: argparse.Namespace) -> int:
     """``nectar scheduler``: this process becomes luigid with the project's luigi.cfg (its ``[resources]`` are
     the pools every worker of every machine shares), its state in the data folder."""
+    ports.ensure_free(args.scheduler_host, int(args.scheduler_port), "luigid, --scheduler-port")
     settings = Settings.from_env(data_dir=args.data_dir)
     path = luigi_config(settings)
     if path is not None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +18,13 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import REPO, free_port, wait_until
+from nectar import ports
+from nectar.config import Settings
+from nectar.metrics import DURATION_BUCKETS
+from nectar.serve import Part, wait_ready
+from nectar.sqlruns import SQLiteRunStore
+from tests.conftest import NECTAR, REPO, free_port, settings_env, wait_until
+from tests.faults.conftest import alive, children, cmdline, descendants, send, waitfor
 
 HELLO = "testchains/hello_luigiworld_chain"
 
@@ -26,6 +35,13 @@ class Served:
     scheduler: str
     proc: subprocess.Popen[bytes]
     cwd: Path
+    env: dict[str, str]
+    log: Path
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        """The API's and luigid's."""
+        return int(self.api.rpartition(":")[2]), int(self.scheduler.rpartition(":")[2])
 
 
 def _serve(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[Served]:
@@ -38,7 +54,9 @@ def _serve(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[Served]:
     env |= {"NECTAR_PORT": str(port), "NECTAR_SCHEDULER_PORT": str(scheduler_port), "ENV": "local", **extra_env}
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "nectar.cli", "serve"], cwd=cwd, env=env, stdout=log, stderr=log)
-    served = Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{scheduler_port}", proc, cwd)
+    served = Served(
+        f"http://127.0.0.1:{port}", f"http://127.0.0.1:{scheduler_port}", proc, cwd, env, tmp_path / "serve.log"
+    )
 
     def up() -> bool:
         assert proc.poll() is None, (tmp_path / "serve.log").read_text()
@@ -138,7 +156,8 @@ def test_sigterm_stops_everything(served: Served) -> None:
 def test_readme_tour_s3(served_s3: Served, s3_env: dict[str, str]) -> None:
     status = _launch_and_wait(served_s3, "WithDependencyTask", {"aparam": "from s3"})
     url = status["data"]["resource_url"]
-    assert url.startswith(s3_env["AWS_ENDPOINT_URL"]) and "Signature" in url or "X-Amz-Signature" in url
+    assert url.startswith(f"{s3_env['AWS_ENDPOINT_URL']}/"), url  # the presigned URL points at moto
+    assert "Signature=" in url or "X-Amz-Signature=" in url, url  # SigV2 or SigV4
     assert requests.get(url, timeout=10).content == b"hello luigi world, from s3\n"
     assert not (served_s3.cwd / "local_targets").exists()
 
@@ -148,7 +167,10 @@ def test_metrics_add_up_every_api_process_and_the_registry(served: Served) -> No
     the API's gunicorn workers (each request lands on either of two)."""
     for _ in range(40):
         assert requests.get(f"{served.api}/api/chains", timeout=10).status_code == 200
-    _launch_and_wait(served, "TestS3Task")
+    run_id = _launch_and_wait(served, "TestS3Task")["data"]["run_id"]
+    run = SQLiteRunStore(served.cwd / "nectar_data" / "runs.sqlite3").get(run_id)
+    assert run is not None and run.started_at is not None and run.finished_at is not None
+    took = run.finished_at - run.started_at
 
     answer = requests.get(f"{served.api}/metrics", timeout=10)
 
@@ -161,7 +183,10 @@ def test_metrics_add_up_every_api_process_and_the_registry(served: Served) -> No
     durations = {(s.name, s.labels.get("le")): s.value for s in families["nectar_run_duration_seconds"].samples}
     assert durations[("nectar_run_duration_seconds_count", None)] == 1
     assert durations[("nectar_run_duration_seconds_bucket", "+Inf")] == 1
-    assert 0.5 < durations[("nectar_run_duration_seconds_sum", None)] < 30  # the task sleeps 1 s
+    # the one run's own duration, as the registry recorded it: the sum, and in every bucket from the first that holds it
+    assert durations[("nectar_run_duration_seconds_sum", None)] == pytest.approx(took)
+    for bound in DURATION_BUCKETS:
+        assert durations[("nectar_run_duration_seconds_bucket", str(bound))] == (1 if took <= bound else 0), bound
     assert all(s.labels["task"] == task for s in families["nectar_run_duration_seconds"].samples)
     http = families["nectar_http_request_duration_seconds"].samples
     catalog = [s for s in http if s.name.endswith("_count") and s.labels["endpoint"] == "/api/chains"]
@@ -183,3 +208,154 @@ def test_json_logs_carry_the_run_id_from_the_api_to_the_worker(tmp_path: Path) -
     assert ("nectar.attempt", "DONE") in about, about  # the attempt's process
     others = [line for line in lines if not line.startswith("{")]
     assert not others, others
+
+
+# --- what nectar serve leaves behind when it dies, and what it refuses ---------------------------------------
+
+
+def _started_by(pid: int) -> dict[int, str]:
+    """Every process under ``pid`` now (children, their children...), with its command line."""
+    return {kid: cmdline(kid) for kid in descendants(pid)}
+
+
+def _gone(started: dict[int, str], what: str) -> None:
+    """Wait until none of ``started`` is left (a generous deadline, only there to fail a hung test); kill leftovers."""
+    try:
+        waitfor(lambda: not any(alive(pid) for pid in started), 60, what)
+    except AssertionError:
+        left = {pid: line for pid, line in started.items() if alive(pid)}
+        for pid in left:
+            send(pid, signal.SIGKILL)
+        raise AssertionError(f"{what}; still running: {left}") from None
+
+
+def _closed(port: int) -> None:
+    """Nobody answers on ``port`` and it can be listened on again."""
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+    ports.ensure_free("127.0.0.1", port, "a test")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGKILL], ids=["SIGHUP", "SIGKILL"])
+def test_a_serve_that_is_hung_up_or_killed_leaves_no_process_and_frees_its_ports(served: Served, signum: int) -> None:
+    """A closed terminal stops it as Ctrl-C does; ``kill -9`` of the supervisor alone takes every part with it."""
+    started = _started_by(served.proc.pid)
+    lines = " | ".join(started.values())
+    assert "luigid" in lines and "gunicorn" in lines and "nectar.cli worker" in lines, started
+
+    served.proc.send_signal(signum)
+
+    code = served.proc.wait(timeout=60)
+    _gone(started, f"the processes of a nectar serve ended by signal {signum} to stop")
+    assert code == (0 if signum == signal.SIGHUP else -signal.SIGKILL), served.log.read_text()
+    for port in served.ports:
+        _closed(port)
+
+
+def test_a_second_serve_on_the_same_ports_refuses_naming_the_port_and_its_holder(served: Served) -> None:
+    api_port, _ = served.ports
+    [holder] = [pid for pid in ports.listeners(api_port) if pid in children(served.proc.pid)]  # gunicorn's master
+
+    second = subprocess.run(
+        [*NECTAR, "serve"], cwd=served.cwd, env=served.env, capture_output=True, text=True, timeout=60
+    )
+
+    said = second.stdout + second.stderr
+    assert second.returncode == 2, said
+    assert f"port {api_port} (the API, --port) is in use by pid {holder} (" in said and "gunicorn" in said, said
+    assert "Datanectar is up" not in said
+    assert requests.get(f"{served.api}/api/chains", timeout=10).status_code == 200  # the first one is untouched
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port this test process listens on."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "what"),
+    [
+        ("serve", "--port", "the API, --port"),
+        ("serve", "--scheduler-port", "luigid, --scheduler-port"),
+        ("api", "--port", "the API, --port"),
+        ("scheduler", "--scheduler-port", "luigid, --scheduler-port"),
+    ],
+)
+def test_a_taken_port_is_refused_before_anything_starts(
+    tmp_path: Path, taken_port: int, command: str, flag: str, what: str
+) -> None:
+    other = "--scheduler-port" if flag == "--port" else "--port"
+    argv = [*NECTAR, command, flag, str(taken_port)]
+    argv += ["--data-dir", str(tmp_path / "data")] if command != "api" else []
+    argv += [other, str(free_port())] if command == "serve" else []
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NECTAR_")}
+
+    refused = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+    said = refused.stdout + refused.stderr
+    assert refused.returncode == 2, said
+    assert f"port {taken_port} ({what}) is in use by pid {os.getpid()} (" in said, said
+    assert "Datanectar is up" not in said
+    assert not (tmp_path / "data").exists(), "something started before the ports were checked"
+
+
+def test_readiness_is_believed_only_from_the_part_started_here(tmp_path: Path) -> None:
+    """An HTTP server that is not the part (here, this test's) answering on the part's port is no readiness."""
+    impostor = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    port = impostor.server_port
+    part = Part("api", subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]))
+    try:
+        with pytest.raises(RuntimeError) as refused:
+            wait_ready(f"http://127.0.0.1:{port}/", part, port)
+    finally:
+        part.proc.kill()
+        part.proc.wait()
+        impostor.shutdown()
+        impostor.server_close()
+    assert f"port {port} answers from pid {os.getpid()} (" in str(refused.value)
+    assert f"not from the api started here (pid {part.proc.pid})" in str(refused.value)
+
+
+@pytest.mark.parametrize("role", ["api", "scheduler", "worker"])
+def test_sighup_stops_each_role_as_sigterm_does(tmp_path: Path, settings: Settings, role: str) -> None:
+    """A closed terminal stops ``nectar api`` (gunicorn would reload and live on), ``nectar scheduler`` (luigid
+    would die without saving its state) and ``nectar worker``, each exiting 0 as on SIGTERM."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
+    env |= settings_env(settings.replace(scheduler_url=None))
+    argv = {
+        "api": [*NECTAR, "api", "--port", str(port)],
+        "scheduler": [*NECTAR, "scheduler", "--scheduler-port", str(port), "--data-dir", str(tmp_path / "luigid")],
+        "worker": [*NECTAR, "worker"],
+    }[role]
+    log = tmp_path / f"{role}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+
+        def ready() -> bool:
+            assert proc.poll() is None, log.read_text()
+            if role == "worker":
+                return "slot(s)" in log.read_text()
+            return proc.pid in ports.listeners(port)
+
+        waitfor(ready, 60, f"nectar {role} to start")
+        started = _started_by(proc.pid)
+
+        proc.send_signal(signal.SIGHUP)
+
+        assert proc.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _gone(started, f"the processes of nectar {role} to stop")
+    if role == "worker":
+        assert "stopping: no run is running" in log.read_text()
+    else:
+        _closed(port)

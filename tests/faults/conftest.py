@@ -169,13 +169,6 @@ def alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
-def ppid(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -420,6 +413,7 @@ class Cluster:
         self.logs.mkdir()
         self.extra_env: dict[str, str] = {}
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.log_of: dict[int, Path] = {}  # pid -> what it printed
         self.pids: set[int] = set()
         self.luigid: subprocess.Popen[bytes] | None = None
         self.api_proc: subprocess.Popen[bytes] | None = None
@@ -449,6 +443,7 @@ class Cluster:
     def _popen(self, name: str, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         with self._log(name) as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, **kwargs)
+            self.log_of[proc.pid] = Path(log.name)
         self.procs.append(proc)
         return proc
 
@@ -482,11 +477,14 @@ class Cluster:
         )
 
     def kill_worker(self, proc: subprocess.Popen[bytes]) -> list[int]:
-        """SIGKILL a worker and the children executing its attempts (in their own groups); their pids."""
+        """SIGKILL a worker and the children executing its attempts (in their own groups) as one crash would:
+        the worker is frozen first, so that neither it nor its children (which stop on their own when it dies)
+        see the others die; their pids."""
+        self.freeze(proc.pid)
         kids = descendants(proc.pid)
+        self.kill_pids(kids)
         self.ledger.note("kill", proc.pid)
         proc.kill()
-        self.kill_pids(kids)
         proc.wait(timeout=10)
         return kids
 

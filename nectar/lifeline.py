@@ -1,0 +1,52 @@
+"""Children die with their parent (Linux): the parent-death signal, and SIGHUP taken as SIGTERM.
+
+Whatever kills ``nectar serve`` (Ctrl-C, a closed terminal, ``kill -9``, a crash), the kernel
+sends SIGTERM to each process it started (luigid, the gunicorn master, ``nectar worker``), which
+then stops as it would on a plain SIGTERM: gunicorn's workers follow their master, a worker
+whose supervisor is gone interrupts its running attempts at once and requeues them. A worker does
+the same for the processes it forks (its attempts and its spare). Linux only: ``prctl(2)``'s
+``PR_SET_PDEATHSIG``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from collections.abc import Callable
+
+#: ``prctl(2)`` option: the signal this process gets when its parent dies
+PR_SET_PDEATHSIG = 1
+#: set by ``nectar serve`` in the environment of what it starts: its own pid
+SUPERVISOR_VAR = "NECTAR_SUPERVISOR_PID"
+
+
+def die_with_parent(parent: int, signum: int = signal.SIGTERM) -> None:
+    """Have the kernel send ``signum`` to this process when ``parent`` (its parent now) dies.
+
+    A parent that died before this call (this process was already handed to init) is treated
+    the same way: ``signum`` is sent at once.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signum)
+
+
+def child_of_this_process(signum: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` for :class:`subprocess.Popen`: the child gets ``signum`` when this process dies."""
+    parent = os.getpid()
+    return lambda: die_with_parent(parent, signum)
+
+
+def supervisor_gone() -> bool:
+    """Whether this process was started by ``nectar serve`` (``NECTAR_SUPERVISOR_PID``) and it is gone."""
+    supervisor = os.environ.get(SUPERVISOR_VAR, "")
+    return supervisor.isdigit() and os.getppid() != int(supervisor)
+
+
+def hangup_is_terminate() -> None:
+    """SIGHUP (a closed terminal) does what SIGTERM does in this process, whatever handles SIGTERM."""
+    signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
