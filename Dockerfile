@@ -15,9 +15,10 @@ RUN useradd --create-home --uid 10001 nectar
 WORKDIR /srv/datanectar
 
 COPY pyproject.toml README.md app.py ./
+COPY requirements ./requirements
 COPY nectar ./nectar
 COPY api ./api
-RUN pip install '.[postgres]'
+RUN pip install -c requirements/constraints.txt '.[postgres]'
 
 COPY configuration ./configuration
 COPY chains ./chains

@@ -44,8 +44,7 @@ def serve(cluster: Cluster) -> float:
     port, scheduler_port = free_port(), free_port()
     argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
     argv += ["--data-dir", str(cluster.settings.data_dir), "--chains-dir", str(cluster.settings.chains_dir)]
-    env = {**base_env(), "ENV": "local", "NECTAR_LOCAL_TARGETS": str(cluster.settings.local_targets_dir)}
-    return first_200(cluster, "serve", argv, env, f"http://127.0.0.1:{port}/api/chains")
+    return first_200(cluster, "serve", argv, cluster.env(), f"http://127.0.0.1:{port}/api/chains")
 
 
 def hello(cluster: Cluster) -> float:

@@ -11,14 +11,14 @@ import signal
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from nectar.config import Settings
+from nectar.config import ENV_VARS, Settings
 from nectar.runs import Run, RunState
 from nectar.serve import LUIGID
 from nectar.sqlruns import SQLiteRunStore
@@ -45,7 +45,11 @@ def median(values: Sequence[float]) -> float:
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
-    """The ``pct``-th percentile by the nearest-rank method (p99 of 50 samples is the largest but one)."""
+    """The ``pct``-th percentile by the nearest-rank method: the ``ceil(pct / 100 * n)``-th smallest of ``n`` values.
+
+    So p99 of 50 samples is the largest (rank 50), of 200 the third largest (rank 198): below 100 samples a p99
+    is the maximum, which is why the table says n beside every percentile.
+    """
     ordered = sorted(values)
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return float(ordered[rank - 1])
@@ -127,6 +131,20 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_", "LUIGI_"))}
 
 
+#: settings that place a benchmark's world (its folders, store, services and credentials): always the benchmark's own
+WORLD = frozenset(
+    {"env", "project_bucket", "s3_bucket", "chains_dir", "local_targets_dir", "data_dir", "scheduler_url"}
+    | {"luigi_config", "api_tokens", "api_tokens_file", "database_url"}
+)
+
+
+def environment_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The service's other settings (``NECTAR_MAX_QUEUE``, ``NECTAR_RETRIES``...) that the environment sets:
+    they reach every benchmark's service and win over the benchmark's own choices."""
+    environ = os.environ if environ is None else environ
+    return {name: environ[var] for var, name in ENV_VARS.items() if name not in WORLD and environ.get(var)}
+
+
 class Cluster:
     """One benchmark's Datanectar: its folder, settings, and the luigid, workers, API and moto it starts."""
 
@@ -140,10 +158,16 @@ class Cluster:
         self.ledger.touch()
         defaults = {"env": "local", "data_dir": self.dir / "data", "local_targets_dir": self.dir / "targets"}
         self.settings = Settings(**{**defaults, "chains_dir": chains, **settings}).resolved()
+        self.tune()
         self.extra_env: dict[str, str] = {LEDGER_VAR: str(self.ledger)}
         self.luigid: subprocess.Popen[bytes] | None = None
         self.apis: dict[str, subprocess.Popen[bytes]] = {}
         self.api_url = ""
+
+    def tune(self, **settings: Any) -> Settings:
+        """Change settings of the service, except those the environment sets (see :func:`environment_settings`)."""
+        self.settings = self.settings.replace(**{**settings, **environment_settings()})
+        return self.settings
 
     def env(self, **extra: str) -> dict[str, str]:
         return {**base_env(), **settings_env(self.settings), **self.extra_env, **extra}

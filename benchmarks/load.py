@@ -118,6 +118,11 @@ def median_p99(loads: Sequence[Load]) -> float:
     return median([load.p99 for load in loads])
 
 
+def samples(loads: Sequence[Load]) -> str:
+    """How many latencies each repeat's percentile was taken of (the fewest), for the table."""
+    return f"n≥{min((len(load.latencies) for load in loads), default=0):,} per repeat, median of {len(loads)}"
+
+
 def rates(loads: Sequence[Load]) -> str:
     """Each repeat's requests per second, for the log."""
     return ", ".join(f"{load.rate:.0f}" for load in loads)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from benchmarks.harness import CHAIN, CHAIN_TYPE, Context, Figure, at_least
-from benchmarks.load import Load, hammer, median_rate, rates
+import math
+
+from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, at_least
+from benchmarks.load import Load, Request, hammer, median_rate, rates
 from benchmarks.population import fill_registry, fill_store
 from nectar.runs import RunState
 from nectar.sqlruns import SQLiteRunStore
@@ -12,8 +14,25 @@ NAME = "submit"
 CLIENTS = 16
 TASK_PATH = f"/api/chains/{CHAIN_TYPE}/{CHAIN}/ProbeTask"
 FINISHED = 2_000
-#: more distinct submissions per repeat than the API can accept in its duration (none is sent twice)
-PER_REPEAT = 20_000
+#: new runs each client sends to warm the API and measure how many a repeat should send
+WARM_PER_CLIENT = 100
+
+
+class Fresh:
+    """Submissions of distinct new runs, never one sent twice (a second one would answer 200, not 202)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def next(self, count: int) -> list[Request]:
+        first, self.sent = 1_000_000 + self.sent, self.sent + count
+        return [("POST", f"{TASK_PATH}?n={n}") for n in range(first, first + count)]
+
+
+def bound_queue(cluster: Cluster, runs: int) -> None:
+    """Let the API's queue hold ``runs`` (NECTAR_MAX_QUEUE in the environment wins: it must be large enough)."""
+    if cluster.tune(max_queue=runs).max_queue < runs:
+        raise RuntimeError(f"NECTAR_MAX_QUEUE={cluster.settings.max_queue} is below the {runs:,} runs queued here")
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -22,9 +41,20 @@ def run(ctx: Context) -> list[Figure]:
         cluster.start_luigid()  # no workers: only the API's acceptance is measured, the queue just fills
         fill_registry(cluster.settings.registry_path, range(FINISHED))
         fill_store(cluster.settings.local_targets_dir, range(FINISHED))
+        runs = SQLiteRunStore(cluster.settings.registry_path)
+        fresh = Fresh()
+        # each repeat sends as many new runs as this machine accepts in `duration` (measured while warming),
+        # and every one stays queued: the queue's bound is sized from that total, before the API starts
+        warming = fresh.next(WARM_PER_CLIENT * CLIENTS)
+        bound_queue(cluster, len(warming))
+        url = cluster.start_api()
+        warm = hammer(url, warming, CLIENTS, duration=None, per_client=WARM_PER_CLIENT).check(202)
+        per_client = max(10, math.ceil(warm.rate * duration / CLIENTS))
+        total = len(warming) + ctx.repeats * per_client * CLIENTS
+        cluster.procs.stop(cluster.apis.pop(url))
+        bound_queue(cluster, total)
         url = cluster.start_api()
         base_url = cluster.start_api(app="benchmarks.baseline_app:create_app()")
-        runs = SQLiteRunStore(cluster.settings.registry_path)
         finished = [("POST", f"{TASK_PATH}?n={n}") for n in range(FINISHED)]
         hello = [("GET", "/hello")]
         hammer(url, finished, CLIENTS, duration=min(1.0, duration)).check(200)  # warm every worker thread
@@ -32,18 +62,17 @@ def run(ctx: Context) -> list[Figure]:
         new: list[Load] = []
         done: list[Load] = []
         hellos: list[Load] = []
-        for r in range(ctx.repeats):  # interleaved, so that all three see the same noise
-            first = 1_000_000 + r * PER_REPEAT
-            fresh = [("POST", f"{TASK_PATH}?n={n}") for n in range(first, first + PER_REPEAT)]
-            new.append(hammer(url, fresh, CLIENTS, duration=duration).check(202))
+        for _ in range(ctx.repeats):  # interleaved, so that all three see the same noise
+            batch = fresh.next(per_client * CLIENTS)
+            new.append(hammer(url, batch, CLIENTS, duration=None, per_client=per_client).check(202))
             done.append(hammer(url, finished, CLIENTS, duration=duration).check(200))
             hellos.append(hammer(base_url, hello, CLIENTS, duration=duration).check(200))
+        print(f"new runs per repeat: {per_client * CLIENTS:,} (measured while warming: {warm.rate:,.0f}/s)")
         for name, loads in (("new", new), ("finished", done), ("hello", hellos)):
             print(f"{name} requests/s per repeat:", rates(loads))
         queued = runs.count(RunState.PENDING)
-        accepted = sum(len(load.latencies) for load in new)
-        if queued != accepted:
-            raise RuntimeError(f"{accepted} new submissions were accepted but {queued} runs are queued")
+        if queued != total:
+            raise RuntimeError(f"{total} new submissions were accepted but {queued} runs are queued")
     what = "hello-world JSON, same gunicorn"
     return [
         Figure(

@@ -1,16 +1,51 @@
-"""ruff and mypy, configured in pyproject.toml, are clean: the suite fails otherwise."""
+"""ruff (lint and format, README's Python blocks included) and mypy, configured in pyproject.toml, are clean:
+the suite fails otherwise."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("tool", [["ruff", "check", "."], ["mypy"]], ids=["ruff", "mypy"])
+@pytest.mark.parametrize(
+    "tool",
+    [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]],
+    ids=["ruff", "ruff-format", "mypy"],
+)
 def test_tool_is_clean(tool: list[str]) -> None:
     result = subprocess.run([sys.executable, "-m", *tool], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_exactly_the_readmes_test_command() -> None:
+    readme = (REPO / "README.md").read_text()
+    test_command = next(line for line in readme.splitlines() if line.startswith("python3 -m venv") and "pytest" in line)
+    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci[-1] == test_command
+    assert "-c requirements/constraints.txt" in test_command  # installs from the lock
+
+
+def test_the_lock_pins_every_dependency_within_its_range() -> None:
+    """requirements/constraints.txt is refreshed when pyproject.toml's dependencies change (see CONTRIBUTING.md)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(text) for text in project["dependencies"]]
+    wanted += [Requirement(text) for extra in project["optional-dependencies"].values() for text in extra]
+    pinned = {}
+    for line in (REPO / "requirements" / "constraints.txt").read_text().splitlines():
+        name, sep, version = line.partition("==")
+        if sep and not line.startswith(("#", " ")):
+            pinned[canonicalize_name(name)] = version.strip()
+    unpinned = [str(r) for r in wanted if canonicalize_name(r.name) not in pinned]
+    outside = [
+        f"{r} (locked {pinned[canonicalize_name(r.name)]})"
+        for r in wanted
+        if canonicalize_name(r.name) in pinned and pinned[canonicalize_name(r.name)] not in r.specifier
+    ]
+    assert (unpinned, outside) == ([], []), "refresh the lock: see CONTRIBUTING.md"

@@ -4,13 +4,19 @@ values are parsed as data, never evaluated, imported or run through a shell."""
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
+from nectar.config import Settings
+from tests.api.conftest import finished
 from tests.conftest import REPO
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
 
 HELLO = "/api/chains/testchains/hello_luigiworld_chain"
 
@@ -44,25 +50,40 @@ def test_a_url_never_names_anything_but_a_discovered_task(client: FlaskClient, p
     assert set(sys.modules) - modules == set()  # nothing was imported to answer it
 
 
-@pytest.mark.parametrize(
-    "value",
-    [
-        "__import__('os').system('touch {marker}')",
-        "$(touch {marker})",
-        "`touch {marker}`",
-        "; touch {marker}",
-        "{{{{ touch {marker} }}}}",
-    ],
-)
-def test_parameter_values_are_data_never_code(client: FlaskClient, tmp_path: Path, value: str) -> None:
+INJECTIONS = [
+    "__import__('os').system('touch {marker}')",
+    "$(touch {marker})",
+    "`touch {marker}`",
+    "; touch {marker}",
+    "{{{{ touch {marker} }}}}",
+    "{{aparam.__class__.__init__.__globals__}}",
+]
+
+
+def test_parameter_values_are_data_never_code(
+    settings: Settings, client: FlaskClient, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """Each value would create ``marker`` if it were evaluated, formatted, imported or run through a shell, by the
+    API or by the worker that executes the task: a real worker runs every one of them to the end."""
     marker = tmp_path / "pwned"
-    text = value.format(marker=marker)
-    as_int = client.post("/api/chains/etl/sales_chain/GenerateSalesTask", query_string={"day": text})
-    assert as_int.status_code == 422 and as_int.get_json()["errors"]["day"]
-    as_text = client.post(f"{HELLO}/WithDependencyTask", query_string={"aparam": text})
-    assert as_text.status_code == 202
-    run = client.get(f"/api/runs/{as_text.get_json()['data']['run_id']}").get_json()["data"]
-    assert run["params"] == {"aparam": text}  # kept verbatim, as data
+    texts = [value.format(marker=marker) for value in INJECTIONS]
+    queued = []
+    for text in texts:
+        as_int = client.post("/api/chains/etl/sales_chain/GenerateSalesTask", query_string={"day": text})
+        assert as_int.status_code == 422 and as_int.get_json()["errors"]["day"]
+        as_text = client.post(f"{HELLO}/WithDependencyTask", query_string={"aparam": text})
+        assert as_text.status_code == 202, as_text.get_json()
+        queued.append(as_text.get_json()["data"])
+    for text, data in zip(texts, queued, strict=True):
+        run = client.get(f"/api/runs/{data['run_id']}").get_json()["data"]
+        assert run["params"] == {"aparam": text}  # kept verbatim, as data
+
+    start_worker(settings, workers=2)
+
+    for text, data in zip(texts, queued, strict=True):
+        status = finished(client, data["status_url"])
+        assert status["job_status"] == "DONE", status
+        assert client.get(status["resource_url"]).data == f"hello luigi world, {text}\n".encode()  # used as text
     assert not marker.exists()
 
 

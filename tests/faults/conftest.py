@@ -75,11 +75,13 @@ def starts(task_id):
 
 
 class Recorded(NectarTask):
-    """The k-th start of a task sleeps the k-th of ``sleeps`` (the last repeats); its first ``fails`` starts fail."""
+    """The k-th start of a task sleeps the k-th of ``sleeps`` (the last repeats), then waits until the file
+    ``gate`` exists (if one is named); its first ``fails`` starts fail."""
 
     n = luigi.IntParameter(default=0)
     sleeps = luigi.Parameter(default="0")
     fails = luigi.IntParameter(default=0)
+    gate = luigi.Parameter(default="")
 
     def run(self):
         note("start", self.task_id)
@@ -87,6 +89,8 @@ class Recorded(NectarTask):
         try:
             plan = [float(s) for s in self.sleeps.split(",")]
             time.sleep(plan[min(k, len(plan) - 1)])
+            while self.gate and not os.path.exists(self.gate):
+                time.sleep(0.01)
             if k < self.fails:
                 raise RuntimeError(f"planned failure {k + 1} of {self.fails}")
             with self.output().open("w") as out:

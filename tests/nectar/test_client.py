@@ -125,7 +125,9 @@ def test_no_wait_stops_once_every_row_is_accepted(served: Served, tmp_path: Path
     result = run_cli(served, "submit", TASK, "--params-csv", str(csv), "--no-wait")
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert {cells[0] for cells in table(result).values()} <= {"PENDING", "RUNNING", "DONE"}
+    rows = table(result)
+    assert sorted(rows) == [1, 2, 3, 4, 5], result.stdout  # every row accepted and listed
+    assert all(cells[0] in {"PENDING", "RUNNING", "DONE"} for cells in rows.values()), result.stdout
 
 
 @pytest.mark.parametrize(

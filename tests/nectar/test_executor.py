@@ -246,7 +246,7 @@ def test_a_chain_that_no_longer_imports_fails_its_run(
 
     assert status.job_status == "FAILED"
     assert status.failed_step == "FragileTask"
-    assert status.error == "cannot load cap/fragile_chain/FragileTask: ImportError: gone"
+    assert status.error == "cannot load cap/fragile_chain/FragileTask: ImportError: gone (fragile_chain.py, line 1)"
 
 
 SLOW_CHAIN = (
@@ -259,7 +259,8 @@ SLOW_CHAIN = (
 )
 
 
-@pytest.mark.parametrize(("seconds", "grace"), [(1.0, 10.0), (30.0, 0.5)], ids=["finishes-in-grace", "requeued"])
+# a task of 1 s drained for a minute; one of an hour (only the interrupt ends it) drained for half a second
+@pytest.mark.parametrize(("seconds", "grace"), [(1.0, 60.0), (3600.0, 0.5)], ids=["finishes-in-grace", "requeued"])
 def test_a_stopped_worker_drains_then_requeues_what_still_runs(
     settings: Settings, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path, seconds: float, grace: float
 ) -> None:
@@ -272,7 +273,7 @@ def test_a_stopped_worker_drains_then_requeues_what_still_runs(
     wait_until(started.exists, timeout=30)
 
     first.terminate()
-    assert first.wait(timeout=20) == 0
+    assert first.wait(timeout=120) == 0
     after_stop = nectar.runs.latest(submission.key.path)
     assert after_stop is not None
     if seconds < grace:  # the drain let it finish
@@ -327,6 +328,10 @@ def test_runs_sharing_a_step_run_it_once_the_other_waits_for_it_uncounted(
 
 TWO_STEP_CHAIN = """
 import time
+from pathlib import Path
+
+import luigi
+
 from nectar import NectarTask
 
 
@@ -336,49 +341,60 @@ class FirstTask(NectarTask):
             out.write("first\\n")
 
 
-class SlowTask(NectarTask):
+class GatedTask(NectarTask):
+    gate = luigi.Parameter()  # a file the test creates to let the task end
+
     def requires(self):
         return FirstTask()
 
     def run(self):
-        time.sleep(3)
+        while not Path(self.gate).exists():
+            time.sleep(0.02)
         with self.output().open("w") as out:
-            out.write("slow\\n")
+            out.write("gated\\n")
 """
 
 
 def test_a_step_shows_running_at_once_and_the_one_before_it_done(
-    settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker
+    settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
 ) -> None:
     """Steps' changes are written in batches, but a start is never held back, nor what came before it."""
     settings = settings.replace(scheduler_url=luigid)
     write_chain("etl/two_step_chain", TWO_STEP_CHAIN)
     nectar = Nectar(settings)
     start_worker(settings, workers=1)
-    submission = nectar.submit("etl", "two_step_chain", "SlowTask", {})
+    gate = tmp_path / "gate"
+    submission = nectar.submit("etl", "two_step_chain", "GatedTask", {"gate": str(gate)})
 
-    def slow_running() -> dict[str, str] | None:
+    def gated_running() -> dict[str, str] | None:
         states = {s.task: s.state for s in nectar.status(submission.key).steps}
-        return states if states.get("SlowTask") == "RUNNING" else None
+        return states if states.get("GatedTask") == "RUNNING" else None
 
-    assert wait_until(slow_running, timeout=30, interval=0.02) == {"SlowTask": "RUNNING", "FirstTask": "DONE"}
+    assert wait_until(gated_running, timeout=60, interval=0.02) == {"GatedTask": "RUNNING", "FirstTask": "DONE"}
+    gate.touch()
     done = finished(nectar, submission.key)
     assert {s.task: (s.state, s.executed) for s in done.steps} == {
-        "SlowTask": ("DONE", True),
+        "GatedTask": ("DONE", True),
         "FirstTask": ("DONE", True),
     }
 
 
 CHATTY_CHAIN = """
-import sys
 import time
+from pathlib import Path
+
+import luigi
+
 from nectar import NectarTask
 
 
 class ChattyTask(NectarTask):
+    gate = luigi.Parameter()  # a file the test creates to let the task go on
+
     def run(self):
         print("first line", flush=True)
-        time.sleep(2.5)
+        while not Path(self.gate).exists():
+            time.sleep(0.02)
         print("second line", flush=True)
         with self.output().open("w") as out:
             out.write("done\\n")
@@ -393,7 +409,8 @@ def test_a_running_tasks_log_is_readable_from_another_machine_through_s3(
     write_chain("etl/chatty_chain", CHATTY_CHAIN)
     nectar = Nectar(settings)
     start_worker(settings, workers=1)
-    submission = nectar.submit("etl", "chatty_chain", "ChattyTask", {})
+    gate = tmp_path / "gate"
+    submission = nectar.submit("etl", "chatty_chain", "ChattyTask", {"gate": str(gate)})
     elsewhere = settings.replace(data_dir=tmp_path / "another-machine")  # no live log files there
     configure(elsewhere)
 
@@ -403,8 +420,9 @@ def test_a_running_tasks_log_is_readable_from_another_machine_through_s3(
         except NotFound:
             return None
 
-    early = wait_until(seen_elsewhere, timeout=30, interval=0.1)
+    early = wait_until(seen_elsewhere, timeout=60, interval=0.1)
     assert early == "first line\n"
     assert nectar.status(submission.key).job_status == "RUNNING"
+    gate.touch()
     assert finished(nectar, submission.key).job_status == "DONE"
     assert seen_elsewhere() == "first line\nsecond line\n"

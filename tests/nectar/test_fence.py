@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import nectar.attempt
+import nectar.sqlruns
 from nectar import fence
 from nectar.attempt import Lease as ExecutorLease
 from nectar.attempt import process_name
@@ -17,6 +18,7 @@ from nectar.keys import TargetKey
 from nectar.runs import Run, RunStore
 from nectar.service import Nectar
 from nectar.stores import LocalStore, S3Store, TargetStore, get_store
+from tests.clock import Clock
 
 KEY = TargetKey.parse("chains/etl/sales_chain/AggregateSalesTask/0123456789abcdef0123456789abcdef/out.txt")
 
@@ -141,25 +143,35 @@ def heartbeat_at(runs: RunStore, run: Run) -> float | None:
     return current.heartbeat_at
 
 
-def test_an_attempt_confirms_by_reading_while_its_lease_is_fresh(claimed: tuple[RunStore, Run]) -> None:
+def test_an_attempt_confirms_by_reading_while_its_lease_is_fresh(
+    claimed: tuple[RunStore, Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A commit costs the registry a read, not a write, within a heartbeat interval of the last renewal."""
     runs, run = claimed
-    claimed = heartbeat_at(runs, run)
+    assert run.heartbeat_at is not None
+    clock = Clock(start=run.heartbeat_at).install(monkeypatch, nectar.attempt, nectar.sqlruns)  # the claim's instant
     lease = ExecutorLease(runs, run, interval=0.5)
-    assert lease.confirm() and lease.confirm()  # the claim, a moment ago, was a renewal
-    assert heartbeat_at(runs, run) == claimed
-    renewed = claimed
-    time.sleep(0.6)  # silent for longer than an interval (as if frozen): renews before saying yes
+    clock.advance(0.2)
+    assert lease.confirm() and lease.confirm()  # the claim, 0.2 s ago, was a renewal
+    assert heartbeat_at(runs, run) == run.heartbeat_at
+    clock.advance(0.4)  # silent for longer than an interval since the claim (as if frozen): renews before saying yes
     assert lease.confirm()
-    assert (heartbeat_at(runs, run) or 0) > (renewed or 0)
+    assert heartbeat_at(runs, run) == clock.time()
+    clock.advance(0.2)
+    assert lease.confirm()  # fresh again: a read
+    assert heartbeat_at(runs, run) == clock.time() - 0.2
 
 
-def test_an_attempt_handed_over_late_renews_before_its_first_commit(claimed: tuple[RunStore, Run]) -> None:
+def test_an_attempt_handed_over_late_renews_before_its_first_commit(
+    claimed: tuple[RunStore, Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
     runs, run = claimed
-    time.sleep(0.3)  # more than half an interval between the claim and the attempt's start
+    assert run.heartbeat_at is not None
+    # more than half an interval between the claim and the attempt's start
+    clock = Clock(start=run.heartbeat_at + 0.3).install(monkeypatch, nectar.attempt, nectar.sqlruns)
     lease = ExecutorLease(runs, run, interval=0.5)
     assert lease.confirm()
-    assert (heartbeat_at(runs, run) or 0) > (run.heartbeat_at or 0)
+    assert heartbeat_at(runs, run) == clock.time()
 
 
 @pytest.mark.parametrize("taken", ["cancelled", "reclaimed"])

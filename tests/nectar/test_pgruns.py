@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -45,23 +44,20 @@ def test_identical_submissions_racing_make_one_run(database_url: str) -> None:
     assert stores[0].count() == 1
 
 
-def test_a_queued_run_wakes_a_waiting_worker_at_once(database_url: str) -> None:
+def test_a_queued_run_wakes_a_waiting_worker(database_url: str) -> None:
+    """The NOTIFY of a submission ends the wait: without it the waiter would sleep out its hour."""
     worker, api = PostgresRunStore(database_url), PostgresRunStore(database_url)
-    worker.wait_for_work(0.01)  # listening from now on
-    woke: list[float] = []
+    worker.wait_for_work(0.01)  # listening from now on: a NOTIFY sent before the wait below is kept for it
+    woken = threading.Event()
 
     def wait() -> None:
-        started = time.monotonic()
-        worker.wait_for_work(10)
-        woke.append(time.monotonic() - started)
+        worker.wait_for_work(3600)
+        woken.set()
 
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    time.sleep(0.3)
+    threading.Thread(target=wait, daemon=True).start()
     api.submit(new_run())
-    waiter.join(timeout=15)
 
-    assert woke and woke[0] < 5, woke  # the NOTIFY, not the 10 s timeout
+    assert woken.wait(timeout=60), "the submission's NOTIFY never woke the worker waiting for work"
     claimed = worker.claim("w")
     assert claimed is not None and claimed.state == RunState.RUNNING
 

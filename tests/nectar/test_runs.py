@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+import nectar.sqlruns
 from nectar.errors import QueueFull, RunFinished, RunNotFound
 from nectar.pgruns import PostgresRunStore
 from nectar.runs import RetryPolicy, Run, RunFilter, RunState, Step, jsonable_run
 from nectar.sqlruns import SCHEMA_VERSION, SQLiteRunStore, SqlRunStore
+from tests.clock import Clock
 
 DIGEST = "0123456789abcdef0123456789abcdef"
 
@@ -89,18 +91,21 @@ def test_claims_go_oldest_first_and_by_id(runs: SqlRunStore) -> None:
     assert [run.id if run else None for run in order] == [old.id, middle.id, None]
 
 
-def test_requeue_puts_a_running_attempt_back_uncounted(runs: SqlRunStore) -> None:
+def test_requeue_puts_a_running_attempt_back_uncounted(runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.sqlruns)
     run = runs.submit(new_run())[0]
     assert not runs.requeue(run.id, 0)  # not running: nothing happens
     assert runs.get(run.id) == run
 
     first = runs.claim("w1")
     assert first is not None and first.attempt == 1
-    assert runs.requeue(first.id, 1, delay=0.3, reason="luigid unreachable")
+    assert runs.requeue(first.id, 1, delay=30, reason="luigid unreachable")
     back = runs.get(run.id)
     assert back is not None and (back.state, back.attempt, back.error) == (RunState.PENDING, 0, "luigid unreachable")
+    assert back.not_before == clock.time() + 30
+    clock.advance(29.5)
     assert runs.claim("w2") is None  # not before its delay
-    time.sleep(0.35)
+    clock.advance(0.5)
     again = runs.claim("w2")
     assert again is not None and (again.id, again.worker, again.attempt) == (run.id, "w2", 1)
 
@@ -127,37 +132,31 @@ def test_an_attempt_is_owned_a_stale_owner_cannot_end_it(runs: SqlRunStore) -> N
     assert not runs.complete(run.id, 2)  # the end is recorded once
 
 
-def wait_for_claim(runs: SqlRunStore) -> Run:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if (run := runs.claim("w")) is not None:
-            return run
-        time.sleep(0.02)
-    raise AssertionError("nothing became claimable")
-
-
-def test_retries_follow_the_policy_then_fail(runs: SqlRunStore) -> None:
-    run = runs.submit(new_run(policy=RetryPolicy(retries=2, delay=0.2, backoff=2.0)))[0]
+def test_retries_follow_the_policy_then_fail(runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.sqlruns)
+    run = runs.submit(new_run(policy=RetryPolicy(retries=2, delay=0.25, backoff=2.0)))[0]
     assert run.max_attempts == 3
     attempt = runs.claim("w")
     assert attempt is not None and attempt.attempt == 1
-    before = time.time()
     assert runs.fail(run.id, 1, "BTask", "boom 1") == RunState.PENDING
     waiting = runs.get(run.id)
     assert waiting is not None and waiting.state == RunState.PENDING and waiting.failed_step == "BTask"
-    assert before + 0.2 <= waiting.not_before <= time.time() + 0.2  # delay * backoff**0
+    assert waiting.not_before == clock.time() + 0.25  # delay * backoff**0
     assert jsonable_run(waiting)["retry_at"] == waiting.not_before and jsonable_run(waiting)["attempt"] == 1
     assert runs.submit(new_run())[0].id == run.id  # still the active run of its key
 
     assert runs.claim("w") is None
-    second = wait_for_claim(runs)
-    assert second.attempt == 2
-    before = time.time()
+    clock.advance(0.25)
+    second = runs.claim("w")
+    assert second is not None and second.attempt == 2
     assert runs.fail(run.id, 2, "BTask", "boom 2") == RunState.PENDING
     later = runs.get(run.id)
-    assert later is not None and later.not_before >= before + 0.4  # delay * backoff**1
-    third = wait_for_claim(runs)
-    assert third.attempt == 3
+    assert later is not None and later.not_before == clock.time() + 0.5  # delay * backoff**1
+    clock.advance(0.375)
+    assert runs.claim("w") is None
+    clock.advance(0.125)
+    third = runs.claim("w")
+    assert third is not None and third.attempt == 3
     assert runs.fail(run.id, 3, "CTask", "boom 3") == RunState.FAILED
     ended = runs.get(run.id)
     assert ended is not None
@@ -165,7 +164,10 @@ def test_retries_follow_the_policy_then_fail(runs: SqlRunStore) -> None:
     assert jsonable_run(ended)["retry_at"] is None and jsonable_run(ended)["task"] == "t/c_chain/ATask"
 
 
-def test_reclaim_ends_attempts_whose_lease_ran_out_or_whose_process_is_gone(runs: SqlRunStore) -> None:
+def test_reclaim_ends_attempts_whose_lease_ran_out_or_whose_process_is_gone(
+    runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.sqlruns)
     silent = runs.submit(new_run(0, RetryPolicy(retries=1)))[0]
     gone = runs.submit(new_run(1))[0]
     alive = runs.submit(new_run(2))[0]
@@ -175,7 +177,7 @@ def test_reclaim_ends_attempts_whose_lease_ran_out_or_whose_process_is_gone(runs
     runs.record_step(Step(silent.id, "B_1", "BTask", None, "RUNNING", executed=True))
     assert runs.reclaim(60.0, dead=lambda worker: False) == []
 
-    time.sleep(0.3)
+    clock.advance(0.3)
     runs.heartbeat(alive.id, 1)
     runs.heartbeat(gone.id, 1)
     reclaimed = runs.reclaim(0.2, dead=lambda worker: worker == "h:2")

@@ -18,19 +18,22 @@ from tests.conftest import wait_until
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 WriteChain = Callable[[str, str], Path]
 
-SLEEPY_CHAIN = """
+GATED_CHAIN = """
 import time
+from pathlib import Path
 
 import luigi
 
 from nectar import NectarTask
 
 
-class SleepyTask(NectarTask):
+class GatedTask(NectarTask):
+    gate = luigi.Parameter()  # a file the test creates to let the task end
     fail = luigi.BoolParameter(default=False)
 
     def run(self):
-        time.sleep(1.5)
+        while not Path(self.gate).exists():
+            time.sleep(0.02)
         if self.fail:
             raise RuntimeError("woke up broken")
         with self.output().open("w") as out:
@@ -38,37 +41,50 @@ class SleepyTask(NectarTask):
 """
 
 
-def poll_states(nectar: Nectar, key: TargetKey, timeout: float = 30) -> list[str]:
-    """Every job_status a tight poller sees, in order and without repeats, until the run is over."""
+def poll_states(nectar: Nectar, key: TargetKey, gate: Path, timeout: float = 60) -> list[str]:
+    """Every job_status a tight poller sees, in order and without repeats, until the run is over; the task is let
+    end (``gate`` created) only once RUNNING was seen."""
     seen: list[str] = []
 
     def over() -> bool:
         state = nectar.status(key).job_status
         if not seen or seen[-1] != state:
             seen.append(state)
+        if state == "RUNNING":
+            gate.touch()
         return state in {"DONE", "FAILED"}
 
-    wait_until(over, timeout=timeout, interval=0.02)
+    try:
+        wait_until(over, timeout=timeout, interval=0.02)
+    except AssertionError:
+        raise AssertionError(f"the run never ended; job_status seen: {seen}") from None
     return seen
 
 
 @pytest.mark.parametrize(("fail", "end"), [(False, "DONE"), (True, "FAILED")])
 def test_a_poller_sees_pending_running_then_the_end(
-    settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker, fail: bool, end: str
+    settings: Settings,
+    luigid: str,
+    write_chain: WriteChain,
+    start_worker: StartWorker,
+    tmp_path: Path,
+    fail: bool,
+    end: str,
 ) -> None:
     settings = settings.replace(scheduler_url=luigid)
-    write_chain("poll/sleepy_chain", SLEEPY_CHAIN)
+    write_chain("poll/gated_chain", GATED_CHAIN)
     nectar = Nectar(settings)
-    submission = nectar.submit("poll", "sleepy_chain", "SleepyTask", {"fail": fail})
+    gate = tmp_path / "gate"
+    submission = nectar.submit("poll", "gated_chain", "GatedTask", {"gate": str(gate), "fail": fail})
     assert nectar.status(submission.key).job_status == "PENDING"
     start_worker(settings, workers=1)
 
-    assert poll_states(nectar, submission.key) == ["PENDING", "RUNNING", end]
+    assert poll_states(nectar, submission.key, gate) == ["PENDING", "RUNNING", end]
 
     status = nectar.status(submission.key)
     assert status.run is not None and status.run.state == end
     assert (status.failed_step, status.error) == (
-        ("SleepyTask", "RuntimeError: woke up broken") if fail else (None, None)
+        ("GatedTask", "RuntimeError: woke up broken") if fail else (None, None)
     )
 
 

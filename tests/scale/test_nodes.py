@@ -8,6 +8,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from nectar.attempt import process_name
 from nectar.runs import RunState
 from tests.faults.conftest import waitfor
 from tests.scale.conftest import REPORT, Deployment, Figures
@@ -55,8 +56,9 @@ def test_runs_sent_to_three_nodes_each_execute_once(deployment: Deployment) -> N
     assert len(ended) == RUNS and set(ended.values()) == {1}
     assert (figures.executions, figures.duplicates, figures.lost) == (RUNS, 0, 0)
     assert deployment.outputs() == RUNS
-    workers = {deployment.registry.get(a["run_id"]).worker.rpartition(":")[0] for a in accepted}  # type: ignore[union-attr]
-    assert workers, "every run names the process that ran it"
+    executed_by = {e.task_id: process_name(e.pid) for e in deployment.ledger.executions() if e.end is not None}
+    named = {run.task_id: run.worker for run in (deployment.registry.get(a["run_id"]) for a in accepted) if run}
+    assert named == executed_by, "every run names the process that ran it"
 
 
 def test_a_node_killed_half_way_leaves_its_runs_to_the_others(deployment: Deployment) -> None:

@@ -43,7 +43,8 @@ def done(deployment: Deployment) -> int:
 def test_a_postgresql_crash_is_ridden_out(deployment: Deployment, own_postgres: PostgresServer) -> None:
     deployment.start_scheduler()
     node = deployment.start_node(workers=2)
-    long = deployment.submit(node, 50, sleeps="9")  # still running when the database is back
+    gate = deployment.tmp / "gate"  # created once the database is back: this run is still running then
+    long = deployment.submit(node, 50, gate=str(gate))
     for n in range(RUNS - 1):
         deployment.submit(node, n, sleeps="0.5")
     waitfor(lambda: deployment.ledger.count("end") >= 3, 60, "some runs to end", interval=0.1)
@@ -62,6 +63,7 @@ def test_a_postgresql_crash_is_ridden_out(deployment: Deployment, own_postgres: 
     assert node.worker.poll() is None and node.api.poll() is None, "a process died with the database"
 
     own_postgres.resume()
+    gate.touch()
 
     waitfor(lambda: done(deployment) == RUNS, 120, "every run accepted before the crash to be DONE", interval=0.5)
     ended = Counter(e.task_id for e in deployment.ledger.executions() if e.end is not None)

@@ -1,0 +1,54 @@
+"""The benchmarks' own machinery: percentiles, settings from the environment, and a failing benchmark's exit."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pytest
+
+import benchmarks.__main__ as bench_main
+from benchmarks.harness import Cluster, Figure, Processes, percentile
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    assert percentile(range(1, 51), 99) == 50  # below 100 samples, p99 is the largest
+    assert percentile(range(1, 201), 99) == 198
+    assert percentile(range(1, 101), 50) == 50
+    assert percentile([3.0], 99) == 3.0
+
+
+def test_the_environments_service_settings_reach_the_benchmarks_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NECTAR_MAX_QUEUE", "123456")
+    monkeypatch.setenv("NECTAR_DATA_DIR", str(tmp_path / "not-the-benchmarks"))  # where it runs stays its own
+    cluster = Cluster(Processes(tmp_path / "logs"), tmp_path / "cluster")
+
+    assert cluster.tune(max_queue=10).max_queue == 123456  # the environment wins over the benchmark's choice
+    assert cluster.env()["NECTAR_MAX_QUEUE"] == "123456"  # what its processes get
+    assert cluster.settings.data_dir == tmp_path / "cluster" / "data"
+
+    monkeypatch.delenv("NECTAR_MAX_QUEUE")
+    assert cluster.tune(max_queue=10).max_queue == 10
+
+
+def test_a_failing_benchmark_leaves_the_others_table_and_exits_non_zero(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(_: object) -> list[Figure]:
+        raise RuntimeError("the machine was too fast")
+
+    fine = [Figure("status", "lookups/s", 1234.0, "/s", "hello", 2000.0)]
+    modules = {
+        "benchmarks.dispatch": types.SimpleNamespace(__doc__="broken", run=broken),
+        "benchmarks.status": types.SimpleNamespace(__doc__="fine", run=lambda _: fine),
+    }
+    monkeypatch.setattr(bench_main.importlib, "import_module", modules.__getitem__)
+
+    code = bench_main.main(["--only", "dispatch", "--only", "status", "--repeats", "1"])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "| status | lookups/s | 1,234/s |" in out.split("## Benchmarks")[-1]
+    assert "RuntimeError: the machine was too fast" in err and "failed: dispatch" in err
