@@ -213,14 +213,16 @@ def _cancelled(runs: RunStore, run: Run) -> bool:
 
 
 class _ExpectedInterrupt(logging.Filter):
-    """An interrupted task (its run cancelled or reclaimed, its worker stopping) is no fault: luigi's record of
-    it keeps its line and loses the traceback."""
+    """An interrupted task (its run cancelled or reclaimed, its worker stopping) is no fault: luigi's ``Worker …
+    failed`` record with a traceback becomes the one line it is, ``<task> interrupted: <why>``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, Interrupted):
-            record.msg, record.args = f"{record.getMessage()}: interrupted: {exc}", ()
+            task = record.args[-1] if isinstance(record.args, tuple) and record.args else "its task"
+            record.msg, record.args = "%s interrupted: %s", (task, exc)
             record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
 

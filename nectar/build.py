@@ -12,6 +12,8 @@ reclaims a dead attempt can tell luigid which worker's tasks failed.
 
 from __future__ import annotations
 
+import logging
+
 import luigi.interface
 import luigi.scheduler
 import luigi.worker
@@ -32,6 +34,8 @@ class Build:
     def __init__(self, scheduler_url: str | None, process: str) -> None:
         where = {"scheduler_url": scheduler_url} if scheduler_url else {"local_scheduler": True}
         self.env = luigi.interface.core(no_lock=True, workers=1, **where)
+        # luigi's "luigi" logger at luigi.cfg's level too, before luigi says at INFO how it configured logging
+        logging.getLogger("luigi").setLevel(self.env.log_level)
         InterfaceLogging.setup(self.env)
         self.scheduler: luigi.scheduler.Scheduler | LuigidRPC
         if scheduler_url:

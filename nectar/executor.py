@@ -45,7 +45,7 @@ from nectar.build import Build, luigi_worker_id
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.runs import Run, RunState, RunStore, open_run_store
-from nectar.shutdown import InterruptedIsNotFailed, Shutdown
+from nectar.shutdown import Shutdown
 
 logger = logging.getLogger(__name__)
 #: seconds between two looks for finished attempts while some run
@@ -139,7 +139,6 @@ class Executor:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)  # an attempt's lease makes it "requeue and stop"
                 lifeline.die_with_parent(parent)  # SIGTERM if the worker dies, even by SIGKILL
                 build = self._prepare()
-                logging.getLogger("luigi-interface").addFilter(InterruptedIsNotFailed())  # not "Worker … failed"
                 with os.fdopen(handoff, "rb") as pipe:
                     given = pipe.read()
                 if not given:  # the worker stopped (or died) before there was a run for us

@@ -1,4 +1,4 @@
-"""How a worker stops: the drain, the one line it says about each step, and interrupted tasks logged as such.
+"""How a worker stops: the drain, and the one line it says about each step.
 
 The first SIGTERM (SIGINT, SIGHUP) starts a drain of ``drain_grace`` seconds: no new claim, running
 attempts may finish. A second one, or the death of the ``nectar serve`` that started the worker,
@@ -13,23 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from nectar import lifeline
-from nectar.attempt import Interrupted
 
 logger = logging.getLogger("nectar.executor")
-
-
-class InterruptedIsNotFailed(logging.Filter):
-    """luigi logs a task interrupted on purpose (its worker stopping, its run cancelled) as ``Worker … failed``
-    with a traceback; this makes it the one line it is."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, Interrupted):
-            task = record.args[-1] if isinstance(record.args, tuple) and record.args else "its task"
-            record.msg, record.args = "%s interrupted: %s", (task, exc)
-            record.exc_info, record.exc_text = None, None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
 
 
 def running_runs(run_ids: Sequence[str]) -> str:

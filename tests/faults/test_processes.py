@@ -250,6 +250,7 @@ def test_a_stopping_worker_says_what_it_waits_for_and_requeues_what_it_interrupt
     )
     assert f"{interrupting}" in said and f"1 running run ({data['run_id']}) now" in said, said
     assert "Traceback" not in said and not re.search(r"Worker \S+ failed", said), said
+    assert "logging configured" not in said, "luigi's own INFO lines pass luigi.cfg's WARNING"
     assert re.search(r"LedgerTask\(n=0, sleeps=3600,0\.3, [^)]*\) interrupted: the worker is stopping", said), said
     _requeued(cluster, [data])
 
