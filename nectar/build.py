@@ -7,10 +7,13 @@ logging, making its scheduler client and its worker. A spare attempt process mak
 ``interface._schedule_and_run``: add the task, run the worker, summarise.
 
 The luigi worker's id names the attempt's process (``nectar-<host>:<pid>``), so that whoever
-reclaims a dead attempt can tell luigid which worker's tasks failed.
+reclaims a dead attempt can tell luigid which worker's tasks failed. It runs one step at a time,
+in this process, unless the task asks for more (:mod:`nectar.parallel`).
 """
 
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import luigi.interface
 import luigi.scheduler
@@ -18,6 +21,8 @@ import luigi.worker
 from luigi.execution_summary import LuigiRunResult
 from luigi.setup_logging import InterfaceLogging
 
+from nectar import parallel
+from nectar.config import get_settings
 from nectar.scheduler import LuigidRPC
 
 
@@ -40,13 +45,22 @@ class Build:
         else:
             self.scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
         self.worker = luigi.worker.Worker(
-            scheduler=self.scheduler, worker_id=luigi_worker_id(process), worker_processes=self.env.workers
+            scheduler=self.scheduler,
+            worker_id=luigi_worker_id(process),
+            worker_processes=self.env.workers,
+            task_process_context=parallel.CONTEXT,
         )
 
     def run(self, task: luigi.Task) -> LuigiRunResult:
-        """Schedule ``task`` (and what it requires) and run what is not done; once per Build."""
+        """Schedule ``task`` (and what it requires) and run what is not done; once per Build.
+
+        Up to :func:`~nectar.parallel.step_workers` steps run at once: beyond one, each in a process of its own.
+        """
         try:
-            with self.worker:
+            workers = parallel.step_workers(task, get_settings().task_workers)
+            with parallel.forked_steps() if workers > 1 else nullcontext(), self.worker:
+                if workers > 1:
+                    self.worker.set_worker_processes(workers)  # and luigid's record of the worker says so
                 added = self.worker.add(task, self.env.parallel_scheduling, self.env.parallel_scheduling_processes)
                 ran = self.worker.run()
         finally:

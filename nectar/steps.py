@@ -102,6 +102,11 @@ class StepRecorder:
 _recorder: StepRecorder | None = None
 
 
+def current_recorder() -> StepRecorder | None:
+    """The recorder luigi's events reach in this process (None outside an attempt)."""
+    return _recorder
+
+
 def _install_handlers() -> None:
     def forward(action: Any) -> Any:
         """A luigi event handler that passes the event to the current recorder, if any."""

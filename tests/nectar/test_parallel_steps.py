@@ -1,0 +1,261 @@
+"""Parallel steps: a run's independent steps run at once up to its task's ``workers`` (or NECTAR_TASK_WORKERS),
+each in a process of its own, recorded, failed and cancelled as one run; executed by real ``nectar worker``s."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import luigi
+import pytest
+
+from nectar.config import Settings
+from nectar.keys import STDOUT_FILE, TargetKey
+from nectar.parallel import InvalidWorkers, step_workers
+from nectar.runs import RunState
+from nectar.service import Nectar, Submission
+from tests.conftest import REPO
+from tests.faults.conftest import alive, descendants, waitfor
+from tests.nectar.test_executor import finished
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+WriteChain = Callable[[str, str], Path]
+
+#: a wrapper over independent steps, each of which notes its start, then waits for its gate to open
+GATED_CHAIN = """
+import os
+import time
+from pathlib import Path
+
+import luigi
+
+from nectar import NectarTask
+
+GATES = Path({gates!r})
+
+
+def note(*words):
+    with open(GATES / "ledger.txt", "a") as ledger:
+        ledger.write(" ".join(str(w) for w in words) + "\\n")
+
+
+class GatedTask(NectarTask):
+    i = luigi.IntParameter()
+    tag = luigi.Parameter(default="")
+
+    def run(self):
+        (GATES / f"pid-{{self.tag}}-{{self.i}}").write_text(str(os.getpid()))
+        note("start", self.i)
+        print(f"step {{self.i}} started")
+        while not (GATES / f"open-{{self.tag}}-{{self.i}}").exists():
+            time.sleep(0.01)
+        if (GATES / f"fail-{{self.tag}}-{{self.i}}").exists():
+            raise RuntimeError(f"step {{self.i}} gave up")
+        note("end", self.i)
+        with self.output().open("w") as out:
+            out.write(f"{{self.i}}\\n")
+
+
+class FanTask(NectarTask):
+    n = luigi.IntParameter(default=2)
+    tag = luigi.Parameter(default="")
+    workers = 2
+
+    def requires(self):
+        return [GatedTask(i=i, tag=self.tag) for i in range(self.n)]
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("fan\\n")
+
+
+class SerialFanTask(FanTask):
+    workers = None  # the service's NECTAR_TASK_WORKERS
+"""
+
+
+class Gates:
+    """The gate files of one run's steps, in the chain's folder of gates."""
+
+    def __init__(self, folder: Path, tag: str) -> None:
+        self.folder, self.tag = folder, tag
+
+    def started(self, i: int) -> bool:
+        return (self.folder / f"pid-{self.tag}-{i}").exists()
+
+    def pid(self, i: int) -> int:
+        return int((self.folder / f"pid-{self.tag}-{i}").read_text())
+
+    def open(self, i: int) -> None:
+        (self.folder / f"open-{self.tag}-{i}").touch()
+
+    def fail(self, i: int) -> None:
+        (self.folder / f"fail-{self.tag}-{i}").touch()
+
+    def ledger(self) -> list[str]:
+        path = self.folder / "ledger.txt"
+        return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture
+def gates(tmp_path: Path, write_chain: WriteChain) -> Path:
+    folder = tmp_path / "gates"
+    folder.mkdir()
+    write_chain("par/fan_chain", GATED_CHAIN.format(gates=str(folder)))
+    return folder
+
+
+def submit(nectar: Nectar, task: str, tag: str, n: int = 2) -> Submission:
+    submission = nectar.submit("par", "fan_chain", task, {"n": n, "tag": tag})
+    assert submission.created and submission.run is not None
+    return submission
+
+
+def running_steps(nectar: Nectar, submission: Submission) -> list[str]:
+    assert submission.run is not None
+    return sorted(s.task_id for s in nectar.runs.steps(submission.run.id) if s.state == "RUNNING")
+
+
+@pytest.mark.parametrize(
+    ("task", "task_workers"), [("FanTask", 1), ("SerialFanTask", 2)], ids=["class-attribute", "setting"]
+)
+def test_independent_steps_run_at_once_up_to_the_workers_asked(
+    settings: Settings, luigid: str, gates: Path, start_worker: StartWorker, task: str, task_workers: int
+) -> None:
+    settings = settings.replace(scheduler_url=luigid, task_workers=task_workers)
+    nectar = Nectar(settings)
+    tag = f"{task}-{task_workers}"
+    run_gates = Gates(gates, tag)
+    submission = submit(nectar, task, tag)
+    start_worker(settings, workers=1)
+
+    waitfor(lambda: run_gates.started(0) and run_gates.started(1), 60, "both steps to start before any gate opens")
+    assert sorted(run_gates.ledger()) == ["start 0", "start 1"]
+    waitfor(lambda: len(running_steps(nectar, submission)) == 2, 30, "both steps RUNNING at once in the registry")
+    assert run_gates.pid(0) != run_gates.pid(1)  # each in a process of its own
+    run_gates.open(0)
+    run_gates.open(1)
+    status = finished(nectar, submission.key)
+
+    assert status.job_status == "DONE", status
+    assert {(s.task, s.state, s.executed) for s in status.steps} == {
+        ("GatedTask", "DONE", True),
+        (task, "DONE", True),
+    }
+    assert len(status.steps) == 3
+    for step in status.steps:  # each forked step's output was captured in its own process
+        if step.task == "GatedTask":
+            assert step.key is not None
+            i = int(nectar.store.read_text(TargetKey.parse(step.key)))
+            assert nectar.store.read_text(TargetKey.parse(step.key).with_file(STDOUT_FILE)) == f"step {i} started\n"
+
+
+def test_by_default_a_runs_steps_run_one_at_a_time(settings: Settings, gates: Path, start_worker: StartWorker) -> None:
+    nectar = Nectar(settings)  # luigi's local scheduler: NECTAR_TASK_WORKERS is 1
+    run_gates = Gates(gates, "serial")
+    submission = submit(nectar, "SerialFanTask", "serial")
+    start_worker(settings, workers=1)
+
+    for _ in range(2):  # open each step's gate once it has started: the other starts only after it ended
+        (first,) = waitfor(
+            lambda: next(((i,) for i in (0, 1) if run_gates.started(i) and not _opened(gates, i)), None),
+            60,
+            "a step to start",
+        )
+        run_gates.open(first)
+    status = finished(nectar, submission.key)
+
+    assert status.job_status == "DONE", status
+    ledger = run_gates.ledger()
+    assert [line.split()[0] for line in ledger] == ["start", "end", "start", "end"], ledger
+    assert ledger[0].split()[1] == ledger[1].split()[1]
+
+
+def _opened(gates: Path, i: int) -> bool:
+    return (gates / f"open-serial-{i}").exists()
+
+
+def test_a_failing_parallel_step_fails_the_run_naming_it_and_the_other_step_finishes(
+    settings: Settings, luigid: str, gates: Path, start_worker: StartWorker
+) -> None:
+    settings = settings.replace(scheduler_url=luigid)
+    nectar = Nectar(settings)
+    run_gates = Gates(gates, "failing")
+    submission = submit(nectar, "FanTask", "failing")
+    start_worker(settings, workers=1)
+    waitfor(lambda: run_gates.started(0) and run_gates.started(1), 60, "both steps to start")
+
+    run_gates.fail(1)
+    run_gates.open(1)
+    run_gates.open(0)
+    status = finished(nectar, submission.key)
+
+    assert status.job_status == "FAILED"
+    assert (status.failed_step, status.error) == ("GatedTask", "RuntimeError: step 1 gave up")
+    states = sorted((s.task, s.state, s.error) for s in status.steps)
+    assert states == [
+        ("FanTask", "PENDING", None),
+        ("GatedTask", "DONE", None),
+        ("GatedTask", "FAILED", "RuntimeError: step 1 gave up"),
+    ]
+    assert status.run is not None and status.run.attempt == 1  # retries=0: one attempt, no more
+
+
+def test_cancelling_a_run_with_parallel_steps_leaves_no_process_behind(
+    settings: Settings, gates: Path, start_worker: StartWorker
+) -> None:
+    nectar = Nectar(settings)
+    run_gates = Gates(gates, "cancelled")
+    submission = submit(nectar, "FanTask", "cancelled")
+    worker = start_worker(settings, workers=1)
+    waitfor(lambda: run_gates.started(0) and run_gates.started(1), 60, "both steps to start")
+    steps = [run_gates.pid(0), run_gates.pid(1)]
+    assert submission.run is not None
+    attempt = waitfor(lambda: nectar.runs.get(submission.run.id).worker, 30, "the attempt's process")  # type: ignore[union-attr]
+    attempt_pid = int(attempt.rpartition(":")[2])
+    assert set(steps) <= set(descendants(attempt_pid))
+
+    nectar.cancel(submission.run.id)
+
+    waitfor(lambda: not any(alive(pid) for pid in [*steps, attempt_pid]), 60, "the attempt and its steps to end")
+    run = nectar.runs.get(submission.run.id)
+    assert run is not None and run.state == RunState.CANCELLED
+    assert {s.state for s in nectar.runs.steps(run.id)} <= {"CANCELLED", "DONE"}
+    assert worker.poll() is None  # the worker goes on, with a spare at most
+    assert len([pid for pid in descendants(worker.pid) if alive(pid)]) <= 1
+    assert not run_gates.ledger() or all(line.startswith("start") for line in run_gates.ledger())
+
+
+class _Asks(luigi.Task):
+    workers: object = None
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "2", True])
+def test_a_workers_attribute_that_is_no_whole_number_above_zero_is_refused(value: object) -> None:
+    task = type("OddTask", (_Asks,), {"workers": value})()
+    with pytest.raises(InvalidWorkers, match=rf"OddTask.workers must be a whole number ≥ 1, not {value!r}"):
+        step_workers(task, 1)
+    assert step_workers(_Asks(), 3) == 3
+
+
+def test_plain_luigi_with_workers_2_runs_the_same_steps_at_once(tmp_path: Path, gates: Path, chains_dir: Path) -> None:
+    """The comparison: ``python -m luigi --workers 2`` with the same file starts both steps before either gate opens."""
+    run_gates = Gates(gates, "luigi")
+    argv = [sys.executable, "-m", "luigi", "--module", "fan_chain", "SerialFanTask", "--tag", "luigi"]
+    env = {**os.environ, "PYTHONPATH": f"{chains_dir / 'par'}{os.pathsep}{REPO}"}
+    env |= {"NECTAR_DATA_DIR": str(tmp_path / "data"), "NECTAR_LOCAL_TARGETS": str(tmp_path / "luigi-targets")}
+    log = open(tmp_path / "luigi.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([*argv, "--workers", "2", "--local-scheduler"], env=env, cwd=tmp_path, stderr=log)
+    try:
+        waitfor(lambda: run_gates.started(0) and run_gates.started(1), 60, "luigi to start both steps")
+        run_gates.open(0)
+        run_gates.open(1)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+    assert "3 ran successfully" in (tmp_path / "luigi.log").read_text()
