@@ -259,3 +259,26 @@ def test_plain_luigi_with_workers_2_runs_the_same_steps_at_once(tmp_path: Path, 
         proc.wait()
         log.close()
     assert "3 ran successfully" in (tmp_path / "luigi.log").read_text()
+
+
+def test_parallel_steps_on_s3_each_talk_to_the_store_over_their_own_connections(
+    s3_settings: Settings, gates: Path, start_worker: StartWorker
+) -> None:
+    """The attempt has talked to S3 (its steps' complete()) before it forks them: no step may use its connections."""
+    nectar = Nectar(s3_settings.replace(task_workers=4))
+    run_gates = Gates(gates, "s3")
+    for i in range(8):
+        run_gates.open(i)
+    submission = submit(nectar, "SerialFanTask", "s3", n=8)
+    start_worker(s3_settings.replace(task_workers=4), workers=1)
+
+    status = finished(nectar, submission.key)
+
+    assert status.job_status == "DONE", status
+    assert len(status.steps) == 9 and all(s.state == "DONE" and s.executed for s in status.steps)
+    for step in status.steps:
+        if step.task == "GatedTask":
+            assert step.key is not None
+            key = TargetKey.parse(step.key)
+            i = int(nectar.store.read_text(key))
+            assert nectar.store.read_text(key.with_file(STDOUT_FILE)) == f"step {i} started\n"
