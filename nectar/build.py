@@ -57,7 +57,7 @@ class Build:
         Up to :func:`~nectar.parallel.step_workers` steps run at once: beyond one, each in a process of its own.
         """
         try:
-            workers = parallel.step_workers(task, get_settings().task_workers)
+            workers = parallel.refuse_invalid_workers(task, get_settings().task_workers)
             with parallel.forked_steps() if workers > 1 else nullcontext(), self.worker:
                 if workers > 1:
                     self.worker.set_worker_processes(workers)  # and luigid's record of the worker says so

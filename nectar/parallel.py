@@ -63,6 +63,17 @@ def step_workers(task: luigi.Task, default: int) -> int:
     return value
 
 
+def refuse_invalid_workers(task: luigi.Task, default: int) -> int:
+    """:func:`step_workers`; an invalid ``workers`` is the run's failure, which no retry cures."""
+    try:
+        return step_workers(task, default)
+    except InvalidWorkers as exc:
+        recorder = current_recorder()
+        if recorder is not None and recorder.failed is None:
+            recorder.failed = (type(task).__name__, f"{type(exc).__name__}: {exc}", False)
+        raise
+
+
 @dataclass
 class _Attempt:
     """The attempt whose steps run in processes of their own: its process, its recorder, where failures go."""

@@ -229,6 +229,24 @@ def test_cancelling_a_run_with_parallel_steps_leaves_no_process_behind(
     assert not run_gates.ledger() or all(line.startswith("start") for line in run_gates.ledger())
 
 
+def test_a_task_asking_for_no_workers_fails_its_run_at_once_naming_why(
+    settings: Settings, gates: Path, write_chain: WriteChain, start_worker: StartWorker
+) -> None:
+    source = (gates.parent / "chains" / "par" / "fan_chain.py").read_text()
+    write_chain("par/fan_chain", source + "\n\nclass NoWorkersTask(FanTask):\n    workers = 0\n")
+    nectar = Nectar(settings.replace(retries=2))
+    submission = nectar.submit("par", "fan_chain", "NoWorkersTask", {"tag": "none"})
+    start_worker(settings, workers=1)
+
+    status = finished(nectar, submission.key)
+
+    assert status.job_status == "FAILED"
+    assert status.failed_step == "NoWorkersTask"
+    assert status.error == "InvalidWorkers: NoWorkersTask.workers must be a whole number ≥ 1, not 0"
+    assert status.run is not None and status.run.attempt == 1  # not retried: the class must change first
+    assert not Gates(gates, "none").ledger()
+
+
 class _Asks(luigi.Task):
     workers: object = None
 
