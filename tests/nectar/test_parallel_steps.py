@@ -52,6 +52,8 @@ class GatedTask(NectarTask):
         print(f"step {{self.i}} started")
         while not (GATES / f"open-{{self.tag}}-{{self.i}}").exists():
             time.sleep(0.01)
+        if (GATES / f"die-{{self.tag}}-{{self.i}}").exists():
+            os.kill(os.getpid(), 9)
         if (GATES / f"fail-{{self.tag}}-{{self.i}}").exists():
             raise RuntimeError(f"step {{self.i}} gave up")
         note("end", self.i)
@@ -202,6 +204,30 @@ def test_a_failing_parallel_step_fails_the_run_naming_it_and_the_other_step_fini
         ("GatedTask", "FAILED", "RuntimeError: step 1 gave up"),
     ]
     assert status.run is not None and status.run.attempt == 1  # retries=0: one attempt, no more
+
+
+def test_a_parallel_step_whose_process_dies_fails_the_run_naming_it(
+    settings: Settings, gates: Path, start_worker: StartWorker
+) -> None:
+    nectar = Nectar(settings)
+    run_gates = Gates(gates, "died")
+    submission = submit(nectar, "FanTask", "died")
+    start_worker(settings, workers=1)
+    waitfor(lambda: run_gates.started(0) and run_gates.started(1), 60, "both steps to start")
+
+    (gates / "die-died-1").touch()
+    run_gates.open(1)
+    run_gates.open(0)
+    status = finished(nectar, submission.key)
+
+    assert status.job_status == "FAILED"
+    assert status.failed_step == "GatedTask"
+    assert status.error is not None and "died unexpectedly with exit code -9" in status.error
+    assert sorted((s.task, s.state) for s in status.steps) == [
+        ("FanTask", "PENDING"),
+        ("GatedTask", "DONE"),
+        ("GatedTask", "FAILED"),
+    ]
 
 
 def test_cancelling_a_run_with_parallel_steps_leaves_no_process_behind(
