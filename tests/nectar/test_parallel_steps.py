@@ -273,6 +273,28 @@ def test_a_task_asking_for_no_workers_fails_its_run_at_once_naming_why(
     assert not Gates(gates, "none").ledger()
 
 
+def test_a_stopped_worker_interrupts_parallel_steps_and_requeues_their_run(
+    settings: Settings, gates: Path, start_worker: StartWorker
+) -> None:
+    settings = settings.replace(drain_grace=0.5)
+    nectar = Nectar(settings)
+    run_gates = Gates(gates, "stopped")
+    submission = submit(nectar, "FanTask", "stopped")
+    worker = start_worker(settings, workers=1)
+    waitfor(lambda: run_gates.started(0) and run_gates.started(1), 60, "both steps to start")
+    steps = [run_gates.pid(0), run_gates.pid(1)]
+
+    worker.terminate()
+
+    assert worker.wait(timeout=120) == 0
+    assert not any(alive(pid) for pid in steps)
+    assert submission.run is not None
+    run = nectar.runs.get(submission.run.id)
+    assert run is not None and (run.state, run.attempt) == (RunState.PENDING, 0)  # requeued, uncounted
+    assert {s.state for s in nectar.runs.steps(run.id) if s.task == "GatedTask"} == {"FAILED"}
+    assert not any(nectar.store.exists(TargetKey.parse(s.key)) for s in nectar.runs.steps(run.id) if s.key)
+
+
 class _Asks(luigi.Task):
     workers: object = None
 
