@@ -180,6 +180,45 @@ def _opened(gates: Path, i: int) -> bool:
     return (gates / f"open-serial-{i}").exists()
 
 
+def test_a_parallel_step_committing_late_renews_the_lease_in_its_attempts_name(
+    settings: Settings, gates: Path, start_worker: StartWorker
+) -> None:
+    """A step's commit after a heartbeat interval renews the lease: the run's worker stays the attempt's process
+    (a step's own, once it ended, would be a dead worker whose run is reclaimed)."""
+    nectar = Nectar(settings)
+    run_gates = Gates(gates, "late")
+    submission = submit(nectar, "FanTask", "late")
+    assert submission.run is not None
+    run_id = submission.run.id
+    start_worker(settings, workers=1)
+    waitfor(lambda: run_gates.started(0) and run_gates.started(1), 60, "both steps to start")
+    beats: set[float | None] = set()
+
+    def beaten_twice() -> bool:  # a heartbeat interval has passed since the steps were forked
+        run = nectar.runs.get(run_id)
+        beats.add(run.heartbeat_at if run else None)
+        return len(beats) >= 3
+
+    waitfor(beaten_twice, 30, "two heartbeats of the attempt", interval=0.01)
+    attempt = nectar.runs.get(run_id)
+    assert attempt is not None and attempt.worker is not None
+    run_gates.open(0)
+    run_gates.open(1)
+    workers = set()
+
+    def ended() -> bool:
+        run = nectar.runs.get(run_id)
+        assert run is not None
+        workers.add(run.worker)
+        return not run.state.active
+
+    waitfor(ended, 60, "the run to end", interval=0.002)
+
+    assert workers == {attempt.worker}
+    done = nectar.runs.get(run_id)
+    assert done is not None and done.state == RunState.DONE, done
+
+
 def test_a_failing_parallel_step_fails_the_run_naming_it_and_the_other_step_finishes(
     settings: Settings, luigid: str, gates: Path, start_worker: StartWorker
 ) -> None:
