@@ -11,8 +11,9 @@ through luigi's ``[worker] task_process_context`` (:class:`ForkedStep`):
   step that failed;
 - commits its outputs through the attempt's fence (inherited: a read of the registry, or a renewal
   in the attempt's name); the heartbeat stays in the attempt;
-- has its output captured in its own process, and dies with the attempt: it is in the attempt's
-  process group (a cancel kills the group) and gets SIGTERM if the attempt dies.
+- has its output captured in its own process, and ends with the attempt: an interrupted attempt
+  (cancelled, reclaimed, its worker stopping) has luigi terminate its steps and waits for them;
+  they are in its process group, killed if they linger, and get SIGTERM if the attempt dies.
 
 Before each fork the attempt writes the step changes it holds, so that no step's state goes back.
 """
@@ -35,6 +36,7 @@ import luigi.configuration
 import luigi.worker
 
 from nectar import lifeline
+from nectar.errors import NectarError
 from nectar.steps import StepRecorder, current_recorder
 
 logger = logging.getLogger(__name__)
@@ -49,8 +51,8 @@ STEP_GRACE = 5.0
 Failure = tuple[str, str, bool]
 
 
-class InvalidWorkers(ValueError):
-    """A task's ``workers`` is not a whole number of at least 1."""
+class InvalidWorkers(NectarError, ValueError):
+    """A task's ``workers`` is not a whole number of at least 1 (a chain's error: its run fails, not retried)."""
 
 
 def step_workers(task: luigi.Task, default: int) -> int:
@@ -138,7 +140,10 @@ class ForkedStep:
             self.stack.close()
         finally:
             if self.recorder is not None:
-                self.recorder.flush()
+                try:  # what an earlier write could not record; luigi already has the step's outcome
+                    self.recorder.flush()
+                except Exception:
+                    logger.exception("could not record the last steps of run %s", self.recorder.run_id)
 
 
 def _load(dotted: str) -> Any:

@@ -155,6 +155,28 @@ def test_independent_steps_run_at_once_up_to_the_workers_asked(
             assert nectar.store.read_text(TargetKey.parse(step.key).with_file(STDOUT_FILE)) == f"step {i} started\n"
 
 
+def test_parallel_steps_record_their_states_in_a_postgresql_registry_each_over_its_own_connection(
+    settings: Settings, database_url: str, gates: Path, start_worker: StartWorker
+) -> None:
+    settings = settings.replace(database_url=database_url)
+    nectar = Nectar(settings)
+    run_gates = Gates(gates, "pg")
+    submission = submit(nectar, "FanTask", "pg", n=3)
+    start_worker(settings, workers=1)
+    waitfor(lambda: all(run_gates.started(i) for i in (0, 1)), 60, "two steps to start")
+    waitfor(lambda: len(running_steps(nectar, submission)) == 2, 30, "both steps RUNNING at once in the registry")
+
+    for i in range(3):
+        run_gates.open(i)
+    status = finished(nectar, submission.key)
+
+    assert status.job_status == "DONE", status
+    assert sorted((s.task, s.state, s.executed) for s in status.steps) == [
+        ("FanTask", "DONE", True),
+        *[("GatedTask", "DONE", True)] * 3,
+    ]
+
+
 def test_by_default_a_runs_steps_run_one_at_a_time(settings: Settings, gates: Path, start_worker: StartWorker) -> None:
     nectar = Nectar(settings)  # luigi's local scheduler: NECTAR_TASK_WORKERS is 1
     run_gates = Gates(gates, "serial")
@@ -387,3 +409,10 @@ def test_parallel_steps_on_s3_each_talk_to_the_store_over_their_own_connections(
             key = TargetKey.parse(step.key)
             i = int(nectar.store.read_text(key))
             assert nectar.store.read_text(key.with_file(STDOUT_FILE)) == f"step {i} started\n"
+
+
+def test_the_setting_takes_a_whole_number_of_at_least_one() -> None:
+    assert Settings.from_env({}).task_workers == 1
+    assert Settings.from_env({"NECTAR_TASK_WORKERS": "4"}).task_workers == 4
+    with pytest.raises(ValueError, match="NECTAR_TASK_WORKERS must be at least 1, not 0"):
+        Settings.from_env({"NECTAR_TASK_WORKERS": "0"})
