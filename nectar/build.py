@@ -44,23 +44,25 @@ class Build:
             self.scheduler.connections.open()
         else:
             self.scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
-        self.worker = luigi.worker.Worker(
-            scheduler=self.scheduler,
-            worker_id=luigi_worker_id(process),
-            worker_processes=self.env.workers,
-            task_process_context=parallel.CONTEXT,
+        self.worker_id = luigi_worker_id(process)
+        self.worker = self._worker(self.env.workers)
+
+    def _worker(self, processes: int, **config: str) -> luigi.worker.Worker:
+        return luigi.worker.Worker(
+            scheduler=self.scheduler, worker_id=self.worker_id, worker_processes=processes, **config
         )
 
     def run(self, task: luigi.Task) -> LuigiRunResult:
         """Schedule ``task`` (and what it requires) and run what is not done; once per Build.
 
-        Up to :func:`~nectar.parallel.step_workers` steps run at once: beyond one, each in a process of its own.
+        Up to :func:`~nectar.parallel.step_workers` steps run at once: one in this process, with the worker made
+        ahead; more each in a process of its own, with a worker made now (:mod:`nectar.parallel`).
         """
         try:
             workers = parallel.refuse_invalid_workers(task, get_settings().task_workers)
+            if workers > 1:
+                self.worker = self._worker(workers, task_process_context=parallel.CONTEXT)
             with parallel.forked_steps() if workers > 1 else nullcontext(), self.worker:
-                if workers > 1:
-                    self.worker.set_worker_processes(workers)  # and luigid's record of the worker says so
                 added = self.worker.add(task, self.env.parallel_scheduling, self.env.parallel_scheduling_processes)
                 ran = self.worker.run()
         finally:
