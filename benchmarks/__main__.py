@@ -14,7 +14,7 @@ from pathlib import Path
 from benchmarks.harness import Context, Figure, stopping_on_signals, table
 
 #: in the order they run
-BENCHMARKS = ("dispatch", "status", "submit", "fanout", "memory", "coldstart")
+BENCHMARKS = ("dispatch", "status", "submit", "fanout", "parallel", "memory", "coldstart")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,6 +107,8 @@ class Lease:
 
     def __init__(self, runs: RunStore, run: Run, interval: float) -> None:
         self.runs, self.run, self.interval = runs, run, interval
+        #: the attempt's process: a step forked from it (parallel steps) renews in its name
+        self.process = process_name()
         self.lost = False
         self.stopping = False
         #: when the lease was last renewed (monotonic: a frozen process's silence counts); what each beat also does.
@@ -120,7 +122,7 @@ class Lease:
 
     def renew(self) -> bool:
         began = time.monotonic()
-        if not self.lost and not self.runs.heartbeat(self.run.id, self.run.attempt, process_name()):
+        if not self.lost and not self.runs.heartbeat(self.run.id, self.run.attempt, self.process):
             self.lost = True
         if not self.lost:
             self._renewed = began

@@ -7,12 +7,14 @@ logging, making its scheduler client and its worker. A spare attempt process mak
 ``interface._schedule_and_run``: add the task, run the worker, summarise.
 
 The luigi worker's id names the attempt's process (``nectar-<host>:<pid>``), so that whoever
-reclaims a dead attempt can tell luigid which worker's tasks failed.
+reclaims a dead attempt can tell luigid which worker's tasks failed. It runs one step at a time,
+in this process, unless the task asks for more (:mod:`nectar.parallel`).
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 import luigi.interface
 import luigi.scheduler
@@ -20,6 +22,8 @@ import luigi.worker
 from luigi.execution_summary import LuigiRunResult
 from luigi.setup_logging import InterfaceLogging
 
+from nectar import parallel
+from nectar.config import get_settings
 from nectar.scheduler import LuigidRPC
 
 
@@ -43,14 +47,25 @@ class Build:
             self.scheduler.connections.open()
         else:
             self.scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
-        self.worker = luigi.worker.Worker(
-            scheduler=self.scheduler, worker_id=luigi_worker_id(process), worker_processes=self.env.workers
+        self.worker_id = luigi_worker_id(process)
+        self.worker = self._worker(self.env.workers)
+
+    def _worker(self, processes: int, **config: str) -> luigi.worker.Worker:
+        return luigi.worker.Worker(
+            scheduler=self.scheduler, worker_id=self.worker_id, worker_processes=processes, **config
         )
 
     def run(self, task: luigi.Task) -> LuigiRunResult:
-        """Schedule ``task`` (and what it requires) and run what is not done; once per Build."""
+        """Schedule ``task`` (and what it requires) and run what is not done; once per Build.
+
+        Up to :func:`~nectar.parallel.step_workers` steps run at once: one in this process, with the worker made
+        ahead; more each in a process of its own, with a worker made now (:mod:`nectar.parallel`).
+        """
         try:
-            with self.worker:
+            workers = parallel.refuse_invalid_workers(task, get_settings().task_workers)
+            if workers > 1:
+                self.worker = self._worker(workers, task_process_context=parallel.CONTEXT)
+            with parallel.forked_steps() if workers > 1 else nullcontext(), self.worker:
                 added = self.worker.add(task, self.env.parallel_scheduling, self.env.parallel_scheduling_processes)
                 ran = self.worker.run()
         finally:

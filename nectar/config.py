@@ -45,8 +45,19 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_LOG_FORMAT": "log_format",
     "NECTAR_DATABASE_URL": "database_url",
     "NECTAR_LOG_SYNC": "log_sync_interval",
+    "NECTAR_TASK_WORKERS": "task_workers",
 }
-_INTS = {"url_expiry", "retries", "max_queue", "retry_after", "max_body", "max_params", "max_param_length", "max_batch"}
+_INTS = {
+    "url_expiry",
+    "retries",
+    "max_queue",
+    "retry_after",
+    "max_body",
+    "max_params",
+    "max_param_length",
+    "max_batch",
+    "task_workers",
+}
 _BOOLS = {"auth_reads"}
 _PATHS = {"chains_dir", "local_targets_dir", "data_dir", "luigi_config", "api_tokens_file"}
 _FLOATS = {
@@ -97,6 +108,9 @@ class Settings:
     max_queue: int = 10000
     #: the Retry-After (seconds) of a 503
     retry_after: int = 5
+    #: steps of one run that run at once, each in a process of its own beyond one (luigi's ``--workers``);
+    #: a requested task's ``workers`` class attribute wins
+    task_workers: int = 1
     #: seconds a stopping worker lets its running tasks finish before it interrupts and requeues them
     drain_grace: float = 30.0
     #: seconds between two copies of a running task's logs to S3, where every machine's API reads them
@@ -157,6 +171,8 @@ class Settings:
                 value = value.strip().lower() in {"1", "true", "yes", "on"}
             elif f.name in _INTS:
                 value = int(value)
+                if f.name == "task_workers" and value < 1:
+                    raise ValueError(f"NECTAR_TASK_WORKERS must be at least 1, not {value}")
             elif f.name in _FLOATS:
                 value = float(value)
             elif f.name == "scheduler_url" and value is not None:

@@ -102,6 +102,11 @@ class StepRecorder:
 _recorder: StepRecorder | None = None
 
 
+def current_recorder() -> StepRecorder | None:
+    """The recorder luigi's events reach in this process (None outside an attempt)."""
+    return _recorder
+
+
 def _install_handlers() -> None:
     def forward(action: Any) -> Any:
         """A luigi event handler that passes the event to the current recorder, if any."""
@@ -115,6 +120,9 @@ def _install_handlers() -> None:
         Event.START: forward(lambda r, task: r.start(task)),
         Event.SUCCESS: forward(lambda r, task: r.record(task, "DONE")),
         Event.FAILURE: forward(lambda r, task, exc: r.raised(task, exc)),
+        # a step in a process of its own (parallel steps, a worker_timeout) that died, or was killed for its time
+        Event.PROCESS_FAILURE: forward(lambda r, task, why: r.fail(task, why)),
+        Event.TIMEOUT: forward(lambda r, task, why: r.fail(task, why)),
     }
     for event, handler in handlers.items():
         luigi.Task.event_handler(event)(handler)

@@ -258,19 +258,25 @@ class S3Store(TargetStore):
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
         self._bucket_seen = False
+        self._client: tuple[int, Any] = (0, None)
 
     @property
     def location(self) -> str:
         return f"s3://{self.bucket}"
 
-    @functools.cached_property
+    @property
     def client(self) -> Any:
-        """The luigi S3Client, created on first use and kept."""
-        from botocore.config import Config
-        from luigi.contrib.s3 import S3Client
+        """The luigi S3Client of this process, created on first use and kept (a forked process, a parallel step,
+        makes its own: two processes must not share one pooled connection)."""
+        pid, client = self._client
+        if client is None or pid != os.getpid():
+            from botocore.config import Config
+            from luigi.contrib.s3 import S3Client
 
-        config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"})
-        return S3Client(config=config)
+            config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"})
+            client = S3Client(config=config)
+            self._client = (os.getpid(), client)
+        return client
 
     @property
     def boto(self) -> Any:

@@ -1,4 +1,5 @@
-"""Benchmark tasks: a probe that notes when its run() starts, a fan-out of trivial leaves, a big file."""
+"""Benchmark tasks: a probe that notes when its run() starts, a fan-out of trivial leaves, a wrapper over sleeping
+steps, a big file."""
 
 from __future__ import annotations
 
@@ -59,6 +60,30 @@ class FanoutTask(NectarTask):
     def run(self) -> None:
         with self.output().open("w") as out:
             out.write(f"{self.size}\n")
+
+
+class SleepTask(NectarTask):
+    """A step that takes ``seconds``."""
+
+    i = luigi.IntParameter()
+    seconds = luigi.FloatParameter(default=1.0)
+    salt = luigi.Parameter(default="")
+
+    def run(self) -> None:
+        time.sleep(self.seconds)
+        with self.output().open("w") as out:
+            out.write(f"{self.i}\n")
+
+
+class SleepersTask(luigi.WrapperTask):
+    """A wrapper over ``size`` independent steps of ``seconds`` each (luigi's foo example's shape)."""
+
+    size = luigi.IntParameter(default=10)
+    seconds = luigi.FloatParameter(default=1.0)
+    salt = luigi.Parameter(default="")
+
+    def requires(self) -> list[SleepTask]:
+        return [SleepTask(i=i, seconds=self.seconds, salt=self.salt) for i in range(self.size)]  # type: ignore[call-arg]
 
 
 def peak_rss_kb() -> int:

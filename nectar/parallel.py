@@ -1,0 +1,199 @@
+"""Parallel steps: how many tasks of one run run at once, and what a step forked to run beside others needs.
+
+A run's steps run one at a time in its attempt's process unless its requested task's class says
+``workers = N`` (or ``NECTAR_TASK_WORKERS`` does): then luigi's worker forks a process per running
+step (``luigi.worker.TaskProcess``), up to N at once, as ``luigi --workers N`` does. Such a step,
+through luigi's ``[worker] task_process_context`` (:class:`ForkedStep`):
+
+- fires its own start, success and failure: a recorder of its own writes them to the registry at
+  once, over a connection of the process's own (the registries open one per process), before luigi
+  hears that the task ended; its failure also reaches the attempt, whose outcome names the first
+  step that failed;
+- commits its outputs through the attempt's fence (inherited: a read of the registry, or a renewal
+  in the attempt's name); the heartbeat stays in the attempt;
+- has its output captured in its own process, and ends with the attempt: an interrupted attempt
+  (cancelled, reclaimed, its worker stopping) has luigi terminate its steps and waits for them;
+  they are in its process group, killed if they linger, and get SIGTERM if the attempt dies.
+
+Before each fork the attempt writes the step changes it holds, so that no step's state goes back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from multiprocessing.queues import SimpleQueue
+from typing import Any
+
+import luigi
+import luigi.configuration
+import luigi.worker
+
+from nectar import lifeline
+from nectar.errors import NectarError
+from nectar.steps import StepRecorder, current_recorder
+
+logger = logging.getLogger(__name__)
+#: the class attribute of a requested task that says how many of its run's steps may run at once
+WORKERS_ATTRIBUTE = "workers"
+#: luigi's ``[worker] task_process_context`` of an attempt's luigi worker
+CONTEXT = f"{__name__}.ForkedStep"
+#: seconds a step process still running when its build ends (interrupted) gets before it is killed
+STEP_GRACE = 5.0
+
+#: what a step failed with: (its task's name, why, whether trying again may cure it)
+Failure = tuple[str, str, bool]
+
+
+class InvalidWorkers(NectarError, ValueError):
+    """A task's ``workers`` is not a whole number of at least 1 (a chain's error: its run fails, not retried)."""
+
+
+def step_workers(task: luigi.Task, default: int) -> int:
+    """How many steps of ``task``'s run may run at once: its ``workers`` if it says, else ``default``."""
+    value = getattr(task, WORKERS_ATTRIBUTE, None)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidWorkers(f"{type(task).__name__}.{WORKERS_ATTRIBUTE} must be a whole number ≥ 1, not {value!r}")
+    return value
+
+
+def refuse_invalid_workers(task: luigi.Task, default: int) -> int:
+    """:func:`step_workers`; an invalid ``workers`` is the run's failure, which no retry cures."""
+    try:
+        return step_workers(task, default)
+    except InvalidWorkers as exc:
+        recorder = current_recorder()
+        if recorder is not None and recorder.failed is None:
+            recorder.failed = (type(task).__name__, f"{type(exc).__name__}: {exc}", False)
+        raise
+
+
+@dataclass
+class _Attempt:
+    """The attempt whose steps run in processes of their own: its process, its recorder, where failures go."""
+
+    pid: int
+    recorder: StepRecorder | None
+    failures: SimpleQueue[Failure | None] = field(default_factory=multiprocessing.SimpleQueue)
+
+
+#: set in an attempt's process while its steps run forked (and inherited by those steps' processes)
+_attempt: _Attempt | None = None
+_fork_hook = False
+
+
+@dataclass
+class _ForkedStepRecorder(StepRecorder):
+    """A step process's recorder: every change is written at once (luigi hears of the end right after), and its
+    first failure is sent to the attempt."""
+
+    failures: SimpleQueue[Failure | None] | None = None
+
+    def record(self, task: luigi.Task, state: str, error: str | None = None) -> None:
+        super().record(task, state, error)
+        self.flush()
+
+    def fail(self, task: luigi.Task, error: str, retryable: bool = True) -> None:
+        first = self.failed is None
+        super().fail(task, error, retryable)
+        if first and self.failed is not None and self.failures is not None:
+            self.failures.put(self.failed)
+
+
+class ForkedStep:
+    """luigi's ``task_process_context`` of an attempt's worker: set up a step process forked from the attempt.
+
+    In the attempt's own process (one step at a time) it does nothing. A ``task_process_context`` of the
+    user's luigi.cfg is entered inside it.
+    """
+
+    def __init__(self, process: luigi.worker.TaskProcess) -> None:
+        attempt = _attempt
+        self.attempt = attempt if attempt is not None and os.getpid() != attempt.pid else None
+        self.recorder: _ForkedStepRecorder | None = None
+        self.stack = ExitStack()
+        configured = luigi.configuration.get_config().get("worker", "task_process_context", None)
+        self.user = _load(configured)(process) if configured and configured != CONTEXT else None
+
+    def __enter__(self) -> ForkedStep:
+        attempt = self.attempt
+        if attempt is not None:
+            lifeline.die_with_parent(attempt.pid)  # SIGTERM: the step is interrupted like its attempt
+            if attempt.recorder is not None:  # one of its own: no lock, no batch, no connection shared with the attempt
+                parent = attempt.recorder
+                self.recorder = _ForkedStepRecorder(parent.runs, parent.run_id, failures=attempt.failures)
+                self.recorder.install()
+        if self.user is not None:
+            self.stack.enter_context(self.user)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.stack.close()
+        finally:
+            if self.recorder is not None:
+                try:  # what an earlier write could not record; luigi already has the step's outcome
+                    self.recorder.flush()
+                except Exception:
+                    logger.exception("could not record the last steps of run %s", self.recorder.run_id)
+
+
+def _load(dotted: str) -> Any:
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+@contextmanager
+def forked_steps() -> Iterator[None]:
+    """While a build runs its steps in processes of their own: collect their failures into this process's
+    recorder, flush it before each fork, and leave no step process behind."""
+    global _attempt, _fork_hook
+    if not _fork_hook:
+        os.register_at_fork(before=_flush_before_fork)
+        _fork_hook = True
+    attempt = _Attempt(os.getpid(), current_recorder())
+    collector = threading.Thread(target=_collect, args=(attempt,), name="nectar-step-failures", daemon=True)
+    collector.start()
+    _attempt = attempt
+    try:
+        yield
+    finally:
+        _attempt = None
+        _end_step_processes()
+        attempt.failures.put(None)
+        collector.join()
+
+
+def _collect(attempt: _Attempt) -> None:
+    """Take the step processes' failures, in the order they came, until told to stop (None)."""
+    while (failed := attempt.failures.get()) is not None:
+        if attempt.recorder is not None and attempt.recorder.failed is None:
+            attempt.recorder.failed = failed
+
+
+def _flush_before_fork() -> None:
+    attempt = _attempt
+    if attempt is None or attempt.recorder is None or os.getpid() != attempt.pid:
+        return
+    try:
+        attempt.recorder.flush()
+    except Exception:  # the batch waits for the next flush; the step's own writes may then come first
+        logger.exception("could not record the steps of run %s before forking a step", attempt.recorder.run_id)
+
+
+def _end_step_processes() -> None:
+    """Wait for the step processes luigi left (it only signals them when interrupted); kill those that linger."""
+    for process in multiprocessing.active_children():
+        if isinstance(process, luigi.worker.TaskProcess):
+            process.join(STEP_GRACE)
+            if process.is_alive():
+                process.kill()
+                process.join()
