@@ -121,7 +121,10 @@ def test_the_catalog_and_a_run_link_the_luigi_visualiser(settings: Settings) -> 
     client = build_app(settings.replace(scheduler_url="http://127.0.0.1:8082")).test_client()
     assert 'href="http://127.0.0.1:8082/static/visualiser/index.html"' in html(client, "/")
     run = html(client, f"/ui/runs/{queue(client, aparam='x')}")
-    assert 'href="http://127.0.0.1:8082/static/visualiser/index.html#tab=graph&amp;taskId=testchains.hello_luigiworld_chain.WithDependencyTask_x_' in run
+    assert (
+        'href="http://127.0.0.1:8082/static/visualiser/index.html#tab=graph&amp;taskId=testchains.hello_luigiworld_chain.WithDependencyTask_x_'
+        in run
+    )
 
 
 def test_each_parameter_gets_the_control_of_its_kind_with_its_default(
