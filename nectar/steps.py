@@ -19,7 +19,7 @@ from luigi.event import Event
 from luigi.task import flatten
 from luigi.worker import _is_external
 
-from nectar.errors import Interrupted
+from nectar.errors import Interrupted, Unavailable
 from nectar.runs import RunStore, Step
 from nectar.stores import is_permanent
 from nectar.task import NectarTask
@@ -114,10 +114,12 @@ class StepRecorder:
             self.fail(task, f"complete() failed, then answered {complete!r} when asked again", retryable=False)
 
     def broken(self, task: luigi.Task, exc: BaseException, prefix: str) -> None:
-        """Scheduling ``task`` raised (its ``complete()`` or ``requires()``): a failure with its traceback, no retry."""
-        if isinstance(exc, Interrupted):
-            return
-        self.fail(task, with_traceback(exc, prefix), retryable=False)
+        """Scheduling ``task`` raised (its ``complete()`` or ``requires()``): a failure with its traceback, no retry;
+        unless a store or the registry was unusable, which is told in a line and retried unless permanent."""
+        if isinstance(exc, Unavailable):  # the store (or the registry) failing, not the task's code: said as such
+            self.raised(task, exc, prefix)
+        elif not isinstance(exc, Interrupted):
+            self.fail(task, with_traceback(exc, prefix), retryable=False)
 
     def record(self, task: luigi.Task, state: str, error: str | None = None) -> None:
         key = task.target_key.path if isinstance(task, NectarTask) else None
