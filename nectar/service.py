@@ -17,7 +17,7 @@ import luigi
 
 from nectar.config import Settings, get_settings
 from nectar.discovery import ChainCatalog, TaskInfo
-from nectar.errors import QueueFull, RunNotFound
+from nectar.errors import NectarError, QueueFull, RunNotFound
 from nectar.keys import TargetKey
 from nectar.runs import RetryPolicy, Run, RunState, RunStore, open_run_store
 from nectar.scheduler import SchedulerClient
@@ -150,10 +150,13 @@ class Nectar:
         """Whether the task is done, by its own ``complete()`` (a ``NectarTask``'s: its md5 ``out.txt`` exists).
 
         A ``complete()`` that raises is not answered here: a run is queued, and records the failure with
-        its traceback where every run's failure is told (the status), as luigi would when scheduling it.
+        its traceback where every run's failure is told (the status), as luigi would when scheduling it; but
+        a store that cannot be used (:class:`~nectar.errors.StoreUnavailable`) is the submission's error.
         """
         try:
             return instance.complete() is True
+        except NectarError:  # the store itself is unusable (a missing bucket): the submission says so
+            raise
         except Exception:
             logger.info("complete() of %s raised: a run is queued to record why", instance.task_id, exc_info=True)
             return False
