@@ -104,7 +104,7 @@ def test_a_missing_bucket_is_a_503_naming_it_and_fails_a_run_once_with_the_store
 
     waitfor(lambda: cluster.run(queued["run_id"]).state.active is False, 60, "the run to end")
     failed = cluster.api.run(queued["run_id"]).json()["data"]
-    assert (failed["state"], failed["attempt"], failed["failed_step"]) == ("FAILED", 1, "FourAttemptsTask"), failed
+    assert (failed["job_status"], failed["attempt"], failed["failed_step"]) == ("FAILED", 1, "FourAttemptsTask"), failed
     assert "s3://qa.nobucket" in failed["error"] and "NoSuchBucket" in failed["error"], failed["error"]
     assert "missing" not in failed["error"]
     assert cluster.ledger.count("start") == 0  # it never ran: whether it was done could not be known
