@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import luigi
+from luigi.task import flatten
 
 from nectar.config import Settings, get_settings
 from nectar.discovery import ChainCatalog, TaskInfo
@@ -154,6 +155,8 @@ class Nectar:
         a store that cannot be used (:class:`~nectar.errors.StoreUnavailable`) is the submission's error.
         """
         try:
+            if type(instance).complete is luigi.Task.complete and not flatten(instance.output()):
+                return False  # luigi's answer for a task without outputs, without its warning at each submission
             return instance.complete() is True
         except NectarError:  # the store itself is unusable (a missing bucket): the submission says so
             raise
