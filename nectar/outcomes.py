@@ -58,30 +58,38 @@ def _disabled_until(record: dict[str, Any]) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
 
 
-def re_enable(scheduler: SchedulerClient | None, run: Run) -> None:
-    """A new submission is the user asking again: luigid's own disable of the task's steps is lifted."""
+def re_enable(scheduler: SchedulerClient | None, run: Run) -> bool:
+    """A new submission is the user asking again: luigid's own disable of the task's steps is lifted (those it
+    knows as the task's; a step met disabled later is re-enabled by :func:`wait`). Whether any was."""
     if scheduler is None or run.attempt != 1:
-        return
+        return False
     try:
-        for task_id in scheduler.disabled(run.task_id):
+        disabled = scheduler.disabled(run.task_id)
+        for task_id in disabled:
             logger.info("run %s: re-enabling %s, disabled by luigid", run.id, task_id)
             scheduler.re_enable(task_id)
     except SchedulerUnavailable as exc:  # the build finds out for itself
         logger.warning("run %s: could not ask luigid for disabled steps: %s", run.id, exc)
+        return False
+    return bool(disabled)
 
 
 def wait(scheduler: SchedulerClient | None, runs: RunStore, run: Run, kind: str, why: str) -> RunState | None:
     """luigi left the run's task undone, no step failing: wait in the queue, unless there is no use waiting.
 
-    A step luigid has disabled (it failed ``retry_count`` times) ends the run at once, saying until when; a task
-    luigid does not grant (paused, short of resources) waits, saying luigid's reason when it tells one, at most
-    ``WAIT_LIMIT`` seconds. A step another worker runs is waited for as long as it runs.
+    A step luigid has disabled (it failed ``retry_count`` times) is re-enabled once for a new submission (its
+    first attempt, before it waited), and the run tried again at once; else it ends the run at once, saying
+    until when. A task luigid does not grant (paused, short of resources) waits, saying luigid's reason when it
+    tells one, at most ``WAIT_LIMIT`` seconds. A step another worker runs is waited for as long as it runs.
     """
     try:
         disabled = scheduler.disabled(run.task_id) if scheduler is not None else {}
         hold = scheduler.hold(run.task_id) if scheduler is not None and kind == "not_run" and not disabled else None
     except SchedulerUnavailable:
         disabled, hold = {}, None
+    if disabled and run.waiting_since is None and re_enable(scheduler, run):
+        runs.requeue(run.id, run.attempt, 0.0, "waiting: luigid re-enabled the steps it had disabled", waiting=True)
+        return RunState.PENDING
     if disabled:
         task_id, record = next(iter(disabled.items()))
         step = str(record.get("name") or task_id).rsplit(".", 1)[-1]

@@ -134,6 +134,17 @@ class YieldingTask(luigi.Task):
         yield FragileStepTask(counter=self.counter)
 
 
+class OverFlakyTask(luigi.Task):
+    retries = 1
+    counter = luigi.Parameter()
+
+    def requires(self):
+        return FlakyTask(counter=self.counter)
+
+    def run(self):
+        pass
+
+
 class GreedyTask(luigi.Task):
     resources = {"nectar_test_pool": 2}
 
@@ -331,3 +342,52 @@ def test_a_run_luigid_does_not_grant_says_why_then_fails_past_the_bound(
     failed = attempt_once()
     assert failed.state == RunState.FAILED and failed.error is not None
     assert failed.error.startswith(f"{why}, for "), failed.error
+
+
+def test_a_step_luigid_disabled_is_re_enabled_for_a_new_task_once_then_fails_the_run_at_once(
+    settings: Settings, write_chain: WriteChain, tmp_path: Path, luigid: str
+) -> None:
+    settings = settings.replace(scheduler_url=luigid)
+    write_chain("examples/retries_chain", RETRIES_CHAIN)
+    nectar = Nectar(settings)
+    counter = tmp_path / "flaky.txt"
+    run_to_end(settings, nectar, "examples/retries_chain", "FlakyTask", counter=str(counter))
+    assert lines(counter) == 2  # luigid has disabled FlakyTask
+    submission = nectar.submit("examples", "retries_chain", "OverFlakyTask", {"counter": str(counter)})
+    assert submission.run is not None
+    run_id = submission.run.id
+
+    def attempt_once() -> Run:
+        claimed = wait_until(lambda: nectar.runs.claim(process_name(), run_id=run_id))
+        assert isinstance(claimed, Run)
+        execute(settings, nectar.runs, claimed)
+        return nectar.run(run_id)
+
+    waiting = attempt_once()  # luigid did not know OverFlakyTask: FlakyTask is met disabled, and re-enabled
+    assert (waiting.state, waiting.attempt) == (RunState.PENDING, 0), waiting
+    failed = attempt_once()
+    assert (failed.state, failed.failed_step) == (RunState.PENDING, "FlakyTask") and lines(counter) == 3
+    failed = attempt_once()  # its second failure: luigid disables it, and its retry_count of 2 ends the run
+    assert (failed.state, failed.attempt) == (RunState.FAILED, 2) and lines(counter) == 4
+    assert failed.error is not None and "its retry_count is 2" in failed.error
+
+
+def test_a_retry_meeting_a_step_luigid_disabled_fails_at_once_saying_until_when(
+    settings: Settings, write_chain: WriteChain, tmp_path: Path, luigid: str
+) -> None:
+    settings = settings.replace(scheduler_url=luigid)
+    write_chain("examples/retries_chain", RETRIES_CHAIN)
+    nectar = Nectar(settings)
+    counter = tmp_path / "flaky.txt"
+    run_to_end(settings, nectar, "examples/retries_chain", "FlakyTask", counter=str(counter))
+    submission = nectar.submit("examples", "retries_chain", "OverFlakyTask", {"counter": str(counter)})
+    assert submission.run is not None
+    first = nectar.runs.claim(process_name(), run_id=submission.run.id)
+    assert first is not None  # an attempt that failed for another reason: the next one is a retry, not a new ask
+    assert nectar.runs.fail(first.id, first.attempt, "OverFlakyTask", "worker lost") == RunState.PENDING
+    retry = wait_until(lambda: nectar.runs.claim(process_name(), run_id=first.id))
+    assert isinstance(retry, Run) and retry.attempt == 2
+    execute(settings, nectar.runs, retry)
+    failed = nectar.run(first.id)
+    assert (failed.state, failed.failed_step, lines(counter)) == (RunState.FAILED, "FlakyTask", 2), failed
+    assert failed.error is not None and failed.error.startswith("disabled by luigid until "), failed.error
