@@ -125,9 +125,14 @@ class RunSchema(ma.Schema):
     finished_at = fields.Float(allow_none=True)
     worker = fields.String(allow_none=True, metadata={"description": "host:pid running the current attempt."})
     attempt = fields.Integer(metadata={"description": "Attempts started so far (0: never started)."})
-    max_attempts = fields.Integer(metadata={"description": "1 + the retries its policy allows."})
+    max_attempts = fields.Integer(
+        metadata={"description": "1 + the retries its policy allows (a luigi task's retry_count: that many)."}
+    )
     retry_at = fields.Float(allow_none=True, metadata={"description": "When a failed run is tried again."})
     heartbeat_at = fields.Float(allow_none=True)
+    waiting_since = fields.Float(
+        allow_none=True, metadata={"description": "PENDING: since when luigid has not granted it (why: in error)."}
+    )
     failed_step = fields.String(allow_none=True)
     error = fields.String(allow_none=True, metadata={"description": "The last attempt's error, if it failed."})
     status_url = fields.Url()
@@ -148,6 +153,9 @@ class StatusSchema(LogLinksSchema):
     max_attempts = fields.Integer(allow_none=True)
     retry_at = fields.Float(
         allow_none=True, metadata={"description": "PENDING after a failed attempt: when it is tried again."}
+    )
+    waiting_since = fields.Float(
+        allow_none=True, metadata={"description": "PENDING: since when luigid has not granted it (why: in error)."}
     )
     run_url = fields.Url(allow_none=True, metadata={"description": "The run (GET), and where to cancel it."})
     resource_url = fields.String(allow_none=True)

@@ -53,6 +53,7 @@ class ChainStatus(MethodView):
                 "attempt": run.attempt if run else None,
                 "max_attempts": run.max_attempts if run else None,
                 "retry_at": run.retry_at if run else None,
+                "waiting_since": run.waiting_since if run else None,
                 "run_url": links.run_url(run.id) if run else None,
                 "resource_url": links.resource_url(status),
                 "expires_in": status.expires_in,

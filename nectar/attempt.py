@@ -27,7 +27,6 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import luigi
-from luigi.execution_summary import _summary_dict
 from luigi.parameter import UnconsumedParameterWarning
 
 from nectar import fence
@@ -36,6 +35,7 @@ from nectar.config import Settings, configure
 from nectar.discovery import describe_import_error, is_chain_task, load_chain_module
 from nectar.errors import ChainImportError, Interrupted, LeaseLost, SchedulerUnavailable
 from nectar.eventlog import current_run
+from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, retry_allowed, wait
 from nectar.runs import Run, RunState, RunStore, Step
 from nectar.scheduler import SchedulerClient
 from nectar.steps import MAX_ERROR, StepRecorder, describe
@@ -44,8 +44,6 @@ from nectar.stores import is_permanent
 logger = logging.getLogger(__name__)
 #: seconds an interrupted attempt gets to end on its own before its process group is killed
 INTERRUPT_GRACE = 5.0
-#: seconds a run waits before trying again when a step it needs is being run by another worker
-BLOCKED_DELAY = 2.0
 HOST = socket.gethostname()
 
 # luigi reads [core] rpc-* itself, then warns at every build that its `core` task does not consume them
@@ -242,20 +240,6 @@ def quiet_luigi() -> None:
         luigi_log.addFilter(_ExpectedInterrupt())
 
 
-#: why luigi may leave a task undone with no step failing, and what the run then says while it waits
-_WAITING = {
-    "run_by_other_worker": "another worker is running it",
-    "upstream_run_by_other_worker": "another worker is running a step it needs",
-    "not_run": "luigid did not grant it (paused, short of resources, or restarted)",
-}
-
-
-def _blocked(result: Any, task: luigi.Task) -> str | None:
-    """Why luigi left the task undone though no step failed, if it did; None if it did not."""
-    tasks = _summary_dict(result.worker)
-    return next((f"waiting: {why}" for kind, why in _WAITING.items() if task in tasks[kind]), None)
-
-
 def execute(settings: Settings, runs: RunStore, run: Run, build: Build | None = None) -> RunState | None:
     """Run one attempt, claimed in this process's name, and record its outcome (None: it was no longer ours).
 
@@ -287,14 +271,15 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease, build: 
         recorder.install()
         lease.on_beat = recorder.flush
         recorder.record(task, "PENDING")
+        re_enable(scheduler_of(settings), run)
         summary, blocked, complete = "", None, False
         try:
             build = build or Build(settings.scheduler_url, process_name())
             quiet_luigi()
             result = build.run(task)
             summary = result.summary_text
-            complete = bool(task.complete())
-            blocked = None if complete or recorder.failed else _blocked(result, task)
+            complete = ran(result, task) or task.complete() is True
+            blocked = None if complete or recorder.failed else blocked_by(result, task)
         except Interrupted:
             pass
         except Exception as exc:
@@ -313,10 +298,9 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease, build: 
         return RunState.PENDING
     if complete:
         return RunState.DONE if runs.complete(run.id, run.attempt) else None
-    if blocked:
-        runs.requeue(run.id, run.attempt, BLOCKED_DELAY, blocked)
-        return RunState.PENDING
     scheduler = scheduler_of(settings)
+    if blocked:
+        return wait(scheduler, runs, run, *blocked)
     if scheduler is not None:
         try:
             scheduler.check()
@@ -328,4 +312,13 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease, build: 
         f"not complete after the run: {summary.strip()[-MAX_ERROR:]}",
         True,
     )
-    return runs.fail(run.id, run.attempt, step, error, retryable)
+    allowed = retry_allowed(recorder.failed_task, run.attempt) if retryable else None
+    if allowed is not None:  # luigid, too, disables the step now: another attempt would wait for nothing
+        retryable, error = (
+            False,
+            f"{error}\n(not retried: {step} failed {run.attempt} times, its retry_count is {allowed})",
+        )
+    state = runs.fail(run.id, run.attempt, step, error[:MAX_ERROR], retryable)
+    if state is not None:
+        end_running_steps(runs, run, step)
+    return state

@@ -71,6 +71,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (run_id, task_id)
         )""",
     ),
+    ("ALTER TABLE runs ADD COLUMN waiting_since DOUBLE PRECISION",),  # 2: since when a run waits for luigid's grant
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

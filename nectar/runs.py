@@ -78,6 +78,8 @@ class Run:
     #: a PENDING run is not claimed before this time (the delay before a retry)
     not_before: float = 0.0
     heartbeat_at: float | None = None
+    #: since when its attempts have been put back because luigid would not grant its task (None: not waiting)
+    waiting_since: float | None = None
 
     @property
     def ref(self) -> str:
@@ -214,8 +216,13 @@ class RunStore(ABC):
         """
 
     @abstractmethod
-    def requeue(self, run_id: str, attempt: int, delay: float = 0.0, reason: str | None = None) -> bool:
-        """Put a RUNNING attempt back in the queue without counting it (its worker stopped, or it must wait)."""
+    def requeue(
+        self, run_id: str, attempt: int, delay: float = 0.0, reason: str | None = None, waiting: bool = False
+    ) -> bool:
+        """Put a RUNNING attempt back in the queue without counting it (its worker stopped, or it must wait).
+
+        ``waiting``: luigid did not grant it; the run's ``waiting_since`` keeps when its wait began (else cleared).
+        """
 
     @abstractmethod
     def reclaim(self, lease_timeout: float, dead: Callable[[str], bool] | None = None) -> list[Run]:
@@ -307,6 +314,7 @@ def jsonable_run(run: Run) -> dict[str, Any]:
         "max_attempts": run.max_attempts,
         "retry_at": run.retry_at,
         "heartbeat_at": run.heartbeat_at,
+        "waiting_since": run.waiting_since,
         "failed_step": run.failed_step,
         "error": run.error,
     }

@@ -154,6 +154,40 @@ class SchedulerClient:
         self.fail(task_id, worker, expl)  # luigid does not disable a RUNNING task: it ends it first
         self.call("add_task", task_id=task_id, status="DISABLED", worker=worker, expl=expl, runnable=False)
 
+    def disabled(self, task_id: str) -> dict[str, dict[str, Any]]:
+        """The tasks of ``task_id``'s graph that luigid disabled itself (too many failures), by task id, each
+        with its record: luigid holds them until ``disable_persist`` runs out or they are re-enabled."""
+        graph = self.call("dep_graph", task_id=task_id, include_done=False) or {}
+        return {
+            tid: record
+            for tid, record in graph.items()
+            if isinstance(record, dict) and record.get("status") == "DISABLED" and record.get("re_enable_able")
+        }
+
+    def re_enable(self, task_id: str) -> None:
+        """Lift luigid's own disable of a task (luigi's ``re_enable_task``: its failures are forgotten)."""
+        self.call("re_enable_task", task_id=task_id)
+
+    def hold(self, task_id: str) -> str | None:
+        """Why luigid may not grant ``task_id`` (or a task it needs) to a worker: paused, or short of a
+        resource a step needs; None when it tells nothing of the kind."""
+        if (self.call("is_paused") or {}).get("paused"):
+            return "luigid is paused"
+        graph = self.call("dep_graph", task_id=task_id, include_done=False) or {}
+        needed: dict[str, int] = {}
+        for record in graph.values():
+            if isinstance(record, dict) and record.get("status") == "PENDING":
+                for name, amount in (record.get("resources") or {}).items():
+                    needed[name] = max(needed.get(name, 0), int(amount))
+        pools = {item.get("name"): item for item in self.call("resource_list") or [] if isinstance(item, dict)}
+        short = []
+        for name, amount in sorted(needed.items()):
+            pool = pools.get(name, {})  # a pool luigid's configuration does not list holds one slot
+            used, total = int(pool.get("num_used", 0)), int(pool.get("num_total", 1))
+            if used + amount > total:
+                short.append(f"{name} (a step needs {amount}; {used} of {total} in use)")
+        return f"short of resources: {', '.join(short)}" if short else None
+
     def task_url(self, task_id: str) -> str:
         """The task in luigid's visualiser."""
         return f"{self.url}/static/visualiser/index.html#tab=graph&taskId={quote(task_id)}"

@@ -6,6 +6,7 @@ the HTTP API and the CLI are thin layers over it.
 
 from __future__ import annotations
 
+import configparser
 import functools
 import logging
 from collections.abc import Mapping
@@ -13,15 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import luigi
+from luigi.task import flatten
 
 from nectar.config import Settings, get_settings
 from nectar.discovery import ChainCatalog, TaskInfo
-from nectar.errors import QueueFull, RunNotFound
+from nectar.errors import NectarError, QueueFull, RunNotFound
 from nectar.keys import TargetKey
 from nectar.runs import RetryPolicy, Run, RunState, RunStore, open_run_store
 from nectar.scheduler import SchedulerClient
 from nectar.status import JobStatus, job_status
 from nectar.stores import TargetStore, get_store
+from nectar.task import NectarTask
 
 
 @dataclass(frozen=True)
@@ -52,15 +55,43 @@ ESSENTIAL = frozenset({"registry", "store"})
 logger = logging.getLogger(__name__)
 
 
-def retry_policy(task_cls: Any, settings: Settings) -> RetryPolicy:
-    """A task's retry policy: its ``retries``, ``retry_delay`` and ``retry_backoff`` attributes, else the settings'."""
+def luigi_retry_count(task: Any) -> int | None:
+    """A luigi task's own ``retry_count`` (a class or an instance; None when it sets none): luigid disables a
+    task after that many failures, so it is how many attempts luigi gives it."""
+    value = getattr(task, "retry_count", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+@functools.lru_cache(maxsize=8)
+def _configured_retry_count(path: str, mtime: float) -> int | None:
+    parser = configparser.ConfigParser()
+    parser.read(path)
+    value = parser.getint("scheduler", "retry_count", fallback=None)
+    return value if value is not None and value > 0 else None
+
+
+def scheduler_retry_count(settings: Settings) -> int | None:
+    """luigi's ``[scheduler] retry_count`` when the workers' luigi.cfg sets it, else None."""
+    path = settings.luigi_config
+    if path is None or not path.is_file():
+        return None
+    return _configured_retry_count(str(path), path.stat().st_mtime)
+
+
+def retry_policy(task: Any, settings: Settings) -> RetryPolicy:
+    """A task's (class or instance) retry policy: its ``retries``, ``retry_delay`` and ``retry_backoff``, else
+    the settings'. Without ``retries``, luigi's ``retry_count`` (the task's, else ``[scheduler] retry_count`` in
+    luigi.cfg) is its number of attempts, as luigi runs it that many times before it disables it."""
+
+    cls = task if isinstance(task, type) else type(task)
 
     def pick(name: str, default: float) -> float:
-        value = getattr(task_cls, name, None)
+        value = getattr(cls, name, None)  # of the class: a luigi parameter named so is no policy
         return value if isinstance(value, int | float) and not isinstance(value, bool) else default
 
+    attempts = luigi_retry_count(task) or scheduler_retry_count(settings)
     return RetryPolicy(
-        int(pick("retries", settings.retries)),
+        int(pick("retries", attempts - 1 if attempts else settings.retries)),
         float(pick("retry_delay", settings.retry_delay)),
         float(pick("retry_backoff", settings.retry_backoff)),
     )
@@ -97,11 +128,8 @@ class Nectar:
     def submit_task(self, info: TaskInfo, instance: luigi.Task) -> Submission:
         """Queue a run of ``instance`` (a task of ``info``), unless done or already active."""
         key = info.key_of(instance)
-        store = self.store_for(info.cls)
-        if store.exists(key):
-            expiry = self.settings.url_expiry
-            done = JobStatus(key, RunState.DONE.value, self.runs.latest(key.path), [], store.url(key, expiry), expiry)
-            return Submission(key, None, False, done)
+        if self._complete(instance):
+            return Submission(key, None, False, self._done(key, instance))
         run = Run.new(
             key.path,
             info.chain_type,
@@ -109,7 +137,7 @@ class Nectar:
             info.name,
             instance.to_str_params(),
             instance.task_id,
-            retry_policy(info.cls, self.settings),
+            retry_policy(instance, self.settings),
         )
         try:
             run, created = self.runs.submit(run, max_pending=self.settings.max_queue)
@@ -118,6 +146,31 @@ class Nectar:
         if created:
             logger.info("run %s of %s queued: %s", run.id, run.ref, key.path, extra={"run_id": run.id})
         return Submission(key, run, created)
+
+    def _complete(self, instance: luigi.Task) -> bool:
+        """Whether the task is done, by its own ``complete()`` (a ``NectarTask``'s: its md5 ``out.txt`` exists).
+
+        A ``complete()`` that raises is not answered here: a run is queued, and records the failure with
+        its traceback where every run's failure is told (the status), as luigi would when scheduling it; but
+        a store that cannot be used (:class:`~nectar.errors.StoreUnavailable`) is the submission's error.
+        """
+        try:
+            if type(instance).complete is luigi.Task.complete and not flatten(instance.output()):
+                return False  # luigi's answer for a task without outputs, without its warning at each submission
+            return instance.complete() is True
+        except NectarError:  # the store itself is unusable (a missing bucket): the submission says so
+            raise
+        except Exception:
+            logger.info("complete() of %s raised: a run is queued to record why", instance.task_id, exc_info=True)
+            return False
+
+    def _done(self, key: TargetKey, instance: luigi.Task) -> JobStatus:
+        """The DONE status of a complete task: with its download URL when it is a ``NectarTask``."""
+        latest = self.runs.latest(key.path)
+        if not isinstance(instance, NectarTask):
+            return JobStatus(key, RunState.DONE.value, latest, [])
+        expiry, store = self.settings.url_expiry, self.store_for(type(instance))
+        return JobStatus(key, RunState.DONE.value, latest, [], store.url(key, expiry), expiry)
 
     def run(self, run_id: str) -> Run:
         run = self.runs.get(run_id)

@@ -69,11 +69,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS runs_by_time ON runs(queued_at)",
         "CREATE INDEX IF NOT EXISTS runs_by_task ON runs(chain_type, chain, task, queued_at)",
     ),
+    ("ALTER TABLE runs ADD COLUMN waiting_since REAL",),  # 4: since when a run waits for luigid's grant
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _FIELDS = (
     "id, key, chain_type, chain, task, params, task_id, state, queued_at, started_at, finished_at, "
-    "worker, failed_step, error, attempt, max_attempts, retry_delay, retry_backoff, not_before, heartbeat_at"
+    "worker, failed_step, error, attempt, max_attempts, retry_delay, retry_backoff, not_before, heartbeat_at, "
+    "waiting_since"
 ).split(", ")
 _RUN_COLUMNS = ", ".join(_FIELDS)
 _OWNED = "id = ? AND attempt = ? AND state = 'RUNNING'"
@@ -182,11 +184,17 @@ class SqlRunStore(RunStore):
         assignments = "state = 'DONE', finished_at = ?, failed_step = NULL, error = NULL"
         return self._update_owned(assignments, (time.time(),), run_id, attempt)
 
-    def requeue(self, run_id: str, attempt: int, delay: float = 0.0, reason: str | None = None) -> bool:
+    def requeue(
+        self, run_id: str, attempt: int, delay: float = 0.0, reason: str | None = None, waiting: bool = False
+    ) -> bool:
+        now = time.time()
         assignments = (
-            "state = 'PENDING', attempt = attempt - 1, not_before = ?, heartbeat_at = NULL, error = COALESCE(?, error)"
+            "state = 'PENDING', attempt = attempt - 1, not_before = ?, heartbeat_at = NULL, "
+            "error = COALESCE(?, error), "
+            + ("waiting_since = COALESCE(waiting_since, ?)" if waiting else "waiting_since = NULL")
         )
-        requeued = self._update_owned(assignments, (time.time() + delay, reason), run_id, attempt)
+        args = (now + delay, reason, now) if waiting else (now + delay, reason)
+        requeued = self._update_owned(assignments, args, run_id, attempt)
         if requeued:
             self._queued()
         return requeued
@@ -206,8 +214,8 @@ class SqlRunStore(RunStore):
         if retryable and run.attempt < run.max_attempts:
             self._exec(
                 db,
-                "UPDATE runs SET state = 'PENDING', not_before = ?, heartbeat_at = NULL, failed_step = ?, error = ? "
-                "WHERE id = ?",
+                "UPDATE runs SET state = 'PENDING', not_before = ?, heartbeat_at = NULL, failed_step = ?, error = ?, "
+                "waiting_since = NULL WHERE id = ?",
                 (now + run.policy.delay_after(run.attempt), failed_step, error, run.id),
             )
             return RunState.PENDING

@@ -1,21 +1,25 @@
 """A run's steps in the registry, mirrored from luigi's events about each task of its chain.
 
 A step's start or failure is written at once, other changes in batches; a failure says what the task
-raised and whether trying again may cure it (a missing bucket, refused credentials: no).
+raised and whether trying again may cure it (a missing bucket, refused credentials: no). What luigi calls
+"failed scheduling" (a ``complete()`` or ``requires()`` that raises, an external task's missing data) is
+told with its traceback and is never retried: no retry cures code that raises or data nobody makes.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 import luigi
 from luigi.event import Event
+from luigi.task import flatten
 from luigi.worker import _is_external
 
-from nectar.errors import Interrupted
+from nectar.errors import Interrupted, Unavailable
 from nectar.runs import RunStore, Step
 from nectar.stores import is_permanent
 from nectar.task import NectarTask
@@ -28,6 +32,27 @@ FLUSH_INTERVAL = 0.2
 def describe(exc: BaseException) -> str:
     """An exception in one line: its type and message, cut at ``MAX_ERROR`` characters."""
     return f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+
+
+def with_traceback(exc: BaseException, prefix: str = "") -> str:
+    """An exception in one line, then its traceback: the traceback's end kept when it is too long."""
+    head = prefix + describe(exc)
+    trace = "".join(traceback.format_exception(exc)).rstrip()
+    room = MAX_ERROR - len(head) - 1
+    return f"{head}\n{trace[-room:]}" if room > 0 else head[:MAX_ERROR]
+
+
+def missing_outputs(task: luigi.Task) -> str:
+    """The outputs of ``task`` that do not exist, by path (or as luigi shows them), comma separated."""
+    absent = []
+    for target in flatten(task.output()):
+        try:
+            present = target.exists()
+        except Exception:  # a store that cannot say counts as missing: the name is what is told
+            present = False
+        if not present:
+            absent.append(str(getattr(target, "path", target)))
+    return ", ".join(absent) or "its output"
 
 
 @dataclass
@@ -43,6 +68,8 @@ class StepRecorder:
     run_id: str
     #: the first step that failed, why, and whether trying again may cure it
     failed: tuple[str, str, bool] | None = None
+    #: the task of that step
+    failed_task: luigi.Task | None = None
     _started: set[str] = field(default_factory=set)
     _pending: list[Step] = field(default_factory=list)
     _flushed: float = field(default_factory=time.monotonic)
@@ -61,7 +88,7 @@ class StepRecorder:
 
     def fail(self, task: luigi.Task, error: str, retryable: bool = True) -> None:
         if self.failed is None:
-            self.failed = (type(task).__name__, error, retryable)
+            self.failed, self.failed_task = (type(task).__name__, error, retryable), task
         self.record(task, "FAILED", error)
 
     def raised(self, task: luigi.Task, exc: BaseException, prefix: str = "") -> None:
@@ -71,16 +98,28 @@ class StepRecorder:
         self.fail(task, prefix + describe(exc), retryable=not is_permanent(exc))
 
     def missing(self, task: luigi.Task) -> None:
-        """luigi will not run ``task``: it is external and its data is missing, or its ``complete()`` raised."""
-        if _is_external(task):
-            self.fail(task, "missing: its data does not exist (yet?)")
-            return
+        """luigi will not run ``task``: it is external and its data is missing, or its ``complete()`` raised.
+
+        Neither is retried: an external task's data is made by no step of the run (waiting for it is a
+        trigger's job), and a ``complete()`` that raises is code that fails, told with its traceback.
+        """
         try:  # luigi keeps only the text of complete()'s error: ask once more for the error itself
-            task.complete()
+            complete = task.complete()
         except Exception as exc:
-            self.raised(task, exc, "complete() failed: ")
+            self.broken(task, exc, "complete() failed: ")
+            return
+        if _is_external(task) and complete is False:
+            self.fail(task, f"external data missing: {missing_outputs(task)}", retryable=False)
         else:
-            self.fail(task, "complete() failed, then answered when asked again")
+            self.fail(task, f"complete() failed, then answered {complete!r} when asked again", retryable=False)
+
+    def broken(self, task: luigi.Task, exc: BaseException, prefix: str) -> None:
+        """Scheduling ``task`` raised (its ``complete()`` or ``requires()``): a failure with its traceback, no retry;
+        unless a store or the registry was unusable, which is told in a line and retried unless permanent."""
+        if isinstance(exc, Unavailable):  # the store (or the registry) failing, not the task's code: said as such
+            self.raised(task, exc, prefix)
+        elif not isinstance(exc, Interrupted):
+            self.fail(task, with_traceback(exc, prefix), retryable=False)
 
     def record(self, task: luigi.Task, state: str, error: str | None = None) -> None:
         key = task.target_key.path if isinstance(task, NectarTask) else None
@@ -116,7 +155,7 @@ def _install_handlers() -> None:
         Event.DEPENDENCY_DISCOVERED: forward(lambda r, task, dep: r.record(dep, "PENDING")),
         Event.DEPENDENCY_PRESENT: forward(lambda r, task: r.record(task, "DONE")),
         Event.DEPENDENCY_MISSING: forward(lambda r, task: r.missing(task)),
-        Event.BROKEN_TASK: forward(lambda r, task, exc: r.raised(task, exc, "broken: ")),
+        Event.BROKEN_TASK: forward(lambda r, task, exc: r.broken(task, exc, "requires() failed: ")),
         Event.START: forward(lambda r, task: r.start(task)),
         Event.SUCCESS: forward(lambda r, task: r.record(task, "DONE")),
         Event.FAILURE: forward(lambda r, task, exc: r.raised(task, exc)),

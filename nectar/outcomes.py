@@ -1,0 +1,120 @@
+"""What an attempt's luigi build came to, beyond done or failed: a wait for luigid, a step luigid disabled,
+a step whose own ``retry_count`` is used up, steps luigi left running.
+
+luigi leaves a task undone with no step failing when luigid does not grant it: another worker runs
+it (waited for as long as it runs), or luigid is paused or short of a resource (waited for at most
+``WAIT_LIMIT`` seconds, saying luigid's reason), or luigid disabled a step after its ``retry_count``
+failures (no use waiting: the run fails at once, saying until when). A new submission re-enables the
+steps luigid disabled: the user asked again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import luigi
+import luigi.configuration
+from luigi.execution_summary import _summary_dict
+
+from nectar.errors import SchedulerUnavailable
+from nectar.runs import Run, RunState, RunStore, Step
+from nectar.scheduler import SchedulerClient
+
+logger = logging.getLogger(__name__)
+#: seconds a run waits before trying again when luigid did not grant its task
+BLOCKED_DELAY = 2.0
+#: seconds a run may wait for luigid to grant its task (paused, short of resources) before it fails saying why
+WAIT_LIMIT = 600.0
+
+
+#: why luigi may leave a task undone with no step failing, and what the run then says while it waits
+_WAITING = {
+    "run_by_other_worker": "another worker is running it",
+    "upstream_run_by_other_worker": "another worker is running a step it needs",
+    "not_run": "luigid did not grant it (paused, short of resources, or restarted)",
+}
+
+
+def blocked_by(result: Any, task: luigi.Task) -> tuple[str, str] | None:
+    """Why luigi left the task undone though no step failed, if it did (the kind, in luigi's summary's
+    words, and what the run says); None if it did not."""
+    tasks = _summary_dict(result.worker)
+    return next(((kind, f"waiting: {why}") for kind, why in _WAITING.items() if task in tasks[kind]), None)
+
+
+def ran(result: Any, task: luigi.Task) -> bool:
+    """Whether luigi ran ``task`` without error in this build, or found it complete: luigi's DONE, which a task
+    without outputs (its ``complete()`` always False) reaches only by running."""
+    tasks = _summary_dict(result.worker)
+    return task in tasks["completed"] or task in tasks["already_done"]
+
+
+def _disabled_until(record: dict[str, Any]) -> str:
+    """When luigid lifts its disable of a task (its last change plus luigi.cfg's ``disable_persist``), in UTC."""
+    persist = luigi.configuration.get_config().getint("scheduler", "disable_persist", 86400)
+    until = float(record.get("last_updated") or time.time()) + persist
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
+
+
+def re_enable(scheduler: SchedulerClient | None, run: Run) -> bool:
+    """A new submission is the user asking again: luigid's own disable of the task's steps is lifted (those it
+    knows as the task's; a step met disabled later is re-enabled by :func:`wait`). Whether any was."""
+    if scheduler is None or run.attempt != 1:
+        return False
+    try:
+        disabled = scheduler.disabled(run.task_id)
+        for task_id in disabled:
+            logger.info("run %s: re-enabling %s, disabled by luigid", run.id, task_id)
+            scheduler.re_enable(task_id)
+    except SchedulerUnavailable as exc:  # the build finds out for itself
+        logger.warning("run %s: could not ask luigid for disabled steps: %s", run.id, exc)
+        return False
+    return bool(disabled)
+
+
+def wait(scheduler: SchedulerClient | None, runs: RunStore, run: Run, kind: str, why: str) -> RunState | None:
+    """luigi left the run's task undone, no step failing: wait in the queue, unless there is no use waiting.
+
+    A step luigid has disabled (it failed ``retry_count`` times) is re-enabled once for a new submission (its
+    first attempt, before it waited), and the run tried again at once; else it ends the run at once, saying
+    until when. A task luigid does not grant (paused, short of resources) waits, saying luigid's reason when it
+    tells one, at most ``WAIT_LIMIT`` seconds. A step another worker runs is waited for as long as it runs.
+    """
+    try:
+        disabled = scheduler.disabled(run.task_id) if scheduler is not None else {}
+        hold = scheduler.hold(run.task_id) if scheduler is not None and kind == "not_run" and not disabled else None
+    except SchedulerUnavailable:
+        disabled, hold = {}, None
+    if disabled and run.waiting_since is None and re_enable(scheduler, run):
+        runs.requeue(run.id, run.attempt, 0.0, "waiting: luigid re-enabled the steps it had disabled", waiting=True)
+        return RunState.PENDING
+    if disabled:
+        task_id, record = next(iter(disabled.items()))
+        step = str(record.get("name") or task_id).rsplit(".", 1)[-1]
+        error = f"disabled by luigid until {_disabled_until(record)}: {task_id} failed too often; submit again to retry"
+        return runs.fail(run.id, run.attempt, step, error, retryable=False)
+    why = f"waiting: {hold}" if hold else why
+    waited = time.time() - (run.waiting_since or time.time())
+    if kind == "not_run" and waited >= WAIT_LIMIT:
+        error = f"{why}, for {waited:.0f} s: given up after {WAIT_LIMIT:.0f} s"
+        return runs.fail(run.id, run.attempt, run.task, error, retryable=False)
+    runs.requeue(run.id, run.attempt, BLOCKED_DELAY, why, waiting=True)
+    return RunState.PENDING
+
+
+def end_running_steps(runs: RunStore, run: Run, step: str) -> None:
+    """A failed attempt leaves no step RUNNING: those luigi left so (one that yielded a step which then failed)
+    fail too, naming the step that did; steps that never started stay PENDING."""
+    running = [s for s in runs.steps(run.id) if s.state == "RUNNING"]
+    error = f"not finished: {step} failed"
+    runs.record_steps([Step(run.id, s.task_id, s.task, s.key, "FAILED", s.executed, error) for s in running])
+
+
+def retry_allowed(task: luigi.Task | None, attempt: int) -> int | None:
+    """The ``retry_count`` of a failed step when it allows no more attempts (it governs the run), else None."""
+    allowed = getattr(task, "retry_count", None) if task is not None else None
+    if isinstance(allowed, int) and not isinstance(allowed, bool) and 0 < allowed <= attempt:
+        return allowed
+    return None
