@@ -19,6 +19,7 @@ from luigi.execution_summary import LuigiRunResult
 from luigi.setup_logging import InterfaceLogging
 
 from nectar.scheduler import LuigidRPC
+from nectar.task import record_every_task
 
 
 def luigi_worker_id(process: str) -> str:
@@ -33,6 +34,7 @@ class Build:
         where = {"scheduler_url": scheduler_url} if scheduler_url else {"local_scheduler": True}
         self.env = luigi.interface.core(no_lock=True, workers=1, **where)
         InterfaceLogging.setup(self.env)
+        record_every_task()  # a plain luigi task's params.txt and logs, as a NectarTask's
         self.scheduler: luigi.scheduler.Scheduler | LuigidRPC
         if scheduler_url:
             self.scheduler = LuigidRPC(scheduler_url)
