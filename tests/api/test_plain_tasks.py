@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from nectar.config import Settings
 from nectar.keys import STDOUT_FILE, TargetKey
+from nectar.outputs import SIGNED_PATH_PREFIX
 from nectar.stores import get_store
 from tests.api.conftest import finished
 from tests.conftest import wait_until
@@ -293,3 +295,38 @@ def test_a_plain_task_logs_reach_s3_while_it_runs(
     flag.touch()
     status = finished(client, queued["status_url"])
     assert_links_answer(client, status)
+
+
+def test_a_signed_path_cannot_be_turned_into_another_file(
+    app: Flask, client: FlaskClient, settings: Settings, tmp_path: Path
+) -> None:
+    served = settings.local_targets_dir / "plain" / "a.txt"
+    served.parent.mkdir(parents=True)
+    served.write_text("mine\n")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("secret\n")
+    signer = app.extensions["nectar_signer"]
+    signed = signer.sign(SIGNED_PATH_PREFIX + str(served), 60)
+    query = {"path": str(served), "expires": signed["expires"], "signature": signed["signature"]}
+    assert client.get("/api/files", query_string=query).data == b"mine\n"
+
+    for path in (str(secret), f"{served.parent}/../../secret.txt", str(served.parent / "b.txt")):
+        answer = client.get("/api/files", query_string={**query, "path": path})
+        assert answer.status_code == 403 and "does not match" in answer.get_json()["message"]
+    as_key = signer.sign(str(served), 60)  # a signature of the bare path (a key's form) is no path's
+    as_key["path"] = as_key.pop("key")
+    answer = client.get("/api/files", query_string=as_key)
+    assert answer.status_code == 403
+
+    served.unlink()
+    served.symlink_to(secret)  # swapped for a link out of the folder after it was signed
+    answer = client.get("/api/files", query_string=query)
+    assert answer.status_code == 400 and "resolves outside" in answer.get_json()["message"]
+    served.unlink()
+    assert client.get("/api/files", query_string=query).status_code == 404
+
+
+@pytest.mark.parametrize("which", [{}, {"key": "chains/a/b_chain/T/" + "0" * 32 + "/out.txt", "path": "/x"}])
+def test_a_download_names_either_a_key_or_a_path(client: FlaskClient, which: dict[str, str]) -> None:
+    answer = client.get("/api/files", query_string={**which, "expires": "1", "signature": "0"})
+    assert answer.status_code == 422 and "give either key or path" in str(answer.get_json()["errors"])
