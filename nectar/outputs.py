@@ -65,10 +65,11 @@ def status_outputs(status: JobStatus, task_cls: type | None, store: TargetStore,
     key = status.key.with_file(OUTPUT_FILE)
     if has_store_output(task_cls):
         return [_store_output(status, key, store, settings)]
-    if status.run is None:
+    params = status.params if status.params is not None else status.run.params if status.run else None
+    if params is None:
         return []
     assert task_cls is not None
-    found = _targets(task_cls, key.path, tuple(sorted(status.run.params.items())))
+    found = _targets(task_cls, key.path, tuple(sorted(params.items())))
     if isinstance(found, str):
         return [Output("", note=found)]
     if not status.done:
@@ -79,7 +80,7 @@ def status_outputs(status: JobStatus, task_cls: type | None, store: TargetStore,
 def resource_note(status: JobStatus, outputs: Sequence[Output]) -> str | None:
     """Why a status has no ``resource_url``: its first output's reason, or that it has none."""
     if not outputs:
-        if status.run is None:
+        if status.run is None and status.params is None:
             return f"{status.key.task} has no run here: its outputs are unknown"
         return f"{status.key.task} has no output"
     first = outputs[0]

@@ -168,3 +168,13 @@ def test_output_roots_must_be_absolute(settings: Settings, tmp_path: Path) -> No
     with pytest.raises(ValueError, match="NECTAR_OUTPUT_ROOTS must list absolute folders, not 'relative'"):
         settings.replace(output_roots=f"{tmp_path}{os.pathsep}relative")
     assert Settings.from_env({"NECTAR_OUTPUT_ROOTS": str(tmp_path)}).output_root_paths[1] == tmp_path
+
+
+def test_a_status_without_run_lists_outputs_from_the_params_it_carries(settings: Settings) -> None:
+    """A submission answered DONE knows its task's parameters, though no run of this registry made it."""
+    target = settings.local_targets_dir / "two.txt"
+    target.parent.mkdir(parents=True)
+    target.write_text("2\n")
+    status = JobStatus(KEY, "DONE", params={"n": "1"})
+    found = outputs_of(local_task(target, settings.local_targets_dir / "other.txt"), settings, status)
+    assert found == [Output(str(target), path=str(target.resolve()))]
