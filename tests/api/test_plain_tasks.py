@@ -87,6 +87,14 @@ class ReportTask(luigi.Task):
             out.write(f"{{len(counts.readlines())}} distinct words\\n")
 
 
+class BrokenTask(luigi.Task):
+    """Prints, then raises."""
+
+    def run(self):
+        print("about to fail")
+        raise ValueError("no input for a plain task")
+
+
 class WaitingTask(luigi.Task):
     """Prints, then waits for its flag file (and has no output)."""
 
@@ -178,6 +186,26 @@ def test_a_printing_task_without_output_has_its_print_in_its_stdout_log(
     params = settings.local_targets_dir / TargetKey.parse(queued["key"]).with_file("params.txt").path
     assert '"task": "HelloWorldTask"' in params.read_text()
     assert_links_answer(client, client.get(f"/api/runs/{queued['run_id']}").get_json()["data"])
+
+
+def test_a_failing_plain_task_keeps_what_it_printed_and_its_traceback(
+    client: FlaskClient,
+    settings: Settings,
+    tmp_path: Path,
+    shapes: dict[str, Path],
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    plain = plain_luigi(tmp_path, "BrokenTask")
+    assert "ValueError: no input for a plain task" in plain.stderr and "about to fail" in plain.stdout
+
+    queued = submit(client, "BrokenTask")
+    start_worker(settings)
+    status = finished(client, queued["status_url"])
+    assert status["job_status"] == "FAILED" and status["failed_step"] == "BrokenTask", status
+    bodies = assert_links_answer(client, status)
+    assert b"about to fail" in bodies[status["stdout_url"]]
+    assert b"ValueError: no input for a plain task" in bodies[status["stderr_url"]]
+    assert b"Traceback" in bodies[status["stderr_url"]]
 
 
 def test_a_task_with_its_own_local_target_is_downloadable_where_it_wrote(
