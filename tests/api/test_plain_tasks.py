@@ -358,3 +358,54 @@ def test_a_signed_path_cannot_be_turned_into_another_file(
 def test_a_download_names_either_a_key_or_a_path(client: FlaskClient, which: dict[str, str]) -> None:
     answer = client.get("/api/files", query_string={**which, "expires": "1", "signature": "0"})
     assert answer.status_code == 422 and "give either key or path" in str(answer.get_json()["errors"])
+
+
+S3_CHAIN = '''
+"""A plain luigi task writing an S3Target of its own (top_artists' shape)."""
+
+import luigi
+from luigi.contrib.s3 import S3Target
+
+
+class TopArtistsTask(luigi.Task):
+    top = luigi.IntParameter(default=3)
+
+    def output(self):
+        return S3Target(f"s3://{bucket}/plain/top{{self.top}}.txt")
+
+    def run(self):
+        print("ranking the artists")
+        with self.output().open("w") as out:
+            out.write("".join(f"artist {{n}}\\n" for n in range(1, self.top + 1)))
+'''
+
+
+def test_a_task_with_its_own_s3_target_gets_a_presigned_url(
+    client_for: Callable[[Settings], FlaskClient],
+    s3_settings: Settings,
+    tmp_path: Path,
+    write_chain: Callable[[str, str], Path],
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    write_chain("plain/s3_chain", S3_CHAIN.format(bucket=s3_settings.bucket))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    command = [sys.executable, "-m", "luigi", "--module", "chains.plain.s3_chain", "TopArtistsTask", "--top", "2"]
+    plain = subprocess.run([*command, "--local-scheduler"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert plain.returncode == 0, plain.stderr
+    store = get_store(s3_settings)
+    assert (
+        b"".join(store.boto.get_object(Bucket=s3_settings.bucket, Key="plain/top2.txt")["Body"])
+        == b"artist 1\nartist 2\n"
+    )
+
+    client = client_for(s3_settings)
+    answer = client.post("/api/chains/plain/s3_chain/TopArtistsTask", json={})
+    assert answer.status_code == 202, answer.get_json()
+    start_worker(s3_settings)
+    status = finished(client, answer.get_json()["data"]["status_url"])
+    assert status["job_status"] == "DONE", status
+    assert status["outputs"][0]["target"] == f"s3://{s3_settings.bucket}/plain/top3.txt"
+    assert status["resource_url"] == status["outputs"][0]["url"] and status["expires_in"] == s3_settings.url_expiry
+    bodies = assert_links_answer(client, status)
+    assert bodies[status["resource_url"]] == b"artist 1\nartist 2\nartist 3\n"
+    assert b"ranking the artists" in bodies[status["stdout_url"]]
