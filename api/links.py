@@ -116,7 +116,8 @@ def downloads(status: JobStatus) -> dict:
     service = nectar()
     key = status.key
     info = service.catalog.known_task(key.chain_type, key.chain, key.task)
-    outputs = status_outputs(status, info.cls if info else None, service.store_of(key), service.settings)
+    store = service.store_for(info.cls) if info is not None else service.store  # as service.store_of picks it
+    outputs = status_outputs(status, info.cls if info else None, store, service.settings)
     listed = [{"target": output.target, "url": output_url(output), "note": output.note} for output in outputs]
     url = listed[0]["url"] if listed else None
     return {

@@ -52,6 +52,7 @@ class Output:
     note: str | None = None
 
 
+@functools.cache
 def has_store_output(task_cls: type | None) -> bool:
     """Whether the task's output is its ``out.txt`` in the store (a NectarTask's own ``output()``).
 
