@@ -226,8 +226,7 @@ def submission_out(submission: Submission) -> tuple[dict, int, str]:
     if submission.status is not None:
         status = submission.status
         run_id = status.run.id if status.run else None
-        download = {"resource_url": links.resource_url(status), "expires_in": status.expires_in}
-        return {**data, "job_status": status.job_status, "run_id": run_id, **download}, 200, "success"
+        return {**data, "job_status": status.job_status, "run_id": run_id, **links.downloads(status)}, 200, "success"
     run = submission.run
     assert run is not None
     message = "queued" if submission.created else "an identical run is already active"

@@ -9,6 +9,7 @@ from flask import request, url_for
 from api.context import nectar, signer
 from nectar.keys import OUTPUT_FILE, TargetKey
 from nectar.logs import STREAMS
+from nectar.outputs import SIGNED_PATH_PREFIX, Output, resource_note, status_outputs
 from nectar.runs import Step
 from nectar.status import JobStatus, LogSource
 
@@ -95,10 +96,33 @@ def log_links(source: LogSource) -> dict:
     }
 
 
-def resource_url(status: JobStatus) -> str | None:
-    """Where to download a done target: the store's own URL (S3 presigned), else a signed API URL."""
-    if not status.done:
-        return None
-    if status.resource_url:
-        return status.resource_url
-    return external("files.File", signer().sign(status.key.path, nectar().settings.url_expiry))
+def output_url(output: Output) -> str | None:
+    """Where to download an output: S3's presigned URL, else a signed API URL of its store key or its path."""
+    if output.url:
+        return output.url
+    expiry = nectar().settings.url_expiry
+    if output.key is not None:
+        return external("files.File", signer().sign(output.key.path, expiry))
+    if output.path is not None:
+        signed = signer().sign(SIGNED_PATH_PREFIX + output.path, expiry)
+        signed["path"] = signed.pop("key")[len(SIGNED_PATH_PREFIX) :]
+        return external("files.File", signed)
+    return None
+
+
+def downloads(status: JobStatus) -> dict:
+    """A status's download fields: every output of its task (``outputs``), the first one's URL
+    (``resource_url``, handed out only for a file that exists) or why there is none (``resource_note``)."""
+    service = nectar()
+    key = status.key
+    info = service.catalog.known_task(key.chain_type, key.chain, key.task)
+    store = service.store_for(info.cls) if info is not None else service.store  # as service.store_of picks it
+    outputs = status_outputs(status, info.cls if info else None, store, service.settings)
+    listed = [{"target": output.target, "url": output_url(output), "note": output.note} for output in outputs]
+    url = listed[0]["url"] if listed else None
+    return {
+        "resource_url": url,
+        "resource_note": None if url else resource_note(status, outputs),
+        "expires_in": status.expires_in or (service.settings.url_expiry if url else None),
+        "outputs": listed,
+    }

@@ -12,7 +12,7 @@ from api.schemas import RunDetailEnvelope, RunEnvelope, RunsEnvelope, RunsQueryS
 from nectar.errors import InvalidParameters
 from nectar.keys import TargetKey
 from nectar.runs import Run, RunFilter, RunState, jsonable_run
-from nectar.status import log_source
+from nectar.status import JobStatus, log_source
 
 #: the most runs a page may skip (an integer both SQLite and PostgreSQL take as an OFFSET)
 MAX_OFFSET = 2**62
@@ -75,6 +75,7 @@ class RunById(MethodView):
                 **run_out(run),
                 "steps": [links.step_out(step) for step in steps],
                 **links.log_links(log_source(key, run.state.value, run, steps)),
+                **links.downloads(JobStatus(key, run.state.value, run, steps)),
             }
         )
 

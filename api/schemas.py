@@ -43,14 +43,36 @@ class ChainTypeSchema(ma.Schema):
     api_href = fields.Url()
 
 
-class SubmissionSchema(ma.Schema):
+class OutputSchema(ma.Schema):
+    target = fields.String(metadata={"description": "The output's absolute path or URI, as the task names it."})
+    url = fields.String(
+        allow_none=True,
+        metadata={"description": "Its download URL (S3 presigned, or signed by this API); null: see note."},
+    )
+    note = fields.String(
+        allow_none=True, metadata={"description": "Why it has no URL (e.g. not under an allowed folder)."}
+    )
+
+
+class DownloadsSchema(ma.Schema):
+    """Where a task's outputs are and how to download them."""
+
+    resource_url = fields.String(
+        allow_none=True, metadata={"description": "The first output's download URL, when DONE and it exists."}
+    )
+    resource_note = fields.String(allow_none=True, metadata={"description": "Why resource_url is null."})
+    expires_in = fields.Integer(allow_none=True, metadata={"description": "Seconds a download URL stays valid."})
+    outputs = fields.List(
+        fields.Nested(OutputSchema), metadata={"description": "Every output of the task (its output(), flattened)."}
+    )
+
+
+class SubmissionSchema(DownloadsSchema):
     key = fields.String(metadata={"description": "chains/<type>/<chain>/<Task>/<md5>/out.txt"})
     status_url = fields.Url()
     job_status = fields.String(metadata={"description": "PENDING, RUNNING or DONE."})
     run_id = fields.String(allow_none=True)
     created = fields.Boolean(metadata={"description": "False when an identical run was already queued or running."})
-    resource_url = fields.String(allow_none=True, metadata={"description": "The target's download URL, when DONE."})
-    expires_in = fields.Integer(metadata={"description": "Seconds a download URL stays valid."})
 
 
 class BatchRowSchema(SubmissionSchema):
@@ -139,13 +161,13 @@ class RunSchema(ma.Schema):
     cancel_url = fields.Url(metadata={"description": "POST here to cancel the run."})
 
 
-class RunDetailSchema(RunSchema, LogLinksSchema):
+class RunDetailSchema(RunSchema, LogLinksSchema, DownloadsSchema):
     """One run, as GET /api/runs/<id> answers it: with its steps and logs."""
 
     steps = fields.List(fields.Nested(StepSchema))
 
 
-class StatusSchema(LogLinksSchema):
+class StatusSchema(LogLinksSchema, DownloadsSchema):
     key = fields.String()
     job_status = fields.String(metadata={"description": "PENDING, RUNNING, DONE, FAILED, CANCELLED or UNKNOWN."})
     run_id = fields.String(allow_none=True)
@@ -158,8 +180,6 @@ class StatusSchema(LogLinksSchema):
         allow_none=True, metadata={"description": "PENDING: since when luigid has not granted it (why: in error)."}
     )
     run_url = fields.Url(allow_none=True, metadata={"description": "The run (GET), and where to cancel it."})
-    resource_url = fields.String(allow_none=True)
-    expires_in = fields.Integer(allow_none=True)
     steps = fields.List(fields.Nested(StepSchema))
     failed_step = fields.String(allow_none=True)
     error = fields.String(allow_none=True)

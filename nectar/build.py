@@ -25,6 +25,7 @@ from luigi.setup_logging import InterfaceLogging
 from nectar import parallel
 from nectar.config import get_settings
 from nectar.scheduler import LuigidRPC
+from nectar.task import record_every_task
 
 
 def luigi_worker_id(process: str) -> str:
@@ -41,6 +42,7 @@ class Build:
         # luigi's "luigi" logger at luigi.cfg's level too, before luigi says at INFO how it configured logging
         logging.getLogger("luigi").setLevel(self.env.log_level)
         InterfaceLogging.setup(self.env)
+        record_every_task()  # a plain luigi task's params.txt and logs, as a NectarTask's
         self.scheduler: luigi.scheduler.Scheduler | LuigidRPC
         if scheduler_url:
             self.scheduler = LuigidRPC(scheduler_url)

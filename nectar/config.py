@@ -46,6 +46,7 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_DATABASE_URL": "database_url",
     "NECTAR_LOG_SYNC": "log_sync_interval",
     "NECTAR_TASK_WORKERS": "task_workers",
+    "NECTAR_OUTPUT_ROOTS": "output_roots",
 }
 _INTS = {
     "url_expiry",
@@ -132,6 +133,9 @@ class Settings:
     log_format: str = "text"
     #: ``postgresql://user:password@host:5432/db``: the run registry shared by every machine; None: SQLite in data_dir
     database_url: str | None = None
+    #: folders (absolute, os.pathsep-separated) besides ``local_targets_dir`` under which a plain luigi task's
+    #: ``LocalTarget`` outputs are served by signed URLs; an output elsewhere is listed without a URL
+    output_roots: str | None = None
 
     @property
     def store_kind(self) -> str:
@@ -157,6 +161,12 @@ class Settings:
     def live_logs_dir(self) -> Path:
         return self.data_dir / "live"
 
+    @property
+    def output_root_paths(self) -> tuple[Path, ...]:
+        """The folders whose files a status may hand out signed URLs for: the local targets folder first."""
+        extra = [Path(part).resolve() for part in (self.output_roots or "").split(os.pathsep) if part]
+        return (self.local_targets_dir.resolve(), *extra)
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes).resolved()
 
@@ -179,6 +189,10 @@ class Settings:
                 value = str(value).rstrip("/") or None
                 if value is not None and not value.startswith(("http://", "https://")):
                     raise ValueError(f"NECTAR_SCHEDULER_URL must be an http:// or https:// URL, not {value!r}")
+            elif f.name == "output_roots" and value:
+                relative = [part for part in str(value).split(os.pathsep) if part and not os.path.isabs(part)]
+                if relative:
+                    raise ValueError(f"NECTAR_OUTPUT_ROOTS must list absolute folders, not {relative[0]!r}")
             elif f.name == "log_format":
                 value = str(value).strip().lower()
                 if value not in ("text", "json"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nectar.errors import RunNotFound, SchedulerUnavailable
@@ -29,6 +29,8 @@ class JobStatus:
     expires_in: int | None = None
     failed_step: str | None = None
     error: str | None = None
+    #: the task's parameters (luigi's string form) when known without a run (a submission's own task)
+    params: Mapping[str, str] | None = None
 
     @property
     def done(self) -> bool:

@@ -22,7 +22,7 @@ from luigi.worker import _is_external
 from nectar.errors import Interrupted, Unavailable
 from nectar.runs import RunStore, Step
 from nectar.stores import is_permanent
-from nectar.task import NectarTask
+from nectar.task import log_key
 
 MAX_ERROR = 4000
 #: seconds a step's change (other than a start or a failure) may wait to be written with the next ones
@@ -122,7 +122,7 @@ class StepRecorder:
             self.fail(task, with_traceback(exc, prefix), retryable=False)
 
     def record(self, task: luigi.Task, state: str, error: str | None = None) -> None:
-        key = task.target_key.path if isinstance(task, NectarTask) else None
+        key = getattr(log_key(task), "path", None)  # a plain luigi task's too: its logs are recorded alike
         executed = task.task_id in self._started
         with self._lock:
             self._pending.append(Step(self.run_id, task.task_id, type(task).__name__, key, state, executed, error))

@@ -3,7 +3,8 @@
 ``NectarTask`` picks its store from the settings (local when ``ENV=local``, S3 otherwise);
 ``NectarS3Task`` and ``NectarLocalTask`` force one. Every ``run()`` a subclass defines is wrapped
 so that ``params.txt`` is written when it starts and ``log/stdout.log``/``log/stderr.log`` are
-saved when it finishes or fails.
+saved when it finishes or fails. In a run's attempt (:func:`record_every_task`), the ``run()`` of
+a plain luigi task of a chain is wrapped the same way, in the same folder its key names.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import logging
 import sys
 import threading
 import traceback
+import types
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import luigi
+from luigi.event import Event
 from luigi.target import FileSystemTarget
 
 from nectar.capture import redirect_output
@@ -121,16 +124,7 @@ class NectarTask(luigi.Task):
 
     def params_record(self) -> dict[str, Any]:
         """What ``params.txt`` holds."""
-        chain_type, chain = self.chain_ref()
-        return {
-            "chain": f"{chain_type}/{chain}",
-            "task": type(self).__name__,
-            "task_family": self.get_task_family(),
-            "task_id": self.task_id,
-            "params": self.to_str_params(only_public=True),
-            "key": self.target_key.path,
-            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
+        return params_record(self, self.target_key)
 
 
 class NectarS3Task(NectarTask):
@@ -145,6 +139,50 @@ class NectarLocalTask(NectarTask):
     store_kind = "local"
 
 
+def params_record(task: luigi.Task, key: TargetKey) -> dict[str, Any]:
+    """What ``params.txt`` holds, for the task whose folder ``key`` is in."""
+    return {
+        "chain": key.chain_ref,
+        "task": type(task).__name__,
+        "task_family": task.get_task_family(),
+        "task_id": task.task_id,
+        "params": task.to_str_params(only_public=True),
+        "key": key.path,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+@functools.lru_cache(maxsize=1024)
+def _chain_ref_of(cls: type) -> tuple[str, str] | None:
+    """``(type, chain)`` of the chain file defining ``cls``; None for a class from anywhere else."""
+    try:
+        return chain_of_file(inspect.getfile(cls))
+    except (ChainImportError, TypeError, OSError):
+        return None
+
+
+def log_key(task: luigi.Task) -> TargetKey | None:
+    """The key of the folder holding the task's params.txt and logs: a NectarTask's ``target_key``; for a
+    plain luigi task of a chain, the same formula (its chain, class and significant parameters). None for
+    a task that never runs here (an external task) or is defined outside any chain file."""
+    if isinstance(task, NectarTask):
+        return task.target_key
+    if task.run is None:
+        return None
+    key: TargetKey | None = task.__dict__.get("_nectar_log_key")
+    if key is None:
+        ref = _chain_ref_of(type(task))
+        if ref is None:
+            return None
+        params = task.to_str_params(only_significant=True, only_public=True)
+        key = task.__dict__["_nectar_log_key"] = TargetKey.for_task(*ref, type(task).__name__, params)
+    return key
+
+
+def _store_of(task: luigi.Task) -> TargetStore:
+    return task.store if isinstance(task, NectarTask) else get_store()
+
+
 class _Recording:
     """params.txt when a run starts; logs captured while it runs and saved when it ends.
 
@@ -152,9 +190,8 @@ class _Recording:
     while the task runs (:class:`_LogSync`), so that an API on another machine can show them.
     """
 
-    def __init__(self, task: NectarTask) -> None:
-        self.task = task
-        self.key = task.target_key
+    def __init__(self, task: luigi.Task, key: TargetKey) -> None:
+        self.task, self.key, self.store = task, key, _store_of(task)
         self.stdout, self.stderr = live_log_paths(self.key)
         self._sync: _LogSync | None = None
 
@@ -162,9 +199,9 @@ class _Recording:
         for path in (self.stdout, self.stderr):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"")
-        self.task.store.write_text(self.key.with_file(PARAMS_FILE), json.dumps(self.task.params_record(), indent=2))
+        self.store.write_text(self.key.with_file(PARAMS_FILE), json.dumps(params_record(self.task, self.key), indent=2))
         interval = get_settings().log_sync_interval
-        if interval > 0 and self.task.store.kind == "s3":
+        if interval > 0 and self.store.kind == "s3":
             self._sync = _LogSync(self, interval)
             self._sync.start()
 
@@ -179,7 +216,7 @@ class _Recording:
                 if sizes.get(name) == size:
                     continue
                 sizes[name] = size
-            self.task.store.put_file(path, self.key.with_file(name))
+            self.store.put_file(path, self.key.with_file(name))
 
     def finish(self) -> None:
         if self._sync is not None:
@@ -230,8 +267,11 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.isgeneratorfunction(run):
 
         @functools.wraps(run)
-        def generator_wrapper(self: NectarTask, *args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-            recording = _Recording(self)
+        def generator_wrapper(self: luigi.Task, *args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            key = log_key(self)
+            if key is None:  # a task of no chain: nothing to record it under
+                return (yield from run(self, *args, **kwargs))
+            recording = _Recording(self, key)
             recording.start()
             try:
                 with recording.capturing():
@@ -254,12 +294,13 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
         return generator_wrapper
 
     @functools.wraps(run)
-    def wrapper(self: NectarTask, *args: Any, **kwargs: Any) -> Any:
-        if getattr(self, "_nectar_recording", False):  # super().run() of a recorded run
+    def wrapper(self: luigi.Task, *args: Any, **kwargs: Any) -> Any:
+        key = log_key(self)
+        if getattr(self, "_nectar_recording", False) or key is None:  # super().run() of a recorded run; no chain
             return run(self, *args, **kwargs)
-        recording = _Recording(self)
+        recording = _Recording(self, key)
         recording.start()
-        self._nectar_recording = True
+        self.__dict__["_nectar_recording"] = True
         try:
             with recording.capturing():
                 try:
@@ -268,8 +309,28 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
                     _report(exc)
                     raise
         finally:
-            self._nectar_recording = False
+            self.__dict__["_nectar_recording"] = False
             recording.finish()
 
     wrapper._nectar_recorded = True  # type: ignore[attr-defined]
     return wrapper
+
+
+def _record_run(task: luigi.Task) -> None:
+    """luigi starts ``task``: wrap its ``run`` as a NectarTask's is, unless its class's already is."""
+    run = getattr(task, "run", None)
+    if run is None or getattr(run, "_nectar_recorded", False) or log_key(task) is None:
+        return
+    task.run = types.MethodType(_recorded(type(task).run), task)  # type: ignore[method-assign]
+
+
+_recording_every_task = False
+
+
+def record_every_task() -> None:
+    """From now on in this process, every task of a chain luigi runs has its params.txt and logs
+    recorded, a plain luigi task as a NectarTask (an attempt's process calls it once)."""
+    global _recording_every_task
+    if not _recording_every_task:
+        luigi.Task.event_handler(Event.START)(_record_run)
+        _recording_every_task = True

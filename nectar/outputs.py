@@ -1,0 +1,179 @@
+"""A task's outputs where the task puts them, and which of them a status may hand out a download URL for.
+
+A ``NectarTask``'s output is its ``out.txt`` in the store (known from its key, without instantiating
+it). Any other task (a plain luigi task, or a NectarTask with its own ``output()``) is instantiated
+from its run's parameters and its ``output()`` flattened (a target, a list or a dict of them). Of
+these, a URL is handed out only for a file that exists: an ``S3Target`` in a bucket the service's S3
+client reaches (presigned), a ``LocalTarget`` under a folder the settings allow (signed by the API,
+see :data:`SIGNED_PATH_PREFIX`); any other output is listed with a note saying why it has no URL.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import luigi
+from luigi.task import flatten
+
+from nectar.config import Settings
+from nectar.errors import InvalidKey, NotFound
+from nectar.keys import OUTPUT_FILE, TargetKey
+from nectar.runs import RunState
+from nectar.status import JobStatus
+from nectar.stores import S3Store, TargetStore, get_store
+from nectar.task import NectarTask
+
+#: what the API signs for a local file outside the store: a store key starts with ``chains/``, so no
+#: signature of one can be replayed as the other
+SIGNED_PATH_PREFIX = "file:"
+#: tasks whose output() is remembered (by class and key: instantiating one may be costly)
+CACHED_TASKS = 1024
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output of a task: where it is (``target``), and how to download it, or why one cannot."""
+
+    #: the absolute path or the URI the task names
+    target: str
+    #: a presigned S3 URL
+    url: str | None = None
+    #: a file of the local store, whose key the API signs
+    key: TargetKey | None = None
+    #: a real file under an allowed folder, whose absolute path the API signs
+    path: str | None = None
+    #: why there is no URL
+    note: str | None = None
+
+
+@functools.cache
+def has_store_output(task_cls: type | None) -> bool:
+    """Whether the task's output is its ``out.txt`` in the store (a NectarTask's own ``output()``).
+
+    An unknown class (its chain removed since) is answered as before: by its key's ``out.txt``.
+    """
+    return task_cls is None or (issubclass(task_cls, NectarTask) and task_cls.output is NectarTask.output)
+
+
+def status_outputs(status: JobStatus, task_cls: type | None, store: TargetStore, settings: Settings) -> list[Output]:
+    """The outputs of the task of ``status``, each with its download or the reason it has none."""
+    key = status.key.with_file(OUTPUT_FILE)
+    if has_store_output(task_cls):
+        return [_store_output(status, key, store, settings)]
+    params = status.params if status.params is not None else status.run.params if status.run else None
+    if params is None:
+        return []
+    assert task_cls is not None
+    found = _targets(task_cls, key.path, tuple(sorted(params.items())))
+    if isinstance(found, str):
+        return [Output("", note=found)]
+    if not status.done:
+        return [Output(target, note=f"the task is {status.job_status}, not DONE") for _, target in found]
+    return [_locate(kind, target, settings) for kind, target in found]
+
+
+def resource_note(status: JobStatus, outputs: Sequence[Output]) -> str | None:
+    """Why a status has no ``resource_url``: its first output's reason, or that it has none."""
+    if not outputs:
+        if status.run is None and status.params is None:
+            return f"{status.key.task} has no run here: its outputs are unknown"
+        return f"{status.key.task} has no output"
+    first = outputs[0]
+    return None if first.url or first.key or first.path else first.note
+
+
+def _store_output(status: JobStatus, key: TargetKey, store: TargetStore, settings: Settings) -> Output:
+    target = store.describe(key)
+    if status.expires_in is not None:  # job_status found it (and presigned it, in S3)
+        return Output(target, url=status.resource_url, key=None if status.resource_url else key)
+    if status.job_status != RunState.DONE:
+        return Output(target, note=f"the task is {status.job_status}, not DONE")
+    if not store.exists(key):
+        return Output(target, note=f"{key.filename} does not exist in {store.location}")
+    url = store.url(key, settings.url_expiry)  # S3's presigned URL; None for the local store: the API signs the key
+    return Output(target, url=url, key=None if url else key)
+
+
+@functools.lru_cache(maxsize=CACHED_TASKS)
+def _targets(
+    task_cls: type[luigi.Task], key: str, params: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...] | str:
+    """``(kind, path or URI)`` of each output of the task, or why they cannot be known (``key`` keys the cache)."""
+    try:
+        task = task_cls.from_str_params(dict(params))
+        targets = flatten(task.output())
+    except Exception as exc:  # whatever output() raises is the task's: named in the status
+        return f"output() raised {type(exc).__name__}: {exc}"
+    return tuple(_describe(target) for target in targets)
+
+
+def _describe(target: Any) -> tuple[str, str]:
+    if isinstance(target, luigi.LocalTarget):
+        return "local", os.path.abspath(target.path)
+    from luigi.contrib.s3 import S3Target
+
+    if isinstance(target, S3Target):
+        return "s3", str(target.path)
+    return type(target).__name__, str(getattr(target, "path", target))
+
+
+def _locate(kind: str, target: str, settings: Settings) -> Output:
+    if kind == "local":
+        return _local(target, settings)
+    if kind == "s3":
+        return _s3(target, settings)
+    return Output(target, note=f"a {kind}: only LocalTarget and S3Target files are downloadable")
+
+
+def _local(target: str, settings: Settings) -> Output:
+    real = Path(os.path.realpath(target))
+    if not any(real.is_relative_to(root) for root in settings.output_root_paths):
+        return Output(target, note="not under a folder the service serves (local_targets, NECTAR_OUTPUT_ROOTS)")
+    if not real.is_file():
+        return Output(target, note="is a folder, not a file" if real.is_dir() else "does not exist")
+    return Output(target, path=str(real))
+
+
+def served_file(path: str, settings: Settings) -> Path:
+    """The real file a signed ``path`` names: :class:`InvalidKey` if it is (or a link makes it) outside
+    every allowed folder, :class:`NotFound` if it is no file now."""
+    if not os.path.isabs(path):
+        raise InvalidKey(f"path {path[:200]!r} is not absolute")
+    real = Path(os.path.realpath(path))
+    if not any(real.is_relative_to(root) for root in settings.output_root_paths):
+        raise InvalidKey(f"path {path[:200]!r} resolves outside the folders the service serves")
+    if not real.is_file():
+        raise NotFound(f"no file {path[:200]}")
+    return real
+
+
+def _s3(target: str, settings: Settings) -> Output:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parts = urlsplit(target)
+    bucket, name = parts.netloc, parts.path.lstrip("/")
+    store = get_store(settings, "s3")
+    assert isinstance(store, S3Store)
+    try:
+        store.boto.head_object(Bucket=bucket, Key=name)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code not in {"404", "NoSuchKey", "NotFound"}:
+            return Output(target, note=f"bucket {bucket} is not reachable by the service: {code}")
+        try:  # a HEAD answers 404 for a missing bucket as for a missing key
+            store.boto.head_bucket(Bucket=bucket)
+        except (ClientError, BotoCoreError):
+            return Output(target, note=f"bucket {bucket} is not reachable by the service")
+        return Output(target, note="does not exist")
+    except BotoCoreError as exc:
+        return Output(target, note=f"bucket {bucket} is not reachable by the service: {exc}")
+    url = store.boto.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": name}, ExpiresIn=settings.url_expiry
+    )
+    return Output(target, url=str(url))
