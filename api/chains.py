@@ -139,7 +139,7 @@ class Chain(MethodView):
     @blp.response(200, ChainEnvelope)
     @error_responses(blp, 404)
     def get(self, chain_type, chain):
-        """One chain: its tasks, or why it failed to import"""
+        """One chain: its tasks and the luigi tasks it does not expose (with why), or why it failed to import"""
         return answer(chain_out(nectar().catalog.chain(chain_type, chain)))
 
 
@@ -148,7 +148,7 @@ class Task(MethodView):
     @blp.response(200, TaskEnvelope)
     @error_responses(blp, 404)
     def get(self, chain_type, chain, task):
-        """One task: its doc and parameters"""
+        """One task (by its name or an alias): its doc, parameters, upstream tasks and aliases"""
         return answer(task_out(nectar().catalog.task(chain_type, chain, task)))
 
     @blp.response(202, SubmissionEnvelope, description="Queued, or an identical run is already queued or running.")

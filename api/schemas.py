@@ -25,15 +25,36 @@ class TaskSchema(ma.Schema):
     chain_type = fields.String()
     doc = fields.String(allow_none=True)
     params = fields.List(fields.Nested(ParamSchema))
-    requires = fields.List(fields.String(), metadata={"description": "Tasks of the same chain it requires."})
+    requires = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Its upstream tasks, when known without running it: `Name` in the same chain file, "
+            "`<type>/<chain>/<Name>` in another, `<module>.<Name>` elsewhere."
+        },
+    )
+    aliases = fields.List(
+        fields.String(), metadata={"description": "Other module-level names of the class; URLs accept them too."}
+    )
     api_href = fields.Url(metadata={"description": "GET: this description; POST: run the task."})
+
+
+class HiddenTaskSchema(ma.Schema):
+    name = fields.String()
+    reason = fields.String(metadata={"description": "Why the chain does not expose it, and how to."})
 
 
 class ChainSchema(ma.Schema):
     name = fields.String()
     chain_type = fields.String()
-    error = fields.String(allow_none=True, metadata={"description": "Why the chain failed to import."})
+    error = fields.String(
+        allow_none=True,
+        metadata={"description": "Why the chain failed to import, or what is wrong with its `__nectar_tasks__`."},
+    )
     tasks = fields.List(fields.Nested(TaskSchema))
+    hidden = fields.List(
+        fields.Nested(HiddenTaskSchema),
+        metadata={"description": "The luigi tasks of the file that are not exposed, each with the reason."},
+    )
     api_href = fields.Url()
 
 

@@ -74,10 +74,12 @@ def cmd_chains(args: argparse.Namespace) -> int:
     rows = [["CHAIN", "TASK", "PARAMETERS"]]
     for chain in ChainCatalog(settings.chains_dir).chains():
         if chain.error:
-            rows.append([chain.ref, "(import failed)", chain.error])
+            rows.append([chain.ref, "(import failed)" if chain.import_failed else "(no task)", chain.error])
         for task in chain.tasks.values():
             params = ", ".join(f"{p.name}:{p.kind}" + ("*" if p.required else f"={p.default}") for p in task.params)
-            rows.append([chain.ref, task.name, params or "-"])
+            aliases = f" (also {', '.join(task.aliases)})" if task.aliases else ""
+            rows.append([chain.ref, task.name + aliases, params or "-"])
+        rows += [[chain.ref, f"({hidden.name}: not exposed)", hidden.reason] for hidden in chain.hidden]
     print(_table(rows))
     print("\n* required" if len(rows) > 1 else f"no chains under {settings.chains_dir}")
     return 0

@@ -1,7 +1,8 @@
 """Find the chains under a folder and the tasks in them, by the seed's naming rules.
 
-``<chains>/<type>/<name>_chain.py`` is a chain; every class in it whose name ends in ``Task``,
-that subclasses ``luigi.Task`` and that the module itself defines is a task. Modules are
+``<chains>/<type>/<name>_chain.py`` is a chain; the luigi tasks it exposes (those named ``...Task``
+or listed in ``__nectar_tasks__``), their aliases and the tasks it hides, with why, are decided by
+:mod:`nectar.exposure`; their upstream tasks by :mod:`nectar.upstream`. Modules are
 compiled from their source (no stale bytecode) under the name ``chains.<type>.<chain>``; a
 module that fails to import is listed with its error. :class:`ChainCatalog` re-imports a file
 only when its mtime or size changed.
@@ -9,7 +10,6 @@ only when its mtime or size changed.
 
 from __future__ import annotations
 
-import ast
 import inspect
 import os
 import sys
@@ -26,9 +26,11 @@ import luigi
 from luigi.task_register import Register
 
 from nectar.errors import ChainNotFound, InvalidParameters, TaskNotFound
+from nectar.exposure import HiddenTask, exposure
 from nectar.keys import TargetKey, is_name
 from nectar.params import ParamInfo, params_of
 from nectar.task import chain_module
+from nectar.upstream import names_in_requires, upstream_of
 
 CHAIN_SUFFIX = "_chain.py"
 
@@ -83,34 +85,10 @@ def _frames(exc: BaseException) -> list[tuple[str, int | None]]:
     return [(frame.filename, frame.lineno) for frame in traceback.extract_tb(exc.__traceback__)]
 
 
-def _static_requires(source: str) -> dict[str, list[str]]:
-    """Class name -> names of the classes its ``requires`` calls, read from the source."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return {}
-    found: dict[str, list[str]] = {}
-    for node in tree.body:
-        if not isinstance(node, ast.ClassDef):
-            continue
-        for item in node.body:
-            if isinstance(item, ast.FunctionDef) and item.name == "requires":
-                names = [
-                    call.func.id
-                    for call in ast.walk(item)
-                    if isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-                ]
-                found[node.name] = list(dict.fromkeys(names))
-    return found
-
-
 def is_chain_task(name: str, obj: Any, module: types.ModuleType) -> bool:
-    return (
-        inspect.isclass(obj)
-        and name.endswith("Task")
-        and issubclass(obj, luigi.Task)
-        and obj.__module__ == module.__name__
-    )
+    """True if ``name`` is the exposed name of ``obj``, a task of ``module`` (see :mod:`nectar.exposure`)."""
+    tasks = exposure(module).tasks
+    return obj is not None and tasks.get(name) is obj
 
 
 @dataclass(frozen=True)
@@ -124,6 +102,8 @@ class TaskInfo:
     params: tuple[ParamInfo, ...]
     requires: tuple[str, ...]
     cls: type[luigi.Task] = field(repr=False, compare=False)
+    #: other module-level names bound to the class, accepted wherever its name is
+    aliases: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -140,6 +120,7 @@ class TaskInfo:
             "doc": self.doc,
             "params": [p.to_dict() for p in self.params],
             "requires": list(self.requires),
+            "aliases": list(self.aliases),
         }
 
     def parse_params(self, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,6 +169,10 @@ class ChainInfo:
     path: Path
     tasks: Mapping[str, TaskInfo]
     error: str | None = None
+    #: the luigi tasks of the file that are not exposed, with why
+    hidden: tuple[HiddenTask, ...] = ()
+    #: True when the error is the file's import error (no task could be looked at)
+    import_failed: bool = False
 
     @property
     def ref(self) -> str:
@@ -199,7 +184,15 @@ class ChainInfo:
             "name": self.name,
             "error": self.error,
             "tasks": [t.to_dict() for t in self.tasks.values()],
+            "hidden": [h.to_dict() for h in self.hidden],
         }
+
+    def resolve(self, name: str) -> TaskInfo | None:
+        """The task ``name`` names: by its own name or by an alias."""
+        info = self.tasks.get(name)
+        if info is None:
+            info = next((t for t in self.tasks.values() if name in t.aliases), None)
+        return info
 
 
 def inspect_chain(path: Path, chain_type: str, chain: str) -> ChainInfo:
@@ -207,21 +200,23 @@ def inspect_chain(path: Path, chain_type: str, chain: str) -> ChainInfo:
     try:
         module = load_chain_module(path, chain_type, chain)
     except Exception as exc:  # any failure of user code: listed, never fatal
-        return ChainInfo(chain_type, chain, path, {}, error=describe_import_error(exc, path))
-    requires = _static_requires(path.read_text(encoding="utf-8", errors="replace"))
-    tasks: dict[str, TaskInfo] = {}
-    for name, obj in sorted(vars(module).items()):
-        if is_chain_task(name, obj, module):
-            tasks[name] = TaskInfo(
-                chain_type=chain_type,
-                chain=chain,
-                name=name,
-                doc=inspect.getdoc(obj) if obj.__doc__ else None,
-                params=params_of(obj),
-                requires=tuple(r for r in requires.get(name, []) if is_chain_task(r, vars(module).get(r), module)),
-                cls=obj,
-            )
-    return ChainInfo(chain_type, chain, path, tasks)
+        return ChainInfo(chain_type, chain, path, {}, error=describe_import_error(exc, path), import_failed=True)
+    found = exposure(module)
+    mentioned = names_in_requires(path.read_text(encoding="utf-8", errors="replace"))
+    tasks = {
+        name: TaskInfo(
+            chain_type=chain_type,
+            chain=chain,
+            name=name,
+            doc=inspect.getdoc(cls) if cls.__doc__ else None,
+            params=params_of(cls),
+            requires=upstream_of(cls, module, mentioned),
+            cls=cls,
+            aliases=found.aliases_of(name),
+        )
+        for name, cls in found.tasks.items()
+    }
+    return ChainInfo(chain_type, chain, path, tasks, error=found.error, hidden=found.hidden)
 
 
 class ChainCatalog:
@@ -324,19 +319,23 @@ class ChainCatalog:
     def known_task(self, chain_type: str, chain: str, task: str) -> TaskInfo | None:
         """A task as last seen, without touching the disk unless it was never seen (for hot paths)."""
         info = self._chains.get((chain_type, chain))
-        if info is None or task not in info.tasks:
+        if info is None or info.resolve(task) is None:
             self.refresh()
             info = self._chains.get((chain_type, chain))
-        return info.tasks.get(task) if info is not None else None
+        return info.resolve(task) if info is not None else None
 
     def task(self, chain_type: str, chain: str, task: str) -> TaskInfo:
         """A task, its chain's file looked at first (one stat, no scan of the folder: a submission's hot path)."""
         self.refresh_chain(chain_type, chain)
         info = self._chain(chain_type, chain)
         if info.error:
-            raise ChainNotFound(f"chain {info.ref} failed to import: {info.error}")
-        try:
-            return info.tasks[task]
-        except KeyError:
-            known = ", ".join(info.tasks) or "none"
-            raise TaskNotFound(f"no task {task} in chain {info.ref} (tasks: {known})") from None
+            failure = "failed to import" if info.import_failed else "exposes no task"
+            raise ChainNotFound(f"chain {info.ref} {failure}: {info.error}")
+        found = info.resolve(task)
+        if found is not None:
+            return found
+        hidden = next((h.reason for h in info.hidden if h.name == task), None)
+        if hidden is not None:
+            raise TaskNotFound(f"{task} is a luigi task of chain {info.ref} but is not exposed: {hidden}")
+        known = ", ".join(info.tasks) or "none"
+        raise TaskNotFound(f"no task {task} in chain {info.ref} (tasks: {known})")
