@@ -165,10 +165,11 @@ class Nectar:
             return False
 
     def _done(self, key: TargetKey, instance: luigi.Task) -> JobStatus:
-        """The DONE status of a complete task: with its download URL when it is a ``NectarTask``."""
+        """The DONE status of a complete task: with its download URL when it is a ``NectarTask``, with its
+        parameters otherwise (its own outputs are listed from them, whether or not a run here made them)."""
         latest = self.runs.latest(key.path)
         if not isinstance(instance, NectarTask):
-            return JobStatus(key, RunState.DONE.value, latest, [])
+            return JobStatus(key, RunState.DONE.value, latest, [], params=instance.to_str_params())
         expiry, store = self.settings.url_expiry, self.store_for(type(instance))
         return JobStatus(key, RunState.DONE.value, latest, [], store.url(key, expiry), expiry)
 
