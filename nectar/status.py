@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from nectar.errors import RunNotFound, SchedulerUnavailable
+from nectar.errors import RunNotFound, SchedulerUnavailable, Unavailable
 from nectar.keys import OUTPUT_FILE, PARAMS_FILE, STDOUT_FILE, TargetKey
 from nectar.runs import Run, RunState, RunStore, Step
 from nectar.scheduler import SchedulerClient
@@ -107,6 +107,15 @@ def has_log(key: TargetKey, store: TargetStore) -> bool:
     return live_log_paths(key)[0].exists() or store.exists(key.with_file(STDOUT_FILE))
 
 
+def log_lookup(key: TargetKey, task: str, logged: Callable[[TargetKey], bool]) -> str | None:
+    """None when the task of ``key`` left a log (asked with ``logged``); "" when it did not; else why the
+    store could not say (it is unavailable: the status is answered all the same, without the link)."""
+    try:
+        return None if logged(key) else ""
+    except Unavailable as exc:
+        return f"{task}'s log could not be looked up: {exc}"
+
+
 def no_log_note(task: str, state: str) -> str:
     """Why a task that did not execute in this run has no log to link to."""
     if state == RunState.PENDING:
@@ -121,16 +130,20 @@ def step_log_note(step: Step, logged: Callable[[TargetKey], bool]) -> str | None
     runs now) has its live log or its stored copy: only the others are looked up, with ``logged``."""
     if not step.key or step.executed:
         return None
-    if step.state != RunState.PENDING and logged(TargetKey.parse(step.key)):
-        return None
-    return no_log_note(step.task, step.state)
+    if step.state == RunState.PENDING:
+        return no_log_note(step.task, step.state)
+    missing = log_lookup(TargetKey.parse(step.key), step.task, logged)
+    return no_log_note(step.task, step.state) if missing == "" else missing
 
 
 def checked_source(source: LogSource, logged: Callable[[TargetKey], bool]) -> LogSource:
     """``source`` when its task ran here or left a log (looked up with ``logged``), else no link and why."""
-    if source.key is None or source.ran_here or logged(source.key):
+    if source.key is None or source.ran_here:
         return source
-    return LogSource(None, None, source.absent or f"{source.task} left no log here")
+    missing = log_lookup(source.key, source.task or source.key.task, logged)
+    if missing is None:
+        return source
+    return LogSource(None, None, missing or source.absent or f"{source.task} left no log here")
 
 
 def log_source(key: TargetKey, job_status: str, run: Run | None, steps: Sequence[Step]) -> LogSource:
