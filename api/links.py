@@ -11,7 +11,7 @@ from nectar.keys import OUTPUT_FILE, TargetKey
 from nectar.logs import STREAMS
 from nectar.outputs import SIGNED_PATH_PREFIX, Output, resource_note, status_outputs
 from nectar.runs import Step
-from nectar.status import JobStatus, LogSource
+from nectar.status import JobStatus, LogSource, checked_source, has_log, step_log_note
 
 #: absolute URLs of the endpoints that take no path value, by (endpoint, the request's scheme, host and root)
 _BASES: dict[tuple[str, str, str, str], str] = {}
@@ -71,9 +71,15 @@ def log_urls(key: TargetKey) -> dict[str, str]:
     return {stream: f"{url}&stream={stream}" for stream in STREAMS}  # stream names are plain words
 
 
+def logged(key: TargetKey) -> bool:
+    """Whether the task of ``key`` has a log the log endpoint serves (live, or in its store)."""
+    return has_log(key, nectar().store_of(key))
+
+
 def step_out(step: Step) -> dict:
-    """A step as a status lists it: its state and, when it has a key, the URLs of its own logs."""
-    logs = log_urls(TargetKey.parse(step.key)) if step.key else {}
+    """A step as a status lists it: its state and, when its logs can be served, their URLs (else why not)."""
+    note = step_log_note(step, logged)
+    logs = log_urls(TargetKey.parse(step.key)) if step.key and note is None else {}
     return {
         "task": step.task,
         "state": step.state,
@@ -82,11 +88,14 @@ def step_out(step: Step) -> dict:
         "key": step.key,
         "stdout_url": logs.get("stdout"),
         "stderr_url": logs.get("stderr"),
+        "log_note": note,
     }
 
 
 def log_links(source: LogSource) -> dict:
-    """A status's top-level log fields: the URLs of ``source``'s logs, whose they are, and why when not the task's."""
+    """A status's top-level log fields: the URLs of ``source``'s logs, whose they are, and why when not the task's
+    (or why there are none: a task that did not run here and left no log)."""
+    source = checked_source(source, logged)
     logs = log_urls(source.key) if source.key else {}
     return {
         "stdout_url": logs.get("stdout"),

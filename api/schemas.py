@@ -131,9 +131,14 @@ class StepSchema(ma.Schema):
     error = fields.String(allow_none=True)
     key = fields.String(allow_none=True)
     stdout_url = fields.Url(
-        allow_none=True, metadata={"description": "This step's stdout (live while it runs); null: it has no key."}
+        allow_none=True,
+        metadata={"description": "This step's stdout (live while it runs); null: it has no key or no log (log_note)."},
     )
-    stderr_url = fields.Url(allow_none=True, metadata={"description": "This step's stderr; null: it has no key."})
+    stderr_url = fields.Url(allow_none=True, metadata={"description": "This step's stderr; null as stdout_url."})
+    log_note = fields.String(
+        allow_none=True,
+        metadata={"description": "Why a step with a key has no log URLs: not started, or done before this run."},
+    )
 
 
 class LogLinksSchema(ma.Schema):

@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from nectar.errors import RunNotFound, SchedulerUnavailable
-from nectar.keys import OUTPUT_FILE, PARAMS_FILE, TargetKey
+from nectar.errors import RunNotFound, SchedulerUnavailable, Unavailable
+from nectar.keys import OUTPUT_FILE, PARAMS_FILE, STDOUT_FILE, TargetKey
 from nectar.runs import Run, RunState, RunStore, Step
 from nectar.scheduler import SchedulerClient
 from nectar.stores import TargetStore
+from nectar.task import live_log_paths
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,59 @@ def job_status(
 @dataclass(frozen=True)
 class LogSource:
     """Whose logs a status links to: ``key``'s (a task's out.txt), ``task`` by name, and a ``note``
-    when they are not the requested task's own (``key`` None: no task has a log to show yet)."""
+    when they are not the requested task's own (``key`` None: no task has a log to show yet).
+    ``ran_here``: the task executed in this run (or runs now), so its log is there without looking."""
 
     key: TargetKey | None
     task: str | None
     note: str | None = None
+    ran_here: bool = False
+    #: what to say instead when ``key`` has no log after all (only looked up when not ``ran_here``)
+    absent: str | None = None
+
+
+def has_log(key: TargetKey, store: TargetStore) -> bool:
+    """Whether the log of the task of ``key`` can be served: its live stdout file, else its stored copy."""
+    return live_log_paths(key)[0].exists() or store.exists(key.with_file(STDOUT_FILE))
+
+
+def log_lookup(key: TargetKey, task: str, logged: Callable[[TargetKey], bool]) -> str | None:
+    """None when the task of ``key`` left a log (asked with ``logged``); "" when it did not; else why the
+    store could not say (it is unavailable: the status is answered all the same, without the link)."""
+    try:
+        return None if logged(key) else ""
+    except Unavailable as exc:
+        return f"{task}'s log could not be looked up: {exc}"
+
+
+def no_log_note(task: str, state: str) -> str:
+    """Why a task that did not execute in this run has no log to link to."""
+    if state == RunState.PENDING:
+        return f"{task} has not started: it has no log yet"
+    if state == RunState.DONE:
+        return f"{task} was done before this run; it left no log here"
+    return f"{task} did not run here: it has no log"
+
+
+def step_log_note(step: Step, logged: Callable[[TargetKey], bool]) -> str | None:
+    """None when the step's log URLs answer, else why it has none. A step that executed in this run (or
+    runs now) has its live log or its stored copy: only the others are looked up, with ``logged``."""
+    if not step.key or step.executed:
+        return None
+    if step.state == RunState.PENDING:
+        return no_log_note(step.task, step.state)
+    missing = log_lookup(TargetKey.parse(step.key), step.task, logged)
+    return no_log_note(step.task, step.state) if missing == "" else missing
+
+
+def checked_source(source: LogSource, logged: Callable[[TargetKey], bool]) -> LogSource:
+    """``source`` when its task ran here or left a log (looked up with ``logged``), else no link and why."""
+    if source.key is None or source.ran_here:
+        return source
+    missing = log_lookup(source.key, source.task or source.key.task, logged)
+    if missing is None:
+        return source
+    return LogSource(None, None, missing or source.absent or f"{source.task} left no log here")
 
 
 def log_source(key: TargetKey, job_status: str, run: Run | None, steps: Sequence[Step]) -> LogSource:
@@ -104,11 +153,14 @@ def log_source(key: TargetKey, job_status: str, run: Run | None, steps: Sequence
     requested = key.task
     own = next((step for step in steps if step.key == key.path), None)
     if run is None or (own is not None and own.state != RunState.PENDING) or job_status == RunState.DONE:
-        return LogSource(key, requested)
+        if own is None:
+            return LogSource(key, requested, absent=f"{requested} was not run by this service: it left no log here")
+        return LogSource(key, requested, ran_here=own.executed, absent=no_log_note(requested, own.state))
     not_run = f"{requested} has not started" if run.state.active else f"{requested} did not run"
     for state, which in ((RunState.RUNNING, "the step running now"), (RunState.FAILED, "the step that failed")):
         step = next((step for step in steps if step.state == state and step.key), None)
         if step is not None and step.key:
             note = f"{not_run}: these are the logs of {step.task}, {which}"
-            return LogSource(TargetKey.parse(step.key), step.task, note)
+            absent = f"{not_run}; {no_log_note(step.task, step.state)}"
+            return LogSource(TargetKey.parse(step.key), step.task, note, step.executed, absent)
     return LogSource(None, None, f"{not_run}{' yet' if run.state.active else ''}: it has no log")

@@ -22,7 +22,7 @@ from luigi.worker import _is_external
 from nectar.errors import Interrupted, Unavailable
 from nectar.runs import RunStore, Step
 from nectar.stores import is_permanent
-from nectar.task import log_key
+from nectar.task import create_live_logs, log_key
 
 MAX_ERROR = 4000
 #: seconds a step's change (other than a start or a failure) may wait to be written with the next ones
@@ -83,6 +83,9 @@ class StepRecorder:
         _recorder = self
 
     def start(self, task: luigi.Task) -> None:
+        key = log_key(task)
+        if key is not None:  # before the step is told RUNNING: its log URLs answer from that moment on
+            create_live_logs(key)
         self._started.add(task.task_id)
         self.record(task, "RUNNING")
 

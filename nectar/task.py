@@ -61,6 +61,15 @@ def live_log_paths(key: TargetKey) -> tuple[Path, Path]:
     return folder / STDOUT_FILE, folder / STDERR_FILE
 
 
+def create_live_logs(key: TargetKey) -> tuple[Path, Path]:
+    """The task's live stdout and stderr files, created empty: a step told RUNNING has logs to serve."""
+    paths = live_log_paths(key)
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    return paths
+
+
 class NectarTask(luigi.Task):
     """A luigi task whose output is ``chains/<type>/<chain>/<Task>/<md5>/out.txt`` in a store."""
 
@@ -196,9 +205,7 @@ class _Recording:
         self._sync: _LogSync | None = None
 
     def start(self) -> None:
-        for path in (self.stdout, self.stderr):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"")
+        create_live_logs(self.key)
         self.store.write_text(self.key.with_file(PARAMS_FILE), json.dumps(params_record(self.task, self.key), indent=2))
         interval = get_settings().log_sync_interval
         if interval > 0 and self.store.kind == "s3":

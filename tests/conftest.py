@@ -18,6 +18,7 @@ import requests
 
 from nectar.config import ENV_VARS, Settings, configure
 from nectar.serve import LUIGID
+from tests import links
 from tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +36,21 @@ SALES_DAY_PARAM = {
     "significant": True,
     "choices": None,
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "links_may_fail(reason): the links its statuses hand out are not fetched (tests/links.py), and why"
+    )
+
+
+@pytest.fixture(autouse=True)
+def links_checked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every link a status hands out is fetched when the status arrives, unless the test is marked links_may_fail."""
+    marker = request.node.get_closest_marker("links_may_fail")
+    links.exempt = str(marker.args[0]) if marker else None
+    yield
+    links.exempt = None
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ from nectar.metrics import DURATION_BUCKETS
 from nectar.serve import Part, wait_ready
 from nectar.sqlruns import SQLiteRunStore
 from tests.conftest import NECTAR, REPO, free_port, settings_env, wait_until
-from tests.faults.conftest import alive, children, cmdline, descendants, send, waitfor
+from tests.faults.conftest import alive, children, cmdline, descendants, links_checked, send, waitfor
 
 HELLO = "testchains/hello_luigiworld_chain"
 
@@ -98,7 +98,7 @@ def _launch_and_wait(served: Served, task: str, params: dict[str, str] | None = 
     assert status_url.startswith(f"{served.api}/api/chainstatus?chain=chains/{HELLO}/{task}/")
 
     def done() -> dict | None:
-        status = requests.get(status_url, timeout=10).json()
+        status = links_checked(requests.get(status_url, timeout=10)).json()
         assert status["data"]["job_status"] in {"PENDING", "RUNNING", "DONE"}, status
         return status if status["data"]["job_status"] == "DONE" else None
 
@@ -122,7 +122,7 @@ def test_readme_tour_local(served: Served) -> None:
     found = requests.get(f"{served.scheduler}/api/task_search", params=search, timeout=10).json()["response"]
     assert any("TestS3Task" in task_id for tasks in found.values() for task_id in tasks)
 
-    again = requests.post(f"{served.api}/api/chains/{HELLO}/TestS3Task", timeout=10)
+    again = links_checked(requests.post(f"{served.api}/api/chains/{HELLO}/TestS3Task", timeout=10))
     assert again.status_code == 200 and again.json()["data"]["job_status"] == "DONE"
     assert (served.cwd / "local_targets" / data["key"]).stat().st_mtime == out.stat().st_mtime
 

@@ -13,10 +13,12 @@ from flask.testing import FlaskClient
 from app import create_app
 from nectar.config import Settings
 from tests.conftest import wait_until
+from tests.links import check_links, fetched, is_status_answer
 
 
 class EnvelopeClient(FlaskClient):
-    """A test client asserting ``{"data", "message", "status"}`` with status == HTTP status."""
+    """A test client asserting ``{"data", "message", "status"}`` with status == HTTP status, and fetching every
+    link a status hands out at once: each must answer 200 (tests/links.py)."""
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
         response = super().open(*args, **kwargs)
@@ -31,7 +33,19 @@ class EnvelopeClient(FlaskClient):
             body = response.get_json()
             assert {"data", "message", "status"} <= set(body), body
             assert body["status"] == response.status_code, body
+            if is_status_answer(response.request.method, response.request.path, response.status_code):
+                root = response.request.root_url  # the scheme, host and prefix the request came by
+                source = f"{response.request.method} {response.request.full_path}"
+                check_links(body, source, lambda url: self._fetched(url, root))
         return response
+
+    def _fetched(self, url: str, root: str) -> int:
+        """A link's HTTP status: the app's own (under ``root``) served by this client, S3's over the network."""
+        if not url.startswith(root):
+            return fetched(url)
+        answer = self.get(url[len(root) - 1 :], base_url=root)
+        answer.close()  # a log is streamed: let go of its file
+        return answer.status_code
 
 
 def build_app(settings: Settings) -> Flask:

@@ -19,6 +19,7 @@ from nectar.keys import TargetKey
 from nectar.runs import RunState, Step
 from nectar.service import Nectar
 from nectar.stores import get_store
+from nectar.task import create_live_logs
 from tests.api.conftest import finished
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -150,6 +151,7 @@ def _to_state(nectar: Nectar, run_id: str, state: str) -> None:
     run = nectar.runs.claim("test:1", run_id)
     assert run is not None
     step = Step(run_id, run.task_id, run.task, run.key, "RUNNING", executed=True)
+    create_live_logs(TargetKey.parse(run.key))  # as the worker does before it says RUNNING
     nectar.runs.record_step(step)
     if state == "RETRYING":  # PENDING again after a failed attempt: retry_at says when
         assert nectar.runs.fail(run_id, run.attempt, "TestS3Task", "RuntimeError: once") == RunState.PENDING
@@ -195,6 +197,9 @@ def test_every_answer_has_exactly_the_documented_fields_and_types(
         assert (data["stdout_url"], data["stderr_url"], data["logs_task"]) == (None, None, None)
         said = "has not started yet" if state == "PENDING" else "did not run"
         assert data["logs_note"] == f"WithDependencyTask {said}: it has no log"
+    elif state == "OUTSIDE":  # made by hand: no log here to link to, and the note says so
+        assert (data["stdout_url"], data["stderr_url"], data["logs_task"]) == (None, None, None)
+        assert data["logs_note"] == "TestS3Task was not run by this service: it left no log here"
     else:
         assert (data["logs_task"], data["logs_note"]) == (TargetKey.parse(data["key"]).task, None)
         for stream in ("stdout", "stderr"):  # the log URLs name the task's out.txt and the stream

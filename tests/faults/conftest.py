@@ -42,6 +42,7 @@ from nectar.config import Settings
 from nectar.runs import Run, RunState
 from nectar.sqlruns import SQLiteRunStore
 from tests.conftest import NECTAR, REPO, free_port, settings_env, start_luigid, wait_until
+from tests.links import check_links
 
 #: every process a test starts carries this variable (with the test's own value) in its environment
 TOKEN_VAR = "NECTAR_FAULTS_TOKEN"
@@ -340,6 +341,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # --- the HTTP client ----------------------------------------------------------------------
 
 
+def links_checked(answer: requests.Response) -> requests.Response:
+    """``answer``, once every link it hands out (a status, a run, a submission answered 200) answered 200."""
+    if answer.status_code == 200 and answer.headers.get("content-type", "").startswith("application/json"):
+        check_links(answer.json(), f"{answer.request.method} {answer.url}")
+    return answer
+
+
 class Api:
     """Submit, look up and cancel runs over HTTP; every accepted run is noted in the cluster."""
 
@@ -353,7 +361,7 @@ class Api:
     def submit(self, task: str = "LedgerTask", timeout: float = 60, **params: Any) -> requests.Response:
         answer = requests.post(f"{self.url}/api/chains/{CHAIN_TYPE}/{CHAIN}/{task}", params=params, timeout=timeout)
         self.cluster.accepted_answer(answer)
-        return answer
+        return links_checked(answer)
 
     def queue(self, task: str = "LedgerTask", **params: Any) -> dict[str, Any]:
         """Submit; the 202 answer's data."""
@@ -363,7 +371,7 @@ class Api:
         return data
 
     def status(self, key: str, timeout: float = 60) -> requests.Response:
-        return requests.get(f"{self.url}/api/chainstatus", params={"chain": key}, timeout=timeout)
+        return links_checked(requests.get(f"{self.url}/api/chainstatus", params={"chain": key}, timeout=timeout))
 
     def state(self, key: str) -> dict[str, Any]:
         answer = self.status(key)
@@ -375,7 +383,7 @@ class Api:
         return requests.post(f"{self.url}/api/runs/{run_id}/cancel", timeout=30)
 
     def run(self, run_id: str) -> requests.Response:
-        return requests.get(f"{self.url}/api/runs/{run_id}", timeout=30)
+        return links_checked(requests.get(f"{self.url}/api/runs/{run_id}", timeout=30))
 
     def healthz(self) -> requests.Response:
         return requests.get(f"{self.url}/healthz", timeout=30)
