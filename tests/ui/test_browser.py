@@ -127,15 +127,18 @@ def test_a_run_page_follows_the_log_of_the_step_running_before_the_task(
         timeout=RUN_TIMEOUT_MS,
     )
     expect(page.locator("#stdout-link")).to_have_attribute("href", re.compile(r"/UpstreamTask/[0-9a-f]{32}/out.txt"))
-    for task in ("UpstreamTask", "DownstreamTask"):
-        row = page.locator("#steps tbody tr").filter(has_text=task)
-        expect(row.get_by_role("link", name="stdout")).to_have_attribute("href", re.compile(f"/{task}/"))
+    rows = {task: page.locator("#steps tbody tr").filter(has_text=task) for task in ("UpstreamTask", "DownstreamTask")}
+    upstream_stdout = rows["UpstreamTask"].get_by_role("link", name="stdout")
+    expect(upstream_stdout).to_have_attribute("href", re.compile("/UpstreamTask/"))
+    expect(rows["DownstreamTask"].get_by_role("link", name="stdout")).to_have_count(0)  # not started: no log to link
     page.screenshot(path=screenshots / "8-run-upstream-logs.png", full_page=True)
 
     flag.touch()
     expect(page.locator("#run-state .badge")).to_have_text("DONE", timeout=RUN_TIMEOUT_MS)
     expect(note).to_be_hidden()
     expect(page.locator("#stdout-link")).to_have_attribute("href", re.compile(r"/DownstreamTask/[0-9a-f]{32}/out.txt"))
+    for task, row in rows.items():  # each step row links its own logs once it ran
+        expect(row.get_by_role("link", name="stdout")).to_have_attribute("href", re.compile(f"/{task}/"))
 
 
 def test_swagger_ui_lists_the_operations_with_the_network_blocked(page: Any, site: Site, screenshots: Path) -> None:
