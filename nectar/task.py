@@ -246,14 +246,18 @@ class _LogSync(threading.Thread):
         self._halted = threading.Event()
 
     def run(self) -> None:
+        """A first copy at once (another machine's API can serve the step's logs as soon as it runs), then one
+        every ``interval`` seconds."""
         sizes: dict[str, int] = {}
-        while not self._halted.wait(self.interval):
+        while True:
             try:
                 self.recording.upload(sizes)
             except LeaseLost:  # the attempt is no longer ours: it writes nothing more
                 return
             except Exception as exc:  # the store is briefly unreachable: the next copy (or the last) will do
                 logger.debug("could not copy the logs of %s yet: %s", self.recording.key.folder, exc)
+            if self._halted.wait(self.interval):
+                return
 
     def halt(self) -> None:
         self._halted.set()
