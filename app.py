@@ -45,7 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     origin.install(app)
     auth.install(app, TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads))
     app.extensions["nectar"] = Nectar(settings)
-    app.extensions["nectar_signer"] = UrlSigner(load_secret(settings))
+    app.extensions["nectar_signer"] = UrlSigner(load_secret(settings), settings.url_expiry)
     api = NectarApi(app)
     register_blueprints(api)
     app.register_blueprint(docs.blp)

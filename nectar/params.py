@@ -1,13 +1,15 @@
 """Describe a task's luigi parameters and turn wire values (strings or JSON) into their values.
 
 Values are parsed by the parameter's own ``parse`` (luigi's command-line parsing), never
-evaluated; a bad value raises ``ValueError`` with a message naming what was expected.
+evaluated; a bad value raises ``ValueError`` with a message naming what was expected. Numbers are
+held to what they say: an int is integral, exact and within its task's ``max_int``, a float finite.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +45,13 @@ JSON_KINDS = {"list", "tuple", "dict"}
 REPEATABLE_KINDS = {"list", "tuple", "choicelist", "enumlist"}
 #: how deeply a list, tuple or dict value may nest (luigi freezes values recursively: no value is unbounded)
 MAX_NESTING = 32
+#: the largest magnitude an int parameter takes unless its task's ``max_int`` class attribute sets another:
+#: a signed 64-bit integer's, what numpy, pandas and SQL's BIGINT hold
+MAX_INT = 2**63 - 1
+#: a float holds every integer up to this exactly: a JSON float beyond it given for an int has lost digits
+EXACT_FLOAT_INTS = 2**53
+#: characters of a refused value an error message repeats
+SHOWN = 80
 
 
 def nesting(value: Any) -> int:
@@ -63,6 +72,42 @@ def _shallow(value: Any) -> Any:
     """``value`` unchanged, if it nests at most :data:`MAX_NESTING` deep; else ValueError."""
     if nesting(value) > MAX_NESTING:
         raise ValueError(f"nested deeper than {MAX_NESTING} levels")
+    return value
+
+
+def max_int_of(task_cls: type[luigi.Task]) -> int:
+    """The largest magnitude ``task_cls``'s int parameters take: its ``max_int`` class attribute, else
+    :data:`MAX_INT` (raised or lowered, as the chain needs)."""
+    value = getattr(task_cls, "max_int", None)  # of the class: a luigi parameter named so is no limit
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else MAX_INT
+
+
+def _shown(text: str) -> str:
+    """``text`` as an error message repeats it: quoted, cut after :data:`SHOWN` characters."""
+    return repr(text) if len(text) <= SHOWN else f"{text[:SHOWN]!r}... ({len(text)} characters)"
+
+
+def checked_number(kind: str, value: Any, max_int: int) -> Any:
+    """``value`` (a JSON number, a string, or a parsed value), unless it is an absurd ``kind``: ValueError
+    for an int that is not integral, was a JSON float past :data:`EXACT_FLOAT_INTS` (1e30 arrives as
+    1000000000000000019884624838656), or is beyond ``max_int`` either way (an int string's digits are
+    counted before any conversion), and for a float that is NaN or infinite. The one check of numbers the
+    API, batches and ``nectar run`` share (through :meth:`ParamInfo.parse`)."""
+    if kind == "int" and not isinstance(value, bool):
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"expected an integer, got {value!r}")
+            if abs(value) > EXACT_FLOAT_INTS:
+                raise ValueError(f"expected an integer, got {value!r} (a float: exact only up to 2**53)")
+        if isinstance(value, str):
+            digits = len("".join(c for c in value if c.isdigit()).lstrip("0"))
+            too_large = digits > len(str(max_int))
+        else:
+            too_large = isinstance(value, int | float) and abs(value) > max_int
+        if too_large:
+            raise ValueError(f"out of range: must be between -{max_int} and {max_int} (the task's max_int)")
+    if kind in {"float", "number"} and isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
     return value
 
 
@@ -110,6 +155,8 @@ class ParamInfo:
     optional: bool
     choices: list[str] | None
     param: luigi.Parameter = field(repr=False, compare=False)
+    #: the largest magnitude of an int value: the task's ``max_int``
+    max_int: int = MAX_INT
 
     @classmethod
     def of(cls, task_cls: type[luigi.Task], name: str, param: luigi.Parameter) -> ParamInfo:
@@ -125,6 +172,7 @@ class ParamInfo:
             optional=isinstance(param, OptionalParameterMixin),
             choices=_choices(param),
             param=param,
+            max_int=max_int_of(task_cls),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,8 +216,7 @@ class ParamInfo:
         elif isinstance(raw, int | float):
             if self.kind not in {"int", "float", "number", "str", "choice", "timedelta", "year"}:
                 raise ValueError(f"expected a {self.kind}, got a number")
-            if self.kind == "int" and isinstance(raw, float) and not raw.is_integer():
-                raise ValueError(f"expected an integer, got {raw!r}")
+            checked_number(self.kind, raw, self.max_int)
             text = str(int(raw)) if self.kind == "int" else str(raw)
         elif isinstance(raw, list | dict):
             wanted = dict if self.kind == "dict" else list
@@ -188,11 +235,13 @@ class ParamInfo:
                 pass  # luigi's own parse says what is wrong with it
             except RecursionError:
                 raise ValueError(f"nested deeper than {MAX_NESTING} levels") from None
+        checked_number(self.kind, text, self.max_int)  # an int's digits counted before int() converts them
         try:
-            return self.param.normalize(self.param.parse(text))
+            value = self.param.normalize(self.param.parse(text))
         except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
             detail = f" (one of {', '.join(self.choices)})" if self.choices else ""
-            raise ValueError(f"not a valid {self.kind}{detail}: {text!r}") from exc
+            raise ValueError(f"not a valid {self.kind}{detail}: {_shown(text)}") from exc
+        return checked_number(self.kind, value, self.max_int)
 
 
 def params_of(task_cls: type[luigi.Task]) -> tuple[ParamInfo, ...]:

@@ -2,7 +2,10 @@
 
 A signature is the hex HMAC-SHA256 of ``<key>\\n<expires>`` (a unix time) under a secret:
 ``NECTAR_SECRET_KEY`` if set, else a random one created once in ``<data_dir>/secret_key`` (with
-``O_EXCL``, so every process of a deployment that shares the data folder shares the secret).
+``O_EXCL``, so every process of a deployment that shares the data folder shares the secret). A URL
+is valid until its ``expires``, which may lie at most the configured lifetime (``NECTAR_URL_EXPIRY``)
+ahead, give or take :data:`CLOCK_SKEW`: no signature is a longer-lived credential than the links the API
+hands out.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from nectar.errors import InvalidSignature
 SECRET_ENV = "NECTAR_SECRET_KEY"
 SECRET_FILE = "secret_key"
 _SECRET_BYTES = 32
+#: seconds an expiry may lie beyond the lifetime, for the clocks of the API's machines to disagree
+CLOCK_SKEW = 60
+#: seconds a signed URL lives when no lifetime is given: :class:`~nectar.config.Settings`' ``url_expiry``
+DEFAULT_LIFETIME = Settings.url_expiry
 
 
 def _read_secret_file(path: Path, timeout: float = 2.0) -> str:
@@ -53,12 +60,13 @@ def load_secret(settings: Settings, environ: Mapping[str, str] | None = None) ->
 
 
 class UrlSigner:
-    """Signs ``(key, expires)`` pairs and checks them back."""
+    """Signs ``(key, expires)`` pairs and checks them back; ``max_lifetime``: the seconds a URL lives."""
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, max_lifetime: int = DEFAULT_LIFETIME) -> None:
         if not secret:
             raise ValueError("the signing secret must not be empty")
         self._secret = secret
+        self.max_lifetime = max_lifetime
 
     def signature(self, key: str, expires: int) -> str:
         message = f"{key}\n{expires}".encode()
@@ -66,11 +74,14 @@ class UrlSigner:
 
     def sign(self, key: str, expires_in: int, now: float | None = None) -> dict[str, str]:
         """The query a download URL carries: ``key``, ``expires`` and ``signature``."""
+        if expires_in > self.max_lifetime:
+            raise ValueError(f"a signed URL lives at most {self.max_lifetime} s, not {expires_in}")
         expires = int(time.time() if now is None else now) + int(expires_in)
         return {"key": key, "expires": str(expires), "signature": self.signature(key, expires)}
 
     def verify(self, key: str, expires: str, signature: str, now: float | None = None) -> None:
-        """Raise :class:`InvalidSignature` unless the signature matches and has not expired."""
+        """Raise :class:`InvalidSignature` unless the signature matches, has not expired and does not expire
+        further ahead than the lifetime (plus :data:`CLOCK_SKEW`)."""
         if not (expires.isascii() and expires.isdigit() and len(expires) <= 12):
             raise InvalidSignature(f"expires {expires[:40]!r} is not a unix time")
         expires_at = int(expires)
@@ -78,5 +89,8 @@ class UrlSigner:
         given = signature.encode("utf-8", "surrogatepass")
         if not hmac.compare_digest(self.signature(key, expires_at).encode(), given):
             raise InvalidSignature("signature does not match the key and expiry")
-        if (time.time() if now is None else now) > expires_at:
+        now = time.time() if now is None else now
+        if now > expires_at:
             raise InvalidSignature("signed URL has expired")
+        if expires_at - now > self.max_lifetime + CLOCK_SKEW:
+            raise InvalidSignature(f"signed URL expires too far ahead: one lives at most {self.max_lifetime} s")
