@@ -1,0 +1,61 @@
+"""What requests can write into the service's logs and metrics (issue 17, points 4, 5 and 9), through ``nectar
+serve`` (luigid, a worker and gunicorn, as deployed) and, for the JSON access log, gunicorn alone."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from nectar.eventlog import CONTINUATION
+from tests.conftest import REPO, wait_until
+from tests.test_serve import Served, _serve
+
+FORGED_AT = "2026-12-01 16:00:00,000"
+#: issue 17's parameter: a line break, a line as the text format writes one, and an escape sequence clearing a terminal
+FORGED = {"p": f"q\n{FORGED_AT} CRITICAL nectar.serve: FORGED LOG LINE\u001b[2J"}
+FAILING_CHAIN = '''"""A task that fails, its parameter in its error."""
+
+import luigi
+
+from nectar import NectarTask
+
+
+class FailsTask(NectarTask):
+    p = luigi.Parameter()
+
+    def run(self):
+        raise ValueError(f"cannot use {self.p}")
+'''
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``nectar serve`` in the text log format with gunicorn's access log on, the example chains and a failing one."""
+    root = tmp_path_factory.mktemp("logs")
+    chains = root / "chains"
+    shutil.copytree(REPO / "chains", chains, ignore=shutil.ignore_patterns("__pycache__"))
+    (chains / "testchains" / "failing_chain.py").write_text(FAILING_CHAIN)
+    env = {"NECTAR_CHAINS_DIR": str(chains), "NECTAR_RETRIES": "0", "NECTAR_ACCESS_LOG": "-"}
+    yield from _serve(root, env)
+
+
+def test_a_parameter_cannot_forge_a_line_of_the_service_log(service: Served) -> None:
+    """The failing task's parameter reaches the log in luigi's failure record and in its traceback: each time escaped,
+    the traceback's lines indented; no line starts with the forged time and no ESC reaches the terminal."""
+    answer = requests.post(f"{service.api}/api/chains/testchains/failing_chain/FailsTask", json=FORGED, timeout=10)
+    assert answer.status_code == 202, answer.text
+    run_id = answer.json()["data"]["run_id"]
+    ended = f"run {run_id} of testchains/failing_chain/FailsTask: attempt 1 ended: FAILED"
+    wait_until(lambda: ended in service.log.read_text(errors="replace"), timeout=60)
+
+    log = service.log.read_text(errors="replace")
+    forged = [line for line in log.splitlines() if line.startswith(FORGED_AT)]
+    assert not forged, log
+    assert "\x1b" not in log, log
+    failure = next(line for line in log.splitlines() if "failed" in line and "FailsTask(p=q" in line)
+    assert failure.endswith(f"FailsTask(p=q\\n{FORGED_AT} CRITICAL nectar.serve: FORGED LOG LINE\\x1b[2J)"), failure
+    assert f"{CONTINUATION}Traceback (most recent call last):" in log, log
+    assert f"{CONTINUATION}{FORGED_AT} CRITICAL nectar.serve: FORGED LOG LINE\\x1b[2J" in log, log
