@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from nectar.eventlog import CONTINUATION
 from tests.conftest import REPO, wait_until
@@ -59,3 +60,36 @@ def test_a_parameter_cannot_forge_a_line_of_the_service_log(service: Served) -> 
     assert failure.endswith(f"FailsTask(p=q\\n{FORGED_AT} CRITICAL nectar.serve: FORGED LOG LINE\\x1b[2J)"), failure
     assert f"{CONTINUATION}Traceback (most recent call last):" in log, log
     assert f"{CONTINUATION}{FORGED_AT} CRITICAL nectar.serve: FORGED LOG LINE\\x1b[2J" in log, log
+
+
+def _latency_series(base: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    scraped = requests.get(f"{base}/metrics", timeout=10)
+    assert scraped.status_code == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items())))
+        for family in text_string_to_metric_families(scraped.text)
+        if family.name == "nectar_http_request_duration_seconds"
+        for sample in family.samples
+    }
+
+
+def _made_up_requests(base: str, i: int) -> None:
+    """A made-up method on a route, on a path of no route, and a known method on a path of no route."""
+    method = f"ZQ{i}{'XYZW'[i % 4]}"
+    requests.request(method, f"{base}/api/chains", timeout=10)
+    requests.request(method, f"{base}/made/up/{i}?x={i}", timeout=10)
+    requests.get(f"{base}/api/nothing-here-{i}", timeout=10)
+
+
+def test_made_up_methods_and_paths_add_no_series_after_the_first_other(service: Served) -> None:
+    _made_up_requests(service.api, 0)  # ZQ0X /api/chains: issue 17's request
+    _latency_series(service.api)  # the scrape itself is a series from the next scrape on
+    before = _latency_series(service.api)
+
+    for i in range(1, 40):
+        _made_up_requests(service.api, i)
+
+    after = _latency_series(service.api)
+    assert after == before, sorted(after - before)[:20]
+    labels = [dict(labels) for _, labels in after]
+    assert any(found["method"] == found["endpoint"] == "other" for found in labels), after
