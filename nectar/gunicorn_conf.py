@@ -18,6 +18,8 @@ keepalive = 5
 max_requests = 20000
 max_requests_jitter = 2000
 loglevel = os.environ.get("NECTAR_LOG_LEVEL", "warning").lower()
+# credentials in URLs redacted from the access log; text records escaped, one line each
+logger_class = "nectar.gunicorn_ext.RedactingLogger"
 accesslog = os.environ.get("NECTAR_ACCESS_LOG") or None
 errorlog = "-"
 if os.environ.get("NECTAR_LOG_FORMAT", "").strip().lower() == "json":
