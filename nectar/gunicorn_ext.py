@@ -64,13 +64,11 @@ class DeadlineUnreader(SocketUnreader):
         self.conn = conn
 
     def chunk(self, size_hint: int | None = None) -> bytes:
-        remaining = self.conn.read_deadline - time.monotonic()
-        if remaining <= 0:
-            raise self.conn.timed_out()
-        self.sock.settimeout(remaining)
+        # past the deadline, what already arrived is still read (an app may read a body late): only waiting ends
+        self.sock.settimeout(max(self.conn.read_deadline - time.monotonic(), 0.0))
         try:
             return bytes(super().chunk(size_hint))
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             raise self.conn.timed_out() from None
         finally:
             self.sock.settimeout(None)  # blocking again, as gunicorn wants it for writing the answer

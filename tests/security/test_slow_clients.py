@@ -5,6 +5,7 @@ the request of another client is answered only once the thread is free again."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,8 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from benchmarks.harness import Cluster, Processes
-from tests.conftest import wait_until
+from benchmarks.harness import GUNICORN, Cluster, Processes, base_env
+from tests.conftest import REPO, free_port, wait_until
 
 READ_TIMEOUT = "1"
 #: how long the test waits for what must happen: it only fails a hung test, it bounds nothing
@@ -138,3 +139,13 @@ def test_a_request_sent_at_once_is_served(api: Api) -> None:
             assert chunk, answer
             answer += chunk
     assert answer.startswith((b"HTTP/1.1 202", b"HTTP/1.1 200")), answer
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan"])
+def test_a_read_timeout_that_is_no_positive_number_stops_the_start_naming_it(tmp_path: Path, value: str) -> None:
+    env = {**base_env(), "NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(free_port()), "NECTAR_READ_TIMEOUT": value}
+    refused = subprocess.run(
+        [*GUNICORN, "app:create_app()"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode != 0
+    assert f"NECTAR_READ_TIMEOUT must be a number of seconds above 0, not '{value}'" in refused.stderr, refused.stderr
