@@ -15,7 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from api.context import nectar
 from nectar.metrics import RunsCollector
 
-#: seconds an API request took, by route (its template, so the label set stays small), method and status
+#: the methods labelled by name (RFC 9110's); any other, and a path that matches no route, is labelled ``other``
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+OTHER = "other"
+#: seconds an API request took, by route (its template), method and status: bounded label sets, whatever is sent
 HTTP_LATENCY = Histogram(
     "nectar_http_request_duration_seconds",
     "Seconds the API took to answer a request, by endpoint.",
@@ -32,8 +35,9 @@ def _start() -> None:
 def _observe(response: Response) -> Response:
     started = g.pop("nectar_started", None)
     if started is not None:
-        endpoint = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
-        HTTP_LATENCY.labels(request.method, endpoint, str(response.status_code)).observe(time.perf_counter() - started)
+        endpoint = request.url_rule.rule if request.url_rule is not None else OTHER
+        method = request.method if request.method in KNOWN_METHODS else OTHER
+        HTTP_LATENCY.labels(method, endpoint, str(response.status_code)).observe(time.perf_counter() - started)
     return response
 
 

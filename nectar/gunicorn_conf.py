@@ -8,8 +8,9 @@ import tempfile
 
 bind = f"{os.environ.get('NECTAR_HOST', '127.0.0.1')}:{os.environ.get('NECTAR_PORT', '5000')}"
 workers = int(os.environ.get("NECTAR_API_WORKERS", "2"))
-# threads let one worker answer status polls while another request waits on S3 or luigid
-worker_class = "gthread"
+# threads let one worker answer status polls while another request waits on S3 or luigid; each request must
+# arrive (line, headers, body) within NECTAR_READ_TIMEOUT seconds of its first byte, or its connection is closed
+worker_class = "nectar.gunicorn_ext.ReadTimeoutWorker"
 threads = int(os.environ.get("NECTAR_API_THREADS", "8"))
 timeout = 30
 graceful_timeout = 10
@@ -18,6 +19,8 @@ keepalive = 5
 max_requests = 20000
 max_requests_jitter = 2000
 loglevel = os.environ.get("NECTAR_LOG_LEVEL", "warning").lower()
+# credentials in URLs redacted from the access log; text records escaped, one line each
+logger_class = "nectar.gunicorn_ext.RedactingLogger"
 accesslog = os.environ.get("NECTAR_ACCESS_LOG") or None
 errorlog = "-"
 if os.environ.get("NECTAR_LOG_FORMAT", "").strip().lower() == "json":
@@ -46,6 +49,26 @@ if os.environ.get("NECTAR_LOG_FORMAT", "").strip().lower() == "json":
 _METRICS_DIR = None if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else tempfile.mkdtemp(prefix="nectar-metrics-")
 if _METRICS_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _METRICS_DIR
+
+
+def _read_timeout() -> float:
+    from nectar.gunicorn_ext import READ_TIMEOUT
+
+    raw = os.environ.get("NECTAR_READ_TIMEOUT", "").strip()
+    try:
+        seconds = float(raw) if raw else READ_TIMEOUT
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"NECTAR_READ_TIMEOUT must be a number of seconds above 0, not {raw!r}")
+    return seconds
+
+
+READ_TIMEOUT = _read_timeout()
+
+
+def post_worker_init(worker: object) -> None:
+    worker.read_timeout = READ_TIMEOUT  # type: ignore[attr-defined]
 
 
 def when_ready(server: object) -> None:

@@ -1,0 +1,165 @@
+"""What Datanectar adds to gunicorn: a deadline on reading each request, and logs that neither leak nor forge.
+
+This is the one module that touches gunicorn's insides (its gthread worker's connection and accept loop, its
+logger's atoms); ``nectar.gunicorn_conf`` names the two classes, and tests/security/test_slow_clients.py and
+tests/security/test_logs_and_metrics.py fail if gunicorn changes under them (it is pinned to the minor version
+they passed on).
+
+- :class:`ReadTimeoutWorker`: gunicorn's gthread worker reads a request's line, headers and body with a blocking
+  socket and no timeout, so a client sending a byte at a time holds a thread for as long as it likes; here the
+  whole request must arrive within ``read_timeout`` seconds of its first byte, or the connection is closed and
+  the thread freed.
+- :class:`RedactingLogger`: the access log writes ``[redacted]`` for the values of credentials in URLs (a token
+  sent in the query string, a download URL's signature); in the text format every gunicorn record is escaped and
+  kept on one line as the other processes' are (:class:`nectar.eventlog.TextFormatter`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import re
+import socket
+import time
+from contextlib import suppress
+from typing import Any
+from urllib.parse import unquote_plus
+
+from gunicorn import glogging
+from gunicorn.http.errors import NoMoreData
+from gunicorn.http.unreader import SocketUnreader
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from nectar.eventlog import TextFormatter, configure_logging
+
+#: seconds a request's line, headers and body may take to arrive, unless the configuration says otherwise
+READ_TIMEOUT = 10.0
+#: query parameters whose values never reach a log
+SECRET_PARAMS = frozenset({"token", "access_token", "signature"})
+REDACTED = "[redacted]"
+#: a ``name=value`` pair of a query string (or of a URL's path parameters)
+_PAIR = re.compile(r"(?:^|(?<=[?&;]))([^=&;#?/\s]+)=([^&;#\s]*)")
+#: request headers that are credentials, as the access log's ``%({name}i)s`` atoms name them
+_SECRET_HEADERS = frozenset({"{authorization}i", "{cookie}i", "{proxy-authorization}i"})
+
+
+class ReadTimeout(NoMoreData):
+    """A request did not arrive within the read timeout (gunicorn closes the connection quietly, as on a hang-up;
+    an application reading the body sees a disconnected client)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(b"")
+        self.seconds = seconds
+
+    def __str__(self) -> str:
+        return f"the request did not arrive within {self.seconds:g}s"
+
+
+class DeadlineUnreader(SocketUnreader):
+    """gunicorn's socket reader, each read bounded by the time left until its connection's deadline."""
+
+    def __init__(self, conn: DeadlineConn, source: SocketUnreader) -> None:
+        super().__init__(source.sock, source.mxchunk)
+        self.buf = source.buf  # anything read ahead already
+        self.conn = conn
+
+    def chunk(self, size_hint: int | None = None) -> bytes:
+        # past the deadline, what already arrived is still read (an app may read a body late): only waiting ends
+        self.sock.settimeout(max(self.conn.read_deadline - time.monotonic(), 0.0))
+        try:
+            return bytes(super().chunk(size_hint))
+        except (TimeoutError, BlockingIOError):
+            raise self.conn.timed_out() from None
+        finally:
+            self.sock.settimeout(None)  # blocking again, as gunicorn wants it for writing the answer
+
+
+class DeadlineConn(TConn):
+    """A connection whose requests must each arrive within ``read_timeout`` seconds."""
+
+    def __init__(self, read_timeout: float, log: Any, *args: Any) -> None:
+        super().__init__(*args)
+        self.read_timeout = read_timeout
+        self.log = log
+        self.read_deadline = time.monotonic() + read_timeout
+
+    def start_request(self) -> None:
+        self.read_deadline = time.monotonic() + self.read_timeout
+
+    def init(self) -> None:
+        fresh = not self.initialized
+        super().init()  # waits for the first byte of a new connection (gunicorn defers idle ones to its poller)
+        if fresh:
+            self.start_request()  # counted from the first byte, not from the accept
+            if not self.is_http2 and type(self.parser.unreader) is SocketUnreader:
+                self.parser.unreader = DeadlineUnreader(self, self.parser.unreader)
+
+    def timed_out(self) -> ReadTimeout:
+        self.log.warning("closing the connection from %s: %s", _peer(self.client), ReadTimeout(self.read_timeout))
+        with suppress(OSError):  # already gone
+            self.sock.shutdown(socket.SHUT_RD)
+        return ReadTimeout(self.read_timeout)
+
+
+class ReadTimeoutWorker(ThreadWorker):
+    """gunicorn's gthread worker, reading each request under a deadline (see :class:`DeadlineConn`)."""
+
+    read_timeout = READ_TIMEOUT
+
+    def accept(self, listener: socket.socket) -> None:
+        """gunicorn's own ``accept``, making a :class:`DeadlineConn`."""
+        try:
+            client_sock, client_addr = listener.accept()
+            self.nr_conns += 1
+            client_sock.setblocking(True)
+            conn = DeadlineConn(self.read_timeout, self.log, self.cfg, client_sock, client_addr, listener.getsockname())
+            self.enqueue_req(conn)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+
+    def handle(self, conn: DeadlineConn) -> Any:
+        conn.start_request()  # a kept-alive connection's next request gets the whole time again
+        return super().handle(conn)
+
+
+def redact(text: str) -> str:
+    """``text`` (a URL, a request line, a query string) with the values of :data:`SECRET_PARAMS` replaced."""
+
+    def pair(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return f"{name}={REDACTED}" if unquote_plus(name).lower() in SECRET_PARAMS else match.group(0)
+
+    return _PAIR.sub(pair, text)
+
+
+class RedactingLogger(glogging.Logger):
+    """gunicorn's logger, keeping credentials out of the access log and control characters out of text logs."""
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        for name, value in atoms.items():
+            if name.lower() in _SECRET_HEADERS:
+                atoms[name] = REDACTED
+            elif isinstance(value, str):
+                atoms[name] = redact(value)
+        return atoms
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        if cfg.logconfig_dict or cfg.logconfig_json or cfg.logconfig:
+            return  # the configuration's formatters (NECTAR_LOG_FORMAT=json: nectar.eventlog.JsonFormatter)
+        # text: gunicorn's formats, escaped; the app's own records (Flask's too) like every other process's
+        formats = {
+            self.error_log: TextFormatter(self.error_fmt, self.datefmt),
+            self.access_log: TextFormatter(self.access_fmt),
+        }
+        for log, text in formats.items():
+            for handler in log.handlers:
+                if getattr(handler, "_gunicorn", False):
+                    handler.setFormatter(text)
+        configure_logging("text", logging.WARNING)
+
+
+def _peer(client: Any) -> str:
+    return f"{client[0]}:{client[1]}" if isinstance(client, tuple) and len(client) >= 2 else str(client)
