@@ -184,9 +184,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> NectarClient:
-    from nectar.client import NectarClient, RetryPolicy
+    from nectar.client import Backoff, NectarClient
 
-    return NectarClient(args.server, args.token, RetryPolicy(attempts=max(1, args.attempts)))
+    return NectarClient(args.server, args.token, Backoff(attempts=max(1, args.attempts)))
 
 
 def _submit_table(ref: str, results: Sequence[RowResult]) -> str:
@@ -204,7 +204,7 @@ def _submit_table(ref: str, results: Sequence[RowResult]) -> str:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from nectar.client import Progress, read_rows, row_counts, split_ref
+    from nectar.client import Progress, read_rows, row_counts, split_ref, submit_rows
 
     try:
         split_ref(args.task)
@@ -216,7 +216,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     client.task(args.task)  # an unknown task or a refused token stops here, before any row
     wait_done = not args.no_wait
     progress = Progress(len(rows), "row")
-    results = client.submit_rows(
+    results = submit_rows(
+        client,
         args.task,
         rows,
         concurrency=args.concurrency,
@@ -232,6 +233,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    from nectar.client import download
+
     progress: Progress | None = None
 
     def show(report: DownloadReport) -> None:
@@ -242,7 +245,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         progress.update(sum(report.counts.values()), report.counts)
 
     dest = Path(args.dest)
-    report = _client(args).download(args.task, dest, resume=args.resume, concurrency=args.concurrency, on_change=show)
+    report = download(_client(args), args.task, dest, resume=args.resume, concurrency=args.concurrency, on_change=show)
     if progress is not None:
         progress.close()
     for key, reason in sorted(report.failed.items()):
