@@ -1,0 +1,104 @@
+"""The ``nectar`` command: list chains, run a task in the foreground, ask a status, start workers.
+
+nectar chains
+nectar run testchains/hello_luigiworld_chain/WithDependencyTask --aparam hi
+nectar status chains/testchains/hello_luigiworld_chain/TestS3Task/<md5>/out.txt
+nectar cancel <run id>
+nectar token --name ci --scope write
+nectar worker --workers 2
+nectar serve
+nectar api --port 5000
+nectar scheduler --scheduler-port 8082
+nectar submit testchains/hello_luigiworld_chain/WithDependencyTask --params-csv rows.csv --server http://host:5000
+nectar download testchains/hello_luigiworld_chain/WithDependencyTask --dest outputs --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from nectar.cli.local import cmd_cancel, cmd_chains, cmd_run, cmd_status, cmd_token, cmd_worker
+from nectar.cli.remote import client_command, cmd_download, cmd_submit
+from nectar.errors import InvalidParameters, NectarError
+
+COMMON_FLAGS = {
+    "--chains-dir": "folder holding <type>/<name>_chain.py files (env NECTAR_CHAINS_DIR, default ./chains)",
+    "--data-dir": "folder for the run registry and live logs (env NECTAR_DATA_DIR, default ./nectar_data)",
+    "--scheduler-url": "luigi central scheduler, e.g. http://localhost:8082 (env NECTAR_SCHEDULER_URL)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nectar", description="Luigi chains behind an HTTP API.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        for flag, text in COMMON_FLAGS.items():
+            sub.add_argument(flag, help=text)
+        return sub
+
+    command("chains", "list the chains, their tasks and parameters")
+    run = command("run", "run a task in the foreground: nectar run <type>/<chain>/<Task> --param value ...")
+    run.add_argument("task", help="<type>/<chain>/<Task>")
+    status = command("status", "the status of a target key")
+    status.add_argument("key", help="chains/<type>/<chain>/<Task>/<md5>/out.txt")
+    token = commands.add_parser("token", help="make a new API token and the hash to configure for it")
+    token.add_argument("--name", default="client", help="who holds it (shown in 403 answers and logs)")
+    token.add_argument("--scope", choices=("read", "write"), default="write", help="write can also read")
+    cancel = command("cancel", "cancel a queued or running run")
+    cancel.add_argument("run_id", help="the run's id (run_id in its status)")
+    worker = command("worker", "claim and execute queued runs until stopped")
+    worker.add_argument("--workers", type=int, default=1, help="runs executed at once (default 1)")
+    serve = commands.add_parser(
+        "serve", help="start luigid, the workers and the API", description="start luigid, the workers and the API"
+    )
+    from nectar.serve import ROLE_FLAGS, add_arguments
+
+    add_arguments(serve)
+    api = commands.add_parser("api", help="serve the HTTP API alone (gunicorn), e.g. behind a load balancer")
+    add_arguments(api, ROLE_FLAGS["api"])
+    scheduler = commands.add_parser("scheduler", help="run luigid alone, with this project's luigi.cfg and pools")
+    add_arguments(scheduler, ROLE_FLAGS["scheduler"])
+    submit = client_command(commands, "submit", "submit a run per CSV row to a server and wait until each ends")
+    submit.add_argument("--params-csv", required=True, help="header: parameter names; an empty cell: the default")
+    submit.add_argument("--no-wait", action="store_true", help="stop once every row is submitted")
+    download = client_command(commands, "download", "download the output of every DONE run of a task")
+    download.add_argument("--dest", required=True, help="folder to write <md5>/out.txt into")
+    download.add_argument("--resume", action="store_true", help="skip the files already downloaded whole")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.command == "run":
+            return cmd_run(args, extra)
+        if args.command in ("serve", "api", "scheduler"):
+            from nectar import serve
+
+            role: Any = {"serve": serve.serve, "api": serve.api, "scheduler": serve.scheduler}[args.command]
+            return int(role(args))
+        handler = {
+            "chains": cmd_chains,
+            "status": cmd_status,
+            "cancel": cmd_cancel,
+            "token": cmd_token,
+            "worker": cmd_worker,
+            "submit": cmd_submit,
+            "download": cmd_download,
+        }[args.command]
+        return handler(args)
+    except InvalidParameters as exc:
+        for name, messages in sorted(exc.errors.items()):
+            print(f"nectar: --{name}: {'; '.join(messages)}", file=sys.stderr)
+        return 2
+    except NectarError as exc:
+        print(f"nectar: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,158 @@
+"""The commands that work on this machine's chains and registry: chains, run, status, cancel, token, worker."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from nectar.config import Settings, configure, get_settings
+from nectar.errors import StoreUnavailable
+from nectar.eventlog import configure_logging
+from nectar.keys import STDERR_FILE, TargetKey
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env(
+        chains_dir=args.chains_dir, data_dir=args.data_dir, scheduler_url=getattr(args, "scheduler_url", None)
+    )
+    configure(settings)
+    return settings
+
+
+def _task_params(extra: Sequence[str]) -> dict[str, str]:
+    """``--name value`` and ``--name=value`` pairs; names may use - for _."""
+    params: dict[str, str] = {}
+    items = list(extra)
+    while items:
+        flag = items.pop(0)
+        if not flag.startswith("--") or len(flag) < 3:
+            raise SystemExit(f"nectar run: expected --<param> <value>, got {flag!r}")
+        name, sep, value = flag[2:].partition("=")
+        if not sep:
+            if not items:
+                raise SystemExit(f"nectar run: --{name} needs a value")
+            value = items.pop(0)
+        params[name.replace("-", "_")] = value
+    return params
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def cmd_chains(args: argparse.Namespace) -> int:
+    from nectar.discovery import ChainCatalog
+
+    settings = settings_of(args)
+    rows = [["CHAIN", "TASK", "PARAMETERS"]]
+    for chain in ChainCatalog(settings.chains_dir).chains():
+        if chain.error:
+            rows.append([chain.ref, "(import failed)" if chain.import_failed else "(no task)", chain.error])
+        for task in chain.tasks.values():
+            params = ", ".join(f"{p.name}:{p.kind}" + ("*" if p.required else f"={p.default}") for p in task.params)
+            aliases = f" (also {', '.join(task.aliases)})" if task.aliases else ""
+            rows.append([chain.ref, task.name + aliases, params or "-"])
+        rows += [[chain.ref, f"({hidden.name}: not exposed)", hidden.reason] for hidden in chain.hidden]
+    print(table(rows))
+    print("\n* required" if len(rows) > 1 else f"no chains under {settings.chains_dir}")
+    return 0
+
+
+def _print_status(nectar: Any, key: TargetKey) -> str:
+    """Print a key's status; a location only where a file is (the output once DONE, a failed step's log)."""
+    status = nectar.status(key)
+    print(f"job_status: {status.job_status}")
+    print(f"key:        {key.path}")
+    store = nectar.store_of(key)
+    if status.done:
+        print(f"location:   {store.describe(key)}")
+    if status.run:
+        print(f"run:        {status.run.id}")
+    for step in status.steps:
+        ran = "ran" if step.executed else "-"
+        print(f"  {step.state:<8} {ran:<3} {step.task}" + (f": {step.error}" if step.error else ""))
+    if status.failed_step:
+        print(f"failed:     {status.failed_step}: {status.error}")
+        failed = TargetKey.parse(
+            next((s.key for s in status.steps if s.task == status.failed_step and s.key), key.path)
+        )
+        log = _log_location(nectar.store_of(failed), failed.with_file(STDERR_FILE))
+        if log:
+            print(f"logs:       {log}")
+    return str(status.job_status)
+
+
+def _log_location(store: Any, log: TargetKey) -> str | None:
+    """Where a log is: in the store, else still in the live logs folder (its upload failed), else nowhere."""
+    try:
+        if store.exists(log):
+            return str(store.describe(log))
+    except StoreUnavailable:  # the step failed on its store (a missing bucket): no log can be there
+        pass
+    live = get_settings().live_logs_dir / log.path
+    return str(live) if live.is_file() else None
+
+
+def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    import luigi.configuration
+
+    from nectar.attempt import process_name
+    from nectar.executor import run_in_foreground
+    from nectar.serve import luigi_config
+    from nectar.service import Nectar
+
+    settings = settings_of(args)
+    parts = args.task.split("/")
+    if len(parts) != 3:
+        raise SystemExit("nectar run: name the task as <type>/<chain>/<Task>")
+    config = luigi_config(settings)
+    if config is not None:  # luigi.cfg's [core] log_level, its [worker] settings: as in `nectar worker`
+        luigi.configuration.add_config_path(str(config))
+    nectar = Nectar(settings)
+    chain_type, chain, task = parts
+    submission = nectar.submit(chain_type, chain, task, _task_params(extra))
+    if submission.done:
+        print("already done, nothing to run")
+    elif not submission.created:
+        assert submission.run is not None
+        print(f"an identical run is already {submission.run.state} (run {submission.run.id}); not starting another")
+        return 3
+    else:
+        assert submission.run is not None
+        run_in_foreground(settings, nectar.runs, submission.run.id, process_name())
+    return 0 if _print_status(nectar, submission.key) == "DONE" else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from nectar.service import Nectar
+
+    nectar = Nectar(settings_of(args))
+    return 0 if _print_status(nectar, TargetKey.parse(args.key)) == "DONE" else 1
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from nectar.service import Nectar
+
+    run = Nectar(settings_of(args)).cancel(args.run_id)
+    print(f"run {run.id} of {run.ref}: {run.state.value}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from nectar.auth import new_token
+
+    token, digest = new_token()
+    print(f"token (give it to the client; it is not stored anywhere): {token}")
+    print(f"entry (add it to NECTAR_API_TOKENS or NECTAR_API_TOKENS_FILE): {digest}:{args.scope}:{args.name}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from nectar.executor import Executor
+
+    settings = settings_of(args)
+    configure_logging(settings.log_format)
+    Executor(settings, concurrency=args.workers).serve_forever()
+    return 0
