@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     tokens = TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads)
     hosts = [host for value in ours.allowed_host for host in value.split(",")]
     # the one seam into luigi's server: every socket luigid serves gets the guarded application
-    luigi.server.app = guarded(luigi.server.app, Guard(secret, tokens, hosts))  # type: ignore[assignment]
+    luigi.server.app = guarded(luigi.server.app, Guard(secret, tokens, hosts))
     from luigi.cmdline import luigid
 
     luigid(luigid_argv)

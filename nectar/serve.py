@@ -67,7 +67,7 @@ LUIGID = [
 GUARDED_LUIGID = [
     sys.executable,
     "-c",
-    "import nectar.lifeline as life; life.hangup_is_terminate(); from nectar.guard import main; main()",
+    "import nectar.lifeline as life; life.hangup_is_terminate(); from nectar.guard import main as luigid; luigid()",
 ]
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
 #: the flags of the commands that start one role
