@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import threading
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
@@ -47,10 +48,17 @@ class SchedulerPaused(SchedulerUnavailable):
     """luigid is paused: it grants no task to any worker until it is unpaused."""
 
 
+#: the secret, read once per process (and inherited by forked attempts): an attempt asks for it on its way to run
+_SECRETS: dict[tuple[Path, str | None], bytes] = {}
+
+
 def load_scheduler_secret(settings: Settings) -> bytes:
     """The secret luigid's guard asks of our calls: :data:`SECRET_ENV` if set, else the file :data:`SECRET_FILE`
     in the data folder, created once (mode 0600) by whichever process needs it first."""
-    return load_secret(settings, env=SECRET_ENV, filename=SECRET_FILE)
+    key = (settings.data_dir, os.environ.get(SECRET_ENV))
+    if key not in _SECRETS:
+        _SECRETS[key] = load_secret(settings, env=SECRET_ENV, filename=SECRET_FILE)
+    return _SECRETS[key]
 
 
 def scheduler_secret(settings: Settings) -> str | None:
