@@ -117,7 +117,8 @@ def test_luigid_task_and_worker_lists_need_a_read_token(served: Served) -> None:
         wrong = requests.get(f"{served.scheduler}{path}", headers=bearer("not-a-token"), timeout=10)
         assert wrong.status_code == 401
     basic = "Basic " + base64.b64encode(f"anyone:{READER}".encode()).decode()
-    for headers in (bearer(READER), {"Authorization": basic}):
+    from_our_ui = {"Origin": served.api, "Sec-Fetch-Site": "same-site"}  # the API's pages link the visualiser
+    for headers in (bearer(READER), {"Authorization": basic}, bearer(READER) | from_our_ui):
         assert requests.get(f"{served.scheduler}{lists[0]}", headers=headers, timeout=10).status_code == 200
 
 
