@@ -82,6 +82,14 @@ def host_name(value: str) -> str:
     return value.rpartition(":")[0] if value.count(":") == 1 else value
 
 
+def origin_host(origin: str) -> str:
+    """The host of an ``Origin`` header; empty for ``null`` or one that is not a URL."""
+    try:
+        return host_name(urlsplit(origin).netloc)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return ""
+
+
 def bearer(authorization: str | None) -> str | None:
     """The ``Authorization`` header as the API's token checker reads it: Basic's password becomes a bearer token."""
     scheme, _, credentials = (authorization or "").partition(" ")
@@ -114,11 +122,11 @@ class Guard:
             return None
         host = host_name(request.headers.get("Host", ""))
         if host not in self.hosts:
-            return Refusal(421, f"Host {host[:100]!r} is not one luigid is reached by (see --allowed-host)")
+            return Refusal(421, f"Host {host[:100]!r} is not one luigid is reached by (NECTAR_SCHEDULER_ALLOWED_HOSTS)")
         if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
             return Refusal(403, "luigid does not answer requests made by another site's page")
         origin = request.headers.get("Origin")
-        if origin is not None and host_name(urlsplit(origin).netloc) not in self.hosts:
+        if origin is not None and origin_host(origin) not in self.hosts:
             return Refusal(403, f"luigid does not answer requests from Origin {origin[:100]!r}")
         match = RPC_ROUTE.match(request)  # the RPC's name as luigid reads it: unquoted, then decoded
         rpc = match["path_args"][0].decode("utf-8", "replace") if match else None
