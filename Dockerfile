@@ -6,7 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     NECTAR_HOST=0.0.0.0 \
     NECTAR_PORT=5000 \
-    NECTAR_SCHEDULER_HOST=0.0.0.0 \
+    NECTAR_SCHEDULER_HOST=127.0.0.1 \
     NECTAR_SCHEDULER_PORT=8082 \
     NECTAR_DATA_DIR=/srv/datanectar/nectar_data \
     NECTAR_LUIGI_CONFIG=/srv/datanectar/configuration/luigi.cfg
@@ -25,7 +25,8 @@ COPY chains ./chains
 RUN mkdir -p nectar_data local_targets && chown -R nectar:nectar /srv/datanectar
 
 USER nectar
-EXPOSE 5000 8082
+# luigid (behind its guard) stays inside the container, on 127.0.0.1: only the API is published
+EXPOSE 5000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/healthz', timeout=4)"
 CMD ["nectar", "serve"]

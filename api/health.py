@@ -1,7 +1,8 @@
 """Liveness of the run registry, the target store and the scheduler.
 
 Open to anyone (load balancers probe it), and to anyone it says only a word per dependency:
-``ok``, ``degraded`` (luigid: runs wait for it) or ``down`` (the registry or the store). What
+``ok``, ``degraded`` (luigid: runs wait for it; the message says when luigid is paused rather
+than gone) or ``down`` (the registry or the store). What
 each check found (a database's host and name, a driver's error) is shown only to a request with
 a valid API token; with no tokens configured it is never sent over HTTP, and the API logs a
 failing check's detail instead, once each time it changes.
@@ -18,6 +19,7 @@ from flask_smorest import Blueprint
 from api.context import nectar
 from api.envelope import answer
 from api.schemas import HealthEnvelope
+from nectar.scheduler import SchedulerPaused
 from nectar.service import ESSENTIAL, Check
 
 blp = Blueprint("health", __name__, description="Health of Datanectar's dependencies.")
@@ -43,6 +45,13 @@ def status_word(check: Check) -> str:
     if check.ok:
         return "ok"
     return "down" if check.name in ESSENTIAL else "degraded"
+
+
+def public_reason(check: Check) -> str:
+    """What anyone may be told of a failing check: that luigid is paused, else that the dependency is unavailable."""
+    if check.detail.startswith(f"{SchedulerPaused.__name__}:"):
+        return "luigid is paused (it grants no task until it is unpaused)"
+    return f"{check.name} unavailable"
 
 
 def log_changes(checks: list[Check]) -> None:
@@ -82,6 +91,7 @@ class Health(MethodView):
         if ESSENTIAL.intersection(down):
             return answer(data, 503, f"unavailable: {', '.join(down)}")
         if down:
-            message = f"degraded: {', '.join(down)} unavailable; runs are accepted and wait in the queue"
+            reasons = "; ".join(public_reason(check) for check in checks if not check.ok)
+            message = f"degraded: {reasons}; runs are accepted and wait in the queue"
             return answer(data, 200, message)
         return answer(data, 200, "ok")

@@ -37,7 +37,7 @@ from nectar.errors import ChainImportError, Interrupted, LeaseLost, SchedulerUna
 from nectar.eventlog import current_run
 from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, retry_allowed, wait
 from nectar.runs import Run, RunState, RunStore, Step
-from nectar.scheduler import SchedulerClient
+from nectar.scheduler import SchedulerClient, scheduler_secret
 from nectar.steps import MAX_ERROR, StepRecorder, describe
 from nectar.stores import is_permanent
 
@@ -55,7 +55,8 @@ def process_name(pid: int | None = None) -> str:
 
 
 def scheduler_of(settings: Settings) -> SchedulerClient | None:
-    return SchedulerClient(settings.scheduler_url, settings.scheduler_timeout) if settings.scheduler_url else None
+    url = settings.scheduler_url
+    return SchedulerClient(url, settings.scheduler_timeout, scheduler_secret(settings)) if url else None
 
 
 def release(settings: Settings, runs: RunStore, run: Run, reason: str) -> None:
@@ -274,7 +275,7 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease, build: 
         re_enable(scheduler_of(settings), run)
         summary, blocked, complete = "", None, False
         try:
-            build = build or Build(settings.scheduler_url, process_name())
+            build = build or Build(settings.scheduler_url, process_name(), scheduler_secret(settings))
             quiet_luigi()
             result = build.run(task)
             summary = result.summary_text

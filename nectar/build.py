@@ -36,7 +36,7 @@ def luigi_worker_id(process: str) -> str:
 class Build:
     """One ``luigi.build`` of one task, against luigid at ``scheduler_url`` (luigi's local scheduler if None)."""
 
-    def __init__(self, scheduler_url: str | None, process: str) -> None:
+    def __init__(self, scheduler_url: str | None, process: str, secret: str | None = None) -> None:
         where = {"scheduler_url": scheduler_url} if scheduler_url else {"local_scheduler": True}
         self.env = luigi.interface.core(no_lock=True, workers=1, **where)
         # luigi's "luigi" logger at luigi.cfg's level too, before luigi says at INFO how it configured logging
@@ -45,7 +45,7 @@ class Build:
         record_every_task()  # a plain luigi task's params.txt and logs, as a NectarTask's
         self.scheduler: luigi.scheduler.Scheduler | LuigidRPC
         if scheduler_url:
-            self.scheduler = LuigidRPC(scheduler_url)
+            self.scheduler = LuigidRPC(scheduler_url, secret=secret)
             self.scheduler.connections.open()
         else:
             self.scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)

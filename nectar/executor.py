@@ -45,6 +45,7 @@ from nectar.build import Build, luigi_worker_id
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.runs import Run, RunState, RunStore, open_run_store
+from nectar.scheduler import scheduler_secret
 from nectar.shutdown import Shutdown
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class Executor:
         """In a spare: what an attempt needs before it knows its run (its luigi build, its registry connection)."""
         try:
             self.runs.check()
-            return Build(self.settings.scheduler_url, process_name())
+            return Build(self.settings.scheduler_url, process_name(), scheduler_secret(self.settings))
         except Exception:  # the attempt will make them again, and fail with the reason if it must
             logger.exception("a spare attempt process could not prepare its luigi build")
             return None

@@ -6,6 +6,9 @@ three calls per task. :class:`LuigidRPC` is that scheduler over :class:`Connecti
 persistent ``http.client`` connection per thread and process): a call that fails is retried at once
 on a fresh connection, then handed to luigi's own retry loop (``rpc-retry-attempts``,
 ``rpc-retry-wait``). :class:`SchedulerClient` asks luigid about one task, never the task list.
+
+Every call carries the scheduler secret (:func:`scheduler_secret`) in :data:`SECRET_HEADER`: the
+guard in front of luigid (:mod:`nectar.guard`) lets only a caller that has it change luigid's state.
 """
 
 from __future__ import annotations
@@ -15,12 +18,21 @@ import http.client
 import json
 import os
 import threading
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import luigi.rpc
 
+from nectar.config import Settings
 from nectar.errors import SchedulerUnavailable
+from nectar.signing import load_secret
+
+#: the shared secret of luigid's guard and our processes: this variable, else ``<data_dir>/scheduler_secret``
+SECRET_ENV = "NECTAR_SCHEDULER_SECRET"
+SECRET_FILE = "scheduler_secret"
+#: the header our calls carry it in
+SECRET_HEADER = "X-Nectar-Scheduler-Secret"
 
 #: what a failed call raises
 ERRORS = (OSError, http.client.HTTPException)
@@ -32,10 +44,33 @@ class LuigidError(http.client.HTTPException):
     """luigid answered with an HTTP error status."""
 
 
-class Connections:
-    """Keep-alive HTTP connections to the luigid at ``url``, one per thread (a forked child opens its own)."""
+class SchedulerPaused(SchedulerUnavailable):
+    """luigid is paused: it grants no task to any worker until it is unpaused."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+
+#: the secret, read once per process (and inherited by forked attempts): an attempt asks for it on its way to run
+_SECRETS: dict[tuple[Path, str | None], bytes] = {}
+
+
+def load_scheduler_secret(settings: Settings) -> bytes:
+    """The secret luigid's guard asks of our calls: :data:`SECRET_ENV` if set, else the file :data:`SECRET_FILE`
+    in the data folder, created once (mode 0600) by whichever process needs it first."""
+    key = (settings.data_dir, os.environ.get(SECRET_ENV))
+    if key not in _SECRETS:
+        _SECRETS[key] = load_secret(settings, env=SECRET_ENV, filename=SECRET_FILE)
+    return _SECRETS[key]
+
+
+def scheduler_secret(settings: Settings) -> str | None:
+    """The secret our calls to luigid carry (None when the settings name no luigid)."""
+    return load_scheduler_secret(settings).decode("utf-8") if settings.scheduler_url else None
+
+
+class Connections:
+    """Keep-alive HTTP connections to the luigid at ``url``, one per thread (a forked child opens its own),
+    each call carrying ``secret`` (if any) for luigid's guard."""
+
+    def __init__(self, url: str, timeout: float, secret: str | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL of luigid: {url!r}")
@@ -46,6 +81,8 @@ class Connections:
         if parts.username is not None:  # http://user:password@host, as luigi's fetchers accept it
             userinfo = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             self._headers["Authorization"] = "Basic " + base64.b64encode(userinfo.encode()).decode()
+        if secret:
+            self._headers[SECRET_HEADER] = secret
         self._local = threading.local()
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
@@ -99,9 +136,9 @@ class Connections:
 class LuigidRPC(luigi.rpc.RemoteScheduler):
     """luigi's ``RemoteScheduler`` over :class:`Connections`; luigi's retry loop only once a call has failed."""
 
-    def __init__(self, url: str, connect_timeout: float | None = None) -> None:
+    def __init__(self, url: str, connect_timeout: float | None = None, secret: str | None = None) -> None:
         super().__init__(url, connect_timeout)
-        self.connections = Connections(self._url, self._connect_timeout)
+        self.connections = Connections(self._url, self._connect_timeout, secret)
         # luigi's retry loop (RemoteScheduler._fetch) calls fetch() and catches `raises`
         self._fetcher = self  # type: ignore[assignment]
         self.raises = ERRORS
@@ -124,10 +161,10 @@ class LuigidRPC(luigi.rpc.RemoteScheduler):
 class SchedulerClient:
     """Talks to a luigi central scheduler at ``url`` (e.g. ``http://localhost:8082``)."""
 
-    def __init__(self, url: str, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, timeout: float = 2.0, secret: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self._connections = Connections(self.url, timeout)
+        self._connections = Connections(self.url, timeout, secret)
 
     def call(self, method: str, **data: Any) -> Any:
         try:
@@ -136,7 +173,9 @@ class SchedulerClient:
             raise SchedulerUnavailable(f"luigi scheduler at {self.url}: {method} failed: {exc}") from exc
 
     def check(self) -> str:
-        self.call("worker_list")
+        """What answers; raises :class:`SchedulerPaused` if luigid is paused (it grants nothing)."""
+        if (self.call("is_paused") or {}).get("paused"):
+            raise SchedulerPaused(f"luigid {self.url} is paused: it grants no task until it is unpaused")
         return f"luigid {self.url}"
 
     def task(self, task_id: str) -> dict[str, Any] | None:

@@ -12,6 +12,9 @@ everything is stopped and the command exits non-zero. If the supervisor itself d
 Before starting anything, ``serve`` (like ``api`` and ``scheduler``) checks that its ports are free
 and refuses to start, naming the port and its holder, when one is not; a part counts as up only
 when it answers *and* the port it answers on is held by that part's own process.
+
+luigid runs behind its guard (:mod:`nectar.guard`): only our processes, which carry the scheduler
+secret, change its state; browsers get its visualiser read-only.
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
     "--port": ("NECTAR_PORT", "5000", "port of the API"),
     "--scheduler-host": ("NECTAR_SCHEDULER_HOST", "127.0.0.1", "address luigid listens on (keep it private)"),
     "--scheduler-port": ("NECTAR_SCHEDULER_PORT", "8082", "port of luigid and its visualiser"),
+    "--scheduler-allowed-hosts": (
+        "NECTAR_SCHEDULER_ALLOWED_HOSTS",
+        "",
+        "Host names browsers reach luigid's visualiser by, besides localhost (comma-separated)",
+    ),
     "--scheduler-url": ("NECTAR_SCHEDULER_URL", None, "use this running luigid instead of starting one"),
     "--workers": ("NECTAR_WORKERS", "2", "runs executed at once"),
     "--api-workers": ("NECTAR_API_WORKERS", "2", "gunicorn worker processes"),
@@ -48,17 +56,24 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
     "--chains-dir": ("NECTAR_CHAINS_DIR", "chains", "folder of <type>/<name>_chain.py files"),
 }
 STOP_TIMEOUT = 20.0
-#: luigid, started with this interpreter (its console script may not be on PATH), SIGHUP taken as SIGTERM
+#: luigid, started with this interpreter (its console script may not be on PATH), SIGHUP taken as SIGTERM: bare,
+#: as a test or a benchmark may start it; ``serve`` and ``scheduler`` start :data:`GUARDED_LUIGID`
 LUIGID = [
     sys.executable,
     "-c",
     "import nectar.lifeline as life; life.hangup_is_terminate(); from luigi.cmdline import luigid; luigid()",
 ]
+#: luigid behind its guard (:mod:`nectar.guard`), which takes luigid's arguments and its own
+GUARDED_LUIGID = [
+    sys.executable,
+    "-c",
+    "import nectar.lifeline as life; life.hangup_is_terminate(); from nectar.guard import main as luigid; luigid()",
+]
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
 #: the flags of the commands that start one role
 ROLE_FLAGS = {
     "api": ("--host", "--port", "--api-workers"),
-    "scheduler": ("--scheduler-host", "--scheduler-port", "--data-dir"),
+    "scheduler": ("--scheduler-host", "--scheduler-port", "--scheduler-allowed-hosts", "--data-dir"),
 }
 
 
@@ -69,13 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser, flags: tuple[str, ...] | None
             parser.add_argument(flag, default=os.environ.get(env, default), help=help)
 
 
-def luigid_command(host: str, port: str | int, state: Path) -> list[str]:
-    """luigid on ``host:port``, its state (task history across restarts) and logs in ``state``."""
+def luigid_command(host: str, port: str | int, data_dir: Path, allowed_hosts: str = "") -> list[str]:
+    """luigid behind its guard on ``host:port``, its state (task history across restarts) and logs in
+    ``<data_dir>/luigid``, the scheduler secret from ``data_dir`` unless set in the environment."""
+    state = data_dir / "luigid"
     state.mkdir(parents=True, exist_ok=True)
-    return [*LUIGID, "--address", host, "--port", str(port), "--state-path", str(state / "state.pickle")] + [
-        "--logdir",
-        str(state),
-    ]
+    guard = ["--data-dir", str(data_dir), "--allowed-host", allowed_hosts]
+    listen = ["--address", host, "--port", str(port)]
+    return [*GUARDED_LUIGID, *guard, *listen, "--state-path", str(state / "state.pickle"), "--logdir", str(state)]
 
 
 def luigi_config(settings: Settings) -> Path | None:
@@ -157,8 +173,9 @@ class Supervisor:
         scheduler_url = self.settings.scheduler_url
         if not scheduler_url:
             scheduler_url = f"http://{self.args.scheduler_host}:{self.args.scheduler_port}"
-            state = self.settings.data_dir / "luigid"
-            luigid = self._start("luigid", luigid_command(self.args.scheduler_host, self.args.scheduler_port, state))
+            args, data_dir = self.args, self.settings.data_dir
+            argv = luigid_command(args.scheduler_host, args.scheduler_port, data_dir, args.scheduler_allowed_hosts)
+            luigid = self._start("luigid", argv)
             wait_ready(f"{scheduler_url}/api/worker_list", luigid, int(self.args.scheduler_port))
         self.env["NECTAR_SCHEDULER_URL"] = scheduler_url
         # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued
@@ -241,5 +258,5 @@ def scheduler(args: argparse.Namespace) -> int:
     path = luigi_config(settings)
     if path is not None:
         os.environ["LUIGI_CONFIG_PATH"] = str(path)
-    argv = luigid_command(args.scheduler_host, args.scheduler_port, settings.data_dir / "luigid")
+    argv = luigid_command(args.scheduler_host, args.scheduler_port, settings.data_dir, args.scheduler_allowed_hosts)
     os.execv(argv[0], argv)

@@ -42,12 +42,15 @@ def _read_secret_file(path: Path, timeout: float = 2.0) -> str:
         time.sleep(0.01)
 
 
-def load_secret(settings: Settings, environ: Mapping[str, str] | None = None) -> bytes:
-    """The signing secret: from the environment, or created once in the data folder."""
+def load_secret(
+    settings: Settings, environ: Mapping[str, str] | None = None, env: str = SECRET_ENV, filename: str = SECRET_FILE
+) -> bytes:
+    """A shared secret (by default the signing one): from ``env`` in the environment, or created once in the
+    data folder as ``filename`` (mode 0600)."""
     environ = os.environ if environ is None else environ
-    if environ.get(SECRET_ENV):
-        return environ[SECRET_ENV].encode("utf-8")
-    path = settings.data_dir / SECRET_FILE
+    if environ.get(env):
+        return environ[env].encode("utf-8")
+    path = settings.data_dir / filename
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

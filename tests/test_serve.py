@@ -44,7 +44,8 @@ class Served:
         return int(self.api.rpartition(":")[2]), int(self.scheduler.rpartition(":")[2])
 
 
-def _serve(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[Served]:
+def _serve(tmp_path: Path, extra_env: dict[str, str], headers: dict[str, str] | None = None) -> Iterator[Served]:
+    """``nectar serve`` on free ports, up once ``/api/chains`` answers (to ``headers``, e.g. a token's)."""
     cwd = tmp_path / "project"
     cwd.mkdir()
     (cwd / "chains").symlink_to(REPO / "chains")
@@ -61,7 +62,7 @@ def _serve(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[Served]:
     def up() -> bool:
         assert proc.poll() is None, (tmp_path / "serve.log").read_text()
         try:
-            return requests.get(f"{served.api}/api/chains", timeout=5).status_code == 200
+            return requests.get(f"{served.api}/api/chains", headers=headers, timeout=5).status_code == 200
         except requests.RequestException:  # not up yet, or a loaded machine
             return False
 

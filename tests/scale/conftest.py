@@ -22,6 +22,7 @@ import requests
 from nectar.config import Settings
 from nectar.pgruns import PostgresRunStore
 from nectar.runs import RunState
+from nectar.scheduler import SECRET_ENV
 from tests.conftest import NECTAR, free_port, settings_env
 from tests.faults.conftest import CHAIN, CHAIN_TYPE, LEDGER_CHAIN, TOKEN_VAR, Ledger, descendants, send, tagged, waitfor
 
@@ -95,7 +96,9 @@ class Deployment:
     def env(self, data_dir: Path) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
         settings = self.settings.replace(data_dir=data_dir)
-        return {**base, **settings_env(settings), **self.s3_env, TOKEN_VAR: self.token}
+        # every machine's processes share the scheduler secret, as NECTAR_SCHEDULER_SECRET (their data folders differ)
+        secret = {SECRET_ENV: f"scale-{self.token}"}
+        return {**base, **settings_env(settings), **self.s3_env, TOKEN_VAR: self.token, **secret}
 
     def _start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         with open(self.logs / f"{name}.log", "wb") as log:
