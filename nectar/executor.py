@@ -194,6 +194,7 @@ class Executor:
             del self.children[pid]
             run = child.run
             if not self._owned(run):  # the child recorded its outcome, or the attempt was taken from it
+                self._kill(pid, signal.SIGKILL)  # what the attempt started and left behind (its process group)
                 self._release_cancelled(run)
                 continue
             if self.stopping:
