@@ -194,8 +194,7 @@ class Executor:
             del self.children[pid]
             run = child.run
             if not self._owned(run):  # the child recorded its outcome, or the attempt was taken from it
-                self._kill(pid, signal.SIGKILL)  # what the attempt started and left behind (its process group)
-                self._release_cancelled(run)
+                self._end_stopped(pid, run)
                 continue
             if self.stopping:
                 self.runs.requeue(run.id, run.attempt)
@@ -213,11 +212,13 @@ class Executor:
                 self.runs.fail(run.id, run.attempt, run.task, reason)
             release(self.runs, run, reason, self.scheduler)
 
-    def _release_cancelled(self, run: Run) -> None:
-        """If ``run`` was cancelled (or timed out), tell luigid its steps will not run (its process has ended:
-        nothing undoes it; a timed-out attempt killed before it could say so itself)."""
+    def _end_stopped(self, pid: int, run: Run) -> None:
+        """If ``run`` was cancelled (or its attempt timed out), now that the attempt's process ``pid`` has ended:
+        kill what it left in its process group (its task's own subprocesses), and tell luigid its steps will
+        not run (nothing undoes it; a timed-out attempt killed before it could say so itself)."""
         now = self.runs.get(run.id)
         if now is not None and (now.state == RunState.CANCELLED or (timed_out(now) and now.attempt == run.attempt)):
+            self._kill(pid, signal.SIGKILL)
             release(self.runs, now, now.error or "cancelled", self.scheduler)
 
     def _watch(self) -> None:

@@ -135,8 +135,10 @@ class AttemptLease:
 
     def limit(self, max_runtime: float) -> None:
         """Bound the attempt to ``max_runtime`` seconds from its claim (0: no limit)."""
+        sooner = max_runtime != self.max_runtime and 0 < max_runtime < time.monotonic() - self._started + self.interval
         self.max_runtime = max_runtime
-        self._wake.set()
+        if sooner:  # before the heartbeat thread's next beat: it looks again now (else no beat is added)
+            self._wake.set()
 
     def renew(self) -> bool:
         began = time.monotonic()
