@@ -11,9 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import luigi
 import pytest
 from flask.testing import FlaskClient
 
+from nectar.attempt import InvalidMaxRuntime, max_runtime
 from nectar.config import Settings
 from nectar.runs import Run, RunState
 from nectar.scheduler import SchedulerClient
@@ -159,3 +161,23 @@ def test_a_run_past_its_maximum_runtime_is_failed_timed_out_not_retried_and_leav
     wait_until(lambda: (scheduler.task(run.task_id) or {}).get("status") == "FAILED", 30)  # luigid's view too
     wait_until(lambda: not alive(attempt_process) and not alive(task_child), 30)
     assert worker.poll() is None  # the worker itself goes on
+
+
+class OwnLimitTask(luigi.Task):
+    max_runtime = 5
+
+
+class ParameterNamedMaxRuntimeTask(luigi.Task):
+    max_runtime = luigi.IntParameter(default=3)  # a parameter so named is no limit
+
+
+class WrongLimitTask(luigi.Task):
+    max_runtime = "soon"
+
+
+def test_a_tasks_own_max_runtime_wins_and_one_that_is_no_number_of_seconds_is_the_chains_error() -> None:
+    assert max_runtime(OwnLimitTask(), 100.0) == 5.0
+    assert max_runtime(ParameterNamedMaxRuntimeTask(), 100.0) == 100.0
+    refused = "WrongLimitTask.max_runtime must be a number of seconds ≥ 0, not 'soon'"
+    with pytest.raises(InvalidMaxRuntime, match=refused):
+        max_runtime(WrongLimitTask(), 100.0)
