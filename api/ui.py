@@ -242,7 +242,7 @@ def run_page(run_id: str) -> str:
     service = nectar()
     run = service.run(run_id)
     key = TargetKey.parse(run.key)
-    # the key's status reclaims a lost attempt first; it is this run's own while the run is the key's latest
+    # the key's status (a read: a lost attempt is told, not reclaimed) is this run's own while it is the latest
     status = service.status(key)
     current = status.run is not None and status.run.id == run.id
     run = status.run if current and status.run else run

@@ -10,48 +10,42 @@ Nothing is lost and nothing runs twice at once:
   if that is refused: a lost attempt writes nothing;
 - each step's state goes to the registry through luigi's events (:mod:`nectar.steps`); the
   attempt's outcome is whether its task is complete, and a failure no retry cures (a chain that
-  does not import, a missing bucket) ends the run at once.
+  does not import, a missing bucket) ends the run at once;
+- an attempt still running after its maximum runtime (``NECTAR_MAX_RUNTIME``, or its requested
+  task's ``max_runtime``) fails its run, "timed out", not retried, and stops as a cancelled one does.
+
+The lease itself, and the reclaim of attempts that lost theirs, are :mod:`nectar.leases`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import socket
-import threading
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Any
 
 import luigi
 from luigi.parameter import UnconsumedParameterWarning
 
 from nectar import fence
-from nectar.build import Build, luigi_worker_id
+from nectar.build import Build
 from nectar.config import Settings, configure
 from nectar.discovery import describe_import_error, is_chain_task, load_chain_module
-from nectar.errors import ChainImportError, Interrupted, LeaseLost, SchedulerUnavailable
+from nectar.errors import ChainImportError, Interrupted, LeaseLost, NectarError, SchedulerUnavailable
 from nectar.eventlog import current_run
+from nectar.leases import AttemptLease, process_name, release
 from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, retry_allowed, wait
-from nectar.runs import Run, RunState, RunStore, Step
+from nectar.runs import Run, RunState, RunStore
 from nectar.scheduler import SchedulerClient, scheduler_secret
 from nectar.steps import MAX_ERROR, StepRecorder, describe
 from nectar.stores import is_permanent
 
 logger = logging.getLogger(__name__)
-#: seconds an interrupted attempt gets to end on its own before its process group is killed
-INTERRUPT_GRACE = 5.0
-HOST = socket.gethostname()
+#: the class attribute of a requested task that bounds its attempts' runtime in seconds (0: no limit)
+MAX_RUNTIME_ATTRIBUTE = "max_runtime"
 
 # luigi reads [core] rpc-* itself, then warns at every build that its `core` task does not consume them
 warnings.filterwarnings("ignore", r"The configuration contains the parameter 'rpc_\w+'", UnconsumedParameterWarning)
-
-
-def process_name(pid: int | None = None) -> str:
-    return f"{HOST}:{pid or os.getpid()}"
 
 
 def scheduler_of(settings: Settings) -> SchedulerClient | None:
@@ -59,26 +53,20 @@ def scheduler_of(settings: Settings) -> SchedulerClient | None:
     return SchedulerClient(url, settings.scheduler_timeout, scheduler_secret(settings)) if url else None
 
 
-def release(settings: Settings, runs: RunStore, run: Run, reason: str) -> None:
-    """After ``run``'s attempt died: mark its running steps failed, here and in luigid.
+class InvalidMaxRuntime(NectarError, ValueError):
+    """A task's ``max_runtime`` is not a number of seconds ≥ 0 (a chain's error: its run fails, not retried)."""
 
-    Of a cancelled run (once its attempt's process has ended), luigid is told that every unfinished
-    step is DISABLED with ``reason``: it keeps them so, not retried, until they are submitted again.
-    """
-    cancelled = run.state == RunState.CANCELLED
-    steps = runs.steps(run.id)
-    running = [step for step in steps if step.state == "RUNNING"]
-    if not cancelled:
-        runs.record_steps([Step(run.id, s.task_id, s.task, s.key, "FAILED", s.executed, reason) for s in running])
-    scheduler, worker = scheduler_of(settings), luigi_worker_id(run.worker or "?")
-    if scheduler is None:
-        return
-    told = [step for step in steps if step.state != "DONE"] if cancelled else running
-    for step in told:
-        try:  # luigid would otherwise keep the task RUNNING until it times the dead worker out
-            (scheduler.disable if cancelled else scheduler.fail)(step.task_id, worker, reason)
-        except SchedulerUnavailable as exc:
-            logger.warning("could not tell luigid that %s ended: %s", step.task_id, exc)
+
+def max_runtime(task: luigi.Task, default: float) -> float:
+    """Seconds an attempt of ``task``'s run may run (0: no limit): its class's ``max_runtime``, else ``default``."""
+    value = getattr(type(task), MAX_RUNTIME_ATTRIBUTE, None)  # of the class: a luigi parameter so named is no limit
+    if value is None or isinstance(value, luigi.Parameter):
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise InvalidMaxRuntime(
+            f"{type(task).__name__}.{MAX_RUNTIME_ATTRIBUTE} must be a number of seconds ≥ 0, not {value!r}"
+        )
+    return float(value)
 
 
 def load_task(settings: Settings, run: Run) -> luigi.Task:
@@ -95,98 +83,7 @@ def load_task(settings: Settings, run: Run) -> luigi.Task:
     return cls.from_str_params(dict(run.params))
 
 
-class Lease:
-    """The executing process's hold on its attempt, renewed by a heartbeat thread.
-
-    When a renewal is refused, the main thread is interrupted (:class:`Interrupted` is raised in
-    it) and, if the attempt has not ended ``INTERRUPT_GRACE`` seconds later, the process group
-    is killed: a cancelled or reclaimed attempt never goes on writing. A process that was frozen
-    (SIGSTOP) renews at once when it is continued, so it learns first thing that it lost its lease.
-    """
-
-    def __init__(self, runs: RunStore, run: Run, interval: float) -> None:
-        self.runs, self.run, self.interval = runs, run, interval
-        #: the attempt's process: a step forked from it (parallel steps) renews in its name
-        self.process = process_name()
-        self.lost = False
-        self.stopping = False
-        #: when the lease was last renewed (monotonic: a frozen process's silence counts); what each beat also does.
-        #: A claim is a renewal: an attempt handed over at once (by a spare's parent) starts from it.
-        claimed_ago = time.time() - (run.heartbeat_at or 0.0)
-        self._renewed = time.monotonic() - claimed_ago if 0 <= claimed_ago < interval / 2 else float("-inf")
-        self.on_beat: Callable[[], None] | None = None
-        self._ended = threading.Event()
-        self._wake = threading.Event()
-        self._signals = threading.current_thread() is threading.main_thread()
-
-    def renew(self) -> bool:
-        began = time.monotonic()
-        if not self.lost and not self.runs.heartbeat(self.run.id, self.run.attempt, self.process):
-            self.lost = True
-        if not self.lost:
-            self._renewed = began
-        return not self.lost
-
-    def confirm(self) -> bool:
-        """Whether the attempt may commit an output now (the fence's question).
-
-        Within a heartbeat interval of the last renewal, the lease cannot have run out, so a read
-        that finds the attempt still RUNNING (not cancelled, not reclaimed) is enough; after a longer
-        silence (the process was frozen, or the registry slow) the lease is renewed first.
-        """
-        if self.lost or time.monotonic() - self._renewed >= self.interval:
-            return self.renew()
-        if not self.runs.owns(self.run.id, self.run.attempt):
-            self.lost = True
-        return not self.lost
-
-    def __enter__(self) -> Lease:
-        if self._signals:
-            signal.signal(signal.SIGUSR2, self._raise)  # not SIGUSR1: luigi's worker takes that one
-            signal.signal(signal.SIGTERM, self._stop)
-            signal.signal(signal.SIGCONT, lambda *_: self._wake.set())
-        threading.Thread(target=self._beat, name="nectar-heartbeat", daemon=True).start()
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self._ended.set()
-        self._wake.set()
-        if self._signals:  # a late interrupt must not kill a process that has finished its attempt
-            signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGCONT, signal.SIG_DFL)
-
-    def _raise(self, *_: Any) -> None:
-        raise Interrupted("the worker is stopping" if self.stopping else "the run was cancelled or reclaimed")
-
-    def _stop(self, *_: Any) -> None:
-        self.stopping = True
-        self._raise()
-
-    def _beat(self) -> None:
-        while True:
-            self._wake.wait(self.interval)
-            self._wake.clear()
-            if self._ended.is_set():
-                return
-            try:
-                if self.on_beat is not None:
-                    self.on_beat()
-                if self.renew():
-                    continue
-            except Exception:  # the registry is briefly unusable: the lease may still be ours
-                logger.exception("heartbeat of run %s failed", self.run.id, extra={"run_id": self.run.id})
-                continue
-            about = {"run_id": self.run.id}  # this thread does not share the main thread's context
-            logger.warning("run %s lost its lease (cancelled or reclaimed): stopping it", self.run.id, extra=about)
-            if self._signals:
-                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR2)
-            if not self._ended.wait(INTERRUPT_GRACE) and os.getpgid(0) == os.getpid():
-                os.killpg(os.getpid(), signal.SIGKILL)
-            return
-
-
-def commit_guard(runs: RunStore, run: Run, lease: Lease) -> Callable[[str], None]:
+def commit_guard(runs: RunStore, run: Run, lease: AttemptLease) -> Callable[[str], None]:
     """The attempt's fence: outputs are committed only while it owns its run; logs also once its run is cancelled.
 
     A cancelled run has no later attempt whose files its logs could overwrite, and the interrupted step's
@@ -249,22 +146,23 @@ def execute(settings: Settings, runs: RunStore, run: Run, build: Build | None = 
     configure(settings)
     current_run.set(run.id)  # every record of this process is now about this run (luigi's too)
     logger.info("run %s of %s: attempt %d of %d started", run.id, run.ref, run.attempt, run.max_attempts)
-    lease = Lease(runs, run, settings.heartbeat_interval)
+    lease = AttemptLease(runs, run, settings.heartbeat_interval, settings.max_runtime)
     fence.install(commit_guard(runs, run, lease))
     try:
         state = _execute(settings, runs, run, lease, build)
     finally:
         fence.install(None)
-    outcome = state.value if state is not None else "lost its lease (cancelled or reclaimed)"
+    outcome = lease.timed_out or (state.value if state is not None else "lost its lease (cancelled or reclaimed)")
     logger.info("run %s of %s: attempt %d ended: %s", run.id, run.ref, run.attempt, outcome)
     return state
 
 
-def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease, build: Build | None) -> RunState | None:
+def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, build: Build | None) -> RunState | None:
     """The attempt itself, under its lease: build the task, then record what came of it."""
     with lease:
         try:
             task = load_task(settings, run)
+            lease.limit(max_runtime(task, settings.max_runtime))
         except Exception as exc:  # user code failing to import is the run's failure, not ours; no retry cures it
             error = str(exc) if isinstance(exc, ChainImportError) else describe(exc)
             return runs.fail(run.id, run.attempt, run.task, f"cannot load {run.ref}: {error}", retryable=False)
@@ -291,11 +189,14 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: Lease, build: 
             recorder.flush()
         except Exception:  # the steps' last changes are lost; the run's own outcome is recorded below
             logger.exception("could not record the last steps of run %s", run.id)
+    if lease.timed_out:  # the run is FAILED: what still runs of it ends, in luigid too
+        release(runs, run, lease.timed_out, scheduler_of(settings))
+        return RunState.FAILED
     if lease.lost:
         return None
     if lease.stopping:
         runs.requeue(run.id, run.attempt)
-        release(settings, runs, run, "interrupted: the worker stopped; the run was requeued")
+        release(runs, run, "interrupted: the worker stopped; the run was requeued", scheduler_of(settings))
         return RunState.PENDING
     if complete:
         return RunState.DONE if runs.complete(run.id, run.attempt) else None

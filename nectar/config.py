@@ -32,6 +32,7 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_RETRY_BACKOFF": "retry_backoff",
     "NECTAR_HEARTBEAT": "heartbeat_interval",
     "NECTAR_LEASE": "lease_timeout",
+    "NECTAR_MAX_RUNTIME": "max_runtime",
     "NECTAR_MAX_QUEUE": "max_queue",
     "NECTAR_RETRY_AFTER": "retry_after",
     "NECTAR_DRAIN_GRACE": "drain_grace",
@@ -68,6 +69,7 @@ _FLOATS = {
     "retry_backoff",
     "heartbeat_interval",
     "lease_timeout",
+    "max_runtime",
     "drain_grace",
     "log_sync_interval",
 }
@@ -105,6 +107,9 @@ class Settings:
     #: seconds between two heartbeats of a running run; a run silent for ``lease_timeout`` is lost
     heartbeat_interval: float = 2.0
     lease_timeout: float = 20.0
+    #: seconds an attempt may run before its run is FAILED "timed out", not retried (0: no limit);
+    #: a requested task's ``max_runtime`` class attribute wins
+    max_runtime: float = 86400.0
     #: queued (PENDING) runs accepted at most; beyond, submissions get 503 with Retry-After
     max_queue: int = 10000
     #: the Retry-After (seconds) of a 503
@@ -185,6 +190,8 @@ class Settings:
                     raise ValueError(f"NECTAR_TASK_WORKERS must be at least 1, not {value}")
             elif f.name in _FLOATS:
                 value = float(value)
+                if f.name == "max_runtime" and not 0 <= value < float("inf"):
+                    raise ValueError(f"NECTAR_MAX_RUNTIME must be a number of seconds ≥ 0 (0: no limit), not {value}")
             elif f.name == "scheduler_url" and value is not None:
                 value = str(value).rstrip("/") or None
                 if value is not None and not value.startswith(("http://", "https://")):

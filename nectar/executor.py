@@ -11,8 +11,9 @@ heartbeat stands between a submission and its task starting.
 Nothing is lost and nothing runs twice at once (see :mod:`nectar.attempt` for the attempt's side):
 
 - every worker reclaims attempts whose lease ran out (or, on its own host, whose process is
-  gone), retrying them per their policy, and tells luigid the dead attempt's task failed so the
-  retry need not wait for luigid to time the old worker out;
+  gone: :mod:`nectar.leases`; a status read never does), retrying them per their policy, and
+  tells luigid the dead attempt's task failed so the retry need not wait for luigid to time the
+  old worker out;
 - a stopping worker (SIGTERM, SIGINT or SIGHUP) stops claiming, lets running attempts finish for
   ``drain_grace`` seconds, then interrupts them and puts them back in the queue, uncounted; a
   second signal, or the death of the ``nectar serve`` that started it, interrupts them at once;
@@ -40,10 +41,11 @@ import luigi
 import luigi.contrib.s3  # noqa: F401  (warm: children fork with it imported)
 
 from nectar import lifeline
-from nectar.attempt import HOST, INTERRUPT_GRACE, execute, process_name, release, scheduler_of
+from nectar.attempt import execute, scheduler_of
 from nectar.build import Build, luigi_worker_id
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
+from nectar.leases import INTERRUPT_GRACE, is_dead, process_name, reclaim, release, timed_out
 from nectar.runs import Run, RunState, RunStore, open_run_store
 from nectar.scheduler import scheduler_secret
 from nectar.shutdown import Shutdown
@@ -51,20 +53,6 @@ from nectar.shutdown import Shutdown
 logger = logging.getLogger(__name__)
 #: seconds between two looks for finished attempts while some run
 REAP_INTERVAL = 0.05
-
-
-def is_dead(worker: str) -> bool:
-    """Whether ``host:pid`` names a process of this host that no longer exists."""
-    host, _, pid = worker.rpartition(":")
-    if host != HOST or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def run_in_foreground(settings: Settings, runs: RunStore, run_id: str, worker: str) -> None:
@@ -207,7 +195,7 @@ class Executor:
             del self.children[pid]
             run = child.run
             if not self._owned(run):  # the child recorded its outcome, or the attempt was taken from it
-                self._release_cancelled(run)
+                self._end_stopped(pid, run)
                 continue
             if self.stopping:
                 self.runs.requeue(run.id, run.attempt)
@@ -223,13 +211,16 @@ class Executor:
                 )
                 reason = f"worker process {how} during attempt {run.attempt}"
                 self.runs.fail(run.id, run.attempt, run.task, reason)
-            release(self.settings, self.runs, run, reason)
+            release(self.runs, run, reason, self.scheduler)
 
-    def _release_cancelled(self, run: Run) -> None:
-        """If ``run`` was cancelled, tell luigid its steps will not run (its process has ended: nothing undoes it)."""
+    def _end_stopped(self, pid: int, run: Run) -> None:
+        """If ``run`` was cancelled (or its attempt timed out), now that the attempt's process ``pid`` has ended:
+        kill what it left in its process group (its task's own subprocesses), and tell luigid its steps will
+        not run (nothing undoes it; a timed-out attempt killed before it could say so itself)."""
         now = self.runs.get(run.id)
-        if now is not None and now.state == RunState.CANCELLED:
-            release(self.settings, self.runs, now, now.error or "cancelled")
+        if now is not None and (now.state == RunState.CANCELLED or (timed_out(now) and now.attempt == run.attempt)):
+            self._kill(pid, signal.SIGKILL)
+            release(self.runs, now, now.error or "cancelled", self.scheduler)
 
     def _watch(self) -> None:
         """Reclaim lost attempts (anyone's) and kill children whose attempt is no longer theirs."""
@@ -237,13 +228,7 @@ class Executor:
         if now - self._watched < self.settings.heartbeat_interval:
             return
         self._watched = now
-        for run in self.runs.reclaim(self.settings.lease_timeout, dead=is_dead):
-            logger.warning(
-                "run %s of %s: attempt %d lost (worker %s)",
-                *(run.id, run.ref, run.attempt, run.worker),
-                extra={"run_id": run.id},
-            )
-            release(self.settings, self.runs, run, f"worker lost: {run.worker}")
+        reclaim(self.runs, self.settings.lease_timeout, self.scheduler)
         for pid, child in self.children.items():
             if child.disowned_at is None and not self._owned(child.run):
                 child.disowned_at = now

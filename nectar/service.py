@@ -187,17 +187,6 @@ class Nectar:
         _, after = self.runs.cancel(run_id)
         return after
 
-    def reclaim(self) -> int:
-        """End the attempts whose worker is lost (no heartbeat within the lease); answer how many."""
-        from nectar.attempt import release  # the worker side, loaded only when a lease ran out
-        from nectar.executor import is_dead
-
-        lost = self.runs.reclaim(self.settings.lease_timeout, dead=is_dead)
-        for run in lost:
-            logger.warning("run %s of %s: attempt %d lost (worker %s)", run.id, run.ref, run.attempt, run.worker)
-            release(self.settings, self.runs, run, f"worker lost: {run.worker}")
-        return len(lost)
-
     def store_of(self, key: TargetKey) -> TargetStore:
         """The store holding ``key``'s files: its task's, or (for a chain removed since) the default one."""
         info = self.catalog.known_task(key.chain_type, key.chain, key.task)
@@ -211,7 +200,6 @@ class Nectar:
             scheduler=self.scheduler,
             expires_in=self.settings.url_expiry,
             lease_timeout=self.settings.lease_timeout,
-            reclaim=self.reclaim,
         )
 
     def health(self) -> list[Check]:

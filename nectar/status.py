@@ -2,18 +2,19 @@
 
 ``job_status`` words are luigi's: PENDING (queued, not started, or waiting for a retry), RUNNING,
 DONE, FAILED, CANCELLED, and UNKNOWN for a task that was started outside any run this registry knows (its ``params.txt``
-exists) and that the scheduler does not know either.
+exists) and that the scheduler does not know either. A status only reads: a run whose attempt was lost
+is RUNNING, saying so, until a worker reclaims it (:mod:`nectar.leases`).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nectar.errors import RunNotFound, SchedulerUnavailable, Unavailable
 from nectar.keys import OUTPUT_FILE, PARAMS_FILE, STDOUT_FILE, TargetKey
+from nectar.leases import lapsed
 from nectar.runs import Run, RunState, RunStore, Step
 from nectar.scheduler import SchedulerClient
 from nectar.stores import TargetStore
@@ -62,22 +63,20 @@ def job_status(
     scheduler: SchedulerClient | None = None,
     expires_in: int = 600,
     lease_timeout: float | None = None,
-    reclaim: Callable[[], object] | None = None,
 ) -> JobStatus:
-    """The status of the task whose folder ``key`` is in; :class:`RunNotFound` if nothing knows it.
+    """The status of the task whose folder ``key`` is in; :class:`RunNotFound` if nothing knows it. A read only.
 
-    A RUNNING run whose lease ran out (no heartbeat for ``lease_timeout``) is never answered as
-    RUNNING: ``reclaim`` ends the lost attempt first, even when no worker is left to notice.
+    A RUNNING run whose attempt is lost (no heartbeat for ``lease_timeout``, or its process gone) is
+    answered RUNNING with an error saying so: a worker reclaims it (retries or fails it), never a read.
     """
     key = key.with_file(OUTPUT_FILE)
     run = runs.latest(key.path)
-    if run is not None and run.state == RunState.RUNNING and lease_timeout is not None and reclaim is not None:
-        if time.time() - (run.heartbeat_at or run.started_at or 0) > lease_timeout:
-            reclaim()
-            run = runs.latest(key.path)
     steps = runs.steps(run.id) if run else []
     if run is not None and run.state.active:  # a retried run shows what failed in its last attempt
-        return JobStatus(key, run.state.value, run, steps, failed_step=run.failed_step, error=run.error)
+        why = lapsed(run, lease_timeout) if lease_timeout is not None else None
+        lost = f"worker lost: {run.worker} ({why}) during attempt {run.attempt}; a worker will reclaim it"
+        error = lost if why else run.error
+        return JobStatus(key, run.state.value, run, steps, failed_step=run.failed_step, error=error)
     if store.exists(key):
         return JobStatus(key, RunState.DONE.value, run, steps, store.url(key, expires_in), expires_in)
     if run is not None:

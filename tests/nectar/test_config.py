@@ -37,3 +37,14 @@ def test_defaults_environment_and_overrides(tmp_path: Path, monkeypatch: pytest.
 def test_a_scheduler_url_that_is_not_http_is_refused_naming_the_variable(url: str) -> None:
     with pytest.raises(ValueError, match="NECTAR_SCHEDULER_URL must be an http:// or https:// URL"):
         Settings.from_env({"NECTAR_SCHEDULER_URL": url})
+
+
+def test_the_maximum_runtime_is_a_day_unless_set_and_zero_means_no_limit() -> None:
+    assert Settings.from_env({}).max_runtime == 86400.0
+    assert Settings.from_env({"NECTAR_MAX_RUNTIME": "0"}).max_runtime == 0.0
+
+
+@pytest.mark.parametrize("value", ["-1", "inf", "nan"])
+def test_a_maximum_runtime_that_is_no_number_of_seconds_is_refused_naming_the_variable(value: str) -> None:
+    with pytest.raises(ValueError, match="NECTAR_MAX_RUNTIME must be a number of seconds ≥ 0"):
+        Settings.from_env({"NECTAR_MAX_RUNTIME": value})

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-import nectar.attempt
+import nectar.leases
 import nectar.sqlruns
 from nectar import fence
-from nectar.attempt import Lease as ExecutorLease
-from nectar.attempt import process_name
 from nectar.config import Settings
 from nectar.errors import LeaseLost
 from nectar.keys import TargetKey
+from nectar.leases import AttemptLease, process_name
 from nectar.runs import Run, RunStore
 from nectar.service import Nectar
 from nectar.stores import LocalStore, S3Store, TargetStore, get_store
@@ -149,8 +148,8 @@ def test_an_attempt_confirms_by_reading_while_its_lease_is_fresh(
     """A commit costs the registry a read, not a write, within a heartbeat interval of the last renewal."""
     runs, run = claimed
     assert run.heartbeat_at is not None
-    clock = Clock(start=run.heartbeat_at).install(monkeypatch, nectar.attempt, nectar.sqlruns)  # the claim's instant
-    lease = ExecutorLease(runs, run, interval=0.5)
+    clock = Clock(start=run.heartbeat_at).install(monkeypatch, nectar.leases, nectar.sqlruns)  # the claim's instant
+    lease = AttemptLease(runs, run, interval=0.5)
     clock.advance(0.2)
     assert lease.confirm() and lease.confirm()  # the claim, 0.2 s ago, was a renewal
     assert heartbeat_at(runs, run) == run.heartbeat_at
@@ -168,8 +167,8 @@ def test_an_attempt_handed_over_late_renews_before_its_first_commit(
     runs, run = claimed
     assert run.heartbeat_at is not None
     # more than half an interval between the claim and the attempt's start
-    clock = Clock(start=run.heartbeat_at + 0.3).install(monkeypatch, nectar.attempt, nectar.sqlruns)
-    lease = ExecutorLease(runs, run, interval=0.5)
+    clock = Clock(start=run.heartbeat_at + 0.3).install(monkeypatch, nectar.leases, nectar.sqlruns)
+    lease = AttemptLease(runs, run, interval=0.5)
     assert lease.confirm()
     assert heartbeat_at(runs, run) == clock.time()
 
@@ -177,7 +176,7 @@ def test_an_attempt_handed_over_late_renews_before_its_first_commit(
 @pytest.mark.parametrize("taken", ["cancelled", "reclaimed"])
 def test_an_attempt_whose_run_was_taken_is_refused_at_once(claimed: tuple[RunStore, Run], taken: str) -> None:
     runs, run = claimed
-    lease = ExecutorLease(runs, run, interval=60)
+    lease = AttemptLease(runs, run, interval=60)
     assert lease.confirm()
     if taken == "cancelled":
         runs.cancel(run.id)

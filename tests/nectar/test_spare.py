@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nectar.attempt import HOST
 from nectar.config import Settings
+from nectar.leases import HOST
 from nectar.runs import Run, RunState
 from nectar.service import Nectar
 from tests.conftest import wait_until

@@ -1,0 +1,230 @@
+"""Leases on attempts: the heartbeat that holds one, the read that says it lapsed, the reclaim that ends it.
+
+An attempt holds its run while its process renews the lease every ``heartbeat_interval``
+(:class:`AttemptLease`). One whose lease ran out (no heartbeat for ``lease_timeout``) or whose
+process is gone is lost: only a worker's loop reclaims it (:func:`reclaim`: fail it per its retry
+policy, and tell luigid that its steps failed, :func:`release`). A status read only tells that
+it lapsed (:func:`lapsed`); it never writes. An attempt running longer than its maximum runtime
+fails itself, "timed out", not retried, and stops as a cancelled one does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nectar.build import luigi_worker_id
+from nectar.errors import Interrupted, SchedulerUnavailable
+from nectar.runs import Run, RunState, RunStore, Step
+from nectar.scheduler import SchedulerClient
+
+logger = logging.getLogger(__name__)
+#: seconds an interrupted attempt gets to end on its own before its process group is killed
+INTERRUPT_GRACE = 5.0
+HOST = socket.gethostname()
+#: how the error of a run failed for running too long begins
+TIMED_OUT = "timed out"
+
+
+def process_name(pid: int | None = None) -> str:
+    """The name of this process (or of ``pid``, on this host) as an attempt's holder: ``host:pid``."""
+    return f"{HOST}:{pid or os.getpid()}"
+
+
+def is_dead(worker: str) -> bool:
+    """Whether ``host:pid`` names a process of this host that no longer exists."""
+    host, _, pid = worker.rpartition(":")
+    if host != HOST or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def lapsed(run: Run, lease_timeout: float, now: float | None = None) -> str | None:
+    """Why the RUNNING attempt of ``run`` looks lost (a read: nothing is changed), or None while it is held."""
+    if run.state != RunState.RUNNING:
+        return None
+    silent = (time.time() if now is None else now) - (run.heartbeat_at or run.started_at or 0)
+    if silent > lease_timeout:
+        return f"no heartbeat for {silent:.0f}s"
+    if run.worker and is_dead(run.worker):
+        return "its process is gone"
+    return None
+
+
+def timed_out(run: Run) -> bool:
+    """Whether ``run`` ended FAILED for running longer than its maximum runtime."""
+    return run.state == RunState.FAILED and (run.error or "").startswith(TIMED_OUT)
+
+
+def release(runs: RunStore, run: Run, reason: str, scheduler: SchedulerClient | None) -> None:
+    """After ``run``'s attempt died: mark its running steps failed, here and in luigid.
+
+    Of a cancelled run (once its attempt's process has ended), luigid is told that every unfinished
+    step is DISABLED with ``reason``: it keeps them so, not retried, until they are submitted again.
+    """
+    cancelled = run.state == RunState.CANCELLED
+    steps = runs.steps(run.id)
+    running = [step for step in steps if step.state == "RUNNING"]
+    if not cancelled:
+        runs.record_steps([Step(run.id, s.task_id, s.task, s.key, "FAILED", s.executed, reason) for s in running])
+    if scheduler is None:
+        return
+    worker = luigi_worker_id(run.worker or "?")
+    told = [step for step in steps if step.state != "DONE"] if cancelled else running
+    for step in told:
+        try:  # luigid would otherwise keep the task RUNNING until it times the dead worker out
+            (scheduler.disable if cancelled else scheduler.fail)(step.task_id, worker, reason)
+        except SchedulerUnavailable as exc:
+            logger.warning("could not tell luigid that %s ended: %s", step.task_id, exc)
+
+
+def reclaim(runs: RunStore, lease_timeout: float, scheduler: SchedulerClient | None) -> list[Run]:
+    """End the attempts whose lease ran out or whose process (on this host) is gone, and release what they
+    held: a worker's duty, never a read's. Answers those runs as they were."""
+    lost = runs.reclaim(lease_timeout, dead=is_dead)
+    for run in lost:
+        about = {"run_id": run.id}
+        logger.warning(
+            "run %s of %s: attempt %d lost (worker %s)", *(run.id, run.ref, run.attempt, run.worker), extra=about
+        )
+        release(runs, run, f"worker lost: {run.worker}", scheduler)
+    return lost
+
+
+class AttemptLease:
+    """The executing process's hold on its attempt, renewed by a heartbeat thread.
+
+    When a renewal is refused, the main thread is interrupted (:class:`Interrupted` is raised in
+    it) and, if the attempt has not ended ``INTERRUPT_GRACE`` seconds later, the process group
+    is killed: a cancelled or reclaimed attempt never goes on writing. A process that was frozen
+    (SIGSTOP) renews at once when it is continued, so it learns first thing that it lost its lease.
+    Past ``max_runtime`` seconds from its claim (0: no limit), the attempt records its run FAILED,
+    "timed out", not retried, and is stopped the same way.
+    """
+
+    def __init__(self, runs: RunStore, run: Run, interval: float, max_runtime: float = 0.0) -> None:
+        self.runs, self.run, self.interval = runs, run, interval
+        #: the attempt's process: a step forked from it (parallel steps) renews in its name
+        self.process = process_name()
+        self.lost = False
+        self.stopping = False
+        #: the error the run was failed with when it ran past its maximum runtime
+        self.timed_out: str | None = None
+        #: when the lease was last renewed (monotonic: a frozen process's silence counts); what each beat also does.
+        #: A claim is a renewal: an attempt handed over at once (by a spare's parent) starts from it.
+        claimed_ago = time.time() - (run.heartbeat_at or 0.0)
+        self._renewed = time.monotonic() - claimed_ago if 0 <= claimed_ago < interval / 2 else float("-inf")
+        self._started = time.monotonic() - max(0.0, time.time() - (run.started_at or time.time()))
+        self.max_runtime = max_runtime
+        self.on_beat: Callable[[], None] | None = None
+        self._ended = threading.Event()
+        self._wake = threading.Event()
+        self._signals = threading.current_thread() is threading.main_thread()
+
+    def limit(self, max_runtime: float) -> None:
+        """Bound the attempt to ``max_runtime`` seconds from its claim (0: no limit)."""
+        sooner = max_runtime != self.max_runtime and 0 < max_runtime < time.monotonic() - self._started + self.interval
+        self.max_runtime = max_runtime
+        if sooner:  # before the heartbeat thread's next beat: it looks again now (else no beat is added)
+            self._wake.set()
+
+    def renew(self) -> bool:
+        began = time.monotonic()
+        if not self.lost and not self.runs.heartbeat(self.run.id, self.run.attempt, self.process):
+            self.lost = True
+        if not self.lost:
+            self._renewed = began
+        return not self.lost
+
+    def confirm(self) -> bool:
+        """Whether the attempt may commit an output now (the fence's question).
+
+        Within a heartbeat interval of the last renewal, the lease cannot have run out, so a read
+        that finds the attempt still RUNNING (not cancelled, not reclaimed) is enough; after a longer
+        silence (the process was frozen, or the registry slow) the lease is renewed first.
+        """
+        if self.lost or time.monotonic() - self._renewed >= self.interval:
+            return self.renew()
+        if not self.runs.owns(self.run.id, self.run.attempt):
+            self.lost = True
+        return not self.lost
+
+    def __enter__(self) -> AttemptLease:
+        if self._signals:
+            signal.signal(signal.SIGUSR2, self._raise)  # not SIGUSR1: luigi's worker takes that one
+            signal.signal(signal.SIGTERM, self._stop)
+            signal.signal(signal.SIGCONT, lambda *_: self._wake.set())
+        threading.Thread(target=self._beat, name="nectar-heartbeat", daemon=True).start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._ended.set()
+        self._wake.set()
+        if self._signals:  # a late interrupt must not kill a process that has finished its attempt
+            signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGCONT, signal.SIG_DFL)
+
+    def _raise(self, *_: Any) -> None:
+        if self.stopping:
+            raise Interrupted("the worker is stopping")
+        raise Interrupted(self.timed_out or "the run was cancelled or reclaimed")
+
+    def _stop(self, *_: Any) -> None:
+        self.stopping = True
+        self._raise()
+
+    def _left(self) -> float:
+        """Seconds until the next beat: an interval, or less when the maximum runtime comes sooner."""
+        left = self._started + self.max_runtime - time.monotonic() if self.max_runtime else 0.0
+        return min(self.interval, left) if left > 0 else self.interval  # overdue: the last try failed, wait
+
+    def _time_out(self) -> None:
+        """Fail the run, not retried, naming the step running now; the lease is lost either way."""
+        if self.on_beat is not None:
+            self.on_beat()  # the steps' last changes, so that the one running now is known
+        running = [step.task for step in self.runs.steps(self.run.id) if step.state == RunState.RUNNING]
+        error = f"{TIMED_OUT}: attempt {self.run.attempt} ran longer than its maximum runtime ({self.max_runtime:g}s)"
+        if self.runs.fail(self.run.id, self.run.attempt, running[-1] if running else self.run.task, error, False):
+            self.timed_out = error
+        self.lost = True
+
+    def _beat(self) -> None:
+        while True:
+            self._wake.wait(self._left())
+            self._wake.clear()
+            if self._ended.is_set():
+                return
+            try:
+                if self.max_runtime and time.monotonic() - self._started >= self.max_runtime:
+                    self._time_out()
+                else:
+                    if self.on_beat is not None:
+                        self.on_beat()
+                    if self.renew():
+                        continue
+            except Exception:  # the registry is briefly unusable: the lease may still be ours
+                logger.exception("heartbeat of run %s failed", self.run.id, extra={"run_id": self.run.id})
+                continue
+            about = {"run_id": self.run.id}  # this thread does not share the main thread's context
+            if self.timed_out:
+                logger.warning("run %s %s: stopping it", self.run.id, self.timed_out, extra=about)
+            else:
+                logger.warning("run %s lost its lease (cancelled or reclaimed): stopping it", self.run.id, extra=about)
+            if self._signals:
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR2)
+            if not self._ended.wait(INTERRUPT_GRACE) and os.getpgid(0) == os.getpid():
+                os.killpg(os.getpid(), signal.SIGKILL)
+            return

@@ -1,0 +1,183 @@
+"""Leases through real workers, luigid and the API: a status read writes nothing; workers reclaim, and time out."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import luigi
+import pytest
+from flask.testing import FlaskClient
+
+from nectar.attempt import InvalidMaxRuntime, max_runtime
+from nectar.config import Settings
+from nectar.runs import Run, RunState
+from nectar.scheduler import SchedulerClient
+from tests.api.conftest import build_app
+from tests.conftest import wait_until
+from tests.faults.conftest import alive, descendants
+
+#: a task that waits for a flag file, with a child process of its own (its pid in ``<flag>.pid``) the whole time
+WAITING_CHAIN = """
+import subprocess
+import time
+from pathlib import Path
+
+import luigi
+
+from nectar import NectarTask
+
+
+class WaitTask(NectarTask):
+    flag = luigi.Parameter()
+
+    def run(self):
+        child = subprocess.Popen(["sleep", "600"])
+        Path(self.flag + ".pid").write_text(str(child.pid))
+        while not Path(self.flag).exists():
+            time.sleep(0.05)
+        child.kill()
+        with self.output().open("w") as out:
+            out.write("done\\n")
+
+
+class LimitedWaitTask(WaitTask):
+    max_runtime = 1
+"""
+
+
+def registry_rows(settings: Settings) -> tuple[int, list[Any]]:
+    """SQLite's data_version (another connection's commit changes it) and every row of the registry's tables."""
+    with sqlite3.connect(settings.registry_path) as db:
+        tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        rows = [(table, sorted(map(repr, db.execute(f"SELECT * FROM {table}")))) for table in tables]
+        return db.execute("PRAGMA data_version").fetchone()[0], rows
+
+
+def luigid_tasks(scheduler: SchedulerClient) -> dict[str, tuple[Any, Any]]:
+    """Every task luigid holds: its status and the worker it says runs it."""
+    listed = scheduler.call("task_list", status="", upstream_status="", search=None) or {}
+    return {task_id: (task.get("status"), task.get("worker_running")) for task_id, task in listed.items()}
+
+
+def kill_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a worker and its children as one crash would: frozen first, so no child sees it die and requeues."""
+    worker.send_signal(signal.SIGSTOP)
+    kids = descendants(worker.pid)
+    for pid in kids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    worker.kill()
+    worker.wait(timeout=10)
+    wait_until(lambda: not any(alive(pid) for pid in kids), 10)
+
+
+def current(client: FlaskClient, run_id: str) -> Run:
+    run = client.application.extensions["nectar"].runs.get(run_id)
+    assert run is not None
+    return run
+
+
+def test_a_status_poll_of_a_run_whose_worker_was_killed_writes_nothing_and_a_worker_reclaims_it(
+    settings: Settings,
+    luigid: str,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    write_chain: Callable[[str, str], Path],
+    tmp_path: Path,
+) -> None:
+    settings = settings.replace(scheduler_url=luigid, retries=1, lease_timeout=2.0)
+    write_chain("blocking/waiting_chain", WAITING_CHAIN)
+    client = build_app(settings).test_client()
+    flag = tmp_path / "go"
+    data = client.post("/api/chains/blocking/waiting_chain/WaitTask", json={"flag": str(flag)}).get_json()["data"]
+    worker = start_worker(settings, workers=1)
+    wait_until(lambda: Path(f"{flag}.pid").exists(), 60)  # the task runs
+    kill_worker(worker)
+    lost = current(client, data["run_id"])
+    # a poll once the lease has run out: before this change, that poll reclaimed the run (a write) itself
+    wait_until(lambda: time.time() - (lost.heartbeat_at or 0) > settings.lease_timeout + 0.5, 30)
+    scheduler = SchedulerClient(luigid, 5.0)
+    before, luigid_before = registry_rows(settings), luigid_tasks(scheduler)
+
+    status = client.get(data["status_url"]).get_json()["data"]
+    page = client.get(f"/ui/runs/{data['run_id']}")
+
+    assert page.status_code == 200
+    assert (status["job_status"], status["attempt"]) == ("RUNNING", 1), status
+    assert status["error"].startswith(f"worker lost: {lost.worker} (") and "a worker will reclaim it" in status["error"]
+    assert registry_rows(settings) == before, "a status read wrote to the registry"
+    assert luigid_tasks(scheduler) == luigid_before, "a status read changed luigid's tasks"
+    assert luigid_before[lost.task_id][0] == "RUNNING"  # nobody has told luigid yet
+
+    start_worker(settings, workers=1)  # a restarted worker reclaims the lost attempt and runs attempt 2
+    wait_until(lambda: current(client, data["run_id"]).attempt == 2, 60)
+    flag.touch()
+    done = wait_until(lambda: current(client, data["run_id"]).state == RunState.DONE, 60)
+    assert done
+    final = client.get(data["status_url"]).get_json()["data"]
+    assert (final["job_status"], final["attempt"]) == ("DONE", 2), final
+
+
+@pytest.mark.parametrize(
+    ("task", "changes"),
+    [("WaitTask", {"max_runtime": 1.0}), ("LimitedWaitTask", {"max_runtime": 0.0})],
+    ids=["NECTAR_MAX_RUNTIME", "max_runtime attribute"],
+)
+def test_a_run_past_its_maximum_runtime_is_failed_timed_out_not_retried_and_leaves_no_process(
+    settings: Settings,
+    luigid: str,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    write_chain: Callable[[str, str], Path],
+    tmp_path: Path,
+    task: str,
+    changes: dict[str, Any],
+) -> None:
+    settings = settings.replace(scheduler_url=luigid, retries=2, **changes)
+    write_chain("blocking/waiting_chain", WAITING_CHAIN)
+    client = build_app(settings).test_client()
+    flag = tmp_path / "never"  # never set: the task would wait forever
+    data = client.post(f"/api/chains/blocking/waiting_chain/{task}", json={"flag": str(flag)}).get_json()["data"]
+    worker = start_worker(settings, workers=1)
+    wait_until(lambda: Path(f"{flag}.pid").exists(), 60)
+    task_child = int(Path(f"{flag}.pid").read_text())
+    attempt_process = int((current(client, data["run_id"]).worker or "").rpartition(":")[2])
+
+    wait_until(lambda: current(client, data["run_id"]).state != RunState.RUNNING, 60)
+
+    run = current(client, data["run_id"])
+    assert (run.state, run.attempt, run.max_attempts) == (RunState.FAILED, 1, 3), run  # not retried
+    assert run.error is not None and run.error.startswith("timed out"), run.error
+    status = client.get(data["status_url"]).get_json()["data"]
+    assert status["job_status"] == "FAILED" and "timed out" in status["error"], status
+    scheduler = SchedulerClient(luigid, 5.0)
+    wait_until(lambda: (scheduler.task(run.task_id) or {}).get("status") == "FAILED", 30)  # luigid's view too
+    wait_until(lambda: not alive(attempt_process) and not alive(task_child), 30)
+    assert worker.poll() is None  # the worker itself goes on
+
+
+class OwnLimitTask(luigi.Task):
+    max_runtime = 5
+
+
+class ParameterNamedMaxRuntimeTask(luigi.Task):
+    max_runtime = luigi.IntParameter(default=3)  # a parameter so named is no limit
+
+
+class WrongLimitTask(luigi.Task):
+    max_runtime = "soon"
+
+
+def test_a_tasks_own_max_runtime_wins_and_one_that_is_no_number_of_seconds_is_the_chains_error() -> None:
+    assert max_runtime(OwnLimitTask(), 100.0) == 5.0
+    assert max_runtime(ParameterNamedMaxRuntimeTask(), 100.0) == 100.0
+    refused = "WrongLimitTask.max_runtime must be a number of seconds ≥ 0, not 'soon'"
+    with pytest.raises(InvalidMaxRuntime, match=refused):
+        max_runtime(WrongLimitTask(), 100.0)
