@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import auth, docs, metrics, origin, register_blueprints
+from api import auth, docs, hosts, metrics, origin, register_blueprints
 from api.errors import NectarApi
 from nectar.auth import TokenChecker
 from nectar.config import Settings, configure
@@ -40,9 +40,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_prefixed_env("FLASK")
     app.config.update(config)
     configure(settings)
-    # a token configuration that cannot be read stops the start, rather than serving without protection
     metrics.install(app)  # first: every answer is timed, refusals included
-    origin.install(app)
+    hosts.install(app, settings)  # before anything answers: a foreign Host learns nothing, not even "401"
+    origin.install(app, settings)
+    # a token configuration that cannot be read stops the start, rather than serving without protection
     auth.install(app, TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads))
     app.extensions["nectar"] = Nectar(settings)
     app.extensions["nectar_signer"] = UrlSigner(load_secret(settings))
