@@ -12,6 +12,7 @@ from api.errors import NectarApi
 from nectar.auth import TokenChecker
 from nectar.config import Settings, configure
 from nectar.service import Nectar
+from nectar.sessions import SessionSigner
 from nectar.signing import UrlSigner, load_secret
 
 DEFAULTS: dict[str, Any] = {
@@ -40,13 +41,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_prefixed_env("FLASK")
     app.config.update(config)
     configure(settings)
+    secret = load_secret(settings)
     metrics.install(app)  # first: every answer is timed, refusals included
     hosts.install(app, settings)  # before anything answers: a foreign Host learns nothing, not even "401"
     origin.install(app, settings)
     # a token configuration that cannot be read stops the start, rather than serving without protection
-    auth.install(app, TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads))
+    checker = TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads)
+    auth.install(app, checker, SessionSigner(secret))
     app.extensions["nectar"] = Nectar(settings)
-    app.extensions["nectar_signer"] = UrlSigner(load_secret(settings))
+    app.extensions["nectar_signer"] = UrlSigner(secret)
     api = NectarApi(app)
     register_blueprints(api)
     app.register_blueprint(docs.blp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from flask import request, url_for
@@ -44,7 +45,7 @@ def external(endpoint: str, query: dict[str, str] | None = None, **values: str) 
     return f"{url}?{urlencode(query, safe='/')}" if query else url
 
 
-def _built(endpoint: str, public: str | None, **values: str) -> str:
+def _built(endpoint: str, public: str | None, **values: Any) -> str:
     """url_for's absolute URL, or its path (past the request's root) after the public URL."""
     if public is None:
         return url_for(endpoint, _external=True, **values)

@@ -47,7 +47,7 @@ def test_a_foreign_host_is_421_on_every_endpoint_but_healthz(settings: Settings,
         settings = settings.replace(api_tokens=f"{digest('writer-token-0123456789').hex()}:write")
     plain = FlaskClient(build_app(settings))  # not the envelope-checking client: a HEAD answer has no body
     requests = list(every_request(plain.application))
-    assert len(requests) > 30 and {"metrics", "files.File", "docs.swagger_ui", "ui.static"} <= {
+    assert len(requests) > 30 and {"metrics", "files.File", "docs.swagger_ui", "ui.static", "session"} <= {
         endpoint for endpoint, _, _ in requests
     }
     for endpoint, method, path in requests:
