@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import auth, docs, hosts, metrics, origin, register_blueprints
+from api import auth, bodies, docs, hosts, metrics, origin, register_blueprints
 from api.errors import NectarApi
 from nectar.auth import TokenChecker
 from nectar.config import Settings, configure
@@ -48,6 +48,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # a token configuration that cannot be read stops the start, rather than serving without protection
     checker = TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads)
     auth.install(app, checker, SessionSigner(secret))
+    bodies.install(app)  # after the token: a body is read only for a client that may send it
     app.extensions["nectar"] = Nectar(settings)
     app.extensions["nectar_signer"] = UrlSigner(secret)
     api = NectarApi(app)
