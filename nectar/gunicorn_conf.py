@@ -20,6 +20,7 @@ max_requests_jitter = 2000
 loglevel = os.environ.get("NECTAR_LOG_LEVEL", "warning").lower()
 accesslog = os.environ.get("NECTAR_ACCESS_LOG") or None
 errorlog = "-"
+post_worker_init = "nectar.gunicorn_errors.json_error_pages"  # a request gunicorn cannot read: JSON, as the app's
 if os.environ.get("NECTAR_LOG_FORMAT", "").strip().lower() == "json":
     # gunicorn's own messages, its access log and the app's events (with their run ids): one JSON object a line
     _handler = {
