@@ -7,11 +7,12 @@ from typing import Any
 
 from flask import Flask
 
-from api import auth, docs, metrics, origin, register_blueprints
+from api import auth, bodies, docs, hosts, metrics, origin, register_blueprints
 from api.errors import NectarApi
 from nectar.auth import TokenChecker
 from nectar.config import Settings, configure
 from nectar.service import Nectar
+from nectar.sessions import SessionSigner
 from nectar.signing import UrlSigner, load_secret
 
 DEFAULTS: dict[str, Any] = {
@@ -40,12 +41,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_prefixed_env("FLASK")
     app.config.update(config)
     configure(settings)
-    # a token configuration that cannot be read stops the start, rather than serving without protection
+    secret = load_secret(settings)
     metrics.install(app)  # first: every answer is timed, refusals included
-    origin.install(app)
-    auth.install(app, TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads))
+    hosts.install(app, settings)  # before anything answers: a foreign Host learns nothing, not even "401"
+    origin.install(app, settings)
+    # a token configuration that cannot be read stops the start, rather than serving without protection
+    checker = TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads)
+    auth.install(app, checker, SessionSigner(secret))
+    bodies.install(app)  # after the token: a body is read only for a client that may send it
     app.extensions["nectar"] = Nectar(settings)
-    app.extensions["nectar_signer"] = UrlSigner(load_secret(settings), settings.url_expiry)
+    app.extensions["nectar_signer"] = UrlSigner(secret, settings.url_expiry)
     api = NectarApi(app)
     register_blueprints(api)
     app.register_blueprint(docs.blp)

@@ -3,21 +3,26 @@
 Always open: ``/healthz`` (for load balancers), the OpenAPI document and Swagger UI, the web UI's
 static files, and ``/api/files`` (its URLs carry their own expiring signature, like S3's
 presigned URLs). A browser cannot send a header when it opens a page, so the web UI's pages (GET
-only) also take the token from the ``nectar_token`` cookie its token field sets; a write always
-needs the header, so a page of another site cannot make the browser write with that cookie.
+only) also take the ``nectar_session`` cookie: the page's token field sends the token once, in the header, to
+``POST /ui/session``, which answers with that cookie (opaque, ``HttpOnly``, ``SameSite=Strict``, ``Secure`` over
+HTTPS: see :mod:`nectar.sessions`); ``DELETE /ui/session`` ends it. A write always needs the header, so a page of
+another site cannot make the browser write with that cookie.
 """
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
-from flask import Flask, render_template, request
+from flask import Flask, Response, current_app, render_template, request
 
 from nectar.auth import Scope, TokenChecker, Unauthenticated
+from nectar.sessions import SessionSigner
 
-#: endpoints anyone may call
-OPEN_ENDPOINTS = frozenset({"health.Health", "files.File", "static", "ui.static", "docs.swagger_ui", "docs.static"})
-TOKEN_COOKIE = "nectar_token"
+#: endpoints anyone may call (``session`` checks the token it is given itself)
+OPEN_ENDPOINTS = frozenset(
+    {"health.Health", "files.File", "static", "ui.static", "docs.swagger_ui", "docs.static", "session"}
+)
+SESSION_COOKIE = "nectar_session"
+#: the cookie that held the raw token before sessions: cleared whenever a session opens or ends
+RAW_TOKEN_COOKIE = "nectar_token"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SECURITY_SCHEME = {
     "type": "http",
@@ -26,27 +31,70 @@ SECURITY_SCHEME = {
 }
 
 
-def install(app: Flask, checker: TokenChecker) -> None:
+def served_securely() -> bool:
+    """Whether the browser reached the API over HTTPS: the request's scheme (gunicorn takes a proxy's
+    ``X-Forwarded-Proto`` only from the addresses in ``FORWARDED_ALLOW_IPS``), or an https public URL."""
+    public = current_app.extensions["nectar"].settings.public_url or ""
+    return request.is_secure or public.startswith("https:")
+
+
+def end_session(response: Response) -> Response:
+    secure = served_securely()
+    for name in (SESSION_COOKIE, RAW_TOKEN_COOKIE):
+        response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="Strict")
+    return response
+
+
+def session() -> Response:
+    """``POST`` with ``Authorization: Bearer <token>``: a session cookie for the web UI's pages; ``DELETE``: none."""
+    response = Response(status=204)
+    if request.method == "DELETE":
+        return end_session(response)
+    checker: TokenChecker = current_app.extensions["nectar_tokens"]
+    scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+    entry = checker.identify(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+    if entry is None:
+        raise Unauthenticated("a session opens with a valid API token: send 'Authorization: Bearer <token>'")
+    sessions: SessionSigner = current_app.extensions["nectar_sessions"]
+    response.delete_cookie(RAW_TOKEN_COOKIE, path="/")
+    response.set_cookie(
+        SESSION_COOKIE,
+        sessions.open(entry),
+        max_age=sessions.lifetime,
+        path="/",
+        secure=served_securely(),
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
+
+
+def install(app: Flask, checker: TokenChecker, sessions: SessionSigner) -> None:
     """Check every request's token before its view runs (nothing to do when no token is configured)."""
     app.extensions["nectar_tokens"] = checker
+    app.extensions["nectar_sessions"] = sessions
+    app.add_url_rule("/ui/session", "session", session, methods=["POST", "DELETE"])
     if not checker.enabled:
         return
 
     @app.before_request
-    def authorize() -> tuple[str, int] | None:
+    def authorize() -> tuple[str, int] | Response | None:
         endpoint = request.endpoint or ""
         if endpoint in OPEN_ENDPOINTS or endpoint.startswith("api-docs."):
             return None
         needs = Scope.READ if request.method in READ_METHODS else Scope.WRITE
         header = request.headers.get("Authorization")
         page = endpoint.startswith("ui.") and needs == Scope.READ
-        if header is None and page and request.cookies.get(TOKEN_COOKIE):
-            header = f"Bearer {unquote(request.cookies[TOKEN_COOKIE])}"
+        cookie = request.cookies.get(SESSION_COOKIE) if header is None and page else None
         try:
-            checker.authorize(header, needs)
+            if cookie is None or not checker.protect_reads:
+                checker.authorize(header, needs)
+            elif sessions.entry(cookie, checker.entries) is None:
+                raise Unauthenticated("the session has ended")
         except Unauthenticated as exc:
             if not page:
                 raise
             message = f"{exc}. Enter an API token in the field above."
-            return render_template("error.html", title="API token needed", message=message, needs_token=True), 401
+            html = render_template("error.html", title="API token needed", message=message, needs_token=True)
+            return end_session(Response(html, status=401, mimetype="text/html")) if cookie else (html, 401)
         return None

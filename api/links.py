@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from flask import request, url_for
@@ -13,30 +14,42 @@ from nectar.outputs import SIGNED_PATH_PREFIX, Output, resource_note, status_out
 from nectar.runs import Step
 from nectar.status import JobStatus, LogSource, checked_source, has_log, step_log_note
 
-#: absolute URLs of the endpoints that take no path value, by (endpoint, the request's scheme, host and root)
+#: absolute URLs of the endpoints that take no path value, by (endpoint, the public URL or the request's scheme,
+#: its host and root)
 _BASES: dict[tuple[str, str, str, str], str] = {}
-#: how many of those are kept (the Host header is the client's: it must not grow the cache without bound)
+#: how many of those are kept (a bound on the cache, whatever Hosts and roots the allow-list lets in)
 MAX_BASES = 64
 
 
 def external(endpoint: str, query: dict[str, str] | None = None, **values: str) -> str:
-    """``endpoint``'s absolute URL; a query keeps its '/' readable (``?chain=chains/...``)."""
+    """``endpoint``'s absolute URL; a query keeps its '/' readable (``?chain=chains/...``).
+
+    It starts with ``NECTAR_PUBLIC_URL`` when one is configured, else with the scheme and Host the request came by
+    (a Host :mod:`api.hosts` allowed)."""
+    public = nectar().settings.public_url
     if values:
-        url = url_for(endpoint, _external=True, **values)
+        url = _built(endpoint, public, **values)
     else:  # a status poll builds three of these: url_for's rule matching is most of its cost
         environ = request.environ  # what url_for's host and root come from, read raw (request.host_url is slow)
         where = (
             endpoint,
-            environ["wsgi.url_scheme"],
-            environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}",
+            public or environ["wsgi.url_scheme"],
+            "" if public else environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}",
             environ.get("SCRIPT_NAME", ""),
         )
         url = _BASES.get(where) or ""
         if not url:
             if len(_BASES) >= MAX_BASES:
                 _BASES.clear()
-            url = _BASES[where] = url_for(endpoint, _external=True)
+            url = _BASES[where] = _built(endpoint, public)
     return f"{url}?{urlencode(query, safe='/')}" if query else url
+
+
+def _built(endpoint: str, public: str | None, **values: Any) -> str:
+    """url_for's absolute URL, or its path (past the request's root) after the public URL."""
+    if public is None:
+        return url_for(endpoint, _external=True, **values)
+    return public + url_for(endpoint, **values)[len(request.script_root) :]
 
 
 def key_query(endpoint: str, key: TargetKey) -> str:

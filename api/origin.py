@@ -7,21 +7,45 @@ from urllib.parse import urlsplit
 from flask import Flask, request
 from flask_smorest import abort
 
+from api.hosts import HostAllowList
+from nectar.config import Settings
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: the port a browser leaves out of an Origin, by scheme
+DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 
-def cross_site() -> bool:
-    """Whether the browser says the request comes from another site (clients other than browsers say nothing)."""
+def cross_site(allowed: HostAllowList, public_url: str | None) -> bool:
+    """Whether the browser says the request comes from another site (clients other than browsers say nothing).
+
+    A page of this service has the origin of ``NECTAR_PUBLIC_URL``, or the origin of the (allowed) Host it was
+    served by: an Origin naming a host off the allow-list is another site even when it equals the request's own
+    Host (a DNS-rebound page sends both alike; :mod:`api.hosts` refuses such a Host first, this holds regardless).
+    """
     if request.headers.get("Sec-Fetch-Site") == "cross-site":
         return True
     origin = request.headers.get("Origin")
     if origin is None:
         return False
-    return origin == "null" or urlsplit(origin).netloc != request.host
+    if origin == "null":
+        return True
+    if public_url and origin == public_origin(public_url):
+        return False
+    netloc = urlsplit(origin).netloc
+    return netloc != request.host or not allowed.allows(netloc)
 
 
-def install(app: Flask) -> None:
+def public_origin(public_url: str) -> str:
+    """The origin (``scheme://host[:port]``) of the public URL, as a browser writes it in ``Origin``."""
+    parts = urlsplit(public_url)
+    netloc = parts.netloc.lower().removesuffix(DEFAULT_PORTS[parts.scheme])
+    return f"{parts.scheme}://{netloc}"
+
+
+def install(app: Flask, settings: Settings) -> None:
+    allowed = HostAllowList.from_settings(settings)
+
     @app.before_request
     def same_site_writes_only() -> None:
-        if request.method not in SAFE_METHODS and cross_site():
+        if request.method not in SAFE_METHODS and cross_site(allowed, settings.public_url):
             abort(403, message="a write from a page of another site is refused (Origin/Sec-Fetch-Site)")

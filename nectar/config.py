@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 #: environment variable -> Settings field; the seed's names (ENV, PROJECT_BUCKET) are kept.
 ENV_VARS: dict[str, str] = {
@@ -48,6 +49,8 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_LOG_SYNC": "log_sync_interval",
     "NECTAR_TASK_WORKERS": "task_workers",
     "NECTAR_OUTPUT_ROOTS": "output_roots",
+    "NECTAR_PUBLIC_URL": "public_url",
+    "NECTAR_ALLOWED_HOSTS": "allowed_hosts",
 }
 _INTS = {
     "url_expiry",
@@ -141,6 +144,11 @@ class Settings:
     #: folders (absolute, os.pathsep-separated) besides ``local_targets_dir`` under which a plain luigi task's
     #: ``LocalTarget`` outputs are served by signed URLs; an output elsewhere is listed without a URL
     output_roots: str | None = None
+    #: the URL clients reach the API by (``https://nectar.example.com``): the links the API hands out start
+    #: with it, and its host name is one the API answers to
+    public_url: str | None = None
+    #: host names (comma-separated) the API answers to besides localhost, 127.0.0.1, [::1] and the public URL's
+    allowed_hosts: str | None = None
 
     @property
     def store_kind(self) -> str:
@@ -200,6 +208,10 @@ class Settings:
                 relative = [part for part in str(value).split(os.pathsep) if part and not os.path.isabs(part)]
                 if relative:
                     raise ValueError(f"NECTAR_OUTPUT_ROOTS must list absolute folders, not {relative[0]!r}")
+            elif f.name == "public_url" and value is not None:
+                value = checked_public_url(str(value))
+            elif f.name == "allowed_hosts" and value is not None:
+                value = ",".join(name.strip().lower() for name in str(value).split(",") if name.strip()) or None
             elif f.name == "log_format":
                 value = str(value).strip().lower()
                 if value not in ("text", "json"):
@@ -218,6 +230,21 @@ class Settings:
                 values[name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).resolved()
+
+
+def checked_public_url(value: str) -> str | None:
+    """``NECTAR_PUBLIC_URL`` without its trailing ``/``: an http(s) URL with a host, no query or fragment."""
+    value = value.strip().rstrip("/")
+    if not value:
+        return None
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"NECTAR_PUBLIC_URL must be an http:// or https:// URL with a host, not {value!r}")
+    return value
 
 
 _current: Settings | None = None

@@ -68,7 +68,11 @@ READ_TIMEOUT = _read_timeout()
 
 
 def post_worker_init(worker: object) -> None:
+    """Each worker: its read deadline, and a request it cannot read answered in JSON as the app's errors are."""
+    from nectar.gunicorn_ext import json_error_pages
+
     worker.read_timeout = READ_TIMEOUT  # type: ignore[attr-defined]
+    json_error_pages(worker)
 
 
 def when_ready(server: object) -> None:

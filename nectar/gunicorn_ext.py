@@ -1,4 +1,5 @@
-"""What Datanectar adds to gunicorn: a deadline on reading each request, and logs that neither leak nor forge.
+"""What Datanectar adds to gunicorn: a deadline on reading each request, logs that neither leak nor forge, and
+its own error answers in the API's JSON shape.
 
 This is the one module that touches gunicorn's insides (its gthread worker's connection and accept loop, its
 logger's atoms); ``nectar.gunicorn_conf`` names the two classes, and tests/security/test_slow_clients.py and
@@ -12,11 +13,16 @@ they passed on).
 - :class:`RedactingLogger`: the access log writes ``[redacted]`` for the values of credentials in URLs (a token
   sent in the query string, a download URL's signature); in the text format every gunicorn record is escaped and
   kept on one line as the other processes' are (:class:`nectar.eventlog.TextFormatter`).
+- :func:`json_error_pages`: a request gunicorn cannot parse (a bad request line, headers too large, ...) never
+  reaches the app; its worker answers with ``gunicorn.util.write_error``, an HTML page, called by that module
+  attribute (``gunicorn/workers/base.py``: ``handle_error``); here it answers in the API's JSON envelope
+  (tests/security/test_error_shape.py fails if a release answers some other way).
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import re
 import socket
@@ -25,7 +31,7 @@ from contextlib import suppress
 from typing import Any
 from urllib.parse import unquote_plus
 
-from gunicorn import glogging
+from gunicorn import glogging, util
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
@@ -163,3 +169,27 @@ class RedactingLogger(glogging.Logger):
 
 def _peer(client: Any) -> str:
     return f"{client[0]}:{client[1]}" if isinstance(client, tuple) and len(client) >= 2 else str(client)
+
+
+def json_error(status: int, reason: str, message: str) -> bytes:
+    """The whole HTTP answer: the envelope ``{"data": null, "message": ..., "status": ...}``, then the connection
+    closes (gunicorn could not read the request, so it cannot read the next one either)."""
+    body = json.dumps({"data": None, "message": f"{reason}: {message}" if message else reason, "status": status})
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/json\r\n"
+        "X-Content-Type-Options: nosniff\r\n"
+        f"Content-Length: {len(body.encode())}\r\n\r\n"
+    )
+    return head.encode("latin-1") + body.encode()
+
+
+def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
+    """``gunicorn.util.write_error``'s replacement: the same answer, as JSON."""
+    util.write_nonblock(sock, json_error(status_int, reason, mesg))
+
+
+def json_error_pages(worker: object) -> None:
+    """gunicorn's ``post_worker_init`` hook: this worker answers its own errors in JSON."""
+    util.write_error = write_json_error

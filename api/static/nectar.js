@@ -28,13 +28,17 @@ function setupToken() {
   const input = document.getElementById("api-token");
   if (!input) return;
   input.value = sessionStorage.getItem(TOKEN_KEY) || "";
-  input.addEventListener("change", () => {
+  input.addEventListener("change", async () => {
     const token = input.value.trim();
     if (token) sessionStorage.setItem(TOKEN_KEY, token);
     else sessionStorage.removeItem(TOKEN_KEY);
-    // pages are opened without headers: they read the token from this cookie (writes never do)
-    const cookie = token ? encodeURIComponent(token) : "; Max-Age=0";
-    document.cookie = `nectar_token=${cookie}; Path=/; SameSite=Strict`;
+    // pages are opened without headers: the API answers the token with a session cookie that they carry
+    // (HttpOnly: no script reads it; it holds no token); an empty field ends the session
+    try {
+      await api(input.dataset.sessionUrl, { method: token ? "POST" : "DELETE" });
+    } catch {
+      // the page shows what the service says when it is opened again
+    }
     if (document.body.dataset.needsToken) location.reload();
   });
 }

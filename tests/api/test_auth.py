@@ -121,21 +121,21 @@ def test_tokens_never_appear_in_answers_or_params(settings: Settings, secured: F
         assert WRITER not in body and "wrong-token" not in body and digest(WRITER).hex() not in body
 
 
-def test_pages_ask_for_a_token_and_take_it_from_the_cookie_but_writes_never_do(secured: FlaskClient) -> None:
+def test_pages_ask_for_a_token_and_take_it_from_the_session_but_writes_never_do(secured: FlaskClient) -> None:
     asked = secured.get("/ui/runs")
     assert asked.status_code == 401 and asked.mimetype == "text/html"
     page = asked.get_data(as_text=True)
     assert "API token needed" in page and 'id="api-token"' in page and "data-needs-token" in page
     assert secured.get("/ui/static/nectar.js").status_code == 200  # the page's own script and style stay open
 
-    secured.set_cookie("nectar_token", READER)
+    assert secured.post("/ui/session", headers=bearer(READER)).status_code == 204  # the token field's session
     assert secured.get("/ui/runs").status_code == 200
     assert secured.get("/").status_code == 200
-    # the cookie is for opening pages: the API itself, and every write, still want the header
+    # the session is for opening pages: the API itself, and every write, still want the header
     assert secured.get("/api/chains").status_code == 401
-    secured.set_cookie("nectar_token", WRITER)
+    assert secured.post("/ui/session", headers=bearer(WRITER)).status_code == 204
     assert secured.post(HELLO).status_code == 401
-    secured.set_cookie("nectar_token", "not-a-token")
+    secured.set_cookie("nectar_session", "not-a-session")
     assert secured.get("/ui/runs").status_code == 401
 
 

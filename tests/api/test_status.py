@@ -246,8 +246,11 @@ def test_the_chain_argument_and_the_answer_are_documented(client: FlaskClient) -
     assert answer == {"$ref": "#/components/schemas/StatusEnvelope"}
 
 
-def test_links_follow_the_host_and_scheme_each_request_came_by(client: FlaskClient) -> None:
+def test_links_follow_the_host_and_scheme_each_request_came_by(
+    settings: Settings, client_for: Callable[[Settings], FlaskClient]
+) -> None:
     """Absolute URLs are kept per scheme, host and root: two names of the service never get each other's."""
+    client = client_for(settings.replace(allowed_hosts="nectar.internal,nectar.example.com"))
     queued = client.post(f"{HELLO}/TestS3Task").get_json()["data"]
     _to_state(client.application.extensions["nectar"], queued["run_id"], "RUNNING")  # a task with logs
     path = queued["status_url"].split("://", 1)[1].split("/", 1)[1]
