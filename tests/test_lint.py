@@ -49,3 +49,28 @@ def test_the_lock_pins_every_dependency_within_its_range() -> None:
         if canonicalize_name(r.name) in pinned and pinned[canonicalize_name(r.name)] not in r.specifier
     ]
     assert (unpinned, outside) == ([], []), "refresh the lock: see CONTRIBUTING.md"
+
+
+def test_a_built_package_holds_every_subpackage() -> None:
+    """A wheel (what the Dockerfile installs) holds every package folder of ``nectar`` and ``api``: a subpackage
+    left out of pyproject's package list works in the editable install of a checkout and is missing in the image."""
+    from setuptools import find_packages
+
+    found = pyproject_packages()
+    on_disk = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for top in ("nectar", "api")
+        for init in (REPO / top).rglob("__init__.py")
+    }
+    assert on_disk <= found, f"not in the built package: {sorted(on_disk - found)}"
+    assert found <= set(find_packages(str(REPO))), "pyproject names a package that is not on disk"
+
+
+def pyproject_packages() -> set[str]:
+    from setuptools import find_packages
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    if "packages" in config and isinstance(config["packages"], list):
+        return set(config["packages"])
+    rules = config["packages"]["find"]
+    return set(find_packages(str(REPO), include=rules.get("include", ("*",)), exclude=rules.get("exclude", ())))
