@@ -26,7 +26,8 @@ from nectar.errors import InvalidKey, NotFound
 from nectar.keys import OUTPUT_FILE, TargetKey
 from nectar.runs import RunState
 from nectar.status import JobStatus
-from nectar.stores import S3Store, TargetStore, get_store
+from nectar.stores import TargetStore, get_store
+from nectar.stores.s3 import S3Store
 from nectar.task import NectarTask
 
 #: what the API signs for a local file outside the store: a store key starts with ``chains/``, so no

@@ -11,7 +11,9 @@ import requests
 from nectar.config import Settings
 from nectar.errors import InvalidKey, StoreUnavailable
 from nectar.keys import TargetKey
-from nectar.stores import LocalStore, S3Store, TargetStore, get_store
+from nectar.stores import TargetStore, get_store
+from nectar.stores.local import LocalStore
+from nectar.stores.s3 import S3Store
 from tests.conftest import free_port
 
 KEY = TargetKey.parse("chains/etl/sales_chain/AggregateSalesTask/0123456789abcdef0123456789abcdef/out.txt")

@@ -1,0 +1,120 @@
+"""The local store: targets under a folder (``local_targets/`` by default), written by luigi's atomic files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from luigi import LocalTarget
+from luigi.local_target import atomic_file
+from luigi.target import FileSystemTarget
+
+from nectar import fence
+from nectar.config import Settings
+from nectar.errors import InvalidKey, StoreUnavailable
+from nectar.keys import TargetKey
+from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit
+
+
+class _FencedLocalFile(atomic_file):
+    def move_to_final_destination(self) -> None:
+        fenced_commit(self, super().move_to_final_destination)
+
+
+class FencedLocalTarget(FencedTemporaryPath, LocalTarget):
+    """luigi's ``LocalTarget`` whose atomic writes commit through the fence."""
+
+    def open(self, mode: str = "r") -> Any:
+        if mode.replace("b", "").replace("t", "") != "w":
+            return super().open(mode)
+        self.makedirs()
+        return self.format.pipe_writer(_FencedLocalFile(self.path))
+
+
+class LocalStore(TargetStore):
+    """Targets under a local folder (``local_targets/`` by default)."""
+
+    kind = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self._prefix = str(self.root).rstrip("/")  # "" for "/": every path is prefix + "/" + key
+
+    @classmethod
+    def arguments(cls, settings: Settings) -> tuple[Path]:
+        return (settings.local_targets_dir,)
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def path(self, key: TargetKey) -> Path:
+        """The file for ``key``; refuses anything that would resolve outside the root."""
+        return Path(self._locate(key)[0])
+
+    def _locate(self, key: TargetKey) -> tuple[str, bool]:
+        """``key``'s real path and whether it is a regular file; :class:`InvalidKey` if it resolves outside the root.
+
+        A key is names and a plain file name (:class:`TargetKey` refuses '..', '.' and empty segments),
+        so its path under the (resolved) root can only lead out of it through a symbolic link. The
+        key's own components are lstat'ed, one call each (``Path.resolve`` lstats every component
+        from '/', in a lot of Python); only a path with a link on it is resolved in full and checked.
+        """
+        path = self._prefix
+        mode = 0
+        for part in key.path.split("/"):
+            path = f"{path}/{part}"
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:  # missing (or not searchable): nothing below it can be opened, links included
+                return f"{self._prefix}/{key.path}", False
+            if stat.S_ISLNK(mode):
+                return self._resolve(key)
+        return path, stat.S_ISREG(mode)
+
+    def _resolve(self, key: TargetKey) -> tuple[str, bool]:
+        resolved = (self.root / key.path).resolve()
+        if not resolved.is_relative_to(self.root):
+            raise InvalidKey(f"key {key.path!r} resolves outside the local targets folder")
+        return str(resolved), resolved.is_file()
+
+    def target(self, key: TargetKey) -> FileSystemTarget:
+        return FencedLocalTarget(str(self.root / key.path))
+
+    def exists(self, key: TargetKey) -> bool:
+        return self._locate(key)[1]
+
+    def put_file(self, local_path: Path, key: TargetKey) -> None:
+        dest = self.root / key.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out, open(local_path, "rb") as src:
+                shutil.copyfileobj(src, out)
+            fence.check(str(dest))
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def url(self, key: TargetKey, expires_in: int) -> str | None:
+        return None
+
+    def iter_bytes(self, key: TargetKey, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        with self.path(key).open("rb") as handle:
+            while chunk := handle.read(chunk_size):
+                yield chunk
+
+    def check(self) -> str:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"local store {self.root} cannot be created: {exc}") from exc
+        if not os.access(self.root, os.W_OK):
+            raise StoreUnavailable(f"local store {self.root} is not writable")
+        return f"local folder {self.root}"
