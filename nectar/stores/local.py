@@ -21,6 +21,22 @@ from nectar.keys import TargetKey
 from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit
 
 
+def is_hard_link(status: os.stat_result) -> bool:
+    """Whether ``status`` is a regular file's with more than one name: a hard link, maybe to a file elsewhere.
+
+    A hard link is the file itself, not a pointer to it: nothing tells the name inside a folder from
+    one outside it, so a file that has another name anywhere is refused (a symbolic link is resolved
+    and checked instead).
+    """
+    return stat.S_ISREG(status.st_mode) and status.st_nlink > 1
+
+
+def hard_link_refused(what: str, status: os.stat_result, folder: str) -> InvalidKey:
+    """The refusal of a hard link, said like that of a symbolic link out of ``folder``: ``what`` is the key or path."""
+    names = status.st_nlink
+    return InvalidKey(f"{what} is a hard link (a file with {names} names): one may be outside {folder}")
+
+
 class _FencedLocalFile(atomic_file):
     def move_to_final_destination(self) -> None:
         fenced_commit(self, super().move_to_final_destination)
@@ -34,6 +50,10 @@ class FencedLocalTarget(FencedTemporaryPath, LocalTarget):
             return super().open(mode)
         self.makedirs()
         return self.format.pipe_writer(_FencedLocalFile(self.path))
+
+
+#: what a key that leads out of the store is refused as leaving, for people
+FOLDER = "the local targets folder"
 
 
 class LocalStore(TargetStore):
@@ -64,24 +84,37 @@ class LocalStore(TargetStore):
         so its path under the (resolved) root can only lead out of it through a symbolic link. The
         key's own components are lstat'ed, one call each (``Path.resolve`` lstats every component
         from '/', in a lot of Python); only a path with a link on it is resolved in full and checked.
+        A regular file with another name (:func:`is_hard_link`) is :class:`InvalidKey` too.
         """
         path = self._prefix
-        mode = 0
+        status: os.stat_result | None = None
         for part in key.path.split("/"):
             path = f"{path}/{part}"
             try:
-                mode = os.lstat(path).st_mode
+                status = os.lstat(path)
             except OSError:  # missing (or not searchable): nothing below it can be opened, links included
                 return f"{self._prefix}/{key.path}", False
-            if stat.S_ISLNK(mode):
+            if stat.S_ISLNK(status.st_mode):
                 return self._resolve(key)
-        return path, stat.S_ISREG(mode)
+        assert status is not None  # a key has segments
+        self._refuse_hard_link(key, status)
+        return path, stat.S_ISREG(status.st_mode)
 
     def _resolve(self, key: TargetKey) -> tuple[str, bool]:
         resolved = (self.root / key.path).resolve()
         if not resolved.is_relative_to(self.root):
-            raise InvalidKey(f"key {key.path!r} resolves outside the local targets folder")
-        return str(resolved), resolved.is_file()
+            raise InvalidKey(f"key {key.path!r} resolves outside {FOLDER}")
+        try:
+            status = resolved.stat()
+        except OSError:
+            return str(resolved), False
+        self._refuse_hard_link(key, status)
+        return str(resolved), stat.S_ISREG(status.st_mode)
+
+    @staticmethod
+    def _refuse_hard_link(key: TargetKey, status: os.stat_result) -> None:
+        if is_hard_link(status):
+            raise hard_link_refused(f"key {key.path!r}", status, FOLDER)
 
     def target(self, key: TargetKey) -> FileSystemTarget:
         return FencedLocalTarget(str(self.root / key.path))
@@ -107,6 +140,7 @@ class LocalStore(TargetStore):
 
     def iter_bytes(self, key: TargetKey, chunk_size: int = 1 << 16) -> Iterator[bytes]:
         with self.path(key).open("rb") as handle:
+            self._refuse_hard_link(key, os.fstat(handle.fileno()))  # the file opened: no link made since the check
             while chunk := handle.read(chunk_size):
                 yield chunk
 
