@@ -16,7 +16,9 @@ from api.envelope import error_responses
 from nectar.errors import NotFound
 from nectar.keys import TargetKey
 from nectar.outputs import SIGNED_PATH_PREFIX, served_file
-from nectar.stores import BINARY, SERVED_TYPES, LocalStore, get_store, served_type
+from nectar.stores import get_store
+from nectar.stores.base import BINARY, SERVED_TYPES, served_type
+from nectar.stores.local import LocalStore
 
 blp = Blueprint("files", __name__, url_prefix="/api", description="Signed downloads of local targets.")
 
@@ -35,7 +37,7 @@ class SignedFileQuerySchema(ma.Schema):
             raise ma.ValidationError("give either key or path, not both", "key" if "key" in data else "_schema")
 
 
-#: what a file is served as is :func:`nectar.stores.served_type`'s rule, the one S3 uploads follow too
+#: what a file is served as is :func:`nectar.stores.base.served_type`'s rule, the one S3 uploads follow too
 ALL_TYPES = (*SERVED_TYPES, BINARY)
 _FILE = {"type": "string", "format": "binary"}
 

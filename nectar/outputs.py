@@ -26,7 +26,9 @@ from nectar.errors import InvalidKey, NotFound
 from nectar.keys import OUTPUT_FILE, TargetKey
 from nectar.runs import RunState
 from nectar.status import JobStatus
-from nectar.stores import S3Store, TargetStore, get_store
+from nectar.stores import TargetStore, get_store
+from nectar.stores.local import hard_link_refused, is_hard_link
+from nectar.stores.s3 import S3Store
 from nectar.task import NectarTask
 
 #: what the API signs for a local file outside the store: a store key starts with ``chains/``, so no
@@ -137,12 +139,14 @@ def _local(target: str, settings: Settings) -> Output:
         return Output(target, note="not under a folder the service serves (local_targets, NECTAR_OUTPUT_ROOTS)")
     if not real.is_file():
         return Output(target, note="is a folder, not a file" if real.is_dir() else "does not exist")
+    if is_hard_link(real.stat()):
+        return Output(target, note="is a hard link (a file with other names), which the service does not serve")
     return Output(target, path=str(real))
 
 
 def served_file(path: str, settings: Settings) -> Path:
     """The real file a signed ``path`` names: :class:`InvalidKey` if it is (or a link makes it) outside
-    every allowed folder, :class:`NotFound` if it is no file now."""
+    every allowed folder or is a hard link, :class:`NotFound` if it is no file now."""
     if not os.path.isabs(path):
         raise InvalidKey(f"path {path[:200]!r} is not absolute")
     real = Path(os.path.realpath(path))
@@ -150,6 +154,9 @@ def served_file(path: str, settings: Settings) -> Path:
         raise InvalidKey(f"path {path[:200]!r} resolves outside the folders the service serves")
     if not real.is_file():
         raise NotFound(f"no file {path[:200]}")
+    status = real.stat()
+    if is_hard_link(status):
+        raise hard_link_refused(f"path {path[:200]!r}", status, "the folders the service serves")
     return real
 
 

@@ -195,7 +195,7 @@ def _store_of(task: luigi.Task) -> TargetStore:
 class _Recording:
     """params.txt when a run starts; logs captured while it runs and saved when it ends.
 
-    With an S3 store, the growing logs are also copied there every ``NECTAR_LOG_SYNC`` seconds
+    With a remote store (S3), the growing logs are also copied there every ``NECTAR_LOG_SYNC`` seconds
     while the task runs (:class:`_LogSync`), so that an API on another machine can show them.
     """
 
@@ -208,7 +208,7 @@ class _Recording:
         create_live_logs(self.key)
         self.store.write_text(self.key.with_file(PARAMS_FILE), json.dumps(params_record(self.task, self.key), indent=2))
         interval = get_settings().log_sync_interval
-        if interval > 0 and self.store.kind == "s3":
+        if interval > 0 and self.store.remote:
             self._sync = _LogSync(self, interval)
             self._sync.start()
 

@@ -16,7 +16,9 @@ from nectar.keys import TargetKey
 from nectar.leases import AttemptLease, process_name
 from nectar.runs import Run, RunStore
 from nectar.service import Nectar
-from nectar.stores import LocalStore, S3Store, TargetStore, get_store
+from nectar.stores import TargetStore, get_store
+from nectar.stores.local import LocalStore
+from nectar.stores.s3 import S3Store
 from tests.clock import Clock
 
 KEY = TargetKey.parse("chains/etl/sales_chain/AggregateSalesTask/0123456789abcdef0123456789abcdef/out.txt")

@@ -135,7 +135,7 @@ def test_parse_rejects_bad_keys_saying_why(value: str, message: str) -> None:
 
 
 def test_key_never_resolves_outside_the_store(tmp_path: Path) -> None:
-    from nectar.stores import LocalStore
+    from nectar.stores.local import LocalStore
 
     store = LocalStore(tmp_path / "targets")
     key = TargetKey.parse(f"chains/etl/sales_chain/T/{DIGEST}/out.txt")

@@ -10,7 +10,8 @@ import requests
 from nectar.config import Settings
 from nectar.errors import StoreUnavailable
 from nectar.keys import TargetKey
-from nectar.stores import S3Store, get_store, is_permanent
+from nectar.stores import get_store, is_permanent
+from nectar.stores.s3 import S3Store
 
 KEY = TargetKey.parse("chains/etl/sales_chain/AggregateSalesTask/0123456789abcdef0123456789abcdef/out.txt")
 

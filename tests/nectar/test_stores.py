@@ -11,7 +11,9 @@ import requests
 from nectar.config import Settings
 from nectar.errors import InvalidKey, StoreUnavailable
 from nectar.keys import TargetKey
-from nectar.stores import LocalStore, S3Store, TargetStore, get_store
+from nectar.stores import STORE_KINDS, TargetStore, get_store
+from nectar.stores.local import LocalStore
+from nectar.stores.s3 import S3Store
 from tests.conftest import free_port
 
 KEY = TargetKey.parse("chains/etl/sales_chain/AggregateSalesTask/0123456789abcdef0123456789abcdef/out.txt")
@@ -136,3 +138,35 @@ def test_a_local_folder_or_a_missing_parent_is_no_output(settings: Settings) -> 
     assert store.path(KEY) == settings.local_targets_dir / KEY.path
     (settings.local_targets_dir / KEY.folder / "log").write_text("a file where a folder would be\n")
     assert not store.exists(KEY.with_file("log/stdout.log"))
+
+
+def test_a_hard_link_is_refused_even_behind_a_link_within_the_store(settings: Settings, tmp_path: Path) -> None:
+    """A symlink inside the store is followed, but not to a file with another name (maybe outside)."""
+    store = get_store(settings)
+    other = KEY.with_file("other.txt")
+    store.write_text(other, "has a second name\n")
+    os.link(settings.local_targets_dir / other.path, tmp_path / "second-name.txt")
+    (settings.local_targets_dir / KEY.path).symlink_to(settings.local_targets_dir / other.path)
+
+    for read in (store.exists, store.path, store.read_text):
+        with pytest.raises(InvalidKey, match="is a hard link"):
+            read(KEY)
+
+
+def test_a_kind_of_store_is_one_class_and_one_entry_in_the_table(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class FolderStore(LocalStore):
+        kind = "folder"
+
+        @classmethod
+        def arguments(cls, settings: Settings) -> tuple[Path]:
+            return (settings.data_dir / "folder",)
+
+    monkeypatch.setitem(STORE_KINDS, FolderStore.kind, FolderStore)
+
+    store = get_store(settings, "folder")
+    assert isinstance(store, FolderStore) and store.root == settings.data_dir / "folder"
+    assert get_store(settings, "folder") is store  # cached by kind and arguments, like the others
+    with pytest.raises(ValueError, match=r"unknown store kind 'gcs' \(expected 'local' or 's3' or 'folder'\)"):
+        get_store(settings, "gcs")

@@ -14,7 +14,8 @@ from nectar.config import Settings, configure
 from nectar.discovery import ChainCatalog
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE
 from nectar.luigi_names import with_short_names
-from nectar.stores import LocalStore, S3Store
+from nectar.stores.local import LocalStore
+from nectar.stores.s3 import S3Store
 from nectar.task import NectarTask
 
 WriteChain = Callable[[str, str], Path]

@@ -20,7 +20,7 @@ from nectar.runs import RunState
 from nectar.scheduler import SchedulerClient
 from nectar.service import Nectar
 from nectar.status import JobStatus
-from nectar.stores import LocalStore
+from nectar.stores.local import LocalStore
 from tests.conftest import LUIGI_CFG, REPO, free_port, settings_env, start_luigid, stop
 from tests.faults.conftest import waitfor
 

@@ -27,7 +27,7 @@ from nectar.discovery import ChainCatalog, TaskInfo
 from nectar.errors import InvalidKey
 from nectar.keys import TargetKey
 from nectar.params import ParamInfo
-from nectar.stores import LocalStore
+from nectar.stores.local import LocalStore
 from tests.api.conftest import build_app
 from tests.conftest import REPO
 

@@ -1,0 +1,123 @@
+"""What every target store answers (:class:`TargetStore`), how files are served, and commits through the fence."""
+
+from __future__ import annotations
+
+import mimetypes
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+from luigi.target import AtomicLocalFile, FileSystemTarget
+
+from nectar import fence
+from nectar.config import Settings
+from nectar.keys import TargetKey
+
+#: the types a file is served as, by its name; anything else (HTML, SVG, scripts...) is served as bytes, so that an
+#: output can never run as a page of the API's origin nor of a bucket's
+SERVED_TYPES = ("text/plain", "text/csv", "application/json")
+BINARY = "application/octet-stream"
+
+
+def served_type(filename: str) -> str:
+    """The content type a file is served as, by its name: the local store's downloads and S3's uploads alike."""
+    guessed = "text/plain" if filename.endswith(".log") else mimetypes.guess_type(filename)[0]
+    return guessed if guessed in SERVED_TYPES else BINARY
+
+
+def fenced_commit(atomic: AtomicLocalFile, commit: Any) -> None:
+    """Commit an atomic file through the fence; a refused commit leaves no temporary file behind."""
+    try:
+        fence.check(atomic.path)
+    except BaseException:
+        Path(atomic.tmp_path).unlink(missing_ok=True)
+        raise
+    commit()
+
+
+class FencedTemporaryPath:
+    """``temporary_path()`` (a task writes a path, luigi renames it into place) that renames through the fence."""
+
+    path: str
+    fs: Any
+
+    @contextmanager
+    def temporary_path(self) -> Iterator[str]:
+        with super().temporary_path() as temporary:  # type: ignore[misc]
+            yield temporary
+            try:
+                fence.check(self.path)
+            except BaseException:
+                with suppress(Exception):
+                    self.fs.remove(temporary)
+                raise
+
+
+class TargetStore(ABC):
+    """Where the targets of one kind live.
+
+    A store hands out luigi targets (whose writes are atomic: ``LocalTarget``'s atomic file,
+    ``S3Target``'s temp file uploaded on close) and answers ``exists``, ``url`` and ``put_file``.
+    Every commit (the rename, the upload) first passes :func:`nectar.fence.check`, so an attempt
+    that lost its run never leaves an output behind.
+    """
+
+    #: the name settings and task classes choose this kind by (its entry in :data:`nectar.stores.STORE_KINDS`)
+    kind: ClassVar[str]
+    #: whether the store is off this machine (an API elsewhere reads it): a running task's logs are copied
+    #: there as they grow, not only when it ends
+    remote: ClassVar[bool] = False
+
+    @classmethod
+    @abstractmethod
+    def arguments(cls, settings: Settings) -> tuple[Hashable, ...]:
+        """What ``cls(*arguments)`` builds the store of ``settings`` from (stores are cached by them)."""
+
+    @classmethod
+    def is_permanent(cls, exc: BaseException) -> bool:
+        """Whether ``exc`` is an error of this kind that trying again cannot cure (a missing bucket)."""
+        return False
+
+    @abstractmethod
+    def target(self, key: TargetKey) -> FileSystemTarget:
+        """A luigi target for ``key``; its ``open('w')`` is atomic."""
+
+    @abstractmethod
+    def exists(self, key: TargetKey) -> bool: ...
+
+    @abstractmethod
+    def put_file(self, local_path: Path, key: TargetKey) -> None:
+        """Copy a local file to ``key`` atomically."""
+
+    @abstractmethod
+    def url(self, key: TargetKey, expires_in: int) -> str | None:
+        """A URL anyone can GET for ``expires_in`` seconds, or None if the store has none."""
+
+    @abstractmethod
+    def iter_bytes(self, key: TargetKey, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        """Stream the object's bytes (raises FileNotFoundError when absent)."""
+
+    @abstractmethod
+    def check(self) -> str:
+        """Raise :class:`StoreUnavailable` if the store cannot be used; else describe it."""
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the store is, for people: a folder or ``s3://bucket``."""
+
+    def open(self, key: TargetKey, mode: str = "r") -> IO[Any]:
+        return self.target(key).open(mode)
+
+    def write_text(self, key: TargetKey, text: str) -> None:
+        with self.open(key, "w") as handle:
+            handle.write(text)
+
+    def read_text(self, key: TargetKey) -> str:
+        return b"".join(self.iter_bytes(key)).decode("utf-8")
+
+    def describe(self, key: TargetKey) -> str:
+        """Where ``key`` is, for people."""
+        return f"{self.location}/{key.path}"

@@ -1,0 +1,154 @@
+"""The local store: targets under a folder (``local_targets/`` by default), written by luigi's atomic files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from luigi import LocalTarget
+from luigi.local_target import atomic_file
+from luigi.target import FileSystemTarget
+
+from nectar import fence
+from nectar.config import Settings
+from nectar.errors import InvalidKey, StoreUnavailable
+from nectar.keys import TargetKey
+from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit
+
+
+def is_hard_link(status: os.stat_result) -> bool:
+    """Whether ``status`` is a regular file's with more than one name: a hard link, maybe to a file elsewhere.
+
+    A hard link is the file itself, not a pointer to it: nothing tells the name inside a folder from
+    one outside it, so a file that has another name anywhere is refused (a symbolic link is resolved
+    and checked instead).
+    """
+    return stat.S_ISREG(status.st_mode) and status.st_nlink > 1
+
+
+def hard_link_refused(what: str, status: os.stat_result, folder: str) -> InvalidKey:
+    """The refusal of a hard link, said like that of a symbolic link out of ``folder``: ``what`` is the key or path."""
+    names = status.st_nlink
+    return InvalidKey(f"{what} is a hard link (a file with {names} names): one may be outside {folder}")
+
+
+class _FencedLocalFile(atomic_file):
+    def move_to_final_destination(self) -> None:
+        fenced_commit(self, super().move_to_final_destination)
+
+
+class FencedLocalTarget(FencedTemporaryPath, LocalTarget):
+    """luigi's ``LocalTarget`` whose atomic writes commit through the fence."""
+
+    def open(self, mode: str = "r") -> Any:
+        if mode.replace("b", "").replace("t", "") != "w":
+            return super().open(mode)
+        self.makedirs()
+        return self.format.pipe_writer(_FencedLocalFile(self.path))
+
+
+#: what a key that leads out of the store is refused as leaving, for people
+FOLDER = "the local targets folder"
+
+
+class LocalStore(TargetStore):
+    """Targets under a local folder (``local_targets/`` by default)."""
+
+    kind = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self._prefix = str(self.root).rstrip("/")  # "" for "/": every path is prefix + "/" + key
+
+    @classmethod
+    def arguments(cls, settings: Settings) -> tuple[Path]:
+        return (settings.local_targets_dir,)
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def path(self, key: TargetKey) -> Path:
+        """The file for ``key``; refuses anything that would resolve outside the root."""
+        return Path(self._locate(key)[0])
+
+    def _locate(self, key: TargetKey) -> tuple[str, bool]:
+        """``key``'s real path and whether it is a regular file; :class:`InvalidKey` if it resolves outside the root.
+
+        A key is names and a plain file name (:class:`TargetKey` refuses '..', '.' and empty segments),
+        so its path under the (resolved) root can only lead out of it through a symbolic link. The
+        key's own components are lstat'ed, one call each (``Path.resolve`` lstats every component
+        from '/', in a lot of Python); only a path with a link on it is resolved in full and checked.
+        A regular file with another name (:func:`is_hard_link`) is :class:`InvalidKey` too.
+        """
+        path = self._prefix
+        status: os.stat_result | None = None
+        for part in key.path.split("/"):
+            path = f"{path}/{part}"
+            try:
+                status = os.lstat(path)
+            except OSError:  # missing (or not searchable): nothing below it can be opened, links included
+                return f"{self._prefix}/{key.path}", False
+            if stat.S_ISLNK(status.st_mode):
+                return self._resolve(key)
+        assert status is not None  # a key has segments
+        self._refuse_hard_link(key, status)
+        return path, stat.S_ISREG(status.st_mode)
+
+    def _resolve(self, key: TargetKey) -> tuple[str, bool]:
+        resolved = (self.root / key.path).resolve()
+        if not resolved.is_relative_to(self.root):
+            raise InvalidKey(f"key {key.path!r} resolves outside {FOLDER}")
+        try:
+            status = resolved.stat()
+        except OSError:
+            return str(resolved), False
+        self._refuse_hard_link(key, status)
+        return str(resolved), stat.S_ISREG(status.st_mode)
+
+    @staticmethod
+    def _refuse_hard_link(key: TargetKey, status: os.stat_result) -> None:
+        if is_hard_link(status):
+            raise hard_link_refused(f"key {key.path!r}", status, FOLDER)
+
+    def target(self, key: TargetKey) -> FileSystemTarget:
+        return FencedLocalTarget(str(self.root / key.path))
+
+    def exists(self, key: TargetKey) -> bool:
+        return self._locate(key)[1]
+
+    def put_file(self, local_path: Path, key: TargetKey) -> None:
+        dest = self.root / key.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out, open(local_path, "rb") as src:
+                shutil.copyfileobj(src, out)
+            fence.check(str(dest))
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def url(self, key: TargetKey, expires_in: int) -> str | None:
+        return None
+
+    def iter_bytes(self, key: TargetKey, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        with self.path(key).open("rb") as handle:
+            self._refuse_hard_link(key, os.fstat(handle.fileno()))  # the file opened: no link made since the check
+            while chunk := handle.read(chunk_size):
+                yield chunk
+
+    def check(self) -> str:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"local store {self.root} cannot be created: {exc}") from exc
+        if not os.access(self.root, os.W_OK):
+            raise StoreUnavailable(f"local store {self.root} is not writable")
+        return f"local folder {self.root}"
