@@ -19,7 +19,7 @@ import requests
 from nectar.config import ENV_VARS, Settings, configure
 from nectar.serve import LUIGID
 from tests import links
-from tests.postgres import PostgresServer
+from tests.helpers.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 NECTAR = [sys.executable, "-m", "nectar.cli"]

@@ -48,7 +48,7 @@ from api.errors import NectarApi
 from app import DEFAULTS
 from nectar.config import Settings
 from tests.conftest import REPO, free_port, settings_env, stop, wait_until
-from tests.security.fuzzstats import OperationStats, stats_of, total_cases
+from tests.helpers.fuzzstats import OperationStats, stats_of, total_cases
 
 #: cases per operation; the 3 operations without parameters have 1 case each, the 9 others this many
 MAX_EXAMPLES = 125

@@ -1,4 +1,4 @@
-"""What the fuzz run saw, per operation: filled by test_fuzz.py, printed by conftest.py's terminal summary."""
+"""What the fuzz run saw, per operation: filled by tests/security/test_fuzz.py, printed by tests/security/conftest.py."""
 
 from __future__ import annotations
 
