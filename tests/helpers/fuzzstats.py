@@ -1,4 +1,4 @@
-"""What the fuzz run saw, per operation: filled by tests/security/test_fuzz.py, printed by tests/security/conftest.py."""
+"""What the fuzz run saw, per operation: filled by tests/security/test_fuzz.py, printed by its conftest.py."""
 
 from __future__ import annotations
 
