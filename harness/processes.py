@@ -184,9 +184,11 @@ class Processes:
         self.wait_up(proc, f"http://127.0.0.1:{port}{ready}", "the API")
         return proc
 
-    def worker(self, env: Mapping[str, str], cwd: Path | None = None, workers: int = 2) -> subprocess.Popen[bytes]:
+    def worker(
+        self, env: Mapping[str, str], cwd: Path | None = None, workers: int = 2, name: str = "worker"
+    ) -> subprocess.Popen[bytes]:
         """``nectar worker`` executing ``workers`` runs at once; does not wait."""
-        return self.start("worker", [*NECTAR, "worker", "--workers", str(workers)], env, cwd)
+        return self.start(name, [*NECTAR, "worker", "--workers", str(workers)], env, cwd)
 
     def moto(self, port: int) -> subprocess.Popen[bytes]:
         """moto's S3 server (it forgets everything when it stops); answers before this returns."""

@@ -102,7 +102,7 @@ class Deployment:
         name = f"node{len(self.nodes) + 1}"
         env, port = self.env(self.tmp / name), free_port()
         api = self.processes.start(f"{name}-api", [*NECTAR, "api", "--port", str(port), "--api-workers", "2"], env)
-        worker = self.processes.worker(env, workers=workers)
+        worker = self.processes.worker(env, workers=workers, name=f"{name}-worker")
         node = Node(name, port, api, worker)
         self.processes.wait_up(api, f"{node.url}/api/chains/{CHAIN_TYPE}", f"{name}'s API")
         self.nodes.append(node)
