@@ -33,7 +33,7 @@ def total_cases() -> int:
 def summary_lines() -> list[str]:
     """The table: operation, cases, 5xx, schema violations, other failures, status codes seen."""
     header = ("operation", "cases", "5xx", "schema violations", "other failures", "statuses seen")
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             label,
             str(s.cases),
