@@ -120,7 +120,7 @@ class Processes:
         self, name: str, argv: list[str], env: Mapping[str, str], cwd: Path | None = None
     ) -> subprocess.Popen[bytes]:
         """``argv`` in a session of its own, ``env`` and the token its whole environment; does not wait."""
-        path = self.logs / f"{name}-{len(self.log_of)}.log"
+        path = self.logs / f"{name}-{len(self.procs)}.log"
         with open(path, "wb") as log:
             proc = subprocess.Popen(
                 argv,
@@ -174,14 +174,15 @@ class Processes:
         workers: int = 2,
         threads: int | None = None,
         ready: str = "/healthz",
+        status: int | None = None,
     ) -> subprocess.Popen[bytes]:
         """gunicorn with the service's configuration (nectar.gunicorn_conf) serving ``app``; answers at ``ready``
-        before this returns."""
+        (with ``status``, if given) before this returns."""
         env = {**env, "NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port), "NECTAR_API_WORKERS": str(workers)}
         if threads is not None:
             env["NECTAR_API_THREADS"] = str(threads)
         proc = self.start("api", [*GUNICORN, app], env, REPO)
-        self.wait_up(proc, f"http://127.0.0.1:{port}{ready}", "the API")
+        self.wait_up(proc, f"http://127.0.0.1:{port}{ready}", "the API", status)
         return proc
 
     def worker(
