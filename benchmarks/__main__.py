@@ -11,7 +11,8 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks.harness import Context, Figure, stopping_on_signals, table
+from benchmarks.harness import Context, Figure, table
+from harness import stopping_on_signals
 
 #: in the order they run
 BENCHMARKS = ("dispatch", "status", "submit", "fanout", "parallel", "memory", "coldstart")

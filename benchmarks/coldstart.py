@@ -6,19 +6,13 @@ import shutil
 import time
 
 from benchmarks.harness import (
-    GUNICORN,
-    NECTAR,
-    REPO,
     Cluster,
     Context,
     Figure,
-    answers,
     at_most,
-    base_env,
-    free_port,
     median,
-    waitfor,
 )
+from harness import GUNICORN, NECTAR, REPO, answers, base_env, free_port, waitfor
 
 NAME = "coldstart"
 

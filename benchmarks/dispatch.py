@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 from benchmarks.harness import (
     CHAIN,
     CHAIN_TYPE,
-    LUIGI_CFG,
     MODULE,
     NAMESPACE,
     Cluster,
@@ -20,8 +19,8 @@ from benchmarks.harness import (
     ratio_at_most,
     submit,
     wait_run,
-    waitfor,
 )
+from harness import LUIGI_CFG, waitfor
 
 NAME = "dispatch"
 TASK_PATH = f"/api/chains/{CHAIN_TYPE}/{CHAIN}/ProbeTask"

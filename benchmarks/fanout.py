@@ -11,17 +11,16 @@ from urllib.parse import urlsplit
 from benchmarks.harness import (
     CHAIN,
     CHAIN_TYPE,
-    LUIGI_CFG,
     MODULE,
     Cluster,
     Context,
     Figure,
-    free_port,
     median,
     ratio_at_most,
     submit,
     wait_run,
 )
+from harness import LUIGI_CFG, free_port
 
 NAME = "fanout"
 #: a raw luigi.build in a fresh interpreter; prints the seconds the build itself took

@@ -7,34 +7,26 @@ import json
 import math
 import os
 import shutil
-import signal
 import statistics
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlsplit
 
+from harness import APP, LUIGI_CFG, Processes, base_env, children, free_port, settings_env, waitfor
 from nectar.config import ENV_VARS, Settings
 from nectar.runs import Run, RunState
-from nectar.serve import LUIGID
 from nectar.sqlruns import SQLiteRunStore
 from nectar.task import chain_module, chain_namespace
-from tests.conftest import REPO, free_port, settings_env
-from tests.faults.conftest import children, descendants, waitfor
 
 BENCH_CHAINS = Path(__file__).resolve().parent / "chains"
 #: the chain file of the benchmark tasks, as ``<type>/<chain>``, as a module and as the luigi namespace of its tasks
 CHAIN_TYPE, CHAIN = "bench", "probe_chain"
 MODULE, NAMESPACE = chain_module(CHAIN_TYPE, CHAIN), chain_namespace(CHAIN_TYPE, CHAIN)
 LEDGER_VAR = "NECTAR_BENCH_LEDGER"
-LUIGI_CFG = REPO / "configuration" / "luigi.cfg"
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf"]
-NECTAR = [sys.executable, "-m", "nectar.cli"]
-STOP_TIMEOUT = 15.0
 
 
 # --- statistics ------------------------------------------------------------------------------
@@ -64,71 +56,6 @@ def rss_kb(pid: int, field_name: str = "VmRSS") -> int:
 
 
 # --- processes -------------------------------------------------------------------------------
-
-
-def answers(url: str, timeout: float = 1.0) -> int | None:
-    """The HTTP status ``url`` answers with, or None while nothing listens."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
-    try:
-        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
-        return conn.getresponse().status
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
-
-
-class Processes:
-    """Every process a benchmark run starts, each in its own session; all are stopped at the end."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-        log: IO[bytes]
-        with open(self.logs / f"{name}-{len(self.procs)}.log", "wb") as log:
-            proc = subprocess.Popen(
-                argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM the process's group, SIGKILL it after ``timeout``; then SIGKILL whatever it started and left.
-
-        (``nectar serve`` starts its parts in sessions of their own, a worker its attempts in groups of their own.)
-        """
-        left = descendants(proc.pid)
-        for signum in (signal.SIGTERM, signal.SIGKILL):
-            if proc.poll() is not None:
-                break
-            try:
-                os.killpg(proc.pid, signum)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                continue
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        if proc in self.procs:
-            self.procs.remove(proc)
-
-    def close(self) -> None:
-        for proc in reversed(list(self.procs)):
-            self.stop(proc, timeout=5.0)
-
-
-def base_env() -> dict[str, str]:
-    """This process's environment without any Datanectar or AWS setting."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_", "LUIGI_"))}
 
 
 #: settings that place a benchmark's world (its folders, store, services and credentials): always the benchmark's own
@@ -179,28 +106,21 @@ class Cluster:
         port = port or free_port()
         state = self.dir / f"luigid-{len(list(self.dir.glob('luigid-*')))}"
         state.mkdir()
-        argv = [*LUIGID, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
-        env = {**base_env(), "LUIGI_CONFIG_PATH": str(config)}
-        self.luigid = self.procs.start("luigid", [*argv, "--logdir", str(state)], env, self.dir)
+        self.luigid = self.procs.luigid(port, state, config)
         url = f"http://127.0.0.1:{port}"
-        self.wait_up(self.luigid, f"{url}/api/worker_list", "luigid")
         self.settings = self.settings.replace(scheduler_url=url)
         return url
 
     def start_workers(self, workers: int = 2, **env: str) -> subprocess.Popen[bytes]:
-        argv = [*NECTAR, "worker", "--workers", str(workers)]
-        return self.procs.start("worker", argv, self.env(**env), self.dir)
+        return self.procs.worker(self.env(**env), self.dir, workers)
 
-    def start_api(self, workers: int = 2, threads: int = 8, app: str = "app:create_app()", **env: str) -> str:
+    def start_api(self, workers: int = 2, threads: int = 8, app: str = APP, **env: str) -> str:
         """gunicorn with the service's configuration (nectar.gunicorn_conf) serving ``app``; its URL."""
         port = free_port()
-        settings = {"NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port)}
-        settings |= {"NECTAR_API_WORKERS": str(workers), "NECTAR_API_THREADS": str(threads)}
-        proc = self.procs.start("api", [*GUNICORN, app], self.env(**settings, **env), REPO)
+        proc = self.procs.api(port, self.env(**env), app, workers, threads)
         url = f"http://127.0.0.1:{port}"
-        self.wait_up(proc, f"{url}/healthz", "the API")
         self.apis[url] = proc
-        if app == "app:create_app()":
+        if app == APP:
             self.api_url = url
         return url
 
@@ -212,15 +132,6 @@ class Cluster:
     def api_workers(self, url: str) -> list[int]:
         """The pids of the gunicorn workers of the API at ``url``."""
         return children(self.apis[url].pid)
-
-    @staticmethod
-    def wait_up(proc: subprocess.Popen[bytes], url: str, what: str, timeout: float = 60.0) -> None:
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{what} exited with code {proc.returncode} while starting")
-            return answers(url) is not None
-
-        waitfor(up, timeout, f"{what} to answer on {url}", interval=0.01)
 
     def ledger_lines(self, word: str) -> list[list[str]]:
         """The ledger's lines that begin with ``word``, split."""
@@ -345,22 +256,6 @@ def table(figures: Sequence[Figure]) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
-@contextmanager
-def stopping_on_signals() -> Iterator[None]:
-    """Turn SIGTERM and SIGINT into KeyboardInterrupt (even where a shell started us ignoring SIGINT), so that
-    every process is stopped on the way out."""
-
-    def interrupt(signum: int, _: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 # --- one benchmark run -----------------------------------------------------------------------
 
 
@@ -380,4 +275,4 @@ class Context:
         try:
             yield Cluster(procs, folder, **settings)
         finally:
-            procs.close()
+            procs.close(grace=5.0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from urllib.parse import quote
 
@@ -11,17 +10,16 @@ import boto3
 from benchmarks.harness import (
     CHAIN,
     CHAIN_TYPE,
-    Cluster,
     Context,
     Figure,
     at_most,
-    free_port,
     rss_kb,
     submit,
     wait_run,
 )
 from benchmarks.load import Request, hammer
 from benchmarks.population import Probe, fill_registry, fill_store
+from harness import MOTO_CREDENTIALS, free_port
 
 NAME = "memory"
 TASK_PATH = f"/api/chains/{CHAIN_TYPE}/{CHAIN}"
@@ -62,20 +60,9 @@ def upload_peak(ctx: Context, sizes: list[int]) -> dict[int, float]:
     """Peak RSS (kB) of BigFileTask(mb) writing ``mb`` MiB to S3 on a moto server, through the service, per size."""
     with ctx.cluster(f"{NAME}-s3", env="bench", project_bucket="memory") as cluster:
         port = free_port()
-        moto = cluster.procs.start(
-            "moto",
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            cluster.env(),
-            cluster.dir,
-        )
+        cluster.procs.moto(port)
         endpoint = f"http://127.0.0.1:{port}"
-        Cluster.wait_up(moto, endpoint, "moto")
-        cluster.extra_env |= {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
+        cluster.extra_env |= {"AWS_ENDPOINT_URL": endpoint, **MOTO_CREDENTIALS}
         s3 = boto3.client(
             "s3",
             endpoint_url=endpoint,

@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 from benchmarks.harness import (
     CHAIN,
     CHAIN_TYPE,
-    LUIGI_CFG,
     MODULE,
     Cluster,
     Context,
@@ -19,6 +18,7 @@ from benchmarks.harness import (
     submit,
     wait_run,
 )
+from harness import LUIGI_CFG
 
 NAME = "parallel"
 #: steps run at once, through the service (NECTAR_TASK_WORKERS) and by plain luigi (--workers)

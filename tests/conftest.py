@@ -5,25 +5,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
-from nectar.config import ENV_VARS, Settings, configure
-from nectar.serve import LUIGID
+from harness import LUIGI_CFG, NECTAR, REPO, STOP_TIMEOUT, Processes, free_port, settings_env, stop, wait_until
+from nectar.config import Settings, configure
 from tests import links
-from tests.postgres import PostgresServer
+from tests.helpers.postgres import PostgresServer
 
-REPO = Path(__file__).resolve().parent.parent
-NECTAR = [sys.executable, "-m", "nectar.cli"]
-LUIGI_CFG = REPO / "configuration" / "luigi.cfg"
+#: what tests import from here, beside the fixtures (the process helpers are :mod:`harness`'s)
+__all__ = ["LUIGI_CFG", "NECTAR", "REPO", "SALES_DAY_PARAM", "free_port", "settings_env", "start_luigid", "stop"]
+__all__ += ["wait_until"]
 
 
 #: how the catalog describes the ``day`` parameter of chains/etl/sales_chain.py's tasks
@@ -53,61 +50,25 @@ def links_checked(request: pytest.FixtureRequest) -> Iterator[None]:
     links.exempt = None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
-        time.sleep(interval)
-
-
-def _answers(url: str) -> bool:
-    try:
-        requests.get(url, timeout=5)
-    except requests.RequestException:  # not up yet (or a loaded machine)
-        return False
-    return True
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def start_luigid(port: int, state: Path, config: Path = LUIGI_CFG) -> subprocess.Popen[bytes]:
     """A real luigid with ``config`` (the project's luigi.cfg), its state in ``state``; answers before this returns."""
-    proc = subprocess.Popen(
-        [*LUIGID, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
-        + ["--logdir", str(state)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "LUIGI_CONFIG_PATH": str(config)},
-    )
-    wait_until(lambda: _answers(f"http://127.0.0.1:{port}/api/worker_list"))
-    return proc
+    return Processes(state / "logs").luigid(port, state, config)
 
 
 @pytest.fixture(scope="session")
-def luigid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real luigi central scheduler; yields its URL."""
+def session_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
+    """The processes the whole session shares (luigid, moto), all stopped at its end."""
+    processes = Processes(tmp_path_factory.mktemp("processes"))
+    yield processes
+    processes.close(grace=STOP_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def luigid(session_processes: Processes, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real luigi central scheduler; its URL."""
     port = free_port()
-    proc = start_luigid(port, tmp_path_factory.mktemp("luigid"))
-    yield f"http://127.0.0.1:{port}"
-    stop(proc)
+    session_processes.luigid(port, tmp_path_factory.mktemp("luigid"))
+    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")
@@ -125,18 +86,11 @@ def database_url(postgres: PostgresServer) -> str:
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    """A real moto S3 server over HTTP; yields its endpoint URL."""
+def moto_server(session_processes: Processes) -> str:
+    """A real moto S3 server over HTTP; its endpoint URL."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(url))
-    yield url
-    stop(proc)
+    session_processes.moto(port)
+    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture
@@ -209,27 +163,19 @@ def s3_settings(settings: Settings, s3_env: dict[str, str]) -> Settings:
     return value
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment a subprocess needs to share ``settings``."""
-    env = {var: str(getattr(settings, name)) for var, name in ENV_VARS.items() if getattr(settings, name) is not None}
-    env.setdefault("NECTAR_LUIGI_CONFIG", str(REPO / "configuration" / "luigi.cfg"))
-    return env
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """A test's own processes, logged in ``<tmp_path>/logs``; stopped at teardown (SIGTERM, then SIGKILL)."""
+    started = Processes(tmp_path / "logs")
+    yield started
+    started.close(grace=STOP_TIMEOUT)
 
 
 @pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+def start_worker(tmp_path: Path, processes: Processes) -> Callable[..., subprocess.Popen[bytes]]:
     """Start ``nectar worker`` processes for some settings; all are stopped at teardown."""
-    procs: list[subprocess.Popen[bytes]] = []
 
     def start(settings: Settings, workers: int = 2) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **settings_env(settings)}
-        log = open(tmp_path / f"worker-{len(procs)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [*NECTAR, "worker", "--workers", str(workers)], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
-        )
-        procs.append(proc)
-        return proc
+        return processes.worker({**os.environ, **settings_env(settings)}, tmp_path, workers)
 
-    yield start
-    for proc in procs:
-        stop(proc)
+    return start

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from nectar.config import Settings
 from nectar.keys import TargetKey
@@ -16,7 +17,7 @@ from tests.api.conftest import finished
 BATCH = "/api/chains/testchains/hello_luigiworld_chain/WithDependencyTask/batch"
 
 
-def rows_of(answer) -> list[dict]:
+def rows_of(answer: TestResponse) -> list[dict]:
     assert answer.status_code == 200, answer.get_json()
     return answer.get_json()["data"]["rows"]
 
@@ -58,7 +59,9 @@ def test_a_row_whose_output_exists_is_done_with_its_url(client: FlaskClient, set
     path = settings.local_targets_dir / key.path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("hello luigi world, made\n")
-    client.post(f"/api/runs/{registry(settings).latest(key.path).id}/cancel")
+    latest = registry(settings).latest(key.path)
+    assert latest is not None
+    client.post(f"/api/runs/{latest.id}/cancel")
 
     [row] = rows_of(client.post(BATCH, json=[{"aparam": "made"}]))
 
@@ -92,7 +95,9 @@ CSV = "aparam\nfirst\nsecond\n"
     ],
     ids=["body", "body-with-bom", "upload"],
 )
-def test_a_csv_is_a_header_then_one_row_a_line(client: FlaskClient, send: Callable[[FlaskClient], object]) -> None:
+def test_a_csv_is_a_header_then_one_row_a_line(
+    client: FlaskClient, send: Callable[[FlaskClient], TestResponse]
+) -> None:
     rows = rows_of(send(client))
 
     assert [(r["row"], r["status"]) for r in rows] == [(1, 202), (2, 202)]

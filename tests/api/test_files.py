@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -50,7 +51,9 @@ def test_a_signed_url_streams_the_file(app: Flask, client: FlaskClient, stored: 
     ],
     ids=["forged", "truncated", "extended-expiry", "bad-expiry", "other-file"],
 )
-def test_a_tampered_url_is_403(app: Flask, client: FlaskClient, stored: bytes, change, says: str) -> None:
+def test_a_tampered_url_is_403(
+    app: Flask, client: FlaskClient, stored: bytes, change: Callable[[dict[str, str]], dict[str, str]], says: str
+) -> None:
     query = change(app.extensions["nectar_signer"].sign(KEY.path, 60))
     answer = client.get(files_url(query))
     assert answer.status_code == 403 and says in answer.get_json()["message"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
@@ -21,7 +22,7 @@ from tests.conftest import wait_until
 KEY = TargetKey("testchains", "hello_luigiworld_chain", "TestS3Task", "b" * 32)
 
 
-def logs(client: FlaskClient, stream: str, key: TargetKey = KEY):
+def logs(client: FlaskClient, stream: str, key: TargetKey = KEY) -> TestResponse:
     return client.get("/api/logs", query_string={"chain": key.path, "stream": stream})
 
 

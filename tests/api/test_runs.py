@@ -107,7 +107,7 @@ def test_a_status_shows_the_attempt_and_when_a_failed_run_is_retried(
     status = client.get(queued["status_url"]).get_json()["data"]
     assert (status["job_status"], status["attempt"], status["max_attempts"]) == ("PENDING", 1, 3)
     assert status["failed_step"] == "TestS3Task" and status["error"] == "OSError: disk full"
-    assert status["retry_at"] > attempt.started_at + 59
+    assert attempt.started_at is not None and status["retry_at"] > attempt.started_at + 59
     assert status["run_url"] == f"http://localhost/api/runs/{queued['run_id']}"
 
 

@@ -2,8 +2,8 @@
 gunicorn (or ``nectar serve`` whole) and, where S3 is involved, a moto server, each one a real
 process that a test kills (SIGKILL), freezes (SIGSTOP/SIGCONT), stops (SIGTERM) or restarts.
 
-Every task execution leaves its trace in a ledger (``start``, then ``end`` or ``fail``: one
-``os.write`` on an ``O_APPEND`` descriptor per line), and the harness adds a ``kill`` or ``freeze``
+Every task execution leaves its trace in a ledger (:mod:`tests.helpers.ledger`: ``start``, then ``end`` or
+``fail``, one ``os.write`` on an ``O_APPEND`` descriptor per line), and the harness adds a ``kill`` or ``freeze``
 line for each process it signals. From the ledger and the registry each test counts:
 
 - accepted: distinct runs the API accepted (a 202's run id; a 200's key, whose output existed);
@@ -21,16 +21,11 @@ The figures of every test are printed as one Markdown table at the end of the se
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,264 +33,38 @@ from typing import Any
 import pytest
 import requests
 
+from harness import (
+    MOTO_CREDENTIALS,
+    NECTAR,
+    REPO,
+    TOKEN_VAR,
+    Processes,
+    alive,
+    base_env,
+    carrying,
+    children,
+    cmdline,
+    descendants,
+    free_port,
+    send,
+    settings_env,
+    wait_until,
+    waitfor,
+)
 from nectar.config import Settings
 from nectar.runs import Run, RunState
 from nectar.sqlruns import SQLiteRunStore
-from tests.conftest import NECTAR, REPO, free_port, settings_env, start_luigid, wait_until
+from tests.helpers.ledger import CHAIN, CHAIN_TYPE, LEDGER_CHAIN, Ledger
 from tests.links import check_links
 
-#: every process a test starts carries this variable (with the test's own value) in its environment
-TOKEN_VAR = "NECTAR_FAULTS_TOKEN"
-CHAIN_TYPE, CHAIN = "faults", "ledger_chain"
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
-
-LEDGER_CHAIN = '''"""Tasks that write each execution to a ledger: start, then end or fail."""
-
-import os
-import time
-
-import luigi
-
-from nectar import NectarTask
-
-LEDGER = @LEDGER@
-
-
-def note(word, task_id):
-    line = f"{word} {task_id} {os.getpid()} {time.time():.6f}\\n"
-    fd = os.open(LEDGER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
-
-
-def starts(task_id):
-    with open(LEDGER) as handle:
-        return sum(1 for line in handle if line.split()[:2] == ["start", task_id])
-
-
-class Recorded(NectarTask):
-    """The k-th start of a task sleeps the k-th of ``sleeps`` (the last repeats), then waits until the file
-    ``gate`` exists (if one is named); its first ``fails`` starts fail."""
-
-    n = luigi.IntParameter(default=0)
-    sleeps = luigi.Parameter(default="0")
-    fails = luigi.IntParameter(default=0)
-    gate = luigi.Parameter(default="")
-
-    def run(self):
-        note("start", self.task_id)
-        k = starts(self.task_id) - 1
-        try:
-            plan = [float(s) for s in self.sleeps.split(",")]
-            time.sleep(plan[min(k, len(plan) - 1)])
-            while self.gate and not os.path.exists(self.gate):
-                time.sleep(0.01)
-            if k < self.fails:
-                raise RuntimeError(f"planned failure {k + 1} of {self.fails}")
-            with self.output().open("w") as out:
-                out.write(f"{self.task_id} {os.getpid()}\\n")
-        except BaseException:
-            note("fail", self.task_id)
-            raise
-        note("end", self.task_id)
-
-
-class LedgerTask(Recorded):
-    """One step."""
-
-
-class Step1Task(Recorded):
-    """First of three steps."""
-
-
-class Step2Task(Recorded):
-    def requires(self):
-        return Step1Task(n=self.n)
-
-
-class Step3Task(Recorded):
-    step2_fails = luigi.IntParameter(default=0)
-
-    def requires(self):
-        return Step2Task(n=self.n, fails=self.step2_fails)
-
-
-class NoRetryTask(Recorded):
-    retries = 0
-
-
-class FourAttemptsTask(Recorded):
-    retries = 3
-    retry_delay = 0.1
-
-
-class PooledTask(Recorded):
-    """Takes the one slot of a pool that luigid shares out among every worker."""
-
-    resources = {"ledger_pool": 1}
-'''
-
-
-# --- processes, through /proc -------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid``."""
-    found: list[int] = []
-    try:
-        threads = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for tid in threads:
-        try:
-            found += [int(p) for p in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
-        except OSError:
-            pass
-    return found
-
-
-def descendants(pid: int) -> list[int]:
-    found, todo = [], children(pid)
-    while todo:
-        kid = todo.pop()
-        found.append(kid)
-        todo += children(kid)
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def send(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
+#: what tests import from here, beside the fixture
+__all__ = ["CHAIN", "CHAIN_TYPE", "Cluster", "alive", "children", "cmdline", "descendants", "links_checked", "send"]
+__all__ += ["tagged", "waitfor"]
 
 
 def tagged(token: str) -> list[int]:
     """Every live process whose environment carries ``token`` (started by one test)."""
-    needle = f"{TOKEN_VAR}={token}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
-
-
-def waitfor(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """wait_until, failing with a message that says what was awaited."""
-    try:
-        return wait_until(predicate, timeout=timeout, interval=interval)
-    except AssertionError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
-
-
-# --- the ledger ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Execution:
-    """One run() of one luigi task in one process."""
-
-    task_id: str
-    pid: int
-    start: float
-    end: float | None = None
-    #: a ``fail`` line, or the harness killed or froze the process
-    stop: float | None = None
-
-    @property
-    def until(self) -> float:
-        """When it stopped executing (infinity: it never said, and was not killed or frozen)."""
-        return min(t for t in (self.end, self.stop, math.inf) if t is not None)
-
-    def named(self, task: str) -> bool:
-        return f".{task}_" in self.task_id
-
-
-class Ledger:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.path.touch()
-
-    def note(self, word: str, pid: int) -> None:
-        """The harness's own line about a process it signals."""
-        line = f"{word} - {pid} {time.time():.6f}\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
-
-    def lines(self) -> list[tuple[str, str, int, float]]:
-        rows = []
-        for line in self.path.read_text().splitlines():
-            word, task_id, pid, stamp = line.split()
-            rows.append((word, task_id, int(pid), float(stamp)))
-        return rows
-
-    def executions(self) -> list[Execution]:
-        executions: list[Execution] = []
-        current: dict[tuple[str, int], Execution] = {}
-        for word, task_id, pid, stamp in self.lines():
-            if word == "start":
-                current[(task_id, pid)] = execution = Execution(task_id, pid, stamp)
-                executions.append(execution)
-            elif word in ("end", "fail") and (task_id, pid) in current:
-                execution = current[(task_id, pid)]
-                if word == "end":
-                    execution.end = stamp
-                elif execution.stop is None:
-                    execution.stop = stamp
-            elif word in ("kill", "freeze"):
-                for execution in executions:
-                    if execution.pid == pid and execution.until == math.inf:
-                        execution.stop = stamp
-        return executions
-
-    def of(self, task: str) -> list[Execution]:
-        return [e for e in self.executions() if e.named(task)]
-
-    def count(self, word: str, task: str | None = None) -> int:
-        return sum(1 for w, task_id, _, _ in self.lines() if w == word and (task is None or f".{task}_" in task_id))
-
-    def duplicates(self) -> list[Execution]:
-        """Executions that ended after another of the same task had, or overlapped another in time."""
-        duplicates: list[Execution] = []
-        ended: Counter[str] = Counter()
-        executions = self.executions()
-        for execution in sorted((e for e in executions if e.end is not None), key=lambda e: e.end or 0):
-            ended[execution.task_id] += 1
-            if ended[execution.task_id] > 1:
-                duplicates.append(execution)
-        for a, b in itertools.combinations(executions, 2):
-            if a.task_id == b.task_id and a.start < b.until and b.start < a.until:
-                later = b if b.start >= a.start else a
-                if later not in duplicates:
-                    duplicates.append(later)
-        return duplicates
+    return carrying(TOKEN_VAR, token)
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -422,11 +191,9 @@ class Cluster:
         self.ledger = Ledger(tmp_path / "ledger.txt")
         write_chain(f"{CHAIN_TYPE}/{CHAIN}", LEDGER_CHAIN.replace("@LEDGER@", repr(str(self.ledger.path))))
         self.logs = tmp_path / "logs"
-        self.logs.mkdir()
+        self.processes = Processes(self.logs, token)
+        self.log_of = self.processes.log_of  # pid -> what it printed
         self.extra_env: dict[str, str] = {}
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.log_of: dict[int, Path] = {}  # pid -> what it printed
-        self.pids: set[int] = set()
         self.luigid: subprocess.Popen[bytes] | None = None
         self.api_proc: subprocess.Popen[bytes] | None = None
         self.moto: subprocess.Popen[bytes] | None = None
@@ -446,34 +213,17 @@ class Cluster:
     # environment and logs
 
     def env(self, settings: Settings | None = None) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
-        return {**base, **settings_env(settings or self.settings), **self.extra_env, TOKEN_VAR: self.token}
-
-    def _log(self, name: str) -> Any:
-        return open(self.logs / f"{name}-{len(self.procs)}.log", "wb")  # noqa: SIM115
-
-    def _popen(self, name: str, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        with self._log(name) as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, **kwargs)
-            self.log_of[proc.pid] = Path(log.name)
-        self.procs.append(proc)
-        return proc
+        return {**base_env(), **settings_env(settings or self.settings), **self.extra_env}
 
     def dump_logs(self, tail: int = 60) -> None:
-        for path in sorted(self.logs.iterdir()):
-            lines = path.read_text(errors="replace").splitlines()
-            print(f"----- {path.name} (last {tail} of {len(lines)} lines)")
-            print("\n".join(lines[-tail:]))
+        self.processes.dump_logs(tail)
         print("----- ledger")
         print(self.ledger.path.read_text())
 
     # luigid
 
     def start_luigid(self) -> None:
-        state = self.tmp / "luigid"
-        state.mkdir(exist_ok=True)
-        self.luigid = start_luigid(self.luigid_port, state)
-        self.procs.append(self.luigid)
+        self.luigid = self.processes.luigid(self.luigid_port, self.tmp / "luigid")
 
     def kill_luigid(self) -> None:
         assert self.luigid is not None
@@ -484,9 +234,7 @@ class Cluster:
 
     def start_worker(self, workers: int = 2, **changes: Any) -> subprocess.Popen[bytes]:
         settings = self.settings.replace(**changes) if changes else self.settings
-        return self._popen(
-            "worker", [*NECTAR, "worker", "--workers", str(workers)], env=self.env(settings), cwd=self.tmp
-        )
+        return self.processes.worker(self.env(settings), self.tmp, workers)
 
     def kill_worker(self, proc: subprocess.Popen[bytes]) -> list[int]:
         """SIGKILL a worker and the children executing its attempts (in their own groups) as one crash would:
@@ -502,13 +250,11 @@ class Cluster:
 
     def kill_pids(self, pids: list[int]) -> None:
         for pid in pids:
-            self.pids.add(pid)
             self.ledger.note("kill", pid)
             send(pid, signal.SIGKILL)
         waitfor(lambda: not any(alive(pid) for pid in pids), 10, f"{pids} to die")
 
     def freeze(self, pid: int) -> None:
-        self.pids.add(pid)
         self.ledger.note("freeze", pid)
         send(pid, signal.SIGSTOP)
 
@@ -516,24 +262,7 @@ class Cluster:
 
     def start_api(self, **changes: Any) -> None:
         settings = self.settings.replace(**changes) if changes else self.settings
-        env = {
-            **self.env(settings),
-            "NECTAR_HOST": "127.0.0.1",
-            "NECTAR_PORT": str(self.api_port),
-            "NECTAR_API_WORKERS": "2",
-        }
-        proc = self._popen("api", GUNICORN, env=env, cwd=REPO, start_new_session=True)
-        self.api_proc = proc
-
-        def up() -> bool:
-            assert proc.poll() is None, f"the API exited with {proc.returncode}"
-            try:
-                requests.get(f"{self.api.url}/api/chains/{CHAIN_TYPE}", timeout=5)
-            except requests.RequestException:
-                return False
-            return True
-
-        waitfor(up, 30, "the API to answer")
+        self.api_proc = self.processes.api(self.api_port, self.env(settings), ready=f"/api/chains/{CHAIN_TYPE}")
 
     def stop_api(self) -> None:
         """SIGTERM the API and wait for it to exit."""
@@ -544,11 +273,7 @@ class Cluster:
     def kill_api(self) -> list[int]:
         """SIGKILL the gunicorn master and its workers (one process group); their pids."""
         assert self.api_proc is not None
-        group = [self.api_proc.pid, *descendants(self.api_proc.pid)]
-        os.killpg(self.api_proc.pid, signal.SIGKILL)
-        self.api_proc.wait(timeout=10)
-        waitfor(lambda: not any(alive(pid) for pid in group), 10, "the API's processes to die")
-        return group
+        return self.processes.kill(self.api_proc)
 
     # the whole service
 
@@ -559,25 +284,15 @@ class Cluster:
         argv = [*NECTAR, "serve", "--port", str(self.api_port), "--scheduler-port", str(self.luigid_port)]
         argv += ["--data-dir", str(self.settings.data_dir), "--chains-dir", str(self.settings.chains_dir)]
         argv += ["--workers", str(workers)]
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
         env = {
-            **base,
+            **base_env(),
             "ENV": "local",
             "NECTAR_LOCAL_TARGETS": str(self.settings.local_targets_dir),
             "NECTAR_LUIGI_CONFIG": str(REPO / "configuration" / "luigi.cfg"),
-            TOKEN_VAR: self.token,
             **env,
         }
-        proc = self._popen("serve", argv, env=env, cwd=project, start_new_session=True)
-
-        def up() -> bool:
-            assert proc.poll() is None, f"nectar serve exited with {proc.returncode}"
-            try:
-                return requests.get(f"{self.api.url}/api/chains/{CHAIN_TYPE}", timeout=5).status_code == 200
-            except requests.RequestException:
-                return False
-
-        waitfor(up, 60, "nectar serve to answer")
+        proc = self.processes.start("serve", argv, env, project)
+        self.processes.wait_up(proc, f"{self.api.url}/api/chains/{CHAIN_TYPE}", "nectar serve", status=200)
         return proc
 
     @staticmethod
@@ -596,12 +311,7 @@ class Cluster:
     def use_s3(self) -> None:
         """Targets in a bucket of this cluster's own moto server (started here); call before anything else."""
         self.bucket = f"nectar-{uuid.uuid4().hex[:12]}"
-        self.extra_env = {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.moto_port}",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
+        self.extra_env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.moto_port}", **MOTO_CREDENTIALS}
         self.settings = self.settings.replace(env="test", project_bucket=self.bucket)
         self.start_moto()
 
@@ -619,17 +329,7 @@ class Cluster:
 
     def start_moto(self) -> None:
         """Start moto on this cluster's port and create the bucket (moto forgets everything when it stops)."""
-        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.moto_port)]
-        self.moto = self._popen("moto", argv, env=self.env())
-
-        def up() -> bool:
-            try:
-                requests.get(self.extra_env["AWS_ENDPOINT_URL"], timeout=5)
-            except requests.RequestException:
-                return False
-            return True
-
-        waitfor(up, 30, "moto to answer")
+        self.moto = self.processes.moto(self.moto_port)
         self.s3.create_bucket(Bucket=self.settings.bucket)
         self.wiped_at = time.time()
 
@@ -721,24 +421,7 @@ class Cluster:
     # teardown
 
     def close(self) -> None:
-        pids = set(self.pids)
-        for proc in self.procs:
-            pids.add(proc.pid)
-            pids.update(descendants(proc.pid))
-        pids.update(tagged(self.token))
-        for pid in pids:
-            send(pid, signal.SIGCONT)
-            send(pid, signal.SIGKILL)
-        if self.api_proc is not None:
-            try:
-                os.killpg(self.api_proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        self.processes.close()
 
 
 @pytest.fixture
@@ -747,12 +430,9 @@ def cluster(
     tmp_path: Path,
     settings: Settings,
     write_chain: Callable[[str, str], Path],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Cluster]:
     """A cluster of real processes for one test; all of them are killed when it ends, whatever happened."""
-    token = uuid.uuid4().hex
-    monkeypatch.setenv(TOKEN_VAR, token)  # luigid (started by tests.conftest.start_luigid) inherits it
-    built = Cluster(tmp_path, settings, write_chain, token)
+    built = Cluster(tmp_path, settings, write_chain, uuid.uuid4().hex)
     built.fault = request.node.name
     try:
         yield built

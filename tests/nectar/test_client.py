@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NECTAR
-from tests.test_serve import Served, _serve
+from tests.nectar.test_serve import Served, _serve
 
 TASK = "testchains/hello_luigiworld_chain/WithDependencyTask"
 ROWS = 200

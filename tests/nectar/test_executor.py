@@ -83,7 +83,7 @@ def test_sales_chain_runs_end_to_end(any_settings: Settings, start_worker: Start
     }
     assert [s.task for s in status.steps] == ["GenerateSalesTask", "CleanSalesTask", "AggregateSalesTask"]
     assert all(s.state == "DONE" and s.executed for s in status.steps)
-    assert status.resource_url is None if store.kind == "local" else status.resource_url.startswith("http")
+    assert status.resource_url is None if store.kind == "local" else str(status.resource_url).startswith("http")
 
     upstream = {s.task: TargetKey.parse(s.key) for s in status.steps if s.key}
     assert "kept" in store.read_text(upstream["CleanSalesTask"].with_file(STDOUT_FILE))

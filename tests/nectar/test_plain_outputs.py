@@ -39,7 +39,7 @@ def local_task(*paths: Path) -> type[luigi.Task]:
     class LocalOutputs(luigi.Task):
         n = luigi.IntParameter(default=len(paths))
 
-        def output(self):
+        def output(self) -> list[luigi.LocalTarget]:
             return [luigi.LocalTarget(str(path)) for path in paths[: self.n]]
 
     return LocalOutputs
@@ -97,7 +97,7 @@ def test_an_output_that_raises_is_named_and_not_retried_per_poll(settings: Setti
     calls = []
 
     class Broken(luigi.Task):
-        def output(self):
+        def output(self) -> luigi.Target:
             calls.append(1)
             raise FileNotFoundError("hadoop")
 
@@ -150,7 +150,7 @@ def test_s3_outputs_are_presigned_only_when_they_exist_in_a_reachable_bucket(s3_
     uris = [f"s3://{bucket}/plain/top.txt", f"s3://{bucket}/plain/later.txt", "s3://no-such-bucket-16/x.txt"]
 
     class S3Outputs(luigi.Task):
-        def output(self):
+        def output(self) -> dict[str, S3Target]:
             return {name: S3Target(uri) for name, uri in zip("abc", uris, strict=True)}
 
     found = outputs_of(S3Outputs, s3_settings)

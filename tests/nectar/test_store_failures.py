@@ -38,7 +38,9 @@ def test_a_presigned_download_has_the_type_the_local_store_serves(
     store.put_file(source, copied)  # a log: copied from the worker's disk
 
     for key in (written, copied):
-        answer = requests.get(store.url(key, expires_in=60), timeout=10)
+        url = store.url(key, expires_in=60)
+        assert url is not None, key.path
+        answer = requests.get(url, timeout=10)
         assert answer.status_code == 200, answer.text
         assert answer.headers["Content-Type"] == expected, (key.path, answer.headers)
 

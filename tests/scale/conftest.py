@@ -1,14 +1,13 @@
 """Scale-out for real: a PostgreSQL registry, one ``nectar scheduler``, one moto S3 server, and nodes that
 each run ``nectar api`` and ``nectar worker`` with their own ports and data folders, as separate machines would.
 
-Every task execution is written to the fault suite's ledger (:mod:`tests.faults.conftest`), so a test
+Every task execution is written to the fault suite's ledger (:mod:`tests.helpers.ledger`), so a test
 can count executions, duplicates and lost runs; the figures of each test are printed as one table.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import subprocess
 import uuid
@@ -19,12 +18,12 @@ from typing import Any
 import pytest
 import requests
 
+from harness import NECTAR, Processes, base_env, descendants, free_port, send, settings_env
 from nectar.config import Settings
 from nectar.pgruns import PostgresRunStore
 from nectar.runs import RunState
 from nectar.scheduler import SECRET_ENV
-from tests.conftest import NECTAR, free_port, settings_env
-from tests.faults.conftest import CHAIN, CHAIN_TYPE, LEDGER_CHAIN, TOKEN_VAR, Ledger, descendants, send, tagged, waitfor
+from tests.helpers.ledger import CHAIN, CHAIN_TYPE, LEDGER_CHAIN, Ledger
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,9 +71,8 @@ class Deployment:
 
     def __init__(self, tmp_path: Path, settings: Settings, database_url: str, s3_env: dict[str, str]) -> None:
         self.tmp = tmp_path
-        self.token = uuid.uuid4().hex
         self.logs = tmp_path / "logs"
-        self.logs.mkdir()
+        self.processes = Processes(self.logs)
         self.ledger = Ledger(tmp_path / "ledger.txt")
         self.scheduler_port = free_port()
         self.settings = settings.replace(
@@ -90,35 +88,28 @@ class Deployment:
         )
         self.s3_env = s3_env
         self.registry = PostgresRunStore(database_url)
-        self.procs: list[subprocess.Popen[bytes]] = []
         self.nodes: list[Node] = []
+        self.secret = f"scale-{uuid.uuid4().hex}"
 
     def env(self, data_dir: Path) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
         settings = self.settings.replace(data_dir=data_dir)
         # every machine's processes share the scheduler secret, as NECTAR_SCHEDULER_SECRET (their data folders differ)
-        secret = {SECRET_ENV: f"scale-{self.token}"}
-        return {**base, **settings_env(settings), **self.s3_env, TOKEN_VAR: self.token, **secret}
-
-    def _start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with open(self.logs / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append(proc)
-        return proc
+        secret = {SECRET_ENV: self.secret}
+        return {**base_env(), **settings_env(settings), **self.s3_env, **secret}
 
     def start_scheduler(self) -> None:
         data = self.tmp / "scheduler"
         argv = [*NECTAR, "scheduler", "--scheduler-port", str(self.scheduler_port), "--data-dir", str(data)]
-        proc = self._start("scheduler", argv, self.env(data))
-        waitfor(lambda: _answers(f"{self.settings.scheduler_url}/api/worker_list", proc), 30, "the scheduler")
+        proc = self.processes.start("scheduler", argv, self.env(data))
+        self.processes.wait_up(proc, f"{self.settings.scheduler_url}/api/worker_list", "the scheduler")
 
     def start_node(self, workers: int = 2) -> Node:
         name = f"node{len(self.nodes) + 1}"
         env, port = self.env(self.tmp / name), free_port()
-        api = self._start(f"{name}-api", [*NECTAR, "api", "--port", str(port), "--api-workers", "2"], env)
-        worker = self._start(f"{name}-worker", [*NECTAR, "worker", "--workers", str(workers)], env)
+        api = self.processes.start(f"{name}-api", [*NECTAR, "api", "--port", str(port), "--api-workers", "2"], env)
+        worker = self.processes.worker(env, workers=workers, name=f"{name}-worker")
         node = Node(name, port, api, worker)
-        waitfor(lambda: _answers(f"{node.url}/api/chains/{CHAIN_TYPE}", api), 30, f"{name}'s API")
+        self.processes.wait_up(api, f"{node.url}/api/chains/{CHAIN_TYPE}", f"{name}'s API")
         self.nodes.append(node)
         return node
 
@@ -149,29 +140,10 @@ class Deployment:
         return sum(1 for page in pages for item in page.get("Contents", []) if item["Key"].endswith("/out.txt"))
 
     def close(self) -> None:
-        pids = {pid for proc in self.procs for pid in (proc.pid, *descendants(proc.pid))} | set(tagged(self.token))
-        for pid in pids:
-            send(pid, signal.SIGKILL)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        self.processes.close()
 
     def dump_logs(self, tail: int = 40) -> None:
-        for path in sorted(self.logs.iterdir()):
-            lines = path.read_text(errors="replace").splitlines()
-            print(f"----- {path.name} (last {tail} of {len(lines)} lines)")
-            print("\n".join(lines[-tail:]))
-
-
-def _answers(url: str, proc: subprocess.Popen[bytes]) -> bool:
-    assert proc.poll() is None, f"exited with {proc.returncode}"
-    try:
-        requests.get(url, timeout=5)
-    except requests.RequestException:
-        return False
-    return True
+        self.processes.dump_logs(tail)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ def test_a_running_tasks_stdout_is_served_by_every_nodes_api(
 
     try:
         for node in nodes:  # one of them runs the task; the other has only the registry and the store
-            text = waitfor(lambda node=node: running_stdout(node), 120, f"{node.name}'s API to show the live stdout")
+            text = waitfor(partial(running_stdout, node), 120, f"{node.name}'s API to show the live stdout")
             assert "first line, printed while running" in text
     finally:
         flag.touch()

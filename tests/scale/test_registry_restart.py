@@ -14,7 +14,7 @@ from nectar.errors import RegistryUnavailable
 from nectar.runs import RunState
 from tests.conftest import free_port
 from tests.faults.conftest import CHAIN, CHAIN_TYPE, waitfor
-from tests.postgres import PostgresServer
+from tests.helpers.postgres import PostgresServer
 from tests.scale.conftest import Deployment
 
 RUNS = 12

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.security.fuzzstats import STATS, summary_lines
+from tests.helpers.fuzzstats import STATS, summary_lines
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -14,10 +14,11 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from harness import GUNICORN
 from nectar.auth import digest
 from nectar.config import Settings
 from tests.conftest import REPO, free_port, settings_env, stop, wait_until
-from tests.ui.conftest import GUNICORN, browser, chromium, page  # noqa: F401  (Debian's Chromium, a fresh page)
+from tests.ui.conftest import browser, chromium, page  # noqa: F401  (Debian's Chromium, a fresh page)
 
 TOKEN = "browser-reader-token-0123456789"
 
@@ -39,7 +40,9 @@ def secured_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env |= {"NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port), "NECTAR_API_WORKERS": "2"}
     log = root / "api.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([*GUNICORN, "--chdir", str(REPO)], env=env, cwd=root, stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            [*GUNICORN, "app:create_app()", "--chdir", str(REPO)], env=env, cwd=root, stdout=out, stderr=out
+        )
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:

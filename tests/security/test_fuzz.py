@@ -18,10 +18,7 @@ bounded and derandomized: the same cases on every run.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,15 +43,14 @@ from schemathesis.specs.openapi.checks import (
 from api import register_blueprints
 from api.errors import NectarApi
 from app import DEFAULTS
+from harness import REPO, STOP_TIMEOUT, Processes, base_env, free_port, settings_env
 from nectar.config import Settings
-from tests.conftest import REPO, free_port, settings_env, stop, wait_until
-from tests.security.fuzzstats import OperationStats, stats_of, total_cases
+from tests.helpers.fuzzstats import OperationStats, stats_of, total_cases
 
 #: cases per operation; the 3 operations without parameters have 1 case each, the 9 others this many
 MAX_EXAMPLES = 125
 MIN_TOTAL_CASES = 1000
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
 FUZZ_SETTINGS = settings(
     derandomize=True,
     database=None,
@@ -121,26 +117,12 @@ def fuzz_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def server(fuzz_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The API under gunicorn (one worker), answering before this yields."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
-    env |= settings_env(fuzz_settings)
-    env |= {"NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port), "NECTAR_API_WORKERS": "1"}
-    log = tmp_path_factory.mktemp("gunicorn") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(GUNICORN, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    served = Server(f"http://127.0.0.1:{port}", log, fuzz_settings)
-
-    def up() -> bool:
-        assert proc.poll() is None, served.log_text()
-        try:
-            return requests.get(f"{served.base}/healthz", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
+    processes = Processes(tmp_path_factory.mktemp("gunicorn"))
     try:
-        wait_until(up, timeout=60, interval=0.1)
-        yield served
+        proc = processes.api(port, base_env() | settings_env(fuzz_settings), workers=1, status=200)
+        yield Server(f"http://127.0.0.1:{port}", processes.log_of[proc.pid], fuzz_settings)
     finally:
-        stop(proc)
+        processes.close(grace=STOP_TIMEOUT)
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +240,7 @@ def _with_task_params(operation: Any, task: TaskRef) -> st.SearchStrategy[Case]:
     """A submission to a real task, with some of its real parameters set to arbitrary wire values."""
     names = st.sampled_from(task.params)
     query = st.dictionaries(names, QUERY_VALUES, max_size=len(task.params)) if task.params else st.just({})
-    body = st.none()
+    body: st.SearchStrategy[Any] = st.none()
     if task.params:
         body |= st.dictionaries(names, JSON_VALUES, min_size=1, max_size=len(task.params))
 
@@ -409,7 +391,8 @@ def validate(
 
 
 def test_the_served_document_has_these_operations(api_schema: schemathesis.BaseSchema) -> None:
-    served = {(result.ok().method.upper(), result.ok().path) for result in api_schema.get_all_operations()}
+    operations = [result.ok() for result in api_schema.get_all_operations()]  # type: ignore[union-attr]
+    served = {(operation.method.upper(), operation.path) for operation in operations}
     assert served == set(OPERATIONS)
 
 

@@ -34,7 +34,9 @@ def every_request(flask_app: Flask) -> Iterator[tuple[str, str, str]]:
     """(endpoint, method, path) of every route of the app, path values made up."""
     adapter = flask_app.url_map.bind("localhost")
     for rule in flask_app.url_map.iter_rules():
-        path = adapter.build(rule.endpoint, {name: "x" for name in rule.arguments}, method=next(iter(rule.methods)))
+        path = adapter.build(
+            rule.endpoint, {name: "x" for name in rule.arguments}, method=sorted(rule.methods or ())[0]
+        )
         for method in sorted(rule.methods or ()):
             yield rule.endpoint, method, path
 

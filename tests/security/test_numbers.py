@@ -97,10 +97,8 @@ def test_a_task_that_raises_the_cap_takes_a_big_value_and_refuses_beyond(client:
 
 
 def test_integral_numbers_within_the_cap_are_taken(client: FlaskClient) -> None:
-    keys = {
-        client.post(COUNT, **args).get_json()["data"]["key"]
-        for args in [{"json": {"rows": 7}}, {"json": {"rows": 7.0}}, {"query_string": {"rows": "007"}}]
-    }
+    forms: list[dict[str, Any]] = [{"json": {"rows": 7}}, {"json": {"rows": 7.0}}, {"query_string": {"rows": "007"}}]
+    keys = {client.post(COUNT, **args).get_json()["data"]["key"] for args in forms}
     assert len(keys) == 1, keys
     assert client.post(COUNT, json={"rows": MAX_INT}).status_code == 202
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from benchmarks.harness import GUNICORN, Cluster, Processes, base_env
+from benchmarks.harness import Cluster, Processes, base_env
+from harness import GUNICORN
 from tests.conftest import REPO, free_port, wait_until
 
 READ_TIMEOUT = "1"

@@ -6,18 +6,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
+from harness import REPO, STOP_TIMEOUT, Processes, base_env, free_port, settings_env
 from nectar.config import Settings
 from tests.api.conftest import app, client  # noqa: F401  (the API's app and client fixtures, shared)
-from tests.conftest import NECTAR, REPO, free_port, settings_env, stop, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -30,7 +28,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
 
 
 # --- a real Datanectar ---------------------------------------------------------------------
@@ -61,32 +58,14 @@ def site(tmp_path_factory: pytest.TempPathFactory, luigid: str) -> Iterator[Site
         heartbeat_interval=0.5,
     ).resolved()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))} | settings_env(settings)
-    logs = root / "logs"
-    logs.mkdir()
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(name: str, argv: list[str], **extra: str) -> subprocess.Popen[bytes]:
-        with open(logs / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(argv, env=env | extra, cwd=root, stdout=log, stderr=subprocess.STDOUT)
-        procs.append(proc)
-        return proc
-
-    api = start("api", [*GUNICORN, "--chdir", str(REPO)], NECTAR_HOST="127.0.0.1", NECTAR_PORT=str(port))
-    start("worker", [*NECTAR, "worker", "--workers", "2"])
-    built = Site(f"http://127.0.0.1:{port}", settings, logs)
-
-    def up() -> bool:
-        assert api.poll() is None, built.dump_logs()
-        try:
-            return requests.get(f"{built.url}/healthz", timeout=5).status_code == 200
-        except requests.RequestException:  # not up yet (or a loaded machine)
-            return False
-
-    wait_until(up, timeout=30)
-    yield built
-    for proc in procs:
-        stop(proc)
+    env = base_env() | settings_env(settings)
+    processes = Processes(root / "logs")
+    try:
+        processes.api(port, env, status=200)
+        processes.worker(env, root, workers=2)
+        yield Site(f"http://127.0.0.1:{port}", settings, processes.logs)
+    finally:
+        processes.close(grace=STOP_TIMEOUT)
 
 
 # --- Chromium ------------------------------------------------------------------------------

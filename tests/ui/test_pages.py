@@ -171,7 +171,9 @@ def test_a_queued_run_shows_its_state_links_and_cancel_button(client: FlaskClien
     found = Elements(page).by_id
     assert found["run"][1]["data-active"] == "true" and "cancel" in found
     assert found["run"][1]["data-cancel-url"] == f"/api/runs/{run_id}/cancel"
-    assert found["run"][1]["data-status-url"].startswith(f"/api/chainstatus?chain=chains/{HELLO}/WithDependencyTask/")
+    assert str(found["run"][1]["data-status-url"]).startswith(
+        f"/api/chainstatus?chain=chains/{HELLO}/WithDependencyTask/"
+    )
     assert "PENDING" in page and "aparam = &lt;b&gt;x&lt;/b&gt;" in page
     assert "hidden" in found["log-links"][1] and "WithDependencyTask has not started yet: it has no log" in page
     assert "output-link" not in found and "params-link" not in found

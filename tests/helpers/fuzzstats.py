@@ -1,4 +1,4 @@
-"""What the fuzz run saw, per operation: filled by test_fuzz.py, printed by conftest.py's terminal summary."""
+"""What the fuzz run saw, per operation: filled by tests/security/test_fuzz.py, printed by its conftest.py."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def total_cases() -> int:
 def summary_lines() -> list[str]:
     """The table: operation, cases, 5xx, schema violations, other failures, status codes seen."""
     header = ("operation", "cases", "5xx", "schema violations", "other failures", "statuses seen")
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             label,
             str(s.cases),

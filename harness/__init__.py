@@ -1,0 +1,48 @@
+"""One harness for tests and benchmarks: real luigid, gunicorn, ``nectar`` and moto processes, started and stopped."""
+
+from harness.processes import (
+    APP,
+    GUNICORN,
+    LUIGI_CFG,
+    MOTO_CREDENTIALS,
+    NECTAR,
+    REPO,
+    STOP_TIMEOUT,
+    TOKEN_VAR,
+    Processes,
+    answers,
+    base_env,
+    free_port,
+    settings_env,
+    stop,
+    stopping_on_signals,
+    wait_until,
+    waitfor,
+)
+from harness.procfs import alive, carrying, children, cmdline, descendants, send
+
+__all__ = [
+    "APP",
+    "GUNICORN",
+    "LUIGI_CFG",
+    "MOTO_CREDENTIALS",
+    "NECTAR",
+    "REPO",
+    "STOP_TIMEOUT",
+    "TOKEN_VAR",
+    "Processes",
+    "alive",
+    "answers",
+    "base_env",
+    "carrying",
+    "children",
+    "cmdline",
+    "descendants",
+    "free_port",
+    "send",
+    "settings_env",
+    "stop",
+    "stopping_on_signals",
+    "wait_until",
+    "waitfor",
+]

@@ -1,0 +1,282 @@
+"""The real processes of one test or benchmark, started, awaited until they answer, and stopped.
+
+Each one (luigid, the API under gunicorn, a ``nectar`` command, moto's S3 server) runs in a session of
+its own on free 127.0.0.1 ports, its output in a log file of its own, and carries this harness's token in
+its environment (:data:`TOKEN_VAR`), as does everything it starts (a worker's attempts, the parts of
+``nectar serve``). :meth:`Processes.close` kills every process carrying the token, whatever happened and
+even if its parent is long gone: nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from harness.procfs import alive, carrying, descendants, send
+from nectar.config import ENV_VARS, Settings
+from nectar.serve import LUIGID
+
+REPO = Path(__file__).resolve().parent.parent
+LUIGI_CFG = REPO / "configuration" / "luigi.cfg"
+NECTAR = [sys.executable, "-m", "nectar.cli"]
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf"]
+APP = "app:create_app()"
+#: every process a harness starts carries this variable, set to the harness's own token
+TOKEN_VAR = "NECTAR_HARNESS_TOKEN"
+#: what boto3 needs, beside ``AWS_ENDPOINT_URL``, to talk to moto (which takes any credentials)
+MOTO_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+STOP_TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05) -> object:
+    """``predicate()`` once it is true, polled every ``interval``; fails after ``timeout`` (a hung wait only)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+        time.sleep(interval)
+
+
+def waitfor(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """:func:`wait_until`, failing with a message that says what was awaited."""
+    try:
+        return wait_until(predicate, timeout=timeout, interval=interval)
+    except AssertionError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+
+
+def answers(url: str, timeout: float = 1.0) -> int | None:
+    """The HTTP status ``url`` answers a GET with, or None while nothing answers."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
+    try:
+        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def base_env() -> dict[str, str]:
+    """This process's environment without any Datanectar, AWS or luigi setting."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_", "LUIGI_"))}
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a subprocess needs to share ``settings``."""
+    env = {var: str(getattr(settings, name)) for var, name in ENV_VARS.items() if getattr(settings, name) is not None}
+    env.setdefault("NECTAR_LUIGI_CONFIG", str(LUIGI_CFG))
+    return env
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM ``proc`` alone, SIGKILL it after ``timeout``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Processes:
+    """Every process one test or benchmark starts, each logged to ``<logs>/<name>-<n>.log``; see the module."""
+
+    def __init__(self, logs: Path, token: str | None = None) -> None:
+        self.logs = logs
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.token = token or uuid.uuid4().hex
+        self.procs: list[subprocess.Popen[bytes]] = []
+        #: pid -> the log file of what it printed
+        self.log_of: dict[int, Path] = {}
+
+    def start(
+        self, name: str, argv: list[str], env: Mapping[str, str], cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """``argv`` in a session of its own, ``env`` and the token its whole environment; does not wait."""
+        path = self.logs / f"{name}-{len(self.procs)}.log"
+        with open(path, "wb") as log:
+            proc = subprocess.Popen(
+                argv,
+                env={**env, TOKEN_VAR: self.token},
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs.append(proc)
+        self.log_of[proc.pid] = path
+        return proc
+
+    def wait_up(
+        self,
+        proc: subprocess.Popen[bytes],
+        url: str,
+        what: str,
+        status: int | None = None,
+        timeout: float = 60.0,
+        interval: float = 0.05,
+    ) -> None:
+        """Until ``url`` answers (with ``status``, if given); raises if ``proc`` exits first, showing its log."""
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                log = self.log_of.get(proc.pid)
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log else ""
+                raise RuntimeError(f"{what} exited with code {proc.returncode} while starting; {log}:\n{tail}")
+            answer = answers(url)
+            return answer is not None and (status is None or answer == status)
+
+        waitfor(up, timeout, f"{what} to answer on {url}", interval=interval)
+
+    # the parts
+
+    def luigid(self, port: int, state: Path, config: Path = LUIGI_CFG) -> subprocess.Popen[bytes]:
+        """luigid with ``config``, its state and logs in ``state``; answers before this returns."""
+        state.mkdir(parents=True, exist_ok=True)
+        argv = [*LUIGID, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
+        env = {**base_env(), "LUIGI_CONFIG_PATH": str(config)}
+        proc = self.start("luigid", [*argv, "--logdir", str(state)], env, state)
+        self.wait_up(proc, f"http://127.0.0.1:{port}/api/worker_list", "luigid")
+        return proc
+
+    def api(
+        self,
+        port: int,
+        env: Mapping[str, str],
+        app: str = APP,
+        workers: int = 2,
+        threads: int | None = None,
+        ready: str = "/healthz",
+        status: int | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """gunicorn with the service's configuration (nectar.gunicorn_conf) serving ``app``; answers at ``ready``
+        (with ``status``, if given) before this returns."""
+        env = {**env, "NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port), "NECTAR_API_WORKERS": str(workers)}
+        if threads is not None:
+            env["NECTAR_API_THREADS"] = str(threads)
+        proc = self.start("api", [*GUNICORN, app], env, REPO)
+        self.wait_up(proc, f"http://127.0.0.1:{port}{ready}", "the API", status)
+        return proc
+
+    def worker(
+        self, env: Mapping[str, str], cwd: Path | None = None, workers: int = 2, name: str = "worker"
+    ) -> subprocess.Popen[bytes]:
+        """``nectar worker`` executing ``workers`` runs at once; does not wait."""
+        return self.start(name, [*NECTAR, "worker", "--workers", str(workers)], env, cwd)
+
+    def moto(self, port: int) -> subprocess.Popen[bytes]:
+        """moto's S3 server (it forgets everything when it stops); answers before this returns."""
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        proc = self.start("moto", argv, base_env(), self.logs)
+        self.wait_up(proc, f"http://127.0.0.1:{port}/", "moto")
+        return proc
+
+    # stopping
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM the process's group, SIGKILL it after ``timeout``; then SIGKILL whatever it started and left
+        (``nectar serve`` starts its parts in sessions of their own, a worker its attempts in groups of their own)."""
+        left = descendants(proc.pid)
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            if proc.poll() is not None:
+                break
+            try:
+                os.killpg(proc.pid, signum)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                continue
+        for pid in left:
+            send(pid, signal.SIGKILL)
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> list[int]:
+        """SIGKILL the process's group (gunicorn's master and workers, say) and wait until all of it is gone;
+        their pids."""
+        group = [proc.pid, *descendants(proc.pid)]
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+        waitfor(lambda: not any(alive(pid) for pid in group), 10, f"{group} to die")
+        return group
+
+    def tagged(self) -> list[int]:
+        """Every live process started here, or by what was started here."""
+        return carrying(TOKEN_VAR, self.token)
+
+    def close(self, grace: float = 0.0) -> None:
+        """Stop everything: with a ``grace``, SIGTERM each process still running and give it that long to exit;
+        then SIGCONT and SIGKILL every process carrying the token (frozen ones too) and each group started here."""
+        running = [proc for proc in self.procs if proc.poll() is None]
+        if grace > 0:
+            for proc in reversed(running):
+                self.stop(proc, timeout=grace)
+        pids = set(self.tagged())
+        for proc in running:
+            pids.update(descendants(proc.pid))
+        for pid in pids:
+            send(pid, signal.SIGCONT)
+            send(pid, signal.SIGKILL)
+        for proc in running:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def dump_logs(self, tail: int = 60) -> None:
+        """Print the end of every log (a failed test's, say)."""
+        for path in sorted(self.logs.glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()
+            print(f"----- {path.name} (last {tail} of {len(lines)} lines)")
+            print("\n".join(lines[-tail:]))
+
+
+@contextmanager
+def stopping_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into KeyboardInterrupt (even where a shell started us ignoring SIGINT), so that
+    every process is stopped on the way out."""
+
+    def interrupt(signum: int, _: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
