@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.harness import Cluster, Processes
 from nectar.eventlog import CONTINUATION
 from tests.conftest import REPO, wait_until
-from tests.test_serve import Served, _serve
+from tests.nectar.test_serve import Served, _serve
 
 FORGED_AT = "2026-12-01 16:00:00,000"
 #: issue 17's parameter: a line break, a line as the text format writes one, and an escape sequence clearing a terminal
