@@ -19,7 +19,7 @@ from flask_smorest import Blueprint
 from api.context import nectar
 from api.envelope import answer
 from api.schemas import HealthEnvelope
-from nectar.scheduler import SchedulerPaused
+from nectar.luigid import SchedulerPaused
 from nectar.service import ESSENTIAL, Check
 
 blp = Blueprint("health", __name__, description="Health of Datanectar's dependencies.")

@@ -9,7 +9,7 @@ from flask import request, url_for
 
 from api.context import nectar, signer
 from nectar.keys import OUTPUT_FILE, TargetKey
-from nectar.logs import STREAMS
+from nectar.logs.files import STREAMS
 from nectar.outputs import SIGNED_PATH_PREFIX, Output, resource_note, status_outputs
 from nectar.runs import Step
 from nectar.status import JobStatus, LogSource, checked_source, has_log, step_log_note

@@ -11,7 +11,7 @@ from api.context import nectar
 from api.envelope import error_responses
 from api.schemas import KeyQuerySchema
 from nectar.keys import TargetKey
-from nectar.logs import STREAMS, open_log
+from nectar.logs.files import STREAMS, open_log
 
 blp = Blueprint("logs", __name__, url_prefix="/api", description="Task logs.")
 

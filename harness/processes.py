@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from harness.procfs import alive, carrying, descendants, send
 from nectar.config import ENV_VARS, Settings
-from nectar.serve import LUIGID
+from nectar.supervisor import LUIGID
 
 REPO = Path(__file__).resolve().parent.parent
 LUIGI_CFG = REPO / "configuration" / "luigi.cfg"

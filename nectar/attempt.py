@@ -32,11 +32,11 @@ from nectar.build import Build
 from nectar.config import Settings, configure
 from nectar.discovery import describe_import_error, is_chain_task, load_chain_module
 from nectar.errors import ChainImportError, Interrupted, LeaseLost, NectarError, SchedulerUnavailable
-from nectar.eventlog import current_run
 from nectar.leases import AttemptLease, process_name, release
+from nectar.logs.format import current_run
+from nectar.luigid import SchedulerClient, scheduler_secret
 from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, retry_allowed, wait
 from nectar.runs import Run, RunState, RunStore
-from nectar.scheduler import SchedulerClient, scheduler_secret
 from nectar.steps import MAX_ERROR, StepRecorder, describe
 from nectar.stores import is_permanent
 

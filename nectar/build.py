@@ -24,7 +24,7 @@ from luigi.setup_logging import InterfaceLogging
 
 from nectar import parallel
 from nectar.config import get_settings
-from nectar.scheduler import LuigidRPC
+from nectar.luigid import LuigidRPC
 from nectar.task import record_every_task
 
 

@@ -46,8 +46,8 @@ from nectar.build import Build, luigi_worker_id
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.leases import INTERRUPT_GRACE, is_dead, process_name, reclaim, release, timed_out
+from nectar.luigid import scheduler_secret
 from nectar.runs import Run, RunState, RunStore, open_run_store
-from nectar.scheduler import scheduler_secret
 from nectar.shutdown import Shutdown
 
 logger = logging.getLogger(__name__)

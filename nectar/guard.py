@@ -5,7 +5,7 @@ luigid has no authentication and answers every RPC to GET, so any web page could
 and ``nectar scheduler`` therefore run luigid with this guard in front of each of its handlers,
 in luigid's own process (no extra hop on a worker's calls):
 
-- a request carrying the scheduler secret (:data:`~nectar.scheduler.SECRET_HEADER`, which our
+- a request carrying the scheduler secret (:data:`~nectar.luigid.SECRET_HEADER`, which our
   workers and API send) passes as it is;
 - any other request is a browser's or a stranger's: it may only read (the static files of the
   visualiser and the RPCs in :data:`READ_RPCS`), through a ``Host`` of :data:`LOCAL_HOSTS` or one
@@ -37,7 +37,7 @@ import tornado.web
 
 from nectar.auth import Forbidden, Scope, TokenChecker, Unauthenticated
 from nectar.config import Settings
-from nectar.scheduler import SECRET_HEADER, load_scheduler_secret
+from nectar.luigid import SECRET_HEADER, load_scheduler_secret
 
 #: the RPCs that only read luigid's state: the visualiser's reads (luigi/static/visualiser/js/luigi.js), and a
 #: worker's; every other RPC (pause, update_resource, add_task, get_work, prune...) changes it

@@ -34,8 +34,8 @@ if os.environ.get("NECTAR_LOG_FORMAT", "").strip().lower() == "json":
     logconfig_dict = {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "nectar.eventlog.JsonFormatter"}},
-        "filters": {"run_id": {"()": "nectar.eventlog.RunIdFilter"}},
+        "formatters": {"json": {"()": "nectar.logs.format.JsonFormatter"}},
+        "filters": {"run_id": {"()": "nectar.logs.format.RunIdFilter"}},
         "handlers": {"json": _handler},
         "root": {"level": "INFO", "handlers": ["json"]},
         "loggers": {

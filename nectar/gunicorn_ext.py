@@ -12,7 +12,7 @@ they passed on).
   the thread freed.
 - :class:`RedactingLogger`: the access log writes ``[redacted]`` for the values of credentials in URLs (a token
   sent in the query string, a download URL's signature); in the text format every gunicorn record is escaped and
-  kept on one line as the other processes' are (:class:`nectar.eventlog.TextFormatter`).
+  kept on one line as the other processes' are (:class:`nectar.logs.format.TextFormatter`).
 - :func:`json_error_pages`: a request gunicorn cannot parse (a bad request line, headers too large, ...) never
   reaches the app; its worker answers with ``gunicorn.util.write_error``, an HTML page, called by that module
   attribute (``gunicorn/workers/base.py``: ``handle_error``); here it answers in the API's JSON envelope
@@ -36,7 +36,7 @@ from gunicorn.http.errors import NoMoreData
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from nectar.eventlog import TextFormatter, configure_logging
+from nectar.logs.format import TextFormatter, configure_logging
 
 #: seconds a request's line, headers and body may take to arrive, unless the configuration says otherwise
 READ_TIMEOUT = 10.0
@@ -154,7 +154,7 @@ class RedactingLogger(glogging.Logger):
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         if cfg.logconfig_dict or cfg.logconfig_json or cfg.logconfig:
-            return  # the configuration's formatters (NECTAR_LOG_FORMAT=json: nectar.eventlog.JsonFormatter)
+            return  # the configuration's formatters (NECTAR_LOG_FORMAT=json: nectar.logs.format.JsonFormatter)
         # text: gunicorn's formats, escaped; the app's own records (Flask's too) like every other process's
         formats = {
             self.error_log: TextFormatter(self.error_fmt, self.datefmt),

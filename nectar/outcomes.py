@@ -19,8 +19,8 @@ import luigi.configuration
 from luigi.execution_summary import _summary_dict
 
 from nectar.errors import SchedulerUnavailable
+from nectar.luigid import SchedulerClient
 from nectar.runs import Run, RunState, RunStore, Step
-from nectar.scheduler import SchedulerClient
 
 logger = logging.getLogger(__name__)
 #: seconds a run waits before trying again when luigid did not grant its task

@@ -26,10 +26,10 @@ import luigi
 from luigi.event import Event
 from luigi.target import FileSystemTarget
 
-from nectar.capture import redirect_output
 from nectar.config import get_settings
 from nectar.errors import ChainImportError, Interrupted, LeaseLost
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_name
+from nectar.logs.capture import redirect_output
 from nectar.stores import TargetStore, get_store
 
 logger = logging.getLogger(__name__)

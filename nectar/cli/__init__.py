@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="start luigid, the workers and the API", description="start luigid, the workers and the API"
     )
-    from nectar.serve import ROLE_FLAGS, add_arguments
+    from nectar.supervisor import ROLE_FLAGS, add_arguments
 
     add_arguments(serve)
     api = commands.add_parser("api", help="serve the HTTP API alone (gunicorn), e.g. behind a load balancer")
@@ -81,9 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return cmd_run(args, extra)
         if args.command in ("serve", "api", "scheduler"):
-            from nectar import serve
+            from nectar import supervisor
 
-            role: Any = {"serve": serve.serve, "api": serve.api, "scheduler": serve.scheduler}[args.command]
+            roles: dict[str, Any] = {
+                "serve": supervisor.serve,
+                "api": supervisor.api,
+                "scheduler": supervisor.scheduler,
+            }
+            role = roles[args.command]
             return int(role(args))
         handler = {
             "chains": cmd_chains,

@@ -8,8 +8,8 @@ from typing import Any
 
 from nectar.config import Settings, configure, get_settings
 from nectar.errors import StoreUnavailable
-from nectar.eventlog import configure_logging
 from nectar.keys import STDERR_FILE, TargetKey
+from nectar.logs.format import configure_logging
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
@@ -100,8 +100,8 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     from nectar.attempt import process_name
     from nectar.executor import run_in_foreground
-    from nectar.serve import luigi_config
     from nectar.service import Nectar
+    from nectar.supervisor import luigi_config
 
     settings = settings_of(args)
     parts = args.task.split("/")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nectar.config import Settings
-from nectar.eventlog import JsonFormatter, RunIdFilter, current_run, formatter
+from nectar.logs.format import JsonFormatter, RunIdFilter, current_run, formatter
 from nectar.service import Nectar
 from tests.conftest import wait_until
 

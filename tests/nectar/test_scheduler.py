@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nectar.errors import SchedulerUnavailable
-from nectar.scheduler import LuigidRPC, SchedulerClient
+from nectar.luigid import LuigidRPC, SchedulerClient
 from tests.conftest import free_port, start_luigid, stop
 
 

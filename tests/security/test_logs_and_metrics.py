@@ -14,7 +14,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.harness import Cluster, Processes
-from nectar.eventlog import CONTINUATION
+from nectar.logs.format import CONTINUATION
 from tests.conftest import REPO, wait_until
 from tests.nectar.test_serve import Served, _serve
 

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from nectar.auth import digest
 from nectar.config import Settings
-from nectar.scheduler import SECRET_HEADER, SchedulerClient, scheduler_secret
+from nectar.luigid import SECRET_HEADER, SchedulerClient, scheduler_secret
 from tests.conftest import wait_until
 from tests.nectar.test_serve import HELLO, Served, _serve
 from tests.ui.conftest import browser, chromium  # noqa: F401  (Debian's Chromium under Playwright)

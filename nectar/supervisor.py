@@ -34,9 +34,9 @@ import requests
 
 from nectar import lifeline, ports
 from nectar.config import Settings
-from nectar.eventlog import configure_logging
+from nectar.logs.format import configure_logging
 
-logger = logging.getLogger("nectar.serve")
+logger = logging.getLogger("nectar.supervisor")
 
 #: flag -> (environment variable, default)
 SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
