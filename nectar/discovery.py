@@ -27,7 +27,7 @@ from luigi.task_register import Register
 
 from nectar.errors import ChainNotFound, InvalidParameters, TaskNotFound
 from nectar.exposure import HiddenTask, exposure
-from nectar.keys import TargetKey, is_name
+from nectar.keys import TargetKey, is_name, task_key
 from nectar.params import ParamInfo, params_of
 from nectar.task import chain_module
 from nectar.upstream import names_in_requires, upstream_of
@@ -156,8 +156,7 @@ class TaskInfo:
 
     def key_of(self, task: luigi.Task) -> TargetKey:
         """The task's ``out.txt`` key (the same formula for plain luigi tasks)."""
-        params = task.to_str_params(only_significant=True, only_public=True)
-        return TargetKey.for_task(self.chain_type, self.chain, self.name, params)
+        return task_key(self.chain_type, self.chain, task)
 
 
 @dataclass(frozen=True)
