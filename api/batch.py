@@ -15,7 +15,6 @@ from api.chains import check_limits, submission_out
 from api.context import nectar
 from api.envelope import answer, error_responses
 from api.schemas import BatchEnvelope, BatchQuerySchema
-from api.task_params import load_params
 from nectar.discovery import TaskInfo
 from nectar.errors import InvalidParameters, QueueFull, TooLarge
 
@@ -96,7 +95,7 @@ def batch_rows() -> list[dict[str, Any]]:
 def _parse(info: TaskInfo, values: dict[str, Any]) -> Any:
     """The task instance of one row (raises InvalidParameters or TooLarge naming the fields)."""
     check_limits(values)
-    return info.build(load_params(info, values))
+    return info.instantiate(values)
 
 
 def _refused(number: int, status: int, message: str, errors: dict | None = None) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from api import links
 from api.context import nectar
 from api.envelope import answer, error_responses
 from api.schemas import ChainEnvelope, ChainTypeEnvelope, ChainTypesEnvelope, SubmissionEnvelope, TaskEnvelope
-from api.task_params import load_params
 from nectar.discovery import ChainInfo, TaskInfo
 from nectar.errors import ChainNotFound, InvalidParameters, NotFound, TaskNotFound, TooLarge
 from nectar.params import MAX_NESTING, nesting
@@ -159,7 +158,7 @@ class Task(MethodView):
         """Run a task (unless its output exists or an identical run is active)"""
         service = nectar()
         info = service.catalog.task(chain_type, chain, task)
-        submission = service.submit_task(info, info.build(load_params(info, submitted_values(info))))
+        submission = service.submit_task(info, info.instantiate(submitted_values(info)))
         return answer(*submission_out(submission))
 
 

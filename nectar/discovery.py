@@ -28,7 +28,7 @@ from luigi.task_register import Register
 from nectar.errors import ChainNotFound, InvalidParameters, TaskNotFound
 from nectar.exposure import HiddenTask, exposure
 from nectar.keys import TargetKey, is_name, task_key
-from nectar.params import ParamInfo, params_of
+from nectar.params import ParamInfo, params_of, parse_values
 from nectar.task import chain_module
 from nectar.upstream import names_in_requires, upstream_of
 
@@ -109,9 +109,6 @@ class TaskInfo:
     def ref(self) -> str:
         return f"{self.chain_type}/{self.chain}/{self.name}"
 
-    def param(self, name: str) -> ParamInfo | None:
-        return next((p for p in self.params if p.name == name), None)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -123,32 +120,9 @@ class TaskInfo:
             "aliases": list(self.aliases),
         }
 
-    def parse_params(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Parameter values from wire values; :class:`InvalidParameters` names each bad field."""
-        errors: dict[str, list[str]] = {}
-        parsed: dict[str, Any] = {}
-        for name, raw in values.items():
-            info = self.param(name)
-            if info is None:
-                errors[name] = [f"unknown parameter (known: {', '.join(p.name for p in self.params) or 'none'})"]
-                continue
-            try:
-                parsed[name] = info.parse(raw)
-            except ValueError as exc:
-                errors[name] = [str(exc)]
-        for info in self.params:
-            if info.required and info.name not in values:
-                errors[info.name] = ["missing required parameter"]
-        if errors:
-            raise InvalidParameters(errors)
-        return parsed
-
     def instantiate(self, values: Mapping[str, Any]) -> luigi.Task:
-        """The luigi task for wire values."""
-        return self.build(self.parse_params(values))
-
-    def build(self, parsed: Mapping[str, Any]) -> luigi.Task:
-        """The luigi task for values already parsed (by :meth:`parse_params` or an equivalent schema)."""
+        """The luigi task for wire values (:func:`~nectar.params.parse_values` names each bad field)."""
+        parsed = parse_values(self.params, values)
         try:
             return self.cls(**parsed)
         except (ValueError, TypeError, luigi.parameter.ParameterException) as exc:
