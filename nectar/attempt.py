@@ -37,7 +37,7 @@ from nectar.errors import ChainImportError, Interrupted, LeaseLost, SchedulerUna
 from nectar.eventlog import current_run
 from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, retry_allowed, wait
 from nectar.runs import Run, RunState, RunStore, Step
-from nectar.scheduler import SchedulerClient
+from nectar.scheduler import scheduler_of
 from nectar.steps import MAX_ERROR, StepRecorder, describe
 from nectar.stores import is_permanent
 
@@ -52,10 +52,6 @@ warnings.filterwarnings("ignore", r"The configuration contains the parameter 'rp
 
 def process_name(pid: int | None = None) -> str:
     return f"{HOST}:{pid or os.getpid()}"
-
-
-def scheduler_of(settings: Settings) -> SchedulerClient | None:
-    return SchedulerClient(settings.scheduler_url, settings.scheduler_timeout) if settings.scheduler_url else None
 
 
 def release(settings: Settings, runs: RunStore, run: Run, reason: str) -> None:

@@ -40,11 +40,12 @@ import luigi
 import luigi.contrib.s3  # noqa: F401  (warm: children fork with it imported)
 
 from nectar import lifeline
-from nectar.attempt import HOST, INTERRUPT_GRACE, execute, process_name, release, scheduler_of
+from nectar.attempt import HOST, INTERRUPT_GRACE, execute, process_name, release
 from nectar.build import Build, luigi_worker_id
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.runs import Run, RunState, RunStore, open_run_store
+from nectar.scheduler import scheduler_of
 from nectar.shutdown import Shutdown
 
 logger = logging.getLogger(__name__)

@@ -15,12 +15,15 @@ import http.client
 import json
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import luigi.rpc
 
 from nectar.errors import SchedulerUnavailable
+
+if TYPE_CHECKING:
+    from nectar.config import Settings
 
 #: what a failed call raises
 ERRORS = (OSError, http.client.HTTPException)
@@ -191,3 +194,8 @@ class SchedulerClient:
     def task_url(self, task_id: str) -> str:
         """The task in luigid's visualiser."""
         return f"{self.url}/static/visualiser/index.html#tab=graph&taskId={quote(task_id)}"
+
+
+def scheduler_of(settings: Settings) -> SchedulerClient | None:
+    """The client of the luigid ``settings`` name, built here only; None without one (a local scheduler)."""
+    return SchedulerClient(settings.scheduler_url, settings.scheduler_timeout) if settings.scheduler_url else None

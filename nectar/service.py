@@ -21,7 +21,7 @@ from nectar.discovery import ChainCatalog, TaskInfo
 from nectar.errors import NectarError, QueueFull, RunNotFound
 from nectar.keys import TargetKey
 from nectar.runs import RetryPolicy, Run, RunState, RunStore, open_run_store
-from nectar.scheduler import SchedulerClient
+from nectar.scheduler import SchedulerClient, scheduler_of
 from nectar.status import JobStatus, job_status
 from nectar.stores import TargetStore, get_store
 from nectar.task import NectarTask
@@ -114,8 +114,7 @@ class Nectar:
 
     @functools.cached_property
     def scheduler(self) -> SchedulerClient | None:
-        url = self.settings.scheduler_url
-        return SchedulerClient(url, self.settings.scheduler_timeout) if url else None
+        return scheduler_of(self.settings)
 
     def store_for(self, task_cls: Any) -> TargetStore:
         return get_store(self.settings, getattr(task_cls, "store_kind", None))
