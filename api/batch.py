@@ -11,10 +11,10 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.chains import check_limits, submission_out
 from api.context import nectar
 from api.envelope import answer, error_responses
 from api.schemas import BatchEnvelope, BatchQuerySchema
+from api.submission import check_limits, json_body, submission_out
 from nectar.discovery import TaskInfo
 from nectar.errors import InvalidParameters, QueueFull, TooLarge
 
@@ -77,10 +77,7 @@ def batch_rows() -> list[dict[str, Any]]:
     elif mimetype == "text/csv":
         rows = _csv_rows(_decode(request.get_data()))
     else:
-        try:
-            body = request.get_json(force=True, silent=True)
-        except RecursionError:  # json's decoder recurses once per level
-            body = None
+        body = json_body()
         if not isinstance(body, list) or not all(isinstance(row, dict) for row in body):
             raise InvalidParameters({"_body": ["the body must be a JSON list of parameter objects, or a CSV"]})
         rows = body
