@@ -15,7 +15,7 @@ from api.context import nectar
 from api.envelope import answer, error_responses
 from api.schemas import BatchEnvelope, BatchQuerySchema
 from api.submission import check_limits, json_body, submission_out
-from nectar.discovery import TaskInfo
+from nectar.catalog.model import TaskInfo
 from nectar.errors import InvalidParameters, QueueFull, TooLarge
 
 blp = Blueprint("batch", __name__, url_prefix="/api/chains", description="Submitting many parameter sets at once.")

@@ -15,7 +15,7 @@ from api.context import nectar
 from api.envelope import answer, error_responses
 from api.schemas import ChainEnvelope, ChainTypeEnvelope, ChainTypesEnvelope, SubmissionEnvelope, TaskEnvelope
 from api.submission import submission_out, submitted_values
-from nectar.discovery import ChainInfo, TaskInfo
+from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.errors import ChainNotFound, NotFound, TaskNotFound
 
 blp = Blueprint("chains", __name__, url_prefix="/api/chains", description="The chains and tasks, and running them.")

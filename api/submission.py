@@ -9,7 +9,7 @@ from flask import request
 
 from api import links
 from api.context import nectar
-from nectar.discovery import TaskInfo
+from nectar.catalog.model import TaskInfo
 from nectar.errors import InvalidParameters, TooLarge
 from nectar.params import MAX_NESTING, nesting
 from nectar.service import Submission

@@ -31,8 +31,8 @@ from luigi.parameter import UnconsumedParameterWarning
 
 from nectar import fence
 from nectar.build import Build, luigi_worker_id
+from nectar.catalog.loader import describe_import_error, is_chain_task, load_chain_module
 from nectar.config import Settings, configure
-from nectar.discovery import describe_import_error, is_chain_task, load_chain_module
 from nectar.errors import ChainImportError, Interrupted, LeaseLost, SchedulerUnavailable
 from nectar.eventlog import current_run
 from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, retry_allowed, wait

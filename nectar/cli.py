@@ -68,7 +68,7 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def cmd_chains(args: argparse.Namespace) -> int:
-    from nectar.discovery import ChainCatalog
+    from nectar.catalog import ChainCatalog
 
     settings = _settings(args)
     rows = [["CHAIN", "TASK", "PARAMETERS"]]

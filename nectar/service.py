@@ -16,8 +16,9 @@ from typing import Any
 import luigi
 from luigi.task import flatten
 
+from nectar.catalog import ChainCatalog
+from nectar.catalog.model import TaskInfo
 from nectar.config import Settings, get_settings
-from nectar.discovery import ChainCatalog, TaskInfo
 from nectar.errors import NectarError, QueueFull, RunNotFound
 from nectar.keys import TargetKey
 from nectar.runs import RetryPolicy, Run, RunState, RunStore, open_run_store
