@@ -11,12 +11,11 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.chains import check_limits, submission_out
 from api.context import nectar
 from api.envelope import answer, error_responses
 from api.schemas import BatchEnvelope, BatchQuerySchema
-from api.task_params import load_params
-from nectar.discovery import TaskInfo
+from api.submission import check_limits, json_body, submission_out
+from nectar.catalog.model import TaskInfo
 from nectar.errors import InvalidParameters, QueueFull, TooLarge
 
 blp = Blueprint("batch", __name__, url_prefix="/api/chains", description="Submitting many parameter sets at once.")
@@ -78,10 +77,7 @@ def batch_rows() -> list[dict[str, Any]]:
     elif mimetype == "text/csv":
         rows = _csv_rows(_decode(request.get_data()))
     else:
-        try:
-            body = request.get_json(force=True, silent=True)
-        except RecursionError:  # json's decoder recurses once per level
-            body = None
+        body = json_body()
         if not isinstance(body, list) or not all(isinstance(row, dict) for row in body):
             raise InvalidParameters({"_body": ["the body must be a JSON list of parameter objects, or a CSV"]})
         rows = body
@@ -96,7 +92,7 @@ def batch_rows() -> list[dict[str, Any]]:
 def _parse(info: TaskInfo, values: dict[str, Any]) -> Any:
     """The task instance of one row (raises InvalidParameters or TooLarge naming the fields)."""
     check_limits(values)
-    return info.build(load_params(info, values))
+    return info.instantiate(values)
 
 
 def _refused(number: int, status: int, message: str, errors: dict | None = None) -> dict[str, Any]:

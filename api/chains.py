@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import NoReturn
 
 import flask
@@ -15,11 +14,9 @@ from api import links
 from api.context import nectar
 from api.envelope import answer, error_responses
 from api.schemas import ChainEnvelope, ChainTypeEnvelope, ChainTypesEnvelope, SubmissionEnvelope, TaskEnvelope
-from api.task_params import load_params
-from nectar.discovery import ChainInfo, TaskInfo
-from nectar.errors import ChainNotFound, InvalidParameters, NotFound, TaskNotFound, TooLarge
-from nectar.params import MAX_NESTING, nesting
-from nectar.service import Submission
+from api.submission import submission_out, submitted_values
+from nectar.catalog.model import ChainInfo, TaskInfo
+from nectar.errors import ChainNotFound, NotFound, TaskNotFound
 
 blp = Blueprint("chains", __name__, url_prefix="/api/chains", description="The chains and tasks, and running them.")
 
@@ -62,55 +59,6 @@ def chain_out(info: ChainInfo) -> dict:
 
 def type_out(chain_type: str, chains: list[ChainInfo]) -> dict:
     return {"name": chain_type, "chains": [chain_out(c) for c in chains], "api_href": links.type_href(chain_type)}
-
-
-def check_limits(values: dict) -> None:
-    """Raise unless ``values`` keeps to the configured number, length and depth of parameters."""
-    settings = nectar().settings
-    if len(values) > settings.max_params:
-        raise TooLarge(f"{len(values)} parameters sent; at most {settings.max_params} are accepted")
-    too_deep = f"nested deeper than {MAX_NESTING} levels"
-    deep = {str(name): [too_deep] for name, value in values.items() if nesting(value) > MAX_NESTING}
-    if deep:
-        raise InvalidParameters(deep)
-    too_long = {
-        str(name): [f"longer than {settings.max_param_length} characters"]
-        for name, value in values.items()
-        if len(value if isinstance(value, str) else json.dumps(value)) > settings.max_param_length
-    }
-    if too_long:
-        raise InvalidParameters(too_long)
-
-
-def query_values(info: TaskInfo) -> dict:
-    """The query string's parameters of ``info``, as :meth:`ParamInfo.from_query` reads a name given
-    once or repeated; a repeated one that takes one value is a 422 naming it."""
-    params = {param.name: param for param in info.params}
-    values, repeated = {}, {}
-    for name, given in request.args.lists():
-        param = params.get(name)
-        try:
-            values[name] = param.from_query(given) if param else given[0]  # an unknown one: the schema names it
-        except ValueError as exc:
-            repeated[name] = [str(exc)]
-    if repeated:
-        raise InvalidParameters(repeated)
-    return values
-
-
-def submitted_values(info: TaskInfo) -> dict:
-    """Parameters from the query string, overridden by those of a JSON object body, within the limits."""
-    values = query_values(info)
-    if request.get_data():  # beyond MAX_CONTENT_LENGTH, werkzeug answers 413 here
-        try:
-            body = request.get_json(force=True, silent=True)
-        except RecursionError:  # json's decoder recurses once per level
-            body = None
-        if not isinstance(body, dict):
-            raise InvalidParameters({"_body": ["the body must be a JSON object of task parameters"]})
-        values.update(body)
-    check_limits(values)
-    return values
 
 
 @blp.route("")
@@ -159,7 +107,7 @@ class Task(MethodView):
         """Run a task (unless its output exists or an identical run is active)"""
         service = nectar()
         info = service.catalog.task(chain_type, chain, task)
-        submission = service.submit_task(info, info.build(load_params(info, submitted_values(info))))
+        submission = service.submit_task(info, info.instantiate(submitted_values(info)))
         return answer(*submission_out(submission))
 
 
@@ -213,21 +161,3 @@ def methods_elsewhere() -> list[str]:
 NOT_A_TASK = {"chains.post_without_task": ("", ["POST"]), "chains.not_a_task": ("/<path:path>", ["GET", "POST"])}
 for endpoint, (rule, methods) in NOT_A_TASK.items():
     flask.Blueprint.add_url_rule(blp, rule, endpoint.split(".")[1], not_a_task, methods=methods)
-
-
-def submission_out(submission: Submission) -> tuple[dict, int, str]:
-    """A submission's answer: its data, HTTP status (200 done, 202 queued or active) and message."""
-    data = {
-        "key": submission.key.path,
-        "status_url": links.status_url(submission.key),
-        "created": submission.created,
-        "expires_in": nectar().settings.url_expiry,
-    }
-    if submission.status is not None:
-        status = submission.status
-        run_id = status.run.id if status.run else None
-        return {**data, "job_status": status.job_status, "run_id": run_id, **links.downloads(status)}, 200, "success"
-    run = submission.run
-    assert run is not None
-    message = "queued" if submission.created else "an identical run is already active"
-    return {**data, "job_status": run.state.value, "run_id": run.id, "resource_url": None}, 202, message

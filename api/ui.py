@@ -16,7 +16,7 @@ from flask_smorest import Blueprint
 from api import links
 from api.context import nectar, signer
 from api.envelope import error_responses
-from nectar.discovery import TaskInfo
+from nectar.catalog.model import TaskInfo
 from nectar.errors import NotFound
 from nectar.keys import PARAMS_FILE, TargetKey
 from nectar.params import ParamInfo

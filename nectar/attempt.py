@@ -29,12 +29,12 @@ from luigi.parameter import UnconsumedParameterWarning
 
 from nectar import fence
 from nectar.build import Build
+from nectar.catalog.loader import describe_import_error, is_chain_task, load_chain_module
 from nectar.config import Settings, configure
-from nectar.discovery import describe_import_error, is_chain_task, load_chain_module
 from nectar.errors import ChainImportError, Interrupted, LeaseLost, NectarError, SchedulerUnavailable
 from nectar.leases import AttemptLease, process_name, release
 from nectar.logs.format import current_run
-from nectar.luigid import SchedulerClient, scheduler_secret
+from nectar.luigid import scheduler_of, scheduler_secret
 from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, retry_allowed, wait
 from nectar.runs import Run, RunState, RunStore
 from nectar.steps import MAX_ERROR, StepRecorder, describe
@@ -46,11 +46,6 @@ MAX_RUNTIME_ATTRIBUTE = "max_runtime"
 
 # luigi reads [core] rpc-* itself, then warns at every build that its `core` task does not consume them
 warnings.filterwarnings("ignore", r"The configuration contains the parameter 'rpc_\w+'", UnconsumedParameterWarning)
-
-
-def scheduler_of(settings: Settings) -> SchedulerClient | None:
-    url = settings.scheduler_url
-    return SchedulerClient(url, settings.scheduler_timeout, scheduler_secret(settings)) if url else None
 
 
 class InvalidMaxRuntime(NectarError, ValueError):

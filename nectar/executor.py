@@ -41,12 +41,12 @@ import luigi
 import luigi.contrib.s3  # noqa: F401  (warm: children fork with it imported)
 
 from nectar import lifeline
-from nectar.attempt import execute, scheduler_of
+from nectar.attempt import execute
 from nectar.build import Build, luigi_worker_id
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.leases import INTERRUPT_GRACE, is_dead, process_name, reclaim, release, timed_out
-from nectar.luigid import scheduler_secret
+from nectar.luigid import scheduler_of, scheduler_secret
 from nectar.runs import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
 

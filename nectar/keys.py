@@ -12,8 +12,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nectar.errors import InvalidKey
+
+if TYPE_CHECKING:
+    import luigi
 
 NAME_RE = re.compile(r"[A-Za-z0-9_]{1,128}")
 DIGEST_RE = re.compile(r"[0-9a-f]{32}")
@@ -106,3 +110,11 @@ class TargetKey:
             raise InvalidKey("key must be chains/<type>/<chain>/<Task>/<md5>/<file>")
         _, chain_type, chain, task, digest, *file_parts = parts
         return cls(chain_type, chain, task, digest, "/".join(file_parts))
+
+
+def task_key(chain_type: str, chain: str, task: luigi.Task) -> TargetKey:
+    """The key of ``out.txt`` of ``task``, a luigi task of chain ``<chain_type>/<chain>``: its class's name and
+    the MD5 of its significant public parameters, the ones luigi's task_id hashes. The one formula the
+    catalog, :class:`~nectar.task.NectarTask` and the logs of a plain luigi task use."""
+    params = task.to_str_params(only_significant=True, only_public=True)
+    return TargetKey.for_task(chain_type, chain, type(task).__name__, params)

@@ -230,3 +230,9 @@ class SchedulerClient:
     def task_url(self, task_id: str) -> str:
         """The task in luigid's visualiser."""
         return f"{self.url}/static/visualiser/index.html#tab=graph&taskId={quote(task_id)}"
+
+
+def scheduler_of(settings: Settings) -> SchedulerClient | None:
+    """The client of the luigid ``settings`` name, built here only; None without one (a local scheduler)."""
+    url = settings.scheduler_url
+    return SchedulerClient(url, settings.scheduler_timeout, scheduler_secret(settings)) if url else None

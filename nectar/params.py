@@ -1,6 +1,7 @@
 """Describe a task's luigi parameters and turn wire values (strings or JSON) into their values.
 
-Values are parsed by the parameter's own ``parse`` (luigi's command-line parsing), never
+:func:`parse_values` is the one validator of a submission's parameters (the API, batches and
+``nectar run`` alike). Values are parsed by the parameter's own ``parse`` (luigi's command-line parsing), never
 evaluated; a bad value raises ``ValueError`` with a message naming what was expected. Numbers are
 held to what they say: an int is integral, exact and within its task's ``max_int``, a float finite.
 """
@@ -10,11 +11,14 @@ from __future__ import annotations
 import enum
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import luigi
 from luigi.parameter import OptionalParameterMixin, ParameterVisibility
+
+from nectar.errors import InvalidParameters
 
 #: luigi parameter class name -> the kind shown to users, most specific first through the MRO
 KINDS: dict[str, str] = {
@@ -251,3 +255,28 @@ def params_of(task_cls: type[luigi.Task]) -> tuple[ParamInfo, ...]:
         for name, param in task_cls.get_params()
         if param.visibility != ParameterVisibility.PRIVATE
     )
+
+
+def parse_values(params: Sequence[ParamInfo], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of ``params`` for wire values, by name; else :class:`InvalidParameters` naming each bad
+    field: a missing required parameter, a bad value (:meth:`ParamInfo.parse` says why), an unknown name
+    (listing the known). Fields in the order the task declares them, then the unknown ones as given."""
+    errors: dict[str, list[str]] = {}
+    parsed: dict[str, Any] = {}
+    for info in params:
+        if info.name not in values:
+            if info.required:
+                errors[info.name] = ["missing required parameter"]
+            continue
+        try:
+            parsed[info.name] = info.parse(values[info.name])
+        except ValueError as exc:
+            errors[info.name] = [str(exc)]
+    names = {info.name for info in params}
+    unknown = [str(name) for name in values if name not in names]
+    if unknown:
+        message = f"unknown parameter (known: {', '.join(info.name for info in params) or 'none'})"
+        errors.update((name, [message]) for name in unknown)
+    if errors:
+        raise InvalidParameters(errors)
+    return parsed

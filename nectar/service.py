@@ -16,11 +16,12 @@ from typing import Any
 import luigi
 from luigi.task import flatten
 
+from nectar.catalog import ChainCatalog
+from nectar.catalog.model import TaskInfo
 from nectar.config import Settings, get_settings
-from nectar.discovery import ChainCatalog, TaskInfo
 from nectar.errors import NectarError, QueueFull, RunNotFound
 from nectar.keys import TargetKey
-from nectar.luigid import SchedulerClient, scheduler_secret
+from nectar.luigid import SchedulerClient, scheduler_of
 from nectar.runs import RetryPolicy, Run, RunState, RunStore, open_run_store
 from nectar.status import JobStatus, job_status
 from nectar.stores import TargetStore, get_store
@@ -114,8 +115,7 @@ class Nectar:
 
     @functools.cached_property
     def scheduler(self) -> SchedulerClient | None:
-        url = self.settings.scheduler_url
-        return SchedulerClient(url, self.settings.scheduler_timeout, scheduler_secret(self.settings)) if url else None
+        return scheduler_of(self.settings)
 
     def store_for(self, task_cls: Any) -> TargetStore:
         return get_store(self.settings, getattr(task_cls, "store_kind", None))

@@ -28,7 +28,7 @@ from luigi.target import FileSystemTarget
 
 from nectar.config import get_settings
 from nectar.errors import ChainImportError, Interrupted, LeaseLost
-from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_name
+from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_name, task_key
 from nectar.logs.capture import redirect_output
 from nectar.stores import TargetStore, get_store
 
@@ -112,9 +112,7 @@ class NectarTask(luigi.Task):
     @functools.cached_property
     def target_key(self) -> TargetKey:
         """The key of ``out.txt``: the chain, the class and the MD5 luigi's task_id uses."""
-        chain_type, chain = self.chain_ref()
-        params = self.to_str_params(only_significant=True, only_public=True)
-        return TargetKey.for_task(chain_type, chain, type(self).__name__, params)
+        return task_key(*self.chain_ref(), self)
 
     @property
     def store(self) -> TargetStore:
@@ -183,8 +181,7 @@ def log_key(task: luigi.Task) -> TargetKey | None:
         ref = _chain_ref_of(type(task))
         if ref is None:
             return None
-        params = task.to_str_params(only_significant=True, only_public=True)
-        key = task.__dict__["_nectar_log_key"] = TargetKey.for_task(*ref, type(task).__name__, params)
+        key = task.__dict__["_nectar_log_key"] = task_key(*ref, task)
     return key
 
 

@@ -43,7 +43,7 @@ def table(rows: list[list[str]]) -> str:
 
 
 def cmd_chains(args: argparse.Namespace) -> int:
-    from nectar.discovery import ChainCatalog
+    from nectar.catalog import ChainCatalog
 
     settings = settings_of(args)
     rows = [["CHAIN", "TASK", "PARAMETERS"]]

@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from nectar.errors import InvalidParameters
 from nectar.keys import TargetKey
 from nectar.service import Nectar
 from tests.conftest import SALES_DAY_PARAM
@@ -157,6 +158,18 @@ def test_a_body_that_is_not_a_json_object_is_422(client: FlaskClient, body: byte
 def test_errors_name_every_bad_field_at_once(client: FlaskClient) -> None:
     answer = client.post(SALES, json={"group_by": "x", "rows": "many"})
     assert set(answer.get_json()["errors"]) == {"day", "group_by", "rows"}
+
+
+def test_the_api_and_nectar_run_name_bad_parameters_alike(client: FlaskClient, app: Flask) -> None:
+    """One validator for both paths: a 422's errors are those of the InvalidParameters ``nectar run`` prints."""
+    values = {"colour": "red", "rows": "many", "group_by": "x"}
+    answer = client.post(SALES, json=values)
+    task = app.extensions["nectar"].catalog.task("etl", "sales_chain", "AggregateSalesTask")
+    with pytest.raises(InvalidParameters) as caught:
+        task.instantiate(values)
+    assert answer.status_code == 422
+    assert answer.get_json()["errors"] == caught.value.errors
+    assert set(caught.value.errors) == {"colour", "day", "group_by", "rows"}
 
 
 def _submitted_key(nectar: Nectar, values: dict) -> str:

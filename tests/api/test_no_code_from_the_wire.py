@@ -102,14 +102,14 @@ def test_the_service_code_never_evaluates_or_uses_a_shell() -> None:
     import by name only of luigi.cfg's ``[worker] task_process_context`` (the operator's setting, loaded as luigi
     loads it, never a value from a request)."""
     offenders = []
-    for path in sorted([*REPO.glob("nectar/*.py"), *REPO.glob("api/*.py"), REPO / "app.py"]):
+    for path in sorted([*REPO.glob("nectar/**/*.py"), *REPO.glob("api/*.py"), REPO / "app.py"]):
         for name, call in _calls(ast.parse(path.read_text(), str(path))):
             where = f"{path.relative_to(REPO)}:{call.lineno}"
             if name == "import_module" and path.name == "parallel.py":
                 continue
             if name in {"eval", "system", "popen", "getoutput", "getstatusoutput", "__import__", "import_module"}:
                 offenders.append(f"{where} calls {name}")
-            if name == "exec" and path.name != "discovery.py":
+            if name == "exec" and path != REPO / "nectar/catalog/loader.py":
                 offenders.append(f"{where} calls exec outside chain discovery")
             if any(kw.arg == "shell" for kw in call.keywords):
                 offenders.append(f"{where} passes shell=")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from nectar.catalog import ChainCatalog
 from nectar.config import Settings
-from nectar.discovery import ChainCatalog
 from nectar.errors import ChainNotFound, InvalidParameters, TaskNotFound
 from tests.conftest import SALES_DAY_PARAM
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from nectar.catalog import ChainCatalog
+from nectar.catalog.loader import is_chain_task, load_chain_module
 from nectar.config import Settings
-from nectar.discovery import ChainCatalog, is_chain_task, load_chain_module
 from nectar.errors import ChainNotFound, TaskNotFound
 from tests.conftest import settings_env
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from nectar.catalog import ChainCatalog
 from nectar.config import Settings
-from nectar.discovery import ChainCatalog
 from nectar.errors import InvalidKey
 from nectar.keys import TargetKey, canonical_params, param_digest
 from tests.conftest import settings_env
@@ -22,7 +22,7 @@ DIGEST = "0123456789abcdef0123456789abcdef"
 KEY_SCRIPT = """
 import json, sys
 from nectar.config import Settings, configure
-from nectar.discovery import ChainCatalog
+from nectar.catalog import ChainCatalog
 settings = Settings.from_env()
 configure(settings)
 info = ChainCatalog(settings.chains_dir).task(*sys.argv[1:4])

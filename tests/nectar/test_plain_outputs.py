@@ -13,8 +13,8 @@ import luigi
 import pytest
 from luigi.contrib.s3 import S3Target
 
+from nectar.catalog.loader import load_chain_module
 from nectar.config import Settings
-from nectar.discovery import load_chain_module
 from nectar.errors import InvalidKey, NotFound
 from nectar.keys import TargetKey
 from nectar.outputs import Output, has_store_output, resource_note, served_file, status_outputs

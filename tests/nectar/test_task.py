@@ -10,8 +10,8 @@ import luigi
 import pytest
 from luigi.task_register import Register, TaskClassAmbigiousException
 
+from nectar.catalog import ChainCatalog
 from nectar.config import Settings, configure
-from nectar.discovery import ChainCatalog
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE
 from nectar.luigi_names import with_short_names
 from nectar.stores.local import LocalStore

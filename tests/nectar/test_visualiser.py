@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from nectar.build import luigi_worker_id
+from nectar.catalog import ChainCatalog
 from nectar.config import Settings
-from nectar.discovery import ChainCatalog
 from nectar.keys import TargetKey
 from nectar.luigid import SchedulerClient
 from nectar.runs import RunState

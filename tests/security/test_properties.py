@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, Phase, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from nectar.catalog import ChainCatalog
+from nectar.catalog.model import TaskInfo
 from nectar.config import Settings
-from nectar.discovery import ChainCatalog, TaskInfo
 from nectar.errors import InvalidKey
 from nectar.keys import TargetKey
 from nectar.params import ParamInfo

@@ -1,0 +1,87 @@
+"""A task's submission read from a request (query string, JSON body, limits) and answered, single or batch."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import request
+
+from api import links
+from api.context import nectar
+from nectar.catalog.model import TaskInfo
+from nectar.errors import InvalidParameters, TooLarge
+from nectar.params import MAX_NESTING, nesting
+from nectar.service import Submission
+
+
+def json_body() -> Any:
+    """The request's body as JSON, whatever its content type; None if it is not JSON."""
+    try:
+        return request.get_json(force=True, silent=True)
+    except RecursionError:  # json's decoder recurses once per level
+        return None
+
+
+def check_limits(values: dict) -> None:
+    """Raise unless ``values`` keeps to the configured number, length and depth of parameters."""
+    settings = nectar().settings
+    if len(values) > settings.max_params:
+        raise TooLarge(f"{len(values)} parameters sent; at most {settings.max_params} are accepted")
+    too_deep = f"nested deeper than {MAX_NESTING} levels"
+    deep = {str(name): [too_deep] for name, value in values.items() if nesting(value) > MAX_NESTING}
+    if deep:
+        raise InvalidParameters(deep)
+    too_long = {
+        str(name): [f"longer than {settings.max_param_length} characters"]
+        for name, value in values.items()
+        if len(value if isinstance(value, str) else json.dumps(value)) > settings.max_param_length
+    }
+    if too_long:
+        raise InvalidParameters(too_long)
+
+
+def query_values(info: TaskInfo) -> dict:
+    """The query string's parameters of ``info``, as :meth:`ParamInfo.from_query` reads a name given
+    once or repeated; a repeated one that takes one value is a 422 naming it."""
+    params = {param.name: param for param in info.params}
+    values, repeated = {}, {}
+    for name, given in request.args.lists():
+        param = params.get(name)
+        try:
+            values[name] = param.from_query(given) if param else given[0]  # an unknown one: parse_values names it
+        except ValueError as exc:
+            repeated[name] = [str(exc)]
+    if repeated:
+        raise InvalidParameters(repeated)
+    return values
+
+
+def submitted_values(info: TaskInfo) -> dict:
+    """Parameters from the query string, overridden by those of a JSON object body, within the limits."""
+    values = query_values(info)
+    if request.get_data():  # beyond MAX_CONTENT_LENGTH, werkzeug answers 413 here
+        body = json_body()
+        if not isinstance(body, dict):
+            raise InvalidParameters({"_body": ["the body must be a JSON object of task parameters"]})
+        values.update(body)
+    check_limits(values)
+    return values
+
+
+def submission_out(submission: Submission) -> tuple[dict, int, str]:
+    """A submission's answer: its data, HTTP status (200 done, 202 queued or active) and message."""
+    data = {
+        "key": submission.key.path,
+        "status_url": links.status_url(submission.key),
+        "created": submission.created,
+        "expires_in": nectar().settings.url_expiry,
+    }
+    if submission.status is not None:
+        status = submission.status
+        run_id = status.run.id if status.run else None
+        return {**data, "job_status": status.job_status, "run_id": run_id, **links.downloads(status)}, 200, "success"
+    run = submission.run
+    assert run is not None
+    message = "queued" if submission.created else "an identical run is already active"
+    return {**data, "job_status": run.state.value, "run_id": run.id, "resource_url": None}, 202, message

@@ -1,0 +1,147 @@
+"""The chains under a folder and the tasks in them, by the seed's naming rules: :class:`ChainCatalog`.
+
+``<chains>/<type>/<name>_chain.py`` is a chain; the luigi tasks it exposes (those named ``...Task``
+or listed in ``__nectar_tasks__``), their aliases and the tasks it hides, with why, are decided by
+:mod:`nectar.exposure`; their upstream tasks by :mod:`nectar.upstream`. :mod:`nectar.catalog.loader`
+imports a chain file and describes it (or names its import error) as :mod:`nectar.catalog.model`'s
+:class:`ChainInfo` and :class:`TaskInfo`. :class:`ChainCatalog` re-imports a file only when its
+mtime or size changed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from stat import S_ISREG
+
+from nectar.catalog.loader import forget_tasks, inspect_chain
+from nectar.catalog.model import ChainInfo, TaskInfo
+from nectar.errors import ChainNotFound, TaskNotFound
+from nectar.keys import is_name
+from nectar.task import chain_module
+
+CHAIN_SUFFIX = "_chain.py"
+
+
+class ChainCatalog:
+    """The chains under ``root``, kept in step with the files by their mtimes and sizes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._chains: dict[tuple[str, str], ChainInfo] = {}
+        self._stamps: dict[tuple[str, str], tuple[int, int]] = {}
+        self._lock = threading.Lock()
+        #: files that look like chains but were not imported, with the reason
+        self.skipped: dict[str, str] = {}
+
+    def _scan(self) -> dict[tuple[str, str], tuple[Path, tuple[int, int]]]:
+        found: dict[tuple[str, str], tuple[Path, tuple[int, int]]] = {}
+        skipped: dict[str, str] = {}
+        try:
+            type_dirs = [e for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith((".", "_"))]
+        except FileNotFoundError:
+            type_dirs = []
+        for type_dir in type_dirs:
+            for entry in os.scandir(type_dir.path):
+                if not entry.name.endswith(CHAIN_SUFFIX) or not entry.is_file():
+                    continue
+                chain = entry.name[: -len(".py")]
+                if not (is_name(type_dir.name) and is_name(chain)):
+                    skipped[entry.path] = "names must be made of [A-Za-z0-9_]"
+                    continue
+                stat = entry.stat()
+                found[(type_dir.name, chain)] = (Path(entry.path), (stat.st_mtime_ns, stat.st_size))
+        self.skipped = skipped
+        return found
+
+    def refresh(self) -> bool:
+        """Import new and changed chain files, forget removed ones; True if anything changed."""
+        with self._lock:
+            found = self._scan()
+            changed = False
+            for ref in set(self._chains) - set(found):
+                self._forget(ref)
+                changed = True
+            for ref, (path, stamp) in found.items():
+                changed = self._sync(ref, path, stamp) or changed
+            return changed
+
+    def refresh_chain(self, chain_type: str, chain: str) -> None:
+        """Bring one chain in step with its file, with one stat (a submission's hot path: no folder scan)."""
+        ref = (chain_type, chain)
+        path = self.root / chain_type / f"{chain}.py"
+        stamp = None
+        named = is_name(chain_type) and is_name(chain) and not chain_type.startswith("_")  # as _scan would find it
+        if named and path.name.endswith(CHAIN_SUFFIX):
+            try:
+                stat = path.stat()
+            except OSError:
+                pass
+            else:
+                stamp = (stat.st_mtime_ns, stat.st_size) if S_ISREG(stat.st_mode) else None
+        with self._lock:
+            if stamp is not None:
+                self._sync(ref, path, stamp)
+            elif ref in self._chains:
+                self._forget(ref)
+
+    def _sync(self, ref: tuple[str, str], path: Path, stamp: tuple[int, int]) -> bool:
+        """(Re)import a chain whose file's stamp changed; True if it did. Called with the lock held."""
+        if self._stamps.get(ref) == stamp:
+            return False
+        self._chains[ref] = inspect_chain(path, *ref)
+        self._stamps[ref] = stamp
+        return True
+
+    def _forget(self, ref: tuple[str, str]) -> None:
+        """Drop a chain whose file is gone. Called with the lock held."""
+        del self._chains[ref]
+        self._stamps.pop(ref, None)
+        forget_tasks(chain_module(*ref))
+        sys.modules.pop(chain_module(*ref), None)
+
+    def chains(self) -> list[ChainInfo]:
+        self.refresh()
+        return [self._chains[ref] for ref in sorted(self._chains)]
+
+    def types(self) -> dict[str, list[ChainInfo]]:
+        grouped: dict[str, list[ChainInfo]] = {}
+        for info in self.chains():
+            grouped.setdefault(info.chain_type, []).append(info)
+        return grouped
+
+    def chain(self, chain_type: str, chain: str) -> ChainInfo:
+        self.refresh()
+        return self._chain(chain_type, chain)
+
+    def _chain(self, chain_type: str, chain: str) -> ChainInfo:
+        info = self._chains.get((chain_type, chain))
+        if info is None:
+            raise ChainNotFound(f"no chain {chain_type}/{chain}")  # never the server's folders
+        return info
+
+    def known_task(self, chain_type: str, chain: str, task: str) -> TaskInfo | None:
+        """A task as last seen, without touching the disk unless it was never seen (for hot paths)."""
+        info = self._chains.get((chain_type, chain))
+        if info is None or info.resolve(task) is None:
+            self.refresh()
+            info = self._chains.get((chain_type, chain))
+        return info.resolve(task) if info is not None else None
+
+    def task(self, chain_type: str, chain: str, task: str) -> TaskInfo:
+        """A task, its chain's file looked at first (one stat, no scan of the folder: a submission's hot path)."""
+        self.refresh_chain(chain_type, chain)
+        info = self._chain(chain_type, chain)
+        if info.error:
+            failure = "failed to import" if info.import_failed else "exposes no task"
+            raise ChainNotFound(f"chain {info.ref} {failure}: {info.error}")
+        found = info.resolve(task)
+        if found is not None:
+            return found
+        hidden = next((h.reason for h in info.hidden if h.name == task), None)
+        if hidden is not None:
+            raise TaskNotFound(f"{task} is a luigi task of chain {info.ref} but is not exposed: {hidden}")
+        known = ", ".join(info.tasks) or "none"
+        raise TaskNotFound(f"no task {task} in chain {info.ref} (tasks: {known})")

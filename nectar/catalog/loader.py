@@ -1,0 +1,100 @@
+"""A chain file imported as the module ``chains.<type>.<chain>`` and described, or its import error named.
+
+Modules are compiled from their source (no stale bytecode); their exposed tasks are decided by
+:mod:`nectar.exposure`, their upstream tasks by :mod:`nectar.upstream`; a module that fails to
+import is described by its error, with where in the file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import traceback
+import types
+from pathlib import Path
+from typing import Any
+
+from luigi.task_register import Register
+
+from nectar.catalog.model import ChainInfo, TaskInfo
+from nectar.exposure import exposure
+from nectar.keys import is_name
+from nectar.params import params_of
+from nectar.task import chain_module
+from nectar.upstream import names_in_requires, upstream_of
+
+
+def forget_tasks(name: str) -> None:
+    """Drop module ``name``'s task classes from luigi's registry, which keeps every Task class ever defined:
+    a reloaded module's old classes would make their families ambiguous."""
+    Register._reg = [cls for cls in Register._reg if cls.__module__ != name]
+
+
+def load_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleType:
+    """Compile and execute a chain file as a fresh module ``chains.<type>.<chain>``."""
+    if not (is_name(chain_type) and is_name(chain)):
+        raise ValueError(f"refusing to import {path}: names must be [A-Za-z0-9_]")
+    name = chain_module(chain_type, chain)
+    source = path.read_bytes()
+    code = compile(source, str(path), "exec", dont_inherit=True)
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    forget_tasks(name)
+    previous = sys.modules.get(name)
+    sys.modules[name] = module
+    try:
+        exec(code, module.__dict__)
+    except BaseException:
+        forget_tasks(name)
+        if previous is not None:
+            sys.modules[name] = previous
+        else:
+            sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def describe_import_error(exc: BaseException, path: Path) -> str:
+    """Why a chain file failed to import, with where in it: ``SyntaxError: expected ':' (x_chain.py, line 31)``.
+
+    A syntax error names its own line; any other error the innermost frame of the chain file.
+    """
+    what = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    if isinstance(exc, SyntaxError):
+        return f"{type(exc).__name__}: {exc.msg} ({Path(exc.filename or path).name}, line {exc.lineno})"
+    lines = [line for file, line in _frames(exc) if file == str(path)]
+    return f"{what} ({path.name}, line {lines[-1]})" if lines else what
+
+
+def _frames(exc: BaseException) -> list[tuple[str, int | None]]:
+    return [(frame.filename, frame.lineno) for frame in traceback.extract_tb(exc.__traceback__)]
+
+
+def is_chain_task(name: str, obj: Any, module: types.ModuleType) -> bool:
+    """True if ``name`` is the exposed name of ``obj``, a task of ``module`` (see :mod:`nectar.exposure`)."""
+    tasks = exposure(module).tasks
+    return obj is not None and tasks.get(name) is obj
+
+
+def inspect_chain(path: Path, chain_type: str, chain: str) -> ChainInfo:
+    """Import one chain file and describe its tasks (or its import error)."""
+    try:
+        module = load_chain_module(path, chain_type, chain)
+    except Exception as exc:  # any failure of user code: listed, never fatal
+        return ChainInfo(chain_type, chain, path, {}, error=describe_import_error(exc, path), import_failed=True)
+    found = exposure(module)
+    mentioned = names_in_requires(path.read_text(encoding="utf-8", errors="replace"))
+    tasks = {
+        name: TaskInfo(
+            chain_type=chain_type,
+            chain=chain,
+            name=name,
+            doc=inspect.getdoc(cls) if cls.__doc__ else None,
+            params=params_of(cls),
+            requires=upstream_of(cls, module, mentioned),
+            cls=cls,
+            aliases=found.aliases_of(name),
+        )
+        for name, cls in found.tasks.items()
+    }
+    return ChainInfo(chain_type, chain, path, tasks, error=found.error, hidden=found.hidden)

@@ -1,0 +1,92 @@
+"""What the catalog tells of a chain file (ChainInfo) and of each task in it a client can launch (TaskInfo)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import luigi
+
+from nectar.errors import InvalidParameters
+from nectar.exposure import HiddenTask
+from nectar.keys import TargetKey, task_key
+from nectar.params import ParamInfo, parse_values
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task a client can launch, with what it takes."""
+
+    chain_type: str
+    chain: str
+    name: str
+    doc: str | None
+    params: tuple[ParamInfo, ...]
+    requires: tuple[str, ...]
+    cls: type[luigi.Task] = field(repr=False, compare=False)
+    #: other module-level names bound to the class, accepted wherever its name is
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.chain_type}/{self.chain}/{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "chain": self.chain,
+            "chain_type": self.chain_type,
+            "doc": self.doc,
+            "params": [p.to_dict() for p in self.params],
+            "requires": list(self.requires),
+            "aliases": list(self.aliases),
+        }
+
+    def instantiate(self, values: Mapping[str, Any]) -> luigi.Task:
+        """The luigi task for wire values (:func:`~nectar.params.parse_values` names each bad field)."""
+        parsed = parse_values(self.params, values)
+        try:
+            return self.cls(**parsed)
+        except (ValueError, TypeError, luigi.parameter.ParameterException) as exc:
+            raise InvalidParameters({"_task": [f"{type(exc).__name__}: {exc}"]}) from exc
+
+    def key_of(self, task: luigi.Task) -> TargetKey:
+        """The task's ``out.txt`` key (the same formula for plain luigi tasks)."""
+        return task_key(self.chain_type, self.chain, task)
+
+
+@dataclass(frozen=True)
+class ChainInfo:
+    """One chain file: its tasks, or the error that kept it from importing."""
+
+    chain_type: str
+    name: str
+    path: Path
+    tasks: Mapping[str, TaskInfo]
+    error: str | None = None
+    #: the luigi tasks of the file that are not exposed, with why
+    hidden: tuple[HiddenTask, ...] = ()
+    #: True when the error is the file's import error (no task could be looked at)
+    import_failed: bool = False
+
+    @property
+    def ref(self) -> str:
+        return f"{self.chain_type}/{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chain_type": self.chain_type,
+            "name": self.name,
+            "error": self.error,
+            "tasks": [t.to_dict() for t in self.tasks.values()],
+            "hidden": [h.to_dict() for h in self.hidden],
+        }
+
+    def resolve(self, name: str) -> TaskInfo | None:
+        """The task ``name`` names: by its own name or by an alias."""
+        info = self.tasks.get(name)
+        if info is None:
+            info = next((t for t in self.tasks.values() if name in t.aliases), None)
+        return info
