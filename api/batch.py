@@ -11,7 +11,7 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.context import nectar
+from api.context import facade
 from api.envelope import answer, error_responses
 from api.schemas import BatchEnvelope, BatchQuerySchema
 from api.submission import check_limits, json_body, submission_out
@@ -83,7 +83,7 @@ def batch_rows() -> list[dict[str, Any]]:
         rows = body
     if not rows:
         raise InvalidParameters({"_body": ["no rows: send at least one parameter set"]})
-    limit = nectar().settings.max_batch
+    limit = facade().settings.max_batch
     if len(rows) > limit:
         raise TooLarge(f"{len(rows)} rows sent; at most {limit} are accepted in one batch")
     return rows
@@ -117,8 +117,8 @@ class Batch(MethodView):
     @blp.doc(**BATCH_DOC)
     def post(self, query, chain_type, chain, task):
         """Run a task for each of many parameter sets"""
-        service = nectar()
-        info = service.catalog.task(chain_type, chain, task)
+        service = facade()
+        info = service.task(chain_type, chain, task)
         parsed: list[Any] = []
         for number, values in enumerate(batch_rows(), start=1):
             try:

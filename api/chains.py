@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from api import links
-from api.context import nectar
+from api.context import facade
 from api.envelope import answer, error_responses
 from api.schemas import ChainEnvelope, ChainTypeEnvelope, ChainTypesEnvelope, SubmissionEnvelope, TaskEnvelope
 from api.submission import submission_out, submitted_values
@@ -67,7 +67,7 @@ class ChainTypes(MethodView):
     @error_responses(blp)
     def get(self):
         """Every chain type with its chains and their tasks"""
-        return answer([type_out(name, chains) for name, chains in nectar().catalog.types().items()])
+        return answer([type_out(name, chains) for name, chains in facade().chain_types().items()])
 
 
 @blp.route("/<chain_type>")
@@ -76,9 +76,9 @@ class ChainType(MethodView):
     @error_responses(blp, 404)
     def get(self, chain_type):
         """The chains of one type"""
-        chains = nectar().catalog.types().get(chain_type)
+        chains = facade().chain_types().get(chain_type)
         if chains is None:
-            raise ChainNotFound(f"no chain type {chain_type} in {nectar().catalog.root.name}/")
+            raise ChainNotFound(f"no chain type {chain_type} in {facade().chains_folder}/")
         return answer(type_out(chain_type, chains))
 
 
@@ -88,7 +88,7 @@ class Chain(MethodView):
     @error_responses(blp, 404)
     def get(self, chain_type, chain):
         """One chain: its tasks and the luigi tasks it does not expose (with why), or why it failed to import"""
-        return answer(chain_out(nectar().catalog.chain(chain_type, chain)))
+        return answer(chain_out(facade().chain(chain_type, chain)))
 
 
 @blp.route("/<chain_type>/<chain>/<task>")
@@ -97,7 +97,7 @@ class Task(MethodView):
     @error_responses(blp, 404)
     def get(self, chain_type, chain, task):
         """One task (by its name or an alias): its doc, parameters, upstream tasks and aliases"""
-        return answer(task_out(nectar().catalog.task(chain_type, chain, task)))
+        return answer(task_out(facade().task(chain_type, chain, task)))
 
     @blp.response(202, SubmissionEnvelope, description="Queued, or an identical run is already queued or running.")
     @blp.alt_response(200, schema=SubmissionEnvelope, description="The output exists: nothing is run.", success=True)
@@ -105,8 +105,8 @@ class Task(MethodView):
     @blp.doc(**SUBMISSION_DOC)
     def post(self, chain_type, chain, task):
         """Run a task (unless its output exists or an identical run is active)"""
-        service = nectar()
-        info = service.catalog.task(chain_type, chain, task)
+        service = facade()
+        info = service.task(chain_type, chain, task)
         submission = service.submit_task(info, info.instantiate(submitted_values(info)))
         return answer(*submission_out(submission))
 
@@ -119,7 +119,7 @@ def not_a_task(path: str = "") -> NoReturn:
     """404 for a URL under /api/chains that names no task (``POST /api/chains/<type>/<Task>``, one more
     segment): what was not found, what is there, and the form a task's URL takes."""
     parts = [part for part in path.split("/") if part]
-    catalog = nectar().catalog
+    service = facade()
     if len(parts) > 3:
         elsewhere = methods_elsewhere()
         if elsewhere:  # e.g. GET of a batch URL: the URL is there, for POST
@@ -127,15 +127,15 @@ def not_a_task(path: str = "") -> NoReturn:
         raise NotFound(f"no such URL /api/chains/{'/'.join(parts)}: a task's URL is {TASK_URL}")
     if not parts:
         missing = "no task named"
-    elif parts[0] not in catalog.types():
-        missing = f"no chain type {parts[0]} (types: {', '.join(catalog.types()) or 'none'})"
+    elif parts[0] not in service.chain_types():
+        missing = f"no chain type {parts[0]} (types: {', '.join(service.chain_types()) or 'none'})"
     elif len(parts) == 1:
         missing = f"no chain or task named after chain type {parts[0]}"
     else:
         try:
-            chain = catalog.chain(parts[0], parts[1])
+            chain = service.chain(parts[0], parts[1])
         except ChainNotFound:
-            known = ", ".join(info.name for info in catalog.types()[parts[0]]) or "none"
+            known = ", ".join(info.name for info in service.chain_types()[parts[0]]) or "none"
             missing = f"no chain {parts[0]}/{parts[1]} (chains of {parts[0]}: {known})"
         else:
             missing = f"no task named in chain {chain.ref} (tasks: {', '.join(chain.tasks) or 'none'})"

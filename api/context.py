@@ -8,7 +8,7 @@ from nectar.service import Nectar
 from nectar.signing import UrlSigner
 
 
-def nectar() -> Nectar:
+def facade() -> Nectar:
     return current_app.extensions["nectar"]
 
 

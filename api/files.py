@@ -11,7 +11,7 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.context import nectar, signer
+from api.context import facade, signer
 from api.envelope import error_responses
 from nectar.errors import NotFound
 from nectar.keys import TargetKey
@@ -52,11 +52,11 @@ def _located(args: dict) -> tuple[Path, str, Iterator[bytes]]:
     """The file a verified signed URL names, its name and bytes; 404 (or 400) if it is not there."""
     if "path" in args:
         signer().verify(SIGNED_PATH_PREFIX + args["path"], args["expires"], args["signature"])
-        path = served_file(args["path"], nectar().settings)  # checked again: a link may have changed since
+        path = served_file(args["path"], facade().settings)  # checked again: a link may have changed since
         return path, path.name, _chunks(path)
     key = TargetKey.parse(args["key"])
     signer().verify(key.path, args["expires"], args["signature"])
-    store = get_store(nectar().settings, "local")
+    store = get_store(facade().settings, "local")
     assert isinstance(store, LocalStore)
     path = store.path(key)  # resolved once: refuses a key leading out of the store
     if not path.is_file():

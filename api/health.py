@@ -16,7 +16,7 @@ from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.context import nectar
+from api.context import facade
 from api.envelope import answer
 from api.schemas import HealthEnvelope
 from nectar.luigid import SchedulerPaused
@@ -77,7 +77,7 @@ class Health(MethodView):
         Without luigid the service is *degraded*, not down: it still accepts runs and answers
         statuses, and the runs wait in the queue until luigid is back.
         """
-        checks = nectar().health()
+        checks = facade().health()
         log_changes(checks)
         if may_see_details():
             shown = None

@@ -7,7 +7,7 @@ from urllib.parse import quote, urlencode
 
 from flask import request, url_for
 
-from api.context import nectar, signer
+from api.context import facade, signer
 from nectar.keys import OUTPUT_FILE, TargetKey
 from nectar.logs.files import STREAMS
 from nectar.outputs import SIGNED_PATH_PREFIX, Output, resource_note, status_outputs
@@ -26,7 +26,7 @@ def external(endpoint: str, query: dict[str, str] | None = None, **values: str) 
 
     It starts with ``NECTAR_PUBLIC_URL`` when one is configured, else with the scheme and Host the request came by
     (a Host :mod:`api.hosts` allowed)."""
-    public = nectar().settings.public_url
+    public = facade().settings.public_url
     if values:
         url = _built(endpoint, public, **values)
     else:  # a status poll builds three of these: url_for's rule matching is most of its cost
@@ -86,7 +86,7 @@ def log_urls(key: TargetKey) -> dict[str, str]:
 
 def logged(key: TargetKey) -> bool:
     """Whether the task of ``key`` has a log the log endpoint serves (live, or in its store)."""
-    return has_log(key, nectar().store_of(key))
+    return has_log(key, facade().store_of(key))
 
 
 def step_out(step: Step) -> dict:
@@ -122,7 +122,7 @@ def output_url(output: Output) -> str | None:
     """Where to download an output: S3's presigned URL, else a signed API URL of its store key or its path."""
     if output.url:
         return output.url
-    expiry = nectar().settings.url_expiry
+    expiry = facade().settings.url_expiry
     if output.key is not None:
         return external("files.File", signer().sign(output.key.path, expiry))
     if output.path is not None:
@@ -135,9 +135,9 @@ def output_url(output: Output) -> str | None:
 def downloads(status: JobStatus) -> dict:
     """A status's download fields: every output of its task (``outputs``), the first one's URL
     (``resource_url``, handed out only for a file that exists) or why there is none (``resource_note``)."""
-    service = nectar()
+    service = facade()
     key = status.key
-    info = service.catalog.known_task(key.chain_type, key.chain, key.task)
+    info = service.known_task(key.chain_type, key.chain, key.task)
     store = service.store_for(info.cls) if info is not None else service.store  # as service.store_of picks it
     outputs = status_outputs(status, info.cls if info else None, store, service.settings)
     listed = [{"target": output.target, "url": output_url(output), "note": output.note} for output in outputs]

@@ -7,7 +7,7 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.context import nectar
+from api.context import facade
 from api.envelope import error_responses
 from api.schemas import KeyQuerySchema
 from nectar.keys import TargetKey
@@ -28,5 +28,5 @@ class Log(MethodView):
     def get(self, args):
         """The task's stdout or stderr as plain text"""
         key = TargetKey.parse(args["chain"])
-        chunks = open_log(key, args["stream"], nectar().store_of(key))
+        chunks = open_log(key, args["stream"], facade().store_of(key))
         return Response(chunks, mimetype="text/plain")

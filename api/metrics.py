@@ -12,7 +12,7 @@ import time
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest, multiprocess
 
-from api.context import nectar
+from api.context import facade
 from nectar.metrics import RunsCollector
 
 #: the methods labelled by name (RFC 9110's); any other, and a path that matches no route, is labelled ``other``
@@ -44,7 +44,7 @@ def _observe(response: Response) -> Response:
 def metrics() -> Response:
     """The metrics in Prometheus' text format."""
     registry = CollectorRegistry(auto_describe=False)  # collect once a scrape, not twice
-    registry.register(RunsCollector(nectar().runs))
+    registry.register(RunsCollector(facade().runs))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:

@@ -6,7 +6,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api import links
-from api.context import nectar
+from api.context import facade
 from api.envelope import answer, error_responses
 from api.schemas import RunDetailEnvelope, RunEnvelope, RunsEnvelope, RunsQuerySchema
 from nectar.errors import InvalidParameters
@@ -51,7 +51,7 @@ class Runs(MethodView):
         page = pagination_parameters
         if page.first_item > MAX_OFFSET:
             raise InvalidParameters({"page": [f"beyond any page: at most {MAX_OFFSET} runs can be skipped"]})
-        runs, total = nectar().runs.find(where, offset=page.first_item, limit=page.page_size)
+        runs, total = facade().find_runs(where, offset=page.first_item, limit=page.page_size)
         page.item_count = total
         return answer([run_out(run) for run in runs])
 
@@ -66,9 +66,9 @@ class RunById(MethodView):
         The log links follow the step running now until the requested task starts (``logs_task``
         names whose they are); each step has its own.
         """
-        service = nectar()
+        service = facade()
         run = service.run(run_id)
-        steps = service.runs.steps(run.id)
+        steps = service.steps(run.id)
         key = TargetKey.parse(run.key)
         return answer(
             {
@@ -91,4 +91,4 @@ class CancelRun(MethodView):
         (``NECTAR_HEARTBEAT``); the step it was running leaves no output, the steps it finished
         keep theirs. Its status becomes ``CANCELLED``. An ended run answers 409.
         """
-        return answer(run_out(nectar().cancel(run_id)), 200, "cancelled")
+        return answer(run_out(facade().cancel(run_id)), 200, "cancelled")

@@ -7,7 +7,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from api import links
-from api.context import nectar
+from api.context import facade
 from api.envelope import doc_only, dumped_answer, error_responses
 from api.schemas import KeyQuerySchema, StatusEnvelope
 from nectar.keys import TargetKey
@@ -40,10 +40,9 @@ class ChainStatus(MethodView):
     @error_responses(blp, 400, 404, 422, 503)
     def get(self):
         """The job status of a key, its steps, logs and (when DONE) a download URL"""
-        service = nectar()
+        service = facade()
         status = service.status(TargetKey.parse(_chain_argument()))
         run = status.run
-        scheduler = service.scheduler
         # shaped as StatusEnvelope dumps it (tests/api/test_status.py holds it to that): sent without a dump
         return dumped_answer(
             {
@@ -60,6 +59,6 @@ class ChainStatus(MethodView):
                 "failed_step": status.failed_step,
                 "error": status.error,
                 **links.log_links(log_source(status.key, status.job_status, run, status.steps)),
-                "scheduler_url": scheduler.task_url(run.task_id) if scheduler and run else None,
+                "scheduler_url": service.visualiser_url(run.task_id) if run else None,
             }
         )

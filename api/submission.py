@@ -8,7 +8,7 @@ from typing import Any
 from flask import request
 
 from api import links
-from api.context import nectar
+from api.context import facade
 from nectar.catalog.model import TaskInfo
 from nectar.errors import InvalidParameters, TooLarge
 from nectar.params import MAX_NESTING, nesting
@@ -25,7 +25,7 @@ def json_body() -> Any:
 
 def check_limits(values: dict) -> None:
     """Raise unless ``values`` keeps to the configured number, length and depth of parameters."""
-    settings = nectar().settings
+    settings = facade().settings
     if len(values) > settings.max_params:
         raise TooLarge(f"{len(values)} parameters sent; at most {settings.max_params} are accepted")
     too_deep = f"nested deeper than {MAX_NESTING} levels"
@@ -75,7 +75,7 @@ def submission_out(submission: Submission) -> tuple[dict, int, str]:
         "key": submission.key.path,
         "status_url": links.status_url(submission.key),
         "created": submission.created,
-        "expires_in": nectar().settings.url_expiry,
+        "expires_in": facade().settings.url_expiry,
     }
     if submission.status is not None:
         status = submission.status

@@ -14,7 +14,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api import links
-from api.context import nectar, signer
+from api.context import facade, signer
 from api.envelope import error_responses
 from nectar.catalog.model import TaskInfo
 from nectar.errors import NotFound
@@ -66,7 +66,7 @@ def not_found(error: NotFound) -> tuple[str, int]:
 @blp.context_processor
 def chrome() -> dict[str, Any]:
     """What every page's header shows: the visualiser's link, and whether the API wants a token."""
-    scheduler = nectar().settings.scheduler_url
+    scheduler = facade().settings.scheduler_url
     return {
         "visualiser_url": f"{scheduler}/static/visualiser/index.html" if scheduler else None,
         "tokens_enabled": current_app.extensions["nectar_tokens"].enabled,
@@ -154,7 +154,7 @@ def took(run: Run) -> str:
 
 def file_url(key: TargetKey) -> str | None:
     """A download link for a file of the store, if it exists: the store's own URL, else a signed API URL."""
-    service = nectar()
+    service = facade()
     store = service.store_of(key)
     if not store.exists(key):
         return None
@@ -178,7 +178,7 @@ def run_row(run: Run) -> dict[str, Any]:
 
 
 def task_refs() -> list[str]:
-    return [info.ref for chain in nectar().catalog.chains() for info in chain.tasks.values()]
+    return [info.ref for chain in facade().chains() for info in chain.tasks.values()]
 
 
 def task_links(info: TaskInfo) -> dict[str, str]:
@@ -197,16 +197,16 @@ class Index(MethodView):
     @error_responses(blp)
     def get(self):
         """The web UI's home: every chain type, chain and task, with docs and a form to launch each"""
-        types = nectar().catalog.types()
+        types = facade().chain_types()
         page = render_template("catalog.html", types=types, task_links=task_links, title="Chains")
         return flask.Response(page, mimetype="text/html")  # as is: flask-smorest dumps anything else
 
 
 @page("/ui/<chain_type>/<chain>/<task>")
 def task_page(chain_type: str, chain: str, task: str) -> str:
-    info = nectar().catalog.task(chain_type, chain, task)
+    info = facade().task(chain_type, chain, task)
     fields = [form_field(param) for param in info.params]
-    runs = nectar().runs.find(RunFilter(chain_type, chain, task), limit=5)[0]
+    runs = facade().find_runs(RunFilter(chain_type, chain, task), limit=5)[0]
     return render_template(
         "task.html",
         info=info,
@@ -224,7 +224,7 @@ def runs_page() -> str:
     parts: list[str | None] = list(task.split("/"))
     chain_type, chain, name = parts if len(parts) == 3 else (None, None, None)
     where = RunFilter(chain_type, chain, name, RunState(state) if state in RunState.__members__ else None)
-    runs, total = nectar().runs.find(where, limit=RUNS_SHOWN)
+    runs, total = facade().find_runs(where, limit=RUNS_SHOWN)
     return render_template(
         "runs.html",
         rows=[run_row(run) for run in runs],
@@ -239,15 +239,14 @@ def runs_page() -> str:
 
 @page("/ui/runs/<run_id>")
 def run_page(run_id: str) -> str:
-    service = nectar()
+    service = facade()
     run = service.run(run_id)
     key = TargetKey.parse(run.key)
     # the key's status (a read: a lost attempt is told, not reclaimed) is this run's own while it is the latest
     status = service.status(key)
     current = status.run is not None and status.run.id == run.id
     run = status.run if current and status.run else run
-    steps = status.steps if current else service.runs.steps(run.id)
-    scheduler = service.scheduler
+    steps = status.steps if current else service.steps(run.id)
     return render_template(
         "run.html",
         row=run_row(run),
@@ -259,7 +258,7 @@ def run_page(run_id: str) -> str:
         output=file_url(key) if run.state == RunState.DONE else None,
         params_file=file_url(key.with_file(PARAMS_FILE)),
         logs=links.log_links(log_source(key, status.job_status if current else run.state.value, run, steps)),
-        visualiser=scheduler.task_url(run.task_id) if scheduler else None,
+        visualiser=service.visualiser_url(run.task_id),
         status_url=url_for("status.ChainStatus", chain=key.path),
         cancel_url=url_for("runs.CancelRun", run_id=run.id),
         title=f"Run {run.id[:8]}",

@@ -17,12 +17,12 @@ import luigi
 from luigi.task import flatten
 
 from nectar.catalog import ChainCatalog
-from nectar.catalog.model import TaskInfo
+from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.config import Settings, get_settings
 from nectar.errors import NectarError, QueueFull, RunNotFound
 from nectar.keys import TargetKey
 from nectar.luigid import SchedulerClient, scheduler_of
-from nectar.runs import RetryPolicy, Run, RunState, RunStore, open_run_store
+from nectar.runs import RetryPolicy, Run, RunFilter, RunState, RunStore, Step, open_run_store
 from nectar.status import JobStatus, job_status
 from nectar.stores import TargetStore, get_store
 from nectar.task import NectarTask
@@ -116,6 +116,39 @@ class Nectar:
     @functools.cached_property
     def scheduler(self) -> SchedulerClient | None:
         return scheduler_of(self.settings)
+
+    # --- what the HTTP layer reads: the catalog, the runs and luigid's pages, without reaching inside ---
+
+    def chain_types(self) -> dict[str, list[ChainInfo]]:
+        return self.catalog.types()
+
+    def chains(self) -> list[ChainInfo]:
+        return self.catalog.chains()
+
+    def chain(self, chain_type: str, chain: str) -> ChainInfo:
+        return self.catalog.chain(chain_type, chain)
+
+    def task(self, chain_type: str, chain: str, task: str) -> TaskInfo:
+        """The task's description; ChainNotFound or TaskNotFound naming what is missing."""
+        return self.catalog.task(chain_type, chain, task)
+
+    def known_task(self, chain_type: str, chain: str, task: str) -> TaskInfo | None:
+        return self.catalog.known_task(chain_type, chain, task)
+
+    @property
+    def chains_folder(self) -> str:
+        return self.catalog.root.name
+
+    def find_runs(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
+        """The runs ``where`` matches, newest first, from ``offset``; and how many match in all."""
+        return self.runs.find(where, offset=offset, limit=limit)
+
+    def steps(self, run_id: str) -> list[Step]:
+        return self.runs.steps(run_id)
+
+    def visualiser_url(self, task_id: str) -> str | None:
+        """The task in luigi's visualiser; None without a luigid."""
+        return self.scheduler.task_url(task_id) if self.scheduler else None
 
     def store_for(self, task_cls: Any) -> TargetStore:
         return get_store(self.settings, getattr(task_cls, "store_kind", None))
