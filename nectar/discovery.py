@@ -23,11 +23,11 @@ from stat import S_ISREG
 from typing import Any
 
 import luigi
-from luigi.task_register import Register
 
 from nectar.errors import ChainNotFound, InvalidParameters, TaskNotFound
 from nectar.exposure import HiddenTask, exposure
 from nectar.keys import TargetKey, is_name
+from nectar.luigi_internals import forget_task_classes
 from nectar.params import ParamInfo, params_of
 from nectar.task import chain_module
 from nectar.upstream import names_in_requires, upstream_of
@@ -40,9 +40,7 @@ def module_name(chain_type: str, chain: str) -> str:
 
 
 def _forget_tasks(name: str) -> None:
-    # luigi keeps every Task class ever defined; drop a reloaded module's old classes so that
-    # their families do not become ambiguous in luigi's registry.
-    Register._reg = [cls for cls in Register._reg if cls.__module__ != name]
+    forget_task_classes(name)  # a reloaded module's old classes would make their families ambiguous
 
 
 def load_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleType:
