@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import NoReturn
 
-import flask
 from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -15,6 +14,7 @@ from api import links
 from api.context import nectar
 from api.envelope import answer, error_responses
 from api.schemas import ChainEnvelope, ChainTypeEnvelope, ChainTypesEnvelope, SubmissionEnvelope, TaskEnvelope
+from api.smorest_internals import add_undocumented_url_rule
 from api.task_params import load_params
 from nectar.discovery import ChainInfo, TaskInfo
 from nectar.errors import ChainNotFound, InvalidParameters, NotFound, TaskNotFound, TooLarge
@@ -212,7 +212,7 @@ def methods_elsewhere() -> list[str]:
 #: URL, and a GET of a URL longer than a task's
 NOT_A_TASK = {"chains.post_without_task": ("", ["POST"]), "chains.not_a_task": ("/<path:path>", ["GET", "POST"])}
 for endpoint, (rule, methods) in NOT_A_TASK.items():
-    flask.Blueprint.add_url_rule(blp, rule, endpoint.split(".")[1], not_a_task, methods=methods)
+    add_undocumented_url_rule(blp, rule, not_a_task, endpoint.split(".")[1], methods=methods)
 
 
 def submission_out(submission: Submission) -> tuple[dict, int, str]:

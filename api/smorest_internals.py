@@ -41,7 +41,10 @@ def documented_only(view: Callable[..., Any], decorators: Iterable[Callable[[Cal
     return view
 
 
-def add_undocumented_url_rule(blp: flask_smorest.Blueprint, rule: str, view: Callable[..., Any]) -> None:
-    """Route ``rule`` to ``view`` (endpoint: its name) on ``blp``, kept out of the OpenAPI document: flask's own
-    ``add_url_rule``, which flask-smorest's override calls before it records the route's documentation."""
-    flask.Blueprint.add_url_rule(blp, rule, view.__name__, view)
+def add_undocumented_url_rule(
+    blp: flask_smorest.Blueprint, rule: str, view: Callable[..., Any], endpoint: str | None = None, **options: Any
+) -> None:
+    """Route ``rule`` to ``view`` on ``blp`` (``endpoint``: the view's name unless given; ``options``: the rule's,
+    ``methods=...``), kept out of the OpenAPI document: flask's own ``add_url_rule``, which flask-smorest's
+    override calls before it records the route's documentation."""
+    flask.Blueprint.add_url_rule(blp, rule, endpoint or view.__name__, view, **options)

@@ -51,6 +51,7 @@ def make_app(api_class: type[flask_smorest.Api]) -> tuple[flask.Flask, flask_smo
         return "a page"
 
     add_undocumented_url_rule(blp, "/page", page)
+    add_undocumented_url_rule(blp, "/posted", page, "posted_page", methods=["POST"])
 
     @blp.route("/teapot")
     def teapot() -> None:
@@ -90,7 +91,10 @@ def test_a_view_documented_only_is_documented_and_a_page_routed_past_the_bluepri
     app, api = make_app(flask_smorest.Api)
     paths = api.spec.to_dict()["paths"]
     assert {"200", "404"} <= set(paths["/counted"]["get"]["responses"]), "flask-smorest no longer reads _apidoc"
-    assert "/page" not in paths
+    assert "/page" not in paths and "/posted" not in paths
     client = app.test_client()
     assert client.get("/counted").get_json() == {"n": 1}
     assert client.get("/page").get_data(as_text=True) == "a page"
+    assert client.post("/posted").get_data(as_text=True) == "a page" and client.get("/posted").status_code == 405
+    with app.test_request_context():
+        assert flask.url_for("probe.posted_page") == "/posted"
