@@ -7,7 +7,7 @@ fails loudly, naming the name, when a release changes one of them under us:
   that puts luigi's RPC methods over our own transport (:class:`RemoteScheduler`);
 - ``luigi.worker.Worker`` made and run as ``luigi.interface._schedule_and_run`` does (:func:`new_worker`,
   :func:`schedule_and_run`), and ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`);
-- ``worker._is_external`` (:func:`is_external`);
+- ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`);
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
   :func:`extend_task_registry`);
 - ``luigi.server.app``, the application each luigid socket serves (:func:`wrap_luigid_app`);
@@ -95,6 +95,20 @@ def tasks_by_outcome(worker: luigi.worker.Worker) -> dict[str, set[luigi.Task]]:
 def is_external(task: luigi.Task) -> bool:
     """Whether luigi takes ``task`` as external (data nobody here makes): it has no ``run``."""
     return bool(luigi.worker._is_external(task))
+
+
+def choices_of(param: luigi.Parameter) -> list[str] | None:
+    """What a choice parameter (``ChoiceParameter``, ``ChoiceListParameter``) or an enum parameter (``EnumParameter``,
+    ``EnumListParameter``) allows, as names; None for any other parameter."""
+    choices = getattr(param, "_choices", None)
+    if isinstance(choices, set | frozenset):  # luigi keeps choices in a set: sorted, so stable across processes
+        return sorted(str(c) for c in choices)
+    if choices is not None:
+        return [str(c) for c in choices]
+    enum_cls = getattr(param, "_enum", None)
+    if enum_cls is not None:
+        return [member.name for member in enum_cls]
+    return None
 
 
 def forget_task_classes(module: str) -> None:

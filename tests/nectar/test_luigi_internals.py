@@ -6,6 +6,7 @@ the seam (one module), and only then widen luigi's pin in pyproject.toml.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import json
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from luigi.task_register import Register, TaskClassNotFoundException
 from nectar import NectarTask
 from nectar.luigi_internals import (
     RemoteScheduler,
+    choices_of,
     extend_task_registry,
     forget_task_classes,
     is_external,
@@ -190,6 +192,28 @@ def test_luigid_serves_the_wrapped_application(monkeypatch: pytest.MonkeyPatch) 
     wrap_luigid_app(lambda app: ("guarded", app))
     kind, app = luigi.server.app(luigi.scheduler.Scheduler(record_task_history=False))
     assert kind == "guarded" and isinstance(app, tornado.web.Application)
+
+
+class Colour(enum.Enum):
+    red = 1
+    green = 2
+
+
+@pytest.mark.parametrize(
+    ("param", "choices"),
+    [
+        (luigi.ChoiceParameter(choices=["b", "a"]), ["a", "b"]),
+        (luigi.ChoiceListParameter(choices=["b", "a"]), ["a", "b"]),
+        (luigi.ChoiceParameter(choices=[2, 1], var_type=int), ["1", "2"]),
+        (luigi.EnumParameter(enum=Colour), ["red", "green"]),
+        (luigi.EnumListParameter(enum=Colour), ["red", "green"]),
+        (luigi.Parameter(), None),
+        (luigi.IntParameter(), None),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_the_choices_a_parameter_keeps(param: luigi.Parameter, choices: list[str] | None) -> None:
+    assert choices_of(param) == choices, f"luigi's {type(param).__name__} keeps its choices elsewhere"
 
 
 def test_s3_paths_split_as_luigi_splits_them() -> None:
