@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-import flask
 from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -14,6 +13,7 @@ from api import links
 from api.context import facade
 from api.envelope import answer, error_responses
 from api.schemas import ChainEnvelope, ChainTypeEnvelope, ChainTypesEnvelope, SubmissionEnvelope, TaskEnvelope
+from api.smorest_internals import add_undocumented_url_rule
 from api.submission import submission_out, submitted_values
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.errors import ChainNotFound, NotFound, TaskNotFound
@@ -160,4 +160,4 @@ def methods_elsewhere() -> list[str]:
 #: URL, and a GET of a URL longer than a task's
 NOT_A_TASK = {"chains.post_without_task": ("", ["POST"]), "chains.not_a_task": ("/<path:path>", ["GET", "POST"])}
 for endpoint, (rule, methods) in NOT_A_TASK.items():
-    flask.Blueprint.add_url_rule(blp, rule, endpoint.split(".")[1], not_a_task, methods=methods)
+    add_undocumented_url_rule(blp, rule, not_a_task, endpoint.split(".")[1], methods=methods)

@@ -9,6 +9,8 @@ import marshmallow as ma
 from flask import Response, jsonify
 from flask_smorest import Blueprint
 
+from api.smorest_internals import documented_only
+
 
 def enveloped(name: str, data: ma.fields.Field) -> type[ma.Schema]:
     """A schema named ``name`` for an answer whose ``data`` is ``data``."""
@@ -43,20 +45,12 @@ AUTH_ERRORS = (401, 403)
 
 
 def doc_only(*decorators: Callable[[Callable], Callable]) -> Callable[[Callable], Callable]:
-    """The OpenAPI documentation flask-smorest ``decorators`` give a view (its ``_apidoc``), without their wrappers.
+    """The OpenAPI documentation flask-smorest ``decorators`` give a view, without their wrappers.
 
     For decorators that only document (alternative responses), and for what a hot view does itself:
     none of their wrappers is left to run around every call.
     """
-
-    def decorator(func):
-        documented = func
-        for documenting in reversed(decorators):
-            documented = documenting(documented)
-        func._apidoc = documented._apidoc
-        return func
-
-    return decorator
+    return lambda view: documented_only(view, decorators)
 
 
 def error_responses(blp: Blueprint, *codes: int, protected: bool = True):

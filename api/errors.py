@@ -6,9 +6,8 @@ import http
 from typing import Any
 
 import marshmallow as ma
-from flask_smorest import Api
-from werkzeug.exceptions import HTTPException
 
+from api.smorest_internals import OneHandlerApi
 from nectar.auth import Forbidden, Unauthenticated
 from nectar.errors import (
     InvalidKey,
@@ -73,14 +72,11 @@ def describe(error: NectarError) -> tuple[int, str, dict | None]:
     return code, str(error), None
 
 
-class NectarApi(Api):
+class NectarApi(OneHandlerApi):
     """flask-smorest's Api whose single handler also maps :class:`NectarError` and keeps the envelope."""
 
     ERROR_SCHEMA = ErrorEnvelopeSchema
-
-    def _register_error_handlers(self):
-        self._app.register_error_handler(HTTPException, self.handle_http_exception)
-        self._app.register_error_handler(NectarError, self.handle_http_exception)
+    HANDLED_ERRORS = (NectarError,)
 
     def handle_http_exception(self, error):
         headers: dict = {}

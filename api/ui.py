@@ -16,6 +16,7 @@ from flask_smorest import Blueprint
 from api import links
 from api.context import facade, signer
 from api.envelope import error_responses
+from api.smorest_internals import add_undocumented_url_rule
 from nectar.catalog.model import TaskInfo
 from nectar.errors import NotFound
 from nectar.keys import PARAMS_FILE, TargetKey
@@ -45,7 +46,7 @@ def page(rule: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Route an HTML page, kept out of the OpenAPI document (flask-smorest documents what ``blp.route`` routes)."""
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
-        flask.Blueprint.add_url_rule(blp, rule, view.__name__, view)
+        add_undocumented_url_rule(blp, rule, view)
         return view
 
     return register

@@ -24,6 +24,7 @@ from luigi.setup_logging import InterfaceLogging
 
 from nectar import parallel
 from nectar.config import get_settings
+from nectar.luigi_internals import new_worker, schedule_and_run
 from nectar.luigid import LuigidRPC
 from nectar.task import record_every_task
 
@@ -53,9 +54,7 @@ class Build:
         self.worker = self._worker(self.env.workers)
 
     def _worker(self, processes: int, **config: str) -> luigi.worker.Worker:
-        return luigi.worker.Worker(
-            scheduler=self.scheduler, worker_id=self.worker_id, worker_processes=processes, **config
-        )
+        return new_worker(self.scheduler, self.worker_id, processes, **config)
 
     def run(self, task: luigi.Task) -> LuigiRunResult:
         """Schedule ``task`` (and what it requires) and run what is not done; once per Build.
@@ -67,10 +66,8 @@ class Build:
             workers = parallel.refuse_invalid_workers(task, get_settings().task_workers)
             if workers > 1:
                 self.worker = self._worker(workers, task_process_context=parallel.CONTEXT)
-            with parallel.forked_steps() if workers > 1 else nullcontext(), self.worker:
-                added = self.worker.add(task, self.env.parallel_scheduling, self.env.parallel_scheduling_processes)
-                ran = self.worker.run()
+            with parallel.forked_steps() if workers > 1 else nullcontext():
+                return schedule_and_run(self.worker, task, self.env)
         finally:
             if isinstance(self.scheduler, LuigidRPC):
                 self.scheduler.close()
-        return LuigiRunResult(self.worker, added and ran)

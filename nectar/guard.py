@@ -25,18 +25,18 @@ import binascii
 import hmac
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import luigi.server
 import tornado.httputil
 import tornado.routing
 import tornado.web
 
 from nectar.auth import Forbidden, Scope, TokenChecker, Unauthenticated
 from nectar.config import Settings
+from nectar.luigi_internals import wrap_luigid_app
 from nectar.luigid import SECRET_HEADER, load_scheduler_secret
 
 #: the RPCs that only read luigid's state: the visualiser's reads (luigi/static/visualiser/js/luigi.js), and a
@@ -63,7 +63,7 @@ READ_RPCS = frozenset(
 )
 #: the Hosts a browser on this machine reaches luigid by
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
-#: luigid's route of RPCs (luigi.server.app), matched as tornado matches it (the path unquoted)
+#: luigid's route of RPCs (``luigi.server.app``'s), matched as tornado matches it (the path unquoted)
 RPC_ROUTE = tornado.routing.PathMatches(r"/api/(.*)")
 REALM = 'Basic realm="luigid visualiser: an API read token as the password", charset="UTF-8"'
 
@@ -182,11 +182,6 @@ class GuardedLuigid(tornado.routing.Router):
         return self.app.get_handler_delegate(request, RefusedHandler, {"refusal": refusal})
 
 
-def guarded(app: Callable[[Any], tornado.web.Application], guard: Guard) -> Callable[[Any], GuardedLuigid]:
-    """luigi's ``luigi.server.app`` (scheduler -> application), its application behind ``guard``."""
-    return lambda scheduler: GuardedLuigid(app(scheduler), guard)
-
-
 def main(argv: list[str] | None = None) -> None:
     """luigid (same arguments) behind the guard; ``--allowed-host`` (repeated) adds a Host browsers may use,
     ``--data-dir`` is where the scheduler secret is, unless ``NECTAR_SCHEDULER_SECRET`` is set."""
@@ -198,8 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     secret = load_scheduler_secret(settings)
     tokens = TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads)
     hosts = [host for value in ours.allowed_host for host in value.split(",")]
-    # the one seam into luigi's server: every socket luigid serves gets the guarded application
-    luigi.server.app = guarded(luigi.server.app, Guard(secret, tokens, hosts))
+    guard = Guard(secret, tokens, hosts)
+    wrap_luigid_app(lambda app: GuardedLuigid(app, guard))  # every socket luigid serves
     from luigi.cmdline import luigid
 
     luigid(luigid_argv)

@@ -10,7 +10,7 @@ is ambiguous).
 The short name serves the root task and its own flags (``--day``); luigi's flags and config
 sections for the parameters of other tasks are named by family (``--etl.sales-chain.CleanSalesTask-rows``).
 
-This is the one place that touches luigi's private ``Register._get_reg``.
+luigi's registry is extended through :func:`nectar.luigi_internals.extend_task_registry`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from typing import Any
 from luigi.task_register import Register
 
 from nectar.exposure import names_of
-
-_MARK = "_nectar_short_names"
+from nectar.luigi_internals import extend_task_registry
 
 
 def with_short_names(reg: dict[str, Any], base: type) -> dict[str, Any]:
@@ -47,12 +46,4 @@ def with_short_names(reg: dict[str, Any], base: type) -> dict[str, Any]:
 
 def install(base: type) -> None:
     """Make luigi's registry answer the class names of ``base``'s subclasses too (once per process)."""
-    if getattr(Register._get_reg, _MARK, False):
-        return
-    families = Register.__dict__["_get_reg"].__func__
-
-    def _get_reg(cls: type) -> dict[str, Any]:
-        return with_short_names(families(cls), base)
-
-    setattr(_get_reg, _MARK, True)
-    Register._get_reg = classmethod(_get_reg)  # type: ignore[method-assign,assignment]
+    extend_task_registry(lambda reg: with_short_names(reg, base))

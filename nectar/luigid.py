@@ -3,9 +3,10 @@
 luigi's own ``RemoteScheduler`` spends about 1 ms of CPU on every call (a ``requests`` post and a
 ``tenacity`` retrier built per call) against about 0.2 ms for the call itself, and an attempt makes
 three calls per task. :class:`LuigidRPC` is that scheduler over :class:`Connections` (one
-persistent ``http.client`` connection per thread and process): a call that fails is retried at once
-on a fresh connection, then handed to luigi's own retry loop (``rpc-retry-attempts``,
-``rpc-retry-wait``). :class:`SchedulerClient` asks luigid about one task, never the task list.
+persistent ``http.client`` connection per thread and process, through the one hook of
+:mod:`nectar.luigi_internals`): a call that fails is retried at once on a fresh connection, then
+handed to luigi's own retry loop (``rpc-retry-attempts``, ``rpc-retry-wait``).
+:class:`SchedulerClient` asks luigid about one task, never the task list.
 
 Every call carries the scheduler secret (:func:`scheduler_secret`) in :data:`SECRET_HEADER`: the
 guard in front of luigid (:mod:`nectar.guard`) lets only a caller that has it change luigid's state.
@@ -22,10 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
-import luigi.rpc
-
 from nectar.config import Settings
 from nectar.errors import SchedulerUnavailable
+from nectar.luigi_internals import RemoteScheduler
 from nectar.signing import load_secret
 
 #: the shared secret of luigid's guard and our processes: this variable, else ``<data_dir>/scheduler_secret``
@@ -133,26 +133,15 @@ class Connections:
         self._drop()
 
 
-class LuigidRPC(luigi.rpc.RemoteScheduler):
-    """luigi's ``RemoteScheduler`` over :class:`Connections`; luigi's retry loop only once a call has failed."""
+class LuigidRPC(RemoteScheduler):
+    """luigi's scheduler client over :class:`Connections`; luigi's retry loop only once a call has failed."""
+
+    raises = ERRORS
 
     def __init__(self, url: str, connect_timeout: float | None = None, secret: str | None = None) -> None:
         super().__init__(url, connect_timeout)
-        self.connections = Connections(self._url, self._connect_timeout, secret)
-        # luigi's retry loop (RemoteScheduler._fetch) calls fetch() and catches `raises`
-        self._fetcher = self  # type: ignore[assignment]
-        self.raises = ERRORS
-
-    def fetch(self, full_url: str, body: dict[str, str], timeout: float) -> str:
-        """luigi's fetcher interface: POST ``body`` to the path of ``full_url``."""
-        path = urlsplit(full_url).path.removeprefix(self.connections.base_path)
-        return self.connections.post(path, body).decode()
-
-    def _fetch(self, url_suffix: str, body: dict[str, str]) -> str:
-        try:
-            return self.connections.post("/" + url_suffix.lstrip("/"), body).decode()
-        except ERRORS:
-            return str(super()._fetch(url_suffix, body))
+        self.connections = Connections(self.url, self.connect_timeout, secret)
+        self.post = self.connections.post
 
     def close(self) -> None:
         self.connections.close()

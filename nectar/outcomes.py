@@ -16,9 +16,9 @@ from typing import Any
 
 import luigi
 import luigi.configuration
-from luigi.execution_summary import _summary_dict
 
 from nectar.errors import SchedulerUnavailable
+from nectar.luigi_internals import tasks_by_outcome
 from nectar.luigid import SchedulerClient
 from nectar.runs import Run, RunState, RunStore, Step
 
@@ -40,14 +40,14 @@ _WAITING = {
 def blocked_by(result: Any, task: luigi.Task) -> tuple[str, str] | None:
     """Why luigi left the task undone though no step failed, if it did (the kind, in luigi's summary's
     words, and what the run says); None if it did not."""
-    tasks = _summary_dict(result.worker)
+    tasks = tasks_by_outcome(result.worker)
     return next(((kind, f"waiting: {why}") for kind, why in _WAITING.items() if task in tasks[kind]), None)
 
 
 def ran(result: Any, task: luigi.Task) -> bool:
     """Whether luigi ran ``task`` without error in this build, or found it complete: luigi's DONE, which a task
     without outputs (its ``complete()`` always False) reaches only by running."""
-    tasks = _summary_dict(result.worker)
+    tasks = tasks_by_outcome(result.worker)
     return task in tasks["completed"] or task in tasks["already_done"]
 
 

@@ -19,6 +19,7 @@ import luigi
 from luigi.parameter import OptionalParameterMixin, ParameterVisibility
 
 from nectar.errors import InvalidParameters
+from nectar.luigi_internals import choices_of
 
 #: luigi parameter class name -> the kind shown to users, most specific first through the MRO
 KINDS: dict[str, str] = {
@@ -122,20 +123,6 @@ def kind_of(param: luigi.Parameter) -> str:
     return "str"
 
 
-def _choices(param: luigi.Parameter) -> list[str] | None:
-    choices = getattr(param, "_choices", None)
-    if choices is None and hasattr(param, "_choice_parameter"):  # ChoiceListParameter
-        choices = getattr(param._choice_parameter, "_choices", None)
-    if isinstance(choices, set | frozenset):  # luigi keeps choices in a set: sorted, so stable across processes
-        return sorted(str(c) for c in choices)
-    if choices is not None:
-        return [str(c) for c in choices]
-    enum_cls = getattr(param, "_enum", None)
-    if enum_cls is not None:
-        return [member.name for member in enum_cls]
-    return None
-
-
 def jsonable(param: luigi.Parameter, value: Any) -> Any:
     """A value as JSON shows it: scalars as they are, lists and dicts as JSON, the rest serialized."""
     if value is None or isinstance(value, bool | int | float | str) and not isinstance(value, enum.Enum):
@@ -174,7 +161,7 @@ class ParamInfo:
             description=param.description,
             significant=bool(param.significant),
             optional=isinstance(param, OptionalParameterMixin),
-            choices=_choices(param),
+            choices=choices_of(param),
             param=param,
             max_int=max_int_of(task_cls),
         )

@@ -17,9 +17,9 @@ from typing import Any
 import luigi
 from luigi.event import Event
 from luigi.task import flatten
-from luigi.worker import _is_external
 
 from nectar.errors import Interrupted, Unavailable
+from nectar.luigi_internals import is_external
 from nectar.runs import RunStore, Step
 from nectar.stores import is_permanent
 from nectar.task import create_live_logs, log_key
@@ -111,7 +111,7 @@ class StepRecorder:
         except Exception as exc:
             self.broken(task, exc, "complete() failed: ")
             return
-        if _is_external(task) and complete is False:
+        if is_external(task) and complete is False:
             self.fail(task, f"external data missing: {missing_outputs(task)}", retryable=False)
         else:
             self.fail(task, f"complete() failed, then answered {complete!r} when asked again", retryable=False)

@@ -16,10 +16,11 @@ import threading
 from pathlib import Path
 from stat import S_ISREG
 
-from nectar.catalog.loader import forget_tasks, inspect_chain
+from nectar.catalog.loader import inspect_chain
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.errors import ChainNotFound, TaskNotFound
 from nectar.keys import is_name
+from nectar.luigi_internals import forget_task_classes
 from nectar.task import chain_module
 
 CHAIN_SUFFIX = "_chain.py"
@@ -99,7 +100,7 @@ class ChainCatalog:
         """Drop a chain whose file is gone. Called with the lock held."""
         del self._chains[ref]
         self._stamps.pop(ref, None)
-        forget_tasks(chain_module(*ref))
+        forget_task_classes(chain_module(*ref))
         sys.modules.pop(chain_module(*ref), None)
 
     def chains(self) -> list[ChainInfo]:

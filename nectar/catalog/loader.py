@@ -14,20 +14,13 @@ import types
 from pathlib import Path
 from typing import Any
 
-from luigi.task_register import Register
-
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.exposure import exposure
 from nectar.keys import is_name
+from nectar.luigi_internals import forget_task_classes
 from nectar.params import params_of
 from nectar.task import chain_module
 from nectar.upstream import names_in_requires, upstream_of
-
-
-def forget_tasks(name: str) -> None:
-    """Drop module ``name``'s task classes from luigi's registry, which keeps every Task class ever defined:
-    a reloaded module's old classes would make their families ambiguous."""
-    Register._reg = [cls for cls in Register._reg if cls.__module__ != name]
 
 
 def load_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleType:
@@ -39,13 +32,13 @@ def load_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleTy
     code = compile(source, str(path), "exec", dont_inherit=True)
     module = types.ModuleType(name)
     module.__file__ = str(path)
-    forget_tasks(name)
+    forget_task_classes(name)
     previous = sys.modules.get(name)
     sys.modules[name] = module
     try:
         exec(code, module.__dict__)
     except BaseException:
-        forget_tasks(name)
+        forget_task_classes(name)
         if previous is not None:
             sys.modules[name] = previous
         else:

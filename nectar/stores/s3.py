@@ -18,6 +18,7 @@ from nectar import fence
 from nectar.config import Settings
 from nectar.errors import StoreUnavailable
 from nectar.keys import TargetKey
+from nectar.luigi_internals import s3_bucket_and_key
 from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit, served_type
 
 #: S3 error codes that no retry can cure: the store is misconfigured (the bucket, the credentials, the rights)
@@ -190,8 +191,7 @@ def _fenced_s3_target_class() -> Any:
             # holds every in-flight 8 MiB part in memory): the peak stays flat whatever the file's size
             from boto3.s3.transfer import TransferConfig
 
-            # luigi's private name (issue 18 point 4 gathers these into one module)
-            bucket, key = self.s3_client._path_to_bucket_and_key(self.path)
+            bucket, key = s3_bucket_and_key(self.path)
             config = TransferConfig(multipart_chunksize=8 << 20, max_concurrency=4)
             extra = {"ContentType": served_type(key.rpartition("/")[2]), **self.s3_options}
             self.s3_client.s3.meta.client.upload_file(self.tmp_path, bucket, key, Config=config, ExtraArgs=extra)

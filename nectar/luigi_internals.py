@@ -1,0 +1,148 @@
+"""The one module that touches luigi's private names; everything else calls it.
+
+luigi is pinned to the minor version tested (``pyproject.toml``), and ``tests/nectar/test_luigi_internals.py``
+fails loudly, naming the name, when a release changes one of them under us:
+
+- ``RemoteScheduler._fetch``, through which every RPC of luigi's scheduler client goes: the one hook
+  that puts luigi's RPC methods over our own transport (:class:`RemoteScheduler`);
+- ``luigi.worker.Worker`` made and run as ``luigi.interface._schedule_and_run`` does (:func:`new_worker`,
+  :func:`schedule_and_run`), and ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`);
+- ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`);
+- the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
+  :func:`extend_task_registry`);
+- ``luigi.server.app``, the application each luigid socket serves (:func:`wrap_luigid_app`);
+- ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import luigi
+import luigi.interface
+import luigi.rpc
+import luigi.scheduler
+import luigi.worker
+from luigi.execution_summary import LuigiRunResult, _summary_dict
+from luigi.task_register import Register
+
+#: what marks luigi's registry as extended (once per process)
+_EXTENDED = "_nectar_extended"
+
+
+class RemoteScheduler(luigi.rpc.RemoteScheduler):
+    """luigi's scheduler client (the RPC methods a luigi worker calls) over a transport of ours.
+
+    Every RPC is ``post(path, form)`` (``path`` under luigid's URL: ``/api/add_task``), once; only a call
+    that raised one of ``raises`` goes through luigi's own retry loop (``[core] rpc-retry-attempts``,
+    ``rpc-retry-wait``, its log lines), and fails as luigi's does (``luigi.rpc.RPCError``).
+    """
+
+    #: sends one RPC: a subclass sets it (an attribute, not a method: no extra call on the way)
+    post: Callable[[str, dict[str, str]], bytes]
+    #: what a failed ``post`` raises
+    raises: tuple[type[BaseException], ...] = ()
+
+    @property
+    def url(self) -> str:
+        """luigid's URL, without its trailing slash."""
+        return str(self._url)
+
+    @property
+    def connect_timeout(self) -> float:
+        """The timeout given, else luigi's ``[core] rpc-connect-timeout``."""
+        return float(self._connect_timeout)
+
+    def _fetch(self, url_suffix: str, body: dict[str, str]) -> str:
+        path = "/" + url_suffix.lstrip("/")
+        try:
+            return self.post(path, body).decode()
+        except self.raises:
+            return self._retried(path, body)
+
+    def _retried(self, path: str, body: dict[str, str]) -> str:
+        try:
+            return str(self._get_retryer()(lambda: self.post(path, body).decode()))
+        except self.raises as exc:
+            why = f"Errors ({self._rpc_retry_attempts} attempts) when connecting to remote scheduler {self._url!r}"
+            raise luigi.rpc.RPCError(why, exc) from exc
+
+
+def new_worker(
+    scheduler: luigi.scheduler.Scheduler | RemoteScheduler, worker_id: str, processes: int, **config: Any
+) -> luigi.worker.Worker:
+    """A luigi worker, as ``luigi.build`` makes one; ``config`` overrides its ``[worker]`` settings."""
+    return luigi.worker.Worker(scheduler=scheduler, worker_id=worker_id, worker_processes=processes, **config)
+
+
+def schedule_and_run(worker: luigi.worker.Worker, task: luigi.Task, env: luigi.interface.core) -> LuigiRunResult:
+    """What is left of ``luigi.interface._schedule_and_run`` once its worker is made: add ``task`` (and what it
+    requires), run what is not done, summarise."""
+    with worker:
+        added = worker.add(task, env.parallel_scheduling, env.parallel_scheduling_processes)
+        ran = worker.run()
+    return LuigiRunResult(worker, added and ran)
+
+
+def tasks_by_outcome(worker: luigi.worker.Worker) -> dict[str, set[luigi.Task]]:
+    """The tasks of a worker's build by what came of them, as luigi's summary groups them (``completed``,
+    ``already_done``, ``failed``, ``run_by_other_worker``, ``not_run``...)."""
+    tasks: dict[str, set[luigi.Task]] = _summary_dict(worker)
+    return tasks
+
+
+def is_external(task: luigi.Task) -> bool:
+    """Whether luigi takes ``task`` as external (data nobody here makes): it has no ``run``."""
+    return bool(luigi.worker._is_external(task))
+
+
+def choices_of(param: luigi.Parameter) -> list[str] | None:
+    """What a choice parameter (``ChoiceParameter``, ``ChoiceListParameter``) or an enum parameter (``EnumParameter``,
+    ``EnumListParameter``) allows, as names; None for any other parameter."""
+    choices = getattr(param, "_choices", None)
+    if isinstance(choices, set | frozenset):  # luigi keeps choices in a set: sorted, so stable across processes
+        return sorted(str(c) for c in choices)
+    if choices is not None:
+        return [str(c) for c in choices]
+    enum_cls = getattr(param, "_enum", None)
+    if enum_cls is not None:
+        return [member.name for member in enum_cls]
+    return None
+
+
+def forget_task_classes(module: str) -> None:
+    """Drop the task classes defined in ``module`` from luigi's registry (it keeps every class ever defined), so
+    that a reloaded module's classes do not make their families ambiguous."""
+    Register._reg = [cls for cls in Register._reg if cls.__module__ != module]
+
+
+def extend_task_registry(extend: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Make luigi's registry of task classes (name -> class) answer ``extend(names)`` wherever it looks a class up
+    (``luigi --module ... <Task>``, ``Register.get_task_cls``); once per process."""
+    if getattr(Register._get_reg, _EXTENDED, False):
+        return
+    families = Register.__dict__["_get_reg"].__func__
+
+    def _get_reg(cls: type) -> dict[str, Any]:
+        return extend(families(cls))
+
+    setattr(_get_reg, _EXTENDED, True)
+    Register._get_reg = classmethod(_get_reg)  # type: ignore[method-assign,assignment]
+
+
+def wrap_luigid_app(wrap: Callable[[Any], Any]) -> None:
+    """Every socket luigid serves from now on in this process serves ``wrap(application)``: ``application`` is the
+    tornado application luigi makes for its scheduler, ``wrap``'s answer a tornado router or application."""
+    import luigi.server  # luigid's own process only: tornado is not imported elsewhere
+
+    app = luigi.server.app
+    luigi.server.app = lambda scheduler: wrap(app(scheduler))
+
+
+def s3_bucket_and_key(path: str) -> tuple[str, str]:
+    """The bucket and key of an ``s3://bucket/key`` path, as luigi's S3 client splits it."""
+    from luigi.contrib.s3 import S3Client  # imports boto3's exceptions: S3 stores only
+
+    bucket, key = S3Client._path_to_bucket_and_key(path)
+    return str(bucket), str(key)

@@ -1,0 +1,221 @@
+"""luigi's private names that nectar/luigi_internals.py relies on are there and behave as it relies on.
+
+A failure here means the luigi release installed changed under the seam: read the test's message, adapt
+the seam (one module), and only then widen luigi's pin in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import luigi
+import luigi.configuration
+import luigi.contrib.s3
+import luigi.execution_summary
+import luigi.interface
+import luigi.rpc
+import luigi.scheduler
+import luigi.server
+import luigi.worker
+import pytest
+import tornado.web
+from luigi.task_register import Register, TaskClassNotFoundException
+
+from nectar import NectarTask
+from nectar.luigi_internals import (
+    RemoteScheduler,
+    choices_of,
+    extend_task_registry,
+    forget_task_classes,
+    is_external,
+    new_worker,
+    s3_bucket_and_key,
+    schedule_and_run,
+    tasks_by_outcome,
+    wrap_luigid_app,
+)
+from tests.conftest import free_port
+
+#: the module the probe task classes of these tests claim to be defined in (forgotten after each test)
+PROBES = "tests.luigi_internals_probes"
+
+
+@pytest.mark.parametrize(
+    ("function", "parameters"),
+    [
+        (luigi.rpc.RemoteScheduler._fetch, ["self", "url_suffix", "body"]),
+        (luigi.rpc.RemoteScheduler._get_retryer, ["self"]),
+        (luigi.worker.Worker.__init__, ["self", "scheduler", "worker_id", "worker_processes", "assistant", "kwargs"]),
+        (luigi.worker.Worker.add, ["self", "task", "multiprocess", "processes"]),
+        (luigi.execution_summary._summary_dict, ["worker"]),
+        (luigi.execution_summary.LuigiRunResult.__init__, ["self", "worker", "worker_add_run_status"]),
+        (luigi.worker._is_external, ["task"]),
+        (luigi.server.app, ["scheduler"]),
+        (luigi.contrib.s3.S3Client._path_to_bucket_and_key, ["path"]),
+    ],
+    ids=lambda value: getattr(value, "__qualname__", None),
+)
+def test_the_private_functions_the_seam_calls_keep_their_signatures(
+    function: Callable[..., Any], parameters: list[str]
+) -> None:
+    assert list(inspect.signature(function).parameters) == parameters, f"luigi changed {function.__qualname__}"
+
+
+def test_luigi_builds_task_classes_into_a_list_it_looks_classes_up_through() -> None:
+    """``Register._reg`` (every class, a list) and ``Register._get_reg`` (a classmethod: name -> class)."""
+    assert isinstance(Register._reg, list), "luigi's Register._reg is no longer a list of task classes"
+    assert isinstance(Register.__dict__.get("_get_reg"), classmethod), "luigi's Register._get_reg is gone"
+    assert "_get_reg" in Register.get_task_cls.__func__.__code__.co_names, "get_task_cls no longer asks _get_reg"
+
+
+@pytest.fixture
+def probes() -> Iterator[str]:
+    yield PROBES
+    forget_task_classes(PROBES)
+
+
+def probe(name: str, *bases: type, **members: Any) -> type:
+    return type(name, bases or (luigi.Task,), {"__module__": PROBES, **members})
+
+
+class Recorded(RemoteScheduler):
+    """luigi's scheduler client over a transport that records each post and answers as luigid would."""
+
+    raises = (OSError,)
+
+    def __init__(self, failures: int = 0) -> None:
+        super().__init__("http://127.0.0.1:1/luigi/", connect_timeout=3.5)
+        self.posts: list[tuple[str, dict[str, str]]] = []
+        self.failures = failures
+        self.post = self.record
+
+    def record(self, path: str, form: dict[str, str]) -> bytes:
+        self.posts.append((path, form))
+        if len(self.posts) <= self.failures:
+            raise ConnectionRefusedError("refused")
+        return json.dumps({"response": {"ok": True}}).encode()
+
+
+def test_every_rpc_method_of_luigis_client_goes_through_the_one_hook() -> None:
+    rpc = Recorded()
+    assert rpc.ping(worker="w") == {"ok": True}
+    rpc.add_task(worker="w", task_id="T_1", status="PENDING")
+    assert [path for path, _ in rpc.posts] == ["/api/ping", "/api/add_task"]
+    assert rpc.posts[0][1] == {"data": json.dumps({"worker": "w"})}
+    assert (rpc.url, rpc.connect_timeout) == ("http://127.0.0.1:1/luigi", 3.5)
+
+
+@pytest.fixture
+def quick_retries() -> Iterator[None]:
+    """luigi's ``[core] rpc-retry-attempts = 2``, ``rpc-retry-wait = 0`` for one test."""
+    config = luigi.configuration.get_config()
+    if not config.has_section("core"):
+        config.add_section("core")
+    before = {name: config.get("core", name, None) for name in ("rpc-retry-attempts", "rpc-retry-wait")}
+    config.set("core", "rpc-retry-attempts", "2")
+    config.set("core", "rpc-retry-wait", "0")
+    yield
+    for name, value in before.items():
+        if value is None:
+            config.remove_option("core", name)
+        else:
+            config.set("core", name, value)
+
+
+@pytest.mark.usefixtures("quick_retries")
+def test_a_failed_call_goes_through_luigis_retry_loop_and_fails_as_luigis_client_does() -> None:
+    recovering = Recorded(failures=2)  # the call, then luigi's first try, fail; its second answers
+    assert recovering.ping(worker="w") == {"ok": True}
+    assert len(recovering.posts) == 3
+
+    down = Recorded(failures=10)
+    with pytest.raises(luigi.rpc.RPCError) as ours:
+        down.ping(worker="w")
+    assert len(down.posts) == 3 and isinstance(ours.value.sub_exception, ConnectionRefusedError)
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(luigi.rpc.RPCError) as luigis:
+        luigi.rpc.RemoteScheduler(url).ping(worker="w")
+    assert str(ours.value).replace("127.0.0.1:1/luigi", url.removeprefix("http://")) == str(luigis.value)
+
+
+def test_a_worker_made_and_run_as_luigi_build_does(probes: str) -> None:
+    done: list[str] = []
+    source = probe("SeamSource", luigi.ExternalTask, complete=lambda self: True)
+    step = probe(
+        "SeamStep",
+        requires=lambda self: source(),
+        run=lambda self: done.append("ran"),
+        complete=lambda self: bool(done),
+    )
+    missing = probe("SeamMissing", luigi.ExternalTask, complete=lambda self: False)
+    assert (is_external(source()), is_external(step())) == (True, False)
+
+    env = luigi.interface.core(no_lock=True, workers=1, local_scheduler=True)
+    scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+    worker = new_worker(scheduler, "nectar-seam:1", 1)
+    result = schedule_and_run(worker, step(), env)
+    assert (done, result.scheduling_succeeded) == (["ran"], True)
+    outcomes = tasks_by_outcome(worker)
+    assert (outcomes["completed"], outcomes["already_done"]) == ({step()}, {source()})
+    for kind in ("run_by_other_worker", "upstream_run_by_other_worker", "not_run", "failed"):
+        assert outcomes[kind] == set(), f"luigi's summary has no {kind!r} group"
+
+    again = new_worker(scheduler, "nectar-seam:2", 1)
+    schedule_and_run(again, missing(), env)
+    assert tasks_by_outcome(again)["still_pending_ext"] == {missing()}
+
+
+def test_forgotten_task_classes_leave_luigis_registry(probes: str) -> None:
+    probe("SeamForgotten", task_namespace="seam_probe")
+    assert Register.get_task_cls("seam_probe.SeamForgotten").__module__ == PROBES
+    forget_task_classes(PROBES)
+    with pytest.raises(TaskClassNotFoundException):
+        Register.get_task_cls("seam_probe.SeamForgotten")
+
+
+def test_the_registry_answers_its_extension_once_per_process(probes: str) -> None:
+    """``import nectar`` extended luigi's registry with chain tasks' class names; a second extension is ignored."""
+    chain_task = probe("SeamChainTask", NectarTask, task_namespace="seam.probe_chain")
+    extend_task_registry(lambda reg: {})
+    assert Register.get_task_cls("seam.probe_chain.SeamChainTask") is chain_task
+    assert Register.get_task_cls("SeamChainTask") is chain_task
+
+
+def test_luigid_serves_the_wrapped_application(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(luigi.server, "app", luigi.server.app)  # put back after the test
+    served = luigi.server._init_api.__code__.co_names  # what luigi.server.run serves, looked up when it runs
+    assert "_init_api" in luigi.server.run.__code__.co_names and "app" in served, "luigid no longer serves .app"
+    wrap_luigid_app(lambda app: ("guarded", app))
+    kind, app = luigi.server.app(luigi.scheduler.Scheduler(record_task_history=False))
+    assert kind == "guarded" and isinstance(app, tornado.web.Application)
+
+
+class Colour(enum.Enum):
+    red = 1
+    green = 2
+
+
+@pytest.mark.parametrize(
+    ("param", "choices"),
+    [
+        (luigi.ChoiceParameter(choices=["b", "a"]), ["a", "b"]),
+        (luigi.ChoiceListParameter(choices=["b", "a"]), ["a", "b"]),
+        (luigi.ChoiceParameter(choices=[2, 1], var_type=int), ["1", "2"]),
+        (luigi.EnumParameter(enum=Colour), ["red", "green"]),
+        (luigi.EnumListParameter(enum=Colour), ["red", "green"]),
+        (luigi.Parameter(), None),
+        (luigi.IntParameter(), None),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_the_choices_a_parameter_keeps(param: luigi.Parameter, choices: list[str] | None) -> None:
+    assert choices_of(param) == choices, f"luigi's {type(param).__name__} keeps its choices elsewhere"
+
+
+def test_s3_paths_split_as_luigi_splits_them() -> None:
+    assert s3_bucket_and_key("s3://bucket/chains/t/x_chain/T/0a/out.txt") == ("bucket", "chains/t/x_chain/T/0a/out.txt")
+    assert s3_bucket_and_key("s3://bucket/a b/c?d") == ("bucket", "a b/c?d")
