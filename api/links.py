@@ -10,7 +10,7 @@ from api.context import nectar, signer
 from nectar.keys import OUTPUT_FILE, TargetKey
 from nectar.logs import STREAMS
 from nectar.outputs import SIGNED_PATH_PREFIX, Output, resource_note, status_outputs
-from nectar.runs import Step
+from nectar.registry import Step
 from nectar.status import JobStatus, LogSource, checked_source, has_log, step_log_note
 
 #: absolute URLs of the endpoints that take no path value, by (endpoint, the request's scheme, host and root)

@@ -19,9 +19,9 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from nectar.config import ENV_VARS, Settings
-from nectar.runs import Run, RunState
+from nectar.registry import Run, RunState
+from nectar.registry.sqlite import SQLiteRunStore
 from nectar.serve import LUIGID
-from nectar.sqlruns import SQLiteRunStore
 from nectar.task import chain_module, chain_namespace
 from tests.conftest import REPO, free_port, settings_env
 from tests.faults.conftest import children, descendants, waitfor

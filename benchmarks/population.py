@@ -15,8 +15,8 @@ from luigi.task import task_id_str
 
 from benchmarks.harness import CHAIN, CHAIN_TYPE, MODULE, NAMESPACE
 from nectar.keys import TargetKey
-from nectar.runs import Run, RunState
-from nectar.sqlruns import _FIELDS, _RUN_COLUMNS, SQLiteRunStore
+from nectar.registry import Run, RunState, Step
+from nectar.registry.sqlite import SQLiteRunStore
 
 TASK = "ProbeTask"
 FAMILY = f"{NAMESPACE}.{TASK}"
@@ -53,20 +53,10 @@ def fill_registry(path: Path, probes: range) -> None:
     """One DONE run (and its one DONE step) per probe, written through the registry's own connection."""
     registry = SQLiteRunStore(path)
     now = time.time()
-    insert_run = f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * len(_FIELDS))})"
-    insert_step = "INSERT INTO steps (run_id, task_id, task, key, state, executed, error, updated_at, seq) "
-    insert_step += "VALUES (?, ?, ?, ?, 'DONE', 1, NULL, ?, 0)"
-    for start in range(probes.start, probes.stop, BATCH):
+    for start in range(probes.start, probes.stop, BATCH):  # one transaction per batch
         runs = [finished_run(Probe(n), now) for n in range(start, min(start + BATCH, probes.stop))]
-        rows = []
-        for run in runs:
-            values = [getattr(run, name) for name in _FIELDS]
-            values[_FIELDS.index("params")] = json.dumps(dict(run.params))
-            values[_FIELDS.index("state")] = run.state.value
-            rows.append(values)
-        with registry._db() as db:  # one transaction per batch: the registry has no bulk insert of its own
-            db.executemany(insert_run, rows)
-            db.executemany(insert_step, [(run.id, run.task_id, TASK, run.key, now) for run in runs])
+        steps = [Step(run.id, run.task_id, TASK, run.key, "DONE", executed=True, updated_at=now) for run in runs]
+        registry.import_runs(runs, steps)
 
 
 def fill_store(root: Path, probes: range) -> None:

@@ -36,7 +36,7 @@ from nectar.discovery import describe_import_error, is_chain_task, load_chain_mo
 from nectar.errors import ChainImportError, Interrupted, LeaseLost, SchedulerUnavailable
 from nectar.eventlog import current_run
 from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, retry_allowed, wait
-from nectar.runs import Run, RunState, RunStore, Step
+from nectar.registry import Run, RunState, RunStore, Step
 from nectar.scheduler import SchedulerClient
 from nectar.steps import MAX_ERROR, StepRecorder, describe
 from nectar.stores import is_permanent

@@ -44,7 +44,7 @@ from nectar.attempt import HOST, INTERRUPT_GRACE, execute, process_name, release
 from nectar.build import Build, luigi_worker_id
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
-from nectar.runs import Run, RunState, RunStore, open_run_store
+from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
 
 logger = logging.getLogger(__name__)

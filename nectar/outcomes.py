@@ -19,7 +19,7 @@ import luigi.configuration
 from luigi.execution_summary import _summary_dict
 
 from nectar.errors import SchedulerUnavailable
-from nectar.runs import Run, RunState, RunStore, Step
+from nectar.registry import Run, RunState, RunStore, Step
 from nectar.scheduler import SchedulerClient
 
 logger = logging.getLogger(__name__)

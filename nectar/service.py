@@ -20,7 +20,7 @@ from nectar.config import Settings, get_settings
 from nectar.discovery import ChainCatalog, TaskInfo
 from nectar.errors import NectarError, QueueFull, RunNotFound
 from nectar.keys import TargetKey
-from nectar.runs import RetryPolicy, Run, RunState, RunStore, open_run_store
+from nectar.registry import RetryPolicy, Run, RunState, RunStore, open_run_store
 from nectar.scheduler import SchedulerClient
 from nectar.status import JobStatus, job_status
 from nectar.stores import TargetStore, get_store

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from nectar.errors import RunNotFound, SchedulerUnavailable, Unavailable
 from nectar.keys import OUTPUT_FILE, PARAMS_FILE, STDOUT_FILE, TargetKey
-from nectar.runs import Run, RunState, RunStore, Step
+from nectar.registry import Run, RunState, RunStore, Step
 from nectar.scheduler import SchedulerClient
 from nectar.stores import TargetStore
 from nectar.task import live_log_paths

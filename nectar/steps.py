@@ -20,7 +20,7 @@ from luigi.task import flatten
 from luigi.worker import _is_external
 
 from nectar.errors import Interrupted, Unavailable
-from nectar.runs import RunStore, Step
+from nectar.registry import RunStore, Step
 from nectar.stores import is_permanent
 from nectar.task import create_live_logs, log_key
 

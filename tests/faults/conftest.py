@@ -39,8 +39,8 @@ import pytest
 import requests
 
 from nectar.config import Settings
-from nectar.runs import Run, RunState
-from nectar.sqlruns import SQLiteRunStore
+from nectar.registry import Run, RunState
+from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import NECTAR, REPO, free_port, settings_env, start_luigid, wait_until
 from tests.links import check_links
 

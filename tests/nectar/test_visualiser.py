@@ -16,7 +16,7 @@ from nectar.build import luigi_worker_id
 from nectar.config import Settings
 from nectar.discovery import ChainCatalog
 from nectar.keys import TargetKey
-from nectar.runs import RunState
+from nectar.registry import RunState
 from nectar.scheduler import SchedulerClient
 from nectar.service import Nectar
 from nectar.status import JobStatus

@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from nectar.config import Settings
-from nectar.pgruns import PostgresRunStore
-from nectar.runs import RunState
+from nectar.registry import RunState
+from nectar.registry.postgres import PostgresRunStore
 from tests.conftest import NECTAR, free_port, settings_env
 from tests.faults.conftest import CHAIN, CHAIN_TYPE, LEDGER_CHAIN, TOKEN_VAR, Ledger, descendants, send, tagged, waitfor
 
