@@ -11,7 +11,7 @@ from api.context import facade, signer
 from nectar.keys import OUTPUT_FILE, TargetKey
 from nectar.logs.files import STREAMS
 from nectar.outputs import SIGNED_PATH_PREFIX, Output, resource_note, status_outputs
-from nectar.runs import Step
+from nectar.registry import Step
 from nectar.status import JobStatus, LogSource, checked_source, has_log, step_log_note
 
 #: absolute URLs of the endpoints that take no path value, by (endpoint, the public URL or the request's scheme,

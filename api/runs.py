@@ -11,7 +11,7 @@ from api.envelope import answer, error_responses
 from api.schemas import RunDetailEnvelope, RunEnvelope, RunsEnvelope, RunsQuerySchema
 from nectar.errors import InvalidParameters
 from nectar.keys import TargetKey
-from nectar.runs import Run, RunFilter, RunState, jsonable_run
+from nectar.registry import Run, RunFilter, RunState, jsonable_run
 from nectar.status import JobStatus, log_source
 
 #: the most runs a page may skip (an integer both SQLite and PostgreSQL take as an OFFSET)

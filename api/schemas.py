@@ -6,7 +6,7 @@ import marshmallow as ma
 from marshmallow import fields
 
 from api.envelope import enveloped
-from nectar.runs import STEP_STATES, RunState
+from nectar.registry import STEP_STATES, RunState
 
 
 class ParamSchema(ma.Schema):

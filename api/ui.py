@@ -21,7 +21,7 @@ from nectar.catalog.model import TaskInfo
 from nectar.errors import NotFound
 from nectar.keys import PARAMS_FILE, TargetKey
 from nectar.params import ParamInfo
-from nectar.runs import Run, RunFilter, RunState, Step
+from nectar.registry import Run, RunFilter, RunState, Step
 from nectar.status import log_source
 
 blp = Blueprint(

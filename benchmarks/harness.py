@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 from harness import APP, LUIGI_CFG, Processes, base_env, children, free_port, settings_env, waitfor
 from nectar.config import ENV_VARS, Settings
-from nectar.runs import Run, RunState
-from nectar.sqlruns import SQLiteRunStore
+from nectar.registry import Run, RunState
+from nectar.registry.sqlite import SQLiteRunStore
 from nectar.task import chain_module, chain_namespace
 
 BENCH_CHAINS = Path(__file__).resolve().parent / "chains"

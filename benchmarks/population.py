@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -16,14 +15,13 @@ from luigi.task import task_id_str
 
 from benchmarks.harness import CHAIN, CHAIN_TYPE, MODULE, NAMESPACE
 from nectar.keys import TargetKey
-from nectar.runs import Run, RunState
-from nectar.sqlruns import SQLiteRunStore
+from nectar.registry import Run, RunState, Step
+from nectar.registry.sqlite import SQLiteRunStore
 
 TASK = "ProbeTask"
 FAMILY = f"{NAMESPACE}.{TASK}"
 BATCH = 5000
 #: the columns of the registry's ``runs`` table: the fields of a Run, by the same names
-RUN_COLUMNS = [field.name for field in dataclasses.fields(Run)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,28 +51,13 @@ def finished_run(probe: Probe, now: float) -> Run:
 
 
 def fill_registry(path: Path, probes: range) -> None:
-    """One DONE run (and its one DONE step) per probe, written straight into the registry's SQLite file (the
-    registry made its tables; it has no bulk insert of its own)."""
-    SQLiteRunStore(path)
+    """One DONE run (and its one DONE step) per probe, written through the registry's own connection."""
+    registry = SQLiteRunStore(path)
     now = time.time()
-    insert_run = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
-    insert_step = "INSERT INTO steps (run_id, task_id, task, key, state, executed, error, updated_at, seq) "
-    insert_step += "VALUES (?, ?, ?, ?, 'DONE', 1, NULL, ?, 0)"
-    db = sqlite3.connect(path, timeout=30)
-    try:
-        for start in range(probes.start, probes.stop, BATCH):
-            runs = [finished_run(Probe(n), now) for n in range(start, min(start + BATCH, probes.stop))]
-            rows = []
-            for run in runs:
-                values = [getattr(run, name) for name in RUN_COLUMNS]
-                values[RUN_COLUMNS.index("params")] = json.dumps(dict(run.params))
-                values[RUN_COLUMNS.index("state")] = run.state.value
-                rows.append(values)
-            with db:  # one transaction per batch
-                db.executemany(insert_run, rows)
-                db.executemany(insert_step, [(run.id, run.task_id, TASK, run.key, now) for run in runs])
-    finally:
-        db.close()
+    for start in range(probes.start, probes.stop, BATCH):  # one transaction per batch
+        runs = [finished_run(Probe(n), now) for n in range(start, min(start + BATCH, probes.stop))]
+        steps = [Step(run.id, run.task_id, TASK, run.key, "DONE", executed=True, updated_at=now) for run in runs]
+        registry.import_runs(runs, steps)
 
 
 def fill_store(root: Path, probes: range) -> None:

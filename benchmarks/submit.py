@@ -7,8 +7,8 @@ import math
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, at_least
 from benchmarks.load import Load, Request, hammer, median_rate, rates
 from benchmarks.population import fill_registry, fill_store
-from nectar.runs import RunState
-from nectar.sqlruns import SQLiteRunStore
+from nectar.registry import RunState
+from nectar.registry.sqlite import SQLiteRunStore
 
 NAME = "submit"
 CLIENTS = 16

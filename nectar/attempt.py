@@ -36,7 +36,7 @@ from nectar.leases import AttemptLease, process_name, release
 from nectar.logs.format import current_run
 from nectar.luigid import scheduler_of, scheduler_secret
 from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, retry_allowed, wait
-from nectar.runs import Run, RunState, RunStore
+from nectar.registry import Run, RunState, RunStore
 from nectar.steps import MAX_ERROR, StepRecorder, describe
 from nectar.stores import is_permanent
 

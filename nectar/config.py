@@ -46,6 +46,7 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_MAX_BATCH": "max_batch",
     "NECTAR_LOG_FORMAT": "log_format",
     "NECTAR_DATABASE_URL": "database_url",
+    "NECTAR_DATABASE_POOL": "database_pool",
     "NECTAR_LOG_SYNC": "log_sync_interval",
     "NECTAR_TASK_WORKERS": "task_workers",
     "NECTAR_OUTPUT_ROOTS": "output_roots",
@@ -62,6 +63,7 @@ _INTS = {
     "max_param_length",
     "max_batch",
     "task_workers",
+    "database_pool",
 }
 _BOOLS = {"auth_reads"}
 _PATHS = {"chains_dir", "local_targets_dir", "data_dir", "luigi_config", "api_tokens_file"}
@@ -141,6 +143,8 @@ class Settings:
     log_format: str = "text"
     #: ``postgresql://user:password@host:5432/db``: the run registry shared by every machine; None: SQLite in data_dir
     database_url: str | None = None
+    #: connections to PostgreSQL each process keeps at most (a pool; one stays open)
+    database_pool: int = 4
     #: folders (absolute, os.pathsep-separated) besides ``local_targets_dir`` under which a plain luigi task's
     #: ``LocalTarget`` outputs are served by signed URLs; an output elsewhere is listed without a URL
     output_roots: str | None = None
@@ -196,6 +200,8 @@ class Settings:
                 value = int(value)
                 if f.name == "task_workers" and value < 1:
                     raise ValueError(f"NECTAR_TASK_WORKERS must be at least 1, not {value}")
+                if f.name == "database_pool" and value < 1:
+                    raise ValueError(f"NECTAR_DATABASE_POOL must be at least 1, not {value}")
             elif f.name in _FLOATS:
                 value = float(value)
                 if f.name == "max_runtime" and not 0 <= value < float("inf"):

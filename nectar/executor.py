@@ -47,7 +47,7 @@ from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.leases import INTERRUPT_GRACE, is_dead, process_name, reclaim, release, timed_out
 from nectar.luigid import scheduler_of, scheduler_secret
-from nectar.runs import Run, RunState, RunStore, open_run_store
+from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from typing import Any
 from nectar.build import luigi_worker_id
 from nectar.errors import Interrupted, SchedulerUnavailable
 from nectar.luigid import SchedulerClient
-from nectar.runs import Run, RunState, RunStore, Step
+from nectar.registry import Run, RunState, RunStore, Step
 
 logger = logging.getLogger(__name__)
 #: seconds an interrupted attempt gets to end on its own before its process group is killed

@@ -20,7 +20,7 @@ import luigi.configuration
 from nectar.errors import SchedulerUnavailable
 from nectar.luigi_internals import tasks_by_outcome
 from nectar.luigid import SchedulerClient
-from nectar.runs import Run, RunState, RunStore, Step
+from nectar.registry import Run, RunState, RunStore, Step
 
 logger = logging.getLogger(__name__)
 #: seconds a run waits before trying again when luigid did not grant its task

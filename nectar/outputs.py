@@ -24,7 +24,7 @@ from luigi.task import flatten
 from nectar.config import Settings
 from nectar.errors import InvalidKey, NotFound
 from nectar.keys import OUTPUT_FILE, TargetKey
-from nectar.runs import RunState
+from nectar.registry import RunState
 from nectar.status import JobStatus
 from nectar.stores import TargetStore, get_store
 from nectar.stores.local import hard_link_refused, is_hard_link

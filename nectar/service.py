@@ -22,7 +22,7 @@ from nectar.config import Settings, get_settings
 from nectar.errors import NectarError, QueueFull, RunNotFound
 from nectar.keys import TargetKey
 from nectar.luigid import SchedulerClient, scheduler_of
-from nectar.runs import RetryPolicy, Run, RunFilter, RunState, RunStore, Step, open_run_store
+from nectar.registry import RetryPolicy, Run, RunFilter, RunState, RunStore, Step, open_run_store
 from nectar.status import JobStatus, job_status
 from nectar.stores import TargetStore, get_store
 from nectar.task import NectarTask

@@ -16,7 +16,7 @@ from nectar.errors import RunNotFound, SchedulerUnavailable, Unavailable
 from nectar.keys import OUTPUT_FILE, PARAMS_FILE, STDOUT_FILE, TargetKey
 from nectar.leases import lapsed
 from nectar.luigid import SchedulerClient
-from nectar.runs import Run, RunState, RunStore, Step
+from nectar.registry import Run, RunState, RunStore, Step
 from nectar.stores import TargetStore
 from nectar.task import live_log_paths
 

@@ -20,7 +20,7 @@ from luigi.task import flatten
 
 from nectar.errors import Interrupted, Unavailable
 from nectar.luigi_internals import is_external
-from nectar.runs import RunStore, Step
+from nectar.registry import RunStore, Step
 from nectar.stores import is_permanent
 from nectar.task import create_live_logs, log_key
 

@@ -11,7 +11,7 @@ from werkzeug.test import TestResponse
 
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.sqlruns import SQLiteRunStore
+from nectar.registry.sqlite import SQLiteRunStore
 from tests.api.conftest import finished
 
 BATCH = "/api/chains/testchains/hello_luigiworld_chain/WithDependencyTask/batch"

@@ -14,7 +14,7 @@ from werkzeug.test import TestResponse
 
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
-from nectar.runs import Step
+from nectar.registry import Step
 from nectar.task import live_log_paths
 from tests.api.conftest import finished
 from tests.conftest import wait_until

@@ -6,8 +6,8 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from nectar.config import Settings
-from nectar.runs import Run
-from nectar.sqlruns import SQLiteRunStore
+from nectar.registry import Run
+from nectar.registry.sqlite import SQLiteRunStore
 
 DIGEST = "0123456789abcdef0123456789abcdef"
 

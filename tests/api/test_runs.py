@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from nectar.config import Settings
-from nectar.sqlruns import SQLiteRunStore
+from nectar.registry.sqlite import SQLiteRunStore
 
 HELLO = "/api/chains/testchains/hello_luigiworld_chain"
 

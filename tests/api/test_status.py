@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from api.schemas import StatusEnvelope, StatusSchema, StepSchema
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.runs import RunState, Step
+from nectar.registry import RunState, Step
 from nectar.service import Nectar
 from nectar.stores import get_store
 from nectar.task import create_live_logs

@@ -9,8 +9,8 @@ from pathlib import Path
 from flask.testing import FlaskClient
 
 from nectar.config import Settings
-from nectar.runs import Step
-from nectar.sqlruns import SQLiteRunStore
+from nectar.registry import Step
+from nectar.registry.sqlite import SQLiteRunStore
 from nectar.steps import StepRecorder
 from nectar.task import live_log_paths
 from tests.api.conftest import finished

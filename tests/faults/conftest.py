@@ -52,8 +52,8 @@ from harness import (
     waitfor,
 )
 from nectar.config import Settings
-from nectar.runs import Run, RunState
-from nectar.sqlruns import SQLiteRunStore
+from nectar.registry import Run, RunState
+from nectar.registry.sqlite import SQLiteRunStore
 from tests.helpers.ledger import CHAIN, CHAIN_TYPE, LEDGER_CHAIN, Ledger
 from tests.links import check_links
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from nectar.runs import RunState
+from nectar.registry import RunState
 from tests.faults.conftest import Cluster, waitfor
 
 #: seconds runs are watched staying PENDING while luigid is down (workers look every heartbeat, 0.5 s)

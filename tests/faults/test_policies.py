@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 
-from nectar.runs import RunState
+from nectar.registry import RunState
 from tests.faults.conftest import Cluster, alive, waitfor
 
 

@@ -16,7 +16,7 @@ import requests
 from nectar import ports
 from nectar.attempt import process_name
 from nectar.ports import parent_of
-from nectar.runs import RunState
+from nectar.registry import RunState
 from tests.faults.conftest import Cluster, alive, children, cmdline, descendants, tagged, waitfor
 
 

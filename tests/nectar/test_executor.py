@@ -14,7 +14,7 @@ from nectar.config import Settings, configure
 from nectar.errors import NotFound
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey
 from nectar.logs.files import open_log
-from nectar.runs import Run, RunState
+from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from nectar.status import JobStatus
 from nectar.stores import TargetStore, get_store

@@ -12,7 +12,7 @@ from nectar.attempt import process_name
 from nectar.config import Settings
 from nectar.executor import run_in_foreground
 from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
-from nectar.runs import RunFilter, RunState
+from nectar.registry import RunFilter, RunState
 from nectar.service import Nectar
 from tests.conftest import NECTAR, settings_env, wait_until
 

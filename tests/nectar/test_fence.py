@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 import nectar.leases
-import nectar.sqlruns
+import nectar.registry.sql
 from nectar import fence
 from nectar.config import Settings
 from nectar.errors import LeaseLost
 from nectar.keys import TargetKey
 from nectar.leases import AttemptLease, process_name
-from nectar.runs import Run, RunStore
+from nectar.registry import Run, RunStore
 from nectar.service import Nectar
 from nectar.stores import TargetStore, get_store
 from nectar.stores.local import LocalStore
@@ -150,7 +150,9 @@ def test_an_attempt_confirms_by_reading_while_its_lease_is_fresh(
     """A commit costs the registry a read, not a write, within a heartbeat interval of the last renewal."""
     runs, run = claimed
     assert run.heartbeat_at is not None
-    clock = Clock(start=run.heartbeat_at).install(monkeypatch, nectar.leases, nectar.sqlruns)  # the claim's instant
+    clock = Clock(start=run.heartbeat_at).install(
+        monkeypatch, nectar.leases, nectar.registry.sql
+    )  # the claim's instant
     lease = AttemptLease(runs, run, interval=0.5)
     clock.advance(0.2)
     assert lease.confirm() and lease.confirm()  # the claim, 0.2 s ago, was a renewal
@@ -169,7 +171,7 @@ def test_an_attempt_handed_over_late_renews_before_its_first_commit(
     runs, run = claimed
     assert run.heartbeat_at is not None
     # more than half an interval between the claim and the attempt's start
-    clock = Clock(start=run.heartbeat_at + 0.3).install(monkeypatch, nectar.leases, nectar.sqlruns)
+    clock = Clock(start=run.heartbeat_at + 0.3).install(monkeypatch, nectar.leases, nectar.registry.sql)
     lease = AttemptLease(runs, run, interval=0.5)
     assert lease.confirm()
     assert heartbeat_at(runs, run) == clock.time()

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from nectar.attempt import InvalidMaxRuntime, max_runtime
 from nectar.config import Settings
 from nectar.luigid import SchedulerClient
-from nectar.runs import Run, RunState
+from nectar.registry import Run, RunState
 from tests.api.conftest import build_app
 from tests.conftest import wait_until
 from tests.faults.conftest import alive, descendants

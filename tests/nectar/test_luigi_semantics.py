@@ -17,7 +17,7 @@ from nectar.attempt import execute, process_name
 from nectar.config import Settings
 from nectar.executor import run_in_foreground
 from nectar.keys import TargetKey
-from nectar.runs import RetryPolicy, Run, RunState
+from nectar.registry import RetryPolicy, Run, RunState
 from nectar.service import Nectar, retry_policy
 from nectar.steps import MAX_ERROR
 from tests.conftest import wait_until

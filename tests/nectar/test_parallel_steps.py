@@ -15,7 +15,7 @@ import pytest
 from nectar.config import Settings
 from nectar.keys import STDOUT_FILE, TargetKey
 from nectar.parallel import InvalidWorkers, step_workers
-from nectar.runs import RunState
+from nectar.registry import RunState
 from nectar.service import Nectar, Submission
 from tests.conftest import REPO
 from tests.faults.conftest import alive, descendants, waitfor

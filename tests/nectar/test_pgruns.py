@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -9,8 +10,8 @@ import psycopg
 import pytest
 
 from nectar.config import Settings
-from nectar.pgruns import SCHEMA_VERSION, PostgresRunStore
-from nectar.runs import Run, RunState, open_run_store
+from nectar.registry import Run, RunState, open_run_store
+from nectar.registry.postgres import SCHEMA_VERSION, PostgresRunStore
 
 DIGEST = "0123456789abcdef0123456789abcdef"
 
@@ -78,3 +79,117 @@ def test_an_older_release_refuses_a_newer_schema(database_url: str) -> None:
         PostgresRunStore(database_url)
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT version FROM nectar_schema").fetchall() == [(SCHEMA_VERSION + 1,)]
+
+
+def backends(database_url: str) -> int:
+    """How many connections the server holds to the test's database, besides the ones asking this."""
+    with psycopg.connect(database_url, autocommit=True, application_name="counting") as conn:
+        row = conn.execute(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name <> 'counting'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_process_holds_at_most_its_pool_of_connections(database_url: str) -> None:
+    """Eight threads reading at once share the pool's two connections (one connection per thread would be eight)."""
+    store = PostgresRunStore(database_url, pool_size=2)
+    store.submit(new_run())
+    barrier = threading.Barrier(8)
+    seen: list[int] = []
+
+    def read(_: int) -> int:
+        barrier.wait()
+        for _ in range(20):
+            seen.append(backends(database_url))
+            assert store.count() == 1
+        return store.count()
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(read, range(8))) == [1] * 8
+    assert max(seen) <= 2, f"the store held {max(seen)} connections, more than its pool of 2"
+
+
+def test_a_forked_child_opens_its_own_pool_and_leaves_its_parents_alone(database_url: str) -> None:
+    """Parent and child query at once: had the child used the parent's connections, their answers would mix."""
+    store = PostgresRunStore(database_url, pool_size=1)
+    store.submit(new_run())
+    assert store.count() == 1  # the parent's pool is open, its one connection in it
+    go_read, go_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            os.read(go_read, 1)
+            code = 0 if all(store.count() == 1 and store.get("nope") is None for _ in range(200)) else 3
+        finally:
+            os._exit(code)
+    os.write(go_write, b"x")
+    answers = [store.count() == 1 and store.latest(new_run().key) is not None for _ in range(200)]
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0, "the child's reads failed or answered wrong"
+    assert all(answers), "the parent's reads answered wrong while its child read"
+    assert store.count() == 1 and store.check().startswith("postgresql ")
+
+
+def test_the_listening_connection_is_not_taken_from_the_pool(database_url: str) -> None:
+    """A worker waiting for a NOTIFY still reads and claims through its pool of one connection."""
+    worker, api = PostgresRunStore(database_url, pool_size=1), PostgresRunStore(database_url)
+    listening = threading.Event()
+    woken = threading.Event()
+
+    def wait() -> None:
+        listening.set()
+        worker.wait_for_work(3600)
+        woken.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    assert listening.wait(timeout=60)
+    assert worker.count() == 0  # the pool's one connection is free while the listener waits
+    api.submit(new_run())
+    assert woken.wait(timeout=60), "the submission's NOTIFY never woke the worker waiting for work"
+    claimed = worker.claim("w")
+    assert claimed is not None and claimed.state == RunState.RUNNING
+
+
+def test_the_pool_size_comes_from_the_settings(database_url: str, settings: Settings) -> None:
+    store = open_run_store(settings.replace(database_url=database_url, database_pool="3"))
+    assert isinstance(store, PostgresRunStore) and store.pool_size == 3
+    with pytest.raises(ValueError, match="NECTAR_DATABASE_POOL must be at least 1, not 0"):
+        settings.replace(database_pool=0)
+
+
+def test_a_database_of_the_first_postgresql_schema_upgrades_itself(database_url: str) -> None:
+    """Version 1 as the first release on PostgreSQL wrote it (no waiting_since) becomes this release's version."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE runs (id TEXT PRIMARY KEY, key TEXT NOT NULL, chain_type TEXT NOT NULL, chain TEXT NOT NULL,"
+            " task TEXT NOT NULL, params TEXT NOT NULL, task_id TEXT NOT NULL, state TEXT NOT NULL,"
+            " queued_at DOUBLE PRECISION NOT NULL, started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION,"
+            " worker TEXT, failed_step TEXT, error TEXT, attempt INTEGER NOT NULL DEFAULT 0,"
+            " max_attempts INTEGER NOT NULL DEFAULT 1, retry_delay DOUBLE PRECISION NOT NULL DEFAULT 0,"
+            " retry_backoff DOUBLE PRECISION NOT NULL DEFAULT 2, not_before DOUBLE PRECISION NOT NULL DEFAULT 0,"
+            " heartbeat_at DOUBLE PRECISION)"
+        )
+        conn.execute("CREATE UNIQUE INDEX runs_one_active_per_key ON runs(key) WHERE state IN ('PENDING', 'RUNNING')")
+        conn.execute(
+            "CREATE TABLE steps (run_id TEXT NOT NULL, task_id TEXT NOT NULL, task TEXT NOT NULL, key TEXT,"
+            " state TEXT NOT NULL, executed INTEGER NOT NULL DEFAULT 0, error TEXT,"
+            " updated_at DOUBLE PRECISION NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (run_id, task_id))"
+        )
+        conn.execute("CREATE TABLE nectar_schema (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO nectar_schema VALUES (1)")
+        conn.execute(
+            "INSERT INTO runs (id, key, chain_type, chain, task, params, task_id, state, queued_at)"
+            " VALUES ('r1', 'k', 't', 'c_chain', 'ATask', '{}', 'ATask_1', 'PENDING', 1.0)"
+        )
+
+    store = PostgresRunStore(database_url)
+
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT version FROM nectar_schema").fetchall() == [(SCHEMA_VERSION,)]
+    claimed = store.claim("w")
+    assert claimed is not None and claimed.id == "r1" and claimed.waiting_since is None
+    assert store.requeue("r1", claimed.attempt, waiting=True)
+    assert store.get("r1").waiting_since is not None  # type: ignore[union-attr]

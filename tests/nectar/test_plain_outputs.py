@@ -18,7 +18,7 @@ from nectar.config import Settings
 from nectar.errors import InvalidKey, NotFound
 from nectar.keys import TargetKey
 from nectar.outputs import Output, has_store_output, resource_note, served_file, status_outputs
-from nectar.runs import RetryPolicy, Run, RunState
+from nectar.registry import RetryPolicy, Run, RunState
 from nectar.status import JobStatus
 from nectar.stores import get_store
 from nectar.task import NectarTask

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nectar.runs import RetryPolicy, Run, RunState, RunStore, Step
-from nectar.sqlruns import SQLiteRunStore
+from nectar.registry import RetryPolicy, Run, RunState, RunStore, Step
+from nectar.registry.sqlite import SQLiteRunStore
 
 DIGEST = "0123456789abcdef0123456789abcdef"
 
@@ -17,7 +17,7 @@ DIGEST = "0123456789abcdef0123456789abcdef"
 def runs(request: pytest.FixtureRequest, tmp_path: Path) -> RunStore:
     if request.param == "sqlite":
         return SQLiteRunStore(tmp_path / "registry.sqlite")
-    from nectar.pgruns import PostgresRunStore
+    from nectar.registry.postgres import PostgresRunStore
 
     return PostgresRunStore(request.getfixturevalue("database_url"))
 

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import nectar.sqlruns
+import nectar.registry.sql
 from nectar.errors import QueueFull, RunFinished, RunNotFound
-from nectar.pgruns import PostgresRunStore
-from nectar.runs import RetryPolicy, Run, RunFilter, RunState, Step, jsonable_run
-from nectar.sqlruns import SCHEMA_VERSION, SQLiteRunStore, SqlRunStore
+from nectar.registry import RetryPolicy, Run, RunFilter, RunState, Step, jsonable_run
+from nectar.registry.postgres import PostgresRunStore
+from nectar.registry.sql import SqlRunStore
+from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
 from tests.clock import Clock
 
 DIGEST = "0123456789abcdef0123456789abcdef"
@@ -92,7 +93,7 @@ def test_claims_go_oldest_first_and_by_id(runs: SqlRunStore) -> None:
 
 
 def test_requeue_puts_a_running_attempt_back_uncounted(runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.sqlruns)
+    clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.registry.sql)
     run = runs.submit(new_run())[0]
     assert not runs.requeue(run.id, 0)  # not running: nothing happens
     assert runs.get(run.id) == run
@@ -133,7 +134,7 @@ def test_an_attempt_is_owned_a_stale_owner_cannot_end_it(runs: SqlRunStore) -> N
 
 
 def test_retries_follow_the_policy_then_fail(runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.sqlruns)
+    clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.registry.sql)
     run = runs.submit(new_run(policy=RetryPolicy(retries=2, delay=0.25, backoff=2.0)))[0]
     assert run.max_attempts == 3
     attempt = runs.claim("w")
@@ -167,7 +168,7 @@ def test_retries_follow_the_policy_then_fail(runs: SqlRunStore, monkeypatch: pyt
 def test_reclaim_ends_attempts_whose_lease_ran_out_or_whose_process_is_gone(
     runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.sqlruns)
+    clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.registry.sql)
     silent = runs.submit(new_run(0, RetryPolicy(retries=1)))[0]
     gone = runs.submit(new_run(1))[0]
     alive = runs.submit(new_run(2))[0]
@@ -302,3 +303,12 @@ def test_an_older_release_refuses_a_newer_registry(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(RuntimeError, match="newer than this release"):
         SQLiteRunStore(path)
+
+
+def test_runs_imported_in_bulk_are_read_as_any_other(runs: SqlRunStore) -> None:
+    """The public bulk load (the benchmarks' population): runs as they are, steps in the order given."""
+    done = [dataclasses.replace(new_run(n), state=RunState.DONE, attempt=1, finished_at=2.0) for n in range(3)]
+    steps = [Step(run.id, f"{task}_{run.id}", task, None, "DONE", executed=True) for run in done for task in "AB"]
+    runs.import_runs(done, steps)
+    assert runs.count(RunState.DONE) == 3 and runs.get(done[1].id) == done[1]
+    assert [s.task for s in runs.steps(done[0].id)] == ["B", "A"]  # the last recorded first, as record_steps

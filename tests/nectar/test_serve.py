@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from nectar import ports
 from nectar.config import Settings
 from nectar.metrics import DURATION_BUCKETS
-from nectar.sqlruns import SQLiteRunStore
+from nectar.registry.sqlite import SQLiteRunStore
 from nectar.supervisor import Part, wait_ready
 from tests.conftest import NECTAR, REPO, free_port, settings_env, wait_until
 from tests.faults.conftest import alive, children, cmdline, descendants, links_checked, send, waitfor

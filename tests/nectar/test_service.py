@@ -6,7 +6,7 @@ import luigi
 
 from nectar import NectarTask
 from nectar.config import Settings
-from nectar.runs import RetryPolicy
+from nectar.registry import RetryPolicy
 from nectar.service import retry_policy
 
 SETTINGS = Settings(retries=2, retry_delay=5.0, retry_backoff=2.0)

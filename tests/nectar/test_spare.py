@@ -12,7 +12,7 @@ import pytest
 
 from nectar.config import Settings
 from nectar.leases import HOST
-from nectar.runs import Run, RunState
+from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from tests.conftest import wait_until
 from tests.faults.conftest import alive, children

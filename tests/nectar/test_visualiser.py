@@ -17,7 +17,7 @@ from nectar.catalog import ChainCatalog
 from nectar.config import Settings
 from nectar.keys import TargetKey
 from nectar.luigid import SchedulerClient
-from nectar.runs import RunState
+from nectar.registry import RunState
 from nectar.service import Nectar
 from nectar.status import JobStatus
 from nectar.stores.local import LocalStore

@@ -21,8 +21,8 @@ import requests
 from harness import NECTAR, Processes, base_env, descendants, free_port, send, settings_env
 from nectar.config import Settings
 from nectar.luigid import SECRET_ENV
-from nectar.pgruns import PostgresRunStore
-from nectar.runs import RunState
+from nectar.registry import RunState
+from nectar.registry.postgres import PostgresRunStore
 from tests.helpers.ledger import CHAIN, CHAIN_TYPE, LEDGER_CHAIN, Ledger
 
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from nectar.attempt import process_name
-from nectar.runs import RunState
+from nectar.registry import RunState
 from tests.faults.conftest import waitfor
 from tests.scale.conftest import REPORT, Deployment, Figures
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from nectar.runs import RunState
+from nectar.registry import RunState
 from tests.faults.conftest import waitfor
 from tests.scale.conftest import Deployment
 

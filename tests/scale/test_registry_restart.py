@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from nectar.errors import RegistryUnavailable
-from nectar.runs import RunState
+from nectar.registry import RunState
 from tests.conftest import free_port
 from tests.faults.conftest import CHAIN, CHAIN_TYPE, waitfor
 from tests.helpers.postgres import PostgresServer

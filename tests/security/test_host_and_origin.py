@@ -14,7 +14,7 @@ from api.hosts import host_name
 from nectar.auth import digest
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.runs import Step
+from nectar.registry import Step
 from nectar.task import create_live_logs
 from tests.api.conftest import build_app
 

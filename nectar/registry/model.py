@@ -1,0 +1,171 @@
+"""The run registry's data: a run, its state and retry policy, its steps, and the filter that lists runs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class RunState(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def active(self) -> bool:
+        return self in (RunState.PENDING, RunState.RUNNING)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a failed run is tried again, and how long after (luigi's ``retry_count``, starlake's
+    ``retries``/``retry_delay``): attempt n+1 starts ``delay * backoff**(n-1)`` seconds after attempt n failed."""
+
+    retries: int = 0
+    delay: float = 0.0
+    backoff: float = 2.0
+
+    def delay_after(self, attempt: int) -> float:
+        return float(self.delay * self.backoff ** max(0, attempt - 1))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One submission of a task with its parameters."""
+
+    id: str
+    key: str
+    chain_type: str
+    chain: str
+    task: str
+    params: Mapping[str, str]
+    task_id: str
+    state: RunState = RunState.PENDING
+    queued_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    #: ``host:pid`` of the process executing the current attempt
+    worker: str | None = None
+    failed_step: str | None = None
+    error: str | None = None
+    #: attempts started so far (the current one while RUNNING)
+    attempt: int = 0
+    max_attempts: int = 1
+    retry_delay: float = 0.0
+    retry_backoff: float = 2.0
+    #: a PENDING run is not claimed before this time (the delay before a retry)
+    not_before: float = 0.0
+    heartbeat_at: float | None = None
+    #: since when its attempts have been put back because luigid would not grant its task (None: not waiting)
+    waiting_since: float | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.chain_type}/{self.chain}/{self.task}"
+
+    @property
+    def retry_at(self) -> float | None:
+        """When a failed attempt's retry may start (None unless the run waits for one)."""
+        return self.not_before if self.state == RunState.PENDING and self.attempt else None
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts - 1, self.retry_delay, self.retry_backoff)
+
+    @classmethod
+    def new(
+        cls,
+        key: str,
+        chain_type: str,
+        chain: str,
+        task: str,
+        params: Mapping[str, str],
+        task_id: str,
+        policy: RetryPolicy | None = None,
+    ) -> Run:
+        policy = policy or RetryPolicy()
+        return cls(
+            uuid.uuid4().hex,
+            key,
+            chain_type,
+            chain,
+            task,
+            dict(params),
+            task_id,
+            max_attempts=max(0, policy.retries) + 1,
+            retry_delay=max(0.0, policy.delay),
+            retry_backoff=max(1.0, policy.backoff),
+        )
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs :meth:`RunStore.find` answers: every field that is set must match."""
+
+    chain_type: str | None = None
+    chain: str | None = None
+    task: str | None = None
+    state: RunState | None = None
+    #: queued at or after this unix time
+    since: float | None = None
+    #: queued before this unix time
+    until: float | None = None
+
+
+@dataclass(frozen=True)
+class Durations:
+    """How long the ended runs of one task took (from their last attempt's start to their end)."""
+
+    #: how many took at most each bound of the buckets asked for, in their order
+    within: tuple[int, ...]
+    count: int
+    total: float
+
+
+#: the states of a step: luigi's (waiting for what it requires, running, done, failed) and CANCELLED, the state
+#: every step not yet over takes, at once, when its run is cancelled
+STEP_STATES = ("PENDING", "RUNNING", "DONE", "FAILED", "CANCELLED")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One task of a run's chain, as the run's worker saw it."""
+
+    run_id: str
+    task_id: str
+    task: str
+    key: str | None
+    #: one of :data:`STEP_STATES`
+    state: str
+    executed: bool = False
+    error: str | None = None
+    updated_at: float = field(default_factory=time.time)
+
+
+def jsonable_run(run: Run) -> dict[str, Any]:
+    """A run as plain JSON-able values."""
+    return {
+        "run_id": run.id,
+        "key": run.key,
+        "task": run.ref,
+        "params": dict(run.params),
+        "task_id": run.task_id,
+        "job_status": run.state.value,
+        "queued_at": run.queued_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "worker": run.worker,
+        "attempt": run.attempt,
+        "max_attempts": run.max_attempts,
+        "retry_at": run.retry_at,
+        "heartbeat_at": run.heartbeat_at,
+        "waiting_since": run.waiting_since,
+        "failed_step": run.failed_step,
+        "error": run.error,
+    }

@@ -1,0 +1,268 @@
+"""The run registry on PostgreSQL, shared by the API and the workers of every machine.
+
+Same logic as SQLite's (:class:`~nectar.registry.sql.SqlRunStore`), with PostgreSQL's concurrency:
+workers claim with ``SELECT ... FOR UPDATE SKIP LOCKED`` (two workers never wait on, nor take,
+the same run), writes lock only the rows they change, and a queued or requeued run sends a
+``NOTIFY`` that wakes idle workers at once (``LISTEN``, on a connection of its own outside the
+pool), so they may poll the table rarely. Each process borrows its connections from a pool of
+its own (``psycopg_pool``: one kept open, at most ``NECTAR_DATABASE_POOL``); a forked child opens
+its own and never touches its parent's. The schema carries its version in ``nectar_schema`` and
+upgrades itself under an advisory lock. While the database cannot be reached every call raises
+:class:`~nectar.errors.RegistryUnavailable` at once (a 503 in the API; workers wait), and the
+first call after it is back opens a new pool (the server took the old one's connections with it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from nectar.errors import QueueFull, RegistryUnavailable
+from nectar.registry.model import Run
+from nectar.registry.schema import LATEST, refuse_newer, statements
+from nectar.registry.sql import SqlRunStore
+
+if TYPE_CHECKING:
+    from nectar.config import Settings
+
+T = TypeVar("T")
+Connection = psycopg.Connection[Any]
+CHANNEL = "nectar_runs"
+#: an arbitrary key for pg_advisory_xact_lock: one migration at a time, whoever starts at once
+MIGRATION_LOCK = 0x6E65637461
+#: PostgreSQL came with schema version 3 of :data:`~nectar.registry.schema.MIGRATIONS`, which it records as 1
+FIRST_VERSION = 3
+#: the version this release records in ``nectar_schema``
+SCHEMA_VERSION = LATEST - FIRST_VERSION + 1
+#: connections a process keeps at most (``NECTAR_DATABASE_POOL``)
+DEFAULT_POOL_SIZE = 4
+
+#: the pools of a parent process, which a forked child keeps unused: never closed (that would end the parent's
+#: sessions) nor collected (a pool's collection stops its threads, which are not in the child)
+_INHERITED: list[ConnectionPool[Any]] = []
+_opening = threading.Lock()
+_POOLS = itertools.count(1)
+
+
+def _new_lock_in_child() -> None:
+    global _opening
+    _opening = threading.Lock()  # a parent's thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+class PostgresRunStore(SqlRunStore):
+    """The registry in a PostgreSQL database; safe across threads, processes and machines."""
+
+    LOCK = " FOR UPDATE"
+    SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+    GREATEST = "GREATEST"
+
+    def __init__(self, url: str, connect_timeout: float = 10, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self.pool_size = max(1, pool_size)
+        self._pool: ConnectionPool[Any] | None = None
+        self._pool_pid = 0
+        #: a connection was found cut: ask the server directly until it answers, then open a new pool
+        self._lost = False
+        self._listener: Connection | None = None
+        self._listener_pid = 0
+        self._migrate()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        assert settings.database_url is not None
+        return cls(settings.database_url, pool_size=settings.database_pool)
+
+    def _connect(self) -> Connection:
+        """A connection of its own, outside the pool (migrations, LISTEN, asking whether the server is back)."""
+        try:
+            return psycopg.connect(self.url, **self._options())
+        except psycopg.OperationalError as exc:
+            raise RegistryUnavailable(f"PostgreSQL cannot be reached: {_first_line(exc)}") from exc
+
+    def _options(self) -> dict[str, Any]:
+        return {"autocommit": True, "row_factory": dict_row, "connect_timeout": max(1, int(self.connect_timeout))}
+
+    def _pool_here(self) -> ConnectionPool[Any]:
+        """This process's pool, opened on its first use (in a forked child: its own, not its parent's)."""
+        if self._pool is not None and self._pool_pid == os.getpid():
+            return self._pool
+        with _opening:
+            if self._pool is None or self._pool_pid != os.getpid():
+                if self._pool is not None:
+                    _INHERITED.append(self._pool)
+                self._pool, self._pool_pid = self._open_pool(), os.getpid()
+            return self._pool
+
+    def _open_pool(self) -> ConnectionPool[Any]:
+        pool: ConnectionPool[Any] = ConnectionPool(
+            self.url,
+            kwargs=self._options(),
+            min_size=1,
+            max_size=self.pool_size,
+            timeout=self.connect_timeout,
+            num_workers=1,
+            name=f"nectar-registry-{next(_POOLS)}",
+            open=True,
+        )
+        weakref.finalize(self, _close, pool, os.getpid())  # not left to the pool's own collection, see _close
+        return pool
+
+    def _reach(self, cut: ConnectionPool[Any]) -> None:
+        """After ``cut`` gave a connection the server had cut: if the server answers now (asked directly: the pool
+        would wait out its timeout), put a new pool in place of ``cut``; else raise RegistryUnavailable."""
+        self._lost = True
+        self._connect().close()
+        with _opening:
+            if self._pool is cut:
+                self._pool = self._open_pool()
+                _close(cut, os.getpid())  # what it lent is closed when given back
+        self._lost = False
+
+    @contextmanager
+    def _checkout(self) -> Iterator[tuple[ConnectionPool[Any], Connection]]:
+        """A connection borrowed from this process's pool, and the pool, for the time of the block."""
+        if self._lost:
+            self._reach(self._pool_here())
+        pool = self._pool_here()
+        try:
+            conn = pool.getconn()
+        except PoolTimeout as exc:
+            self._lost = True
+            raise RegistryUnavailable(
+                f"PostgreSQL gave no connection within {pool.timeout:g}s (this process holds at most {pool.max_size}, "
+                "NECTAR_DATABASE_POOL)"
+            ) from exc
+        try:
+            yield pool, conn
+        finally:
+            pool.putconn(conn)  # a broken one is dropped, and replaced
+
+    def _read(self, query: Callable[[Connection], T]) -> T:
+        for again in (False, True):
+            with self._checkout() as (pool, db):
+                try:
+                    return query(db)
+                except psycopg.OperationalError as exc:
+                    if again or not db.broken:
+                        raise RegistryUnavailable(f"PostgreSQL connection lost: {_first_line(exc)}") from exc
+            self._reach(pool)  # a read on a connection the server had cut: once more, on a new one
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _db(self) -> Iterator[Connection]:
+        try:
+            with ExitStack() as stack:
+                pool, conn = stack.enter_context(self._checkout())
+                try:
+                    stack.enter_context(conn.transaction())
+                except psycopg.OperationalError:
+                    if not conn.broken:
+                        raise
+                    stack.close()  # BEGIN failed: nothing was done, so once more on a new connection
+                    self._reach(pool)
+                    pool, conn = stack.enter_context(self._checkout())
+                    stack.enter_context(conn.transaction())
+                yield conn
+        except psycopg.OperationalError as exc:  # broke within the transaction: rolled back; the next call reconnects
+            raise RegistryUnavailable(f"PostgreSQL connection lost: {_first_line(exc)}") from exc
+
+    def _up_since(self, db: Any) -> float:
+        """When the server (re)started: a crash and restart cost every running attempt its heartbeats."""
+        return float(self._scalar(db, "SELECT EXTRACT(EPOCH FROM pg_postmaster_start_time())"))
+
+    def _sql(self, text: str) -> str:
+        return text.replace("?", "%s")
+
+    def _migrate(self) -> None:
+        """Bring the database to :data:`SCHEMA_VERSION`, one transaction, whoever else starts at once."""
+        with self._connect() as conn:
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                    conn.execute("CREATE TABLE IF NOT EXISTS nectar_schema (version INTEGER NOT NULL)")
+                    row = conn.execute("SELECT version FROM nectar_schema").fetchone()
+                    version = int(row["version"]) if row else 0
+                    refuse_newer(version, SCHEMA_VERSION, "in PostgreSQL")
+                    for statement in statements(version + FIRST_VERSION - 1 if version else 0, "DOUBLE PRECISION"):
+                        conn.execute(statement)
+                    if row is None:
+                        conn.execute("INSERT INTO nectar_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+                    elif version < SCHEMA_VERSION:
+                        conn.execute("UPDATE nectar_schema SET version = %s", (SCHEMA_VERSION,))
+            except psycopg.OperationalError as exc:
+                raise RegistryUnavailable(f"PostgreSQL connection lost: {_first_line(exc)}") from exc
+
+    def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
+        """As SQLite's, but two identical submissions may race to insert: the loser answers the winner's run."""
+        for _ in range(5):
+            try:
+                return super().submit(run, max_pending)
+            except psycopg.errors.UniqueViolation:
+                continue  # an identical run was inserted meanwhile: look again
+        raise QueueFull(f"the run for {run.key} keeps changing; try again", retry_after=1)
+
+    def _queued(self) -> None:
+        try:
+            with self._checkout() as (_, conn):
+                conn.execute(f"NOTIFY {CHANNEL}")
+        except (psycopg.OperationalError, RegistryUnavailable):
+            pass  # the run is queued all the same: workers also look for work on their own
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Sleep until a run is queued anywhere (a NOTIFY) or ``timeout`` seconds pass."""
+        listener = self._listen()
+        if listener is None:
+            super().wait_for_work(timeout)
+            return
+        try:
+            for _ in listener.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.OperationalError:
+            self._listener = None  # the database went away: reconnect on the next wait
+            super().wait_for_work(timeout)
+
+    def _listen(self) -> Connection | None:
+        """This process's listening connection: its own, held for good, never one of the pool's."""
+        if self._listener is None or self._listener.closed or self._listener_pid != os.getpid():
+            try:
+                self._listener = self._connect()
+                self._listener.execute(f"LISTEN {CHANNEL}")
+                self._listener_pid = os.getpid()
+            except (psycopg.OperationalError, RegistryUnavailable):
+                self._listener = None
+        return self._listener
+
+    def check(self) -> str:
+        def describe(db: Connection) -> str:
+            db.execute("SELECT 1 FROM runs LIMIT 1").fetchall()
+            return f"postgresql {db.info.host}:{db.info.port}/{db.info.dbname}"
+
+        return self._read(describe)
+
+
+def _close(pool: ConnectionPool[Any], pid: int) -> None:
+    """Close a pool of this process (never a parent's), from any thread: a pool collected instead would stop
+    its threads from whichever thread collected it, one of its own perhaps, which cannot wait for itself."""
+    if os.getpid() != pid:
+        return
+    if threading.current_thread().name.startswith(f"{pool.name}-"):  # one of its threads: let another wait for it
+        threading.Thread(target=pool.close, kwargs={"timeout": 1.0}, daemon=True).start()
+    else:
+        pool.close(timeout=1.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,140 @@
+"""The SQL base of the registry: what a dialect supplies, and every read (a run, lists by filter, counts, steps).
+
+:class:`SqlReads` holds the contract a dialect fills (connections, transactions, its spellings) and the
+queries that only read; :class:`~nectar.registry.sql.SqlRunStore` adds the writes of a run's life.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+from nectar.registry.model import Durations, Run, RunFilter, RunState, Step
+from nectar.registry.schema import RUNS, run_of, values
+from nectar.registry.store import RunStore
+
+if TYPE_CHECKING:
+    from nectar.config import Settings
+
+T = TypeVar("T")
+
+
+def filter_sql(runs: RunFilter) -> tuple[str, list[Any]]:
+    """The SQL condition that selects the runs of a filter, and its arguments."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, value in (("chain_type", runs.chain_type), ("chain", runs.chain), ("task", runs.task)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    if runs.state is not None:
+        clauses.append("state = ?")
+        args.append(runs.state.value)
+    if runs.since is not None:
+        clauses.append("queued_at >= ?")
+        args.append(runs.since)
+    if runs.until is not None:
+        clauses.append("queued_at < ?")
+        args.append(runs.until)
+    return " AND ".join(clauses) or "TRUE", args
+
+
+class SqlReads(RunStore):
+    """The registry in SQL that SQLite and PostgreSQL both speak, with ``?`` for each parameter: its reads.
+
+    A dialect answers reads on a connection of the calling thread and process (:meth:`_read`), gives
+    a transaction that serialises writers to the rows it touches (:meth:`_db`), and spells:
+    :attr:`LOCK` locks the rows a write transaction selects, :attr:`SKIP_LOCKED` also skips the rows
+    another transaction holds (a claim), :attr:`GREATEST` names the two-value maximum.
+    """
+
+    LOCK = ""
+    SKIP_LOCKED = ""
+    GREATEST = "MAX"
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """The registry where the settings place it."""
+
+    @abstractmethod
+    def _read(self, query: Callable[[Any], T]) -> T:
+        """``query``'s answer, asked on a connection (autocommit, rows as mappings) outside any transaction.
+
+        ``query`` may run twice (a dialect may ask again on a new connection): it only reads.
+        """
+
+    @abstractmethod
+    def _db(self) -> AbstractContextManager[Any]:
+        """A connection inside one write transaction."""
+
+    def _sql(self, text: str) -> str:
+        """``text`` with its ``?`` parameter markers in this store's own style."""
+        return text
+
+    def _exec(self, db: Any, text: str, args: Sequence[Any] = ()) -> Any:
+        return db.execute(self._sql(text), tuple(args))
+
+    def _scalar(self, db: Any, text: str, args: Sequence[Any] = ()) -> Any:
+        row = self._exec(db, text, args).fetchone()
+        return None if row is None else values(row)[0]
+
+    def _select(self, db: Any, condition: str, *args: Any, lock: bool = False) -> Run | None:
+        text = f"SELECT {RUNS} FROM runs WHERE {condition}{self.LOCK if lock else ''}"
+        return run_of(self._exec(db, text, args).fetchone())
+
+    def get(self, run_id: str) -> Run | None:
+        return self._read(lambda db: self._select(db, "id = ?", run_id))
+
+    def latest(self, key: str) -> Run | None:
+        return self._read(lambda db: self._select(db, "key = ? ORDER BY queued_at DESC LIMIT 1", key))
+
+    def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
+        condition, args = filter_sql(where)
+
+        def page(db: Any) -> tuple[list[Run], int]:
+            total = int(self._scalar(db, f"SELECT COUNT(*) FROM runs WHERE {condition}", args))
+            rows = self._exec(
+                db,
+                f"SELECT {RUNS} FROM runs WHERE {condition} ORDER BY queued_at DESC, id LIMIT ? OFFSET ?",
+                [*args, max(0, limit), max(0, offset)],
+            ).fetchall()
+            return [run for run in map(run_of, rows) if run is not None], total
+
+        return self._read(page)
+
+    def count_by_state(self) -> dict[RunState, int]:
+        rows = self._read(lambda db: self._exec(db, "SELECT state, COUNT(*) AS n FROM runs GROUP BY state").fetchall())
+        counts = {state: 0 for state in RunState}
+        counts.update({RunState(state): int(n) for state, n in map(values, rows)})
+        return counts
+
+    def durations(self, bounds: tuple[float, ...]) -> dict[str, Durations]:
+        within = "".join(
+            f", SUM(CASE WHEN finished_at - started_at <= ? THEN 1 ELSE 0 END) AS b{i}" for i in range(len(bounds))
+        )
+        text = (
+            "SELECT chain_type || '/' || chain || '/' || task AS ref, COUNT(*) AS n, SUM(finished_at - started_at) AS s"
+            f"{within} FROM runs WHERE state IN ('DONE', 'FAILED') AND started_at IS NOT NULL "
+            "AND finished_at IS NOT NULL GROUP BY chain_type, chain, task"
+        )
+        rows = self._read(lambda db: self._exec(db, text, bounds).fetchall())
+        found = {}
+        for row in map(values, rows):
+            found[row[0]] = Durations(tuple(int(n) for n in row[3:]), int(row[1]), float(row[2]))
+        return found
+
+    def steps(self, run_id: str) -> list[Step]:
+        text = (
+            "SELECT run_id, task_id, task, key, state, executed, error, updated_at FROM steps "
+            "WHERE run_id = ? ORDER BY seq DESC"
+        )
+        rows = self._read(lambda db: self._exec(db, text, (run_id,)).fetchall())
+        return [Step(**{**dict(row), "executed": bool(row["executed"])}) for row in rows]
+
+    def count(self, state: RunState | None = None) -> int:
+        if state is None:
+            return int(self._read(lambda db: self._scalar(db, "SELECT COUNT(*) FROM runs")))
+        return int(self._read(lambda db: self._scalar(db, "SELECT COUNT(*) FROM runs WHERE state = ?", (state.value,))))

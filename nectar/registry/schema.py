@@ -1,0 +1,119 @@
+"""The registry's tables, written once for every SQL dialect, and how a run becomes a row and back.
+
+The schema grows by :data:`MIGRATIONS`: version n is reached by applying ``MIGRATIONS[n-1]``.
+A statement names its floating-point columns ``{real}``, which a dialect spells its own way
+(:func:`statements`); each dialect records the version reached where its database keeps such
+things (SQLite's ``PRAGMA user_version``, a table in PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from nectar.registry.model import Run, RunState
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS runs (
+            id TEXT PRIMARY KEY,
+            key TEXT NOT NULL,
+            chain_type TEXT NOT NULL,
+            chain TEXT NOT NULL,
+            task TEXT NOT NULL,
+            params TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            queued_at {real} NOT NULL,
+            started_at {real},
+            finished_at {real},
+            worker TEXT,
+            failed_step TEXT,
+            error TEXT
+        )""",
+        "CREATE UNIQUE INDEX IF NOT EXISTS runs_one_active_per_key ON runs(key) WHERE state IN ('PENDING', 'RUNNING')",
+        "CREATE INDEX IF NOT EXISTS runs_by_key ON runs(key, queued_at)",
+        "CREATE INDEX IF NOT EXISTS runs_queue ON runs(state, queued_at)",
+        """CREATE TABLE IF NOT EXISTS steps (
+            run_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            task TEXT NOT NULL,
+            key TEXT,
+            state TEXT NOT NULL,
+            executed INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            updated_at {real} NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (run_id, task_id)
+        )""",
+    ),
+    (  # 2: attempts, retry policy, leases
+        "ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE runs ADD COLUMN retry_delay {real} NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN retry_backoff {real} NOT NULL DEFAULT 2",
+        "ALTER TABLE runs ADD COLUMN not_before {real} NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN heartbeat_at {real}",
+    ),
+    (  # 3: listing runs newest first, by task or by state
+        "CREATE INDEX IF NOT EXISTS runs_by_time ON runs(queued_at)",
+        "CREATE INDEX IF NOT EXISTS runs_by_task ON runs(chain_type, chain, task, queued_at)",
+    ),
+    ("ALTER TABLE runs ADD COLUMN waiting_since {real}",),  # 4: since when a run waits for luigid's grant
+)
+LATEST = len(MIGRATIONS)
+
+#: a run's columns, in the order of the table and of :func:`run_row`
+RUN_COLUMNS: tuple[str, ...] = tuple(
+    (
+        "id, key, chain_type, chain, task, params, task_id, state, queued_at, started_at, finished_at, "
+        "worker, failed_step, error, attempt, max_attempts, retry_delay, retry_backoff, not_before, heartbeat_at, "
+        "waiting_since"
+    ).split(", ")
+)
+RUNS = ", ".join(RUN_COLUMNS)
+#: a step's columns as written (``seq``: its place among its run's steps, in the order they were first recorded)
+STEP_COLUMNS: tuple[str, ...] = ("run_id", "task_id", "task", "key", "state", "executed", "error", "updated_at", "seq")
+
+
+def statements(version: int, real: str) -> list[str]:
+    """The statements that bring a schema at ``version`` to :data:`LATEST`, ``{real}`` spelt ``real``."""
+    return [statement.format(real=real) for migration in MIGRATIONS[version:] for statement in migration]
+
+
+def refuse_newer(found: int, known: int, where: str) -> None:
+    """Stop a process whose release is older than the registry's schema (a rollback must not undo an upgrade)."""
+    if found > known:
+        raise RuntimeError(
+            f"the run registry {where} has schema version {found}, newer than this release's {known}: "
+            "run the newer release (or restore the registry from before the upgrade)"
+        )
+
+
+def run_row(run: Run) -> list[Any]:
+    """A run's values, in the order of :data:`RUN_COLUMNS`."""
+    values = [getattr(run, name) for name in RUN_COLUMNS]
+    values[RUN_COLUMNS.index("params")] = json.dumps(dict(run.params))
+    values[RUN_COLUMNS.index("state")] = run.state.value
+    return values
+
+
+def run_of(row: Any) -> Run | None:
+    """The run a row of :data:`RUN_COLUMNS` holds (None for no row)."""
+    if row is None:
+        return None
+    values = dict(row)
+    values["params"] = json.loads(values["params"])
+    values["state"] = RunState(values["state"])
+    return Run(**values)
+
+
+def values(row: Any) -> tuple[Any, ...]:
+    """A row's values in column order, whether the row is a mapping (psycopg) or a sequence (sqlite3.Row)."""
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
+
+
+def placeholders(columns: Sequence[str]) -> str:
+    """``?, ?, ...``: one parameter marker per column."""
+    return ", ".join("?" * len(columns))

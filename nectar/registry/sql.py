@@ -1,0 +1,234 @@
+"""The registry's writes in SQL that every dialect speaks: a run's life from its submission to its end.
+
+``SqlRunStore`` adds them to the reads of :class:`~nectar.registry.reads.SqlReads`; a dialect
+supplies its connections, transactions and migrations, and spells the few things databases spell
+differently (see :class:`~nectar.registry.reads.SqlReads`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from nectar.errors import QueueFull, RunFinished, RunNotFound
+from nectar.registry.model import Run, RunState, Step
+from nectar.registry.reads import SqlReads
+from nectar.registry.schema import RUN_COLUMNS, RUNS, STEP_COLUMNS, placeholders, run_of, run_row
+
+_OWNED = "id = ? AND attempt = ? AND state = 'RUNNING'"
+
+
+class SqlRunStore(SqlReads):
+    """The registry in SQL that SQLite and PostgreSQL both speak: its writes, each in one transaction."""
+
+    def _insert(self, db: Any, run: Run) -> None:
+        self._exec(db, f"INSERT INTO runs ({RUNS}) VALUES ({placeholders(RUN_COLUMNS)})", run_row(run))
+
+    def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
+        with self._db() as db:
+            existing = self._select(db, "key = ? AND state IN ('PENDING', 'RUNNING')", run.key)
+            if existing is not None:
+                return existing, False
+            if max_pending is not None:
+                pending = self._scalar(db, "SELECT COUNT(*) FROM runs WHERE state = 'PENDING'")
+                if pending >= max_pending:
+                    raise QueueFull(f"{pending} runs are queued, the most this service accepts", retry_after=0)
+            self._insert(db, run)
+        self._queued()
+        return run, True
+
+    def _queued(self) -> None:
+        """A run became claimable (a store whose workers can be woken wakes them)."""
+
+    def claim(self, worker: str, run_id: str | None = None) -> Run | None:
+        now = time.time()
+        args: list[Any]
+        if run_id:
+            condition, args = "id = ?", [run_id]
+        else:
+            due = "SELECT 1 FROM runs WHERE state = 'PENDING' AND not_before <= ? LIMIT 1"
+            if self._read(lambda db: self._scalar(db, due, (now,))) is None:
+                return None  # the usual answer of an idle worker, without taking the write lock
+            condition = (
+                "id = (SELECT id FROM runs WHERE state = 'PENDING' AND not_before <= ? "
+                f"ORDER BY queued_at LIMIT 1{self.SKIP_LOCKED})"
+            )
+            args = [now]
+        with self._db() as db:
+            row = self._exec(
+                db,
+                "UPDATE runs SET state = 'RUNNING', attempt = attempt + 1, started_at = ?, heartbeat_at = ?, "
+                f"worker = ? WHERE {condition} AND state = 'PENDING' AND not_before <= ? RETURNING {RUNS}",
+                (now, now, worker, *args, now),
+            ).fetchone()
+        return run_of(row)
+
+    def _update_owned(self, assignments: str, args: Sequence[Any], run_id: str, attempt: int) -> bool:
+        with self._db() as db:
+            cursor = self._exec(db, f"UPDATE runs SET {assignments} WHERE {_OWNED}", (*args, run_id, attempt))
+        return int(cursor.rowcount) == 1
+
+    def heartbeat(self, run_id: str, attempt: int, worker: str | None = None) -> bool:
+        assignments = "heartbeat_at = ?, worker = COALESCE(?, worker)"
+        return self._update_owned(assignments, (time.time(), worker), run_id, attempt)
+
+    def complete(self, run_id: str, attempt: int) -> bool:
+        assignments = "state = 'DONE', finished_at = ?, failed_step = NULL, error = NULL"
+        return self._update_owned(assignments, (time.time(),), run_id, attempt)
+
+    def requeue(
+        self, run_id: str, attempt: int, delay: float = 0.0, reason: str | None = None, waiting: bool = False
+    ) -> bool:
+        now = time.time()
+        assignments = (
+            "state = 'PENDING', attempt = attempt - 1, not_before = ?, heartbeat_at = NULL, "
+            "error = COALESCE(?, error), "
+            + ("waiting_since = COALESCE(waiting_since, ?)" if waiting else "waiting_since = NULL")
+        )
+        args = (now + delay, reason, now) if waiting else (now + delay, reason)
+        requeued = self._update_owned(assignments, args, run_id, attempt)
+        if requeued:
+            self._queued()
+        return requeued
+
+    def fail(
+        self, run_id: str, attempt: int, failed_step: str | None, error: str, retryable: bool = True
+    ) -> RunState | None:
+        with self._db() as db:
+            run = self._select(db, _OWNED, run_id, attempt, lock=True)
+            state = None if run is None else self._fail(db, run, failed_step, error, retryable)
+        if state == RunState.PENDING:
+            self._queued()
+        return state
+
+    def _fail(self, db: Any, run: Run, failed_step: str | None, error: str, retryable: bool = True) -> RunState:
+        now = time.time()
+        if retryable and run.attempt < run.max_attempts:
+            self._exec(
+                db,
+                "UPDATE runs SET state = 'PENDING', not_before = ?, heartbeat_at = NULL, failed_step = ?, error = ?, "
+                "waiting_since = NULL WHERE id = ?",
+                (now + run.policy.delay_after(run.attempt), failed_step, error, run.id),
+            )
+            return RunState.PENDING
+        self._exec(
+            db,
+            "UPDATE runs SET state = 'FAILED', finished_at = ?, heartbeat_at = NULL, failed_step = ?, error = ? "
+            "WHERE id = ?",
+            (now, failed_step, error, run.id),
+        )
+        return RunState.FAILED
+
+    def _up_since(self, db: Any) -> float:
+        """Since when the registry has been answering (no heartbeat could be written before): 0 if always."""
+        return 0.0
+
+    def reclaim(self, lease_timeout: float, dead: Callable[[str], bool] | None = None) -> list[Run]:
+        up_since: list[float] = []  # asked of the registry only when some attempt looks silent
+
+        def lost(db: Any, run: Run, now: float) -> str | None:
+            silent = now - (run.heartbeat_at or run.started_at or 0)
+            if silent > lease_timeout:
+                # a registry that was down could not take heartbeats: silence counts from when it came back
+                up_since[:] = up_since or [self._up_since(db)]
+                silent = min(silent, now - up_since[0])
+            if silent > lease_timeout:
+                return f"no heartbeat for {silent:.0f}s"
+            if dead is not None and run.worker and dead(run.worker):
+                return "its process is gone"
+            return None
+
+        def suspects(db: Any) -> list[str]:
+            now = time.time()
+            rows = self._exec(db, f"SELECT {RUNS} FROM runs WHERE state = 'RUNNING'").fetchall()
+            return [run.id for run in map(run_of, rows) if run is not None and lost(db, run, now)]
+
+        found = self._read(suspects)
+        reclaimed: list[Run] = []
+        if not found:  # the usual case: no write lock taken
+            return reclaimed
+        with self._db() as db:
+            for run_id in found:  # look again under the lock: a heartbeat may have come in between
+                run = self._select(db, "id = ? AND state = 'RUNNING'", run_id, lock=True)
+                why = lost(db, run, time.time()) if run is not None else None
+                if run is None or why is None:
+                    continue
+                step = self._scalar(
+                    db,
+                    "SELECT task FROM steps WHERE run_id = ? AND state = 'RUNNING' ORDER BY seq DESC LIMIT 1",
+                    (run.id,),
+                )
+                error = f"worker lost: {run.worker} ({why}) during attempt {run.attempt}"
+                self._fail(db, run, step or run.task, error)
+                reclaimed.append(run)
+        if reclaimed:
+            self._queued()
+        return reclaimed
+
+    def cancel(self, run_id: str, reason: str = "cancelled by request") -> tuple[Run, Run]:
+        with self._db() as db:
+            before = self._select(db, "id = ?", run_id, lock=True)
+            if before is None:
+                raise RunNotFound(f"no run {run_id}")
+            if not before.state.active:
+                raise RunFinished(f"run {run_id} has already ended: {before.state.value}")
+            now = time.time()
+            after = run_of(
+                self._exec(
+                    db,
+                    "UPDATE runs SET state = 'CANCELLED', finished_at = ?, heartbeat_at = NULL, error = ? "
+                    f"WHERE id = ? RETURNING {RUNS}",
+                    (now, reason, run_id),
+                ).fetchone()
+            )
+            self._exec(  # its steps end with it: none is left RUNNING (or waiting) for a worker that will stop
+                db,
+                "UPDATE steps SET state = 'CANCELLED', updated_at = ? "
+                "WHERE run_id = ? AND state IN ('PENDING', 'RUNNING')",
+                (now, run_id),
+            )
+        assert after is not None
+        return before, after
+
+    def record_steps(self, steps: Sequence[Step]) -> None:
+        if not steps:
+            return
+        with self._db() as db:
+            for step in steps:
+                self._exec(
+                    db,
+                    # a cancelled run's steps are final: what its interrupted worker says late is not written
+                    f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) "
+                    "SELECT ?,?,?,?,?,?,?,?, (SELECT COUNT(*) FROM steps WHERE run_id = ?) "
+                    "WHERE NOT EXISTS (SELECT 1 FROM runs WHERE id = ? AND state = 'CANCELLED') "
+                    "ON CONFLICT(run_id, task_id) DO UPDATE SET state = excluded.state, "
+                    f"executed = {self.GREATEST}(steps.executed, excluded.executed), "
+                    "error = COALESCE(excluded.error, steps.error), updated_at = excluded.updated_at",
+                    (*_step_row(step), step.run_id, step.run_id),
+                )
+
+    def import_runs(self, runs: Iterable[Run], steps: Iterable[Step] = ()) -> None:
+        """Write runs and their steps as they are, in one transaction (a bulk load: a benchmark's population).
+
+        Neither the one active run per key nor a step's run is checked beyond what the tables refuse; the
+        steps of a run take their places in the order given.
+        """
+        places: dict[str, int] = {}
+        step_rows = []
+        for step in steps:
+            place = places[step.run_id] = places.get(step.run_id, -1) + 1
+            step_rows.append((*_step_row(step), place))
+        with self._db() as db:
+            db.cursor().executemany(
+                self._sql(f"INSERT INTO runs ({RUNS}) VALUES ({placeholders(RUN_COLUMNS)})"), map(run_row, runs)
+            )
+            db.cursor().executemany(
+                self._sql(f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) VALUES ({placeholders(STEP_COLUMNS)})"),
+                step_rows,
+            )
+
+
+def _step_row(step: Step) -> tuple[Any, ...]:
+    """A step's values in the order of :data:`STEP_COLUMNS`, without its place (``seq``)."""
+    return (step.run_id, step.task_id, step.task, step.key, step.state, int(step.executed), step.error, step.updated_at)

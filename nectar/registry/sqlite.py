@@ -1,0 +1,90 @@
+"""The run registry in one SQLite file in the data folder: safe across threads and forked processes of one machine."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Self, TypeVar
+
+from nectar.registry.schema import LATEST, refuse_newer, statements
+from nectar.registry.sql import SqlRunStore
+
+if TYPE_CHECKING:
+    from nectar.config import Settings
+
+T = TypeVar("T")
+#: the schema version this release writes, kept in ``PRAGMA user_version``
+SCHEMA_VERSION = LATEST
+
+
+class SQLiteRunStore(SqlRunStore):
+    """The registry in one SQLite file (WAL, one connection per thread and process, a schema that upgrades itself)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(settings.registry_path)
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():  # never share a connection across fork
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives any process crash
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        return query(self._connection())
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """A connection inside one IMMEDIATE transaction (so readers never block on writers)."""
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        """Bring the file to :data:`SCHEMA_VERSION`, one transaction, whoever else opens it at once."""
+        with self._db() as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version == 0 and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
+                columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+                version = 2 if "attempt" in columns else 1  # written before versions were recorded
+            refuse_newer(version, SCHEMA_VERSION, str(self.path))
+            for statement in statements(version, real="REAL"):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def check(self) -> str:
+        self._connection().execute("SELECT 1 FROM runs LIMIT 1").fetchall()
+        return f"sqlite {self.path}"
+
+    #: seconds between two looks at whether another connection committed (a read of shared memory, no I/O)
+    WAKE_INTERVAL = 0.002
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Return after ``timeout`` seconds, or as soon as another connection commits (a submission, say)."""
+        conn = self._connection()
+        seen = conn.execute("PRAGMA data_version").fetchone()[0]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(self.WAKE_INTERVAL)
+            if conn.execute("PRAGMA data_version").fetchone()[0] != seen:
+                return

@@ -1,0 +1,120 @@
+"""The run registry's interface: where runs are queued, claimed, kept alive and ended.
+
+At most one PENDING or RUNNING run exists per key: a second identical submission gets the first
+run back. A run's life: PENDING → (claimed: attempt n) RUNNING → DONE, or back to PENDING for
+attempt n+1 after a delay when its retry policy allows, else FAILED; CANCELLED on request. An
+attempt is *owned* by whoever claimed it: every later write names ``(run id, attempt)``, so a
+worker that was presumed lost can never overwrite what happened after. A RUNNING attempt holds a
+lease renewed by heartbeats; :meth:`RunStore.reclaim` ends attempts whose lease ran out.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+from nectar.registry.model import Durations, Run, RunFilter, RunState, Step
+
+
+class RunStore(ABC):
+    """Where runs are queued, claimed, kept alive and ended."""
+
+    @abstractmethod
+    def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
+        """Queue ``run`` unless a run for its key is active; answer (the run, whether new).
+
+        :raises QueueFull: if ``max_pending`` runs are already PENDING (an active identical run is still answered).
+        """
+
+    @abstractmethod
+    def claim(self, worker: str, run_id: str | None = None) -> Run | None:
+        """Start the next attempt of the oldest due PENDING run (or of ``run_id``) for ``worker``."""
+
+    @abstractmethod
+    def heartbeat(self, run_id: str, attempt: int, worker: str | None = None) -> bool:
+        """Renew the lease of a RUNNING attempt; False if the attempt is no longer the caller's."""
+
+    @abstractmethod
+    def complete(self, run_id: str, attempt: int) -> bool:
+        """End a RUNNING attempt as DONE; False if the attempt is no longer the caller's."""
+
+    @abstractmethod
+    def fail(
+        self, run_id: str, attempt: int, failed_step: str | None, error: str, retryable: bool = True
+    ) -> RunState | None:
+        """End a RUNNING attempt as failed: PENDING again if ``retryable`` and its policy allows a retry, else FAILED.
+
+        A failure no retry can cure (a chain that does not import, a missing bucket) is not ``retryable``.
+        Answers the run's new state, or None if the attempt is no longer the caller's.
+        """
+
+    @abstractmethod
+    def requeue(
+        self, run_id: str, attempt: int, delay: float = 0.0, reason: str | None = None, waiting: bool = False
+    ) -> bool:
+        """Put a RUNNING attempt back in the queue without counting it (its worker stopped, or it must wait).
+
+        ``waiting``: luigid did not grant it; the run's ``waiting_since`` keeps when its wait began (else cleared).
+        """
+
+    @abstractmethod
+    def reclaim(self, lease_timeout: float, dead: Callable[[str], bool] | None = None) -> list[Run]:
+        """Fail (per policy) every RUNNING attempt whose lease ran out or whose ``worker`` is ``dead``.
+
+        Answers those runs as they were, so the caller can release what their workers held.
+        """
+
+    @abstractmethod
+    def cancel(self, run_id: str, reason: str = "cancelled by request") -> tuple[Run, Run]:
+        """Cancel a PENDING or RUNNING run; answer (the run before, the run after).
+
+        :raises RunNotFound: unknown id. :raises RunFinished: the run has already ended.
+        """
+
+    @abstractmethod
+    def get(self, run_id: str) -> Run | None: ...
+
+    @abstractmethod
+    def latest(self, key: str) -> Run | None:
+        """The most recently queued run for a key."""
+
+    @abstractmethod
+    def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
+        """The runs matching ``where``, newest first, ``limit`` from ``offset``; and how many match in all."""
+
+    @abstractmethod
+    def count_by_state(self) -> dict[RunState, int]:
+        """How many runs are in each state (every state present, 0 if none)."""
+
+    @abstractmethod
+    def durations(self, bounds: tuple[float, ...]) -> dict[str, Durations]:
+        """By task (``<type>/<chain>/<Task>``): how long its DONE and FAILED runs took, counted within ``bounds``."""
+
+    @abstractmethod
+    def record_steps(self, steps: Sequence[Step]) -> None:
+        """Record the new states of some steps, in order, in one transaction."""
+
+    def record_step(self, step: Step) -> None:
+        self.record_steps([step])
+
+    @abstractmethod
+    def steps(self, run_id: str) -> list[Step]:
+        """A run's steps, the requested task last: the reverse of the order luigi discovered them, which for a
+        chain is the order they run in."""
+
+    def owns(self, run_id: str, attempt: int) -> bool:
+        """Whether ``attempt`` of the run is still RUNNING: not ended, cancelled nor reclaimed (a read)."""
+        current = self.get(run_id)
+        return current is not None and current.state == RunState.RUNNING and current.attempt == attempt
+
+    @abstractmethod
+    def count(self, state: RunState | None = None) -> int: ...
+
+    @abstractmethod
+    def check(self) -> str:
+        """Raise if the registry cannot be used; else describe it."""
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Return after ``timeout`` seconds, or sooner when a run may have become claimable."""
+        time.sleep(timeout)
