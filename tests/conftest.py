@@ -172,10 +172,13 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 
 @pytest.fixture
-def start_worker(tmp_path: Path, processes: Processes) -> Callable[..., subprocess.Popen[bytes]]:
-    """Start ``nectar worker`` processes for some settings; all are stopped at teardown."""
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start ``nectar worker`` processes for some settings, each logging to ``<tmp_path>/worker-<n>.log`` (what
+    the tests read); all are stopped at teardown."""
+    started = Processes(tmp_path)
 
     def start(settings: Settings, workers: int = 2) -> subprocess.Popen[bytes]:
-        return processes.worker({**os.environ, **settings_env(settings)}, tmp_path, workers)
+        return started.worker({**os.environ, **settings_env(settings)}, tmp_path, workers)
 
-    return start
+    yield start
+    started.close(grace=STOP_TIMEOUT)
