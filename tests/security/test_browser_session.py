@@ -3,21 +3,18 @@ HttpOnly session no script can read, emptying it ends the session, and Swagger U
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from playwright.sync_api import expect
 
-from harness import GUNICORN
+from harness import STOP_TIMEOUT, Processes, base_env
 from nectar.auth import digest
 from nectar.config import Settings
-from tests.conftest import REPO, free_port, settings_env, stop, wait_until
+from tests.conftest import REPO, free_port, settings_env, wait_until
 from tests.ui.conftest import browser, chromium, page  # noqa: F401  (Debian's Chromium, a fresh page)
 
 TOKEN = "browser-reader-token-0123456789"
@@ -36,25 +33,12 @@ def secured_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         api_tokens=f"{digest(TOKEN).hex()}:read:browser",
     ).resolved()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))} | settings_env(settings)
-    env |= {"NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port), "NECTAR_API_WORKERS": "2"}
-    log = root / "api.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*GUNICORN, "app:create_app()", "--chdir", str(REPO)], env=env, cwd=root, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, log.read_text(errors="replace")[-4000:]
-        try:
-            return requests.get(f"{url}/healthz", timeout=5).status_code == 200
-        except requests.RequestException:  # not up yet (or a loaded machine)
-            return False
-
-    wait_until(up, timeout=30)
-    yield url
-    stop(proc)
+    processes = Processes(root / "logs")
+    try:
+        processes.api(port, base_env() | settings_env(settings), status=200)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        processes.close(grace=STOP_TIMEOUT)
 
 
 @pytest.fixture
