@@ -18,6 +18,9 @@ from nectar.config import Settings, configure
 from tests import links
 from tests.helpers.postgres import PostgresServer
 
+#: Chromium under Playwright, one for the session, for the UI and security tests
+pytest_plugins = ["tests.helpers.browser"]
+
 #: what tests import from here, beside the fixtures (the process helpers are :mod:`harness`'s)
 __all__ = ["LUIGI_CFG", "NECTAR", "REPO", "SALES_DAY_PARAM", "free_port", "settings_env", "start_luigid", "stop"]
 __all__ += ["wait_until"]

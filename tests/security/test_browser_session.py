@@ -15,7 +15,6 @@ from harness import STOP_TIMEOUT, Processes, base_env
 from nectar.auth import digest
 from nectar.config import Settings
 from tests.conftest import REPO, free_port, settings_env, wait_until
-from tests.ui.conftest import browser, chromium, page  # noqa: F401  (Debian's Chromium, a fresh page)
 
 TOKEN = "browser-reader-token-0123456789"
 
