@@ -71,7 +71,7 @@ def test_a_worker_logs_each_run_event_as_json_with_its_run_id(
     worker.terminate()
     worker.wait(timeout=30)
 
-    lines = (tmp_path / "worker-0.log").read_text().splitlines()
+    lines = (tmp_path / "logs" / "worker-0.log").read_text().splitlines()
     events = [json.loads(line) for line in lines if line.startswith("{")]
     assert len(events) == len([line for line in lines if line.strip()]), "every line is one JSON object"
     about = [e["message"] for e in events if e["run_id"] == run.id]
