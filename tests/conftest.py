@@ -20,6 +20,9 @@ from tests import links
 from tests.helpers import reports
 from tests.helpers.postgres import PostgresServer
 
+#: the browser fixtures (chromium, browser, page), one per process for every test file
+pytest_plugins = ["tests.helpers.browser"]
+
 #: what tests import from here, beside the fixtures (the process helpers are :mod:`harness`'s)
 __all__ = ["LUIGI_CFG", "NECTAR", "REPO", "SALES_DAY_PARAM", "free_port", "settings_env", "start_luigid", "stop"]
 __all__ += ["wait_until"]

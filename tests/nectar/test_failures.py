@@ -66,7 +66,7 @@ def ended(nectar: Nectar, run_id: str) -> None:
 
 
 def worker_log(tmp_path: Path) -> str:
-    return "".join(path.read_text(errors="replace") for path in sorted(tmp_path.glob("worker-*.log")))
+    return "".join(path.read_text(errors="replace") for path in sorted((tmp_path / "logs").glob("worker-*.log")))
 
 
 def nectar_cli(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,6 @@ from harness import GUNICORN
 from nectar.auth import digest
 from nectar.config import Settings
 from tests.conftest import REPO, free_port, settings_env, stop, wait_until
-from tests.ui.conftest import browser, chromium, page  # noqa: F401  (Debian's Chromium, a fresh page)
 
 TOKEN = "browser-reader-token-0123456789"
 

@@ -18,7 +18,6 @@ from nectar.config import Settings
 from nectar.luigid import SECRET_HEADER, SchedulerClient, scheduler_secret
 from tests.conftest import wait_until
 from tests.nectar.test_serve import HELLO, Served, _serve
-from tests.ui.conftest import browser, chromium  # noqa: F401  (Debian's Chromium under Playwright)
 
 READER, WRITER = "reader-token-for-the-guard-test", "writer-token-for-the-guard-test"
 FOREIGN = {"Sec-Fetch-Site": "cross-site", "Origin": "http://evil.example"}
