@@ -49,6 +49,7 @@ from nectar.leases import INTERRUPT_GRACE, is_dead, process_name, reclaim, relea
 from nectar.luigid import scheduler_of, scheduler_secret
 from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
+from nectar.stores.s3 import load_s3_models
 
 logger = logging.getLogger(__name__)
 #: seconds between two looks for finished attempts while some run
@@ -97,6 +98,16 @@ class Executor:
         self.shutdown = Shutdown(settings.drain_grace)
         self._watched = 0.0
         self._scheduler_seen: tuple[float, bool] = (0.0, True)
+        if settings.store_kind == "s3":
+            self._load_s3_models()
+
+    @staticmethod
+    def _load_s3_models() -> None:
+        """Once here, not in every attempt's process (they are forked from this one)."""
+        try:
+            load_s3_models()
+        except Exception:  # each attempt makes its client itself, and fails with the reason if it must
+            logger.warning("could not load boto3's S3 models ahead of the attempts", exc_info=True)
 
     def stop(self, *_: Any) -> None:
         """First call: drain (stop claiming, let attempts finish for ``drain_grace``). Again, or when the

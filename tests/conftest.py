@@ -10,12 +10,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness import LUIGI_CFG, NECTAR, REPO, STOP_TIMEOUT, Processes, free_port, settings_env, stop, wait_until
 from nectar.config import Settings, configure
 from tests import links
+from tests.helpers import reports
 from tests.helpers.postgres import PostgresServer
 
 #: Chromium under Playwright, one for the session, for the UI and security tests
@@ -42,6 +44,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "links_may_fail(reason): the links its statuses hand out are not fetched (tests/links.py), and why"
     )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:  # a pytest-xdist worker: its tables go to the controller, which prints them
+        output["nectar_reports"] = reports.dump()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    reports.merge(getattr(node, "workeroutput", {}).get("nectar_reports"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    reports.write(terminalreporter)
 
 
 @pytest.fixture(autouse=True)

@@ -55,6 +55,7 @@ from nectar.config import Settings
 from nectar.registry import Run, RunState
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.helpers.ledger import CHAIN, CHAIN_TYPE, LEDGER_CHAIN, Ledger
+from tests.helpers.reports import add_row
 from tests.links import check_links
 
 #: what tests import from here, beside the fixture
@@ -82,9 +83,6 @@ class Tally:
     detail: str = ""
 
 
-REPORT: list[Tally] = []
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
@@ -92,19 +90,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     setattr(item, f"faults_{report.when}", report)
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not REPORT:
-        return
-    terminalreporter.write_sep("=", "fault injection report")
-    terminalreporter.write_line(
-        "| fault | accepted | DONE | FAILED/CANCELLED as expected | duplicate executions | lost | seconds |"
+def report(row: Tally) -> None:
+    """One row of the fault injection report printed after the test summary."""
+    add_row(
+        "fault injection report",
+        (
+            "| fault | accepted | DONE | FAILED/CANCELLED as expected | duplicate executions | lost | seconds |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ),
+        f"| {row.fault} | {row.accepted} | {row.done} | {row.ended} | {row.duplicates} | {row.lost} "
+        f"| {row.seconds:.1f} |",
     )
-    terminalreporter.write_line("|---|---:|---:|---:|---:|---:|---:|")
-    for row in REPORT:
-        terminalreporter.write_line(
-            f"| {row.fault} | {row.accepted} | {row.done} | {row.ended} | {row.duplicates} | {row.lost} "
-            f"| {row.seconds:.1f} |"
-        )
 
 
 # --- the HTTP client ----------------------------------------------------------------------
@@ -449,4 +445,4 @@ def cluster(
             row = dataclasses.replace(row, fault=f"{row.fault} (TEST FAILED)")
             built.dump_logs()
             print(row.detail)
-        REPORT.append(row)
+        report(row)

@@ -1,4 +1,4 @@
-"""What the fuzz run saw, per operation: filled by tests/security/test_fuzz.py, printed by its conftest.py."""
+"""What the fuzz run saw, per operation: filled by tests/security/test_fuzz.py, printed by reports.py."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from nectar.luigid import SECRET_ENV
 from nectar.registry import RunState
 from nectar.registry.postgres import PostgresRunStore
 from tests.helpers.ledger import CHAIN, CHAIN_TYPE, LEDGER_CHAIN, Ledger
+from tests.helpers.reports import add_row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,20 +39,17 @@ class Figures:
     seconds: float
 
 
-REPORT: list[Figures] = []
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not REPORT:
-        return
-    terminalreporter.write_sep("=", "scale-out report")
-    terminalreporter.write_line("| test | nodes | runs | DONE | executions | duplicates | lost | wall time (s) |")
-    terminalreporter.write_line("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for row in REPORT:
-        terminalreporter.write_line(
-            f"| {row.test} | {row.nodes} | {row.runs} | {row.done} | {row.executions} | {row.duplicates} "
-            f"| {row.lost} | {row.seconds:.1f} |"
-        )
+def report(row: Figures) -> None:
+    """One row of the scale-out report printed after the test summary."""
+    add_row(
+        "scale-out report",
+        (
+            "| test | nodes | runs | DONE | executions | duplicates | lost | wall time (s) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ),
+        f"| {row.test} | {row.nodes} | {row.runs} | {row.done} | {row.executions} | {row.duplicates} "
+        f"| {row.lost} | {row.seconds:.1f} |",
+    )
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ from typing import Any
 from nectar.attempt import process_name
 from nectar.registry import RunState
 from tests.faults.conftest import waitfor
-from tests.scale.conftest import REPORT, Deployment, Figures
+from tests.scale.conftest import Deployment, Figures, report
 
 NODES, RUNS = 3, 200
 
@@ -37,7 +37,7 @@ def account(deployment: Deployment, test: str, started: float) -> Figures:
         sum(n for state, n in states.items() if state != RunState.DONE),
         time.monotonic() - started,
     )
-    REPORT.append(figures)
+    report(figures)
     return figures
 
 
