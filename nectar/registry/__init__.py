@@ -10,7 +10,7 @@ holds only what its database does differently. :func:`open_run_store` picks one 
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from nectar.registry.model import (
@@ -43,11 +43,21 @@ __all__ = [
     "open_run_store",
 ]
 
-#: each dialect: its module and class (with a ``from_settings`` class method); a new one is a file and a line
-DIALECTS: dict[str, tuple[str, str]] = {
-    "sqlite": ("nectar.registry.sqlite", "SQLiteRunStore"),
-    "postgresql": ("nectar.registry.postgres", "PostgresRunStore"),
-}
+
+def _sqlite(settings: Settings) -> RunStore:
+    from nectar.registry.sqlite import SQLiteRunStore
+
+    return SQLiteRunStore.from_settings(settings)
+
+
+def _postgres(settings: Settings) -> RunStore:
+    from nectar.registry.postgres import PostgresRunStore  # imports psycopg: the postgres extra
+
+    return PostgresRunStore.from_settings(settings)
+
+
+#: each dialect's opener, which imports its module only when it is chosen; a new dialect is a file and a line
+DIALECTS: dict[str, Callable[[Settings], RunStore]] = {"sqlite": _sqlite, "postgresql": _postgres}
 
 
 def dialect_of(settings: Settings) -> str:
@@ -57,6 +67,4 @@ def dialect_of(settings: Settings) -> str:
 
 def open_run_store(settings: Settings) -> RunStore:
     """The registry the settings name."""
-    module, name = DIALECTS[dialect_of(settings)]
-    store: RunStore = getattr(importlib.import_module(module), name).from_settings(settings)
-    return store
+    return DIALECTS[dialect_of(settings)](settings)
