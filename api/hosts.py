@@ -16,32 +16,14 @@ from flask import Flask, request
 from flask_smorest import abort
 
 from nectar.config import Settings
+from nectar.hostnames import LOOPBACK_NAMES, host_name
 
-#: the names of this machine every deployment answers to
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 #: endpoints any Host may reach (a load balancer probes ``http://10.0.3.7:5000/healthz``)
 ANY_HOST_ENDPOINTS = frozenset({"health.Health"})
 #: Host values whose verdict is kept (the header is the client's: the cache must not grow without bound)
 MAX_KEPT = 256
 #: how much of a refused Host its error message repeats
 SHOWN = 100
-
-
-def host_name(host: str) -> str:
-    """A Host header's name, lower case, without its port (``[::1]:5000`` -> ``[::1]``); "" when it has none or
-    its port is not a number."""
-    host = host.strip().lower()
-    if host.startswith("["):  # an IPv6 address
-        end = host.find("]")
-        name, rest = host[: end + 1], host[end + 1 :]
-        if end < 0 or (rest and not rest.startswith(":")):
-            return ""
-        port = rest[1:]
-    else:
-        name, _, port = host.partition(":")
-    if port and not (port.isascii() and port.isdigit()):
-        return ""
-    return name.rstrip(".")  # "localhost." names the same host
 
 
 class HostAllowList:

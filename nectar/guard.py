@@ -8,7 +8,7 @@ in luigid's own process (no extra hop on a worker's calls):
 - a request carrying the scheduler secret (:data:`~nectar.luigid.SECRET_HEADER`, which our
   workers and API send) passes as it is;
 - any other request is a browser's or a stranger's: it may only read (the static files of the
-  visualiser and the RPCs in :data:`READ_RPCS`), through a ``Host`` of :data:`LOCAL_HOSTS` or one
+  visualiser and the RPCs in :data:`READ_RPCS`), through a ``Host`` of :data:`~nectar.hostnames.LOOPBACK_NAMES` or one
   configured (``--allowed-host``), from no foreign ``Origin`` and not ``Sec-Fetch-Site:
   cross-site``, and, when API tokens are configured and protect reads, with a read token:
   ``Authorization: Bearer <token>``, or HTTP Basic with the token as the password (what a browser
@@ -36,6 +36,7 @@ import tornado.web
 
 from nectar.auth import Forbidden, Scope, TokenChecker, Unauthenticated
 from nectar.config import Settings
+from nectar.hostnames import LOOPBACK_NAMES, host_name
 from nectar.luigi_internals import wrap_luigid_app
 from nectar.luigid import SECRET_HEADER, load_scheduler_secret
 
@@ -61,8 +62,6 @@ READ_RPCS = frozenset(
         "count_pending",
     }
 )
-#: the Hosts a browser on this machine reaches luigid by
-LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 #: luigid's route of RPCs (``luigi.server.app``'s), matched as tornado matches it (the path unquoted)
 RPC_ROUTE = tornado.routing.PathMatches(r"/api/(.*)")
 REALM = 'Basic realm="luigid visualiser: an API read token as the password", charset="UTF-8"'
@@ -72,14 +71,6 @@ REALM = 'Basic realm="luigid visualiser: an API read token as the password", cha
 class Refusal:
     status: int
     message: str
-
-
-def host_name(value: str) -> str:
-    """The host of a ``Host`` header or an origin's ``host[:port]``, lower-cased (IPv6 keeps its brackets)."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        return value.partition("]")[0] + "]"
-    return value.rpartition(":")[0] if value.count(":") == 1 else value
 
 
 def origin_host(origin: str) -> str:
@@ -110,7 +101,7 @@ class Guard:
             raise ValueError("luigid's guard needs a non-empty scheduler secret")
         self.secret = secret
         self.tokens = tokens
-        self.hosts = frozenset(LOCAL_HOSTS) | {host_name(host) for host in hosts if host.strip()}
+        self.hosts = frozenset(LOOPBACK_NAMES) | {host_name(host) for host in hosts if host.strip()}
 
     def ours(self, request: tornado.httputil.HTTPServerRequest) -> bool:
         given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogatepass")

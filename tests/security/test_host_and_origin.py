@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api.hosts import host_name
 from nectar.auth import digest
 from nectar.config import Settings
+from nectar.hostnames import host_name
 from nectar.keys import TargetKey
 from nectar.registry import Step
 from nectar.task import create_live_logs
