@@ -114,6 +114,6 @@ def values(row: Any) -> tuple[Any, ...]:
     return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
 
-def placeholders(columns: Sequence[str]) -> str:
+def param_marks(columns: Sequence[str]) -> str:
     """``?, ?, ...``: one parameter marker per column."""
     return ", ".join("?" * len(columns))

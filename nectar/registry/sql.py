@@ -14,7 +14,7 @@ from typing import Any
 from nectar.errors import QueueFull, RunFinished, RunNotFound
 from nectar.registry.model import Run, RunState, Step
 from nectar.registry.reads import SqlReads
-from nectar.registry.schema import RUN_COLUMNS, RUNS, STEP_COLUMNS, placeholders, run_of, run_row
+from nectar.registry.schema import RUN_COLUMNS, RUNS, STEP_COLUMNS, param_marks, run_of, run_row
 
 _OWNED = "id = ? AND attempt = ? AND state = 'RUNNING'"
 
@@ -23,7 +23,7 @@ class SqlRunStore(SqlReads):
     """The registry in SQL that SQLite and PostgreSQL both speak: its writes, each in one transaction."""
 
     def _insert(self, db: Any, run: Run) -> None:
-        self._exec(db, f"INSERT INTO runs ({RUNS}) VALUES ({placeholders(RUN_COLUMNS)})", run_row(run))
+        self._exec(db, f"INSERT INTO runs ({RUNS}) VALUES ({param_marks(RUN_COLUMNS)})", run_row(run))
 
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
         with self._db() as db:
@@ -221,10 +221,10 @@ class SqlRunStore(SqlReads):
             step_rows.append((*_step_row(step), place))
         with self._db() as db:
             db.cursor().executemany(
-                self._sql(f"INSERT INTO runs ({RUNS}) VALUES ({placeholders(RUN_COLUMNS)})"), map(run_row, runs)
+                self._sql(f"INSERT INTO runs ({RUNS}) VALUES ({param_marks(RUN_COLUMNS)})"), map(run_row, runs)
             )
             db.cursor().executemany(
-                self._sql(f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) VALUES ({placeholders(STEP_COLUMNS)})"),
+                self._sql(f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) VALUES ({param_marks(STEP_COLUMNS)})"),
                 step_rows,
             )
 
