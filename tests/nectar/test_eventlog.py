@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import subprocess
@@ -34,6 +35,12 @@ def test_a_json_line_has_time_level_logger_message_and_run_id() -> None:
 
 
 def test_the_run_id_comes_from_the_context_when_not_given() -> None:
+    contextvars.Context().run(
+        run_id_from_context
+    )  # a fresh context: a test run in this process before may have set one
+
+
+def run_id_from_context() -> None:
     token = current_run.set("from-context")
     try:
         assert json.loads(JsonFormatter().format(record("inside")))["run_id"] == "from-context"
