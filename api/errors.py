@@ -16,6 +16,7 @@ from nectar.errors import (
     NectarError,
     NotFound,
     RunFinished,
+    ScheduleConflict,
     TooLarge,
     Unavailable,
 )
@@ -27,6 +28,7 @@ STATUS_OF: tuple[tuple[type[NectarError], int], ...] = (
     (InvalidKey, 400),
     (InvalidSignature, 403),
     (RunFinished, 409),
+    (ScheduleConflict, 409),
     (TooLarge, 413),
     (Unauthenticated, 401),
     (Forbidden, 403),

@@ -56,6 +56,14 @@ class ChainSchema(ma.Schema):
         metadata={"description": "The luigi tasks of the file that are not exposed, each with the reason."},
     )
     api_href = fields.Url()
+    schedules = fields.List(
+        fields.String(),
+        metadata={"description": "The ids of the schedules its tasks declare (see /api/schedules)."},
+    )
+    schedule_errors = fields.List(
+        fields.String(),
+        metadata={"description": "Each schedule declared in the file that is not used, and why (task, field)."},
+    )
 
 
 class ChainTypeSchema(ma.Schema):

@@ -4,12 +4,14 @@ NectarError
 ├── NotFound
 │   ├── ChainNotFound      unknown chain type or chain
 │   ├── TaskNotFound       unknown task in a known chain
-│   └── RunNotFound        no run and no target for a key
+│   ├── RunNotFound        no run and no target for a key
+│   └── ScheduleNotFound   no schedule of that id
 ├── InvalidParameters      bad or missing task parameters (``errors`` per field)
 ├── InvalidKey             a target key outside the key grammar
 ├── ChainImportError       a chain module failed to import
 ├── InvalidSignature       a signed download URL that is tampered with or expired
 ├── RunFinished            a run that has already ended (it cannot be cancelled)
+├── ScheduleConflict       a change a schedule cannot take (one declared in a chain file is edited there)
 ├── TooLarge               a request beyond the configured limits (too many parameters)
 ├── LeaseLost              an attempt no longer owns its run (cancelled or reclaimed): it may not commit
 └── Unavailable
@@ -44,6 +46,10 @@ class RunNotFound(NotFound):
     pass
 
 
+class ScheduleNotFound(NotFound):
+    pass
+
+
 class InvalidParameters(NectarError):
     """Parameters that do not fit the task; ``errors`` maps each field to its messages."""
 
@@ -66,6 +72,10 @@ class InvalidSignature(NectarError):
 
 
 class RunFinished(NectarError):
+    pass
+
+
+class ScheduleConflict(NectarError):
     pass
 
 

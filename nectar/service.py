@@ -11,7 +11,7 @@ import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import luigi
 from luigi.task import flatten
@@ -26,6 +26,9 @@ from nectar.registry import RetryPolicy, Run, RunFilter, RunState, RunStore, Ste
 from nectar.status import JobStatus, job_status
 from nectar.stores import TargetStore, get_store
 from nectar.task import NectarTask
+
+if TYPE_CHECKING:
+    from nectar.schedules.book import ScheduleBook
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,13 @@ class Nectar:
         return get_store(self.settings)
 
     @functools.cached_property
+    def schedules(self) -> ScheduleBook:
+        """Every schedule, from the chain files and the API (:mod:`nectar.schedules.book`)."""
+        from nectar.schedules.book import ScheduleBook
+
+        return ScheduleBook(self)
+
+    @functools.cached_property
     def scheduler(self) -> SchedulerClient | None:
         return scheduler_of(self.settings)
 
@@ -161,17 +171,9 @@ class Nectar:
     def submit_task(self, info: TaskInfo, instance: luigi.Task) -> Submission:
         """Queue a run of ``instance`` (a task of ``info``), unless done or already active."""
         key = info.key_of(instance)
-        if self._complete(instance):
+        run = self.new_run(info, instance)
+        if run is None:
             return Submission(key, None, False, self._done(key, instance))
-        run = Run.new(
-            key.path,
-            info.chain_type,
-            info.chain,
-            info.name,
-            instance.to_str_params(),
-            instance.task_id,
-            retry_policy(instance, self.settings),
-        )
         try:
             run, created = self.runs.submit(run, max_pending=self.settings.max_queue)
         except QueueFull as exc:
@@ -179,6 +181,24 @@ class Nectar:
         if created:
             logger.info("run %s of %s queued: %s", run.id, run.ref, key.path, extra={"run_id": run.id})
         return Submission(key, run, created)
+
+    def new_run(
+        self, info: TaskInfo, instance: luigi.Task, schedule_id: str | None = None, fire_time: float | None = None
+    ) -> Run | None:
+        """The run that makes ``instance`` (a task of ``info``), not yet queued; None if its output is done."""
+        if self._complete(instance):
+            return None
+        return Run.new(
+            info.key_of(instance).path,
+            info.chain_type,
+            info.chain,
+            info.name,
+            instance.to_str_params(),
+            instance.task_id,
+            retry_policy(instance, self.settings),
+            schedule_id=schedule_id,
+            fire_time=fire_time,
+        )
 
     def _complete(self, instance: luigi.Task) -> bool:
         """Whether the task is done, by its own ``complete()`` (a ``NectarTask``'s: its md5 ``out.txt`` exists).

@@ -1,4 +1,4 @@
-"""``nectar serve``: luigid, the workers and the API under gunicorn, started and stopped together;
+"""``nectar serve``: luigid, the workers, the schedules' clock and the API under gunicorn, started and stopped together;
 and each of them alone, for a machine that plays one role: ``nectar scheduler``, ``nectar api``
 (``nectar worker`` is the workers).
 
@@ -184,6 +184,8 @@ class Supervisor:
             [sys.executable, "-m", "nectar.cli", "worker", "--workers", str(self.args.workers)],
             stop_timeout=self.settings.drain_grace + STOP_TIMEOUT,
         )
+        # the schedules' clock: any number may run, on any machines (each fire is claimed in the registry)
+        self._start("clock", [sys.executable, "-m", "nectar.cli", "clock"])
         api = self._start("api", GUNICORN)
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
         wait_ready(f"http://{host}:{self.args.port}/healthz", api, int(self.args.port))

@@ -19,6 +19,7 @@ from nectar.exposure import exposure
 from nectar.keys import is_name
 from nectar.luigi_internals import forget_task_classes
 from nectar.params import params_of
+from nectar.schedules.declared import declared_on
 from nectar.task import chain_module
 from nectar.upstream import names_in_requires, upstream_of
 
@@ -90,4 +91,18 @@ def inspect_chain(path: Path, chain_type: str, chain: str) -> ChainInfo:
         )
         for name, cls in found.tasks.items()
     }
-    return ChainInfo(chain_type, chain, path, tasks, error=found.error, hidden=found.hidden)
+    schedules, errors = [], []
+    for info in tasks.values():
+        declared, wrong = declared_on(info)
+        schedules.extend(declared)
+        errors.extend(wrong)
+    return ChainInfo(
+        chain_type,
+        chain,
+        path,
+        tasks,
+        error=found.error,
+        hidden=found.hidden,
+        schedules=tuple(schedules),
+        schedule_errors=tuple(errors),
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import luigi
 
@@ -13,6 +13,9 @@ from nectar.errors import InvalidParameters
 from nectar.exposure import HiddenTask
 from nectar.keys import TargetKey, task_key
 from nectar.params import ParamInfo, parse_values
+
+if TYPE_CHECKING:
+    from nectar.schedules.declared import Declared
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,9 @@ class ChainInfo:
     hidden: tuple[HiddenTask, ...] = ()
     #: True when the error is the file's import error (no task could be looked at)
     import_failed: bool = False
+    #: the schedules its tasks declare, and why each one that is wrong is not used
+    schedules: tuple[Declared, ...] = ()
+    schedule_errors: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -82,6 +88,8 @@ class ChainInfo:
             "error": self.error,
             "tasks": [t.to_dict() for t in self.tasks.values()],
             "hidden": [h.to_dict() for h in self.hidden],
+            "schedules": [declared.id for declared in self.schedules],
+            "schedule_errors": list(self.schedule_errors),
         }
 
     def resolve(self, name: str) -> TaskInfo | None:

@@ -6,6 +6,7 @@ nectar status chains/testchains/hello_luigiworld_chain/TestS3Task/<md5>/out.txt
 nectar cancel <run id>
 nectar token --name ci --scope write
 nectar worker --workers 2
+nectar clock
 nectar serve
 nectar api --port 5000
 nectar scheduler --scheduler-port 8082
@@ -22,6 +23,7 @@ from typing import Any
 
 from nectar.cli.local import cmd_cancel, cmd_chains, cmd_run, cmd_status, cmd_token, cmd_worker
 from nectar.cli.remote import client_command, cmd_download, cmd_submit
+from nectar.cli.schedules import cmd_clock
 from nectar.errors import InvalidParameters, NectarError
 
 COMMON_FLAGS = {
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("run_id", help="the run's id (run_id in its status)")
     worker = command("worker", "claim and execute queued runs until stopped")
     worker.add_argument("--workers", type=int, default=1, help="runs executed at once (default 1)")
+    command("clock", "fire the schedules (run as many as you like, on any machines: each fire is made once)")
     serve = commands.add_parser(
         "serve", help="start luigid, the workers and the API", description="start luigid, the workers and the API"
     )
@@ -96,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cancel": cmd_cancel,
             "token": cmd_token,
             "worker": cmd_worker,
+            "clock": cmd_clock,
             "submit": cmd_submit,
             "download": cmd_download,
         }[args.command]

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -64,6 +65,9 @@ class Run:
     heartbeat_at: float | None = None
     #: since when its attempts have been put back because luigid would not grant its task (None: not waiting)
     waiting_since: float | None = None
+    #: the schedule that made it, and the fire time (unix seconds) it was made for (None: submitted by a client)
+    schedule_id: str | None = None
+    fire_time: float | None = None
 
     @property
     def ref(self) -> str:
@@ -88,6 +92,8 @@ class Run:
         params: Mapping[str, str],
         task_id: str,
         policy: RetryPolicy | None = None,
+        schedule_id: str | None = None,
+        fire_time: float | None = None,
     ) -> Run:
         policy = policy or RetryPolicy()
         return cls(
@@ -101,6 +107,8 @@ class Run:
             max_attempts=max(0, policy.retries) + 1,
             retry_delay=max(0.0, policy.delay),
             retry_backoff=max(1.0, policy.backoff),
+            schedule_id=schedule_id,
+            fire_time=fire_time,
         )
 
 
@@ -168,4 +176,13 @@ def jsonable_run(run: Run) -> dict[str, Any]:
         "waiting_since": run.waiting_since,
         "failed_step": run.failed_step,
         "error": run.error,
+        "schedule_id": run.schedule_id,
+        "fire_time": iso_utc(run.fire_time),
     }
+
+
+def iso_utc(t: float | None) -> str | None:
+    """A unix time as ISO 8601 in UTC, to the second (``2026-03-29T01:00:00+00:00``); None for None."""
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="seconds")

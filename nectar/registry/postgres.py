@@ -28,8 +28,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from nectar.errors import QueueFull, RegistryUnavailable
 from nectar.registry.model import Run
+from nectar.registry.schedules_sql import SqlSchedules
 from nectar.registry.schema import LATEST, refuse_newer, statements
-from nectar.registry.sql import SqlRunStore
 
 if TYPE_CHECKING:
     from nectar.config import Settings
@@ -61,7 +61,7 @@ def _new_lock_in_child() -> None:
 os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
-class PostgresRunStore(SqlRunStore):
+class PostgresRunStore(SqlSchedules):
     """The registry in a PostgreSQL database; safe across threads, processes and machines."""
 
     LOCK = " FOR UPDATE"
@@ -213,6 +213,22 @@ class PostgresRunStore(SqlRunStore):
             except psycopg.errors.UniqueViolation:
                 continue  # an identical run was inserted meanwhile: look again
         raise QueueFull(f"the run for {run.key} keeps changing; try again", retry_after=1)
+
+    def fire(self, *args: Any, **kwargs: Any) -> str:
+        """As SQLite's; a run of the same key submitted meanwhile (a unique violation) is looked for again."""
+        return self._again_on_unique(lambda: super(PostgresRunStore, self).fire(*args, **kwargs))
+
+    def release(self, *args: Any, **kwargs: Any) -> str:
+        return self._again_on_unique(lambda: super(PostgresRunStore, self).release(*args, **kwargs))
+
+    @staticmethod
+    def _again_on_unique(call: Callable[[], str]) -> str:
+        for _ in range(4):
+            try:
+                return call()
+            except psycopg.errors.UniqueViolation:
+                continue  # the key's run was inserted meanwhile: the next try joins it
+        return call()
 
     def _queued(self) -> None:
         try:

@@ -61,6 +61,39 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS runs_by_task ON runs(chain_type, chain, task, queued_at)",
     ),
     ("ALTER TABLE runs ADD COLUMN waiting_since {real}",),  # 4: since when a run waits for luigid's grant
+    (  # 5: schedules, the fire times each one has dealt with, and the runs they made
+        "ALTER TABLE runs ADD COLUMN schedule_id TEXT",
+        "ALTER TABLE runs ADD COLUMN fire_time {real}",
+        "CREATE INDEX IF NOT EXISTS runs_by_schedule ON runs(schedule_id, state) WHERE schedule_id IS NOT NULL",
+        """CREATE TABLE IF NOT EXISTS schedules (
+            id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            task TEXT NOT NULL,
+            definition TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            paused INTEGER NOT NULL DEFAULT 0,
+            cursor {real} NOT NULL,
+            created_at {real} NOT NULL,
+            updated_at {real} NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS fires (
+            schedule_id TEXT NOT NULL,
+            fire_time {real} NOT NULL,
+            state TEXT NOT NULL,
+            run_id TEXT,
+            reason TEXT,
+            version INTEGER NOT NULL,
+            recorded_at {real} NOT NULL,
+            queued_at {real},
+            backfill_id TEXT,
+            PRIMARY KEY (schedule_id, fire_time)
+        )""",
+        "CREATE INDEX IF NOT EXISTS fires_held ON fires(schedule_id, fire_time) WHERE state = 'held'",
+        "CREATE INDEX IF NOT EXISTS fires_by_backfill ON fires(backfill_id) WHERE backfill_id IS NOT NULL",
+        # one row: bumped with every change of a schedule's definition or pause, so every process sees it at once
+        "CREATE TABLE IF NOT EXISTS schedule_changes (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)",
+        "INSERT INTO schedule_changes (id, version) VALUES (1, 0)",
+    ),
 )
 LATEST = len(MIGRATIONS)
 
@@ -69,7 +102,7 @@ RUN_COLUMNS: tuple[str, ...] = tuple(
     (
         "id, key, chain_type, chain, task, params, task_id, state, queued_at, started_at, finished_at, "
         "worker, failed_step, error, attempt, max_attempts, retry_delay, retry_backoff, not_before, heartbeat_at, "
-        "waiting_since"
+        "waiting_since, schedule_id, fire_time"
     ).split(", ")
 )
 RUNS = ", ".join(RUN_COLUMNS)

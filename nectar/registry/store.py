@@ -11,14 +11,15 @@ lease renewed by heartbeats; :meth:`RunStore.reclaim` ends attempts whose lease 
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 
 from nectar.registry.model import Durations, Run, RunFilter, RunState, Step
+from nectar.registry.schedules import ScheduleStore
 
 
-class RunStore(ABC):
-    """Where runs are queued, claimed, kept alive and ended."""
+class RunStore(ScheduleStore):
+    """Where runs are queued, claimed, kept alive and ended (and, :class:`ScheduleStore`, what schedules fired)."""
 
     @abstractmethod
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:

@@ -1,0 +1,273 @@
+"""Schedules and their fires in SQL that SQLite and PostgreSQL both speak (see :mod:`nectar.registry.schedules`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from nectar.registry.schedules import FireOutcome
+from nectar.registry.sql import SqlRunStore
+from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
+
+SCHEDULE_COLUMNS = "id, source, task, definition, version, paused, cursor, created_at, updated_at"
+FIRE_COLUMNS = "schedule_id, fire_time, state, run_id, reason, version, recorded_at, queued_at, backfill_id"
+_ACTIVE = "state IN ('PENDING', 'RUNNING')"
+
+
+def schedule_of(row: Any) -> ScheduleRecord:
+    values = dict(row)
+    spec = ScheduleSpec.from_definition(json.loads(values.pop("definition")))
+    values.pop("task")
+    return ScheduleRecord(spec=spec, **{**values, "paused": bool(values["paused"])})
+
+
+def fire_of(row: Any) -> Fire:
+    return Fire(**dict(row))
+
+
+class SqlSchedules(SqlRunStore):
+    """The registry's runs (:class:`SqlRunStore`) and its schedules, in SQL."""
+
+    def _changed(self, db: Any) -> None:
+        self._exec(db, "UPDATE schedule_changes SET version = version + 1 WHERE id = 1")
+
+    def schedules(self) -> list[ScheduleRecord]:
+        text = f"SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY created_at, id"
+        return [schedule_of(row) for row in self._read(lambda db: self._exec(db, text).fetchall())]
+
+    def schedule(self, schedule_id: str) -> ScheduleRecord | None:
+        text = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?"
+        row = self._read(lambda db: self._exec(db, text, (schedule_id,)).fetchone())
+        return None if row is None else schedule_of(row)
+
+    def schedule_changes(self) -> int:
+        return int(self._read(lambda db: self._scalar(db, "SELECT version FROM schedule_changes WHERE id = 1")))
+
+    def add_schedule(self, schedule: ScheduleRecord) -> bool:
+        with self._db() as db:
+            cursor = self._exec(
+                db,
+                f"INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                _schedule_row(schedule),
+            )
+            added = int(cursor.rowcount) == 1
+            if added:
+                self._changed(db)
+        return added
+
+    def change_schedule(
+        self, schedule_id: str, now: float, spec: ScheduleSpec | None = None, paused: bool | None = None
+    ) -> ScheduleRecord | None:
+        with self._db() as db:
+            row = self._exec(
+                db, f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?{self.LOCK}", (schedule_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            before = schedule_of(row)
+            if spec is not None and spec.text() != before.spec.text():
+                self._exec(
+                    db,
+                    "UPDATE schedules SET definition = ?, task = ?, version = version + 1, updated_at = ? WHERE id = ?",
+                    (spec.text(), spec.task, now, schedule_id),
+                )
+            if paused is not None and paused != before.paused:
+                resumed = ", cursor = ?" if not paused else ""  # what it would have fired while paused is not missed
+                args = (int(paused), now, *((now,) if not paused else ()), schedule_id)
+                self._exec(db, f"UPDATE schedules SET paused = ?, updated_at = ?{resumed} WHERE id = ?", args)
+            self._changed(db)
+            after = self._exec(db, f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
+        return schedule_of(after)
+
+    def remove_schedule(self, schedule_id: str) -> bool:
+        with self._db() as db:
+            removed = int(self._exec(db, "DELETE FROM schedules WHERE id = ?", (schedule_id,)).rowcount) == 1
+            self._exec(db, "DELETE FROM fires WHERE schedule_id = ? AND state = 'held'", (schedule_id,))
+            if removed:
+                self._changed(db)
+        return removed
+
+    def sync_declared(self, declared: Sequence[tuple[str, ScheduleSpec]], chains: Sequence[str], now: float) -> bool:
+        wanted = dict(declared)
+        text = "SELECT id, task, definition FROM schedules WHERE source = 'file'"
+        rows = {row["id"]: dict(row) for row in self._read(lambda db: self._exec(db, text).fetchall())}
+        loaded = {f"{chain}/" for chain in chains}
+        gone = [sid for sid, row in rows.items() if sid not in wanted and row["task"].startswith(tuple(loaded))]
+        new = [sid for sid in wanted if sid not in rows]
+        edited = [sid for sid in wanted if sid in rows and rows[sid]["definition"] != wanted[sid].text()]
+        if not (gone or new or edited):
+            return False  # the usual answer: no write
+        with self._db() as db:
+            for sid in gone:
+                self._exec(db, "DELETE FROM schedules WHERE id = ? AND source = 'file'", (sid,))
+                self._exec(db, "DELETE FROM fires WHERE schedule_id = ? AND state = 'held'", (sid,))
+            for sid in new:
+                schedule = ScheduleRecord(sid, "file", wanted[sid], 1, False, now, now, now)
+                self._exec(
+                    db,
+                    f"INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO NOTHING",
+                    _schedule_row(schedule),
+                )
+            for sid in edited:
+                spec = wanted[sid]
+                self._exec(
+                    db,
+                    "UPDATE schedules SET definition = ?, task = ?, version = version + 1, updated_at = ? "
+                    "WHERE id = ? AND definition <> ?",
+                    (spec.text(), spec.task, now, sid, spec.text()),
+                )
+            self._changed(db)
+        return True
+
+    def _locked_version(self, db: Any, schedule_id: str) -> int | None:
+        return self._scalar(db, f"SELECT version FROM schedules WHERE id = ?{self.LOCK}", (schedule_id,))
+
+    def _active(self, db: Any, schedule_id: str) -> int:
+        return int(self._scalar(db, f"SELECT COUNT(*) FROM runs WHERE schedule_id = ? AND {_ACTIVE}", (schedule_id,)))
+
+    def _make(
+        self, db: Any, outcome: FireOutcome, schedule_id: str, cap: int | None, hold: bool, earlier_held: bool
+    ) -> tuple[str, str | None, str | None]:
+        """(state, run id, reason) of a fire that ``outcome`` describes, its run queued here if one is due."""
+        if outcome.skip is not None:
+            return "skipped", None, outcome.skip
+        if outcome.run is None:
+            return "done", None, "its output already exists"
+        if cap is not None:
+            active = self._active(db, schedule_id)
+            if active >= cap or (hold and earlier_held):
+                if not hold:
+                    return "skipped", None, f"{active} run(s) of this schedule still active (at most {cap} at once)"
+                return "held", None, f"waits for one of the {active} active run(s) of this schedule to end"
+        run = self._select(db, f"key = ? AND {_ACTIVE}", outcome.run.key)
+        if run is None:
+            run = outcome.run
+            self._insert(db, run)
+        return "queued", run.id, None if run is outcome.run else "joined the active run of the same key"
+
+    def fire(
+        self,
+        schedule_id: str,
+        version: int,
+        fire_time: float,
+        outcome: FireOutcome,
+        cap: int | None = None,
+        hold: bool = True,
+        cursor_to: float | None = None,
+    ) -> str:
+        with self._db() as db:
+            if self._locked_version(db, schedule_id) != version:
+                return "stale"
+            to = max(fire_time, cursor_to or fire_time)
+            self._exec(db, "UPDATE schedules SET cursor = ? WHERE id = ? AND cursor < ?", (to, schedule_id, to))
+            if self._scalar(
+                db, "SELECT 1 FROM fires WHERE schedule_id = ? AND fire_time = ?", (schedule_id, fire_time)
+            ):
+                return "exists"
+            earlier = self._scalar(
+                db, "SELECT 1 FROM fires WHERE schedule_id = ? AND state = 'held' LIMIT 1", (schedule_id,)
+            )
+            state, run_id, reason = self._make(db, outcome, schedule_id, cap, hold, bool(earlier))
+            now = time.time()
+            self._exec(
+                db,
+                f"INSERT INTO fires ({FIRE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (schedule_id, fire_time, state, run_id, reason, version, now, now if run_id else None, None),
+            )
+        if state == "queued":
+            self._queued()
+        return state
+
+    def release(self, schedule_id: str, version: int, fire_time: float, outcome: FireOutcome, cap: int | None) -> str:
+        with self._db() as db:
+            if self._locked_version(db, schedule_id) != version:
+                return "stale"
+            held = "schedule_id = ? AND fire_time = ? AND state = 'held'"
+            if not self._scalar(db, f"SELECT 1 FROM fires WHERE {held}", (schedule_id, fire_time)):
+                return "exists"
+            state, run_id, reason = self._make(db, outcome, schedule_id, cap, True, False)
+            if state == "held":
+                return state
+            now = time.time()
+            self._exec(
+                db,
+                f"UPDATE fires SET state = ?, run_id = ?, reason = ?, version = ?, recorded_at = ?, queued_at = ? "
+                f"WHERE {held}",
+                (state, run_id, reason, version, now, now if run_id else None, schedule_id, fire_time),
+            )
+        if state == "queued":
+            self._queued()
+        return state
+
+    def hold(self, schedule_id: str, version: int, fire_times: Sequence[float], backfill_id: str) -> list[float]:
+        held: list[float] = []
+        with self._db() as db:
+            if self._locked_version(db, schedule_id) != version:
+                return held
+            now = time.time()
+            for fire_time in fire_times:
+                cursor = self._exec(
+                    db,
+                    f"INSERT INTO fires ({FIRE_COLUMNS}) VALUES (?, ?, 'held', NULL, ?, ?, ?, NULL, ?) "
+                    "ON CONFLICT (schedule_id, fire_time) DO NOTHING",
+                    (schedule_id, fire_time, "queued by a backfill", version, now, backfill_id),
+                )
+                if int(cursor.rowcount) == 1:
+                    held.append(fire_time)
+        return held
+
+    def held(self, limit: int = 100) -> dict[str, list[tuple[float, bool]]]:
+        text = (
+            "SELECT schedule_id, fire_time, backfill_id FROM fires WHERE state = 'held' ORDER BY schedule_id, fire_time"
+        )
+        found: dict[str, list[tuple[float, bool]]] = {}
+        for row in self._read(lambda db: self._exec(db, text).fetchall()):
+            times = found.setdefault(row["schedule_id"], [])
+            if len(times) < limit:
+                times.append((float(row["fire_time"]), row["backfill_id"] is not None))
+        return found
+
+    def fires(self, schedule_id: str, limit: int = 50, backfill_id: str | None = None) -> list[Fire]:
+        where, args = "schedule_id = ?", [schedule_id]
+        if backfill_id is not None:
+            where, args = where + " AND backfill_id = ?", [*args, backfill_id]
+        text = f"SELECT {FIRE_COLUMNS} FROM fires WHERE {where} ORDER BY fire_time DESC LIMIT ?"
+        return [fire_of(row) for row in self._read(lambda db: self._exec(db, text, (*args, limit)).fetchall())]
+
+    def last_fires(self) -> dict[str, Fire]:
+        text = (
+            f"SELECT {', '.join('f.' + c for c in FIRE_COLUMNS.split(', '))} FROM fires f JOIN "
+            "(SELECT schedule_id, MAX(fire_time) AS latest FROM fires WHERE state <> 'held' GROUP BY schedule_id) m "
+            "ON f.schedule_id = m.schedule_id AND f.fire_time = m.latest"
+        )
+        return {fire.schedule_id: fire for fire in map(fire_of, self._read(lambda db: self._exec(db, text).fetchall()))}
+
+    def fire_counts(self) -> dict[str, int]:
+        rows = self._read(lambda db: self._exec(db, "SELECT state, COUNT(*) AS n FROM fires GROUP BY state").fetchall())
+        return {row["state"]: int(row["n"]) for row in rows}
+
+    def fire_lags(self, bounds: tuple[float, ...]) -> tuple[tuple[int, ...], int, float]:
+        within = "".join(
+            f", SUM(CASE WHEN queued_at - fire_time <= ? THEN 1 ELSE 0 END) AS b{i}" for i in range(len(bounds))
+        )
+        text = f"SELECT COUNT(*) AS n, SUM(queued_at - fire_time) AS s{within} FROM fires WHERE queued_at IS NOT NULL"
+        row = tuple(dict(self._read(lambda db: self._exec(db, text, bounds).fetchone())).values())
+        return tuple(int(n or 0) for n in row[2:]), int(row[0] or 0), float(row[1] or 0.0)
+
+
+def _schedule_row(schedule: ScheduleRecord) -> tuple[Any, ...]:
+    return (
+        schedule.id,
+        schedule.source,
+        schedule.spec.task,
+        schedule.spec.text(),
+        schedule.version,
+        int(schedule.paused),
+        schedule.cursor,
+        schedule.created_at,
+        schedule.updated_at,
+    )

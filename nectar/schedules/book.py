@@ -1,0 +1,276 @@
+"""Every schedule, from chain files and from the API, as one list: read, made, changed, paused, removed, backfilled.
+
+:class:`ScheduleBook` is what the HTTP API, the CLI and the firing loop (:mod:`nectar.schedules.loop`)
+share: the same checks for a schedule whatever its source, the same view of it, and :meth:`prepare`,
+which turns a fire time into the run it makes (an ordinary run of the task: same key, same dedupe).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from nectar.errors import InvalidParameters, NectarError, NotFound, ScheduleConflict, ScheduleNotFound
+from nectar.registry import Run
+from nectar.registry.schedules import FireOutcome
+from nectar.schedules.declared import Declared, check_spec, sample_values
+from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
+
+if TYPE_CHECKING:
+    from nectar.service import Nectar
+
+#: fire times one backfill may make
+MAX_BACKFILL = 10_000
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    """A schedule as every listing shows it, whatever its source."""
+
+    id: str
+    source: str
+    spec: ScheduleSpec
+    paused: bool
+    next_fires: tuple[float, ...]
+    last_fire: Fire | None
+    last_run: Run | None
+    created_at: float | None
+    updated_at: float | None
+    #: where a file schedule is declared
+    path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        timing = self.spec.timing
+        last = None
+        if self.last_fire is not None:
+            last = {
+                "fire_time": timing.iso(self.last_fire.fire_time),
+                "state": self.last_fire.state,
+                "reason": self.last_fire.reason,
+                "run_id": self.last_fire.run_id,
+                "job_status": self.last_run.state.value if self.last_run else None,
+            }
+        return {
+            "id": self.id,
+            "source": self.source,
+            **self.spec.definition(),
+            "paused": self.paused,
+            "next_fires": [timing.iso(t) for t in self.next_fires],
+            "last_fire": last,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "path": self.path,
+        }
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """What a backfill found and did at once; the loop queues the rest as runs end (``max_active``)."""
+
+    id: str
+    schedule_id: str
+    fire_times: tuple[float, ...]
+    #: fire times that already had a fire (made by the schedule or an earlier backfill)
+    existing: int
+    fires: tuple[Fire, ...]
+
+
+def parse_time(name: str, text: Any, zone: str) -> float:
+    """An ISO 8601 date or date-time (without an offset: in ``zone``) as unix seconds; 422 naming ``name``."""
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        raise InvalidParameters({name: [f"not an ISO 8601 date or date-time: {text!r}"]}) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(zone))
+    return moment.timestamp()
+
+
+class ScheduleBook:
+    """The schedules of one service: files (through the catalog) and the registry together."""
+
+    def __init__(self, nectar: Nectar, clock: Callable[[], float] = time.time) -> None:
+        self.nectar = nectar
+        self.clock = clock
+
+    @property
+    def runs(self) -> Any:
+        return self.nectar.runs
+
+    # --- reads ---
+
+    def declared(self) -> tuple[dict[str, tuple[Declared, str]], list[str]]:
+        """The file schedules (with the file declaring each) and the chains whose declarations are known."""
+        found: dict[str, tuple[Declared, str]] = {}
+        loaded = []
+        for info in self.nectar.chains():
+            if info.import_failed:
+                continue
+            loaded.append(info.ref)
+            found.update({declared.id: (declared, str(info.path)) for declared in info.schedules})
+        return found, loaded
+
+    def views(self) -> list[ScheduleView]:
+        """Every schedule: the files' (as the catalog reads them now) and the API's, files first."""
+        declared, _ = self.declared()
+        records = {record.id: record for record in self.runs.schedules()}
+        last = self.runs.last_fires()
+        views = [
+            self._view(sid, d.spec, "file", records.get(sid), last.get(sid), path)
+            for sid, (d, path) in declared.items()
+        ]
+        api = [r for r in records.values() if r.source == "api"]
+        return views + [self._view(r.id, r.spec, "api", r, last.get(r.id)) for r in api]
+
+    def view(self, schedule_id: str) -> ScheduleView:
+        declared, _ = self.declared()
+        record = self.runs.schedule(schedule_id)
+        fires = self.runs.fires(schedule_id, limit=1)
+        if schedule_id in declared:
+            found, path = declared[schedule_id]
+            return self._view(schedule_id, found.spec, "file", record, fires[0] if fires else None, path)
+        if record is None or record.source != "api":
+            raise ScheduleNotFound(f"no schedule {schedule_id}")
+        return self._view(schedule_id, record.spec, "api", record, fires[0] if fires else None)
+
+    def _view(
+        self,
+        schedule_id: str,
+        spec: ScheduleSpec,
+        source: str,
+        record: ScheduleRecord | None,
+        last: Fire | None,
+        path: str | None = None,
+    ) -> ScheduleView:
+        paused = bool(record and record.paused)
+        now = self.clock()
+        upcoming = () if paused else tuple(spec.timing.next_fires(max(now, record.cursor if record else now), 5))
+        run = self.runs.get(last.run_id) if last is not None and last.run_id else None
+        created, updated = (record.created_at, record.updated_at) if record else (None, None)
+        return ScheduleView(schedule_id, source, spec, paused, upcoming, last, run, created, updated, path)
+
+    def fires(self, schedule_id: str, limit: int = 50, backfill_id: str | None = None) -> list[tuple[Fire, Run | None]]:
+        """A schedule's fires, newest first, each with its run."""
+        self.view(schedule_id)  # ScheduleNotFound
+        fires = self.runs.fires(schedule_id, limit=limit, backfill_id=backfill_id)
+        return [(fire, self.runs.get(fire.run_id) if fire.run_id else None) for fire in fires]
+
+    # --- writes ---
+
+    def check(self, values: Mapping[str, Any]) -> ScheduleSpec:
+        """A definition read and checked against its task; :class:`InvalidParameters` names each bad field."""
+        spec = ScheduleSpec.from_definition(values)
+        try:
+            info = self.nectar.task(*spec.ref)
+        except NotFound as exc:
+            raise InvalidParameters({"task": [str(exc)]}) from None
+        check_spec(spec, info)
+        return spec
+
+    def create(self, values: Mapping[str, Any]) -> ScheduleView:
+        """A new schedule from ``POST /api/schedules``: fires from ``start`` (or now) on, unless paused."""
+        spec = self.check(values)
+        paused = values.get("paused", False)
+        if not isinstance(paused, bool):
+            raise InvalidParameters({"paused": ["must be true or false"]})
+        now = self.clock()
+        start = values.get("start")
+        cursor = now if start is None else parse_time("start", start, spec.timing.timezone) - 1e-3
+        record = ScheduleRecord(uuid.uuid4().hex[:16], "api", spec, 1, paused, cursor, now, now)
+        self.runs.add_schedule(record)
+        return self.view(record.id)
+
+    def change(self, schedule_id: str, values: Mapping[str, Any]) -> ScheduleView:
+        """``PATCH``: pause or resume any schedule; edit the definition of one made over HTTP."""
+        current = self.view(schedule_id)
+        paused = values.get("paused")
+        if paused is not None and not isinstance(paused, bool):
+            raise InvalidParameters({"paused": ["must be true or false"]})
+        edits = {name: value for name, value in values.items() if name != "paused"}
+        spec = None
+        if edits and current.source == "file":
+            raise ScheduleConflict(
+                f"schedule {schedule_id} is declared in {current.path}: edit it there (over HTTP it can only be "
+                f"paused or resumed; the fields sent: {', '.join(sorted(edits))})"
+            )
+        if edits:
+            spec = self.check({**current.spec.definition(), **edits})
+        if current.source == "file":
+            self.sync()  # its row, if no scheduler has made it yet
+        changed = self.runs.change_schedule(schedule_id, self.clock(), spec=spec, paused=paused)
+        if changed is None:
+            raise ScheduleNotFound(f"no schedule {schedule_id}")
+        return self.view(schedule_id)
+
+    def delete(self, schedule_id: str) -> None:
+        current = self.view(schedule_id)
+        if current.source == "file":
+            raise ScheduleConflict(f"schedule {schedule_id} is declared in {current.path}: remove it there")
+        self.runs.remove_schedule(schedule_id)
+
+    def sync(self) -> bool:
+        """Make the registry's rows of file schedules match the files; True if anything changed."""
+        declared, loaded = self.declared()
+        specs = [(sid, found.spec) for sid, (found, _) in declared.items()]
+        return bool(self.runs.sync_declared(specs, loaded, self.clock()))
+
+    # --- fires ---
+
+    def prepare(self, record: ScheduleRecord, fire_time: float) -> FireOutcome:
+        """What a fire of ``record`` makes: its run, nothing (the output exists), or a skip saying why.
+
+        :raises NectarError: the store cannot say whether the output exists (the fire is tried again later).
+        """
+        spec = record.spec
+        try:
+            info = self.nectar.task(*spec.ref)
+            instance = info.instantiate(sample_values(spec, info, fire_time))
+        except NectarError as exc:
+            return FireOutcome(skip=f"cannot make the task: {exc}")
+        return FireOutcome(run=self.nectar.new_run(info, instance, schedule_id=record.id, fire_time=fire_time))
+
+    def backfill(self, schedule_id: str, start: Any, end: Any) -> Backfill:
+        """Hold a fire for every fire time in [start, end] not fired yet, and queue the first ones at once."""
+        self.view(schedule_id)
+        self.sync()
+        record = self.runs.schedule(schedule_id)
+        if record is None:
+            raise ScheduleNotFound(f"no schedule {schedule_id}")
+        zone = record.spec.timing.timezone
+        begin, until = parse_time("start", start, zone), parse_time("end", end, zone)
+        if until < begin:
+            raise InvalidParameters({"end": ["is before start"]})
+        if until > self.clock():
+            raise InvalidParameters({"end": ["is in the future: the schedule itself fires from now on"]})
+        times = record.spec.timing.fires_between(begin - 1e-3, until, limit=MAX_BACKFILL + 1)
+        if len(times) > MAX_BACKFILL:
+            raise InvalidParameters({"end": [f"the range holds more than {MAX_BACKFILL} fire times: split it"]})
+        backfill_id = uuid.uuid4().hex[:16]
+        held = self.runs.hold(schedule_id, record.version, times, backfill_id)
+        self.release(record)
+        fires = tuple(self.runs.fires(schedule_id, limit=MAX_BACKFILL, backfill_id=backfill_id))
+        return Backfill(backfill_id, schedule_id, tuple(times), len(times) - len(held), fires)
+
+    def release(self, record: ScheduleRecord, held: list[tuple[float, bool]] | None = None) -> int:
+        """Queue held fires of ``record``, oldest first, while its ``max_active`` allows; answer how many.
+
+        A held fire past the schedule's starting deadline is skipped, unless a backfill asked for it."""
+        times = held if held is not None else self.runs.held().get(record.id, [])
+        made = 0
+        deadline = record.spec.starting_deadline_s
+        for fire_time, backfilled in times:
+            late = self.clock() - fire_time
+            if deadline is not None and late > deadline and not backfilled:
+                outcome = FireOutcome(skip=f"missed its starting deadline ({deadline:g}s): held {late:.0f}s")
+            else:
+                outcome = self.prepare(record, fire_time)
+            state = self.runs.release(record.id, record.version, fire_time, outcome, record.spec.cap)
+            if state in ("held", "stale"):
+                break
+            made += state != "exists"
+        return made

@@ -1,0 +1,166 @@
+"""The firing loop: turns every due fire time of every schedule into a run, in any number of processes at once.
+
+Each pass (:meth:`ScheduleLoop.tick`) brings the registry's rows of file schedules in step with the
+chain files, reloads the schedules when one changed anywhere (a counter in the registry, read at
+every pass: a change made on any machine is seen within :data:`PASS_INTERVAL`), fires what is due
+and queues held fires whose turn came. A fire is claimed in the registry with its run
+(:mod:`nectar.registry.schedules`), so several loops, on one machine or many, make each fire once;
+one killed mid-fire leaves it made or not, and the next pass of any loop makes it.
+
+Late fires: a fire up to ``misfire_grace_s`` late is on time; later, it was missed (no loop ran at
+its time), and ``catchup`` decides: ``none`` skips every missed fire, ``latest`` makes the last one
+and skips the others, ``all`` makes each, at most :data:`CATCHUP_MAX` (the older ones are skipped,
+recorded as one). A fire more than ``starting_deadline_s`` late is skipped whatever the catch-up.
+Skips are recorded with their reason, like runs. Time comes from ``clock`` (UTC seconds).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from nectar.errors import NectarError
+from nectar.registry.schedules import FireOutcome
+from nectar.schedules.model import ScheduleRecord
+
+if TYPE_CHECKING:
+    from nectar.schedules.book import ScheduleBook
+
+logger = logging.getLogger("nectar.schedules")
+
+#: seconds between two passes when nothing is due sooner: how soon a change made anywhere is seen
+PASS_INTERVAL = 0.5
+#: missed fires one catch-up makes at most (``catchup: all``)
+CATCHUP_MAX = 1000
+#: fire times looked at in one pass of one schedule (a longer outage is caught up over several passes)
+PASS_FIRES = 10 * CATCHUP_MAX
+
+
+class ScheduleLoop:
+    """Fires the schedules of a :class:`~nectar.schedules.book.ScheduleBook`; run by ``nectar clock`` and
+    ``nectar serve``, as many at once as wanted."""
+
+    def __init__(self, book: ScheduleBook, clock: Callable[[], float] = time.time) -> None:
+        self.book = book
+        self.clock = clock
+        self.runs = book.runs
+        self._seen_changes: int | None = None
+        self._records: dict[str, ScheduleRecord] = {}
+        #: (next fire time, schedule id, version): what is due next
+        self._due: list[tuple[float, str, int]] = []
+
+    # --- the schedules as the registry has them ---
+
+    def _reload(self) -> None:
+        changes = self.runs.schedule_changes()
+        if changes == self._seen_changes:
+            return
+        self._seen_changes = changes
+        self._records = {record.id: record for record in self.runs.schedules() if not record.paused}
+        self._due = []
+        for record in self._records.values():
+            self._push(record, record.cursor)
+
+    def _push(self, record: ScheduleRecord, after: float) -> None:
+        heapq.heappush(self._due, (record.spec.timing.next_after(after), record.id, record.version))
+
+    def next_due(self) -> float | None:
+        """The earliest fire time known to be due next (None without active schedules)."""
+        return self._due[0][0] if self._due else None
+
+    # --- one pass ---
+
+    def tick(self) -> dict[str, int]:
+        """Sync, reload, fire what is due, release held fires; answer how many fires became each state."""
+        counts: dict[str, int] = {}
+        self.book.sync()
+        self._reload()
+        now = self.clock()
+        while self._due and self._due[0][0] <= now:
+            _, schedule_id, version = heapq.heappop(self._due)
+            record = self._records.get(schedule_id)
+            if record is None or record.version != version:
+                continue
+            fresh = self.runs.schedule(schedule_id)  # another loop may have fired it: start from its cursor
+            if fresh is None or fresh.version != version or fresh.paused:
+                self._seen_changes = None  # reload at the next pass
+                continue
+            cursor = self._fire_due(fresh, now, counts)
+            self._push(fresh, cursor)
+        for schedule_id, held in self.runs.held().items():
+            record = self._records.get(schedule_id)
+            if record is not None:
+                counts["released"] = counts.get("released", 0) + self.book.release(record, held)
+        return counts
+
+    def _fire_due(self, record: ScheduleRecord, now: float, counts: dict[str, int]) -> float:
+        """Make the fires of ``record`` due by ``now``; answer the cursor reached."""
+        spec = record.spec
+        due = spec.timing.fires_between(record.cursor, now, limit=PASS_FIRES)
+        if not due:
+            return max(record.cursor, now)
+        missed = [t for t in due if now - t > spec.misfire_grace_s]
+        on_time = due[len(missed) :]
+        kept = {"none": [], "latest": missed[-1:], "all": missed[-CATCHUP_MAX:]}[spec.catchup]
+        dropped = missed[: len(missed) - len(kept)]
+        if dropped:
+            first, last = dropped[0], dropped[-1]
+            what = (
+                "this missed fire"
+                if len(dropped) == 1
+                else f"{len(dropped)} missed fires up to {spec.timing.iso(last)}"
+            )
+            reason = f"{what}: no scheduler ran at its time (catchup: {spec.catchup})"
+            self._record(record, first, FireOutcome(skip=reason), counts, cursor_to=last)
+        for fire_time in kept + on_time:
+            late = now - fire_time
+            deadline = spec.starting_deadline_s
+            if deadline is not None and late > deadline:
+                outcome = FireOutcome(skip=f"missed its starting deadline ({deadline:g}s): {late:.0f}s late")
+            else:
+                outcome = self.book.prepare(record, fire_time)
+            if self._record(record, fire_time, outcome, counts) == "stale":
+                return record.cursor
+        return due[-1]
+
+    def _record(
+        self, record: ScheduleRecord, fire_time: float, outcome: FireOutcome, counts: dict[str, int], **how: float
+    ) -> str:
+        spec = record.spec
+        state = self.runs.fire(record.id, record.version, fire_time, outcome, spec.cap, spec.on_cap == "hold", **how)
+        counts[state] = counts.get(state, 0) + 1
+        if state == "stale":
+            self._seen_changes = None
+        elif state != "exists":
+            log = logger.info if state in ("queued", "done", "held") else logger.warning
+            run_id = outcome.run.id if outcome.run else None
+            log(
+                "schedule %s fire %s: %s%s",
+                record.id,
+                spec.timing.iso(fire_time),
+                state,
+                f" ({outcome.skip})" if outcome.skip else "",
+                extra={"run_id": run_id} if run_id and state == "queued" else {},
+            )
+        return state
+
+    # --- forever ---
+
+    def serve_forever(self, stop: threading.Event) -> None:
+        """Pass after pass until ``stop`` is set; a pass that fails (the registry or the store down) is logged
+        and the next one tries again."""
+        logger.info("firing schedules")
+        while not stop.is_set():
+            try:
+                self.tick()
+            except NectarError as exc:
+                logger.warning("schedules: %s; trying again", exc)
+            except Exception:
+                logger.exception("schedules: the pass failed; trying again")
+            next_due = self.next_due()
+            wait = PASS_INTERVAL if next_due is None else min(PASS_INTERVAL, max(0.0, next_due - self.clock()))
+            stop.wait(wait)

@@ -1,0 +1,65 @@
+"""A service's schedules with a clock the test moves: a chain file declaring them, the registry in SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from nectar.config import Settings
+from nectar.schedules.loop import ScheduleLoop
+from nectar.service import Nectar
+from tests.clock import Clock
+
+DAILY_CHAIN = '''
+import luigi
+from nectar import NectarTask, Schedule
+
+
+class DailyTask(NectarTask):
+    """Yesterday's figures, every day at 03:00 in Paris."""
+
+    schedules = [Schedule("0 3 * * *", timezone="Europe/Paris", fire_time_param="date", fire_time_offset="-P1D")]
+    date = luigi.DateParameter()
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(str(self.date))
+
+
+class SlotTask(NectarTask):
+    """A task schedules made over HTTP run: a date-time and a fixed label."""
+
+    when = luigi.DateSecondParameter()
+    label = luigi.Parameter(default="x")
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(f"{self.when} {self.label}")
+'''
+
+
+def utc(text: str) -> float:
+    """``2026-03-29T03:00`` in UTC as unix seconds."""
+    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo("UTC")).timestamp()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(utc("2026-06-01T00:00"))
+
+
+@pytest.fixture
+def nectar(settings: Settings, write_chain: Callable[[str, str], Path], clock: Clock) -> Nectar:
+    write_chain("daily/sales_chain", DAILY_CHAIN)
+    service = Nectar(settings)
+    service.schedules.clock = clock.time
+    return service
+
+
+@pytest.fixture
+def loop(nectar: Nectar, clock: Clock) -> ScheduleLoop:
+    return ScheduleLoop(nectar.schedules, clock=clock.time)
