@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -80,15 +80,28 @@ class Backfill:
     fires: tuple[Fire, ...]
 
 
-def parse_time(name: str, text: Any, zone: str) -> float:
-    """An ISO 8601 date or date-time (without an offset: in ``zone``) as unix seconds; 422 naming ``name``."""
+def parse_time(name: str, text: Any, zone: str, whole_day: bool = False) -> float:
+    """An ISO 8601 date or date-time (without an offset: in ``zone``) as unix seconds; 422 naming ``name``.
+
+    With ``whole_day``, a date alone is the last instant of that day (a range's end: ``end=2026-03-31``
+    takes in the 31st), else its first."""
     try:
         moment = datetime.fromisoformat(str(text))
     except ValueError:
         raise InvalidParameters({name: [f"not an ISO 8601 date or date-time: {text!r}"]}) from None
+    if whole_day and _is_date(str(text)):
+        moment += timedelta(days=1, microseconds=-1)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(zone))
     return moment.timestamp()
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 class ScheduleBook:
@@ -242,7 +255,7 @@ class ScheduleBook:
         if record is None:
             raise ScheduleNotFound(f"no schedule {schedule_id}")
         zone = record.spec.timing.timezone
-        begin, until = parse_time("start", start, zone), parse_time("end", end, zone)
+        begin, until = parse_time("start", start, zone), parse_time("end", end, zone, whole_day=True)
         if until < begin:
             raise InvalidParameters({"end": ["is before start"]})
         if until > self.clock():
