@@ -12,7 +12,7 @@ import pytest
 from nectar.registry import Run
 from nectar.registry.model import RunFilter, RunState
 from nectar.registry.schedules import FireOutcome
-from nectar.schedules.loop import ScheduleLoop
+from nectar.schedules.loop import CATCHUP_MAX, PASS_FIRES, ScheduleLoop
 from nectar.schedules.model import Fire
 from nectar.service import Nectar
 from tests.clock import Clock
@@ -387,3 +387,20 @@ def test_a_paused_schedule_never_fires_and_resumed_does_not_catch_up(
     times = [f.fire_time for f in fires_of(nectar, sid)]
     assert times and min(times) > resumed
     assert times == [t for t in (resumed // 3600 * 3600 + 3600 * n for n in (1, 2))]
+
+
+@pytest.mark.parametrize(("catchup", "made"), [("latest", 1), ("all", CATCHUP_MAX)])
+def test_an_outage_longer_than_one_pass_still_catches_up_once_within_the_bound(
+    nectar: Nectar, loop: ScheduleLoop, clock: Clock, catchup: str, made: int
+) -> None:
+    sid = make(nectar, interval_s=1, catchup=catchup, misfire_grace_s=0)
+    start = clock.now
+    missed = PASS_FIRES + 800
+    clock.now = start + missed + 0.5
+    loop.tick()
+    runs = runs_of(nectar, sid)
+    assert [run.fire_time for run in runs] == [start + n for n in range(missed - made + 1, missed + 1)]
+    skipped = [f for f in fires_of(nectar, sid) if f.state == "skipped"]
+    assert skipped and all(f.reason and f"catchup: {catchup}" in f.reason for f in skipped)
+    record = nectar.runs.schedule(sid)
+    assert record is not None and record.cursor == start + missed
