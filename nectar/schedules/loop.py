@@ -104,18 +104,14 @@ class ScheduleLoop:
         if not due:
             return max(record.cursor, now)
         missed = [t for t in due if now - t > spec.misfire_grace_s]
+        if len(due) == PASS_FIRES and len(missed) > CATCHUP_MAX:
+            # more fires follow: skip the older ones, the policy picks among the last CATCHUP_MAX and the rest
+            return self._skip_missed(record, missed[:-CATCHUP_MAX], counts)
         on_time = due[len(missed) :]
         kept = {"none": [], "latest": missed[-1:], "all": missed[-CATCHUP_MAX:]}[spec.catchup]
         dropped = missed[: len(missed) - len(kept)]
         if dropped:
-            first, last = dropped[0], dropped[-1]
-            what = (
-                "this missed fire"
-                if len(dropped) == 1
-                else f"{len(dropped)} missed fires up to {spec.timing.iso(last)}"
-            )
-            reason = f"{what}: no scheduler ran at its time (catchup: {spec.catchup})"
-            self._record(record, first, FireOutcome(skip=reason), counts, cursor_to=last)
+            self._skip_missed(record, dropped, counts)
         for fire_time in kept + on_time:
             late = now - fire_time
             deadline = spec.starting_deadline_s
@@ -126,6 +122,15 @@ class ScheduleLoop:
             if self._record(record, fire_time, outcome, counts) == "stale":
                 return record.cursor
         return due[-1]
+
+    def _skip_missed(self, record: ScheduleRecord, dropped: list[float], counts: dict[str, int]) -> float:
+        """Record missed fires skipped, as one fire at the first; answer the cursor reached."""
+        spec = record.spec
+        first, last = dropped[0], dropped[-1]
+        what = "this missed fire" if len(dropped) == 1 else f"{len(dropped)} missed fires up to {spec.timing.iso(last)}"
+        reason = f"{what}: no scheduler ran at its time (catchup: {spec.catchup})"
+        state = self._record(record, first, FireOutcome(skip=reason), counts, cursor_to=last)
+        return record.cursor if state == "stale" else last
 
     def _record(
         self, record: ScheduleRecord, fire_time: float, outcome: FireOutcome, counts: dict[str, int], **how: float
