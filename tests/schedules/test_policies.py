@@ -302,6 +302,23 @@ def test_a_fire_joins_the_active_run_a_client_submitted_for_the_same_key(
     assert [run.id for run in runs] == [submitted.run.id]
 
 
+def test_a_joined_run_counts_as_the_schedule_s_active_run_for_its_overlap(
+    nectar: Nectar, loop: ScheduleLoop, clock: Clock
+) -> None:
+    sid = make(nectar, interval_s=60, overlap="skip")
+    submitted = nectar.submit("daily", "sales_chain", "SlotTask", {"when": "2026-06-01T000100"})
+    assert submitted.run is not None
+    clock.advance(60)
+    loop.tick()
+    clock.advance(60)
+    loop.tick()
+    fires = fires_of(nectar, sid)
+    assert [(f.state, f.run_id) for f in fires] == [("queued", submitted.run.id), ("skipped", None)]
+    assert fires[1].reason is not None and "1 run(s) of this schedule still active" in fires[1].reason
+    joined = nectar.runs.get(submitted.run.id)
+    assert joined is not None and (joined.schedule_id, joined.fire_time) == (sid, fires[0].fire_time)
+
+
 # --- 5. two loops ---
 
 
