@@ -147,6 +147,9 @@ class SqlSchedules(SqlRunStore):
         if run is None:
             run = outcome.run
             self._insert(db, run)
+        elif run.schedule_id is None:  # a client's run now makes this fire: it counts among the schedule's active
+            args = (schedule_id, outcome.run.fire_time, run.id)
+            self._exec(db, "UPDATE runs SET schedule_id = ?, fire_time = ? WHERE id = ?", args)
         return "queued", run.id, None if run is outcome.run else "joined the active run of the same key"
 
     def fire(
