@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import boto3
 import pytest
 
+from nectar.config import Settings
 from nectar.registry import Run
 from nectar.registry.model import RunFilter, RunState
 from nectar.registry.schedules import FireOutcome
@@ -421,3 +425,58 @@ def test_an_outage_longer_than_one_pass_still_catches_up_once_within_the_bound(
     assert skipped and all(f.reason and f"catchup: {catchup}" in f.reason for f in skipped)
     record = nectar.runs.schedule(sid)
     assert record is not None and record.cursor == start + missed
+
+
+# --- a schedule whose store is down ---
+
+STORES_CHAIN = '''
+import luigi
+from nectar import NectarTask
+
+
+class S3SlotTask(NectarTask):
+    """Its output in the service's S3 bucket."""
+
+    when = luigi.DateSecondParameter()
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(str(self.when))
+
+
+class LocalSlotTask(NectarTask):
+    """Its output on this machine's disk, whatever the service's store."""
+
+    store_kind = "local"
+    when = luigi.DateSecondParameter()
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(str(self.when))
+'''
+
+
+def test_a_schedule_whose_store_is_down_does_not_stop_the_others_and_fires_when_it_is_back(
+    s3_settings: Settings, s3_env: dict[str, str], write_chain: Callable[[str, str], Path], clock: Clock
+) -> None:
+    write_chain("daily/stores_chain", STORES_CHAIN)
+    service = Nectar(s3_settings)
+    service.schedules.clock = clock.time
+    loop = ScheduleLoop(service.schedules, clock=clock.time)
+    on_s3, on_disk = (
+        service.schedules.create({"task": f"daily/stores_chain/{task}", "interval_s": 60, "fire_time_param": "when"}).id
+        for task in ("S3SlotTask", "LocalSlotTask")
+    )
+    bucket = f"{s3_env['ENV']}.{s3_env['PROJECT_BUCKET']}"
+    s3 = boto3.client("s3")
+    s3.delete_bucket(Bucket=bucket)
+    for _ in range(2):
+        clock.advance(60)
+        loop.tick()  # the S3 schedule's fires fail (NoSuchBucket): tried again at the next pass
+    assert [f.state for f in fires_of(service, on_disk)] == ["queued", "queued"]
+    assert fires_of(service, on_s3) == []
+    s3.create_bucket(Bucket=bucket)
+    clock.advance(1)
+    loop.tick()
+    assert [f.fire_time for f in fires_of(service, on_s3)] == [f.fire_time for f in fires_of(service, on_disk)]
+    assert [f.state for f in fires_of(service, on_s3)] == ["queued", "queued"]
