@@ -80,6 +80,7 @@ class ScheduleLoop:
         self.book.sync()
         self._reload()
         now = self.clock()
+        failed: list[ScheduleRecord] = []
         while self._due and self._due[0][0] <= now:
             _, schedule_id, version = heapq.heappop(self._due)
             record = self._records.get(schedule_id)
@@ -89,12 +90,21 @@ class ScheduleLoop:
             if fresh is None or fresh.version != version or fresh.paused:
                 self._seen_changes = None  # reload at the next pass
                 continue
-            cursor = self._fire_due(fresh, now, counts)
-            self._push(fresh, cursor)
+            try:
+                self._push(fresh, self._fire_due(fresh, now, counts))
+            except NectarError as exc:  # its task's store is down: the others fire, it is tried at the next pass
+                logger.warning("schedule %s: %s; trying again", schedule_id, exc)
+                failed.append(fresh)
+        for record in failed:
+            self._push(record, record.cursor)
         for schedule_id, held in self.runs.held().items():
             record = self._records.get(schedule_id)
-            if record is not None:
+            if record is None:
+                continue
+            try:
                 counts["released"] = counts.get("released", 0) + self.book.release(record, held)
+            except NectarError as exc:
+                logger.warning("schedule %s: held fires: %s; trying again", schedule_id, exc)
         return counts
 
     def _fire_due(self, record: ScheduleRecord, now: float, counts: dict[str, int]) -> float:
