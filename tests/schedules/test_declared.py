@@ -195,3 +195,37 @@ def test_a_renamed_or_removed_task_s_schedule_stops_firing(
     assert len(fires_of(nectar, old)) == 1
     renamed = fires_of(nectar, "daily.multi_chain.RenamedTask.often")
     assert len(renamed) == (10 if change == "renamed" else 0)
+
+
+def test_a_file_schedule_paused_over_http_stays_paused_when_its_file_is_edited(
+    nectar: Nectar, multi: Callable[..., Path], loop: ScheduleLoop, clock: Clock
+) -> None:
+    sid = "daily.multi_chain.MultiTask.often"
+    nectar.schedules.change(sid, {"paused": True})
+    multi(interval=60)
+    loop.tick()
+    record = nectar.runs.schedule(sid)
+    assert record is not None and (record.version, record.paused, record.spec.timing.interval_s) == (2, True, 60)
+    for _ in range(5):
+        clock.advance(60)
+        loop.tick()
+    assert fires_of(nectar, sid) == []
+    assert nectar.schedules.view(sid).paused
+
+
+def test_a_chain_file_that_stops_importing_keeps_its_schedules_and_says_why_each_fire_is_skipped(
+    nectar: Nectar, multi: Callable[..., Path], write_chain: WriteChain, loop: ScheduleLoop, clock: Clock
+) -> None:
+    sid = "daily.multi_chain.MultiTask.often"
+    multi(interval=60)
+    loop.tick()
+    write_chain("daily/multi_chain", "import luigi\nthis is not python\n")
+    clock.advance(60)
+    loop.tick()
+    assert nectar.runs.schedule(sid) is not None
+    (fire,) = fires_of(nectar, sid)
+    assert fire.state == "skipped" and fire.reason is not None and "cannot make the task" in fire.reason
+    multi(interval=60)
+    clock.advance(60)
+    loop.tick()
+    assert [f.state for f in fires_of(nectar, sid)] == ["skipped", "queued"]
