@@ -260,6 +260,22 @@ def test_overlap_queue_holds_fires_and_queues_them_in_order_as_runs_end(
     assert [run.fire_time for run in runs_of(nectar, sid)] == [first, first + 60, first + 120]
 
 
+def test_a_held_fire_released_after_its_starting_deadline_is_skipped_naming_it(
+    nectar: Nectar, loop: ScheduleLoop, clock: Clock
+) -> None:
+    sid = make(nectar, interval_s=60, overlap="queue", starting_deadline_s=90)
+    for _ in range(3):
+        clock.advance(60)
+        loop.tick()
+    clock.advance(60)  # the second fire is now 120 s old, the third 60 s
+    end_run(nectar, runs_of(nectar, sid)[0].id)
+    loop.tick()
+    fires = fires_of(nectar, sid)
+    assert [f.state for f in fires] == ["queued", "skipped", "queued", "held"]
+    assert fires[1].reason is not None and "starting deadline (90s)" in fires[1].reason
+    assert [run.fire_time for run in active_runs(nectar, sid)] == [fires[2].fire_time]
+
+
 def test_max_active_two_with_allow_holds_the_third_fire_until_one_ends(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock
 ) -> None:
