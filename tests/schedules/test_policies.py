@@ -91,21 +91,47 @@ def test_the_daily_paris_schedule_fires_once_a_day_at_3_with_the_day_before(
     assert [run.params["date"] for run in runs] == [str(d - timedelta(days=1)) for d in days]
 
 
+@pytest.mark.parametrize("interval", [60, 7])
 def test_an_interval_schedule_fires_at_the_multiples_of_its_interval_without_drift(
-    nectar: Nectar, loop: ScheduleLoop, clock: Clock
+    nectar: Nectar, loop: ScheduleLoop, clock: Clock, interval: int
 ) -> None:
     clock.now = utc("2026-06-01T00:00") + 0.7  # between two multiples
-    sid = make(nectar, interval_s=60)
+    sid = make(nectar, interval_s=interval, timezone="Europe/Paris")  # the zone does not move an interval
     steps = random.Random(19)
     start = clock.now
     while clock.now < start + 3600:
         clock.advance(steps.uniform(0.3, 7.0))
         loop.tick()
-    expected = [utc("2026-06-01T00:00") + 60 * n for n in range(1, 61)]
-    expected = [t for t in expected if t <= clock.now]
+    first = (start // interval + 1) * interval
+    expected = [first + interval * n for n in range(3600 // interval + 2) if first + interval * n <= clock.now]
     assert [f.fire_time for f in fires_of(nectar, sid)] == expected
+    assert {f.state for f in fires_of(nectar, sid)} == {"queued"}
     assert [run.fire_time for run in runs_of(nectar, sid)] == expected
-    assert [run.params["when"] for run in runs_of(nectar, sid)][:2] == ["2026-06-01T000100", "2026-06-01T000200"]
+    if interval == 60:  # as wall time in Paris (CEST)
+        assert [run.params["when"] for run in runs_of(nectar, sid)][:2] == ["2026-06-01T020100", "2026-06-01T020200"]
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "count"),
+    [
+        ("America/New_York", date(2026, 3, 8), 23),
+        ("America/New_York", date(2026, 11, 1), 25),
+        ("Europe/Paris", date(2026, 3, 29), 23),
+        ("Europe/Paris", date(2026, 10, 25), 25),
+    ],
+)
+def test_an_hourly_cron_fires_every_real_hour_across_a_dst_change(
+    nectar: Nectar, loop: ScheduleLoop, clock: Clock, zone: str, day: date, count: int
+) -> None:
+    midnight = local(zone, day.year, day.month, day.day)
+    clock.now = midnight - 3600 + 30
+    sid = make(nectar, cron="0 * * * *", timezone=zone)
+    walk(loop, clock, midnight + 30 * 3600, 1800)  # at :00:30 and :30:30: each fire 30 s late, on time
+    assert {f.state for f in fires_of(nectar, sid)} == {"queued"}
+    times = [f.fire_time for f in fires_of(nectar, sid)]
+    on_the_day = [t for t in times if datetime.fromtimestamp(t, ZoneInfo(zone)).date() == day]
+    assert len(on_the_day) == count
+    assert all(later - earlier == 3600 for earlier, later in zip(times, times[1:], strict=False))
 
 
 @pytest.mark.parametrize(
