@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -368,7 +369,10 @@ def test_a_joined_run_counts_as_the_schedule_s_active_run_for_its_overlap(
 # --- 5. two loops ---
 
 
-def test_two_loops_on_one_registry_make_each_fire_once(nectar: Nectar, loop: ScheduleLoop, clock: Clock) -> None:
+@pytest.mark.parametrize("together", [False, True], ids=["alternately", "at-once"])
+def test_two_loops_on_one_registry_make_each_fire_once(
+    nectar: Nectar, loop: ScheduleLoop, clock: Clock, together: bool
+) -> None:
     other = Nectar(nectar.settings)
     other.schedules.clock = clock.time
     second = ScheduleLoop(other.schedules, clock=clock.time)
@@ -376,11 +380,17 @@ def test_two_loops_on_one_registry_make_each_fire_once(nectar: Nectar, loop: Sch
     start = clock.now
     steps = random.Random(5)
     loops = [loop, second]
-    while clock.now < start + 200:
-        clock.now = min(start + 200, clock.now + steps.choice([0.4, 1.0, 1.0, 2.5]))
-        steps.shuffle(loops)
-        for each in loops[: steps.choice([1, 2])]:
-            each.tick()
+    with ThreadPoolExecutor(2) as threads:
+        while clock.now < start + 200:
+            clock.now = min(start + 200, clock.now + steps.choice([0.4, 1.0, 1.0, 2.5]))
+            steps.shuffle(loops)
+            chosen = loops if together else loops[: steps.choice([1, 2])]
+            if together:  # both passes at the same time, each in its own thread, as two processes would
+                for done in [threads.submit(each.tick) for each in chosen]:
+                    done.result()
+            else:
+                for each in chosen:
+                    each.tick()
     loop.tick()
     expected = [start + n for n in range(1, 201)]
     fires = fires_of(nectar, sid)
