@@ -7,15 +7,28 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from nectar.config import Settings, configure
 from nectar.errors import InvalidParameters
 from nectar.schedules.loop import ScheduleLoop
 from nectar.service import Nectar
+from tests.clock import Clock
+from tests.schedules.conftest import utc
 from tests.schedules.test_policies import DAILY, active_runs, end_run, fires_of, runs_of
 
 PARIS = ZoneInfo("Europe/Paris")
 MARCH = [date(2026, 3, 1) + timedelta(days=n) for n in range(31)]
 #: the fires of March 3, 6, 9, ... whose day before is already made
 ALREADY_DONE = MARCH[2::3][:10]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """Every backfill on both registries: the SQL that holds and releases fires is each dialect's."""
+    if request.param == "sqlite":
+        return settings
+    value = settings.replace(database_url=request.getfixturevalue("database_url"))
+    configure(value)
+    return value
 
 
 def make_done(nectar: Nectar, fire_days: list[date]) -> None:
@@ -102,3 +115,16 @@ def test_a_backfill_with_a_bad_range_is_refused_naming_end(nectar: Nectar, start
     assert list(refused.value.errors) == ["end"]
     assert message in refused.value.errors["end"][0]
     assert fires_of(nectar, DAILY) == []
+
+
+def test_a_backfill_runs_the_fires_an_outage_skipped(nectar: Nectar, loop: ScheduleLoop, clock: Clock) -> None:
+    sid = nectar.schedules.create(
+        {"task": "daily/sales_chain/SlotTask", "cron": "0 3 * * *", "fire_time_param": "when", "catchup": "none"}
+    ).id
+    clock.now = utc("2026-06-04T01:00")  # no loop ran for 3 days: 3 fires missed, skipped
+    loop.tick()
+    assert [f.state for f in fires_of(nectar, sid)] == ["skipped"]
+    backfill = nectar.schedules.backfill(sid, "2026-06-01", "2026-06-03")
+    assert (len(backfill.fire_times), backfill.existing) == (3, 0)
+    assert [f.state for f in fires_of(nectar, sid)] == ["queued"] * 3
+    assert [run.params["when"] for run in runs_of(nectar, sid)] == [f"2026-06-0{day}T030000" for day in (1, 2, 3)]
