@@ -216,7 +216,10 @@ class SqlSchedules(SqlRunStore):
                 cursor = self._exec(
                     db,
                     f"INSERT INTO fires ({FIRE_COLUMNS}) VALUES (?, ?, 'held', NULL, ?, ?, ?, NULL, ?) "
-                    "ON CONFLICT (schedule_id, fire_time) DO NOTHING",
+                    # a skipped fire made no run: a backfill takes it again
+                    "ON CONFLICT (schedule_id, fire_time) DO UPDATE SET state = 'held', run_id = NULL, "
+                    "reason = excluded.reason, version = excluded.version, recorded_at = excluded.recorded_at, "
+                    "queued_at = NULL, backfill_id = excluded.backfill_id WHERE fires.state = 'skipped'",
                     (schedule_id, fire_time, "queued by a backfill", version, now, backfill_id),
                 )
                 if int(cursor.rowcount) == 1:

@@ -75,7 +75,7 @@ class Backfill:
     id: str
     schedule_id: str
     fire_times: tuple[float, ...]
-    #: fire times that already had a fire (made by the schedule or an earlier backfill)
+    #: fire times that already had a fire (made by the schedule or an earlier backfill), but a skipped one
     existing: int
     fires: tuple[Fire, ...]
 
