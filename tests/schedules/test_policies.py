@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import boto3
 import pytest
 
-from nectar.config import Settings
+from nectar.config import Settings, configure
 from nectar.registry import Run
 from nectar.registry.model import RunFilter, RunState
 from nectar.registry.schedules import FireOutcome
@@ -26,6 +26,20 @@ from tests.schedules.conftest import utc
 SLOT = "daily/sales_chain/SlotTask"
 DAILY = "daily.sales_chain.DailyTask.0"
 DAY = 86400.0
+
+
+@pytest.fixture
+def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """SQLite's registry, or PostgreSQL's for a test parametrized with ``BOTH_REGISTRIES``."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return settings
+    value = settings.replace(database_url=request.getfixturevalue("database_url"))
+    configure(value)
+    return value
+
+
+#: run a test on both registries: the SQL that claims fires and counts active runs is each dialect's
+BOTH_REGISTRIES = pytest.mark.parametrize("settings", ["sqlite", "postgresql"], indirect=True)
 
 
 def make(nectar: Nectar, **fields: Any) -> str:
@@ -196,6 +210,7 @@ def test_catchup_latest_makes_one_run_for_the_last_missed_fire(
     assert state == "skipped" and reason is not None and "2 missed fires" in reason and "catchup: latest" in reason
 
 
+@BOTH_REGISTRIES
 def test_catchup_all_makes_a_run_for_each_missed_fire_in_order(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock
 ) -> None:
@@ -266,6 +281,7 @@ def test_overlap_skip_records_the_fire_skipped_naming_the_active_run(
     assert [run.id for run in runs_of(nectar, sid)] == [first.id]
 
 
+@BOTH_REGISTRIES
 def test_overlap_queue_holds_fires_and_queues_them_in_order_as_runs_end(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock
 ) -> None:
@@ -303,6 +319,7 @@ def test_a_held_fire_released_after_its_starting_deadline_is_skipped_naming_it(
     assert [run.fire_time for run in active_runs(nectar, sid)] == [fires[2].fire_time]
 
 
+@BOTH_REGISTRIES
 def test_max_active_two_with_allow_holds_the_third_fire_until_one_ends(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock
 ) -> None:
@@ -349,6 +366,7 @@ def test_a_fire_joins_the_active_run_a_client_submitted_for_the_same_key(
     assert [run.id for run in runs] == [submitted.run.id]
 
 
+@BOTH_REGISTRIES
 def test_a_joined_run_counts_as_the_schedule_s_active_run_for_its_overlap(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock
 ) -> None:
@@ -369,6 +387,7 @@ def test_a_joined_run_counts_as_the_schedule_s_active_run_for_its_overlap(
 # --- 5. two loops ---
 
 
+@BOTH_REGISTRIES
 @pytest.mark.parametrize("together", [False, True], ids=["alternately", "at-once"])
 def test_two_loops_on_one_registry_make_each_fire_once(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock, together: bool
@@ -405,6 +424,7 @@ def test_two_loops_on_one_registry_make_each_fire_once(
 # --- 6. editing while firing ---
 
 
+@BOTH_REGISTRIES
 def test_a_fire_due_by_the_old_and_the_new_definition_is_made_once(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock
 ) -> None:
