@@ -196,6 +196,9 @@ class Timing:
         offsets = self._offsets_over(t - NEAR, match - offset + NEAR) | {offset}
         if len(offsets) == 1:
             return float(match - offset)
+        near_change = self._next_across_change(t, match - offset + NEAR)
+        if near_change is not None:
+            return near_change
         margin = max(offsets) - min(offsets)
         best: float | None = None
         cursor = t + offset - margin - 1
@@ -206,6 +209,36 @@ class Timing:
                     best = instant
         assert best is not None
         return best
+
+    def _next_across_change(self, t: float, end: float) -> float | None:
+        """:meth:`next_after` when one UTC-offset change lies in ``[t - NEAR, end]``: two croniter calls at most.
+
+        Before the change, wall matches map with the old offset; a match inside a gap fires at the change; after
+        it they map with the new offset, less a repeated hour's walls unless the hour field is a wildcard.
+        ``None`` when the window holds more than one change (the caller walks every match instead).
+        """
+        start = t - NEAR
+        before, after = self._offset(start), self._offset(end)
+        if before == after:
+            return None
+        change = _gap_end(self.zone, start, end)
+        if self._offsets_over(start, change - 1) != {before} or self._offsets_over(change, end) != {after}:
+            return None
+        walker = copy.copy(self.walker)
+        if t < change:
+            match = walker.get_next(float, start_time=t + before)
+            if match - before < change:
+                return float(match - before)
+            if after > before and match < change + after:
+                return change
+            if after < before and self.wildcard_hour:
+                match = walker.get_next(float, start_time=change + after - 1)
+        else:
+            match = walker.get_next(float, start_time=t + after)
+            if after < before and not self.wildcard_hour and match < change + before:
+                match = walker.get_next(float, start_time=change + before - 1)
+        fire = float(match - after)
+        return fire if fire <= end or self._offsets_over(change, fire) == {after} else None
 
     def last_at_or_before(self, t: float) -> float | None:
         """The latest fire time at or before ``t`` (``None`` if a cron fired in none of the year before)."""

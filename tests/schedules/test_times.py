@@ -129,6 +129,21 @@ def test_last_at_or_before_across_the_gap_and_the_repeated_hour() -> None:
     assert fixed.iso(fixed.last_at_or_before(second_pass_0145) or 0) == "2026-11-01T01:30:00-04:00"
 
 
+@pytest.mark.parametrize(
+    ("cron", "after", "fire"),
+    [
+        ("30 2 25 10 *", "2026-01-01T00:00", "2026-10-25T02:30:00+02:00"),  # both changes lie between
+        ("30 2 29 3 *", "2025-04-01T00:00", "2026-03-29T03:00:00+02:00"),
+        ("30 2 29 3 *", "2026-01-01T00:00", "2026-03-29T03:00:00+02:00"),  # one change lies between
+        ("0 12 1 7 *", "2026-01-01T00:00", "2026-07-01T12:00:00+02:00"),
+    ],
+)
+def test_a_yearly_fire_seen_from_months_away(cron: str, after: str, fire: str) -> None:
+    timing = Timing.parse(cron, None, PARIS)
+    assert timing.iso(timing.next_after(at(after))) == fire
+    assert timing.iso(timing.last_at_or_before(at(fire[:19], "UTC") + 86400 * 30) or 0) == fire
+
+
 def test_last_at_or_before() -> None:
     timing = Timing.parse("0 3 * * *", None, PARIS)
     three = at("2026-05-10T03:00", PARIS)
