@@ -244,15 +244,22 @@ class Timing:
         """The latest fire time at or before ``t`` (``None`` if a cron fired in none of the year before)."""
         if self.interval_s is not None:
             return float(math.floor(t) // self.interval_s * self.interval_s)
+        try:
+            last = self._last_fire(t)
+        except CroniterBadDateError:  # no match in croniter's 50 years back
+            return None
+        return None if last is None or last < t - LOOKBACK else last
+
+    def _last_fire(self, t: float) -> float | None:
         walker = copy.copy(self.walker)
         offset = self._offset(t)
-        try:
-            match = walker.get_prev(float, start_time=math.floor(t + offset) + 1)
-        except CroniterBadDateError:
-            return None
+        match = walker.get_prev(float, start_time=math.floor(t + offset) + 1)
         offsets = self._offsets_over(match - offset - NEAR, t + NEAR) | {offset}
         if len(offsets) == 1:
-            return None if match - offset < t - LOOKBACK else float(match - offset)
+            return float(match - offset)
+        near_change = self._last_across_change(t, match - offset - NEAR)
+        if near_change is not None:
+            return near_change
         margin = max(offsets) - min(offsets)
         best: float | None = None
         cursor = math.floor(t + offset + margin) + 1
@@ -264,6 +271,30 @@ class Timing:
                 if instant <= t and (best is None or instant > best):
                     best = instant
         return best
+
+    def _last_across_change(self, t: float, start: float) -> float | None:
+        """:meth:`last_at_or_before` when one UTC-offset change lies in ``[start, t + NEAR]``, as
+        :meth:`_next_across_change` does forward; ``None`` when the window holds more than one change."""
+        end = t + NEAR
+        before, after = self._offset(start), self._offset(end)
+        if before == after:
+            return None
+        change = _gap_end(self.zone, start, end)
+        if self._offsets_over(start, change - 1) != {before} or self._offsets_over(change, end) != {after}:
+            return None
+        walker = copy.copy(self.walker)
+        if t >= change:
+            match = walker.get_prev(float, start_time=math.floor(t + after) + 1)
+            shadowed = after < before and not self.wildcard_hour and match < change + before
+            if match >= change + after and not shadowed:
+                return float(match - after)
+            match = walker.get_prev(float, start_time=change + max(before, after))
+            if after > before and match >= change + before:
+                return change
+        else:
+            match = walker.get_prev(float, start_time=math.floor(t + before) + 1)
+        fire = float(match - before)
+        return fire if fire >= start or self._offsets_over(fire, change - 1) == {before} else None
 
     def fires_between(self, start: float, end: float, limit: int | None = None) -> list[float]:
         """The fire times ``f`` with ``start < f <= end``, ascending: the first ``limit`` of them if given."""

@@ -401,13 +401,23 @@ def fires_minute_by_minute(cron: str, zone: str, start: float, end: float) -> li
 
 
 @settings(max_examples=60, deadline=None)
-@given(fields=CRON_FIELDS, change=st.sampled_from(CHANGES_2026), before=st.floats(min_value=0, max_value=10 * 3600))
+@given(
+    fields=CRON_FIELDS,
+    change=st.sampled_from(CHANGES_2026),
+    before=st.floats(min_value=0, max_value=10 * 3600),
+    span=st.floats(min_value=60, max_value=14 * 3600),
+)
 def test_fires_near_a_clock_change_follow_the_documented_rules(
-    fields: tuple[str, ...], change: tuple[str, float], before: float
+    fields: tuple[str, ...], change: tuple[str, float], before: float, span: float
 ) -> None:
     zone, instant = change
     cron = " ".join(fields)
     start = instant - before
-    assert Timing.parse(cron, None, zone).fires_between(start, start + 12 * 3600) == fires_minute_by_minute(
-        cron, zone, start, start + 12 * 3600
-    )
+    timing = Timing.parse(cron, None, zone)
+    fires = fires_minute_by_minute(cron, zone, start, start + span)
+    assert timing.fires_between(start, start + span) == fires
+    if fires:
+        assert timing.last_at_or_before(start + span) == fires[-1]
+    sample = range(1, len(fires), max(1, len(fires) // 10))
+    assert [timing.last_at_or_before(fires[k] - 1) for k in sample] == [fires[k - 1] for k in sample]
+    assert [timing.last_at_or_before(fires[k] + 59) for k in sample] == [fires[k] for k in sample]
