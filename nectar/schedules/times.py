@@ -23,10 +23,13 @@ handling is not used); each wall-clock match is then mapped to UTC:
   as restricted (Vixie intersects the two when either field starts with ``*``);
 - fire times always come from the expression, never from "last fire + interval".
 
-:meth:`Timing.next_after` calls croniter once when no UTC-offset change lies in ``[t - 3h, candidate + 3h]``
-(offsets compared at both ends, at ``t``, and every 6 days between); near a change it walks croniter's wall
-matches from ``wall(t) - Δ`` (Δ the change seen) and keeps the earliest instant after ``t``. It assumes two
-offset changes of one zone lie more than 6 days apart and that one change moves the clock by at most 3 h.
+:meth:`Timing.next_after` and :meth:`Timing.last_at_or_before` call croniter once when no UTC-offset change
+lies within 3 h of ``t`` and of the match found (offsets compared at both ends, at ``t``, and every 6 days
+between), and at most twice more near one change (found by bisection, to the second): matches before it map
+with the old offset, one in the gap to its end, those after it with the new offset, less a repeated hour's
+wall times unless the hour field is a wildcard. A window holding two changes (a yearly cron seen from months
+away) walks every wall match from ``wall(t) - Δ`` (Δ the change seen). This assumes two changes of one zone
+lie more than 6 days apart and that one change moves the clock by at most 3 h.
 
 An :class:`Offset` (``fire_time_offset``, an ISO 8601 duration) moves a fire time before it becomes a
 parameter value: years, months, weeks and days move the local date in the zone, keeping the wall clock
@@ -63,6 +66,8 @@ TIME_PARAMETER_KINDS: tuple[type, ...] = (
     luigi.DateMinuteParameter,
     luigi.DateSecondParameter,
 )
+#: characters of a refused name or expression an error message repeats
+SHOWN = 80
 #: the longest fire-time offset (any of its parts), about 100 years
 MAX_OFFSET_DAYS = 36600
 _RANDOM = re.compile(r"(?<![a-z])r(?![a-z])", re.IGNORECASE)
@@ -83,15 +88,22 @@ def zone_of(name: str) -> ZoneInfo:
         raise InvalidTiming("timezone", f"expected an IANA time zone name such as 'Europe/Paris', got {name!r}")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise InvalidTiming("timezone", f"unknown time zone {name!r} (an IANA name such as 'Europe/Paris')") from error
+    except (ZoneInfoNotFoundError, ValueError, OSError) as error:  # OSError: a folder ("Europe"), a name too long
+        raise InvalidTiming(
+            "timezone", f"unknown time zone {_shown(name)} (an IANA name such as 'Europe/Paris')"
+        ) from error
+
+
+def _shown(value: object) -> str:
+    """``value`` as an error message repeats it: its repr, a string cut to :data:`SHOWN` characters."""
+    return repr(value[:SHOWN] if isinstance(value, str) else value)
 
 
 def _naive(wall: float) -> datetime:
     return _EPOCH + timedelta(seconds=wall)
 
 
-def _gap_end(zone: ZoneInfo, before: float, after: float) -> float:
+def _first_change(zone: ZoneInfo, before: float, after: float) -> float:
     """The first instant in ``(before, after]`` whose UTC offset differs from ``before``'s (to the second)."""
     low, high = math.floor(before), math.ceil(after)
     offset = datetime.fromtimestamp(low, zone).utcoffset()
@@ -142,21 +154,24 @@ class Timing:
         """croniter over naive wall-clock seconds (a template: each walk copies it, as croniter keeps a cursor)."""
         text = self.cron
         if not isinstance(text, str):
-            raise InvalidTiming("cron", f"expected a 5-field cron expression as a string, got {text!r}")
+            raise InvalidTiming("cron", f"expected a 5-field cron expression as a string, got {_shown(text)}")
         fields = text.split()
         if fields[:1] == ["@reboot"]:
             raise InvalidTiming("cron", "@reboot names no time; give a 5-field cron expression")
         if not text.lstrip().startswith("@") and len(fields) != 5:
             raise InvalidTiming(
-                "cron", f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}: {text!r}"
+                "cron",
+                f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}: {_shown(text)}",
             )
         if _RANDOM.search(text):
-            raise InvalidTiming("cron", f"random fields (R) are not allowed, fire times must be reproducible: {text!r}")
+            raise InvalidTiming(
+                "cron", f"random fields (R) are not allowed, fire times must be reproducible: {_shown(text)}"
+            )
         try:
             walker = croniter(text, 0.0)
             walker.get_next(float, start_time=0.0)
         except CroniterBadDateError as error:
-            raise InvalidTiming("cron", f"{text!r} never fires ({error})") from error
+            raise InvalidTiming("cron", f"{_shown(text)} never fires ({error})") from error
         except (CroniterError, ValueError, TypeError) as error:
             raise InvalidTiming("cron", str(error)) from error
         return walker
@@ -183,7 +198,7 @@ class Timing:
         if first == second:
             return [first]
         if first > second:  # in a gap: fold=0 reads it with the offset before the change, landing after it
-            return [_gap_end(self.zone, second, first)]
+            return [_first_change(self.zone, second, first)]
         return [first, second] if self.wildcard_hour else [first]
 
     def next_after(self, t: float) -> float:
@@ -221,7 +236,7 @@ class Timing:
         before, after = self._offset(start), self._offset(end)
         if before == after:
             return None
-        change = _gap_end(self.zone, start, end)
+        change = _first_change(self.zone, start, end)
         if self._offsets_over(start, change - 1) != {before} or self._offsets_over(change, end) != {after}:
             return None
         walker = copy.copy(self.walker)
@@ -279,7 +294,7 @@ class Timing:
         before, after = self._offset(start), self._offset(end)
         if before == after:
             return None
-        change = _gap_end(self.zone, start, end)
+        change = _first_change(self.zone, start, end)
         if self._offsets_over(start, change - 1) != {before} or self._offsets_over(change, end) != {after}:
             return None
         walker = copy.copy(self.walker)
@@ -342,7 +357,8 @@ class Offset:
         found = _DURATION.fullmatch(self.text.strip()) if isinstance(self.text, str) else None
         if found is None:
             raise InvalidTiming(
-                "fire_time_offset", f"expected an ISO 8601 duration such as '-P1D' or 'PT-1H', got {self.text!r}"
+                "fire_time_offset",
+                f"expected an ISO 8601 duration such as '-P1D' or 'PT-1H', got {_shown(self.text)}",
             )
         sign = -1 if found["sign"] == "-" else 1
 
@@ -358,7 +374,7 @@ class Offset:
             or abs(self.days) > MAX_OFFSET_DAYS
             or abs(self.seconds) > MAX_OFFSET_DAYS * 86400
         ):
-            raise InvalidTiming("fire_time_offset", f"{self.text!r} is longer than {MAX_OFFSET_DAYS} days")
+            raise InvalidTiming("fire_time_offset", f"{_shown(self.text)} is longer than {MAX_OFFSET_DAYS} days")
 
     def apply(self, t: float, timezone: str) -> float:
         """``t`` moved by this offset: the calendar parts on the local date in ``timezone``, then elapsed time."""
@@ -372,7 +388,7 @@ class Offset:
             wall = datetime.combine(moved, local.time())
             first = wall.replace(tzinfo=zone).timestamp()
             second = wall.replace(tzinfo=zone, fold=1).timestamp()
-            t = _gap_end(zone, second, first) if first > second else first
+            t = _first_change(zone, second, first) if first > second else first
         return t + self.seconds
 
 

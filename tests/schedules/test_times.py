@@ -299,6 +299,8 @@ def test_only_date_and_time_parameters_receive_fire_times() -> None:
         ("0 3 * * *", None, "Europe/Pariss", "timezone", "Europe/Pariss"),
         ("0 3 * * *", None, "../etc/passwd", "timezone", "unknown"),
         ("0 3 * * *", None, "", "timezone", "IANA"),
+        ("0 3 * * *", None, "Europe", "timezone", "unknown"),
+        ("0 3 * * *", None, "a" * 300, "timezone", "unknown"),
         (None, 0, "UTC", "interval_s", "at least 1"),
         (None, -5, "UTC", "interval_s", "at least 1"),
         (None, True, "UTC", "interval_s", "True"),
@@ -308,7 +310,9 @@ def test_only_date_and_time_parameters_receive_fire_times() -> None:
         (None, None, "UTC", "cron", "not neither"),
     ],
 )
-def test_a_bad_timing_names_its_field(cron: object, interval_s: object, timezone: str, field: str, words: str) -> None:
+def test_a_bad_timing_names_its_field(
+    cron: object, interval_s: object, timezone: str | None, field: str, words: str
+) -> None:
     with pytest.raises(InvalidTiming) as raised:
         Timing.parse(cron, interval_s, timezone)  # type: ignore[arg-type]
     assert raised.value.field == field
@@ -317,6 +321,8 @@ def test_a_bad_timing_names_its_field(cron: object, interval_s: object, timezone
 
 def test_good_timings_parse() -> None:
     assert Timing.parse("0 3 * * *", None, None).timezone == "UTC"
+    with pytest.raises(InvalidTiming, match="None"):
+        Timing("0 3 * * *", None, None)  # type: ignore[arg-type]
     daily = Timing.parse("@daily", None, PARIS)
     assert daily.next_after(at("2026-05-01T12:00", PARIS)) == at("2026-05-02T00:00", PARIS)
     assert Timing.parse("0 0 L * *", None, "UTC").next_after(at("2026-02-02T00:00")) == at("2026-02-28T00:00")
