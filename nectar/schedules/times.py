@@ -147,6 +147,7 @@ class Timing:
 
     @cached_property
     def zone(self) -> ZoneInfo:
+        """The zone the cron's wall-clock times and :meth:`iso` are in."""
         return zone_of(self.timezone)
 
     @cached_property
