@@ -83,8 +83,11 @@ def json_body() -> dict[str, Any]:
 
 @page("/ui/schedules")
 def schedules_page() -> str:
-    cards = [schedule_card(view) for view in facade().schedules.views()]
-    return render_template("schedules.html", cards=cards, title="Schedules")
+    service = facade()
+    cards = [schedule_card(view) for view in service.schedules.views()]
+    # a schedule declared wrong in a chain file is not in the list: say why, beside its chain
+    errors = [(chain.ref, error) for chain in service.chains() for error in chain.schedule_errors]
+    return render_template("schedules.html", cards=cards, errors=errors, title="Schedules")
 
 
 @page("/ui/schedules/<schedule_id>")

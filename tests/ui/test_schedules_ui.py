@@ -77,6 +77,17 @@ def test_the_page_lists_file_and_api_schedules_with_next_and_last_fires(client: 
     assert f'data-url="/ui/schedules/{made.id}/backfill"' in api
 
 
+def test_a_schedule_declared_wrong_is_listed_with_its_chain(
+    client: FlaskClient, book: Any, write_chain: Callable[[str, str], Path]
+) -> None:
+    write_chain("daily/bad_chain", DAILY_CHAIN.replace('Schedule("0 3 * * *"', 'Schedule("<b>nope</b>"'))
+    page = html(client, "/ui/schedules")
+    errors = re.search(r'<div class="alert alert-error" id="schedule-errors".*?</div>', page, re.S)
+    assert errors and '<span class="mono">daily/bad_chain</span>' in errors.group(0), page
+    assert "DailyTask" in errors.group(0) and "cron" in errors.group(0) and "<b>nope" not in page
+    assert FILE_ID in page  # the other chain's schedule is listed still
+
+
 def test_pause_and_resume_a_file_schedule(client: FlaskClient, book: Any) -> None:
     url = f"/ui/schedules/{FILE_ID}/paused"
     assert post(client, url, {"paused": True}, 200)["data"]["paused"] is True
