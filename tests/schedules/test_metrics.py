@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from nectar.config import Settings
@@ -54,6 +58,28 @@ def test_fires_by_state_lag_and_schedules_after_a_3_day_outage(
     assert value["nectar_schedule_lag_seconds_bucket", "+Inf"] == 1
     for bound in LAG_BUCKETS:
         assert value["nectar_schedule_lag_seconds_bucket", str(bound)] == (1 if queued.lag <= bound else 0)
+
+
+def test_each_lag_falls_in_its_buckets(nectar: Nectar, settings: Settings) -> None:
+    """Fires made on time by a loop on the real clock: short lags, counted in every bucket they fit."""
+    nectar.schedules.clock = time.time
+    started = datetime.fromtimestamp(time.time() - 2.5, UTC).isoformat()
+    for label in ("a", "b"):
+        nectar.schedules.create(
+            {"task": SLOT, "interval_s": 1, "fire_time_param": "when", "params": {"label": label}, "start": started}
+        )
+    ScheduleLoop(nectar.schedules).tick()
+    lags = [
+        fire.lag for record in nectar.runs.schedules() for fire in nectar.runs.fires(record.id) if fire.lag is not None
+    ]
+    assert len(lags) >= 2, lags  # the fires of the last 2.5 s, within their grace: on time
+
+    samples = scrape(settings)["nectar_schedule_lag_seconds"].samples
+    value = {(s.name, s.labels.get("le")): s.value for s in samples}
+    assert value["nectar_schedule_lag_seconds_count", None] == len(lags)
+    assert value["nectar_schedule_lag_seconds_sum", None] == pytest.approx(sum(lags))
+    for bound in LAG_BUCKETS:
+        assert value["nectar_schedule_lag_seconds_bucket", str(bound)] == sum(lag <= bound for lag in lags), bound
 
 
 def test_a_service_without_schedules_reports_zeros(settings: Settings) -> None:
