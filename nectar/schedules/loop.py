@@ -38,6 +38,8 @@ PASS_INTERVAL = 0.5
 CATCHUP_MAX = 1000
 #: fire times looked at in one pass of one schedule (a longer outage is caught up over several passes)
 PASS_FIRES = 10 * CATCHUP_MAX
+#: seconds before a schedule that could not fire (its store or registry down, its chain not importing) is tried again
+RETRY_AFTER = 5.0
 
 
 class ScheduleLoop:
@@ -77,26 +79,27 @@ class ScheduleLoop:
     def tick(self) -> dict[str, int]:
         """Sync, reload, fire what is due, release held fires; answer how many fires became each state."""
         counts: dict[str, int] = {}
-        self.book.sync()
+        declared = self.book.sync()
         self._reload()
         now = self.clock()
-        failed: list[ScheduleRecord] = []
         while self._due and self._due[0][0] <= now:
             _, schedule_id, version = heapq.heappop(self._due)
             record = self._records.get(schedule_id)
             if record is None or record.version != version:
                 continue
-            fresh = self.runs.schedule(schedule_id)  # another loop may have fired it: start from its cursor
-            if fresh is None or fresh.version != version or fresh.paused:
-                self._seen_changes = None  # reload at the next pass
+            if record.source == "file" and schedule_id not in declared:
+                # its chain file does not import now: it fires again (catching up) once the file is fixed
+                heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
                 continue
             try:
+                fresh = self.runs.schedule(schedule_id)  # another loop may have fired it: start from its cursor
+                if fresh is None or fresh.version != version or fresh.paused:
+                    self._seen_changes = None  # reload at the next pass
+                    continue
                 self._push(fresh, self._fire_due(fresh, now, counts))
-            except NectarError as exc:  # its task's store is down: the others fire, it is tried at the next pass
-                logger.warning("schedule %s: %s; trying again", schedule_id, exc)
-                failed.append(fresh)
-        for record in failed:
-            self._push(record, record.cursor)
+            except NectarError as exc:  # the store or the registry cannot answer: this schedule is tried again
+                logger.warning("schedule %s: %s; trying again in %gs", schedule_id, exc, RETRY_AFTER)
+                heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
         for schedule_id, held in self.runs.held().items():
             record = self._records.get(schedule_id)
             if record is None:

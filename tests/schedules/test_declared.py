@@ -213,19 +213,20 @@ def test_a_file_schedule_paused_over_http_stays_paused_when_its_file_is_edited(
     assert nectar.schedules.view(sid).paused
 
 
-def test_a_chain_file_that_stops_importing_keeps_its_schedules_and_says_why_each_fire_is_skipped(
+def test_a_chain_file_that_stops_importing_keeps_its_schedules_and_fires_them_once_fixed(
     nectar: Nectar, multi: Callable[..., Path], write_chain: WriteChain, loop: ScheduleLoop, clock: Clock
 ) -> None:
     sid = "daily.multi_chain.MultiTask.often"
     multi(interval=60)
     loop.tick()
+    start = clock.now
     write_chain("daily/multi_chain", "import luigi\nthis is not python\n")
     clock.advance(60)
     loop.tick()
+    assert nectar.chain("daily", "multi_chain").import_failed
     assert nectar.runs.schedule(sid) is not None
-    (fire,) = fires_of(nectar, sid)
-    assert fire.state == "skipped" and fire.reason is not None and "cannot make the task" in fire.reason
+    assert fires_of(nectar, sid) == []
     multi(interval=60)
     clock.advance(60)
     loop.tick()
-    assert [f.state for f in fires_of(nectar, sid)] == ["skipped", "queued"]
+    assert [(f.fire_time - start, f.state) for f in fires_of(nectar, sid)] == [(60, "queued"), (120, "queued")]

@@ -17,7 +17,7 @@ from nectar.config import Settings, configure
 from nectar.registry import Run
 from nectar.registry.model import RunFilter, RunState
 from nectar.registry.schedules import FireOutcome
-from nectar.schedules.loop import CATCHUP_MAX, PASS_FIRES, ScheduleLoop
+from nectar.schedules.loop import CATCHUP_MAX, PASS_FIRES, RETRY_AFTER, ScheduleLoop
 from nectar.schedules.model import Fire
 from nectar.service import Nectar
 from tests.clock import Clock
@@ -548,7 +548,7 @@ def test_a_schedule_whose_store_is_down_does_not_stop_the_others_and_fires_when_
     assert [f.state for f in fires_of(service, on_disk)] == ["queued", "queued"]
     assert fires_of(service, on_s3) == []
     s3.create_bucket(Bucket=bucket)
-    clock.advance(1)
+    clock.advance(RETRY_AFTER)
     loop.tick()
     assert [f.fire_time for f in fires_of(service, on_s3)] == [f.fire_time for f in fires_of(service, on_disk)]
     assert [f.state for f in fires_of(service, on_s3)] == ["queued", "queued"]
