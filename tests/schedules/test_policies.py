@@ -552,3 +552,18 @@ def test_a_schedule_whose_store_is_down_does_not_stop_the_others_and_fires_when_
     loop.tick()
     assert [f.fire_time for f in fires_of(service, on_s3)] == [f.fire_time for f in fires_of(service, on_disk)]
     assert [f.state for f in fires_of(service, on_s3)] == ["queued", "queued"]
+
+
+@BOTH_REGISTRIES
+def test_a_schedule_made_to_start_later_does_not_fire_before_its_start_when_resumed_earlier(
+    nectar: Nectar, loop: ScheduleLoop, clock: Clock
+) -> None:
+    sid = make(nectar, cron="0 3 * * *", start="2026-06-10T00:00", paused=True)
+    nectar.schedules.change(sid, {"paused": False})
+    assert nectar.schedules.view(sid).next_fires[0] == utc("2026-06-10T03:00")
+    clock.now = utc("2026-06-05T03:00:30")
+    loop.tick()
+    assert fires_of(nectar, sid) == []
+    clock.now = utc("2026-06-10T03:00:30")
+    loop.tick()
+    assert [f.fire_time for f in fires_of(nectar, sid)] == [utc("2026-06-10T03:00")]
