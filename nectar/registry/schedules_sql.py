@@ -75,7 +75,8 @@ class SqlSchedules(SqlRunStore):
                     (spec.text(), spec.task, now, schedule_id),
                 )
             if paused is not None and paused != before.paused:
-                resumed = ", cursor = ?" if not paused else ""  # what it would have fired while paused is not missed
+                # what it would have fired while paused is not missed; a start still ahead stays ahead
+                resumed = f", cursor = {self.GREATEST}(cursor, ?)" if not paused else ""
                 args = (int(paused), now, *((now,) if not paused else ()), schedule_id)
                 self._exec(db, f"UPDATE schedules SET paused = ?, updated_at = ?{resumed} WHERE id = ?", args)
             self._changed(db)
