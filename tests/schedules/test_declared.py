@@ -173,7 +173,7 @@ def test_removing_a_schedule_from_the_file_removes_its_row_at_the_next_tick(
     assert fires_of(nectar, "daily.multi_chain.MultiTask.often") == []
 
 
-@pytest.mark.parametrize("change", ["renamed", "removed"])
+@pytest.mark.parametrize("change", ["renamed", "removed", "file-deleted"])
 def test_a_renamed_or_removed_task_s_schedule_stops_firing(
     nectar: Nectar, multi: Callable[..., Path], write_chain: WriteChain, loop: ScheduleLoop, clock: Clock, change: str
 ) -> None:
@@ -185,8 +185,10 @@ def test_a_renamed_or_removed_task_s_schedule_stops_firing(
     assert len(fires_of(nectar, old)) == 1
     if change == "renamed":
         multi(name="RenamedTask", interval=60)
-    else:
+    elif change == "removed":
         write_chain("daily/multi_chain", "import luigi\nfrom nectar import NectarTask\n")
+    else:
+        multi().unlink()
     loop.tick()
     assert nectar.runs.schedule(old) is None
     for _ in range(10):
