@@ -10,7 +10,7 @@ import pytest
 from nectar.schedules.loop import ScheduleLoop
 from nectar.service import Nectar
 from tests.clock import Clock
-from tests.schedules.test_policies import fires_of, runs_of
+from tests.schedules.test_policies import end_run, fires_of, runs_of
 
 BAD_CHAIN = """
 import luigi
@@ -232,3 +232,38 @@ def test_a_chain_file_that_stops_importing_keeps_its_schedules_and_fires_them_on
     clock.advance(60)
     loop.tick()
     assert [(f.fire_time - start, f.state) for f in fires_of(nectar, sid)] == [(60, "queued"), (120, "queued")]
+
+
+QUEUED_CHAIN = """
+import luigi
+from nectar import NectarTask, Schedule
+
+
+class QueuedTask(NectarTask):
+    schedules = Schedule(interval_s=60, fire_time_param="when", overlap="queue")
+    when = luigi.DateSecondParameter()
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(str(self.when))
+"""
+
+
+def test_a_held_fire_of_a_chain_that_stops_importing_waits_for_the_fix_instead_of_being_skipped(
+    nectar: Nectar, write_chain: WriteChain, loop: ScheduleLoop, clock: Clock
+) -> None:
+    sid = "daily.queued_chain.QueuedTask.0"
+    write_chain("daily/queued_chain", QUEUED_CHAIN)
+    loop.tick()
+    for _ in range(2):
+        clock.advance(60)
+        loop.tick()
+    assert [f.state for f in fires_of(nectar, sid)] == ["queued", "held"]
+    write_chain("daily/queued_chain", "import luigi\nthis is not python\n")
+    (first,) = runs_of(nectar, sid)
+    end_run(nectar, first.id)
+    loop.tick()
+    assert [f.state for f in fires_of(nectar, sid)] == ["queued", "held"]
+    write_chain("daily/queued_chain", QUEUED_CHAIN)
+    loop.tick()
+    assert [f.state for f in fires_of(nectar, sid)] == ["queued", "queued"]
