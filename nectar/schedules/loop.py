@@ -102,8 +102,8 @@ class ScheduleLoop:
                 heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
         for schedule_id, held in self.runs.held().items():
             record = self._records.get(schedule_id)
-            if record is None:
-                continue
+            if record is None or (record.source == "file" and schedule_id not in declared):
+                continue  # paused, or its chain file does not import now: held until it does
             try:
                 counts["released"] = counts.get("released", 0) + self.book.release(record, held)
             except NectarError as exc:
