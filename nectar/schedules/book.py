@@ -41,7 +41,7 @@ class ScheduleView:
     last_run: Run | None
     created_at: float | None
     updated_at: float | None
-    #: where a file schedule is declared
+    #: where a file schedule is declared: ``<type>/<file>`` in the chains folder
     path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,7 +112,9 @@ class ScheduleBook:
             if info.import_failed:
                 continue
             loaded.append(info.ref)
-            found.update({declared.id: (declared, str(info.path)) for declared in info.schedules})
+            # the file as the chains folder names it: answers never show where the server keeps its files
+            shown = f"{info.chain_type}/{info.path.name}"
+            found.update({declared.id: (declared, shown) for declared in info.schedules})
         return found, loaded
 
     def views(self) -> list[ScheduleView]:
