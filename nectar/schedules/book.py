@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -112,9 +113,7 @@ class ScheduleBook:
             if info.import_failed:
                 continue
             loaded.append(info.ref)
-            # the file as the chains folder names it: answers never show where the server keeps its files
-            shown = f"{info.chain_type}/{info.path.name}"
-            found.update({declared.id: (declared, shown) for declared in info.schedules})
+            found.update({declared.id: (declared, str(info.path)) for declared in info.schedules})
         return found, loaded
 
     def views(self) -> list[ScheduleView]:
@@ -154,7 +153,9 @@ class ScheduleBook:
         upcoming = () if paused else tuple(spec.timing.next_fires(max(now, record.cursor if record else now), 5))
         run = self.runs.get(last.run_id) if last is not None and last.run_id else None
         created, updated = (record.created_at, record.updated_at) if record else (None, None)
-        return ScheduleView(schedule_id, source, spec, paused, upcoming, last, run, created, updated, path)
+        # the file as the chains folder names it (<type>/<file>): answers never show where the server keeps files
+        shown = f"{Path(path).parent.name}/{Path(path).name}" if path else None
+        return ScheduleView(schedule_id, source, spec, paused, upcoming, last, run, created, updated, shown)
 
     def fires(self, schedule_id: str, limit: int = 50, backfill_id: str | None = None) -> list[tuple[Fire, Run | None]]:
         """A schedule's fires, newest first, each with its run."""
