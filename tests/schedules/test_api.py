@@ -196,7 +196,7 @@ def test_a_backfill_answers_at_once_with_its_fires_and_its_progress(client: Flas
     [
         ("start=last+week&end=2026-05-02", "start"),
         ("start=2026-05-01&end=soon", "end"),
-        ("start=2026-05-03&end=2026-05-02", "end"),
+        ("start=2026-05-03T12:00&end=2026-05-02", "end"),
         ("start=2026-05-01&end=2027-01-01", "end"),
         ("end=2026-05-02", "start"),
     ],
