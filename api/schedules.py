@@ -128,7 +128,10 @@ class ScheduleById(MethodView):
         answers 409. Resumed, a schedule fires from then on (the fire times it had while paused are not
         missed ones). A changed definition makes every later fire; a fire is made by the old or the new one.
         """
-        return answer(schedule_out(facade().schedules.change(schedule_id, body_object())))
+        body = body_object()
+        if "start" in body:  # the book would take it as a field of the definition, and ignore it
+            raise InvalidParameters({"start": ["only when a schedule is made: a resumed one fires from then on"]})
+        return answer(schedule_out(facade().schedules.change(schedule_id, body)))
 
     @blp.response(200, ScheduleEnvelope, description="Removed: it fires no more; its past fires and runs stay.")
     @error_responses(blp, 404, 409)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import openapi_schema_validator
 import pytest
 from flask.testing import FlaskClient
 
@@ -117,6 +118,8 @@ def test_a_schedule_made_here_is_changed_and_removed(client: FlaskClient) -> Non
     assert changed.get_json()["data"]["next_fires"][0] == "2026-06-01T06:30:00+02:00"
     refused = client.patch(f"/api/schedules/{schedule['id']}", json={"cron": "every day"})
     assert refused.status_code == 422 and "cron" in refused.get_json()["errors"]
+    late_start = client.patch(f"/api/schedules/{schedule['id']}", json={"start": "2026-07-01"})
+    assert late_start.status_code == 422 and "start" in late_start.get_json()["errors"]
     assert listed(client)[schedule["id"]]["cron"] == "30 6 * * *"
     removed = client.delete(f"/api/schedules/{schedule['id']}")
     assert removed.status_code == 200 and removed.get_json()["data"]["id"] == schedule["id"]
@@ -250,3 +253,31 @@ def test_runs_and_statuses_document_their_schedule(client: FlaskClient) -> None:
     schemas = client.get("/api/openapi.json").get_json()["components"]["schemas"]
     for name in ("Run", "RunDetail", "Status"):
         assert {"schedule_id", "fire_time"} <= set(schemas[name]["properties"]), name
+
+
+def conforms(client: FlaskClient, path: str, method: str, answer: Any) -> None:
+    """``answer`` matches the schema the OpenAPI document gives for its status (what a client generated from it
+    expects): the fuzz test reaches no real schedule, so these answers are held to it here."""
+    spec = client.get("/api/openapi.json").get_json()
+    documented = spec["paths"][path][method]["responses"][str(answer.status_code)]
+    schema = {**documented["content"]["application/json"]["schema"], "components": spec["components"]}
+    openapi_schema_validator.validate(answer.get_json(), schema, cls=openapi_schema_validator.OAS30Validator)
+
+
+def test_the_answers_are_the_documented_ones(client: FlaskClient, loop: ScheduleLoop, clock: Clock) -> None:
+    loop.tick()
+    clock.now = utc("2026-06-01T01:00:01")
+    loop.tick()  # the file's schedule has a last fire, with its run
+    made = client.post("/api/schedules", json={**HOURLY, "max_active": 1, "starting_deadline_s": 30})
+    conforms(client, "/api/schedules", "post", made)
+    one = f"/api/schedules/{made.get_json()['data']['id']}"
+    conforms(client, "/api/schedules", "get", client.get("/api/schedules"))
+    conforms(client, "/api/schedules/{schedule_id}", "get", client.get(f"/api/schedules/{FILE_SCHEDULE}"))
+    conforms(client, "/api/schedules/{schedule_id}", "patch", client.patch(one, json={"paused": True}))
+    backfill = client.post(f"{one}/backfill?start=2026-05-31T10:00&end=2026-05-31T12:00")
+    assert backfill.status_code == 202, backfill.get_json()
+    conforms(client, "/api/schedules/{schedule_id}/backfill", "post", backfill)
+    fires = client.get(f"/api/schedules/{FILE_SCHEDULE}/fires")
+    assert fires.get_json()["data"]["fires"][0]["run_url"], fires.get_json()
+    conforms(client, "/api/schedules/{schedule_id}/fires", "get", fires)
+    conforms(client, "/api/schedules/{schedule_id}", "delete", client.delete(one))
