@@ -7,12 +7,12 @@ which turns a fire time into the run it makes (an ordinary run of the task: same
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -154,7 +154,7 @@ class ScheduleBook:
         run = self.runs.get(last.run_id) if last is not None and last.run_id else None
         created, updated = (record.created_at, record.updated_at) if record else (None, None)
         # the file as the chains folder names it (<type>/<file>): answers never show where the server keeps files
-        shown = f"{Path(path).parent.name}/{Path(path).name}" if path else None
+        shown = "/".join(os.path.normpath(path).split(os.sep)[-2:]) if path else None
         return ScheduleView(schedule_id, source, spec, paused, upcoming, last, run, created, updated, shown)
 
     def fires(self, schedule_id: str, limit: int = 50, backfill_id: str | None = None) -> list[tuple[Fire, Run | None]]:
