@@ -20,7 +20,7 @@ from nectar.errors import InvalidParameters, NectarError, NotFound, ScheduleConf
 from nectar.registry import Run
 from nectar.registry.schedules import FireOutcome
 from nectar.schedules.declared import Declared, check_spec, sample_values
-from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
+from nectar.schedules.model import MAX_SPAN_S, Fire, ScheduleRecord, ScheduleSpec
 
 if TYPE_CHECKING:
     from nectar.service import Nectar
@@ -184,6 +184,8 @@ class ScheduleBook:
         now = self.clock()
         start = values.get("start")
         cursor = now if start is None else parse_time("start", start, spec.timing.timezone) - 1e-3
+        if not abs(cursor - now) <= MAX_SPAN_S:  # its fire times would leave the calendar
+            raise InvalidParameters({"start": ["must be within 100 years of now"]})
         record = ScheduleRecord(uuid.uuid4().hex[:16], "api", spec, 1, paused, cursor, now, now)
         self.runs.add_schedule(record)
         return self.view(record.id)
@@ -250,6 +252,8 @@ class ScheduleBook:
             raise InvalidParameters({"end": ["is before start"]})
         if until > self.clock():
             raise InvalidParameters({"end": ["is in the future: the schedule itself fires from now on"]})
+        if self.clock() - begin > MAX_SPAN_S:  # its fire times would leave the calendar
+            raise InvalidParameters({"start": ["must be within 100 years of now"]})
         times = record.spec.timing.fires_between(begin - 1e-3, until, limit=MAX_BACKFILL + 1)
         if len(times) > MAX_BACKFILL:
             raise InvalidParameters({"end": [f"the range holds more than {MAX_BACKFILL} fire times: split it"]})

@@ -77,6 +77,11 @@ def test_a_schedule_is_made_with_its_next_five_fires(client: FlaskClient) -> Non
         ({"cron": None, "interval_s": 0}, "interval_s"),
         ({"catchup": "some"}, "catchup"),
         ({"paused": "yes"}, "paused"),
+        ({"params": []}, "params"),
+        ({"cron": None, "interval_s": 10**12}, "interval_s"),  # its first fire beyond any calendar
+        ({"max_active": 10**40}, "max_active"),
+        ({"misfire_grace_s": float("inf")}, "misfire_grace_s"),
+        ({"start": "9999-12-31"}, "start"),
     ],
 )
 def test_a_bad_field_is_named_and_nothing_is_stored(client: FlaskClient, changes: dict, field: str) -> None:
@@ -202,6 +207,7 @@ def test_a_backfill_answers_at_once_with_its_fires_and_its_progress(client: Flas
         ("start=2026-05-03T12:00&end=2026-05-02", "end"),
         ("start=2026-05-01&end=2027-01-01", "end"),
         ("end=2026-05-02", "start"),
+        ("start=0001-01-01&end=0001-01-03", "start"),
     ],
 )
 def test_a_bad_backfill_range_is_named(client: FlaskClient, query: str, field: str) -> None:
