@@ -7,6 +7,7 @@ which turns a fire time into the run it makes (an ordinary run of the task: same
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -19,7 +20,7 @@ from nectar.errors import InvalidParameters, NectarError, NotFound, ScheduleConf
 from nectar.registry import Run
 from nectar.registry.schedules import FireOutcome
 from nectar.schedules.declared import Declared, check_spec, sample_values
-from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
+from nectar.schedules.model import MAX_SPAN_S, Fire, ScheduleRecord, ScheduleSpec
 
 if TYPE_CHECKING:
     from nectar.service import Nectar
@@ -41,7 +42,7 @@ class ScheduleView:
     last_run: Run | None
     created_at: float | None
     updated_at: float | None
-    #: where a file schedule is declared
+    #: where a file schedule is declared: ``<type>/<file>`` in the chains folder
     path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,7 +166,9 @@ class ScheduleBook:
         upcoming = () if paused else tuple(spec.timing.next_fires(max(now, record.cursor if record else now), 5))
         run = self.runs.get(last.run_id) if last is not None and last.run_id else None
         created, updated = (record.created_at, record.updated_at) if record else (None, None)
-        return ScheduleView(schedule_id, source, spec, paused, upcoming, last, run, created, updated, path)
+        # the file as the chains folder names it (<type>/<file>): answers never show where the server keeps files
+        shown = "/".join(os.path.normpath(path).split(os.sep)[-2:]) if path else None
+        return ScheduleView(schedule_id, source, spec, paused, upcoming, last, run, created, updated, shown)
 
     def fires(self, schedule_id: str, limit: int = 50, backfill_id: str | None = None) -> list[tuple[Fire, Run | None]]:
         """A schedule's fires, newest first, each with its run."""
@@ -194,6 +197,8 @@ class ScheduleBook:
         now = self.clock()
         start = values.get("start")
         cursor = now if start is None else parse_time("start", start, spec.timing.timezone) - 1e-3
+        if not abs(cursor - now) <= MAX_SPAN_S:  # its fire times would leave the calendar
+            raise InvalidParameters({"start": ["must be within 100 years of now"]})
         record = ScheduleRecord(uuid.uuid4().hex[:16], "api", spec, 1, paused, cursor, now, now)
         self.runs.add_schedule(record)
         return self.view(record.id)
@@ -263,6 +268,8 @@ class ScheduleBook:
             raise InvalidParameters({"end": ["is before start"]})
         if until > self.clock():
             raise InvalidParameters({"end": ["is in the future: the schedule itself fires from now on"]})
+        if self.clock() - begin > MAX_SPAN_S:  # its fire times would leave the calendar
+            raise InvalidParameters({"start": ["must be within 100 years of now"]})
         times = record.spec.timing.fires_between(begin - 1e-3, until, limit=MAX_BACKFILL + 1)
         if len(times) > MAX_BACKFILL:
             raise InvalidParameters({"end": [f"the range holds more than {MAX_BACKFILL} fire times: split it"]})
