@@ -74,6 +74,13 @@ def local(zone: str, year: int, month: int, day: int, hour: int = 0) -> float:
     return datetime(year, month, day, hour, tzinfo=ZoneInfo(zone)).timestamp()
 
 
+def ticks(loop: ScheduleLoop, clock: Clock, step: float, count: int) -> None:
+    """Tick ``count`` times, ``step`` seconds apart."""
+    for _ in range(count):
+        clock.advance(step)
+        loop.tick()
+
+
 def walk(loop: ScheduleLoop, clock: Clock, until: float, step: float) -> None:
     """Tick after every ``step`` seconds until ``until``."""
     while clock.now < until:
@@ -286,9 +293,7 @@ def test_overlap_queue_holds_fires_and_queues_them_in_order_as_runs_end(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock
 ) -> None:
     sid = make(nectar, interval_s=60, overlap="queue")
-    for _ in range(3):
-        clock.advance(60)
-        loop.tick()
+    ticks(loop, clock, 60, 3)
     first = clock.now - 120
     assert [f.state for f in fires_of(nectar, sid)] == ["queued", "held", "held"]
     loop.tick()  # nothing ended: nothing moves
@@ -307,9 +312,7 @@ def test_a_held_fire_released_after_its_starting_deadline_is_skipped_naming_it(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock
 ) -> None:
     sid = make(nectar, interval_s=60, overlap="queue", starting_deadline_s=90)
-    for _ in range(3):
-        clock.advance(60)
-        loop.tick()
+    ticks(loop, clock, 60, 3)
     clock.advance(60)  # the second fire is now 120 s old, the third 60 s
     end_run(nectar, runs_of(nectar, sid)[0].id)
     loop.tick()
@@ -324,9 +327,7 @@ def test_max_active_two_with_allow_holds_the_third_fire_until_one_ends(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock
 ) -> None:
     sid = make(nectar, interval_s=60, overlap="allow", max_active=2)
-    for _ in range(3):
-        clock.advance(60)
-        loop.tick()
+    ticks(loop, clock, 60, 3)
     assert [f.state for f in fires_of(nectar, sid)] == ["queued", "queued", "held"]
     assert len(active_runs(nectar, sid)) == 2
     end_run(nectar, runs_of(nectar, sid)[0].id)
