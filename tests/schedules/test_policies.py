@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from nectar.config import Settings, configure
+from nectar.errors import InvalidParameters
 from nectar.registry import Run
 from nectar.registry.model import RunFilter, RunState
 from nectar.registry.schedules import FireOutcome
@@ -457,6 +458,18 @@ def test_a_fire_due_by_the_old_and_the_new_definition_is_made_once(
     second.tick()
     loop.tick()
     assert [f.version for f in fires_of(nectar, sid)] == [1, 2, 2]
+
+
+@pytest.mark.parametrize("field", ["start", "name"])
+def test_a_change_of_a_field_only_taken_at_creation_is_refused_naming_it(
+    nectar: Nectar, loop: ScheduleLoop, clock: Clock, field: str
+) -> None:
+    sid = make(nectar, interval_s=60)
+    with pytest.raises(InvalidParameters) as refused:
+        nectar.schedules.change(sid, {field: "2026-06-10T00:00"})
+    assert list(refused.value.errors) == [field]
+    record = nectar.runs.schedule(sid)
+    assert record is not None and (record.version, record.cursor) == (1, clock.now)
 
 
 # --- 7. pause and resume ---
