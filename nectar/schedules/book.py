@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 
 #: fire times one backfill may make
 MAX_BACKFILL = 10_000
+#: fields a schedule takes when it is made but that a change cannot edit, and why
+ONLY_AT_CREATION = {
+    "start": "only when a schedule is made: a resumed one fires from then on",
+    "name": "names a schedule declared in a chain file, whose id it makes",
+}
 
 
 @dataclass(frozen=True)
@@ -210,6 +215,9 @@ class ScheduleBook:
         if paused is not None and not isinstance(paused, bool):
             raise InvalidParameters({"paused": ["must be true or false"]})
         edits = {name: value for name, value in values.items() if name != "paused"}
+        fixed = {name: [ONLY_AT_CREATION[name]] for name in edits if name in ONLY_AT_CREATION}
+        if fixed:  # not part of the definition: taken when a schedule is made, never changed
+            raise InvalidParameters(fixed)
         spec = None
         if edits and current.source == "file":
             raise ScheduleConflict(
