@@ -124,7 +124,7 @@ class ScheduleSpec:
     def from_definition(cls, values: Mapping[str, Any]) -> ScheduleSpec:
         """Read the JSON fields (unknown ones refused); :class:`InvalidParameters` names every bad field."""
         errors: dict[str, list[str]] = {}
-        unknown = sorted(set(values) - set(FIELDS) - {"paused", "start", "name"})
+        unknown = sorted(set(values) - set(FIELDS) - {"paused", "start"})
         for name in unknown:
             errors[name] = ["unknown field"]
         task = values.get("task")
