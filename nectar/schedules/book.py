@@ -28,10 +28,7 @@ if TYPE_CHECKING:
 #: fire times one backfill may make
 MAX_BACKFILL = 10_000
 #: fields a schedule takes when it is made but that a change cannot edit, and why
-ONLY_AT_CREATION = {
-    "start": "only when a schedule is made: a resumed one fires from then on",
-    "name": "names a schedule declared in a chain file, whose id it makes",
-}
+ONLY_AT_CREATION = {"start": "only when a schedule is made: a resumed one fires from then on"}
 
 
 @dataclass(frozen=True)

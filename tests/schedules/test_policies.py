@@ -463,7 +463,7 @@ def test_a_fire_due_by_the_old_and_the_new_definition_is_made_once(
 @pytest.mark.parametrize("field", ["start", "name"])
 def test_a_change_of_a_field_only_taken_at_creation_is_refused_naming_it(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock, field: str
-) -> None:
+) -> None:  # start is taken when a schedule is made, name only in a chain file
     sid = make(nectar, interval_s=60)
     with pytest.raises(InvalidParameters) as refused:
         nectar.schedules.change(sid, {field: "2026-06-10T00:00"})
