@@ -75,7 +75,8 @@ class SqlSchedules(SqlRunStore):
                     (spec.text(), spec.task, now, schedule_id),
                 )
             if paused is not None and paused != before.paused:
-                resumed = ", cursor = ?" if not paused else ""  # what it would have fired while paused is not missed
+                # what it would have fired while paused is not missed; a start still ahead stays ahead
+                resumed = f", cursor = {self.GREATEST}(cursor, ?)" if not paused else ""
                 args = (int(paused), now, *((now,) if not paused else ()), schedule_id)
                 self._exec(db, f"UPDATE schedules SET paused = ?, updated_at = ?{resumed} WHERE id = ?", args)
             self._changed(db)
@@ -147,6 +148,9 @@ class SqlSchedules(SqlRunStore):
         if run is None:
             run = outcome.run
             self._insert(db, run)
+        elif run.schedule_id is None:  # a client's run now makes this fire: it counts among the schedule's active
+            args = (schedule_id, outcome.run.fire_time, run.id)
+            self._exec(db, "UPDATE runs SET schedule_id = ?, fire_time = ? WHERE id = ?", args)
         return "queued", run.id, None if run is outcome.run else "joined the active run of the same key"
 
     def fire(
@@ -213,7 +217,10 @@ class SqlSchedules(SqlRunStore):
                 cursor = self._exec(
                     db,
                     f"INSERT INTO fires ({FIRE_COLUMNS}) VALUES (?, ?, 'held', NULL, ?, ?, ?, NULL, ?) "
-                    "ON CONFLICT (schedule_id, fire_time) DO NOTHING",
+                    # a skipped fire made no run: a backfill takes it again
+                    "ON CONFLICT (schedule_id, fire_time) DO UPDATE SET state = 'held', run_id = NULL, "
+                    "reason = excluded.reason, version = excluded.version, recorded_at = excluded.recorded_at, "
+                    "queued_at = NULL, backfill_id = excluded.backfill_id WHERE fires.state = 'skipped'",
                     (schedule_id, fire_time, "queued by a backfill", version, now, backfill_id),
                 )
                 if int(cursor.rowcount) == 1:

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 #: fire times one backfill may make
 MAX_BACKFILL = 10_000
+#: fields a schedule takes when it is made but that a change cannot edit, and why
+ONLY_AT_CREATION = {"start": "only when a schedule is made: a resumed one fires from then on"}
 
 
 @dataclass(frozen=True)
@@ -76,20 +78,33 @@ class Backfill:
     id: str
     schedule_id: str
     fire_times: tuple[float, ...]
-    #: fire times that already had a fire (made by the schedule or an earlier backfill)
+    #: fire times that already had a fire (made by the schedule or an earlier backfill), but a skipped one
     existing: int
     fires: tuple[Fire, ...]
 
 
-def parse_time(name: str, text: Any, zone: str) -> float:
-    """An ISO 8601 date or date-time (without an offset: in ``zone``) as unix seconds; 422 naming ``name``."""
+def parse_time(name: str, text: Any, zone: str, whole_day: bool = False) -> float:
+    """An ISO 8601 date or date-time (without an offset: in ``zone``) as unix seconds; 422 naming ``name``.
+
+    With ``whole_day``, a date alone is the last instant of that day (a range's end: ``end=2026-03-31``
+    takes in the 31st), else its first."""
     try:
         moment = datetime.fromisoformat(str(text))
     except ValueError:
         raise InvalidParameters({name: [f"not an ISO 8601 date or date-time: {text!r}"]}) from None
+    if whole_day and _is_date(str(text)):
+        moment += timedelta(days=1, microseconds=-1)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(zone))
     return moment.timestamp()
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 class ScheduleBook:
@@ -197,6 +212,9 @@ class ScheduleBook:
         if paused is not None and not isinstance(paused, bool):
             raise InvalidParameters({"paused": ["must be true or false"]})
         edits = {name: value for name, value in values.items() if name != "paused"}
+        fixed = {name: [ONLY_AT_CREATION[name]] for name in edits if name in ONLY_AT_CREATION}
+        if fixed:  # not part of the definition: taken when a schedule is made, never changed
+            raise InvalidParameters(fixed)
         spec = None
         if edits and current.source == "file":
             raise ScheduleConflict(
@@ -250,7 +268,7 @@ class ScheduleBook:
         if record is None:
             raise ScheduleNotFound(f"no schedule {schedule_id}")
         zone = record.spec.timing.timezone
-        begin, until = parse_time("start", start, zone), parse_time("end", end, zone)
+        begin, until = parse_time("start", start, zone), parse_time("end", end, zone, whole_day=True)
         if until < begin:
             raise InvalidParameters({"end": ["is before start"]})
         if until > self.clock():

@@ -102,8 +102,12 @@ class ScheduleLoop:
                 heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
         for schedule_id, held in self.runs.held().items():
             record = self._records.get(schedule_id)
-            if record is not None:
+            if record is None or (record.source == "file" and schedule_id not in declared):
+                continue  # paused, or its chain file does not import now: held until it does
+            try:
                 counts["released"] = counts.get("released", 0) + self.book.release(record, held)
+            except NectarError as exc:
+                logger.warning("schedule %s: held fires: %s; trying again", schedule_id, exc)
         return counts
 
     def _fire_due(self, record: ScheduleRecord, now: float, counts: dict[str, int]) -> float:
@@ -112,24 +116,15 @@ class ScheduleLoop:
         due = spec.timing.fires_between(record.cursor, now, limit=PASS_FIRES)
         if not due:
             return max(record.cursor, now)
-        if len(due) == PASS_FIRES and now - due[-1] > spec.misfire_grace_s:
-            # an outage longer than a pass looks at: these are older than any catch-up makes; the next pass goes on
-            reason = f"{len(due)} missed fires up to {spec.timing.iso(due[-1])}: beyond the catch-up of {CATCHUP_MAX}"
-            self._record(record, due[0], FireOutcome(skip=reason), counts, cursor_to=due[-1])
-            return due[-1]
         missed = [t for t in due if now - t > spec.misfire_grace_s]
+        if len(due) == PASS_FIRES and len(missed) > CATCHUP_MAX:
+            # more fires follow: skip the older ones, the policy picks among the last CATCHUP_MAX and the rest
+            return self._skip_missed(record, missed[:-CATCHUP_MAX], counts)
         on_time = due[len(missed) :]
         kept = {"none": [], "latest": missed[-1:], "all": missed[-CATCHUP_MAX:]}[spec.catchup]
         dropped = missed[: len(missed) - len(kept)]
         if dropped:
-            first, last = dropped[0], dropped[-1]
-            what = (
-                "this missed fire"
-                if len(dropped) == 1
-                else f"{len(dropped)} missed fires up to {spec.timing.iso(last)}"
-            )
-            reason = f"{what}: no scheduler ran at its time (catchup: {spec.catchup})"
-            self._record(record, first, FireOutcome(skip=reason), counts, cursor_to=last)
+            self._skip_missed(record, dropped, counts)
         for fire_time in kept + on_time:
             late = now - fire_time
             deadline = spec.starting_deadline_s
@@ -140,6 +135,15 @@ class ScheduleLoop:
             if self._record(record, fire_time, outcome, counts) == "stale":
                 return record.cursor
         return due[-1]
+
+    def _skip_missed(self, record: ScheduleRecord, dropped: list[float], counts: dict[str, int]) -> float:
+        """Record missed fires skipped, as one fire at the first; answer the cursor reached."""
+        spec = record.spec
+        first, last = dropped[0], dropped[-1]
+        what = "this missed fire" if len(dropped) == 1 else f"{len(dropped)} missed fires up to {spec.timing.iso(last)}"
+        reason = f"{what}: no scheduler ran at its time (catchup: {spec.catchup})"
+        state = self._record(record, first, FireOutcome(skip=reason), counts, cursor_to=last)
+        return record.cursor if state == "stale" else last
 
     def _record(
         self, record: ScheduleRecord, fire_time: float, outcome: FireOutcome, counts: dict[str, int], **how: float
