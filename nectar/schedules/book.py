@@ -258,6 +258,8 @@ class ScheduleBook:
             instance = info.instantiate(sample_values(spec, info, fire_time))
         except NectarError as exc:
             return FireOutcome(skip=f"cannot make the task: {exc}")
+        except Exception as exc:  # the task's own code raised making it: as luigi would fail to schedule it
+            return FireOutcome(skip=f"cannot make the task: {type(exc).__name__}: {exc}")
         return FireOutcome(run=self.nectar.new_run(info, instance, schedule_id=record.id, fire_time=fire_time))
 
     def backfill(self, schedule_id: str, start: Any, end: Any) -> Backfill:

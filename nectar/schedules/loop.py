@@ -97,8 +97,8 @@ class ScheduleLoop:
                     self._seen_changes = None  # reload at the next pass
                     continue
                 self._push(fresh, self._fire_due(fresh, now, counts))
-            except NectarError as exc:  # the store or the registry cannot answer: this schedule is tried again
-                logger.warning("schedule %s: %s; trying again in %gs", schedule_id, exc, RETRY_AFTER)
+            except Exception as exc:  # the store or the registry cannot answer: this schedule is tried again
+                self._failed(schedule_id, exc)
                 heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
         for schedule_id, held in self.runs.held().items():
             record = self._records.get(schedule_id)
@@ -106,9 +106,17 @@ class ScheduleLoop:
                 continue  # paused, or its chain file does not import now: held until it does
             try:
                 counts["released"] = counts.get("released", 0) + self.book.release(record, held)
-            except NectarError as exc:
-                logger.warning("schedule %s: held fires: %s; trying again", schedule_id, exc)
+            except Exception as exc:
+                self._failed(schedule_id, exc)
         return counts
+
+    @staticmethod
+    def _failed(schedule_id: str, exc: Exception) -> None:
+        """Log why a schedule could not fire this pass (a traceback for what is not a known failure)."""
+        if isinstance(exc, NectarError):
+            logger.warning("schedule %s: %s; trying again in %gs", schedule_id, exc, RETRY_AFTER)
+        else:
+            logger.exception("schedule %s failed; trying again in %gs", schedule_id, RETRY_AFTER)
 
     def _fire_due(self, record: ScheduleRecord, now: float, counts: dict[str, int]) -> float:
         """Make the fires of ``record`` due by ``now``; answer the cursor reached."""

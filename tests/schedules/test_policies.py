@@ -581,3 +581,50 @@ def test_a_schedule_made_to_start_later_does_not_fire_before_its_start_when_resu
     clock.now = utc("2026-06-10T03:00:30")
     loop.tick()
     assert [f.fire_time for f in fires_of(nectar, sid)] == [utc("2026-06-10T03:00")]
+
+
+FRAGILE_CHAIN = """
+import luigi
+from nectar import NectarTask, Schedule
+
+
+class FragileTask(NectarTask):
+    schedules = [Schedule(interval_s=60, fire_time_param="when")]
+    when = luigi.DateSecondParameter()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.when.year >= YEAR:
+            raise RuntimeError("the warehouse is closed")
+"""
+FRAGILE = "daily.fragile_chain.FragileTask.0"
+
+
+def test_a_task_that_raises_when_made_for_a_fire_skips_it_naming_why_and_the_others_fire(
+    nectar: Nectar, loop: ScheduleLoop, clock: Clock, write_chain: Callable[[str, str], Path]
+) -> None:
+    """The task's own code raising as it is made for a fire (not a NectarError) skips that fire with the error:
+    the loop neither stops nor drops the schedule, and the other schedules fire."""
+    write_chain("daily/fragile_chain", FRAGILE_CHAIN.replace("YEAR", "2000"))
+    slot = make(nectar, task=SLOT, interval_s=60, fire_time_param="when")
+    loop.tick()
+    clock.advance(61)
+    loop.tick()
+    fragile = fires_of(nectar, FRAGILE)
+    assert [fire.state for fire in fragile] == ["skipped"]
+    assert "RuntimeError: the warehouse is closed" in (fragile[0].reason or "")
+    assert [fire.state for fire in fires_of(nectar, slot)] == ["queued"]
+    clock.advance(60)
+    loop.tick()
+    assert [fire.state for fire in fires_of(nectar, FRAGILE)] == ["skipped", "skipped"]
+
+
+def test_a_task_that_raises_for_every_fire_lists_its_schedule_as_wrong_and_the_chain_works(
+    nectar: Nectar, write_chain: Callable[[str, str], Path]
+) -> None:
+    """Raising whatever the fire time, the schedule is refused beside its chain; the chain file still loads."""
+    write_chain("daily/fragile_chain", FRAGILE_CHAIN.replace("YEAR", "0"))
+    chain = nectar.chain("daily", "fragile_chain")
+    assert chain.schedules == ()
+    assert "RuntimeError: the warehouse is closed" in chain.schedule_errors[0]
+    assert "FragileTask" in chain.tasks
