@@ -3,6 +3,7 @@ mid-fire and restarted, and while the schedule is edited; executions counted fro
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -294,3 +295,23 @@ def test_a_schedule_edited_while_two_clocks_fire_it_fires_each_time_by_one_versi
     assert_once(firing, sid, olds + news)
     assert sorted(fire.fire_time for fire in fires if fire.version == 1) == olds
     assert sorted(fire.fire_time for fire in fires if fire.version == 2) == news
+
+
+@pytest.mark.parametrize("registry", ["sqlite"], indirect=True)
+def test_a_clock_stopped_by_sigterm_mid_catch_up_exits_after_the_fire_it_makes(firing: Firing) -> None:
+    """SIGTERM while a clock catches up 900 missed fire times: it exits at once, not after the whole pass (which
+    nectar serve, waiting for its parts, would end with SIGKILL); the next clock makes the rest, once each."""
+    start = float(int(time.time()) - 910)
+    window = past_window(Timing.parse(None, 1, "UTC"), start, 900)
+    sid = firing.create(interval_s=1, catchup="all", start=iso(start))
+    clock = firing.clock()
+    firing.wait_count(sid, 30, "the clock to make 30 fires")
+
+    clock.send_signal(signal.SIGTERM)
+
+    assert clock.wait(timeout=PATIENCE) == 0
+    stopped_at = len(firing.fires(sid))
+    assert stopped_at < 900, f"the clock ended its pass ({stopped_at} fires) before it stopped"
+    firing.clock()
+    firing.wait_fired(sid, window, "the next clock to make the rest")
+    assert_once(firing, sid, window)
