@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -315,3 +316,42 @@ def test_a_clock_stopped_by_sigterm_mid_catch_up_exits_after_the_fire_it_makes(f
     firing.clock()
     firing.wait_fired(sid, window, "the next clock to make the rest")
     assert_once(firing, sid, window)
+
+
+#: a process that takes what a clock's fire takes first, the schedule's row lock, and freezes (SIGSTOP) holding it:
+#: a clock frozen mid-fire, or cut from the database by the network, as the server sees it
+FROZEN_MID_FIRE = """
+import os, signal, sys
+from nectar.registry.postgres import PostgresRunStore
+
+store = PostgresRunStore(sys.argv[1])
+with store._db() as db:
+    store._locked_version(db, sys.argv[2])
+    print("holding the schedule's row", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+@pytest.mark.parametrize("registry", ["postgres"], indirect=True)
+def test_a_clock_frozen_mid_fire_on_postgresql_does_not_stop_the_others(firing: Firing) -> None:
+    """The server ends the transaction of a clock frozen holding a schedule's row (it would hold it until the
+    clock thawed or its TCP connection timed out, hours later): the other clocks fire on, no fire time lost."""
+    sid = firing.create(interval_s=1, catchup="all")
+    firing.clock(), firing.clock()
+    firing.wait_count(sid, 2, "two fires before the freeze")
+    first = min(fire.fire_time for fire in firing.fires(sid))
+    frozen = firing.processes.start(
+        "frozen", [sys.executable, "-c", FROZEN_MID_FIRE, str(firing.settings.database_url), sid], firing.env
+    )
+    log = firing.processes.log_of[frozen.pid]
+    firing.wait(lambda: "holding" in log.read_text(), "the frozen process to hold the schedule's row")
+    frozen_at = time.time()
+
+    firing.wait(
+        lambda: any(fire.fire_time > frozen_at + 1 for fire in firing.fires(sid)),
+        "the clocks to make a fire after the freeze (none can while the frozen process holds the row)",
+    )
+
+    assert frozen.poll() is None  # still frozen: the server, not a thaw, let the clocks go on
+    last = max(fire.fire_time for fire in firing.fires(sid))
+    assert_once(firing, sid, Timing.parse(None, 1, "UTC").fires_between(first - 1e-3, last))
