@@ -168,6 +168,8 @@ class SqlSchedules(SqlRunStore):
         with self._db() as db:
             if self._locked_version(db, schedule_id) != version:
                 return "stale"
+            if self._scalar(db, "SELECT paused FROM schedules WHERE id = ?", (schedule_id,)):
+                return "stale"  # paused since its loop read it: the loop reloads, and leaves it
             to = max(fire_time, cursor_to or fire_time)
             self._exec(db, "UPDATE schedules SET cursor = ? WHERE id = ? AND cursor < ?", (to, schedule_id, to))
             if self._scalar(

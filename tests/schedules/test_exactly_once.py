@@ -318,6 +318,26 @@ def test_a_clock_stopped_by_sigterm_mid_catch_up_exits_after_the_fire_it_makes(f
     assert_once(firing, sid, window)
 
 
+def test_a_schedule_paused_mid_catch_up_makes_no_more_fires(firing: Firing) -> None:
+    """Paused while a clock catches up 900 missed fire times, it makes none after the pause but the one in flight
+    (the clock does not finish the pass it began); another schedule, on time, shows the clock went on."""
+    start = float(int(time.time()) - 910)
+    paused = firing.create(interval_s=1, catchup="all", start=iso(start))
+    witness = firing.create(interval_s=1, params={"label": "witness"})
+    firing.clock()
+    firing.wait_count(paused, 30, "the clock to make 30 fires of the catch-up")
+
+    firing.book.change(paused, {"paused": True})
+    paused_at = time.time()
+
+    firing.wait(
+        lambda: any(fire.recorded_at > paused_at for fire in firing.fires(witness)),
+        "the clock to fire the other schedule after the pause",
+    )
+    after = [fire.fire_time for fire in firing.fires(paused) if fire.recorded_at > paused_at]
+    assert len(after) <= 1, f"{len(after)} fires made after the pause"
+
+
 #: a process that takes what a clock's fire takes first, the schedule's row lock, and freezes (SIGSTOP) holding it:
 #: a clock frozen mid-fire, or cut from the database by the network, as the server sees it
 FROZEN_MID_FIRE = """
