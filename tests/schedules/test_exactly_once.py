@@ -1,5 +1,6 @@
 """Each fire time made once across real ``nectar clock`` processes: racing on one registry, killed with SIGKILL
-mid-fire and restarted, and while the schedule is edited; executions counted from the task itself."""
+mid-fire and restarted, stopped by SIGTERM or frozen mid-fire, while the schedule is edited or paused; executions
+counted from the task itself."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,6 @@ class Firing:
     processes: Processes
     ledger: Path
     start_worker: Callable[..., subprocess.Popen[bytes]]
-    clocks: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.nectar = Nectar(self.settings)
@@ -89,9 +89,7 @@ class Firing:
 
     def clock(self) -> subprocess.Popen[bytes]:
         """A ``nectar clock`` on this registry; does not wait."""
-        proc = self.processes.start("clock", [*NECTAR, "clock"], self.env)
-        self.clocks.append(proc)
-        return proc
+        return self.processes.start("clock", [*NECTAR, "clock"], self.env)
 
     def kill(self, proc: subprocess.Popen[bytes]) -> None:
         """SIGKILL: the clock ends wherever it is, a transaction open or not."""

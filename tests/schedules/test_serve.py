@@ -51,15 +51,19 @@ class Served:
         """Until ``GET /api/runs`` lists a run of ``schedule_id`` that is DONE; that run."""
 
         def done() -> dict[str, Any] | None:
-            assert self.proc.poll() is None, "nectar serve exited"
+            if self.proc.poll() is not None:  # not an AssertionError: waitfor would take it for "not yet"
+                raise RuntimeError(f"nectar serve exited with code {self.proc.returncode}")
             answer = requests.get(f"{self.api}/api/runs", params={"task": "BeatTask", "page_size": "500"}, timeout=10)
-            assert answer.status_code == 200, answer.text
-            runs = [run for run in answer.json()["data"] if run.get("schedule_id") == schedule_id]
+            listed = answer.json()["data"] if answer.status_code == 200 else []
+            unnamed = [run for run in listed if not {"schedule_id", "fire_time"} <= set(run)]
+            if unnamed:
+                raise LookupError(f"GET /api/runs names no schedule_id or fire_time: {unnamed[0]}")
+            runs = [run for run in listed if run["schedule_id"] == schedule_id]
             return next((run for run in runs if run["job_status"] == "DONE"), None)
 
         try:
             return waitfor(done, PATIENCE, what, interval=0.2)
-        except AssertionError:
+        except (AssertionError, RuntimeError, LookupError):
             self.processes.dump_logs()
             raise
 
