@@ -30,6 +30,10 @@ def fire_of(row: Any) -> Fire:
 class SqlSchedules(SqlRunStore):
     """The registry's runs (:class:`SqlRunStore`) and its schedules, in SQL."""
 
+    #: a dialect's statement that bounds how long a fire's transaction, holding its schedule's row, may sit idle
+    #: (its process frozen or cut off mid-fire) before the server ends it and the other processes fire on
+    FIRE_IDLE_LIMIT = ""
+
     def _changed(self, db: Any) -> None:
         self._exec(db, "UPDATE schedule_changes SET version = version + 1 WHERE id = 1")
 
@@ -125,6 +129,8 @@ class SqlSchedules(SqlRunStore):
         return True
 
     def _locked_version(self, db: Any, schedule_id: str) -> int | None:
+        if self.FIRE_IDLE_LIMIT:
+            self._exec(db, self.FIRE_IDLE_LIMIT)
         return self._scalar(db, f"SELECT version FROM schedules WHERE id = ?{self.LOCK}", (schedule_id,))
 
     def _active(self, db: Any, schedule_id: str) -> int:
@@ -166,6 +172,8 @@ class SqlSchedules(SqlRunStore):
         with self._db() as db:
             if self._locked_version(db, schedule_id) != version:
                 return "stale"
+            if self._scalar(db, "SELECT paused FROM schedules WHERE id = ?", (schedule_id,)):
+                return "stale"  # paused since its loop read it: the loop reloads, and leaves it
             to = max(fire_time, cursor_to or fire_time)
             self._exec(db, "UPDATE schedules SET cursor = ? WHERE id = ? AND cursor < ?", (to, schedule_id, to))
             if self._scalar(

@@ -54,6 +54,8 @@ class ScheduleLoop:
         self._records: dict[str, ScheduleRecord] = {}
         #: (next fire time, schedule id, version): what is due next
         self._due: list[tuple[float, str, int]] = []
+        #: set by :meth:`serve_forever`'s stop: a pass ends after the fire being made, not after a long catch-up
+        self.stopping = threading.Event()
 
     # --- the schedules as the registry has them ---
 
@@ -82,7 +84,7 @@ class ScheduleLoop:
         declared = self.book.sync()
         self._reload()
         now = self.clock()
-        while self._due and self._due[0][0] <= now:
+        while self._due and self._due[0][0] <= now and not self.stopping.is_set():
             _, schedule_id, version = heapq.heappop(self._due)
             record = self._records.get(schedule_id)
             if record is None or record.version != version:
@@ -134,6 +136,8 @@ class ScheduleLoop:
         if dropped:
             self._skip_missed(record, dropped, counts)
         for fire_time in kept + on_time:
+            if self.stopping.is_set():  # the fires made moved the cursor: the next loop goes on from there
+                return record.cursor
             late = now - fire_time
             deadline = spec.starting_deadline_s
             if deadline is not None and late > deadline:
@@ -180,6 +184,7 @@ class ScheduleLoop:
         """Pass after pass until ``stop`` is set; a pass that fails (the registry or the store down) is logged
         and the next one tries again."""
         logger.info("firing schedules")
+        self.stopping = stop
         while not stop.is_set():
             try:
                 self.tick()
