@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -9,10 +10,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from nectar.config import Settings
+from harness import Processes
+from nectar.config import Settings, configure
 from nectar.schedules.loop import ScheduleLoop
 from nectar.service import Nectar
 from tests.clock import Clock
+from tests.schedules.firing import TICK_CHAIN, Firing
 
 DAILY_CHAIN = '''
 import luigi
@@ -63,3 +66,26 @@ def nectar(settings: Settings, write_chain: Callable[[str, str], Path], clock: C
 @pytest.fixture
 def loop(nectar: Nectar, clock: Clock) -> ScheduleLoop:
     return ScheduleLoop(nectar.schedules, clock=clock.time)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The settings of a registry of each kind: SQLite in the data folder, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return settings
+    value = settings.replace(database_url=request.getfixturevalue("database_url"))
+    configure(value)
+    return value
+
+
+@pytest.fixture
+def firing(
+    registry: Settings,
+    write_chain: Callable[[str, str], Path],
+    processes: Processes,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> Firing:
+    ledger = tmp_path / "ledger.txt"
+    write_chain("daily/tick_chain", TICK_CHAIN.format(ledger=str(ledger)))
+    return Firing(registry, processes, ledger, start_worker)

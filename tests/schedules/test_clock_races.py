@@ -1,0 +1,133 @@
+"""Each fire time made once across real ``nectar clock`` processes on SQLite and PostgreSQL: an hour of fires by
+two clocks, a clock killed mid-fire and restarted, stopped by SIGTERM, the schedule edited or paused mid-catch-up."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from nectar.schedules.times import Timing
+from tests.schedules.firing import (
+    PATIENCE,
+    Firing,
+    assert_once,
+    iso,
+    ledger_line,
+    past_window,
+)
+
+
+def test_two_clocks_make_an_hour_of_fires_once_each(firing: Firing) -> None:
+    """An hour of fires of two schedules (every 10 s: 360; every minute by cron: 60), caught up by two racing
+    clocks, each fire time exactly once; a worker executes some of them, none twice."""
+    now = time.time()
+    every_10s, minutely = Timing.parse(None, 10, "UTC"), Timing.parse("* * * * *", None, "UTC")
+    tens = past_window(every_10s, float(int(now) // 10 * 10 - 3600), 360)
+    minutes = past_window(minutely, float(int(now) // 60 * 60 - 3600), 60)
+    firing.workers(count=1, each=2)
+    by_10s = firing.create(interval_s=10, catchup="all", start=iso(tens[0]))
+    by_cron = firing.create(cron="* * * * *", catchup="all", start=iso(minutes[0]), params={"label": "cron"})
+    firing.clock(), firing.clock()
+
+    firing.wait_fired(by_10s, tens, "the 360 fire times every 10 s")
+    firing.wait_fired(by_cron, minutes, "the 60 fire times every minute")
+    firing.wait(lambda: sum(firing.executed().values()) >= 20, "a worker to execute 20 of the runs")
+
+    assert_once(firing, by_10s, tens)
+    assert_once(firing, by_cron, minutes, label="cron")
+    executed = firing.executed()
+    assert {line: n for line, n in executed.items() if n != 1} == {}, "fire times executed more than once"
+    made = {ledger_line(t) for t in tens} | {ledger_line(t, "cron") for t in minutes}
+    made |= {ledger_line(t) for t in every_10s.fires_between(tens[-1], time.time())}
+    made |= {ledger_line(t, "cron") for t in minutely.fires_between(minutes[-1], time.time())}
+    assert set(executed) <= made, "an execution of no fire time"
+
+
+def test_a_clock_killed_mid_fire_three_times_and_restarted_loses_and_doubles_nothing(firing: Firing) -> None:
+    """One clock catching up 600 missed fire times, SIGKILLed three times while it makes them: the clock
+    started after it makes the rest, every fire time once."""
+    start = float(int(time.time()) - 610)
+    window = past_window(Timing.parse(None, 1, "UTC"), start, 600)
+    sid = firing.create(interval_s=1, catchup="all", start=iso(start))
+    killed_at = []
+    for _ in range(3):
+        before = len(firing.fires(sid))
+        clock = firing.clock()
+        made = firing.wait_count(sid, before + 10, "the restarted clock to make 10 fires")
+        firing.kill(clock)
+        killed_at.append(made)
+    firing.clock()
+    firing.wait_fired(sid, window, "the 600 fire times to be made after the third restart")
+
+    assert killed_at == sorted(killed_at) and killed_at[-1] < 600, f"killed after the catch-up: {killed_at}"
+    assert_once(firing, sid, window)
+
+
+def test_a_schedule_edited_while_two_clocks_fire_it_fires_each_time_by_one_version(firing: Firing) -> None:
+    """Its interval changed from 1 s to 2 s while two clocks catch it up: the fire times up to the edit are the
+    old version's, every second; the later ones the new version's, every other second; none by both, none lost."""
+    start = float(int(time.time()) - 810) // 2 * 2
+    old, new = Timing.parse(None, 1, "UTC"), Timing.parse(None, 2, "UTC")
+    end = start + 798
+    sid = firing.create(interval_s=1, catchup="all", start=iso(start))
+    firing.clock(), firing.clock()
+
+    firing.wait(lambda: len(firing.fires(sid)) >= 50, "50 fires of the first version")
+    edited = firing.book.change(sid, {"interval_s": 2})
+    assert edited.spec.timing.interval_s == 2
+    firing.wait(
+        lambda: any(f.version == 2 and f.fire_time >= end for f in firing.fires(sid)),
+        "the second version to fire up to the end of the window",
+    )
+
+    fires = [fire for fire in firing.fires(sid) if fire.fire_time <= end]
+    assert {fire.version for fire in fires} == {1, 2}
+    last_old = max(fire.fire_time for fire in fires if fire.version == 1)
+    assert last_old < end - 200, f"the edit came after the catch-up ({last_old})"
+    olds = old.fires_between(start - 1e-3, last_old)
+    news = new.fires_between(last_old, end)
+    assert_once(firing, sid, olds + news)
+    assert sorted(fire.fire_time for fire in fires if fire.version == 1) == olds
+    assert sorted(fire.fire_time for fire in fires if fire.version == 2) == news
+
+
+@pytest.mark.parametrize("registry", ["sqlite"], indirect=True)
+def test_a_clock_stopped_by_sigterm_mid_catch_up_exits_after_the_fire_it_makes(firing: Firing) -> None:
+    """SIGTERM while a clock catches up 900 missed fire times: it exits at once, not after the whole pass (which
+    nectar serve, waiting for its parts, would end with SIGKILL); the next clock makes the rest, once each."""
+    start = float(int(time.time()) - 910)
+    window = past_window(Timing.parse(None, 1, "UTC"), start, 900)
+    sid = firing.create(interval_s=1, catchup="all", start=iso(start))
+    clock = firing.clock()
+    firing.wait_count(sid, 30, "the clock to make 30 fires")
+
+    clock.send_signal(signal.SIGTERM)
+
+    assert clock.wait(timeout=PATIENCE) == 0
+    stopped_at = len(firing.fires(sid))
+    assert stopped_at < 900, f"the clock ended its pass ({stopped_at} fires) before it stopped"
+    firing.clock()
+    firing.wait_fired(sid, window, "the next clock to make the rest")
+    assert_once(firing, sid, window)
+
+
+def test_a_schedule_paused_mid_catch_up_makes_no_more_fires(firing: Firing) -> None:
+    """Paused while a clock catches up 900 missed fire times, it makes none after the pause but the one in flight
+    (the clock does not finish the pass it began); another schedule, on time, shows the clock went on."""
+    start = float(int(time.time()) - 910)
+    paused = firing.create(interval_s=1, catchup="all", start=iso(start))
+    witness = firing.create(interval_s=1, params={"label": "witness"})
+    firing.clock()
+    firing.wait_count(paused, 30, "the clock to make 30 fires of the catch-up")
+
+    firing.book.change(paused, {"paused": True})
+    paused_at = time.time()
+
+    firing.wait(
+        lambda: any(fire.recorded_at > paused_at for fire in firing.fires(witness)),
+        "the clock to fire the other schedule after the pause",
+    )
+    after = [fire.fire_time for fire in firing.fires(paused) if fire.recorded_at > paused_at]
+    assert len(after) <= 1, f"{len(after)} fires made after the pause"
