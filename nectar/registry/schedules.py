@@ -57,10 +57,10 @@ class ScheduleStore(ABC):
         """Delete a schedule and its held fires (its past fires and runs stay); False if there was none."""
 
     @abstractmethod
-    def sync_declared(self, declared: Sequence[tuple[str, ScheduleSpec]], chains: Sequence[str], now: float) -> bool:
-        """Make the rows of file schedules match the ones ``chains`` (``<type>/<chain>``, every chain file that
-        imported) declare: new ones start from ``now``, changed ones get a new version, others are removed.
-        True if anything changed."""
+    def sync_declared(self, declared: Sequence[tuple[str, ScheduleSpec]], kept: Sequence[str], now: float) -> bool:
+        """Make the rows of file schedules match ``declared``: new ones start from ``now``, changed ones get a new
+        version, the others are removed, but those of the chains ``kept`` (``<type>/<chain>``: files that do not
+        import now, whose schedules are not known). True if anything changed."""
 
     @abstractmethod
     def fire(

@@ -100,12 +100,12 @@ class SqlSchedules(SqlRunStore):
                 self._changed(db)
         return removed
 
-    def sync_declared(self, declared: Sequence[tuple[str, ScheduleSpec]], chains: Sequence[str], now: float) -> bool:
+    def sync_declared(self, declared: Sequence[tuple[str, ScheduleSpec]], kept: Sequence[str], now: float) -> bool:
         wanted = dict(declared)
         text = "SELECT id, task, definition FROM schedules WHERE source = 'file'"
         rows = {row["id"]: dict(row) for row in self._read(lambda db: self._exec(db, text).fetchall())}
-        loaded = {f"{chain}/" for chain in chains}
-        gone = [sid for sid, row in rows.items() if sid not in wanted and row["task"].startswith(tuple(loaded))]
+        failing = tuple(f"{chain}/" for chain in kept)
+        gone = [sid for sid, row in rows.items() if sid not in wanted and not row["task"].startswith(failing)]
         new = [sid for sid in wanted if sid not in rows]
         edited = [sid for sid in wanted if sid in rows and rows[sid]["definition"] != wanted[sid].text()]
         if not (gone or new or edited):

@@ -105,15 +105,15 @@ class ScheduleBook:
     # --- reads ---
 
     def declared(self) -> tuple[dict[str, tuple[Declared, str]], list[str]]:
-        """The file schedules (with the file declaring each) and the chains whose declarations are known."""
+        """The file schedules (with the file declaring each), and the chains whose files do not import now (their
+        schedules are unknown until they do)."""
         found: dict[str, tuple[Declared, str]] = {}
-        loaded = []
+        failing = []
         for info in self.nectar.chains():
             if info.import_failed:
-                continue
-            loaded.append(info.ref)
+                failing.append(info.ref)
             found.update({declared.id: (declared, str(info.path)) for declared in info.schedules})
-        return found, loaded
+        return found, failing
 
     def views(self) -> list[ScheduleView]:
         """Every schedule: the files' (as the catalog reads them now) and the API's, files first."""
@@ -213,11 +213,14 @@ class ScheduleBook:
             raise ScheduleConflict(f"schedule {schedule_id} is declared in {current.path}: remove it there")
         self.runs.remove_schedule(schedule_id)
 
-    def sync(self) -> bool:
-        """Make the registry's rows of file schedules match the files; True if anything changed."""
-        declared, loaded = self.declared()
+    def sync(self) -> set[str]:
+        """Make the registry's rows of file schedules match the files; answer the ids the files declare now.
+
+        The rows of a chain file that does not import are kept (with their pause and cursor) but not fired."""
+        declared, failing = self.declared()
         specs = [(sid, found.spec) for sid, (found, _) in declared.items()]
-        return bool(self.runs.sync_declared(specs, loaded, self.clock()))
+        self.runs.sync_declared(specs, failing, self.clock())
+        return set(declared)
 
     # --- fires ---
 

@@ -38,6 +38,8 @@ PASS_INTERVAL = 0.5
 CATCHUP_MAX = 1000
 #: fire times looked at in one pass of one schedule (a longer outage is caught up over several passes)
 PASS_FIRES = 10 * CATCHUP_MAX
+#: seconds before a schedule that could not fire (its store or registry down, its chain not importing) is tried again
+RETRY_AFTER = 5.0
 
 
 class ScheduleLoop:
@@ -77,7 +79,7 @@ class ScheduleLoop:
     def tick(self) -> dict[str, int]:
         """Sync, reload, fire what is due, release held fires; answer how many fires became each state."""
         counts: dict[str, int] = {}
-        self.book.sync()
+        declared = self.book.sync()
         self._reload()
         now = self.clock()
         while self._due and self._due[0][0] <= now:
@@ -85,12 +87,19 @@ class ScheduleLoop:
             record = self._records.get(schedule_id)
             if record is None or record.version != version:
                 continue
-            fresh = self.runs.schedule(schedule_id)  # another loop may have fired it: start from its cursor
-            if fresh is None or fresh.version != version or fresh.paused:
-                self._seen_changes = None  # reload at the next pass
+            if record.source == "file" and schedule_id not in declared:
+                # its chain file does not import now: it fires again (catching up) once the file is fixed
+                heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
                 continue
-            cursor = self._fire_due(fresh, now, counts)
-            self._push(fresh, cursor)
+            try:
+                fresh = self.runs.schedule(schedule_id)  # another loop may have fired it: start from its cursor
+                if fresh is None or fresh.version != version or fresh.paused:
+                    self._seen_changes = None  # reload at the next pass
+                    continue
+                self._push(fresh, self._fire_due(fresh, now, counts))
+            except NectarError as exc:  # the store or the registry cannot answer: this schedule is tried again
+                logger.warning("schedule %s: %s; trying again in %gs", schedule_id, exc, RETRY_AFTER)
+                heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
         for schedule_id, held in self.runs.held().items():
             record = self._records.get(schedule_id)
             if record is not None:
@@ -103,6 +112,11 @@ class ScheduleLoop:
         due = spec.timing.fires_between(record.cursor, now, limit=PASS_FIRES)
         if not due:
             return max(record.cursor, now)
+        if len(due) == PASS_FIRES and now - due[-1] > spec.misfire_grace_s:
+            # an outage longer than a pass looks at: these are older than any catch-up makes; the next pass goes on
+            reason = f"{len(due)} missed fires up to {spec.timing.iso(due[-1])}: beyond the catch-up of {CATCHUP_MAX}"
+            self._record(record, due[0], FireOutcome(skip=reason), counts, cursor_to=due[-1])
+            return due[-1]
         missed = [t for t in due if now - t > spec.misfire_grace_s]
         on_time = due[len(missed) :]
         kept = {"none": [], "latest": missed[-1:], "all": missed[-CATCHUP_MAX:]}[spec.catchup]
