@@ -1,7 +1,8 @@
-"""What firing costs the registry when nothing changed: a stored definition read once, an idle pass one cheap read."""
+"""What firing costs: a stored definition read once, an idle pass one cheap read, no task kept after its fire."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from nectar.schedules.loop import ScheduleLoop
 from nectar.schedules.model import ScheduleRecord
 from nectar.service import Nectar
+from tests.clock import Clock
 from tests.schedules.conftest import DAILY_CHAIN
 
 SLOT = {"task": "daily/sales_chain/SlotTask", "interval_s": 60, "fire_time_param": "when"}
@@ -59,3 +61,14 @@ def test_a_pass_compares_the_file_schedules_only_after_a_change(
     loop.tick()
     assert len(compared) == 2  # the file changed: compared, and its new schedule has its row
     assert stored(nectar, "daily.sales_chain.DailyTask.late").spec.timing.cron == "0 4 * * *"
+
+
+def test_no_task_a_pass_made_outlives_it(nectar: Nectar, loop: ScheduleLoop, clock: Clock) -> None:
+    """luigi keeps every task instance made in its instance cache: a clock making one per fire grew without end."""
+    nectar.schedules.create({**SLOT, "interval_s": 1})
+    loop.tick()
+    clock.advance(5)
+
+    assert loop.tick().get("queued") == 5
+    gc.collect()
+    assert [obj for obj in gc.get_objects() if type(obj).__name__ == "SlotTask"] == []
