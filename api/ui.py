@@ -15,13 +15,14 @@ from flask_smorest import Blueprint
 
 from api import links
 from api.context import facade, signer
-from api.envelope import error_responses
+from api.envelope import dumped_answer, error_responses
 from api.smorest_internals import add_undocumented_url_rule
 from nectar.catalog.model import TaskInfo
 from nectar.errors import NotFound
 from nectar.keys import PARAMS_FILE, TargetKey
 from nectar.params import ParamInfo
 from nectar.registry import Run, RunFilter, RunState, Step
+from nectar.registry.model import iso_utc
 from nectar.status import log_source
 
 blp = Blueprint(
@@ -42,11 +43,12 @@ CONTENT_SECURITY_POLICY = (
 RUNS_SHOWN = 100
 
 
-def page(rule: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Route an HTML page, kept out of the OpenAPI document (flask-smorest documents what ``blp.route`` routes)."""
+def page(rule: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Route an HTML page (or a page's action: ``methods=...``), kept out of the OpenAPI document (flask-smorest
+    documents what ``blp.route`` routes)."""
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
-        add_undocumented_url_rule(blp, rule, view)
+        add_undocumented_url_rule(blp, rule, view, **options)
         return view
 
     return register
@@ -60,7 +62,9 @@ def secure(response: flask.Response) -> flask.Response:
 
 
 @blp.errorhandler(NotFound)
-def not_found(error: NotFound) -> tuple[str, int]:
+def not_found(error: NotFound) -> tuple[str, int] | flask.Response:
+    if request.method != "GET":  # a page's action (its script shows the message)
+        return dumped_answer(None, 404, str(error))
     return render_template("error.html", title="Not found", message=str(error)), 404
 
 
@@ -168,9 +172,18 @@ def step_out(step: Step) -> dict[str, Any]:
     return {**links.step_out(step), "output": output}
 
 
+def made_by(run: Run) -> dict[str, Any] | None:
+    """The schedule that made ``run`` and for which fire time (ISO 8601 UTC, as ``/api/runs`` says), if one did."""
+    if run.schedule_id is None:
+        return None
+    url = url_for("ui.schedule_page", schedule_id=run.schedule_id)
+    return {"id": run.schedule_id, "url": url, "fire_time": iso_utc(run.fire_time)}
+
+
 def run_row(run: Run) -> dict[str, Any]:
     return {
         "run": run,
+        "schedule": made_by(run),
         "href": url_for("ui.run_page", run_id=run.id),
         "form": url_for("ui.task_page", chain_type=run.chain_type, chain=run.chain, task=run.task),
         "queued": clock(run.queued_at),
@@ -264,3 +277,6 @@ def run_page(run_id: str) -> str:
         cancel_url=url_for("runs.CancelRun", run_id=run.id),
         title=f"Run {run.id[:8]}",
     )
+
+
+from api import ui_schedules  # noqa: E402, F401, I001  (the schedules' pages, on this blueprint)

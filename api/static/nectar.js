@@ -1,4 +1,5 @@
-// Datanectar's web UI: the task form posts to the JSON API, the runs list and a run's page keep themselves fresh.
+// Datanectar's web UI: the task form posts to the JSON API, the runs list and a run's page keep themselves fresh,
+// a schedule is paused, resumed and backfilled from its card.
 // Every value from the server is written with textContent, never parsed as HTML (the runs list swaps in
 // markup the server rendered and escaped).
 "use strict";
@@ -61,6 +62,27 @@ function clock(seconds) {
   return seconds ? new Date(seconds * 1000).toISOString().replace("T", " ").slice(0, 19) : "—";
 }
 
+// --- forms: a 422's messages beside their fields ---
+
+// each field's messages under it; answers the messages of names no field of the form has
+function markFieldErrors(form, errors) {
+  const elsewhere = [];
+  for (const [name, messages] of Object.entries(errors)) {
+    const text = [].concat(messages).join("; ");
+    const field = form.querySelector(`.field[data-field="${CSS.escape(name)}"]`);
+    if (!field) {
+      elsewhere.push(`${name}: ${text}`);
+      continue;
+    }
+    const slot = field.querySelector(".field-error");
+    slot.textContent = text;
+    slot.hidden = false;
+    field.classList.add("invalid");
+    field.querySelector("[data-param]").setAttribute("aria-invalid", "true");
+  }
+  return elsewhere;
+}
+
 // --- the task form ---
 
 function fieldValue(control) {
@@ -99,21 +121,7 @@ function setupTaskForm() {
   }
 
   function showFieldErrors(errors) {
-    const elsewhere = [];
-    for (const [name, messages] of Object.entries(errors)) {
-      const text = [].concat(messages).join("; ");
-      const field = form.querySelector(`.field[data-field="${CSS.escape(name)}"]`);
-      if (!field) {
-        elsewhere.push(`${name}: ${text}`);
-        continue;
-      }
-      const slot = field.querySelector(".field-error");
-      slot.textContent = text;
-      slot.hidden = false;
-      field.classList.add("invalid");
-      const control = field.querySelector("[data-param]");
-      control.setAttribute("aria-invalid", "true");
-    }
+    const elsewhere = markFieldErrors(form, errors);
     const first = form.querySelector(".field.invalid [data-param]");  // the first in the page, not in the answer
     if (first) first.focus();
     return elsewhere;
@@ -178,10 +186,10 @@ function setupTaskForm() {
   });
 }
 
-// --- the runs list: swapped for a fresh rendering every few seconds ---
+// --- the runs list and a schedule's fires: swapped for a fresh rendering every few seconds ---
 
-function setupRunsList() {
-  const box = document.getElementById("runs");
+function setupRefresh(id) {
+  const box = document.getElementById(id);
   if (!box) return;
   const every = Number(box.dataset.refresh) || 2000;
   async function refresh() {
@@ -189,7 +197,7 @@ function setupRunsList() {
       try {
         const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
         if (response.ok) {
-          const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById("runs");
+          const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById(id);
           if (fresh) box.replaceChildren(...fresh.childNodes);
         }
       } catch {
@@ -199,6 +207,95 @@ function setupRunsList() {
     window.setTimeout(refresh, every);
   }
   window.setTimeout(refresh, every);
+}
+
+// --- a schedule's card: pause or resume it, backfill a range ---
+
+function postJson(url, body) {
+  return api(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+}
+
+function showMessage(node, title, lines = []) {
+  node.replaceChildren(el("strong", {}, title));
+  if (lines.length) node.append(el("ul", {}, ...lines.map((line) => el("li", {}, line))));
+  node.hidden = false;
+}
+
+function renderBackfill(node, data) {
+  const counts = {};
+  for (const fire of data.fires) counts[fire.state] = (counts[fire.state] || 0) + 1;
+  const said = Object.entries(counts).map(([state, n]) => `${n} ${state}`).join(", ");
+  const items = data.fires.map((fire) =>
+    el(
+      "li",
+      { "data-fire-time": fire.fire_time },
+      el("span", { class: "mono small" }, fire.fire_time), " ", badge(fire.state.toUpperCase()),
+      ...(fire.run_url ? [" ", el("a", { href: fire.run_url }, "run"), " ", badge(fire.job_status)] : []),
+    ),
+  );
+  node.replaceChildren(
+    el("strong", {}, `Backfill ${data.id}: `),
+    `${data.fire_times} fire time${data.fire_times === 1 ? "" : "s"} in the range` +
+      (data.existing ? `, ${data.existing} fired before` : "") + (said ? ` (${said})` : "") + ". ",
+    el("a", { href: data.progress_url, class: "backfill-progress" }, "Follow its progress"),
+    el("ul", { class: "backfill-fires" }, ...items),
+  );
+  node.hidden = false;
+}
+
+function setupSchedule(card) {
+  const actionError = card.querySelector(".action-error");
+  const pause = card.querySelector("button.pause");
+  pause.addEventListener("click", async () => {
+    pause.disabled = true;
+    actionError.hidden = true;
+    try {
+      const response = await postJson(pause.dataset.url, { paused: pause.dataset.pause === "true" });
+      if (response.ok) {
+        window.location.reload();
+        return;
+      }
+      const answer = await answerOf(response);
+      showMessage(actionError, `Not ${pause.dataset.pause === "true" ? "paused" : "resumed"}: ${answer.message || response.status}`);
+    } catch (error) {
+      showMessage(actionError, `The service did not answer: ${error.message}`);
+    }
+    pause.disabled = false;
+  });
+
+  const form = card.querySelector("form.backfill");
+  const formError = form.querySelector(".form-error");
+  const result = form.querySelector(".backfill-result");
+  const button = form.querySelector("button[type=submit]");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    formError.hidden = true;
+    result.hidden = true;
+    for (const field of form.querySelectorAll(".field")) {
+      field.classList.remove("invalid");
+      field.querySelector(".field-error").hidden = true;
+      field.querySelector("[data-param]").removeAttribute("aria-invalid");
+    }
+    const body = {};
+    for (const control of form.querySelectorAll("[data-param]")) body[control.dataset.param] = control.value.trim();
+    button.disabled = true;
+    try {
+      const response = await postJson(form.dataset.url, body);
+      const answer = await answerOf(response);
+      if (response.ok) {
+        renderBackfill(result, answer.data);
+      } else if (response.status === 422 && answer.errors) {
+        const elsewhere = markFieldErrors(form, answer.errors);
+        if (elsewhere.length) showMessage(formError, "Not backfilled:", elsewhere);
+      } else {
+        showMessage(formError, `Not backfilled: ${answer.message || response.status}`);
+      }
+    } catch (error) {
+      showMessage(formError, `The service did not answer: ${error.message}`);
+    } finally {
+      button.disabled = false;
+    }
+  });
 }
 
 // --- one run: its status polled every second until it ends, then the page is rendered afresh ---
@@ -288,6 +385,8 @@ function setupRun() {
 document.addEventListener("DOMContentLoaded", () => {
   setupToken();
   setupTaskForm();
-  setupRunsList();
+  setupRefresh("runs");
+  setupRefresh("fires");
+  for (const card of document.querySelectorAll(".schedule[data-schedule-id]")) setupSchedule(card);
   setupRun();
 });

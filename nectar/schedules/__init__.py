@@ -1,0 +1,1 @@
+"""Schedules: tasks run at fire times computed from a cron expression or an interval, each fired once."""
