@@ -191,6 +191,12 @@ class RunSchema(ma.Schema):
     )
     failed_step = fields.String(allow_none=True)
     error = fields.String(allow_none=True, metadata={"description": "The last attempt's error, if it failed."})
+    schedule_id = fields.String(
+        allow_none=True, metadata={"description": "The schedule that made the run (null: it was submitted)."}
+    )
+    fire_time = fields.String(
+        allow_none=True, metadata={"description": "The fire time it was made for, ISO 8601 UTC (null: submitted)."}
+    )
     status_url = fields.Url()
     cancel_url = fields.Url(metadata={"description": "POST here to cancel the run."})
 
@@ -214,6 +220,12 @@ class StatusSchema(LogLinksSchema, DownloadsSchema):
         allow_none=True, metadata={"description": "PENDING: since when luigid has not granted it (why: in error)."}
     )
     run_url = fields.Url(allow_none=True, metadata={"description": "The run (GET), and where to cancel it."})
+    schedule_id = fields.String(
+        allow_none=True, metadata={"description": "The schedule that made the run, if one did."}
+    )
+    fire_time = fields.String(
+        allow_none=True, metadata={"description": "The fire time the run was made for, ISO 8601 UTC."}
+    )
     steps = fields.List(fields.Nested(StepSchema))
     failed_step = fields.String(allow_none=True)
     error = fields.String(allow_none=True)

@@ -11,6 +11,7 @@ from api.context import facade
 from api.envelope import doc_only, dumped_answer, error_responses
 from api.schemas import KeyQuerySchema, StatusEnvelope
 from nectar.keys import TargetKey
+from nectar.registry.model import iso_utc
 from nectar.status import log_source
 
 blp = Blueprint("status", __name__, url_prefix="/api", description="Job status by target key.")
@@ -54,6 +55,8 @@ class ChainStatus(MethodView):
                 "retry_at": run.retry_at if run else None,
                 "waiting_since": run.waiting_since if run else None,
                 "run_url": links.run_url(run.id) if run else None,
+                "schedule_id": run.schedule_id if run else None,
+                "fire_time": iso_utc(run.fire_time) if run else None,
                 **links.downloads(status),
                 "steps": [links.step_out(step) for step in status.steps],
                 "failed_step": status.failed_step,

@@ -6,6 +6,8 @@ nectar status chains/testchains/hello_luigiworld_chain/TestS3Task/<md5>/out.txt
 nectar cancel <run id>
 nectar token --name ci --scope write
 nectar worker --workers 2
+nectar schedules
+nectar backfill daily.sales_chain.DailyTask.0 --start 2026-03-01 --end 2026-03-31
 nectar clock
 nectar serve
 nectar api --port 5000
@@ -23,7 +25,7 @@ from typing import Any
 
 from nectar.cli.local import cmd_cancel, cmd_chains, cmd_run, cmd_status, cmd_token, cmd_worker
 from nectar.cli.remote import client_command, cmd_download, cmd_submit
-from nectar.cli.schedules import cmd_clock
+from nectar.cli.schedules import cmd_backfill, cmd_clock, cmd_schedules
 from nectar.errors import InvalidParameters, NectarError
 
 COMMON_FLAGS = {
@@ -55,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("run_id", help="the run's id (run_id in its status)")
     worker = command("worker", "claim and execute queued runs until stopped")
     worker.add_argument("--workers", type=int, default=1, help="runs executed at once (default 1)")
+    command("schedules", "list the schedules (from chain files and the API): when, paused, next and last fire")
+    backfill = command("backfill", "fire a schedule for every fire time of a past range, max_active at a time")
+    backfill.add_argument("schedule_id", help="the schedule's id (nectar schedules lists them)")
+    backfill.add_argument("--start", required=True, help="ISO 8601 date or date-time (no offset: the schedule's zone)")
+    backfill.add_argument("--end", required=True, help="the same, included; not in the future")
     command("clock", "fire the schedules (run as many as you like, on any machines: each fire is made once)")
     serve = commands.add_parser(
         "serve", help="start luigid, the workers and the API", description="start luigid, the workers and the API"
@@ -99,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cancel": cmd_cancel,
             "token": cmd_token,
             "worker": cmd_worker,
+            "schedules": cmd_schedules,
+            "backfill": cmd_backfill,
             "clock": cmd_clock,
             "submit": cmd_submit,
             "download": cmd_download,

@@ -1,14 +1,72 @@
-"""The commands of schedules: ``nectar clock`` fires them (as many at once as wanted, on any machines)."""
+"""The commands of schedules: ``nectar schedules`` lists them, ``nectar backfill`` fires one over a past range,
+``nectar clock`` fires them (as many at once as wanted, on any machines)."""
 
 from __future__ import annotations
 
 import argparse
 import signal
 import threading
-from typing import Any
+from collections import Counter
+from typing import TYPE_CHECKING, Any
 
-from nectar.cli.local import settings_of
+from nectar.cli.local import settings_of, table
 from nectar.logs.format import configure_logging
+
+if TYPE_CHECKING:
+    from nectar.schedules.book import ScheduleView
+
+
+def when(view: ScheduleView) -> str:
+    """A schedule's times as a person reads them: its cron or its interval, and its zone."""
+    timing = view.spec.timing
+    every = timing.cron if timing.cron is not None else f"every {timing.interval_s}s"
+    return f"{every} ({timing.timezone})"
+
+
+def last_fire(view: ScheduleView) -> str:
+    """The last fire's state, and its run's job status when it made one."""
+    if view.last_fire is None:
+        return "-"
+    status = f" ({view.last_run.state.value})" if view.last_run is not None else ""
+    return f"{view.spec.timing.iso(view.last_fire.fire_time)} {view.last_fire.state}{status}"
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    """A table of every schedule, from the chain files and the API."""
+    from nectar.service import Nectar
+
+    views = Nectar(settings_of(args)).schedules.views()
+    rows = [["ID", "SOURCE", "TASK", "WHEN", "PAUSED", "NEXT FIRE", "LAST FIRE"]]
+    for view in views:
+        upcoming = view.spec.timing.iso(view.next_fires[0]) if view.next_fires else "-"
+        paused = "yes" if view.paused else "no"
+        rows.append([view.id, view.source, view.spec.task, when(view), paused, upcoming, last_fire(view)])
+    print(table(rows) if views else "no schedules: declare one on a task, or POST /api/schedules")
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Fire a schedule for every fire time in [--start, --end]; print what was queued at once and what waits."""
+    from nectar.service import Nectar
+
+    book = Nectar(settings_of(args)).schedules
+    backfill = book.backfill(args.schedule_id, args.start, args.end)
+    timing = book.view(args.schedule_id).spec.timing
+    fires = book.fires(args.schedule_id, len(backfill.fire_times) or 1, backfill.id)
+    states = Counter(fire.state for fire, _ in fires)
+    counted = ", ".join(f"{states[state]} {state}" for state in sorted(states)) or "nothing new"
+    print(
+        f"backfill {backfill.id} of {backfill.schedule_id}: {len(backfill.fire_times)} fire times, "
+        f"{backfill.existing} fired before; {counted}"
+    )
+    rows = [["FIRE TIME", "STATE", "RUN", "JOB STATUS"]]
+    for fire, run in sorted(fires, key=lambda pair: pair[0].fire_time):
+        status = run.state.value if run is not None else "-"
+        rows.append([timing.iso(fire.fire_time), fire.state, fire.run_id or "-", status])
+    if fires:
+        print(table(rows))
+    print(f"progress: GET /api/schedules/{backfill.schedule_id}/fires?backfill={backfill.id}")
+    return 0
 
 
 def cmd_clock(args: argparse.Namespace) -> int:

@@ -67,6 +67,7 @@ class PostgresRunStore(SqlSchedules):
     LOCK = " FOR UPDATE"
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
     GREATEST = "GREATEST"
+    FIRE_IDLE_LIMIT = "SET LOCAL idle_in_transaction_session_timeout = '10s'"
 
     def __init__(self, url: str, connect_timeout: float = 10, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.url = url

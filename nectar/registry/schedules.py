@@ -74,9 +74,9 @@ class ScheduleStore(ABC):
         cursor_to: float | None = None,
     ) -> str:
         """Claim a fire time and make it what ``outcome`` says, unless another process did (``"exists"``) or the
-        definition is no longer ``version`` (``"stale"``). With ``cap`` active runs of the schedule, a run
-        waits (``hold``: ``"held"``) or is skipped. Moves the cursor to the fire time (or ``cursor_to``).
-        Answers the fire's state: queued, done, skipped, held; or exists, stale."""
+        definition is no longer ``version`` or the schedule was paused (``"stale"``). With ``cap`` active runs of
+        the schedule, a run waits (``hold``: ``"held"``) or is skipped. Moves the cursor to the fire time (or
+        ``cursor_to``). Answers the fire's state: queued, done, skipped, held; or exists, stale."""
 
     @abstractmethod
     def release(self, schedule_id: str, version: int, fire_time: float, outcome: FireOutcome, cap: int | None) -> str:

@@ -40,6 +40,10 @@ def fire_of(row: Any) -> Fire:
 class SqlSchedules(SqlRunStore):
     """The registry's runs (:class:`SqlRunStore`) and its schedules, in SQL."""
 
+    #: a dialect's statement that bounds how long a fire's transaction, holding its schedule's row, may sit idle
+    #: (its process frozen or cut off mid-fire) before the server ends it and the other processes fire on
+    FIRE_IDLE_LIMIT = ""
+
     def _changed(self, db: Any) -> None:
         self._exec(db, "UPDATE schedule_changes SET version = version + 1 WHERE id = 1")
 
@@ -85,7 +89,8 @@ class SqlSchedules(SqlRunStore):
                     (spec.text(), spec.task, now, schedule_id),
                 )
             if paused is not None and paused != before.paused:
-                resumed = ", cursor = ?" if not paused else ""  # what it would have fired while paused is not missed
+                # what it would have fired while paused is not missed; a start still ahead stays ahead
+                resumed = f", cursor = {self.GREATEST}(cursor, ?)" if not paused else ""
                 args = (int(paused), now, *((now,) if not paused else ()), schedule_id)
                 self._exec(db, f"UPDATE schedules SET paused = ?, updated_at = ?{resumed} WHERE id = ?", args)
             self._changed(db)
@@ -134,6 +139,8 @@ class SqlSchedules(SqlRunStore):
         return True
 
     def _locked_version(self, db: Any, schedule_id: str) -> int | None:
+        if self.FIRE_IDLE_LIMIT:
+            self._exec(db, self.FIRE_IDLE_LIMIT)
         return self._scalar(db, f"SELECT version FROM schedules WHERE id = ?{self.LOCK}", (schedule_id,))
 
     def _active(self, db: Any, schedule_id: str) -> int:
@@ -157,6 +164,9 @@ class SqlSchedules(SqlRunStore):
         if run is None:
             run = outcome.run
             self._insert(db, run)
+        elif run.schedule_id is None:  # a client's run now makes this fire: it counts among the schedule's active
+            args = (schedule_id, outcome.run.fire_time, run.id)
+            self._exec(db, "UPDATE runs SET schedule_id = ?, fire_time = ? WHERE id = ?", args)
         return "queued", run.id, None if run is outcome.run else "joined the active run of the same key"
 
     def fire(
@@ -172,6 +182,8 @@ class SqlSchedules(SqlRunStore):
         with self._db() as db:
             if self._locked_version(db, schedule_id) != version:
                 return "stale"
+            if self._scalar(db, "SELECT paused FROM schedules WHERE id = ?", (schedule_id,)):
+                return "stale"  # paused since its loop read it: the loop reloads, and leaves it
             to = max(fire_time, cursor_to or fire_time)
             self._exec(db, "UPDATE schedules SET cursor = ? WHERE id = ? AND cursor < ?", (to, schedule_id, to))
             if self._scalar(
@@ -223,7 +235,10 @@ class SqlSchedules(SqlRunStore):
                 cursor = self._exec(
                     db,
                     f"INSERT INTO fires ({FIRE_COLUMNS}) VALUES (?, ?, 'held', NULL, ?, ?, ?, NULL, ?) "
-                    "ON CONFLICT (schedule_id, fire_time) DO NOTHING",
+                    # a skipped fire made no run: a backfill takes it again
+                    "ON CONFLICT (schedule_id, fire_time) DO UPDATE SET state = 'held', run_id = NULL, "
+                    "reason = excluded.reason, version = excluded.version, recorded_at = excluded.recorded_at, "
+                    "queued_at = NULL, backfill_id = excluded.backfill_id WHERE fires.state = 'skipped'",
                     (schedule_id, fire_time, "queued by a backfill", version, now, backfill_id),
                 )
                 if int(cursor.rowcount) == 1:

@@ -7,11 +7,12 @@ which turns a fire time into the run it makes (an ordinary run of the task: same
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -19,13 +20,15 @@ from nectar.errors import InvalidParameters, NectarError, NotFound, ScheduleConf
 from nectar.registry import Run
 from nectar.registry.schedules import FireOutcome
 from nectar.schedules.declared import Declared, check_spec, sample_values
-from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
+from nectar.schedules.model import MAX_SPAN_S, Fire, ScheduleRecord, ScheduleSpec
 
 if TYPE_CHECKING:
     from nectar.service import Nectar
 
 #: fire times one backfill may make
 MAX_BACKFILL = 10_000
+#: fields a schedule takes when it is made but that a change cannot edit, and why
+ONLY_AT_CREATION = {"start": "only when a schedule is made: a resumed one fires from then on"}
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class ScheduleView:
     last_run: Run | None
     created_at: float | None
     updated_at: float | None
-    #: where a file schedule is declared
+    #: where a file schedule is declared: ``<type>/<file>`` in the chains folder
     path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,20 +78,33 @@ class Backfill:
     id: str
     schedule_id: str
     fire_times: tuple[float, ...]
-    #: fire times that already had a fire (made by the schedule or an earlier backfill)
+    #: fire times that already had a fire (made by the schedule or an earlier backfill), but a skipped one
     existing: int
     fires: tuple[Fire, ...]
 
 
-def parse_time(name: str, text: Any, zone: str) -> float:
-    """An ISO 8601 date or date-time (without an offset: in ``zone``) as unix seconds; 422 naming ``name``."""
+def parse_time(name: str, text: Any, zone: str, whole_day: bool = False) -> float:
+    """An ISO 8601 date or date-time (without an offset: in ``zone``) as unix seconds; 422 naming ``name``.
+
+    With ``whole_day``, a date alone is the last instant of that day (a range's end: ``end=2026-03-31``
+    takes in the 31st), else its first."""
     try:
         moment = datetime.fromisoformat(str(text))
     except ValueError:
         raise InvalidParameters({name: [f"not an ISO 8601 date or date-time: {text!r}"]}) from None
+    if whole_day and _is_date(str(text)):
+        moment += timedelta(days=1, microseconds=-1)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(zone))
     return moment.timestamp()
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 class ScheduleBook:
@@ -154,7 +170,9 @@ class ScheduleBook:
         upcoming = () if paused else tuple(spec.timing.next_fires(max(now, record.cursor if record else now), 5))
         run = self.runs.get(last.run_id) if last is not None and last.run_id else None
         created, updated = (record.created_at, record.updated_at) if record else (None, None)
-        return ScheduleView(schedule_id, source, spec, paused, upcoming, last, run, created, updated, path)
+        # the file as the chains folder names it (<type>/<file>): answers never show where the server keeps files
+        shown = "/".join(os.path.normpath(path).split(os.sep)[-2:]) if path else None
+        return ScheduleView(schedule_id, source, spec, paused, upcoming, last, run, created, updated, shown)
 
     def fires(self, schedule_id: str, limit: int = 50, backfill_id: str | None = None) -> list[tuple[Fire, Run | None]]:
         """A schedule's fires, newest first, each with its run."""
@@ -183,6 +201,8 @@ class ScheduleBook:
         now = self.clock()
         start = values.get("start")
         cursor = now if start is None else parse_time("start", start, spec.timing.timezone) - 1e-3
+        if not abs(cursor - now) <= MAX_SPAN_S:  # its fire times would leave the calendar
+            raise InvalidParameters({"start": ["must be within 100 years of now"]})
         record = ScheduleRecord(uuid.uuid4().hex[:16], "api", spec, 1, paused, cursor, now, now)
         self.runs.add_schedule(record)
         return self.view(record.id)
@@ -194,6 +214,9 @@ class ScheduleBook:
         if paused is not None and not isinstance(paused, bool):
             raise InvalidParameters({"paused": ["must be true or false"]})
         edits = {name: value for name, value in values.items() if name != "paused"}
+        fixed = {name: [ONLY_AT_CREATION[name]] for name in edits if name in ONLY_AT_CREATION}
+        if fixed:  # not part of the definition: taken when a schedule is made, never changed
+            raise InvalidParameters(fixed)
         spec = None
         if edits and current.source == "file":
             raise ScheduleConflict(
@@ -242,6 +265,8 @@ class ScheduleBook:
             instance = info.instantiate(sample_values(spec, info, fire_time))
         except NectarError as exc:
             return FireOutcome(skip=f"cannot make the task: {exc}")
+        except Exception as exc:  # the task's own code raised making it: as luigi would fail to schedule it
+            return FireOutcome(skip=f"cannot make the task: {type(exc).__name__}: {exc}")
         return FireOutcome(run=self.nectar.new_run(info, instance, schedule_id=record.id, fire_time=fire_time))
 
     def backfill(self, schedule_id: str, start: Any, end: Any) -> Backfill:
@@ -252,11 +277,13 @@ class ScheduleBook:
         if record is None:
             raise ScheduleNotFound(f"no schedule {schedule_id}")
         zone = record.spec.timing.timezone
-        begin, until = parse_time("start", start, zone), parse_time("end", end, zone)
+        begin, until = parse_time("start", start, zone), parse_time("end", end, zone, whole_day=True)
         if until < begin:
             raise InvalidParameters({"end": ["is before start"]})
         if until > self.clock():
             raise InvalidParameters({"end": ["is in the future: the schedule itself fires from now on"]})
+        if self.clock() - begin > MAX_SPAN_S:  # its fire times would leave the calendar
+            raise InvalidParameters({"start": ["must be within 100 years of now"]})
         times = record.spec.timing.fires_between(begin - 1e-3, until, limit=MAX_BACKFILL + 1)
         if len(times) > MAX_BACKFILL:
             raise InvalidParameters({"end": [f"the range holds more than {MAX_BACKFILL} fire times: split it"]})

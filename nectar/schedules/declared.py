@@ -105,6 +105,9 @@ def declared_on(info: TaskInfo) -> tuple[list[Declared], list[str]]:
         except InvalidParameters as exc:
             errors.append(f"{where}: " + "; ".join(f"{f}: {', '.join(m)}" for f, m in sorted(exc.errors.items())))
             continue
+        except Exception as exc:  # the task's own code raised as it was made for a fire: listed, never fatal
+            errors.append(f"{where}: making the task for a fire raised {type(exc).__name__}: {exc}")
+            continue
         found.append(Declared(f"{info.chain_type}.{info.chain}.{info.name}.{name}", spec))
     ids = [d.id for d in found]
     duplicated = sorted({i for i in ids if ids.count(i) > 1})

@@ -56,6 +56,8 @@ class ScheduleLoop:
         self._records: dict[str, ScheduleRecord] = {}
         #: (next fire time, schedule id, version): what is due next
         self._due: list[tuple[float, str, int]] = []
+        #: set by :meth:`serve_forever`'s stop: a pass ends after the fire being made, not after a long catch-up
+        self.stopping = threading.Event()
 
     # --- the schedules as the registry has them ---
 
@@ -91,7 +93,7 @@ class ScheduleLoop:
         declared = self.book.sync()
         self._reload()
         now = self.clock()
-        while self._due and self._due[0][0] <= now:
+        while self._due and self._due[0][0] <= now and not self.stopping.is_set():
             _, schedule_id, version = heapq.heappop(self._due)
             record = self._records.get(schedule_id)
             if record is None or record.version != version:
@@ -106,14 +108,26 @@ class ScheduleLoop:
                     self._seen_changes = None  # reload at the next pass
                     continue
                 self._push(fresh, self._fire_due(fresh, now, counts))
-            except NectarError as exc:  # the store or the registry cannot answer: this schedule is tried again
-                logger.warning("schedule %s: %s; trying again in %gs", schedule_id, exc, RETRY_AFTER)
+            except Exception as exc:  # the store or the registry cannot answer: this schedule is tried again
+                self._failed(schedule_id, exc)
                 heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
         for schedule_id, held in self.runs.held().items():
             record = self._records.get(schedule_id)
-            if record is not None:
+            if record is None or (record.source == "file" and schedule_id not in declared):
+                continue  # paused, or its chain file does not import now: held until it does
+            try:
                 counts["released"] = counts.get("released", 0) + self.book.release(record, held)
+            except Exception as exc:
+                self._failed(schedule_id, exc)
         return counts
+
+    @staticmethod
+    def _failed(schedule_id: str, exc: Exception) -> None:
+        """Log why a schedule could not fire this pass (a traceback for what is not a known failure)."""
+        if isinstance(exc, NectarError):
+            logger.warning("schedule %s: %s; trying again in %gs", schedule_id, exc, RETRY_AFTER)
+        else:
+            logger.exception("schedule %s failed; trying again in %gs", schedule_id, RETRY_AFTER)
 
     def _fire_due(self, record: ScheduleRecord, now: float, counts: dict[str, int]) -> float:
         """Make the fires of ``record`` due by ``now``; answer the cursor reached."""
@@ -121,25 +135,18 @@ class ScheduleLoop:
         due = spec.timing.fires_between(record.cursor, now, limit=PASS_FIRES)
         if not due:
             return max(record.cursor, now)
-        if len(due) == PASS_FIRES and now - due[-1] > spec.misfire_grace_s:
-            # an outage longer than a pass looks at: these are older than any catch-up makes; the next pass goes on
-            reason = f"{len(due)} missed fires up to {spec.timing.iso(due[-1])}: beyond the catch-up of {CATCHUP_MAX}"
-            self._record(record, due[0], FireOutcome(skip=reason), counts, cursor_to=due[-1])
-            return due[-1]
         missed = [t for t in due if now - t > spec.misfire_grace_s]
+        if len(due) == PASS_FIRES and len(missed) > CATCHUP_MAX:
+            # more fires follow: skip the older ones, the policy picks among the last CATCHUP_MAX and the rest
+            return self._skip_missed(record, missed[:-CATCHUP_MAX], counts)
         on_time = due[len(missed) :]
         kept = {"none": [], "latest": missed[-1:], "all": missed[-CATCHUP_MAX:]}[spec.catchup]
         dropped = missed[: len(missed) - len(kept)]
         if dropped:
-            first, last = dropped[0], dropped[-1]
-            what = (
-                "this missed fire"
-                if len(dropped) == 1
-                else f"{len(dropped)} missed fires up to {spec.timing.iso(last)}"
-            )
-            reason = f"{what}: no scheduler ran at its time (catchup: {spec.catchup})"
-            self._record(record, first, FireOutcome(skip=reason), counts, cursor_to=last)
+            self._skip_missed(record, dropped, counts)
         for fire_time in kept + on_time:
+            if self.stopping.is_set():  # the fires made moved the cursor: the next loop goes on from there
+                return record.cursor
             late = now - fire_time
             deadline = spec.starting_deadline_s
             if deadline is not None and late > deadline:
@@ -149,6 +156,15 @@ class ScheduleLoop:
             if self._record(record, fire_time, outcome, counts) == "stale":
                 return record.cursor
         return due[-1]
+
+    def _skip_missed(self, record: ScheduleRecord, dropped: list[float], counts: dict[str, int]) -> float:
+        """Record missed fires skipped, as one fire at the first; answer the cursor reached."""
+        spec = record.spec
+        first, last = dropped[0], dropped[-1]
+        what = "this missed fire" if len(dropped) == 1 else f"{len(dropped)} missed fires up to {spec.timing.iso(last)}"
+        reason = f"{what}: no scheduler ran at its time (catchup: {spec.catchup})"
+        state = self._record(record, first, FireOutcome(skip=reason), counts, cursor_to=last)
+        return record.cursor if state == "stale" else last
 
     def _record(
         self, record: ScheduleRecord, fire_time: float, outcome: FireOutcome, counts: dict[str, int], **how: float
@@ -177,6 +193,7 @@ class ScheduleLoop:
         """Pass after pass until ``stop`` is set; a pass that fails (the registry or the store down) is logged
         and the next one tries again."""
         logger.info("firing schedules")
+        self.stopping = stop
         while not stop.is_set():
             try:
                 self.tick()

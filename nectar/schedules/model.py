@@ -25,6 +25,10 @@ SOURCES = ("api", "file")
 FIRE_STATES = ("queued", "done", "skipped", "held")
 #: a fire up to this late is on time; later it was missed and ``catchup`` decides
 DEFAULT_MISFIRE_GRACE = 60.0
+#: the longest span a schedule's numbers may give, in seconds (100 years: any longer one overflows the calendar)
+MAX_SPAN_S = 36_600 * 86_400
+#: the most active runs a schedule may allow (a bound the registry's integers hold)
+MAX_ACTIVE = 1_000_000
 #: the definition's fields, in the order they are shown
 FIELDS = (
     "task",
@@ -42,13 +46,13 @@ FIELDS = (
 )
 
 
-def _number(name: str, value: Any, minimum: float, integer: bool = False) -> float | None:
+def _number(name: str, value: Any, minimum: float, maximum: float, integer: bool = False) -> float | None:
     if value is None:
         return None
     kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value != value or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, kinds) or not minimum <= value <= maximum:  # NaN: never
         what = "an integer" if integer else "a number"
-        raise InvalidParameters({name: [f"must be {what} of at least {minimum:g}, not {value!r}"]})
+        raise InvalidParameters({name: [f"must be {what} from {minimum:g} to {maximum:g}, not {value!r}"]})
     return value
 
 
@@ -120,19 +124,23 @@ class ScheduleSpec:
     def from_definition(cls, values: Mapping[str, Any]) -> ScheduleSpec:
         """Read the JSON fields (unknown ones refused); :class:`InvalidParameters` names every bad field."""
         errors: dict[str, list[str]] = {}
-        unknown = sorted(set(values) - set(FIELDS) - {"paused", "start", "name"})
+        unknown = sorted(set(values) - set(FIELDS) - {"paused", "start"})
         for name in unknown:
             errors[name] = ["unknown field"]
         task = values.get("task")
         if not isinstance(task, str) or task.count("/") != 2 or not all(task.split("/")):
             errors["task"] = [f"must name a task as <type>/<chain>/<Task>, not {task!r}"]
-        params = values.get("params") or {}
+        params = values.get("params")
+        params = {} if params is None else params
         if not isinstance(params, Mapping):
             errors["params"] = ["must be an object of the task's fixed parameters"]
         try:
             timing = Timing.parse(values.get("cron"), values.get("interval_s"), values.get("timezone") or "UTC")
         except InvalidTiming as exc:
             errors[exc.field] = [str(exc)]
+        interval = values.get("interval_s")
+        if "interval_s" not in errors and isinstance(interval, int) and interval > MAX_SPAN_S:
+            errors["interval_s"] = [f"must be at most {MAX_SPAN_S} seconds (100 years), not {interval}"]
         offset_text = values.get("fire_time_offset")
         offset = None
         try:
@@ -145,13 +153,13 @@ class ScheduleSpec:
         elif offset is not None and fire_param is None:
             errors["fire_time_offset"] = ["only with fire_time_param: it moves the fire time that parameter receives"]
         numbers: dict[str, float | None] = {}
-        for name, minimum, integer in (
-            ("max_active", 1, True),
-            ("misfire_grace_s", 0, False),
-            ("starting_deadline_s", 0, False),
+        for name, minimum, maximum, integer in (
+            ("max_active", 1, MAX_ACTIVE, True),
+            ("misfire_grace_s", 0, MAX_SPAN_S, False),
+            ("starting_deadline_s", 0, MAX_SPAN_S, False),
         ):
             try:
-                numbers[name] = _number(name, values.get(name), minimum, integer)
+                numbers[name] = _number(name, values.get(name), minimum, maximum, integer)
             except InvalidParameters as exc:
                 errors.update(exc.errors)
         choices = {}

@@ -204,8 +204,9 @@ class Timing:
 
     def next_after(self, t: float) -> float:
         """The first fire time strictly after ``t``."""
+        t = math.floor(t)  # fire times are whole seconds; croniter would round a fraction up past a fire
         if self.interval_s is not None:
-            return float((math.floor(t) // self.interval_s + 1) * self.interval_s)
+            return float((t // self.interval_s + 1) * self.interval_s)
         walker = copy.copy(self.walker)
         offset = self._offset(t)
         match = walker.get_next(float, start_time=t + offset)
@@ -258,6 +259,7 @@ class Timing:
 
     def last_at_or_before(self, t: float) -> float | None:
         """The latest fire time at or before ``t`` (``None`` if a cron fired in none of the year before)."""
+        t = math.floor(t)  # fire times are whole seconds
         if self.interval_s is not None:
             return float(math.floor(t) // self.interval_s * self.interval_s)
         try:

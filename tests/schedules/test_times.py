@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -427,3 +428,13 @@ def test_fires_near_a_clock_change_follow_the_documented_rules(
     sample = range(1, len(fires), max(1, len(fires) // 10))
     assert [timing.last_at_or_before(fires[k] - 1) for k in sample] == [fires[k - 1] for k in sample]
     assert [timing.last_at_or_before(fires[k] + 59) for k in sample] == [fires[k] for k in sample]
+
+
+@pytest.mark.parametrize("timing", [Timing(cron="0 * * * *", timezone=PARIS), Timing(interval_s=3600)])
+def test_a_time_a_hair_before_a_fire_is_before_it(timing: Timing) -> None:
+    """A time a hair before a fire (the float just below it: adding the zone's offset rounds it onto the fire) is
+    before it: the fire is next and the one before it is the last."""
+    fire = at("2026-12-31T01:00", PARIS)
+    for before in (fire - 0.999, fire - 1e-6, math.nextafter(fire, 0)):
+        assert timing.next_after(before) == fire
+        assert timing.last_at_or_before(before) == fire - 3600
