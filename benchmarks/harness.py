@@ -238,6 +238,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value * 1000:.1f} ms"
     if unit == "/s":
         return f"{value:,.1f}/s" if value < 100 else f"{value:,.0f}/s"
+    if unit == "%":
+        return f"{value:.2f}%"
     if unit == "MB":
         return f"{value / 1024:.1f} MB"  # values are kept in kB, as /proc gives them
     return f"{value:g} {unit}".strip()

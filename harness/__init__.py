@@ -19,7 +19,7 @@ from harness.processes import (
     wait_until,
     waitfor,
 )
-from harness.procfs import alive, carrying, children, cmdline, descendants, send
+from harness.procfs import alive, carrying, children, cmdline, cpu_seconds, descendants, send
 
 __all__ = [
     "APP",
@@ -37,6 +37,7 @@ __all__ = [
     "carrying",
     "children",
     "cmdline",
+    "cpu_seconds",
     "descendants",
     "free_port",
     "send",

@@ -1,4 +1,4 @@
-"""Processes seen through Linux's ``/proc``: children, descendants, liveness, command lines, environments."""
+"""Processes seen through Linux's ``/proc``: children, descendants, liveness, CPU time, command lines, environments."""
 
 from __future__ import annotations
 
@@ -38,6 +38,12 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time ``pid`` has used so far, user and system, in seconds (from its ``stat``: utime + stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cmdline(pid: int) -> str:

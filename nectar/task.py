@@ -18,6 +18,7 @@ import sys
 import threading
 import traceback
 import types
+import weakref
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -70,6 +71,12 @@ def create_live_logs(key: TargetKey) -> tuple[Path, Path]:
     return paths
 
 
+#: each task class's parameters as luigi lists them, with the shape of the class they were read from
+_PARAMS: weakref.WeakKeyDictionary[type, tuple[tuple[int, ...], list[tuple[str, luigi.Parameter]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class NectarTask(luigi.Task):
     """A luigi task whose output is ``chains/<type>/<chain>/<Task>/<md5>/out.txt`` in a store."""
 
@@ -99,6 +106,17 @@ class NectarTask(luigi.Task):
             ref = chain_of_file(inspect.getfile(cls))
             cls._nectar_chain_ref = ref
         return ref
+
+    @classmethod
+    def get_params(cls) -> list[tuple[str, luigi.Parameter]]:
+        """luigi's parameters of the class, read once per class: luigi walks ``dir(cls)`` at every call, seven times
+        for each task made (half of the CPU a schedule's fire took). Read again when the class or a base gained or
+        lost an attribute (``luigi.util.inherits`` adds parameters to a class already made)."""
+        shape = tuple(len(vars(c)) for c in cls.__mro__)
+        kept = _PARAMS.get(cls)
+        if kept is None or kept[0] != shape:
+            kept = _PARAMS[cls] = (shape, super().get_params())
+        return list(kept[1])
 
     @classmethod
     def get_task_namespace(cls) -> str:

@@ -1,14 +1,18 @@
-"""The benchmarks' own machinery: percentiles, settings from the environment, and a failing benchmark's exit."""
+"""The benchmarks' machinery: percentiles, settings from the environment, a failing one's exit, CPU time, a clock's."""
 
 from __future__ import annotations
 
+import os
+import time
 import types
 from pathlib import Path
 
 import pytest
 
 import benchmarks.__main__ as bench_main
-from benchmarks.harness import Cluster, Figure, Processes, percentile
+from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
+from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
+from harness import cpu_seconds
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -52,3 +56,26 @@ def test_a_failing_benchmark_leaves_the_others_table_and_exits_non_zero(
     assert code == 1
     assert "| status | lookups/s | 1,234/s |" in out.split("## Benchmarks")[-1]
     assert "RuntimeError: the machine was too fast" in err and "failed: dispatch" in err
+
+
+def test_the_schedules_load_is_what_its_figure_says() -> None:
+    spread = intervals(10_000)
+    assert (min(spread), max(spread)) == (SHORTEST, LONGEST)
+    assert 30 <= sum(1 / interval for interval in spread) <= 100  # fires per second, on average
+    assert intervals(1) == [LONE_INTERVAL]
+
+
+def test_cpu_seconds_is_the_cpu_a_process_used() -> None:
+    before, burnt = cpu_seconds(os.getpid()), time.process_time()
+    while time.process_time() - burnt < 0.3:
+        pass
+    assert cpu_seconds(os.getpid()) - before == pytest.approx(time.process_time() - burnt, abs=0.05)
+
+
+def test_a_clock_is_measured_over_its_window(tmp_path: Path) -> None:
+    """The schedules benchmark, reduced: a real ``nectar clock``, one schedule, one window of 2 s."""
+    measured = clocked(Context(tmp_path, repeats=1, quick=True), 1, window=2.0, windows=1)
+
+    assert len(measured.lags) == 2 and measured.missed == 0  # one fire a second, each queued its run
+    assert all(lag >= 0 for lag in measured.lags)
+    assert len(measured.cpu) == 1 and measured.cpu[0] >= 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from nectar.registry.schedules import FireOutcome
@@ -14,11 +15,20 @@ from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
 SCHEDULE_COLUMNS = "id, source, task, definition, version, paused, cursor, created_at, updated_at"
 FIRE_COLUMNS = "schedule_id, fire_time, state, run_id, reason, version, recorded_at, queued_at, backfill_id"
 _ACTIVE = "state IN ('PENDING', 'RUNNING')"
+#: stored definitions kept read (more than the schedules of a big service: a reload of every one reads none again)
+SPECS_KEPT = 1 << 15
+
+
+@lru_cache(maxsize=SPECS_KEPT)
+def spec_of(definition: str) -> ScheduleSpec:
+    """A stored definition read, once: the loop reads a schedule's row at each of its fires and every row at each
+    reload, and parsing the JSON and the timing again each time was most of that read (a spec is immutable)."""
+    return ScheduleSpec.from_definition(json.loads(definition))
 
 
 def schedule_of(row: Any) -> ScheduleRecord:
     values = dict(row)
-    spec = ScheduleSpec.from_definition(json.loads(values.pop("definition")))
+    spec = spec_of(values.pop("definition"))
     values.pop("task")
     return ScheduleRecord(spec=spec, **{**values, "paused": bool(values["paused"])})
 

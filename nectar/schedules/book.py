@@ -113,6 +113,8 @@ class ScheduleBook:
     def __init__(self, nectar: Nectar, clock: Callable[[], float] = time.time) -> None:
         self.nectar = nectar
         self.clock = clock
+        #: (the registry's change counter, the files' schedules, the failing chains) when rows and files last matched
+        self._synced: tuple[Any, ...] | None = None
 
     @property
     def runs(self) -> Any:
@@ -239,10 +241,15 @@ class ScheduleBook:
     def sync(self) -> set[str]:
         """Make the registry's rows of file schedules match the files; answer the ids the files declare now.
 
-        The rows of a chain file that does not import are kept (with their pause and cursor) but not fired."""
+        The rows of a chain file that does not import are kept (with their pause and cursor) but not fired. The rows
+        are read and compared only when the files or the registry's change counter moved since they last matched:
+        the loop syncs at every pass."""
         declared, failing = self.declared()
         specs = [(sid, found.spec) for sid, (found, _) in declared.items()]
-        self.runs.sync_declared(specs, failing, self.clock())
+        seen = (self.runs.schedule_changes(), tuple((sid, spec.text()) for sid, spec in specs), tuple(failing))
+        if seen != self._synced:  # else neither the files nor any schedule's row changed since they matched
+            changed = self.runs.sync_declared(specs, failing, self.clock())
+            self._synced = None if changed else seen  # its own change moved the counter: compared once more
         return set(declared)
 
     # --- fires ---

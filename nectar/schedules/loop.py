@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from luigi.task_register import Register
+
 from nectar.errors import NectarError
 from nectar.registry.schedules import FireOutcome
 from nectar.schedules.model import ScheduleRecord
@@ -80,6 +82,13 @@ class ScheduleLoop:
 
     def tick(self) -> dict[str, int]:
         """Sync, reload, fire what is due, release held fires; answer how many fires became each state."""
+        try:
+            return self._pass()
+        finally:
+            # luigi keeps every task made in its instance cache, and each fire makes one: a clock grew without end
+            Register.clear_instance_cache()
+
+    def _pass(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         declared = self.book.sync()
         self._reload()

@@ -1,5 +1,5 @@
 """Benchmark tasks: a probe that notes when its run() starts, a fan-out of trivial leaves, a wrapper over sleeping
-steps, a big file."""
+steps, a big file, a task a schedule fires."""
 
 from __future__ import annotations
 
@@ -34,6 +34,17 @@ class ProbeTask(NectarTask):
         note("start", self.n, f"{time.time():.6f}")
         with self.output().open("w") as out:
             out.write("probe\n")
+
+
+class FireTask(NectarTask):
+    """A trivial step a schedule fires: ``at`` receives the fire time, so each fire is a run of its own."""
+
+    n = luigi.IntParameter()
+    at = luigi.DateSecondParameter()
+
+    def run(self) -> None:
+        with self.output().open("w") as out:
+            out.write(f"{self.n} {self.at}\n")
 
 
 class LeafTask(NectarTask):

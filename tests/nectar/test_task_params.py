@@ -1,0 +1,63 @@
+"""NectarTask's parameters: luigi's list in luigi's order, read once per class, read again when the class changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import luigi
+import luigi.task
+import luigi.util
+import pytest
+
+from nectar import NectarTask
+
+
+class Base(NectarTask):
+    b = luigi.IntParameter()
+    a = luigi.Parameter(default="x")
+
+
+class Child(Base):
+    c = luigi.DateParameter()
+
+
+def luigis(cls: type[luigi.Task]) -> list[tuple[str, luigi.Parameter]]:
+    """The parameters as luigi's own get_params lists them."""
+    return list(luigi.Task.get_params.__func__(cls))  # type: ignore[attr-defined]
+
+
+def test_the_parameters_are_luigis_in_its_order() -> None:
+    for cls in (Base, Child):
+        assert cls.get_params() == luigis(cls)
+        assert cls.get_params() == luigis(cls)  # kept, the same
+
+
+def test_the_parameters_are_read_once_per_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    Child(b=0, c=dt.date(2026, 1, 1))  # type: ignore[call-arg]  # (luigi notes _unconsumed_params on the class)
+    walked: list[Any] = []
+
+    def counting_dir(obj: Any) -> list[str]:
+        walked.append(obj)
+        return dir(obj)
+
+    monkeypatch.setattr(luigi.task, "dir", counting_dir, raising=False)  # what luigi's get_params walks
+
+    task = Child(b=1, c=dt.date(2026, 6, 1))  # type: ignore[call-arg]
+    task.to_str_params()
+
+    assert walked == []
+    assert task.param_kwargs == {"b": 1, "a": "x", "c": dt.date(2026, 6, 1)}
+
+
+def test_a_parameter_added_to_a_class_already_made_is_seen() -> None:
+    class Source(luigi.Task):
+        extra = luigi.IntParameter(default=3)
+
+    class Made(NectarTask):
+        b = luigi.IntParameter()
+
+    assert [name for name, _ in Made.get_params()] == ["b"]
+    luigi.util.inherits(Source)(Made)  # sets Source's parameters on Made
+    assert sorted(name for name, _ in Made.get_params()) == ["b", "extra"]
+    assert Made.get_params() == luigis(Made)
