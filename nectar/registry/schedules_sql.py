@@ -190,9 +190,8 @@ class SqlSchedules(SqlRunStore):
                 db, "SELECT 1 FROM fires WHERE schedule_id = ? AND fire_time = ?", (schedule_id, fire_time)
             ):
                 return "exists"
-            earlier = self._scalar(
-                db, "SELECT 1 FROM fires WHERE schedule_id = ? AND state = 'held' LIMIT 1", (schedule_id,)
-            )
+            held = "SELECT 1 FROM fires WHERE schedule_id = ? AND state = 'held' LIMIT 1"
+            earlier = cap is not None and hold and self._scalar(db, held, (schedule_id,))  # a bounded schedule's queue
             state, run_id, reason = self._make(db, outcome, schedule_id, cap, hold, bool(earlier))
             now = time.time()
             self._exec(

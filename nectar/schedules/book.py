@@ -261,7 +261,8 @@ class ScheduleBook:
         """
         spec = record.spec
         try:
-            info = self.nectar.task(*spec.ref)
+            # as the catalog saw it when this pass began (the loop refreshes it then), else looked up with its error
+            info = self.nectar.known_task(*spec.ref) or self.nectar.task(*spec.ref)
             instance = info.instantiate(sample_values(spec, info, fire_time))
         except NectarError as exc:
             return FireOutcome(skip=f"cannot make the task: {exc}")
