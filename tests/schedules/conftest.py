@@ -68,14 +68,20 @@ def loop(nectar: Nectar, clock: Clock) -> ScheduleLoop:
     return ScheduleLoop(nectar.schedules, clock=clock.time)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def registry(request: pytest.FixtureRequest, settings: Settings) -> Settings:
-    """The settings of a registry of each kind: SQLite in the data folder, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
+def on_registry(request: pytest.FixtureRequest, settings: Settings, kind: str) -> Settings:
+    """``settings`` with the registry of ``kind``: SQLite in the data folder (as they are), or a fresh PostgreSQL
+    database (any other kind), configured for this process."""
+    if kind == "sqlite":
         return settings
     value = settings.replace(database_url=request.getfixturevalue("database_url"))
     configure(value)
     return value
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The settings of a registry of each kind: SQLite in the data folder, or a fresh PostgreSQL database."""
+    return on_registry(request, settings, request.param)
 
 
 @pytest.fixture

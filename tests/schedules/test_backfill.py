@@ -7,12 +7,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from nectar.config import Settings, configure
+from nectar.config import Settings
 from nectar.errors import InvalidParameters
 from nectar.schedules.loop import ScheduleLoop
 from nectar.service import Nectar
 from tests.clock import Clock
-from tests.schedules.conftest import utc
+from tests.schedules.conftest import on_registry, utc
 from tests.schedules.test_policies import DAILY, active_runs, end_run, fires_of, runs_of
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -24,11 +24,7 @@ ALREADY_DONE = MARCH[2::3][:10]
 @pytest.fixture(params=["sqlite", "postgresql"])
 def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     """Every backfill on both registries: the SQL that holds and releases fires is each dialect's."""
-    if request.param == "sqlite":
-        return settings
-    value = settings.replace(database_url=request.getfixturevalue("database_url"))
-    configure(value)
-    return value
+    return on_registry(request, settings, request.param)
 
 
 def make_done(nectar: Nectar, fire_days: list[date]) -> None:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import boto3
 import pytest
 
-from nectar.config import Settings, configure
+from nectar.config import Settings
 from nectar.errors import InvalidParameters
 from nectar.registry import Run
 from nectar.registry.model import RunFilter, RunState
@@ -22,7 +22,7 @@ from nectar.schedules.loop import CATCHUP_MAX, PASS_FIRES, RETRY_AFTER, Schedule
 from nectar.schedules.model import Fire
 from nectar.service import Nectar
 from tests.clock import Clock
-from tests.schedules.conftest import utc
+from tests.schedules.conftest import on_registry, utc
 
 SLOT = "daily/sales_chain/SlotTask"
 DAILY = "daily.sales_chain.DailyTask.0"
@@ -32,11 +32,7 @@ DAY = 86400.0
 @pytest.fixture
 def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     """SQLite's registry, or PostgreSQL's for a test parametrized with ``BOTH_REGISTRIES``."""
-    if getattr(request, "param", "sqlite") == "sqlite":
-        return settings
-    value = settings.replace(database_url=request.getfixturevalue("database_url"))
-    configure(value)
-    return value
+    return on_registry(request, settings, getattr(request, "param", "sqlite"))
 
 
 #: run a test on both registries: the SQL that claims fires and counts active runs is each dialect's
