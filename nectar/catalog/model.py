@@ -13,6 +13,7 @@ from nectar.errors import InvalidParameters
 from nectar.exposure import HiddenTask
 from nectar.keys import TargetKey, task_key
 from nectar.params import ParamInfo, parse_values
+from nectar.task import NectarTask
 
 if TYPE_CHECKING:
     from nectar.schedules.declared import Declared
@@ -56,7 +57,9 @@ class TaskInfo:
             raise InvalidParameters({"_task": [f"{type(exc).__name__}: {exc}"]}) from exc
 
     def key_of(self, task: luigi.Task) -> TargetKey:
-        """The task's ``out.txt`` key (the same formula for plain luigi tasks)."""
+        """The task's ``out.txt`` key (the same formula for plain luigi tasks; a NectarTask's own, computed once)."""
+        if isinstance(task, NectarTask) and task.chain_ref() == (self.chain_type, self.chain):
+            return task.target_key
         return task_key(self.chain_type, self.chain, task)
 
 

@@ -179,13 +179,20 @@ class SqlSchedules(SqlRunStore):
         hold: bool = True,
         cursor_to: float | None = None,
     ) -> str:
+        to = max(fire_time, cursor_to or fire_time)
         with self._db() as db:
-            if self._locked_version(db, schedule_id) != version:
+            if self.FIRE_IDLE_LIMIT:
+                self._exec(db, self.FIRE_IDLE_LIMIT)
+            # one statement locks the schedule's row, checks it is still this version and not paused since its loop
+            # read it (else the loop reloads, and a paused one is left), and moves its cursor
+            moved = self._exec(
+                db,
+                "UPDATE schedules SET cursor = CASE WHEN cursor < ? THEN ? ELSE cursor END "
+                "WHERE id = ? AND version = ? AND paused = 0",
+                (to, to, schedule_id, version),
+            )
+            if int(moved.rowcount) != 1:
                 return "stale"
-            if self._scalar(db, "SELECT paused FROM schedules WHERE id = ?", (schedule_id,)):
-                return "stale"  # paused since its loop read it: the loop reloads, and leaves it
-            to = max(fire_time, cursor_to or fire_time)
-            self._exec(db, "UPDATE schedules SET cursor = ? WHERE id = ? AND cursor < ?", (to, schedule_id, to))
             if self._scalar(
                 db, "SELECT 1 FROM fires WHERE schedule_id = ? AND fire_time = ?", (schedule_id, fire_time)
             ):
