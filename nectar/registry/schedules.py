@@ -72,16 +72,27 @@ class ScheduleStore(ABC):
         cap: int | None = None,
         hold: bool = True,
         cursor_to: float | None = None,
+        now: float | None = None,
     ) -> str:
         """Claim a fire time and make it what ``outcome`` says, unless another process did (``"exists"``) or the
         definition is no longer ``version`` or the schedule was paused (``"stale"``). With ``cap`` active runs of
         the schedule, a run waits (``hold``: ``"held"``) or is skipped. Moves the cursor to the fire time (or
-        ``cursor_to``). Answers the fire's state: queued, done, skipped, held; or exists, stale."""
+        ``cursor_to``). ``now``: the firing loop's clock, when the fire (and its run's queueing) is recorded.
+        Answers the fire's state: queued, done, skipped, held; or exists, stale."""
 
     @abstractmethod
-    def release(self, schedule_id: str, version: int, fire_time: float, outcome: FireOutcome, cap: int | None) -> str:
+    def release(
+        self,
+        schedule_id: str,
+        version: int,
+        fire_time: float,
+        outcome: FireOutcome,
+        cap: int | None,
+        now: float | None = None,
+    ) -> str:
         """Make a held fire what ``outcome`` says if fewer than ``cap`` runs of its schedule are active (else it
-        stays ``"held"``); ``"exists"`` if it is no longer held, ``"stale"`` if the definition changed."""
+        stays ``"held"``); ``"exists"`` if it is no longer held, ``"stale"`` if the definition changed. ``now`` as
+        for :meth:`fire`."""
 
     @abstractmethod
     def hold(self, schedule_id: str, version: int, fire_times: Sequence[float], backfill_id: str) -> list[float]:

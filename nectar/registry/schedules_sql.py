@@ -178,6 +178,7 @@ class SqlSchedules(SqlRunStore):
         cap: int | None = None,
         hold: bool = True,
         cursor_to: float | None = None,
+        now: float | None = None,
     ) -> str:
         to = max(fire_time, cursor_to or fire_time)
         with self._db() as db:
@@ -200,7 +201,7 @@ class SqlSchedules(SqlRunStore):
             held = "SELECT 1 FROM fires WHERE schedule_id = ? AND state = 'held' LIMIT 1"
             earlier = cap is not None and hold and self._scalar(db, held, (schedule_id,))  # a bounded schedule's queue
             state, run_id, reason = self._make(db, outcome, schedule_id, cap, hold, bool(earlier))
-            now = time.time()
+            now = time.time() if now is None else now
             self._exec(
                 db,
                 f"INSERT INTO fires ({FIRE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -210,7 +211,15 @@ class SqlSchedules(SqlRunStore):
             self._queued()
         return state
 
-    def release(self, schedule_id: str, version: int, fire_time: float, outcome: FireOutcome, cap: int | None) -> str:
+    def release(
+        self,
+        schedule_id: str,
+        version: int,
+        fire_time: float,
+        outcome: FireOutcome,
+        cap: int | None,
+        now: float | None = None,
+    ) -> str:
         with self._db() as db:
             if self._locked_version(db, schedule_id) != version:
                 return "stale"
@@ -220,7 +229,7 @@ class SqlSchedules(SqlRunStore):
             state, run_id, reason = self._make(db, outcome, schedule_id, cap, True, False)
             if state == "held":
                 return state
-            now = time.time()
+            now = time.time() if now is None else now
             self._exec(
                 db,
                 f"UPDATE fires SET state = ?, run_id = ?, reason = ?, version = ?, recorded_at = ?, queued_at = ? "

@@ -307,7 +307,7 @@ class ScheduleBook:
                 outcome = FireOutcome(skip=f"missed its starting deadline ({deadline:g}s): held {late:.0f}s")
             else:
                 outcome = self.prepare(record, fire_time)
-            state = self.runs.release(record.id, record.version, fire_time, outcome, record.spec.cap)
+            state = self.runs.release(record.id, record.version, fire_time, outcome, record.spec.cap, now=self.clock())
             if state in ("held", "stale"):
                 break
             made += state != "exists"

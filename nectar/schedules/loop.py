@@ -170,7 +170,8 @@ class ScheduleLoop:
         self, record: ScheduleRecord, fire_time: float, outcome: FireOutcome, counts: dict[str, int], **how: float
     ) -> str:
         spec = record.spec
-        state = self.runs.fire(record.id, record.version, fire_time, outcome, spec.cap, spec.on_cap == "hold", **how)
+        hold = spec.on_cap == "hold"
+        state = self.runs.fire(record.id, record.version, fire_time, outcome, spec.cap, hold, now=self.clock(), **how)
         counts[state] = counts.get(state, 0) + 1
         if state == "stale":
             self._seen_changes = None
