@@ -197,6 +197,22 @@ class RunSchema(ma.Schema):
     fire_time = fields.String(
         allow_none=True, metadata={"description": "The fire time it was made for, ISO 8601 UTC (null: submitted)."}
     )
+    trigger_id = fields.String(
+        allow_none=True, metadata={"description": "The data trigger that made the run (null: not a trigger's)."}
+    )
+    objects = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "The objects (s3:// URIs or absolute paths) a trigger made the run for."},
+    )
+    waiting_for = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "WAITING: the objects (or `run:<id>`: runs that must be DONE) it waits for."},
+    )
+    wait_until = fields.String(
+        allow_none=True, metadata={"description": "WAITING: when its wait times out, ISO 8601 UTC."}
+    )
     status_url = fields.Url()
     cancel_url = fields.Url(metadata={"description": "POST here to cancel the run."})
 
@@ -225,6 +241,22 @@ class StatusSchema(LogLinksSchema, DownloadsSchema):
     )
     fire_time = fields.String(
         allow_none=True, metadata={"description": "The fire time the run was made for, ISO 8601 UTC."}
+    )
+    trigger_id = fields.String(
+        allow_none=True, metadata={"description": "The data trigger that made the run (null: not a trigger's)."}
+    )
+    objects = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "The objects (s3:// URIs or absolute paths) a trigger made the run for."},
+    )
+    waiting_for = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "WAITING: the objects (or `run:<id>`: runs that must be DONE) it waits for."},
+    )
+    wait_until = fields.String(
+        allow_none=True, metadata={"description": "WAITING: when its wait times out, ISO 8601 UTC."}
     )
     steps = fields.List(fields.Nested(StepSchema))
     failed_step = fields.String(allow_none=True)

@@ -14,7 +14,7 @@ from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
 
 SCHEDULE_COLUMNS = "id, source, task, definition, version, paused, cursor, created_at, updated_at"
 FIRE_COLUMNS = "schedule_id, fire_time, state, run_id, reason, version, recorded_at, queued_at, backfill_id"
-_ACTIVE = "state IN ('PENDING', 'RUNNING')"
+_ACTIVE = "state IN ('PENDING', 'RUNNING', 'WAITING')"
 #: stored definitions kept read (more than the schedules of a big service: a reload of every one reads none again)
 SPECS_KEPT = 1 << 15
 

@@ -27,7 +27,7 @@ class SqlRunStore(SqlReads):
 
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
         with self._db() as db:
-            existing = self._select(db, "key = ? AND state IN ('PENDING', 'RUNNING')", run.key)
+            existing = self._select(db, "key = ? AND state IN ('PENDING', 'RUNNING', 'WAITING')", run.key)
             if existing is not None:
                 return existing, False
             if max_pending is not None:
