@@ -267,7 +267,7 @@ class TriggerBook:
             if claim.state == "stale":
                 return poll
         # objects the glob passed over are dealt with too: the cursor moves past them
-        self.runs.polled(record.id, self.clock(), None, getattr(poll.stats, "last_key", None))
+        self.runs.polled(record.id, self.clock(), None, poll.stats.last_key)
         return poll
 
     def _claim(self, record: TriggerRecord, group: Sequence[StoredObject]) -> Claim:
