@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from flask_smorest import Api
 
-from api import batch, chains, files, health, logs, runs, schedules, status, ui
+from api import batch, batches, chains, files, health, logs, runs, schedules, status, ui
 
-BLUEPRINTS = (chains.blp, batch.blp, status.blp, runs.blp, files.blp, logs.blp, health.blp, schedules.blp, ui.blp)
+BLUEPRINTS = (
+    chains.blp,
+    batch.blp,
+    batches.blp,
+    status.blp,
+    runs.blp,
+    files.blp,
+    logs.blp,
+    health.blp,
+    schedules.blp,
+    ui.blp,
+)
 
 
 def register_blueprints(api: Api) -> None:

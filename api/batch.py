@@ -109,6 +109,38 @@ def _refuse_all(invalid: list[dict[str, Any]]) -> None:
         raise InvalidParameters(errors)
 
 
+def submit_rows(info: TaskInfo, rows: list[dict[str, Any]], atomic: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each row parsed and submitted on its own (``atomic``: none unless every row is valid): the answer's data,
+    one answer per row and the counts, and its headers (``Retry-After`` when the queue refused a row)."""
+    service = facade()
+    parsed: list[Any] = []
+    for number, values in enumerate(rows, start=1):
+        try:
+            parsed.append(_parse(info, values))
+        except (InvalidParameters, TooLarge) as exc:
+            errors = getattr(exc, "errors", None)
+            parsed.append(_refused(number, 413 if isinstance(exc, TooLarge) else 422, str(exc), errors))
+    if atomic:
+        _refuse_all([row for row in parsed if isinstance(row, dict)])
+    results = []
+    for number, instance in enumerate(parsed, start=1):
+        if isinstance(instance, dict):
+            results.append(instance)
+            continue
+        try:
+            data, status, message = submission_out(service.submit_task(info, instance))
+        except QueueFull as exc:
+            results.append(_refused(number, 503, str(exc)))
+            continue
+        results.append({**data, "row": number, "status": status, "message": message, "errors": None})
+    counts = Counter(OUTCOMES[row["status"]] for row in results)
+    headers = {}
+    if counts["unavailable"]:
+        headers["Retry-After"] = str(service.settings.retry_after)
+    summary = {name: counts[name] for name in ("queued", "done", "invalid", "unavailable")}
+    return {"rows": results, "counts": summary}, headers
+
+
 @blp.route("/<chain_type>/<chain>/<task>/batch")
 class Batch(MethodView):
     @blp.arguments(BatchQuerySchema, location="query")
@@ -117,31 +149,6 @@ class Batch(MethodView):
     @blp.doc(**BATCH_DOC)
     def post(self, query, chain_type, chain, task):
         """Run a task for each of many parameter sets"""
-        service = facade()
-        info = service.task(chain_type, chain, task)
-        parsed: list[Any] = []
-        for number, values in enumerate(batch_rows(), start=1):
-            try:
-                parsed.append(_parse(info, values))
-            except (InvalidParameters, TooLarge) as exc:
-                errors = getattr(exc, "errors", None)
-                parsed.append(_refused(number, 413 if isinstance(exc, TooLarge) else 422, str(exc), errors))
-        if query["atomic"]:
-            _refuse_all([row for row in parsed if isinstance(row, dict)])
-        results = []
-        for number, instance in enumerate(parsed, start=1):
-            if isinstance(instance, dict):
-                results.append(instance)
-                continue
-            try:
-                data, status, message = submission_out(service.submit_task(info, instance))
-            except QueueFull as exc:
-                results.append(_refused(number, 503, str(exc)))
-                continue
-            results.append({**data, "row": number, "status": status, "message": message, "errors": None})
-        counts = Counter(OUTCOMES[row["status"]] for row in results)
-        headers = {}
-        if counts["unavailable"]:
-            headers["Retry-After"] = str(service.settings.retry_after)
-        summary = {name: counts[name] for name in ("queued", "done", "invalid", "unavailable")}
-        return (*answer({"rows": results, "counts": summary}), headers)
+        info = facade().task(chain_type, chain, task)
+        data, headers = submit_rows(info, batch_rows(), query["atomic"])
+        return (*answer(data), headers)

@@ -64,6 +64,14 @@ class ChainSchema(ma.Schema):
         fields.String(),
         metadata={"description": "Each schedule declared in the file that is not used, and why (task, field)."},
     )
+    triggers = fields.List(
+        fields.String(),
+        metadata={"description": "The ids of the data triggers its tasks declare (see /api/triggers)."},
+    )
+    trigger_errors = fields.List(
+        fields.String(),
+        metadata={"description": "Each trigger declared in the file that is not used, and why (task, field)."},
+    )
 
 
 class ChainTypeSchema(ma.Schema):

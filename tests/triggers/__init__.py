@@ -1,0 +1,1 @@
+"""Data triggers, listings under a prefix and batches from one."""
