@@ -16,10 +16,12 @@ from collections.abc import Callable, Sequence
 
 from nectar.registry.model import Durations, Run, RunFilter, RunState, Step
 from nectar.registry.schedules import ScheduleStore
+from nectar.registry.waits import WaitStore
 
 
-class RunStore(ScheduleStore):
-    """Where runs are queued, claimed, kept alive and ended (and, :class:`ScheduleStore`, what schedules fired)."""
+class RunStore(ScheduleStore, WaitStore):
+    """Where runs are queued, claimed, kept alive and ended (and, :class:`ScheduleStore`, what schedules fired;
+    :class:`WaitStore`, the runs that wait for data)."""
 
     @abstractmethod
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
