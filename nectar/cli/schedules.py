@@ -70,10 +70,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_clock(args: argparse.Namespace) -> int:
-    """Fire every due schedule until SIGTERM, SIGINT or SIGHUP (``nectar serve`` sends SIGTERM when it stops
-    or dies); each fire is claimed in the registry, so any number of clocks may run at once."""
+    """Fire every due schedule, and check what WAITING runs wait for (:mod:`nectar.waiting`, in a thread of its
+    own), until SIGTERM, SIGINT or SIGHUP (``nectar serve`` sends SIGTERM when it stops or dies); each fire is
+    claimed in the registry, so any number of clocks may run at once."""
     from nectar.schedules.loop import ScheduleLoop
     from nectar.service import Nectar
+    from nectar.waiting import WaitLoop
 
     settings = settings_of(args)
     configure_logging(settings.log_format)
@@ -84,5 +86,10 @@ def cmd_clock(args: argparse.Namespace) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, request_stop)
-    ScheduleLoop(Nectar(settings).schedules).serve_forever(stop)
+    nectar = Nectar(settings)
+    waits = WaitLoop(nectar.runs, settings.wait_poll_max)
+    checking = threading.Thread(target=waits.serve_forever, args=(stop,), name="nectar-waits", daemon=True)
+    checking.start()
+    ScheduleLoop(nectar.schedules).serve_forever(stop)
+    checking.join()
     return 0
