@@ -9,19 +9,23 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import boto3
 import luigi
 import pytest
 from flask.testing import FlaskClient
 
 from harness import NECTAR, Processes, base_env, settings_env, waitfor
-from nectar.attempt import InvalidMaxRuntime, wait_timeout
+from nectar.attempt import InvalidMaxRuntime, process_name, wait_timeout
 from nectar.config import Settings
+from nectar.errors import StoreUnavailable
+from nectar.executor import run_in_foreground
 from nectar.registry import Run, RunFilter, RunState, RunStore, Step, waits_sql
 from nectar.service import Nectar
-from nectar.waiting import WaitLoop
+from nectar.waiting import WaitLoop, _exists
 from tests.api.conftest import build_app
 from tests.clock import Clock
 
@@ -248,6 +252,61 @@ def test_a_needed_run_that_is_done_wakes_its_waiter(runs: RunStore, clock: Clock
     clock.advance(1)
     assert WaitLoop(runs, clock=clock.time, exists=files.exists).tick() == {"woken": 1}
     assert state(runs, waiter).state == RunState.PENDING
+
+
+# --- S3: a real S3 endpoint (moto's server) -------------------------------------------------------
+
+S3_CHAIN = """import luigi
+from luigi.contrib.s3 import S3Target
+
+
+class LandedObject(luigi.ExternalTask):
+    uri = luigi.Parameter()
+
+    def output(self):
+        return S3Target(self.uri)
+
+
+class LoadObjectTask(luigi.Task):
+    uri = luigi.Parameter()
+
+    def requires(self):
+        return LandedObject(uri=self.uri)
+
+    def run(self):
+        print("loaded", self.uri)
+"""
+
+
+def test_a_run_waits_for_an_s3_object_and_goes_on_once_it_is_there(
+    s3_settings: Settings, write_chain: WriteChain
+) -> None:
+    write_chain("landing/s3_chain", S3_CHAIN)
+    nectar, bucket = Nectar(s3_settings), s3_settings.bucket
+    uri = f"s3://{bucket}/landing/sales/2026-06-01.ack"
+    run = nectar.submit("landing", "s3_chain", "LoadObjectTask", {"uri": uri.replace("s3://", "s3a://")}).run
+    assert run is not None
+    run_in_foreground(s3_settings, nectar.runs, run.id, process_name())
+    assert (state(nectar.runs, run).state, state(nectar.runs, run).waiting_for) == (RunState.WAITING, (uri,))
+
+    moved = Clock(time.time() + 2)  # past its first check
+    loop = WaitLoop(nectar.runs, clock=moved.time)
+    assert loop.tick() == {"later": 1}
+    boto3.client("s3").put_object(Bucket=bucket, Key="landing/sales/2026-06-01.ack", Body=b"")
+    moved.advance(60)
+    assert loop.tick() == {"woken": 1}
+    run_in_foreground(s3_settings, nectar.runs, run.id, process_name())
+    assert state(nectar.runs, run).state == RunState.DONE
+
+
+def test_an_s3_object_is_checked_by_its_bucket_and_key_a_missing_bucket_is_the_stores_error(
+    s3_settings: Settings,
+) -> None:
+    bucket = s3_settings.bucket
+    boto3.client("s3").put_object(Bucket=bucket, Key="landing/x.csv", Body=b"x")
+    assert _exists(f"s3://{bucket}/landing/x.csv") and not _exists(f"s3://{bucket}/landing/y.csv")
+    with pytest.raises(StoreUnavailable, match="NoSuchBucket"):
+        _exists(f"s3://no-such-bucket-{bucket}/landing/x.csv")
 
 
 # --- seen: the API, the UI, the metrics ------------------------------------------------------------
