@@ -385,6 +385,10 @@ def test_fifty_waiting_runs_hold_no_slot_and_proceed_when_their_file_lands(
     absent.write_text("day,amount\n")
     waitfor(lambda: count(runs, RunState.DONE) == 50, 300, "the 50 runs to be done once their file landed")
     assert sorted(path.name for path in out.glob("load-*.txt")) == sorted(f"load-{n}.txt" for n in range(50))
+    assert [(s.task, s.state, s.error) for s in runs.steps(one.id)] == [
+        ("LandedFile", "DONE", None),
+        ("LoadTask", "DONE", None),
+    ]
     logged = "".join(path.read_text() for path in tmp_path.glob("worker-*.log"))
     assert f"run {one.id} of landing/landing_chain/LoadTask: waiting for {absent}" in logged
 
