@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Literal
 
-from nectar.errors import InvalidParameters, StoreUnavailable
+from nectar.errors import InvalidParameters, StoreUnavailable, TooLarge
 from nectar.stores.globs import compile_glob, literal_start
 from nectar.stores.s3 import PERMANENT_S3_ERRORS, _client_config
 
@@ -50,10 +50,31 @@ class StoredObject:
 @dataclass
 class ListStats:
     """What listings cost: the store's requests (S3 ListObjectsV2 calls; locally, folders read) and the
-    objects those returned, before any filtering."""
+    objects those returned (locally, the folders' entries), before any filtering."""
 
     requests: int = 0
     objects: int = 0
+
+
+@dataclass
+class _Tally:
+    """One listing's count of requests and of what they returned, into ``stats``, within ``max_listed``."""
+
+    where: Location
+    stats: ListStats
+    max_listed: int | None
+    returned: int = 0
+
+    def listed(self, count: int) -> None:
+        """One request made, that returned ``count`` objects (or folder entries)."""
+        self.stats.requests += 1
+        self.stats.objects += count
+        self.returned += count
+        if self.max_listed is not None and self.returned > self.max_listed:
+            raise TooLarge(
+                f"more than {self.max_listed} objects listed under {self.where}: narrow the prefix, or start the "
+                "glob with a folder or the first letters of the names"
+            )
 
 
 @dataclass(frozen=True)
@@ -111,6 +132,7 @@ def list_objects(
     limit: int | None = None,
     start_after: str | None = None,
     stats: ListStats | None = None,
+    max_listed: int | None = None,
 ) -> Iterator[StoredObject]:
     """The objects under ``location`` (a :class:`Location` or its text) in key order, lazily.
 
@@ -118,7 +140,9 @@ def list_objects(
     and at most ``limit`` given. ``start_after`` is a key (as :attr:`StoredObject.key`): only later ones come,
     and S3 is asked from there on (``StartAfter``). Bad arguments raise :class:`InvalidParameters` at once;
     the store's failures (:class:`StoreUnavailable`, with S3's code) as the objects are read. ``stats`` counts
-    the requests made.
+    the requests made. ``max_listed`` bounds what the
+    store may return (:class:`TooLarge` beyond): a glob that matches little under a huge prefix then cannot
+    make one listing read the whole bucket or disk.
     """
     where = location if isinstance(location, Location) else Location.parse(location)
     pattern = compile_glob(glob) if glob is not None else None
@@ -130,7 +154,8 @@ def list_objects(
     if bad:
         raise InvalidParameters(bad)
     walk = _s3_objects if where.kind == "s3" else _local_objects
-    found = walk(where, literal_start(glob), start_after or "", stats if stats is not None else ListStats())
+    tally = _Tally(where, stats if stats is not None else ListStats(), max_listed)
+    found = walk(where, literal_start(glob), start_after or "", tally)
     shown = found if pattern is None else (item for item in found if pattern.fullmatch(item.relative))
     return islice(shown, offset, None if limit is None else offset + limit)
 
@@ -215,7 +240,7 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith(HIDDEN) for part in relative.split("/"))
 
 
-def _s3_objects(where: Location, literal: str, start_after: str, stats: ListStats) -> Iterator[StoredObject]:
+def _s3_objects(where: Location, literal: str, start_after: str, tally: _Tally) -> Iterator[StoredObject]:
     """Every object under the prefix (narrowed to the glob's literal start), a page of 1,000 at a time."""
     client = _client()
     request: dict[str, Any] = {"Bucket": where.bucket, "Prefix": where.prefix + literal}
@@ -223,9 +248,9 @@ def _s3_objects(where: Location, literal: str, start_after: str, stats: ListStat
         request["StartAfter"] = start_after
     while True:
         page = _s3_call(where.bucket, "ListObjectsV2", client.list_objects_v2, **request)
-        stats.requests += 1
-        for item in page.get("Contents", ()):
-            stats.objects += 1
+        contents = page.get("Contents", ())
+        tally.listed(len(contents))
+        for item in contents:
             key, relative = item["Key"], item["Key"][len(where.prefix) :]
             if key.endswith("/") or _hidden(relative):  # a folder marker, or a hidden name
                 continue
@@ -247,12 +272,12 @@ def _folder_error(folder: str, exc: OSError) -> str:
     return f"folder {folder!r} cannot be listed: {exc.strerror or exc} ({type(exc).__name__})"
 
 
-def _local_objects(where: Location, literal: str, start_after: str, stats: ListStats) -> Iterator[StoredObject]:
-    yield from _walk(where, where.prefix, "", literal, start_after, stats)
+def _local_objects(where: Location, literal: str, start_after: str, tally: _Tally) -> Iterator[StoredObject]:
+    yield from _walk(where, where.prefix, "", literal, start_after, tally)
 
 
 def _walk(
-    where: Location, folder: str, below: str, literal: str, start_after: str, stats: ListStats
+    where: Location, folder: str, below: str, literal: str, start_after: str, tally: _Tally
 ) -> Iterator[StoredObject]:
     """The files of ``folder`` (``below`` the listed one, ending in ``/``) and of its folders, in S3's order: a
     folder sorts as its name and a ``/``, so that its files come exactly where S3 would list their keys."""
@@ -265,7 +290,7 @@ def _walk(
         return  # a folder removed while the listing walked
     except OSError as exc:
         raise StoreUnavailable(_folder_error(folder, exc), type(exc).__name__) from None
-    stats.requests += 1
+    tally.listed(len(entries))
     named = []
     for entry in entries:
         if entry.name.startswith(HIDDEN):
@@ -281,9 +306,8 @@ def _walk(
         if key.endswith("/"):
             before_start = start_after and key < start_after and not start_after.startswith(key)
             if not before_start and (literal.startswith(key) or key.startswith(literal)):
-                yield from _walk(where, entry.path, key, literal, start_after, stats)
+                yield from _walk(where, entry.path, key, literal, start_after, tally)
             continue
-        stats.objects += 1
         if (start_after and key <= start_after) or not key.startswith(literal):
             continue
         try:

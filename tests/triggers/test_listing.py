@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from nectar.errors import InvalidParameters, StoreUnavailable
+from nectar.errors import InvalidParameters, StoreUnavailable, TooLarge
 from nectar.stores.listing import ListStats, Location, StoredObject, compile_glob, exists, list_objects
 
 KINDS = ["local", "s3"]
@@ -181,6 +181,16 @@ def test_a_listing_pages_through_the_store_and_starts_where_it_is_told(landing: 
     assert relatives(list_objects(landing.location, glob="day-02*", stats=stats)) == names[2_000:2_500]
     if landing.kind == "s3":
         assert (stats.requests, stats.objects) == (1, 500)  # the glob's literal start narrows the prefix asked
+
+
+def test_a_listing_that_would_read_more_than_max_listed_objects_stops(landing: Landing) -> None:
+    landing.put(*(f"{n}.json" for n in range(12)))
+
+    with pytest.raises(TooLarge) as refused:
+        list(list_objects(landing.location, glob="*.csv", max_listed=10))
+
+    assert "more than 10 objects listed under" in str(refused.value)
+    assert len(list(list_objects(landing.location, glob="1*.json", max_listed=12))) == 3  # 1, 10, 11
 
 
 def test_a_missing_bucket_or_folder_is_named_with_the_stores_error(landing: Landing) -> None:
