@@ -91,6 +91,8 @@ class Location:
     def parse(cls, text: Any, field: str = "prefix") -> Location:
         """``s3://bucket/some/prefix/`` (a prefix is a folder: ``/`` is added) or an absolute folder;
         anything else is :class:`InvalidParameters` naming ``field``."""
+        if isinstance(text, str) and "\x00" in text:
+            raise InvalidParameters({field: ["has a NUL character: no store names objects with one"]})
         if isinstance(text, str) and text.startswith("s3://"):
             bucket, key = _s3_parts(text, field)
             return cls("s3", bucket, key if not key or key.endswith("/") else f"{key}/", field)

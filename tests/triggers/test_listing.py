@@ -260,6 +260,7 @@ def test_a_glob_that_does_not_parse_names_its_field(glob: str, says: str) -> Non
         ("s3://bucket/landing/*.csv", "put patterns in glob"),
         ("/data/landing/[ab]", "put patterns in glob"),
         (None, "empty"),
+        ("/data/\x00/", "NUL"),
     ],
 )
 def test_a_prefix_that_is_no_location_names_its_field(text: Any, says: str) -> None:
