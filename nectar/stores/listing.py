@@ -142,9 +142,8 @@ def list_objects(
     and at most ``limit`` given. ``start_after`` is a key (as :attr:`StoredObject.key`): only later ones come,
     and S3 is asked from there on (``StartAfter``). Bad arguments raise :class:`InvalidParameters` at once;
     the store's failures (:class:`StoreUnavailable`, with S3's code) as the objects are read. ``stats`` counts
-    the requests made. ``max_listed`` bounds what the
-    store may return (:class:`TooLarge` beyond): a glob that matches little under a huge prefix then cannot
-    make one listing read the whole bucket or disk.
+    the requests made. ``max_listed`` bounds what the store may return (:class:`TooLarge` beyond): a glob that
+    matches little under a huge prefix then cannot make one listing read the whole bucket or disk.
     """
     where = location if isinstance(location, Location) else Location.parse(location)
     pattern = compile_glob(glob) if glob is not None else None
