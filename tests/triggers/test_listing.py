@@ -12,6 +12,7 @@ import pytest
 
 from nectar.errors import InvalidParameters, StoreUnavailable, TooLarge
 from nectar.stores.listing import ListStats, Location, StoredObject, compile_glob, exists, list_objects
+from tests.conftest import free_port
 
 KINDS = ["local", "s3"]
 
@@ -306,3 +307,16 @@ def test_a_folder_removed_while_a_listing_walks_is_skipped(tmp_path: Path) -> No
     os.rmdir(tmp_path / "b")
 
     assert [first.relative, *relatives(walking)] == ["a/1.csv", "c/3.csv"]
+
+
+def test_an_s3_endpoint_that_does_not_answer_is_unavailable_not_a_bad_prefix(
+    s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+
+    with pytest.raises(StoreUnavailable) as failed:
+        Location.parse("s3://some-bucket/landing/").check()
+
+    assert "bucket 'some-bucket': S3 cannot be reached" in str(failed.value)
+    with pytest.raises(StoreUnavailable):
+        exists("s3://some-bucket/landing/x.ack")
