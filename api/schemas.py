@@ -64,6 +64,14 @@ class ChainSchema(ma.Schema):
         fields.String(),
         metadata={"description": "Each schedule declared in the file that is not used, and why (task, field)."},
     )
+    triggers = fields.List(
+        fields.String(),
+        metadata={"description": "The ids of the data triggers its tasks declare (see /api/triggers)."},
+    )
+    trigger_errors = fields.List(
+        fields.String(),
+        metadata={"description": "Each trigger declared in the file that is not used, and why (task, field)."},
+    )
 
 
 class ChainTypeSchema(ma.Schema):
@@ -197,6 +205,22 @@ class RunSchema(ma.Schema):
     fire_time = fields.String(
         allow_none=True, metadata={"description": "The fire time it was made for, ISO 8601 UTC (null: submitted)."}
     )
+    trigger_id = fields.String(
+        allow_none=True, metadata={"description": "The data trigger that made the run (null: not a trigger's)."}
+    )
+    objects = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "The objects (s3:// URIs or absolute paths) a trigger made the run for."},
+    )
+    waiting_for = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "WAITING: the objects (or `run:<id>`: runs that must be DONE) it waits for."},
+    )
+    wait_until = fields.String(
+        allow_none=True, metadata={"description": "WAITING: when its wait times out, ISO 8601 UTC."}
+    )
     status_url = fields.Url()
     cancel_url = fields.Url(metadata={"description": "POST here to cancel the run."})
 
@@ -225,6 +249,22 @@ class StatusSchema(LogLinksSchema, DownloadsSchema):
     )
     fire_time = fields.String(
         allow_none=True, metadata={"description": "The fire time the run was made for, ISO 8601 UTC."}
+    )
+    trigger_id = fields.String(
+        allow_none=True, metadata={"description": "The data trigger that made the run (null: not a trigger's)."}
+    )
+    objects = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "The objects (s3:// URIs or absolute paths) a trigger made the run for."},
+    )
+    waiting_for = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "WAITING: the objects (or `run:<id>`: runs that must be DONE) it waits for."},
+    )
+    wait_until = fields.String(
+        allow_none=True, metadata={"description": "WAITING: when its wait times out, ISO 8601 UTC."}
     )
     steps = fields.List(fields.Nested(StepSchema))
     failed_step = fields.String(allow_none=True)

@@ -5,13 +5,15 @@ NectarError
 │   ├── ChainNotFound      unknown chain type or chain
 │   ├── TaskNotFound       unknown task in a known chain
 │   ├── RunNotFound        no run and no target for a key
-│   └── ScheduleNotFound   no schedule of that id
+│   ├── ScheduleNotFound   no schedule of that id
+│   └── TriggerNotFound    no data trigger of that id
 ├── InvalidParameters      bad or missing task parameters (``errors`` per field)
 ├── InvalidKey             a target key outside the key grammar
 ├── ChainImportError       a chain module failed to import
 ├── InvalidSignature       a signed download URL that is tampered with or expired
 ├── RunFinished            a run that has already ended (it cannot be cancelled)
 ├── ScheduleConflict       a change a schedule cannot take (one declared in a chain file is edited there)
+│   └── TriggerConflict    the same, of a data trigger
 ├── TooLarge               a request beyond the configured limits (too many parameters)
 ├── LeaseLost              an attempt no longer owns its run (cancelled or reclaimed): it may not commit
 └── Unavailable
@@ -50,6 +52,10 @@ class ScheduleNotFound(NotFound):
     pass
 
 
+class TriggerNotFound(NotFound):
+    pass
+
+
 class InvalidParameters(NectarError):
     """Parameters that do not fit the task; ``errors`` maps each field to its messages."""
 
@@ -76,6 +82,10 @@ class RunFinished(NectarError):
 
 
 class ScheduleConflict(NectarError):
+    pass
+
+
+class TriggerConflict(ScheduleConflict):
     pass
 
 

@@ -29,6 +29,7 @@ from nectar.task import NectarTask
 
 if TYPE_CHECKING:
     from nectar.schedules.book import ScheduleBook
+    from nectar.triggers.book import TriggerBook
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,13 @@ class Nectar:
         return ScheduleBook(self)
 
     @functools.cached_property
+    def triggers(self) -> TriggerBook:
+        """Every data trigger, from the chain files and the API (:mod:`nectar.triggers.book`)."""
+        from nectar.triggers.book import TriggerBook
+
+        return TriggerBook(self)
+
+    @functools.cached_property
     def scheduler(self) -> SchedulerClient | None:
         return scheduler_of(self.settings)
 
@@ -183,7 +191,13 @@ class Nectar:
         return Submission(key, run, created)
 
     def new_run(
-        self, info: TaskInfo, instance: luigi.Task, schedule_id: str | None = None, fire_time: float | None = None
+        self,
+        info: TaskInfo,
+        instance: luigi.Task,
+        schedule_id: str | None = None,
+        fire_time: float | None = None,
+        trigger_id: str | None = None,
+        objects: tuple[str, ...] | None = None,
     ) -> Run | None:
         """The run that makes ``instance`` (a task of ``info``), not yet queued; None if its output is done."""
         if self._complete(instance):
@@ -198,6 +212,8 @@ class Nectar:
             retry_policy(instance, self.settings),
             schedule_id=schedule_id,
             fire_time=fire_time,
+            trigger_id=trigger_id,
+            objects=objects,
         )
 
     def _complete(self, instance: luigi.Task) -> bool:

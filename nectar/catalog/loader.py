@@ -21,6 +21,7 @@ from nectar.luigi_internals import forget_task_classes
 from nectar.params import params_of
 from nectar.schedules.declared import declared_on
 from nectar.task import chain_module
+from nectar.triggers.declared import declared_triggers
 from nectar.upstream import names_in_requires, upstream_of
 
 
@@ -91,11 +92,14 @@ def inspect_chain(path: Path, chain_type: str, chain: str) -> ChainInfo:
         )
         for name, cls in found.tasks.items()
     }
-    schedules, errors = [], []
+    schedules, errors, triggers, trigger_errors = [], [], [], []
     for info in tasks.values():
         declared, wrong = declared_on(info)
         schedules.extend(declared)
         errors.extend(wrong)
+        watching, wrong = declared_triggers(info)
+        triggers.extend(watching)
+        trigger_errors.extend(wrong)
     return ChainInfo(
         chain_type,
         chain,
@@ -105,4 +109,6 @@ def inspect_chain(path: Path, chain_type: str, chain: str) -> ChainInfo:
         hidden=found.hidden,
         schedules=tuple(schedules),
         schedule_errors=tuple(errors),
+        triggers=tuple(triggers),
+        trigger_errors=tuple(trigger_errors),
     )

@@ -16,7 +16,9 @@ from nectar.params import ParamInfo, parse_values
 from nectar.task import NectarTask
 
 if TYPE_CHECKING:
-    from nectar.schedules.declared import Declared
+    from nectar.declarations import Declared
+    from nectar.schedules.model import ScheduleSpec
+    from nectar.triggers.model import TriggerSpec
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,11 @@ class ChainInfo:
     #: True when the error is the file's import error (no task could be looked at)
     import_failed: bool = False
     #: the schedules its tasks declare, and why each one that is wrong is not used
-    schedules: tuple[Declared, ...] = ()
+    schedules: tuple[Declared[ScheduleSpec], ...] = ()
     schedule_errors: tuple[str, ...] = ()
+    #: the data triggers its tasks declare, and why each one that is wrong is not used
+    triggers: tuple[Declared[TriggerSpec], ...] = ()
+    trigger_errors: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -93,6 +98,8 @@ class ChainInfo:
             "hidden": [h.to_dict() for h in self.hidden],
             "schedules": [declared.id for declared in self.schedules],
             "schedule_errors": list(self.schedule_errors),
+            "triggers": [declared.id for declared in self.triggers],
+            "trigger_errors": list(self.trigger_errors),
         }
 
     def resolve(self, name: str) -> TaskInfo | None:

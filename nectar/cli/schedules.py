@@ -70,10 +70,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_clock(args: argparse.Namespace) -> int:
-    """Fire every due schedule until SIGTERM, SIGINT or SIGHUP (``nectar serve`` sends SIGTERM when it stops
-    or dies); each fire is claimed in the registry, so any number of clocks may run at once."""
+    """Fire every due schedule and poll every data trigger until SIGTERM, SIGINT or SIGHUP (``nectar serve`` sends
+    SIGTERM when it stops or dies); each fire and each object is claimed in the registry, so any number of clocks
+    may run at once."""
     from nectar.schedules.loop import ScheduleLoop
     from nectar.service import Nectar
+    from nectar.triggers.loop import TriggerLoop
 
     settings = settings_of(args)
     configure_logging(settings.log_format)
@@ -84,5 +86,13 @@ def cmd_clock(args: argparse.Namespace) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, request_stop)
-    ScheduleLoop(Nectar(settings).schedules).serve_forever(stop)
+    # each loop with its own façade (catalog, registry connections): they share nothing but the stop
+    triggers = TriggerLoop(Nectar(settings).triggers)
+    polling = threading.Thread(target=triggers.serve_forever, args=(stop,), name="triggers")
+    polling.start()
+    try:
+        ScheduleLoop(Nectar(settings).schedules).serve_forever(stop)
+    finally:
+        stop.set()
+        polling.join()
     return 0

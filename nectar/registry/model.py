@@ -17,10 +17,18 @@ class RunState(StrEnum):
     DONE = "DONE"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    #: its data (an external task's output, an ack file, an import run) is absent: rechecked off any worker
+    WAITING = "WAITING"
 
     @property
     def active(self) -> bool:
-        return self in (RunState.PENDING, RunState.RUNNING)
+        return self in (RunState.PENDING, RunState.RUNNING, RunState.WAITING)
+
+
+#: what a WAITING run does when its wait times out: fail, or end skipped (CANCELLED, saying so)
+WAIT_TIMEOUT_ACTIONS = ("fail", "skip")
+#: the prefix of a ``waiting_for`` entry that names a run (its id after it) rather than an object's URI
+RUN_PREFIX = "run:"
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,14 @@ class Run:
     #: the schedule that made it, and the fire time (unix seconds) it was made for (None: submitted by a client)
     schedule_id: str | None = None
     fire_time: float | None = None
+    #: the trigger that made it, and the objects (URIs or absolute paths) it was made for (None: not a trigger's)
+    trigger_id: str | None = None
+    objects: tuple[str, ...] | None = None
+    #: while WAITING: what it waits for (objects' URIs, or ``run:<id>`` for a run that must be DONE first), until
+    #: when (unix time), and what it does then (:data:`WAIT_TIMEOUT_ACTIONS`); ``not_before`` is its next check
+    waiting_for: tuple[str, ...] | None = None
+    wait_until: float | None = None
+    on_wait_timeout: str = "fail"
 
     @property
     def ref(self) -> str:
@@ -94,6 +110,8 @@ class Run:
         policy: RetryPolicy | None = None,
         schedule_id: str | None = None,
         fire_time: float | None = None,
+        trigger_id: str | None = None,
+        objects: tuple[str, ...] | None = None,
     ) -> Run:
         policy = policy or RetryPolicy()
         return cls(
@@ -109,6 +127,8 @@ class Run:
             retry_backoff=max(1.0, policy.backoff),
             schedule_id=schedule_id,
             fire_time=fire_time,
+            trigger_id=trigger_id,
+            objects=tuple(objects) if objects is not None else None,
         )
 
 
@@ -178,7 +198,21 @@ def jsonable_run(run: Run) -> dict[str, Any]:
         "error": run.error,
         "schedule_id": run.schedule_id,
         "fire_time": iso_utc(run.fire_time),
+        "trigger_id": run.trigger_id,
+        "objects": list(run.objects) if run.objects is not None else None,
+        "waiting_for": list(run.waiting_for) if run.waiting_for is not None else None,
+        "wait_until": iso_utc(run.wait_until),
     }
+
+
+def waited(seconds: float) -> str:
+    """A wait's length as a person writes it: ``1h0m``, ``2m5s``, ``2s``."""
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
 def iso_utc(t: float | None) -> str | None:

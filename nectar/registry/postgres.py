@@ -28,8 +28,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from nectar.errors import QueueFull, RegistryUnavailable
 from nectar.registry.model import Run
-from nectar.registry.schedules_sql import SqlSchedules
 from nectar.registry.schema import LATEST, refuse_newer, statements
+from nectar.registry.triggers_sql import SqlTriggers
 
 if TYPE_CHECKING:
     from nectar.config import Settings
@@ -61,7 +61,7 @@ def _new_lock_in_child() -> None:
 os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
-class PostgresRunStore(SqlSchedules):
+class PostgresRunStore(SqlTriggers):
     """The registry in a PostgreSQL database; safe across threads, processes and machines."""
 
     LOCK = " FOR UPDATE"

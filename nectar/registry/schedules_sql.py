@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
 from nectar.registry.schedules import FireOutcome
-from nectar.registry.sql import SqlRunStore
+from nectar.registry.sql import ACTIVE, SqlRunStore
 from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
 
 SCHEDULE_COLUMNS = "id, source, task, definition, version, paused, cursor, created_at, updated_at"
 FIRE_COLUMNS = "schedule_id, fire_time, state, run_id, reason, version, recorded_at, queued_at, backfill_id"
-_ACTIVE = "state IN ('PENDING', 'RUNNING')"
 #: stored definitions kept read (more than the schedules of a big service: a reload of every one reads none again)
 SPECS_KEPT = 1 << 15
 
@@ -106,32 +105,52 @@ class SqlSchedules(SqlRunStore):
         return removed
 
     def sync_declared(self, declared: Sequence[tuple[str, ScheduleSpec]], kept: Sequence[str], now: float) -> bool:
+        def add(db: Any, sid: str, spec: Any) -> None:
+            schedule = ScheduleRecord(sid, "file", spec, 1, False, now, now, now)
+            self._exec(
+                db,
+                f"INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                _schedule_row(schedule),
+            )
+
+        def gone(db: Any, sid: str) -> None:
+            self._exec(db, "DELETE FROM fires WHERE schedule_id = ? AND state = 'held'", (sid,))
+
+        return self._sync_file_rows("schedules", declared, kept, now, add, gone)
+
+    def _sync_file_rows(
+        self,
+        table: str,
+        declared: Sequence[tuple[str, Any]],
+        kept: Sequence[str],
+        now: float,
+        add: Callable[[Any, str, Any], None],
+        gone: Callable[[Any, str], None],
+    ) -> bool:
+        """Make the file rows of ``table`` (schedules, triggers) match ``declared`` (id, spec): ``add`` a new one,
+        edit a changed one's definition (a new version), delete the others (``gone`` what else goes with them) but
+        those of the chains ``kept``. True if anything changed (the change counter is bumped)."""
         wanted = dict(declared)
-        text = "SELECT id, task, definition FROM schedules WHERE source = 'file'"
+        text = f"SELECT id, task, definition FROM {table} WHERE source = 'file'"
         rows = {row["id"]: dict(row) for row in self._read(lambda db: self._exec(db, text).fetchall())}
         failing = tuple(f"{chain}/" for chain in kept)
-        gone = [sid for sid, row in rows.items() if sid not in wanted and not row["task"].startswith(failing)]
+        removed = [sid for sid, row in rows.items() if sid not in wanted and not row["task"].startswith(failing)]
         new = [sid for sid in wanted if sid not in rows]
         edited = [sid for sid in wanted if sid in rows and rows[sid]["definition"] != wanted[sid].text()]
-        if not (gone or new or edited):
+        if not (removed or new or edited):
             return False  # the usual answer: no write
         with self._db() as db:
-            for sid in gone:
-                self._exec(db, "DELETE FROM schedules WHERE id = ? AND source = 'file'", (sid,))
-                self._exec(db, "DELETE FROM fires WHERE schedule_id = ? AND state = 'held'", (sid,))
+            for sid in removed:
+                self._exec(db, f"DELETE FROM {table} WHERE id = ? AND source = 'file'", (sid,))
+                gone(db, sid)
             for sid in new:
-                schedule = ScheduleRecord(sid, "file", wanted[sid], 1, False, now, now, now)
-                self._exec(
-                    db,
-                    f"INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (id) DO NOTHING",
-                    _schedule_row(schedule),
-                )
+                add(db, sid, wanted[sid])
             for sid in edited:
                 spec = wanted[sid]
                 self._exec(
                     db,
-                    "UPDATE schedules SET definition = ?, task = ?, version = version + 1, updated_at = ? "
+                    f"UPDATE {table} SET definition = ?, task = ?, version = version + 1, updated_at = ? "
                     "WHERE id = ? AND definition <> ?",
                     (spec.text(), spec.task, now, sid, spec.text()),
                 )
@@ -144,7 +163,7 @@ class SqlSchedules(SqlRunStore):
         return self._scalar(db, f"SELECT version FROM schedules WHERE id = ?{self.LOCK}", (schedule_id,))
 
     def _active(self, db: Any, schedule_id: str) -> int:
-        return int(self._scalar(db, f"SELECT COUNT(*) FROM runs WHERE schedule_id = ? AND {_ACTIVE}", (schedule_id,)))
+        return int(self._scalar(db, f"SELECT COUNT(*) FROM runs WHERE schedule_id = ? AND {ACTIVE}", (schedule_id,)))
 
     def _make(
         self, db: Any, outcome: FireOutcome, schedule_id: str, cap: int | None, hold: bool, earlier_held: bool
@@ -160,13 +179,10 @@ class SqlSchedules(SqlRunStore):
                 if not hold:
                     return "skipped", None, f"{active} run(s) of this schedule still active (at most {cap} at once)"
                 return "held", None, f"waits for one of the {active} active run(s) of this schedule to end"
-        run = self._select(db, f"key = ? AND {_ACTIVE}", outcome.run.key)
-        if run is None:
-            run = outcome.run
-            self._insert(db, run)
-        elif run.schedule_id is None:  # a client's run now makes this fire: it counts among the schedule's active
-            args = (schedule_id, outcome.run.fire_time, run.id)
-            self._exec(db, "UPDATE runs SET schedule_id = ?, fire_time = ? WHERE id = ?", args)
+        # a client's active run of the key makes this fire: it counts among the schedule's active runs
+        run = self._queue_or_join(
+            db, outcome.run, "schedule_id = ?, fire_time = ?", (schedule_id, outcome.run.fire_time)
+        )
         return "queued", run.id, None if run is outcome.run else "joined the active run of the same key"
 
     def fire(
@@ -291,10 +307,13 @@ class SqlSchedules(SqlRunStore):
         return {row["state"]: int(row["n"]) for row in rows}
 
     def fire_lags(self, bounds: tuple[float, ...]) -> tuple[tuple[int, ...], int, float]:
-        within = "".join(
-            f", SUM(CASE WHEN queued_at - fire_time <= ? THEN 1 ELSE 0 END) AS b{i}" for i in range(len(bounds))
-        )
-        text = f"SELECT COUNT(*) AS n, SUM(queued_at - fire_time) AS s{within} FROM fires WHERE queued_at IS NOT NULL"
+        return self._lags("fires", "queued_at - fire_time", "queued_at IS NOT NULL", bounds)
+
+    def _lags(self, table: str, lag: str, where: str, bounds: tuple[float, ...]) -> tuple[tuple[int, ...], int, float]:
+        """Of the rows of ``table`` matching ``where``: how many have ``lag`` within each bound, how many in all,
+        and their total ``lag`` (a histogram's buckets, count and sum)."""
+        within = "".join(f", SUM(CASE WHEN {lag} <= ? THEN 1 ELSE 0 END) AS b{i}" for i in range(len(bounds)))
+        text = f"SELECT COUNT(*) AS n, SUM({lag}) AS s{within} FROM {table} WHERE {where}"
         row = tuple(dict(self._read(lambda db: self._exec(db, text, bounds).fetchone())).values())
         return tuple(int(n or 0) for n in row[2:]), int(row[0] or 0), float(row[1] or 0.0)
 

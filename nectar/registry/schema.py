@@ -94,6 +94,45 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE IF NOT EXISTS schedule_changes (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)",
         "INSERT INTO schedule_changes (id, version) VALUES (1, 0)",
     ),
+    (  # 6: WAITING runs (active: one a key), data triggers, the objects each one has claimed, and their runs
+        "ALTER TABLE runs ADD COLUMN trigger_id TEXT",
+        "ALTER TABLE runs ADD COLUMN objects TEXT",
+        "ALTER TABLE runs ADD COLUMN waiting_for TEXT",
+        "ALTER TABLE runs ADD COLUMN wait_until {real}",
+        "ALTER TABLE runs ADD COLUMN on_wait_timeout TEXT NOT NULL DEFAULT 'fail'",
+        "DROP INDEX IF EXISTS runs_one_active_per_key",
+        "CREATE UNIQUE INDEX IF NOT EXISTS runs_one_active_per_key ON runs(key) "
+        "WHERE state IN ('PENDING', 'RUNNING', 'WAITING')",
+        "CREATE INDEX IF NOT EXISTS runs_waiting ON runs(not_before) WHERE state = 'WAITING'",
+        "CREATE INDEX IF NOT EXISTS runs_by_trigger ON runs(trigger_id, state) WHERE trigger_id IS NOT NULL",
+        """CREATE TABLE IF NOT EXISTS triggers (
+            id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            task TEXT NOT NULL,
+            definition TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            paused INTEGER NOT NULL DEFAULT 0,
+            cursor TEXT,
+            created_at {real} NOT NULL,
+            updated_at {real} NOT NULL,
+            polled_at {real},
+            last_object TEXT,
+            error TEXT
+        )""",
+        # an object (its key and version: ETag, or a local file's mtime) claimed once per trigger, with its run
+        """CREATE TABLE IF NOT EXISTS trigger_objects (
+            trigger_id TEXT NOT NULL,
+            object_key TEXT NOT NULL,
+            version TEXT NOT NULL,
+            state TEXT NOT NULL,
+            run_id TEXT,
+            reason TEXT,
+            modified {real},
+            recorded_at {real} NOT NULL,
+            PRIMARY KEY (trigger_id, object_key, version)
+        )""",
+        "CREATE INDEX IF NOT EXISTS trigger_objects_by_run ON trigger_objects(run_id) WHERE run_id IS NOT NULL",
+    ),
 )
 LATEST = len(MIGRATIONS)
 
@@ -102,11 +141,13 @@ RUN_COLUMNS: tuple[str, ...] = tuple(
     (
         "id, key, chain_type, chain, task, params, task_id, state, queued_at, started_at, finished_at, "
         "worker, failed_step, error, attempt, max_attempts, retry_delay, retry_backoff, not_before, heartbeat_at, "
-        "waiting_since, schedule_id, fire_time"
+        "waiting_since, schedule_id, fire_time, trigger_id, objects, waiting_for, wait_until, on_wait_timeout"
     ).split(", ")
 )
 RUNS = ", ".join(RUN_COLUMNS)
 #: a step's columns as written (``seq``: its place among its run's steps, in the order they were first recorded)
+#: a run's columns that hold a list, stored as JSON
+_LISTS = ("objects", "waiting_for")
 STEP_COLUMNS: tuple[str, ...] = ("run_id", "task_id", "task", "key", "state", "executed", "error", "updated_at", "seq")
 
 
@@ -129,6 +170,9 @@ def run_row(run: Run) -> list[Any]:
     values = [getattr(run, name) for name in RUN_COLUMNS]
     values[RUN_COLUMNS.index("params")] = json.dumps(dict(run.params))
     values[RUN_COLUMNS.index("state")] = run.state.value
+    for name in _LISTS:
+        items = getattr(run, name)
+        values[RUN_COLUMNS.index(name)] = None if items is None else json.dumps(list(items))
     return values
 
 
@@ -139,6 +183,8 @@ def run_of(row: Any) -> Run | None:
     values = dict(row)
     values["params"] = json.loads(values["params"])
     values["state"] = RunState(values["state"])
+    for name in _LISTS:
+        values[name] = None if values[name] is None else tuple(json.loads(values[name]))
     return Run(**values)
 
 

@@ -17,6 +17,8 @@ from nectar.registry.reads import SqlReads
 from nectar.registry.schema import RUN_COLUMNS, RUNS, STEP_COLUMNS, param_marks, run_of, run_row
 
 _OWNED = "id = ? AND attempt = ? AND state = 'RUNNING'"
+#: the states of an active run (one a key)
+ACTIVE = "state IN ('PENDING', 'RUNNING', 'WAITING')"
 
 
 class SqlRunStore(SqlReads):
@@ -27,7 +29,7 @@ class SqlRunStore(SqlReads):
 
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
         with self._db() as db:
-            existing = self._select(db, "key = ? AND state IN ('PENDING', 'RUNNING')", run.key)
+            existing = self._select(db, f"key = ? AND {ACTIVE}", run.key)
             if existing is not None:
                 return existing, False
             if max_pending is not None:
@@ -37,6 +39,17 @@ class SqlRunStore(SqlReads):
             self._insert(db, run)
         self._queued()
         return run, True
+
+    def _queue_or_join(self, db: Any, run: Run, maker: str, values: Sequence[Any]) -> Run:
+        """Queue ``run`` unless a run of its key is active, which is answered instead; an active run that no
+        schedule nor trigger made is now their run too (``maker``: its assignments of their columns, ``values``)."""
+        active = self._select(db, f"key = ? AND {ACTIVE}", run.key)
+        if active is None:
+            self._insert(db, run)
+            return run
+        if active.schedule_id is None and active.trigger_id is None:
+            self._exec(db, f"UPDATE runs SET {maker} WHERE id = ?", (*values, active.id))
+        return active
 
     def _queued(self) -> None:
         """A run became claimable (a store whose workers can be woken wakes them)."""

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar
 
-from nectar.registry.schedules_sql import SqlSchedules
 from nectar.registry.schema import LATEST, refuse_newer, statements
+from nectar.registry.triggers_sql import SqlTriggers
 
 if TYPE_CHECKING:
     from nectar.config import Settings
@@ -22,7 +22,7 @@ T = TypeVar("T")
 SCHEMA_VERSION = LATEST
 
 
-class SQLiteRunStore(SqlSchedules):
+class SQLiteRunStore(SqlTriggers):
     """The registry in one SQLite file (WAL, one connection per thread and process, a schema that upgrades itself)."""
 
     def __init__(self, path: Path) -> None:

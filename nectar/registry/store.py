@@ -16,10 +16,11 @@ from collections.abc import Callable, Sequence
 
 from nectar.registry.model import Durations, Run, RunFilter, RunState, Step
 from nectar.registry.schedules import ScheduleStore
+from nectar.registry.triggers import TriggerStore
 
 
-class RunStore(ScheduleStore):
-    """Where runs are queued, claimed, kept alive and ended (and, :class:`ScheduleStore`, what schedules fired)."""
+class RunStore(ScheduleStore, TriggerStore):
+    """Where runs are queued, claimed, kept alive and ended (and what schedules fired, what triggers claimed)."""
 
     @abstractmethod
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:

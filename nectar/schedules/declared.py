@@ -12,13 +12,10 @@ else its place in the list), so its pause and its history survive edits of its d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import luigi
-
+from nectar.declarations import Declaration, Declared, declarations
 from nectar.errors import InvalidParameters
-from nectar.keys import is_name
 from nectar.schedules.model import ScheduleSpec
 from nectar.schedules.times import fire_value, is_time_parameter
 
@@ -26,24 +23,11 @@ if TYPE_CHECKING:
     from nectar.catalog.model import TaskInfo
 
 
-class Schedule:
+class Schedule(Declaration):
     """When a task runs, declared in its chain file (the fields of ``POST /api/schedules``, but the task)."""
 
     def __init__(self, cron: str | None = None, *, name: str | None = None, **fields: Any) -> None:
-        self.name = name
-        self.fields = {"cron": cron, **fields} if cron is not None else dict(fields)
-
-    def __repr__(self) -> str:
-        given = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
-        return f"Schedule({given})"
-
-
-@dataclass(frozen=True)
-class Declared:
-    """A file schedule: its id and definition."""
-
-    id: str
-    spec: ScheduleSpec
+        super().__init__(name=name, **({"cron": cron, **fields} if cron is not None else fields))
 
 
 def sample_values(spec: ScheduleSpec, info: TaskInfo, fire_time: float) -> dict[str, Any]:
@@ -83,35 +67,12 @@ def check_spec(spec: ScheduleSpec, info: TaskInfo) -> None:
         raise InvalidParameters({field(name): msgs for name, msgs in exc.errors.items()}) from None
 
 
-def declared_on(info: TaskInfo) -> tuple[list[Declared], list[str]]:
+def declared_on(info: TaskInfo) -> tuple[list[Declared[ScheduleSpec]], list[str]]:
     """The schedules a task declares, and a message for each that is wrong (naming the task and the field)."""
-    given = getattr(info.cls, "schedules", None)
-    if given is None or isinstance(given, luigi.Parameter):  # a parameter named so is no declaration
-        return [], []
-    items = [given] if isinstance(given, Schedule) else given
-    if not isinstance(items, list | tuple) or not all(isinstance(item, Schedule) for item in items):
-        return [], [f"{info.name}.schedules must be a Schedule or a list of them, not {given!r}"]
-    found: list[Declared] = []
-    errors: list[str] = []
-    for place, item in enumerate(items):
-        name = item.name if item.name is not None else str(place)
-        where = f"{info.name}.schedules[{place}]"
-        if not is_name(name):
-            errors.append(f"{where}: name {name!r} must be made of [A-Za-z0-9_]")
-            continue
-        try:
-            spec = ScheduleSpec.from_definition({**item.fields, "task": info.ref})
-            check_spec(spec, info)
-        except InvalidParameters as exc:
-            errors.append(f"{where}: " + "; ".join(f"{f}: {', '.join(m)}" for f, m in sorted(exc.errors.items())))
-            continue
-        except Exception as exc:  # the task's own code raised as it was made for a fire: listed, never fatal
-            errors.append(f"{where}: making the task for a fire raised {type(exc).__name__}: {exc}")
-            continue
-        found.append(Declared(f"{info.chain_type}.{info.chain}.{info.name}.{name}", spec))
-    ids = [d.id for d in found]
-    duplicated = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicated:
-        errors.extend(f"{info.name}: two schedules are named {i.rsplit('.', 1)[1]}" for i in duplicated)
-        found = [d for d in found if d.id not in duplicated]
-    return found, errors
+
+    def build(fields: dict[str, Any]) -> ScheduleSpec:
+        spec = ScheduleSpec.from_definition(fields)
+        check_spec(spec, info)
+        return spec
+
+    return declarations(info, "schedules", Schedule, build)

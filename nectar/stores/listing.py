@@ -54,6 +54,9 @@ class ListStats:
 
     requests: int = 0
     objects: int = 0
+    #: the last key the listing read, whether or not it was given (hidden, or passed over by the glob): a
+    #: trigger's cursor moves past what its glob leaves, so that a poll never reads it again
+    last_key: str | None = None
 
 
 @dataclass
@@ -253,6 +256,7 @@ def _s3_objects(where: Location, literal: str, start_after: str, tally: _Tally) 
         tally.listed(len(contents))
         for item in contents:
             key, relative = item["Key"], item["Key"][len(where.prefix) :]
+            tally.stats.last_key = key
             if key.endswith("/") or _hidden(relative):  # a folder marker, or a hidden name
                 continue
             version, modified = item["ETag"].strip('"'), item["LastModified"].timestamp()
@@ -311,6 +315,7 @@ def _walk(
             continue
         if (start_after and key <= start_after) or not key.startswith(literal):
             continue
+        tally.stats.last_key = key
         try:
             stat = entry.stat()
         except OSError:

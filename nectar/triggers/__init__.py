@@ -1,0 +1,1 @@
+"""Data triggers: a task run for each object that lands under a prefix of a store, each object claimed once."""

@@ -1,0 +1,125 @@
+"""The trigger loop: polls every trigger at its interval and claims what landed, in any number of processes at once.
+
+Each pass (:meth:`TriggerLoop.tick`) brings the registry's rows of file triggers in step with the
+chain files, reloads the triggers when one changed anywhere (the registry's change counter, read at
+every pass), and polls each trigger whose interval has passed: a listing after its cursor
+(:mod:`nectar.stores.listing`: S3's ``StartAfter``, so a poll costs what is new, not what is there)
+whose objects are claimed in the registry with their runs (:mod:`nectar.registry.triggers`). Several
+loops make each object one run; one killed mid-poll leaves each object claimed or not, and the next
+poll of any loop claims the rest. Time comes from ``clock`` (UTC seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from luigi.task_register import Register
+
+from nectar.errors import NectarError
+from nectar.triggers.book import Poll
+from nectar.triggers.model import TriggerRecord
+
+if TYPE_CHECKING:
+    from nectar.triggers.book import TriggerBook
+
+logger = logging.getLogger("nectar.triggers")
+
+#: seconds between two passes when no poll is due sooner: how soon a change made anywhere is seen
+PASS_INTERVAL = 0.5
+#: seconds before a trigger whose poll failed (the registry down, its chain not importing) is polled again
+RETRY_AFTER = 5.0
+
+
+class TriggerLoop:
+    """Polls the triggers of a :class:`~nectar.triggers.book.TriggerBook`; run by ``nectar clock`` and
+    ``nectar serve``, as many at once as wanted."""
+
+    def __init__(self, book: TriggerBook, clock: Callable[[], float] = time.time) -> None:
+        self.book = book
+        self.clock = clock
+        self.runs = book.runs
+        self._seen_changes: int | None = None
+        self._records: dict[str, TriggerRecord] = {}
+        #: when each trigger is polled next, by id
+        self._due: dict[str, float] = {}
+        self.stopping = threading.Event()
+
+    def _reload(self) -> None:
+        changes = self.runs.schedule_changes()
+        if changes == self._seen_changes:
+            return
+        self._seen_changes = changes
+        self._records = {record.id: record for record in self.runs.triggers() if not record.paused}
+        self._due = {tid: self._due.get(tid, 0.0) for tid in self._records}
+
+    def next_due(self) -> float | None:
+        """When the next poll is due (None without active triggers)."""
+        return min(self._due.values(), default=None)
+
+    def tick(self) -> dict[str, Poll]:
+        """Sync, reload, poll what is due; answer each poll made, by trigger."""
+        try:
+            return self._pass()
+        finally:
+            Register.clear_instance_cache()  # luigi keeps every task made: one a claim
+
+    def _pass(self) -> dict[str, Poll]:
+        polls: dict[str, Poll] = {}
+        declared = self.book.sync()
+        self._reload()
+        for trigger_id, record in list(self._records.items()):
+            now = self.clock()
+            if self.stopping.is_set() or self._due.get(trigger_id, 0.0) > now:
+                continue
+            if record.source == "file" and trigger_id not in declared:
+                self._due[trigger_id] = now + RETRY_AFTER  # its chain file does not import now
+                continue
+            try:
+                fresh = self.runs.trigger(trigger_id)  # another loop may have moved its cursor: start from there
+                if fresh is None or fresh.version != record.version or fresh.paused:
+                    self._seen_changes = None
+                    continue
+                poll = polls[trigger_id] = self.book.poll(fresh)
+            except Exception as exc:  # the registry (or the task's store) cannot answer: polled again later
+                self._failed(trigger_id, exc)
+                self._due[trigger_id] = now + RETRY_AFTER
+                continue
+            self._logged(trigger_id, poll)
+            self._due[trigger_id] = now if poll.more else now + record.spec.poll_s
+            if "stale" in poll.states:
+                self._seen_changes = None
+        return polls
+
+    @staticmethod
+    def _failed(trigger_id: str, exc: Exception) -> None:
+        if isinstance(exc, NectarError):
+            logger.warning("trigger %s: %s; polling again in %gs", trigger_id, exc, RETRY_AFTER)
+        else:
+            logger.exception("trigger %s failed; polling again in %gs", trigger_id, RETRY_AFTER)
+
+    @staticmethod
+    def _logged(trigger_id: str, poll: Poll) -> None:
+        if poll.error:
+            logger.warning("trigger %s: cannot list: %s", trigger_id, poll.error)
+        made = {state: n for state, n in poll.states.items() if state not in ("exists", "stale")}
+        if made:
+            logger.info("trigger %s: %d new object(s): %s", trigger_id, poll.listed, made)
+
+    def serve_forever(self, stop: threading.Event) -> None:
+        """Pass after pass until ``stop`` is set; a pass that fails is logged and the next one tries again."""
+        logger.info("polling triggers")
+        self.stopping = stop
+        while not stop.is_set():
+            try:
+                self.tick()
+            except NectarError as exc:
+                logger.warning("triggers: %s; trying again", exc)
+            except Exception:
+                logger.exception("triggers: the pass failed; trying again")
+            next_due = self.next_due()
+            wait = PASS_INTERVAL if next_due is None else min(PASS_INTERVAL, max(0.0, next_due - self.clock()))
+            stop.wait(wait)
