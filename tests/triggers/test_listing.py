@@ -320,3 +320,15 @@ def test_an_s3_endpoint_that_does_not_answer_is_unavailable_not_a_bad_prefix(
     assert "bucket 'some-bucket': S3 cannot be reached" in str(failed.value)
     with pytest.raises(StoreUnavailable):
         exists("s3://some-bucket/landing/x.ack")
+
+
+def test_last_key_is_the_last_key_read_given_or_passed_over(landing: Landing) -> None:
+    landing.put("a.csv", "b.txt", "c.txt")
+
+    stats = ListStats()
+    assert relatives(list_objects(landing.location, glob="*.csv", stats=stats)) == ["a.csv"]
+    assert stats.last_key == landing.key("c.txt")  # passed over by the glob: a cursor moves past it
+
+    stats = ListStats()
+    assert relatives(list_objects(landing.location, limit=1, stats=stats)) == ["a.csv"]
+    assert stats.last_key == landing.key("a.csv")  # what was not read yet is not passed
