@@ -96,6 +96,8 @@ class Location:
         anything else is :class:`InvalidParameters` naming ``field``."""
         if isinstance(text, str) and "\x00" in text:
             raise InvalidParameters({field: ["has a NUL character: no store names objects with one"]})
+        if isinstance(text, str) and any(char in text for char in "*?["):
+            raise InvalidParameters({field: [f"{text!r} has a wildcard: a prefix is a folder, put patterns in glob"]})
         if isinstance(text, str) and text.startswith("s3://"):
             bucket, key = _s3_parts(text, field)
             return cls("s3", bucket, key if not key or key.endswith("/") else f"{key}/", field)
@@ -103,7 +105,6 @@ class Location:
             raise InvalidParameters({field: [f"empty: {_FORMS}"]})
         if "://" in text or not os.path.isabs(text):
             raise InvalidParameters({field: [f"{text!r} is neither an S3 prefix nor an absolute path: {_FORMS}"]})
-        _no_pattern(text, field)
         return cls("local", "", os.path.normpath(text), field)
 
     def uri(self, key: str) -> str:
@@ -168,7 +169,8 @@ def exists(uri: str, field: str = "uri") -> bool:
     """Whether the object at ``uri`` (``s3://bucket/key`` or an absolute path) is there; an S3 bucket that is not,
     or any other failure of S3, is :class:`StoreUnavailable` naming S3's error, not a missing object."""
     if not uri.startswith("s3://"):
-        Location.parse(uri, field)
+        if "\x00" in uri or not os.path.isabs(uri):
+            raise InvalidParameters({field: [f"{uri!r} is neither s3://bucket/key nor an absolute path"]})
         return os.path.exists(uri)
     bucket, key = _s3_parts(uri, field)
     if not key:
@@ -191,13 +193,7 @@ def _s3_parts(text: str, field: str) -> tuple[str, str]:
     if not _BUCKET.fullmatch(bucket):
         shown = f"{bucket!r} is not a bucket name" if bucket else "no bucket"
         raise InvalidParameters({field: [f"{shown} in {text!r}: {_FORMS}"]})
-    _no_pattern(key, field)
     return bucket, key
-
-
-def _no_pattern(text: str, field: str) -> None:
-    if any(char in text for char in "*?["):
-        raise InvalidParameters({field: [f"{text!r} has a wildcard: a prefix is a folder, put patterns in glob"]})
 
 
 @functools.lru_cache(maxsize=4)

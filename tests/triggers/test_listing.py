@@ -222,10 +222,14 @@ def test_a_file_is_no_folder_to_list(tmp_path: Path) -> None:
 
 
 def test_exists_says_whether_an_object_is_there(landing: Landing) -> None:
-    landing.put("done.ack", "_SUCCESS")
+    landing.put("done.ack", "_SUCCESS", "x[1]*.ack")
 
     assert exists(landing.uri("done.ack")) and exists(landing.uri("_SUCCESS"))
+    assert exists(landing.uri("x[1]*.ack"))  # an object's name is no pattern
     assert not exists(landing.uri("later.ack"))
+    with pytest.raises(InvalidParameters) as refused:
+        exists("relative/done.ack")
+    assert "neither s3://bucket/key nor an absolute path" in refused.value.errors["uri"][0]
     if landing.kind == "s3":
         with pytest.raises(StoreUnavailable) as failed:
             exists(landing.uri("x.ack").replace("s3://test.", "s3://gone."))
