@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 from api import links
 from api.context import facade
 from api.envelope import answer, doc_only, error_responses
-from api.submission import json_body
+from api.submission import json_object
 from api.trigger_schemas import (
     ObjectsQuerySchema,
     TriggerBodySchema,
@@ -21,7 +21,6 @@ from api.trigger_schemas import (
     TriggerObjectsEnvelope,
     TriggersEnvelope,
 )
-from nectar.errors import InvalidParameters
 from nectar.registry import Run
 from nectar.stores.listing import Location
 from nectar.triggers.book import TriggerView
@@ -66,14 +65,6 @@ def objects_out(
     }
 
 
-def body_object() -> dict[str, Any]:
-    """The request's JSON object body (a 422 naming ``_body`` for anything else)."""
-    body = json_body()
-    if not isinstance(body, dict):
-        raise InvalidParameters({"_body": ["the body must be a JSON object of the trigger's fields"]})
-    return body
-
-
 @blp.route("")
 class Triggers(MethodView):
     @blp.response(200, TriggersEnvelope)
@@ -102,7 +93,7 @@ class Triggers(MethodView):
         a list parameter, an unknown field) and nothing is stored. Keys must land in S3 key order after what came
         before (timestamped names): the cursor is the last key dealt with.
         """
-        return answer(trigger_out(facade().triggers.create(body_object())), 201, "created")
+        return answer(trigger_out(facade().triggers.create(json_object("the trigger's fields"))), 201, "created")
 
 
 @blp.route("/<trigger_id>")
@@ -123,7 +114,7 @@ class TriggerById(MethodView):
         409. The prefix of none can change (422: make a new trigger). Resumed, a trigger takes what landed
         meanwhile, from its cursor on.
         """
-        return answer(trigger_out(facade().triggers.change(trigger_id, body_object())))
+        return answer(trigger_out(facade().triggers.change(trigger_id, json_object("the trigger's fields"))))
 
     @blp.response(200, TriggerEnvelope, description="Removed: it claims no more; its objects' runs stay.")
     @error_responses(blp, 404, 409)
