@@ -74,7 +74,6 @@ def fires_out(
     }
 
 
-
 @blp.route("")
 class Schedules(MethodView):
     @blp.response(200, SchedulesEnvelope)
