@@ -85,6 +85,8 @@ def test_a_triggers_page_lists_its_objects_and_a_run_names_its_trigger(
     assert "run-trigger" in Elements(run_page).by_id
     assert f'made by trigger <a href="/ui/triggers/{FILE_TRIGGER}" class="mono">{FILE_TRIGGER}</a>' in run_page
     assert f'for <span class="mono run-objects">{paths[1]}</span>' in run_page
+    made_by = f'made by trigger <a href="/ui/triggers/{FILE_TRIGGER}" class="mono">{FILE_TRIGGER}</a></div>'
+    assert html(client, "/ui/runs").count(made_by) == 2
 
 
 def test_a_listing_that_fails_is_shown_on_its_card(
