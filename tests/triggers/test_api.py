@@ -3,6 +3,7 @@ a bucket gone in the listing later, and a file landing run to DONE by a real wor
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import boto3
 import pytest
 from flask.testing import FlaskClient
 
+from harness import NECTAR, Processes, settings_env, waitfor
 from nectar.config import Settings
 from nectar.service import Nectar
 from nectar.triggers.loop import TriggerLoop
@@ -238,6 +240,31 @@ def test_a_bucket_gone_after_creation_shows_in_the_listing_later(
     view = client.get(f"/api/triggers/{trigger['id']}").get_json()["data"]
     assert view["error"] and bucket in view["error"] and "NoSuchBucket" in view["error"], view
     assert listed(client)[trigger["id"]]["error"] == view["error"]
+
+
+def test_an_object_put_to_s3_is_run_to_done_by_a_real_clock_and_worker(
+    client: FlaskClient,
+    settings: Settings,
+    bucket: str,
+    processes: Processes,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    trigger = created(client, f"s3://{bucket}/sales/", poll_s=0.2)
+    env = {**os.environ, **settings_env(settings)}  # the moto server's AWS variables, and the registry
+    clock = processes.start("clock", [*NECTAR, "clock"], env)
+    start_worker(settings, workers=1)
+    uri = f"s3://{bucket}/sales/2026-06-01T0300.csv"
+    boto3.client("s3").put_object(Bucket=bucket, Key="sales/2026-06-01T0300.csv", Body=b"rows")
+
+    def made() -> list[dict[str, Any]]:
+        assert clock.poll() is None, f"nectar clock exited with {clock.returncode}"
+        return [run for run in client.get("/api/runs").get_json()["data"] if run["trigger_id"] == trigger["id"]]
+
+    (run,) = waitfor(made, 60, f"nectar clock to queue a run of trigger {trigger['id']} for {uri}")
+    assert (run["objects"], run["params"]) == ([uri], {"path": uri})
+    done = finished(client, run["status_url"])
+    assert (done["job_status"], done["trigger_id"], done["objects"]) == ("DONE", trigger["id"], [uri]), done
+    assert client.get(done["resource_url"]).data == uri.encode()
 
 
 def test_writes_need_a_write_token(settings: Settings, nectar: Nectar, landing: Path) -> None:  # noqa: F811
