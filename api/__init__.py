@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_smorest import Api
 
-from api import batch, batches, chains, files, health, logs, runs, schedules, status, ui
+from api import batch, batches, chains, files, health, logs, runs, schedules, status, triggers, ui
 
 BLUEPRINTS = (
     chains.blp,
@@ -16,6 +16,7 @@ BLUEPRINTS = (
     logs.blp,
     health.blp,
     schedules.blp,
+    triggers.blp,
     ui.blp,
 )
 

@@ -1,4 +1,4 @@
-"""``/metrics`` for Prometheus: the registry's runs and schedules (:mod:`nectar.metrics`) and HTTP latency by endpoint.
+"""``/metrics`` for Prometheus: the registry's runs, schedules and triggers (:mod:`nectar.metrics`), HTTP latencies.
 
 Under gunicorn each worker process keeps its own latencies; with ``PROMETHEUS_MULTIPROC_DIR``
 set (``nectar.gunicorn_conf`` sets it) they are written there and every scrape adds them up.
@@ -13,7 +13,7 @@ from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest, multiprocess
 
 from api.context import facade
-from nectar.metrics import RunsCollector, SchedulesCollector
+from nectar.metrics import RunsCollector, SchedulesCollector, TriggersCollector
 
 #: the methods labelled by name (RFC 9110's); any other, and a path that matches no route, is labelled ``other``
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
@@ -46,6 +46,7 @@ def metrics() -> Response:
     registry = CollectorRegistry(auto_describe=False)  # collect once a scrape, not twice
     registry.register(RunsCollector(facade().runs))
     registry.register(SchedulesCollector(facade().runs))
+    registry.register(TriggersCollector(facade().runs))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:

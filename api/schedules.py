@@ -22,7 +22,7 @@ from api.schedule_schemas import (
     ScheduleEnvelope,
     SchedulesEnvelope,
 )
-from api.submission import json_body
+from api.submission import json_object
 from nectar.errors import InvalidParameters
 from nectar.registry import Run
 from nectar.schedules.book import MAX_BACKFILL, ScheduleView
@@ -74,14 +74,6 @@ def fires_out(
     }
 
 
-def body_object() -> dict[str, Any]:
-    """The request's JSON object body (a 422 naming ``_body`` for anything else)."""
-    body = json_body()
-    if not isinstance(body, dict):
-        raise InvalidParameters({"_body": ["the body must be a JSON object of the schedule's fields"]})
-    return body
-
-
 @blp.route("")
 class Schedules(MethodView):
     @blp.response(200, SchedulesEnvelope)
@@ -107,7 +99,7 @@ class Schedules(MethodView):
         parameter, a ``fire_time_param`` that is no date or time parameter, an unknown field) and nothing is
         stored. The schedule fires on every machine's clock within a second.
         """
-        return answer(schedule_out(facade().schedules.create(body_object())), 201, "created")
+        return answer(schedule_out(facade().schedules.create(json_object("the schedule's fields"))), 201, "created")
 
 
 @blp.route("/<schedule_id>")
@@ -128,7 +120,7 @@ class ScheduleById(MethodView):
         answers 409. Resumed, a schedule fires from then on (the fire times it had while paused are not
         missed ones). A changed definition makes every later fire; a fire is made by the old or the new one.
         """
-        body = body_object()
+        body = json_object("the schedule's fields")
         if "start" in body:  # the book would take it as a field of the definition, and ignore it
             raise InvalidParameters({"start": ["only when a schedule is made: a resumed one fires from then on"]})
         return answer(schedule_out(facade().schedules.change(schedule_id, body)))

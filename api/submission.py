@@ -23,6 +23,14 @@ def json_body() -> Any:
         return None
 
 
+def json_object(what: str) -> dict[str, Any]:
+    """The request's JSON object body (a 422 naming ``_body`` for anything else, saying it should hold ``what``)."""
+    body = json_body()
+    if not isinstance(body, dict):
+        raise InvalidParameters({"_body": [f"the body must be a JSON object of {what}"]})
+    return body
+
+
 def check_limits(values: dict) -> None:
     """Raise unless ``values`` keeps to the configured number, length and depth of parameters."""
     settings = facade().settings

@@ -180,10 +180,19 @@ def made_by(run: Run) -> dict[str, Any] | None:
     return {"id": run.schedule_id, "url": url, "fire_time": iso_utc(run.fire_time)}
 
 
+def made_by_trigger(run: Run) -> dict[str, Any] | None:
+    """The data trigger that made ``run`` and for which objects (URIs or absolute paths), if one did."""
+    if run.trigger_id is None:
+        return None
+    url = url_for("ui.trigger_page", trigger_id=run.trigger_id)
+    return {"id": run.trigger_id, "url": url, "objects": list(run.objects or ())}
+
+
 def run_row(run: Run) -> dict[str, Any]:
     return {
         "run": run,
         "schedule": made_by(run),
+        "trigger": made_by_trigger(run),
         "href": url_for("ui.run_page", run_id=run.id),
         "form": url_for("ui.task_page", chain_type=run.chain_type, chain=run.chain, task=run.task),
         "queued": clock(run.queued_at),
@@ -280,4 +289,4 @@ def run_page(run_id: str) -> str:
     )
 
 
-from api import ui_schedules  # noqa: E402, F401, I001  (the schedules' pages, on this blueprint)
+from api import ui_schedules, ui_triggers  # noqa: E402, F401, I001  (schedules' and triggers' pages, on this blueprint)

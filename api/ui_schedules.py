@@ -81,6 +81,14 @@ def json_body() -> dict[str, Any]:
     return body
 
 
+def paused_body() -> bool:
+    """The ``paused`` of a pause button's ``{"paused": true|false}`` (a 422 naming it if it is neither)."""
+    paused = json_body().get("paused")
+    if not isinstance(paused, bool):
+        raise InvalidParameters({"paused": [f"must be true or false, not {paused!r}"]})
+    return paused
+
+
 @page("/ui/schedules")
 def schedules_page() -> str:
     service = facade()
@@ -109,10 +117,7 @@ def schedule_page(schedule_id: str) -> str:
 @page("/ui/schedules/<schedule_id>/paused", methods=["POST"])
 def schedule_paused(schedule_id: str) -> Response:
     """``{"paused": true|false}``: pause or resume the schedule (one from a file too); the schedule as it is now."""
-    paused = json_body().get("paused")
-    if not isinstance(paused, bool):
-        raise InvalidParameters({"paused": [f"must be true or false, not {paused!r}"]})
-    return dumped_answer(facade().schedules.change(schedule_id, {"paused": paused}).to_dict())
+    return dumped_answer(facade().schedules.change(schedule_id, {"paused": paused_body()}).to_dict())
 
 
 @page("/ui/schedules/<schedule_id>/backfill", methods=["POST"])

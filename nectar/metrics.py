@@ -1,4 +1,4 @@
-"""Prometheus metrics of the run registry: runs by state, the queue's depth, run durations by task, and schedules.
+"""Prometheus metrics of the run registry: runs by state, the queue's depth, run durations by task, schedules, triggers.
 
 They are read from the registry at each scrape, so every process (and machine) sharing the
 registry reports the same figures, whichever API process Prometheus reaches.
@@ -6,18 +6,23 @@ registry reports the same figures, whichever API process Prometheus reaches.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from nectar.registry import RunState, RunStore
 from nectar.schedules.model import FIRE_STATES, SOURCES
+from nectar.triggers.model import OBJECT_STATES
 
 #: upper bounds (seconds) of the run duration histogram's buckets
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
 #: upper bounds (seconds) of the fire lag histogram's buckets (fire time -> run queued; the target is p99 <= 1 s)
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0, 3600.0)
+#: upper bounds (seconds) of the detection lag histogram's buckets (object changed -> claimed with its run; the target
+#: is p99 <= the poll interval, 10 s by default, + 1 s)
+DETECTION_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 11.0, 15.0, 30.0, 60.0, 300.0, 3600.0)
 
 
 class RunsCollector(Collector):
@@ -46,6 +51,46 @@ class RunsCollector(Collector):
         yield durations
 
 
+class Sourced(Protocol):
+    """A schedule's or a trigger's record: where it comes from, and whether it is paused."""
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+
+def by_source(name: str, documentation: str, records: Iterable[Sourced]) -> GaugeMetricFamily:
+    """A gauge of ``records`` by source (file or api) and paused, each pair present (0 when none)."""
+    gauge = GaugeMetricFamily(name, documentation, labels=["source", "paused"])
+    counts = {(source, paused): 0 for source in SOURCES for paused in ("false", "true")}
+    for record in records:
+        counts[record.source, "true" if record.paused else "false"] += 1
+    for (source, paused), n in counts.items():
+        gauge.add_metric([source, paused], n)
+    return gauge
+
+
+def by_state(name: str, documentation: str, states: Iterable[str], counts: Mapping[str, int]) -> GaugeMetricFamily:
+    """A gauge of ``counts`` by state, each of ``states`` present (0 when none)."""
+    gauge = GaugeMetricFamily(name, documentation, labels=["state"])
+    for state in states:
+        gauge.add_metric([state], counts.get(state, 0))
+    return gauge
+
+
+def lag_histogram(
+    name: str, documentation: str, bounds: tuple[float, ...], seen: tuple[tuple[int, ...], int, float]
+) -> HistogramMetricFamily:
+    """A histogram without labels from the registry's counts within each bound, in all, and their total."""
+    within, count, total = seen
+    histogram = HistogramMetricFamily(name, documentation)
+    buckets = [(str(bound), n) for bound, n in zip(bounds, within, strict=True)]
+    histogram.add_metric([], [*buckets, ("+Inf", count)], sum_value=total)
+    return histogram
+
+
 class SchedulesCollector(Collector):
     """Collects ``nectar_schedules``, ``nectar_schedule_fires`` and ``nectar_schedule_lag_seconds`` from a registry.
 
@@ -56,31 +101,50 @@ class SchedulesCollector(Collector):
         self.runs = runs
 
     def collect(self) -> Iterator[Metric]:
-        schedules = GaugeMetricFamily(
-            "nectar_schedules",
-            "Schedules in the registry, by source (file or api) and paused.",
-            labels=["source", "paused"],
+        yield by_source(
+            "nectar_schedules", "Schedules in the registry, by source (file or api) and paused.", self.runs.schedules()
         )
-        counts = {(source, paused): 0 for source in SOURCES for paused in ("false", "true")}
-        for record in self.runs.schedules():
-            counts[record.source, "true" if record.paused else "false"] += 1
-        for (source, paused), n in counts.items():
-            schedules.add_metric([source, paused], n)
-        yield schedules
-        fires = GaugeMetricFamily(
+        yield by_state(
             "nectar_schedule_fires",
             "Fires of every schedule, by state: queued (a run made), done (its output was there), skipped, held.",
-            labels=["state"],
+            FIRE_STATES,
+            self.runs.fire_counts(),
         )
-        by_state = self.runs.fire_counts()
-        for state in FIRE_STATES:
-            fires.add_metric([state], by_state.get(state, 0))
-        yield fires
-        within, count, total = self.runs.fire_lags(LAG_BUCKETS)
-        lags = HistogramMetricFamily(
+        yield lag_histogram(
             "nectar_schedule_lag_seconds",
             "Seconds from a fire time to the queueing of its run, for fires that queued one.",
+            LAG_BUCKETS,
+            self.runs.fire_lags(LAG_BUCKETS),
         )
-        buckets = [(str(bound), n) for bound, n in zip(LAG_BUCKETS, within, strict=True)]
-        lags.add_metric([], [*buckets, ("+Inf", count)], sum_value=total)
-        yield lags
+
+
+class TriggersCollector(Collector):
+    """Collects ``nectar_triggers``, ``nectar_trigger_objects``, ``nectar_trigger_runs`` and
+    ``nectar_trigger_detection_lag_seconds`` from a registry (every label value always present, 0 when none)."""
+
+    def __init__(self, runs: RunStore) -> None:
+        self.runs = runs
+
+    def collect(self) -> Iterator[Metric]:
+        yield by_source(
+            "nectar_triggers", "Triggers in the registry, by source (file or api) and paused.", self.runs.triggers()
+        )
+        yield by_state(
+            "nectar_trigger_objects",
+            "Objects claimed by every trigger, by state: queued (a run made or joined), done (its output was there), "
+            "skipped (the task could not be made for it).",
+            OBJECT_STATES,
+            self.runs.object_counts(),
+        )
+        yield GaugeMetricFamily(
+            "nectar_trigger_runs",
+            "Runs made by every trigger (an object or a group of objects each).",
+            value=sum(counted.runs for counted in self.runs.trigger_counts().values()),
+        )
+        yield lag_histogram(
+            "nectar_trigger_detection_lag_seconds",
+            "Seconds from an object's last change (the store's time) to its claim with its run, for objects that "
+            "queued one.",
+            DETECTION_BUCKETS,
+            self.runs.object_lags(DETECTION_BUCKETS),
+        )

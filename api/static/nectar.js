@@ -243,7 +243,8 @@ function renderBackfill(node, data) {
   node.hidden = false;
 }
 
-function setupSchedule(card) {
+// a schedule's or a trigger's card: its pause (or resume) button, the page reloaded once done
+function setupPause(card) {
   const actionError = card.querySelector(".action-error");
   const pause = card.querySelector("button.pause");
   pause.addEventListener("click", async () => {
@@ -262,7 +263,10 @@ function setupSchedule(card) {
     }
     pause.disabled = false;
   });
+}
 
+function setupSchedule(card) {
+  setupPause(card);
   const form = card.querySelector("form.backfill");
   const formError = form.querySelector(".form-error");
   const result = form.querySelector(".backfill-result");
@@ -387,6 +391,8 @@ document.addEventListener("DOMContentLoaded", () => {
   setupTaskForm();
   setupRefresh("runs");
   setupRefresh("fires");
+  setupRefresh("objects");
   for (const card of document.querySelectorAll(".schedule[data-schedule-id]")) setupSchedule(card);
+  for (const card of document.querySelectorAll(".trigger[data-trigger-id]")) setupPause(card);
   setupRun();
 });

@@ -8,6 +8,7 @@ nectar token --name ci --scope write
 nectar worker --workers 2
 nectar schedules
 nectar backfill daily.sales_chain.DailyTask.0 --start 2026-03-01 --end 2026-03-31
+nectar triggers
 nectar clock
 nectar serve
 nectar api --port 5000
@@ -27,6 +28,7 @@ from typing import Any
 from nectar.cli.local import cmd_cancel, cmd_chains, cmd_run, cmd_status, cmd_token, cmd_worker
 from nectar.cli.remote import add_submit_sources, client_command, cmd_download, cmd_submit
 from nectar.cli.schedules import cmd_backfill, cmd_clock, cmd_schedules
+from nectar.cli.triggers import cmd_triggers
 from nectar.errors import InvalidParameters, NectarError
 
 COMMON_FLAGS = {
@@ -63,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("schedule_id", help="the schedule's id (nectar schedules lists them)")
     backfill.add_argument("--start", required=True, help="ISO 8601 date or date-time (no offset: the schedule's zone)")
     backfill.add_argument("--end", required=True, help="the same, included; not in the future")
-    command("clock", "fire the schedules (run as many as you like, on any machines: each fire is made once)")
+    command("triggers", "list the data triggers (from chain files and the API): prefix, paused, objects seen, runs")
+    command("clock", "fire the schedules and poll the triggers (run as many as you like: each fire, each object once)")
     serve = commands.add_parser(
         "serve", help="start luigid, the workers and the API", description="start luigid, the workers and the API"
     )
@@ -109,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "worker": cmd_worker,
             "schedules": cmd_schedules,
             "backfill": cmd_backfill,
+            "triggers": cmd_triggers,
             "clock": cmd_clock,
             "submit": cmd_submit,
             "download": cmd_download,

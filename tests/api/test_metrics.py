@@ -42,7 +42,7 @@ def test_runs_by_state_queue_depth_and_durations_come_from_the_registry(
     families = scrape(client)
 
     by_state = {s.labels["state"]: s.value for s in families["nectar_runs"].samples}
-    assert by_state == {"PENDING": 2, "RUNNING": 1, "DONE": 1, "FAILED": 1, "CANCELLED": 0}
+    assert by_state == {"PENDING": 2, "RUNNING": 1, "DONE": 1, "FAILED": 1, "CANCELLED": 0, "WAITING": 0}
     assert families["nectar_queue_depth"].samples[0].value == 2
     samples = families["nectar_run_duration_seconds"].samples
     count = {s.labels["task"]: s.value for s in samples if s.name.endswith("_count")}
