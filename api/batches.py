@@ -48,12 +48,14 @@ class PrefixBatches(MethodView):
         many objects, ``param`` then a list parameter. The rows are submitted as a batch of
         ``/api/chains/<type>/<chain>/<Task>/batch`` is: each answered on its own, ``atomic=true`` all or nothing,
         the same objects sent again queue nothing new. Each bad field is named in a 422: an unknown task, a
-        ``param`` the task has not, a bucket or folder that cannot be listed (with the store's error), a glob that
+        ``param`` the task has not, a bucket or folder that cannot be listed (with the store's error) or a folder
+        outside the landing roots (``<data_dir>/landing`` and ``NECTAR_LANDING_ROOTS``), a glob that
         does not parse, no object at all; more rows than ``NECTAR_MAX_BATCH`` is a 413.
         """
         info = named_task(body.pop("task"))
         batch = PrefixBatch(**body)
         service = facade()
+        Location.parse(batch.from_prefix, "from_prefix").check_allowed(service.settings.landing_root_paths)
         rows, objects = batch.rows(info, service.settings.max_batch)
         data, headers = submit_rows(info, rows, query["atomic"])
         for result, row in zip(data["rows"], rows, strict=True):

@@ -36,6 +36,7 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_MAX_RUNTIME": "max_runtime",
     "NECTAR_WAIT_TIMEOUT": "wait_timeout",
     "NECTAR_WAIT_POLL_MAX": "wait_poll_max",
+    "NECTAR_LANDING_ROOTS": "landing_roots",
     "NECTAR_MAX_QUEUE": "max_queue",
     "NECTAR_RETRY_AFTER": "retry_after",
     "NECTAR_DRAIN_GRACE": "drain_grace",
@@ -157,6 +158,9 @@ class Settings:
     #: folders (absolute, os.pathsep-separated) besides ``local_targets_dir`` under which a plain luigi task's
     #: ``LocalTarget`` outputs are served by signed URLs; an output elsewhere is listed without a URL
     output_roots: str | None = None
+    #: folders (absolute, os.pathsep-separated) besides ``<data_dir>/landing`` that triggers and batches made over
+    #: HTTP may list (a trigger declared in a chain file, being code, may watch any folder)
+    landing_roots: str | None = None
     #: the URL clients reach the API by (``https://nectar.example.com``): the links the API hands out start
     #: with it, and its host name is one the API answers to
     public_url: str | None = None
@@ -193,6 +197,12 @@ class Settings:
         extra = [Path(part).resolve() for part in (self.output_roots or "").split(os.pathsep) if part]
         return (self.local_targets_dir.resolve(), *extra)
 
+    @property
+    def landing_root_paths(self) -> tuple[Path, ...]:
+        """The folders triggers and batches made over HTTP may list: ``<data_dir>/landing`` first."""
+        extra = [Path(part).resolve() for part in (self.landing_roots or "").split(os.pathsep) if part]
+        return ((self.data_dir / "landing").resolve(), *extra)
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes).resolved()
 
@@ -223,10 +233,11 @@ class Settings:
                 value = str(value).rstrip("/") or None
                 if value is not None and not value.startswith(("http://", "https://")):
                     raise ValueError(f"NECTAR_SCHEDULER_URL must be an http:// or https:// URL, not {value!r}")
-            elif f.name == "output_roots" and value:
+            elif f.name in ("output_roots", "landing_roots") and value:
                 relative = [part for part in str(value).split(os.pathsep) if part and not os.path.isabs(part)]
                 if relative:
-                    raise ValueError(f"NECTAR_OUTPUT_ROOTS must list absolute folders, not {relative[0]!r}")
+                    var = f"NECTAR_{f.name.upper()}"
+                    raise ValueError(f"{var} must list absolute folders, not {relative[0]!r}")
             elif f.name == "public_url" and value is not None:
                 value = checked_public_url(str(value))
             elif f.name == "allowed_hosts" and value is not None:

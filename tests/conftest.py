@@ -145,6 +145,8 @@ def settings(tmp_path: Path, chains_dir: Path) -> Iterator[Settings]:
         chains_dir=chains_dir,
         data_dir=tmp_path / "data",
         local_targets_dir=tmp_path / "targets",
+        # the test's folders are the landing areas triggers and batches made over HTTP may list
+        landing_roots=str(tmp_path),
         # a failure is final unless a test asks for retries; leases short enough to watch expire
         retries=0,
         retry_delay=0.2,

@@ -14,9 +14,10 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
+from pathlib import Path
 from typing import Any, Literal
 
 from nectar.errors import InvalidParameters, StoreUnavailable, TooLarge
@@ -113,6 +114,23 @@ class Location:
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}" if self.kind == "s3" else self.prefix
+
+    def check_allowed(self, roots: Sequence[Path]) -> None:
+        """Raise :class:`InvalidParameters` naming the field if this is a local folder outside every one of ``roots``
+        (symbolic links and ``..`` resolved first): what a request may have listed on this server. S3 is not
+        bounded here: the credentials' rights are its bounds."""
+        if self.kind != "local":
+            return
+        real = Path(os.path.realpath(self.prefix))
+        if not any(real == root or root in real.parents for root in roots):
+            shown = os.pathsep.join(map(str, roots))
+            raise InvalidParameters(
+                {
+                    self.field: [
+                        f"{self.prefix!r} is outside the folders the API may list ({shown}; NECTAR_LANDING_ROOTS)"
+                    ]
+                }
+            )
 
     def check(self) -> None:
         """Raise :class:`InvalidParameters` naming the bucket or folder and the store's own error if it cannot be

@@ -150,14 +150,16 @@ class TriggerBook:
     # --- writes ---
 
     def check(self, values: Mapping[str, Any]) -> TriggerSpec:
-        """A definition read and checked against its task and its store; :class:`InvalidParameters` names each bad
-        field (a bucket that does not exist or cannot be read: ``prefix``, with the store's own error)."""
+        """A definition made over HTTP, read and checked against its task and its store; :class:`InvalidParameters`
+        names each bad field (a bucket that does not exist or cannot be read, a folder outside the landing roots:
+        ``prefix``, with the store's own error)."""
         spec = TriggerSpec.from_definition(values)
         try:
             info = self.nectar.task(*spec.ref)
         except NotFound as exc:
             raise InvalidParameters({"task": [str(exc)]}) from None
         check_trigger(spec, info)
+        spec.location.check_allowed(self.nectar.settings.landing_root_paths)  # made over HTTP: not any folder
         spec.location.check()
         return spec
 

@@ -264,3 +264,23 @@ def test_the_openapi_document_describes_the_body_and_the_rows(client: FlaskClien
     assert set(body["required"]) == {"task", "from_prefix", "param"}
     assert {"glob", "offset", "limit", "batch_size", "relative", "params"} <= set(body["properties"])
     assert {"200", "413", "422", "503"} <= set(operation["responses"])
+
+
+def test_a_folder_outside_the_landing_roots_is_refused_and_the_default_root_is_listed(
+    settings: Settings, write_chain: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """Over HTTP only the landing roots are listed (a write token must not read the server's folder names)."""
+    write_chain("landing/files_chain", LANDING_CHAIN)
+    client = build_app(settings.replace(landing_roots=None)).test_client()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "a.csv").write_text("x\n")
+    for prefix in (str(outside), f"{settings.data_dir}/landing/../../elsewhere", "/etc"):
+        status, answer = batch(client, {"task": LOAD_FILE, "from_prefix": prefix, "param": "path"})
+        assert status == 422, answer
+        assert "outside the folders the API may list" in answer["errors"]["from_prefix"][0], answer
+    inside = settings.data_dir / "landing"
+    inside.mkdir(parents=True)
+    (inside / "a.csv").write_text("x\n")
+    status, answer = batch(client, {"task": LOAD_FILE, "from_prefix": str(inside), "param": "path"})
+    assert status == 200 and answer["data"]["objects"] == 1, answer

@@ -196,3 +196,16 @@ def test_the_clock_is_not_needed_but_taken(nectar: Nectar, landing: Path) -> Non
     TriggerLoop(nectar.triggers, clock=clock.time).tick()
     (claimed,) = nectar.runs.trigger_objects(trigger_id)
     assert claimed.recorded_at == 1_000_000.0 and claimed.state == "queued"
+
+
+def test_over_http_a_folder_outside_the_landing_roots_is_refused_but_a_chain_file_may_watch_it(
+    settings: Settings, write_chain: Callable[[str, str], Path], declared: Path, landing: Path
+) -> None:
+    write_chain("ingest/landing_chain", LANDING_CHAIN.format(declared=str(declared)))
+    nectar = Nectar(settings.replace(landing_roots=None))  # only <data_dir>/landing
+    with pytest.raises(InvalidParameters) as caught:
+        api_trigger(nectar, landing)
+    assert "outside the folders the API may list" in caught.value.errors["prefix"][0]
+    land(declared, "early.csv")
+    TriggerLoop(nectar.triggers).tick()
+    assert objects_of(nectar, "ingest.landing_chain.LoadFileTask.csv") == [(str(declared / "early.csv"),)]
