@@ -77,10 +77,11 @@ def start_luigid(port: int, state: Path, config: Path = LUIGI_CFG) -> subprocess
 
 @pytest.fixture(scope="session")
 def session_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
-    """The processes the whole session shares (luigid, moto), all stopped at its end."""
+    """The processes the whole session shares (luigid, moto), all killed at its end: nothing reads their state
+    then, and a graceful stop (luigid saving its state) was the last ~10 s of a loaded worker."""
     processes = Processes(tmp_path_factory.mktemp("processes"))
     yield processes
-    processes.close(grace=STOP_TIMEOUT)
+    processes.close()
 
 
 @pytest.fixture(scope="session")
