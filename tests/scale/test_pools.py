@@ -8,8 +8,7 @@ from nectar.registry import RunState
 from tests.faults.conftest import waitfor
 from tests.scale.conftest import Deployment
 
-#: one for each of the two nodes' two worker slots: every slot asks for the pool at once
-RUNS = 4
+RUNS = 6
 
 
 def test_a_one_slot_pool_runs_its_tasks_one_at_a_time_across_nodes(deployment: Deployment) -> None:
