@@ -1,4 +1,5 @@
-"""Processes die: the API, a worker with its children, luigid, or everything at once under ``nectar serve``."""
+"""Processes die: the API, a worker with its children, luigid, a worker stopped; an attempt frozen.
+(``nectar serve``'s processes stopped the hard way: test_serve_stops.py.)"""
 
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import requests
 
-from nectar import ports
 from nectar.attempt import process_name
 from nectar.ports import parent_of
 from nectar.registry import RunState
-from tests.faults.conftest import Cluster, alive, children, cmdline, descendants, tagged, waitfor
+from tests.faults.conftest import Cluster, alive, children, cmdline, descendants, waitfor
+from tests.faults.stopped import gone, requeued
 
 
 def test_runs_accepted_before_the_api_is_killed_are_all_done_by_a_new_api(cluster: Cluster) -> None:
@@ -100,106 +100,7 @@ def test_runs_survive_luigid_killed_and_restarted_mid_run(cluster: Cluster) -> N
     cluster.account()
 
 
-def test_nectar_serve_whose_every_process_dies_at_once_finishes_every_run_after_a_restart(cluster: Cluster) -> None:
-    """A power cut: every process of the service is frozen (none sees another die), then all are killed."""
-    cluster.fault = "nectar serve: every process frozen, then kill -9 (a power cut); serve again"
-    env = {"NECTAR_RETRIES": "2", "NECTAR_LEASE": "3", "NECTAR_HEARTBEAT": "0.5", "NECTAR_DRAIN_GRACE": "1"}
-    env["NECTAR_RETRY_DELAY"] = "0.2"
-    serve = cluster.start_serve(workers=4, **env)
-    runs = [cluster.api.queue(n=n, sleeps="2") for n in range(10)]
-    waitfor(lambda: cluster.ledger.count("start") >= 2, 20, "runs to start")
-    everything = [serve.pid, *descendants(serve.pid)]
-
-    for pid in everything:
-        cluster.freeze(pid)
-    cluster.kill_pids(everything)
-    serve.wait(timeout=10)
-
-    left = [p for p in tagged(cluster.token) if alive(p)]
-    assert not left, {p: cmdline(p) for p in left}
-    unfinished = [r for r in runs if cluster.run(r["run_id"]).state in (RunState.PENDING, RunState.RUNNING)]
-    assert unfinished, "the kill came after every run had finished: nothing was tested"
-
-    cluster.start_serve(workers=4, **env)
-
-    finals = cluster.api.wait_all([r["key"] for r in runs], ("DONE", "FAILED"), timeout=60)
-    assert [f["job_status"] for f in finals] == ["DONE"] * len(runs), finals  # each run was killed once at most
-    cluster.account()
-
-
-def _gone(pids: dict[int, str], what: str) -> None:
-    """Wait (a generous deadline, only there to fail a hung test) until none of ``pids`` is alive."""
-    try:
-        waitfor(lambda: not any(alive(pid) for pid in pids), 60, what)
-    except AssertionError:
-        raise AssertionError(f"{what}; still running: { {p: c for p, c in pids.items() if alive(p)} }") from None
-
-
-def _requeued(cluster: Cluster, runs: list[dict]) -> None:
-    """Each run is back in the queue, its attempt not counted, its task interrupted (a ``fail`` in the ledger)."""
-    for data in runs:
-        run = cluster.run(data["run_id"])
-        assert (run.state, run.attempt) == (RunState.PENDING, 0), run
-    executions = cluster.ledger.executions()
-    assert len(executions) == len(runs) and all(e.end is None and e.stop is not None for e in executions), executions
-
-
-def test_nectar_serve_killed_alone_takes_every_process_with_it_and_requeues_its_running_runs(
-    cluster: Cluster,
-) -> None:
-    cluster.fault = "kill -9 the nectar serve supervisor alone; serve again"
-    # a drain that outlasts the test: a worker whose supervisor is gone must not wait for it
-    serve = cluster.start_serve(workers=2, NECTAR_DRAIN_GRACE="3600")
-    runs = [cluster.api.queue(n=n, sleeps="3600,0.3") for n in range(2)]
-    waitfor(lambda: cluster.ledger.count("start") == 2, 30, "two runs to start")
-    started = {pid: cmdline(pid) for pid in descendants(serve.pid)}
-    assert len([line for line in started.values() if "nectar.cli worker" in line]) == 4, started  # 2 attempts, spare
-
-    cluster.ledger.note("kill", serve.pid)
-    serve.kill()
-    serve.wait(timeout=10)
-
-    _gone(started, "every process nectar serve started to stop on its own")
-    left = [p for p in tagged(cluster.token) if alive(p)]
-    assert not left, {p: cmdline(p) for p in left}
-    for port in (cluster.api_port, cluster.luigid_port):
-        with pytest.raises(requests.ConnectionError):
-            requests.get(f"http://127.0.0.1:{port}/", timeout=5)
-        ports.ensure_free("127.0.0.1", port, "a test")
-    _requeued(cluster, runs)
-
-    again = cluster.start_serve(workers=2)
-
-    for data in cluster.api.wait_all([r["key"] for r in runs], timeout=60):
-        assert data["attempt"] == 1, data
-    # luigid saved the tasks as RUNNING when it stopped: the new worker told it at once that their attempts are gone,
-    # so no attempt waited for luigid to time the dead workers out
-    said = cluster.log_of[again.pid].read_text()
-    assert "ended: PENDING" not in said, said
-    cluster.account()
-
-
-def test_a_second_ctrl_c_at_nectar_serve_interrupts_the_drain_and_requeues_running_runs(cluster: Cluster) -> None:
-    cluster.fault = "Ctrl-C nectar serve while a run runs, then Ctrl-C again"
-    serve = cluster.start_serve(workers=1, NECTAR_DRAIN_GRACE="3600")
-    data = cluster.api.queue(n=0, sleeps="3600,0.3")
-    waitfor(lambda: cluster.ledger.count("start") == 1, 30, "the run to start")
-    log = cluster.log_of[serve.pid]
-    waiting = f"stopping: waiting up to 3600 s for 1 running run ({data['run_id']}) to finish"
-
-    serve.send_signal(signal.SIGINT)
-    waitfor(lambda: waiting in log.read_text(), 60, f"the worker to say {waiting!r}")
-    serve.send_signal(signal.SIGINT)
-
-    assert serve.wait(timeout=60) == 0, log.read_text()
-    assert f"stopping (asked again): interrupting 1 running run ({data['run_id']}) now" in log.read_text()
-    _requeued(cluster, [data])
-    cluster.start_serve(workers=1)
-    assert cluster.api.wait(data["key"], timeout=60)["attempt"] == 1
-    cluster.account()
-
-
-def test_a_worker_killed_alone_leaves_no_attempt_or_spare_and_its_running_runs_requeued(cluster: Cluster) -> None:
+def test_a_worker_killed_alone_leaves_no_attempt_or_spare_and_its_running_runsrequeued(cluster: Cluster) -> None:
     cluster.fault = "kill -9 a worker alone: its attempts and its spare stop with it"
     cluster.start_luigid()
     cluster.start_api()
@@ -214,8 +115,8 @@ def test_a_worker_killed_alone_leaves_no_attempt_or_spare_and_its_running_runs_r
     worker.kill()
     worker.wait(timeout=10)
 
-    _gone(started, "the killed worker's attempts and spare to stop on their own")
-    _requeued(cluster, runs)
+    gone(started, "the killed worker's attempts and spare to stop on their own")
+    requeued(cluster, runs)
 
     cluster.start_worker(workers=2)
 
@@ -252,7 +153,7 @@ def test_a_stopping_worker_says_what_it_waits_for_and_requeues_what_it_interrupt
     assert "Traceback" not in said and not re.search(r"Worker \S+ failed", said), said
     assert "logging configured" not in said, "luigi's own INFO lines pass luigi.cfg's WARNING"
     assert re.search(r"LedgerTask\(n=0, sleeps=3600,0\.3, [^)]*\) interrupted: the worker is stopping", said), said
-    _requeued(cluster, [data])
+    requeued(cluster, [data])
 
     cluster.start_worker(workers=1)
 

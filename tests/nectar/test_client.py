@@ -155,7 +155,8 @@ def busy(tmp_path: Path) -> Iterator[Served]:
 
 
 def test_a_full_queue_is_waited_out(busy: Served, tmp_path: Path) -> None:
-    csv = write_csv(tmp_path / "rows.csv", ["aparam", *(f"queued {i}" for i in range(24))])
+    """Eight rows, sent at once (the client's concurrency), to a queue of one: most are answered 503 at first."""
+    csv = write_csv(tmp_path / "rows.csv", ["aparam", *(f"queued {i}" for i in range(8))])
 
     result = run_cli(busy, "submit", TASK, "--params-csv", str(csv), "--attempts", "60", timeout=180)
 

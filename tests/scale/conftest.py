@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +144,35 @@ class Deployment:
 
     def dump_logs(self, tail: int = 40) -> None:
         self.processes.dump_logs(tail)
+
+
+#: the scale-out tests' nodes, and the runs each test submits round-robin to them
+NODES, RUNS = 3, 200
+
+
+def submit_round_robin(deployment: Deployment, **params: Any) -> list[dict[str, Any]]:
+    """RUNS distinct runs, the i-th to node i mod NODES, 16 at a time."""
+    with ThreadPoolExecutor(16) as pool:
+        nodes = deployment.nodes
+        return list(pool.map(lambda n: deployment.submit(nodes[n % len(nodes)], n, **params), range(RUNS)))
+
+
+def account(deployment: Deployment, test: str, started: float) -> Figures:
+    """The figures of the test, recorded for the report."""
+    states = deployment.states()
+    executions = deployment.ledger.executions()
+    figures = Figures(
+        test,
+        NODES,
+        sum(states.values()),
+        states[RunState.DONE],
+        len(executions),
+        len(deployment.ledger.duplicates()),
+        sum(n for state, n in states.items() if state != RunState.DONE),
+        time.monotonic() - started,
+    )
+    report(figures)
+    return figures
 
 
 @pytest.fixture
