@@ -107,7 +107,7 @@ class DownloadsSchema(ma.Schema):
 class SubmissionSchema(DownloadsSchema):
     key = fields.String(metadata={"description": "chains/<type>/<chain>/<Task>/<md5>/out.txt"})
     status_url = fields.Url()
-    job_status = fields.String(metadata={"description": "PENDING, RUNNING or DONE."})
+    job_status = fields.String(metadata={"description": "PENDING, RUNNING, WAITING (for its data) or DONE."})
     run_id = fields.String(allow_none=True)
     created = fields.Boolean(metadata={"description": "False when an identical run was already queued or running."})
 
@@ -182,7 +182,9 @@ class RunSchema(ma.Schema):
     params = fields.Dict(keys=fields.String(), values=fields.String())
     task_id = fields.String(metadata={"description": "luigi's task id"})
     job_status = fields.String(
-        metadata={"description": "PENDING, RUNNING, DONE, FAILED or CANCELLED: the run's, as statuses name it."}
+        metadata={
+            "description": "PENDING, RUNNING, WAITING, DONE, FAILED or CANCELLED: the run's, as statuses name it."
+        }
     )
     queued_at = fields.Float()
     started_at = fields.Float(allow_none=True)
@@ -195,7 +197,11 @@ class RunSchema(ma.Schema):
     retry_at = fields.Float(allow_none=True, metadata={"description": "When a failed run is tried again."})
     heartbeat_at = fields.Float(allow_none=True)
     waiting_since = fields.Float(
-        allow_none=True, metadata={"description": "PENDING: since when luigid has not granted it (why: in error)."}
+        allow_none=True,
+        metadata={
+            "description": "PENDING: since when luigid has not granted it (why: in error); WAITING: since when it "
+            "waits for its data."
+        },
     )
     failed_step = fields.String(allow_none=True)
     error = fields.String(allow_none=True, metadata={"description": "The last attempt's error, if it failed."})
@@ -233,7 +239,9 @@ class RunDetailSchema(RunSchema, LogLinksSchema, DownloadsSchema):
 
 class StatusSchema(LogLinksSchema, DownloadsSchema):
     key = fields.String()
-    job_status = fields.String(metadata={"description": "PENDING, RUNNING, DONE, FAILED, CANCELLED or UNKNOWN."})
+    job_status = fields.String(
+        metadata={"description": "PENDING, RUNNING, WAITING, DONE, FAILED, CANCELLED or UNKNOWN."}
+    )
     run_id = fields.String(allow_none=True)
     attempt = fields.Integer(allow_none=True, metadata={"description": "The run's current or last attempt."})
     max_attempts = fields.Integer(allow_none=True)
@@ -241,7 +249,11 @@ class StatusSchema(LogLinksSchema, DownloadsSchema):
         allow_none=True, metadata={"description": "PENDING after a failed attempt: when it is tried again."}
     )
     waiting_since = fields.Float(
-        allow_none=True, metadata={"description": "PENDING: since when luigid has not granted it (why: in error)."}
+        allow_none=True,
+        metadata={
+            "description": "PENDING: since when luigid has not granted it (why: in error); WAITING: since when it "
+            "waits for its data."
+        },
     )
     run_url = fields.Url(allow_none=True, metadata={"description": "The run (GET), and where to cancel it."})
     schedule_id = fields.String(
@@ -312,7 +324,7 @@ class RunsQuerySchema(ma.Schema):
     task = fields.String(validate=_NAME, metadata={"description": "Only runs of this task class."})
     job_status = fields.String(
         validate=ma.validate.OneOf([state.value for state in RunState]),
-        metadata={"description": "Only runs in this job status: PENDING, RUNNING, DONE, FAILED or CANCELLED."},
+        metadata={"description": "Only runs in this job status: PENDING, RUNNING, WAITING, DONE, FAILED or CANCELLED."},
     )
     since = fields.Float(metadata={"description": "Queued at or after this unix time."})
     until = fields.Float(metadata={"description": "Queued before this unix time."})

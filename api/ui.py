@@ -151,7 +151,7 @@ def clock(stamp: float | None) -> str:
 
 def took(run: Run) -> str:
     """How long the run's last attempt ran (so far, while RUNNING)."""
-    if run.started_at is None or run.state == RunState.PENDING:
+    if run.started_at is None or run.state in (RunState.PENDING, RunState.WAITING):
         return ""
     seconds = (run.finished_at or dt.datetime.now(dt.UTC).timestamp()) - run.started_at
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
@@ -269,6 +269,7 @@ def run_page(run_id: str) -> str:
         retry_at=clock(run.retry_at),
         started=clock(run.started_at),
         finished=clock(run.finished_at),
+        waiting_until=clock(run.wait_until),
         output=file_url(key) if run.state == RunState.DONE else None,
         params_file=file_url(key.with_file(PARAMS_FILE)),
         logs=links.log_links(log_source(key, status.job_status if current else run.state.value, run, steps)),

@@ -12,7 +12,10 @@ Nothing is lost and nothing runs twice at once:
   attempt's outcome is whether its task is complete, and a failure no retry cures (a chain that
   does not import, a missing bucket) ends the run at once;
 - an attempt still running after its maximum runtime (``NECTAR_MAX_RUNTIME``, or its requested
-  task's ``max_runtime``) fails its run, "timed out", not retried, and stops as a cancelled one does.
+  task's ``max_runtime``) fails its run, "timed out", not retried, and stops as a cancelled one does;
+- an attempt that leaves its task undone because an external task's data is missing puts its run to
+  WAITING, not counted, for at most ``NECTAR_WAIT_TIMEOUT`` (or the requested task's ``wait_timeout``)
+  seconds: its process is free for the next run, and :mod:`nectar.waiting` wakes the run when the data is there.
 
 The lease itself, and the reclaim of attempts that lost theirs, are :mod:`nectar.leases`.
 """
@@ -20,6 +23,7 @@ The lease itself, and the reclaim of attempts that lost theirs, are :mod:`nectar
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import PurePosixPath
@@ -37,31 +41,46 @@ from nectar.logs.format import current_run
 from nectar.luigid import scheduler_of, scheduler_secret
 from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, retry_allowed, wait
 from nectar.registry import Run, RunState, RunStore
+from nectar.registry.model import waited
 from nectar.steps import MAX_ERROR, StepRecorder, describe
 from nectar.stores import is_permanent
 
 logger = logging.getLogger(__name__)
 #: the class attribute of a requested task that bounds its attempts' runtime in seconds (0: no limit)
 MAX_RUNTIME_ATTRIBUTE = "max_runtime"
+#: the class attribute of a requested task that bounds, in seconds, how long its run waits for missing data
+WAIT_TIMEOUT_ATTRIBUTE = "wait_timeout"
+#: seconds before a WAITING run's first check (:mod:`nectar.waiting` doubles it from there)
+FIRST_CHECK = 1.0
 
 # luigi reads [core] rpc-* itself, then warns at every build that its `core` task does not consume them
 warnings.filterwarnings("ignore", r"The configuration contains the parameter 'rpc_\w+'", UnconsumedParameterWarning)
 
 
 class InvalidMaxRuntime(NectarError, ValueError):
-    """A task's ``max_runtime`` is not a number of seconds ≥ 0 (a chain's error: its run fails, not retried)."""
+    """A task's ``max_runtime`` (or ``wait_timeout``) is not a number of seconds ≥ 0 (a chain's error: its run
+    fails, not retried)."""
+
+
+def seconds_attribute(task: luigi.Task, name: str, default: float) -> float:
+    """``task``'s class's attribute ``name``, a number of seconds ≥ 0, else ``default`` (a luigi parameter so
+    named is no such attribute: it is read from the class, not the instance)."""
+    value = getattr(type(task), name, None)
+    if value is None or isinstance(value, luigi.Parameter):
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise InvalidMaxRuntime(f"{type(task).__name__}.{name} must be a number of seconds ≥ 0, not {value!r}")
+    return float(value)
 
 
 def max_runtime(task: luigi.Task, default: float) -> float:
     """Seconds an attempt of ``task``'s run may run (0: no limit): its class's ``max_runtime``, else ``default``."""
-    value = getattr(type(task), MAX_RUNTIME_ATTRIBUTE, None)  # of the class: a luigi parameter so named is no limit
-    if value is None or isinstance(value, luigi.Parameter):
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
-        raise InvalidMaxRuntime(
-            f"{type(task).__name__}.{MAX_RUNTIME_ATTRIBUTE} must be a number of seconds ≥ 0, not {value!r}"
-        )
-    return float(value)
+    return seconds_attribute(task, MAX_RUNTIME_ATTRIBUTE, default)
+
+
+def wait_timeout(task: luigi.Task, default: float) -> float:
+    """Seconds ``task``'s run may wait for missing data: its class's ``wait_timeout``, else ``default``."""
+    return seconds_attribute(task, WAIT_TIMEOUT_ATTRIBUTE, default)
 
 
 def load_task(settings: Settings, run: Run) -> luigi.Task:
@@ -158,6 +177,7 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         try:
             task = load_task(settings, run)
             lease.limit(max_runtime(task, settings.max_runtime))
+            patience = wait_timeout(task, settings.wait_timeout)
         except Exception as exc:  # user code failing to import is the run's failure, not ours; no retry cures it
             error = str(exc) if isinstance(exc, ChainImportError) else describe(exc)
             return runs.fail(run.id, run.attempt, run.task, f"cannot load {run.ref}: {error}", retryable=False)
@@ -195,6 +215,8 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         return RunState.PENDING
     if complete:
         return RunState.DONE if runs.complete(run.id, run.attempt) else None
+    if recorder.waiting_for and recorder.failed is None:
+        return wait_for_data(runs, run, recorder.waiting_for, patience)
     scheduler = scheduler_of(settings)
     if blocked:
         return wait(scheduler, runs, run, *blocked)
@@ -219,3 +241,14 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
     if state is not None:
         end_running_steps(runs, run, step)
     return state
+
+
+def wait_for_data(runs: RunStore, run: Run, missing: list[str], patience: float) -> RunState | None:
+    """The attempt's task is undone for want of ``missing`` data: its run waits for it, ``patience`` seconds at
+    most, holding no process (None: the attempt was no longer ours)."""
+    now = time.time()
+    shown = missing[0] if len(missing) == 1 else f"{missing[0]} and {len(missing) - 1} more"
+    if not runs.wait(run.id, run.attempt, missing, now + patience, now + FIRST_CHECK, f"waiting for {shown}"):
+        return None
+    logger.info("run %s of %s: waiting for %s, at most %s", run.id, run.ref, ", ".join(missing), waited(patience))
+    return RunState.WAITING

@@ -34,6 +34,8 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_HEARTBEAT": "heartbeat_interval",
     "NECTAR_LEASE": "lease_timeout",
     "NECTAR_MAX_RUNTIME": "max_runtime",
+    "NECTAR_WAIT_TIMEOUT": "wait_timeout",
+    "NECTAR_WAIT_POLL_MAX": "wait_poll_max",
     "NECTAR_MAX_QUEUE": "max_queue",
     "NECTAR_RETRY_AFTER": "retry_after",
     "NECTAR_DRAIN_GRACE": "drain_grace",
@@ -75,6 +77,8 @@ _FLOATS = {
     "heartbeat_interval",
     "lease_timeout",
     "max_runtime",
+    "wait_timeout",
+    "wait_poll_max",
     "drain_grace",
     "log_sync_interval",
 }
@@ -115,6 +119,11 @@ class Settings:
     #: seconds an attempt may run before its run is FAILED "timed out", not retried (0: no limit);
     #: a requested task's ``max_runtime`` class attribute wins
     max_runtime: float = 86400.0
+    #: seconds a run whose external data is missing waits for it (WAITING, holding no worker) before it fails;
+    #: a requested task's ``wait_timeout`` class attribute wins
+    wait_timeout: float = 3600.0
+    #: the longest interval, in seconds, between two checks of what a WAITING run waits for (from 1 s, doubling)
+    wait_poll_max: float = 30.0
     #: queued (PENDING) runs accepted at most; beyond, submissions get 503 with Retry-After
     max_queue: int = 10000
     #: the Retry-After (seconds) of a 503
@@ -206,6 +215,10 @@ class Settings:
                 value = float(value)
                 if f.name == "max_runtime" and not 0 <= value < float("inf"):
                     raise ValueError(f"NECTAR_MAX_RUNTIME must be a number of seconds ≥ 0 (0: no limit), not {value}")
+                if f.name == "wait_timeout" and not 0 <= value < float("inf"):
+                    raise ValueError(f"NECTAR_WAIT_TIMEOUT must be a number of seconds ≥ 0, not {value}")
+                if f.name == "wait_poll_max" and not 0 < value < float("inf"):
+                    raise ValueError(f"NECTAR_WAIT_POLL_MAX must be a number of seconds > 0, not {value}")
             elif f.name == "scheduler_url" and value is not None:
                 value = str(value).rstrip("/") or None
                 if value is not None and not value.startswith(("http://", "https://")):

@@ -1,6 +1,7 @@
 """Answer a target key's job status from the registry, the store and, as a fallback, luigid.
 
 ``job_status`` words are luigi's: PENDING (queued, not started, or waiting for a retry), RUNNING,
+WAITING (for data an external task names, holding no worker: the run's ``waiting_for`` says what),
 DONE, FAILED, CANCELLED, and UNKNOWN for a task that was started outside any run this registry knows (its ``params.txt``
 exists) and that the scheduler does not know either. A status only reads: a run whose attempt was lost
 is RUNNING, saying so, until a worker reclaims it (:mod:`nectar.leases`).

@@ -2,12 +2,14 @@
 
 A step's start or failure is written at once, other changes in batches; a failure says what the task
 raised and whether trying again may cure it (a missing bucket, refused credentials: no). What luigi calls
-"failed scheduling" (a ``complete()`` or ``requires()`` that raises, an external task's missing data) is
-told with its traceback and is never retried: no retry cures code that raises or data nobody makes.
+"failed scheduling" (a ``complete()`` or ``requires()`` that raises) is told with its traceback and is never
+retried: no retry cures code that raises. An external task whose data is missing is waited for (the run
+goes WAITING, :mod:`nectar.waiting`) when every missing output has a path a worker can check, else fails.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -16,6 +18,7 @@ from typing import Any
 
 import luigi
 from luigi.event import Event
+from luigi.target import FileSystemTarget
 from luigi.task import flatten
 
 from nectar.errors import Interrupted, Unavailable
@@ -55,6 +58,37 @@ def missing_outputs(task: luigi.Task) -> str:
     return ", ".join(absent) or "its output"
 
 
+#: the schemes of an S3 target's path (luigi's ``S3Target`` takes each), written ``s3://`` when waited for
+S3_SCHEMES = ("s3://", "s3a://", "s3n://")
+
+
+def wait_uri(target: Any) -> str:
+    """What a worker checks to know ``target`` exists: a local file's absolute path, an S3 object's
+    ``s3://bucket/key``; :class:`ValueError` saying why for any other target (it cannot be waited for)."""
+    path = getattr(target, "path", None)
+    if isinstance(target, luigi.LocalTarget) and isinstance(path, str):
+        return os.path.abspath(path)
+    if isinstance(target, FileSystemTarget) and isinstance(path, str) and path.startswith(S3_SCHEMES):
+        return "s3://" + path.split("://", 1)[1]
+    raise ValueError(f"a {type(target).__name__} is neither a local file nor an S3 object")
+
+
+def missing_uris(task: luigi.Task) -> list[str]:
+    """What to wait for: the URIs of ``task``'s outputs that do not exist; :class:`ValueError` if one cannot be
+    waited for (a store that cannot say whether it exists counts as missing)."""
+    absent = []
+    for target in flatten(task.output()):
+        try:
+            present = target.exists()
+        except Exception:
+            present = False
+        if not present:
+            absent.append(wait_uri(target))
+    if not absent:
+        raise ValueError("it names no missing output")
+    return absent
+
+
 @dataclass
 class StepRecorder:
     """Mirrors luigi's events about each task of a run into the registry's steps.
@@ -70,6 +104,8 @@ class StepRecorder:
     failed: tuple[str, str, bool] | None = None
     #: the task of that step
     failed_task: luigi.Task | None = None
+    #: what the run waits for: the missing outputs (URIs, absolute paths) of external tasks, in the order met
+    waiting_for: list[str] = field(default_factory=list)
     _started: set[str] = field(default_factory=set)
     _pending: list[Step] = field(default_factory=list)
     _flushed: float = field(default_factory=time.monotonic)
@@ -103,8 +139,9 @@ class StepRecorder:
     def missing(self, task: luigi.Task) -> None:
         """luigi will not run ``task``: it is external and its data is missing, or its ``complete()`` raised.
 
-        Neither is retried: an external task's data is made by no step of the run (waiting for it is a
-        trigger's job), and a ``complete()`` that raises is code that fails, told with its traceback.
+        An external task's missing data is waited for (its step stays PENDING, saying so) when each missing
+        output is a local file or an S3 object; else, as a ``complete()`` that raises (code that fails, told
+        with its traceback), it is a failure no retry cures: no step of the run makes that data.
         """
         try:  # luigi keeps only the text of complete()'s error: ask once more for the error itself
             complete = task.complete()
@@ -112,7 +149,14 @@ class StepRecorder:
             self.broken(task, exc, "complete() failed: ")
             return
         if is_external(task) and complete is False:
-            self.fail(task, f"external data missing: {missing_outputs(task)}", retryable=False)
+            try:
+                absent = missing_uris(task)
+            except ValueError as exc:
+                error = f"external data missing: {missing_outputs(task)} (it cannot be waited for: {exc})"
+                self.fail(task, error, retryable=False)
+                return
+            self.waiting_for.extend(uri for uri in absent if uri not in self.waiting_for)
+            self.record(task, "PENDING", f"waiting for {', '.join(absent)}")
         else:
             self.fail(task, f"complete() failed, then answered {complete!r} when asked again", retryable=False)
 

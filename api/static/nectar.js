@@ -4,7 +4,7 @@
 // markup the server rendered and escaped).
 "use strict";
 
-const ACTIVE = new Set(["PENDING", "RUNNING"]);
+const ACTIVE = new Set(["PENDING", "RUNNING", "WAITING"]);
 const TOKEN_KEY = "datanectar.token";
 
 // --- the API, with the token the page was given (if the service wants one) ---

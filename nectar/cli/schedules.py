@@ -70,12 +70,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_clock(args: argparse.Namespace) -> int:
-    """Fire every due schedule and poll every data trigger until SIGTERM, SIGINT or SIGHUP (``nectar serve`` sends
-    SIGTERM when it stops or dies); each fire and each object is claimed in the registry, so any number of clocks
-    may run at once."""
+    """Fire every due schedule, poll every data trigger and check what WAITING runs wait for (:mod:`nectar.waiting`),
+    each in a thread of its own, until SIGTERM, SIGINT or SIGHUP (``nectar serve`` sends SIGTERM when it stops or
+    dies); each fire, object and wake is claimed in the registry, so any number of clocks may run at once."""
     from nectar.schedules.loop import ScheduleLoop
     from nectar.service import Nectar
     from nectar.triggers.loop import TriggerLoop
+    from nectar.waiting import WaitLoop
 
     settings = settings_of(args)
     configure_logging(settings.log_format)
@@ -90,9 +91,13 @@ def cmd_clock(args: argparse.Namespace) -> int:
     triggers = TriggerLoop(Nectar(settings).triggers)
     polling = threading.Thread(target=triggers.serve_forever, args=(stop,), name="triggers")
     polling.start()
+    waits = WaitLoop(Nectar(settings).runs, settings.wait_poll_max)
+    checking = threading.Thread(target=waits.serve_forever, args=(stop,), name="nectar-waits", daemon=True)
+    checking.start()
     try:
         ScheduleLoop(Nectar(settings).schedules).serve_forever(stop)
     finally:
         stop.set()
         polling.join()
+        checking.join()
     return 0

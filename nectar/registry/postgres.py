@@ -30,6 +30,7 @@ from nectar.errors import QueueFull, RegistryUnavailable
 from nectar.registry.model import Run
 from nectar.registry.schema import LATEST, refuse_newer, statements
 from nectar.registry.triggers_sql import SqlTriggers
+from nectar.registry.waits_sql import SqlWaits
 
 if TYPE_CHECKING:
     from nectar.config import Settings
@@ -61,7 +62,7 @@ def _new_lock_in_child() -> None:
 os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
-class PostgresRunStore(SqlTriggers):
+class PostgresRunStore(SqlTriggers, SqlWaits):
     """The registry in a PostgreSQL database; safe across threads, processes and machines."""
 
     LOCK = " FOR UPDATE"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Self, TypeVar
 
 from nectar.registry.schema import LATEST, refuse_newer, statements
 from nectar.registry.triggers_sql import SqlTriggers
+from nectar.registry.waits_sql import SqlWaits
 
 if TYPE_CHECKING:
     from nectar.config import Settings
@@ -22,7 +23,7 @@ T = TypeVar("T")
 SCHEMA_VERSION = LATEST
 
 
-class SQLiteRunStore(SqlTriggers):
+class SQLiteRunStore(SqlTriggers, SqlWaits):
     """The registry in one SQLite file (WAL, one connection per thread and process, a schema that upgrades itself)."""
 
     def __init__(self, path: Path) -> None:

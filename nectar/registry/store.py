@@ -17,10 +17,12 @@ from collections.abc import Callable, Sequence
 from nectar.registry.model import Durations, Run, RunFilter, RunState, Step
 from nectar.registry.schedules import ScheduleStore
 from nectar.registry.triggers import TriggerStore
+from nectar.registry.waits import WaitStore
 
 
-class RunStore(ScheduleStore, TriggerStore):
-    """Where runs are queued, claimed, kept alive and ended (and what schedules fired, what triggers claimed)."""
+class RunStore(ScheduleStore, TriggerStore, WaitStore):
+    """Where runs are queued, claimed, kept alive and ended (and what schedules fired, what triggers claimed, the
+    runs that wait for data)."""
 
     @abstractmethod
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:

@@ -37,6 +37,7 @@ class GreetingTask(luigi.Task):
 # tasks with their own targets (wordcount's shape), a complete() and a requires() that raise (top_artists with
 # spark), an external task that never appears beside a side effect (execution_summary's shape)
 OWN_WAYS_CHAIN = """import luigi
+import luigi.mock
 
 
 class CountTask(luigi.Task):
@@ -79,6 +80,16 @@ class SideEffectTask(luigi.Task):
     def run(self):
         with open(self.counter, "a") as out:
             out.write("ran\\n")
+
+
+class InMemoryExternalTask(luigi.ExternalTask):
+    def output(self):
+        return luigi.mock.MockTarget("never-there")
+
+
+class InMemoryTask(luigi.WrapperTask):
+    def requires(self):
+        return InMemoryExternalTask()
 
 
 class SummaryTask(luigi.WrapperTask):
@@ -251,7 +262,7 @@ def test_a_task_whose_scheduling_raises_fails_once_with_its_traceback(
     assert TRACEBACK in run.error and len(run.error) <= MAX_ERROR
 
 
-def test_an_external_task_never_present_fails_once_naming_its_target(
+def test_an_external_task_never_present_waits_for_its_target_without_a_retry(
     retrying: Settings, write_chain: WriteChain, tmp_path: Path
 ) -> None:
     chain = write_chain("examples/own_ways_chain", OWN_WAYS_CHAIN)
@@ -260,9 +271,21 @@ def test_an_external_task_never_present_fails_once_naming_its_target(
     assert "1 ran successfully" in told and "were missing external dependencies" in told
     nectar = Nectar(retrying)
     run = run_to_end(retrying, nectar, "examples/own_ways_chain", "SummaryTask", counter=str(counter), path=str(absent))
-    assert (run.state, run.attempt, run.failed_step) == (RunState.FAILED, 1, "NeverThereTask")
-    assert run.error == f"external data missing: {absent}"
+    assert (run.state, run.attempt, run.failed_step) == (RunState.WAITING, 0, None)
+    assert (run.error, run.waiting_for) == (f"waiting for {absent}", (str(absent),))
     assert lines(counter) == 1, "the upstream side effect ran again"
+
+
+def test_an_external_task_whose_target_cannot_be_checked_fails_once_saying_why(
+    retrying: Settings, write_chain: WriteChain, tmp_path: Path
+) -> None:
+    write_chain("examples/own_ways_chain", OWN_WAYS_CHAIN)
+    run = run_to_end(retrying, Nectar(retrying), "examples/own_ways_chain", "InMemoryTask")
+    assert (run.state, run.attempt, run.failed_step) == (RunState.FAILED, 1, "InMemoryExternalTask")
+    assert run.error == (
+        "external data missing: never-there (it cannot be waited for: a MockTarget is neither a local file nor "
+        "an S3 object)"
+    )
 
 
 def test_a_tasks_retry_count_is_its_number_of_attempts(
