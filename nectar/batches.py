@@ -12,6 +12,8 @@ from nectar.stores.listing import Location, compile_glob, list_objects
 
 #: the parameter kinds that take a list: the one a batch of groups (``batch_size``) gives each group to
 LIST_KINDS = frozenset({"list", "tuple"})
+#: the objects one batch may have the store list (its glob may match few of them), beyond those it keeps
+MAX_LISTED = 100_000
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ class PrefixBatch:
         location = self.check(info)
         most = max_rows * (self.batch_size or 1)
         wanted = most + 1 if self.limit is None else min(self.limit, most + 1)
-        objects = list(list_objects(location, self.glob, self.offset, wanted))
+        listed = MAX_LISTED + 2 * (self.offset + most)
+        objects = list(list_objects(location, self.glob, self.offset, wanted, max_listed=listed))
         if len(objects) > most:
             groups = f" of {self.batch_size} objects" if self.batch_size else ""
             raise TooLarge(

@@ -13,9 +13,7 @@ its state in the registry, so two loops checking one run at once change it once.
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +22,7 @@ from dataclasses import dataclass, field
 from nectar.errors import NectarError
 from nectar.registry import Run, RunState, RunStore
 from nectar.registry.model import RUN_PREFIX, waited
-from nectar.stores.s3 import S3Store
+from nectar.stores.listing import exists as stored
 
 logger = logging.getLogger("nectar.waiting")
 
@@ -34,29 +32,6 @@ PASS_INTERVAL = 0.5
 FIRST_INTERVAL = 1.0
 #: runs one pass checks at most (the longest due first; the rest wait for the next pass)
 PASS_RUNS = 500
-
-
-@functools.lru_cache(maxsize=64)
-def _s3_store(bucket: str) -> S3Store:
-    return S3Store(bucket)
-
-
-def _exists(uri: str) -> bool:
-    """Whether the object at ``uri`` (``s3://bucket/key`` or an absolute path) exists; a store's error if it
-    cannot say (a missing bucket is one, not a missing object).
-
-    Stands in for :func:`nectar.stores.listing.exists` until that lands.
-    """
-    if uri.startswith("s3://"):
-        bucket, _, key = uri[len("s3://") :].partition("/")
-        store = _s3_store(bucket)
-        try:
-            store._call("head_object", store.boto.head_object, Bucket=bucket, Key=key)
-        except FileNotFoundError:
-            store._confirm_bucket()
-            return False
-        return True
-    return os.path.exists(uri)
 
 
 @dataclass
@@ -80,7 +55,7 @@ class WaitLoop:
         runs: RunStore,
         poll_max: float = 30.0,
         clock: Callable[[], float] = time.time,
-        exists: Callable[[str], bool] = _exists,
+        exists: Callable[[str], bool] = stored,
     ) -> None:
         self.runs = runs
         self.poll_max = poll_max

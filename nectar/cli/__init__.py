@@ -13,6 +13,7 @@ nectar serve
 nectar api --port 5000
 nectar scheduler --scheduler-port 8082
 nectar submit testchains/hello_luigiworld_chain/WithDependencyTask --params-csv rows.csv --server http://host:5000
+nectar submit testchains/hello_luigiworld_chain/WithDependencyTask --from-prefix s3://bucket/in/ --param aparam
 nectar download testchains/hello_luigiworld_chain/WithDependencyTask --dest outputs --resume
 """
 
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nectar.cli.local import cmd_cancel, cmd_chains, cmd_run, cmd_status, cmd_token, cmd_worker
-from nectar.cli.remote import client_command, cmd_download, cmd_submit
+from nectar.cli.remote import add_submit_sources, client_command, cmd_download, cmd_submit
 from nectar.cli.schedules import cmd_backfill, cmd_clock, cmd_schedules
 from nectar.errors import InvalidParameters, NectarError
 
@@ -73,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(api, ROLE_FLAGS["api"])
     scheduler = commands.add_parser("scheduler", help="run luigid alone, with this project's luigi.cfg and pools")
     add_arguments(scheduler, ROLE_FLAGS["scheduler"])
-    submit = client_command(commands, "submit", "submit a run per CSV row to a server and wait until each ends")
-    submit.add_argument("--params-csv", required=True, help="header: parameter names; an empty cell: the default")
+    submit = client_command(commands, "submit", "submit a run per CSV row (or object under a prefix) and wait for each")
+    add_submit_sources(submit)
     submit.add_argument("--no-wait", action="store_true", help="stop once every row is submitted")
     download = client_command(commands, "download", "download the output of every DONE run of a task")
     download.add_argument("--dest", required=True, help="folder to write <md5>/out.txt into")

@@ -1,4 +1,4 @@
-"""The commands that talk to a server's API: submit a CSV's rows as runs, download every finished output."""
+"""The commands that talk to a server's API: submit a CSV's rows (or a prefix's objects) as runs, download outputs."""
 
 from __future__ import annotations
 
@@ -36,23 +36,67 @@ def _submit_table(ref: str, results: Sequence[RowResult]) -> str:
     return f"{table(rows)}\n\nKEY: chains/{ref}/<KEY>/out.txt\n{len(results)} rows: {totals or 'none'}"
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
-    from nectar.client import Progress, read_rows, row_counts, split_ref, submit_rows
+#: the options that choose what ``nectar submit --from-prefix`` makes of the objects under the prefix
+PREFIX_OPTIONS = ("param", "glob", "batch_size", "relative")
 
+
+def add_submit_sources(submit: argparse.ArgumentParser) -> None:
+    """Where ``nectar submit`` takes its rows from: a CSV's lines, or the objects under a prefix (listed by the
+    server, ``POST /api/batches``)."""
+    source = submit.add_mutually_exclusive_group(required=True)
+    source.add_argument("--params-csv", help="header: parameter names; an empty cell: the default")
+    source.add_argument(
+        "--from-prefix", metavar="URI", help="a run per object under s3://bucket/prefix/ or a folder of the server"
+    )
+    submit.add_argument("--param", help="with --from-prefix: the parameter given each object's URI (required)")
+    submit.add_argument("--glob", help="with --from-prefix: only the paths below the prefix it matches (**/*.csv)")
+    submit.add_argument(
+        "--batch-size", type=int, help="with --from-prefix: a run per group of up to N objects (a list parameter)"
+    )
+    submit.add_argument(
+        "--relative", action="store_true", help="with --from-prefix: give the path below the prefix, not the URI"
+    )
+
+
+def _submitted_rows(args: argparse.Namespace, client: NectarClient) -> list[RowResult]:
+    """The rows to follow: a CSV's, each to submit, or those the server made of the objects under a prefix."""
+    from nectar.client import RowResult, prefix_rows, read_rows
+
+    given = {name: getattr(args, name) for name in PREFIX_OPTIONS if getattr(args, name) not in (None, False)}
+    if args.from_prefix is None:
+        if given:
+            flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+            raise ValueError(f"{flags}: only with --from-prefix")
+        rows = read_rows(Path(args.params_csv))
+        client.task(args.task)  # an unknown task or a refused token stops here, before any row
+        return [RowResult(number, dict(params)) for number, params in enumerate(rows, start=1)]
+    if "param" not in given:
+        raise ValueError("--from-prefix needs --param, the parameter given each object's URI")
+    param = given.pop("param")
+    return prefix_rows(client, args.task, args.from_prefix, param, **given)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from nectar.client import ApiError, Progress, follow_rows, row_counts, split_ref
+
+    client = _client(args)
     try:
         split_ref(args.task)
-        rows = read_rows(Path(args.params_csv))
+        results = _submitted_rows(args, client)
     except (ValueError, OSError) as exc:
         print(f"nectar submit: {exc}", file=sys.stderr)
         return 2
-    client = _client(args)
-    client.task(args.task)  # an unknown task or a refused token stops here, before any row
+    except ApiError as exc:
+        if exc.status != 422:
+            raise
+        print(f"nectar submit: {exc.describe()}", file=sys.stderr)
+        return 2
     wait_done = not args.no_wait
-    progress = Progress(len(rows), "row")
-    results = submit_rows(
+    progress = Progress(len(results), "row")
+    results = follow_rows(
         client,
         args.task,
-        rows,
+        results,
         concurrency=args.concurrency,
         wait_done=wait_done,
         on_change=lambda now: progress.update(*row_counts(now, wait_done)),

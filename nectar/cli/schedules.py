@@ -70,9 +70,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_clock(args: argparse.Namespace) -> int:
-    """Fire every due schedule, poll every data trigger and check what WAITING runs wait for (:mod:`nectar.waiting`),
-    each in a thread of its own, until SIGTERM, SIGINT or SIGHUP (``nectar serve`` sends SIGTERM when it stops or
-    dies); each fire, object and wake is claimed in the registry, so any number of clocks may run at once."""
+    """Fire every due schedule, poll every data trigger, and check what WAITING runs wait for (each loop in a
+    thread of its own) until SIGTERM, SIGINT or SIGHUP (``nectar serve`` sends SIGTERM when it stops or dies); each
+    fire and each object is claimed in the registry, so any number of clocks may run at once."""
     from nectar.schedules.loop import ScheduleLoop
     from nectar.service import Nectar
     from nectar.triggers.loop import TriggerLoop
@@ -87,17 +87,19 @@ def cmd_clock(args: argparse.Namespace) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, request_stop)
-    # each loop with its own façade (catalog, registry connections): they share nothing but the stop
-    triggers = TriggerLoop(Nectar(settings).triggers)
-    polling = threading.Thread(target=triggers.serve_forever, args=(stop,), name="triggers")
-    polling.start()
-    waits = WaitLoop(Nectar(settings).runs, settings.wait_poll_max)
-    checking = threading.Thread(target=waits.serve_forever, args=(stop,), name="nectar-waits", daemon=True)
-    checking.start()
+    nectar = Nectar(settings)
+    # the trigger loop reads the chain files with a catalog of its own: the loops share nothing but the registry
+    beside = {
+        "nectar-waits": WaitLoop(nectar.runs, settings.wait_poll_max).serve_forever,
+        "nectar-triggers": TriggerLoop(Nectar(settings).triggers).serve_forever,
+    }
+    threads = [threading.Thread(target=serve, args=(stop,), name=name) for name, serve in beside.items()]
+    for thread in threads:
+        thread.start()
     try:
-        ScheduleLoop(Nectar(settings).schedules).serve_forever(stop)
+        ScheduleLoop(nectar.schedules).serve_forever(stop)
     finally:
         stop.set()
-        polling.join()
-        checking.join()
+        for thread in threads:
+            thread.join()
     return 0

@@ -8,7 +8,7 @@ submits a CSV's rows and follows them; :mod:`~nectar.client.download` fetches fi
 from __future__ import annotations
 
 from nectar.client.api import Accepted, ApiError, Backoff, NectarClient, split_ref
-from nectar.client.batch import RowResult, read_rows, row_counts, submit_rows
+from nectar.client.batch import RowResult, follow_rows, prefix_rows, read_rows, row_counts, submit_rows
 from nectar.client.download import DownloadReport, download
 from nectar.client.progress import Progress
 
@@ -21,6 +21,8 @@ __all__ = [
     "Progress",
     "RowResult",
     "download",
+    "follow_rows",
+    "prefix_rows",
     "read_rows",
     "row_counts",
     "split_ref",

@@ -189,3 +189,11 @@ class NectarClient:
             page = int(pagination["next_page"])
 
     # --- batches ------------------------------------------------------------------------
+
+    def batch_from_prefix(self, ref: str, from_prefix: str, param: str, **options: Any) -> tuple[dict[str, Any], int]:
+        """``POST /api/batches``: a run of ``ref`` per object under ``from_prefix`` (``options``: params, glob,
+        offset, limit, batch_size, relative); the answer's data (its rows) and the attempts it took."""
+        split_ref(ref)
+        body = {"task": ref, "from_prefix": from_prefix, "param": param, **options}
+        data, _, attempts = self.request("POST", "/api/batches", json=body)
+        return dict(data), attempts

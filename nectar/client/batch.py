@@ -24,7 +24,7 @@ class RowResult:
     """One row of a batch: its parameters and, as it goes, its key and state."""
 
     row: int
-    params: dict[str, str]
+    params: dict[str, Any]
     state: str = "SUBMITTING"
     key: str | None = None
     attempts: int = 0
@@ -68,7 +68,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def submit_rows(
     client: NectarClient,
     ref: str,
-    rows: Sequence[Mapping[str, str]],
+    rows: Sequence[Mapping[str, Any]],
     concurrency: int = 8,
     wait_done: bool = True,
     poll_interval: float = 0.5,
@@ -78,7 +78,40 @@ def submit_rows(
     ``poll_interval`` seconds until it is DONE, FAILED or CANCELLED. ``on_change`` sees the rows as they go."""
     split_ref(ref)
     results = [RowResult(number, dict(params)) for number, params in enumerate(rows, start=1)]
-    to_submit = iter(results)
+    return follow_rows(client, ref, results, concurrency, wait_done, poll_interval, on_change)
+
+
+def prefix_rows(client: NectarClient, ref: str, from_prefix: str, param: str, **options: Any) -> list[RowResult]:
+    """The rows of ``POST /api/batches`` (a run per object under ``from_prefix``, see
+    :meth:`NectarClient.batch_from_prefix`), as :func:`follow_rows` takes them: the accepted ones with their key,
+    the refused ones ended REJECTED, those the full queue refused (503) left to submit again one by one."""
+    data, attempts = client.batch_from_prefix(ref, from_prefix, param, **options)
+    results = []
+    for answered in data["rows"]:
+        row = RowResult(int(answered["row"]), dict(answered["params"]), attempts=attempts)
+        if answered["status"] in (200, 202):
+            row.key, row.state = answered["key"], str(answered["job_status"])
+            if row.final:
+                row.end(row.state)
+        elif answered["status"] != 503:
+            row.errors = answered.get("errors") or {}
+            row.end("REJECTED", ApiError(answered["status"], answered["message"], row.errors).describe())
+        results.append(row)
+    return results
+
+
+def follow_rows(
+    client: NectarClient,
+    ref: str,
+    results: list[RowResult],
+    concurrency: int = 8,
+    wait_done: bool = True,
+    poll_interval: float = 0.5,
+    on_change: Callable[[Sequence[RowResult]], None] | None = None,
+) -> list[RowResult]:
+    """Submit the rows that have no key yet and, with ``wait_done``, poll every accepted one until it ends (see
+    :func:`submit_rows`)."""
+    to_submit = iter([row for row in results if row.key is None and not row.final])
     busy: dict[Future[Any], tuple[RowResult, str]] = {}
     next_poll = time.monotonic()
     with thread_pool(concurrency) as pool:

@@ -21,8 +21,8 @@ from nectar.registry.waits import WaitStore
 
 
 class RunStore(ScheduleStore, TriggerStore, WaitStore):
-    """Where runs are queued, claimed, kept alive and ended (and what schedules fired, what triggers claimed, the
-    runs that wait for data)."""
+    """Where runs are queued, claimed, kept alive and ended; what schedules fired (:class:`ScheduleStore`), what
+    triggers claimed (:class:`TriggerStore`), and the runs that wait for data (:class:`WaitStore`)."""
 
     @abstractmethod
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:

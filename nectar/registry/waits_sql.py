@@ -59,7 +59,9 @@ class SqlWaits(SqlRunStore, WaitStore):
                 f"waiting_since = NULL WHERE {_WAITING}",
                 (reason, run_id),
             )
-        woken = int(cursor.rowcount) == 1
+            woken = int(cursor.rowcount) == 1
+            if woken:  # the step that waited no longer says so: once done, it would say it still waits
+                self._exec(db, "UPDATE steps SET error = NULL WHERE run_id = ? AND state = 'PENDING'", (run_id,))
         if woken:
             self._queued()
         return woken

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Literal
 
-from nectar.errors import InvalidParameters, StoreUnavailable
+from nectar.errors import InvalidParameters, StoreUnavailable, TooLarge
 from nectar.stores.globs import compile_glob, literal_start
 from nectar.stores.s3 import PERMANENT_S3_ERRORS, _client_config
 
@@ -50,13 +50,34 @@ class StoredObject:
 @dataclass
 class ListStats:
     """What listings cost: the store's requests (S3 ListObjectsV2 calls; locally, folders read) and the
-    objects those returned, before any filtering."""
+    objects those returned (locally, the folders' entries), before any filtering."""
 
     requests: int = 0
     objects: int = 0
     #: the last key the listing read, whether or not it was given (hidden, or passed over by the glob): a
     #: trigger's cursor moves past what its glob leaves, so that a poll never reads it again
     last_key: str | None = None
+
+
+@dataclass
+class _Tally:
+    """One listing's count of requests and of what they returned, into ``stats``, within ``max_listed``."""
+
+    where: Location
+    stats: ListStats
+    max_listed: int | None
+    returned: int = 0
+
+    def listed(self, count: int) -> None:
+        """One request made, that returned ``count`` objects (or folder entries)."""
+        self.stats.requests += 1
+        self.stats.objects += count
+        self.returned += count
+        if self.max_listed is not None and self.returned > self.max_listed:
+            raise TooLarge(
+                f"more than {self.max_listed} objects listed under {self.where}: narrow the prefix, or start the "
+                "glob with a folder or the first letters of the names"
+            )
 
 
 @dataclass(frozen=True)
@@ -73,6 +94,10 @@ class Location:
     def parse(cls, text: Any, field: str = "prefix") -> Location:
         """``s3://bucket/some/prefix/`` (a prefix is a folder: ``/`` is added) or an absolute folder;
         anything else is :class:`InvalidParameters` naming ``field``."""
+        if isinstance(text, str) and "\x00" in text:
+            raise InvalidParameters({field: ["has a NUL character: no store names objects with one"]})
+        if isinstance(text, str) and any(char in text for char in "*?["):
+            raise InvalidParameters({field: [f"{text!r} has a wildcard: a prefix is a folder, put patterns in glob"]})
         if isinstance(text, str) and text.startswith("s3://"):
             bucket, key = _s3_parts(text, field)
             return cls("s3", bucket, key if not key or key.endswith("/") else f"{key}/", field)
@@ -80,7 +105,6 @@ class Location:
             raise InvalidParameters({field: [f"empty: {_FORMS}"]})
         if "://" in text or not os.path.isabs(text):
             raise InvalidParameters({field: [f"{text!r} is neither an S3 prefix nor an absolute path: {_FORMS}"]})
-        _no_pattern(text, field)
         return cls("local", "", os.path.normpath(text), field)
 
     def uri(self, key: str) -> str:
@@ -114,6 +138,7 @@ def list_objects(
     limit: int | None = None,
     start_after: str | None = None,
     stats: ListStats | None = None,
+    max_listed: int | None = None,
 ) -> Iterator[StoredObject]:
     """The objects under ``location`` (a :class:`Location` or its text) in key order, lazily.
 
@@ -121,7 +146,8 @@ def list_objects(
     and at most ``limit`` given. ``start_after`` is a key (as :attr:`StoredObject.key`): only later ones come,
     and S3 is asked from there on (``StartAfter``). Bad arguments raise :class:`InvalidParameters` at once;
     the store's failures (:class:`StoreUnavailable`, with S3's code) as the objects are read. ``stats`` counts
-    the requests made.
+    the requests made. ``max_listed`` bounds what the store may return (:class:`TooLarge` beyond): a glob that
+    matches little under a huge prefix then cannot make one listing read the whole bucket or disk.
     """
     where = location if isinstance(location, Location) else Location.parse(location)
     pattern = compile_glob(glob) if glob is not None else None
@@ -133,7 +159,8 @@ def list_objects(
     if bad:
         raise InvalidParameters(bad)
     walk = _s3_objects if where.kind == "s3" else _local_objects
-    found = walk(where, literal_start(glob), start_after or "", stats if stats is not None else ListStats())
+    tally = _Tally(where, stats if stats is not None else ListStats(), max_listed)
+    found = walk(where, literal_start(glob), start_after or "", tally)
     shown = found if pattern is None else (item for item in found if pattern.fullmatch(item.relative))
     return islice(shown, offset, None if limit is None else offset + limit)
 
@@ -142,7 +169,8 @@ def exists(uri: str, field: str = "uri") -> bool:
     """Whether the object at ``uri`` (``s3://bucket/key`` or an absolute path) is there; an S3 bucket that is not,
     or any other failure of S3, is :class:`StoreUnavailable` naming S3's error, not a missing object."""
     if not uri.startswith("s3://"):
-        Location.parse(uri, field)
+        if "\x00" in uri or not os.path.isabs(uri):
+            raise InvalidParameters({field: [f"{uri!r} is neither s3://bucket/key nor an absolute path"]})
         return os.path.exists(uri)
     bucket, key = _s3_parts(uri, field)
     if not key:
@@ -165,13 +193,7 @@ def _s3_parts(text: str, field: str) -> tuple[str, str]:
     if not _BUCKET.fullmatch(bucket):
         shown = f"{bucket!r} is not a bucket name" if bucket else "no bucket"
         raise InvalidParameters({field: [f"{shown} in {text!r}: {_FORMS}"]})
-    _no_pattern(key, field)
     return bucket, key
-
-
-def _no_pattern(text: str, field: str) -> None:
-    if any(char in text for char in "*?["):
-        raise InvalidParameters({field: [f"{text!r} has a wildcard: a prefix is a folder, put patterns in glob"]})
 
 
 @functools.lru_cache(maxsize=4)
@@ -218,7 +240,7 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith(HIDDEN) for part in relative.split("/"))
 
 
-def _s3_objects(where: Location, literal: str, start_after: str, stats: ListStats) -> Iterator[StoredObject]:
+def _s3_objects(where: Location, literal: str, start_after: str, tally: _Tally) -> Iterator[StoredObject]:
     """Every object under the prefix (narrowed to the glob's literal start), a page of 1,000 at a time."""
     client = _client()
     request: dict[str, Any] = {"Bucket": where.bucket, "Prefix": where.prefix + literal}
@@ -226,11 +248,11 @@ def _s3_objects(where: Location, literal: str, start_after: str, stats: ListStat
         request["StartAfter"] = start_after
     while True:
         page = _s3_call(where.bucket, "ListObjectsV2", client.list_objects_v2, **request)
-        stats.requests += 1
-        for item in page.get("Contents", ()):
-            stats.objects += 1
+        contents = page.get("Contents", ())
+        tally.listed(len(contents))
+        for item in contents:
             key, relative = item["Key"], item["Key"][len(where.prefix) :]
-            stats.last_key = key
+            tally.stats.last_key = key
             if key.endswith("/") or _hidden(relative):  # a folder marker, or a hidden name
                 continue
             version, modified = item["ETag"].strip('"'), item["LastModified"].timestamp()
@@ -251,12 +273,12 @@ def _folder_error(folder: str, exc: OSError) -> str:
     return f"folder {folder!r} cannot be listed: {exc.strerror or exc} ({type(exc).__name__})"
 
 
-def _local_objects(where: Location, literal: str, start_after: str, stats: ListStats) -> Iterator[StoredObject]:
-    yield from _walk(where, where.prefix, "", literal, start_after, stats)
+def _local_objects(where: Location, literal: str, start_after: str, tally: _Tally) -> Iterator[StoredObject]:
+    yield from _walk(where, where.prefix, "", literal, start_after, tally)
 
 
 def _walk(
-    where: Location, folder: str, below: str, literal: str, start_after: str, stats: ListStats
+    where: Location, folder: str, below: str, literal: str, start_after: str, tally: _Tally
 ) -> Iterator[StoredObject]:
     """The files of ``folder`` (``below`` the listed one, ending in ``/``) and of its folders, in S3's order: a
     folder sorts as its name and a ``/``, so that its files come exactly where S3 would list their keys."""
@@ -269,7 +291,7 @@ def _walk(
         return  # a folder removed while the listing walked
     except OSError as exc:
         raise StoreUnavailable(_folder_error(folder, exc), type(exc).__name__) from None
-    stats.requests += 1
+    tally.listed(len(entries))
     named = []
     for entry in entries:
         if entry.name.startswith(HIDDEN):
@@ -285,12 +307,11 @@ def _walk(
         if key.endswith("/"):
             before_start = start_after and key < start_after and not start_after.startswith(key)
             if not before_start and (literal.startswith(key) or key.startswith(literal)):
-                yield from _walk(where, entry.path, key, literal, start_after, stats)
+                yield from _walk(where, entry.path, key, literal, start_after, tally)
             continue
-        stats.objects += 1
         if (start_after and key <= start_after) or not key.startswith(literal):
             continue
-        stats.last_key = key
+        tally.stats.last_key = key
         try:
             stat = entry.stat()
         except OSError:

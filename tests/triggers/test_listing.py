@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from nectar.errors import InvalidParameters, StoreUnavailable
+from nectar.errors import InvalidParameters, StoreUnavailable, TooLarge
 from nectar.stores.listing import ListStats, Location, StoredObject, compile_glob, exists, list_objects
+from tests.conftest import free_port
 
 KINDS = ["local", "s3"]
 
@@ -183,6 +184,16 @@ def test_a_listing_pages_through_the_store_and_starts_where_it_is_told(landing: 
         assert (stats.requests, stats.objects) == (1, 500)  # the glob's literal start narrows the prefix asked
 
 
+def test_a_listing_that_would_read_more_than_max_listed_objects_stops(landing: Landing) -> None:
+    landing.put(*(f"{n}.json" for n in range(12)))
+
+    with pytest.raises(TooLarge) as refused:
+        list(list_objects(landing.location, glob="*.csv", max_listed=10))
+
+    assert "more than 10 objects listed under" in str(refused.value)
+    assert len(list(list_objects(landing.location, glob="1*.json", max_listed=12))) == 3  # 1, 10, 11
+
+
 def test_a_missing_bucket_or_folder_is_named_with_the_stores_error(landing: Landing) -> None:
     missing = landing.location.replace("landing", "no-such-landing").replace("s3://test.", "s3://gone.")
 
@@ -211,10 +222,14 @@ def test_a_file_is_no_folder_to_list(tmp_path: Path) -> None:
 
 
 def test_exists_says_whether_an_object_is_there(landing: Landing) -> None:
-    landing.put("done.ack", "_SUCCESS")
+    landing.put("done.ack", "_SUCCESS", "x[1]*.ack")
 
     assert exists(landing.uri("done.ack")) and exists(landing.uri("_SUCCESS"))
+    assert exists(landing.uri("x[1]*.ack"))  # an object's name is no pattern
     assert not exists(landing.uri("later.ack"))
+    with pytest.raises(InvalidParameters) as refused:
+        exists("relative/done.ack")
+    assert "neither s3://bucket/key nor an absolute path" in refused.value.errors["uri"][0]
     if landing.kind == "s3":
         with pytest.raises(StoreUnavailable) as failed:
             exists(landing.uri("x.ack").replace("s3://test.", "s3://gone."))
@@ -250,6 +265,7 @@ def test_a_glob_that_does_not_parse_names_its_field(glob: str, says: str) -> Non
         ("s3://bucket/landing/*.csv", "put patterns in glob"),
         ("/data/landing/[ab]", "put patterns in glob"),
         (None, "empty"),
+        ("/data/\x00/", "NUL"),
     ],
 )
 def test_a_prefix_that_is_no_location_names_its_field(text: Any, says: str) -> None:
@@ -295,3 +311,28 @@ def test_a_folder_removed_while_a_listing_walks_is_skipped(tmp_path: Path) -> No
     os.rmdir(tmp_path / "b")
 
     assert [first.relative, *relatives(walking)] == ["a/1.csv", "c/3.csv"]
+
+
+def test_an_s3_endpoint_that_does_not_answer_is_unavailable_not_a_bad_prefix(
+    s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+
+    with pytest.raises(StoreUnavailable) as failed:
+        Location.parse("s3://some-bucket/landing/").check()
+
+    assert "bucket 'some-bucket': S3 cannot be reached" in str(failed.value)
+    with pytest.raises(StoreUnavailable):
+        exists("s3://some-bucket/landing/x.ack")
+
+
+def test_last_key_is_the_last_key_read_given_or_passed_over(landing: Landing) -> None:
+    landing.put("a.csv", "b.txt", "c.txt")
+
+    stats = ListStats()
+    assert relatives(list_objects(landing.location, glob="*.csv", stats=stats)) == ["a.csv"]
+    assert stats.last_key == landing.key("c.txt")  # passed over by the glob: a cursor moves past it
+
+    stats = ListStats()
+    assert relatives(list_objects(landing.location, limit=1, stats=stats)) == ["a.csv"]
+    assert stats.last_key == landing.key("a.csv")  # what was not read yet is not passed

@@ -85,8 +85,10 @@ def test_a_run_checked_later_is_due_then(runs: RunStore) -> None:
 def test_a_woken_run_is_claimed_and_waits_again_within_its_first_deadline(runs: RunStore) -> None:
     deadline = time.time() + 60
     run = waiting_run(runs, next_check=time.time() + 3600, until=deadline)
+    runs.record_steps([Step(run.id, "AckTask_1", "AckTask", None, "PENDING", error=f"waiting for {ACK}")])
 
     assert runs.wake(run.id)
+    assert [(step.state, step.error) for step in runs.steps(run.id)] == [("PENDING", None)]
     assert not runs.wake(run.id) and not runs.check_later(run.id, 0.0), "a run no longer WAITING was changed"
     woken = runs.get(run.id)
     assert woken is not None and woken.state == RunState.PENDING

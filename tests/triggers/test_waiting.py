@@ -25,7 +25,8 @@ from nectar.errors import StoreUnavailable
 from nectar.executor import run_in_foreground
 from nectar.registry import Run, RunFilter, RunState, RunStore, Step, waits_sql
 from nectar.service import Nectar
-from nectar.waiting import WaitLoop, _exists
+from nectar.stores.listing import exists as _exists
+from nectar.waiting import WaitLoop
 from tests.api.conftest import build_app
 from tests.clock import Clock
 
@@ -385,6 +386,10 @@ def test_fifty_waiting_runs_hold_no_slot_and_proceed_when_their_file_lands(
     absent.write_text("day,amount\n")
     waitfor(lambda: count(runs, RunState.DONE) == 50, 300, "the 50 runs to be done once their file landed")
     assert sorted(path.name for path in out.glob("load-*.txt")) == sorted(f"load-{n}.txt" for n in range(50))
+    assert [(s.task, s.state, s.error) for s in runs.steps(one.id)] == [
+        ("LandedFile", "DONE", None),
+        ("LoadTask", "DONE", None),
+    ]
     logged = "".join(path.read_text() for path in tmp_path.glob("worker-*.log"))
     assert f"run {one.id} of landing/landing_chain/LoadTask: waiting for {absent}" in logged
 
