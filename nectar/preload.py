@@ -312,7 +312,7 @@ class Preload:
             waiting_for=(item,),
             wait_until=moment.time + self.ack_wait_timeout,
             on_wait_timeout=self.on_timeout,
-            waiting_since=now,
+            waiting_since=min(now, moment.time),  # a late fire (a catch-up) has waited since its fire time
             not_before=now,
             error=reason,
         )

@@ -25,7 +25,7 @@ from nectar.triggers.loop import TriggerLoop
 from nectar.waiting import WaitLoop
 from tests.api.conftest import build_app
 from tests.clock import Clock
-from tests.schedules.conftest import utc
+from tests.schedules.conftest import on_registry, utc
 
 PRELOAD_CHAIN = '''
 import luigi
@@ -127,12 +127,18 @@ def clock() -> Clock:
 
 
 @pytest.fixture
+def registry(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The settings on SQLite, or (parametrized indirectly: ``postgres``) on a fresh PostgreSQL database."""
+    return on_registry(request, settings, getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
 def nectar(
-    settings: Settings, write_chain: Callable[[str, str], Path], clock: Clock, tmp_path: Path, landing: Area
+    registry: Settings, write_chain: Callable[[str, str], Path], clock: Clock, tmp_path: Path, landing: Area
 ) -> Nectar:
     ack = f"{tmp_path}/pending/{{date}}.ack"
     write_chain("daily/preload_chain", PRELOAD_CHAIN.format(ack=ack, landing=landing.root))
-    service = Nectar(settings)
+    service = Nectar(registry)
     service.schedules.clock = clock.time
     service.triggers.clock = clock.time
     return service
@@ -248,6 +254,19 @@ def test_an_ack_that_never_lands_ends_the_wait_at_its_timeout(
         assert (fire.state, fire.run_id) == ("queued", run.id)
 
 
+def test_a_late_fire_has_waited_since_its_fire_time(
+    nectar: Nectar, loop: ScheduleLoop, waits: WaitLoop, clock: Clock, tmp_path: Path
+) -> None:
+    sid = schedule(nectar, {"strategy": "ack", "ack_path": f"{tmp_path}/{{date}}.ack"}, catchup="latest")
+    clock.now = FIRE + 2 * HOUR  # no clock ran at 03:00: the catch-up makes the fire at 05:00, past its wait
+    loop.tick()
+    [(fire, run)] = nectar.schedules.fires(sid)
+    assert fire.fire_time == FIRE and run is not None and run.wait_until == FIRE + HOUR
+
+    assert waits.tick() == {"skipped": 1}
+    assert now(nectar, run).error == f"waited 2h0m for {tmp_path}/{DAY}.ack"
+
+
 def test_an_ack_path_takes_the_fire_time_in_the_schedules_zone(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock, tmp_path: Path
 ) -> None:
@@ -318,6 +337,7 @@ def fired_after_import(nectar: Nectar, loop: ScheduleLoop, clock: Clock, landing
     return import_run(nectar, run), run
 
 
+@pytest.mark.parametrize("registry", ["sqlite", "postgres"], indirect=True)
 def test_imported_queues_the_import_first_and_the_run_waits_until_it_is_done(
     nectar: Nectar, loop: ScheduleLoop, waits: WaitLoop, clock: Clock, landing: Area
 ) -> None:
