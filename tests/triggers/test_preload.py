@@ -19,7 +19,7 @@ from nectar.errors import InvalidParameters
 from nectar.preload import Moment, Preload
 from nectar.registry import Run, RunFilter, RunState
 from nectar.schedules.loop import ScheduleLoop
-from nectar.schedules.model import Fire
+from nectar.schedules.model import Fire, ScheduleSpec
 from nectar.service import Nectar
 from nectar.triggers.loop import TriggerLoop
 from nectar.waiting import WaitLoop
@@ -575,3 +575,23 @@ def test_the_api_shows_a_preload_changes_it_and_names_a_bad_option(client: Any, 
     bad = client.post("/api/schedules", json={**body, "preload": {"strategy": "ack", "ack_path": "/x/{when}.ack"}})
     assert bad.status_code == 422
     assert "unknown field {when}" in bad.get_json()["errors"]["preload.ack_path"][0]
+
+
+def test_an_import_task_gone_since_the_schedule_was_made_skips_the_fire_naming_it(
+    nectar: Nectar, loop: ScheduleLoop, clock: Clock, landing: Area
+) -> None:
+    sid = schedule(nectar, imported(landing))
+    landing.put("sales-1.csv")
+    record = nectar.runs.schedule(sid)
+    assert record is not None
+    gone = ScheduleSpec.from_definition(
+        {**record.spec.definition(), "preload": imported(landing, import_task="daily/preload_chain/GoneTask")}
+    )
+    assert nectar.runs.change_schedule(sid, clock.now, spec=gone) is not None  # as a file's edit would, unchecked
+
+    fire, run = fired(nectar, loop, clock, sid)
+    assert (fire.state, run) == ("skipped", None)
+    assert fire.reason is not None and fire.reason.startswith(
+        "imported: cannot make the import task daily/preload_chain/GoneTask: "
+    )
+    assert "GoneTask" in fire.reason.split(": ", 2)[2]
