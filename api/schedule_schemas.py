@@ -6,7 +6,32 @@ import marshmallow as ma
 from marshmallow import fields
 
 from api.envelope import enveloped
+from nectar.preload import ON_TIMEOUT, STRATEGIES, TEMPLATE_FIELDS
 from nectar.schedules.model import CATCHUP, FIRE_STATES, OVERLAP, SOURCES
+
+_TEMPLATE = "A template of the fire time: " + ", ".join("{" + name + "}" for name in TEMPLATE_FIELDS) + "."
+
+
+class PreloadSchema(ma.Schema):
+    """A pre-load strategy (starlake's): what a fire checks before its run is queued (see the README)."""
+
+    strategy = fields.String(
+        required=True,
+        validate=ma.validate.OneOf(STRATEGIES),
+        metadata={"description": "none; pending or imported (files under area, else skipped); ack (wait for a file)."},
+    )
+    area = fields.String(metadata={"description": f"pending, imported: s3://bucket/prefix/ or a folder. {_TEMPLATE}"})
+    glob = fields.String(allow_none=True, metadata={"description": "pending, imported: only the files it matches."})
+    import_task = fields.String(metadata={"description": "imported: <type>/<chain>/<Task> run first."})
+    import_params = fields.Dict(keys=fields.String(), metadata={"description": "imported: its fixed parameters."})
+    ack_path = fields.String(metadata={"description": f"ack: s3://bucket/key or an absolute path. {_TEMPLATE}"})
+    ack_wait_timeout = fields.Float(
+        metadata={"description": "ack, imported: seconds after the fire time the run waits at most (default 3600)."}
+    )
+    on_timeout = fields.String(
+        validate=ma.validate.OneOf(ON_TIMEOUT),
+        metadata={"description": "ack, imported: skip (default: the fire skipped, its run CANCELLED) or fail."},
+    )
 
 
 class ScheduleChangeSchema(ma.Schema):
@@ -46,6 +71,9 @@ class ScheduleChangeSchema(ma.Schema):
     )
     starting_deadline_s = fields.Float(
         allow_none=True, metadata={"description": "A fire not queued this many seconds after its time is skipped."}
+    )
+    preload = fields.Nested(
+        PreloadSchema, allow_none=True, metadata={"description": "A pre-load strategy (default none: fire as is)."}
     )
     paused = fields.Boolean(metadata={"description": "A paused schedule makes no fire; resumed, it fires from then."})
 

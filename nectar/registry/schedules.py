@@ -21,10 +21,12 @@ from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
 @dataclass(frozen=True)
 class FireOutcome:
     """What a fire should become, as its scheduler prepared it: a run to queue, its output already there
-    (neither set), or a skip with its reason."""
+    (neither set), or a skip with its reason; and a run to queue before it (``first``: a pre-load's import run,
+    which ``run``, WAITING, waits for)."""
 
     run: Run | None = None
     skip: str | None = None
+    first: Run | None = None
 
 
 class ScheduleStore(ABC):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
+from nectar.registry.model import RUN_PREFIX, Run
 from nectar.registry.schedules import FireOutcome
 from nectar.registry.sql import ACTIVE, SqlRunStore
 from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
@@ -180,10 +182,18 @@ class SqlSchedules(SqlRunStore):
                     return "skipped", None, f"{active} run(s) of this schedule still active (at most {cap} at once)"
                 return "held", None, f"waits for one of the {active} active run(s) of this schedule to end"
         # a client's active run of the key makes this fire: it counts among the schedule's active runs
-        run = self._queue_or_join(
-            db, outcome.run, "schedule_id = ?, fire_time = ?", (schedule_id, outcome.run.fire_time)
-        )
-        return "queued", run.id, None if run is outcome.run else "joined the active run of the same key"
+        maker, values = "schedule_id = ?, fire_time = ?", (schedule_id, outcome.run.fire_time)
+        run = self._queue_fire(db, outcome.run, outcome.first, maker, values)
+        return "queued", run.id, None if run.id == outcome.run.id else "joined the active run of the same key"
+
+    def _queue_fire(self, db: Any, run: Run, first: Run | None, maker: str, values: Sequence[Any]) -> Run:
+        """Queue (or join) ``first`` (a pre-load's import run), then ``run``, waiting for the run ``first`` became
+        (the active run of its key, if one was joined); answer the run queued or joined."""
+        if first is not None:
+            queued = self._queue_or_join(db, first, maker, values)
+            if queued.id != first.id:
+                run = replace(run, waiting_for=(f"{RUN_PREFIX}{queued.id}",))
+        return self._queue_or_join(db, run, maker, values)
 
     def fire(
         self,

@@ -173,9 +173,10 @@ class SqlTriggers(SqlSchedules):
             elif made.run is None:
                 state, reason = "done", "its output already exists"
             else:
-                run = self._queue_or_join(db, made.run, "trigger_id = ?, objects = ?", (trigger_id, _objects(made)))
+                maker, values = "trigger_id = ?, objects = ?", (trigger_id, _objects(made))
+                run = self._queue_fire(db, made.run, made.first, maker, values)
                 state, run_id = "queued", run.id
-                reason = None if run is made.run else "joined the active run of the same key"
+                reason = None if run.id == made.run.id else "joined the active run of the same key"
             db.cursor().executemany(
                 self._sql(f"INSERT INTO trigger_objects ({OBJECT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
                 [(trigger_id, s.key, s.version, state, run_id, reason, s.modified, now) for s in fresh],

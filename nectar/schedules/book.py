@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from nectar.errors import InvalidParameters, NectarError, NotFound, ScheduleConflict, ScheduleNotFound
+from nectar.preload import Moment
 from nectar.registry import Run
 from nectar.registry.schedules import FireOutcome
 from nectar.schedules.declared import Declared, check_spec, sample_values
@@ -190,6 +191,11 @@ class ScheduleBook:
         except NotFound as exc:
             raise InvalidParameters({"task": [str(exc)]}) from None
         check_spec(spec, info)
+        if spec.preload is not None:
+            fire = spec.timing.next_after(self.clock())
+            spec.preload.check_import(
+                self.nectar, Moment(fire, spec.timing.timezone, spec.offset, spec.fire_time_param)
+            )
         return spec
 
     def create(self, values: Mapping[str, Any]) -> ScheduleView:
@@ -255,7 +261,8 @@ class ScheduleBook:
     # --- fires ---
 
     def prepare(self, record: ScheduleRecord, fire_time: float) -> FireOutcome:
-        """What a fire of ``record`` makes: its run, nothing (the output exists), or a skip saying why.
+        """What a fire of ``record`` makes: its run, nothing (the output exists), or a skip saying why; with a
+        pre-load strategy (:mod:`nectar.preload`), the run may wait (WAITING) or be skipped, an import run first.
 
         :raises NectarError: the store cannot say whether the output exists (the fire is tried again later).
         """
@@ -268,7 +275,11 @@ class ScheduleBook:
             return FireOutcome(skip=f"cannot make the task: {exc}")
         except Exception as exc:  # the task's own code raised making it: as luigi would fail to schedule it
             return FireOutcome(skip=f"cannot make the task: {type(exc).__name__}: {exc}")
-        return FireOutcome(run=self.nectar.new_run(info, instance, schedule_id=record.id, fire_time=fire_time))
+        run = self.nectar.new_run(info, instance, schedule_id=record.id, fire_time=fire_time)
+        if run is None or spec.preload is None:
+            return FireOutcome(run=run)
+        moment = Moment(fire_time, spec.timing.timezone, spec.offset, spec.fire_time_param)
+        return spec.preload.outcome(self.nectar, run, moment, self.clock())
 
     def backfill(self, schedule_id: str, start: Any, end: Any) -> Backfill:
         """Hold a fire for every fire time in [start, end] not fired yet, and queue the first ones at once."""

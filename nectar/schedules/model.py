@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nectar.errors import InvalidParameters
+from nectar.preload import Preload
 from nectar.schedules.times import InvalidTiming, Offset, Timing, parse_offset
 
 CATCHUP = ("none", "latest", "all")
@@ -43,6 +44,7 @@ FIELDS = (
     "max_active",
     "misfire_grace_s",
     "starting_deadline_s",
+    "preload",
 )
 
 
@@ -80,6 +82,8 @@ class ScheduleSpec:
     misfire_grace_s: float = DEFAULT_MISFIRE_GRACE
     #: a fire not queued this many seconds after its time is skipped, whatever the catch-up (None: never)
     starting_deadline_s: float | None = None
+    #: what a fire checks before its run is queued (:mod:`nectar.preload`; None: nothing)
+    preload: Preload | None = None
 
     @property
     def ref(self) -> tuple[str, str, str]:
@@ -114,6 +118,7 @@ class ScheduleSpec:
             "max_active": self.max_active,
             "misfire_grace_s": self.misfire_grace_s,
             "starting_deadline_s": self.starting_deadline_s,
+            "preload": self.preload.definition() if self.preload is not None else None,
         }
 
     def text(self) -> str:
@@ -168,6 +173,11 @@ class ScheduleSpec:
                 choices[name] = _choice(name, values.get(name), allowed, default)
             except InvalidParameters as exc:
                 errors.update(exc.errors)
+        preload = None
+        try:
+            preload = Preload.from_definition(values.get("preload"))
+        except InvalidParameters as exc:
+            errors.update(exc.errors)
         if errors:
             raise InvalidParameters(errors)
         grace = numbers["misfire_grace_s"]
@@ -183,6 +193,7 @@ class ScheduleSpec:
             max_active=int(max_active) if max_active is not None else None,
             misfire_grace_s=float(DEFAULT_MISFIRE_GRACE if grace is None else grace),
             starting_deadline_s=numbers["starting_deadline_s"],
+            preload=preload,
         )
 
 

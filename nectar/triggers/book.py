@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from nectar.declarations import Declared
 from nectar.errors import InvalidParameters, NectarError, NotFound, TriggerConflict, TriggerNotFound
+from nectar.preload import Moment
 from nectar.registry.model import iso_utc
 from nectar.registry.schedules import FireOutcome
 from nectar.registry.triggers import Claim, Seen, TriggerCounts
@@ -161,6 +162,8 @@ class TriggerBook:
         check_trigger(spec, info)
         spec.location.check_allowed(self.nectar.settings.landing_root_paths)  # made over HTTP: not any folder
         spec.location.check()
+        if spec.preload is not None:
+            spec.preload.check_import(self.nectar, Moment(self.clock()))
         return spec
 
     def create(self, values: Mapping[str, Any]) -> TriggerView:
@@ -226,7 +229,8 @@ class TriggerBook:
     # --- polls ---
 
     def prepare(self, record: TriggerRecord, uris: Sequence[str]) -> FireOutcome:
-        """What some objects make: their run, nothing (the output exists), or a skip saying why.
+        """What some objects make: their run, nothing (the output exists), or a skip saying why; with a pre-load
+        strategy (:mod:`nectar.preload`), the run may wait (WAITING) or be skipped, an import run first.
 
         :raises NectarError: the store cannot say whether the output exists (the objects are claimed later).
         """
@@ -238,7 +242,11 @@ class TriggerBook:
             return FireOutcome(skip=f"cannot make the task: {exc}")
         except Exception as exc:  # the task's own code raised making it: as luigi would fail to schedule it
             return FireOutcome(skip=f"cannot make the task: {type(exc).__name__}: {exc}")
-        return FireOutcome(run=self.nectar.new_run(info, instance, trigger_id=record.id, objects=tuple(uris)))
+        run = self.nectar.new_run(info, instance, trigger_id=record.id, objects=tuple(uris))
+        if run is None or spec.preload is None:
+            return FireOutcome(run=run)
+        now = self.clock()  # a claim's "fire time" (its templates', its wait's start): now, in UTC
+        return spec.preload.outcome(self.nectar, run, Moment(now), now)
 
     def poll(self, record: TriggerRecord) -> Poll:
         """List what landed after the trigger's cursor and claim it, group by group, in key order."""

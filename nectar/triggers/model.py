@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nectar.errors import InvalidParameters
+from nectar.preload import Preload
 from nectar.stores.listing import Location, compile_glob
 
 #: which objects a new trigger takes: those already under its prefix too, or only those that land after
@@ -27,7 +28,7 @@ POLL_RANGE = (0.1, 86_400.0)
 #: the most objects one run may take in batch mode
 MAX_BATCH = 10_000
 #: the definition's fields, in the order they are shown
-FIELDS = ("task", "prefix", "glob", "param", "params", "existing", "batch_size", "poll_s")
+FIELDS = ("task", "prefix", "glob", "param", "params", "existing", "batch_size", "poll_s", "preload")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class TriggerSpec:
     #: one run per group of up to this many objects (None: one run per object)
     batch_size: int | None = None
     poll_s: float = DEFAULT_POLL_S
+    #: what a claim checks before its run is queued (:mod:`nectar.preload`; None: nothing)
+    preload: Preload | None = None
 
     @property
     def ref(self) -> tuple[str, str, str]:
@@ -65,6 +68,7 @@ class TriggerSpec:
             "existing": self.existing,
             "batch_size": self.batch_size,
             "poll_s": self.poll_s,
+            "preload": self.preload.definition() if self.preload is not None else None,
         }
 
     def text(self) -> str:
@@ -117,6 +121,7 @@ class TriggerSpec:
         low, high = POLL_RANGE
         if isinstance(poll, bool) or not isinstance(poll, int | float) or not low <= poll <= high:
             errors["poll_s"] = [f"must be a number of seconds from {low:g} to {high:g}, not {poll!r}"]
+        preload = checked("preload", lambda: Preload.from_definition(values.get("preload")))
         if errors:
             raise InvalidParameters(errors)
         return cls(
@@ -128,6 +133,7 @@ class TriggerSpec:
             existing=str(existing),
             batch_size=batch,
             poll_s=float(poll),
+            preload=preload,
         )
 
 
