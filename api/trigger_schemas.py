@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import fields
 
 from api.envelope import enveloped
+from api.schedule_schemas import PreloadSchema
 from nectar.schedules.model import SOURCES
 from nectar.triggers.model import EXISTING, OBJECT_STATES
 
@@ -40,6 +41,11 @@ class TriggerChangeSchema(ma.Schema):
         metadata={"description": "One run per group of up to this many objects (param then a list parameter)."},
     )
     poll_s = fields.Float(metadata={"description": "Seconds between two listings of the prefix (default 10)."})
+    preload = fields.Nested(
+        PreloadSchema,
+        allow_none=True,
+        metadata={"description": "A pre-load strategy, as a schedule's (its fire time: when it claims the object)."},
+    )
     paused = fields.Boolean(metadata={"description": "A paused trigger claims nothing; resumed, it takes what landed."})
 
 

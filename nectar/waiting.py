@@ -128,8 +128,9 @@ class WaitLoop:
     def _time_out(self, run: Run, missing: list[str], now: float) -> str:
         since = run.waiting_since if run.waiting_since is not None else now
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        error = f"waited {waited(now - since)} for {missing[0]}{more}"
         skip = run.on_wait_timeout == "skip"
+        # a skip ends CANCELLED, which alone reads like a cancel by someone: it says it was a skip
+        error = f"{'skipped: ' if skip else ''}waited {waited(now - since)} for {missing[0]}{more}"
         state = self.runs.end_wait(run.id, error, skip=skip, now=now)
         if state is None:
             return "gone"

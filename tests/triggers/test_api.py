@@ -312,3 +312,12 @@ def test_the_answers_are_the_documented_ones(client: FlaskClient, settings: Sett
     assert objects.get_json()["data"]["objects"][0]["run_url"], objects.get_json()
     conforms(client, "/api/triggers/{trigger_id}/objects", "get", objects)
     conforms(client, "/api/triggers/{trigger_id}", "delete", client.delete(one))
+
+
+def test_a_pre_load_strategy_is_taken_and_shown(client: FlaskClient, landing: Path, tmp_path: Path) -> None:  # noqa: F811
+    preload = {"strategy": "ack", "ack_path": f"{tmp_path}/acks/{{date}}.ack", "ack_wait_timeout": 60}
+    trigger = created(client, landing, preload=preload)
+    assert trigger["preload"]["strategy"] == "ack" and trigger["preload"]["ack_path"] == preload["ack_path"]
+    assert listed(client)[trigger["id"]]["preload"] == trigger["preload"]
+    answer = client.post("/api/triggers", json=definition(landing, preload={"strategy": "ack"}))
+    assert answer.status_code == 422 and "preload.ack_path" in answer.get_json()["errors"], answer.get_json()

@@ -246,10 +246,11 @@ def test_an_ack_that_never_lands_ends_the_wait_at_its_timeout(
     clock.advance(1)
     assert waits.tick() == {"skipped" if on_timeout is None else "failed": 1}
     ended = now(nectar, run)
-    assert (ended.state, ended.error) == (state, f"waited 1h0m for {uri}")
+    said = f"{'skipped: ' if on_timeout is None else ''}waited 1h0m for {uri}"
+    assert (ended.state, ended.error) == (state, said)
     fire = last_fire(nectar, sid)
     if on_timeout is None:  # a skip: the fire says so, with the reason
-        assert (fire.state, fire.reason) == ("skipped", f"waited 1h0m for {uri}")
+        assert (fire.state, fire.reason) == ("skipped", said)
     else:
         assert (fire.state, fire.run_id) == ("queued", run.id)
 
@@ -264,7 +265,7 @@ def test_a_late_fire_has_waited_since_its_fire_time(
     assert fire.fire_time == FIRE and run is not None and run.wait_until == FIRE + HOUR
 
     assert waits.tick() == {"skipped": 1}
-    assert now(nectar, run).error == f"waited 2h0m for {tmp_path}/{DAY}.ack"
+    assert now(nectar, run).error == f"skipped: waited 2h0m for {tmp_path}/{DAY}.ack"
 
 
 def test_an_ack_path_takes_the_fire_time_in_the_schedules_zone(
@@ -449,7 +450,7 @@ def test_a_trigger_with_an_ack_queues_each_objects_run_waiting_for_the_days_ack(
     clock.advance(600)
     assert waits.tick() == {"skipped": 1}
     [(claimed, run)] = nectar.triggers.objects(made.id)
-    assert (claimed.state, claimed.reason) == ("skipped", f"waited 10m0s for {uri}")
+    assert (claimed.state, claimed.reason) == ("skipped", f"skipped: waited 10m0s for {uri}")
 
 
 def test_a_trigger_with_pending_skips_its_objects_while_the_area_is_empty(

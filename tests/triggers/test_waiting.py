@@ -184,7 +184,8 @@ def test_a_timed_out_run_that_skips_is_cancelled_saying_so(runs: RunStore, clock
 
     clock.advance(2)
     assert WaitLoop(runs, clock=clock.time, exists=files.exists).tick() == {"skipped": 1}
-    assert (state(runs, run).state, state(runs, run).error) == (RunState.CANCELLED, "waited 2s for /landing/x.ack")
+    ended = state(runs, run)
+    assert (ended.state, ended.error) == (RunState.CANCELLED, "skipped: waited 2s for /landing/x.ack")
 
 
 def test_each_object_is_checked_once_a_pass_and_its_runs_woken_together(
