@@ -16,7 +16,7 @@ from nectar.registry.schedules import FireOutcome
 from nectar.registry.schedules_sql import SPECS_KEPT, SqlSchedules
 from nectar.registry.sql import ACTIVE
 from nectar.registry.triggers import Claim, Seen, TriggerCounts
-from nectar.triggers.model import TriggerObject, TriggerRecord, TriggerSpec
+from nectar.triggers.model import TriggerObject, TriggerRecord, TriggerSpec, start_cursor
 
 TRIGGER_COLUMNS = (
     "id, source, task, definition, version, paused, cursor, created_at, updated_at, polled_at, last_object, error"
@@ -121,7 +121,7 @@ class SqlTriggers(SqlSchedules):
         self, declared: Sequence[tuple[str, TriggerSpec]], kept: Sequence[str], now: float
     ) -> bool:
         def add(db: Any, trigger_id: str, spec: Any) -> None:
-            self._insert_trigger(db, TriggerRecord(trigger_id, "file", spec, 1, False, None, now, now))
+            self._insert_trigger(db, TriggerRecord(trigger_id, "file", spec, 1, False, start_cursor(spec), now, now))
 
         return self._sync_file_rows("triggers", declared, kept, now, add, lambda db, trigger_id: None)
 

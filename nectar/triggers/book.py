@@ -23,7 +23,7 @@ from nectar.registry.schedules import FireOutcome
 from nectar.registry.triggers import Claim, Seen, TriggerCounts
 from nectar.stores.listing import ListStats, StoredObject, list_objects
 from nectar.triggers.declared import check_trigger, trigger_values
-from nectar.triggers.model import TriggerObject, TriggerRecord, TriggerSpec
+from nectar.triggers.model import TriggerObject, TriggerRecord, TriggerSpec, start_cursor
 
 if TYPE_CHECKING:
     from nectar.registry import Run
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 #: objects one poll of one trigger lists at most (more are taken by the next poll, due at once)
 POLL_OBJECTS = 10_000
+#: seconds before a trigger was made that an object may have changed and still be new to it (S3 tells the time of a
+#: change to the second): one written as the trigger was made is run rather than missed
+NEW_SLACK_S = 1.0
 #: definition fields a change cannot edit, and why
 FIXED = {"prefix": "cannot change: its cursor is a key under this prefix; make a new trigger for another one"}
 
@@ -173,19 +176,9 @@ class TriggerBook:
         if not isinstance(paused, bool):
             raise InvalidParameters({"paused": ["must be true or false"]})
         now = self.clock()
-        record = TriggerRecord(uuid.uuid4().hex[:16], "api", spec, 1, paused, self.start(spec), now, now)
+        record = TriggerRecord(uuid.uuid4().hex[:16], "api", spec, 1, paused, start_cursor(spec), now, now)
         self.runs.add_trigger(record)
         return self.view(record.id)
-
-    @staticmethod
-    def start(spec: TriggerSpec) -> str:
-        """Where a new trigger's listing starts: after the last object under its prefix now (``existing: new``,
-        one full listing), or at the start (``all``: the empty cursor)."""
-        last = ""
-        if spec.existing == "new":
-            for found in list_objects(spec.location):
-                last = found.key
-        return last
 
     def change(self, trigger_id: str, values: Mapping[str, Any]) -> TriggerView:
         """``PATCH``: pause or resume any trigger; edit the definition of one made over HTTP."""
@@ -253,29 +246,32 @@ class TriggerBook:
         poll = Poll()
         spec = record.spec
         location = spec.location
+        # a trigger's first poll, when it takes only new objects, lists the whole place once (in the loop, never in a
+        # request) to start after it, and claims what changed since the trigger was made
+        starting = record.cursor is None
+        since = record.created_at - NEW_SLACK_S
         try:
-            if record.cursor is None:  # a file trigger's first poll, in any process: where it starts
-                self.runs.start_trigger(record.id, record.version, self.start(spec))
-                fresh = self.runs.trigger(record.id)
-                if fresh is None or fresh.cursor is None:
-                    return poll
-                record = fresh
-            listed = list(
-                list_objects(
-                    location, spec.glob, limit=POLL_OBJECTS, start_after=record.cursor or None, stats=poll.stats
-                )
+            found = list_objects(
+                location,
+                spec.glob,
+                limit=None if starting else POLL_OBJECTS,
+                start_after=record.cursor or None,
+                stats=poll.stats,
             )
+            listed = [item for item in found if not starting or item.modified > since]
         except NectarError as exc:  # the bucket went away, the folder cannot be read: shown on the trigger
             poll.error = str(exc)
             self.runs.polled(record.id, self.clock(), poll.error)
             return poll
-        poll.listed, poll.more = len(listed), len(listed) == POLL_OBJECTS
+        poll.listed, poll.more = len(listed), not starting and len(listed) == POLL_OBJECTS
         size = spec.batch_size or 1
         for start in range(0, len(listed), size):
             claim = self._claim(record, listed[start : start + size])
             poll.states[claim.state] = poll.states.get(claim.state, 0) + 1
             if claim.state == "stale":
                 return poll
+        if starting:  # unless a claim started it already, or another process did
+            self.runs.start_trigger(record.id, record.version, poll.stats.last_key or "")
         # objects the glob passed over are dealt with too: the cursor moves past them
         self.runs.polled(record.id, self.clock(), None, poll.stats.last_key)
         return poll

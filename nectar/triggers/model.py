@@ -137,6 +137,12 @@ class TriggerSpec:
         )
 
 
+def start_cursor(spec: TriggerSpec) -> str | None:
+    """A new trigger's cursor: the start of its place (``existing: all``: every object there is taken), or not
+    started (``new``: its first poll starts after what is there, see :meth:`nectar.triggers.book.TriggerBook.poll`)."""
+    return "" if spec.existing == "all" else None
+
+
 @dataclass(frozen=True)
 class TriggerRecord:
     """A trigger as the registry keeps it: its definition, where it comes from, and how far it has listed."""

@@ -53,10 +53,15 @@ def tick(settings: Settings) -> None:
     TriggerLoop(Nectar(settings).triggers).tick()
 
 
-def test_a_trigger_is_made_with_its_cursor_and_listed(client: FlaskClient, landing: Path) -> None:  # noqa: F811
-    land(landing, "2026-06-01.csv")
+def test_a_trigger_is_made_with_its_cursor_and_listed(
+    client: FlaskClient,
+    settings: Settings,
+    landing: Path,  # noqa: F811
+) -> None:
+    (old,) = land(landing, "2026-06-01.csv")
+    os.utime(old, (1e9, 1e9))  # there long before the trigger
     data = created(client, landing, params={})
-    assert data["source"] == "api" and not data["paused"] and data["cursor"] == "2026-06-01.csv"
+    assert data["source"] == "api" and not data["paused"] and data["cursor"] is None  # its first poll starts it
     assert {name: data[name] for name in ("task", "prefix", "glob", "param", "params")} == {
         "task": LOAD_FILE,
         "prefix": str(landing),
@@ -69,6 +74,9 @@ def test_a_trigger_is_made_with_its_cursor_and_listed(client: FlaskClient, landi
     assert data["objects_url"].endswith(f"/api/triggers/{data['id']}/objects")
     assert client.get(f"/api/triggers/{data['id']}").get_json()["data"] == data
     assert listed(client)[data["id"]] == data
+    tick(settings)
+    started = client.get(f"/api/triggers/{data['id']}").get_json()["data"]
+    assert (started["cursor"], started["objects_seen"]) == ("2026-06-01.csv", 0)
     assert created(client, landing, existing="all")["cursor"] == ""
 
 

@@ -4,6 +4,7 @@ batches, globs, pauses, file triggers, and the fields a trigger refuses."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,13 +91,17 @@ def objects_of(nectar: Nectar, trigger_id: str) -> list[tuple[str, ...]]:
     return sorted(run.objects or () for run in runs if run.trigger_id == trigger_id)
 
 
+def definition(landing: Path, **fields: object) -> dict[str, object]:
+    return {"task": "ingest/landing_chain/LoadFileTask", "prefix": str(landing), "param": "path", **fields}
+
+
 def api_trigger(nectar: Nectar, landing: Path, **fields: object) -> str:
-    definition = {"task": "ingest/landing_chain/LoadFileTask", "prefix": str(landing), "param": "path", **fields}
-    return nectar.triggers.create(definition).id
+    return nectar.triggers.create(definition(landing, **fields)).id
 
 
 def test_a_new_trigger_takes_only_what_lands_after_it_each_object_once(nectar: Nectar, landing: Path) -> None:
-    land(landing, "2026-06-01.csv")
+    (old,) = land(landing, "2026-06-01.csv")
+    os.utime(old, (1e9, 1e9))  # there long before the trigger
     trigger_id = api_trigger(nectar, landing)
     loop = TriggerLoop(nectar.triggers)
     loop.tick()
@@ -209,3 +214,20 @@ def test_over_http_a_folder_outside_the_landing_roots_is_refused_but_a_chain_fil
     land(declared, "early.csv")
     TriggerLoop(nectar.triggers).tick()
     assert objects_of(nectar, "ingest.landing_chain.LoadFileTask.csv") == [(str(declared / "early.csv"),)]
+
+
+def test_an_object_landing_before_the_first_poll_is_new_one_there_before_the_trigger_is_not(
+    nectar: Nectar, landing: Path
+) -> None:
+    """``existing: new`` starts in the loop (the request never lists the place): what changed since the trigger
+    was made is taken at its first poll, what was there before is not."""
+    (old,) = land(landing, "2026-06-01.csv")
+    made = time.time()
+    os.utime(old, (made - 60, made - 60))
+    trigger = nectar.triggers.create(definition(landing))
+    assert trigger.to_dict()["cursor"] is None  # not started: the POST listed nothing
+    (new,) = land(landing, "2026-05-31.csv")  # even a key before the old one: the first poll lists everything
+    TriggerLoop(nectar.triggers).tick()
+    assert objects_of(nectar, trigger.id) == [(new,)]
+    started = nectar.runs.trigger(trigger.id)
+    assert started is not None and started.cursor == "2026-06-01.csv"

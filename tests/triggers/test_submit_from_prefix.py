@@ -13,7 +13,9 @@ from tests.nectar.test_serve import Served, _serve
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    yield from _serve(tmp_path_factory.mktemp("from-prefix"), {"NECTAR_WORKERS": "2"})
+    # the tests' folders (each under the session's base temp folder) are landing roots the API may list
+    roots = str(tmp_path_factory.getbasetemp())
+    yield from _serve(tmp_path_factory.mktemp("from-prefix"), {"NECTAR_WORKERS": "2", "NECTAR_LANDING_ROOTS": roots})
 
 
 def landing(folder: Path, *names: str) -> Path:
@@ -67,7 +69,8 @@ def test_prefix_options_without_a_prefix_exit_2(served: Served, tmp_path: Path) 
 @pytest.fixture
 def busy(tmp_path: Path) -> Iterator[Served]:
     """A service that queues one run at most, with one worker, and asks to come back after 1 s."""
-    yield from _serve(tmp_path, {"NECTAR_WORKERS": "1", "NECTAR_MAX_QUEUE": "1", "NECTAR_RETRY_AFTER": "1"})
+    limits = {"NECTAR_WORKERS": "1", "NECTAR_MAX_QUEUE": "1", "NECTAR_RETRY_AFTER": "1"}
+    yield from _serve(tmp_path, {**limits, "NECTAR_LANDING_ROOTS": str(tmp_path)})
 
 
 def test_objects_the_full_queue_refused_are_submitted_again_until_done(busy: Served, tmp_path: Path) -> None:
