@@ -18,7 +18,7 @@ import pytest
 
 from harness import NECTAR, Processes, base_env, settings_env
 from harness.processes import waitfor
-from nectar.config import Settings
+from nectar.config import Settings, configure
 from nectar.registry import Run, RunFilter, RunState
 from nectar.service import Nectar
 from nectar.triggers.loop import TriggerLoop
@@ -162,7 +162,11 @@ def landing(
 ) -> Landing:
     ledger = tmp_path / "ledger.txt"
     write_chain("ingest/landed_chain", LANDED_CHAIN.format(ledger=str(ledger)))
-    return Landing(registry, processes, ledger)
+    # leases long enough that a worker starved of CPU on a busy machine keeps its runs: an execution counted twice
+    # here is a claim made twice, not a lease that expired (the workers' own tests cover those)
+    settings = registry.replace(lease_timeout=60.0)
+    configure(settings)
+    return Landing(settings, processes, ledger)
 
 
 def ended(runs: list[Run]) -> bool:
