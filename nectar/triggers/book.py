@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import takewhile
 from typing import TYPE_CHECKING, Any
 
 from nectar.declarations import Declared
@@ -245,25 +246,18 @@ class TriggerBook:
         """List what landed after the trigger's cursor and claim it, group by group, in key order."""
         poll = Poll()
         spec = record.spec
-        location = spec.location
         # a trigger's first poll, when it takes only new objects, lists the whole place once (in the loop, never in a
         # request) to start after it, and claims what changed since the trigger was made
         starting = record.cursor is None
         since = record.created_at - NEW_SLACK_S
         try:
-            found = list_objects(
-                location,
-                spec.glob,
-                limit=None if starting else POLL_OBJECTS,
-                start_after=record.cursor or None,
-                stats=poll.stats,
-            )
+            found = self._listing(spec, record.cursor or None, poll.stats, None if starting else POLL_OBJECTS)
             listed = [item for item in found if not starting or item.modified > since]
         except NectarError as exc:  # the bucket went away, the folder cannot be read: shown on the trigger
             poll.error = str(exc)
             self.runs.polled(record.id, self.clock(), poll.error)
             return poll
-        poll.listed, poll.more = len(listed), not starting and len(listed) == POLL_OBJECTS
+        poll.listed, poll.more = len(listed), not starting and len(listed) >= POLL_OBJECTS
         size = spec.batch_size or 1
         for start in range(0, len(listed), size):
             claim = self._claim(record, listed[start : start + size])
@@ -275,6 +269,28 @@ class TriggerBook:
         # objects the glob passed over are dealt with too: the cursor moves past them
         self.runs.polled(record.id, self.clock(), None, poll.stats.last_key)
         return poll
+
+    @staticmethod
+    def _listing(spec: TriggerSpec, cursor: str | None, stats: ListStats, limit: int | None) -> list[StoredObject]:
+        """What landed after ``cursor``, in key order, read twice when anything was there.
+
+        A listing is no snapshot: a big folder takes several system calls to read, and a file landing between
+        two of them can be missed while a later one is given (nor does S3 promise more of a listing racing
+        writes). The cursor moves to the last key read, so a missed object would be lost for good. Hence the
+        second read, up to that key: everything up to it had landed before the first read ended (keys land in
+        order), so before the second began, which gives it. A poll that finds nothing reads once.
+        """
+        location = spec.location
+        first = list(list_objects(location, spec.glob, limit=limit, start_after=cursor, stats=stats))
+        last = stats.last_key
+        if last is None:
+            return first
+        again = ListStats()
+        read = list_objects(location, spec.glob, start_after=cursor, stats=again)
+        confirmed = list(takewhile(lambda found: found.key.encode() <= last.encode(), read))
+        stats.requests += again.requests
+        stats.objects += again.objects
+        return confirmed
 
     def _claim(self, record: TriggerRecord, group: Sequence[StoredObject]) -> Claim:
         uris = {found.key: found.uri for found in group}
