@@ -6,16 +6,16 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, at_most, median, percentile, ratio_at_most
-from harness import MOTO_CREDENTIALS, NECTAR, free_port, waitfor
+from harness import MOTO_CREDENTIALS, NECTAR, REPO, base_env, free_port, waitfor
 from nectar.config import Settings, configure
 from nectar.service import Nectar
 from nectar.triggers.book import TriggerBook
@@ -35,14 +35,12 @@ POLL_SHARE = 0.05
 #: than POLL_SHARE of the window): ≥ 100 so that p99 is not the maximum (see benchmarks.harness.percentile)
 INTERVALS, QUICK_INTERVALS = 6, 4
 SAMPLES, QUICK_SAMPLES = 200, 40
-#: threads that PUT the old objects into moto at once
-PUT_THREADS = 16
 #: seconds for the clock to start and poll, and beyond the window for the last object's run: fail a hung one only
 START_TIMEOUT, DRAIN_TIMEOUT = 300.0, 300.0
 
 
-def old_key(n: int) -> str:
-    return f"{PREFIX}0-old-{n:06d}.csv"
+#: the old objects' keys, given 0, 1, ...
+OLD_KEYS = PREFIX + "0-old-{:06d}.csv"
 
 
 def new_key(n: int) -> str:
@@ -120,7 +118,7 @@ def in_process(settings: Settings, endpoint: str) -> Iterator[None]:
 
 
 def writer(endpoint: str) -> Any:
-    """An S3 client of its own session (the hook does not count its requests), for many threads at once."""
+    """An S3 client of its own session: the hook does not count its requests."""
     import boto3
     from botocore.config import Config
 
@@ -129,28 +127,23 @@ def writer(endpoint: str) -> Any:
         aws_secret_access_key=MOTO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         region_name=MOTO_CREDENTIALS["AWS_DEFAULT_REGION"],
     )
-    config = Config(max_pool_connections=PUT_THREADS, retries={"max_attempts": 5})
-    return session.client("s3", endpoint_url=endpoint, config=config)
-
-
-def put_all(client: Any, keys: list[str]) -> None:
-    with ThreadPoolExecutor(PUT_THREADS) as pool:
-        for _ in pool.map(lambda key: client.put_object(Bucket=BUCKET, Key=key, Body=key.encode()), keys):
-            pass
+    return session.client("s3", endpoint_url=endpoint, config=Config(retries={"max_attempts": 5}))
 
 
 class Landing:
-    """A case's world: moto with the old objects, the trigger made in this process, new keys in order."""
+    """A case's world: moto with the old objects (put in its memory before it serves: see
+    :mod:`benchmarks.seeded_moto`), the trigger made in this process, new keys in order."""
 
     def __init__(self, cluster: Cluster, old: int, poll_s: float) -> None:
         self.cluster = cluster
-        self.endpoint = f"http://127.0.0.1:{free_port()}"
-        cluster.procs.moto(int(self.endpoint.rsplit(":", 1)[1]))
-        self.client = writer(self.endpoint)
-        self.client.create_bucket(Bucket=BUCKET)
+        port = free_port()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        seed = ["--port", str(port), "--bucket", BUCKET, "--keys", OLD_KEYS, "--count", str(old)]
         began = time.monotonic()
-        put_all(self.client, [old_key(n) for n in range(old)])
-        print(f"{old:,} old objects written in {time.monotonic() - began:.1f} s", flush=True)
+        moto = cluster.procs.start("moto", [sys.executable, "-m", "benchmarks.seeded_moto", *seed], base_env(), REPO)
+        cluster.procs.wait_up(moto, f"{self.endpoint}/", "moto", timeout=START_TIMEOUT)
+        print(f"moto serves {old:,} old objects after {time.monotonic() - began:.1f} s", flush=True)
+        self.client = writer(self.endpoint)
         self.written = 0
         self.requests = S3Requests()
         with in_process(cluster.settings, self.endpoint):
@@ -225,7 +218,8 @@ def clocked(case: Case, landing: Landing, seed: int) -> None:
         return record is not None and (record.polled_at or 0.0) >= started
 
     waitfor(polling, START_TIMEOUT, "nectar clock to poll the trigger", interval=0.1)
-    moments = sorted(random.Random(seed).uniform(0, sizing.window) for _ in range(sizing.samples))
+    spread = random.Random(seed)
+    moments = sorted(spread.uniform(0, sizing.window) for _ in range(sizing.samples))
     returned: dict[str, float] = {}
     began = time.time()
     for moment in moments:
@@ -256,7 +250,7 @@ def measured(ctx: Context, old: int, sizing: Sizing | None) -> Case:
         claim = polled(case, landing, max(3, ctx.repeats), per_poll)
         if sizing is None:  # a poll with its share of the objects takes at most POLL_SHARE of the interval
             busy = median(case.idle_poll) + per_poll * claim
-            poll_s = max(least_poll, busy / POLL_SHARE)
+            poll_s = max(least_poll, math.ceil(busy / POLL_SHARE * 10) / 10)  # in tenths of a second
             window = poll_s * intervals
             fits = int(POLL_SHARE * window / claim) if claim > 0 else samples
             case.sizing = Sizing(poll_s, max(intervals, min(samples, fits)), window)
