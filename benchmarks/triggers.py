@@ -1,33 +1,20 @@
-"""Triggers: a real ``nectar clock``'s lag (PUT → run queued) on moto, S3 requests per poll; 10 and 10,000 old objects.
-
-The lag is measured on a real ``nectar clock`` process (the loop as it is deployed: its own interpreter, registry
-connections and S3 client), the requests in this process, where a botocore hook sees every S3 call a poll makes.
-"""
+"""Triggers: a ``nectar clock``'s detection lag (PUT → run queued), S3 requests a poll, at 10 and 10,000 old objects."""
 
 from __future__ import annotations
 
+import glob
 import math
-import os
 import random
-import sys
 import time
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
-from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, at_most, median, percentile, ratio_at_most
-from harness import MOTO_CREDENTIALS, NECTAR, REPO, base_env, free_port, waitfor
-from nectar.config import Settings, configure
-from nectar.service import Nectar
-from nectar.triggers.book import TriggerBook
+from benchmarks.harness import Context, Figure, at_most, median, percentile, ratio_at_most
+from benchmarks.landing import BUCKET, Landing, in_process
+from harness import MOTO_CREDENTIALS, NECTAR, free_port, waitfor
 from nectar.triggers.loop import TriggerLoop
 from nectar.triggers.model import DEFAULT_POLL_S
 
 NAME = "triggers"
-TASK = f"{CHAIN_TYPE}/{CHAIN}/LandedTask"
-BUCKET, PREFIX = "bench-landing", "landing/"
 #: objects already under the prefix when the trigger is made (``existing: new``): a poll must not cost more with more
 OLD = (10, 10_000)
 #: the poll interval (s) at least: the default a trigger gets; a quick run polls more often to finish sooner
@@ -40,13 +27,6 @@ INTERVALS, QUICK_INTERVALS = 6, 4
 SAMPLES, QUICK_SAMPLES = 200, 40
 #: seconds for the clock to start and poll, and beyond the window for the last object's run: fail a hung one only
 START_TIMEOUT, DRAIN_TIMEOUT = 300.0, 300.0
-#: the old objects' keys, given 0, 1, ...
-OLD_KEYS = PREFIX + "0-old-{:06d}.csv"
-
-
-def new_key(n: int) -> str:
-    """Keys that land after the old ones in S3's order, each after the last (as timestamped names do)."""
-    return f"{PREFIX}1-new-{n:06d}.csv"
 
 
 @dataclass
@@ -63,10 +43,11 @@ class Sizing:
 
 @dataclass
 class Case:
-    """What one case (``old`` objects under the prefix) measured."""
+    """What one case (``old`` objects under the prefix, the registry in ``registry``) measured."""
 
     old: int
     sizing: Sizing
+    registry: str = "SQLite"
     #: seconds from each object's PUT returned to its run queued (inf: none queued before the deadline)
     lags: list[float] = field(default_factory=list)
     #: S3 requests each in-process poll made, counted by a botocore hook, and as the poll counted them itself
@@ -79,98 +60,6 @@ class Case:
     @property
     def missed(self) -> int:
         return sum(math.isinf(lag) for lag in self.lags)
-
-
-class S3Requests:
-    """Every S3 request of this process's clients made after it, by operation (botocore's ``before-call`` event,
-    registered on boto3's default session, whose handlers each client made from it copies)."""
-
-    def __init__(self) -> None:
-        import boto3
-
-        self.seen: Counter[str] = Counter()
-        boto3.setup_default_session()
-        assert boto3.DEFAULT_SESSION is not None
-        boto3.DEFAULT_SESSION.events.register("before-call.s3", self._count)
-
-    def _count(self, model: Any, **_: Any) -> None:
-        self.seen[model.name] += 1
-
-    def total(self) -> int:
-        return sum(self.seen.values())
-
-
-@contextmanager
-def in_process(settings: Settings, endpoint: str) -> Iterator[None]:
-    """This process pointed at the case's moto and settings (the listing reads ``AWS_*``), put back after."""
-    values = {"AWS_ENDPOINT_URL": endpoint, **MOTO_CREDENTIALS}
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    configure(settings)
-    try:
-        yield
-    finally:
-        configure(None)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def writer(endpoint: str) -> Any:
-    """An S3 client of its own session: the hook does not count its requests."""
-    import boto3
-    from botocore.config import Config
-
-    session = boto3.session.Session(
-        aws_access_key_id=MOTO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=MOTO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=MOTO_CREDENTIALS["AWS_DEFAULT_REGION"],
-    )
-    return session.client("s3", endpoint_url=endpoint, config=Config(retries={"max_attempts": 5}))
-
-
-class Landing:
-    """A case's world: moto with the old objects (put in its memory before it serves: see
-    :mod:`benchmarks.seeded_moto`), the trigger made in this process, new keys in order."""
-
-    def __init__(self, cluster: Cluster, old: int, poll_s: float) -> None:
-        self.cluster = cluster
-        port = free_port()
-        self.endpoint = f"http://127.0.0.1:{port}"
-        seed = ["--port", str(port), "--bucket", BUCKET, "--keys", OLD_KEYS, "--count", str(old)]
-        began = time.monotonic()
-        moto = cluster.procs.start("moto", [sys.executable, "-m", "benchmarks.seeded_moto", *seed], base_env(), REPO)
-        cluster.procs.wait_up(moto, f"{self.endpoint}/", "moto", timeout=START_TIMEOUT)
-        print(f"moto serves {old:,} old objects after {time.monotonic() - began:.1f} s", flush=True)
-        self.client = writer(self.endpoint)
-        self.written = 0
-        self.requests = S3Requests()
-        with in_process(cluster.settings, self.endpoint):
-            self.book: TriggerBook = Nectar(cluster.settings).triggers
-            definition = {"task": TASK, "prefix": f"s3://{BUCKET}/{PREFIX}", "glob": "*.csv", "param": "path"}
-            self.id = self.book.create({**definition, "existing": "new", "poll_s": poll_s}).id
-        print(f"the trigger starts after the old objects: {dict(self.requests.seen)} at its creation", flush=True)
-
-    def land(self, count: int) -> dict[str, float]:
-        """PUT ``count`` new objects one after the other; when each PUT returned, by URI."""
-        returned = {}
-        for _ in range(count):
-            key = new_key(self.written)
-            self.client.put_object(Bucket=BUCKET, Key=key, Body=b"new")
-            returned[f"s3://{BUCKET}/{key}"] = time.time()
-            self.written += 1
-        return returned
-
-    def raw_list(self) -> float:
-        """Seconds one ListObjectsV2 after the last key takes: what an idle poll asks the store."""
-        began = time.perf_counter()
-        self.client.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX, StartAfter=new_key(self.written))
-        return time.perf_counter() - began
-
-    def claimed(self) -> int:
-        return self.book.runs.trigger_counts()[self.id].objects
 
 
 def polled(case: Case, landing: Landing, repeats: int, per_poll: int) -> float:
@@ -204,7 +93,12 @@ def polled(case: Case, landing: Landing, repeats: int, per_poll: int) -> float:
 
 
 def clocked(case: Case, landing: Landing, seed: int) -> None:
-    """A real ``nectar clock`` polls while objects land at random moments of the window; their lags go to ``case``."""
+    """A real ``nectar clock`` polls while objects land at random moments of the window; their lags go to ``case``.
+
+    A real process, not a loop in a thread here: the loop as it is deployed (its own interpreter, registry
+    connections and S3 client), and a lag this process's own work (the PUTs, the registry reads) cannot add to.
+    The requests are counted in this process (:func:`polled`), where a botocore hook sees every S3 call.
+    """
     cluster, sizing = landing.cluster, case.sizing
     before = landing.claimed()
     env = cluster.env(AWS_ENDPOINT_URL=landing.endpoint, **MOTO_CREDENTIALS)
@@ -239,15 +133,18 @@ def clocked(case: Case, landing: Landing, seed: int) -> None:
     case.lags = [queued.get(uri, math.inf) - at for uri, at in returned.items()]
 
 
-def measured(ctx: Context, old: int, sizing: Sizing | None) -> Case:
-    """One case: ``old`` objects under the prefix; sized by its own in-process polls when ``sizing`` is None."""
+def measured(ctx: Context, old: int, sizing: Sizing | None, database_url: str | None = None) -> Case:
+    """One case: ``old`` objects under the prefix, the registry in SQLite (or at ``database_url``); sized by its
+    own in-process polls when ``sizing`` is None."""
     least_poll = QUICK_POLL_S if ctx.quick else POLL_S
     samples = QUICK_SAMPLES if ctx.quick else SAMPLES
     intervals = QUICK_INTERVALS if ctx.quick else INTERVALS
-    with ctx.cluster(f"{NAME}-{old}") as cluster:
+    registry = {"database_url": database_url} if database_url else {}
+    with ctx.cluster(f"{NAME}-{old}{'-pg' if database_url else ''}", **registry) as cluster:
         landing = Landing(cluster, old, sizing.poll_s if sizing else least_poll)
         per_poll = sizing.samples // intervals if sizing else math.ceil(samples / intervals)
         case = Case(old, sizing or Sizing(least_poll, samples, least_poll * intervals))
+        case.registry = "PostgreSQL" if database_url else case.registry
         claim = polled(case, landing, max(3, ctx.repeats), per_poll)
         if sizing is None:  # a poll with its share of the objects takes at most POLL_SHARE of the interval
             busy = median(case.idle_poll) + per_poll * claim
@@ -262,14 +159,29 @@ def measured(ctx: Context, old: int, sizing: Sizing | None) -> Case:
     return case
 
 
+def on_postgres(ctx: Context, sizing: Sizing) -> Case | None:
+    """The 10,000 case with the registry in PostgreSQL, when its server programs are installed (a full run only)."""
+    if ctx.quick or not glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"):  # Debian's package, as the tests use it
+        return None
+    from tests.helpers.postgres import PostgresServer
+
+    server = PostgresServer.start(free_port())
+    try:
+        return measured(ctx, OLD[-1], sizing, server.create_database())
+    finally:
+        server.stop()
+
+
 def run(ctx: Context) -> list[Figure]:
     cases: dict[int, Case] = {}
     for old in OLD:
         cases[old] = measured(ctx, old, cases[OLD[0]].sizing if cases else None)
-    for case in cases.values():
+    postgres = on_postgres(ctx, cases[OLD[0]].sizing)
+    for case in [*cases.values(), *([postgres] if postgres else [])]:
         p50, p99 = percentile(case.lags, 50), percentile(case.lags, 99)
         print(
-            f"{case.old:,} old objects: lag p50 {p50:.3f} s, p99 {p99:.3f} s, max {max(case.lags):.3f} s, "
+            f"{case.old:,} old objects, {case.registry}: lag p50 {p50:.3f} s, p99 {p99:.3f} s, "
+            f"max {max(case.lags):.3f} s, "
             f"{case.missed} missed; S3 requests per poll {case.requests} (the polls' own count {case.counted}); "
             f"a pass with nothing new {median(case.idle_poll) * 1000:.1f} ms, one raw ListObjectsV2 after the last "
             f"key {median(case.raw_list) * 1000:.1f} ms",
@@ -286,6 +198,12 @@ def run(ctx: Context) -> list[Figure]:
             baseline = None if case is few else percentile(few.lags, pct)
             lag, target = percentile(case.lags, pct), reach if pct == 99 else None
             figures.append(Figure(NAME, what.format(pct), lag, "s", alone, baseline, target))
+    if postgres is not None:
+        what = f"detection lag p{{}}, {postgres.old:,} old objects, registry in PostgreSQL ({postgres.missed} missed)"
+        for pct in (50, 99):
+            lag, target = percentile(postgres.lags, pct), reach if pct == 99 else None
+            baseline = percentile(many.lags, pct)
+            figures.append(Figure(NAME, what.format(pct), lag, "s", "the same, in SQLite", baseline, target))
     polls = len(many.requests)
     figures.append(
         Figure(
