@@ -1,4 +1,5 @@
-"""The benchmarks' machinery: percentiles, settings from the environment, a failing one's exit, CPU time, a clock's."""
+"""The benchmarks' machinery: percentiles, settings from the environment, a failing one's exit, CPU time, a clock's,
+the triggers benchmark's table."""
 
 from __future__ import annotations
 
@@ -79,3 +80,16 @@ def test_a_clock_is_measured_over_its_window(tmp_path: Path) -> None:
     assert len(measured.lags) == 2 and measured.missed == 0  # one fire a second, each queued its run
     assert all(lag >= 0 for lag in measured.lags)
     assert len(measured.cpu) == 1 and measured.cpu[0] >= 0
+
+
+def test_the_triggers_benchmark_prints_lags_and_requests_per_poll(capsys: pytest.CaptureFixture[str]) -> None:
+    """The triggers benchmark, quick: a real ``nectar clock`` on moto with 10 and 10,000 old objects, its table."""
+    code = bench_main.main(["--only", "triggers", "--quick", "--repeats", "1"])
+
+    final = capsys.readouterr().out.split("## Benchmarks")[-1]
+    rows = [line for line in final.splitlines() if line.startswith("| triggers |")]
+    assert code == 0, final
+    lags = [row for row in rows if "detection lag" in row]
+    assert len(lags) == 4 and all(", 0 missed)" in row for row in lags), rows  # every object landed made its run
+    (requests,) = [row for row in rows if "S3 requests per poll, 10,000 old objects" in row]
+    assert requests.endswith("| yes |"), requests  # a poll asks the store no more with 10,000 old objects than 10

@@ -1,5 +1,5 @@
 """Benchmark tasks: a probe that notes when its run() starts, a fan-out of trivial leaves, a wrapper over sleeping
-steps, a big file, a task a schedule fires."""
+steps, a big file, a task a schedule fires, a task a trigger runs for each landed object."""
 
 from __future__ import annotations
 
@@ -45,6 +45,16 @@ class FireTask(NectarTask):
     def run(self) -> None:
         with self.output().open("w") as out:
             out.write(f"{self.n} {self.at}\n")
+
+
+class LandedTask(NectarTask):
+    """A trivial step a trigger runs for each object that lands: ``path`` receives the object's URI."""
+
+    path = luigi.Parameter()
+
+    def run(self) -> None:
+        with self.output().open("w") as out:
+            out.write(f"{self.path}\n")
 
 
 class LeafTask(NectarTask):
