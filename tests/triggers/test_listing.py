@@ -163,25 +163,25 @@ def test_hidden_names_and_folders_are_not_listed(landing: Landing) -> None:
 
 
 def test_a_listing_pages_through_the_store_and_starts_where_it_is_told(landing: Landing) -> None:
-    names = [f"day-{n:05d}.csv" for n in range(2_500)]
+    names = [f"day-{n:05d}.csv" for n in range(1_201)]  # two pages of S3's 1,000, the second a short one
     landing.put(*names, body=b"1\n")
 
     stats = ListStats()
     assert relatives(list_objects(landing.location, stats=stats)) == names
-    assert (stats.requests, stats.objects) == ((3, 2_500) if landing.kind == "s3" else (1, 2_500))  # 1,000 a page
+    assert (stats.requests, stats.objects) == ((2, 1_201) if landing.kind == "s3" else (1, 1_201))  # 1,000 a page
 
     stats = ListStats()
     assert list(list_objects(landing.location, start_after=landing.key(names[-1]), stats=stats)) == []
-    assert (stats.requests, stats.objects) == (1, 0 if landing.kind == "s3" else 2_500)  # a folder is read whole
+    assert (stats.requests, stats.objects) == (1, 0 if landing.kind == "s3" else 1_201)  # a folder is read whole
 
     stats = ListStats()
     assert relatives(list_objects(landing.location, limit=2, stats=stats)) == names[:2]
     assert stats.requests == 1  # no page is asked for beyond what is used
 
     stats = ListStats()
-    assert relatives(list_objects(landing.location, glob="day-02*", stats=stats)) == names[2_000:2_500]
+    assert relatives(list_objects(landing.location, glob="day-01*", stats=stats)) == names[1_000:1_201]
     if landing.kind == "s3":
-        assert (stats.requests, stats.objects) == (1, 500)  # the glob's literal start narrows the prefix asked
+        assert (stats.requests, stats.objects) == (1, 201)  # the glob's literal start narrows the prefix asked
 
 
 def test_a_listing_that_would_read_more_than_max_listed_objects_stops(landing: Landing) -> None:
