@@ -178,7 +178,7 @@ def test_metrics_add_up_every_api_process_and_the_registry(served: Served) -> No
     assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/plain")
     families = {family.name: family for family in text_string_to_metric_families(answer.text)}
     runs = {s.labels["state"]: s.value for s in families["nectar_runs"].samples}
-    assert runs == {"PENDING": 0, "RUNNING": 0, "DONE": 1, "FAILED": 0, "CANCELLED": 0}
+    assert runs == {"PENDING": 0, "RUNNING": 0, "DONE": 1, "FAILED": 0, "CANCELLED": 0, "WAITING": 0}
     assert families["nectar_queue_depth"].samples[0].value == 0
     task = f"{HELLO}/TestS3Task"
     durations = {(s.name, s.labels.get("le")): s.value for s in families["nectar_run_duration_seconds"].samples}
