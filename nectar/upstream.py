@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import threading
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +23,10 @@ from nectar.exposure import is_base_class, is_task_class
 CHAIN_PACKAGE = "chains"
 #: how many upstream tasks one ``requires()`` is read for (a generator may never end)
 MAX_UPSTREAM = 1000
+#: one ``ast.parse`` at a time in a process: CPython 3.11's turns its tree into Python objects with a recursion count
+#: that threads share (gh-106905), and two at once fail with "AST constructor recursion depth mismatch" (``nectar
+#: clock``'s schedule and trigger loops both read chain files, each in a thread)
+_PARSING = threading.Lock()
 
 
 def upstream_name(cls: type, module: types.ModuleType) -> str:
@@ -77,7 +82,8 @@ def _is_requires_decorator(node: ast.expr) -> bool:
 def names_in_requires(source: str) -> dict[str, list[str]]:
     """Class name -> the (dotted) names its ``requires`` method or ``@requires(...)`` decorator mentions."""
     try:
-        tree = ast.parse(source)
+        with _PARSING:
+            tree = ast.parse(source)
     except SyntaxError:
         return {}
     found: dict[str, list[str]] = {}
