@@ -45,11 +45,14 @@ SALES_DAY_PARAM = {
 #: by their number of tests, which sent these few-test, long files last): so both workers start on long files and
 #: short ones fill the end, instead of a worker idling while the other runs a 70 s file it took last
 SLOWEST_FIRST = (
+    "tests/triggers/test_exactly_once.py",
+    "tests/test_benchmarks.py",
     "tests/faults/test_processes.py",
     "tests/scale/test_node_killed.py",
     "tests/scale/test_nodes.py",
     "tests/faults/test_serve_stops.py",
     "tests/nectar/test_client.py",
+    "tests/triggers/test_exactly_once_local.py",
     "tests/schedules/test_exactly_once.py",
     "tests/faults/test_dependencies.py",
     "tests/schedules/test_clock_races.py",
@@ -59,6 +62,8 @@ SLOWEST_FIRST = (
     "tests/faults/test_submissions.py",
     "tests/faults/test_policies.py",
     "tests/scale/test_live_logs.py",
+    "tests/triggers/test_waiting.py",
+    "tests/triggers/test_listing.py",
 )
 
 
