@@ -175,7 +175,28 @@ class LogLinksSchema(ma.Schema):
     )
 
 
-class RunSchema(ma.Schema):
+class TriggeredSchema(ma.Schema):
+    """What a run (and a status) says of the trigger that made it and of the data it waits for."""
+
+    trigger_id = fields.String(
+        allow_none=True, metadata={"description": "The data trigger that made the run (null: not a trigger's)."}
+    )
+    objects = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "The objects (s3:// URIs or absolute paths) a trigger made the run for."},
+    )
+    waiting_for = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "WAITING: the objects (or `run:<id>`: runs that must be DONE) it waits for."},
+    )
+    wait_until = fields.String(
+        allow_none=True, metadata={"description": "WAITING: when its wait times out, ISO 8601 UTC."}
+    )
+
+
+class RunSchema(TriggeredSchema):
     run_id = fields.String(metadata={"description": "The run's id, as statuses and submissions name it."})
     key = fields.String()
     task = fields.String(metadata={"description": "<type>/<chain>/<Task>"})
@@ -211,22 +232,6 @@ class RunSchema(ma.Schema):
     fire_time = fields.String(
         allow_none=True, metadata={"description": "The fire time it was made for, ISO 8601 UTC (null: submitted)."}
     )
-    trigger_id = fields.String(
-        allow_none=True, metadata={"description": "The data trigger that made the run (null: not a trigger's)."}
-    )
-    objects = fields.List(
-        fields.String(),
-        allow_none=True,
-        metadata={"description": "The objects (s3:// URIs or absolute paths) a trigger made the run for."},
-    )
-    waiting_for = fields.List(
-        fields.String(),
-        allow_none=True,
-        metadata={"description": "WAITING: the objects (or `run:<id>`: runs that must be DONE) it waits for."},
-    )
-    wait_until = fields.String(
-        allow_none=True, metadata={"description": "WAITING: when its wait times out, ISO 8601 UTC."}
-    )
     status_url = fields.Url()
     cancel_url = fields.Url(metadata={"description": "POST here to cancel the run."})
 
@@ -237,7 +242,7 @@ class RunDetailSchema(RunSchema, LogLinksSchema, DownloadsSchema):
     steps = fields.List(fields.Nested(StepSchema))
 
 
-class StatusSchema(LogLinksSchema, DownloadsSchema):
+class StatusSchema(LogLinksSchema, DownloadsSchema, TriggeredSchema):
     key = fields.String()
     job_status = fields.String(
         metadata={"description": "PENDING, RUNNING, WAITING, DONE, FAILED, CANCELLED or UNKNOWN."}
@@ -261,22 +266,6 @@ class StatusSchema(LogLinksSchema, DownloadsSchema):
     )
     fire_time = fields.String(
         allow_none=True, metadata={"description": "The fire time the run was made for, ISO 8601 UTC."}
-    )
-    trigger_id = fields.String(
-        allow_none=True, metadata={"description": "The data trigger that made the run (null: not a trigger's)."}
-    )
-    objects = fields.List(
-        fields.String(),
-        allow_none=True,
-        metadata={"description": "The objects (s3:// URIs or absolute paths) a trigger made the run for."},
-    )
-    waiting_for = fields.List(
-        fields.String(),
-        allow_none=True,
-        metadata={"description": "WAITING: the objects (or `run:<id>`: runs that must be DONE) it waits for."},
-    )
-    wait_until = fields.String(
-        allow_none=True, metadata={"description": "WAITING: when its wait times out, ISO 8601 UTC."}
     )
     steps = fields.List(fields.Nested(StepSchema))
     failed_step = fields.String(allow_none=True)

@@ -7,7 +7,7 @@ field) while the others are used: a wrong declaration never breaks the rest of t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -17,7 +17,7 @@ from nectar.errors import InvalidParameters
 from nectar.keys import is_name
 
 if TYPE_CHECKING:
-    from nectar.catalog.model import TaskInfo
+    from nectar.catalog.model import ChainInfo, TaskInfo
 
 S = TypeVar("S")
 
@@ -77,3 +77,17 @@ def declarations(
         errors.extend(f"{info.name}: two {noun}s are named {i.rsplit('.', 1)[1]}" for i in duplicated)
         found = [d for d in found if d.id not in duplicated]
     return found, errors
+
+
+def declared_in(
+    chains: Iterable[ChainInfo], declarations_of: Callable[[ChainInfo], Iterable[Declared[S]]]
+) -> tuple[dict[str, tuple[Declared[S], str]], list[str]]:
+    """What the chain files declare (``declarations_of`` a chain: its schedules, its triggers) by id, each with the
+    file declaring it; and the chains whose files do not import now (what they declare is unknown until they do)."""
+    found: dict[str, tuple[Declared[S], str]] = {}
+    failing = []
+    for info in chains:
+        if info.import_failed:
+            failing.append(info.ref)
+        found.update({declared.id: (declared, str(info.path)) for declared in declarations_of(info)})
+    return found, failing

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nectar.errors import NectarError
+from nectar.passes import run_passes
 from nectar.registry import Run, RunState, RunStore
 from nectar.registry.model import RUN_PREFIX, waited
 from nectar.stores.listing import exists as stored
@@ -146,14 +146,5 @@ class WaitLoop:
         return now + interval
 
     def serve_forever(self, stop: threading.Event) -> None:
-        """Pass after pass until ``stop`` is set; a pass that fails (the registry down) is logged, and the next
-        one tries again."""
-        logger.info("checking waiting runs")
-        while not stop.is_set():
-            try:
-                self.tick()
-            except NectarError as exc:
-                logger.warning("waiting runs: %s; trying again", exc)
-            except Exception:
-                logger.exception("waiting runs: the pass failed; trying again")
-            stop.wait(min(PASS_INTERVAL, self.poll_max))
+        """Pass after pass until ``stop`` is set (:func:`~nectar.passes.run_passes`)."""
+        run_passes("checking waiting runs", self.tick, lambda: min(PASS_INTERVAL, self.poll_max), stop, logger)

@@ -16,11 +16,12 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from nectar.declarations import Declared, declared_in
 from nectar.errors import InvalidParameters, NectarError, NotFound, ScheduleConflict, ScheduleNotFound
 from nectar.preload import Moment
 from nectar.registry import Run
 from nectar.registry.schedules import FireOutcome
-from nectar.schedules.declared import Declared, check_spec, sample_values
+from nectar.schedules.declared import check_spec, sample_values
 from nectar.schedules.model import MAX_SPAN_S, Fire, ScheduleRecord, ScheduleSpec
 
 if TYPE_CHECKING:
@@ -123,16 +124,9 @@ class ScheduleBook:
 
     # --- reads ---
 
-    def declared(self) -> tuple[dict[str, tuple[Declared, str]], list[str]]:
-        """The file schedules (with the file declaring each), and the chains whose files do not import now (their
-        schedules are unknown until they do)."""
-        found: dict[str, tuple[Declared, str]] = {}
-        failing = []
-        for info in self.nectar.chains():
-            if info.import_failed:
-                failing.append(info.ref)
-            found.update({declared.id: (declared, str(info.path)) for declared in info.schedules})
-        return found, failing
+    def declared(self) -> tuple[dict[str, tuple[Declared[ScheduleSpec], str]], list[str]]:
+        """The file schedules (with the file declaring each), and the chains whose files do not import now."""
+        return declared_in(self.nectar.chains(), lambda info: info.schedules)
 
     def views(self) -> list[ScheduleView]:
         """Every schedule: the files' (as the catalog reads them now) and the API's, files first."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from luigi.task_register import Register
 
 from nectar.errors import NectarError
+from nectar.passes import pause_until, run_passes
 from nectar.registry.schedules import FireOutcome
 from nectar.schedules.model import ScheduleRecord
 
@@ -191,17 +192,12 @@ class ScheduleLoop:
     # --- forever ---
 
     def serve_forever(self, stop: threading.Event) -> None:
-        """Pass after pass until ``stop`` is set; a pass that fails (the registry or the store down) is logged
-        and the next one tries again."""
-        logger.info("firing schedules")
+        """Pass after pass until ``stop`` is set (:func:`~nectar.passes.run_passes`), waking when a fire is due."""
         self.stopping = stop
-        while not stop.is_set():
-            try:
-                self.tick()
-            except NectarError as exc:
-                logger.warning("schedules: %s; trying again", exc)
-            except Exception:
-                logger.exception("schedules: the pass failed; trying again")
-            next_due = self.next_due()
-            wait = PASS_INTERVAL if next_due is None else min(PASS_INTERVAL, max(0.0, next_due - self.clock()))
-            stop.wait(wait)
+        run_passes(
+            "firing schedules",
+            self.tick,
+            lambda: pause_until(self.next_due(), self.clock(), PASS_INTERVAL),
+            stop,
+            logger,
+        )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import TYPE_CHECKING, Any
 
-from nectar.declarations import Declared
+from nectar.declarations import Declared, declared_in
 from nectar.errors import InvalidParameters, NectarError, NotFound, TriggerConflict, TriggerNotFound
 from nectar.preload import Moment
 from nectar.registry.model import iso_utc
@@ -105,13 +105,7 @@ class TriggerBook:
 
     def declared(self) -> tuple[dict[str, tuple[Declared[TriggerSpec], str]], list[str]]:
         """The file triggers (with the file declaring each), and the chains whose files do not import now."""
-        found: dict[str, tuple[Declared[TriggerSpec], str]] = {}
-        failing = []
-        for info in self.nectar.chains():
-            if info.import_failed:
-                failing.append(info.ref)
-            found.update({declared.id: (declared, str(info.path)) for declared in info.triggers})
-        return found, failing
+        return declared_in(self.nectar.chains(), lambda info: info.triggers)
 
     def views(self) -> list[TriggerView]:
         """Every trigger: the files' (as the catalog reads them now) and the API's, files first."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from luigi.task_register import Register
 
 from nectar.errors import NectarError
+from nectar.passes import pause_until, run_passes
 from nectar.triggers.book import Poll
 from nectar.triggers.model import TriggerRecord
 
@@ -110,16 +111,12 @@ class TriggerLoop:
             logger.info("trigger %s: %d new object(s): %s", trigger_id, poll.listed, made)
 
     def serve_forever(self, stop: threading.Event) -> None:
-        """Pass after pass until ``stop`` is set; a pass that fails is logged and the next one tries again."""
-        logger.info("polling triggers")
+        """Pass after pass until ``stop`` is set (:func:`~nectar.passes.run_passes`), waking when a poll is due."""
         self.stopping = stop
-        while not stop.is_set():
-            try:
-                self.tick()
-            except NectarError as exc:
-                logger.warning("triggers: %s; trying again", exc)
-            except Exception:
-                logger.exception("triggers: the pass failed; trying again")
-            next_due = self.next_due()
-            wait = PASS_INTERVAL if next_due is None else min(PASS_INTERVAL, max(0.0, next_due - self.clock()))
-            stop.wait(wait)
+        run_passes(
+            "polling triggers",
+            self.tick,
+            lambda: pause_until(self.next_due(), self.clock(), PASS_INTERVAL),
+            stop,
+            logger,
+        )
