@@ -25,8 +25,6 @@ class RunState(StrEnum):
         return self in (RunState.PENDING, RunState.RUNNING, RunState.WAITING)
 
 
-#: what a WAITING run does when its wait times out: fail, or end skipped (CANCELLED, saying so)
-WAIT_TIMEOUT_ACTIONS = ("fail", "skip")
 #: the prefix of a ``waiting_for`` entry that names a run (its id after it) rather than an object's URI
 RUN_PREFIX = "run:"
 
@@ -80,7 +78,8 @@ class Run:
     trigger_id: str | None = None
     objects: tuple[str, ...] | None = None
     #: while WAITING: what it waits for (objects' URIs, or ``run:<id>`` for a run that must be DONE first), until
-    #: when (unix time), and what it does then (:data:`WAIT_TIMEOUT_ACTIONS`); ``not_before`` is its next check
+    #: when (unix time), and what it does then (``fail``, or ``skip``: CANCELLED, saying so, as
+    #: :data:`nectar.preload.ON_TIMEOUT` names them); ``not_before`` is its next check
     waiting_for: tuple[str, ...] | None = None
     wait_until: float | None = None
     on_wait_timeout: str = "fail"

@@ -31,11 +31,10 @@ class Seen:
 class Claim:
     """What a claim of some objects came to: the state of the objects it claimed (``queued``, ``done``,
     ``skipped``), ``exists`` if another process had claimed them all, ``stale`` if the trigger changed or was
-    paused; the run queued or joined, and the objects claimed here."""
+    paused; and the run queued or joined."""
 
     state: str
     run_id: str | None = None
-    claimed: tuple[Seen, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,8 +106,8 @@ class TriggerStore(ABC):
         """A trigger's claimed objects, the latest claimed first."""
 
     @abstractmethod
-    def trigger_counts(self) -> dict[str, TriggerCounts]:
-        """Each trigger's objects, runs, skips and objects whose run has not ended."""
+    def trigger_counts(self, trigger_id: str | None = None) -> dict[str, TriggerCounts]:
+        """Each trigger's objects, runs, skips and objects whose run has not ended (only ``trigger_id``'s, if given)."""
 
     @abstractmethod
     def object_counts(self) -> dict[str, int]:

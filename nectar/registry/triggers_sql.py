@@ -184,7 +184,7 @@ class SqlTriggers(SqlSchedules):
             self._exec(db, "UPDATE triggers SET last_object = ? WHERE id = ?", (fresh[-1].key, trigger_id))
         if state == "queued":
             self._queued()
-        return Claim(state, run_id, fresh)
+        return Claim(state, run_id)
 
     def polled(self, trigger_id: str, now: float, error: str | None, cursor: str | None = None) -> None:
         with self._db() as db:
@@ -203,14 +203,16 @@ class SqlTriggers(SqlSchedules):
         rows = self._read(lambda db: self._exec(db, text, (trigger_id, limit)).fetchall())
         return [TriggerObject(**dict(row)) for row in rows]
 
-    def trigger_counts(self) -> dict[str, TriggerCounts]:
+    def trigger_counts(self, trigger_id: str | None = None) -> dict[str, TriggerCounts]:
+        only = "WHERE o.trigger_id = ? " if trigger_id is not None else ""
         text = (
             "SELECT o.trigger_id AS trigger_id, COUNT(*) AS objects, COUNT(DISTINCT o.run_id) AS runs, "
             "SUM(CASE WHEN o.state = 'skipped' THEN 1 ELSE 0 END) AS skipped, "
             f"SUM(CASE WHEN r.{ACTIVE} THEN 1 ELSE 0 END) AS waiting "
-            "FROM trigger_objects o LEFT JOIN runs r ON r.id = o.run_id GROUP BY o.trigger_id"
+            f"FROM trigger_objects o LEFT JOIN runs r ON r.id = o.run_id {only}GROUP BY o.trigger_id"
         )
-        rows = self._read(lambda db: self._exec(db, text).fetchall())
+        args = (trigger_id,) if trigger_id is not None else ()
+        rows = self._read(lambda db: self._exec(db, text, args).fetchall())
         return {
             row["trigger_id"]: TriggerCounts(
                 int(row["objects"]), int(row["runs"]), int(row["skipped"] or 0), int(row["waiting"] or 0)

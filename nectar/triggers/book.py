@@ -119,7 +119,7 @@ class TriggerBook:
     def view(self, trigger_id: str) -> TriggerView:
         declared, _ = self.declared()
         record = self.runs.trigger(trigger_id)
-        counts = self.runs.trigger_counts()
+        counts = self.runs.trigger_counts(trigger_id)  # one trigger's objects, not every trigger's
         if trigger_id in declared:
             found, path = declared[trigger_id]
             return self._view(trigger_id, found.spec, "file", record, counts, path)
