@@ -14,7 +14,10 @@ worker_class = "nectar.gunicorn_ext.ReadTimeoutWorker"
 threads = int(os.environ.get("NECTAR_API_THREADS", "8"))
 timeout = 30
 graceful_timeout = 10
-keepalive = 5
+# a client told to come back after Retry-After seconds (a full queue's 503) and reusing its connection must find it
+# open: an idle connection is kept that long and 5 s more (it was 5 s, the default Retry-After itself: a client that
+# waited exactly as told met a reset)
+keepalive = max(0, int(os.environ.get("NECTAR_RETRY_AFTER") or 5)) + 5
 # a worker recycled now and then keeps memory flat over weeks
 max_requests = 20000
 max_requests_jitter = 2000
