@@ -221,7 +221,20 @@ class Executor:
                     else f"exited with code {os.WEXITSTATUS(status)}"
                 )
                 reason = f"worker process {how} during attempt {run.attempt}"
-                self.runs.fail(run.id, run.attempt, run.task, reason)
+                state = self.runs.fail(run.id, run.attempt, run.task, reason)
+                then = {RunState.PENDING: "it will be retried", RunState.FAILED: "the run FAILED"}.get(
+                    state or RunState.CANCELLED, ""
+                )
+                logger.warning(  # a death no one asked for: the one sign of it besides the next attempt
+                    "run %s of %s: attempt %d's process %d %s; %s",
+                    run.id,
+                    run.ref,
+                    run.attempt,
+                    pid,
+                    how,
+                    then or "it was no longer its attempt",
+                    extra={"run_id": run.id},
+                )
             release(self.runs, run, reason, self.scheduler)
 
     def _end_stopped(self, pid: int, run: Run) -> None:

@@ -1,0 +1,55 @@
+"""An attempt's process killed by no one the service knows (the OOM killer, an operator's kill -9) is said at WARNING,
+with its run, attempt, pid and signal, besides failing (or retrying) its run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from nectar.config import Settings
+from nectar.registry import Run, RunState
+from nectar.service import Nectar
+from tests.conftest import wait_until
+from tests.nectar.test_leases import WAITING_CHAIN
+
+
+def test_a_killed_attempt_process_is_logged_at_warning_with_its_run_attempt_and_signal(
+    settings: Settings,
+    write_chain: Callable[[str, str], Path],
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    write_chain("waits/wait_chain", WAITING_CHAIN)
+    retried = settings.replace(retries=1, retry_delay=0.0)
+    nectar = Nectar(retried)
+    start_worker(retried, workers=1)
+    flag = tmp_path / "flag"
+    submitted = nectar.submit("waits", "wait_chain", "WaitTask", {"flag": str(flag)})
+    assert submitted.run is not None
+    run_id = submitted.run.id
+
+    def current() -> Run:
+        run = nectar.runs.get(run_id)
+        assert run is not None
+        return run
+
+    wait_until(lambda: current().state == RunState.RUNNING and Path(f"{flag}.pid").exists(), timeout=60)
+    worker = current().worker
+    assert worker is not None
+    pid = int(worker.rsplit(":", 1)[1])
+    sleeper = int(Path(f"{flag}.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(sleeper, signal.SIGKILL)  # the task's own child, left behind by the kill -9 as a crash would leave it
+    except ProcessLookupError:
+        pass
+    flag.touch()  # attempt 2 may finish
+    wait_until(lambda: not current().state.active, timeout=60)
+    assert (current().state, current().attempt) == (RunState.DONE, 2)
+    said = [line for log in tmp_path.glob("worker-*.log") for line in log.read_text().splitlines() if run_id in line]
+    warned = [line for line in said if "WARNING" in line and "killed by signal 9" in line]
+    assert len(warned) == 1, said
+    assert f"attempt 1's process {pid} killed by signal 9; it will be retried" in warned[0]
