@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar
 
+from nectar.registry.forks import SQLITE
 from nectar.registry.schema import LATEST, refuse_newer, statements
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
@@ -47,19 +48,22 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         return conn
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        return query(self._connection())
+        with SQLITE.inside():  # no fork copies SQLite's state mid-use (nectar.registry.forks)
+            return query(self._connection())
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        """A connection inside one IMMEDIATE transaction (so readers never block on writers)."""
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        """A connection inside one IMMEDIATE transaction (so readers never block on writers), which no fork
+        of this process interrupts (a child would inherit its write lock, never released there)."""
+        with SQLITE.inside():
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def _migrate(self) -> None:
         """Bring the file to :data:`SCHEMA_VERSION`, one transaction, whoever else opens it at once."""
@@ -74,7 +78,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def check(self) -> str:
-        self._connection().execute("SELECT 1 FROM runs LIMIT 1").fetchall()
+        self._read(lambda db: db.execute("SELECT 1 FROM runs LIMIT 1").fetchall())
         return f"sqlite {self.path}"
 
     #: seconds between two looks at whether another connection committed (a read of shared memory, no I/O)
@@ -82,10 +86,10 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
 
     def wait_for_work(self, timeout: float) -> None:
         """Return after ``timeout`` seconds, or as soon as another connection commits (a submission, say)."""
-        conn = self._connection()
-        seen = conn.execute("PRAGMA data_version").fetchone()[0]
+        version = "PRAGMA data_version"
+        seen = self._read(lambda db: db.execute(version).fetchone()[0])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             time.sleep(self.WAKE_INTERVAL)
-            if conn.execute("PRAGMA data_version").fetchone()[0] != seen:
+            if self._read(lambda db: db.execute(version).fetchone()[0]) != seen:
                 return

@@ -1,0 +1,117 @@
+"""A process forked while another thread of its parent is inside a SQLite transaction can still write to the
+registry: the fork waits for the transaction to end (nectar.registry.forks)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from nectar.registry import Step
+from nectar.registry.forks import ForkGate
+from nectar.registry.sqlite import SQLiteRunStore
+from tests.nectar.test_runs import new_run
+
+#: seconds that only fail a hung test (SQLite's own busy timeout is 30 s)
+PATIENCE = 120.0
+
+#: events set by every fork of this process, before the registry's gate is asked (hooks registered later run first)
+_set_at_fork: list[threading.Event] = []
+
+
+def _set_events() -> None:
+    for event in _set_at_fork:
+        event.set()
+
+
+os.register_at_fork(before=_set_events)
+
+
+def _record_start(runs: SQLiteRunStore, step: Step, answer: Connection) -> None:
+    """A forked step's first write: its start (over a connection of the child's own)."""
+    try:
+        runs.record_steps([step])
+    except Exception as exc:
+        answer.send(f"{type(exc).__name__}: {exc}")
+    else:
+        answer.send("recorded")
+
+
+def test_a_step_forked_while_the_heartbeat_thread_is_in_a_transaction_records_its_start(tmp_path: Path) -> None:
+    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    run, _ = runs.submit(new_run())
+    claimed = runs.claim("attempt")
+    assert claimed is not None
+    in_transaction, commit = threading.Event(), threading.Event()
+
+    def heartbeat() -> None:  # as the attempt's heartbeat renews its lease, and is caught at it by a fork
+        with runs._db() as db:
+            db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (time.time(), run.id))
+            in_transaction.set()
+            commit.wait(PATIENCE)
+
+    beat = threading.Thread(target=heartbeat, name="heartbeat")
+    beat.start()
+    assert in_transaction.wait(PATIENCE), "the heartbeat never opened its transaction"
+    step = Step(run.id, "ATask_0", "ATask", None, "RUNNING", True, None)
+    answer, sent = multiprocessing.Pipe(duplex=False)
+    child = multiprocessing.get_context("fork").Process(target=_record_start, args=(runs, step, sent))
+    _set_at_fork.append(commit)  # the heartbeat may commit once the fork has begun, not before
+    try:
+        child.start()  # as luigi's worker starts a TaskProcess
+    finally:
+        _set_at_fork.remove(commit)
+        commit.set()
+    beat.join()
+
+    assert answer.poll(PATIENCE), "the forked step never answered"
+    assert answer.recv() == "recorded"
+    child.join(PATIENCE)
+    assert child.exitcode == 0
+    assert [(s.task_id, s.state) for s in runs.steps(run.id)] == [("ATask_0", "RUNNING")]
+
+
+def test_a_fork_waits_for_the_thread_inside_and_holds_the_next_one_until_it_is_done() -> None:
+    gate = ForkGate()
+    entered, leave, forked, done, second_in = (threading.Event() for _ in range(5))
+    order: list[str] = []
+
+    def first() -> None:
+        with gate.inside():
+            with gate.inside():  # a use nested in another: the fork waits for the outermost to end
+                entered.set()
+                leave.wait(PATIENCE)
+            order.append("first left")
+
+    def fork() -> None:  # what os.fork does around the fork itself
+        gate.before_fork()
+        order.append("forked")
+        with gate.inside():  # the forking thread's own hooks may use the registry (a flush before the fork)
+            order.append("forker in")
+        forked.set()
+        done.wait(PATIENCE)
+        gate.after_fork_in_parent()
+
+    def second() -> None:
+        with gate.inside():
+            order.append("second in")
+            second_in.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=fork), threading.Thread(target=second)]
+    threads[0].start()
+    assert entered.wait(PATIENCE)
+    threads[1].start()
+    assert not forked.wait(0.1), "the fork went on while a thread was inside"
+    leave.set()
+    assert forked.wait(PATIENCE), "the fork never went on after the last thread left"
+    threads[2].start()
+    assert not second_in.wait(0.1), "a thread came in during the fork"
+    done.set()
+    assert second_in.wait(PATIENCE), "the gate never opened again after the fork"
+    for thread in threads:
+        thread.join(PATIENCE)
+
+    assert order == ["first left", "forked", "forker in", "second in"]
