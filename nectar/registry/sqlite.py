@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar
 
-from nectar.registry.schema import LATEST, refuse_newer, statements
+from nectar.registry.schema import LATEST, PENDING_CHANGES, refuse_newer, statements
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
 
@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: the schema version this release writes, kept in ``PRAGMA user_version``
 SCHEMA_VERSION = LATEST
+#: the triggers that keep ``run_queue.pending`` counted, in the transaction of each change
+COUNT_PENDING = [
+    f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON runs FOR EACH ROW WHEN {when} "
+    f"BEGIN UPDATE run_queue SET pending = pending + ({delta}) WHERE id = 1; END"
+    for name, event, delta, when in PENDING_CHANGES
+]
 
 
 class SQLiteRunStore(SqlTriggers, SqlWaits):
@@ -69,7 +75,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
                 columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
                 version = 2 if "attempt" in columns else 1  # written before versions were recorded
             refuse_newer(version, SCHEMA_VERSION, str(self.path))
-            for statement in statements(version, real="REAL"):
+            for statement in statements(version, "REAL", COUNT_PENDING):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
