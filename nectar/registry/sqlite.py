@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: the schema version this release writes, kept in ``PRAGMA user_version``
 SCHEMA_VERSION = LATEST
+#: one lock per file and process, taken before SQLite's write lock: a thread that waits in SQLite's busy handler
+#: sleeps 1, 2, 5, 10... ms between looks, one that waits here takes its turn as soon as the writer before it ends
+_WRITERS: dict[tuple[int, str], threading.RLock] = {}
 #: the triggers that keep ``run_queue.pending`` counted, in the transaction of each change
 COUNT_PENDING = [
     f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON runs FOR EACH ROW WHEN {when} "
@@ -59,13 +62,19 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
     def _db(self) -> Iterator[sqlite3.Connection]:
         """A connection inside one IMMEDIATE transaction (so readers never block on writers)."""
         conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._writer():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _writer(self) -> threading.RLock:
+        """This process's lock on writing to this file (its own after a fork: a parent's thread may hold the old)."""
+        mine = (os.getpid(), str(self.path))
+        return _WRITERS.get(mine) or _WRITERS.setdefault(mine, threading.RLock())
 
     def _migrate(self) -> None:
         """Bring the file to :data:`SCHEMA_VERSION`, one transaction, whoever else opens it at once."""
