@@ -28,7 +28,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from nectar.errors import QueueFull, RegistryUnavailable
 from nectar.registry.model import Run
-from nectar.registry.schema import LATEST, refuse_newer, statements
+from nectar.registry.schema import LATEST, PENDING_CHANGES, refuse_newer, statements
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
 
@@ -44,6 +44,17 @@ MIGRATION_LOCK = 0x6E65637461
 FIRST_VERSION = 3
 #: the version this release records in ``nectar_schema``
 SCHEMA_VERSION = LATEST - FIRST_VERSION + 1
+#: the triggers that keep ``run_queue.pending`` counted, in the transaction of each change: deferred to its commit,
+#: so a transaction takes the count's row last and holds it only while it commits (no lock order to deadlock on)
+COUNT_PENDING = [
+    "CREATE OR REPLACE FUNCTION nectar_count_pending() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "UPDATE run_queue SET pending = pending + TG_ARGV[0]::integer WHERE id = 1; RETURN NULL; END $$",
+    *(
+        f"CREATE CONSTRAINT TRIGGER {name} AFTER {event} ON runs DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+        f"WHEN ({when}) EXECUTE FUNCTION nectar_count_pending('{delta}')"
+        for name, event, delta, when in PENDING_CHANGES
+    ),
+]
 #: connections a process keeps at most (``NECTAR_DATABASE_POOL``)
 DEFAULT_POOL_SIZE = 4
 
@@ -68,6 +79,7 @@ class PostgresRunStore(SqlTriggers, SqlWaits):
     LOCK = " FOR UPDATE"
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
     GREATEST = "GREATEST"
+    COUNTED_AT_COMMIT = True
     FIRE_IDLE_LIMIT = "SET LOCAL idle_in_transaction_session_timeout = '10s'"
 
     def __init__(self, url: str, connect_timeout: float = 10, pool_size: int = DEFAULT_POOL_SIZE) -> None:
@@ -198,7 +210,9 @@ class PostgresRunStore(SqlTriggers, SqlWaits):
                     row = conn.execute("SELECT version FROM nectar_schema").fetchone()
                     version = int(row["version"]) if row else 0
                     refuse_newer(version, SCHEMA_VERSION, "in PostgreSQL")
-                    for statement in statements(version + FIRST_VERSION - 1 if version else 0, "DOUBLE PRECISION"):
+                    for statement in statements(
+                        version + FIRST_VERSION - 1 if version else 0, "DOUBLE PRECISION", COUNT_PENDING
+                    ):
                         conn.execute(statement)
                     if row is None:
                         conn.execute("INSERT INTO nectar_schema (version) VALUES (%s)", (SCHEMA_VERSION,))

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from nectar.registry.model import Durations, Run, RunFilter, RunState, Step
-from nectar.registry.schema import RUNS, run_of, values
+from nectar.registry.schema import QUEUED, RUNS, run_of, values
 from nectar.registry.store import RunStore
 
 if TYPE_CHECKING:
@@ -47,12 +47,15 @@ class SqlReads(RunStore):
     A dialect answers reads on a connection of the calling thread and process (:meth:`_read`), gives
     a transaction that serialises writers to the rows it touches (:meth:`_db`), and spells:
     :attr:`LOCK` locks the rows a write transaction selects, :attr:`SKIP_LOCKED` also skips the rows
-    another transaction holds (a claim), :attr:`GREATEST` names the two-value maximum.
+    another transaction holds (a claim), :attr:`GREATEST` names the two-value maximum;
+    :attr:`COUNTED_AT_COMMIT` says whether its triggers count a change of the PENDING runs
+    (``run_queue.pending``) when its transaction commits, rather than at once.
     """
 
     LOCK = ""
     SKIP_LOCKED = ""
     GREATEST = "MAX"
+    COUNTED_AT_COMMIT = False
 
     @classmethod
     @abstractmethod
@@ -133,6 +136,10 @@ class SqlReads(RunStore):
         )
         rows = self._read(lambda db: self._exec(db, text, (run_id,)).fetchall())
         return [Step(**{**dict(row), "executed": bool(row["executed"])}) for row in rows]
+
+    def queued(self) -> int:
+        """How many runs are PENDING, as the database counts them with each change (one row read, not a scan)."""
+        return int(self._read(lambda db: self._scalar(db, QUEUED)))
 
     def count(self, state: RunState | None = None) -> int:
         if state is None:

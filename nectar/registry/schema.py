@@ -2,8 +2,9 @@
 
 The schema grows by :data:`MIGRATIONS`: version n is reached by applying ``MIGRATIONS[n-1]``.
 A statement names its floating-point columns ``{real}``, which a dialect spells its own way
-(:func:`statements`); each dialect records the version reached where its database keeps such
-things (SQLite's ``PRAGMA user_version``, a table in PostgreSQL).
+(:func:`statements`), and :data:`COUNT_PENDING` stands for the dialect's triggers that keep
+``run_queue.pending`` equal to the number of PENDING runs; each dialect records the version reached
+where its database keeps such things (SQLite's ``PRAGMA user_version``, a table in PostgreSQL).
 """
 
 from __future__ import annotations
@@ -133,8 +134,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX IF NOT EXISTS trigger_objects_by_run ON trigger_objects(run_id) WHERE run_id IS NOT NULL",
     ),
+    (  # 7: how many runs are PENDING, counted by the database in the transaction of each change (the queue bound)
+        "CREATE TABLE IF NOT EXISTS run_queue (id INTEGER PRIMARY KEY, pending INTEGER NOT NULL)",
+        "INSERT INTO run_queue (id, pending) SELECT 1, COUNT(*) FROM runs WHERE state = 'PENDING'",
+        "{count_pending}",
+    ),
 )
 LATEST = len(MIGRATIONS)
+#: where a migration's statements take the dialect's own that keep ``run_queue.pending`` counted
+COUNT_PENDING = "{count_pending}"
+#: the number of PENDING runs, kept by the triggers of :data:`COUNT_PENDING`
+QUEUED = "SELECT pending FROM run_queue WHERE id = 1"
+#: when a dialect's trigger adds ``delta`` to the count: on a run inserted PENDING, deleted PENDING, on a state
+#: becoming PENDING, and leaving it (``delta``, the row's ``NEW``/``OLD`` condition)
+PENDING_CHANGES: tuple[tuple[str, str, int, str], ...] = (
+    ("runs_queued_insert", "INSERT", 1, "NEW.state = 'PENDING'"),
+    ("runs_queued_delete", "DELETE", -1, "OLD.state = 'PENDING'"),
+    ("runs_queued_enter", "UPDATE OF state", 1, "NEW.state = 'PENDING' AND OLD.state <> 'PENDING'"),
+    ("runs_queued_leave", "UPDATE OF state", -1, "OLD.state = 'PENDING' AND NEW.state <> 'PENDING'"),
+)
 
 #: a run's columns, in the order of the table and of :func:`run_row`
 RUN_COLUMNS: tuple[str, ...] = tuple(
@@ -151,9 +169,13 @@ _LISTS = ("objects", "waiting_for")
 STEP_COLUMNS: tuple[str, ...] = ("run_id", "task_id", "task", "key", "state", "executed", "error", "updated_at", "seq")
 
 
-def statements(version: int, real: str) -> list[str]:
-    """The statements that bring a schema at ``version`` to :data:`LATEST`, ``{real}`` spelt ``real``."""
-    return [statement.format(real=real) for migration in MIGRATIONS[version:] for statement in migration]
+def statements(version: int, real: str, count_pending: Sequence[str]) -> list[str]:
+    """The statements that bring a schema at ``version`` to :data:`LATEST`, ``{real}`` spelt ``real`` and
+    :data:`COUNT_PENDING` replaced by the dialect's ``count_pending`` statements."""
+    found: list[str] = []
+    for statement in (statement for migration in MIGRATIONS[version:] for statement in migration):
+        found.extend(count_pending if statement == COUNT_PENDING else [statement.format(real=real)])
+    return found
 
 
 def refuse_newer(found: int, known: int, where: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from nectar.errors import QueueFull, RunFinished, RunNotFound
 from nectar.registry.model import Run, RunState, Step
 from nectar.registry.reads import SqlReads
-from nectar.registry.schema import RUN_COLUMNS, RUNS, STEP_COLUMNS, param_marks, run_of, run_row
+from nectar.registry.schema import QUEUED, RUN_COLUMNS, RUNS, STEP_COLUMNS, param_marks, run_of, run_row
 
 _OWNED = "id = ? AND attempt = ? AND state = 'RUNNING'"
 #: the states of an active run (one a key)
@@ -32,11 +32,13 @@ class SqlRunStore(SqlReads):
             existing = self._select(db, f"key = ? AND {ACTIVE}", run.key)
             if existing is not None:
                 return existing, False
-            if max_pending is not None:
-                pending = self._scalar(db, "SELECT COUNT(*) FROM runs WHERE state = 'PENDING'")
-                if pending >= max_pending:
-                    raise QueueFull(f"{pending} runs are queued, the most this service accepts", retry_after=0)
             self._insert(db, run)
+            if max_pending is not None:
+                # the count the database keeps, its row locked until this transaction ends: whoever submits at once
+                # reads it after this one (a full queue rolls the insert back)
+                ahead = int(self._scalar(db, f"{QUEUED}{self.LOCK}")) - (0 if self.COUNTED_AT_COMMIT else 1)
+                if ahead >= max_pending:
+                    raise QueueFull(f"{ahead} runs are queued, the most this service accepts", retry_after=0)
         self._queued()
         return run, True
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar
 
 from nectar.registry.forks import SQLITE
-from nectar.registry.schema import LATEST, refuse_newer, statements
+from nectar.registry.schema import LATEST, PENDING_CHANGES, refuse_newer, statements
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
 
@@ -22,6 +22,15 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: the schema version this release writes, kept in ``PRAGMA user_version``
 SCHEMA_VERSION = LATEST
+#: one lock per file and process, taken before SQLite's write lock: a thread that waits in SQLite's busy handler
+#: sleeps 1, 2, 5, 10... ms between looks, one that waits here takes its turn as soon as the writer before it ends
+_WRITERS: dict[tuple[int, str], threading.RLock] = {}
+#: the triggers that keep ``run_queue.pending`` counted, in the transaction of each change
+COUNT_PENDING = [
+    f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON runs FOR EACH ROW WHEN {when} "
+    f"BEGIN UPDATE run_queue SET pending = pending + ({delta}) WHERE id = 1; END"
+    for name, event, delta, when in PENDING_CHANGES
+]
 
 
 class SQLiteRunStore(SqlTriggers, SqlWaits):
@@ -55,7 +64,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
     def _db(self) -> Iterator[sqlite3.Connection]:
         """A connection inside one IMMEDIATE transaction (so readers never block on writers), which no fork
         of this process interrupts (a child would inherit its write lock, never released there)."""
-        with SQLITE.inside():
+        with SQLITE.inside(), self._writer():
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -65,6 +74,11 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
                 raise
             conn.execute("COMMIT")
 
+    def _writer(self) -> threading.RLock:
+        """This process's lock on writing to this file (its own after a fork: a parent's thread may hold the old)."""
+        mine = (os.getpid(), str(self.path))
+        return _WRITERS.get(mine) or _WRITERS.setdefault(mine, threading.RLock())
+
     def _migrate(self) -> None:
         """Bring the file to :data:`SCHEMA_VERSION`, one transaction, whoever else opens it at once."""
         with self._db() as db:
@@ -73,7 +87,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
                 columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
                 version = 2 if "attempt" in columns else 1  # written before versions were recorded
             refuse_newer(version, SCHEMA_VERSION, str(self.path))
-            for statement in statements(version, real="REAL"):
+            for statement in statements(version, "REAL", COUNT_PENDING):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
