@@ -1,8 +1,11 @@
-"""Memory: an API worker's RSS after 10,000 requests; the peak RSS of a task writing a big out.txt to S3 (moto)."""
+"""Memory: an API worker's RSS after 10,000 requests and over a registry of 20,000 runs; idle ``nectar serve``, all
+its processes; the peak RSS of a task writing a big out.txt to S3 (moto)."""
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 import boto3
@@ -19,12 +22,16 @@ from benchmarks.harness import (
 )
 from benchmarks.load import Request, hammer
 from benchmarks.population import Probe, fill_registry, fill_store
-from harness import MOTO_CREDENTIALS, free_port
+from harness import MOTO_CREDENTIALS, NECTAR, REPO, answers, cmdline, descendants, free_port, waitfor
 
 NAME = "memory"
 TASK_PATH = f"/api/chains/{CHAIN_TYPE}/{CHAIN}"
 MB = 1024  # kB
 KNOWN = 2_000
+#: the registry of the soak's end (21,492 runs), where each API worker had grown from ~48 MB to 80-89 MB
+BIG_REGISTRY = 20_000
+#: seconds ``nectar serve`` is left alone after its first 200 before it is measured (its worker's spare is forked)
+IDLE = 5.0
 
 
 def mixed_requests(count: int) -> list[Request]:
@@ -37,6 +44,15 @@ def mixed_requests(count: int) -> list[Request]:
         [("GET", "/healthz")] * count,
     ]
     return [request for group in zip(*kinds, strict=True) for request in group]
+
+
+def scrapes_and_statuses(count: int) -> list[Request]:
+    """``count`` times: a /metrics scrape, then four status reads of runs spread over the whole registry."""
+
+    def status(n: int) -> Request:
+        return ("GET", f"/api/chainstatus?chain={quote(Probe(n * 997 % BIG_REGISTRY).key.path, safe='/')}")
+
+    return [request for n in range(count) for request in [("GET", "/metrics"), *map(status, range(4 * n, 4 * n + 4))]]
 
 
 def api_rss(ctx: Context, requests: int) -> tuple[float, float]:
@@ -54,6 +70,51 @@ def api_rss(ctx: Context, requests: int) -> tuple[float, float]:
         if cluster.api_workers(url) != [worker]:
             raise RuntimeError("the API worker was replaced while it was measured")
         return rss_kb(worker), warm
+
+
+def registry_rss(ctx: Context, requests: int) -> tuple[float, float]:
+    """(RSS of the one API worker after ``requests`` status reads and /metrics scrapes (one in five) over a registry
+    of :data:`BIG_REGISTRY` runs, its RSS after the first 100), in kB: each scrape reads every run."""
+    with ctx.cluster(f"{NAME}-registry") as cluster:
+        fill_registry(cluster.settings.registry_path, range(BIG_REGISTRY))
+        fill_store(cluster.settings.local_targets_dir, range(KNOWN))
+        url = cluster.start_api(workers=1)
+        (worker,) = cluster.api_workers(url)
+        mix = scrapes_and_statuses(requests // 5 + 1)
+        hammer(url, mix[:100], 4, duration=None, per_client=25).check(200)
+        warm = rss_kb(worker)
+        hammer(url, mix[100:requests], 16, duration=None, per_client=(requests - 100) // 16).check(200)
+        if cluster.api_workers(url) != [worker]:
+            raise RuntimeError("the API worker was replaced while it was measured")
+        return rss_kb(worker), warm
+
+
+def rollup(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process in kB, from its ``/proc/<pid>/smaps_rollup``."""
+    fields = dict(line.split()[:2] for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+    return int(fields["Rss:"]), int(fields["Pss:"])
+
+
+def idle_serve(ctx: Context) -> tuple[float, float, list[str]]:
+    """(RSS, PSS) in kB of every process of ``nectar serve`` (the supervisor and all it started) :data:`IDLE`
+    seconds after its first 200; and a line per process."""
+    with ctx.cluster(f"{NAME}-serve") as cluster:
+        shutil.rmtree(cluster.settings.chains_dir)
+        shutil.copytree(REPO / "chains", cluster.settings.chains_dir, ignore=shutil.ignore_patterns("__pycache__"))
+        port, scheduler_port = free_port(), free_port()
+        argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
+        argv += ["--data-dir", str(cluster.settings.data_dir), "--chains-dir", str(cluster.settings.chains_dir)]
+        serve = cluster.procs.start("serve", argv, cluster.env(), cluster.dir)
+        waitfor(lambda: answers(f"http://127.0.0.1:{port}/api/chains", 5) == 200, 60, "nectar serve to answer 200")
+        time.sleep(IDLE)
+        rss = pss = 0
+        lines = []
+        for pid in [serve.pid, *descendants(serve.pid)]:
+            one_rss, one_pss = rollup(pid)
+            rss, pss = rss + one_rss, pss + one_pss
+            lines.append(f"{one_rss / MB:6.1f} MB RSS {one_pss / MB:6.1f} MB PSS  {cmdline(pid)[:100]}")
+        cluster.procs.stop(serve, timeout=60)
+        return rss, pss, lines
 
 
 def upload_peak(ctx: Context, sizes: list[int]) -> dict[int, float]:
@@ -91,6 +152,9 @@ def run(ctx: Context) -> list[Figure]:
     requests = 3_000 if ctx.quick else 10_000
     size = 64 if ctx.quick else 1024
     after, warm = api_rss(ctx, requests)
+    big, big_warm = registry_rss(ctx, 1_000 if ctx.quick else 3_000)
+    rss, pss, processes = idle_serve(ctx)
+    print(f"idle nectar serve, {len(processes)} processes:", *processes, sep="\n  ")
     peaks = upload_peak(ctx, [1, size])
     return [
         Figure(
@@ -100,7 +164,25 @@ def run(ctx: Context) -> list[Figure]:
             "MB",
             "the same worker after 100",
             warm,
-            at_most(80 * MB, "≤ 80 MB"),
+            at_most(60 * MB, "≤ 60 MB"),
+        ),
+        Figure(
+            NAME,
+            f"API worker RSS over {BIG_REGISTRY:,} runs, /metrics scraped and statuses read",
+            big,
+            "MB",
+            "the same worker after 100",
+            big_warm,
+            at_most(60 * MB, "≤ 60 MB"),
+        ),
+        Figure(
+            NAME,
+            f"idle nectar serve, all {len(processes)} processes: RSS",
+            rss,
+            "MB",
+            "their PSS (shared pages split)",
+            pss,
+            at_most(200 * MB, "≤ 200 MB"),
         ),
         Figure(
             NAME,

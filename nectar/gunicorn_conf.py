@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -47,10 +48,29 @@ if os.environ.get("NECTAR_LOG_FORMAT", "").strip().lower() == "json":
         },
     }
 
+# the app is imported once, in the master, and its workers are forked from it: they share its pages (and a worker
+# recycled after max_requests starts at once); what must not cross a fork is opened later, in each worker (the
+# registry's connections, per process and thread; boto3's client; luigid's session)
+preload_app = True
+
+
+def _fewer_arenas() -> None:
+    from nectar.gunicorn_ext import few_malloc_arenas
+
+    few_malloc_arenas()  # before any thread: each worker's threads share two malloc arenas, not one each
+
+
+_fewer_arenas()
+
 # every worker writes its request latencies here, and /metrics adds them up (prometheus_client reads this
-# variable when it is imported, which the workers do after this file ran)
-_METRICS_DIR = None if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else tempfile.mkdtemp(prefix="nectar-metrics-")
-if _METRICS_DIR:
+# variable when it is imported, which the app does after this file ran); removed when gunicorn exits, and a
+# folder left by a gunicorn that could not remove it (SIGKILL) is removed by the next one to start
+_METRICS_DIR = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    from nectar.gunicorn_ext import METRICS_PREFIX, remove_orphan_metrics
+
+    remove_orphan_metrics(tempfile.gettempdir())
+    _METRICS_DIR = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _METRICS_DIR
 
 
@@ -68,6 +88,12 @@ def _read_timeout() -> float:
 
 
 READ_TIMEOUT = _read_timeout()
+
+
+def pre_fork(server: object, worker: object) -> None:
+    """Before each worker is forked: the master's objects (the preloaded app) leave the garbage collector's
+    generations, so that no collection in a worker writes to their pages and unshares them."""
+    gc.freeze()
 
 
 def post_worker_init(worker: object) -> None:

@@ -88,10 +88,11 @@ def cmd_clock(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, request_stop)
     nectar = Nectar(settings)
-    # the trigger loop reads the chain files with a catalog of its own: the loops share nothing but the registry
+    # the loops share one catalog (its refresh is under its lock, as the API's threads share theirs; chain files
+    # are parsed one at a time in a process) and one registry: the chain modules are imported once, not twice
     beside = {
         "nectar-waits": WaitLoop(nectar.runs, settings.wait_poll_max).serve_forever,
-        "nectar-triggers": TriggerLoop(Nectar(settings).triggers).serve_forever,
+        "nectar-triggers": TriggerLoop(nectar.triggers).serve_forever,
     }
     threads = [threading.Thread(target=serve, args=(stop,), name=name) for name, serve in beside.items()]
     for thread in threads:

@@ -31,6 +31,9 @@ COUNT_PENDING = [
     f"BEGIN UPDATE run_queue SET pending = pending + ({delta}) WHERE id = 1; END"
     for name, event, delta, when in PENDING_CHANGES
 ]
+#: KiB of pages each connection caches (SQLite's default is 2,000): a process has a connection per thread (an API
+#: worker 8), and a /metrics scrape reads every run, so each filled its own 2 MB; the OS caches the file for all
+CACHE_KIB = 256
 
 
 class SQLiteRunStore(SqlTriggers, SqlWaits):
@@ -53,6 +56,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives any process crash
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 

@@ -1,0 +1,87 @@
+"""The API's memory under gunicorn: its metrics folder does not outlive it, and /metrics scrapes over a big registry
+do not grow a worker by a page cache and a malloc arena per thread."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from pathlib import Path
+
+from benchmarks.harness import rss_kb
+from benchmarks.population import fill_registry
+from harness import Processes, base_env, children, free_port, settings_env
+from nectar.config import Settings
+from nectar.gunicorn_ext import METRICS_PREFIX
+
+#: the soak's registry: each /metrics scrape reads every run
+RUNS = 20_000
+#: gunicorn's threads per worker (nectar.gunicorn_conf's default)
+THREADS = 8
+#: kB a worker may grow by once every thread has scraped, after its first scrape: SQLite's default page cache alone
+#: was 2 MB a thread, and each thread's own malloc arena kept ~1.5 MB more (the worker grew ~25 MB)
+GROWTH_KB = 8 * 1024
+
+
+def metrics_folders(tmp: Path, pid: int) -> list[Path]:
+    return sorted(tmp.glob(f"{METRICS_PREFIX}{pid}-*"))
+
+
+def test_the_metrics_folder_goes_with_its_gunicorn_even_a_killed_one(settings: Settings, tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = base_env() | settings_env(settings) | {"TMPDIR": str(tmp)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    processes = Processes(tmp_path / "logs")
+    try:
+        killed = processes.api(free_port(), env, workers=1)
+        assert len(metrics_folders(tmp, killed.pid)) == 1
+        processes.kill(killed)  # SIGKILL: its on_exit never runs
+        assert len(metrics_folders(tmp, killed.pid)) == 1
+
+        stopped = processes.api(free_port(), env, workers=1)
+
+        assert metrics_folders(tmp, killed.pid) == [], "the next gunicorn left a killed one's metrics folder"
+        assert len(metrics_folders(tmp, stopped.pid)) == 1
+        processes.stop(stopped)  # SIGTERM: its on_exit removes its own
+        assert list(tmp.glob(f"{METRICS_PREFIX}*")) == []
+    finally:
+        processes.close()
+
+
+def scrape(port: int) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        connection.request("GET", "/metrics")
+        answer = connection.getresponse()
+        answer.read()
+        assert answer.status == 200
+    finally:
+        connection.close()
+
+
+def scrape_at_once(port: int, count: int) -> None:
+    """``count`` scrapes on as many connections at once: gunicorn hands them to as many of its threads."""
+    threads = [threading.Thread(target=scrape, args=(port,)) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_scrapes_from_every_thread_grow_a_worker_by_little(settings: Settings, tmp_path: Path) -> None:
+    fill_registry(settings.registry_path, range(RUNS))
+    port = free_port()
+    processes = Processes(tmp_path / "logs")
+    try:
+        api = processes.api(port, base_env() | settings_env(settings), workers=1, threads=THREADS)
+        (worker,) = children(api.pid)
+        scrape(port)  # one thread, one connection to the registry, everything the first scrape loads
+        warm = rss_kb(worker)
+
+        for _ in range(5):
+            scrape_at_once(port, THREADS)
+
+        grown = rss_kb(worker) - warm
+        assert grown <= GROWTH_KB, f"the worker grew by {grown} kB once {THREADS} threads had scraped {RUNS} runs"
+    finally:
+        processes.close()
