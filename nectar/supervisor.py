@@ -20,6 +20,7 @@ secret, change its state; browsers get its visualiser read-only.
 from __future__ import annotations
 
 import argparse
+import http.client
 import logging
 import os
 import signal
@@ -29,8 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import requests
+from urllib.parse import urlsplit
 
 from nectar import lifeline, ports
 from nectar.config import Settings
@@ -108,15 +108,28 @@ class Part:
     stop_timeout: float = STOP_TIMEOUT
 
 
+def answers(url: str) -> bool:
+    """Whether an HTTP server answers ``url`` at all (any status), within a second (http.client: the supervisor
+    imports neither requests nor luigi, so that it weighs what a Python process weighs)."""
+    where = urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=1)
+    try:
+        conn.request("GET", where.path or "/")
+        conn.getresponse().read()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
 def wait_ready(url: str, part: Part, port: int, timeout: float = 30.0) -> None:
     """Until ``url`` answers from ``part``'s own process (listening on ``port``), not from anyone else."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if part.proc.poll() is not None:
             raise RuntimeError(f"{part.name} exited with code {part.proc.returncode} while starting")
-        try:
-            requests.get(url, timeout=1)
-        except requests.RequestException:
+        if not answers(url):
             time.sleep(0.05)
             continue
         holders = ports.listeners(port)

@@ -360,3 +360,8 @@ def record_every_task() -> None:
     if not _recording_every_task:
         luigi.Task.event_handler(Event.START)(_record_run)
         _recording_every_task = True
+
+
+from nectar import luigi_names  # noqa: E402
+
+luigi_names.install(NectarTask)  # `luigi --module chains.<type>.<chain> <Task>` finds a chain task by its class name

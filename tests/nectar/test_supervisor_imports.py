@@ -1,0 +1,28 @@
+"""``nectar serve``'s supervisor starts and watches the other processes: it loads neither luigi nor requests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import nectar
+
+
+def test_the_supervisor_process_loads_neither_luigi_nor_requests() -> None:
+    """What `nectar serve` imports before it starts its parts (the CLI and the supervisor) weighs a bare Python's."""
+    heavy = "{'luigi', 'requests', 'boto3'}"
+    probe = f"import sys, nectar.cli, nectar.supervisor; print(sorted({heavy} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
+
+
+def test_a_chain_still_gets_its_names_from_nectar() -> None:
+    """`from nectar import NectarTask, Schedule, Trigger` (what chain files write) works as before; a typo is named."""
+    assert nectar.NectarTask.__name__ == "NectarTask"
+    assert {nectar.Schedule.__name__, nectar.Trigger.__name__} == {"Schedule", "Trigger"}
+    try:
+        nectar.NectarTsk  # noqa: B018
+    except AttributeError as exc:
+        assert "NectarTsk" in str(exc)
+    else:
+        raise AssertionError("nectar.NectarTsk did not raise AttributeError")
