@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from nectar.registry.model import Durations, Run, RunFilter, RunState, Step
-from nectar.registry.schema import RUNS, run_of, values
+from nectar.registry.model import Attempt, Durations, Run, RunFilter, RunState, Step
+from nectar.registry.schema import ATTEMPT_COLUMNS, RUNS, run_of, values
 from nectar.registry.store import RunStore
 
 if TYPE_CHECKING:
@@ -133,6 +133,11 @@ class SqlReads(RunStore):
         )
         rows = self._read(lambda db: self._exec(db, text, (run_id,)).fetchall())
         return [Step(**{**dict(row), "executed": bool(row["executed"])}) for row in rows]
+
+    def attempts(self, run_id: str) -> list[Attempt]:
+        text = f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM attempts WHERE run_id = ? ORDER BY attempt"
+        rows = self._read(lambda db: self._exec(db, text, (run_id,)).fetchall())
+        return [Attempt(*values(row)) for row in rows]
 
     def count(self, state: RunState | None = None) -> int:
         if state is None:

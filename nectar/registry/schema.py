@@ -133,6 +133,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX IF NOT EXISTS trigger_objects_by_run ON trigger_objects(run_id) WHERE run_id IS NOT NULL",
     ),
+    (),  # 7: issue 21's counter of queued runs, on its own branch (this placeholder gives way to it on merge)
+    (  # 8: each ended attempt of a run, its outcome and error: a retried run's history, not its steps'
+        """CREATE TABLE IF NOT EXISTS attempts (
+            run_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            failed_step TEXT,
+            error TEXT,
+            started_at {real},
+            ended_at {real} NOT NULL,
+            PRIMARY KEY (run_id, attempt)
+        )""",
+    ),
 )
 LATEST = len(MIGRATIONS)
 
@@ -149,6 +162,8 @@ RUNS = ", ".join(RUN_COLUMNS)
 #: a run's columns that hold a list, stored as JSON
 _LISTS = ("objects", "waiting_for")
 STEP_COLUMNS: tuple[str, ...] = ("run_id", "task_id", "task", "key", "state", "executed", "error", "updated_at", "seq")
+#: an ended attempt's columns, in the order of :class:`~nectar.registry.model.Attempt`'s fields
+ATTEMPT_COLUMNS: tuple[str, ...] = ("run_id", "attempt", "state", "failed_step", "error", "started_at", "ended_at")
 
 
 def statements(version: int, real: str) -> list[str]:
