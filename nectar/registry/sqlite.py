@@ -43,7 +43,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives any process crash
-            self._local.conn, self._local.pid = conn, os.getpid()
+            self._local.conn, self._local.pid, self._local.owned = conn, os.getpid(), None
         return conn
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
@@ -53,6 +53,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
     def _db(self) -> Iterator[sqlite3.Connection]:
         """A connection inside one IMMEDIATE transaction (so readers never block on writers)."""
         conn = self._connection()
+        self._local.owned = None  # this connection's own writes leave data_version as it is: ask again after one
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -72,6 +73,18 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             for statement in statements(version, real="REAL"):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def owns(self, run_id: str, attempt: int) -> bool:
+        """As every registry answers it, but without a read while no other connection has committed anything since
+        this one last found the attempt owned (``PRAGMA data_version``, a look at shared memory): a cancel, a
+        reclaim or a retry is a commit of another connection, so an unchanged version is an unchanged answer."""
+        conn = self._connection()
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if getattr(self._local, "owned", None) == (run_id, attempt, version):
+            return True
+        owned = super().owns(run_id, attempt)
+        self._local.owned = (run_id, attempt, version) if owned else None
+        return owned
 
     def check(self) -> str:
         self._connection().execute("SELECT 1 FROM runs LIMIT 1").fetchall()
