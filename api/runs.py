@@ -11,7 +11,7 @@ from api.envelope import answer, error_responses
 from api.schemas import RunDetailEnvelope, RunEnvelope, RunsEnvelope, RunsQuerySchema
 from nectar.errors import InvalidParameters
 from nectar.keys import TargetKey
-from nectar.registry import Run, RunFilter, RunState, jsonable_run
+from nectar.registry import Run, RunFilter, RunState, jsonable_attempt, jsonable_run
 from nectar.status import JobStatus, log_source
 
 #: the most runs a page may skip (an integer both SQLite and PostgreSQL take as an OFFSET)
@@ -61,7 +61,7 @@ class RunById(MethodView):
     @blp.response(200, RunDetailEnvelope)
     @error_responses(blp, 404)
     def get(self, run_id):
-        """One run: its state, attempt, worker, last error, steps and logs
+        """One run: its state, attempt, worker, last error, steps, ended attempts and logs
 
         The log links follow the step running now until the requested task starts (``logs_task``
         names whose they are); each step has its own.
@@ -74,6 +74,7 @@ class RunById(MethodView):
             {
                 **run_out(run),
                 "steps": [links.step_out(step) for step in steps],
+                "attempts": [jsonable_attempt(attempt) for attempt in service.attempts(run.id)],
                 **links.log_links(log_source(key, run.state.value, run, steps)),
                 **links.downloads(JobStatus(key, run.state.value, run, steps)),
             }

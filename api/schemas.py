@@ -236,10 +236,30 @@ class RunSchema(TriggeredSchema):
     cancel_url = fields.Url(metadata={"description": "POST here to cancel the run."})
 
 
-class RunDetailSchema(RunSchema, LogLinksSchema, DownloadsSchema):
-    """One run, as GET /api/runs/<id> answers it: with its steps and logs."""
+class AttemptSchema(ma.Schema):
+    attempt = fields.Integer(metadata={"description": "Its number: 1 for the first."})
+    state = fields.String(
+        metadata={
+            "description": "How it ended: DONE, FAILED (the run was retried after it, or failed) or CANCELLED.",
+            "enum": ["DONE", "FAILED", "CANCELLED"],
+        }
+    )
+    failed_step = fields.String(allow_none=True, metadata={"description": "The step it failed at."})
+    error = fields.String(allow_none=True, metadata={"description": "Why it failed (or was cancelled)."})
+    started_at = fields.Float(allow_none=True)
+    ended_at = fields.Float()
 
-    steps = fields.List(fields.Nested(StepSchema))
+
+class RunDetailSchema(RunSchema, LogLinksSchema, DownloadsSchema):
+    """One run, as GET /api/runs/<id> answers it: with its steps, its ended attempts and logs."""
+
+    steps = fields.List(fields.Nested(StepSchema), metadata={"description": "Each in its current attempt's state."})
+    attempts = fields.List(
+        fields.Nested(AttemptSchema),
+        metadata={
+            "description": "Each ended attempt, the first first: how it ended and its error (a retry's history)."
+        },
+    )
 
 
 class StatusSchema(LogLinksSchema, DownloadsSchema, TriggeredSchema):

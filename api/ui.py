@@ -275,6 +275,7 @@ def run_page(run_id: str) -> str:
         row=run_row(run),
         run=run,
         steps=[step_out(step) for step in steps],
+        attempts=[{"attempt": a, "ended": clock(a.ended_at)} for a in service.attempts(run.id)],
         retry_at=clock(run.retry_at),
         started=clock(run.started_at),
         finished=clock(run.finished_at),

@@ -96,7 +96,7 @@ def run(ctx: Context) -> list[Figure]:
     what, raw = f"raw luigi.build, 1 worker, luigid and luigi defaults (n={ctx.repeats})", median(took["raw"])
     return [
         Figure(NAME, f"{size} tasks via the API, luigi defaults", median(took["default"]), "s", what, raw,
-               ratio_at_most(1.1)),
+               ratio_at_most(0.5)),
         Figure(NAME, f"{size} tasks via the API, tuned luigi.cfg", median(took["tuned"]), "s", what, raw,
                ratio_at_most(1.0, "< 1x")),
     ]  # fmt: skip

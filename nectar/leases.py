@@ -152,8 +152,9 @@ class AttemptLease:
         """Whether the attempt may commit an output now (the fence's question).
 
         Within a heartbeat interval of the last renewal, the lease cannot have run out, so a read
-        that finds the attempt still RUNNING (not cancelled, not reclaimed) is enough; after a longer
-        silence (the process was frozen, or the registry slow) the lease is renewed first.
+        that finds the attempt still RUNNING (not cancelled, not reclaimed) is enough (SQLite answers it
+        without a read while no one else has committed since it last did); after a longer silence (the
+        process was frozen, or the registry slow) the lease is renewed first.
         """
         if self.lost or time.monotonic() - self._renewed >= self.interval:
             return self.renew()

@@ -22,7 +22,7 @@ from nectar.config import Settings, get_settings
 from nectar.errors import NectarError, QueueFull, RunNotFound
 from nectar.keys import TargetKey
 from nectar.luigid import SchedulerClient, scheduler_of
-from nectar.registry import RetryPolicy, Run, RunFilter, RunState, RunStore, Step, open_run_store
+from nectar.registry import Attempt, RetryPolicy, Run, RunFilter, RunState, RunStore, Step, open_run_store
 from nectar.status import JobStatus, job_status
 from nectar.stores import TargetStore, get_store
 from nectar.task import NectarTask
@@ -163,6 +163,9 @@ class Nectar:
 
     def steps(self, run_id: str) -> list[Step]:
         return self.runs.steps(run_id)
+
+    def attempts(self, run_id: str) -> list[Attempt]:
+        return self.runs.attempts(run_id)
 
     def visualiser_url(self, task_id: str) -> str | None:
         """The task in luigi's visualiser; None without a luigid."""

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING
 
 from nectar.registry.model import (
     STEP_STATES,
+    Attempt,
     Durations,
     RetryPolicy,
     Run,
     RunFilter,
     RunState,
     Step,
+    jsonable_attempt,
     jsonable_run,
 )
 from nectar.registry.store import RunStore
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DIALECTS",
     "STEP_STATES",
+    "Attempt",
     "Durations",
     "RetryPolicy",
     "Run",
@@ -39,6 +42,7 @@ __all__ = [
     "RunStore",
     "Step",
     "dialect_of",
+    "jsonable_attempt",
     "jsonable_run",
     "open_run_store",
 ]

@@ -1,4 +1,4 @@
-"""The run registry's data: a run, its state and retry policy, its steps, and the filter that lists runs."""
+"""The run registry's data: a run, its state and retry policy, its attempts, its steps, the filter of runs."""
 
 from __future__ import annotations
 
@@ -173,6 +173,32 @@ class Step:
     executed: bool = False
     error: str | None = None
     updated_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One ended attempt of a run: how it ended (DONE, FAILED, CANCELLED), at which step and why, and when."""
+
+    run_id: str
+    attempt: int
+    #: DONE, FAILED (the run was retried after it, or failed) or CANCELLED
+    state: str
+    failed_step: str | None
+    error: str | None
+    started_at: float | None
+    ended_at: float
+
+
+def jsonable_attempt(attempt: Attempt) -> dict[str, Any]:
+    """An ended attempt as plain JSON-able values (times in unix seconds, as a run's)."""
+    return {
+        "attempt": attempt.attempt,
+        "state": attempt.state,
+        "failed_step": attempt.failed_step,
+        "error": attempt.error,
+        "started_at": attempt.started_at,
+        "ended_at": attempt.ended_at,
+    }
 
 
 def jsonable_run(run: Run) -> dict[str, Any]:

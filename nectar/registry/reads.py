@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from nectar.registry.model import Durations, Run, RunFilter, RunState, Step
-from nectar.registry.schema import QUEUED, RUNS, run_of, values
+from nectar.registry.model import Attempt, Durations, Run, RunFilter, RunState, Step
+from nectar.registry.schema import ATTEMPT_COLUMNS, QUEUED, RUNS, run_of, values
 from nectar.registry.store import RunStore
 
 if TYPE_CHECKING:
@@ -140,6 +140,11 @@ class SqlReads(RunStore):
     def queued(self) -> int:
         """How many runs are PENDING, as the database counts them with each change (one row read, not a scan)."""
         return int(self._read(lambda db: self._scalar(db, QUEUED)))
+
+    def attempts(self, run_id: str) -> list[Attempt]:
+        text = f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM attempts WHERE run_id = ? ORDER BY attempt"
+        rows = self._read(lambda db: self._exec(db, text, (run_id,)).fetchall())
+        return [Attempt(*values(row)) for row in rows]
 
     def count(self, state: RunState | None = None) -> int:
         if state is None:

@@ -139,6 +139,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "INSERT INTO run_queue (id, pending) SELECT 1, COUNT(*) FROM runs WHERE state = 'PENDING'",
         "{count_pending}",
     ),
+    (  # 8: each ended attempt of a run, its outcome and error: a retried run's history, not its steps'
+        """CREATE TABLE IF NOT EXISTS attempts (
+            run_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            failed_step TEXT,
+            error TEXT,
+            started_at {real},
+            ended_at {real} NOT NULL,
+            PRIMARY KEY (run_id, attempt)
+        )""",
+    ),
 )
 LATEST = len(MIGRATIONS)
 #: where a migration's statements take the dialect's own that keep ``run_queue.pending`` counted
@@ -167,6 +179,8 @@ RUNS = ", ".join(RUN_COLUMNS)
 #: a run's columns that hold a list, stored as JSON
 _LISTS = ("objects", "waiting_for")
 STEP_COLUMNS: tuple[str, ...] = ("run_id", "task_id", "task", "key", "state", "executed", "error", "updated_at", "seq")
+#: an ended attempt's columns, in the order of :class:`~nectar.registry.model.Attempt`'s fields
+ATTEMPT_COLUMNS: tuple[str, ...] = ("run_id", "attempt", "state", "failed_step", "error", "started_at", "ended_at")
 
 
 def statements(version: int, real: str, count_pending: Sequence[str]) -> list[str]:

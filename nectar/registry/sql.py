@@ -14,7 +14,17 @@ from typing import Any
 from nectar.errors import QueueFull, RunFinished, RunNotFound
 from nectar.registry.model import Run, RunState, Step
 from nectar.registry.reads import SqlReads
-from nectar.registry.schema import QUEUED, RUN_COLUMNS, RUNS, STEP_COLUMNS, param_marks, run_of, run_row
+from nectar.registry.schema import (
+    ATTEMPT_COLUMNS,
+    QUEUED,
+    RUN_COLUMNS,
+    RUNS,
+    STEP_COLUMNS,
+    param_marks,
+    run_of,
+    run_row,
+    values,
+)
 
 _OWNED = "id = ? AND attempt = ? AND state = 'RUNNING'"
 #: the states of an active run (one a key)
@@ -89,8 +99,37 @@ class SqlRunStore(SqlReads):
         return self._update_owned(assignments, (time.time(), worker), run_id, attempt)
 
     def complete(self, run_id: str, attempt: int) -> bool:
-        assignments = "state = 'DONE', finished_at = ?, failed_step = NULL, error = NULL"
-        return self._update_owned(assignments, (time.time(),), run_id, attempt)
+        now = time.time()
+        with self._db() as db:
+            row = self._exec(
+                db,
+                "UPDATE runs SET state = 'DONE', finished_at = ?, failed_step = NULL, error = NULL "
+                f"WHERE {_OWNED} RETURNING started_at",
+                (now, run_id, attempt),
+            ).fetchone()
+            if row is not None:
+                self._end_attempt(db, run_id, attempt, "DONE", None, None, values(row)[0], now)
+        return row is not None
+
+    def _end_attempt(
+        self,
+        db: Any,
+        run_id: str,
+        attempt: int,
+        state: str,
+        failed_step: str | None,
+        error: str | None,
+        started_at: float | None,
+        now: float,
+    ) -> None:
+        """Keep how ``attempt`` of the run ended, beside the run (whose own error is its last attempt's)."""
+        self._exec(
+            db,
+            f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({param_marks(ATTEMPT_COLUMNS)}) "
+            "ON CONFLICT(run_id, attempt) DO UPDATE SET state = excluded.state, failed_step = excluded.failed_step, "
+            "error = excluded.error, ended_at = excluded.ended_at",
+            (run_id, attempt, state, failed_step, error, started_at, now),
+        )
 
     def requeue(
         self, run_id: str, attempt: int, delay: float = 0.0, reason: str | None = None, waiting: bool = False
@@ -119,6 +158,7 @@ class SqlRunStore(SqlReads):
 
     def _fail(self, db: Any, run: Run, failed_step: str | None, error: str, retryable: bool = True) -> RunState:
         now = time.time()
+        self._end_attempt(db, run.id, run.attempt, "FAILED", failed_step, error, run.started_at, now)
         if retryable and run.attempt < run.max_attempts:
             self._exec(
                 db,
@@ -189,6 +229,8 @@ class SqlRunStore(SqlReads):
             if not before.state.active:
                 raise RunFinished(f"run {run_id} has already ended: {before.state.value}")
             now = time.time()
+            if before.state == RunState.RUNNING:  # its attempt ends here (its process stops within a heartbeat)
+                self._end_attempt(db, run_id, before.attempt, "CANCELLED", None, reason, before.started_at, now)
             after = run_of(
                 self._exec(
                     db,
@@ -219,7 +261,8 @@ class SqlRunStore(SqlReads):
                     "WHERE NOT EXISTS (SELECT 1 FROM runs WHERE id = ? AND state = 'CANCELLED') "
                     "ON CONFLICT(run_id, task_id) DO UPDATE SET state = excluded.state, "
                     f"executed = {self.GREATEST}(steps.executed, excluded.executed), "
-                    "error = COALESCE(excluded.error, steps.error), updated_at = excluded.updated_at",
+                    # its error is its state's: a step that failed in attempt 1 and runs again carries none
+                    "error = excluded.error, updated_at = excluded.updated_at",
                     (*_step_row(step), step.run_id, step.run_id),
                 )
 

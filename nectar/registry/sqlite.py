@@ -57,7 +57,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives any process crash
             conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-            self._local.conn, self._local.pid = conn, os.getpid()
+            self._local.conn, self._local.pid, self._local.owned = conn, os.getpid(), None
         return conn
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
@@ -70,6 +70,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         of this process interrupts (a child would inherit its write lock, never released there)."""
         with SQLITE.inside(), self._writer():
             conn = self._connection()
+            self._local.owned = None  # this connection's own writes leave data_version as it is: ask again after one
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -94,6 +95,18 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             for statement in statements(version, "REAL", COUNT_PENDING):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def owns(self, run_id: str, attempt: int) -> bool:
+        """As every registry answers it, but without a read while no other connection has committed anything since
+        this one last found the attempt owned (``PRAGMA data_version``, a look at shared memory): a cancel, a
+        reclaim or a retry is a commit of another connection, so an unchanged version is an unchanged answer."""
+        conn = self._connection()
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if getattr(self._local, "owned", None) == (run_id, attempt, version):
+            return True
+        owned = super().owns(run_id, attempt)
+        self._local.owned = (run_id, attempt, version) if owned else None
+        return owned
 
     def check(self) -> str:
         self._read(lambda db: db.execute("SELECT 1 FROM runs LIMIT 1").fetchall())

@@ -14,7 +14,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 
-from nectar.registry.model import Durations, Run, RunFilter, RunState, Step
+from nectar.registry.model import Attempt, Durations, Run, RunFilter, RunState, Step
 from nectar.registry.schedules import ScheduleStore
 from nectar.registry.triggers import TriggerStore
 from nectar.registry.waits import WaitStore
@@ -106,6 +106,10 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
     def steps(self, run_id: str) -> list[Step]:
         """A run's steps, the requested task last: the reverse of the order luigi discovered them, which for a
         chain is the order they run in."""
+
+    @abstractmethod
+    def attempts(self, run_id: str) -> list[Attempt]:
+        """How each ended attempt of a run ended (its state, failed step and error), the first first."""
 
     def owns(self, run_id: str, attempt: int) -> bool:
         """Whether ``attempt`` of the run is still RUNNING: not ended, cancelled nor reclaimed (a read)."""

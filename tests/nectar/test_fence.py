@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from nectar.errors import LeaseLost
 from nectar.keys import TargetKey
 from nectar.leases import AttemptLease, process_name
 from nectar.registry import Run, RunStore
+from nectar.registry.sqlite import SQLiteRunStore
 from nectar.service import Nectar
 from nectar.stores import TargetStore, get_store
 from nectar.stores.local import LocalStore
@@ -189,3 +191,26 @@ def test_an_attempt_whose_run_was_taken_is_refused_at_once(claimed: tuple[RunSto
 
     assert not lease.confirm()
     assert lease.lost
+
+
+def test_a_commit_reads_nothing_while_no_one_else_has_written_and_a_cancel_elsewhere_is_refused_at_once(
+    claimed: tuple[RunStore, Run], settings: Settings
+) -> None:
+    """A fan-out's many commits cost the registry a look at its data_version, not a read of the run each; a cancel
+    by another process (another connection) is still seen by the very next commit."""
+    runs, run = claimed
+    lease = AttemptLease(runs, run, interval=60)
+    assert lease.confirm()
+    assert isinstance(runs, SQLiteRunStore)
+    statements: list[str] = []
+    runs._connection().set_trace_callback(statements.append)
+    try:
+        assert all(lease.confirm() for _ in range(5))
+        assert [s for s in statements if "FROM runs" in s] == []
+        elsewhere = threading.Thread(target=lambda: SQLiteRunStore(settings.registry_path).cancel(run.id))
+        elsewhere.start()
+        elsewhere.join()
+        assert not lease.confirm()
+        assert lease.lost
+    finally:
+        runs._connection().set_trace_callback(None)

@@ -1,5 +1,6 @@
 """An attempt's process killed by no one the service knows (the OOM killer, an operator's kill -9) is said at WARNING,
-with its run, attempt, pid and signal, besides failing (or retrying) its run."""
+with its run, attempt, pid and signal, besides failing (or retrying) its run; the run keeps it in its attempts' history,
+while the step that succeeded on the retry shows no error."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from pathlib import Path
 from nectar.config import Settings
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
+from tests.api.conftest import build_app
 from tests.conftest import wait_until
 from tests.nectar.test_leases import WAITING_CHAIN
 
 
-def test_a_killed_attempt_process_is_logged_at_warning_with_its_run_attempt_and_signal(
+def test_a_killed_attempt_is_logged_at_warning_and_kept_in_the_runs_attempts_not_on_its_step(
     settings: Settings,
     write_chain: Callable[[str, str], Path],
     start_worker: Callable[..., subprocess.Popen[bytes]],
@@ -53,3 +55,18 @@ def test_a_killed_attempt_process_is_logged_at_warning_with_its_run_attempt_and_
     warned = [line for line in said if "WARNING" in line and "killed by signal 9" in line]
     assert len(warned) == 1, said
     assert f"attempt 1's process {pid} killed by signal 9; it will be retried" in warned[0]
+
+    # the history is the run's, per attempt; each step shows its current attempt's state, without attempt 1's error
+    killed = "worker process killed by signal 9 during attempt 1"
+    steps = nectar.runs.steps(run_id)
+    assert [(step.state, step.error) for step in steps] == [("DONE", None)], steps
+    client = build_app(retried).test_client()
+    detail = client.get(f"/api/runs/{run_id}").get_json()["data"]
+    assert [(step["state"], step["error"]) for step in detail["steps"]] == [("DONE", None)]
+    attempts = [(a["attempt"], a["state"], a["failed_step"], a["error"]) for a in detail["attempts"]]
+    assert attempts == [(1, "FAILED", "WaitTask", killed), (2, "DONE", None, None)]
+    assert all(a["ended_at"] >= a["started_at"] for a in detail["attempts"])
+    status = client.get("/api/chainstatus", query_string={"chain": current().key}).get_json()["data"]
+    assert [step["error"] for step in status["steps"]] == [None], status
+    page = client.get(f"/ui/runs/{run_id}").get_data(as_text=True)
+    assert 'id="attempts"' in page and killed in page
