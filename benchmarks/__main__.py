@@ -15,7 +15,10 @@ from benchmarks.harness import Context, Figure, table
 from harness import stopping_on_signals
 
 #: in the order they run
-BENCHMARKS = ("dispatch", "status", "submit", "fanout", "parallel", "memory", "coldstart", "schedules", "triggers")
+BENCHMARKS = (
+    *("dispatch", "throughput", "status", "submit", "fanout", "parallel", "memory", "coldstart", "schedules"),
+    "triggers",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import luigi
 from luigi.parameter import UnconsumedParameterWarning
@@ -83,9 +83,14 @@ def wait_timeout(task: luigi.Task, default: float) -> float:
     return seconds_attribute(task, WAIT_TIMEOUT_ATTRIBUTE, default)
 
 
+def chain_file(settings: Settings, run: Run) -> Path:
+    """The chain file of the run's task."""
+    return settings.chains_dir / run.chain_type / f"{run.chain}.py"
+
+
 def load_task(settings: Settings, run: Run) -> luigi.Task:
     """The run's luigi task, from the chain file as it is on disk now."""
-    path = settings.chains_dir / run.chain_type / f"{run.chain}.py"
+    path = chain_file(settings, run)
     try:
         module = load_chain_module(path, run.chain_type, run.chain)
     except Exception as exc:
@@ -174,6 +179,9 @@ def execute(settings: Settings, runs: RunStore, run: Run, build: Build | None = 
 def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, build: Build | None) -> RunState | None:
     """The attempt itself, under its lease: build the task, then record what came of it."""
     with lease:
+        # luigid's disable of the task's steps is lifted (a new submission) aside while the chain file compiles
+        aside, client = (build.aside, build.client) if build is not None else (None, None)
+        re_enabled = aside.call(re_enable, client, run) if aside is not None and client is not None else None
         try:
             task = load_task(settings, run)
             lease.limit(max_runtime(task, settings.max_runtime))
@@ -185,7 +193,10 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         recorder.install()
         lease.on_beat = recorder.flush
         recorder.record(task, "PENDING")
-        re_enable(scheduler_of(settings), run)
+        if re_enabled is None:
+            re_enable(scheduler_of(settings), run)
+        else:
+            re_enabled()  # before luigi adds the task: luigid keeps a disabled task so
         summary, blocked, complete = "", None, False
         try:
             build = build or Build(settings.scheduler_url, process_name(), scheduler_secret(settings))

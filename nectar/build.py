@@ -9,12 +9,21 @@ logging, making its scheduler client and its worker. A spare attempt process mak
 The luigi worker's id names the attempt's process (``nectar-<host>:<pid>``), so that whoever
 reclaims a dead attempt can tell luigid which worker's tasks failed. It runs one step at a time,
 in this process, unless the task asks for more (:mod:`nectar.parallel`).
+
+With luigid, a build also starts its :class:`Aside`: a thread with connections to luigid opened
+ahead, for the calls that need not hold up the attempt's own (what luigid is told while the chain
+file compiles, and luigi's ``add_worker`` while the worker asks for work).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from contextlib import nullcontext
+from typing import Any, TypeVar
 
 import luigi.interface
 import luigi.scheduler
@@ -25,8 +34,10 @@ from luigi.setup_logging import InterfaceLogging
 from nectar import parallel
 from nectar.config import get_settings
 from nectar.luigi_internals import new_worker, schedule_and_run
-from nectar.luigid import LuigidRPC
+from nectar.luigid import Connections, LuigidRPC, SchedulerClient
 from nectar.task import record_every_task
+
+T = TypeVar("T")
 
 
 def luigi_worker_id(process: str) -> str:
@@ -34,10 +45,52 @@ def luigi_worker_id(process: str) -> str:
     return f"nectar-{process}"
 
 
-class Build:
-    """One ``luigi.build`` of one task, against luigid at ``scheduler_url`` (luigi's local scheduler if None)."""
+class Aside:
+    """A thread that makes calls to luigid in turn while the attempt's main thread goes on; its own connections
+    (one per :class:`~nectar.luigid.Connections` given, a connection being a thread's) are opened as it starts."""
 
-    def __init__(self, scheduler_url: str | None, process: str, secret: str | None = None) -> None:
+    def __init__(self, *connections: Connections) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._connections = connections
+        threading.Thread(target=self._serve, name="nectar-aside", daemon=True).start()
+
+    def _serve(self) -> None:
+        for connections in self._connections:
+            connections.open()
+        while (call := self._calls.get()) is not None:
+            call()
+        for connections in self._connections:
+            connections.close()
+
+    def call(self, function: Callable[..., T], *args: Any) -> Callable[[], T]:
+        """Call ``function(*args)`` on the thread, after the calls asked before; what this answers waits for it and
+        answers what it returned (or raises what it raised)."""
+        future: Future[T] = Future()
+
+        def call() -> None:
+            try:
+                future.set_result(function(*args))
+            except BaseException as exc:  # the waiter raises it, in the attempt's own thread
+                future.set_exception(exc)
+
+        self._calls.put(call)
+        return future.result
+
+    def close(self) -> None:
+        """The thread ends after the calls asked so far."""
+        self._calls.put(None)
+
+
+class Build:
+    """One ``luigi.build`` of one task, against luigid at ``scheduler_url`` (luigi's local scheduler if None).
+
+    ``client`` (with luigid) is the attempt's :class:`~nectar.luigid.SchedulerClient`, its connection opened
+    ahead on :attr:`aside`.
+    """
+
+    def __init__(
+        self, scheduler_url: str | None, process: str, secret: str | None = None, client: SchedulerClient | None = None
+    ) -> None:
         where = {"scheduler_url": scheduler_url} if scheduler_url else {"local_scheduler": True}
         self.env = luigi.interface.core(no_lock=True, workers=1, **where)
         # luigi's "luigi" logger at luigi.cfg's level too, before luigi says at INFO how it configured logging
@@ -45,16 +98,20 @@ class Build:
         InterfaceLogging.setup(self.env)
         record_every_task()  # a plain luigi task's params.txt and logs, as a NectarTask's
         self.scheduler: luigi.scheduler.Scheduler | LuigidRPC
+        self.client = client
+        self.aside: Aside | None = None
         if scheduler_url:
             self.scheduler = LuigidRPC(scheduler_url, secret=secret)
             self.scheduler.connections.open()
+            self.aside = Aside(self.scheduler.connections, *([client.connections] if client else []))
         else:
             self.scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
         self.worker_id = luigi_worker_id(process)
         self.worker = self._worker(self.env.workers)
 
     def _worker(self, processes: int, **config: str) -> luigi.worker.Worker:
-        return new_worker(self.scheduler, self.worker_id, processes, **config)
+        aside = self.aside.call if self.aside is not None else None
+        return new_worker(self.scheduler, self.worker_id, processes, aside, **config)
 
     def run(self, task: luigi.Task) -> LuigiRunResult:
         """Schedule ``task`` (and what it requires) and run what is not done; once per Build.
@@ -69,5 +126,7 @@ class Build:
             with parallel.forked_steps() if workers > 1 else nullcontext():
                 return schedule_and_run(self.worker, task, self.env)
         finally:
+            if self.aside is not None:
+                self.aside.close()
             if isinstance(self.scheduler, LuigidRPC):
                 self.scheduler.close()

@@ -1,8 +1,9 @@
 """Workers: claim queued runs from the registry and execute each in a fresh child process.
 
 The parent (``nectar worker``) imports luigi, boto3 and nectar once and never imports chain
-code; each attempt runs in a child, in its own process group, that compiles the chain file as it
-is on disk *now* (a fixed chain takes effect on the next run without a restart) and runs
+code (it compiles a claimed run's chain file, once per change, for the attempts it forks next); each
+attempt runs in a child, in its own process group, that loads the chain file as it is on disk *now*
+(a fixed chain takes effect on the next run without a restart) and runs
 ``luigi.build`` against the central scheduler (or luigi's local one): :mod:`nectar.attempt`.
 The child is forked before there is work for it (a *spare*, waiting on a pipe): a claim names
 the spare as the attempt's process and hands it the run, so neither the fork nor a first
@@ -41,8 +42,9 @@ import luigi
 import luigi.contrib.s3  # noqa: F401  (warm: children fork with it imported)
 
 from nectar import lifeline
-from nectar.attempt import execute
+from nectar.attempt import chain_file, execute
 from nectar.build import Build, luigi_worker_id
+from nectar.catalog.loader import chain_code
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.leases import INTERRUPT_GRACE, is_dead, process_name, reclaim, release, timed_out
@@ -157,7 +159,8 @@ class Executor:
         """In a spare: what an attempt needs before it knows its run (its luigi build, its registry connection)."""
         try:
             self.runs.check()
-            return Build(self.settings.scheduler_url, process_name(), scheduler_secret(self.settings))
+            secret = scheduler_secret(self.settings)
+            return Build(self.settings.scheduler_url, process_name(), secret, scheduler_of(self.settings))
         except Exception:  # the attempt will make them again, and fail with the reason if it must
             logger.exception("a spare attempt process could not prepare its luigi build")
             return None
@@ -179,7 +182,16 @@ class Executor:
             return True
         self.children[spare.pid] = Child(run)
         logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
+        self._compile_ahead(run)
         return True
+
+    def _compile_ahead(self, run: Run) -> None:
+        """Compile the run's chain file here, if it changed, so that the attempts forked from now on find its code
+        compiled (:func:`~nectar.catalog.loader.chain_code`); none of it runs here."""
+        try:
+            chain_code(chain_file(self.settings, run), run.chain_type, run.chain)
+        except Exception:  # a chain that does not compile: its attempt says why
+            pass
 
     def _drop_spare(self) -> None:
         """Let the spare go (it exits when its pipe closes) and wait for it."""

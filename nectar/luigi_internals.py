@@ -6,7 +6,8 @@ fails loudly, naming the name, when a release changes one of them under us:
 - ``RemoteScheduler._fetch``, through which every RPC of luigi's scheduler client goes: the one hook
   that puts luigi's RPC methods over our own transport (:class:`RemoteScheduler`);
 - ``luigi.worker.Worker`` made and run as ``luigi.interface._schedule_and_run`` does (:func:`new_worker`,
-  :func:`schedule_and_run`), and ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`);
+  :func:`schedule_and_run`), its ``_add_worker`` sent aside (:class:`Worker`), and
+  ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`);
 - ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`);
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
   :func:`extend_task_registry`);
@@ -69,11 +70,43 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
             raise luigi.rpc.RPCError(why, exc) from exc
 
 
+#: runs a call meanwhile, in another thread; what it answers waits for the call and answers its result
+Aside = Callable[[Callable[[], None]], Callable[[], None]]
+
+
+class Worker(luigi.worker.Worker):
+    """luigi's worker, whose ``add_worker`` (who it is, and its first task: luigid's workers view) is sent through
+    ``aside`` while it asks luigid for work, then awaited before its run ends: its one call to luigid that nothing
+    it does next depends on."""
+
+    def __init__(self, *args: Any, aside: Aside | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._aside = aside
+        self._added_worker: Callable[[], None] | None = None
+
+    def _add_worker(self) -> None:
+        if self._aside is None:
+            super()._add_worker()
+        else:
+            self._added_worker = self._aside(super()._add_worker)
+
+    def run(self) -> bool:
+        ran = bool(super().run())
+        if self._added_worker is not None:
+            self._added_worker()  # raises as luigi's own call would have (RPCError)
+        return ran
+
+
 def new_worker(
-    scheduler: luigi.scheduler.Scheduler | RemoteScheduler, worker_id: str, processes: int, **config: Any
+    scheduler: luigi.scheduler.Scheduler | RemoteScheduler,
+    worker_id: str,
+    processes: int,
+    aside: Aside | None = None,
+    **config: Any,
 ) -> luigi.worker.Worker:
-    """A luigi worker, as ``luigi.build`` makes one; ``config`` overrides its ``[worker]`` settings."""
-    return luigi.worker.Worker(scheduler=scheduler, worker_id=worker_id, worker_processes=processes, **config)
+    """A luigi worker, as ``luigi.build`` makes one; ``config`` overrides its ``[worker]`` settings; its
+    ``add_worker`` goes through ``aside`` if given (:class:`Worker`)."""
+    return Worker(scheduler=scheduler, worker_id=worker_id, worker_processes=processes, aside=aside, **config)
 
 
 def schedule_and_run(worker: luigi.worker.Worker, task: luigi.Task, env: luigi.interface.core) -> LuigiRunResult:

@@ -153,11 +153,12 @@ class SchedulerClient:
     def __init__(self, url: str, timeout: float = 2.0, secret: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self._connections = Connections(self.url, timeout, secret)
+        #: its keep-alive connections, one per thread
+        self.connections = Connections(self.url, timeout, secret)
 
     def call(self, method: str, **data: Any) -> Any:
         try:
-            return json.loads(self._connections.post(f"/api/{method}", {"data": json.dumps(data)}))["response"]
+            return json.loads(self.connections.post(f"/api/{method}", {"data": json.dumps(data)}))["response"]
         except (*ERRORS, ValueError, KeyError, TypeError) as exc:
             raise SchedulerUnavailable(f"luigi scheduler at {self.url}: {method} failed: {exc}") from exc
 

@@ -1,6 +1,8 @@
 """A chain file imported as the module ``chains.<type>.<chain>`` and described, or its import error named.
 
-Modules are compiled from their source (no stale bytecode); their exposed tasks are decided by
+Modules are compiled from their source as it is now (no stale bytecode; a process keeps the code of the
+content it last compiled, so a worker compiles a chain file once per change, for every attempt it forks
+after: :func:`chain_code`); their exposed tasks are decided by
 :mod:`nectar.exposure`, their upstream tasks by :mod:`nectar.upstream`; a module that fails to
 import is described by its error, with where in the file.
 """
@@ -24,14 +26,28 @@ from nectar.task import chain_module
 from nectar.triggers.declared import declared_triggers
 from nectar.upstream import names_in_requires, upstream_of
 
+#: by chain file: the source this process last compiled, and its code (inherited by the processes it forks)
+_COMPILED: dict[str, tuple[bytes, types.CodeType]] = {}
 
-def load_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleType:
-    """Compile and execute a chain file as a fresh module ``chains.<type>.<chain>``."""
+
+def chain_code(path: Path, chain_type: str, chain: str) -> types.CodeType:
+    """The code of the chain file ``<type>/<chain>.py`` at ``path`` as it is now: compiled again only when its
+    bytes differ from those this process compiled last (nothing of it runs here)."""
     if not (is_name(chain_type) and is_name(chain)):
         raise ValueError(f"refusing to import {path}: names must be [A-Za-z0-9_]")
-    name = chain_module(chain_type, chain)
     source = path.read_bytes()
+    held = _COMPILED.get(str(path))
+    if held is not None and held[0] == source:
+        return held[1]
     code = compile(source, str(path), "exec", dont_inherit=True)
+    _COMPILED[str(path)] = (source, code)
+    return code
+
+
+def load_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleType:
+    """Compile (see :func:`chain_code`) and execute a chain file as a fresh module ``chains.<type>.<chain>``."""
+    code = chain_code(path, chain_type, chain)
+    name = chain_module(chain_type, chain)
     module = types.ModuleType(name)
     module.__file__ = str(path)
     forget_task_classes(name)

@@ -51,6 +51,7 @@ PROBES = "tests.luigi_internals_probes"
         (luigi.rpc.RemoteScheduler._get_retryer, ["self"]),
         (luigi.worker.Worker.__init__, ["self", "scheduler", "worker_id", "worker_processes", "assistant", "kwargs"]),
         (luigi.worker.Worker.add, ["self", "task", "multiprocess", "processes"]),
+        (luigi.worker.Worker._add_worker, ["self"]),
         (luigi.execution_summary._summary_dict, ["worker"]),
         (luigi.execution_summary.LuigiRunResult.__init__, ["self", "worker", "worker_add_run_status"]),
         (luigi.worker._is_external, ["task"]),
@@ -167,6 +168,24 @@ def test_a_worker_made_and_run_as_luigi_build_does(probes: str) -> None:
     again = new_worker(scheduler, "nectar-seam:2", 1)
     schedule_and_run(again, missing(), env)
     assert tasks_by_outcome(again)["still_pending_ext"] == {missing()}
+
+
+def test_a_worker_sends_add_worker_aside_and_awaits_it_before_its_run_ends(probes: str) -> None:
+    done: list[str] = []
+    step = probe("SeamAside", run=lambda self: done.append("ran"), complete=lambda self: bool(done))
+    scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+    aside: list[Callable[[], None]] = []
+
+    def later(call: Callable[[], None]) -> Callable[[], None]:
+        aside.append(call)
+        return call  # made when the run awaits it, after luigi asked for work and ran the step
+
+    worker = new_worker(scheduler, "nectar-seam:3", 1, later)
+    result = schedule_and_run(worker, step(), env=luigi.interface.core(no_lock=True, local_scheduler=True))
+
+    assert (done, result.scheduling_succeeded, len(aside)) == (["ran"], True, 1), "add_worker was not sent aside"
+    known = {info["name"]: info for info in scheduler.worker_list()}
+    assert known["nectar-seam:3"]["first_task"] == step().task_id  # luigid's workers view: its root task
 
 
 def test_forgotten_task_classes_leave_luigis_registry(probes: str) -> None:
