@@ -81,12 +81,7 @@ def local_builds(cluster: Cluster, first: int, count: int) -> list[float]:
     tasks from ``first``, in one process started ahead with luigi and the chain imported (one build to warm it)."""
     argv = [sys.executable, "-m", "benchmarks.dispatch", str(first - 1), str(count + 1)]
     env = cluster.env(PYTHONPATH=os.pathsep.join([str(cluster.dir), os.getcwd()]), LUIGI_CONFIG_PATH=str(LUIGI_CFG))
-    proc = cluster.procs.start("local-build", argv, env, cluster.dir)
-    try:
-        if proc.wait(timeout=120) != 0:
-            raise RuntimeError(f"the local luigi.build process exited with {proc.returncode}")
-    finally:
-        cluster.procs.stop(proc)
+    cluster.run_once("local-build", argv, env, 120)
     called = {int(m): float(t) for m, t in cluster.ledger_lines("call")}
     return [started_at(cluster, n) - called[n] for n in range(first, first + count)]
 

@@ -41,12 +41,7 @@ def raw_build(cluster: Cluster, size: int, salt: str, config: str) -> float:
     scheduler = urlsplit(cluster.settings.scheduler_url)
     argv = [sys.executable, "-c", RAW_BUILD, str(size), salt, "127.0.0.1", str(scheduler.port)]
     env = cluster.env(PYTHONPATH=str(cluster.dir), LUIGI_CONFIG_PATH=config)
-    proc = cluster.procs.start("raw-build", argv, env, cluster.dir)
-    try:
-        if proc.wait(timeout=900) != 0:
-            raise RuntimeError(f"the raw luigi.build exited with {proc.returncode}; see {cluster.procs.logs}")
-    finally:
-        cluster.procs.stop(proc)
+    cluster.run_once("raw-build", argv, env, 900)
     log = sorted(cluster.procs.logs.glob("raw-build-*.log"), key=lambda p: p.stat().st_mtime)[-1]
     return float(log.read_text().split()[-1])
 

@@ -133,6 +133,15 @@ class Cluster:
         """The pids of the gunicorn workers of the API at ``url``."""
         return children(self.apis[url].pid)
 
+    def run_once(self, name: str, argv: list[str], env: dict[str, str], timeout: float) -> None:
+        """Start ``argv`` as ``name`` and wait for it to exit 0 (``timeout`` only fails a hung one); stop it anyway."""
+        proc = self.procs.start(name, argv, env, self.dir)
+        try:
+            if proc.wait(timeout=timeout) != 0:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.procs.logs}")
+        finally:
+            self.procs.stop(proc)
+
     def ledger_lines(self, word: str) -> list[list[str]]:
         """The ledger's lines that begin with ``word``, split."""
         return [parts[1:] for line in self.ledger.read_text().splitlines() if (parts := line.split())[:1] == [word]]
