@@ -19,8 +19,13 @@ NAME = "triggers"
 OLD = (10, 10_000)
 #: the poll interval (s) at least: the default a trigger gets; a quick run polls more often to finish sooner
 POLL_S, QUICK_POLL_S = DEFAULT_POLL_S, 1.0
-#: a poll (with its share of the objects) may take at most this fraction of the interval: longer on a slow machine
-POLL_SHARE = 0.05
+#: a poll (with its share of the objects) may take at most this fraction of the interval: longer on a slow machine;
+#: a quick run lets it take a larger share, so that its intervals (and the windows made of them) stay short
+POLL_SHARE, QUICK_POLL_SHARE = 0.05, 0.25
+#: in-process polls of each kind (nothing new, new objects) at least, and raw listings a median is taken of: a
+#: quick run's are one each (the requests a poll makes are counted, not timed: one poll of each kind shows them)
+POLLS, QUICK_POLLS = 3, 1
+RAW_LISTS, QUICK_RAW_LISTS = 3, 1
 #: poll intervals the objects are written over, and how many objects (fewer if claiming them would take more
 #: than POLL_SHARE of the window): ≥ 100 so that p99 is not the maximum (see benchmarks.harness.percentile)
 INTERVALS, QUICK_INTERVALS = 6, 4
@@ -62,7 +67,7 @@ class Case:
         return sum(math.isinf(lag) for lag in self.lags)
 
 
-def polled(case: Case, landing: Landing, repeats: int, per_poll: int) -> float:
+def polled(case: Case, landing: Landing, repeats: int, per_poll: int, raw_lists: int = RAW_LISTS) -> float:
     """Polls in this process by the loop (due at each tick), alternately with nothing new and with ``per_poll``
     new objects; each poll's requests and time go to ``case``; answer the seconds an object's claim takes."""
     skipped = [0.0]
@@ -86,7 +91,7 @@ def polled(case: Case, landing: Landing, repeats: int, per_poll: int) -> float:
                     claims.append(max(0.0, took - case.idle_poll[-1]) / landed)
                 else:
                     case.idle_poll.append(took)
-                case.raw_list.append(median([landing.raw_list() for _ in range(3)]))
+                case.raw_list.append(median([landing.raw_list() for _ in range(raw_lists)]))
     if not any(case.requests):
         raise RuntimeError("the botocore hook saw no S3 request of the polls: is the listing's client from boto3's?")
     return median(claims)
@@ -145,12 +150,14 @@ def measured(ctx: Context, old: int, sizing: Sizing | None, database_url: str | 
         per_poll = sizing.samples // intervals if sizing else math.ceil(samples / intervals)
         case = Case(old, sizing or Sizing(least_poll, samples, least_poll * intervals))
         case.registry = "PostgreSQL" if database_url else case.registry
-        claim = polled(case, landing, max(3, ctx.repeats), per_poll)
+        polls, raw_lists = (QUICK_POLLS, QUICK_RAW_LISTS) if ctx.quick else (POLLS, RAW_LISTS)
+        claim = polled(case, landing, max(polls, ctx.repeats), per_poll, raw_lists)
         if sizing is None:  # a poll with its share of the objects takes at most POLL_SHARE of the interval
+            share = QUICK_POLL_SHARE if ctx.quick else POLL_SHARE
             busy = median(case.idle_poll) + per_poll * claim
-            poll_s = max(least_poll, math.ceil(busy / POLL_SHARE * 10) / 10)  # in tenths of a second
+            poll_s = max(least_poll, math.ceil(busy / share * 10) / 10)  # in tenths of a second
             window = poll_s * intervals
-            fits = int(POLL_SHARE * window / claim) if claim > 0 else samples
+            fits = int(share * window / claim) if claim > 0 else samples
             case.sizing = Sizing(poll_s, max(intervals, min(samples, fits)), window)
             with in_process(cluster.settings, landing.endpoint):
                 landing.book.change(landing.id, {"poll_s": poll_s})

@@ -3,9 +3,9 @@ and each of them alone, for a machine that plays one role: ``nectar scheduler``,
 (``nectar worker`` is the workers).
 
 Under ``serve`` each part runs as its own process in its own session, so Ctrl-C (or SIGTERM, or
-SIGHUP from a closed terminal) reaches only this supervisor, which then stops the API first, the
-workers next (they let running tasks finish for ``NECTAR_DRAIN_GRACE`` seconds, then interrupt
-and requeue them; a second Ctrl-C interrupts them at once) and luigid last. If any part dies,
+SIGHUP from a closed terminal) reaches only this supervisor, which then stops the API, the clock
+and the workers at once (the workers let running tasks finish for ``NECTAR_DRAIN_GRACE`` seconds,
+then interrupt and requeue them; a second Ctrl-C interrupts them at once) and luigid last. If any part dies,
 everything is stopped and the command exits non-zero. If the supervisor itself dies, even by
 ``kill -9``, every part gets SIGTERM from the kernel and stops on its own (:mod:`nectar.lifeline`).
 
@@ -225,14 +225,21 @@ class Supervisor:
         return 0
 
     def stop(self) -> None:
+        """SIGTERM the API, the clock and the workers together (the API takes no more requests, the workers drain,
+        the clock ends its pass: none waits on another), then luigid, which the draining workers still report to.
+        One after the other, an idle ``serve`` took the sum of their stops (9-12 s on a busy machine)."""
         running = [part.name for part in reversed(self.parts) if part.proc.poll() is None]
         if running:
-            logger.info("stopping %s, in that order", ", ".join(running))
-        for part in reversed(self.parts):
-            if part.proc.poll() is None:
-                part.proc.send_signal(signal.SIGTERM)
+            logger.info("stopping %s; luigid last", ", ".join(running))
+        first = [part for part in reversed(self.parts) if part.name != "luigid"]
+        for parts in (first, [part for part in self.parts if part.name == "luigid"]):
+            deadlines = {part.name: time.monotonic() + part.stop_timeout for part in parts}
+            for part in parts:
+                if part.proc.poll() is None:
+                    part.proc.send_signal(signal.SIGTERM)
+            for part in parts:
                 try:
-                    part.proc.wait(timeout=part.stop_timeout)
+                    part.proc.wait(timeout=max(0.0, deadlines[part.name] - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     logger.error("%s did not stop within %.0fs; killing it", part.name, part.stop_timeout)
                     part.proc.kill()

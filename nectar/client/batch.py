@@ -1,4 +1,10 @@
-"""Many runs at once: a CSV's rows submitted with bounded concurrency and followed until each ends."""
+"""Many runs at once: a CSV's rows submitted with bounded concurrency and followed until each ends.
+
+The rows are followed with one listing of the task's runs a poll (``GET /api/runs``, paged only until every
+followed key is seen), not a status call per row: a row's status is asked once, when the listing shows its run
+ended (the status has the last word: the output, the failed step), and at each poll only for a row whose run the
+listing cannot show (one queued before the batch began, or a server whose clock is far behind this one's).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,9 @@ from nectar.client.api import Accepted, ApiError, NectarClient, split_ref
 T = TypeVar("T")
 
 FINAL_STATES = frozenset({"DONE", "FAILED", "CANCELLED", "REJECTED", "ERROR"})
+#: the listing asks for runs queued since this many seconds before the rows were followed: a server clock behind
+#: this one's by less still lists them
+LISTING_SLACK = 300.0
 
 
 @dataclass
@@ -109,10 +118,15 @@ def follow_rows(
     poll_interval: float = 0.5,
     on_change: Callable[[Sequence[RowResult]], None] | None = None,
 ) -> list[RowResult]:
-    """Submit the rows that have no key yet and, with ``wait_done``, poll every accepted one until it ends (see
-    :func:`submit_rows`)."""
+    """Submit the rows that have no key yet and, with ``wait_done``, follow every accepted one until it ends (see
+    :func:`submit_rows` and the module)."""
     to_submit = iter([row for row in results if row.key is None and not row.final])
-    busy: dict[Future[Any], tuple[RowResult, str]] = {}
+    busy: dict[Future[Any], tuple[RowResult | None, str]] = {}
+    since = time.time() - LISTING_SLACK
+    #: rows the listing did not show: their status is asked at each poll
+    unlisted: set[int] = set()
+    #: the keys the listing in flight looks for
+    listing: set[str] = set()
     next_poll = time.monotonic()
     with thread_pool(concurrency) as pool:
         while True:
@@ -121,10 +135,15 @@ def follow_rows(
                 row.started = time.monotonic()
                 busy[pool.submit(client.submit, ref, row.params)] = (row, "submit")
             if wait_done and time.monotonic() >= next_poll:
-                polling = {row.row for row, kind in busy.values() if kind == "poll"}
-                for row in results:
-                    if row.key and not row.final and row.row not in polling:
-                        busy[pool.submit(client.status, row.key)] = (row, "poll")
+                polling = _polling(busy)
+                followed = [row for row in results if row.key and not row.final and row.row not in polling]
+                for row in followed:
+                    if row.row in unlisted:
+                        busy[pool.submit(client.status, str(row.key))] = (row, "poll")
+                listed = [row for row in followed if row.row not in unlisted]
+                if listed and "list" not in {kind for _, kind in busy.values()}:
+                    listing = {str(row.key) for row in listed}
+                    busy[pool.submit(listed_runs, client, ref, since, listing)] = (None, "list")
                 next_poll = time.monotonic() + poll_interval
             waiting = wait_done and any(row.key and not row.final for row in results)
             if not busy and not waiting:
@@ -135,11 +154,68 @@ def follow_rows(
                 continue
             done, _ = wait(busy, timeout=timeout, return_when=FIRST_COMPLETED)
             for future in done:
-                row, kind = busy.pop(future)
-                (_submitted if kind == "submit" else _polled)(row, future)
+                owner, kind = busy.pop(future)
+                if owner is not None:
+                    (_submitted if kind == "submit" else _polled)(owner, future)
+                    continue
+                found, polling = _found(future), _polling(busy)
+                asked = [row for row in _listed(results, listing, found, unlisted) if row.row not in polling]
+                busy.update({pool.submit(client.status, str(row.key)): (row, "poll") for row in asked})
+                # the next listing starts at the oldest run still going (by the server's own clock): it lists what
+                # is left, not every run of the batch again
+                going = [float(run["queued_at"]) for run in found.values() if run["job_status"] not in FINAL_STATES]
+                since = min(going, default=since)
             if done and on_change:
                 on_change(results)
     return results
+
+
+def listed_runs(client: NectarClient, ref: str, since: float, keys: set[str]) -> dict[str, dict[str, Any]]:
+    """The newest run of each of ``keys`` among the runs of ``ref`` queued since ``since``, by key: one listing,
+    paged only until every key is seen."""
+    chain_type, chain, task = split_ref(ref)
+    found: dict[str, dict[str, Any]] = {}
+    for run in client.runs(chain_type=chain_type, chain=chain, task=task, since=repr(since)):
+        key = str(run.get("key"))
+        if key in keys and key not in found:  # newest first: the first one is the key's latest run
+            found[key] = run
+            if len(found) == len(keys):
+                break
+    return found
+
+
+def _polling(busy: Mapping[Future[Any], tuple[RowResult | None, str]]) -> set[int]:
+    """The rows whose status is being asked."""
+    return {row.row for row, kind in busy.values() if row is not None and kind == "poll"}
+
+
+def _found(future: Future[Any]) -> dict[str, dict[str, Any]]:
+    """What a listing found; nothing if it failed (its rows are then left to their status)."""
+    try:
+        found: dict[str, dict[str, Any]] = future.result()
+    except ApiError:
+        return {}
+    return found
+
+
+def _listed(
+    results: Sequence[RowResult], keys: set[str], found: dict[str, dict[str, Any]], unlisted: set[int]
+) -> list[RowResult]:
+    """The rows whose run the listing of ``keys`` shows ended, to ask their status; a row's state from the listing
+    while its run goes on; the rows it does not show left to their status from now on."""
+    ended = []
+    for row in results:
+        if row.key not in keys or row.final or row.row in unlisted:
+            continue
+        run = found.get(row.key)
+        if run is None:
+            unlisted.add(row.row)
+            ended.append(row)
+        elif str(run.get("job_status")) in FINAL_STATES:
+            ended.append(row)
+        else:
+            row.state = str(run.get("job_status"))
+    return ended
 
 
 @contextlib.contextmanager

@@ -42,15 +42,33 @@ def table(result: subprocess.CompletedProcess[str]) -> dict[int, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    yield from _serve(tmp_path_factory.mktemp("client"), {"NECTAR_WORKERS": "4"})
+def access_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The served API's access log: a line a request."""
+    return tmp_path_factory.mktemp("access") / "access.log"
 
 
 @pytest.fixture(scope="module")
-def submitted(served: Served, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
-    """``nectar submit`` of a 200-row CSV, waited for until every row ended."""
+def served(tmp_path_factory: pytest.TempPathFactory, access_log: Path) -> Iterator[Served]:
+    yield from _serve(tmp_path_factory.mktemp("client"), {"NECTAR_WORKERS": "4", "NECTAR_ACCESS_LOG": str(access_log)})
+
+
+@pytest.fixture(scope="module")
+def submitted_requests(
+    served: Served, access_log: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """``nectar submit`` of a 200-row CSV, waited for until every row ended; and the requests the API logged
+    meanwhile."""
     csv = write_csv(tmp_path_factory.mktemp("csv") / "rows.csv", ["aparam", *(f"row {i}" for i in range(ROWS))])
-    return run_cli(served, "submit", TASK, "--params-csv", str(csv))
+    before = len(access_log.read_text().splitlines()) if access_log.exists() else 0
+    result = run_cli(served, "submit", TASK, "--params-csv", str(csv))
+    return result, access_log.read_text().splitlines()[before:]
+
+
+@pytest.fixture(scope="module")
+def submitted(
+    submitted_requests: tuple[subprocess.CompletedProcess[str], list[str]],
+) -> subprocess.CompletedProcess[str]:
+    return submitted_requests[0]
 
 
 def test_submit_shows_progress_then_a_table_of_every_row_done(submitted: subprocess.CompletedProcess[str]) -> None:
@@ -63,6 +81,19 @@ def test_submit_shows_progress_then_a_table_of_every_row_done(submitted: subproc
     assert {cells[0] for cells in rows.values()} == {"DONE"}
     assert len({cells[3] for cells in rows.values()}) == ROWS  # one key each
     assert submitted.stdout.rstrip().endswith(f"{ROWS} rows: DONE {ROWS}")
+
+
+def test_submit_follows_its_rows_with_a_listing_and_asks_each_status_once(
+    submitted_requests: tuple[subprocess.CompletedProcess[str], list[str]],
+) -> None:
+    """One ``GET /api/runs`` a poll follows every row; a row's status is asked when its run ended, not every poll
+    (200 rows polled every 0.5 s made thousands of status calls, the API's CPU second only to the workers')."""
+    submitted, logged = submitted_requests
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    statuses = [line for line in logged if "GET /api/chainstatus?" in line]
+    listings = [line for line in logged if "GET /api/runs?" in line]
+    assert listings, "\n".join(logged[-20:])
+    assert len(statuses) <= ROWS, f"{len(statuses)} status calls for {ROWS} rows, {len(listings)} listings"
 
 
 def test_download_then_resume_fetches_nothing_then_only_a_truncated_file(

@@ -106,7 +106,9 @@ class Deployment:
     def start_node(self, workers: int = 2) -> Node:
         name = f"node{len(self.nodes) + 1}"
         env, port = self.env(self.tmp / name), free_port()
-        api = self.processes.start(f"{name}-api", [*NECTAR, "api", "--port", str(port), "--api-workers", "2"], env)
+        # one gunicorn worker (8 threads) a node: the tests count executions, not API processes, and each worker
+        # more is one more app imported on the suite's 2 cores
+        api = self.processes.start(f"{name}-api", [*NECTAR, "api", "--port", str(port), "--api-workers", "1"], env)
         worker = self.processes.worker(env, workers=workers, name=f"{name}-worker")
         node = Node(name, port, api, worker)
         self.processes.wait_up(api, f"{node.url}/api/chains/{CHAIN_TYPE}", f"{name}'s API")

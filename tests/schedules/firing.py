@@ -109,14 +109,14 @@ class Firing:
         text = self.ledger.read_text() if self.ledger.exists() else ""
         return Counter(text.splitlines())
 
-    def wait_fired(self, schedule_id: str, times: list[float], what: str) -> None:
+    def wait_fired(self, schedule_id: str, times: list[float], what: str, interval: float = 0.1) -> None:
         """Until a fire exists for each of ``times`` (the clocks alive or not: the failure shows their logs)."""
         wanted = set(times)
 
         def made() -> bool:
             return wanted <= {fire.fire_time for fire in self.fires(schedule_id)}
 
-        self.wait(made, what)
+        self.wait(made, what, interval)
 
     def wait_count(self, schedule_id: str, at_least: int, what: str) -> int:
         """Until ``schedule_id`` has ``at_least`` fires; answers how many it had then."""
@@ -127,9 +127,11 @@ class Firing:
 
         return int(self.wait(count, what))
 
-    def wait(self, predicate: Callable[[], object], what: str) -> Any:
+    def wait(self, predicate: Callable[[], object], what: str, interval: float = 0.1) -> Any:
+        """``predicate()`` once true, asked every ``interval`` s: a longer one where it reads hundreds of rows (each
+        read is this process's CPU, taken from the clocks and workers on a 2-core machine)."""
         try:
-            return waitfor(predicate, PATIENCE, what, interval=0.1)
+            return waitfor(predicate, PATIENCE, what, interval=interval)
         except AssertionError:
             self.processes.dump_logs()
             raise

@@ -32,14 +32,14 @@ def test_three_clocks_on_postgresql_one_killed_make_500_fire_times_500_execution
 
     made = firing.wait_count(sid, 100, "100 fires to be made")
     firing.kill(doomed)
-    firing.wait_fired(sid, window, "the 500 fire times to be made by the two clocks left")
+    firing.wait_fired(sid, window, "the 500 fire times to be made by the two clocks left", interval=0.5)
     firing.book.change(sid, {"paused": True})  # the later fires are on time and not counted: no need for them
 
     def ended() -> bool:
         runs = [run for run in firing.scheduled_runs() if run.fire_time in set(window)]
         return len(runs) >= 500 and all(run.state not in (RunState.PENDING, RunState.RUNNING) for run in runs)
 
-    firing.wait(ended, "the 500 runs to end")
+    firing.wait(ended, "the 500 runs to end", interval=0.5)
     assert made < 500, f"the clock was killed after the catch-up ended ({made} fires made)"
     wanted = {ledger_line(t) for t in window}
     executed = {line: n for line, n in firing.executed().items() if line in wanted}
