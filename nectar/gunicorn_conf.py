@@ -14,6 +14,9 @@ workers = int(os.environ.get("NECTAR_API_WORKERS", "2"))
 worker_class = "nectar.gunicorn_ext.ReadTimeoutWorker"
 threads = int(os.environ.get("NECTAR_API_THREADS", "8"))
 timeout = 30
+# gunicorn 25+ listens on a control socket (gunicornc: change the workers, reload, shut down), by default one path
+# for every gunicorn of a user: a side door, and each new API took it over from the last one. The service has none.
+control_socket_disable = True
 graceful_timeout = 10
 # a client told to come back after Retry-After seconds (a full queue's 503) and reusing its connection must find it
 # open: an idle connection is kept that long and 5 s more (it was 5 s, the default Retry-After itself: a client that
