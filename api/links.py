@@ -53,8 +53,11 @@ def _built(endpoint: str, public: str | None, **values: Any) -> str:
 
 
 def key_query(endpoint: str, key: TargetKey) -> str:
-    """``endpoint``'s absolute URL asking about the task folder of ``key`` (``?chain=<its out.txt>``)."""
-    return f"{external(endpoint)}?chain={quote(key.with_file(OUTPUT_FILE).path, safe='/')}"
+    """``endpoint``'s absolute URL asking about the task folder of ``key`` (``?chain=<its out.txt>``).
+
+    A key is letters, digits and ``_./-`` (:class:`TargetKey` admits nothing else): it goes in a query as it is,
+    as ``quote(path, safe='/')`` would leave it."""
+    return f"{external(endpoint)}?chain={key.with_file(OUTPUT_FILE).path}"
 
 
 def type_href(chain_type: str) -> str:
@@ -84,15 +87,33 @@ def log_urls(key: TargetKey) -> dict[str, str]:
     return {stream: f"{url}&stream={stream}" for stream in STREAMS}  # stream names are plain words
 
 
+#: the log URLs of the keys a status has linked so far (its own task's key, most often twice: as a step and on top)
+LogUrls = dict[str, dict[str, str]]
+
+
+def known_log_urls(key: TargetKey, known: LogUrls | None) -> dict[str, str]:
+    """:func:`log_urls`, built once per key in ``known``."""
+    if known is None:
+        return log_urls(key)
+    found = known.get(key.path)
+    if found is None:
+        found = known[key.path] = log_urls(key)
+    return found
+
+
 def logged(key: TargetKey) -> bool:
     """Whether the task of ``key`` has a log the log endpoint serves (live, or in its store)."""
     return has_log(key, facade().store_of(key))
 
 
-def step_out(step: Step) -> dict:
+def step_out(step: Step, known: LogUrls | None = None) -> dict:
     """A step as a status lists it: its state and, when its logs can be served, their URLs (else why not)."""
     note = step_log_note(step, logged)
-    logs = log_urls(TargetKey.parse(step.key)) if step.key and note is None else {}
+    if step.key and note is None:
+        urls = known.get(step.key) if known is not None else None
+        logs = urls if urls is not None else known_log_urls(TargetKey.parse(step.key), known)
+    else:
+        logs = {}
     return {
         "task": step.task,
         "state": step.state,
@@ -105,11 +126,11 @@ def step_out(step: Step) -> dict:
     }
 
 
-def log_links(source: LogSource) -> dict:
+def log_links(source: LogSource, known: LogUrls | None = None) -> dict:
     """A status's top-level log fields: the URLs of ``source``'s logs, whose they are, and why when not the task's
     (or why there are none: a task that did not run here and left no log)."""
     source = checked_source(source, logged)
-    logs = log_urls(source.key) if source.key else {}
+    logs = known_log_urls(source.key, known) if source.key else {}
     return {
         "stdout_url": logs.get("stdout"),
         "stderr_url": logs.get("stderr"),
@@ -123,8 +144,9 @@ def output_url(output: Output) -> str | None:
     if output.url:
         return output.url
     expiry = facade().settings.url_expiry
-    if output.key is not None:
-        return external("files.File", signer().sign(output.key.path, expiry))
+    if output.key is not None:  # a key goes in a query as it is (see key_query); expiry and signature: digits, hex
+        key, expires, signature = signer().sign(output.key.path, expiry).values()
+        return f"{external('files.File')}?key={key}&expires={expires}&signature={signature}"
     if output.path is not None:
         signed = signer().sign(SIGNED_PATH_PREFIX + output.path, expiry)
         signed["path"] = signed.pop("key")[len(SIGNED_PATH_PREFIX) :]

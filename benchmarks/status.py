@@ -8,8 +8,8 @@ from urllib.parse import quote
 from benchmarks.harness import (
     Context,
     Figure,
-    at_most,
     ratio_at_least,
+    ratio_at_most,
 )
 from benchmarks.load import Load, Request, hammer, median_p99, median_rate, rates, samples
 from benchmarks.population import Probe, fill_luigid, fill_registry, fill_store
@@ -20,6 +20,13 @@ CLIENTS = 16
 MAIN_SIZE = 10_000
 #: distinct keys the clients cycle through, drawn from the whole registry
 SAMPLE = 2_000
+#: share of a burst's requests per API worker after which one is recycled, in the figure with a recycle in each burst
+RECYCLE_AT = 0.6
+
+
+def recycles(before: list[int], after: list[int]) -> int:
+    """How many API workers were replaced between two looks at their pids."""
+    return len(set(after) - set(before))
 
 
 def status_requests(prefix: str, size: int, seed: int = 0) -> list[Request]:
@@ -53,6 +60,28 @@ def run(ctx: Context) -> list[Figure]:
                 url, requests = targets[name]
                 loads[name].append(hammer(url, requests, CLIENTS, duration=duration).check(200))
         print("requests/s per repeat:", "; ".join(f"{name} {rates(found)}" for name, found in loads.items()))
+        # the same lookups by an API whose workers are each recycled about once a burst (gunicorn's max_requests, set
+        # from the rate just measured), each burst beside one by the API that recycles none, so both see the same noise
+        main_url, main_requests = targets[str(MAIN_SIZE)]
+        per_worker = median_rate(loads[str(MAIN_SIZE)]) * duration / 2
+        max_requests = max(50, int(per_worker * RECYCLE_AT))
+        data_dir = cluster.dir / f"data-{MAIN_SIZE}"
+        recycled_url = cluster.start_api(NECTAR_DATA_DIR=str(data_dir), NECTAR_API_MAX_REQUESTS=str(max_requests))
+        hammer(recycled_url, main_requests, CLIENTS, duration=min(1.0, duration)).check(200)
+        steady, recycled, replaced, dropped = [], [], 0, 0
+        for _ in range(ctx.repeats):
+            steady.append(hammer(main_url, main_requests, CLIENTS, duration=duration).check(200))
+            before = cluster.api_workers(recycled_url)
+            load = hammer(recycled_url, main_requests, CLIENTS, duration=duration)
+            replaced += recycles(before, cluster.api_workers(recycled_url))
+            if set(load.statuses) - {200}:
+                raise RuntimeError(f"a recycling API answered {dict(load.statuses)}")
+            dropped += load.errors  # a keep-alive connection closed by a worker that exits: the client reconnects
+            recycled.append(load)
+        print(
+            f"recycling API (max_requests {max_requests}): {replaced} workers replaced in {ctx.repeats} bursts, "
+            f"{dropped} connections closed under a client; requests/s {rates(recycled)} beside {rates(steady)}"
+        )
         # the seed's lookup takes seconds at 16 clients: each client sends one per repeat (600 s fails only a hung one)
         seed = [
             hammer(base_url, status_requests("/seed/chainstatus", MAIN_SIZE, r), CLIENTS, None, 1, 600).check(200)
@@ -66,8 +95,11 @@ def run(ctx: Context) -> list[Figure]:
     return [
         Figure(NAME, f"lookups/s {at_main}", rate, "/s", "seed: 4 full task_list fetches", median_rate(seed),
                ratio_at_least(50)),
-        Figure(NAME, f"lookups/s {at_main}", rate, "/s", hello_what, median_rate(hello), ratio_at_least(0.5)),
+        Figure(NAME, f"lookups/s {at_main}", rate, "/s", hello_what, median_rate(hello), ratio_at_least(0.8)),
         Figure(NAME, f"p99 latency {at_main} ({samples(main)})", p99, "ms", f"{hello_what} ({samples(hello)})",
-               median_p99(hello), at_most(0.025, "≤ 25 ms")),
-        Figure(NAME, *flat, f"the same at {small:,} runs", median_rate(loads[str(small)]), ratio_at_least(0.8)),
+               median_p99(hello), ratio_at_most(1.25)),
+        Figure(NAME, *flat, f"the same at {small:,} runs", median_rate(loads[str(small)]), ratio_at_least(0.95)),
+        Figure(NAME, f"lookups/s {at_main}, an API worker recycled in each burst ({replaced} in {len(recycled)})",
+               median_rate(recycled), "/s", "the same, no recycle (bursts beside them)", median_rate(steady),
+               ratio_at_least(0.9)),
     ]  # fmt: skip

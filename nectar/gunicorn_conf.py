@@ -22,9 +22,9 @@ graceful_timeout = 10
 # open: an idle connection is kept that long and 5 s more (it was 5 s, the default Retry-After itself: a client that
 # waited exactly as told met a reset)
 keepalive = max(0, int(os.environ.get("NECTAR_RETRY_AFTER") or 5)) + 5
-# a worker recycled now and then keeps memory flat over weeks
-max_requests = 20000
-max_requests_jitter = 2000
+# a worker recycled now and then keeps memory flat over weeks (NECTAR_API_MAX_REQUESTS=0: never), give or take 10 %
+max_requests = int(os.environ.get("NECTAR_API_MAX_REQUESTS") or 20000)
+max_requests_jitter = max_requests // 10
 loglevel = os.environ.get("NECTAR_LOG_LEVEL", "warning").lower()
 # credentials in URLs redacted from the access log; text records escaped, one line each
 logger_class = "nectar.gunicorn_ext.RedactingLogger"

@@ -71,8 +71,7 @@ def job_status(
     answered RUNNING with an error saying so: a worker reclaims it (retries or fails it), never a read.
     """
     key = key.with_file(OUTPUT_FILE)
-    run = runs.latest(key.path)
-    steps = runs.steps(run.id) if run else []
+    run, steps = runs.latest_with_steps(key.path)  # one read: the run and its steps as of the same moment
     if run is not None and run.state.active:  # a retried run shows what failed in its last attempt
         why = lapsed(run, lease_timeout) if lease_timeout is not None else None
         lost = f"worker lost: {run.worker} ({why}) during attempt {run.attempt}; a worker will reclaim it"

@@ -12,13 +12,30 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from nectar.registry.model import Attempt, Durations, Run, RunFilter, RunState, Step
-from nectar.registry.schema import ATTEMPT_COLUMNS, QUEUED, RUNS, run_of, values
+from nectar.registry.schema import ATTEMPT_COLUMNS, QUEUED, RUN_COLUMNS, RUNS, run_of, values
 from nectar.registry.store import RunStore
 
 if TYPE_CHECKING:
     from nectar.config import Settings
 
 T = TypeVar("T")
+
+#: a step's columns as :meth:`SqlReads.steps` reads them, in the order of :class:`Step`'s fields
+STEP_FIELDS = ("run_id", "task_id", "task", "key", "state", "executed", "error", "updated_at")
+#: a key's latest run and its steps in one read: one row per step, the requested task last (a run without steps:
+#: one row, its step columns NULL; no run: no row). The run by the ``runs_by_key`` index, its steps by their key
+LATEST_WITH_STEPS = (
+    f"SELECT {', '.join(f'r.{column}' for column in RUN_COLUMNS)}, "
+    f"{', '.join(f's.{column} AS step_{column}' for column in STEP_FIELDS)} "
+    f"FROM (SELECT {RUNS} FROM runs WHERE key = ? ORDER BY queued_at DESC LIMIT 1) AS r "
+    "LEFT JOIN steps AS s ON s.run_id = r.id ORDER BY s.seq DESC"
+)
+
+
+def step_of(row: Sequence[Any]) -> Step:
+    """The step of a row of :data:`STEP_FIELDS`' values."""
+    run_id, task_id, task, key, state, executed, error, updated_at = row
+    return Step(run_id, task_id, task, key, state, bool(executed), error, updated_at)
 
 
 def filter_sql(runs: RunFilter) -> tuple[str, list[Any]]:
@@ -94,6 +111,14 @@ class SqlReads(RunStore):
     def latest(self, key: str) -> Run | None:
         return self._read(lambda db: self._select(db, "key = ? ORDER BY queued_at DESC LIMIT 1", key))
 
+    def latest_with_steps(self, key: str) -> tuple[Run | None, list[Step]]:
+        rows = self._read(lambda db: [values(row) for row in self._exec(db, LATEST_WITH_STEPS, (key,)).fetchall()])
+        if not rows:
+            return None, []
+        width = len(RUN_COLUMNS)
+        run = run_of(dict(zip(RUN_COLUMNS, rows[0][:width], strict=True)))
+        return run, [step_of(row[width:]) for row in rows if row[width] is not None]
+
     def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
         condition, args = filter_sql(where)
 
@@ -130,12 +155,9 @@ class SqlReads(RunStore):
         return found
 
     def steps(self, run_id: str) -> list[Step]:
-        text = (
-            "SELECT run_id, task_id, task, key, state, executed, error, updated_at FROM steps "
-            "WHERE run_id = ? ORDER BY seq DESC"
-        )
+        text = f"SELECT {', '.join(STEP_FIELDS)} FROM steps WHERE run_id = ? ORDER BY seq DESC"
         rows = self._read(lambda db: self._exec(db, text, (run_id,)).fetchall())
-        return [Step(**{**dict(row), "executed": bool(row["executed"])}) for row in rows]
+        return [step_of(values(row)) for row in rows]
 
     def queued(self) -> int:
         """How many runs are PENDING, as the database counts them with each change (one row read, not a scan)."""

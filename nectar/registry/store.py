@@ -83,6 +83,11 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
     def latest(self, key: str) -> Run | None:
         """The most recently queued run for a key."""
 
+    def latest_with_steps(self, key: str) -> tuple[Run | None, list[Step]]:
+        """:meth:`latest` and its :meth:`steps`, read at once where the store can (a status lookup reads both)."""
+        run = self.latest(key)
+        return run, self.steps(run.id) if run else []
+
     @abstractmethod
     def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
         """The runs matching ``where``, newest first, ``limit`` from ``offset``; and how many match in all."""

@@ -1,0 +1,75 @@
+"""A status lookup's registry read: a key's latest run and its steps, in one SQL read, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nectar.keys import TargetKey
+from nectar.registry import Run, RunState, Step
+from nectar.registry.postgres import PostgresRunStore
+from nectar.registry.sql import SqlRunStore
+from nectar.registry.sqlite import SQLiteRunStore
+from nectar.status import job_status
+from nectar.stores.local import LocalStore
+
+KEY = TargetKey("t", "c_chain", "ATask", "0123456789abcdef0123456789abcdef")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def runs(request: pytest.FixtureRequest, tmp_path: Path) -> SqlRunStore:
+    if request.param == "postgres":
+        return PostgresRunStore(request.getfixturevalue("database_url"))
+    return SQLiteRunStore(tmp_path / "runs.sqlite3")
+
+
+def queued(runs: SqlRunStore, queued_at: float) -> Run:
+    run = dataclasses.replace(Run.new(KEY.path, "t", "c_chain", "ATask", {"n": "1"}, "ATask_1"), queued_at=queued_at)
+    return runs.submit(run)[0]
+
+
+def reads_counted(runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the registry's SQL reads from now on (each :meth:`_read` is one statement)."""
+    counted: list[int] = []
+    read = runs._read
+
+    def counting(query: Callable[[Any], Any]) -> Any:
+        counted.append(1)
+        return read(query)
+
+    monkeypatch.setattr(runs, "_read", counting)
+    return counted
+
+
+def test_the_latest_run_and_its_steps_are_what_latest_and_steps_answer(runs: SqlRunStore) -> None:
+    assert runs.latest_with_steps(KEY.path) == (None, [])
+    first = queued(runs, 1000.0)
+    assert runs.latest_with_steps(KEY.path) == (first, [])  # a run with no step yet: one row, its steps NULL
+    runs.cancel(first.id)
+    second = queued(runs, 2000.0)
+    upstream = Step(second.id, "Up_1", "Up", None, "DONE", executed=False, error=None, updated_at=2001.0)
+    own = Step(second.id, "ATask_1", "ATask", KEY.path, "RUNNING", executed=True, error="said", updated_at=2002.0)
+    runs.record_steps([own, upstream])  # the requested task first, as luigi discovers them
+
+    found = runs.latest_with_steps(KEY.path)
+
+    assert found == (runs.latest(KEY.path), runs.steps(second.id))
+    assert found[0] is not None and found[0].id == second.id
+    assert found[1] == [upstream, own]  # the requested task last
+
+
+def test_a_status_lookup_reads_the_registry_once(
+    runs: SqlRunStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = queued(runs, 1000.0)
+    runs.record_steps([Step(run.id, "ATask_1", "ATask", KEY.path, "PENDING", updated_at=1000.0)])
+    counted = reads_counted(runs, monkeypatch)
+
+    status = job_status(KEY, store=LocalStore(tmp_path / "targets"), runs=runs)
+
+    assert (status.job_status, [step.task for step in status.steps]) == (RunState.PENDING, ["ATask"])
+    assert len(counted) == 1, f"{len(counted)} registry reads for one status lookup"
