@@ -7,7 +7,6 @@ process that needs none of them (``nectar serve``'s supervisor) does not load lu
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,22 +14,20 @@ if TYPE_CHECKING:
     from nectar.task import NectarLocalTask, NectarS3Task, NectarTask
     from nectar.triggers.declared import Trigger
 
-#: what ``from nectar import …`` gives, and the module each comes from
-_HOMES = {
-    "NectarLocalTask": "nectar.task",
-    "NectarS3Task": "nectar.task",
-    "NectarTask": "nectar.task",
-    "Schedule": "nectar.schedules.declared",
-    "Trigger": "nectar.triggers.declared",
-}
-
 __all__ = ["NectarLocalTask", "NectarS3Task", "NectarTask", "Schedule", "Trigger"]
 
 
 def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
+    if name in ("NectarLocalTask", "NectarS3Task", "NectarTask"):
+        from nectar import task
+
+        value = getattr(task, name)
+    elif name in ("Schedule", "Trigger"):
+        from nectar.schedules.declared import Schedule
+        from nectar.triggers.declared import Trigger
+
+        value = {"Schedule": Schedule, "Trigger": Trigger}[name]
+    else:
         raise AttributeError(f"module 'nectar' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
     globals()[name] = value
     return value

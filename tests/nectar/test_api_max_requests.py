@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterator
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-import nectar.gunicorn_conf
+import nectar
 
-
-@pytest.fixture
-def load_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[ModuleType]:
-    """The gunicorn configuration, read again under the environment the test sets (and again as it was after)."""
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # no folder of its own made for the metrics
-    yield nectar.gunicorn_conf
-    monkeypatch.undo()
-    importlib.reload(nectar.gunicorn_conf)
+#: gunicorn's configuration file, read as gunicorn reads it: in a process of its own (it sets the environment)
+CONF = Path(nectar.__file__).parent / "gunicorn_conf.py"
+READ = (
+    "import json, runpy, sys; c = runpy.run_path(sys.argv[1]); "
+    "print(json.dumps([c['max_requests'], c['max_requests_jitter']]))"
+)
 
 
 @pytest.mark.parametrize(("value", "max_requests", "jitter"), [(None, 20000, 2000), ("500", 500, 50), ("0", 0, 0)])
 def test_the_recycle_bound_comes_from_the_environment(
-    load_conf: ModuleType, monkeypatch: pytest.MonkeyPatch, value: str | None, max_requests: int, jitter: int
+    tmp_path: Path, value: str | None, max_requests: int, jitter: int
 ) -> None:
-    if value is None:
-        monkeypatch.delenv("NECTAR_API_MAX_REQUESTS", raising=False)
-    else:
-        monkeypatch.setenv("NECTAR_API_MAX_REQUESTS", value)
-    conf = importlib.reload(load_conf)
-    assert (conf.max_requests, conf.max_requests_jitter) == (max_requests, jitter)
+    env = {k: v for k, v in os.environ.items() if k != "NECTAR_API_MAX_REQUESTS"}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)  # no folder of its own made for the metrics
+    if value is not None:
+        env["NECTAR_API_MAX_REQUESTS"] = value
+    read = subprocess.run([sys.executable, "-c", READ, str(CONF)], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(read.stdout) == [max_requests, jitter]

@@ -17,9 +17,10 @@ from nectar.gunicorn_ext import METRICS_PREFIX
 RUNS = 20_000
 #: gunicorn's threads per worker (nectar.gunicorn_conf's default)
 THREADS = 8
-#: kB a worker may grow by once every thread has scraped, after its first scrape: SQLite's default page cache alone
-#: was 2 MB a thread, and each thread's own malloc arena kept ~1.5 MB more (the worker grew ~25 MB)
-GROWTH_KB = 8 * 1024
+#: kB a worker may grow by once every thread has scraped, after its first scrape: less than SQLite's default page
+#: cache (2,000 KiB) for each thread alone, which the old connections filled (the worker grew ~28 MB with the malloc
+#: arena each thread kept); bounded caches and two arenas grow it by ~4 MB here, ~10 MB on a CI machine
+GROWTH_KB = THREADS * 2000
 
 
 def metrics_folders(tmp: Path, pid: int) -> list[Path]:
