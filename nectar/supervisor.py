@@ -182,15 +182,21 @@ class Supervisor:
             ports.ensure_free(self.args.scheduler_host, int(self.args.scheduler_port), "luigid, --scheduler-port")
 
     def start(self) -> None:
+        """luigid and the API start at once (the API needs no luigid to answer); the workers and the clock once
+        luigid answers (a worker claims nothing before); up when the API answers: the slower of the two, not their
+        sum, is the cold start."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         scheduler_url = self.settings.scheduler_url
+        luigid: Part | None = None
         if not scheduler_url:
             scheduler_url = f"http://{self.args.scheduler_host}:{self.args.scheduler_port}"
             args, data_dir = self.args, self.settings.data_dir
             argv = luigid_command(args.scheduler_host, args.scheduler_port, data_dir, args.scheduler_allowed_hosts)
             luigid = self._start("luigid", argv)
-            wait_ready(f"{scheduler_url}/api/worker_list", luigid, int(self.args.scheduler_port))
         self.env["NECTAR_SCHEDULER_URL"] = scheduler_url
+        api = self._start("api", GUNICORN)
+        if luigid is not None:
+            wait_ready(f"{scheduler_url}/api/worker_list", luigid, int(self.args.scheduler_port))
         # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued
         self._start(
             "workers",
@@ -199,7 +205,6 @@ class Supervisor:
         )
         # the schedules' clock: any number may run, on any machines (each fire is claimed in the registry)
         self._start("clock", [sys.executable, "-m", "nectar.cli", "clock"])
-        api = self._start("api", GUNICORN)
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
         wait_ready(f"http://{host}:{self.args.port}/healthz", api, int(self.args.port))
         logger.info(
