@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import shutil
 import tempfile
 
 bind = f"{os.environ.get('NECTAR_HOST', '127.0.0.1')}:{os.environ.get('NECTAR_PORT', '5000')}"
@@ -70,10 +69,11 @@ _fewer_arenas()
 # folder left by a gunicorn that could not remove it (SIGKILL) is removed by the next one to start
 _METRICS_DIR = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    from nectar.gunicorn_ext import METRICS_PREFIX, remove_orphan_metrics
+    from nectar.gunicorn_ext import make_metrics_folder, remove_orphan_metrics
 
     remove_orphan_metrics(tempfile.gettempdir())
-    _METRICS_DIR = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
+    # the lock beside it, held while this gunicorn lives (by its workers too), tells the next one it is not gone
+    _METRICS_DIR, _METRICS_LOCK = make_metrics_folder(tempfile.gettempdir())
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _METRICS_DIR
 
 
@@ -125,4 +125,6 @@ def child_exit(server: object, worker: object) -> None:
 
 def on_exit(server: object) -> None:
     if _METRICS_DIR:  # ours alone: the latencies of this gunicorn's workers
-        shutil.rmtree(_METRICS_DIR, ignore_errors=True)
+        from nectar.gunicorn_ext import remove_metrics_folder
+
+        remove_metrics_folder(_METRICS_DIR)

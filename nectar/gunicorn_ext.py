@@ -13,9 +13,9 @@ they passed on).
 - :class:`RedactingLogger`: the access log writes ``[redacted]`` for the values of credentials in URLs (a token
   sent in the query string, a download URL's signature); in the text format every gunicorn record is escaped and
   kept on one line as the other processes' are (:class:`nectar.logs.format.TextFormatter`).
-- :func:`remove_orphan_metrics`: each gunicorn keeps its workers' latencies in a folder of its own, named with its
-  pid, and removes it when it exits; one killed (SIGKILL) cannot, so the next one to start removes the folders of
-  gunicorns that are gone.
+- :func:`make_metrics_folder`, :func:`remove_orphan_metrics`: each gunicorn keeps its workers' latencies in a folder
+  of its own, locked while it lives, and removes it when it exits; one killed (SIGKILL) cannot, so the next one to
+  start removes the folders whose lock is free.
 - :func:`few_malloc_arenas`: glibc gives each thread that allocates an arena of its own, which keeps what the
   thread freed; a worker's 8 threads held ~1.5 MB each after a /metrics scrape, so they share two.
 - :func:`json_error_pages`: a request gunicorn cannot parse (a bad request line, headers too large, ...) never
@@ -29,12 +29,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import json
 import logging
 import os
 import re
 import shutil
 import socket
+import tempfile
 import time
 from contextlib import suppress
 from typing import Any
@@ -54,6 +56,8 @@ SECRET_PARAMS = frozenset({"token", "access_token", "signature"})
 REDACTED = "[redacted]"
 #: the start of the name of a gunicorn's metrics folder (in the temporary folder), before its pid and a dash
 METRICS_PREFIX = "nectar-metrics-"
+#: the end of the name of the lock file beside a metrics folder, held by its gunicorn while it lives
+LOCK_SUFFIX = ".lock"
 #: glibc's ``mallopt`` parameter for the number of arenas, and how many the API's threads share
 M_ARENA_MAX, API_ARENAS = -8, 2
 #: a ``name=value`` pair of a query string (or of a URL's path parameters)
@@ -208,19 +212,74 @@ def json_error_pages(worker: object) -> None:
     util.write_error = write_json_error
 
 
+def make_metrics_folder(folder: str, pid: int | None = None) -> tuple[str, int]:
+    """A metrics folder in ``folder`` for the gunicorn of ``pid`` (this process), and the descriptor of the lock
+    beside it that this process holds until it exits: the folder's path and the lock's descriptor.
+
+    The lock file (the folder's path + ``.lock``) is made and locked before the folder, so a folder is never
+    without a held lock while its gunicorn lives. The lock, not the pid, tells another gunicorn whether the folder's
+    owner is gone: the pid may be no process of its own pid namespace (a container sharing the temporary folder) or
+    another process's by now. Forked workers share the lock; a process this one starts does not (not inheritable).
+    """
+    prefix = f"{METRICS_PREFIX}{pid or os.getpid()}-"
+    # made under a name the sweep ignores and named a lock once locked: a sweep never finds it free
+    descriptor, staged = tempfile.mkstemp(prefix=prefix, suffix=f"{LOCK_SUFFIX}.new", dir=folder)
+    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: no one else holds it
+    lock = staged.removesuffix(".new")
+    os.rename(staged, lock)
+    path = lock.removesuffix(LOCK_SUFFIX)
+    os.mkdir(path, 0o700)
+    return path, descriptor
+
+
+def remove_metrics_folder(path: str) -> None:
+    """Remove a metrics folder and its lock file (its gunicorn is exiting, or gone)."""
+    shutil.rmtree(path, ignore_errors=True)
+    with suppress(FileNotFoundError):
+        os.unlink(path + LOCK_SUFFIX)
+
+
 def remove_orphan_metrics(folder: str) -> list[str]:
-    """Remove the metrics folders in ``folder`` of gunicorns that are gone (their pid is no process): a gunicorn
-    killed with SIGKILL never ran its ``on_exit``. The folders removed."""
+    """Remove the metrics folders in ``folder`` whose gunicorn is gone, and their lock files: a gunicorn killed
+    with SIGKILL never ran its ``on_exit``. The folders removed.
+
+    Gone means its lock can be taken (:func:`make_metrics_folder`); a folder without a lock file, left by an older
+    release, is gone when its pid is no process."""
     removed = []
     for entry in os.scandir(folder):
-        pid = entry.name[len(METRICS_PREFIX) :].partition("-")[0]
-        if not entry.name.startswith(METRICS_PREFIX) or not pid.isdigit() or not entry.is_dir(follow_symlinks=False):
+        name = entry.name.removesuffix(LOCK_SUFFIX)
+        pid = name[len(METRICS_PREFIX) :].partition("-")[0]
+        if not name.startswith(METRICS_PREFIX) or not pid.isdigit() or entry.is_symlink():
             continue
-        if entry.stat(follow_symlinks=False).st_uid != os.getuid() or _alive(int(pid)):
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+        except FileNotFoundError:  # removed with its lock file a moment ago (by this sweep or another gunicorn's)
             continue
-        shutil.rmtree(entry.path, ignore_errors=True)
-        removed.append(entry.path)
+        path = os.path.join(folder, name)
+        if entry.name.endswith(LOCK_SUFFIX):
+            if _lock_free(entry.path):
+                remove_metrics_folder(path)
+                removed.append(path)
+        elif entry.is_dir(follow_symlinks=False) and not os.path.exists(path + LOCK_SUFFIX) and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
     return removed
+
+
+def _lock_free(lock: str) -> bool:
+    """Whether no process holds the lock file ``lock`` (False if it is gone: its owner removed it)."""
+    try:
+        descriptor = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(descriptor)  # releases the lock, if this took it
+    return True
 
 
 def _alive(pid: int) -> bool:

@@ -4,6 +4,9 @@ do not grow a worker by a page cache and a malloc arena per thread."""
 from __future__ import annotations
 
 import http.client
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -11,7 +14,7 @@ from benchmarks.harness import rss_kb
 from benchmarks.population import fill_registry
 from harness import Processes, base_env, children, free_port, settings_env
 from nectar.config import Settings
-from nectar.gunicorn_ext import METRICS_PREFIX
+from nectar.gunicorn_ext import METRICS_PREFIX, make_metrics_folder, remove_orphan_metrics
 
 #: the soak's registry: each /metrics scrape reads every run
 RUNS = 20_000
@@ -24,7 +27,7 @@ GROWTH_KB = THREADS * 2000
 
 
 def metrics_folders(tmp: Path, pid: int) -> list[Path]:
-    return sorted(tmp.glob(f"{METRICS_PREFIX}{pid}-*"))
+    return sorted(path for path in tmp.glob(f"{METRICS_PREFIX}{pid}-*") if path.is_dir())
 
 
 def test_the_metrics_folder_goes_with_its_gunicorn_even_a_killed_one(settings: Settings, tmp_path: Path) -> None:
@@ -44,9 +47,31 @@ def test_the_metrics_folder_goes_with_its_gunicorn_even_a_killed_one(settings: S
         assert metrics_folders(tmp, killed.pid) == [], "the next gunicorn left a killed one's metrics folder"
         assert len(metrics_folders(tmp, stopped.pid)) == 1
         processes.stop(stopped)  # SIGTERM: its on_exit removes its own
-        assert list(tmp.glob(f"{METRICS_PREFIX}*")) == []
+        assert list(tmp.glob(f"{METRICS_PREFIX}*")) == [], "a metrics folder or its lock outlived its gunicorn"
     finally:
         processes.close()
+
+
+def test_a_live_gunicorn_keeps_its_metrics_folder_even_where_its_pid_is_unseen(tmp_path: Path) -> None:
+    """Another gunicorn sharing the temporary folder may live in a pid namespace of its own (a container), or its
+    pid may be reused: its folder goes when its lock is free, not when its pid is no process here (a CI run's API
+    failed to start with ``No such file or directory: '/tmp/nectar-metrics-9334-...'``)."""
+    unseen = dead_pid()
+    folder, lock = make_metrics_folder(str(tmp_path), pid=unseen)
+
+    assert remove_orphan_metrics(str(tmp_path)) == []
+    assert Path(folder).is_dir(), "a live gunicorn's metrics folder was removed because its pid is no process here"
+
+    os.close(lock)  # its gunicorn is gone (SIGKILL)
+    assert remove_orphan_metrics(str(tmp_path)) == [folder]
+    assert list(tmp_path.iterdir()) == []
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (its pid is no process, as a pid of another namespace is not)."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
 
 
 def scrape(port: int) -> None:
