@@ -1,5 +1,5 @@
-"""``nectar serve``: luigid, the workers, the schedules' clock and the API under gunicorn, started and stopped together;
-and each of them alone, for a machine that plays one role: ``nectar scheduler``, ``nectar api``
+"""``nectar serve``: luigid, the workers (the schedules' clock in their process) and the API under gunicorn, started
+and stopped together; and each of them alone, for a machine that plays one role: ``nectar scheduler``, ``nectar api``
 (``nectar worker`` is the workers).
 
 Under ``serve`` each part runs as its own process in its own session, so Ctrl-C (or SIGTERM, or
@@ -197,14 +197,14 @@ class Supervisor:
         api = self._start("api", GUNICORN)
         if luigid is not None:
             wait_ready(f"{scheduler_url}/api/worker_list", luigid, int(self.args.scheduler_port))
-        # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued
+        # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued. The schedules'
+        # clock runs in their process (its loops are threads; each fire is claimed in the registry, so any number
+        # of clocks may run, on any machines): a process of its own weighed as much again (luigi, nectar, the chains)
         self._start(
             "workers",
-            [sys.executable, "-m", "nectar.cli", "worker", "--workers", str(self.args.workers)],
+            [sys.executable, "-m", "nectar.cli", "worker", "--clock", "--workers", str(self.args.workers)],
             stop_timeout=self.settings.drain_grace + STOP_TIMEOUT,
         )
-        # the schedules' clock: any number may run, on any machines (each fire is claimed in the registry)
-        self._start("clock", [sys.executable, "-m", "nectar.cli", "clock"])
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
         wait_ready(f"http://{host}:{self.args.port}/healthz", api, int(self.args.port))
         logger.info(

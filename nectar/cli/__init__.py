@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("run_id", help="the run's id (run_id in its status)")
     worker = command("worker", "claim and execute queued runs until stopped")
     worker.add_argument("--workers", type=int, default=1, help="runs executed at once (default 1)")
+    worker.add_argument(
+        "--clock", action="store_true", help="also fire the schedules and poll the triggers here, as nectar clock does"
+    )
     command("schedules", "list the schedules (from chain files and the API): when, paused, next and last fire")
     backfill = command("backfill", "fire a schedule for every fire time of a past range, max_active at a time")
     backfill.add_argument("schedule_id", help="the schedule's id (nectar schedules lists them)")

@@ -154,5 +154,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = settings_of(args)
     configure_logging(settings.log_format)
-    Executor(settings, concurrency=args.workers).serve_forever()
+    if not getattr(args, "clock", False):
+        Executor(settings, concurrency=args.workers).serve_forever()
+        return 0
+    from nectar.schedules.clock import Clock
+    from nectar.service import Nectar
+
+    nectar = Nectar(settings)
+    clock = Clock(nectar, settings)
+
+    class ClockedExecutor(Executor):
+        def stop(self, *signal_args: Any) -> None:
+            clock.request_stop()  # at the first stop request, as a clock of its own was stopped with the workers
+            super().stop(*signal_args)
+
+    executor = ClockedExecutor(settings, concurrency=args.workers, runs=nectar.runs)
+    clock.start()
+    try:
+        executor.serve_forever()
+    finally:
+        clock.stop()
     return 0
