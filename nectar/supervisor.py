@@ -51,7 +51,7 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
     ),
     "--scheduler-url": ("NECTAR_SCHEDULER_URL", None, "use this running luigid instead of starting one"),
     "--workers": ("NECTAR_WORKERS", "2", "runs executed at once"),
-    "--api-workers": ("NECTAR_API_WORKERS", "2", "gunicorn worker processes"),
+    "--api-workers": ("NECTAR_API_WORKERS", "2", "gunicorn worker processes, each with NECTAR_API_THREADS threads"),
     "--data-dir": ("NECTAR_DATA_DIR", "nectar_data", "run registry, live logs, luigid state"),
     "--chains-dir": ("NECTAR_CHAINS_DIR", "chains", "folder of <type>/<name>_chain.py files"),
 }
@@ -70,6 +70,9 @@ GUARDED_LUIGID = [
     "import nectar.lifeline as life; life.hangup_is_terminate(); from nectar.guard import main as luigid; luigid()",
 ]
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
+#: where ``serve``'s defaults differ from a role's own: one API worker (8 threads) on a machine that runs everything
+#: (a second doubles the status lookups a second on 2 free cores, and weighs ~50 MB idle: ``--api-workers 2``)
+SERVE_DEFAULTS = {"--api-workers": "1"}
 #: the flags of the commands that start one role
 ROLE_FLAGS = {
     "api": ("--host", "--port", "--api-workers"),
@@ -77,9 +80,12 @@ ROLE_FLAGS = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser, flags: tuple[str, ...] | None = None) -> None:
+def add_arguments(
+    parser: argparse.ArgumentParser, flags: tuple[str, ...] | None = None, defaults: dict[str, str] | None = None
+) -> None:
     for flag, (env, default, text) in SERVE_FLAGS.items():
         if flags is None or flag in flags:
+            default = (defaults or {}).get(flag, default)
             help = f"{text} (env {env}, default {default})"
             parser.add_argument(flag, default=os.environ.get(env, default), help=help)
 

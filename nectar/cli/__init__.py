@@ -73,9 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="start luigid, the workers and the API", description="start luigid, the workers and the API"
     )
-    from nectar.supervisor import ROLE_FLAGS, add_arguments
+    from nectar.supervisor import ROLE_FLAGS, SERVE_DEFAULTS, add_arguments
 
-    add_arguments(serve)
+    add_arguments(serve, defaults=SERVE_DEFAULTS)
     api = commands.add_parser("api", help="serve the HTTP API alone (gunicorn), e.g. behind a load balancer")
     add_arguments(api, ROLE_FLAGS["api"])
     scheduler = commands.add_parser("scheduler", help="run luigid alone, with this project's luigi.cfg and pools")
