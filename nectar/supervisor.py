@@ -20,10 +20,10 @@ secret, change its state; browsers get its visualiser read-only.
 from __future__ import annotations
 
 import argparse
-import http.client
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -115,18 +115,22 @@ class Part:
 
 
 def answers(url: str) -> bool:
-    """Whether an HTTP server answers ``url`` at all (any status), within a second (http.client: the supervisor
-    imports neither requests nor luigi, so that it weighs what a Python process weighs)."""
+    """Whether an HTTP server answers ``url`` at all (any status), within a second: its first line says HTTP/1.x.
+
+    One GET over a plain socket: the supervisor imports neither requests, luigi nor http.client (which loads ssl and
+    OpenSSL), so that it weighs what a bare Python process weighs."""
     where = urlsplit(url)
-    conn = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=1)
+    host, port = where.hostname or "127.0.0.1", where.port or 80
+    request = f"GET {where.path or '/'} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
     try:
-        conn.request("GET", where.path or "/")
-        conn.getresponse().read()
-        return True
-    except (OSError, http.client.HTTPException):
+        with socket.create_connection((host, port), timeout=1) as conn:
+            conn.sendall(request.encode("ascii"))
+            first = conn.recv(4096)
+            while conn.recv(65536):  # read to its end (it closes): closed early, the server would meet a reset
+                pass
+            return first.startswith(b"HTTP/1.")
+    except OSError:
         return False
-    finally:
-        conn.close()
 
 
 def wait_ready(url: str, part: Part, port: int, timeout: float = 30.0) -> None:
