@@ -1,5 +1,5 @@
-"""``nectar serve``: luigid, the workers, the schedules' clock and the API under gunicorn, started and stopped together;
-and each of them alone, for a machine that plays one role: ``nectar scheduler``, ``nectar api``
+"""``nectar serve``: luigid, the workers (the schedules' clock in their process) and the API under gunicorn, started
+and stopped together; and each of them alone, for a machine that plays one role: ``nectar scheduler``, ``nectar api``
 (``nectar worker`` is the workers).
 
 Under ``serve`` each part runs as its own process in its own session, so Ctrl-C (or SIGTERM, or
@@ -20,10 +20,10 @@ secret, change its state; browsers get its visualiser read-only.
 from __future__ import annotations
 
 import argparse
-import http.client
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -51,7 +51,7 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
     ),
     "--scheduler-url": ("NECTAR_SCHEDULER_URL", None, "use this running luigid instead of starting one"),
     "--workers": ("NECTAR_WORKERS", "2", "runs executed at once"),
-    "--api-workers": ("NECTAR_API_WORKERS", "2", "gunicorn worker processes"),
+    "--api-workers": ("NECTAR_API_WORKERS", "2", "gunicorn worker processes, each with NECTAR_API_THREADS threads"),
     "--data-dir": ("NECTAR_DATA_DIR", "nectar_data", "run registry, live logs, luigid state"),
     "--chains-dir": ("NECTAR_CHAINS_DIR", "chains", "folder of <type>/<name>_chain.py files"),
 }
@@ -70,6 +70,9 @@ GUARDED_LUIGID = [
     "import nectar.lifeline as life; life.hangup_is_terminate(); from nectar.guard import main as luigid; luigid()",
 ]
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
+#: where ``serve``'s defaults differ from a role's own: one API worker (8 threads) on a machine that runs everything
+#: (a second doubles the status lookups a second on 2 free cores, and weighs ~50 MB idle: ``--api-workers 2``)
+SERVE_DEFAULTS = {"--api-workers": "1"}
 #: the flags of the commands that start one role
 ROLE_FLAGS = {
     "api": ("--host", "--port", "--api-workers"),
@@ -77,9 +80,12 @@ ROLE_FLAGS = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser, flags: tuple[str, ...] | None = None) -> None:
+def add_arguments(
+    parser: argparse.ArgumentParser, flags: tuple[str, ...] | None = None, defaults: dict[str, str] | None = None
+) -> None:
     for flag, (env, default, text) in SERVE_FLAGS.items():
         if flags is None or flag in flags:
+            default = (defaults or {}).get(flag, default)
             help = f"{text} (env {env}, default {default})"
             parser.add_argument(flag, default=os.environ.get(env, default), help=help)
 
@@ -109,18 +115,22 @@ class Part:
 
 
 def answers(url: str) -> bool:
-    """Whether an HTTP server answers ``url`` at all (any status), within a second (http.client: the supervisor
-    imports neither requests nor luigi, so that it weighs what a Python process weighs)."""
+    """Whether an HTTP server answers ``url`` at all (any status), within a second: its first line says HTTP/1.x.
+
+    One GET over a plain socket: the supervisor imports neither requests, luigi nor http.client (which loads ssl and
+    OpenSSL), so that it weighs what a bare Python process weighs."""
     where = urlsplit(url)
-    conn = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=1)
+    host, port = where.hostname or "127.0.0.1", where.port or 80
+    request = f"GET {where.path or '/'} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
     try:
-        conn.request("GET", where.path or "/")
-        conn.getresponse().read()
-        return True
-    except (OSError, http.client.HTTPException):
+        with socket.create_connection((host, port), timeout=1) as conn:
+            conn.sendall(request.encode("ascii"))
+            first = conn.recv(4096)
+            while conn.recv(65536):  # read to its end (it closes): closed early, the server would meet a reset
+                pass
+            return first.startswith(b"HTTP/1.")
+    except OSError:
         return False
-    finally:
-        conn.close()
 
 
 def wait_ready(url: str, part: Part, port: int, timeout: float = 30.0) -> None:
@@ -197,14 +207,14 @@ class Supervisor:
         api = self._start("api", GUNICORN)
         if luigid is not None:
             wait_ready(f"{scheduler_url}/api/worker_list", luigid, int(self.args.scheduler_port))
-        # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued
+        # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued. The schedules'
+        # clock runs in their process (its loops are threads; each fire is claimed in the registry, so any number
+        # of clocks may run, on any machines): a process of its own weighed as much again (luigi, nectar, the chains)
         self._start(
             "workers",
-            [sys.executable, "-m", "nectar.cli", "worker", "--workers", str(self.args.workers)],
+            [sys.executable, "-m", "nectar.cli", "worker", "--clock", "--workers", str(self.args.workers)],
             stop_timeout=self.settings.drain_grace + STOP_TIMEOUT,
         )
-        # the schedules' clock: any number may run, on any machines (each fire is claimed in the registry)
-        self._start("clock", [sys.executable, "-m", "nectar.cli", "clock"])
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
         wait_ready(f"http://{host}:{self.args.port}/healthz", api, int(self.args.port))
         logger.info(

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("run_id", help="the run's id (run_id in its status)")
     worker = command("worker", "claim and execute queued runs until stopped")
     worker.add_argument("--workers", type=int, default=1, help="runs executed at once (default 1)")
+    worker.add_argument(
+        "--clock", action="store_true", help="also fire the schedules and poll the triggers here, as nectar clock does"
+    )
     command("schedules", "list the schedules (from chain files and the API): when, paused, next and last fire")
     backfill = command("backfill", "fire a schedule for every fire time of a past range, max_active at a time")
     backfill.add_argument("schedule_id", help="the schedule's id (nectar schedules lists them)")
@@ -70,9 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="start luigid, the workers and the API", description="start luigid, the workers and the API"
     )
-    from nectar.supervisor import ROLE_FLAGS, add_arguments
+    from nectar.supervisor import ROLE_FLAGS, SERVE_DEFAULTS, add_arguments
 
-    add_arguments(serve)
+    add_arguments(serve, defaults=SERVE_DEFAULTS)
     api = commands.add_parser("api", help="serve the HTTP API alone (gunicorn), e.g. behind a load balancer")
     add_arguments(api, ROLE_FLAGS["api"])
     scheduler = commands.add_parser("scheduler", help="run luigid alone, with this project's luigi.cfg and pools")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nectar.config import Settings, configure, get_settings
 from nectar.errors import StoreUnavailable
-from nectar.keys import STDERR_FILE, TargetKey
 from nectar.logs.format import configure_logging
+
+if TYPE_CHECKING:  # nectar.keys loads hashlib (and OpenSSL's libcrypto): not in nectar serve's supervisor
+    from nectar.keys import TargetKey
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
@@ -62,6 +64,8 @@ def cmd_chains(args: argparse.Namespace) -> int:
 
 def _print_status(nectar: Any, key: TargetKey) -> str:
     """Print a key's status; a location only where a file is (the output once DONE, a failed step's log)."""
+    from nectar.keys import STDERR_FILE, TargetKey
+
     status = nectar.status(key)
     print(f"job_status: {status.job_status}")
     print(f"key:        {key.path}")
@@ -126,6 +130,7 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from nectar.keys import TargetKey
     from nectar.service import Nectar
 
     nectar = Nectar(settings_of(args))
@@ -154,5 +159,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = settings_of(args)
     configure_logging(settings.log_format)
-    Executor(settings, concurrency=args.workers).serve_forever()
+    if not getattr(args, "clock", False):
+        Executor(settings, concurrency=args.workers).serve_forever()
+        return 0
+    from nectar.schedules.clock import Clock
+    from nectar.service import Nectar
+
+    nectar = Nectar(settings)
+    clock = Clock(nectar, settings)
+
+    class ClockedExecutor(Executor):
+        def stop(self, *signal_args: Any) -> None:
+            clock.request_stop()  # at the first stop request, as a clock of its own was stopped with the workers
+            super().stop(*signal_args)
+
+    executor = ClockedExecutor(settings, concurrency=args.workers, runs=nectar.runs)
+    clock.start()
+    try:
+        executor.serve_forever()
+    finally:
+        clock.stop()
     return 0

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nectar.cli.local import table
-from nectar.keys import TargetKey
 
 if TYPE_CHECKING:
     from nectar.client import DownloadReport, NectarClient, Progress, RowResult
@@ -24,6 +23,7 @@ def _client(args: argparse.Namespace) -> NectarClient:
 
 def _submit_table(ref: str, results: Sequence[RowResult]) -> str:
     from nectar.client import row_counts
+    from nectar.keys import TargetKey
 
     rows = [["ROW", "STATE", "ATTEMPTS", "SECONDS", "KEY / ERRORS"]]
     for result in results:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import threading
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -71,36 +70,24 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 def cmd_clock(args: argparse.Namespace) -> int:
     """Fire every due schedule, poll every data trigger, and check what WAITING runs wait for (each loop in a
-    thread of its own) until SIGTERM, SIGINT or SIGHUP (``nectar serve`` sends SIGTERM when it stops or dies); each
-    fire and each object is claimed in the registry, so any number of clocks may run at once."""
-    from nectar.schedules.loop import ScheduleLoop
+    thread of its own: :class:`~nectar.schedules.clock.Clock`) until SIGTERM, SIGINT or SIGHUP; each fire and each
+    object is claimed in the registry, so any number of clocks may run at once."""
+    from nectar.schedules.clock import Clock
     from nectar.service import Nectar
-    from nectar.triggers.loop import TriggerLoop
-    from nectar.waiting import WaitLoop
 
     settings = settings_of(args)
     configure_logging(settings.log_format)
-    stop = threading.Event()
+    clock = Clock(Nectar(settings), settings)
 
     def request_stop(*_: Any) -> None:
-        stop.set()
+        clock.request_stop()
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, request_stop)
-    nectar = Nectar(settings)
-    # the loops share one catalog (its refresh is under its lock, as the API's threads share theirs; chain files
-    # are parsed one at a time in a process) and one registry: the chain modules are imported once, not twice
-    beside = {
-        "nectar-waits": WaitLoop(nectar.runs, settings.wait_poll_max).serve_forever,
-        "nectar-triggers": TriggerLoop(nectar.triggers).serve_forever,
-    }
-    threads = [threading.Thread(target=serve, args=(stop,), name=name) for name, serve in beside.items()]
-    for thread in threads:
-        thread.start()
+    clock.start()
     try:
-        ScheduleLoop(nectar.schedules).serve_forever(stop)
+        while not clock.stopping.wait(1.0):  # woken at once by a signal (its handler runs in this thread)
+            pass
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
+        clock.stop()
     return 0

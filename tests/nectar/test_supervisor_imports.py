@@ -1,4 +1,5 @@
-"""``nectar serve``'s supervisor starts and watches the other processes: it loads neither luigi nor requests."""
+"""``nectar serve``'s supervisor starts and watches the other processes: it loads neither luigi, requests nor
+OpenSSL."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import nectar
 
 def test_the_supervisor_process_loads_neither_luigi_nor_requests() -> None:
     """What `nectar serve` imports before it starts its parts (the CLI and the supervisor) weighs a bare Python's."""
-    heavy = "{'luigi', 'requests', 'boto3'}"
+    heavy = "{'luigi', 'requests', 'boto3', 'ssl', '_hashlib'}"  # the last two load OpenSSL's libraries (~6 MB)
     probe = f"import sys, nectar.cli, nectar.supervisor; print(sorted({heavy} & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
