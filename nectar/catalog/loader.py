@@ -18,6 +18,7 @@ from typing import Any
 
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.exposure import exposure
+from nectar.forks import IMPORTS
 from nectar.keys import is_name
 from nectar.luigi_internals import forget_task_classes
 from nectar.params import params_of
@@ -54,7 +55,8 @@ def load_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleTy
     previous = sys.modules.get(name)
     sys.modules[name] = module
     try:
-        exec(code, module.__dict__)
+        with IMPORTS.inside():  # no fork copies a module lock of what it imports mid-import (nectar.forks)
+            exec(code, module.__dict__)
     except BaseException:
         forget_task_classes(name)
         if previous is not None:

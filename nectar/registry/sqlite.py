@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar
 
-from nectar.registry.forks import SQLITE
+from nectar.forks import SQLITE
 from nectar.registry.schema import LATEST, PENDING_CHANGES, refuse_newer, statements
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
@@ -61,7 +61,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         return conn
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        with SQLITE.inside():  # no fork copies SQLite's state mid-use (nectar.registry.forks)
+        with SQLITE.inside():  # no fork copies SQLite's state mid-use (nectar.forks)
             return query(self._connection())
 
     @contextmanager

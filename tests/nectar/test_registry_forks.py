@@ -1,5 +1,5 @@
 """A process forked while another thread of its parent is inside a SQLite transaction can still write to the
-registry: the fork waits for the transaction to end (nectar.registry.forks)."""
+registry: the fork waits for the transaction to end (nectar.forks)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from nectar.forks import ForkGate
 from nectar.registry import Step
-from nectar.registry.forks import ForkGate
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.nectar.test_runs import new_run
 

@@ -1,11 +1,18 @@
-"""A gate that makes a fork wait until no other thread of the process is inside SQLite.
+"""Gates that make a fork wait until no other thread of the process is inside what a fork must not copy mid-use.
 
-SQLite keeps state per process that a fork copies as it is: the locks a connection holds on the WAL
-index (the write lock of an open transaction, a read mark), and its own mutexes. A child forked while
-another thread of its parent was inside a transaction inherits them held by a connection that will never
-release them there, and every connection the child opens finds the database locked: a step forked from an
-attempt (its heartbeat thread writing) waited 30 s per write, forever. The registry's threads use SQLite
-through :data:`SQLITE` (:meth:`ForkGate.inside`), as many at once as they like; a fork waits for the last
+A fork copies a process as it is, with the locks its other threads hold at that instant; in the child those threads
+do not exist, so what they held is held for ever:
+
+- :data:`SQLITE`: SQLite keeps state per process (the locks a connection holds on the WAL index, a write
+  transaction's, a read mark; its own mutexes). A child forked while another thread of its parent was inside a
+  transaction found every connection it opened locked: a step forked from an attempt (its heartbeat thread
+  writing) waited 30 s per write, forever. The registry's threads use SQLite through it.
+- :data:`IMPORTS`: a module being imported is locked until its import ends. A worker whose clock threads reload
+  a changed chain file (importing what it imports) while the worker forks an attempt would leave the attempt
+  waiting on that module's lock for ever, at its first import of the same module. Chain files are executed
+  through it (:func:`nectar.catalog.loader.load_chain_module`).
+
+Threads use what a gate guards as many at once as they like (``with gate.inside():``); a fork waits for the last
 one to leave, and holds the next until it is done.
 """
 
@@ -87,3 +94,6 @@ class ForkGate:
 #: the gate of the SQLite registry's threads in this process
 SQLITE = ForkGate()
 SQLITE.register()
+#: the gate of the chain files executed in this process (and what they import)
+IMPORTS = ForkGate()
+IMPORTS.register()
