@@ -1,14 +1,17 @@
-"""Memory: an API worker's RSS after 10,000 requests and over a registry of 20,000 runs; idle ``nectar serve``, all
-its processes; the peak RSS of a task writing a big out.txt to S3 (moto)."""
+"""Memory: an API worker's RSS after 10,000 requests and over a registry of 20,000 runs (and what a /metrics scrape
+costs there vs over 1,000); idle ``nectar serve``, all its processes; the peak RSS of a task writing a big out.txt to
+S3 (moto)."""
 
 from __future__ import annotations
 
 import shutil
+import statistics
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 import boto3
+from prometheus_client import CollectorRegistry, generate_latest
 
 from benchmarks.harness import (
     CHAIN,
@@ -16,6 +19,7 @@ from benchmarks.harness import (
     Context,
     Figure,
     at_most,
+    ratio_at_most,
     rss_kb,
     submit,
     wait_run,
@@ -23,6 +27,8 @@ from benchmarks.harness import (
 from benchmarks.load import Request, hammer
 from benchmarks.population import Probe, fill_registry, fill_store
 from harness import MOTO_CREDENTIALS, NECTAR, REPO, answers, cmdline, descendants, free_port, waitfor
+from nectar.metrics import RunsCollector, SchedulesCollector, TriggersCollector
+from nectar.registry.sqlite import SQLiteRunStore
 
 NAME = "memory"
 TASK_PATH = f"/api/chains/{CHAIN_TYPE}/{CHAIN}"
@@ -89,6 +95,22 @@ def registry_rss(ctx: Context, requests: int) -> tuple[float, float]:
         return rss_kb(worker), warm
 
 
+def scrape_ms(ctx: Context, runs: int, scrapes: int) -> float:
+    """Median ms of one scrape of what /metrics reads from the registry (every collector of it, in this process) over
+    a registry of ``runs`` DONE runs: the same at 1,000 and 20,000 when the database keeps the counts."""
+    store = SQLiteRunStore(ctx.root / f"{NAME}-scrape-{runs}" / "runs.sqlite3")
+    fill_registry(store.path, range(runs))
+    registry = CollectorRegistry(auto_describe=False)
+    for collector in (RunsCollector, SchedulesCollector, TriggersCollector):
+        registry.register(collector(store))
+    took = []
+    for _ in range(scrapes):
+        began = time.perf_counter()
+        generate_latest(registry)
+        took.append((time.perf_counter() - began) * 1000)
+    return statistics.median(took)
+
+
 def rollup(pid: int) -> tuple[int, int]:
     """(RSS, PSS) of a process in kB, from its ``/proc/<pid>/smaps_rollup``."""
     fields = dict(line.split()[:2] for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
@@ -153,6 +175,7 @@ def run(ctx: Context) -> list[Figure]:
     size = 64 if ctx.quick else 1024
     after, warm = api_rss(ctx, requests)
     big, big_warm = registry_rss(ctx, 1_000 if ctx.quick else 3_000)
+    scrape_small, scrape_big = (scrape_ms(ctx, runs, 100 if ctx.quick else 500) for runs in (KNOWN // 2, BIG_REGISTRY))
     rss, pss, processes = idle_serve(ctx)
     print(f"idle nectar serve, {len(processes)} processes:", *processes, sep="\n  ")
     peaks = upload_peak(ctx, [1, size])
@@ -174,6 +197,15 @@ def run(ctx: Context) -> list[Figure]:
             "the same worker after 100",
             big_warm,
             at_most(60 * MB, "≤ 60 MB"),
+        ),
+        Figure(
+            NAME,
+            f"/metrics scrape over {BIG_REGISTRY:,} runs (its registry reads, in process)",
+            scrape_big,
+            "ms",
+            f"the same over {KNOWN // 2:,} runs",
+            scrape_small,
+            ratio_at_most(1.2, "≤ 1.2x (flat)"),
         ),
         Figure(
             NAME,

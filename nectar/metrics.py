@@ -1,7 +1,8 @@
 """Prometheus metrics of the run registry: runs by state, the queue's depth, run durations by task, schedules, triggers.
 
 They are read from the registry at each scrape, so every process (and machine) sharing the
-registry reports the same figures, whichever API process Prometheus reaches.
+registry reports the same figures, whichever API process Prometheus reaches; runs by state and
+their durations from the counts the database keeps (:mod:`nectar.registry.counts`), not a scan.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from nectar.registry import RunState, RunStore
+from nectar.registry.counts import DURATION_BOUNDS
 from nectar.schedules.model import FIRE_STATES, SOURCES
 from nectar.triggers.model import OBJECT_STATES
 
-#: upper bounds (seconds) of the run duration histogram's buckets
-DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
+#: upper bounds (seconds) of the run duration histogram's buckets: those the registry counts within
+DURATION_BUCKETS = DURATION_BOUNDS
 #: upper bounds (seconds) of the fire lag histogram's buckets (fire time -> run queued; the target is p99 <= 1 s)
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0, 3600.0)
 #: upper bounds (seconds) of the detection lag histogram's buckets (object changed -> claimed with its run; the target
@@ -45,7 +47,7 @@ class RunsCollector(Collector):
             "Seconds from the start of a run's last attempt to its end, for DONE and FAILED runs, by task.",
             labels=["task"],
         )
-        for task, seen in sorted(self.runs.durations(DURATION_BUCKETS).items()):
+        for task, seen in sorted(self.runs.durations().items()):
             buckets = [(str(bound), n) for bound, n in zip(DURATION_BUCKETS, seen.within, strict=True)]
             durations.add_metric([task], [*buckets, ("+Inf", seen.count)], sum_value=seen.total)
         yield durations

@@ -9,8 +9,10 @@ from __future__ import annotations
 import configparser
 import functools
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from stat import S_ISREG
 from typing import TYPE_CHECKING, Any
 
 import luigi
@@ -68,7 +70,7 @@ def luigi_retry_count(task: Any) -> int | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _configured_retry_count(path: str, mtime: float) -> int | None:
+def _configured_retry_count(path: str, stamp: tuple[int, int]) -> int | None:
     parser = configparser.ConfigParser()
     parser.read(path)
     value = parser.getint("scheduler", "retry_count", fallback=None)
@@ -76,11 +78,18 @@ def _configured_retry_count(path: str, mtime: float) -> int | None:
 
 
 def scheduler_retry_count(settings: Settings) -> int | None:
-    """luigi's ``[scheduler] retry_count`` when the workers' luigi.cfg sets it, else None."""
-    path = settings.luigi_config
-    if path is None or not path.is_file():
+    """luigi's ``[scheduler] retry_count`` when the workers' luigi.cfg sets it, else None: read again when the file
+    changes, which one stat per call tells (a submission's hot path: ``is_file()`` then ``stat()`` made two)."""
+    if settings.luigi_config is None:
         return None
-    return _configured_retry_count(str(path), path.stat().st_mtime)
+    path = os.fspath(settings.luigi_config)
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    if not S_ISREG(found.st_mode):
+        return None
+    return _configured_retry_count(path, (found.st_mtime_ns, found.st_size))
 
 
 def retry_policy(task: Any, settings: Settings) -> RetryPolicy:

@@ -33,6 +33,8 @@ class ChainCatalog:
         self.root = Path(root)
         self._chains: dict[tuple[str, str], ChainInfo] = {}
         self._stamps: dict[tuple[str, str], tuple[int, int]] = {}
+        #: each imported chain's file, as the str a stat takes (built once: pathlib's joins cost more than the stat)
+        self._files: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         #: files that look like chains but were not imported, with the reason
         self.skipped: dict[str, str] = {}
@@ -72,34 +74,39 @@ class ChainCatalog:
     def refresh_chain(self, chain_type: str, chain: str) -> None:
         """Bring one chain in step with its file, with one stat (a submission's hot path: no folder scan)."""
         ref = (chain_type, chain)
-        path = self.root / chain_type / f"{chain}.py"
+        file = self._files.get(ref)  # a chain imported before: its file's name, checked then
+        if file is None:
+            path = self.root / chain_type / f"{chain}.py"
+            named = is_name(chain_type) and is_name(chain) and not chain_type.startswith("_")  # as _scan finds it
+            file = str(path) if named and path.name.endswith(CHAIN_SUFFIX) else None
         stamp = None
-        named = is_name(chain_type) and is_name(chain) and not chain_type.startswith("_")  # as _scan would find it
-        if named and path.name.endswith(CHAIN_SUFFIX):
+        if file is not None:
             try:
-                stat = path.stat()
+                stat = os.stat(file)
             except OSError:
                 pass
             else:
                 stamp = (stat.st_mtime_ns, stat.st_size) if S_ISREG(stat.st_mode) else None
         with self._lock:
-            if stamp is not None:
-                self._sync(ref, path, stamp)
+            if stamp is not None and file is not None:
+                self._sync(ref, file, stamp)
             elif ref in self._chains:
                 self._forget(ref)
 
-    def _sync(self, ref: tuple[str, str], path: Path, stamp: tuple[int, int]) -> bool:
+    def _sync(self, ref: tuple[str, str], path: Path | str, stamp: tuple[int, int]) -> bool:
         """(Re)import a chain whose file's stamp changed; True if it did. Called with the lock held."""
         if self._stamps.get(ref) == stamp:
             return False
-        self._chains[ref] = inspect_chain(path, *ref)
+        self._chains[ref] = inspect_chain(Path(path), *ref)
         self._stamps[ref] = stamp
+        self._files[ref] = str(path)
         return True
 
     def _forget(self, ref: tuple[str, str]) -> None:
         """Drop a chain whose file is gone. Called with the lock held."""
         del self._chains[ref]
         self._stamps.pop(ref, None)
+        self._files.pop(ref, None)
         forget_task_classes(chain_module(*ref))
         sys.modules.pop(chain_module(*ref), None)
 

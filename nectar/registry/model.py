@@ -149,7 +149,7 @@ class RunFilter:
 class Durations:
     """How long the ended runs of one task took (from their last attempt's start to their end)."""
 
-    #: how many took at most each bound of the buckets asked for, in their order
+    #: how many took at most each bound of :data:`~nectar.registry.counts.DURATION_BOUNDS`, in their order
     within: tuple[int, ...]
     count: int
     total: float

@@ -27,8 +27,17 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from nectar.errors import QueueFull, RegistryUnavailable
+from nectar.registry.counts import POSTGRES_TRIGGERS
 from nectar.registry.model import Run
-from nectar.registry.schema import LATEST, PENDING_CHANGES, refuse_newer, statements
+from nectar.registry.schema import (
+    COUNT_PENDING,
+    COUNT_RUNS,
+    LATEST,
+    PENDING_CHANGES,
+    UNCOUNT_PENDING,
+    refuse_newer,
+    statements,
+)
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
 
@@ -44,17 +53,25 @@ MIGRATION_LOCK = 0x6E65637461
 FIRST_VERSION = 3
 #: the version this release records in ``nectar_schema``
 SCHEMA_VERSION = LATEST - FIRST_VERSION + 1
-#: the triggers that keep ``run_queue.pending`` counted, in the transaction of each change: deferred to its commit,
-#: so a transaction takes the count's row last and holds it only while it commits (no lock order to deadlock on)
-COUNT_PENDING = [
-    "CREATE OR REPLACE FUNCTION nectar_count_pending() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-    "UPDATE run_queue SET pending = pending + TG_ARGV[0]::integer WHERE id = 1; RETURN NULL; END $$",
-    *(
-        f"CREATE CONSTRAINT TRIGGER {name} AFTER {event} ON runs DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-        f"WHEN ({when}) EXECUTE FUNCTION nectar_count_pending('{delta}')"
-        for name, event, delta, when in PENDING_CHANGES
-    ),
-]
+#: this dialect's statements for the schema's placeholders. Versions 7 and 8 kept ``run_queue.pending`` counted
+#: by triggers deferred to the commit, so a transaction took the count's row last and held it only while it
+#: committed (no lock order to deadlock on); from 9 on, the counts of :mod:`~nectar.registry.counts`, likewise
+OWN_STATEMENTS = {
+    COUNT_PENDING: [
+        "CREATE OR REPLACE FUNCTION nectar_count_pending() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "UPDATE run_queue SET pending = pending + TG_ARGV[0]::integer WHERE id = 1; RETURN NULL; END $$",
+        *(
+            f"CREATE CONSTRAINT TRIGGER {name} AFTER {event} ON runs DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+            f"WHEN ({when}) EXECUTE FUNCTION nectar_count_pending('{delta}')"
+            for name, event, delta, when in PENDING_CHANGES
+        ),
+    ],
+    UNCOUNT_PENDING: [
+        *(f"DROP TRIGGER IF EXISTS {name} ON runs" for name, *_ in PENDING_CHANGES),
+        "DROP FUNCTION IF EXISTS nectar_count_pending()",
+    ],
+    COUNT_RUNS: POSTGRES_TRIGGERS,
+}
 #: connections a process keeps at most (``NECTAR_DATABASE_POOL``)
 DEFAULT_POOL_SIZE = 4
 
@@ -211,7 +228,7 @@ class PostgresRunStore(SqlTriggers, SqlWaits):
                     version = int(row["version"]) if row else 0
                     refuse_newer(version, SCHEMA_VERSION, "in PostgreSQL")
                     for statement in statements(
-                        version + FIRST_VERSION - 1 if version else 0, "DOUBLE PRECISION", COUNT_PENDING
+                        version + FIRST_VERSION - 1 if version else 0, "DOUBLE PRECISION", OWN_STATEMENTS
                     ):
                         conn.execute(statement)
                     if row is None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from nectar.registry.counts import READ_COUNTS, READ_DURATIONS, STATE_COLUMNS
 from nectar.registry.model import Attempt, Durations, Run, RunFilter, RunState, Step
 from nectar.registry.schema import ATTEMPT_COLUMNS, QUEUED, RUN_COLUMNS, RUNS, run_of, values
 from nectar.registry.store import RunStore
@@ -66,7 +67,7 @@ class SqlReads(RunStore):
     :attr:`LOCK` locks the rows a write transaction selects, :attr:`SKIP_LOCKED` also skips the rows
     another transaction holds (a claim), :attr:`GREATEST` names the two-value maximum;
     :attr:`COUNTED_AT_COMMIT` says whether its triggers count a change of the PENDING runs
-    (``run_queue.pending``) when its transaction commits, rather than at once.
+    (``run_counts``, :mod:`~nectar.registry.counts`) when its transaction commits, rather than at once.
     """
 
     LOCK = ""
@@ -134,25 +135,16 @@ class SqlReads(RunStore):
         return self._read(page)
 
     def count_by_state(self) -> dict[RunState, int]:
-        rows = self._read(lambda db: self._exec(db, "SELECT state, COUNT(*) AS n FROM runs GROUP BY state").fetchall())
-        counts = {state: 0 for state in RunState}
-        counts.update({RunState(state): int(n) for state, n in map(values, rows)})
-        return counts
+        """How many runs are in each state, as the database counts them with each change (one row, not a scan)."""
+        row = self._read(lambda db: self._exec(db, READ_COUNTS).fetchone())
+        return dict(zip(STATE_COLUMNS, map(int, values(row)), strict=True))
 
-    def durations(self, bounds: tuple[float, ...]) -> dict[str, Durations]:
-        within = "".join(
-            f", SUM(CASE WHEN finished_at - started_at <= ? THEN 1 ELSE 0 END) AS b{i}" for i in range(len(bounds))
-        )
-        text = (
-            "SELECT chain_type || '/' || chain || '/' || task AS ref, COUNT(*) AS n, SUM(finished_at - started_at) AS s"
-            f"{within} FROM runs WHERE state IN ('DONE', 'FAILED') AND started_at IS NOT NULL "
-            "AND finished_at IS NOT NULL GROUP BY chain_type, chain, task"
-        )
-        rows = self._read(lambda db: self._exec(db, text, bounds).fetchall())
-        found = {}
-        for row in map(values, rows):
-            found[row[0]] = Durations(tuple(int(n) for n in row[3:]), int(row[1]), float(row[2]))
-        return found
+    def durations(self) -> dict[str, Durations]:
+        """By task, as the database counts them with each change (a row per task, not a scan of the runs)."""
+        rows = self._read(lambda db: self._exec(db, READ_DURATIONS).fetchall())
+        return {
+            row[0]: Durations(tuple(int(n) for n in row[3:]), int(row[1]), float(row[2])) for row in map(values, rows)
+        }
 
     def steps(self, run_id: str) -> list[Step]:
         text = f"SELECT {', '.join(STEP_FIELDS)} FROM steps WHERE run_id = ? ORDER BY seq DESC"

@@ -2,17 +2,19 @@
 
 The schema grows by :data:`MIGRATIONS`: version n is reached by applying ``MIGRATIONS[n-1]``.
 A statement names its floating-point columns ``{real}``, which a dialect spells its own way
-(:func:`statements`), and :data:`COUNT_PENDING` stands for the dialect's triggers that keep
-``run_queue.pending`` equal to the number of PENDING runs; each dialect records the version reached
-where its database keeps such things (SQLite's ``PRAGMA user_version``, a table in PostgreSQL).
+(:func:`statements`), and a placeholder (:data:`COUNT_PENDING`, :data:`UNCOUNT_PENDING`, :data:`COUNT_RUNS`)
+stands for the dialect's own statements: the triggers that kept ``run_queue.pending`` (versions 7 and 8), their
+removal, and the triggers that keep :mod:`~nectar.registry.counts`' tables (from version 9); each dialect records
+the version reached where its database keeps such things (SQLite's ``PRAGMA user_version``, a table in PostgreSQL).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nectar.registry import counts
 from nectar.registry.model import Run, RunState
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -151,14 +153,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (run_id, attempt)
         )""",
     ),
+    (  # 9: runs by state (the queue's count among them) and ended runs' durations by task, counted by the database
+        "{uncount_pending}",
+        "DROP TABLE IF EXISTS run_queue",
+        *counts.TABLES,
+        "{count_runs}",
+    ),
 )
 LATEST = len(MIGRATIONS)
 #: where a migration's statements take the dialect's own that keep ``run_queue.pending`` counted
 COUNT_PENDING = "{count_pending}"
-#: the number of PENDING runs, kept by the triggers of :data:`COUNT_PENDING`
-QUEUED = "SELECT pending FROM run_queue WHERE id = 1"
-#: when a dialect's trigger adds ``delta`` to the count: on a run inserted PENDING, deleted PENDING, on a state
-#: becoming PENDING, and leaving it (``delta``, the row's ``NEW``/``OLD`` condition)
+#: where they take the dialect's own that drop those of :data:`COUNT_PENDING`
+UNCOUNT_PENDING = "{uncount_pending}"
+#: where they take the dialect's own that keep :mod:`~nectar.registry.counts`' tables
+COUNT_RUNS = "{count_runs}"
+#: the number of PENDING runs, kept by the triggers of :data:`COUNT_RUNS`
+QUEUED = "SELECT pending FROM run_counts WHERE id = 1"
+#: (versions 7 and 8) when a dialect's trigger adds ``delta`` to the count: on a run inserted PENDING, deleted
+#: PENDING, on a state becoming PENDING, and leaving it (``delta``, the row's ``NEW``/``OLD`` condition)
 PENDING_CHANGES: tuple[tuple[str, str, int, str], ...] = (
     ("runs_queued_insert", "INSERT", 1, "NEW.state = 'PENDING'"),
     ("runs_queued_delete", "DELETE", -1, "OLD.state = 'PENDING'"),
@@ -183,12 +195,13 @@ STEP_COLUMNS: tuple[str, ...] = ("run_id", "task_id", "task", "key", "state", "e
 ATTEMPT_COLUMNS: tuple[str, ...] = ("run_id", "attempt", "state", "failed_step", "error", "started_at", "ended_at")
 
 
-def statements(version: int, real: str, count_pending: Sequence[str]) -> list[str]:
-    """The statements that bring a schema at ``version`` to :data:`LATEST`, ``{real}`` spelt ``real`` and
-    :data:`COUNT_PENDING` replaced by the dialect's ``count_pending`` statements."""
+def statements(version: int, real: str, own: Mapping[str, Sequence[str]]) -> list[str]:
+    """The statements that bring a schema at ``version`` to :data:`LATEST`, ``{real}`` spelt ``real`` and each
+    placeholder (:data:`COUNT_PENDING`, :data:`UNCOUNT_PENDING`, :data:`COUNT_RUNS`) replaced by the dialect's
+    ``own`` statements for it."""
     found: list[str] = []
     for statement in (statement for migration in MIGRATIONS[version:] for statement in migration):
-        found.extend(count_pending if statement == COUNT_PENDING else [statement.format(real=real)])
+        found.extend(own[statement] if statement in own else [statement.format(real=real)])
     return found
 
 

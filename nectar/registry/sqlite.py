@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar
 
 from nectar.forks import SQLITE
-from nectar.registry.schema import LATEST, PENDING_CHANGES, refuse_newer, statements
+from nectar.registry.counts import SQLITE_TRIGGERS
+from nectar.registry.schema import (
+    COUNT_PENDING,
+    COUNT_RUNS,
+    LATEST,
+    PENDING_CHANGES,
+    UNCOUNT_PENDING,
+    refuse_newer,
+    statements,
+)
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
 
@@ -25,12 +34,17 @@ SCHEMA_VERSION = LATEST
 #: one lock per file and process, taken before SQLite's write lock: a thread that waits in SQLite's busy handler
 #: sleeps 1, 2, 5, 10... ms between looks, one that waits here takes its turn as soon as the writer before it ends
 _WRITERS: dict[tuple[int, str], threading.RLock] = {}
-#: the triggers that keep ``run_queue.pending`` counted, in the transaction of each change
-COUNT_PENDING = [
-    f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON runs FOR EACH ROW WHEN {when} "
-    f"BEGIN UPDATE run_queue SET pending = pending + ({delta}) WHERE id = 1; END"
-    for name, event, delta, when in PENDING_CHANGES
-]
+#: this dialect's statements for the schema's placeholders: the triggers that kept ``run_queue.pending`` counted
+#: in the transaction of each change (versions 7 and 8), their removal, and those that keep the counts from 9 on
+OWN_STATEMENTS = {
+    COUNT_PENDING: [
+        f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON runs FOR EACH ROW WHEN {when} "
+        f"BEGIN UPDATE run_queue SET pending = pending + ({delta}) WHERE id = 1; END"
+        for name, event, delta, when in PENDING_CHANGES
+    ],
+    UNCOUNT_PENDING: [f"DROP TRIGGER IF EXISTS {name}" for name, *_ in PENDING_CHANGES],
+    COUNT_RUNS: SQLITE_TRIGGERS,
+}
 #: KiB of pages each connection caches (SQLite's default is 2,000): a process has a connection per thread (an API
 #: worker 8), and a /metrics scrape reads every run, so each filled its own 2 MB; the OS caches the file for all
 CACHE_KIB = 256
@@ -92,7 +106,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
                 columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
                 version = 2 if "attempt" in columns else 1  # written before versions were recorded
             refuse_newer(version, SCHEMA_VERSION, str(self.path))
-            for statement in statements(version, "REAL", COUNT_PENDING):
+            for statement in statements(version, "REAL", OWN_STATEMENTS):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

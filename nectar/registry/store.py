@@ -97,8 +97,9 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
         """How many runs are in each state (every state present, 0 if none)."""
 
     @abstractmethod
-    def durations(self, bounds: tuple[float, ...]) -> dict[str, Durations]:
-        """By task (``<type>/<chain>/<Task>``): how long its DONE and FAILED runs took, counted within ``bounds``."""
+    def durations(self) -> dict[str, Durations]:
+        """By task (``<type>/<chain>/<Task>``): how long its DONE and FAILED runs took, counted within
+        :data:`~nectar.registry.counts.DURATION_BOUNDS`."""
 
     @abstractmethod
     def record_steps(self, steps: Sequence[Step]) -> None:

@@ -191,6 +191,21 @@ def test_a_luigi_retry_count_is_the_number_of_attempts(settings: Settings, tmp_p
     assert retry_policy(Counted(), settings.replace(luigi_config=config)).retries == 4
 
 
+def test_luigi_cfg_is_read_again_when_it_changes_even_within_one_mtime(settings: Settings, tmp_path: Path) -> None:
+    """Each submission asks the file's stamp (one stat): a rewrite that leaves its mtime as it was still shows."""
+    config = tmp_path / "luigi.cfg"
+    config.write_text("[scheduler]\nretry_count = 7\n")
+    configured = settings.replace(luigi_config=config)
+    assert retry_policy(luigi.Task(), configured).retries == 6
+    was = config.stat()
+    config.write_text("[scheduler]\nretry_count = 12\n")
+    os.utime(config, ns=(was.st_atime_ns, was.st_mtime_ns))  # an edit within the clock's tick
+    assert retry_policy(luigi.Task(), configured).retries == 11
+    config.unlink()
+    config.mkdir()  # not a file: luigi's defaults
+    assert retry_policy(luigi.Task(), configured).retries == settings.retries
+
+
 def plain_luigi(chain: Path, task: str, *args: str) -> str:
     """What plain ``python -m luigi --local-scheduler`` prints running ``task`` of the chain file."""
     env = {**os.environ, "PYTHONPATH": str(chain.parent)}

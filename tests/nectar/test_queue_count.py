@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,11 @@ def counted_right(runs: SqlTriggers) -> int:
 
 
 def test_the_count_follows_every_change_of_a_run_to_and_from_pending(where: str) -> None:
-    runs = open_store(where)
+    every_change(open_store(where), counted_right)
+
+
+def every_change(runs: SqlTriggers, counted_right: Callable[[SqlTriggers], int]) -> None:
+    """Move runs through every path that changes a state (``counted_right``: checks the counts, answers the queue's)."""
     retried = RetryPolicy(retries=1, delay=0.0)
     queued = [runs.submit(new_run(n, retried))[0] for n in range(6)]
     assert counted_right(runs) == 6
@@ -131,8 +136,9 @@ def test_a_registry_of_an_earlier_schema_counts_its_queue_when_it_upgrades(tmp_p
     for n in range(5):
         runs.submit(new_run(n))
     assert runs.claim("w") is not None
-    with sqlite3.connect(path) as conn:  # back to version 6: no count, no triggers
-        conn.execute("DROP TABLE run_queue")
+    with sqlite3.connect(path) as conn:  # back to version 6: no counts, no triggers
+        conn.execute("DROP TABLE run_counts")
+        conn.execute("DROP TABLE run_durations")
         for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
             conn.execute(f"DROP TRIGGER {name}")
         conn.execute("PRAGMA user_version = 6")
