@@ -38,6 +38,7 @@ from nectar.luigid import Connections, LuigidRPC, SchedulerClient
 from nectar.task import record_every_task
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 def luigi_worker_id(process: str) -> str:
@@ -129,4 +130,13 @@ class Build:
             if self.aside is not None:
                 self.aside.close()
             if isinstance(self.scheduler, LuigidRPC):
+                self._send_held(self.scheduler)
                 self.scheduler.close()
+
+    @staticmethod
+    def _send_held(scheduler: LuigidRPC) -> None:
+        """What luigi's worker told luigid last, if its run did not end (it raised, or was interrupted)."""
+        try:
+            scheduler.send_held()
+        except Exception:  # luigid is gone: it learns of the attempt's end as of any lost worker's
+            logger.warning("could not tell luigid the last state of the attempt's steps", exc_info=True)

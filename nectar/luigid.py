@@ -18,9 +18,11 @@ import base64
 import http.client
 import json
 import os
+import socket
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from nectar.config import Settings
@@ -129,19 +131,100 @@ class Connections:
                 raise LuigidError(f"luigid answered {answer.status} {answer.reason} to {path}")
             return data
 
+    def post_many(self, calls: list[tuple[str, dict[str, str]]]) -> list[bytes]:
+        """POST each ``(path, form)`` in turn on this thread's connection, all sent before any answer is read
+        (HTTP/1.1 pipelining: luigid answers them in turn, as it would one by one); their answers' bodies. What
+        a server that closes the connection after an answer did not read is sent again on a new one. Raises one
+        of :data:`ERRORS` (an error status as :class:`LuigidError`)."""
+        bodies: list[bytes] = []
+        while len(bodies) < len(calls):
+            rest = calls[len(bodies) :]
+            conn, reused = self._connection()
+            try:
+                if conn.sock is None:
+                    conn.connect()
+                conn.sock.sendall(b"".join(self._request(path, urlencode(form).encode()) for path, form in rest))
+                answers = _read_answers(conn.sock, len(rest))
+            except ERRORS as exc:
+                self._drop()
+                if reused and isinstance(exc, CLOSED):  # closed while idle: once more, on a new connection
+                    continue
+                raise
+            for (path, _), answer in zip(rest, answers, strict=False):
+                if answer.status >= 400:
+                    self._drop()
+                    raise LuigidError(f"luigid answered {answer.status} {answer.reason} to {path}")
+                bodies.append(answer.body)
+            if answers[-1].will_close:
+                self._drop()
+        return bodies
+
+    def _request(self, path: str, body: bytes) -> bytes:
+        """One POST as ``http.client`` sends it."""
+        host = self._host if self._port is None else f"{self._host}:{self._port}"
+        lines = [f"POST {self.base_path}{path} HTTP/1.1", f"Host: {host}", "Accept-Encoding: identity"]
+        lines += [f"{name}: {value}" for name, value in self._headers.items()]
+        lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
     def close(self) -> None:
         self._drop()
 
 
+@dataclass
+class _Answer:
+    status: int
+    reason: str
+    will_close: bool
+    body: bytes
+
+
+class _Unclosed:
+    """A reader that stays open when an answer read from it is done (the next answer follows in it)."""
+
+    def __init__(self, reader: BinaryIO) -> None:
+        self._reader = reader
+
+    def makefile(self, mode: str) -> _Unclosed:
+        return self
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+
+def _read_answers(sock: socket.socket, count: int) -> list[_Answer]:
+    """Up to ``count`` HTTP answers read in turn from ``sock``: fewer if one says the server closes the connection
+    (it reads no request after)."""
+    reader = sock.makefile("rb")
+    try:
+        answers: list[_Answer] = []
+        while len(answers) < count and not (answers and answers[-1].will_close):
+            answer = http.client.HTTPResponse(_Unclosed(reader), method="POST")  # type: ignore[arg-type]
+            answer.begin()
+            answers.append(_Answer(answer.status, answer.reason, answer.will_close, answer.read()))
+        return answers
+    finally:
+        reader.close()
+
+
 class LuigidRPC(RemoteScheduler):
-    """luigi's scheduler client over :class:`Connections`; luigi's retry loop only once a call has failed."""
+    """luigi's scheduler client over :class:`Connections`; luigi's retry loop only once a call has failed.
+
+    luigi's ``add_task`` (whose answer its worker never reads) goes with the next call, in one round trip: a step
+    added then asked for (``add_task``, ``get_work``), or ended then the next asked for, costs one wait for luigid.
+    """
 
     raises = ERRORS
+    held_back = frozenset({"/api/add_task"})
 
     def __init__(self, url: str, connect_timeout: float | None = None, secret: str | None = None) -> None:
         super().__init__(url, connect_timeout)
         self.connections = Connections(self.url, self.connect_timeout, secret)
         self.post = self.connections.post
+        self.post_many = self.connections.post_many
 
     def close(self) -> None:
         self.connections.close()

@@ -9,9 +9,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import luigi
+import luigi.interface
 import pytest
 
+from nectar.build import Aside
 from nectar.errors import SchedulerUnavailable
+from nectar.luigi_internals import forget_task_classes, new_worker, schedule_and_run
 from nectar.luigid import LuigidRPC, SchedulerClient
 from tests.conftest import free_port, start_luigid, stop
 
@@ -23,7 +27,67 @@ def test_luigi_worker_calls_go_through_one_kept_alive_connection(luigid: str) ->
     work = rpc.get_work(worker="test-rpc-worker", host="here")
     assert work["task_id"] == "RpcProbe_1"
     rpc.add_task(worker="test-rpc-worker", task_id="RpcProbe_1", status="DONE")
+    rpc.send_held()
     assert SchedulerClient(luigid).task("RpcProbe_1")["status"] == "DONE"  # type: ignore[index]
+
+
+class Spied(LuigidRPC):
+    """A LuigidRPC that notes the paths of each round trip to luigid."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.trips: list[list[str]] = []
+        post, post_many = self.connections.post, self.connections.post_many
+
+        def one(path: str, form: dict[str, str]) -> bytes:
+            self.trips.append([path])
+            return post(path, form)
+
+        def many(calls: list[tuple[str, dict[str, str]]]) -> list[bytes]:
+            self.trips.append([path for path, _ in calls])
+            return post_many(calls)
+
+        self.post, self.post_many = one, many
+
+
+def test_a_task_added_goes_with_the_next_call_in_one_round_trip(luigid: str) -> None:
+    """luigi's add_task (its answer unread) waits for the worker's next call: luigid gets both in order, in one
+    round trip (pipelined on the kept-alive connection); the last one held is sent by send_held."""
+    rpc = Spied(luigid)
+    rpc.add_task(worker="test-held", task_id="HeldProbe_1", status="PENDING", family="HeldProbe")
+    work = rpc.get_work(worker="test-held", host="here")
+    assert work["task_id"] == "HeldProbe_1"  # luigid had the task added before it was asked for work
+    rpc.add_task(worker="test-held", task_id="HeldProbe_1", status="DONE")
+    rpc.send_held()
+    assert rpc.trips == [["/api/add_task", "/api/get_work"], ["/api/add_task"]]
+    assert SchedulerClient(luigid).task("HeldProbe_1")["status"] == "DONE"  # type: ignore[index]
+
+
+def test_a_build_asks_luigid_once_per_step_begun_and_once_per_step_ended(luigid: str) -> None:
+    """A worker's build of one step: [add_task, get_work] (added, asked for: the step runs), then [add_task DONE,
+    get_work] (ended, nothing more): two round trips on the worker's thread, not four; luigid says DONE."""
+    ran: list[str] = []
+
+    class HeldBuildProbe(luigi.Task):
+        def run(self) -> None:
+            ran.append(self.task_id)
+
+        def complete(self) -> bool:
+            return bool(ran)
+
+    rpc = Spied(luigid)
+    aside = Aside(rpc.connections)  # as an attempt's build sends add_worker: on a thread of its own
+    worker = new_worker(rpc, "nectar-held-build:1", 1, aside.call)
+    env = luigi.interface.core(no_lock=True, scheduler_url=luigid)
+    try:
+        result = schedule_and_run(worker, HeldBuildProbe(), env)
+    finally:
+        aside.close()
+        forget_task_classes(__name__)
+    assert result.scheduling_succeeded and ran == [HeldBuildProbe().task_id]
+    steps = [trip for trip in rpc.trips if trip != ["/api/add_worker"]]
+    assert steps == [["/api/add_task", "/api/get_work"]] * 2
+    assert SchedulerClient(luigid).task(ran[0])["status"] == "DONE"  # type: ignore[index]
 
 
 def test_a_restarted_luigid_is_reached_on_the_next_call(tmp_path: Path) -> None:
@@ -41,6 +105,7 @@ def test_a_restarted_luigid_is_reached_on_the_next_call(tmp_path: Path) -> None:
         proc = start_luigid(port, tmp_path)
         client.check()
         rpc.add_task(worker="w", task_id="After_1", status="PENDING")
+        rpc.send_held()
         assert client.task("After_1") is not None
     finally:
         stop(proc)
@@ -93,3 +158,14 @@ def test_a_url_with_credentials_and_a_path_prefix_is_honoured(recorder: int) -> 
     expected = "Basic " + base64.b64encode(b"nectar:p@ss").decode()
     assert [(path, auth) for path, auth, _ in Recorder.seen] == [("/luigi/api/ping", expected)] * 2
     assert all(body == "data=%7B%22worker%22%3A+%22w%22%7D" for _, _, body in Recorder.seen)
+
+
+def test_calls_sent_together_to_a_server_that_closes_each_connection_all_arrive_in_order(recorder: int) -> None:
+    """A server that answers one request per connection (HTTP/1.0, some proxies) reads none pipelined after it:
+    each is sent again on a new connection, in order."""
+    rpc = LuigidRPC(f"http://127.0.0.1:{recorder}")
+    rpc.add_task(worker="w", task_id="Closing_1", status="PENDING")
+    rpc.add_task(worker="w", task_id="Closing_2", status="PENDING")
+    assert rpc.ping(worker="w") == {"ok": True}
+    assert [path for path, _, _ in Recorder.seen] == ["/api/add_task", "/api/add_task", "/api/ping"]
+    assert ["Closing_1" in body for _, _, body in Recorder.seen] == [True, False, False]
