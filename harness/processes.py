@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -105,6 +106,14 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
             proc.wait()
 
 
+@dataclass
+class Served:
+    """An API that :meth:`Processes.nectar_api` started: its gunicorn master and the port it answers on."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+
+
 class Processes:
     """Every process one test or benchmark starts, each logged to ``<logs>/<name>-<n>.log``; see the module."""
 
@@ -184,6 +193,16 @@ class Processes:
         proc = self.start("api", [*GUNICORN, app], env, REPO)
         self.wait_up(proc, f"http://127.0.0.1:{port}{ready}", "the API", status)
         return proc
+
+    def nectar_api(
+        self, settings: Settings, workers: int = 1, threads: int | None = None, env: Mapping[str, str] | None = None
+    ) -> Served:
+        """The API of ``settings`` under gunicorn on a free port, with a metrics folder of its own as deployed (and
+        ``env`` beside the settings); answers before this returns."""
+        port = free_port()
+        inherited = {k: v for k, v in base_env().items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        proc = self.api(port, inherited | settings_env(settings) | dict(env or {}), workers=workers, threads=threads)
+        return Served(proc, port)
 
     def worker(
         self, env: Mapping[str, str], cwd: Path | None = None, workers: int = 2, name: str = "worker"
