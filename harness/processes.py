@@ -254,12 +254,22 @@ class Processes:
         return carrying(TOKEN_VAR, self.token)
 
     def close(self, grace: float = 0.0) -> None:
-        """Stop everything: with a ``grace``, SIGTERM each process still running and give it that long to exit;
-        then SIGCONT and SIGKILL every process carrying the token (frozen ones too) and each group started here."""
+        """Stop everything: with a ``grace``, SIGTERM every process still running at once (their stops overlap, as
+        ``nectar serve`` stops its parts) and give them that long to exit; then SIGCONT and SIGKILL every process
+        carrying the token (frozen ones too) and each group started here."""
         running = [proc for proc in self.procs if proc.poll() is None]
         if grace > 0:
             for proc in reversed(running):
-                self.stop(proc, timeout=grace)
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + grace
+            for proc in reversed(running):
+                try:
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
         pids = set(self.tagged())
         for proc in running:
             pids.update(descendants(proc.pid))
