@@ -47,7 +47,6 @@ SALES_DAY_PARAM = {
 #: tests/test_lint.py: its mypy runs from the session's start (tests/helpers/background_mypy.py), and is read late
 SLOWEST_FIRST = (
     "tests/triggers/test_exactly_once.py",
-    "tests/test_benchmarks.py",
     "tests/faults/test_processes.py",
     "tests/scale/test_node_killed.py",
     "tests/scale/test_nodes.py",
@@ -55,6 +54,7 @@ SLOWEST_FIRST = (
     "tests/nectar/test_client.py",
     "tests/triggers/test_exactly_once_local.py",
     "tests/schedules/test_exactly_once.py",
+    "tests/test_benchmarks.py",
     "tests/faults/test_dependencies.py",
     "tests/schedules/test_clock_races.py",
     "tests/scale/test_pools.py",
