@@ -31,6 +31,7 @@ WORKERINPUT_KEY = "nectar_mypy"
 
 FOLDER = pytest.StashKey[Path]()
 STARTED = pytest.StashKey["subprocess.Popen[bytes]"]()
+NOTING = pytest.StashKey[threading.Thread]()
 
 
 @dataclass
@@ -66,14 +67,16 @@ def start(config: pytest.Config) -> None:
         (folder / "returncode.part").write_text(str(code))
         (folder / "returncode.part").rename(folder / "returncode")  # whole, or not there
 
-    threading.Thread(target=note_exit, name="mypy-exit", daemon=True).start()
+    config.stash[NOTING] = threading.Thread(target=note_exit, name="mypy-exit", daemon=True)
+    config.stash[NOTING].start()
 
 
 def stop(config: pytest.Config) -> None:
     proc = config.stash.get(STARTED, None)
     if proc is not None and proc.poll() is None:
         proc.kill()
-        proc.wait()
+    if NOTING in config.stash:
+        config.stash[NOTING].join()  # its exit code written before the folder goes
     shutil.rmtree(config.stash[FOLDER], ignore_errors=True)
 
 
