@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -105,6 +106,14 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
             proc.wait()
 
 
+@dataclass
+class Served:
+    """An API that :meth:`Processes.nectar_api` started: its gunicorn master and the port it answers on."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+
+
 class Processes:
     """Every process one test or benchmark starts, each logged to ``<logs>/<name>-<n>.log``; see the module."""
 
@@ -185,6 +194,16 @@ class Processes:
         self.wait_up(proc, f"http://127.0.0.1:{port}{ready}", "the API", status)
         return proc
 
+    def nectar_api(
+        self, settings: Settings, workers: int = 1, threads: int | None = None, env: Mapping[str, str] | None = None
+    ) -> Served:
+        """The API of ``settings`` under gunicorn on a free port, with a metrics folder of its own as deployed (and
+        ``env`` beside the settings); answers before this returns."""
+        port = free_port()
+        inherited = {k: v for k, v in base_env().items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        proc = self.api(port, inherited | settings_env(settings) | dict(env or {}), workers=workers, threads=threads)
+        return Served(proc, port)
+
     def worker(
         self, env: Mapping[str, str], cwd: Path | None = None, workers: int = 2, name: str = "worker"
     ) -> subprocess.Popen[bytes]:
@@ -235,12 +254,22 @@ class Processes:
         return carrying(TOKEN_VAR, self.token)
 
     def close(self, grace: float = 0.0) -> None:
-        """Stop everything: with a ``grace``, SIGTERM each process still running and give it that long to exit;
-        then SIGCONT and SIGKILL every process carrying the token (frozen ones too) and each group started here."""
+        """Stop everything: with a ``grace``, SIGTERM every process still running at once (their stops overlap, as
+        ``nectar serve`` stops its parts) and give them that long to exit; then SIGCONT and SIGKILL every process
+        carrying the token (frozen ones too) and each group started here."""
         running = [proc for proc in self.procs if proc.poll() is None]
         if grace > 0:
             for proc in reversed(running):
-                self.stop(proc, timeout=grace)
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + grace
+            for proc in reversed(running):
+                try:
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
         pids = set(self.tagged())
         for proc in running:
             pids.update(descendants(proc.pid))

@@ -20,8 +20,8 @@ from tests import links
 from tests.helpers import reports
 from tests.helpers.postgres import PostgresServer
 
-#: Chromium under Playwright, one for the session, for the UI and security tests
-pytest_plugins = ["tests.helpers.browser"]
+#: Chromium under Playwright, one for the session, for the UI and security tests; mypy started with the session
+pytest_plugins = ["tests.helpers.browser", "tests.helpers.background_mypy"]
 
 #: what tests import from here, beside the fixtures (the process helpers are :mod:`harness`'s)
 __all__ = ["LUIGI_CFG", "NECTAR", "REPO", "SALES_DAY_PARAM", "free_port", "settings_env", "start_luigid", "stop"]
@@ -43,10 +43,10 @@ SALES_DAY_PARAM = {
 #: the longest files, longest first (serial seconds on the CI machine: ~100 to ~20), run before all others. xdist's
 #: --dist loadfile hands out whole files in collection order (with --no-loadscope-reorder; by default it sorts them
 #: by their number of tests, which sent these few-test, long files last): so both workers start on long files and
-#: short ones fill the end, instead of a worker idling while the other runs a 70 s file it took last
+#: short ones fill the end, instead of a worker idling while the other runs a 70 s file it took last. Not
+#: tests/test_lint.py: its mypy runs from the session's start (tests/helpers/background_mypy.py), and is read late
 SLOWEST_FIRST = (
     "tests/triggers/test_exactly_once.py",
-    "tests/test_benchmarks.py",
     "tests/faults/test_processes.py",
     "tests/scale/test_node_killed.py",
     "tests/scale/test_nodes.py",
@@ -54,9 +54,9 @@ SLOWEST_FIRST = (
     "tests/nectar/test_client.py",
     "tests/triggers/test_exactly_once_local.py",
     "tests/schedules/test_exactly_once.py",
+    "tests/test_benchmarks.py",
     "tests/faults/test_dependencies.py",
     "tests/schedules/test_clock_races.py",
-    "tests/test_lint.py",
     "tests/scale/test_pools.py",
     "tests/scale/test_registry_restart.py",
     "tests/faults/test_submissions.py",

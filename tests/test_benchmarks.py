@@ -83,7 +83,7 @@ def test_a_clock_is_measured_over_its_window(tmp_path: Path) -> None:
 
 
 def test_the_triggers_benchmark_prints_lags_and_requests_per_poll(capsys: pytest.CaptureFixture[str]) -> None:
-    """The triggers benchmark, quick: a real ``nectar clock`` on moto with 10 and 10,000 old objects, its table."""
+    """The triggers benchmark, quick: a real ``nectar clock`` on moto with 10 and 2,500 old objects, its table."""
     code = bench_main.main(["--only", "triggers", "--quick", "--repeats", "1"])
 
     final = capsys.readouterr().out.split("## Benchmarks")[-1]
@@ -91,5 +91,5 @@ def test_the_triggers_benchmark_prints_lags_and_requests_per_poll(capsys: pytest
     assert code == 0, final
     lags = [row for row in rows if "detection lag" in row]
     assert len(lags) == 4 and all(", 0 missed)" in row for row in lags), rows  # every object landed made its run
-    (requests,) = [row for row in rows if "S3 requests per poll, 10,000 old objects" in row]
-    assert requests.endswith("| yes |"), requests  # a poll asks the store no more with 10,000 old objects than 10
+    (requests,) = [row for row in rows if "S3 requests per poll, 2,500 old objects" in row]
+    assert requests.endswith("| yes |"), requests  # a poll asks the store no more with 2,500 old objects than 10

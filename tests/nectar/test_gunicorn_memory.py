@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks.harness import rss_kb
 from benchmarks.population import fill_registry
-from harness import Processes, base_env, children, free_port, settings_env
+from harness import Processes, children
 from nectar.config import Settings
 from nectar.gunicorn_ext import METRICS_PREFIX, make_metrics_folder, remove_orphan_metrics
 
@@ -30,26 +30,22 @@ def metrics_folders(tmp: Path, pid: int) -> list[Path]:
     return sorted(path for path in tmp.glob(f"{METRICS_PREFIX}{pid}-*") if path.is_dir())
 
 
-def test_the_metrics_folder_goes_with_its_gunicorn_even_a_killed_one(settings: Settings, tmp_path: Path) -> None:
+def test_the_metrics_folder_goes_with_its_gunicorn_even_a_killed_one(
+    settings: Settings, processes: Processes, tmp_path: Path
+) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    env = base_env() | settings_env(settings) | {"TMPDIR": str(tmp)}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    processes = Processes(tmp_path / "logs")
-    try:
-        killed = processes.api(free_port(), env, workers=1)
-        assert len(metrics_folders(tmp, killed.pid)) == 1
-        processes.kill(killed)  # SIGKILL: its on_exit never runs
-        assert len(metrics_folders(tmp, killed.pid)) == 1
+    killed = processes.nectar_api(settings, env={"TMPDIR": str(tmp)}).proc
+    assert len(metrics_folders(tmp, killed.pid)) == 1
+    processes.kill(killed)  # SIGKILL: its on_exit never runs
+    assert len(metrics_folders(tmp, killed.pid)) == 1
 
-        stopped = processes.api(free_port(), env, workers=1)
+    stopped = processes.nectar_api(settings, env={"TMPDIR": str(tmp)}).proc
 
-        assert metrics_folders(tmp, killed.pid) == [], "the next gunicorn left a killed one's metrics folder"
-        assert len(metrics_folders(tmp, stopped.pid)) == 1
-        processes.stop(stopped)  # SIGTERM: its on_exit removes its own
-        assert list(tmp.glob(f"{METRICS_PREFIX}*")) == [], "a metrics folder or its lock outlived its gunicorn"
-    finally:
-        processes.close()
+    assert metrics_folders(tmp, killed.pid) == [], "the next gunicorn left a killed one's metrics folder"
+    assert len(metrics_folders(tmp, stopped.pid)) == 1
+    processes.stop(stopped)  # SIGTERM: its on_exit removes its own
+    assert list(tmp.glob(f"{METRICS_PREFIX}*")) == [], "a metrics folder or its lock outlived its gunicorn"
 
 
 def test_a_live_gunicorn_keeps_its_metrics_folder_even_where_its_pid_is_unseen(tmp_path: Path) -> None:
@@ -94,20 +90,15 @@ def scrape_at_once(port: int, count: int) -> None:
         thread.join()
 
 
-def test_scrapes_from_every_thread_grow_a_worker_by_little(settings: Settings, tmp_path: Path) -> None:
+def test_scrapes_from_every_thread_grow_a_worker_by_little(settings: Settings, processes: Processes) -> None:
     fill_registry(settings.registry_path, range(RUNS))
-    port = free_port()
-    processes = Processes(tmp_path / "logs")
-    try:
-        api = processes.api(port, base_env() | settings_env(settings), workers=1, threads=THREADS)
-        (worker,) = children(api.pid)
-        scrape(port)  # one thread, one connection to the registry, everything the first scrape loads
-        warm = rss_kb(worker)
+    api = processes.nectar_api(settings, threads=THREADS)
+    (worker,) = children(api.proc.pid)
+    scrape(api.port)  # one thread, one connection to the registry, everything the first scrape loads
+    warm = rss_kb(worker)
 
-        for _ in range(5):
-            scrape_at_once(port, THREADS)
+    for _ in range(5):
+        scrape_at_once(api.port, THREADS)
 
-        grown = rss_kb(worker) - warm
-        assert grown <= GROWTH_KB, f"the worker grew by {grown} kB once {THREADS} threads had scraped {RUNS} runs"
-    finally:
-        processes.close()
+    grown = rss_kb(worker) - warm
+    assert grown <= GROWTH_KB, f"the worker grew by {grown} kB once {THREADS} threads had scraped {RUNS} runs"

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import http.client
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from harness import Processes, base_env, free_port, settings_env
+from harness import Processes
 from nectar.config import Settings
 
 #: a Retry-After longer than gunicorn's old keep-alive (5 s), so that the old setting fails this test
@@ -18,15 +16,8 @@ RETRY_AFTER = 6
 
 
 @pytest.fixture
-def api(settings: Settings, tmp_path: Path) -> Iterator[int]:
-    port = free_port()
-    processes = Processes(tmp_path / "logs")
-    try:
-        env = base_env() | settings_env(settings.replace(retry_after=RETRY_AFTER))
-        processes.api(port, env, workers=1)
-        yield port
-    finally:
-        processes.close()
+def api(settings: Settings, processes: Processes) -> int:
+    return processes.nectar_api(settings.replace(retry_after=RETRY_AFTER)).port
 
 
 def test_a_connection_idle_for_the_retry_after_is_still_open(api: int) -> None:

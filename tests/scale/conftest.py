@@ -104,16 +104,26 @@ class Deployment:
         self.processes.wait_up(proc, f"{self.settings.scheduler_url}/api/worker_list", "the scheduler")
 
     def start_node(self, workers: int = 2) -> Node:
-        name = f"node{len(self.nodes) + 1}"
-        env, port = self.env(self.tmp / name), free_port()
-        # one gunicorn worker (8 threads) a node: the tests count executions, not API processes, and each worker
-        # more is one more app imported on the suite's 2 cores
-        api = self.processes.start(f"{name}-api", [*NECTAR, "api", "--port", str(port), "--api-workers", "1"], env)
-        worker = self.processes.worker(env, workers=workers, name=f"{name}-worker")
-        node = Node(name, port, api, worker)
-        self.processes.wait_up(api, f"{node.url}/api/chains/{CHAIN_TYPE}", f"{name}'s API")
-        self.nodes.append(node)
+        (node,) = self.start_nodes(1, workers)
         return node
+
+    def start_nodes(self, count: int, workers: int = 2) -> list[Node]:
+        """``count`` nodes started together (their imports overlap, as machines' would), each answering before this
+        returns."""
+        started: list[Node] = []
+        for _ in range(count):
+            name = f"node{len(self.nodes) + len(started) + 1}"
+            env, port = self.env(self.tmp / name), free_port()
+            # one gunicorn worker (8 threads) a node: the tests count executions, not API processes, and each worker
+            # more is one more app imported on the suite's 2 cores
+            argv = [*NECTAR, "api", "--port", str(port), "--api-workers", "1"]
+            api = self.processes.start(f"{name}-api", argv, env)
+            worker = self.processes.worker(env, workers=workers, name=f"{name}-worker")
+            started.append(Node(name, port, api, worker))
+        for node in started:
+            self.processes.wait_up(node.api, f"{node.url}/api/chains/{CHAIN_TYPE}", f"{node.name}'s API")
+        self.nodes += started
+        return started
 
     def submit(self, node: Node, n: int, task: str = "LedgerTask", **params: Any) -> dict[str, Any]:
         url = f"{node.url}/api/chains/{CHAIN_TYPE}/{CHAIN}/{task}"

@@ -39,7 +39,7 @@ def test_a_running_tasks_stdout_is_served_by_every_nodes_api(
     write_chain(f"{CHAIN_TYPE}/live_chain", LIVE_CHAIN)
     deployment.settings = deployment.settings.replace(log_sync_interval=0.2)
     deployment.start_scheduler()
-    nodes = [deployment.start_node(workers=1) for _ in range(2)]
+    nodes = deployment.start_nodes(2, workers=1)
     flag = tmp_path / "finish"
     url = f"{nodes[0].url}/api/chains/{CHAIN_TYPE}/live_chain/TalkingTask"
     accepted = requests.post(url, params={"flag": str(flag)}, timeout=60)

@@ -14,8 +14,7 @@ from tests.scale.conftest import NODES, RUNS, Deployment, account, submit_round_
 
 def test_a_node_killed_half_way_leaves_its_runs_to_the_others(deployment: Deployment) -> None:
     deployment.start_scheduler()
-    for _ in range(NODES):
-        deployment.start_node(workers=2)
+    deployment.start_nodes(NODES, workers=2)
     started = time.monotonic()
     accepted = submit_round_robin(deployment, sleeps="0.3")
     waitfor(lambda: deployment.ledger.count("end") >= RUNS // 2, 240, "half the runs to end", interval=0.2)

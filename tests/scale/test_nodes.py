@@ -14,8 +14,7 @@ from tests.scale.conftest import NODES, RUNS, Deployment, account, submit_round_
 
 def test_runs_sent_to_three_nodes_each_execute_once(deployment: Deployment) -> None:
     deployment.start_scheduler()
-    for _ in range(NODES):
-        deployment.start_node(workers=2)
+    deployment.start_nodes(NODES, workers=2)
     started = time.monotonic()
 
     accepted = submit_round_robin(deployment)

@@ -13,7 +13,7 @@ RUNS = 6
 
 def test_a_one_slot_pool_runs_its_tasks_one_at_a_time_across_nodes(deployment: Deployment) -> None:
     deployment.start_scheduler()
-    nodes = [deployment.start_node(workers=2) for _ in range(2)]
+    nodes = deployment.start_nodes(2, workers=2)
 
     for n in range(RUNS):
         deployment.submit(nodes[n % 2], n, task="PooledTask", sleeps="0.4")
