@@ -54,7 +54,10 @@ class ChainStatus(MethodView):
         service = facade()
         status = service.status(TargetKey.parse(_chain_argument()))
         run = status.run
-        known: links.LogUrls = {}  # the task's log URLs, built once for its step and for the top-level fields
+        # the task's log URLs, built once for the top-level fields and found again for its step (built first: the
+        # answer's keys are sorted when written, whatever order they are put in)
+        known: links.LogUrls = {}
+        logs = links.log_links(log_source(status.key, status.job_status, run, status.steps), known)
         # shaped as StatusEnvelope dumps it (tests/api/test_status.py holds it to that): sent without a dump
         return dumped_answer(
             {
@@ -76,7 +79,7 @@ class ChainStatus(MethodView):
                 "steps": [links.step_out(step, known) for step in status.steps],
                 "failed_step": status.failed_step,
                 "error": status.error,
-                **links.log_links(log_source(status.key, status.job_status, run, status.steps), known),
+                **logs,
                 "scheduler_url": service.visualiser_url(run.task_id) if run else None,
             }
         )
