@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import auth, bodies, docs, hosts, metrics, origin, register_blueprints
+from api import auth, docs, guards, register_blueprints
 from api.errors import NectarApi
 from nectar.auth import TokenChecker
 from nectar.config import Settings, configure
@@ -42,13 +42,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config)
     configure(settings)
     secret = load_secret(settings)
-    metrics.install(app)  # first: every answer is timed, refusals included
-    hosts.install(app, settings)  # before anything answers: a foreign Host learns nothing, not even "401"
-    origin.install(app, settings)
     # a token configuration that cannot be read stops the start, rather than serving without protection
     checker = TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads)
-    auth.install(app, checker, SessionSigner(secret))
-    bodies.install(app)  # after the token: a body is read only for a client that may send it
+    guards.install(app, settings, checker, SessionSigner(secret))  # timing, Host, Origin, token, body
     app.extensions["nectar"] = Nectar(settings)
     app.extensions["nectar_signer"] = UrlSigner(secret, settings.url_expiry)
     api = NectarApi(app)

@@ -11,7 +11,7 @@ another site cannot make the browser write with that cookie.
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, render_template, request
+from flask import Flask, Request, Response, current_app, render_template, request
 
 from nectar.auth import Scope, TokenChecker, Unauthenticated
 from nectar.sessions import SessionSigner
@@ -70,31 +70,32 @@ def session() -> Response:
 
 
 def install(app: Flask, checker: TokenChecker, sessions: SessionSigner) -> None:
-    """Check every request's token before its view runs (nothing to do when no token is configured)."""
+    """Keep the token checker and session signer in ``app``, and open ``/ui/session``; :func:`authorize` checks
+    every request's token before its view runs (:mod:`api.guards`; nothing to do when no token is configured)."""
     app.extensions["nectar_tokens"] = checker
     app.extensions["nectar_sessions"] = sessions
     app.add_url_rule("/ui/session", "session", session, methods=["POST", "DELETE"])
-    if not checker.enabled:
-        return
 
-    @app.before_request
-    def authorize() -> tuple[str, int] | Response | None:
-        endpoint = request.endpoint or ""
-        if endpoint in OPEN_ENDPOINTS or endpoint.startswith("api-docs."):
-            return None
-        needs = Scope.READ if request.method in READ_METHODS else Scope.WRITE
-        header = request.headers.get("Authorization")
-        page = endpoint.startswith("ui.") and needs == Scope.READ
-        cookie = request.cookies.get(SESSION_COOKIE) if header is None and page else None
-        try:
-            if cookie is None or not checker.protect_reads:
-                checker.authorize(header, needs)
-            elif sessions.entry(cookie, checker.entries) is None:
-                raise Unauthenticated("the session has ended")
-        except Unauthenticated as exc:
-            if not page:
-                raise
-            message = f"{exc}. Enter an API token in the field above."
-            html = render_template("error.html", title="API token needed", message=message, needs_token=True)
-            return end_session(Response(html, status=401, mimetype="text/html")) if cookie else (html, 401)
+
+def authorize(request: Request, checker: TokenChecker, sessions: SessionSigner) -> tuple[str, int] | Response | None:
+    """None when ``request`` may reach its view; a web UI page asking for a token when it may not, else
+    :class:`Unauthenticated` (or a scope refusal) raised. Only called when ``checker`` is enabled."""
+    endpoint = request.endpoint or ""
+    if endpoint in OPEN_ENDPOINTS or endpoint.startswith("api-docs."):
         return None
+    needs = Scope.READ if request.method in READ_METHODS else Scope.WRITE
+    header = request.headers.get("Authorization")
+    page = endpoint.startswith("ui.") and needs == Scope.READ
+    cookie = request.cookies.get(SESSION_COOKIE) if header is None and page else None
+    try:
+        if cookie is None or not checker.protect_reads:
+            checker.authorize(header, needs)
+        elif sessions.entry(cookie, checker.entries) is None:
+            raise Unauthenticated("the session has ended")
+    except Unauthenticated as exc:
+        if not page:
+            raise
+        message = f"{exc}. Enter an API token in the field above."
+        html = render_template("error.html", title="API token needed", message=message, needs_token=True)
+        return end_session(Response(html, status=401, mimetype="text/html")) if cookie else (html, 401)
+    return None

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import io
 
-from flask import Flask, current_app, request
+from flask import Request
 from flask_smorest import abort
 
 
-def chunked() -> bool:
+def chunked(request: Request) -> bool:
     return "chunked" in request.environ.get("HTTP_TRANSFER_ENCODING", "").lower()
 
 
@@ -30,15 +30,13 @@ def read_at_most(stream: io.BufferedIOBase, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def install(app: Flask) -> None:
-    @app.before_request
-    def whole_chunked_body() -> None:
-        limit = current_app.config["MAX_CONTENT_LENGTH"]
-        if limit is None or not chunked():
-            return
-        environ = request.environ
-        body = read_at_most(environ["wsgi.input"], limit + 1)
-        if len(body) > limit:
-            abort(413, message=f"Request Entity Too Large: the body is longer than {limit} bytes (NECTAR_MAX_BODY)")
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
+def read_whole_chunked_body(request: Request, limit: int | None) -> None:
+    """A chunked body read whole (up to ``limit`` bytes, MAX_CONTENT_LENGTH) before the view; one byte more: 413."""
+    if limit is None or not chunked(request):
+        return
+    environ = request.environ
+    body = read_at_most(environ["wsgi.input"], limit + 1)
+    if len(body) > limit:
+        abort(413, message=f"Request Entity Too Large: the body is longer than {limit} bytes (NECTAR_MAX_BODY)")
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import http
-import json
 from collections.abc import Callable
 
 import marshmallow as ma
-from flask import Response, current_app, jsonify
-from flask.json.provider import DefaultJSONProvider
+from flask import Response, jsonify
 from flask_smorest import Blueprint
 
 from api.smorest_internals import documented_only
@@ -31,29 +29,13 @@ def answer(data: object, status: int = 200, message: str = "success") -> tuple[d
     return {"data": data, "message": message, "status": status}, status
 
 
-#: what ``jsonify`` writes out of debug mode (Flask's default provider: sorted keys, ASCII, compact), one encoder for
-#: every answer where ``jsonify`` makes one a call
-COMPACT_JSON = json.JSONEncoder(
-    ensure_ascii=DefaultJSONProvider.ensure_ascii,
-    sort_keys=DefaultJSONProvider.sort_keys,
-    separators=(",", ":"),
-    default=DefaultJSONProvider.default,
-)
-
-
 def dumped_answer(data: object, status: int = 200, message: str = "success") -> Response:
     """:func:`answer` for ``data`` already shaped exactly as the view's response schema dumps it, sent as is.
 
     A ``Response`` is never dumped again (flask-smorest passes it through; under :func:`doc_only` the
     schema only documents it): a hot path saves marshmallow's walk over values that are JSON already.
-    The bytes are ``jsonify``'s (in debug mode, or with another JSON provider, ``jsonify`` itself writes them).
     """
-    envelope = {"data": data, "message": message, "status": status}
-    app = current_app
-    if app.debug or type(app.json) is not DefaultJSONProvider or app.json.compact is False:
-        response = jsonify(envelope)
-    else:
-        response = app.response_class(f"{COMPACT_JSON.encode(envelope)}\n", mimetype=DefaultJSONProvider.mimetype)
+    response = jsonify({"data": data, "message": message, "status": status})
     response.status_code = status
     return response
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from flask import Flask, request
+from flask import Flask, Request
 from flask_smorest import abort
 
 from nectar.config import Settings
@@ -56,13 +56,16 @@ def refusal(host: str) -> str:
     )
 
 
-def install(app: Flask, settings: Settings) -> None:
-    """Refuse (421) every request whose Host is not allowed, before its token or its view is looked at."""
+def install(app: Flask, settings: Settings) -> HostAllowList:
+    """The allow-list of ``settings``, kept in ``app``: :func:`refuse_foreign_host` checks every request by it
+    (:mod:`api.guards`), before its token or its view is looked at."""
     allowed = app.extensions["nectar_hosts"] = HostAllowList.from_settings(settings)
+    return allowed
 
-    @app.before_request
-    def known_hosts_only() -> None:
-        environ = request.environ
-        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")  # as werkzeug reads it for links
-        if not allowed.allows(host) and request.endpoint not in ANY_HOST_ENDPOINTS:
-            abort(421, message=refusal(host))
+
+def refuse_foreign_host(request: Request, allowed: HostAllowList) -> None:
+    """Refuse (421) ``request`` when its Host is not allowed (unless its endpoint is open to any Host)."""
+    environ = request.environ
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")  # as werkzeug reads it for links
+    if not allowed.allows(host) and request.endpoint not in ANY_HOST_ENDPOINTS:
+        abort(421, message=refusal(host))

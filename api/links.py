@@ -73,8 +73,10 @@ def task_href(chain_type: str, chain: str, task: str) -> str:
 
 
 def run_url(run_id: str) -> str:
-    """``GET /api/runs/<run_id>``: the runs list's URL and the id (run ids are hex), without url_for's rule build."""
-    return f"{external('runs.Runs')}/{quote(run_id, safe='')}"
+    """``GET /api/runs/<run_id>``: the runs list's URL and the id, without url_for's rule build (a run id is hex:
+    letters and digits go in a path as they are, anything else would be quoted)."""
+    plain = run_id.isascii() and run_id.isalnum()
+    return f"{external('runs.Runs')}/{run_id if plain else quote(run_id, safe='')}"
 
 
 def status_url(key: TargetKey) -> str:
@@ -91,13 +93,14 @@ def log_urls(key: TargetKey) -> dict[str, str]:
 LogUrls = dict[str, dict[str, str]]
 
 
-def known_log_urls(key: TargetKey, known: LogUrls | None) -> dict[str, str]:
-    """:func:`log_urls`, built once per key in ``known``."""
-    if known is None:
-        return log_urls(key)
-    found = known.get(key.path)
+def known_log_urls(key: TargetKey | str, known: LogUrls | None) -> dict[str, str]:
+    """:func:`log_urls` of ``key`` (or of the key at that path), built (a path parsed) once per key in ``known``."""
+    path = key if isinstance(key, str) else key.path
+    found = known.get(path) if known is not None else None
     if found is None:
-        found = known[key.path] = log_urls(key)
+        found = log_urls(TargetKey.parse(key) if isinstance(key, str) else key)
+        if known is not None:
+            known[path] = found
     return found
 
 
@@ -109,11 +112,7 @@ def logged(key: TargetKey) -> bool:
 def step_out(step: Step, known: LogUrls | None = None) -> dict:
     """A step as a status lists it: its state and, when its logs can be served, their URLs (else why not)."""
     note = step_log_note(step, logged)
-    if step.key and note is None:
-        urls = known.get(step.key) if known is not None else None
-        logs = urls if urls is not None else known_log_urls(TargetKey.parse(step.key), known)
-    else:
-        logs = {}
+    logs = known_log_urls(step.key, known) if step.key and note is None else {}
     return {
         "task": step.task,
         "state": step.state,

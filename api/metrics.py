@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest, multiprocess
 
 from api.context import facade
@@ -28,15 +28,22 @@ HTTP_LATENCY = Histogram(
 )
 
 
-def _start() -> None:
-    g.nectar_started = time.perf_counter()
+#: where a request's start is kept, in its WSGI environ
+STARTED = "nectar.started"
 
 
-def _observe(response: Response) -> Response:
-    started = g.pop("nectar_started", None)
+def start(request: Request) -> None:
+    """The clock of ``request``'s latency starts (the first thing :mod:`api.guards` does)."""
+    request.environ[STARTED] = time.perf_counter()
+
+
+def observe(request: Request, response: Response) -> Response:
+    """The latency of ``request``, if it was started, recorded by its route, method and ``response``'s status."""
+    started = request.environ.pop(STARTED, None)
     if started is not None:
-        endpoint = request.url_rule.rule if request.url_rule is not None else OTHER
-        method = request.method if request.method in KNOWN_METHODS else OTHER
+        rule, method = request.url_rule, request.method
+        endpoint = rule.rule if rule is not None else OTHER
+        method = method if method in KNOWN_METHODS else OTHER
         HTTP_LATENCY.labels(method, endpoint, str(response.status_code)).observe(time.perf_counter() - started)
     return response
 
@@ -55,7 +62,5 @@ def metrics() -> Response:
 
 
 def install(app: Flask) -> None:
-    """Time every request and serve ``/metrics`` (outside the OpenAPI document: it is not JSON)."""
-    app.before_request(_start)
-    app.after_request(_observe)
+    """Serve ``/metrics`` (outside the OpenAPI document: it is not JSON); :mod:`api.guards` times every request."""
     app.add_url_rule("/metrics", "metrics", metrics, methods=["GET"])

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, request
+from flask import Request
 from flask_smorest import abort
 
 from api.hosts import HostAllowList
-from nectar.config import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: the port a browser leaves out of an Origin, by scheme
 DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 
-def cross_site(allowed: HostAllowList, public_url: str | None) -> bool:
+def cross_site(request: Request, allowed: HostAllowList, public_url: str | None) -> bool:
     """Whether the browser says the request comes from another site (clients other than browsers say nothing).
 
     A page of this service has the origin of ``NECTAR_PUBLIC_URL``, or the origin of the (allowed) Host it was
@@ -42,10 +41,7 @@ def public_origin(public_url: str) -> str:
     return f"{parts.scheme}://{netloc}"
 
 
-def install(app: Flask, settings: Settings) -> None:
-    allowed = HostAllowList.from_settings(settings)
-
-    @app.before_request
-    def same_site_writes_only() -> None:
-        if request.method not in SAFE_METHODS and cross_site(allowed, settings.public_url):
-            abort(403, message="a write from a page of another site is refused (Origin/Sec-Fetch-Site)")
+def refuse_cross_site_write(request: Request, allowed: HostAllowList, public_url: str | None) -> None:
+    """Refuse (403) a write that a page of another site made a browser send (:mod:`api.guards` calls it)."""
+    if request.method not in SAFE_METHODS and cross_site(request, allowed, public_url):
+        abort(403, message="a write from a page of another site is refused (Origin/Sec-Fetch-Site)")
