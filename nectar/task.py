@@ -27,6 +27,7 @@ import luigi
 from luigi.event import Event
 from luigi.target import FileSystemTarget
 
+from nectar import luigi_names
 from nectar.config import get_settings
 from nectar.errors import ChainImportError, Interrupted, LeaseLost
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_name, task_key
@@ -187,6 +188,9 @@ class NectarTask(luigi.Task):
     def params_record(self) -> dict[str, Any]:
         """What ``params.txt`` holds."""
         return params_record(self, self.target_key)
+
+
+luigi_names.install(NectarTask)  # `luigi --module chains.<type>.<chain> <Task>` finds a chain task by its class name
 
 
 class NectarS3Task(NectarTask):
@@ -408,8 +412,3 @@ def record_every_task() -> None:
     if not _recording_every_task:
         luigi.Task.event_handler(Event.START)(_record_run)
         _recording_every_task = True
-
-
-from nectar import luigi_names  # noqa: E402
-
-luigi_names.install(NectarTask)  # `luigi --module chains.<type>.<chain> <Task>` finds a chain task by its class name
