@@ -165,6 +165,16 @@ class NectarTask(luigi.Task):
         except (ChainImportError, TypeError):
             return str(super().get_task_namespace())
 
+    def __repr__(self) -> str:
+        """luigi's ``Family(param=value, ...)``, made once: its parameters are set for good, as its task_id (luigi's
+        worker logs it several times per step, walking the parameters and their configuration each time)."""
+        shown: str | None = self.__dict__.get("_nectar_repr")
+        if shown is None:
+            shown = super().__repr__()
+            if "task_id" in self.__dict__:  # made (luigi sets its task_id last): its parameters are final
+                self.__dict__["_nectar_repr"] = shown
+        return shown
+
     @functools.cached_property
     def target_key(self) -> TargetKey:
         """The key of ``out.txt``: the chain, the class and the MD5 luigi's task_id uses."""
