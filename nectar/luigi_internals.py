@@ -6,7 +6,8 @@ fails loudly, naming the name, when a release changes one of them under us:
 - ``RemoteScheduler._fetch``, through which every RPC of luigi's scheduler client goes: the one hook
   that puts luigi's RPC methods over our own transport (:class:`RemoteScheduler`);
 - ``luigi.worker.Worker`` made and run as ``luigi.interface._schedule_and_run`` does (:func:`new_worker`,
-  :func:`schedule_and_run`), its ``_add_worker`` sent aside (:class:`Worker`), and
+  :func:`schedule_and_run`), its ``_add_worker`` sent aside and its ``_task_result_queue`` in memory when its
+  steps run in its own process (:class:`Worker`), and
   ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`);
 - ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`);
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
@@ -18,6 +19,7 @@ fails loudly, naming the name, when a release changes one of them under us:
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -124,15 +126,27 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
 Aside = Callable[[Callable[[], None]], Callable[[], None]]
 
 
+class _InProcessResults(queue.SimpleQueue[Any]):
+    """The results of steps run in the worker's own process: handed over in memory, not through a pipe and the
+    feeder thread of luigi's ``multiprocessing.Queue`` (a thread switch per step, under the GIL)."""
+
+    def close(self) -> None:
+        """Nothing to release (luigi closes its queue as the worker ends)."""
+
+
 class Worker(luigi.worker.Worker):
     """luigi's worker, whose ``add_worker`` (who it is, and its first task: luigid's workers view) is sent through
     ``aside`` while it asks luigid for work, then awaited before its run ends: its one call to luigid that nothing
-    it does next depends on."""
+    it does next depends on. A worker that runs its steps in its own process (one process, no
+    ``force_multiprocessing``) gets their results in memory (:class:`_InProcessResults`)."""
 
     def __init__(self, *args: Any, aside: Aside | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._aside = aside
         self._added_worker: Callable[[], None] | None = None
+        if not (self._config.force_multiprocessing or self.worker_processes > 1):  # luigi's _create_task_process's test
+            self._task_result_queue.close()  # luigi calls put, get (with a timeout) and close of it
+            self._task_result_queue = _InProcessResults()  # type: ignore[assignment]
 
     def _add_worker(self) -> None:
         if self._aside is None:

@@ -25,7 +25,7 @@ from nectar.errors import Interrupted, Unavailable
 from nectar.luigi_internals import is_external
 from nectar.registry import RunStore, Step
 from nectar.stores import is_permanent
-from nectar.task import create_live_logs, log_key
+from nectar.task import log_key, open_live_logs
 
 MAX_ERROR = 4000
 #: seconds a step's change (other than a start or a failure) may wait to be written with the next ones
@@ -121,7 +121,7 @@ class StepRecorder:
     def start(self, task: luigi.Task) -> None:
         key = log_key(task)
         if key is not None:  # before the step is told RUNNING: its log URLs answer from that moment on
-            create_live_logs(key)
+            open_live_logs(key)
         self._started.add(task.task_id)
         self.record(task, "RUNNING")
 

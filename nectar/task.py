@@ -27,10 +27,11 @@ import luigi
 from luigi.event import Event
 from luigi.target import FileSystemTarget
 
+from nectar import luigi_names
 from nectar.config import get_settings
 from nectar.errors import ChainImportError, Interrupted, LeaseLost
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_name, task_key
-from nectar.logs.capture import redirect_output
+from nectar.logs.capture import open_log, redirect_output
 from nectar.stores import TargetStore, get_store
 
 logger = logging.getLogger(__name__)
@@ -62,13 +63,50 @@ def live_log_paths(key: TargetKey) -> tuple[Path, Path]:
     return folder / STDOUT_FILE, folder / STDERR_FILE
 
 
+class LiveLogs:
+    """A running task's stdout and stderr files, created empty and held open until it ends."""
+
+    def __init__(self, key: TargetKey) -> None:
+        self.key = key
+        self.stdout_path, self.stderr_path = live_log_paths(key)
+        self.stdout_path.parent.mkdir(parents=True, exist_ok=True)
+        self.stdout = open_log(self.stdout_path)
+        self.stderr = open_log(self.stderr_path)
+
+    def close(self) -> None:
+        self.stdout.close()
+        self.stderr.close()
+
+
 def create_live_logs(key: TargetKey) -> tuple[Path, Path]:
     """The task's live stdout and stderr files, created empty: a step told RUNNING has logs to serve."""
-    paths = live_log_paths(key)
-    for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"")
-    return paths
+    logs = LiveLogs(key)
+    logs.close()
+    return logs.stdout_path, logs.stderr_path
+
+
+#: the live logs of the step that has just started in this process, until its run() takes them
+_starting: LiveLogs | None = None
+
+
+def open_live_logs(key: TargetKey) -> None:
+    """Create the live logs of the step of ``key``, which starts now (it can be told RUNNING: its logs can be
+    served), and keep them open for its run() (:func:`take_live_logs`): each is made once."""
+    global _starting
+    if _starting is not None:  # a step that never reached its run(): its files stay, as they are
+        _starting.close()
+    _starting = LiveLogs(key)
+
+
+def take_live_logs(key: TargetKey) -> LiveLogs:
+    """The live logs opened as the step of ``key`` started, else created now (a task run outside an attempt)."""
+    global _starting
+    held, _starting = _starting, None
+    if held is not None and held.key == key:
+        return held
+    if held is not None:
+        held.close()
+    return LiveLogs(key)
 
 
 #: each task class's parameters as luigi lists them, with the shape of the class they were read from
@@ -127,6 +165,16 @@ class NectarTask(luigi.Task):
         except (ChainImportError, TypeError):
             return str(super().get_task_namespace())
 
+    def __repr__(self) -> str:
+        """luigi's ``Family(param=value, ...)``, made once: its parameters are set for good, as its task_id (luigi's
+        worker logs it several times per step, walking the parameters and their configuration each time)."""
+        shown: str | None = self.__dict__.get("_nectar_repr")
+        if shown is None:
+            shown = super().__repr__()
+            if "task_id" in self.__dict__:  # made (luigi sets its task_id last): its parameters are final
+                self.__dict__["_nectar_repr"] = shown
+        return shown
+
     @functools.cached_property
     def target_key(self) -> TargetKey:
         """The key of ``out.txt``: the chain, the class and the MD5 luigi's task_id uses."""
@@ -150,6 +198,9 @@ class NectarTask(luigi.Task):
     def params_record(self) -> dict[str, Any]:
         """What ``params.txt`` holds."""
         return params_record(self, self.target_key)
+
+
+luigi_names.install(NectarTask)  # `luigi --module chains.<type>.<chain> <Task>` finds a chain task by its class name
 
 
 class NectarS3Task(NectarTask):
@@ -216,39 +267,51 @@ class _Recording:
 
     def __init__(self, task: luigi.Task, key: TargetKey) -> None:
         self.task, self.key, self.store = task, key, _store_of(task)
-        self.stdout, self.stderr = live_log_paths(self.key)
+        self.logs = take_live_logs(key)
         self._sync: _LogSync | None = None
+        #: the size of each log when it was last copied to the store
+        self._copied: dict[str, int] = {}
 
     def start(self) -> None:
-        create_live_logs(self.key)
-        self.store.write_text(self.key.with_file(PARAMS_FILE), json.dumps(params_record(self.task, self.key), indent=2))
+        try:
+            self.store.write_text(
+                self.key.with_file(PARAMS_FILE), json.dumps(params_record(self.task, self.key), indent=2)
+            )
+        except BaseException:
+            self.logs.close()
+            raise
         interval = get_settings().log_sync_interval
         if interval > 0 and self.store.remote:
             self._sync = _LogSync(self, interval)
             self._sync.start()
 
     def capturing(self) -> Any:
-        return redirect_output(self.stdout, self.stderr)
+        return redirect_output(self.logs.stdout, self.logs.stderr)
 
-    def upload(self, sizes: dict[str, int] | None = None) -> None:
-        """Copy the logs to the store (with ``sizes``: only those whose size changed since, noted there)."""
-        for path, name in ((self.stdout, STDOUT_FILE), (self.stderr, STDERR_FILE)):
-            if sizes is not None:
-                size = path.stat().st_size
-                if sizes.get(name) == size:
+    def upload(self, move: bool = False) -> None:
+        """Copy the logs to the store in one commit (with ``move``, the store may take them instead); while they are
+        copied as they grow (:class:`_LogSync`), only those whose size changed since their last copy."""
+        files, sizes = [], {}
+        for path, name in ((self.logs.stdout_path, STDOUT_FILE), (self.logs.stderr_path, STDERR_FILE)):
+            if self._sync is not None:
+                sizes[name] = size = path.stat().st_size
+                if self._copied.get(name) == size:  # a log only grows: the same size is the same content
                     continue
-                sizes[name] = size
-            self.store.put_file(path, self.key.with_file(name))
+            files.append((path, self.key.with_file(name)))
+        self.store.put_files(files, move)
+        self._copied.update(sizes)
 
     def finish(self) -> None:
         if self._sync is not None:
             self._sync.halt()
+        self.logs.close()
         try:
-            self.upload()
+            self.upload(move=True)
         except Exception:  # the run's own outcome must not be masked by a failed log upload
-            logger.exception("could not save the logs of %s; they stay in %s", self.key.folder, self.stdout.parent)
+            folder = self.logs.stdout_path.parent
+            logger.exception("could not save the logs of %s; they stay in %s", self.key.folder, folder)
         else:
-            for path in (self.stdout, self.stderr):
+            for path in (self.logs.stdout_path, self.logs.stderr_path):  # a store that moved them left nothing
                 path.unlink(missing_ok=True)
 
 
@@ -263,10 +326,9 @@ class _LogSync(threading.Thread):
     def run(self) -> None:
         """A first copy at once (another machine's API can serve the step's logs as soon as it runs), then one
         every ``interval`` seconds."""
-        sizes: dict[str, int] = {}
         while True:
             try:
-                self.recording.upload(sizes)
+                self.recording.upload()
             except LeaseLost:  # the attempt is no longer ours: it writes nothing more
                 return
             except Exception as exc:  # the store is briefly unreachable: the next copy (or the last) will do
@@ -360,8 +422,3 @@ def record_every_task() -> None:
     if not _recording_every_task:
         luigi.Task.event_handler(Event.START)(_record_run)
         _recording_every_task = True
-
-
-from nectar import luigi_names  # noqa: E402
-
-luigi_names.install(NectarTask)  # `luigi --module chains.<type>.<chain> <Task>` finds a chain task by its class name

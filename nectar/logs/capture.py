@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TextIO
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -23,14 +24,20 @@ def _flush_std() -> None:
             stream.flush()
 
 
+def open_log(path: Path) -> TextIO:
+    """A log file, created empty, for :func:`redirect_output`: line-buffered text, each line at its end (every writer,
+    a subprocess's inherited descriptor too, appends)."""
+    return open(path, "a", buffering=1, encoding="utf-8", errors="replace", opener=_emptied)  # noqa: SIM115
+
+
+def _emptied(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_TRUNC, 0o666)
+
+
 @contextmanager
-def redirect_output(stdout_path: Path, stderr_path: Path) -> Iterator[None]:
-    """Append everything written to stdout and stderr, by any means, to the two files."""
-    stdout_path.parent.mkdir(parents=True, exist_ok=True)
-    stderr_path.parent.mkdir(parents=True, exist_ok=True)
+def redirect_output(out: TextIO, err: TextIO) -> Iterator[None]:
+    """Append everything written to stdout and stderr, by any means, to the two open files (:func:`open_log`)."""
     _flush_std()
-    out = open(stdout_path, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
-    err = open(stderr_path, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
     saved_fds = (os.dup(1), os.dup(2))
     saved_streams = (sys.stdout, sys.stderr)
     root = logging.getLogger()
@@ -49,11 +56,10 @@ def redirect_output(stdout_path: Path, stderr_path: Path) -> Iterator[None]:
     finally:
         _flush_std()
         root.removeHandler(handler)
-        root.setLevel(saved_level)
+        if root.level != saved_level:  # setLevel clears every logger's cache: only when it was changed
+            root.setLevel(saved_level)
         sys.stdout, sys.stderr = saved_streams
         os.dup2(saved_fds[0], 1)
         os.dup2(saved_fds[1], 2)
         for fd in saved_fds:
             os.close(fd)
-        out.close()
-        err.close()

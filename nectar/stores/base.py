@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -87,9 +87,26 @@ class TargetStore(ABC):
     @abstractmethod
     def exists(self, key: TargetKey) -> bool: ...
 
-    @abstractmethod
     def put_file(self, local_path: Path, key: TargetKey) -> None:
         """Copy a local file to ``key`` atomically."""
+        self.put_files([(local_path, key)])
+
+    def put_files(self, files: Sequence[tuple[Path, TargetKey]], move: bool = False) -> None:
+        """Copy local files to keys of one folder (a step's logs), each atomically, through the fence once for them
+        all: the window a lost attempt has is their commits, one after the other. With ``move``, a store on this
+        machine may take a file instead of copying it (its local path is then gone)."""
+        if not files:
+            return
+        folders = {key.folder + "/" + key.filename.rpartition("/")[0] for _, key in files}
+        if len(folders) > 1:
+            raise ValueError(f"put_files commits files of one folder, not of {', '.join(sorted(folders))}")
+        fence.check(self.describe(files[0][1]))
+        for local_path, key in files:
+            self._put(local_path, key, move)
+
+    @abstractmethod
+    def _put(self, local_path: Path, key: TargetKey, move: bool) -> None:
+        """Commit a local file to ``key`` atomically (the fence passed); with ``move``, take it if this store can."""
 
     @abstractmethod
     def url(self, key: TargetKey, expires_in: int) -> str | None:

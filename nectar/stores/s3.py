@@ -15,7 +15,6 @@ from typing import Any
 
 from luigi.target import FileSystemTarget
 
-from nectar import fence
 from nectar.config import Settings
 from nectar.errors import StoreUnavailable
 from nectar.keys import TargetKey
@@ -160,9 +159,8 @@ class S3Store(TargetStore):
             self.check()
             self._bucket_seen = True
 
-    def put_file(self, local_path: Path, key: TargetKey) -> None:
+    def _put(self, local_path: Path, key: TargetKey, move: bool) -> None:
         # upload_file streams from disk in multipart chunks: memory stays flat for big files
-        fence.check(self.s3_path(key))
         self._call(
             "upload",
             self.boto.upload_file,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import inspect
 import json
+import multiprocessing.queues
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -186,6 +187,29 @@ def test_a_worker_sends_add_worker_aside_and_awaits_it_before_its_run_ends(probe
     assert (done, result.scheduling_succeeded, len(aside)) == (["ran"], True, 1), "add_worker was not sent aside"
     known = {info["name"]: info for info in scheduler.worker_list()}
     assert known["nectar-seam:3"]["first_task"] == step().task_id  # luigid's workers view: its root task
+
+
+@pytest.mark.parametrize(
+    ("processes", "config", "in_memory"),
+    [(1, {}, True), (1, {"force_multiprocessing": True}, False), (2, {}, False)],
+    ids=["one process", "force_multiprocessing", "two processes"],
+)
+def test_a_worker_running_its_steps_in_its_own_process_gets_their_results_in_memory(
+    probes: str, processes: int, config: dict[str, Any], in_memory: bool
+) -> None:
+    """luigi's worker reads each step's result from ``_task_result_queue``, a ``multiprocessing.Queue`` (a pipe and a
+    feeder thread); a step run in the worker's own process hands it over in memory, a forked one as luigi does."""
+    done: list[str] = []
+    step = probe("SeamInMemory", run=lambda self: done.append("ran"), complete=lambda self: bool(done))
+    scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+
+    worker = new_worker(scheduler, "nectar-seam:4", processes, **config)
+
+    assert isinstance(luigi.worker.Worker(scheduler)._task_result_queue, multiprocessing.queues.Queue)  # luigi's own
+    assert isinstance(worker._task_result_queue, multiprocessing.queues.Queue) is not in_memory
+    if in_memory:  # the results still reach luigi's worker: the step is done, and so is the build
+        result = schedule_and_run(worker, step(), env=luigi.interface.core(no_lock=True, local_scheduler=True))
+        assert (done, result.scheduling_succeeded, tasks_by_outcome(worker)["completed"]) == (["ran"], True, {step()})
 
 
 def test_forgotten_task_classes_leave_luigis_registry(probes: str) -> None:

@@ -47,6 +47,32 @@ def test_put_file_copies_exact_bytes(store: TargetStore, tmp_path: Path) -> None
         b"".join(store.iter_bytes(KEY.with_file("missing.bin")))
 
 
+@pytest.mark.parametrize("where", ["same file system", "another file system"])
+def test_put_files_moves_what_it_can_and_copies_the_rest(settings: Settings, tmp_path: Path, where: str) -> None:
+    """A local store takes a moved file by a rename; from another file system (/dev/shm's tmpfs) it copies it."""
+    same = where == "same file system"
+    folder = tmp_path if same else Path("/dev/shm")
+    if not folder.is_dir() or (os.stat(folder).st_dev == os.stat(settings.local_targets_dir.parent).st_dev) != same:
+        pytest.skip(f"no {where} here")
+    source = folder / f"nectar-{os.getpid()}-{tmp_path.name}.log"
+    source.write_bytes(PAYLOAD)
+    store = get_store(settings)
+    try:
+        store.put_files([(source, KEY.with_file("log/stdout.log"))], move=True)
+        assert b"".join(store.iter_bytes(KEY.with_file("log/stdout.log"))) == PAYLOAD
+        assert source.exists() is not same  # a copy leaves the file where it was
+    finally:
+        source.unlink(missing_ok=True)
+
+
+def test_put_files_commits_files_of_one_folder(store: TargetStore, tmp_path: Path) -> None:
+    source = tmp_path / "blob.bin"
+    source.write_bytes(PAYLOAD)
+    with pytest.raises(ValueError, match="one folder"):
+        store.put_files([(source, KEY.with_file("log/stdout.log")), (source, KEY.with_file("blob.bin"))])
+    assert not store.exists(KEY.with_file("log/stdout.log"))
+
+
 def test_presigned_url_downloads_the_exact_bytes(s3_settings: Settings, tmp_path: Path, moto_server: str) -> None:
     store = get_store(s3_settings)
     assert isinstance(store, S3Store)

@@ -61,3 +61,20 @@ def test_a_parameter_added_to_a_class_already_made_is_seen() -> None:
     luigi.util.inherits(Source)(Made)  # sets Source's parameters on Made
     assert sorted(name for name, _ in Made.get_params()) == ["b", "extra"]
     assert Made.get_params() == luigis(Made)
+
+
+def test_a_tasks_repr_is_luigis_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """luigi's worker logs a step's repr several times (running, done, its checks); a made task's is kept."""
+    task = Child(b=2, c=dt.date(2026, 6, 2))  # type: ignore[call-arg]
+    shown = repr(task)
+    assert shown == luigi.Task.__repr__(task) and shown.endswith("Child(b=2, a=x, c=2026-06-02)")
+    walked: list[Any] = []
+
+    def counting(cls: type, *args: Any) -> Any:
+        walked.append(args)
+        return luigi.Task.get_param_values.__func__(cls, *args)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(Child, "get_param_values", classmethod(counting))  # what luigi's __repr__ walks
+
+    assert repr(task) == shown and str(task) == shown
+    assert walked == []

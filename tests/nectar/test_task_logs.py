@@ -1,0 +1,94 @@
+"""What a step's recording costs the store: params.txt, then both logs in one commit; a local store takes the live
+logs as they are (moved, not copied); a log that the S3 copy already holds is not sent again."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import luigi
+import pytest
+
+from nectar import fence
+from nectar.catalog import ChainCatalog
+from nectar.config import Settings, configure
+from nectar.keys import OUTPUT_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
+from nectar.stores import get_store
+from nectar.task import NectarTask, live_log_paths
+
+WriteChain = Callable[[str, str], Path]
+
+CHAIN = """
+import os
+
+from nectar import NectarTask
+
+
+class InodeTask(NectarTask):
+    def run(self):
+        print(os.fstat(1).st_ino)  # the file its stdout is
+        with self.output().open("w") as out:
+            out.write("done")
+"""
+
+
+@pytest.fixture
+def commits() -> Iterator[list[str]]:
+    """What each commit of this process asked the fence for, in order (every commit allowed)."""
+    asked: list[str] = []
+    fence.install(asked.append)
+    yield asked
+    fence.install(None)
+
+
+def test_a_step_commits_params_its_output_and_both_logs_at_once_and_its_live_logs_are_moved(
+    settings: Settings, write_chain: WriteChain, commits: list[str]
+) -> None:
+    write_chain("logs/inode_chain", CHAIN)
+    task = ChainCatalog(settings.chains_dir).task("logs", "inode_chain", "InodeTask").instantiate({})
+    assert isinstance(task, NectarTask)
+
+    assert luigi.build([task], local_scheduler=True, workers=1) is True
+
+    store = get_store(settings)
+    key = task.target_key
+    # three commits, not four: the two logs pass the fence together
+    assert commits == [store.describe(key.with_file(name)) for name in (PARAMS_FILE, OUTPUT_FILE, STDOUT_FILE)]
+    stdout = Path(store.describe(key.with_file(STDOUT_FILE)))
+    ran_on = int(stdout.read_text())
+    assert os.stat(stdout).st_ino == ran_on  # the very file the task wrote: moved, not copied
+    assert os.stat(stdout).st_nlink == 1 and store.read_text(key.with_file(STDERR_FILE)) == ""
+    assert json.loads(store.read_text(key.with_file(PARAMS_FILE)))["task_id"] == task.task_id
+    assert not any(path.exists() for path in live_log_paths(key))
+
+
+QUIET_CHAIN = """
+from nectar import NectarTask
+
+
+class QuietTask(NectarTask):
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("done")
+"""
+
+
+def test_a_log_that_s3_already_holds_is_not_sent_again_when_the_step_ends(
+    s3_settings: Settings, write_chain: WriteChain, commits: list[str]
+) -> None:
+    configure(s3_settings.replace(env="test", log_sync_interval=60.0))
+    write_chain("logs/quiet_chain", QUIET_CHAIN)
+    task = ChainCatalog(s3_settings.chains_dir).task("logs", "quiet_chain", "QuietTask").instantiate({})
+    assert isinstance(task, NectarTask)
+
+    assert luigi.build([task], local_scheduler=True, workers=1) is True
+
+    store = get_store()
+    key = task.target_key
+    logs = store.describe(key.with_file(STDOUT_FILE))
+    # the logs' first copy (made as the task starts, in a thread of its own) was their last: empty then and now
+    assert sorted(commits) == sorted([store.describe(key.with_file(PARAMS_FILE)), logs, store.describe(key)])
+    assert store.read_text(key.with_file(STDOUT_FILE)) == store.read_text(key.with_file(STDERR_FILE)) == ""
+    assert not any(path.exists() for path in live_log_paths(key))
