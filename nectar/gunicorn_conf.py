@@ -103,7 +103,11 @@ def pre_fork(server: object, worker: object) -> None:
     if server.cfg.preload_app:  # type: ignore[attr-defined]
         service = getattr(server.app.wsgi(), "extensions", {}).get("nectar")  # type: ignore[attr-defined]
         if service is not None:  # the API (a benchmark's hello world has none)
-            service.catalog.refresh()  # a stat per chain file once loaded: a changed one is imported again
+            try:
+                service.catalog.refresh()  # a stat per chain file once loaded: a changed one is imported again
+            except Exception:  # raised here it would stop gunicorn's master (a folder removed mid-scan): the
+                # worker loads the chains on its first request instead, and answers that request's error itself
+                server.log.warning("could not load the chains before forking a worker", exc_info=True)  # type: ignore[attr-defined]
     gc.freeze()
 
 
