@@ -213,8 +213,14 @@ QUERY_VALUES = st.one_of(
     st.lists(st.text(max_size=8), max_size=3).map(json.dumps),
     st.sampled_from(["region", "product", "true", "null", "[]", "{}", "..", "%00", "1_000", "٣"]),
 )
+#: (JSON has no NaN or infinity: requests refuses to send them, so a drawn one failed the test, not the server)
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.dates().map(str),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | st.dates().map(str),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=6,
 )
