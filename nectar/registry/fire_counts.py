@@ -130,8 +130,10 @@ def count_pair(row: str, sign: str) -> list[str]:
     ]
 
 
-#: migration 10's tables, filled from ``fires`` and ``trigger_objects`` as they are (``{real}``: the dialect's)
+#: migration 10's tables, filled from ``fires`` and ``trigger_objects`` as they are (``{real}``: the dialect's); made
+#: anew if there (a registry brought back to an earlier version by hand counts its rows again)
 TABLES: tuple[str, ...] = (
+    *(f"DROP TABLE IF EXISTS {table}" for table in ("fire_counts", "trigger_runs", "object_counts")),
     FIRES.create(),
     FIRES.fill(),
     "CREATE TABLE IF NOT EXISTS trigger_runs (trigger_id TEXT NOT NULL, run_id TEXT NOT NULL, "
@@ -176,6 +178,7 @@ POSTGRES_TRIGGERS: list[str] = [
     statement
     for table, function, taken, added, columns in COUNTED_TABLES
     for statement in (
+        f"DROP TRIGGER IF EXISTS {table}_counted ON {table}",
         f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {GATE}; "
         f"IF TG_OP <> 'INSERT' THEN {'; '.join(taken)}; END IF; "
         f"IF TG_OP <> 'DELETE' THEN {'; '.join(added)}; END IF; "
