@@ -39,6 +39,7 @@ class Counted:
 
     @property
     def within(self) -> tuple[str, ...]:
+        """The count row's columns of the counts within each bound, in the order of ``bounds``."""
         return tuple(f"within_{i}" for i in range(len(self.bounds)))
 
     def columns(self) -> str:

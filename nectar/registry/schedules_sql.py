@@ -326,7 +326,8 @@ class SqlSchedules(SqlRunStore):
 
     def _counted_states(self, counted: Counted) -> dict[str, int]:
         """How many of ``counted``'s rows are in each of its states, as the database counts them."""
-        return {state: int(n) for state, n in zip(counted.states, self._counted(counted), strict=False)}
+        row = self._counted(counted)[: len(counted.states)]
+        return {state: int(n) for state, n in zip(counted.states, row, strict=True)}
 
     def _counted_lags(self, counted: Counted) -> tuple[tuple[int, ...], int, float]:
         """Of ``counted``'s rows with a lag: how many within each bound, how many in all, their total lag (a
