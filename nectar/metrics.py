@@ -1,8 +1,9 @@
 """Prometheus metrics of the run registry: runs by state, the queue's depth, run durations by task, schedules, triggers.
 
 They are read from the registry at each scrape, so every process (and machine) sharing the
-registry reports the same figures, whichever API process Prometheus reaches; runs by state and
-their durations from the counts the database keeps (:mod:`nectar.registry.counts`), not a scan.
+registry reports the same figures, whichever API process Prometheus reaches; from the counts the
+database keeps (runs by state and their durations: :mod:`nectar.registry.counts`; fires and claimed
+objects by state, their lags and the triggers' runs: :mod:`nectar.registry.fire_counts`), not a scan.
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ from prometheus_client.registry import Collector
 
 from nectar.registry import RunState, RunStore
 from nectar.registry.counts import DURATION_BOUNDS
+from nectar.registry.fire_counts import DETECTION_BOUNDS, LAG_BOUNDS
 from nectar.schedules.model import FIRE_STATES, SOURCES
 from nectar.triggers.model import OBJECT_STATES
 
 #: upper bounds (seconds) of the run duration histogram's buckets: those the registry counts within
 DURATION_BUCKETS = DURATION_BOUNDS
-#: upper bounds (seconds) of the fire lag histogram's buckets (fire time -> run queued; the target is p99 <= 1 s)
-LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0, 3600.0)
-#: upper bounds (seconds) of the detection lag histogram's buckets (object changed -> claimed with its run; the target
-#: is p99 <= the poll interval, 10 s by default, + 1 s)
-DETECTION_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 11.0, 15.0, 30.0, 60.0, 300.0, 3600.0)
+#: upper bounds (seconds) of the fire lag histogram's buckets (fire time -> run queued): those the registry counts
+LAG_BUCKETS = LAG_BOUNDS
+#: upper bounds (seconds) of the detection lag histogram's buckets (object changed -> claimed with its run): likewise
+DETECTION_BUCKETS = DETECTION_BOUNDS
 
 
 class RunsCollector(Collector):
@@ -116,7 +117,7 @@ class SchedulesCollector(Collector):
             "nectar_schedule_lag_seconds",
             "Seconds from a fire time to the queueing of its run, for fires that queued one.",
             LAG_BUCKETS,
-            self.runs.fire_lags(LAG_BUCKETS),
+            self.runs.fire_lags(),
         )
 
 
@@ -141,12 +142,12 @@ class TriggersCollector(Collector):
         yield GaugeMetricFamily(
             "nectar_trigger_runs",
             "Runs made by every trigger (an object or a group of objects each).",
-            value=sum(counted.runs for counted in self.runs.trigger_counts().values()),
+            value=self.runs.trigger_runs(),
         )
         yield lag_histogram(
             "nectar_trigger_detection_lag_seconds",
             "Seconds from an object's last change (the store's time) to its claim with its run, for objects that "
             "queued one.",
             DETECTION_BUCKETS,
-            self.runs.object_lags(DETECTION_BUCKETS),
+            self.runs.object_lags(),
         )

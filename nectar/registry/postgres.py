@@ -27,9 +27,10 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from nectar.errors import QueueFull, RegistryUnavailable
-from nectar.registry.counts import POSTGRES_TRIGGERS
+from nectar.registry import counts, fire_counts
 from nectar.registry.model import Run
 from nectar.registry.schema import (
+    COUNT_FIRES,
     COUNT_PENDING,
     COUNT_RUNS,
     LATEST,
@@ -70,7 +71,8 @@ OWN_STATEMENTS = {
         *(f"DROP TRIGGER IF EXISTS {name} ON runs" for name, *_ in PENDING_CHANGES),
         "DROP FUNCTION IF EXISTS nectar_count_pending()",
     ],
-    COUNT_RUNS: POSTGRES_TRIGGERS,
+    COUNT_RUNS: counts.POSTGRES_TRIGGERS,
+    COUNT_FIRES: fire_counts.POSTGRES_TRIGGERS,
 }
 #: connections a process keeps at most (``NECTAR_DATABASE_POOL``)
 DEFAULT_POOL_SIZE = 4

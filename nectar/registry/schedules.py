@@ -115,9 +115,10 @@ class ScheduleStore(ABC):
 
     @abstractmethod
     def fire_counts(self) -> dict[str, int]:
-        """How many fires are in each state, every schedule together."""
+        """How many fires are in each state, every schedule together (as the database counts them: no scan)."""
 
     @abstractmethod
-    def fire_lags(self, bounds: tuple[float, ...]) -> tuple[tuple[int, ...], int, float]:
-        """Of the fires that queued a run: how many did within each bound (seconds after the fire time), how
-        many in all, and their total lag."""
+    def fire_lags(self) -> tuple[tuple[int, ...], int, float]:
+        """Of the fires that queued a run: how many did within each bound of
+        :data:`~nectar.registry.fire_counts.LAG_BOUNDS` (seconds after the fire time), how many in all, and their
+        total lag."""

@@ -9,8 +9,10 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
+from nectar.registry.fire_counts import FIRES, Counted
 from nectar.registry.model import RUN_PREFIX, Run
 from nectar.registry.schedules import FireOutcome
+from nectar.registry.schema import values
 from nectar.registry.sql import ACTIVE, SqlRunStore
 from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
 
@@ -313,19 +315,25 @@ class SqlSchedules(SqlRunStore):
         return {fire.schedule_id: fire for fire in map(fire_of, self._read(lambda db: self._exec(db, text).fetchall()))}
 
     def fire_counts(self) -> dict[str, int]:
-        rows = self._read(lambda db: self._exec(db, "SELECT state, COUNT(*) AS n FROM fires GROUP BY state").fetchall())
-        return {row["state"]: int(row["n"]) for row in rows}
+        return self._counted_states(FIRES)
 
-    def fire_lags(self, bounds: tuple[float, ...]) -> tuple[tuple[int, ...], int, float]:
-        return self._lags("fires", "queued_at - fire_time", "queued_at IS NOT NULL", bounds)
+    def fire_lags(self) -> tuple[tuple[int, ...], int, float]:
+        return self._counted_lags(FIRES)
 
-    def _lags(self, table: str, lag: str, where: str, bounds: tuple[float, ...]) -> tuple[tuple[int, ...], int, float]:
-        """Of the rows of ``table`` matching ``where``: how many have ``lag`` within each bound, how many in all,
-        and their total ``lag`` (a histogram's buckets, count and sum)."""
-        within = "".join(f", SUM(CASE WHEN {lag} <= ? THEN 1 ELSE 0 END) AS b{i}" for i in range(len(bounds)))
-        text = f"SELECT COUNT(*) AS n, SUM({lag}) AS s{within} FROM {table} WHERE {where}"
-        row = tuple(dict(self._read(lambda db: self._exec(db, text, bounds).fetchone())).values())
-        return tuple(int(n or 0) for n in row[2:]), int(row[0] or 0), float(row[1] or 0.0)
+    def _counted(self, counted: Counted) -> tuple[Any, ...]:
+        """The row that counts ``counted``'s table (:mod:`~nectar.registry.fire_counts`), in column order."""
+        return values(self._read(lambda db: self._exec(db, counted.read()).fetchone()))
+
+    def _counted_states(self, counted: Counted) -> dict[str, int]:
+        """How many of ``counted``'s rows are in each of its states, as the database counts them."""
+        row = self._counted(counted)[: len(counted.states)]
+        return {state: int(n) for state, n in zip(counted.states, row, strict=True)}
+
+    def _counted_lags(self, counted: Counted) -> tuple[tuple[int, ...], int, float]:
+        """Of ``counted``'s rows with a lag: how many within each bound, how many in all, their total lag (a
+        histogram's buckets, count and sum), as the database counts them."""
+        row = self._counted(counted)[len(counted.states) :]
+        return tuple(int(n) for n in row[2:]), int(row[0]), float(row[1])
 
 
 def _schedule_row(schedule: ScheduleRecord) -> tuple[Any, ...]:

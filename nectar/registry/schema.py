@@ -2,9 +2,10 @@
 
 The schema grows by :data:`MIGRATIONS`: version n is reached by applying ``MIGRATIONS[n-1]``.
 A statement names its floating-point columns ``{real}``, which a dialect spells its own way
-(:func:`statements`), and a placeholder (:data:`COUNT_PENDING`, :data:`UNCOUNT_PENDING`, :data:`COUNT_RUNS`)
-stands for the dialect's own statements: the triggers that kept ``run_queue.pending`` (versions 7 and 8), their
-removal, and the triggers that keep :mod:`~nectar.registry.counts`' tables (from version 9); each dialect records
+(:func:`statements`), and a placeholder (:data:`COUNT_PENDING`, :data:`UNCOUNT_PENDING`, :data:`COUNT_RUNS`,
+:data:`COUNT_FIRES`) stands for the dialect's own statements: the triggers that kept ``run_queue.pending`` (versions 7
+and 8), their removal, and the triggers that keep :mod:`~nectar.registry.counts`' tables (from version 9) and
+:mod:`~nectar.registry.fire_counts`' (from 10); each dialect records
 the version reached where its database keeps such things (SQLite's ``PRAGMA user_version``, a table in PostgreSQL).
 """
 
@@ -14,7 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nectar.registry import counts
+from nectar.registry import counts, fire_counts
 from nectar.registry.model import Run, RunState
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -159,6 +160,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         *counts.TABLES,
         "{count_runs}",
     ),
+    (  # 10: fires and claimed objects by state, their lags, and the runs triggers made, counted by the database
+        *fire_counts.TABLES,
+        "{count_fires}",
+    ),
 )
 LATEST = len(MIGRATIONS)
 #: where a migration's statements take the dialect's own that keep ``run_queue.pending`` counted
@@ -167,6 +172,8 @@ COUNT_PENDING = "{count_pending}"
 UNCOUNT_PENDING = "{uncount_pending}"
 #: where they take the dialect's own that keep :mod:`~nectar.registry.counts`' tables
 COUNT_RUNS = "{count_runs}"
+#: where they take the dialect's own that keep :mod:`~nectar.registry.fire_counts`' tables
+COUNT_FIRES = "{count_fires}"
 #: the number of PENDING runs, kept by the triggers of :data:`COUNT_RUNS`
 QUEUED = "SELECT pending FROM run_counts WHERE id = 1"
 #: (versions 7 and 8) when a dialect's trigger adds ``delta`` to the count: on a run inserted PENDING, deleted
@@ -197,8 +204,8 @@ ATTEMPT_COLUMNS: tuple[str, ...] = ("run_id", "attempt", "state", "failed_step",
 
 def statements(version: int, real: str, own: Mapping[str, Sequence[str]]) -> list[str]:
     """The statements that bring a schema at ``version`` to :data:`LATEST`, ``{real}`` spelt ``real`` and each
-    placeholder (:data:`COUNT_PENDING`, :data:`UNCOUNT_PENDING`, :data:`COUNT_RUNS`) replaced by the dialect's
-    ``own`` statements for it."""
+    placeholder (:data:`COUNT_PENDING`, :data:`UNCOUNT_PENDING`, :data:`COUNT_RUNS`, :data:`COUNT_FIRES`) replaced
+    by the dialect's ``own`` statements for it."""
     found: list[str] = []
     for statement in (statement for migration in MIGRATIONS[version:] for statement in migration):
         found.extend(own[statement] if statement in own else [statement.format(real=real)])

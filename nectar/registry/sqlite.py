@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar
 
 from nectar.forks import SQLITE
-from nectar.registry.counts import SQLITE_TRIGGERS
+from nectar.registry import counts, fire_counts
 from nectar.registry.schema import (
+    COUNT_FIRES,
     COUNT_PENDING,
     COUNT_RUNS,
     LATEST,
@@ -43,7 +44,8 @@ OWN_STATEMENTS = {
         for name, event, delta, when in PENDING_CHANGES
     ],
     UNCOUNT_PENDING: [f"DROP TRIGGER IF EXISTS {name}" for name, *_ in PENDING_CHANGES],
-    COUNT_RUNS: SQLITE_TRIGGERS,
+    COUNT_RUNS: counts.SQLITE_TRIGGERS,
+    COUNT_FIRES: fire_counts.SQLITE_TRIGGERS,
 }
 #: KiB of pages each connection caches (SQLite's default is 2,000): a process has a connection per thread (an API
 #: worker 8), and a /metrics scrape reads every run, so each filled its own 2 MB; the OS caches the file for all

@@ -110,10 +110,16 @@ class TriggerStore(ABC):
         """Each trigger's objects, runs, skips and objects whose run has not ended (only ``trigger_id``'s, if given)."""
 
     @abstractmethod
-    def object_counts(self) -> dict[str, int]:
-        """How many claimed objects are in each state, every trigger together."""
+    def trigger_runs(self) -> int:
+        """How many runs every trigger made or joined (a run joined by two triggers counts for each), as the
+        database counts them: the sum of :meth:`trigger_counts`' runs, without a scan."""
 
     @abstractmethod
-    def object_lags(self, bounds: tuple[float, ...]) -> tuple[tuple[int, ...], int, float]:
+    def object_counts(self) -> dict[str, int]:
+        """How many claimed objects are in each state, every trigger together (as the database counts them)."""
+
+    @abstractmethod
+    def object_lags(self) -> tuple[tuple[int, ...], int, float]:
         """Of the claimed objects that queued a run and whose change time is known: how many were claimed within
-        each bound (seconds after their change), how many in all, and their total lag."""
+        each bound of :data:`~nectar.registry.fire_counts.DETECTION_BOUNDS` (seconds after their change), how many
+        in all, and their total lag."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
+from nectar.registry.fire_counts import OBJECTS, READ_TRIGGER_RUNS
 from nectar.registry.schedules import FireOutcome
 from nectar.registry.schedules_sql import SPECS_KEPT, SqlSchedules
 from nectar.registry.sql import ACTIVE
@@ -220,13 +221,14 @@ class SqlTriggers(SqlSchedules):
             for row in rows
         }
 
-    def object_counts(self) -> dict[str, int]:
-        text = "SELECT state, COUNT(*) AS n FROM trigger_objects GROUP BY state"
-        return {row["state"]: int(row["n"]) for row in self._read(lambda db: self._exec(db, text).fetchall())}
+    def trigger_runs(self) -> int:
+        return int(self._read(lambda db: self._scalar(db, READ_TRIGGER_RUNS)))
 
-    def object_lags(self, bounds: tuple[float, ...]) -> tuple[tuple[int, ...], int, float]:
-        where = "state = 'queued' AND modified IS NOT NULL"
-        return self._lags("trigger_objects", "recorded_at - modified", where, bounds)
+    def object_counts(self) -> dict[str, int]:
+        return self._counted_states(OBJECTS)
+
+    def object_lags(self) -> tuple[tuple[int, ...], int, float]:
+        return self._counted_lags(OBJECTS)
 
 
 def _objects(made: FireOutcome) -> str | None:
