@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import io
 import json
 import logging
 import re
@@ -112,13 +113,14 @@ def formatter(log_format: str) -> logging.Formatter:
 
 
 class LineHandler(logging.StreamHandler[TextIO]):
-    """A :class:`logging.StreamHandler` that asks a line-buffered stream (``sys.stderr`` is one) for no flush after
-    each record: the record's own line end writes it through to the file at once, so a process killed (kill -9)
-    right after loses none of its lines. Any other stream is flushed after each record, as logging does."""
+    """A :class:`logging.StreamHandler` that flushes no stream which writes a record's line through by itself: a
+    line-buffered one (``sys.stderr``), or one over an unbuffered file (``sys.stderr`` under ``PYTHONUNBUFFERED``,
+    as in the image). A process killed (kill -9) right after a record loses none of its lines either way; any
+    other stream is flushed after each record, as logging does."""
 
     def emit(self, record: logging.LogRecord) -> None:
         stream = self.stream
-        if not (self.terminator == "\n" and getattr(stream, "line_buffering", False)):
+        if self.terminator != "\n" or not writes_lines_through(stream):
             super().emit(record)
             return
         try:
@@ -127,6 +129,13 @@ class LineHandler(logging.StreamHandler[TextIO]):
             raise
         except Exception:
             self.handleError(record)
+
+
+def writes_lines_through(stream: object) -> bool:
+    """Whether each line written to ``stream`` reaches its file descriptor without a flush."""
+    if getattr(stream, "line_buffering", False):
+        return True
+    return bool(getattr(stream, "write_through", False)) and isinstance(getattr(stream, "buffer", None), io.RawIOBase)
 
 
 def configure_logging(log_format: str = "text", level: int | str = logging.INFO) -> None:

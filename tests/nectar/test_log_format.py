@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -126,18 +127,34 @@ class CountedFlushes(io.TextIOWrapper):
         super().flush()
 
 
-@pytest.mark.parametrize("line_buffering", [True, False])
-def test_a_line_buffered_stream_is_not_flushed_again_after_each_record(line_buffering: bool) -> None:
-    written = io.BytesIO()
-    stream = CountedFlushes(written, encoding="utf-8", line_buffering=line_buffering)
+def line_buffered(path: Path) -> CountedFlushes:
+    return CountedFlushes(path.open("wb"), encoding="utf-8", line_buffering=True)
+
+
+def unbuffered(path: Path) -> CountedFlushes:  # sys.stderr under PYTHONUNBUFFERED
+    return CountedFlushes(path.open("wb", buffering=0), encoding="utf-8", write_through=True)
+
+
+def buffered(path: Path) -> CountedFlushes:
+    return CountedFlushes(path.open("wb"), encoding="utf-8")
+
+
+@pytest.mark.parametrize(("opened", "flushes"), [(line_buffered, 0), (unbuffered, 0), (buffered, 3)])
+def test_a_stream_that_writes_lines_through_is_not_flushed_after_each_record(
+    tmp_path: Path, opened: Callable[[Path], CountedFlushes], flushes: int
+) -> None:
+    path = tmp_path / "log"
+    stream = opened(path)
     handler = LineHandler(stream)
     handler.setFormatter(TextFormatter("%(message)s"))
-    for n in range(3):
-        handler.handle(made("record %s", n))
-
-    # line-buffered: each line reached the bytes underneath as it was written; else one flush a record, as logging's
-    assert written.getvalue() == b"record 0\nrecord 1\nrecord 2\n"
-    assert stream.flushes == (0 if line_buffering else 3)
+    try:
+        for n in range(3):
+            handler.handle(made("record %s", n))
+            # in the file as soon as it is logged, read by another reader
+            assert path.read_bytes().endswith(f"record {n}\n".encode()), f"record {n} not in the file"
+        assert stream.flushes == flushes
+    finally:
+        stream.close()
 
 
 #: a process logging as an attempt does (its stderr a file), that says when it logged and then waits to be killed
@@ -151,11 +168,13 @@ sys.stdin.read()
 """
 
 
-def test_a_record_is_in_the_file_before_the_process_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_record_is_in_the_file_before_the_process_is_killed(tmp_path: Path, unbuffered: str) -> None:
     stderr = tmp_path / "stderr.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}  # empty: unset for Python, stderr line-buffered
     with stderr.open("wb") as err:
         child = subprocess.Popen(
-            [sys.executable, "-c", LOG_THEN_WAIT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err
+            [sys.executable, "-c", LOG_THEN_WAIT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env
         )
     try:
         assert child.stdout is not None
