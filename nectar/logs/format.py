@@ -118,9 +118,16 @@ class LineHandler(logging.StreamHandler[TextIO]):
     as in the image). A process killed (kill -9) right after a record loses none of its lines either way; any
     other stream is flushed after each record, as logging does."""
 
+    #: the stream last asked about and its answer (an ABC's isinstance is dear enough to show in a profile)
+    _asked: tuple[object, bool] = (None, False)
+
     def emit(self, record: logging.LogRecord) -> None:
         stream = self.stream
-        if self.terminator != "\n" or not writes_lines_through(stream):
+        asked, through = self._asked
+        if asked is not stream:
+            through = writes_lines_through(stream)
+            self._asked = (stream, through)
+        if self.terminator != "\n" or not through:
             super().emit(record)
             return
         try:

@@ -187,3 +187,18 @@ def test_a_record_is_in_the_file_before_the_process_is_killed(tmp_path: Path, un
             child.wait()
     # the child is gone, nothing of it flushed at exit: what it logged was in the file when it said so
     assert stderr.read_bytes().endswith(b" INFO luigi-interface: step Part(i=1) done\n"), stderr.read_text()
+
+
+def test_a_stream_set_anew_is_asked_anew(tmp_path: Path) -> None:
+    first, second = line_buffered(tmp_path / "first"), buffered(tmp_path / "second")
+    handler = LineHandler(first)
+    try:
+        handler.handle(made("to the first"))
+        handler.setStream(second)
+        handler.handle(made("to the second"))
+        # the first flushed once by setStream, as logging does when it lets a stream go; the second per record
+        assert (first.flushes, second.flushes) == (1, 1)
+        assert (tmp_path / "second").read_bytes().endswith(b"to the second\n")
+    finally:
+        first.close()
+        second.close()
