@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import io
 import json
 import logging
 import re
-from typing import Any
+import time
+from typing import Any, TextIO
 
 #: the run the current context works for (set while an attempt executes)
 current_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("nectar_run", default=None)
@@ -60,6 +62,8 @@ class JsonFormatter(logging.Formatter):
 
 def escape_controls(text: str) -> str:
     """``text`` with every control character written as an escape: ``\\n``, ``\\r``, ``\\t``, ``\\x1b``, ``\\u2028``."""
+    if text.isprintable():  # no control character is printable: most records end here, unscanned
+        return text
 
     def escaped(match: re.Match[str]) -> str:
         char = match.group()
@@ -73,11 +77,31 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self, fmt: str = TEXT_FORMAT, datefmt: str | None = None) -> None:
         super().__init__(fmt, datefmt)
+        self._uses_time = self.usesTime()
+        #: the last second formatted, in which format, and its text: records come many a second, strftime once
+        self._second: tuple[int, str | None, str] = (-1, None, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """logging's time, its strftime made once per second (the text holds no part of a second but the
+        milliseconds added here, as logging adds them)."""
+        second, cached_datefmt, text = self._second
+        if second != int(record.created) or cached_datefmt != datefmt:
+            second = int(record.created)
+            text = time.strftime(datefmt or self.default_time_format, self.converter(record.created))
+            self._second = (second, datefmt, text)
+        if datefmt or not self.default_msec_format:
+            return text
+        return self.default_msec_format % (text, record.msecs)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return escape_controls(super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:
+        if not (record.exc_info or record.exc_text or record.stack_info):  # one line, as logging makes it
+            record.message = record.getMessage()
+            if self._uses_time:
+                record.asctime = self.formatTime(record, self.datefmt)
+            return self.formatMessage(record)
         head, *rest = super().format(record).split("\n")  # the escaped line, then the traceback's own lines
         return "\n".join([head, *(CONTINUATION + escape_controls(line) for line in rest)])
 
@@ -88,9 +112,42 @@ def formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else TextFormatter()
 
 
+class LineHandler(logging.StreamHandler[TextIO]):
+    """A :class:`logging.StreamHandler` that flushes no stream which writes a record's line through by itself: a
+    line-buffered one (``sys.stderr``), or one over an unbuffered file (``sys.stderr`` under ``PYTHONUNBUFFERED``,
+    as in the image). A process killed (kill -9) right after a record loses none of its lines either way; any
+    other stream is flushed after each record, as logging does."""
+
+    #: the stream last asked about and its answer (an ABC's isinstance is dear enough to show in a profile)
+    _asked: tuple[object, bool] = (None, False)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = self.stream
+        asked, through = self._asked
+        if asked is not stream:
+            through = writes_lines_through(stream)
+            self._asked = (stream, through)
+        if self.terminator != "\n" or not through:
+            super().emit(record)
+            return
+        try:
+            stream.write(self.format(record) + "\n")
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+def writes_lines_through(stream: object) -> bool:
+    """Whether each line written to ``stream`` reaches its file descriptor without a flush."""
+    if getattr(stream, "line_buffering", False):
+        return True
+    return bool(getattr(stream, "write_through", False)) and isinstance(getattr(stream, "buffer", None), io.RawIOBase)
+
+
 def configure_logging(log_format: str = "text", level: int | str = logging.INFO) -> None:
     """Send this process's logs to stderr in ``log_format``, each record with its run id."""
-    handler = logging.StreamHandler()
+    handler = LineHandler()
     handler.setFormatter(formatter(log_format))
     handler.addFilter(RunIdFilter())
     root = logging.getLogger()
