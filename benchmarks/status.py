@@ -138,10 +138,14 @@ def run(ctx: Context) -> list[Figure]:
         recycled_url = cluster.start_api(NECTAR_DATA_DIR=str(data_dir), NECTAR_API_MAX_REQUESTS=str(max_requests))
         hammer(recycled_url, main_requests, CLIENTS, duration=min(1.0, duration)).check(200)
         steady, recycled, replaced, dropped = [], [], 0, 0
+        steady_cpu, recycled_cpu = [], []
         for _ in range(ctx.repeats):
-            steady.append(hammer(main_url, main_requests, CLIENTS, duration=duration).check(200))
-            before = cluster.api_workers(recycled_url)
+            load, seconds = timed_burst(cluster, main_url, main_requests, duration)
+            steady.append(load)
+            steady_cpu.append(seconds)
+            before, used = cluster.api_workers(recycled_url), api_cpu(cluster, recycled_url)
             load = hammer(recycled_url, main_requests, CLIENTS, duration=duration)
+            recycled_cpu.append((api_cpu(cluster, recycled_url) - used) / max(1, len(load.latencies)))
             replaced += recycles(before, cluster.api_workers(recycled_url))
             if set(load.statuses) - {200}:
                 raise RuntimeError(f"a recycling API answered {dict(load.statuses)}")
@@ -149,7 +153,8 @@ def run(ctx: Context) -> list[Figure]:
             recycled.append(load)
         print(
             f"recycling API (max_requests {max_requests}): {replaced} workers replaced in {ctx.repeats} bursts, "
-            f"{dropped} connections closed under a client; requests/s {rates(recycled)} beside {rates(steady)}"
+            f"{dropped} connections closed under a client; requests/s {rates(recycled)} beside {rates(steady)}; "
+            f"API CPU per lookup {us(recycled_cpu)} us beside {us(steady_cpu)} us"
         )
         # the seed's lookup takes seconds at 16 clients: each client sends one per repeat (600 s fails only a hung one)
         seed = [
@@ -170,6 +175,8 @@ def run(ctx: Context) -> list[Figure]:
                median_p99(hello), ratio_at_most(1.25)),
         Figure(NAME, *flat, f"the same at {small:,} runs", median_rate(loads[str(small)]), ratio_at_least(0.95)),
         Figure(NAME, f"API CPU per lookup {at_main}", us(cpu[str(MAIN_SIZE)]), "us", hello_what, us(cpu["hello"])),
+        Figure(NAME, f"API CPU per lookup at {small:,} runs", us(cpu[str(small)]), "us", f"the same at {big:,} runs",
+               us(cpu[str(big)])),
         Figure(NAME, f"API CPU per request: {floor_what}, every guard", us(cpu["floor-flask"]), "us", hello_what,
                us(cpu["hello"])),
         Figure(NAME, f"API CPU per request: {floor_what}, from a bare WSGI callable in front of Flask",
