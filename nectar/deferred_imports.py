@@ -11,6 +11,9 @@ in the importing module; the real module is imported the first time one of its a
 thread reads it first (the import system's own lock makes the others wait for it). Once the deferral ends, the name
 is free again: a later ``import requests`` (a chain file's) imports the real module, as before. A module that cannot
 be found is not deferred: its importer meets the ImportError at once, as it would have.
+
+A module can also be kept *absent* while a deferral is open (its import fails as if it were not installed): for what
+a library imports only to integrate with it, when the process has nothing to integrate (tenacity's tornado retrier).
 """
 
 from __future__ import annotations
@@ -28,8 +31,12 @@ from typing import Any
 LUIGID_UNUSED = ("requests", "jsonschema")
 #: what the API does not use at start of what luigi and flask-smorest import (luigi.rpc's ``requests``: the API calls
 #: luigid through nectar.luigid; flask_smorest.spec's ``yaml``: the CLI's ``--format yaml`` only); ``jsonschema`` is
-#: read when a chain declares a parameter ``schema``, in the gunicorn master before it forks
+#: read when a chain's parameter with a ``schema`` checks a value
 API_UNUSED = ("requests", "jsonschema", "yaml")
+#: what the API's libraries look for, while they are imported, only to integrate with it if it is installed: tenacity
+#: (imported by luigi.rpc) adds its retrier of tornado coroutines, importing tornado and asyncio (~2 MB); the API has
+#: no tornado coroutine to retry
+API_ABSENT = ("tornado",)
 
 _LOCK = threading.Lock()
 
@@ -47,21 +54,26 @@ class DeferredModule(types.ModuleType):
 
 
 class Deferral:
-    """Defers the imports of ``names`` (top-level modules) from now until :meth:`end` (or the ``with`` block's end).
+    """Defers the imports of ``names`` (top-level modules) from now until :meth:`end` (or the ``with`` block's end),
+    and has those of ``absent`` fail meanwhile, as if they were not installed.
 
     A name already imported, or one that cannot be found, is left alone."""
 
-    def __init__(self, names: Iterable[str]) -> None:
-        self.modules: dict[str, DeferredModule] = {}
+    def __init__(self, names: Iterable[str], absent: Iterable[str] = ()) -> None:
+        self.modules: dict[str, DeferredModule | None] = {}
         for name in names:
             if name not in sys.modules and importlib.util.find_spec(name) is not None:
                 self.modules[name] = sys.modules[name] = DeferredModule(name)
+        for name in absent:
+            if name not in sys.modules:
+                self.modules[name] = sys.modules[name] = None  # type: ignore[assignment]
 
     def end(self) -> None:
-        """Whatever was not used yet is imported for real by its next ``import``; who imported it keeps its stand-in."""
+        """Whatever was not used yet is imported for real by its next ``import``; who imported it keeps its stand-in,
+        who looked for an absent one goes on without it."""
         with _LOCK:
             for name, module in self.modules.items():
-                if sys.modules.get(name) is module:
+                if name in sys.modules and sys.modules[name] is module:
                     del sys.modules[name]
 
     def __enter__(self) -> Deferral:

@@ -6,7 +6,7 @@ import gc
 import os
 import tempfile
 
-from nectar.deferred_imports import API_UNUSED, Deferral
+from nectar.deferred_imports import API_ABSENT, API_UNUSED, Deferral
 
 bind = f"{os.environ.get('NECTAR_HOST', '127.0.0.1')}:{os.environ.get('NECTAR_PORT', '5000')}"
 workers = int(os.environ.get("NECTAR_API_WORKERS", "2"))
@@ -58,7 +58,7 @@ if os.environ.get("NECTAR_LOG_FORMAT", "").strip().lower() == "json":
 preload_app = True
 # what the app's libraries import and it never uses stays unloaded until the app is loaded (when_ready): ~9 MB in
 # the master and in each worker, a third of the master's start
-_DEFERRAL = Deferral(API_UNUSED)
+_DEFERRAL = Deferral(API_UNUSED, API_ABSENT)
 
 
 def _fewer_arenas() -> None:

@@ -18,14 +18,14 @@ import pytest
 
 from harness import Processes, base_env, children, free_port, settings_env, waitfor
 from nectar.config import Settings
-from nectar.deferred_imports import API_UNUSED, LUIGID_UNUSED, Deferral, DeferredModule
+from nectar.deferred_imports import API_ABSENT, API_UNUSED, LUIGID_UNUSED, Deferral, DeferredModule
 from nectar.supervisor import luigid_command
 
 #: seconds that only fail a hung test
 PATIENCE = 60.0
 #: a compiled library each deferred module loads with it, seen in a process's memory map from outside: requests
 #: imports charset_normalizer (its md and cd extensions), jsonschema imports referencing and its rpds, yaml its _yaml
-LIBRARIES = {"requests": "/charset_normalizer/", "jsonschema": "/rpds/", "yaml": "/yaml/_yaml."}
+LIBRARIES = {"requests": "/charset_normalizer/", "jsonschema": "/rpds/", "yaml": "/yaml/_yaml.", "tornado": "/tornado/"}
 
 
 @pytest.fixture
@@ -92,6 +92,18 @@ def test_a_module_that_cannot_be_found_fails_at_its_import_as_before(modules: Pa
         import deferred_probe_missing  # type: ignore[import-not-found]  # noqa: F401
 
 
+def test_an_absent_module_cannot_be_imported_until_the_deferral_ends(modules: Path) -> None:
+    probe(modules, "deferred_probe")
+    with Deferral([], absent=["deferred_probe"]):
+        with pytest.raises(ImportError):
+            import deferred_probe
+        assert runs() == 0
+
+    import deferred_probe
+
+    assert deferred_probe.value == 42
+
+
 def test_a_submodule_of_a_deferred_package_imports_the_package_for_real(modules: Path) -> None:
     package = modules / "deferred_probe_pkg"
     package.mkdir()
@@ -141,10 +153,10 @@ def loaded(pid: int, names: tuple[str, ...]) -> list[str]:
 
 def test_the_libraries_are_where_this_test_looks_for_them() -> None:
     """This process imported them (the test suite does): their compiled parts are in its memory map."""
-    for name in API_UNUSED:
-        importlib.import_module(name)
+    for name in (*API_UNUSED, *API_ABSENT):
+        importlib.import_module("tornado.gen" if name == "tornado" else name)  # tornado: what tenacity imports of it
 
-    assert loaded(os.getpid(), API_UNUSED) == list(API_UNUSED)
+    assert loaded(os.getpid(), (*API_UNUSED, *API_ABSENT)) == [*API_UNUSED, *API_ABSENT]
 
 
 def test_luigid_as_serve_starts_it_loads_neither_requests_nor_jsonschema(tmp_path: Path) -> None:
@@ -225,7 +237,7 @@ def test_the_api_loads_what_it_does_not_use_only_when_a_chain_imports_it(
         assert noted == {"pid": api.pid, "real": True, "session": True, "loaded": []}
 
         (worker,) = waitfor(lambda: children(api.pid), PATIENCE, "the API worker")
-        unused = tuple(name for name in API_UNUSED if name != "requests")  # the chain imported requests
+        unused = tuple(name for name in (*API_UNUSED, *API_ABSENT) if name != "requests")  # the chain imports requests
         assert loaded(api.pid, unused) == []
         assert loaded(worker, unused) == []
     finally:
