@@ -23,7 +23,7 @@ import importlib.util
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 #: what luigid's process does not use of what luigi imports: luigid serves RPCs, it makes none (luigi.rpc's
@@ -81,13 +81,3 @@ class Deferral:
 
     def __exit__(self, *_: object) -> None:
         self.end()
-
-
-def call_deferring(target: str, names: Iterable[str] = LUIGID_UNUSED) -> Any:
-    """Import ``module:function`` with ``names`` deferred, then call the function: what ``nectar serve`` starts luigid
-    with (``python -c``)."""
-    module, _, function = target.partition(":")
-    with Deferral(names):
-        imported = importlib.import_module(module)
-    main: Callable[[], Any] = getattr(imported, function)
-    return main()

@@ -56,17 +56,18 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
     "--chains-dir": ("NECTAR_CHAINS_DIR", "chains", "folder of <type>/<name>_chain.py files"),
 }
 STOP_TIMEOUT = 20.0
-#: luigid's process: SIGHUP taken as SIGTERM, then ``{}`` called, imported with what luigi imports and luigid never
-#: uses left unloaded (~9 MB, half of luigid's start: :data:`nectar.deferred_imports.LUIGID_UNUSED`)
+#: luigid's process: SIGHUP taken as SIGTERM, then a ``main`` called, imported with what luigi imports and
+#: luigid never uses left unloaded (~9 MB, half of luigid's start: :data:`nectar.deferred_imports.LUIGID_UNUSED`)
 _LUIGID = (
     "import nectar.lifeline as life; life.hangup_is_terminate(); "
-    "from nectar.deferred_imports import call_deferring; call_deferring({!r})"
+    "from nectar.deferred_imports import LUIGID_UNUSED, Deferral; deferral = Deferral(LUIGID_UNUSED); "
+    "from {} import {} as main; deferral.end(); main()"
 )
 #: luigid, started with this interpreter (its console script may not be on PATH): bare, as a test or a benchmark may
 #: start it; ``serve`` and ``scheduler`` start :data:`GUARDED_LUIGID`
-LUIGID = [sys.executable, "-c", _LUIGID.format("luigi.cmdline:luigid")]
+LUIGID = [sys.executable, "-c", _LUIGID.format("luigi.cmdline", "luigid")]
 #: luigid behind its guard (:mod:`nectar.guard`), which takes luigid's arguments and its own
-GUARDED_LUIGID = [sys.executable, "-c", _LUIGID.format("nectar.guard:main")]
+GUARDED_LUIGID = [sys.executable, "-c", _LUIGID.format("nectar.guard", "main")]
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
 #: where ``serve``'s defaults differ from a role's own: one API worker (8 threads) on a machine that runs everything
 #: (a second doubles the status lookups a second on 2 free cores, and weighs ~50 MB idle: ``--api-workers 2``)
