@@ -254,8 +254,8 @@ def test_the_api_under_gunicorn_still_checks_a_parameters_schema(
         port = free_port()
         processes.api(port, base_env() | settings_env(settings), workers=1)
         status, answer = post(port, {"options": {"b": 1}})
-        # refused, not queued (a 500 today: nectar.params lets jsonschema's ValidationError through, as before)
-        assert status not in {200, 202}, answer
+        assert status == 422, answer  # refused by the schema, naming the parameter
+        assert list(answer["errors"]) == ["options"], answer
         status, answer = post(port, {"options": {"a": 1}})
         assert status in {200, 202}, answer
     finally:
