@@ -234,7 +234,7 @@ class ParamInfo:
             detail = f" (one of {', '.join(self.choices)})" if self.choices else ""
             raise ValueError(f"not a valid {self.kind}{detail}: {_shown(text)}") from exc
         except _schema_errors() as exc:  # luigi checked a DictParameter's ``schema``: jsonschema says why not
-            raise ValueError(f"not a valid {self.kind}: {_shown(text)} ({exc.message})") from exc
+            raise ValueError(f"not a valid {self.kind}: {_shown(text)} ({getattr(exc, 'message', exc)})") from exc
         return checked_number(self.kind, value, self.max_int)
 
 
