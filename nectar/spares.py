@@ -92,19 +92,22 @@ class Spares:
         self._look(timeout)
 
     def _look(self, timeout: float) -> None:
-        pending = {spare.channel: spare for spare in self.spares if not spare.ready}
-        if not pending:
+        """Read what the spares said: being set up, that they are ready; ready (they say nothing more), that they
+        died (the end of the stream). Waits up to ``timeout`` for one being set up to say something."""
+        if not self.spares:
             return
-        readable, _, _ = select.select(list(pending), [], [], timeout)
+        by_channel = {spare.channel: spare for spare in self.spares}
+        pending = any(not spare.ready for spare in self.spares)
+        readable, _, _ = select.select(list(by_channel), [], [], timeout if pending else 0.0)
         for channel in readable:
-            spare = pending[channel]
+            spare = by_channel[channel]
             try:
                 said = channel.recv(1)
             except OSError:
                 said = b""
-            if said == READY:
+            if said == READY and not spare.ready:
                 spare.ready = True
-            else:  # the end of the stream: it died before it was ready
+            else:  # the end of the stream: it died
                 self._drop(spare)
 
     def take(self, spare: Spare) -> None:

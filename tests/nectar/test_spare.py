@@ -175,7 +175,10 @@ def test_a_run_is_claimed_only_by_a_spare_whose_setup_has_finished(
     assert pid_of(run) in spares
 
 
-def test_a_spare_killed_before_its_run_costs_the_run_no_attempt(quick: Settings, start_worker: StartWorker) -> None:
+def test_a_spare_killed_before_its_run_costs_the_run_no_attempt(
+    quick: Settings, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """Its socket tells the worker it died: no run is claimed in its name."""
     nectar = Nectar(quick)
     worker = start_worker(quick, workers=1)
     spares = spares_after(worker, ended(nectar, submit(nectar, 5)), AHEAD)
@@ -188,6 +191,8 @@ def test_a_spare_killed_before_its_run_costs_the_run_no_attempt(quick: Settings,
     assert (run.state, run.attempt, run.error) == (RunState.DONE, 1, None)
     assert pid_of(run) not in spares
     assert worker.poll() is None
+    (log,) = tmp_path.glob("worker-*.log")
+    assert "was gone before it began" not in log.read_text()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
