@@ -85,7 +85,7 @@ def test_a_worker_keeps_spares_for_its_slots_once_it_has_claimed_and_the_next_ru
 
     assert (first.state, run.state, run.attempt) == (RunState.DONE, RunState.DONE, 1)
     assert pid_of(run) in spares  # claimed in the spare's name: a dead spare is reclaimed by pid
-    assert not alive(pid_of(run))
+    wait_until(lambda: not alive(pid_of(run)), timeout=30)  # the attempt's process ends with it
 
 
 def test_spares_are_let_go_once_no_run_was_claimed_for_a_while(quick: Settings, start_worker: StartWorker) -> None:
