@@ -20,7 +20,7 @@ import json
 import os
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote, unquote, urlencode, urlsplit
@@ -70,7 +70,16 @@ def scheduler_secret(settings: Settings) -> str | None:
 
 class Connections:
     """Keep-alive HTTP connections to the luigid at ``url``, one per thread (a forked child opens its own),
-    each call carrying ``secret`` (if any) for luigid's guard."""
+    each call carrying ``secret`` (if any) for luigid's guard.
+
+    A call whose answer nobody reads now is :meth:`send`: written at once, so that luigid works on it while the
+    caller goes on; its answer is read with the thread's next call (:meth:`post`, :meth:`post_many`, :meth:`flush`),
+    which sends it again on a new connection if the one it went on was lost first. luigid gets every call of a
+    thread in the order it was made.
+    """
+
+    #: most calls sent ahead and unread at once: the next waits for their answers first
+    MAX_UNREAD = 32
 
     def __init__(self, url: str, timeout: float, secret: str | None = None) -> None:
         parts = urlsplit(url)
@@ -96,6 +105,13 @@ class Connections:
         self._local.held = (os.getpid(), conn)
         return conn, False
 
+    def _unread(self) -> _Unread:
+        """This thread's calls sent ahead, their answers unread (a forked process starts with none)."""
+        unread: _Unread | None = getattr(self._local, "unread", None)
+        if unread is None or unread.pid != os.getpid():
+            unread = self._local.unread = _Unread(os.getpid())
+        return unread
+
     def open(self) -> None:
         """Connect this thread's connection ahead of its first call (a failure is left to that call)."""
         conn, reused = self._connection()
@@ -108,11 +124,16 @@ class Connections:
     def _drop(self) -> None:
         held = getattr(self._local, "held", None)
         self._local.held = None
+        unread: _Unread | None = getattr(self._local, "unread", None)
+        if unread is not None:
+            unread.sent = 0  # what was written on the connection dropped is sent again on the next
         if held is not None and held[0] == os.getpid():
             held[1].close()
 
     def post(self, path: str, form: dict[str, str]) -> bytes:
         """POST ``form`` to ``path`` (under the URL's own path); the answer's body. Raises one of :data:`ERRORS`."""
+        if self._unread().calls:
+            return self.post_many([(path, form)])[0]
         body = urlencode(form).encode()
         while True:
             conn, reused = self._connection()
@@ -131,33 +152,70 @@ class Connections:
                 raise LuigidError(f"luigid answered {answer.status} {answer.reason} to {path}")
             return data
 
+    def send(self, path: str, form: dict[str, str]) -> None:
+        """POST ``form`` to ``path`` now, its answer read with this thread's next call (which raises what it
+        finds: an error status, or luigid unreachable when sent again)."""
+        unread = self._unread()
+        if len(unread.calls) >= self.MAX_UNREAD:
+            self.flush()
+        unread.calls.append((path, form))
+        try:
+            conn, _ = self._connection()
+            if conn.sock is None:
+                conn.connect()
+            self._write(conn, unread)
+        except ERRORS:
+            self._drop()  # the next call sends it again, on a new connection
+
+    def flush(self) -> None:
+        """Read the answers of what this thread sent ahead (sending it again if its connection was lost)."""
+        if self._unread().calls:
+            self.post_many([])
+
     def post_many(self, calls: list[tuple[str, dict[str, str]]]) -> list[bytes]:
-        """POST each ``(path, form)`` in turn on this thread's connection, all sent before any answer is read
-        (HTTP/1.1 pipelining: luigid answers them in turn, as it would one by one); their answers' bodies. What
-        a server that closes the connection after an answer did not read is sent again on a new one. Raises one
-        of :data:`ERRORS` (an error status as :class:`LuigidError`)."""
+        """POST each ``(path, form)`` in turn on this thread's connection, after what it sent ahead, all sent before
+        any answer is read (HTTP/1.1 pipelining: luigid answers them in turn, as it would one by one); their
+        answers' bodies. What a server that closes the connection after an answer did not read is sent again on a
+        new one. Raises one of :data:`ERRORS` (an error status as :class:`LuigidError`); ``calls`` are then
+        forgotten, what was sent ahead and not answered is not."""
+        unread = self._unread()
+        unread.calls.extend(calls)
         bodies: list[bytes] = []
-        while len(bodies) < len(calls):
-            rest = calls[len(bodies) :]
-            conn, reused = self._connection()
-            try:
-                if conn.sock is None:
-                    conn.connect()
-                conn.sock.sendall(b"".join(self._request(path, urlencode(form).encode()) for path, form in rest))
-                answers = _read_answers(conn.sock, len(rest))
-            except ERRORS as exc:
-                self._drop()
-                if reused and isinstance(exc, CLOSED):  # closed while idle: once more, on a new connection
-                    continue
-                raise
-            for (path, _), answer in zip(rest, answers, strict=False):
-                if answer.status >= 400:
+        try:
+            while unread.calls:
+                conn, reused = self._connection()
+                try:
+                    if conn.sock is None:
+                        conn.connect()
+                    self._write(conn, unread)
+                    answers = _read_answers(conn.sock, len(unread.calls))
+                except ERRORS as exc:
                     self._drop()
-                    raise LuigidError(f"luigid answered {answer.status} {answer.reason} to {path}")
-                bodies.append(answer.body)
-            if answers[-1].will_close:
-                self._drop()
-        return bodies
+                    if reused and isinstance(exc, CLOSED):  # closed while idle: once more, on a new connection
+                        continue
+                    raise
+                for answer in answers:
+                    path, _ = unread.calls.pop(0)
+                    unread.sent -= 1
+                    if answer.status >= 400:
+                        self._drop()
+                        raise LuigidError(f"luigid answered {answer.status} {answer.reason} to {path}")
+                    bodies.append(answer.body)
+                if answers[-1].will_close:
+                    self._drop()
+        except BaseException:
+            self._drop()  # whatever is left unread on it is sent again, on a new connection
+            if calls:  # the caller's own calls are its to make again (luigi's retry loop); the rest stay
+                del unread.calls[max(len(unread.calls) - len(calls), 0) :]
+            raise
+        return bodies[len(bodies) - len(calls) :]
+
+    def _write(self, conn: http.client.HTTPConnection, unread: _Unread) -> None:
+        """Write the calls of ``unread`` not yet written on ``conn``."""
+        if unread.sent < len(unread.calls):
+            requests = (self._request(path, urlencode(form).encode()) for path, form in unread.calls[unread.sent :])
+            conn.sock.sendall(b"".join(requests))
+            unread.sent = len(unread.calls)
 
     def _request(self, path: str, body: bytes) -> bytes:
         """One POST as ``http.client`` sends it."""
@@ -169,6 +227,16 @@ class Connections:
 
     def close(self) -> None:
         self._drop()
+
+
+@dataclass
+class _Unread:
+    """A thread's calls sent ahead whose answers are unread, in order; the first ``sent`` are written on its
+    connection."""
+
+    pid: int
+    calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    sent: int = 0
 
 
 @dataclass
@@ -213,8 +281,9 @@ def _read_answers(sock: socket.socket, count: int) -> list[_Answer]:
 class LuigidRPC(RemoteScheduler):
     """luigi's scheduler client over :class:`Connections`; luigi's retry loop only once a call has failed.
 
-    luigi's ``add_task`` (whose answer its worker never reads) goes with the next call, in one round trip: a step
-    added then asked for (``add_task``, ``get_work``), or ended then the next asked for, costs one wait for luigid.
+    luigi's ``add_task`` (whose answer its worker never reads) is sent at once, its answer read with the next call:
+    luigid adds the steps while the worker looks for more, and a step ended then the next asked for (``add_task``,
+    ``get_work``) costs one wait for luigid.
     """
 
     raises = ERRORS
@@ -224,7 +293,8 @@ class LuigidRPC(RemoteScheduler):
         super().__init__(url, connect_timeout)
         self.connections = Connections(self.url, self.connect_timeout, secret)
         self.post = self.connections.post
-        self.post_many = self.connections.post_many
+        self.send = self.connections.send
+        self.flush = self.connections.flush
 
     def close(self) -> None:
         self.connections.close()

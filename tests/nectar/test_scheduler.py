@@ -13,6 +13,7 @@ import luigi
 import luigi.interface
 import pytest
 
+from harness import waitfor
 from nectar.build import Aside
 from nectar.errors import SchedulerUnavailable
 from nectar.luigi_internals import forget_task_classes, new_worker, schedule_and_run
@@ -32,22 +33,31 @@ def test_luigi_worker_calls_go_through_one_kept_alive_connection(luigid: str) ->
 
 
 class Spied(LuigidRPC):
-    """A LuigidRPC that notes the paths of each round trip to luigid."""
+    """A LuigidRPC that notes the paths of the calls of each wait for luigid: those sent ahead since the last wait,
+    then the call waited for (none when it only reads what was sent ahead)."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.trips: list[list[str]] = []
-        post, post_many = self.connections.post, self.connections.post_many
+        self.ahead: list[str] = []
+        post, send, flush = self.connections.post, self.connections.send, self.connections.flush
 
         def one(path: str, form: dict[str, str]) -> bytes:
-            self.trips.append([path])
+            self.trips.append([*self.ahead, path])
+            self.ahead = []
             return post(path, form)
 
-        def many(calls: list[tuple[str, dict[str, str]]]) -> list[bytes]:
-            self.trips.append([path for path, _ in calls])
-            return post_many(calls)
+        def ahead(path: str, form: dict[str, str]) -> None:
+            self.ahead.append(path)
+            send(path, form)
 
-        self.post, self.post_many = one, many
+        def read() -> None:
+            if self.ahead:
+                self.trips.append(self.ahead)
+                self.ahead = []
+            flush()
+
+        self.post, self.send, self.flush = one, ahead, read
 
 
 def test_a_task_added_goes_with_the_next_call_in_one_round_trip(luigid: str) -> None:
@@ -61,6 +71,36 @@ def test_a_task_added_goes_with_the_next_call_in_one_round_trip(luigid: str) -> 
     rpc.send_held()
     assert rpc.trips == [["/api/add_task", "/api/get_work"], ["/api/add_task"]]
     assert SchedulerClient(luigid).task("HeldProbe_1")["status"] == "DONE"  # type: ignore[index]
+
+
+def test_a_task_added_reaches_luigid_before_the_workers_next_call(luigid: str) -> None:
+    """luigi's add_task is sent at once, not held until the worker's next call: luigid adds the step while the
+    worker goes on (another client sees it before the worker calls again); its answer is read with the next call."""
+    rpc = LuigidRPC(luigid)
+    rpc.add_task(worker="test-ahead", task_id="AheadProbe_1", status="PENDING", family="AheadProbe")
+    client = SchedulerClient(luigid)
+    record = waitfor(lambda: client.task("AheadProbe_1"), 60, "luigid to know AheadProbe_1 before the next call")
+    assert record["status"] == "PENDING"
+    assert rpc.get_work(worker="test-ahead", host="here")["task_id"] == "AheadProbe_1"
+
+
+def test_a_call_sent_ahead_on_a_connection_luigid_closed_is_sent_again(tmp_path: Path) -> None:
+    """luigid restarted after a call was sent ahead, its answer unread: the next call sends it again on a new
+    connection, before its own, and the new luigid has both."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_luigid(port, tmp_path)
+    rpc = LuigidRPC(url)
+    try:
+        rpc.add_task(worker="w", task_id="Ahead_1", status="PENDING")
+        stop(proc)
+        proc = start_luigid(port, tmp_path / "again")
+        rpc.add_task(worker="w", task_id="Ahead_2", status="PENDING")
+        rpc.send_held()
+        client = SchedulerClient(url)
+        assert client.task("Ahead_1") is not None and client.task("Ahead_2") is not None
+    finally:
+        stop(proc)
 
 
 def test_a_build_asks_luigid_once_per_step_begun_and_once_per_step_ended(luigid: str) -> None:
