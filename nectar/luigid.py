@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -152,13 +153,13 @@ class Connections:
                 raise LuigidError(f"luigid answered {answer.status} {answer.reason} to {path}")
             return data
 
-    def send(self, path: str, form: dict[str, str]) -> None:
+    def send(self, path: str, form: dict[str, str], tag: int = 0) -> None:
         """POST ``form`` to ``path`` now, its answer read with this thread's next call (which raises what it
         finds: an error status, or luigid unreachable when sent again)."""
         unread = self._unread()
         if len(unread.calls) >= self.MAX_UNREAD:
             self.flush()
-        unread.calls.append((path, form))
+        unread.calls.append((path, form, tag))
         try:
             conn, _ = self._connection()
             if conn.sock is None:
@@ -166,6 +167,23 @@ class Connections:
             self._write(conn, unread)
         except ERRORS:
             self._drop()  # the next call sends it again, on a new connection
+
+    def ask(self, path: str, form: dict[str, str]) -> Callable[[], bytes]:
+        """POST ``form`` to ``path`` now, as :meth:`send`; what this answers reads its answer's body (this thread's
+        calls before it too) when called, on this thread, raising as :meth:`post` does."""
+        unread = self._unread()
+        unread.asked += 1
+        tag = unread.asked
+        self.send(path, form, tag)
+
+        def answer() -> bytes:
+            if tag not in unread.kept:
+                self.flush()
+            if tag not in unread.kept:  # a call of the thread's made meanwhile failed on it
+                raise LuigidError(f"luigid's answer to {path} was lost")
+            return unread.kept.pop(tag)
+
+        return answer
 
     def flush(self) -> None:
         """Read the answers of what this thread sent ahead (sending it again if its connection was lost)."""
@@ -179,7 +197,7 @@ class Connections:
         new one. Raises one of :data:`ERRORS` (an error status as :class:`LuigidError`); ``calls`` are then
         forgotten, what was sent ahead and not answered is not."""
         unread = self._unread()
-        unread.calls.extend(calls)
+        unread.calls.extend((path, form, 0) for path, form in calls)
         bodies: list[bytes] = []
         try:
             while unread.calls:
@@ -195,11 +213,13 @@ class Connections:
                         continue
                     raise
                 for answer in answers:
-                    path, _ = unread.calls.pop(0)
+                    path, _, tag = unread.calls.pop(0)
                     unread.sent -= 1
                     if answer.status >= 400:
                         self._drop()
                         raise LuigidError(f"luigid answered {answer.status} {answer.reason} to {path}")
+                    if tag:
+                        unread.kept[tag] = answer.body
                     bodies.append(answer.body)
                 if answers[-1].will_close:
                     self._drop()
@@ -213,7 +233,7 @@ class Connections:
     def _write(self, conn: http.client.HTTPConnection, unread: _Unread) -> None:
         """Write the calls of ``unread`` not yet written on ``conn``."""
         if unread.sent < len(unread.calls):
-            requests = (self._request(path, urlencode(form).encode()) for path, form in unread.calls[unread.sent :])
+            requests = (self._request(path, urlencode(form).encode()) for path, form, _ in unread.calls[unread.sent :])
             conn.sock.sendall(b"".join(requests))
             unread.sent = len(unread.calls)
 
@@ -231,12 +251,14 @@ class Connections:
 
 @dataclass
 class _Unread:
-    """A thread's calls sent ahead whose answers are unread, in order; the first ``sent`` are written on its
-    connection."""
+    """A thread's calls sent ahead whose answers are unread, in order (path, form, and a tag if asked for: its
+    answer is then kept, by tag); the first ``sent`` are written on its connection."""
 
     pid: int
-    calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    calls: list[tuple[str, dict[str, str], int]] = field(default_factory=list)
     sent: int = 0
+    asked: int = 0
+    kept: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -308,10 +330,23 @@ class SchedulerClient:
         self.timeout = timeout
         #: its keep-alive connections, one per thread
         self.connections = Connections(self.url, timeout, secret)
+        self._disabled_asked: dict[str, Callable[[], Any]] = {}
 
     def call(self, method: str, **data: Any) -> Any:
+        return self._answer(method, lambda: self.connections.post(f"/api/{method}", {"data": json.dumps(data)}))
+
+    def ask(self, method: str, **data: Any) -> Callable[[], Any]:
+        """:meth:`call` ``method`` now; what this answers reads its answer when called, on this thread (luigid works
+        on it meanwhile)."""
         try:
-            return json.loads(self.connections.post(f"/api/{method}", {"data": json.dumps(data)}))["response"]
+            answer = self.connections.ask(f"/api/{method}", {"data": json.dumps(data)})
+        except ERRORS:  # reading what was sent ahead before failed: this one is made when its answer is read
+            return lambda: self.call(method, **data)
+        return lambda: self._answer(method, answer)
+
+    def _answer(self, method: str, read: Callable[[], bytes]) -> Any:
+        try:
+            return json.loads(read())["response"]
         except (*ERRORS, ValueError, KeyError, TypeError) as exc:
             raise SchedulerUnavailable(f"luigi scheduler at {self.url}: {method} failed: {exc}") from exc
 
@@ -336,10 +371,16 @@ class SchedulerClient:
         self.fail(task_id, worker, expl)  # luigid does not disable a RUNNING task: it ends it first
         self.call("add_task", task_id=task_id, status="DISABLED", worker=worker, expl=expl, runnable=False)
 
+    def ask_disabled(self, task_id: str) -> None:
+        """Ask luigid now what :meth:`disabled` answers for ``task_id``: the next :meth:`disabled` of it on this
+        thread reads that answer (luigid works on it meanwhile)."""
+        self._disabled_asked[task_id] = self.ask("dep_graph", task_id=task_id, include_done=False)
+
     def disabled(self, task_id: str) -> dict[str, dict[str, Any]]:
         """The tasks of ``task_id``'s graph that luigid disabled itself (too many failures), by task id, each
         with its record: luigid holds them until ``disable_persist`` runs out or they are re-enabled."""
-        graph = self.call("dep_graph", task_id=task_id, include_done=False) or {}
+        asked = self._disabled_asked.pop(task_id, None)
+        graph = (asked() if asked else self.call("dep_graph", task_id=task_id, include_done=False)) or {}
         return {
             tid: record
             for tid, record in graph.items()

@@ -84,6 +84,20 @@ def test_a_task_added_reaches_luigid_before_the_workers_next_call(luigid: str) -
     assert rpc.get_work(worker="test-ahead", host="here")["task_id"] == "AheadProbe_1"
 
 
+def test_a_call_asked_ahead_is_answered_in_turn_and_read_when_wanted(luigid: str) -> None:
+    """An attempt asks luigid which steps it disabled before its chain compiles, and reads the answer after, on its
+    own thread: the answer is luigid's at the time of the call, kept while later calls are made and read."""
+    client = SchedulerClient(luigid)
+    graph = client.ask("dep_graph", task_id="AskedProbe_1", include_done=True)
+    client.call("add_task", task_id="AskedProbe_1", status="PENDING", worker="test-asked", family="AskedProbe")
+    assert graph() == {}  # asked before the task was added: luigid answered in turn
+    assert client.task("AskedProbe_1")["status"] == "PENDING"  # type: ignore[index]
+    client.disable("AskedProbe_1", "test-asked", "asked")
+    client.ask_disabled("AskedProbe_1")
+    client.check()
+    assert list(client.disabled("AskedProbe_1")) == []  # DISABLED by a client, not by luigid: nothing to lift
+
+
 def test_a_call_sent_ahead_on_a_connection_luigid_closed_is_sent_again(tmp_path: Path) -> None:
     """luigid restarted after a call was sent ahead, its answer unread: the next call sends it again on a new
     connection, before its own, and the new luigid has both."""
