@@ -76,7 +76,8 @@ class Connections:
     A call whose answer nobody reads now is :meth:`send`: written at once, so that luigid works on it while the
     caller goes on; its answer is read with the thread's next call (:meth:`post`, :meth:`post_many`, :meth:`flush`),
     which sends it again on a new connection if the one it went on was lost first. luigid gets every call of a
-    thread in the order it was made.
+    thread in the order it was made; one whose answer was lost with its connection may arrive twice (sent again,
+    as luigi's own retry loop sends a call again).
     """
 
     #: most calls sent ahead and unread at once: the next waits for their answers first
@@ -96,6 +97,9 @@ class Connections:
         if secret:
             self._headers[SECRET_HEADER] = secret
         self._local = threading.local()
+        #: whether the server closed a connection with calls unanswered on it (one call per connection, as an
+        #: HTTP/1.0 server answers): nothing is sent ahead to it any more
+        self._closes = False
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection, and whether it was used before (a server may have closed it since)."""
@@ -132,26 +136,9 @@ class Connections:
             held[1].close()
 
     def post(self, path: str, form: dict[str, str]) -> bytes:
-        """POST ``form`` to ``path`` (under the URL's own path); the answer's body. Raises one of :data:`ERRORS`."""
-        if self._unread().calls:
-            return self.post_many([(path, form)])[0]
-        body = urlencode(form).encode()
-        while True:
-            conn, reused = self._connection()
-            try:
-                conn.request("POST", self.base_path + path, body, self._headers)
-                answer = conn.getresponse()
-                data = answer.read()
-            except ERRORS as exc:
-                self._drop()
-                if reused and isinstance(exc, CLOSED):  # closed while idle: once more, on a new connection
-                    continue
-                raise
-            if answer.will_close:
-                self._drop()
-            if answer.status >= 400:
-                raise LuigidError(f"luigid answered {answer.status} {answer.reason} to {path}")
-            return data
+        """POST ``form`` to ``path`` (under the URL's own path), after what this thread sent ahead; the answer's
+        body. Raises one of :data:`ERRORS` (an error status as :class:`LuigidError`)."""
+        return self.post_many([(path, form)])[0]
 
     def send(self, path: str, form: dict[str, str], tag: int = 0) -> None:
         """POST ``form`` to ``path`` now, its answer read with this thread's next call (which raises what it
@@ -160,6 +147,8 @@ class Connections:
         if len(unread.calls) >= self.MAX_UNREAD:
             self.flush()
         unread.calls.append((path, form, tag))
+        if self._closes:  # it would read none written ahead after the answer it closes on: sent with the next call
+            return
         try:
             conn, _ = self._connection()
             if conn.sock is None:
@@ -223,6 +212,7 @@ class Connections:
                     bodies.append(answer.body)
                 if answers[-1].will_close:
                     self._drop()
+                    self._closes = self._closes or bool(unread.calls)
         except BaseException:
             self._drop()  # whatever is left unread on it is sent again, on a new connection
             if calls:  # the caller's own calls are its to make again (luigi's retry loop); the rest stay
@@ -269,35 +259,74 @@ class _Answer:
     body: bytes
 
 
-class _Unclosed:
-    """A reader that stays open when an answer read from it is done (the next answer follows in it)."""
-
-    def __init__(self, reader: BinaryIO) -> None:
-        self._reader = reader
-
-    def makefile(self, mode: str) -> _Unclosed:
-        return self
-
-    def close(self) -> None:
-        pass
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reader, name)
+#: longest status or header line read from luigid (http.client's own bound)
+_MAX_LINE = 65536
 
 
 def _read_answers(sock: socket.socket, count: int) -> list[_Answer]:
     """Up to ``count`` HTTP answers read in turn from ``sock``: fewer if one says the server closes the connection
-    (it reads no request after)."""
+    (it reads no request after). Read as ``http.client`` reads one, without its parse of every header into a
+    message object (about ten times the cost of the rest of the answer): only the status, ``Content-Length``,
+    ``Transfer-Encoding`` and ``Connection`` matter here. Raises ``http.client.RemoteDisconnected`` when the
+    server closed the connection before an answer began, another ``http.client.HTTPException`` for what is no
+    HTTP answer."""
     reader = sock.makefile("rb")
     try:
         answers: list[_Answer] = []
         while len(answers) < count and not (answers and answers[-1].will_close):
-            answer = http.client.HTTPResponse(_Unclosed(reader), method="POST")  # type: ignore[arg-type]
-            answer.begin()
-            answers.append(_Answer(answer.status, answer.reason, answer.will_close, answer.read()))
+            answers.append(_read_answer(reader))
         return answers
+    except ValueError as exc:  # a length that is no number
+        raise http.client.HTTPException(f"not an HTTP answer: {exc}") from exc
     finally:
         reader.close()
+
+
+def _read_answer(reader: BinaryIO) -> _Answer:
+    line = reader.readline(_MAX_LINE + 1)
+    if not line:
+        raise http.client.RemoteDisconnected("luigid closed the connection without an answer")
+    version, _, rest = line.decode("iso-8859-1").strip().partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/") or not code.isdigit() or len(line) > _MAX_LINE:
+        raise http.client.BadStatusLine(line.decode("iso-8859-1", "replace"))
+    length, chunked, connection = None, False, ""
+    while (header := reader.readline(_MAX_LINE + 1)) not in (b"\r\n", b"\n", b""):
+        if len(header) > _MAX_LINE:
+            raise http.client.LineTooLong("header line")
+        name, _, value = header.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"connection":
+            connection = value.decode("iso-8859-1").strip().lower()
+    will_close = "close" in connection if version == "HTTP/1.1" else "keep-alive" not in connection
+    if chunked:
+        body = _read_chunks(reader)
+    elif length is not None:
+        body = _read_exactly(reader, length)
+    else:  # no length: the answer ends with the connection
+        body, will_close = reader.read(), True
+    return _Answer(int(code), reason.strip(), will_close, body)
+
+
+def _read_exactly(reader: BinaryIO, length: int) -> bytes:
+    body = reader.read(length)
+    if len(body) < length:
+        raise http.client.IncompleteRead(body, length - len(body))
+    return body
+
+
+def _read_chunks(reader: BinaryIO) -> bytes:
+    chunks = []
+    while size := int(reader.readline(_MAX_LINE + 1).split(b";")[0].strip() or b"0", 16):
+        chunks.append(_read_exactly(reader, size))
+        reader.readline(_MAX_LINE + 1)  # the chunk's CRLF
+    while reader.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):  # trailers, up to the blank line
+        pass
+    return b"".join(chunks)
 
 
 class LuigidRPC(RemoteScheduler):

@@ -216,10 +216,57 @@ def test_a_url_with_credentials_and_a_path_prefix_is_honoured(recorder: int) -> 
 
 def test_calls_sent_together_to_a_server_that_closes_each_connection_all_arrive_in_order(recorder: int) -> None:
     """A server that answers one request per connection (HTTP/1.0, some proxies) reads none pipelined after it:
-    each is sent again on a new connection, in order."""
+    each is sent again on a new connection, in order (one whose answer was lost with its connection may arrive
+    twice, as luigi's retry loop would send it again); once it has closed a connection so, nothing more is sent
+    ahead to it."""
     rpc = LuigidRPC(f"http://127.0.0.1:{recorder}")
     rpc.add_task(worker="w", task_id="Closing_1", status="PENDING")
     rpc.add_task(worker="w", task_id="Closing_2", status="PENDING")
     assert rpc.ping(worker="w") == {"ok": True}
-    assert [path for path, _, _ in Recorder.seen] == ["/api/add_task", "/api/add_task", "/api/ping"]
-    assert ["Closing_1" in body for _, _, body in Recorder.seen] == [True, False, False]
+    firsts = list(dict.fromkeys((path, body) for path, _, body in Recorder.seen))  # each call's first arrival
+    assert [path for path, _ in firsts] == ["/api/add_task", "/api/add_task", "/api/ping"]
+    assert ["Closing_1" in body for _, body in firsts] == [True, False, False]
+    Recorder.seen.clear()
+    rpc.add_task(worker="w", task_id="Closing_3", status="PENDING")
+    assert rpc.ping(worker="w") == {"ok": True}
+    assert [path for path, _, _ in Recorder.seen] == ["/api/add_task", "/api/ping"]
+
+
+class Chunked(Recorder):
+    """Answers as an HTTP/1.1 proxy may: kept alive, the body in chunks; the path ``/api/ping_eof`` without a
+    length, closing the connection at its end."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802  (http.server's naming)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((self.path, None, ""))
+        answer = json.dumps({"response": {"path": self.path}}).encode()
+        self.send_response(200)
+        if self.path.endswith("_eof"):
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(answer)
+            self.close_connection = True
+            return
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for part in (answer[:5], answer[5:]):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+        self.wfile.write(b"0\r\n\r\n")
+
+
+def test_answers_in_chunks_or_ending_with_the_connection_are_read_whole() -> None:
+    Chunked.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Chunked)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = SchedulerClient(f"http://127.0.0.1:{server.server_address[1]}")
+        assert client.call("ping") == {"path": "/api/ping"}
+        assert client.call("ping") == {"path": "/api/ping"}  # the same connection, kept alive
+        assert client.call("ping_eof") == {"path": "/api/ping_eof"}
+        assert client.call("ping") == {"path": "/api/ping"}  # a new connection
+        assert [path for path, _, _ in Chunked.seen] == ["/api/ping", "/api/ping", "/api/ping_eof", "/api/ping"]
+    finally:
+        server.shutdown()
+        server.server_close()
