@@ -33,28 +33,31 @@ def test_luigi_worker_calls_go_through_one_kept_alive_connection(luigid: str) ->
 
 
 class Spied(LuigidRPC):
-    """A LuigidRPC that notes the paths of the calls of each wait for luigid: those sent ahead since the last wait,
-    then the call waited for (none when it only reads what was sent ahead)."""
+    """A LuigidRPC that notes the paths of the calls of each wait for luigid: those its thread sent ahead since its
+    last wait, then the call waited for (none when it only reads what was sent ahead)."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.trips: list[list[str]] = []
-        self.ahead: list[str] = []
+        local = threading.local()  # as the transport's: what a thread sent ahead is read by its own next call
         post, send, flush = self.connections.post, self.connections.send, self.connections.flush
 
+        def sent() -> list[str]:
+            ahead: list[str] = getattr(local, "ahead", [])
+            local.ahead = []
+            return ahead
+
         def one(path: str, form: dict[str, str]) -> bytes:
-            self.trips.append([*self.ahead, path])
-            self.ahead = []
+            self.trips.append([*sent(), path])
             return post(path, form)
 
         def ahead(path: str, form: dict[str, str]) -> None:
-            self.ahead.append(path)
+            local.ahead = [*getattr(local, "ahead", []), path]
             send(path, form)
 
         def read() -> None:
-            if self.ahead:
-                self.trips.append(self.ahead)
-                self.ahead = []
+            if calls := sent():
+                self.trips.append(calls)
             flush()
 
         self.post, self.send, self.flush = one, ahead, read
