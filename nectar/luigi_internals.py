@@ -12,7 +12,8 @@ fails loudly, naming the name, when a release changes one of them under us:
 - ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`);
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
   :func:`extend_task_registry`);
-- ``luigi.server.app``, the application each luigid socket serves (:func:`wrap_luigid_app`);
+- ``luigi.server.app``, the application each luigid socket serves (:func:`wrap_luigid_app`), and
+  ``luigi.server.cors``, the settings its RPC handler reads per call (:func:`luigid_reads_cors_once`);
 - ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`).
 """
 
@@ -219,6 +220,17 @@ def wrap_luigid_app(wrap: Callable[[Any], Any]) -> None:
 
     app = luigi.server.app
     luigi.server.app = lambda scheduler: wrap(app(scheduler))
+
+
+def luigid_reads_cors_once() -> None:
+    """luigid's RPC handler reads its ``[cors]`` settings from luigi's configuration anew for every call it serves
+    (``RPCHandler.__init__`` makes a ``cors()``): measured here, 150-560 µs of luigid's CPU per call on a loaded
+    machine, as much as the scheduler's own work for an ``add_task``. luigi reads its configuration once, at start,
+    so the settings cannot change under a running luigid: read once, they are the same for every call."""
+    import luigi.server  # luigid's own process only: tornado is not imported elsewhere
+
+    settings = luigi.server.cors()
+    luigi.server.cors = lambda: settings  # type: ignore[assignment,misc]
 
 
 def s3_bucket_and_key(path: str) -> tuple[str, str]:

@@ -57,10 +57,12 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 }
 STOP_TIMEOUT = 20.0
 #: luigid's process: SIGHUP taken as SIGTERM, then a ``main`` called, imported with what luigi imports and
-#: luigid never uses left unloaded (~9 MB, half of luigid's start: :data:`nectar.deferred_imports.LUIGID_UNUSED`)
+#: luigid never uses left unloaded (~9 MB, half of luigid's start: :data:`nectar.deferred_imports.LUIGID_UNUSED`),
+#: its RPC handler reading its CORS settings once, not per call (:func:`nectar.luigi_internals.luigid_reads_cors_once`)
 _LUIGID = (
     "import nectar.lifeline as life; life.hangup_is_terminate(); "
     "from nectar.deferred_imports import LUIGID_UNUSED, Deferral; deferral = Deferral(LUIGID_UNUSED); "
+    "from nectar.luigi_internals import luigid_reads_cors_once; luigid_reads_cors_once(); "
     "from {} import {} as main; deferral.end(); main()"
 )
 #: luigid, started with this interpreter (its console script may not be on PATH): bare, as a test or a benchmark may

@@ -6,10 +6,14 @@ the seam (one module), and only then widen luigi's pin in pyproject.toml.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import inspect
 import json
 import multiprocessing.queues
+import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +27,7 @@ import luigi.scheduler
 import luigi.server
 import luigi.worker
 import pytest
+import tornado.httpserver
 import tornado.web
 from luigi.task_register import Register, TaskClassNotFoundException
 
@@ -33,6 +38,7 @@ from nectar.luigi_internals import (
     extend_task_registry,
     forget_task_classes,
     is_external,
+    luigid_reads_cors_once,
     new_worker,
     s3_bucket_and_key,
     schedule_and_run,
@@ -235,6 +241,42 @@ def test_luigid_serves_the_wrapped_application(monkeypatch: pytest.MonkeyPatch) 
     wrap_luigid_app(lambda app: ("guarded", app))
     kind, app = luigi.server.app(luigi.scheduler.Scheduler(record_task_history=False))
     assert kind == "guarded" and isinstance(app, tornado.web.Application)
+
+
+def test_luigid_reads_its_cors_settings_once_not_for_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """luigi's RPCHandler makes a ``cors()`` per call, which reads luigi's configuration each time; read once, every
+    call of a real tornado server of luigi's app is answered as before, with the settings read no more."""
+    monkeypatch.setattr(luigi.server, "cors", luigi.server.cors)  # put back after the test
+    reads = []
+    read = luigi.server.cors.get_param_values.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(luigi.server.cors, "get_param_values", classmethod(lambda *a: reads.append(1) or read(*a)))
+    luigid_reads_cors_once()
+    read_once = len(reads)
+    assert read_once > 0
+    port, served = free_port(), threading.Event()
+    running: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    async def serve() -> None:
+        server = tornado.httpserver.HTTPServer(luigi.server.app(luigi.scheduler.Scheduler(record_task_history=False)))
+        server.listen(port, "127.0.0.1")
+        running.append((asyncio.get_running_loop(), asyncio.Event()))
+        served.set()
+        await running[0][1].wait()
+        server.stop()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert served.wait(60)
+    try:
+        for _ in range(3):
+            data = urllib.parse.quote(json.dumps({"worker": "probe"}))
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/ping?data={data}", timeout=60) as answer:
+                assert json.loads(answer.read()) == {"response": {"rpc_messages": []}}
+    finally:
+        loop, stop = running[0]
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(60)
+    assert len(reads) == read_once  # luigi's own handler reads them once more for each call
 
 
 class Colour(enum.Enum):
