@@ -269,3 +269,34 @@ def test_a_submitted_task_is_not_kept_by_the_process(app: Flask) -> None:
     del instance
     gc.collect()
     assert made() is None
+
+
+COUNTED_CHAIN = '''
+import luigi
+
+
+class CountedTask(luigi.Task):
+    """Two outputs; counts how often it is asked for them."""
+
+    name = luigi.Parameter()
+
+    def output(self):
+        self.outputs_made = getattr(self, "outputs_made", 0) + 1
+        return [luigi.LocalTarget({folder!r} + "/first.txt"), luigi.LocalTarget({folder!r} + "/" + self.name)]
+'''
+
+
+@pytest.mark.parametrize(("second", "queued"), [("missing.txt", True), ("first.txt", False)])
+def test_a_submission_asks_its_task_for_its_outputs_once(
+    app: Flask, write_chain: Callable[[str, str], Path], tmp_path: Path, second: str, queued: bool
+) -> None:
+    """Whether the outputs exist is answered as luigi's complete() answers it (every one exists), from one call of
+    output(): a NectarTask's builds its target's path, and was asked twice."""
+    (tmp_path / "first.txt").write_text("made\n")
+    write_chain("plain/counted_chain", COUNTED_CHAIN.format(folder=str(tmp_path)))
+    nectar = app.extensions["nectar"]
+    info = nectar.task("plain", "counted_chain", "CountedTask")
+    instance = info.instantiate({"name": second})
+    submission = nectar.submit_task(info, instance)
+    assert (submission.created, submission.done) == (queued, not queued)
+    assert instance.outputs_made == 1
