@@ -9,6 +9,7 @@ says whether a request got dearer (behind the queue, or against the hello world)
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, at_least, median, ratio_at_least
@@ -28,6 +29,10 @@ WARM_PER_CLIENT = 100
 QUEUE = (20_000, 50_000)
 #: parameters of the runs queued in bulk: apart from those sent (Fresh's)
 BULK_FIRST = 10_000_000
+#: runs submitted straight to the registry, in this process, before the bulk and after (their parameters from
+#: DIRECT_FIRST on): the registry's own CPU per submission, without HTTP
+DIRECT = 2_000
+DIRECT_FIRST = 20_000_000
 
 
 class Fresh:
@@ -66,6 +71,15 @@ class Counted:
         return round(median(self.cpu_us[bursts]), 1)
 
 
+def registry_cpu(runs: SQLiteRunStore, probes: range) -> float:
+    """This thread's CPU µs per run of ``probes`` submitted straight to the registry (its transaction alone)."""
+    made = [Run.new(p.key.path, CHAIN_TYPE, CHAIN, TASK, p.params, p.task_id) for p in map(Probe, probes)]
+    began = time.thread_time()
+    for run in made:
+        runs.submit(run)
+    return round(1e6 * (time.thread_time() - began) / len(made), 1)
+
+
 def bound_queue(cluster: Cluster, runs: int) -> None:
     """Let the API's queue hold ``runs`` (NECTAR_MAX_QUEUE in the environment wins: it must be large enough)."""
     if cluster.tune(max_queue=runs).max_queue < runs:
@@ -88,7 +102,8 @@ def run(ctx: Context) -> list[Figure]:
         warm = hammer(url, warming, CLIENTS, duration=None, per_client=WARM_PER_CLIENT).check(202)
         per_client = max(10, math.ceil(warm.rate * duration / CLIENTS))
         behind = QUEUE[0] if ctx.quick else QUEUE[1]
-        sent = len(warming) + 2 * ctx.repeats * per_client * CLIENTS  # the first bursts and the last
+        # the first bursts and the last, and the runs submitted straight to the registry before the bulk and after
+        sent = len(warming) + 2 * ctx.repeats * per_client * CLIENTS + 2 * DIRECT
         cluster.procs.stop(cluster.apis.pop(url))
         bound_queue(cluster, sent + behind)
         url = cluster.start_api()
@@ -106,7 +121,9 @@ def run(ctx: Context) -> list[Figure]:
             new.append(api.hammer(url, batch, CLIENTS, duration=None, per_client=per_client).check(202))
             done.append(hammer(url, finished, CLIENTS, duration=duration).check(200))
             hellos.append(base.hammer(base_url, hello, CLIENTS, duration=duration).check(200))
+        direct = registry_cpu(runs, range(DIRECT_FIRST, DIRECT_FIRST + DIRECT))
         queue_in_bulk(runs, behind)
+        direct_behind = registry_cpu(runs, range(DIRECT_FIRST + DIRECT, DIRECT_FIRST + 2 * DIRECT))
         last: list[Load] = []
         last_hellos: list[Load] = []
         for _ in range(ctx.repeats):
@@ -166,5 +183,13 @@ def run(ctx: Context) -> list[Figure]:
             "µs",
             "in the first bursts",
             api.median_of(slice(0, ctx.repeats)),
+        ),
+        Figure(
+            NAME,
+            f"registry CPU per run submitted in process, behind {behind:,} queued",
+            direct_behind,
+            "µs",
+            "the same before the bulk",
+            direct,
         ),
     ]
