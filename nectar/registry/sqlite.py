@@ -42,9 +42,9 @@ class Writers:
     sleeps 1, 2, 5, 10... ms between looks, one that waits here takes its turn within a few tens of µs of the end of
     the writer before it.
 
-    A process's threads queue on a lock, then the processes on a POSIX lock of ``<file>-writer``: under 16 clients,
-    a fifth to a third of the submissions of two API workers slept in SQLite's busy handler, each at least 1 ms, and
-    a transaction a little longer behind a long queue made more of them. The kernel's lock is tried, and tried again
+    A process's threads queue on a lock, then the processes on a POSIX lock of ``<file>-writer``: under 16 clients
+    (counted with strace, which slows each transaction), 0.17 to 0.40 sleeps of SQLite's busy handler per submission
+    of two API workers, each at least 1 ms, where now none. The kernel's lock is tried, and tried again
     after 50 µs, doubled up to 1 ms, for as long as SQLite's own busy timeout (:data:`BUSY_TIMEOUT`), then the
     writer is told what SQLite would tell it ("database is locked"). A POSIX lock is its process's: a fork does not
     inherit it, and the kernel releases it when the process dies, kill -9 included.
