@@ -1,6 +1,8 @@
-"""The baselines served under the service's gunicorn configuration: a hello world, and the seed's status lookup.
+"""The baselines served under the service's gunicorn configuration: a hello world, and the seed's status lookup;
+and the floor probe, the service's own app answering a status lookup's bytes without looking anything up.
 
 ``gunicorn -c python:nectar.gunicorn_conf 'benchmarks.baseline_app:create_app()'``
+``NECTAR_FLOOR_ANSWER=<file> gunicorn -c python:nectar.gunicorn_conf 'benchmarks.baseline_app:floor_app()'``
 """
 
 from __future__ import annotations
@@ -8,12 +10,19 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import requests
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 
 from nectar.keys import TargetKey, param_digest
+
+#: the file holding the answer the floor probe gives: a real lookup's body, as the API sent it
+FLOOR_ANSWER = "NECTAR_FLOOR_ANSWER"
+#: the floor probe's two paths: through Flask and every guard, and a bare WSGI callable in front of Flask
+FLOOR_FLASK, FLOOR_WSGI = "/floor/flask", "/floor/wsgi"
 
 #: the seed looked in each of these task lists in turn, fetching every one whole
 SEED_STATUSES = ("RUNNING", "PENDING", "FAILED", "DONE")
@@ -54,4 +63,31 @@ def create_app() -> Flask:
     def health() -> Any:
         return jsonify({"status": 200})
 
+    return app
+
+
+def floor_app() -> Flask:
+    """The service's app (``app.create_app()``: every guard, hook and route) with the floor probe's two paths.
+
+    ``/floor/flask`` answers the bytes of ``$NECTAR_FLOOR_ANSWER`` (a real lookup's JSON) through Flask and the
+    guards, without the lookup: beside the lookup, what its own work costs (the registry read, the output check,
+    links, JSON); beside a hello world, what Flask, the guards and an answer of that size cost. ``/floor/wsgi``
+    answers the same bytes and headers from a bare WSGI callable in front of Flask: the most that a lookup route
+    outside Flask could save.
+    """
+    from app import create_app
+
+    body = Path(os.environ[FLOOR_ANSWER]).read_bytes()
+    app = create_app()
+    app.add_url_rule(FLOOR_FLASK, "floor", lambda: Response(body, content_type="application/json"))
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    flask_wsgi: Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]] = app.wsgi_app
+
+    def bare(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == FLOOR_WSGI:
+            start_response("200 OK", headers)
+            return [body]
+        return flask_wsgi(environ, start_response)
+
+    app.wsgi_app = bare  # type: ignore[method-assign]
     return app

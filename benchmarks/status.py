@@ -1,18 +1,30 @@
-"""Status lookup: GET /api/chainstatus at 16 clients, beside the seed's lookup and a hello world (same gunicorn)."""
+"""Status lookup: GET /api/chainstatus at 16 clients, beside the seed's lookup and a hello world (same gunicorn).
+
+Beside them, the floor probe (:func:`benchmarks.baseline_app.floor_app`): the service's app answering a lookup's
+bytes without the lookup, through Flask and every guard, and from a bare WSGI callable in front of Flask; and the
+API's CPU per request of each (counted from /proc, which the machine's noise moves far less than a rate).
+"""
 
 from __future__ import annotations
 
+import http.client
+import os
 import random
-from urllib.parse import quote
+from pathlib import Path
+from urllib.parse import quote, urlsplit
 
+from benchmarks.baseline_app import FLOOR_FLASK, FLOOR_WSGI
 from benchmarks.harness import (
+    Cluster,
     Context,
     Figure,
+    median,
     ratio_at_least,
     ratio_at_most,
 )
 from benchmarks.load import Load, Request, hammer, median_p99, median_rate, rates, samples
 from benchmarks.population import Probe, fill_luigid, fill_registry, fill_store
+from harness import cpu_seconds
 
 NAME = "status"
 CLIENTS = 16
@@ -35,6 +47,48 @@ def status_requests(prefix: str, size: int, seed: int = 0) -> list[Request]:
     return [("GET", f"{prefix}?chain={quote(key, safe='/')}") for key in keys]
 
 
+def fetched(base_url: str, path: str, into: Path) -> Path:
+    """The body ``GET path`` answers (200), written to ``into``."""
+    parts = urlsplit(base_url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+    try:
+        conn.request("GET", path)
+        answer = conn.getresponse()
+        body = answer.read()
+    finally:
+        conn.close()
+    if answer.status != 200:
+        raise RuntimeError(f"GET {path} answered {answer.status}: {body[:200]!r}")
+    into.write_bytes(body)
+    return into
+
+
+def api_cpu(cluster: Cluster, url: str) -> float:
+    """CPU seconds the gunicorn at ``url`` has used: its master's, its live workers' and those of the workers it
+    replaced (a recycled worker's time is in its master's ``cutime``/``cstime`` once reaped)."""
+    master = cluster.apis[url].pid
+    fields = Path(f"/proc/{master}/stat").read_text().rpartition(")")[2].split()
+    used = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+    for pid in cluster.api_workers(url):
+        try:
+            used += cpu_seconds(pid)
+        except FileNotFoundError:  # exiting now: counted in cutime once its master reaps it
+            pass
+    return used
+
+
+def timed_burst(cluster: Cluster, url: str, requests: list[Request], duration: float) -> tuple[Load, float]:
+    """A burst of ``requests`` at 16 clients, and the CPU seconds its API spent per request meanwhile."""
+    before = api_cpu(cluster, url)
+    load = hammer(url, requests, CLIENTS, duration=duration).check(200)
+    return load, (api_cpu(cluster, url) - before) / max(1, len(load.latencies))
+
+
+def us(seconds: list[float]) -> float:
+    """The median of CPU seconds per request, in whole microseconds."""
+    return round(median(seconds) * 1e6)
+
+
 def run(ctx: Context) -> list[Figure]:
     sizes = [1_000, MAIN_SIZE] if ctx.quick else [1_000, MAIN_SIZE, 100_000]
     duration = 1.0 if ctx.quick else 2.0
@@ -51,15 +105,30 @@ def run(ctx: Context) -> list[Figure]:
         # the baselines, served beside them under the same gunicorn settings
         base_url = cluster.start_api(app="benchmarks.baseline_app:create_app()")
         targets["hello"] = (base_url, [("GET", "/hello")])
+        # the floor probe: the service's app answering a real lookup's bytes, with no lookup (same registry)
+        answer = fetched(targets[str(MAIN_SIZE)][0], targets[str(MAIN_SIZE)][1][0][1], cluster.dir / "answer.json")
+        floor_data = str(cluster.dir / f"data-{MAIN_SIZE}")
+        floor_url = cluster.start_api(
+            app="benchmarks.baseline_app:floor_app()", NECTAR_DATA_DIR=floor_data, NECTAR_FLOOR_ANSWER=str(answer)
+        )
+        targets["floor-flask"] = (floor_url, [("GET", FLOOR_FLASK)])
+        targets["floor-wsgi"] = (floor_url, [("GET", FLOOR_WSGI)])
         loads: dict[str, list[Load]] = {name: [] for name in targets}
+        cpu: dict[str, list[float]] = {name: [] for name in targets}
         for url, requests in targets.values():  # warm every worker thread
             hammer(url, requests, CLIENTS, duration=min(1.0, duration)).check(200)
         names = list(targets)
         for r in range(ctx.repeats):  # interleaved and rotated, so that all see the same noise
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 url, requests = targets[name]
-                loads[name].append(hammer(url, requests, CLIENTS, duration=duration).check(200))
+                load, seconds = timed_burst(cluster, url, requests, duration)
+                loads[name].append(load)
+                cpu[name].append(seconds)
         print("requests/s per repeat:", "; ".join(f"{name} {rates(found)}" for name, found in loads.items()))
+        print(
+            "API CPU per request (gunicorn's master and workers, median of the bursts):",
+            "; ".join(f"{name} {median(found) * 1e6:.0f} us" for name, found in cpu.items()),
+        )
         # the same lookups by an API whose workers are each recycled about once a burst (gunicorn's max_requests, set
         # from the rate just measured), each burst beside one by the API that recycles none, so both see the same noise
         main_url, main_requests = targets[str(MAIN_SIZE)]
@@ -69,10 +138,14 @@ def run(ctx: Context) -> list[Figure]:
         recycled_url = cluster.start_api(NECTAR_DATA_DIR=str(data_dir), NECTAR_API_MAX_REQUESTS=str(max_requests))
         hammer(recycled_url, main_requests, CLIENTS, duration=min(1.0, duration)).check(200)
         steady, recycled, replaced, dropped = [], [], 0, 0
+        steady_cpu, recycled_cpu = [], []
         for _ in range(ctx.repeats):
-            steady.append(hammer(main_url, main_requests, CLIENTS, duration=duration).check(200))
-            before = cluster.api_workers(recycled_url)
+            load, seconds = timed_burst(cluster, main_url, main_requests, duration)
+            steady.append(load)
+            steady_cpu.append(seconds)
+            before, used = cluster.api_workers(recycled_url), api_cpu(cluster, recycled_url)
             load = hammer(recycled_url, main_requests, CLIENTS, duration=duration)
+            recycled_cpu.append((api_cpu(cluster, recycled_url) - used) / max(1, len(load.latencies)))
             replaced += recycles(before, cluster.api_workers(recycled_url))
             if set(load.statuses) - {200}:
                 raise RuntimeError(f"a recycling API answered {dict(load.statuses)}")
@@ -80,7 +153,8 @@ def run(ctx: Context) -> list[Figure]:
             recycled.append(load)
         print(
             f"recycling API (max_requests {max_requests}): {replaced} workers replaced in {ctx.repeats} bursts, "
-            f"{dropped} connections closed under a client; requests/s {rates(recycled)} beside {rates(steady)}"
+            f"{dropped} connections closed under a client; requests/s {rates(recycled)} beside {rates(steady)}; "
+            f"API CPU per lookup {us(recycled_cpu)} us beside {us(steady_cpu)} us"
         )
         # the seed's lookup takes seconds at 16 clients: each client sends one per repeat (600 s fails only a hung one)
         seed = [
@@ -90,6 +164,7 @@ def run(ctx: Context) -> list[Figure]:
     at_main = f"at {MAIN_SIZE:,} runs, {CLIENTS} clients"
     main, hello = loads[str(MAIN_SIZE)], loads["hello"]
     rate, p99, hello_what = median_rate(main), median_p99(main), "hello-world JSON, same gunicorn"
+    floor_what = "the service's app answering a lookup's bytes without the lookup"
     big, small = sizes[-1], sizes[0]
     flat = (f"lookups/s at {big:,} runs (registry and store)", median_rate(loads[str(big)]), "/s")
     return [
@@ -99,6 +174,13 @@ def run(ctx: Context) -> list[Figure]:
         Figure(NAME, f"p99 latency {at_main} ({samples(main)})", p99, "ms", f"{hello_what} ({samples(hello)})",
                median_p99(hello), ratio_at_most(1.25)),
         Figure(NAME, *flat, f"the same at {small:,} runs", median_rate(loads[str(small)]), ratio_at_least(0.95)),
+        Figure(NAME, f"API CPU per lookup {at_main}", us(cpu[str(MAIN_SIZE)]), "us", hello_what, us(cpu["hello"])),
+        Figure(NAME, f"API CPU per lookup at {small:,} runs", us(cpu[str(small)]), "us", f"the same at {big:,} runs",
+               us(cpu[str(big)])),
+        Figure(NAME, f"API CPU per request: {floor_what}, every guard", us(cpu["floor-flask"]), "us", hello_what,
+               us(cpu["hello"])),
+        Figure(NAME, f"API CPU per request: {floor_what}, from a bare WSGI callable in front of Flask",
+               us(cpu["floor-wsgi"]), "us", "the same through Flask and every guard", us(cpu["floor-flask"])),
         Figure(NAME, f"lookups/s {at_main}, an API worker recycled in each burst ({replaced} in {len(recycled)})",
                median_rate(recycled), "/s", "the same, no recycle (bursts beside them)", median_rate(steady),
                ratio_at_least(0.9)),

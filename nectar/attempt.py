@@ -179,9 +179,10 @@ def execute(settings: Settings, runs: RunStore, run: Run, build: Build | None = 
 def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, build: Build | None) -> RunState | None:
     """The attempt itself, under its lease: build the task, then record what came of it."""
     with lease:
-        # luigid's disable of the task's steps is lifted (a new submission) aside while the chain file compiles
-        aside, client = (build.aside, build.client) if build is not None else (None, None)
-        re_enabled = aside.call(re_enable, client, run) if aside is not None and client is not None else None
+        # luigid is asked which of the task's steps it disabled (lifted for a new submission) while the chain compiles
+        client = build.client if build is not None else None
+        if client is not None and run.attempt == 1:
+            client.ask_disabled(run.task_id)
         try:
             task = load_task(settings, run)
             lease.limit(max_runtime(task, settings.max_runtime))
@@ -193,10 +194,7 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         recorder.install()
         lease.on_beat = recorder.flush
         recorder.record(task, "PENDING")
-        if re_enabled is None:
-            re_enable(scheduler_of(settings), run)
-        else:
-            re_enabled()  # before luigi adds the task: luigid keeps a disabled task so
+        re_enable(client or scheduler_of(settings), run)  # before luigi adds the task: luigid keeps a disabled task so
         summary, blocked, complete = "", None, False
         try:
             build = build or Build(settings.scheduler_url, process_name(), scheduler_secret(settings))

@@ -10,9 +10,11 @@ The luigi worker's id names the attempt's process (``nectar-<host>:<pid>``), so 
 reclaims a dead attempt can tell luigid which worker's tasks failed. It runs one step at a time,
 in this process, unless the task asks for more (:mod:`nectar.parallel`).
 
-With luigid, a build also starts its :class:`Aside`: a thread with connections to luigid opened
-ahead, for the calls that need not hold up the attempt's own (what luigid is told while the chain
-file compiles, and luigi's ``add_worker`` while the worker asks for work).
+With luigid, a build opens its connections to luigid ahead, and starts its :class:`Aside`: a thread
+with a connection of its own, for luigi's ``add_worker`` while the worker asks for work. What the
+attempt asks luigid while its chain file compiles is sent ahead on the attempt's own thread
+(:meth:`~nectar.luigid.SchedulerClient.ask`), its answer read after: no second thread waits for the
+GIL meanwhile.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class Build:
     """One ``luigi.build`` of one task, against luigid at ``scheduler_url`` (luigi's local scheduler if None).
 
     ``client`` (with luigid) is the attempt's :class:`~nectar.luigid.SchedulerClient`, its connection opened
-    ahead on :attr:`aside`.
+    ahead on this thread.
     """
 
     def __init__(
@@ -104,7 +106,9 @@ class Build:
         if scheduler_url:
             self.scheduler = LuigidRPC(scheduler_url, secret=secret)
             self.scheduler.connections.open()
-            self.aside = Aside(self.scheduler.connections, *([client.connections] if client else []))
+            self.aside = Aside(self.scheduler.connections)
+            if client is not None:
+                client.connections.open()  # on the attempt's own thread, which asks luigid ahead with it
         else:
             self.scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
         self.worker_id = luigi_worker_id(process)

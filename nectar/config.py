@@ -26,6 +26,7 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_SCHEDULER_URL": "scheduler_url",
     "NECTAR_URL_EXPIRY": "url_expiry",
     "NECTAR_WORKER_POLL": "worker_poll_interval",
+    "NECTAR_SPARE_IDLE": "spare_idle",
     "NECTAR_SCHEDULER_TIMEOUT": "scheduler_timeout",
     "NECTAR_LUIGI_CONFIG": "luigi_config",
     "NECTAR_RETRIES": "retries",
@@ -72,6 +73,7 @@ _BOOLS = {"auth_reads"}
 _PATHS = {"chains_dir", "local_targets_dir", "data_dir", "luigi_config", "api_tokens_file"}
 _FLOATS = {
     "worker_poll_interval",
+    "spare_idle",
     "scheduler_timeout",
     "retry_delay",
     "retry_backoff",
@@ -105,6 +107,8 @@ class Settings:
     url_expiry: int = 600
     #: seconds between two looks at the queue by an idle worker
     worker_poll_interval: float = 0.05
+    #: seconds without a claim after which a worker lets its spare attempt processes go (0: none kept ahead of a run)
+    spare_idle: float = 30.0
     #: seconds to wait for luigid on a status lookup before answering without it
     scheduler_timeout: float = 2.0
     #: a luigi.cfg to load in workers (None: luigi's own search path)

@@ -5,9 +5,10 @@ code (it compiles a claimed run's chain file, once per change, for the attempts 
 attempt runs in a child, in its own process group, that loads the chain file as it is on disk *now*
 (a fixed chain takes effect on the next run without a restart) and runs
 ``luigi.build`` against the central scheduler (or luigi's local one): :mod:`nectar.attempt`.
-The child is forked before there is work for it (a *spare*, waiting on a pipe): a claim names
-the spare as the attempt's process and hands it the run, so neither the fork nor a first
-heartbeat stands between a submission and its task starting.
+The child is forked before there is work for it (a *spare*, set up and waiting on a socket: :mod:`nectar.spares`,
+which says how many are kept and when): a claim names a ready spare as the attempt's process and hands it the
+run, so neither the fork nor a first heartbeat stands between a submission and its task starting. An idle worker
+keeps no spare, nor what only runs need imported (:meth:`Executor.warm`, before its first fork).
 
 Nothing is lost and nothing runs twice at once (see :mod:`nectar.attempt` for the attempt's side):
 
@@ -25,33 +26,27 @@ Nothing is lost and nothing runs twice at once (see :mod:`nectar.attempt` for th
 
 from __future__ import annotations
 
-import gc
 import logging
-import multiprocessing.queues  # noqa: F401  (warm: every luigi.build makes a multiprocessing queue)
-import multiprocessing.synchronize  # noqa: F401
 import os
 import pickle
-import pwd  # noqa: F401  (warm: luigi names the worker's user)
 import signal
 import time
-import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import luigi
-import luigi.contrib.s3  # noqa: F401  (warm: children fork with it imported)
 
-from nectar import lifeline
 from nectar.attempt import chain_file, execute
 from nectar.build import Build, luigi_worker_id
-from nectar.catalog.loader import chain_code
+from nectar.catalog.loader import Stamp, chain_code, file_stamp
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.leases import INTERRUPT_GRACE, is_dead, process_name, reclaim, release, timed_out
 from nectar.luigid import scheduler_of, scheduler_secret
 from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
-from nectar.stores.s3 import load_s3_models
+from nectar.spares import Spare, Spares, hand_over
 
 logger = logging.getLogger(__name__)
 #: seconds between two looks for finished attempts while some run: an attempt's outcome commit wakes the loop, but
@@ -74,14 +69,6 @@ def run_in_foreground(settings: Settings, runs: RunStore, run_id: str, worker: s
 
 
 @dataclass
-class Spare:
-    """A forked child waiting for its run on the read end of ``handover``."""
-
-    pid: int
-    handover: int
-
-
-@dataclass
 class Child:
     run: Run
     #: when the parent saw the attempt was no longer the child's (cancelled or reclaimed)
@@ -91,31 +78,54 @@ class Child:
 class Executor:
     """Claims PENDING runs and executes up to ``concurrency`` of them at once, one child each."""
 
-    def __init__(self, settings: Settings, concurrency: int = 1, runs: RunStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        concurrency: int = 1,
+        runs: RunStore | None = None,
+        on_stop: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.concurrency = max(1, concurrency)
         self.runs = runs or open_run_store(settings)
         self.scheduler = scheduler_of(settings)
         self.name = process_name()
         self.children: dict[int, Child] = {}
-        self.spare: Spare | None = None
+        self.spares = Spares(self._prepare, self._execute_given, settings.spare_idle)
         self.shutdown = Shutdown(settings.drain_grace)
+        #: called at each stop request, before the executor's own (what runs beside it stops with it)
+        self.on_stop = on_stop
         self._watched = 0.0
         self._scheduler_seen: tuple[float, bool] = (0.0, True)
-        if settings.store_kind == "s3":
-            self._load_s3_models()
+        #: by chain file: its stamp when it was last compiled ahead here
+        self._compiled: dict[str, Stamp | None] = {}
+        self._warmed = False
 
-    @staticmethod
-    def _load_s3_models() -> None:
-        """Once here, not in every attempt's process (they are forked from this one)."""
-        try:
-            load_s3_models()
-        except Exception:  # each attempt makes its client itself, and fails with the reason if it must
-            logger.warning("could not load boto3's S3 models ahead of the attempts", exc_info=True)
+    def warm(self) -> None:
+        """Before the first spare is forked, not while idle: what every attempt would import (or load) itself."""
+        if self._warmed:
+            return
+        self._warmed = True
+        import multiprocessing.queues  # noqa: F401  (every luigi.build makes a multiprocessing queue)
+        import multiprocessing.synchronize  # noqa: F401
+        import pwd  # noqa: F401  (luigi names the worker's user)
+
+        import luigi.contrib.s3  # noqa: F401  (boto3, for a chain's S3 targets)
+
+        if self.settings.store_kind == "s3":
+            from nectar.stores.s3 import load_s3_models
+
+            try:
+                load_s3_models()
+            except Exception:  # each attempt makes its client itself, and fails with the reason if it must
+                logger.warning("could not load boto3's S3 models ahead of the attempts", exc_info=True)
 
     def stop(self, *_: Any) -> None:
         """First call: drain (stop claiming, let attempts finish for ``drain_grace``). Again, or when the
-        ``nectar serve`` that started this worker is gone: interrupt them now (:class:`~nectar.shutdown.Shutdown`)."""
+        ``nectar serve`` that started this worker is gone: interrupt them now (:class:`~nectar.shutdown.Shutdown`).
+        Each call calls ``on_stop`` first."""
+        if self.on_stop is not None:
+            self.on_stop()
         self.shutdown.request()
 
     @property
@@ -124,38 +134,6 @@ class Executor:
 
     def _running(self) -> list[str]:
         return [child.run.id for child in self.children.values()]
-
-    def _fork_spare(self) -> Spare:
-        """Fork the child that will execute the next claimed attempt; it waits for the run on a pipe."""
-        handoff, handover = os.pipe()
-        # what the parent holds (luigi, boto3, nectar) moves out of the collector's sight in the child: its
-        # collections scan only what the attempt allocates, and do not write to (copy) pages it shares with us
-        gc.freeze()
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the spare
-            code = 1
-            try:
-                os.close(handover)
-                os.setpgid(0, 0)  # its own group: cancelling kills the task's subprocesses too
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a run stops
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # an attempt's lease makes it "requeue and stop"
-                lifeline.die_with_parent(parent)  # SIGTERM if the worker dies, even by SIGKILL
-                build = self._prepare()
-                with os.fdopen(handoff, "rb") as pipe:
-                    given = pipe.read()
-                if not given:  # the worker stopped (or died) before there was a run for us
-                    os._exit(0)
-                code = 0 if execute(self.settings, self.runs, pickle.loads(given), build) == RunState.DONE else 2
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-        gc.unfreeze()
-        os.close(handoff)
-        self.spare = Spare(pid, handover)
-        return self.spare
 
     def _prepare(self) -> Build | None:
         """In a spare: what an attempt needs before it knows its run (its luigi build, its registry connection)."""
@@ -167,16 +145,18 @@ class Executor:
             logger.exception("a spare attempt process could not prepare its luigi build")
             return None
 
-    def _claim(self) -> bool:
-        """Claim the next due run in the spare's name and hand it over; False when there was none."""
-        spare = self.spare or self._fork_spare()
+    def _execute_given(self, given: bytes, build: Build | None) -> int:
+        """In a spare handed a run: execute it; the spare's exit code."""
+        return 0 if execute(self.settings, self.runs, pickle.loads(given), build) == RunState.DONE else 2
+
+    def _claim(self, spare: Spare) -> bool:
+        """Claim the next due run in the (ready) spare's name and hand it over; False when there was none."""
         run = self.runs.claim(process_name(spare.pid))
         if run is None:
             return False
-        self.spare = None
+        self.spares.take(spare)
         try:
-            with os.fdopen(spare.handover, "wb") as pipe:
-                pipe.write(pickle.dumps(run))
+            hand_over(spare, pickle.dumps(run))
         except OSError as exc:  # the spare died before it got the run: the attempt never began
             logger.warning("run %s: its process was gone before it began (%s); requeued", run.id, exc)
             self.runs.requeue(run.id, run.attempt)
@@ -189,18 +169,17 @@ class Executor:
 
     def _compile_ahead(self, run: Run) -> None:
         """Compile the run's chain file here, if it changed, so that the attempts forked from now on find its code
-        compiled (:func:`~nectar.catalog.loader.chain_code`); none of it runs here."""
+        compiled (:func:`~nectar.catalog.loader.chain_code`); none of it runs here. Its stamp (one stat) tells
+        whether it changed since it was last compiled here; an attempt compiles what its bytes say regardless."""
+        path = chain_file(self.settings, run)
+        stamp = file_stamp(os.fspath(path))
+        if stamp is not None and self._compiled.get(str(path)) == stamp:
+            return
+        self._compiled[str(path)] = stamp
         try:
-            chain_code(chain_file(self.settings, run), run.chain_type, run.chain)
+            chain_code(path, run.chain_type, run.chain)
         except Exception:  # a chain that does not compile: its attempt says why
             pass
-
-    def _drop_spare(self) -> None:
-        """Let the spare go (it exits when its pipe closes) and wait for it."""
-        if self.spare is not None:
-            os.close(self.spare.handover)
-            self._forget(self.spare.pid)
-            self.spare = None
 
     @staticmethod
     def _forget(pid: int) -> None:
@@ -323,17 +302,36 @@ class Executor:
         return True
 
     def _serve_once(self) -> None:
-        """Reap, watch, claim what the free slots can take, then wait a little for more work."""
+        """Reap, watch, claim what the free slots can take with the ready spares, keep the spares wanted (a fork at
+        most, off the claims' path), then wait a little for more work, or for a spare to be ready."""
         self._reap()
         self._watch()
+        blocked = False  # a free slot and no spare ready for it
         while len(self.children) < self.concurrency and not self.stopping and self._scheduler_up():
-            if not self._claim():
+            spare = self.spares.ready()
+            if spare is None:
+                blocked = True
                 break
-        if self.spare is None and not self.stopping:  # ready for the next run, off its critical path
-            self._fork_spare()
+            if not self._claim(spare):
+                break
+            self.spares.wanted()
+        if blocked and self._queued():
+            self.spares.wanted()  # a run waits for a spare: fork them (idle until now) or wait for one to be ready
+        if not self.stopping:
+            if self.spares.busy:
+                self.warm()
+            self.spares.keep(self.concurrency)
         # while attempts run, look often (a finished one frees its slot); idle, wait to be woken (or poll)
         idle = self.settings.worker_poll_interval
-        self.runs.wait_for_work(min(idle, REAP_INTERVAL) if self.children else idle)
+        timeout = min(idle, REAP_INTERVAL) if self.children else idle
+        if blocked and len(self.spares):  # for one to be set up (it may have a run to claim)
+            self.spares.wait(timeout)
+        else:
+            self.runs.wait_for_work(timeout)
+
+    def _queued(self) -> bool:
+        """Whether a run waits in the queue, due or not (one row read: the registry counts runs by state)."""
+        return self.runs.count_by_state().get(RunState.PENDING, 0) > 0
 
     def serve_forever(self) -> None:
         """Claim and execute runs until SIGTERM, SIGINT or SIGHUP; then drain, interrupt and requeue."""
@@ -357,7 +355,7 @@ class Executor:
                 logger.warning("the run registry answers again")
                 registry_down = False
         self.shutdown.announce(self._running())
-        self._drop_spare()
+        self.spares.close()
         self.shutdown.interrupting(self._running())
         for pid in self.children:  # the drain is over: interrupt what still runs (it requeues itself)
             self._kill(pid, signal.SIGTERM)

@@ -27,7 +27,6 @@ they passed on).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import json
@@ -294,10 +293,10 @@ def _alive(pid: int) -> bool:
 
 def few_malloc_arenas(arenas: int = API_ARENAS) -> bool:
     """Let the threads started from now on share ``arenas`` glibc malloc arenas (``MALLOC_ARENA_MAX``); False
-    where the C library is not glibc."""
-    name = ctypes.util.find_library("c")
+    where the C library is not glibc. ``mallopt`` is looked up among the symbols this process has loaded (its C
+    library's): ``ctypes.util.find_library`` ran ``ldconfig -p`` in the gunicorn master at each start."""
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt and mallopt(M_ARENA_MAX, arenas) == 1)
+    return bool(mallopt(M_ARENA_MAX, arenas) == 1)

@@ -18,9 +18,7 @@ fails loudly, naming the name, when a release changes one of them under us:
 
 from __future__ import annotations
 
-import os
 import queue
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,7 +34,7 @@ from luigi.task_register import Register
 _EXTENDED = "_nectar_extended"
 
 
-#: what luigid answers an RPC held back (:attr:`RemoteScheduler.held_back`): luigi's worker reads no answer of it
+#: what luigid answers an RPC sent ahead (:attr:`RemoteScheduler.held_back`): luigi's worker reads no answer of it
 HELD_ANSWER = '{"response": null}'
 
 
@@ -47,21 +45,23 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
     that raised one of ``raises`` goes through luigi's own retry loop (``[core] rpc-retry-attempts``,
     ``rpc-retry-wait``, its log lines), and fails as luigi's does (``luigi.rpc.RPCError``).
 
-    An RPC in :attr:`held_back` (luigi's worker reads no answer of it) waits in its thread's queue, and is sent
-    with the thread's next RPC, before it, in one round trip (``post_many``): luigid gets the same calls in the
-    same order. :meth:`send_held` sends what waits (a worker's run ends so).
+    An RPC in :attr:`held_back` (luigi's worker reads no answer of it) is ``send``: sent at once, its answer read by
+    the transport with the thread's next RPC (which fails if it did), so that luigid works on it while luigi's worker
+    goes on; luigid gets the same calls in the same order. :meth:`send_held` reads what is unread (a worker's run
+    ends so).
     """
 
-    #: sends one RPC: a subclass sets it (an attribute, not a method: no extra call on the way)
+    #: sends one RPC, after the answers of what this thread sent ahead: a subclass sets it (an attribute, not a
+    #: method: no extra call on the way)
     post: Callable[[str, dict[str, str]], bytes]
-    #: sends RPCs in turn in one round trip, answering their answers in turn; None: no RPC is held back
-    post_many: Callable[[list[tuple[str, dict[str, str]]]], list[bytes]] | None = None
+    #: sends one RPC ahead, its answer read with the thread's next; None: no RPC is sent ahead
+    send: Callable[[str, dict[str, str]], None] | None = None
+    #: reads the answers of what this thread sent ahead: a subclass that sets ``send`` sets it
+    flush: Callable[[], None]
     #: what a failed ``post`` raises
     raises: tuple[type[BaseException], ...] = ()
-    #: the paths of the RPCs held back until the next, by a subclass that sets ``post_many``
+    #: the paths of the RPCs sent ahead, by a subclass that sets ``send``
     held_back: frozenset[str] = frozenset()
-    #: most RPCs held back at once: the next one is sent with them (luigid's view lags a few calls at most)
-    MAX_HELD = 32
 
     @property
     def url(self) -> str:
@@ -73,50 +73,32 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
         """The timeout given, else luigi's ``[core] rpc-connect-timeout``."""
         return float(self._connect_timeout)
 
-    def _held(self) -> list[tuple[str, dict[str, str]]]:
-        """This thread's RPCs held back (a forked process starts with none)."""
-        local = self.__dict__.setdefault("_nectar_held", threading.local())
-        held: tuple[int, list[tuple[str, dict[str, str]]]] | None = getattr(local, "held", None)
-        if held is None or held[0] != os.getpid():
-            held = local.held = (os.getpid(), [])
-        return held[1]
-
     def _fetch(self, url_suffix: str, body: dict[str, str]) -> str:
         path = "/" + url_suffix.lstrip("/")
-        if path in self.held_back and self.post_many is not None:
-            held = self._held()
-            held.append((path, body))
-            if len(held) < self.MAX_HELD:
-                return HELD_ANSWER
-            path, body = held.pop()
         try:
-            return self._send(path, body)
-        except self.raises:
-            return self._retried(path, body)
-
-    def _send(self, path: str, body: dict[str, str]) -> str:
-        """Send this thread's held RPCs, then ``path``'s; its answer. What was held is dropped once sent."""
-        held = self._held()
-        if not held or self.post_many is None:
+            if self.send is not None and path in self.held_back:
+                self.send(path, body)
+                return HELD_ANSWER
             return self.post(path, body).decode()
-        answer = self.post_many([*held, (path, body)])[-1].decode()
-        held.clear()
-        return answer
+        except self.raises:
+            return self._retried(lambda: self.post(path, body).decode())
 
     def send_held(self) -> None:
-        """Send what this thread holds back (through luigi's retry loop if it fails, as any call)."""
-        held = self._held()
-        if not held or self.post_many is None:
+        """Read the answers of what this thread sent ahead (through luigi's retry loop if that fails, as any call)."""
+        if self.send is None:
             return
-        path, body = held.pop()
         try:
-            self._send(path, body)
+            self.flush()
         except self.raises:
-            self._retried(path, body)
+            self._retried(self._flushed)
 
-    def _retried(self, path: str, body: dict[str, str]) -> str:
+    def _flushed(self) -> str:
+        self.flush()
+        return HELD_ANSWER
+
+    def _retried(self, call: Callable[[], str]) -> str:
         try:
-            return str(self._get_retryer()(lambda: self._send(path, body)))
+            return str(self._get_retryer()(call))
         except self.raises as exc:
             why = f"Errors ({self._rpc_retry_attempts} attempts) when connecting to remote scheduler {self._url!r}"
             raise luigi.rpc.RPCError(why, exc) from exc

@@ -20,7 +20,8 @@ import json
 import os
 import socket
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote, unquote, urlencode, urlsplit
@@ -70,7 +71,17 @@ def scheduler_secret(settings: Settings) -> str | None:
 
 class Connections:
     """Keep-alive HTTP connections to the luigid at ``url``, one per thread (a forked child opens its own),
-    each call carrying ``secret`` (if any) for luigid's guard."""
+    each call carrying ``secret`` (if any) for luigid's guard.
+
+    A call whose answer nobody reads now is :meth:`send`: written at once, so that luigid works on it while the
+    caller goes on; its answer is read with the thread's next call (:meth:`post`, :meth:`post_many`, :meth:`flush`),
+    which sends it again on a new connection if the one it went on was lost first. luigid gets every call of a
+    thread in the order it was made; one whose answer was lost with its connection may arrive twice (sent again,
+    as luigi's own retry loop sends a call again).
+    """
+
+    #: most calls sent ahead and unread at once: the next waits for their answers first
+    MAX_UNREAD = 32
 
     def __init__(self, url: str, timeout: float, secret: str | None = None) -> None:
         parts = urlsplit(url)
@@ -86,6 +97,9 @@ class Connections:
         if secret:
             self._headers[SECRET_HEADER] = secret
         self._local = threading.local()
+        #: whether the server closed a connection with calls unanswered on it (one call per connection, as an
+        #: HTTP/1.0 server answers): nothing is sent ahead to it any more
+        self._closes = False
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection, and whether it was used before (a server may have closed it since)."""
@@ -95,6 +109,13 @@ class Connections:
         conn = self._factory(self._host, self._port, timeout=self.timeout)
         self._local.held = (os.getpid(), conn)
         return conn, False
+
+    def _unread(self) -> _Unread:
+        """This thread's calls sent ahead, their answers unread (a forked process starts with none)."""
+        unread: _Unread | None = getattr(self._local, "unread", None)
+        if unread is None or unread.pid != os.getpid():
+            unread = self._local.unread = _Unread(os.getpid())
+        return unread
 
     def open(self) -> None:
         """Connect this thread's connection ahead of its first call (a failure is left to that call)."""
@@ -108,56 +129,103 @@ class Connections:
     def _drop(self) -> None:
         held = getattr(self._local, "held", None)
         self._local.held = None
+        unread: _Unread | None = getattr(self._local, "unread", None)
+        if unread is not None:
+            unread.sent = 0  # what was written on the connection dropped is sent again on the next
         if held is not None and held[0] == os.getpid():
             held[1].close()
 
     def post(self, path: str, form: dict[str, str]) -> bytes:
-        """POST ``form`` to ``path`` (under the URL's own path); the answer's body. Raises one of :data:`ERRORS`."""
-        body = urlencode(form).encode()
-        while True:
-            conn, reused = self._connection()
-            try:
-                conn.request("POST", self.base_path + path, body, self._headers)
-                answer = conn.getresponse()
-                data = answer.read()
-            except ERRORS as exc:
-                self._drop()
-                if reused and isinstance(exc, CLOSED):  # closed while idle: once more, on a new connection
-                    continue
-                raise
-            if answer.will_close:
-                self._drop()
-            if answer.status >= 400:
-                raise LuigidError(f"luigid answered {answer.status} {answer.reason} to {path}")
-            return data
+        """POST ``form`` to ``path`` (under the URL's own path), after what this thread sent ahead; the answer's
+        body. Raises one of :data:`ERRORS` (an error status as :class:`LuigidError`)."""
+        return self.post_many([(path, form)])[0]
+
+    def send(self, path: str, form: dict[str, str], tag: int = 0) -> None:
+        """POST ``form`` to ``path`` now, its answer read with this thread's next call (which raises what it
+        finds: an error status, or luigid unreachable when sent again)."""
+        unread = self._unread()
+        if len(unread.calls) >= self.MAX_UNREAD:
+            self.flush()
+        unread.calls.append((path, form, tag))
+        if self._closes:  # it would read none written ahead after the answer it closes on: sent with the next call
+            return
+        try:
+            conn, _ = self._connection()
+            if conn.sock is None:
+                conn.connect()
+            self._write(conn, unread)
+        except ERRORS:
+            self._drop()  # the next call sends it again, on a new connection
+
+    def ask(self, path: str, form: dict[str, str]) -> Callable[[], bytes]:
+        """POST ``form`` to ``path`` now, as :meth:`send`; what this answers reads its answer's body (this thread's
+        calls before it too) when called, on this thread, raising as :meth:`post` does."""
+        unread = self._unread()
+        unread.asked += 1
+        tag = unread.asked
+        self.send(path, form, tag)
+
+        def answer() -> bytes:
+            if tag not in unread.kept:
+                self.flush()
+            if tag not in unread.kept:  # a call of the thread's made meanwhile failed on it
+                raise LuigidError(f"luigid's answer to {path} was lost")
+            return unread.kept.pop(tag)
+
+        return answer
+
+    def flush(self) -> None:
+        """Read the answers of what this thread sent ahead (sending it again if its connection was lost)."""
+        if self._unread().calls:
+            self.post_many([])
 
     def post_many(self, calls: list[tuple[str, dict[str, str]]]) -> list[bytes]:
-        """POST each ``(path, form)`` in turn on this thread's connection, all sent before any answer is read
-        (HTTP/1.1 pipelining: luigid answers them in turn, as it would one by one); their answers' bodies. What
-        a server that closes the connection after an answer did not read is sent again on a new one. Raises one
-        of :data:`ERRORS` (an error status as :class:`LuigidError`)."""
+        """POST each ``(path, form)`` in turn on this thread's connection, after what it sent ahead, all sent before
+        any answer is read (HTTP/1.1 pipelining: luigid answers them in turn, as it would one by one); their
+        answers' bodies. What a server that closes the connection after an answer did not read is sent again on a
+        new one. Raises one of :data:`ERRORS` (an error status as :class:`LuigidError`); ``calls`` are then
+        forgotten, what was sent ahead and not answered is not."""
+        unread = self._unread()
+        unread.calls.extend((path, form, 0) for path, form in calls)
         bodies: list[bytes] = []
-        while len(bodies) < len(calls):
-            rest = calls[len(bodies) :]
-            conn, reused = self._connection()
-            try:
-                if conn.sock is None:
-                    conn.connect()
-                conn.sock.sendall(b"".join(self._request(path, urlencode(form).encode()) for path, form in rest))
-                answers = _read_answers(conn.sock, len(rest))
-            except ERRORS as exc:
-                self._drop()
-                if reused and isinstance(exc, CLOSED):  # closed while idle: once more, on a new connection
-                    continue
-                raise
-            for (path, _), answer in zip(rest, answers, strict=False):
-                if answer.status >= 400:
+        try:
+            while unread.calls:
+                conn, reused = self._connection()
+                try:
+                    if conn.sock is None:
+                        conn.connect()
+                    self._write(conn, unread)
+                    answers = _read_answers(conn.sock, len(unread.calls))
+                except ERRORS as exc:
                     self._drop()
-                    raise LuigidError(f"luigid answered {answer.status} {answer.reason} to {path}")
-                bodies.append(answer.body)
-            if answers[-1].will_close:
-                self._drop()
-        return bodies
+                    if reused and isinstance(exc, CLOSED):  # closed while idle: once more, on a new connection
+                        continue
+                    raise
+                for answer in answers:
+                    path, _, tag = unread.calls.pop(0)
+                    unread.sent -= 1
+                    if answer.status >= 400:
+                        self._drop()
+                        raise LuigidError(f"luigid answered {answer.status} {answer.reason} to {path}")
+                    if tag:
+                        unread.kept[tag] = answer.body
+                    bodies.append(answer.body)
+                if answers[-1].will_close:
+                    self._drop()
+                    self._closes = self._closes or bool(unread.calls)
+        except BaseException:
+            self._drop()  # whatever is left unread on it is sent again, on a new connection
+            if calls:  # the caller's own calls are its to make again (luigi's retry loop); the rest stay
+                del unread.calls[max(len(unread.calls) - len(calls), 0) :]
+            raise
+        return bodies[len(bodies) - len(calls) :]
+
+    def _write(self, conn: http.client.HTTPConnection, unread: _Unread) -> None:
+        """Write the calls of ``unread`` not yet written on ``conn``."""
+        if unread.sent < len(unread.calls):
+            requests = (self._request(path, urlencode(form).encode()) for path, form, _ in unread.calls[unread.sent :])
+            conn.sock.sendall(b"".join(requests))
+            unread.sent = len(unread.calls)
 
     def _request(self, path: str, body: bytes) -> bytes:
         """One POST as ``http.client`` sends it."""
@@ -172,6 +240,18 @@ class Connections:
 
 
 @dataclass
+class _Unread:
+    """A thread's calls sent ahead whose answers are unread, in order (path, form, and a tag if asked for: its
+    answer is then kept, by tag); the first ``sent`` are written on its connection."""
+
+    pid: int
+    calls: list[tuple[str, dict[str, str], int]] = field(default_factory=list)
+    sent: int = 0
+    asked: int = 0
+    kept: dict[int, bytes] = field(default_factory=dict)
+
+
+@dataclass
 class _Answer:
     status: int
     reason: str
@@ -179,42 +259,82 @@ class _Answer:
     body: bytes
 
 
-class _Unclosed:
-    """A reader that stays open when an answer read from it is done (the next answer follows in it)."""
-
-    def __init__(self, reader: BinaryIO) -> None:
-        self._reader = reader
-
-    def makefile(self, mode: str) -> _Unclosed:
-        return self
-
-    def close(self) -> None:
-        pass
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reader, name)
+#: longest status or header line read from luigid (http.client's own bound)
+_MAX_LINE = 65536
 
 
 def _read_answers(sock: socket.socket, count: int) -> list[_Answer]:
     """Up to ``count`` HTTP answers read in turn from ``sock``: fewer if one says the server closes the connection
-    (it reads no request after)."""
+    (it reads no request after). Read as ``http.client`` reads one, without its parse of every header into a
+    message object (about ten times the cost of the rest of the answer): only the status, ``Content-Length``,
+    ``Transfer-Encoding`` and ``Connection`` matter here. Raises ``http.client.RemoteDisconnected`` when the
+    server closed the connection before an answer began, another ``http.client.HTTPException`` for what is no
+    HTTP answer."""
     reader = sock.makefile("rb")
     try:
         answers: list[_Answer] = []
         while len(answers) < count and not (answers and answers[-1].will_close):
-            answer = http.client.HTTPResponse(_Unclosed(reader), method="POST")  # type: ignore[arg-type]
-            answer.begin()
-            answers.append(_Answer(answer.status, answer.reason, answer.will_close, answer.read()))
+            answers.append(_read_answer(reader))
         return answers
+    except ValueError as exc:  # a length that is no number
+        raise http.client.HTTPException(f"not an HTTP answer: {exc}") from exc
     finally:
         reader.close()
+
+
+def _read_answer(reader: BinaryIO) -> _Answer:
+    line = reader.readline(_MAX_LINE + 1)
+    if not line:
+        raise http.client.RemoteDisconnected("luigid closed the connection without an answer")
+    version, _, rest = line.decode("iso-8859-1").strip().partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/") or not code.isdigit() or len(line) > _MAX_LINE:
+        raise http.client.BadStatusLine(line.decode("iso-8859-1", "replace"))
+    length, chunked, connection = None, False, ""
+    while (header := reader.readline(_MAX_LINE + 1)) not in (b"\r\n", b"\n", b""):
+        if len(header) > _MAX_LINE:
+            raise http.client.LineTooLong("header line")
+        name, _, value = header.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"connection":
+            connection = value.decode("iso-8859-1").strip().lower()
+    will_close = "close" in connection if version == "HTTP/1.1" else "keep-alive" not in connection
+    if chunked:
+        body = _read_chunks(reader)
+    elif length is not None:
+        body = _read_exactly(reader, length)
+    else:  # no length: the answer ends with the connection
+        body, will_close = reader.read(), True
+    return _Answer(int(code), reason.strip(), will_close, body)
+
+
+def _read_exactly(reader: BinaryIO, length: int) -> bytes:
+    body = reader.read(length)
+    if len(body) < length:
+        raise http.client.IncompleteRead(body, length - len(body))
+    return body
+
+
+def _read_chunks(reader: BinaryIO) -> bytes:
+    chunks = []
+    while size := int(reader.readline(_MAX_LINE + 1).split(b";")[0].strip() or b"0", 16):
+        chunks.append(_read_exactly(reader, size))
+        reader.readline(_MAX_LINE + 1)  # the chunk's CRLF
+    while reader.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):  # trailers, up to the blank line
+        pass
+    return b"".join(chunks)
 
 
 class LuigidRPC(RemoteScheduler):
     """luigi's scheduler client over :class:`Connections`; luigi's retry loop only once a call has failed.
 
-    luigi's ``add_task`` (whose answer its worker never reads) goes with the next call, in one round trip: a step
-    added then asked for (``add_task``, ``get_work``), or ended then the next asked for, costs one wait for luigid.
+    luigi's ``add_task`` (whose answer its worker never reads) is sent at once, its answer read with the next call:
+    luigid adds the steps while the worker looks for more, and a step ended then the next asked for (``add_task``,
+    ``get_work``) costs one wait for luigid.
     """
 
     raises = ERRORS
@@ -224,7 +344,8 @@ class LuigidRPC(RemoteScheduler):
         super().__init__(url, connect_timeout)
         self.connections = Connections(self.url, self.connect_timeout, secret)
         self.post = self.connections.post
-        self.post_many = self.connections.post_many
+        self.send = self.connections.send
+        self.flush = self.connections.flush
 
     def close(self) -> None:
         self.connections.close()
@@ -238,10 +359,23 @@ class SchedulerClient:
         self.timeout = timeout
         #: its keep-alive connections, one per thread
         self.connections = Connections(self.url, timeout, secret)
+        self._disabled_asked: dict[str, Callable[[], Any]] = {}
 
     def call(self, method: str, **data: Any) -> Any:
+        return self._answer(method, lambda: self.connections.post(f"/api/{method}", {"data": json.dumps(data)}))
+
+    def ask(self, method: str, **data: Any) -> Callable[[], Any]:
+        """:meth:`call` ``method`` now; what this answers reads its answer when called, on this thread (luigid works
+        on it meanwhile)."""
         try:
-            return json.loads(self.connections.post(f"/api/{method}", {"data": json.dumps(data)}))["response"]
+            answer = self.connections.ask(f"/api/{method}", {"data": json.dumps(data)})
+        except ERRORS:  # reading what was sent ahead before failed: this one is made when its answer is read
+            return lambda: self.call(method, **data)
+        return lambda: self._answer(method, answer)
+
+    def _answer(self, method: str, read: Callable[[], bytes]) -> Any:
+        try:
+            return json.loads(read())["response"]
         except (*ERRORS, ValueError, KeyError, TypeError) as exc:
             raise SchedulerUnavailable(f"luigi scheduler at {self.url}: {method} failed: {exc}") from exc
 
@@ -266,10 +400,16 @@ class SchedulerClient:
         self.fail(task_id, worker, expl)  # luigid does not disable a RUNNING task: it ends it first
         self.call("add_task", task_id=task_id, status="DISABLED", worker=worker, expl=expl, runnable=False)
 
+    def ask_disabled(self, task_id: str) -> None:
+        """Ask luigid now what :meth:`disabled` answers for ``task_id``: the next :meth:`disabled` of it on this
+        thread reads that answer (luigid works on it meanwhile)."""
+        self._disabled_asked[task_id] = self.ask("dep_graph", task_id=task_id, include_done=False)
+
     def disabled(self, task_id: str) -> dict[str, dict[str, Any]]:
         """The tasks of ``task_id``'s graph that luigid disabled itself (too many failures), by task id, each
         with its record: luigid holds them until ``disable_persist`` runs out or they are re-enabled."""
-        graph = self.call("dep_graph", task_id=task_id, include_done=False) or {}
+        asked = self._disabled_asked.pop(task_id, None)
+        graph = (asked() if asked else self.call("dep_graph", task_id=task_id, include_done=False)) or {}
         return {
             tid: record
             for tid, record in graph.items()

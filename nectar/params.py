@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -232,7 +233,17 @@ class ParamInfo:
         except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
             detail = f" (one of {', '.join(self.choices)})" if self.choices else ""
             raise ValueError(f"not a valid {self.kind}{detail}: {_shown(text)}") from exc
+        except _schema_errors() as exc:  # luigi checked a DictParameter's ``schema``: jsonschema says why not
+            raise ValueError(f"not a valid {self.kind}: {_shown(text)} ({getattr(exc, 'message', exc)})") from exc
         return checked_number(self.kind, value, self.max_int)
+
+
+def _schema_errors() -> tuple[type[Exception], ...]:
+    """jsonschema's refusal of a value, once luigi has loaded jsonschema to check one (evaluated only as an
+    exception passes: a process whose chains declare no ``schema`` never imports it)."""
+    exceptions = sys.modules.get("jsonschema.exceptions")
+    error = getattr(exceptions, "ValidationError", None)
+    return (error,) if isinstance(error, type) else ()
 
 
 def params_of(task_cls: type[luigi.Task]) -> tuple[ParamInfo, ...]:

@@ -56,19 +56,18 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
     "--chains-dir": ("NECTAR_CHAINS_DIR", "chains", "folder of <type>/<name>_chain.py files"),
 }
 STOP_TIMEOUT = 20.0
-#: luigid, started with this interpreter (its console script may not be on PATH), SIGHUP taken as SIGTERM: bare,
-#: as a test or a benchmark may start it; ``serve`` and ``scheduler`` start :data:`GUARDED_LUIGID`
-LUIGID = [
-    sys.executable,
-    "-c",
-    "import nectar.lifeline as life; life.hangup_is_terminate(); from luigi.cmdline import luigid; luigid()",
-]
+#: luigid's process: SIGHUP taken as SIGTERM, then a ``main`` called, imported with what luigi imports and
+#: luigid never uses left unloaded (~9 MB, half of luigid's start: :data:`nectar.deferred_imports.LUIGID_UNUSED`)
+_LUIGID = (
+    "import nectar.lifeline as life; life.hangup_is_terminate(); "
+    "from nectar.deferred_imports import LUIGID_UNUSED, Deferral; deferral = Deferral(LUIGID_UNUSED); "
+    "from {} import {} as main; deferral.end(); main()"
+)
+#: luigid, started with this interpreter (its console script may not be on PATH): bare, as a test or a benchmark may
+#: start it; ``serve`` and ``scheduler`` start :data:`GUARDED_LUIGID`
+LUIGID = [sys.executable, "-c", _LUIGID.format("luigi.cmdline", "luigid")]
 #: luigid behind its guard (:mod:`nectar.guard`), which takes luigid's arguments and its own
-GUARDED_LUIGID = [
-    sys.executable,
-    "-c",
-    "import nectar.lifeline as life; life.hangup_is_terminate(); from nectar.guard import main as luigid; luigid()",
-]
+GUARDED_LUIGID = [sys.executable, "-c", _LUIGID.format("nectar.guard", "main")]
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
 #: where ``serve``'s defaults differ from a role's own: one API worker (8 threads) on a machine that runs everything
 #: (a second doubles the status lookups a second on 2 free cores, and weighs ~50 MB idle: ``--api-workers 2``)
@@ -192,9 +191,9 @@ class Supervisor:
             ports.ensure_free(self.args.scheduler_host, int(self.args.scheduler_port), "luigid, --scheduler-port")
 
     def start(self) -> None:
-        """luigid and the API start at once (the API needs no luigid to answer); the workers and the clock once
-        luigid answers (a worker claims nothing before); up when the API answers: the slower of the two, not their
-        sum, is the cold start."""
+        """luigid and the API start at once (the API needs no luigid to answer); the workers and the clock once both
+        answer (a worker claims nothing before luigid answers; started beside the API, their imports took half of
+        its CPU on 2 cores while it started): up when they are started, the API answering first."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         scheduler_url = self.settings.scheduler_url
         luigid: Part | None = None
@@ -205,6 +204,8 @@ class Supervisor:
             luigid = self._start("luigid", argv)
         self.env["NECTAR_SCHEDULER_URL"] = scheduler_url
         api = self._start("api", GUNICORN)
+        host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
+        wait_ready(f"http://{host}:{self.args.port}/healthz", api, int(self.args.port))
         if luigid is not None:
             wait_ready(f"{scheduler_url}/api/worker_list", luigid, int(self.args.scheduler_port))
         # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued. The schedules'
@@ -215,8 +216,6 @@ class Supervisor:
             [sys.executable, "-m", "nectar.cli", "worker", "--clock", "--workers", str(self.args.workers)],
             stop_timeout=self.settings.drain_grace + STOP_TIMEOUT,
         )
-        host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
-        wait_ready(f"http://{host}:{self.args.port}/healthz", api, int(self.args.port))
         logger.info(
             "Datanectar is up: API http://%s:%s/api/chains, docs /api/docs; luigi scheduler %s; chains from %s",
             *(host, self.args.port, scheduler_url, self.settings.chains_dir),

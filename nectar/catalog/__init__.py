@@ -14,9 +14,8 @@ import os
 import sys
 import threading
 from pathlib import Path
-from stat import S_ISREG
 
-from nectar.catalog.loader import inspect_chain
+from nectar.catalog.loader import Stamp, file_stamp, inspect_chain, stamp_of
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.errors import ChainNotFound, TaskNotFound
 from nectar.keys import is_name
@@ -32,15 +31,15 @@ class ChainCatalog:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._chains: dict[tuple[str, str], ChainInfo] = {}
-        self._stamps: dict[tuple[str, str], tuple[int, int]] = {}
+        self._stamps: dict[tuple[str, str], Stamp] = {}
         #: each imported chain's file, as the str a stat takes (built once: pathlib's joins cost more than the stat)
         self._files: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         #: files that look like chains but were not imported, with the reason
         self.skipped: dict[str, str] = {}
 
-    def _scan(self) -> dict[tuple[str, str], tuple[Path, tuple[int, int]]]:
-        found: dict[tuple[str, str], tuple[Path, tuple[int, int]]] = {}
+    def _scan(self) -> dict[tuple[str, str], tuple[Path, Stamp]]:
+        found: dict[tuple[str, str], tuple[Path, Stamp]] = {}
         skipped: dict[str, str] = {}
         try:
             type_dirs = [e for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith((".", "_"))]
@@ -54,8 +53,7 @@ class ChainCatalog:
                 if not (is_name(type_dir.name) and is_name(chain)):
                     skipped[entry.path] = "names must be made of [A-Za-z0-9_]"
                     continue
-                stat = entry.stat()
-                found[(type_dir.name, chain)] = (Path(entry.path), (stat.st_mtime_ns, stat.st_size))
+                found[(type_dir.name, chain)] = (Path(entry.path), stamp_of(entry.stat()))
         self.skipped = skipped
         return found
 
@@ -79,21 +77,14 @@ class ChainCatalog:
             path = self.root / chain_type / f"{chain}.py"
             named = is_name(chain_type) and is_name(chain) and not chain_type.startswith("_")  # as _scan finds it
             file = str(path) if named and path.name.endswith(CHAIN_SUFFIX) else None
-        stamp = None
-        if file is not None:
-            try:
-                stat = os.stat(file)
-            except OSError:
-                pass
-            else:
-                stamp = (stat.st_mtime_ns, stat.st_size) if S_ISREG(stat.st_mode) else None
+        stamp = file_stamp(file) if file is not None else None
         with self._lock:
             if stamp is not None and file is not None:
                 self._sync(ref, file, stamp)
             elif ref in self._chains:
                 self._forget(ref)
 
-    def _sync(self, ref: tuple[str, str], path: Path | str, stamp: tuple[int, int]) -> bool:
+    def _sync(self, ref: tuple[str, str], path: Path | str, stamp: Stamp) -> bool:
         """(Re)import a chain whose file's stamp changed; True if it did. Called with the lock held."""
         if self._stamps.get(ref) == stamp:
             return False

@@ -10,10 +10,12 @@ import is described by its error, with where in the file.
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import traceback
 import types
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from nectar.catalog.model import ChainInfo, TaskInfo
@@ -26,6 +28,24 @@ from nectar.schedules.declared import declared_on
 from nectar.task import chain_module
 from nectar.triggers.declared import declared_triggers
 from nectar.upstream import names_in_requires, upstream_of
+
+#: a file's (mtime in ns, size): a rewrite shows in one or the other, even within one tick of the mtime's clock
+#: when its length changed
+Stamp = tuple[int, int]
+
+
+def stamp_of(stat: os.stat_result) -> Stamp:
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+def file_stamp(file: str) -> Stamp | None:
+    """The stamp of the regular file ``file`` (one stat), None if it is not one (or not there)."""
+    try:
+        stat = os.stat(file)
+    except OSError:
+        return None
+    return stamp_of(stat) if S_ISREG(stat.st_mode) else None
+
 
 #: by chain file: the source this process last compiled, and its code (inherited by the processes it forks)
 _COMPILED: dict[str, tuple[bytes, types.CodeType]] = {}

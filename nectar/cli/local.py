@@ -167,13 +167,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     nectar = Nectar(settings)
     clock = Clock(nectar, settings)
-
-    class ClockedExecutor(Executor):
-        def stop(self, *signal_args: Any) -> None:
-            clock.request_stop()  # at the first stop request, as a clock of its own was stopped with the workers
-            super().stop(*signal_args)
-
-    executor = ClockedExecutor(settings, concurrency=args.workers, runs=nectar.runs)
+    # at the first stop request, as a clock of its own would be stopped with the workers
+    executor = Executor(settings, concurrency=args.workers, runs=nectar.runs, on_stop=clock.request_stop)
     clock.start()
     try:
         executor.serve_forever()

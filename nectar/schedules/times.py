@@ -45,13 +45,14 @@ import calendar
 import copy
 import math
 import re
+import types
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import cached_property
+from functools import cache, cached_property
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import luigi
-from croniter import CroniterBadDateError, CroniterError, croniter  # type: ignore[import-untyped]
 
 #: how far a UTC-offset change is looked for around a cron fire (the largest clock change assumed)
 NEAR = 3 * 3600.0
@@ -80,6 +81,16 @@ class InvalidTiming(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+@cache
+def croniter_module() -> types.ModuleType:
+    """croniter, imported when a process first reads a cron expression: its import costs ~30 ms and a
+    subprocess (``platform.architecture()`` runs ``file`` on the interpreter), which a process that never
+    reads one (luigid's guard, an API or a worker with no cron schedule) does not pay at its start."""
+    import croniter  # type: ignore[import-untyped]
+
+    return croniter
 
 
 def zone_of(name: str) -> ZoneInfo:
@@ -151,7 +162,7 @@ class Timing:
         return zone_of(self.timezone)
 
     @cached_property
-    def walker(self) -> croniter:
+    def walker(self) -> Any:
         """croniter over naive wall-clock seconds (a template: each walk copies it, as croniter keeps a cursor)."""
         text = self.cron
         if not isinstance(text, str):
@@ -168,12 +179,13 @@ class Timing:
             raise InvalidTiming(
                 "cron", f"random fields (R) are not allowed, fire times must be reproducible: {_shown(text)}"
             )
+        cron = croniter_module()
         try:
-            walker = croniter(text, 0.0)
+            walker = cron.croniter(text, 0.0)
             walker.get_next(float, start_time=0.0)
-        except CroniterBadDateError as error:
+        except cron.CroniterBadDateError as error:
             raise InvalidTiming("cron", f"{_shown(text)} never fires ({error})") from error
-        except (CroniterError, ValueError, TypeError) as error:
+        except (cron.CroniterError, ValueError, TypeError) as error:
             raise InvalidTiming("cron", str(error)) from error
         return walker
 
@@ -264,7 +276,7 @@ class Timing:
             return float(math.floor(t) // self.interval_s * self.interval_s)
         try:
             last = self._last_fire(t)
-        except CroniterBadDateError:  # no match in croniter's 50 years back
+        except croniter_module().CroniterBadDateError:  # no match in croniter's 50 years back
             return None
         return None if last is None or last < t - LOOKBACK else last
 

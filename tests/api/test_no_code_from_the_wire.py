@@ -100,12 +100,14 @@ def _calls(tree: ast.AST) -> list[tuple[str, ast.Call]]:
 def test_the_service_code_never_evaluates_or_uses_a_shell() -> None:
     """A guard on our own code: no eval, no shell; exec only where a discovered chain file is loaded, and an
     import by name only of luigi.cfg's ``[worker] task_process_context`` (the operator's setting, loaded as luigi
-    loads it, never a value from a request)."""
+    loads it, never a value from a request) and of the modules nectar.deferred_imports defers (its constants)."""
     offenders = []
     for path in sorted([*REPO.glob("nectar/**/*.py"), *REPO.glob("api/*.py"), REPO / "app.py"]):
         for name, call in _calls(ast.parse(path.read_text(), str(path))):
             where = f"{path.relative_to(REPO)}:{call.lineno}"
             if name == "import_module" and path.name == "parallel.py":
+                continue
+            if name == "import_module" and path.name == "deferred_imports.py":  # its own constants' names only
                 continue
             if name in {"eval", "system", "popen", "getoutput", "getstatusoutput", "__import__", "import_module"}:
                 offenders.append(f"{where} calls {name}")

@@ -69,6 +69,15 @@ def test_the_private_names_the_seam_overrides_are_there() -> None:
     assert flask_smorest.Blueprint.add_url_rule is not flask.Blueprint.add_url_rule, "it no longer documents there"
 
 
+def test_what_registering_a_blueprint_does_is_what_the_seam_splits_in_two() -> None:
+    """DocumentedOnFirstReadApi registers the routes itself and documents them on the document's first read."""
+    names = flask_smorest.Api.register_blueprint.__code__.co_names
+    for name in ("_app", "extensions", "register_blueprint", "register_views_in_doc", "spec", "tag"):
+        assert name in names, f"flask-smorest's Api.register_blueprint no longer uses {name}"
+    parameters = list(inspect.signature(flask_smorest.Blueprint.register_views_in_doc).parameters)
+    assert parameters == ["self", "api", "app", "spec", "name", "parameters"], parameters
+
+
 def handled(app: flask.Flask) -> dict[type[BaseException], Any]:
     """The exception classes (not status codes) the app's error handlers answer, and their handlers."""
     return dict(app.error_handler_spec[None][None])

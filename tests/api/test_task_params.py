@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ class KindsTask(NectarTask):
     flag = luigi.BoolParameter(default=False)
     day = luigi.DateParameter(default=datetime.date(2024, 1, 1))
     options = luigi.DictParameter(default={})
+    shaped = luigi.DictParameter(default={"a": 1}, schema={"type": "object", "required": ["a"]})
 """
 
 
@@ -97,3 +99,17 @@ def test_the_sales_chains_metrics_repeated_in_the_query_string(client: FlaskClie
     assert repeated.status_code == 202, repeated.get_json()
     as_json = client.post(sales, query_string={"day": "2024-02-03", "metrics": '["quantity", "revenue"]'})
     assert as_json.get_json()["data"]["key"] == repeated.get_json()["data"]["key"]
+
+
+def test_a_value_its_parameters_schema_refuses_is_422_naming_it_with_the_schemas_reason(
+    client: FlaskClient, kinds: str
+) -> None:
+    """luigi checks a DictParameter's ``schema`` with jsonschema, whose error is no ValueError: a 422, not a 500."""
+    refused = "not a valid dict: '{\"b\": 1}' ('a' is a required property)"
+    bad = {"b": 1}
+    by_body = client.post(KINDS, json={"shaped": bad})
+    by_query = client.post(KINDS, query_string={"shaped": json.dumps(bad)})
+    for answer in (by_body, by_query):
+        assert answer.status_code == 422, answer.get_json()
+        assert answer.get_json()["errors"] == {"shaped": [refused]}
+    assert client.post(KINDS, json={"shaped": {"a": 2}}).status_code in {200, 202}

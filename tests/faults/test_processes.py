@@ -107,7 +107,7 @@ def test_a_worker_killed_alone_leaves_no_attempt_or_spare_and_its_running_runsre
     worker = cluster.start_worker(workers=2, drain_grace=3600)
     runs = [cluster.api.queue(n=n, sleeps="3600,0.3") for n in range(2)]
     waitfor(lambda: cluster.ledger.count("start") == 2, 30, "two runs to start")
-    waitfor(lambda: len(children(worker.pid)) == 3, 30, "the spare beside the two attempts")
+    waitfor(lambda: len(children(worker.pid)) >= 3, 30, "a spare beside the two attempts")
     started = {pid: cmdline(pid) for pid in descendants(worker.pid)}
     assert {e.pid for e in cluster.ledger.executions()} < set(started), started
 

@@ -50,7 +50,7 @@ def test_nectar_serve_killed_alone_takes_every_process_with_it_and_requeues_its_
     runs = [cluster.api.queue(n=n, sleeps="3600,0.3") for n in range(2)]
     waitfor(lambda: cluster.ledger.count("start") == 2, 30, "two runs to start")
     started = {pid: cmdline(pid) for pid in descendants(serve.pid)}
-    assert len([line for line in started.values() if "nectar.cli worker" in line]) == 4, started  # 2 attempts, spare
+    assert len([line for line in started.values() if "nectar.cli worker" in line]) >= 4, started  # 2 attempts, spares
 
     cluster.ledger.note("kill", serve.pid)
     serve.kill()

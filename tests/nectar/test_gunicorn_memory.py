@@ -102,3 +102,17 @@ def test_scrapes_from_every_thread_grow_a_worker_by_little(settings: Settings, p
 
     grown = rss_kb(worker) - warm
     assert grown <= GROWTH_KB, f"the worker grew by {grown} kB once {THREADS} threads had scraped {RUNS} runs"
+
+
+def test_fewer_malloc_arenas_starts_no_program() -> None:
+    """The gunicorn master sets them at each start: looking glibc's mallopt up ran ``ldconfig -p`` there."""
+    probe = (
+        "import sys\n"
+        "started = []\n"
+        "sys.addaudithook(lambda event, args: event in ('subprocess.Popen', 'os.posix_spawn', 'os.exec', 'os.fork')"
+        " and started.append(event))\n"
+        "from nectar.gunicorn_ext import few_malloc_arenas\n"
+        "print(few_malloc_arenas(), started)\n"
+    )
+    said = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert said == "True []"

@@ -17,7 +17,7 @@ def test_an_attempt_makes_its_s3_client_from_the_models_its_worker_loaded(
     s3_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # as in a worker process just started
-    Executor(s3_settings)
+    Executor(s3_settings).warm()  # as before its first spare is forked
     read: list[str] = []
     load_file = JSONFileLoader.load_file
 

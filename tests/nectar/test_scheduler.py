@@ -13,6 +13,7 @@ import luigi
 import luigi.interface
 import pytest
 
+from harness import waitfor
 from nectar.build import Aside
 from nectar.errors import SchedulerUnavailable
 from nectar.luigi_internals import forget_task_classes, new_worker, schedule_and_run
@@ -32,22 +33,34 @@ def test_luigi_worker_calls_go_through_one_kept_alive_connection(luigid: str) ->
 
 
 class Spied(LuigidRPC):
-    """A LuigidRPC that notes the paths of each round trip to luigid."""
+    """A LuigidRPC that notes the paths of the calls of each wait for luigid: those its thread sent ahead since its
+    last wait, then the call waited for (none when it only reads what was sent ahead)."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.trips: list[list[str]] = []
-        post, post_many = self.connections.post, self.connections.post_many
+        local = threading.local()  # as the transport's: what a thread sent ahead is read by its own next call
+        post, send, flush = self.connections.post, self.connections.send, self.connections.flush
+
+        def sent() -> list[str]:
+            ahead: list[str] = getattr(local, "ahead", [])
+            local.ahead = []
+            return ahead
 
         def one(path: str, form: dict[str, str]) -> bytes:
-            self.trips.append([path])
+            self.trips.append([*sent(), path])
             return post(path, form)
 
-        def many(calls: list[tuple[str, dict[str, str]]]) -> list[bytes]:
-            self.trips.append([path for path, _ in calls])
-            return post_many(calls)
+        def ahead(path: str, form: dict[str, str]) -> None:
+            local.ahead = [*getattr(local, "ahead", []), path]
+            send(path, form)
 
-        self.post, self.post_many = one, many
+        def read() -> None:
+            if calls := sent():
+                self.trips.append(calls)
+            flush()
+
+        self.post, self.send, self.flush = one, ahead, read
 
 
 def test_a_task_added_goes_with_the_next_call_in_one_round_trip(luigid: str) -> None:
@@ -61,6 +74,50 @@ def test_a_task_added_goes_with_the_next_call_in_one_round_trip(luigid: str) -> 
     rpc.send_held()
     assert rpc.trips == [["/api/add_task", "/api/get_work"], ["/api/add_task"]]
     assert SchedulerClient(luigid).task("HeldProbe_1")["status"] == "DONE"  # type: ignore[index]
+
+
+def test_a_task_added_reaches_luigid_before_the_workers_next_call(luigid: str) -> None:
+    """luigi's add_task is sent at once, not held until the worker's next call: luigid adds the step while the
+    worker goes on (another client sees it before the worker calls again); its answer is read with the next call."""
+    rpc = LuigidRPC(luigid)
+    rpc.add_task(worker="test-ahead", task_id="AheadProbe_1", status="PENDING", family="AheadProbe")
+    client = SchedulerClient(luigid)
+    record = waitfor(lambda: client.task("AheadProbe_1"), 60, "luigid to know AheadProbe_1 before the next call")
+    assert record["status"] == "PENDING"
+    assert rpc.get_work(worker="test-ahead", host="here")["task_id"] == "AheadProbe_1"
+
+
+def test_a_call_asked_ahead_is_answered_in_turn_and_read_when_wanted(luigid: str) -> None:
+    """An attempt asks luigid which steps it disabled before its chain compiles, and reads the answer after, on its
+    own thread: the answer is luigid's at the time of the call, kept while later calls are made and read."""
+    client = SchedulerClient(luigid)
+    graph = client.ask("dep_graph", task_id="AskedProbe_1", include_done=True)
+    client.call("add_task", task_id="AskedProbe_1", status="PENDING", worker="test-asked", family="AskedProbe")
+    assert graph() == {}  # asked before the task was added: luigid answered in turn
+    assert client.task("AskedProbe_1")["status"] == "PENDING"  # type: ignore[index]
+    client.disable("AskedProbe_1", "test-asked", "asked")
+    client.ask_disabled("AskedProbe_1")
+    client.check()
+    assert list(client.disabled("AskedProbe_1")) == []  # DISABLED by a client, not by luigid: nothing to lift
+
+
+def test_a_call_sent_ahead_on_a_connection_luigid_closed_is_sent_again(tmp_path: Path) -> None:
+    """luigid restarted after a call was sent ahead, its answer unread: the next call sends it again on a new
+    connection, before its own, and the new luigid has both."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_luigid(port, tmp_path)
+    rpc = LuigidRPC(url)
+    try:
+        rpc.add_task(worker="w", task_id="Ahead_1", status="PENDING")
+        stop(proc)
+        proc = start_luigid(port, tmp_path / "again")
+        rpc.add_task(worker="w", task_id="Ahead_2", status="PENDING")
+        rpc.send_held()
+        client = SchedulerClient(url)
+        assert client.task("Ahead_1") is not None and client.task("Ahead_2") is not None
+    finally:
+        stop(proc)
 
 
 def test_a_build_asks_luigid_once_per_step_begun_and_once_per_step_ended(luigid: str) -> None:
@@ -162,10 +219,57 @@ def test_a_url_with_credentials_and_a_path_prefix_is_honoured(recorder: int) -> 
 
 def test_calls_sent_together_to_a_server_that_closes_each_connection_all_arrive_in_order(recorder: int) -> None:
     """A server that answers one request per connection (HTTP/1.0, some proxies) reads none pipelined after it:
-    each is sent again on a new connection, in order."""
+    each is sent again on a new connection, in order (one whose answer was lost with its connection may arrive
+    twice, as luigi's retry loop would send it again); once it has closed a connection so, nothing more is sent
+    ahead to it."""
     rpc = LuigidRPC(f"http://127.0.0.1:{recorder}")
     rpc.add_task(worker="w", task_id="Closing_1", status="PENDING")
     rpc.add_task(worker="w", task_id="Closing_2", status="PENDING")
     assert rpc.ping(worker="w") == {"ok": True}
-    assert [path for path, _, _ in Recorder.seen] == ["/api/add_task", "/api/add_task", "/api/ping"]
-    assert ["Closing_1" in body for _, _, body in Recorder.seen] == [True, False, False]
+    firsts = list(dict.fromkeys((path, body) for path, _, body in Recorder.seen))  # each call's first arrival
+    assert [path for path, _ in firsts] == ["/api/add_task", "/api/add_task", "/api/ping"]
+    assert ["Closing_1" in body for _, body in firsts] == [True, False, False]
+    Recorder.seen.clear()
+    rpc.add_task(worker="w", task_id="Closing_3", status="PENDING")
+    assert rpc.ping(worker="w") == {"ok": True}
+    assert [path for path, _, _ in Recorder.seen] == ["/api/add_task", "/api/ping"]
+
+
+class Chunked(Recorder):
+    """Answers as an HTTP/1.1 proxy may: kept alive, the body in chunks; the path ``/api/ping_eof`` without a
+    length, closing the connection at its end."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802  (http.server's naming)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((self.path, None, ""))
+        answer = json.dumps({"response": {"path": self.path}}).encode()
+        self.send_response(200)
+        if self.path.endswith("_eof"):
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(answer)
+            self.close_connection = True
+            return
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for part in (answer[:5], answer[5:]):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+        self.wfile.write(b"0\r\n\r\n")
+
+
+def test_answers_in_chunks_or_ending_with_the_connection_are_read_whole() -> None:
+    Chunked.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Chunked)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = SchedulerClient(f"http://127.0.0.1:{server.server_address[1]}")
+        assert client.call("ping") == {"path": "/api/ping"}
+        assert client.call("ping") == {"path": "/api/ping"}  # the same connection, kept alive
+        assert client.call("ping_eof") == {"path": "/api/ping_eof"}
+        assert client.call("ping") == {"path": "/api/ping"}  # a new connection
+        assert [path for path, _, _ in Chunked.seen] == ["/api/ping", "/api/ping", "/api/ping_eof", "/api/ping"]
+    finally:
+        server.shutdown()
+        server.server_close()

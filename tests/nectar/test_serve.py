@@ -45,7 +45,8 @@ class Served:
 
 
 def _serve(tmp_path: Path, extra_env: dict[str, str], headers: dict[str, str] | None = None) -> Iterator[Served]:
-    """``nectar serve`` on free ports, up once ``/api/chains`` answers (to ``headers``, e.g. a token's)."""
+    """``nectar serve`` on free ports, up once ``/api/chains`` answers (to ``headers``, e.g. a token's) and it said so
+    (it starts the workers once the API answers)."""
     cwd = tmp_path / "project"
     cwd.mkdir()
     (cwd / "chains").symlink_to(REPO / "chains")
@@ -60,7 +61,10 @@ def _serve(tmp_path: Path, extra_env: dict[str, str], headers: dict[str, str] | 
     )
 
     def up() -> bool:
-        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+        said = (tmp_path / "serve.log").read_text()
+        assert proc.poll() is None, said
+        if "Datanectar is up" not in said:
+            return False
         try:
             return requests.get(f"{served.api}/api/chains", headers=headers, timeout=5).status_code == 200
         except requests.RequestException:  # not up yet, or a loaded machine

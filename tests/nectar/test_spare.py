@@ -1,19 +1,24 @@
-"""A worker's spare attempt process: forked before there is work, it executes the next claimed run."""
+"""A worker's spare attempt processes: none while idle; while runs are claimed, one set up ahead per slot, and a
+claimed run goes to one whose setup has finished (:mod:`nectar.spares`)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from nectar.build import Build
 from nectar.config import Settings
+from nectar.executor import Executor
 from nectar.leases import HOST
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
+from nectar.spares import AHEAD
 from tests.conftest import wait_until
 from tests.faults.conftest import alive, children
 
@@ -30,19 +35,14 @@ class QuickTask(NectarTask):
         with self.output().open("w") as out:
             out.write(f"{self.n}\\n")
 """
+#: long enough that no test sees a spare let go for idleness unless it asks for it
+KEPT = 3600.0
 
 
 @pytest.fixture
 def quick(settings: Settings, luigid: str, write_chain: Callable[[str, str], Path]) -> Settings:
     write_chain("quick/quick_chain", QUICK_CHAIN)
-    return settings.replace(scheduler_url=luigid)
-
-
-def spare_of(worker: subprocess.Popen[bytes]) -> int:
-    """The pid of the worker's only child while it is idle: its spare."""
-    found = wait_until(lambda: (kids := children(worker.pid)) and len(kids) == 1 and kids, timeout=30)
-    assert isinstance(found, list)
-    return int(found[0])
+    return settings.replace(scheduler_url=luigid, spare_idle=KEPT)
 
 
 def ended(nectar: Nectar, run_id: str) -> Run:
@@ -57,46 +57,156 @@ def submit(nectar: Nectar, n: int) -> str:
     return submission.run.id
 
 
-def test_the_spare_executes_the_next_run_and_another_takes_its_place(
+def pid_of(run: Run) -> int:
+    assert run.worker is not None and run.worker.startswith(f"{HOST}:")
+    return int(run.worker.rpartition(":")[2])
+
+
+def spares_after(worker: subprocess.Popen[bytes], run: Run, count: int) -> list[int]:
+    """The worker's spares once ``run``'s process is gone and ``count`` children are left (all spares then)."""
+    done = pid_of(run)
+    found = wait_until(
+        lambda: not alive(done) and len(kids := children(worker.pid)) == count and done not in kids and (kids,),
+        timeout=60,
+    )
+    assert isinstance(found, tuple)
+    return sorted(found[0])
+
+
+def test_a_worker_keeps_spares_for_its_slots_once_it_has_claimed_and_the_next_run_goes_to_one(
     quick: Settings, start_worker: StartWorker
 ) -> None:
     nectar = Nectar(quick)
-    worker = start_worker(quick, workers=1)
-    spare = spare_of(worker)
-
-    run = ended(nectar, submit(nectar, 1))
-
-    assert run.state == RunState.DONE and run.attempt == 1
-    assert run.worker == f"{HOST}:{spare}"  # claimed in the spare's name: a dead spare is reclaimed by pid
-    assert spare_of(worker) != spare
-    assert not alive(spare)
-
-
-def test_a_spare_killed_before_its_run_costs_the_run_no_attempt(quick: Settings, start_worker: StartWorker) -> None:
-    nectar = Nectar(quick)
-    worker = start_worker(quick, workers=1)
-    spare = spare_of(worker)
-    os.kill(spare, signal.SIGKILL)
-    wait_until(lambda: not alive(spare), timeout=10)  # dead (a zombie: its pipe is closed), not dying
+    worker = start_worker(quick, workers=2)
+    first = ended(nectar, submit(nectar, 1))
+    spares = spares_after(worker, first, AHEAD * 2)
 
     run = ended(nectar, submit(nectar, 2))
 
-    assert (run.state, run.attempt, run.error) == (RunState.DONE, 1, None)
-    assert run.worker != f"{HOST}:{spare}"
+    assert (first.state, run.state, run.attempt) == (RunState.DONE, RunState.DONE, 1)
+    assert pid_of(run) in spares  # claimed in the spare's name: a dead spare is reclaimed by pid
+    wait_until(lambda: not alive(pid_of(run)), timeout=30)  # the attempt's process ends with it
+
+
+def test_spares_are_let_go_once_no_run_was_claimed_for_a_while(quick: Settings, start_worker: StartWorker) -> None:
+    settings = quick.replace(spare_idle=0.2)
+    nectar = Nectar(settings)
+    worker = start_worker(settings, workers=2)
+
+    run = ended(nectar, submit(nectar, 3))
+
+    assert run.state == RunState.DONE
+    assert spares_after(worker, run, 0) == []
     assert worker.poll() is None
+
+
+@pytest.fixture
+def new_executor(quick: Settings) -> Iterator[Callable[[], Executor]]:
+    """Makes a worker's executor in this process (its spares are forks of it), on the local scheduler."""
+    made: list[Executor] = []
+
+    def new() -> Executor:
+        made.append(Executor(quick.replace(scheduler_url=None), concurrency=2))
+        return made[-1]
+
+    yield new
+    for executor in made:
+        executor.spares.close()
+        for pid in list(executor.children):
+            executor._kill(pid, signal.SIGKILL)
+        executor._reap(block=True)
+
+
+def test_an_idle_worker_forks_no_spare(new_executor: Callable[[], Executor]) -> None:
+    executor = new_executor()
+    before = set(children(os.getpid()))
+    for _ in range(3):
+        executor._serve_once()
+    assert set(children(os.getpid())) == before
+    assert len(executor.spares) == 0
+
+
+def test_an_idle_worker_has_not_imported_what_only_runs_need(settings: Settings) -> None:
+    """boto3 (~8 MB, through luigi's S3 targets) and the like are imported before the first spare is forked."""
+    probe = (
+        "import sys; from pathlib import Path\n"
+        "from nectar.config import Settings; from nectar.executor import Executor\n"
+        f"executor = Executor(Settings(data_dir=Path({str(settings.data_dir)!r})))\n"
+        "for _ in range(3): executor._serve_once()\n"
+        "print(sorted({'boto3', 'botocore', 'luigi.contrib.s3'} & set(sys.modules)))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_a_run_is_claimed_only_by_a_spare_whose_setup_has_finished(
+    new_executor: Callable[[], Executor], quick: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spare's setup held on a gate (a slow luigid, say): the run stays queued until it is over."""
+    gate = tmp_path / "gate"
+    prepare = Executor._prepare
+
+    def held(self: Executor) -> Build | None:
+        wait_until(gate.exists, timeout=120)
+        return prepare(self)
+
+    monkeypatch.setattr(Executor, "_prepare", held)  # what its spares run as they start
+    executor = new_executor()
+    nectar = Nectar(quick)
+    run_id = submit(nectar, 4)
+    before = set(children(os.getpid()))
+    for _ in range(5):
+        executor._serve_once()
+    spares = set(children(os.getpid())) - before
+    assert spares and all(alive(pid) for pid in spares)
+    queued = nectar.runs.get(run_id)
+    assert queued is not None and queued.state == RunState.PENDING
+
+    gate.touch()
+
+    def claimed() -> bool:
+        executor._serve_once()
+        return bool(executor.children)
+
+    wait_until(claimed, timeout=60)
+
+    run = ended(nectar, run_id)
+    assert (run.state, run.attempt) == (RunState.DONE, 1)
+    assert pid_of(run) in spares
+
+
+def test_a_spare_killed_before_its_run_costs_the_run_no_attempt(
+    quick: Settings, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """Its socket tells the worker it died: no run is claimed in its name."""
+    nectar = Nectar(quick)
+    worker = start_worker(quick, workers=1)
+    spares = spares_after(worker, ended(nectar, submit(nectar, 5)), AHEAD)
+    for spare in spares:
+        os.kill(spare, signal.SIGKILL)
+    wait_until(lambda: not any(map(alive, spares)), timeout=10)  # dead (zombies: their sockets closed), not dying
+
+    run = ended(nectar, submit(nectar, 6))
+
+    assert (run.state, run.attempt, run.error) == (RunState.DONE, 1, None)
+    assert pid_of(run) not in spares
+    assert worker.poll() is None
+    (log,) = tmp_path.glob("worker-*.log")
+    assert "was gone before it began" not in log.read_text()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
 def test_a_stopped_or_killed_worker_leaves_no_spare_behind(
     quick: Settings, start_worker: StartWorker, signum: int
 ) -> None:
-    worker = start_worker(quick, workers=1)
-    spare = spare_of(worker)
+    nectar = Nectar(quick)
+    worker = start_worker(quick, workers=2)
+    spares = spares_after(worker, ended(nectar, submit(nectar, 7)), AHEAD * 2)
 
     worker.send_signal(signum)
     worker.wait(timeout=30)
 
-    wait_until(lambda: not alive(spare), timeout=10)  # a killed worker's spare sees its pipe close
+    wait_until(lambda: not any(alive(spare) for spare in spares), timeout=10)  # a killed worker's: lifeline
 
 
 def test_luigi_failing_to_set_up_fails_the_run_naming_why(
@@ -109,9 +219,9 @@ def test_luigi_failing_to_set_up_fails_the_run_naming_why(
     nectar = Nectar(settings)
     worker = start_worker(settings, workers=1)
 
-    run = ended(nectar, submit(nectar, 3))
+    run = ended(nectar, submit(nectar, 8))
 
     assert run.state == RunState.FAILED
     assert "wait_interval must be positive" in (run.error or "")
     assert worker.poll() is None
-    spare_of(worker)  # still serving, with a new spare
+    spares_after(worker, run, AHEAD)  # still serving, with new spares

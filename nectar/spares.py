@@ -1,0 +1,188 @@
+"""A worker's spare attempt processes: forked ahead of work while runs are being claimed, none while idle.
+
+A spare is a child forked from the worker before it has a run: it sets itself up (what an attempt needs before
+it knows its run: its luigi build, its registry connection), says so with one byte on its socket (*ready*), then
+waits there for the run. :class:`Spares` keeps them:
+
+- **how many**: none at start, and none once ``idle_after`` seconds have passed since runs were last wanted (a
+  claim, or a queued run seen with no spare ready); meanwhile :data:`AHEAD` per slot of the worker, so that
+  however many slots a reap frees at once, each finds a spare that is ready, and no claim waits on a fork or a
+  setup;
+- **which one a claim takes**: a ready one (:meth:`Spares.ready`), the oldest first; one whose setup has not
+  finished is waited for (:meth:`Spares.wait`), never handed a run. A spare that died shows on its socket too
+  (the end of the stream, not its byte): it is reaped and never chosen;
+- **when they are forked**: one per pass of the worker's loop, after its claims, so a fork never stands between
+  a free slot and its run.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import select
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nectar import lifeline
+
+#: what a spare sends once it is set up
+READY = b"r"
+#: spares kept per slot while runs are claimed: a spare's fork and setup take about as long as a trivial run (~50-150
+#: ms on 2 loaded cores), so with one per slot, 107-142 of 400 claims in a row waited for one to be ready; with
+#: two, 1-4 of 400
+AHEAD = 2
+
+
+@dataclass
+class Spare:
+    """A forked child waiting for its run on ``channel`` (the worker's end of their socket pair)."""
+
+    pid: int
+    channel: socket.socket
+    ready: bool = False
+
+
+class Spares:
+    """The worker's spares: ``prepare`` runs in each as it starts, ``execute`` with the run's bytes and what
+    ``prepare`` made once it has one, and returns the spare's exit code."""
+
+    def __init__(
+        self,
+        prepare: Callable[[], Any],
+        execute: Callable[[bytes, Any], int],
+        idle_after: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._prepare = prepare
+        self._execute = execute
+        self.idle_after = idle_after
+        self._clock = clock
+        #: oldest first
+        self.spares: list[Spare] = []
+        #: when runs were last wanted (None: never since start)
+        self._wanted_at: float | None = None
+        self._wanted_now = False
+
+    def __len__(self) -> int:
+        return len(self.spares)
+
+    def wanted(self) -> None:
+        """Runs are being claimed (or wait for a spare): keep spares now and for the next ``idle_after`` seconds."""
+        self._wanted_at = self._clock()
+        self._wanted_now = True
+
+    @property
+    def busy(self) -> bool:
+        """Whether spares are kept: runs were wanted since the last :meth:`keep`, or less than ``idle_after``
+        seconds ago."""
+        return self._wanted_now or (self._wanted_at is not None and self._clock() - self._wanted_at < self.idle_after)
+
+    def ready(self) -> Spare | None:
+        """The oldest spare whose setup has finished (the dead ones reaped on the way), or None."""
+        self._look(0.0)
+        return next((spare for spare in self.spares if spare.ready), None)
+
+    def wait(self, timeout: float) -> None:
+        """Until a spare being set up is ready (or dies), or ``timeout`` seconds pass."""
+        self._look(timeout)
+
+    def _look(self, timeout: float) -> None:
+        """Read what the spares said: being set up, that they are ready; ready (they say nothing more), that they
+        died (the end of the stream). Waits up to ``timeout`` for one being set up to say something."""
+        if not self.spares:
+            return
+        by_channel = {spare.channel: spare for spare in self.spares}
+        pending = any(not spare.ready for spare in self.spares)
+        readable, _, _ = select.select(list(by_channel), [], [], timeout if pending else 0.0)
+        for channel in readable:
+            spare = by_channel[channel]
+            try:
+                said = channel.recv(1)
+            except OSError:
+                said = b""
+            if said == READY and not spare.ready:
+                spare.ready = True
+            else:  # the end of the stream: it died
+                self._drop(spare)
+
+    def take(self, spare: Spare) -> None:
+        """``spare`` is no longer one: its run was claimed in its name."""
+        self.spares.remove(spare)
+
+    def keep(self, slots: int) -> None:
+        """Fork a spare if fewer than wanted (one per call), or let the extra ones go: :data:`AHEAD` per slot while
+        runs are wanted, none after ``idle_after`` seconds without."""
+        want = AHEAD * slots if self.busy else 0
+        self._wanted_now = False
+        if len(self.spares) < want:
+            self.spares.append(self._fork())
+        while len(self.spares) > want:  # the newest first: the oldest are the likeliest to be ready
+            self._drop(self.spares[-1])
+
+    def close(self) -> None:
+        """Let every spare go (each exits when its socket closes) and wait for them."""
+        while self.spares:
+            self._drop(self.spares[-1])
+
+    def _drop(self, spare: Spare) -> None:
+        self.spares.remove(spare)
+        spare.channel.close()
+        try:
+            os.waitpid(spare.pid, 0)
+        except ChildProcessError:
+            pass
+
+    def _fork(self) -> Spare:
+        ours, theirs = socket.socketpair()
+        # what the parent holds (luigi, boto3, nectar) moves out of the collector's sight in the child: its
+        # collections scan only what the attempt allocates, and do not write to (copy) pages it shares with us
+        gc.freeze()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the spare
+            code = 1
+            try:
+                ours.close()
+                for other in self.spares:
+                    other.channel.close()  # or a sibling would not see its socket close with the worker's end
+                os.setpgid(0, 0)  # its own group: cancelling kills the task's subprocesses too
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a run stops
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # an attempt's lease makes it "requeue and stop"
+                lifeline.die_with_parent(parent)  # SIGTERM if the worker dies, even by SIGKILL
+                prepared = self._prepare()
+                try:
+                    theirs.sendall(READY)
+                    given = _read_all(theirs)
+                except OSError:  # let go while it was being set up
+                    given = b""
+                if not given:  # the worker stopped (or died), or let this spare go, before there was a run for it
+                    os._exit(0)
+                code = self._execute(given, prepared)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        gc.unfreeze()
+        theirs.close()
+        return Spare(pid, ours)
+
+
+def hand_over(spare: Spare, given: bytes) -> None:
+    """Send ``spare`` its run and close its socket; OSError if it is gone."""
+    try:
+        spare.channel.sendall(given)
+    finally:
+        spare.channel.close()
+
+
+def _read_all(channel: socket.socket) -> bytes:
+    chunks = []
+    while chunk := channel.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,56 @@
+"""A worker compiles a claimed run's chain file for the attempts it forks next, reading it only when its stamp
+(mtime, size: one stat) changed since; an attempt compiles what the file's bytes say regardless."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nectar.config import Settings
+from nectar.executor import Executor
+from nectar.registry import Run
+from nectar.service import Nectar
+
+CHAIN = """
+import luigi
+from nectar import NectarTask
+
+
+class EchoTask(NectarTask):
+    n = luigi.IntParameter()
+    VALUE = {value!r}
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(self.VALUE)
+"""
+
+
+def test_a_claimed_runs_chain_file_is_read_again_only_when_its_stamp_changed(
+    settings: Settings, write_chain: Callable[[str, str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_chain("echo/echo_chain", CHAIN.format(value="a"))
+    submission = Nectar(settings).submit("echo", "echo_chain", "EchoTask", {"n": 1})
+    assert isinstance(submission.run, Run)
+    executor = Executor(settings)
+    reads: list[Path] = []
+    read_bytes = Path.read_bytes
+
+    def recorded(self: Path) -> bytes:
+        reads.append(self)
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", recorded)
+
+    executor._compile_ahead(submission.run)
+    executor._compile_ahead(submission.run)  # unchanged: one stat, no read
+    assert reads == [path]
+
+    was = path.stat()
+    path.write_text(CHAIN.format(value="bb"))  # a rewrite within one tick of the mtime's clock, one byte longer
+    os.utime(path, ns=(was.st_atime_ns, was.st_mtime_ns))
+    executor._compile_ahead(submission.run)
+    assert reads == [path, path]

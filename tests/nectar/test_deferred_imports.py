@@ -1,0 +1,262 @@
+"""What luigid and the API import and never use stays unloaded (nectar.deferred_imports), and what uses it still gets
+the real module: a deferred module is imported on first use, once, by any thread; a chain file imports it as before;
+a chain's parameter ``schema`` is still checked by the API under gunicorn."""
+
+from __future__ import annotations
+
+import http.client
+import importlib
+import json
+import os
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import Processes, base_env, children, free_port, settings_env, waitfor
+from nectar.config import Settings
+from nectar.deferred_imports import API_ABSENT, API_UNUSED, LUIGID_UNUSED, Deferral, DeferredModule
+from nectar.supervisor import luigid_command
+
+#: seconds that only fail a hung test
+PATIENCE = 60.0
+#: a compiled library each deferred module loads with it, seen in a process's memory map from outside: requests
+#: imports charset_normalizer (its md and cd extensions), jsonschema imports referencing and its rpds, yaml its _yaml
+LIBRARIES = {"requests": "/charset_normalizer/", "jsonschema": "/rpds/", "yaml": "/yaml/_yaml.", "tornado": "/tornado/"}
+
+
+@pytest.fixture
+def modules(tmp_path: Path) -> Iterator[Path]:
+    """A folder on ``sys.path`` for this test's modules; whatever they were imported as is forgotten after."""
+    folder = tmp_path / "modules"
+    folder.mkdir()
+    sys.path.insert(0, str(folder))
+    before = set(sys.modules)
+    try:
+        yield folder
+    finally:
+        sys.path.remove(str(folder))
+        for name in set(sys.modules) - before:
+            if name.startswith("deferred_probe"):
+                del sys.modules[name]
+
+
+def probe(folder: Path, name: str, source: str = "") -> None:
+    """Module ``name``: counts its executions in ``sys.deferred_probe_runs`` and has ``value = 42``."""
+    counting = "import sys\nsys.deferred_probe_runs = getattr(sys, 'deferred_probe_runs', 0) + 1\n"
+    (folder / f"{name}.py").write_text(f"{counting}{source}\nvalue = 42\n")
+
+
+def runs() -> int:
+    return int(getattr(sys, "deferred_probe_runs", 0))
+
+
+@pytest.fixture(autouse=True)
+def no_runs() -> Iterator[None]:
+    sys.deferred_probe_runs = 0  # type: ignore[attr-defined]
+    yield
+    del sys.deferred_probe_runs  # type: ignore[attr-defined]
+
+
+def test_a_deferred_module_is_imported_when_first_used_and_then_is_the_real_one(modules: Path) -> None:
+    probe(modules, "deferred_probe")
+    with Deferral(["deferred_probe"]):
+        import deferred_probe  # type: ignore[import-not-found]
+
+        assert isinstance(deferred_probe, DeferredModule)
+        assert runs() == 0, "the deferred module was executed at its import"
+
+        assert deferred_probe.value == 42
+        assert runs() == 1
+        assert deferred_probe.value == 42
+        assert runs() == 1, "the deferred module was executed twice"
+        assert type(sys.modules["deferred_probe"]) is types.ModuleType
+
+
+def test_after_the_deferral_an_import_gets_the_real_module(modules: Path) -> None:
+    probe(modules, "deferred_probe")
+    deferral = Deferral(["deferred_probe"])
+    deferral.end()
+
+    import deferred_probe
+
+    assert type(deferred_probe) is types.ModuleType
+    assert runs() == 1 and deferred_probe.value == 42
+
+
+def test_a_module_that_cannot_be_found_fails_at_its_import_as_before(modules: Path) -> None:
+    with Deferral(["deferred_probe_missing"]), pytest.raises(ModuleNotFoundError):
+        import deferred_probe_missing  # type: ignore[import-not-found]  # noqa: F401
+
+
+def test_an_absent_module_cannot_be_imported_until_the_deferral_ends(modules: Path) -> None:
+    probe(modules, "deferred_probe")
+    with Deferral([], absent=["deferred_probe"]):
+        with pytest.raises(ImportError):
+            import deferred_probe
+        assert runs() == 0
+
+    import deferred_probe
+
+    assert deferred_probe.value == 42
+
+
+def test_a_submodule_of_a_deferred_package_imports_the_package_for_real(modules: Path) -> None:
+    package = modules / "deferred_probe_pkg"
+    package.mkdir()
+    probe(package, "__init__")
+    (package / "sub.py").write_text("thing = 'sub'\n")
+    with Deferral(["deferred_probe_pkg"]):
+        import deferred_probe_pkg.sub  # type: ignore[import-not-found]
+
+    assert deferred_probe_pkg.sub.thing == "sub"
+    assert deferred_probe_pkg.value == 42
+    assert runs() == 1
+
+
+def test_threads_using_a_deferred_module_at_once_all_get_it_and_it_runs_once(modules: Path) -> None:
+    """The first thread imports it; a thread using it meanwhile waits for that import rather than seeing half."""
+    gate = threading.Event()
+    entered = threading.Event()
+    sys.deferred_probe_gate = (entered, gate)  # type: ignore[attr-defined]
+    probe(modules, "deferred_probe", "entered, gate = sys.deferred_probe_gate\nentered.set()\ngate.wait()\n")
+    try:
+        with Deferral(["deferred_probe"]):
+            import deferred_probe
+        seen: list[int] = []
+        readers = [threading.Thread(target=lambda: seen.append(deferred_probe.value)) for _ in range(4)]
+        readers[0].start()
+        assert entered.wait(PATIENCE), "the first use never began importing the module"
+        for reader in readers[1:]:
+            reader.start()
+        gate.set()
+        for reader in readers:
+            reader.join(PATIENCE)
+        assert seen == [42] * 4
+        assert runs() == 1
+    finally:
+        gate.set()
+        del sys.deferred_probe_gate  # type: ignore[attr-defined]
+
+
+def libraries(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def loaded(pid: int, names: tuple[str, ...]) -> list[str]:
+    maps = libraries(pid)
+    return [name for name in names if LIBRARIES[name] in maps]
+
+
+def test_the_libraries_are_where_this_test_looks_for_them() -> None:
+    """This process imported them (the test suite does): their compiled parts are in its memory map."""
+    for name in (*API_UNUSED, *API_ABSENT):
+        importlib.import_module("tornado.gen" if name == "tornado" else name)  # tornado: what tenacity imports of it
+
+    assert loaded(os.getpid(), (*API_UNUSED, *API_ABSENT)) == [*API_UNUSED, *API_ABSENT]
+
+
+def test_luigid_as_serve_starts_it_loads_neither_requests_nor_jsonschema(tmp_path: Path) -> None:
+    processes = Processes(tmp_path / "logs")
+    try:
+        port = free_port()
+        argv = luigid_command("127.0.0.1", port, tmp_path / "data")
+        luigid = processes.start("luigid", argv, base_env(), tmp_path)
+        processes.wait_up(luigid, f"http://127.0.0.1:{port}/api/worker_list", "luigid")
+        assert loaded(luigid.pid, LUIGID_UNUSED) == []
+    finally:
+        processes.close(grace=PATIENCE)
+
+
+#: a chain that notes, when the API imports it (in gunicorn's master, before each fork), which of the deferred
+#: modules were imported by then, and imports requests itself: it must get the real module
+PROBING_CHAIN = """
+import json
+import os
+import sys
+import types
+
+loaded = sorted(name for name in ("requests", "jsonschema", "yaml") if name in sys.modules)
+
+import requests
+
+from nectar import NectarTask
+
+with open(os.environ["DEFERRED_LEDGER"], "a") as ledger:
+    ledger.write(json.dumps({"pid": os.getpid(), "real": type(requests) is types.ModuleType,
+                             "session": hasattr(requests, "Session"), "loaded": loaded}) + "\\n")
+
+
+class ProbedTask(NectarTask):
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("probed\\n")
+"""
+#: a chain whose parameter has a JSON schema, which luigi checks with jsonschema
+SHAPED_CHAIN = """
+import luigi
+
+from nectar import NectarTask
+
+
+class ShapedTask(NectarTask):
+    options = luigi.DictParameter(schema={"type": "object", "required": ["a"]})
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("shaped\\n")
+"""
+SHAPED = "/api/chains/deferred/shaped_chain/ShapedTask"
+
+
+def post(port: int, body: dict[str, object]) -> tuple[int, dict[str, object]]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=PATIENCE)
+    try:
+        connection.request("POST", SHAPED, json.dumps(body), {"Content-Type": "application/json"})
+        answer = connection.getresponse()
+        return answer.status, json.loads(answer.read())
+    finally:
+        connection.close()
+
+
+def test_the_api_loads_what_it_does_not_use_only_when_a_chain_imports_it(
+    settings: Settings, write_chain: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    ledger = tmp_path / "imports.jsonl"
+    ledger.touch()
+    write_chain("deferred/probing_chain", PROBING_CHAIN)
+    processes = Processes(tmp_path / "logs")
+    try:
+        port = free_port()
+        env = base_env() | settings_env(settings) | {"DEFERRED_LEDGER": str(ledger)}
+        api = processes.api(port, env, workers=1)
+        (noted,) = [json.loads(line) for line in ledger.read_text().splitlines()]
+        assert noted == {"pid": api.pid, "real": True, "session": True, "loaded": []}
+
+        (worker,) = waitfor(lambda: children(api.pid), PATIENCE, "the API worker")
+        unused = tuple(name for name in (*API_UNUSED, *API_ABSENT) if name != "requests")  # the chain imports requests
+        assert loaded(api.pid, unused) == []
+        assert loaded(worker, unused) == []
+    finally:
+        processes.close(grace=PATIENCE)
+
+
+def test_the_api_under_gunicorn_still_checks_a_parameters_schema(
+    settings: Settings, write_chain: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """luigi reads jsonschema when a chain declares a ``schema``: deferred in the API, it is imported then."""
+    write_chain("deferred/shaped_chain", SHAPED_CHAIN)
+    processes = Processes(tmp_path / "logs")
+    try:
+        port = free_port()
+        processes.api(port, base_env() | settings_env(settings), workers=1)
+        status, answer = post(port, {"options": {"b": 1}})
+        assert status == 422, answer  # refused by the schema, naming the parameter
+        assert list(answer["errors"]) == ["options"], answer
+        status, answer = post(port, {"options": {"a": 1}})
+        assert status in {200, 202}, answer
+    finally:
+        processes.close(grace=PATIENCE)

@@ -1,0 +1,86 @@
+"""``nectar serve`` starts luigid and the API at once and the workers once both answer: the workers' start does not
+take the CPU the API's start needs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from harness import answers, base_env, children, cmdline, free_port, waitfor
+
+#: seconds that only fail a hung test
+PATIENCE = 60.0
+#: a chain whose import waits for the gate file: the API's master loads the chains before it forks a worker, so the
+#: API does not answer until the test opens the gate
+GATED_CHAIN = """
+import os
+import time
+
+from nectar import NectarTask
+
+gate = os.environ["GATE_FILE"]
+while not os.path.exists(gate):
+    time.sleep(0.02)
+
+
+class GatedTask(NectarTask):
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("gated\\n")
+"""
+
+
+def connected_to(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a TCP socket connected to ``port`` (a request it waits on the answer of)."""
+    sockets = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            sockets.add(target[len("socket:[") : -1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in sockets and int(fields[2].rpartition(":")[2], 16) == port:
+                return True
+    return False
+
+
+def workers_of(pid: int) -> list[int]:
+    return [child for child in children(pid) if " worker " in cmdline(child)]
+
+
+def test_the_workers_start_once_the_api_answers(tmp_path: Path) -> None:
+    chains, gate = tmp_path / "chains", tmp_path / "gate"
+    (chains / "gated").mkdir(parents=True)
+    (chains / "gated" / "gated_chain.py").write_text(GATED_CHAIN)
+    port, scheduler_port = free_port(), free_port()
+    argv = [sys.executable, "-m", "nectar.cli", "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
+    argv += ["--data-dir", str(tmp_path / "data"), "--chains-dir", str(chains)]
+    env = base_env() | {"GATE_FILE": str(gate), "ENV": "local"}
+    with open(tmp_path / "serve.log", "wb") as log:
+        serve = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=log)
+    try:
+        # the supervisor asks the API, which cannot answer while its master imports the gated chain
+        waitfor(lambda: serve.poll() is None and connected_to(serve.pid, port), PATIENCE, "serve to ask the API")
+        luigid = f"http://127.0.0.1:{scheduler_port}/api/worker_list"
+        waitfor(lambda: answers(luigid) is not None, PATIENCE, "luigid to answer")
+        assert workers_of(serve.pid) == [], "the workers were started before the API answered"
+
+        gate.touch()
+        waitfor(lambda: answers(f"http://127.0.0.1:{port}/api/chains", timeout=PATIENCE) == 200, PATIENCE, "the API")
+        waitfor(lambda: workers_of(serve.pid), PATIENCE, "the workers to start")
+    finally:
+        gate.touch()
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(PATIENCE)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            serve.wait()
+    assert serve.returncode == 0, (tmp_path / "serve.log").read_text()
