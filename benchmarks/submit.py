@@ -1,13 +1,21 @@
 """Submit throughput: POSTs accepted per second at 16 clients (new runs, and finished tasks), beside a hello world;
-and whether new runs are accepted as fast once many are queued (the last bursts, behind a large queue, vs the first)."""
+and whether new runs are accepted as fast once many are queued (the last bursts, behind a large queue, vs the first).
+
+Rates on a shared 2-core machine swing by up to 2x between repeats, the hello world's with them; the API workers'
+CPU time per request (user + system, from /proc) is counted beside each rate: it barely moves with the noise, so it
+says whether a request got dearer (behind the queue, or against the hello world) where the rates cannot.
+"""
 
 from __future__ import annotations
 
 import math
+import time
+from typing import Any
 
-from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, at_least, ratio_at_least
+from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, at_least, median, ratio_at_least
 from benchmarks.load import Load, Request, hammer, median_rate, rates
 from benchmarks.population import TASK, Probe, fill_registry, fill_store
+from harness import cpu_seconds
 from nectar.registry import Run, RunState
 from nectar.registry.sqlite import SQLiteRunStore
 
@@ -21,6 +29,10 @@ WARM_PER_CLIENT = 100
 QUEUE = (20_000, 50_000)
 #: parameters of the runs queued in bulk: apart from those sent (Fresh's)
 BULK_FIRST = 10_000_000
+#: runs submitted straight to the registry, in this process, before the bulk and after (their parameters from
+#: DIRECT_FIRST on): the registry's own CPU per submission, without HTTP
+DIRECT = 2_000
+DIRECT_FIRST = 20_000_000
 
 
 class Fresh:
@@ -39,6 +51,33 @@ def queue_in_bulk(runs: SQLiteRunStore, count: int) -> None:
     for start in range(BULK_FIRST, BULK_FIRST + count, 5_000):
         probes = map(Probe, range(start, min(start + 5_000, BULK_FIRST + count)))
         runs.import_runs(Run.new(p.key.path, CHAIN_TYPE, CHAIN, TASK, p.params, p.task_id) for p in probes)
+
+
+class Counted:
+    """Bursts at one API, with the CPU time its workers spent on each (µs per request answered)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.cpu_us: list[float] = []
+
+    def hammer(self, *args: Any, **kwargs: Any) -> Load:
+        before = sum(map(cpu_seconds, self.pids))
+        load = hammer(*args, **kwargs)
+        self.cpu_us.append(1e6 * (sum(map(cpu_seconds, self.pids)) - before) / max(1, len(load.latencies)))
+        return load
+
+    def median_of(self, bursts: slice) -> float:
+        """The median CPU µs per request of ``bursts`` (a slice of them, in the order sent)."""
+        return round(median(self.cpu_us[bursts]), 1)
+
+
+def registry_cpu(runs: SQLiteRunStore, probes: range) -> float:
+    """This thread's CPU µs per run of ``probes`` submitted straight to the registry (its transaction alone)."""
+    made = [Run.new(p.key.path, CHAIN_TYPE, CHAIN, TASK, p.params, p.task_id) for p in map(Probe, probes)]
+    began = time.thread_time()
+    for run in made:
+        runs.submit(run)
+    return round(1e6 * (time.thread_time() - began) / len(made), 1)
 
 
 def bound_queue(cluster: Cluster, runs: int) -> None:
@@ -63,7 +102,8 @@ def run(ctx: Context) -> list[Figure]:
         warm = hammer(url, warming, CLIENTS, duration=None, per_client=WARM_PER_CLIENT).check(202)
         per_client = max(10, math.ceil(warm.rate * duration / CLIENTS))
         behind = QUEUE[0] if ctx.quick else QUEUE[1]
-        sent = len(warming) + 2 * ctx.repeats * per_client * CLIENTS  # the first bursts and the last
+        # the first bursts and the last, and the runs submitted straight to the registry before the bulk and after
+        sent = len(warming) + 2 * ctx.repeats * per_client * CLIENTS + 2 * DIRECT
         cluster.procs.stop(cluster.apis.pop(url))
         bound_queue(cluster, sent + behind)
         url = cluster.start_api()
@@ -72,25 +112,30 @@ def run(ctx: Context) -> list[Figure]:
         hello = [("GET", "/hello")]
         hammer(url, finished, CLIENTS, duration=min(1.0, duration)).check(200)  # warm every worker thread
         hammer(base_url, hello, CLIENTS, duration=min(1.0, duration)).check(200)
+        api, base = Counted(cluster.api_workers(url)), Counted(cluster.api_workers(base_url))
         new: list[Load] = []
         done: list[Load] = []
         hellos: list[Load] = []
         for _ in range(ctx.repeats):  # interleaved, so that all three see the same noise
             batch = fresh.next(per_client * CLIENTS)
-            new.append(hammer(url, batch, CLIENTS, duration=None, per_client=per_client).check(202))
+            new.append(api.hammer(url, batch, CLIENTS, duration=None, per_client=per_client).check(202))
             done.append(hammer(url, finished, CLIENTS, duration=duration).check(200))
-            hellos.append(hammer(base_url, hello, CLIENTS, duration=duration).check(200))
+            hellos.append(base.hammer(base_url, hello, CLIENTS, duration=duration).check(200))
+        direct = registry_cpu(runs, range(DIRECT_FIRST, DIRECT_FIRST + DIRECT))
         queue_in_bulk(runs, behind)
+        direct_behind = registry_cpu(runs, range(DIRECT_FIRST + DIRECT, DIRECT_FIRST + 2 * DIRECT))
         last: list[Load] = []
         last_hellos: list[Load] = []
         for _ in range(ctx.repeats):
             batch = fresh.next(per_client * CLIENTS)
-            last.append(hammer(url, batch, CLIENTS, duration=None, per_client=per_client).check(202))
-            last_hellos.append(hammer(base_url, hello, CLIENTS, duration=duration).check(200))
+            last.append(api.hammer(url, batch, CLIENTS, duration=None, per_client=per_client).check(202))
+            last_hellos.append(base.hammer(base_url, hello, CLIENTS, duration=duration).check(200))
         print(f"new runs per repeat: {per_client * CLIENTS:,} (measured while warming: {warm.rate:,.0f}/s)")
         loads = (("new", new), ("finished", done), ("hello", hellos), (f"new, {behind:,} queued", last))
         for name, measured in (*loads, (f"hello, {behind:,} queued", last_hellos)):
             print(f"{name} requests/s per repeat:", rates(measured))
+        print("API CPU µs per new run per repeat:", ", ".join(f"{us:.0f}" for us in api.cpu_us))
+        print("API CPU µs per hello per repeat:", ", ".join(f"{us:.0f}" for us in base.cpu_us))
         queued = runs.count(RunState.PENDING)
         if queued != sent + behind:
             raise RuntimeError(f"{sent} new submissions were accepted beside {behind} queued, but {queued} are queued")
@@ -122,5 +167,29 @@ def run(ctx: Context) -> list[Figure]:
             f"the first bursts (≤ {len(warming) + ctx.repeats * per_client * CLIENTS:,} queued), × hello",
             round(median_rate(new) / median_rate(hellos), 3),
             ratio_at_least(0.95),
+        ),
+        Figure(  # counted, not timed: what the rates above swing around
+            NAME,
+            "API CPU per new run accepted (user + system, all workers)",
+            api.median_of(slice(0, ctx.repeats)),
+            "µs",
+            "per hello world, same gunicorn",
+            base.median_of(slice(0, ctx.repeats)),
+        ),
+        Figure(
+            NAME,
+            f"API CPU per new run accepted behind {behind:,} queued runs",
+            api.median_of(slice(ctx.repeats, None)),
+            "µs",
+            "in the first bursts",
+            api.median_of(slice(0, ctx.repeats)),
+        ),
+        Figure(
+            NAME,
+            f"registry CPU per run submitted in process, behind {behind:,} queued",
+            direct_behind,
+            "µs",
+            "the same before the bulk",
+            direct,
         ),
     ]

@@ -11,7 +11,7 @@ fails loudly, naming the name, when a release changes one of them under us:
   ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`);
 - ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`);
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
-  :func:`extend_task_registry`);
+  :func:`extend_task_registry`), and the instance cache ``Register.__call__`` keeps (:func:`uncached_task`);
 - ``luigi.server.app``, the application each luigid socket serves (:func:`wrap_luigid_app`), and
   ``luigi.server.cors``, the settings its RPC handler reads per call (:func:`luigid_reads_cors_once`);
 - ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`).
@@ -20,7 +20,7 @@ fails loudly, naming the name, when a release changes one of them under us:
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import luigi
@@ -197,6 +197,13 @@ def forget_task_classes(module: str) -> None:
     """Drop the task classes defined in ``module`` from luigi's registry (it keeps every class ever defined), so
     that a reloaded module's classes do not make their families ambiguous."""
     Register._reg = [cls for cls in Register._reg if cls.__module__ != module]
+
+
+def uncached_task(cls: type[luigi.Task], params: Mapping[str, Any]) -> luigi.Task:
+    """``cls(**params)``, made as luigi's ``Register.__call__`` makes one it has not cached, without its cache: luigi
+    keeps every task made in the process, by its parameters, for the process's life (an API worker kept one for
+    each distinct submission, and looked each one's parameters up twice)."""
+    return super(Register, cls).__call__(**params)  # type: ignore[misc]
 
 
 def extend_task_registry(extend: Callable[[dict[str, Any]], dict[str, Any]]) -> None:

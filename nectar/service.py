@@ -236,8 +236,11 @@ class Nectar:
         a store that cannot be used (:class:`~nectar.errors.StoreUnavailable`) is the submission's error.
         """
         try:
-            if type(instance).complete is luigi.Task.complete and not flatten(instance.output()):
-                return False  # luigi's answer for a task without outputs, without its warning at each submission
+            if type(instance).complete is luigi.Task.complete:
+                # luigi's own complete(), its outputs made once (it made them again: a NectarTask's builds a path),
+                # and for a task without outputs luigi's answer without its warning at each submission
+                outputs = flatten(instance.output())
+                return bool(outputs) and all(output.exists() for output in outputs)
             return instance.complete() is True
         except NectarError:  # the store itself is unusable (a missing bucket): the submission says so
             raise

@@ -12,6 +12,7 @@ import luigi
 from nectar.errors import InvalidParameters
 from nectar.exposure import HiddenTask
 from nectar.keys import TargetKey, task_key
+from nectar.luigi_internals import uncached_task
 from nectar.params import ParamInfo, parse_values
 from nectar.task import NectarTask
 
@@ -54,7 +55,7 @@ class TaskInfo:
         """The luigi task for wire values (:func:`~nectar.params.parse_values` names each bad field)."""
         parsed = parse_values(self.params, values)
         try:
-            return self.cls(**parsed)
+            return uncached_task(self.cls, parsed)  # not kept for the process's life, as luigi keeps each task made
         except (ValueError, TypeError, luigi.parameter.ParameterException) as exc:
             raise InvalidParameters({"_task": [f"{type(exc).__name__}: {exc}"]}) from exc
 

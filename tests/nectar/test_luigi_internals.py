@@ -43,6 +43,7 @@ from nectar.luigi_internals import (
     s3_bucket_and_key,
     schedule_and_run,
     tasks_by_outcome,
+    uncached_task,
     wrap_luigid_app,
 )
 from tests.conftest import free_port
@@ -304,3 +305,13 @@ def test_the_choices_a_parameter_keeps(param: luigi.Parameter, choices: list[str
 def test_s3_paths_split_as_luigi_splits_them() -> None:
     assert s3_bucket_and_key("s3://bucket/chains/t/x_chain/T/0a/out.txt") == ("bucket", "chains/t/x_chain/T/0a/out.txt")
     assert s3_bucket_and_key("s3://bucket/a b/c?d") == ("bucket", "a b/c?d")
+
+
+def test_luigi_keeps_each_task_it_makes_and_uncached_task_makes_an_equal_one_it_does_not(probes: str) -> None:
+    """luigi's ``Register.__call__`` answers the task it made before for the same parameters (so it keeps them all);
+    :func:`uncached_task` makes the same task, as luigi would make it, and keeps nothing."""
+    cls = probe("SeamCached", n=luigi.IntParameter())
+    assert cls(n=1) is cls(n=1), "luigi no longer caches the tasks it makes"
+    made = uncached_task(cls, {"n": 2})
+    assert type(made) is cls and made.task_id == cls(n=2).task_id and made is not cls(n=2)
+    assert uncached_task(cls, {"n": 3}) is not uncached_task(cls, {"n": 3})

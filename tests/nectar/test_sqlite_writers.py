@@ -1,0 +1,82 @@
+"""Writers of one SQLite registry take turns in the kernel, processes as well as threads: a POSIX lock of
+``<registry>-writer`` held for a write transaction, released when its process dies (nectar.registry.sqlite.Writers)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nectar.registry import sqlite
+from nectar.registry.sqlite import SQLiteRunStore
+from tests.conftest import wait_until
+from tests.nectar.test_runs import new_run
+
+#: a process that opens the registry, enters a write transaction and says so, then waits there until it is killed
+INSIDE = """
+import sys, time
+from nectar.registry.sqlite import SQLiteRunStore
+with SQLiteRunStore(sys.argv[1])._db():
+    print("inside", flush=True)
+    time.sleep(3600)
+"""
+
+
+def writer_holding(path: Path) -> int | None:
+    """The pid of the process holding the write turn of the registry at ``path`` (F_GETLK on its lock file)."""
+    turn = Path(f"{path}-writer")
+    if not turn.exists():
+        return None
+    fd = os.open(turn, os.O_RDONLY)
+    try:
+        asked = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        kind, _, _, _, pid = struct.unpack("hhqqi4x", fcntl.fcntl(fd, fcntl.F_GETLK, asked))
+    finally:
+        os.close(fd)
+    return None if kind == fcntl.F_UNLCK else pid
+
+
+@pytest.fixture
+def inside(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], SQLiteRunStore]]:
+    """Another process inside a write transaction of a registry, until killed; and the registry, opened before."""
+    path = tmp_path / "registry.db"
+    runs = SQLiteRunStore(path)
+    proc = subprocess.Popen([sys.executable, "-c", INSIDE, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "inside\n"
+        yield proc, runs
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_process_inside_a_write_holds_the_turn_until_it_dies_and_a_writer_then_writes(
+    inside: tuple[subprocess.Popen[str], SQLiteRunStore],
+) -> None:
+    proc, runs = inside
+    assert writer_holding(runs.path) == proc.pid  # the kernel knows whose turn it is
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    wait_until(lambda: writer_holding(runs.path) is None, timeout=60)  # released by the kernel with its process
+    run, created = runs.submit(new_run(1))
+    assert created and runs.get(run.id) is not None
+    assert writer_holding(runs.path) is None  # and released by this process's write as soon as it ended
+
+
+def test_a_writer_that_never_gets_its_turn_is_told_what_sqlite_tells_it(
+    inside: tuple[subprocess.Popen[str], SQLiteRunStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As long as SQLite's busy timeout, then SQLite's own error: a stuck writer is a failure, not a hang."""
+    _, runs = inside
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT", 0.2)
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        runs.submit(new_run(2))
+    assert runs.count() == 0
