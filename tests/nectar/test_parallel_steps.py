@@ -17,6 +17,7 @@ from nectar.keys import STDOUT_FILE, TargetKey
 from nectar.parallel import InvalidWorkers, step_workers
 from nectar.registry import RunState
 from nectar.service import Nectar, Submission
+from nectar.spares import AHEAD
 from tests.conftest import REPO
 from tests.faults.conftest import alive, descendants, waitfor
 from tests.nectar.test_executor import finished
@@ -312,8 +313,8 @@ def test_cancelling_a_run_with_parallel_steps_leaves_no_process_behind(
     run = nectar.runs.get(submission.run.id)
     assert run is not None and run.state == RunState.CANCELLED
     assert {s.state for s in nectar.runs.steps(run.id)} <= {"CANCELLED", "DONE"}
-    assert worker.poll() is None  # the worker goes on, with a spare at most
-    assert len([pid for pid in descendants(worker.pid) if alive(pid)]) <= 1
+    assert worker.poll() is None  # the worker goes on, with its spares at most (AHEAD per slot while busy)
+    assert len([pid for pid in descendants(worker.pid) if alive(pid)]) <= AHEAD
     assert not run_gates.ledger() or all(line.startswith("start") for line in run_gates.ledger())
 
 
