@@ -156,6 +156,9 @@ class Connections:
             self._write(conn, unread)
         except ERRORS:
             self._drop()  # the next call sends it again, on a new connection
+        except BaseException:  # an interruption (a lease's signal) mid-write: the connection is out of step
+            self._drop()
+            raise
 
     def ask(self, path: str, form: dict[str, str]) -> Callable[[], bytes]:
         """POST ``form`` to ``path`` now, as :meth:`send`; what this answers reads its answer's body (this thread's
@@ -187,6 +190,7 @@ class Connections:
         forgotten, what was sent ahead and not answered is not."""
         unread = self._unread()
         unread.calls.extend((path, form, 0) for path, form in calls)
+        own = len(calls)  # the caller's calls not answered yet: always the last ``own`` of ``unread.calls``
         bodies: list[bytes] = []
         try:
             while unread.calls:
@@ -201,12 +205,16 @@ class Connections:
                     if reused and isinstance(exc, CLOSED):  # closed while idle: once more, on a new connection
                         continue
                     raise
-                for answer in answers:
+                for index, answer in enumerate(answers):
+                    if answer.status >= 400:  # it stays first, sent again by the next call (luigi's retry loop);
+                        later = len(answers) - index - 1  # those answered after it are done: forgotten
+                        own -= max(0, 1 + later - max(1, len(unread.calls) - own))
+                        del unread.calls[1 : 1 + later]
+                        raise LuigidError(f"luigid answered {answer.status} {answer.reason} to {unread.calls[0][0]}")
+                    if len(unread.calls) <= own:
+                        own -= 1
                     path, _, tag = unread.calls.pop(0)
                     unread.sent -= 1
-                    if answer.status >= 400:
-                        self._drop()
-                        raise LuigidError(f"luigid answered {answer.status} {answer.reason} to {path}")
                     if tag:
                         unread.kept[tag] = answer.body
                     bodies.append(answer.body)
@@ -215,8 +223,8 @@ class Connections:
                     self._closes = self._closes or bool(unread.calls)
         except BaseException:
             self._drop()  # whatever is left unread on it is sent again, on a new connection
-            if calls:  # the caller's own calls are its to make again (luigi's retry loop); the rest stay
-                del unread.calls[max(len(unread.calls) - len(calls), 0) :]
+            if own:  # the caller's own calls are its to make again (luigi's retry loop); the rest stay
+                del unread.calls[len(unread.calls) - own :]
             raise
         return bodies[len(bodies) - len(calls) :]
 
@@ -298,6 +306,8 @@ def _read_answer(reader: BinaryIO) -> _Answer:
         name = name.strip().lower()
         if name == b"content-length":
             length = int(value)
+            if length < 0:
+                raise ValueError(f"a negative Content-Length: {length}")
         elif name == b"transfer-encoding":
             chunked = b"chunked" in value.lower()
         elif name == b"connection":
@@ -320,13 +330,21 @@ def _read_exactly(reader: BinaryIO, length: int) -> bytes:
 
 
 def _read_chunks(reader: BinaryIO) -> bytes:
-    chunks = []
-    while size := int(reader.readline(_MAX_LINE + 1).split(b";")[0].strip() or b"0", 16):
+    chunks: list[bytes] = []
+    while size := int(_read_line(reader, chunks).split(b";")[0].strip() or b"0", 16):
         chunks.append(_read_exactly(reader, size))
-        reader.readline(_MAX_LINE + 1)  # the chunk's CRLF
-    while reader.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):  # trailers, up to the blank line
+        _read_line(reader, chunks)  # the chunk's CRLF
+    while _read_line(reader, chunks) not in (b"\r\n", b"\n"):  # trailers, up to the blank line
         pass
     return b"".join(chunks)
+
+
+def _read_line(reader: BinaryIO, chunks: list[bytes]) -> bytes:
+    """A line of a chunked body; the connection's end before its last chunk is an incomplete answer."""
+    line = reader.readline(_MAX_LINE + 1)
+    if not line:
+        raise http.client.IncompleteRead(b"".join(chunks))
+    return line
 
 
 class LuigidRPC(RemoteScheduler):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from harness import waitfor
 from nectar.build import Aside
 from nectar.errors import SchedulerUnavailable
 from nectar.luigi_internals import forget_task_classes, new_worker, schedule_and_run
-from nectar.luigid import LuigidRPC, SchedulerClient
+from nectar.luigid import Connections, LuigidError, LuigidRPC, SchedulerClient, _read_answers
 from tests.conftest import free_port, start_luigid, stop
 
 
@@ -273,3 +275,105 @@ def test_answers_in_chunks_or_ending_with_the_connection_are_read_whole() -> Non
     finally:
         server.shutdown()
         server.server_close()
+
+
+class Scripted:
+    """A raw HTTP/1.1 server on a socket: each request's path noted, each answered with ``answer(path, n)``'s bytes
+    (``n`` counting every request it got), answers in turn on a kept-alive connection."""
+
+    def __init__(self, answer: Callable[[str, int], bytes]) -> None:
+        self.answer, self.seen = answer, []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._serve, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rb") as requests:
+                while line := requests.readline():
+                    length = 0
+                    while (header := requests.readline()) not in (b"\r\n", b""):
+                        if header.lower().startswith(b"content-length:"):
+                            length = int(header.split(b":")[1])
+                    requests.read(length)
+                    self.seen.append(line.split()[1].decode())
+                    try:
+                        conn.sendall(self.answer(self.seen[-1], len(self.seen)))
+                    except OSError:
+                        break
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def ok(path: str, _: int = 0) -> bytes:
+    body = json.dumps({"response": path}).encode()
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def test_an_error_answer_to_a_call_sent_ahead_keeps_that_call_to_send_again_and_forgets_those_answered() -> None:
+    """luigid refusing a call sent ahead: the next call is told which call it refused; that call is sent again before
+    the caller's retry, and the calls luigid answered after it are not sent twice."""
+    server = Scripted(lambda path, n: b"HTTP/1.1 500 Boom\r\nContent-Length: 0\r\n\r\n" if n == 1 else ok(path))
+    try:
+        connections = Connections(server.url, 10.0)
+        connections.send("/api/A", {})
+        connections.send("/api/B", {})
+        with pytest.raises(LuigidError, match="500 Boom to /api/A"):
+            connections.post("/api/C", {})
+        assert connections.post("/api/C", {}) == ok("/api/C").partition(b"\r\n\r\n")[2]
+        assert server.seen == ["/api/A", "/api/B", "/api/C", "/api/A", "/api/C"]
+    finally:
+        server.close()
+
+
+def test_a_chunked_answer_cut_off_by_the_connection_is_no_answer() -> None:
+    """An answer whose chunks end with the connection, before the last chunk, is incomplete: luigid unreachable, as
+    ``http.client`` says, never the part read taken for the whole."""
+    cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    left, right = socket.socketpair()
+    with left, right:
+        right.sendall(cut)
+        right.close()
+        with pytest.raises(http.client.IncompleteRead):
+            _read_answers(left, 1)
+
+
+def test_a_call_interrupted_after_its_write_leaves_no_answer_to_the_next_call() -> None:
+    """A lease's signal raises in the attempt's main thread, possibly just after a call was written: the connection
+    is dropped, so each later call reads its own answer, never the one before it. (The interruption is raised from
+    the write: a signal cannot be made to land there for real.)"""
+    server = Scripted(ok)
+
+    class Interrupted(BaseException):
+        pass
+
+    try:
+        connections = Connections(server.url, 10.0)
+        write = connections._write
+
+        class Sent:  # a socket whose write is interrupted once its bytes are sent
+            def __init__(self, sock: socket.socket) -> None:
+                self.sock = sock
+
+            def sendall(self, data: bytes) -> None:
+                self.sock.sendall(data)
+                raise Interrupted
+
+        def write_then_interrupted(conn: http.client.HTTPConnection, unread: object) -> None:
+            interrupted = http.client.HTTPConnection("127.0.0.1")
+            interrupted.sock = Sent(conn.sock)
+            write(interrupted, unread)  # type: ignore[arg-type]
+
+        connections._write = write_then_interrupted  # type: ignore[method-assign]
+        with pytest.raises(Interrupted):
+            connections.send("/api/add_task", {})
+        connections._write = write  # type: ignore[method-assign]
+        assert connections.post("/api/get_work", {}) == ok("/api/get_work").partition(b"\r\n\r\n")[2]
+        assert connections.post("/api/ping", {}) == ok("/api/ping").partition(b"\r\n\r\n")[2]
+    finally:
+        server.close()
