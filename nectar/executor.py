@@ -315,7 +315,7 @@ class Executor:
             if not self._claim(spare):
                 break
             self.spares.wanted()
-        if blocked and self._queued():
+        if blocked and self.runs.has_due():
             self.spares.wanted()  # a run waits for a spare: fork them (idle until now) or wait for one to be ready
         if not self.stopping:
             if self.spares.busy:
@@ -328,10 +328,6 @@ class Executor:
             self.spares.wait(timeout)
         else:
             self.runs.wait_for_work(timeout)
-
-    def _queued(self) -> bool:
-        """Whether a run waits in the queue, due or not (one row read: the registry counts runs by state)."""
-        return self.runs.count_by_state().get(RunState.PENDING, 0) > 0
 
     def serve_forever(self) -> None:
         """Claim and execute runs until SIGTERM, SIGINT or SIGHUP; then drain, interrupt and requeue."""

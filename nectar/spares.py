@@ -96,13 +96,15 @@ class Spares:
         died (the end of the stream). Waits up to ``timeout`` for one being set up to say something."""
         if not self.spares:
             return
-        by_channel = {spare.channel: spare for spare in self.spares}
+        by_fd = {spare.channel.fileno(): spare for spare in self.spares}
         pending = any(not spare.ready for spare in self.spares)
-        readable, _, _ = select.select(list(by_channel), [], [], timeout if pending else 0.0)
-        for channel in readable:
-            spare = by_channel[channel]
+        poller = select.poll()  # not select.select: a descriptor past 1023 would make it raise
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        for fd, _ in poller.poll(timeout * 1000 if pending else 0):
+            spare = by_fd[fd]
             try:
-                said = channel.recv(1)
+                said = spare.channel.recv(1)
             except OSError:
                 said = b""
             if said == READY and not spare.ready:
@@ -130,11 +132,15 @@ class Spares:
             self._drop(self.spares[-1])
 
     def _drop(self, spare: Spare) -> None:
+        """Let ``spare`` go: a ready one exits when its socket closes; one still being set up (which may wait on
+        luigid or the registry for long) is killed: no run was claimed in its name, and the loop must not wait."""
         self.spares.remove(spare)
         spare.channel.close()
         try:
+            if not spare.ready:
+                os.kill(spare.pid, signal.SIGKILL)  # our child, not reaped yet: its pid cannot be another's
             os.waitpid(spare.pid, 0)
-        except ChildProcessError:
+        except (ChildProcessError, ProcessLookupError):
             pass
 
     def _fork(self) -> Spare:

@@ -29,6 +29,8 @@ from nectar.registry.schema import (
 _OWNED = "id = ? AND attempt = ? AND state = 'RUNNING'"
 #: the states of an active run (one a key)
 ACTIVE = "state IN ('PENDING', 'RUNNING', 'WAITING')"
+#: a PENDING run due now (one a claim takes)
+DUE = "SELECT 1 FROM runs WHERE state = 'PENDING' AND not_before <= ? LIMIT 1"
 
 
 class SqlRunStore(SqlReads):
@@ -72,8 +74,7 @@ class SqlRunStore(SqlReads):
         if run_id:
             condition, args = "id = ?", [run_id]
         else:
-            due = "SELECT 1 FROM runs WHERE state = 'PENDING' AND not_before <= ? LIMIT 1"
-            if self._read(lambda db: self._scalar(db, due, (now,))) is None:
+            if not self._due(now):
                 return None  # the usual answer of an idle worker, without taking the write lock
             condition = (
                 "id = (SELECT id FROM runs WHERE state = 'PENDING' AND not_before <= ? "
@@ -88,6 +89,12 @@ class SqlRunStore(SqlReads):
                 (now, now, worker, *args, now),
             ).fetchone()
         return run_of(row)
+
+    def has_due(self) -> bool:
+        return self._due(time.time())
+
+    def _due(self, now: float) -> bool:
+        return self._read(lambda db: self._scalar(db, DUE, (now,))) is not None
 
     def _update_owned(self, assignments: str, args: Sequence[Any], run_id: str, attempt: int) -> bool:
         with self._db() as db:

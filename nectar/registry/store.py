@@ -36,6 +36,10 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
         """Start the next attempt of the oldest due PENDING run (or of ``run_id``) for ``worker``."""
 
     @abstractmethod
+    def has_due(self) -> bool:
+        """Whether a PENDING run is due now (one a :meth:`claim` would take), read without the write lock."""
+
+    @abstractmethod
     def heartbeat(self, run_id: str, attempt: int, worker: str | None = None) -> bool:
         """Renew the lease of a RUNNING attempt; False if the attempt is no longer the caller's."""
 

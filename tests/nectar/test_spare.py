@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -117,13 +119,56 @@ def new_executor(quick: Settings) -> Iterator[Callable[[], Executor]]:
         executor._reap(block=True)
 
 
-def test_an_idle_worker_forks_no_spare(new_executor: Callable[[], Executor]) -> None:
-    executor = new_executor()
+def forks_no_spare(executor: Executor) -> None:
+    """A few passes of ``executor``'s loop fork no process and leave it no spare."""
     before = set(children(os.getpid()))
     for _ in range(3):
         executor._serve_once()
     assert set(children(os.getpid())) == before
     assert len(executor.spares) == 0
+
+
+def test_an_idle_worker_forks_no_spare(new_executor: Callable[[], Executor]) -> None:
+    forks_no_spare(new_executor())
+
+
+def test_a_run_queued_for_later_makes_no_spare(new_executor: Callable[[], Executor], quick: Settings) -> None:
+    """A PENDING run not due yet (a retry's backoff, luigid unreachable) is no work: no spare is forked for it
+    (were one, it would be let go after ``spare_idle`` and forked again, round after round)."""
+    nectar = Nectar(quick)
+    run_id = submit(nectar, 7)
+    claimed = nectar.runs.claim("elsewhere:1", run_id)
+    assert claimed is not None and nectar.runs.requeue(run_id, claimed.attempt, delay=3600.0)
+    forks_no_spare(new_executor())
+
+
+def test_a_spare_still_being_set_up_is_let_go_without_waiting_for_its_setup(
+    new_executor: Callable[[], Executor], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its setup may wait long (on luigid, on the registry): letting it go (idle, or the worker stopping) kills it,
+    as no run was claimed in its name, rather than stopping the worker's loop until its setup ends."""
+    gate = tmp_path / "gate"
+    prepare = Executor._prepare
+
+    def held(self: Executor) -> Build | None:  # until the gate, however long: only the test's end opens it
+        while not gate.exists():
+            time.sleep(0.05)
+        return prepare(self)
+
+    monkeypatch.setattr(Executor, "_prepare", held)
+    executor = new_executor()
+    executor.spares.wanted()
+    executor.spares.keep(1)
+    (spare,) = executor.spares.spares
+    closing = threading.Thread(target=executor.spares.close, daemon=True)
+    try:
+        closing.start()
+        closing.join(60)  # a deadline that only fails a hung test: the old loop waited for the gate
+        assert not closing.is_alive(), "the worker's loop waits for a spare's setup"
+        assert not alive(spare.pid)
+    finally:
+        gate.touch()
+        closing.join(60)
 
 
 def test_an_idle_worker_has_not_imported_what_only_runs_need(settings: Settings) -> None:
