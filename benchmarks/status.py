@@ -8,7 +8,6 @@ API's CPU per request of each (counted from /proc, which the machine's noise mov
 from __future__ import annotations
 
 import http.client
-import os
 import random
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -24,7 +23,6 @@ from benchmarks.harness import (
 )
 from benchmarks.load import Load, Request, hammer, median_p99, median_rate, rates, samples
 from benchmarks.population import Probe, fill_luigid, fill_registry, fill_store
-from harness import cpu_seconds
 
 NAME = "status"
 CLIENTS = 16
@@ -63,25 +61,11 @@ def fetched(base_url: str, path: str, into: Path) -> Path:
     return into
 
 
-def api_cpu(cluster: Cluster, url: str) -> float:
-    """CPU seconds the gunicorn at ``url`` has used: its master's, its live workers' and those of the workers it
-    replaced (a recycled worker's time is in its master's ``cutime``/``cstime`` once reaped)."""
-    master = cluster.apis[url].pid
-    fields = Path(f"/proc/{master}/stat").read_text().rpartition(")")[2].split()
-    used = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
-    for pid in cluster.api_workers(url):
-        try:
-            used += cpu_seconds(pid)
-        except FileNotFoundError:  # exiting now: counted in cutime once its master reaps it
-            pass
-    return used
-
-
 def timed_burst(cluster: Cluster, url: str, requests: list[Request], duration: float) -> tuple[Load, float]:
     """A burst of ``requests`` at 16 clients, and the CPU seconds its API spent per request meanwhile."""
-    before = api_cpu(cluster, url)
+    before = cluster.api_cpu(url)
     load = hammer(url, requests, CLIENTS, duration=duration).check(200)
-    return load, (api_cpu(cluster, url) - before) / max(1, len(load.latencies))
+    return load, (cluster.api_cpu(url) - before) / max(1, len(load.latencies))
 
 
 def us(seconds: list[float]) -> float:
@@ -143,9 +127,9 @@ def run(ctx: Context) -> list[Figure]:
             load, seconds = timed_burst(cluster, main_url, main_requests, duration)
             steady.append(load)
             steady_cpu.append(seconds)
-            before, used = cluster.api_workers(recycled_url), api_cpu(cluster, recycled_url)
+            before, used = cluster.api_workers(recycled_url), cluster.api_cpu(recycled_url)
             load = hammer(recycled_url, main_requests, CLIENTS, duration=duration)
-            recycled_cpu.append((api_cpu(cluster, recycled_url) - used) / max(1, len(load.latencies)))
+            recycled_cpu.append((cluster.api_cpu(recycled_url) - used) / max(1, len(load.latencies)))
             replaced += recycles(before, cluster.api_workers(recycled_url))
             if set(load.statuses) - {200}:
                 raise RuntimeError(f"a recycling API answered {dict(load.statuses)}")

@@ -15,7 +15,6 @@ from typing import Any
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, at_least, median, ratio_at_least
 from benchmarks.load import Load, Request, hammer, median_rate, rates
 from benchmarks.population import TASK, Probe, fill_registry, fill_store
-from harness import cpu_seconds
 from nectar.registry import Run, RunState
 from nectar.registry.sqlite import SQLiteRunStore
 
@@ -54,16 +53,17 @@ def queue_in_bulk(runs: SQLiteRunStore, count: int) -> None:
 
 
 class Counted:
-    """Bursts at one API, with the CPU time its workers spent on each (µs per request answered)."""
+    """Bursts at one API, with the CPU time its gunicorn spent on each (µs per request answered), a worker recycled
+    meanwhile included."""
 
-    def __init__(self, pids: list[int]) -> None:
-        self.pids = pids
+    def __init__(self, cluster: Cluster, url: str) -> None:
+        self.cluster, self.url = cluster, url
         self.cpu_us: list[float] = []
 
     def hammer(self, *args: Any, **kwargs: Any) -> Load:
-        before = sum(map(cpu_seconds, self.pids))
+        before = self.cluster.api_cpu(self.url)
         load = hammer(*args, **kwargs)
-        self.cpu_us.append(1e6 * (sum(map(cpu_seconds, self.pids)) - before) / max(1, len(load.latencies)))
+        self.cpu_us.append(1e6 * (self.cluster.api_cpu(self.url) - before) / max(1, len(load.latencies)))
         return load
 
     def median_of(self, bursts: slice) -> float:
@@ -112,7 +112,7 @@ def run(ctx: Context) -> list[Figure]:
         hello = [("GET", "/hello")]
         hammer(url, finished, CLIENTS, duration=min(1.0, duration)).check(200)  # warm every worker thread
         hammer(base_url, hello, CLIENTS, duration=min(1.0, duration)).check(200)
-        api, base = Counted(cluster.api_workers(url)), Counted(cluster.api_workers(base_url))
+        api, base = Counted(cluster, url), Counted(cluster, base_url)
         new: list[Load] = []
         done: list[Load] = []
         hellos: list[Load] = []
