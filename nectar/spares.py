@@ -118,7 +118,9 @@ class Spares:
 
     def keep(self, slots: int) -> None:
         """Fork a spare if fewer than wanted (one per call), or let the extra ones go: :data:`AHEAD` per slot while
-        runs are wanted, none after ``idle_after`` seconds without."""
+        runs are wanted, none after ``idle_after`` seconds without. The dead ones are reaped first, every slot busy
+        or not (a claim looks only when a slot is free): none stays a zombie counted among the spares."""
+        self._look(0.0)
         want = AHEAD * slots if self.busy else 0
         self._wanted_now = False
         if len(self.spares) < want:

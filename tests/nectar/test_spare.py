@@ -26,6 +26,9 @@ from tests.faults.conftest import alive, children
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 QUICK_CHAIN = """
+import os
+import time
+
 import luigi
 from nectar import NectarTask
 
@@ -36,6 +39,16 @@ class QuickTask(NectarTask):
     def run(self):
         with self.output().open("w") as out:
             out.write(f"{self.n}\\n")
+
+
+class HeldTask(NectarTask):
+    gate = luigi.Parameter()
+
+    def run(self):
+        while not os.path.exists(self.gate):
+            time.sleep(0.05)
+        with self.output().open("w") as out:
+            out.write("held\\n")
 """
 #: long enough that no test sees a spare let go for idleness unless it asks for it
 KEPT = 3600.0
@@ -100,6 +113,35 @@ def test_spares_are_let_go_once_no_run_was_claimed_for_a_while(quick: Settings, 
     assert run.state == RunState.DONE
     assert spares_after(worker, run, 0) == []
     assert worker.poll() is None
+
+
+def test_a_spare_that_dies_while_every_slot_is_busy_is_reaped_and_replaced(
+    quick: Settings, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """Not left a zombie counted among the spares until a slot is free: the worker looks at its spares each pass."""
+    nectar = Nectar(quick)
+    worker = start_worker(quick, workers=1)
+    spares_after(worker, ended(nectar, submit(nectar, 8)), AHEAD)
+    gate = tmp_path / "held-gate"
+    held = nectar.submit("quick", "quick_chain", "HeldTask", {"gate": str(gate)}).run
+    assert held is not None
+    try:
+        running = wait_until(lambda: (r := nectar.runs.get(held.id)) and r.state == RunState.RUNNING and r, timeout=60)
+        assert isinstance(running, Run)
+        attempt = pid_of(running)
+        spares = wait_until(
+            lambda: len(kids := [k for k in children(worker.pid) if k != attempt and alive(k)]) == AHEAD and kids,
+            timeout=60,
+        )
+        assert isinstance(spares, list)
+        os.kill(spares[0], signal.SIGKILL)
+        wait_until(lambda: spares[0] not in children(worker.pid), timeout=60)  # reaped, the slot still busy
+        wait_until(lambda: len([k for k in children(worker.pid) if k != attempt and alive(k)]) == AHEAD, timeout=60)
+        current = nectar.runs.get(held.id)
+        assert current is not None and current.state == RunState.RUNNING
+    finally:
+        gate.touch()
+    assert ended(nectar, held.id).state == RunState.DONE
 
 
 @pytest.fixture
