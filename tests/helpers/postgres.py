@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import shutil
@@ -34,6 +35,46 @@ def ensure_installed() -> Path:
     return binaries
 
 
+#: each server's folder, in the temporary folder
+PREFIX = "nectar-pg-"
+#: the file in a server's folder that its test session holds locked while it lives (the kernel lets go when the
+#: session dies, SIGKILL included): a server whose lock is free was left behind
+OWNER = "owner.lock"
+
+
+def stop_orphans(binaries: Path) -> list[Path]:
+    """Stop and remove the servers whose test session died without stopping them (a killed ``pytest``: ``pg_ctl``
+    starts a server in the background, no child of the session); the folders removed."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        try:
+            owner = os.open(folder / OWNER, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:  # none (being made, or an older helper's): not known to be left behind
+            continue
+        try:
+            try:
+                fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # its session lives
+                continue
+            stop = [str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"]
+            subprocess.run(_as_owner(stop), capture_output=True, timeout=60)
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(owner)
+    return removed
+
+
+def _owned(folder: Path) -> int:
+    """A descriptor of ``folder``'s :data:`OWNER` file, locked: made under another name and renamed once locked,
+    so that :func:`stop_orphans` never finds it free; closed on exec (a server started does not hold it)."""
+    staged = folder / f"{OWNER}.new"
+    owner = os.open(staged, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    staged.rename(folder / OWNER)
+    return owner
+
+
 def _as_owner(argv: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: as root, run it as the package's ``postgres`` user."""
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
@@ -46,17 +87,20 @@ class PostgresServer:
     binaries: Path
     folder: Path
     port: int
+    owner: int  # the locked descriptor of the folder's OWNER file, held while this session lives
 
     @classmethod
     def start(cls, port: int) -> PostgresServer:
         binaries = ensure_installed()
-        folder = Path(tempfile.mkdtemp(prefix="nectar-pg-"))
+        stop_orphans(binaries)
+        folder = Path(tempfile.mkdtemp(prefix=PREFIX))
+        owner = _owned(folder)
         if os.geteuid() == 0:
             shutil.chown(folder, "postgres", "postgres")
         data = folder / "data"
         initdb = [str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]
         subprocess.run(_as_owner(initdb), check=True, capture_output=True, timeout=120)
-        server = cls(binaries, folder, port)
+        server = cls(binaries, folder, port, owner)
         server.resume()
         return server
 
@@ -87,3 +131,4 @@ class PostgresServer:
     def stop(self) -> None:
         subprocess.run(self._pg_ctl("-m", "immediate", "stop"), capture_output=True, timeout=60)
         shutil.rmtree(self.folder, ignore_errors=True)
+        os.close(self.owner)
