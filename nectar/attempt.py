@@ -39,7 +39,7 @@ from nectar.errors import ChainImportError, Interrupted, LeaseLost, NectarError,
 from nectar.leases import AttemptLease, process_name, release
 from nectar.logs.format import current_run
 from nectar.luigid import scheduler_of, scheduler_secret
-from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, retry_allowed, wait
+from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, re_enable_ahead, retry_allowed, wait
 from nectar.registry import Run, RunState, RunStore
 from nectar.registry.model import waited
 from nectar.steps import MAX_ERROR, StepRecorder, describe
@@ -181,8 +181,7 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
     with lease:
         # luigid is asked which of the task's steps it disabled (lifted for a new submission) while the chain compiles
         client = build.client if build is not None else None
-        if client is not None and run.attempt == 1:
-            client.ask_disabled(run.task_id)
+        re_enable_ahead(client, run)
         try:
             task = load_task(settings, run)
             lease.limit(max_runtime(task, settings.max_runtime))

@@ -213,7 +213,7 @@ class Connections:
                         raise LuigidError(f"luigid answered {answer.status} {answer.reason} to {unread.calls[0][0]}")
                     if len(unread.calls) <= own:
                         own -= 1
-                    path, _, tag = unread.calls.pop(0)
+                    tag = unread.calls.pop(0)[2]
                     unread.sent -= 1
                     if tag:
                         unread.kept[tag] = answer.body

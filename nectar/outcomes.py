@@ -58,6 +58,12 @@ def _disabled_until(record: dict[str, Any]) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
 
 
+def re_enable_ahead(scheduler: SchedulerClient | None, run: Run) -> None:
+    """Ask luigid now what :func:`re_enable` will read for ``run`` (luigid answers while the attempt goes on)."""
+    if scheduler is not None and run.attempt == 1:
+        scheduler.ask_disabled(run.task_id)
+
+
 def re_enable(scheduler: SchedulerClient | None, run: Run) -> bool:
     """A new submission is the user asking again: luigid's own disable of the task's steps is lifted (those it
     knows as the task's; a step met disabled later is re-enabled by :func:`wait`). Whether any was."""
