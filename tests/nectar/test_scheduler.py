@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO
 
 import luigi
 import luigi.interface
@@ -294,17 +295,20 @@ class Scripted:
             except OSError:
                 return
             with conn, conn.makefile("rb") as requests:
-                while line := requests.readline():
-                    length = 0
-                    while (header := requests.readline()) not in (b"\r\n", b""):
-                        if header.lower().startswith(b"content-length:"):
-                            length = int(header.split(b":")[1])
-                    requests.read(length)
-                    self.seen.append(line.split()[1].decode())
-                    try:
-                        conn.sendall(self.answer(self.seen[-1], len(self.seen)))
-                    except OSError:
-                        break
+                try:
+                    self._answer(conn, requests)
+                except OSError:  # the client closed the connection (a reset, with an answer it did not read)
+                    pass
+
+    def _answer(self, conn: socket.socket, requests: BinaryIO) -> None:
+        while line := requests.readline():
+            length = 0
+            while (header := requests.readline()) not in (b"\r\n", b""):
+                if header.lower().startswith(b"content-length:"):
+                    length = int(header.split(b":")[1])
+            requests.read(length)
+            self.seen.append(line.split()[1].decode())
+            conn.sendall(self.answer(self.seen[-1], len(self.seen)))
 
     def close(self) -> None:
         self.server.close()
