@@ -30,12 +30,11 @@ from typing import Any, TypeVar
 import luigi.interface
 import luigi.scheduler
 import luigi.worker
-from luigi.execution_summary import LuigiRunResult
 from luigi.setup_logging import InterfaceLogging
 
 from nectar import parallel
 from nectar.config import get_settings
-from nectar.luigi_internals import new_worker, schedule_and_run
+from nectar.luigi_internals import RunResult, new_worker, schedule_and_run
 from nectar.luigid import Connections, LuigidRPC, SchedulerClient
 from nectar.task import record_every_task
 
@@ -118,7 +117,7 @@ class Build:
         aside = self.aside.call if self.aside is not None else None
         return new_worker(self.scheduler, self.worker_id, processes, aside, **config)
 
-    def run(self, task: luigi.Task) -> LuigiRunResult:
+    def run(self, task: luigi.Task) -> RunResult:
         """Schedule ``task`` (and what it requires) and run what is not done; once per Build.
 
         Up to :func:`~nectar.parallel.step_workers` steps run at once: one in this process, with the worker made

@@ -62,6 +62,10 @@ PROBES = "tests.luigi_internals_probes"
         (luigi.worker.Worker._add_worker, ["self"]),
         (luigi.execution_summary._summary_dict, ["worker"]),
         (luigi.execution_summary.LuigiRunResult.__init__, ["self", "worker", "worker_add_run_status"]),
+        (luigi.execution_summary._summary_format, ["set_tasks", "worker"]),
+        (luigi.execution_summary._summary_wrap, ["str_output"]),
+        (luigi.execution_summary._tasks_status, ["set_tasks"]),
+        (luigi.execution_summary._create_one_line_summary, ["status_code"]),
         (luigi.worker._is_external, ["task"]),
         (luigi.server.app, ["scheduler"]),
         (luigi.contrib.s3.S3Client._path_to_bucket_and_key, ["path"]),
@@ -168,6 +172,16 @@ def test_a_worker_made_and_run_as_luigi_build_does(probes: str) -> None:
     worker = new_worker(scheduler, "nectar-seam:1", 1)
     result = schedule_and_run(worker, step(), env)
     assert (done, result.scheduling_succeeded) == (["ran"], True)
+    # luigi's summary is made when read (an attempt reads it only when its task is not complete), and is luigi's
+    assert not {"summary_text", "status", "one_line_summary"} & set(vars(result)), "the summary was made unread"
+    luigis = luigi.execution_summary.LuigiRunResult(worker, True)
+    assert isinstance(result, luigi.execution_summary.LuigiRunResult)
+    assert (result.summary_text, result.status, result.one_line_summary) == (
+        luigis.summary_text,
+        luigis.status,
+        luigis.one_line_summary,
+    )
+    assert "1 ran successfully" in result.summary_text
     outcomes = tasks_by_outcome(worker)
     assert (outcomes["completed"], outcomes["already_done"]) == ({step()}, {source()})
     for kind in ("run_by_other_worker", "upstream_run_by_other_worker", "not_run", "failed"):

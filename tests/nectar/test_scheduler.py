@@ -7,6 +7,7 @@ import http.client
 import json
 import socket
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,12 +16,14 @@ from typing import BinaryIO
 import luigi
 import luigi.interface
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harness import waitfor
 from nectar.build import Aside
 from nectar.errors import SchedulerUnavailable
 from nectar.luigi_internals import forget_task_classes, new_worker, schedule_and_run
-from nectar.luigid import Connections, LuigidError, LuigidRPC, SchedulerClient, _read_answers
+from nectar.luigid import Connections, LuigidError, LuigidRPC, SchedulerClient, _read_answers, form_body
 from tests.conftest import free_port, start_luigid, stop
 
 
@@ -381,3 +384,15 @@ def test_a_call_interrupted_after_its_write_leaves_no_answer_to_the_next_call() 
         assert connections.post("/api/ping", {}) == ok("/api/ping").partition(b"\r\n\r\n")[2]
     finally:
         server.close()
+
+
+@given(st.dictionaries(st.text(), st.text(), max_size=4))
+def test_a_form_is_encoded_byte_for_byte_as_urlencode_encodes_it(form: dict[str, str]) -> None:
+    assert form_body(form) == urllib.parse.urlencode(form).encode()
+
+
+def test_a_form_of_luigis_is_encoded_as_urlencode_encodes_it() -> None:
+    data = {"task_id": "Leaf_1_9a", "params": {"day": "2024-01-01", "text": "a b+c&d=é\u2028\x00😀"}, "deps": None}
+    form = {"data": json.dumps(data), "worker": "nectar-host:1"}
+    assert form_body(form) == urllib.parse.urlencode(form).encode()
+    assert urllib.parse.parse_qs(form_body(form).decode()) == {name: [value] for name, value in form.items()}
