@@ -233,6 +233,46 @@ def test_a_worker_running_its_steps_in_its_own_process_gets_their_results_in_mem
         assert (done, result.scheduling_succeeded, tasks_by_outcome(worker)["completed"]) == (["ran"], True, {step()})
 
 
+def test_luigis_worker_reads_its_settings_and_makes_its_queue_through_the_names_the_seam_swaps() -> None:
+    names = luigi.worker.Worker.__init__.__code__.co_names
+    assert "worker" in names and "multiprocessing" in names, "luigi's Worker.__init__ no longer reads these names"
+    assert "Queue" in names, "luigi's Worker.__init__ no longer makes multiprocessing.Queue()"
+
+
+@pytest.mark.parametrize(
+    ("processes", "forced", "in_memory"),
+    [(1, False, True), (1, True, False), (2, False, False)],
+    ids=["one process", "force_multiprocessing", "two processes"],
+)
+def test_a_worker_given_its_settings_ahead_reads_none_and_makes_no_queue_it_does_not_use(
+    probes: str, processes: int, forced: bool, in_memory: bool
+) -> None:
+    """Read once, ahead, luigi's [worker] settings serve a worker made later (a fresh attempt's process reads
+    luigi's configuration for the first time: 1.6 ms); one that runs its steps in its own process makes no
+    multiprocessing queue (pipe and semaphores: 0.7 ms), only to close it."""
+    done: list[str] = []
+    step = probe("SeamReadAhead", run=lambda self: done.append("ran"), complete=lambda self: bool(done))
+    settings = luigi.worker.worker(force_multiprocessing=forced)
+    scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+    made: list[str] = []
+    real_queue = multiprocessing.Queue
+
+    def counted() -> multiprocessing.queues.Queue[Any]:
+        made.append("queue")
+        return real_queue()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(multiprocessing, "Queue", counted)
+        patch.setattr(luigi.worker, "worker", lambda **_: pytest.fail("the [worker] settings were read again"))
+        worker = new_worker(scheduler, "nectar-seam:5", processes, settings=settings)
+        assert (luigi.worker.multiprocessing, worker._config) == (multiprocessing, settings)
+    assert made == ([] if in_memory else ["queue"])
+    assert isinstance(worker._task_result_queue, multiprocessing.queues.Queue) is not in_memory
+    if in_memory:
+        result = schedule_and_run(worker, step(), env=luigi.interface.core(no_lock=True, local_scheduler=True))
+        assert (done, result.scheduling_succeeded) == (["ran"], True)
+
+
 def test_forgotten_task_classes_leave_luigis_registry(probes: str) -> None:
     probe("SeamForgotten", task_namespace="seam_probe")
     assert Register.get_task_cls("seam_probe.SeamForgotten").__module__ == PROBES
