@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import http.client
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 from harness import Processes, base_env, children, free_port, settings_env, waitfor
 from nectar.config import Settings
+from nectar.registry.sqlite import SQLiteRunStore
 
 #: a chain that notes the pid of each process that imports it
 NOTING_CHAIN = """
@@ -30,10 +32,10 @@ class NotedTask(NectarTask):
 MAX_REQUESTS = 20
 
 
-def chains_of(port: int) -> int:
+def chains_of(port: int, path: str = "/api/chains/prefork") -> int:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
-        connection.request("GET", "/api/chains/prefork", headers={"Connection": "close"})
+        connection.request("GET", path, headers={"Connection": "close"})
         answer = connection.getresponse()
         answer.read()
         return answer.status
@@ -62,4 +64,29 @@ def test_the_chains_are_imported_in_the_master_and_no_worker_imports_them_again(
         importers = ledger.read_text().split()
         assert importers == [str(api.pid)], f"imported by {importers}: the master is {api.pid}, workers {first}"
     finally:
+        processes.close()
+
+
+def test_no_api_worker_writes_the_registry_to_check_its_schema_a_recycled_one_neither(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The master checks the SQLite registry's schema once before it forks; a worker only reads it (a status lookup
+    is a read): no write transaction of a worker's, its first requests' and a recycled worker's included."""
+    SQLiteRunStore(settings.registry_path)  # the registry as an earlier start left it
+    env = base_env() | settings_env(settings) | {"NECTAR_API_MAX_REQUESTS": str(MAX_REQUESTS)}
+    env |= {"NECTAR_API_THREADS": "2"}
+    processes = Processes(tmp_path / "logs")
+    watcher = sqlite3.connect(settings.registry_path)
+    try:
+        port = free_port()
+        api = processes.api(port, env, workers=1)
+        first = children(api.pid)
+        version = watcher.execute("PRAGMA data_version").fetchone()[0]  # moves with any other connection's commit
+        for _ in range(3 * MAX_REQUESTS):  # the worker is replaced at least once on the way
+            assert chains_of(port, "/api/runs") == 200
+        waitfor(lambda: set(children(api.pid)) - set(first), 60, "a recycled API worker")
+        assert chains_of(port, "/api/runs") == 200
+        assert watcher.execute("PRAGMA data_version").fetchone()[0] == version, "an API worker wrote the registry"
+    finally:
+        watcher.close()
         processes.close()
