@@ -142,6 +142,13 @@ def post_worker_init(worker: object) -> None:
     json_error_pages(worker)
 
 
+def worker_exit(server: object, worker: object) -> None:
+    """A worker that ends leaves without Python's teardown (:func:`nectar.gunicorn_ext.exit_without_teardown`)."""
+    from nectar.gunicorn_ext import exit_without_teardown
+
+    exit_without_teardown()
+
+
 def when_ready(server: object) -> None:
     """A closed terminal (SIGHUP) stops the API as SIGTERM does; gunicorn would reload and live on.
 

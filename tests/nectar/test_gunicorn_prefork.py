@@ -28,6 +28,20 @@ class NotedTask(NectarTask):
         with self.output().open("w") as out:
             out.write("noted\\n")
 """
+#: a chain whose import registers an exit handler noting the pid of each process that runs it
+EXIT_NOTING_CHAIN = """
+import atexit
+import os
+
+from nectar import NectarTask
+
+ledger = os.environ["EXIT_LEDGER"]
+atexit.register(lambda: open(ledger, "a").write(f"{os.getpid()}\\n"))
+
+
+class ExitNotedTask(NectarTask):
+    pass
+"""
 #: requests after which gunicorn replaces a worker (give or take its 10 % jitter)
 MAX_REQUESTS = 20
 
@@ -89,4 +103,32 @@ def test_no_api_worker_writes_the_registry_to_check_its_schema_a_recycled_one_ne
         assert watcher.execute("PRAGMA data_version").fetchone()[0] == version, "an API worker wrote the registry"
     finally:
         watcher.close()
+        processes.close()
+
+
+def test_a_worker_that_ends_skips_pythons_teardown_and_its_requests_are_all_answered(
+    settings: Settings, write_chain: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """A recycled worker, and one stopped with its master, leaves without Python's teardown (which released every
+    object it shares with the master, copying their pages): an exit handler inherited from the master runs in the
+    master alone. Every request is answered, and gunicorn sees each worker end with status 0."""
+    ledger = tmp_path / "exits.txt"
+    ledger.touch()
+    write_chain("prefork/exit_noting_chain", EXIT_NOTING_CHAIN)
+    env = base_env() | settings_env(settings) | {"EXIT_LEDGER": str(ledger)}
+    env |= {"NECTAR_API_MAX_REQUESTS": str(MAX_REQUESTS), "NECTAR_API_THREADS": "2", "NECTAR_LOG_LEVEL": "info"}
+    processes = Processes(tmp_path / "logs")
+    try:
+        port = free_port()
+        api = processes.api(port, env, workers=2)
+        first = children(api.pid)
+        for _ in range(3 * MAX_REQUESTS):  # a worker is replaced at least once on the way
+            assert chains_of(port) == 200
+        waitfor(lambda: set(children(api.pid)) - set(first), 60, "a recycled API worker")
+        processes.stop(api)  # its workers end with it
+        assert api.returncode == 0
+        assert ledger.read_text().split() == [str(api.pid)], f"exit handlers ran in {ledger.read_text().split()}"
+        log = "\n".join(path.read_text() for path in (tmp_path / "logs").glob("*"))
+        assert log.count("Worker exiting") >= 3 and "exited with code" not in log, log
+    finally:
         processes.close()
