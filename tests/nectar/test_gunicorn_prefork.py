@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import sqlite3
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +58,15 @@ def chains_of(port: int, path: str = "/api/chains/prefork") -> int:
         connection.close()
 
 
+def recycle_once(api: subprocess.Popen[bytes], port: int, path: str = "/api/chains/prefork") -> list[int]:
+    """Sends ``GET path`` (each answered 200) until a worker of ``api`` is replaced; the workers it had first."""
+    first = children(api.pid)
+    for _ in range(3 * MAX_REQUESTS):  # a worker is replaced at least once on the way
+        assert chains_of(port, path) == 200
+    waitfor(lambda: set(children(api.pid)) - set(first), 60, "a recycled API worker")
+    return first
+
+
 def test_the_chains_are_imported_in_the_master_and_no_worker_imports_them_again(
     settings: Settings, write_chain: Callable[[str, str], Path], tmp_path: Path
 ) -> None:
@@ -69,10 +79,7 @@ def test_the_chains_are_imported_in_the_master_and_no_worker_imports_them_again(
     try:
         port = free_port()
         api = processes.api(port, env, workers=1)
-        first = children(api.pid)
-        for _ in range(3 * MAX_REQUESTS):  # the worker is replaced at least once on the way
-            assert chains_of(port) == 200
-        waitfor(lambda: set(children(api.pid)) - set(first), 60, "a recycled API worker")
+        first = recycle_once(api, port)
         assert chains_of(port) == 200  # the recycled worker answers about the chain
 
         importers = ledger.read_text().split()
@@ -94,11 +101,8 @@ def test_no_api_worker_writes_the_registry_to_check_its_schema_a_recycled_one_ne
     try:
         port = free_port()
         api = processes.api(port, env, workers=1)
-        first = children(api.pid)
         version = watcher.execute("PRAGMA data_version").fetchone()[0]  # moves with any other connection's commit
-        for _ in range(3 * MAX_REQUESTS):  # the worker is replaced at least once on the way
-            assert chains_of(port, "/api/runs") == 200
-        waitfor(lambda: set(children(api.pid)) - set(first), 60, "a recycled API worker")
+        recycle_once(api, port, "/api/runs")
         assert chains_of(port, "/api/runs") == 200
         assert watcher.execute("PRAGMA data_version").fetchone()[0] == version, "an API worker wrote the registry"
     finally:
@@ -121,10 +125,7 @@ def test_a_worker_that_ends_skips_pythons_teardown_and_its_requests_are_all_answ
     try:
         port = free_port()
         api = processes.api(port, env, workers=2)
-        first = children(api.pid)
-        for _ in range(3 * MAX_REQUESTS):  # a worker is replaced at least once on the way
-            assert chains_of(port) == 200
-        waitfor(lambda: set(children(api.pid)) - set(first), 60, "a recycled API worker")
+        recycle_once(api, port)
         processes.stop(api)  # its workers end with it
         assert api.returncode == 0
         assert ledger.read_text().split() == [str(api.pid)], f"exit handlers ran in {ledger.read_text().split()}"
