@@ -122,7 +122,7 @@ def run(ctx: Context) -> list[Figure]:
         recycled_url = cluster.start_api(NECTAR_DATA_DIR=str(data_dir), NECTAR_API_MAX_REQUESTS=str(max_requests))
         hammer(recycled_url, main_requests, CLIENTS, duration=min(1.0, duration)).check(200)
         steady, recycled, replaced, dropped = [], [], 0, 0
-        steady_cpu, recycled_cpu = [], []
+        steady_cpu, recycled_cpu, added = [], [], 0.0
         for _ in range(ctx.repeats):
             load, seconds = timed_burst(cluster, main_url, main_requests, duration)
             steady.append(load)
@@ -131,6 +131,7 @@ def run(ctx: Context) -> list[Figure]:
             load = hammer(recycled_url, main_requests, CLIENTS, duration=duration)
             recycled_cpu.append((cluster.api_cpu(recycled_url) - used) / max(1, len(load.latencies)))
             replaced += recycles(before, cluster.api_workers(recycled_url))
+            added += (recycled_cpu[-1] - steady_cpu[-1]) * len(load.latencies)  # over the same lookups, no recycle
             if set(load.statuses) - {200}:
                 raise RuntimeError(f"a recycling API answered {dict(load.statuses)}")
             dropped += load.errors  # a keep-alive connection closed by a worker that exits: the client reconnects
@@ -138,7 +139,8 @@ def run(ctx: Context) -> list[Figure]:
         print(
             f"recycling API (max_requests {max_requests}): {replaced} workers replaced in {ctx.repeats} bursts, "
             f"{dropped} connections closed under a client; requests/s {rates(recycled)} beside {rates(steady)}; "
-            f"API CPU per lookup {us(recycled_cpu)} us beside {us(steady_cpu)} us"
+            f"API CPU per lookup {us(recycled_cpu)} us beside {us(steady_cpu)} us; "
+            f"{added / max(1, replaced) * 1e3:.1f} ms more per worker replaced"
         )
         # the seed's lookup takes seconds at 16 clients: each client sends one per repeat (600 s fails only a hung one)
         seed = [
@@ -168,4 +170,7 @@ def run(ctx: Context) -> list[Figure]:
         Figure(NAME, f"lookups/s {at_main}, an API worker recycled in each burst ({replaced} in {len(recycled)})",
                median_rate(recycled), "/s", "the same, no recycle (bursts beside them)", median_rate(steady),
                ratio_at_least(0.9)),
+        Figure(NAME, "API CPU a recycle adds (over the bursts' lookups without one, per worker replaced)",
+               added / max(1, replaced), "ms", f"API CPU of a worker's {max_requests} lookups between two recycles",
+               median(steady_cpu) * max_requests),
     ]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import tempfile
+from typing import Any
 
 from nectar.deferred_imports import API_ABSENT, API_UNUSED, Deferral
 
@@ -113,7 +114,24 @@ def pre_fork(server: object, worker: object) -> None:
             except Exception:  # raised here it would stop gunicorn's master (a folder removed mid-scan): the
                 # worker loads the chains on its first request instead, and answers that request's error itself
                 server.log.warning("could not load the chains before forking a worker", exc_info=True)  # type: ignore[attr-defined]
+            _open_registry(server, service)
     gc.freeze()
+
+
+def _open_registry(server: object, service: Any) -> None:
+    """A SQLite registry opened in the master, once: its schema checked (or brought up to date) here and not by each
+    worker, a recycled one too, on its first request (~5 ms of CPU and a write transaction each). The master keeps
+    no connection (nothing of SQLite's crosses a fork) and each worker's connections check the schema's version as
+    they open, so a newer release's migration since is still refused. PostgreSQL's store is left to each worker:
+    its pool runs threads, which a master that forks must not have."""
+    from nectar.registry import dialect_of
+
+    if dialect_of(service.settings) != "sqlite":
+        return
+    try:
+        service.runs  # noqa: B018 (a cached property: opened once)
+    except Exception:  # each worker opens it on its first request instead, and answers that request's error itself
+        server.log.warning("could not open the run registry before forking a worker", exc_info=True)  # type: ignore[attr-defined]
 
 
 def post_worker_init(worker: object) -> None:
@@ -122,6 +140,13 @@ def post_worker_init(worker: object) -> None:
 
     worker.read_timeout = READ_TIMEOUT  # type: ignore[attr-defined]
     json_error_pages(worker)
+
+
+def worker_exit(server: object, worker: object) -> None:
+    """A worker that ends leaves without Python's teardown (:func:`nectar.gunicorn_ext.exit_without_teardown`)."""
+    from nectar.gunicorn_ext import exit_without_teardown
+
+    exit_without_teardown()
 
 
 def when_ready(server: object) -> None:

@@ -18,6 +18,10 @@ they passed on).
   start removes the folders whose lock is free.
 - :func:`few_malloc_arenas`: glibc gives each thread that allocates an arena of its own, which keeps what the
   thread freed; a worker's 8 threads held ~1.5 MB each after a /metrics scrape, so they share two.
+- :func:`exit_without_teardown`: a worker that ends (recycled by ``max_requests``, or stopped) has answered its
+  connections by then; Python's teardown at exit then released every object the worker shares with its master,
+  copying each page it touched (~35 ms of CPU and ~6,300 page faults per recycle, a third of what one cost), so
+  it leaves at once with gunicorn's exit status, its logs flushed.
 - :func:`json_error_pages`: a request gunicorn cannot parse (a bad request line, headers too large, ...) never
   reaches the app; its worker answers with ``gunicorn.util.write_error``, an HTML page, called by that module
   attribute (``gunicorn/workers/base.py``: ``handle_error``); here it answers in the API's JSON envelope
@@ -35,6 +39,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from contextlib import suppress
@@ -300,3 +305,21 @@ def few_malloc_arenas(arenas: int = API_ARENAS) -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(M_ARENA_MAX, arenas) == 1)
+
+
+def exit_without_teardown() -> None:
+    """End this gunicorn worker now, with the status gunicorn is ending it with, skipping Python's teardown.
+
+    Called from ``worker_exit`` (gunicorn calls it in the worker as the ``SystemExit`` that ends it propagates,
+    after its loop answered every connection or its ``graceful_timeout`` passed). The teardown would free every
+    object inherited from the master (copy-on-write: each page touched is copied) and run exit handlers the master
+    runs itself; the logs are flushed first. Anything else ending the worker (not a ``SystemExit`` with a status)
+    is left to Python."""
+    ending = sys.exc_info()[1]
+    if not isinstance(ending, SystemExit) or not isinstance(ending.code, int | None):
+        return
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(Exception):
+            stream.flush()
+    os._exit(ending.code or 0)

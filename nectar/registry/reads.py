@@ -24,13 +24,20 @@ T = TypeVar("T")
 #: a step's columns as :meth:`SqlReads.steps` reads them, in the order of :class:`Step`'s fields
 STEP_FIELDS = ("run_id", "task_id", "task", "key", "state", "executed", "error", "updated_at")
 #: a key's latest run and its steps in one read: one row per step, the requested task last (a run without steps:
-#: one row, its step columns NULL; no run: no row). The run by the ``runs_by_key`` index, its steps by their key
+#: one row, its step columns NULL; no run: no row). The run by the ``runs_by_key`` index, its steps by their key;
+#: each row ends with its step's ``seq``, by which the rows are put in order here (SQLite sorted them in a temporary
+#: B-tree, built for every status lookup: no index has a run's steps in that order)
 LATEST_WITH_STEPS = (
     f"SELECT {', '.join(f'r.{column}' for column in RUN_COLUMNS)}, "
-    f"{', '.join(f's.{column} AS step_{column}' for column in STEP_FIELDS)} "
+    f"{', '.join(f's.{column} AS step_{column}' for column in STEP_FIELDS)}, s.seq AS step_seq "
     f"FROM (SELECT {RUNS} FROM runs WHERE key = ? ORDER BY queued_at DESC LIMIT 1) AS r "
-    "LEFT JOIN steps AS s ON s.run_id = r.id ORDER BY s.seq DESC"
+    "LEFT JOIN steps AS s ON s.run_id = r.id"
 )
+
+
+def _seq(row: Sequence[Any]) -> int:
+    """The ``seq`` a row of :data:`LATEST_WITH_STEPS` ends with."""
+    return int(row[-1])
 
 
 def step_of(row: Sequence[Any]) -> Step:
@@ -118,7 +125,9 @@ class SqlReads(RunStore):
             return None, []
         width = len(RUN_COLUMNS)
         run = run_of(dict(zip(RUN_COLUMNS, rows[0][:width], strict=True)))
-        return run, [step_of(row[width:]) for row in rows if row[width] is not None]
+        if len(rows) > 1:
+            rows.sort(key=_seq, reverse=True)  # the last recorded first
+        return run, [step_of(row[width:-1]) for row in rows if row[width] is not None]
 
     def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
         condition, args = filter_sql(where)

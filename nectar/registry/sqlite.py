@@ -115,7 +115,9 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         self._local = threading.local()
         self._writes: tuple[int, sqlite3.Connection] | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._migrate()
+        self._connection()  # its schema checked (brought up to date): a gunicorn master does it once for its workers
+        self._local.conn.close()  # and closed: nothing of SQLite's crosses a fork (a worker opens its own)
+        self._local.conn = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -127,6 +129,15 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         if conn is None or self._local.pid != os.getpid():  # never share a connection across fork
             conn = self._open()
             self._local.conn, self._local.pid, self._local.owned = conn, os.getpid(), None
+            try:  # every new connection reads the schema's version (a read): a newer release's migration since this
+                # process opened the file is refused here (never read with this release's statements), an older
+                # file brought up to date (a connection the check refused is not kept)
+                if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                    self._migrate()
+            except BaseException:
+                self._local.conn = None
+                conn.close()
+                raise
         return conn
 
     def _open(self) -> sqlite3.Connection:

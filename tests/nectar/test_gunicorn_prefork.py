@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import http.client
+import sqlite3
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from harness import Processes, base_env, children, free_port, settings_env, waitfor
 from nectar.config import Settings
+from nectar.registry.sqlite import SQLiteRunStore
 
 #: a chain that notes the pid of each process that imports it
 NOTING_CHAIN = """
@@ -26,19 +29,42 @@ class NotedTask(NectarTask):
         with self.output().open("w") as out:
             out.write("noted\\n")
 """
+#: a chain whose import registers an exit handler noting the pid of each process that runs it
+EXIT_NOTING_CHAIN = """
+import atexit
+import os
+
+from nectar import NectarTask
+
+ledger = os.environ["EXIT_LEDGER"]
+atexit.register(lambda: open(ledger, "a").write(f"{os.getpid()}\\n"))
+
+
+class ExitNotedTask(NectarTask):
+    pass
+"""
 #: requests after which gunicorn replaces a worker (give or take its 10 % jitter)
 MAX_REQUESTS = 20
 
 
-def chains_of(port: int) -> int:
+def chains_of(port: int, path: str = "/api/chains/prefork") -> int:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
-        connection.request("GET", "/api/chains/prefork", headers={"Connection": "close"})
+        connection.request("GET", path, headers={"Connection": "close"})
         answer = connection.getresponse()
         answer.read()
         return answer.status
     finally:
         connection.close()
+
+
+def recycle_once(api: subprocess.Popen[bytes], port: int, path: str = "/api/chains/prefork") -> list[int]:
+    """Sends ``GET path`` (each answered 200) until a worker of ``api`` is replaced; the workers it had first."""
+    first = children(api.pid)
+    for _ in range(3 * MAX_REQUESTS):  # a worker is replaced at least once on the way
+        assert chains_of(port, path) == 200
+    waitfor(lambda: set(children(api.pid)) - set(first), 60, "a recycled API worker")
+    return first
 
 
 def test_the_chains_are_imported_in_the_master_and_no_worker_imports_them_again(
@@ -53,13 +79,57 @@ def test_the_chains_are_imported_in_the_master_and_no_worker_imports_them_again(
     try:
         port = free_port()
         api = processes.api(port, env, workers=1)
-        first = children(api.pid)
-        for _ in range(3 * MAX_REQUESTS):  # the worker is replaced at least once on the way
-            assert chains_of(port) == 200
-        waitfor(lambda: set(children(api.pid)) - set(first), 60, "a recycled API worker")
+        first = recycle_once(api, port)
         assert chains_of(port) == 200  # the recycled worker answers about the chain
 
         importers = ledger.read_text().split()
         assert importers == [str(api.pid)], f"imported by {importers}: the master is {api.pid}, workers {first}"
+    finally:
+        processes.close()
+
+
+def test_no_api_worker_writes_the_registry_to_check_its_schema_a_recycled_one_neither(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The master checks the SQLite registry's schema once before it forks; a worker only reads it (a status lookup
+    is a read): no write transaction of a worker's, its first requests' and a recycled worker's included."""
+    SQLiteRunStore(settings.registry_path)  # the registry as an earlier start left it
+    env = base_env() | settings_env(settings) | {"NECTAR_API_MAX_REQUESTS": str(MAX_REQUESTS)}
+    env |= {"NECTAR_API_THREADS": "2"}
+    processes = Processes(tmp_path / "logs")
+    watcher = sqlite3.connect(settings.registry_path)
+    try:
+        port = free_port()
+        api = processes.api(port, env, workers=1)
+        version = watcher.execute("PRAGMA data_version").fetchone()[0]  # moves with any other connection's commit
+        recycle_once(api, port, "/api/runs")
+        assert chains_of(port, "/api/runs") == 200
+        assert watcher.execute("PRAGMA data_version").fetchone()[0] == version, "an API worker wrote the registry"
+    finally:
+        watcher.close()
+        processes.close()
+
+
+def test_a_worker_that_ends_skips_pythons_teardown_and_its_requests_are_all_answered(
+    settings: Settings, write_chain: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """A recycled worker, and one stopped with its master, leaves without Python's teardown (which released every
+    object it shares with the master, copying their pages): an exit handler inherited from the master runs in the
+    master alone. Every request is answered, and gunicorn sees each worker end with status 0."""
+    ledger = tmp_path / "exits.txt"
+    ledger.touch()
+    write_chain("prefork/exit_noting_chain", EXIT_NOTING_CHAIN)
+    env = base_env() | settings_env(settings) | {"EXIT_LEDGER": str(ledger)}
+    env |= {"NECTAR_API_MAX_REQUESTS": str(MAX_REQUESTS), "NECTAR_API_THREADS": "2", "NECTAR_LOG_LEVEL": "info"}
+    processes = Processes(tmp_path / "logs")
+    try:
+        port = free_port()
+        api = processes.api(port, env, workers=2)
+        recycle_once(api, port)
+        processes.stop(api)  # its workers end with it
+        assert api.returncode == 0
+        assert ledger.read_text().split() == [str(api.pid)], f"exit handlers ran in {ledger.read_text().split()}"
+        log = "\n".join(path.read_text() for path in (tmp_path / "logs").glob("*"))
+        assert log.count("Worker exiting") >= 3 and "exited with code" not in log, log
     finally:
         processes.close()

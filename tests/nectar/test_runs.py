@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
 import threading
 import time
@@ -303,6 +304,41 @@ def test_an_older_release_refuses_a_newer_registry(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(RuntimeError, match="newer than this release"):
         SQLiteRunStore(path)
+
+
+def test_a_connection_opened_after_a_newer_release_migrated_the_file_refuses_it(tmp_path: Path) -> None:
+    """The schema is checked as each connection opens (a gunicorn master opens the registry once for its workers):
+    a newer release's migration since is refused by a new thread's connection and a forked child's, every time."""
+    path = tmp_path / "runs.sqlite3"
+    runs = SQLiteRunStore(path)
+    assert runs.latest("chains/t/c/T/0/out.txt") is None  # this thread's connection, opened before the migration
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    refused: list[str] = []
+
+    def read() -> None:
+        for _ in range(2):  # a connection the check refused is not kept: the next read is refused again
+            try:
+                runs.latest("chains/t/c/T/0/out.txt")
+            except RuntimeError as exc:
+                refused.append(str(exc))
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    assert len(refused) == 2 and all("newer than this release" in why for why in refused)
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child's own outcome is read from the pipe)
+        refused.clear()
+        read()
+        os.write(write_fd, str(len(refused)).encode())
+        os._exit(0)
+    os.close(write_fd)
+    assert os.read(read_fd, 16) == b"2"
+    os.waitpid(child, 0)
+    os.close(read_fd)
 
 
 def test_runs_imported_in_bulk_are_read_as_any_other(runs: SqlRunStore) -> None:

@@ -12,6 +12,7 @@ import pytest
 from nectar.keys import TargetKey
 from nectar.registry import Run, RunState, Step
 from nectar.registry.postgres import PostgresRunStore
+from nectar.registry.reads import LATEST_WITH_STEPS
 from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.status import job_status
@@ -73,3 +74,15 @@ def test_a_status_lookup_reads_the_registry_once(
 
     assert (status.job_status, [step.task for step in status.steps]) == (RunState.PENDING, ["ATask"])
     assert len(counted) == 1, f"{len(counted)} registry reads for one status lookup"
+
+
+def test_the_status_read_sorts_nothing_in_sqlite(tmp_path: Path) -> None:
+    """SQLite follows an index for each table of the read and builds no temporary B-tree to sort a run's steps
+    (one per status lookup, before): the rows are put in order as they are read."""
+    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    plan = runs._read(lambda db: [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {LATEST_WITH_STEPS}", ("k",))])
+    assert not [step for step in plan if "TEMP B-TREE" in step], plan
+    assert [step for step in plan if step.startswith("SEARCH")] == [
+        "SEARCH runs USING INDEX runs_by_key (key=?)",
+        "SEARCH s USING INDEX sqlite_autoindex_steps_1 (run_id=?) LEFT-JOIN",
+    ]

@@ -1,0 +1,33 @@
+"""The answer envelope: an answer sent without a schema dump is written as Flask's ``jsonify`` writes it."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+import pytest
+from flask import Flask, jsonify
+
+from api.envelope import dumped_answer
+
+#: what a status may hold: nested mappings (keys sorted), non-ASCII text, floats, None, and what Flask's ``default``
+#: turns into JSON (a date, a UUID)
+DATA = {
+    "z": [1, 2.5, None, True],
+    "key": "chains/t/c/Tâche/0/out.txt",
+    "nested": {"b": {"y": 1, "x": "é\u2028"}, "a": []},
+    "when": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+    "id": uuid.UUID(int=7),
+}
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("compact", [None, True, False])
+def test_an_answer_sent_as_is_is_byte_for_byte_what_jsonify_writes(debug: bool, compact: bool | None) -> None:
+    app = Flask(__name__)
+    app.debug = debug
+    app.json.compact = compact  # type: ignore[attr-defined]
+    with app.app_context():
+        expected = jsonify({"data": DATA, "message": "made", "status": 201})
+        sent = dumped_answer(DATA, 201, "made")
+    assert (sent.status_code, sent.mimetype, sent.get_data()) == (201, expected.mimetype, expected.get_data())
