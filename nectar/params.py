@@ -14,7 +14,7 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
 import luigi
 from luigi.parameter import OptionalParameterMixin, ParameterVisibility
@@ -74,15 +74,57 @@ def nesting(value: Any) -> int:
     return deepest
 
 
-def _no_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a JSON number: send a finite number")
+class NonFiniteNumber(ValueError):
+    """JSON text holding NaN, Infinity or -Infinity, which RFC 8259 does not have: ``fields`` names, when the text is
+    an object, each of its members holding one (at any depth), with the message."""
+
+    def __init__(self, constant: str, fields: dict[str, list[str]]) -> None:
+        super().__init__(non_finite(constant))
+        self.fields = fields
+
+
+def non_finite(constant: str) -> str:
+    return f"{constant} is not a JSON number: send a finite number"
+
+
+class _Constant(str):
+    """Where NaN, Infinity or -Infinity stood in JSON text (found again to name its member)."""
+
+
+def _constant_in(value: Any) -> _Constant | None:
+    """The first NaN, Infinity or -Infinity in ``value`` (walked without recursion)."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, _Constant):
+            return item
+        if isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return None
 
 
 def strict_json(text: str | bytes) -> Any:
     """``text`` read as JSON as RFC 8259 has it: NaN, Infinity and -Infinity, which Python's json reads (and
-    luigi would write back as no other JSON reader can read), are a ValueError naming them (a
-    ``json.JSONDecodeError`` for what is not JSON at all)."""
-    return json.loads(text, parse_constant=_no_constant)
+    luigi would write back as no other JSON reader can read), are a :class:`NonFiniteNumber` naming them and the
+    members of an object that hold them (a ``json.JSONDecodeError`` for what is not JSON at all)."""
+    seen: list[str] = []
+
+    def constant(name: str) -> _Constant:
+        seen.append(name)
+        return _Constant(name)
+
+    value = json.loads(text, parse_constant=constant)
+    if not seen:
+        return value
+    fields = {}
+    if isinstance(value, dict):
+        for name, item in value.items():
+            found = _constant_in(item)
+            if found is not None:
+                fields[str(name)] = [non_finite(found)]
+    raise NonFiniteNumber(seen[0], fields)
 
 
 def _shallow(value: Any) -> Any:

@@ -167,13 +167,16 @@ def test_a_body_with_a_number_json_does_not_have_is_422_naming_it(
 ) -> None:
     """Python's json reads NaN and Infinity, which RFC 8259 does not have: a str parameter took NaN as "nan", a
     list or dict parameter kept it and luigi wrote it back as no JSON reader can read it. Refused, named."""
-    for body in (
-        f'{{"day": "2024-01-01", "group_by": {constant}}}',
-        f'{{"day": "2024-01-01", "metrics": [{constant}]}}',
-    ):
+    said = [f"{constant} is not a JSON number: send a finite number"]
+    bodies = {
+        "group_by": f'{{"day": "2024-01-01", "group_by": {constant}}}',
+        "metrics": f'{{"day": "2024-01-01", "metrics": [1, {{"a": [{constant}]}}]}}',
+        "_body": f"[{constant}]",
+    }
+    for name, body in bodies.items():
         answer = client.post(SALES, data=body, content_type="application/json")
         assert answer.status_code == 422, answer.get_json()
-        assert answer.get_json()["errors"] == {"_body": [f"{constant} is not a JSON number: send a finite number"]}
+        assert answer.get_json()["errors"] == {name: said}, body
     assert app.extensions["nectar"].runs.count() == 0
 
 
