@@ -116,8 +116,11 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         self._writes: tuple[int, sqlite3.Connection] | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection()  # its schema checked (brought up to date): a gunicorn master does it once for its workers
-        self._local.conn.close()  # and closed: nothing of SQLite's crosses a fork (a worker opens its own)
-        self._local.conn = None
+        self._local.conn.close()  # and closed, with the connection a migration wrote through: nothing of SQLite's
+        self._local.conn = None  # crosses a fork (a worker opens its own, checked again)
+        if self._writes is not None:
+            self._writes[1].close()
+            self._writes = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -129,16 +132,20 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         if conn is None or self._local.pid != os.getpid():  # never share a connection across fork
             conn = self._open()
             self._local.conn, self._local.pid, self._local.owned = conn, os.getpid(), None
-            try:  # every new connection reads the schema's version (a read): a newer release's migration since this
-                # process opened the file is refused here (never read with this release's statements), an older
-                # file brought up to date (a connection the check refused is not kept)
-                if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                    self._migrate()
+            try:
+                self._check_version(conn)
             except BaseException:
                 self._local.conn = None
                 conn.close()
                 raise
         return conn
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        """Every new connection reads the schema's version (a read): a newer release's migration since this process
+        opened the file is refused (never read or written with this release's statements), an older file brought up
+        to date. The caller does not keep a connection this refused."""
+        if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self._migrate()
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
@@ -165,6 +172,12 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         pid = os.getpid()
         if self._writes is None or self._writes[0] != pid:  # never share a connection across fork
             self._writes = (pid, self._open())
+            try:
+                self._check_version(self._writes[1])  # its migration, if any, writes through it (the turn is ours)
+            except BaseException:
+                self._writes[1].close()
+                self._writes = None
+                raise
         return self._writes[1]
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:

@@ -341,6 +341,23 @@ def test_a_connection_opened_after_a_newer_release_migrated_the_file_refuses_it(
     os.close(read_fd)
 
 
+def test_a_write_after_a_newer_release_migrated_the_file_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    """A process's threads write through one connection of their own, opened at the first write: it is checked as
+    every new connection is, before its first write goes in."""
+    path = tmp_path / "runs.sqlite3"
+    runs = SQLiteRunStore(path)
+    assert runs.latest("chains/t/c/T/0/out.txt") is None
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    for n in range(2):  # a connection the check refused is not kept: the next write is refused again
+        with pytest.raises(RuntimeError, match="newer than this release"):
+            runs.submit(new_run(n))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone() == (0,)
+    conn.close()
+
+
 def test_runs_imported_in_bulk_are_read_as_any_other(runs: SqlRunStore) -> None:
     """The public bulk load (the benchmarks' population): runs as they are, steps in the order given."""
     done = [dataclasses.replace(new_run(n), state=RunState.DONE, attempt=1, finished_at=2.0) for n in range(3)]
