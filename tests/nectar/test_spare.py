@@ -11,16 +11,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from nectar import executor as executor_module
 from nectar.build import Build
 from nectar.config import Settings
 from nectar.executor import Executor
 from nectar.leases import HOST
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
-from nectar.spares import AHEAD
+from nectar.spares import AHEAD, FIRST_BACKOFF, Spares
 from tests.conftest import wait_until
 from tests.faults.conftest import alive, children
 
@@ -149,8 +151,8 @@ def new_executor(quick: Settings) -> Iterator[Callable[[], Executor]]:
     """Makes a worker's executor in this process (its spares are forks of it), on the local scheduler."""
     made: list[Executor] = []
 
-    def new() -> Executor:
-        made.append(Executor(quick.replace(scheduler_url=None), concurrency=2))
+    def new(concurrency: int = 2, **changes: Any) -> Executor:
+        made.append(Executor(quick.replace(scheduler_url=None, **changes), concurrency=concurrency))
         return made[-1]
 
     yield new
@@ -211,6 +213,57 @@ def test_a_spare_still_being_set_up_is_let_go_without_waiting_for_its_setup(
     finally:
         gate.touch()
         closing.join(60)
+
+
+def test_an_attempts_exit_wakes_the_workers_loop_not_a_look_on_a_timer(
+    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its slot is free as soon as its process is gone: the kernel says so (a pidfd), where the loop used to look
+    every ``REAP_INTERVAL``. Here no look on a timer would come within the test."""
+    monkeypatch.setattr(executor_module, "REAP_INTERVAL", 3600.0)
+    executor = new_executor(concurrency=1, worker_poll_interval=3600.0)
+    nectar = Nectar(quick)
+    run_id = submit(nectar, 11)
+    while not executor.children:  # each pass returns once a spare is ready, or a run is queued
+        executor._serve_once()
+
+    def until_reaped() -> None:
+        while executor.children:
+            executor._serve_once()
+
+    reaping = threading.Thread(target=until_reaped, daemon=True)
+    reaping.start()
+    reaping.join(60)  # a deadline that only fails a hung test
+
+    assert not reaping.is_alive(), "the attempt's exit did not wake the worker's loop"
+    assert ended(nectar, run_id).state == RunState.DONE
+
+
+def test_a_spare_that_dies_in_its_setup_is_forked_again_only_after_a_backoff() -> None:
+    """Not once per pass of the loop (a fork each, which the spare's death now wakes at once): after
+    ``FIRST_BACKOFF`` seconds, doubled at each such death, until one is ready again."""
+    now = [0.0]
+    spares = Spares(lambda: os._exit(3), lambda given, prepared: 0, idle_after=KEPT, clock=lambda: now[0])
+    try:
+        spares.wanted()
+        spares.keep(1)
+        (spare,) = spares.spares
+        wait_until(lambda: spares.ready() is None and not spares.spares, timeout=60)  # dead in its setup, reaped
+
+        spares.keep(1)
+        assert not spares.spares, "forked again at once"
+        now[0] += FIRST_BACKOFF
+        spares.keep(1)
+        (again,) = spares.spares
+        wait_until(lambda: spares.ready() is None and not spares.spares, timeout=60)
+        now[0] += FIRST_BACKOFF
+        spares.keep(1)
+        assert not spares.spares, "the second death waits twice as long"
+        now[0] += FIRST_BACKOFF
+        spares.keep(1)
+        assert len(spares.spares) == 1
+    finally:
+        spares.close()
 
 
 def test_an_idle_worker_has_not_imported_what_only_runs_need(settings: Settings) -> None:
