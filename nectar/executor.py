@@ -320,7 +320,9 @@ class Executor:
         timeout = self.settings.worker_poll_interval
         if None in exits:  # the kernel cannot say when this one exits: look again soon
             timeout = min(timeout, REAP_INTERVAL)
-        fds = [fd for fd in exits if fd is not None] + self.spares.fds()
+        fds = [fd for fd in exits if fd is not None]
+        if not self.stopping:  # a stopping worker reads its spares no more (it lets them go once drained)
+            fds += self.spares.fds()
         if self.stopping or len(self.children) >= self.concurrency or (blocked and len(self.spares)):
             wakeup.readable(fds, timeout)  # a queued run could not be claimed before one of these anyway
         else:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from nectar import executor as executor_module
+from nectar import wakeup
 from nectar.build import Build
 from nectar.config import Settings
 from nectar.executor import Executor
@@ -237,6 +238,23 @@ def test_an_attempts_exit_wakes_the_workers_loop_not_a_look_on_a_timer(
 
     assert not reaping.is_alive(), "the attempt's exit did not wake the worker's loop"
     assert ended(nectar, run_id).state == RunState.DONE
+
+
+def test_a_draining_worker_sleeps_though_a_spare_said_it_is_ready(new_executor: Callable[..., Executor]) -> None:
+    """A stopping worker reads its spares no more: a spare's word (or death) left unread must not wake its loop
+    again and again while its attempts finish."""
+    executor = new_executor(worker_poll_interval=3600.0)
+    executor.spares.wanted()
+    executor.spares.keep(2)
+    (spare,) = executor.spares.spares
+    wait_until(lambda: wakeup.readable([spare.channel.fileno()], 0.0), timeout=60)  # it said it is ready, unread
+    executor.stop()
+
+    sleeping = threading.Thread(target=executor._serve_once, daemon=True)  # until a child exits: it has none
+    sleeping.start()
+    sleeping.join(0.5)
+
+    assert sleeping.is_alive(), "the spare's unread word woke the draining worker's loop"
 
 
 def test_a_spare_that_dies_in_its_setup_is_forked_again_only_after_a_backoff() -> None:
