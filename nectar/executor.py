@@ -47,7 +47,7 @@ from nectar.leases import INTERRUPT_GRACE, process_name, reclaim, release, relea
 from nectar.luigid import scheduler_of, scheduler_secret
 from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
-from nectar.spares import Spare, Spares, hand_over
+from nectar.spares import Spare, Spares, freeze_held, hand_over
 
 logger = logging.getLogger(__name__)
 #: seconds between two looks for finished attempts while some run, where the kernel cannot say when one exits
@@ -104,7 +104,8 @@ class Executor:
         self._warmed = False
 
     def warm(self) -> None:
-        """Before the first spare is forked, not while idle: what every attempt would import (or load) itself."""
+        """Before the first spare is forked, not while idle: what every attempt would import (or load) itself; then
+        all the worker holds leaves its collector's sight (:func:`~nectar.spares.freeze_held`)."""
         if self._warmed:
             return
         self._warmed = True
@@ -121,6 +122,7 @@ class Executor:
                 load_s3_models()
             except Exception:  # each attempt makes its client itself, and fails with the reason if it must
                 logger.warning("could not load boto3's S3 models ahead of the attempts", exc_info=True)
+        freeze_held()
 
     def stop(self, *_: Any) -> None:
         """First call: drain (stop claiming, let attempts finish for ``drain_grace``). Again, or when the
