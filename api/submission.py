@@ -11,14 +11,19 @@ from api import links
 from api.context import facade
 from nectar.catalog.model import TaskInfo
 from nectar.errors import InvalidParameters, TooLarge
-from nectar.params import MAX_NESTING, nesting
+from nectar.params import MAX_NESTING, nesting, strict_json
 from nectar.service import Submission
 
 
 def json_body() -> Any:
-    """The request's body as JSON, whatever its content type; None if it is not JSON."""
+    """The request's body as JSON, whatever its content type; None if it is not JSON; a 422 naming ``_body``
+    for a number JSON does not have (NaN, Infinity), which Python's json would read."""
     try:
-        return request.get_json(force=True, silent=True)
+        return strict_json(request.get_data())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    except ValueError as exc:
+        raise InvalidParameters({"_body": [str(exc)]}) from None
     except RecursionError:  # json's decoder recurses once per level
         return None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, at_least, median, ratio_at_least
@@ -52,18 +53,35 @@ def queue_in_bulk(runs: SQLiteRunStore, count: int) -> None:
         runs.import_runs(Run.new(p.key.path, CHAIN_TYPE, CHAIN, TASK, p.params, p.task_id) for p in probes)
 
 
+def read_calls(pids: list[int]) -> dict[int, int]:
+    """The read system calls each of ``pids`` has made so far (``syscr`` of /proc/<pid>/io: SQLite reads a page of
+    its file with one, gunicorn a request with another); a process gone is left out."""
+    found = {}
+    for pid in pids:
+        try:
+            lines = Path(f"/proc/{pid}/io").read_text().splitlines()
+        except FileNotFoundError:
+            continue
+        found[pid] = next(int(line.split()[1]) for line in lines if line.startswith("syscr:"))
+    return found
+
+
 class Counted:
     """Bursts at one API, with the CPU time its gunicorn spent on each (µs per request answered), a worker recycled
-    meanwhile included."""
+    meanwhile included; and its workers' read system calls per request (of the workers alive throughout)."""
 
     def __init__(self, cluster: Cluster, url: str) -> None:
         self.cluster, self.url = cluster, url
         self.cpu_us: list[float] = []
+        self.reads: list[float] = []
 
     def hammer(self, *args: Any, **kwargs: Any) -> Load:
-        before = self.cluster.api_cpu(self.url)
+        workers = self.cluster.api_workers(self.url)
+        before, reads = self.cluster.api_cpu(self.url), read_calls(workers)
         load = hammer(*args, **kwargs)
         self.cpu_us.append(1e6 * (self.cluster.api_cpu(self.url) - before) / max(1, len(load.latencies)))
+        after = read_calls(workers)
+        self.reads.append(sum(after[pid] - reads[pid] for pid in after.keys() & reads.keys()) / len(load.latencies))
         return load
 
     def median_of(self, bursts: slice) -> float:
@@ -136,6 +154,7 @@ def run(ctx: Context) -> list[Figure]:
             print(f"{name} requests/s per repeat:", rates(measured))
         print("API CPU µs per new run per repeat:", ", ".join(f"{us:.0f}" for us in api.cpu_us))
         print("API CPU µs per hello per repeat:", ", ".join(f"{us:.0f}" for us in base.cpu_us))
+        print("API read calls per new run per repeat:", ", ".join(f"{n:.1f}" for n in api.reads))
         queued = runs.count(RunState.PENDING)
         if queued != sent + behind:
             raise RuntimeError(f"{sent} new submissions were accepted beside {behind} queued, but {queued} are queued")
@@ -175,6 +194,14 @@ def run(ctx: Context) -> list[Figure]:
             "µs",
             "per hello world, same gunicorn",
             base.median_of(slice(0, ctx.repeats)),
+        ),
+        Figure(  # counted: a page SQLite reads again is one (the request's own reads are in the hello world's)
+            NAME,
+            "API read system calls per new run accepted",
+            round(median(api.reads[: ctx.repeats]), 1),
+            "",
+            "per hello world, same gunicorn",
+            round(median(base.reads[: ctx.repeats]), 1),
         ),
         Figure(
             NAME,

@@ -37,7 +37,7 @@ from nectar.catalog.loader import describe_import_error, is_chain_task, load_cha
 from nectar.config import Settings, configure
 from nectar.errors import ChainImportError, Interrupted, LeaseLost, NectarError, SchedulerUnavailable
 from nectar.leases import AttemptLease, process_name, release
-from nectar.logs.format import current_run
+from nectar.logs.format import current_run, process_handlers
 from nectar.luigid import scheduler_of, scheduler_secret
 from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, re_enable_ahead, retry_allowed, wait
 from nectar.registry import Run, RunState, RunStore
@@ -144,15 +144,25 @@ class _ExpectedInterrupt(logging.Filter):
 
 
 def quiet_luigi() -> None:
-    """luigi's records once each (at luigi.cfg's level), and an interrupted task's without a traceback.
+    """luigi's records once each, and an interrupted task's without a traceback; the process's log at its level.
 
     luigi gives its logger a handler of its own; in a process that logs through the root's (``nectar
     worker``'s children) each luigi record, a failure's traceback too, was printed twice: luigi's goes.
+
+    luigi's loggers have a level of their own (``[core] log_level``: DEBUG unless luigi.cfg says otherwise), so their
+    records below the process log's level (INFO) reached that log, four lines a step, which no other logger's do:
+    the process's log now shows records at its level only. A task's log (its stderr while it runs: the process's log
+    is set aside meanwhile, :func:`~nectar.logs.capture.redirect_output`) still gets luigi's at luigi's level, as
+    luigi would show them.
     """
+    root = logging.getLogger()
     luigi_log = logging.getLogger("luigi-interface")
-    if any(getattr(handler, "_nectar", False) for handler in logging.getLogger().handlers):
+    process_log = process_handlers(root)
+    if process_log:
         for handler in list(luigi_log.handlers):
             luigi_log.removeHandler(handler)
+    for handler in process_log:
+        handler.setLevel(root.level)
     if not any(isinstance(f, _ExpectedInterrupt) for f in luigi_log.filters):
         luigi_log.addFilter(_ExpectedInterrupt())
 
@@ -194,12 +204,11 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         lease.on_beat = recorder.flush
         recorder.record(task, "PENDING")
         re_enable(client or scheduler_of(settings), run)  # before luigi adds the task: luigid keeps a disabled task so
-        summary, blocked, complete = "", None, False
+        result, blocked, complete = None, None, False
         try:
             build = build or Build(settings.scheduler_url, process_name(), scheduler_secret(settings))
             quiet_luigi()
             result = build.run(task)
-            summary = result.summary_text
             complete = ran(result, task) or task.complete() is True
             blocked = None if complete or recorder.failed else blocked_by(result, task)
         except Interrupted:
@@ -209,7 +218,7 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
                 recorder.failed = (run.task, describe(exc), not is_permanent(exc))
                 logger.exception("run %s of %s failed", run.id, run.ref)
         try:
-            recorder.flush()
+            recorder.close()
         except Exception:  # the steps' last changes are lost; the run's own outcome is recorded below
             logger.exception("could not record the last steps of run %s", run.id)
     if lease.timed_out:  # the run is FAILED: what still runs of it ends, in luigid too
@@ -234,6 +243,7 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         except SchedulerUnavailable as exc:  # not the task's fault: wait in the queue for luigid
             runs.requeue(run.id, run.attempt, settings.heartbeat_interval, f"requeued: {exc}")
             return RunState.PENDING
+    summary = result.summary_text if result is not None else ""  # made here only: the one reader of it
     step, error, retryable = recorder.failed or (
         run.task,
         f"not complete after the run: {summary.strip()[-MAX_ERROR:]}",

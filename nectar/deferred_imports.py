@@ -10,7 +10,9 @@ While a :class:`Deferral` is open, ``import requests`` (of a module not imported
 in the importing module; the real module is imported the first time one of its attributes is read, by whichever
 thread reads it first (the import system's own lock makes the others wait for it). Once the deferral ends, the name
 is free again: a later ``import requests`` (a chain file's) imports the real module, as before. A module that cannot
-be found is not deferred: its importer meets the ImportError at once, as it would have.
+be found is not deferred: its importer meets the ImportError at once, as it would have. ``import package.sub`` of a
+deferred package imports the package for real first; a submodule the package imported itself meanwhile is not
+executed a second time (:class:`_ImportedMeanwhile`).
 
 A module can also be kept *absent* while a deferral is open (its import fails as if it were not installed): for what
 a library imports only to integrate with it, when the process has nothing to integrate (tenacity's tornado retrier).
@@ -19,10 +21,13 @@ a library imports only to integrate with it, when the process has nothing to int
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 import threading
 import types
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,6 +58,32 @@ class DeferredModule(types.ModuleType):
         return getattr(importlib.import_module(name), attribute)
 
 
+class _ImportedMeanwhile(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """First on ``sys.meta_path`` while a deferral is open. ``import package.sub`` of a deferred package reads the
+    package's ``__path__``, which imports the package for real, which may import ``sub`` itself; the import under
+    way, past its own look in ``sys.modules``, then finds ``sub`` anew and would execute it a second time. For a
+    submodule of a deferred name already imported meanwhile, this hands back the module there (its own spec kept)."""
+
+    def __init__(self) -> None:
+        #: the top-level names of the open deferrals (how many defer each)
+        self.names: Counter[str] = Counter()
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        module = sys.modules.get(fullname)
+        if module is None or "." not in fullname or fullname.partition(".")[0] not in self.names:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self, loader_state=module.__spec__)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return sys.modules[spec.name]
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__spec__ = module.__spec__.loader_state if module.__spec__ is not None else None  # its own again
+
+
+_MEANWHILE = _ImportedMeanwhile()
+
+
 class Deferral:
     """Defers the imports of ``names`` (top-level modules) from now until :meth:`end` (or the ``with`` block's end),
     and has those of ``absent`` fail meanwhile, as if they were not installed.
@@ -67,6 +98,10 @@ class Deferral:
         for name in absent:
             if name not in sys.modules:
                 self.modules[name] = sys.modules[name] = None  # type: ignore[assignment]
+        with _LOCK:
+            _MEANWHILE.names.update(list(self.modules))
+            if _MEANWHILE not in sys.meta_path:
+                sys.meta_path.insert(0, _MEANWHILE)
 
     def end(self) -> None:
         """Whatever was not used yet is imported for real by its next ``import``; who imported it keeps its stand-in,
@@ -75,6 +110,10 @@ class Deferral:
             for name, module in self.modules.items():
                 if name in sys.modules and sys.modules[name] is module:
                     del sys.modules[name]
+            _MEANWHILE.names.subtract(list(self.modules))
+            _MEANWHILE.names += Counter()  # the names no deferral holds any more dropped
+            if not _MEANWHILE.names and _MEANWHILE in sys.meta_path:
+                sys.meta_path.remove(_MEANWHILE)
 
     def __enter__(self) -> Deferral:
         return self

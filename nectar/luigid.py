@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from nectar.config import Settings
 from nectar.errors import SchedulerUnavailable
@@ -41,6 +41,25 @@ SECRET_HEADER = "X-Nectar-Scheduler-Secret"
 ERRORS = (OSError, http.client.HTTPException)
 #: how a request fails on a kept-alive connection that luigid has closed meanwhile (restarted, idle timeout)
 CLOSED = (http.client.RemoteDisconnected, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+
+
+#: each byte as ``urllib.parse.quote_plus`` writes it: unreserved characters as they are, a space as ``+``, others
+#: ``%XX``
+_FORM_BYTES = [
+    chr(b) if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "_.-~") else "+" if b == 0x20 else f"%{b:02X}"
+    for b in range(256)
+]
+
+
+def form_body(form: dict[str, str]) -> bytes:
+    """``urllib.parse.urlencode(form).encode()``, each string's UTF-8 bytes mapped through one table by
+    ``str.translate``: ``quote_plus`` looks each byte up in a Python loop, about 25 µs for an ``add_task``'s
+    ~500-byte form, three times per step of a build."""
+    return "&".join(f"{_form_text(name)}={_form_text(value)}" for name, value in form.items()).encode("ascii")
+
+
+def _form_text(text: object) -> str:
+    return str(text).encode("utf-8").decode("latin-1").translate(_FORM_BYTES)
 
 
 class LuigidError(http.client.HTTPException):
@@ -231,7 +250,7 @@ class Connections:
     def _write(self, conn: http.client.HTTPConnection, unread: _Unread) -> None:
         """Write the calls of ``unread`` not yet written on ``conn``."""
         if unread.sent < len(unread.calls):
-            requests = (self._request(path, urlencode(form).encode()) for path, form, _ in unread.calls[unread.sent :])
+            requests = (self._request(path, form_body(form)) for path, form, _ in unread.calls[unread.sent :])
             conn.sock.sendall(b"".join(requests))
             unread.sent = len(unread.calls)
 

@@ -14,7 +14,7 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import luigi
 from luigi.parameter import OptionalParameterMixin, ParameterVisibility
@@ -72,6 +72,17 @@ def nesting(value: Any) -> int:
         if depth <= MAX_NESTING:
             todo.extend((child, depth + 1) for child in children)
     return deepest
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number: send a finite number")
+
+
+def strict_json(text: str | bytes) -> Any:
+    """``text`` read as JSON as RFC 8259 has it: NaN, Infinity and -Infinity, which Python's json reads (and
+    luigi would write back as no other JSON reader can read), are a ValueError naming them (a
+    ``json.JSONDecodeError`` for what is not JSON at all)."""
+    return json.loads(text, parse_constant=_no_constant)
 
 
 def _shallow(value: Any) -> Any:
@@ -222,7 +233,7 @@ class ParamInfo:
             raise ValueError(f"expected true or false, got {text!r}")
         if self.kind in JSON_KINDS:
             try:
-                _shallow(json.loads(text))
+                _shallow(strict_json(text))
             except json.JSONDecodeError:
                 pass  # luigi's own parse says what is wrong with it
             except RecursionError:

@@ -313,6 +313,12 @@ class _Recording:
         else:
             for path in (self.logs.stdout_path, self.logs.stderr_path):  # a store that moved them left nothing
                 path.unlink(missing_ok=True)
+            log_folder = self.logs.stdout_path.parent
+            for folder in (log_folder, log_folder.parent):  # the key's own (one step of a key runs at a time)
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty (something else was written there), or gone
+                    break
 
 
 class _LogSync(threading.Thread):

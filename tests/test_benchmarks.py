@@ -1,5 +1,5 @@
 """The benchmarks' machinery: percentiles, settings from the environment, a failing one's exit, CPU time, a clock's,
-the triggers benchmark's table."""
+the triggers benchmark's table, read calls."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import benchmarks.__main__ as bench_main
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
+from benchmarks.submit import read_calls
 from harness import cpu_seconds
 
 
@@ -71,6 +72,23 @@ def test_cpu_seconds_is_the_cpu_a_process_used() -> None:
     while time.process_time() - burnt < 0.3:
         pass
     assert cpu_seconds(os.getpid()) - before == pytest.approx(time.process_time() - burnt, abs=0.05)
+
+
+def test_read_calls_counts_the_read_system_calls_of_each_process_still_there() -> None:
+    me = os.getpid()
+    counting = read_calls([me])[me]
+    before = read_calls([me])[me]  # the reads of /proc/<pid>/io themselves, counted between two looks
+    readable, writable = os.pipe()
+    try:
+        os.write(writable, b"12345")
+        for _ in range(5):
+            os.read(readable, 1)
+    finally:
+        os.close(readable)
+        os.close(writable)
+    assert read_calls([me])[me] - before == 5 + (before - counting)
+    never = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # above any pid
+    assert read_calls([never]) == {}
 
 
 def test_a_clock_is_measured_over_its_window(tmp_path: Path) -> None:

@@ -2,7 +2,10 @@
 
 Redirects the file descriptors 1 and 2 (so subprocesses and C extensions are caught), swaps
 ``sys.stdout``/``sys.stderr`` (so Python writers that replaced them are caught too) and adds a
-root logging handler at INFO, and puts everything back afterwards.
+root logging handler, and puts everything back afterwards. The stderr file gets each record once, at
+INFO and above (the root's level is at most INFO meanwhile), or at its logger's own level if it has one
+(luigi's: luigi.cfg's ``log_level``, as luigi would show them): the process's own log
+(:func:`~nectar.logs.format.configure_logging`), which writes to descriptor 2 too, is set aside meanwhile.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TextIO
+
+from nectar.logs.format import process_handlers
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -44,11 +49,13 @@ def redirect_output(out: TextIO, err: TextIO) -> Iterator[None]:
     saved_level = root.level
     handler = logging.StreamHandler(err)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler.setLevel(logging.INFO)
+    aside = process_handlers(root)  # it writes to descriptor 2 too: each record would be in the file twice
     try:
         os.dup2(out.fileno(), 1)
         os.dup2(err.fileno(), 2)
         sys.stdout, sys.stderr = out, err
+        for process_handler in aside:
+            root.removeHandler(process_handler)
         root.addHandler(handler)
         if root.getEffectiveLevel() > logging.INFO:
             root.setLevel(logging.INFO)
@@ -56,6 +63,8 @@ def redirect_output(out: TextIO, err: TextIO) -> Iterator[None]:
     finally:
         _flush_std()
         root.removeHandler(handler)
+        for process_handler in aside:
+            root.addHandler(process_handler)
         if root.level != saved_level:  # setLevel clears every logger's cache: only when it was changed
             root.setLevel(saved_level)
         sys.stdout, sys.stderr = saved_streams

@@ -145,13 +145,18 @@ def writes_lines_through(stream: object) -> bool:
     return bool(getattr(stream, "write_through", False)) and isinstance(getattr(stream, "buffer", None), io.RawIOBase)
 
 
+def process_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    """The handlers of ``logger`` that :func:`configure_logging` added: the process's own log."""
+    return [handler for handler in logger.handlers if getattr(handler, "_nectar", False)]
+
+
 def configure_logging(log_format: str = "text", level: int | str = logging.INFO) -> None:
     """Send this process's logs to stderr in ``log_format``, each record with its run id."""
     handler = LineHandler()
     handler.setFormatter(formatter(log_format))
     handler.addFilter(RunIdFilter())
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "_nectar", False)]:
+    for old in process_handlers(root):
         root.removeHandler(old)
     handler._nectar = True  # type: ignore[attr-defined]
     root.addHandler(handler)

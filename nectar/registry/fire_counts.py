@@ -114,20 +114,47 @@ def pair(row: str) -> str:
 
 def count_pair(row: str, sign: str) -> list[str]:
     """The statements that add (``sign`` ``+``) or take (``-``) the object ``row`` from its (trigger, run) pair,
-    counting the pair among the triggers' runs when its first object comes, and no more when its last goes."""
+    counting the pair among the triggers' runs, and its trigger's, when its first object comes, and no more when its
+    last goes."""
     if sign == "+":
         return [
             "INSERT INTO trigger_runs (trigger_id, run_id, objects) "
             f"SELECT {row}.trigger_id, {row}.run_id, 1 WHERE {row}.run_id IS NOT NULL "
             "ON CONFLICT (trigger_id, run_id) DO UPDATE SET objects = trigger_runs.objects + 1",
-            "UPDATE object_counts SET runs = runs + 1 WHERE id = 1 AND "
-            f"(SELECT objects FROM trigger_runs WHERE {pair(row)}) = 1",
+            *(
+                f"UPDATE {counts} SET runs = runs + 1 WHERE {which} AND "
+                f"(SELECT objects FROM trigger_runs WHERE {pair(row)}) = 1"
+                for counts, which in (("object_counts", "id = 1"), ("trigger_counts", f"trigger_id = {row}.trigger_id"))
+            ),
         ]
     return [
         f"UPDATE trigger_runs SET objects = objects - 1 WHERE {pair(row)}",
-        "UPDATE object_counts SET runs = runs - 1 WHERE id = 1 AND "
-        f"(SELECT objects FROM trigger_runs WHERE {pair(row)}) = 0",
+        *(
+            f"UPDATE {counts} SET runs = runs - 1 WHERE {which} AND "
+            f"(SELECT objects FROM trigger_runs WHERE {pair(row)}) = 0"
+            for counts, which in (("object_counts", "id = 1"), ("trigger_counts", f"trigger_id = {row}.trigger_id"))
+        ),
         f"DELETE FROM trigger_runs WHERE {pair(row)} AND objects = 0",
+    ]
+
+
+def skipped(row: str) -> str:
+    return f"CASE WHEN {row}.state = 'skipped' THEN 1 ELSE 0 END"
+
+
+def count_trigger(row: str, sign: str) -> list[str]:
+    """The statements that add (``sign`` ``+``) or take (``-``) the object ``row`` from its trigger's count row
+    (made by its first object, gone with its last): before :func:`count_pair`'s when adding, after when taking."""
+    if sign == "+":
+        return [
+            f"INSERT INTO trigger_counts (trigger_id, objects, skipped, runs) VALUES ({row}.trigger_id, 1, "
+            f"{skipped(row)}, 0) ON CONFLICT (trigger_id) DO UPDATE SET objects = trigger_counts.objects + 1, "
+            f"skipped = trigger_counts.skipped + {skipped(row)}"
+        ]
+    return [
+        f"UPDATE trigger_counts SET objects = objects - 1, skipped = skipped - {skipped(row)} "
+        f"WHERE trigger_id = {row}.trigger_id",
+        f"DELETE FROM trigger_counts WHERE trigger_id = {row}.trigger_id AND objects = 0",
     ]
 
 
@@ -145,17 +172,37 @@ TABLES: tuple[str, ...] = (
     f"INSERT INTO object_counts (id, runs, {OBJECTS.columns()}) "
     f"SELECT 1, (SELECT COUNT(*) FROM trigger_runs), {OBJECTS.scan('trigger_objects')} FROM trigger_objects",
 )
+#: migration 11's: each trigger's claimed objects, skipped ones and runs (its (trigger, run) pairs), filled from
+#: ``trigger_objects`` and ``trigger_runs`` as they are; the pairs found by run, for the objects whose run is active
+TRIGGER_TABLES: tuple[str, ...] = (
+    "DROP TABLE IF EXISTS trigger_counts",
+    "CREATE TABLE trigger_counts (trigger_id TEXT PRIMARY KEY, objects INTEGER NOT NULL, skipped INTEGER NOT NULL, "
+    "runs INTEGER NOT NULL)",
+    "INSERT INTO trigger_counts (trigger_id, objects, skipped, runs) SELECT trigger_id, COUNT(*), "
+    "COUNT(CASE WHEN state = 'skipped' THEN 1 END), 0 FROM trigger_objects GROUP BY trigger_id",
+    "UPDATE trigger_counts SET runs = (SELECT COUNT(*) FROM trigger_runs WHERE "
+    "trigger_runs.trigger_id = trigger_counts.trigger_id)",
+    "CREATE INDEX IF NOT EXISTS trigger_runs_by_run ON trigger_runs(run_id)",
+)
+#: each trigger's counts (``{only}``: nothing, or a condition on ``trigger_id``)
+READ_TRIGGER_COUNTS = "SELECT trigger_id, objects, runs, skipped FROM trigger_counts{only}"
+#: each trigger's objects whose run has not ended (queued, waiting or running): from the active runs, not from every
+#: object (``{active}``: the condition on a run's ``state`` that it is active)
+READ_TRIGGER_WAITING = (
+    "SELECT p.trigger_id AS trigger_id, SUM(p.objects) AS waiting FROM runs r JOIN trigger_runs p ON p.run_id = r.id "
+    "WHERE r.{active} GROUP BY p.trigger_id"
+)
 #: the columns whose change may move a fire, or an object, between counts
 FIRE_COLUMNS = "state, queued_at, fire_time"
 OBJECT_COLUMNS = "state, recorded_at, modified, trigger_id, run_id"
 
 
 def _taken(row: str) -> list[str]:
-    return [OBJECTS.count(row, "-"), *count_pair(row, "-")]
+    return [OBJECTS.count(row, "-"), *count_pair(row, "-"), *count_trigger(row, "-")]
 
 
 def _added(row: str) -> list[str]:
-    return [OBJECTS.count(row, "+"), *count_pair(row, "+")]
+    return [OBJECTS.count(row, "+"), *count_trigger(row, "+"), *count_pair(row, "+")]
 
 
 #: each counted table, its PostgreSQL function, the statements that take its row ``OLD`` from the counts and that
@@ -167,10 +214,14 @@ COUNTED_TABLES = (
 #: SQLite's triggers: a row counted when inserted, uncounted when deleted; a change, its old row uncounted and its
 #: new one counted
 SQLITE_TRIGGERS: list[str] = [
-    f"CREATE TRIGGER IF NOT EXISTS {table}_counted_{event.split()[0].lower()} AFTER {event} ON {table} "
-    f"FOR EACH ROW BEGIN {'; '.join(body)}; END"
+    statement
     for table, _, taken, added, columns in COUNTED_TABLES
     for event, body in (("INSERT", added), ("DELETE", taken), (f"UPDATE OF {columns}", [*taken, *added]))
+    for name in [f"{table}_counted_{event.split()[0].lower()}"]
+    for statement in (
+        f"DROP TRIGGER IF EXISTS {name}",  # a later migration's counts replace an earlier one's
+        f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW BEGIN {'; '.join(body)}; END",
+    )
 ]
 #: PostgreSQL's: a function per table, deferred to the commit like ``runs``' (:mod:`~nectar.registry.counts`), that
 #: takes ``run_counts``' row before any of its own, so every transaction takes the counted rows in one order

@@ -164,6 +164,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         *fire_counts.TABLES,
         "{count_fires}",
     ),
+    (  # 11: each trigger's claimed objects, skipped ones and runs, counted by the database (its list reads no object)
+        *fire_counts.TRIGGER_TABLES,
+        "{count_fires}",
+    ),
 )
 LATEST = len(MIGRATIONS)
 #: where a migration's statements take the dialect's own that keep ``run_queue.pending`` counted

@@ -104,7 +104,8 @@ OWN_STATEMENTS = {
     COUNT_FIRES: fire_counts.SQLITE_TRIGGERS,
 }
 #: KiB of pages each connection caches (SQLite's default is 2,000): a process has a connection per thread (an API
-#: worker 8), and a /metrics scrape reads every run, so each filled its own 2 MB; the OS caches the file for all
+#: worker 8) and one that writes, and a /metrics scrape reads every run, so each filled its own 2 MB; the OS caches
+#: the file for all (the pages one write reads fit: 256 and 2,000 KiB read as many per new run)
 CACHE_KIB = 256
 
 
@@ -114,6 +115,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
+        self._writes: tuple[int, sqlite3.Connection] | None = None
         #: the pid that made it and this process's descriptor for writes to the registry's folder (:meth:`_changes`)
         self._changes_of: tuple[int, int | None] | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,19 +126,39 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         return cls(settings.registry_path)
 
     def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, which reads (never shared across fork)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # never share a connection across fork
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: a commit is in the WAL file (the OS's page cache) before COMMIT returns, so an accepted run
-            # survives kill -9 of any process (tests/faults/test_processes.py); the WAL is fsynced at each checkpoint
-            # (about every 100 submissions), so a power loss or kernel crash may roll back the runs accepted since,
-            # never corrupts. FULL (an fsync per commit) cost +75 µs CPU and +165 µs under the write lock per submit.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            conn = self._open()
             self._local.conn, self._local.pid, self._local.owned = conn, os.getpid(), None
         return conn
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit is in the WAL file (the OS's page cache) before COMMIT returns, so an accepted run
+        # survives kill -9 of any process (tests/faults/test_processes.py); the WAL is fsynced at each checkpoint
+        # (about every 100 submissions), so a power loss or kernel crash may roll back the runs accepted since,
+        # never corrupts. FULL (an fsync per commit) cost +75 µs CPU and +165 µs under the write lock per submit.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        return conn
+
+    def _writing(self) -> sqlite3.Connection:
+        """This process's one connection that writes, which its threads use in turn (the caller holds the turn).
+
+        A connection drops every page it cached when it begins a transaction after another connection committed.
+        With a connection per thread, a write found the pages it needs dropped, since another thread's connection
+        had written, and read them again: 22 page reads (``pread``) per new run in an API worker of 8 threads
+        under 16 clients (strace), 5.6 with one thread. Shared by the threads, the pages stay cached from one
+        write of the process to the next, unless another process wrote in between: read calls per new run of 2 API
+        workers, sockets' included, 16-22 -> 5-12 (``/proc/<pid>/io``). Its reads are the write's only: the
+        threads' connections read (:meth:`_connection`)."""
+        pid = os.getpid()
+        if self._writes is None or self._writes[0] != pid:  # never share a connection across fork
+            self._writes = (pid, self._open())
+        return self._writes[1]
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         with SQLITE.inside():  # no fork copies SQLite's state mid-use (nectar.forks)
@@ -147,8 +169,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         """A connection inside one IMMEDIATE transaction (so readers never block on writers), which no fork
         of this process interrupts (a child would inherit its write lock, never released there)."""
         with SQLITE.inside(), self._writer():
-            conn = self._connection()
-            self._local.owned = None  # this connection's own writes leave data_version as it is: ask again after one
+            conn = self._writing()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn

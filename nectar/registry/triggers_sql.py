@@ -12,12 +12,15 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from nectar.registry.fire_counts import OBJECTS, READ_TRIGGER_RUNS
+from nectar.registry.fire_counts import OBJECTS, READ_TRIGGER_COUNTS, READ_TRIGGER_RUNS, READ_TRIGGER_WAITING
 from nectar.registry.schedules import FireOutcome
 from nectar.registry.schedules_sql import SPECS_KEPT, SqlSchedules
 from nectar.registry.sql import ACTIVE
 from nectar.registry.triggers import Claim, Seen, TriggerCounts
 from nectar.triggers.model import TriggerObject, TriggerRecord, TriggerSpec, start_cursor
+
+#: each trigger's objects whose run has not ended
+WAITING = READ_TRIGGER_WAITING.format(active=ACTIVE)
 
 TRIGGER_COLUMNS = (
     "id, source, task, definition, version, paused, cursor, created_at, updated_at, polled_at, last_object, error"
@@ -205,18 +208,19 @@ class SqlTriggers(SqlSchedules):
         return [TriggerObject(**dict(row)) for row in rows]
 
     def trigger_counts(self, trigger_id: str | None = None) -> dict[str, TriggerCounts]:
-        only = "WHERE o.trigger_id = ? " if trigger_id is not None else ""
-        text = (
-            "SELECT o.trigger_id AS trigger_id, COUNT(*) AS objects, COUNT(DISTINCT o.run_id) AS runs, "
-            "SUM(CASE WHEN o.state = 'skipped' THEN 1 ELSE 0 END) AS skipped, "
-            f"SUM(CASE WHEN r.{ACTIVE} THEN 1 ELSE 0 END) AS waiting "
-            f"FROM trigger_objects o LEFT JOIN runs r ON r.id = o.run_id {only}GROUP BY o.trigger_id"
-        )
+        # the objects waiting are found from the active runs for one trigger as for all (by trigger, the planner
+        # would walk every run the trigger made)
         args = (trigger_id,) if trigger_id is not None else ()
-        rows = self._read(lambda db: self._exec(db, text, args).fetchall())
+        counts_text = READ_TRIGGER_COUNTS.format(only=" WHERE trigger_id = ?" if args else "")
+
+        def read(db: Any) -> tuple[list[Any], list[Any]]:
+            return self._exec(db, counts_text, args).fetchall(), self._exec(db, WAITING).fetchall()
+
+        rows, waiting = self._read(read)
+        active = {row["trigger_id"]: int(row["waiting"] or 0) for row in waiting}
         return {
             row["trigger_id"]: TriggerCounts(
-                int(row["objects"]), int(row["runs"]), int(row["skipped"] or 0), int(row["waiting"] or 0)
+                int(row["objects"]), int(row["runs"]), int(row["skipped"]), active.get(row["trigger_id"], 0)
             )
             for row in rows
         }

@@ -154,11 +154,27 @@ def test_bad_parameters_are_422_naming_the_field(
     assert app.extensions["nectar"].runs.count() == 0
 
 
-@pytest.mark.parametrize("body", [b"[1, 2]", b"{not json", b'"day"'])
+@pytest.mark.parametrize("body", [b"[1, 2]", b"{not json", b'"day"', b'{"day": "\xff"}'])
 def test_a_body_that_is_not_a_json_object_is_422(client: FlaskClient, body: bytes) -> None:
     answer = client.post(f"{SALES}?day=2024-01-01", data=body, content_type="application/json")
     assert answer.status_code == 422
     assert "JSON object" in answer.get_json()["errors"]["_body"][0]
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_body_with_a_number_json_does_not_have_is_422_naming_it(
+    client: FlaskClient, app: Flask, constant: str
+) -> None:
+    """Python's json reads NaN and Infinity, which RFC 8259 does not have: a str parameter took NaN as "nan", a
+    list or dict parameter kept it and luigi wrote it back as no JSON reader can read it. Refused, named."""
+    for body in (
+        f'{{"day": "2024-01-01", "group_by": {constant}}}',
+        f'{{"day": "2024-01-01", "metrics": [{constant}]}}',
+    ):
+        answer = client.post(SALES, data=body, content_type="application/json")
+        assert answer.status_code == 422, answer.get_json()
+        assert answer.get_json()["errors"] == {"_body": [f"{constant} is not a JSON number: send a finite number"]}
+    assert app.extensions["nectar"].runs.count() == 0
 
 
 def test_errors_name_every_bad_field_at_once(client: FlaskClient) -> None:

@@ -101,6 +101,16 @@ def test_the_sales_chains_metrics_repeated_in_the_query_string(client: FlaskClie
     assert as_json.get_json()["data"]["key"] == repeated.get_json()["data"]["key"]
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_json_value_in_a_query_with_a_number_json_does_not_have_is_422_naming_the_parameter(
+    client: FlaskClient, kinds: str, constant: str
+) -> None:
+    for name, text in (("options", f'{{"a": {constant}}}'), ("names", f"[1, {constant}]")):
+        answer = client.post(KINDS, query_string={name: text})
+        assert answer.status_code == 422, answer.get_json()
+        assert answer.get_json()["errors"] == {name: [f"{constant} is not a JSON number: send a finite number"]}
+
+
 def test_a_value_its_parameters_schema_refuses_is_422_naming_it_with_the_schemas_reason(
     client: FlaskClient, kinds: str
 ) -> None:

@@ -117,6 +117,26 @@ def test_a_submodule_of_a_deferred_package_imports_the_package_for_real(modules:
     assert runs() == 1
 
 
+def test_a_submodule_its_deferred_package_imports_itself_runs_once(modules: Path) -> None:
+    """``import package.sub`` reads the package's ``__path__``, which imports the package for real, which imports
+    ``sub`` itself: the import already under way takes that module, it does not execute ``sub`` a second time."""
+    package = modules / "deferred_probe_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("from deferred_probe_pkg import sub\nvalue = sub.value\n")
+    probe(package, "sub")
+    with Deferral(["deferred_probe_pkg"]):
+        import deferred_probe_pkg.sub
+
+        assert runs() == 1, "the submodule was executed twice"
+        assert deferred_probe_pkg.sub is sys.modules["deferred_probe_pkg.sub"]
+        assert deferred_probe_pkg.value == deferred_probe_pkg.sub.value == 42
+        spec = deferred_probe_pkg.sub.__spec__
+        assert spec is not None and spec.origin == str(package / "sub.py")
+    import deferred_probe_pkg.sub as again
+
+    assert again is deferred_probe_pkg.sub and runs() == 1
+
+
 def test_threads_using_a_deferred_module_at_once_all_get_it_and_it_runs_once(modules: Path) -> None:
     """The first thread imports it; a thread using it meanwhile waits for that import rather than seeing half."""
     gate = threading.Event()

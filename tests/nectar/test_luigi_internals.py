@@ -62,6 +62,10 @@ PROBES = "tests.luigi_internals_probes"
         (luigi.worker.Worker._add_worker, ["self"]),
         (luigi.execution_summary._summary_dict, ["worker"]),
         (luigi.execution_summary.LuigiRunResult.__init__, ["self", "worker", "worker_add_run_status"]),
+        (luigi.execution_summary._summary_format, ["set_tasks", "worker"]),
+        (luigi.execution_summary._summary_wrap, ["str_output"]),
+        (luigi.execution_summary._tasks_status, ["set_tasks"]),
+        (luigi.execution_summary._create_one_line_summary, ["status_code"]),
         (luigi.worker._is_external, ["task"]),
         (luigi.server.app, ["scheduler"]),
         (luigi.contrib.s3.S3Client._path_to_bucket_and_key, ["path"]),
@@ -168,6 +172,16 @@ def test_a_worker_made_and_run_as_luigi_build_does(probes: str) -> None:
     worker = new_worker(scheduler, "nectar-seam:1", 1)
     result = schedule_and_run(worker, step(), env)
     assert (done, result.scheduling_succeeded) == (["ran"], True)
+    # luigi's summary is made when read (an attempt reads it only when its task is not complete), and is luigi's
+    assert not {"summary_text", "status", "one_line_summary"} & set(vars(result)), "the summary was made unread"
+    luigis = luigi.execution_summary.LuigiRunResult(worker, True)
+    assert isinstance(result, luigi.execution_summary.LuigiRunResult)
+    assert (result.summary_text, result.status, result.one_line_summary) == (
+        luigis.summary_text,
+        luigis.status,
+        luigis.one_line_summary,
+    )
+    assert "1 ran successfully" in result.summary_text
     outcomes = tasks_by_outcome(worker)
     assert (outcomes["completed"], outcomes["already_done"]) == ({step()}, {source()})
     for kind in ("run_by_other_worker", "upstream_run_by_other_worker", "not_run", "failed"):
@@ -217,6 +231,46 @@ def test_a_worker_running_its_steps_in_its_own_process_gets_their_results_in_mem
     if in_memory:  # the results still reach luigi's worker: the step is done, and so is the build
         result = schedule_and_run(worker, step(), env=luigi.interface.core(no_lock=True, local_scheduler=True))
         assert (done, result.scheduling_succeeded, tasks_by_outcome(worker)["completed"]) == (["ran"], True, {step()})
+
+
+def test_luigis_worker_reads_its_settings_and_makes_its_queue_through_the_names_the_seam_swaps() -> None:
+    names = luigi.worker.Worker.__init__.__code__.co_names
+    assert "worker" in names and "multiprocessing" in names, "luigi's Worker.__init__ no longer reads these names"
+    assert "Queue" in names, "luigi's Worker.__init__ no longer makes multiprocessing.Queue()"
+
+
+@pytest.mark.parametrize(
+    ("processes", "forced", "in_memory"),
+    [(1, False, True), (1, True, False), (2, False, False)],
+    ids=["one process", "force_multiprocessing", "two processes"],
+)
+def test_a_worker_given_its_settings_ahead_reads_none_and_makes_no_queue_it_does_not_use(
+    probes: str, processes: int, forced: bool, in_memory: bool
+) -> None:
+    """Read once, ahead, luigi's [worker] settings serve a worker made later (a fresh attempt's process reads
+    luigi's configuration for the first time: 1.6 ms); one that runs its steps in its own process makes no
+    multiprocessing queue (pipe and semaphores: 0.7 ms), only to close it."""
+    done: list[str] = []
+    step = probe("SeamReadAhead", run=lambda self: done.append("ran"), complete=lambda self: bool(done))
+    settings = luigi.worker.worker(force_multiprocessing=forced)
+    scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+    made: list[str] = []
+    real_queue = multiprocessing.Queue
+
+    def counted() -> multiprocessing.queues.Queue[Any]:
+        made.append("queue")
+        return real_queue()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(multiprocessing, "Queue", counted)
+        patch.setattr(luigi.worker, "worker", lambda **_: pytest.fail("the [worker] settings were read again"))
+        worker = new_worker(scheduler, "nectar-seam:5", processes, settings=settings)
+        assert (luigi.worker.multiprocessing, worker._config) == (multiprocessing, settings)
+    assert made == ([] if in_memory else ["queue"])
+    assert isinstance(worker._task_result_queue, multiprocessing.queues.Queue) is not in_memory
+    if in_memory:
+        result = schedule_and_run(worker, step(), env=luigi.interface.core(no_lock=True, local_scheduler=True))
+        assert (done, result.scheduling_succeeded) == (["ran"], True)
 
 
 def test_forgotten_task_classes_leave_luigis_registry(probes: str) -> None:

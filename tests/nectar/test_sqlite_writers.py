@@ -1,9 +1,11 @@
 """Writers of one SQLite registry take turns in the kernel, processes as well as threads: a POSIX lock of
-``<registry>-writer`` held for a write transaction, released when its process dies (nectar.registry.sqlite.Writers)."""
+``<registry>-writer`` held for a write transaction, released when its process dies (nectar.registry.sqlite.Writers);
+the threads of a process write through one connection."""
 
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import signal
 import sqlite3
@@ -11,11 +13,12 @@ import struct
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from nectar.registry import sqlite
+from nectar.registry import RunState, sqlite
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
 from tests.nectar.test_runs import new_run
@@ -80,3 +83,40 @@ def test_a_writer_that_never_gets_its_turn_is_told_what_sqlite_tells_it(
     with pytest.raises(sqlite3.OperationalError, match="database is locked"):
         runs.submit(new_run(2))
     assert runs.count() == 0
+
+
+def read_calls() -> int:
+    """Read system calls this process has made (``syscr`` of /proc/self/io: SQLite reads a page with ``pread``)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("syscr:"):
+            return int(line.split()[1])
+    raise AssertionError("no syscr in /proc/self/io")
+
+
+def test_threads_of_a_process_write_in_turn_without_reading_again_the_pages_the_last_write_cached(
+    tmp_path: Path,
+) -> None:
+    """A connection drops its cached pages when another connection has committed since its last transaction: with a
+    connection per thread, each write after another thread's read every page it touched from the file again. The
+    threads of a process write through one connection, so a write after another thread's reads no page."""
+    runs = SQLiteRunStore(tmp_path / "registry.db")  # a few runs: each table and index one page, all cached at once
+    gc.collect()  # a connection of an earlier test, closed as it is collected, would checkpoint its file meanwhile
+    first, second = ThreadPoolExecutor(1), ThreadPoolExecutor(1)  # two threads, each the same one throughout
+    rounds = []  # the reads of each thread's write, beyond those of /proc/self/io itself
+    try:
+        for n in range(4):  # both warm, in turn
+            (first if n % 2 else second).submit(runs.submit, new_run(n)).result()
+        for n in range(10, 16, 2):  # a read by another thread of this process (pytest's own) may fall in one round
+            counting = read_calls()
+            before = read_calls()  # the reads of /proc/self/io themselves: counted between two looks
+            first.submit(runs.submit, new_run(n)).result()
+            between = read_calls()
+            second.submit(runs.submit, new_run(n + 1)).result()
+            after = read_calls()
+            own = before - counting
+            rounds.append((between - before - own, after - between - own))
+    finally:
+        first.shutdown()
+        second.shutdown()
+    assert (0, 0) in rounds, rounds
+    assert runs.count(RunState.PENDING) == 10

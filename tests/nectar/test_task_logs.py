@@ -62,6 +62,9 @@ def test_a_step_commits_params_its_output_and_both_logs_at_once_and_its_live_log
     assert os.stat(stdout).st_nlink == 1 and store.read_text(key.with_file(STDERR_FILE)) == ""
     assert json.loads(store.read_text(key.with_file(PARAMS_FILE)))["task_id"] == task.task_id
     assert not any(path.exists() for path in live_log_paths(key))
+    # nor their folders: a step leaves no empty folder behind, one per key ever run, for as long as the data lives
+    live = settings.live_logs_dir
+    assert not (live / key.folder).exists() and (live / key.folder).parent.is_dir()
 
 
 QUIET_CHAIN = """
