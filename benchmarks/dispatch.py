@@ -113,6 +113,8 @@ def run(ctx: Context) -> list[Figure]:
         f"median phases: POST → 202 {answered * 1000:.1f} ms, → claimed {claimed * 1000:.1f} ms, "
         f"→ run() {median(service) * 1000:.1f} ms"
     )
+    slowest = "; ".join(" / ".join(f"{hop * 1000:.1f}" for hop in p) for p in sorted(phases, key=lambda p: p[-1])[-5:])
+    print(f"the 5 slowest samples, POST → 202 / → claimed / → run() in ms: {slowest}")
     what = f"python -m luigi per request (n={seed_samples})"
     floor = f"luigi.build, local scheduler, warm process (n={samples})"
     return [

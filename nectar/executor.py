@@ -37,21 +37,21 @@ from typing import Any
 
 import luigi
 
+from nectar import wakeup
 from nectar.attempt import chain_file, execute
-from nectar.build import Build, luigi_worker_id
+from nectar.build import Build
 from nectar.catalog.loader import Stamp, chain_code, file_stamp
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
-from nectar.leases import INTERRUPT_GRACE, is_dead, process_name, reclaim, release, timed_out
+from nectar.leases import INTERRUPT_GRACE, process_name, reclaim, release, release_lost_in_luigid, timed_out
 from nectar.luigid import scheduler_of, scheduler_secret
 from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
-from nectar.spares import Spare, Spares, hand_over
+from nectar.spares import Spare, Spares, freeze_held, hand_over
 
 logger = logging.getLogger(__name__)
-#: seconds between two looks for finished attempts while some run: an attempt's outcome commit wakes the loop, but
-#: its process has rarely exited by then, so this is how long its slot stays empty after (the wait between two
-#: looks already reads the registry every 2 ms: a look more costs a waitpid per attempt)
+#: seconds between two looks for finished attempts while some run, where the kernel cannot say when one exits
+#: (:func:`nectar.wakeup.exits`); where it can, its exit wakes the loop
 REAP_INTERVAL = 0.01
 
 
@@ -71,6 +71,8 @@ def run_in_foreground(settings: Settings, runs: RunStore, run_id: str, worker: s
 @dataclass
 class Child:
     run: Run
+    #: readable once the child has exited (None where the kernel cannot say: :func:`nectar.wakeup.exits`)
+    exited: int | None = None
     #: when the parent saw the attempt was no longer the child's (cancelled or reclaimed)
     disowned_at: float | None = None
 
@@ -102,7 +104,8 @@ class Executor:
         self._warmed = False
 
     def warm(self) -> None:
-        """Before the first spare is forked, not while idle: what every attempt would import (or load) itself."""
+        """Before the first spare is forked, not while idle: what every attempt would import (or load) itself; then
+        all the worker holds leaves its collector's sight (:func:`~nectar.spares.freeze_held`)."""
         if self._warmed:
             return
         self._warmed = True
@@ -119,6 +122,7 @@ class Executor:
                 load_s3_models()
             except Exception:  # each attempt makes its client itself, and fails with the reason if it must
                 logger.warning("could not load boto3's S3 models ahead of the attempts", exc_info=True)
+        freeze_held()
 
     def stop(self, *_: Any) -> None:
         """First call: drain (stop claiming, let attempts finish for ``drain_grace``). Again, or when the
@@ -162,7 +166,7 @@ class Executor:
             self.runs.requeue(run.id, run.attempt)
             self._forget(spare.pid)
             return True
-        self.children[spare.pid] = Child(run)
+        self.children[spare.pid] = Child(run, wakeup.exits(spare.pid))
         logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
         self._compile_ahead(run)
         return True
@@ -197,6 +201,8 @@ class Executor:
             if done == 0:
                 continue
             del self.children[pid]
+            if child.exited is not None:
+                os.close(child.exited)
             run = child.run
             if not self._owned(run):  # the child recorded its outcome, or the attempt was taken from it
                 self._end_stopped(pid, run)
@@ -276,23 +282,9 @@ class Executor:
         if now_up and not up:
             logger.warning("luigid answers again: claiming runs")
         if now_up and (not up or seen == 0.0):  # luigid (re)started, maybe from a state saved as a crash began
-            self._release_lost_in_luigid()
+            release_lost_in_luigid(self.scheduler)
         self._scheduler_seen = (time.monotonic(), now_up)
         return now_up
-
-    def _release_lost_in_luigid(self) -> None:
-        """Tell luigid that the tasks it holds RUNNING for attempt processes of this host that are gone failed,
-        so that runs needing them go on now, not once luigid times those workers out."""
-        assert self.scheduler is not None
-        try:
-            running = self.scheduler.call("task_list", status="RUNNING", upstream_status="", search=None) or {}
-            for task_id, task in running.items():
-                worker = str(task.get("worker_running") or "") if isinstance(task, dict) else ""
-                if worker.startswith(luigi_worker_id("")) and is_dead(worker.removeprefix(luigi_worker_id(""))):
-                    reason = f"worker lost: {worker} is gone"
-                    self.scheduler.call("add_task", task_id=task_id, status="FAILED", worker=worker, expl=reason)
-        except SchedulerUnavailable as exc:  # the next return of luigid tries again
-            logger.warning("could not release the tasks of lost attempts in luigid: %s", exc)
 
     def _registry_answers(self) -> bool:
         try:
@@ -321,13 +313,22 @@ class Executor:
             if self.spares.busy:
                 self.warm()
             self.spares.keep(self.concurrency)
-        # while attempts run, look often (a finished one frees its slot); idle, wait to be woken (or poll)
-        idle = self.settings.worker_poll_interval
-        timeout = min(idle, REAP_INTERVAL) if self.children else idle
-        if blocked and len(self.spares):  # for one to be set up (it may have a run to claim)
-            self.spares.wait(timeout)
+        self._sleep(blocked)
+
+    def _sleep(self, blocked: bool) -> None:
+        """Until there may be something to do: an attempt's process exits, a spare is ready (or dies), or, if a slot
+        could take it now, a run is queued; at most ``worker_poll_interval`` seconds (leases, luigid, idle spares)."""
+        exits = [child.exited for child in self.children.values()]
+        timeout = self.settings.worker_poll_interval
+        if None in exits:  # the kernel cannot say when this one exits: look again soon
+            timeout = min(timeout, REAP_INTERVAL)
+        fds = [fd for fd in exits if fd is not None]
+        if not self.stopping:  # a stopping worker reads its spares no more (it lets them go once drained)
+            fds += self.spares.fds()
+        if self.stopping or len(self.children) >= self.concurrency or (blocked and len(self.spares)):
+            wakeup.readable(fds, timeout)  # a queued run could not be claimed before one of these anyway
         else:
-            self.runs.wait_for_work(timeout)
+            self.runs.wait_for_work(timeout, fds)
 
     def serve_forever(self) -> None:
         """Claim and execute runs until SIGTERM, SIGINT or SIGHUP; then drain, interrupt and requeue."""

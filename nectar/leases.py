@@ -103,6 +103,21 @@ def reclaim(runs: RunStore, lease_timeout: float, scheduler: SchedulerClient | N
     return lost
 
 
+def release_lost_in_luigid(scheduler: SchedulerClient) -> None:
+    """Tell luigid that the tasks it holds RUNNING for attempt processes of this host that are gone failed, so that
+    runs needing them go on now, not once luigid times those workers out (a worker does it when luigid (re)starts,
+    maybe from a state saved as a crash began)."""
+    try:
+        running = scheduler.call("task_list", status="RUNNING", upstream_status="", search=None) or {}
+        for task_id, task in running.items():
+            worker = str(task.get("worker_running") or "") if isinstance(task, dict) else ""
+            if worker.startswith(luigi_worker_id("")) and is_dead(worker.removeprefix(luigi_worker_id(""))):
+                reason = f"worker lost: {worker} is gone"
+                scheduler.call("add_task", task_id=task_id, status="FAILED", worker=worker, expl=reason)
+    except SchedulerUnavailable as exc:  # the next return of luigid tries again
+        logger.warning("could not release the tasks of lost attempts in luigid: %s", exc)
+
+
 class AttemptLease:
     """The executing process's hold on its attempt, renewed by a heartbeat thread.
 

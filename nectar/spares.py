@@ -9,17 +9,20 @@ waits there for the run. :class:`Spares` keeps them:
   however many slots a reap frees at once, each finds a spare that is ready, and no claim waits on a fork or a
   setup;
 - **which one a claim takes**: a ready one (:meth:`Spares.ready`), the oldest first; one whose setup has not
-  finished is waited for (:meth:`Spares.wait`), never handed a run. A spare that died shows on its socket too
-  (the end of the stream, not its byte): it is reaped and never chosen;
+  finished is waited for (its socket wakes the worker's loop: :meth:`Spares.fds`), never handed a run. A spare
+  that died shows on its socket too (the end of the stream, not its byte): it is reaped and never chosen;
 - **when they are forked**: one per pass of the worker's loop, after its claims, so a fork never stands between
-  a free slot and its run.
+  a free slot and its run; after a spare died before it was ready (its setup failed), not before
+  :data:`FIRST_BACKOFF` seconds, doubled at each such death up to :data:`MAX_BACKOFF`, until one is ready again.
+
+Each spare's socket is a descriptor the worker's loop sleeps on (:meth:`Spares.fds`): it wakes when one is ready
+or dies.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-import select
 import signal
 import socket
 import time
@@ -28,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nectar import lifeline
+from nectar import lifeline, wakeup
 
 #: what a spare sends once it is set up
 READY = b"r"
@@ -36,6 +39,10 @@ READY = b"r"
 #: ms on 2 loaded cores), so with one per slot, 107-142 of 400 claims in a row waited for one to be ready; with
 #: two, 1-4 of 400
 AHEAD = 2
+#: seconds before a spare is forked again after one died before it was ready, doubled at each such death
+FIRST_BACKOFF = 0.1
+#: the longest wait before forking again while spares keep dying before they are ready
+MAX_BACKOFF = 5.0
 
 
 @dataclass
@@ -67,6 +74,9 @@ class Spares:
         #: when runs were last wanted (None: never since start)
         self._wanted_at: float | None = None
         self._wanted_now = False
+        #: seconds to wait after a spare died being set up (0: none died since one was last ready), and until when
+        self._backoff = 0.0
+        self._fork_after = 0.0
 
     def __len__(self) -> int:
         return len(self.spares)
@@ -84,24 +94,20 @@ class Spares:
 
     def ready(self) -> Spare | None:
         """The oldest spare whose setup has finished (the dead ones reaped on the way), or None."""
-        self._look(0.0)
+        self._look()
         return next((spare for spare in self.spares if spare.ready), None)
 
-    def wait(self, timeout: float) -> None:
-        """Until a spare being set up is ready (or dies), or ``timeout`` seconds pass."""
-        self._look(timeout)
+    def fds(self) -> list[int]:
+        """The spares' sockets: one becomes readable when its spare is ready, or dies."""
+        return [spare.channel.fileno() for spare in self.spares]
 
-    def _look(self, timeout: float) -> None:
-        """Read what the spares said: being set up, that they are ready; ready (they say nothing more), that they
-        died (the end of the stream). Waits up to ``timeout`` for one being set up to say something."""
+    def _look(self) -> None:
+        """Read what the spares said, without waiting: being set up, that they are ready; ready (they say nothing
+        more), that they died (the end of the stream)."""
         if not self.spares:
             return
         by_fd = {spare.channel.fileno(): spare for spare in self.spares}
-        pending = any(not spare.ready for spare in self.spares)
-        poller = select.poll()  # not select.select: a descriptor past 1023 would make it raise
-        for fd in by_fd:
-            poller.register(fd, select.POLLIN)
-        for fd, _ in poller.poll(timeout * 1000 if pending else 0):
+        for fd in wakeup.readable(by_fd, 0.0):
             spare = by_fd[fd]
             try:
                 said = spare.channel.recv(1)
@@ -109,7 +115,11 @@ class Spares:
                 said = b""
             if said == READY and not spare.ready:
                 spare.ready = True
+                self._backoff = 0.0
             else:  # the end of the stream: it died
+                if not spare.ready:  # in its setup: the next may die the same way, fork it later
+                    self._backoff = min(MAX_BACKOFF, max(FIRST_BACKOFF, 2 * self._backoff))
+                    self._fork_after = self._clock() + self._backoff
                 self._drop(spare)
 
     def take(self, spare: Spare) -> None:
@@ -120,10 +130,10 @@ class Spares:
         """Fork a spare if fewer than wanted (one per call), or let the extra ones go: :data:`AHEAD` per slot while
         runs are wanted, none after ``idle_after`` seconds without. The dead ones are reaped first, every slot busy
         or not (a claim looks only when a slot is free): none stays a zombie counted among the spares."""
-        self._look(0.0)
+        self._look()
         want = AHEAD * slots if self.busy else 0
         self._wanted_now = False
-        if len(self.spares) < want:
+        if len(self.spares) < want and self._clock() >= self._fork_after:
             self.spares.append(self._fork())
         while len(self.spares) > want:  # the newest first: the oldest are the likeliest to be ready
             self._drop(self.spares[-1])
@@ -147,12 +157,12 @@ class Spares:
 
     def _fork(self) -> Spare:
         ours, theirs = socket.socketpair()
-        # what the parent holds (luigi, boto3, nectar) moves out of the collector's sight in the child: its
-        # collections scan only what the attempt allocates, and do not write to (copy) pages it shares with us
-        gc.freeze()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the spare
+            # what it shares with the worker (luigi, boto3, nectar) leaves the collector's sight: its collections
+            # scan only what the attempt allocates, and do not write to (copy) the pages it shares with the worker
+            gc.freeze()
             code = 1
             try:
                 ours.close()
@@ -176,9 +186,17 @@ class Spares:
                 traceback.print_exc()
             finally:
                 os._exit(code)
-        gc.unfreeze()
         theirs.close()
         return Spare(pid, ours)
+
+
+def freeze_held() -> None:
+    """What the worker holds now (its imports, done before its first spare) leaves its collector's sight for good:
+    a full collection of the worker no longer scans it, which took 20-40 ms on the claims' path (once in a few
+    hundred runs) and wrote to every page its spares share with it (~4,000 copied). Collected first: what it
+    freezes is never freed."""
+    gc.collect()
+    gc.freeze()
 
 
 def hand_over(spare: Spare, given: bytes) -> None:

@@ -18,7 +18,7 @@ import itertools
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -26,6 +26,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from nectar import wakeup
 from nectar.errors import QueueFull, RegistryUnavailable
 from nectar.registry import counts, fire_counts
 from nectar.registry.model import Run
@@ -272,18 +273,25 @@ class PostgresRunStore(SqlTriggers, SqlWaits):
         except (psycopg.OperationalError, RegistryUnavailable):
             pass  # the run is queued all the same: workers also look for work on their own
 
-    def wait_for_work(self, timeout: float) -> None:
-        """Sleep until a run is queued anywhere (a NOTIFY) or ``timeout`` seconds pass."""
+    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> None:
+        """Sleep until a run is queued anywhere (a NOTIFY), one of ``also`` is readable, or ``timeout`` seconds pass."""
         listener = self._listen()
         if listener is None:
-            super().wait_for_work(timeout)
+            super().wait_for_work(timeout, also)
             return
         try:
-            for _ in listener.notifies(timeout=timeout, stop_after=1):
-                pass
+            if not also:
+                for _ in listener.notifies(timeout=timeout, stop_after=1):
+                    pass
+                return
+            # what the connection holds already; else one poll() of its socket and of ``also``, then what it received
+            held = sum(1 for _ in listener.notifies(timeout=0.0))
+            if not held and wakeup.readable([listener.fileno(), *also], timeout):
+                for _ in listener.notifies(timeout=0.0):
+                    pass
         except psycopg.OperationalError:
             self._listener = None  # the database went away: reconnect on the next wait
-            super().wait_for_work(timeout)
+            super().wait_for_work(timeout, also)
 
     def _listen(self) -> Connection | None:
         """This process's listening connection: its own, held for good, never one of the pool's."""

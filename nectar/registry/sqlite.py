@@ -7,11 +7,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar
 
+from nectar import wakeup
 from nectar.forks import SQLITE
 from nectar.registry import counts, fire_counts
 from nectar.registry.schema import (
@@ -114,6 +116,8 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         self.path = Path(path)
         self._local = threading.local()
         self._writes: tuple[int, sqlite3.Connection] | None = None
+        #: the pid that made it and this process's descriptor for writes to the registry's folder (:meth:`_changes`)
+        self._changes_of: tuple[int, int | None] | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection()  # its schema checked (brought up to date): a gunicorn master does it once for its workers
         self._local.conn.close()  # and closed, with the connection a migration wrote through: nothing of SQLite's
@@ -235,15 +239,63 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         self._read(lambda db: db.execute("SELECT 1 FROM runs LIMIT 1").fetchall())
         return f"sqlite {self.path}"
 
-    #: seconds between two looks at whether another connection committed (a read of shared memory, no I/O)
+    #: seconds between two looks at whether another connection committed (a read of shared memory, no I/O), where
+    #: the kernel cannot say when the registry's folder changes, or while a commit it told of may not be visible yet
     WAKE_INTERVAL = 0.002
+    #: seconds of such looks after the kernel told of a write that no commit shows yet: a commit writes its pages to
+    #: the WAL (which the kernel tells) before it publishes them in the WAL's index (which it does not)
+    SETTLE = 0.02
 
-    def wait_for_work(self, timeout: float) -> None:
-        """Return after ``timeout`` seconds, or as soon as another connection commits (a submission, say)."""
-        version = "PRAGMA data_version"
-        seen = self._read(lambda db: db.execute(version).fetchone()[0])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            time.sleep(self.WAKE_INTERVAL)
-            if self._read(lambda db: db.execute(version).fetchone()[0]) != seen:
-                return
+    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> None:
+        """Return after ``timeout`` seconds, as soon as one of ``also`` is readable, or as soon as another connection
+        has committed (a submission, say) since this thread's last wait returned: a commit made while its caller
+        looked for work wakes it at once, not at its next wait's end.
+
+        It sleeps in one ``poll()`` of ``also`` and of the kernel's word that a file of the registry's folder was
+        written (:func:`nectar.wakeup.changes`: a commit writes the WAL), and reads ``PRAGMA data_version`` only
+        then, and every :data:`WAKE_INTERVAL` for :data:`SETTLE` seconds after a write no commit shows yet;
+        without the kernel's word, every :data:`WAKE_INTERVAL`."""
+
+        def version() -> int:
+            return int(self._read(lambda db: db.execute("PRAGMA data_version").fetchone()[0]))
+
+        seen = getattr(self._local, "seen", None)
+        if seen is None or seen[0] != os.getpid():
+            seen = (os.getpid(), version())
+        changed = self._changes()
+        fds = [*also, changed] if changed is not None else list(also)
+        now = time.monotonic()
+        deadline, settle = now + timeout, now
+        try:
+            while (left := deadline - now) > 0:
+                looking = changed is None or now < settle
+                woken = wakeup.readable(fds, min(left, self.WAKE_INTERVAL) if looking else left)
+                if set(woken) & set(also):
+                    return
+                if changed in woken:
+                    wakeup.drain(changed)
+                if (looking or woken) and version() != seen[1]:
+                    return
+                now = time.monotonic()
+                if woken:
+                    settle = now + self.SETTLE
+        finally:
+            self._local.seen = (os.getpid(), version())
+
+    def _changes(self) -> int | None:
+        """This process's descriptor for writes to the registry's folder (made once, closed with this store; None
+        where there is none). Two threads waiting at once share it: one may drain the other's wake-up, which then
+        waits out its timeout, as a look every :data:`WAKE_INTERVAL` never would; a worker waits on one thread."""
+        mine = self._changes_of
+        if mine is None or mine[0] != os.getpid():  # a fork's copy is the parent's: make this process's own
+            fd = wakeup.changes(self.path.parent)
+            if fd is not None:
+                weakref.finalize(self, _close_in, os.getpid(), fd)
+            mine = self._changes_of = (os.getpid(), fd)
+        return mine[1]
+
+
+def _close_in(pid: int, fd: int) -> None:
+    """Close ``fd`` if this is still the process ``pid`` that opened it (a fork's copy is closed by its exit)."""
+    if os.getpid() == pid:
+        os.close(fd)

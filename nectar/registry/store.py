@@ -10,10 +10,10 @@ lease renewed by heartbeats; :meth:`RunStore.reclaim` ends attempts whose lease 
 
 from __future__ import annotations
 
-import time
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 
+from nectar import wakeup
 from nectar.registry.model import Attempt, Durations, Run, RunFilter, RunState, Step
 from nectar.registry.schedules import ScheduleStore
 from nectar.registry.triggers import TriggerStore
@@ -133,6 +133,7 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
     def check(self) -> str:
         """Raise if the registry cannot be used; else describe it."""
 
-    def wait_for_work(self, timeout: float) -> None:
-        """Return after ``timeout`` seconds, or sooner when a run may have become claimable."""
-        time.sleep(timeout)
+    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> None:
+        """Return after ``timeout`` seconds, sooner when a run may have become claimable, or as soon as one of the
+        file descriptors ``also`` is readable (a worker's children and spares: :mod:`nectar.wakeup`)."""
+        wakeup.readable(also, timeout)

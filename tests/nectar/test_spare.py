@@ -11,16 +11,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from nectar import executor as executor_module
+from nectar import wakeup
 from nectar.build import Build
 from nectar.config import Settings
 from nectar.executor import Executor
 from nectar.leases import HOST
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
-from nectar.spares import AHEAD
+from nectar.spares import AHEAD, FIRST_BACKOFF, Spares
 from tests.conftest import wait_until
 from tests.faults.conftest import alive, children
 
@@ -149,8 +152,8 @@ def new_executor(quick: Settings) -> Iterator[Callable[[], Executor]]:
     """Makes a worker's executor in this process (its spares are forks of it), on the local scheduler."""
     made: list[Executor] = []
 
-    def new() -> Executor:
-        made.append(Executor(quick.replace(scheduler_url=None), concurrency=2))
+    def new(concurrency: int = 2, **changes: Any) -> Executor:
+        made.append(Executor(quick.replace(scheduler_url=None, **changes), concurrency=concurrency))
         return made[-1]
 
     yield new
@@ -213,6 +216,74 @@ def test_a_spare_still_being_set_up_is_let_go_without_waiting_for_its_setup(
         closing.join(60)
 
 
+def test_an_attempts_exit_wakes_the_workers_loop_not_a_look_on_a_timer(
+    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its slot is free as soon as its process is gone: the kernel says so (a pidfd), where the loop used to look
+    every ``REAP_INTERVAL``. Here no look on a timer would come within the test."""
+    monkeypatch.setattr(executor_module, "REAP_INTERVAL", 3600.0)
+    executor = new_executor(concurrency=1, worker_poll_interval=3600.0)
+    nectar = Nectar(quick)
+    run_id = submit(nectar, 11)
+    while not executor.children:  # each pass returns once a spare is ready, or a run is queued
+        executor._serve_once()
+
+    def until_reaped() -> None:
+        while executor.children:
+            executor._serve_once()
+
+    reaping = threading.Thread(target=until_reaped, daemon=True)
+    reaping.start()
+    reaping.join(60)  # a deadline that only fails a hung test
+
+    assert not reaping.is_alive(), "the attempt's exit did not wake the worker's loop"
+    assert ended(nectar, run_id).state == RunState.DONE
+
+
+def test_a_draining_worker_sleeps_though_a_spare_said_it_is_ready(new_executor: Callable[..., Executor]) -> None:
+    """A stopping worker reads its spares no more: a spare's word (or death) left unread must not wake its loop
+    again and again while its attempts finish."""
+    executor = new_executor(worker_poll_interval=3600.0)
+    executor.spares.wanted()
+    executor.spares.keep(2)
+    (spare,) = executor.spares.spares
+    wait_until(lambda: wakeup.readable([spare.channel.fileno()], 0.0), timeout=60)  # it said it is ready, unread
+    executor.stop()
+
+    sleeping = threading.Thread(target=executor._serve_once, daemon=True)  # until a child exits: it has none
+    sleeping.start()
+    sleeping.join(0.5)
+
+    assert sleeping.is_alive(), "the spare's unread word woke the draining worker's loop"
+
+
+def test_a_spare_that_dies_in_its_setup_is_forked_again_only_after_a_backoff() -> None:
+    """Not once per pass of the loop (a fork each, which the spare's death now wakes at once): after
+    ``FIRST_BACKOFF`` seconds, doubled at each such death, until one is ready again."""
+    now = [0.0]
+    spares = Spares(lambda: os._exit(3), lambda given, prepared: 0, idle_after=KEPT, clock=lambda: now[0])
+    try:
+        spares.wanted()
+        spares.keep(1)
+        (spare,) = spares.spares
+        wait_until(lambda: spares.ready() is None and not spares.spares, timeout=60)  # dead in its setup, reaped
+
+        spares.keep(1)
+        assert not spares.spares, "forked again at once"
+        now[0] += FIRST_BACKOFF
+        spares.keep(1)
+        (again,) = spares.spares
+        wait_until(lambda: spares.ready() is None and not spares.spares, timeout=60)
+        now[0] += FIRST_BACKOFF
+        spares.keep(1)
+        assert not spares.spares, "the second death waits twice as long"
+        now[0] += FIRST_BACKOFF
+        spares.keep(1)
+        assert len(spares.spares) == 1
+    finally:
+        spares.close()
+
+
 def test_an_idle_worker_has_not_imported_what_only_runs_need(settings: Settings) -> None:
     """boto3 (~8 MB, through luigi's S3 targets) and the like are imported before the first spare is forked."""
     probe = (
@@ -224,6 +295,24 @@ def test_an_idle_worker_has_not_imported_what_only_runs_need(settings: Settings)
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_what_the_worker_holds_once_warm_stays_out_of_its_collectors_sight(settings: Settings) -> None:
+    """Frozen once (luigi, boto3, nectar), never thawed by a fork: a full collection of the worker scans none of it
+    (it took 20-40 ms on the claims' path, copying every page a spare shares with the worker)."""
+    probe = (
+        "import gc; from pathlib import Path\n"
+        "from nectar.config import Settings; from nectar.executor import Executor\n"
+        f"executor = Executor(Settings(data_dir=Path({str(settings.data_dir)!r})))\n"
+        "executor.warm(); warm = gc.get_freeze_count()\n"
+        "executor.spares.wanted(); executor.spares.keep(1); forked = len(executor.spares)\n"
+        "print(warm, gc.get_freeze_count(), forked); executor.spares.close()"
+    )
+    answer = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    warm, after_fork, forked = map(int, answer.split())
+    assert forked == 1
+    assert warm > 10_000, "warm froze nothing"
+    assert after_fork >= warm, "a fork thawed what the worker holds"
 
 
 def test_a_run_is_claimed_only_by_a_spare_whose_setup_has_finished(

@@ -1,0 +1,63 @@
+"""What wakes a sleeping worker, as file descriptors for one ``poll()``: a folder's files changing, a child exiting.
+
+A worker's loop has three things to wait for: a run queued (a commit to the registry), an attempt's process
+exiting (its slot is free), a spare saying it is ready. Each is a readable descriptor here, so the loop sleeps
+in one ``poll()`` of them all and wakes at the event, not at its next look (Linux: ``inotify(7)``, ``pidfd_open(2)``;
+elsewhere :func:`changes` and :func:`exits` answer None and the caller looks again after a short sleep).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+from collections.abc import Iterable
+from pathlib import Path
+
+#: ``inotify(7)``: a file in the watched folder was written
+IN_MODIFY = 0x2
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+
+
+def changes(folder: Path) -> int | None:
+    """A descriptor that becomes readable once a file in ``folder`` is written (drain it with :func:`drain`),
+    or None where the kernel cannot say (not Linux, or out of inotify watches)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = int(libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC))
+    except (OSError, AttributeError):
+        return None
+    if fd < 0:
+        return None
+    if libc.inotify_add_watch(fd, os.fsencode(folder), IN_MODIFY) < 0:
+        os.close(fd)
+        return None
+    return fd
+
+
+def exits(pid: int) -> int | None:
+    """A descriptor that becomes readable once the child ``pid`` has exited (it stays to be reaped), or None where
+    the kernel cannot say (not Linux 5.3 or later); close it once the child is reaped."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def drain(fd: int) -> None:
+    """Read what a non-blocking descriptor holds (the events of :func:`changes`), so that it sleeps again."""
+    try:
+        while os.read(fd, 65536):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def readable(fds: Iterable[int], timeout: float) -> list[int]:
+    """Those of ``fds`` readable (or closed at the other end) within ``timeout`` seconds; [] if none was. With no
+    descriptor, a sleep of ``timeout``."""
+    poller = select.poll()  # not select.select: a descriptor past 1023 would make it raise
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return [fd for fd, _ in poller.poll(max(0.0, timeout) * 1000)]

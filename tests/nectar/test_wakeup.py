@@ -1,0 +1,117 @@
+"""What wakes a waiting worker: a commit to the registry, one of its own descriptors (a child's exit, a spare's
+word), never a look on a timer where the kernel can tell (:mod:`nectar.wakeup`, ``RunStore.wait_for_work``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from nectar import wakeup
+from nectar.registry.sql import SqlRunStore
+from nectar.registry.sqlite import SQLiteRunStore
+from tests.nectar.test_runs import new_run, open_store
+
+__all__ = ["open_store"]  # the fixture: each test with it runs against SQLite and PostgreSQL
+
+#: a wait no test sits out: only a hung test reaches it
+FOREVER = 3600.0
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    read, write = os.pipe()
+    yield read, write
+    os.close(read)
+    os.close(write)
+
+
+def returns(wait: Callable[[], None]) -> bool:
+    """Whether ``wait()`` returns, without raising, within a deadline that only a hung wait reaches."""
+    returned = threading.Event()
+
+    def waiting() -> None:
+        wait()
+        returned.set()
+
+    waiter = threading.Thread(target=waiting, daemon=True)
+    waiter.start()
+    waiter.join(60)
+    return returned.is_set()
+
+
+def test_a_readable_descriptor_given_ends_the_wait_for_work(
+    open_store: Callable[[], SqlRunStore], pipe: tuple[int, int]
+) -> None:
+    """A worker's own events (a child exited, a spare is ready) wake it as a queued run does."""
+    store = open_store()
+    store.wait_for_work(0.0)
+    read, write = pipe
+    os.write(write, b"x")
+
+    assert returns(lambda: store.wait_for_work(FOREVER, [read]))
+
+
+def test_a_commit_made_between_two_waits_ends_the_second_at_once(tmp_path: Path) -> None:
+    """A run queued while the worker looked for work (after its wait returned, before the next began) is not
+    left until the next wait's timeout."""
+    path = tmp_path / "data" / "runs.sqlite3"
+    worker, api = SQLiteRunStore(path), SQLiteRunStore(path)
+
+    def loop() -> None:  # one thread, as a worker's loop
+        worker.wait_for_work(0.0)
+        api.submit(new_run())  # while the worker's loop looks for work
+        worker.wait_for_work(FOREVER)
+
+    assert returns(loop)
+
+
+def test_a_commit_wakes_a_sqlite_worker_that_reads_nothing_while_it_waits(tmp_path: Path) -> None:
+    """The kernel tells when the registry's folder is written: an idle wait reads ``data_version`` once or twice,
+    not every 2 ms, and a commit still ends it."""
+    path = tmp_path / "data" / "runs.sqlite3"
+    worker, api = SQLiteRunStore(path), SQLiteRunStore(path)
+    worker.wait_for_work(0.0)
+    statements: list[str] = []
+    worker._connection().set_trace_callback(statements.append)
+
+    worker.wait_for_work(0.3)
+    idle = len(statements)
+    started, woken = threading.Event(), threading.Event()
+
+    def waiting() -> None:  # on a thread of its own: its own connection, its own last wait
+        worker.wait_for_work(0.0)
+        started.set()
+        worker.wait_for_work(FOREVER)
+        woken.set()
+
+    threading.Thread(target=waiting, daemon=True).start()
+    assert started.wait(60)
+    api.submit(new_run())
+
+    assert idle <= 3, statements
+    assert woken.wait(60), "the submission's commit never woke the waiting worker"
+
+
+def test_a_childs_exit_and_a_folders_write_make_their_descriptors_readable(tmp_path: Path) -> None:
+    changed = wakeup.changes(tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    exited = wakeup.exits(child.pid)
+    assert changed is not None and exited is not None
+    try:
+        assert wakeup.readable([changed, exited], 0.0) == []
+        (tmp_path / "registry").write_text("a commit")
+        assert wakeup.readable([changed, exited], FOREVER) == [changed]
+        wakeup.drain(changed)
+        assert child.stdin is not None
+        child.stdin.close()
+        assert wakeup.readable([changed, exited], FOREVER) == [exited]
+        child.wait()
+    finally:
+        os.close(changed)
+        os.close(exited)
