@@ -37,7 +37,7 @@ from typing import Any
 
 import luigi
 
-from nectar import wakeup
+from nectar import build, wakeup
 from nectar.attempt import chain_file, execute
 from nectar.build import Build
 from nectar.catalog.loader import Stamp, chain_code, file_stamp
@@ -122,6 +122,7 @@ class Executor:
                 load_s3_models()
             except Exception:  # each attempt makes its client itself, and fails with the reason if it must
                 logger.warning("could not load boto3's S3 models ahead of the attempts", exc_info=True)
+        build.prepare(self.settings.scheduler_url)  # luigi's [core] and [worker] settings, read once for every attempt
         freeze_held()
 
     def stop(self, *_: Any) -> None:
