@@ -84,7 +84,7 @@ class NonFiniteNumber(ValueError):
 
 
 def non_finite(constant: str) -> str:
-    return f"{constant} is not a JSON number: send a finite number"
+    return f"expected a finite number, got {constant} (JSON has no {constant.lstrip('-')})"
 
 
 class _Constant(str):

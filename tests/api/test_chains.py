@@ -167,7 +167,7 @@ def test_a_body_with_a_number_json_does_not_have_is_422_naming_it(
 ) -> None:
     """Python's json reads NaN and Infinity, which RFC 8259 does not have: a str parameter took NaN as "nan", a
     list or dict parameter kept it and luigi wrote it back as no JSON reader can read it. Refused, named."""
-    said = [f"{constant} is not a JSON number: send a finite number"]
+    said = [f"expected a finite number, got {constant} (JSON has no {constant.lstrip('-')})"]
     bodies = {
         "group_by": f'{{"day": "2024-01-01", "group_by": {constant}}}',
         "metrics": f'{{"day": "2024-01-01", "metrics": [1, {{"a": [{constant}]}}]}}',

@@ -63,7 +63,7 @@ def refusal(client: FlaskClient, url: str, **request: Any) -> dict[str, list[str
         ({"data": '{"rows": 1e30}', "content_type": "application/json"}, "rows", "expected an integer, got 1e+30"),
         ({"json": {"rows": 1.5}}, "rows", "expected an integer, got 1.5"),
         ({"query_string": {"rows": "1e3"}}, "rows", "not a valid int: '1e3'"),
-        ({"data": '{"ratio": NaN}', "content_type": "application/json"}, "ratio", "expected a finite number, got nan"),
+        ({"data": '{"ratio": NaN}', "content_type": "application/json"}, "ratio", "expected a finite number, got NaN"),
         ({"query_string": {"ratio": "inf"}}, "ratio", "expected a finite number, got inf"),
         ({"query_string": {"ratio": "1e999"}}, "ratio", "expected a finite number, got inf"),
     ],
