@@ -4,12 +4,10 @@ the threads of a process write through one connection."""
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import os
 import signal
 import sqlite3
-import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -41,11 +39,9 @@ def writer_holding(path: Path) -> int | None:
         return None
     fd = os.open(turn, os.O_RDONLY)
     try:
-        asked = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
-        kind, _, _, _, pid = struct.unpack("hhqqi4x", fcntl.fcntl(fd, fcntl.F_GETLK, asked))
+        return sqlite.turn_holder(fd)
     finally:
         os.close(fd)
-    return None if kind == fcntl.F_UNLCK else pid
 
 
 @pytest.fixture
