@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, at_least, median, ratio_at_least
 from benchmarks.load import Load, Request, hammer, median_rate, rates
 from benchmarks.population import TASK, Probe, fill_registry, fill_store
+from harness import read_calls
 from nectar.registry import Run, RunState
 from nectar.registry.sqlite import SQLiteRunStore
 
@@ -51,19 +51,6 @@ def queue_in_bulk(runs: SQLiteRunStore, count: int) -> None:
     for start in range(BULK_FIRST, BULK_FIRST + count, 5_000):
         probes = map(Probe, range(start, min(start + 5_000, BULK_FIRST + count)))
         runs.import_runs(Run.new(p.key.path, CHAIN_TYPE, CHAIN, TASK, p.params, p.task_id) for p in probes)
-
-
-def read_calls(pids: list[int]) -> dict[int, int]:
-    """The read system calls each of ``pids`` has made so far (``syscr`` of /proc/<pid>/io: SQLite reads a page of
-    its file with one, gunicorn a request with another); a process gone is left out."""
-    found = {}
-    for pid in pids:
-        try:
-            lines = Path(f"/proc/{pid}/io").read_text().splitlines()
-        except FileNotFoundError:
-            continue
-        found[pid] = next(int(line.split()[1]) for line in lines if line.startswith("syscr:"))
-    return found
 
 
 class Counted:

@@ -20,7 +20,7 @@ from harness.processes import (
     wait_until,
     waitfor,
 )
-from harness.procfs import alive, carrying, children, cmdline, cpu_seconds, descendants, send
+from harness.procfs import alive, carrying, children, cmdline, cpu_seconds, descendants, read_calls, send
 
 __all__ = [
     "APP",
@@ -42,6 +42,7 @@ __all__ = [
     "cpu_seconds",
     "descendants",
     "free_port",
+    "read_calls",
     "send",
     "settings_env",
     "stop",

@@ -1,4 +1,5 @@
-"""Processes seen through Linux's ``/proc``: children, descendants, liveness, CPU time, command lines, environments."""
+"""Processes seen through Linux's ``/proc``: children, descendants, liveness, CPU time, read calls, command lines,
+environments."""
 
 from __future__ import annotations
 
@@ -44,6 +45,19 @@ def cpu_seconds(pid: int) -> float:
     """The CPU time ``pid`` has used so far, user and system, in seconds (from its ``stat``: utime + stime)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def read_calls(pids: list[int]) -> dict[int, int]:
+    """The read system calls each of ``pids`` has made so far (``syscr`` of /proc/<pid>/io: SQLite reads a page of
+    its file with one, gunicorn a request with another); a process gone is left out."""
+    found = {}
+    for pid in pids:
+        try:
+            lines = Path(f"/proc/{pid}/io").read_text().splitlines()
+        except FileNotFoundError:
+            continue
+        found[pid] = next(int(line.split()[1]) for line in lines if line.startswith("syscr:"))
+    return found
 
 
 def cmdline(pid: int) -> str:

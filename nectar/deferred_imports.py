@@ -105,12 +105,13 @@ class Deferral:
 
     def end(self) -> None:
         """Whatever was not used yet is imported for real by its next ``import``; who imported it keeps its stand-in,
-        who looked for an absent one goes on without it."""
+        who looked for an absent one goes on without it. Once: a deferral ended again does nothing."""
         with _LOCK:
-            for name, module in self.modules.items():
+            ended, self.modules = self.modules, {}
+            for name, module in ended.items():
                 if name in sys.modules and sys.modules[name] is module:
                     del sys.modules[name]
-            _MEANWHILE.names.subtract(list(self.modules))
+            _MEANWHILE.names.subtract(list(ended))
             _MEANWHILE.names += Counter()  # the names no deferral holds any more dropped
             if not _MEANWHILE.names and _MEANWHILE in sys.meta_path:
                 sys.meta_path.remove(_MEANWHILE)

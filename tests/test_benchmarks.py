@@ -13,8 +13,7 @@ import pytest
 import benchmarks.__main__ as bench_main
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
-from benchmarks.submit import read_calls
-from harness import cpu_seconds
+from harness import cpu_seconds, read_calls
 
 
 def test_percentiles_are_nearest_rank() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import struct
 import threading
 import time
 import weakref
@@ -85,6 +86,22 @@ class Writers:
         if self._depth == 0:
             fcntl.lockf(self._turn, fcntl.LOCK_UN)
         self._threads.release()
+
+    def holder(self) -> int | None:
+        """The pid of another process that holds the turn now (None: none does), a look that takes nothing."""
+        return turn_holder(self._turn)
+
+
+#: ``struct flock`` as ``fcntl(F_GETLK)`` reads and writes it (Linux, 64-bit: type, whence, start, length, pid)
+FLOCK = "hhqqi4x"
+
+
+def turn_holder(fd: int) -> int | None:
+    """The pid of another process holding a write lock of the file ``fd`` is open on (``F_GETLK``: a look that takes
+    nothing; a lock of this process's own is not seen), or None."""
+    asked = struct.pack(FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+    kind, _, _, _, pid = struct.unpack(FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, asked))
+    return None if kind == fcntl.F_UNLCK else int(pid)
 
 
 #: each process's turn at writing each file (its own after a fork: a parent's thread may hold the old)
@@ -253,8 +270,10 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
 
         It sleeps in one ``poll()`` of ``also`` and of the kernel's word that a file of the registry's folder was
         written (:func:`nectar.wakeup.changes`: a commit writes the WAL), and reads ``PRAGMA data_version`` only
-        then, and every :data:`WAKE_INTERVAL` for :data:`SETTLE` seconds after a write no commit shows yet;
-        without the kernel's word, every :data:`WAKE_INTERVAL`."""
+        then, and every :data:`WAKE_INTERVAL` for :data:`SETTLE` seconds after a write no commit shows yet, and
+        for as long as another process then holds its turn to write (:class:`Writers`: a commit is published after
+        its last write, which the kernel told; the turn ends after it); without the kernel's word, every
+        :data:`WAKE_INTERVAL`."""
 
         def version() -> int:
             return int(self._read(lambda db: db.execute("PRAGMA data_version").fetchone()[0]))
@@ -266,6 +285,8 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         fds = [*also, changed] if changed is not None else list(also)
         now = time.monotonic()
         deadline, settle = now + timeout, now
+        if changed is not None and self._writer().holder() is not None:  # maybe told of before this wait: look
+            settle = now + self.WAKE_INTERVAL
         try:
             while (left := deadline - now) > 0:
                 looking = changed is None or now < settle
@@ -279,6 +300,11 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
                 now = time.monotonic()
                 if woken:
                     settle = now + self.SETTLE
+                if changed is not None and (looking or woken) and now >= settle:  # the looks after a write end here
+                    if self._writer().holder() is not None:  # a writer is in its transaction: its commit, which the
+                        settle = now + self.WAKE_INTERVAL  # kernel may not tell again, shows once its turn ends
+                    elif version() != seen[1]:  # it ended since the last look: what it committed shows now
+                        return
         finally:
             self._local.seen = (os.getpid(), version())
 

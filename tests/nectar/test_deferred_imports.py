@@ -137,6 +137,23 @@ def test_a_submodule_its_deferred_package_imports_itself_runs_once(modules: Path
     assert again is deferred_probe_pkg.sub and runs() == 1
 
 
+def test_a_deferral_ended_twice_leaves_a_later_one_of_the_same_name_whole(modules: Path) -> None:
+    """Ending a deferral again (``end()``, then its ``with`` block's end) takes its names from the open deferrals
+    once: a later deferral of the same package still keeps its submodules from running twice."""
+    package = modules / "deferred_probe_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("from deferred_probe_pkg import sub\nvalue = sub.value\n")
+    probe(package, "sub")
+    first = Deferral(["deferred_probe_pkg"])
+    first.end()
+    with Deferral(["deferred_probe_pkg"]):
+        first.end()  # again
+        import deferred_probe_pkg.sub
+
+        assert runs() == 1, "the submodule was executed twice"
+        assert deferred_probe_pkg.value == deferred_probe_pkg.sub.value == 42
+
+
 def test_threads_using_a_deferred_module_at_once_all_get_it_and_it_runs_once(modules: Path) -> None:
     """The first thread imports it; a thread using it meanwhile waits for that import rather than seeing half."""
     gate = threading.Event()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -240,21 +240,32 @@ def test_an_attempts_exit_wakes_the_workers_loop_not_a_look_on_a_timer(
     assert ended(nectar, run_id).state == RunState.DONE
 
 
-def test_a_draining_worker_sleeps_though_a_spare_said_it_is_ready(new_executor: Callable[..., Executor]) -> None:
+def test_a_draining_worker_sleeps_though_a_spare_said_it_is_ready(
+    new_executor: Callable[..., Executor], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A stopping worker reads its spares no more: a spare's word (or death) left unread must not wake its loop
-    again and again while its attempts finish."""
-    executor = new_executor(worker_poll_interval=3600.0)
+    again and again while its attempts finish, so its sleep is on none of their sockets (each sleep of the pass
+    seen as it is asked for, not timed)."""
+    executor = new_executor(worker_poll_interval=0.01)
     executor.spares.wanted()
     executor.spares.keep(2)
     (spare,) = executor.spares.spares
     wait_until(lambda: wakeup.readable([spare.channel.fileno()], 0.0), timeout=60)  # it said it is ready, unread
     executor.stop()
+    sleeps: list[list[int]] = []
+    readable = wakeup.readable
 
-    sleeping = threading.Thread(target=executor._serve_once, daemon=True)  # until a child exits: it has none
-    sleeping.start()
-    sleeping.join(0.5)
+    def watched(fds: Iterable[int], timeout: float) -> list[int]:
+        fds = list(fds)
+        if timeout > 0:  # a sleep, not a look
+            sleeps.append(fds)
+        return readable(fds, timeout)
 
-    assert sleeping.is_alive(), "the spare's unread word woke the draining worker's loop"
+    monkeypatch.setattr(wakeup, "readable", watched)
+    executor._serve_once()  # until a child exits (it has none), or the poll interval passes
+
+    assert sleeps, "the draining worker's pass did not sleep"
+    assert all(spare.channel.fileno() not in fds for fds in sleeps), "the draining worker sleeps on its spare's word"
 
 
 def test_a_spare_that_dies_in_its_setup_is_forked_again_only_after_a_backoff() -> None:

@@ -4,12 +4,10 @@ the threads of a process write through one connection."""
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import os
 import signal
 import sqlite3
-import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import read_calls
 from nectar.registry import RunState, sqlite
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
@@ -40,11 +39,9 @@ def writer_holding(path: Path) -> int | None:
         return None
     fd = os.open(turn, os.O_RDONLY)
     try:
-        asked = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
-        kind, _, _, _, pid = struct.unpack("hhqqi4x", fcntl.fcntl(fd, fcntl.F_GETLK, asked))
+        return sqlite.turn_holder(fd)
     finally:
         os.close(fd)
-    return None if kind == fcntl.F_UNLCK else pid
 
 
 @pytest.fixture
@@ -85,12 +82,9 @@ def test_a_writer_that_never_gets_its_turn_is_told_what_sqlite_tells_it(
     assert runs.count() == 0
 
 
-def read_calls() -> int:
-    """Read system calls this process has made (``syscr`` of /proc/self/io: SQLite reads a page with ``pread``)."""
-    for line in Path("/proc/self/io").read_text().splitlines():
-        if line.startswith("syscr:"):
-            return int(line.split()[1])
-    raise AssertionError("no syscr in /proc/self/io")
+def own_reads() -> int:
+    """Read system calls this process has made (SQLite reads a page with ``pread``)."""
+    return read_calls([os.getpid()])[os.getpid()]
 
 
 def test_threads_of_a_process_write_in_turn_without_reading_again_the_pages_the_last_write_cached(
@@ -107,12 +101,12 @@ def test_threads_of_a_process_write_in_turn_without_reading_again_the_pages_the_
         for n in range(4):  # both warm, in turn
             (first if n % 2 else second).submit(runs.submit, new_run(n)).result()
         for n in range(10, 16, 2):  # a read by another thread of this process (pytest's own) may fall in one round
-            counting = read_calls()
-            before = read_calls()  # the reads of /proc/self/io themselves: counted between two looks
+            counting = own_reads()
+            before = own_reads()  # the reads of /proc/self/io themselves: counted between two looks
             first.submit(runs.submit, new_run(n)).result()
-            between = read_calls()
+            between = own_reads()
             second.submit(runs.submit, new_run(n + 1)).result()
-            after = read_calls()
+            after = own_reads()
             own = before - counting
             rounds.append((between - before - own, after - between - own))
     finally:

@@ -15,12 +15,25 @@ import pytest
 from nectar import wakeup
 from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SQLiteRunStore
+from tests.conftest import wait_until
 from tests.nectar.test_runs import new_run, open_store
 
 __all__ = ["open_store"]  # the fixture: each test with it runs against SQLite and PostgreSQL
 
 #: a wait no test sits out: only a hung test reaches it
 FOREVER = 3600.0
+#: a process that takes the turn to write the registry as a transaction takes it and says so, then, told to, commits
+#: a run within it (its last write, then its publication) and ends its turn
+COMMITTER = """
+import sys
+from nectar.registry import Run
+from nectar.registry.sqlite import SQLiteRunStore
+runs = SQLiteRunStore(sys.argv[1])
+with runs._writer():
+    print("holding", flush=True)
+    sys.stdin.readline()
+    runs.submit(Run.new("chains/t/c_chain/ATask/0/out.txt", "t", "c_chain", "ATask", {}, "ATask_0"))
+"""
 
 
 @pytest.fixture
@@ -96,6 +109,49 @@ def test_a_commit_wakes_a_sqlite_worker_that_reads_nothing_while_it_waits(tmp_pa
 
     assert idle <= 3, statements
     assert woken.wait(60), "the submission's commit never woke the waiting worker"
+
+
+def test_a_commit_the_kernel_told_of_before_it_showed_wakes_the_worker_however_late_it_shows(
+    tmp_path: Path, pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit writes the WAL (the kernel tells) before it publishes its pages (which the kernel does not tell): a
+    committer held up between the two for longer than ``SETTLE`` (a loaded machine) still wakes the worker, which
+    looks for as long as another process holds the turn to write. Here the test gives the kernel's word itself: the
+    write told, and none after, as a commit published late has none."""
+    told, tell = pipe
+    os.set_blocking(told, False)  # as inotify's descriptor is
+    monkeypatch.setattr(wakeup, "changes", lambda folder: os.dup(told))  # (the store closes its own copy)
+    monkeypatch.setattr(SQLiteRunStore, "SETTLE", 0.0)  # the committer is held up longer than any settle
+    path = tmp_path / "data" / "runs.sqlite3"
+    worker = SQLiteRunStore(path)
+    committer = subprocess.Popen(
+        [sys.executable, "-c", COMMITTER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert committer.stdin is not None and committer.stdout is not None
+    reads: list[str] = []
+    started, woken = threading.Event(), threading.Event()
+
+    def waiting() -> None:  # one thread, as a worker's loop
+        worker.wait_for_work(0.0)
+        worker._connection().set_trace_callback(reads.append)  # this thread's looks at data_version from now on
+        started.set()
+        worker.wait_for_work(FOREVER)
+        woken.set()
+
+    try:
+        assert committer.stdout.readline() == "holding\n"
+        threading.Thread(target=waiting, daemon=True).start()
+        assert started.wait(60)
+        os.write(tell, b"w")  # the committer wrote the WAL
+        wait_until(lambda: not wakeup.readable([told], 0.0) and reads, timeout=60)  # read, and looked: nothing yet
+        committer.stdin.write("commit\n")  # published, its turn ended: no word of it from the kernel
+        committer.stdin.close()
+        assert committer.wait(60) == 0
+
+        assert woken.wait(60), "a commit published after the kernel's word never woke the worker"
+    finally:
+        committer.kill()
+        committer.wait()
 
 
 def test_a_childs_exit_and_a_folders_write_make_their_descriptors_readable(tmp_path: Path) -> None:
