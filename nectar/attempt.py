@@ -218,7 +218,7 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
                 recorder.failed = (run.task, describe(exc), not is_permanent(exc))
                 logger.exception("run %s of %s failed", run.id, run.ref)
         try:
-            recorder.close()
+            recorder.flush()
         except Exception:  # the steps' last changes are lost; the run's own outcome is recorded below
             logger.exception("could not record the last steps of run %s", run.id)
     if lease.timed_out:  # the run is FAILED: what still runs of it ends, in luigid too

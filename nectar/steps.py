@@ -1,7 +1,6 @@
 """A run's steps in the registry, mirrored from luigi's events about each task of its chain.
 
-A step's failure is written at once, the first step's start too, other changes in batches (a later step's start
-within ``FLUSH_INTERVAL``, with its end if it ends sooner: one write for a short step); a failure says what the task
+A step's start or failure is written at once, other changes in batches; a failure says what the task
 raised and whether trying again may cure it (a missing bucket, refused credentials: no). What luigi calls
 "failed scheduling" (a ``complete()`` or ``requires()`` that raises) is told with its traceback and is never
 retried: no retry cures code that raises. An external task whose data is missing is waited for (the run
@@ -10,7 +9,6 @@ goes WAITING, :mod:`nectar.waiting`) when every missing output has a path a work
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -29,9 +27,8 @@ from nectar.registry import RunStore, Step
 from nectar.stores import is_permanent
 from nectar.task import log_key, open_live_logs
 
-logger = logging.getLogger(__name__)
 MAX_ERROR = 4000
-#: seconds a step's change (other than a failure, or the first start) may wait to be written with the next ones
+#: seconds a step's change (other than a start or a failure) may wait to be written with the next ones
 FLUSH_INTERVAL = 0.2
 
 
@@ -96,12 +93,9 @@ def missing_uris(task: luigi.Task) -> list[str]:
 class StepRecorder:
     """Mirrors luigi's events about each task of a run into the registry's steps.
 
-    A step's failure is written at once, and so is the run's first start (the run shows what it runs as soon as it
-    does, with no thread for a one-step run). Other changes (discovered, started, done) wait for the next write, at
-    most ``FLUSH_INTERVAL`` seconds: a thread of the recorder writes a start left waiting that long (a step still
-    running), else the step's start and end go in one write with the steps around them. A step of a wide chain
-    costs a fraction of a registry write, not one or more (and the attempt's fence, which asks the registry again
-    after each write of its own, reads less).
+    A step's start or failure is written at once; other changes (discovered, done) wait for the next
+    write, at most ``FLUSH_INTERVAL`` seconds or until the next heartbeat: a task of a wide chain
+    costs one registry write, not three.
     """
 
     runs: RunStore
@@ -116,13 +110,6 @@ class StepRecorder:
     _pending: list[Step] = field(default_factory=list)
     _flushed: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    #: when the oldest start not yet written was recorded (None: none waits)
-    _start_waits: float | None = None
-    #: whether a start was written: the first is, at once
-    _start_written: bool = False
-    #: writes a start left waiting ``FLUSH_INTERVAL`` (made at the first start that waits)
-    _writer: threading.Thread | None = None
-    _closed: threading.Event = field(default_factory=threading.Event)
 
     def install(self) -> None:
         """Make this the recorder luigi's events reach (handlers are registered once per process)."""
@@ -184,43 +171,18 @@ class StepRecorder:
     def record(self, task: luigi.Task, state: str, error: str | None = None) -> None:
         key = getattr(log_key(task), "path", None)  # a plain luigi task's too: its logs are recorded alike
         executed = task.task_id in self._started
-        now = time.monotonic()
         with self._lock:
             self._pending.append(Step(self.run_id, task.task_id, type(task).__name__, key, state, executed, error))
-            waits = state == "RUNNING" and self._start_written
-            if waits and self._start_waits is None:
-                self._start_waits = now
-        if state == "FAILED" or (state == "RUNNING" and not waits) or now - self._flushed >= FLUSH_INTERVAL:
+        if state in ("RUNNING", "FAILED") or time.monotonic() - self._flushed >= FLUSH_INTERVAL:
             self.flush()
-        elif waits and self._writer is None:
-            self._writer = threading.Thread(target=self._write_waiting_starts, name="nectar-steps", daemon=True)
-            self._writer.start()
 
     def flush(self) -> None:
         """Write what is pending, in order (from any thread: the heartbeat's flushes too)."""
         with self._lock:
             if self._pending:
                 self.runs.record_steps(self._pending)
-                self._start_written = self._start_written or any(step.state == "RUNNING" for step in self._pending)
                 self._pending = []
-            self._start_waits = None
             self._flushed = time.monotonic()
-
-    def close(self) -> None:
-        """Write what is pending; the thread that writes waiting starts ends."""
-        self._closed.set()
-        self.flush()
-
-    def _write_waiting_starts(self) -> None:
-        """Write a start that has waited ``FLUSH_INTERVAL`` (its step still runs), with what waits beside it."""
-        while not self._closed.wait(FLUSH_INTERVAL / 2):
-            waits = self._start_waits
-            if waits is None or time.monotonic() - waits < FLUSH_INTERVAL:
-                continue
-            try:
-                self.flush()
-            except Exception:  # the registry is briefly unusable: the next look, or the main thread, writes it
-                logger.warning("could not record the start of a step of run %s yet", self.run_id, exc_info=True)
 
 
 _recorder: StepRecorder | None = None
