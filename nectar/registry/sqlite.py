@@ -253,7 +253,12 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         return owned
 
     def check(self) -> str:
+        """Both of this thread's connections opened, each having read the schema (~1.5 ms each): the one that reads
+        and the process's one that writes. A spare attempt checks as it sets up, so its run's first write does not
+        open a connection on the way from the claim to ``run()``."""
         self._read(lambda db: db.execute("SELECT 1 FROM runs LIMIT 1").fetchall())
+        with SQLITE.inside(), self._writer():  # the turn: the threads make the writing connection one at a time
+            self._writing().execute("SELECT 1 FROM runs LIMIT 1").fetchall()
         return f"sqlite {self.path}"
 
     #: seconds between two looks at whether another connection committed (a read of shared memory, no I/O), where
