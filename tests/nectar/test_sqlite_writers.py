@@ -125,7 +125,12 @@ def test_a_checked_registry_writes_its_first_run_without_opening_a_connection(
     runs.check()
     opened: list[object] = []
     connect = sqlite3.connect
-    monkeypatch.setattr(sqlite3, "connect", lambda *args, **kwargs: opened.append(args) or connect(*args, **kwargs))
+
+    def counted(*args: object, **kwargs: object) -> sqlite3.Connection:
+        opened.append(args)
+        return connect(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(sqlite3, "connect", counted)
     run, created = runs.submit(new_run(1))
     assert created and runs.get(run.id) == run
     assert opened == []
