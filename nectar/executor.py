@@ -102,6 +102,8 @@ class Executor:
         #: by chain file: its stamp when it was last compiled ahead here
         self._compiled: dict[str, Stamp | None] = {}
         self._warmed = False
+        #: readable when a signal came (a stop): set by serve_forever, in the main thread
+        self._signalled: int | None = None
 
     def warm(self) -> None:
         """Before the first spare is forked, not while idle: what every attempt would import (or load) itself; then
@@ -324,12 +326,16 @@ class Executor:
         if None in exits:  # the kernel cannot say when this one exits: look again soon
             timeout = min(timeout, REAP_INTERVAL)
         fds = [fd for fd in exits if fd is not None]
+        if self._signalled is not None:  # a stop wakes the sleep, not its timeout's end
+            fds.append(self._signalled)
         if not self.stopping:  # a stopping worker reads its spares no more (it lets them go once drained)
             fds += self.spares.fds()
         if self.stopping or len(self.children) >= self.concurrency or (blocked and len(self.spares)):
             wakeup.readable(fds, timeout)  # a queued run could not be claimed before one of these anyway
         else:
             self.runs.wait_for_work(timeout, fds)
+        if self._signalled is not None:
+            wakeup.drain(self._signalled)
 
     def serve_forever(self) -> None:
         """Claim and execute runs until SIGTERM, SIGINT or SIGHUP; then drain, interrupt and requeue."""
@@ -337,6 +343,7 @@ class Executor:
             luigi.configuration.add_config_path(str(self.settings.luigi_config))
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self.stop)
+        self._signalled = wakeup.signals()
         logger.info("worker %s: %d slot(s), registry %s", self.name, self.concurrency, self.settings.registry_location)
         registry_down = False
         while not self.shutdown.asked or (self.children and self.shutdown.draining()):
@@ -364,4 +371,8 @@ class Executor:
         for pid in self.children:
             self._kill(pid, signal.SIGKILL)
         self._reap(block=True)
+        if self._signalled is not None:
+            wakeup.no_signals()
+            os.close(self._signalled)
+            self._signalled = None
         logger.info("worker %s stopped", self.name)

@@ -160,6 +160,7 @@ class Spares:
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the spare
+            wakeup.no_signals()  # its signals are its own, not its worker's wake-ups
             # what it shares with the worker (luigi, boto3, nectar) leaves the collector's sight: its collections
             # scan only what the attempt allocates, and do not write to (copy) the pages it shares with the worker
             gc.freeze()

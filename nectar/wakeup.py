@@ -1,16 +1,19 @@
 """What wakes a sleeping worker, as file descriptors for one ``poll()``: a folder's files changing, a child exiting.
 
-A worker's loop has three things to wait for: a run queued (a commit to the registry), an attempt's process
-exiting (its slot is free), a spare saying it is ready. Each is a readable descriptor here, so the loop sleeps
-in one ``poll()`` of them all and wakes at the event, not at its next look (Linux: ``inotify(7)``, ``pidfd_open(2)``;
-elsewhere :func:`changes` and :func:`exits` answer None and the caller looks again after a short sleep).
+A worker's loop has four things to wait for: a run queued (a commit to the registry), an attempt's process
+exiting (its slot is free), a spare saying it is ready, a signal (a stop). Each is a readable descriptor here, so
+the loop sleeps in one ``poll()`` of them all and wakes at the event, not at its next look (Linux: ``inotify(7)``,
+``pidfd_open(2)``; elsewhere :func:`changes` and :func:`exits` answer None and the caller looks again after a short
+sleep).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
+import signal
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -43,6 +46,30 @@ def exits(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except (AttributeError, OSError):
         return None
+
+
+def signals() -> int | None:
+    """A descriptor that becomes readable when this process receives a signal (``signal.set_wakeup_fd``): Python
+    runs a signal's handler between two bytecodes and retries a ``poll()`` it interrupted, so a sleep would
+    otherwise last its whole timeout after a SIGTERM. None off the main thread, where Python does not allow it.
+    Drain it with :func:`drain`; a forked child gives it up with :func:`no_signals`."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    try:
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread
+        os.close(read)
+        os.close(write)
+        return None
+    return read
+
+
+def no_signals() -> None:
+    """Signals no longer written to a :func:`signals` descriptor (in a forked child: to its parent's; the write end
+    stays open, the read end is the caller's to close)."""
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)
 
 
 def drain(fd: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -426,3 +427,15 @@ def test_a_running_tasks_log_is_readable_from_another_machine_through_s3(
     gate.touch()
     assert finished(nectar, submission.key).job_status == "DONE"
     assert seen_elsewhere() == "first line\nsecond line\n"
+
+
+def test_an_idle_worker_with_a_long_poll_stops_at_once_on_sigterm(
+    settings: Settings, start_worker: StartWorker, luigid: str, tmp_path: Path
+) -> None:
+    """NECTAR_WORKER_POLL is the longest an idle worker sleeps (a second or more on PostgreSQL, the README says): a
+    SIGTERM wakes it. (Python retries ``poll()`` after a signal's handler: the worker slept the rest out, an hour.)"""
+    worker = start_worker(settings.replace(worker_poll_interval=3600.0), workers=1)
+    log = next(tmp_path.glob("worker-*.log"))
+    wait_until(lambda: "slot(s), registry" in log.read_text(), timeout=60)  # its signal handlers are set
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0, log.read_text()  # 60 s: only a hung worker fails
