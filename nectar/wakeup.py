@@ -66,10 +66,12 @@ def signals() -> int | None:
 
 
 def no_signals() -> None:
-    """Signals no longer written to a :func:`signals` descriptor (in a forked child: to its parent's; the write end
-    stays open, the read end is the caller's to close)."""
+    """Signals no longer written to a :func:`signals` descriptor (in a forked child: to its parent's); the pipe's
+    write end closed (this process's copy), its read end is the caller's to close."""
     with contextlib.suppress(ValueError):
-        signal.set_wakeup_fd(-1)
+        written = signal.set_wakeup_fd(-1)
+        if written >= 0:
+            os.close(written)
 
 
 def drain(fd: int) -> None:

@@ -151,22 +151,21 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         """This thread's connection, which reads (never shared across fork)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # never share a connection across fork
-            conn = self._open()
+            conn = self._checked(self._open())  # kept once checked (its migration writes through the writer's)
             self._local.conn, self._local.pid, self._local.owned = conn, os.getpid(), None
-            try:
-                self._check_version(conn)
-            except BaseException:
-                self._local.conn = None
-                conn.close()
-                raise
         return conn
 
-    def _check_version(self, conn: sqlite3.Connection) -> None:
-        """Every new connection reads the schema's version (a read): a newer release's migration since this process
-        opened the file is refused (never read or written with this release's statements), an older file brought up
-        to date. The caller does not keep a connection this refused."""
-        if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            self._migrate()
+    def _checked(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        """``conn``, once it has read the schema's version (every new connection does: a read): a newer release's
+        migration since this process opened the file is refused (never read or written with this release's
+        statements), an older file brought up to date. A connection refused is closed; its caller keeps none."""
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                self._migrate()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
@@ -192,11 +191,10 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         threads' connections read (:meth:`_connection`)."""
         pid = os.getpid()
         if self._writes is None or self._writes[0] != pid:  # never share a connection across fork
-            self._writes = (pid, self._open())
+            self._writes = (pid, self._open())  # kept first: its migration, if any, writes through it (our turn)
             try:
-                self._check_version(self._writes[1])  # its migration, if any, writes through it (the turn is ours)
+                self._checked(self._writes[1])
             except BaseException:
-                self._writes[1].close()
                 self._writes = None
                 raise
         return self._writes[1]
