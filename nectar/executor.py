@@ -34,6 +34,7 @@ import logging
 import os
 import pickle
 import signal
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ from nectar.leases import INTERRUPT_GRACE, process_name, reclaim, release, relea
 from nectar.luigid import scheduler_of, scheduler_secret
 from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
-from nectar.spares import READY, Spare, Spares, freeze_held, hand_over
+from nectar.spares import READY, Spare, Spares, freeze_held, hand_over, heard, started
 
 logger = logging.getLogger(__name__)
 #: seconds between two looks for finished attempts while some run, where the kernel cannot say when one exits
@@ -64,6 +65,14 @@ REAP_INTERVAL = 0.01
 AHEAD_BUDGET = 2.0
 #: what a spare says once it is set up: it executed its likely chain file ahead, or it could not (failed, too long)
 AHEAD, NOT_AHEAD = b"a", b"n"
+#: seconds after its claim an attempt that has not started its first step still holds back the last spare's fork
+#: (:meth:`Executor._hold`): a run whose first step takes long to schedule (a wide graph) keeps its spares coming
+START_WAIT = 0.1
+
+
+def _started(_task: luigi.Task) -> None:
+    """luigi starts a step: in an attempt forked as a spare, the first tells its worker (:func:`.spares.started`)."""
+    started()
 
 
 class Likely(NamedTuple):
@@ -104,6 +113,9 @@ class Child:
     run: Run
     #: readable once the child has exited (None where the kernel cannot say: :func:`nectar.wakeup.exits`)
     exited: int | None = None
+    #: until the attempt says its first step started (or ends): its spare's socket, and when its run was claimed
+    starting: socket.socket | None = None
+    claimed_at: float = 0.0
     #: when the parent saw the attempt was no longer the child's (cancelled or reclaimed)
     disowned_at: float | None = None
 
@@ -160,6 +172,7 @@ class Executor:
             except Exception:  # each attempt makes its client itself, and fails with the reason if it must
                 logger.warning("could not load boto3's S3 models ahead of the attempts", exc_info=True)
         build.prepare(self.settings.scheduler_url)  # luigi's [core] and [worker] settings, read once for every attempt
+        luigi.Task.event_handler(luigi.Event.START)(_started)  # an attempt tells its worker (a spare's socket)
         freeze_held()
 
     def stop(self, *_: Any) -> None:
@@ -206,13 +219,13 @@ class Executor:
         if spare.said == NOT_AHEAD and isinstance(spare.tag, Likely):  # its attempt executes that chain file itself
             self._not_ahead.add(spare.tag.file)
         try:
-            hand_over(spare, pickle.dumps(run))
+            channel = hand_over(spare, pickle.dumps(run))
         except OSError as exc:  # the spare died before it got the run: the attempt never began
             logger.warning("run %s: its process was gone before it began (%s); requeued", run.id, exc)
             self.runs.requeue(run.id, run.attempt)
             self._forget(spare.pid)
             return True
-        self.children[spare.pid] = Child(run, wakeup.exits(spare.pid))
+        self.children[spare.pid] = Child(run, wakeup.exits(spare.pid), channel, time.monotonic())
         logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
         self._compile_ahead(run)
         return True
@@ -254,6 +267,8 @@ class Executor:
             del self.children[pid]
             if child.exited is not None:
                 os.close(child.exited)
+            if child.starting is not None:
+                child.starting.close()
             run = child.run
             if not self._owned(run):  # the child recorded its outcome, or the attempt was taken from it
                 self._end_stopped(pid, run)
@@ -363,19 +378,40 @@ class Executor:
         if not self.stopping:
             if self.spares.busy:
                 self.warm()
-            forked = self.spares.keep(self.concurrency)
+            forked = self.spares.keep(self.concurrency, hold=self._hold())
             if forked is not None:
                 forked.tag = self._likely
         self._sleep(blocked)
 
+    def _hold(self) -> bool:
+        """Whether an attempt claimed less than :data:`START_WAIT` seconds ago has yet to start its first step: the
+        last spare wanted is not forked meanwhile (:meth:`Spares.keep`). What it says is read here."""
+        now, hold = time.monotonic(), False
+        for child in self.children.values():
+            if child.starting is None:
+                continue
+            if wakeup.readable([child.starting.fileno()], 0.0):
+                heard(child.starting)
+                child.starting = None
+            elif now - child.claimed_at < START_WAIT:
+                hold = True
+        return hold
+
     def _sleep(self, blocked: bool) -> None:
-        """Until there may be something to do: an attempt's process exits, a spare is ready (or dies), or, if a slot
-        could take it now, a run is queued; at most ``worker_poll_interval`` seconds (leases, luigid, idle spares)."""
+        """Until there may be something to do: an attempt's process exits or starts its first step, a spare is ready
+        (or dies), or, if a slot could take it now, a run is queued; at most ``worker_poll_interval`` seconds (leases,
+        luigid, idle spares), and no longer than a spare's fork is held back (:meth:`_hold`)."""
         exits = [child.exited for child in self.children.values()]
         timeout = self.settings.worker_poll_interval
         if None in exits:  # the kernel cannot say when this one exits: look again soon
             timeout = min(timeout, REAP_INTERVAL)
         fds = [fd for fd in exits if fd is not None]
+        now = time.monotonic()
+        for child in self.children.values() if not self.stopping else ():  # read by _hold, which a stopping one skips
+            if child.starting is not None:
+                fds.append(child.starting.fileno())
+                if now - child.claimed_at < START_WAIT:  # its hold ends then
+                    timeout = min(timeout, child.claimed_at + START_WAIT - now)
         if self._signalled is not None:  # a stop wakes the sleep, not its timeout's end
             fds.append(self._signalled)
         if not self.stopping:  # a stopping worker reads its spares no more (it lets them go once drained)

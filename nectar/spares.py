@@ -14,7 +14,12 @@ byte on its socket (*ready*; which byte is its worker's business: :attr:`Spare.s
   that died shows on its socket too (the end of the stream, not its byte): it is reaped and never chosen;
 - **when they are forked**: one per pass of the worker's loop, after its claims, so a fork never stands between
   a free slot and its run; after a spare died before it was ready (its setup failed), not before
-  :data:`FIRST_BACKOFF` seconds, doubled at each such death up to :data:`MAX_BACKOFF`, until one is ready again.
+  :data:`FIRST_BACKOFF` seconds, doubled at each such death up to :data:`MAX_BACKOFF`, until one is ready again;
+  the last one wanted not while the worker holds it back (``keep(hold=True)``: an attempt it just handed a run
+  has not started its first step yet, and a fork and a spare's setup, ~10 ms of CPU, would compete with it on
+  the path from claim to ``run()``).
+
+A spare handed its run keeps its socket: its attempt says on it when its first step starts (:func:`started`).
 
 Each spare's socket is a descriptor the worker's loop sleeps on (:meth:`Spares.fds`): it wakes when one is ready
 or dies.
@@ -36,6 +41,10 @@ from nectar import lifeline, wakeup
 
 #: what a spare sends once it is set up, unless its ``prepare`` says otherwise
 READY = b"r"
+#: what an attempt sends once its first step starts (:func:`started`)
+STARTED = b"s"
+#: in a spare handed its run: its end of the socket, until it says it started (None elsewhere)
+_told: socket.socket | None = None
 #: spares kept per slot while runs are claimed: a spare's fork and setup take about as long as a trivial run (~50-150
 #: ms on 2 loaded cores), so with one per slot, 107-142 of 400 claims in a row waited for one to be ready; with
 #: two, 1-4 of 400
@@ -132,16 +141,17 @@ class Spares:
         """``spare`` is no longer one: its run was claimed in its name."""
         self.spares.remove(spare)
 
-    def keep(self, slots: int) -> Spare | None:
+    def keep(self, slots: int, hold: bool = False) -> Spare | None:
         """Fork a spare if fewer than wanted (one per call), or let the extra ones go: :data:`AHEAD` per slot while
-        runs are wanted, none after ``idle_after`` seconds without. The dead ones are reaped first, every slot busy
-        or not (a claim looks only when a slot is free): none stays a zombie counted among the spares. Answers the
-        spare forked, if one was."""
+        runs are wanted, none after ``idle_after`` seconds without; with ``hold``, not the last one wanted. The dead
+        ones are reaped first, every slot busy or not (a claim looks only when a slot is free): none stays a zombie
+        counted among the spares. Answers the spare forked, if one was."""
         self._look()
         want = AHEAD * slots if self.busy else 0
         self._wanted_now = False
         forked = None
-        if len(self.spares) < want and self._clock() >= self._fork_after:
+        short = len(self.spares) < (want - 1 if hold else want)
+        if short and self._clock() >= self._fork_after:
             forked = self._fork()
             self.spares.append(forked)
         while len(self.spares) > want:  # the newest first: the oldest are the likeliest to be ready
@@ -192,6 +202,8 @@ class Spares:
                     given = b""
                 if not given:  # the worker stopped (or died), or let this spare go, before there was a run for it
                     os._exit(0)
+                global _told
+                _told = theirs
                 code = self._execute(given, prepared)
             except BaseException:
                 traceback.print_exc()
@@ -210,12 +222,39 @@ def freeze_held() -> None:
     gc.freeze()
 
 
-def hand_over(spare: Spare, given: bytes) -> None:
-    """Send ``spare`` its run and close its socket; OSError if it is gone."""
+def hand_over(spare: Spare, given: bytes) -> socket.socket:
+    """Send ``spare`` its run (the end of what it reads); OSError if it is gone. Answers its socket, on which the
+    attempt says when it started (:func:`started`), and which then closes."""
     try:
         spare.channel.sendall(given)
-    finally:
+        spare.channel.shutdown(socket.SHUT_WR)
+    except OSError:
         spare.channel.close()
+        raise
+    return spare.channel
+
+
+def started() -> None:
+    """In an attempt forked as a spare: tell its worker, once, that its first step has started (any other process:
+    nothing)."""
+    global _told
+    told, _told = _told, None
+    if told is None:
+        return
+    try:
+        told.send(STARTED)
+    except OSError:  # the worker is gone, or stopped listening: nothing to tell
+        pass
+    told.close()
+
+
+def heard(channel: socket.socket) -> None:
+    """The attempt at the other end of ``channel`` (readable) said it started, or ended: read it, close it."""
+    try:
+        channel.recv(1)
+    except OSError:
+        pass
+    channel.close()
 
 
 def _read_all(channel: socket.socket) -> bytes:

@@ -44,6 +44,20 @@ class QuickTask(NectarTask):
             out.write(f"{self.n}\\n")
 
 
+class SlowStartTask(NectarTask):
+    gate = luigi.Parameter()
+    submitter = luigi.IntParameter()
+
+    def complete(self):
+        while os.getpid() != self.submitter and not os.path.exists(self.gate):  # the attempt's luigi asks first
+            time.sleep(0.05)
+        return super().complete()
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("started\\n")
+
+
 class HeldTask(NectarTask):
     gate = luigi.Parameter()
 
@@ -227,6 +241,9 @@ def test_an_attempts_exit_wakes_the_workers_loop_not_a_look_on_a_timer(
     run_id = submit(nectar, 11)
     while not executor.children:  # each pass returns once a spare is ready, or a run is queued
         executor._serve_once()
+    sleep = executor._sleep
+    # once reaped, nothing is left to wake the loop (rightly: no run, no attempt): that sleep is not this test's
+    monkeypatch.setattr(executor, "_sleep", lambda blocked: sleep(blocked) if executor.children else None)
 
     def until_reaped() -> None:
         while executor.children:
@@ -431,3 +448,30 @@ def test_luigi_failing_to_set_up_fails_the_run_naming_why(
     assert "wait_interval must be positive" in (run.error or "")
     assert worker.poll() is None
     spares_after(worker, run, AHEAD)  # still serving, with new spares
+
+
+def test_the_last_spare_is_forked_once_the_attempts_first_step_has_started(
+    new_executor: Callable[..., Executor], quick: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fork and a spare's setup would compete for the CPU with the attempt just handed its run: the last spare
+    wanted waits until the attempt says its first step started (or until START_WAIT: here never)."""
+    monkeypatch.setattr(executor_module, "START_WAIT", 3600.0)
+    executor = new_executor(concurrency=1)
+    nectar = Nectar(quick)
+    gate = tmp_path / "gate"
+    submission = nectar.submit("quick", "quick_chain", "SlowStartTask", {"gate": str(gate), "submitter": os.getpid()})
+    assert submission.run is not None
+    while not executor.children:
+        executor._serve_once()
+    for _ in range(5):  # each pass returns within the poll interval, or once a spare is ready
+        executor._serve_once()
+    assert len(executor.spares) == AHEAD - 1
+
+    gate.touch()
+
+    def refilled() -> bool:
+        executor._serve_once()
+        return len(executor.spares) == AHEAD
+
+    wait_until(refilled, timeout=60)
+    assert ended(nectar, submission.run.id).state == RunState.DONE
