@@ -43,14 +43,19 @@ def commits() -> Iterator[list[str]]:
     fence.install(None)
 
 
+def built(settings: Settings, write_chain: WriteChain, chain: str, source: str, name: str) -> NectarTask:
+    """The task ``name`` of the chain ``logs/<chain>`` written from ``source``, once luigi has built it."""
+    write_chain(f"logs/{chain}", source)
+    task = ChainCatalog(settings.chains_dir).task("logs", chain, name).instantiate({})
+    assert isinstance(task, NectarTask)
+    assert luigi.build([task], local_scheduler=True, workers=1) is True
+    return task
+
+
 def test_a_step_commits_params_its_output_and_both_logs_at_once_and_its_live_logs_are_moved(
     settings: Settings, write_chain: WriteChain, commits: list[str]
 ) -> None:
-    write_chain("logs/inode_chain", CHAIN)
-    task = ChainCatalog(settings.chains_dir).task("logs", "inode_chain", "InodeTask").instantiate({})
-    assert isinstance(task, NectarTask)
-
-    assert luigi.build([task], local_scheduler=True, workers=1) is True
+    task = built(settings, write_chain, "inode_chain", CHAIN, "InodeTask")
 
     store = get_store(settings)
     key = task.target_key
@@ -62,9 +67,35 @@ def test_a_step_commits_params_its_output_and_both_logs_at_once_and_its_live_log
     assert os.stat(stdout).st_nlink == 1 and store.read_text(key.with_file(STDERR_FILE)) == ""
     assert json.loads(store.read_text(key.with_file(PARAMS_FILE)))["task_id"] == task.task_id
     assert not any(path.exists() for path in live_log_paths(key))
-    # nor their folders: a step leaves no empty folder behind, one per key ever run, for as long as the data lives
-    live = settings.live_logs_dir
-    assert not (live / key.folder).exists() and (live / key.folder).parent.is_dir()
+    # nor a folder: a step leaves no empty folder behind, one per key ever run, for as long as the data lives
+    assert list(settings.live_logs_dir.iterdir()) == []
+
+
+WHERE_CHAIN = """
+import os
+
+from nectar import NectarTask
+
+
+class WhereTask(NectarTask):
+    def run(self):
+        print(os.readlink("/proc/self/fd/1"))  # where its stdout is written while it runs
+        with self.output().open("w") as out:
+            out.write("done")
+"""
+
+
+def test_a_running_steps_live_logs_are_files_of_the_live_logs_folder_itself(
+    settings: Settings, write_chain: WriteChain, commits: list[str]
+) -> None:
+    """No folder is made for a step's live logs, nor removed after it (each cost ~100-200 µs on ext4)."""
+    task = built(settings, write_chain, "where_chain", WHERE_CHAIN, "WhereTask")
+
+    key = task.target_key
+    written_to = Path(get_store(settings).read_text(key.with_file(STDOUT_FILE)).strip())
+    assert written_to == live_log_paths(key)[0]
+    assert written_to.parent == settings.live_logs_dir.resolve()
+    assert list(settings.live_logs_dir.iterdir()) == []
 
 
 QUIET_CHAIN = """
