@@ -313,8 +313,8 @@ class _Recording:
         try:
             self.upload(move=True)
         except Exception:  # the run's own outcome must not be masked by a failed log upload
-            folder = self.logs.stdout_path.parent
-            logger.exception("could not save the logs of %s; they stay in %s", self.key.folder, folder)
+            stdout, stderr = self.logs.stdout_path, self.logs.stderr_path
+            logger.exception("could not save the logs of %s; they stay in %s and %s", self.key.folder, stdout, stderr)
         else:
             for path in (self.logs.stdout_path, self.logs.stderr_path):  # a store that moved them left nothing
                 path.unlink(missing_ok=True)

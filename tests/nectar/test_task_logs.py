@@ -14,6 +14,7 @@ import pytest
 from nectar import fence
 from nectar.catalog import ChainCatalog
 from nectar.config import Settings, configure
+from nectar.errors import LeaseLost
 from nectar.keys import OUTPUT_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
 from nectar.stores import get_store
 from nectar.task import NectarTask, live_log_paths
@@ -126,3 +127,22 @@ def test_a_log_that_s3_already_holds_is_not_sent_again_when_the_step_ends(
     assert sorted(commits) == sorted([store.describe(key.with_file(PARAMS_FILE)), logs, store.describe(key)])
     assert store.read_text(key.with_file(STDOUT_FILE)) == store.read_text(key.with_file(STDERR_FILE)) == ""
     assert not any(path.exists() for path in live_log_paths(key))
+
+
+def test_logs_whose_upload_was_refused_stay_live_and_the_worker_names_both_files(
+    settings: Settings, write_chain: WriteChain, caplog: pytest.LogCaptureFixture
+) -> None:
+    def guard(what: str) -> None:  # the output commits; the logs' commit is refused
+        if "/log/" in what:
+            raise LeaseLost(f"refused: {what}")
+
+    fence.install(guard)
+    try:
+        task = built(settings, write_chain, "quiet_chain", QUIET_CHAIN, "QuietTask")
+    finally:
+        fence.install(None)
+
+    stdout, stderr = live_log_paths(task.target_key)
+    assert stdout.is_file() and stderr.is_file()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("could not save the logs")]
+    assert said == [f"could not save the logs of {task.target_key.folder}; they stay in {stdout} and {stderr}"], said
