@@ -1,5 +1,5 @@
 """The benchmarks' machinery: percentiles, settings from the environment, a failing one's exit, CPU time, a clock's,
-the triggers benchmark's table, read calls."""
+the triggers benchmark's table, read calls, the fan-out's end."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 
 import benchmarks.__main__ as bench_main
+from benchmarks.fanout import through_service
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
 from harness import cpu_seconds, read_calls
+from nectar.registry import RunFilter
+from nectar.registry.sqlite import SQLiteRunStore
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -110,3 +113,19 @@ def test_the_triggers_benchmark_prints_lags_and_requests_per_poll(capsys: pytest
     assert len(lags) == 4 and all(", 0 missed)" in row for row in lags), rows  # every object landed made its run
     (requests,) = [row for row in rows if "S3 requests per poll, 2,500 old objects" in row]
     assert requests.endswith("| yes |"), requests  # a poll asks the store no more with 2,500 old objects than 10
+
+
+def test_the_fanouts_figure_ends_when_the_registry_recorded_the_run_done(tmp_path: Path) -> None:
+    """The fan-out through the service, reduced to two leaves on a real cluster: its seconds run from the POST to the
+    ``finished_at`` the attempt wrote, so the start they imply lies between the call and the run's queueing (a poll
+    that saw the run later would push it before the call)."""
+    with Context(tmp_path, repeats=1, quick=True).cluster("fanout") as cluster:
+        cluster.start_luigid()
+        cluster.start_workers(1)
+        cluster.start_api()
+        called = time.time()
+        seconds = through_service(cluster, 2, "figure")
+        (run,), _ = SQLiteRunStore(cluster.settings.registry_path).find(RunFilter())
+
+    assert run.finished_at is not None
+    assert called <= run.finished_at - seconds <= run.queued_at

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from nectar.config import Settings, configure, get_settings
+from nectar.config import Settings, configure
 from nectar.errors import StoreUnavailable
 from nectar.logs.format import configure_logging
 
@@ -95,7 +95,9 @@ def _log_location(store: Any, log: TargetKey) -> str | None:
             return str(store.describe(log))
     except StoreUnavailable:  # the step failed on its store (a missing bucket): no log can be there
         pass
-    live = get_settings().live_logs_dir / log.path
+    from nectar.task import live_log_paths
+
+    live = live_log_paths(log)[1]  # a stderr's key: its step's live stderr
     return str(live) if live.is_file() else None
 
 

@@ -116,6 +116,12 @@ class SqlReads(RunStore):
     def get(self, run_id: str) -> Run | None:
         return self._read(lambda db: self._select(db, "id = ?", run_id))
 
+    def owns(self, run_id: str, attempt: int) -> bool:
+        """As :meth:`RunStore.owns`, reading the run's state and attempt, not the whole run (the fence asks before
+        each commit of a step: its output, ``params.txt``, its logs)."""
+        query = "SELECT state FROM runs WHERE id = ? AND attempt = ?"
+        return bool(self._read(lambda db: self._scalar(db, query, (run_id, attempt))) == RunState.RUNNING)
+
     def latest(self, key: str) -> Run | None:
         return self._read(lambda db: self._select(db, "key = ? ORDER BY queued_at DESC LIMIT 1", key))
 

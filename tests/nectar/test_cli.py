@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from nectar.cli.local import _log_location
 from nectar.config import Settings
+from nectar.keys import STDERR_FILE, TargetKey
 from nectar.service import Nectar
+from nectar.stores import get_store
+from nectar.task import create_live_logs
 from tests.conftest import NECTAR, settings_env
 
 WriteChain = Callable[[str, str], Path]
@@ -115,3 +119,12 @@ def test_bad_input_exits_2_naming_what_is_wrong(settings: Settings, args: list[s
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_failed_steps_log_its_upload_left_in_the_live_logs_folder_is_named_there(settings: Settings) -> None:
+    key = TargetKey.parse("chains/t/c_chain/ATask/0123456789abcdef0123456789abcdef/out.txt")
+    store = get_store(settings)
+    assert _log_location(store, key.with_file(STDERR_FILE)) is None
+    _, stderr = create_live_logs(key)  # as a step leaves them when their upload fails
+
+    assert _log_location(store, key.with_file(STDERR_FILE)) == str(stderr)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,3 +216,25 @@ def test_a_commit_reads_nothing_while_no_one_else_has_written_and_a_cancel_elsew
         assert lease.lost
     finally:
         runs._connection().set_trace_callback(None)
+
+
+def test_the_read_that_confirms_a_lease_reads_the_runs_state_and_attempt_not_the_whole_run(
+    claimed: tuple[RunStore, Run],
+) -> None:
+    """The fence asks before each commit of a step (params.txt, output, logs), and after each write of the attempt's
+    own steps it reads again: two columns of one row, not the run's 25 made into a ``Run``."""
+    runs, run = claimed
+    assert isinstance(runs, SQLiteRunStore)
+    read: set[str] = set()
+
+    def note(action: int, table: str | None, column: str | None, *_: Any) -> int:
+        if action == sqlite3.SQLITE_READ and table == "runs" and column:
+            read.add(column)
+        return sqlite3.SQLITE_OK
+
+    runs._read(lambda db: db.set_authorizer(note))  # the thread's own connection, which its next reads use
+    try:
+        assert runs.owns(run.id, run.attempt) and not runs.owns(run.id, run.attempt + 1)
+    finally:
+        runs._read(lambda db: db.set_authorizer(None))
+    assert read == {"id", "attempt", "state"}, read

@@ -14,6 +14,7 @@ import pytest
 from nectar import fence
 from nectar.catalog import ChainCatalog
 from nectar.config import Settings, configure
+from nectar.errors import LeaseLost
 from nectar.keys import OUTPUT_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
 from nectar.stores import get_store
 from nectar.task import NectarTask, live_log_paths
@@ -43,14 +44,19 @@ def commits() -> Iterator[list[str]]:
     fence.install(None)
 
 
+def built(settings: Settings, write_chain: WriteChain, chain: str, source: str, name: str) -> NectarTask:
+    """The task ``name`` of the chain ``logs/<chain>`` written from ``source``, once luigi has built it."""
+    write_chain(f"logs/{chain}", source)
+    task = ChainCatalog(settings.chains_dir).task("logs", chain, name).instantiate({})
+    assert isinstance(task, NectarTask)
+    assert luigi.build([task], local_scheduler=True, workers=1) is True
+    return task
+
+
 def test_a_step_commits_params_its_output_and_both_logs_at_once_and_its_live_logs_are_moved(
     settings: Settings, write_chain: WriteChain, commits: list[str]
 ) -> None:
-    write_chain("logs/inode_chain", CHAIN)
-    task = ChainCatalog(settings.chains_dir).task("logs", "inode_chain", "InodeTask").instantiate({})
-    assert isinstance(task, NectarTask)
-
-    assert luigi.build([task], local_scheduler=True, workers=1) is True
+    task = built(settings, write_chain, "inode_chain", CHAIN, "InodeTask")
 
     store = get_store(settings)
     key = task.target_key
@@ -62,9 +68,35 @@ def test_a_step_commits_params_its_output_and_both_logs_at_once_and_its_live_log
     assert os.stat(stdout).st_nlink == 1 and store.read_text(key.with_file(STDERR_FILE)) == ""
     assert json.loads(store.read_text(key.with_file(PARAMS_FILE)))["task_id"] == task.task_id
     assert not any(path.exists() for path in live_log_paths(key))
-    # nor their folders: a step leaves no empty folder behind, one per key ever run, for as long as the data lives
-    live = settings.live_logs_dir
-    assert not (live / key.folder).exists() and (live / key.folder).parent.is_dir()
+    # nor a folder: a step leaves no empty folder behind, one per key ever run, for as long as the data lives
+    assert list(settings.live_logs_dir.iterdir()) == []
+
+
+WHERE_CHAIN = """
+import os
+
+from nectar import NectarTask
+
+
+class WhereTask(NectarTask):
+    def run(self):
+        print(os.readlink("/proc/self/fd/1"))  # where its stdout is written while it runs
+        with self.output().open("w") as out:
+            out.write("done")
+"""
+
+
+def test_a_running_steps_live_logs_are_files_of_the_live_logs_folder_itself(
+    settings: Settings, write_chain: WriteChain, commits: list[str]
+) -> None:
+    """No folder is made for a step's live logs, nor removed after it (each cost ~100-200 µs on ext4)."""
+    task = built(settings, write_chain, "where_chain", WHERE_CHAIN, "WhereTask")
+
+    key = task.target_key
+    written_to = Path(get_store(settings).read_text(key.with_file(STDOUT_FILE)).strip())
+    assert written_to == live_log_paths(key)[0]
+    assert written_to.parent == settings.live_logs_dir.resolve()
+    assert list(settings.live_logs_dir.iterdir()) == []
 
 
 QUIET_CHAIN = """
@@ -95,3 +127,22 @@ def test_a_log_that_s3_already_holds_is_not_sent_again_when_the_step_ends(
     assert sorted(commits) == sorted([store.describe(key.with_file(PARAMS_FILE)), logs, store.describe(key)])
     assert store.read_text(key.with_file(STDOUT_FILE)) == store.read_text(key.with_file(STDERR_FILE)) == ""
     assert not any(path.exists() for path in live_log_paths(key))
+
+
+def test_logs_whose_upload_was_refused_stay_live_and_the_worker_names_both_files(
+    settings: Settings, write_chain: WriteChain, caplog: pytest.LogCaptureFixture
+) -> None:
+    def guard(what: str) -> None:  # the output commits; the logs' commit is refused
+        if "/log/" in what:
+            raise LeaseLost(f"refused: {what}")
+
+    fence.install(guard)
+    try:
+        task = built(settings, write_chain, "quiet_chain", QUIET_CHAIN, "QuietTask")
+    finally:
+        fence.install(None)
+
+    stdout, stderr = live_log_paths(task.target_key)
+    assert stdout.is_file() and stderr.is_file()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("could not save the logs")]
+    assert said == [f"could not save the logs of {task.target_key.folder}; they stay in {stdout} and {stderr}"], said
