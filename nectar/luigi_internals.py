@@ -14,8 +14,10 @@ fails loudly, naming the name, when a release changes one of them under us:
 - ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`);
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
   :func:`extend_task_registry`), and the instance cache ``Register.__call__`` keeps (:func:`uncached_task`);
-- ``luigi.server.app``, the application each luigid socket serves (:func:`wrap_luigid_app`), and
-  ``luigi.server.cors``, the settings its RPC handler reads per call (:func:`luigid_reads_cors_once`);
+- ``luigi.server.app``, the application each luigid socket serves (:func:`wrap_luigid_app`, :func:`route_luigid_app`),
+  ``luigi.server.RPCHandler``, its handler of RPCs, and ``luigi.scheduler.RPC_METHODS``, the methods it serves
+  (:func:`luigid_rpc_handler`, :func:`luigid_rpc_methods`), and ``luigi.server.cors``, the settings that handler
+  reads per call (:func:`luigid_reads_cors_once`);
 - ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`).
 """
 
@@ -318,6 +320,28 @@ def wrap_luigid_app(wrap: Callable[[Any], Any]) -> None:
 
     app = luigi.server.app
     luigi.server.app = lambda scheduler: wrap(app(scheduler))
+
+
+def route_luigid_app(route: Callable[[Any, Any], Any]) -> None:
+    """Every socket luigid serves from now on in this process serves ``route(application, scheduler)``: the tornado
+    application luigi makes for its scheduler, and that scheduler (whose RPC methods luigi's handler calls)."""
+    import luigi.server  # luigid's own process only: tornado is not imported elsewhere
+
+    app = luigi.server.app
+    luigi.server.app = lambda scheduler: route(app(scheduler), scheduler)
+
+
+def luigid_rpc_methods() -> frozenset[str]:
+    """The scheduler methods luigid's RPC handler serves (``/api/<method>``): luigi's ``RPC_METHODS``."""
+    return frozenset(luigi.scheduler.RPC_METHODS)
+
+
+def luigid_rpc_handler() -> type[Any]:
+    """luigi's tornado handler of luigid's RPCs (``luigi.server.RPCHandler``, made with ``scheduler=``)."""
+    import luigi.server  # luigid's own process only: tornado is not imported elsewhere
+
+    handler: type[Any] = luigi.server.RPCHandler
+    return handler
 
 
 def luigid_reads_cors_once() -> None:

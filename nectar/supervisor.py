@@ -63,6 +63,7 @@ _LUIGID = (
     "import nectar.lifeline as life; life.hangup_is_terminate(); "
     "from nectar.deferred_imports import LUIGID_UNUSED, Deferral; deferral = Deferral(LUIGID_UNUSED); "
     "from nectar.luigi_internals import luigid_reads_cors_once; luigid_reads_cors_once(); "
+    "from nectar.luigid_server import serve_rpcs_directly; serve_rpcs_directly(); "
     "from {} import {} as main; deferral.end(); main()"
 )
 #: luigid, started with this interpreter (its console script may not be on PATH): bare, as a test or a benchmark may
