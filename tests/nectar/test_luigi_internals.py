@@ -39,7 +39,10 @@ from nectar.luigi_internals import (
     forget_task_classes,
     is_external,
     luigid_reads_cors_once,
+    luigid_rpc_handler,
+    luigid_rpc_methods,
     new_worker,
+    route_luigid_app,
     s3_bucket_and_key,
     schedule_and_run,
     tasks_by_outcome,
@@ -296,6 +299,24 @@ def test_luigid_serves_the_wrapped_application(monkeypatch: pytest.MonkeyPatch) 
     wrap_luigid_app(lambda app: ("guarded", app))
     kind, app = luigi.server.app(luigi.scheduler.Scheduler(record_task_history=False))
     assert kind == "guarded" and isinstance(app, tornado.web.Application)
+
+
+def test_luigid_serves_the_routed_application_given_its_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(luigi.server, "app", luigi.server.app)  # put back after the test
+    scheduler = luigi.scheduler.Scheduler(record_task_history=False)
+    route_luigid_app(lambda app, scheduler: ("routed", app, scheduler))
+    kind, app, given = luigi.server.app(scheduler)
+    assert kind == "routed" and isinstance(app, tornado.web.Application) and given is scheduler
+
+
+def test_luigids_rpc_handler_calls_the_scheduler_methods_luigi_lists() -> None:
+    """What nectar/luigid_server.py answers as luigi's handler would (tests/nectar/test_luigid_server.py compares
+    their answers): luigi's handler made with the scheduler, reading ``data``, calling a method of RPC_METHODS."""
+    assert {"add_task", "add_worker", "get_work", "ping", "dep_graph", "is_paused"} <= luigid_rpc_methods()
+    handler = luigid_rpc_handler()
+    assert handler is luigi.server.RPCHandler
+    assert list(inspect.signature(handler.initialize).parameters) == ["self", "scheduler"]
+    assert {"RPC_METHODS", "get_argument", "loads", "write"} <= set(handler.get.__code__.co_names)
 
 
 def test_luigid_reads_its_cors_settings_once_not_for_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
