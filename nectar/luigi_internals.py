@@ -16,8 +16,9 @@ fails loudly, naming the name, when a release changes one of them under us:
   :func:`extend_task_registry`), and the instance cache ``Register.__call__`` keeps (:func:`uncached_task`);
 - ``luigi.server.app``, the application each luigid socket serves (:func:`wrap_luigid_app`, :func:`route_luigid_app`),
   ``luigi.server.RPCHandler``, its handler of RPCs, and ``luigi.scheduler.RPC_METHODS``, the methods it serves
-  (:func:`luigid_rpc_handler`, :func:`luigid_rpc_methods`), and ``luigi.server.cors``, the settings that handler
-  reads per call (:func:`luigid_reads_cors_once`);
+  (:func:`luigid_rpc_handler`, :func:`luigid_rpc_methods`), ``luigi.server.cors``, the settings that handler
+  reads per call (:func:`luigid_reads_cors_once`), and ``Scheduler._prune_tasks`` and
+  ``SimpleTaskState._remove_workers_from_tasks``, the walks of every task its prune makes (:func:`luigid_prunes_lean`);
 - ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`).
 """
 
@@ -27,6 +28,7 @@ import contextlib
 import functools
 import multiprocessing
 import queue
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -342,6 +344,53 @@ def luigid_rpc_handler() -> type[Any]:
 
     handler: type[Any] = luigi.server.RPCHandler
     return handler
+
+
+#: the statuses in which none of the checks of luigi's prune changes a task that has a stakeholder or a removal time
+_QUIET = frozenset({luigi.scheduler.PENDING, luigi.scheduler.DONE})
+
+
+def luigid_prunes_lean() -> None:
+    """luigid's prune walks every task it holds (``remove_delay``: a day of them), every 60 s and first thing in each
+    ``dep_graph``, ``task_list``, ``worker_list``, ``resource_list``, ``task_search`` and ``graph`` RPC (an attempt
+    asks a ``dep_graph``): about 0.4 µs per task, a 20,000-task luigid ~13 ms of CPU per such RPC. Two walks are
+    cut, each changing nothing:
+
+    - the one that drops the workers that stopped pinging from every task
+      (``SimpleTaskState._remove_workers_from_tasks``), when no worker stopped (35-40 % of a prune);
+    - in luigi's ``Scheduler._prune_tasks``, the three checks of a task (``fail_dead_worker_task``, ``update_status``,
+      ``may_prune``) for a PENDING or DONE task that has a stakeholder or a removal time not reached: none of them
+      changes such a task (a RUNNING, BATCH_RUNNING, FAILED, DISABLED... task is checked as luigi checks it).
+    """
+    state = luigi.scheduler.SimpleTaskState
+    remove = state._remove_workers_from_tasks
+
+    def _remove_workers_from_tasks(self: Any, workers: Any, remove_stakeholders: bool = True) -> None:
+        if workers:  # a set or a list, as luigi passes them (a generator is always true: walked)
+            remove(self, workers, remove_stakeholders)
+
+    state._remove_workers_from_tasks = _remove_workers_from_tasks  # type: ignore[method-assign]
+    luigi.scheduler.Scheduler._prune_tasks = _prune_tasks  # type: ignore[method-assign]
+
+
+def _prune_tasks(self: luigi.scheduler.Scheduler) -> None:
+    """luigi's ``Scheduler._prune_tasks``, over a task that none of its checks would change without checking it."""
+    state, config = self._state, self._config
+    assistant_ids = {w.id for w in state.get_assistants()}
+    remove_tasks = []
+    for task in state.get_active_tasks():
+        if (
+            task.status in _QUIET
+            and (task.stakeholders or task.remove is not None)
+            and not (task.remove and time.time() >= task.remove)
+        ):
+            continue
+        state.fail_dead_worker_task(task, config, assistant_ids)
+        state.update_status(task, config)
+        if state.may_prune(task):
+            luigi.scheduler.logger.info("Removing task %r", task.id)
+            remove_tasks.append(task.id)
+    state.inactivate_tasks(remove_tasks)
 
 
 def luigid_reads_cors_once() -> None:
