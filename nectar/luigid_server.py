@@ -4,8 +4,8 @@ luigi serves its scheduler's RPCs with a tornado ``RequestHandler`` (``luigi.ser
 makes the handler (its default headers, a formatted ``Date``), runs it as a coroutine in a task of its own (the
 connection's socket taken out of epoll and put back meanwhile), passes its answer through the application's
 transforms and writes an access-log line (INFO, luigid's level: five lines a trivial run in ``luigi-server.log``).
-Driven with a trivial run's five RPCs, a real luigid spent about 400 µs of CPU per RPC, of which luigi's scheduler
-about a tenth; answered here, about 250 µs, and 12 system calls per RPC instead of 21.
+Driven with a trivial run's five RPCs, a real luigid spent 330 µs (quiet machine) to 480 µs (loaded) of CPU per RPC,
+of which luigi's scheduler about a tenth; answered here, 265 to 340 µs, and 12 system calls per RPC instead of 21.
 
 :class:`LuigidRouter` answers an RPC POSTed as our processes and luigi's workers POST it (a form with one ``data``
 field, no query, no ``Origin``) from the scheduler at once: the same status, body and headers, the application's
