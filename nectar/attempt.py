@@ -25,15 +25,16 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
+from types import ModuleType
 
 import luigi
 from luigi.parameter import UnconsumedParameterWarning
 
 from nectar import fence
 from nectar.build import Build
-from nectar.catalog.loader import describe_import_error, is_chain_task, load_chain_module
+from nectar.catalog.loader import describe_import_error, fresh_chain_module, is_chain_task
 from nectar.config import Settings, configure
 from nectar.errors import ChainImportError, Interrupted, LeaseLost, NectarError, SchedulerUnavailable
 from nectar.leases import AttemptLease, process_name, release
@@ -89,17 +90,24 @@ def chain_file(settings: Settings, run: Run) -> Path:
 
 
 def load_task(settings: Settings, run: Run) -> luigi.Task:
-    """The run's luigi task, from the chain file as it is on disk now."""
+    """The run's luigi task, from the chain file as it is on disk now (executed ahead by this process if it has not
+    changed since: :func:`~nectar.catalog.loader.fresh_chain_module`)."""
     path = chain_file(settings, run)
     try:
-        module = load_chain_module(path, run.chain_type, run.chain)
+        module = fresh_chain_module(path, run.chain_type, run.chain)
     except Exception as exc:
         raise ChainImportError(describe_import_error(exc, path)) from exc
-    cls = vars(module).get(run.task)
-    if not is_chain_task(run.task, cls, module):
-        raise LookupError(f"{run.ref} is no longer a task of {path}")
+    return task_in(module, run.task, run.params, f"{run.ref} is no longer a task of {path}")
+
+
+def task_in(module: ModuleType, name: str, params: Mapping[str, str], gone: str) -> luigi.Task:
+    """The task ``name`` of the chain ``module`` made from its parameters' text (LookupError ``gone`` if the module
+    has no such task)."""
+    cls = vars(module).get(name)
+    if not is_chain_task(name, cls, module):
+        raise LookupError(gone)
     assert cls is not None
-    return cls.from_str_params(dict(run.params))
+    return cls.from_str_params(dict(params))
 
 
 def commit_guard(runs: RunStore, run: Run, lease: AttemptLease) -> Callable[[str], None]:

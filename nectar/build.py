@@ -10,8 +10,8 @@ The luigi worker's id names the attempt's process (``nectar-<host>:<pid>``), so 
 reclaims a dead attempt can tell luigid which worker's tasks failed. It runs one step at a time,
 in this process, unless the task asks for more (:mod:`nectar.parallel`).
 
-With luigid, a build opens its connections to luigid ahead, and starts its :class:`Aside`: a thread
-with a connection of its own, for luigi's ``add_worker`` while the worker asks for work. What the
+With luigid, a build opens its connection to luigid ahead; luigi's ``add_worker`` is told after the
+worker's first ``get_work``, its answer read later (:class:`~nectar.luigi_internals.Worker`). What the
 attempt asks luigid while its chain file compiles is sent ahead on the attempt's own thread
 (:meth:`~nectar.luigid.SchedulerClient.ask`), its answer read after: no second thread waits for the
 GIL meanwhile.
@@ -20,12 +20,7 @@ GIL meanwhile.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-from collections.abc import Callable
-from concurrent.futures import Future
 from contextlib import nullcontext
-from typing import Any, TypeVar
 
 import luigi.interface
 import luigi.scheduler
@@ -35,10 +30,9 @@ from luigi.setup_logging import InterfaceLogging
 from nectar import parallel
 from nectar.config import get_settings
 from nectar.luigi_internals import RunResult, new_worker, schedule_and_run, worker_config
-from nectar.luigid import Connections, LuigidRPC, SchedulerClient
+from nectar.luigid import LuigidRPC, SchedulerClient
 from nectar.task import record_every_task
 
-T = TypeVar("T")
 logger = logging.getLogger(__name__)
 #: luigi's settings of a build (``[core]``, ``[worker]``), by where its scheduler is, read ahead (:func:`prepare`)
 _PREPARED: dict[str | None, tuple[luigi.interface.core, luigi.worker.worker]] = {}
@@ -64,42 +58,6 @@ def luigi_worker_id(process: str) -> str:
     return f"nectar-{process}"
 
 
-class Aside:
-    """A thread that makes calls to luigid in turn while the attempt's main thread goes on; its own connections
-    (one per :class:`~nectar.luigid.Connections` given, a connection being a thread's) are opened as it starts."""
-
-    def __init__(self, *connections: Connections) -> None:
-        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._connections = connections
-        threading.Thread(target=self._serve, name="nectar-aside", daemon=True).start()
-
-    def _serve(self) -> None:
-        for connections in self._connections:
-            connections.open()
-        while (call := self._calls.get()) is not None:
-            call()
-        for connections in self._connections:
-            connections.close()
-
-    def call(self, function: Callable[..., T], *args: Any) -> Callable[[], T]:
-        """Call ``function(*args)`` on the thread, after the calls asked before; what this answers waits for it and
-        answers what it returned (or raises what it raised)."""
-        future: Future[T] = Future()
-
-        def call() -> None:
-            try:
-                future.set_result(function(*args))
-            except BaseException as exc:  # the waiter raises it, in the attempt's own thread
-                future.set_exception(exc)
-
-        self._calls.put(call)
-        return future.result
-
-    def close(self) -> None:
-        """The thread ends after the calls asked so far."""
-        self._calls.put(None)
-
-
 class Build:
     """One ``luigi.build`` of one task, against luigid at ``scheduler_url`` (luigi's local scheduler if None).
 
@@ -120,11 +78,9 @@ class Build:
         record_every_task()  # a plain luigi task's params.txt and logs, as a NectarTask's
         self.scheduler: luigi.scheduler.Scheduler | LuigidRPC
         self.client = client
-        self.aside: Aside | None = None
         if scheduler_url:
             self.scheduler = LuigidRPC(scheduler_url, secret=secret)
             self.scheduler.connections.open()
-            self.aside = Aside(self.scheduler.connections)
             if client is not None:
                 client.connections.open()  # on the attempt's own thread, which asks luigid ahead with it
         else:
@@ -133,8 +89,7 @@ class Build:
         self.worker = self._worker(self.env.workers)
 
     def _worker(self, processes: int, **config: str) -> luigi.worker.Worker:
-        aside = self.aside.call if self.aside is not None else None
-        return new_worker(self.scheduler, self.worker_id, processes, aside, self._settings, **config)
+        return new_worker(self.scheduler, self.worker_id, processes, self._settings, **config)
 
     def run(self, task: luigi.Task) -> RunResult:
         """Schedule ``task`` (and what it requires) and run what is not done; once per Build.
@@ -149,8 +104,6 @@ class Build:
             with parallel.forked_steps() if workers > 1 else nullcontext():
                 return schedule_and_run(self.worker, task, self.env)
         finally:
-            if self.aside is not None:
-                self.aside.close()
             if isinstance(self.scheduler, LuigidRPC):
                 self._send_held(self.scheduler)
                 self.scheduler.close()

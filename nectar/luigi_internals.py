@@ -6,11 +6,11 @@ fails loudly, naming the name, when a release changes one of them under us:
 - ``RemoteScheduler._fetch``, through which every RPC of luigi's scheduler client goes: the one hook
   that puts luigi's RPC methods over our own transport (:class:`RemoteScheduler`);
 - ``luigi.worker.Worker`` made and run as ``luigi.interface._schedule_and_run`` does (:func:`new_worker`,
-  :func:`schedule_and_run`), its ``_add_worker`` sent aside and its ``_task_result_queue`` in memory when its
-  steps run in its own process (:class:`Worker`), its ``[worker]`` settings given ready-made: its ``__init__``
-  reads the names ``worker`` and ``multiprocessing`` of ``luigi.worker`` (:func:`_worker_made_with`), and
-  ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`), ``_summary_format``, ``_summary_wrap``,
-  ``_tasks_status`` and ``_create_one_line_summary`` (:class:`RunResult`);
+  :func:`schedule_and_run`), its ``_add_worker`` told after its first ``_get_work``, its ``_task_result_queue``
+  in memory when its steps run in its own process (:class:`Worker`), its ``[worker]`` settings given ready-made:
+  its ``__init__`` reads the names ``worker`` and ``multiprocessing`` of ``luigi.worker``
+  (:func:`_worker_made_with`), and ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`),
+  ``_summary_format``, ``_summary_wrap``, ``_tasks_status`` and ``_create_one_line_summary`` (:class:`RunResult`);
 - ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`);
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
   :func:`extend_task_registry`), and the instance cache ``Register.__call__`` keeps (:func:`uncached_task`);
@@ -122,10 +122,6 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
             raise luigi.rpc.RPCError(why, exc) from exc
 
 
-#: runs a call meanwhile, in another thread; what it answers waits for the call and answers its result
-Aside = Callable[[Callable[[], None]], Callable[[], None]]
-
-
 class _InProcessResults(queue.SimpleQueue[Any]):
     """The results of steps run in the worker's own process: handed over in memory, not through a pipe and the
     feeder thread of luigi's ``multiprocessing.Queue`` (a thread switch per step, under the GIL)."""
@@ -160,11 +156,13 @@ def _worker_made_with(config: luigi.worker.worker, in_memory: bool) -> Iterator[
 
 
 class Worker(luigi.worker.Worker):
-    """luigi's worker, whose ``add_worker`` (who it is, and its first task: luigid's workers view) is sent through
-    ``aside`` while it asks luigid for work, then awaited before its run ends: its one call to luigid that nothing
-    it does next depends on. A worker that runs its steps in its own process (one process, no
-    ``force_multiprocessing``) gets their results in memory (:class:`_InProcessResults`). ``config``: its
-    ``[worker]`` settings, made ahead (:func:`worker_config`), when no setting is given here."""
+    """luigi's worker, whose ``add_worker`` (who it is, and its first task: luigid's workers view) is told luigid
+    right after its first ``get_work`` when luigid's answer to it is read later (:attr:`RemoteScheduler.held_back`):
+    luigid grants the first step without waiting behind it (luigid knows a worker from its first ``add_task``; its
+    description is what ``add_worker`` adds), and the answer is read before the worker's run ends. A worker that runs
+    its steps in its own process (one process, no ``force_multiprocessing``) gets their results in memory
+    (:class:`_InProcessResults`). ``config``: its ``[worker]`` settings, made ahead (:func:`worker_config`), when no
+    setting is given here."""
 
     def __init__(
         self,
@@ -172,7 +170,6 @@ class Worker(luigi.worker.Worker):
         worker_id: str | None = None,
         worker_processes: int = 1,
         assistant: bool = False,
-        aside: Aside | None = None,
         config: luigi.worker.worker | None = None,
         **kwargs: Any,
     ) -> None:
@@ -182,8 +179,9 @@ class Worker(luigi.worker.Worker):
                 super().__init__(scheduler, worker_id, worker_processes, assistant)
         else:
             super().__init__(scheduler, worker_id, worker_processes, assistant, **kwargs)
-        self._aside = aside
-        self._added_worker: Callable[[], None] | None = None
+        #: add_worker is told after the first get_work (the scheduler sends it without waiting for its answer)
+        self._add_worker_later = isinstance(scheduler, RemoteScheduler) and "/api/add_worker" in scheduler.held_back
+        self._add_worker_due = False
         if not isinstance(self._task_result_queue, _InProcessResults) and not (
             self._config.force_multiprocessing or self.worker_processes > 1  # luigi's _create_task_process's test
         ):
@@ -191,17 +189,22 @@ class Worker(luigi.worker.Worker):
             self._task_result_queue = _InProcessResults()  # type: ignore[assignment]
 
     def _add_worker(self) -> None:
-        if self._aside is None:
-            super()._add_worker()
+        if self._add_worker_later:
+            self._add_worker_due = True
         else:
-            self._added_worker = self._aside(super()._add_worker)
+            super()._add_worker()
+
+    def _get_work(self) -> Any:
+        work = super()._get_work()
+        if self._add_worker_due:
+            self._add_worker_due = False
+            super()._add_worker()
+        return work
 
     def run(self) -> bool:
         ran = bool(super().run())
         if isinstance(self._scheduler, RemoteScheduler):
-            self._scheduler.send_held()  # the last step's end (add_task DONE) is told before the run ends
-        if self._added_worker is not None:
-            self._added_worker()  # raises as luigi's own call would have (RPCError)
+            self._scheduler.send_held()  # what was told last (add_task DONE, add_worker) is answered before it ends
         return ran
 
 
@@ -215,15 +218,13 @@ def new_worker(
     scheduler: luigi.scheduler.Scheduler | RemoteScheduler,
     worker_id: str,
     processes: int,
-    aside: Aside | None = None,
     settings: luigi.worker.worker | None = None,
     **config: Any,
 ) -> luigi.worker.Worker:
-    """A luigi worker, as ``luigi.build`` makes one; ``config`` overrides its ``[worker]`` settings, else they are
-    ``settings`` if given (:func:`worker_config`), else read now; its ``add_worker`` goes through ``aside`` if given
-    (:class:`Worker`)."""
+    """A luigi worker, as ``luigi.build`` makes one (:class:`Worker`); ``config`` overrides its ``[worker]`` settings,
+    else they are ``settings`` if given (:func:`worker_config`), else read now."""
     made = settings if not config else None
-    return Worker(scheduler, worker_id, processes, aside=aside, config=made, **config)
+    return Worker(scheduler, worker_id, processes, config=made, **config)
 
 
 class RunResult(LuigiRunResult):

@@ -369,13 +369,13 @@ def _read_line(reader: BinaryIO, chunks: list[bytes]) -> bytes:
 class LuigidRPC(RemoteScheduler):
     """luigi's scheduler client over :class:`Connections`; luigi's retry loop only once a call has failed.
 
-    luigi's ``add_task`` (whose answer its worker never reads) is sent at once, its answer read with the next call:
-    luigid adds the steps while the worker looks for more, and a step ended then the next asked for (``add_task``,
-    ``get_work``) costs one wait for luigid.
+    luigi's ``add_task`` and ``add_worker`` (whose answers its worker never reads) are sent at once, their answers
+    read with the next call: luigid adds the steps while the worker looks for more, and a step ended then the next
+    asked for (``add_task``, ``get_work``) costs one wait for luigid.
     """
 
     raises = ERRORS
-    held_back = frozenset({"/api/add_task"})
+    held_back = frozenset({"/api/add_task", "/api/add_worker"})
 
     def __init__(self, url: str, connect_timeout: float | None = None, secret: str | None = None) -> None:
         super().__init__(url, connect_timeout)

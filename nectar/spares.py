@@ -1,8 +1,9 @@
 """A worker's spare attempt processes: forked ahead of work while runs are being claimed, none while idle.
 
 A spare is a child forked from the worker before it has a run: it sets itself up (what an attempt needs before
-it knows its run: its luigi build, its registry connection), says so with one byte on its socket (*ready*), then
-waits there for the run. :class:`Spares` keeps them:
+it knows its run: its luigi build, its registry connection, the chain its run will likely need), says so with one
+byte on its socket (*ready*; which byte is its worker's business: :attr:`Spare.said`), then waits there for the run.
+:class:`Spares` keeps them:
 
 - **how many**: none at start, and none once ``idle_after`` seconds have passed since runs were last wanted (a
   claim, or a queued run seen with no spare ready); meanwhile :data:`AHEAD` per slot of the worker, so that
@@ -33,7 +34,7 @@ from typing import Any
 
 from nectar import lifeline, wakeup
 
-#: what a spare sends once it is set up
+#: what a spare sends once it is set up, unless its ``prepare`` says otherwise
 READY = b"r"
 #: spares kept per slot while runs are claimed: a spare's fork and setup take about as long as a trivial run (~50-150
 #: ms on 2 loaded cores), so with one per slot, 107-142 of 400 claims in a row waited for one to be ready; with
@@ -52,15 +53,20 @@ class Spare:
     pid: int
     channel: socket.socket
     ready: bool = False
+    #: the byte it sent once set up
+    said: bytes = b""
+    #: what its worker noted of it when it was forked
+    tag: Any = None
 
 
 class Spares:
-    """The worker's spares: ``prepare`` runs in each as it starts, ``execute`` with the run's bytes and what
-    ``prepare`` made once it has one, and returns the spare's exit code."""
+    """The worker's spares: ``prepare`` runs in each as it starts, and answers what it made and the byte that says
+    the spare is ready (:attr:`Spare.said`); ``execute`` runs with the run's bytes and what ``prepare`` made once it
+    has one, and returns the spare's exit code."""
 
     def __init__(
         self,
-        prepare: Callable[[], Any],
+        prepare: Callable[[], tuple[Any, bytes]],
         execute: Callable[[bytes, Any], int],
         idle_after: float,
         clock: Callable[[], float] = time.monotonic,
@@ -113,8 +119,8 @@ class Spares:
                 said = spare.channel.recv(1)
             except OSError:
                 said = b""
-            if said == READY and not spare.ready:
-                spare.ready = True
+            if said and not spare.ready:
+                spare.ready, spare.said = True, said
                 self._backoff = 0.0
             else:  # the end of the stream: it died
                 if not spare.ready:  # in its setup: the next may die the same way, fork it later
@@ -126,17 +132,21 @@ class Spares:
         """``spare`` is no longer one: its run was claimed in its name."""
         self.spares.remove(spare)
 
-    def keep(self, slots: int) -> None:
+    def keep(self, slots: int) -> Spare | None:
         """Fork a spare if fewer than wanted (one per call), or let the extra ones go: :data:`AHEAD` per slot while
         runs are wanted, none after ``idle_after`` seconds without. The dead ones are reaped first, every slot busy
-        or not (a claim looks only when a slot is free): none stays a zombie counted among the spares."""
+        or not (a claim looks only when a slot is free): none stays a zombie counted among the spares. Answers the
+        spare forked, if one was."""
         self._look()
         want = AHEAD * slots if self.busy else 0
         self._wanted_now = False
+        forked = None
         if len(self.spares) < want and self._clock() >= self._fork_after:
-            self.spares.append(self._fork())
+            forked = self._fork()
+            self.spares.append(forked)
         while len(self.spares) > want:  # the newest first: the oldest are the likeliest to be ready
             self._drop(self.spares[-1])
+        return forked
 
     def close(self) -> None:
         """Let every spare go (each exits when its socket closes) and wait for them."""
@@ -174,9 +184,9 @@ class Spares:
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)  # an attempt's lease makes it "requeue and stop"
                 lifeline.die_with_parent(parent)  # SIGTERM if the worker dies, even by SIGKILL
-                prepared = self._prepare()
+                prepared, said = self._prepare()
                 try:
-                    theirs.sendall(READY)
+                    theirs.sendall(said)
                     given = _read_all(theirs)
                 except OSError:  # let go while it was being set up
                     given = b""

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import sys
 import traceback
 import types
+from collections.abc import Callable
 from pathlib import Path
 from stat import S_ISREG
 from typing import Any
@@ -85,6 +87,63 @@ def load_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleTy
             sys.modules.pop(name, None)
         raise
     return module
+
+
+#: the chain module this process executed ahead of its one attempt (a spare, while it waited for its run): its file,
+#: the source it ran, the module
+_AHEAD: tuple[str, bytes, types.ModuleType] | None = None
+
+
+class _TooLong(BaseException):
+    """A chain file executed ahead took longer than it may (a BaseException: the chain's ``except Exception`` lets
+    it through)."""
+
+
+def load_ahead(
+    path: Path, chain_type: str, chain: str, budget: float, rehearse: Callable[[types.ModuleType], Any] | None = None
+) -> bool:
+    """Execute the chain file now, for the one attempt this process will run later (a spare, while it waits for its
+    run; :func:`fresh_chain_module` then takes it if the file has not changed), then ``rehearse(module)`` (what the
+    attempt will do with it, so that what that touches is set up: its error is ignored); at most ``budget`` seconds.
+
+    False if it failed or took longer (nothing is kept: the attempt executes the file itself, and names its error).
+    The attempt's own records start when it has its run: what the chain logs as it is executed has no run id.
+    """
+    global _AHEAD
+
+    def too_long(*_: Any) -> None:
+        raise _TooLong
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.setitimer(signal.ITIMER_REAL, budget)
+    try:
+        module = load_chain_module(path, chain_type, chain)
+        if rehearse is not None:
+            try:
+                rehearse(module)
+            except Exception:  # the attempt does it again, and says why it fails
+                pass
+    except (Exception, _TooLong):
+        return False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    _AHEAD = (str(path), _COMPILED[str(path)][0], module)
+    return True
+
+
+def fresh_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleType:
+    """The chain file's module as the file is now: the one executed ahead (:func:`load_ahead`) if the file's bytes
+    are still those it ran, once; else executed now (:func:`load_chain_module`)."""
+    global _AHEAD
+    ahead, _AHEAD = _AHEAD, None
+    if ahead is not None and ahead[0] == str(path) and sys.modules.get(ahead[2].__name__) is ahead[2]:
+        try:
+            if path.read_bytes() == ahead[1]:
+                return ahead[2]
+        except OSError:  # gone since: executing it says so
+            pass
+    return load_chain_module(path, chain_type, chain)
 
 
 def describe_import_error(exc: BaseException, path: Path) -> str:

@@ -71,6 +71,7 @@ PROBES = "tests.luigi_internals_probes"
         (luigi.worker.Worker.__init__, ["self", "scheduler", "worker_id", "worker_processes", "assistant", "kwargs"]),
         (luigi.worker.Worker.add, ["self", "task", "multiprocess", "processes"]),
         (luigi.worker.Worker._add_worker, ["self"]),
+        (luigi.worker.Worker._get_work, ["self"]),
         (luigi.execution_summary._summary_dict, ["worker"]),
         (luigi.execution_summary.LuigiRunResult.__init__, ["self", "worker", "worker_add_run_status"]),
         (luigi.execution_summary._summary_format, ["set_tasks", "worker"]),
@@ -203,20 +204,28 @@ def test_a_worker_made_and_run_as_luigi_build_does(probes: str) -> None:
     assert tasks_by_outcome(again)["still_pending_ext"] == {missing()}
 
 
-def test_a_worker_sends_add_worker_aside_and_awaits_it_before_its_run_ends(probes: str) -> None:
+def test_a_worker_of_luigis_local_scheduler_tells_add_worker_first_as_luigi_does(probes: str) -> None:
+    """Only a scheduler that answers add_worker later (luigid's, :class:`~nectar.luigid.LuigidRPC`) has it told
+    after the first get_work (``tests/nectar/test_scheduler.py``): luigi's own scheduler gets luigi's order."""
     done: list[str] = []
     step = probe("SeamAside", run=lambda self: done.append("ran"), complete=lambda self: bool(done))
-    scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
-    aside: list[Callable[[], None]] = []
+    calls: list[str] = []
 
-    def later(call: Callable[[], None]) -> Callable[[], None]:
-        aside.append(call)
-        return call  # made when the run awaits it, after luigi asked for work and ran the step
+    class Noted(luigi.scheduler.Scheduler):
+        def add_worker(self, worker: str, info: Any, **kwargs: Any) -> None:
+            calls.append("add_worker")
+            super().add_worker(worker, info, **kwargs)
 
-    worker = new_worker(scheduler, "nectar-seam:3", 1, later)
+        def get_work(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append("get_work")
+            return super().get_work(*args, **kwargs)
+
+    scheduler = Noted(prune_on_get_work=True, record_task_history=False)
+    worker = new_worker(scheduler, "nectar-seam:3", 1)
     result = schedule_and_run(worker, step(), env=luigi.interface.core(no_lock=True, local_scheduler=True))
 
-    assert (done, result.scheduling_succeeded, len(aside)) == (["ran"], True, 1), "add_worker was not sent aside"
+    assert (done, result.scheduling_succeeded) == (["ran"], True)
+    assert calls[:2] == ["add_worker", "get_work"]
     known = {info["name"]: info for info in scheduler.worker_list()}
     assert known["nectar-seam:3"]["first_task"] == step().task_id  # luigid's workers view: its root task
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from harness import waitfor
 from nectar import build
-from nectar.build import Aside, Build
+from nectar.build import Build
 from nectar.errors import SchedulerUnavailable
 from nectar.luigi_internals import forget_task_classes, new_worker, schedule_and_run
 from nectar.luigid import Connections, LuigidError, LuigidRPC, SchedulerClient, _read_answers, form_body
@@ -129,7 +129,9 @@ def test_a_call_sent_ahead_on_a_connection_luigid_closed_is_sent_again(tmp_path:
 
 def test_a_build_asks_luigid_once_per_step_begun_and_once_per_step_ended(luigid: str) -> None:
     """A worker's build of one step: [add_task, get_work] (added, asked for: the step runs), then [add_task DONE,
-    get_work] (ended, nothing more): two round trips on the worker's thread, not four; luigid says DONE."""
+    get_work] (ended, nothing more): two round trips on the worker's thread, not four; luigid says DONE. luigi's
+    add_worker (who the worker is: luigid's workers view) is told after the first get_work, in the second trip:
+    luigid grants the step without first working on it; luigid's view still shows the worker's first task."""
     ran: list[str] = []
 
     class HeldBuildProbe(luigi.Task):
@@ -140,18 +142,17 @@ def test_a_build_asks_luigid_once_per_step_begun_and_once_per_step_ended(luigid:
             return bool(ran)
 
     rpc = Spied(luigid)
-    aside = Aside(rpc.connections)  # as an attempt's build sends add_worker: on a thread of its own
-    worker = new_worker(rpc, "nectar-held-build:1", 1, aside.call)
+    worker = new_worker(rpc, "nectar-held-build:1", 1)
     env = luigi.interface.core(no_lock=True, scheduler_url=luigid)
     try:
         result = schedule_and_run(worker, HeldBuildProbe(), env)
     finally:
-        aside.close()
         forget_task_classes(__name__)
     assert result.scheduling_succeeded and ran == [HeldBuildProbe().task_id]
-    steps = [trip for trip in rpc.trips if trip != ["/api/add_worker"]]
-    assert steps == [["/api/add_task", "/api/get_work"]] * 2
+    assert rpc.trips == [["/api/add_task", "/api/get_work"], ["/api/add_worker", "/api/add_task", "/api/get_work"]]
     assert SchedulerClient(luigid).task(ran[0])["status"] == "DONE"  # type: ignore[index]
+    known = {info["name"]: info for info in SchedulerClient(luigid).call("worker_list")}
+    assert known["nectar-held-build:1"]["first_task"] == ran[0]
 
 
 def test_a_restarted_luigid_is_reached_on_the_next_call(tmp_path: Path) -> None:

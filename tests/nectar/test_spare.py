@@ -195,7 +195,7 @@ def test_a_spare_still_being_set_up_is_let_go_without_waiting_for_its_setup(
     gate = tmp_path / "gate"
     prepare = Executor._prepare
 
-    def held(self: Executor) -> Build | None:  # until the gate, however long: only the test's end opens it
+    def held(self: Executor) -> tuple[Build | None, bytes]:  # until the gate, however long (the test opens it)
         while not gate.exists():
             time.sleep(0.05)
         return prepare(self)
@@ -352,7 +352,7 @@ def test_a_run_is_claimed_only_by_a_spare_whose_setup_has_finished(
     gate = tmp_path / "gate"
     prepare = Executor._prepare
 
-    def held(self: Executor) -> Build | None:
+    def held(self: Executor) -> tuple[Build | None, bytes]:
         wait_until(gate.exists, timeout=120)
         return prepare(self)
 
