@@ -39,6 +39,7 @@ from nectar.config import Settings
 from nectar.hostnames import LOOPBACK_NAMES, host_name
 from nectar.luigi_internals import wrap_luigid_app
 from nectar.luigid import SECRET_HEADER, load_scheduler_secret
+from nectar.luigid_server import LuigidRouter
 
 #: the RPCs that only read luigid's state: the visualiser's reads (luigi/static/visualiser/js/luigi.js), and a
 #: worker's; every other RPC (pause, update_resource, add_task, get_work, prune...) changes it
@@ -161,7 +162,7 @@ class RefusedHandler(tornado.web.RequestHandler):
 class GuardedLuigid(tornado.routing.Router):
     """luigid's tornado application, each request first put to the :class:`Guard`."""
 
-    def __init__(self, app: tornado.web.Application, guard: Guard) -> None:
+    def __init__(self, app: tornado.web.Application | LuigidRouter, guard: Guard) -> None:
         self.app = app
         self.guard = guard
         app.add_transform(NoServerBanner)

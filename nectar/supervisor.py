@@ -58,11 +58,15 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 STOP_TIMEOUT = 20.0
 #: luigid's process: SIGHUP taken as SIGTERM, then a ``main`` called, imported with what luigi imports and
 #: luigid never uses left unloaded (~9 MB, half of luigid's start: :data:`nectar.deferred_imports.LUIGID_UNUSED`),
-#: its RPC handler reading its CORS settings once, not per call (:func:`nectar.luigi_internals.luigid_reads_cors_once`)
+#: its RPC handler reading its CORS settings once, not per call (:func:`nectar.luigi_internals.luigid_reads_cors_once`),
+#: its prune stepping over the tasks it would not change (:func:`nectar.luigi_internals.luigid_prunes_lean`),
+#: the RPCs workers POST answered straight from the scheduler (:mod:`nectar.luigid_server`)
 _LUIGID = (
     "import nectar.lifeline as life; life.hangup_is_terminate(); "
     "from nectar.deferred_imports import LUIGID_UNUSED, Deferral; deferral = Deferral(LUIGID_UNUSED); "
-    "from nectar.luigi_internals import luigid_reads_cors_once; luigid_reads_cors_once(); "
+    "from nectar.luigi_internals import luigid_reads_cors_once as cors, luigid_prunes_lean as prune; "
+    "cors(); prune(); "
+    "from nectar.luigid_server import serve_rpcs_directly; serve_rpcs_directly(); "
     "from {} import {} as main; deferral.end(); main()"
 )
 #: luigid, started with this interpreter (its console script may not be on PATH): bare, as a test or a benchmark may

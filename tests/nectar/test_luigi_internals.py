@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import inspect
 import json
+import logging
 import multiprocessing.queues
 import threading
+import time
+import types
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -29,8 +33,11 @@ import luigi.worker
 import pytest
 import tornado.httpserver
 import tornado.web
+from hypothesis import given
+from hypothesis import strategies as st
 from luigi.task_register import Register, TaskClassNotFoundException
 
+import nectar.luigi_internals
 from nectar import NectarTask
 from nectar.luigi_internals import (
     RemoteScheduler,
@@ -38,8 +45,12 @@ from nectar.luigi_internals import (
     extend_task_registry,
     forget_task_classes,
     is_external,
+    luigid_prunes_lean,
     luigid_reads_cors_once,
+    luigid_rpc_handler,
+    luigid_rpc_methods,
     new_worker,
+    route_luigid_app,
     s3_bucket_and_key,
     schedule_and_run,
     tasks_by_outcome,
@@ -305,6 +316,137 @@ def test_luigid_serves_the_wrapped_application(monkeypatch: pytest.MonkeyPatch) 
     wrap_luigid_app(lambda app: ("guarded", app))
     kind, app = luigi.server.app(luigi.scheduler.Scheduler(record_task_history=False))
     assert kind == "guarded" and isinstance(app, tornado.web.Application)
+
+
+def test_luigid_serves_the_routed_application_given_its_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(luigi.server, "app", luigi.server.app)  # put back after the test
+    scheduler = luigi.scheduler.Scheduler(record_task_history=False)
+    route_luigid_app(lambda app, scheduler: ("routed", app, scheduler))
+    kind, app, given = luigi.server.app(scheduler)
+    assert kind == "routed" and isinstance(app, tornado.web.Application) and given is scheduler
+
+
+def test_luigids_rpc_handler_calls_the_scheduler_methods_luigi_lists() -> None:
+    """What nectar/luigid_server.py answers as luigi's handler would (tests/nectar/test_luigid_server.py compares
+    their answers): luigi's handler made with the scheduler, reading ``data``, calling a method of RPC_METHODS."""
+    assert {"add_task", "add_worker", "get_work", "ping", "dep_graph", "is_paused"} <= luigid_rpc_methods()
+    handler = luigid_rpc_handler()
+    assert handler is luigi.server.RPCHandler
+    assert list(inspect.signature(handler.initialize).parameters) == ["self", "scheduler"]
+    assert {"RPC_METHODS", "get_argument", "loads", "write"} <= set(handler.get.__code__.co_names)
+
+
+@pytest.mark.parametrize(
+    ("function", "digest"),
+    [
+        (luigi.scheduler.Scheduler._prune_tasks, "6cbb914717f5b488"),
+        (luigi.scheduler.Scheduler.prune, "7ce46cb5ef27cf3b"),
+        (luigi.scheduler.SimpleTaskState.fail_dead_worker_task, "a74a43fb6e14a7df"),
+        (luigi.scheduler.SimpleTaskState.update_status, "9620ba192b981288"),
+        (luigi.scheduler.SimpleTaskState.may_prune, "d0fdb3a9bc3e7eed"),
+        (luigi.scheduler.SimpleTaskState._remove_workers_from_tasks, "706a89ffa0144d53"),
+        (luigi.scheduler.SimpleTaskState.inactivate_workers, "4e34899257cb5837"),
+    ],
+    ids=lambda value: getattr(value, "__qualname__", None),
+)
+def test_luigids_prune_is_the_code_luigid_prunes_lean_steps_through(function: Callable[..., Any], digest: str) -> None:
+    """luigid_prunes_lean skips what these would not change: a change to any of them is a change to re-check."""
+    source = inspect.getsource(function).encode()
+    assert hashlib.sha256(source).hexdigest()[:16] == digest, f"luigi changed {function.__qualname__}"
+
+
+STATUSES = ["PENDING", "RUNNING", "DONE", "FAILED", "DISABLED", "BATCH_RUNNING", "UNKNOWN"]
+#: a task drawn: its status, stakeholders and workers (of w0..w3), the worker running it, its removal time, its
+#: retry time and its disable time (seconds from now, or None)
+TASKS = st.lists(
+    st.tuples(
+        st.sampled_from(STATUSES),
+        st.sets(st.sampled_from(["w0", "w1", "w2", "w3"])),
+        st.sets(st.sampled_from(["w0", "w1", "w2", "w3"])),
+        st.sampled_from([None, "w0", "w1", "w2", "w3"]),
+        st.none() | st.sampled_from([-1.0, 0.0, 1.0]),
+        st.sampled_from([-1.0, 1.0]),
+        st.none() | st.sampled_from([-100_000.0, -1.0]),
+    ),
+    max_size=12,
+)
+NOW = 1_800_000_000.0
+
+
+def pruned(tasks: list[Any], workers_seen: list[float], retry_delay: float, lean: bool) -> Any:
+    """What a prune at :data:`NOW` leaves of a scheduler holding ``tasks`` and workers w0..w3 last seen
+    ``workers_seen`` seconds ago (w3 an assistant), luigi's or lean, and what it logged."""
+    saved = luigi.scheduler.SimpleTaskState._remove_workers_from_tasks, luigi.scheduler.Scheduler._prune_tasks
+    clock = types.SimpleNamespace(time=lambda: NOW)
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("luigi.scheduler")
+    level = logger.level
+    try:
+        luigi.scheduler.time, nectar.luigi_internals.time = clock, clock  # type: ignore[assignment]
+        if lean:
+            luigid_prunes_lean()
+        scheduler = luigi.scheduler.Scheduler(retry_delay=retry_delay, record_task_history=False)
+        for n, seen in enumerate(workers_seen):
+            worker = scheduler._state.get_worker(f"w{n}")
+            worker.last_active = NOW - seen
+            worker.info["assistant"] = n == 3
+        for n, (status, stakeholders, workers, running, remove, retry, disabled) in enumerate(tasks):
+            made = luigi.scheduler.Task(f"T{n}", status, [], retry_policy=scheduler._generate_retry_policy({}))
+            task = scheduler._state.get_task(f"T{n}", setdefault=made)
+            scheduler._state._status_tasks[status][task.id] = task
+            task.stakeholders, task.worker_running = set(stakeholders), running
+            task.workers = luigi.scheduler.OrderedSet(sorted(workers))
+            task.remove = None if remove is None else NOW + remove
+            task.retry = NOW + retry
+            task.scheduler_disable_time = None if disabled is None else NOW + disabled
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        scheduler.prune()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        luigi.scheduler.time, nectar.luigi_internals.time = time, time  # type: ignore[attr-defined]
+        luigi.scheduler.SimpleTaskState._remove_workers_from_tasks, luigi.scheduler.Scheduler._prune_tasks = saved
+    state = scheduler._state
+    left = {
+        task.id: (task.status, sorted(task.stakeholders), sorted(task.workers), task.worker_running, task.remove)
+        + (task.retry, task.scheduler_disable_time, list(task.failures))
+        for task in state.get_active_tasks()
+    }
+    by_status = {status: sorted(found) for status, found in state._status_tasks.items() if found}
+    return left, by_status, sorted(state._active_workers), records
+
+
+@given(TASKS, st.lists(st.sampled_from([0.0, 100.0]), min_size=4, max_size=4), st.sampled_from([-1.0, 0.0, 900.0]))
+def test_a_lean_prune_leaves_luigid_as_luigis_own_prune_leaves_it(
+    tasks: list[Any], workers_seen: list[float], retry_delay: float
+) -> None:
+    assert pruned(tasks, workers_seen, retry_delay, lean=True) == pruned(tasks, workers_seen, retry_delay, lean=False)
+
+
+def test_a_lean_prune_checks_no_done_or_pending_task_it_would_not_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = luigi.scheduler.SimpleTaskState
+    for name in ("_remove_workers_from_tasks", "fail_dead_worker_task", "update_status", "may_prune"):
+        monkeypatch.setattr(state, name, getattr(state, name))  # put back after the test
+    monkeypatch.setattr(luigi.scheduler.Scheduler, "_prune_tasks", luigi.scheduler.Scheduler._prune_tasks)
+    scheduler = luigi.scheduler.Scheduler(record_task_history=False)
+    for n in range(100):
+        scheduler.add_task(worker="w", task_id=f"T{n}", status="DONE" if n % 2 else "PENDING", family="T")
+    scheduler.add_task(worker="w", task_id="R", status="RUNNING", family="T")
+    luigid_prunes_lean()
+    checked: list[str] = []
+    for name in ("fail_dead_worker_task", "update_status", "may_prune"):
+        check = getattr(state, name)
+        monkeypatch.setattr(
+            state, name, lambda self, task, *a, check=check, name=name: checked.append(task.id) or check(self, task, *a)
+        )
+    walks = []
+    walk = state.get_active_tasks
+    monkeypatch.setattr(state, "get_active_tasks", lambda self: walks.append(1) or walk(self))
+    scheduler.prune()
+    assert checked == ["R", "R", "R"] and len(walks) == 1  # luigi's: 303 checks, 2 walks
 
 
 def test_luigid_reads_its_cors_settings_once_not_for_every_call(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,12 +35,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 @pytest.fixture(scope="module")
-def ours(served: Served) -> SchedulerClient:
-    """luigid as our own processes reach it: with the secret ``serve`` keeps in its data folder."""
+def our_secret(served: Served) -> str:
+    """The secret ``serve`` keeps in its data folder."""
     settings = Settings(data_dir=served.cwd / "nectar_data", scheduler_url=served.scheduler)
     secret = scheduler_secret(settings)
     assert secret and (served.cwd / "nectar_data" / "scheduler_secret").stat().st_mode & 0o077 == 0
-    return SchedulerClient(served.scheduler, timeout=10, secret=secret)
+    return secret
+
+
+@pytest.fixture(scope="module")
+def ours(served: Served, our_secret: str) -> SchedulerClient:
+    """luigid as our own processes reach it: with the secret."""
+    return SchedulerClient(served.scheduler, timeout=10, secret=our_secret)
 
 
 def paused(ours: SchedulerClient) -> bool:
@@ -81,10 +87,12 @@ def test_a_page_of_another_site_cannot_change_luigid(
 
 @pytest.mark.parametrize("path", ["/api/pause", "/api/%70ause", "/api/prune", "/api/add_worker"])
 @pytest.mark.parametrize("secret", [None, "not-the-secret"])
+@pytest.mark.parametrize("encoding", [None, "identity"])  # identity: POSTed as our processes POST an RPC
 def test_a_process_without_the_secret_cannot_change_luigid(
-    served: Served, ours: SchedulerClient, path: str, secret: str | None
+    served: Served, ours: SchedulerClient, path: str, secret: str | None, encoding: str | None
 ) -> None:
     headers = bearer(WRITER) | ({SECRET_HEADER: secret} if secret else {})
+    headers |= {"Accept-Encoding": encoding} if encoding else {}
     answer = requests.post(f"{served.scheduler}{path}", data={"data": "{}"}, headers=headers, timeout=10)
     assert answer.status_code == 403, answer.text
     assert "only Datanectar's own processes" in answer.json()["message"]
@@ -130,15 +138,21 @@ def test_a_foreign_host_is_refused(served: Served, host: str) -> None:
     assert answer.status_code == 421, answer.text
 
 
-def test_no_answer_names_the_server(served: Served) -> None:
+def test_no_answer_names_the_server(served: Served, our_secret: str) -> None:
     answers = [
         requests.get(f"{served.scheduler}/static/visualiser/index.html", headers=bearer(READER), timeout=10),
         requests.get(f"{served.scheduler}/api/task_list?data={{}}", headers=bearer(READER), timeout=10),
         requests.get(f"{served.scheduler}/api/no_such_rpc", headers={SECRET_HEADER: "x"}, timeout=10),
         requests.get(f"{served.scheduler}/api/pause", headers=FOREIGN, timeout=10),
         requests.get(f"{served.scheduler}/no/such/page", headers=bearer(READER), timeout=10),
+        requests.post(  # an RPC as our processes POST it: luigid's scheduler answers it at once
+            f"{served.scheduler}/api/is_paused",
+            data={"data": "{}"},
+            headers={SECRET_HEADER: our_secret, "Accept-Encoding": "identity"},
+            timeout=10,
+        ),
     ]
-    assert [answer.status_code for answer in answers] == [200, 200, 403, 403, 404]
+    assert [answer.status_code for answer in answers] == [200, 200, 403, 403, 404, 200]
     for answer in answers:
         assert "Server" not in answer.headers, (answer.url, answer.headers)
         assert "Tornado" not in answer.text

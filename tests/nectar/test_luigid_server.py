@@ -1,0 +1,181 @@
+"""luigid answering our RPCs straight from its scheduler (nectar/luigid_server.py): every request, ours and not, is
+answered as luigi's own luigid answers it (status, headers, body, state, errors in its log), and the RPCs our
+processes POST are answered without luigi's handler: no access line at INFO for each."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import http.client
+import json
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tornado.httputil
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness import LUIGI_CFG, Processes, free_port, wait_until
+from harness.processes import base_env
+from nectar.luigid import form_body
+from nectar.luigid_server import rpc_arguments
+from nectar.supervisor import LUIGID
+
+#: luigi's own luigid, as ``luigid`` starts it: no seam of ours in its process
+LUIGIS_LUIGID = [sys.executable, "-c", "from luigi.cmdline import luigid; luigid()"]
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+WORKER = "Worker(salt=probe, workers=1, host=h, username=u, pid=1)"
+TASK = {
+    "worker": WORKER,
+    "task_id": "Probe_x_3f0a",
+    "family": "Probe",
+    "module": "probes",
+    "params": {"text": "</script> é ü \u2028", "n": "3"},
+    "param_visibilities": {"text": 0, "n": 0},
+    "resources": {},
+    "deps": [],
+    "runnable": True,
+    "priority": 0,
+}
+
+
+@dataclass
+class Luigid:
+    port: int
+    log: Path
+
+    def send(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+        """The answer to one request as http.client sends it (``Host``, ``Accept-Encoding: identity`` unless given):
+        status, reason, headers without ``Date``, body (gzip undone: its bytes carry a time)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            answer = conn.getresponse()
+            content = answer.read()
+            fields = [(name, value) for name, value in answer.getheaders() if name != "Date"]
+        finally:
+            conn.close()
+        if answer.getheader("Content-Encoding") == "gzip":
+            content = gzip.decompress(content)
+            fields = [(name, value) for name, value in fields if name != "Content-Length"]
+        return answer.status, answer.reason, fields, content
+
+    def rpc(self, method: str, **data: Any) -> Any:
+        """An RPC as our processes POST it."""
+        return self.send("POST", f"/api/{method}", form_body({"data": json.dumps(data)}), FORM)
+
+    def has_logged(self, record: str) -> bool:
+        return record in self.logged()
+
+    def logged(self) -> list[str]:
+        """luigid's log records, without their time, process id and duration (nor a traceback's lines)."""
+        text = self.log.read_text().replace(str(self.log.parent), "<state>")
+        records = re.findall(r"^\d{4}-\d\d-\d\d [\d:,]+ (.*)$", text, re.MULTILINE)
+        return [re.sub(r"\[\d+\]|[\d.]+ms$", "", record) for record in records]
+
+
+def start_both(processes: Processes, root: Path) -> tuple[Luigid, Luigid]:
+    """luigi's own luigid and ours (:data:`nectar.supervisor.LUIGID`), each with the project's luigi.cfg, a fresh
+    state and its log at luigid's level."""
+    started = []
+    for name, argv in (("luigis", LUIGIS_LUIGID), ("ours", LUIGID)):
+        port, state = free_port(), root / name
+        state.mkdir()
+        argv = [*argv, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
+        env = {**base_env(), "LUIGI_CONFIG_PATH": str(LUIGI_CFG)}
+        proc = processes.start(name, [*argv, "--logdir", str(state)], env, state)
+        processes.wait_up(proc, f"http://127.0.0.1:{port}/", name)
+        started.append(Luigid(port, state / "luigi-server.log"))
+    return started[0], started[1]
+
+
+@pytest.fixture
+def luigids(tmp_path: Path) -> Iterator[tuple[Luigid, Luigid]]:
+    processes = Processes(tmp_path)
+    try:
+        yield start_both(processes, tmp_path)
+    finally:
+        processes.close()
+
+
+ERROR = form_body({"data": json.dumps({"task_id": TASK["task_id"]})})
+LONG = "a failure </b> " * 100  # an answer past tornado's gzip threshold (1,024 bytes)
+#: what each luigid is sent, in turn: (method, path, body, headers)
+REQUESTS: list[tuple[str, str, bytes | None, dict[str, str]]] = [
+    ("POST", "/api/add_task", form_body({"data": json.dumps({**TASK, "status": "PENDING"})}), FORM),
+    ("POST", "/api/add_worker", form_body({"data": json.dumps({"worker": WORKER, "info": {"pid": 1}})}), FORM),
+    ("POST", "/api/get_work", form_body({"data": json.dumps({"worker": WORKER, "host": "h"})}), FORM),
+    ("POST", "/api/add_task", form_body({"data": json.dumps({**TASK, "status": "FAILED", "expl": LONG})}), FORM),
+    ("POST", "/api/fetch_error", ERROR, FORM),
+    ("POST", "/api/fetch_error", b"data=" + json.dumps({"task_id": TASK["task_id"]}).encode(), FORM),
+    ("POST", "/api/fetch_error", ERROR, {**FORM, "Accept-Encoding": "gzip"}),
+    ("POST", "/api/is_paused", b"", FORM),  # no data: luigi's handler calls it with {}
+    ("POST", "/api/is_paused", b"other=1", FORM),
+    ("POST", "/api/count_pending", form_body({"data": json.dumps({"worker": WORKER})}), FORM),
+    ("POST", "/api/is_paused", form_body({"data": json.dumps({"bogus": 1})}), FORM),  # the method raises: a 500
+    ("POST", "/api/is_paused", b"data=%5B1%5D", FORM),  # JSON that is no object: a 500
+    ("POST", "/api/is_paused", b"data=%7Bnot+json", FORM),  # a 500
+    ("POST", "/api/is_paused", b"data=%FF%FE", FORM),  # no UTF-8: a 400
+    ("POST", "/api/is_paused", b"data=%7B%7D&data=%7Bx", FORM),  # the last value counts
+    ("POST", "/api/is_paused", b"data=%7Bx&data=%7B%7D", FORM),
+    ("POST", "/api/is_paused", b"data=+%7B%7D%0A", FORM),  # spaces stripped
+    ("POST", "/api/count_pending", b"data=%7B%22worker%22%3A%22a%01b%22%7D", FORM),  # a control character: a space
+    ("POST", "/api/is_paused", b"data=%7B%7D&data", FORM),
+    ("POST", "/api/is_paused", b"%%%", FORM),
+    ("POST", "/api/no_such_rpc", b"data=%7B%7D", FORM),  # a 404
+    ("POST", "/api/is%5Fpaused", b"data=%7B%7D", FORM),  # the path unquoted by tornado's route
+    ("POST", "/api/is_paused?data=%7B%7D", b"", FORM),
+    ("POST", "/api/is_paused", b"data=%7B%7D", {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}),
+    ("POST", "/api/is_paused", b"data=%7B%7D", {**FORM, "Origin": "http://127.0.0.1"}),
+    ("POST", "/api/is_paused", b"data=%7B%7D", {**FORM, "Content-Encoding": "gzip"}),
+    ("POST", "/api/is_paused", b"data=%7B%7D", {"Content-Type": "text/plain"}),
+    ("GET", "/api/fetch_error?" + ERROR.decode(), None, {}),
+    ("HEAD", "/api/is_paused", None, {}),
+    ("POST", "/api/pause", b"", FORM),
+    ("POST", "/api/get_work", form_body({"data": json.dumps({"worker": WORKER, "host": "h"})}), FORM),
+    ("POST", "/api/unpause", b"", FORM),
+]
+
+
+def test_every_request_is_answered_as_luigis_own_luigid_answers_it(luigids: tuple[Luigid, Luigid]) -> None:
+    luigis, ours = luigids
+    for method, path, body, headers in REQUESTS:
+        assert ours.send(method, path, body, headers) == luigis.send(method, path, body, headers), (method, path, body)
+    # the state both hold (but the times): the same task, failed, with its error
+    graph = [json.loads(luigid.rpc("dep_graph", task_id=TASK["task_id"])[3]) for luigid in luigids]
+    for found in graph:
+        for record in found["response"].values():
+            del record["start_time"], record["last_updated"], record["time_running"]
+    assert graph[0] == graph[1] and graph[0]["response"][TASK["task_id"]]["status"] == "FAILED"
+    assert ours.rpc("fetch_error", task_id=TASK["task_id"]) == luigis.rpc("fetch_error", task_id=TASK["task_id"])
+
+
+def test_an_rpc_our_processes_post_is_logged_at_debug_errors_as_luigis_luigid_logs_them(
+    luigids: tuple[Luigid, Luigid],
+) -> None:
+    luigis, ours = luigids
+    last = "tornado.access INFO: 200 GET /api/is_paused (127.0.0.1) "
+    for luigid in luigids:
+        assert luigid.rpc("add_task", **TASK, status="PENDING")[0] == 200
+        assert luigid.rpc("get_work", worker=WORKER, host="h")[0] == 200
+        assert luigid.rpc("is_paused", bogus=1)[0] == 500  # the scheduler's method raised
+        assert luigid.send("POST", "/api/is_paused", b"data=%7Bnot+json", FORM)[0] == 500
+        assert luigid.send("POST", "/api/no_such_rpc", b"", FORM)[0] == 404
+        assert luigid.send("GET", "/api/is_paused")[0] == 200  # the visualiser's
+        wait_until(functools.partial(luigid.has_logged, last))  # luigid logs a request once it has answered it
+    ours_answered = {f"tornado.access INFO: 200 POST /api/{rpc} (127.0.0.1) " for rpc in ("add_task", "get_work")}
+    assert ours_answered <= set(luigis.logged())
+    assert ours.logged() == [record for record in luigis.logged() if record not in ours_answered]
+    assert "tornado.access ERROR: 500 POST /api/is_paused (127.0.0.1) " in ours.logged()
+    assert "tornado.application ERROR: Uncaught exception POST /api/is_paused (127.0.0.1)" in ours.logged()
+
+
+@given(st.dictionaries(st.text(), st.recursive(st.none() | st.booleans() | st.integers() | st.text(), st.lists)))
+def test_an_rpcs_arguments_are_the_json_object_our_processes_post(data: dict[str, Any]) -> None:
+    body = form_body({"data": json.dumps(data)})
+    assert rpc_arguments(body, tornado.httputil.HTTPHeaders(FORM)) == data
