@@ -151,6 +151,16 @@ class Deployment:
         pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=self.settings.bucket)
         return sum(1 for page in pages for item in page.get("Contents", []) if item["Key"].endswith("/out.txt"))
 
+    def written_by(self) -> dict[str, int]:
+        """Each output's task id and the pid of the execution that wrote it (the ledger chain writes both in it)."""
+        import boto3
+
+        s3 = boto3.client("s3")
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self.settings.bucket)
+        keys = [item["Key"] for page in pages for item in page.get("Contents", []) if item["Key"].endswith("/out.txt")]
+        lines = (s3.get_object(Bucket=self.settings.bucket, Key=key)["Body"].read().decode().split() for key in keys)
+        return {task_id: int(pid) for task_id, pid in lines}
+
     def close(self) -> None:
         self.processes.close()
 
