@@ -27,9 +27,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from nectar import wakeup
-from nectar.errors import QueueFull, RegistryUnavailable
+from nectar.errors import RegistryUnavailable
 from nectar.registry import counts, fire_counts
-from nectar.registry.model import Run
 from nectar.registry.schema import (
     COUNT_FIRES,
     COUNT_PENDING,
@@ -240,15 +239,6 @@ class PostgresRunStore(SqlTriggers, SqlWaits):
                         conn.execute("UPDATE nectar_schema SET version = %s", (SCHEMA_VERSION,))
             except psycopg.OperationalError as exc:
                 raise RegistryUnavailable(f"PostgreSQL connection lost: {_first_line(exc)}") from exc
-
-    def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
-        """As SQLite's, but two identical submissions may race to insert: the loser answers the winner's run."""
-        for _ in range(5):
-            try:
-                return super().submit(run, max_pending)
-            except psycopg.errors.UniqueViolation:
-                continue  # an identical run was inserted meanwhile: look again
-        raise QueueFull(f"the run for {run.key} keeps changing; try again", retry_after=1)
 
     def fire(self, *args: Any, **kwargs: Any) -> str:
         """As SQLite's; a run of the same key submitted meanwhile (a unique violation) is looked for again."""

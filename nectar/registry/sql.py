@@ -29,6 +29,10 @@ from nectar.registry.schema import (
 _OWNED = "id = ? AND attempt = ? AND state = 'RUNNING'"
 #: the states of an active run (one a key)
 ACTIVE = "state IN ('PENDING', 'RUNNING', 'WAITING')"
+#: a new run, unless one of its key is active (the conflict target names the partial unique index's condition)
+INSERT_NEW = (
+    f"INSERT INTO runs ({RUNS}) VALUES ({param_marks(RUN_COLUMNS)}) ON CONFLICT (key) WHERE {ACTIVE} DO NOTHING"
+)
 #: a PENDING run due now (one a claim takes)
 DUE = "SELECT 1 FROM runs WHERE state = 'PENDING' AND not_before <= ? LIMIT 1"
 
@@ -41,10 +45,17 @@ class SqlRunStore(SqlReads):
 
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
         with self._db() as db:
-            existing = self._select(db, f"key = ? AND {ACTIVE}", run.key)
-            if existing is not None:
-                return existing, False
-            self._insert(db, run)
+            for _ in range(3):
+                # the index of one active run per key says whether an identical run is active: a new run is one
+                # statement, not a look then an insert; a run it finds is looked up (under PostgreSQL's READ
+                # COMMITTED it may end in between: then it is tried again)
+                if self._exec(db, INSERT_NEW, run_row(run)).rowcount == 1:
+                    break
+                existing = self._select(db, f"key = ? AND {ACTIVE}", run.key)
+                if existing is not None:
+                    return existing, False
+            else:
+                raise QueueFull(f"the run for {run.key} keeps changing; try again", retry_after=1)
             if max_pending is not None:
                 # the count the database keeps, its row locked until this transaction ends: whoever submits at once
                 # reads it after this one (a full queue rolls the insert back)

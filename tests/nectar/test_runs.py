@@ -62,6 +62,27 @@ def test_one_active_run_per_key(runs: SqlRunStore) -> None:
     assert runs.count() == 2 and runs.count(RunState.FAILED) == 1 and runs.count(RunState.PENDING) == 1
 
 
+def test_a_new_run_is_one_statement_and_the_queue_count_one_more(
+    runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index of one active run per key answers whether an identical run is active: a new run is inserted
+    without a look first (the look is made when the insert finds one), and the queue's count read after it."""
+    said: list[str] = []
+    execute = runs._exec
+
+    def counted(db: object, text: str, args: tuple = ()) -> object:
+        said.append(text.split(" ", 1)[0])
+        return execute(db, text, args)
+
+    monkeypatch.setattr(runs, "_exec", counted)
+    first, created = runs.submit(new_run(), max_pending=10)
+    assert created and said == ["INSERT", "SELECT"]  # the run, then the queue's count
+    said.clear()
+    again, created_again = runs.submit(new_run(), max_pending=10)
+    assert not created_again and again == first and said == ["INSERT", "SELECT"]  # refused by the index, then found
+    assert runs.count(RunState.PENDING) == 1
+
+
 def test_claims_are_atomic_across_threads(open_store: Callable[[], SqlRunStore]) -> None:
     submitted = [open_store().submit(new_run(n))[0].id for n in range(40)]
     claimed: list[str] = []
