@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 import luigi
 
 from nectar import build, wakeup
-from nectar.attempt import chain_file, execute, task_in
+from nectar.attempt import chain_file, execute, quiet_luigi, task_in
 from nectar.build import Build
 from nectar.catalog.loader import Stamp, chain_code, file_stamp, load_ahead
 from nectar.config import Settings
@@ -172,6 +172,7 @@ class Executor:
             except Exception:  # each attempt makes its client itself, and fails with the reason if it must
                 logger.warning("could not load boto3's S3 models ahead of the attempts", exc_info=True)
         build.prepare(self.settings.scheduler_url)  # luigi's [core] and [worker] settings, read once for every attempt
+        quiet_luigi()  # and its logging set up, as each attempt leaves it (luigi's own handler gone)
         luigi.Task.event_handler(luigi.Event.START)(_started)  # an attempt tells its worker (a spare's socket)
         freeze_held()
 

@@ -18,7 +18,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   ``luigi.server.RPCHandler``, its handler of RPCs, and ``luigi.scheduler.RPC_METHODS``, the methods it serves
   (:func:`luigid_rpc_handler`, :func:`luigid_rpc_methods`), ``luigi.server.cors``, the settings that handler
   reads per call (:func:`luigid_reads_cors_once`), and ``Scheduler._prune_tasks`` and
-  ``SimpleTaskState._remove_workers_from_tasks``, the walks of every task its prune makes (:func:`luigid_prunes_lean`);
+  ``SimpleTaskState._remove_workers_from_tasks``, the walks of every task its prune makes (:func:`luigid_prunes_lean`),
+  and ``Scheduler._state``, whose count of DISABLED tasks tells whether any is (:func:`holds_disabled`);
 - ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`).
 """
 
@@ -337,6 +338,11 @@ def route_luigid_app(route: Callable[[Any, Any], Any]) -> None:
 def luigid_rpc_methods() -> frozenset[str]:
     """The scheduler methods luigid's RPC handler serves (``/api/<method>``): luigi's ``RPC_METHODS``."""
     return frozenset(luigi.scheduler.RPC_METHODS)
+
+
+def holds_disabled(scheduler: luigi.scheduler.Scheduler) -> bool:
+    """Whether luigid's scheduler holds a task it DISABLED (its index of tasks by status: no walk, no prune)."""
+    return bool(scheduler._state.get_active_task_count_for_status(luigi.scheduler.DISABLED))
 
 
 def luigid_rpc_handler() -> type[Any]:

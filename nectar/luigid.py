@@ -15,6 +15,7 @@ guard in front of luigid (:mod:`nectar.guard`) lets only a caller that has it ch
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import json
 import os
@@ -36,6 +37,9 @@ SECRET_ENV = "NECTAR_SCHEDULER_SECRET"
 SECRET_FILE = "scheduler_secret"
 #: the header our calls carry it in
 SECRET_HEADER = "X-Nectar-Scheduler-Secret"
+#: a ``dep_graph`` argument (luigi's ignores it): only what bears on DISABLED steps is wanted, and nothing (``{}``)
+#: while luigid holds none, which luigid answers without its prune of every task (:mod:`nectar.luigid_server`)
+DISABLED_ONLY = "nectar_disabled_only"
 
 #: what a failed call raises
 ERRORS = (OSError, http.client.HTTPException)
@@ -440,13 +444,19 @@ class SchedulerClient:
     def ask_disabled(self, task_id: str) -> None:
         """Ask luigid now what :meth:`disabled` answers for ``task_id``: the next :meth:`disabled` of it on this
         thread reads that answer (luigid works on it meanwhile)."""
-        self._disabled_asked[task_id] = self.ask("dep_graph", task_id=task_id, include_done=False)
+        self._disabled_asked[task_id] = self.ask(
+            "dep_graph", task_id=task_id, include_done=False, **{DISABLED_ONLY: True}
+        )
 
     def disabled(self, task_id: str) -> dict[str, dict[str, Any]]:
         """The tasks of ``task_id``'s graph that luigid disabled itself (too many failures), by task id, each
         with its record: luigid holds them until ``disable_persist`` runs out or they are re-enabled."""
         asked = self._disabled_asked.pop(task_id, None)
-        graph = (asked() if asked else self.call("dep_graph", task_id=task_id, include_done=False)) or {}
+        if asked is None:
+            asked = functools.partial(
+                self.call, "dep_graph", task_id=task_id, include_done=False, **{DISABLED_ONLY: True}
+            )
+        graph = asked() or {}
         return {
             tid: record
             for tid, record in graph.items()

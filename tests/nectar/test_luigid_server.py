@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from harness import LUIGI_CFG, Processes, free_port, wait_until
 from harness.processes import base_env
-from nectar.luigid import form_body
+from nectar.luigid import DISABLED_ONLY, form_body
 from nectar.luigid_server import rpc_arguments
 from nectar.supervisor import LUIGID
 
@@ -179,3 +179,28 @@ def test_an_rpc_our_processes_post_is_logged_at_debug_errors_as_luigis_luigid_lo
 def test_an_rpcs_arguments_are_the_json_object_our_processes_post(data: dict[str, Any]) -> None:
     body = form_body({"data": json.dumps(data)})
     assert rpc_arguments(body, tornado.httputil.HTTPHeaders(FORM)) == data
+
+
+def test_a_dep_graph_asked_for_disabled_steps_only_is_empty_while_luigid_holds_none(
+    luigids: tuple[Luigid, Luigid],
+) -> None:
+    luigis, ours = luigids
+    task_id = str(TASK["task_id"])
+    asked = {"task_id": task_id, "include_done": False, DISABLED_ONLY: True}
+
+    def graphs() -> list[dict[str, Any]]:
+        found = [json.loads(luigid.rpc("dep_graph", **asked)[3])["response"] for luigid in luigids]
+        for graph in found:
+            for record in graph.values():
+                del record["start_time"], record["last_updated"], record["time_running"]
+        return found
+
+    for luigid in luigids:
+        assert luigid.rpc("add_task", **TASK, status="PENDING")[0] == 200
+    theirs, mine = graphs()
+    assert mine == {} and theirs[task_id]["status"] == "PENDING"  # luigi's ignores the argument
+    for luigid in luigids:  # as SchedulerClient.disable does it
+        assert luigid.rpc("add_task", **{**TASK, "runnable": False}, status="FAILED", expl="boom")[0] == 200
+        assert luigid.rpc("add_task", **{**TASK, "runnable": False}, status="DISABLED", expl="boom")[0] == 200
+    theirs, mine = graphs()
+    assert mine == theirs and mine[task_id]["status"] == "DISABLED"

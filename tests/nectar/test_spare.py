@@ -362,6 +362,29 @@ def test_a_warm_worker_has_read_luigis_settings_for_its_attempts_which_read_them
     assert answer.split()[-1] == "0", answer
 
 
+def test_a_warm_worker_has_set_up_luigis_logging_for_its_attempts_which_set_it_up_no_more(settings: Settings) -> None:
+    """luigi's logging, set up once per process by the first build (~0.8 ms of a fresh attempt's CPU), is set up by
+    the worker before its first fork, as an attempt leaves it (:func:`nectar.attempt.quiet_luigi`): a build made
+    after adds no handler, and luigi's records go to the process's log only."""
+    probe = (
+        "import logging\n"
+        "from pathlib import Path\n"
+        "from luigi.setup_logging import InterfaceLogging\n"
+        "from nectar import build\n"
+        "from nectar.config import Settings; from nectar.executor import Executor\n"
+        "from nectar.logs.format import configure_logging\n"
+        "configure_logging()\n"
+        f"settings = Settings(data_dir=Path({str(settings.data_dir)!r}))\n"
+        "Executor(settings).warm()\n"
+        "luigis = logging.getLogger('luigi-interface')\n"
+        "before = InterfaceLogging._configured, list(luigis.handlers)\n"
+        "build.Build(settings.scheduler_url, 'probe')\n"
+        "print(*before, luigis.handlers == before[1])"
+    )
+    answer = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert answer.split("\n")[-2] == "True [] True", answer
+
+
 def test_a_run_is_claimed_only_by_a_spare_whose_setup_has_finished(
     new_executor: Callable[[], Executor], quick: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
