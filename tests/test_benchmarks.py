@@ -1,5 +1,5 @@
 """The benchmarks' machinery: percentiles, settings from the environment, a failing one's exit, CPU time, a clock's,
-the triggers benchmark's table, read calls, the fan-out's end."""
+the triggers benchmark's table, read calls, the fan-out's end, the dispatch benchmark's warm-up."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import pytest
 
 import benchmarks.__main__ as bench_main
 import benchmarks.fanout as fanout_module
+from benchmarks.dispatch import WARM_BURST, warm_every_api_worker
 from benchmarks.fanout import through_service
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
-from harness import cpu_seconds, read_calls
-from nectar.registry import RunFilter
+from harness import cpu_seconds, read_calls, waitfor
+from nectar.registry import RunFilter, RunState
 from nectar.registry.sqlite import SQLiteRunStore
 
 
@@ -133,3 +134,21 @@ def test_the_fanouts_figure_ends_when_the_registry_recorded_the_run_done(
 
     assert run.finished_at is not None
     assert seconds == run.finished_at - posted
+
+
+def test_the_dispatch_warm_up_reaches_every_api_worker_and_waits_for_its_runs(tmp_path: Path) -> None:
+    """The dispatch benchmark's warm-up, on a real cluster of 2 API workers: each has read a request (not one alone,
+    whose partner's first request was then the slowest sample), and every warm-up run is DONE when it returns."""
+    with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
+        cluster.start_luigid()
+        cluster.start_workers(1)
+        cluster.start_api(workers=2)
+        workers = waitfor(lambda: found if len(found := cluster.api_workers(cluster.api_url)) == 2 else None, 60, "2")
+        before = read_calls(workers)
+        bursts = warm_every_api_worker(cluster)
+        after = read_calls(workers)
+        counts = SQLiteRunStore(cluster.settings.registry_path).count_by_state()
+
+    assert len(workers) == 2 and all(after[pid] > before[pid] for pid in workers), (before, after)
+    assert counts[RunState.DONE] == bursts * WARM_BURST
+    assert not any(counts[state] for state in RunState if state.active), counts
