@@ -15,7 +15,6 @@ guard in front of luigid (:mod:`nectar.guard`) lets only a caller that has it ch
 from __future__ import annotations
 
 import base64
-import functools
 import http.client
 import json
 import os
@@ -40,6 +39,8 @@ SECRET_HEADER = "X-Nectar-Scheduler-Secret"
 #: a ``dep_graph`` argument (luigi's ignores it): only what bears on DISABLED steps is wanted, and nothing (``{}``)
 #: while luigid holds none, which luigid answers without its prune of every task (:mod:`nectar.luigid_server`)
 DISABLED_ONLY = "nectar_disabled_only"
+#: the arguments of ``dep_graph`` besides the task id, as :meth:`SchedulerClient.disabled` asks it
+DISABLED_QUESTION = {"include_done": False, DISABLED_ONLY: True}
 
 #: what a failed call raises
 ERRORS = (OSError, http.client.HTTPException)
@@ -444,19 +445,13 @@ class SchedulerClient:
     def ask_disabled(self, task_id: str) -> None:
         """Ask luigid now what :meth:`disabled` answers for ``task_id``: the next :meth:`disabled` of it on this
         thread reads that answer (luigid works on it meanwhile)."""
-        self._disabled_asked[task_id] = self.ask(
-            "dep_graph", task_id=task_id, include_done=False, **{DISABLED_ONLY: True}
-        )
+        self._disabled_asked[task_id] = self.ask("dep_graph", task_id=task_id, **DISABLED_QUESTION)
 
     def disabled(self, task_id: str) -> dict[str, dict[str, Any]]:
         """The tasks of ``task_id``'s graph that luigid disabled itself (too many failures), by task id, each
         with its record: luigid holds them until ``disable_persist`` runs out or they are re-enabled."""
         asked = self._disabled_asked.pop(task_id, None)
-        if asked is None:
-            asked = functools.partial(
-                self.call, "dep_graph", task_id=task_id, include_done=False, **{DISABLED_ONLY: True}
-            )
-        graph = asked() or {}
+        graph = (asked() if asked else self.call("dep_graph", task_id=task_id, **DISABLED_QUESTION)) or {}
         return {
             tid: record
             for tid, record in graph.items()
