@@ -1,0 +1,97 @@
+"""Whether a process that ended its run cleanly may take another, and what it puts back between the two.
+
+An attempt process (:mod:`nectar.spares`) that ended its run by its own hand goes back to being a ready spare,
+as Celery's pool processes and gunicorn's workers take request after request, unless its run left something behind
+that the next must not inherit (:func:`left_behind`): a thread still alive, a child process, a resident size past
+its bound. What a run changes in the process and does not put back itself is put back (:func:`put_back`): the
+signal handlers and interval timer as they were before it, luigi's task instances, the run its records name.
+Its chain file is executed again for each run (:func:`~nectar.catalog.loader.fresh_chain_module`): a chain's module
+globals never reach the next run; what the modules it imports keep does, as under Celery.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from luigi.task_register import Register
+
+from nectar.logs.format import current_run
+
+#: seconds the threads a run started get to end once it has (its heartbeat's, luigi's keep-alive)
+THREAD_GRACE = 0.5
+#: the signals whose handlers a run may change (those Python lets set)
+_SIGNALS = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Before:
+    """What a process holds before its run, to tell what the run left (:func:`left_behind`, :func:`put_back`)."""
+
+    threads: frozenset[threading.Thread]
+    handlers: tuple[tuple[int, Any], ...]
+
+
+def before_run() -> Before:
+    """Note the threads and signal handlers of this process (its main thread, before a run)."""
+    handlers = tuple((signum, signal.getsignal(signum)) for signum in _SIGNALS)
+    return Before(frozenset(threading.enumerate()), handlers)
+
+
+def left_behind(before: Before, max_rss_mb: int) -> str | None:
+    """Why this process must not take another run after the one that ended (None: it may): a thread the run
+    started still alive after :data:`THREAD_GRACE` seconds, a child process of the run (ended ones are reaped), a
+    resident size above ``max_rss_mb`` (0: no bound)."""
+    deadline = time.monotonic() + THREAD_GRACE
+    for thread in set(threading.enumerate()) - before.threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            return f"its run left the thread {thread.name!r} running"
+    child = _child_left()
+    if child:
+        return f"its run left the child process {child}"
+    if max_rss_mb and rss_mb() > max_rss_mb:
+        return f"its resident size is {rss_mb():.0f} MB, above {max_rss_mb} MB"
+    return None
+
+
+def _child_left() -> int:
+    """A child process of this one still running (0: none); those that ended are reaped on the way."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # none at all
+            return 0
+        if pid == 0:  # one is still running: which one, for the log
+            return _a_child() or -1
+
+
+def _a_child() -> int:
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/children") as listing:
+            pids = listing.read().split()
+    except OSError:
+        return 0
+    return int(pids[0]) if pids else 0
+
+
+def rss_mb() -> float:
+    """This process's resident size in megabytes (one read of ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * _PAGE / 2**20
+
+
+def put_back(before: Before) -> None:
+    """Undo what a run changed in this process and does not undo itself: the signal handlers it set, its interval
+    timer, luigi's cache of task instances (the next run makes its own), the run its records name."""
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    for signum, handler in before.handlers:
+        if handler is not None and signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
+    Register.clear_instance_cache()
+    current_run.set(None)
