@@ -11,12 +11,14 @@ globals never reach the next run; what the modules it imports keep does, as unde
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from luigi.task_register import Register
 
@@ -35,12 +37,17 @@ class Before:
 
     threads: frozenset[threading.Thread]
     handlers: tuple[tuple[int, Any], ...]
+    #: the root logger's handlers, and ``sys.stdout``, ``sys.stderr``
+    log_handlers: tuple[logging.Handler, ...]
+    streams: tuple[TextIO, TextIO]
 
 
 def before_run() -> Before:
-    """Note the threads and signal handlers of this process (its main thread, before a run)."""
+    """Note the threads, signal handlers, log handlers and standard streams of this process (its main thread, before
+    a run)."""
     handlers = tuple((signum, signal.getsignal(signum)) for signum in _SIGNALS)
-    return Before(frozenset(threading.enumerate()), handlers)
+    root = tuple(logging.getLogger().handlers)
+    return Before(frozenset(threading.enumerate()), handlers, root, (sys.stdout, sys.stderr))
 
 
 def left_behind(before: Before, max_rss_mb: int) -> str | None:
@@ -87,9 +94,15 @@ def rss_mb() -> float:
 
 
 def put_back(before: Before) -> None:
-    """Undo what a run changed in this process and does not undo itself: the signal handlers it set, its interval
-    timer, luigi's cache of task instances (the next run makes its own), the run its records name."""
+    """Undo what a run changed in this process and does not undo itself (each step's log capture is undone as the
+    step ends: :func:`~nectar.logs.capture.redirect_output`): the signal handlers it set, its interval timer, the
+    root logger's handlers and the standard streams if its code changed them, luigi's cache of task instances (the
+    next run makes its own), the run its records name."""
     signal.setitimer(signal.ITIMER_REAL, 0)
+    root = logging.getLogger()
+    if tuple(root.handlers) != before.log_handlers:
+        root.handlers = list(before.log_handlers)
+    sys.stdout, sys.stderr = before.streams
     for signum, handler in before.handlers:
         if handler is not None and signal.getsignal(signum) is not handler:
             signal.signal(signum, handler)
