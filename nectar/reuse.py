@@ -52,8 +52,8 @@ def before_run() -> Before:
 
 def left_behind(before: Before, max_rss_mb: int) -> str | None:
     """Why this process must not take another run after the one that ended (None: it may): a thread the run
-    started still alive after :data:`THREAD_GRACE` seconds, a child process of the run (ended ones are reaped), a
-    resident size above ``max_rss_mb`` (0: no bound)."""
+    started still alive after :data:`THREAD_GRACE` seconds, a child process of the run (even one that ended, not
+    waited for), a resident size above ``max_rss_mb`` (0: no bound)."""
     deadline = time.monotonic() + THREAD_GRACE
     for thread in set(threading.enumerate()) - before.threads:
         thread.join(max(0.0, deadline - time.monotonic()))
@@ -68,23 +68,17 @@ def left_behind(before: Before, max_rss_mb: int) -> str | None:
 
 
 def _child_left() -> int:
-    """A child process of this one still running (0: none); those that ended are reaped on the way."""
-    while True:
+    """A child process of this one, running or ended but not waited for (0: none): not reaped here, lest whoever
+    started it wait for it in vain."""
+    for thread in os.listdir("/proc/self/task"):
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:  # none at all
-            return 0
-        if pid == 0:  # one is still running: which one, for the log
-            return _a_child() or -1
-
-
-def _a_child() -> int:
-    try:
-        with open(f"/proc/self/task/{threading.get_native_id()}/children") as listing:
-            pids = listing.read().split()
-    except OSError:
-        return 0
-    return int(pids[0]) if pids else 0
+            with open(f"/proc/self/task/{thread}/children") as listing:
+                pids = listing.read().split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if pids:
+            return int(pids[0])
+    return 0
 
 
 def rss_mb() -> float:
