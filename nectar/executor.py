@@ -219,6 +219,8 @@ class Executor:
         if likely is None or likely.file in self._not_ahead:
             return made, READY
         ahead = load_ahead(Path(likely.path), likely.chain_type, likely.chain, AHEAD_BUDGET, likely.rehearse)
+        if not ahead:  # nor tried again by this process, if it takes another run (its worker learns it as it claims)
+            self._not_ahead.add(likely.file)
         return made, AHEAD if ahead else NOT_AHEAD
 
     def _execute_given(self, given: bytes, build: Build | None) -> tuple[int, bool]:
