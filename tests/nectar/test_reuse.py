@@ -12,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 
+from nectar.build import luigi_worker_id
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
 from nectar.leases import HOST
@@ -130,6 +132,9 @@ def test_a_process_that_ended_its_run_takes_another_and_each_run_has_its_own_mod
 
     assert all(run.state == RunState.DONE and run.attempt == 1 for run in runs + later)
     assert pid_of(runs[-1]) in {pid_of(run) for run in runs[:-1]}  # the same process, its next run
+    answer = requests.get(f"{reusing.scheduler_url}/api/worker_list", timeout=5).json()["response"]
+    in_luigid = {worker["name"] for worker in answer}
+    assert {luigi_worker_id(run.worker or "") for run in runs} <= in_luigid  # a luigi worker of its own per run
     assert sum(reused(run) for run in later) >= 2, [run.worker for run in runs + later]  # fresh ones join in turn
     assert alive(pid_of(later[-1])) and pid_of(later[-1]) in children(worker.pid)  # a spare again
     for run in runs + later:  # a chain's module globals never reach the next run; the file as it is on disk now
