@@ -4,7 +4,8 @@ An attempt process (:mod:`nectar.spares`) that ended its run by its own hand goe
 as Celery's pool processes and gunicorn's workers take request after request, unless its run left something behind
 that the next must not inherit (:func:`left_behind`): a thread still alive, a child process, a resident size past
 its bound. What a run changes in the process and does not put back itself is put back (:func:`put_back`): the
-signal handlers and interval timer as they were before it, luigi's task instances, the run its records name.
+signal handlers, interval timer, root log handlers and standard streams as they were before it, luigi's task
+instances, the run its records name.
 Its chain file is executed again for each run (:func:`~nectar.catalog.loader.fresh_chain_module`): a chain's module
 globals never reach the next run; what the modules it imports keep does, as under Celery.
 """
