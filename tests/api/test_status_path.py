@@ -4,6 +4,7 @@ checks refusing through it, its answers timed, and every other case answered by 
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,7 +14,7 @@ from flask import Flask, request_started
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import Client, TestResponse
 
-from api.status_path import StatusPath
+from api.status_path import ENDPOINT, PATHS, StatusPath
 from benchmarks.population import Probe, fill_registry, fill_store
 from nectar.config import Settings
 from tests.api.conftest import build_app
@@ -80,6 +81,7 @@ def test_the_path_in_front_answers_the_bytes_and_headers_of_the_view(
 ) -> None:
     fast, flask = both(app)
     path = lookup(n).replace(STATUS, STATUS + "/") if suffix == "/" else lookup(n) + suffix
+    flask.get(path, headers={"Host": host})  # its links built once by url_for (see the test after)
     with dispatches(app) as dispatched:
         pairs = same_second(fast, flask, path, headers={"Host": host})
     ours, theirs = pairs[-1]
@@ -90,6 +92,25 @@ def test_the_path_in_front_answers_the_bytes_and_headers_of_the_view(
     assert ours.get_json()["data"]["run_url"].startswith(f"http://{host}/api/runs/")
     # Flask dispatched its own answers to the view, and none of the path in front's (two for each of Flask's)
     assert dispatched == [STATUS + ("/" if suffix == "/" else "")] * len(pairs)
+
+
+def test_the_first_lookup_by_a_host_is_flask_s_which_builds_its_links(app: Flask, probes: None) -> None:
+    """A link is built by url_for once per endpoint, Host and root, in Flask's request context: the path in front
+    hands over a lookup whose links were never built, and answers the next one itself."""
+    fast, _ = both(app)
+    host = {"Host": f"[::1]:{uuid.uuid4().int % 50000 + 10000}"}  # a Host no test asked by before
+    with dispatches(app) as dispatched:
+        first, second = fast.get(lookup(0), headers=host), fast.get(lookup(0), headers=host)
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.get_json()["data"]["run_url"] == second.get_json()["data"]["run_url"]
+    assert dispatched == [STATUS]
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_the_paths_it_answers_are_those_flask_routes_to_the_view(app: Flask, path: str) -> None:
+    rule, values = app.url_map.bind("localhost").match(path, "GET", return_rule=True)
+    assert (rule.endpoint, values, rule) == (ENDPOINT, {}, StatusPath(app, None, app.wsgi_app).rule)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
