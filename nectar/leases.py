@@ -52,14 +52,20 @@ def ran_one() -> None:
     _runs_done += 1
 
 
-def is_dead(worker: str) -> bool:
-    """Whether ``host:pid`` (or ``host:pid.n``) names a process of this host that no longer exists."""
+def holder(worker: str) -> tuple[str, int | None]:
+    """The host and the pid of the process an attempt's holder ``host:pid`` (or ``host:pid.n``) names (None: no pid)."""
     host, _, name = worker.rpartition(":")
     pid = name.partition(".")[0]
-    if host != HOST or not pid.isdigit():
+    return host, int(pid) if pid.isdigit() else None
+
+
+def is_dead(worker: str) -> bool:
+    """Whether ``host:pid`` (or ``host:pid.n``) names a process of this host that no longer exists."""
+    host, pid = holder(worker)
+    if host != HOST or pid is None:
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:

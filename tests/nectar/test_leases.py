@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 
 from nectar.attempt import InvalidMaxRuntime, max_runtime
 from nectar.config import Settings
+from nectar.leases import holder
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState
 from tests.api.conftest import build_app
@@ -78,6 +79,15 @@ def kill_worker(worker: subprocess.Popen[bytes]) -> None:
     worker.kill()
     worker.wait(timeout=10)
     wait_until(lambda: not any(alive(pid) for pid in kids), 10)
+
+
+def pid_in(path: Path) -> str | None:
+    """The pid written in ``path``, once it is there whole (None before)."""
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return text if text.isdigit() else None
 
 
 def current(client: FlaskClient, run_id: str) -> Run:
@@ -146,9 +156,10 @@ def test_a_run_past_its_maximum_runtime_is_failed_timed_out_not_retried_and_leav
     flag = tmp_path / "never"  # never set: the task would wait forever
     data = client.post(f"/api/chains/blocking/waiting_chain/{task}", json={"flag": str(flag)}).get_json()["data"]
     worker = start_worker(settings, workers=1)
-    wait_until(lambda: Path(f"{flag}.pid").exists(), 60)
-    task_child = int(Path(f"{flag}.pid").read_text())
-    attempt_process = int((current(client, data["run_id"]).worker or "").rpartition(":")[2])
+    # written by the task once its child started (the file is there, empty, a moment before its pid is)
+    task_child = int(str(wait_until(lambda: pid_in(Path(f"{flag}.pid")), 60)))
+    attempt_process = holder(current(client, data["run_id"]).worker or "")[1]
+    assert attempt_process is not None
 
     wait_until(lambda: current(client, data["run_id"]).state != RunState.RUNNING, 60)
 

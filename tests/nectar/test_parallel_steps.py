@@ -14,6 +14,7 @@ import pytest
 
 from nectar.config import Settings
 from nectar.keys import STDOUT_FILE, TargetKey
+from nectar.leases import holder
 from nectar.parallel import InvalidWorkers, step_workers
 from nectar.registry import RunState
 from nectar.service import Nectar, Submission
@@ -304,7 +305,8 @@ def test_cancelling_a_run_with_parallel_steps_leaves_no_process_behind(
     steps = [run_gates.pid(0), run_gates.pid(1)]
     assert submission.run is not None
     attempt = waitfor(lambda: nectar.runs.get(submission.run.id).worker, 30, "the attempt's process")  # type: ignore[union-attr]
-    attempt_pid = int(attempt.rpartition(":")[2])
+    attempt_pid = holder(attempt)[1]
+    assert attempt_pid is not None
     assert set(steps) <= set(descendants(attempt_pid))
 
     nectar.cancel(submission.run.id)

@@ -17,7 +17,7 @@ import requests
 from nectar.build import luigi_worker_id
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
-from nectar.leases import HOST
+from nectar.leases import HOST, holder
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from tests.conftest import wait_until
@@ -88,7 +88,9 @@ def reusing(settings: Settings, luigid: str, write_chain: Callable[[str, str], P
 def pid_of(run: Run) -> int:
     """The pid of the process that held ``run``'s attempt (``host:pid``, or ``host:pid.n`` for its n-th run)."""
     assert run.worker is not None and run.worker.startswith(f"{HOST}:")
-    return int(run.worker.rpartition(":")[2].partition(".")[0])
+    pid = holder(run.worker)[1]
+    assert pid is not None
+    return pid
 
 
 def reused(run: Run) -> bool:

@@ -20,7 +20,7 @@ from nectar import wakeup
 from nectar.build import Build
 from nectar.config import Settings
 from nectar.executor import Executor
-from nectar.leases import HOST
+from nectar.leases import HOST, holder
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from nectar.spares import AHEAD, FIRST_BACKOFF, Spares
@@ -91,7 +91,9 @@ def submit(nectar: Nectar, n: int) -> str:
 
 def pid_of(run: Run) -> int:
     assert run.worker is not None and run.worker.startswith(f"{HOST}:")
-    return int(run.worker.rpartition(":")[2])
+    pid = holder(run.worker)[1]
+    assert pid is not None
+    return pid
 
 
 def spares_after(worker: subprocess.Popen[bytes], run: Run, count: int) -> list[int]:
