@@ -99,6 +99,22 @@ def _read_timeout() -> float:
 READ_TIMEOUT = _read_timeout()
 
 
+def _keepalive_requests() -> int:
+    from nectar.gunicorn_ext import KEEPALIVE_REQUESTS
+
+    raw = os.environ.get("NECTAR_KEEPALIVE_REQUESTS", "").strip()
+    if not raw:
+        return KEEPALIVE_REQUESTS
+    if not raw.isdigit():
+        raise ValueError(f"NECTAR_KEEPALIVE_REQUESTS must be a whole number of requests (0: no bound), not {raw!r}")
+    return int(raw)
+
+
+# requests a kept-alive connection carries before the answer to the last one closes it (0: no bound): the clients of a
+# recycled worker, all reconnected to its sibling before its successor started, spread over both again
+KEEPALIVE_REQUESTS = _keepalive_requests()
+
+
 def pre_fork(server: object, worker: object) -> None:
     """Before each worker is forked: the preloaded app's chains loaded in the master, then the master's objects
     leave the garbage collector's generations, so that no collection in a worker writes to their pages.
@@ -135,10 +151,12 @@ def _open_registry(server: object, service: Any) -> None:
 
 
 def post_worker_init(worker: object) -> None:
-    """Each worker: its read deadline, and a request it cannot read answered in JSON as the app's errors are."""
+    """Each worker: its read deadline, its bound on a connection's requests, and a request it cannot read answered in
+    JSON as the app's errors are."""
     from nectar.gunicorn_ext import json_error_pages
 
     worker.read_timeout = READ_TIMEOUT  # type: ignore[attr-defined]
+    worker.keepalive_requests = KEEPALIVE_REQUESTS  # type: ignore[attr-defined]
     json_error_pages(worker)
 
 
