@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import importlib
 import os
 import tempfile
 from typing import Any
@@ -116,16 +115,19 @@ def _keepalive_requests() -> int:
 KEEPALIVE_REQUESTS = _keepalive_requests()
 
 
-#: modules every worker imported by itself on its first requests, each ~0.5-0.8 ms of CPU and pages of its own: the
-#: thread pool of gunicorn's gthread worker (``concurrent.futures`` loads it lazily) and the IDNA codec (werkzeug
-#: encodes the host of each request with it); imported in the master before it forks, they are shared
-WORKER_IMPORTS = ("concurrent.futures.thread", "encodings.idna")
+def _import_what_workers_would() -> None:
+    """The modules every worker imported by itself on its first requests, each ~0.5-0.8 ms of CPU and pages of its
+    own, imported in the master before it forks so that the workers share them: the thread pool of gunicorn's gthread
+    worker (``concurrent.futures`` loads it lazily) and the IDNA codec (werkzeug encodes each request's host with it).
+    """
+    import concurrent.futures.thread  # noqa: F401
+    import encodings.idna  # noqa: F401
 
 
 def pre_fork(server: object, worker: object) -> None:
-    """Before each worker is forked: the preloaded app's chains loaded in the master and :data:`WORKER_IMPORTS`
-    imported, then the master's objects leave the garbage collector's generations, so that no collection in a worker
-    writes to their pages.
+    """Before each worker is forked: the preloaded app's chains loaded in the master and the modules each worker would
+    import by itself imported, then the master's objects leave the garbage collector's generations, so that no
+    collection in a worker writes to their pages.
 
     A worker forked without the chains loaded them on its first request (a recycled one too: ~90 ms of CPU for
     the status benchmark's chains, 130 warm lookups); loaded here once, every worker starts with them, shared.
@@ -139,8 +141,7 @@ def pre_fork(server: object, worker: object) -> None:
                 # worker loads the chains on its first request instead, and answers that request's error itself
                 server.log.warning("could not load the chains before forking a worker", exc_info=True)  # type: ignore[attr-defined]
             _open_registry(server, service)
-    for name in WORKER_IMPORTS:
-        importlib.import_module(name)
+    _import_what_workers_would()
     gc.freeze()
 
 
