@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import auth, docs, guards, register_blueprints
+from api import auth, docs, guards, register_blueprints, status_path
 from api.errors import NectarApi
 from nectar.auth import TokenChecker
 from nectar.config import Settings, configure
@@ -44,10 +44,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     secret = load_secret(settings)
     # a token configuration that cannot be read stops the start, rather than serving without protection
     checker = TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads)
-    guards.install(app, settings, checker, SessionSigner(secret))  # timing, Host, Origin, token, body
+    checks = guards.install(app, settings, checker, SessionSigner(secret))  # timing, Host, Origin, token, body
     app.extensions["nectar"] = Nectar(settings)
     app.extensions["nectar_signer"] = UrlSigner(secret, settings.url_expiry)
     api = NectarApi(app)
     register_blueprints(api)
     app.register_blueprint(docs.blp)
+    status_path.install(app, checks)  # its 200s answered in front of the dispatch, through the same checks
     return app

@@ -3,10 +3,14 @@
 One hook each way rather than one per concern: Flask looks up and wraps every hook on every request, and each
 reaches the request through its context proxy; here it is reached once and handed to each check in turn. The
 first check to refuse ends the request (with its error, or the web UI's page asking for a token), as a hook of
-its own would; the answer, a refusal included, is timed after.
+its own would; the answer, a refusal included, is timed after. The checks are :meth:`Guards.check`, which the
+status lookup's path in front of Flask (:mod:`api.status_path`) runs too.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask, Request, Response, request
 
@@ -16,28 +20,52 @@ from nectar.config import Settings
 from nectar.sessions import SessionSigner
 
 
-def install(app: Flask, settings: Settings, checker: TokenChecker, sessions: SessionSigner) -> None:
-    """Check every request before its view and time its answer after (see the module)."""
-    metrics.install(app)
-    allowed = hosts.install(app, settings)
-    auth.install(app, checker, sessions)
-    public_url = settings.public_url
-    config = app.config
+class Guards:
+    """What every request passes before its view, in order; the first to refuse ends it."""
 
-    @app.before_request
-    def checked() -> tuple[str, int] | Response | None:
-        current: Request = request._get_current_object()  # type: ignore[attr-defined]
+    def __init__(
+        self,
+        allowed: hosts.HostAllowList,
+        checker: TokenChecker,
+        sessions: SessionSigner,
+        public_url: str | None,
+        config: Mapping[str, Any],
+    ) -> None:
+        self.allowed = allowed
+        self.checker = checker
+        self.sessions = sessions
+        self.public_url = public_url
+        self.config = config
+
+    def check(self, current: Request) -> tuple[str, int] | Response | None:
+        """None when ``current`` may reach its view; the web UI's page asking for a token when it may not; else
+        the refusal raised (an HTTP error, or :class:`~nectar.auth.Unauthenticated`)."""
         metrics.start(current)  # first: every answer is timed, refusals included
-        hosts.refuse_foreign_host(current, allowed)  # a foreign Host learns nothing, not even "401"
-        origin.refuse_cross_site_write(current, allowed, public_url)
-        if checker.enabled:
-            page = auth.authorize(current, checker, sessions)
+        hosts.refuse_foreign_host(current, self.allowed)  # a foreign Host learns nothing, not even "401"
+        origin.refuse_cross_site_write(current, self.allowed, self.public_url)
+        if self.checker.enabled:
+            page = auth.authorize(current, self.checker, self.sessions)
             if page is not None:
                 return page
         # after the token: a body is read only for a client that may send it
-        bodies.read_whole_chunked_body(current, config["MAX_CONTENT_LENGTH"])
+        bodies.read_whole_chunked_body(current, self.config["MAX_CONTENT_LENGTH"])
         return None
+
+
+def install(app: Flask, settings: Settings, checker: TokenChecker, sessions: SessionSigner) -> Guards:
+    """Check every request before its view and time its answer after (see the module); the checks, for
+    :mod:`api.status_path`."""
+    metrics.install(app)
+    allowed = hosts.install(app, settings)
+    auth.install(app, checker, sessions)
+    guards = Guards(allowed, checker, sessions, settings.public_url, app.config)
+
+    @app.before_request
+    def checked() -> tuple[str, int] | Response | None:
+        return guards.check(request._get_current_object())  # type: ignore[attr-defined]
 
     @app.after_request
     def timed(response: Response) -> Response:
         return metrics.observe(request._get_current_object(), response)  # type: ignore[attr-defined]
+
+    return guards

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -19,6 +22,23 @@ from nectar.status import JobStatus, LogSource, checked_source, has_log, step_lo
 _BASES: dict[tuple[str, str, str, str], str] = {}
 #: how many of those are kept (a bound on the cache, whatever Hosts and roots the allow-list lets in)
 MAX_BASES = 64
+#: the WSGI environ of a request answered without Flask's request context (:mod:`api.status_path`), while it is
+_ANSWERED: ContextVar[Mapping[str, Any] | None] = ContextVar("nectar_answered_environ", default=None)
+
+
+class NotBuilt(LookupError):
+    """A URL that only ``url_for`` can build, asked for outside Flask's request context: Flask answers the request."""
+
+
+@contextmanager
+def answering(environ: Mapping[str, Any]) -> Iterator[None]:
+    """Links are built for the request of ``environ`` meanwhile, without Flask's request context: from the URLs a
+    request with Flask's has built already (one per endpoint, Host and root), else :class:`NotBuilt` is raised."""
+    token = _ANSWERED.set(environ)
+    try:
+        yield
+    finally:
+        _ANSWERED.reset(token)
 
 
 def external(endpoint: str, query: dict[str, str] | None = None, **values: str) -> str:
@@ -30,7 +50,9 @@ def external(endpoint: str, query: dict[str, str] | None = None, **values: str) 
     if values:
         url = _built(endpoint, public, **values)
     else:  # a status poll builds three of these: url_for's rule matching is most of its cost
-        environ = request.environ  # what url_for's host and root come from, read raw (request.host_url is slow)
+        answered = _ANSWERED.get()
+        # what url_for's host and root come from, read raw (request.host_url is slow)
+        environ = request.environ if answered is None else answered
         where = (
             endpoint,
             public or environ["wsgi.url_scheme"],
@@ -39,6 +61,8 @@ def external(endpoint: str, query: dict[str, str] | None = None, **values: str) 
         )
         url = _BASES.get(where) or ""
         if not url:
+            if answered is not None:
+                raise NotBuilt(f"{endpoint}'s URL for {where[1:]} is built by url_for, in Flask's request context")
             if len(_BASES) >= MAX_BASES:
                 _BASES.clear()
             url = _BASES[where] = _built(endpoint, public)

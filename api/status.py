@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
@@ -12,6 +14,7 @@ from api.envelope import doc_only, dumped_answer, error_responses
 from api.schemas import KeyQuerySchema, StatusEnvelope
 from nectar.keys import TargetKey
 from nectar.registry.model import iso_utc
+from nectar.service import Nectar
 from nectar.status import log_source
 
 blp = Blueprint("status", __name__, url_prefix="/api", description="Job status by target key.")
@@ -41,35 +44,37 @@ class ChainStatus(MethodView):
     @error_responses(blp, 400, 404, 422, 503)
     def get(self):
         """The job status of a key, its steps, logs and (when DONE) a download URL"""
-        service = facade()
-        status = service.status(TargetKey.parse(_chain_argument()))
-        run = status.run
-        # the task's log URLs, built once for the top-level fields and found again for its step (built first: the
-        # answer's keys are sorted when written, whatever order they are put in)
-        known: links.LogUrls = {}
-        logs = links.log_links(log_source(status.key, status.job_status, run, status.steps), known)
-        # shaped as StatusEnvelope dumps it (tests/api/test_status.py holds it to that): sent without a dump
-        return dumped_answer(
-            {
-                "key": status.key.path,
-                "job_status": status.job_status,
-                "run_id": run.id if run else None,
-                "attempt": run.attempt if run else None,
-                "max_attempts": run.max_attempts if run else None,
-                "retry_at": run.retry_at if run else None,
-                "waiting_since": run.waiting_since if run else None,
-                "run_url": links.run_url(run.id) if run else None,
-                "schedule_id": run.schedule_id if run else None,
-                "fire_time": iso_utc(run.fire_time) if run else None,
-                "trigger_id": run.trigger_id if run else None,
-                "objects": list(run.objects) if run and run.objects is not None else None,
-                "waiting_for": list(run.waiting_for) if run and run.waiting_for is not None else None,
-                "wait_until": iso_utc(run.wait_until) if run else None,
-                **links.downloads(status),
-                "steps": [links.step_out(step, known) for step in status.steps],
-                "failed_step": status.failed_step,
-                "error": status.error,
-                **logs,
-                "scheduler_url": service.visualiser_url(run.task_id) if run else None,
-            }
-        )
+        return dumped_answer(status_data(facade(), TargetKey.parse(_chain_argument())))
+
+
+def status_data(service: Nectar, key: TargetKey) -> dict[str, Any]:
+    """The answer's ``data`` for ``key``, shaped as StatusEnvelope dumps it (tests/api/test_status.py holds it to
+    that): sent without a dump, by the view and by :mod:`api.status_path` alike. Raises what the lookup raises."""
+    status = service.status(key)
+    run = status.run
+    # the task's log URLs, built once for the top-level fields and found again for its step (built first: the
+    # answer's keys are sorted when written, whatever order they are put in)
+    known: links.LogUrls = {}
+    logs = links.log_links(log_source(status.key, status.job_status, run, status.steps), known)
+    return {
+        "key": status.key.path,
+        "job_status": status.job_status,
+        "run_id": run.id if run else None,
+        "attempt": run.attempt if run else None,
+        "max_attempts": run.max_attempts if run else None,
+        "retry_at": run.retry_at if run else None,
+        "waiting_since": run.waiting_since if run else None,
+        "run_url": links.run_url(run.id) if run else None,
+        "schedule_id": run.schedule_id if run else None,
+        "fire_time": iso_utc(run.fire_time) if run else None,
+        "trigger_id": run.trigger_id if run else None,
+        "objects": list(run.objects) if run and run.objects is not None else None,
+        "waiting_for": list(run.waiting_for) if run and run.waiting_for is not None else None,
+        "wait_until": iso_utc(run.wait_until) if run else None,
+        **links.downloads(status),
+        "steps": [links.step_out(step, known) for step in status.steps],
+        "failed_step": status.failed_step,
+        "error": status.error,
+        **logs,
+        "scheduler_url": service.visualiser_url(run.task_id) if run else None,
+    }

@@ -67,14 +67,15 @@ WARM_BURST = 16
 WARM_BURSTS = 20
 
 
-def warm_every_api_worker(cluster: Cluster, api_workers: int = 2) -> int:
-    """Bursts of :data:`WARM_BURST` new runs at once (their ``n`` below -1) until each of the API's ``api_workers``
-    workers (once all are up: gunicorn forks them one after another) has read a
+def warm_every_api_worker(cluster: Cluster) -> int:
+    """Bursts of :data:`WARM_BURST` new runs at once (their ``n`` below -1) until each of the API's workers (once
+    all it was started with are up: gunicorn forks them one after another) has read a
     request (its ``read`` system calls grew: an idle gunicorn worker makes none), then until those runs all ended;
     how many bursts it took. One warm-up run reached one API worker of two: the other's first request, 10-20 ms
     slower than its later ones, was then the first or second sample, and the slowest of nearly every run of this
     benchmark, which its p99 (the slowest but one of 50) read. The first run after start is measured on its own
     (the cold figure)."""
+    api_workers = cluster.api_size(cluster.api_url)
     workers = waitfor(
         lambda: found if len(found := cluster.api_workers(cluster.api_url)) == api_workers else None,
         60,

@@ -89,6 +89,8 @@ class Cluster:
         self.extra_env: dict[str, str] = {LEDGER_VAR: str(self.ledger)}
         self.luigid: subprocess.Popen[bytes] | None = None
         self.apis: dict[str, subprocess.Popen[bytes]] = {}
+        #: how many workers each API was started with
+        self.api_sizes: dict[str, int] = {}
         self.api_url = ""
 
     def tune(self, **settings: Any) -> Settings:
@@ -120,6 +122,7 @@ class Cluster:
         proc = self.procs.api(port, self.env(**env), app, workers, threads)
         url = f"http://127.0.0.1:{port}"
         self.apis[url] = proc
+        self.api_sizes[url] = workers
         if app == APP:
             self.api_url = url
         return url
@@ -128,6 +131,11 @@ class Cluster:
         for proc in self.apis.values():
             self.procs.stop(proc)
         self.apis.clear()
+        self.api_sizes.clear()
+
+    def api_size(self, url: str) -> int:
+        """How many workers the API at ``url`` was started with (gunicorn forks them one after another)."""
+        return self.api_sizes[url]
 
     def api_workers(self, url: str) -> list[int]:
         """The pids of the gunicorn workers of the API at ``url``."""

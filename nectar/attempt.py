@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from types import ModuleType
+from typing import NamedTuple
 
 import luigi
 from luigi.parameter import UnconsumedParameterWarning
@@ -175,11 +176,24 @@ def quiet_luigi() -> None:
         luigi_log.addFilter(_ExpectedInterrupt())
 
 
+class Ending(NamedTuple):
+    """How an attempt ended: its run's state (None: the attempt was no longer ours), and whether it ended by its own
+    hand (not cancelled, reclaimed, timed out or interrupted): only then may its process take another run."""
+
+    state: RunState | None
+    clean: bool
+
+
 def execute(settings: Settings, runs: RunStore, run: Run, build: Build | None = None) -> RunState | None:
     """Run one attempt, claimed in this process's name, and record its outcome (None: it was no longer ours).
 
     ``build`` is the attempt's luigi build if it was made ahead (by a spare), else it is made here.
     """
+    return attempt(settings, runs, run, build).state
+
+
+def attempt(settings: Settings, runs: RunStore, run: Run, build: Build | None = None) -> Ending:
+    """:func:`execute`, answering how the attempt ended."""
     configure(settings)
     current_run.set(run.id)  # every record of this process is now about this run (luigi's too)
     logger.info("run %s of %s: attempt %d of %d started", run.id, run.ref, run.attempt, run.max_attempts)
@@ -191,7 +205,7 @@ def execute(settings: Settings, runs: RunStore, run: Run, build: Build | None = 
         fence.install(None)
     outcome = lease.timed_out or (state.value if state is not None else "lost its lease (cancelled or reclaimed)")
     logger.info("run %s of %s: attempt %d ended: %s", run.id, run.ref, run.attempt, outcome)
-    return state
+    return Ending(state, state is not None and not (lease.lost or lease.stopping or lease.timed_out))
 
 
 def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, build: Build | None) -> RunState | None:

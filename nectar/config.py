@@ -27,6 +27,8 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_URL_EXPIRY": "url_expiry",
     "NECTAR_WORKER_POLL": "worker_poll_interval",
     "NECTAR_SPARE_IDLE": "spare_idle",
+    "NECTAR_RUNS_PER_PROCESS": "runs_per_process",
+    "NECTAR_PROCESS_MAX_RSS_MB": "process_max_rss_mb",
     "NECTAR_SCHEDULER_TIMEOUT": "scheduler_timeout",
     "NECTAR_LUIGI_CONFIG": "luigi_config",
     "NECTAR_RETRIES": "retries",
@@ -68,6 +70,8 @@ _INTS = {
     "max_batch",
     "task_workers",
     "database_pool",
+    "runs_per_process",
+    "process_max_rss_mb",
 }
 _BOOLS = {"auth_reads"}
 _PATHS = {"chains_dir", "local_targets_dir", "data_dir", "luigi_config", "api_tokens_file"}
@@ -109,6 +113,11 @@ class Settings:
     worker_poll_interval: float = 0.05
     #: seconds without a claim after which a worker lets its spare attempt processes go (0: none kept ahead of a run)
     spare_idle: float = 30.0
+    #: runs an attempt process executes before it exits (1: one, a fresh process per run); it takes another only
+    #: after a clean end (:mod:`nectar.reuse`)
+    runs_per_process: int = 100
+    #: resident megabytes above which an attempt process exits after its run instead of taking another (0: no bound)
+    process_max_rss_mb: int = 512
     #: seconds to wait for luigid on a status lookup before answering without it
     scheduler_timeout: float = 2.0
     #: a luigi.cfg to load in workers (None: luigi's own search path)
@@ -225,6 +234,8 @@ class Settings:
                     raise ValueError(f"NECTAR_TASK_WORKERS must be at least 1, not {value}")
                 if f.name == "database_pool" and value < 1:
                     raise ValueError(f"NECTAR_DATABASE_POOL must be at least 1, not {value}")
+                if f.name == "runs_per_process" and value < 1:
+                    raise ValueError(f"NECTAR_RUNS_PER_PROCESS must be at least 1, not {value}")
             elif f.name in _FLOATS:
                 value = float(value)
                 if f.name == "max_runtime" and not 0 <= value < float("inf"):

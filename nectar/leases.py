@@ -32,14 +32,30 @@ HOST = socket.gethostname()
 TIMED_OUT = "timed out"
 
 
-def process_name(pid: int | None = None) -> str:
-    """The name of this process (or of ``pid``, on this host) as an attempt's holder: ``host:pid``."""
-    return f"{HOST}:{pid or os.getpid()}"
+#: runs this process executed before the one it holds or waits for (a process that takes more than one run:
+#: :mod:`nectar.reuse`)
+_runs_done = 0
+
+
+def process_name(pid: int | None = None, runs_done: int | None = None) -> str:
+    """The name of this process (or of ``pid``, on this host, which executed ``runs_done`` runs before) as an
+    attempt's holder: ``host:pid`` for its first run, ``host:pid.n`` for its n-th. Its luigi worker's id is made of it
+    (:func:`~nectar.build.luigi_worker_id`): each run of a process is a worker of its own in luigid, so that a step
+    luigid holds for an earlier run's worker is never handed to a later one's."""
+    done = (_runs_done if pid is None else 0) if runs_done is None else runs_done
+    return f"{HOST}:{pid or os.getpid()}" + (f".{done + 1}" if done else "")
+
+
+def ran_one() -> None:
+    """This process ended a run and waits for its next one: its name changes (:func:`process_name`)."""
+    global _runs_done
+    _runs_done += 1
 
 
 def is_dead(worker: str) -> bool:
-    """Whether ``host:pid`` names a process of this host that no longer exists."""
-    host, _, pid = worker.rpartition(":")
+    """Whether ``host:pid`` (or ``host:pid.n``) names a process of this host that no longer exists."""
+    host, _, name = worker.rpartition(":")
+    pid = name.partition(".")[0]
     if host != HOST or not pid.isdigit():
         return False
     try:

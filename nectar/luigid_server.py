@@ -103,17 +103,17 @@ class DirectRPC(tornado.httputil.HTTPMessageDelegate):
     def finish(self) -> None:
         body = b"".join(self.chunks)
         arguments = rpc_arguments(body, self.request.headers)
-        if arguments is None:
-            self.hand_over(body, luigid_rpc_handler(), {"scheduler": self.router.scheduler})
-            return
         scheduler = self.router.scheduler
+        if arguments is None:
+            self.hand_over(body, luigid_rpc_handler(), {"scheduler": scheduler})
+            return
         if self.method == "dep_graph" and arguments.get(DISABLED_ONLY) is True and not holds_disabled(scheduler):
             self.answer(b'{"response": {}}')
             return
         try:
             result = getattr(scheduler, self.method)(**arguments)
         except Exception as exc:  # luigi's handler answers it: a 500, its traceback in luigid's log
-            self.hand_over(body, Raised, {"scheduler": self.router.scheduler, "error": exc})
+            self.hand_over(body, Raised, {"scheduler": scheduler, "error": exc})
             return
         self.answer(tornado.escape.json_encode({"response": result}).encode("utf-8"))
 

@@ -19,7 +19,11 @@ byte on its socket (*ready*; which byte is its worker's business: :attr:`Spare.s
   has not started its first step yet, and a fork and a spare's setup, ~10 ms of CPU, would compete with it on
   the path from claim to ``run()``).
 
-A spare handed its run keeps its socket: its attempt says on it when its first step starts (:func:`started`).
+A spare handed its run keeps its socket, one framed protocol both ways: the worker sends the run, its length first
+(:func:`hand_over`); the attempt says when its first step starts (:data:`STARTED`: :func:`started`) and, if it ended
+its run cleanly and may take another (:mod:`nectar.reuse`, up to ``runs_per_process`` runs), that it ended, with its
+exit code (:data:`ENDED`: :func:`heard`); it then sets itself up again and says it is ready, a spare once more
+(:meth:`Spares.returned`). Else it exits, and its worker learns of the end by its exit, as of any death.
 
 Each spare's socket is a descriptor the worker's loop sleeps on (:meth:`Spares.fds`): it wakes when one is ready
 or dies.
@@ -28,21 +32,28 @@ or dies.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import signal
 import socket
+import struct
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from nectar import lifeline, wakeup
+from nectar import leases, lifeline, reuse, wakeup
 
 #: what a spare sends once it is set up, unless its ``prepare`` says otherwise
 READY = b"r"
 #: what an attempt sends once its first step starts (:func:`started`)
 STARTED = b"s"
+#: what an attempt sends once it ended its run and stays, followed by its exit code (one byte)
+ENDED = b"e"
+#: how the length of a run handed over is sent before it
+_LENGTH = struct.Struct("!I")
+logger = logging.getLogger(__name__)
 #: in a spare handed its run: its end of the socket, until it says it started (None elsewhere)
 _told: socket.socket | None = None
 #: spares kept per slot while runs are claimed: a spare's fork and setup take about as long as a trivial run (~50-150
@@ -64,25 +75,37 @@ class Spare:
     ready: bool = False
     #: the byte it sent once set up
     said: bytes = b""
-    #: what its worker noted of it when it was forked
+    #: what its worker noted of it when it was forked (or took it back)
     tag: Any = None
+    #: the runs it executed before (it ended each cleanly, and stayed)
+    runs_done: int = 0
 
 
 class Spares:
-    """The worker's spares: ``prepare`` runs in each as it starts, and answers what it made and the byte that says
-    the spare is ready (:attr:`Spare.said`); ``execute`` runs with the run's bytes and what ``prepare`` made once it
-    has one, and returns the spare's exit code."""
+    """The worker's spares: ``prepare`` runs in each as it starts (and again after each run it stays for), and
+    answers what it made and the byte that says the spare is ready (:attr:`Spare.said`); ``execute`` runs with the
+    run's bytes and what ``prepare`` made once it has one, and returns the spare's exit code and whether its run
+    ended by its own hand (only then may the process take another: at most ``runs_per_process`` in all, while its
+    resident size is at most ``max_rss_mb``)."""
 
     def __init__(
         self,
         prepare: Callable[[], tuple[Any, bytes]],
-        execute: Callable[[bytes, Any], int],
+        execute: Callable[[bytes, Any], tuple[int, bool]],
         idle_after: float,
         clock: Callable[[], float] = time.monotonic,
+        runs_per_process: int = 1,
+        max_rss_mb: int = 0,
+        handed: Callable[[], Iterable[socket.socket]] = tuple,
     ) -> None:
         self._prepare = prepare
         self._execute = execute
+        #: the worker's ends of the sockets of the spares it took (a spare forked later closes them: the one waiting
+        #: at the other end must see the worker's end close, to exit)
+        self._handed = handed
         self.idle_after = idle_after
+        self.runs_per_process = runs_per_process
+        self.max_rss_mb = max_rss_mb
         self._clock = clock
         #: oldest first
         self.spares: list[Spare] = []
@@ -143,20 +166,28 @@ class Spares:
 
     def keep(self, slots: int, hold: bool = False) -> Spare | None:
         """Fork a spare if fewer than wanted (one per call), or let the extra ones go: :data:`AHEAD` per slot while
-        runs are wanted, none after ``idle_after`` seconds without; with ``hold``, not the last one wanted. The dead
-        ones are reaped first, every slot busy or not (a claim looks only when a slot is free): none stays a zombie
-        counted among the spares. Answers the spare forked, if one was."""
+        runs are wanted, none after ``idle_after`` seconds without; with ``hold``, not the last one wanted. While
+        runs are wanted, up to ``slots`` more are kept if processes take more than one run: those that came back
+        from their run (:meth:`returned`) while the others waited, which the next claims take. The dead ones are
+        reaped first, every slot busy or not (a claim looks only when a slot is free): none stays a zombie counted
+        among the spares. Answers the spare forked, if one was."""
         self._look()
         want = AHEAD * slots if self.busy else 0
+        kept = want + slots if want and self.runs_per_process > 1 else want
         self._wanted_now = False
         forked = None
         short = len(self.spares) < (want - 1 if hold else want)
         if short and self._clock() >= self._fork_after:
             forked = self._fork()
             self.spares.append(forked)
-        while len(self.spares) > want:  # the newest first: the oldest are the likeliest to be ready
+        while len(self.spares) > kept:  # the newest first: the oldest are the likeliest to be ready
             self._drop(self.spares[-1])
         return forked
+
+    def returned(self, pid: int, channel: socket.socket, runs_done: int, tag: Any = None) -> None:
+        """The attempt process ``pid`` ended its run cleanly and stays (:data:`ENDED`): a spare again, ready once it
+        says so on ``channel``."""
+        self.spares.append(Spare(pid, channel, tag=tag, runs_done=runs_done))
 
     def close(self) -> None:
         """Let every spare go (each exits when its socket closes) and wait for them."""
@@ -187,30 +218,51 @@ class Spares:
             code = 1
             try:
                 ours.close()
-                for other in self.spares:
-                    other.channel.close()  # or a sibling would not see its socket close with the worker's end
+                for other in [*(spare.channel for spare in self.spares), *self._handed()]:
+                    other.close()  # or a sibling would not see its socket close with the worker's end
                 os.setpgid(0, 0)  # its own group: cancelling kills the task's subprocesses too
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a run stops
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)  # an attempt's lease makes it "requeue and stop"
                 lifeline.die_with_parent(parent)  # SIGTERM if the worker dies, even by SIGKILL
-                prepared, said = self._prepare()
-                try:
-                    theirs.sendall(said)
-                    given = _read_all(theirs)
-                except OSError:  # let go while it was being set up
-                    given = b""
-                if not given:  # the worker stopped (or died), or let this spare go, before there was a run for it
-                    os._exit(0)
-                global _told
-                _told = theirs
-                code = self._execute(given, prepared)
+                code = self._serve(theirs)
             except BaseException:
                 traceback.print_exc()
             finally:
                 os._exit(code)
         theirs.close()
         return Spare(pid, ours)
+
+    def _serve(self, theirs: socket.socket) -> int:
+        """In a spare: set up, say so, execute the run handed over; again while it may take another. Its exit code."""
+        global _told
+        runs = 0
+        while True:
+            prepared, said = self._prepare()
+            try:
+                theirs.sendall(said)
+                given = _read_run(theirs)
+            except OSError:  # let go while it was being set up
+                given = None
+            if given is None:  # the worker stopped (or died), or let this spare go, before there was a run for it
+                return 0
+            before = reuse.before_run()
+            _told = theirs
+            code, clean = self._execute(given, prepared)
+            _told = None
+            runs += 1
+            if not clean or runs >= self.runs_per_process:
+                return code
+            why = reuse.left_behind(before, self.max_rss_mb)
+            if why is not None:
+                logger.info("attempt process %d exits after %d run(s): %s", os.getpid(), runs, why)
+                return code
+            reuse.put_back(before)
+            leases.ran_one()
+            try:
+                theirs.sendall(ENDED + bytes([code]))
+            except OSError:  # the worker is gone: it no longer waits for this process
+                return code
 
 
 def freeze_held() -> None:
@@ -223,11 +275,10 @@ def freeze_held() -> None:
 
 
 def hand_over(spare: Spare, given: bytes) -> socket.socket:
-    """Send ``spare`` its run (the end of what it reads); OSError if it is gone. Answers its socket, on which the
-    attempt says when it started (:func:`started`), and which then closes."""
+    """Send ``spare`` its run, its length first; OSError if it is gone. Answers its socket, on which the attempt
+    says when it started (:func:`started`) and, if it stays, that it ended (:func:`heard`)."""
     try:
-        spare.channel.sendall(given)
-        spare.channel.shutdown(socket.SHUT_WR)
+        spare.channel.sendall(_LENGTH.pack(len(given)) + given)
     except OSError:
         spare.channel.close()
         raise
@@ -235,8 +286,8 @@ def hand_over(spare: Spare, given: bytes) -> socket.socket:
 
 
 def started() -> None:
-    """In an attempt forked as a spare: tell its worker, once, that its first step has started (any other process:
-    nothing)."""
+    """In an attempt forked as a spare: tell its worker, once per run, that its first step has started (any other
+    process: nothing)."""
     global _told
     told, _told = _told, None
     if told is None:
@@ -245,20 +296,38 @@ def started() -> None:
         told.send(STARTED)
     except OSError:  # the worker is gone, or stopped listening: nothing to tell
         pass
-    told.close()
 
 
-def heard(channel: socket.socket) -> None:
-    """The attempt at the other end of ``channel`` (readable) said it started, or ended: read it, close it."""
+def heard(channel: socket.socket) -> tuple[bytes, int] | None:
+    """What the attempt at the other end of ``channel`` said, if anything yet (None): ``(STARTED, 0)``, its first
+    step started; ``(ENDED, code)``, it ended its run and stays (what it says next is a spare's: left unread);
+    ``(b"", 0)``, it closed its end (it exited, or died)."""
     try:
-        channel.recv(1)
+        said = channel.recv(1, socket.MSG_DONTWAIT)
+        if said == ENDED:
+            code = channel.recv(1)  # sent with it, in one write
+            return (ENDED, code[0]) if code else (b"", 0)
+    except BlockingIOError:
+        return None
     except OSError:
-        pass
-    channel.close()
+        return b"", 0
+    return (STARTED, 0) if said == STARTED else (b"", 0)
 
 
-def _read_all(channel: socket.socket) -> bytes:
-    chunks = []
-    while chunk := channel.recv(65536):
+def _read_run(channel: socket.socket) -> bytes | None:
+    """The run handed over (:func:`hand_over`), or None if the worker closed its end first."""
+    head = _read_exactly(channel, _LENGTH.size)
+    if head is None:
+        return None
+    return _read_exactly(channel, _LENGTH.unpack(head)[0])
+
+
+def _read_exactly(channel: socket.socket, size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = channel.recv(min(left, 65536))
+        if not chunk:
+            return None
         chunks.append(chunk)
+        left -= len(chunk)
     return b"".join(chunks)

@@ -137,18 +137,19 @@ def test_the_fanouts_figure_ends_when_the_registry_recorded_the_run_done(
 
 
 def test_the_dispatch_warm_up_reaches_every_api_worker_and_waits_for_its_runs(tmp_path: Path) -> None:
-    """The dispatch benchmark's warm-up, on a real cluster of 2 API workers: each has read a request (not one alone,
-    whose partner's first request was then the slowest sample), and every warm-up run is DONE when it returns."""
+    """The dispatch benchmark's warm-up, on a real cluster of 3 API workers (the benchmark starts 2; the warm-up
+    waits for as many as the cluster started): each has read a request (not one alone, whose partner's first request
+    was then the slowest sample), and every warm-up run is DONE when it returns."""
     with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
         cluster.start_luigid()
         cluster.start_workers(1)
-        cluster.start_api(workers=2)
-        workers = waitfor(lambda: found if len(found := cluster.api_workers(cluster.api_url)) == 2 else None, 60, "2")
+        cluster.start_api(workers=3)
+        workers = waitfor(lambda: found if len(found := cluster.api_workers(cluster.api_url)) == 3 else None, 60, "3")
         before = read_calls(workers)
         bursts = warm_every_api_worker(cluster)
         after = read_calls(workers)
         counts = SQLiteRunStore(cluster.settings.registry_path).count_by_state()
 
-    assert len(workers) == 2 and all(after[pid] > before[pid] for pid in workers), (before, after)
+    assert len(workers) == 3 and all(after[pid] > before[pid] for pid in workers), (before, after)
     assert counts[RunState.DONE] == bursts * WARM_BURST
     assert not any(counts[state] for state in RunState if state.active), counts

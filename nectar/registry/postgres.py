@@ -240,22 +240,6 @@ class PostgresRunStore(SqlTriggers, SqlWaits):
             except psycopg.OperationalError as exc:
                 raise RegistryUnavailable(f"PostgreSQL connection lost: {_first_line(exc)}") from exc
 
-    def fire(self, *args: Any, **kwargs: Any) -> str:
-        """As SQLite's; a run of the same key submitted meanwhile (a unique violation) is looked for again."""
-        return self._again_on_unique(lambda: super(PostgresRunStore, self).fire(*args, **kwargs))
-
-    def release(self, *args: Any, **kwargs: Any) -> str:
-        return self._again_on_unique(lambda: super(PostgresRunStore, self).release(*args, **kwargs))
-
-    @staticmethod
-    def _again_on_unique(call: Callable[[], str]) -> str:
-        for _ in range(4):
-            try:
-                return call()
-            except psycopg.errors.UniqueViolation:
-                continue  # the key's run was inserted meanwhile: the next try joins it
-        return call()
-
     def _queued(self) -> None:
         try:
             with self._checkout() as (_, conn):

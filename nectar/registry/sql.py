@@ -40,22 +40,26 @@ DUE = "SELECT 1 FROM runs WHERE state = 'PENDING' AND not_before <= ? LIMIT 1"
 class SqlRunStore(SqlReads):
     """The registry in SQL that SQLite and PostgreSQL both speak: its writes, each in one transaction."""
 
-    def _insert(self, db: Any, run: Run) -> None:
-        self._exec(db, f"INSERT INTO runs ({RUNS}) VALUES ({param_marks(RUN_COLUMNS)})", run_row(run))
+    def _queue_unless_active(self, db: Any, run: Run) -> Run:
+        """Queue ``run`` unless a run of its key is active: ``run`` itself, or that active run.
+
+        The index of one active run per key decides, in one statement: not a look then an insert, which two writers
+        of the same key could both pass under PostgreSQL's READ COMMITTED (one then failing on the index). A run it
+        finds is looked up; it may end in between, and the run is then tried again.
+        """
+        for _ in range(3):
+            if self._exec(db, INSERT_NEW, run_row(run)).rowcount == 1:
+                return run
+            active = self._select(db, f"key = ? AND {ACTIVE}", run.key)
+            if active is not None:
+                return active
+        raise QueueFull(f"the run for {run.key} keeps changing; try again", retry_after=1)
 
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
         with self._db() as db:
-            for _ in range(3):
-                # the index of one active run per key says whether an identical run is active: a new run is one
-                # statement, not a look then an insert; a run it finds is looked up (under PostgreSQL's READ
-                # COMMITTED it may end in between: then it is tried again)
-                if self._exec(db, INSERT_NEW, run_row(run)).rowcount == 1:
-                    break
-                existing = self._select(db, f"key = ? AND {ACTIVE}", run.key)
-                if existing is not None:
-                    return existing, False
-            else:
-                raise QueueFull(f"the run for {run.key} keeps changing; try again", retry_after=1)
+            queued = self._queue_unless_active(db, run)
+            if queued is not run:
+                return queued, False
             if max_pending is not None:
                 # the count the database keeps, its row locked until this transaction ends: whoever submits at once
                 # reads it after this one (a full queue rolls the insert back)
@@ -68,11 +72,8 @@ class SqlRunStore(SqlReads):
     def _queue_or_join(self, db: Any, run: Run, maker: str, values: Sequence[Any]) -> Run:
         """Queue ``run`` unless a run of its key is active, which is answered instead; an active run that no
         schedule nor trigger made is now their run too (``maker``: its assignments of their columns, ``values``)."""
-        active = self._select(db, f"key = ? AND {ACTIVE}", run.key)
-        if active is None:
-            self._insert(db, run)
-            return run
-        if active.schedule_id is None and active.trigger_id is None:
+        active = self._queue_unless_active(db, run)
+        if active is not run and active.schedule_id is None and active.trigger_id is None:
             self._exec(db, f"UPDATE runs SET {maker} WHERE id = ?", (*values, active.id))
         return active
 

@@ -66,8 +66,9 @@ def chain(write_chain: Callable[[str, str], Path], ledger: Path, gate: Path) -> 
 
 @pytest.fixture
 def executor(settings: Settings, chain: Callable[[int], Path]) -> Iterator[Executor]:
-    """A worker's executor of one slot in this process (its spares are forks of it), on luigi's local scheduler."""
-    made = Executor(settings.replace(scheduler_url=None, spare_idle=3600.0), concurrency=1)
+    """A worker's executor of one slot in this process (its spares are forks of it, a process per run: a reused one
+    is test_reuse's), on luigi's local scheduler."""
+    made = Executor(settings.replace(scheduler_url=None, spare_idle=3600.0, runs_per_process=1), concurrency=1)
     yield made
     made.spares.close()
     for pid in list(made.children):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -13,8 +14,14 @@ from harness import waitfor
 from nectar.config import Settings
 from nectar.registry import Run, RunState, open_run_store
 from nectar.registry.postgres import SCHEMA_VERSION, PostgresRunStore
+from nectar.registry.schedules import FireOutcome
+from nectar.registry.triggers import Seen
+from nectar.schedules.model import ScheduleRecord, ScheduleSpec
+from nectar.triggers.model import TriggerRecord, TriggerSpec
 
 DIGEST = "0123456789abcdef0123456789abcdef"
+SCHEDULE = ScheduleSpec.from_definition({"task": "t/c_chain/ATask", "interval_s": 60})
+WATCH = TriggerSpec.from_definition({"task": "t/c_chain/ATask", "prefix": "s3://bucket/in/", "param": "n"})
 
 
 def new_run(n: int = 0) -> Run:
@@ -202,3 +209,46 @@ def test_a_database_of_the_first_postgresql_schema_upgrades_itself(database_url:
     assert claimed is not None and claimed.id == "r1" and claimed.waiting_since is None
     assert store.requeue("r1", claimed.attempt, waiting=True)
     assert store.get("r1").waiting_since is not None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("maker", ["schedule", "trigger"])
+def test_a_fire_racing_a_submission_of_its_key_joins_that_run(database_url: str, maker: str) -> None:
+    """A schedule's fire (or a trigger's claim) whose key a client's transaction is inserting at that moment joins
+    the client's run once it commits: the one-active-run index decides in one statement, not a look (which saw no
+    run yet) then an insert that failed on the index (a trigger's claim raised UniqueViolation)."""
+    client, scheduler = PostgresRunStore(database_url), PostgresRunStore(database_url)
+    assert scheduler.add_schedule(ScheduleRecord("s1", "api", SCHEDULE, 1, False, 0.0, 0.0, 0.0))
+    assert scheduler.add_trigger(TriggerRecord("t1", "api", WATCH, 1, False, "", 0.0, 0.0))
+    submitted, fired = new_run(), replace(new_run(), schedule_id="s1", fire_time=100.0)
+    inserted, release = threading.Event(), threading.Event()
+
+    def submit() -> None:  # a client's submission, held between its insert and its commit
+        with client._db() as db:
+            client._queue_unless_active(db, submitted)
+            inserted.set()
+            release.wait(timeout=600)
+
+    def fire() -> str | None:
+        if maker == "schedule":
+            assert scheduler.fire("s1", 1, 100.0, FireOutcome(run=fired), now=100.5) == "queued"
+            return scheduler.fires("s1")[0].run_id
+        return scheduler.claim_objects("t1", 1, [Seen("in/a", "v1")], lambda fresh: FireOutcome(run=fired), 1.0).run_id
+
+    def waiting_on_a_lock() -> bool:
+        with psycopg.connect(database_url, autocommit=True) as pg:
+            row = pg.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()
+        return row is not None and row[0] > 0
+
+    with ThreadPoolExecutor(2) as pool:
+        holding = pool.submit(submit)
+        assert inserted.wait(timeout=600)
+        firing = pool.submit(fire)
+        try:
+            waitfor(waiting_on_a_lock, 600, "the fire to wait on the client's uncommitted run")
+        finally:
+            release.set()
+        holding.result()
+        assert firing.result() == submitted.id
+    joined = scheduler.get(submitted.id)
+    assert joined is not None and scheduler.count() == 1
+    assert (joined.schedule_id, joined.trigger_id) == (("s1", None) if maker == "schedule" else (None, "t1"))

@@ -187,7 +187,7 @@ from tests.nectar.test_queue_count import new_run, open_store
 runs = open_store(sys.argv[1])
 queued, claimed = new_run(900), runs.get(sys.argv[2])
 with runs._db() as db:
-    runs._insert(db, queued)
+    runs._queue_unless_active(db, queued)
     runs._exec(db, "UPDATE runs SET state = 'RUNNING', attempt = 1 WHERE id = ?", (claimed.id,))
     runs._exec(db, "UPDATE runs SET state = 'CANCELLED' WHERE state = 'PENDING' AND id <> ?", (queued.id,))
     print("half-done", flush=True)

@@ -74,7 +74,7 @@ KEPT = 3600.0
 @pytest.fixture
 def quick(settings: Settings, luigid: str, write_chain: Callable[[str, str], Path]) -> Settings:
     write_chain("quick/quick_chain", QUICK_CHAIN)
-    return settings.replace(scheduler_url=luigid, spare_idle=KEPT)
+    return settings.replace(scheduler_url=luigid, spare_idle=KEPT, runs_per_process=1)  # a process per run: test_reuse
 
 
 def ended(nectar: Nectar, run_id: str) -> Run:
@@ -289,7 +289,7 @@ def test_a_spare_that_dies_in_its_setup_is_forked_again_only_after_a_backoff() -
     """Not once per pass of the loop (a fork each, which the spare's death now wakes at once): after
     ``FIRST_BACKOFF`` seconds, doubled at each such death, until one is ready again."""
     now = [0.0]
-    spares = Spares(lambda: os._exit(3), lambda given, prepared: 0, idle_after=KEPT, clock=lambda: now[0])
+    spares = Spares(lambda: os._exit(3), lambda given, prepared: (0, False), idle_after=KEPT, clock=lambda: now[0])
     try:
         spares.wanted()
         spares.keep(1)

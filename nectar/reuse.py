@@ -1,0 +1,105 @@
+"""Whether a process that ended its run cleanly may take another, and what it puts back between the two.
+
+An attempt process (:mod:`nectar.spares`) that ended its run by its own hand goes back to being a ready spare,
+as Celery's pool processes and gunicorn's workers take request after request, unless its run left something behind
+that the next must not inherit (:func:`left_behind`): a thread still alive, a child process, a resident size past
+its bound. What a run changes in the process and does not put back itself is put back (:func:`put_back`): the
+signal handlers, interval timer, root log handlers and standard streams as they were before it, luigi's task
+instances, the run its records name.
+Its chain file is executed again for each run (:func:`~nectar.catalog.loader.fresh_chain_module`): a chain's module
+globals never reach the next run; what the modules it imports keep does, as under Celery.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from luigi.task_register import Register
+
+from nectar.logs.format import current_run
+
+#: seconds the threads a run started get to end once it has (its heartbeat's, luigi's keep-alive)
+THREAD_GRACE = 0.5
+#: the signals whose handlers a run may change (those Python lets set)
+_SIGNALS = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Before:
+    """What a process holds before its run, to tell what the run left (:func:`left_behind`, :func:`put_back`)."""
+
+    threads: frozenset[threading.Thread]
+    handlers: tuple[tuple[int, Any], ...]
+    #: the root logger's handlers, and ``sys.stdout``, ``sys.stderr``
+    log_handlers: tuple[logging.Handler, ...]
+    streams: tuple[TextIO, TextIO]
+
+
+def before_run() -> Before:
+    """Note the threads, signal handlers, log handlers and standard streams of this process (its main thread, before
+    a run)."""
+    handlers = tuple((signum, signal.getsignal(signum)) for signum in _SIGNALS)
+    root = tuple(logging.getLogger().handlers)
+    return Before(frozenset(threading.enumerate()), handlers, root, (sys.stdout, sys.stderr))
+
+
+def left_behind(before: Before, max_rss_mb: int) -> str | None:
+    """Why this process must not take another run after the one that ended (None: it may): a thread the run
+    started still alive after :data:`THREAD_GRACE` seconds, a child process of the run (even one that ended, not
+    waited for), a resident size above ``max_rss_mb`` (0: no bound)."""
+    deadline = time.monotonic() + THREAD_GRACE
+    for thread in set(threading.enumerate()) - before.threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            return f"its run left the thread {thread.name!r} running"
+    child = _child_left()
+    if child:
+        return f"its run left the child process {child}"
+    if max_rss_mb and rss_mb() > max_rss_mb:
+        return f"its resident size is {rss_mb():.0f} MB, above {max_rss_mb} MB"
+    return None
+
+
+def _child_left() -> int:
+    """A child process of this one, running or ended but not waited for (0: none): not reaped here, lest whoever
+    started it wait for it in vain."""
+    for thread in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{thread}/children") as listing:
+                pids = listing.read().split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if pids:
+            return int(pids[0])
+    return 0
+
+
+def rss_mb() -> float:
+    """This process's resident size in megabytes (one read of ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * _PAGE / 2**20
+
+
+def put_back(before: Before) -> None:
+    """Undo what a run changed in this process and does not undo itself (each step's log capture is undone as the
+    step ends: :func:`~nectar.logs.capture.redirect_output`): the signal handlers it set, its interval timer, the
+    root logger's handlers and the standard streams if its code changed them, luigi's cache of task instances (the
+    next run makes its own), the run its records name."""
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    root = logging.getLogger()
+    if tuple(root.handlers) != before.log_handlers:
+        root.handlers = list(before.log_handlers)
+    sys.stdout, sys.stderr = before.streams
+    for signum, handler in before.handlers:
+        if handler is not None and signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
+    Register.clear_instance_cache()
+    current_run.set(None)

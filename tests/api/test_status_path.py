@@ -1,0 +1,221 @@
+"""The status lookup's path in front of Flask (api/status_path.py): the bytes and headers of Flask's view, the same
+checks refusing through it, its answers timed, and every other case answered by Flask itself."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from flask import Flask, request_started
+from prometheus_client.parser import text_string_to_metric_families
+from werkzeug.test import Client, TestResponse
+
+from api.status_path import ENDPOINT, PATHS, StatusPath
+from benchmarks.population import Probe, fill_registry, fill_store
+from nectar.config import Settings
+from tests.api.conftest import build_app
+from tests.api.test_auth import READER, WRITER, bearer, entry
+from tests.conftest import wait_until
+
+STATUS = "/api/chainstatus"
+
+
+def lookup(n: int) -> str:
+    return f"{STATUS}?chain={Probe(n).key.path}"
+
+
+@pytest.fixture
+def probes(settings: Settings) -> None:
+    """Probe 0 DONE with its output; probe 1 DONE in the registry, its output gone."""
+    fill_registry(settings.registry_path, range(2))
+    fill_store(settings.local_targets_dir, range(1))
+
+
+@contextmanager
+def dispatches(app: Flask) -> Iterator[list[str]]:
+    """The paths Flask dispatched to a view meanwhile (``request_started``): the path in front of it sends none."""
+    seen: list[str] = []
+    with request_started.connected_to(lambda sender, **_: seen.append(_request_path()), app):
+        yield seen
+
+
+def _request_path() -> str:
+    from flask import request
+
+    return request.path
+
+
+def both(app: Flask) -> tuple[Client, Client]:
+    """A client of the app as served (the path in front of Flask) and one of Flask's own WSGI app behind it."""
+    served = app.wsgi_app
+    assert isinstance(served, StatusPath)
+    return Client(served), Client(served.flask_wsgi)
+
+
+def same_second(fast: Client, flask: Client, path: str, **kwargs: Any) -> list[tuple[TestResponse, TestResponse]]:
+    """Both answers to ``path``, asked within one second (a download URL's expiry counts whole seconds): Flask's is
+    taken between two of the path in front's that are identical. Every pair asked, the last one so asked."""
+    found: list[tuple[TestResponse, TestResponse]] = []
+
+    def asked() -> bool:
+        first, behind, second = fast.get(path, **kwargs), flask.get(path, **kwargs), fast.get(path, **kwargs)
+        found.append((second, behind))
+        return first.get_data() == second.get_data()
+
+    wait_until(asked, timeout=30)
+    return found
+
+
+@pytest.mark.parametrize("n", [0, 1], ids=["done with its output", "output gone"])
+@pytest.mark.parametrize(
+    ("suffix", "host"),
+    [("", "localhost"), ("/", "127.0.0.1:5000"), ("&unknown=1", "[::1]:8080")],
+    ids=["plain", "trailing slash", "another argument"],
+)
+def test_the_path_in_front_answers_the_bytes_and_headers_of_the_view(
+    app: Flask, probes: None, n: int, suffix: str, host: str
+) -> None:
+    fast, flask = both(app)
+    path = lookup(n).replace(STATUS, STATUS + "/") if suffix == "/" else lookup(n) + suffix
+    flask.get(path, headers={"Host": host})  # its links built once by url_for (see the test after)
+    with dispatches(app) as dispatched:
+        pairs = same_second(fast, flask, path, headers={"Host": host})
+    ours, theirs = pairs[-1]
+
+    assert ours.status_code == theirs.status_code == 200
+    assert ours.headers.to_wsgi_list() == theirs.headers.to_wsgi_list()
+    assert ours.get_data() == theirs.get_data()
+    assert ours.get_json()["data"]["run_url"].startswith(f"http://{host}/api/runs/")
+    # Flask dispatched its own answers to the view, and none of the path in front's (two for each of Flask's)
+    assert dispatched == [STATUS + ("/" if suffix == "/" else "")] * len(pairs)
+
+
+def test_the_first_lookup_by_a_host_is_flask_s_which_builds_its_links(app: Flask, probes: None) -> None:
+    """A link is built by url_for once per endpoint, Host and root, in Flask's request context: the path in front
+    hands over a lookup whose links were never built, and answers the next one itself."""
+    fast, _ = both(app)
+    host = {"Host": f"[::1]:{uuid.uuid4().int % 50000 + 10000}"}  # a Host no test asked by before
+    with dispatches(app) as dispatched:
+        first, second = fast.get(lookup(0), headers=host), fast.get(lookup(0), headers=host)
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.get_json()["data"]["run_url"] == second.get_json()["data"]["run_url"]
+    assert dispatched == [STATUS]
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_the_paths_it_answers_are_those_flask_routes_to_the_view(app: Flask, path: str) -> None:
+    rule, values = app.url_map.bind("localhost").match(path, "GET", return_rule=True)
+    assert (rule.endpoint, values, rule) == (ENDPOINT, {}, StatusPath(app, None, app.wsgi_app).rule)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "code"),
+    [
+        ("GET", STATUS, 422),  # no chain
+        ("GET", f"{STATUS}?chain=chains/a/b/C/00000000000000000000000000000000", 400),  # no file name
+        ("GET", lookup(7), 404),  # nothing knows it
+        ("HEAD", lookup(0), 200),
+        ("OPTIONS", lookup(0), 200),
+        ("POST", lookup(0), 405),
+        ("GET", "/api/chainstatus/extra", 404),
+    ],
+)
+def test_every_other_answer_is_flask_s_own(app: Flask, probes: None, method: str, path: str, code: int) -> None:
+    fast, flask = both(app)
+    with dispatches(app) as dispatched:
+        ours = fast.open(path, method=method)
+    theirs = flask.open(path, method=method)
+
+    assert ours.status_code == theirs.status_code == code
+    assert ours.get_data() == theirs.get_data()
+    assert dispatched == [path.partition("?")[0]]  # answered by Flask's dispatch
+
+
+def secured_app(settings: Settings, **changes: Any) -> Flask:
+    return build_app(
+        settings.replace(api_tokens=f"{entry(WRITER, 'write', 'ci')},{entry(READER, 'read', 'ro')}", **changes)
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "headers", "code"),
+    [
+        ({}, {"Host": "rebind.evil.example"}, 421),
+        ({"secured": True}, {}, 401),
+        ({"secured": True}, bearer("not-a-token"), 401),
+        ({"secured": True}, {"Authorization": "Basic d3JpdGVyOg=="}, 401),
+        ({"secured": True}, {"Cookie": "nectar_session=forged"}, 401),
+        ({"secured": True}, {**bearer(READER), "Host": "evil.example"}, 421),
+        ({"public_url": "https://nectar.example.com"}, {"Host": "localhost.evil.example"}, 421),
+    ],
+    ids=["foreign host", "no token", "wrong token", "not bearer", "a cookie is no token", "token, foreign host",
+         "look-alike host"],
+)  # fmt: skip
+def test_each_check_refuses_through_the_path_in_front(
+    settings: Settings, probes: None, changes: dict[str, Any], headers: dict[str, str], code: int
+) -> None:
+    """A lookup that the path in front would answer 200 is refused as Flask refuses it: were a check skipped there,
+    the answer would be the lookup's 200."""
+    secured = changes.pop("secured", False)
+    app = secured_app(settings, **changes) if secured else build_app(settings.replace(**changes))
+    fast, flask = both(app)
+
+    ours, theirs = fast.get(lookup(0), headers=headers), flask.get(lookup(0), headers=headers)
+
+    assert ours.status_code == theirs.status_code == code
+    assert ours.get_data() == theirs.get_data() and ours.get_json()["status"] == code
+
+
+@pytest.mark.parametrize("reads", [True, False], ids=["reads need a token", "reads open"])
+def test_a_lookup_the_checks_let_through_is_answered_in_front(settings: Settings, probes: None, reads: bool) -> None:
+    app = secured_app(settings, auth_reads=reads)
+    fast, _ = both(app)
+    with dispatches(app) as dispatched:
+        answered = fast.get(lookup(0), headers=bearer(READER) if reads else {})
+
+    assert answered.status_code == 200 and answered.get_json()["data"]["job_status"] == "DONE"
+    assert dispatched == []
+
+
+def test_a_chunked_body_too_large_is_refused_through_it(settings: Settings, probes: None) -> None:
+    """A GET whose chunked body is over NECTAR_MAX_BODY is 413 (Flask answers a request with a body), not the lookup."""
+    app = build_app(settings.replace(max_body=16))
+    fast, _ = both(app)
+    chunked = {"HTTP_TRANSFER_ENCODING": "chunked"}
+
+    refused = fast.get(lookup(0), input_stream=io.BytesIO(b"x" * 17), environ_overrides=chunked)
+    small = fast.get(lookup(0), input_stream=io.BytesIO(b"x" * 16), environ_overrides=chunked)
+
+    assert (refused.status_code, small.status_code) == (413, 200)
+
+
+def latencies(app: Flask, endpoint: str, status: str) -> float:
+    text = Client(app).get("/metrics").get_data(as_text=True)
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    return next(
+        (
+            sample.value
+            for sample in families["nectar_http_request_duration_seconds"].samples
+            if sample.name.endswith("_count")
+            and (sample.labels["endpoint"], sample.labels["method"], sample.labels["status"])
+            == (endpoint, "GET", status)
+        ),
+        0.0,
+    )
+
+
+def test_its_answers_and_the_refusals_behind_it_are_timed_once_each(settings: Settings, probes: None) -> None:
+    app = build_app(settings)
+    fast, _ = both(app)
+    before = latencies(app, STATUS, "200"), latencies(app, STATUS, "404"), latencies(app, STATUS, "421")
+
+    for path, headers in ((lookup(0), {}), (lookup(0), {}), (lookup(7), {}), (lookup(0), {"Host": "evil.example"})):
+        fast.get(path, headers=headers)
+
+    after = latencies(app, STATUS, "200"), latencies(app, STATUS, "404"), latencies(app, STATUS, "421")
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 1]

@@ -1,0 +1,233 @@
+"""An attempt process that ended its run cleanly takes another (up to ``NECTAR_RUNS_PER_PROCESS``), through the real
+worker: what one run leaves never reaches the next, and a process killed between runs or during one loses no run
+(:mod:`nectar.reuse`, :mod:`nectar.spares`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+
+from nectar.build import luigi_worker_id
+from nectar.config import Settings
+from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
+from nectar.leases import HOST
+from nectar.registry import Run, RunState
+from nectar.service import Nectar
+from tests.conftest import wait_until
+from tests.faults.conftest import alive, children
+from tests.nectar.test_spare import KEPT, ended
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+CHAIN = """
+import logging
+import os
+import subprocess
+import threading
+import time
+
+import luigi
+from nectar import NectarTask
+
+VERSION = {version!r}
+#: a module global each run appends to: a run that finds it not empty inherited an earlier run's module
+SEEN = []
+
+
+class CountTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        SEEN.append(self.n)
+        print(f"printed by run {{self.n}}")
+        logging.getLogger("counting").warning("logged by run %d", self.n)
+        with self.output().open("w") as out:
+            out.write(f"{{VERSION}} {{SEEN}}\\n")
+
+
+class LeavesTask(NectarTask):
+    n = luigi.IntParameter()
+    leaves = luigi.Parameter()
+
+    def run(self):
+        left = 0
+        if self.leaves == "thread":
+            threading.Thread(target=lambda: time.sleep(3600), daemon=True).start()
+        else:
+            left = subprocess.Popen(["sleep", "3600"]).pid
+        with self.output().open("w") as out:
+            out.write(f"{{left}}\\n")
+
+
+class HeldTask(NectarTask):
+    n = luigi.IntParameter()
+    gate = luigi.Parameter()
+
+    def run(self):
+        with open(self.gate + ".started", "w") as started:
+            started.write(str(os.getpid()))
+        while not os.path.exists(self.gate):
+            time.sleep(0.05)
+        with self.output().open("w") as out:
+            out.write("held\\n")
+"""
+
+
+@pytest.fixture
+def reusing(settings: Settings, luigid: str, write_chain: Callable[[str, str], Path]) -> Settings:
+    write_chain("reuse/reuse_chain", CHAIN.format(version="v1"))
+    return settings.replace(scheduler_url=luigid, spare_idle=KEPT, retries=1, retry_delay=0)
+
+
+def pid_of(run: Run) -> int:
+    """The pid of the process that held ``run``'s attempt (``host:pid``, or ``host:pid.n`` for its n-th run)."""
+    assert run.worker is not None and run.worker.startswith(f"{HOST}:")
+    return int(run.worker.rpartition(":")[2].partition(".")[0])
+
+
+def reused(run: Run) -> bool:
+    """Whether ``run``'s attempt ran in a process that had executed a run before (``host:pid.n``, n > 1)."""
+    return bool(re.fullmatch(r".*:\d+\.\d+", run.worker or ""))
+
+
+def submit(nectar: Nectar, task: str, **params: object) -> str:
+    submission = nectar.submit("reuse", "reuse_chain", task, params)
+    assert submission.run is not None
+    return submission.run.id
+
+
+def count(nectar: Nectar, n: int) -> Run:
+    return ended(nectar, submit(nectar, "CountTask", n=n))
+
+
+def output(nectar: Nectar, run: Run, file: str | None = None) -> str:
+    key = TargetKey.parse(run.key)
+    return nectar.store.read_text(key if file is None else key.with_file(file))
+
+
+def until_reused(nectar: Nectar, first: int) -> list[Run]:
+    """CountTask runs one after the other from ``first``, until one runs in a process that ran one before."""
+    runs = [count(nectar, first)]
+    while not reused(runs[-1]):
+        assert len(runs) < 10, [run.worker for run in runs]
+        runs.append(count(nectar, first + len(runs)))
+    return runs
+
+
+def test_a_process_that_ended_its_run_takes_another_and_each_run_has_its_own_module_and_logs(
+    reusing: Settings, start_worker: StartWorker, write_chain: Callable[[str, str], Path]
+) -> None:
+    nectar = Nectar(reusing)
+    worker = start_worker(reusing, workers=1)
+
+    runs = until_reused(nectar, 1)
+    write_chain("reuse/reuse_chain", CHAIN.format(version="v2"))  # each process executed v1 ahead of its next run
+    later = [count(nectar, 100 + i) for i in range(4)]
+
+    assert all(run.state == RunState.DONE and run.attempt == 1 for run in runs + later)
+    assert pid_of(runs[-1]) in {pid_of(run) for run in runs[:-1]}  # the same process, its next run
+    answer = requests.get(f"{reusing.scheduler_url}/api/worker_list", timeout=5).json()["response"]
+    in_luigid = {worker["name"] for worker in answer}
+    assert {luigi_worker_id(run.worker or "") for run in runs} <= in_luigid  # a luigi worker of its own per run
+    assert sum(reused(run) for run in later) >= 2, [run.worker for run in runs + later]  # fresh ones join in turn
+    assert alive(pid_of(later[-1])) and pid_of(later[-1]) in children(worker.pid)  # a spare again
+    for run in runs + later:  # a chain's module globals never reach the next run; the file as it is on disk now
+        n = int(run.params["n"])
+        assert output(nectar, run) == f"{'v1' if run in runs else 'v2'} [{n}]\n", run.worker
+        assert re.findall(r"printed by run \d+", output(nectar, run, STDOUT_FILE)) == [f"printed by run {n}"]
+        assert re.findall(r"logged by run \d+", output(nectar, run, STDERR_FILE)) == [f"logged by run {n}"]
+
+    worker.send_signal(signal.SIGTERM)  # its spares, those that came back from a run too, go with it
+    worker.wait(timeout=30)
+    wait_until(lambda: not any(alive(pid_of(run)) for run in runs + later), timeout=10)
+
+
+def test_with_one_run_per_process_each_run_has_a_fresh_process(reusing: Settings, start_worker: StartWorker) -> None:
+    settings = reusing.replace(runs_per_process=1)
+    nectar = Nectar(settings)
+    start_worker(settings, workers=1)
+
+    runs = [count(nectar, n) for n in range(1, 6)]
+
+    assert [run.state for run in runs] == [RunState.DONE] * 5
+    assert len({pid_of(run) for run in runs}) == 5 and not any(reused(run) for run in runs)
+    wait_until(lambda: not any(alive(pid_of(run)) for run in runs), timeout=30)
+
+
+@pytest.mark.parametrize("leaves", ["thread", "child process"])
+def test_a_process_whose_run_left_a_thread_or_a_child_process_exits(
+    reusing: Settings, start_worker: StartWorker, leaves: str, tmp_path: Path
+) -> None:
+    nectar = Nectar(reusing)
+    start_worker(reusing, workers=1)
+
+    run = ended(nectar, submit(nectar, "LeavesTask", n=1, leaves=leaves.split()[-1]))
+
+    left = int(output(nectar, run))
+    try:
+        assert run.state == RunState.DONE
+        wait_until(lambda: not alive(pid_of(run)), timeout=30)
+        said = "\n".join(log.read_text() for log in tmp_path.glob("worker-*.log"))
+        assert f"attempt process {pid_of(run)} exits after 1 run(s): its run left the {leaves}" in said, said
+        assert count(nectar, 2).state == RunState.DONE
+    finally:
+        if left:
+            os.kill(left, signal.SIGKILL)
+
+
+def test_a_process_whose_run_was_cancelled_exits(reusing: Settings, start_worker: StartWorker, tmp_path: Path) -> None:
+    nectar = Nectar(reusing)
+    start_worker(reusing, workers=1)
+    until_reused(nectar, 1)  # processes do take another run here
+    gate = tmp_path / "gate"
+    run_id = submit(nectar, "HeldTask", n=1, gate=str(gate))
+    wait_until(lambda: Path(f"{gate}.started").exists(), timeout=60)
+    held = int(Path(f"{gate}.started").read_text())
+
+    nectar.cancel(run_id)
+
+    assert ended(nectar, run_id).state == RunState.CANCELLED
+    wait_until(lambda: not alive(held), timeout=30)
+    assert count(nectar, 100).state == RunState.DONE
+
+
+def test_a_process_killed_between_runs_or_during_a_reused_one_loses_no_run(
+    reusing: Settings, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    nectar = Nectar(reusing)
+    worker = start_worker(reusing, workers=1)
+    runs = until_reused(nectar, 1)
+    waiting = pid_of(runs[-1])  # back among the spares, waiting for a run
+    wait_until(lambda: waiting in children(worker.pid), timeout=30)
+
+    os.kill(waiting, signal.SIGKILL)
+    after = [count(nectar, 100 + i) for i in range(3)]
+    held = None
+    for n in range(10):  # until one is held by a process that ran one before (the spares take runs in turn)
+        gate = tmp_path / f"gate-{n}"
+        run_id = submit(nectar, "HeldTask", n=n, gate=str(gate))
+        wait_until(Path(f"{gate}.started").exists, timeout=60)
+        held = nectar.runs.get(run_id)
+        assert held is not None
+        if reused(held):
+            break
+        gate.touch()
+        assert ended(nectar, run_id).state == RunState.DONE
+    assert held is not None and reused(held), held
+    killed = int(Path(f"{gate}.started").read_text())
+    os.kill(killed, signal.SIGKILL)
+    gate.touch()
+
+    assert [(run.state, run.attempt) for run in after] == [(RunState.DONE, 1)] * 3
+    retried = ended(nectar, run_id)
+    assert (retried.state, retried.attempt) == (RunState.DONE, 2)
+    said = [line for log in tmp_path.glob("worker-*.log") for line in log.read_text().splitlines() if run_id in line]
+    warned = [line for line in said if "WARNING" in line and "killed by signal 9" in line]
+    assert len(warned) == 1 and f"attempt 1's process {killed} killed by signal 9; it will be retried" in warned[0]
+    assert worker.poll() is None
