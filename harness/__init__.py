@@ -20,7 +20,17 @@ from harness.processes import (
     wait_until,
     waitfor,
 )
-from harness.procfs import alive, carrying, children, cmdline, cpu_seconds, descendants, read_calls, send
+from harness.procfs import (
+    alive,
+    carrying,
+    children,
+    cmdline,
+    connected_to,
+    cpu_seconds,
+    descendants,
+    read_calls,
+    send,
+)
 
 __all__ = [
     "APP",
@@ -39,6 +49,7 @@ __all__ = [
     "carrying",
     "children",
     "cmdline",
+    "connected_to",
     "cpu_seconds",
     "descendants",
     "free_port",

@@ -1,5 +1,5 @@
 """Processes seen through Linux's ``/proc``: children, descendants, liveness, CPU time, read calls, command lines,
-environments."""
+environments, TCP connections."""
 
 from __future__ import annotations
 
@@ -90,3 +90,26 @@ def carrying(var: str, value: str) -> list[int]:
         if needle in environ.split(b"\0"):
             found.append(int(entry))
     return found
+
+
+def connected_to(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a TCP socket whose peer is on ``port``: a client's connection to a server on
+    ``port``, or a server's connection from a client whose own end is ``port`` (a socket gone meanwhile is skipped)."""
+    sockets = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            sockets.add(target[len("socket:[") : -1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in sockets and int(fields[2].rpartition(":")[2], 16) == port:
+                return True
+    return False

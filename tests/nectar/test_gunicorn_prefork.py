@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import http.client
+import json
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import Processes, base_env, children, free_port, settings_env, waitfor
+from harness import APP, REPO, Processes, base_env, children, free_port, settings_env, waitfor
 from nectar.config import Settings
 from nectar.registry.sqlite import SQLiteRunStore
 
@@ -42,6 +44,32 @@ atexit.register(lambda: open(ledger, "a").write(f"{os.getpid()}\\n"))
 
 class ExitNotedTask(NectarTask):
     pass
+"""
+#: the service's gunicorn configuration, noting the modules the master has as it forks and those of each worker
+#: after each request it answered (one JSON list a file, named for the process)
+MODULES_NOTING_CONF = """
+import json
+import os
+import sys
+
+from nectar import gunicorn_conf as service
+from nectar.gunicorn_conf import *  # noqa: F403
+
+
+def note(name, query=""):
+    path = os.path.join(os.environ["MODULES_LEDGER"], name)
+    with open(path + ".new", "w") as ledger:
+        json.dump({"query": query, "modules": sorted(sys.modules)}, ledger)
+    os.replace(path + ".new", path)
+
+
+def pre_fork(server, worker):
+    service.pre_fork(server, worker)
+    note("master")
+
+
+def post_request(worker, req, environ, resp):
+    note(str(os.getpid()), environ.get("QUERY_STRING", ""))
 """
 #: requests after which gunicorn replaces a worker (give or take its 10 % jitter)
 MAX_REQUESTS = 20
@@ -131,5 +159,35 @@ def test_a_worker_that_ends_skips_pythons_teardown_and_its_requests_are_all_answ
         assert ledger.read_text().split() == [str(api.pid)], f"exit handlers ran in {ledger.read_text().split()}"
         log = "\n".join(path.read_text() for path in (tmp_path / "logs").glob("*"))
         assert log.count("Worker exiting") >= 3 and "exited with code" not in log, log
+    finally:
+        processes.close()
+
+
+def test_a_worker_answers_with_the_modules_its_master_imported_before_forking_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Every module an API worker uses to answer (gunicorn's thread pool, werkzeug's IDNA codec for the request's
+    host, the app's) was imported by the master before it forked the worker: none is imported again in each worker,
+    a recycled one too, on its first requests."""
+    conf, ledger = tmp_path / "noting_conf.py", tmp_path / "modules"
+    conf.write_text(MODULES_NOTING_CONF)
+    ledger.mkdir()
+    port = free_port()
+    env = base_env() | settings_env(settings) | {"MODULES_LEDGER": str(ledger), "NECTAR_API_THREADS": "2"}
+    env |= {"NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port), "NECTAR_API_WORKERS": "1"}
+    processes = Processes(tmp_path / "logs")
+    try:
+        api = processes.start("api", [sys.executable, "-m", "gunicorn", "-c", str(conf), APP], env, REPO)
+        processes.wait_up(api, f"http://127.0.0.1:{port}/healthz", "the API")
+        for path in ("/api/chains", "/api/runs", "/api/chainstatus?chain=chains/x/y_chain/T/0/out.txt", "/healthz?end"):
+            chains_of(port, path)
+        (worker,) = children(api.pid)
+        noted = ledger / str(worker)
+        waitfor(
+            lambda: noted.exists() and json.loads(noted.read_text())["query"] == "end", 60, "the last request noted"
+        )
+        master = set(json.loads((ledger / "master").read_text())["modules"])
+        imported = set(json.loads(noted.read_text())["modules"]) - master
+        assert not imported, f"imported by the worker {worker} after its fork: {sorted(imported)}"
     finally:
         processes.close()

@@ -3,13 +3,12 @@ take the CPU the API's start needs."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from harness import answers, base_env, children, cmdline, free_port, waitfor
+from harness import answers, base_env, children, cmdline, connected_to, free_port, waitfor
 
 #: seconds that only fail a hung test
 PATIENCE = 60.0
@@ -31,24 +30,6 @@ class GatedTask(NectarTask):
         with self.output().open("w") as out:
             out.write("gated\\n")
 """
-
-
-def connected_to(pid: int, port: int) -> bool:
-    """Whether process ``pid`` holds a TCP socket connected to ``port`` (a request it waits on the answer of)."""
-    sockets = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            sockets.add(target[len("socket:[") : -1])
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[9] in sockets and int(fields[2].rpartition(":")[2], 16) == port:
-                return True
-    return False
 
 
 def workers_of(pid: int) -> list[int]:
