@@ -118,14 +118,14 @@ class Firing:
 
         self.wait(made, what, interval)
 
-    def wait_count(self, schedule_id: str, at_least: int, what: str) -> int:
-        """Until ``schedule_id`` has ``at_least`` fires; answers how many it had then."""
+    def wait_count(self, schedule_id: str, at_least: int, what: str, interval: float = 0.1) -> int:
+        """Until ``schedule_id`` has ``at_least`` fires, counted every ``interval`` s; answers how many it had then."""
 
         def count() -> int:
             made = len(self.fires(schedule_id))
             return made if made >= at_least else 0
 
-        return int(self.wait(count, what))
+        return int(self.wait(count, what, interval))
 
     def wait(self, predicate: Callable[[], object], what: str, interval: float = 0.1) -> Any:
         """``predicate()`` once true, asked every ``interval`` s: a longer one where it reads hundreds of rows (each
