@@ -236,6 +236,8 @@ class Settings:
                     raise ValueError(f"NECTAR_DATABASE_POOL must be at least 1, not {value}")
                 if f.name == "runs_per_process" and value < 1:
                     raise ValueError(f"NECTAR_RUNS_PER_PROCESS must be at least 1, not {value}")
+                if f.name == "process_max_rss_mb" and value < 0:
+                    raise ValueError(f"NECTAR_PROCESS_MAX_RSS_MB must be 0 (no bound) or more megabytes, not {value}")
             elif f.name in _FLOATS:
                 value = float(value)
                 if f.name == "max_runtime" and not 0 <= value < float("inf"):

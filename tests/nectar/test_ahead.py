@@ -14,11 +14,11 @@ import pytest
 from nectar import executor as executor_module
 from nectar.config import Settings
 from nectar.executor import AHEAD, NOT_AHEAD, Executor
-from nectar.leases import holder
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from nectar.spares import Spare
 from tests.conftest import wait_until
+from tests.nectar.test_spare import pid_of
 
 #: a chain that notes each execution of its file (which process, when, which version) and each run
 CHAIN = """
@@ -127,13 +127,6 @@ def executions(ledger: Path, pid: int) -> list[tuple[float, int]]:
     """When and which version of the chain file process ``pid`` executed."""
     lines = [line.split() for line in ledger.read_text().splitlines()]
     return [(float(at), int(version)) for _, who, at, version in lines if int(who) == pid]
-
-
-def pid_of(run: Run) -> int:
-    assert run.worker is not None
-    pid = holder(run.worker)[1]
-    assert pid is not None
-    return pid
 
 
 def output(settings: Settings, run: Run) -> str:

@@ -48,3 +48,22 @@ def test_the_maximum_runtime_is_a_day_unless_set_and_zero_means_no_limit() -> No
 def test_a_maximum_runtime_that_is_no_number_of_seconds_is_refused_naming_the_variable(value: str) -> None:
     with pytest.raises(ValueError, match="NECTAR_MAX_RUNTIME must be a number of seconds ≥ 0"):
         Settings.from_env({"NECTAR_MAX_RUNTIME": value})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("NECTAR_RUNS_PER_PROCESS", "0", "NECTAR_RUNS_PER_PROCESS must be at least 1, not 0"),
+        (
+            "NECTAR_PROCESS_MAX_RSS_MB",
+            "-1",
+            "NECTAR_PROCESS_MAX_RSS_MB must be 0 \\(no bound\\) or more megabytes, not -1",
+        ),
+    ],
+)
+def test_a_process_reuse_bound_out_of_range_is_refused_naming_the_variable(
+    variable: str, value: str, says: str
+) -> None:
+    """A negative RSS bound would end every process after its first run (its size is always above it), silently."""
+    with pytest.raises(ValueError, match=says):
+        Settings.from_env({variable: value})

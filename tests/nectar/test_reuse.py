@@ -17,12 +17,11 @@ import requests
 from nectar.build import luigi_worker_id
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
-from nectar.leases import HOST, holder
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from tests.conftest import wait_until
 from tests.faults.conftest import alive, children
-from tests.nectar.test_spare import KEPT, ended
+from tests.nectar.test_spare import KEPT, ended, pid_of
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 CHAIN = """
@@ -83,14 +82,6 @@ class HeldTask(NectarTask):
 def reusing(settings: Settings, luigid: str, write_chain: Callable[[str, str], Path]) -> Settings:
     write_chain("reuse/reuse_chain", CHAIN.format(version="v1"))
     return settings.replace(scheduler_url=luigid, spare_idle=KEPT, retries=1, retry_delay=0)
-
-
-def pid_of(run: Run) -> int:
-    """The pid of the process that held ``run``'s attempt (``host:pid``, or ``host:pid.n`` for its n-th run)."""
-    assert run.worker is not None and run.worker.startswith(f"{HOST}:")
-    pid = holder(run.worker)[1]
-    assert pid is not None
-    return pid
 
 
 def reused(run: Run) -> bool:

@@ -90,6 +90,7 @@ def submit(nectar: Nectar, n: int) -> str:
 
 
 def pid_of(run: Run) -> int:
+    """The pid of the process that held ``run``'s attempt (``host:pid``, or ``host:pid.n`` for its n-th run)."""
     assert run.worker is not None and run.worker.startswith(f"{HOST}:")
     pid = holder(run.worker)[1]
     assert pid is not None
