@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from harness import APP, LUIGI_CFG, Processes, base_env, children, cpu_seconds, free_port, settings_env, waitfor
+from harness import APP, LUIGI_CFG, Processes, base_env, children, free_port, settings_env, tree_cpu, waitfor
 from nectar.config import ENV_VARS, Settings
 from nectar.registry import Run, RunState
 from nectar.registry.sqlite import SQLiteRunStore
@@ -144,15 +144,7 @@ class Cluster:
     def api_cpu(self, url: str) -> float:
         """CPU seconds the gunicorn at ``url`` has used: its master's, its live workers' and those of the workers it
         replaced (a recycled worker's time is in its master's ``cutime``/``cstime`` once reaped)."""
-        master = self.apis[url].pid
-        fields = Path(f"/proc/{master}/stat").read_text().rpartition(")")[2].split()
-        used = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
-        for pid in self.api_workers(url):
-            try:
-                used += cpu_seconds(pid)
-            except FileNotFoundError:  # exiting now: counted in cutime once its master reaps it
-                pass
-        return used
+        return tree_cpu(self.apis[url].pid)
 
     def run_once(self, name: str, argv: list[str], env: dict[str, str], timeout: float) -> None:
         """Start ``argv`` as ``name`` and wait for it to exit 0 (``timeout`` only fails a hung one); stop it anyway."""

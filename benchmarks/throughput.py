@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 from benchmarks.dispatch import TASK_PATH, through_service
 from benchmarks.harness import Cluster, Context, Figure, Target, median, ratio_at_least
 from benchmarks.load import hammer
-from harness import cpu_seconds, descendants, waitfor
+from harness import cpu_seconds, tree_cpu, waitfor
 
 NAME = "throughput"
 CLIENTS = 16
@@ -42,19 +41,6 @@ def sustained(cluster: Cluster, first: int, count: int) -> float:
     hammer(cluster.api_url, requests, CLIENTS, duration=None, per_client=math.ceil(count / CLIENTS)).check(202)
     done, last = waitfor(lambda: ended(cluster.settings.registry_path, first, count), 3600, f"{count} runs to end")
     return float(done / (last - began))
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds used by the process ``pid`` and its children, those it reaped (``cutime``/``cstime``) and those
-    alive (its attempt processes and spares)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    used = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    for child in descendants(pid):
-        try:
-            used += cpu_seconds(child)
-        except FileNotFoundError:  # exiting now: in its parent's cutime once reaped
-            pass
-    return used
 
 
 def run(ctx: Context) -> list[Figure]:

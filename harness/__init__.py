@@ -30,6 +30,7 @@ from harness.procfs import (
     descendants,
     read_calls,
     send,
+    tree_cpu,
 )
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "free_port",
     "read_calls",
     "send",
+    "tree_cpu",
     "settings_env",
     "stop",
     "stopping_on_signals",

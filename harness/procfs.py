@@ -41,10 +41,28 @@ def alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
+def _cpu_ticks(pid: int, reaped: bool) -> int:
+    """Clock ticks of CPU ``pid`` used, user and system (utime + stime), with ``reaped`` those of the children it
+    waited for too (cutime + cstime), from its ``stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(value) for value in fields[11 : 15 if reaped else 13])
+
+
 def cpu_seconds(pid: int) -> float:
     """The CPU time ``pid`` has used so far, user and system, in seconds (from its ``stat``: utime + stime)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _cpu_ticks(pid, reaped=False) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used by ``pid``, by the children it reaped (``cutime``/``cstime``) and by its descendants alive (a
+    gunicorn's workers, a worker's attempt processes and spares); one exiting meanwhile is counted once reaped."""
+    used = _cpu_ticks(pid, reaped=True) / os.sysconf("SC_CLK_TCK")
+    for child in descendants(pid):
+        try:
+            used += cpu_seconds(child)
+        except FileNotFoundError:  # exiting now: in its parent's cutime once reaped
+            pass
+    return used
 
 
 def read_calls(pids: list[int]) -> dict[int, int]:
