@@ -49,8 +49,11 @@ class GatedTask(NectarTask):
     tag = luigi.Parameter(default="")
 
     def run(self):
-        (GATES / f"pid-{{self.tag}}-{{self.i}}").write_text(str(os.getpid()))
         note("start", self.i)
+        # the pid file, whole (written aside, then renamed), is the sign the step has started and noted it
+        pid_file = GATES / f"pid-{{self.tag}}-{{self.i}}"
+        pid_file.with_suffix(".part").write_text(str(os.getpid()))
+        os.replace(pid_file.with_suffix(".part"), pid_file)
         print(f"step {{self.i}} started")
         while not (GATES / f"open-{{self.tag}}-{{self.i}}").exists():
             time.sleep(0.01)
