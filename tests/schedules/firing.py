@@ -19,6 +19,7 @@ from nectar.registry.model import RunFilter
 from nectar.schedules.model import Fire
 from nectar.schedules.times import Timing
 from nectar.service import Nectar
+from tests.helpers.ledger import whole_lines
 
 #: a task that appends the fire time it was given to a ledger, one write per run to a file opened O_APPEND
 TICK_CHAIN = '''
@@ -106,8 +107,7 @@ class Firing:
 
     def executed(self) -> Counter[str]:
         """How many times the task ran for each fire time, from its own ledger."""
-        text = self.ledger.read_text() if self.ledger.exists() else ""
-        return Counter(text.splitlines())
+        return Counter(whole_lines(self.ledger))
 
     def wait_fired(self, schedule_id: str, times: list[float], what: str, interval: float = 0.1) -> None:
         """Until a fire exists for each of ``times`` (the clocks alive or not: the failure shows their logs)."""
