@@ -3,7 +3,6 @@ two clocks, a clock killed mid-fire and restarted, stopped by SIGTERM, the sched
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -13,52 +12,13 @@ import pytest
 
 from nectar.schedules.times import Timing
 from tests.schedules.firing import (
-    TICK_CHAIN,
     Firing,
+    Gate,
     assert_once,
     iso,
     ledger_line,
     past_window,
 )
-
-#: the Tick chain whose catch-up a clock makes up to a fire time the test holds: its ``complete()``, which a clock
-#: calls making each fire, waits while the fire time is at or past the one the gate file names (labels "tick" only)
-HELD_TICK = """
-
-import time as _time
-
-GATE = @GATE@
-
-
-def _held_complete(self):
-    while self.label == "tick":
-        with open(GATE) as gate:
-            if self.when.isoformat() < gate.read():
-                break
-        _time.sleep(0.01)
-    return luigi.Task.complete(self)
-
-
-TickTask.complete = _held_complete
-"""
-
-
-class Gate:
-    """The first fire time of the catch-up a clock may not make yet: it waits inside that fire, whose run is made
-    (the task's ``complete()``) but not recorded, until the test moves the gate on or opens it."""
-
-    def __init__(self, firing: Firing, write_chain: Callable[[str, str], Path]) -> None:
-        self.path = firing.ledger.with_name("gate.txt")
-        self.hold(None)
-        chain = TICK_CHAIN.format(ledger=str(firing.ledger)) + HELD_TICK.replace("@GATE@", repr(str(self.path)))
-        write_chain("daily/tick_chain", chain)
-
-    def hold(self, fire_time: float | None) -> None:
-        """Hold the fires from ``fire_time`` on (None: none), the file written whole (aside, then renamed)."""
-        text = ledger_line(fire_time).partition("@")[2] if fire_time is not None else "~"  # "~" sorts after any time
-        aside = self.path.with_suffix(".part")
-        aside.write_text(text)
-        os.replace(aside, self.path)
 
 
 # SQLite only: on PostgreSQL, test_exactly_once.py's three racing clocks (one killed) make 500 fire times once each,
