@@ -138,7 +138,7 @@ def test_a_process_that_ended_its_run_takes_another_and_each_run_has_its_own_mod
 
     worker.send_signal(signal.SIGTERM)  # its spares, those that came back from a run too, go with it
     worker.wait(timeout=30)
-    wait_until(lambda: not any(alive(pid_of(run)) for run in runs + later), timeout=10)
+    wait_until(lambda: not any(alive(pid_of(run)) for run in runs + later), timeout=60)
 
 
 def test_with_one_run_per_process_each_run_has_a_fresh_process(reusing: Settings, start_worker: StartWorker) -> None:
