@@ -69,8 +69,10 @@ class HeldTask(NectarTask):
     gate = luigi.Parameter()
 
     def run(self):
-        with open(self.gate + ".started", "w") as started:
+        # its pid in <gate>.started, whole (written aside, then renamed): the test reads it as soon as it exists
+        with open(self.gate + ".starting", "w") as started:
             started.write(str(os.getpid()))
+        os.replace(self.gate + ".starting", self.gate + ".started")
         while not os.path.exists(self.gate):
             time.sleep(0.05)
         with self.output().open("w") as out:
