@@ -4,6 +4,8 @@ the triggers benchmark's table, read calls, the fan-out's end, the dispatch benc
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import types
 from pathlib import Path
@@ -78,19 +80,32 @@ def test_cpu_seconds_is_the_cpu_a_process_used() -> None:
     assert cpu_seconds(os.getpid()) - before == pytest.approx(time.process_time() - burnt, abs=0.05)
 
 
+#: a process of one thread: says it is ready, reads 5 bytes of its stdin one at a time, says so, then waits for EOF
+FIVE_READS = """
+import os
+print("ready", flush=True)
+for _ in range(5):
+    os.read(0, 1)
+print("read", flush=True)
+os.read(0, 1)
+"""
+
+
 def test_read_calls_counts_the_read_system_calls_of_each_process_still_there() -> None:
-    me = os.getpid()
-    counting = read_calls([me])[me]
-    before = read_calls([me])[me]  # the reads of /proc/<pid>/io themselves, counted between two looks
-    readable, writable = os.pipe()
+    """Counted in a process of one thread: this one's other threads (pytest-xdist's, reading what the controller
+    sends) may read between two looks at its own counter."""
+    child = subprocess.Popen([sys.executable, "-c", FIVE_READS], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert child.stdin is not None and child.stdout is not None
     try:
-        os.write(writable, b"12345")
-        for _ in range(5):
-            os.read(readable, 1)
+        assert child.stdout.readline() == b"ready\n"
+        before = read_calls([child.pid])[child.pid]
+        child.stdin.write(b"12345")
+        child.stdin.flush()
+        assert child.stdout.readline() == b"read\n"  # its last read is waiting: counted only once it returns
+        assert read_calls([child.pid])[child.pid] - before == 5
     finally:
-        os.close(readable)
-        os.close(writable)
-    assert read_calls([me])[me] - before == 5 + (before - counting)
+        child.stdin.close()
+        child.wait(timeout=60)
     never = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # above any pid
     assert read_calls([never]) == {}
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from api import links
 from benchmarks.population import Probe, fill_registry, fill_store
+from nectar import signing
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
+from tests.clock import Clock
 
 
 def test_a_status_parses_its_key_once_and_links_its_step_to_the_same_logs(
     app: Flask, client: FlaskClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the two answers compared sign their download URLs in the same second (expires is a whole unix second)
+    Clock(time.time()).install(monkeypatch, signing)
     fill_registry(settings.registry_path, range(1))
     fill_store(settings.local_targets_dir, range(1))
     key = Probe(0).key

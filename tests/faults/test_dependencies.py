@@ -48,10 +48,12 @@ def test_s3_down_is_named_in_answers_fails_a_writing_run_clearly_and_runs_succee
     cluster.start_worker(workers=1)
     known = cluster.api.queue(n=0)
     cluster.api.wait(known["key"])
-    writer = cluster.api.queue(n=1, sleeps="1.5")
-    waitfor(lambda: cluster.ledger.count("start") == 2, 20, "the writing run to start")
+    gate = cluster.tmp / "gate"  # it writes its output once S3 is down, however slow the test is to stop it
+    writer = cluster.api.queue(n=1, gate=str(gate))
+    waitfor(lambda: cluster.ledger.count("start") == 2, 60, "the writing run to start")
 
     cluster.stop_moto()
+    gate.touch()
 
     waitfor(lambda: cluster.run(writer["run_id"]).state.active is False, 60, "the writing run to end")
     answer = cluster.api.run(writer["run_id"])
@@ -75,7 +77,7 @@ def test_s3_down_is_named_in_answers_fails_a_writing_run_clearly_and_runs_succee
     cluster.start_moto()
 
     assert not cluster.exists(writer["key"])
-    again = cluster.api.queue(n=1, sleeps="1.5")
+    again = cluster.api.queue(n=1, gate=str(gate))  # the writer's task again, its gate open
     assert again["run_id"] != writer["run_id"]
     done = cluster.api.wait(again["key"])
     assert done["attempt"] == 1

@@ -57,16 +57,16 @@ def test_a_task_retries_attribute_overrides_the_default_policy(cluster: Cluster)
 
 
 def test_sigterm_lets_a_short_task_finish_within_the_drain_grace(cluster: Cluster) -> None:
-    cluster.fault = "SIGTERM a worker running a 1 s task (drain_grace=10)"
+    cluster.fault = "SIGTERM a worker running a 1 s task (drain_grace=60)"
     cluster.start_luigid()
     cluster.start_api()
-    worker = cluster.start_worker(workers=1, drain_grace=10)
+    worker = cluster.start_worker(workers=1, drain_grace=60)  # a grace a loaded machine cannot miss
     run = cluster.api.queue(n=0, sleeps="1")
-    waitfor(lambda: cluster.ledger.count("start") == 1, 20, "the run to start")
+    waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start")
 
     worker.send_signal(signal.SIGTERM)
 
-    assert worker.wait(timeout=15) == 0
+    assert worker.wait(timeout=120) == 0
     assert cluster.run(run["run_id"]).state == RunState.DONE
     assert cluster.api.state(run["key"])["job_status"] == "DONE"
     assert cluster.ledger.count("end") == 1

@@ -26,7 +26,7 @@ def test_runs_accepted_before_the_api_is_killed_are_all_done_by_a_new_api(cluste
     cluster.start_worker(workers=2)
     cluster.start_api()
     keys = [cluster.api.queue(n=n, sleeps="0.8")["key"] for n in range(6)]
-    waitfor(lambda: cluster.ledger.count("start") >= 1, 20, "a run to start")
+    waitfor(lambda: cluster.ledger.count("start") >= 1, 60, "a run to start")
 
     killed = cluster.kill_api()
 
@@ -47,7 +47,7 @@ def test_a_killed_worker_and_its_children_are_noticed_and_their_runs_retried(clu
     first = cluster.start_worker(workers=2)
     running = [cluster.api.queue(n=n, sleeps="20,0.3") for n in range(2)]
     queued = cluster.api.queue(n=2, sleeps="0.3")
-    waitfor(lambda: cluster.ledger.count("start") == 2, 20, "two runs to start")
+    waitfor(lambda: cluster.ledger.count("start") == 2, 60, "two runs to start")
     executing = {e.pid for e in cluster.ledger.executions()}
     assert executing <= set(children(first.pid)), "the attempts run in the worker's children"
 
@@ -87,12 +87,12 @@ def test_runs_survive_luigid_killed_and_restarted_mid_run(cluster: Cluster) -> N
     cluster.start_api()
     cluster.start_worker(workers=2)
     keys = [cluster.api.queue(n=n, sleeps="2")["key"] for n in range(4)]
-    waitfor(lambda: cluster.ledger.count("start") >= 2, 20, "two runs to start")
+    waitfor(lambda: cluster.ledger.count("start") >= 2, 60, "two runs to start")
 
     cluster.kill_luigid()
     assert cluster.api.healthz().json()["message"].startswith("degraded: scheduler unavailable")
     # stay down until a task has finished: its luigi worker reports DONE to a dead scheduler
-    waitfor(lambda: cluster.ledger.count("end") >= 1, 10, "a task to finish while luigid is down")
+    waitfor(lambda: cluster.ledger.count("end") >= 1, 60, "a task to finish while luigid is down")
     cluster.start_luigid()
 
     cluster.api.wait_all(keys, timeout=90)
@@ -168,11 +168,11 @@ def test_a_frozen_attempt_is_reclaimed_and_exits_without_finishing_when_thawed(c
     cluster.start_api()
     workers = [cluster.start_worker(workers=1), cluster.start_worker(workers=1)]
     data = cluster.api.queue(n=0, sleeps="30,2")
-    waitfor(lambda: cluster.ledger.count("start") == 1, 20, "the run to start")
+    waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start")
     frozen = cluster.ledger.executions()[0].pid
     owner = parent_of(frozen)
     assert owner in {w.pid for w in workers}
-    waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 5, "the child's first heartbeat")
+    waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 60, "the child's first heartbeat")
 
     cluster.freeze(frozen)
 
@@ -188,7 +188,7 @@ def test_a_frozen_attempt_is_reclaimed_and_exits_without_finishing_when_thawed(c
 
     os.kill(frozen, signal.SIGCONT)
 
-    waitfor(lambda: not alive(frozen), 10, "the thawed child to exit")
+    waitfor(lambda: not alive(frozen), 60, "the thawed child to exit")
     [first] = [e for e in cluster.ledger.executions() if e.pid == frozen]
     assert first.end is None, "the thawed child went on and finished a task it had lost"
     assert cluster.ledger.count("end") == 1
@@ -198,20 +198,22 @@ def test_a_frozen_attempt_is_reclaimed_and_exits_without_finishing_when_thawed(c
 
 
 def test_a_frozen_attempt_thawed_when_its_work_is_due_does_not_finish_it(cluster: Cluster) -> None:
-    """The frozen child's task has no work left when it is thawed (its sleep ran out while it was stopped), and
-    the registry is busy for a moment (another writer holds its lock): the child must still not finish a task
-    whose attempt was reclaimed and done by another worker."""
+    """The frozen child's task has no work left when it is thawed (the gate it waits for was opened while it was
+    stopped), and the registry is busy for a moment (another writer holds its lock): the child must still not
+    finish a task whose attempt was reclaimed and done by another worker."""
     cluster.fault = "SIGSTOP a child near the end of its task; SIGCONT after reclaim, registry busy for 1 s"
     cluster.settings = cluster.settings.replace(retries=1, lease_timeout=3)
     cluster.start_luigid()
     cluster.start_api()
     cluster.start_worker(workers=1)
     cluster.start_worker(workers=1)
-    data = cluster.api.queue(n=0, sleeps="1.5,0.3")
-    waitfor(lambda: cluster.ledger.count("start") == 1, 20, "the run to start")
+    gate = cluster.tmp / "gate"  # held until the child is frozen: a slow test cannot see it finish first
+    data = cluster.api.queue(n=0, gate=str(gate))
+    waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start")
     frozen = cluster.ledger.executions()[0].pid
-    waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 5, "the child's first heartbeat")
+    waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 60, "the child's first heartbeat")
     cluster.freeze(frozen)
+    gate.touch()
     done = cluster.api.wait(data["key"], timeout=cluster.settings.lease_timeout + 10)
     assert done["attempt"] == 2
     [second] = [e for e in cluster.ledger.executions() if e.pid != frozen]
@@ -219,7 +221,7 @@ def test_a_frozen_attempt_thawed_when_its_work_is_due_does_not_finish_it(cluster
     with registry_busy(cluster, seconds=1.0):
         os.kill(frozen, signal.SIGCONT)
 
-    waitfor(lambda: not alive(frozen), 10, "the thawed child to exit")
+    waitfor(lambda: not alive(frozen), 60, "the thawed child to exit")
     [first] = [e for e in cluster.ledger.executions() if e.pid == frozen]
     ledger = cluster.ledger.path.read_text()
     assert first.end is None, f"the thawed child finished the task after its attempt was reclaimed:\n{ledger}"

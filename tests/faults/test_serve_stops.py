@@ -21,7 +21,7 @@ def test_nectar_serve_whose_every_process_dies_at_once_finishes_every_run_after_
     env["NECTAR_RETRY_DELAY"] = "0.2"
     serve = cluster.start_serve(workers=4, **env)
     runs = [cluster.api.queue(n=n, sleeps="2") for n in range(10)]
-    waitfor(lambda: cluster.ledger.count("start") >= 2, 20, "runs to start")
+    waitfor(lambda: cluster.ledger.count("start") >= 2, 60, "runs to start")
     everything = [serve.pid, *descendants(serve.pid)]
 
     for pid in everything:

@@ -23,6 +23,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+#: how long an ``expect`` waits for what a page shows before the test fails (Playwright's own 5 s is missed by a
+#: page waiting on a loaded API); it only fails a hung page, as the 30 s of its actions
+EXPECT_TIMEOUT_MS = 30_000
 
 
 def install_chromium() -> None:
@@ -51,8 +54,9 @@ def chromium() -> Path:
 
 @pytest.fixture(scope="session")
 def browser(chromium: Path) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright  # the test extra; never `playwright install`: Debian's Chromium
+    from playwright.sync_api import expect, sync_playwright  # never `playwright install`: Debian's Chromium
 
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         yield launched

@@ -103,6 +103,14 @@ class PooledTask(Recorded):
 '''
 
 
+def whole_lines(path: Path) -> list[str]:
+    """The lines of the file at ``path`` (none if it does not exist) whose newline is written. A line another
+    process is appending may be read half-way, even one made by one ``write``: a write that crosses a page of the
+    file makes its first part readable first. That part is left to the next read."""
+    text = path.read_text() if path.exists() else ""
+    return text[: text.rfind("\n") + 1].splitlines()
+
+
 @dataclasses.dataclass
 class Execution:
     """One run() of one luigi task in one process."""
@@ -139,7 +147,7 @@ class Ledger:
 
     def lines(self) -> list[tuple[str, str, int, float]]:
         rows = []
-        for line in self.path.read_text().splitlines():
+        for line in whole_lines(self.path):
             word, task_id, pid, stamp = line.split()
             rows.append((word, task_id, int(pid), float(stamp)))
         return rows

@@ -18,6 +18,7 @@ from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from nectar.spares import Spare
 from tests.conftest import wait_until
+from tests.helpers.ledger import whole_lines
 from tests.nectar.test_spare import pid_of
 
 #: a chain that notes each execution of its file (which process, when, which version) and each run
@@ -125,7 +126,7 @@ def ahead_spare(executor: Executor) -> Spare:
 
 def executions(ledger: Path, pid: int) -> list[tuple[float, int]]:
     """When and which version of the chain file process ``pid`` executed."""
-    lines = [line.split() for line in ledger.read_text().splitlines()]
+    lines = [line.split() for line in whole_lines(ledger)]
     return [(float(at), int(version)) for _, who, at, version in lines if int(who) == pid]
 
 

@@ -26,6 +26,7 @@ from tests.faults.conftest import alive, descendants
 
 #: a task that waits for a flag file, with a child process of its own (its pid in ``<flag>.pid``) the whole time
 WAITING_CHAIN = """
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -40,7 +41,9 @@ class WaitTask(NectarTask):
 
     def run(self):
         child = subprocess.Popen(["sleep", "600"])
-        Path(self.flag + ".pid").write_text(str(child.pid))
+        # the child's pid file, whole (written aside, then renamed): a test reads it as soon as it exists
+        Path(self.flag + ".part").write_text(str(child.pid))
+        os.replace(self.flag + ".part", self.flag + ".pid")
         while not Path(self.flag).exists():
             time.sleep(0.05)
         child.kill()

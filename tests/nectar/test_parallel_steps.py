@@ -21,6 +21,7 @@ from nectar.service import Nectar, Submission
 from nectar.spares import AHEAD
 from tests.conftest import REPO
 from tests.faults.conftest import alive, descendants, waitfor
+from tests.helpers.ledger import whole_lines
 from tests.nectar.test_executor import finished
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -103,8 +104,7 @@ class Gates:
         (self.folder / f"fail-{self.tag}-{i}").touch()
 
     def ledger(self) -> list[str]:
-        path = self.folder / "ledger.txt"
-        return path.read_text().splitlines() if path.exists() else []
+        return whole_lines(self.folder / "ledger.txt")
 
 
 @pytest.fixture

@@ -69,8 +69,10 @@ class HeldTask(NectarTask):
     gate = luigi.Parameter()
 
     def run(self):
-        with open(self.gate + ".started", "w") as started:
+        # its pid in <gate>.started, whole (written aside, then renamed): the test reads it as soon as it exists
+        with open(self.gate + ".starting", "w") as started:
             started.write(str(os.getpid()))
+        os.replace(self.gate + ".starting", self.gate + ".started")
         while not os.path.exists(self.gate):
             time.sleep(0.05)
         with self.output().open("w") as out:
@@ -138,7 +140,7 @@ def test_a_process_that_ended_its_run_takes_another_and_each_run_has_its_own_mod
 
     worker.send_signal(signal.SIGTERM)  # its spares, those that came back from a run too, go with it
     worker.wait(timeout=30)
-    wait_until(lambda: not any(alive(pid_of(run)) for run in runs + later), timeout=10)
+    wait_until(lambda: not any(alive(pid_of(run)) for run in runs + later), timeout=60)
 
 
 def test_with_one_run_per_process_each_run_has_a_fresh_process(reusing: Settings, start_worker: StartWorker) -> None:

@@ -455,7 +455,7 @@ def test_a_stopped_or_killed_worker_leaves_no_spare_behind(
     worker.send_signal(signum)
     worker.wait(timeout=30)
 
-    wait_until(lambda: not any(alive(spare) for spare in spares), timeout=10)  # a killed worker's: lifeline
+    wait_until(lambda: not any(alive(spare) for spare in spares), timeout=60)  # a killed worker's: lifeline
 
 
 def test_luigi_failing_to_set_up_fails_the_run_naming_why(

@@ -28,7 +28,10 @@ StartWorker = Callable[..., subprocess.Popen[bytes]]
 WriteChain = Callable[[str, str], Path]
 
 #: how long luigid waits for a silent worker in these tests, instead of the shipped 30 s
-DISCONNECT_DELAY = 1.0
+DISCONNECT_DELAY = 2.0
+#: how often a live worker of these tests pings luigid: well within the delay, or a ping a loaded machine holds up
+#: past it gets a running worker pruned, and its running step FAILED in luigid (the shipped 1 s left no margin)
+PING_INTERVAL = DISCONNECT_DELAY / 8
 
 VISIBLE_CHAIN = """
 import time
@@ -61,12 +64,14 @@ class DownstreamTask(NectarTask):
 
 def short_config(folder: Path) -> Path:
     """The shipped luigi.cfg with its waits shortened: a silent worker is pruned after ``DISCONNECT_DELAY``
-    and a retry delay, if the shipped one is a delay at all (not negative: never), passes within it."""
+    and a retry delay, if the shipped one is a delay at all (not negative: never), passes within it; a worker
+    using it pings every ``PING_INTERVAL``."""
     config = configparser.ConfigParser()
     config.read(LUIGI_CFG)
     shipped = config.getfloat("scheduler", "retry_delay", fallback=900.0)
     config["scheduler"]["retry_delay"] = str(min(shipped, DISCONNECT_DELAY / 2))
     config["scheduler"]["worker_disconnect_delay"] = str(DISCONNECT_DELAY)
+    config["worker"]["ping_interval"] = str(PING_INTERVAL)
     path = folder / "luigi.cfg"
     with path.open("w") as out:
         config.write(out)
@@ -74,11 +79,17 @@ def short_config(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def short_luigid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def short_cfg(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:func:`short_config`, written once for the module's luigid and workers."""
+    return short_config(tmp_path_factory.mktemp("short-cfg"))
+
+
+@pytest.fixture(scope="module")
+def short_luigid(tmp_path_factory: pytest.TempPathFactory, short_cfg: Path) -> Iterator[str]:
     """A real luigid with :func:`short_config`; yields its URL."""
     folder = tmp_path_factory.mktemp("short-luigid")
     port = free_port()
-    proc = start_luigid(port, folder, short_config(folder))
+    proc = start_luigid(port, folder, short_cfg)
     yield f"http://127.0.0.1:{port}"
     stop(proc)
 
@@ -101,9 +112,9 @@ def wait_for_prune(scheduler: SchedulerClient, worker: str) -> None:
 
 
 @pytest.fixture
-def visible(settings: Settings, short_luigid: str, write_chain: WriteChain) -> Settings:
+def visible(settings: Settings, short_luigid: str, short_cfg: Path, write_chain: WriteChain) -> Settings:
     write_chain("vis/visible_chain", VISIBLE_CHAIN)
-    return settings.replace(scheduler_url=short_luigid, retries=0)
+    return settings.replace(scheduler_url=short_luigid, retries=0, luigi_config=short_cfg)
 
 
 def wait_for_status(nectar: Nectar, key: TargetKey, predicate: Callable[[JobStatus], bool], what: str) -> JobStatus:

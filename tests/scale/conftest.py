@@ -132,6 +132,12 @@ class Deployment:
         data: dict[str, Any] = answer.json()["data"]
         return data
 
+    def freeze_node(self, node: Node) -> None:
+        """SIGSTOP the node's worker, then what it started (stopped, it starts nothing more), then its API: it neither
+        starts nor ends an execution from here, and none of its processes sees another die when it is killed."""
+        for pid in [node.worker.pid, *descendants(node.worker.pid), node.api.pid, *descendants(node.api.pid)]:
+            send(pid, signal.SIGSTOP)
+
     def kill_node(self, node: Node) -> None:
         """SIGKILL the node's API (its gunicorn group), its worker and the children executing its runs."""
         pids = [node.api.pid, *descendants(node.api.pid), node.worker.pid, *descendants(node.worker.pid)]

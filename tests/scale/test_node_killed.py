@@ -18,6 +18,7 @@ def test_a_node_killed_half_way_leaves_its_runs_to_the_others(deployment: Deploy
     accepted = submit_round_robin(deployment, sleeps="0.3")
     waitfor(lambda: deployment.ledger.count("end") >= RUNS // 2, 240, "half the runs to end", interval=0.2)
     victim = deployment.nodes[1]
+    deployment.freeze_node(victim)  # the executions in flight, read now, are those the kill cuts short
     in_flight = {e.pid for e in deployment.ledger.executions() if e.end is None}
 
     deployment.kill_node(victim)

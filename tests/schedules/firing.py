@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ from nectar.registry.model import RunFilter
 from nectar.schedules.model import Fire
 from nectar.schedules.times import Timing
 from nectar.service import Nectar
+from tests.helpers.ledger import whole_lines
 
 #: a task that appends the fire time it was given to a ledger, one write per run to a file opened O_APPEND
 TICK_CHAIN = '''
@@ -106,8 +108,7 @@ class Firing:
 
     def executed(self) -> Counter[str]:
         """How many times the task ran for each fire time, from its own ledger."""
-        text = self.ledger.read_text() if self.ledger.exists() else ""
-        return Counter(text.splitlines())
+        return Counter(whole_lines(self.ledger))
 
     def wait_fired(self, schedule_id: str, times: list[float], what: str, interval: float = 0.1) -> None:
         """Until a fire exists for each of ``times`` (the clocks alive or not: the failure shows their logs)."""
@@ -135,6 +136,46 @@ class Firing:
         except AssertionError:
             self.processes.dump_logs()
             raise
+
+
+#: the Tick chain whose catch-up a clock makes up to a fire time the test holds: its ``complete()``, which a clock
+#: calls making each fire, waits while the fire time is at or past the one the gate file names (labels "tick" only)
+HELD_TICK = """
+
+import time as _time
+
+GATE = @GATE@
+
+
+def _held_complete(self):
+    while self.label == "tick":
+        with open(GATE) as gate:
+            if self.when.isoformat() < gate.read():
+                break
+        _time.sleep(0.01)
+    return luigi.Task.complete(self)
+
+
+TickTask.complete = _held_complete
+"""
+
+
+class Gate:
+    """The first fire time of the catch-up a clock may not make yet: it waits inside that fire, whose run is made
+    (the task's ``complete()``) but not recorded, until the test moves the gate on or opens it."""
+
+    def __init__(self, firing: Firing, write_chain: Callable[[str, str], Path]) -> None:
+        self.path = firing.ledger.with_name("gate.txt")
+        self.hold(None)
+        chain = TICK_CHAIN.format(ledger=str(firing.ledger)) + HELD_TICK.replace("@GATE@", repr(str(self.path)))
+        write_chain("daily/tick_chain", chain)
+
+    def hold(self, fire_time: float | None) -> None:
+        """Hold the fires from ``fire_time`` on (None: none), the file written whole (aside, then renamed)."""
+        text = ledger_line(fire_time).partition("@")[2] if fire_time is not None else "~"  # "~" sorts after any time
+        aside = self.path.with_suffix(".part")
+        aside.write_text(text)
+        os.replace(aside, self.path)
 
 
 def when_param(t: float) -> str:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from nectar.schedules.times import Timing
 from tests.schedules.firing import (
-    PATIENCE,
     Firing,
+    Gate,
     assert_once,
     iso,
     ledger_line,
@@ -48,20 +50,26 @@ def test_two_clocks_make_an_hour_of_fires_once_each(firing: Firing) -> None:
     assert set(executed) <= made, "an execution of no fire time"
 
 
-def test_a_clock_killed_mid_fire_three_times_and_restarted_loses_and_doubles_nothing(firing: Firing) -> None:
+def test_a_clock_killed_mid_fire_three_times_and_restarted_loses_and_doubles_nothing(
+    firing: Firing, write_chain: Callable[[str, str], Path]
+) -> None:
     """One clock catching up 600 missed fire times, SIGKILLed three times while it makes them: the clock
-    started after it makes the rest, every fire time once. Its fires are counted every 10 ms: a clock makes ~200 in
-    the 0.1 s the other tests wait between counts, and the third kill then came after the catch-up (CI, 612 fires)."""
+    started after it makes the rest, every fire time once. Each clock is killed after it made 10 fires, wherever it
+    is then, and before the catch-up ends: a gate holds it 150 fire times further (a free clock made ~200 fires in
+    the 0.1 s a test waits between two counts, and a third kill once came after the catch-up: CI, 612 fires)."""
+    gate = Gate(firing, write_chain)
     start = float(int(time.time()) - 610)
     window = past_window(Timing.parse(None, 1, "UTC"), start, 600)
     sid = firing.create(interval_s=1, catchup="all", start=iso(start))
     killed_at = []
-    for _ in range(3):
+    for n in range(3):
+        gate.hold(window[150 * (n + 1)])
         before = len(firing.fires(sid))
         clock = firing.clock()
         made = firing.wait_count(sid, before + 10, "the restarted clock to make 10 fires", interval=0.01)
         firing.kill(clock)
         killed_at.append(made)
+    gate.hold(None)
     firing.clock()
     firing.wait_fired(sid, window, "the 600 fire times to be made after the third restart")
 
@@ -69,18 +77,25 @@ def test_a_clock_killed_mid_fire_three_times_and_restarted_loses_and_doubles_not
     assert_once(firing, sid, window)
 
 
-def test_a_schedule_edited_while_two_clocks_fire_it_fires_each_time_by_one_version(firing: Firing) -> None:
+def test_a_schedule_edited_while_two_clocks_fire_it_fires_each_time_by_one_version(
+    firing: Firing, write_chain: Callable[[str, str], Path]
+) -> None:
     """Its interval changed from 1 s to 2 s while two clocks catch it up: the fire times up to the edit are the
-    old version's, every second; the later ones the new version's, every other second; none by both, none lost."""
+    old version's, every second; the later ones the new version's, every other second; none by both, none lost.
+    The clocks are held 300 fire times in until the edit is made (free, they could make the ~550 more fires before
+    the end of the window in the moment between the test's count and its edit)."""
+    gate = Gate(firing, write_chain)
     start = float(int(time.time()) - 810) // 2 * 2
     old, new = Timing.parse(None, 1, "UTC"), Timing.parse(None, 2, "UTC")
     end = start + 798
+    gate.hold(start + 300)
     sid = firing.create(interval_s=1, catchup="all", start=iso(start))
     firing.clock(), firing.clock()
 
     firing.wait(lambda: len(firing.fires(sid)) >= 50, "50 fires of the first version")
     edited = firing.book.change(sid, {"interval_s": 2})
     assert edited.spec.timing.interval_s == 2
+    gate.hold(None)
     firing.wait(
         lambda: any(f.version == 2 and f.fire_time >= end for f in firing.fires(sid)),
         "the second version to fire up to the end of the window",
@@ -98,29 +113,52 @@ def test_a_schedule_edited_while_two_clocks_fire_it_fires_each_time_by_one_versi
 
 
 @pytest.mark.parametrize("registry", ["sqlite"], indirect=True)
-def test_a_clock_stopped_by_sigterm_mid_catch_up_exits_after_the_fire_it_makes(firing: Firing) -> None:
+def test_a_clock_stopped_by_sigterm_mid_catch_up_exits_after_the_fire_it_makes(
+    firing: Firing, write_chain: Callable[[str, str], Path]
+) -> None:
     """SIGTERM while a clock catches up 900 missed fire times: it exits at once, not after the whole pass (which
-    nectar serve, waiting for its parts, would end with SIGKILL); the next clock makes the rest, once each."""
+    nectar serve, waiting for its parts, would end with SIGKILL); the next clock makes the rest, once each. The
+    clock is held 300 fire times in, then let make one more fire at a time until it exits: it cannot end the pass
+    before the signal is handled, however slowly (free, it made the 870 fires left in ~0.4 s)."""
+    gate = Gate(firing, write_chain)
     start = float(int(time.time()) - 910)
     window = past_window(Timing.parse(None, 1, "UTC"), start, 900)
+    held = 300
+    gate.hold(window[held])
     sid = firing.create(interval_s=1, catchup="all", start=iso(start))
     clock = firing.clock()
     firing.wait_count(sid, 30, "the clock to make 30 fires")
 
     clock.send_signal(signal.SIGTERM)
 
-    assert clock.wait(timeout=PATIENCE) == 0
+    def exited_letting_one_fire_go_at_a_time() -> bool:
+        nonlocal held
+        if clock.poll() is not None:
+            return True
+        if held < len(window) and len(firing.fires(sid)) >= held:  # it made every fire before the held one
+            held += 1
+            gate.hold(window[held] if held < len(window) else None)
+        return False
+
+    firing.wait(exited_letting_one_fire_go_at_a_time, "the clock to exit")
+    assert clock.returncode == 0
     stopped_at = len(firing.fires(sid))
     assert stopped_at < 900, f"the clock ended its pass ({stopped_at} fires) before it stopped"
+    gate.hold(None)
     firing.clock()
     firing.wait_fired(sid, window, "the next clock to make the rest")
     assert_once(firing, sid, window)
 
 
-def test_a_schedule_paused_mid_catch_up_makes_no_more_fires(firing: Firing) -> None:
+def test_a_schedule_paused_mid_catch_up_makes_no_more_fires(
+    firing: Firing, write_chain: Callable[[str, str], Path]
+) -> None:
     """Paused while a clock catches up 900 missed fire times, it makes none after the pause but the one in flight
-    (the clock does not finish the pass it began); another schedule, on time, shows the clock went on."""
+    (the clock does not finish the pass it began); another schedule, on time, shows the clock went on. The clock is
+    held 300 fire times in until the pause is made (free, it could end the catch-up before it)."""
+    gate = Gate(firing, write_chain)
     start = float(int(time.time()) - 910)
+    gate.hold(start + 300)
     paused = firing.create(interval_s=1, catchup="all", start=iso(start))
     witness = firing.create(interval_s=1, params={"label": "witness"})
     firing.clock()
@@ -128,6 +166,7 @@ def test_a_schedule_paused_mid_catch_up_makes_no_more_fires(firing: Firing) -> N
 
     firing.book.change(paused, {"paused": True})
     paused_at = time.time()
+    gate.hold(None)
 
     firing.wait(
         lambda: any(fire.recorded_at > paused_at for fire in firing.fires(witness)),

@@ -19,6 +19,7 @@ from nectar.config import Settings, configure
 from nectar.registry import Run, RunFilter, RunState
 from nectar.service import Nectar
 from nectar.triggers.loop import TriggerLoop
+from tests.helpers.ledger import whole_lines
 from tests.schedules.firing import EVERYTHING, PATIENCE
 from tests.triggers.test_core import land
 
@@ -136,7 +137,7 @@ class Landing:
 
     def executed(self) -> Counter[str]:
         """How many times the task ran for each line it writes, from its own ledger."""
-        return Counter(self.ledger.read_text().splitlines() if self.ledger.exists() else [])
+        return Counter(whole_lines(self.ledger))
 
     def triggered_runs(self, trigger_id: str) -> list[Run]:
         runs, _ = self.runs.find(RunFilter(chain="landed_chain"), limit=EVERYTHING)
