@@ -54,7 +54,7 @@ from nectar.catalog.loader import Stamp, chain_code, file_stamp, load_ahead
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.leases import INTERRUPT_GRACE, process_name, reclaim, release, release_lost_in_luigid, timed_out
-from nectar.luigid import scheduler_of, scheduler_secret
+from nectar.luigid import kept_scheduler, scheduler_of, scheduler_secret
 from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
 from nectar.spares import ENDED, READY, STARTED, Spare, Spares, freeze_held, hand_over, heard, started
@@ -212,7 +212,7 @@ class Executor:
         try:
             self.runs.check()
             secret = scheduler_secret(self.settings)
-            made = Build(self.settings.scheduler_url, process_name(), secret, scheduler_of(self.settings))
+            made = Build(self.settings.scheduler_url, process_name(), secret, kept_scheduler(self.settings))
         except Exception:  # the attempt will make them again, and fail with the reason if it must
             logger.exception("a spare attempt process could not prepare its luigi build")
         likely = self._likely
@@ -229,7 +229,7 @@ class Executor:
         run: Run = pickle.loads(given)
         ending = attempt(self.settings, self.runs, run, build)
         if build is not None and build.client is not None:
-            build.client.connections.close()
+            build.client.settle()  # kept, with its connection, for this process's next run
         self._likely = self._likely_after(run, chain_file(self.settings, run))
         return 0 if ending.state == RunState.DONE else 2, ending.clean
 
