@@ -61,7 +61,9 @@ def _set_up(env: luigi.interface.core) -> None:
     """What a build sets up in its process before it runs: luigi's logging (once per process: luigi's
     ``InterfaceLogging``), with luigi's "luigi" logger at luigi.cfg's level too, before luigi says at INFO how it
     configured logging; and a plain luigi task's params.txt and logs recorded, as a NectarTask's."""
-    logging.getLogger("luigi").setLevel(env.log_level)
+    luigi_log = logging.getLogger("luigi")
+    if logging.getLevelName(luigi_log.level) != env.log_level:  # a change clears every logger's cache: not per build
+        luigi_log.setLevel(env.log_level)
     InterfaceLogging.setup(env)
     record_every_task()
 

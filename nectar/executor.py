@@ -163,6 +163,8 @@ class Executor:
         #: the chain files (as they were: path, stamp) that a spare could not execute ahead: not tried again
         self._not_ahead: set[tuple[str, Stamp]] = set()
         self._warmed = False
+        #: the process whose registry connections a spare's setup opened and checked (:meth:`_prepare`; 0: none yet)
+        self._checked = 0
         #: readable when a signal came (a stop): set by serve_forever, in the main thread
         self._signalled: int | None = None
 
@@ -210,7 +212,9 @@ class Executor:
         likely chain executed ahead), and what the spare says once it is set up."""
         made = None
         try:
-            self.runs.check()
+            if self._checked != os.getpid():  # its connections open: a process taking another run has them already
+                self.runs.check()
+                self._checked = os.getpid()
             secret = scheduler_secret(self.settings)
             made = Build(self.settings.scheduler_url, process_name(), secret, kept_scheduler(self.settings))
         except Exception:  # the attempt will make them again, and fail with the reason if it must
