@@ -335,6 +335,8 @@ class Executor:
             assert child.channel is not None
             likely = self._likely_after(child.run, chain_file(self.settings, child.run))
             self.spares.returned(pid, child.channel, child.runs_done + 1, likely)
+            if status == 0:  # it stays having recorded its run DONE itself: nothing is left to record or release
+                return
         run = child.run
         if not self._owned(run):  # the child recorded its outcome, or the attempt was taken from it
             self._end_stopped(pid, run, exited)
