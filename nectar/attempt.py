@@ -239,10 +239,11 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
             if recorder.failed is None:  # else luigi has told (once) what failed first
                 recorder.failed = (run.task, describe(exc), not is_permanent(exc))
                 logger.exception("run %s of %s failed", run.id, run.ref)
-        try:
-            recorder.flush()
-        except Exception:  # the steps' last changes are lost; the run's own outcome is recorded below
-            logger.exception("could not record the last steps of run %s", run.id)
+        if not complete:  # a complete task's last step changes are written with its run's end, in one commit
+            _flush(recorder, run)
+    done = complete and not (lease.timed_out or lease.lost or lease.stopping)
+    if complete and not done:
+        _flush(recorder, run)
     if lease.timed_out:  # the run is FAILED: what still runs of it ends, in luigid too
         release(runs, run, lease.timed_out, scheduler_of(settings))
         return RunState.FAILED
@@ -252,8 +253,8 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         runs.requeue(run.id, run.attempt)
         release(runs, run, "interrupted: the worker stopped; the run was requeued", scheduler_of(settings))
         return RunState.PENDING
-    if complete:
-        return RunState.DONE if runs.complete(run.id, run.attempt) else None
+    if done:
+        return RunState.DONE if runs.complete(run.id, run.attempt, recorder.take()) else None
     if recorder.waiting_for and recorder.failed is None:
         return wait_for_data(runs, run, recorder.waiting_for, patience)
     scheduler = scheduler_of(settings)
@@ -281,6 +282,14 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
     if state is not None:
         end_running_steps(runs, run, step)
     return state
+
+
+def _flush(recorder: StepRecorder, run: Run) -> None:
+    """Write the steps' last changes; the run's own outcome is recorded even if they are lost."""
+    try:
+        recorder.flush()
+    except Exception:
+        logger.exception("could not record the last steps of run %s", run.id)
 
 
 def wait_for_data(runs: RunStore, run: Run, missing: list[str], patience: float) -> RunState | None:

@@ -30,7 +30,7 @@ from luigi.setup_logging import InterfaceLogging
 from nectar import parallel
 from nectar.config import get_settings
 from nectar.luigi_internals import RunResult, new_worker, schedule_and_run, worker_config
-from nectar.luigid import LuigidRPC, SchedulerClient
+from nectar.luigid import LuigidRPC, SchedulerClient, kept
 from nectar.task import record_every_task
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,9 @@ def _set_up(env: luigi.interface.core) -> None:
     """What a build sets up in its process before it runs: luigi's logging (once per process: luigi's
     ``InterfaceLogging``), with luigi's "luigi" logger at luigi.cfg's level too, before luigi says at INFO how it
     configured logging; and a plain luigi task's params.txt and logs recorded, as a NectarTask's."""
-    logging.getLogger("luigi").setLevel(env.log_level)
+    luigi_log = logging.getLogger("luigi")
+    if logging.getLevelName(luigi_log.level) != env.log_level:  # a change clears every logger's cache: not per build
+        luigi_log.setLevel(env.log_level)
     InterfaceLogging.setup(env)
     record_every_task()
 
@@ -75,7 +77,8 @@ class Build:
     """One ``luigi.build`` of one task, against luigid at ``scheduler_url`` (luigi's local scheduler if None).
 
     ``client`` (with luigid) is the attempt's :class:`~nectar.luigid.SchedulerClient`, its connection opened
-    ahead on this thread.
+    ahead on this thread. luigi's worker talks to luigid through the process's :class:`~nectar.luigid.LuigidRPC`,
+    kept from one build to the next (:func:`~nectar.luigid.kept`): its connection too.
     """
 
     def __init__(
@@ -89,7 +92,7 @@ class Build:
         self.scheduler: luigi.scheduler.Scheduler | LuigidRPC
         self.client = client
         if scheduler_url:
-            self.scheduler = LuigidRPC(scheduler_url, secret=secret)
+            self.scheduler = kept(LuigidRPC, scheduler_url, None, secret)  # the process's, from one run to the next
             self.scheduler.connections.open()
             if client is not None:
                 client.connections.open()  # on the attempt's own thread, which asks luigid ahead with it
@@ -115,8 +118,10 @@ class Build:
                 return schedule_and_run(self.worker, task, self.env)
         finally:
             if isinstance(self.scheduler, LuigidRPC):
-                self._send_held(self.scheduler)
-                self.scheduler.close()
+                try:
+                    self._send_held(self.scheduler)
+                finally:
+                    self.scheduler.settle()  # its connection kept for the process's next build, in step
 
     @staticmethod
     def _send_held(scheduler: LuigidRPC) -> None:

@@ -54,7 +54,7 @@ from nectar.catalog.loader import Stamp, chain_code, file_stamp, load_ahead
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.leases import INTERRUPT_GRACE, process_name, reclaim, release, release_lost_in_luigid, timed_out
-from nectar.luigid import scheduler_of, scheduler_secret
+from nectar.luigid import kept_scheduler, scheduler_of, scheduler_secret
 from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
 from nectar.spares import ENDED, READY, STARTED, Spare, Spares, freeze_held, hand_over, heard, started
@@ -163,6 +163,8 @@ class Executor:
         #: the chain files (as they were: path, stamp) that a spare could not execute ahead: not tried again
         self._not_ahead: set[tuple[str, Stamp]] = set()
         self._warmed = False
+        #: the process whose registry connections a spare's setup opened and checked (:meth:`_prepare`; 0: none yet)
+        self._checked = 0
         #: readable when a signal came (a stop): set by serve_forever, in the main thread
         self._signalled: int | None = None
 
@@ -210,9 +212,11 @@ class Executor:
         likely chain executed ahead), and what the spare says once it is set up."""
         made = None
         try:
-            self.runs.check()
+            if self._checked != os.getpid():  # its connections open: a process taking another run has them already
+                self.runs.check()
+                self._checked = os.getpid()
             secret = scheduler_secret(self.settings)
-            made = Build(self.settings.scheduler_url, process_name(), secret, scheduler_of(self.settings))
+            made = Build(self.settings.scheduler_url, process_name(), secret, kept_scheduler(self.settings))
         except Exception:  # the attempt will make them again, and fail with the reason if it must
             logger.exception("a spare attempt process could not prepare its luigi build")
         likely = self._likely
@@ -229,7 +233,7 @@ class Executor:
         run: Run = pickle.loads(given)
         ending = attempt(self.settings, self.runs, run, build)
         if build is not None and build.client is not None:
-            build.client.connections.close()
+            build.client.settle()  # kept, with its connection, for this process's next run
         self._likely = self._likely_after(run, chain_file(self.settings, run))
         return 0 if ending.state == RunState.DONE else 2, ending.clean
 
@@ -331,6 +335,8 @@ class Executor:
             assert child.channel is not None
             likely = self._likely_after(child.run, chain_file(self.settings, child.run))
             self.spares.returned(pid, child.channel, child.runs_done + 1, likely)
+            if status == 0:  # it stays having recorded its run DONE itself: nothing is left to record or release
+                return
         run = child.run
         if not self._owned(run):  # the child recorded its outcome, or the attempt was taken from it
             self._end_stopped(pid, run, exited)

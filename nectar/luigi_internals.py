@@ -14,6 +14,7 @@ fails loudly, naming the name, when a release changes one of them under us:
 - ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`);
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
   :func:`extend_task_registry`), and the instance cache ``Register.__call__`` keeps (:func:`uncached_task`);
+- ``Task._unconsumed_params``, which luigi adds to a task class as it makes its first task (:func:`hold_class_shape`);
 - ``luigi.server.app``, the application each luigid socket serves (:func:`wrap_luigid_app`, :func:`route_luigid_app`),
   ``luigi.server.RPCHandler``, its handler of RPCs, and ``luigi.scheduler.RPC_METHODS``, the methods it serves
   (:func:`luigid_rpc_handler`, :func:`luigid_rpc_methods`), ``luigi.server.cors``, the settings that handler
@@ -294,6 +295,13 @@ def forget_task_classes(module: str) -> None:
     """Drop the task classes defined in ``module`` from luigi's registry (it keeps every class ever defined), so
     that a reloaded module's classes do not make their families ambiguous."""
     Register._reg = [cls for cls in Register._reg if cls.__module__ != module]
+
+
+def hold_class_shape(cls: type[luigi.Task]) -> None:
+    """Give a task class now what luigi's ``Task.get_param_values`` gives it as it makes its first task (an empty
+    ``_unconsumed_params``, unless a base has one), so that its attributes stay as they are from its making on."""
+    if not hasattr(cls, "_unconsumed_params"):
+        cls._unconsumed_params = set()  # type: ignore[attr-defined]
 
 
 def uncached_task(cls: type[luigi.Task], params: Mapping[str, Any]) -> luigi.Task:

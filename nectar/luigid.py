@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import quote, unquote, urlsplit
 
 from nectar.config import Settings
@@ -270,6 +270,17 @@ class Connections:
     def close(self) -> None:
         self._drop()
 
+    def settle(self) -> None:
+        """A run ends and this process keeps its connection for the next (:func:`kept`): what this thread sent ahead
+        and did not read is forgotten, never sent nor read in the next run; the connection it went on, out of step
+        with it, is dropped (kept otherwise)."""
+        unread: _Unread | None = getattr(self._local, "unread", None)
+        if unread is None or unread.pid != os.getpid():
+            return
+        if unread.calls:
+            self._drop()
+        self._local.unread = None
+
 
 @dataclass
 class _Unread:
@@ -392,6 +403,10 @@ class LuigidRPC(RemoteScheduler):
     def close(self) -> None:
         self.connections.close()
 
+    def settle(self) -> None:
+        """What a run of this process sent ahead and did not read is forgotten (:meth:`Connections.settle`)."""
+        self.connections.settle()
+
 
 class SchedulerClient:
     """Talks to a luigi central scheduler at ``url`` (e.g. ``http://localhost:8082``)."""
@@ -458,6 +473,12 @@ class SchedulerClient:
             if isinstance(record, dict) and record.get("status") == "DISABLED" and record.get("re_enable_able")
         }
 
+    def settle(self) -> None:
+        """A run ends, this client kept for the next (:func:`kept`): what it asked ahead and did not read is
+        forgotten (:meth:`Connections.settle`)."""
+        self._disabled_asked.clear()
+        self.connections.settle()
+
     def re_enable(self, task_id: str) -> None:
         """Lift luigid's own disable of a task (luigi's ``re_enable_task``: its failures are forgotten)."""
         self.call("re_enable_task", task_id=task_id)
@@ -491,3 +512,27 @@ def scheduler_of(settings: Settings) -> SchedulerClient | None:
     """The client of the luigid ``settings`` name, built here only; None without one (a local scheduler)."""
     url = settings.scheduler_url
     return SchedulerClient(url, settings.scheduler_timeout, scheduler_secret(settings)) if url else None
+
+
+_Client = TypeVar("_Client", LuigidRPC, SchedulerClient)
+#: this process's clients of luigid kept from one run to the next (:func:`kept`), by kind and what they were made of
+_KEPT: dict[tuple[Any, ...], Any] = {}
+
+
+def kept(kind: type[_Client], *args: Any) -> _Client:
+    """This process's ``kind(*args)`` (:class:`LuigidRPC`, :class:`SchedulerClient`), made once and kept: a process
+    that takes run after run (:mod:`nectar.reuse`) keeps its connections to luigid, instead of a connect (and
+    luigid's accept) per client and run. Each run ends with its ``settle()``: nothing it left unread reaches the next;
+    a connection luigid closed meanwhile (restarted) is made again by the next call (:meth:`Connections.post_many`).
+    A forked child makes its own connections (:class:`Connections`)."""
+    key = (kind, *args)
+    client = _KEPT.get(key)
+    if client is None:
+        client = _KEPT[key] = kind(*args)
+    return cast(_Client, client)
+
+
+def kept_scheduler(settings: Settings) -> SchedulerClient | None:
+    """:func:`scheduler_of`'s client, kept (:func:`kept`)."""
+    url = settings.scheduler_url
+    return kept(SchedulerClient, url, settings.scheduler_timeout, scheduler_secret(settings)) if url else None

@@ -176,6 +176,12 @@ class StepRecorder:
         if state in ("RUNNING", "FAILED") or time.monotonic() - self._flushed >= FLUSH_INTERVAL:
             self.flush()
 
+    def take(self) -> list[Step]:
+        """What is pending, left for the caller to write (a run's end writes its last steps in its own commit)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        return pending
+
     def flush(self) -> None:
         """Write what is pending, in order (from any thread: the heartbeat's flushes too)."""
         with self._lock:

@@ -32,6 +32,7 @@ from nectar.config import get_settings
 from nectar.errors import ChainImportError, Interrupted, LeaseLost
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_name, task_key
 from nectar.logs.capture import open_log, redirect_output
+from nectar.luigi_internals import hold_class_shape
 from nectar.stores import TargetStore, get_store
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,10 @@ class NectarTask(luigi.Task):
             run = cls.run
         if run is not None and not getattr(run, "_nectar_recorded", False):
             cls.run = _recorded(run)  # type: ignore[method-assign]
+        # what is set on the class later is set now: its attributes, get_params's cache key, hold from here (a chain
+        # module is executed anew for each run: each run made a new class's first task reading its parameters 3 times)
+        cls._nectar_chain_ref = None
+        hold_class_shape(cls)
 
     @classmethod
     def chain_ref(cls) -> tuple[str, str]:

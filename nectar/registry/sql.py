@@ -117,9 +117,10 @@ class SqlRunStore(SqlReads):
         assignments = "heartbeat_at = ?, worker = COALESCE(?, worker)"
         return self._update_owned(assignments, (time.time(), worker), run_id, attempt)
 
-    def complete(self, run_id: str, attempt: int) -> bool:
+    def complete(self, run_id: str, attempt: int, steps: Sequence[Step] = ()) -> bool:
         now = time.time()
         with self._db() as db:
+            self._write_steps(db, steps)
             row = self._exec(
                 db,
                 "UPDATE runs SET state = 'DONE', finished_at = ?, failed_step = NULL, error = NULL "
@@ -271,19 +272,22 @@ class SqlRunStore(SqlReads):
         if not steps:
             return
         with self._db() as db:
-            for step in steps:
-                self._exec(
-                    db,
-                    # a cancelled run's steps are final: what its interrupted worker says late is not written
-                    f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) "
-                    "SELECT ?,?,?,?,?,?,?,?, (SELECT COUNT(*) FROM steps WHERE run_id = ?) "
-                    "WHERE NOT EXISTS (SELECT 1 FROM runs WHERE id = ? AND state = 'CANCELLED') "
-                    "ON CONFLICT(run_id, task_id) DO UPDATE SET state = excluded.state, "
-                    f"executed = {self.GREATEST}(steps.executed, excluded.executed), "
-                    # its error is its state's: a step that failed in attempt 1 and runs again carries none
-                    "error = excluded.error, updated_at = excluded.updated_at",
-                    (*_step_row(step), step.run_id, step.run_id),
-                )
+            self._write_steps(db, steps)
+
+    def _write_steps(self, db: Any, steps: Sequence[Step]) -> None:
+        for step in steps:
+            self._exec(
+                db,
+                # a cancelled run's steps are final: what its interrupted worker says late is not written
+                f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) "
+                "SELECT ?,?,?,?,?,?,?,?, (SELECT COUNT(*) FROM steps WHERE run_id = ?) "
+                "WHERE NOT EXISTS (SELECT 1 FROM runs WHERE id = ? AND state = 'CANCELLED') "
+                "ON CONFLICT(run_id, task_id) DO UPDATE SET state = excluded.state, "
+                f"executed = {self.GREATEST}(steps.executed, excluded.executed), "
+                # its error is its state's: a step that failed in attempt 1 and runs again carries none
+                "error = excluded.error, updated_at = excluded.updated_at",
+                (*_step_row(step), step.run_id, step.run_id),
+            )
 
     def import_runs(self, runs: Iterable[Run], steps: Iterable[Step] = ()) -> None:
         """Write runs and their steps as they are, in one transaction (a bulk load: a benchmark's population).

@@ -44,8 +44,10 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
         """Renew the lease of a RUNNING attempt; False if the attempt is no longer the caller's."""
 
     @abstractmethod
-    def complete(self, run_id: str, attempt: int) -> bool:
-        """End a RUNNING attempt as DONE; False if the attempt is no longer the caller's."""
+    def complete(self, run_id: str, attempt: int, steps: Sequence[Step] = ()) -> bool:
+        """End a RUNNING attempt as DONE; False if the attempt is no longer the caller's. ``steps``, the attempt's
+        last step changes, are recorded first in the same transaction (as :meth:`record_steps` records them, whether
+        the attempt is still the caller's or not): one commit for both."""
 
     @abstractmethod
     def fail(

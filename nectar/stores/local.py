@@ -48,8 +48,23 @@ class FencedLocalTarget(FencedTemporaryPath, LocalTarget):
     def open(self, mode: str = "r") -> Any:
         if mode.replace("b", "").replace("t", "") != "w":
             return super().open(mode)
-        self.makedirs()
-        return self.format.pipe_writer(_FencedLocalFile(self.path))
+        try:
+            atomic = _FencedLocalFile(self.path)
+        except FileNotFoundError:  # its folder is made (``mkdir -p``) when it is missing, not before every file
+            self.makedirs()
+            atomic = _FencedLocalFile(self.path)
+        return self.format.pipe_writer(atomic)
+
+
+def _replace(source: Path, dest: Path) -> None:
+    """Rename ``source`` to ``dest``, making ``dest``'s folder (``mkdir -p``) only if it is missing."""
+    try:
+        os.replace(source, dest)
+    except FileNotFoundError:
+        if not source.exists():
+            raise
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, dest)
 
 
 #: what a key that leads out of the store is refused as leaving, for people
@@ -117,21 +132,21 @@ class LocalStore(TargetStore):
             raise hard_link_refused(f"key {key.path!r}", status, FOLDER)
 
     def target(self, key: TargetKey) -> FileSystemTarget:
-        return FencedLocalTarget(str(self.root / key.path))
+        return FencedLocalTarget(f"{self._prefix}/{key.path}")  # a key is plain names: no Path needed to join it
 
     def exists(self, key: TargetKey) -> bool:
         return self._locate(key)[1]
 
     def _put(self, local_path: Path, key: TargetKey, move: bool) -> None:
-        dest = self.root / key.path
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest = Path(f"{self._prefix}/{key.path}")
         if move:
             try:  # a rename: the file is committed whole, and nothing is copied
-                os.replace(local_path, dest)
+                _replace(local_path, dest)
                 return
             except OSError as exc:
                 if exc.errno != errno.EXDEV:  # on another file system than the store: copied below
                     raise
+        dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out, open(local_path, "rb") as src:

@@ -520,3 +520,21 @@ def test_luigi_keeps_each_task_it_makes_and_uncached_task_makes_an_equal_one_it_
     made = uncached_task(cls, {"n": 2})
     assert type(made) is cls and made.task_id == cls(n=2).task_id and made is not cls(n=2)
     assert uncached_task(cls, {"n": 3}) is not uncached_task(cls, {"n": 3})
+
+
+def test_luigi_notes_unconsumed_parameters_on_a_class_as_hold_class_shape_does() -> None:
+    """luigi adds ``_unconsumed_params`` to a task class as it makes its first task (unless a base has one: luigi's
+    own Task has one once a plain luigi.Task was made); a class given it ahead
+    (:func:`~nectar.luigi_internals.hold_class_shape`) gains no attribute as its tasks are made."""
+
+    class Noted(luigi.Task):
+        n = luigi.IntParameter()
+
+    class Held(luigi.Task):
+        n = luigi.IntParameter()
+
+    nectar.luigi_internals.hold_class_shape(Held)
+    held = dict(vars(Held))
+    Noted(n=1), Held(n=1)
+    assert isinstance(getattr(Noted, "_unconsumed_params", None), set), "luigi no longer notes _unconsumed_params"
+    assert vars(Held) == held, "luigi sets another attribute on a task class as it makes its first task"

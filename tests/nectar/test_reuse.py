@@ -17,9 +17,10 @@ import requests
 from nectar.build import luigi_worker_id
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
+from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
-from tests.conftest import wait_until
+from tests.conftest import free_port, start_luigid, stop, wait_until
 from tests.faults.conftest import alive, children
 from tests.nectar.test_spare import KEPT, ended, pid_of
 
@@ -141,6 +142,31 @@ def test_a_process_that_ended_its_run_takes_another_and_each_run_has_its_own_mod
     worker.send_signal(signal.SIGTERM)  # its spares, those that came back from a run too, go with it
     worker.wait(timeout=30)
     wait_until(lambda: not any(alive(pid_of(run)) for run in runs + later), timeout=60)
+
+
+def test_a_reused_process_runs_its_next_run_past_a_restart_of_luigid_that_closed_its_connection(
+    reusing: Settings, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """A process keeps its connections to luigid from one run to the next; luigid restarted between two of its runs
+    (closing them), its next run is DONE at its first attempt all the same, its step DONE in the new luigid."""
+    port = free_port()
+    settings = reusing.replace(scheduler_url=f"http://127.0.0.1:{port}")
+    luigid = start_luigid(port, tmp_path / "luigid")
+    try:
+        nectar = Nectar(settings)
+        start_worker(settings, workers=1)
+        before = until_reused(nectar, 1)
+        stop(luigid)
+        luigid = start_luigid(port, tmp_path / "luigid-again")
+        after = [count(nectar, 100)]
+        while pid_of(after[-1]) not in {pid_of(run) for run in before}:  # a process that ran one before the restart
+            assert len(after) < 10, [run.worker for run in before + after]
+            after.append(count(nectar, 100 + len(after)))
+        assert [(run.state, run.attempt) for run in before + after] == [(RunState.DONE, 1)] * len(before + after)
+        client = SchedulerClient(settings.scheduler_url or "")
+        assert all(client.task(run.task_id)["status"] == "DONE" for run in after)  # type: ignore[index]
+    finally:
+        stop(luigid)
 
 
 def test_with_one_run_per_process_each_run_has_a_fresh_process(reusing: Settings, start_worker: StartWorker) -> None:

@@ -22,9 +22,18 @@ from hypothesis import strategies as st
 from harness import waitfor
 from nectar import build
 from nectar.build import Build
+from nectar.config import Settings
 from nectar.errors import SchedulerUnavailable
 from nectar.luigi_internals import forget_task_classes, new_worker, schedule_and_run
-from nectar.luigid import Connections, LuigidError, LuigidRPC, SchedulerClient, _read_answers, form_body
+from nectar.luigid import (
+    Connections,
+    LuigidError,
+    LuigidRPC,
+    SchedulerClient,
+    _read_answers,
+    form_body,
+    kept_scheduler,
+)
 from tests.conftest import free_port, start_luigid, stop
 
 
@@ -174,6 +183,73 @@ def test_a_restarted_luigid_is_reached_on_the_next_call(tmp_path: Path) -> None:
         assert client.task("After_1") is not None
     finally:
         stop(proc)
+
+
+def _local_port(connections: Connections) -> int:
+    """The local port of this thread's connection of ``connections`` (0: none open)."""
+    held = getattr(connections._local, "held", None)
+    return int(held[1].sock.getsockname()[1]) if held is not None and held[1].sock is not None else 0
+
+
+def test_a_process_builds_run_after_run_on_one_connection_to_luigid_and_past_its_restart(tmp_path: Path) -> None:
+    """A process that takes run after run (:mod:`nectar.reuse`) keeps its connection to luigid from one build to
+    the next, the same socket, not a connect and luigid's accept per run; luigid restarted between two builds, the
+    next build runs on a new connection all the same, and the new luigid has its step DONE."""
+    ran: list[str] = []
+
+    class KeptBuildProbe(luigi.Task):
+        n = luigi.IntParameter()
+
+        def run(self) -> None:
+            ran.append(self.task_id)
+
+        def complete(self) -> bool:
+            return self.task_id in ran
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_luigid(port, tmp_path / "first")
+    ports = []
+    try:
+        for n in range(2):
+            made = Build(url, f"kept-build:{n}")
+            assert made.run(KeptBuildProbe(n=n)).scheduling_succeeded
+            assert isinstance(made.scheduler, LuigidRPC)
+            ports.append(_local_port(made.scheduler.connections))
+        stop(proc)
+        proc = start_luigid(port, tmp_path / "again")
+        again = Build(url, "kept-build:2")
+        assert again.scheduler is made.scheduler
+        assert again.run(KeptBuildProbe(n=2)).scheduling_succeeded
+        assert SchedulerClient(url).task(KeptBuildProbe(n=2).task_id)["status"] == "DONE"  # type: ignore[index]
+    finally:
+        stop(proc)
+        forget_task_classes(__name__)
+    assert ports[0] and ports[0] == ports[1], ports  # one connection for both builds
+    assert len(ran) == 3
+
+
+def test_a_client_kept_for_the_next_run_forgets_what_its_run_asked_and_did_not_read(
+    luigid: str, settings: Settings
+) -> None:
+    """An attempt that asked luigid ahead and ended before it read the answer (its chain did not import) leaves
+    nothing to the next run of its process: the kept client's next question is answered by luigid anew, on a
+    connection in step (the one the unread answer was on is dropped); with nothing unread, the connection is kept."""
+    settings = settings.replace(scheduler_url=luigid)
+    client = kept_scheduler(settings)
+    assert client is not None and kept_scheduler(settings) is client
+    client.call("add_task", task_id="Forgot_1", status="PENDING", worker="test-forgot", family="Forgot")
+    client.disable("Forgot_1", "test-forgot", "by hand")
+    client.ask("dep_graph", task_id="Forgot_1", include_done=True)  # never read
+    client.ask_disabled("Forgot_1")  # never read
+    asked_on = _local_port(client.connections)
+    client.settle()
+    assert _local_port(client.connections) == 0  # dropped, out of step
+    assert client.task("Forgot_1")["status"] == "DISABLED"  # type: ignore[index]
+    assert client.disabled("Forgot_1") == {}  # asked anew: the disable is a client's, not luigid's own
+    kept_on = _local_port(client.connections)
+    client.settle()
+    assert kept_on and kept_on != asked_on and _local_port(client.connections) == kept_on
 
 
 def test_luigid_down_is_scheduler_unavailable_naming_the_call() -> None:

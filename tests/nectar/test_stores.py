@@ -65,6 +65,31 @@ def test_put_files_moves_what_it_can_and_copies_the_rest(settings: Settings, tmp
         source.unlink(missing_ok=True)
 
 
+def test_a_local_step_folder_is_made_once_not_before_each_file(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step's files (params.txt, out.txt, its logs moved in) go to folders made when they are missing, each once
+    (``mkdir -p``), not made again before every file; a missing log file is no folder's fault: it is told."""
+    store = get_store(settings)
+    made: list[str] = []
+    mkdir = os.mkdir
+    monkeypatch.setattr(os, "mkdir", lambda path, *args: made.append(str(path)) or mkdir(path, *args))
+    logs = [tmp_path / "stdout.log", tmp_path / "stderr.log"]
+    for log in logs:
+        log.write_text(log.name)
+
+    store.write_text(KEY.with_file("params.txt"), "{}")
+    store.write_text(KEY, "out")
+    store.put_files([(log, KEY.with_file(f"log/{log.name}")) for log in logs], move=True)
+
+    folder = f"{store.location}/{KEY.folder}"
+    assert [path for path in made if path.startswith(folder)] == [folder, f"{folder}/log"]
+    assert [store.read_text(key) for key in (KEY.with_file("params.txt"), KEY)] == ["{}", "out"]
+    assert [store.read_text(KEY.with_file(f"log/{log.name}")) for log in logs] == ["stdout.log", "stderr.log"]
+    with pytest.raises(FileNotFoundError):
+        store.put_files([(tmp_path / "gone.log", KEY.with_file("log/gone.log"))], move=True)
+
+
 def test_put_files_commits_files_of_one_folder(store: TargetStore, tmp_path: Path) -> None:
     source = tmp_path / "blob.bin"
     source.write_bytes(PAYLOAD)

@@ -50,6 +50,25 @@ def test_the_parameters_are_read_once_per_class(monkeypatch: pytest.MonkeyPatch)
     assert task.param_kwargs == {"b": 1, "a": "x", "c": dt.date(2026, 6, 1)}
 
 
+def test_a_new_classs_first_task_reads_its_parameters_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chain module is executed anew for each run: its classes are new, and making a new class's first task read
+    its parameters once, not once more for each attribute luigi (or the class) set on it on the way."""
+    walked: list[Any] = []
+
+    def counting_dir(obj: Any) -> list[str]:
+        walked.append(obj)
+        return dir(obj)
+
+    monkeypatch.setattr(luigi.task, "dir", counting_dir, raising=False)  # what luigi's get_params walks
+
+    class Fresh(NectarTask):
+        b = luigi.IntParameter()
+
+    Fresh.from_str_params({"b": "1"})
+    Fresh.from_str_params({"b": "2"})
+    assert walked == [Fresh]
+
+
 def test_a_parameter_added_to_a_class_already_made_is_seen() -> None:
     class Source(luigi.Task):
         extra = luigi.IntParameter(default=3)
