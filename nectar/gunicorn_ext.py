@@ -51,6 +51,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from gunicorn import glogging, util
+from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
@@ -181,12 +182,33 @@ class ReadTimeoutWorker(ThreadWorker):
         conn.start_request()  # a kept-alive connection's next request gets the whole time again
         return super().handle(conn)
 
+    def _keepalive_after(self, conn: DeadlineConn, keepalive: bool) -> bool:
+        """gunicorn's own (a request's unread body is drained before its connection is kept), without the drain when
+        nothing of the body is left to read (a GET has none; an app may have read it all): gunicorn's drain sets the
+        socket's timeout and puts it back, two ``ioctl`` each releasing the GIL, to read nothing."""
+        if keepalive and read_to_its_end(conn.parser.mesg):
+            return True
+        return bool(super()._keepalive_after(conn, keepalive))
+
     def handle_request(self, req: Any, conn: DeadlineConn) -> Any:
         """gunicorn's own, the answer saying ``Connection: close`` once the connection has carried its share."""
         conn.requests += 1
         if 0 < self.keepalive_requests <= conn.requests:
             req.force_close()
         return super().handle_request(req, conn)
+
+
+def read_to_its_end(request: Any) -> bool:
+    """Whether nothing is left of gunicorn's ``request``'s body: it has a length (none: 0), all of it read by the
+    app, and no byte of it kept back unread (a chunked body or one read until the connection closes: False)."""
+    body = getattr(request, "body", None)
+    return (
+        isinstance(body, Body)
+        and not body.failed
+        and isinstance(body.reader, LengthReader)
+        and body.reader.length == 0
+        and body.buf.tell() == 0
+    )
 
 
 def redact(text: str) -> str:

@@ -1,5 +1,6 @@
 """The read deadline of the API's gunicorn worker (nectar.gunicorn_ext.DeadlineUnreader) on a real socket pair: what
-has arrived is read at once, without setting the socket's timeout; a read that must wait waits until the deadline."""
+has arrived is read at once, without setting the socket's timeout; a read that must wait waits until the deadline.
+And the worker keeps a connection whose request left nothing unread without draining it (a drain sets the timeout)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from gunicorn.config import Config
 from gunicorn.glogging import Logger
 from gunicorn.http.unreader import SocketUnreader
 
-from nectar.gunicorn_ext import DeadlineConn, DeadlineUnreader, ReadTimeout
+from nectar.gunicorn_ext import DeadlineConn, DeadlineUnreader, ReadTimeout, ReadTimeoutWorker
 
 #: how long a test waits for what must happen: it only fails a hung test, it bounds nothing
 PATIENCE = 60.0
@@ -84,3 +85,25 @@ def test_a_read_past_the_deadline_with_nothing_arrived_times_out(pair: tuple[Tim
     with pytest.raises(ReadTimeout):
         unreader.chunk()
     assert server.gettimeout() is None
+
+
+def test_a_request_with_nothing_left_unread_is_kept_without_a_drain(pair: tuple[TimeoutsSet, socket.socket]) -> None:
+    """gunicorn drains a request's unread body before keeping its connection, setting the socket's timeout to do so
+    and putting it back: a GET has no body, so its connection is kept with no timeout set; a body left unread is
+    still drained (and the next request read after it)."""
+    server, client = pair
+    cfg = Config()
+    worker = ReadTimeoutWorker(0, 0, [], None, PATIENCE, cfg, Logger(cfg))
+    conn = DeadlineConn(PATIENCE, Logger(cfg), cfg, server, ("127.0.0.1", 1), ("127.0.0.1", 2))
+    client.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody")
+    client.sendall(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+    conn.init()
+
+    assert next(conn.parser).path == "/a"
+    assert worker._keepalive_after(conn, True) is True
+    assert server.timeouts == []
+    assert next(conn.parser).path == "/b"  # its body is not read: the drain reads it, with the time left
+    assert worker._keepalive_after(conn, True) is True
+    assert [timeout for timeout in server.timeouts if timeout] and server.timeouts[-1] is None  # drained, blocking
+    assert next(conn.parser).path == "/c"
+    assert worker._keepalive_after(conn, False) is False
