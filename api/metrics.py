@@ -39,13 +39,18 @@ def start(request: Request) -> None:
 
 def observe(request: Request, response: Response) -> Response:
     """The latency of ``request``, if it was started, recorded by its route, method and ``response``'s status."""
+    record(request, response.status_code)
+    return response
+
+
+def record(request: Request, status: int) -> None:
+    """The latency of ``request``, if it was started, recorded by its route, method and the ``status`` answered."""
     started = request.environ.pop(STARTED, None)
     if started is not None:
         rule, method = request.url_rule, request.method
         endpoint = rule.rule if rule is not None else OTHER
         method = method if method in KNOWN_METHODS else OTHER
-        HTTP_LATENCY.labels(method, endpoint, str(response.status_code)).observe(time.perf_counter() - started)
-    return response
+        HTTP_LATENCY.labels(method, endpoint, str(status)).observe(time.perf_counter() - started)
 
 
 def metrics() -> Response:

@@ -130,7 +130,7 @@ class SqlReads(RunStore):
         if not rows:
             return None, []
         width = len(RUN_COLUMNS)
-        run = run_of(dict(zip(RUN_COLUMNS, rows[0][:width], strict=True)))
+        run = run_of(rows[0][:width])
         if len(rows) > 1:
             rows.sort(key=_seq, reverse=True)  # the last recorded first
         return run, [step_of(row[width:-1]) for row in rows if row[width] is not None]

@@ -219,3 +219,20 @@ def test_its_answers_and_the_refusals_behind_it_are_timed_once_each(settings: Se
 
     after = latencies(app, STATUS, "200"), latencies(app, STATUS, "404"), latencies(app, STATUS, "421")
     assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 1]
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["debug", "compact"])
+def test_a_lookup_whose_json_is_not_the_compact_kind_is_flask_s(app: Flask, probes: None, debug: bool) -> None:
+    """In debug mode Flask's JSON is indented: the path in front, which writes the compact kind with the view's
+    headers, hands the lookup to the view, which answers it as it answers any other."""
+    app.debug = debug
+    fast, flask = both(app)
+    flask.get(lookup(0))  # its links built once by url_for
+    with dispatches(app) as dispatched:
+        pairs = same_second(fast, flask, lookup(0))
+    ours, theirs = pairs[-1]
+
+    assert (ours.status_code, ours.headers.to_wsgi_list()) == (200, theirs.headers.to_wsgi_list())
+    assert ours.get_data() == theirs.get_data()
+    assert ours.get_data().startswith(b"{\n") is debug
+    assert len(dispatched) == (3 if debug else 1) * len(pairs)  # each pair asked the path in front twice

@@ -13,6 +13,7 @@ from nectar.keys import TargetKey
 from nectar.registry import Run, RunState, Step
 from nectar.registry.postgres import PostgresRunStore
 from nectar.registry.reads import LATEST_WITH_STEPS
+from nectar.registry.schema import RUN_COLUMNS
 from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.status import job_status
@@ -86,3 +87,21 @@ def test_the_status_read_sorts_nothing_in_sqlite(tmp_path: Path) -> None:
         "SEARCH runs USING INDEX runs_by_key (key=?)",
         "SEARCH s USING INDEX sqlite_autoindex_steps_1 (run_id=?) LEFT-JOIN",
     ]
+
+
+def test_a_run_is_read_back_field_for_field_by_every_read(runs: SqlRunStore) -> None:
+    """A row's values become a Run's fields by place (:func:`nectar.registry.schema.run_of`): every field, JSON ones
+    (parameters, objects, waits) and the state included, comes back as written, whichever read returns it."""
+    assert tuple(field.name for field in dataclasses.fields(Run)) == RUN_COLUMNS
+    written = Run(
+        "r1", KEY.path, "t", "c_chain", "ATask", {"n": "1", "day": "2026-01-02"}, "ATask_1", RunState.WAITING,
+        queued_at=1.5, started_at=2.5, finished_at=None, worker="host:1", failed_step="Up", error="said",
+        attempt=2, max_attempts=3, retry_delay=4.5, retry_backoff=3.0, not_before=5.5, heartbeat_at=6.5,
+        waiting_since=7.5, schedule_id="s1", fire_time=8.5, trigger_id="t1", objects=("s3://b/a", "/c/d"),
+        waiting_for=("run:r0",), wait_until=9.5, on_wait_timeout="skip",
+    )  # fmt: skip
+    runs.import_runs([written])
+
+    assert runs.latest_with_steps(KEY.path) == (written, [])
+    assert runs.get(written.id) == runs.latest(KEY.path) == written
+    assert runs.waiting(now=10.0) == [written]
