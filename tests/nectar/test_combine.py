@@ -8,7 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -62,7 +62,7 @@ def transactions(runs: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch) -> list[
 
 
 def asked_while_held(
-    runs: SQLiteRunStore, holder: subprocess.Popen[str], asked: list[tuple[Run, int | None]]
+    runs: SQLiteRunStore, holder: subprocess.Popen[str], asked: Sequence[tuple[Run, int | None]]
 ) -> list[Future[tuple[Run, bool]]]:
     """``asked`` submitted from threads of their own while ``holder`` has the turn, all of them waiting for it, then
     the holder killed: the answers (or errors) of each."""
