@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from nectar.errors import QueueFull, RunFinished, RunNotFound
+from nectar.registry.combine import Outcome
 from nectar.registry.model import Run, RunState, Step
 from nectar.registry.reads import SqlReads
 from nectar.registry.schema import (
@@ -55,19 +56,48 @@ class SqlRunStore(SqlReads):
                 return active
         raise QueueFull(f"the run for {run.key} keeps changing; try again", retry_after=1)
 
+    def _submit(self, db: Any, run: Run, max_pending: int | None) -> Run:
+        """:meth:`submit` inside ``db``'s transaction: ``run`` queued, or the active run of its key; QueueFull when
+        ``max_pending`` runs are queued ahead of it (whoever raises it rolls the insert back)."""
+        queued = self._queue_unless_active(db, run)
+        if queued is run and max_pending is not None:
+            # the count the database keeps, its row locked until this transaction ends: whoever submits at once
+            # reads it after this one
+            ahead = int(self._scalar(db, f"{QUEUED}{self.LOCK}")) - (0 if self.COUNTED_AT_COMMIT else 1)
+            if ahead >= max_pending:
+                raise QueueFull(f"{ahead} runs are queued, the most this service accepts", retry_after=0)
+        return queued
+
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
         with self._db() as db:
-            queued = self._queue_unless_active(db, run)
-            if queued is not run:
-                return queued, False
-            if max_pending is not None:
-                # the count the database keeps, its row locked until this transaction ends: whoever submits at once
-                # reads it after this one (a full queue rolls the insert back)
-                ahead = int(self._scalar(db, f"{QUEUED}{self.LOCK}")) - (0 if self.COUNTED_AT_COMMIT else 1)
-                if ahead >= max_pending:
-                    raise QueueFull(f"{ahead} runs are queued, the most this service accepts", retry_after=0)
+            queued = self._submit(db, run, max_pending)
+        if queued is not run:
+            return queued, False
         self._queued()
         return run, True
+
+    def submit_all(self, asked: Sequence[tuple[Run, int | None]]) -> list[Outcome[tuple[Run, bool]]]:
+        """Each run of ``asked`` (with its ``max_pending``) submitted as :meth:`submit` submits it, all in one
+        transaction, in order: each its answer, or the QueueFull that refused it (its insert alone rolled back)."""
+        outcomes: list[Outcome[tuple[Run, bool]]] = []
+        with self._db() as db:
+            for run, max_pending in asked:
+                if len(asked) > 1:
+                    self._exec(db, "SAVEPOINT submission")
+                try:
+                    queued = self._submit(db, run, max_pending)
+                except QueueFull as exc:
+                    if len(asked) == 1:
+                        raise
+                    self._exec(db, "ROLLBACK TO submission")
+                    outcomes.append((None, exc))
+                else:
+                    outcomes.append(((queued, queued is run), None))
+                if len(asked) > 1:
+                    self._exec(db, "RELEASE submission")
+        if any(answer is not None and answer[1] for answer, _ in outcomes):
+            self._queued()
+        return outcomes
 
     def _queue_or_join(self, db: Any, run: Run, maker: str, values: Sequence[Any]) -> Run:
         """Queue ``run`` unless a run of its key is active, which is answered instead; an active run that no

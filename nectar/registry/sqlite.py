@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Self, TypeVar
 from nectar import wakeup
 from nectar.forks import SQLITE
 from nectar.registry import counts, fire_counts
+from nectar.registry.combine import Combiner
+from nectar.registry.model import Run
 from nectar.registry.schema import (
     COUNT_FIRES,
     COUNT_PENDING,
@@ -133,6 +135,8 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         self.path = Path(path)
         self._local = threading.local()
         self._writes: tuple[int, sqlite3.Connection] | None = None
+        #: the pid that made it, and its threads' submissions written together (:mod:`nectar.registry.combine`)
+        self._combined: tuple[int, Combiner[tuple[Run, int | None], tuple[Run, bool]]] | None = None
         #: the pid that made it and this process's descriptor for writes to the registry's folder (:meth:`_changes`)
         self._changes_of: tuple[int, int | None] | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,6 +241,22 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             for statement in statements(version, "REAL", OWN_STATEMENTS):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
+        """As every registry submits, but the submissions this process's threads make while another has the turn
+        are written together, in the next turn (:mod:`nectar.registry.combine`)."""
+        return self._combiner()((run, max_pending))
+
+    def _combiner(self) -> Combiner[tuple[Run, int | None], tuple[Run, bool]]:
+        mine = self._combined
+        if mine is None or mine[0] != os.getpid():  # a fork's copy may be mid-turn in a thread it does not have
+            mine = self._combined = (os.getpid(), Combiner(self._writing_turn, self.submit_all))
+        return mine[1]
+
+    @contextmanager
+    def _writing_turn(self) -> Iterator[None]:
+        with SQLITE.inside(), self._writer():
+            yield
 
     def owns(self, run_id: str, attempt: int) -> bool:
         """As every registry answers it, but without a read while no other connection has committed anything since

@@ -1,0 +1,122 @@
+"""Submissions a process's threads make while another process writes are written together, in one transaction, when
+the turn comes (nectar.registry.combine): each thread gets its own answer, the queue's bound holds run by run, and
+a turn that never comes fails every thread that awaited it, after which submissions go on."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+
+from nectar.errors import QueueFull
+from nectar.registry import Run, RunState, sqlite
+from nectar.registry.sqlite import SQLiteRunStore
+from tests.conftest import wait_until
+from tests.nectar.test_runs import new_run
+from tests.nectar.test_sqlite_writers import INSIDE
+
+#: threads submitting at once through one registry, as an API worker's do
+THREADS = 8
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> SQLiteRunStore:
+    return SQLiteRunStore(tmp_path / "registry.db")
+
+
+@pytest.fixture
+def hold(runs: SQLiteRunStore) -> Iterator[Callable[[], subprocess.Popen[str]]]:
+    """Starts another process inside a write transaction of the registry (it has the turn until killed)."""
+    started: list[subprocess.Popen[str]] = []
+
+    def holder() -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, "-c", INSIDE, str(runs.path)], stdout=subprocess.PIPE, text=True)
+        started.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline() == "inside\n"
+        return proc
+
+    yield holder
+    for proc in started:
+        proc.kill()
+        proc.wait()
+
+
+def transactions(runs: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The write transactions ``runs`` opens from now on, counted in the list returned (one entry each)."""
+    opened: list[int] = []
+    begin: Callable[[], AbstractContextManager[sqlite3.Connection]] = runs._db
+
+    def counted() -> AbstractContextManager[sqlite3.Connection]:
+        opened.append(1)
+        return begin()
+
+    monkeypatch.setattr(runs, "_db", counted)
+    return opened
+
+
+def asked_while_held(
+    runs: SQLiteRunStore, holder: subprocess.Popen[str], asked: Sequence[tuple[Run, int | None]]
+) -> list[Future[tuple[Run, bool]]]:
+    """``asked`` submitted from threads of their own while ``holder`` has the turn, all of them waiting for it, then
+    the holder killed: the answers (or errors) of each."""
+    pool = ThreadPoolExecutor(len(asked))
+    try:
+        futures = [pool.submit(runs.submit, run, bound) for run, bound in asked]
+        wait_until(lambda: runs._combiner().waiting == len(asked), timeout=60)  # all asked, none written
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        for future in futures:
+            future.exception(timeout=60)
+    finally:
+        pool.shutdown()
+    return futures
+
+
+def test_submissions_asked_while_another_process_writes_are_written_in_one_transaction(
+    runs: SQLiteRunStore, hold: Callable[[], subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = transactions(runs, monkeypatch)
+    made = [new_run(n) for n in range(THREADS)]
+    futures = asked_while_held(runs, hold(), [(run, 100) for run in made])
+    assert [future.result() for future in futures] == [(run, True) for run in made]  # each its own answer
+    assert len(opened) == 1
+    assert [runs.get(run.id) for run in made] == made and runs.queued() == THREADS
+
+
+def test_a_turn_refuses_only_the_runs_past_the_bound_and_answers_an_identical_run_its_run(
+    runs: SQLiteRunStore, hold: Callable[[], subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written in one transaction, the runs asked are bounded one by one, as each would be in a transaction of its
+    own: those within the bound queued, each past it refused alone (its insert rolled back, the others' kept)."""
+    first = runs.submit(new_run(0), max_pending=3)[0]
+    opened = transactions(runs, monkeypatch)
+    futures = asked_while_held(runs, hold(), [(new_run(0), 3)] + [(new_run(n), 3) for n in range(1, THREADS)])
+    assert futures[0].result() == (first, False)
+    refused = [future.exception() for future in futures[1:] if future.exception() is not None]
+    assert [str(exc) for exc in refused] == ["3 runs are queued, the most this service accepts"] * (THREADS - 3)
+    assert all(isinstance(exc, QueueFull) for exc in refused)
+    assert len(opened) == 1
+    assert runs.queued() == runs.count(RunState.PENDING) == runs.count() == 3
+
+
+def test_a_turn_that_never_comes_fails_every_thread_that_awaited_it_and_the_next_submission_is_written(
+    runs: SQLiteRunStore, hold: Callable[[], subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder = hold()
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT", 1.0)
+    with ThreadPoolExecutor(THREADS) as pool:
+        futures = [pool.submit(runs.submit, new_run(n)) for n in range(THREADS)]
+        errors = [future.exception(timeout=60) for future in futures]
+    assert all(isinstance(exc, sqlite3.OperationalError) for exc in errors), errors
+    assert runs._combiner().waiting == 0  # none left behind, to be written later for a thread told it was not
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    run, created = runs.submit(new_run(THREADS))
+    assert created and runs.count() == 1 and runs.get(run.id) == run
