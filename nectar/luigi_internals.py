@@ -6,7 +6,9 @@ fails loudly, naming the name, when a release changes one of them under us:
 - ``RemoteScheduler._fetch``, through which every RPC of luigi's scheduler client goes: the one hook
   that puts luigi's RPC methods over our own transport (:class:`RemoteScheduler`);
 - ``luigi.worker.Worker`` made and run as ``luigi.interface._schedule_and_run`` does (:func:`new_worker`,
-  :func:`schedule_and_run`), its ``_add_worker`` told after its first ``_get_work``, its ``_task_result_queue``
+  :func:`schedule_and_run`), its ``_add_worker`` told after its first ``_get_work``, its last ``_get_work`` not
+  asked of luigid once every task it scheduled is DONE (its ``_add_task``, ``_add_task_history``,
+  ``_get_work_response_history``, ``_scheduled_tasks``, ``_running_tasks``), its ``_task_result_queue``
   in memory when its steps run in its own process (:class:`Worker`), its ``[worker]`` settings given ready-made:
   its ``__init__`` reads the names ``worker`` and ``multiprocessing`` of ``luigi.worker``
   (:func:`_worker_made_with`), and ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`),
@@ -48,7 +50,9 @@ from luigi.execution_summary import (
     _summary_wrap,
     _tasks_status,
 )
+from luigi.scheduler import WORKER_STATE_ACTIVE
 from luigi.task_register import Register
+from luigi.task_status import DONE
 
 #: what marks luigi's registry as extended (once per process)
 _EXTENDED = "_nectar_extended"
@@ -161,10 +165,11 @@ class Worker(luigi.worker.Worker):
     """luigi's worker, whose ``add_worker`` (who it is, and its first task: luigid's workers view) is told luigid
     right after its first ``get_work`` when luigid's answer to it is read later (:attr:`RemoteScheduler.held_back`):
     luigid grants the first step without waiting behind it (luigid knows a worker from its first ``add_task``; its
-    description is what ``add_worker`` adds), and the answer is read before the worker's run ends. A worker that runs
-    its steps in its own process (one process, no ``force_multiprocessing``) gets their results in memory
-    (:class:`_InProcessResults`). ``config``: its ``[worker]`` settings, made ahead (:func:`worker_config`), when no
-    setting is given here."""
+    description is what ``add_worker`` adds), and the answer is read before the worker's run ends. Once every task
+    it scheduled it told luigid DONE, luigid is not asked for more work (:meth:`_all_done`): luigid would grant it
+    none, and luigi's worker would end on that answer. A worker that runs its steps in its own process (one process,
+    no ``force_multiprocessing``) gets their results in memory (:class:`_InProcessResults`). ``config``: its
+    ``[worker]`` settings, made ahead (:func:`worker_config`), when no setting is given here."""
 
     def __init__(
         self,
@@ -184,6 +189,9 @@ class Worker(luigi.worker.Worker):
         #: add_worker is told after the first get_work (the scheduler sends it without waiting for its answer)
         self._add_worker_later = isinstance(scheduler, RemoteScheduler) and "/api/add_worker" in scheduler.held_back
         self._add_worker_due = False
+        #: with luigid, the ids of the tasks this worker told luigid a status of, and of those whose last was not DONE
+        self._told: set[str] = set()
+        self._undone: set[str] | None = set() if isinstance(scheduler, RemoteScheduler) else None
         if not isinstance(self._task_result_queue, _InProcessResults) and not (
             self._config.force_multiprocessing or self.worker_processes > 1  # luigi's _create_task_process's test
         ):
@@ -196,12 +204,46 @@ class Worker(luigi.worker.Worker):
         else:
             super()._add_worker()
 
+    def _add_task(self, *args: Any, **kwargs: Any) -> None:
+        told = len(self._add_task_history)
+        super()._add_task(*args, **kwargs)
+        if self._undone is not None:  # the task's status, and a batch's tasks' (luigi notes them in its history)
+            statuses = [(kwargs["task_id"], kwargs["status"])]
+            statuses += [(task.task_id, status) for task, status, _ in self._add_task_history[told:]]
+            for task_id, status in statuses:
+                self._told.add(task_id)
+                (self._undone.discard if status == DONE else self._undone.add)(task_id)
+
     def _get_work(self) -> Any:
+        if self._all_done():
+            return self._nothing_left()
         work = super()._get_work()
         if self._add_worker_due:
             self._add_worker_due = False
             super()._add_worker()
         return work
+
+    def _all_done(self) -> bool:
+        """Whether luigid can only answer this worker's ``get_work`` with nothing: it asked once already, runs no
+        step, assists no one, and every task it scheduled it told luigid DONE last (luigid grants a worker only the
+        PENDING tasks it added)."""
+        return (
+            self._undone is not None
+            and not self._undone
+            and bool(self._get_work_response_history)
+            and not self._add_worker_due
+            and not self._running_tasks
+            and not self._assistant
+            and not self._config.keep_alive
+            and not self._stop_requesting_work
+            and self.worker_processes > 0
+            and self._scheduled_tasks.keys() <= self._told
+        )
+
+    def _nothing_left(self) -> Any:
+        """What luigid answers :meth:`_all_done`'s worker, as luigi's ``_get_work`` notes and returns it."""
+        self._get_work_response_history.append({"task_id": None, "running_tasks": []})
+        return luigi.worker.GetWorkResponse(None, [], 0, 0, 0, WORKER_STATE_ACTIVE)
 
     def run(self) -> bool:
         ran = bool(super().run())

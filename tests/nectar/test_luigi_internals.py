@@ -72,6 +72,7 @@ PROBES = "tests.luigi_internals_probes"
         (luigi.worker.Worker.add, ["self", "task", "multiprocess", "processes"]),
         (luigi.worker.Worker._add_worker, ["self"]),
         (luigi.worker.Worker._get_work, ["self"]),
+        (luigi.worker.Worker._add_task, ["self", "args", "kwargs"]),
         (luigi.execution_summary._summary_dict, ["worker"]),
         (luigi.execution_summary.LuigiRunResult.__init__, ["self", "worker", "worker_add_run_status"]),
         (luigi.execution_summary._summary_format, ["set_tasks", "worker"]),

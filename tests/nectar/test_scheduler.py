@@ -137,10 +137,11 @@ def test_a_call_sent_ahead_on_a_connection_luigid_closed_is_sent_again(tmp_path:
 
 
 def test_a_build_asks_luigid_once_per_step_begun_and_once_per_step_ended(luigid: str) -> None:
-    """A worker's build of one step: [add_task, get_work] (added, asked for: the step runs), then [add_task DONE,
-    get_work] (ended, nothing more): two round trips on the worker's thread, not four; luigid says DONE. luigi's
-    add_worker (who the worker is: luigid's workers view) is told after the first get_work, in the second trip:
-    luigid grants the step without first working on it; luigid's view still shows the worker's first task."""
+    """A worker's build of one step: [add_task, get_work] (added, asked for: the step runs), then [add_task DONE]
+    (ended: every step it scheduled is DONE, so luigid has nothing more to grant it, and is not asked): two round
+    trips on the worker's thread, not four; luigid says DONE. luigi's add_worker (who the worker is: luigid's workers
+    view) is told after the first get_work, in the second trip: luigid grants the step without first working on it;
+    luigid's view still shows the worker's first task."""
     ran: list[str] = []
 
     class HeldBuildProbe(luigi.Task):
@@ -158,10 +159,61 @@ def test_a_build_asks_luigid_once_per_step_begun_and_once_per_step_ended(luigid:
     finally:
         forget_task_classes(__name__)
     assert result.scheduling_succeeded and ran == [HeldBuildProbe().task_id]
-    assert rpc.trips == [["/api/add_task", "/api/get_work"], ["/api/add_worker", "/api/add_task", "/api/get_work"]]
+    assert rpc.trips == [["/api/add_task", "/api/get_work"], ["/api/add_worker", "/api/add_task"]]
     assert SchedulerClient(luigid).task(ran[0])["status"] == "DONE"  # type: ignore[index]
     known = {info["name"]: info for info in SchedulerClient(luigid).call("worker_list")}
     assert known["nectar-held-build:1"]["first_task"] == ran[0]
+
+
+@pytest.mark.parametrize(
+    ("fails", "calls"),
+    [
+        (False, ["add_task", "get_work", "add_worker", "add_task"]),
+        (True, ["add_task", "get_work", "add_worker", "add_task", "get_work"]),
+    ],
+    ids=["done: not asked again", "failed: asked again"],
+)
+def test_a_builds_calls_written_to_luigid_end_with_its_last_step_done(
+    luigid: str, fails: bool, calls: list[str]
+) -> None:
+    """Every call a build writes to luigid (what luigid gets): a build whose steps all ended DONE asks luigid for no
+    more work (it could grant none: a worker gets only the PENDING steps it added); one whose step failed asks, as
+    luigi's worker does. luigid's view is the same: the step's state, its worker and the worker's first task."""
+    ran: list[str] = []
+
+    class CountedBuildProbe(luigi.Task):
+        failing = luigi.BoolParameter()
+
+        def run(self) -> None:
+            ran.append(self.task_id)
+            if self.failing:
+                raise RuntimeError("the probe fails")
+
+        def complete(self) -> bool:
+            return bool(ran) and not self.failing
+
+    made = Build(luigid, f"counted-build:{int(fails)}")
+    assert isinstance(made.scheduler, LuigidRPC)
+    written: list[str] = []
+    request = made.scheduler.connections._request
+
+    def noted(path: str, body: bytes) -> bytes:
+        written.append(path.removeprefix("/api/"))
+        return request(path, body)
+
+    made.scheduler.connections._request = noted  # type: ignore[method-assign]
+    try:
+        made.run(CountedBuildProbe(failing=fails))
+    finally:
+        del made.scheduler.connections._request
+        forget_task_classes(__name__)
+    assert written == calls
+    client = SchedulerClient(luigid)
+    record = client.task(ran[0]) or {}
+    assert record["status"] == ("FAILED" if fails else "DONE")
+    assert record["workers"] == [made.worker_id]
+    known = {info["name"]: info for info in client.call("worker_list")}
+    assert known[made.worker_id]["first_task"] == ran[0]
 
 
 def test_a_restarted_luigid_is_reached_on_the_next_call(tmp_path: Path) -> None:
