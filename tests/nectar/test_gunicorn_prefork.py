@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness import APP, REPO, Processes, base_env, children, free_port, settings_env, waitfor
 from nectar.config import Settings
@@ -51,13 +52,16 @@ MODULES_NOTING_CONF = """
 import json
 import os
 import sys
+import threading
+import time
 
 from nectar import gunicorn_conf as service
 from nectar.gunicorn_conf import *  # noqa: F403
 
 
 def note(name, query=""):
-    path = os.path.join(os.environ["MODULES_LEDGER"], name)
+    # a worker's two threads may note at once, in either order: each note a file of its own, written aside
+    path = os.path.join(os.environ["MODULES_LEDGER"], f"{name}.{threading.get_ident()}.{time.monotonic_ns()}")
     with open(path + ".new", "w") as ledger:
         json.dump({"query": query, "modules": sorted(sys.modules)}, ledger)
     os.replace(path + ".new", path)
@@ -182,12 +186,14 @@ def test_a_worker_answers_with_the_modules_its_master_imported_before_forking_it
         for path in ("/api/chains", "/api/runs", "/api/chainstatus?chain=chains/x/y_chain/T/0/out.txt", "/healthz?end"):
             chains_of(port, path)
         (worker,) = children(api.pid)
-        noted = ledger / str(worker)
-        waitfor(
-            lambda: noted.exists() and json.loads(noted.read_text())["query"] == "end", 60, "the last request noted"
-        )
-        master = set(json.loads((ledger / "master").read_text())["modules"])
-        imported = set(json.loads(noted.read_text())["modules"]) - master
+        waitfor(lambda: any(note["query"] == "end" for note in notes(ledger, worker)), 60, "the last request noted")
+        master = set().union(*(note["modules"] for note in notes(ledger, "master")))
+        imported = set().union(*(note["modules"] for note in notes(ledger, worker))) - master
         assert not imported, f"imported by the worker {worker} after its fork: {sorted(imported)}"
     finally:
         processes.close()
+
+
+def notes(ledger: Path, process: object) -> list[dict[str, Any]]:
+    """What ``process`` (a worker's pid, or "master") noted after each request (:data:`MODULES_NOTING_CONF`)."""
+    return [json.loads(path.read_text()) for path in ledger.glob(f"{process}.*") if path.suffix != ".new"]
