@@ -8,8 +8,12 @@ API's CPU per request of each (counted from /proc, which the machine's noise mov
 from __future__ import annotations
 
 import http.client
+import os
 import random
+import signal
+import time
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 from benchmarks.baseline_app import FLOOR_FLASK, FLOOR_WSGI
@@ -23,6 +27,7 @@ from benchmarks.harness import (
 )
 from benchmarks.load import Load, Request, hammer, median_p99, median_rate, rates, samples
 from benchmarks.population import Probe, fill_luigid, fill_registry, fill_store
+from harness.procfs import tree_cpu
 
 NAME = "status"
 CLIENTS = 16
@@ -32,6 +37,8 @@ MAIN_SIZE = 10_000
 SAMPLE = 2_000
 #: share of a burst's requests per API worker after which one is recycled, in the figure with a recycle in each burst
 RECYCLE_AT = 0.6
+#: lookups each client sends in a burst of the direct measure of a recycle (16 clients: 320 lookups, ~0.15 s of CPU)
+RECYCLE_BURST = 20
 
 
 def recycles(before: list[int], after: list[int]) -> int:
@@ -71,6 +78,84 @@ def timed_burst(cluster: Cluster, url: str, requests: list[Request], duration: f
 def us(seconds: list[float]) -> float:
     """The median of CPU seconds per request, in whole microseconds."""
     return round(median(seconds) * 1e6)
+
+
+def thread_cpu(pid: int) -> float:
+    """CPU seconds the live threads of ``pid`` have used, to the nanosecond (``schedstat``; ``stat`` counts ticks)."""
+    used = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
+            used += int(stat.read().split()[0])
+    return used / 1e9
+
+
+def replace_a_worker(cluster: Cluster, url: str) -> int:
+    """End one API worker as ``max_requests`` does (SIGTERM: its loop ends, its connections are answered, it exits)
+    and return its successor's pid once the master has forked it and it has settled (its CPU still for 20 ms)."""
+    before = cluster.api_workers(url)
+    os.kill(before[0], signal.SIGTERM)
+    while before[0] in (now := cluster.api_workers(url)) or not set(now) - set(before):
+        time.sleep(0.001)
+    pid = (set(now) - set(before)).pop()
+    used = -1.0
+    while used != (used := thread_cpu(pid)):
+        time.sleep(0.02)
+    return pid
+
+
+def answers(pid: int) -> int:
+    """Answers ``pid`` (a gunicorn worker) has sent so far: its write calls (``syscw``), one per lookup's answer."""
+    with open(f"/proc/{pid}/io") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("syscw:"))
+
+
+class RecycleCost(NamedTuple):
+    """One recycle, measured directly (medians over the replacements; CPU in seconds)."""
+
+    #: the API's CPU over a burst right after a worker was replaced, less that of the same burst just before
+    added: float
+    #: the successor's CPU from its fork to its first request
+    start: float
+    #: the API's CPU over a burst without a replacement
+    burst: float
+    #: the successor's share of the answers of the burst after it started
+    share: float
+    #: CPU per answer in that burst: the successor's, and its sibling's
+    successor: float
+    sibling: float
+
+
+def recycle_cost(cluster: Cluster, url: str, requests: list[Request], repeats: int) -> RecycleCost:
+    """A recycle's CPU, measured directly: the API's CPU over a burst of a fixed number of lookups right after one
+    worker was replaced (its exit, the master's fork, the successor's start and first lookups), less that of the
+    same burst just before. A burst not measured follows each replacement, so that the next pair's first is warm."""
+    master = cluster.apis[url].pid
+    found: list[RecycleCost] = []
+    for _ in range(repeats):
+        used = tree_cpu(master)
+        hammer(url, requests, CLIENTS, None, RECYCLE_BURST).check(200)
+        steady = tree_cpu(master) - used
+        used = tree_cpu(master)
+        old = set(cluster.api_workers(url))
+        new = replace_a_worker(cluster, url)
+        sibling = next(pid for pid in cluster.api_workers(url) if pid in old)
+        before = {pid: (thread_cpu(pid), answers(pid)) for pid in (new, sibling)}
+        hammer(url, requests, CLIENTS, None, RECYCLE_BURST).check(200)
+        added = tree_cpu(master) - used - steady
+        cpu, sent = zip(
+            *((thread_cpu(p) - before[p][0], answers(p) - before[p][1]) for p in (new, sibling)), strict=True
+        )
+        found.append(
+            RecycleCost(
+                added,
+                before[new][0],
+                steady,
+                sent[0] / max(1, sum(sent)),
+                *(c / max(1, n) for c, n in zip(cpu, sent, strict=True)),
+            )
+        )
+        hammer(url, requests, CLIENTS, None, RECYCLE_BURST).check(200)
+    return RecycleCost(*(median([getattr(one, name) for one in found]) for name in RecycleCost._fields))
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -142,6 +227,13 @@ def run(ctx: Context) -> list[Figure]:
             f"API CPU per lookup {us(recycled_cpu)} us beside {us(steady_cpu)} us; "
             f"{added / max(1, replaced) * 1e3:.1f} ms more per worker replaced"
         )
+        direct = recycle_cost(cluster, main_url, main_requests, max(ctx.repeats, 8))
+        print(
+            f"a recycle measured directly: {direct.added * 1e3:.1f} ms of API CPU, of which its successor's start "
+            f"{direct.start * 1e3:.1f} ms (a burst of {CLIENTS * RECYCLE_BURST} lookups: {direct.burst * 1e3:.0f} ms);"
+            f" in the burst after it, the successor sent {direct.share:.0%} of the answers, at "
+            f"{direct.successor * 1e6:.0f} us of CPU each (its sibling {direct.sibling * 1e6:.0f} us)"
+        )
         # the seed's lookup takes seconds at 16 clients: each client sends one per repeat (600 s fails only a hung one)
         seed = [
             hammer(base_url, status_requests("/seed/chainstatus", MAIN_SIZE, r), CLIENTS, None, 1, 600).check(200)
@@ -172,5 +264,8 @@ def run(ctx: Context) -> list[Figure]:
                ratio_at_least(0.9)),
         Figure(NAME, "API CPU a recycle adds (over the bursts' lookups without one, per worker replaced)",
                added / max(1, replaced), "ms", f"API CPU of a worker's {max_requests} lookups between two recycles",
+               median(steady_cpu) * max_requests),
+        Figure(NAME, "API CPU a recycle adds, measured directly (a worker ended, its successor's first lookups)",
+               direct.added, "ms", f"API CPU of a worker's {max_requests} lookups between two recycles",
                median(steady_cpu) * max_requests),
     ]  # fmt: skip
