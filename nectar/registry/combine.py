@@ -11,6 +11,7 @@ alone is written as it was.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -23,20 +24,34 @@ R = TypeVar("R")
 class _Asked(Generic[T, R]):
     """One thread's write, and once written its answer (or the error that refused it)."""
 
-    __slots__ = ("item", "answer", "error", "done", "wake")
+    __slots__ = ("item", "answer", "error", "shared", "done", "wake")
 
     def __init__(self, item: T) -> None:
         self.item = item
         self.answer: R | None = None
         self.error: BaseException | None = None
+        self.shared = False  # its error ended the whole turn: every thread of the turn was given it
         self.done = False
         self.wake = threading.Lock()  # held until this write is done, or its thread is to take the next turn
         self.wake.acquire()
 
     def result(self) -> R:
         if self.error is not None:
+            if self.shared:  # one exception raised in several threads would gather all their tracebacks
+                mine = _copy_of(self.error)
+                if mine is not None:
+                    raise mine from self.error
             raise self.error
         return self.answer  # type: ignore[return-value]
+
+
+def _copy_of(error: BaseException) -> BaseException | None:
+    """A copy of ``error`` (its type, arguments and attributes) for one thread to raise, or None if it cannot be
+    made again from them."""
+    try:
+        return copy.copy(error)
+    except Exception:
+        return None
 
 
 #: each write's outcome, in the order asked: its answer, or the error that refused it alone
@@ -98,7 +113,7 @@ class Combiner(Generic[T, R]):
         except BaseException as exc:  # noqa: B036 -- handed to each thread whose write it ended, re-raised there
             batch = batch or self._take()  # the turn itself failed: so it does for every write that awaited it
             for asked in batch:
-                asked.error = exc
+                asked.error, asked.shared = exc, len(batch) > 1
         finally:
             with self._lock:
                 following = self._asked[0] if self._asked else None

@@ -115,6 +115,9 @@ def test_a_turn_that_never_comes_fails_every_thread_that_awaited_it_and_the_next
         futures = [pool.submit(runs.submit, new_run(n)) for n in range(THREADS)]
         errors = [future.exception(timeout=60) for future in futures]
     assert all(isinstance(exc, sqlite3.OperationalError) for exc in errors), errors
+    # each thread raised its own copy (the turn's error its cause), so no traceback gathers the others' frames
+    assert len({id(exc) for exc in errors}) == THREADS
+    assert all("locked" in str(exc) for exc in errors), errors
     assert runs._combiner().waiting == 0  # none left behind, to be written later for a thread told it was not
     holder.send_signal(signal.SIGKILL)
     holder.wait()
