@@ -27,7 +27,8 @@ from benchmarks.harness import (
 )
 from benchmarks.load import Load, Request, hammer, median_p99, median_rate, rates, samples
 from benchmarks.population import Probe, fill_luigid, fill_registry, fill_store
-from harness.procfs import tree_cpu
+from harness.processes import waitfor
+from harness.procfs import thread_cpu, tree_cpu
 
 NAME = "status"
 CLIENTS = 16
@@ -80,23 +81,17 @@ def us(seconds: list[float]) -> float:
     return round(median(seconds) * 1e6)
 
 
-def thread_cpu(pid: int) -> float:
-    """CPU seconds the live threads of ``pid`` have used, to the nanosecond (``schedstat``; ``stat`` counts ticks)."""
-    used = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
-            used += int(stat.read().split()[0])
-    return used / 1e9
-
-
 def replace_a_worker(cluster: Cluster, url: str) -> int:
     """End one API worker as ``max_requests`` does (SIGTERM: its loop ends, its connections are answered, it exits)
     and return its successor's pid once the master has forked it and it has settled (its CPU still for 20 ms)."""
     before = cluster.api_workers(url)
     os.kill(before[0], signal.SIGTERM)
-    while before[0] in (now := cluster.api_workers(url)) or not set(now) - set(before):
-        time.sleep(0.001)
-    pid = (set(now) - set(before)).pop()
+
+    def successor() -> int | None:
+        now = cluster.api_workers(url)
+        return None if before[0] in now else next(iter(set(now) - set(before)), None)
+
+    pid: int = waitfor(successor, 60, "gunicorn's master to replace the worker it was sent SIGTERM", 0.001)
     used = -1.0
     while used != (used := thread_cpu(pid)):
         time.sleep(0.02)
