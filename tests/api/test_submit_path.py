@@ -251,3 +251,25 @@ def test_its_answers_and_the_refusals_behind_it_are_timed_once_each(app: Flask) 
 
     after = [latencies(app, rule, status, "POST") for status in counted]
     assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 1]
+
+
+@pytest.mark.parametrize("registry", ["sqlite", "postgres"])
+def test_dedupe_and_the_queue_bound_hold_in_front_for_each_registry(
+    settings: Settings, request: pytest.FixtureRequest, registry: str
+) -> None:
+    """Queued, then found active (the same run, not created), then refused by the bound: in SQLite and PostgreSQL."""
+    url = str(request.getfixturevalue("database_url")) if registry == "postgres" else None
+    app = build_app(settings.replace(database_url=url, max_queue=2))
+    fast, _ = both(app)
+    warmed(app)
+    with dispatches(app) as dispatched:
+        queued, active = fast.post(submit("dedupe")), fast.post(submit("dedupe"))
+        refused = fast.post(submit("over the bound"))
+
+    assert (queued.status_code, active.status_code, refused.status_code) == (202, 202, 503)
+    first, again = queued.get_json()["data"], active.get_json()["data"]
+    assert (first["created"], again["created"], again["run_id"]) == (True, False, first["run_id"])
+    assert active.get_json()["message"] == "an identical run is already active"
+    assert refused.headers["Retry-After"] == str(settings.retry_after)
+    assert dispatched == [TASK]  # the refusal only, answered by Flask
+    assert app.extensions["nectar"].runs.count() == 2
