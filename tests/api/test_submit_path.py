@@ -192,6 +192,7 @@ def test_a_submission_whose_json_is_not_the_compact_kind_is_flask_s(app: Flask) 
         ours = fast.post(submit("debug"))
 
     assert ours.status_code == 202 and ours.get_data().startswith(b"{\n")
+    assert ours.get_json()["data"]["created"] is True  # handed over before its run was written
     assert dispatched == [TASK]
     assert app.extensions["nectar"].runs.count() == 2
 
