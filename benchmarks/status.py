@@ -13,7 +13,7 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from benchmarks.baseline_app import FLOOR_FLASK, FLOOR_WSGI
@@ -29,6 +29,7 @@ from benchmarks.load import Load, Request, hammer, median_p99, median_rate, rate
 from benchmarks.population import Probe, fill_luigid, fill_registry, fill_store
 from harness.processes import waitfor
 from harness.procfs import thread_cpu, tree_cpu
+from nectar.config import Settings
 
 NAME = "status"
 CLIENTS = 16
@@ -40,6 +41,8 @@ SAMPLE = 2_000
 RECYCLE_AT = 0.6
 #: lookups each client sends in a burst of the direct measure of a recycle (16 clients: 320 lookups, ~0.15 s of CPU)
 RECYCLE_BURST = 20
+#: lookups the app answers in the benchmark's own process, for the lookup's CPU without serving it
+IN_PROCESS_LOOKUPS = 4_000
 
 
 def recycles(before: list[int], after: list[int]) -> int:
@@ -79,6 +82,38 @@ def timed_burst(cluster: Cluster, url: str, requests: list[Request], duration: f
 def us(seconds: list[float]) -> float:
     """The median of CPU seconds per request, in whole microseconds."""
     return round(median(seconds) * 1e6)
+
+
+def in_process_cpu(settings: Settings, requests: list[Request], lookups: int) -> float:
+    """CPU seconds per lookup of the service's app called as a WSGI app in this process, on one thread, over
+    ``requests`` in turn (``lookups`` of them, after a round that warms it): the lookup's own work, without gunicorn,
+    sockets, other threads or processes. Beside the server's figure: what serving it adds."""
+    from werkzeug.test import EnvironBuilder
+
+    from app import create_app
+
+    app = create_app({"NECTAR_SETTINGS": settings})
+    environs = [EnvironBuilder(method=method, path=path).get_environ() for method, path in requests]
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> Any:
+        statuses.append(status)
+
+    def call(environ: dict) -> None:
+        for _ in app.wsgi_app(dict(environ), start_response):
+            pass
+
+    for environ in environs:  # links' URL bases are built (by Flask) once per Host, then lookups go in front of it
+        call(environ)
+    calls = [environs[n % len(environs)] for n in range(lookups)]
+    statuses.clear()
+    used = time.thread_time()
+    for environ in calls:
+        call(environ)
+    used = time.thread_time() - used
+    if set(statuses) != {"200 OK"}:
+        raise RuntimeError(f"the app in process answered {sorted(set(statuses))}")
+    return used / lookups
 
 
 def replace_a_worker(cluster: Cluster, url: str) -> int:
@@ -229,6 +264,8 @@ def run(ctx: Context) -> list[Figure]:
             f" in the burst after it, the successor sent {direct.share:.0%} of the answers, at "
             f"{direct.successor * 1e6:.0f} us of CPU each (its sibling {direct.sibling * 1e6:.0f} us)"
         )
+        alone = in_process_cpu(cluster.settings.replace(data_dir=data_dir), main_requests, IN_PROCESS_LOOKUPS)
+        print(f"the same lookups in this process, one thread: {alone * 1e6:.0f} us of CPU each")
         # the seed's lookup takes seconds at 16 clients: each client sends one per repeat (600 s fails only a hung one)
         seed = [
             hammer(base_url, status_requests("/seed/chainstatus", MAIN_SIZE, r), CLIENTS, None, 1, 600).check(200)
@@ -248,6 +285,8 @@ def run(ctx: Context) -> list[Figure]:
                median_p99(hello), ratio_at_most(1.25)),
         Figure(NAME, *flat, f"the same at {small:,} runs", median_rate(loads[str(small)]), ratio_at_least(0.95)),
         Figure(NAME, f"API CPU per lookup {at_main}", us(cpu[str(MAIN_SIZE)]), "us", hello_what, us(cpu["hello"])),
+        Figure(NAME, "CPU per lookup in process (the app called as WSGI, one thread, the same keys)",
+               round(alone * 1e6), "us", f"API CPU per lookup {at_main}", us(cpu[str(MAIN_SIZE)])),
         Figure(NAME, f"API CPU per lookup at {small:,} runs", us(cpu[str(small)]), "us", f"the same at {big:,} runs",
                us(cpu[str(big)])),
         Figure(NAME, f"API CPU per request: {floor_what}, every guard", us(cpu["floor-flask"]), "us", hello_what,
