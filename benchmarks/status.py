@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
+from flask import Flask
+from werkzeug.test import EnvironBuilder
+
+from app import create_app
 from benchmarks.baseline_app import FLOOR_FLASK, FLOOR_WSGI
+from benchmarks.baseline_app import create_app as baseline_app
 from benchmarks.harness import (
     Cluster,
     Context,
@@ -29,7 +34,6 @@ from benchmarks.load import Load, Request, hammer, median_p99, median_rate, rate
 from benchmarks.population import Probe, fill_luigid, fill_registry, fill_store
 from harness.processes import waitfor
 from harness.procfs import thread_cpu, tree_cpu
-from nectar.config import Settings
 
 NAME = "status"
 CLIENTS = 16
@@ -41,8 +45,8 @@ SAMPLE = 2_000
 RECYCLE_AT = 0.6
 #: lookups each client sends in a burst of the direct measure of a recycle (16 clients: 320 lookups, ~0.15 s of CPU)
 RECYCLE_BURST = 20
-#: lookups the app answers in the benchmark's own process, for the lookup's CPU without serving it
-IN_PROCESS_LOOKUPS = 4_000
+#: requests an app answers in the benchmark's own process, for a request's CPU without serving it
+IN_PROCESS_CALLS = 4_000
 
 
 def recycles(before: list[int], after: list[int]) -> int:
@@ -84,15 +88,10 @@ def us(seconds: list[float]) -> float:
     return round(median(seconds) * 1e6)
 
 
-def in_process_cpu(settings: Settings, requests: list[Request], lookups: int) -> float:
-    """CPU seconds per lookup of the service's app called as a WSGI app in this process, on one thread, over
-    ``requests`` in turn (``lookups`` of them, after a round that warms it): the lookup's own work, without gunicorn,
-    sockets, other threads or processes. Beside the server's figure: what serving it adds."""
-    from werkzeug.test import EnvironBuilder
-
-    from app import create_app
-
-    app = create_app({"NECTAR_SETTINGS": settings})
+def in_process_cpu(app: Flask, requests: list[Request], calls: int) -> float:
+    """CPU seconds per request of ``app`` called as a WSGI app in this process, on one thread, over ``requests`` in
+    turn (``calls`` of them, after a round that warms it): the request's own work, without gunicorn, sockets, other
+    threads or processes. Beside the server's figure: what serving it adds. An answer other than 200 raises."""
     environs = [EnvironBuilder(method=method, path=path).get_environ() for method, path in requests]
     statuses: list[str] = []
 
@@ -105,15 +104,15 @@ def in_process_cpu(settings: Settings, requests: list[Request], lookups: int) ->
 
     for environ in environs:  # links' URL bases are built (by Flask) once per Host, then lookups go in front of it
         call(environ)
-    calls = [environs[n % len(environs)] for n in range(lookups)]
+    turns = [environs[n % len(environs)] for n in range(calls)]
     statuses.clear()
     used = time.thread_time()
-    for environ in calls:
+    for environ in turns:
         call(environ)
     used = time.thread_time() - used
     if set(statuses) != {"200 OK"}:
         raise RuntimeError(f"the app in process answered {sorted(set(statuses))}")
-    return used / lookups
+    return used / calls
 
 
 def replace_a_worker(cluster: Cluster, url: str) -> int:
@@ -264,8 +263,10 @@ def run(ctx: Context) -> list[Figure]:
             f" in the burst after it, the successor sent {direct.share:.0%} of the answers, at "
             f"{direct.successor * 1e6:.0f} us of CPU each (its sibling {direct.sibling * 1e6:.0f} us)"
         )
-        alone = in_process_cpu(cluster.settings.replace(data_dir=data_dir), main_requests, IN_PROCESS_LOOKUPS)
-        print(f"the same lookups in this process, one thread: {alone * 1e6:.0f} us of CPU each")
+        service_app = create_app({"NECTAR_SETTINGS": cluster.settings.replace(data_dir=data_dir)})
+        alone = in_process_cpu(service_app, main_requests, IN_PROCESS_CALLS)
+        hello_alone = in_process_cpu(baseline_app(), targets["hello"][1], IN_PROCESS_CALLS)
+        print(f"in this process, one thread: a lookup {alone * 1e6:.0f} us of CPU, a hello {hello_alone * 1e6:.0f} us")
         # the seed's lookup takes seconds at 16 clients: each client sends one per repeat (600 s fails only a hung one)
         seed = [
             hammer(base_url, status_requests("/seed/chainstatus", MAIN_SIZE, r), CLIENTS, None, 1, 600).check(200)
@@ -287,6 +288,8 @@ def run(ctx: Context) -> list[Figure]:
         Figure(NAME, f"API CPU per lookup {at_main}", us(cpu[str(MAIN_SIZE)]), "us", hello_what, us(cpu["hello"])),
         Figure(NAME, "CPU per lookup in process (the app called as WSGI, one thread, the same keys)",
                round(alone * 1e6), "us", f"API CPU per lookup {at_main}", us(cpu[str(MAIN_SIZE)])),
+        Figure(NAME, "CPU per hello in process (the baseline app called as WSGI, one thread)",
+               round(hello_alone * 1e6), "us", f"API CPU per hello, {CLIENTS} clients", us(cpu["hello"])),
         Figure(NAME, f"API CPU per lookup at {small:,} runs", us(cpu[str(small)]), "us", f"the same at {big:,} runs",
                us(cpu[str(big)])),
         Figure(NAME, f"API CPU per request: {floor_what}, every guard", us(cpu["floor-flask"]), "us", hello_what,

@@ -15,6 +15,7 @@ import pytest
 
 import benchmarks.__main__ as bench_main
 import benchmarks.fanout as fanout_module
+from app import create_app
 from benchmarks.dispatch import WARM_BURST, warm_every_api_worker
 from benchmarks.fanout import through_service
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
@@ -180,9 +181,9 @@ def test_the_status_lookups_in_process_are_answered_200_and_timed(tmp_path: Path
         data_dir = cluster.dir / "data"
         fill_store(cluster.settings.local_targets_dir, range(5))
         fill_registry(data_dir / "runs.sqlite3", range(5))
-        settings = cluster.settings.replace(data_dir=data_dir)
+        app = create_app({"NECTAR_SETTINGS": cluster.settings.replace(data_dir=data_dir)})
         requests = status_requests("/api/chainstatus", 5)
 
-        assert len(requests) == 5 and in_process_cpu(settings, requests, 20) > 0
+        assert len(requests) == 5 and in_process_cpu(app, requests, 20) > 0
         with pytest.raises(RuntimeError, match="404"):
-            in_process_cpu(settings, status_requests("/api/chainstatus", 6)[:6], 20)
+            in_process_cpu(app, status_requests("/api/chainstatus", 6), 20)
