@@ -50,7 +50,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05) -> object:
+def wait_until(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.05) -> object:
     """``predicate()`` once it is true, polled every ``interval``; fails after ``timeout`` (a hung wait only)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -245,8 +245,8 @@ class Processes:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        proc.wait(timeout=10)
-        waitfor(lambda: not any(alive(pid) for pid in group), 10, f"{group} to die")
+        proc.wait(timeout=60)
+        waitfor(lambda: not any(alive(pid) for pid in group), 60, f"{group} to die")
         return group
 
     def tagged(self) -> list[int]:
@@ -283,7 +283,7 @@ class Processes:
                 pass
         for proc in self.procs:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 pass
 

@@ -1,5 +1,5 @@
 """Processes seen through Linux's ``/proc``: children, descendants, liveness, CPU time, read calls, command lines,
-environments, TCP connections."""
+pending signals, environments, TCP connections."""
 
 from __future__ import annotations
 
@@ -101,6 +101,19 @@ def send(pid: int, signum: int) -> None:
         os.kill(pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def pending(pid: int) -> set[int]:
+    """The signals sent to ``pid`` and not yet delivered (to a stopped process: until it is continued); empty once
+    it is gone."""
+    masks = 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("SigPnd:", "ShdPnd:")):
+                masks |= int(line.split()[1], 16)
+    except OSError:
+        return set()
+    return {signum for signum in range(1, 65) if masks >> (signum - 1) & 1}
 
 
 def carrying(var: str, value: str) -> list[int]:

@@ -38,7 +38,7 @@ def handed_out(data: dict[str, Any]) -> list[str]:
 
 def fetched(url: str) -> int:
     """The HTTP status of a GET of ``url`` on the network (a real server, or S3's presigned URL)."""
-    with requests.get(url, timeout=30, stream=True) as answer:
+    with requests.get(url, timeout=60, stream=True) as answer:
         return answer.status_code
 
 

@@ -121,7 +121,7 @@ def fetch(client: FlaskClient, url: str) -> tuple[int, bytes]:
     if url.startswith("http://localhost/"):
         answer = client.get(url)
         return answer.status_code, answer.get_data()
-    with urllib.request.urlopen(url, timeout=30) as answer:  # noqa: S310 - the moto server's URL
+    with urllib.request.urlopen(url, timeout=60) as answer:  # noqa: S310 - the moto server's URL
         return answer.status, answer.read()
 
 

@@ -109,7 +109,7 @@ def test_s3_run_to_done_answers_a_presigned_url(
     assert status["scheduler_url"] is None
     url = status["resource_url"]
     assert s3_settings.bucket in url and "Signature=" in url and "/api/files" not in url
-    download = requests.get(url, timeout=10)
+    download = requests.get(url, timeout=60)
     assert download.status_code == 200
     key = TargetKey.parse(status["key"])
     stored = b"".join(get_store(s3_settings).iter_bytes(key))

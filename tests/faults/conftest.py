@@ -145,15 +145,15 @@ class Api:
         return data
 
     def cancel(self, run_id: str) -> requests.Response:
-        return requests.post(f"{self.url}/api/runs/{run_id}/cancel", timeout=30)
+        return requests.post(f"{self.url}/api/runs/{run_id}/cancel", timeout=60)
 
     def run(self, run_id: str) -> requests.Response:
-        return links_checked(requests.get(f"{self.url}/api/runs/{run_id}", timeout=30))
+        return links_checked(requests.get(f"{self.url}/api/runs/{run_id}", timeout=60))
 
     def healthz(self) -> requests.Response:
-        return requests.get(f"{self.url}/healthz", timeout=30)
+        return requests.get(f"{self.url}/healthz", timeout=60)
 
-    def wait(self, key: str, states: tuple[str, ...] = ("DONE",), timeout: float = 30) -> dict[str, Any]:
+    def wait(self, key: str, states: tuple[str, ...] = ("DONE",), timeout: float = 60) -> dict[str, Any]:
         """Poll a key's status until its job_status is one of ``states``; its data."""
         seen: list[str] = []
 
@@ -168,7 +168,7 @@ class Api:
             raise AssertionError(f"{key} never reached {states} in {timeout}s; last {seen[-3:]}") from None
         return result
 
-    def wait_all(self, keys: list[str], states: tuple[str, ...] = ("DONE",), timeout: float = 30) -> list[dict]:
+    def wait_all(self, keys: list[str], states: tuple[str, ...] = ("DONE",), timeout: float = 60) -> list[dict]:
         deadline = time.monotonic() + timeout
         return [self.wait(key, states, max(1.0, deadline - time.monotonic())) for key in keys]
 
@@ -224,7 +224,7 @@ class Cluster:
     def kill_luigid(self) -> None:
         assert self.luigid is not None
         self.luigid.kill()
-        self.luigid.wait(timeout=10)
+        self.luigid.wait(timeout=60)
 
     # workers
 
@@ -241,14 +241,14 @@ class Cluster:
         self.kill_pids(kids)
         self.ledger.note("kill", proc.pid)
         proc.kill()
-        proc.wait(timeout=10)
+        proc.wait(timeout=60)
         return kids
 
     def kill_pids(self, pids: list[int]) -> None:
         for pid in pids:
             self.ledger.note("kill", pid)
             send(pid, signal.SIGKILL)
-        waitfor(lambda: not any(alive(pid) for pid in pids), 10, f"{pids} to die")
+        waitfor(lambda: not any(alive(pid) for pid in pids), 60, f"{pids} to die")
 
     def freeze(self, pid: int) -> None:
         self.ledger.note("freeze", pid)
@@ -264,7 +264,7 @@ class Cluster:
         """SIGTERM the API and wait for it to exit."""
         assert self.api_proc is not None
         self.api_proc.terminate()
-        self.api_proc.wait(timeout=30)
+        self.api_proc.wait(timeout=60)
 
     def kill_api(self) -> list[int]:
         """SIGKILL the gunicorn master and its workers (one process group); their pids."""
@@ -332,7 +332,7 @@ class Cluster:
     def stop_moto(self) -> None:
         assert self.moto is not None
         self.moto.kill()
-        self.moto.wait(timeout=10)
+        self.moto.wait(timeout=60)
 
     # the registry, the store and the figures
 

@@ -2,39 +2,45 @@
 
 from __future__ import annotations
 
-import time
-
 from nectar.registry import RunState
 from tests.faults.conftest import Cluster, waitfor
 
-#: seconds runs are watched staying PENDING while luigid is down (workers look every heartbeat, 0.5 s)
-WATCH = 2.0
+#: what a worker says when it finds luigid down, then back (it claims nothing in between)
+NOT_CLAIMING, CLAIMING = "not claiming runs until luigid answers again", "luigid answers again: claiming runs"
+
+
+def worker_log(cluster: Cluster) -> str:
+    """What the workers (and their attempts) logged, a process's lines in the order it did things."""
+    return "".join(path.read_text() for path in sorted(cluster.logs.glob("worker-*.log")))
 
 
 def test_runs_wait_in_the_queue_while_luigid_is_down_and_run_when_it_is_back(cluster: Cluster) -> None:
     cluster.fault = "luigid down before submitting; started later"
     cluster.start_api()
-    cluster.start_worker(workers=2)
 
     runs = [cluster.api.queue(n=n, sleeps="0.2") for n in range(4)]
+    cluster.start_worker(workers=2)  # the runs are due before it first looks at luigid
 
     health = cluster.api.healthz()
     assert health.status_code == 200, health.text
     assert health.json()["message"].startswith("degraded: scheduler unavailable"), health.json()
     assert health.json()["data"]["scheduler"]["ok"] is False
-    deadline = time.monotonic() + WATCH
-    while time.monotonic() < deadline:
-        for data in runs:
-            status = cluster.api.state(data["key"])
-            assert (status["job_status"], status["attempt"], status["error"]) == ("PENDING", 0, None), status
+    # it looked at luigid before claiming what was due, and found it down: the point at which it would have claimed
+    waitfor(lambda: NOT_CLAIMING in worker_log(cluster), 60, "the worker to find luigid down")
+    for data in runs:
+        status = cluster.api.state(data["key"])
+        assert (status["job_status"], status["attempt"], status["error"]) == ("PENDING", 0, None), status
     assert cluster.ledger.count("start") == 0
 
     cluster.start_luigid()
 
-    cluster.api.wait_all([r["key"] for r in runs], timeout=30)
+    cluster.api.wait_all([r["key"] for r in runs], timeout=60)
     assert cluster.api.healthz().json()["message"] == "ok"
     for data in runs:
         assert cluster.run(data["run_id"]).attempt == 1
+    said = worker_log(cluster)  # one process: its lines in the order it did things
+    assert said.index(NOT_CLAIMING) < said.index(CLAIMING) < min(said.index(f"{r['run_id']} ") for r in runs), said
+    assert said.count(": attempt 1 claimed") == len(runs), said
     cluster.account()
 
 

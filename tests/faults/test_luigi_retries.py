@@ -72,4 +72,4 @@ def test_a_task_luigid_disabled_is_run_again_when_posted_again(
     second = failed_run()  # luigid disabled the step after its 2 failures: the new POST re-enables it
     assert second["run_id"] != first["run_id"]
     assert "RuntimeError: this step always fails" in second["error"], second
-    wait_until(lambda: lines(counter) == 4, timeout=30)
+    wait_until(lambda: lines(counter) == 4, timeout=60)

@@ -50,7 +50,7 @@ def test_a_task_retries_attribute_overrides_the_default_policy(cluster: Cluster)
     cluster.start_api()
     four = cluster.api.queue("FourAttemptsTask", n=0, fails=3)  # the default (no retry) would fail it
 
-    done = cluster.api.wait(four["key"], ("DONE", "FAILED"), timeout=30)
+    done = cluster.api.wait(four["key"], ("DONE", "FAILED"), timeout=60)
     assert (done["job_status"], done["attempt"], done["max_attempts"]) == ("DONE", 4, 4), done
     assert [cluster.ledger.count(word, "FourAttemptsTask") for word in ("start", "fail", "end")] == [4, 3, 1]
     cluster.account(ended=1)
@@ -100,7 +100,7 @@ def test_sigterm_requeues_a_long_task_uncounted_after_the_drain_grace(cluster: C
 
     cluster.start_worker(workers=1)
 
-    done = cluster.api.wait(run["key"], timeout=30)
+    done = cluster.api.wait(run["key"], timeout=60)
     assert (done["run_id"], done["attempt"]) == (run["run_id"], 1)
     assert (cluster.ledger.count("start"), cluster.ledger.count("end")) == (2, 1)
     cluster.account()

@@ -32,7 +32,7 @@ def test_runs_accepted_before_the_api_is_killed_are_all_done_by_a_new_api(cluste
 
     assert not any(alive(pid) for pid in killed)
     cluster.start_api()
-    for data in cluster.api.wait_all(keys, timeout=40):
+    for data in cluster.api.wait_all(keys, timeout=60):
         assert data["attempt"] == 1 and data["error"] is None
     assert cluster.ledger.count("end", "LedgerTask") == 6
     cluster.account()
@@ -70,7 +70,7 @@ def test_a_killed_worker_and_its_children_are_noticed_and_their_runs_retried(clu
     for status in noticed.values():
         assert status["error"].startswith("worker lost: "), status
         assert "(its process is gone) during attempt 1" in status["error"], status
-    for data in cluster.api.wait_all([d["key"] for d in running], timeout=30):
+    for data in cluster.api.wait_all([d["key"] for d in running], timeout=60):
         assert (data["job_status"], data["attempt"], data["max_attempts"]) == ("DONE", 2, 3), data
     assert cluster.api.wait(queued["key"])["attempt"] == 1
     for data in running:
@@ -106,14 +106,14 @@ def test_a_worker_killed_alone_leaves_no_attempt_or_spare_and_its_running_runsre
     cluster.start_api()
     worker = cluster.start_worker(workers=2, drain_grace=3600)
     runs = [cluster.api.queue(n=n, sleeps="3600,0.3") for n in range(2)]
-    waitfor(lambda: cluster.ledger.count("start") == 2, 30, "two runs to start")
-    waitfor(lambda: len(children(worker.pid)) >= 3, 30, "a spare beside the two attempts")
+    waitfor(lambda: cluster.ledger.count("start") == 2, 60, "two runs to start")
+    waitfor(lambda: len(children(worker.pid)) >= 3, 60, "a spare beside the two attempts")
     started = {pid: cmdline(pid) for pid in descendants(worker.pid)}
     assert {e.pid for e in cluster.ledger.executions()} < set(started), started
 
     cluster.ledger.note("kill", worker.pid)
     worker.kill()
-    worker.wait(timeout=10)
+    worker.wait(timeout=60)
 
     gone(started, "the killed worker's attempts and spare to stop on their own")
     requeued(cluster, runs)
@@ -134,13 +134,13 @@ def test_a_stopping_worker_says_what_it_waits_for_and_requeues_what_it_interrupt
     grace = 3600 if how == "a second SIGTERM" else 1
     worker = cluster.start_worker(workers=1, drain_grace=grace)
     data = cluster.api.queue(n=0, sleeps="3600,0.3")
-    waitfor(lambda: cluster.ledger.count("start") == 1, 30, "the run to start")
+    waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start")
     log = cluster.log_of[worker.pid]
     waiting = f"stopping: waiting up to {grace} s for 1 running run ({data['run_id']}) to finish"
 
     worker.send_signal(signal.SIGTERM)
 
-    waitfor(lambda: waiting in log.read_text(), 30, f"the worker to say {waiting!r}")
+    waitfor(lambda: waiting in log.read_text(), 60, f"the worker to say {waiting!r}")
     if how == "a second SIGTERM":
         assert cluster.run(data["run_id"]).state == RunState.RUNNING  # the drain lets it run
         worker.send_signal(signal.SIGTERM)
@@ -214,7 +214,7 @@ def test_a_frozen_attempt_thawed_when_its_work_is_due_does_not_finish_it(cluster
     waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 60, "the child's first heartbeat")
     cluster.freeze(frozen)
     gate.touch()
-    done = cluster.api.wait(data["key"], timeout=cluster.settings.lease_timeout + 10)
+    done = cluster.api.wait(data["key"], timeout=cluster.settings.lease_timeout + 60)
     assert done["attempt"] == 2
     [second] = [e for e in cluster.ledger.executions() if e.pid != frozen]
 

@@ -27,7 +27,7 @@ def test_nectar_serve_whose_every_process_dies_at_once_finishes_every_run_after_
     for pid in everything:
         cluster.freeze(pid)
     cluster.kill_pids(everything)
-    serve.wait(timeout=10)
+    serve.wait(timeout=60)
 
     left = [p for p in tagged(cluster.token) if alive(p)]
     assert not left, {p: cmdline(p) for p in left}
@@ -48,20 +48,20 @@ def test_nectar_serve_killed_alone_takes_every_process_with_it_and_requeues_its_
     # a drain that outlasts the test: a worker whose supervisor is gone must not wait for it
     serve = cluster.start_serve(workers=2, NECTAR_DRAIN_GRACE="3600")
     runs = [cluster.api.queue(n=n, sleeps="3600,0.3") for n in range(2)]
-    waitfor(lambda: cluster.ledger.count("start") == 2, 30, "two runs to start")
+    waitfor(lambda: cluster.ledger.count("start") == 2, 60, "two runs to start")
     started = {pid: cmdline(pid) for pid in descendants(serve.pid)}
     assert len([line for line in started.values() if "nectar.cli worker" in line]) >= 4, started  # 2 attempts, spares
 
     cluster.ledger.note("kill", serve.pid)
     serve.kill()
-    serve.wait(timeout=10)
+    serve.wait(timeout=60)
 
     gone(started, "every process nectar serve started to stop on its own")
     left = [p for p in tagged(cluster.token) if alive(p)]
     assert not left, {p: cmdline(p) for p in left}
     for port in (cluster.api_port, cluster.luigid_port):
         with pytest.raises(requests.ConnectionError):
-            requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+            requests.get(f"http://127.0.0.1:{port}/", timeout=60)
         ports.ensure_free("127.0.0.1", port, "a test")
     requeued(cluster, runs)
 
@@ -80,7 +80,7 @@ def test_a_second_ctrl_c_at_nectar_serve_interrupts_the_drain_and_requeues_runni
     cluster.fault = "Ctrl-C nectar serve while a run runs, then Ctrl-C again"
     serve = cluster.start_serve(workers=1, NECTAR_DRAIN_GRACE="3600")
     data = cluster.api.queue(n=0, sleeps="3600,0.3")
-    waitfor(lambda: cluster.ledger.count("start") == 1, 30, "the run to start")
+    waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start")
     log = cluster.log_of[serve.pid]
     waiting = f"stopping: waiting up to 3600 s for 1 running run ({data['run_id']}) to finish"
 

@@ -19,7 +19,7 @@ def at_once(cluster: Cluster, params: list[dict[str, Any]]) -> list[requests.Res
     barrier = threading.Barrier(len(params))
 
     def post(values: dict[str, Any]) -> requests.Response:
-        barrier.wait(timeout=30)
+        barrier.wait(timeout=60)
         return cluster.api.submit(**values)
 
     with ThreadPoolExecutor(len(params)) as pool:
@@ -80,7 +80,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_drains_once_a_worker_runs
 
     cluster.start_worker(workers=2)
 
-    cluster.api.wait_all([q["key"] for q in queued], timeout=30)
+    cluster.api.wait_all([q["key"] for q in queued], timeout=60)
     assert cluster.registry.count() == 5
     assert cluster.ledger.count("end") == 5
     cluster.account()
@@ -141,7 +141,7 @@ def test_a_cancelled_running_run_stops_leaves_no_output_and_runs_again_when_resu
     resubmitted = cluster.api.queue(n=0, gate=str(gate))
 
     assert resubmitted["run_id"] != running["run_id"] and resubmitted["created"] is True
-    done = cluster.api.wait(resubmitted["key"], timeout=30)
+    done = cluster.api.wait(resubmitted["key"], timeout=60)
     assert done["run_id"] == resubmitted["run_id"] and done["attempt"] == 1
     assert cluster.ledger.count("end") == 1
     cluster.account(ended=1)

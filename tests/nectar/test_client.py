@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harness import children, cmdline, send, waitfor
 from tests.conftest import NECTAR
 from tests.nectar.test_serve import Served, _serve
 
@@ -16,11 +18,17 @@ TASK = "testchains/hello_luigiworld_chain/WithDependencyTask"
 ROWS = 200
 
 
-def run_cli(served: Served, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def start_cli(served: Served, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NECTAR_")}
-    return subprocess.run(
-        [*NECTAR, *args, "--server", served.api], env=env, capture_output=True, text=True, timeout=timeout
-    )
+    argv = [*NECTAR, *args, "--server", served.api]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_cli(served: Served, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The command run to its end; ``timeout`` only fails a hung one."""
+    cli = start_cli(served, *args)
+    stdout, stderr = cli.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(cli.args, cli.returncode, stdout, stderr)
 
 
 def write_csv(path: Path, lines: list[str]) -> Path:
@@ -181,15 +189,32 @@ def test_usage_errors_exit_2(served: Served, tmp_path: Path, task: str, csv_line
 
 @pytest.fixture
 def busy(tmp_path: Path) -> Iterator[Served]:
-    """A service that queues one run at most, with one worker, and asks to come back after 1 s."""
-    yield from _serve(tmp_path, {"NECTAR_WORKERS": "1", "NECTAR_MAX_QUEUE": "1", "NECTAR_RETRY_AFTER": "1"})
+    """A service that queues one run at most, with one worker, and asks to come back after 1 s; its access log is
+    ``access.log`` beside it."""
+    env = {"NECTAR_WORKERS": "1", "NECTAR_MAX_QUEUE": "1", "NECTAR_RETRY_AFTER": "1"}
+    yield from _serve(tmp_path, {**env, "NECTAR_ACCESS_LOG": str(tmp_path / "access.log")})
 
 
 def test_a_full_queue_is_waited_out(busy: Served, tmp_path: Path) -> None:
-    """Eight rows, sent at once (the client's concurrency), to a queue of one: most are answered 503 at first."""
+    """Eight rows, sent at once (the client's concurrency), to a queue of one whose worker is frozen until the API
+    has answered a submission 503: the client comes back after Retry-After, as many times as it takes (1000 tries a
+    row: the command's timeout is the one bound, a hang guard), until every row ran."""
     csv = write_csv(tmp_path / "rows.csv", ["aparam", *(f"queued {i}" for i in range(8))])
+    (worker,) = [pid for pid in children(busy.proc.pid) if "nectar.cli worker" in cmdline(pid)]
+    access_log = tmp_path / "access.log"
 
-    result = run_cli(busy, "submit", TASK, "--params-csv", str(csv), "--attempts", "60", timeout=180)
+    def refused() -> bool:
+        lines = access_log.read_text().splitlines() if access_log.exists() else []
+        return any('"POST /api/chains/' in line and '" 503 ' in line for line in lines)
+
+    send(worker, signal.SIGSTOP)  # the queue stays full: the first row accepted waits in it
+    try:
+        cli = start_cli(busy, "submit", TASK, "--params-csv", str(csv), "--attempts", "1000")
+        waitfor(refused, 60, "a submission answered 503 (queue full)")
+    finally:
+        send(worker, signal.SIGCONT)
+    stdout, stderr = cli.communicate(timeout=180)
+    result = subprocess.CompletedProcess(cli.args, cli.returncode, stdout, stderr)
 
     assert result.returncode == 0, result.stdout + result.stderr
     rows = table(result)

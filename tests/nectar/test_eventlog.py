@@ -76,7 +76,7 @@ def test_a_worker_logs_each_run_event_as_json_with_its_run_id(
     worker = start_worker(settings, workers=1)
     wait_until(lambda: service.runs.get(run.id).state.value == "DONE", timeout=60)  # type: ignore[union-attr]
     worker.terminate()
-    worker.wait(timeout=30)
+    worker.wait(timeout=60)
 
     lines = (tmp_path / "worker-0.log").read_text().splitlines()
     events = [json.loads(line) for line in lines if line.startswith("{")]

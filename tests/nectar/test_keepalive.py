@@ -34,7 +34,7 @@ def get(connection: http.client.HTTPConnection, path: str = "/healthz") -> http.
 
 
 def test_a_connection_idle_for_the_retry_after_is_still_open(api: int) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", api, timeout=30)
+    connection = http.client.HTTPConnection("127.0.0.1", api, timeout=60)
     try:
         first = get(connection)
         assert first.getheader("Connection", "").lower() != "close"
@@ -52,7 +52,7 @@ def test_a_connection_is_closed_with_the_answer_to_its_last_request(
     connection ends; the earlier ones keep it open (0: all of them). The client's next connection is answered."""
     env = {} if value is None else {"NECTAR_KEEPALIVE_REQUESTS": value}
     port = processes.nectar_api(settings, env=env).port
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         for n in range(1, (bound or 2 * KEEPALIVE_REQUESTS) + 1):
             answer = get(connection)
@@ -87,7 +87,7 @@ def test_clients_all_held_by_one_worker_spread_to_a_worker_started_beside_it(
     second worker never answers one of them."""
     served = processes.nectar_api(settings, workers=1, env={"NECTAR_KEEPALIVE_REQUESTS": "4"})
     first = children(served.proc.pid)
-    clients = [http.client.HTTPConnection("127.0.0.1", served.port, timeout=30) for _ in range(4)]
+    clients = [http.client.HTTPConnection("127.0.0.1", served.port, timeout=60) for _ in range(4)]
     try:
         for client in clients:
             get(client)  # open, on the one worker

@@ -80,7 +80,7 @@ def kill_worker(worker: subprocess.Popen[bytes]) -> None:
         except ProcessLookupError:
             pass
     worker.kill()
-    worker.wait(timeout=10)
+    worker.wait(timeout=60)
     wait_until(lambda: not any(alive(pid) for pid in kids), 10)
 
 

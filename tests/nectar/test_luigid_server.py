@@ -52,7 +52,7 @@ class Luigid:
     def send(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
         """The answer to one request as http.client sends it (``Host``, ``Accept-Encoding: identity`` unless given):
         status, reason, headers without ``Date``, body (gzip undone: its bytes carry a time)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             answer = conn.getresponse()

@@ -141,7 +141,7 @@ def test_independent_steps_run_at_once_up_to_the_workers_asked(
 
     waitfor(lambda: run_gates.started(0) and run_gates.started(1), 60, "both steps to start before any gate opens")
     assert sorted(run_gates.ledger()) == ["start 0", "start 1"]
-    waitfor(lambda: len(running_steps(nectar, submission)) == 2, 30, "both steps RUNNING at once in the registry")
+    waitfor(lambda: len(running_steps(nectar, submission)) == 2, 60, "both steps RUNNING at once in the registry")
     assert run_gates.pid(0) != run_gates.pid(1)  # each in a process of its own
     run_gates.open(0)
     run_gates.open(1)
@@ -170,7 +170,7 @@ def test_parallel_steps_record_their_states_in_a_postgresql_registry_each_over_i
     start_worker(settings, workers=1)
     # luigid picks which two of the three steps go first: any two, both held at their gates
     waitfor(lambda: sum(run_gates.started(i) for i in range(3)) == 2, 60, "two of the three steps to start")
-    waitfor(lambda: len(running_steps(nectar, submission)) == 2, 30, "both steps RUNNING at once in the registry")
+    waitfor(lambda: len(running_steps(nectar, submission)) == 2, 60, "both steps RUNNING at once in the registry")
 
     for i in range(3):
         run_gates.open(i)
@@ -227,7 +227,7 @@ def test_a_parallel_step_committing_late_renews_the_lease_in_its_attempts_name(
         beats.add(run.heartbeat_at if run else None)
         return len(beats) >= 3
 
-    waitfor(beaten_twice, 30, "two heartbeats of the attempt", interval=0.01)
+    waitfor(beaten_twice, 60, "two heartbeats of the attempt", interval=0.01)
     attempt = nectar.runs.get(run_id)
     assert attempt is not None and attempt.worker is not None
     run_gates.open(0)
@@ -307,7 +307,7 @@ def test_cancelling_a_run_with_parallel_steps_leaves_no_process_behind(
     waitfor(lambda: run_gates.started(0) and run_gates.started(1), 60, "both steps to start")
     steps = [run_gates.pid(0), run_gates.pid(1)]
     assert submission.run is not None
-    attempt = waitfor(lambda: nectar.runs.get(submission.run.id).worker, 30, "the attempt's process")  # type: ignore[union-attr]
+    attempt = waitfor(lambda: nectar.runs.get(submission.run.id).worker, 60, "the attempt's process")  # type: ignore[union-attr]
     attempt_pid = holder(attempt)[1]
     assert attempt_pid is not None
     assert set(steps) <= set(descendants(attempt_pid))

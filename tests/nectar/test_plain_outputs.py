@@ -156,7 +156,7 @@ def test_s3_outputs_are_presigned_only_when_they_exist_in_a_reachable_bucket(s3_
     found = outputs_of(S3Outputs, s3_settings)
     assert [output.target for output in found] == uris
     assert found[0].url and found[0].note is None
-    with urllib.request.urlopen(found[0].url, timeout=30) as answer:  # noqa: S310 - moto's presigned URL
+    with urllib.request.urlopen(found[0].url, timeout=60) as answer:  # noqa: S310 - moto's presigned URL
         assert answer.read() == b"top 10\n"
     assert (found[1].url, found[1].note) == (None, "does not exist")
     assert found[2].url is None and found[2].note == "bucket no-such-bucket-16 is not reachable by the service"

@@ -13,6 +13,8 @@ from pathlib import Path
 from nectar.forks import ForkGate
 from nectar.registry import Step
 from nectar.registry.sqlite import SQLiteRunStore
+from tests.conftest import wait_until
+from tests.helpers.threads import at_line, waits_in
 from tests.nectar.test_runs import new_run
 
 #: seconds that only fail a hung test (SQLite's own busy timeout is 30 s)
@@ -93,6 +95,7 @@ def test_a_fork_waits_for_the_thread_inside_and_holds_the_next_one_until_it_is_d
             order.append("forker in")
         forked.set()
         done.wait(PATIENCE)
+        order.append("fork done")
         gate.after_fork_in_parent()
 
     def second() -> None:
@@ -104,14 +107,19 @@ def test_a_fork_waits_for_the_thread_inside_and_holds_the_next_one_until_it_is_d
     threads[0].start()
     assert entered.wait(PATIENCE)
     threads[1].start()
-    assert not forked.wait(0.1), "the fork went on while a thread was inside"
+    # the fork either went on, or waits in before_fork: the point at which it could have gone on and did not
+    wait_until(lambda: forked.is_set() or waits_in(threads[1], "before_fork"), timeout=PATIENCE)
+    assert not forked.is_set(), "the fork went on while a thread was inside"
     leave.set()
     assert forked.wait(PATIENCE), "the fork never went on after the last thread left"
     threads[2].start()
-    assert not second_in.wait(0.1), "a thread came in during the fork"
+    # it either came in, or waits for the gate's lock, which the fork holds: the point at which it could have come in
+    entering = ("__enter__", "with self._lock:")
+    wait_until(lambda: second_in.is_set() or (at_line(threads[2]) == entering and gate._lock.locked()), PATIENCE)
+    assert not second_in.is_set(), "a thread came in during the fork"
     done.set()
     assert second_in.wait(PATIENCE), "the gate never opened again after the fork"
     for thread in threads:
         thread.join(PATIENCE)
 
-    assert order == ["first left", "forked", "forker in", "second in"]
+    assert order == ["first left", "forked", "forker in", "fork done", "second in"]

@@ -66,7 +66,7 @@ def _serve(tmp_path: Path, extra_env: dict[str, str], headers: dict[str, str] | 
         if "Datanectar is up" not in said:
             return False
         try:
-            return requests.get(f"{served.api}/api/chains", headers=headers, timeout=5).status_code == 200
+            return requests.get(f"{served.api}/api/chains", headers=headers, timeout=60).status_code == 200
         except requests.RequestException:  # not up yet, or a loaded machine
             return False
 
@@ -95,7 +95,7 @@ def served_s3(tmp_path: Path, s3_env: dict[str, str]) -> Iterator[Served]:
 
 
 def _launch_and_wait(served: Served, task: str, params: dict[str, str] | None = None) -> dict:
-    answer = requests.post(f"{served.api}/api/chains/{HELLO}/{task}", params=params, timeout=10)
+    answer = requests.post(f"{served.api}/api/chains/{HELLO}/{task}", params=params, timeout=60)
     assert answer.status_code == 202, answer.text
     body = answer.json()
     assert body["status"] == 202
@@ -103,7 +103,7 @@ def _launch_and_wait(served: Served, task: str, params: dict[str, str] | None = 
     assert status_url.startswith(f"{served.api}/api/chainstatus?chain=chains/{HELLO}/{task}/")
 
     def done() -> dict | None:
-        status = links_checked(requests.get(status_url, timeout=10)).json()
+        status = links_checked(requests.get(status_url, timeout=60)).json()
         assert status["data"]["job_status"] in {"PENDING", "RUNNING", "DONE"}, status
         return status if status["data"]["job_status"] == "DONE" else None
 
@@ -111,23 +111,23 @@ def _launch_and_wait(served: Served, task: str, params: dict[str, str] | None = 
 
 
 def test_readme_tour_local(served: Served) -> None:
-    chains = requests.get(f"{served.api}/api/chains", timeout=10)
+    chains = requests.get(f"{served.api}/api/chains", timeout=60)
     assert chains.status_code == 200 and HELLO in chains.text
 
     status = _launch_and_wait(served, "TestS3Task")
     data = status["data"]
-    resource = requests.get(data["resource_url"], timeout=10)
+    resource = requests.get(data["resource_url"], timeout=60)
     assert resource.status_code == 200
     out = served.cwd / "local_targets" / data["key"]
     assert resource.content == out.read_bytes() == b"hello luigi world\n"
-    assert "hello from TestS3Task" in requests.get(data["stdout_url"], timeout=10).text
+    assert "hello from TestS3Task" in requests.get(data["stdout_url"], timeout=60).text
 
     # luigid on its own port knows the task, under the chain's namespace
     search = {"data": '{"task_str": "hello_luigiworld_chain.TestS3Task"}'}
-    found = requests.get(f"{served.scheduler}/api/task_search", params=search, timeout=10).json()["response"]
+    found = requests.get(f"{served.scheduler}/api/task_search", params=search, timeout=60).json()["response"]
     assert any("TestS3Task" in task_id for tasks in found.values() for task_id in tasks)
 
-    again = links_checked(requests.post(f"{served.api}/api/chains/{HELLO}/TestS3Task", timeout=10))
+    again = links_checked(requests.post(f"{served.api}/api/chains/{HELLO}/TestS3Task", timeout=60))
     assert again.status_code == 200 and again.json()["data"]["job_status"] == "DONE"
     assert (served.cwd / "local_targets" / data["key"]).stat().st_mtime == out.stat().st_mtime
 
@@ -143,7 +143,7 @@ def test_readme_tour_local(served: Served) -> None:
     ],
 )
 def test_errors_over_http(served: Served, method: str, path: str, code: int) -> None:
-    answer = requests.request(method, f"{served.api}{path}", timeout=10)
+    answer = requests.request(method, f"{served.api}{path}", timeout=60)
     assert answer.status_code == code
     assert answer.json()["status"] == code
     if code == 422:
@@ -155,7 +155,7 @@ def test_sigterm_stops_everything(served: Served) -> None:
     assert served.proc.wait(timeout=60) == 0
     for url in (served.api, served.scheduler):
         with pytest.raises(requests.ConnectionError):
-            requests.get(url, timeout=2)
+            requests.get(url, timeout=60)
 
 
 def test_readme_tour_s3(served_s3: Served, s3_env: dict[str, str]) -> None:
@@ -163,7 +163,7 @@ def test_readme_tour_s3(served_s3: Served, s3_env: dict[str, str]) -> None:
     url = status["data"]["resource_url"]
     assert url.startswith(f"{s3_env['AWS_ENDPOINT_URL']}/"), url  # the presigned URL points at moto
     assert "Signature=" in url or "X-Amz-Signature=" in url, url  # SigV2 or SigV4
-    assert requests.get(url, timeout=10).content == b"hello luigi world, from s3\n"
+    assert requests.get(url, timeout=60).content == b"hello luigi world, from s3\n"
     assert not (served_s3.cwd / "local_targets").exists()
 
 
@@ -171,13 +171,13 @@ def test_metrics_add_up_every_api_process_and_the_registry(served: Served) -> No
     """Prometheus' parser reads /metrics: run counts and durations from the registry, HTTP latencies summed over
     the API's gunicorn workers (each request lands on either of two)."""
     for _ in range(40):
-        assert requests.get(f"{served.api}/api/chains", timeout=10).status_code == 200
+        assert requests.get(f"{served.api}/api/chains", timeout=60).status_code == 200
     run_id = _launch_and_wait(served, "TestS3Task")["data"]["run_id"]
     run = SQLiteRunStore(served.cwd / "nectar_data" / "runs.sqlite3").get(run_id)
     assert run is not None and run.started_at is not None and run.finished_at is not None
     took = run.finished_at - run.started_at
 
-    answer = requests.get(f"{served.api}/metrics", timeout=10)
+    answer = requests.get(f"{served.api}/metrics", timeout=60)
 
     assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/plain")
     families = {family.name: family for family in text_string_to_metric_families(answer.text)}
@@ -237,7 +237,7 @@ def _gone(started: dict[int, str], what: str) -> None:
 def _closed(port: int) -> None:
     """Nobody answers on ``port`` and it can be listened on again."""
     with pytest.raises(requests.ConnectionError):
-        requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+        requests.get(f"http://127.0.0.1:{port}/", timeout=60)
     ports.ensure_free("127.0.0.1", port, "a test")
 
 
@@ -269,7 +269,7 @@ def test_a_second_serve_on_the_same_ports_refuses_naming_the_port_and_its_holder
     assert second.returncode == 2, said
     assert f"port {api_port} (the API, --port) is in use by pid {holder} (" in said and "gunicorn" in said, said
     assert "Datanectar is up" not in said
-    assert requests.get(f"{served.api}/api/chains", timeout=10).status_code == 200  # the first one is untouched
+    assert requests.get(f"{served.api}/api/chains", timeout=60).status_code == 200  # the first one is untouched
 
 
 @pytest.fixture

@@ -120,7 +120,7 @@ def test_a_worker_keeps_spares_for_its_slots_once_it_has_claimed_and_the_next_ru
 
     assert (first.state, run.state, run.attempt) == (RunState.DONE, RunState.DONE, 1)
     assert pid_of(run) in spares  # claimed in the spare's name: a dead spare is reclaimed by pid
-    wait_until(lambda: not alive(pid_of(run)), timeout=30)  # the attempt's process ends with it
+    wait_until(lambda: not alive(pid_of(run)), timeout=60)  # the attempt's process ends with it
 
 
 def test_spares_are_let_go_once_no_run_was_claimed_for_a_while(quick: Settings, start_worker: StartWorker) -> None:
@@ -433,7 +433,7 @@ def test_a_spare_killed_before_its_run_costs_the_run_no_attempt(
     spares = spares_after(worker, ended(nectar, submit(nectar, 5)), AHEAD)
     for spare in spares:
         os.kill(spare, signal.SIGKILL)
-    wait_until(lambda: not any(map(alive, spares)), timeout=10)  # dead (zombies: their sockets closed), not dying
+    wait_until(lambda: not any(map(alive, spares)), timeout=60)  # dead (zombies: their sockets closed), not dying
 
     run = ended(nectar, submit(nectar, 6))
 
@@ -453,7 +453,7 @@ def test_a_stopped_or_killed_worker_leaves_no_spare_behind(
     spares = spares_after(worker, ended(nectar, submit(nectar, 7)), AHEAD * 2)
 
     worker.send_signal(signum)
-    worker.wait(timeout=30)
+    worker.wait(timeout=60)
 
     wait_until(lambda: not any(alive(spare) for spare in spares), timeout=60)  # a killed worker's: lifeline
 

@@ -40,7 +40,7 @@ def test_a_presigned_download_has_the_type_the_local_store_serves(
     for key in (written, copied):
         url = store.url(key, expires_in=60)
         assert url is not None, key.path
-        answer = requests.get(url, timeout=10)
+        answer = requests.get(url, timeout=60)
         assert answer.status_code == 200, answer.text
         assert answer.headers["Content-Type"] == expected, (key.path, answer.headers)
 

@@ -108,7 +108,7 @@ def test_presigned_url_downloads_the_exact_bytes(s3_settings: Settings, tmp_path
     url = store.url(KEY, expires_in=60)
 
     assert url.startswith(moto_server) and "Signature" in url and "Expires" in url
-    answer = requests.get(url, timeout=10)
+    answer = requests.get(url, timeout=60)
     assert answer.status_code == 200 and answer.content == PAYLOAD
 
 

@@ -145,7 +145,7 @@ class Deployment:
             self.ledger.note("kill", pid)
             send(pid, signal.SIGKILL)
         for proc in (node.api, node.worker):
-            proc.wait(timeout=10)
+            proc.wait(timeout=60)
         self.nodes.remove(node)
 
     def states(self) -> dict[RunState, int]:

@@ -47,11 +47,11 @@ def test_a_running_tasks_stdout_is_served_by_every_nodes_api(
     status_path = accepted.json()["data"]["status_url"].split("/api/", 1)[1]
 
     def running_stdout(node: Any) -> str | None:
-        status = requests.get(f"{node.url}/api/{status_path}", timeout=30).json()["data"]
+        status = requests.get(f"{node.url}/api/{status_path}", timeout=60).json()["data"]
         assert status["job_status"] in ("PENDING", "RUNNING"), status
         if status["job_status"] != "RUNNING" or not status.get("stdout_url"):
             return None
-        answer = requests.get(status["stdout_url"], timeout=30)
+        answer = requests.get(status["stdout_url"], timeout=60)
         return answer.text if answer.status_code == 200 and "first line" in answer.text else None
 
     try:
@@ -62,10 +62,10 @@ def test_a_running_tasks_stdout_is_served_by_every_nodes_api(
         flag.touch()
     done = waitfor(
         lambda: (
-            (s := requests.get(f"{nodes[1].url}/api/{status_path}", timeout=30).json()["data"])["job_status"] == "DONE"
+            (s := requests.get(f"{nodes[1].url}/api/{status_path}", timeout=60).json()["data"])["job_status"] == "DONE"
             and s
         ),
         120,
         "the run to end DONE",
     )
-    assert requests.get(done["stdout_url"], timeout=30).status_code == 200
+    assert requests.get(done["stdout_url"], timeout=60).status_code == 200

@@ -52,11 +52,11 @@ def test_a_postgresql_crash_is_ridden_out(deployment: Deployment, own_postgres: 
     own_postgres.halt()
     halted = time.monotonic()
 
-    refused = requests.post(f"{node.url}/api/chains/{CHAIN_TYPE}/{CHAIN}/LedgerTask", params={"n": 99}, timeout=30)
+    refused = requests.post(f"{node.url}/api/chains/{CHAIN_TYPE}/{CHAIN}/LedgerTask", params={"n": 99}, timeout=60)
     assert refused.status_code == 503, refused.text
     assert refused.json()["message"].startswith("registry unavailable: PostgreSQL")
     assert refused.headers["Retry-After"] == "2"
-    health = requests.get(f"{node.url}/healthz", timeout=30)
+    health = requests.get(f"{node.url}/healthz", timeout=60)
     assert health.status_code == 503 and health.json()["data"]["registry"]["ok"] is False
     # down longer than a lease (3 s): a running attempt could not heartbeat, but it is not lost for that
     time.sleep(max(0.0, deployment.settings.lease_timeout + 2 - (time.monotonic() - halted)))

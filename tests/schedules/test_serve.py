@@ -53,7 +53,7 @@ class Served:
         def done() -> dict[str, Any] | None:
             if self.proc.poll() is not None:  # not an AssertionError: waitfor would take it for "not yet"
                 raise RuntimeError(f"nectar serve exited with code {self.proc.returncode}")
-            answer = requests.get(f"{self.api}/api/runs", params={"task": "BeatTask", "page_size": "500"}, timeout=10)
+            answer = requests.get(f"{self.api}/api/runs", params={"task": "BeatTask", "page_size": "500"}, timeout=60)
             listed = answer.json()["data"] if answer.status_code == 200 else []
             unnamed = [run for run in listed if not {"schedule_id", "fire_time"} <= set(run)]
             if unnamed:

@@ -62,7 +62,7 @@ def test_the_token_field_opens_a_session_no_script_can_read_and_emptying_it_ends
 
     tab.fill("#api-token", "")
     tab.locator("#api-token").dispatch_event("change")
-    wait_until(lambda: not [c for c in tab.context.cookies() if c["name"] == "nectar_session"], timeout=30)
+    wait_until(lambda: not [c for c in tab.context.cookies() if c["name"] == "nectar_session"], timeout=60)
     tab.reload()
     expect(tab.locator("h1")).to_have_text("API token needed")
 

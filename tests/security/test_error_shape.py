@@ -27,7 +27,7 @@ def api(request: pytest.FixtureRequest) -> str:
 def raw(api: str, sent: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send bytes as they are (no client would send these); the status, headers and body of the answer."""
     where = urlsplit(api)
-    with socket.create_connection((where.hostname, where.port), timeout=30) as sock:
+    with socket.create_connection((where.hostname, where.port), timeout=60) as sock:
         sock.sendall(sent)
         chunks = []
         while chunk := sock.recv(65536):  # gunicorn closes the connection after its own error
@@ -70,14 +70,14 @@ def test_what_gunicorn_itself_refuses_is_the_json_envelope(api: str, sent: bytes
     [("GET", "/no/such/page", 404), ("PUT", "/api/chains", 405), ("GET", "/api/runs/nope", 404)],
 )
 def test_the_app_s_errors_are_the_envelope_without_a_banner(api: str, method: str, path: str, status: int) -> None:
-    answer = requests.request(method, f"{api}{path}", timeout=30)
+    answer = requests.request(method, f"{api}{path}", timeout=60)
     assert answer.status_code == status
     assert_envelope(status, {k.lower(): v for k, v in answer.headers.items()}, answer.content)
 
 
 def test_the_dns_rebinding_post_is_refused_by_the_real_service(api: str) -> None:
     headers = {"Host": "rebind.evil.example:5000", "Origin": "http://rebind.evil.example:5000"}
-    answer = requests.post(f"{api}{DEP}?aparam=rebind", headers=headers, timeout=30)
+    answer = requests.post(f"{api}{DEP}?aparam=rebind", headers=headers, timeout=60)
     assert answer.status_code == 421
     assert_envelope(421, {k.lower(): v for k, v in answer.headers.items()}, answer.content)
 

@@ -158,7 +158,7 @@ class World:
 
 
 def _submit(base: str, task: TaskRef, params: dict[str, str]) -> dict[str, Any]:
-    answer = requests.post(f"{base}/api/chains/{task.chain_type}/{task.chain}/{task.name}", params=params, timeout=10)
+    answer = requests.post(f"{base}/api/chains/{task.chain_type}/{task.chain}/{task.name}", params=params, timeout=60)
     assert answer.status_code == 202, answer.text
     return answer.json()["data"]
 
@@ -166,7 +166,7 @@ def _submit(base: str, task: TaskRef, params: dict[str, str]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def world(server: Server) -> World:
     base = server.base
-    catalog = requests.get(f"{base}/api/chains", timeout=10).json()["data"]
+    catalog = requests.get(f"{base}/api/chains", timeout=60).json()["data"]
     tasks = [
         TaskRef(chain["chain_type"], chain["name"], task["name"], tuple(p["name"] for p in task["params"]))
         for chain_type in catalog
@@ -186,19 +186,19 @@ def world(server: Server) -> World:
         found.keys.append(data["key"])
     # a done target, with its logs: queue it, cancel the run, then write what a worker would have
     done = _submit(base, by_name["GenerateSalesTask"], {"day": "2024-02-29", "rows": "3"})
-    cancelled = requests.post(f"{base}/api/runs/{done['run_id']}/cancel", timeout=10)
+    cancelled = requests.post(f"{base}/api/runs/{done['run_id']}/cancel", timeout=60)
     assert cancelled.status_code == 200, cancelled.text
     folder = (server.settings.local_targets_dir / done["key"]).parent
     (folder / "log").mkdir(parents=True)
     (folder / "out.txt").write_text("day,region,product,quantity,unit_price\n")
     (folder / "log" / "stdout.log").write_text("generated 3 lines\n")
     (folder / "log" / "stderr.log").write_text("")
-    status = requests.get(f"{base}/api/chainstatus", params={"chain": done["key"]}, timeout=10).json()["data"]
+    status = requests.get(f"{base}/api/chainstatus", params={"chain": done["key"]}, timeout=60).json()["data"]
     assert status["job_status"] == "DONE" and status["resource_url"], status
     found.run_ids.append(done["run_id"])
     found.keys += [done["key"], done["key"].replace("out.txt", "log/stdout.log")]
     found.signed = dict(parse_qsl(urlsplit(status["resource_url"]).query))
-    assert requests.get(status["resource_url"], timeout=10).status_code == 200
+    assert requests.get(status["resource_url"], timeout=60).status_code == 200
     return found
 
 
@@ -417,7 +417,7 @@ def test_fuzz_operation(
     def fuzz(case: Case) -> None:
         stats.cases += 1
         log_start = server.log_size()
-        response = case.call(base_url=server.base, session=session, timeout=30)
+        response = case.call(base_url=server.base, session=session, timeout=60)
         stats.statuses[response.status_code] += 1
         stats.server_errors += response.status_code >= 500
         for key, finding in validate(case, response, checks, server, log_start).items():
@@ -554,7 +554,7 @@ def test_hostile_request(hostile: Hostile, api_schema: schemathesis.BaseSchema, 
     body: dict[str, Any] = {} if hostile.body is None else {"body": hostile.body, "media_type": "application/json"}
     case = operation.Case(path_parameters=hostile.path_parameters, query=query, **body)
     log_start = server.log_size()
-    response = case.call(base_url=server.base, timeout=30)
+    response = case.call(base_url=server.base, timeout=60)
     findings = validate(case, response, checks_for(server), server, log_start)
     if findings:
         pytest.fail("\n".join(finding.render(key) for key, finding in findings.items()), pytrace=False)

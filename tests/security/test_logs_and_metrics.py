@@ -63,7 +63,7 @@ def json_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
 def test_a_parameter_cannot_forge_a_line_of_the_service_log(service: Served) -> None:
     """The failing task's parameter reaches the log in luigi's failure record and in its traceback: each time escaped,
     the traceback's lines indented; no line starts with the forged time and no ESC reaches the terminal."""
-    answer = requests.post(f"{service.api}/api/chains/testchains/failing_chain/FailsTask", json=FORGED, timeout=10)
+    answer = requests.post(f"{service.api}/api/chains/testchains/failing_chain/FailsTask", json=FORGED, timeout=60)
     assert answer.status_code == 202, answer.text
     run_id = answer.json()["data"]["run_id"]
     ended = f"run {run_id} of testchains/failing_chain/FailsTask: attempt 1 ended: FAILED"
@@ -80,7 +80,7 @@ def test_a_parameter_cannot_forge_a_line_of_the_service_log(service: Served) -> 
 
 
 def _latency_series(base: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
-    scraped = requests.get(f"{base}/metrics", timeout=10)
+    scraped = requests.get(f"{base}/metrics", timeout=60)
     assert scraped.status_code == 200
     return {
         (sample.name, tuple(sorted(sample.labels.items())))
@@ -93,9 +93,9 @@ def _latency_series(base: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
 def _made_up_requests(base: str, i: int) -> None:
     """A made-up method on a route, on a path of no route, and a known method on a path of no route."""
     method = f"ZQ{i}{'XYZW'[i % 4]}"
-    requests.request(method, f"{base}/api/chains", timeout=10)
-    requests.request(method, f"{base}/made/up/{i}?x={i}", timeout=10)
-    requests.get(f"{base}/api/nothing-here-{i}", timeout=10)
+    requests.request(method, f"{base}/api/chains", timeout=60)
+    requests.request(method, f"{base}/made/up/{i}?x={i}", timeout=60)
+    requests.get(f"{base}/api/nothing-here-{i}", timeout=60)
 
 
 def test_made_up_methods_and_paths_add_no_series_after_the_first_other(service: Served) -> None:
@@ -133,13 +133,13 @@ def test_credentials_in_urls_are_redacted_from_the_access_log(request: pytest.Fi
         f"{base}/api/chains?access_token={SECRETS['access_token']}",
     ]
     for url in urls:
-        requests.get(url, headers={"Referer": url}, timeout=10)
+        requests.get(url, headers={"Referer": url}, timeout=60)
 
     def logged() -> list[str]:
         lines = _access_lines(log_file.read_text(errors="replace"), log_format)
         return [line for line in lines if "/api/files?" in line or "/api/runs?" in line or "/api/chains?" in line]
 
-    lines = wait_until(lambda: len(logged()) >= 3 and logged(), timeout=30)
+    lines = wait_until(lambda: len(logged()) >= 3 and logged(), timeout=60)
     text = "\n".join(lines)  # type: ignore[arg-type]
     for secret in SECRETS.values():
         assert secret not in log_file.read_text(errors="replace"), text

@@ -46,7 +46,7 @@ def our_secret(served: Served) -> str:
 @pytest.fixture(scope="module")
 def ours(served: Served, our_secret: str) -> SchedulerClient:
     """luigid as our own processes reach it: with the secret."""
-    return SchedulerClient(served.scheduler, timeout=10, secret=our_secret)
+    return SchedulerClient(served.scheduler, timeout=60, secret=our_secret)
 
 
 def paused(ours: SchedulerClient) -> bool:
@@ -55,12 +55,12 @@ def paused(ours: SchedulerClient) -> bool:
 
 def run_hello(served: Served) -> dict[str, Any]:
     """Launch the hello world's TestS3Task through the API and wait until our workers have run it."""
-    answer = requests.post(f"{served.api}/api/chains/{HELLO}/TestS3Task", headers=bearer(WRITER), timeout=10)
+    answer = requests.post(f"{served.api}/api/chains/{HELLO}/TestS3Task", headers=bearer(WRITER), timeout=60)
     assert answer.status_code in (200, 202), answer.text
     status_url = answer.json()["data"]["status_url"]
 
     def done() -> dict[str, Any] | None:
-        status = requests.get(status_url, headers=bearer(READER), timeout=10).json()
+        status = requests.get(status_url, headers=bearer(READER), timeout=60).json()
         return status if status["data"]["job_status"] == "DONE" else None
 
     return wait_until(done, timeout=60, interval=0.2)  # type: ignore[return-value]
@@ -78,7 +78,7 @@ def run_hello(served: Served) -> dict[str, Any]:
 def test_a_page_of_another_site_cannot_change_luigid(
     served: Served, ours: SchedulerClient, path: str, headers: dict[str, str]
 ) -> None:
-    answer = requests.get(f"{served.scheduler}{path}", headers=headers | bearer(READER), timeout=10)
+    answer = requests.get(f"{served.scheduler}{path}", headers=headers | bearer(READER), timeout=60)
     assert answer.status_code == 403, answer.text
     assert "another site" in answer.json()["message"] or "Origin" in answer.json()["message"]
     assert not paused(ours)
@@ -93,7 +93,7 @@ def test_a_process_without_the_secret_cannot_change_luigid(
 ) -> None:
     headers = bearer(WRITER) | ({SECRET_HEADER: secret} if secret else {})
     headers |= {"Accept-Encoding": encoding} if encoding else {}
-    answer = requests.post(f"{served.scheduler}{path}", data={"data": "{}"}, headers=headers, timeout=10)
+    answer = requests.post(f"{served.scheduler}{path}", data={"data": "{}"}, headers=headers, timeout=60)
     assert answer.status_code == 403, answer.text
     assert "only Datanectar's own processes" in answer.json()["message"]
     assert not paused(ours)
@@ -101,55 +101,55 @@ def test_a_process_without_the_secret_cannot_change_luigid(
 
 def test_our_workers_run_a_chain_and_a_paused_luigid_shows_in_healthz(served: Served, ours: SchedulerClient) -> None:
     run_hello(served)
-    assert requests.get(f"{served.api}/healthz", timeout=10).json()["message"] == "ok"
+    assert requests.get(f"{served.api}/healthz", timeout=60).json()["message"] == "ok"
     ours.call("pause")  # with the secret, as our processes call it
     try:
         assert paused(ours)
-        health = requests.get(f"{served.api}/healthz", timeout=10)
+        health = requests.get(f"{served.api}/healthz", timeout=60)
         assert health.status_code == 200
         assert health.json()["data"]["scheduler"]["status"] == "degraded"
         assert "luigid is paused" in health.json()["message"], health.json()
     finally:
         ours.call("unpause")
-    assert requests.get(f"{served.api}/healthz", timeout=10).json()["message"] == "ok"
+    assert requests.get(f"{served.api}/healthz", timeout=60).json()["message"] == "ok"
 
 
 def test_luigid_task_and_worker_lists_need_a_read_token(served: Served) -> None:
     lists = ["/api/task_list?data={}", "/api/worker_list?data={}"]
     for path in lists:
-        anonymous = requests.get(f"{served.scheduler}{path}", timeout=10)
+        anonymous = requests.get(f"{served.scheduler}{path}", timeout=60)
         assert anonymous.status_code == 401, anonymous.text
         assert anonymous.headers["WWW-Authenticate"].startswith("Basic ")
         assert "params" not in anonymous.text and "response" not in anonymous.json()
-        wrong = requests.get(f"{served.scheduler}{path}", headers=bearer("not-a-token"), timeout=10)
+        wrong = requests.get(f"{served.scheduler}{path}", headers=bearer("not-a-token"), timeout=60)
         assert wrong.status_code == 401
     basic = "Basic " + base64.b64encode(f"anyone:{READER}".encode()).decode()
     from_our_ui = {"Origin": served.api, "Sec-Fetch-Site": "same-site"}  # the API's pages link the visualiser
     for headers in (bearer(READER), {"Authorization": basic}, bearer(READER) | from_our_ui):
-        assert requests.get(f"{served.scheduler}{lists[0]}", headers=headers, timeout=10).status_code == 200
+        assert requests.get(f"{served.scheduler}{lists[0]}", headers=headers, timeout=60).status_code == 200
 
 
 @pytest.mark.parametrize("host", ["rebind.evil.example", "rebind.evil.example:8082", "127.0.0.1.evil.example"])
 def test_a_foreign_host_is_refused(served: Served, host: str) -> None:
     """A DNS-rebound page reaches luigid's address under its own name."""
     answer = requests.get(
-        f"{served.scheduler}/api/task_list?data={{}}", headers=bearer(READER) | {"Host": host}, timeout=10
+        f"{served.scheduler}/api/task_list?data={{}}", headers=bearer(READER) | {"Host": host}, timeout=60
     )
     assert answer.status_code == 421, answer.text
 
 
 def test_no_answer_names_the_server(served: Served, our_secret: str) -> None:
     answers = [
-        requests.get(f"{served.scheduler}/static/visualiser/index.html", headers=bearer(READER), timeout=10),
-        requests.get(f"{served.scheduler}/api/task_list?data={{}}", headers=bearer(READER), timeout=10),
-        requests.get(f"{served.scheduler}/api/no_such_rpc", headers={SECRET_HEADER: "x"}, timeout=10),
-        requests.get(f"{served.scheduler}/api/pause", headers=FOREIGN, timeout=10),
-        requests.get(f"{served.scheduler}/no/such/page", headers=bearer(READER), timeout=10),
+        requests.get(f"{served.scheduler}/static/visualiser/index.html", headers=bearer(READER), timeout=60),
+        requests.get(f"{served.scheduler}/api/task_list?data={{}}", headers=bearer(READER), timeout=60),
+        requests.get(f"{served.scheduler}/api/no_such_rpc", headers={SECRET_HEADER: "x"}, timeout=60),
+        requests.get(f"{served.scheduler}/api/pause", headers=FOREIGN, timeout=60),
+        requests.get(f"{served.scheduler}/no/such/page", headers=bearer(READER), timeout=60),
         requests.post(  # an RPC as our processes POST it: luigid's scheduler answers it at once
             f"{served.scheduler}/api/is_paused",
             data={"data": "{}"},
             headers={SECRET_HEADER: our_secret, "Accept-Encoding": "identity"},
-            timeout=10,
+            timeout=60,
         ),
     ]
     assert [answer.status_code for answer in answers] == [200, 200, 403, 403, 404, 200]

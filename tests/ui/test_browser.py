@@ -45,9 +45,9 @@ def test_launch_the_hello_world_from_its_form_and_see_it_done(page: Any, site: S
     page.screenshot(path=screenshots / "4-run-done.png", full_page=True)
 
     output = page.locator("#output-link").get_attribute("href")
-    assert output and requests.get(output, timeout=10).text == "hello luigi world, from the browser\n"
+    assert output and requests.get(output, timeout=60).text == "hello luigi world, from the browser\n"
     params = page.locator("#params-link").get_attribute("href")
-    assert params and "from the browser" in requests.get(params, timeout=10).text
+    assert params and "from the browser" in requests.get(params, timeout=60).text
     assert page.locator("#visualiser-link").get_attribute("href").startswith(site.settings.scheduler_url)
 
 
@@ -87,7 +87,7 @@ def test_a_bad_value_and_a_missing_one_are_shown_beside_their_fields(page: Any, 
 
 def test_the_runs_page_lists_a_run_and_follows_its_state(page: Any, site: Site, screenshots: Path) -> None:
     page.goto(f"{site.url}/ui/runs")  # open before the run exists: the list refreshes itself
-    answer = requests.post(f"{site.url}/api/chains/{HELLO}/WithDependencyTask", json={"aparam": "listed"}, timeout=10)
+    answer = requests.post(f"{site.url}/api/chains/{HELLO}/WithDependencyTask", json={"aparam": "listed"}, timeout=60)
     assert answer.status_code == 202, answer.text
     run_id = answer.json()["data"]["run_id"]
 
@@ -117,7 +117,7 @@ def test_a_run_page_follows_the_log_of_the_step_running_before_the_task(
     chain.write_text(BLOCKING_CHAIN)
     flag = tmp_path / "go"
     url = f"{site.url}/api/chains/blocking/two_step_chain/DownstreamTask"
-    answer = requests.post(url, json={"flag": str(flag)}, timeout=10)
+    answer = requests.post(url, json={"flag": str(flag)}, timeout=60)
     assert answer.status_code == 202, answer.text
     page.goto(f"{site.url}/ui/runs/{answer.json()['data']['run_id']}")
 

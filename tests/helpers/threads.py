@@ -1,0 +1,33 @@
+"""Where a thread of the test's own process is: the point at which a test knows a thread waits at a gate, not just
+that it has not gone through yet."""
+
+from __future__ import annotations
+
+import linecache
+import sys
+import threading
+
+
+def _calls_of(thread: threading.Thread) -> list[str]:
+    """The names of the functions ``thread`` is in now, innermost first ([] once it ended)."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
+
+
+def waits_in(thread: threading.Thread, function: str) -> bool:
+    """Whether ``thread`` waits on a condition (``threading.Condition.wait``) called by ``function``."""
+    calls = _calls_of(thread)
+    return calls[:1] == ["wait"] and function in calls
+
+
+def at_line(thread: threading.Thread) -> tuple[str, str]:
+    """The innermost Python function ``thread`` is in and the source line it is at (a call into C, such as a lock's
+    acquire, has no frame of its own: it is at the line that made it)."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    if frame is None:
+        return ("", "")
+    return (frame.f_code.co_name, linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip())
