@@ -132,9 +132,23 @@ class RecycleCost(NamedTuple):
     #: CPU per answer in that burst: the successor's, and its sibling's
     successor: float
     sibling: float
+    #: the registry connections the successor had open after that burst (a SQLite connection opens the file once)
+    connections: float
 
 
-def recycle_cost(cluster: Cluster, url: str, requests: list[Request], repeats: int) -> RecycleCost:
+def open_on(pid: int, path: Path) -> int:
+    """How many descriptors ``pid`` has open on the file ``path``."""
+    fds = Path(f"/proc/{pid}/fd")
+    found = 0
+    for fd in os.listdir(fds):
+        try:
+            found += os.readlink(fds / fd) == str(path)
+        except OSError:  # closed meanwhile
+            pass
+    return found
+
+
+def recycle_cost(cluster: Cluster, url: str, requests: list[Request], repeats: int, registry: Path) -> RecycleCost:
     """A recycle's CPU, measured directly: the API's CPU over a burst of a fixed number of lookups right after one
     worker was replaced (its exit, the master's fork, the successor's start and first lookups), less that of the
     same burst just before, each counted to the nanosecond per process (:func:`api_threads_cpu`; the ended worker's
@@ -153,13 +167,10 @@ def recycle_cost(cluster: Cluster, url: str, requests: list[Request], repeats: i
         after = api_threads_cpu(cluster, url)
         added = sum(after[pid] - used.get(pid, 0.0) for pid in (master, new, sibling)) + last - used[ending] - steady
         cpu, sent = zip(*((after[p] - before[p][0], answers(p) - before[p][1]) for p in (new, sibling)), strict=True)
+        theirs, its_sibling = (c / max(1, n) for c, n in zip(cpu, sent, strict=True))
         found.append(
             RecycleCost(
-                added,
-                before[new][0],
-                steady,
-                sent[0] / max(1, sum(sent)),
-                *(c / max(1, n) for c, n in zip(cpu, sent, strict=True)),
+                added, before[new][0], steady, sent[0] / max(1, sum(sent)), theirs, its_sibling, open_on(new, registry)
             )
         )
         hammer(url, requests, CLIENTS, None, RECYCLE_BURST).check(200)
@@ -235,12 +246,13 @@ def run(ctx: Context) -> list[Figure]:
             f"API CPU per lookup {us(recycled_cpu)} us beside {us(steady_cpu)} us; "
             f"{added / max(1, replaced) * 1e3:.1f} ms more per worker replaced"
         )
-        direct = recycle_cost(cluster, main_url, main_requests, max(ctx.repeats, 8))
+        direct = recycle_cost(cluster, main_url, main_requests, max(ctx.repeats, 8), data_dir / "runs.sqlite3")
         print(
             f"a recycle measured directly: {direct.added * 1e3:.1f} ms of API CPU, of which its successor's start "
             f"{direct.start * 1e3:.1f} ms (a burst of {CLIENTS * RECYCLE_BURST} lookups: {direct.burst * 1e3:.0f} ms);"
             f" in the burst after it, the successor sent {direct.share:.0%} of the answers, at "
-            f"{direct.successor * 1e6:.0f} us of CPU each (its sibling {direct.sibling * 1e6:.0f} us)"
+            f"{direct.successor * 1e6:.0f} us of CPU each (its sibling {direct.sibling * 1e6:.0f} us), with "
+            f"{direct.connections:.0f} registry connections open after it"
         )
         # the seed's lookup takes seconds at 16 clients: each client sends one per repeat (600 s fails only a hung one)
         seed = [
