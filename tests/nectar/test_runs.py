@@ -368,7 +368,12 @@ def test_a_connection_opened_after_a_newer_release_migrated_the_file_refuses_it(
                 refused.append(str(exc))
 
     thread = threading.Thread(target=read)
-    runs._read(lambda _: (thread.start(), thread.join()))  # held by this thread meanwhile: the other opens its own
+
+    def beside(_: object) -> None:  # the process's connection held by this thread meanwhile: the other opens its own
+        thread.start()
+        thread.join()
+
+    runs._read(beside)
     assert len(refused) == 2 and all("newer than this release" in why for why in refused)
     read_fd, write_fd = os.pipe()
     child = os.fork()
