@@ -33,7 +33,7 @@ from benchmarks.harness import (
 from benchmarks.load import Load, Request, hammer, median_p99, median_rate, rates, samples
 from benchmarks.population import Probe, fill_luigid, fill_registry, fill_store
 from harness.processes import waitfor
-from harness.procfs import thread_cpu, tree_cpu
+from harness.procfs import thread_cpu
 
 NAME = "status"
 CLIENTS = 16
@@ -115,21 +115,35 @@ def in_process_cpu(app: Flask, requests: list[Request], calls: int) -> float:
     return used / calls
 
 
-def replace_a_worker(cluster: Cluster, url: str) -> int:
+def replace_a_worker(cluster: Cluster, url: str) -> tuple[int, int, float]:
     """End one API worker as ``max_requests`` does (SIGTERM: its loop ends, its connections are answered, it exits)
-    and return its successor's pid once the master has forked it and it has settled (its CPU still for 20 ms)."""
+    and return its pid and its successor's, once the master has forked it and it has settled (its CPU still for
+    20 ms), with the most CPU seconds the ended worker's threads were seen to have used together (a look every ms;
+    what they used after, in their exit, is missed)."""
     before = cluster.api_workers(url)
-    os.kill(before[0], signal.SIGTERM)
+    ending = before[0]
+    last = [thread_cpu(ending)]
+    os.kill(ending, signal.SIGTERM)
 
     def successor() -> int | None:
+        try:  # the most its threads were seen to have used: those that exit leave the sum
+            last[0] = max(last[0], thread_cpu(ending))
+        except OSError:  # gone (or going: its threads' files with it)
+            pass
         now = cluster.api_workers(url)
-        return None if before[0] in now else next(iter(set(now) - set(before)), None)
+        return None if ending in now else next(iter(set(now) - set(before)), None)
 
     pid: int = waitfor(successor, 60, "gunicorn's master to replace the worker it was sent SIGTERM", 0.001)
     used = -1.0
     while used != (used := thread_cpu(pid)):
         time.sleep(0.02)
-    return pid
+    return ending, pid, last[0]
+
+
+def api_threads_cpu(cluster: Cluster, url: str) -> dict[int, float]:
+    """CPU seconds each process of the API at ``url`` (its master, its live workers) has used, to the nanosecond
+    (their live threads': a gthread worker keeps its threads; :meth:`Cluster.api_cpu` counts clock ticks, 10 ms)."""
+    return {pid: thread_cpu(pid) for pid in (cluster.apis[url].pid, *cluster.api_workers(url))}
 
 
 def answers(pid: int) -> int:
@@ -152,35 +166,45 @@ class RecycleCost(NamedTuple):
     #: CPU per answer in that burst: the successor's, and its sibling's
     successor: float
     sibling: float
+    #: the registry connections the successor had open after that burst (a SQLite connection opens the file once)
+    connections: float
 
 
-def recycle_cost(cluster: Cluster, url: str, requests: list[Request], repeats: int) -> RecycleCost:
+def open_on(pid: int, path: Path) -> int:
+    """How many descriptors ``pid`` has open on the file ``path``."""
+    fds = Path(f"/proc/{pid}/fd")
+    found = 0
+    for fd in os.listdir(fds):
+        try:
+            found += os.readlink(fds / fd) == str(path)
+        except OSError:  # closed meanwhile
+            pass
+    return found
+
+
+def recycle_cost(cluster: Cluster, url: str, requests: list[Request], repeats: int, registry: Path) -> RecycleCost:
     """A recycle's CPU, measured directly: the API's CPU over a burst of a fixed number of lookups right after one
     worker was replaced (its exit, the master's fork, the successor's start and first lookups), less that of the
-    same burst just before. A burst not measured follows each replacement, so that the next pair's first is warm."""
+    same burst just before, each counted to the nanosecond per process (:func:`api_threads_cpu`; the ended worker's
+    to its last look). A burst not measured follows each replacement, so that the next pair's first is warm."""
     master = cluster.apis[url].pid
     found: list[RecycleCost] = []
     for _ in range(repeats):
-        used = tree_cpu(master)
+        used = api_threads_cpu(cluster, url)
         hammer(url, requests, CLIENTS, None, RECYCLE_BURST).check(200)
-        steady = tree_cpu(master) - used
-        used = tree_cpu(master)
-        old = set(cluster.api_workers(url))
-        new = replace_a_worker(cluster, url)
-        sibling = next(pid for pid in cluster.api_workers(url) if pid in old)
+        steady = sum(api_threads_cpu(cluster, url).values()) - sum(used.values())
+        used = api_threads_cpu(cluster, url)
+        ending, new, last = replace_a_worker(cluster, url)
+        sibling = next(pid for pid in cluster.api_workers(url) if pid in used and pid != ending)
         before = {pid: (thread_cpu(pid), answers(pid)) for pid in (new, sibling)}
         hammer(url, requests, CLIENTS, None, RECYCLE_BURST).check(200)
-        added = tree_cpu(master) - used - steady
-        cpu, sent = zip(
-            *((thread_cpu(p) - before[p][0], answers(p) - before[p][1]) for p in (new, sibling)), strict=True
-        )
+        after = api_threads_cpu(cluster, url)
+        added = sum(after[pid] - used.get(pid, 0.0) for pid in (master, new, sibling)) + last - used[ending] - steady
+        cpu, sent = zip(*((after[p] - before[p][0], answers(p) - before[p][1]) for p in (new, sibling)), strict=True)
+        theirs, its_sibling = (c / max(1, n) for c, n in zip(cpu, sent, strict=True))
         found.append(
             RecycleCost(
-                added,
-                before[new][0],
-                steady,
-                sent[0] / max(1, sum(sent)),
-                *(c / max(1, n) for c, n in zip(cpu, sent, strict=True)),
+                added, before[new][0], steady, sent[0] / max(1, sum(sent)), theirs, its_sibling, open_on(new, registry)
             )
         )
         hammer(url, requests, CLIENTS, None, RECYCLE_BURST).check(200)
@@ -256,12 +280,13 @@ def run(ctx: Context) -> list[Figure]:
             f"API CPU per lookup {us(recycled_cpu)} us beside {us(steady_cpu)} us; "
             f"{added / max(1, replaced) * 1e3:.1f} ms more per worker replaced"
         )
-        direct = recycle_cost(cluster, main_url, main_requests, max(ctx.repeats, 8))
+        direct = recycle_cost(cluster, main_url, main_requests, max(ctx.repeats, 8), data_dir / "runs.sqlite3")
         print(
             f"a recycle measured directly: {direct.added * 1e3:.1f} ms of API CPU, of which its successor's start "
             f"{direct.start * 1e3:.1f} ms (a burst of {CLIENTS * RECYCLE_BURST} lookups: {direct.burst * 1e3:.0f} ms);"
             f" in the burst after it, the successor sent {direct.share:.0%} of the answers, at "
-            f"{direct.successor * 1e6:.0f} us of CPU each (its sibling {direct.sibling * 1e6:.0f} us)"
+            f"{direct.successor * 1e6:.0f} us of CPU each (its sibling {direct.sibling * 1e6:.0f} us), with "
+            f"{direct.connections:.0f} registry connections open after it"
         )
         service_app = create_app({"NECTAR_SETTINGS": cluster.settings.replace(data_dir=data_dir)})
         alone = in_process_cpu(service_app, main_requests, IN_PROCESS_CALLS)

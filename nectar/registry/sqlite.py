@@ -122,14 +122,16 @@ OWN_STATEMENTS = {
     COUNT_RUNS: counts.SQLITE_TRIGGERS,
     COUNT_FIRES: fire_counts.SQLITE_TRIGGERS,
 }
-#: KiB of pages each connection caches (SQLite's default is 2,000): a process has a connection per thread (an API
-#: worker 8) and one that writes, and a /metrics scrape reads every run, so each filled its own 2 MB; the OS caches
-#: the file for all (the pages one write reads fit: 256 and 2,000 KiB read as many per new run)
+#: KiB of pages each connection caches (SQLite's default is 2,000): a process has as many connections that read as
+#: its threads read at once (an API worker up to 8) and one that writes, and a /metrics scrape reads every run, so
+#: each filled its own 2 MB; the OS caches the file for all (the pages one write reads fit: 256 and 2,000 KiB read
+#: as many per new run)
 CACHE_KIB = 256
 
 
 class SQLiteRunStore(SqlTriggers, SqlWaits):
-    """The registry in one SQLite file (WAL, one connection per thread and process, a schema that upgrades itself)."""
+    """The registry in one SQLite file (WAL, a process's connections lent to one thread at a time, a schema that
+    upgrades itself)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -139,10 +141,13 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         self._combined: tuple[int, Combiner[tuple[Run, int | None], tuple[Run, bool]]] | None = None
         #: the pid that made it and this process's descriptor for writes to the registry's folder (:meth:`_changes`)
         self._changes_of: tuple[int, int | None] | None = None
+        #: the pid that made them and this process's connections that read, idle (:meth:`_read`)
+        self._idle: tuple[int, list[sqlite3.Connection]] | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection()  # its schema checked (brought up to date): a gunicorn master does it once for its workers
-        self._local.conn.close()  # and closed, with the connection a migration wrote through: nothing of SQLite's
-        self._local.conn = None  # crosses a fork (a worker opens its own, checked again)
+        # its schema checked (brought up to date): a gunicorn master does it once for its workers, and closes the
+        # connection, with the one a migration wrote through: nothing of SQLite's crosses a fork (a worker opens its
+        # own, checked again)
+        self._checked(self._open()).close()
         if self._writes is not None:
             self._writes[1].close()
             self._writes = None
@@ -152,7 +157,9 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         return cls(settings.registry_path)
 
     def _connection(self) -> sqlite3.Connection:
-        """This thread's connection, which reads (never shared across fork)."""
+        """This thread's own connection (never shared across fork), for the looks that compare what ``PRAGMA
+        data_version`` answers from one call to the next (the version is a connection's own): :meth:`owns` and
+        :meth:`wait_for_work`. Other reads borrow one of the process's (:meth:`_read`)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # never share a connection across fork
             conn = self._checked(self._open())  # kept once checked (its migration writes through the writer's)
@@ -204,8 +211,32 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         return self._writes[1]
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """``query``'s answer over a connection that reads, borrowed from this process's idle ones (one opened when
+        none is idle) and given back after, the last given back first; a read inside ``query`` uses the same.
+
+        A connection per thread was opened by each thread on its first read, each parsing the schema on its first
+        statement (~1 ms of CPU, its triggers most of it): 8 per API worker, a recycled one's successor too. The
+        threads borrow only while they read, so a process opens as many as read at once (its queries, each in its
+        own autocommit read, never depended on their thread's connection)."""
         with SQLITE.inside():  # no fork copies SQLite's state mid-use (nectar.forks)
-            return query(self._connection())
+            held: tuple[int, sqlite3.Connection] | None = getattr(self._local, "held", None)
+            if held is not None and held[0] == os.getpid():
+                return query(held[1])
+            idle = self._idle_connections()
+            conn = idle.pop() if idle else self._checked(self._open())
+            self._local.held = (os.getpid(), conn)
+            try:
+                return query(conn)
+            finally:
+                self._local.held = None
+                idle.append(conn)
+
+    def _idle_connections(self) -> list[sqlite3.Connection]:
+        """This process's idle connections that read (a fork's copy is its parent's: it starts with none)."""
+        mine = self._idle
+        if mine is None or mine[0] != os.getpid():
+            mine = self._idle = (os.getpid(), [])
+        return mine[1]
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -260,20 +291,26 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
 
     def owns(self, run_id: str, attempt: int) -> bool:
         """As every registry answers it, but without a read while no other connection has committed anything since
-        this one last found the attempt owned (``PRAGMA data_version``, a look at shared memory): a cancel, a
-        reclaim or a retry is a commit of another connection, so an unchanged version is an unchanged answer."""
-        conn = self._connection()
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if getattr(self._local, "owned", None) == (run_id, attempt, version):
-            return True
-        owned = super().owns(run_id, attempt)
-        self._local.owned = (run_id, attempt, version) if owned else None
-        return owned
+        the connection it borrows last found the attempt owned (``PRAGMA data_version``, a look at shared memory: a
+        connection's own, so the answer kept names it; a thread that reads alone borrows the same each time): a
+        cancel, a reclaim or a retry is a commit of another connection, so an unchanged version is an unchanged
+        answer."""
+        read = super().owns  # its read, inside ``look``, over the same connection (held by this thread)
+
+        def look(db: sqlite3.Connection) -> bool:
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            if getattr(self._local, "owned", None) == (run_id, attempt, db, version):
+                return True
+            owned = read(run_id, attempt)
+            self._local.owned = (run_id, attempt, db, version) if owned else None
+            return owned
+
+        return self._read(look)
 
     def check(self) -> str:
-        """Both of this thread's connections opened, each having read the schema (~1.5 ms each): the one that reads
-        and the process's one that writes. A spare attempt checks as it sets up, so its run's first write does not
-        open a connection on the way from the claim to ``run()``."""
+        """This process's connections opened, each having read the schema (~1 ms each): one that reads (idle after,
+        lent to the next read) and the one that writes. A spare attempt checks as it sets up, so its run's first write
+        does not open a connection on the way from the claim to ``run()``."""
         self._read(lambda db: db.execute("SELECT 1 FROM runs LIMIT 1").fetchall())
         with SQLITE.inside(), self._writer():  # the turn: the threads make the writing connection one at a time
             self._writing().execute("SELECT 1 FROM runs LIMIT 1").fetchall()
@@ -299,7 +336,8 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         :data:`WAKE_INTERVAL`."""
 
         def version() -> int:
-            return int(self._read(lambda db: db.execute("PRAGMA data_version").fetchone()[0]))
+            with SQLITE.inside():
+                return int(self._connection().execute("PRAGMA data_version").fetchone()[0])
 
         seen = getattr(self._local, "seen", None)
         if seen is None or seen[0] != os.getpid():

@@ -205,9 +205,10 @@ def test_a_commit_reads_nothing_while_no_one_else_has_written_and_a_cancel_elsew
     assert lease.confirm()
     assert isinstance(runs, SQLiteRunStore)
     statements: list[str] = []
-    runs._connection().set_trace_callback(statements.append)
+    runs._read(lambda db: db.set_trace_callback(statements.append))  # the connection this thread's reads borrow
     try:
         assert all(lease.confirm() for _ in range(5))
+        assert statements, "the lease's looks went through another connection than the one traced"
         assert [s for s in statements if "FROM runs" in s] == []
         elsewhere = threading.Thread(target=lambda: SQLiteRunStore(settings.registry_path).cancel(run.id))
         elsewhere.start()
@@ -215,7 +216,7 @@ def test_a_commit_reads_nothing_while_no_one_else_has_written_and_a_cancel_elsew
         assert not lease.confirm()
         assert lease.lost
     finally:
-        runs._connection().set_trace_callback(None)
+        runs._read(lambda db: db.set_trace_callback(None))
 
 
 def test_the_read_that_confirms_a_lease_reads_the_runs_state_and_attempt_not_the_whole_run(

@@ -350,10 +350,11 @@ def test_an_older_release_refuses_a_newer_registry(tmp_path: Path) -> None:
 
 def test_a_connection_opened_after_a_newer_release_migrated_the_file_refuses_it(tmp_path: Path) -> None:
     """The schema is checked as each connection opens (a gunicorn master opens the registry once for its workers):
-    a newer release's migration since is refused by a new thread's connection and a forked child's, every time."""
+    a newer release's migration since is refused by a new connection (a thread's while the process's one opened
+    before it is lent to another) and a forked child's, every time."""
     path = tmp_path / "runs.sqlite3"
     runs = SQLiteRunStore(path)
-    assert runs.latest("chains/t/c/T/0/out.txt") is None  # this thread's connection, opened before the migration
+    assert runs.latest("chains/t/c/T/0/out.txt") is None  # the process's connection, opened before the migration
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
@@ -367,8 +368,12 @@ def test_a_connection_opened_after_a_newer_release_migrated_the_file_refuses_it(
                 refused.append(str(exc))
 
     thread = threading.Thread(target=read)
-    thread.start()
-    thread.join()
+
+    def beside(_: object) -> None:  # the process's connection held by this thread meanwhile: the other opens its own
+        thread.start()
+        thread.join()
+
+    runs._read(beside)
     assert len(refused) == 2 and all("newer than this release" in why for why in refused)
     read_fd, write_fd = os.pipe()
     child = os.fork()
