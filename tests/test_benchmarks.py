@@ -18,7 +18,7 @@ from benchmarks.dispatch import WARM_BURST, warm_every_api_worker
 from benchmarks.fanout import through_service
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
-from harness import cpu_seconds, read_calls, waitfor
+from harness import busy_cpu, cpu_seconds, read_calls, waitfor
 from nectar.registry import RunFilter, RunState
 from nectar.registry.sqlite import SQLiteRunStore
 
@@ -78,6 +78,14 @@ def test_cpu_seconds_is_the_cpu_a_process_used() -> None:
     while time.process_time() - burnt < 0.3:
         pass
     assert cpu_seconds(os.getpid()) - before == pytest.approx(time.process_time() - burnt, abs=0.05)
+
+
+def test_busy_cpu_counts_the_cpu_this_process_used() -> None:
+    """The machine's busy CPU grows by at least what this process burns meanwhile (others' use adds to it)."""
+    before, burnt = busy_cpu(), time.process_time()
+    while time.process_time() - burnt < 0.3:
+        pass
+    assert busy_cpu() - before >= time.process_time() - burnt - 0.05
 
 
 #: a process of one thread: says it is ready, reads 5 bytes of its stdin one at a time, says so, then waits for EOF
