@@ -7,8 +7,10 @@ from typing import Any
 
 from flask import Flask
 
-from api import auth, docs, guards, register_blueprints, status_path
+from api import auth, docs, fast_path, guards, register_blueprints
 from api.errors import NectarApi
+from api.status_path import StatusPath
+from api.submit_path import SubmitPath
 from nectar.auth import TokenChecker
 from nectar.config import Settings, configure
 from nectar.service import Nectar
@@ -50,5 +52,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api = NectarApi(app)
     register_blueprints(api)
     app.register_blueprint(docs.blp)
-    status_path.install(app, checks)  # its 200s answered in front of the dispatch, through the same checks
+    # a status's 200s and a submission's answers made in front of the dispatch, through the same checks
+    fast_path.install(app, checks, [StatusPath(app), SubmitPath(app)])
     return app

@@ -112,7 +112,7 @@ class Task(MethodView):
         """Run a task (unless its output exists or an identical run is active)"""
         service = facade()
         info = service.task(chain_type, chain, task)
-        submission = service.submit_task(info, info.instantiate(submitted_values(info)))
+        submission = service.submit_task(info, info.instantiate(submitted_values(info, request)))
         # shaped as SubmissionEnvelope dumps it (tests/api/test_chains.py holds it to that): sent without a dump
         return dumped_answer(*submission_out(submission))
 

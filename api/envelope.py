@@ -54,15 +54,19 @@ def dumped_json(app: Flask, data: object, status: int = 200, message: str = "suc
     newline) when the app's JSON provider is Flask's own out of debug mode, by an encoder built once (json.dumps
     builds one per call: ~40 % of the encoding); else None (indented in debug, or another provider's own: ``jsonify``
     writes it)."""
-    body = {"data": data, "message": message, "status": status}
-    provider = app.json
-    if (
-        type(provider) is not DefaultJSONProvider
-        or provider.compact is False
-        or (provider.compact is None and app.debug)
-    ):
+    if not compact_json(app):
         return None
+    provider: DefaultJSONProvider = app.json  # type: ignore[assignment]
+    body = {"data": data, "message": message, "status": status}
     return f"{compact_encoder(provider.default, provider.ensure_ascii, provider.sort_keys).encode(body)}\n"
+
+
+def compact_json(app: Flask) -> bool:
+    """Whether ``app`` writes JSON with Flask's own provider out of debug mode: the kind :func:`dumped_json` writes."""
+    provider = app.json
+    return type(provider) is DefaultJSONProvider and (
+        provider.compact is True or (provider.compact is None and not app.debug)
+    )
 
 
 @functools.lru_cache(maxsize=8)

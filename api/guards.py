@@ -4,7 +4,7 @@ One hook each way rather than one per concern: Flask looks up and wraps every ho
 reaches the request through its context proxy; here it is reached once and handed to each check in turn. The
 first check to refuse ends the request (with its error, or the web UI's page asking for a token), as a hook of
 its own would; the answer, a refusal included, is timed after. The checks are :meth:`Guards.check`, which the
-status lookup's path in front of Flask (:mod:`api.status_path`) runs too.
+path in front of Flask (:mod:`api.fast_path`: a status lookup's, a submission's) runs too.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Guards:
 
 def install(app: Flask, settings: Settings, checker: TokenChecker, sessions: SessionSigner) -> Guards:
     """Check every request before its view and time its answer after (see the module); the checks, for
-    :mod:`api.status_path`."""
+    :mod:`api.fast_path`."""
     metrics.install(app)
     allowed = hosts.install(app, settings)
     auth.install(app, checker, sessions)

@@ -1,11 +1,15 @@
-"""A task's submission read from a request (query string, JSON body, limits) and answered, single or batch."""
+"""A task's submission read from a request (query string, JSON body, limits) and answered, single or batch.
+
+The request is handed in (:func:`submitted_values`): the path in front of Flask (:mod:`api.submit_path`) reads it
+without Flask's request context."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from flask import request
+from flask import Request, request
+from werkzeug.datastructures import MultiDict
 
 from api import links
 from api.context import facade
@@ -16,10 +20,15 @@ from nectar.service import Submission
 
 
 def json_body() -> Any:
-    """The request's body as JSON, whatever its content type; None if it is not JSON; a 422 naming the members
+    """The current request's body as JSON (see :func:`parsed_json`)."""
+    return parsed_json(request.get_data())
+
+
+def parsed_json(data: bytes) -> Any:
+    """A request's body ``data`` as JSON, whatever its content type; None if it is not JSON; a 422 naming the members
     (else ``_body``) that hold a number JSON does not have (NaN, Infinity), which Python's json would read."""
     try:
-        return strict_json(request.get_data())
+        return strict_json(data)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     except NonFiniteNumber as exc:
@@ -54,12 +63,12 @@ def check_limits(values: dict) -> None:
         raise InvalidParameters(too_long)
 
 
-def query_values(info: TaskInfo) -> dict:
-    """The query string's parameters of ``info``, as :meth:`ParamInfo.from_query` reads a name given
+def query_values(info: TaskInfo, args: MultiDict[str, str]) -> dict:
+    """The query string's parameters ``args`` of ``info``, as :meth:`ParamInfo.from_query` reads a name given
     once or repeated; a repeated one that takes one value is a 422 naming it."""
     params = {param.name: param for param in info.params}
     values, repeated = {}, {}
-    for name, given in request.args.lists():
+    for name, given in args.lists():
         param = params.get(name)
         try:
             values[name] = param.from_query(given) if param else given[0]  # an unknown one: parse_values names it
@@ -70,11 +79,13 @@ def query_values(info: TaskInfo) -> dict:
     return values
 
 
-def submitted_values(info: TaskInfo) -> dict:
-    """Parameters from the query string, overridden by those of a JSON object body, within the limits."""
-    values = query_values(info)
-    if request.get_data():  # beyond MAX_CONTENT_LENGTH, werkzeug answers 413 here
-        body = json_body()
+def submitted_values(info: TaskInfo, current: Request) -> dict:
+    """Parameters from the query string of ``current``, overridden by those of a JSON object body, within the
+    limits."""
+    values = query_values(info, current.args)
+    data = current.get_data()  # beyond MAX_CONTENT_LENGTH, werkzeug answers 413 here
+    if data:
+        body = parsed_json(data)
         if not isinstance(body, dict):
             raise InvalidParameters({"_body": ["the body must be a JSON object of task parameters"]})
         values.update(body)

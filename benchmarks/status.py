@@ -13,10 +13,15 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
+from flask import Flask
+from werkzeug.test import EnvironBuilder
+
+from app import create_app
 from benchmarks.baseline_app import FLOOR_FLASK, FLOOR_WSGI
+from benchmarks.baseline_app import create_app as baseline_app
 from benchmarks.harness import (
     Cluster,
     Context,
@@ -40,6 +45,8 @@ SAMPLE = 2_000
 RECYCLE_AT = 0.6
 #: lookups each client sends in a burst of the direct measure of a recycle (16 clients: 320 lookups, ~0.15 s of CPU)
 RECYCLE_BURST = 20
+#: requests an app answers in the benchmark's own process, for a request's CPU without serving it
+IN_PROCESS_CALLS = 4_000
 
 
 def recycles(before: list[int], after: list[int]) -> int:
@@ -79,6 +86,33 @@ def timed_burst(cluster: Cluster, url: str, requests: list[Request], duration: f
 def us(seconds: list[float]) -> float:
     """The median of CPU seconds per request, in whole microseconds."""
     return round(median(seconds) * 1e6)
+
+
+def in_process_cpu(app: Flask, requests: list[Request], calls: int) -> float:
+    """CPU seconds per request of ``app`` called as a WSGI app in this process, on one thread, over ``requests`` in
+    turn (``calls`` of them, after a round that warms it): the request's own work, without gunicorn, sockets, other
+    threads or processes. Beside the server's figure: what serving it adds. An answer other than 200 raises."""
+    environs = [EnvironBuilder(method=method, path=path).get_environ() for method, path in requests]
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> Any:
+        statuses.append(status)
+
+    def call(environ: dict) -> None:
+        for _ in app.wsgi_app(dict(environ), start_response):
+            pass
+
+    for environ in environs:  # links' URL bases are built (by Flask) once per Host, then lookups go in front of it
+        call(environ)
+    turns = [environs[n % len(environs)] for n in range(calls)]
+    statuses.clear()
+    used = time.thread_time()
+    for environ in turns:
+        call(environ)
+    used = time.thread_time() - used
+    if set(statuses) != {"200 OK"}:
+        raise RuntimeError(f"the app in process answered {sorted(set(statuses))}")
+    return used / calls
 
 
 def replace_a_worker(cluster: Cluster, url: str) -> int:
@@ -229,6 +263,10 @@ def run(ctx: Context) -> list[Figure]:
             f" in the burst after it, the successor sent {direct.share:.0%} of the answers, at "
             f"{direct.successor * 1e6:.0f} us of CPU each (its sibling {direct.sibling * 1e6:.0f} us)"
         )
+        service_app = create_app({"NECTAR_SETTINGS": cluster.settings.replace(data_dir=data_dir)})
+        alone = in_process_cpu(service_app, main_requests, IN_PROCESS_CALLS)
+        hello_alone = in_process_cpu(baseline_app(), targets["hello"][1], IN_PROCESS_CALLS)
+        print(f"in this process, one thread: a lookup {alone * 1e6:.0f} us of CPU, a hello {hello_alone * 1e6:.0f} us")
         # the seed's lookup takes seconds at 16 clients: each client sends one per repeat (600 s fails only a hung one)
         seed = [
             hammer(base_url, status_requests("/seed/chainstatus", MAIN_SIZE, r), CLIENTS, None, 1, 600).check(200)
@@ -248,6 +286,10 @@ def run(ctx: Context) -> list[Figure]:
                median_p99(hello), ratio_at_most(1.25)),
         Figure(NAME, *flat, f"the same at {small:,} runs", median_rate(loads[str(small)]), ratio_at_least(0.95)),
         Figure(NAME, f"API CPU per lookup {at_main}", us(cpu[str(MAIN_SIZE)]), "us", hello_what, us(cpu["hello"])),
+        Figure(NAME, "CPU per lookup in process (the app called as WSGI, one thread, the same keys)",
+               round(alone * 1e6), "us", f"API CPU per lookup {at_main}", us(cpu[str(MAIN_SIZE)])),
+        Figure(NAME, "CPU per hello in process (the baseline app called as WSGI, one thread)",
+               round(hello_alone * 1e6), "us", f"API CPU per hello, {CLIENTS} clients", us(cpu["hello"])),
         Figure(NAME, f"API CPU per lookup at {small:,} runs", us(cpu[str(small)]), "us", f"the same at {big:,} runs",
                us(cpu[str(big)])),
         Figure(NAME, f"API CPU per request: {floor_what}, every guard", us(cpu["floor-flask"]), "us", hello_what,

@@ -238,13 +238,22 @@ def params_record(task: luigi.Task, key: TargetKey) -> dict[str, Any]:
     }
 
 
-@functools.lru_cache(maxsize=1024)
+#: each task class's ``(type, chain)``, or None: held no longer than the class (a chain reloaded makes new classes)
+_CHAIN_REFS: weakref.WeakKeyDictionary[type, tuple[str, str] | None] = weakref.WeakKeyDictionary()
+
+
 def _chain_ref_of(cls: type) -> tuple[str, str] | None:
     """``(type, chain)`` of the chain file defining ``cls``; None for a class from anywhere else."""
     try:
-        return chain_of_file(inspect.getfile(cls))
+        return _CHAIN_REFS[cls]
+    except KeyError:
+        pass
+    try:
+        ref: tuple[str, str] | None = chain_of_file(inspect.getfile(cls))
     except (ChainImportError, TypeError, OSError):
-        return None
+        ref = None
+    _CHAIN_REFS[cls] = ref
+    return ref
 
 
 def log_key(task: luigi.Task) -> TargetKey | None:

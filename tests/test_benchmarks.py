@@ -1,5 +1,6 @@
 """The benchmarks' machinery: percentiles, settings from the environment, a failing one's exit, CPU time, a clock's,
-the triggers benchmark's table, read calls, the fan-out's end, the dispatch benchmark's warm-up."""
+the machine's busy CPU, the triggers benchmark's table, read calls, the fan-out's end, the dispatch benchmark's
+warm-up, the status benchmark's lookups in process."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ import pytest
 
 import benchmarks.__main__ as bench_main
 import benchmarks.fanout as fanout_module
+from app import create_app
 from benchmarks.dispatch import WARM_BURST, warm_every_api_worker
 from benchmarks.fanout import through_service
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
+from benchmarks.population import fill_registry, fill_store
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
+from benchmarks.status import in_process_cpu, status_requests
 from harness import busy_cpu, cpu_seconds, read_calls, waitfor
 from nectar.registry import RunFilter, RunState
 from nectar.registry.sqlite import SQLiteRunStore
@@ -176,3 +180,18 @@ def test_the_dispatch_warm_up_reaches_every_api_worker_and_waits_for_its_runs(tm
     assert len(workers) == 3 and all(after[pid] > before[pid] for pid in workers), (before, after)
     assert counts[RunState.DONE] == bursts * WARM_BURST
     assert not any(counts[state] for state in RunState if state.active), counts
+
+
+def test_the_status_lookups_in_process_are_answered_200_and_timed(tmp_path: Path) -> None:
+    """The status benchmark's in-process figure: the app looks up each key (a DONE run, its out.txt), and a key it
+    does not know (a 404) is an error, not a figure."""
+    with Context(tmp_path, repeats=1, quick=True).cluster("status") as cluster:
+        data_dir = cluster.dir / "data"
+        fill_store(cluster.settings.local_targets_dir, range(5))
+        fill_registry(data_dir / "runs.sqlite3", range(5))
+        app = create_app({"NECTAR_SETTINGS": cluster.settings.replace(data_dir=data_dir)})
+        requests = status_requests("/api/chainstatus", 5)
+
+        assert len(requests) == 5 and in_process_cpu(app, requests, 20) > 0
+        with pytest.raises(RuntimeError, match="404"):
+            in_process_cpu(app, status_requests("/api/chainstatus", 6), 20)

@@ -14,6 +14,7 @@ from flask import Flask, request_started
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import Client, TestResponse
 
+from api.fast_path import FastPath
 from api.status_path import ENDPOINT, PATHS, StatusPath
 from benchmarks.population import Probe, fill_registry, fill_store
 from nectar.config import Settings
@@ -52,7 +53,7 @@ def _request_path() -> str:
 def both(app: Flask) -> tuple[Client, Client]:
     """A client of the app as served (the path in front of Flask) and one of Flask's own WSGI app behind it."""
     served = app.wsgi_app
-    assert isinstance(served, StatusPath)
+    assert isinstance(served, FastPath)
     return Client(served), Client(served.flask_wsgi)
 
 
@@ -110,7 +111,7 @@ def test_the_first_lookup_by_a_host_is_flask_s_which_builds_its_links(app: Flask
 @pytest.mark.parametrize("path", sorted(PATHS))
 def test_the_paths_it_answers_are_those_flask_routes_to_the_view(app: Flask, path: str) -> None:
     rule, values = app.url_map.bind("localhost").match(path, "GET", return_rule=True)
-    assert (rule.endpoint, values, rule) == (ENDPOINT, {}, StatusPath(app, None, app.wsgi_app).rule)  # type: ignore[arg-type]
+    assert (rule.endpoint, values, rule) == (ENDPOINT, {}, StatusPath(app).rule)
 
 
 @pytest.mark.parametrize(
@@ -194,7 +195,7 @@ def test_a_chunked_body_too_large_is_refused_through_it(settings: Settings, prob
     assert (refused.status_code, small.status_code) == (413, 200)
 
 
-def latencies(app: Flask, endpoint: str, status: str) -> float:
+def latencies(app: Flask, endpoint: str, status: str, method: str = "GET") -> float:
     text = Client(app).get("/metrics").get_data(as_text=True)
     families = {family.name: family for family in text_string_to_metric_families(text)}
     return next(
@@ -203,7 +204,7 @@ def latencies(app: Flask, endpoint: str, status: str) -> float:
             for sample in families["nectar_http_request_duration_seconds"].samples
             if sample.name.endswith("_count")
             and (sample.labels["endpoint"], sample.labels["method"], sample.labels["status"])
-            == (endpoint, "GET", status)
+            == (endpoint, method, status)
         ),
         0.0,
     )

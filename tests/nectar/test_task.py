@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE
 from nectar.luigi_names import with_short_names
 from nectar.stores.local import LocalStore
 from nectar.stores.s3 import S3Store
-from nectar.task import NectarTask
+from nectar.task import NectarTask, log_key
 
 WriteChain = Callable[[str, str], Path]
 
@@ -163,3 +165,33 @@ def test_a_task_named_by_its_class_keeps_its_name() -> None:
 
     assert with_short_names(reg, NectarTask) == reg
     assert with_short_names({"t.x_chain.PlainNameTask": chain_task}, NectarTask)["PlainNameTask"] is chain_task
+
+
+PLAIN_CHAIN = """
+import luigi
+
+
+class PlainLuigiTask(luigi.Task):
+    n = luigi.IntParameter(default=1)
+"""
+
+
+def test_a_reloaded_chains_old_classes_are_not_kept_by_its_log_keys(
+    settings: Settings, write_chain: WriteChain
+) -> None:
+    """A plain luigi task's log folder is found from its class's chain file; that lookup does not keep the class
+    alive once its chain is reloaded (a chain edited all day would otherwise keep every version of its classes)."""
+    write_chain("plain/kept_chain", PLAIN_CHAIN)
+    catalog = ChainCatalog(settings.chains_dir)
+    task = catalog.task("plain", "kept_chain", "PlainLuigiTask").instantiate({"n": "2"})
+    key = log_key(task)
+    assert key is not None and key.path.startswith("chains/plain/kept_chain/PlainLuigiTask/")
+    old = weakref.ref(type(task))
+    del task
+    Register.clear_instance_cache()
+    write_chain("plain/kept_chain", PLAIN_CHAIN + "\n# edited\n")
+    catalog.refresh_chain("plain", "kept_chain")
+    fresh = catalog.task("plain", "kept_chain", "PlainLuigiTask").instantiate({"n": "2"})
+    assert log_key(fresh) == key and type(fresh) is not old()
+    gc.collect()
+    assert old() is None
