@@ -22,6 +22,7 @@ from harness.processes import (
 )
 from harness.procfs import (
     alive,
+    busy_cpu,
     carrying,
     children,
     cmdline,
@@ -48,6 +49,7 @@ __all__ = [
     "alive",
     "answers",
     "base_env",
+    "busy_cpu",
     "carrying",
     "children",
     "cmdline",

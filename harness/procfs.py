@@ -65,6 +65,14 @@ def tree_cpu(pid: int) -> float:
     return used
 
 
+def busy_cpu() -> float:
+    """CPU seconds the whole machine has spent busy so far, every core and process (``/proc/stat``: all but idle and
+    iowait)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(value) for value in stat.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def thread_cpu(pid: int) -> float:
     """CPU seconds the live threads of ``pid`` have used, to the nanosecond (``schedstat``; ``stat`` counts ticks)."""
     used = 0

@@ -194,6 +194,9 @@ def execute(settings: Settings, runs: RunStore, run: Run, build: Build | None = 
 
 def attempt(settings: Settings, runs: RunStore, run: Run, build: Build | None = None) -> Ending:
     """:func:`execute`, answering how the attempt ended."""
+    # first: luigid is asked which of the task's steps it disabled (lifted for a new submission), and answers while
+    # the attempt sets itself up, takes its lease and compiles its chain
+    re_enable_ahead(build.client if build is not None else None, run)
     configure(settings)
     current_run.set(run.id)  # every record of this process is now about this run (luigi's too)
     logger.info("run %s of %s: attempt %d of %d started", run.id, run.ref, run.attempt, run.max_attempts)
@@ -211,9 +214,7 @@ def attempt(settings: Settings, runs: RunStore, run: Run, build: Build | None = 
 def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, build: Build | None) -> RunState | None:
     """The attempt itself, under its lease: build the task, then record what came of it."""
     with lease:
-        # luigid is asked which of the task's steps it disabled (lifted for a new submission) while the chain compiles
-        client = build.client if build is not None else None
-        re_enable_ahead(client, run)
+        client = build.client if build is not None else None  # it asked luigid ahead (:func:`attempt`)
         try:
             task = load_task(settings, run)
             lease.limit(max_runtime(task, settings.max_runtime))

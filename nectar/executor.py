@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 
 import luigi
 
-from nectar import build, wakeup
+from nectar import build, standby, wakeup
 from nectar.attempt import attempt, chain_file, execute, quiet_luigi, task_in
 from nectar.build import Build
 from nectar.catalog.loader import Stamp, chain_code, file_stamp, load_ahead
@@ -211,6 +211,7 @@ class Executor:
         """In a spare: what an attempt needs before it knows its run (its luigi build, its registry connection, its
         likely chain executed ahead), and what the spare says once it is set up."""
         made = None
+        standby.keep(standby.ATTEMPT_THREADS)  # once per process: the threads its attempts hand work to
         try:
             if self._checked != os.getpid():  # its connections open: a process taking another run has them already
                 self.runs.check()

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from nectar import standby
 from nectar.build import luigi_worker_id
 from nectar.errors import Interrupted, SchedulerUnavailable
 from nectar.luigid import SchedulerClient
@@ -204,7 +205,7 @@ class AttemptLease:
             signal.signal(signal.SIGUSR2, self._raise)  # not SIGUSR1: luigi's worker takes that one
             signal.signal(signal.SIGTERM, self._stop)
             signal.signal(signal.SIGCONT, lambda *_: self._wake.set())
-        threading.Thread(target=self._beat, name="nectar-heartbeat", daemon=True).start()
+        standby.start(self._beat, "nectar-heartbeat")  # a spare's thread started ahead, if it has one
         return self
 
     def __exit__(self, *_: Any) -> None:

@@ -6,7 +6,9 @@ fails loudly, naming the name, when a release changes one of them under us:
 - ``RemoteScheduler._fetch``, through which every RPC of luigi's scheduler client goes: the one hook
   that puts luigi's RPC methods over our own transport (:class:`RemoteScheduler`);
 - ``luigi.worker.Worker`` made and run as ``luigi.interface._schedule_and_run`` does (:func:`new_worker`,
-  :func:`schedule_and_run`), its ``_add_worker`` told after its first ``_get_work``, its last ``_get_work`` not
+  :func:`schedule_and_run`), its ``_add_worker`` told after its first ``_get_work``, its ``KeepAliveThread``
+  (made as its ``__enter__`` makes it, from its ``_scheduler``, ``_id``, ``_config`` and ``_handle_rpc_message``,
+  kept as ``_keep_alive_thread``) run by a standby thread (:class:`_KeepAlive`), its last ``_get_work`` not
   asked of luigid once every task it scheduled is DONE (its ``_add_task``, ``_add_task_history``,
   ``_get_work_response_history``, ``_scheduled_tasks``, ``_running_tasks``), its ``_task_result_queue``
   in memory when its steps run in its own process (:class:`Worker`), its ``[worker]`` settings given ready-made:
@@ -53,6 +55,8 @@ from luigi.execution_summary import (
 from luigi.scheduler import WORKER_STATE_ACTIVE
 from luigi.task_register import Register
 from luigi.task_status import DONE
+
+from nectar import standby
 
 #: what marks luigi's registry as extended (once per process)
 _EXTENDED = "_nectar_extended"
@@ -161,6 +165,27 @@ def _worker_made_with(config: luigi.worker.worker, in_memory: bool) -> Iterator[
         module["worker"], module["multiprocessing"] = saved
 
 
+class _KeepAlive(luigi.worker.KeepAliveThread):
+    """luigi's keep-alive thread, its loop run by a standby thread of this process if one is idle
+    (:mod:`nectar.standby`: no thread started on the way to the first step), else by a thread of its own, as luigi's."""
+
+    _handed: standby.Started | None = None
+
+    def start(self) -> None:
+        self._handed = standby.hand(self.run)
+        if self._handed is None:
+            super().start()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._handed is None:
+            super().join(timeout)
+        else:
+            self._handed.join(timeout)
+
+    def is_alive(self) -> bool:
+        return super().is_alive() if self._handed is None else self._handed.is_alive()
+
+
 class Worker(luigi.worker.Worker):
     """luigi's worker, whose ``add_worker`` (who it is, and its first task: luigid's workers view) is told luigid
     right after its first ``get_work`` when luigid's answer to it is read later (:attr:`RemoteScheduler.held_back`):
@@ -197,6 +222,16 @@ class Worker(luigi.worker.Worker):
         ):
             self._task_result_queue.close()  # luigi calls put, get (with a timeout) and close of it
             self._task_result_queue = _InProcessResults()  # type: ignore[assignment]
+
+    def __enter__(self) -> Worker:
+        """luigi's ``Worker.__enter__``, its keep-alive loop on a standby thread if this process has one idle
+        (:class:`_KeepAlive`)."""
+        self._keep_alive_thread = _KeepAlive(
+            self._scheduler, self._id, self._config.ping_interval, self._handle_rpc_message
+        )
+        self._keep_alive_thread.daemon = True
+        self._keep_alive_thread.start()
+        return self
 
     def _add_worker(self) -> None:
         if self._add_worker_later:

@@ -239,6 +239,7 @@ class Spares:
         runs = 0
         while True:
             prepared, said = self._prepare()
+            before = reuse.before_run()  # what it holds as it waits is what it holds as its run begins: noted now
             try:
                 theirs.sendall(said)
                 given = _read_run(theirs)
@@ -246,7 +247,6 @@ class Spares:
                 given = None
             if given is None:  # the worker stopped (or died), or let this spare go, before there was a run for it
                 return 0
-            before = reuse.before_run()
             _told = theirs
             code, clean = self._execute(given, prepared)
             _told = None

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,6 +19,9 @@ from nectar.config import Settings, configure
 from tests import links
 from tests.helpers import reports
 from tests.helpers.postgres import PostgresServer
+
+if TYPE_CHECKING:
+    from nectar.registry import Run, RunStore
 
 #: Chromium under Playwright, one for the session, for the UI and security tests; mypy started with the session
 pytest_plugins = ["tests.helpers.browser", "tests.helpers.background_mypy"]
@@ -194,6 +197,19 @@ def settings(tmp_path: Path, chains_dir: Path) -> Iterator[Settings]:
     configure(value)
     yield value
     configure(None)
+
+
+@pytest.fixture
+def claimed(settings: Settings) -> tuple[RunStore, Run]:
+    """A real registry with one run claimed by this process."""
+    from nectar.leases import process_name
+    from nectar.service import Nectar
+
+    nectar = Nectar(settings)
+    nectar.submit("testchains", "hello_luigiworld_chain", "TestS3Task", {})
+    run = nectar.runs.claim(process_name())
+    assert run is not None
+    return nectar.runs, run
 
 
 @pytest.fixture

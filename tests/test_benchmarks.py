@@ -1,6 +1,6 @@
 """The benchmarks' machinery: percentiles, settings from the environment, a failing one's exit, CPU time, a clock's,
-the triggers benchmark's table, read calls, the fan-out's end, the dispatch benchmark's warm-up, the status benchmark's
-lookups in process."""
+the machine's busy CPU, the triggers benchmark's table, read calls, the fan-out's end, the dispatch benchmark's
+warm-up, the status benchmark's lookups in process."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
 from benchmarks.population import fill_registry, fill_store
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
 from benchmarks.status import in_process_cpu, status_requests
-from harness import cpu_seconds, read_calls, waitfor
+from harness import busy_cpu, cpu_seconds, read_calls, waitfor
 from nectar.registry import RunFilter, RunState
 from nectar.registry.sqlite import SQLiteRunStore
 
@@ -82,6 +82,14 @@ def test_cpu_seconds_is_the_cpu_a_process_used() -> None:
     while time.process_time() - burnt < 0.3:
         pass
     assert cpu_seconds(os.getpid()) - before == pytest.approx(time.process_time() - burnt, abs=0.05)
+
+
+def test_busy_cpu_counts_the_cpu_this_process_used() -> None:
+    """The machine's busy CPU grows by at least what this process burns meanwhile (others' use adds to it)."""
+    before, burnt = busy_cpu(), time.process_time()
+    while time.process_time() - burnt < 0.3:
+        pass
+    assert busy_cpu() - before >= time.process_time() - burnt - 0.05
 
 
 #: a process of one thread: says it is ready, reads 5 bytes of its stdin one at a time, says so, then waits for EOF

@@ -16,10 +16,9 @@ from nectar import fence
 from nectar.config import Settings
 from nectar.errors import LeaseLost
 from nectar.keys import TargetKey
-from nectar.leases import AttemptLease, process_name
+from nectar.leases import AttemptLease
 from nectar.registry import Run, RunStore
 from nectar.registry.sqlite import SQLiteRunStore
-from nectar.service import Nectar
 from nectar.stores import TargetStore, get_store
 from nectar.stores.local import LocalStore
 from nectar.stores.s3 import S3Store
@@ -130,16 +129,6 @@ def test_a_lost_lease_refuses_a_temporary_path_rename(store: TargetStore, lease:
 
     assert not store.exists(KEY)
     assert leftovers(store) == []
-
-
-@pytest.fixture
-def claimed(settings: Settings) -> tuple[RunStore, Run]:
-    """A real registry with one run claimed by this process."""
-    nectar = Nectar(settings)
-    nectar.submit("testchains", "hello_luigiworld_chain", "TestS3Task", {})
-    run = nectar.runs.claim(process_name())
-    assert run is not None
-    return nectar.runs, run
 
 
 def heartbeat_at(runs: RunStore, run: Run) -> float | None:

@@ -71,6 +71,10 @@ PROBES = "tests.luigi_internals_probes"
         (luigi.worker.Worker.__init__, ["self", "scheduler", "worker_id", "worker_processes", "assistant", "kwargs"]),
         (luigi.worker.Worker.add, ["self", "task", "multiprocess", "processes"]),
         (luigi.worker.Worker._add_worker, ["self"]),
+        (
+            luigi.worker.KeepAliveThread.__init__,
+            ["self", "scheduler", "worker_id", "ping_interval", "rpc_message_callback"],
+        ),
         (luigi.worker.Worker._get_work, ["self"]),
         (luigi.worker.Worker._add_task, ["self", "args", "kwargs"]),
         (luigi.execution_summary._summary_dict, ["worker"]),
@@ -354,6 +358,13 @@ def test_luigids_prune_is_the_code_luigid_prunes_lean_steps_through(function: Ca
     """luigid_prunes_lean skips what these would not change: a change to any of them is a change to re-check."""
     source = inspect.getsource(function).encode()
     assert hashlib.sha256(source).hexdigest()[:16] == digest, f"luigi changed {function.__qualname__}"
+
+
+def test_luigis_worker_enters_as_the_seams_worker_does() -> None:
+    """The seam's ``Worker.__enter__`` makes luigi's keep-alive thread as luigi's does (its loop on a standby thread):
+    a change to luigi's is a change to copy."""
+    source = inspect.getsource(luigi.worker.Worker.__enter__).encode()
+    assert hashlib.sha256(source).hexdigest()[:16] == "ce678cec4cb06533", "luigi changed Worker.__enter__"
 
 
 STATUSES = ["PENDING", "RUNNING", "DONE", "FAILED", "DISABLED", "BATCH_RUNNING", "UNKNOWN"]

@@ -1,0 +1,87 @@
+"""Threads started ahead (:mod:`nectar.standby`): work handed to one runs on it, no thread started; an attempt's
+lease beats, and luigi's worker pings its scheduler, on them."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import luigi.scheduler
+import pytest
+
+from nectar import standby
+from nectar.leases import AttemptLease
+from nectar.luigi_internals import new_worker
+from nectar.registry import Run, RunStore
+from tests.conftest import wait_until
+
+
+@pytest.fixture
+def kept() -> set[threading.Thread]:
+    """This process's standby threads (kept for the rest of its life, as a spare's), and every thread alive now."""
+    standby.keep(standby.ATTEMPT_THREADS)
+    return set(threading.enumerate())
+
+
+def test_work_handed_to_a_standby_thread_runs_on_it_and_starts_no_thread(kept: set[threading.Thread]) -> None:
+    ran: list[threading.Thread] = []
+    started = standby.start(lambda: ran.append(threading.current_thread()), "work")
+    started.join()
+    assert ran and ran[0] in kept and ran[0].name.startswith("nectar-standby")
+    assert not started.is_alive()
+    assert set(threading.enumerate()) == kept
+
+
+def test_with_every_standby_thread_busy_work_gets_a_thread_of_its_own(kept: set[threading.Thread]) -> None:
+    gate = threading.Event()
+    held = [standby.hand(gate.wait) for _ in range(standby.ATTEMPT_THREADS)]
+    try:
+        assert all(held)
+        assert standby.hand(gate.wait) is None
+        ran: list[threading.Thread] = []
+        standby.start(lambda: ran.append(threading.current_thread()), "its-own").join()
+        assert ran[0].name == "its-own" and ran[0] not in kept
+    finally:
+        gate.set()
+    for started in held:
+        assert started is not None
+        started.join()
+
+
+def test_a_forked_process_does_not_hand_work_to_its_parents_standby_threads(kept: set[threading.Thread]) -> None:
+    pid = os.fork()
+    if pid == 0:  # the child has none of its parent's threads: it starts its own
+        os._exit(0 if standby.hand(lambda: None) is None else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_an_attempts_lease_beats_on_a_standby_thread(
+    kept: set[threading.Thread], claimed: tuple[RunStore, Run]
+) -> None:
+    """The heartbeat renews the lease as before, on a thread started ahead; the lease's holder starts none."""
+    runs, run = claimed
+    leases: list[AttemptLease] = []
+    during: list[set[threading.Thread]] = []
+
+    def attempt() -> None:  # off the main thread: the lease sets no signal handler of pytest's process
+        leases.append(AttemptLease(runs, run, interval=0.05))
+        with leases[0]:
+            wait_until(lambda: (now := runs.get(run.id)) is not None and now.heartbeat_at != run.heartbeat_at, 30)
+            during.append(set(threading.enumerate()))
+
+    holder = threading.Thread(target=attempt)
+    holder.start()
+    holder.join()
+    assert during and during[0] - kept == {holder}
+    assert not leases[0].lost
+
+
+def test_luigis_worker_pings_its_scheduler_from_a_standby_thread(kept: set[threading.Thread]) -> None:
+    """luigi's keep-alive loop runs on a thread started ahead, and pings as luigi's does; the worker's exit ends it."""
+    scheduler = luigi.scheduler.Scheduler()
+    worker = new_worker(scheduler, "standby-probe", 1, ping_interval=0.01)
+    with worker:
+        wait_until(lambda: any(w["name"] == "standby-probe" for w in scheduler.worker_list()), 30)
+        assert set(threading.enumerate()) == kept
+    assert not worker._keep_alive_thread.is_alive()
