@@ -21,10 +21,11 @@ import types
 import weakref
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import luigi
 from luigi.event import Event
+from luigi.parameter import ParameterVisibility
 from luigi.target import FileSystemTarget
 
 from nectar import luigi_names
@@ -115,10 +116,19 @@ def take_live_logs(key: TargetKey) -> LiveLogs:
     return LiveLogs(key)
 
 
+class _ClassParams(NamedTuple):
+    """A task class's parameters as luigi lists them, read from the class of ``shape``."""
+
+    shape: list[int]
+    params: list[tuple[str, luigi.Parameter]]
+    #: every one is significant and public: each of luigi's ``to_str_params`` variants lists them all
+    plain: bool
+
+
 #: each task class's parameters as luigi lists them, with the shape of the class they were read from
-_PARAMS: weakref.WeakKeyDictionary[type, tuple[tuple[int, ...], list[tuple[str, luigi.Parameter]]]] = (
-    weakref.WeakKeyDictionary()
-)
+_PARAMS: weakref.WeakKeyDictionary[type, _ClassParams] = weakref.WeakKeyDictionary()
+#: the variant of luigi's ``to_str_params`` (only_significant, only_public) that lists a plain class's parameters
+_ALL = (True, True)
 
 
 class NectarTask(luigi.Task):
@@ -160,11 +170,32 @@ class NectarTask(luigi.Task):
         """luigi's parameters of the class, read once per class: luigi walks ``dir(cls)`` at every call, seven times
         for each task made (half of the CPU a schedule's fire took). Read again when the class or a base gained or
         lost an attribute (``luigi.util.inherits`` adds parameters to a class already made)."""
-        shape = tuple(len(vars(c)) for c in cls.__mro__)
+        return list(cls._class_params().params)
+
+    @classmethod
+    def _class_params(cls) -> _ClassParams:
+        shape = [len(c.__dict__) for c in cls.__mro__]
         kept = _PARAMS.get(cls)
-        if kept is None or kept[0] != shape:
-            kept = _PARAMS[cls] = (shape, super().get_params())
-        return list(kept[1])
+        if kept is None or kept.shape != shape:
+            params = super().get_params()
+            plain = all(p.significant and p.visibility == ParameterVisibility.PUBLIC for _, p in params)
+            kept = _PARAMS[cls] = _ClassParams(shape, params, plain)
+        return kept
+
+    def to_str_params(self, only_significant: bool = False, only_public: bool = False) -> dict[str, str]:
+        """luigi's, serialized once per task (and variant, for a class with a parameter not significant or not
+        public): its parameters are set in ``__init__``, which makes the task_id of them. A submission asked for
+        them three times (its task_id, its key's MD5, its run's record), each serializing every parameter."""
+        made: tuple[dict[str, Any], dict[tuple[bool, bool], dict[str, str]]] | None = self.__dict__.get(
+            "_nectar_str_params"
+        )
+        if made is None or made[0] is not self.param_kwargs:  # (luigi's own clone() makes a new task)
+            made = self.__dict__["_nectar_str_params"] = (self.param_kwargs, {})
+        variant = _ALL if self._class_params().plain else (only_significant, only_public)
+        found = made[1].get(variant)
+        if found is None:
+            found = made[1][variant] = super().to_str_params(*variant)
+        return dict(found)
 
     @classmethod
     def get_task_namespace(cls) -> str:

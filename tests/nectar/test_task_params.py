@@ -11,6 +11,7 @@ import luigi.util
 import pytest
 
 from nectar import NectarTask
+from nectar.keys import task_key
 
 
 class Base(NectarTask):
@@ -97,3 +98,56 @@ def test_a_tasks_repr_is_luigis_made_once(monkeypatch: pytest.MonkeyPatch) -> No
 
     assert repr(task) == shown and str(task) == shown
     assert walked == []
+
+
+#: each value a Counted parameter serialized
+serialized: list[Any] = []
+
+
+class CountedInt(luigi.IntParameter):
+    def serialize(self, x: Any) -> str:
+        serialized.append(x)
+        return str(super().serialize(x))
+
+
+class Plain(NectarTask):
+    n = CountedInt()
+    m = CountedInt(default=2)
+
+
+class Mixed(NectarTask):
+    n = CountedInt()
+    note = luigi.Parameter(default="", significant=False)
+    hidden = luigi.Parameter(default="h", visibility=luigi.parameter.ParameterVisibility.HIDDEN)
+    secret = luigi.Parameter(default="s", visibility=luigi.parameter.ParameterVisibility.PRIVATE)
+
+
+VARIANTS = [(False, False), (True, False), (False, True), (True, True)]
+
+
+def test_a_tasks_parameters_are_serialized_once_for_its_id_its_key_and_its_run() -> None:
+    """A submission asks for them three times (luigi's task_id, the key's MD5, the run's record)."""
+    serialized.clear()
+    task = Plain(n=7)  # type: ignore[call-arg]
+    key = task_key("t", "c_chain", task)
+    recorded = task.to_str_params()
+
+    assert serialized == [7, 2]
+    assert recorded == {"n": "7", "m": "2"} and key == task_key("t", "c_chain", Plain(n=7))  # type: ignore[call-arg]
+    recorded["n"] = "8"  # a caller's copy: the task's own stay
+    assert task.to_str_params(only_significant=True, only_public=True) == {"n": "7", "m": "2"}
+
+
+@pytest.mark.parametrize(("only_significant", "only_public"), VARIANTS)
+def test_each_variant_of_a_tasks_parameters_is_luigis(only_significant: bool, only_public: bool) -> None:
+    for task in (Plain(n=1), Mixed(n=1, note="x", hidden="y", secret="z")):  # type: ignore[call-arg]
+        for _ in range(2):  # made, then kept
+            assert task.to_str_params(only_significant, only_public) == luigi.Task.to_str_params(
+                task, only_significant, only_public
+            )
+
+
+def test_parameters_set_anew_are_serialized_anew() -> None:
+    task = Plain(n=1)  # type: ignore[call-arg]
+    task.param_kwargs = {"n": 3, "m": 4}
+    assert task.to_str_params() == {"n": "3", "m": "4"}
