@@ -67,7 +67,7 @@ def same_second(fast: Client, flask: Client, path: str, **kwargs: Any) -> list[t
         found.append((second, behind))
         return first.get_data() == second.get_data()
 
-    wait_until(asked, timeout=30)
+    wait_until(asked, timeout=60)
     return found
 
 

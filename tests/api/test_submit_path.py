@@ -90,7 +90,7 @@ def test_a_done_task_is_answered_in_front_as_the_view_answers_it(app: Flask) -> 
         return before.get_data() == ours.get_data()
 
     with dispatches(app) as dispatched:
-        wait_until(asked, timeout=30)
+        wait_until(asked, timeout=60)
     ours, theirs = found[-1]
 
     assert ours.status_code == 200 and ours.get_json()["data"]["job_status"] == "DONE"

@@ -39,7 +39,7 @@ def finished(nectar: Nectar, key: TargetKey, timeout: float = 60) -> JobStatus:
 
 def luigid_task(luigid: str, task_id: str) -> tuple[str, dict[str, object]]:
     """(status, record) of a task as luigid knows it."""
-    answer = requests.get(f"{luigid}/api/task_search", params={"data": json.dumps({"task_str": task_id})}, timeout=5)
+    answer = requests.get(f"{luigid}/api/task_search", params={"data": json.dumps({"task_str": task_id})}, timeout=60)
     by_status = answer.json()["response"]
     found = [(status, tasks[task_id]) for status, tasks in by_status.items() if task_id in tasks]
     assert len(found) == 1, by_status
@@ -271,7 +271,7 @@ def test_a_stopped_worker_drains_then_requeues_what_still_runs(
     nectar = Nectar(settings)  # luigi's local scheduler here; luigid is told about interrupted tasks
     submission = nectar.submit("cap", "slow_chain", "SlowTask", {})
     first = start_worker(settings, workers=1)
-    wait_until(started.exists, timeout=30)
+    wait_until(started.exists, timeout=60)
 
     first.terminate()
     assert first.wait(timeout=120) == 0
@@ -293,11 +293,12 @@ def test_a_stopped_worker_drains_then_requeues_what_still_runs(
 
 
 SHARED_CHAIN = (
-    "import time\nimport luigi\nfrom nectar import NectarTask\n"
+    "import os, time\nimport luigi\nfrom nectar import NectarTask\n"
     "class SharedTask(NectarTask):\n"
     "    def run(self):\n"
     "        open({ledger!r}, 'a').write('shared\\n')\n"
-    "        time.sleep(2)\n"
+    "        while not os.path.exists({gate!r}):  # held until both runs are under way\n"
+    "            time.sleep(0.02)\n"
     "        self.output().open('w').close()\n"
     "class UserTask(NectarTask):\n"
     "    n = luigi.IntParameter()\n"
@@ -312,13 +313,17 @@ SHARED_CHAIN = (
 def test_runs_sharing_a_step_run_it_once_the_other_waits_for_it_uncounted(
     settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
 ) -> None:
-    ledger = tmp_path / "ledger.txt"
-    write_chain("cap/shared_chain", SHARED_CHAIN.format(ledger=str(ledger)))
+    ledger, gate = tmp_path / "ledger.txt", tmp_path / "gate"
+    write_chain("cap/shared_chain", SHARED_CHAIN.format(ledger=str(ledger), gate=str(gate)))
     settings = settings.replace(scheduler_url=luigid)
     nectar = Nectar(settings)
     first = nectar.submit("cap", "shared_chain", "UserTask", {"n": 1})
     second = nectar.submit("cap", "shared_chain", "UserTask", {"n": 2})
     start_worker(settings, workers=2)
+    # the shared step is held while both runs are RUNNING: one runs it, the other meets it running
+    ids = [submission.run.id for submission in (first, second) if submission.run is not None]
+    wait_until(lambda: ledger.exists() and all(nectar.run(run_id).state == RunState.RUNNING for run_id in ids))
+    gate.touch()
 
     done = [finished(nectar, submission.key) for submission in (first, second)]
 
