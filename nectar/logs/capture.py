@@ -21,6 +21,8 @@ from typing import TextIO
 from nectar.logs.format import process_handlers
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: how a step's stderr file shows each record: one formatter for every capture (it holds no state of its own)
+_FORMATTER = logging.Formatter(LOG_FORMAT)
 
 
 def _flush_std() -> None:
@@ -48,7 +50,7 @@ def redirect_output(out: TextIO, err: TextIO) -> Iterator[None]:
     root = logging.getLogger()
     saved_level = root.level
     handler = logging.StreamHandler(err)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(_FORMATTER)
     aside = process_handlers(root)  # it writes to descriptor 2 too: each record would be in the file twice
     try:
         os.dup2(out.fileno(), 1)

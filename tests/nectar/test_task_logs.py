@@ -99,6 +99,24 @@ def test_a_running_steps_live_logs_are_files_of_the_live_logs_folder_itself(
     assert list(settings.live_logs_dir.iterdir()) == []
 
 
+def test_a_step_after_the_settings_changed_writes_its_live_logs_in_the_new_live_logs_folder(
+    settings: Settings, write_chain: WriteChain, commits: list[str], tmp_path: Path
+) -> None:
+    """The live logs folder is kept per settings (its text is not joined anew per step), never past a change."""
+    first = built(settings, write_chain, "where_chain", WHERE_CHAIN, "WhereTask")
+    assert Path(get_store(settings).read_text(first.target_key.with_file(STDOUT_FILE)).strip()).parent == (
+        settings.live_logs_dir.resolve()
+    )
+    moved = settings.replace(data_dir=tmp_path / "moved", local_targets_dir=tmp_path / "moved_targets")
+    configure(moved)
+
+    task = built(moved, write_chain, "where_chain", WHERE_CHAIN, "WhereTask")
+
+    written_to = Path(get_store(moved).read_text(task.target_key.with_file(STDOUT_FILE)).strip())
+    assert written_to == live_log_paths(task.target_key)[0]
+    assert written_to.parent == moved.live_logs_dir.resolve() != settings.live_logs_dir.resolve()
+
+
 QUIET_CHAIN = """
 from nectar import NectarTask
 
