@@ -54,6 +54,7 @@ from nectar.catalog.loader import Stamp, chain_code, file_stamp, load_ahead
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.leases import INTERRUPT_GRACE, process_name, reclaim, release, release_lost_in_luigid, timed_out
+from nectar.logs.ahead import make_ahead
 from nectar.luigid import kept_scheduler, scheduler_of, scheduler_secret
 from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
@@ -220,6 +221,7 @@ class Executor:
             made = Build(self.settings.scheduler_url, process_name(), secret, kept_scheduler(self.settings))
         except Exception:  # the attempt will make them again, and fail with the reason if it must
             logger.exception("a spare attempt process could not prepare its luigi build")
+        make_ahead(self.settings.live_logs_dir)  # its first step's live logs: their inodes made off its start
         likely = self._likely
         if likely is None or likely.file in self._not_ahead:
             return made, READY

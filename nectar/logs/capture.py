@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TextIO
@@ -21,6 +21,8 @@ from typing import TextIO
 from nectar.logs.format import process_handlers
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: how a step's stderr file shows each record: one formatter for every capture (it holds no state of its own)
+_FORMATTER = logging.Formatter(LOG_FORMAT)
 
 
 def _flush_std() -> None:
@@ -32,7 +34,12 @@ def _flush_std() -> None:
 def open_log(path: Path) -> TextIO:
     """A log file, created empty, for :func:`redirect_output`: line-buffered text, each line at its end (every writer,
     a subprocess's inherited descriptor too, appends)."""
-    return open(path, "a", buffering=1, encoding="utf-8", errors="replace", opener=_emptied)  # noqa: SIM115
+    return open_text(path, _emptied)
+
+
+def open_text(file: Path | int, opener: Callable[[str, int], int] | None = None) -> TextIO:
+    """A log file (a path, or a descriptor opened to append) as :func:`redirect_output` writes it: line-buffered."""
+    return open(file, "a", buffering=1, encoding="utf-8", errors="replace", opener=opener)  # noqa: SIM115
 
 
 def _emptied(path: str, flags: int) -> int:
@@ -48,7 +55,7 @@ def redirect_output(out: TextIO, err: TextIO) -> Iterator[None]:
     root = logging.getLogger()
     saved_level = root.level
     handler = logging.StreamHandler(err)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(_FORMATTER)
     aside = process_handlers(root)  # it writes to descriptor 2 too: each record would be in the file twice
     try:
         os.dup2(out.fileno(), 1)

@@ -16,6 +16,7 @@ from nectar.catalog import ChainCatalog
 from nectar.config import Settings, configure
 from nectar.errors import LeaseLost
 from nectar.keys import OUTPUT_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
+from nectar.logs import ahead
 from nectar.stores import get_store
 from nectar.task import NectarTask, live_log_paths
 
@@ -97,6 +98,45 @@ def test_a_running_steps_live_logs_are_files_of_the_live_logs_folder_itself(
     assert written_to == live_log_paths(key)[0]
     assert written_to.parent == settings.live_logs_dir.resolve()
     assert list(settings.live_logs_dir.iterdir()) == []
+
+
+def test_a_step_after_the_settings_changed_writes_its_live_logs_in_the_new_live_logs_folder(
+    settings: Settings, write_chain: WriteChain, commits: list[str], tmp_path: Path
+) -> None:
+    """The live logs folder is kept per settings (its text is not joined anew per step), never past a change."""
+    first = built(settings, write_chain, "where_chain", WHERE_CHAIN, "WhereTask")
+    assert Path(get_store(settings).read_text(first.target_key.with_file(STDOUT_FILE)).strip()).parent == (
+        settings.live_logs_dir.resolve()
+    )
+    moved = settings.replace(data_dir=tmp_path / "moved", local_targets_dir=tmp_path / "moved_targets")
+    configure(moved)
+
+    task = built(moved, write_chain, "where_chain", WHERE_CHAIN, "WhereTask")
+
+    written_to = Path(get_store(moved).read_text(task.target_key.with_file(STDOUT_FILE)).strip())
+    assert written_to == live_log_paths(task.target_key)[0]
+    assert written_to.parent == moved.live_logs_dir.resolve() != settings.live_logs_dir.resolve()
+
+
+def test_a_step_started_after_its_logs_were_made_ahead_logs_to_those_very_files(
+    settings: Settings, write_chain: WriteChain, commits: list[str]
+) -> None:
+    """A spare makes its first step's two live logs ahead (their inodes off the step's start): the step's stdout is
+    one of them, named as a live log, moved to the store whole; a process with none made ahead creates its own."""
+    ahead.make_ahead(settings.live_logs_dir)
+    made = ahead._made
+    assert made is not None  # this file system makes anonymous files (ext4, tmpfs, xfs...)
+    inodes = {os.fstat(fd).st_ino for fd in made[3]}
+    assert os.listdir(settings.live_logs_dir) == []  # nameless until a step starts
+
+    task = built(settings, write_chain, "inode_chain", CHAIN, "InodeTask")
+
+    stored = Path(get_store(settings).describe(task.target_key.with_file(STDOUT_FILE)))
+    ran_on = int(stored.read_text())
+    assert ran_on in inodes and os.stat(stored).st_ino == ran_on and os.stat(stored).st_nlink == 1
+    assert ahead._made is not None and ahead._made[3] == []  # both taken: the next step creates its own
+    assert list(settings.live_logs_dir.iterdir()) == []
+    ahead.discard()
 
 
 QUIET_CHAIN = """
