@@ -125,7 +125,8 @@ def test_a_step_started_after_its_logs_were_made_ahead_logs_to_those_very_files(
     one of them, named as a live log, moved to the store whole; a process with none made ahead creates its own."""
     ahead.make_ahead(settings.live_logs_dir)
     made = ahead._made
-    assert made is not None  # this file system makes anonymous files (ext4, tmpfs, xfs...)
+    if made is None:  # ext4, tmpfs, xfs... make them; overlayfs before Linux 6.6 does not (steps create theirs)
+        pytest.skip("the live logs folder's file system makes no anonymous files (O_TMPFILE)")
     inodes = {os.fstat(fd).st_ino for fd in made[3]}
     assert os.listdir(settings.live_logs_dir) == []  # nameless until a step starts
 
