@@ -14,7 +14,7 @@ from api.context import facade
 from api.envelope import answer, doc_only, dumped_answer, error_responses
 from api.schemas import ChainEnvelope, ChainTypeEnvelope, ChainTypesEnvelope, SubmissionEnvelope, TaskEnvelope
 from api.smorest_internals import add_undocumented_url_rule
-from api.submission import submission_out, submitted_values
+from api.submission import submitted
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.errors import ChainNotFound, NotFound, TaskNotFound
 
@@ -110,11 +110,8 @@ class Task(MethodView):
     @doc_only(blp.doc(**SUBMISSION_DOC))
     def post(self, chain_type, chain, task):
         """Run a task (unless its output exists or an identical run is active)"""
-        service = facade()
-        info = service.task(chain_type, chain, task)
-        submission = service.submit_task(info, info.instantiate(submitted_values(info, request)))
         # shaped as SubmissionEnvelope dumps it (tests/api/test_chains.py holds it to that): sent without a dump
-        return dumped_answer(*submission_out(submission))
+        return dumped_answer(*submitted(request, chain_type, chain, task))
 
 
 #: the URL of a task, as a 404 for any other URL under /api/chains tells it

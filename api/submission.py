@@ -19,6 +19,9 @@ from nectar.errors import InvalidParameters, TooLarge
 from nectar.params import MAX_NESTING, NonFiniteNumber, nesting, strict_json
 from nectar.service import Submission
 
+#: the endpoint of the status URL every answer holds
+STATUS_ENDPOINT = "status.ChainStatus"
+
 
 def json_body() -> Any:
     """The current request's body as JSON (see :func:`parsed_json`)."""
@@ -93,6 +96,17 @@ def submitted_values(info: TaskInfo, current: Request) -> dict:
         values.update(body)
     check_limits(values)
     return values
+
+
+def submitted(current: Request, chain_type: str, chain: str, task: str) -> tuple[dict, int, str]:
+    """The task's submission read from ``current``, made and answered (:func:`submission_out`): the view's, and the
+    path's in front of Flask (:mod:`api.submit_path`). All that can refuse it comes before its run is written, the
+    status URL's base too (a link only ``url_for`` can build yet raises there, and Flask answers it)."""
+    service = facade()
+    info = service.task(chain_type, chain, task)
+    instance = info.instantiate(submitted_values(info, current))
+    links.external(STATUS_ENDPOINT)
+    return submission_out(service.submit_task(info, instance))
 
 
 def submission_out(submission: Submission) -> tuple[dict, int, str]:

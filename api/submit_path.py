@@ -1,29 +1,25 @@
 """``POST /api/chains/<type>/<chain>/<task>`` answered in front of Flask's dispatch (:mod:`api.fast_path`) when its
 answer is a 202 (queued, or an identical run active) or a 200 (done).
 
-A submission is read (:func:`api.submission.submitted_values`) and answered (:func:`api.submission.submission_out`)
-by the view's own functions. All that can refuse it comes before its run is written: the task found, its
-parameters read and checked, its status URL built (a link only ``url_for`` can build yet hands it to Flask), so
-that a refusal is Flask's, as any other. A submission whose write itself raises (a full queue, a registry that
-fails) is handed to Flask too, which asks again and answers what it meets: a run written meanwhile is found active.
+A submission is made and answered by the view's own function (:func:`api.submission.submitted`). All that can
+refuse it comes before its run is written: the task found, its parameters read and checked, its status URL built (a
+link only ``url_for`` can build yet hands it to Flask), so that a refusal is Flask's, as any other. A submission whose
+write itself raises (a full queue, a registry that fails) is handed to Flask too, which asks again and answers what
+it meets: a run written meanwhile is found active.
 """
 
 from __future__ import annotations
 
 from flask import Flask, Request
 
-from api import links
-from api.context import facade
 from api.fast_path import Answer
-from api.submission import submission_out, submitted_values
+from api.submission import submitted
 
 #: the view's endpoint; a task's URL under PREFIX is its three names (a trailing slash is the same URL:
 #: ``strict_slashes`` is off; tests/api/test_submit_path.py asks Flask's routing)
 ENDPOINT = "chains.Task"
 PREFIX = "/api/chains/"
 NAMES = ("chain_type", "chain", "task")
-#: the endpoint of the status URL every answer holds
-STATUS_ENDPOINT = "status.ChainStatus"
 
 
 class SubmitPath:
@@ -44,8 +40,4 @@ class SubmitPath:
         return dict(zip(NAMES, parts, strict=True))
 
     def answer(self, request: Request, values: dict[str, str]) -> Answer | None:
-        service = facade()
-        info = service.task(values["chain_type"], values["chain"], values["task"])
-        instance = info.instantiate(submitted_values(info, request))
-        links.external(STATUS_ENDPOINT)  # the status URL's base, else NotBuilt before anything is written
-        return submission_out(service.submit_task(info, instance))
+        return submitted(request, values["chain_type"], values["chain"], values["task"])
