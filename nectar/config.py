@@ -7,6 +7,7 @@ and :func:`get_settings` caches the answer for the process (workers set theirs e
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -200,8 +201,9 @@ class Settings:
     def registry_path(self) -> Path:
         return self.data_dir / "runs.sqlite3"
 
-    @property
+    @functools.cached_property
     def live_logs_dir(self) -> Path:
+        """Made once per settings: every step's start asks for it (:func:`nectar.task.live_log_paths`)."""
         return self.data_dir / "live"
 
     @property

@@ -60,22 +60,12 @@ def chain_module(chain_type: str, chain: str) -> str:
     return f"chains.{chain_type}.{chain}"
 
 
-#: the settings whose live logs folder was last asked for, and that folder as text
-_live_folder: tuple[object, str] = (None, "")
-
-
 def live_log_paths(key: TargetKey) -> tuple[Path, Path]:
     """Where a running task's stdout and stderr are written before they reach the store: two files of the live logs
     folder itself, named after the task's folder (``chains.<type>.<chain>.<Task>.<md5>.stdout.log``: a name has no
     dot). No folder is made or removed for a step: on ext4 a folder made and removed cost ~200-400 µs a step. The
-    folder's text is kept per settings: joined anew, it was half of this function's cost in a step's start."""
-    global _live_folder
-    settings = get_settings()
-    kept, folder = _live_folder
-    if kept is not settings:
-        folder = str(settings.live_logs_dir)
-        _live_folder = (settings, folder)
-    stem = f"{folder}/{key.folder.replace('/', '.')}"
+    folder is made once per settings (joined anew, it was half of this function's cost in a step's start)."""
+    stem = f"{get_settings().live_logs_dir}/{key.folder.replace('/', '.')}"
     return Path(f"{stem}.stdout.log"), Path(f"{stem}.stderr.log")
 
 
