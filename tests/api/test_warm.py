@@ -5,9 +5,6 @@ master's is tests/nectar/test_gunicorn_prefork.py's."""
 from __future__ import annotations
 
 import http.client
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,7 @@ from flask import Flask
 
 from api import links
 from api.warm import EXTENSION
-from harness import REPO, Processes, base_env, settings_env
+from harness import Processes
 from nectar.config import Settings
 from nectar.service import Nectar
 from nectar.stores.s3 import S3Store
@@ -107,24 +104,11 @@ def test_warming_opens_neither_the_registry_nor_a_connection(
     assert bases
 
 
-def test_an_s3_store_has_boto3s_models_loaded_before_any_client(s3_settings: Settings, tmp_path: Path) -> None:
-    """Each worker's first S3 client loaded botocore's S3 models (~0.3 s of CPU): loaded once, in the master, into
-    the default session every process forked from it shares. A process of its own: nothing else loaded them."""
-    script = (
-        "import boto3\n"
-        "from api.warm import EXTENSION\n"
-        "from app import create_app\n"
-        "from nectar.config import Settings\n"
-        "app = create_app({'NECTAR_SETTINGS': Settings.from_env()})\n"
-        "assert boto3.DEFAULT_SESSION is None\n"
-        f"app.extensions[EXTENSION](['{OWN}'], 'http', '')\n"
-        "print(boto3.DEFAULT_SESSION is not None)\n"
-        "print(app.extensions['nectar'].store._client)\n"
-    )
-    assert isinstance(Nectar(s3_settings).store, S3Store)
-    env = base_env() | settings_env(s3_settings) | {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == ["True", "(0, None)"], done.stdout
+def test_warming_makes_an_s3_store_without_its_client(
+    s3_settings: Settings, bases: dict[tuple[str, str, str, str], str]
+) -> None:
+    """The store is made, shared by the workers; its client (boto3's, with its connections) is each process's."""
+    app = build_app(s3_settings)
+    warmed(app, OWN)
+    store = app.extensions["nectar"].store
+    assert isinstance(store, S3Store) and store._client == (0, None)
