@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import auth, docs, fast_path, guards, register_blueprints
+from api import auth, docs, fast_path, guards, register_blueprints, warm
 from api.errors import NectarApi
 from api.status_path import StatusPath
 from api.submit_path import SubmitPath
@@ -54,4 +54,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(docs.blp)
     # a status's 200s and a submission's answers made in front of the dispatch, through the same checks
     fast_path.install(app, checks, [StatusPath(app), SubmitPath(app)])
+    warm.install(app)  # what each worker would make on its first requests, made by gunicorn's master before forking
     return app

@@ -125,9 +125,10 @@ def _import_what_workers_would() -> None:
 
 
 def pre_fork(server: object, worker: object) -> None:
-    """Before each worker is forked: the preloaded app's chains loaded in the master and the modules each worker would
-    import by itself imported, then the master's objects leave the garbage collector's generations, so that no
-    collection in a worker writes to their pages.
+    """Before each worker is forked: the preloaded app's chains loaded in the master, the modules each worker would
+    import by itself imported and (once) what it would make on its first requests made (:func:`_warm_app`), then the
+    master's objects leave the garbage collector's generations, so that no collection in a worker writes to their
+    pages.
 
     A worker forked without the chains loaded them on its first request (a recycled one too: ~90 ms of CPU for
     the status benchmark's chains, 130 warm lookups); loaded here once, every worker starts with them, shared.
@@ -142,6 +143,7 @@ def pre_fork(server: object, worker: object) -> None:
                 server.log.warning("could not load the chains before forking a worker", exc_info=True)  # type: ignore[attr-defined]
             _open_registry(server, service)
     _import_what_workers_would()
+    _warm_app(server)  # last: an import empties the caches of abc's checks (sqlite3's registers its Row)
     gc.freeze()
 
 
@@ -159,6 +161,36 @@ def _open_registry(server: object, service: Any) -> None:
         service.runs  # noqa: B018 (a cached property: opened once)
     except Exception:  # each worker opens it on its first request instead, and answers that request's error itself
         server.log.warning("could not open the run registry before forking a worker", exc_info=True)  # type: ignore[attr-defined]
+
+
+#: Hosts a client of a wildcard address may send: any, so none is warmed for
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})
+#: whether the app was warmed, before the first fork (:func:`_warm_app`)
+_warmed = False
+
+
+def _warm_app(server: object) -> None:
+    """Once, before the first fork: what each worker of the preloaded app would make by itself on its first
+    requests, made here and shared by every worker, a recycled one's successor too (``api.warm``: the app keeps it in
+    its extensions, this module knowing nothing of Flask). Its links are made for the Hosts this gunicorn listens on
+    by name (``127.0.0.1:5000``: what its clients send), with the scheme and root its requests come with."""
+    global _warmed
+    if _warmed or not server.cfg.preload_app:  # type: ignore[attr-defined]
+        return
+    warm = getattr(server.app.wsgi(), "extensions", {}).get("nectar_warm")  # type: ignore[attr-defined]
+    _warmed = True
+    if warm is None:  # a benchmark's hello world
+        return
+    hosts = []
+    for address in server.cfg.address:  # type: ignore[attr-defined]
+        if isinstance(address, tuple) and address[0] not in _WILDCARDS:  # not a unix socket's path, nor a descriptor
+            host, port = address
+            hosts.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    scheme = "https" if server.cfg.is_ssl else "http"  # type: ignore[attr-defined]
+    try:
+        warm(hosts, scheme, os.environ.get("SCRIPT_NAME", ""))  # gunicorn's root for every request
+    except Exception:  # raised here it would stop gunicorn's master: each worker makes it on its first requests
+        server.log.warning("could not warm the app before forking its workers", exc_info=True)  # type: ignore[attr-defined]
 
 
 def post_worker_init(worker: object) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from harness import APP, REPO, Processes, base_env, children, free_port, settings_env, waitfor
 from nectar.config import Settings
 from nectar.registry.sqlite import SQLiteRunStore
+from nectar.service import Nectar
 
 #: a chain that notes the pid of each process that imports it
 NOTING_CHAIN = """
@@ -46,8 +47,8 @@ atexit.register(lambda: open(ledger, "a").write(f"{os.getpid()}\\n"))
 class ExitNotedTask(NectarTask):
     pass
 """
-#: the service's gunicorn configuration, noting the modules the master has as it forks and those of each worker
-#: after each request it answered (one JSON list a file, named for the process)
+#: the service's gunicorn configuration, noting what the master has as it forks (its modules, links' URL bases, the
+#: stores made) and what each worker has after each request it answered (one JSON object a file, named for the process)
 MODULES_NOTING_CONF = """
 import json
 import os
@@ -60,10 +61,14 @@ from nectar.gunicorn_conf import *  # noqa: F403
 
 
 def note(name, query=""):
+    from api import links
+    from nectar import stores
+
     # a worker's two threads may note at once, in either order: each note a file of its own, written aside
     path = os.path.join(os.environ["MODULES_LEDGER"], f"{name}.{threading.get_ident()}.{time.monotonic_ns()}")
+    state = {"bases": sorted(map(list, links._BASES)), "stores": stores._store.cache_info().currsize}
     with open(path + ".new", "w") as ledger:
-        json.dump({"query": query, "modules": sorted(sys.modules)}, ledger)
+        json.dump({"query": query, "modules": sorted(sys.modules), **state}, ledger)
     os.replace(path + ".new", path)
 
 
@@ -173,16 +178,9 @@ def test_a_worker_answers_with_the_modules_its_master_imported_before_forking_it
     """Every module an API worker uses to answer (gunicorn's thread pool, werkzeug's IDNA codec for the request's
     host, the app's) was imported by the master before it forked the worker: none is imported again in each worker,
     a recycled one too, on its first requests."""
-    conf, ledger = tmp_path / "noting_conf.py", tmp_path / "modules"
-    conf.write_text(MODULES_NOTING_CONF)
-    ledger.mkdir()
-    port = free_port()
-    env = base_env() | settings_env(settings) | {"MODULES_LEDGER": str(ledger), "NECTAR_API_THREADS": "2"}
-    env |= {"NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port), "NECTAR_API_WORKERS": "1"}
     processes = Processes(tmp_path / "logs")
     try:
-        api = processes.start("api", [sys.executable, "-m", "gunicorn", "-c", str(conf), APP], env, REPO)
-        processes.wait_up(api, f"http://127.0.0.1:{port}/healthz", "the API")
+        api, port, ledger = noting_api(processes, settings, tmp_path, threads=2)
         for path in ("/api/chains", "/api/runs", "/api/chainstatus?chain=chains/x/y_chain/T/0/out.txt", "/healthz?end"):
             chains_of(port, path)
         (worker,) = children(api.pid)
@@ -194,6 +192,43 @@ def test_a_worker_answers_with_the_modules_its_master_imported_before_forking_it
         processes.close()
 
 
+def test_a_worker_answers_a_status_lookup_with_the_link_bases_and_stores_its_master_made(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A queued run's status links to the run (a URL base per endpoint and Host: api/warm.py) and reads its task's
+    store: both were made by the master before it forked the worker, none by the worker on its first lookup."""
+    key = Nectar(settings).submit("testchains", "hello_luigiworld_chain", "TestS3Task", {}).key
+    processes = Processes(tmp_path / "logs")
+    try:
+        api, port, ledger = noting_api(processes, settings, tmp_path, threads=1)
+        assert chains_of(port, f"/api/chainstatus?chain={key.path}") == 200
+        (worker,) = children(api.pid)
+        found = waitfor(lambda: [n for n in notes(ledger, worker) if n["query"].startswith("chain=")], 60, "a note")
+        (master,) = notes(ledger, "master")
+        assert found[0]["bases"], "the lookup built no link"
+        made = [base for base in found[0]["bases"] if base not in master["bases"]]
+        assert not made, f"URL bases the worker built itself: {made} (its master's: {master['bases']})"
+        assert found[0]["stores"] == master["stores"], "the worker made a store its master had not"
+    finally:
+        processes.close()
+
+
+def noting_api(
+    processes: Processes, settings: Settings, tmp_path: Path, threads: int
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """An API of one worker of ``threads`` under :data:`MODULES_NOTING_CONF`, answering: its master, its port and the
+    folder of its notes."""
+    conf, ledger = tmp_path / "noting_conf.py", tmp_path / "notes"
+    conf.write_text(MODULES_NOTING_CONF)
+    ledger.mkdir()
+    port = free_port()
+    env = base_env() | settings_env(settings) | {"MODULES_LEDGER": str(ledger), "NECTAR_API_THREADS": str(threads)}
+    env |= {"NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port), "NECTAR_API_WORKERS": "1"}
+    api = processes.start("api", [sys.executable, "-m", "gunicorn", "-c", str(conf), APP], env, REPO)
+    processes.wait_up(api, f"http://127.0.0.1:{port}/healthz", "the API")
+    return api, port, ledger
+
+
 def notes(ledger: Path, process: object) -> list[dict[str, Any]]:
-    """What ``process`` (a worker's pid, or "master") noted after each request (:data:`MODULES_NOTING_CONF`)."""
+    """What ``process`` (a worker's pid, or "master") noted (:data:`MODULES_NOTING_CONF`)."""
     return [json.loads(path.read_text()) for path in ledger.glob(f"{process}.*") if path.suffix != ".new"]

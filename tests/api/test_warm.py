@@ -1,0 +1,114 @@
+"""What each API worker would make on its first requests is made once, in gunicorn's master before it forks them
+(api/warm.py), and the warming answers, times and counts nothing; that a worker then answers a status lookup with its
+master's is tests/nectar/test_gunicorn_prefork.py's."""
+
+from __future__ import annotations
+
+import http.client
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from api import links
+from api.warm import EXTENSION
+from harness import Processes
+from nectar.config import Settings
+from nectar.service import Nectar
+from nectar.stores.s3 import S3Store
+from tests.api.conftest import build_app
+
+#: a Host the API answers to, and one it refuses
+OWN, FOREIGN = "127.0.0.1:5000", "rebind.evil.example:5000"
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+def test_metrics_count_no_request_after_the_start(settings: Settings, tmp_path: Path) -> None:
+    """The master warms the app without answering a request: its first scrape counts the start's health probes
+    alone (the harness's), the status lookup's series absent until a lookup is made, then counted once."""
+    key = Nectar(settings).submit("testchains", "hello_luigiworld_chain", "TestS3Task", {}).key
+    processes = Processes(tmp_path / "logs")
+    try:
+        served = processes.nectar_api(settings, workers=1, threads=1)
+        endpoints = counted(served.port)
+        assert set(endpoints) <= {"/healthz"}, f"requests counted that nobody made: {endpoints}"
+        assert get(served.port, f"/api/chainstatus?chain={key.path}")[0] == 200
+        assert counted(served.port).get("/api/chainstatus") == 1.0
+    finally:
+        processes.close()
+
+
+def counted(port: int) -> dict[str, float]:
+    """Requests ``/metrics`` counts by endpoint (a series counting none included)."""
+    status, body = get(port, "/metrics")
+    assert status == 200, body
+    found: dict[str, float] = {}
+    for line in body.decode().splitlines():
+        if line.startswith("nectar_http_request_duration_seconds_count{"):
+            labels, _, value = line.rpartition(" ")
+            endpoint = labels.partition('endpoint="')[2].partition('"')[0]
+            found[endpoint] = found.get(endpoint, 0.0) + float(value)
+    return found
+
+
+@pytest.fixture
+def bases(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str, str, str], str]:
+    """links' URL bases, empty for this test."""
+    fresh: dict[tuple[str, str, str, str], str] = {}
+    monkeypatch.setattr(links, "_BASES", fresh)
+    return fresh
+
+
+def warmed(app: Flask, *hosts: str, root: str = "") -> None:
+    app.extensions[EXTENSION](hosts, "http", root)
+
+
+def test_the_bases_are_made_for_the_hosts_the_api_answers_to(
+    settings: Settings, bases: dict[tuple[str, str, str, str], str]
+) -> None:
+    app = build_app(settings)
+    warmed(app, OWN, FOREIGN, root="/nectar")
+    assert {where[1:] for where in bases} == {("http", OWN, "/nectar")}
+    assert bases[("status.ChainStatus", "http", OWN, "/nectar")] == f"http://{OWN}/nectar/api/chainstatus"
+
+
+def test_with_a_public_url_the_bases_are_made_whatever_host_gunicorn_listens_on(
+    settings: Settings, bases: dict[tuple[str, str, str, str], str]
+) -> None:
+    public = "https://nectar.example.com"
+    app = build_app(settings.replace(public_url=public))
+    warmed(app)  # a wildcard address (0.0.0.0): no Host known
+    assert {where[1:] for where in bases} == {(public, "", "")}
+    assert bases[("runs.Runs", public, "", "")] == f"{public}/api/runs"
+
+
+def test_warming_opens_neither_the_registry_nor_a_connection(
+    settings: Settings, bases: dict[tuple[str, str, str, str], str]
+) -> None:
+    """Nothing that must not cross a fork: the registry, luigid's connections and an S3 client are each process's
+    own, made on first use."""
+    app = build_app(settings.replace(scheduler_url="http://127.0.0.1:9"))  # nothing listens: nothing may connect
+    warmed(app, OWN)
+    service: Nectar = app.extensions["nectar"]
+    assert "runs" not in vars(service), "the registry was opened"
+    assert service.scheduler is not None and not vars(service.scheduler.connections._local)
+    assert bases
+
+
+def test_warming_makes_an_s3_store_without_its_client(
+    s3_settings: Settings, bases: dict[tuple[str, str, str, str], str]
+) -> None:
+    """The store is made, shared by the workers; its client (boto3's, with its connections) is each process's."""
+    app = build_app(s3_settings)
+    warmed(app, OWN)
+    store = app.extensions["nectar"].store
+    assert isinstance(store, S3Store) and store._client == (0, None)
