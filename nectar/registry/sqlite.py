@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Self, TypeVar
 
 from nectar import wakeup
 from nectar.forks import SQLITE
-from nectar.registry import counts, fire_counts
+from nectar.registry import counts, fire_counts, sqlite_counts
 from nectar.registry.combine import Combiner
 from nectar.registry.model import Run
 from nectar.registry.schema import (
+    COUNT_AGAIN,
     COUNT_FIRES,
     COUNT_PENDING,
     COUNT_RUNS,
@@ -111,7 +112,8 @@ _WRITERS: dict[tuple[int, str], Writers] = {}
 #: held while a process opens its turn at a file (once: a second would be a second lock file descriptor)
 _OPENING = threading.Lock()
 #: this dialect's statements for the schema's placeholders: the triggers that kept ``run_queue.pending`` counted
-#: in the transaction of each change (versions 7 and 8), their removal, and those that keep the counts from 9 on
+#: in the transaction of each change (versions 7 and 8), their removal, those that kept the counts from 9 to 11, and
+#: from 12 on, the same counts in fewer, smaller triggers (:mod:`~nectar.registry.sqlite_counts`)
 OWN_STATEMENTS = {
     COUNT_PENDING: [
         f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON runs FOR EACH ROW WHEN {when} "
@@ -121,6 +123,7 @@ OWN_STATEMENTS = {
     UNCOUNT_PENDING: [f"DROP TRIGGER IF EXISTS {name}" for name, *_ in PENDING_CHANGES],
     COUNT_RUNS: counts.SQLITE_TRIGGERS,
     COUNT_FIRES: fire_counts.SQLITE_TRIGGERS,
+    COUNT_AGAIN: sqlite_counts.SQLITE_TRIGGERS,
 }
 #: KiB of pages each connection caches (SQLite's default is 2,000): a process has as many connections that read as
 #: its threads read at once (an API worker up to 8) and one that writes, and a /metrics scrape reads every run, so
