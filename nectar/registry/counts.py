@@ -4,8 +4,9 @@ A scrape of /metrics reads these few rows instead of grouping every run, so it c
 at 1,000,000. ``run_counts`` is one row, a column per state (its ``pending`` is the queue's bound); each task
 with a DONE or FAILED run timed has a row of ``run_durations``: how many, their total seconds, and how many took
 at most each bound of :data:`DURATION_BOUNDS`. Each dialect keeps them with triggers on ``runs``, in the
-transaction of each change (:data:`SQLITE_TRIGGERS`, :data:`POSTGRES_TRIGGERS`), so every path that inserts,
-updates or deletes a run is counted by construction, and a transaction that dies takes its counts with it.
+transaction of each change (:data:`SQLITE_TRIGGERS` to schema 11, then :mod:`~nectar.registry.sqlite_counts`';
+:data:`POSTGRES_TRIGGERS`), so every path that inserts, updates or deletes a run is counted by construction, and a
+transaction that dies takes its counts with it.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ def count_duration(row: str, sign: str) -> list[str]:
 
 #: the columns whose change may move a run between counts
 COUNTED_COLUMNS = "state, started_at, finished_at, chain_type, chain, task"
-#: SQLite's triggers: a state counted when a run is inserted, deleted or changes state; a duration when an ended
-#: run is inserted, deleted, or a change makes it ended or no longer (its old duration taken, its new one added)
+#: SQLite's triggers of schema 9 to 11 (12 replaces them: :mod:`~nectar.registry.sqlite_counts`): a state counted
+#: when a run is inserted, deleted or changes state; a duration when an ended run is inserted, deleted, or a change
+#: makes it ended or no longer (its old duration taken, its new one added)
 SQLITE_TRIGGERS: list[str] = [
     f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON runs FOR EACH ROW {when}BEGIN {'; '.join(body)}; END"
     for name, event, when, body in (

@@ -211,8 +211,8 @@ COUNTED_TABLES = (
     ("fires", "nectar_count_fires", [FIRES.count("OLD", "-")], [FIRES.count("NEW", "+")], FIRE_COLUMNS),
     ("trigger_objects", "nectar_count_objects", _taken("OLD"), _added("NEW"), OBJECT_COLUMNS),
 )
-#: SQLite's triggers: a row counted when inserted, uncounted when deleted; a change, its old row uncounted and its
-#: new one counted
+#: SQLite's triggers of schema 10 and 11 (12 replaces them: :mod:`~nectar.registry.sqlite_counts`): a row counted
+#: when inserted, uncounted when deleted; a change, its old row uncounted and its new one counted
 SQLITE_TRIGGERS: list[str] = [
     statement
     for table, _, taken, added, columns in COUNTED_TABLES

@@ -30,6 +30,7 @@ from nectar import wakeup
 from nectar.errors import RegistryUnavailable
 from nectar.registry import counts, fire_counts
 from nectar.registry.schema import (
+    COUNT_AGAIN,
     COUNT_FIRES,
     COUNT_PENDING,
     COUNT_RUNS,
@@ -73,6 +74,7 @@ OWN_STATEMENTS = {
     ],
     COUNT_RUNS: counts.POSTGRES_TRIGGERS,
     COUNT_FIRES: fire_counts.POSTGRES_TRIGGERS,
+    COUNT_AGAIN: [],  # its triggers, one function a table deferred to the commit, stay as they are
 }
 #: connections a process keeps at most (``NECTAR_DATABASE_POOL``)
 DEFAULT_POOL_SIZE = 4

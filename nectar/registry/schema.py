@@ -3,10 +3,11 @@
 The schema grows by :data:`MIGRATIONS`: version n is reached by applying ``MIGRATIONS[n-1]``.
 A statement names its floating-point columns ``{real}``, which a dialect spells its own way
 (:func:`statements`), and a placeholder (:data:`COUNT_PENDING`, :data:`UNCOUNT_PENDING`, :data:`COUNT_RUNS`,
-:data:`COUNT_FIRES`) stands for the dialect's own statements: the triggers that kept ``run_queue.pending`` (versions 7
-and 8), their removal, and the triggers that keep :mod:`~nectar.registry.counts`' tables (from version 9) and
-:mod:`~nectar.registry.fire_counts`' (from 10); each dialect records
-the version reached where its database keeps such things (SQLite's ``PRAGMA user_version``, a table in PostgreSQL).
+:data:`COUNT_FIRES`, :data:`COUNT_AGAIN`) stands for the dialect's own statements: the triggers that kept
+``run_queue.pending`` (versions 7 and 8), their removal, the triggers that keep :mod:`~nectar.registry.counts`'
+tables (from version 9) and :mod:`~nectar.registry.fire_counts`' (from 10), and their replacement (12, where a
+dialect has one: SQLite's :mod:`~nectar.registry.sqlite_counts`); each dialect records the version reached where
+its database keeps such things (SQLite's ``PRAGMA user_version``, a table in PostgreSQL).
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         *fire_counts.TRIGGER_TABLES,
         "{count_fires}",
     ),
+    ("{count_again}",),  # 12: the same counts, kept by triggers a dialect may make cheaper than 9 to 11's
 )
 LATEST = len(MIGRATIONS)
 #: where a migration's statements take the dialect's own that keep ``run_queue.pending`` counted
@@ -179,6 +181,8 @@ UNCOUNT_PENDING = "{uncount_pending}"
 COUNT_RUNS = "{count_runs}"
 #: where they take the dialect's own that keep :mod:`~nectar.registry.fire_counts`' tables
 COUNT_FIRES = "{count_fires}"
+#: where they take the dialect's own that replace those of :data:`COUNT_RUNS` and :data:`COUNT_FIRES` (none: they stay)
+COUNT_AGAIN = "{count_again}"
 #: the number of PENDING runs, kept by the triggers of :data:`COUNT_RUNS`
 QUEUED = "SELECT pending FROM run_counts WHERE id = 1"
 #: (versions 7 and 8) when a dialect's trigger adds ``delta`` to the count: on a run inserted PENDING, deleted
@@ -209,7 +213,8 @@ ATTEMPT_COLUMNS: tuple[str, ...] = ("run_id", "attempt", "state", "failed_step",
 
 def statements(version: int, real: str, own: Mapping[str, Sequence[str]]) -> list[str]:
     """The statements that bring a schema at ``version`` to :data:`LATEST`, ``{real}`` spelt ``real`` and each
-    placeholder (:data:`COUNT_PENDING`, :data:`UNCOUNT_PENDING`, :data:`COUNT_RUNS`, :data:`COUNT_FIRES`) replaced
+    placeholder (:data:`COUNT_PENDING`, :data:`UNCOUNT_PENDING`, :data:`COUNT_RUNS`, :data:`COUNT_FIRES`,
+    :data:`COUNT_AGAIN`) replaced
     by the dialect's ``own`` statements for it."""
     found: list[str] = []
     for statement in (statement for migration in MIGRATIONS[version:] for statement in migration):

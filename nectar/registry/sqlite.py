@@ -11,15 +11,17 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar
 
 from nectar import wakeup
 from nectar.forks import SQLITE
-from nectar.registry import counts, fire_counts
+from nectar.registry import counts, fire_counts, sqlite_counts
 from nectar.registry.combine import Combiner
 from nectar.registry.model import Run
 from nectar.registry.schema import (
+    COUNT_AGAIN,
     COUNT_FIRES,
     COUNT_PENDING,
     COUNT_RUNS,
@@ -111,7 +113,8 @@ _WRITERS: dict[tuple[int, str], Writers] = {}
 #: held while a process opens its turn at a file (once: a second would be a second lock file descriptor)
 _OPENING = threading.Lock()
 #: this dialect's statements for the schema's placeholders: the triggers that kept ``run_queue.pending`` counted
-#: in the transaction of each change (versions 7 and 8), their removal, and those that keep the counts from 9 on
+#: in the transaction of each change (versions 7 and 8), their removal, those that kept the counts from 9 to 11, and
+#: from 12 on, the same counts in fewer, smaller triggers (:mod:`~nectar.registry.sqlite_counts`)
 OWN_STATEMENTS = {
     COUNT_PENDING: [
         f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON runs FOR EACH ROW WHEN {when} "
@@ -121,12 +124,32 @@ OWN_STATEMENTS = {
     UNCOUNT_PENDING: [f"DROP TRIGGER IF EXISTS {name}" for name, *_ in PENDING_CHANGES],
     COUNT_RUNS: counts.SQLITE_TRIGGERS,
     COUNT_FIRES: fire_counts.SQLITE_TRIGGERS,
+    COUNT_AGAIN: sqlite_counts.SQLITE_TRIGGERS,
 }
 #: KiB of pages each connection caches (SQLite's default is 2,000): a process has as many connections that read as
 #: its threads read at once (an API worker up to 8) and one that writes, and a /metrics scrape reads every run, so
 #: each filled its own 2 MB; the OS caches the file for all (the pages one write reads fit: 256 and 2,000 KiB read
 #: as many per new run)
 CACHE_KIB = 256
+
+
+@dataclass
+class Own:
+    """What one process of a store has of its own, made anew by the first use after a fork (a fork's copy is its
+    parent's: its connections, mid-use in threads the fork does not have, and its descriptor)."""
+
+    #: the process it belongs to
+    pid: int
+    #: the connection that writes (:meth:`SQLiteRunStore._writing`)
+    writes: sqlite3.Connection | None = None
+    #: the connections that read, idle (:meth:`SQLiteRunStore._read`)
+    idle: list[sqlite3.Connection] = field(default_factory=list)
+    #: each thread's connection borrowed while it reads (``held``: a read inside a read uses the same)
+    threads: threading.local = field(default_factory=threading.local)
+    #: its threads' submissions written together (:mod:`nectar.registry.combine`)
+    combined: Combiner[tuple[Run, int | None], tuple[Run, bool]] | None = None
+    #: its descriptor for writes to the registry's folder, once made (:meth:`SQLiteRunStore._changes`)
+    changes: tuple[int | None] | None = None
 
 
 class SQLiteRunStore(SqlTriggers, SqlWaits):
@@ -136,25 +159,27 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
-        self._writes: tuple[int, sqlite3.Connection] | None = None
-        #: the pid that made it, and its threads' submissions written together (:mod:`nectar.registry.combine`)
-        self._combined: tuple[int, Combiner[tuple[Run, int | None], tuple[Run, bool]]] | None = None
-        #: the pid that made it and this process's descriptor for writes to the registry's folder (:meth:`_changes`)
-        self._changes_of: tuple[int, int | None] | None = None
-        #: the pid that made them and this process's connections that read, idle (:meth:`_read`)
-        self._idle: tuple[int, list[sqlite3.Connection]] | None = None
+        self._own_of = Own(os.getpid())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # its schema checked (brought up to date): a gunicorn master does it once for its workers, and closes the
         # connection, with the one a migration wrote through: nothing of SQLite's crosses a fork (a worker opens its
         # own, checked again)
         self._checked(self._open()).close()
-        if self._writes is not None:
-            self._writes[1].close()
-            self._writes = None
+        own = self._own()
+        if own.writes is not None:
+            own.writes.close()
+            own.writes = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         return cls(settings.registry_path)
+
+    def _own(self) -> Own:
+        """This process's own (:class:`Own`), made anew in a fork."""
+        own = self._own_of
+        if own.pid != os.getpid():
+            own = self._own_of = Own(os.getpid())
+        return own
 
     def _connection(self) -> sqlite3.Connection:
         """This thread's own connection (never shared across fork), for the looks that compare what ``PRAGMA
@@ -200,15 +225,15 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         write of the process to the next, unless another process wrote in between: read calls per new run of 2 API
         workers, sockets' included, 16-22 -> 5-12 (``/proc/<pid>/io``). Its reads are the write's only: the
         threads' connections read (:meth:`_connection`)."""
-        pid = os.getpid()
-        if self._writes is None or self._writes[0] != pid:  # never share a connection across fork
-            self._writes = (pid, self._open())  # kept first: its migration, if any, writes through it (our turn)
+        own = self._own()  # never share a connection across fork
+        if own.writes is None:
+            own.writes = self._open()  # kept first: its migration, if any, writes through it (our turn)
             try:
-                self._checked(self._writes[1])
+                self._checked(own.writes)
             except BaseException:
-                self._writes = None
+                own.writes = None
                 raise
-        return self._writes[1]
+        return own.writes
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """``query``'s answer over a connection that reads, borrowed from this process's idle ones (one opened when
@@ -219,24 +244,17 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         threads borrow only while they read, so a process opens as many as read at once (its queries, each in its
         own autocommit read, never depended on their thread's connection)."""
         with SQLITE.inside():  # no fork copies SQLite's state mid-use (nectar.forks)
-            held: tuple[int, sqlite3.Connection] | None = getattr(self._local, "held", None)
-            if held is not None and held[0] == os.getpid():
-                return query(held[1])
-            idle = self._idle_connections()
-            conn = idle.pop() if idle else self._checked(self._open())
-            self._local.held = (os.getpid(), conn)
+            own = self._own()
+            held: sqlite3.Connection | None = getattr(own.threads, "held", None)
+            if held is not None:
+                return query(held)
+            conn = own.idle.pop() if own.idle else self._checked(self._open())
+            own.threads.held = conn
             try:
                 return query(conn)
             finally:
-                self._local.held = None
-                idle.append(conn)
-
-    def _idle_connections(self) -> list[sqlite3.Connection]:
-        """This process's idle connections that read (a fork's copy is its parent's: it starts with none)."""
-        mine = self._idle
-        if mine is None or mine[0] != os.getpid():
-            mine = self._idle = (os.getpid(), [])
-        return mine[1]
+                own.threads.held = None
+                own.idle.append(conn)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -279,10 +297,10 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         return self._combiner()((run, max_pending))
 
     def _combiner(self) -> Combiner[tuple[Run, int | None], tuple[Run, bool]]:
-        mine = self._combined
-        if mine is None or mine[0] != os.getpid():  # a fork's copy may be mid-turn in a thread it does not have
-            mine = self._combined = (os.getpid(), Combiner(self._writing_turn, self.submit_all))
-        return mine[1]
+        own = self._own()  # a fork's copy may be mid-turn in a thread it does not have
+        if own.combined is None:
+            own.combined = Combiner(self._writing_turn, self.submit_all)
+        return own.combined
 
     @contextmanager
     def _writing_turn(self) -> Iterator[None]:
@@ -373,13 +391,13 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         """This process's descriptor for writes to the registry's folder (made once, closed with this store; None
         where there is none). Two threads waiting at once share it: one may drain the other's wake-up, which then
         waits out its timeout, as a look every :data:`WAKE_INTERVAL` never would; a worker waits on one thread."""
-        mine = self._changes_of
-        if mine is None or mine[0] != os.getpid():  # a fork's copy is the parent's: make this process's own
+        own = self._own()  # a fork's copy is the parent's: make this process's own
+        if own.changes is None:
             fd = wakeup.changes(self.path.parent)
             if fd is not None:
-                weakref.finalize(self, _close_in, os.getpid(), fd)
-            mine = self._changes_of = (os.getpid(), fd)
-        return mine[1]
+                weakref.finalize(self, _close_in, own.pid, fd)
+            own.changes = (fd,)
+        return own.changes[0]
 
 
 def _close_in(pid: int, fd: int) -> None:
