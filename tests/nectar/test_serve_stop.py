@@ -1,5 +1,5 @@
 """``nectar serve`` stops its parts together: a part slow to stop (the API, the workers and their clock) holds no
-other up."""
+other up; one that does not stop within ``NECTAR_STOP_TIMEOUT`` is killed."""
 
 from __future__ import annotations
 
@@ -9,18 +9,27 @@ from pathlib import Path
 from harness import alive, children, cmdline, descendants, pending, send, waitfor
 from tests.nectar.test_serve import _serve
 
+#: longer than any wait of these tests' own (60 s): a part is killed only when a test means it to be
+NEVER = "600"
+
+
+def _parts(pid: int) -> tuple[int, int]:
+    """The API's gunicorn master and the workers' process of the ``nectar serve`` of ``pid``."""
+    parts = {child: cmdline(child) for child in children(pid)}
+    (api,) = [child for child, line in parts.items() if "gunicorn" in line]  # its master
+    (workers,) = [child for child, line in parts.items() if "nectar.cli worker --clock" in line]  # the clock is in it
+    return api, workers
+
 
 def test_the_api_and_the_workers_with_the_clock_are_asked_to_stop_together(tmp_path: Path) -> None:
     """Both frozen (SIGSTOP: neither can stop until thawed, and a SIGTERM sent to one stays pending, to be read in
-    /proc), serve is asked to stop: both are sent SIGTERM before either is killed. One part after the other, the
-    second was sent nothing until the first had stopped or been killed after its stop timeout (20 s for the API,
-    the drain grace, here 600 s, and 20 s for the workers): never were both pending at once."""
-    served = _serve(tmp_path, {"NECTAR_DRAIN_GRACE": "600"})
+    /proc), serve is asked to stop: both are sent SIGTERM before either is killed (their stop timeout, here
+    600 s, and the drain grace, 600 s, outlast the test's wait). One part after the other, the second was sent
+    nothing until the first had stopped or been killed after its stop timeout: never were both pending at once."""
+    served = _serve(tmp_path, {"NECTAR_DRAIN_GRACE": NEVER, "NECTAR_STOP_TIMEOUT": NEVER})
     info = next(served)
     try:
-        parts = {pid: cmdline(pid) for pid in children(info.proc.pid)}
-        (api,) = [pid for pid, line in parts.items() if "gunicorn" in line]  # its master
-        (workers,) = [pid for pid, line in parts.items() if "nectar.cli worker --clock" in line]  # the clock is in it
+        api, workers = _parts(info.proc.pid)
         for pid in (api, workers):
             send(pid, signal.SIGSTOP)
 
@@ -34,6 +43,26 @@ def test_the_api_and_the_workers_with_the_clock_are_asked_to_stop_together(tmp_p
             send(pid, signal.SIGCONT)
         waitfor(lambda: info.proc.poll() is not None, 60, "serve to stop once its parts could")
         assert info.proc.returncode == 0, info.log.read_text()
+    finally:
+        for pid in descendants(info.proc.pid):
+            send(pid, signal.SIGCONT)
+        next(served, None)
+
+
+def test_a_part_that_does_not_stop_within_the_stop_timeout_is_killed(tmp_path: Path) -> None:
+    """``NECTAR_STOP_TIMEOUT`` reaches serve: the API, frozen, is killed once it has not stopped within it (1 s here,
+    20 s unless set), and serve says so."""
+    served = _serve(tmp_path, {"NECTAR_STOP_TIMEOUT": "1"})
+    info = next(served)
+    try:
+        api, _ = _parts(info.proc.pid)
+        send(api, signal.SIGSTOP)
+
+        info.proc.send_signal(signal.SIGTERM)
+
+        waitfor(lambda: info.proc.poll() is not None, 60, "serve to stop, killing the frozen API")
+        assert not alive(api)
+        assert "api did not stop within 1s; killing it" in info.log.read_text()
     finally:
         for pid in descendants(info.proc.pid):
             send(pid, signal.SIGCONT)
