@@ -51,18 +51,23 @@ def test_the_api_and_the_workers_with_the_clock_are_asked_to_stop_together(tmp_p
 
 def test_a_part_that_does_not_stop_within_the_stop_timeout_is_killed(tmp_path: Path) -> None:
     """``NECTAR_STOP_TIMEOUT`` reaches serve: the API, frozen, is killed once it has not stopped within it (1 s here,
-    20 s unless set), and serve says so."""
-    served = _serve(tmp_path, {"NECTAR_STOP_TIMEOUT": "1"})
+    20 s unless set), and serve says so; the workers, frozen too, still have their drain grace beyond it (600 s
+    here), and do not hold the API's kill back until they stop (they were awaited first, and it killed only then)."""
+    served = _serve(tmp_path, {"NECTAR_STOP_TIMEOUT": "1", "NECTAR_DRAIN_GRACE": NEVER})
     info = next(served)
     try:
-        api, _ = _parts(info.proc.pid)
-        send(api, signal.SIGSTOP)
+        api, workers = _parts(info.proc.pid)
+        for pid in (api, workers):
+            send(pid, signal.SIGSTOP)
 
         info.proc.send_signal(signal.SIGTERM)
 
-        waitfor(lambda: info.proc.poll() is not None, 60, "serve to stop, killing the frozen API")
-        assert not alive(api)
+        waitfor(lambda: not alive(api), 60, "the frozen API killed after its stop timeout, the workers frozen")
         assert "api did not stop within 1s; killing it" in info.log.read_text()
+        assert alive(workers) and signal.SIGTERM in pending(workers)  # asked, and still within their drain grace
+        send(workers, signal.SIGCONT)
+        waitfor(lambda: info.proc.poll() is not None, 60, "serve to stop once its workers could")
+        assert "workers did not stop" not in info.log.read_text()
     finally:
         for pid in descendants(info.proc.pid):
             send(pid, signal.SIGCONT)
