@@ -45,16 +45,19 @@ _watchers: list[subprocess.Popen[bytes]] = []
 
 
 def lifeline_env() -> dict[str, str]:
-    """The variable to start a process with so that it dies with this one (the first call starts the watcher)."""
+    """The variable to start a process with so that it dies with this one (the first call starts the watcher; a
+    call that finds it gone, killed by someone, starts another for the same lifeline: no part is left unwatched)."""
     global _held
     with _lock:
         if _held is None:
-            _held = _start_watcher()
+            _held = _start_watcher(uuid.uuid4().hex)
+        elif _watchers[-1].poll() is not None:
+            os.close(_held[1])
+            _held = _start_watcher(_held[0])
         return {LIFELINE_VAR: _held[0]}
 
 
-def _start_watcher() -> tuple[str, int]:
-    lifeline = uuid.uuid4().hex
+def _start_watcher(lifeline: str) -> tuple[str, int]:
     read_end, write_end = os.pipe()  # neither is inherited by what this process starts but the watcher, given one
     # no harness variable, no setting: no one's stop takes the watcher for a part; its own session: no Ctrl-C
     env = {name: value for name, value in os.environ.items() if not name.startswith("NECTAR_")}

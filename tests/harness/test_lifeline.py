@@ -9,7 +9,20 @@ import signal
 import sys
 from pathlib import Path
 
-from harness import REPO, Processes, alive, base_env, descendants, lifeline, lifeline_env, send, settings_env, waitfor
+from harness import (
+    LIFELINE_VAR,
+    REPO,
+    Processes,
+    alive,
+    base_env,
+    cmdline,
+    descendants,
+    lifeline,
+    lifeline_env,
+    send,
+    settings_env,
+    waitfor,
+)
 from nectar.config import Settings
 
 
@@ -65,3 +78,19 @@ def test_a_child_forked_from_a_process_with_a_lifeline_holds_none_of_it() -> Non
         os.waitpid(pid, 0)
         for fd in (forked, go, ready, said_ready):
             os.close(fd)
+
+
+def test_a_watcher_killed_is_replaced_for_the_same_lifeline_by_the_next_start() -> None:
+    """Someone kills this process's watcher: the next part started gets a new one, watching the same lifeline, so
+    the parts started before it are still watched."""
+    before = lifeline_env()
+    killed = lifeline._watchers[-1]
+    killed.kill()
+    killed.wait(timeout=60)
+
+    assert lifeline_env() == before
+    watcher = lifeline._watchers[-1]
+    assert watcher is not killed and watcher.poll() is None
+    *_, read_end, watched = cmdline(watcher.pid).split()
+    assert watched == before[LIFELINE_VAR] and lifeline._held is not None
+    assert os.readlink(f"/proc/{watcher.pid}/fd/{read_end}") == os.readlink(f"/proc/self/fd/{lifeline._held[1]}")
