@@ -1,5 +1,6 @@
 """One harness for tests and benchmarks: real luigid, gunicorn, ``nectar`` and moto processes, started and stopped."""
 
+from harness.lifeline import LIFELINE_VAR, lifeline_env
 from harness.processes import (
     APP,
     GUNICORN,
@@ -38,6 +39,7 @@ from harness.procfs import (
 __all__ = [
     "APP",
     "GUNICORN",
+    "LIFELINE_VAR",
     "LUIGI_CFG",
     "MOTO_CREDENTIALS",
     "NECTAR",
@@ -57,6 +59,7 @@ __all__ = [
     "cpu_seconds",
     "descendants",
     "free_port",
+    "lifeline_env",
     "pending",
     "read_calls",
     "send",

@@ -4,7 +4,8 @@ Each one (luigid, the API under gunicorn, a ``nectar`` command, moto's S3 server
 its own on free 127.0.0.1 ports, its output in a log file of its own, and carries this harness's token in
 its environment (:data:`TOKEN_VAR`), as does everything it starts (a worker's attempts, the parts of
 ``nectar serve``). :meth:`Processes.close` kills every process carrying the token, whatever happened and
-even if its parent is long gone: nothing is left behind.
+even if its parent is long gone: nothing is left behind. And when the process that started them dies without
+closing (SIGKILLed: no finalizer runs), its lifeline (:mod:`harness.lifeline`) kills them all.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness.lifeline import lifeline_env
 from harness.procfs import alive, carrying, descendants, send
 from nectar.config import ENV_VARS, Settings
 from nectar.supervisor import LUIGID
@@ -128,12 +130,13 @@ class Processes:
     def start(
         self, name: str, argv: list[str], env: Mapping[str, str], cwd: Path | None = None
     ) -> subprocess.Popen[bytes]:
-        """``argv`` in a session of its own, ``env`` and the token its whole environment; does not wait."""
+        """``argv`` in a session of its own, ``env``, the token and this process's lifeline its whole environment
+        (it dies with this process); does not wait."""
         path = self.logs / f"{name}-{len(self.procs)}.log"
         with open(path, "wb") as log:
             proc = subprocess.Popen(
                 argv,
-                env={**env, TOKEN_VAR: self.token},
+                env={**env, TOKEN_VAR: self.token, **lifeline_env()},
                 cwd=cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,

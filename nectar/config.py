@@ -44,6 +44,7 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_MAX_QUEUE": "max_queue",
     "NECTAR_RETRY_AFTER": "retry_after",
     "NECTAR_DRAIN_GRACE": "drain_grace",
+    "NECTAR_STOP_TIMEOUT": "stop_timeout",
     "NECTAR_API_TOKENS": "api_tokens",
     "NECTAR_API_TOKENS_FILE": "api_tokens_file",
     "NECTAR_AUTH_READS": "auth_reads",
@@ -88,6 +89,7 @@ _FLOATS = {
     "wait_timeout",
     "wait_poll_max",
     "drain_grace",
+    "stop_timeout",
     "log_sync_interval",
 }
 
@@ -148,6 +150,9 @@ class Settings:
     task_workers: int = 1
     #: seconds a stopping worker lets its running tasks finish before it interrupts and requeues them
     drain_grace: float = 30.0
+    #: seconds ``nectar serve`` gives a part it asked to stop (SIGTERM) before it kills it (the workers: beyond
+    #: ``drain_grace``)
+    stop_timeout: float = 20.0
     #: seconds between two copies of a running task's logs to S3, where every machine's API reads them
     #: (0: only when it ends)
     log_sync_interval: float = 5.0
@@ -240,6 +245,8 @@ class Settings:
                     raise ValueError(f"NECTAR_RUNS_PER_PROCESS must be at least 1, not {value}")
                 if f.name == "process_max_rss_mb" and value < 0:
                     raise ValueError(f"NECTAR_PROCESS_MAX_RSS_MB must be 0 (no bound) or more megabytes, not {value}")
+            elif f.name == "stop_timeout":
+                value = _seconds("NECTAR_STOP_TIMEOUT", value)
             elif f.name in _FLOATS:
                 value = float(value)
                 if f.name == "max_runtime" and not 0 <= value < float("inf"):
@@ -279,6 +286,17 @@ class Settings:
                 values[name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).resolved()
+
+
+def _seconds(var: str, value: object) -> float:
+    """``value`` of ``var`` as a number of seconds > 0 (and finite), or a ValueError naming ``var``."""
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"{var} must be a number of seconds > 0, not {value!r}")
+    return seconds
 
 
 def checked_public_url(value: str) -> str | None:

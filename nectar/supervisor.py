@@ -55,7 +55,6 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
     "--data-dir": ("NECTAR_DATA_DIR", "nectar_data", "run registry, live logs, luigid state"),
     "--chains-dir": ("NECTAR_CHAINS_DIR", "chains", "folder of <type>/<name>_chain.py files"),
 }
-STOP_TIMEOUT = 20.0
 #: luigid's process: SIGHUP taken as SIGTERM, then a ``main`` called, imported with what luigi imports and
 #: luigid never uses left unloaded (~9 MB, half of luigid's start: :data:`nectar.deferred_imports.LUIGID_UNUSED`),
 #: its RPC handler reading its CORS settings once, not per call (:func:`nectar.luigi_internals.luigid_reads_cors_once`),
@@ -115,8 +114,8 @@ def luigi_config(settings: Settings) -> Path | None:
 class Part:
     name: str
     proc: subprocess.Popen[bytes]
-    #: seconds it may take to stop after SIGTERM before it is killed
-    stop_timeout: float = STOP_TIMEOUT
+    #: seconds it may take to stop after SIGTERM before it is killed (``NECTAR_STOP_TIMEOUT``)
+    stop_timeout: float = Settings.stop_timeout
 
 
 def answers(url: str) -> bool:
@@ -183,10 +182,11 @@ class Supervisor:
         if luigi_cfg is not None:
             self.env["NECTAR_LUIGI_CONFIG"] = self.env["LUIGI_CONFIG_PATH"] = str(luigi_cfg)
 
-    def _start(self, name: str, argv: list[str], stop_timeout: float = STOP_TIMEOUT) -> Part:
+    def _start(self, name: str, argv: list[str], stop_timeout: float | None = None) -> Part:
+        """``argv`` started as the part ``name``, given ``stop_timeout`` seconds to stop (default: the settings')."""
         # its own session (Ctrl-C reaches the supervisor alone); SIGTERM from the kernel if the supervisor dies
         proc = subprocess.Popen(argv, env=self.env, start_new_session=True, preexec_fn=lifeline.child_of_this_process())
-        part = Part(name, proc, stop_timeout)
+        part = Part(name, proc, self.settings.stop_timeout if stop_timeout is None else stop_timeout)
         self.parts.append(part)
         return part
 
@@ -220,7 +220,7 @@ class Supervisor:
         self._start(
             "workers",
             [sys.executable, "-m", "nectar.cli", "worker", "--clock", "--workers", str(self.args.workers)],
-            stop_timeout=self.settings.drain_grace + STOP_TIMEOUT,
+            stop_timeout=self.settings.drain_grace + self.settings.stop_timeout,
         )
         logger.info(
             "Datanectar is up: API http://%s:%s/api/chains, docs /api/docs; luigi scheduler %s; chains from %s",
@@ -247,7 +247,9 @@ class Supervisor:
     def stop(self) -> None:
         """SIGTERM the API, the clock and the workers together (the API takes no more requests, the workers drain,
         the clock ends its pass: none waits on another), then luigid, which the draining workers still report to.
-        One after the other, an idle ``serve`` took the sum of their stops (9-12 s on a busy machine)."""
+        One after the other, an idle ``serve`` took the sum of their stops (9-12 s on a busy machine). Each is
+        killed at its own deadline: awaited in the order of their deadlines, the API (``NECTAR_STOP_TIMEOUT``) is
+        not left running while the workers drain (``NECTAR_DRAIN_GRACE`` beyond it)."""
         running = [part.name for part in reversed(self.parts) if part.proc.poll() is None]
         if running:
             logger.info("stopping %s; luigid last", ", ".join(running))
@@ -257,7 +259,7 @@ class Supervisor:
             for part in parts:
                 if part.proc.poll() is None:
                     part.proc.send_signal(signal.SIGTERM)
-            for part in parts:
+            for part in sorted(parts, key=lambda part: deadlines[part.name]):
                 try:
                     part.proc.wait(timeout=max(0.0, deadlines[part.name] - time.monotonic()))
                 except subprocess.TimeoutExpired:

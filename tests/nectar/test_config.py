@@ -50,6 +50,17 @@ def test_a_maximum_runtime_that_is_no_number_of_seconds_is_refused_naming_the_va
         Settings.from_env({"NECTAR_MAX_RUNTIME": value})
 
 
+def test_serve_gives_a_stopping_part_20_seconds_unless_set() -> None:
+    assert Settings.from_env({}).stop_timeout == 20.0
+    assert Settings.from_env({"NECTAR_STOP_TIMEOUT": "600"}).stop_timeout == 600.0
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "inf", "nan"])
+def test_a_stop_timeout_that_is_no_number_of_seconds_is_refused_naming_the_variable(value: str) -> None:
+    with pytest.raises(ValueError, match=f"NECTAR_STOP_TIMEOUT must be a number of seconds > 0, not '{value}'"):
+        Settings.from_env({"NECTAR_STOP_TIMEOUT": value})
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [

@@ -18,6 +18,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness import lifeline_env
 from nectar import ports
 from nectar.config import Settings
 from nectar.metrics import DURATION_BUCKETS
@@ -54,6 +55,7 @@ def _serve(tmp_path: Path, extra_env: dict[str, str], headers: dict[str, str] | 
     port, scheduler_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
     env |= {"NECTAR_PORT": str(port), "NECTAR_SCHEDULER_PORT": str(scheduler_port), "ENV": "local", **extra_env}
+    env |= lifeline_env()  # serve and its parts die with this process, even SIGKILLed (harness/lifeline.py)
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "nectar.cli", "serve"], cwd=cwd, env=env, stdout=log, stderr=log)
     served = Served(

@@ -1,0 +1,96 @@
+"""Every process the harness starts dies with the process that started it, whatever kills that process
+(:mod:`harness.lifeline`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from harness import (
+    LIFELINE_VAR,
+    REPO,
+    Processes,
+    alive,
+    base_env,
+    cmdline,
+    descendants,
+    lifeline,
+    lifeline_env,
+    send,
+    settings_env,
+    waitfor,
+)
+from nectar.config import Settings
+
+
+def test_every_part_dies_when_the_process_that_started_it_is_killed(
+    processes: Processes, settings: Settings, tmp_path: Path
+) -> None:
+    """A process starts luigid and moto (from a thread that has ended by then), an API and a worker, and is killed
+    by SIGKILL (no finalizer, no handler runs): each of them, and what each started (gunicorn's workers, the
+    worker's spare processes), exits, the API's master too though frozen (SIGSTOP: a signal it is sent stays
+    pending). Before the harness's lifeline, every one lived on, handed to init."""
+    env = {**base_env(), **settings_env(settings)}
+    starter = processes.start("starter", [sys.executable, "-m", "tests.harness.starter", str(tmp_path)], env, REPO)
+    log = processes.log_of[starter.pid]
+
+    def said() -> str:
+        assert starter.poll() is None, log.read_text()
+        return next((line for line in log.read_text().splitlines() if line.startswith("{")), "")
+
+    parts: dict[str, int] = json.loads(waitfor(said, 120, "the starter to start its parts and print their pids"))
+    assert sorted(parts) == ["api", "luigid", "moto", "worker"]
+    send(parts["api"], signal.SIGSTOP)
+    pids = {pid: name for name, part in parts.items() for pid in [part, *descendants(part)]}
+    assert all(alive(pid) for pid in pids), {pid: name for pid, name in pids.items() if not alive(pid)}
+
+    send(starter.pid, signal.SIGKILL)
+    starter.wait(timeout=60)
+
+    try:
+        waitfor(lambda: not any(alive(pid) for pid in pids), 60, "every part of the killed starter to exit")
+    except AssertionError:
+        raise AssertionError(f"still running: { {p: n for p, n in pids.items() if alive(p)} }") from None
+
+
+def test_a_child_forked_from_a_process_with_a_lifeline_holds_none_of_it() -> None:
+    """A child forked (not exec'd) from this process closes its copy of the lifeline's write end: the watcher sees
+    this process's end when this process ends, not when the child does too."""
+    lifeline_env()
+    assert lifeline._held is not None
+    pipe = os.readlink(f"/proc/self/fd/{lifeline._held[1]}")
+    forked, go = os.pipe()
+    ready, said_ready = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its fork handlers have run; says so, then waits to be let go
+        os.write(said_ready, b"1")
+        os.read(forked, 1)
+        os._exit(0)
+    try:
+        assert os.read(ready, 1) == b"1"
+        held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        assert pipe.startswith("pipe:") and pipe not in held, held
+    finally:
+        os.write(go, b"1")
+        os.waitpid(pid, 0)
+        for fd in (forked, go, ready, said_ready):
+            os.close(fd)
+
+
+def test_a_watcher_killed_is_replaced_for_the_same_lifeline_by_the_next_start() -> None:
+    """Someone kills this process's watcher: the next part started gets a new one, watching the same lifeline, so
+    the parts started before it are still watched."""
+    before = lifeline_env()
+    killed = lifeline._watchers[-1]
+    killed.kill()
+    killed.wait(timeout=60)
+
+    assert lifeline_env() == before
+    watcher = lifeline._watchers[-1]
+    assert watcher is not killed and watcher.poll() is None
+    *_, read_end, watched = cmdline(watcher.pid).split()
+    assert watched == before[LIFELINE_VAR] and lifeline._held is not None
+    assert os.readlink(f"/proc/{watcher.pid}/fd/{read_end}") == os.readlink(f"/proc/self/fd/{lifeline._held[1]}")
