@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from nectar.errors import InvalidSetting
+
 #: environment variable -> Settings field; the seed's names (ENV, PROJECT_BUCKET) are kept.
 ENV_VARS: dict[str, str] = {
     "ENV": "env",
@@ -236,34 +238,38 @@ class Settings:
             elif f.name in _BOOLS and isinstance(value, str):
                 value = value.strip().lower() in {"1", "true", "yes", "on"}
             elif f.name in _INTS:
-                value = int(value)
+                value = _whole(_variable(f.name), value)
                 if f.name == "task_workers" and value < 1:
-                    raise ValueError(f"NECTAR_TASK_WORKERS must be at least 1, not {value}")
+                    raise InvalidSetting(f"NECTAR_TASK_WORKERS must be at least 1, not {value}")
                 if f.name == "database_pool" and value < 1:
-                    raise ValueError(f"NECTAR_DATABASE_POOL must be at least 1, not {value}")
+                    raise InvalidSetting(f"NECTAR_DATABASE_POOL must be at least 1, not {value}")
                 if f.name == "runs_per_process" and value < 1:
-                    raise ValueError(f"NECTAR_RUNS_PER_PROCESS must be at least 1, not {value}")
+                    raise InvalidSetting(f"NECTAR_RUNS_PER_PROCESS must be at least 1, not {value}")
                 if f.name == "process_max_rss_mb" and value < 0:
-                    raise ValueError(f"NECTAR_PROCESS_MAX_RSS_MB must be 0 (no bound) or more megabytes, not {value}")
+                    raise InvalidSetting(
+                        f"NECTAR_PROCESS_MAX_RSS_MB must be 0 (no bound) or more megabytes, not {value}"
+                    )
             elif f.name == "stop_timeout":
                 value = _seconds("NECTAR_STOP_TIMEOUT", value)
             elif f.name in _FLOATS:
-                value = float(value)
+                value = _number(_variable(f.name), value)
                 if f.name == "max_runtime" and not 0 <= value < float("inf"):
-                    raise ValueError(f"NECTAR_MAX_RUNTIME must be a number of seconds ≥ 0 (0: no limit), not {value}")
+                    raise InvalidSetting(
+                        f"NECTAR_MAX_RUNTIME must be a number of seconds ≥ 0 (0: no limit), not {value}"
+                    )
                 if f.name == "wait_timeout" and not 0 <= value < float("inf"):
-                    raise ValueError(f"NECTAR_WAIT_TIMEOUT must be a number of seconds ≥ 0, not {value}")
+                    raise InvalidSetting(f"NECTAR_WAIT_TIMEOUT must be a number of seconds ≥ 0, not {value}")
                 if f.name == "wait_poll_max" and not 0 < value < float("inf"):
-                    raise ValueError(f"NECTAR_WAIT_POLL_MAX must be a number of seconds > 0, not {value}")
+                    raise InvalidSetting(f"NECTAR_WAIT_POLL_MAX must be a number of seconds > 0, not {value}")
             elif f.name == "scheduler_url" and value is not None:
                 value = str(value).rstrip("/") or None
                 if value is not None and not value.startswith(("http://", "https://")):
-                    raise ValueError(f"NECTAR_SCHEDULER_URL must be an http:// or https:// URL, not {value!r}")
+                    raise InvalidSetting(f"NECTAR_SCHEDULER_URL must be an http:// or https:// URL, not {value!r}")
             elif f.name in ("output_roots", "landing_roots") and value:
                 relative = [part for part in str(value).split(os.pathsep) if part and not os.path.isabs(part)]
                 if relative:
                     var = f"NECTAR_{f.name.upper()}"
-                    raise ValueError(f"{var} must list absolute folders, not {relative[0]!r}")
+                    raise InvalidSetting(f"{var} must list absolute folders, not {relative[0]!r}")
             elif f.name == "public_url" and value is not None:
                 value = checked_public_url(str(value))
             elif f.name == "allowed_hosts" and value is not None:
@@ -271,7 +277,7 @@ class Settings:
             elif f.name == "log_format":
                 value = str(value).strip().lower()
                 if value not in ("text", "json"):
-                    raise ValueError(f"NECTAR_LOG_FORMAT must be text or json, not {value!r}")
+                    raise InvalidSetting(f"NECTAR_LOG_FORMAT must be text or json, not {value!r}")
             values[f.name] = value
         return dataclasses.replace(self, **values)
 
@@ -288,6 +294,27 @@ class Settings:
         return cls(**values).resolved()
 
 
+def _variable(name: str) -> str:
+    """The environment variable that sets the field ``name`` (``max_queue``: ``NECTAR_MAX_QUEUE``)."""
+    return next((var for var, field_name in ENV_VARS.items() if field_name == name), f"NECTAR_{name.upper()}")
+
+
+def _whole(var: str, value: object) -> int:
+    """``value`` of ``var`` as a whole number, or :class:`InvalidSetting` naming ``var``."""
+    try:
+        return int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise InvalidSetting(f"{var} must be a whole number, not {value!r}") from None
+
+
+def _number(var: str, value: object) -> float:
+    """``value`` of ``var`` as a number, or :class:`InvalidSetting` naming ``var``."""
+    try:
+        return float(str(value).strip()) if not isinstance(value, (int, float)) else float(value)
+    except ValueError:
+        raise InvalidSetting(f"{var} must be a number, not {value!r}") from None
+
+
 def _seconds(var: str, value: object) -> float:
     """``value`` of ``var`` as a number of seconds > 0 (and finite), or a ValueError naming ``var``."""
     try:
@@ -295,7 +322,7 @@ def _seconds(var: str, value: object) -> float:
     except ValueError:
         seconds = float("nan")
     if not 0 < seconds < float("inf"):
-        raise ValueError(f"{var} must be a number of seconds > 0, not {value!r}")
+        raise InvalidSetting(f"{var} must be a number of seconds > 0, not {value!r}")
     return seconds
 
 
@@ -310,7 +337,7 @@ def checked_public_url(value: str) -> str | None:
     except ValueError:
         parts = parts._replace(netloc="")
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError(f"NECTAR_PUBLIC_URL must be an http:// or https:// URL with a host, not {value!r}")
+        raise InvalidSetting(f"NECTAR_PUBLIC_URL must be an http:// or https:// URL with a host, not {value!r}")
     return value
 
 

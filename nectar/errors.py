@@ -9,6 +9,7 @@ NectarError
 │   └── TriggerNotFound    no data trigger of that id
 ├── InvalidParameters      bad or missing task parameters (``errors`` per field)
 ├── InvalidKey             a target key outside the key grammar
+├── InvalidSetting         a setting (an environment variable) with a value it cannot take (also a ValueError)
 ├── ChainImportError       a chain module failed to import
 ├── InvalidSignature       a signed download URL that is tampered with or expired
 ├── RunFinished            a run that has already ended (it cannot be cancelled)
@@ -63,6 +64,11 @@ class InvalidParameters(NectarError):
         self.errors = errors
         detail = "; ".join(f"{name}: {', '.join(msgs)}" for name, msgs in sorted(errors.items()))
         super().__init__(f"invalid parameters: {detail}")
+
+
+class InvalidSetting(NectarError, ValueError):
+    """A setting with a value it cannot take; the message names its variable (``NECTAR_MAX_QUEUE must be a whole
+    number, not 'abc'``). A ValueError too: what a bad value raised before it had a class of its own."""
 
 
 class InvalidKey(NectarError):

@@ -288,6 +288,7 @@ def serve(args: argparse.Namespace) -> int:
 def api(args: argparse.Namespace) -> int:
     """``nectar api``: this process becomes gunicorn serving the API (the registry, luigid and store come from
     the environment: ``NECTAR_DATABASE_URL``, ``NECTAR_SCHEDULER_URL``, ``ENV``/``PROJECT_BUCKET``...)."""
+    Settings.from_env()  # a bad setting is refused here, in one line naming it, not in gunicorn's master's traceback
     ports.ensure_free(args.host, int(args.port), "the API, --port")
     os.environ.update({"NECTAR_HOST": args.host, "NECTAR_PORT": str(args.port)})
     os.environ["NECTAR_API_WORKERS"] = str(args.api_workers)

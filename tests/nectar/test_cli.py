@@ -21,10 +21,10 @@ WriteChain = Callable[[str, str], Path]
 HELLO = "testchains/hello_luigiworld_chain"
 
 
-def nectar(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+def nectar(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*NECTAR, *args],
-        env={**os.environ, **settings_env(settings)},
+        env={**os.environ, **settings_env(settings), **env},
         cwd=settings.data_dir.parent,
         capture_output=True,
         text=True,
@@ -128,3 +128,12 @@ def test_a_failed_steps_log_its_upload_left_in_the_live_logs_folder_is_named_the
     _, stderr = create_live_logs(key)  # as a step leaves them when their upload fails
 
     assert _log_location(store, key.with_file(STDERR_FILE)) == str(stderr)
+
+
+@pytest.mark.parametrize("command", ["serve", "api", "scheduler", "worker", "chains"])
+def test_a_bad_setting_exits_2_in_one_line_naming_it(settings: Settings, command: str) -> None:
+    """Every command, the two that become gunicorn or luigid included, refuses a bad setting before it starts
+    anything: one line naming the variable, no traceback."""
+    result = nectar(settings, command, NECTAR_MAX_QUEUE="lots")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number, not 'lots'\n"

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from nectar.config import Settings
+from nectar.errors import InvalidSetting
 
 
 def test_defaults_environment_and_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,3 +79,24 @@ def test_a_process_reuse_bound_out_of_range_is_refused_naming_the_variable(
     """A negative RSS bound would end every process after its first run (its size is always above it), silently."""
     with pytest.raises(ValueError, match=says):
         Settings.from_env({variable: value})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("NECTAR_MAX_QUEUE", "abc", "NECTAR_MAX_QUEUE must be a whole number, not 'abc'"),
+        ("NECTAR_URL_EXPIRY", "1.5", "NECTAR_URL_EXPIRY must be a whole number, not '1.5'"),
+        ("NECTAR_LEASE", "soon", "NECTAR_LEASE must be a number, not 'soon'"),
+        ("NECTAR_DRAIN_GRACE", "30s", "NECTAR_DRAIN_GRACE must be a number, not '30s'"),
+    ],
+)
+def test_a_setting_that_is_no_number_is_refused_naming_its_variable(variable: str, value: str, says: str) -> None:
+    """Python's own message (``invalid literal for int() with base 10: 'abc'``) named no variable: which of 30?"""
+    with pytest.raises(InvalidSetting, match=f"^{says}$"):
+        Settings.from_env({variable: value})
+
+
+def test_every_refused_setting_is_a_nectar_error_and_still_a_value_error() -> None:
+    with pytest.raises(InvalidSetting) as refused:
+        Settings.from_env({"NECTAR_SCHEDULER_URL": "luigid:8082"})
+    assert isinstance(refused.value, ValueError)
