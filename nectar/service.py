@@ -191,7 +191,7 @@ class Nectar:
     def submit_task(self, info: TaskInfo, instance: luigi.Task) -> Submission:
         """Queue a run of ``instance`` (a task of ``info``), unless done or already active."""
         key = info.key_of(instance)
-        run = self.new_run(info, instance)
+        run = self.new_run(info, instance, key=key)
         if run is None:
             return Submission(key, None, False, self._done(key, instance))
         try:
@@ -210,12 +210,15 @@ class Nectar:
         fire_time: float | None = None,
         trigger_id: str | None = None,
         objects: tuple[str, ...] | None = None,
+        key: TargetKey | None = None,
     ) -> Run | None:
-        """The run that makes ``instance`` (a task of ``info``), not yet queued; None if its output is done."""
+        """The run that makes ``instance`` (a task of ``info``), not yet queued; None if its output is done. ``key``
+        is ``info.key_of(instance)`` when the caller has it already (a plain luigi task's is not kept: made again,
+        it serialized and hashed its parameters again)."""
         if self._complete(instance):
             return None
         return Run.new(
-            info.key_of(instance).path,
+            (key or info.key_of(instance)).path,
             info.chain_type,
             info.chain,
             info.name,
@@ -236,12 +239,15 @@ class Nectar:
         a store that cannot be used (:class:`~nectar.errors.StoreUnavailable`) is the submission's error.
         """
         try:
-            if type(instance).complete is luigi.Task.complete:
-                # luigi's own complete(), its outputs made once (it made them again: a NectarTask's builds a path),
-                # and for a task without outputs luigi's answer without its warning at each submission
-                outputs = flatten(instance.output())
-                return bool(outputs) and all(output.exists() for output in outputs)
-            return instance.complete() is True
+            cls = type(instance)
+            if cls.complete is not luigi.Task.complete:
+                return instance.complete() is True
+            # luigi's own complete(), its outputs made once (it made them again: a NectarTask's builds a path),
+            # and for a task without outputs luigi's answer without its warning at each submission
+            if cls.output is NectarTask.output:  # one store target, not iterable (flatten raised and caught to see it)
+                return bool(instance.output().exists())
+            outputs = flatten(instance.output())
+            return bool(outputs) and all(output.exists() for output in outputs)
         except NectarError:  # the store itself is unusable (a missing bucket): the submission says so
             raise
         except Exception:

@@ -129,10 +129,10 @@ class _ClassParams(NamedTuple):
     params: list[tuple[str, luigi.Parameter]]
     #: every one is significant and public: each of luigi's ``to_str_params`` variants lists them all
     plain: bool
+    #: luigi's ``get_task_family`` of the class
+    family: str
 
 
-#: each task class's parameters as luigi lists them, with the shape of the class they were read from
-_PARAMS: weakref.WeakKeyDictionary[type, _ClassParams] = weakref.WeakKeyDictionary()
 #: the variant of luigi's ``to_str_params`` (only_significant, only_public) that lists a plain class's parameters
 _ALL = (True, True)
 
@@ -149,6 +149,10 @@ class NectarTask(luigi.Task):
     retry_backoff: ClassVar[float | None] = None
     _nectar_recording: bool = False
     _nectar_chain_ref: ClassVar[tuple[str, str] | None] = None
+    #: the class's parameters as luigi lists them, with the shape of the class they were read from: in each class's
+    #: own ``__dict__`` from its making on (kept there, they leave its shape as it is), read there (a weak mapping's
+    #: lookup made a weak reference each time: 6x the cost, and a task made asks 6 times)
+    _nectar_class_params: ClassVar[_ClassParams | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -160,6 +164,7 @@ class NectarTask(luigi.Task):
         # what is set on the class later is set now: its attributes, get_params's cache key, hold from here (a chain
         # module is executed anew for each run: each run made a new class's first task reading its parameters 3 times)
         cls._nectar_chain_ref = None
+        cls._nectar_class_params = None
         hold_class_shape(cls)
 
     @classmethod
@@ -181,12 +186,18 @@ class NectarTask(luigi.Task):
     @classmethod
     def _class_params(cls) -> _ClassParams:
         shape = [len(c.__dict__) for c in cls.__mro__]
-        kept = _PARAMS.get(cls)
+        kept: _ClassParams | None = cls.__dict__.get("_nectar_class_params")
         if kept is None or kept.shape != shape:
             params = super().get_params()
             plain = all(p.significant and p.visibility == ParameterVisibility.PUBLIC for _, p in params)
-            kept = _PARAMS[cls] = _ClassParams(shape, params, plain)
+            kept = cls._nectar_class_params = _ClassParams(shape, params, plain, super().get_task_family())
         return kept
+
+    @classmethod
+    def get_task_family(cls) -> str:
+        """luigi's ``<namespace>.<Class>``, made once per class (and again when the class changes, as its parameters
+        are): luigi's asks for the namespace twice at each call, and each task made asks for its family twice."""
+        return cls._class_params().family
 
     def to_str_params(self, only_significant: bool = False, only_public: bool = False) -> dict[str, str]:
         """luigi's, serialized once per task (and variant, for a class with a parameter not significant or not

@@ -151,3 +151,33 @@ def test_parameters_set_anew_are_serialized_anew() -> None:
     task = Plain(n=1)  # type: ignore[call-arg]
     task.param_kwargs = {"n": 3, "m": 4}
     assert task.to_str_params() == {"n": "3", "m": "4"}
+
+
+def test_a_classs_family_is_luigis_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """luigi's get_task_family asks for the namespace twice, and each task made asks for its family twice."""
+    assert Child.get_task_family() == luigi.Task.get_task_family.__func__(Child)  # type: ignore[attr-defined]
+    asked: list[type] = []
+    namespace = NectarTask.get_task_namespace.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[NectarTask]) -> str:
+        asked.append(cls)
+        return str(namespace(cls))
+
+    monkeypatch.setattr(NectarTask, "get_task_namespace", classmethod(counting))  # (NectarTask's shape is the same)
+
+    Child(b=3, c=dt.date(2026, 6, 3))  # type: ignore[call-arg]
+    Child(b=4, c=dt.date(2026, 6, 4))  # type: ignore[call-arg]
+
+    assert asked == []
+
+
+def test_a_namespace_set_on_a_class_already_made_is_seen() -> None:
+    class Renamed(NectarTask):
+        b = luigi.IntParameter()
+
+    before = Renamed.get_task_family()
+    Renamed.task_namespace = "elsewhere"
+
+    assert Renamed.get_task_family() == "elsewhere.Renamed" != before
+    assert Renamed.get_task_family() == luigi.Task.get_task_family.__func__(Renamed)  # type: ignore[attr-defined]
+    assert Renamed(b=1).task_id.startswith("elsewhere.Renamed_")  # type: ignore[call-arg]
