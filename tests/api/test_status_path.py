@@ -10,10 +10,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from flask import Flask, request_started
+from flask import Flask, Request, request_started
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import Client, EnvironBuilder, TestResponse
-from werkzeug.wrappers import Request
 
 from api.fast_path import FastPath
 from api.status_path import ENDPOINT, PATHS, StatusPath, query_value
