@@ -95,7 +95,7 @@ class FastPath:
         request.url_rule, request.view_args = route.rule, values  # where Flask's routing sends it (Route.match)
         answered: Answer | None = None
         text: str | None = None
-        with app.app_context(), links.answering(environ):
+        with app.app_context(), links.answering(environ, self.guards.public_url):
             try:
                 if self.guards.check(request) is not None:
                     return None

@@ -15,6 +15,8 @@ from nectar.keys import OUTPUT_FILE, TargetKey
 from nectar.logs.files import STREAMS
 from nectar.outputs import SIGNED_PATH_PREFIX, Output, resource_note, status_outputs
 from nectar.registry import Step
+from nectar.service import Nectar
+from nectar.signing import UrlSigner
 from nectar.status import JobStatus, LogSource, checked_source, has_log, step_log_note
 
 #: absolute URLs of the endpoints that take no path value, by (endpoint, the public URL or the request's scheme,
@@ -22,8 +24,9 @@ from nectar.status import JobStatus, LogSource, checked_source, has_log, step_lo
 _BASES: dict[tuple[str, str, str, str], str] = {}
 #: how many of those are kept (a bound on the cache, whatever Hosts and roots the allow-list lets in)
 MAX_BASES = 64
-#: the WSGI environ of a request answered without Flask's request context (:mod:`api.status_path`), while it is
-_ANSWERED: ContextVar[Mapping[str, Any] | None] = ContextVar("nectar_answered_environ", default=None)
+#: where the URLs of a request answered without Flask's request context (:mod:`api.status_path`) start, while it is:
+#: the public URL or its scheme, its host and its root (:func:`_base`)
+_ANSWERED: ContextVar[tuple[str, str, str] | None] = ContextVar("nectar_answered_base", default=None)
 
 
 class NotBuilt(LookupError):
@@ -31,14 +34,25 @@ class NotBuilt(LookupError):
 
 
 @contextmanager
-def answering(environ: Mapping[str, Any]) -> Iterator[None]:
-    """Links are built for the request of ``environ`` meanwhile, without Flask's request context: from the URLs a
-    request with Flask's has built already (one per endpoint, Host and root), else :class:`NotBuilt` is raised."""
-    token = _ANSWERED.set(environ)
+def answering(environ: Mapping[str, Any], public: str | None) -> Iterator[None]:
+    """Links are built for the request of ``environ`` meanwhile, without Flask's request context, ``public`` the
+    public URL configured (``NECTAR_PUBLIC_URL``): from the URLs a request with Flask's has built already (one per
+    endpoint, Host and root), else :class:`NotBuilt` is raised."""
+    token = _ANSWERED.set(_base(environ, public))
     try:
         yield
     finally:
         _ANSWERED.reset(token)
+
+
+def _base(environ: Mapping[str, Any], public: str | None) -> tuple[str, str, str]:
+    """What url_for's absolute URLs start with in the request of ``environ``, read raw (request.host_url is slow):
+    the public URL or the request's scheme, its Host (none after a public URL) and its root."""
+    return (
+        public or environ["wsgi.url_scheme"],
+        "" if public else environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}",
+        environ.get("SCRIPT_NAME", ""),
+    )
 
 
 def external(endpoint: str, query: dict[str, str] | None = None, **values: str) -> str:
@@ -46,23 +60,18 @@ def external(endpoint: str, query: dict[str, str] | None = None, **values: str) 
 
     It starts with ``NECTAR_PUBLIC_URL`` when one is configured, else with the scheme and Host the request came by
     (a Host :mod:`api.hosts` allowed)."""
-    public = facade().settings.public_url
-    if values:
-        url = _built(endpoint, public, **values)
-    else:  # a status poll builds three of these: url_for's rule matching is most of its cost
-        answered = _ANSWERED.get()
-        # what url_for's host and root come from, read raw (request.host_url is slow)
-        environ = request.environ if answered is None else answered
-        where = (
-            endpoint,
-            public or environ["wsgi.url_scheme"],
-            "" if public else environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}",
-            environ.get("SCRIPT_NAME", ""),
-        )
+    answered = _ANSWERED.get()
+    if answered is not None and not values:  # a status poll builds three of these, each its base found again
+        url = _BASES.get((endpoint, *answered))
+        if url is None:
+            raise NotBuilt(f"{endpoint}'s URL for {answered} is built by url_for, in Flask's request context")
+    elif values:
+        url = _built(endpoint, facade().settings.public_url, **values)
+    else:  # url_for's rule matching is most of its cost: its URL is built once per base
+        public = facade().settings.public_url
+        where = (endpoint, *_base(request.environ, public))
         url = _BASES.get(where) or ""
         if not url:
-            if answered is not None:
-                raise NotBuilt(f"{endpoint}'s URL for {where[1:]} is built by url_for, in Flask's request context")
             if len(_BASES) >= MAX_BASES:
                 _BASES.clear()
             url = _BASES[where] = _built(endpoint, public)
@@ -162,30 +171,34 @@ def log_links(source: LogSource, known: LogUrls | None = None) -> dict:
     }
 
 
-def output_url(output: Output) -> str | None:
-    """Where to download an output: S3's presigned URL, else a signed API URL of its store key or its path."""
+def output_url(output: Output, expiry: int, signing: UrlSigner) -> str | None:
+    """Where to download an output: S3's presigned URL, else a signed API URL (living ``expiry`` seconds, signed by
+    ``signing``) of its store key or its path."""
     if output.url:
         return output.url
-    expiry = facade().settings.url_expiry
     if output.key is not None:  # a key goes in a query as it is (see key_query); expiry and signature: digits, hex
-        key, expires, signature = signer().sign(output.key.path, expiry).values()
+        key, expires, signature = signing.sign(output.key.path, expiry).values()
         return f"{external('files.File')}?key={key}&expires={expires}&signature={signature}"
     if output.path is not None:
-        signed = signer().sign(SIGNED_PATH_PREFIX + output.path, expiry)
+        signed = signing.sign(SIGNED_PATH_PREFIX + output.path, expiry)
         signed["path"] = signed.pop("key")[len(SIGNED_PATH_PREFIX) :]
         return external("files.File", signed)
     return None
 
 
-def downloads(status: JobStatus) -> dict:
+def downloads(status: JobStatus, service: Nectar | None = None) -> dict:
     """A status's download fields: every output of its task (``outputs``), the first one's URL
-    (``resource_url``, handed out only for a file that exists) or why there is none (``resource_note``)."""
-    service = facade()
+    (``resource_url``, handed out only for a file that exists) or why there is none (``resource_note``).
+    ``service``: the app's (:func:`~api.context.facade`), when the caller has it at hand."""
+    service = service or facade()
     key = status.key
     info = service.known_task(key.chain_type, key.chain, key.task)
     store = service.store_for(info.cls) if info is not None else service.store  # as service.store_of picks it
     outputs = status_outputs(status, info.cls if info else None, store, service.settings)
-    listed = [{"target": output.target, "url": output_url(output), "note": output.note} for output in outputs]
+    expiry, signing = service.settings.url_expiry, signer()
+    listed = [
+        {"target": output.target, "url": output_url(output, expiry, signing), "note": output.note} for output in outputs
+    ]
     url = listed[0]["url"] if listed else None
     return {
         "resource_url": url,

@@ -43,14 +43,21 @@ def observe(request: Request, response: Response) -> Response:
     return response
 
 
+#: HTTP_LATENCY's child of each (method, endpoint, status) seen, kept: ``labels()`` checks and joins its values and
+#: takes the metric's lock on every call (the labels are bounded, see HTTP_LATENCY: so is this)
+_TIMERS: dict[tuple[str, str, int], Histogram] = {}
+
+
 def record(request: Request, status: int) -> None:
     """The latency of ``request``, if it was started, recorded by its route, method and the ``status`` answered."""
     started = request.environ.pop(STARTED, None)
     if started is not None:
         rule, method = request.url_rule, request.method
-        endpoint = rule.rule if rule is not None else OTHER
-        method = method if method in KNOWN_METHODS else OTHER
-        HTTP_LATENCY.labels(method, endpoint, str(status)).observe(time.perf_counter() - started)
+        labels = (method if method in KNOWN_METHODS else OTHER, rule.rule if rule is not None else OTHER, status)
+        timer = _TIMERS.get(labels)
+        if timer is None:
+            timer = _TIMERS[labels] = HTTP_LATENCY.labels(labels[0], labels[1], str(status))
+        timer.observe(time.perf_counter() - started)
 
 
 def metrics() -> Response:

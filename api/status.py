@@ -71,7 +71,7 @@ def status_data(service: Nectar, key: TargetKey) -> dict[str, Any]:
         "objects": list(run.objects) if run and run.objects is not None else None,
         "waiting_for": list(run.waiting_for) if run and run.waiting_for is not None else None,
         "wait_until": iso_utc(run.wait_until) if run else None,
-        **links.downloads(status),
+        **links.downloads(status, service),
         "steps": [links.step_out(step, known) for step in status.steps],
         "failed_step": status.failed_step,
         "error": status.error,

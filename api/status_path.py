@@ -32,7 +32,23 @@ class StatusPath:
         return {} if path in PATHS else None
 
     def answer(self, request: Request, values: dict[str, str]) -> Answer | None:
-        chain = request.args.get("chain")
+        chain = query_value(request, "chain")
         if chain is None:
             return None
         return status_data(facade(), TargetKey.parse(chain)), 200, "success"
+
+
+def query_value(request: Request, name: str) -> str | None:
+    """``request.args.get(name)``: the first value of ``name`` in the query, None without one.
+
+    Read from the raw query when it has nothing to decode (ASCII, no '%' or '+': each name and value is the text
+    between '&', '=' and '&', as ``parse_qsl`` splits it), without the MultiDict of every argument; else by
+    ``request.args`` itself."""
+    query: str = request.environ.get("QUERY_STRING", "")
+    if not query.isascii() or "%" in query or "+" in query:
+        return request.args.get(name)
+    for pair in query.split("&"):
+        found, _, value = pair.partition("=")
+        if found == name:
+            return value
+    return None

@@ -23,6 +23,11 @@ NAME_RE = re.compile(r"[A-Za-z0-9_]{1,128}")
 DIGEST_RE = re.compile(r"[0-9a-f]{32}")
 #: a file beside out.txt: one plain name, or one under log/
 FILE_RE = re.compile(r"(?:log/)?[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
+#: a whole key each of whose parts is valid (a file name with '..' in it aside): the usual key is checked, and
+#: parsed, by this one match; any other is checked part by part, which says what is wrong
+KEY_RE = re.compile(
+    rf"chains/({NAME_RE.pattern})/({NAME_RE.pattern})/({NAME_RE.pattern})/({DIGEST_RE.pattern})/({FILE_RE.pattern})"
+)
 MAX_KEY_LENGTH = 1024
 OUTPUT_FILE = "out.txt"
 PARAMS_FILE = "params.txt"
@@ -55,6 +60,11 @@ class TargetKey:
     filename: str = OUTPUT_FILE
 
     def __post_init__(self) -> None:
+        path = f"chains/{self.chain_type}/{self.chain}/{self.task}/{self.digest}/{self.filename}"
+        object.__setattr__(self, "_path", path)  # asked for again and again on hot paths: made once
+        found = KEY_RE.fullmatch(path)
+        if found is not None and found.groups() == self._parts() and ".." not in self.filename:
+            return  # each part matched its own pattern, whole (none of them spans a '/' of another)
         for part in ("chain_type", "chain", "task"):
             if not is_name(getattr(self, part)):
                 raise InvalidKey(f"{part} {getattr(self, part)!r} is not a name of [A-Za-z0-9_]")
@@ -63,6 +73,9 @@ class TargetKey:
         if not FILE_RE.fullmatch(self.filename) or ".." in self.filename:
             raise InvalidKey(f"file {self.filename!r} is not a plain file name (optionally under log/)")
 
+    def _parts(self) -> tuple[str, str, str, str, str]:
+        return (self.chain_type, self.chain, self.task, self.digest, self.filename)
+
     @property
     def folder(self) -> str:
         """The task's folder, ``chains/<type>/<chain>/<Task>/<md5>``."""
@@ -70,7 +83,8 @@ class TargetKey:
 
     @property
     def path(self) -> str:
-        return f"{self.folder}/{self.filename}"
+        path: str = self.__dict__["_path"]
+        return path
 
     @property
     def chain_ref(self) -> str:
@@ -91,6 +105,9 @@ class TargetKey:
     @classmethod
     def parse(cls, value: str) -> TargetKey:
         """Parse a key, raising :class:`InvalidKey` that says which part is wrong."""
+        found = KEY_RE.fullmatch(value) if isinstance(value, str) else None
+        if found is not None:  # a valid key (its file name checked for '..' with the others, by the class)
+            return cls(*found.groups())
         if not isinstance(value, str) or not value:
             raise InvalidKey("key is empty")
         if len(value) > MAX_KEY_LENGTH:

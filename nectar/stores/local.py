@@ -69,6 +69,9 @@ def _replace(source: Path, dest: Path) -> None:
 
 #: what a key that leads out of the store is refused as leaving, for people
 FOLDER = "the local targets folder"
+#: how :meth:`LocalStore._locate` opens a key's path: to name and stat what it reaches (nothing is read, a FIFO is not
+#: waited on), a link at its end as itself; 0 where there is no ``O_PATH`` (not Linux): every key is walked
+_REACH = getattr(os, "O_PATH", 0) and os.O_PATH | os.O_NOFOLLOW
 
 
 class LocalStore(TargetStore):
@@ -96,11 +99,35 @@ class LocalStore(TargetStore):
         """``key``'s real path and whether it is a regular file; :class:`InvalidKey` if it resolves outside the root.
 
         A key is names and a plain file name (:class:`TargetKey` refuses '..', '.' and empty segments),
-        so its path under the (resolved) root can only lead out of it through a symbolic link. The
-        key's own components are lstat'ed, one call each (``Path.resolve`` lstats every component
-        from '/', in a lot of Python); only a path with a link on it is resolved in full and checked.
-        A regular file with another name (:func:`is_hard_link`) is :class:`InvalidKey` too.
+        so its path under the (resolved) root can only lead out of it through a symbolic link. The path is
+        opened once, without following a link at its end (``O_PATH``: nothing is read), and the kernel names
+        the file it reached (``/proc/self/fd``): that name is the path itself only when no component on the
+        way is a link, and a link at its end is the link's own file. Anything else (a link, a missing
+        component, no ``/proc``) is found by :meth:`_walk`. A regular file with another name
+        (:func:`is_hard_link`) is :class:`InvalidKey` too.
         """
+        path = f"{self._prefix}/{key.path}"
+        if not _REACH:
+            return self._walk(key)
+        try:
+            fd = os.open(path, _REACH)
+        except OSError:  # missing, or not searchable: the walk says which, link by link
+            return self._walk(key)
+        try:
+            reached = os.readlink(f"/proc/self/fd/{fd}")
+            status = os.fstat(fd)
+        except OSError:  # no /proc
+            return self._walk(key)
+        finally:
+            os.close(fd)
+        if reached != path or stat.S_ISLNK(status.st_mode):  # a link on the way or at the end
+            return self._walk(key)
+        self._refuse_hard_link(key, status)
+        return path, stat.S_ISREG(status.st_mode)
+
+    def _walk(self, key: TargetKey) -> tuple[str, bool]:
+        """:meth:`_locate`, the key's own components lstat'ed one call each (``Path.resolve`` lstats every component
+        from '/', in a lot of Python); only a path with a link on it is resolved in full and checked."""
         path = self._prefix
         status: os.stat_result | None = None
         for part in key.path.split("/"):

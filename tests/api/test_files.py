@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -100,6 +102,18 @@ def test_the_secret_comes_from_the_environment_when_set(settings: Settings, tmp_
     UrlSigner(secret).verify(query["key"], query["expires"], query["signature"])
     with pytest.raises(InvalidSignature):
         UrlSigner(b"another").verify(query["key"], query["expires"], query["signature"])
+
+
+def test_a_signature_is_the_hmac_of_its_key_and_expiry_each_signed_apart() -> None:
+    """The documented signature (hex HMAC-SHA256 of ``<key>\\n<expires>``), whatever the signer signed before."""
+    signer = UrlSigner(b"the secret")
+    keys = [KEY.path, KEY.with_file("other.txt").path, KEY.path]
+    signed = [signer.sign(key, 60, now=1_000_000) for key in keys]
+
+    for key, query in zip(keys, signed, strict=True):
+        expected = hmac.new(b"the secret", f"{key}\n1000060".encode(), hashlib.sha256).hexdigest()
+        assert (query["key"], query["expires"], query["signature"]) == (key, "1000060", expected)
+    assert signed[0] == signed[2] != signed[1]
 
 
 @pytest.mark.parametrize("link", ["file", "folder"])

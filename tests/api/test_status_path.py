@@ -10,12 +10,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from flask import Flask, request_started
+from flask import Flask, Request, request_started
 from prometheus_client.parser import text_string_to_metric_families
-from werkzeug.test import Client, TestResponse
+from werkzeug.test import Client, EnvironBuilder, TestResponse
 
 from api.fast_path import FastPath
-from api.status_path import ENDPOINT, PATHS, StatusPath
+from api.status_path import ENDPOINT, PATHS, StatusPath, query_value
 from benchmarks.population import Probe, fill_registry, fill_store
 from nectar.config import Settings
 from tests.api.conftest import build_app
@@ -237,3 +237,21 @@ def test_a_lookup_whose_json_is_not_the_compact_kind_is_flask_s(app: Flask, prob
     assert ours.get_data() == theirs.get_data()
     assert ours.get_data().startswith(b"{\n") is debug
     assert len(dispatched) == (3 if debug else 1) * len(pairs)  # each pair asked the path in front twice
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["chain=a/b.txt", "chain=a&chain=b", "x=1&chain=a", "chain", "chain=", "&&chain=a=b&", "chains=a", "Chain=a",
+     "chain=a%2Fb", "ch%61in=a", "chain=a+b", "chain+=a&chain=b", "chain=%ZZ", "chain=caf%C3%A9", "", "x=1",
+     "chain=a;chain=b", "chain=%00"],
+)  # fmt: skip
+def test_the_chain_argument_is_read_as_request_args_reads_it(query: str) -> None:
+    request = Request(EnvironBuilder(path=STATUS, query_string=query).get_environ())
+    assert query_value(request, "chain") == Request(request.environ).args.get("chain")
+
+
+def test_a_query_that_is_not_ascii_is_read_as_request_args_reads_it() -> None:
+    """WSGI gives the query's bytes as latin-1 text: request.args reads them as UTF-8."""
+    environ = EnvironBuilder(path=STATUS).get_environ()
+    environ["QUERY_STRING"] = "chain=café".encode().decode("latin1")
+    assert query_value(Request(environ), "chain") == Request(environ).args.get("chain") == "café"

@@ -134,6 +134,21 @@ def test_parse_rejects_bad_keys_saying_why(value: str, message: str) -> None:
     assert message in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("parts", "message"),
+    [
+        (("etl", "sales_chain", "T", f"{DIGEST}/log", "out.txt"), "digest"),
+        (("etl/sales_chain", "T", "U", DIGEST, "out.txt"), "chain_type"),
+        (("etl", "sales_chain", f"T/{DIGEST}", "log", "out.txt"), "task"),
+        (("etl", "sales_chain", "T", DIGEST, "out..txt"), "file"),
+    ],
+)
+def test_parts_that_print_as_a_valid_key_are_each_checked(parts: tuple[str, ...], message: str) -> None:
+    """A key built from parts (not parsed) is refused when one part is wrong, even if their path reads as a key."""
+    with pytest.raises(InvalidKey, match=message):
+        TargetKey(*parts)
+
+
 def test_key_never_resolves_outside_the_store(tmp_path: Path) -> None:
     from nectar.stores.local import LocalStore
 
