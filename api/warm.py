@@ -15,9 +15,10 @@ connection and the registry's are each process's own, made on first use). Made h
   of ``127.0.0.1:5000`` sends that Host); a request by another Host builds its own, once per worker, as before;
 - the Host allow-list's verdicts on those Hosts;
 - the stores of the catalog's tasks (an S3 store makes its client later, in each process) and the luigid client, made
-  without connecting. Not boto3's S3 models, though each worker's first S3 client loads them (~0.3 s of CPU): made
-  here (``nectar.stores.s3.load_s3_models``) the client resolves credentials too, and an instance role's are fetched
-  over HTTP, on a connection botocore keeps, which every worker would then share;
+  without connecting; boto3's S3 models when a store is S3 (each worker's first S3 client loaded them, ~0.15-0.3 s of
+  CPU), loaded by :func:`nectar.stores.s3.load_s3_models` without resolving credentials (an instance or container
+  role's are fetched over HTTP, on a connection botocore keeps, which every worker would then share): each worker's
+  first client resolves its own;
 - what Flask, werkzeug and the standard library make on their first call: a request context, its query arguments,
   an answer's JSON and the WSGI response of it (their caches: abc's, typing's, the JSON encoder).
 """
@@ -37,6 +38,7 @@ from api.hosts import HostAllowList
 from nectar.keys import TargetKey
 from nectar.outputs import Output
 from nectar.service import Nectar
+from nectar.stores.s3 import S3Store, load_s3_models
 
 #: where the app keeps its :func:`warm` (``nectar.gunicorn_conf`` calls it, knowing nothing of Flask)
 EXTENSION = "nectar_warm"
@@ -59,11 +61,12 @@ def warm(app: Flask, hosts: Sequence[str], scheme: str = "http", root: str = "")
     names = [urlsplit(public).netloc] if public else [host for host in hosts if allowed.allows(host)]
     for host in dict.fromkeys(names):
         _answer_parts(app, f"{scheme}://{host}{root}")
-    service.store  # noqa: B018 (cached: get_store's)
-    for chain in service.catalog.chains():
-        for task in chain.tasks.values():
-            service.store_for(task.cls)
+    stores = [service.store] + [  # cached: get_store's
+        service.store_for(task.cls) for chain in service.catalog.chains() for task in chain.tasks.values()
+    ]
     service.scheduler  # noqa: B018 (a cached property: made once, its connections on first use, per thread)
+    if any(isinstance(store, S3Store) for store in stores):
+        load_s3_models()
 
 
 def _answer_parts(app: Flask, base_url: str) -> None:

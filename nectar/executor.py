@@ -184,10 +184,7 @@ class Executor:
         if self.settings.store_kind == "s3":
             from nectar.stores.s3 import load_s3_models
 
-            try:
-                load_s3_models()
-            except Exception:  # each attempt makes its client itself, and fails with the reason if it must
-                logger.warning("could not load boto3's S3 models ahead of the attempts", exc_info=True)
+            load_s3_models()  # no credentials resolved, no connection: each attempt's client resolves its own
         build.prepare(self.settings.scheduler_url)  # luigi's [core] and [worker] settings, read once for every attempt
         quiet_luigi()  # and its logging set up, as each attempt leaves it (luigi's own handler gone)
         luigi.Task.event_handler(luigi.Event.START)(_started)  # an attempt tells its worker (a spare's socket)

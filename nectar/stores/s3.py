@@ -2,12 +2,14 @@
 
 The S3 client is created lazily, once per store and process; boto3 is imported on first use only,
 so a local-only process never loads it. A worker loads boto3's S3 models once (:func:`load_s3_models`),
-before it forks the processes that execute attempts, so that none of them parses them again.
+before it forks the processes that execute attempts, and gunicorn's master before it forks the API's workers, so
+that none of them parses them again; each resolves its own credentials when it makes its client.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,8 @@ from nectar.errors import StoreUnavailable
 from nectar.keys import TargetKey
 from nectar.luigi_internals import s3_bucket_and_key
 from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit, served_type
+
+logger = logging.getLogger(__name__)
 
 #: S3 error codes that no retry can cure: the store is misconfigured (the bucket, the credentials, the rights)
 PERMANENT_S3_ERRORS = frozenset(
@@ -52,12 +56,26 @@ def s3_error_code(exc: BaseException) -> str | None:
 
 
 def load_s3_models() -> None:
-    """Load what making an S3 client reads (botocore's S3 models, endpoints, credentials) into boto3's default
-    session, where the clients of this process and of every process it forks then find it: about 0.3 s of CPU
-    each otherwise, much more than a small task's work. Opens no connection."""
-    import boto3
+    """Load what making an S3 client reads (botocore's S3 models, endpoints and partitions, boto3's S3 resource
+    model) into boto3's default session, where the clients of this process and of every process it forks then find
+    it: about 0.3 s of CPU each otherwise, much more than a small task's work.
 
-    boto3.resource("s3", config=_client_config())
+    Resolves no credentials and opens no connection: the client made to load them is unsigned (botocore then skips
+    its credential chain) and sends nothing. A client resolving an instance or container role's credentials would
+    fetch them over HTTP on a connection botocore keeps, and every process forked after would share that socket.
+
+    A failure (boto3's configuration unreadable, an invalid endpoint URL) is logged, not raised: each client made
+    later fails with the reason itself, where it is used.
+    """
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        boto3.resource("s3", config=_client_config().merge(Config(signature_version=UNSIGNED)))
+    except (BotoCoreError, ValueError, OSError):
+        logger.warning("could not load boto3's S3 models ahead of the S3 clients", exc_info=True)
 
 
 def _client_config() -> Any:

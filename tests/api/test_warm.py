@@ -17,6 +17,7 @@ from nectar.config import Settings
 from nectar.service import Nectar
 from nectar.stores.s3 import S3Store
 from tests.api.conftest import build_app
+from tests.helpers.credentials_endpoint import container_role, model_files_read
 
 #: a Host the API answers to, and one it refuses
 OWN, FOREIGN = "127.0.0.1:5000", "rebind.evil.example:5000"
@@ -112,3 +113,20 @@ def test_warming_makes_an_s3_store_without_its_client(
     warmed(app, OWN)
     store = app.extensions["nectar"].store
     assert isinstance(store, S3Store) and store._client == (0, None)
+
+
+def test_an_s3_store_has_boto3s_models_loaded_without_credentials(
+    s3_settings: Settings, bases: dict[tuple[str, str, str, str], str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each worker's first S3 client loaded botocore's S3 models: loaded once, in the master, into the default session
+    every worker forked from it shares; a container role's credentials are not fetched there (their connection would
+    be every worker's), but by each worker's first client."""
+    app = build_app(s3_settings)
+    with container_role(monkeypatch, tmp_path) as role:
+        warmed(app, OWN)
+        assert role.requests == 0, "the master fetched credentials"
+        read = model_files_read(monkeypatch)
+        store = S3Store(s3_settings.bucket)  # what a worker's first status lookup makes
+        assert store.boto.head_bucket(Bucket=s3_settings.bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert read == [], "a worker's first S3 client read botocore's models again"
+    assert role.requests == 1
