@@ -10,9 +10,10 @@ fails loudly, naming the name, when a release changes one of them under us:
   (made as its ``__enter__`` makes it, from its ``_scheduler``, ``_id``, ``_config`` and ``_handle_rpc_message``,
   kept as ``_keep_alive_thread``) run by a standby thread (:class:`_KeepAlive`), its last ``_get_work`` not
   asked of luigid once every task it scheduled is DONE (its ``_add_task``, ``_add_task_history``,
-  ``_get_work_response_history``, ``_scheduled_tasks``, ``_running_tasks``), its ``_task_result_queue``
-  in memory when its steps run in its own process (:class:`Worker`), its ``[worker]`` settings given ready-made:
-  its ``__init__`` reads the names ``worker`` and ``multiprocessing`` of ``luigi.worker``
+  ``_get_work_response_history``, ``_scheduled_tasks``, ``_running_tasks``), a step luigid grants it not run if
+  another worker made it since it was found undone (its ``_run_task``, ``_batch_running_tasks``), its
+  ``_task_result_queue`` in memory when its steps run in its own process (:class:`Worker`), its ``[worker]``
+  settings given ready-made: its ``__init__`` reads the names ``worker`` and ``multiprocessing`` of ``luigi.worker``
   (:func:`_worker_made_with`), and ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`),
   ``_summary_format``, ``_summary_wrap``, ``_tasks_status`` and ``_create_one_line_summary`` (:class:`RunResult`);
 - ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`);
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import multiprocessing
 import queue
 import time
@@ -58,6 +60,7 @@ from luigi.task_status import DONE
 
 from nectar import standby
 
+logger = logging.getLogger(__name__)
 #: what marks luigi's registry as extended (once per process)
 _EXTENDED = "_nectar_extended"
 
@@ -248,6 +251,48 @@ class Worker(luigi.worker.Worker):
             for task_id, status in statuses:
                 self._told.add(task_id)
                 (self._undone.discard if status == DONE else self._undone.add)(task_id)
+
+    def _run_task(self, task_id: str) -> None:
+        """Run a step luigid granted, unless another worker made it since this one found it undone
+        (:meth:`_made_by_another`)."""
+        task = self._scheduled_tasks.get(task_id)
+        if task is not None and self._made_by_another(task):
+            return
+        super()._run_task(task_id)
+
+    def _made_by_another(self, task: luigi.Task) -> bool:
+        """Whether ``task``, granted by luigid, is complete now: told luigid DONE, as luigi's ``_add`` tells a
+        complete one, and not run.
+
+        luigi's worker checks a step's ``complete()`` and then tells luigid it is PENDING. Another worker may make the
+        step in between and tell luigid DONE first; with ``stable_done_cooldown_secs = 0`` (luigi.cfg: a deleted
+        output may be rebuilt at once) luigid takes the late PENDING as the step to be run again, and grants it: two
+        runs sharing a step would run it twice. A step is granted here only once it is not RUNNING elsewhere, so its
+        output, if another worker made it, exists by then. Only with luigid (the local scheduler has one worker), for a
+        step run alone (not a batch's) and not external; a ``complete()`` that raises is left to the run, as before.
+        """
+        if self._undone is None or task.task_id in self._batch_running_tasks or is_external(task):
+            return False
+        try:
+            if task.complete() is not True:
+                return False
+        except Exception:
+            return False
+        logger.info("%s was made by another worker since it was scheduled here: not run again", task)
+        task.trigger_event(luigi.Event.DEPENDENCY_PRESENT, task)
+        self._add_task(
+            worker=self._id,
+            task_id=task.task_id,
+            status=DONE,
+            runnable=False,
+            priority=task.priority,
+            resources=task.process_resources(),
+            params=task.to_str_params(),
+            family=task.task_family,
+            module=task.task_module,
+            accepts_messages=task.accepts_messages,
+        )
+        return True
 
     def _get_work(self) -> Any:
         if self._all_done():

@@ -77,6 +77,7 @@ PROBES = "tests.luigi_internals_probes"
         ),
         (luigi.worker.Worker._get_work, ["self"]),
         (luigi.worker.Worker._add_task, ["self", "args", "kwargs"]),
+        (luigi.worker.Worker._run_task, ["self", "task_id"]),
         (luigi.execution_summary._summary_dict, ["worker"]),
         (luigi.execution_summary.LuigiRunResult.__init__, ["self", "worker", "worker_add_run_status"]),
         (luigi.execution_summary._summary_format, ["set_tasks", "worker"]),
@@ -93,6 +94,14 @@ def test_the_private_functions_the_seam_calls_keep_their_signatures(
     function: Callable[..., Any], parameters: list[str]
 ) -> None:
     assert list(inspect.signature(function).parameters) == parameters, f"luigi changed {function.__qualname__}"
+
+
+def test_luigis_worker_runs_each_granted_step_through_run_task() -> None:
+    """The seam's worker re-checks a granted step in ``_run_task``: luigi's ``run`` must call it, for each grant."""
+    assert "_run_task" in luigi.worker.Worker.run.__code__.co_names, "luigi's Worker.run no longer calls _run_task"
+    worker = luigi.worker.Worker(scheduler=luigi.scheduler.Scheduler(), worker_id="probe")
+    assert isinstance(worker._batch_running_tasks, dict), "luigi's Worker._batch_running_tasks is gone"
+    assert isinstance(worker._scheduled_tasks, dict), "luigi's Worker._scheduled_tasks is gone"
 
 
 def test_luigi_builds_task_classes_into_a_list_it_looks_classes_up_through() -> None:
