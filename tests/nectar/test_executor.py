@@ -374,6 +374,37 @@ def test_a_step_found_undone_just_before_another_run_made_it_is_not_run_again(
     assert {step.task: step.state for step in status.steps} == {"SharedTask": "DONE", "UserTask": "DONE"}
 
 
+CHECKED_CHAIN = (
+    "import luigi\nfrom nectar import NectarTask\n"
+    "class CheckedTask(NectarTask):\n"
+    "    n = luigi.IntParameter()\n"
+    "    def complete(self):\n"
+    "        open({checks!r}, 'a').write('checked\\n')\n"
+    "        return super().complete()\n"
+    "    def run(self):\n"
+    "        open({checks!r}, 'a').write('ran\\n')\n"
+    "        self.output().open('w').close()\n"
+)
+
+
+def test_a_step_no_other_run_made_meanwhile_is_checked_once_before_it_runs(
+    settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """A step luigid grants that no late PENDING took back from DONE is run without checking it again (a check is a
+    HEAD on S3)."""
+    checks = tmp_path / "checks.txt"
+    write_chain("cap/checked_chain", CHECKED_CHAIN.format(checks=str(checks)))
+    settings = settings.replace(scheduler_url=luigid)
+    nectar = Nectar(settings)
+    submission = nectar.submit("cap", "checked_chain", "CheckedTask", {"n": 1})
+    checks.unlink()  # the submission's own check (a task already complete is not queued)
+    start_worker(settings, workers=1)
+
+    assert finished(nectar, submission.key).job_status == "DONE"
+    lines = checks.read_text().splitlines()
+    assert lines[: lines.index("ran")] == ["checked"]  # luigi's, as it scheduled the step
+
+
 TWO_STEP_CHAIN = """
 import time
 from pathlib import Path
