@@ -10,9 +10,10 @@ fails loudly, naming the name, when a release changes one of them under us:
   (made as its ``__enter__`` makes it, from its ``_scheduler``, ``_id``, ``_config`` and ``_handle_rpc_message``,
   kept as ``_keep_alive_thread``) run by a standby thread (:class:`_KeepAlive`), its last ``_get_work`` not
   asked of luigid once every task it scheduled is DONE (its ``_add_task``, ``_add_task_history``,
-  ``_get_work_response_history``, ``_scheduled_tasks``, ``_running_tasks``), its ``_task_result_queue``
-  in memory when its steps run in its own process (:class:`Worker`), its ``[worker]`` settings given ready-made:
-  its ``__init__`` reads the names ``worker`` and ``multiprocessing`` of ``luigi.worker``
+  ``_get_work_response_history``, ``_scheduled_tasks``, ``_running_tasks``), a step luigid grants it not run if
+  another worker made it since it was found undone (its ``_run_task``, ``_batch_running_tasks``), its
+  ``_task_result_queue`` in memory when its steps run in its own process (:class:`Worker`), its ``[worker]``
+  settings given ready-made: its ``__init__`` reads the names ``worker`` and ``multiprocessing`` of ``luigi.worker``
   (:func:`_worker_made_with`), and ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`),
   ``_summary_format``, ``_summary_wrap``, ``_tasks_status`` and ``_create_one_line_summary`` (:class:`RunResult`);
 - ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`);
@@ -24,7 +25,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   (:func:`luigid_rpc_handler`, :func:`luigid_rpc_methods`), ``luigi.server.cors``, the settings that handler
   reads per call (:func:`luigid_reads_cors_once`), and ``Scheduler._prune_tasks`` and
   ``SimpleTaskState._remove_workers_from_tasks``, the walks of every task its prune makes (:func:`luigid_prunes_lean`),
-  and ``Scheduler._state``, whose count of DISABLED tasks tells whether any is (:func:`holds_disabled`);
+  and ``Scheduler._state``, whose count of DISABLED tasks tells whether any is (:func:`holds_disabled`), and whose
+  tasks its ``add_task`` and ``get_work`` mark and answer reopened (:func:`luigid_marks_reopened`);
 - ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`).
 """
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import multiprocessing
 import queue
 import time
@@ -54,14 +57,18 @@ from luigi.execution_summary import (
 )
 from luigi.scheduler import WORKER_STATE_ACTIVE
 from luigi.task_register import Register
-from luigi.task_status import DONE
+from luigi.task_status import DONE, PENDING
 
 from nectar import standby
 
+logger = logging.getLogger(__name__)
 #: what marks luigi's registry as extended (once per process)
 _EXTENDED = "_nectar_extended"
 
 
+#: the key of luigid's answer to ``get_work`` that says whether a worker's PENDING took the granted step back from
+#: DONE since it was last granted (:func:`luigid_marks_reopened`)
+REOPENED = "nectar_reopened"
 #: what luigid answers an RPC sent ahead (:attr:`RemoteScheduler.held_back`): luigi's worker reads no answer of it
 HELD_ANSWER = '{"response": null}'
 
@@ -90,6 +97,14 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
     raises: tuple[type[BaseException], ...] = ()
     #: the paths of the RPCs sent ahead, by a subclass that sets ``send``
     held_back: frozenset[str] = frozenset()
+
+    #: luigid's answer to this client's last ``get_work``: what the step it granted was granted with
+    granted: dict[str, Any] | None = None
+
+    def get_work(self, *args: Any, **kwargs: Any) -> Any:
+        answer = super().get_work(*args, **kwargs)  # type: ignore[misc]  # luigi makes its RPC methods on the fly
+        self.granted = answer if isinstance(answer, dict) else None
+        return answer
 
     @property
     def url(self) -> str:
@@ -248,6 +263,53 @@ class Worker(luigi.worker.Worker):
             for task_id, status in statuses:
                 self._told.add(task_id)
                 (self._undone.discard if status == DONE else self._undone.add)(task_id)
+
+    def _run_task(self, task_id: str) -> None:
+        """Run a step luigid granted, unless another worker made it since this one found it undone
+        (:meth:`_made_by_another`)."""
+        task = self._scheduled_tasks.get(task_id)
+        if task is not None and self._made_by_another(task):
+            return
+        super()._run_task(task_id)
+
+    def _made_by_another(self, task: luigi.Task) -> bool:
+        """Whether ``task``, granted by luigid, is complete now: told luigid DONE, as luigi's ``_add`` tells a
+        complete one, and not run.
+
+        luigi's worker checks a step's ``complete()`` and then tells luigid it is PENDING. Another worker may make the
+        step in between and tell luigid DONE first; with ``stable_done_cooldown_secs = 0`` (luigi.cfg: a deleted
+        output may be rebuilt at once) luigid takes the late PENDING as the step to be run again, and grants it: two
+        runs sharing a step would run it twice. A step is granted here only once it is not RUNNING elsewhere, so its
+        output, if another worker made it, exists by then. Only with luigid (the local scheduler has one worker), for a
+        step run alone (not a batch's) and not external; a ``complete()`` that raises is left to the run, as before.
+        A luigid that runs :func:`luigid_marks_reopened` says whether a PENDING took the step back from DONE since it
+        was last granted (:data:`REOPENED`): only such a step is checked again (a HEAD on S3: ~3 ms of CPU).
+        """
+        if self._undone is None or task.task_id in self._batch_running_tasks or is_external(task):
+            return False
+        granted = getattr(self._scheduler, "granted", None)
+        if isinstance(granted, dict) and granted.get("task_id") == task.task_id and granted.get(REOPENED) is False:
+            return False  # luigid says no PENDING took it back from DONE since it was last granted: none made it since
+        try:
+            if task.complete() is not True:
+                return False
+        except Exception:
+            return False
+        logger.info("%s was made by another worker since it was scheduled here: not run again", task)
+        task.trigger_event(luigi.Event.DEPENDENCY_PRESENT, task)
+        self._add_task(
+            worker=self._id,
+            task_id=task.task_id,
+            status=DONE,
+            runnable=False,
+            priority=task.priority,
+            resources=task.process_resources(),
+            params=task.to_str_params(),
+            family=task.task_family,
+            module=task.task_module,
+            accepts_messages=task.accepts_messages,
+        )
+        return True
 
     def _get_work(self) -> Any:
         if self._all_done():
@@ -483,6 +545,33 @@ def _prune_tasks(self: luigi.scheduler.Scheduler) -> None:
             luigi.scheduler.logger.info("Removing task %r", task.id)
             remove_tasks.append(task.id)
     state.inactivate_tasks(remove_tasks)
+
+
+def luigid_marks_reopened() -> None:
+    """luigid says, in its answer to the ``get_work`` that grants a step, whether a worker's PENDING took that step
+    back from DONE since it was last granted (:data:`REOPENED`): only then may another worker have made it after the
+    granted worker found it undone (:meth:`Worker._made_by_another`), and the worker checks it again. A deleted
+    output taken back so is checked once more too (and rebuilt); any other step is run without a second check."""
+    scheduler = luigi.scheduler.Scheduler
+    add_task, get_work = scheduler.add_task, scheduler.get_work
+
+    def marking_add_task(self: luigi.scheduler.Scheduler, *args: Any, **kwargs: Any) -> Any:
+        task = self._state.get_task(kwargs.get("task_id")) if not args else None
+        was_done = task is not None and task.status == DONE
+        answer = add_task(self, *args, **kwargs)
+        if was_done and task is not None and task.status == PENDING:
+            task.__dict__[REOPENED] = True
+        return answer
+
+    def marking_get_work(self: luigi.scheduler.Scheduler, *args: Any, **kwargs: Any) -> Any:
+        answer = get_work(self, *args, **kwargs)
+        task = self._state.get_task(answer.get("task_id")) if answer.get("task_id") is not None else None
+        if task is not None:
+            answer[REOPENED] = bool(task.__dict__.pop(REOPENED, False))
+        return answer
+
+    scheduler.add_task = marking_add_task  # type: ignore[method-assign]
+    scheduler.get_work = marking_get_work  # type: ignore[method-assign]
 
 
 def luigid_reads_cors_once() -> None:

@@ -295,6 +295,13 @@ def test_a_stopped_worker_drains_then_requeues_what_still_runs(
 SHARED_CHAIN = (
     "import os, time\nimport luigi\nfrom nectar import NectarTask\n"
     "class SharedTask(NectarTask):\n"
+    "    def complete(self):\n"
+    "        done = super().complete()\n"
+    "        if not done and os.path.exists({hold!r}):  # a check the test holds after it found the step undone\n"
+    "            open({checked!r}, 'w').close()\n"
+    "            while os.path.exists({hold!r}):\n"
+    "                time.sleep(0.02)\n"
+    "        return done\n"
     "    def run(self):\n"
     "        open({ledger!r}, 'a').write('shared\\n')\n"
     "        while not os.path.exists({gate!r}):  # held until both runs are under way\n"
@@ -310,11 +317,18 @@ SHARED_CHAIN = (
 )
 
 
+def shared_chain(ledger: Path, gate: Path, tmp_path: Path) -> str:
+    """SHARED_CHAIN, its completeness checks held while ``<tmp_path>/hold`` exists (``<tmp_path>/checked`` says one
+    is held)."""
+    hold, checked = tmp_path / "hold", tmp_path / "checked"
+    return SHARED_CHAIN.format(ledger=str(ledger), gate=str(gate), hold=str(hold), checked=str(checked))
+
+
 def test_runs_sharing_a_step_run_it_once_the_other_waits_for_it_uncounted(
     settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
 ) -> None:
     ledger, gate = tmp_path / "ledger.txt", tmp_path / "gate"
-    write_chain("cap/shared_chain", SHARED_CHAIN.format(ledger=str(ledger), gate=str(gate)))
+    write_chain("cap/shared_chain", shared_chain(ledger, gate, tmp_path))
     settings = settings.replace(scheduler_url=luigid)
     nectar = Nectar(settings)
     first = nectar.submit("cap", "shared_chain", "UserTask", {"n": 1})
@@ -330,6 +344,65 @@ def test_runs_sharing_a_step_run_it_once_the_other_waits_for_it_uncounted(
     assert [status.job_status for status in done] == ["DONE", "DONE"]
     assert sorted(ledger.read_text().splitlines()) == ["shared", "user 1", "user 2"]
     assert all(status.run is not None and status.run.attempt == 1 for status in done)  # waiting is not a failure
+
+
+def test_a_step_found_undone_just_before_another_run_made_it_is_not_run_again(
+    settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """The second run checks the shared step (undone), the first run's worker then makes it and tells luigid DONE,
+    and only then does the second tell luigid the step is PENDING (luigi.cfg: no stable_done_cooldown_secs, so
+    luigid takes it back to PENDING and grants it): the step is not run a second time."""
+    ledger, gate, hold, checked = (tmp_path / name for name in ("ledger.txt", "gate", "hold", "checked"))
+    write_chain("cap/shared_chain", shared_chain(ledger, gate, tmp_path))
+    settings = settings.replace(scheduler_url=luigid)
+    nectar = Nectar(settings)
+    first = nectar.submit("cap", "shared_chain", "UserTask", {"n": 3})
+    start_worker(settings, workers=2)
+    wait_until(ledger.exists)  # the first run runs the shared step, held by the gate
+    hold.touch()
+    second = nectar.submit("cap", "shared_chain", "UserTask", {"n": 4})
+    wait_until(checked.exists)  # the second run found the step undone; its check is held before luigid hears of it
+    gate.touch()
+    assert finished(nectar, first.key).job_status == "DONE"  # the step is DONE in luigid, its output written
+    hold.unlink()
+
+    status = finished(nectar, second.key)
+
+    assert status.job_status == "DONE", status
+    assert sorted(ledger.read_text().splitlines()) == ["shared", "user 3", "user 4"]
+    assert status.run is not None and status.run.attempt == 1
+    assert {step.task: step.state for step in status.steps} == {"SharedTask": "DONE", "UserTask": "DONE"}
+
+
+CHECKED_CHAIN = (
+    "import luigi\nfrom nectar import NectarTask\n"
+    "class CheckedTask(NectarTask):\n"
+    "    n = luigi.IntParameter()\n"
+    "    def complete(self):\n"
+    "        open({checks!r}, 'a').write('checked\\n')\n"
+    "        return super().complete()\n"
+    "    def run(self):\n"
+    "        open({checks!r}, 'a').write('ran\\n')\n"
+    "        self.output().open('w').close()\n"
+)
+
+
+def test_a_step_no_other_run_made_meanwhile_is_checked_once_before_it_runs(
+    settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """A step luigid grants that no late PENDING took back from DONE is run without checking it again (a check is a
+    HEAD on S3)."""
+    checks = tmp_path / "checks.txt"
+    write_chain("cap/checked_chain", CHECKED_CHAIN.format(checks=str(checks)))
+    settings = settings.replace(scheduler_url=luigid)
+    nectar = Nectar(settings)
+    submission = nectar.submit("cap", "checked_chain", "CheckedTask", {"n": 1})
+    checks.unlink()  # the submission's own check (a task already complete is not queued)
+    start_worker(settings, workers=1)
+
+    assert finished(nectar, submission.key).job_status == "DONE"
+    lines = checks.read_text().splitlines()
+    assert lines[: lines.index("ran")] == ["checked"]  # luigi's, as it scheduled the step
 
 
 TWO_STEP_CHAIN = """

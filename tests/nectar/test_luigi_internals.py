@@ -40,11 +40,13 @@ from luigi.task_register import Register, TaskClassNotFoundException
 import nectar.luigi_internals
 from nectar import NectarTask
 from nectar.luigi_internals import (
+    REOPENED,
     RemoteScheduler,
     choices_of,
     extend_task_registry,
     forget_task_classes,
     is_external,
+    luigid_marks_reopened,
     luigid_prunes_lean,
     luigid_reads_cors_once,
     luigid_rpc_handler,
@@ -77,6 +79,7 @@ PROBES = "tests.luigi_internals_probes"
         ),
         (luigi.worker.Worker._get_work, ["self"]),
         (luigi.worker.Worker._add_task, ["self", "args", "kwargs"]),
+        (luigi.worker.Worker._run_task, ["self", "task_id"]),
         (luigi.execution_summary._summary_dict, ["worker"]),
         (luigi.execution_summary.LuigiRunResult.__init__, ["self", "worker", "worker_add_run_status"]),
         (luigi.execution_summary._summary_format, ["set_tasks", "worker"]),
@@ -93,6 +96,38 @@ def test_the_private_functions_the_seam_calls_keep_their_signatures(
     function: Callable[..., Any], parameters: list[str]
 ) -> None:
     assert list(inspect.signature(function).parameters) == parameters, f"luigi changed {function.__qualname__}"
+
+
+def test_luigis_worker_runs_each_granted_step_through_run_task() -> None:
+    """The seam's worker re-checks a granted step in ``_run_task``: luigi's ``run`` must call it, for each grant."""
+    assert "_run_task" in luigi.worker.Worker.run.__code__.co_names, "luigi's Worker.run no longer calls _run_task"
+    worker = luigi.worker.Worker(scheduler=luigi.scheduler.Scheduler(), worker_id="probe")
+    assert isinstance(worker._batch_running_tasks, dict), "luigi's Worker._batch_running_tasks is gone"
+    assert isinstance(worker._scheduled_tasks, dict), "luigi's Worker._scheduled_tasks is gone"
+
+
+def test_luigid_marks_a_step_reopened_once_a_late_pending_takes_it_back_from_done() -> None:
+    """What luigid_marks_reopened adds to luigi's grants: whether a PENDING took the step back from DONE since its
+    last grant (a PENDING while it runs elsewhere is ignored by luigi, and reopens nothing)."""
+    saved = luigi.scheduler.Scheduler.add_task, luigi.scheduler.Scheduler.get_work
+    try:
+        luigid_marks_reopened()
+        scheduler = luigi.scheduler.Scheduler(record_task_history=False, stable_done_cooldown_secs=0)
+        scheduler.add_task(worker="w1", task_id="T", status="PENDING")
+        assert (scheduler.get_work(worker="w1")["task_id"], scheduler.get_work(worker="w2")["task_id"]) == ("T", None)
+        scheduler.add_task(worker="w2", task_id="T", status="PENDING")  # T runs on w1: luigi ignores it
+        scheduler.add_task(worker="w1", task_id="T", status="DONE")
+        scheduler.add_task(worker="w2", task_id="T", status="PENDING")  # w2 found T undone before w1 made it
+        granted = scheduler.get_work(worker="w2")
+        assert (granted["task_id"], granted[REOPENED]) == ("T", True)
+        scheduler.add_task(worker="w2", task_id="T", status="DONE")
+        scheduler.add_task(worker="w3", task_id="U", status="PENDING")
+        granted = scheduler.get_work(worker="w3")
+        assert (granted["task_id"], granted[REOPENED]) == ("U", False)
+        first = scheduler.get_work(worker="w1")
+        assert first["task_id"] is None and REOPENED not in first
+    finally:
+        luigi.scheduler.Scheduler.add_task, luigi.scheduler.Scheduler.get_work = saved  # type: ignore[method-assign]
 
 
 def test_luigi_builds_task_classes_into_a_list_it_looks_classes_up_through() -> None:

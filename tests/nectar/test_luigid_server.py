@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from harness import LUIGI_CFG, Processes, free_port, wait_until
 from harness.processes import base_env
+from nectar.luigi_internals import REOPENED
 from nectar.luigid import DISABLED_ONLY, form_body
 from nectar.luigid_server import rpc_arguments
 from nectar.supervisor import LUIGID
@@ -142,10 +143,28 @@ REQUESTS: list[tuple[str, str, bytes | None, dict[str, str]]] = [
 ]
 
 
+def without_reopened(answer: Any) -> Any:
+    """A ``get_work`` answer of our luigid as luigi's would be: without what it adds to a grant, that the step was
+    not reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`); its body parsed, its length not compared."""
+    status, reason, fields, content = answer
+    work = json.loads(content)
+    reopened = work["response"].pop(REOPENED, None)
+    assert reopened is (None if work["response"]["task_id"] is None else False), work
+    return status, reason, [(name, value) for name, value in fields if name != "Content-Length"], work
+
+
+def as_luigis(answer: Any) -> Any:
+    status, reason, fields, content = answer
+    return status, reason, [(name, value) for name, value in fields if name != "Content-Length"], json.loads(content)
+
+
 def test_every_request_is_answered_as_luigis_own_luigid_answers_it(luigids: tuple[Luigid, Luigid]) -> None:
     luigis, ours = luigids
     for method, path, body, headers in REQUESTS:
-        assert ours.send(method, path, body, headers) == luigis.send(method, path, body, headers), (method, path, body)
+        mine, theirs = ours.send(method, path, body, headers), luigis.send(method, path, body, headers)
+        if path == "/api/get_work":  # ours adds whether the step granted was reopened
+            mine, theirs = without_reopened(mine), as_luigis(theirs)
+        assert mine == theirs, (method, path, body)
     # the state both hold (but the times): the same task, failed, with its error
     graph = [json.loads(luigid.rpc("dep_graph", task_id=TASK["task_id"])[3]) for luigid in luigids]
     for found in graph:
