@@ -14,12 +14,18 @@ do not exist, so what they held is held for ever:
 
 Threads use what a gate guards as many at once as they like (``with gate.inside():``); a fork waits for the last
 one to leave, and holds the next until it is done.
+
+A module's own lock, held briefly around what a gate does not guard, is made anew in each child instead
+(:func:`lock_made_anew_in_children`): a parent's thread may hold it at the fork, and the child's first use waited on
+it for ever (a stray copy of its parent, with the threads it started, that only a SIGKILL ended).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import MutableMapping
+from typing import Any
 
 
 class ForkGate:
@@ -89,6 +95,13 @@ class ForkGate:
         os.register_at_fork(
             before=self.before_fork, after_in_parent=self.after_fork_in_parent, after_in_child=self.after_fork_in_child
         )
+
+
+def lock_made_anew_in_children(namespace: MutableMapping[str, Any], name: str) -> threading.Lock:
+    """A new lock, bound to ``name`` in ``namespace`` (a module's ``globals()``), and bound there to another new one
+    in every child forked from this process: its users read it by name at each use."""
+    os.register_at_fork(after_in_child=lambda: namespace.__setitem__(name, threading.Lock()))
+    return threading.Lock()
 
 
 #: the gate of the SQLite registry's threads in this process

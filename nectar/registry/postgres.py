@@ -28,6 +28,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from nectar import wakeup
 from nectar.errors import RegistryUnavailable
+from nectar.forks import lock_made_anew_in_children
 from nectar.registry import counts, fire_counts
 from nectar.registry.schema import (
     COUNT_AGAIN,
@@ -82,16 +83,9 @@ DEFAULT_POOL_SIZE = 4
 #: the pools of a parent process, which a forked child keeps unused: never closed (that would end the parent's
 #: sessions) nor collected (a pool's collection stops its threads, which are not in the child)
 _INHERITED: list[ConnectionPool[Any]] = []
-_opening = threading.Lock()
+#: held while a process opens its pool; a fork's own (a parent's thread may have held it at the fork)
+_opening = lock_made_anew_in_children(globals(), "_opening")
 _POOLS = itertools.count(1)
-
-
-def _new_lock_in_child() -> None:
-    global _opening
-    _opening = threading.Lock()  # a parent's thread may have held it at the fork
-
-
-os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 class PostgresRunStore(SqlTriggers, SqlWaits):

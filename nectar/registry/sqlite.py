@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar
 
 from nectar import wakeup
-from nectar.forks import SQLITE
+from nectar.forks import SQLITE, lock_made_anew_in_children
 from nectar.registry import counts, fire_counts, sqlite_counts
 from nectar.registry.combine import Combiner
 from nectar.registry.model import Run
@@ -110,8 +110,9 @@ def turn_holder(fd: int) -> int | None:
 
 #: each process's turn at writing each file (its own after a fork: a parent's thread may hold the old)
 _WRITERS: dict[tuple[int, str], Writers] = {}
-#: held while a process opens its turn at a file (once: a second would be a second lock file descriptor)
-_OPENING = threading.Lock()
+#: held while a process opens its turn at a file (once: a second would be a second lock file descriptor); a fork's
+#: own (a parent's thread may hold it: ``wait_for_work`` looks at the turn outside the fork gate)
+_OPENING = lock_made_anew_in_children(globals(), "_OPENING")
 #: this dialect's statements for the schema's placeholders: the triggers that kept ``run_queue.pending`` counted
 #: in the transaction of each change (versions 7 and 8), their removal, those that kept the counts from 9 to 11, and
 #: from 12 on, the same counts in fewer, smaller triggers (:mod:`~nectar.registry.sqlite_counts`)
