@@ -144,7 +144,7 @@ def test_a_forked_child_opens_its_own_pool_and_leaves_its_parents_alone(database
     os.write(go_write, b"x")
     answers = [store.count() == 1 and store.latest(new_run().key) is not None for _ in range(200)]
     _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == 0, "the child's reads failed or answered wrong"
+    assert os.waitstatus_to_exitcode(status) == 0, "the child's reads failed, answered wrong, or it was killed"
     assert all(answers), "the parent's reads answered wrong while its child read"
     assert store.count() == 1 and store.check().startswith("postgresql ")
 
