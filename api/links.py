@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode
 from flask import request, url_for
 
 from api.context import facade, signer
+from nectar.catalog.model import TaskInfo
 from nectar.keys import OUTPUT_FILE, TargetKey
 from nectar.logs.files import STREAMS
 from nectar.outputs import SIGNED_PATH_PREFIX, Output, resource_note, status_outputs
@@ -18,6 +19,7 @@ from nectar.registry import Step
 from nectar.service import Nectar
 from nectar.signing import UrlSigner
 from nectar.status import JobStatus, LogSource, checked_source, has_log, step_log_note
+from nectar.stores import TargetStore
 
 #: absolute URLs of the endpoints that take no path value, by (endpoint, the public URL or the request's scheme,
 #: its host and root)
@@ -186,14 +188,15 @@ def output_url(output: Output, expiry: int, signing: UrlSigner) -> str | None:
     return None
 
 
-def downloads(status: JobStatus, service: Nectar | None = None) -> dict:
+def downloads(
+    status: JobStatus, service: Nectar | None = None, task_store: tuple[TaskInfo | None, TargetStore] | None = None
+) -> dict:
     """A status's download fields: every output of its task (``outputs``), the first one's URL
     (``resource_url``, handed out only for a file that exists) or why there is none (``resource_note``).
-    ``service``: the app's (:func:`~api.context.facade`), when the caller has it at hand."""
+    ``service``: the app's (:func:`~api.context.facade`), and ``task_store``: its ``task_store(status.key)``, when
+    the caller has them at hand."""
     service = service or facade()
-    key = status.key
-    info = service.known_task(key.chain_type, key.chain, key.task)
-    store = service.store_for(info.cls) if info is not None else service.store  # as service.store_of picks it
+    info, store = task_store or service.task_store(status.key)
     outputs = status_outputs(status, info.cls if info else None, store, service.settings)
     expiry, signing = service.settings.url_expiry, signer()
     listed = [
