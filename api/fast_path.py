@@ -4,11 +4,12 @@ The hottest requests (a status poll, a submission) do less work of their own tha
 (its request context: a URL adapter, routing, a session; ``before_request``/``after_request`` lookups, the view's
 dispatch). Here a :class:`Route` (one view: :mod:`api.status_path`, :mod:`api.submit_path`) names the paths of its
 method it answers; the request is Flask's request object with the view's rule and path values, in the app's
-context; its links are built for its environ (:func:`api.links.answering`). It passes the same checks,
-:meth:`api.guards.Guards.check`; its body is the envelope the view writes (:func:`api.envelope.compact_envelope`), sent
-with the headers of the view's answer (without a response object: building one and its WSGI headers cost as much as
-the JSON), and its latency is recorded by :func:`api.metrics.record`. Anything else (another method or path, a
-request with a body, a refusal, a route that declines or raises, an app whose JSON is not the compact kind) is handed
+context; its links are built for its environ (:func:`api.links.answering`, until :func:`api.links.answered`). It
+passes the same checks, :meth:`api.guards.Guards.check`; its body is the envelope the view writes
+(:func:`api.envelope.compact_envelope`), sent with the headers of the view's answer (without a response object:
+building one and its WSGI headers cost as much as the JSON), and its latency is recorded by
+:func:`api.metrics.record`. Anything else (another method or path, a request with a body, a refusal, a route that
+declines or raises, an app whose JSON is not the compact kind) is handed
 to Flask untouched, which answers it as it answers every request: errors have one home.
 """
 
@@ -96,7 +97,8 @@ class FastPath:
         request.url_rule, request.view_args = route.rule, values  # where Flask's routing sends it (Route.match)
         answered: Answer | None = None
         text: str | None = None
-        with app.app_context(), links.answering(environ, self.guards.public_url):
+        with app.app_context():
+            token = links.answering(environ, self.guards.public_url)
             try:
                 if self.guards.check(request) is not None:
                     return None
@@ -105,6 +107,8 @@ class FastPath:
                     text = compact_envelope(provider, *answered)  # type: ignore[arg-type]
             except Exception:  # a refusal or an error: Flask answers it, through its one error handler
                 answered = None
+            finally:
+                links.answered(token)
             if answered is None or text is None:
                 environ.pop(metrics.STARTED, None)
                 return None

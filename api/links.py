@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -35,16 +34,17 @@ class NotBuilt(LookupError):
     """A URL that only ``url_for`` can build, asked for outside Flask's request context: Flask answers the request."""
 
 
-@contextmanager
-def answering(environ: Mapping[str, Any], public: str | None) -> Iterator[None]:
-    """Links are built for the request of ``environ`` meanwhile, without Flask's request context, ``public`` the
-    public URL configured (``NECTAR_PUBLIC_URL``): from the URLs a request with Flask's has built already (one per
-    endpoint, Host and root), else :class:`NotBuilt` is raised."""
-    token = _ANSWERED.set(_base(environ, public))
-    try:
-        yield
-    finally:
-        _ANSWERED.reset(token)
+def answering(environ: Mapping[str, Any], public: str | None) -> Token[tuple[str, str, str] | None]:
+    """Links are built for the request of ``environ`` from now until :func:`answered` is given what this returns,
+    without Flask's request context, ``public`` the public URL configured (``NECTAR_PUBLIC_URL``): from the URLs a
+    request with Flask's has built already (one per endpoint, Host and root), else :class:`NotBuilt` is raised. (A
+    pair of calls, not a context manager: its generator's frame cost about as much as the rest.)"""
+    return _ANSWERED.set(_base(environ, public))
+
+
+def answered(token: Token[tuple[str, str, str] | None]) -> None:
+    """The end of :func:`answering` (``token``: what it returned)."""
+    _ANSWERED.reset(token)
 
 
 def _base(environ: Mapping[str, Any], public: str | None) -> tuple[str, str, str]:
