@@ -16,6 +16,7 @@ from api.envelope import answer, error_responses
 from api.schemas import BatchEnvelope, BatchQuerySchema
 from api.submission import check_limits, json_body, submission_out
 from nectar.catalog.model import TaskInfo
+from nectar.config import Settings
 from nectar.errors import InvalidParameters, QueueFull, TooLarge
 
 blp = Blueprint("batch", __name__, url_prefix="/api/chains", description="Submitting many parameter sets at once.")
@@ -89,9 +90,9 @@ def batch_rows() -> list[dict[str, Any]]:
     return rows
 
 
-def _parse(info: TaskInfo, values: dict[str, Any]) -> Any:
+def _parse(info: TaskInfo, values: dict[str, Any], settings: Settings) -> Any:
     """The task instance of one row (raises InvalidParameters or TooLarge naming the fields)."""
-    check_limits(values)
+    check_limits(values, settings)
     return info.instantiate(values)
 
 
@@ -116,7 +117,7 @@ def submit_rows(info: TaskInfo, rows: list[dict[str, Any]], atomic: bool) -> tup
     parsed: list[Any] = []
     for number, values in enumerate(rows, start=1):
         try:
-            parsed.append(_parse(info, values))
+            parsed.append(_parse(info, values, service.settings))
         except (InvalidParameters, TooLarge) as exc:
             errors = getattr(exc, "errors", None)
             parsed.append(_refused(number, 413 if isinstance(exc, TooLarge) else 422, str(exc), errors))
@@ -128,7 +129,7 @@ def submit_rows(info: TaskInfo, rows: list[dict[str, Any]], atomic: bool) -> tup
             results.append(instance)
             continue
         try:
-            data, status, message = submission_out(service.submit_task(info, instance))
+            data, status, message = submission_out(service.submit_task(info, instance), service.settings)
         except QueueFull as exc:
             results.append(_refused(number, 503, str(exc)))
             continue

@@ -56,7 +56,12 @@ def dumped_json(app: Flask, data: object, status: int = 200, message: str = "suc
     writes it)."""
     if not compact_json(app):
         return None
-    provider: DefaultJSONProvider = app.json  # type: ignore[assignment]
+    return compact_envelope(app.json, data, status, message)  # type: ignore[arg-type]
+
+
+def compact_envelope(provider: DefaultJSONProvider, data: object, status: int, message: str) -> str:
+    """:func:`dumped_json`'s body, written with ``provider``: an app's whose JSON is the compact kind (the caller
+    has asked :func:`compact_json`)."""
     body = {"data": data, "message": message, "status": status}
     return f"{compact_encoder(provider.default, provider.ensure_ascii, provider.sort_keys).encode(body)}\n"
 

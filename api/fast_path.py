@@ -4,11 +4,12 @@ The hottest requests (a status poll, a submission) do less work of their own tha
 (its request context: a URL adapter, routing, a session; ``before_request``/``after_request`` lookups, the view's
 dispatch). Here a :class:`Route` (one view: :mod:`api.status_path`, :mod:`api.submit_path`) names the paths of its
 method it answers; the request is Flask's request object with the view's rule and path values, in the app's
-context; its links are built for its environ (:func:`api.links.answering`). It passes the same checks,
-:meth:`api.guards.Guards.check`; its body is the envelope the view writes (:func:`api.envelope.dumped_json`), sent
-with the headers of the view's answer (without a response object: building one and its WSGI headers cost as much as
-the JSON), and its latency is recorded by :func:`api.metrics.record`. Anything else (another method or path, a
-request with a body, a refusal, a route that declines or raises, an app whose JSON is not the compact kind) is handed
+context; its links are built for its environ (:func:`api.links.answering`, until :func:`api.links.answered`). It
+passes the same checks, :meth:`api.guards.Guards.check`; its body is the envelope the view writes
+(:func:`api.envelope.compact_envelope`), sent with the headers of the view's answer (without a response object:
+building one and its WSGI headers cost as much as the JSON), and its latency is recorded by
+:func:`api.metrics.record`. Anything else (another method or path, a request with a body, a refusal, a route that
+declines or raises, an app whose JSON is not the compact kind) is handed
 to Flask untouched, which answers it as it answers every request: errors have one home.
 """
 
@@ -22,7 +23,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import Rule
 
 from api import links, metrics
-from api.envelope import compact_json, dumped_json
+from api.envelope import compact_envelope, compact_json
 from api.guards import Guards
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -89,21 +90,25 @@ class FastPath:
         repeated). Its headers are those a Flask response of its JSON has (:data:`CONTENT_TYPE` and its length): the
         response object itself, and the WSGI headers it builds, are not made."""
         app = self.app
-        if not compact_json(app) or getattr(app.json, "mimetype", None) != JSON:  # (debug) the view answers it
+        provider = app.json
+        if not compact_json(app) or getattr(provider, "mimetype", None) != JSON:  # (debug) the view answers it
             return None
         request = app.request_class(environ)
         request.url_rule, request.view_args = route.rule, values  # where Flask's routing sends it (Route.match)
         answered: Answer | None = None
         text: str | None = None
-        with app.app_context(), links.answering(environ, self.guards.public_url):
+        with app.app_context():
+            token = links.answering(environ, self.guards.public_url)
             try:
                 if self.guards.check(request) is not None:
                     return None
                 answered = route.answer(request, values)
                 if answered is not None:
-                    text = dumped_json(app, *answered)
+                    text = compact_envelope(provider, *answered)  # type: ignore[arg-type]
             except Exception:  # a refusal or an error: Flask answers it, through its one error handler
                 answered = None
+            finally:
+                links.answered(token)
             if answered is None or text is None:
                 environ.pop(metrics.STARTED, None)
                 return None

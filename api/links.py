@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from flask import request, url_for
 
 from api.context import facade, signer
+from nectar.catalog.model import TaskInfo
 from nectar.keys import OUTPUT_FILE, TargetKey
 from nectar.logs.files import STREAMS
 from nectar.outputs import SIGNED_PATH_PREFIX, Output, resource_note, status_outputs
@@ -18,6 +18,7 @@ from nectar.registry import Step
 from nectar.service import Nectar
 from nectar.signing import UrlSigner
 from nectar.status import JobStatus, LogSource, checked_source, has_log, step_log_note
+from nectar.stores import TargetStore
 
 #: absolute URLs of the endpoints that take no path value, by (endpoint, the public URL or the request's scheme,
 #: its host and root)
@@ -33,16 +34,17 @@ class NotBuilt(LookupError):
     """A URL that only ``url_for`` can build, asked for outside Flask's request context: Flask answers the request."""
 
 
-@contextmanager
-def answering(environ: Mapping[str, Any], public: str | None) -> Iterator[None]:
-    """Links are built for the request of ``environ`` meanwhile, without Flask's request context, ``public`` the
-    public URL configured (``NECTAR_PUBLIC_URL``): from the URLs a request with Flask's has built already (one per
-    endpoint, Host and root), else :class:`NotBuilt` is raised."""
-    token = _ANSWERED.set(_base(environ, public))
-    try:
-        yield
-    finally:
-        _ANSWERED.reset(token)
+def answering(environ: Mapping[str, Any], public: str | None) -> Token[tuple[str, str, str] | None]:
+    """Links are built for the request of ``environ`` from now until :func:`answered` is given what this returns,
+    without Flask's request context, ``public`` the public URL configured (``NECTAR_PUBLIC_URL``): from the URLs a
+    request with Flask's has built already (one per endpoint, Host and root), else :class:`NotBuilt` is raised. (A
+    pair of calls, not a context manager: its generator's frame cost about as much as the rest.)"""
+    return _ANSWERED.set(_base(environ, public))
+
+
+def answered(token: Token[tuple[str, str, str] | None]) -> None:
+    """The end of :func:`answering` (``token``: what it returned)."""
+    _ANSWERED.reset(token)
 
 
 def _base(environ: Mapping[str, Any], public: str | None) -> tuple[str, str, str]:
@@ -186,14 +188,15 @@ def output_url(output: Output, expiry: int, signing: UrlSigner) -> str | None:
     return None
 
 
-def downloads(status: JobStatus, service: Nectar | None = None) -> dict:
+def downloads(
+    status: JobStatus, service: Nectar | None = None, task_store: tuple[TaskInfo | None, TargetStore] | None = None
+) -> dict:
     """A status's download fields: every output of its task (``outputs``), the first one's URL
     (``resource_url``, handed out only for a file that exists) or why there is none (``resource_note``).
-    ``service``: the app's (:func:`~api.context.facade`), when the caller has it at hand."""
+    ``service``: the app's (:func:`~api.context.facade`), and ``task_store``: its ``task_store(status.key)``, when
+    the caller has them at hand."""
     service = service or facade()
-    key = status.key
-    info = service.known_task(key.chain_type, key.chain, key.task)
-    store = service.store_for(info.cls) if info is not None else service.store  # as service.store_of picks it
+    info, store = task_store or service.task_store(status.key)
     outputs = status_outputs(status, info.cls if info else None, store, service.settings)
     expiry, signing = service.settings.url_expiry, signer()
     listed = [

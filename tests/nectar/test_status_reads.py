@@ -105,3 +105,8 @@ def test_a_run_is_read_back_field_for_field_by_every_read(runs: SqlRunStore) -> 
     assert runs.latest_with_steps(KEY.path) == (written, [])
     assert runs.get(written.id) == runs.latest(KEY.path) == written
     assert runs.waiting(now=10.0) == [written]
+    read = runs.get(written.id)
+    assert read is not None
+    assert vars(read) == vars(written) and type(read.state) is RunState and hash(read.objects) == hash(written.objects)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        read.error = "changed"  # type: ignore[misc]
