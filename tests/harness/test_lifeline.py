@@ -91,6 +91,7 @@ def test_a_watcher_killed_is_replaced_for_the_same_lifeline_by_the_next_start() 
     assert lifeline_env() == before
     watcher = lifeline._watchers[-1]
     assert watcher is not killed and watcher.poll() is None
-    *_, read_end, watched = cmdline(watcher.pid).split()
+    # Popen returns once the child is in execve, where /proc's cmdline reads empty until its new arguments are set
+    *_, read_end, watched = waitfor(lambda: cmdline(watcher.pid), 60, "the new watcher's command line").split()
     assert watched == before[LIFELINE_VAR] and lifeline._held is not None
     assert os.readlink(f"/proc/{watcher.pid}/fd/{read_end}") == os.readlink(f"/proc/self/fd/{lifeline._held[1]}")
