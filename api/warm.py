@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from flask import Flask, request
 
 from api import links
-from api.context import signer
+from api.context import facade, signer
 from api.envelope import dumped_answer
 from api.hosts import HostAllowList
 from nectar.keys import TargetKey
@@ -76,7 +76,7 @@ def _answer_parts(app: Flask, base_url: str) -> None:
         links.status_url(WARM_KEY)
         links.log_urls(WARM_KEY)
         links.run_url(WARM_RUN_ID)
-        links.output_url(Output(WARM_KEY.path, key=WARM_KEY), 60, signer())
+        links.output_url(Output(WARM_KEY.path, key=WARM_KEY), facade().settings.url_expiry, signer())
         response = dumped_answer({"key": WARM_KEY.path, "attempt": 1, "steps": [{"executed": True}], "run": None})
         body, _, _ = response.get_wsgi_response(request.environ)  # what its WSGI call returns, nothing sent
         for _ in body:

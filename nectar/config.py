@@ -91,7 +91,6 @@ _FLOATS = {
     "wait_timeout",
     "wait_poll_max",
     "drain_grace",
-    "stop_timeout",
     "log_sync_interval",
 }
 
