@@ -22,7 +22,7 @@ from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
 from benchmarks.population import fill_registry, fill_store
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
 from benchmarks.status import in_process_cpu, status_requests
-from harness import busy_cpu, cpu_seconds, read_calls, waitfor
+from harness import busy_cpu, cpu_seconds, lifeline_env, read_calls, waitfor
 from nectar.registry import RunFilter, RunState
 from nectar.registry.sqlite import SQLiteRunStore
 
@@ -106,7 +106,8 @@ os.read(0, 1)
 def test_read_calls_counts_the_read_system_calls_of_each_process_still_there() -> None:
     """Counted in a process of one thread: this one's other threads (pytest-xdist's, reading what the controller
     sends) may read between two looks at its own counter."""
-    child = subprocess.Popen([sys.executable, "-c", FIVE_READS], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    reader, env = [sys.executable, "-c", FIVE_READS], {**os.environ, **lifeline_env()}
+    child = subprocess.Popen(reader, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert child.stdin is not None and child.stdout is not None
     try:
         assert child.stdout.readline() == b"ready\n"

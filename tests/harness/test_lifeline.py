@@ -24,6 +24,7 @@ from harness import (
     waitfor,
 )
 from nectar.config import Settings
+from tests.helpers.postgres import ensure_installed, stop_orphans
 
 
 def test_every_part_dies_when_the_process_that_started_it_is_killed(
@@ -54,6 +55,45 @@ def test_every_part_dies_when_the_process_that_started_it_is_killed(
         waitfor(lambda: not any(alive(pid) for pid in pids), 60, "every part of the killed starter to exit")
     except AssertionError:
         raise AssertionError(f"still running: { {p: n for p, n in pids.items() if alive(p)} }") from None
+
+
+#: a process that starts a PostgreSQL server through the tests' helper, prints its postmaster's pid and waits
+POSTGRES_STARTER = """
+import threading
+from harness import free_port
+from tests.helpers.postgres import PostgresServer
+server = PostgresServer.start(free_port())
+print((server.folder / "data" / "postmaster.pid").read_text().split()[0], flush=True)
+threading.Event().wait()
+"""
+
+
+def test_a_postgresql_server_dies_when_the_process_that_started_it_is_killed(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """``pg_ctl`` starts the server in the background, a child of no one once ``pg_ctl`` exits: the tests' helper
+    gives it the lifeline of the process that started it, so that a killed session leaves no server running. (Its
+    folder is left, for the next session's :func:`stop_orphans` to remove.) Before, the server lived on."""
+    starter = processes.start("postgres-starter", [sys.executable, "-c", POSTGRES_STARTER], base_env(), REPO)
+    log = processes.log_of[starter.pid]
+
+    def said() -> str:
+        assert starter.poll() is None, log.read_text()
+        return next((line for line in log.read_text().splitlines() if line.isdigit()), "")
+
+    postmaster = int(waitfor(said, 120, "the starter to start PostgreSQL and print its pid"))
+    pids = [postmaster, *descendants(postmaster)]
+    assert all(alive(pid) for pid in pids)
+
+    send(starter.pid, signal.SIGKILL)
+    starter.wait(timeout=60)
+
+    try:
+        waitfor(lambda: not any(alive(pid) for pid in pids), 60, "the killed starter's PostgreSQL to exit")
+    except AssertionError:
+        raise AssertionError(f"still running: {[(pid, cmdline(pid)) for pid in pids if alive(pid)]}") from None
+    finally:
+        stop_orphans(ensure_installed())
 
 
 def test_a_child_forked_from_a_process_with_a_lifeline_holds_none_of_it() -> None:

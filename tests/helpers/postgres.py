@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psycopg
 
+from harness import lifeline_env
+
 
 def _binaries() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
@@ -111,7 +113,9 @@ class PostgresServer:
         """Start the server (again, after :meth:`halt`), and wait until it accepts connections."""
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400"
         start = self._pg_ctl("-l", str(self.folder / "log"), "-o", options, "-w", "start")
-        subprocess.run(start, check=True, capture_output=True, timeout=120)
+        # the server dies with this process, even SIGKILLed (harness/lifeline.py); what is left, at the next start
+        env = {**os.environ, **lifeline_env()}
+        subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
 
     def halt(self) -> None:
         """Stop the server as a crash would (immediate shutdown: every connection is cut)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import children, cmdline, send, waitfor
+from harness import children, cmdline, lifeline_env, send, waitfor
 from tests.conftest import NECTAR
 from tests.nectar.test_serve import Served, _serve
 
@@ -19,7 +19,7 @@ ROWS = 200
 
 
 def start_cli(served: Served, *args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NECTAR_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NECTAR_")} | lifeline_env()
     argv = [*NECTAR, *args, "--server", served.api]
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

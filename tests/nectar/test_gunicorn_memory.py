@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks.harness import rss_kb
 from benchmarks.population import fill_registry
-from harness import Processes, children
+from harness import Processes, children, lifeline_env
 from nectar.config import Settings
 from nectar.gunicorn_ext import METRICS_PREFIX, make_metrics_folder, remove_orphan_metrics
 
@@ -65,7 +65,7 @@ def test_a_live_gunicorn_keeps_its_metrics_folder_even_where_its_pid_is_unseen(t
 
 def dead_pid() -> int:
     """The pid of a process that has exited (its pid is no process, as a pid of another namespace is not)."""
-    child = subprocess.Popen([sys.executable, "-c", ""])
+    child = subprocess.Popen([sys.executable, "-c", ""], env={**os.environ, **lifeline_env()})
     child.wait()
     return child.pid
 

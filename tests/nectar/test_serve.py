@@ -315,7 +315,8 @@ def test_readiness_is_believed_only_from_the_part_started_here(tmp_path: Path) -
     impostor = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     threading.Thread(target=impostor.serve_forever, daemon=True).start()
     port = impostor.server_port
-    part = Part("api", subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]))
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+    part = Part("api", subprocess.Popen(sleeper, env={**os.environ, **lifeline_env()}))
     try:
         with pytest.raises(RuntimeError) as refused:
             wait_ready(f"http://127.0.0.1:{port}/", part, port)
@@ -334,7 +335,7 @@ def test_sighup_stops_each_role_as_sigterm_does(tmp_path: Path, settings: Settin
     would die without saving its state) and ``nectar worker``, each exiting 0 as on SIGTERM."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
-    env |= settings_env(settings.replace(scheduler_url=None))
+    env |= settings_env(settings.replace(scheduler_url=None)) | lifeline_env()  # dies with this process
     argv = {
         "api": [*NECTAR, "api", "--port", str(port)],
         "scheduler": [*NECTAR, "scheduler", "--scheduler-port", str(port), "--data-dir", str(tmp_path / "luigid")],

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import answers, base_env, children, cmdline, connected_to, free_port, waitfor
+from harness import answers, base_env, children, cmdline, connected_to, free_port, lifeline_env, waitfor
 
 #: seconds that only fail a hung test
 PATIENCE = 60.0
@@ -43,7 +43,7 @@ def test_the_workers_start_once_the_api_answers(tmp_path: Path) -> None:
     port, scheduler_port = free_port(), free_port()
     argv = [sys.executable, "-m", "nectar.cli", "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
     argv += ["--data-dir", str(tmp_path / "data"), "--chains-dir", str(chains)]
-    env = base_env() | {"GATE_FILE": str(gate), "ENV": "local"}
+    env = base_env() | {"GATE_FILE": str(gate), "ENV": "local"} | lifeline_env()  # dies with this process
     with open(tmp_path / "serve.log", "wb") as log:
         serve = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=log)
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import lifeline_env
 from nectar import wakeup
 from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SQLiteRunStore
@@ -125,7 +126,11 @@ def test_a_commit_the_kernel_told_of_before_it_showed_wakes_the_worker_however_l
     path = tmp_path / "data" / "runs.sqlite3"
     worker = SQLiteRunStore(path)
     committer = subprocess.Popen(
-        [sys.executable, "-c", COMMITTER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", COMMITTER, str(path)],
+        env={**os.environ, **lifeline_env()},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert committer.stdin is not None and committer.stdout is not None
     reads: list[str] = []
@@ -156,7 +161,8 @@ def test_a_commit_the_kernel_told_of_before_it_showed_wakes_the_worker_however_l
 
 def test_a_childs_exit_and_a_folders_write_make_their_descriptors_readable(tmp_path: Path) -> None:
     changed = wakeup.changes(tmp_path)
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    reader = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+    child = subprocess.Popen(reader, env={**os.environ, **lifeline_env()}, stdin=subprocess.PIPE)
     exited = wakeup.exits(child.pid)
     assert changed is not None and exited is not None
     try:
