@@ -25,11 +25,12 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
-import threading
 import types
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
+
+from nectar.forks import lock_made_anew_in_children
 
 #: what luigid's process does not use of what luigi imports: luigid serves RPCs, it makes none (luigi.rpc's
 #: ``requests``), and no chain is defined in it (luigi.parameter's ``jsonschema``)
@@ -43,7 +44,7 @@ API_UNUSED = ("requests", "jsonschema", "yaml")
 #: no tornado coroutine to retry
 API_ABSENT = ("tornado",)
 
-_LOCK = threading.Lock()
+_LOCK = lock_made_anew_in_children(globals(), "_LOCK")
 
 
 class DeferredModule(types.ModuleType):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import itertools
-import threading
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import luigi
 
 from nectar.exposure import is_base_class, is_task_class
+from nectar.forks import lock_made_anew_in_children
 
 CHAIN_PACKAGE = "chains"
 #: how many upstream tasks one ``requires()`` is read for (a generator may never end)
@@ -26,7 +26,7 @@ MAX_UPSTREAM = 1000
 #: one ``ast.parse`` at a time in a process: CPython 3.11's turns its tree into Python objects with a recursion count
 #: that threads share (gh-106905), and two at once fail with "AST constructor recursion depth mismatch" (``nectar
 #: clock``'s schedule and trigger loops both read chain files, each in a thread)
-_PARSING = threading.Lock()
+_PARSING = lock_made_anew_in_children(globals(), "_PARSING")
 
 
 def upstream_name(cls: type, module: types.ModuleType) -> str:

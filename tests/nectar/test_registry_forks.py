@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from nectar import wakeup
 from nectar.forks import ForkGate
 from nectar.registry import Step, sqlite
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
+from tests.helpers.forks import said_by_a_child_forked_while_held
 from tests.helpers.threads import at_line, waits_in
 from tests.nectar.test_runs import new_run
 
@@ -133,40 +132,12 @@ def test_a_process_forked_while_another_thread_opens_its_turn_at_the_file_can_wr
     child, where that thread does not exist: its first write would wait on it for ever, a stray copy of its parent
     that only a SIGKILL ends."""
     runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
-    holding, release = threading.Event(), threading.Event()
 
-    def opening() -> None:  # as a thread opening this process's turn at another file, caught at it by the fork
-        with sqlite._OPENING:
-            holding.set()
-            release.wait(PATIENCE)
+    def first_write() -> bytes:  # this process's turn at the file opened
+        runs.submit(new_run())
+        return b"written"
 
-    holder = threading.Thread(target=opening, name="opening")
-    holder.start()
-    assert holding.wait(PATIENCE)
-    read, written = os.pipe()
-    try:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover (the child's outcome is read from the pipe)
-            code = 1
-            try:
-                os.close(read)
-                runs.submit(new_run())  # its first write: this process's turn at the file opened
-                os.write(written, b"written")
-                code = 0
-            finally:
-                os._exit(code)
-    finally:
-        release.set()
-    os.close(written)
-    holder.join(PATIENCE)
-    said = b""
-    try:
-        if wakeup.readable([read], PATIENCE):  # the answer, or the end of the pipe: the child exited
-            said = os.read(read, 16)
-    finally:
-        if not said:
-            os.kill(pid, signal.SIGKILL)  # hung: not left behind for another test's wait
-        os.waitpid(pid, 0)
-        os.close(read)
+    # as a thread opening this process's turn at another file, caught at it by the fork
+    said = said_by_a_child_forked_while_held(sqlite._OPENING, first_write)
 
     assert said == b"written", "the forked child never wrote: it waits on a lock its parent's thread held"
