@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from nectar.attempt import attempt
+from nectar import attempt as attempt_module
+from nectar.attempt import attempt, task_in
 from nectar.build import Build
+from nectar.catalog.loader import load_chain_module
 from nectar.config import Settings
+from nectar.exposure import Exposure, exposure
 from nectar.leases import process_name
 from nectar.luigid import scheduler_of
 from nectar.registry import RunState
@@ -59,3 +64,50 @@ def test_a_first_attempt_asks_luigid_about_disabled_steps_before_it_sets_itself_
     assert handler.seen == [True]
     assert ending.state == RunState.DONE
     assert client._disabled_asked == {}  # its answer was read
+
+
+#: a chain with an exposed task and a helper class it does not expose
+EXPOSED_CHAIN = """
+import luigi
+from nectar import NectarTask
+
+
+class Helper(NectarTask):
+    def run(self):
+        pass
+
+
+class ShownTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        pass
+"""
+
+
+def test_a_chain_modules_tasks_are_found_once_for_a_spares_rehearsal_and_its_attempt(
+    write_chain: Callable[[str, str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spare rehearses its likely run in the module it executed ahead, then its attempt looks its own task up in
+    that same module: the module's names are walked for its exposed tasks once, not at each look. A name the module
+    does not expose is still refused, and a module executed anew is walked anew."""
+    path = write_chain("demo/exposed_chain", EXPOSED_CHAIN)
+    walked: list[ModuleType] = []
+
+    def walk(module: ModuleType) -> Exposure:
+        walked.append(module)
+        return exposure(module)
+
+    monkeypatch.setattr(attempt_module, "exposure", walk)
+    module = load_chain_module(path, "demo", "exposed_chain")
+    rehearsed = task_in(module, "ShownTask", {"n": "1"}, "gone")
+    own = task_in(module, "ShownTask", {"n": "2"}, "gone")
+    assert type(rehearsed) is type(own) is module.ShownTask and own.param_kwargs["n"] == 2
+    with pytest.raises(LookupError, match="gone"):
+        task_in(module, "Helper", {}, "gone")
+    with pytest.raises(LookupError, match="gone"):
+        task_in(module, "NoSuchTask", {}, "gone")
+    assert walked == [module]
+    again = load_chain_module(path, "demo", "exposed_chain")
+    assert type(task_in(again, "ShownTask", {"n": "1"}, "gone")) is again.ShownTask
+    assert walked == [module, again]
