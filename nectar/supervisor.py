@@ -34,7 +34,6 @@ from urllib.parse import urlsplit
 
 from nectar import lifeline, ports
 from nectar.config import Settings
-from nectar.logs.format import configure_logging
 
 logger = logging.getLogger("nectar.supervisor")
 
@@ -197,20 +196,28 @@ class Supervisor:
         if not self.settings.scheduler_url:
             ports.ensure_free(self.args.scheduler_host, int(self.args.scheduler_port), "luigid, --scheduler-port")
 
-    def start(self) -> None:
-        """luigid and the API start at once (the API needs no luigid to answer); the workers and the clock once both
-        answer (a worker claims nothing before luigid answers; started beside the API, their imports took half of
-        its CPU on 2 cores while it started): up when they are started, the API answering first."""
+    def launch(self) -> None:
+        """The API, then luigid beside it (the API needs no luigid to answer): started, not awaited. The API first,
+        as soon as this process can: its start (gunicorn's master loading the app) is the cold start's longest
+        path, and whatever this process does next runs beside it."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         scheduler_url = self.settings.scheduler_url
-        luigid: Part | None = None
         if not scheduler_url:
             scheduler_url = f"http://{self.args.scheduler_host}:{self.args.scheduler_port}"
+        self.env["NECTAR_SCHEDULER_URL"] = scheduler_url
+        self._start("api", GUNICORN)
+        if not self.settings.scheduler_url:
             args, data_dir = self.args, self.settings.data_dir
             argv = luigid_command(args.scheduler_host, args.scheduler_port, data_dir, args.scheduler_allowed_hosts)
-            luigid = self._start("luigid", argv)
-        self.env["NECTAR_SCHEDULER_URL"] = scheduler_url
-        api = self._start("api", GUNICORN)
+            self._start("luigid", argv)
+
+    def start(self) -> None:
+        """Once the API and luigid (:meth:`launch`) answer, the workers and the clock (a worker claims nothing before
+        luigid answers; started beside the API, their imports took half of its CPU on 2 cores while it started): up
+        when they are started, the API answering first."""
+        parts = {part.name: part for part in self.parts}
+        api, luigid = parts["api"], parts.get("luigid")
+        scheduler_url = self.env["NECTAR_SCHEDULER_URL"]
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
         wait_ready(f"http://{host}:{self.args.port}/healthz", api, int(self.args.port))
         if luigid is not None:
@@ -271,11 +278,16 @@ class Supervisor:
 
 def serve(args: argparse.Namespace) -> int:
     supervisor = Supervisor(args)
-    configure_logging(supervisor.settings.log_format)  # the parts inherit NECTAR_LOG_FORMAT and do the same
     supervisor.check_ports()  # before anything starts: PortInUse names the port and its holder
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, supervisor.request_stop)
     try:
+        supervisor.launch()
+        # this process's own log, set up beside the API's start rather than before it (its modules' import is not
+        # on the cold start's path); the parts inherit NECTAR_LOG_FORMAT and do the same
+        from nectar.logs.format import configure_logging
+
+        configure_logging(supervisor.settings.log_format)
         supervisor.start()
         code = supervisor.watch()
     except RuntimeError as exc:

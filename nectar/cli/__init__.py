@@ -25,12 +25,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from nectar.cli.local import cmd_cancel, cmd_chains, cmd_run, cmd_status, cmd_token, cmd_worker
-from nectar.cli.remote import add_submit_sources, client_command, cmd_download, cmd_submit
-from nectar.cli.schedules import cmd_backfill, cmd_clock, cmd_schedules
-from nectar.cli.triggers import cmd_triggers
 from nectar.errors import InvalidParameters, NectarError
 
+#: the commands that start a role's processes (:mod:`nectar.supervisor`): parsed without loading the other commands'
+#: modules, which they never use, so that their first part starts sooner (``nectar serve``'s API is its cold start)
+ROLE_COMMANDS = ("serve", "api", "scheduler")
 COMMON_FLAGS = {
     "--chains-dir": "folder holding <type>/<name>_chain.py files (env NECTAR_CHAINS_DIR, default ./chains)",
     "--data-dir": "folder for the run registry and live logs (env NECTAR_DATA_DIR, default ./nectar_data)",
@@ -38,9 +37,20 @@ COMMON_FLAGS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(roles_only: bool = False) -> argparse.ArgumentParser:
+    """The ``nectar`` command's parser; with ``roles_only``, of :data:`ROLE_COMMANDS` alone (their flags the same)."""
     parser = argparse.ArgumentParser(prog="nectar", description="Luigi chains behind an HTTP API.")
     commands = parser.add_subparsers(dest="command", required=True)
+    if not roles_only:
+        add_commands(commands)
+    add_role_commands(commands)
+    if not roles_only:
+        add_client_commands(commands)
+    return parser
+
+
+def add_commands(commands: Any) -> None:
+    """The commands that work on this machine's registry and chains (``commands``: the subparsers)."""
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
@@ -70,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--end", required=True, help="the same, included; not in the future")
     command("triggers", "list the data triggers (from chain files and the API): prefix, paused, objects seen, runs")
     command("clock", "fire the schedules and poll the triggers (run as many as you like: each fire, each object once)")
+
+
+def add_role_commands(commands: Any) -> None:
+    """``serve``, ``api`` and ``scheduler``."""
     serve = commands.add_parser(
         "serve", help="start luigid, the workers and the API", description="start luigid, the workers and the API"
     )
@@ -80,24 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(api, ROLE_FLAGS["api"])
     scheduler = commands.add_parser("scheduler", help="run luigid alone, with this project's luigi.cfg and pools")
     add_arguments(scheduler, ROLE_FLAGS["scheduler"])
+
+
+def add_client_commands(commands: Any) -> None:
+    """The commands that talk to a running service over HTTP."""
+    from nectar.cli.remote import add_submit_sources, client_command
+
     submit = client_command(commands, "submit", "submit a run per CSV row (or object under a prefix) and wait for each")
     add_submit_sources(submit)
     submit.add_argument("--no-wait", action="store_true", help="stop once every row is submitted")
     download = client_command(commands, "download", "download the output of every DONE run of a task")
     download.add_argument("--dest", required=True, help="folder to write <md5>/out.txt into")
     download.add_argument("--resume", action="store_true", help="skip the files already downloaded whole")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(roles_only=bool(argv) and argv[0] in ROLE_COMMANDS)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        if args.command == "run":
-            return cmd_run(args, extra)
-        if args.command in ("serve", "api", "scheduler"):
+        if args.command in ROLE_COMMANDS:
             from nectar import supervisor
 
             roles: dict[str, Any] = {
@@ -107,6 +125,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             role = roles[args.command]
             return int(role(args))
+        from nectar.cli.local import cmd_cancel, cmd_chains, cmd_run, cmd_status, cmd_token, cmd_worker
+        from nectar.cli.remote import cmd_download, cmd_submit
+        from nectar.cli.schedules import cmd_backfill, cmd_clock, cmd_schedules
+        from nectar.cli.triggers import cmd_triggers
+
+        if args.command == "run":
+            return cmd_run(args, extra)
         handler = {
             "chains": cmd_chains,
             "status": cmd_status,

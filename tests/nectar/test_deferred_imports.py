@@ -8,6 +8,7 @@ import http.client
 import importlib
 import json
 import os
+import re
 import sys
 import threading
 import types
@@ -18,7 +19,14 @@ import pytest
 
 from harness import Processes, base_env, children, free_port, settings_env, waitfor
 from nectar.config import Settings
-from nectar.deferred_imports import API_ABSENT, API_UNUSED, LUIGID_UNUSED, Deferral, DeferredModule
+from nectar.deferred_imports import (
+    API_ABSENT,
+    API_UNUSED,
+    LUIGID_UNUSED,
+    Deferral,
+    DeferredModule,
+    DeferredPattern,
+)
 from nectar.supervisor import luigid_command
 
 #: seconds that only fail a hung test
@@ -85,6 +93,40 @@ def test_after_the_deferral_an_import_gets_the_real_module(modules: Path) -> Non
 
     assert type(deferred_probe) is types.ModuleType
     assert runs() == 1 and deferred_probe.value == 42
+
+
+#: a module compiling patterns at its top, one of them in the class body of an ABC (whose creation looks at each
+#: attribute for ``__isabstractmethod__``), as marshmallow.validate's Email validator does
+PATTERNS_SOURCE = """
+import abc
+import re
+
+ADDRESS = re.compile(r"[a-z]+@example[.]org", re.IGNORECASE)
+
+
+class Checker(abc.ABC):
+    DIGITS = re.compile(r"[0-9]+")
+"""
+
+
+def test_a_modules_patterns_are_compiled_on_first_use_while_its_deferral_is_open(modules: Path) -> None:
+    probe(modules, "deferred_probe_patterns", PATTERNS_SOURCE)
+    compile_before = re.compile
+    with Deferral([], lazy_patterns=["deferred_probe_patterns"]):
+        import deferred_probe_patterns as module  # type: ignore[import-not-found]
+
+        own = re.compile("x+")  # another module's (this one's): compiled at once
+    assert re.compile is compile_before, "re.compile was not given back when the deferral ended"
+    assert type(own) is re.Pattern
+    address, digits = module.ADDRESS, module.Checker.DIGITS
+    for lazy in (address, digits):
+        assert isinstance(lazy, DeferredPattern) and not lazy.compiled, "a pattern was compiled at the import"
+
+    assert address.match("Someone@EXAMPLE.org") is not None and address.match("someone@example.com") is None
+    assert (address.pattern, address.flags & re.IGNORECASE) == (r"[a-z]+@example[.]org", re.IGNORECASE)
+    assert address.compiled and not digits.compiled
+    assert digits.fullmatch("42") is not None
+    assert module.ADDRESS is address, "the module's name was rebound"
 
 
 def test_a_module_that_cannot_be_found_fails_at_its_import_as_before(modules: Path) -> None:

@@ -50,6 +50,7 @@ class ExitNotedTask(NectarTask):
 #: the service's gunicorn configuration, noting what the master has as it forks (its modules, links' URL bases, the
 #: stores made) and what each worker has after each request it answered (one JSON object a file, named for the process)
 MODULES_NOTING_CONF = """
+import gc
 import json
 import os
 import sys
@@ -59,22 +60,29 @@ import time
 from nectar import gunicorn_conf as service
 from nectar.gunicorn_conf import *  # noqa: F403
 
+#: the collections the garbage collector had made, per generation, once the service's configuration was read
+CONF_COLLECTIONS = [generation["collections"] for generation in gc.get_stats()]
 
-def note(name, query=""):
+
+def note(name, query="", **more):
     from api import links
     from nectar import stores
 
     # a worker's two threads may note at once, in either order: each note a file of its own, written aside
     path = os.path.join(os.environ["MODULES_LEDGER"], f"{name}.{threading.get_ident()}.{time.monotonic_ns()}")
     state = {"bases": sorted(map(list, links._BASES)), "stores": stores._store.cache_info().currsize}
+    state |= {"gc_enabled": gc.isenabled(), **more}
     with open(path + ".new", "w") as ledger:
         json.dump({"query": query, "modules": sorted(sys.modules), **state}, ledger)
     os.replace(path + ".new", path)
 
 
 def pre_fork(server, worker):
+    loading = {"collections": [generation["collections"] for generation in gc.get_stats()], "enabled": gc.isenabled()}
     service.pre_fork(server, worker)
-    note("master")
+    email = sys.modules["marshmallow.validate"].Email.DOMAIN_REGEX  # a DeferredPattern, or the compiled pattern
+    more = {"email_pattern_compiled": getattr(email, "compiled", True)}
+    note("master", gc_at_conf=CONF_COLLECTIONS, gc_loading=loading, frozen=gc.get_freeze_count(), **more)
 
 
 def post_request(worker, req, environ, resp):
@@ -209,6 +217,30 @@ def test_a_worker_answers_a_status_lookup_with_the_link_bases_and_stores_its_mas
         made = [base for base in found[0]["bases"] if base not in master["bases"]]
         assert not made, f"URL bases the worker built itself: {made} (its master's: {master['bases']})"
         assert found[0]["stores"] == master["stores"], "the worker made a store its master had not"
+    finally:
+        processes.close()
+
+
+def test_no_collection_runs_while_the_master_loads_the_app_and_it_and_its_workers_collect_after_the_fork(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """gunicorn's master imports and makes the app with the garbage collector off (each collection walked every object
+    made so far, ~10 % of its start) and turns it on once its first fork froze them: the master and its workers
+    collect from then on, sharing the frozen objects' pages. marshmallow's e-mail pattern, which the API never
+    matches, is not compiled by then (nectar.deferred_imports' lazy patterns)."""
+    processes = Processes(tmp_path / "logs")
+    try:
+        api, port, ledger = noting_api(processes, settings, tmp_path, threads=1)
+        assert chains_of(port, "/api/chains?end") == 200
+        (worker,) = children(api.pid)
+        found = waitfor(lambda: [n for n in notes(ledger, worker) if n["query"] == "end"], 60, "the request noted")
+        (master,) = notes(ledger, "master")
+        loading = master["gc_loading"]
+        assert not loading["enabled"], "the collector was on while the master loaded the app"
+        assert loading["collections"] == master["gc_at_conf"], "a collection ran while the master loaded the app"
+        assert master["gc_enabled"] and master["frozen"] > 0, "the master did not freeze its objects and collect again"
+        assert found[0]["gc_enabled"], "the worker's collector is off"
+        assert not master["email_pattern_compiled"], "the master compiled marshmallow's e-mail pattern (~50 ms)"
     finally:
         processes.close()
 

@@ -17,6 +17,17 @@ def test_the_supervisor_process_loads_neither_luigi_nor_requests() -> None:
     assert loaded == "[]"
 
 
+def test_the_role_commands_start_without_loading_the_other_commands_modules() -> None:
+    """`nectar serve` (and `api`, `scheduler`) parses its arguments without the other commands' modules, and starts
+    its API before it loads its own log format: neither is on the cold start's path."""
+    probe = (
+        "import sys; from nectar.cli import build_parser; args = build_parser(roles_only=True).parse_args(['serve']); "
+        "print(sorted(m for m in sys.modules if m.startswith('nectar.cli.') or m == 'nectar.logs.format'))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
+
+
 def test_a_chain_still_gets_its_names_from_nectar() -> None:
     """`from nectar import NectarTask, Schedule, Trigger` (what chain files write) works as before; a typo is named."""
     assert nectar.NectarTask.__name__ == "NectarTask"

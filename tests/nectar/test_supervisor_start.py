@@ -1,5 +1,5 @@
-"""``nectar serve`` starts luigid and the API at once and the workers once both answer: the workers' start does not
-take the CPU the API's start needs."""
+"""``nectar serve`` starts the API and luigid at once, the API first, and the workers once both answer: the workers'
+start does not take the CPU the API's start needs."""
 
 from __future__ import annotations
 
@@ -36,7 +36,15 @@ def workers_of(pid: int) -> list[int]:
     return [child for child in children(pid) if " worker " in cmdline(child)]
 
 
-def test_the_workers_start_once_the_api_answers(tmp_path: Path) -> None:
+def started(pid: int) -> tuple[int, int]:
+    """When ``pid`` started (clock ticks since boot, from its ``stat``), then its pid (issued in order) for a tie."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[19]), pid
+
+
+def serve_gated(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, int, Path]:
+    """``nectar serve`` of :data:`GATED_CHAIN`, its API held while the gate is closed: the supervisor, its API's port,
+    luigid's port and the gate file."""
     chains, gate = tmp_path / "chains", tmp_path / "gate"
     (chains / "gated").mkdir(parents=True)
     (chains / "gated" / "gated_chain.py").write_text(GATED_CHAIN)
@@ -45,7 +53,21 @@ def test_the_workers_start_once_the_api_answers(tmp_path: Path) -> None:
     argv += ["--data-dir", str(tmp_path / "data"), "--chains-dir", str(chains)]
     env = base_env() | {"GATE_FILE": str(gate), "ENV": "local"} | lifeline_env()  # dies with this process
     with open(tmp_path / "serve.log", "wb") as log:
-        serve = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=log)
+        return subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=log), port, scheduler_port, gate
+
+
+def stop(serve: subprocess.Popen[bytes], gate: Path) -> None:
+    gate.touch()
+    serve.send_signal(signal.SIGTERM)
+    try:
+        serve.wait(PATIENCE)
+    except subprocess.TimeoutExpired:
+        serve.kill()
+        serve.wait()
+
+
+def test_the_workers_start_once_the_api_answers(tmp_path: Path) -> None:
+    serve, port, scheduler_port, gate = serve_gated(tmp_path)
     try:
         # the supervisor asks the API, which cannot answer while its master imports the gated chain
         waitfor(lambda: serve.poll() is None and connected_to(serve.pid, port), PATIENCE, "serve to ask the API")
@@ -57,11 +79,21 @@ def test_the_workers_start_once_the_api_answers(tmp_path: Path) -> None:
         waitfor(lambda: answers(f"http://127.0.0.1:{port}/api/chains", timeout=PATIENCE) == 200, PATIENCE, "the API")
         waitfor(lambda: workers_of(serve.pid), PATIENCE, "the workers to start")
     finally:
-        gate.touch()
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(PATIENCE)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve.wait()
+        stop(serve, gate)
+    assert serve.returncode == 0, (tmp_path / "serve.log").read_text()
+
+
+def test_the_api_is_started_before_luigid(tmp_path: Path) -> None:
+    """The API's start (gunicorn's master loading the app) is the cold start's longest path: it is started first,
+    luigid beside it."""
+    serve, port, scheduler_port, gate = serve_gated(tmp_path)
+    try:
+        waitfor(lambda: serve.poll() is None and connected_to(serve.pid, port), PATIENCE, "serve to ask the API")
+        luigid = f"http://127.0.0.1:{scheduler_port}/api/worker_list"
+        waitfor(lambda: answers(luigid) is not None, PATIENCE, "luigid to answer")
+        parts = {("api" if "gunicorn" in cmdline(pid) else "luigid"): pid for pid in children(serve.pid)}
+        assert set(parts) == {"api", "luigid"}, {pid: cmdline(pid) for pid in children(serve.pid)}
+        assert started(parts["api"]) < started(parts["luigid"]), "luigid was started before the API"
+    finally:
+        stop(serve, gate)
     assert serve.returncode == 0, (tmp_path / "serve.log").read_text()
