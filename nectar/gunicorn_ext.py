@@ -10,7 +10,8 @@ they passed on).
   socket and no timeout, so a client sending a byte at a time holds a thread for as long as it likes; here the
   whole request must arrive within ``read_timeout`` seconds of its first byte, or the connection is closed and
   the thread freed.
-- :class:`ReadTimeoutWorker` also closes a kept-alive connection with the answer to its ``keepalive_requests``-th
+- :class:`ReadTimeoutWorker` takes no new connection while all its threads answer one (another worker's free thread
+  answers it), and closes a kept-alive connection with the answer to its ``keepalive_requests``-th
   request, so that clients all held by one worker (a recycled worker's, reconnected before its successor was forked)
   spread again.
 - :class:`RedactingLogger`: the access log writes ``[redacted]`` for the values of credentials in URLs (a token
@@ -165,6 +166,33 @@ class ReadTimeoutWorker(ThreadWorker):
 
     read_timeout = READ_TIMEOUT
     keepalive_requests = KEEPALIVE_REQUESTS
+    #: connections handed to a thread and not yet given back (each is a thread's, or waits for one)
+    in_service = 0
+    _worker_connections = 0
+
+    @property
+    def worker_connections(self) -> int:
+        """gunicorn's bound on a worker's connections, which its loop compares with those it holds before each wait
+        to decide whether it accepts: none while every thread answers one (see :meth:`enqueue_req`)."""
+        return self._worker_connections if self.in_service < self.cfg.threads else 0
+
+    @worker_connections.setter
+    def worker_connections(self, value: int) -> None:
+        self._worker_connections = value
+
+    def enqueue_req(self, conn: DeadlineConn) -> None:
+        """gunicorn's own, counted. A worker whose threads all answer a request takes no new connection: accepted,
+        it would wait here behind them while another worker may have a thread free. The two workers' loops both
+        wake for a new connection and the first to call ``accept`` takes it, most often the one whose loop is
+        already running: after a recycle, the sibling that answers every client took 15 of 16 new connections from
+        its idle successor (and with one thread held, the busy worker all 16: tests/nectar/test_keepalive.py)."""
+        self.in_service += 1
+        super().enqueue_req(conn)
+
+    def finish_request(self, conn: DeadlineConn, fs: Any) -> Any:
+        """gunicorn's own (in the worker's loop, once a thread is done with ``conn``), counted."""
+        self.in_service -= 1
+        return super().finish_request(conn, fs)
 
     def accept(self, listener: socket.socket) -> None:
         """gunicorn's own ``accept``, making a :class:`DeadlineConn`."""

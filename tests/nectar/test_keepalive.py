@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import signal
+import socket
 import subprocess
 import time
 
@@ -104,5 +105,42 @@ def test_clients_all_held_by_one_worker_spread_to_a_worker_started_beside_it(
         waitfor(on_second, 60, f"a client's connection on the second worker {second}", interval=0)
         assert len(children(served.proc.pid)) == 2
     finally:
+        for client in clients:
+            client.close()
+
+
+def holder(workers: list[int], connection: socket.socket) -> int | None:
+    """Which of ``workers`` has accepted the client's ``connection`` (None: none yet)."""
+    return next((pid for pid in workers if connected_to(pid, connection.getsockname()[1])), None)
+
+
+def test_a_worker_whose_threads_all_answer_takes_no_new_connection(settings: Settings, processes: Processes) -> None:
+    """A worker whose every thread is answering a request leaves new connections to a worker with a free thread (a
+    recycled worker's successor, idle while its sibling answers every client); accepted, they would wait behind it.
+
+    One worker's only thread is held by a request whose headers never end (its read deadline far off); every
+    connection opened after is accepted by the other worker (before: the held worker took some, often all 16)."""
+    served = processes.nectar_api(settings, workers=2, threads=1, env={"NECTAR_READ_TIMEOUT": "600"})
+    workers = waitfor(
+        lambda: [*children(served.proc.pid)][:2] if len(children(served.proc.pid)) == 2 else None, 60, "two API workers"
+    )
+    held = socket.create_connection(("127.0.0.1", served.port), timeout=60)
+    clients = [http.client.HTTPConnection("127.0.0.1", served.port, timeout=60) for _ in range(16)]
+    try:
+        held.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line: its thread reads on
+        busy = waitfor(lambda: holder(workers, held), 60, "a worker to accept the held connection")
+        for client in clients:
+            client.request("GET", "/healthz")  # connects; the answer is read after
+
+        def taken() -> list[int | None] | None:
+            found = [holder(workers, client.sock) for client in clients]
+            return None if None in found else found
+
+        by = waitfor(taken, 60, "every connection to be accepted by a worker")
+        assert busy not in by, f"worker {busy}, its only thread held, accepted {by.count(busy)} of {len(by)}"
+        for client in clients:
+            assert client.getresponse().status == 200
+    finally:
+        held.close()
         for client in clients:
             client.close()
