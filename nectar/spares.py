@@ -14,7 +14,8 @@ byte on its socket (*ready*; which byte is its worker's business: :attr:`Spare.s
   that died shows on its socket too (the end of the stream, not its byte): it is reaped and never chosen; nor is
   one whose main thread has exited (killed, it is a zombie while its other threads still exit, its socket open);
 - **when they are forked**: one per pass of the worker's loop, after its claims, so a fork never stands between
-  a free slot and its run; after a spare died before it was ready (its setup failed), not before
+  a free slot and its run; after a forked spare died before it was ready (its setup failed; not a process back from
+  its run: its death says nothing of a fork's setup, and no fork loop can come of it), not before
   :data:`FIRST_BACKOFF` seconds, doubled at each such death up to :data:`MAX_BACKOFF`, until one is ready again;
   the last one wanted not while the worker holds it back (``keep(hold=True)``: an attempt it just handed a run
   has not started its first step yet, and a fork and a spare's setup, ~10 ms of CPU, would compete with it on
@@ -165,7 +166,7 @@ class Spares:
                 spare.ready, spare.said = True, said
                 self._backoff = 0.0
             else:  # the end of the stream: it died
-                if not spare.ready:  # in its setup: the next may die the same way, fork it later
+                if not spare.ready and not spare.runs_done:  # in its setup: the next fork may die the same way
                     self._backoff = min(MAX_BACKOFF, max(FIRST_BACKOFF, 2 * self._backoff))
                     self._fork_after = self._clock() + self._backoff
                 self._drop(spare)

@@ -25,7 +25,7 @@ from nectar.executor import Executor
 from nectar.leases import HOST, holder
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
-from nectar.spares import AHEAD, FIRST_BACKOFF, Spare, Spares
+from nectar.spares import AHEAD, ENDED, FIRST_BACKOFF, Spare, Spares, hand_over, heard
 from tests.conftest import wait_until
 from tests.faults.conftest import alive, children
 
@@ -313,6 +313,40 @@ def test_a_spare_that_dies_in_its_setup_is_forked_again_only_after_a_backoff() -
         now[0] += FIRST_BACKOFF
         spares.keep(1)
         assert len(spares.spares) == 1
+    finally:
+        spares.close()
+
+
+def test_a_process_back_from_its_run_that_dies_before_it_is_ready_again_is_replaced_without_a_backoff() -> None:
+    """The backoff is for fresh spares dying in their setup (the next fork may die the same way). A process that
+    ran a run and stays, then dies setting itself up again, says nothing of a fresh fork's setup (and no fork loop
+    can come of it: it is not forked): its replacement is forked at once."""
+    now = [0.0]
+    calls = [0]
+
+    def prepare() -> tuple[None, bytes]:  # in each process: its first setup goes well, its second dies
+        calls[0] += 1
+        if calls[0] > 1:
+            os._exit(3)
+        return None, b"r"
+
+    spares = Spares(
+        prepare, lambda given, prepared: (0, True), idle_after=KEPT, clock=lambda: now[0], runs_per_process=2
+    )
+    try:
+        spares.wanted()
+        spares.keep(1)
+        (spare,) = spares.spares
+        wait_until(lambda: spares.ready() is spare, timeout=60)
+        spares.take(spare)
+        channel = hand_over(spare, b"run")
+        assert wait_until(lambda: heard(channel), timeout=60) == (ENDED, 0)
+        spares.returned(spare.pid, channel, runs_done=1)
+        wait_until(lambda: spares.ready() is None and not spares.spares, timeout=60)  # dead in its setup, reaped
+
+        spares.keep(1)
+
+        assert len(spares.spares) == 1, "its replacement waits for a backoff"
     finally:
         spares.close()
 
