@@ -58,7 +58,7 @@ from nectar.logs.ahead import make_ahead
 from nectar.luigid import kept_scheduler, scheduler_of, scheduler_secret
 from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
-from nectar.spares import ENDED, READY, STARTED, Spare, Spares, freeze_held, hand_over, heard, started
+from nectar.spares import ENDED, READY, STARTED, UNREAD, Spare, Spares, freeze_held, hand_over, heard, started
 
 logger = logging.getLogger(__name__)
 #: seconds between two looks for finished attempts while some run, where the kernel cannot say when one exits
@@ -126,6 +126,8 @@ class Child:
     runs_done: int = 0
     #: when the parent saw the attempt was no longer the child's (cancelled or reclaimed)
     disowned_at: float | None = None
+    #: its process closed its socket with its run unread: it died before its attempt began
+    unread: bool = False
 
 
 class Executor:
@@ -255,8 +257,7 @@ class Executor:
         try:
             channel = hand_over(spare, pickle.dumps(run))
         except OSError as exc:  # the spare died before it got the run: the attempt never began
-            logger.warning("run %s: its process was gone before it began (%s); requeued", run.id, exc)
-            self.runs.requeue(run.id, run.attempt)
+            self._requeue_unbegun(run, f"its process was gone before it began ({exc})")
             self._forget(spare.pid)
             return True
         exits = wakeup.exits(spare.pid)
@@ -283,6 +284,12 @@ class Executor:
             return
         self._likely = likely
 
+    def _requeue_unbegun(self, run: Run, why: str) -> None:
+        """Put back in the queue, uncounted, a run whose attempt never began: its process died before it had the run
+        (its luigid tasks untouched: nothing to release)."""
+        logger.warning("run %s: %s; requeued", run.id, why, extra={"run_id": run.id})
+        self.runs.requeue(run.id, run.attempt)
+
     @staticmethod
     def _forget(pid: int) -> None:
         try:
@@ -308,7 +315,8 @@ class Executor:
     @staticmethod
     def _listen(child: Child) -> int | None:
         """Read what the attempt said on its socket: that its first step started; that it ended its run and stays
-        (its exit code answered; None until it does). A closed end is left to its exit."""
+        (its exit code answered; None until it does). A closed end is left to its exit, noting whether its run was
+        left unread."""
         while child.channel is not None:
             said = heard(child.channel)
             if said is None:
@@ -319,6 +327,7 @@ class Executor:
             if what == STARTED:
                 child.started = True
             else:
+                child.unread = what == UNREAD
                 child.channel.close()
                 child.channel = None
         return None
@@ -330,7 +339,9 @@ class Executor:
         if child.exited is not None:
             os.close(child.exited)
         if exited and child.channel is not None:
-            child.channel.close()
+            self._listen(child)  # its end closed with its process: whether it read its run (what it said is moot)
+            if child.channel is not None:
+                child.channel.close()
         elif not exited:
             assert child.channel is not None
             likely = self._likely_after(child.run, chain_file(self.settings, child.run))
@@ -340,6 +351,9 @@ class Executor:
         run = child.run
         if not self._owned(run):  # the child recorded its outcome, or the attempt was taken from it
             self._end_stopped(pid, run, exited)
+            return
+        if child.unread:  # its process died between the claim and its run's read: the run is not charged for it
+            self._requeue_unbegun(run, f"its process {pid} died before it read its run")
             return
         if self.stopping:
             self.runs.requeue(run.id, run.attempt)

@@ -11,19 +11,23 @@ byte on its socket (*ready*; which byte is its worker's business: :attr:`Spare.s
   setup;
 - **which one a claim takes**: a ready one (:meth:`Spares.ready`), the oldest first; one whose setup has not
   finished is waited for (its socket wakes the worker's loop: :meth:`Spares.fds`), never handed a run. A spare
-  that died shows on its socket too (the end of the stream, not its byte): it is reaped and never chosen;
+  that died shows on its socket too (the end of the stream, not its byte): it is reaped and never chosen; nor is
+  one whose main thread has exited (killed, it is a zombie while its other threads still exit, its socket open);
 - **when they are forked**: one per pass of the worker's loop, after its claims, so a fork never stands between
-  a free slot and its run; after a spare died before it was ready (its setup failed), not before
+  a free slot and its run; after a forked spare died before it was ready (its setup failed; not a process back from
+  its run: its death says nothing of a fork's setup, and no fork loop can come of it), not before
   :data:`FIRST_BACKOFF` seconds, doubled at each such death up to :data:`MAX_BACKOFF`, until one is ready again;
   the last one wanted not while the worker holds it back (``keep(hold=True)``: an attempt it just handed a run
   has not started its first step yet, and a fork and a spare's setup, ~10 ms of CPU, would compete with it on
   the path from claim to ``run()``).
 
 A spare handed its run keeps its socket, one framed protocol both ways: the worker sends the run, its length first
-(:func:`hand_over`); the attempt says when its first step starts (:data:`STARTED`: :func:`started`) and, if it ended
-its run cleanly and may take another (:mod:`nectar.reuse`, up to ``runs_per_process`` runs), that it ended, with its
-exit code (:data:`ENDED`: :func:`heard`); it then sets itself up again and says it is ready, a spare once more
-(:meth:`Spares.returned`). Else it exits, and its worker learns of the end by its exit, as of any death.
+(:func:`hand_over`; a spare that dies before it read it closes its socket with bytes unread, which its worker's end
+reads as a reset, not the end of the stream: :data:`UNREAD`, the attempt never began); the attempt says when its
+first step starts (:data:`STARTED`: :func:`started`) and, if it ended its run cleanly and may take another
+(:mod:`nectar.reuse`, up to ``runs_per_process`` runs), that it ended, with its exit code (:data:`ENDED`:
+:func:`heard`); it then sets itself up again and says it is ready, a spare once more (:meth:`Spares.returned`).
+Else it exits, and its worker learns of the end by its exit, as of any death.
 
 Each spare's socket is a descriptor the worker's loop sleeps on (:meth:`Spares.fds`): it wakes when one is ready
 or dies.
@@ -51,6 +55,8 @@ READY = b"r"
 STARTED = b"s"
 #: what an attempt sends once it ended its run and stays, followed by its exit code (one byte)
 ENDED = b"e"
+#: what :func:`heard` answers of an attempt whose process closed its socket before it read its run (said by none)
+UNREAD = b"u"
 #: how the length of a run handed over is sent before it
 _LENGTH = struct.Struct("!I")
 logger = logging.getLogger(__name__)
@@ -131,9 +137,14 @@ class Spares:
         return self._wanted_now or (self._wanted_at is not None and self._clock() - self._wanted_at < self.idle_after)
 
     def ready(self) -> Spare | None:
-        """The oldest spare whose setup has finished (the dead ones reaped on the way), or None."""
+        """The oldest spare whose setup has finished and whose process has not exited (the dead ones reaped on the
+        way), or None."""
         self._look()
-        return next((spare for spare in self.spares if spare.ready), None)
+        for spare in [spare for spare in self.spares if spare.ready]:
+            if not wakeup.main_thread_exited(spare.pid):
+                return spare
+            self._drop(spare)  # killed, and its socket not closed yet: its other threads are still exiting
+        return None
 
     def fds(self) -> list[int]:
         """The spares' sockets: one becomes readable when its spare is ready, or dies."""
@@ -155,7 +166,7 @@ class Spares:
                 spare.ready, spare.said = True, said
                 self._backoff = 0.0
             else:  # the end of the stream: it died
-                if not spare.ready:  # in its setup: the next may die the same way, fork it later
+                if not spare.ready and not spare.runs_done:  # in its setup: the next fork may die the same way
                     self._backoff = min(MAX_BACKOFF, max(FIRST_BACKOFF, 2 * self._backoff))
                     self._fork_after = self._clock() + self._backoff
                 self._drop(spare)
@@ -301,7 +312,8 @@ def started() -> None:
 def heard(channel: socket.socket) -> tuple[bytes, int] | None:
     """What the attempt at the other end of ``channel`` said, if anything yet (None): ``(STARTED, 0)``, its first
     step started; ``(ENDED, code)``, it ended its run and stays (what it says next is a spare's: left unread);
-    ``(b"", 0)``, it closed its end (it exited, or died)."""
+    ``(b"", 0)``, it closed its end (it exited, or died); ``(UNREAD, 0)``, it closed its end with the run it was
+    handed (:func:`hand_over`) still unread: its attempt never began."""
     try:
         said = channel.recv(1, socket.MSG_DONTWAIT)
         if said == ENDED:
@@ -309,6 +321,8 @@ def heard(channel: socket.socket) -> tuple[bytes, int] | None:
             return (ENDED, code[0]) if code else (b"", 0)
     except BlockingIOError:
         return None
+    except ConnectionResetError:  # what the kernel says of a socket whose peer closed it with bytes left unread
+        return UNREAD, 0
     except OSError:
         return b"", 0
     return (STARTED, 0) if said == STARTED else (b"", 0)

@@ -48,6 +48,23 @@ def exits(pid: int) -> int | None:
         return None
 
 
+def main_thread_exited(pid: int) -> bool:
+    """Whether the main thread of the child ``pid`` has exited (it is a zombie), as ``/proc`` says; False where it
+    cannot say. A process killed while it has other threads is a zombie before the last of them has closed its
+    descriptors: its sockets read the end of the stream, and :func:`exits` is readable, only once they all have."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        stat = os.read(fd, 512)  # "pid (name) state ...": a name is at most 64 bytes
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return stat.rpartition(b")")[2].split(maxsplit=1)[:1] in ([b"Z"], [b"X"])
+
+
 def signals() -> int | None:
     """A descriptor that becomes readable when this process receives a signal (``signal.set_wakeup_fd``): Python
     runs a signal's handler between two bytecodes and retries a ``poll()`` it interrupted, so a sleep would

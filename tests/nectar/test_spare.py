@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from nectar import executor as executor_module
+from nectar import spares as spares_module
 from nectar import wakeup
 from nectar.build import Build
 from nectar.config import Settings
@@ -23,7 +25,7 @@ from nectar.executor import Executor
 from nectar.leases import HOST, holder
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
-from nectar.spares import AHEAD, FIRST_BACKOFF, Spares
+from nectar.spares import AHEAD, ENDED, FIRST_BACKOFF, Spare, Spares, hand_over, heard
 from tests.conftest import wait_until
 from tests.faults.conftest import alive, children
 
@@ -315,6 +317,40 @@ def test_a_spare_that_dies_in_its_setup_is_forked_again_only_after_a_backoff() -
         spares.close()
 
 
+def test_a_process_back_from_its_run_that_dies_before_it_is_ready_again_is_replaced_without_a_backoff() -> None:
+    """The backoff is for fresh spares dying in their setup (the next fork may die the same way). A process that
+    ran a run and stays, then dies setting itself up again, says nothing of a fresh fork's setup (and no fork loop
+    can come of it: it is not forked): its replacement is forked at once."""
+    now = [0.0]
+    calls = [0]
+
+    def prepare() -> tuple[None, bytes]:  # in each process: its first setup goes well, its second dies
+        calls[0] += 1
+        if calls[0] > 1:
+            os._exit(3)
+        return None, b"r"
+
+    spares = Spares(
+        prepare, lambda given, prepared: (0, True), idle_after=KEPT, clock=lambda: now[0], runs_per_process=2
+    )
+    try:
+        spares.wanted()
+        spares.keep(1)
+        (spare,) = spares.spares
+        wait_until(lambda: spares.ready() is spare, timeout=60)
+        spares.take(spare)
+        channel = hand_over(spare, b"run")
+        assert wait_until(lambda: heard(channel), timeout=60) == (ENDED, 0)
+        spares.returned(spare.pid, channel, runs_done=1)
+        wait_until(lambda: spares.ready() is None and not spares.spares, timeout=60)  # dead in its setup, reaped
+
+        spares.keep(1)
+
+        assert len(spares.spares) == 1, "its replacement waits for a backoff"
+    finally:
+        spares.close()
+
+
 def test_an_idle_worker_has_not_imported_what_only_runs_need(settings: Settings) -> None:
     """boto3 (~8 MB, through luigi's S3 targets) and the like are imported before the first spare is forked."""
     probe = (
@@ -433,7 +469,9 @@ def test_a_spare_killed_before_its_run_costs_the_run_no_attempt(
     spares = spares_after(worker, ended(nectar, submit(nectar, 5)), AHEAD)
     for spare in spares:
         os.kill(spare, signal.SIGKILL)
-    wait_until(lambda: not any(map(alive, spares)), timeout=60)  # dead (zombies: their sockets closed), not dying
+    # dead (zombies), not dying: a zombie's other threads may still be exiting, its socket open (the worker
+    # reads its state, test_a_spare_whose_process_exited_is_not_handed_a_run_though_its_socket_is_still_open)
+    wait_until(lambda: not any(map(alive, spares)), timeout=60)
 
     run = ended(nectar, submit(nectar, 6))
 
@@ -442,6 +480,114 @@ def test_a_spare_killed_before_its_run_costs_the_run_no_attempt(
     assert worker.poll() is None
     (log,) = tmp_path.glob("worker-*.log")
     assert "was gone before it began" not in log.read_text()
+
+
+def run_to_its_end(executor: Executor, nectar: Nectar, run_id: str) -> Run:
+    """Pass after pass of ``executor``'s loop until ``run_id`` has ended."""
+
+    def over() -> bool:
+        executor._serve_once()
+        run = nectar.runs.get(run_id)
+        return run is not None and not run.state.active
+
+    wait_until(over, timeout=60)
+    return ended(nectar, run_id)
+
+
+def first_spare(executor: Executor) -> Spare:
+    """The one spare ``executor`` forks once runs are wanted, once it is ready."""
+    executor.spares.wanted()
+    executor.spares.keep(1)
+    (spare,) = executor.spares.spares
+    wait_until(lambda: executor.spares.ready() is spare, timeout=60)
+    return spare
+
+
+def charged_once(nectar: Nectar, run: Run) -> None:
+    """``run`` ended DONE at its first attempt, the one its history holds."""
+    assert (run.state, run.attempt, run.error) == (RunState.DONE, 1, None)
+    assert [(a.attempt, a.state) for a in nectar.runs.attempts(run.id)] == [(1, "DONE")]
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[Path]:
+    """A file the test's processes wait for until the test creates it, or its end does (none is left waiting)."""
+    path = tmp_path / "gate"
+    yield path
+    path.touch()
+
+
+def test_a_spare_whose_process_exited_is_not_handed_a_run_though_its_socket_is_still_open(
+    new_executor: Callable[..., Executor], quick: Settings, tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spare killed while it has other threads (its standby threads) is a zombie before the last of them has closed
+    its socket: on 2 loaded cores, 62 of 200 killed in a row were zombies with their socket still open. A run queued
+    then was claimed in its name and FAILED, "killed by signal 9" (CI, test_a_spare_killed_before_its_run_...).
+    Here the events are in that order every time: the spare's socket outlives it in a process it forked in its setup,
+    until the test's gate."""
+    holder = tmp_path / "holder"
+    prepare = Executor._prepare
+
+    def holding(self: Executor) -> tuple[Build | None, bytes]:  # the first spare only: its socket held after it
+        if not holder.exists():
+            held = os.fork()
+            if held == 0:
+                try:
+                    wait_until(gate.exists, timeout=120)
+                finally:
+                    os._exit(0)
+            holder.write_text(str(held))
+        return prepare(self)
+
+    monkeypatch.setattr(Executor, "_prepare", holding)
+    executor, nectar = new_executor(concurrency=1), Nectar(quick)
+    spare = first_spare(executor)
+    os.kill(spare.pid, signal.SIGKILL)
+    wait_until(lambda: not alive(spare.pid), timeout=60)
+    assert not wakeup.readable([spare.channel.fileno()], 0.0), "its socket closed: not the case under test"
+    run_id = submit(nectar, 12)
+
+    executor._serve_once()
+
+    queued = nectar.runs.get(run_id)
+    assert queued is not None and (queued.state, queued.worker) == (RunState.PENDING, None), "claimed by the dead"
+    assert spare not in executor.spares.spares
+    gate.touch()
+    wait_until(lambda: not alive(int(holder.read_text())), timeout=60)
+    run = run_to_its_end(executor, nectar, run_id)
+    charged_once(nectar, run)
+    assert pid_of(run) != spare.pid
+
+
+def test_a_spare_killed_after_its_claim_before_it_read_its_run_costs_the_run_no_attempt(
+    new_executor: Callable[..., Executor], quick: Settings, tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel tells the worker whether the spare read the run handed to it: a socket closed with bytes unread
+    reads as a reset, not as the end of the stream. One that never read it never began its attempt: the run goes
+    back to the queue, uncounted (it was FAILED, "killed by signal 9 during attempt 1"). Here the first spare waits
+    at a gate between saying it is ready and reading its run, and is killed there once handed it."""
+    first = tmp_path / "first"
+    read_run = spares_module._read_run
+
+    def held(channel: socket.socket) -> bytes | None:
+        if not first.exists():
+            first.touch()
+            wait_until(gate.exists, timeout=120)  # never opened unless the test fails: killed here
+        return read_run(channel)
+
+    monkeypatch.setattr(spares_module, "_read_run", held)
+    executor, nectar = new_executor(concurrency=1), Nectar(quick)
+    spare = first_spare(executor)
+    wait_until(first.exists, timeout=60)  # at the gate
+    run_id = submit(nectar, 13)
+    executor._serve_once()
+    assert spare.pid in executor.children, "not handed to the spare at the gate"
+
+    os.kill(spare.pid, signal.SIGKILL)
+    run = run_to_its_end(executor, nectar, run_id)
+
+    charged_once(nectar, run)
+    assert pid_of(run) != spare.pid
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
