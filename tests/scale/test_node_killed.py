@@ -45,7 +45,7 @@ def test_a_node_killed_half_way_leaves_its_runs_to_the_others(deployment: Deploy
 
     deployment.kill_node(victim)
 
-    waitfor(lambda: deployment.states()[RunState.DONE] == RUNS, 240, "every run to be DONE", interval=0.5)
+    waitfor(lambda: deployment.states()[RunState.DONE] == RUNS, 240, "every run to be DONE", interval=0.1)
     figures = account(deployment, "the same, node 2 killed (SIGKILL) half-way", started)
     # an execution completed when it wrote its output: the kill may fall between that and its ledger's "end" line
     # (the output then exists, so no attempt executes the task again)

@@ -21,8 +21,8 @@ def test_runs_sent_to_three_nodes_each_execute_once(deployment: Deployment) -> N
     accepted = submit_round_robin(deployment)
 
     assert len({a["run_id"] for a in accepted}) == RUNS
-    waitfor(lambda: deployment.states()[RunState.DONE] == RUNS, 240, "every run to be DONE", interval=0.5)
-    figures = account(deployment, "200 runs round-robin to 3 nodes", started)
+    waitfor(lambda: deployment.states()[RunState.DONE] == RUNS, 240, "every run to be DONE", interval=0.1)
+    figures = account(deployment, f"{RUNS} runs round-robin to {NODES} nodes", started)
     ended = Counter(e.task_id for e in deployment.ledger.executions() if e.end is not None)
     assert len(ended) == RUNS and set(ended.values()) == {1}
     assert (figures.executions, figures.duplicates, figures.lost) == (RUNS, 0, 0)
