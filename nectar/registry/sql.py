@@ -38,6 +38,11 @@ INSERT_NEW = (
 DUE = "SELECT 1 FROM runs WHERE state = 'PENDING' AND not_before <= ? LIMIT 1"
 
 
+def queue_full(ahead: int) -> QueueFull:
+    """The refusal of a run with ``ahead`` runs queued, the most accepted."""
+    return QueueFull(f"{ahead} runs are queued, the most this service accepts", retry_after=0)
+
+
 class SqlRunStore(SqlReads):
     """The registry in SQL that SQLite and PostgreSQL both speak: its writes, each in one transaction."""
 
@@ -65,7 +70,7 @@ class SqlRunStore(SqlReads):
             # reads it after this one
             ahead = int(self._scalar(db, f"{QUEUED}{self.LOCK}")) - (0 if self.COUNTED_AT_COMMIT else 1)
             if ahead >= max_pending:
-                raise QueueFull(f"{ahead} runs are queued, the most this service accepts", retry_after=0)
+                raise queue_full(ahead)
         return queued
 
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
@@ -78,23 +83,32 @@ class SqlRunStore(SqlReads):
 
     def submit_all(self, asked: Sequence[tuple[Run, int | None]]) -> list[Outcome[tuple[Run, bool]]]:
         """Each run of ``asked`` (with its ``max_pending``) submitted as :meth:`submit` submits it, all in one
-        transaction, in order: each its answer, or the QueueFull that refused it (its insert alone rolled back)."""
+        transaction, in order: each its answer, or the QueueFull that refused it (nothing of it written).
+
+        The PENDING runs ahead are read once, the transaction's first statement (the count's row locked until it
+        ends), and counted on here as its runs are queued; a run is refused before its insert, so none is rolled
+        back: a run and one statement each (its insert; an identical active run's look-up too), where each had its
+        insert, a read of the count and a savepoint around both, made and released (4 statements)."""
         outcomes: list[Outcome[tuple[Run, bool]]] = []
         with self._db() as db:
+            ahead: int | None = None
             for run, max_pending in asked:
-                if len(asked) > 1:
-                    self._exec(db, "SAVEPOINT submission")
-                try:
-                    queued = self._submit(db, run, max_pending)
-                except QueueFull as exc:
-                    if len(asked) == 1:
-                        raise
-                    self._exec(db, "ROLLBACK TO submission")
-                    outcomes.append((None, exc))
+                if max_pending is not None and ahead is None:
+                    ahead = int(self._scalar(db, f"{QUEUED}{self.LOCK}"))
+                if max_pending is not None and ahead is not None and ahead >= max_pending:
+                    active = self._select(db, f"key = ? AND {ACTIVE}", run.key)  # answered even with the queue full
+                    if active is None:
+                        full = queue_full(ahead)
+                        if len(asked) == 1:
+                            raise full
+                        outcomes.append((None, full))
+                        continue
+                    queued = active
                 else:
-                    outcomes.append(((queued, queued is run), None))
-                if len(asked) > 1:
-                    self._exec(db, "RELEASE submission")
+                    queued = self._queue_unless_active(db, run)
+                if queued is run and ahead is not None and run.state == RunState.PENDING:
+                    ahead += 1
+                outcomes.append(((queued, queued is run), None))
         if any(answer is not None and answer[1] for answer, _ in outcomes):
             self._queued()
         return outcomes
