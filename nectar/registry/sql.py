@@ -85,33 +85,40 @@ class SqlRunStore(SqlReads):
         """Each run of ``asked`` (with its ``max_pending``) submitted as :meth:`submit` submits it, all in one
         transaction, in order: each its answer, or the QueueFull that refused it (nothing of it written).
 
-        The PENDING runs ahead are read once, the transaction's first statement (the count's row locked until it
-        ends), and counted on here as its runs are queued; a run is refused before its insert, so none is rolled
-        back: a run and one statement each (its insert; an identical active run's look-up too), where each had its
-        insert, a read of the count and a savepoint around both, made and released (4 statements)."""
-        outcomes: list[Outcome[tuple[Run, bool]]] = []
-        with self._db() as db:
-            ahead: int | None = None
-            for run, max_pending in asked:
-                if max_pending is not None and ahead is None:
-                    ahead = int(self._scalar(db, f"{QUEUED}{self.LOCK}"))
-                if max_pending is not None and ahead is not None and ahead >= max_pending:
-                    active = self._select(db, f"key = ? AND {ACTIVE}", run.key)  # answered even with the queue full
-                    if active is None:
-                        full = queue_full(ahead)
-                        if len(asked) == 1:
-                            raise full
-                        outcomes.append((None, full))
-                        continue
-                    queued = active
-                else:
-                    queued = self._queue_unless_active(db, run)
-                if queued is run and ahead is not None and run.state == RunState.PENDING:
-                    ahead += 1
-                outcomes.append(((queued, queued is run), None))
+        A run alone is written as :meth:`submit` writes it (its QueueFull raised, the transaction rolled back). In a
+        turn of several, the PENDING runs ahead are read once, before the first bounded run (the count's row locked
+        until the transaction ends), and counted on here as its runs are queued: a run past the bound is refused
+        before its insert, so that none is rolled back. One statement a run (its insert; an identical active run's
+        look-up too) where each had its insert, a read of the count and a savepoint around both (4 statements)."""
+        if len(asked) == 1:
+            ((run, max_pending),) = asked
+            with self._db() as db:
+                queued = self._submit(db, run, max_pending)
+            outcomes: list[Outcome[tuple[Run, bool]]] = [((queued, queued is run), None)]
+        else:
+            ahead: list[int] = []
+            with self._db() as db:
+                outcomes = [self._submit_counted(db, run, max_pending, ahead) for run, max_pending in asked]
         if any(answer is not None and answer[1] for answer, _ in outcomes):
             self._queued()
         return outcomes
+
+    def _submit_counted(
+        self, db: Any, run: Run, max_pending: int | None, ahead: list[int]
+    ) -> Outcome[tuple[Run, bool]]:
+        """``run`` submitted in a turn of several, inside ``db``'s transaction: ``ahead`` holds the PENDING runs
+        counted so far in it (empty until a bounded run reads them), one more for each run it queues."""
+        if max_pending is not None and not ahead:
+            ahead.append(int(self._scalar(db, f"{QUEUED}{self.LOCK}")))
+        if max_pending is not None and ahead[0] >= max_pending:
+            active = self._select(db, f"key = ? AND {ACTIVE}", run.key)  # answered even with the queue full
+            if active is None:
+                return None, queue_full(ahead[0])
+            return (active, False), None
+        queued = self._queue_unless_active(db, run)
+        if queued is run and ahead and run.state == RunState.PENDING:
+            ahead[0] += 1
+        return (queued, queued is run), None
 
     def _queue_or_join(self, db: Any, run: Run, maker: str, values: Sequence[Any]) -> Run:
         """Queue ``run`` unless a run of its key is active, which is answered instead; an active run that no
