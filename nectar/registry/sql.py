@@ -38,6 +38,11 @@ INSERT_NEW = (
 DUE = "SELECT 1 FROM runs WHERE state = 'PENDING' AND not_before <= ? LIMIT 1"
 
 
+def queue_full(ahead: int) -> QueueFull:
+    """The refusal of a run with ``ahead`` runs queued, the most accepted."""
+    return QueueFull(f"{ahead} runs are queued, the most this service accepts", retry_after=0)
+
+
 class SqlRunStore(SqlReads):
     """The registry in SQL that SQLite and PostgreSQL both speak: its writes, each in one transaction."""
 
@@ -65,7 +70,7 @@ class SqlRunStore(SqlReads):
             # reads it after this one
             ahead = int(self._scalar(db, f"{QUEUED}{self.LOCK}")) - (0 if self.COUNTED_AT_COMMIT else 1)
             if ahead >= max_pending:
-                raise QueueFull(f"{ahead} runs are queued, the most this service accepts", retry_after=0)
+                raise queue_full(ahead)
         return queued
 
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
@@ -78,26 +83,42 @@ class SqlRunStore(SqlReads):
 
     def submit_all(self, asked: Sequence[tuple[Run, int | None]]) -> list[Outcome[tuple[Run, bool]]]:
         """Each run of ``asked`` (with its ``max_pending``) submitted as :meth:`submit` submits it, all in one
-        transaction, in order: each its answer, or the QueueFull that refused it (its insert alone rolled back)."""
-        outcomes: list[Outcome[tuple[Run, bool]]] = []
-        with self._db() as db:
-            for run, max_pending in asked:
-                if len(asked) > 1:
-                    self._exec(db, "SAVEPOINT submission")
-                try:
-                    queued = self._submit(db, run, max_pending)
-                except QueueFull as exc:
-                    if len(asked) == 1:
-                        raise
-                    self._exec(db, "ROLLBACK TO submission")
-                    outcomes.append((None, exc))
-                else:
-                    outcomes.append(((queued, queued is run), None))
-                if len(asked) > 1:
-                    self._exec(db, "RELEASE submission")
+        transaction, in order: each its answer, or the QueueFull that refused it (nothing of it written).
+
+        A run alone is written as :meth:`submit` writes it (its QueueFull raised, the transaction rolled back). In a
+        turn of several, the PENDING runs ahead are read once, before the first bounded run (the count's row locked
+        until the transaction ends), and counted on here as its runs are queued: a run past the bound is refused
+        before its insert, so that none is rolled back. One statement a run (its insert; an identical active run's
+        look-up too) where each had its insert, a read of the count and a savepoint around both (4 statements)."""
+        if len(asked) == 1:
+            ((run, max_pending),) = asked
+            with self._db() as db:
+                queued = self._submit(db, run, max_pending)
+            outcomes: list[Outcome[tuple[Run, bool]]] = [((queued, queued is run), None)]
+        else:
+            ahead: list[int] = []
+            with self._db() as db:
+                outcomes = [self._submit_counted(db, run, max_pending, ahead) for run, max_pending in asked]
         if any(answer is not None and answer[1] for answer, _ in outcomes):
             self._queued()
         return outcomes
+
+    def _submit_counted(
+        self, db: Any, run: Run, max_pending: int | None, ahead: list[int]
+    ) -> Outcome[tuple[Run, bool]]:
+        """``run`` submitted in a turn of several, inside ``db``'s transaction: ``ahead`` holds the PENDING runs
+        counted so far in it (empty until a bounded run reads them), one more for each run it queues."""
+        if max_pending is not None and not ahead:
+            ahead.append(int(self._scalar(db, f"{QUEUED}{self.LOCK}")))
+        if max_pending is not None and ahead[0] >= max_pending:
+            active = self._select(db, f"key = ? AND {ACTIVE}", run.key)  # answered even with the queue full
+            if active is None:
+                return None, queue_full(ahead[0])
+            return (active, False), None
+        queued = self._queue_unless_active(db, run)
+        if queued is run and ahead and run.state == RunState.PENDING:
+            ahead[0] += 1
+        return (queued, queued is run), None
 
     def _queue_or_join(self, db: Any, run: Run, maker: str, values: Sequence[Any]) -> Run:
         """Queue ``run`` unless a run of its key is active, which is answered instead; an active run that no

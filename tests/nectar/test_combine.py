@@ -94,7 +94,7 @@ def test_a_turn_refuses_only_the_runs_past_the_bound_and_answers_an_identical_ru
     runs: SQLiteRunStore, hold: Callable[[], subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Written in one transaction, the runs asked are bounded one by one, as each would be in a transaction of its
-    own: those within the bound queued, each past it refused alone (its insert rolled back, the others' kept)."""
+    own: those within the bound queued, each past it refused alone (never inserted, the others' kept)."""
     first = runs.submit(new_run(0), max_pending=3)[0]
     opened = transactions(runs, monkeypatch)
     futures = asked_while_held(runs, hold(), [(new_run(0), 3)] + [(new_run(n), 3) for n in range(1, THREADS)])
@@ -123,3 +123,50 @@ def test_a_turn_that_never_comes_fails_every_thread_that_awaited_it_and_the_next
     holder.wait()
     run, created = runs.submit(new_run(THREADS))
     assert created and runs.count() == 1 and runs.get(run.id) == run
+
+
+def statements(runs: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements ``runs`` asks inside its transactions from now on (their SQL, one entry each)."""
+    asked: list[str] = []
+    execute = runs._exec
+
+    def counted(db: sqlite3.Connection, text: str, args: Sequence[object] = ()) -> sqlite3.Cursor:
+        asked.append(text.split(" ", 1)[0])
+        return execute(db, text, args)
+
+    monkeypatch.setattr(runs, "_exec", counted)
+    return asked
+
+
+def test_a_turn_reads_the_queue_once_and_writes_each_run_in_one_statement(
+    runs: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PENDING runs ahead are read once per turn and counted on as its runs are queued: no savepoint around each
+    run, no read of the count after each insert (4 statements per run before: SAVEPOINT, INSERT, SELECT, RELEASE)."""
+    runs.submit(new_run(0), max_pending=THREADS + 1)
+    asked = statements(runs, monkeypatch)
+    made = [new_run(n) for n in range(1, THREADS + 1)]
+    outcomes = runs.submit_all([(run, THREADS + 1) for run in made])
+    assert outcomes == [((run, True), None) for run in made]
+    assert asked == ["SELECT"] + ["INSERT"] * THREADS
+    assert runs.queued() == runs.count(RunState.PENDING) == THREADS + 1
+
+
+def test_a_full_queue_still_answers_an_identical_active_run_and_refuses_a_new_one_unwritten(
+    runs: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the bound, a run whose key has an active run is answered that run, as below it; a new one is refused
+    before its insert (nothing to roll back), and the runs after it in the turn are bounded as before."""
+    active = [runs.submit(new_run(n), max_pending=2)[0] for n in range(2)]
+    asked = statements(runs, monkeypatch)
+    outcomes = runs.submit_all([(new_run(1), 2), (new_run(5), 2), (new_run(6), None)])
+    assert outcomes[0] == ((active[1], False), None)
+    answer, error = outcomes[1]
+    assert answer is None and isinstance(error, QueueFull)
+    assert str(error) == "2 runs are queued, the most this service accepts"
+    assert outcomes[2][1] is None and outcomes[2][0] is not None and outcomes[2][0][1]  # unbounded: queued
+    assert asked == ["SELECT", "SELECT", "SELECT", "INSERT"]
+    assert runs.queued() == runs.count(RunState.PENDING) == 3
+    with pytest.raises(QueueFull, match="^3 runs are queued"):  # alone in its turn: raised, as submit raises
+        runs.submit(new_run(7), max_pending=3)
+    assert runs.count() == 3
