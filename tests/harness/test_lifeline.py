@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from harness import (
@@ -27,6 +29,30 @@ from nectar.config import Settings
 from tests.helpers.postgres import ensure_installed, stop_orphans
 
 
+def first_line_said(
+    processes: Processes, starter: subprocess.Popen[bytes], wanted: Callable[[str], bool]
+) -> Callable[[], str]:
+    """What :func:`waitfor` asks: the first line of the starter's log that is ``wanted`` ("" before; fails at once if
+    the starter ended)."""
+    log = processes.log_of[starter.pid]
+
+    def said() -> str:
+        assert starter.poll() is None, log.read_text()
+        return next((line for line in log.read_text().splitlines() if wanted(line)), "")
+
+    return said
+
+
+def killed_with_all_it_started(starter: subprocess.Popen[bytes], pids: dict[int, str]) -> None:
+    """SIGKILL the starter, then wait for every one of ``pids`` (each with what it is) to exit."""
+    send(starter.pid, signal.SIGKILL)
+    starter.wait(timeout=60)
+    try:
+        waitfor(lambda: not any(alive(pid) for pid in pids), 60, "every process of the killed starter to exit")
+    except AssertionError:
+        raise AssertionError(f"still running: { {p: n for p, n in pids.items() if alive(p)} }") from None
+
+
 def test_every_part_dies_when_the_process_that_started_it_is_killed(
     processes: Processes, settings: Settings, tmp_path: Path
 ) -> None:
@@ -36,25 +62,14 @@ def test_every_part_dies_when_the_process_that_started_it_is_killed(
     pending). Before the harness's lifeline, every one lived on, handed to init."""
     env = {**base_env(), **settings_env(settings)}
     starter = processes.start("starter", [sys.executable, "-m", "tests.harness.starter", str(tmp_path)], env, REPO)
-    log = processes.log_of[starter.pid]
-
-    def said() -> str:
-        assert starter.poll() is None, log.read_text()
-        return next((line for line in log.read_text().splitlines() if line.startswith("{")), "")
-
+    said = first_line_said(processes, starter, lambda line: line.startswith("{"))
     parts: dict[str, int] = json.loads(waitfor(said, 120, "the starter to start its parts and print their pids"))
     assert sorted(parts) == ["api", "luigid", "moto", "worker"]
     send(parts["api"], signal.SIGSTOP)
     pids = {pid: name for name, part in parts.items() for pid in [part, *descendants(part)]}
     assert all(alive(pid) for pid in pids), {pid: name for pid, name in pids.items() if not alive(pid)}
 
-    send(starter.pid, signal.SIGKILL)
-    starter.wait(timeout=60)
-
-    try:
-        waitfor(lambda: not any(alive(pid) for pid in pids), 60, "every part of the killed starter to exit")
-    except AssertionError:
-        raise AssertionError(f"still running: { {p: n for p, n in pids.items() if alive(p)} }") from None
+    killed_with_all_it_started(starter, pids)
 
 
 #: a process that starts a PostgreSQL server through the tests' helper, prints its postmaster's pid and waits
@@ -75,23 +90,13 @@ def test_a_postgresql_server_dies_when_the_process_that_started_it_is_killed(
     gives it the lifeline of the process that started it, so that a killed session leaves no server running. (Its
     folder is left, for the next session's :func:`stop_orphans` to remove.) Before, the server lived on."""
     starter = processes.start("postgres-starter", [sys.executable, "-c", POSTGRES_STARTER], base_env(), REPO)
-    log = processes.log_of[starter.pid]
-
-    def said() -> str:
-        assert starter.poll() is None, log.read_text()
-        return next((line for line in log.read_text().splitlines() if line.isdigit()), "")
-
+    said = first_line_said(processes, starter, str.isdigit)
     postmaster = int(waitfor(said, 120, "the starter to start PostgreSQL and print its pid"))
-    pids = [postmaster, *descendants(postmaster)]
+    pids = {pid: cmdline(pid) for pid in [postmaster, *descendants(postmaster)]}
     assert all(alive(pid) for pid in pids)
 
-    send(starter.pid, signal.SIGKILL)
-    starter.wait(timeout=60)
-
     try:
-        waitfor(lambda: not any(alive(pid) for pid in pids), 60, "the killed starter's PostgreSQL to exit")
-    except AssertionError:
-        raise AssertionError(f"still running: {[(pid, cmdline(pid)) for pid in pids if alive(pid)]}") from None
+        killed_with_all_it_started(starter, pids)
     finally:
         stop_orphans(ensure_installed())
 
