@@ -49,18 +49,18 @@ SALES_DAY_PARAM = {
 #: short ones fill the end, instead of a worker idling while the other runs a 70 s file it took last. Not
 #: tests/test_lint.py: its mypy runs from the session's start (tests/helpers/background_mypy.py), and is read late
 SLOWEST_FIRST = (
+    "tests/triggers/test_exactly_once.py",
     "tests/faults/test_processes.py",
+    "tests/scale/test_node_killed.py",
+    "tests/scale/test_nodes.py",
     "tests/faults/test_serve_stops.py",
     "tests/test_benchmarks.py",
-    "tests/scale/test_node_killed.py",
     "tests/schedules/test_exactly_once.py",
-    "tests/triggers/test_exactly_once.py",
+    "tests/triggers/test_exactly_once_local.py",
     "tests/nectar/test_client.py",
     "tests/scale/test_pools.py",
     "tests/scale/test_registry_restart.py",
     "tests/faults/test_dependencies.py",
-    "tests/scale/test_nodes.py",
-    "tests/triggers/test_exactly_once_local.py",
     "tests/schedules/test_clock_races.py",
     "tests/faults/test_submissions.py",
     "tests/faults/test_policies.py",
