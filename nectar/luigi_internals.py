@@ -107,6 +107,11 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
         return answer
 
     @property
+    def batches(self) -> bool:
+        """Whether what is sent ahead is held, and sent in one request with the next RPC (a subclass may say so)."""
+        return False
+
+    @property
     def url(self) -> str:
         """luigid's URL, without its trailing slash."""
         return str(self._url)
@@ -203,13 +208,14 @@ class _KeepAlive(luigi.worker.KeepAliveThread):
 
 class Worker(luigi.worker.Worker):
     """luigi's worker, whose ``add_worker`` (who it is, and its first task: luigid's workers view) is told luigid
-    right after its first ``get_work`` when luigid's answer to it is read later (:attr:`RemoteScheduler.held_back`):
-    luigid grants the first step without waiting behind it (luigid knows a worker from its first ``add_task``; its
-    description is what ``add_worker`` adds), and the answer is read before the worker's run ends. Once every task
-    it scheduled it told luigid DONE, luigid is not asked for more work (:meth:`_all_done`): luigid would grant it
-    none, and luigi's worker would end on that answer. A worker that runs its steps in its own process (one process,
-    no ``force_multiprocessing``) gets their results in memory (:class:`_InProcessResults`). ``config``: its
-    ``[worker]`` settings, made ahead (:func:`worker_config`), when no setting is given here."""
+    right after its first ``get_work`` when it is sent ahead, on its own (:attr:`RemoteScheduler.held_back`, not
+    :attr:`RemoteScheduler.batches`): luigid grants the first step without waiting behind it (luigid knows a worker
+    from its first ``add_task``; its description is what ``add_worker`` adds), and the answer is read before the
+    worker's run ends; held for a batch, it goes before that ``get_work``, in its request, as luigi orders them.
+    Once every task it scheduled it told luigid DONE, luigid is not asked for more work (:meth:`_all_done`): luigid
+    would grant it none, and luigi's worker would end on that answer. A worker that runs its steps in its own process
+    (one process, no ``force_multiprocessing``) gets their results in memory (:class:`_InProcessResults`).
+    ``config``: its ``[worker]`` settings, made ahead (:func:`worker_config`), when no setting is given here."""
 
     def __init__(
         self,
@@ -226,8 +232,6 @@ class Worker(luigi.worker.Worker):
                 super().__init__(scheduler, worker_id, worker_processes, assistant)
         else:
             super().__init__(scheduler, worker_id, worker_processes, assistant, **kwargs)
-        #: add_worker is told after the first get_work (the scheduler sends it without waiting for its answer)
-        self._add_worker_later = isinstance(scheduler, RemoteScheduler) and "/api/add_worker" in scheduler.held_back
         self._add_worker_due = False
         #: with luigid, the ids of the tasks this worker told luigid a status of, and of those whose last was not DONE
         self._told: set[str] = set()
@@ -249,8 +253,9 @@ class Worker(luigi.worker.Worker):
         return self
 
     def _add_worker(self) -> None:
-        if self._add_worker_later:
-            self._add_worker_due = True
+        held = isinstance(self._scheduler, RemoteScheduler) and "/api/add_worker" in self._scheduler.held_back
+        if held and not self._scheduler.batches:
+            self._add_worker_due = True  # told after the first get_work (sent without waiting for its answer)
         else:
             super()._add_worker()
 
