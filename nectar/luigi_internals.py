@@ -69,6 +69,9 @@ _EXTENDED = "_nectar_extended"
 #: the key of luigid's answer to ``get_work`` that says whether a worker's PENDING took the granted step back from
 #: DONE since it was last granted (:func:`luigid_marks_reopened`)
 REOPENED = "nectar_reopened"
+#: the key of luigid's answer to ``get_work`` that says whether it held a task it DISABLED then
+#: (:mod:`nectar.luigid_server`)
+HOLDS_DISABLED = "nectar_holds_disabled"
 #: what luigid answers an RPC sent ahead (:attr:`RemoteScheduler.held_back`): luigi's worker reads no answer of it
 HELD_ANSWER = '{"response": null}'
 
@@ -100,10 +103,14 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
 
     #: luigid's answer to this client's last ``get_work``: what the step it granted was granted with
     granted: dict[str, Any] | None = None
+    #: whether luigid held a task it DISABLED when it answered this client's last ``get_work`` (None: not said)
+    holds_disabled: bool | None = None
 
     def get_work(self, *args: Any, **kwargs: Any) -> Any:
         answer = super().get_work(*args, **kwargs)  # type: ignore[misc]  # luigi makes its RPC methods on the fly
         self.granted = answer if isinstance(answer, dict) else None
+        said = answer.get(HOLDS_DISABLED) if isinstance(answer, dict) else None
+        self.holds_disabled = said if isinstance(said, bool) else None
         return answer
 
     @property

@@ -534,6 +534,11 @@ class SchedulerClient:
         thread reads that answer (luigid works on it meanwhile)."""
         self._disabled_asked[task_id] = self.ask("dep_graph", task_id=task_id, **DISABLED_QUESTION)
 
+    def none_disabled(self, task_id: str) -> None:
+        """The next :meth:`disabled` of ``task_id`` on this thread answers none without asking luigid: the caller
+        knows luigid held no DISABLED task a moment ago (a step met disabled since is learnt as the build ends)."""
+        self._disabled_asked[task_id] = dict
+
     def disabled(self, task_id: str) -> dict[str, dict[str, Any]]:
         """The tasks of ``task_id``'s graph that luigid disabled itself (too many failures), by task id, each
         with its record: luigid holds them until ``disable_persist`` runs out or they are re-enabled."""

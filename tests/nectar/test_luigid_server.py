@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from harness import LUIGI_CFG, Processes, free_port, wait_until
 from harness.processes import base_env
-from nectar.luigi_internals import REOPENED
+from nectar.luigi_internals import HOLDS_DISABLED, REOPENED
 from nectar.luigid import BATCH_RPC, DISABLED_ONLY, JSON, form_body
 from nectar.luigid_server import rpc_arguments
 from nectar.supervisor import LUIGID
@@ -151,9 +151,11 @@ REQUESTS: list[tuple[str, str, bytes | None, dict[str, str]]] = [
 
 def without_reopened(answer: Any) -> Any:
     """A ``get_work`` answer of our luigid as luigi's would be: without what it adds to a grant, that the step was
-    not reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`); its body parsed, its length not compared."""
+    not reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`), and that it holds no DISABLED task; its body
+    parsed, its length not compared."""
     status, reason, fields, content = answer
     work = json.loads(content)
+    assert work["response"].pop(HOLDS_DISABLED) is False
     reopened = work["response"].pop(REOPENED, None)
     assert reopened is (None if work["response"]["task_id"] is None else False), work
     return status, reason, [(name, value) for name, value in fields if name != "Content-Length"], work
@@ -268,7 +270,7 @@ def test_a_batch_is_run_and_answered_as_its_calls_posted_one_by_one(luigids: tup
             assert mine == {"status": theirs_status, "reason": theirs_reason}, method
             continue
         if method == "get_work":
-            assert mine["response"].pop(REOPENED) is False
+            assert mine["response"].pop(REOPENED) is False and mine["response"].pop(HOLDS_DISABLED) is False
         assert mine == json.loads(theirs), method
     graph = [json.loads(luigid.rpc("dep_graph", task_id=TASK["task_id"])[3]) for luigid in luigids]
     for found in graph:
