@@ -83,10 +83,10 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
     that raised one of ``raises`` goes through luigi's own retry loop (``[core] rpc-retry-attempts``,
     ``rpc-retry-wait``, its log lines), and fails as luigi's does (``luigi.rpc.RPCError``).
 
-    An RPC in :attr:`held_back` (luigi's worker reads no answer of it) is ``send``: sent at once, its answer read by
-    the transport with the thread's next RPC (which fails if it did), so that luigid works on it while luigi's worker
-    goes on; luigid gets the same calls in the same order. :meth:`send_held` reads what is unread (a worker's run
-    ends so).
+    An RPC in :attr:`held_back` (luigi's worker reads no answer of it) is ``send``: sent at once, or held and sent in
+    one request with the thread's next RPC when the transport :attr:`batches`; its answer read by the transport with
+    that next RPC (which fails if it did); luigid gets the same calls in the same order. :meth:`send_held` reads what
+    is unread (a worker's run ends so).
     """
 
     #: sends one RPC, after the answers of what this thread sent ahead: a subclass sets it (an attribute, not a

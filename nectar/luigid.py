@@ -5,7 +5,8 @@ luigi's own ``RemoteScheduler`` spends about 1 ms of CPU on every call (a ``requ
 three calls per task. :class:`LuigidRPC` is that scheduler over :class:`Connections` (one
 persistent ``http.client`` connection per thread and process, through the one hook of
 :mod:`nectar.luigi_internals`): a call that fails is retried at once on a fresh connection, then
-handed to luigi's own retry loop (``rpc-retry-attempts``, ``rpc-retry-wait``).
+handed to luigi's own retry loop (``rpc-retry-attempts``, ``rpc-retry-wait``). The calls whose answers
+luigi's worker never reads ride with its next call in one request (:data:`BATCH_RPC`), to our luigid.
 :class:`SchedulerClient` asks luigid about one task, never the task list.
 
 Every call carries the scheduler secret (:func:`scheduler_secret`) in :data:`SECRET_HEADER`: the
