@@ -210,8 +210,10 @@ def execute(settings: Settings, runs: RunStore, run: Run, build: Build | None = 
 def attempt(settings: Settings, runs: RunStore, run: Run, build: Build | None = None) -> Ending:
     """:func:`execute`, answering how the attempt ended."""
     # first: luigid is asked which of the task's steps it disabled (lifted for a new submission), and answers while
-    # the attempt sets itself up, takes its lease and compiles its chain
-    re_enable_ahead(build.client if build is not None else None, run)
+    # the attempt sets itself up, takes its lease and compiles its chain; not asked if its last grant to this process
+    # said it held none
+    if build is not None:
+        re_enable_ahead(build.client, run, build.none_disabled)
     configure(settings)
     current_run.set(run.id)  # every record of this process is now about this run (luigi's too)
     logger.info("run %s of %s: attempt %d of %d started", run.id, run.ref, run.attempt, run.max_attempts)

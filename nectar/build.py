@@ -101,6 +101,12 @@ class Build:
         self.worker_id = luigi_worker_id(process)
         self.worker = self._worker(self.env.workers)
 
+    @property
+    def none_disabled(self) -> bool:
+        """Whether luigid, at its last grant to this process (its kept client's last ``get_work``), said it held no
+        DISABLED task."""
+        return isinstance(self.scheduler, LuigidRPC) and self.scheduler.holds_disabled is False
+
     def _worker(self, processes: int, **config: str) -> luigi.worker.Worker:
         return new_worker(self.scheduler, self.worker_id, processes, self._settings, **config)
 

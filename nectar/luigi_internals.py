@@ -69,6 +69,9 @@ _EXTENDED = "_nectar_extended"
 #: the key of luigid's answer to ``get_work`` that says whether a worker's PENDING took the granted step back from
 #: DONE since it was last granted (:func:`luigid_marks_reopened`)
 REOPENED = "nectar_reopened"
+#: the key of luigid's answer to ``get_work`` that says whether it held a task it DISABLED then
+#: (:mod:`nectar.luigid_server`)
+HOLDS_DISABLED = "nectar_holds_disabled"
 #: what luigid answers an RPC sent ahead (:attr:`RemoteScheduler.held_back`): luigi's worker reads no answer of it
 HELD_ANSWER = '{"response": null}'
 
@@ -80,10 +83,10 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
     that raised one of ``raises`` goes through luigi's own retry loop (``[core] rpc-retry-attempts``,
     ``rpc-retry-wait``, its log lines), and fails as luigi's does (``luigi.rpc.RPCError``).
 
-    An RPC in :attr:`held_back` (luigi's worker reads no answer of it) is ``send``: sent at once, its answer read by
-    the transport with the thread's next RPC (which fails if it did), so that luigid works on it while luigi's worker
-    goes on; luigid gets the same calls in the same order. :meth:`send_held` reads what is unread (a worker's run
-    ends so).
+    An RPC in :attr:`held_back` (luigi's worker reads no answer of it) is ``send``: sent at once, or held and sent in
+    one request with the thread's next RPC when the transport :attr:`batches`; its answer read by the transport with
+    that next RPC (which fails if it did); luigid gets the same calls in the same order. :meth:`send_held` reads what
+    is unread (a worker's run ends so).
     """
 
     #: sends one RPC, after the answers of what this thread sent ahead: a subclass sets it (an attribute, not a
@@ -100,11 +103,20 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
 
     #: luigid's answer to this client's last ``get_work``: what the step it granted was granted with
     granted: dict[str, Any] | None = None
+    #: whether luigid held a task it DISABLED when it answered this client's last ``get_work`` (None: not said)
+    holds_disabled: bool | None = None
 
     def get_work(self, *args: Any, **kwargs: Any) -> Any:
         answer = super().get_work(*args, **kwargs)  # type: ignore[misc]  # luigi makes its RPC methods on the fly
         self.granted = answer if isinstance(answer, dict) else None
+        said = answer.get(HOLDS_DISABLED) if isinstance(answer, dict) else None
+        self.holds_disabled = said if isinstance(said, bool) else None
         return answer
+
+    @property
+    def batches(self) -> bool:
+        """Whether what is sent ahead is held, and sent in one request with the next RPC (a subclass may say so)."""
+        return False
 
     @property
     def url(self) -> str:
@@ -203,13 +215,14 @@ class _KeepAlive(luigi.worker.KeepAliveThread):
 
 class Worker(luigi.worker.Worker):
     """luigi's worker, whose ``add_worker`` (who it is, and its first task: luigid's workers view) is told luigid
-    right after its first ``get_work`` when luigid's answer to it is read later (:attr:`RemoteScheduler.held_back`):
-    luigid grants the first step without waiting behind it (luigid knows a worker from its first ``add_task``; its
-    description is what ``add_worker`` adds), and the answer is read before the worker's run ends. Once every task
-    it scheduled it told luigid DONE, luigid is not asked for more work (:meth:`_all_done`): luigid would grant it
-    none, and luigi's worker would end on that answer. A worker that runs its steps in its own process (one process,
-    no ``force_multiprocessing``) gets their results in memory (:class:`_InProcessResults`). ``config``: its
-    ``[worker]`` settings, made ahead (:func:`worker_config`), when no setting is given here."""
+    right after its first ``get_work`` when it is sent ahead, on its own (:attr:`RemoteScheduler.held_back`, not
+    :attr:`RemoteScheduler.batches`): luigid grants the first step without waiting behind it (luigid knows a worker
+    from its first ``add_task``; its description is what ``add_worker`` adds), and the answer is read before the
+    worker's run ends; held for a batch, it goes before that ``get_work``, in its request, as luigi orders them.
+    Once every task it scheduled it told luigid DONE, luigid is not asked for more work (:meth:`_all_done`): luigid
+    would grant it none, and luigi's worker would end on that answer. A worker that runs its steps in its own process
+    (one process, no ``force_multiprocessing``) gets their results in memory (:class:`_InProcessResults`).
+    ``config``: its ``[worker]`` settings, made ahead (:func:`worker_config`), when no setting is given here."""
 
     def __init__(
         self,
@@ -226,8 +239,6 @@ class Worker(luigi.worker.Worker):
                 super().__init__(scheduler, worker_id, worker_processes, assistant)
         else:
             super().__init__(scheduler, worker_id, worker_processes, assistant, **kwargs)
-        #: add_worker is told after the first get_work (the scheduler sends it without waiting for its answer)
-        self._add_worker_later = isinstance(scheduler, RemoteScheduler) and "/api/add_worker" in scheduler.held_back
         self._add_worker_due = False
         #: with luigid, the ids of the tasks this worker told luigid a status of, and of those whose last was not DONE
         self._told: set[str] = set()
@@ -249,8 +260,9 @@ class Worker(luigi.worker.Worker):
         return self
 
     def _add_worker(self) -> None:
-        if self._add_worker_later:
-            self._add_worker_due = True
+        held = isinstance(self._scheduler, RemoteScheduler) and "/api/add_worker" in self._scheduler.held_back
+        if held and not self._scheduler.batches:
+            self._add_worker_due = True  # told after the first get_work (sent without waiting for its answer)
         else:
             super()._add_worker()
 

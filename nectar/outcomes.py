@@ -58,10 +58,15 @@ def _disabled_until(record: dict[str, Any]) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
 
 
-def re_enable_ahead(scheduler: SchedulerClient | None, run: Run) -> None:
-    """Ask luigid now what :func:`re_enable` will read for ``run`` (luigid answers while the attempt goes on)."""
+def re_enable_ahead(scheduler: SchedulerClient | None, run: Run, none_held: bool = False) -> None:
+    """Ask luigid now what :func:`re_enable` will read for ``run`` (luigid answers while the attempt goes on); not
+    asked if ``none_held``: luigid's last grant to this process said it held no DISABLED task. One disabled since is
+    met by the build (luigid grants it no step) and learnt then (:func:`wait`): re-enabled, the run tried again."""
     if scheduler is not None and run.attempt == 1:
-        scheduler.ask_disabled(run.task_id)
+        if none_held:
+            scheduler.none_disabled(run.task_id)
+        else:
+            scheduler.ask_disabled(run.task_id)
 
 
 def re_enable(scheduler: SchedulerClient | None, run: Run) -> bool:

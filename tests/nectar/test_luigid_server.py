@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from harness import LUIGI_CFG, Processes, free_port, wait_until
 from harness.processes import base_env
-from nectar.luigi_internals import REOPENED
-from nectar.luigid import DISABLED_ONLY, form_body
+from nectar.luigi_internals import HOLDS_DISABLED, REOPENED
+from nectar.luigid import BATCH_RPC, DISABLED_ONLY, JSON, form_body
 from nectar.luigid_server import rpc_arguments
 from nectar.supervisor import LUIGID
 
@@ -49,6 +49,10 @@ TASK = {
 class Luigid:
     port: int
     log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def send(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
         """The answer to one request as http.client sends it (``Host``, ``Accept-Encoding: identity`` unless given):
@@ -83,16 +87,18 @@ class Luigid:
 def start_both(processes: Processes, root: Path) -> tuple[Luigid, Luigid]:
     """luigi's own luigid and ours (:data:`nectar.supervisor.LUIGID`), each with the project's luigi.cfg, a fresh
     state and its log at luigid's level."""
-    started = []
-    for name, argv in (("luigis", LUIGIS_LUIGID), ("ours", LUIGID)):
-        port, state = free_port(), root / name
-        state.mkdir()
-        argv = [*argv, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
-        env = {**base_env(), "LUIGI_CONFIG_PATH": str(LUIGI_CFG)}
-        proc = processes.start(name, [*argv, "--logdir", str(state)], env, state)
-        processes.wait_up(proc, f"http://127.0.0.1:{port}/", name)
-        started.append(Luigid(port, state / "luigi-server.log"))
-    return started[0], started[1]
+    return start_one(processes, root, "luigis", LUIGIS_LUIGID), start_one(processes, root, "ours", LUIGID)
+
+
+def start_one(processes: Processes, root: Path, name: str, argv: list[str]) -> Luigid:
+    """The luigid ``argv`` starts, with the project's luigi.cfg, a fresh state in ``root / name``."""
+    port, state = free_port(), root / name
+    state.mkdir()
+    argv = [*argv, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
+    env = {**base_env(), "LUIGI_CONFIG_PATH": str(LUIGI_CFG)}
+    proc = processes.start(name, [*argv, "--logdir", str(state)], env, state)
+    processes.wait_up(proc, f"http://127.0.0.1:{port}/", name)
+    return Luigid(port, state / "luigi-server.log")
 
 
 @pytest.fixture
@@ -145,9 +151,11 @@ REQUESTS: list[tuple[str, str, bytes | None, dict[str, str]]] = [
 
 def without_reopened(answer: Any) -> Any:
     """A ``get_work`` answer of our luigid as luigi's would be: without what it adds to a grant, that the step was
-    not reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`); its body parsed, its length not compared."""
+    not reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`), and that it holds no DISABLED task; its body
+    parsed, its length not compared."""
     status, reason, fields, content = answer
     work = json.loads(content)
+    assert work["response"].pop(HOLDS_DISABLED) is False
     reopened = work["response"].pop(REOPENED, None)
     assert reopened is (None if work["response"]["task_id"] is None else False), work
     return status, reason, [(name, value) for name, value in fields if name != "Content-Length"], work
@@ -230,3 +238,53 @@ def test_a_dep_graph_asked_for_disabled_steps_only_is_empty_while_luigid_holds_n
         assert luigid.rpc("add_task", **{**TASK, "runnable": False}, status="DISABLED", expl="boom")[0] == 200
     theirs, mine = graphs()
     assert mine == theirs and mine[task_id]["status"] == "DISABLED"
+
+
+#: a batch's calls (:data:`~nectar.luigid.BATCH_RPC`): luigi's worker's, a call that raises, one luigid does not serve
+BATCH: list[tuple[str, dict[str, Any]]] = [
+    ("add_task", {**TASK, "status": "PENDING"}),
+    ("add_worker", {"worker": WORKER, "info": {"pid": 1}}),
+    ("is_paused", {"bogus": 1}),  # the scheduler's method raises: a 500, and the next run as after it
+    ("no_such_rpc", {}),  # a 404
+    ("get_work", {"worker": WORKER, "host": "h"}),
+    ("add_task", {**TASK, "status": "FAILED", "expl": LONG}),
+    ("fetch_error", {"task_id": TASK["task_id"]}),
+]
+
+
+def test_a_batch_is_run_and_answered_as_its_calls_posted_one_by_one(luigids: tuple[Luigid, Luigid]) -> None:
+    """Our luigid runs a batch's calls in turn and answers each as luigi's own luigid answers it alone: the same
+    answer, or the same error status (the one that raised logged with its traceback, named); the same state after.
+    luigi's own luigid has no such RPC: a 404, which our client takes as "send each call alone"."""
+    luigis, ours = luigids
+    body = json.dumps([[method, data] for method, data in BATCH]).encode()
+    headers = {"Content-Type": JSON}
+    assert luigis.send("POST", f"/api/{BATCH_RPC}", body, headers)[0] == 404
+    status, _, _, content = ours.send("POST", f"/api/{BATCH_RPC}", body, headers)
+    assert status == 200
+    answers = json.loads(content)
+    assert len(answers) == len(BATCH)
+    for (method, data), mine in zip(BATCH, answers, strict=True):
+        theirs_status, theirs_reason, _, theirs = luigis.rpc(method, **data)
+        if theirs_status != 200:
+            assert mine == {"status": theirs_status, "reason": theirs_reason}, method
+            continue
+        if method == "get_work":
+            assert mine["response"].pop(REOPENED) is False and mine["response"].pop(HOLDS_DISABLED) is False
+        assert mine == json.loads(theirs), method
+    graph = [json.loads(luigid.rpc("dep_graph", task_id=TASK["task_id"])[3]) for luigid in luigids]
+    for found in graph:
+        for record in found["response"].values():
+            del record["start_time"], record["last_updated"], record["time_running"]
+    assert graph[0] == graph[1] and graph[0]["response"][TASK["task_id"]]["status"] == "FAILED"
+    raised = "tornado.application ERROR: Uncaught exception POST /api/is_paused (127.0.0.1) in a batch"
+    wait_until(functools.partial(ours.has_logged, raised))
+    assert "got an unexpected keyword argument 'bogus'" in ours.log.read_text()
+    assert "tornado.access WARNING: 404 POST /api/no_such_rpc (127.0.0.1) in a batch" in ours.logged()
+
+
+def test_a_batch_that_is_no_list_of_calls_is_refused_whole(luigids: tuple[Luigid, Luigid]) -> None:
+    _, ours = luigids
+    for body in (b"{}", b"[[1, {}]]", b'[["is_paused"]]', b'[["is_paused", []]]', b"not json"):
+        assert ours.send("POST", f"/api/{BATCH_RPC}", body, {"Content-Type": JSON})[0] == 400, body
+    assert ours.rpc("task_list", status="PENDING")[3] == b'{"response": {}}'  # nothing of them ran

@@ -19,13 +19,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import waitfor
+from harness import Processes, waitfor
 from nectar import build
 from nectar.build import Build
 from nectar.config import Settings
 from nectar.errors import SchedulerUnavailable
 from nectar.luigi_internals import forget_task_classes, new_worker, schedule_and_run
 from nectar.luigid import (
+    BATCH_RPC,
+    FORM,
     Connections,
     LuigidError,
     LuigidRPC,
@@ -35,6 +37,7 @@ from nectar.luigid import (
     kept_scheduler,
 )
 from tests.conftest import free_port, start_luigid, stop
+from tests.nectar.test_luigid_server import LUIGIS_LUIGID, start_one
 
 
 def test_luigi_worker_calls_go_through_one_kept_alive_connection(luigid: str) -> None:
@@ -81,7 +84,7 @@ class Spied(LuigidRPC):
 
 def test_a_task_added_goes_with_the_next_call_in_one_round_trip(luigid: str) -> None:
     """luigi's add_task (its answer unread) waits for the worker's next call: luigid gets both in order, in one
-    round trip (pipelined on the kept-alive connection); the last one held is sent by send_held."""
+    request (luigid's batch RPC); the last one held is sent by send_held."""
     rpc = Spied(luigid)
     rpc.add_task(worker="test-held", task_id="HeldProbe_1", status="PENDING", family="HeldProbe")
     work = rpc.get_work(worker="test-held", host="here")
@@ -92,15 +95,92 @@ def test_a_task_added_goes_with_the_next_call_in_one_round_trip(luigid: str) -> 
     assert SchedulerClient(luigid).task("HeldProbe_1")["status"] == "DONE"  # type: ignore[index]
 
 
-def test_a_task_added_reaches_luigid_before_the_workers_next_call(luigid: str) -> None:
-    """luigi's add_task is sent at once, not held until the worker's next call: luigid adds the step while the
-    worker goes on (another client sees it before the worker calls again); its answer is read with the next call."""
-    rpc = LuigidRPC(luigid)
+@pytest.fixture
+def luigis_luigid(tmp_path: Path) -> Iterator[str]:
+    """luigi's own luigid, as ``luigid`` starts it (no router of ours: no batch RPC); its URL."""
+    processes = Processes(tmp_path)
+    try:
+        yield start_one(processes, tmp_path, "luigis", LUIGIS_LUIGID).url
+    finally:
+        processes.close()
+
+
+def test_to_a_luigid_without_the_batch_rpc_each_call_goes_alone_and_a_task_added_reaches_it_at_once(
+    luigis_luigid: str,
+) -> None:
+    """luigi's own luigid answers the batch RPC 404: the calls held go one by one (pipelined), and from then on
+    luigi's add_task is sent at once, not held until the worker's next call: luigid adds the step while the worker
+    goes on (another client sees it before the worker calls again); its answer is read with the next call."""
+    rpc = LuigidRPC(luigis_luigid)
+    rpc.add_task(worker="test-ahead", task_id="AheadProbe_0", status="PENDING", family="AheadProbe")
+    assert rpc.get_work(worker="test-ahead", host="here")["task_id"] == "AheadProbe_0"
+    assert not rpc.batches
     rpc.add_task(worker="test-ahead", task_id="AheadProbe_1", status="PENDING", family="AheadProbe")
-    client = SchedulerClient(luigid)
+    client = SchedulerClient(luigis_luigid)
     record = waitfor(lambda: client.task("AheadProbe_1"), 60, "luigid to know AheadProbe_1 before the next call")
     assert record["status"] == "PENDING"
+    rpc.add_task(worker="test-ahead", task_id="AheadProbe_0", status="DONE")
     assert rpc.get_work(worker="test-ahead", host="here")["task_id"] == "AheadProbe_1"
+
+
+def test_a_chain_builds_against_a_luigid_without_the_batch_rpc(luigis_luigid: str, tmp_path: Path) -> None:
+    """A build of two steps against luigi's own luigid: the first request, a batch, is answered 404 and its calls go
+    alone; the process's later builds send no batch (remembered); luigid's view is whole: each step DONE, its worker,
+    the worker's first task."""
+    ran: list[str] = []
+
+    class PlainUpstream(luigi.Task):
+        n = luigi.IntParameter()
+
+        def output(self) -> luigi.LocalTarget:
+            return luigi.LocalTarget(tmp_path / f"{self.task_id}.txt")
+
+        def run(self) -> None:
+            ran.append(self.task_id)
+            self.output().makedirs()
+            Path(self.output().path).touch()
+
+    class PlainDownstream(PlainUpstream):
+        def requires(self) -> PlainUpstream:
+            return PlainUpstream(n=self.n)
+
+    requests: list[list[str]] = []
+    try:
+        for n in (1, 2):
+            made = Build(luigis_luigid, f"plain-build:{n}")
+            assert isinstance(made.scheduler, LuigidRPC)
+            noted(made.scheduler.connections, requests)
+            try:
+                made.run(PlainDownstream(n=n))
+            finally:
+                del made.scheduler.connections._request
+    finally:
+        forget_task_classes(__name__)
+    assert len(ran) == 4
+    assert requests[0] == ["add_task", "add_task", "add_worker", "get_work"]  # the batch luigid answered 404
+    assert ["add_task", "add_task", "add_worker", "get_work"] not in requests[1:]  # never a batch again
+    client = SchedulerClient(luigis_luigid)
+    workers = {info["name"]: info for info in client.call("worker_list")}
+    for n, first in ((1, 0), (2, 2)):
+        for task_id in ran[first : first + 2]:
+            record = client.task(task_id) or {}
+            assert (record["status"], record["workers"]) == ("DONE", [f"nectar-plain-build:{n}"])
+        assert workers[f"nectar-plain-build:{n}"]["first_task"] == ran[first + 1]  # the downstream, added first
+
+
+def noted(connections: Connections, requests: list[list[str]]) -> None:
+    """Note in ``requests`` each request ``connections`` writes to luigid: the methods of its calls (a batch's, in
+    turn), until ``del connections._request``."""
+    request = connections._request
+
+    def noting(path: str, body: bytes, content_type: str = FORM) -> bytes:
+        if path == f"/api/{BATCH_RPC}":
+            requests.append([method for method, _ in json.loads(body)])
+        else:
+            requests.append([path.removeprefix("/api/")])
+        return request(path, body, content_type)
+
+    connections._request = noting  # type: ignore[method-assign]
 
 
 def test_a_call_asked_ahead_is_answered_in_turn_and_read_when_wanted(luigid: str) -> None:
@@ -137,11 +217,10 @@ def test_a_call_sent_ahead_on_a_connection_luigid_closed_is_sent_again(tmp_path:
 
 
 def test_a_build_asks_luigid_once_per_step_begun_and_once_per_step_ended(luigid: str) -> None:
-    """A worker's build of one step: [add_task, get_work] (added, asked for: the step runs), then [add_task DONE]
-    (ended: every step it scheduled is DONE, so luigid has nothing more to grant it, and is not asked): two round
-    trips on the worker's thread, not four; luigid says DONE. luigi's add_worker (who the worker is: luigid's workers
-    view) is told after the first get_work, in the second trip: luigid grants the step without first working on it;
-    luigid's view still shows the worker's first task."""
+    """A worker's build of one step: [add_task, add_worker, get_work] (added, the worker described, asked for: the
+    step runs), then [add_task DONE] (ended: every step it scheduled is DONE, so luigid has nothing more to grant it,
+    and is not asked): two round trips on the worker's thread, not four; luigid says DONE, and its workers view shows
+    the worker's first task."""
     ran: list[str] = []
 
     class HeldBuildProbe(luigi.Task):
@@ -159,26 +238,27 @@ def test_a_build_asks_luigid_once_per_step_begun_and_once_per_step_ended(luigid:
     finally:
         forget_task_classes(__name__)
     assert result.scheduling_succeeded and ran == [HeldBuildProbe().task_id]
-    assert rpc.trips == [["/api/add_task", "/api/get_work"], ["/api/add_worker", "/api/add_task"]]
+    assert rpc.trips == [["/api/add_task", "/api/add_worker", "/api/get_work"], ["/api/add_task"]]
     assert SchedulerClient(luigid).task(ran[0])["status"] == "DONE"  # type: ignore[index]
     known = {info["name"]: info for info in SchedulerClient(luigid).call("worker_list")}
     assert known["nectar-held-build:1"]["first_task"] == ran[0]
 
 
 @pytest.mark.parametrize(
-    ("fails", "calls"),
+    ("fails", "requests"),
     [
-        (False, ["add_task", "get_work", "add_worker", "add_task"]),
-        (True, ["add_task", "get_work", "add_worker", "add_task", "get_work"]),
+        (False, [["add_task", "add_worker", "get_work"], ["add_task"]]),
+        (True, [["add_task", "add_worker", "get_work"], ["add_task", "get_work"]]),
     ],
     ids=["done: not asked again", "failed: asked again"],
 )
 def test_a_builds_calls_written_to_luigid_end_with_its_last_step_done(
-    luigid: str, fails: bool, calls: list[str]
+    luigid: str, fails: bool, requests: list[list[str]]
 ) -> None:
-    """Every call a build writes to luigid (what luigid gets): a build whose steps all ended DONE asks luigid for no
-    more work (it could grant none: a worker gets only the PENDING steps it added); one whose step failed asks, as
-    luigi's worker does. luigid's view is the same: the step's state, its worker and the worker's first task."""
+    """Every request a build writes to luigid, and its calls (what luigid gets): those held go with the next in one
+    request; a build whose steps all ended DONE asks luigid for no more work (it could grant none: a worker gets only
+    the PENDING steps it added); one whose step failed asks, as luigi's worker does. luigid's view is the same: the
+    step's state, its worker and the worker's first task."""
     ran: list[str] = []
 
     class CountedBuildProbe(luigi.Task):
@@ -194,20 +274,14 @@ def test_a_builds_calls_written_to_luigid_end_with_its_last_step_done(
 
     made = Build(luigid, f"counted-build:{int(fails)}")
     assert isinstance(made.scheduler, LuigidRPC)
-    written: list[str] = []
-    request = made.scheduler.connections._request
-
-    def noted(path: str, body: bytes) -> bytes:
-        written.append(path.removeprefix("/api/"))
-        return request(path, body)
-
-    made.scheduler.connections._request = noted  # type: ignore[method-assign]
+    written: list[list[str]] = []
+    noted(made.scheduler.connections, written)
     try:
         made.run(CountedBuildProbe(failing=fails))
     finally:
         del made.scheduler.connections._request
         forget_task_classes(__name__)
-    assert written == calls
+    assert written == requests, written
     client = SchedulerClient(luigid)
     record = client.task(ran[0]) or {}
     assert record["status"] == ("FAILED" if fails else "DONE")
@@ -357,8 +431,9 @@ def test_calls_sent_together_to_a_server_that_closes_each_connection_all_arrive_
     """A server that answers one request per connection (HTTP/1.0, some proxies) reads none pipelined after it:
     each is sent again on a new connection, in order (one whose answer was lost with its connection may arrive
     twice, as luigi's retry loop would send it again); once it has closed a connection so, nothing more is sent
-    ahead to it."""
+    ahead to it. (No batch: as to a luigid without the batch RPC.)"""
     rpc = LuigidRPC(f"http://127.0.0.1:{recorder}")
+    rpc.connections.batches = False
     rpc.add_task(worker="w", task_id="Closing_1", status="PENDING")
     rpc.add_task(worker="w", task_id="Closing_2", status="PENDING")
     assert rpc.ping(worker="w") == {"ok": True}
@@ -416,7 +491,7 @@ class Scripted:
     (``n`` counting every request it got), answers in turn on a kept-alive connection."""
 
     def __init__(self, answer: Callable[[str, int], bytes]) -> None:
-        self.answer, self.seen = answer, []
+        self.answer, self.seen, self.bodies = answer, [], []
         self.server = socket.create_server(("127.0.0.1", 0))
         threading.Thread(target=self._serve, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
@@ -439,7 +514,7 @@ class Scripted:
             while (header := requests.readline()) not in (b"\r\n", b""):
                 if header.lower().startswith(b"content-length:"):
                     length = int(header.split(b":")[1])
-            requests.read(length)
+            self.bodies.append(requests.read(length))
             self.seen.append(line.split()[1].decode())
             conn.sendall(self.answer(self.seen[-1], len(self.seen)))
 
@@ -464,6 +539,38 @@ def test_an_error_answer_to_a_call_sent_ahead_keeps_that_call_to_send_again_and_
             connections.post("/api/C", {})
         assert connections.post("/api/C", {}) == ok("/api/C").partition(b"\r\n\r\n")[2]
         assert server.seen == ["/api/A", "/api/B", "/api/C", "/api/A", "/api/C"]
+    finally:
+        server.close()
+
+
+def batch_of(*entries: object) -> bytes:
+    body = json.dumps(entries).encode()
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def test_a_failed_call_of_a_batch_is_that_calls_error_sent_again_and_those_answered_after_it_are_not() -> None:
+    """luigid failing one call of a batch (a fault it cannot be made to have once for real): the caller is told which
+    call failed, as if each had gone alone; that call is sent again first with the caller's retry (luigi's retry loop
+    sends the caller's call again), and the calls luigid answered after it are not sent twice."""
+    failed = {"status": 500, "reason": "Internal Server Error"}
+    batches = [
+        batch_of({"response": "A"}, failed, {"response": "C"}, {"response": "D"}),
+        batch_of({"response": "B"}, {"response": "D again"}),
+    ]
+    server = Scripted(lambda path, n: batches[n - 1] if n <= len(batches) else ok(path))
+    try:
+        connections = Connections(server.url, 10.0, batches=True)
+        for path in ("/api/A", "/api/B", "/api/C"):
+            connections.send(path, {"data": json.dumps({"call": path})})
+        with pytest.raises(LuigidError, match="500 Internal Server Error to /api/B"):
+            connections.post("/api/D", {"data": "{}"})
+        assert connections.post("/api/D", {"data": "{}"}) == b'{"response": "D again"}'
+        assert server.seen == [f"/api/{BATCH_RPC}", f"/api/{BATCH_RPC}"]
+        sent = [json.loads(body) for body in server.bodies]
+        assert sent == [
+            [["A", {"call": "/api/A"}], ["B", {"call": "/api/B"}], ["C", {"call": "/api/C"}], ["D", {}]],
+            [["B", {"call": "/api/B"}], ["D", {}]],
+        ]
     finally:
         server.close()
 
