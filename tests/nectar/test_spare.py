@@ -317,6 +317,37 @@ def test_a_spare_that_dies_in_its_setup_is_forked_again_only_after_a_backoff() -
         spares.close()
 
 
+def test_a_spare_let_go_that_is_slow_to_exit_does_not_hold_up_the_workers_loop() -> None:
+    """A ready spare let go exits once it reads its socket's end; the loop does not wait for that exit (one stopped
+    here; on a loaded machine, one not yet scheduled), and reaps it on a later pass once it has exited: no zombie
+    is left."""
+    now = [0.0]
+    spares = Spares(lambda: (None, b"r"), lambda given, prepared: (0, False), idle_after=1.0, clock=lambda: now[0])
+    stopped: int | None = None
+    try:
+        spares.wanted()
+        spares.keep(1)
+        (spare,) = spares.spares
+        wait_until(lambda: spares.ready() is spare, timeout=60)
+        stopped = spare.pid
+        os.kill(stopped, signal.SIGSTOP)
+        wait_until(lambda: Path(f"/proc/{stopped}/stat").read_text().rpartition(")")[2].split()[0] == "T", timeout=60)
+        now[0] += 2.0  # no run wanted for longer than idle_after: the spare is let go
+        kept = threading.Thread(target=spares.keep, args=(1,), daemon=True)
+        kept.start()
+        kept.join(60)
+
+        assert not kept.is_alive(), "the loop waited for a stopped spare to exit"
+        assert not spares.spares
+        os.kill(stopped, signal.SIGCONT)
+        wait_until(lambda: spares.keep(1) is None and not Path(f"/proc/{stopped}").exists(), timeout=60)
+        stopped = None  # reaped by a pass of the loop
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
+        spares.close()
+
+
 def test_a_process_back_from_its_run_that_dies_before_it_is_ready_again_is_replaced_without_a_backoff() -> None:
     """The backoff is for fresh spares dying in their setup (the next fork may die the same way). A process that
     ran a run and stays, then dies setting itself up again, says nothing of a fresh fork's setup (and no fork loop
