@@ -35,6 +35,7 @@ or dies.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -121,6 +122,8 @@ class Spares:
         #: seconds to wait after a spare died being set up (0: none died since one was last ready), and until when
         self._backoff = 0.0
         self._fork_after = 0.0
+        #: the spares let go whose exit is yet to be reaped: a later pass reaps them, the loop never waits for one
+        self._leaving: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.spares)
@@ -152,7 +155,8 @@ class Spares:
 
     def _look(self) -> None:
         """Read what the spares said, without waiting: being set up, that they are ready; ready (they say nothing
-        more), that they died (the end of the stream)."""
+        more), that they died (the end of the stream). Those let go that have exited since are reaped."""
+        self._reap_left()
         if not self.spares:
             return
         by_fd = {spare.channel.fileno(): spare for spare in self.spares}
@@ -201,21 +205,33 @@ class Spares:
         self.spares.append(Spare(pid, channel, tag=tag, runs_done=runs_done))
 
     def close(self) -> None:
-        """Let every spare go (each exits when its socket closes) and wait for them."""
+        """Let every spare go (each exits when its socket closes) and wait for them, and for those let go before."""
         while self.spares:
             self._drop(self.spares[-1])
+        self._reap_left(block=True)
 
     def _drop(self, spare: Spare) -> None:
         """Let ``spare`` go: a ready one exits when its socket closes; one still being set up (which may wait on
-        luigid or the registry for long) is killed: no run was claimed in its name, and the loop must not wait."""
+        luigid or the registry for long) is killed: no run was claimed in its name, and the loop must not wait. Nor
+        does it wait for the exit (a spare let go on a loaded machine, or stopped, exits late): it is reaped by a
+        later pass (:meth:`_look`), or by :meth:`close`."""
         self.spares.remove(spare)
         spare.channel.close()
-        try:
-            if not spare.ready:
+        if not spare.ready:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(spare.pid, signal.SIGKILL)  # our child, not reaped yet: its pid cannot be another's
-            os.waitpid(spare.pid, 0)
-        except (ChildProcessError, ProcessLookupError):
-            pass
+        self._leaving.add(spare.pid)
+        self._reap_left()
+
+    def _reap_left(self, block: bool = False) -> None:
+        """Reap the spares let go that have exited (with ``block``, wait for each)."""
+        for pid in list(self._leaving):
+            try:
+                done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:  # reaped already
+                done = pid
+            if done:
+                self._leaving.discard(pid)
 
     def _fork(self) -> Spare:
         ours, theirs = socket.socketpair()

@@ -1,10 +1,10 @@
-"""What wakes a sleeping worker, as file descriptors for one ``poll()``: a folder's files changing, a child exiting.
+"""What wakes a sleeping worker, as file descriptors for one ``poll()``: a file being written, a child exiting.
 
-A worker's loop has four things to wait for: a run queued (a commit to the registry), an attempt's process
-exiting (its slot is free), a spare saying it is ready, a signal (a stop). Each is a readable descriptor here, so
-the loop sleeps in one ``poll()`` of them all and wakes at the event, not at its next look (Linux: ``inotify(7)``,
-``pidfd_open(2)``; elsewhere :func:`changes` and :func:`exits` answer None and the caller looks again after a short
-sleep).
+A worker's loop has four things to wait for: a run queued (a commit to the registry: SQLite's writes a file once it
+is visible, :meth:`nectar.registry.sqlite.SQLiteRunStore.wait_for_work`), an attempt's process exiting (its slot is
+free), a spare saying it is ready, a signal (a stop). Each is a readable descriptor here, so the loop sleeps in one
+``poll()`` of them all and wakes at the event, not at its next look (Linux: ``inotify(7)``, ``pidfd_open(2)``;
+elsewhere :func:`changes` and :func:`exits` answer None and the caller looks again after a short sleep).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 
 
-def changes(folder: Path) -> int | None:
-    """A descriptor that becomes readable once a file in ``folder`` is written (drain it with :func:`drain`),
-    or None where the kernel cannot say (not Linux, or out of inotify watches)."""
+def changes(path: Path) -> int | None:
+    """A descriptor that becomes readable once the file at ``path`` (or a file in the folder at ``path``) is written
+    (drain it with :func:`drain`), or None where the kernel cannot say (not Linux, or out of inotify watches)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         fd = int(libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC))
@@ -33,7 +33,7 @@ def changes(folder: Path) -> int | None:
         return None
     if fd < 0:
         return None
-    if libc.inotify_add_watch(fd, os.fsencode(folder), IN_MODIFY) < 0:
+    if libc.inotify_add_watch(fd, os.fsencode(path), IN_MODIFY) < 0:
         os.close(fd)
         return None
     return fd

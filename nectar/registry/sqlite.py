@@ -91,10 +91,6 @@ class Writers:
             fcntl.lockf(self._turn, fcntl.LOCK_UN)
         self._threads.release()
 
-    def holder(self) -> int | None:
-        """The pid of another process that holds the turn now (None: none does), a look that takes nothing."""
-        return turn_holder(self._turn)
-
 
 #: ``struct flock`` as ``fcntl(F_GETLK)`` reads and writes it (Linux, 64-bit: type, whence, start, length, pid)
 FLOCK = "hhqqi4x"
@@ -111,7 +107,7 @@ def turn_holder(fd: int) -> int | None:
 #: each process's turn at writing each file (its own after a fork: a parent's thread may hold the old)
 _WRITERS: dict[tuple[int, str], Writers] = {}
 #: held while a process opens its turn at a file (once: a second would be a second lock file descriptor); a fork's
-#: own (a parent's thread may hold it: ``wait_for_work`` looks at the turn outside the fork gate)
+#: own (a parent's thread may hold it)
 _OPENING = lock_made_anew_in_children(globals(), "_OPENING")
 #: this dialect's statements for the schema's placeholders: the triggers that kept ``run_queue.pending`` counted
 #: in the transaction of each change (versions 7 and 8), their removal, those that kept the counts from 9 to 11, and
@@ -149,8 +145,10 @@ class Own:
     threads: threading.local = field(default_factory=threading.local)
     #: its threads' submissions written together (:mod:`nectar.registry.combine`)
     combined: Combiner[tuple[Run, int | None], tuple[Run, bool]] | None = None
-    #: its descriptor for writes to the registry's folder, once made (:meth:`SQLiteRunStore._changes`)
+    #: its descriptor for the word that a run was queued, once made (:meth:`SQLiteRunStore._changes`)
     changes: tuple[int | None] | None = None
+    #: its descriptor that gives that word (:meth:`SQLiteRunStore._queued`), once opened
+    queues: int | None = None
 
 
 class SQLiteRunStore(SqlTriggers, SqlWaits):
@@ -336,23 +334,47 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         return f"sqlite {self.path}"
 
     #: seconds between two looks at whether another connection committed (a read of shared memory, no I/O), where
-    #: the kernel cannot say when the registry's folder changes, or while a commit it told of may not be visible yet
+    #: the kernel cannot tell when a run is queued
     WAKE_INTERVAL = 0.002
-    #: seconds of such looks after the kernel told of a write that no commit shows yet: a commit writes its pages to
-    #: the WAL (which the kernel tells) before it publishes them in the WAL's index (which it does not)
-    SETTLE = 0.02
 
-    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> None:
-        """Return after ``timeout`` seconds, as soon as one of ``also`` is readable, or as soon as another connection
-        has committed (a submission, say) since this thread's last wait returned: a commit made while its caller
-        looked for work wakes it at once, not at its next wait's end.
+    @property
+    def queued_word(self) -> Path:
+        """The file a byte is written to after each commit that queued a run (:meth:`_queued`), which the kernel tells
+        the waiting workers of (:meth:`wait_for_work`)."""
+        return self.path.with_name(f"{self.path.name}-queued")
 
-        It sleeps in one ``poll()`` of ``also`` and of the kernel's word that a file of the registry's folder was
-        written (:func:`nectar.wakeup.changes`: a commit writes the WAL), and reads ``PRAGMA data_version`` only
-        then, and every :data:`WAKE_INTERVAL` for :data:`SETTLE` seconds after a write no commit shows yet, and
-        for as long as another process then holds its turn to write (:class:`Writers`: a commit is published after
-        its last write, which the kernel told; the turn ends after it); without the kernel's word, every
-        :data:`WAKE_INTERVAL`."""
+    def _queued(self) -> None:
+        """A run became claimable, and its commit is visible: one byte written over the same byte of
+        :attr:`queued_word` wakes every worker waiting for work (``pwrite``: the file stays one byte long)."""
+        own = self._own()
+        try:
+            if own.queues is None:
+                own.queues = os.open(self.queued_word, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                weakref.finalize(self, _close_in, own.pid, own.queues)
+            os.pwrite(own.queues, b"q", 0)
+        except OSError:  # the run is queued all the same: workers also look for work on their own
+            pass
+
+    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> bool:
+        """Return after ``timeout`` seconds, as soon as one of ``also`` is readable, or as soon as a run was queued
+        (:meth:`_queued`) since this process's last wait began: a run queued while its caller looked for work wakes
+        it at once, not at its next wait's end.
+
+        It sleeps in one ``poll()`` of ``also`` and of the kernel's word that :attr:`queued_word` was written
+        (:func:`nectar.wakeup.changes`), which each commit that queued a run writes once it is visible: no wake on
+        the WAL's write before that commit is published, none on commits that queue nothing (a claim, a heartbeat,
+        an attempt's end), and nothing read while it waits. The first wait of a process returns at once (a run may
+        have been queued before the kernel watched for it). Without the kernel's word, it reads ``PRAGMA
+        data_version`` every :data:`WAKE_INTERVAL` and returns once another connection has committed anything.
+        True when a run may have been queued (the word came, or a commit showed, or it is the first wait)."""
+        changed, first = self._changes()
+        if first:
+            return True
+        if changed is not None:
+            woken = wakeup.readable([*also, changed], timeout)
+            if changed in woken:
+                wakeup.drain(changed)
+            return changed in woken
 
         def version() -> int:
             with SQLITE.inside():
@@ -361,44 +383,34 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         seen = getattr(self._local, "seen", None)
         if seen is None or seen[0] != os.getpid():
             seen = (os.getpid(), version())
-        changed = self._changes()
-        fds = [*also, changed] if changed is not None else list(also)
-        now = time.monotonic()
-        deadline, settle = now + timeout, now
-        if changed is not None and self._writer().holder() is not None:  # maybe told of before this wait: look
-            settle = now + self.WAKE_INTERVAL
+        deadline = time.monotonic() + timeout
         try:
-            while (left := deadline - now) > 0:
-                looking = changed is None or now < settle
-                woken = wakeup.readable(fds, min(left, self.WAKE_INTERVAL) if looking else left)
-                if set(woken) & set(also):
-                    return
-                if changed in woken:
-                    wakeup.drain(changed)
-                if (looking or woken) and version() != seen[1]:
-                    return
-                now = time.monotonic()
-                if woken:
-                    settle = now + self.SETTLE
-                if changed is not None and (looking or woken) and now >= settle:  # the looks after a write end here
-                    if self._writer().holder() is not None:  # a writer is in its transaction: its commit, which the
-                        settle = now + self.WAKE_INTERVAL  # kernel may not tell again, shows once its turn ends
-                    elif version() != seen[1]:  # it ended since the last look: what it committed shows now
-                        return
+            while (left := deadline - time.monotonic()) > 0:
+                if version() != seen[1]:
+                    return True
+                if wakeup.readable(also, min(left, self.WAKE_INTERVAL)):
+                    return False
+            return False
         finally:
             self._local.seen = (os.getpid(), version())
 
-    def _changes(self) -> int | None:
-        """This process's descriptor for writes to the registry's folder (made once, closed with this store; None
-        where there is none). Two threads waiting at once share it: one may drain the other's wake-up, which then
-        waits out its timeout, as a look every :data:`WAKE_INTERVAL` never would; a worker waits on one thread."""
+    def _changes(self) -> tuple[int | None, bool]:
+        """This process's descriptor for the word that a run was queued (made once, closed with this store; None
+        where there is none), and whether it was made now. Two threads waiting at once share it: one may drain the
+        other's wake-up, which then waits out its timeout; a worker waits on one thread."""
         own = self._own()  # a fork's copy is the parent's: make this process's own
-        if own.changes is None:
-            fd = wakeup.changes(self.path.parent)
-            if fd is not None:
-                weakref.finalize(self, _close_in, own.pid, fd)
-            own.changes = (fd,)
-        return own.changes[0]
+        if own.changes is not None:
+            return own.changes[0], False
+        fd = None
+        try:
+            os.close(os.open(self.queued_word, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))  # watched, it must be
+            fd = wakeup.changes(self.queued_word)
+        except OSError:
+            pass
+        if fd is not None:
+            weakref.finalize(self, _close_in, own.pid, fd)
+        own.changes = (fd,)
+        return fd, True
 
 
 def _close_in(pid: int, fd: int) -> None:

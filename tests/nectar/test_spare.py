@@ -262,6 +262,81 @@ def test_an_attempts_exit_wakes_the_workers_loop_not_a_look_on_a_timer(
     assert ended(nectar, run_id).state == RunState.DONE
 
 
+def test_a_pass_woken_by_a_spare_alone_does_not_look_for_a_run_until_one_is_queued(
+    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a look found no run due, a pass of the loop that a spare (or an attempt) woke does not look again (a
+    claim that finds nothing, or a read of the queue): the registry's word that a run was queued makes the next
+    pass look. Here no wait times out within the test; the passes are the test's own."""
+    executor = new_executor(concurrency=1, worker_poll_interval=3600.0)
+    executor.runs.wait_for_work(0.0)  # its watch for queued runs made (a process's first wait returns at once)
+    looks: list[str | None] = []  # each claim's run (None: it found none), or "due?" for a read of the queue
+    claim, has_due = executor.runs.claim, executor.runs.has_due
+
+    def claimed(worker: str, run_id: str | None = None) -> Run | None:
+        run = claim(worker, run_id)
+        looks.append(run.id if run is not None else None)
+        return run
+
+    def due() -> bool:
+        looks.append("due?")
+        return has_due()
+
+    monkeypatch.setattr(executor.runs, "claim", claimed)
+    monkeypatch.setattr(executor.runs, "has_due", due)
+    nectar = Nectar(quick)
+
+    def passes() -> None:
+        executor.spares.wanted()  # runs were wanted: a spare is forked, whose readiness wakes the loop
+        executor._serve_once()  # no spare ready: the queue read (nothing due); a sleep until the spare is ready
+        executor._serve_once()  # the spare is ready: no look; a second spare forked, a sleep until it is ready
+        run_id.append(submit(nectar, 21))
+        while not executor.children:  # the word of the run queued wakes the loop, which claims it
+            executor._serve_once()
+
+    run_id: list[str] = []
+    passing = threading.Thread(target=passes, daemon=True)
+    passing.start()
+    passing.join(60)  # a deadline that only fails a hung test
+
+    assert not passing.is_alive(), "the queued run never reached the worker"
+    assert looks == ["due?", run_id[0]], "a pass looked for a run though none was queued"
+
+
+def test_an_idle_workers_passes_look_for_a_run_once_then_only_when_one_is_queued_or_due(
+    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle worker's sleep ends every ``worker_poll_interval`` (leases, luigid): such a pass does not read the
+    queue again, once a look found no run due. A run queued for later (a retry's delay) is claimed once due, though
+    nothing tells of it then."""
+    executor = new_executor(concurrency=1, worker_poll_interval=0.001)
+    executor.runs.wait_for_work(0.0)  # its watch for queued runs made (a process's first wait returns at once)
+    looks: list[str] = []
+    has_due = executor.runs.has_due
+
+    def due() -> bool:
+        looks.append("due?")
+        return has_due()
+
+    monkeypatch.setattr(executor.runs, "has_due", due)
+    for _ in range(20):  # passes that each sleep out the poll interval (no spare, no run)
+        executor._serve_once()
+    assert looks == ["due?"], "an idle pass looked for a run though none was queued"
+
+    nectar = Nectar(quick)
+    run_id = submit(nectar, 22)
+    claimed = nectar.runs.claim("elsewhere:1", run_id)
+    assert claimed is not None and nectar.runs.requeue(run_id, claimed.attempt, delay=0.2)
+
+    def claimed_once_due() -> bool:
+        executor._serve_once()
+        return bool(executor.children)
+
+    wait_until(claimed_once_due, timeout=60)  # due in 0.2 s: claimed then
+
+    assert [child.run.id for child in executor.children.values()] == [run_id]
+
+
 def test_a_draining_worker_sleeps_though_a_spare_said_it_is_ready(
     new_executor: Callable[..., Executor], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -314,6 +389,37 @@ def test_a_spare_that_dies_in_its_setup_is_forked_again_only_after_a_backoff() -
         spares.keep(1)
         assert len(spares.spares) == 1
     finally:
+        spares.close()
+
+
+def test_a_spare_let_go_that_is_slow_to_exit_does_not_hold_up_the_workers_loop() -> None:
+    """A ready spare let go exits once it reads its socket's end; the loop does not wait for that exit (one stopped
+    here; on a loaded machine, one not yet scheduled), and reaps it on a later pass once it has exited: no zombie
+    is left."""
+    now = [0.0]
+    spares = Spares(lambda: (None, b"r"), lambda given, prepared: (0, False), idle_after=1.0, clock=lambda: now[0])
+    stopped: int | None = None
+    try:
+        spares.wanted()
+        spares.keep(1)
+        (spare,) = spares.spares
+        wait_until(lambda: spares.ready() is spare, timeout=60)
+        stopped = spare.pid
+        os.kill(stopped, signal.SIGSTOP)
+        wait_until(lambda: Path(f"/proc/{stopped}/stat").read_text().rpartition(")")[2].split()[0] == "T", timeout=60)
+        now[0] += 2.0  # no run wanted for longer than idle_after: the spare is let go
+        kept = threading.Thread(target=spares.keep, args=(1,), daemon=True)
+        kept.start()
+        kept.join(60)
+
+        assert not kept.is_alive(), "the loop waited for a stopped spare to exit"
+        assert not spares.spares
+        os.kill(stopped, signal.SIGCONT)
+        wait_until(lambda: spares.keep(1) is None and not Path(f"/proc/{stopped}").exists(), timeout=60)
+        stopped = None  # reaped by a pass of the loop
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
         spares.close()
 
 

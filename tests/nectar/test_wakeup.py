@@ -4,6 +4,7 @@ word), never a look on a timer where the kernel can tell (:mod:`nectar.wakeup`, 
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ import pytest
 
 from harness import lifeline_env
 from nectar import wakeup
+from nectar.registry import Run
 from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
@@ -23,18 +25,18 @@ __all__ = ["open_store"]  # the fixture: each test with it runs against SQLite a
 
 #: a wait no test sits out: only a hung test reaches it
 FOREVER = 3600.0
-#: a process that takes the turn to write the registry as a transaction takes it and says so, then, told to, commits
-#: a run within it (its last write, then its publication) and ends its turn
-COMMITTER = """
-import sys
-from nectar.registry import Run
-from nectar.registry.sqlite import SQLiteRunStore
-runs = SQLiteRunStore(sys.argv[1])
-with runs._writer():
-    print("holding", flush=True)
-    sys.stdin.readline()
-    runs.submit(Run.new("chains/t/c_chain/ATask/0/out.txt", "t", "c_chain", "ATask", {}, "ATask_0"))
-"""
+#: ``poll(2)``'s number on x86_64, as ``/proc/<pid>/task/<tid>/syscall`` names the call a thread sleeps in
+POLL = "7"
+
+
+def sleeps_long_in_poll(thread_id: int) -> bool:
+    """Whether the thread ``thread_id`` of this process sleeps in a ``poll()`` of a second or more (not the short
+    looks of a wait that has seen a write it has yet to see committed)."""
+    try:
+        call = (Path("/proc/self/task") / str(thread_id) / "syscall").read_text().split()
+    except OSError:
+        return False
+    return call[:1] == [POLL] and len(call) > 3 and int(call[3], 16) >= 1000
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ def pipe() -> Iterator[tuple[int, int]]:
     os.close(write)
 
 
-def returns(wait: Callable[[], None]) -> bool:
+def returns(wait: Callable[[], object]) -> bool:
     """Whether ``wait()`` returns, without raising, within a deadline that only a hung wait reaches."""
     returned = threading.Event()
 
@@ -112,51 +114,63 @@ def test_a_commit_wakes_a_sqlite_worker_that_reads_nothing_while_it_waits(tmp_pa
     assert woken.wait(60), "the submission's commit never woke the waiting worker"
 
 
-def test_a_commit_the_kernel_told_of_before_it_showed_wakes_the_worker_however_late_it_shows(
-    tmp_path: Path, pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="reads x86_64's number of poll(2) in /proc")
+def test_a_waiting_sqlite_worker_sleeps_through_commits_that_queue_no_run(
+    tmp_path: Path, pipe: tuple[int, int]
 ) -> None:
-    """A commit writes the WAL (the kernel tells) before it publishes its pages (which the kernel does not tell): a
-    committer held up between the two for longer than ``SETTLE`` (a loaded machine) still wakes the worker, which
-    looks for as long as another process holds the turn to write. Here the test gives the kernel's word itself: the
-    write told, and none after, as a commit published late has none."""
-    told, tell = pipe
-    os.set_blocking(told, False)  # as inotify's descriptor is
-    monkeypatch.setattr(wakeup, "changes", lambda folder: os.dup(told))  # (the store closes its own copy)
-    monkeypatch.setattr(SQLiteRunStore, "SETTLE", 0.0)  # the committer is held up longer than any settle
+    """A commit that queues nothing (a heartbeat here; a claim, an attempt's end) does not wake a waiting worker, nor
+    does the WAL's write before a submission's commit is published: it wakes once a run it could claim is visible.
+    Each heartbeat is made while the worker provably sleeps, and it provably sleeps again after it (the kernel's
+    word for it drained, the thread back in a long ``poll()``); a wake would have been counted before."""
     path = tmp_path / "data" / "runs.sqlite3"
-    worker = SQLiteRunStore(path)
-    committer = subprocess.Popen(
-        [sys.executable, "-c", COMMITTER, str(path)],
-        env={**os.environ, **lifeline_env()},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert committer.stdin is not None and committer.stdout is not None
-    reads: list[str] = []
-    started, woken = threading.Event(), threading.Event()
+    worker, api = SQLiteRunStore(path), SQLiteRunStore(path)
+    api.submit(new_run())
+    run = api.claim("elsewhere:1")
+    assert run is not None
+    worker.wait_for_work(0.0)
+    read, write = pipe
+    woken: list[bool] = []  # at each return of a wait: whether the test's descriptor was why
+    waiter: list[int] = []
 
     def waiting() -> None:  # one thread, as a worker's loop
-        worker.wait_for_work(0.0)
-        worker._connection().set_trace_callback(reads.append)  # this thread's looks at data_version from now on
-        started.set()
+        waiter.append(threading.get_native_id())
+        while not woken or not woken[-1]:
+            worker.wait_for_work(FOREVER, [read])
+            woken.append(bool(wakeup.readable([read], 0.0)))
+
+    thread = threading.Thread(target=waiting, daemon=True)
+    thread.start()
+    wait_until(lambda: waiter and sleeps_long_in_poll(waiter[0]), timeout=60)
+    own = worker._own().changes
+    watch = own[0] if own is not None else None
+    assert watch is not None, "the kernel does not tell this worker of writes"
+    for _ in range(3):
+        assert api.heartbeat(run.id, run.attempt)
+        wait_until(lambda: not wakeup.readable([watch], 0.0) and sleeps_long_in_poll(waiter[0]), timeout=60)
+    os.write(write, b"x")
+    thread.join(60)
+
+    assert woken == [True], "a commit that queued no run woke the waiting worker"
+
+
+def test_a_submission_wakes_a_waiting_worker_once_its_run_can_be_claimed(tmp_path: Path) -> None:
+    """The word that a run was queued comes after its commit: the woken worker claims it (a claim that found
+    nothing would leave it for the next wake)."""
+    path = tmp_path / "data" / "runs.sqlite3"
+    worker, api = SQLiteRunStore(path), SQLiteRunStore(path)
+    worker.wait_for_work(0.0)
+    claimed: list[Run | None] = []
+
+    def waiting() -> None:
         worker.wait_for_work(FOREVER)
-        woken.set()
+        claimed.append(worker.claim("here:1"))
 
-    try:
-        assert committer.stdout.readline() == "holding\n"
-        threading.Thread(target=waiting, daemon=True).start()
-        assert started.wait(60)
-        os.write(tell, b"w")  # the committer wrote the WAL
-        wait_until(lambda: not wakeup.readable([told], 0.0) and reads, timeout=60)  # read, and looked: nothing yet
-        committer.stdin.write("commit\n")  # published, its turn ended: no word of it from the kernel
-        committer.stdin.close()
-        assert committer.wait(60) == 0
+    thread = threading.Thread(target=waiting, daemon=True)
+    thread.start()
+    queued, _ = api.submit(new_run())
+    thread.join(60)
 
-        assert woken.wait(60), "a commit published after the kernel's word never woke the worker"
-    finally:
-        committer.kill()
-        committer.wait()
+    assert [run.id for run in claimed if run is not None] == [queued.id]
 
 
 def test_a_childs_exit_and_a_folders_write_make_their_descriptors_readable(tmp_path: Path) -> None:
