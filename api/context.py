@@ -7,10 +7,13 @@ from flask import current_app
 from nectar.service import Nectar
 from nectar.signing import UrlSigner
 
+#: the names of the facade and the signer in the app's ``extensions``
+FACADE, SIGNER = "nectar", "nectar_signer"
+
 
 def facade() -> Nectar:
-    return current_app.extensions["nectar"]
+    return current_app.extensions[FACADE]
 
 
 def signer() -> UrlSigner:
-    return current_app.extensions["nectar_signer"]
+    return current_app.extensions[SIGNER]

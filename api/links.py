@@ -189,16 +189,19 @@ def output_url(output: Output, expiry: int, signing: UrlSigner) -> str | None:
 
 
 def downloads(
-    status: JobStatus, service: Nectar | None = None, task_store: tuple[TaskInfo | None, TargetStore] | None = None
+    status: JobStatus,
+    service: Nectar | None = None,
+    task_store: tuple[TaskInfo | None, TargetStore] | None = None,
+    signing: UrlSigner | None = None,
 ) -> dict:
     """A status's download fields: every output of its task (``outputs``), the first one's URL
     (``resource_url``, handed out only for a file that exists) or why there is none (``resource_note``).
-    ``service``: the app's (:func:`~api.context.facade`), and ``task_store``: its ``task_store(status.key)``, when
-    the caller has them at hand."""
+    ``service``: the app's (:func:`~api.context.facade`), ``task_store``: its ``task_store(status.key)``, and
+    ``signing``: its signer (:func:`~api.context.signer`), when the caller has them at hand."""
     service = service or facade()
     info, store = task_store or service.task_store(status.key)
     outputs = status_outputs(status, info.cls if info else None, store, service.settings)
-    expiry, signing = service.settings.url_expiry, signer()
+    expiry, signing = service.settings.url_expiry, signing or signer()
     listed = [
         {"target": output.target, "url": output_url(output, expiry, signing), "note": output.note} for output in outputs
     ]

@@ -15,6 +15,7 @@ from api.schemas import KeyQuerySchema, StatusEnvelope
 from nectar.keys import TargetKey
 from nectar.registry.model import iso_utc
 from nectar.service import Nectar
+from nectar.signing import UrlSigner
 from nectar.status import log_source
 
 blp = Blueprint("status", __name__, url_prefix="/api", description="Job status by target key.")
@@ -47,9 +48,10 @@ class ChainStatus(MethodView):
         return dumped_answer(status_data(facade(), TargetKey.parse(_chain_argument())))
 
 
-def status_data(service: Nectar, key: TargetKey) -> dict[str, Any]:
+def status_data(service: Nectar, key: TargetKey, signing: UrlSigner | None = None) -> dict[str, Any]:
     """The answer's ``data`` for ``key``, shaped as StatusEnvelope dumps it (tests/api/test_status.py holds it to
-    that): sent without a dump, by the view and by :mod:`api.status_path` alike. Raises what the lookup raises."""
+    that): sent without a dump, by the view and by :mod:`api.status_path` alike. Raises what the lookup raises.
+    ``signing``: the app's signer (:func:`~api.context.signer`) when the caller has it at hand."""
     task_store = service.task_store(key)  # found once, for the status and its downloads
     status = service.status(key, task_store[1])
     run = status.run
@@ -72,7 +74,7 @@ def status_data(service: Nectar, key: TargetKey) -> dict[str, Any]:
         "objects": list(run.objects) if run and run.objects is not None else None,
         "waiting_for": list(run.waiting_for) if run and run.waiting_for is not None else None,
         "wait_until": iso_utc(run.wait_until) if run else None,
-        **links.downloads(status, service, task_store),
+        **links.downloads(status, service, task_store, signing),
         "steps": [links.step_out(step, known) for step in status.steps],
         "failed_step": status.failed_step,
         "error": status.error,

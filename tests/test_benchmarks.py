@@ -1,6 +1,6 @@
 """The benchmarks' machinery: percentiles, settings from the environment, a failing one's exit, CPU time, a clock's,
 the machine's busy CPU, the triggers benchmark's table, read calls, the fan-out's end, the dispatch benchmark's
-warm-up, the status benchmark's lookups in process."""
+warm-up, the status benchmark's lookups in process, its pairs and its recycles."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from benchmarks.fanout import through_service
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
 from benchmarks.population import fill_registry, fill_store
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
-from benchmarks.status import in_process_cpu, status_requests
+from benchmarks.status import CLIENTS, RECYCLE_WINDOW, CpuLeft, in_process_cpu, paired, recycle_every, status_requests
 from harness import busy_cpu, cpu_seconds, lifeline_env, read_calls, waitfor
 from nectar.registry import RunFilter, RunState
 from nectar.registry.sqlite import SQLiteRunStore
@@ -196,3 +196,25 @@ def test_the_status_lookups_in_process_are_answered_200_and_timed(tmp_path: Path
         assert len(requests) == 5 and in_process_cpu(app, requests, 20) > 0
         with pytest.raises(RuntimeError, match="404"):
             in_process_cpu(app, status_requests("/api/chainstatus", 6), 20)
+
+
+def test_the_status_benchmark_compares_each_burst_with_the_one_beside_it() -> None:
+    """The median of the pairs' ratios (2, 3, 1: 2), not the ratio of the medians (4 / 3): a burst slowed by the
+    machine is compared with its neighbour, slowed alike."""
+    assert paired([2.0, 9.0, 4.0], [1.0, 3.0, 4.0]) == 2.0
+
+
+def test_the_status_benchmark_recycles_each_worker_once_per_burst_of_a_fixed_count() -> None:
+    """gunicorn's max_requests is a worker's share of a burst's count of lookups, whatever the machine's speed."""
+    assert recycle_every(2) * 2 == CLIENTS * RECYCLE_WINDOW
+    assert recycle_every(4) * 4 == CLIENTS * RECYCLE_WINDOW
+
+
+def test_the_cpu_left_to_the_benchmark_does_not_count_its_own_as_others() -> None:
+    """What this process (the clients) burns is the benchmark's, and so is what the API used: counting all the
+    machine's busy time meanwhile as the API's leaves nothing to others (a share left of 1)."""
+    left, before = CpuLeft(), busy_cpu()
+    burnt = time.process_time()
+    while time.process_time() - burnt < 0.3:
+        pass
+    assert left.share(busy_cpu() - before) == 1.0
