@@ -87,15 +87,15 @@ class SqlRunStore(SqlReads):
         """Each run of ``asked`` (with its ``max_pending``) submitted as :meth:`submit` submits it, all in one
         transaction, in order: each its answer, or the QueueFull that refused it (nothing of it written).
 
-        A run alone is written as :meth:`submit` writes it (its QueueFull raised, the transaction rolled back). In a
+        A run alone is written by :meth:`_submit_alone` (as :meth:`submit` writes it, unless a dialect has a cheaper
+        way; its QueueFull raised, nothing of it written). In a
         turn of several, the PENDING runs ahead are read once, before the first bounded run (the count's row locked
         until the transaction ends), and counted on here as its runs are queued: a run past the bound is refused
         before its insert, so that none is rolled back. One statement a run (its insert; an identical active run's
         look-up too) where each had its insert, a read of the count and a savepoint around both (4 statements)."""
         if len(asked) == 1:
             ((run, max_pending),) = asked
-            with self._db() as db:
-                queued = self._submit(db, run, max_pending)
+            queued = self._submit_alone(run, max_pending)
             outcomes: list[Outcome[tuple[Run, bool]]] = [((queued, queued is run), None)]
         else:
             ahead: list[int] = []
@@ -104,6 +104,12 @@ class SqlRunStore(SqlReads):
         if any(answer is not None and answer[1] for answer, _ in outcomes):
             self._queued()
         return outcomes
+
+    def _submit_alone(self, run: Run, max_pending: int | None) -> Run:
+        """A run alone in its turn submitted as :meth:`submit` submits it: ``run`` queued, or the active run of its
+        key; QueueFull (nothing written) when ``max_pending`` runs are queued ahead of it."""
+        with self._db() as db:
+            return self._submit(db, run, max_pending)
 
     def _submit_counted(
         self, db: Any, run: Run, max_pending: int | None, ahead: list[int]

@@ -27,10 +27,16 @@ from nectar.registry.schema import (
     COUNT_RUNS,
     LATEST,
     PENDING_CHANGES,
+    QUEUED,
+    RUN_COLUMNS,
+    RUNS,
     UNCOUNT_PENDING,
+    param_marks,
     refuse_newer,
+    run_row,
     statements,
 )
+from nectar.registry.sql import ACTIVE, INSERT_NEW
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
 
@@ -123,6 +129,12 @@ OWN_STATEMENTS = {
     COUNT_FIRES: fire_counts.SQLITE_TRIGGERS,
     COUNT_AGAIN: sqlite_counts.SQLITE_TRIGGERS,
 }
+#: a new run, unless one of its key is active or the PENDING runs (the count the runs' triggers keep) are as many as
+#: the last parameter: one statement, its own transaction (the upsert's SELECT needs its WHERE: SQLite's grammar)
+INSERT_BOUNDED = (
+    f"INSERT INTO runs ({RUNS}) SELECT {param_marks(RUN_COLUMNS)} WHERE ({QUEUED}) < ? "
+    f"ON CONFLICT (key) WHERE {ACTIVE} DO NOTHING"
+)
 #: KiB of pages each connection caches (SQLite's default is 2,000): a process has as many connections that read as
 #: its threads read at once (an API worker up to 8) and one that writes, and a /metrics scrape reads every run, so
 #: each filled its own 2 MB; the OS caches the file for all (the pages one write reads fit: 256 and 2,000 KiB read
@@ -294,6 +306,28 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         """As every registry submits, but the submissions this process's threads make while another has the turn
         are written together, in the next turn (:mod:`nectar.registry.combine`)."""
         return self._combiner()((run, max_pending))
+
+    def _submit_alone(self, run: Run, max_pending: int | None) -> Run:
+        """A run alone in its turn in one statement, in autocommit (its own transaction, which takes SQLite's write
+        lock as it begins, as ``BEGIN IMMEDIATE`` does): its insert, bounded by the count of PENDING runs it reads,
+        where it was ``BEGIN IMMEDIATE``, the insert, a read of the count and ``COMMIT``. The sqlite3 module lets go
+        of the GIL around each statement's steps: under 16 clients, each time another of the API worker's threads
+        took it, and the writer, holding the turn, waited to have it back. An insert that does nothing finds the
+        key's active run (the answer, full queue or not) or else is written as every dialect writes it, in a
+        transaction: a full queue refused there (nothing written), or an active run that ended meanwhile replaced."""
+        with SQLITE.inside(), self._writer():
+            db = self._writing()
+            row = run_row(run)
+            if max_pending is None:
+                inserted = self._exec(db, INSERT_NEW, row)
+            else:
+                inserted = self._exec(db, INSERT_BOUNDED, (*row, max_pending))
+            if inserted.rowcount == 1:
+                return run
+            active = self._select(db, f"key = ? AND {ACTIVE}", run.key)
+            if active is not None:
+                return active
+            return super()._submit_alone(run, max_pending)
 
     def _combiner(self) -> Combiner[tuple[Run, int | None], tuple[Run, bool]]:
         own = self._own()  # a fork's copy may be mid-turn in a thread it does not have

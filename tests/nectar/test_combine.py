@@ -4,6 +4,7 @@ a turn that never comes fails every thread that awaited it, after which submissi
 
 from __future__ import annotations
 
+import itertools
 import signal
 import sqlite3
 import subprocess
@@ -170,3 +171,32 @@ def test_a_full_queue_still_answers_an_identical_active_run_and_refuses_a_new_on
     with pytest.raises(QueueFull, match="^3 runs are queued"):  # alone in its turn: raised, as submit raises
         runs.submit(new_run(7), max_pending=3)
     assert runs.count() == 3
+
+
+def statements_said(traced: list[str]) -> list[str]:
+    """The first word of each statement a connection's trace told (each trigger a statement fires is told again as
+    that statement's text: told once here)."""
+    return [text.split(" ", 1)[0] for text, _ in itertools.groupby(traced)]
+
+
+def test_a_run_alone_in_its_turn_is_one_statement_committed_before_its_answer(runs: SQLiteRunStore) -> None:
+    """Alone in its turn, a run is its insert (bounded by the count it reads), in autocommit: no BEGIN, no read of
+    the count, no COMMIT, each a statement around which the sqlite3 module lets go of the GIL; another connection
+    finds it as soon as it is answered. An identical active run is answered, full queue or not; a new run past the
+    bound is refused, nothing of it written."""
+    runs.check()  # the writing connection opened, its schema read
+    said: list[str] = []
+    runs._writing().set_trace_callback(said.append)
+    try:
+        first, created = runs.submit(new_run(0), max_pending=1)
+        assert created and statements_said(said) == ["INSERT"], said
+        assert SQLiteRunStore(runs.path).get(first.id) == first  # committed: another connection reads it
+        said.clear()
+        assert runs.submit(new_run(0), max_pending=1) == (first, False)  # the queue is full: its run all the same
+        assert statements_said(said) == ["INSERT", "SELECT"], said
+    finally:
+        runs._writing().set_trace_callback(None)
+    with pytest.raises(QueueFull, match="^1 runs are queued"):
+        runs.submit(new_run(1), max_pending=1)
+    assert runs.count() == runs.queued() == 1
+    assert runs.submit(new_run(1))[1] and runs.queued() == 2  # unbounded: queued
