@@ -50,7 +50,7 @@ SALES_DAY_PARAM = {
 #: tests/test_lint.py: its mypy runs from the session's start (tests/helpers/background_mypy.py), and is read late
 SLOWEST_FIRST = (
     "tests/triggers/test_exactly_once.py",
-    "tests/faults/test_processes.py",
+    "tests/faults/test_worker_dies.py",
     "tests/scale/test_node_killed.py",
     "tests/scale/test_nodes.py",
     "tests/faults/test_serve_stops.py",
@@ -64,6 +64,8 @@ SLOWEST_FIRST = (
     "tests/schedules/test_clock_races.py",
     "tests/faults/test_submissions.py",
     "tests/faults/test_policies.py",
+    "tests/faults/test_frozen_attempts.py",
+    "tests/faults/test_processes.py",
     "tests/triggers/test_listing.py",
     "tests/scale/test_live_logs.py",
     "tests/triggers/test_waiting.py",
