@@ -43,30 +43,32 @@ SALES_DAY_PARAM = {
 }
 
 
-#: the longest files, longest first (serial seconds on the CI machine: ~100 to ~15), run before all others. xdist's
+#: the longest files, longest first (~110 to ~20 s each on a loaded 2-core machine), run before all others. xdist's
 #: --dist loadfile hands out whole files in collection order (with --no-loadscope-reorder; by default it sorts them
 #: by their number of tests, which sent these few-test, long files last): so both workers start on long files and
 #: short ones fill the end, instead of a worker idling while the other runs a 70 s file it took last. Not
 #: tests/test_lint.py: its mypy runs from the session's start (tests/helpers/background_mypy.py), and is read late
 SLOWEST_FIRST = (
-    "tests/triggers/test_exactly_once.py",
-    "tests/faults/test_processes.py",
-    "tests/scale/test_node_killed.py",
-    "tests/scale/test_nodes.py",
-    "tests/faults/test_serve_stops.py",
-    "tests/test_benchmarks.py",
-    "tests/schedules/test_exactly_once.py",
-    "tests/triggers/test_exactly_once_local.py",
-    "tests/nectar/test_client.py",
-    "tests/scale/test_pools.py",
-    "tests/scale/test_registry_restart.py",
-    "tests/faults/test_dependencies.py",
     "tests/schedules/test_clock_races.py",
+    "tests/triggers/test_exactly_once.py",
     "tests/faults/test_submissions.py",
+    "tests/test_benchmarks.py",
+    "tests/nectar/test_client.py",
+    "tests/scale/test_node_killed.py",
+    "tests/faults/test_dependencies.py",
+    "tests/faults/test_serve_stops.py",
+    "tests/faults/test_worker_dies.py",
+    "tests/schedules/test_exactly_once.py",
     "tests/faults/test_policies.py",
+    "tests/scale/test_nodes.py",
+    "tests/faults/test_frozen_attempts.py",
+    "tests/triggers/test_exactly_once_local.py",
     "tests/triggers/test_listing.py",
-    "tests/scale/test_live_logs.py",
+    "tests/scale/test_registry_restart.py",
+    "tests/faults/test_processes.py",
     "tests/triggers/test_waiting.py",
+    "tests/scale/test_pools.py",
+    "tests/scale/test_live_logs.py",
 )
 
 

@@ -20,8 +20,9 @@ def test_nectar_serve_whose_every_process_dies_at_once_finishes_every_run_after_
     env = {"NECTAR_RETRIES": "2", "NECTAR_LEASE": "3", "NECTAR_HEARTBEAT": "0.5", "NECTAR_DRAIN_GRACE": "1"}
     env["NECTAR_RETRY_DELAY"] = "0.2"
     serve = cluster.start_serve(workers=4, **env)
-    runs = [cluster.api.queue(n=n, sleeps="2") for n in range(10)]
-    waitfor(lambda: cluster.ledger.count("start") >= 2, 60, "runs to start")
+    gate = cluster.tmp / "gate"  # opened once every process is dead: the cut comes while runs run and others wait
+    runs = [cluster.api.queue(n=n, gate=str(gate)) for n in range(10)]
+    waitfor(lambda: cluster.ledger.count("start") >= 4, 60, "a run in each of the 4 slots")
     everything = [serve.pid, *descendants(serve.pid)]
 
     for pid in everything:
@@ -31,9 +32,10 @@ def test_nectar_serve_whose_every_process_dies_at_once_finishes_every_run_after_
 
     left = [p for p in tagged(cluster.token) if alive(p)]
     assert not left, {p: cmdline(p) for p in left}
-    unfinished = [r for r in runs if cluster.run(r["run_id"]).state in (RunState.PENDING, RunState.RUNNING)]
-    assert unfinished, "the kill came after every run had finished: nothing was tested"
+    states = [cluster.run(r["run_id"]).state for r in runs]
+    assert set(states) == {RunState.PENDING, RunState.RUNNING}, states  # none finished, some ran, some waited
 
+    gate.touch()
     cluster.start_serve(workers=4, **env)
 
     finals = cluster.api.wait_all([r["key"] for r in runs], ("DONE", "FAILED"), timeout=60)

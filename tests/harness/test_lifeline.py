@@ -140,3 +140,53 @@ def test_a_watcher_killed_is_replaced_for_the_same_lifeline_by_the_next_start() 
     *_, read_end, watched = waitfor(lambda: cmdline(watcher.pid), 60, "the new watcher's command line").split()
     assert watched == before[LIFELINE_VAR] and lifeline._held is not None
     assert os.readlink(f"/proc/{watcher.pid}/fd/{read_end}") == os.readlink(f"/proc/self/fd/{lifeline._held[1]}")
+
+
+#: a process that starts another inside a write transaction of a registry, as the SQLite registry's tests do (a pipe
+#: to read that it is inside), prints its pid and waits
+HOLDER_STARTER = """
+import sys, threading
+from pathlib import Path
+from tests.nectar.test_sqlite_writers import inside_a_transaction
+print(inside_a_transaction(Path(sys.argv[1])).pid, flush=True)
+threading.Event().wait()
+"""
+
+
+def test_a_process_a_test_starts_itself_dies_when_the_test_process_is_killed(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """A test's own child with a pipe to read (another writer holding a registry's turn; the registry tests' transaction
+    killed half way starts the same way) dies with the test's process, SIGKILLed. Before, it slept on for an hour,
+    handed to init, the registry's write turn held."""
+    argv = [sys.executable, "-c", HOLDER_STARTER, str(tmp_path / "registry.db")]
+    starter = processes.start("holder-starter", argv, base_env(), REPO)
+    holder = int(waitfor(first_line_said(processes, starter, str.isdigit), 120, "the starter to start the holder"))
+    assert alive(holder)
+
+    killed_with_all_it_started(starter, {holder: cmdline(holder)})
+
+
+#: a process that starts the session's mypy as a pytest controller does (tests/helpers/background_mypy.py), prints its
+#: pid and waits
+MYPY_STARTER = """
+import sys, threading, types
+from pathlib import Path
+import pytest
+from tests.helpers import background_mypy
+config = types.SimpleNamespace(stash=pytest.Stash())
+config.stash[background_mypy.FOLDER] = Path(sys.argv[1])
+background_mypy.start(config)
+print(config.stash[background_mypy.STARTED].pid, flush=True)
+threading.Event().wait()
+"""
+
+
+def test_the_sessions_mypy_dies_when_the_session_is_killed(processes: Processes, tmp_path: Path) -> None:
+    """The mypy a session starts at its beginning for tests/test_lint.py dies with the session, SIGKILLed. Before, it
+    ran on to its end (~45 s of a CPU), writing into the folder of a session long gone."""
+    starter = processes.start("mypy-starter", [sys.executable, "-c", MYPY_STARTER, str(tmp_path)], base_env(), REPO)
+    mypy = int(waitfor(first_line_said(processes, starter, str.isdigit), 120, "the starter to start mypy"))
+    assert alive(mypy)
+
+    killed_with_all_it_started(starter, {mypy: cmdline(mypy)})

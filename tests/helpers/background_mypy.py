@@ -9,6 +9,7 @@ no:xdist``, ``-n 0``) starts it after its own collection. A session that does no
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from harness import REPO, waitfor
+from harness import REPO, lifeline_env, waitfor
 
 #: the test that reads the answer
 MYPY_TEST = "tests/test_lint.py::test_tool_is_clean[mypy]"
@@ -59,7 +60,9 @@ def start(config: pytest.Config) -> None:
         return
     folder = config.stash[FOLDER]
     with open(folder / "output", "wb") as output:
-        proc = subprocess.Popen([sys.executable, "-m", "mypy"], cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+        env = {**os.environ, **lifeline_env()}  # dies with the session, even SIGKILLed (harness/lifeline.py)
+        argv = [sys.executable, "-m", "mypy"]
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
     config.stash[STARTED] = proc
 
     def note_exit() -> None:

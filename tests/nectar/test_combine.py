@@ -8,7 +8,6 @@ import itertools
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -21,7 +20,7 @@ from nectar.registry import Run, RunState, sqlite
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
 from tests.nectar.test_runs import new_run
-from tests.nectar.test_sqlite_writers import INSIDE
+from tests.nectar.test_sqlite_writers import inside_a_transaction
 
 #: threads submitting at once through one registry, as an API worker's do
 THREADS = 8
@@ -38,9 +37,8 @@ def hold(runs: SQLiteRunStore) -> Iterator[Callable[[], subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []
 
     def holder() -> subprocess.Popen[str]:
-        proc = subprocess.Popen([sys.executable, "-c", INSIDE, str(runs.path)], stdout=subprocess.PIPE, text=True)
+        proc = inside_a_transaction(runs.path)
         started.append(proc)
-        assert proc.stdout is not None and proc.stdout.readline() == "inside\n"
         return proc
 
     yield holder

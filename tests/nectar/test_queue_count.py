@@ -7,6 +7,7 @@ submissions, and a transaction killed by SIGKILL half-way leaves the count as ri
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import lifeline_env
 from nectar.errors import QueueFull
 from nectar.registry import RetryPolicy, Run, RunState
 from nectar.registry.postgres import PostgresRunStore
@@ -199,7 +201,11 @@ def test_a_transaction_killed_half_way_leaves_the_count_right(where: str) -> Non
     runs = open_store(where)
     made = [runs.submit(new_run(n))[0] for n in range(3)]
     child = subprocess.Popen(
-        [sys.executable, "-c", HALF_DONE, where, made[0].id], cwd=REPO, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HALF_DONE, where, made[0].id],
+        cwd=REPO,
+        env={**os.environ, **lifeline_env()},  # dies with this process, even SIGKILLed (harness/lifeline.py)
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert child.stdout is not None

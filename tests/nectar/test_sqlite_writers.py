@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import read_calls
+from harness import lifeline_env, read_calls
 from nectar.registry import RunState, sqlite
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
@@ -44,14 +44,27 @@ def writer_holding(path: Path) -> int | None:
         os.close(fd)
 
 
+def inside_a_transaction(path: Path) -> subprocess.Popen[str]:
+    """Another process inside a write transaction of the registry at ``path`` once this returns, until killed; with
+    this process's lifeline (harness/lifeline.py): a killed test session leaves it holding nothing."""
+    env = {**os.environ, **lifeline_env()}
+    proc = subprocess.Popen([sys.executable, "-c", INSIDE, str(path)], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    said = proc.stdout.readline()
+    if said != "inside\n":
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"the process never entered its transaction; it said {said!r}")
+    return proc
+
+
 @pytest.fixture
 def inside(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], SQLiteRunStore]]:
     """Another process inside a write transaction of a registry, until killed; and the registry, opened before."""
     path = tmp_path / "registry.db"
     runs = SQLiteRunStore(path)
-    proc = subprocess.Popen([sys.executable, "-c", INSIDE, str(path)], stdout=subprocess.PIPE, text=True)
+    proc = inside_a_transaction(path)
     try:
-        assert proc.stdout is not None and proc.stdout.readline() == "inside\n"
         yield proc, runs
     finally:
         proc.kill()

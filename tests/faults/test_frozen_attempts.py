@@ -1,0 +1,98 @@
+"""An attempt frozen (SIGSTOP) while its run is reclaimed and done by another worker, then thawed: it never finishes
+the task it lost."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+
+from nectar.attempt import process_name
+from nectar.ports import parent_of
+from nectar.registry import RunState
+from tests.faults.conftest import Cluster, alive, waitfor
+
+
+def test_a_frozen_attempt_is_reclaimed_and_exits_without_finishing_when_thawed(cluster: Cluster) -> None:
+    cluster.fault = "SIGSTOP the child executing a task; SIGCONT after the run was reclaimed and DONE"
+    cluster.settings = cluster.settings.replace(retries=1, lease_timeout=3)
+    cluster.start_luigid()
+    cluster.start_api()
+    workers = [cluster.start_worker(workers=1), cluster.start_worker(workers=1)]
+    data = cluster.api.queue(n=0, sleeps="30,2")
+    waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start")
+    frozen = cluster.ledger.executions()[0].pid
+    owner = parent_of(frozen)
+    assert owner in {w.pid for w in workers}
+    waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 60, "the child's first heartbeat")
+
+    cluster.freeze(frozen)
+
+    # reclaimed for its silence (the frozen process is alive): the second attempt carries the reason while it runs
+    second_attempt = waitfor(lambda: (r := cluster.run(data["run_id"])).attempt == 2 and r, 60, "attempt 2 to start")
+    assert f"worker lost: {process_name(frozen)} (no heartbeat for " in second_attempt.error, second_attempt
+    done = cluster.api.wait(data["key"], timeout=60)
+    assert (done["attempt"], done["max_attempts"]) == (2, 2)
+    [second] = [e for e in cluster.ledger.executions() if e.pid != frozen]
+    assert second.end is not None
+    assert cluster.run(data["run_id"]).worker == process_name(second.pid)
+    assert alive(frozen), "still frozen: its own worker must not have been able to finish it"
+
+    os.kill(frozen, signal.SIGCONT)
+
+    waitfor(lambda: not alive(frozen), 60, "the thawed child to exit")
+    [first] = [e for e in cluster.ledger.executions() if e.pid == frozen]
+    assert first.end is None, "the thawed child went on and finished a task it had lost"
+    assert cluster.ledger.count("end") == 1
+    assert cluster.read(data["key"]) == f"{second.task_id} {second.pid}\n"
+    assert cluster.run(data["run_id"]).state == RunState.DONE
+    cluster.account()
+
+
+def test_a_frozen_attempt_thawed_when_its_work_is_due_does_not_finish_it(cluster: Cluster) -> None:
+    """The frozen child's task has no work left when it is thawed (the gate it waits for was opened while it was
+    stopped), and the registry is busy for a moment (another writer holds its lock): the child must still not
+    finish a task whose attempt was reclaimed and done by another worker."""
+    cluster.fault = "SIGSTOP a child near the end of its task; SIGCONT after reclaim, registry busy for 1 s"
+    cluster.settings = cluster.settings.replace(retries=1, lease_timeout=3)
+    cluster.start_luigid()
+    cluster.start_api()
+    cluster.start_worker(workers=1)
+    cluster.start_worker(workers=1)
+    gate = cluster.tmp / "gate"  # held until the child is frozen: a slow test cannot see it finish first
+    data = cluster.api.queue(n=0, gate=str(gate))
+    waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start")
+    frozen = cluster.ledger.executions()[0].pid
+    waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 60, "the child's first heartbeat")
+    cluster.freeze(frozen)
+    gate.touch()
+    done = cluster.api.wait(data["key"], timeout=cluster.settings.lease_timeout + 60)
+    assert done["attempt"] == 2
+    [second] = [e for e in cluster.ledger.executions() if e.pid != frozen]
+
+    with registry_busy(cluster, seconds=1.0):
+        os.kill(frozen, signal.SIGCONT)
+
+    waitfor(lambda: not alive(frozen), 60, "the thawed child to exit")
+    [first] = [e for e in cluster.ledger.executions() if e.pid == frozen]
+    ledger = cluster.ledger.path.read_text()
+    assert first.end is None, f"the thawed child finished the task after its attempt was reclaimed:\n{ledger}"
+    assert cluster.read(data["key"]) == f"{second.task_id} {second.pid}\n"
+    cluster.account()
+
+
+@contextlib.contextmanager
+def registry_busy(cluster: Cluster, seconds: float) -> Iterator[None]:
+    """Hold the registry's write lock (as a long transaction of another process would) around the block and
+    for ``seconds`` after it."""
+    db = sqlite3.connect(cluster.settings.registry_path, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        yield
+        time.sleep(seconds)
+        db.execute("COMMIT")
+    finally:
+        db.close()
