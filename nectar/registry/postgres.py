@@ -243,26 +243,25 @@ class PostgresRunStore(SqlTriggers, SqlWaits):
         except (psycopg.OperationalError, RegistryUnavailable):
             pass  # the run is queued all the same: workers also look for work on their own
 
-    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> bool:
-        """Sleep until a run is queued anywhere (a NOTIFY), one of ``also`` is readable, or ``timeout`` seconds pass;
-        True when a NOTIFY came."""
+    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> None:
+        """Sleep until a run is queued anywhere (a NOTIFY), one of ``also`` is readable, or ``timeout`` seconds pass."""
         listener = self._listen()
         if listener is None:
-            return super().wait_for_work(timeout, also)
+            super().wait_for_work(timeout, also)
+            return
         try:
             if not also:
-                return any(True for _ in listener.notifies(timeout=timeout, stop_after=1))
+                for _ in listener.notifies(timeout=timeout, stop_after=1):
+                    pass
+                return
             # what the connection holds already; else one poll() of its socket and of ``also``, then what it received
-            if sum(1 for _ in listener.notifies(timeout=0.0)):
-                return True
-            woken = wakeup.readable([listener.fileno(), *also], timeout)
-            if listener.fileno() in woken:
+            held = sum(1 for _ in listener.notifies(timeout=0.0))
+            if not held and wakeup.readable([listener.fileno(), *also], timeout):
                 for _ in listener.notifies(timeout=0.0):
                     pass
-            return listener.fileno() in woken
         except psycopg.OperationalError:
             self._listener = None  # the database went away: reconnect on the next wait
-            return super().wait_for_work(timeout, also)
+            super().wait_for_work(timeout, also)
 
     def _listen(self) -> Connection | None:
         """This process's listening connection: its own, held for good, never one of the pool's."""

@@ -36,8 +36,6 @@ INSERT_NEW = (
 )
 #: a PENDING run due now (one a claim takes)
 DUE = "SELECT 1 FROM runs WHERE state = 'PENDING' AND not_before <= ? LIMIT 1"
-#: when the PENDING run due first is due
-NEXT_DUE = "SELECT MIN(not_before) FROM runs WHERE state = 'PENDING'"
 
 
 def queue_full(ahead: int) -> QueueFull:
@@ -163,10 +161,6 @@ class SqlRunStore(SqlReads):
 
     def has_due(self) -> bool:
         return self._due(time.time())
-
-    def next_due(self) -> float | None:
-        due = self._read(lambda db: self._scalar(db, NEXT_DUE))
-        return None if due is None else float(due)
 
     def _due(self, now: float) -> bool:
         return self._read(lambda db: self._scalar(db, DUE, (now,))) is not None

@@ -390,7 +390,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         except OSError:  # the run is queued all the same: workers also look for work on their own
             pass
 
-    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> bool:
+    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> None:
         """Return after ``timeout`` seconds, as soon as one of ``also`` is readable, or as soon as a run was queued
         (:meth:`_queued`) since this process's last wait began: a run queued while its caller looked for work wakes
         it at once, not at its next wait's end.
@@ -400,16 +400,14 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         the WAL's write before that commit is published, none on commits that queue nothing (a claim, a heartbeat,
         an attempt's end), and nothing read while it waits. The first wait of a process returns at once (a run may
         have been queued before the kernel watched for it). Without the kernel's word, it reads ``PRAGMA
-        data_version`` every :data:`WAKE_INTERVAL` and returns once another connection has committed anything.
-        True when a run may have been queued (the word came, or a commit showed, or it is the first wait)."""
+        data_version`` every :data:`WAKE_INTERVAL` and returns once another connection has committed anything."""
         changed, first = self._changes()
         if first:
-            return True
+            return
         if changed is not None:
-            woken = wakeup.readable([*also, changed], timeout)
-            if changed in woken:
+            if changed in wakeup.readable([*also, changed], timeout):
                 wakeup.drain(changed)
-            return changed in woken
+            return
 
         def version() -> int:
             with SQLITE.inside():
@@ -421,11 +419,8 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         deadline = time.monotonic() + timeout
         try:
             while (left := deadline - time.monotonic()) > 0:
-                if version() != seen[1]:
-                    return True
-                if wakeup.readable(also, min(left, self.WAKE_INTERVAL)):
-                    return False
-            return False
+                if wakeup.readable(also, min(left, self.WAKE_INTERVAL)) or version() != seen[1]:
+                    return
         finally:
             self._local.seen = (os.getpid(), version())
 

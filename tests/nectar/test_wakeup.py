@@ -47,7 +47,7 @@ def pipe() -> Iterator[tuple[int, int]]:
     os.close(write)
 
 
-def returns(wait: Callable[[], object]) -> bool:
+def returns(wait: Callable[[], None]) -> bool:
     """Whether ``wait()`` returns, without raising, within a deadline that only a hung wait reaches."""
     returned = threading.Event()
 
