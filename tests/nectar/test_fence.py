@@ -84,6 +84,16 @@ def test_a_lost_lease_discards_the_write_and_names_the_attempt(store: TargetStor
     assert leftovers(store) == []
 
 
+def test_a_lost_lease_refuses_write_text_and_leaves_nothing(store: TargetStore, lease: Lease) -> None:
+    lease.lost = True
+
+    with pytest.raises(LeaseLost, match="attempt 1 of run r1 no longer owns its run"):
+        store.write_text(KEY, "params of an attempt that was reclaimed meanwhile\n")
+
+    assert not store.exists(KEY)
+    assert leftovers(store) == []
+
+
 def test_a_lost_lease_refuses_put_file(store: TargetStore, lease: Lease, tmp_path: Path) -> None:
     source = tmp_path / "stdout.log"
     source.write_text("log of a lost attempt\n")

@@ -90,6 +90,21 @@ def test_a_local_step_folder_is_made_once_not_before_each_file(
         store.put_files([(tmp_path / "gone.log", KEY.with_file("log/gone.log"))], move=True)
 
 
+def test_write_text_writes_the_bytes_its_targets_open_writes(store: TargetStore) -> None:
+    """``write_text`` (params.txt, ``write_file``) commits the bytes a target opened for writing commits for the same
+    text, non-ASCII characters and line ends included, over a file already there too."""
+    text = '{\n  "n": "é✓"\r\n}\n\ttab'
+    with store.open(KEY, "w") as handle:
+        handle.write(text)
+    by_target = b"".join(store.iter_bytes(KEY))
+    written = KEY.with_file("params.txt")
+    store.write_text(written, "first, overwritten\n")
+
+    store.write_text(written, text)
+
+    assert b"".join(store.iter_bytes(written)) == by_target == text.encode()
+
+
 def test_put_files_commits_files_of_one_folder(store: TargetStore, tmp_path: Path) -> None:
     source = tmp_path / "blob.bin"
     source.write_bytes(PAYLOAD)
