@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import random
 import shutil
 import stat
 import tempfile
@@ -16,7 +15,6 @@ from luigi import LocalTarget
 from luigi.local_target import atomic_file
 from luigi.target import FileSystemTarget
 
-from nectar import fence
 from nectar.config import Settings
 from nectar.errors import InvalidKey, StoreUnavailable
 from nectar.keys import TargetKey
@@ -183,26 +181,6 @@ class LocalStore(TargetStore):
             os.replace(tmp, dest)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
-            raise
-
-    def write_text(self, key: TargetKey, text: str) -> None:
-        """Write ``text`` to ``key`` atomically, the bytes its target's ``open('w')`` writes (luigi's text format is a
-        text file's defaults), without luigi's layers around the file: a temporary file beside it, committed by a
-        rename through the fence; ``key``'s folder made only when it is missing."""
-        path = f"{self._prefix}/{key.path}"
-        temporary = f"{path}-luigi-tmp-{random.randrange(10_000_000_000):09d}"  # the name luigi's atomic file has
-        try:
-            handle = open(temporary, "x")  # noqa: SIM115
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            handle = open(temporary, "x")  # noqa: SIM115
-        try:
-            with handle:
-                handle.write(text)
-            fence.check(path)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
             raise
 
     def url(self, key: TargetKey, expires_in: int) -> str | None:
