@@ -337,6 +337,40 @@ def test_an_idle_workers_passes_look_for_a_run_once_then_only_when_one_is_queued
     assert [child.run.id for child in executor.children.values()] == [run_id]
 
 
+def test_without_the_kernels_word_an_idle_worker_claims_a_run_queued_in_its_waits_last_sleep(
+    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the kernel cannot tell of writes (no inotify: out of instances), an idle worker that found no run learns
+    of one queued in the last sleep of its wait from its next wait, and claims it (a version read again as the wait
+    ended took it as seen: the run stayed PENDING). The run is queued inside that sleep; the passes are the test's."""
+    monkeypatch.setattr(wakeup, "changes", lambda path: None)
+    executor = new_executor(concurrency=1, worker_poll_interval=0.001)
+    while executor.runs.wait_for_work(0.0):  # its first waits say a run may have been queued before them
+        pass
+    executor._serve_once()  # a look finds none: none is looked for until told
+    nectar = Nectar(quick)
+    sleep = wakeup.readable
+    run_id: list[str] = []
+
+    def sleeping(fds: list[int], timeout: float) -> list[int]:  # the idle wait's sleep (no spare, no child)
+        if not run_id:
+            run_id.append(submit(nectar, 23))
+        return sleep(fds, timeout)
+
+    monkeypatch.setattr(wakeup, "readable", sleeping)
+    executor._serve_once()  # its wait ends by its timeout, the run queued in its sleep
+    monkeypatch.setattr(wakeup, "readable", sleep)
+    assert run_id
+
+    def claimed() -> bool:
+        executor._serve_once()
+        return bool(executor.children)
+
+    wait_until(claimed, timeout=60)
+
+    assert [child.run.id for child in executor.children.values()] == run_id
+
+
 def test_a_draining_worker_sleeps_though_a_spare_said_it_is_ready(
     new_executor: Callable[..., Executor], monkeypatch: pytest.MonkeyPatch
 ) -> None:
