@@ -170,6 +170,12 @@ class Executor:
         self._checked = 0
         #: readable when a signal came (a stop): set by serve_forever, in the main thread
         self._signalled: int | None = None
+        #: whether a run may be due: not since a look found none, until the registry tells of a run queued, or the
+        #: PENDING run due first is due (a retry's delay ends unannounced: :attr:`_due_at`); a pass woken by a
+        #: child, a spare or a timeout alone (an attempt's start or end, a spare ready) then does not look for one
+        self._work_may_wait = True
+        #: when the PENDING run due first is due, as read when a look last found none (None: none was PENDING)
+        self._due_at: float | None = None
 
     def warm(self) -> None:
         """Before the first spare is forked, not while idle: what every attempt would import (or load) itself; then
@@ -447,16 +453,22 @@ class Executor:
         self._reap()
         self._watch()
         blocked = False  # a free slot and no spare ready for it
-        while len(self.children) < self.concurrency and not self.stopping and self._scheduler_up():
+        while (
+            self._work_may_wait and len(self.children) < self.concurrency and not self.stopping and self._scheduler_up()
+        ):
             spare = self.spares.ready()
             if spare is None:
                 blocked = True
                 break
             if not self._claim(spare):
+                self._found_none()
                 break
             self.spares.wanted()
-        if blocked and self.runs.has_due():
-            self.spares.wanted()  # a run waits for a spare: fork them (idle until now) or wait for one to be ready
+        if blocked:
+            if self.runs.has_due():
+                self.spares.wanted()  # a run waits for a spare: fork them (idle until now) or wait for one to be ready
+            else:
+                self._found_none()
         if not self.stopping:
             if self.spares.busy:
                 self.warm()
@@ -464,6 +476,12 @@ class Executor:
             if forked is not None:
                 forked.tag = self._likely
         self._sleep(blocked)
+
+    def _found_none(self) -> None:
+        """A look found no run due: none is looked for until the registry tells of one queued, or until the PENDING
+        run due first is due (read now)."""
+        self._work_may_wait = False
+        self._due_at = self.runs.next_due()
 
     def _hold(self) -> bool:
         """Whether an attempt claimed less than :data:`START_WAIT` seconds ago has yet to start its first step: the
@@ -474,8 +492,9 @@ class Executor:
     def _sleep(self, blocked: bool) -> None:
         """Until there may be something to do: an attempt's process exits, starts its first step or ends its run and
         stays, a spare is ready (or dies), or, if a slot could take it now, a run is queued; at most
-        ``worker_poll_interval`` seconds (leases, luigid, idle spares), and no longer than a spare's fork is held back
-        (:meth:`_hold`)."""
+        ``worker_poll_interval`` seconds (leases, luigid, idle spares), no longer than a spare's fork is held back
+        (:meth:`_hold`), nor than the PENDING run due first waits for its time (:attr:`_due_at`). A run queued, or one
+        due, makes the next pass look for one (:attr:`_work_may_wait`)."""
         exits = [child.exited for child in self.children.values()]
         timeout = self.settings.worker_poll_interval
         if None in exits:  # the kernel cannot say when this one exits: look again soon
@@ -487,14 +506,18 @@ class Executor:
                 fds.append(child.channel.fileno())
             if not child.started and not self.stopping and now - child.claimed_at < START_WAIT:  # its hold ends then
                 timeout = max(0.0, min(timeout, child.claimed_at + START_WAIT - now))
+        if not self._work_may_wait and self._due_at is not None:  # a retry's delay ends then
+            timeout = max(0.0, min(timeout, self._due_at - time.time()))
         if self._signalled is not None:  # a stop wakes the sleep, not its timeout's end
             fds.append(self._signalled)
         if not self.stopping:  # a stopping worker reads its spares no more (it lets them go once drained)
             fds += self.spares.fds()
         if self.stopping or len(self.children) >= self.concurrency or (blocked and len(self.spares)):
             wakeup.readable(fds, timeout)  # a queued run could not be claimed before one of these anyway
-        else:
-            self.runs.wait_for_work(timeout, fds)
+        elif self.runs.wait_for_work(timeout, fds):
+            self._work_may_wait = True
+        if self._due_at is not None and time.time() >= self._due_at:
+            self._work_may_wait = True
         if self._signalled is not None:
             wakeup.drain(self._signalled)
 
@@ -515,6 +538,7 @@ class Executor:
                 if not registry_down:
                     logger.warning("the run registry is unavailable, retrying: %s", exc)
                 registry_down = True
+                self._work_may_wait = True
                 time.sleep(max(self.settings.worker_poll_interval, 0.5))
                 continue
             if registry_down and self._registry_answers():

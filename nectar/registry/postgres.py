@@ -243,36 +243,42 @@ class PostgresRunStore(SqlTriggers, SqlWaits):
         except (psycopg.OperationalError, RegistryUnavailable):
             pass  # the run is queued all the same: workers also look for work on their own
 
-    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> None:
-        """Sleep until a run is queued anywhere (a NOTIFY), one of ``also`` is readable, or ``timeout`` seconds pass."""
-        listener = self._listen()
+    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> bool:
+        """Sleep until a run is queued anywhere (a NOTIFY), one of ``also`` is readable, or ``timeout`` seconds pass;
+        True when a NOTIFY came. A wait that listens anew (this process's first, or the first after the database
+        went away) returns True at once: a run queued before its LISTEN sent a NOTIFY no one heard."""
+        listener, new = self._listen()
         if listener is None:
-            super().wait_for_work(timeout, also)
-            return
+            return super().wait_for_work(timeout, also)
+        if new:
+            return True
         try:
             if not also:
-                for _ in listener.notifies(timeout=timeout, stop_after=1):
-                    pass
-                return
+                return any(True for _ in listener.notifies(timeout=timeout, stop_after=1))
             # what the connection holds already; else one poll() of its socket and of ``also``, then what it received
-            held = sum(1 for _ in listener.notifies(timeout=0.0))
-            if not held and wakeup.readable([listener.fileno(), *also], timeout):
+            if sum(1 for _ in listener.notifies(timeout=0.0)):
+                return True
+            woken = wakeup.readable([listener.fileno(), *also], timeout)
+            if listener.fileno() in woken:
                 for _ in listener.notifies(timeout=0.0):
                     pass
+            return listener.fileno() in woken
         except psycopg.OperationalError:
             self._listener = None  # the database went away: reconnect on the next wait
-            super().wait_for_work(timeout, also)
+            return super().wait_for_work(timeout, also)
 
-    def _listen(self) -> Connection | None:
-        """This process's listening connection: its own, held for good, never one of the pool's."""
-        if self._listener is None or self._listener.closed or self._listener_pid != os.getpid():
-            try:
-                self._listener = self._connect()
-                self._listener.execute(f"LISTEN {CHANNEL}")
-                self._listener_pid = os.getpid()
-            except (psycopg.OperationalError, RegistryUnavailable):
-                self._listener = None
-        return self._listener
+    def _listen(self) -> tuple[Connection | None, bool]:
+        """This process's listening connection: its own, held for good, never one of the pool's; and whether it began
+        to listen now."""
+        if self._listener is not None and not self._listener.closed and self._listener_pid == os.getpid():
+            return self._listener, False
+        try:
+            self._listener = self._connect()
+            self._listener.execute(f"LISTEN {CHANNEL}")
+            self._listener_pid = os.getpid()
+        except (psycopg.OperationalError, RegistryUnavailable):
+            self._listener = None
+        return self._listener, True
 
     def check(self) -> str:
         def describe(db: Connection) -> str:

@@ -36,6 +36,8 @@ INSERT_NEW = (
 )
 #: a PENDING run due now (one a claim takes)
 DUE = "SELECT 1 FROM runs WHERE state = 'PENDING' AND not_before <= ? LIMIT 1"
+#: when the PENDING run due first is due
+NEXT_DUE = "SELECT MIN(not_before) FROM runs WHERE state = 'PENDING'"
 
 
 def queue_full(ahead: int) -> QueueFull:
@@ -161,6 +163,10 @@ class SqlRunStore(SqlReads):
 
     def has_due(self) -> bool:
         return self._due(time.time())
+
+    def next_due(self) -> float | None:
+        due = self._read(lambda db: self._scalar(db, NEXT_DUE))
+        return None if due is None else float(due)
 
     def _due(self, now: float) -> bool:
         return self._read(lambda db: self._scalar(db, DUE, (now,))) is not None
@@ -350,21 +356,30 @@ class SqlRunStore(SqlReads):
         """Write runs and their steps as they are, in one transaction (a bulk load: a benchmark's population).
 
         Neither the one active run per key nor a step's run is checked beyond what the tables refuse; the
-        steps of a run take their places in the order given.
+        steps of a run take their places in the order given. A PENDING run among them wakes the waiting workers, as a
+        submission's does (:meth:`_queued`): a worker that found no run looks again only when told.
         """
+        pending = False
+
+        def rows() -> Iterable[Sequence[Any]]:
+            nonlocal pending
+            for run in runs:
+                pending = pending or run.state == RunState.PENDING
+                yield run_row(run)
+
         places: dict[str, int] = {}
         step_rows = []
         for step in steps:
             place = places[step.run_id] = places.get(step.run_id, -1) + 1
             step_rows.append((*_step_row(step), place))
         with self._db() as db:
-            db.cursor().executemany(
-                self._sql(f"INSERT INTO runs ({RUNS}) VALUES ({param_marks(RUN_COLUMNS)})"), map(run_row, runs)
-            )
+            db.cursor().executemany(self._sql(f"INSERT INTO runs ({RUNS}) VALUES ({param_marks(RUN_COLUMNS)})"), rows())
             db.cursor().executemany(
                 self._sql(f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) VALUES ({param_marks(STEP_COLUMNS)})"),
                 step_rows,
             )
+        if pending:
+            self._queued()
 
 
 def _step_row(step: Step) -> tuple[Any, ...]:

@@ -390,7 +390,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         except OSError:  # the run is queued all the same: workers also look for work on their own
             pass
 
-    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> None:
+    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> bool:
         """Return after ``timeout`` seconds, as soon as one of ``also`` is readable, or as soon as a run was queued
         (:meth:`_queued`) since this process's last wait began: a run queued while its caller looked for work wakes
         it at once, not at its next wait's end.
@@ -400,29 +400,35 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         the WAL's write before that commit is published, none on commits that queue nothing (a claim, a heartbeat,
         an attempt's end), and nothing read while it waits. The first wait of a process returns at once (a run may
         have been queued before the kernel watched for it). Without the kernel's word, it reads ``PRAGMA
-        data_version`` every :data:`WAKE_INTERVAL` and returns once another connection has committed anything."""
+        data_version`` every :data:`WAKE_INTERVAL` and after its last sleep, and returns once another connection has
+        committed anything since the version it last compared (a thread's first wait returns at once): a commit it
+        did not see, in the last sleep of a wait that ``also`` ended, is the next wait's news, never taken as seen.
+        True when a run may have been queued (the word came, or a commit showed, or it is the first wait)."""
         changed, first = self._changes()
         if first:
-            return
+            return True
         if changed is not None:
-            if changed in wakeup.readable([*also, changed], timeout):
+            woken = wakeup.readable([*also, changed], timeout)
+            if changed in woken:
                 wakeup.drain(changed)
-            return
+            return changed in woken
 
         def version() -> int:
             with SQLITE.inside():
                 return int(self._connection().execute("PRAGMA data_version").fetchone()[0])
 
         seen = getattr(self._local, "seen", None)
-        if seen is None or seen[0] != os.getpid():
-            seen = (os.getpid(), version())
-        deadline = time.monotonic() + timeout
-        try:
-            while (left := deadline - time.monotonic()) > 0:
-                if wakeup.readable(also, min(left, self.WAKE_INTERVAL)) or version() != seen[1]:
-                    return
-        finally:
+        if seen is None or seen[0] != os.getpid():  # this thread's first wait: a commit before it went unseen
             self._local.seen = (os.getpid(), version())
+            return True
+        deadline = time.monotonic() + timeout
+        while True:  # a look after each sleep, the last one's too; the version kept is the last one compared
+            if (now := version()) != seen[1]:
+                self._local.seen = (os.getpid(), now)
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or wakeup.readable(also, min(left, self.WAKE_INTERVAL)):
+                return False
 
     def _changes(self) -> tuple[int | None, bool]:
         """This process's descriptor for the word that a run was queued (made once, closed with this store; None

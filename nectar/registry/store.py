@@ -40,6 +40,11 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
         """Whether a PENDING run is due now (one a :meth:`claim` would take), read without the write lock."""
 
     @abstractmethod
+    def next_due(self) -> float | None:
+        """When the PENDING run due first is due (its ``not_before``; None: none is PENDING), read without the write
+        lock."""
+
+    @abstractmethod
     def heartbeat(self, run_id: str, attempt: int, worker: str | None = None) -> bool:
         """Renew the lease of a RUNNING attempt; False if the attempt is no longer the caller's."""
 
@@ -135,7 +140,10 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
     def check(self) -> str:
         """Raise if the registry cannot be used; else describe it."""
 
-    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> None:
+    def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> bool:
         """Return after ``timeout`` seconds, sooner when a run may have become claimable, or as soon as one of the
-        file descriptors ``also`` is readable (a worker's children and spares: :mod:`nectar.wakeup`)."""
+        file descriptors ``also`` is readable (a worker's children and spares: :mod:`nectar.wakeup`). Whether a run
+        may have been queued since the last wait (False: ``also`` woke it, or the timeout passed, and the store would
+        have been told of a run queued); a store that is told of none answers True."""
         wakeup.readable(also, timeout)
+        return True

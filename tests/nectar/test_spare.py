@@ -262,6 +262,115 @@ def test_an_attempts_exit_wakes_the_workers_loop_not_a_look_on_a_timer(
     assert ended(nectar, run_id).state == RunState.DONE
 
 
+def test_a_pass_woken_by_a_spare_alone_does_not_look_for_a_run_until_one_is_queued(
+    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a look found no run due, a pass of the loop that a spare (or an attempt) woke does not look again (a
+    claim that finds nothing, or a read of the queue): the registry's word that a run was queued makes the next
+    pass look. Here no wait times out within the test; the passes are the test's own."""
+    executor = new_executor(concurrency=1, worker_poll_interval=3600.0)
+    executor.runs.wait_for_work(0.0)  # its watch for queued runs made (a process's first wait returns at once)
+    looks: list[str | None] = []  # each claim's run (None: it found none), or "due?" for a read of the queue
+    claim, has_due = executor.runs.claim, executor.runs.has_due
+
+    def claimed(worker: str, run_id: str | None = None) -> Run | None:
+        run = claim(worker, run_id)
+        looks.append(run.id if run is not None else None)
+        return run
+
+    def due() -> bool:
+        looks.append("due?")
+        return has_due()
+
+    monkeypatch.setattr(executor.runs, "claim", claimed)
+    monkeypatch.setattr(executor.runs, "has_due", due)
+    nectar = Nectar(quick)
+
+    def passes() -> None:
+        executor.spares.wanted()  # runs were wanted: a spare is forked, whose readiness wakes the loop
+        executor._serve_once()  # no spare ready: the queue read (nothing due); a sleep until the spare is ready
+        executor._serve_once()  # the spare is ready: no look; a second spare forked, a sleep until it is ready
+        run_id.append(submit(nectar, 21))
+        while not executor.children:  # the word of the run queued wakes the loop, which claims it
+            executor._serve_once()
+
+    run_id: list[str] = []
+    passing = threading.Thread(target=passes, daemon=True)
+    passing.start()
+    passing.join(60)  # a deadline that only fails a hung test
+
+    assert not passing.is_alive(), "the queued run never reached the worker"
+    assert looks == ["due?", run_id[0]], "a pass looked for a run though none was queued"
+
+
+def test_an_idle_workers_passes_look_for_a_run_once_then_only_when_one_is_queued_or_due(
+    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle worker's sleep ends every ``worker_poll_interval`` (leases, luigid): such a pass does not read the
+    queue again, once a look found no run due. A run queued for later (a retry's delay) is claimed once due, though
+    nothing tells of it then."""
+    executor = new_executor(concurrency=1, worker_poll_interval=0.001)
+    executor.runs.wait_for_work(0.0)  # its watch for queued runs made (a process's first wait returns at once)
+    looks: list[str] = []
+    has_due = executor.runs.has_due
+
+    def due() -> bool:
+        looks.append("due?")
+        return has_due()
+
+    monkeypatch.setattr(executor.runs, "has_due", due)
+    for _ in range(20):  # passes that each sleep out the poll interval (no spare, no run)
+        executor._serve_once()
+    assert looks == ["due?"], "an idle pass looked for a run though none was queued"
+
+    nectar = Nectar(quick)
+    run_id = submit(nectar, 22)
+    claimed = nectar.runs.claim("elsewhere:1", run_id)
+    assert claimed is not None and nectar.runs.requeue(run_id, claimed.attempt, delay=0.2)
+
+    def claimed_once_due() -> bool:
+        executor._serve_once()
+        return bool(executor.children)
+
+    wait_until(claimed_once_due, timeout=60)  # due in 0.2 s: claimed then
+
+    assert [child.run.id for child in executor.children.values()] == [run_id]
+
+
+def test_without_the_kernels_word_an_idle_worker_claims_a_run_queued_in_its_waits_last_sleep(
+    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the kernel cannot tell of writes (no inotify: out of instances), an idle worker that found no run learns
+    of one queued in the last sleep of its wait from its next wait, and claims it (a version read again as the wait
+    ended took it as seen: the run stayed PENDING). The run is queued inside that sleep; the passes are the test's."""
+    monkeypatch.setattr(wakeup, "changes", lambda path: None)
+    executor = new_executor(concurrency=1, worker_poll_interval=0.001)
+    while executor.runs.wait_for_work(0.0):  # its first waits say a run may have been queued before them
+        pass
+    executor._serve_once()  # a look finds none: none is looked for until told
+    nectar = Nectar(quick)
+    sleep = wakeup.readable
+    run_id: list[str] = []
+
+    def sleeping(fds: list[int], timeout: float) -> list[int]:  # the idle wait's sleep (no spare, no child)
+        if not run_id:
+            run_id.append(submit(nectar, 23))
+        return sleep(fds, timeout)
+
+    monkeypatch.setattr(wakeup, "readable", sleeping)
+    executor._serve_once()  # its wait ends by its timeout, the run queued in its sleep
+    monkeypatch.setattr(wakeup, "readable", sleep)
+    assert run_id
+
+    def claimed() -> bool:
+        executor._serve_once()
+        return bool(executor.children)
+
+    wait_until(claimed, timeout=60)
+
+    assert [child.run.id for child in executor.children.values()] == run_id
+
+
 def test_a_draining_worker_sleeps_though_a_spare_said_it_is_ready(
     new_executor: Callable[..., Executor], monkeypatch: pytest.MonkeyPatch
 ) -> None:

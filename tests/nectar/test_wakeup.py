@@ -47,7 +47,7 @@ def pipe() -> Iterator[tuple[int, int]]:
     os.close(write)
 
 
-def returns(wait: Callable[[], None]) -> bool:
+def returns(wait: Callable[[], object]) -> bool:
     """Whether ``wait()`` returns, without raising, within a deadline that only a hung wait reaches."""
     returned = threading.Event()
 
@@ -191,3 +191,62 @@ def test_a_childs_exit_and_a_folders_write_make_their_descriptors_readable(tmp_p
     finally:
         os.close(changed)
         os.close(exited)
+
+
+@pytest.mark.parametrize("ended_by", ["its timeout", "a descriptor given"])
+def test_without_the_kernels_word_a_commit_in_a_waits_last_look_ends_the_next_wait(
+    tmp_path: Path, pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch, ended_by: str
+) -> None:
+    """Where the kernel cannot tell of writes (no inotify: out of instances), a wait reads ``data_version``. A run
+    queued during a wait's last sleep, which then ends by its timeout (or by a descriptor given), is the next wait's
+    news: that wait returns at once, saying so. (A version read again as the wait ended took it as seen: a worker
+    that looks only when told would have left the run PENDING.) The commit is made inside the wait's sleep; the wait
+    may tell of it itself (a look after its last sleep)."""
+    monkeypatch.setattr(wakeup, "changes", lambda path: None)
+    path = tmp_path / "data" / "runs.sqlite3"
+    worker, api = SQLiteRunStore(path), SQLiteRunStore(path)
+    while worker.wait_for_work(0.0):  # its first waits say a run may have been queued before them
+        pass
+    read, write = pipe
+    sleep = wakeup.readable
+    committed: list[Run] = []
+
+    def sleeping(fds: list[int], timeout: float) -> list[int]:  # the wait's sleep: a run queued meanwhile
+        if not committed:
+            committed.append(api.submit(new_run())[0])
+            if ended_by == "a descriptor given":
+                os.write(write, b"x")
+        return sleep(fds, timeout)
+
+    monkeypatch.setattr(wakeup, "readable", sleeping)
+    also = [read] if ended_by == "a descriptor given" else []
+    told = [worker.wait_for_work(FOREVER if also else 0.001, also)]  # its timeout ends it in the sleep committed in
+    monkeypatch.setattr(wakeup, "readable", sleep)
+    assert committed
+    if not told[0]:  # that wait did not say so: the next one does, at once
+        assert returns(lambda: told.append(worker.wait_for_work(FOREVER)))
+
+    assert told[-1], "a run queued in a wait's last sleep was taken as seen"
+
+
+def test_a_run_queued_before_a_workers_first_wait_is_told_by_that_wait(open_store: Callable[[], SqlRunStore]) -> None:
+    """A worker's first wait says a run may have been queued before it listened (PostgreSQL: before its LISTEN, the
+    run's NOTIFY reached no one), whatever the registry: a worker that found no run looks again only when told."""
+    worker, api = open_store(), open_store()
+    api.submit(new_run())
+    told: list[bool] = []
+
+    assert returns(lambda: told.append(worker.wait_for_work(FOREVER)))
+    assert told == [True]
+
+
+def test_runs_imported_pending_wake_a_waiting_worker(open_store: Callable[[], SqlRunStore]) -> None:
+    """A bulk load (:meth:`~nectar.registry.sql.SqlRunStore.import_runs`) that writes a PENDING run tells the waiting
+    workers, as a submission does."""
+    worker, api = open_store(), open_store()
+    worker.wait_for_work(0.0)  # listening from now on
+    api.import_runs([new_run(1)])
+    told: list[bool] = []
+
+    assert returns(lambda: told.append(worker.wait_for_work(FOREVER)))
+    assert told == [True]
