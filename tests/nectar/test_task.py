@@ -18,7 +18,7 @@ from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE
 from nectar.luigi_names import with_short_names
 from nectar.stores.local import LocalStore
 from nectar.stores.s3 import S3Store
-from nectar.task import NectarTask, log_key
+from nectar.task import NectarTask, log_key, params_text
 
 WriteChain = Callable[[str, str], Path]
 
@@ -117,7 +117,9 @@ def test_params_txt_and_logs_of_generator_and_inherited_runs(settings: Settings,
     )
     assert store.read_text(child.target_key.with_file(STDOUT_FILE)) == "child first\nwriting ChildTask\n"
     assert store.read_text(child.target_key.with_file(STDERR_FILE)) == ""
-    record = json.loads(store.read_text(dynamic.target_key.with_file(PARAMS_FILE)))
+    text = store.read_text(dynamic.target_key.with_file(PARAMS_FILE))
+    record = json.loads(text)
+    assert text == json.dumps(record, indent=2)  # as json writes it, byte for byte
     assert record["chain"] == "stores/where_chain" and record["task_id"] == dynamic.task_id
     assert record["task_family"] == "stores.where_chain.DynamicTask" == dynamic.get_task_family()
     assert record["key"] == dynamic.target_key.path and record["params"] == {}
@@ -195,3 +197,23 @@ def test_a_reloaded_chains_old_classes_are_not_kept_by_its_log_keys(
     assert log_key(fresh) == key and type(fresh) is not old()
     gc.collect()
     assert old() is None
+
+
+#: params.txt records: as :func:`~nectar.task.params_record` makes them (strings, one mapping of strings), with what
+#: json escapes (quotes, backslashes, control characters, non-ASCII, a lone surrogate), and records it does not make
+PARAMS_RECORDS = [
+    {"chain": "a/b_chain", "task": "T", "params": {"n": "5", "day": "2024-01-01"}, "started_at": "2024-01-01T00:00:00"},
+    {"task": "T", "params": {}, "key": "a/b_chain/T/0123"},
+    {'quote"s': "back\\slash", "params": {"ctl\n\t\x00\x1f\x7f": "é中\U0001f600\u2028\ud800"}},
+    {},
+    {"params": {"n": 5}},
+    {"n": 5, "f": 1.5, "b": True, "none": None, "list": ["a", 1]},
+    {"params": {"nested": {"x": "y"}}},
+    {1: "non-string key"},
+]
+
+
+@pytest.mark.parametrize("record", PARAMS_RECORDS)
+def test_params_txt_is_written_as_json_writes_it_indented(record: dict[object, object]) -> None:
+    """params.txt's text, made with json's C string encoder, is ``json.dumps(record, indent=2)`` byte for byte."""
+    assert params_text(record) == json.dumps(record, indent=2)
