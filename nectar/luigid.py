@@ -46,6 +46,11 @@ DISABLED_QUESTION = {"include_done": False, DISABLED_ONLY: True}
 #: ``[[method, arguments], ...]``, answered ``[answer, ...]``, each ``{"response": ...}`` as the call alone is answered,
 #: or ``{"status": 500, "reason": ...}`` for a call that failed
 BATCH_RPC = "nectar_batch"
+#: how a server without :data:`BATCH_RPC` answers it, the batch not run: luigi's own luigid (404), a proxy or server
+#: that takes no POST there (405) or does not know the request (400, 501). A call's own failure inside a batch is
+#: answered within a 200 (``{"status": 500}``), and any other status of the batch's (a 5xx, the guard's 401 and 403)
+#: is the first call's error
+NO_BATCH_RPC = frozenset({400, 404, 405, 501})
 #: where the RPCs are, under luigid's URL
 RPC_PATH = "/api/"
 
@@ -116,8 +121,9 @@ class Connections:
 
     With ``batches``, a call sent is held instead, and the thread's next call sends it and those held with it in one
     request (:data:`BATCH_RPC`): luigid runs them in turn, as one by one, and answers each (about 0.9 ms of luigid's
-    CPU saved per request, most of it tornado's HTTP handling). A luigid that answers that RPC 404 (luigi's own,
-    without our router) is sent one request per call from then on, by this object.
+    CPU saved per request, most of it tornado's HTTP handling). A luigid that answers that RPC as a server without it
+    does (:data:`NO_BATCH_RPC`: luigi's own luigid's 404, a proxy's 405) is sent one request per call from then on, by
+    this object.
     """
 
     #: most calls sent ahead and unread at once: the next waits for their answers first
@@ -295,9 +301,9 @@ class Connections:
 
     def _batch_answers(self, answer: _Answer, count: int) -> list[_Answer]:
         """The answers of a batch's ``count`` calls, as each alone would have been answered (the batch's own error,
-        if luigid answered it with one, as the first call's); none if luigid has no batch RPC (from now on, each call
-        is sent alone)."""
-        if answer.status == 404:
+        if luigid answered it with one, as the first call's); none if luigid has no batch RPC (:data:`NO_BATCH_RPC`:
+        from now on, each call is sent alone)."""
+        if answer.status in NO_BATCH_RPC:
             self.batches = False
             if answer.will_close:
                 self._drop()

@@ -3,6 +3,7 @@ the suite fails otherwise."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -11,6 +12,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from harness import lifeline_env
 from tests.conftest import REPO
 from tests.helpers import background_mypy
 
@@ -25,7 +27,9 @@ def test_tool_is_clean(tool: list[str], request: pytest.FixtureRequest) -> None:
     background_mypy.py); the same command either way."""
     answer = background_mypy.started_in_background(request.config) if tool == ["mypy"] else None
     if answer is None:
-        result = subprocess.run([sys.executable, "-m", *tool], cwd=REPO, capture_output=True, text=True, timeout=300)
+        env = {**os.environ, **lifeline_env()}  # dies with this process, even SIGKILLed (harness/lifeline.py)
+        argv = [sys.executable, "-m", *tool]
+        result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         answer = background_mypy.Answer(result.returncode, result.stdout + result.stderr)
     assert answer.returncode == 0, answer.output
 

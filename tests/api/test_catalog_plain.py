@@ -11,6 +11,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
+from harness import lifeline_env
 from nectar.config import Settings
 from tests.api.conftest import finished
 from tests.conftest import NECTAR, settings_env
@@ -79,7 +80,7 @@ def test_the_chains_page_and_nectar_chains_show_aliases_and_hidden_tasks(
 
     listed = subprocess.run(
         [*NECTAR, "chains"],
-        env={**os.environ, **settings_env(settings)},
+        env={**os.environ, **settings_env(settings), **lifeline_env()},  # dies with this process (harness/lifeline.py)
         cwd=settings.data_dir.parent,
         capture_output=True,
         text=True,

@@ -16,6 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from harness import lifeline_env
 from nectar.config import Settings
 from nectar.keys import STDOUT_FILE, TargetKey
 from nectar.outputs import SIGNED_PATH_PREFIX
@@ -145,7 +146,7 @@ def shapes(write_chain: Callable[[str, str], Path], settings: Settings, tmp_path
 
 def plain_luigi(tmp_path: Path, task: str, *args: str) -> subprocess.CompletedProcess[str]:
     """The chain's task under plain luigi, as its user would run it."""
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), **lifeline_env()}  # dies with this process (harness/lifeline.py)
     command = [sys.executable, "-m", "luigi", "--module", "chains.plain.shapes_chain", task, "--local-scheduler", *args]
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
@@ -387,7 +388,7 @@ def test_a_task_with_its_own_s3_target_gets_a_presigned_url(
     start_worker: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
     write_chain("plain/s3_chain", S3_CHAIN.format(bucket=s3_settings.bucket))
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), **lifeline_env()}  # dies with this process (harness/lifeline.py)
     command = [sys.executable, "-m", "luigi", "--module", "chains.plain.s3_chain", "TopArtistsTask", "--top", "2"]
     plain = subprocess.run([*command, "--local-scheduler"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert plain.returncode == 0, plain.stderr

@@ -273,6 +273,19 @@ class Cluster:
 
     # the whole service
 
+    def start_service(self, workers: int = 2, **changes: Any) -> subprocess.Popen[bytes]:
+        """luigid, the API, and one worker of ``workers`` slots (with ``changes`` to its settings); the worker."""
+        self.start_luigid()
+        self.start_api()
+        return self.start_worker(workers, **changes)
+
+    def start_runs(self, count: int, **params: Any) -> list[dict[str, Any]]:
+        """Queue ``count`` runs of the ledger's task (``n`` 0, 1, ..., each with ``params``) and wait until each has
+        started (none started before); the API's answers."""
+        runs = [self.api.queue(n=n, **params) for n in range(count)]
+        waitfor(lambda: self.ledger.count("start") == count, 60, f"{count} run(s) to start")
+        return runs
+
     def start_serve(self, workers: int = 4, **env: str) -> subprocess.Popen[bytes]:
         """``nectar serve`` on this cluster's ports, data and chains folders; answers before this returns."""
         project = self.tmp / "project"

@@ -19,11 +19,8 @@ from tests.faults.conftest import Cluster, alive, waitfor
 def test_a_frozen_attempt_is_reclaimed_and_exits_without_finishing_when_thawed(cluster: Cluster) -> None:
     cluster.fault = "SIGSTOP the child executing a task; SIGCONT after the run was reclaimed and DONE"
     cluster.settings = cluster.settings.replace(retries=1, lease_timeout=3)
-    cluster.start_luigid()
-    cluster.start_api()
-    workers = [cluster.start_worker(workers=1), cluster.start_worker(workers=1)]
-    data = cluster.api.queue(n=0, sleeps="30,2")
-    waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start")
+    workers = [cluster.start_service(workers=1), cluster.start_worker(workers=1)]
+    [data] = cluster.start_runs(1, sleeps="30,2")
     frozen = cluster.ledger.executions()[0].pid
     owner = parent_of(frozen)
     assert owner in {w.pid for w in workers}
@@ -58,13 +55,10 @@ def test_a_frozen_attempt_thawed_when_its_work_is_due_does_not_finish_it(cluster
     finish a task whose attempt was reclaimed and done by another worker."""
     cluster.fault = "SIGSTOP a child near the end of its task; SIGCONT after reclaim, registry busy for 1 s"
     cluster.settings = cluster.settings.replace(retries=1, lease_timeout=3)
-    cluster.start_luigid()
-    cluster.start_api()
-    cluster.start_worker(workers=1)
+    cluster.start_service(workers=1)
     cluster.start_worker(workers=1)
     gate = cluster.tmp / "gate"  # held until the child is frozen: a slow test cannot see it finish first
-    data = cluster.api.queue(n=0, gate=str(gate))
-    waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start")
+    [data] = cluster.start_runs(1, gate=str(gate))
     frozen = cluster.ledger.executions()[0].pid
     waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 60, "the child's first heartbeat")
     cluster.freeze(frozen)

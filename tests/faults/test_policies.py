@@ -6,15 +6,13 @@ import signal
 import subprocess
 
 from nectar.registry import RunState
-from tests.faults.conftest import Cluster, alive, waitfor
+from tests.faults.conftest import Cluster, alive
 
 
 def test_a_retry_resumes_at_the_failed_step(cluster: Cluster) -> None:
     cluster.fault = "Step2 of 3 fails its first attempt (retries=1)"
     cluster.settings = cluster.settings.replace(retries=1, retry_delay=0.1)
-    cluster.start_luigid()
-    cluster.start_api()
-    cluster.start_worker(workers=1)
+    cluster.start_service(workers=1)
 
     run = cluster.api.queue("Step3Task", n=0, step2_fails=1)
 
@@ -58,11 +56,8 @@ def test_a_task_retries_attribute_overrides_the_default_policy(cluster: Cluster)
 
 def test_sigterm_lets_a_short_task_finish_within_the_drain_grace(cluster: Cluster) -> None:
     cluster.fault = "SIGTERM a worker running a 1 s task (drain_grace=60)"
-    cluster.start_luigid()
-    cluster.start_api()
-    worker = cluster.start_worker(workers=1, drain_grace=60)  # a grace a loaded machine cannot miss
-    run = cluster.api.queue(n=0, sleeps="1")
-    waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start")
+    worker = cluster.start_service(workers=1, drain_grace=60)  # a grace a loaded machine cannot miss
+    [run] = cluster.start_runs(1, sleeps="1")
 
     worker.send_signal(signal.SIGTERM)
 
@@ -76,11 +71,8 @@ def test_sigterm_lets_a_short_task_finish_within_the_drain_grace(cluster: Cluste
 def test_sigterm_requeues_a_long_task_uncounted_after_the_drain_grace(cluster: Cluster) -> None:
     """The task's first attempt would run for an hour: the worker exits only if it stops the task itself."""
     cluster.fault = "SIGTERM a worker running an hour-long task (drain_grace=1)"
-    cluster.start_luigid()
-    cluster.start_api()
-    worker = cluster.start_worker(workers=1, drain_grace=1)
-    run = cluster.api.queue(n=0, sleeps="3600,0.2")
-    waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start")
+    worker = cluster.start_service(workers=1, drain_grace=1)
+    [run] = cluster.start_runs(1, sleeps="3600,0.2")
     child = cluster.ledger.executions()[0].pid
 
     worker.send_signal(signal.SIGTERM)

@@ -49,8 +49,7 @@ def test_nectar_serve_killed_alone_takes_every_process_with_it_and_requeues_its_
     cluster.fault = "kill -9 the nectar serve supervisor alone; serve again"
     # a drain that outlasts the test: a worker whose supervisor is gone must not wait for it
     serve = cluster.start_serve(workers=2, NECTAR_DRAIN_GRACE="3600")
-    runs = [cluster.api.queue(n=n, sleeps="3600,0.3") for n in range(2)]
-    waitfor(lambda: cluster.ledger.count("start") == 2, 60, "two runs to start")
+    runs = cluster.start_runs(2, sleeps="3600,0.3")
     started = {pid: cmdline(pid) for pid in descendants(serve.pid)}
     assert len([line for line in started.values() if "nectar.cli worker" in line]) >= 4, started  # 2 attempts, spares
 
@@ -81,8 +80,7 @@ def test_nectar_serve_killed_alone_takes_every_process_with_it_and_requeues_its_
 def test_a_second_ctrl_c_at_nectar_serve_interrupts_the_drain_and_requeues_running_runs(cluster: Cluster) -> None:
     cluster.fault = "Ctrl-C nectar serve while a run runs, then Ctrl-C again"
     serve = cluster.start_serve(workers=1, NECTAR_DRAIN_GRACE="3600")
-    data = cluster.api.queue(n=0, sleeps="3600,0.3")
-    waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start")
+    [data] = cluster.start_runs(1, sleeps="3600,0.3")
     log = cluster.log_of[serve.pid]
     waiting = f"stopping: waiting up to 3600 s for 1 running run ({data['run_id']}) to finish"
 

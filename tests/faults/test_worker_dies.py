@@ -17,12 +17,9 @@ def test_a_killed_worker_and_its_children_are_noticed_and_their_runs_retried(clu
     cluster.fault = "kill -9 a worker and its children mid-task"
     # a lease that outlasts the test: only seeing the attempts' processes gone can free their runs
     cluster.settings = cluster.settings.replace(retries=2, lease_timeout=3600)
-    cluster.start_luigid()
-    cluster.start_api()
-    first = cluster.start_worker(workers=2)
-    running = [cluster.api.queue(n=n, sleeps="20,0.3") for n in range(2)]
-    queued = cluster.api.queue(n=2, sleeps="0.3")
-    waitfor(lambda: cluster.ledger.count("start") == 2, 60, "two runs to start")
+    first = cluster.start_service(workers=2)
+    running = cluster.start_runs(2, sleeps="20,0.3")
+    queued = cluster.api.queue(n=2, sleeps="0.3")  # no slot left: waits for one
     executing = {e.pid for e in cluster.ledger.executions()}
     assert executing <= set(children(first.pid)), "the attempts run in the worker's children"
 
@@ -57,11 +54,8 @@ def test_a_killed_worker_and_its_children_are_noticed_and_their_runs_retried(clu
 
 def test_a_worker_killed_alone_leaves_no_attempt_or_spare_and_its_running_runsrequeued(cluster: Cluster) -> None:
     cluster.fault = "kill -9 a worker alone: its attempts and its spare stop with it"
-    cluster.start_luigid()
-    cluster.start_api()
-    worker = cluster.start_worker(workers=2, drain_grace=3600)
-    runs = [cluster.api.queue(n=n, sleeps="3600,0.3") for n in range(2)]
-    waitfor(lambda: cluster.ledger.count("start") == 2, 60, "two runs to start")
+    worker = cluster.start_service(workers=2, drain_grace=3600)
+    runs = cluster.start_runs(2, sleeps="3600,0.3")
     waitfor(lambda: len(children(worker.pid)) >= 3, 60, "a spare beside the two attempts")
     started = {pid: cmdline(pid) for pid in descendants(worker.pid)}
     assert {e.pid for e in cluster.ledger.executions()} < set(started), started
@@ -84,12 +78,9 @@ def test_a_worker_killed_alone_leaves_no_attempt_or_spare_and_its_running_runsre
 def test_a_stopping_worker_says_what_it_waits_for_and_requeues_what_it_interrupts(cluster: Cluster, how: str) -> None:
     """One line per event, none of them a traceback: what the drain waits for and how long, then the interrupt."""
     cluster.fault = f"SIGTERM a worker running a run; interrupted by {how}"
-    cluster.start_luigid()
-    cluster.start_api()
     grace = 3600 if how == "a second SIGTERM" else 1
-    worker = cluster.start_worker(workers=1, drain_grace=grace)
-    data = cluster.api.queue(n=0, sleeps="3600,0.3")
-    waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start")
+    worker = cluster.start_service(workers=1, drain_grace=grace)
+    [data] = cluster.start_runs(1, sleeps="3600,0.3")
     log = cluster.log_of[worker.pid]
     waiting = f"stopping: waiting up to {grace} s for 1 running run ({data['run_id']}) to finish"
 

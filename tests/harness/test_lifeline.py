@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from harness import (
     LIFELINE_VAR,
     REPO,
@@ -19,12 +21,14 @@ from harness import (
     base_env,
     cmdline,
     descendants,
+    free_port,
     lifeline,
     lifeline_env,
     send,
     settings_env,
     waitfor,
 )
+from nectar import ports
 from nectar.config import Settings
 from tests.helpers.postgres import ensure_installed, stop_orphans
 
@@ -190,3 +194,61 @@ def test_the_sessions_mypy_dies_when_the_session_is_killed(processes: Processes,
     assert alive(mypy)
 
     killed_with_all_it_started(starter, {mypy: cmdline(mypy)})
+
+
+#: a chain module whose task listens on the port it is given and waits: what plain luigi runs for the test below
+LISTENER_CHAIN = """
+import socket, threading
+import luigi
+class Listener(luigi.Task):
+    port = luigi.IntParameter()
+    def run(self):
+        held = socket.create_server(("127.0.0.1", self.port))
+        threading.Event().wait()
+"""
+#: a process that runs a command through a test's own ``subprocess.run`` helper (it blocks there) and is killed
+#: meanwhile: plain luigi (tests/api/test_plain_tasks.py) running a task that listens on ``port``, or ``nectar
+#: scheduler`` (tests/nectar/test_cli.py) listening on it
+RUN_STARTERS = {
+    "plain-luigi": """
+import sys
+from pathlib import Path
+from tests.api.test_plain_tasks import plain_luigi
+from tests.harness.test_lifeline import LISTENER_CHAIN
+folder, port = Path(sys.argv[1]), sys.argv[2]
+chain = folder / "chains" / "plain" / "shapes_chain.py"
+chain.parent.mkdir(parents=True)
+chain.write_text(LISTENER_CHAIN)
+plain_luigi(folder, "Listener", "--port", port)
+""",
+    "nectar-cli": """
+import sys
+from pathlib import Path
+from nectar.config import Settings
+from tests.nectar.test_cli import nectar
+folder, port = Path(sys.argv[1]), sys.argv[2]
+nectar(Settings.from_env(), "scheduler", "--scheduler-port", port, "--data-dir", str(folder / "data"))
+""",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RUN_STARTERS))
+def test_a_command_a_test_runs_to_its_end_dies_when_the_test_process_is_killed(
+    processes: Processes, settings: Settings, tmp_path: Path, kind: str
+) -> None:
+    """A test's ``subprocess.run`` of a command (plain luigi, a ``nectar`` command) that has not ended when the test's
+    process is SIGKILLed: the command, and what it started, die with it. Before, they ran on, handed to init (until
+    the command ended by itself, if ever)."""
+    port = free_port()
+    argv = [sys.executable, "-c", RUN_STARTERS[kind], str(tmp_path), str(port)]
+    starter = processes.start(f"{kind}-starter", argv, {**base_env(), **settings_env(settings)}, REPO)
+
+    def listening() -> bool:
+        assert starter.poll() is None, processes.log_of[starter.pid].read_text()
+        return bool(ports.listeners(port))
+
+    waitfor(listening, 120, f"the command the starter runs to listen on {port}")
+    pids = {pid: cmdline(pid) for pid in descendants(starter.pid)}
+    assert pids
+
+    killed_with_all_it_started(starter, pids)

@@ -101,7 +101,8 @@ class PostgresServer:
             shutil.chown(folder, "postgres", "postgres")
         data = folder / "data"
         initdb = [str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]
-        subprocess.run(_as_owner(initdb), check=True, capture_output=True, timeout=120)
+        env = {**os.environ, **lifeline_env()}  # initdb dies with this process, even SIGKILLed (harness/lifeline.py)
+        subprocess.run(_as_owner(initdb), env=env, check=True, capture_output=True, timeout=120)
         server = cls(binaries, folder, port, owner)
         server.resume()
         return server

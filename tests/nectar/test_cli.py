@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import lifeline_env
 from nectar.cli.local import _log_location
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, TargetKey
@@ -24,7 +25,7 @@ HELLO = "testchains/hello_luigiworld_chain"
 def nectar(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*NECTAR, *args],
-        env={**os.environ, **settings_env(settings), **env},
+        env={**os.environ, **settings_env(settings), **env, **lifeline_env()},  # dies with this process
         cwd=settings.data_dir.parent,
         capture_output=True,
         text=True,

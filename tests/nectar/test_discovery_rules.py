@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import lifeline_env
 from nectar.catalog import ChainCatalog
 from nectar.catalog.loader import is_chain_task, load_chain_module
 from nectar.config import Settings
@@ -301,7 +302,7 @@ def test_an_alias_is_one_task_under_its_class_name(chains_dir: Path, write_chain
 
 def luigi_command(settings: Settings, chains_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m luigi --module chains.music.artists_chain ... --local-scheduler`` where a user runs it."""
-    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(chains_dir.parent)}
+    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(chains_dir.parent), **lifeline_env()}
     argv = [sys.executable, "-m", "luigi", "--module", "chains.music.artists_chain", *args, "--local-scheduler"]
     return subprocess.run(
         argv, cwd=chains_dir.parent, env=env, capture_output=True, text=True, timeout=300, check=False

@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from harness import lifeline_env
 from nectar.attempt import process_name
 from nectar.config import Settings
 from nectar.executor import run_in_foreground
@@ -70,7 +71,7 @@ def worker_log(tmp_path: Path) -> str:
 
 
 def nectar_cli(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **settings_env(settings)}
+    env = {**os.environ, **settings_env(settings), **lifeline_env()}  # dies with this process (harness/lifeline.py)
     return subprocess.run([*NECTAR, *argv], env=env, capture_output=True, text=True, timeout=120)
 
 

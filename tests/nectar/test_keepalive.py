@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness import GUNICORN, REPO, Processes, base_env, children, connected_to, free_port, waitfor
+from harness import GUNICORN, REPO, Processes, base_env, children, connected_to, free_port, lifeline_env, waitfor
 from nectar.config import Settings
 from nectar.gunicorn_ext import KEEPALIVE_REQUESTS
 
@@ -69,6 +69,7 @@ def test_a_connection_is_closed_with_the_answer_to_its_last_request(
 def test_a_keepalive_bound_that_is_no_whole_number_stops_the_start_naming_it(value: str) -> None:
     env = {**base_env(), "NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(free_port())}
     env["NECTAR_KEEPALIVE_REQUESTS"] = value
+    env |= lifeline_env()  # gunicorn, had it started, dies with this process (harness/lifeline.py)
     refused = subprocess.run(
         [*GUNICORN, "app:create_app()"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
     )

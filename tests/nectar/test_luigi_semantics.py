@@ -12,6 +12,7 @@ from pathlib import Path
 import luigi
 import pytest
 
+from harness import lifeline_env
 from nectar import outcomes
 from nectar.attempt import execute, process_name
 from nectar.config import Settings
@@ -210,6 +211,7 @@ def plain_luigi(chain: Path, task: str, *args: str) -> str:
     """What plain ``python -m luigi --local-scheduler`` prints running ``task`` of the chain file."""
     env = {**os.environ, "PYTHONPATH": str(chain.parent)}
     env.pop("LUIGI_CONFIG_PATH", None)
+    env |= lifeline_env()  # dies with this process, even SIGKILLed (harness/lifeline.py)
     argv = [sys.executable, "-m", "luigi", "--module", chain.stem, task, "--local-scheduler", *args]
     done = subprocess.run(argv, env=env, cwd=chain.parent, capture_output=True, text=True, timeout=120)
     return done.stdout + done.stderr

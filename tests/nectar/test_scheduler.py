@@ -575,6 +575,50 @@ def test_a_failed_call_of_a_batch_is_that_calls_error_sent_again_and_those_answe
         server.close()
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 501 Not Implemented\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+    ],
+    ids=["405", "501-closing", "400"],
+)
+def test_a_server_refusing_the_batch_rpc_as_one_without_it_gets_each_call_alone_from_then_on(refusal: bytes) -> None:
+    """A luigid behind a proxy (or another server) answering the batch RPC 405, 501 or 400, not luigi's 404: the
+    calls held go again one by one, each answered, and the client sends no batch again (the batch was not run: a
+    call's own failure comes inside a 200)."""
+    server = Scripted(lambda path, n: refusal if path == f"/api/{BATCH_RPC}" else ok(path))
+    try:
+        connections = Connections(server.url, 10.0, batches=True)
+        connections.send("/api/A", {"data": "{}"})
+        assert connections.post("/api/B", {"data": "{}"}) == b'{"response": "/api/B"}'
+        assert not connections.batches
+        connections.send("/api/C", {"data": "{}"})
+        assert connections.post("/api/D", {"data": "{}"}) == b'{"response": "/api/D"}'
+        assert server.seen == [f"/api/{BATCH_RPC}", "/api/A", "/api/B", "/api/C", "/api/D"]
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("status", [b"500 Internal Server Error", b"502 Bad Gateway", b"503 Service Unavailable"])
+def test_a_server_error_answering_a_batch_is_its_first_calls_error_and_batches_go_on(status: bytes) -> None:
+    """luigid (or the proxy before it) failing a whole batch with a 5xx other than 501: a failure, not a server
+    without the batch RPC: the caller is told it as its first call's, and the calls go in a batch again."""
+    answers = [b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n", batch_of({"response": "A"}, {"response": "B"})]
+    server = Scripted(lambda path, n: answers[n - 1])
+    try:
+        connections = Connections(server.url, 10.0, batches=True)
+        connections.send("/api/A", {"data": "{}"})
+        with pytest.raises(LuigidError, match=f"{status.decode()} to /api/A"):
+            connections.post("/api/B", {"data": "{}"})
+        assert connections.batches
+        assert connections.post("/api/B", {"data": "{}"}) == b'{"response": "B"}'
+        assert server.seen == [f"/api/{BATCH_RPC}", f"/api/{BATCH_RPC}"]
+    finally:
+        server.close()
+
+
 def test_a_chunked_answer_cut_off_by_the_connection_is_no_answer() -> None:
     """An answer whose chunks end with the connection, before the last chunk, is incomplete: luigid unreachable, as
     ``http.client`` says, never the part read taken for the whole."""

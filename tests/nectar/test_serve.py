@@ -299,7 +299,7 @@ def test_a_taken_port_is_refused_before_anything_starts(
     argv = [*NECTAR, command, flag, str(taken_port)]
     argv += ["--data-dir", str(tmp_path / "data")] if command != "api" else []
     argv += [other, str(free_port())] if command == "serve" else []
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NECTAR_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NECTAR_")} | lifeline_env()  # (harness/lifeline.py)
 
     refused = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
 

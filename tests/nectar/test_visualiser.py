@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import lifeline_env
 from nectar.build import luigi_worker_id
 from nectar.catalog import ChainCatalog
 from nectar.config import Settings
@@ -229,7 +230,7 @@ def test_plain_luigi_runs_a_chain_task_by_its_class_name_as_the_readme_shows(set
     done = subprocess.run(
         argv,
         cwd=settings.chains_dir.parent,
-        env={**os.environ, **settings_env(settings)},
+        env={**os.environ, **settings_env(settings), **lifeline_env()},  # dies with this process (harness/lifeline.py)
         capture_output=True,
         text=True,
         timeout=120,

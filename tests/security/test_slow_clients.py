@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from benchmarks.harness import Cluster, Processes, base_env
-from harness import GUNICORN
+from harness import GUNICORN, lifeline_env
 from tests.conftest import REPO, free_port, wait_until
 
 READ_TIMEOUT = "1"
@@ -145,6 +145,7 @@ def test_a_request_sent_at_once_is_served(api: Api) -> None:
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "nan"])
 def test_a_read_timeout_that_is_no_positive_number_stops_the_start_naming_it(tmp_path: Path, value: str) -> None:
     env = {**base_env(), "NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(free_port()), "NECTAR_READ_TIMEOUT": value}
+    env |= lifeline_env()  # gunicorn, had it started, dies with this process (harness/lifeline.py)
     refused = subprocess.run(
         [*GUNICORN, "app:create_app()"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
     )
