@@ -24,10 +24,12 @@ byte on its socket (*ready*; which byte is its worker's business: :attr:`Spare.s
 A spare handed its run keeps its socket, one framed protocol both ways: the worker sends the run, its length first
 (:func:`hand_over`; a spare that dies before it read it closes its socket with bytes unread, which its worker's end
 reads as a reset, not the end of the stream: :data:`UNREAD`, the attempt never began); the attempt says when its
-first step starts (:data:`STARTED`: :func:`started`) and, if it ended its run cleanly and may take another
-(:mod:`nectar.reuse`, up to ``runs_per_process`` runs), that it ended, with its exit code (:data:`ENDED`:
-:func:`heard`); it then sets itself up again and says it is ready, a spare once more (:meth:`Spares.returned`).
-Else it exits, and its worker learns of the end by its exit, as of any death.
+first step starts (:data:`STARTED`: :func:`started`) and, if it ended its run cleanly and may take another (up to
+``runs_per_process`` runs), that it ended, with its exit code (:data:`ENDED`: :func:`heard`), at once: its slot is
+free while it looks at what its run left behind (:mod:`nectar.reuse`, a thread it may wait for). It then sets itself
+up again and says it is ready, a spare once more (:meth:`Spares.returned`), or, if its run left something behind,
+exits: its worker drops it as any spare that dies before it is ready. Else it exits at once, and its worker learns
+of the end by its exit, as of any death.
 
 Each spare's socket is a descriptor the worker's loop sleeps on (:meth:`Spares.fds`): it wakes when one is ready
 or dies.
@@ -280,16 +282,16 @@ class Spares:
             runs += 1
             if not clean or runs >= self.runs_per_process:
                 return code
+            try:  # its slot is free now: what its run left is looked at while the worker claims the next run
+                theirs.sendall(ENDED + bytes([code]))
+            except OSError:  # the worker is gone: it no longer waits for this process
+                return code
             why = reuse.left_behind(before, self.max_rss_mb)
-            if why is not None:
+            if why is not None:  # its worker sees it die before it is ready again, as any spare (no backoff)
                 logger.info("attempt process %d exits after %d run(s): %s", os.getpid(), runs, why)
                 return code
             reuse.put_back(before)
             leases.ran_one()
-            try:
-                theirs.sendall(ENDED + bytes([code]))
-            except OSError:  # the worker is gone: it no longer waits for this process
-                return code
 
 
 def freeze_held() -> None:

@@ -348,6 +348,16 @@ def test_a_spare_let_go_that_is_slow_to_exit_does_not_hold_up_the_workers_loop()
         spares.close()
 
 
+def handed_a_run(spares: Spares) -> tuple[Spare, socket.socket]:
+    """Fork a spare, wait until it is ready, and hand it a run: the spare and the worker's end of its socket."""
+    spares.wanted()
+    spares.keep(1)
+    (spare,) = spares.spares
+    wait_until(lambda: spares.ready() is spare, timeout=60)
+    spares.take(spare)
+    return spare, hand_over(spare, b"run")
+
+
 def test_a_process_back_from_its_run_that_dies_before_it_is_ready_again_is_replaced_without_a_backoff() -> None:
     """The backoff is for fresh spares dying in their setup (the next fork may die the same way). A process that
     ran a run and stays, then dies setting itself up again, says nothing of a fresh fork's setup (and no fork loop
@@ -365,12 +375,7 @@ def test_a_process_back_from_its_run_that_dies_before_it_is_ready_again_is_repla
         prepare, lambda given, prepared: (0, True), idle_after=KEPT, clock=lambda: now[0], runs_per_process=2
     )
     try:
-        spares.wanted()
-        spares.keep(1)
-        (spare,) = spares.spares
-        wait_until(lambda: spares.ready() is spare, timeout=60)
-        spares.take(spare)
-        channel = hand_over(spare, b"run")
+        spare, channel = handed_a_run(spares)
         assert wait_until(lambda: heard(channel), timeout=60) == (ENDED, 0)
         spares.returned(spare.pid, channel, runs_done=1)
         wait_until(lambda: spares.ready() is None and not spares.spares, timeout=60)  # dead in its setup, reaped
@@ -378,6 +383,35 @@ def test_a_process_back_from_its_run_that_dies_before_it_is_ready_again_is_repla
         spares.keep(1)
 
         assert len(spares.spares) == 1, "its replacement waits for a backoff"
+    finally:
+        spares.close()
+
+
+def test_a_process_says_its_run_ended_before_it_looks_at_what_the_run_left_then_exits_if_it_must() -> None:
+    """Its slot is free as soon as its run has ended: a thread its run left (which it waits ``THREAD_GRACE`` for,
+    then exits) does not hold the slot; the worker drops it as a spare that died before it was ready: reaped, no
+    backoff, nothing left behind."""
+    now = [0.0]
+
+    def execute(given: bytes, prepared: Any) -> tuple[int, bool]:  # in the spare: a run that leaves a thread behind
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+        return 0, True
+
+    spares = Spares(lambda: (None, b"r"), execute, idle_after=KEPT, clock=lambda: now[0], runs_per_process=2)
+    try:
+        spare, channel = handed_a_run(spares)
+
+        assert wait_until(lambda: heard(channel), timeout=60) == (ENDED, 0), "its slot was held until it exited"
+        spares.returned(spare.pid, channel, runs_done=1)
+        wait_until(lambda: spares.ready() is None and not spares.spares, timeout=60)  # it exits, and is dropped
+        spares.keep(1)
+        assert len(spares.spares) == 1, "its replacement waits for a backoff"
+
+        def reaped() -> bool:
+            spares.ready()  # a look reaps the spares let go that have exited
+            return not Path(f"/proc/{spare.pid}").exists()
+
+        wait_until(reaped, timeout=60)  # not even a zombie
     finally:
         spares.close()
 
