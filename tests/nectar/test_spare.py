@@ -712,3 +712,61 @@ def test_the_last_spare_is_forked_once_the_attempts_first_step_has_started(
 
     wait_until(refilled, timeout=60)
     assert ended(nectar, submission.run.id).state == RunState.DONE
+
+
+def sleeps_in_poll(thread: threading.Thread) -> bool:
+    """Whether ``thread`` (of this process) sleeps in the kernel in a ``poll()``: a readable descriptor in its set
+    would have ended that sleep."""
+    try:
+        task = Path(f"/proc/self/task/{thread.native_id}")
+        state = (task / "stat").read_text().rpartition(")")[2].split()[0]
+        return state == "S" and "poll" in (task / "wchan").read_text()
+    except OSError:  # it ended
+        return False
+
+
+def test_a_spare_saying_it_is_ready_does_not_wake_a_loop_whose_every_slot_is_busy(
+    new_executor: Callable[..., Executor], quick: Settings, tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No run could be claimed for it before a slot is free: that wakes the loop, whose pass reads the spare then.
+    A wake for it was a pass of the loop for nothing, once a run when processes are reused. One that dies still wakes
+    it (:meth:`Spares.fds`)."""
+    monkeypatch.setattr(executor_module, "REAP_INTERVAL", 3600.0)
+    executor = new_executor(concurrency=1, worker_poll_interval=3600.0)
+    nectar = Nectar(quick)
+    held = nectar.submit("quick", "quick_chain", "HeldTask", {"gate": str(gate)}).run
+    assert held is not None
+    executor.warm()  # as a worker before its first spare: its attempts say when their first step starts
+    assert executor._claim(first_spare(executor))
+    (child,) = executor.children.values()
+
+    def started() -> bool:  # what the attempt says on its way is read
+        executor._reap()
+        return child.started
+
+    wait_until(started, timeout=60)
+    setup = tmp_path / "setup-gate"
+    prepare = Executor._prepare
+
+    def held_setup(self: Executor) -> tuple[Build | None, bytes]:  # until the test opens the gate
+        while not setup.exists():
+            time.sleep(0.05)
+        return prepare(self)
+
+    monkeypatch.setattr(Executor, "_prepare", held_setup)
+    executor.spares.wanted()
+    spare = executor.spares.keep(1)
+    assert spare is not None and not spare.ready
+    setup.touch()
+    wait_until(lambda: wakeup.readable([spare.channel.fileno()], 0.0), timeout=60)  # it said it is ready
+    sleeping = threading.Thread(target=executor._sleep, args=(False,), daemon=True)
+    sleeping.start()
+
+    wait_until(lambda: sleeps_in_poll(sleeping) or not sleeping.is_alive(), timeout=60)
+
+    assert sleeping.is_alive(), "a spare saying it is ready woke a loop whose every slot is busy"
+    gate.touch()  # the run ends: its slot is free, which wakes the loop
+    sleeping.join(60)  # a deadline that only fails a hung test
+    assert not sleeping.is_alive()
+    assert run_to_its_end(executor, nectar, held.id).state == RunState.DONE
+    assert executor.spares.ready() is spare
