@@ -511,7 +511,7 @@ class Executor:
         if self._signalled is not None:  # a stop wakes the sleep, not its timeout's end
             fds.append(self._signalled)
         if not self.stopping:  # a stopping worker reads its spares no more (it lets them go once drained)
-            fds += self.spares.fds()
+            fds += self.spares.fds(readiness=len(self.children) < self.concurrency)
         if self.stopping or len(self.children) >= self.concurrency or (blocked and len(self.spares)):
             wakeup.readable(fds, timeout)  # a queued run could not be claimed before one of these anyway
         elif self.runs.wait_for_work(timeout, fds):

@@ -24,13 +24,16 @@ byte on its socket (*ready*; which byte is its worker's business: :attr:`Spare.s
 A spare handed its run keeps its socket, one framed protocol both ways: the worker sends the run, its length first
 (:func:`hand_over`; a spare that dies before it read it closes its socket with bytes unread, which its worker's end
 reads as a reset, not the end of the stream: :data:`UNREAD`, the attempt never began); the attempt says when its
-first step starts (:data:`STARTED`: :func:`started`) and, if it ended its run cleanly and may take another
-(:mod:`nectar.reuse`, up to ``runs_per_process`` runs), that it ended, with its exit code (:data:`ENDED`:
-:func:`heard`); it then sets itself up again and says it is ready, a spare once more (:meth:`Spares.returned`).
-Else it exits, and its worker learns of the end by its exit, as of any death.
+first step starts (:data:`STARTED`: :func:`started`) and, if it ended its run cleanly and may take another (up to
+``runs_per_process`` runs), that it ended, with its exit code (:data:`ENDED`: :func:`heard`), at once: its slot is
+free while it looks at what its run left behind (:mod:`nectar.reuse`, a thread it may wait for). It then sets itself
+up again and says it is ready, a spare once more (:meth:`Spares.returned`), or, if its run left something behind,
+exits: its worker drops it as any spare that dies before it is ready. Else it exits at once, and its worker learns
+of the end by its exit, as of any death.
 
 Each spare's socket is a descriptor the worker's loop sleeps on (:meth:`Spares.fds`): it wakes when one is ready
-or dies.
+or dies; while every slot is busy, only when a ready one dies (about one wake in three of a trivial run's was a spare
+saying it was ready to a loop that could not use it yet).
 """
 
 from __future__ import annotations
@@ -149,9 +152,11 @@ class Spares:
             self._drop(spare)  # killed, and its socket not closed yet: its other threads are still exiting
         return None
 
-    def fds(self) -> list[int]:
-        """The spares' sockets: one becomes readable when its spare is ready, or dies."""
-        return [spare.channel.fileno() for spare in self.spares]
+    def fds(self, readiness: bool = True) -> list[int]:
+        """The spares' sockets: one becomes readable when its spare is ready, or dies. Without ``readiness`` (no slot
+        is free to take a spare), only those of the ready ones (they die): one becoming ready would wake a loop that
+        cannot use it; it is read at the loop's next pass (a slot freed wakes it)."""
+        return [spare.channel.fileno() for spare in self.spares if readiness or spare.ready]
 
     def _look(self) -> None:
         """Read what the spares said, without waiting: being set up, that they are ready; ready (they say nothing
@@ -280,16 +285,16 @@ class Spares:
             runs += 1
             if not clean or runs >= self.runs_per_process:
                 return code
+            try:  # its slot is free now: what its run left is looked at while the worker claims the next run
+                theirs.sendall(ENDED + bytes([code]))
+            except OSError:  # the worker is gone: it no longer waits for this process
+                return code
             why = reuse.left_behind(before, self.max_rss_mb)
-            if why is not None:
+            if why is not None:  # its worker sees it die before it is ready again, as any spare (no backoff)
                 logger.info("attempt process %d exits after %d run(s): %s", os.getpid(), runs, why)
                 return code
             reuse.put_back(before)
             leases.ran_one()
-            try:
-                theirs.sendall(ENDED + bytes([code]))
-            except OSError:  # the worker is gone: it no longer waits for this process
-                return code
 
 
 def freeze_held() -> None:

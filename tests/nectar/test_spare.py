@@ -457,6 +457,16 @@ def test_a_spare_let_go_that_is_slow_to_exit_does_not_hold_up_the_workers_loop()
         spares.close()
 
 
+def handed_a_run(spares: Spares) -> tuple[Spare, socket.socket]:
+    """Fork a spare, wait until it is ready, and hand it a run: the spare and the worker's end of its socket."""
+    spares.wanted()
+    spares.keep(1)
+    (spare,) = spares.spares
+    wait_until(lambda: spares.ready() is spare, timeout=60)
+    spares.take(spare)
+    return spare, hand_over(spare, b"run")
+
+
 def test_a_process_back_from_its_run_that_dies_before_it_is_ready_again_is_replaced_without_a_backoff() -> None:
     """The backoff is for fresh spares dying in their setup (the next fork may die the same way). A process that
     ran a run and stays, then dies setting itself up again, says nothing of a fresh fork's setup (and no fork loop
@@ -474,12 +484,7 @@ def test_a_process_back_from_its_run_that_dies_before_it_is_ready_again_is_repla
         prepare, lambda given, prepared: (0, True), idle_after=KEPT, clock=lambda: now[0], runs_per_process=2
     )
     try:
-        spares.wanted()
-        spares.keep(1)
-        (spare,) = spares.spares
-        wait_until(lambda: spares.ready() is spare, timeout=60)
-        spares.take(spare)
-        channel = hand_over(spare, b"run")
+        spare, channel = handed_a_run(spares)
         assert wait_until(lambda: heard(channel), timeout=60) == (ENDED, 0)
         spares.returned(spare.pid, channel, runs_done=1)
         wait_until(lambda: spares.ready() is None and not spares.spares, timeout=60)  # dead in its setup, reaped
@@ -487,6 +492,35 @@ def test_a_process_back_from_its_run_that_dies_before_it_is_ready_again_is_repla
         spares.keep(1)
 
         assert len(spares.spares) == 1, "its replacement waits for a backoff"
+    finally:
+        spares.close()
+
+
+def test_a_process_says_its_run_ended_before_it_looks_at_what_the_run_left_then_exits_if_it_must() -> None:
+    """Its slot is free as soon as its run has ended: a thread its run left (which it waits ``THREAD_GRACE`` for,
+    then exits) does not hold the slot; the worker drops it as a spare that died before it was ready: reaped, no
+    backoff, nothing left behind."""
+    now = [0.0]
+
+    def execute(given: bytes, prepared: Any) -> tuple[int, bool]:  # in the spare: a run that leaves a thread behind
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+        return 0, True
+
+    spares = Spares(lambda: (None, b"r"), execute, idle_after=KEPT, clock=lambda: now[0], runs_per_process=2)
+    try:
+        spare, channel = handed_a_run(spares)
+
+        assert wait_until(lambda: heard(channel), timeout=60) == (ENDED, 0), "its slot was held until it exited"
+        spares.returned(spare.pid, channel, runs_done=1)
+        wait_until(lambda: spares.ready() is None and not spares.spares, timeout=60)  # it exits, and is dropped
+        spares.keep(1)
+        assert len(spares.spares) == 1, "its replacement waits for a backoff"
+
+        def reaped() -> bool:
+            spares.ready()  # a look reaps the spares let go that have exited
+            return not Path(f"/proc/{spare.pid}").exists()
+
+        wait_until(reaped, timeout=60)  # not even a zombie
     finally:
         spares.close()
 
@@ -787,3 +821,61 @@ def test_the_last_spare_is_forked_once_the_attempts_first_step_has_started(
 
     wait_until(refilled, timeout=60)
     assert ended(nectar, submission.run.id).state == RunState.DONE
+
+
+def sleeps_in_poll(thread: threading.Thread) -> bool:
+    """Whether ``thread`` (of this process) sleeps in the kernel in a ``poll()``: a readable descriptor in its set
+    would have ended that sleep."""
+    try:
+        task = Path(f"/proc/self/task/{thread.native_id}")
+        state = (task / "stat").read_text().rpartition(")")[2].split()[0]
+        return state == "S" and "poll" in (task / "wchan").read_text()
+    except OSError:  # it ended
+        return False
+
+
+def test_a_spare_saying_it_is_ready_does_not_wake_a_loop_whose_every_slot_is_busy(
+    new_executor: Callable[..., Executor], quick: Settings, tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No run could be claimed for it before a slot is free: that wakes the loop, whose pass reads the spare then.
+    A wake for it was a pass of the loop for nothing, once a run when processes are reused. One that dies still wakes
+    it (:meth:`Spares.fds`)."""
+    monkeypatch.setattr(executor_module, "REAP_INTERVAL", 3600.0)
+    executor = new_executor(concurrency=1, worker_poll_interval=3600.0)
+    nectar = Nectar(quick)
+    held = nectar.submit("quick", "quick_chain", "HeldTask", {"gate": str(gate)}).run
+    assert held is not None
+    executor.warm()  # as a worker before its first spare: its attempts say when their first step starts
+    assert executor._claim(first_spare(executor))
+    (child,) = executor.children.values()
+
+    def started() -> bool:  # what the attempt says on its way is read
+        executor._reap()
+        return child.started
+
+    wait_until(started, timeout=60)
+    setup = tmp_path / "setup-gate"
+    prepare = Executor._prepare
+
+    def held_setup(self: Executor) -> tuple[Build | None, bytes]:  # until the test opens the gate
+        while not setup.exists():
+            time.sleep(0.05)
+        return prepare(self)
+
+    monkeypatch.setattr(Executor, "_prepare", held_setup)
+    executor.spares.wanted()
+    spare = executor.spares.keep(1)
+    assert spare is not None and not spare.ready
+    setup.touch()
+    wait_until(lambda: wakeup.readable([spare.channel.fileno()], 0.0), timeout=60)  # it said it is ready
+    sleeping = threading.Thread(target=executor._sleep, args=(False,), daemon=True)
+    sleeping.start()
+
+    wait_until(lambda: sleeps_in_poll(sleeping) or not sleeping.is_alive(), timeout=60)
+
+    assert sleeping.is_alive(), "a spare saying it is ready woke a loop whose every slot is busy"
+    gate.touch()  # the run ends: its slot is free, which wakes the loop
+    sleeping.join(60)  # a deadline that only fails a hung test
+    assert not sleeping.is_alive()
+    assert run_to_its_end(executor, nectar, held.id).state == RunState.DONE
+    assert executor.spares.ready() is spare
