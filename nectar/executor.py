@@ -72,6 +72,11 @@ AHEAD, NOT_AHEAD = b"a", b"n"
 #: seconds after its claim an attempt that has not started its first step still holds back the last spare's fork
 #: (:meth:`Executor._hold`): a run whose first step takes long to schedule (a wide graph) keeps its spares coming
 START_WAIT = 0.1
+#: seconds after a look found no run due that the loop looks again though nothing told of one: the word of a run
+#: queued is an event (inotify, NOTIFY) that a fault can lose (inotify out of instances, a connection cut between
+#: a commit and its word); a lost one then delays that run by this much, never leaves it PENDING for good (one
+#: futile claim a second per idle worker: about 0.04% of a core)
+LOOK_ANYWAY = 1.0
 
 
 def _started(_task: luigi.Task) -> None:
@@ -176,6 +181,10 @@ class Executor:
         self._work_may_wait = True
         #: when the PENDING run due first is due, as read when a look last found none (None: none was PENDING)
         self._due_at: float | None = None
+        #: when a look last found no run due (monotonic)
+        self._found_none_at = 0.0
+        #: seconds after that the loop looks again though nothing told of a run (:data:`LOOK_ANYWAY`)
+        self.look_anyway = LOOK_ANYWAY
 
     def warm(self) -> None:
         """Before the first spare is forked, not while idle: what every attempt would import (or load) itself; then
@@ -482,6 +491,7 @@ class Executor:
         run due first is due (read now)."""
         self._work_may_wait = False
         self._due_at = self.runs.next_due()
+        self._found_none_at = time.monotonic()
 
     def _hold(self) -> bool:
         """Whether an attempt claimed less than :data:`START_WAIT` seconds ago has yet to start its first step: the
@@ -494,7 +504,8 @@ class Executor:
         stays, a spare is ready (or dies), or, if a slot could take it now, a run is queued; at most
         ``worker_poll_interval`` seconds (leases, luigid, idle spares), no longer than a spare's fork is held back
         (:meth:`_hold`), nor than the PENDING run due first waits for its time (:attr:`_due_at`). A run queued, or one
-        due, makes the next pass look for one (:attr:`_work_may_wait`)."""
+        due, makes the next pass look for one (:attr:`_work_may_wait`), as does :attr:`look_anyway` seconds without
+        a look."""
         exits = [child.exited for child in self.children.values()]
         timeout = self.settings.worker_poll_interval
         if None in exits:  # the kernel cannot say when this one exits: look again soon
@@ -517,6 +528,8 @@ class Executor:
         elif self.runs.wait_for_work(timeout, fds):
             self._work_may_wait = True
         if self._due_at is not None and time.time() >= self._due_at:
+            self._work_may_wait = True
+        if time.monotonic() - self._found_none_at >= self.look_anyway:  # a word lost to a fault: a look all the same
             self._work_may_wait = True
         if self._signalled is not None:
             wakeup.drain(self._signalled)

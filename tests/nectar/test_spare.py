@@ -269,6 +269,7 @@ def test_a_pass_woken_by_a_spare_alone_does_not_look_for_a_run_until_one_is_queu
     claim that finds nothing, or a read of the queue): the registry's word that a run was queued makes the next
     pass look. Here no wait times out within the test; the passes are the test's own."""
     executor = new_executor(concurrency=1, worker_poll_interval=3600.0)
+    executor.look_anyway = float("inf")  # the look a lost word would need is not the subject here
     executor.runs.wait_for_work(0.0)  # its watch for queued runs made (a process's first wait returns at once)
     looks: list[str | None] = []  # each claim's run (None: it found none), or "due?" for a read of the queue
     claim, has_due = executor.runs.claim, executor.runs.has_due
@@ -310,6 +311,7 @@ def test_an_idle_workers_passes_look_for_a_run_once_then_only_when_one_is_queued
     queue again, once a look found no run due. A run queued for later (a retry's delay) is claimed once due, though
     nothing tells of it then."""
     executor = new_executor(concurrency=1, worker_poll_interval=0.001)
+    executor.look_anyway = float("inf")  # the look a lost word would need is not the subject here
     executor.runs.wait_for_work(0.0)  # its watch for queued runs made (a process's first wait returns at once)
     looks: list[str] = []
     has_due = executor.runs.has_due
@@ -333,6 +335,30 @@ def test_an_idle_workers_passes_look_for_a_run_once_then_only_when_one_is_queued
         return bool(executor.children)
 
     wait_until(claimed_once_due, timeout=60)  # due in 0.2 s: claimed then
+
+    assert [child.run.id for child in executor.children.values()] == [run_id]
+
+
+def test_a_run_whose_word_was_lost_is_claimed_by_a_look_all_the_same(
+    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The word that a run was queued is an event a fault can lose (inotify out of instances, a connection cut
+    between the commit and its NOTIFY): an idle worker that found no run and hears nothing still looks again after
+    ``look_anyway`` seconds, so such a run waits that long, not for good (it stayed PENDING before)."""
+    executor = new_executor(concurrency=1, worker_poll_interval=0.001)
+    executor.look_anyway = 0.2
+    while executor.runs.wait_for_work(0.0):  # its first waits say a run may have been queued before them
+        pass
+    executor._serve_once()  # a look finds none: none is looked for until told (or look_anyway has passed)
+    nectar = Nectar(quick)
+    monkeypatch.setattr(type(nectar.runs), "_queued", lambda self: None)  # the run's word is lost
+    run_id = submit(nectar, 24)
+
+    def claimed() -> bool:
+        executor._serve_once()
+        return bool(executor.children)
+
+    wait_until(claimed, timeout=60)
 
     assert [child.run.id for child in executor.children.values()] == [run_id]
 
