@@ -13,12 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from harness import LUIGI_CFG, NECTAR, REPO, STOP_TIMEOUT, Processes, free_port, settings_env, stop, wait_until
 from nectar.config import Settings, configure
 from tests import links
 from tests.helpers import reports
 from tests.helpers.postgres import PostgresServer
+
+# Hypothesis's default 200 ms deadline per example is a time bound: on a loaded machine an example that is merely
+# slow fails the test (seen: test_a_lean_prune_... at 298 ms). Tests here bound no time; a hang has its own guard.
+hypothesis_settings.register_profile("nectar", deadline=None)
+hypothesis_settings.load_profile("nectar")
 
 if TYPE_CHECKING:
     from nectar.registry import Run, RunStore
