@@ -37,8 +37,8 @@ LATEST_WITH_STEPS = (
 )
 
 
-#: keys whose latest run :class:`LatestKept` keeps at most (a process's; all dropped when it is full)
-LATEST_KEPT = 4096
+#: keys whose latest run :class:`LatestKept` keeps at most, a process's (~2 KB each: ~4 MB); all dropped when full
+LATEST_KEPT = 2048
 
 
 class LatestKept:
@@ -65,6 +65,7 @@ class LatestKept:
         if self.seen.get(connection) != version:
             self.seen[connection] = version
             self.epoch = next(self.epochs)
+            self.kept.clear()  # none answers again: their memory goes now (one kept meanwhile has an older epoch)
         return self.epoch
 
     def find(self, key: str, epoch: int) -> tuple[Run | None, list[Step]] | None:
