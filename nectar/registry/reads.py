@@ -37,8 +37,7 @@ LATEST_WITH_STEPS = (
 )
 
 
-#: keys whose latest run :class:`LatestKept` keeps at most, a process's (~2 KB each: ~4 MB of an API worker's memory);
-#: when full, the key kept first goes first (polls of more keys than this between two commits miss, not thrash)
+#: keys whose latest run :class:`LatestKept` keeps at most, a process's (~2 KB each: ~4 MB); all dropped when full
 LATEST_KEPT = 2048
 
 
@@ -76,11 +75,8 @@ class LatestKept:
         return found[1], list(found[2])
 
     def keep(self, key: str, epoch: int, run: Run | None, steps: list[Step]) -> None:
-        if len(self.kept) >= LATEST_KEPT and key not in self.kept:
-            try:
-                del self.kept[next(iter(self.kept))]
-            except (StopIteration, KeyError, RuntimeError):  # another thread emptied or changed it meanwhile
-                pass
+        if len(self.kept) >= LATEST_KEPT:
+            self.kept.clear()
         self.kept[key] = (epoch, run, tuple(steps))
 
 

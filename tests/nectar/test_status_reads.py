@@ -12,7 +12,7 @@ import pytest
 from nectar.keys import TargetKey
 from nectar.registry import Run, RunState, Step
 from nectar.registry.postgres import PostgresRunStore
-from nectar.registry.reads import LATEST_KEPT, LATEST_WITH_STEPS, LatestKept
+from nectar.registry.reads import LATEST_WITH_STEPS
 from nectar.registry.schema import RUN_COLUMNS
 from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SQLiteRunStore
@@ -134,18 +134,3 @@ def test_a_commit_between_two_lookups_is_seen_by_the_second(tmp_path: Path, writ
     assert (run, [step.state for step in steps]) == (cancelled, ["CANCELLED"])  # its steps ended with it
     second = queued(writes, 2000.0)
     assert runs.latest_with_steps(KEY.path) == (second, [])
-
-
-def test_a_full_keep_lets_go_of_the_key_kept_first_not_of_every_key() -> None:
-    """Polls of more keys than :data:`LATEST_KEPT` between two commits cost a read for the oldest, not for all: a
-    full keep that dropped everything answered nothing again once the keys polled outnumbered it."""
-    kept = LatestKept()
-    epoch = kept.current("a connection", 1)
-    for number in range(LATEST_KEPT):
-        kept.keep(f"key-{number}", epoch, None, [])
-    kept.keep("one more", epoch, None, [])
-
-    assert kept.find("key-0", epoch) is None
-    assert kept.find("key-1", epoch) == (None, [])
-    assert kept.find("one more", epoch) == (None, [])
-    assert len(kept.kept) == LATEST_KEPT
