@@ -6,11 +6,9 @@ queries that only read; :class:`~nectar.registry.sql.SqlRunStore` adds the write
 
 from __future__ import annotations
 
-import itertools
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from nectar.registry.counts import READ_COUNTS, READ_DURATIONS, STATE_COLUMNS
@@ -35,49 +33,6 @@ LATEST_WITH_STEPS = (
     f"FROM (SELECT {RUNS} FROM runs WHERE key = ? ORDER BY queued_at DESC LIMIT 1) AS r "
     "LEFT JOIN steps AS s ON s.run_id = r.id"
 )
-
-
-#: keys whose latest run :class:`LatestKept` keeps at most, a process's (~2 KB each: ~4 MB); all dropped when full
-LATEST_KEPT = 2048
-
-
-class LatestKept:
-    """Each key's latest run and steps as a process last read them, answered again while no connection of the
-    process has seen the database change since (SQLite's ``PRAGMA data_version``: a connection's own number, which
-    moves when another connection, of any process, commits; the registry's reading connections never write).
-
-    A connection whose number moved (or that this has not seen yet: a new one, a fork's) starts a new epoch, and
-    only what was kept in the current one is answered. An answer is kept under the epoch read *after* its
-    connection's number was checked and *before* its rows were read, so it is never older than the last commit
-    a connection has seen: a commit after its read is seen by the next check of every connection (each last looked
-    before it), which starts a new epoch; one a connection saw before it had moved the epoch before it was read."""
-
-    def __init__(self) -> None:
-        self.epochs = itertools.count(1)  # next() is one step under the GIL: two threads never share an epoch
-        self.epoch = 0
-        #: each reading connection's number, as last checked
-        self.seen: dict[Any, int] = {}
-        #: key -> (the epoch it was read in, its run, its steps)
-        self.kept: dict[str, tuple[int, Run | None, tuple[Step, ...]]] = {}
-
-    def current(self, connection: Any, version: int) -> int:
-        """The epoch to answer and keep in, ``connection``'s number being ``version`` now."""
-        if self.seen.get(connection) != version:
-            self.seen[connection] = version
-            self.epoch = next(self.epochs)
-            self.kept.clear()  # none answers again: their memory goes now (one kept meanwhile has an older epoch)
-        return self.epoch
-
-    def find(self, key: str, epoch: int) -> tuple[Run | None, list[Step]] | None:
-        found = self.kept.get(key)
-        if found is None or found[0] != epoch:
-            return None
-        return found[1], list(found[2])
-
-    def keep(self, key: str, epoch: int, run: Run | None, steps: list[Step]) -> None:
-        if len(self.kept) >= LATEST_KEPT:
-            self.kept.clear()
-        self.kept[key] = (epoch, run, tuple(steps))
 
 
 def _seq(row: Sequence[Any]) -> int:
@@ -170,34 +125,8 @@ class SqlReads(RunStore):
     def latest(self, key: str) -> Run | None:
         return self._read(lambda db: self._select(db, "key = ? ORDER BY queued_at DESC LIMIT 1", key))
 
-    def _data_version(self, db: Any) -> int | None:
-        """A number of ``db``'s that moves when another connection commits (None: the dialect has none, and
-        :meth:`latest_with_steps` reads every time)."""
-        return None
-
-    @cached_property
-    def _latest_kept(self) -> LatestKept:
-        return LatestKept()
-
     def latest_with_steps(self, key: str) -> tuple[Run | None, list[Step]]:
-        """A key's latest run and its steps, in one read; a status poll asks again and again: while the database is
-        unchanged (:meth:`_data_version`), what this process read last is answered (:class:`LatestKept`)."""
-        return self._read(lambda db: self._latest_with_steps(db, key))
-
-    def _latest_with_steps(self, db: Any, key: str) -> tuple[Run | None, list[Step]]:
-        version = self._data_version(db)
-        if version is None:
-            return self._read_latest(db, key)
-        kept = self._latest_kept
-        epoch = kept.current(db, version)  # checked first, then the epoch, then the rows: see LatestKept
-        found = kept.find(key, epoch)
-        if found is None:
-            found = self._read_latest(db, key)
-            kept.keep(key, epoch, *found)
-        return found
-
-    def _read_latest(self, db: Any, key: str) -> tuple[Run | None, list[Step]]:
-        rows = [values(row) for row in self._exec(db, LATEST_WITH_STEPS, (key,)).fetchall()]
+        rows = self._read(lambda db: [values(row) for row in self._exec(db, LATEST_WITH_STEPS, (key,)).fetchall()])
         if not rows:
             return None, []
         width = len(RUN_COLUMNS)

@@ -247,9 +247,6 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
                 raise
         return own.writes
 
-    def _data_version(self, db: sqlite3.Connection) -> int:
-        return int(db.execute("PRAGMA data_version").fetchone()[0])
-
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """``query``'s answer over a connection that reads, borrowed from this process's idle ones (one opened when
         none is idle) and given back after, the last given back first; a read inside ``query`` uses the same.

@@ -110,27 +110,3 @@ def test_a_run_is_read_back_field_for_field_by_every_read(runs: SqlRunStore) -> 
     assert vars(read) == vars(written) and type(read.state) is RunState and hash(read.objects) == hash(written.objects)
     with pytest.raises(dataclasses.FrozenInstanceError):
         read.error = "changed"  # type: ignore[misc]
-
-
-def test_an_unchanged_sqlite_registry_answers_a_key_again_without_reading_its_rows(tmp_path: Path) -> None:
-    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
-    queued(runs, 1000.0)
-    run, steps = runs.latest_with_steps(KEY.path)
-    assert runs.latest_with_steps(KEY.path)[0] is run  # kept: no new Run made from a new read of its row
-
-
-@pytest.mark.parametrize("writer", ["this store", "another process's connection"])
-def test_a_commit_between_two_lookups_is_seen_by_the_second(tmp_path: Path, writer: str) -> None:
-    path = tmp_path / "runs.sqlite3"
-    runs = SQLiteRunStore(path)
-    first = queued(runs, 1000.0)
-    assert runs.latest_with_steps(KEY.path) == (first, [])
-    writes = runs if writer == "this store" else SQLiteRunStore(path)  # its own connections, as another process's
-    own = Step(first.id, "ATask_1", "ATask", KEY.path, "RUNNING", executed=True, error=None, updated_at=1001.0)
-    writes.record_steps([own])
-    assert runs.latest_with_steps(KEY.path) == (first, [own])
-    cancelled = writes.cancel(first.id)[1]
-    run, steps = runs.latest_with_steps(KEY.path)
-    assert (run, [step.state for step in steps]) == (cancelled, ["CANCELLED"])  # its steps ended with it
-    second = queued(writes, 2000.0)
-    assert runs.latest_with_steps(KEY.path) == (second, [])
