@@ -88,11 +88,11 @@ class SqlRunStore(SqlReads):
         transaction, in order: each its answer, or the QueueFull that refused it (nothing of it written).
 
         A run alone is written by :meth:`_submit_alone` (as :meth:`submit` writes it, unless a dialect has a cheaper
-        way; its QueueFull raised, nothing of it written). In a
-        turn of several, the PENDING runs ahead are read once, before the first bounded run (the count's row locked
-        until the transaction ends), and counted on here as its runs are queued: a run past the bound is refused
-        before its insert, so that none is rolled back. One statement a run (its insert; an identical active run's
-        look-up too) where each had its insert, a read of the count and a savepoint around both (4 statements)."""
+        way; its QueueFull raised, nothing of it written). In a turn of several, the PENDING runs ahead are read once,
+        before the first bounded run (the count's row locked until the transaction ends), and counted on here as its
+        runs are queued: a run past the bound is refused before its insert, so that none is rolled back. One statement
+        a run (its insert; an identical active run's look-up too) where each had its insert, a read of the count and a
+        savepoint around both (4 statements)."""
         if len(asked) == 1:
             ((run, max_pending),) = asked
             queued = self._submit_alone(run, max_pending)
@@ -356,30 +356,24 @@ class SqlRunStore(SqlReads):
         """Write runs and their steps as they are, in one transaction (a bulk load: a benchmark's population).
 
         Neither the one active run per key nor a step's run is checked beyond what the tables refuse; the
-        steps of a run take their places in the order given. A PENDING run among them wakes the waiting workers, as a
-        submission's does (:meth:`_queued`): a worker that found no run looks again only when told.
+        steps of a run take their places in the order given. The waiting workers are told after it, as after a
+        submission (:meth:`_queued`): a worker that found no run looks again only when told (a load of ended runs only
+        costs each a look that finds none).
         """
-        pending = False
-
-        def rows() -> Iterable[Sequence[Any]]:
-            nonlocal pending
-            for run in runs:
-                pending = pending or run.state == RunState.PENDING
-                yield run_row(run)
-
         places: dict[str, int] = {}
         step_rows = []
         for step in steps:
             place = places[step.run_id] = places.get(step.run_id, -1) + 1
             step_rows.append((*_step_row(step), place))
         with self._db() as db:
-            db.cursor().executemany(self._sql(f"INSERT INTO runs ({RUNS}) VALUES ({param_marks(RUN_COLUMNS)})"), rows())
+            db.cursor().executemany(
+                self._sql(f"INSERT INTO runs ({RUNS}) VALUES ({param_marks(RUN_COLUMNS)})"), map(run_row, runs)
+            )
             db.cursor().executemany(
                 self._sql(f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) VALUES ({param_marks(STEP_COLUMNS)})"),
                 step_rows,
             )
-        if pending:
-            self._queued()
+        self._queued()
 
 
 def _step_row(step: Step) -> tuple[Any, ...]:
