@@ -225,6 +225,16 @@ class Connections:
 
         return answer
 
+    def meanwhile(self, work: Callable[[], object]) -> None:
+        """Run ``work`` on this thread once its next request is written, before its answer is read: while luigid
+        works on it, the thread would only wait (a thread woken then takes the GIL without stalling this one)."""
+        self._unread().meanwhile.append(work)
+
+    def _while_luigid_answers(self, unread: _Unread) -> None:
+        works, unread.meanwhile = unread.meanwhile, []
+        for work in works:
+            work()
+
     def flush(self) -> None:
         """Read the answers of what this thread sent ahead (sending it again if its connection was lost)."""
         if self._unread().calls:
@@ -249,11 +259,12 @@ class Connections:
                         conn.connect()
                     if batch is None:
                         self._write(conn, unread)
-                        answers = _read_answers(conn.sock, len(unread.calls))
                     else:
                         conn.sock.sendall(batch)
                         unread.sent = len(unread.calls)
-                        answers = _read_answers(conn.sock, 1)
+                    if unread.meanwhile:
+                        self._while_luigid_answers(unread)
+                    answers = _read_answers(conn.sock, len(unread.calls) if batch is None else 1)
                 except ERRORS as exc:
                     self._drop()
                     if reused and isinstance(exc, CLOSED):  # closed while idle: once more, on a new connection
@@ -366,6 +377,8 @@ class _Unread:
     sent: int = 0
     asked: int = 0
     kept: dict[int, bytes] = field(default_factory=dict)
+    #: what to run once the thread's next request is written (:meth:`Connections.meanwhile`)
+    meanwhile: list[Callable[[], object]] = field(default_factory=list)
 
 
 @dataclass
@@ -474,6 +487,7 @@ class LuigidRPC(RemoteScheduler):
         self.post = self.connections.post
         self.send = self.connections.send
         self.flush = self.connections.flush
+        self.meanwhile = self.connections.meanwhile
 
     @property
     def batches(self) -> bool:

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import luigi
@@ -108,6 +108,8 @@ class StepRecorder:
     waiting_for: list[str] = field(default_factory=list)
     _started: set[str] = field(default_factory=set)
     _pending: list[Step] = field(default_factory=list)
+    #: where each task's change waits in ``_pending``
+    _places: dict[str, int] = field(default_factory=dict)
     _flushed: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -169,10 +171,23 @@ class StepRecorder:
             self.fail(task, with_traceback(exc, prefix), retryable=False)
 
     def record(self, task: luigi.Task, state: str, error: str | None = None) -> None:
+        """Note ``task``'s ``state``; written now if it is a start or a failure, else with the next write.
+
+        A task noted again before its last change was written takes that change's place (a step discovered PENDING,
+        then started, is one row written, not two): what the registry keeps is the same, as its write of a step's
+        row keeps its last state, error and time, the first row's place, and whether it ever ran.
+        """
         key = getattr(log_key(task), "path", None)  # a plain luigi task's too: its logs are recorded alike
         executed = task.task_id in self._started
+        step = Step(self.run_id, task.task_id, type(task).__name__, key, state, executed, error)
         with self._lock:
-            self._pending.append(Step(self.run_id, task.task_id, type(task).__name__, key, state, executed, error))
+            place = self._places.get(task.task_id)
+            if place is None:
+                self._places[task.task_id] = len(self._pending)
+                self._pending.append(step)
+            else:
+                executed = executed or self._pending[place].executed
+                self._pending[place] = replace(step, executed=executed)
         if state in ("RUNNING", "FAILED") or time.monotonic() - self._flushed >= FLUSH_INTERVAL:
             self.flush()
 
@@ -180,6 +195,7 @@ class StepRecorder:
         """What is pending, left for the caller to write (a run's end writes its last steps in its own commit)."""
         with self._lock:
             pending, self._pending = self._pending, []
+            self._places.clear()
         return pending
 
     def flush(self) -> None:
@@ -188,6 +204,7 @@ class StepRecorder:
             if self._pending:
                 self.runs.record_steps(self._pending)
                 self._pending = []
+                self._places.clear()
             self._flushed = time.monotonic()
 
 

@@ -12,6 +12,7 @@ import pytest
 from nectar import standby
 from nectar.leases import AttemptLease
 from nectar.luigi_internals import new_worker
+from nectar.luigid import LuigidRPC
 from nectar.registry import Run, RunStore
 from tests.conftest import wait_until
 
@@ -85,3 +86,44 @@ def test_luigis_worker_pings_its_scheduler_from_a_standby_thread(kept: set[threa
         wait_until(lambda: any(w["name"] == "standby-probe" for w in scheduler.worker_list()), 30)
         assert set(threading.enumerate()) == kept
     assert not worker._keep_alive_thread.is_alive()
+
+
+def test_with_luigid_the_keep_alive_starts_while_luigid_answers_the_workers_first_call_not_before(
+    kept: set[threading.Thread], luigid: str
+) -> None:
+    """With luigid, luigi's keep-alive is handed to its standby thread once the worker's first call is written, while
+    luigid answers it (a thread woken while the worker holds the GIL stalled it): not as the worker is entered (it
+    was, before), and not before that call; it then pings as luigi's does, and the worker's exit ends it."""
+    scheduler = LuigidRPC(luigid)
+    worker = new_worker(scheduler, "standby-luigid-probe", 1, ping_interval=0.01)
+    alive_as_called: list[bool] = []
+    post = scheduler.post
+
+    def noted(path: str, form: dict[str, str]) -> bytes:
+        alive_as_called.append(worker._keep_alive_thread.is_alive())
+        return post(path, form)
+
+    scheduler.post = noted
+    with worker:
+        assert not worker._keep_alive_thread.is_alive()
+        scheduler.ping(worker="standby-luigid-probe")  # type: ignore[attr-defined]  # luigi makes its RPCs on the fly
+        assert alive_as_called == [False]
+        assert worker._keep_alive_thread.is_alive()
+        wait_until(lambda: len(alive_as_called) > 1, 30)  # its own ping
+        assert set(threading.enumerate()) == kept
+    assert not worker._keep_alive_thread.is_alive()
+
+
+def test_a_worker_that_ends_before_its_first_call_to_luigid_never_starts_its_keep_alive(
+    kept: set[threading.Thread], luigid: str
+) -> None:
+    scheduler = LuigidRPC(luigid)
+    worker = new_worker(scheduler, "standby-luigid-unused", 1, ping_interval=0.01)
+    with worker:
+        pass
+    scheduler.ping(worker="standby-luigid-unused")  # type: ignore[attr-defined]  # its start is void: it was stopped
+    assert not worker._keep_alive_thread.is_alive()
+    assert set(threading.enumerate()) == kept
+    ran: list[threading.Thread] = []
+    standby.start(lambda: ran.append(threading.current_thread()), "work").join()
+    assert ran[0] in kept  # no standby thread was left busy with it

@@ -10,6 +10,7 @@ import pytest
 
 from nectar import steps
 from nectar.leases import release
+from nectar.registry import Step
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.steps import StepRecorder
 from tests.nectar.test_runs import new_run
@@ -42,3 +43,59 @@ def test_an_attempt_killed_as_its_second_step_starts_blames_that_step_not_the_fi
     blamed = {step.task: (step.state, step.error) for step in runs.steps(run.id)}
     assert blamed["StepA"] == ("DONE", None), blamed
     assert blamed["StepB"][0] == "FAILED" and "signal 9" in str(blamed["StepB"][1]), blamed
+
+
+class StepC(luigi.Task):
+    pass
+
+
+def test_a_step_noted_again_before_it_is_written_is_one_row_and_the_registry_keeps_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step discovered PENDING and then started is one row of the write that tells it RUNNING, not two (one
+    statement less between a step's start and its run()); what the registry keeps is what a row per change keeps:
+    each step's last state and error, whether it ever ran, and the order in which the steps were first met."""
+    monkeypatch.setattr(steps, "FLUSH_INTERVAL", 3600.0)  # only a start or a failure writes
+    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    written: list[list[tuple[str, str]]] = []
+    record_steps = runs.record_steps
+
+    def counted(changes: list[Step]) -> None:
+        written.append([(step.task, step.state) for step in changes])
+        record_steps(changes)
+
+    monkeypatch.setattr(runs, "record_steps", counted)
+    run, _ = runs.submit(new_run())
+    recorder = StepRecorder(runs, run.id)
+    recorder.record(StepA(), "PENDING")
+    recorder.record(StepB(), "PENDING", "waiting for /data/b")
+    recorder.record(StepC(), "PENDING")
+    recorder.start(StepB())
+    recorder.record(StepB(), "DONE")
+    recorder.record(StepA(), "RUNNING")
+    recorder.record(StepA(), "DONE")
+    runs.record_steps(recorder.take())
+
+    assert written == [
+        [("StepA", "PENDING"), ("StepB", "RUNNING"), ("StepC", "PENDING")],
+        [("StepB", "DONE"), ("StepA", "RUNNING")],
+        [("StepA", "DONE")],
+    ]
+    one_by_one, _ = runs.submit(new_run(1))
+    for task, state, error in [
+        (StepA(), "PENDING", None),
+        (StepB(), "PENDING", "waiting for /data/b"),
+        (StepC(), "PENDING", None),
+        (StepB(), "RUNNING", None),
+        (StepB(), "DONE", None),
+        (StepA(), "RUNNING", None),
+        (StepA(), "DONE", None),
+    ]:
+        executed = type(task) is StepB and state != "PENDING"  # started through the recorder: it ran
+        record_steps([Step(one_by_one.id, task.task_id, type(task).__name__, None, state, executed, error)])
+
+    def kept(run_id: str) -> list[tuple[str, str, bool, str | None]]:
+        return [(step.task, step.state, step.executed, step.error) for step in runs.steps(run_id)]
+
+    last_met_first = [("StepC", "PENDING", False, None), ("StepB", "DONE", True, None), ("StepA", "DONE", False, None)]
+    assert kept(run.id) == kept(one_by_one.id) == last_met_first
