@@ -58,7 +58,19 @@ from nectar.logs.ahead import make_ahead
 from nectar.luigid import kept_scheduler, scheduler_of, scheduler_secret
 from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
-from nectar.spares import ENDED, READY, STARTED, UNREAD, Spare, Spares, freeze_held, hand_over, heard, started
+from nectar.spares import (
+    ENDED,
+    READY,
+    STARTED,
+    UNREAD,
+    Spare,
+    Spares,
+    freeze_held,
+    hand_over,
+    heard,
+    started,
+    unread_by_peer,
+)
 
 logger = logging.getLogger(__name__)
 #: seconds between two looks for finished attempts while some run, where the kernel cannot say when one exits
@@ -355,7 +367,8 @@ class Executor:
             os.close(child.exited)
         if exited and child.channel is not None:
             self._listen(child)  # its end closed with its process: whether it read its run (what it said is moot)
-            if child.channel is not None:
+            if child.channel is not None:  # its end outlives it (a process it forked): is its run still there?
+                child.unread = unread_by_peer(child.channel)
                 child.channel.close()
         elif not exited:
             assert child.channel is not None

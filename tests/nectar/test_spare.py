@@ -717,18 +717,13 @@ def gate(tmp_path: Path) -> Iterator[Path]:
     path.touch()
 
 
-def test_a_spare_whose_process_exited_is_not_handed_a_run_though_its_socket_is_still_open(
-    new_executor: Callable[..., Executor], quick: Settings, tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A spare killed while it has other threads (its standby threads) is a zombie before the last of them has closed
-    its socket: on 2 loaded cores, 62 of 200 killed in a row were zombies with their socket still open. A run queued
-    then was claimed in its name and FAILED, "killed by signal 9" (CI, test_a_spare_killed_before_its_run_...).
-    Here the events are in that order every time: the spare's socket outlives it in a process it forked in its setup,
-    until the test's gate."""
+def socket_held_after_the_first_spare(tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The first spare forks, in its setup, a process that holds its socket until ``gate`` (a stand-in for its
+    exiting threads, or a task's forked process): the file answered names that process once it is forked."""
     holder = tmp_path / "holder"
     prepare = Executor._prepare
 
-    def holding(self: Executor) -> tuple[Build | None, bytes]:  # the first spare only: its socket held after it
+    def holding(self: Executor) -> tuple[Build | None, bytes]:
         if not holder.exists():
             held = os.fork()
             if held == 0:
@@ -740,6 +735,34 @@ def test_a_spare_whose_process_exited_is_not_handed_a_run_though_its_socket_is_s
         return prepare(self)
 
     monkeypatch.setattr(Executor, "_prepare", holding)
+    return holder
+
+
+def first_spare_held_before_it_reads_its_run(tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The first spare waits at ``gate`` between saying it is ready and reading its run; the file answered exists
+    once it waits there."""
+    first = tmp_path / "first"
+    read_run = spares_module._read_run
+
+    def held(channel: socket.socket) -> bytes | None:
+        if not first.exists():
+            first.touch()
+            wait_until(gate.exists, timeout=120)  # never opened unless the test fails: killed there
+        return read_run(channel)
+
+    monkeypatch.setattr(spares_module, "_read_run", held)
+    return first
+
+
+def test_a_spare_whose_process_exited_is_not_handed_a_run_though_its_socket_is_still_open(
+    new_executor: Callable[..., Executor], quick: Settings, tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spare killed while it has other threads (its standby threads) is a zombie before the last of them has closed
+    its socket: on 2 loaded cores, 62 of 200 killed in a row were zombies with their socket still open. A run queued
+    then was claimed in its name and FAILED, "killed by signal 9" (CI, test_a_spare_killed_before_its_run_...).
+    Here the events are in that order every time: the spare's socket outlives it in a process it forked in its setup,
+    until the test's gate."""
+    holder = socket_held_after_the_first_spare(tmp_path, gate, monkeypatch)
     executor, nectar = new_executor(concurrency=1), Nectar(quick)
     spare = first_spare(executor)
     os.kill(spare.pid, signal.SIGKILL)
@@ -759,23 +782,24 @@ def test_a_spare_whose_process_exited_is_not_handed_a_run_though_its_socket_is_s
     assert pid_of(run) != spare.pid
 
 
+@pytest.mark.parametrize("socket_held", [False, True], ids=["its-socket-closed", "its-socket-held-by-its-fork"])
 def test_a_spare_killed_after_its_claim_before_it_read_its_run_costs_the_run_no_attempt(
-    new_executor: Callable[..., Executor], quick: Settings, tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch
+    new_executor: Callable[..., Executor],
+    quick: Settings,
+    tmp_path: Path,
+    gate: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    socket_held: bool,
 ) -> None:
     """The kernel tells the worker whether the spare read the run handed to it: a socket closed with bytes unread
     reads as a reset, not as the end of the stream. One that never read it never began its attempt: the run goes
     back to the queue, uncounted (it was FAILED, "killed by signal 9 during attempt 1"). Here the first spare waits
-    at a gate between saying it is ready and reading its run, and is killed there once handed it."""
-    first = tmp_path / "first"
-    read_run = spares_module._read_run
-
-    def held(channel: socket.socket) -> bytes | None:
-        if not first.exists():
-            first.touch()
-            wait_until(gate.exists, timeout=120)  # never opened unless the test fails: killed here
-        return read_run(channel)
-
-    monkeypatch.setattr(spares_module, "_read_run", held)
+    at a gate between saying it is ready and reading its run, and is killed there once handed it. With
+    ``socket_held``, its socket outlives it in a process it forked in its setup: its death closes nothing, and the
+    kernel says neither a reset nor the end of the stream; the worker asks it whether what it sent is still unread
+    (the run was FAILED at attempt 1 all the same before)."""
+    holder = socket_held_after_the_first_spare(tmp_path, gate, monkeypatch) if socket_held else None
+    first = first_spare_held_before_it_reads_its_run(tmp_path, gate, monkeypatch)
     executor, nectar = new_executor(concurrency=1), Nectar(quick)
     spare = first_spare(executor)
     wait_until(first.exists, timeout=60)  # at the gate
@@ -784,6 +808,17 @@ def test_a_spare_killed_after_its_claim_before_it_read_its_run_costs_the_run_no_
     assert spare.pid in executor.children, "not handed to the spare at the gate"
 
     os.kill(spare.pid, signal.SIGKILL)
+
+    def reaped() -> bool:
+        executor._reap()
+        return spare.pid not in executor.children
+
+    wait_until(reaped, timeout=60)
+    requeued = nectar.runs.get(run_id)
+    assert requeued is not None and (requeued.state, requeued.attempt) == (RunState.PENDING, 0), requeued
+    if holder is not None:
+        assert alive(int(holder.read_text())), "its socket closed: not the case under test"
+        gate.touch()
     run = run_to_its_end(executor, nectar, run_id)
 
     charged_once(nectar, run)
