@@ -483,14 +483,15 @@ class Executor:
                 blocked = True
                 break
             if not self._claim(spare):
-                self._found_none()
+                self._found_none(self.runs.next_due())
                 break
             self.spares.wanted()
         if blocked:
-            if self.runs.has_due():
+            due_at = self.runs.next_due()  # one read: whether a run is due now, and if none is, when one will be
+            if due_at is not None and due_at <= time.time():
                 self.spares.wanted()  # a run waits for a spare: fork them (idle until now) or wait for one to be ready
             else:
-                self._found_none()
+                self._found_none(due_at)
         if not self.stopping:
             if self.spares.busy:
                 self.warm()
@@ -499,11 +500,11 @@ class Executor:
                 forked.tag = self._likely
         self._sleep(blocked)
 
-    def _found_none(self) -> None:
-        """A look found no run due: none is looked for until the registry tells of one queued, or until the PENDING
-        run due first is due (read now)."""
+    def _found_none(self, due_at: float | None) -> None:
+        """A look found no run due: none is looked for until the registry tells of one queued, or until ``due_at``,
+        when the PENDING run due first is due (None: none is PENDING), as read by the look."""
         self._work_may_wait = False
-        self._due_at = self.runs.next_due()
+        self._due_at = due_at
         self._found_none_at = time.monotonic()
 
     def _hold(self) -> bool:

@@ -24,6 +24,7 @@ from nectar.config import Settings
 from nectar.executor import Executor
 from nectar.leases import HOST, holder
 from nectar.registry import Run, RunState
+from nectar.registry.sql import SqlRunStore
 from nectar.service import Nectar
 from nectar.spares import AHEAD, ENDED, FIRST_BACKOFF, Spare, Spares, hand_over, heard
 from tests.conftest import wait_until
@@ -206,6 +207,42 @@ def test_a_run_queued_for_later_makes_no_spare(new_executor: Callable[[], Execut
     forks_no_spare(new_executor())
 
 
+@pytest.mark.parametrize("later", [False, True], ids=["none-queued", "one-queued-for-later"])
+def test_a_pass_with_a_free_slot_and_no_spare_reads_the_queue_once(
+    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch, later: bool
+) -> None:
+    """A free slot, no spare ready, no run due: one read of the queue says both that none is due and when the one
+    due first will be (it was two: whether one is due, then when)."""
+    executor = new_executor(concurrency=1)
+    executor.runs.wait_for_work(0.0)  # its watch for queued runs made (a process's first wait returns at once)
+    nectar = Nectar(quick)
+    due_at = None
+    if later:
+        run_id = submit(nectar, 8)
+        claimed = nectar.runs.claim("elsewhere:1", run_id)
+        assert claimed is not None and nectar.runs.requeue(run_id, claimed.attempt, delay=3600.0)
+        queued = nectar.runs.get(run_id)
+        assert queued is not None
+        due_at = queued.not_before
+    runs = executor.runs
+    assert isinstance(runs, SqlRunStore)
+    reads: list[object] = []
+    read = runs._read
+
+    def counted(query: Callable[[Any], Any]) -> Any:
+        reads.append(query)
+        return read(query)
+
+    monkeypatch.setattr(runs, "_read", counted)
+    monkeypatch.setattr(executor, "_watch", lambda: None)  # the leases' reclaim reads too: not the subject here
+
+    executor._serve_once()
+
+    assert len(reads) == 1, f"{len(reads)} reads of the registry"
+    assert executor._due_at == due_at  # None: none PENDING
+    assert len(executor.spares) == 0
+
+
 def test_a_spare_still_being_set_up_is_let_go_without_waiting_for_its_setup(
     new_executor: Callable[[], Executor], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -272,19 +309,19 @@ def test_a_pass_woken_by_a_spare_alone_does_not_look_for_a_run_until_one_is_queu
     executor.look_anyway = float("inf")  # the look a lost word would need is not the subject here
     executor.runs.wait_for_work(0.0)  # its watch for queued runs made (a process's first wait returns at once)
     looks: list[str | None] = []  # each claim's run (None: it found none), or "due?" for a read of the queue
-    claim, has_due = executor.runs.claim, executor.runs.has_due
+    claim, next_due = executor.runs.claim, executor.runs.next_due
 
     def claimed(worker: str, run_id: str | None = None) -> Run | None:
         run = claim(worker, run_id)
         looks.append(run.id if run is not None else None)
         return run
 
-    def due() -> bool:
+    def due() -> float | None:
         looks.append("due?")
-        return has_due()
+        return next_due()
 
     monkeypatch.setattr(executor.runs, "claim", claimed)
-    monkeypatch.setattr(executor.runs, "has_due", due)
+    monkeypatch.setattr(executor.runs, "next_due", due)
     nectar = Nectar(quick)
 
     def passes() -> None:
@@ -314,13 +351,13 @@ def test_an_idle_workers_passes_look_for_a_run_once_then_only_when_one_is_queued
     executor.look_anyway = float("inf")  # the look a lost word would need is not the subject here
     executor.runs.wait_for_work(0.0)  # its watch for queued runs made (a process's first wait returns at once)
     looks: list[str] = []
-    has_due = executor.runs.has_due
+    next_due = executor.runs.next_due
 
-    def due() -> bool:
+    def due() -> float | None:
         looks.append("due?")
-        return has_due()
+        return next_due()
 
-    monkeypatch.setattr(executor.runs, "has_due", due)
+    monkeypatch.setattr(executor.runs, "next_due", due)
     for _ in range(20):  # passes that each sleep out the poll interval (no spare, no run)
         executor._serve_once()
     assert looks == ["due?"], "an idle pass looked for a run though none was queued"
