@@ -45,6 +45,15 @@ def sustained(cluster: Cluster, first: int, count: int) -> float:
     return float(done / (last - began))
 
 
+def loop_waits(pid: int) -> tuple[float, int]:
+    """Of the worker's loop (its process's main thread): seconds it has waited for a core while runnable (its
+    ``schedstat``), and how often it was preempted (``nonvoluntary_ctxt_switches``)."""
+    waited = int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    status = Path(f"/proc/{pid}/status").read_text()
+    (preempted,) = (int(line.split()[1]) for line in status.splitlines() if line.startswith("nonvoluntary_ctxt"))
+    return waited, preempted
+
+
 def cpu_used(cluster: Cluster, workers: subprocess.Popen[bytes]) -> dict[str, float]:
     """CPU seconds used so far by each part: the workers (and their attempts), their own process, luigid, the API,
     this benchmark (its clients and its polls), the whole machine."""
@@ -61,9 +70,10 @@ def cpu_used(cluster: Cluster, workers: subprocess.Popen[bytes]) -> dict[str, fl
 
 def measured(cluster: Cluster, workers: subprocess.Popen[bytes], first: int, count: int) -> tuple[float, str]:
     """:func:`sustained`, and where its CPU went: per run, by part, and the cores they used beside the machine's."""
-    began, before = time.monotonic(), cpu_used(cluster, workers)
+    began, before, waits_before = time.monotonic(), cpu_used(cluster, workers), loop_waits(workers.pid)
     rate = sustained(cluster, first, count)
     used = {part: value - before[part] for part, value in cpu_used(cluster, workers).items()}
+    waited, preempted = (after - then for after, then in zip(loop_waits(workers.pid), waits_before, strict=True))
     wall = time.monotonic() - began
     ours = sum(used[part] for part in ("workers", "luigid", "API", "client"))
     per_run = {part: used[part] / count * 1000 for part in used}
@@ -72,7 +82,8 @@ def measured(cluster: Cluster, workers: subprocess.Popen[bytes], first: int, cou
         f"{rate:.1f} runs/s; CPU per run: workers {per_run['workers']:.2f} ms (their own process "
         f"{per_run['own']:.2f}), luigid {per_run['luigid']:.2f}, API {per_run['API']:.2f}, this benchmark's clients "
         f"{per_run['client']:.2f}; these used {ours / wall:.2f} cores ({cores}), "
-        f"the machine {used['machine'] / wall:.2f}"
+        f"the machine {used['machine'] / wall:.2f}; the worker's loop waited for a core {waited / count * 1000:.2f} "
+        f"ms per run, preempted {preempted / count:.2f} times per run"
     )
     return rate, said
 

@@ -58,7 +58,19 @@ from nectar.logs.ahead import make_ahead
 from nectar.luigid import kept_scheduler, scheduler_of, scheduler_secret
 from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
-from nectar.spares import ENDED, READY, STARTED, UNREAD, Spare, Spares, freeze_held, hand_over, heard, started
+from nectar.spares import (
+    ENDED,
+    READY,
+    STARTED,
+    UNREAD,
+    Spare,
+    Spares,
+    freeze_held,
+    hand_over,
+    heard,
+    started,
+    unread_by_peer,
+)
 
 logger = logging.getLogger(__name__)
 #: seconds between two looks for finished attempts while some run, where the kernel cannot say when one exits
@@ -355,7 +367,8 @@ class Executor:
             os.close(child.exited)
         if exited and child.channel is not None:
             self._listen(child)  # its end closed with its process: whether it read its run (what it said is moot)
-            if child.channel is not None:
+            if child.channel is not None:  # its end outlives it (a process it forked): is its run still there?
+                child.unread = unread_by_peer(child.channel)
                 child.channel.close()
         elif not exited:
             assert child.channel is not None
@@ -470,14 +483,15 @@ class Executor:
                 blocked = True
                 break
             if not self._claim(spare):
-                self._found_none()
+                self._found_none(self.runs.next_due())
                 break
             self.spares.wanted()
         if blocked:
-            if self.runs.has_due():
+            due_at = self.runs.next_due()  # one read: whether a run is due now, and if none is, when one will be
+            if due_at is not None and due_at <= time.time():
                 self.spares.wanted()  # a run waits for a spare: fork them (idle until now) or wait for one to be ready
             else:
-                self._found_none()
+                self._found_none(due_at)
         if not self.stopping:
             if self.spares.busy:
                 self.warm()
@@ -486,11 +500,11 @@ class Executor:
                 forked.tag = self._likely
         self._sleep(blocked)
 
-    def _found_none(self) -> None:
-        """A look found no run due: none is looked for until the registry tells of one queued, or until the PENDING
-        run due first is due (read now)."""
+    def _found_none(self, due_at: float | None) -> None:
+        """A look found no run due: none is looked for until the registry tells of one queued, or until ``due_at``,
+        when the PENDING run due first is due (None: none is PENDING), as read by the look."""
         self._work_may_wait = False
-        self._due_at = self.runs.next_due()
+        self._due_at = due_at
         self._found_none_at = time.monotonic()
 
     def _hold(self) -> bool:

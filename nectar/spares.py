@@ -38,13 +38,16 @@ saying it was ready to a loop that could not use it yet).
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import gc
 import logging
 import os
 import signal
 import socket
 import struct
+import termios
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -347,6 +350,19 @@ def heard(channel: socket.socket) -> tuple[bytes, int] | None:
     except OSError:
         return b"", 0
     return (STARTED, 0) if said == STARTED else (b"", 0)
+
+
+def unread_by_peer(channel: socket.socket) -> bool:
+    """Whether what was sent on ``channel`` is still, in part, unread at its other end: for a Unix socket, the kernel
+    counts what it sent until its peer reads it (``SIOCOUTQ``). Of an attempt's socket, after its process exited:
+    whether its run was left unread though its end stays open (a process it forked holds it), which neither a reset
+    nor the end of the stream says (:func:`heard`)."""
+    queued = array.array("i", [0])
+    try:
+        fcntl.ioctl(channel.fileno(), termios.TIOCOUTQ, queued, True)  # SIOCOUTQ, by its terminal alias
+    except OSError:
+        return False
+    return queued[0] > 0
 
 
 def _read_run(channel: socket.socket) -> bytes | None:

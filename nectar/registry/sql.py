@@ -36,8 +36,12 @@ INSERT_NEW = (
 )
 #: a PENDING run due now (one a claim takes)
 DUE = "SELECT 1 FROM runs WHERE state = 'PENDING' AND not_before <= ? LIMIT 1"
-#: when the PENDING run due first is due
-NEXT_DUE = "SELECT MIN(not_before) FROM runs WHERE state = 'PENDING'"
+#: when a PENDING run is due: one due now (its time, not after now: the queue's order, no scan of the queue), else
+#: the one due first (COALESCE reads its second query only when the first found none, in SQLite and PostgreSQL)
+NEXT_DUE = (
+    "SELECT COALESCE((SELECT not_before FROM runs WHERE state = 'PENDING' AND not_before <= ? LIMIT 1), "
+    "(SELECT MIN(not_before) FROM runs WHERE state = 'PENDING'))"
+)
 
 
 def queue_full(ahead: int) -> QueueFull:
@@ -161,11 +165,9 @@ class SqlRunStore(SqlReads):
             ).fetchone()
         return run_of(row)
 
-    def has_due(self) -> bool:
-        return self._due(time.time())
-
     def next_due(self) -> float | None:
-        due = self._read(lambda db: self._scalar(db, NEXT_DUE))
+        now = time.time()
+        due = self._read(lambda db: self._scalar(db, NEXT_DUE, (now,)))
         return None if due is None else float(due)
 
     def _due(self, now: float) -> bool:

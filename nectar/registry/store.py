@@ -36,13 +36,10 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
         """Start the next attempt of the oldest due PENDING run (or of ``run_id``) for ``worker``."""
 
     @abstractmethod
-    def has_due(self) -> bool:
-        """Whether a PENDING run is due now (one a :meth:`claim` would take), read without the write lock."""
-
-    @abstractmethod
     def next_due(self) -> float | None:
-        """When the PENDING run due first is due (its ``not_before``; None: none is PENDING), read without the write
-        lock."""
+        """When a PENDING run is due, read without the write lock, in one query: if one is due now (one a
+        :meth:`claim` would take), a time not after now (the ``not_before`` of such a run, not necessarily the
+        earliest); else that of the run due first; None: none is PENDING."""
 
     @abstractmethod
     def heartbeat(self, run_id: str, attempt: int, worker: str | None = None) -> bool:

@@ -135,6 +135,23 @@ def test_requeue_puts_a_running_attempt_back_uncounted(runs: SqlRunStore, monkey
     assert again is not None and (again.id, again.worker, again.attempt) == (run.id, "w2", 1)
 
 
+def test_next_due_says_in_one_read_whether_a_run_is_due_and_else_when_one_will_be(
+    runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.registry.sql)
+    assert runs.next_due() is None  # none PENDING
+    later, sooner = runs.submit(new_run(1))[0], runs.submit(new_run(2))[0]
+    for run, delay in ((later, 60), (sooner, 30)):
+        claimed = runs.claim("w1", run_id=run.id)
+        assert claimed is not None and runs.requeue(run.id, claimed.attempt, delay=delay)
+    assert runs.next_due() == clock.time() + 30  # none due now: when the first one is
+    clock.advance(45)
+    due = runs.next_due()
+    assert due is not None and due <= clock.time()  # one is due now: a claim takes it
+    assert runs.claim("w2") is not None
+    assert runs.next_due() == clock.time() + 15
+
+
 def test_an_attempt_is_owned_a_stale_owner_cannot_end_it(runs: SqlRunStore) -> None:
     run = runs.submit(new_run(policy=RetryPolicy(retries=1)))[0]
     assert runs.claim("w1") is not None

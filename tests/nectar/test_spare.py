@@ -24,6 +24,7 @@ from nectar.config import Settings
 from nectar.executor import Executor
 from nectar.leases import HOST, holder
 from nectar.registry import Run, RunState
+from nectar.registry.sql import SqlRunStore
 from nectar.service import Nectar
 from nectar.spares import AHEAD, ENDED, FIRST_BACKOFF, Spare, Spares, hand_over, heard
 from tests.conftest import wait_until
@@ -206,6 +207,42 @@ def test_a_run_queued_for_later_makes_no_spare(new_executor: Callable[[], Execut
     forks_no_spare(new_executor())
 
 
+@pytest.mark.parametrize("later", [False, True], ids=["none-queued", "one-queued-for-later"])
+def test_a_pass_with_a_free_slot_and_no_spare_reads_the_queue_once(
+    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch, later: bool
+) -> None:
+    """A free slot, no spare ready, no run due: one read of the queue says both that none is due and when the one
+    due first will be (it was two: whether one is due, then when)."""
+    executor = new_executor(concurrency=1)
+    executor.runs.wait_for_work(0.0)  # its watch for queued runs made (a process's first wait returns at once)
+    nectar = Nectar(quick)
+    due_at = None
+    if later:
+        run_id = submit(nectar, 8)
+        claimed = nectar.runs.claim("elsewhere:1", run_id)
+        assert claimed is not None and nectar.runs.requeue(run_id, claimed.attempt, delay=3600.0)
+        queued = nectar.runs.get(run_id)
+        assert queued is not None
+        due_at = queued.not_before
+    runs = executor.runs
+    assert isinstance(runs, SqlRunStore)
+    reads: list[object] = []
+    read = runs._read
+
+    def counted(query: Callable[[Any], Any]) -> Any:
+        reads.append(query)
+        return read(query)
+
+    monkeypatch.setattr(runs, "_read", counted)
+    monkeypatch.setattr(executor, "_watch", lambda: None)  # the leases' reclaim reads too: not the subject here
+
+    executor._serve_once()
+
+    assert len(reads) == 1, f"{len(reads)} reads of the registry"
+    assert executor._due_at == due_at  # None: none PENDING
+    assert len(executor.spares) == 0
+
+
 def test_a_spare_still_being_set_up_is_let_go_without_waiting_for_its_setup(
     new_executor: Callable[[], Executor], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -272,19 +309,19 @@ def test_a_pass_woken_by_a_spare_alone_does_not_look_for_a_run_until_one_is_queu
     executor.look_anyway = float("inf")  # the look a lost word would need is not the subject here
     executor.runs.wait_for_work(0.0)  # its watch for queued runs made (a process's first wait returns at once)
     looks: list[str | None] = []  # each claim's run (None: it found none), or "due?" for a read of the queue
-    claim, has_due = executor.runs.claim, executor.runs.has_due
+    claim, next_due = executor.runs.claim, executor.runs.next_due
 
     def claimed(worker: str, run_id: str | None = None) -> Run | None:
         run = claim(worker, run_id)
         looks.append(run.id if run is not None else None)
         return run
 
-    def due() -> bool:
+    def due() -> float | None:
         looks.append("due?")
-        return has_due()
+        return next_due()
 
     monkeypatch.setattr(executor.runs, "claim", claimed)
-    monkeypatch.setattr(executor.runs, "has_due", due)
+    monkeypatch.setattr(executor.runs, "next_due", due)
     nectar = Nectar(quick)
 
     def passes() -> None:
@@ -314,13 +351,13 @@ def test_an_idle_workers_passes_look_for_a_run_once_then_only_when_one_is_queued
     executor.look_anyway = float("inf")  # the look a lost word would need is not the subject here
     executor.runs.wait_for_work(0.0)  # its watch for queued runs made (a process's first wait returns at once)
     looks: list[str] = []
-    has_due = executor.runs.has_due
+    next_due = executor.runs.next_due
 
-    def due() -> bool:
+    def due() -> float | None:
         looks.append("due?")
-        return has_due()
+        return next_due()
 
-    monkeypatch.setattr(executor.runs, "has_due", due)
+    monkeypatch.setattr(executor.runs, "next_due", due)
     for _ in range(20):  # passes that each sleep out the poll interval (no spare, no run)
         executor._serve_once()
     assert looks == ["due?"], "an idle pass looked for a run though none was queued"
@@ -717,18 +754,13 @@ def gate(tmp_path: Path) -> Iterator[Path]:
     path.touch()
 
 
-def test_a_spare_whose_process_exited_is_not_handed_a_run_though_its_socket_is_still_open(
-    new_executor: Callable[..., Executor], quick: Settings, tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A spare killed while it has other threads (its standby threads) is a zombie before the last of them has closed
-    its socket: on 2 loaded cores, 62 of 200 killed in a row were zombies with their socket still open. A run queued
-    then was claimed in its name and FAILED, "killed by signal 9" (CI, test_a_spare_killed_before_its_run_...).
-    Here the events are in that order every time: the spare's socket outlives it in a process it forked in its setup,
-    until the test's gate."""
+def socket_held_after_the_first_spare(tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The first spare forks, in its setup, a process that holds its socket until ``gate`` (a stand-in for its
+    exiting threads, or a task's forked process): the file answered names that process once it is forked."""
     holder = tmp_path / "holder"
     prepare = Executor._prepare
 
-    def holding(self: Executor) -> tuple[Build | None, bytes]:  # the first spare only: its socket held after it
+    def holding(self: Executor) -> tuple[Build | None, bytes]:
         if not holder.exists():
             held = os.fork()
             if held == 0:
@@ -740,6 +772,34 @@ def test_a_spare_whose_process_exited_is_not_handed_a_run_though_its_socket_is_s
         return prepare(self)
 
     monkeypatch.setattr(Executor, "_prepare", holding)
+    return holder
+
+
+def first_spare_held_before_it_reads_its_run(tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The first spare waits at ``gate`` between saying it is ready and reading its run; the file answered exists
+    once it waits there."""
+    first = tmp_path / "first"
+    read_run = spares_module._read_run
+
+    def held(channel: socket.socket) -> bytes | None:
+        if not first.exists():
+            first.touch()
+            wait_until(gate.exists, timeout=120)  # never opened unless the test fails: killed there
+        return read_run(channel)
+
+    monkeypatch.setattr(spares_module, "_read_run", held)
+    return first
+
+
+def test_a_spare_whose_process_exited_is_not_handed_a_run_though_its_socket_is_still_open(
+    new_executor: Callable[..., Executor], quick: Settings, tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spare killed while it has other threads (its standby threads) is a zombie before the last of them has closed
+    its socket: on 2 loaded cores, 62 of 200 killed in a row were zombies with their socket still open. A run queued
+    then was claimed in its name and FAILED, "killed by signal 9" (CI, test_a_spare_killed_before_its_run_...).
+    Here the events are in that order every time: the spare's socket outlives it in a process it forked in its setup,
+    until the test's gate."""
+    holder = socket_held_after_the_first_spare(tmp_path, gate, monkeypatch)
     executor, nectar = new_executor(concurrency=1), Nectar(quick)
     spare = first_spare(executor)
     os.kill(spare.pid, signal.SIGKILL)
@@ -759,23 +819,24 @@ def test_a_spare_whose_process_exited_is_not_handed_a_run_though_its_socket_is_s
     assert pid_of(run) != spare.pid
 
 
+@pytest.mark.parametrize("socket_held", [False, True], ids=["its-socket-closed", "its-socket-held-by-its-fork"])
 def test_a_spare_killed_after_its_claim_before_it_read_its_run_costs_the_run_no_attempt(
-    new_executor: Callable[..., Executor], quick: Settings, tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch
+    new_executor: Callable[..., Executor],
+    quick: Settings,
+    tmp_path: Path,
+    gate: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    socket_held: bool,
 ) -> None:
     """The kernel tells the worker whether the spare read the run handed to it: a socket closed with bytes unread
     reads as a reset, not as the end of the stream. One that never read it never began its attempt: the run goes
     back to the queue, uncounted (it was FAILED, "killed by signal 9 during attempt 1"). Here the first spare waits
-    at a gate between saying it is ready and reading its run, and is killed there once handed it."""
-    first = tmp_path / "first"
-    read_run = spares_module._read_run
-
-    def held(channel: socket.socket) -> bytes | None:
-        if not first.exists():
-            first.touch()
-            wait_until(gate.exists, timeout=120)  # never opened unless the test fails: killed here
-        return read_run(channel)
-
-    monkeypatch.setattr(spares_module, "_read_run", held)
+    at a gate between saying it is ready and reading its run, and is killed there once handed it. With
+    ``socket_held``, its socket outlives it in a process it forked in its setup: its death closes nothing, and the
+    kernel says neither a reset nor the end of the stream; the worker asks it whether what it sent is still unread
+    (the run was FAILED at attempt 1 all the same before)."""
+    holder = socket_held_after_the_first_spare(tmp_path, gate, monkeypatch) if socket_held else None
+    first = first_spare_held_before_it_reads_its_run(tmp_path, gate, monkeypatch)
     executor, nectar = new_executor(concurrency=1), Nectar(quick)
     spare = first_spare(executor)
     wait_until(first.exists, timeout=60)  # at the gate
@@ -784,6 +845,17 @@ def test_a_spare_killed_after_its_claim_before_it_read_its_run_costs_the_run_no_
     assert spare.pid in executor.children, "not handed to the spare at the gate"
 
     os.kill(spare.pid, signal.SIGKILL)
+
+    def reaped() -> bool:
+        executor._reap()
+        return spare.pid not in executor.children
+
+    wait_until(reaped, timeout=60)
+    requeued = nectar.runs.get(run_id)
+    assert requeued is not None and (requeued.state, requeued.attempt) == (RunState.PENDING, 0), requeued
+    if holder is not None:
+        assert alive(int(holder.read_text())), "its socket closed: not the case under test"
+        gate.touch()
     run = run_to_its_end(executor, nectar, run_id)
 
     charged_once(nectar, run)
