@@ -12,6 +12,7 @@ API's CPU per request of each (counted from /proc, which the machine's noise mov
 
 from __future__ import annotations
 
+import gc
 import http.client
 import os
 import random
@@ -59,6 +60,8 @@ PAIRS = 2
 RECYCLE_BURST = 20
 #: requests an app answers in the benchmark's own process, for a request's CPU without serving it
 IN_PROCESS_CALLS = 4_000
+#: the garbage collector's collections during those requests are given per this many
+GC_PER = 10_000
 
 
 def recycles(before: list[int], after: list[int]) -> int:
@@ -135,10 +138,34 @@ def us(seconds: list[float]) -> float:
     return round(median(seconds) * 1e6)
 
 
-def in_process_cpu(app: Flask, requests: list[Request], calls: int) -> float:
+class Collections:
+    """The garbage collector's collections, by generation (0, 1, 2), started while this is entered (``gc.callbacks``):
+    a generation-2 collection walks every object the process tracks, the suspect of a latency's tail."""
+
+    def __init__(self) -> None:
+        self.by_generation = [0, 0, 0]
+
+    def __enter__(self) -> Collections:
+        gc.callbacks.append(self._started)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._started)
+
+    def _started(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.by_generation[info["generation"]] += 1
+
+    def per(self, count: int, calls: int) -> list[float]:
+        """The collections of each generation per ``count`` of the ``calls`` made while this was entered."""
+        return [seen * count / max(1, calls) for seen in self.by_generation]
+
+
+def in_process_cpu(app: Flask, requests: list[Request], calls: int, collections: Collections | None = None) -> float:
     """CPU seconds per request of ``app`` called as a WSGI app in this process, on one thread, over ``requests`` in
     turn (``calls`` of them, after a round that warms it): the request's own work, without gunicorn, sockets, other
-    threads or processes. Beside the server's figure: what serving it adds. An answer other than 200 raises."""
+    threads or processes. Beside the server's figure: what serving it adds. An answer other than 200 raises.
+    ``collections``: counts the garbage collector's collections during the ``calls``."""
     environs = [EnvironBuilder(method=method, path=path).get_environ() for method, path in requests]
     statuses: list[str] = []
 
@@ -153,10 +180,11 @@ def in_process_cpu(app: Flask, requests: list[Request], calls: int) -> float:
         call(environ)
     turns = [environs[n % len(environs)] for n in range(calls)]
     statuses.clear()
-    used = time.thread_time()
-    for environ in turns:
-        call(environ)
-    used = time.thread_time() - used
+    with collections or Collections():
+        used = time.thread_time()
+        for environ in turns:
+            call(environ)
+        used = time.thread_time() - used
     if set(statuses) != {"200 OK"}:
         raise RuntimeError(f"the app in process answered {sorted(set(statuses))}")
     return used / calls
@@ -375,9 +403,17 @@ def run(ctx: Context) -> list[Figure]:
             f"{direct.connections:.0f} registry connections open after it"
         )
         service_app = create_app({"NECTAR_SETTINGS": cluster.settings.replace(data_dir=data_dir)})
-        alone = in_process_cpu(service_app, main_requests, IN_PROCESS_CALLS)
-        hello_alone = in_process_cpu(baseline_app(), targets["hello"][1], IN_PROCESS_CALLS)
-        print(f"in this process, one thread: a lookup {alone * 1e6:.0f} us of CPU, a hello {hello_alone * 1e6:.0f} us")
+        lookup_collections, hello_collections = Collections(), Collections()
+        alone = in_process_cpu(service_app, main_requests, IN_PROCESS_CALLS, lookup_collections)
+        hello_alone = in_process_cpu(baseline_app(), targets["hello"][1], IN_PROCESS_CALLS, hello_collections)
+        lookup_gcs, hello_gcs = (
+            found.per(GC_PER, IN_PROCESS_CALLS) for found in (lookup_collections, hello_collections)
+        )
+        print(
+            f"in this process, one thread: a lookup {alone * 1e6:.0f} us of CPU, a hello {hello_alone * 1e6:.0f} us; "
+            f"garbage collections per {GC_PER:,} (generations 0/1/2): lookups {'/'.join(f'{n:g}' for n in lookup_gcs)},"
+            f" hellos {'/'.join(f'{n:g}' for n in hello_gcs)}"
+        )
         # the seed's lookup takes seconds at 16 clients: each client sends one per repeat (600 s fails only a hung one)
         seed = [
             hammer(base_url, status_requests("/seed/chainstatus", MAIN_SIZE, r), CLIENTS, None, 1, 600).check(200)
@@ -405,6 +441,8 @@ def run(ctx: Context) -> list[Figure]:
         Figure(NAME, f"API CPU per lookup {at_main}", us(cpu[str(MAIN_SIZE)]), "us", hello_what, us(cpu["hello"])),
         Figure(NAME, "CPU per lookup in process (the app called as WSGI, one thread, the same keys)",
                round(alone * 1e6), "us", f"API CPU per lookup {at_main}", us(cpu[str(MAIN_SIZE)])),
+        Figure(NAME, f"generation-2 garbage collections per {GC_PER:,} lookups in process (all printed above)",
+               lookup_gcs[2], "", f"the same per {GC_PER:,} hellos", hello_gcs[2]),
         Figure(NAME, "CPU per hello in process (the baseline app called as WSGI, one thread)",
                round(hello_alone * 1e6), "us", f"API CPU per hello, {CLIENTS} clients", us(cpu["hello"])),
         Figure(NAME, f"API CPU per lookup at {small:,} runs", us(cpu[str(small)]), "us", f"the same at {big:,} runs",

@@ -4,6 +4,7 @@ warm-up, the status benchmark's lookups in process, its pairs and its recycles."
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -22,7 +23,16 @@ from benchmarks.fanout import through_service
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
 from benchmarks.population import fill_registry, fill_store
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
-from benchmarks.status import CLIENTS, RECYCLE_WINDOW, CpuLeft, in_process_cpu, paired, recycle_every, status_requests
+from benchmarks.status import (
+    CLIENTS,
+    RECYCLE_WINDOW,
+    Collections,
+    CpuLeft,
+    in_process_cpu,
+    paired,
+    recycle_every,
+    status_requests,
+)
 from harness import busy_cpu, cpu_seconds, lifeline_env, read_calls, waitfor
 from nectar.registry import RunFilter, RunState
 from nectar.registry.sqlite import SQLiteRunStore
@@ -208,6 +218,19 @@ def test_the_status_lookups_in_process_are_answered_200_and_timed(tmp_path: Path
         assert len(requests) == 5 and in_process_cpu(app, requests, 20) > 0
         with pytest.raises(RuntimeError, match="404"):
             in_process_cpu(app, status_requests("/api/chainstatus", 6), 20)
+
+
+def test_the_status_benchmark_counts_the_collections_of_each_generation_while_it_looks() -> None:
+    """Its count of the garbage collector's collections: each one started while it is entered, by its generation,
+    none after (its callback is gone), and given per a number of calls."""
+    with Collections() as collections:
+        gc.collect(2)
+        gc.collect(1)
+        gc.collect(2)
+    gc.collect(0)
+
+    assert collections.by_generation == [0, 1, 2]
+    assert collections.per(10_000, 4_000) == [0.0, 2.5, 5.0]
 
 
 def test_the_status_benchmark_compares_each_burst_with_the_one_beside_it() -> None:
