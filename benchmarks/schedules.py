@@ -89,6 +89,8 @@ def clocked(ctx: Context, size: int, window: float, windows: int = 1) -> Clocked
     read from the registry once each is recorded, or one more window later (a fire not made by then is missed).
     """
     with ctx.cluster(f"{NAME}-{size}") as cluster:
+        # no worker runs the fires' runs: a queue bound would skip fires once it fills (NECTAR_MAX_QUEUE still wins)
+        cluster.tune(max_queue=1_000_000_000)
         registry = cluster.settings.registry_path
         began = time.time()
         records = add_schedules(registry, size, began)

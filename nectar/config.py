@@ -142,7 +142,8 @@ class Settings:
     wait_timeout: float = 3600.0
     #: the longest interval, in seconds, between two checks of what a WAITING run waits for (from 1 s, doubling)
     wait_poll_max: float = 30.0
-    #: queued (PENDING) runs accepted at most; beyond, submissions get 503 with Retry-After
+    #: queued (PENDING) runs accepted at most; beyond, submissions get 503 with Retry-After and a schedule's fire is
+    #: skipped (a held fire stays held)
     max_queue: int = 10000
     #: the Retry-After (seconds) of a 503
     retry_after: int = 5

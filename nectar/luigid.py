@@ -51,6 +51,9 @@ BATCH_RPC = "nectar_batch"
 #: answered within a 200 (``{"status": 500}``), and any other status of the batch's (a 5xx, the guard's 401 and 403)
 #: is the first call's error
 NO_BATCH_RPC = frozenset({400, 404, 405, 501})
+#: how a proxy before luigid refuses a body over its limit (nginx's ``client_max_body_size``), the request not passed
+#: on: that batch's calls are sent again one by one, and batches go on (those as large or larger go alone at once)
+TOO_LARGE = 413
 #: where the RPCs are, under luigid's URL
 RPC_PATH = "/api/"
 
@@ -123,7 +126,8 @@ class Connections:
     request (:data:`BATCH_RPC`): luigid runs them in turn, as one by one, and answers each (about 0.9 ms of luigid's
     CPU saved per request, most of it tornado's HTTP handling). A luigid that answers that RPC as a server without it
     does (:data:`NO_BATCH_RPC`: luigi's own luigid's 404, a proxy's 405) is sent one request per call from then on, by
-    this object.
+    this object. A batch refused as too large (:data:`TOO_LARGE`) is not run: its calls go again one request each,
+    and a later batch as large goes so at once.
     """
 
     #: most calls sent ahead and unread at once: the next waits for their answers first
@@ -148,6 +152,8 @@ class Connections:
         self._closes = False
         #: whether calls sent are held and sent together (:data:`BATCH_RPC`): until luigid says it has no such RPC
         self.batches = batches
+        #: the length of the smallest batch request refused as too large (:data:`TOO_LARGE`): none that long is sent
+        self._too_large: int | None = None
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection, and whether it was used before (a server may have closed it since)."""
@@ -250,10 +256,11 @@ class Connections:
         unread.calls.extend((path, form, 0) for path, form in calls)
         own = len(calls)  # the caller's calls not answered yet: always the last ``own`` of ``unread.calls``
         bodies: list[bytes] = []
+        alone = False  # whether the calls held were refused as one batch: each is written alone
         try:
             while unread.calls:
                 conn, reused = self._connection()
-                batch = self._batch(unread)
+                batch = None if alone else self._batch(unread)
                 try:
                     if conn.sock is None:
                         conn.connect()
@@ -271,9 +278,9 @@ class Connections:
                         continue
                     raise
                 if batch is not None:
-                    answers = self._batch_answers(answers[0], len(unread.calls))
-                    if not answers:  # luigid has no batch RPC: each call is written alone
-                        unread.sent = 0
+                    answers = self._batch_answers(answers[0], len(unread.calls), len(batch))
+                    if not answers:  # the batch was not run (no batch RPC, or too large): each call is written alone
+                        unread.sent, alone = 0, True
                         continue
                 for index, answer in enumerate(answers):
                     if answer.status >= 400:  # it stays first, sent again by the next call (luigi's retry loop);
@@ -308,14 +315,19 @@ class Connections:
             if not path.startswith(RPC_PATH) or form.keys() != {"data"}:
                 return None
             calls.append(f"[{json.dumps(path[len(RPC_PATH) :])},{form['data']}]")
-        return self._request(RPC_PATH + BATCH_RPC, f"[{','.join(calls)}]".encode(), JSON)
+        request = self._request(RPC_PATH + BATCH_RPC, f"[{','.join(calls)}]".encode(), JSON)
+        return None if self._too_large is not None and len(request) >= self._too_large else request
 
-    def _batch_answers(self, answer: _Answer, count: int) -> list[_Answer]:
-        """The answers of a batch's ``count`` calls, as each alone would have been answered (the batch's own error,
-        if luigid answered it with one, as the first call's); none if luigid has no batch RPC (:data:`NO_BATCH_RPC`:
-        from now on, each call is sent alone)."""
-        if answer.status in NO_BATCH_RPC:
-            self.batches = False
+    def _batch_answers(self, answer: _Answer, count: int, length: int) -> list[_Answer]:
+        """The answers of a batch's ``count`` calls (a request ``length`` bytes long), as each alone would have been
+        answered (the batch's own error, if luigid answered it with one, as the first call's); none if the batch was
+        not run: luigid has no batch RPC (:data:`NO_BATCH_RPC`: from now on, each call is sent alone), or it was too
+        large (:data:`TOO_LARGE`: its calls are sent alone, and so is any later batch as large)."""
+        if answer.status in NO_BATCH_RPC or answer.status == TOO_LARGE:
+            if answer.status == TOO_LARGE:
+                self._too_large = min(length, self._too_large or length)
+            else:
+                self.batches = False
             if answer.will_close:
                 self._drop()
             return []

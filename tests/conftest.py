@@ -55,10 +55,14 @@ SALES_DAY_PARAM = {
 #: short ones fill the end, instead of a worker idling while the other runs a 70 s file it took last. Not
 #: tests/test_lint.py: its mypy runs from the session's start (tests/helpers/background_mypy.py), and is read late
 SLOWEST_FIRST = (
-    "tests/schedules/test_clock_races.py",
+    "tests/schedules/test_clock_stops.py",
     "tests/triggers/test_exactly_once.py",
     "tests/faults/test_submissions.py",
+    "tests/nectar/test_executor.py",
+    "tests/security/test_fuzz.py",
+    "tests/security/test_fuzz_scheduling.py",
     "tests/test_benchmarks.py",
+    "tests/schedules/test_clock_races.py",
     "tests/nectar/test_client.py",
     "tests/scale/test_node_killed.py",
     "tests/faults/test_dependencies.py",

@@ -75,10 +75,12 @@ class ScheduleStore(ABC):
         hold: bool = True,
         cursor_to: float | None = None,
         now: float | None = None,
+        max_pending: int | None = None,
     ) -> str:
         """Claim a fire time and make it what ``outcome`` says, unless another process did (``"exists"``) or the
         definition is no longer ``version`` or the schedule was paused (``"stale"``). With ``cap`` active runs of
-        the schedule, a run waits (``hold``: ``"held"``) or is skipped. Moves the cursor to the fire time (or
+        the schedule, a run waits (``hold``: ``"held"``) or is skipped; with ``max_pending`` runs queued (PENDING),
+        a run that joins no active run of its key is skipped, the reason said. Moves the cursor to the fire time (or
         ``cursor_to``). ``now``: the firing loop's clock, when the fire (and its run's queueing) is recorded.
         Answers the fire's state: queued, done, skipped, held; or exists, stale."""
 
@@ -91,10 +93,11 @@ class ScheduleStore(ABC):
         outcome: FireOutcome,
         cap: int | None,
         now: float | None = None,
+        max_pending: int | None = None,
     ) -> str:
-        """Make a held fire what ``outcome`` says if fewer than ``cap`` runs of its schedule are active (else it
-        stays ``"held"``); ``"exists"`` if it is no longer held, ``"stale"`` if the definition changed. ``now`` as
-        for :meth:`fire`."""
+        """Make a held fire what ``outcome`` says if fewer than ``cap`` runs of its schedule are active and fewer
+        than ``max_pending`` runs are queued (else it stays ``"held"``); ``"exists"`` if it is no longer held,
+        ``"stale"`` if the definition changed. ``now`` as for :meth:`fire`."""
 
     @abstractmethod
     def hold(self, schedule_id: str, version: int, fire_times: Sequence[float], backfill_id: str) -> list[float]:

@@ -12,8 +12,8 @@ from typing import Any
 from nectar.registry.fire_counts import FIRES, Counted
 from nectar.registry.model import RUN_PREFIX, Run
 from nectar.registry.schedules import FireOutcome
-from nectar.registry.schema import values
-from nectar.registry.sql import ACTIVE, SqlRunStore
+from nectar.registry.schema import QUEUED, values
+from nectar.registry.sql import ACTIVE, SqlRunStore, queue_full
 from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
 
 SCHEDULE_COLUMNS = "id, source, task, definition, version, paused, cursor, created_at, updated_at"
@@ -170,9 +170,18 @@ class SqlSchedules(SqlRunStore):
         return int(self._scalar(db, f"SELECT COUNT(*) FROM runs WHERE schedule_id = ? AND {ACTIVE}", (schedule_id,)))
 
     def _make(
-        self, db: Any, outcome: FireOutcome, schedule_id: str, cap: int | None, hold: bool, earlier_held: bool
+        self,
+        db: Any,
+        outcome: FireOutcome,
+        schedule_id: str,
+        cap: int | None,
+        hold: bool,
+        earlier_held: bool,
+        max_pending: int | None = None,
+        when_full: str = "skipped",
     ) -> tuple[str, str | None, str | None]:
-        """(state, run id, reason) of a fire that ``outcome`` describes, its run queued here if one is due."""
+        """(state, run id, reason) of a fire that ``outcome`` describes, its run queued here if one is due; with
+        ``max_pending`` runs queued and no active run of its key to join, the fire is ``when_full``."""
         if outcome.skip is not None:
             return "skipped", None, outcome.skip
         if outcome.run is None:
@@ -183,6 +192,11 @@ class SqlSchedules(SqlRunStore):
                 if not hold:
                     return "skipped", None, f"{active} run(s) of this schedule still active (at most {cap} at once)"
                 return "held", None, f"waits for one of the {active} active run(s) of this schedule to end"
+        if max_pending is not None:
+            # the count's row locked as a submission locks it; a run of the key active is joined, adding nothing
+            ahead = int(self._scalar(db, f"{QUEUED}{self.LOCK}"))
+            if ahead >= max_pending and self._select(db, f"key = ? AND {ACTIVE}", outcome.run.key) is None:
+                return when_full, None, f"the run queue is full: {queue_full(ahead)}"
         # a client's active run of the key makes this fire: it counts among the schedule's active runs
         maker, values = "schedule_id = ?, fire_time = ?", (schedule_id, outcome.run.fire_time)
         run = self._queue_fire(db, outcome.run, outcome.first, maker, values)
@@ -207,6 +221,7 @@ class SqlSchedules(SqlRunStore):
         hold: bool = True,
         cursor_to: float | None = None,
         now: float | None = None,
+        max_pending: int | None = None,
     ) -> str:
         to = max(fire_time, cursor_to or fire_time)
         with self._db() as db:
@@ -228,7 +243,7 @@ class SqlSchedules(SqlRunStore):
                 return "exists"
             held = "SELECT 1 FROM fires WHERE schedule_id = ? AND state = 'held' LIMIT 1"
             earlier = cap is not None and hold and self._scalar(db, held, (schedule_id,))  # a bounded schedule's queue
-            state, run_id, reason = self._make(db, outcome, schedule_id, cap, hold, bool(earlier))
+            state, run_id, reason = self._make(db, outcome, schedule_id, cap, hold, bool(earlier), max_pending)
             now = time.time() if now is None else now
             self._exec(
                 db,
@@ -247,6 +262,7 @@ class SqlSchedules(SqlRunStore):
         outcome: FireOutcome,
         cap: int | None,
         now: float | None = None,
+        max_pending: int | None = None,
     ) -> str:
         with self._db() as db:
             if self._locked_version(db, schedule_id) != version:
@@ -254,7 +270,7 @@ class SqlSchedules(SqlRunStore):
             held = "schedule_id = ? AND fire_time = ? AND state = 'held'"
             if not self._scalar(db, f"SELECT 1 FROM fires WHERE {held}", (schedule_id, fire_time)):
                 return "exists"
-            state, run_id, reason = self._make(db, outcome, schedule_id, cap, True, False)
+            state, run_id, reason = self._make(db, outcome, schedule_id, cap, True, False, max_pending, "held")
             if state == "held":
                 return state
             now = time.time() if now is None else now

@@ -122,6 +122,11 @@ class ScheduleBook:
     def runs(self) -> Any:
         return self.nectar.runs
 
+    @property
+    def max_queue(self) -> int:
+        """Runs queued (PENDING) at most: a fire beyond is skipped, a held fire stays held (``NECTAR_MAX_QUEUE``)."""
+        return int(self.nectar.settings.max_queue)
+
     # --- reads ---
 
     def declared(self) -> tuple[dict[str, tuple[Declared[ScheduleSpec], str]], list[str]]:
@@ -312,7 +317,10 @@ class ScheduleBook:
                 outcome = FireOutcome(skip=f"missed its starting deadline ({deadline:g}s): held {late:.0f}s")
             else:
                 outcome = self.prepare(record, fire_time)
-            state = self.runs.release(record.id, record.version, fire_time, outcome, record.spec.cap, now=self.clock())
+            cap = record.spec.cap
+            state = self.runs.release(
+                record.id, record.version, fire_time, outcome, cap, now=self.clock(), max_pending=self.max_queue
+            )
             if state in ("held", "stale"):
                 break
             made += state != "exists"

@@ -172,22 +172,38 @@ class ScheduleLoop:
     ) -> str:
         spec = record.spec
         hold = spec.on_cap == "hold"
-        state = self.runs.fire(record.id, record.version, fire_time, outcome, spec.cap, hold, now=self.clock(), **how)
+        state = self.runs.fire(
+            record.id,
+            record.version,
+            fire_time,
+            outcome,
+            spec.cap,
+            hold,
+            now=self.clock(),
+            max_pending=self.book.max_queue,
+            **how,
+        )
         counts[state] = counts.get(state, 0) + 1
         if state == "stale":
             self._seen_changes = None
         elif state != "exists":
             log = logger.info if state in ("queued", "done", "held") else logger.warning
             run_id = outcome.run.id if outcome.run else None
+            reason = outcome.skip or (self._reason(record.id, fire_time) if state in ("skipped", "held") else None)
             log(
                 "schedule %s fire %s: %s%s",
                 record.id,
                 spec.timing.iso(fire_time),
                 state,
-                f" ({outcome.skip})" if outcome.skip else "",
+                f" ({reason})" if reason else "",
                 extra={"run_id": run_id} if run_id and state == "queued" else {},
             )
         return state
+
+    def _reason(self, schedule_id: str, fire_time: float) -> str | None:
+        """Why the registry made a fire what it is (its cap, a full queue), as its history says."""
+        latest = self.runs.fires(schedule_id, limit=1)
+        return latest[0].reason if latest and latest[0].fire_time == fire_time else None
 
     # --- forever ---
 

@@ -49,9 +49,7 @@ def test_s3_down_is_named_in_answers_fails_a_writing_run_clearly_and_runs_succee
 ) -> None:
     cluster.fault = "S3 (moto) down: submit, status, a task writing to it; moto restarted"
     cluster.use_s3()
-    cluster.start_luigid()
-    cluster.start_api()
-    cluster.start_worker(workers=1)
+    cluster.start_service(workers=1)
     known = cluster.api.queue(n=0)
     cluster.api.wait(known["key"])
     gate = cluster.tmp / "gate"  # it writes its output once S3 is down, however slow the test is to stop it

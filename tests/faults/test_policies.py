@@ -32,9 +32,7 @@ def test_a_retry_resumes_at_the_failed_step(cluster: Cluster) -> None:
 def test_a_task_retries_attribute_overrides_the_default_policy(cluster: Cluster) -> None:
     cluster.fault = "task retries=0 over default 2; task retries=3 over default 0"
     cluster.settings = cluster.settings.replace(retries=2)
-    cluster.start_luigid()
-    cluster.start_worker(workers=1)
-    cluster.start_api()
+    cluster.start_service(workers=1)
 
     no_retry = cluster.api.queue("NoRetryTask", n=0, fails=1)  # the default (2 retries) would let it succeed
 

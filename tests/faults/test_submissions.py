@@ -28,9 +28,7 @@ def at_once(cluster: Cluster, params: list[dict[str, Any]]) -> list[requests.Res
 
 def test_concurrent_identical_submissions_make_one_run_and_one_execution(cluster: Cluster) -> None:
     cluster.fault = f"{CONCURRENT} concurrent identical POSTs"
-    cluster.start_luigid()
-    cluster.start_api()
-    cluster.start_worker(workers=2)
+    cluster.start_service(workers=2)
 
     answers = at_once(cluster, [{"n": 0, "sleeps": "3"}] * CONCURRENT)
 
@@ -46,9 +44,7 @@ def test_concurrent_identical_submissions_make_one_run_and_one_execution(cluster
 
 def test_concurrent_distinct_submissions_each_run_once(cluster: Cluster) -> None:
     cluster.fault = f"{CONCURRENT} concurrent POSTs of distinct parameters"
-    cluster.start_luigid()
-    cluster.start_api()
-    cluster.start_worker(workers=4)
+    cluster.start_service(workers=4)
 
     answers = at_once(cluster, [{"n": n} for n in range(CONCURRENT)])
 
@@ -109,12 +105,9 @@ def test_a_cancelled_queued_run_never_executes(cluster: Cluster) -> None:
 
 def test_a_cancelled_running_run_stops_leaves_no_output_and_runs_again_when_resubmitted(cluster: Cluster) -> None:
     cluster.fault = "cancel a running run, then submit it again"
-    cluster.start_luigid()
-    cluster.start_api()
-    cluster.start_worker(workers=1)
+    cluster.start_service(workers=1)
     gate = cluster.tmp / "gate"  # never created: the attempt ends only if the cancel stops it
-    running = cluster.api.queue(n=0, gate=str(gate))
-    waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start")
+    [running] = cluster.start_runs(1, gate=str(gate))
     child = cluster.ledger.executions()[0].pid
 
     cancelled = cluster.api.cancel(running["run_id"])
@@ -151,9 +144,7 @@ def test_a_step_that_ends_within_a_heartbeat_of_its_cancel_leaves_no_output(clus
     """With the default heartbeat (2 s), a running step is let end the moment its run's cancel is answered, before
     the next heartbeat could tell it: the API promises that the step leaves no output, and the run stays CANCELLED."""
     cluster.fault = "cancel a running step, then let it end at once (defaults: 2 s / 20 s)"
-    cluster.start_luigid()
-    cluster.start_api()
-    cluster.start_worker(workers=1, heartbeat_interval=2.0, lease_timeout=20.0)
+    cluster.start_service(workers=1, heartbeat_interval=2.0, lease_timeout=20.0)
     gate = cluster.tmp / "gate"
     running = cluster.api.queue(n=0, gate=str(gate))
     waitfor(lambda: cluster.ledger.count("start") == 1, 60, "the run to start", interval=0.01)

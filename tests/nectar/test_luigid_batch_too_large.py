@@ -1,0 +1,94 @@
+"""A batch of luigid calls refused as too large (413, a proxy's body limit): its calls go alone, batches go on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nectar.luigid import BATCH_RPC, Connections
+from tests.nectar.test_scheduler import Scripted, batch_of, ok
+
+BATCH = f"/api/{BATCH_RPC}"
+#: the proxy's limit on a request's body, in bytes (nginx's ``client_max_body_size``)
+LIMIT = 400
+TOO_LARGE = b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\n\r\n"
+TOO_LARGE_CLOSING = b"HTTP/1.1 413 Request Entity Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+class Proxied(Scripted):
+    """luigid behind a proxy that answers 413 to a body over :data:`LIMIT` bytes (``refusal``), the request not
+    passed on; what it passes is run, each call once, in :attr:`run` (a batch's calls answered as our luigid does)."""
+
+    def __init__(self, refusal: bytes) -> None:
+        self.run: list[str] = []
+        self.refusal = refusal
+        super().__init__(self._pass)
+
+    def _pass(self, path: str, _: int) -> bytes:
+        body = self.bodies[-1]
+        if len(body) > LIMIT:
+            return self.refusal
+        if path != BATCH:
+            self.run.append(path)
+            return ok(path)
+        calls = json.loads(body)
+        self.run += [f"/api/{method}" for method, _ in calls]
+        return batch_of(*({"response": f"/api/{method}"} for method, _ in calls))
+
+
+def form(size: int = 0) -> dict[str, str]:
+    return {"data": json.dumps({"pad": "x" * size})}
+
+
+@pytest.mark.parametrize("refusal", [TOO_LARGE, TOO_LARGE_CLOSING], ids=["413", "413-closing"])
+def test_a_batch_refused_as_too_large_sends_its_calls_alone_once_each_and_batches_go_on(refusal: bytes) -> None:
+    """A proxy before luigid refusing a batch's body as too large (413), not the batch RPC: that batch's calls go
+    again one by one, each run once and answered, none lost; the client keeps batching, and a later batch under the
+    limit goes as one request."""
+    server = Proxied(refusal)
+    try:
+        connections = Connections(server.url, 10.0, batches=True)
+        connections.send("/api/A", form(LIMIT // 2))
+        connections.send("/api/B", form(LIMIT // 2))
+        assert connections.post("/api/C", form()) == b'{"response": "/api/C"}'
+        assert connections.batches
+        connections.send("/api/D", form())
+        assert connections.post("/api/E", form()) == b'{"response": "/api/E"}'
+        assert server.seen == [BATCH, "/api/A", "/api/B", "/api/C", BATCH]
+        assert server.run == ["/api/A", "/api/B", "/api/C", "/api/D", "/api/E"]
+    finally:
+        server.close()
+
+
+def test_a_batch_as_large_as_one_refused_goes_alone_without_asking_again() -> None:
+    """Once a batch of a size was refused as too large, a later batch as large goes call by call at once, with no
+    second 413 first; a smaller one still goes as one batch."""
+    server = Proxied(TOO_LARGE)
+    try:
+        connections = Connections(server.url, 10.0, batches=True)
+        for calls in ("ABC", "DEF"):
+            connections.send(f"/api/{calls[0]}", form(LIMIT // 2))
+            connections.send(f"/api/{calls[1]}", form(LIMIT // 2))
+            connections.post(f"/api/{calls[2]}", form())
+        connections.send("/api/G", form())
+        connections.post("/api/H", form())
+        assert server.seen == [BATCH, *(f"/api/{name}" for name in "ABCDEF"), BATCH]
+        assert server.run == [f"/api/{name}" for name in "ABCDEFGH"]
+    finally:
+        server.close()
+
+
+def test_a_call_too_large_alone_is_that_calls_error() -> None:
+    """A call over the limit on its own is refused as itself: the caller is told, and the calls before it in the
+    batch were run once."""
+    server = Proxied(TOO_LARGE)
+    try:
+        connections = Connections(server.url, 10.0, batches=True)
+        connections.send("/api/A", form())
+        with pytest.raises(Exception, match="413 Request Entity Too Large to /api/B"):
+            connections.post("/api/B", form(LIMIT))
+        assert server.run == ["/api/A"]
+        assert connections.batches
+    finally:
+        server.close()
