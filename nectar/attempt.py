@@ -41,6 +41,7 @@ from nectar.errors import ChainImportError, Interrupted, LeaseLost, NectarError,
 from nectar.exposure import exposure
 from nectar.leases import AttemptLease, process_name, release
 from nectar.logs.format import current_run, process_handlers
+from nectar.luigi_internals import stop_mock_filesystem
 from nectar.luigid import scheduler_of, scheduler_secret
 from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, re_enable_ahead, retry_allowed, wait
 from nectar.registry import Run, RunState, RunStore
@@ -223,6 +224,7 @@ def attempt(settings: Settings, runs: RunStore, run: Run, build: Build | None = 
         state = _execute(settings, runs, run, lease, build)
     finally:
         fence.install(None)
+        stop_mock_filesystem()  # its process would outlive ours (which ends with os._exit), holding what we hold
     outcome = lease.timed_out or (state.value if state is not None else "lost its lease (cancelled or reclaimed)")
     logger.info("run %s of %s: attempt %d ended: %s", run.id, run.ref, run.attempt, outcome)
     return Ending(state, state is not None and not (lease.lost or lease.stopping or lease.timed_out))

@@ -65,6 +65,7 @@ from nectar.spares import (
     UNREAD,
     Spare,
     Spares,
+    end_group,
     freeze_held,
     hand_over,
     heard,
@@ -381,6 +382,7 @@ class Executor:
             self._end_stopped(pid, run, exited)
             return
         if child.unread:  # its process died between the claim and its run's read: the run is not charged for it
+            end_group(pid)  # nor does what it forked before (holding its socket, maybe) outlive it
             self._requeue_unbegun(run, f"its process {pid} died before it read its run")
             return
         if self.stopping:

@@ -27,7 +27,10 @@ fails loudly, naming the name, when a release changes one of them under us:
   ``SimpleTaskState._remove_workers_from_tasks``, the walks of every task its prune makes (:func:`luigid_prunes_lean`),
   and ``Scheduler._state``, whose count of DISABLED tasks tells whether any is (:func:`holds_disabled`), and whose
   tasks its ``add_task`` and ``get_work`` mark and answer reopened (:func:`luigid_marks_reopened`);
-- ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`).
+- ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`);
+- ``MockFileSystem._data``, the dict every ``luigi.mock.MockTarget`` of a process keeps its data in, made in a
+  ``multiprocessing.Manager()`` process that luigi never stops, its proxy's ``_manager`` and that manager's
+  ``_process`` (:func:`stop_mock_filesystem`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import contextlib
 import functools
 import logging
 import multiprocessing
+import os
 import queue
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -43,6 +47,7 @@ from typing import Any
 
 import luigi
 import luigi.interface
+import luigi.mock
 import luigi.rpc
 import luigi.scheduler
 import luigi.worker
@@ -633,3 +638,22 @@ def s3_bucket_and_key(path: str) -> tuple[str, str]:
 
     bucket, key = S3Client._path_to_bucket_and_key(path)
     return str(bucket), str(key)
+
+
+def stop_mock_filesystem() -> None:
+    """Stop the process luigi's ``MockTarget``s keep their data in, if this process started one; their data starts
+    empty again at the next use (as in a new ``luigi`` command).
+
+    luigi starts it (a ``multiprocessing.Manager()``) at a ``MockTarget``'s first use and never stops it; only a
+    normal interpreter exit would, and our processes end with ``os._exit`` (a spare, an API worker). Left running,
+    it outlives its process and keeps the descriptors it inherited (a socket, a lock). One started by a process this
+    one was forked from is that process's to stop: this process only forgets it.
+    """
+    data = luigi.mock.MockFileSystem._data
+    if data is None:
+        return
+    luigi.mock.MockFileSystem._data = None
+    manager = data._manager
+    process = getattr(manager, "_process", None)
+    if process is not None and process._parent_pid == os.getpid():
+        manager.shutdown()

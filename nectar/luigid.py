@@ -52,8 +52,12 @@ BATCH_RPC = "nectar_batch"
 #: is the first call's error
 NO_BATCH_RPC = frozenset({400, 404, 405, 501})
 #: how a proxy before luigid refuses a body over its limit (nginx's ``client_max_body_size``), the request not passed
-#: on: that batch's calls are sent again one by one, and batches go on (those as large or larger go alone at once)
+#: on: that batch's calls are sent again one by one, and batches go on (those as large or larger go alone at once,
+#: until :data:`TOO_LARGE_RETRY` of them have)
 TOO_LARGE = 413
+#: how many batches as large as one refused (:data:`TOO_LARGE`) go call by call before one is sent whole again: a
+#: proxy's limit raised since is used again, at the cost of one more refused (not run) request when it was not
+TOO_LARGE_RETRY = 100
 #: where the RPCs are, under luigid's URL
 RPC_PATH = "/api/"
 
@@ -127,7 +131,7 @@ class Connections:
     CPU saved per request, most of it tornado's HTTP handling). A luigid that answers that RPC as a server without it
     does (:data:`NO_BATCH_RPC`: luigi's own luigid's 404, a proxy's 405) is sent one request per call from then on, by
     this object. A batch refused as too large (:data:`TOO_LARGE`) is not run: its calls go again one request each,
-    and a later batch as large goes so at once.
+    and a later batch as large goes so at once (the next :data:`TOO_LARGE_RETRY` of them).
     """
 
     #: most calls sent ahead and unread at once: the next waits for their answers first
@@ -152,8 +156,10 @@ class Connections:
         self._closes = False
         #: whether calls sent are held and sent together (:data:`BATCH_RPC`): until luigid says it has no such RPC
         self.batches = batches
-        #: the length of the smallest batch request refused as too large (:data:`TOO_LARGE`): none that long is sent
+        #: the length of the smallest batch request refused as too large (:data:`TOO_LARGE`): none that long is sent,
+        #: until :data:`TOO_LARGE_RETRY` batches went call by call for it (counted in ``_sent_alone``)
         self._too_large: int | None = None
+        self._sent_alone = 0
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection, and whether it was used before (a server may have closed it since)."""
@@ -316,13 +322,19 @@ class Connections:
                 return None
             calls.append(f"[{json.dumps(path[len(RPC_PATH) :])},{form['data']}]")
         request = self._request(RPC_PATH + BATCH_RPC, f"[{','.join(calls)}]".encode(), JSON)
-        return None if self._too_large is not None and len(request) >= self._too_large else request
+        if self._too_large is None or len(request) < self._too_large:
+            return request
+        self._sent_alone += 1
+        if self._sent_alone <= TOO_LARGE_RETRY:
+            return None
+        self._too_large, self._sent_alone = None, 0  # sent whole: a 413 again remembers its length again
+        return request
 
     def _batch_answers(self, answer: _Answer, count: int, length: int) -> list[_Answer]:
         """The answers of a batch's ``count`` calls (a request ``length`` bytes long), as each alone would have been
         answered (the batch's own error, if luigid answered it with one, as the first call's); none if the batch was
         not run: luigid has no batch RPC (:data:`NO_BATCH_RPC`: from now on, each call is sent alone), or it was too
-        large (:data:`TOO_LARGE`: its calls are sent alone, and so is any later batch as large)."""
+        large (:data:`TOO_LARGE`: its calls are sent alone, and so is any later batch as large, for a while)."""
         if answer.status in NO_BATCH_RPC or answer.status == TOO_LARGE:
             if answer.status == TOO_LARGE:
                 self._too_large = min(length, self._too_large or length)

@@ -23,6 +23,7 @@ from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.config import Settings, get_settings
 from nectar.errors import NectarError, QueueFull, RunNotFound
 from nectar.keys import TargetKey
+from nectar.luigi_internals import stop_mock_filesystem
 from nectar.luigid import SchedulerClient, scheduler_of
 from nectar.registry import Attempt, RetryPolicy, Run, RunFilter, RunState, RunStore, Step, open_run_store
 from nectar.status import JobStatus, job_status
@@ -253,6 +254,8 @@ class Nectar:
         except Exception:
             logger.info("complete() of %s raised: a run is queued to record why", instance.task_id, exc_info=True)
             return False
+        finally:  # a MockTarget's data process, which this process would leave behind (it ends with os._exit)
+            stop_mock_filesystem()
 
     def _done(self, key: TargetKey, instance: luigi.Task) -> JobStatus:
         """The DONE status of a complete task: with its download URL when it is a ``NectarTask``, with its

@@ -23,7 +23,8 @@ byte on its socket (*ready*; which byte is its worker's business: :attr:`Spare.s
 
 A spare handed its run keeps its socket, one framed protocol both ways: the worker sends the run, its length first
 (:func:`hand_over`; a spare that dies before it read it closes its socket with bytes unread, which its worker's end
-reads as a reset, not the end of the stream: :data:`UNREAD`, the attempt never began); the attempt says when its
+reads as a reset, not the end of the stream: :data:`UNREAD`, the attempt never began; a process it forked then,
+its socket held open or not, is killed with its process group: :func:`end_group`); the attempt says when its
 first step starts (:data:`STARTED`: :func:`started`) and, if it ended its run cleanly and may take another (up to
 ``runs_per_process`` runs), that it ended, with its exit code (:data:`ENDED`: :func:`heard`), at once: its slot is
 free while it looks at what its run left behind (:mod:`nectar.reuse`, a thread it may wait for). It then sets itself
@@ -152,7 +153,8 @@ class Spares:
         for spare in [spare for spare in self.spares if spare.ready]:
             if not wakeup.main_thread_exited(spare.pid):
                 return spare
-            self._drop(spare)  # killed, and its socket not closed yet: its other threads are still exiting
+            end_group(spare.pid)  # killed, and its socket not closed yet: its other threads are still exiting, or a
+            self._drop(spare)  # process it forked holds it
         return None
 
     def fds(self, readiness: bool = True) -> list[int]:
@@ -178,6 +180,8 @@ class Spares:
                 spare.ready, spare.said = True, said
                 self._backoff = 0.0
             else:  # the end of the stream: it died
+                if not spare.runs_done:  # one back from its run may exit of its own accord, leaving what its run left
+                    end_group(spare.pid)  # as any attempt's process does
                 if not spare.ready and not spare.runs_done:  # in its setup: the next fork may die the same way
                     self._backoff = min(MAX_BACKOFF, max(FIRST_BACKOFF, 2 * self._backoff))
                     self._fork_after = self._clock() + self._backoff
@@ -298,6 +302,16 @@ class Spares:
                 return code
             reuse.put_back(before)
             leases.ran_one()
+
+
+def end_group(pid: int) -> None:
+    """Kill what is left of the process group of the spare ``pid``, which died before its run began: the processes
+    it forked (its chain's import may fork), which would otherwise outlive it, holding its socket and what else it
+    held. Its group is its own (it makes it as it starts), and is not another's: a group's id stays taken while any
+    process is in it, and ``pid`` is ours until it is reaped (:meth:`Spares._drop`) or, reaped a moment ago, the
+    last number the kernel hands out again."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # no one left in it
+        os.killpg(pid, signal.SIGKILL)
 
 
 def freeze_held() -> None:

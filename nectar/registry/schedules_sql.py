@@ -169,6 +169,21 @@ class SqlSchedules(SqlRunStore):
     def _active(self, db: Any, schedule_id: str) -> int:
         return int(self._scalar(db, f"SELECT COUNT(*) FROM runs WHERE schedule_id = ? AND {ACTIVE}", (schedule_id,)))
 
+    def _queue_full(self, db: Any, outcome: FireOutcome, max_pending: int | None) -> str | None:
+        """Why the runs ``outcome`` would queue do not fit with ``max_pending`` runs queued (PENDING), or None: the
+        fire as a whole, its pre-load's import run (``first``) with its run; one that only joins active runs of their
+        keys adds nothing and fits."""
+        if max_pending is None or outcome.run is None:
+            return None
+        # the count's row locked as a submission locks it
+        ahead = int(self._scalar(db, f"{QUEUED}{self.LOCK}"))
+        if ahead < max_pending:
+            return None
+        made = (outcome.run,) if outcome.first is None else (outcome.first, outcome.run)
+        if all(self._select(db, f"key = ? AND {ACTIVE}", run.key) is not None for run in made):
+            return None
+        return f"the run queue is full: {queue_full(ahead)}"
+
     def _make(
         self,
         db: Any,
@@ -192,11 +207,9 @@ class SqlSchedules(SqlRunStore):
                 if not hold:
                     return "skipped", None, f"{active} run(s) of this schedule still active (at most {cap} at once)"
                 return "held", None, f"waits for one of the {active} active run(s) of this schedule to end"
-        if max_pending is not None:
-            # the count's row locked as a submission locks it; a run of the key active is joined, adding nothing
-            ahead = int(self._scalar(db, f"{QUEUED}{self.LOCK}"))
-            if ahead >= max_pending and self._select(db, f"key = ? AND {ACTIVE}", outcome.run.key) is None:
-                return when_full, None, f"the run queue is full: {queue_full(ahead)}"
+        full = self._queue_full(db, outcome, max_pending)
+        if full is not None:
+            return when_full, None, full
         # a client's active run of the key makes this fire: it counts among the schedule's active runs
         maker, values = "schedule_id = ?, fire_time = ?", (schedule_id, outcome.run.fire_time)
         run = self._queue_fire(db, outcome.run, outcome.first, maker, values)

@@ -31,10 +31,12 @@ class Seen:
 class Claim:
     """What a claim of some objects came to: the state of the objects it claimed (``queued``, ``done``,
     ``skipped``), ``exists`` if another process had claimed them all, ``stale`` if the trigger changed or was
-    paused; and the run queued or joined."""
+    paused, ``full`` if their runs did not fit in the run queue (left unclaimed, ``reason`` says why); and the run
+    queued or joined."""
 
     state: str
     run_id: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,13 @@ class TriggerStore(ABC):
         objects: Sequence[Seen],
         outcome: Callable[[Sequence[Seen]], FireOutcome],
         now: float,
+        max_pending: int | None = None,
     ) -> Claim:
         """Claim those of ``objects`` no process claimed yet and make them what ``outcome`` (called with them, under
         the trigger's lock) says: one run for them all, their output already there, or a skip. Moves the cursor to
-        the last of ``objects`` (all of them are dealt with, here or before)."""
+        the last of ``objects`` (all of them are dealt with, here or before). With ``max_pending`` runs queued
+        (PENDING) and runs to queue that join no active run, none is claimed and the cursor stays (``full``): an
+        object is not lost while the queue is full, a later poll claims it."""
 
     @abstractmethod
     def polled(self, trigger_id: str, now: float, error: str | None, cursor: str | None = None) -> None:

@@ -154,6 +154,7 @@ class SqlTriggers(SqlSchedules):
         objects: Sequence[Seen],
         outcome: Callable[[Sequence[Seen]], FireOutcome],
         now: float,
+        max_pending: int | None = None,
     ) -> Claim:
         if not objects:
             return Claim("exists")
@@ -167,10 +168,14 @@ class SqlTriggers(SqlSchedules):
             cursor = later(row["cursor"], objects[-1].key)
             taken = self._taken(db, trigger_id, objects)
             fresh = tuple(seen for seen in objects if (seen.key, seen.version) not in taken)
+            if fresh:
+                made = outcome(fresh)
+                full = self._queue_full(db, made, max_pending)
+                if full is not None:  # unclaimed, the cursor before them: a later poll sees them again
+                    return Claim("full", reason=full)
             self._exec(db, "UPDATE triggers SET cursor = ? WHERE id = ?", (cursor, trigger_id))
             if not fresh:
                 return Claim("exists")
-            made = outcome(fresh)
             run_id, reason = None, made.skip
             if made.skip is not None:
                 state = "skipped"

@@ -87,6 +87,8 @@ class Poll:
     error: str | None = None
     #: more objects are waiting than one poll lists: poll again at once
     more: bool = False
+    #: why the poll stopped with objects left unclaimed for a later poll: the run queue was full
+    full: str | None = None
 
 
 class TriggerBook:
@@ -258,6 +260,10 @@ class TriggerBook:
             poll.states[claim.state] = poll.states.get(claim.state, 0) + 1
             if claim.state == "stale":
                 return poll
+            if claim.state == "full":  # the rest waits, unclaimed, the cursor before it: polled again in its time
+                poll.full, poll.more = claim.reason, False
+                self.runs.polled(record.id, self.clock(), None)
+                return poll
         if starting:  # unless a claim started it already, or another process did
             self.runs.start_trigger(record.id, record.version, poll.stats.last_key or "")
         # objects the glob passed over are dealt with too: the cursor moves past them
@@ -295,4 +301,5 @@ class TriggerBook:
             seen,
             lambda fresh: self.prepare(record, [uris[s.key] for s in fresh]),
             self.clock(),
+            int(self.nectar.settings.max_queue),
         )

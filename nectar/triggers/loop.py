@@ -106,9 +106,11 @@ class TriggerLoop:
     def _logged(trigger_id: str, poll: Poll) -> None:
         if poll.error:
             logger.warning("trigger %s: cannot list: %s", trigger_id, poll.error)
-        made = {state: n for state, n in poll.states.items() if state not in ("exists", "stale")}
+        made = {state: n for state, n in poll.states.items() if state not in ("exists", "stale", "full")}
         if made:
             logger.info("trigger %s: %d new object(s): %s", trigger_id, poll.listed, made)
+        if poll.full is not None:
+            logger.warning("trigger %s: new object(s) left for a later poll: %s", trigger_id, poll.full)
 
     def serve_forever(self, stop: threading.Event) -> None:
         """Pass after pass until ``stop`` is set (:func:`~nectar.passes.run_passes`), waking when a poll is due."""

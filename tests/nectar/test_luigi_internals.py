@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import multiprocessing.queues
+import os
 import threading
 import time
 import types
@@ -26,6 +27,7 @@ import luigi.configuration
 import luigi.contrib.s3
 import luigi.execution_summary
 import luigi.interface
+import luigi.mock
 import luigi.rpc
 import luigi.scheduler
 import luigi.server
@@ -585,3 +587,23 @@ def test_luigi_notes_unconsumed_parameters_on_a_class_as_hold_class_shape_does()
     Noted(n=1), Held(n=1)
     assert isinstance(getattr(Noted, "_unconsumed_params", None), set), "luigi no longer notes _unconsumed_params"
     assert vars(Held) == held, "luigi sets another attribute on a task class as it makes its first task"
+
+
+def test_luigi_keeps_mock_targets_in_a_manager_process_that_stop_mock_filesystem_stops() -> None:
+    before = multiprocessing.active_children()
+    target = luigi.mock.MockTarget("kept")
+    with target.open("w") as out:
+        out.write("kept\n")
+    data = luigi.mock.MockFileSystem._data
+    assert data is not None, "luigi.mock.MockFileSystem._data: no longer where MockTargets keep their data"
+    manager = data._manager
+    assert manager is not None and manager._process in multiprocessing.active_children(), (
+        "MockFileSystem._data._manager._process: no longer the manager process luigi started"
+    )
+    assert manager._process._parent_pid == os.getpid()
+    nectar.luigi_internals.stop_mock_filesystem()
+    assert multiprocessing.active_children() == before
+    assert not target.exists(), "a MockTarget kept its data once its process was stopped"
+    nectar.luigi_internals.stop_mock_filesystem()  # the one that exists() started again
+    assert multiprocessing.active_children() == before
+    nectar.luigi_internals.stop_mock_filesystem()  # none started: nothing to stop

@@ -3,6 +3,7 @@ says, failures named for what they are; each chain is also run by plain ``python
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import luigi
 import pytest
 
 from harness import lifeline_env
+from harness.procfs import alive
 from nectar import outcomes
 from nectar.attempt import execute, process_name
 from nectar.config import Settings
@@ -24,6 +26,7 @@ from nectar.steps import MAX_ERROR
 from tests.conftest import wait_until
 
 WriteChain = Callable[[str, str], Path]
+StartWorker = Callable[..., subprocess.Popen[bytes]]
 TRACEBACK = "Traceback (most recent call last)"
 
 # a printing task without outputs (hello_world's shape)
@@ -37,7 +40,9 @@ class GreetingTask(luigi.Task):
 
 # tasks with their own targets (wordcount's shape), a complete() and a requires() that raise (top_artists with
 # spark), an external task that never appears beside a side effect (execution_summary's shape)
-OWN_WAYS_CHAIN = """import luigi
+OWN_WAYS_CHAIN = """import multiprocessing
+
+import luigi
 import luigi.mock
 
 
@@ -91,6 +96,19 @@ class InMemoryExternalTask(luigi.ExternalTask):
 class InMemoryTask(luigi.WrapperTask):
     def requires(self):
         return InMemoryExternalTask()
+
+
+class InMemoryWriteTask(luigi.Task):
+    pids = luigi.Parameter()
+
+    def output(self):
+        return luigi.mock.MockTarget("written")
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("in memory\\n")
+        with open(self.pids, "w") as out:  # the process luigi started to keep it: this process's only child
+            out.write(" ".join(str(child.pid) for child in multiprocessing.active_children()))
 
 
 class SummaryTask(luigi.WrapperTask):
@@ -297,12 +315,42 @@ def test_an_external_task_whose_target_cannot_be_checked_fails_once_saying_why(
     retrying: Settings, write_chain: WriteChain, tmp_path: Path
 ) -> None:
     write_chain("examples/own_ways_chain", OWN_WAYS_CHAIN)
+    before = multiprocessing.active_children()
     run = run_to_end(retrying, Nectar(retrying), "examples/own_ways_chain", "InMemoryTask")
     assert (run.state, run.attempt, run.failed_step) == (RunState.FAILED, 1, "InMemoryExternalTask")
     assert run.error == (
         "external data missing: never-there (it cannot be waited for: a MockTarget is neither a local file nor "
         "an S3 object)"
     )
+    # luigi keeps a MockTarget's data in a process of its own, which it never stops: the attempt stopped it
+    assert multiprocessing.active_children() == before
+
+
+def test_a_submission_that_asks_a_mock_target_leaves_no_process_behind(
+    settings: Settings, write_chain: WriteChain
+) -> None:
+    write_chain("examples/own_ways_chain", OWN_WAYS_CHAIN)
+    before = multiprocessing.active_children()
+    submission = Nectar(settings).submit("examples", "own_ways_chain", "InMemoryWriteTask", {"pids": "unused"})
+    assert submission.run is not None, "an empty MockTarget was found to exist"
+    assert multiprocessing.active_children() == before
+
+
+def test_a_worker_attempt_that_used_a_mock_target_leaves_no_process_behind(
+    settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    write_chain("examples/own_ways_chain", OWN_WAYS_CHAIN)
+    quick = settings.replace(scheduler_url=luigid)
+    nectar, pids = Nectar(quick), tmp_path / "pids.txt"
+    submission = nectar.submit("examples", "own_ways_chain", "InMemoryWriteTask", {"pids": str(pids)})
+    assert submission.run is not None
+    run_id = submission.run.id
+    start_worker(quick, 1)
+    run = wait_until(lambda: (r := nectar.runs.get(run_id)) and not r.state.active and r, timeout=60)
+    assert isinstance(run, Run) and run.state == RunState.DONE, run
+    [keeper] = [int(pid) for pid in pids.read_text().split()]
+    # the attempt's process ends with os._exit: no exit handler of luigi's or multiprocessing's stops it there
+    wait_until(lambda: not alive(keeper), timeout=60)
 
 
 def test_a_tasks_retry_count_is_its_number_of_attempts(

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nectar.luigid import BATCH_RPC, Connections
+from nectar.luigid import BATCH_RPC, TOO_LARGE_RETRY, Connections
 from tests.nectar.test_scheduler import Scripted, batch_of, ok
 
 BATCH = f"/api/{BATCH_RPC}"
@@ -23,11 +23,13 @@ class Proxied(Scripted):
     def __init__(self, refusal: bytes) -> None:
         self.run: list[str] = []
         self.refusal = refusal
+        #: its limit, which its operator may raise
+        self.limit = LIMIT
         super().__init__(self._pass)
 
     def _pass(self, path: str, _: int) -> bytes:
         body = self.bodies[-1]
-        if len(body) > LIMIT:
+        if len(body) > self.limit:
             return self.refusal
         if path != BATCH:
             self.run.append(path)
@@ -90,5 +92,39 @@ def test_a_call_too_large_alone_is_that_calls_error() -> None:
             connections.post("/api/B", form(LIMIT))
         assert server.run == ["/api/A"]
         assert connections.batches
+    finally:
+        server.close()
+
+
+def large_batch(connections: Connections, names: str) -> None:
+    """Two calls sent, then a third asked: one batch over :data:`LIMIT` bytes."""
+    connections.send(f"/api/{names[0]}", form(LIMIT // 2))
+    connections.send(f"/api/{names[1]}", form(LIMIT // 2))
+    assert connections.post(f"/api/{names[2]}", form()) == f'{{"response": "/api/{names[2]}"}}'.encode()
+
+
+@pytest.mark.parametrize("raised", [True, False], ids=["limit-raised", "limit-kept"])
+def test_a_refused_batch_size_is_tried_whole_again_after_a_while_each_call_run_once(raised: bool) -> None:
+    """The size refused is not remembered for the process's life: after :data:`TOO_LARGE_RETRY` batches as large
+    went call by call, one goes whole again. A proxy's limit raised meanwhile is used from then on; one kept refuses
+    it (not run) and its calls go alone, each run once, and the size is remembered again."""
+    server = Proxied(TOO_LARGE)
+    try:
+        connections = Connections(server.url, 10.0, batches=True)
+        large_batch(connections, "ABC")  # refused: its calls alone
+        if raised:
+            server.limit = 100 * LIMIT
+        for _ in range(TOO_LARGE_RETRY):
+            large_batch(connections, "DEF")
+        assert server.seen.count(BATCH) == 1, "a batch as large as the refused one was sent whole too soon"
+        large_batch(connections, "GHI")
+        large_batch(connections, "JKL")
+        calls = 1 + TOO_LARGE_RETRY + 2
+        if raised:  # tried whole once more, passed: batches go whole again
+            assert server.seen[-2:] == [BATCH, BATCH]
+        else:  # tried whole once more, refused: alone again, and remembered
+            assert server.seen[-7:] == [BATCH, "/api/G", "/api/H", "/api/I", "/api/J", "/api/K", "/api/L"]
+        assert len(server.run) == 3 * calls, "a call was run twice, or not at all"
+        assert server.run[-6:] == [f"/api/{name}" for name in "GHIJKL"]
     finally:
         server.close()

@@ -393,6 +393,25 @@ def test_imported_waits_for_an_active_import_of_the_same_key_instead_of_a_second
     assert (count, imports[0].id) == (1, active.id)
 
 
+@pytest.mark.parametrize("registry", ["sqlite", "postgres"], indirect=True)
+def test_imported_with_the_queue_full_queues_no_import_past_the_bound_though_its_run_joins_an_active_one(
+    nectar: Nectar, clock: Clock, landing: Area
+) -> None:
+    """The fire as a whole fits the bound (``NECTAR_MAX_QUEUE``): its run joins a client's active run, but its import
+    run would be one more queued; the fire is skipped saying so."""
+    bounded = Nectar(nectar.settings.replace(max_queue=2))
+    bounded.schedules.clock = clock.time
+    sid = schedule(bounded, imported(landing))
+    landing.put("sales-1.csv")
+    assert bounded.submit("daily", "preload_chain", "SalesTask", {"date": DAY}).created  # the fire's run: joined
+    assert bounded.submit("daily", "preload_chain", "SalesTask", {"date": "2026-01-01"}).created  # the queue full
+    fire, run = fired(bounded, ScheduleLoop(bounded.schedules, clock=clock.time), clock, sid)
+    assert (fire.state, run) == ("skipped", None)
+    assert fire.reason is not None and "the run queue is full: 2 runs are queued" in fire.reason
+    assert bounded.find_runs(RunFilter(state=RunState.PENDING))[1] == 2
+    assert bounded.find_runs(RunFilter(task="ImportTask"))[1] == 0
+
+
 def test_imported_with_its_import_done_already_makes_a_plain_run(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock, landing: Area
 ) -> None:

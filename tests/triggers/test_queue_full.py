@@ -1,0 +1,84 @@
+"""Objects landing while the run queue is at its bound (``NECTAR_MAX_QUEUE``): left unclaimed, said, claimed later."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from nectar.registry import Run
+from nectar.registry.model import RunFilter, RunState
+from nectar.service import Nectar
+from nectar.triggers.loop import TriggerLoop
+from tests.schedules.test_policies import end_run
+
+# the bounded registry of either kind the schedules' test uses; the chain, folders and service of the core tests
+from tests.schedules.test_queue_full import BOUND, settings  # noqa: F401  (fixtures)
+from tests.triggers.test_core import api_trigger, declared, land, landing, nectar, objects_of  # noqa: F401  (fixtures)
+
+
+def submit(service: Nectar, path: str) -> str:
+    """A client's run of the trigger's task; its id."""
+    submitted = service.submit("ingest", "landing_chain", "LoadFileTask", {"path": path})
+    assert submitted.run is not None and submitted.created
+    return submitted.run.id
+
+
+def pending(service: Nectar) -> list[Run]:
+    runs, _ = service.runs.find(RunFilter(state=RunState.PENDING), limit=100)
+    return runs
+
+
+def poll(loop: TriggerLoop, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """One pass with every trigger due; the WARNING lines it logged."""
+    loop._due.clear()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nectar.triggers"):
+        loop.tick()
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_objects_landing_with_the_queue_full_wait_unclaimed_saying_why_and_are_claimed_once_there_is_room(
+    nectar: Nectar,  # noqa: F811
+    landing: Path,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The queue at its bound when objects land: none is claimed (none recorded skipped, no run past the bound),
+    the poll logs why at WARNING; as runs leave the queue, later polls claim them in order, each once."""
+    queued = [submit(nectar, f"/elsewhere/{n}.csv") for n in range(BOUND)]
+    trigger_id = api_trigger(nectar, landing, existing="all")
+    paths = land(landing, "a.csv", "b.csv")
+    loop = TriggerLoop(nectar.triggers)
+    (warned,) = poll(loop, caplog)
+    assert trigger_id in warned and f"the run queue is full: {BOUND} runs are queued" in warned
+    assert objects_of(nectar, trigger_id) == [] and nectar.runs.trigger_objects(trigger_id) == []
+    assert len(pending(nectar)) == BOUND
+    poll(loop, caplog)  # still full: still nothing claimed, nothing lost
+    assert nectar.runs.trigger_objects(trigger_id) == []
+    end_run(nectar, queued[0])
+    (warned,) = poll(loop, caplog)  # room for one: the first object, then full again
+    assert "the run queue is full" in warned
+    assert objects_of(nectar, trigger_id) == [(paths[0],)]
+    end_run(nectar, queued[1])
+    assert poll(loop, caplog) == []
+    assert objects_of(nectar, trigger_id) == [(paths[0],), (paths[1],)]
+    assert sorted(o.state for o in nectar.runs.trigger_objects(trigger_id)) == ["queued", "queued"]
+    assert len(pending(nectar)) == BOUND
+    poll(loop, caplog)
+    assert objects_of(nectar, trigger_id) == [(paths[0],), (paths[1],)]
+
+
+def test_an_object_whose_run_joins_an_active_run_is_claimed_with_the_queue_full(
+    nectar: Nectar,  # noqa: F811
+    landing: Path,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An object whose run a client already queued adds nothing to the queue: it joins that run, full or not."""
+    trigger_id = api_trigger(nectar, landing, existing="all")
+    joined = submit(nectar, str(landing / "a.csv"))
+    submit(nectar, "/elsewhere/0.csv")  # the queue full with the joined run
+    land(landing, "a.csv")
+    assert poll(TriggerLoop(nectar.triggers), caplog) == []
+    (claimed,) = nectar.runs.trigger_objects(trigger_id)
+    assert (claimed.state, claimed.run_id) == ("queued", joined)
