@@ -31,6 +31,7 @@ from benchmarks.harness import (
 )
 from benchmarks.load import hammer
 from harness import LUIGI_CFG, read_calls, waitfor
+from harness.procfs import thread_cpu
 from nectar.registry import RunState
 from nectar.registry.sqlite import SQLiteRunStore
 
@@ -47,18 +48,28 @@ def started_at(cluster: Cluster, n: int) -> float:
     return float(waitfor(noted, 60, f"ProbeTask(n={n}) to start"))
 
 
-def through_service(cluster: Cluster, n: int) -> tuple[float, float, float]:
-    """Seconds from the POST leaving to its answer, to a worker's claim, to ProbeTask(n).run() starting.
+def through_service(cluster: Cluster, n: int) -> tuple[float, float, float, float]:
+    """Seconds from the POST leaving to its answer, to a worker's claim, to ProbeTask(n).run() starting; and the CPU
+    seconds luigid used from the POST to the run's end (:func:`luigid_cpu`).
 
     Waits for the run to end before answering, so that every sample starts with idle workers.
     """
+    luigid = luigid_cpu(cluster)
     posted = time.time()
     run_id, _ = submit(cluster.api_url, f"{TASK_PATH}?n={n}")
     answered = time.time()
     began = started_at(cluster, n)
     run = wait_run(cluster.settings.registry_path, run_id, 60)
     assert run.started_at is not None  # the claim's time
-    return answered - posted, run.started_at - posted, began - posted
+    return answered - posted, run.started_at - posted, began - posted, luigid_cpu(cluster) - luigid
+
+
+def luigid_cpu(cluster: Cluster) -> float:
+    """CPU seconds the cluster's luigid has used so far (every thread, to the nanosecond). A trivial run's share is
+    its attempt's two requests (the batched add_task, add_worker and get_work before run(), the DONE add_task after),
+    of which luigi's scheduler is about a fifth and tornado's HTTP handling most of the rest."""
+    assert cluster.luigid is not None
+    return thread_cpu(cluster.luigid.pid)
 
 
 #: warm-up runs sent at once, a burst at a time, until every API worker has answered one
@@ -146,9 +157,10 @@ def run(ctx: Context) -> list[Figure]:
         cluster.start_luigid()
         cluster.start_workers(2)
         cluster.start_api()
-        cold = through_service(cluster, -1)[-1]  # the first run: an API worker's first request, a worker's first claim
+        cold = through_service(cluster, -1)[2]  # the first run: an API worker's first request, a worker's first claim
         warm_every_api_worker(cluster)  # and the workers' luigi
-        phases = [through_service(cluster, n) for n in range(samples)]
+        measured = [through_service(cluster, n) for n in range(samples)]
+        phases = [p[:3] for p in measured]
         service = [p[-1] for p in phases]
         seed = [seed_design(cluster, 100_000 + n) for n in range(seed_samples)]
         local = local_builds(cluster, 200_000, samples)
@@ -159,6 +171,7 @@ def run(ctx: Context) -> list[Figure]:
     )
     slowest = "; ".join(" / ".join(f"{hop * 1000:.1f}" for hop in p) for p in sorted(phases, key=lambda p: p[-1])[-5:])
     print(f"the 5 slowest samples, POST → 202 / → claimed / → run() in ms: {slowest}")
+    print(f"luigid's CPU per run, POST to the run's end: median {median([p[3] for p in measured]) * 1000:.2f} ms")
     what = f"python -m luigi per request (n={seed_samples})"
     floor = f"luigi.build, local scheduler, warm process (n={samples})"
     return [

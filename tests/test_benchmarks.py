@@ -19,6 +19,7 @@ import benchmarks.fanout as fanout_module
 import benchmarks.triggers as triggers_module
 from app import create_app
 from benchmarks.dispatch import WARM_BURST, warm_every_api_worker
+from benchmarks.dispatch import through_service as dispatch_sample
 from benchmarks.fanout import through_service
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
 from benchmarks.population import fill_registry, fill_store
@@ -34,6 +35,7 @@ from benchmarks.status import (
     status_requests,
 )
 from harness import busy_cpu, cpu_seconds, lifeline_env, read_calls, waitfor
+from harness.procfs import thread_cpu
 from nectar.registry import RunFilter, RunState
 from nectar.registry.sqlite import SQLiteRunStore
 
@@ -203,6 +205,22 @@ def test_the_dispatch_warm_up_reaches_every_api_worker_and_waits_for_its_runs(tm
     assert len(workers) == 3 and all(after[pid] > before[pid] for pid in workers), (before, after)
     assert counts[RunState.DONE] == bursts * WARM_BURST
     assert not any(counts[state] for state in RunState if state.active), counts
+
+
+def test_a_dispatch_sample_says_the_cpu_luigid_used_from_its_post_to_its_runs_end(tmp_path: Path) -> None:
+    """The dispatch benchmark's sample, on a real cluster: its phases in order, and the CPU luigid used from the POST
+    to the run's end (its attempt's calls): more than none, and no more than luigid used around the whole sample."""
+    with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
+        cluster.start_luigid()
+        cluster.start_workers(1)
+        cluster.start_api(workers=1)
+        assert cluster.luigid is not None
+        before = thread_cpu(cluster.luigid.pid)
+        answered, claimed, began, luigid = dispatch_sample(cluster, 1)
+        around = thread_cpu(cluster.luigid.pid) - before
+
+    assert 0 < answered < began and 0 < claimed < began
+    assert 0 < luigid <= around
 
 
 def test_the_status_lookups_in_process_are_answered_200_and_timed(tmp_path: Path) -> None:
