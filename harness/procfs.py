@@ -161,3 +161,20 @@ def connected_to(pid: int, port: int) -> bool:
             if fields[9] in sockets and int(fields[2].rpartition(":")[2], 16) == port:
                 return True
     return False
+
+
+def thread_times(pid: int) -> dict[int, tuple[int, int]]:
+    """Of each live thread of ``pid``: nanoseconds it has run and nanoseconds it has waited for a core while
+    runnable (``schedstat``'s first two fields); a thread gone meanwhile is left out."""
+    found: dict[int, tuple[int, int]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            ran, waited = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[:2]
+        except (OSError, ValueError):
+            continue
+        found[int(tid)] = (int(ran), int(waited))
+    return found
