@@ -6,13 +6,15 @@ from __future__ import annotations
 import math
 import sqlite3
 import subprocess
+import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 from benchmarks.dispatch import TASK_PATH, through_service
 from benchmarks.harness import Cluster, Context, Figure, Target, median, ratio_at_least
 from benchmarks.load import hammer
-from harness import busy_cpu, cpu_seconds, tree_cpu, waitfor
+from harness import busy_cpu, cpu_seconds, descendants, thread_times, tree_cpu, waitfor
 
 NAME = "throughput"
 CLIENTS = 16
@@ -20,15 +22,22 @@ CLIENTS = 16
 DISPATCH_SAMPLES = 20
 
 
-def ended(registry: Path, first: int, count: int) -> tuple[int, float] | None:
+def ended(db: sqlite3.Connection, first: int, count: int) -> tuple[int, float] | None:
     """How many of the ProbeTask runs ``first`` … ``first + count - 1`` are DONE and when the last ended, once
-    every one has; None before. Raises if one ended otherwise."""
-    with sqlite3.connect(f"file:{registry}?mode=ro", uri=True) as db:
-        rows = db.execute(
-            "SELECT state, COUNT(*), MAX(finished_at) FROM runs WHERE task = 'ProbeTask' "
-            "AND CAST(json_extract(params, '$.n') AS INTEGER) BETWEEN ? AND ? GROUP BY state",
-            (first, first + count - 1),
-        ).fetchall()
+    every one has; None before. Raises if one ended otherwise.
+
+    Polled every 50 ms on the cores the service runs on, through one connection (``db``, read-only; opening one
+    costs 0.8 ms of CPU), so it first counts the active runs (by the index on state: as many rows as are still
+    queued or running, 0 at the end) and reads the batch's runs (every run's parameters, 1.6 ms of CPU at 800
+    runs, growing with the registry) only once none is active: the service runs nothing else meanwhile."""
+    (active,) = db.execute("SELECT COUNT(*) FROM runs WHERE state IN ('PENDING', 'RUNNING')").fetchone()
+    if active:
+        return None
+    rows = db.execute(
+        "SELECT state, COUNT(*), MAX(finished_at) FROM runs WHERE task = 'ProbeTask' "
+        "AND CAST(json_extract(params, '$.n') AS INTEGER) BETWEEN ? AND ? GROUP BY state",
+        (first, first + count - 1),
+    ).fetchall()
     by_state = {state: (n, last) for state, n, last in rows}
     if set(by_state) - {"PENDING", "RUNNING", "DONE"}:
         raise RuntimeError(f"runs of the batch from n={first} ended otherwise: {by_state}")
@@ -36,12 +45,30 @@ def ended(registry: Path, first: int, count: int) -> tuple[int, float] | None:
     return (done, float(last)) if done == count else None
 
 
+def held(registry: Path, first: int, count: int) -> float:
+    """The median seconds a ProbeTask run of ``first`` … ``first + count - 1`` held its slot, from its claim to its
+    DONE (``started_at`` is the claim's time): what a run costs a slot, where the dispatch median (POST to
+    ``run()``) counts the POST's answer and the wait for the claim, which no slot pays, and leaves out ``run()`` to
+    DONE, which the slot pays."""
+    with closing(sqlite3.connect(f"file:{registry}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT finished_at - started_at FROM runs WHERE task = 'ProbeTask' "
+            "AND CAST(json_extract(params, '$.n') AS INTEGER) BETWEEN ? AND ?",
+            (first, first + count - 1),
+        ).fetchall()
+    return median([float(seconds) for (seconds,) in rows])
+
+
 def sustained(cluster: Cluster, first: int, count: int) -> float:
     """Runs/s: ``count`` new ProbeTask runs POSTed at once (16 clients), from the first POST to the last run DONE."""
     requests = [("POST", f"{TASK_PATH}?n={n}") for n in range(first, first + count)]
     began = time.time()
     hammer(cluster.api_url, requests, CLIENTS, duration=None, per_client=math.ceil(count / CLIENTS)).check(202)
-    done, last = waitfor(lambda: ended(cluster.settings.registry_path, first, count), 3600, f"{count} runs to end")
+    db = sqlite3.connect(f"file:{cluster.settings.registry_path}?mode=ro", uri=True)
+    try:
+        done, last = waitfor(lambda: ended(db, first, count), 3600, f"{count} runs to end")
+    finally:
+        db.close()
     return float(done / (last - began))
 
 
@@ -52,6 +79,66 @@ def loop_waits(pid: int) -> tuple[float, int]:
     status = Path(f"/proc/{pid}/status").read_text()
     (preempted,) = (int(line.split()[1]) for line in status.splitlines() if line.startswith("nonvoluntary_ctxt"))
     return waited, preempted
+
+
+#: seconds between two reads of every thread's schedstat by :class:`Cores` (a process that exits loses at most this)
+SAMPLE_EVERY = 0.25
+#: the parts :class:`Cores` tells apart
+PARTS = ("loop", "attempts", "attempts' other threads", "luigid", "API")
+
+
+class Cores:
+    """Of each part (the worker's loop: its process's threads; its attempts and spares, their main threads and the
+    others (luigi's keep-alive, the heartbeat) apart; luigid; the API), the
+    nanoseconds its threads ran and waited for a core while runnable, from each thread's ``schedstat`` read every
+    :data:`SAMPLE_EVERY` seconds while a phase runs (the last read of a thread that exits is kept; a thread that
+    appears mid-phase starts from 0). A part whose time is not ran nor waited for a core was asleep: waiting on
+    something other than a core."""
+
+    def __init__(self, cluster: Cluster, workers: subprocess.Popen[bytes]) -> None:
+        assert cluster.luigid is not None
+        self.roots = {"loop": workers.pid, "luigid": cluster.luigid.pid, "API": cluster.apis[cluster.api_url].pid}
+        self.first: dict[int, tuple[int, int]] = {}
+        self.last: dict[int, tuple[str, int, int]] = {}
+        self.done = threading.Event()
+        #: CPU seconds its reads took (this benchmark's, told apart from its clients')
+        self.cost = 0.0
+        self.reader = threading.Thread(target=self._read, daemon=True)
+
+    def _sample(self) -> dict[int, tuple[str, int, int]]:
+        found = {}
+        for part, root in self.roots.items():
+            for pid in [root, *descendants(root)]:
+                role = "attempts" if part == "loop" and pid != root else part
+                for tid, (ran, waited) in thread_times(pid).items():
+                    found[tid] = (f"{role}' other threads" if role == "attempts" and tid != pid else role, ran, waited)
+        return found
+
+    def _read(self) -> None:
+        began = time.thread_time()
+        while not self.done.wait(SAMPLE_EVERY):
+            self.last.update(self._sample())
+        self.cost = time.thread_time() - began
+
+    def __enter__(self) -> Cores:
+        self.last = self._sample()
+        self.first = {tid: (ran, waited) for tid, (_, ran, waited) in self.last.items()}
+        self.reader.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.done.set()
+        self.reader.join()
+        self.last.update(self._sample())
+
+    def used(self) -> dict[str, tuple[float, float]]:
+        """Seconds each part ran and waited for a core over the phase."""
+        sums = {part: [0, 0] for part in PARTS}
+        for tid, (role, ran, waited) in self.last.items():
+            ran0, waited0 = self.first.get(tid, (0, 0))
+            sums[role][0] += ran - ran0
+            sums[role][1] += waited - waited0
+        return {part: (ran / 1e9, waited / 1e9) for part, (ran, waited) in sums.items()}
 
 
 def cpu_used(cluster: Cluster, workers: subprocess.Popen[bytes]) -> dict[str, float]:
@@ -68,11 +155,16 @@ def cpu_used(cluster: Cluster, workers: subprocess.Popen[bytes]) -> dict[str, fl
     }
 
 
-def measured(cluster: Cluster, workers: subprocess.Popen[bytes], first: int, count: int) -> tuple[float, str]:
-    """:func:`sustained`, and where its CPU went: per run, by part, and the cores they used beside the machine's."""
+def measured(
+    cluster: Cluster, workers: subprocess.Popen[bytes], slots: int, first: int, count: int
+) -> tuple[float, str]:
+    """:func:`sustained`, and where its CPU went: per run, by part, and the cores they used beside the machine's;
+    how long a run held its slot; per run, what each part ran and waited for a core (:class:`Cores`)."""
     began, before, waits_before = time.monotonic(), cpu_used(cluster, workers), loop_waits(workers.pid)
-    rate = sustained(cluster, first, count)
+    with Cores(cluster, workers) as sampled:
+        rate = sustained(cluster, first, count)
     used = {part: value - before[part] for part, value in cpu_used(cluster, workers).items()}
+    used["client"] -= sampled.cost
     waited, preempted = (after - then for after, then in zip(loop_waits(workers.pid), waits_before, strict=True))
     wall = time.monotonic() - began
     ours = sum(used[part] for part in ("workers", "luigid", "API", "client"))
@@ -81,9 +173,19 @@ def measured(cluster: Cluster, workers: subprocess.Popen[bytes], first: int, cou
     said = (
         f"{rate:.1f} runs/s; CPU per run: workers {per_run['workers']:.2f} ms (their own process "
         f"{per_run['own']:.2f}), luigid {per_run['luigid']:.2f}, API {per_run['API']:.2f}, this benchmark's clients "
-        f"{per_run['client']:.2f}; these used {ours / wall:.2f} cores ({cores}), "
+        f"{per_run['client']:.2f} (the reads of schedstat {sampled.cost / count * 1000:.2f} apart); "
+        f"these used {ours / wall:.2f} cores ({cores}), "
         f"the machine {used['machine'] / wall:.2f}; the worker's loop waited for a core {waited / count * 1000:.2f} "
         f"ms per run, preempted {preempted / count:.2f} times per run"
+    )
+    slot = held(cluster.settings.registry_path, first, count)
+    said += (
+        f"; a run held its slot (claim to DONE) {slot * 1000:.2f} ms median, {slots} ÷ that "
+        f"{slots / slot:.1f}/s (beside {slots} ÷ the dispatch median, POST to run())"
+    )
+    parts = sampled.used()
+    said += "; per run, ran / waited for a core (ms): " + ", ".join(
+        f"{part} {ran / count * 1000:.2f} / {waited / count * 1000:.2f}" for part, (ran, waited) in parts.items()
     )
     return rate, said
 
@@ -98,11 +200,11 @@ def run(ctx: Context) -> list[Figure]:
         cluster.start_api()
         through_service(cluster, -1)  # warm: the API's catalog, the workers' luigi
         dispatch = median([through_service(cluster, n)[2] for n in range(DISPATCH_SAMPLES)])
-        two, said_two = measured(cluster, workers, 1_000_000, count)
+        two, said_two = measured(cluster, workers, 2, 1_000_000, count)
         cluster.procs.stop(workers)
         workers = cluster.start_workers(1)
         through_service(cluster, -2)  # warm as the 2 were: its start-up (imports, warm()) is not the 1-worker rate's
-        one, said_one = measured(cluster, workers, 2_000_000, count)
+        one, said_one = measured(cluster, workers, 1, 2_000_000, count)
     print(f"dispatch median {dispatch * 1000:.1f} ms")
     print(f"2 workers: {said_two}")
     print(f"1 worker: {said_one}")

@@ -33,6 +33,7 @@ from harness.procfs import (
     pending,
     read_calls,
     send,
+    thread_times,
     tree_cpu,
 )
 
@@ -63,6 +64,7 @@ __all__ = [
     "pending",
     "read_calls",
     "send",
+    "thread_times",
     "tree_cpu",
     "settings_env",
     "stop",

@@ -75,11 +75,7 @@ def busy_cpu() -> float:
 
 def thread_cpu(pid: int) -> float:
     """CPU seconds the live threads of ``pid`` have used, to the nanosecond (``schedstat``; ``stat`` counts ticks)."""
-    used = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
-            used += int(stat.read().split()[0])
-    return used / 1e9
+    return sum(ran for ran, _ in thread_times(pid).values()) / 1e9
 
 
 def read_calls(pids: list[int]) -> dict[int, int]:
@@ -161,3 +157,20 @@ def connected_to(pid: int, port: int) -> bool:
             if fields[9] in sockets and int(fields[2].rpartition(":")[2], 16) == port:
                 return True
     return False
+
+
+def thread_times(pid: int) -> dict[int, tuple[int, int]]:
+    """Of each live thread of ``pid``: nanoseconds it has run and nanoseconds it has waited for a core while
+    runnable (``schedstat``'s first two fields); a thread gone meanwhile is left out."""
+    found: dict[int, tuple[int, int]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            ran, waited = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[:2]
+        except (OSError, ValueError):
+            continue
+        found[int(tid)] = (int(ran), int(waited))
+    return found

@@ -5,17 +5,22 @@ warm-up, the status benchmark's lookups in process, its pairs and its recycles."
 from __future__ import annotations
 
 import gc
+import json
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import types
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 import benchmarks.__main__ as bench_main
 import benchmarks.fanout as fanout_module
+import benchmarks.throughput as throughput_module
 import benchmarks.triggers as triggers_module
 from app import create_app
 from benchmarks.dispatch import WARM_BURST, warm_every_api_worker
@@ -34,7 +39,7 @@ from benchmarks.status import (
     recycle_every,
     status_requests,
 )
-from harness import busy_cpu, cpu_seconds, lifeline_env, read_calls, waitfor
+from harness import busy_cpu, cpu_seconds, lifeline_env, read_calls, thread_times, waitfor
 from harness.procfs import thread_cpu
 from nectar.registry import RunFilter, RunState
 from nectar.registry.sqlite import SQLiteRunStore
@@ -271,3 +276,60 @@ def test_the_cpu_left_to_the_benchmark_does_not_count_its_own_as_others() -> Non
     while time.process_time() - burnt < 0.3:
         pass
     assert left.share(busy_cpu() - before) == 1.0
+
+
+def probe_runs(path: Path, states: list[tuple[str, float, float | None]]) -> sqlite3.Connection:
+    """A registry's ``runs`` as the throughput benchmark reads it: ProbeTask runs n = 1, 2, … in the states given,
+    with their claim's and their end's times; opened read-only, as the benchmark does."""
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE runs (task TEXT, params TEXT, state TEXT, started_at REAL, finished_at REAL)")
+        db.execute("CREATE INDEX runs_queue ON runs(state)")
+        db.executemany(
+            "INSERT INTO runs VALUES ('ProbeTask', ?, ?, ?, ?)",
+            [(json.dumps({"n": n}), state, began, end) for n, (state, began, end) in enumerate(states, 1)],
+        )
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def test_the_throughput_poll_reads_the_batchs_runs_only_once_none_is_active(tmp_path: Path) -> None:
+    """Polled every 50 ms on the cores the service runs on, :func:`benchmarks.throughput.ended` counts the active
+    runs by the index on state and reads each run's parameters only once none is active; then it answers how many
+    are DONE and when the last ended."""
+    path = tmp_path / "runs.sqlite3"
+    db = probe_runs(path, [("DONE", 1.0, 2.0), ("RUNNING", 1.5, None), ("PENDING", 0.0, None)])
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)
+    assert throughput_module.ended(db, 1, 3) is None
+    assert not any("params" in statement for statement in statements), statements
+    with closing(sqlite3.connect(path)) as writer, writer:
+        writer.execute("UPDATE runs SET state = 'DONE', finished_at = 3.0 + started_at WHERE state != 'DONE'")
+    assert throughput_module.ended(db, 1, 3) == (3, 4.5)
+    assert any("params" in statement for statement in statements)
+    db.close()
+
+
+def test_the_throughput_benchmark_says_how_long_a_run_held_its_slot(tmp_path: Path) -> None:
+    """From its claim (``started_at``) to its DONE, the median over the batch's runs only."""
+    probe_runs(tmp_path / "runs.sqlite3", [("DONE", 1.0, 1.25), ("DONE", 2.0, 2.5), ("DONE", 3.0, 4.0)]).close()
+    assert throughput_module.held(tmp_path / "runs.sqlite3", 1, 3) == 0.5
+    assert throughput_module.held(tmp_path / "runs.sqlite3", 3, 1) == 1.0
+
+
+def test_thread_times_counts_what_a_thread_ran() -> None:
+    """A thread of this process that burns 0.3 s of CPU shows it in its ``schedstat``; a process gone shows none."""
+    found: dict[int, tuple[int, int]] = {}
+
+    def burn() -> None:
+        burnt = time.thread_time()
+        while time.thread_time() - burnt < 0.3:
+            pass
+        found.update(thread_times(os.getpid()))
+        found[-1] = (threading.get_native_id(), 0)
+
+    thread = threading.Thread(target=burn)
+    thread.start()
+    thread.join(timeout=60)
+    tid = found.pop(-1)[0]
+    assert found[tid][0] >= 0.29e9
+    never = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # above any pid
+    assert thread_times(never) == {}
