@@ -148,15 +148,15 @@ def step_out(step: Step, known: LogUrls | None = None) -> dict:
     """A step as a status lists it: its state and, when its logs can be served, their URLs (else why not)."""
     note = step_log_note(step, logged)
     logs = known_log_urls(step.key, known) if step.key and note is None else {}
-    return {
-        "task": step.task,
-        "state": step.state,
-        "executed": step.executed,
+    return {  # in the order of their names, as the answer writes them (see api.status.status_data)
         "error": step.error,
+        "executed": step.executed,
         "key": step.key,
-        "stdout_url": logs.get("stdout"),
-        "stderr_url": logs.get("stderr"),
         "log_note": note,
+        "state": step.state,
+        "stderr_url": logs.get("stderr"),
+        "stdout_url": logs.get("stdout"),
+        "task": step.task,
     }
 
 
@@ -203,7 +203,7 @@ def downloads(
     outputs = status_outputs(status, info.cls if info else None, store, service.settings)
     expiry, signing = service.settings.url_expiry, signing or signer()
     listed = [
-        {"target": output.target, "url": output_url(output, expiry, signing), "note": output.note} for output in outputs
+        {"note": output.note, "target": output.target, "url": output_url(output, expiry, signing)} for output in outputs
     ]
     url = listed[0]["url"] if listed else None
     return {

@@ -55,29 +55,37 @@ def status_data(service: Nectar, key: TargetKey, signing: UrlSigner | None = Non
     task_store = service.task_store(key)  # found once, for the status and its downloads
     status = service.status(key, task_store[1])
     run = status.run
-    # the task's log URLs, built once for the top-level fields and found again for its step (built first: the
-    # answer's keys are sorted when written, whatever order they are put in)
+    # the task's log URLs, built once for the top-level fields and found again for its step (built first)
     known: links.LogUrls = {}
     logs = links.log_links(log_source(status.key, status.job_status, run, status.steps), known)
+    files = links.downloads(status, service, task_store, signing)
+    # put in the order of their names, as the answer writes them (sort_keys): the encoder's sort of each dict then
+    # finds one run already in order (tests/api/test_status_order.py), not a shuffle to merge
     return {
-        "key": status.key.path,
-        "job_status": status.job_status,
-        "run_id": run.id if run else None,
         "attempt": run.attempt if run else None,
+        "error": status.error,
+        "expires_in": files["expires_in"],
+        "failed_step": status.failed_step,
+        "fire_time": iso_utc(run.fire_time) if run else None,
+        "job_status": status.job_status,
+        "key": status.key.path,
+        "logs_note": logs["logs_note"],
+        "logs_task": logs["logs_task"],
         "max_attempts": run.max_attempts if run else None,
+        "objects": list(run.objects) if run and run.objects is not None else None,
+        "outputs": files["outputs"],
+        "resource_note": files["resource_note"],
+        "resource_url": files["resource_url"],
         "retry_at": run.retry_at if run else None,
-        "waiting_since": run.waiting_since if run else None,
+        "run_id": run.id if run else None,
         "run_url": links.run_url(run.id) if run else None,
         "schedule_id": run.schedule_id if run else None,
-        "fire_time": iso_utc(run.fire_time) if run else None,
-        "trigger_id": run.trigger_id if run else None,
-        "objects": list(run.objects) if run and run.objects is not None else None,
-        "waiting_for": list(run.waiting_for) if run and run.waiting_for is not None else None,
-        "wait_until": iso_utc(run.wait_until) if run else None,
-        **links.downloads(status, service, task_store, signing),
-        "steps": [links.step_out(step, known) for step in status.steps],
-        "failed_step": status.failed_step,
-        "error": status.error,
-        **logs,
         "scheduler_url": service.visualiser_url(run.task_id) if run else None,
+        "stderr_url": logs["stderr_url"],
+        "stdout_url": logs["stdout_url"],
+        "steps": [links.step_out(step, known) for step in status.steps],
+        "trigger_id": run.trigger_id if run else None,
+        "wait_until": iso_utc(run.wait_until) if run else None,
+        "waiting_for": list(run.waiting_for) if run and run.waiting_for is not None else None,
+        "waiting_since": run.waiting_since if run else None,
     }

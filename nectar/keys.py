@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from nectar.errors import InvalidKey
@@ -108,11 +108,23 @@ class TargetKey:
         return cls(chain_type, chain, task, param_digest(str_params))
 
     @classmethod
+    def _matched(cls, path: str, parts: tuple[str, ...]) -> TargetKey:
+        """The key at ``path``, which :data:`KEY_RE` matched whole into ``parts`` (no '..' in its file name): made
+        without :meth:`__post_init__`'s checks, which would rebuild the same path and match it again (the status
+        poll parses one key a lookup). Its fields and ``_path`` are those the class would set."""
+        key = object.__new__(cls)
+        key.__dict__.update(zip(FIELDS, parts, strict=True), _path=path)
+        return key
+
+    @classmethod
     def parse(cls, value: str) -> TargetKey:
         """Parse a key, raising :class:`InvalidKey` that says which part is wrong."""
         found = KEY_RE.fullmatch(value) if isinstance(value, str) else None
         if found is not None:  # a valid key (its file name checked for '..' with the others, by the class)
-            return cls(*found.groups())
+            groups = found.groups()
+            if type(value) is str and ".." not in groups[4]:
+                return cls._matched(value, groups)
+            return cls(*groups)
         if not isinstance(value, str) or not value:
             raise InvalidKey("key is empty")
         if len(value) > MAX_KEY_LENGTH:
@@ -132,6 +144,10 @@ class TargetKey:
             raise InvalidKey("key must be chains/<type>/<chain>/<Task>/<md5>/<file>")
         _, chain_type, chain, task, digest, *file_parts = parts
         return cls(chain_type, chain, task, digest, "/".join(file_parts))
+
+
+#: a key's fields, in the order of its parts in a path (and of :data:`KEY_RE`'s groups)
+FIELDS = tuple(field.name for field in fields(TargetKey))
 
 
 def task_key(chain_type: str, chain: str, task: luigi.Task) -> TargetKey:

@@ -101,6 +101,10 @@ def test_parse_accepts_valid_keys(value: str) -> None:
     key = TargetKey.parse(value)
     assert key.path == value == str(key)
     assert key.folder == value.split(f"/{DIGEST}/")[0] + f"/{DIGEST}"
+    # the key the class makes of its parts, to the last attribute (a parse skips the checks its match made)
+    made = TargetKey(*value.split("/", 5)[1:])
+    assert (key, hash(key), vars(key), list(vars(key))) == (made, hash(made), vars(made), list(vars(made)))
+    assert not key < made and not made < key
 
 
 @pytest.mark.parametrize(
