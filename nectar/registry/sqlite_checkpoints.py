@@ -15,9 +15,11 @@ while it runs, so under a steady stream of writes the WAL was never all copied a
 snapshot is older holds back the frames after it: the WAL grows while it reads, and the first checkpoint after it
 let go copies all.
 
-``synchronous = NORMAL`` as before: the WAL is fsynced by each checkpoint (by both copies), but the frames written
-while the first copy runs are fsynced by the second only: a power loss may roll back up to the largest WAL's frames
-(2,000-2,600 under 8 threads, where SQLite's mark kept it near 1,000).
+``synchronous = NORMAL`` as before: a power loss may roll back what was written since the WAL's last fsync. Each
+copy fsyncs the whole WAL as it begins (every frame written so far), so that is at most the frames of one
+interval of :data:`CHECKPOINT_TURNS` turns, or of those written while the outside copy ran, where SQLite's mark was
+1,000 frames. The WAL itself holds more (its largest 2,000-2,600 frames under 8 threads, near 1,000 before): its
+frames from before the in-turn copy are fsynced, copied, and written over once it starts again.
 
 Several processes: each counts its own turns and checkpoints; SQLite lets one checkpoint run at once (another's
 ``PASSIVE`` one finds it busy and copies nothing)."""
@@ -35,9 +37,9 @@ from nectar.forks import SQLITE
 #: 1,000): a WAL no process checkpointed, written by processes that each wrote fewer than :data:`CHECKPOINT_TURNS`
 #: turns and ended (while a checkpoint runs, a COMMIT's finds it busy and returns at once)
 BACKSTOP_FRAMES = 10_000
-#: write turns of one process between two checkpoints of its own (about 10 WAL frames each: 1,000 frames, the
-#: automatic checkpoint's mark)
-CHECKPOINT_TURNS = 100
+#: write turns of one process between two checkpoints of its own (8-11 WAL frames each, a submission's or a few
+#: combined: about 1,000 frames, the mark of SQLite's automatic checkpoint, and as many fsynced at each)
+CHECKPOINT_TURNS = 90
 
 
 class Checkpointer:
