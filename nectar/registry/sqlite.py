@@ -37,6 +37,7 @@ from nectar.registry.schema import (
     statements,
 )
 from nectar.registry.sql import ACTIVE, INSERT_NEW
+from nectar.registry.sqlite_checkpoints import BACKSTOP_FRAMES, Checkpointer
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
 
@@ -63,8 +64,10 @@ class Writers:
     inherit it, and the kernel releases it when the process dies, kill -9 included.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, open_: Callable[[], sqlite3.Connection]) -> None:
         self._threads = threading.RLock()
+        #: the process's checkpoints of the file, every so many turns (:mod:`~nectar.registry.sqlite_checkpoints`)
+        self.checkpoints = Checkpointer(open_, lambda: self)
         self._turn = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._depth = 0  # the same thread may enter again (the threads' lock is reentrant): the kernel's lock once
 
@@ -95,7 +98,10 @@ class Writers:
         self._depth -= 1
         if self._depth == 0:
             fcntl.lockf(self._turn, fcntl.LOCK_UN)
-        self._threads.release()
+            self._threads.release()
+            self.checkpoints.wrote()
+        else:
+            self._threads.release()
 
 
 #: ``struct flock`` as ``fcntl(F_GETLK)`` reads and writes it (Linux, 64-bit: type, whence, start, length, pid)
@@ -225,6 +231,9 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         # per submit.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        # a checkpoint in a writer's COMMIT only past BACKSTOP_FRAMES (10x SQLite's mark): the process's thread
+        # checkpoints, off the writers' turn (sqlite_checkpoints); this is for a WAL no process checkpointed
+        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_FRAMES}")
         return conn
 
     def _writing(self) -> sqlite3.Connection:
@@ -288,7 +297,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         found = _WRITERS.get(mine)
         if found is None:
             with _OPENING:
-                found = _WRITERS.get(mine) or _WRITERS.setdefault(mine, Writers(self.path))
+                found = _WRITERS.get(mine) or _WRITERS.setdefault(mine, Writers(self.path, self._open))
         return found
 
     def _migrate(self) -> None:
@@ -367,6 +376,11 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         with SQLITE.inside(), self._writer():  # the turn: the threads make the writing connection one at a time
             self._writing().execute("SELECT 1 FROM runs LIMIT 1").fetchall()
         return f"sqlite {self.path}"
+
+    @property
+    def checkpoints(self) -> Checkpointer:
+        """This process's checkpoints of the file (:mod:`~nectar.registry.sqlite_checkpoints`)."""
+        return self._writer().checkpoints
 
     #: seconds between two looks at whether another connection committed (a read of shared memory, no I/O), where
     #: the kernel cannot tell when a run is queued
