@@ -74,8 +74,14 @@ def busy_cpu() -> float:
 
 
 def thread_cpu(pid: int) -> float:
-    """CPU seconds the live threads of ``pid`` have used, to the nanosecond (``schedstat``; ``stat`` counts ticks)."""
-    return sum(ran for ran, _ in thread_times(pid).values()) / 1e9
+    """CPU seconds the live threads of ``pid`` have used, to the nanosecond (``schedstat``; ``stat`` counts ticks).
+
+    :raises ProcessLookupError: ``pid`` is gone (no thread left to read), never a sum of nothing.
+    """
+    times = thread_times(pid)
+    if not times:
+        raise ProcessLookupError(f"process {pid} is gone")
+    return sum(ran for ran, _ in times.values()) / 1e9
 
 
 def read_calls(pids: list[int]) -> dict[int, int]:

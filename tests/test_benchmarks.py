@@ -333,3 +333,11 @@ def test_thread_times_counts_what_a_thread_ran() -> None:
     assert found[tid][0] >= 0.29e9
     never = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # above any pid
     assert thread_times(never) == {}
+
+
+def test_thread_cpu_of_a_process_gone_raises_rather_than_saying_it_used_nothing() -> None:
+    """A figure taken from a process that ended between its listing and its read is an error, not a CPU of 0."""
+    assert thread_cpu(os.getpid()) > 0
+    never = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # above any pid
+    with pytest.raises(ProcessLookupError):
+        thread_cpu(never)
