@@ -148,6 +148,13 @@ class Child:
     unread: bool = False
 
 
+def wait_status(exit: os.waitid_result) -> int:
+    """The wait status (as :func:`os.waitpid` answers it) of a process's exit as :func:`os.waitid` tells it."""
+    if exit.si_code == os.CLD_EXITED:
+        return (exit.si_status & 0xFF) << 8
+    return exit.si_status | (0x80 if exit.si_code == os.CLD_DUMPED else 0)
+
+
 class Executor:
     """Claims PENDING runs and executes up to ``concurrency`` of them at once, one child each."""
 
@@ -336,9 +343,15 @@ class Executor:
             if stays is not None:
                 self._ended(pid, child, stays << 8, exited=False)  # the wait status of an exit with that code
                 continue
-            done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
-            if done:
-                self._ended(pid, child, status, exited=True)
+            # its exit looked at, not reaped: until it is, its pid, and so its group's id, is ours, never another's
+            # process's (what it left in its group is killed by that id as its end is handled)
+            exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG))
+            if exited is None:
+                continue
+            try:
+                self._ended(pid, child, wait_status(exited), exited=True)
+            finally:
+                os.waitpid(pid, 0)
 
     @staticmethod
     def _listen(child: Child) -> int | None:

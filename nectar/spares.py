@@ -308,8 +308,8 @@ def end_group(pid: int) -> None:
     """Kill what is left of the process group of the spare ``pid``, which died before its run began: the processes
     it forked (its chain's import may fork), which would otherwise outlive it, holding its socket and what else it
     held. Its group is its own (it makes it as it starts), and is not another's: a group's id stays taken while any
-    process is in it, and ``pid`` is ours until it is reaped (:meth:`Spares._drop`) or, reaped a moment ago, the
-    last number the kernel hands out again."""
+    process is in it, and ``pid`` is ours until it is reaped, which its callers do only after this (a reaped pid may
+    be handed out again at once, to a spare forked next, which makes a group of that id)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):  # no one left in it
         os.killpg(pid, signal.SIGKILL)
 

@@ -791,6 +791,24 @@ def first_spare_held_before_it_reads_its_run(tmp_path: Path, gate: Path, monkeyp
     return first
 
 
+def killed_at_the_gate(executor: Executor, nectar: Nectar, spare: Spare, first: Path, n: int) -> str:
+    """Once ``spare`` waits at its gate (``first``, :func:`first_spare_held_before_it_reads_its_run`): a run is
+    submitted (its id answered) and handed to it, it is killed there, and ``executor`` reaps it."""
+    wait_until(first.exists, timeout=60)  # at the gate
+    run_id = submit(nectar, n)
+    executor._serve_once()
+    assert spare.pid in executor.children, "not handed to the spare at the gate"
+
+    os.kill(spare.pid, signal.SIGKILL)
+
+    def reaped() -> bool:
+        executor._reap()
+        return spare.pid not in executor.children
+
+    wait_until(reaped, timeout=60)
+    return run_id
+
+
 def test_a_spare_whose_process_exited_is_not_handed_a_run_though_its_socket_is_still_open(
     new_executor: Callable[..., Executor], quick: Settings, tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -839,18 +857,7 @@ def test_a_spare_killed_after_its_claim_before_it_read_its_run_costs_the_run_no_
     first = first_spare_held_before_it_reads_its_run(tmp_path, gate, monkeypatch)
     executor, nectar = new_executor(concurrency=1), Nectar(quick)
     spare = first_spare(executor)
-    wait_until(first.exists, timeout=60)  # at the gate
-    run_id = submit(nectar, 13)
-    executor._serve_once()
-    assert spare.pid in executor.children, "not handed to the spare at the gate"
-
-    os.kill(spare.pid, signal.SIGKILL)
-
-    def reaped() -> bool:
-        executor._reap()
-        return spare.pid not in executor.children
-
-    wait_until(reaped, timeout=60)
+    run_id = killed_at_the_gate(executor, nectar, spare, first, 13)
     requeued = nectar.runs.get(run_id)
     assert requeued is not None and (requeued.state, requeued.attempt) == (RunState.PENDING, 0), requeued
     if holder is not None:  # it held the socket until the worker reaped the spare: then it was killed with it
@@ -860,6 +867,43 @@ def test_a_spare_killed_after_its_claim_before_it_read_its_run_costs_the_run_no_
 
     charged_once(nectar, run)
     assert pid_of(run) != spare.pid
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of the process ``pid`` (``Z``: a zombie, not reaped yet), None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def test_what_a_spare_that_died_before_it_read_its_run_left_is_killed_before_its_pid_is_freed(
+    new_executor: Callable[..., Executor],
+    quick: Settings,
+    tmp_path: Path,
+    gate: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its process group is killed by its id while the dead spare is still a zombie of its worker: a reaped pid may be
+    handed out again at once (to the spare forked next, which makes a group of that id: killed by a group kill made
+    after the reap). Here it died at the gate between its claim and its run's read, a process it forked holding its
+    socket; the worker's kill of its group is watched (and made)."""
+    holder = socket_held_after_the_first_spare(tmp_path, gate, monkeypatch)
+    first = first_spare_held_before_it_reads_its_run(tmp_path, gate, monkeypatch)
+    executor, nectar = new_executor(concurrency=1), Nectar(quick)
+    killed: list[tuple[int, str | None]] = []
+    end_group = executor_module.end_group
+
+    def watched(pid: int) -> None:
+        killed.append((pid, process_state(pid)))
+        end_group(pid)
+
+    monkeypatch.setattr(executor_module, "end_group", watched)
+    spare = first_spare(executor)
+    killed_at_the_gate(executor, nectar, spare, first, 14)
+    assert killed == [(spare.pid, "Z")]
+    assert process_state(spare.pid) is None, "reaped once its end was handled"
+    wait_until(lambda: not alive(int(holder.read_text())), timeout=60)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
