@@ -804,6 +804,7 @@ def test_a_spare_whose_process_exited_is_not_handed_a_run_though_its_socket_is_s
     spare = first_spare(executor)
     os.kill(spare.pid, signal.SIGKILL)
     wait_until(lambda: not alive(spare.pid), timeout=60)
+    assert alive(int(holder.read_text())), "its fork is gone: not the case under test"
     assert not wakeup.readable([spare.channel.fileno()], 0.0), "its socket closed: not the case under test"
     run_id = submit(nectar, 12)
 
@@ -844,7 +845,15 @@ def test_a_spare_killed_after_its_claim_before_it_read_its_run_costs_the_run_no_
     executor._serve_once()
     assert spare.pid in executor.children, "not handed to the spare at the gate"
 
+    channel = executor.children[spare.pid].channel
+    assert channel is not None
     os.kill(spare.pid, signal.SIGKILL)
+    wait_until(lambda: not alive(spare.pid), timeout=60)  # dead, not reaped: the worker has judged nothing yet
+    if holder is None:  # the premise: its death closed its socket, its run unread (a reset)
+        wait_until(lambda: wakeup.readable([channel.fileno()], 0.0), timeout=60)
+    else:  # the premise: its death closed nothing, its fork holding its socket (neither a reset nor its end)
+        assert alive(int(holder.read_text())), "its fork is gone: not the case under test"
+        assert not wakeup.readable([channel.fileno()], 0.0), "its socket closed: not the case under test"
 
     def reaped() -> bool:
         executor._reap()
