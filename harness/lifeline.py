@@ -17,11 +17,15 @@ reaches the child alone, as a signal a frozen process never acts on. A pipe's en
 when the last thread ends, it needs nothing in the child, and the watcher kills a part's whole tree, frozen or not.
 
 A child forked (``os.fork``, not exec'd) from this process closes its copy of the write end, so that the watcher
-does not wait for it too; its own parts get a lifeline of their own.
+does not wait for it too; its own parts get a lifeline of their own. A part between its fork and its exec carries no
+lifeline yet (its environment is still this process's), so it keeps its copy of the write end until its exec closes
+it (close-on-exec: :meth:`harness.Processes.start` starts parts without ``close_fds``, which closed it just before
+the exec): the watcher cannot see the end of the pipe before the part carries its lifeline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -55,6 +59,16 @@ def lifeline_env() -> dict[str, str]:
             os.close(_held[1])
             _held = _start_watcher(_held[0])
         return {LIFELINE_VAR: _held[0]}
+
+
+def close_on_exec() -> None:
+    """Make every file this process holds beyond its standard streams close at the exec of what it starts: what it
+    inherited (a CI runner's pipe, say) would otherwise reach a part that a start without ``close_fds`` makes (its own
+    files are close-on-exec already, PEP 446)."""
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the directory's own descriptor, gone once listed
+            if int(name) > 2 and os.get_inheritable(int(name)):
+                os.set_inheritable(int(name), False)
 
 
 def _start_watcher(lifeline: str) -> tuple[str, int]:

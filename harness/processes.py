@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from harness.lifeline import lifeline_env
+from harness.lifeline import close_on_exec, lifeline_env
 from harness.procfs import alive, carrying, descendants, send
 from nectar.config import ENV_VARS, Settings
 from nectar.supervisor import LUIGID
@@ -133,6 +133,7 @@ class Processes:
         """``argv`` in a session of its own, ``env``, the token and this process's lifeline its whole environment
         (it dies with this process); does not wait."""
         path = self.logs / f"{name}-{len(self.procs)}.log"
+        close_on_exec()
         with open(path, "wb") as log:
             proc = subprocess.Popen(
                 argv,
@@ -141,6 +142,9 @@ class Processes:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                # what this process holds is closed by the part's exec (close-on-exec, every file: close_on_exec()),
+                # not before: until its exec gives it its lifeline, it holds the lifeline's write end (harness.lifeline)
+                close_fds=False,
             )
         self.procs.append(proc)
         self.log_of[proc.pid] = path

@@ -40,6 +40,7 @@ class RunsCollector(Collector):
         for state, n in counts.items():
             runs.add_metric([state.value], n)
         yield runs
+        # the row the queue's bound reads (NECTAR_MAX_QUEUE): one count of runs by state (nectar.registry.counts)
         yield GaugeMetricFamily(
             "nectar_queue_depth", "Runs queued and not yet claimed (PENDING).", value=counts[RunState.PENDING]
         )

@@ -7,6 +7,13 @@ at most each bound of :data:`DURATION_BOUNDS`. Each dialect keeps them with trig
 transaction of each change (:data:`SQLITE_TRIGGERS` to schema 11, then :mod:`~nectar.registry.sqlite_counts`';
 :data:`POSTGRES_TRIGGERS`), so every path that inserts, updates or deletes a run is counted by construction, and a
 transaction that dies takes its counts with it.
+
+``run_counts`` is the one count of runs by state the service reads: the queue's bound (``schema.QUEUED``, SQLite's
+bounded insert), :meth:`~nectar.registry.store.RunStore.queued` and the metrics
+(:meth:`~nectar.registry.store.RunStore.count_by_state`). :meth:`~nectar.registry.store.RunStore.count` counts the
+same thing from the runs themselves, a scan, on purpose: it is what this row is checked against
+(``tests/nectar/test_queue_count.py``), on no request's path. The runs triggers made (``object_counts.runs``,
+:mod:`~nectar.registry.fire_counts`) are another count: (trigger, run) pairs, whatever the run's state.
 """
 
 from __future__ import annotations

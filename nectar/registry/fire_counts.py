@@ -103,7 +103,8 @@ OBJECTS = Counted(
     "{row}.state = 'queued' AND {row}.modified IS NOT NULL",
     DETECTION_BOUNDS,
 )
-#: the runs triggers made: each (trigger, run) pair once, however many objects it has
+#: the runs triggers made: each (trigger, run) pair once, however many objects it has (not runs by state, which
+#: :mod:`~nectar.registry.counts` keeps: a run two triggers made or joined counts for each, whatever its state)
 READ_TRIGGER_RUNS = "SELECT runs FROM object_counts WHERE id = 1"
 
 

@@ -131,7 +131,10 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
         return current is not None and current.state == RunState.RUNNING and current.attempt == attempt
 
     @abstractmethod
-    def count(self, state: RunState | None = None) -> int: ...
+    def count(self, state: RunState | None = None) -> int:
+        """How many runs (in ``state``), counted from the runs themselves: a scan, the truth that the count the
+        database keeps (:meth:`queued`, :meth:`count_by_state`: the queue's bound and the metrics) is checked against;
+        on no request's path."""
 
     @abstractmethod
     def check(self) -> str:

@@ -97,7 +97,8 @@ class TriggerStore(ABC):
     ) -> Claim:
         """Claim those of ``objects`` no process claimed yet and make them what ``outcome`` (called with them, under
         the trigger's lock) says: one run for them all, their output already there, or a skip. Moves the cursor to
-        the last of ``objects`` (all of them are dealt with, here or before). With ``max_pending`` runs queued
+        the last of ``objects`` (all of them are dealt with, here or before), unless the trigger has not started (no
+        cursor: its first poll sets it, :meth:`start_trigger`). With ``max_pending`` runs queued
         (PENDING) and runs to queue that join no active run, none is claimed and the cursor stays (``full``): an
         object is not lost while the queue is full, a later poll claims it."""
 

@@ -165,7 +165,9 @@ class SqlTriggers(SqlSchedules):
             row = self._exec(db, text, (trigger_id, version)).fetchone()
             if row is None:  # changed, paused or removed since its loop read it
                 return Claim("stale")
-            cursor = later(row["cursor"], objects[-1].key)
+            # a trigger not started keeps no cursor until its first poll ends (``existing: new``): a first poll cut
+            # short lists the whole place again, where what was there before the trigger is still told apart
+            cursor = None if row["cursor"] is None else later(row["cursor"], objects[-1].key)
             taken = self._taken(db, trigger_id, objects)
             fresh = tuple(seen for seen in objects if (seen.key, seen.version) not in taken)
             if fresh:

@@ -21,6 +21,7 @@ from nectar.errors import InvalidParameters, NectarError, NotFound, TriggerConfl
 from nectar.preload import Moment
 from nectar.registry.model import iso_utc
 from nectar.registry.schedules import FireOutcome
+from nectar.registry.sql import queue_full
 from nectar.registry.triggers import Claim, Seen, TriggerCounts
 from nectar.stores.listing import ListStats, StoredObject, list_objects
 from nectar.triggers.declared import check_trigger, trigger_values
@@ -256,7 +257,9 @@ class TriggerBook:
         poll.listed, poll.more = len(listed), not starting and len(listed) >= POLL_OBJECTS
         size = spec.batch_size or 1
         for start in range(0, len(listed), size):
-            claim = self._claim(record, listed[start : start + size])
+            group = listed[start : start + size]
+            full = self._full(record, group) if start == 0 else None  # a poll that fills the queue: its claim tells
+            claim = Claim("full", reason=full) if full is not None else self._claim(record, group)
             poll.states[claim.state] = poll.states.get(claim.state, 0) + 1
             if claim.state == "stale":
                 return poll
@@ -264,7 +267,8 @@ class TriggerBook:
                 poll.full, poll.more = claim.reason, False
                 self.runs.polled(record.id, self.clock(), None)
                 return poll
-        if starting:  # unless a claim started it already, or another process did
+        if starting:  # unless another process did; a first poll cut short (stale, full) starts nothing: the next
+            # one lists the whole place again, so what was there before the trigger is never taken
             self.runs.start_trigger(record.id, record.version, poll.stats.last_key or "")
         # objects the glob passed over are dealt with too: the cursor moves past them
         self.runs.polled(record.id, self.clock(), None, poll.stats.last_key)
@@ -291,6 +295,22 @@ class TriggerBook:
         stats.requests += again.requests
         stats.objects += again.objects
         return confirmed
+
+    def _full(self, record: TriggerRecord, group: Sequence[StoredObject]) -> str | None:
+        """Why ``group``, a poll's first, cannot be queued now, read before its run is prepared (no output checked,
+        no pre-load's place listed): the queue at its bound and no active run of its key to join (its task is made,
+        only for its key). None: the claim decides, under the trigger's lock, with the queue as it is then."""
+        bound = int(self.nectar.settings.max_queue)
+        ahead = self.runs.queued()
+        if ahead < bound:
+            return None
+        try:
+            info = self.nectar.known_task(*record.spec.ref) or self.nectar.task(*record.spec.ref)
+            key = info.key_of(info.instantiate(trigger_values(record.spec, [found.uri for found in group])))
+        except Exception:  # the claim records why it cannot be made (a skip takes no room in the queue)
+            return None
+        joined = self.runs.latest(key.path)
+        return None if joined is not None and joined.state.active else f"the run queue is full: {queue_full(ahead)}"
 
     def _claim(self, record: TriggerRecord, group: Sequence[StoredObject]) -> Claim:
         uris = {found.key: found.uri for found in group}

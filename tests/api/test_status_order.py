@@ -6,18 +6,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+import boto3
+import botocore.auth
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from api.context import facade
 from api.status import status_data
-from benchmarks.population import TASK, Probe, fill_store, finished_run
+from benchmarks.population import TASK, Probe, finished_run
 from nectar import signing
 from nectar.config import Settings
-from nectar.keys import STDERR_FILE, STDOUT_FILE
+from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
 from nectar.registry import RunState, Step
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.clock import Clock
@@ -46,23 +49,49 @@ def in_order(value: object) -> bool:
     return True
 
 
+def stored(settings: Settings) -> Callable[[TargetKey, str], None]:
+    """Put a file at a key of the settings' store: the local folder, or the S3 bucket (moto's server)."""
+    if settings.store_kind != "s3":
+
+        def put_local(key: TargetKey, text: str) -> None:
+            path = settings.local_targets_dir / key.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+
+        return put_local
+    client = boto3.client("s3")
+    return lambda key, text: client.put_object(Bucket=settings.bucket, Key=key.path, Body=text.encode())
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_an_answer_s_fields_are_put_in_the_order_it_writes_them(
-    app: Flask, client: FlaskClient, settings: Settings, shape: str, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    client_for: Callable[[Settings], FlaskClient],
+    settings: Settings,
+    shape: str,
+    store: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    Clock(NOW).install(monkeypatch, signing)  # the answers compared sign in the same second
+    clock = Clock(NOW).install(monkeypatch, signing)  # the answers compared sign in the same second
+    if store == "s3":  # moto's server through the harness; S3's presigned links too (SigV2's expiry, SigV4's date)
+        settings = request.getfixturevalue("s3_settings")
+        clock.install(monkeypatch, botocore.auth)
+        frozen = datetime.fromtimestamp(NOW, UTC).replace(tzinfo=None)
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda remove_tzinfo=True: frozen)
+    client = client_for(settings)
+    app = client.application
     fields = SHAPES[shape]
     probe = Probe(list(SHAPES).index(shape))
     run = dataclasses.replace(finished_run(probe, NOW), **fields)
     step_state = fields["state"].value if fields["state"] != RunState.WAITING else RunState.PENDING.value
     step = Step(run.id, run.task_id, TASK, run.key, step_state, executed=step_state != "PENDING", updated_at=NOW)
     SQLiteRunStore(settings.registry_path).import_runs([run], [step])
+    put = stored(settings)
     if fields["state"] == RunState.DONE:
-        fill_store(settings.local_targets_dir, range(probe.n, probe.n + 1))
+        put(probe.key, "probe\n")
     for name in (STDOUT_FILE, STDERR_FILE):  # its stored logs: every link handed out answers
-        log = settings.local_targets_dir / probe.key.with_file(name).path
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("probe ran\n")
+        put(probe.key.with_file(name), "probe ran\n")
     path = f"/api/chainstatus?chain={probe.key.path}"
 
     body = client.get(path).get_data(as_text=True)
@@ -71,6 +100,9 @@ def test_an_answer_s_fields_are_put_in_the_order_it_writes_them(
 
     answer = json.loads(body)
     assert answer["data"]["job_status"] == fields["state"].value
+    assert (store == "s3") == (f"s3://{settings.bucket}/" in body)  # the store's own answer
+    if fields["state"] == RunState.DONE:  # its download link: S3's presigned URL, or the API's own signed one
+        assert (store == "s3") == ("AWSAccessKeyId=" in body or "X-Amz-Signature=" in body)
     assert in_order(data)
     assert body == json.dumps(answer, sort_keys=True, separators=(",", ":")) + "\n"
     assert answer["data"] == json.loads(json.dumps(data))

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -252,3 +254,97 @@ def test_a_command_a_test_runs_to_its_end_dies_when_the_test_process_is_killed(
     assert pids
 
     killed_with_all_it_started(starter, pids)
+
+
+#: a process that starts its lifeline's watcher, then a part through the harness (from a thread: the start returns
+#: only once the part has exec'd), prints its pid and the watcher's and waits
+HELD_STARTER = """
+import os, sys, threading
+from pathlib import Path
+from harness import Processes, base_env, lifeline
+lifeline.lifeline_env()
+print(os.getpid(), lifeline._watchers[-1].pid, flush=True)
+start = Processes(Path(sys.argv[1])).start
+threading.Thread(target=start, args=("held", [sys.argv[2], "3600"], base_env()), daemon=True).start()
+threading.Event().wait()
+"""
+
+
+def two_pids(line: str) -> bool:
+    return len(line.split()) == 2 and line.replace(" ", "").isdigit()
+
+
+def strace() -> str:
+    """strace's path, installing Debian's package if it is missing (as the PostgreSQL tests install theirs)."""
+    found = shutil.which("strace")
+    if found is None:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", **lifeline_env()}
+        for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "strace"]):
+            subprocess.run(argv, env=env, check=True, capture_output=True, timeout=600)
+        found = shutil.which("strace")
+    assert found is not None, "strace is not on the PATH after installing it"
+    return found
+
+
+def state(pid: int) -> str:
+    """The state letter of ``pid`` in /proc ("t": stopped by its tracer; "" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return ""
+
+
+def pipe_holders(pipe: str) -> set[int]:
+    """Every process holding ``pipe`` (a ``pipe:[inode]`` link of /proc) open."""
+    found = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if any(os.readlink(f"/proc/{entry}/fd/{fd}") == pipe for fd in os.listdir(f"/proc/{entry}/fd")):
+                found.add(int(entry))
+    return found
+
+
+def test_a_part_held_in_its_execve_when_its_starter_dies_dies_too(processes: Processes, tmp_path: Path) -> None:
+    """A part forked by the harness, stopped at the entry of its ``execve`` (strace holds it there until the test kills
+    strace) when its starter is SIGKILLed, carries nothing yet: its environment is still its starter's. It still
+    holds the lifeline's write end, which its exec closes (close-on-exec), so the watcher waits for that exec and
+    finds it. Before, the harness's ``close_fds`` had closed it before the ``execve``: the watcher swept at once,
+    found nothing and ended, and the part then ran on, carrying a lifeline no one watched."""
+    held = tmp_path / "held-sleep"
+    shutil.copy("/bin/sleep", held)  # a file of its own: strace holds no other execve
+    hold = ["-f", "-qq", "-o", "/dev/null", "-P", str(held), "-e", "trace=execve"]
+    hold += ["-e", "inject=execve:delay_enter=3600s"]  # an hour: until the test kills strace
+    argv = [strace(), *hold, sys.executable, "-c", HELD_STARTER, str(tmp_path / "held-logs"), str(held)]
+    tracer = processes.start("held-starter", argv, base_env(), REPO)
+    said = waitfor(first_line_said(processes, tracer, two_pids), 120, "the starter's pids")
+    starter, watcher = map(int, said.split())
+
+    def part() -> int | None:  # the starter's child stopped by strace: at the entry of its execve
+        return next((pid for pid in descendants(starter) if pid != watcher and state(pid) == "t"), None)
+
+    child = waitfor(part, 60, "the part held at its execve")
+    *_, read_end, _ = waitfor(lambda: cmdline(watcher), 60, "the watcher's command line").split()
+    pipe = os.readlink(f"/proc/{watcher}/fd/{read_end}")
+    try:
+        send(starter, signal.SIGKILL)
+        waitfor(lambda: not alive(starter), 60, "the starter to die")
+        # the watcher has seen the end of its pipe and ended, or a process still holds the write end: its decision
+        waitfor(lambda: not alive(watcher) or pipe_holders(pipe) - {watcher}, 60, "the watcher's decision")
+        send(tracer.pid, signal.SIGKILL)  # the part let go: its execve goes on
+        waitfor(lambda: not alive(child), 60, "the part, exec'd, to be killed by the watcher")
+    finally:
+        send(child, signal.SIGKILL)
+
+
+def test_a_part_holds_none_of_its_starter_s_files_but_its_standard_streams(processes: Processes) -> None:
+    """Parts start without ``close_fds`` (their exec closes what they hold, above): a file this process holds, one it
+    inherited too (made inheritable here), still does not reach them (kept behaviour)."""
+    read_end, write_end = os.pipe()
+    os.set_inheritable(read_end, True)
+    try:
+        part = processes.start("sleeper", ["sleep", "3600"], base_env())
+        held = waitfor(lambda: cmdline(part.pid).startswith("sleep") and os.listdir(f"/proc/{part.pid}/fd"), 60, "it")
+        assert sorted(map(int, held)) == [0, 1, 2], {fd: os.readlink(f"/proc/{part.pid}/fd/{fd}") for fd in held}
+    finally:
+        os.close(read_end)
+        os.close(write_end)

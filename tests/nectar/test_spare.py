@@ -791,15 +791,28 @@ def first_spare_held_before_it_reads_its_run(tmp_path: Path, gate: Path, monkeyp
     return first
 
 
-def killed_at_the_gate(executor: Executor, nectar: Nectar, spare: Spare, first: Path, n: int) -> str:
+def killed_at_the_gate(
+    executor: Executor,
+    nectar: Nectar,
+    spare: Spare,
+    first: Path,
+    n: int,
+    premise: Callable[[socket.socket], None] | None = None,
+) -> str:
     """Once ``spare`` waits at its gate (``first``, :func:`first_spare_held_before_it_reads_its_run`): a run is
-    submitted (its id answered) and handed to it, it is killed there, and ``executor`` reaps it."""
+    submitted (its id answered) and handed to it, it is killed there, and ``executor`` reaps it. ``premise``, if
+    given, checks the case under test on the worker's end of the spare's socket once the spare is dead, not reaped."""
     wait_until(first.exists, timeout=60)  # at the gate
     run_id = submit(nectar, n)
     executor._serve_once()
     assert spare.pid in executor.children, "not handed to the spare at the gate"
 
+    channel = executor.children[spare.pid].channel
+    assert channel is not None
     os.kill(spare.pid, signal.SIGKILL)
+    if premise is not None:
+        wait_until(lambda: not alive(spare.pid), timeout=60)  # dead, not reaped: the worker has judged nothing yet
+        premise(channel)
 
     def reaped() -> bool:
         executor._reap()
@@ -822,6 +835,7 @@ def test_a_spare_whose_process_exited_is_not_handed_a_run_though_its_socket_is_s
     spare = first_spare(executor)
     os.kill(spare.pid, signal.SIGKILL)
     wait_until(lambda: not alive(spare.pid), timeout=60)
+    assert alive(int(holder.read_text())), "its fork is gone: not the case under test"
     assert not wakeup.readable([spare.channel.fileno()], 0.0), "its socket closed: not the case under test"
     run_id = submit(nectar, 12)
 
@@ -857,7 +871,15 @@ def test_a_spare_killed_after_its_claim_before_it_read_its_run_costs_the_run_no_
     first = first_spare_held_before_it_reads_its_run(tmp_path, gate, monkeypatch)
     executor, nectar = new_executor(concurrency=1), Nectar(quick)
     spare = first_spare(executor)
-    run_id = killed_at_the_gate(executor, nectar, spare, first, 13)
+
+    def premise(channel: socket.socket) -> None:
+        if holder is None:  # its death closed its socket, its run unread (a reset)
+            wait_until(lambda: wakeup.readable([channel.fileno()], 0.0), timeout=60)
+        else:  # its death closed nothing, its fork holding its socket (neither a reset nor its end)
+            assert alive(int(holder.read_text())), "its fork is gone: not the case under test"
+            assert not wakeup.readable([channel.fileno()], 0.0), "its socket closed: not the case under test"
+
+    run_id = killed_at_the_gate(executor, nectar, spare, first, 13, premise)
     requeued = nectar.runs.get(run_id)
     assert requeued is not None and (requeued.state, requeued.attempt) == (RunState.PENDING, 0), requeued
     if holder is not None:  # it held the socket until the worker reaped the spare: then it was killed with it

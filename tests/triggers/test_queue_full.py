@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,76 @@ def test_an_object_whose_run_joins_an_active_run_is_claimed_with_the_queue_full(
     assert poll(TriggerLoop(nectar.triggers), caplog) == []
     (claimed,) = nectar.runs.trigger_objects(trigger_id)
     assert (claimed.state, claimed.run_id) == ("queued", joined)
+
+
+def test_a_first_poll_cut_short_by_the_full_queue_never_takes_what_was_there_before_the_trigger(
+    nectar: Nectar,  # noqa: F811
+    landing: Path,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``existing: new``: the first poll claims a new object, then finds the queue full. Objects there before the
+    trigger was made, with keys between the new ones, stay untaken however many polls it takes to start."""
+    old = land(landing, "b.csv", "d.csv")
+    made = time.time()
+    for path in old:
+        os.utime(path, (made - 60, made - 60))
+    queued = [submit(nectar, f"/elsewhere/{n}.csv") for n in range(BOUND - 1)]  # room for one run
+    trigger_id = api_trigger(nectar, landing)
+    new = land(landing, "a.csv", "c.csv", "e.csv")
+    loop = TriggerLoop(nectar.triggers)
+    (warned,) = poll(loop, caplog)  # a.csv claimed, then the queue full before c.csv
+    assert "the run queue is full" in warned
+    assert objects_of(nectar, trigger_id) == [(new[0],)]
+    end_run(nectar, queued[0])
+    end_run(nectar, nectar.runs.trigger_objects(trigger_id)[0].run_id or "")
+    poll(loop, caplog)
+    assert objects_of(nectar, trigger_id) == [(new[0],), (new[1],), (new[2],)]
+    claimed = {o.object_key for o in nectar.runs.trigger_objects(trigger_id)}
+    assert claimed == {"a.csv", "c.csv", "e.csv"}
+    started = nectar.runs.trigger(trigger_id)
+    assert started is not None and started.cursor == "e.csv"
+
+
+COUNTED_CHAIN = '''
+import luigi
+from nectar import NectarTask
+
+
+class CountedTask(NectarTask):
+    """A landed file whose output check is counted, a line a call."""
+
+    path = luigi.Parameter()
+
+    def complete(self):
+        with open({counter!r}, "a") as out:
+            out.write(self.path + "\\n")
+        return super().complete()
+'''
+
+
+def test_a_poll_with_the_queue_full_prepares_nothing_and_claims_once_there_is_room(
+    nectar: Nectar,  # noqa: F811
+    landing: Path,  # noqa: F811
+    write_chain: Callable[[str, str], Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The bound is read before an object's run is prepared: polls with the queue full check no output (nor list a
+    pre-load's place), still warn and keep the cursor before the object; with room, it is prepared once and claimed."""
+    counter = tmp_path / "complete-calls.txt"
+    write_chain("ingest/counted_chain", COUNTED_CHAIN.format(counter=str(counter)))
+    queued = [submit(nectar, f"/elsewhere/{n}.csv") for n in range(BOUND)]
+    definition = {"task": "ingest/counted_chain/CountedTask", "prefix": str(landing), "param": "path"}
+    trigger_id = nectar.triggers.create({**definition, "existing": "all"}).id
+    (path,) = land(landing, "a.csv")
+    loop = TriggerLoop(nectar.triggers)
+    for _ in range(3):
+        (warned,) = poll(loop, caplog)
+        assert f"the run queue is full: {BOUND} runs are queued" in warned
+        assert not counter.exists()  # no output checked
+        record = nectar.runs.trigger(trigger_id)
+        assert record is not None and record.cursor == ""  # still before the object
+    end_run(nectar, queued[0])
+    assert poll(loop, caplog) == []
+    assert counter.read_text().splitlines() == [path]
+    assert objects_of(nectar, trigger_id) == [(path,)]
