@@ -32,6 +32,7 @@ from harness import (
 )
 from nectar import ports
 from nectar.config import Settings
+from tests.helpers.debian import install
 from tests.helpers.postgres import ensure_installed, stop_orphans
 
 
@@ -275,14 +276,10 @@ def two_pids(line: str) -> bool:
 
 
 def strace() -> str:
-    """strace's path, installing Debian's package if it is missing (as the PostgreSQL tests install theirs)."""
+    """strace's path, installing Debian's package if it is missing."""
+    install("strace", lambda: shutil.which("strace") is not None)
     found = shutil.which("strace")
-    if found is None:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", **lifeline_env()}
-        for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "strace"]):
-            subprocess.run(argv, env=env, check=True, capture_output=True, timeout=600)
-        found = shutil.which("strace")
-    assert found is not None, "strace is not on the PATH after installing it"
+    assert found is not None  # install() checked it
     return found
 
 

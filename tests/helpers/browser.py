@@ -4,13 +4,13 @@ pages: a plugin of the root conftest, so no test module defines its own copy of 
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.helpers.debian import NotInstalled, install
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -28,27 +28,12 @@ CHROMIUM_ARGS = [
 EXPECT_TIMEOUT_MS = 30_000
 
 
-def install_chromium() -> None:
-    """Install Debian's chromium with apt-get (CI runs as root); fail the tests, never skip them, if impossible."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
-        try:
-            done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.fail(f"{CHROMIUM} is missing and `{' '.join(argv)}` could not run: {exc}", pytrace=False)
-        if done.returncode != 0:
-            pytest.fail(
-                f"{CHROMIUM} is missing and `{' '.join(argv)}` failed ({done.returncode}):\n{done.stderr[-3000:]}",
-                pytrace=False,
-            )
-
-
 @pytest.fixture(scope="session")
 def chromium() -> Path:
-    if not CHROMIUM.exists():
-        install_chromium()
-    if not CHROMIUM.exists():
-        pytest.fail(f"apt-get installed chromium, yet {CHROMIUM} does not exist", pytrace=False)
+    try:  # fail the tests, never skip them, if it cannot be installed
+        install("chromium", CHROMIUM.exists)
+    except NotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
     return CHROMIUM
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 
 from harness import lifeline_env
+from tests.helpers.debian import install
 
 
 def _binaries() -> Path | None:
@@ -24,16 +25,9 @@ def _binaries() -> Path | None:
 
 def ensure_installed() -> Path:
     """The folder of PostgreSQL's server programs, installing Debian's ``postgresql`` package if it is missing."""
+    install("postgresql", lambda: _binaries() is not None)
     binaries = _binaries()
-    if binaries is None:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"]):
-            done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
-            if done.returncode != 0:
-                raise RuntimeError(f"cannot install PostgreSQL ({' '.join(argv)}): {done.stderr[-2000:]}")
-        binaries = _binaries()
-    if binaries is None:
-        raise RuntimeError("PostgreSQL's server programs are not in /usr/lib/postgresql/*/bin")
+    assert binaries is not None  # install() checked it
     return binaries
 
 
