@@ -34,7 +34,7 @@ from benchmarks.harness import (
 )
 from benchmarks.load import hammer
 from harness import LUIGI_CFG, read_calls, waitfor
-from harness.procfs import thread_cpu, tree_cpu
+from harness.procfs import thread_cpu, thread_times, tree_cpu
 from nectar.registry import RunState
 from nectar.registry.sqlite import SQLiteRunStore
 
@@ -145,14 +145,19 @@ class LocalBuilders:
     (what else the machine runs at that moment, the cluster's idle processes beside them), and spread over several
     processes as the service's are (its attempt processes, workers, API workers): the median of one process's builds
     was steady within a run of this benchmark but 3.4 to 7.7 ms between runs of identical code, for the same work
-    (15.2 M instructions per build under callgrind, the same to 0.5 % whatever the hash seed), a draw per process
-    (where its memory and threads landed) that one process made once for every sample.
+    (15.2 M instructions per build under callgrind, the same to 0.5 % whatever the hash seed; 2.3 to 3.0 ms of CPU):
+    the rest was time waiting for a core (``schedstat``: 0.1 ms in one process's median build, 13.6 ms in
+    another's), which is whatever else runs at that moment, so both sides must take their samples at the same
+    moments, from the same idle cluster. Printed: how long the floor's builds ran and waited for a core.
     """
 
     def __init__(self, cluster: Cluster, count: int = BUILDERS) -> None:
         self.cluster = cluster
         self.asked = 0
         self.pipes: list[tuple[int, int]] = []
+        self.pids: list[int] = []
+        #: of each measured build, whole, the nanoseconds its process ran and waited for a core while runnable
+        self.spent: list[tuple[int, int]] = []
         env = cluster.env(PYTHONPATH=os.pathsep.join([str(cluster.dir), os.getcwd()]), LUIGI_CONFIG_PATH=str(LUIGI_CFG))
         for i in range(count):
             ask, told = cluster.dir / f"build-ask-{i}", cluster.dir / f"build-told-{i}"
@@ -162,17 +167,27 @@ class LocalBuilders:
                 "local-build", [sys.executable, "-m", "benchmarks.dispatch", str(ask), str(told)], env
             )
             self.pipes.append((fifo_end(ask, os.O_WRONLY, proc), fifo_end(told, os.O_RDONLY, proc)))
+            self.pids.append(proc.pid)
         for i in range(count):  # each process's first build, unmeasured
             self.build(-1000 - i)
+        self.spent.clear()
 
     def build(self, n: int) -> float:
         """Seconds from the call of ``luigi.build([ProbeTask(n)], local_scheduler=True)`` to its run() starting, in
         the next process in turn, once that build has ended."""
-        ask, told = self.pipes[self.asked % len(self.pipes)]
+        (ask, told), pid = self.pipes[self.asked % len(self.pipes)], self.pids[self.asked % len(self.pids)]
         self.asked += 1
+        before = thread_times(pid)
         os.write(ask, f"{n}\n".encode())
         if os.read(told, 64) != b"built\n":
             raise RuntimeError(f"a local build process failed to build ProbeTask(n={n}); see {self.cluster.procs.logs}")
+        after = thread_times(pid)  # a thread the build started and ended (luigi's keep-alive) is not counted
+        self.spent.append(
+            (
+                sum(ran - before[tid][0] for tid, (ran, _) in after.items() if tid in before),
+                sum(waited - before[tid][1] for tid, (_, waited) in after.items() if tid in before),
+            )
+        )
         called = next(float(t) for m, t in self.cluster.ledger_lines("call") if int(m) == n)
         return started_at(self.cluster, n) - called
 
@@ -260,6 +275,8 @@ def run(ctx: Context) -> list[Figure]:
     )
     slowest = "; ".join(" / ".join(f"{hop * 1000:.1f}" for hop in p) for p in sorted(phases, key=lambda p: p[-1])[-5:])
     print(f"the 5 slowest samples, POST → 202 / → claimed / → run() in ms: {slowest}")
+    ran, waited = (median(ns) / 1e6 for ns in zip(*builders.spent, strict=True))
+    print(f"the floor's builds, call to end: median {ran:.2f} ms on a core, {waited:.2f} ms waiting for one")
     print(f"luigid's CPU per run, POST to the run's end: median {median([p[3] for p in measured]) * 1000:.2f} ms")
     what = f"python -m luigi per request (n={seed_samples})"
     floor = f"luigi.build, local scheduler, warm process (n={samples}, {BUILDERS} processes, in turn with the service)"

@@ -5,6 +5,7 @@ closed before its answer raises as over HTTP, the call not sent again."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import threading
@@ -156,6 +157,24 @@ def test_a_request_without_the_secret_is_not_switched_and_reaches_no_scheduler(
     head, sock = upgrade(url, {SECRET_HEADER: SECRET})
     sock.close()
     assert head.startswith(b"HTTP/1.1 101 ") and f"Upgrade: {FRAMED}".encode() in head, head
+
+
+def test_a_frame_over_tornados_bound_on_a_body_closes_its_connection_unanswered(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """As tornado closes a connection whose request announces a body over its bound (100 MB), luigid closes one whose
+    frame announces as much, before it arrives, and runs nothing of it; other connections are served on."""
+    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID)
+    head, sock = upgrade(url, {SECRET_HEADER: SECRET})
+    try:
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        sock.sendall((2**32 - 1).to_bytes(4, "big") + b'[["pause", {}]]')
+        with contextlib.suppress(ConnectionResetError):
+            while sock.recv(65536):
+                pass
+    finally:
+        sock.close()
+    assert SchedulerClient(url, 60, SECRET).call("is_paused") == {"paused": False}
 
 
 def test_a_luigid_without_frames_is_talked_to_over_http(processes: Processes, tmp_path: Path) -> None:
