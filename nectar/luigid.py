@@ -6,7 +6,8 @@ three calls per task. :class:`LuigidRPC` is that scheduler over :class:`Connecti
 persistent ``http.client`` connection per thread and process, through the one hook of
 :mod:`nectar.luigi_internals`): a call that fails is retried at once on a fresh connection, then
 handed to luigi's own retry loop (``rpc-retry-attempts``, ``rpc-retry-wait``). The calls whose answers
-luigi's worker never reads ride with its next call in one request (:data:`BATCH_RPC`), to our luigid.
+luigi's worker never reads ride with its next call in one request (:data:`BATCH_RPC`), to our luigid,
+which switches each connection of ours to frames once asked (:data:`UPGRADE_RPC`): no HTTP per call.
 :class:`SchedulerClient` asks luigid about one task, never the task list.
 
 Every call carries the scheduler secret (:func:`scheduler_secret`) in :data:`SECRET_HEADER`: the
@@ -58,6 +59,15 @@ TOO_LARGE = 413
 #: how many batches as large as one refused (:data:`TOO_LARGE`) go call by call before one is sent whole again: a
 #: proxy's limit raised since is used again, at the cost of one more refused (not run) request when it was not
 TOO_LARGE_RETRY = 100
+#: the RPC of our luigid that switches a connection of ours (its request carrying the scheduler secret, which the
+#: guard checks as for any request) from HTTP to :data:`FRAMED`: a ``GET`` with ``Upgrade: nectar-rpc``, answered
+#: ``101``; any other answer (luigi's own luigid's 404, a proxy that refuses ``Upgrade``) leaves that scheduler's
+#: calls on HTTP
+UPGRADE_RPC = "nectar_upgrade"
+#: the protocol of an upgraded connection: each request a frame, its length (:data:`FRAME_HEAD` bytes, big-endian)
+#: then a :data:`BATCH_RPC` body, answered with a frame of that batch's answer; no HTTP parse per call on either side
+FRAMED = "nectar-rpc"
+FRAME_HEAD = 4
 #: where the RPCs are, under luigid's URL
 RPC_PATH = "/api/"
 
@@ -132,12 +142,19 @@ class Connections:
     does (:data:`NO_BATCH_RPC`: luigi's own luigid's 404, a proxy's 405) is sent one request per call from then on, by
     this object. A batch refused as too large (:data:`TOO_LARGE`) is not run: its calls go again one request each,
     and a later batch as large goes so at once (the next :data:`TOO_LARGE_RETRY` of them).
+
+    With ``frames`` and a secret, each new connection first asks luigid to leave HTTP (:data:`UPGRADE_RPC`); once
+    switched, each request is a frame (:data:`FRAMED`), answered and failing as over HTTP (a call's 404 or 500 as
+    :class:`LuigidError`, a connection closed before the answer as ``RemoteDisconnected``, under the same rules of
+    sending again). A luigid that does not switch it is talked to over HTTP, by this object, from then on.
     """
 
     #: most calls sent ahead and unread at once: the next waits for their answers first
     MAX_UNREAD = 32
 
-    def __init__(self, url: str, timeout: float, secret: str | None = None, batches: bool = False) -> None:
+    def __init__(
+        self, url: str, timeout: float, secret: str | None = None, batches: bool = False, frames: bool = True
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL of luigid: {url!r}")
@@ -160,6 +177,9 @@ class Connections:
         #: until :data:`TOO_LARGE_RETRY` batches went call by call for it (counted in ``_sent_alone``)
         self._too_large: int | None = None
         self._sent_alone = 0
+        #: whether each new connection asks to leave HTTP for :data:`FRAMED` (only with the secret, which the guard
+        #: asks of it): until luigid answers it otherwise than ``101`` (no such RPC, a proxy that refuses it)
+        self.frames = frames and bool(secret)
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection, and whether it was used before (a server may have closed it since)."""
@@ -182,8 +202,8 @@ class Connections:
         conn, reused = self._connection()
         if not reused:
             try:
-                conn.connect()
-            except OSError:
+                self._connect(conn)
+            except ERRORS:
                 self._drop()
 
     def _drop(self) -> None:
@@ -212,7 +232,7 @@ class Connections:
         try:
             conn, _ = self._connection()
             if conn.sock is None:
-                conn.connect()
+                self._connect(conn)
             self._write(conn, unread)
         except ERRORS:
             self._drop()  # the next call sends it again, on a new connection
@@ -269,15 +289,19 @@ class Connections:
                 batch = None if alone else self._batch(unread)
                 try:
                     if conn.sock is None:
-                        conn.connect()
+                        self._connect(conn)
+                    framed = self._framed(conn)
                     if batch is None:
                         self._write(conn, unread)
                     else:
-                        conn.sock.sendall(batch)
+                        conn.sock.sendall(_frame(batch) if framed else self._batch_request(batch))
                         unread.sent = len(unread.calls)
                     if unread.meanwhile:
                         self._while_luigid_answers(unread)
-                    answers = _read_answers(conn.sock, len(unread.calls) if batch is None else 1)
+                    count = len(unread.calls) if batch is None else 1
+                    answers = _read_frames(conn.sock, count) if framed else _read_answers(conn.sock, count)
+                    if framed and batch is None:  # each call its own frame, answered as a batch of one
+                        answers = [one for answer in answers for one in self._batch_answers(answer, 1, 0)]
                 except ERRORS as exc:
                     self._drop()
                     if reused and isinstance(exc, CLOSED):  # closed while idle: once more, on a new connection
@@ -312,16 +336,15 @@ class Connections:
         return bodies[len(bodies) - len(calls) :]
 
     def _batch(self, unread: _Unread) -> bytes | None:
-        """The one request of :data:`BATCH_RPC` that sends every call of ``unread`` (none written yet), when there are
-        several and each is an RPC as luigi's client posts it (a form of one ``data`` field, its JSON arguments)."""
+        """The body of the one request of :data:`BATCH_RPC` that sends every call of ``unread`` (none written yet),
+        when there are several and each is an RPC as luigi's client posts it (a form of one ``data`` field, its JSON
+        arguments)."""
         if not self.batches or unread.sent or len(unread.calls) < 2:
             return None
-        calls = []
-        for path, form, _ in unread.calls:
-            if not path.startswith(RPC_PATH) or form.keys() != {"data"}:
-                return None
-            calls.append(f"[{json.dumps(path[len(RPC_PATH) :])},{form['data']}]")
-        request = self._request(RPC_PATH + BATCH_RPC, f"[{','.join(calls)}]".encode(), JSON)
+        calls = [_batch_entry(path, form) for path, form, _ in unread.calls]
+        if None in calls:
+            return None
+        request = f"[{','.join(cast(list[str], calls))}]".encode()
         if self._too_large is None or len(request) < self._too_large:
             return request
         self._sent_alone += 1
@@ -329,6 +352,9 @@ class Connections:
             return None
         self._too_large, self._sent_alone = None, 0  # sent whole: a 413 again remembers its length again
         return request
+
+    def _batch_request(self, body: bytes) -> bytes:
+        return self._request(RPC_PATH + BATCH_RPC, body, JSON)
 
     def _batch_answers(self, answer: _Answer, count: int, length: int) -> list[_Answer]:
         """The answers of a batch's ``count`` calls (a request ``length`` bytes long), as each alone would have been
@@ -361,16 +387,49 @@ class Connections:
         return answers
 
     def _write(self, conn: http.client.HTTPConnection, unread: _Unread) -> None:
-        """Write the calls of ``unread`` not yet written on ``conn``."""
+        """Write the calls of ``unread`` not yet written on ``conn`` (on an upgraded one, each a frame of its own)."""
         if unread.sent < len(unread.calls):
-            requests = (self._request(path, form_body(form)) for path, form, _ in unread.calls[unread.sent :])
+            if self._framed(conn):
+                requests = (_frame(_framed_call(path, form)) for path, form, _ in unread.calls[unread.sent :])
+            else:
+                requests = (self._request(path, form_body(form)) for path, form, _ in unread.calls[unread.sent :])
             conn.sock.sendall(b"".join(requests))
             unread.sent = len(unread.calls)
 
+    def _connect(self, conn: http.client.HTTPConnection) -> None:
+        """Connect ``conn``, and ask luigid to switch it to :data:`FRAMED` (:data:`UPGRADE_RPC`) while
+        :attr:`frames`: any answer but ``101`` leaves this scheduler's calls on HTTP from then on (on this connection
+        if luigid keeps it open, else on a new one)."""
+        conn.connect()
+        self._local.framed = None
+        if not self.frames:
+            return
+        lines = [f"GET {self.base_path}{RPC_PATH}{UPGRADE_RPC} HTTP/1.1", f"Host: {self._host_header()}"]
+        lines += ["Connection: Upgrade", f"Upgrade: {FRAMED}"]
+        lines += [f"{name}: {value}" for name, value in self._headers.items()]
+        try:
+            conn.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            answer = _read_answers(conn.sock, 1)[0]
+        except ERRORS:  # a server or proxy that closes on it: HTTP from now on, on a new connection
+            answer = _Answer(0, "", True, b"")
+        if answer.status == 101:
+            self._local.framed = conn
+            return
+        self.frames = False
+        if answer.will_close:
+            conn.close()
+            conn.connect()
+
+    def _framed(self, conn: http.client.HTTPConnection) -> bool:
+        """Whether ``conn`` was switched to :data:`FRAMED`."""
+        return getattr(self._local, "framed", None) is conn
+
+    def _host_header(self) -> str:
+        return self._host if self._port is None else f"{self._host}:{self._port}"
+
     def _request(self, path: str, body: bytes, content_type: str = FORM) -> bytes:
         """One POST as ``http.client`` sends it."""
-        host = self._host if self._port is None else f"{self._host}:{self._port}"
-        lines = [f"POST {self.base_path}{path} HTTP/1.1", f"Host: {host}", "Accept-Encoding: identity"]
+        lines = [f"POST {self.base_path}{path} HTTP/1.1", f"Host: {self._host_header()}", "Accept-Encoding: identity"]
         lines.append(f"Content-Type: {content_type}")
         lines += [f"{name}: {value}" for name, value in self._headers.items()]
         lines.append(f"Content-Length: {len(body)}")
@@ -389,6 +448,43 @@ class Connections:
         if unread.calls:
             self._drop()
         self._local.unread = None
+
+
+def _batch_entry(path: str, form: dict[str, str]) -> str | None:
+    """A call's entry in a batch (``[method, arguments]``), if it is an RPC as luigi's client posts it."""
+    if not path.startswith(RPC_PATH) or form.keys() != {"data"}:
+        return None
+    return f"[{json.dumps(path[len(RPC_PATH) :])},{form['data']}]"
+
+
+def _framed_call(path: str, form: dict[str, str]) -> bytes:
+    """A call alone as a frame's body: a batch of one (only RPCs as luigi's client posts them go on a connection)."""
+    entry = _batch_entry(path, form)
+    if entry is None:
+        raise http.client.HTTPException(f"not an RPC that goes on an upgraded connection: {path}")
+    return f"[{entry}]".encode()
+
+
+def _frame(body: bytes) -> bytes:
+    return len(body).to_bytes(FRAME_HEAD, "big") + body
+
+
+def _read_frames(sock: socket.socket, count: int) -> list[_Answer]:
+    """``count`` frames read in turn from an upgraded ``sock``, each as a batch's answer; raises as
+    :func:`_read_answers` does when luigid closes the connection before or within one."""
+    reader = sock.makefile("rb")
+    try:
+        answers = []
+        for _ in range(count):
+            head = reader.read(FRAME_HEAD)
+            if not head:
+                raise http.client.RemoteDisconnected("luigid closed the connection without an answer")
+            if len(head) < FRAME_HEAD:
+                raise http.client.IncompleteRead(head, FRAME_HEAD - len(head))
+            answers.append(_Answer(200, "OK", False, _read_exactly(reader, int.from_bytes(head, "big"))))
+        return answers
+    finally:
+        reader.close()
 
 
 @dataclass
@@ -444,6 +540,7 @@ def _read_answer(reader: BinaryIO) -> _Answer:
     code, _, reason = rest.partition(" ")
     if not version.startswith("HTTP/") or not code.isdigit() or len(line) > _MAX_LINE:
         raise http.client.BadStatusLine(line.decode("iso-8859-1", "replace"))
+    informational = code.startswith("1")  # a 101: no body, what follows is the protocol switched to
     length, chunked, connection = None, False, ""
     while (header := reader.readline(_MAX_LINE + 1)) not in (b"\r\n", b"\n", b""):
         if len(header) > _MAX_LINE:
@@ -459,7 +556,9 @@ def _read_answer(reader: BinaryIO) -> _Answer:
         elif name == b"connection":
             connection = value.decode("iso-8859-1").strip().lower()
     will_close = "close" in connection if version == "HTTP/1.1" else "keep-alive" not in connection
-    if chunked:
+    if informational:
+        body, will_close = b"", False
+    elif chunked:
         body = _read_chunks(reader)
     elif length is not None:
         body = _read_exactly(reader, length)

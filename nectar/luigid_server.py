@@ -28,24 +28,33 @@ last grant said none does not ask the question for its next run (:func:`nectar.o
 A batch (:data:`~nectar.luigid.BATCH_RPC`, :class:`BatchRPC`) is several RPCs in one request, each run as if POSTed
 alone in turn and each answered: the calls a worker reads no answer of ride with its next, one request of luigid's
 HTTP handling (about 0.9 ms of its CPU) for several.
+
+A connection of ours may leave HTTP (:data:`~nectar.luigid.UPGRADE_RPC`): one ``GET`` that asks to switch to
+:data:`~nectar.luigid.FRAMED` (``Upgrade``, as a WebSocket asks), which luigid's guard sees as any request (it passes
+only with the scheduler secret; without, a 403 as for any RPC that is not a read), answered ``101``; from then on
+each request on it is a frame (:class:`FramedRPC`): its length (4 bytes, big-endian), then a batch's body, answered
+with a frame of the batch's answer, as :class:`BatchRPC` answers it, without tornado's HTTP handling per call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import socket
 import time
 from collections.abc import Awaitable
 from typing import Any
 
 import tornado
+import tornado.http1connection
 import tornado.httputil
 import tornado.routing
 import tornado.web
 from tornado.log import access_log, app_log
 
 from nectar.luigi_internals import HOLDS_DISABLED, holds_disabled, luigid_rpc_handler, luigid_rpc_methods
-from nectar.luigid import BATCH_RPC, DISABLED_ONLY, JSON
+from nectar.luigid import BATCH_RPC, DISABLED_ONLY, FRAME_HEAD, FRAMED, JSON, UPGRADE_RPC
 
 #: the form an RPC is POSTed as (by :mod:`nectar.luigid`, and luigi's ``RemoteScheduler``)
 FORM = "application/x-www-form-urlencoded"
@@ -80,6 +89,14 @@ class LuigidRouter(tornado.routing.Router):
                 return DirectRPC(self, request, method)
             if method == BATCH_RPC and headers.get("Content-Type") == JSON:
                 return BatchRPC(self, request, method)
+        if (
+            request.method == "GET"
+            and request.path == RPC_PREFIX + UPGRADE_RPC
+            and headers.get("Upgrade", "").lower() == FRAMED
+            and "upgrade" in headers.get("Connection", "").lower()
+            and "Origin" not in headers
+        ):
+            return Upgrade(self, request, method)
         return self.app.find_handler(request, **kwargs)
 
     def run(self, method: str, arguments: dict[str, Any]) -> Any:
@@ -91,6 +108,20 @@ class LuigidRouter(tornado.routing.Router):
         if method == "get_work" and isinstance(answer, dict):
             answer[HOLDS_DISABLED] = holds_disabled(self.scheduler)
         return answer
+
+    def answer_of(self, method: str, arguments: dict[str, Any], remote: str | None) -> dict[str, Any]:
+        """A call's answer in a batch: ``{"response": ...}``, else ``{"status": 404 or 500, "reason": ...}``, logged
+        as luigi's handler logs it alone (a 404 at WARNING, a raise's traceback at ERROR)."""
+        uri = f"{RPC_PREFIX}{method}"
+        if method not in self.methods:
+            access_log.warning("404 POST %s (%s) in a batch", uri, remote)
+            return {"status": 404, "reason": "Not Found"}
+        try:
+            return {"response": self.run(method, arguments)}
+        except Exception as exc:  # as tornado logs an exception of luigi's handler
+            app_log.error("Uncaught exception POST %s (%s) in a batch", uri, remote, exc_info=exc)
+            access_log.error("500 POST %s (%s) in a batch", uri, remote)
+            return {"status": 500, "reason": "Internal Server Error"}
 
 
 class DirectRPC(tornado.httputil.HTTPMessageDelegate):
@@ -189,16 +220,80 @@ class BatchRPC(DirectRPC):
         self.write_json(200, tornado.escape.json_encode(answers).encode("utf-8"))
 
     def answer_of(self, method: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        uri, remote = f"{RPC_PREFIX}{method}", self.request.remote_ip
-        if method not in self.router.methods:
-            access_log.warning("404 POST %s (%s) in a batch", uri, remote)
-            return {"status": 404, "reason": "Not Found"}
-        try:
-            return {"response": self.router.run(method, arguments)}
-        except Exception as exc:  # as tornado logs an exception of luigi's handler
-            app_log.error("Uncaught exception POST %s (%s) in a batch", uri, remote, exc_info=exc)
-            access_log.error("500 POST %s (%s) in a batch", uri, remote)
-            return {"status": 500, "reason": "Internal Server Error"}
+        return self.router.answer_of(method, arguments, self.request.remote_ip)
+
+
+class Upgrade(DirectRPC):
+    """A connection of ours leaving HTTP for :data:`~nectar.luigid.FRAMED` (the guard let its request through): its
+    socket taken from tornado to a :class:`FramedRPC` on the same loop, which answers ``101`` first."""
+
+    def finish(self) -> None:
+        connection = self.request.connection
+        assert isinstance(connection, tornado.http1connection.HTTP1Connection)
+        if self.chunks:  # an upgrade has no body
+            self.write_json(400, b'{"error": "an upgrade has no body"}')
+            return
+        stream = connection.detach()
+        stream.io_loop.remove_handler(stream.socket)
+        sock, remote, limit = stream.socket, self.request.remote_ip, stream.max_buffer_size
+        access_log.debug("101 GET %s (%s)", self.request.uri, remote)
+        switching = asyncio.get_running_loop().create_task(serve_framed(sock, FramedRPC(self.router, remote, limit)))
+        _SWITCHING.add(switching)  # held until done: the loop keeps only a weak reference to a task
+        switching.add_done_callback(_SWITCHING.discard)
+
+
+#: the connections being handed to :class:`FramedRPC`
+_SWITCHING: set[asyncio.Task[None]] = set()
+
+
+async def serve_framed(sock: socket.socket, protocol: FramedRPC) -> None:
+    """``sock``, taken from tornado with nothing read past the upgrade's request (our client sends its first frame
+    once it has the ``101``), served by ``protocol`` on this loop."""
+    await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, sock)
+
+
+class FramedRPC(asyncio.Protocol):
+    """One upgraded connection: each frame a batch (``[[method, {arguments}], ...]``), answered with a frame of each
+    call's answer as :class:`BatchRPC` answers it; a frame longer than ``limit`` (tornado's bound on a body) closes
+    the connection unanswered, as tornado closes one whose body is over its bound."""
+
+    def __init__(self, router: LuigidRouter, remote: str | None, limit: int) -> None:
+        self.router, self.remote, self.limit = router, remote, limit
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(
+            f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {FRAMED}\r\nConnection: Upgrade\r\n\r\n".encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        buffer, transport = self.buffer, self.transport
+        assert transport is not None
+        buffer += data
+        while len(buffer) >= FRAME_HEAD:
+            length = int.from_bytes(buffer[:FRAME_HEAD], "big")
+            if length > self.limit:
+                app_log.warning(
+                    "a frame of %d bytes (over %d) from %s: connection closed", length, self.limit, self.remote
+                )
+                transport.abort()
+                return
+            if len(buffer) < FRAME_HEAD + length:
+                return
+            calls = batch_calls(bytes(buffer[FRAME_HEAD : FRAME_HEAD + length]))
+            del buffer[: FRAME_HEAD + length]
+            if calls is None:
+                answer = b'{"status": 400, "reason": "a frame is a JSON list of [method, {arguments}]"}'
+            else:
+                entries = [self.router.answer_of(method, arguments, self.remote) for method, arguments in calls]
+                answer = tornado.escape.json_encode(entries).encode("utf-8")
+            transport.write(len(answer).to_bytes(FRAME_HEAD, "big") + answer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.buffer.clear()
 
 
 def batch_calls(body: bytes) -> list[tuple[str, dict[str, Any]]] | None:

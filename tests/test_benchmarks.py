@@ -23,7 +23,7 @@ import benchmarks.fanout as fanout_module
 import benchmarks.throughput as throughput_module
 import benchmarks.triggers as triggers_module
 from app import create_app
-from benchmarks.dispatch import WARM_BURST, warm_every_api_worker
+from benchmarks.dispatch import WARM_BURST, LocalBuilders, settle, warm_every_api_worker
 from benchmarks.dispatch import through_service as dispatch_sample
 from benchmarks.fanout import through_service
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
@@ -226,6 +226,25 @@ def test_a_dispatch_sample_says_the_cpu_luigid_used_from_its_post_to_its_runs_en
 
     assert 0 < answered < began and 0 < claimed < began
     assert 0 < luigid <= around
+
+
+def test_the_dispatch_floors_builds_are_taken_in_turn_in_processes_started_ahead(tmp_path: Path) -> None:
+    """The dispatch benchmark's floor: each build asked of the next process (started and warmed ahead) and timed from
+    its call to run() starting; what it ran and waited for a core noted; the processes exit once closed. Before a
+    sample, the cluster's processes are waited for until idle."""
+    with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
+        builders = LocalBuilders(cluster, count=2)
+        settle(cluster)
+        took = [builders.build(n) for n in (1, 2, 3)]
+        called = [int(n) for n, _ in cluster.ledger_lines("call")]
+        builders.close()
+        procs = [proc for proc in cluster.procs.procs if proc.pid in builders.pids]
+        waitfor(lambda: all(proc.poll() is not None for proc in procs), 60, "the builders to exit")
+
+    assert all(0 < seconds < 60 for seconds in took), took
+    assert called == [-1000, -1001, 1, 2, 3]  # each process's own warm-up build first, then in turn
+    assert len(builders.spent) == 3 and all(ran > 0 and waited >= 0 for ran, waited in builders.spent)
+    assert [proc.returncode for proc in procs] == [0, 0]
 
 
 def test_the_status_lookups_in_process_are_answered_200_and_timed(tmp_path: Path) -> None:

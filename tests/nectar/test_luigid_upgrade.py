@@ -1,0 +1,234 @@
+"""Our connections to luigid switched from HTTP to frames (nectar/luigid.py, nectar/luigid_server.py): against a
+real luigid behind its guard, every kind of call our processes make is answered as over HTTP; only a request with
+the scheduler secret is switched; a luigid without the switch (luigi's own) is talked to over HTTP; a connection
+closed before its answer raises as over HTTP, the call not sent again."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import LUIGI_CFG, Processes, free_port
+from harness.processes import base_env
+from nectar.errors import SchedulerUnavailable
+from nectar.luigid import (
+    DISABLED_QUESTION,
+    FRAMED,
+    SECRET_ENV,
+    SECRET_HEADER,
+    UPGRADE_RPC,
+    LuigidRPC,
+    SchedulerClient,
+)
+from nectar.supervisor import GUARDED_LUIGID
+from tests.conftest import wait_until
+
+SECRET = "a-scheduler-secret-for-the-upgrade-test"
+LUIGIS_LUIGID = [sys.executable, "-c", "from luigi.cmdline import luigid; luigid()"]
+WORKER = "Worker(salt=probe, workers=1, host=h, username=u, pid=1)"
+TASK = "Probe_x_3f0a"
+ADDED = {"task_id": TASK, "family": "Probe", "module": "probes", "params": {"n": "3"}, "deps": [], "runnable": True}
+
+
+def start(processes: Processes, root: Path, name: str, argv: list[str]) -> str:
+    """The luigid ``argv`` starts (the project's luigi.cfg, a fresh state, :data:`SECRET` its guard's); its URL."""
+    port, state = free_port(), root / name
+    state.mkdir()
+    argv = [*argv, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
+    env = {**base_env(), "LUIGI_CONFIG_PATH": str(LUIGI_CFG), SECRET_ENV: SECRET, "NECTAR_DATA_DIR": str(state)}
+    proc = processes.start(name, [*argv, "--logdir", str(state)], env, state)
+    processes.wait_up(proc, f"http://127.0.0.1:{port}/static/visualiser/index.html", name)
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.close()
+
+
+def framed(client: SchedulerClient | LuigidRPC) -> bool:
+    """Whether the client's connection on this thread was switched to frames."""
+    connections = client.connections
+    conn, reused = connections._connection()
+    return reused and connections._framed(conn)
+
+
+def without_times(answer: Any) -> Any:
+    if isinstance(answer, dict):
+        times = {"start_time", "last_updated", "time_running", "first", "last"}
+        return {key: without_times(value) for key, value in answer.items() if key not in times}
+    if isinstance(answer, list):
+        return [without_times(value) for value in answer]
+    return answer
+
+
+def calls(client: SchedulerClient) -> list[Any]:
+    """Every kind of call our processes make of luigid, in turn, and its answer."""
+    asked = client.ask("dep_graph", task_id=TASK, **DISABLED_QUESTION)
+    return [
+        client.call("add_task", worker=WORKER, status="PENDING", **ADDED),
+        client.call("add_worker", worker=WORKER, info={"pid": 1}),
+        client.call("get_work", worker=WORKER, host="h"),
+        client.call("count_pending", worker=WORKER),
+        client.call("add_task", worker=WORKER, task_id=TASK, status="FAILED", expl="boom " * 300, runnable=False),
+        client.call("fetch_error", task_id=TASK),
+        client.task(TASK),
+        asked(),
+        client.disabled(TASK),
+        client.call("re_enable_task", task_id=TASK),
+        client.call("is_paused"),
+        client.call("resource_list"),
+        client.call("task_list", status="FAILED", upstream_status=""),
+    ]
+
+
+def test_each_call_our_processes_make_is_answered_over_frames_as_over_http(
+    processes: Processes, tmp_path: Path
+) -> None:
+    over_frames = SchedulerClient(start(processes, tmp_path, "framed", GUARDED_LUIGID), 60, SECRET)
+    over_http = SchedulerClient(start(processes, tmp_path, "http", GUARDED_LUIGID), 60, SECRET)
+    over_http.connections.frames = False
+    assert without_times(calls(over_frames)) == without_times(calls(over_http))
+    assert framed(over_frames) and not framed(over_http)
+    with pytest.raises(SchedulerUnavailable, match="404"):  # an RPC luigid does not serve
+        over_frames.call("no_such_rpc")
+    with pytest.raises(SchedulerUnavailable, match="500"):  # the scheduler method raised
+        over_frames.call("is_paused", bogus=1)
+    assert over_frames.call("is_paused") == {"paused": False} and framed(over_frames)
+
+
+def test_luigis_worker_batches_its_calls_in_one_frame(processes: Processes, tmp_path: Path) -> None:
+    """luigi's worker's held calls (add_task, add_worker) go with its get_work in one frame, answered as over HTTP."""
+    answers = []
+    for name, frames in (("framed", True), ("http", False)):
+        rpc: Any = LuigidRPC(start(processes, tmp_path, name, GUARDED_LUIGID), 60, SECRET)  # luigi's, untyped
+        rpc.connections.frames = frames
+        rpc.add_task(worker=WORKER, status="PENDING", **ADDED)
+        rpc.add_worker(WORKER, {"pid": 1})
+        answers.append(without_times(rpc.get_work(worker=WORKER, host="h")))
+        assert framed(rpc) is frames
+    assert answers[0] == answers[1] and answers[0]["task_id"] == TASK
+
+
+def upgrade(url: str, headers: dict[str, str]) -> tuple[bytes, socket.socket]:
+    """The answer's head to a request to switch to frames, with ``headers``, and its socket."""
+    port = int(url.rsplit(":", 1)[1])
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    lines = [f"GET /api/{UPGRADE_RPC} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: Upgrade", f"Upgrade: {FRAMED}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        got = sock.recv(65536)
+        if not got:
+            break
+        head += got
+    return head, sock
+
+
+@pytest.mark.parametrize("headers", [{}, {SECRET_HEADER: "not-the-secret"}])
+def test_a_request_without_the_secret_is_not_switched_and_reaches_no_scheduler(
+    processes: Processes, tmp_path: Path, headers: dict[str, str]
+) -> None:
+    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID)
+    head, sock = upgrade(url, headers)
+    try:
+        assert head.startswith(b"HTTP/1.1 403 "), head
+        call = b'[["add_task", {"worker": "w", "task_id": "Stranger_1", "status": "PENDING"}]]'
+        sock.sendall(len(call).to_bytes(4, "big") + call)  # a frame, as if switched: to tornado, no request
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):  # until luigid closes the connection
+            pass
+    finally:
+        sock.close()
+    ours = SchedulerClient(url, 60, SECRET)
+    assert ours.call("task_list", status="PENDING", upstream_status="") == {}
+    head, sock = upgrade(url, {SECRET_HEADER: SECRET})
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 101 ") and f"Upgrade: {FRAMED}".encode() in head, head
+
+
+def test_a_frame_over_tornados_bound_on_a_body_closes_its_connection_unanswered(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """As tornado closes a connection whose request announces a body over its bound (100 MB), luigid closes one whose
+    frame announces as much, before it arrives, and runs nothing of it; other connections are served on."""
+    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID)
+    head, sock = upgrade(url, {SECRET_HEADER: SECRET})
+    try:
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        sock.sendall((2**32 - 1).to_bytes(4, "big") + b'[["pause", {}]]')
+        with contextlib.suppress(ConnectionResetError):
+            while sock.recv(65536):
+                pass
+    finally:
+        sock.close()
+    assert SchedulerClient(url, 60, SECRET).call("is_paused") == {"paused": False}
+
+
+def test_a_luigid_without_frames_is_talked_to_over_http(processes: Processes, tmp_path: Path) -> None:
+    client = SchedulerClient(start(processes, tmp_path, "luigis", LUIGIS_LUIGID), 60, SECRET)
+    assert client.call("add_task", worker=WORKER, status="PENDING", **ADDED) is None
+    assert client.task(TASK)["status"] == "PENDING"  # type: ignore[index]
+    assert client.connections.frames is False and not framed(client)
+
+
+class ClosingServer:
+    """A server that answers a switch to frames as ``frames`` says (``101``, else a 404 kept alive), then closes the
+    connection once a call's request has arrived, unanswered: luigid gone mid-call (a fault a real luigid cannot be
+    made to show at that moment). Counts the calls that arrived."""
+
+    def __init__(self, frames: bool) -> None:
+        self.frames = frames
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.arrived = 0
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                if self.frames:
+                    conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {FRAMED}\r\n\r\n".encode())
+                else:
+                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                while not rest:
+                    rest = conn.recv(65536)
+                self.arrived += 1
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("frames", [True, False], ids=["frames", "http"])
+def test_a_connection_closed_before_its_answer_raises_the_call_not_sent_again(frames: bool) -> None:
+    server = ClosingServer(frames)
+    try:
+        client = SchedulerClient(server.url, 60, SECRET)
+        with pytest.raises(SchedulerUnavailable, match="closed the connection"):
+            client.call("is_paused")
+        assert client.connections.frames is frames
+        wait_until(lambda: server.arrived == 1)
+    finally:
+        server.close()
+    assert server.arrived == 1
