@@ -22,7 +22,10 @@ interval of :data:`CHECKPOINT_TURNS` turns, or of those written while the outsid
 frames from before the in-turn copy are fsynced, copied, and written over once it starts again.
 
 Several processes: each counts its own turns and checkpoints; SQLite lets one checkpoint run at once (another's
-``PASSIVE`` one finds it busy and copies nothing)."""
+``PASSIVE`` one finds it busy and copies nothing). A process that ends its registry (:meth:`Checkpointer.close`, at
+the latest as its interpreter exits) copies the turns it wrote since its last checkpoint: a process that writes fewer
+than :data:`CHECKPOINT_TURNS` turns and ends leaves none behind for the backstop (one killed, or ended by
+``os._exit``, still does)."""
 
 from __future__ import annotations
 
@@ -57,6 +60,8 @@ class Checkpointer:
         self.made = 0
         self.complete = 0
         self._asked = False
+        #: set by :meth:`close`: the thread copies what is left, closes its connection and ends
+        self._closing = False
 
     def wrote(self) -> None:
         """A write turn of this process ended (its caller no longer holds it): every :data:`CHECKPOINT_TURNS`-th
@@ -65,14 +70,34 @@ class Checkpointer:
             return
         with self._lock:
             self._turns += 1
-            if self._turns < CHECKPOINT_TURNS:
+            if self._turns < CHECKPOINT_TURNS or self._closing:
                 return
             self._turns = 0
             self._asked = True
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
-                self._thread.start()
-            self._wanted.notify()
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake the thread (started by its first wake), the caller holding ``_lock``."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+            self._thread.start()
+        self._wanted.notify()
+
+    def close(self) -> None:
+        """Copy the turns written since the last checkpoint (if any), then end the thread and close its connection;
+        what the thread was doing ends first. Later turns are counted by no one (the backstop's)."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._asked = self._asked or self._turns > 0
+            self._turns = 0
+            if self._thread is None and not self._asked:
+                return
+            self._wake()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
     def wait_made(self, count: int, timeout: float) -> bool:
         """True once ``count`` checkpoints were made (for tests and benchmarks), False after ``timeout`` s."""
@@ -81,27 +106,34 @@ class Checkpointer:
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
-        while True:
+        closing = False
+        while not closing:
             with self._lock:
-                self._wanted.wait_for(lambda: self._asked)
-                self._asked = False
-            try:
-                with SQLITE.inside():  # no fork copies SQLite's state mid-use (nectar.forks)
-                    if conn is None:
-                        conn = self._open()
-                    complete = self._checkpoint(conn)
-            except sqlite3.Error:  # the file is checkpointed by the next one (or by the last connection to close)
+                self._wanted.wait_for(lambda: self._asked or self._closing)
+                asked, closing, self._asked = self._asked, self._closing, False
+            with SQLITE.inside():  # no fork copies SQLite's state mid-use (nectar.forks)
                 complete = False
-            with self._lock:
-                self.made += 1
-                self.complete += complete
-                self._wanted.notify_all()
+                try:
+                    if asked:
+                        conn = conn or self._open()
+                        complete = self._checkpoint(conn, last=closing)
+                except sqlite3.Error:  # the file is checkpointed by the next one (or by the last connection to close)
+                    complete = False
+                if closing and conn is not None:
+                    conn.close()
+            if asked:
+                with self._lock:
+                    self.made += 1
+                    self.complete += complete
+                    self._wanted.notify_all()
 
-    def _checkpoint(self, conn: sqlite3.Connection) -> bool:
-        """Copy the WAL out of the turn, then the rest in it; True when every frame was copied."""
-        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if busy:  # another process's checkpoint runs
-            return False
+    def _checkpoint(self, conn: sqlite3.Connection, last: bool = False) -> bool:
+        """Copy the WAL out of the turn, then the rest in it (the ``last``, as the process ends its registry: out of
+        the turn only, so that it waits on no writer, its own turns all committed); True when every frame was
+        copied."""
+        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if busy or last:  # another process's checkpoint runs, or the WAL need not start over
+            return not busy and copied >= frames
         # its count of frames was the WAL's as it began: a writer's transaction begun before it ended may have added
         # more, and the WAL starts over only for a writer that begins once every frame is copied
         with self._turn():  # no frame is added meanwhile

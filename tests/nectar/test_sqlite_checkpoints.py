@@ -1,13 +1,20 @@
 """A SQLite registry's WAL is checkpointed by a thread of the process that writes, never in a writer's COMMIT, and
-starts over once a checkpoint copied every frame (nectar.registry.sqlite_checkpoints)."""
+starts over once a checkpoint copied every frame; what a process wrote since its last checkpoint is copied as it
+closes the registry or exits, and the thread ends with its connection (nectar.registry.sqlite_checkpoints)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from harness import lifeline_env
 from nectar.registry import sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.nectar.test_runs import new_run
@@ -74,3 +81,57 @@ def test_the_wal_grows_while_a_reader_holds_a_snapshot_and_starts_over_after(
     assert store.checkpoints.complete == 1
     store.submit(new_run(120))
     assert wal_frames(path) < 50  # started over
+
+
+def open_on(path: Path) -> int:
+    """This process's descriptors open on the registry file at ``path`` or its WAL."""
+    fds = Path("/proc/self/fd")
+    names = {str(path), f"{path}-wal"}
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) in names)
+
+
+def test_closing_the_registry_ends_its_checkpointer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_TURNS", 5)
+    path = tmp_path / "runs.sqlite3"
+    store = SQLiteRunStore(path)
+    for n in range(7):
+        store.submit(new_run(n))
+    checkpoints = store.checkpoints
+    assert checkpoints.wait_made(1, GUARD)
+    thread = checkpoints._thread
+    assert thread is not None and thread.is_alive()
+    assert open_on(path) >= 2  # the connection that writes, the checkpointer's
+    store.close()
+    assert not thread.is_alive()
+    assert open_on(path) == 0
+    assert checkpoints.made == 2  # the 2 turns after the first checkpoint, copied as it closed
+    assert in_file_alone(path, tmp_path / "copy") == {f"ATask_{n}" for n in range(7)}
+    store.submit(new_run(7))  # a later use opens them again
+    assert store.checkpoints is not checkpoints
+    store.close()
+
+
+def in_file_alone(path: Path, folder: Path) -> set[str]:
+    """The task ids of the runs in the registry file at ``path`` itself, without its WAL: those a checkpoint copied."""
+    folder.mkdir(exist_ok=True)
+    copy = folder / "alone.sqlite3"
+    for stale in folder.iterdir():
+        stale.unlink()
+    shutil.copyfile(path, copy)
+    with closing(sqlite3.connect(copy)) as db:
+        return {task_id for (task_id,) in db.execute("SELECT task_id FROM runs")}
+
+
+def test_a_short_lived_writers_turns_are_copied_as_it_exits(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite3"
+    SQLiteRunStore(path)
+    with closing(sqlite3.connect(path, isolation_level=None)) as held:  # the writer's connections are not the last
+        held.execute("SELECT count(*) FROM runs").fetchone()
+        writes = (
+            "import sys; from pathlib import Path; from nectar.registry.sqlite import SQLiteRunStore; "
+            "from tests.nectar.test_runs import new_run; store = SQLiteRunStore(Path(sys.argv[1])); "
+            "[store.submit(new_run(n)) for n in range(10)]"  # 10 turns, fewer than CHECKPOINT_TURNS: none made
+        )
+        env = {**os.environ, **lifeline_env()}
+        subprocess.run([sys.executable, "-c", writes, str(path)], check=True, env=env, timeout=GUARD)
+        assert in_file_alone(path, tmp_path / "copy") == {f"ATask_{n}" for n in range(10)}
