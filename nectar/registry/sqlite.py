@@ -68,7 +68,7 @@ class Writers:
     def __init__(self, path: Path, open_: Callable[[], sqlite3.Connection]) -> None:
         self._threads = threading.RLock()
         #: the process's checkpoints of the file, every so many turns (:mod:`~nectar.registry.sqlite_checkpoints`)
-        self.checkpoints = Checkpointer(open_, lambda: self)
+        self.checkpoints = Checkpointer(open_, lambda: self, f"{path}-shm")
         self._turn = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._depth = 0  # the same thread may enter again (the threads' lock is reentrant): the kernel's lock once
         self._pid = os.getpid()
