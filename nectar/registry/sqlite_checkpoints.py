@@ -89,6 +89,8 @@ class Checkpointer:
         #: checkpoints made (each one or two ``PRAGMA wal_checkpoint``), and of those, how many copied every frame
         self.made = 0
         self.complete = 0
+        #: of those, how many took the writers' turn to copy what was committed while the first copy ran
+        self.took_turn = 0
         self._asked = False
         #: set by :meth:`close`: the thread copies what is left, closes its connection and ends
         self._closing = False
@@ -185,11 +187,16 @@ class Checkpointer:
         """Copy the WAL out of the turn, then the rest in it (the ``last``, as the process ends its registry: out of
         the turn only, so that it waits on no writer, its own turns all committed); True when every frame was
         copied."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
         busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if busy or last:  # another process's checkpoint runs, or the WAL need not start over
             return not busy and copied >= frames
-        # its count of frames was the WAL's as it began: a writer's transaction begun before it ended may have added
-        # more, and the WAL starts over only for a writer that begins once every frame is copied
+        # its count of frames was the WAL's as it began: a writer's transaction committed before it ended may have
+        # added more (``data_version`` changed), and the WAL starts over only for a writer that begins once every
+        # frame is copied; with none, every frame was copied
+        if copied >= frames and conn.execute("PRAGMA data_version").fetchone()[0] == version:
+            return True
         with self._turn():  # no frame is added meanwhile
             busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self.took_turn += 1
         return not busy and copied >= frames

@@ -168,3 +168,19 @@ def test_frames_no_process_counted_are_checkpointed_by_the_next_writer_to_look(
         assert store.checkpoints.wait_made(1, GUARD)
         assert in_file_alone(path, tmp_path / "copy") >= {f"ATask_{n}" for n in children}
     store.close()
+
+
+def test_a_checkpoint_with_nothing_committed_meanwhile_takes_no_turn(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite3"
+    store = SQLiteRunStore(path)
+    store.submit(new_run(0))
+    checkpoints = store.checkpoints
+    assert checkpoints.made == 0
+    with store._writer():  # the writers' turn held here: nothing is committed while the checkpoint copies
+        for _ in range(sqlite_checkpoints.CHECKPOINT_TURNS):  # as many turns as wake the thread
+            checkpoints.wrote()
+        assert checkpoints.wait_made(1, GUARD)  # made without the turn, every frame copied
+        assert (checkpoints.complete, checkpoints.took_turn) == (1, 0)
+    store.submit(new_run(1))
+    assert wal_frames(path) < 50  # the WAL started over
+    store.close()
