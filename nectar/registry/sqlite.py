@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
 import sqlite3
@@ -67,9 +68,21 @@ class Writers:
     def __init__(self, path: Path, open_: Callable[[], sqlite3.Connection]) -> None:
         self._threads = threading.RLock()
         #: the process's checkpoints of the file, every so many turns (:mod:`~nectar.registry.sqlite_checkpoints`)
-        self.checkpoints = Checkpointer(open_, lambda: self)
+        self.checkpoints = Checkpointer(open_, lambda: self, f"{path}-shm")
         self._turn = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._depth = 0  # the same thread may enter again (the threads' lock is reentrant): the kernel's lock once
+        self._pid = os.getpid()
+        atexit.register(self.close)  # a process that ends leaves no turn of its own uncopied (not one os._exit ends)
+
+    def close(self) -> None:
+        """The process's checkpoints ended (what it wrote since the last copied), its turn's descriptor closed:
+        once, in the process that made it (a fork's copy is its parent's)."""
+        if os.getpid() != self._pid or self._turn < 0:
+            return
+        atexit.unregister(self.close)
+        self.checkpoints.close()
+        os.close(self._turn)
+        self._turn = -1
 
     def __enter__(self) -> None:
         if not self._threads.acquire(timeout=BUSY_TIMEOUT):
@@ -376,6 +389,20 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         with SQLITE.inside(), self._writer():  # the turn: the threads make the writing connection one at a time
             self._writing().execute("SELECT 1 FROM runs LIMIT 1").fetchall()
         return f"sqlite {self.path}"
+
+    def close(self) -> None:
+        """End this process's use of the file: its checkpoints (what it wrote since the last copied, the thread
+        ended, its connection closed), its turn's descriptor, and the connections it holds idle (those another
+        thread holds are its own). A later use opens them again."""
+        with _OPENING:
+            writers = _WRITERS.pop((os.getpid(), str(self.path)), None)
+        if writers is not None:
+            writers.close()
+        own = self._own()
+        for conn in (own.writes, *own.idle):
+            if conn is not None:
+                conn.close()
+        own.writes, own.idle[:] = None, []
 
     @property
     def checkpoints(self) -> Checkpointer:

@@ -22,11 +22,17 @@ interval of :data:`CHECKPOINT_TURNS` turns, or of those written while the outsid
 frames from before the in-turn copy are fsynced, copied, and written over once it starts again.
 
 Several processes: each counts its own turns and checkpoints; SQLite lets one checkpoint run at once (another's
-``PASSIVE`` one finds it busy and copies nothing)."""
+``PASSIVE`` one finds it busy and copies nothing). A process that ends its registry (:meth:`Checkpointer.close`, at
+the latest as its interpreter exits) copies the turns it wrote since its last checkpoint. One that ends otherwise
+(killed, or by ``os._exit``, as a spare's attempt does) before its :data:`CHECKPOINT_TURNS`-th turn counted its
+turns for no one: the others look at the frames not yet copied, and past :data:`CHECKPOINT_FRAMES` the next to look
+checkpoints them (the backstop only where no process writes on)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import struct
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -40,15 +46,42 @@ BACKSTOP_FRAMES = 10_000
 #: write turns of one process between two checkpoints of its own (8-11 WAL frames each, a submission's or a few
 #: combined: about 1,000 frames, the mark of SQLite's automatic checkpoint, and as many fsynced at each)
 CHECKPOINT_TURNS = 90
+#: WAL frames not yet copied past which a process's turn wakes its checkpointer whoever wrote them: those of processes
+#: that count their turns for no one (a spare's attempt writes a few, then ends with ``os._exit``), which a process's
+#: own :data:`CHECKPOINT_TURNS` never see (3x SQLite's mark: the WAL of 8 threads that each process checkpoints as
+#: it should holds 2,000-2,600)
+CHECKPOINT_FRAMES = 3_000
+#: a process's write turns between two looks at the frames not yet copied (a ``pread`` of the WAL index, ~1 µs)
+LOOK_EVERY = 8
+#: the WAL index's header in ``<file>-shm`` (SQLite's file format, native byte order): its version at 0, the frames
+#: in the WAL (``mxFrame``) at 16, the frames copied (``nBackfill``) at 96
+WAL_INDEX = struct.Struct("=I12xI76xI")
+WAL_INDEX_VERSION = 3007000
+
+
+def uncopied(shm: int) -> int:
+    """The WAL's frames not yet copied into the file, read from its index (``shm``: a descriptor of ``<file>-shm``):
+    a look without a lock (a header being rewritten may read wrong; the next look reads it again); 0 where the index
+    is not there or not of the version known."""
+    data = os.pread(shm, WAL_INDEX.size, 0)
+    if len(data) < WAL_INDEX.size:
+        return 0
+    version, frames, copied = WAL_INDEX.unpack(data)
+    return frames - copied if version == WAL_INDEX_VERSION and frames > copied else 0
 
 
 class Checkpointer:
     """One process's thread that checkpoints one file, woken by :meth:`wrote` (started by its first wake)."""
 
     def __init__(
-        self, open_: Callable[[], sqlite3.Connection], turn: Callable[[], AbstractContextManager[None]]
+        self, open_: Callable[[], sqlite3.Connection], turn: Callable[[], AbstractContextManager[None]], shm: str
     ) -> None:
-        self._open, self._turn = open_, turn
+        self._open, self._turn, self._shm_path = open_, turn, shm
+        #: a descriptor of the WAL index (opened at the first look), and the turns since the last look
+        self._shm: int | None = None
+        self._looks = 0
+        #: the frames not yet copied that the last look to wake the thread found
+        self._behind_by = 0
         self._lock = threading.Lock()
         self._wanted = threading.Condition(self._lock)
         self._turns = 0
@@ -56,23 +89,71 @@ class Checkpointer:
         #: checkpoints made (each one or two ``PRAGMA wal_checkpoint``), and of those, how many copied every frame
         self.made = 0
         self.complete = 0
+        #: of those, how many took the writers' turn to copy what was committed while the first copy ran
+        self.took_turn = 0
         self._asked = False
+        #: set by :meth:`close`: the thread copies what is left, closes its connection and ends
+        self._closing = False
 
     def wrote(self) -> None:
         """A write turn of this process ended (its caller no longer holds it): every :data:`CHECKPOINT_TURNS`-th
-        wakes the thread."""
+        wakes the thread, and so does one that finds :data:`CHECKPOINT_FRAMES` frames not yet copied (a look every
+        :data:`LOOK_EVERY` turns)."""
         if threading.current_thread() is self._thread:  # its own turn (the checkpoint's end) is no writer's
             return
         with self._lock:
             self._turns += 1
-            if self._turns < CHECKPOINT_TURNS:
+            self._looks = (self._looks + 1) % LOOK_EVERY
+            if self._closing:
+                return
+            if self._turns < CHECKPOINT_TURNS and (self._looks or not self._behind()):
                 return
             self._turns = 0
             self._asked = True
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
-                self._thread.start()
-            self._wanted.notify()
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake the thread (started by its first wake), the caller holding ``_lock``."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+            self._thread.start()
+        self._wanted.notify()
+
+    def _behind(self) -> bool:
+        """Whether :data:`CHECKPOINT_FRAMES` frames more than the last look that woke the thread found are not yet
+        copied (:func:`uncopied`; the WAL index opened at the first look): a reader's snapshot that holds frames back
+        wakes it once per :data:`CHECKPOINT_FRAMES` frames written, not at every look."""
+        try:
+            if self._shm is None:
+                self._shm = os.open(self._shm_path, os.O_RDONLY | os.O_CLOEXEC)
+            frames = uncopied(self._shm)
+        except OSError:
+            return False
+        if frames < self._behind_by:  # copied since
+            self._behind_by = 0
+        if frames < self._behind_by + CHECKPOINT_FRAMES:
+            return False
+        self._behind_by = frames
+        return True
+
+    def close(self) -> None:
+        """Copy the turns written since the last checkpoint (if any), then end the thread and close its connection;
+        what the thread was doing ends first. Later turns are counted by no one (the backstop's)."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._asked = self._asked or self._turns > 0
+            self._turns = 0
+            if self._shm is not None:
+                os.close(self._shm)
+                self._shm = None
+            if self._thread is None and not self._asked:
+                return
+            self._wake()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
     def wait_made(self, count: int, timeout: float) -> bool:
         """True once ``count`` checkpoints were made (for tests and benchmarks), False after ``timeout`` s."""
@@ -81,29 +162,41 @@ class Checkpointer:
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
-        while True:
+        closing = False
+        while not closing:
             with self._lock:
-                self._wanted.wait_for(lambda: self._asked)
-                self._asked = False
-            try:
-                with SQLITE.inside():  # no fork copies SQLite's state mid-use (nectar.forks)
-                    if conn is None:
-                        conn = self._open()
-                    complete = self._checkpoint(conn)
-            except sqlite3.Error:  # the file is checkpointed by the next one (or by the last connection to close)
+                self._wanted.wait_for(lambda: self._asked or self._closing)
+                asked, closing, self._asked = self._asked, self._closing, False
+            with SQLITE.inside():  # no fork copies SQLite's state mid-use (nectar.forks)
                 complete = False
-            with self._lock:
-                self.made += 1
-                self.complete += complete
-                self._wanted.notify_all()
+                try:
+                    if asked:
+                        conn = conn or self._open()
+                        complete = self._checkpoint(conn, last=closing)
+                except sqlite3.Error:  # the file is checkpointed by the next one (or by the last connection to close)
+                    complete = False
+                if closing and conn is not None:
+                    conn.close()
+            if asked:
+                with self._lock:
+                    self.made += 1
+                    self.complete += complete
+                    self._wanted.notify_all()
 
-    def _checkpoint(self, conn: sqlite3.Connection) -> bool:
-        """Copy the WAL out of the turn, then the rest in it; True when every frame was copied."""
-        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if busy:  # another process's checkpoint runs
-            return False
-        # its count of frames was the WAL's as it began: a writer's transaction begun before it ended may have added
-        # more, and the WAL starts over only for a writer that begins once every frame is copied
+    def _checkpoint(self, conn: sqlite3.Connection, last: bool = False) -> bool:
+        """Copy the WAL out of the turn, then the rest in it (the ``last``, as the process ends its registry: out of
+        the turn only, so that it waits on no writer, its own turns all committed); True when every frame was
+        copied."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if busy or last:  # another process's checkpoint runs, or the WAL need not start over
+            return not busy and copied >= frames
+        # its count of frames was the WAL's as it began: a writer's transaction committed before it ended may have
+        # added more (``data_version`` changed), and the WAL starts over only for a writer that begins once every
+        # frame is copied; with none, every frame was copied
+        if copied >= frames and conn.execute("PRAGMA data_version").fetchone()[0] == version:
+            return True
         with self._turn():  # no frame is added meanwhile
             busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self.took_turn += 1
         return not busy and copied >= frames

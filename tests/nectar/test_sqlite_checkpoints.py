@@ -1,13 +1,21 @@
 """A SQLite registry's WAL is checkpointed by a thread of the process that writes, never in a writer's COMMIT, and
-starts over once a checkpoint copied every frame (nectar.registry.sqlite_checkpoints)."""
+starts over once a checkpoint copied every frame; what a process wrote since its last checkpoint is copied as it
+closes the registry or exits, and the thread ends with its connection; the frames of processes that counted their
+turns for no one are checkpointed by the next to look (nectar.registry.sqlite_checkpoints)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from harness import lifeline_env
 from nectar.registry import sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.nectar.test_runs import new_run
@@ -18,6 +26,8 @@ AUTOCHECKPOINT = 1_000
 FRAME, HEADER = 4096 + 24, 32
 #: a hang guard, seconds
 GUARD = 60.0
+#: the repository's root (where a process of a test imports ``tests`` from)
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def wal_frames(path: Path) -> int:
@@ -74,3 +84,103 @@ def test_the_wal_grows_while_a_reader_holds_a_snapshot_and_starts_over_after(
     assert store.checkpoints.complete == 1
     store.submit(new_run(120))
     assert wal_frames(path) < 50  # started over
+
+
+def open_on(path: Path) -> int:
+    """This process's descriptors open on the registry file at ``path`` or its WAL."""
+    fds = Path("/proc/self/fd")
+    names = {str(path), f"{path}-wal"}
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) in names)
+
+
+def test_closing_the_registry_ends_its_checkpointer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_TURNS", 5)
+    path = tmp_path / "runs.sqlite3"
+    store = SQLiteRunStore(path)
+    for n in range(7):
+        store.submit(new_run(n))
+    checkpoints = store.checkpoints
+    assert checkpoints.wait_made(1, GUARD)
+    thread = checkpoints._thread
+    assert thread is not None and thread.is_alive()
+    assert open_on(path) >= 2  # the connection that writes, the checkpointer's
+    store.close()
+    assert not thread.is_alive()
+    assert open_on(path) == 0
+    assert checkpoints.made == 2  # the 2 turns after the first checkpoint, copied as it closed
+    assert in_file_alone(path, tmp_path / "copy") == {f"ATask_{n}" for n in range(7)}
+    store.submit(new_run(7))  # a later use opens them again
+    assert store.checkpoints is not checkpoints
+    store.close()
+
+
+def in_file_alone(path: Path, folder: Path) -> set[str]:
+    """The task ids of the runs in the registry file at ``path`` itself, without its WAL: those a checkpoint copied."""
+    folder.mkdir(exist_ok=True)
+    copy = folder / "alone.sqlite3"
+    for stale in folder.iterdir():
+        stale.unlink()
+    shutil.copyfile(path, copy)
+    with closing(sqlite3.connect(copy)) as db:
+        return {task_id for (task_id,) in db.execute("SELECT task_id FROM runs")}
+
+
+#: a process that submits runs ``argv[2]`` ... ``argv[3] - 1`` to the registry at ``argv[1]``, then ends as a script
+#: does (its interpreter's exit) or, given ``argv[4]``, as a spare's attempt does (``os._exit``: no atexit)
+WRITER = (
+    "import os, sys; from pathlib import Path; from nectar.registry.sqlite import SQLiteRunStore; "
+    "from tests.nectar.test_runs import new_run; store = SQLiteRunStore(Path(sys.argv[1])); "
+    "[store.submit(new_run(n)) for n in range(int(sys.argv[2]), int(sys.argv[3]))]; "
+    "len(sys.argv) > 4 and os._exit(0)"
+)
+
+
+def write_in_a_process(path: Path, runs: range, exit_at_once: bool = False) -> None:
+    """``runs`` (their numbers) submitted by a process of their own (:data:`WRITER`), one turn each."""
+    argv = [sys.executable, "-c", WRITER, str(path), str(runs.start), str(runs.stop), *(["_exit"] * exit_at_once)]
+    subprocess.run(argv, check=True, env={**os.environ, **lifeline_env()}, timeout=GUARD, cwd=REPOSITORY)
+
+
+def test_a_short_lived_writers_turns_are_copied_as_it_exits(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite3"
+    SQLiteRunStore(path)
+    with closing(sqlite3.connect(path, isolation_level=None)) as held:  # the writer's connections are not the last
+        held.execute("SELECT count(*) FROM runs").fetchone()
+        write_in_a_process(path, range(10))  # 10 turns, fewer than CHECKPOINT_TURNS: none made
+        assert in_file_alone(path, tmp_path / "copy") == {f"ATask_{n}" for n in range(10)}
+
+
+def test_frames_no_process_counted_are_checkpointed_by_the_next_writer_to_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_FRAMES", 200)
+    path, children = tmp_path / "runs.sqlite3", range(1, 1 + 4 * 7)  # 28 runs, 8 or more WAL frames each
+    store = SQLiteRunStore(path)
+    store.submit(new_run(0))  # this process's first turn
+    with closing(sqlite3.connect(path, isolation_level=None)) as held:  # no writer's connection is the last
+        held.execute("SELECT count(*) FROM runs").fetchone()
+        for first in children[::7]:  # fewer turns than a look needs, each process
+            write_in_a_process(path, range(first, first + 7), exit_at_once=True)
+        assert not in_file_alone(path, tmp_path / "copy") & {f"ATask_{n}" for n in children}  # none copied yet
+        assert store.checkpoints.made == 0
+        for n in range(100, 100 + sqlite_checkpoints.LOOK_EVERY):  # one of these turns of this process looks
+            store.submit(new_run(n))
+        assert store.checkpoints.wait_made(1, GUARD)
+        assert in_file_alone(path, tmp_path / "copy") >= {f"ATask_{n}" for n in children}
+    store.close()
+
+
+def test_a_checkpoint_with_nothing_committed_meanwhile_takes_no_turn(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite3"
+    store = SQLiteRunStore(path)
+    store.submit(new_run(0))
+    checkpoints = store.checkpoints
+    assert checkpoints.made == 0
+    with store._writer():  # the writers' turn held here: nothing is committed while the checkpoint copies
+        for _ in range(sqlite_checkpoints.CHECKPOINT_TURNS):  # as many turns as wake the thread
+            checkpoints.wrote()
+        assert checkpoints.wait_made(1, GUARD)  # made without the turn, every frame copied
+        assert (checkpoints.complete, checkpoints.took_turn) == (1, 0)
+    store.submit(new_run(1))
+    assert wal_frames(path) < 50  # the WAL started over
+    store.close()
