@@ -21,13 +21,24 @@ DATA = {
 }
 
 
+#: ASCII text the encoders escape alike (a quote, a backslash, control characters), and text only ``ensure_ascii``
+#: escapes: non-ASCII, and DEL (0x7f, ASCII itself)
+ASCII = {"key": "chains/t/c/Task/0/out.txt", "error": 'a "quoted"\\path\n\t\x00\x1f~', "n": [1, 2.5, None]}
+WITH_DEL = {"error": "before\x7fafter", "n": 1}
+
+
+@pytest.mark.parametrize("data", [DATA, ASCII, WITH_DEL], ids=["non-ascii", "ascii", "del"])
+@pytest.mark.parametrize("ensure_ascii", [True, False])
 @pytest.mark.parametrize("debug", [False, True])
 @pytest.mark.parametrize("compact", [None, True, False])
-def test_an_answer_sent_as_is_is_byte_for_byte_what_jsonify_writes(debug: bool, compact: bool | None) -> None:
+def test_an_answer_sent_as_is_is_byte_for_byte_what_jsonify_writes(
+    debug: bool, compact: bool | None, ensure_ascii: bool, data: dict[str, object]
+) -> None:
     app = Flask(__name__)
     app.debug = debug
     app.json.compact = compact  # type: ignore[attr-defined]
+    app.json.ensure_ascii = ensure_ascii  # type: ignore[attr-defined]
     with app.app_context():
-        expected = jsonify({"data": DATA, "message": "made", "status": 201})
-        sent = dumped_answer(DATA, 201, "made")
+        expected = jsonify({"data": data, "message": "made", "status": 201})
+        sent = dumped_answer(data, 201, "made")
     assert (sent.status_code, sent.mimetype, sent.get_data()) == (201, expected.mimetype, expected.get_data())
