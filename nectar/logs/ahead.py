@@ -31,8 +31,7 @@ def make_ahead(folder: Path) -> None:
     discard()
     fds: list[int] = []
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        directory = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
+        directory = _open_folder(folder)
         try:
             fds.extend(os.open(where, os.O_WRONLY | os.O_APPEND | os.O_TMPFILE, 0o666) for _ in range(2))
         except OSError:
@@ -44,6 +43,15 @@ def make_ahead(folder: Path) -> None:
         _refused = True
         return
     _made = (where, os.getpid(), directory, fds)
+
+
+def _open_folder(folder: Path) -> int:
+    """A descriptor of ``folder``, made first (``mkdir -p``) only if it is missing: not two calls every prepare."""
+    try:
+        return os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        folder.mkdir(parents=True, exist_ok=True)
+        return os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
 
 
 def take(path: Path) -> TextIO | None:

@@ -88,6 +88,7 @@ class LocalStore(TargetStore):
     """Targets under a local folder (``local_targets/`` by default)."""
 
     kind = "local"
+    takes_moved = True
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
@@ -168,6 +169,11 @@ class LocalStore(TargetStore):
         if is_hard_link(status):
             raise hard_link_refused(f"key {key.path!r}", status, FOLDER)
 
+    def _make_folder_of(self, key: TargetKey) -> None:
+        """One ``mkdir`` of the folder about to get files, not a failed create or rename before it, then the folder
+        made and the call made again: a step's folder and its ``log/`` are new in a run of a new key."""
+        _make_folder(os.path.dirname(f"{self._prefix}/{key.path}"))
+
     def target(self, key: TargetKey) -> FileSystemTarget:
         return FencedLocalTarget(f"{self._prefix}/{key.path}")  # a key is plain names: no Path needed to join it
 
@@ -183,8 +189,7 @@ class LocalStore(TargetStore):
             except OSError as exc:
                 if exc.errno != errno.EXDEV:  # on another file system than the store: copied below
                     raise
-        folder, name = os.path.split(dest)
-        _make_folder(folder)
+        folder, name = os.path.split(dest)  # made by put_files (_make_folder_of)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out, open(local_path, "rb") as src:
@@ -193,6 +198,8 @@ class LocalStore(TargetStore):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if move:  # taken, as a rename would have: the caller has nothing left to remove
+            local_path.unlink(missing_ok=True)
 
     def url(self, key: TargetKey, expires_in: int) -> str | None:
         return None
