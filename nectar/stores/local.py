@@ -38,8 +38,17 @@ def hard_link_refused(what: str, status: os.stat_result, folder: str) -> Invalid
 
 
 class _FencedLocalFile(atomic_file):
+    #: its temporary file was renamed into place: none is left to remove when it is collected (luigi's ``__del__``
+    #: stats the temporary path, twice for a text file: its wrapper calls it too)
+    _moved = False
+
     def move_to_final_destination(self) -> None:
         fenced_commit(self, super().move_to_final_destination)
+        self._moved = True
+
+    def __del__(self) -> None:
+        if not self._moved:  # not committed (the write failed, or the fence refused): its temporary file is removed
+            super().__del__()
 
 
 class FencedLocalTarget(FencedTemporaryPath, LocalTarget):

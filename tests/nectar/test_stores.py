@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from pathlib import Path
 
@@ -111,6 +113,32 @@ def test_a_new_local_step_folder_gets_each_file_in_one_call(settings: Settings, 
     assert [path for _, path in mine[::3]] == [folder, f"{folder}/log"]
     assert [store.read_text(KEY.with_file(f"log/{log.name}")) for log in logs] == ["stdout.log", "stderr.log"]
     assert not any(log.exists() for log in logs)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_local_atomic_write_leaves_no_temporary_file_and_looks_for_none_once_committed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, fails: bool
+) -> None:
+    """A committed write's temporary file is gone by its rename: nothing looks for it afterwards (luigi's atomic file
+    stats it as it is collected, twice for text); a write that failed has its temporary file removed."""
+    store = get_store(settings)
+    folder = Path(f"{store.location}/{KEY.folder}")
+    folder.mkdir(parents=True)
+    exists = os.path.exists
+    looked: list[str] = []
+    monkeypatch.setattr(os.path, "exists", lambda path: looked.append(str(path)) or exists(path))
+
+    handle = store.open(KEY, "w")
+    with contextlib.suppress(RuntimeError), handle:
+        handle.write("out")
+        if fails:
+            raise RuntimeError("the task failed while writing")
+    del handle
+    gc.collect()
+
+    assert [path.name for path in folder.iterdir()] == ([] if fails else [KEY.filename])
+    temporary = [path for path in looked if "-luigi-tmp-" in path]
+    assert len(set(temporary)) == 1 if fails else temporary == []
 
 
 def test_write_text_writes_the_bytes_its_targets_open_writes(store: TargetStore) -> None:
