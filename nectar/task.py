@@ -367,7 +367,8 @@ class _Recording:
 
     def start(self) -> None:
         try:
-            self.store.write_text(self.key.with_file(PARAMS_FILE), params_text(params_record(self.task, self.key)))
+            text = params_text(params_record(self.task, self.key))
+            self.store.write_text(self.key.with_file(PARAMS_FILE), text, new_folder=True)
         except BaseException:
             self.logs.close()
             raise
@@ -402,8 +403,9 @@ class _Recording:
             stdout, stderr = self.logs.stdout_path, self.logs.stderr_path
             logger.exception("could not save the logs of %s; they stay in %s and %s", self.key.folder, stdout, stderr)
         else:
-            for path in (self.logs.stdout_path, self.logs.stderr_path):  # a store that moved them left nothing
-                path.unlink(missing_ok=True)
+            if not self.store.takes_moved:  # a store that moved them left nothing
+                for path in (self.logs.stdout_path, self.logs.stderr_path):
+                    path.unlink(missing_ok=True)
 
 
 class _LogSync(threading.Thread):

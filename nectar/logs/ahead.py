@@ -1,11 +1,15 @@
 """A step's two live log files made ahead of its start, as anonymous files given their names when it starts.
 
-Creating a file is mostly allocating its inode: on ext4 ~20 µs, up to ~200-350 µs of CPU where the folder's block
-group is crowded (the two live logs were the largest part of a step's start → ``run()``). An anonymous file
-(``O_TMPFILE``) made in the live logs folder ahead, by a spare attempt process before it has a run, costs the same
-there; linked to its name as the step starts (``linkat`` through ``/proc/self/fd``) it costs ~4 µs. A file system
-without ``O_TMPFILE``, a process without ``/proc``, a name already taken, or another process (a fork) than the one
-that made them: the step creates its files as before. Files made ahead and never named vanish with their process.
+Creating a file is mostly allocating its inode, in its folder's block group: ~5 µs, but on an ext4 without a journal
+(``/sys/fs/ext4/<dev>/journal_task`` is ``<none>``) the allocator passes over every inode of that group freed in the
+last 60 s (360 s while its inode table block is dirty), ~25 ns each (``recently_deleted`` in ``fs/ext4/ialloc.c``):
+~200-600 µs of CPU a file where anything (a cleanup, another program) removed thousands of files near the folder
+lately. No folder is safe from that: the two live logs were the largest part of a step's start → ``run()``. An
+anonymous file (``O_TMPFILE``) made in the live logs folder ahead, by a spare attempt process before it has a run,
+costs the same there, off the step's start; linked to its name as the step starts (``linkat`` through
+``/proc/self/fd``) it costs ~4 µs. A file system without ``O_TMPFILE``, a process without ``/proc``, a name already
+taken, or another process (a fork) than the one that made them: the step creates its files as before. Files made
+ahead and never named vanish with their process.
 """
 
 from __future__ import annotations
@@ -31,8 +35,7 @@ def make_ahead(folder: Path) -> None:
     discard()
     fds: list[int] = []
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        directory = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
+        directory = _open_folder(folder)
         try:
             fds.extend(os.open(where, os.O_WRONLY | os.O_APPEND | os.O_TMPFILE, 0o666) for _ in range(2))
         except OSError:
@@ -44,6 +47,15 @@ def make_ahead(folder: Path) -> None:
         _refused = True
         return
     _made = (where, os.getpid(), directory, fds)
+
+
+def _open_folder(folder: Path) -> int:
+    """A descriptor of ``folder``, made first (``mkdir -p``) only if it is missing: not two calls every prepare."""
+    try:
+        return os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        folder.mkdir(parents=True, exist_ok=True)
+        return os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
 
 
 def take(path: Path) -> TextIO | None:

@@ -69,6 +69,8 @@ class TargetStore(ABC):
     #: whether the store is off this machine (an API elsewhere reads it): a running task's logs are copied
     #: there as they grow, not only when it ends
     remote: ClassVar[bool] = False
+    #: whether :meth:`put_files` with ``move`` always takes the local files (none is left where it was)
+    takes_moved: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
@@ -101,8 +103,13 @@ class TargetStore(ABC):
         if len(folders) > 1:
             raise ValueError(f"put_files commits files of one folder, not of {', '.join(sorted(folders))}")
         fence.check(self.describe(files[0][1]))
+        self._make_folder_of(files[0][1])
         for local_path, key in files:
             self._put(local_path, key, move)
+
+    def _make_folder_of(self, key: TargetKey) -> None:
+        """Make ``key``'s folder ahead of files committed into it, where a store has folders (none by default)."""
+        return None
 
     @abstractmethod
     def _put(self, local_path: Path, key: TargetKey, move: bool) -> None:
@@ -128,7 +135,10 @@ class TargetStore(ABC):
     def open(self, key: TargetKey, mode: str = "r") -> IO[Any]:
         return self.target(key).open(mode)
 
-    def write_text(self, key: TargetKey, text: str) -> None:
+    def write_text(self, key: TargetKey, text: str, new_folder: bool = False) -> None:
+        """Write ``key`` atomically; ``new_folder``: its folder is likely not made yet (a step's first file)."""
+        if new_folder:
+            self._make_folder_of(key)
         with self.open(key, "w") as handle:
             handle.write(text)
 

@@ -38,8 +38,17 @@ def hard_link_refused(what: str, status: os.stat_result, folder: str) -> Invalid
 
 
 class _FencedLocalFile(atomic_file):
+    #: its temporary file was renamed into place: none is left to remove when it is collected (luigi's ``__del__``
+    #: stats the temporary path, twice for a text file: its wrapper calls it too)
+    _moved = False
+
     def move_to_final_destination(self) -> None:
         fenced_commit(self, super().move_to_final_destination)
+        self._moved = True
+
+    def __del__(self) -> None:
+        if not self._moved:  # not committed (the write failed, or the fence refused): its temporary file is removed
+            super().__del__()
 
 
 class FencedLocalTarget(FencedTemporaryPath, LocalTarget):
@@ -88,6 +97,7 @@ class LocalStore(TargetStore):
     """Targets under a local folder (``local_targets/`` by default)."""
 
     kind = "local"
+    takes_moved = True
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
@@ -168,6 +178,11 @@ class LocalStore(TargetStore):
         if is_hard_link(status):
             raise hard_link_refused(f"key {key.path!r}", status, FOLDER)
 
+    def _make_folder_of(self, key: TargetKey) -> None:
+        """One ``mkdir`` of the folder about to get files, not a failed create or rename before it, then the folder
+        made and the call made again: a step's folder and its ``log/`` are new in a run of a new key."""
+        _make_folder(os.path.dirname(f"{self._prefix}/{key.path}"))
+
     def target(self, key: TargetKey) -> FileSystemTarget:
         return FencedLocalTarget(f"{self._prefix}/{key.path}")  # a key is plain names: no Path needed to join it
 
@@ -183,8 +198,7 @@ class LocalStore(TargetStore):
             except OSError as exc:
                 if exc.errno != errno.EXDEV:  # on another file system than the store: copied below
                     raise
-        folder, name = os.path.split(dest)
-        _make_folder(folder)
+        folder, name = os.path.split(dest)  # made by put_files (_make_folder_of)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out, open(local_path, "rb") as src:
@@ -193,6 +207,8 @@ class LocalStore(TargetStore):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if move:  # taken, as a rename would have: the caller has nothing left to remove
+            local_path.unlink(missing_ok=True)
 
     def url(self, key: TargetKey, expires_in: int) -> str | None:
         return None

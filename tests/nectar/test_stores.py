@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from nectar.stores import STORE_KINDS, TargetStore, get_store
 from nectar.stores.local import LocalStore
 from nectar.stores.s3 import S3Store
 from tests.conftest import free_port
+from tests.helpers.calls import file_calls
 
 KEY = TargetKey.parse("chains/etl/sales_chain/AggregateSalesTask/0123456789abcdef0123456789abcdef/out.txt")
 PAYLOAD = bytes(range(256)) * 300 + "é✓\n".encode()
@@ -49,7 +52,8 @@ def test_put_file_copies_exact_bytes(store: TargetStore, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("where", ["same file system", "another file system"])
 def test_put_files_moves_what_it_can_and_copies_the_rest(settings: Settings, tmp_path: Path, where: str) -> None:
-    """A local store takes a moved file by a rename; from another file system (/dev/shm's tmpfs) it copies it."""
+    """A local store takes a moved file by a rename; from another file system (/dev/shm's tmpfs) it copies it and
+    removes it: with ``move`` none is left where it was (its caller removes nothing)."""
     same = where == "same file system"
     folder = tmp_path if same else Path("/dev/shm")
     if not folder.is_dir() or (os.stat(folder).st_dev == os.stat(settings.local_targets_dir.parent).st_dev) != same:
@@ -60,7 +64,7 @@ def test_put_files_moves_what_it_can_and_copies_the_rest(settings: Settings, tmp
     try:
         store.put_files([(source, KEY.with_file("log/stdout.log"))], move=True)
         assert b"".join(store.iter_bytes(KEY.with_file("log/stdout.log"))) == PAYLOAD
-        assert source.exists() is not same  # a copy leaves the file where it was
+        assert not source.exists()
     finally:
         source.unlink(missing_ok=True)
 
@@ -88,6 +92,53 @@ def test_a_local_step_folder_is_made_once_not_before_each_file(
     assert [store.read_text(KEY.with_file(f"log/{log.name}")) for log in logs] == ["stdout.log", "stderr.log"]
     with pytest.raises(FileNotFoundError):
         store.put_files([(tmp_path / "gone.log", KEY.with_file("log/gone.log"))], move=True)
+
+
+def test_a_new_local_step_folder_gets_each_file_in_one_call(settings: Settings, tmp_path: Path) -> None:
+    """A step of a new key: its folder made first (params.txt, ``new_folder``), then params.txt's temporary file
+    opened once and renamed; its ``log/`` made before the two logs are moved in by one rename each. No call that
+    fails first (an open or a rename into a missing folder, then a stat and a ``mkdir``), no removal."""
+    store = get_store(settings)
+    folder = f"{store.location}/{KEY.folder}"
+    Path(folder).parent.mkdir(parents=True)  # its task's folder is there: a run of it ran before
+    logs = [tmp_path / "stdout.log", tmp_path / "stderr.log"]
+    for log in logs:
+        log.write_text(log.name)
+    with file_calls() as calls:
+        store.write_text(KEY.with_file("params.txt"), "{}", new_folder=True)
+        store.put_files([(log, KEY.with_file(f"log/{log.name}")) for log in logs], move=True)
+
+    mine = [(event, path) for event, path in calls if path.startswith((folder, str(tmp_path)))]
+    assert [event for event, _ in mine] == ["os.mkdir", "open", "os.rename", "os.mkdir", "os.rename", "os.rename"]
+    assert [path for _, path in mine[::3]] == [folder, f"{folder}/log"]
+    assert [store.read_text(KEY.with_file(f"log/{log.name}")) for log in logs] == ["stdout.log", "stderr.log"]
+    assert not any(log.exists() for log in logs)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_local_atomic_write_leaves_no_temporary_file_and_looks_for_none_once_committed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, fails: bool
+) -> None:
+    """A committed write's temporary file is gone by its rename: nothing looks for it afterwards (luigi's atomic file
+    stats it as it is collected, twice for text); a write that failed has its temporary file removed."""
+    store = get_store(settings)
+    folder = Path(f"{store.location}/{KEY.folder}")
+    folder.mkdir(parents=True)
+    exists = os.path.exists
+    looked: list[str] = []
+    monkeypatch.setattr(os.path, "exists", lambda path: looked.append(str(path)) or exists(path))
+
+    handle = store.open(KEY, "w")
+    with contextlib.suppress(RuntimeError), handle:
+        handle.write("out")
+        if fails:
+            raise RuntimeError("the task failed while writing")
+    del handle
+    gc.collect()
+
+    assert [path.name for path in folder.iterdir()] == ([] if fails else [KEY.filename])
+    temporary = [path for path in looked if "-luigi-tmp-" in path]
+    assert len(set(temporary)) == 1 if fails else temporary == []
 
 
 def test_write_text_writes_the_bytes_its_targets_open_writes(store: TargetStore) -> None:

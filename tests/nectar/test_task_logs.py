@@ -19,6 +19,7 @@ from nectar.keys import OUTPUT_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
 from nectar.logs import ahead
 from nectar.stores import get_store
 from nectar.task import NectarTask, live_log_paths
+from tests.helpers.calls import file_calls
 
 WriteChain = Callable[[str, str], Path]
 
@@ -71,6 +72,19 @@ def test_a_step_commits_params_its_output_and_both_logs_at_once_and_its_live_log
     assert not any(path.exists() for path in live_log_paths(key))
     # nor a folder: a step leaves no empty folder behind, one per key ever run, for as long as the data lives
     assert list(settings.live_logs_dir.iterdir()) == []
+
+
+def test_a_local_step_s_end_removes_no_live_log_the_store_took(
+    settings: Settings, write_chain: WriteChain, commits: list[str]
+) -> None:
+    """The local store takes the logs it is given to move (a rename): nothing is left to remove, and nothing is."""
+    with file_calls() as calls:
+        task = built(settings, write_chain, "inode_chain", CHAIN, "InodeTask")
+
+    live = str(settings.live_logs_dir)
+    assert [path for event, path in calls if event == "os.remove" and path.startswith(live)] == []
+    assert sum(event == "os.rename" and path.startswith(live) for event, path in calls) == 2
+    assert not any(path.exists() for path in live_log_paths(task.target_key))
 
 
 WHERE_CHAIN = """
