@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 from collections.abc import Callable, Iterator, Mapping
@@ -11,6 +12,7 @@ from types import ModuleType
 import pytest
 
 from nectar import attempt as attempt_module
+from nectar import luigid as luigid_module
 from nectar.attempt import attempt, task_in
 from nectar.build import Build
 from nectar.catalog.loader import load_chain_module
@@ -156,16 +158,24 @@ def own_luigid(tmp_path: Path) -> Iterator[str]:
 
 
 def requests_of(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The RPCs (or batch) of each request this process writes to luigid from now on, luigi's keep-alive pings aside."""
+    """The RPCs (or batch) of each request this process writes to luigid from now on, luigi's keep-alive pings aside:
+    an HTTP request, or a frame on a connection luigid switched to frames (:data:`~nectar.luigid.UPGRADE_RPC`)."""
     requests: list[str] = []
-    request = Connections._request
+    request, frame = Connections._request, luigid_module._frame
 
     def counted(self: Connections, path: str, body: bytes, *args: str) -> bytes:
         if path != "/api/ping":
             requests.append(path.removeprefix("/api/"))
         return request(self, path, body, *args)
 
+    def counted_frame(body: bytes) -> bytes:
+        calls = json.loads(body)  # a batch's body: [[method, {arguments}], ...]
+        if calls != [["ping", calls[0][1]]]:
+            requests.append(calls[0][0] if len(calls) == 1 else BATCH_RPC)
+        return frame(body)
+
     monkeypatch.setattr(Connections, "_request", counted)
+    monkeypatch.setattr(luigid_module, "_frame", counted_frame)
     return requests
 
 
