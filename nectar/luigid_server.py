@@ -261,6 +261,8 @@ class FramedRPC(asyncio.Protocol):
         self.router, self.remote, self.limit = router, remote, limit
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
+        #: the transport's answers not yet sent are past its high-water mark: no frame is read or answered meanwhile
+        self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -270,10 +272,27 @@ class FramedRPC(asyncio.Protocol):
         )
 
     def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._answer()
+
+    def pause_writing(self) -> None:
+        """Answers not yet sent past the transport's high-water mark (a client that sends frames and reads no
+        answers): no frame more is read, nor answered, until they are sent; luigid buffers no more than that."""
+        assert self.transport is not None
+        self.paused = True
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        assert self.transport is not None
+        self.paused = False
+        self.transport.resume_reading()
+        self._answer()
+
+    def _answer(self) -> None:
+        """Answer the whole frames read, in turn, while the answers are sent as fast as they are made."""
         buffer, transport = self.buffer, self.transport
         assert transport is not None
-        buffer += data
-        while len(buffer) >= FRAME_HEAD:
+        while not self.paused and len(buffer) >= FRAME_HEAD and not transport.is_closing():
             length = int.from_bytes(buffer[:FRAME_HEAD], "big")
             if length > self.limit:
                 app_log.warning(
@@ -290,7 +309,7 @@ class FramedRPC(asyncio.Protocol):
             else:
                 entries = [self.router.answer_of(method, arguments, self.remote) for method, arguments in calls]
                 answer = tornado.escape.json_encode(entries).encode("utf-8")
-            transport.write(len(answer).to_bytes(FRAME_HEAD, "big") + answer)
+            transport.write(len(answer).to_bytes(FRAME_HEAD, "big") + answer)  # may pause writing (pause_writing)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.buffer.clear()

@@ -232,3 +232,49 @@ def test_a_connection_closed_before_its_answer_raises_the_call_not_sent_again(fr
     finally:
         server.close()
     assert server.arrived == 1
+
+
+def peak_memory(pid: int) -> int:
+    """The most memory ``pid`` has held at once (``VmHWM``, kB)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+
+
+def unread_by_peer(sock: socket.socket) -> int:
+    """The bytes sent on ``sock`` (IPv4, this machine) that its peer's process has not read yet (its ``rx_queue``)."""
+    here, there = sock.getsockname()[1], sock.getpeername()[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == there and int(fields[2].split(":")[1], 16) == here:
+            return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"no socket of port {there} connected to {here}")
+
+
+def test_a_client_that_reads_no_answers_is_read_no_further_than_luigid_can_send(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """Frames sent without their answers read: luigid answers no more of them once its answers not yet sent pass the
+    transport's mark, so what it holds stays bounded; every answer still comes, in order, as they are read."""
+    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID)
+    luigid = processes.procs[-1].pid
+    ours = SchedulerClient(url, 60, SECRET)
+    ours.call("add_task", worker=WORKER, status="PENDING", **ADDED)
+    ours.call("add_task", worker=WORKER, task_id=TASK, status="FAILED", expl="x" * 1_000_000, runnable=False)
+    before = peak_memory(luigid)
+    head, sock = upgrade(url, {SECRET_HEADER: SECRET})
+    try:
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        call = f'[["fetch_error", {{"task_id": "{TASK}"}}]]'.encode()
+        count = 200  # ~40 bytes each, answered with 1 MB each: 200 MB if luigid held every answer
+        sock.sendall((len(call).to_bytes(4, "big") + call) * count)
+        wait_until(lambda: unread_by_peer(sock) == 0, 60)  # luigid read the frames
+        assert ours.call("is_paused") == {"paused": False}  # luigid's loop is past what it does with them
+        grew = peak_memory(luigid) - before
+        reader = sock.makefile("rb")
+        for _ in range(count):
+            answer = reader.read(int.from_bytes(reader.read(4), "big"))
+            assert answer.startswith(b'[{"response": {"taskId": '), answer[:100]
+        reader.close()
+    finally:
+        sock.close()
+    assert grew < 50_000, f"luigid's peak memory grew by {grew} kB"
