@@ -114,7 +114,7 @@ class Writers:
                 fcntl.lockf(self._turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or self.checkpoints.gives_up_turn():
                     raise sqlite3.OperationalError("database is locked") from None
                 time.sleep(pause)
                 pause = min(2 * pause, 1e-3)

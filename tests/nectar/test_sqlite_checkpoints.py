@@ -247,3 +247,40 @@ def test_closing_the_registry_while_a_thread_is_in_its_turn_keeps_the_turn_until
             pass
     store.submit(new_run(1))  # a later use opens them again
     store.close()
+
+
+def test_closing_the_registry_waits_on_no_other_processs_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpointer's thread waiting for the writers' turn (its in-turn copy) while another process holds it:
+    the close (an exit's) gives that copy up rather than wait for the turn, up to BUSY_TIMEOUT."""
+    monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_TURNS", 10_000)  # no turn wakes the thread: the test does
+    monkeypatch.setattr("nectar.registry.sqlite.BUSY_TIMEOUT", 1000.0)
+    path = tmp_path / "runs.sqlite3"
+    store = SQLiteRunStore(path)
+    store.submit(new_run(0))
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM runs").fetchall()  # a snapshot: the frames after it are not copied
+    for n in range(1, 4):
+        store.submit(new_run(n))
+    hold = "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.lockf(fd, fcntl.LOCK_EX); print('held')"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold + "; sys.stdout.flush(); sys.stdin.read()", f"{path}-writer"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    closer = threading.Thread(target=store.close)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        checkpoints = store.checkpoints
+        with checkpoints._lock:  # as a turn would: a checkpoint, which finds frames it cannot copy out of the turn
+            checkpoints._asked = True
+            checkpoints._wake()
+        wait_until(lambda: not checkpoints._asked)  # taken: the thread is on its way to the turn
+        closer.start()
+        wait_until(lambda: not closer.is_alive())
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(GUARD)
+        reader.close()
+    assert checkpoints._thread is not None and not checkpoints._thread.is_alive()
