@@ -278,3 +278,24 @@ def test_a_client_that_reads_no_answers_is_read_no_further_than_luigid_can_send(
     finally:
         sock.close()
     assert grew < 50_000, f"luigid's peak memory grew by {grew} kB"
+
+
+def test_frames_sent_with_the_upgrades_request_are_answered(processes: Processes, tmp_path: Path) -> None:
+    """A client that sends its first frames without waiting for the 101 (in the same packet as its request): tornado
+    read them with the request; they are answered, in order, not lost."""
+    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID)
+    port = int(url.rsplit(":", 1)[1])
+    lines = [f"GET /api/{UPGRADE_RPC} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: Upgrade", f"Upgrade: {FRAMED}"]
+    request = ("\r\n".join([*lines, f"{SECRET_HEADER}: {SECRET}"]) + "\r\n\r\n").encode()
+    frames = b"".join(
+        len(call).to_bytes(4, "big") + call for call in (b'[["is_paused", {}]]', b'[["no_such_rpc", {}]]')
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:  # the timeout fails a hung test only
+        sock.sendall(request + frames)
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"HTTP/1.1 101 ")
+        while reader.readline() not in (b"\r\n", b""):
+            pass
+        answers = [reader.read(int.from_bytes(reader.read(4), "big")) for _ in range(2)]
+        reader.close()
+    assert answers == [b'[{"response": {"paused": false}}]', b'[{"status": 404, "reason": "Not Found"}]']
