@@ -203,18 +203,21 @@ class ClosingServer:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, rest = data.partition(b"\r\n\r\n")
-                if self.frames:
-                    conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {FRAMED}\r\n\r\n".encode())
-                else:
-                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-                while not rest:
-                    rest = conn.recv(65536)
-                self.arrived += 1
+            with conn, contextlib.suppress(OSError):
+                self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        if self.frames:
+            conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {FRAMED}\r\n\r\n".encode())
+        else:
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        while not rest:
+            rest = conn.recv(65536)
+        self.arrived += 1
 
     def close(self) -> None:
         self.listener.close()
@@ -299,3 +302,49 @@ def test_frames_sent_with_the_upgrades_request_are_answered(processes: Processes
         answers = [reader.read(int.from_bytes(reader.read(4), "big")) for _ in range(2)]
         reader.close()
     assert answers == [b'[{"response": {"paused": false}}]', b'[{"status": 404, "reason": "Not Found"}]']
+
+
+class SwitchingProxy(ClosingServer):
+    """A proxy that answers a switch to frames ``101`` itself, then passes nothing (frames go nowhere), and answers
+    any other request as luigid answers ``is_paused``: a fault no real luigid shows. Counts the switches."""
+
+    ANSWER = b'{"response": {"paused": false}}'
+
+    def __init__(self) -> None:
+        self.switched = 0
+        super().__init__(frames=True)
+
+    def handle(self, conn: socket.socket) -> None:
+        head = read_head(conn)
+        if f"Upgrade: {FRAMED}".encode() in head:
+            self.switched += 1
+            conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {FRAMED}\r\n\r\n".encode())
+            while conn.recv(65536):  # until the client gives up
+                pass
+            return
+        while head:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(self.ANSWER), self.ANSWER))
+            head = read_head(conn)
+
+
+def read_head(conn: socket.socket) -> bytes:
+    """A request's head (and what came with it) as read from ``conn``; empty once the client closed it."""
+    data = b""
+    while b"\r\n\r\n" not in data and (got := conn.recv(65536)):
+        data += got
+    return data
+
+
+def test_a_switch_whose_frames_are_never_answered_leaves_frames_for_http() -> None:
+    """A 101 from a proxy that then passes no frame: the call waits its timeout and fails, once; the next calls go
+    over HTTP, not over another such switch each."""
+    proxy = SwitchingProxy()
+    try:
+        client = SchedulerClient(proxy.url, 1, SECRET)  # luigid's answer awaited 1 s: the proxy never gives one
+        with pytest.raises(SchedulerUnavailable, match="timed out"):
+            client.call("is_paused")
+        assert client.call("is_paused") == {"paused": False}
+        assert client.call("is_paused") == {"paused": False}
+        assert client.connections.frames is False and proxy.switched == 1
+    finally:
+        proxy.close()
