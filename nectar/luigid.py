@@ -287,6 +287,7 @@ class Connections:
             while unread.calls:
                 conn, reused = self._connection()
                 batch = None if alone else self._batch(unread)
+                framed = False
                 try:
                     if conn.sock is None:
                         self._connect(conn)
@@ -302,8 +303,12 @@ class Connections:
                     answers = _read_frames(conn.sock, count) if framed else _read_answers(conn.sock, count)
                     if framed and batch is None:  # each call its own frame, answered as a batch of one
                         answers = [one for answer in answers for one in self._batch_answers(answer, 1, 0)]
+                    self._local.answered = conn if framed else None
                 except ERRORS as exc:
                     self._drop()
+                    if framed and isinstance(exc, TimeoutError) and getattr(self._local, "answered", None) is not conn:
+                        # switched (a proxy's 101) but no frame ever answered: frames go nowhere, HTTP from now on
+                        self.frames = False
                     if reused and isinstance(exc, CLOSED):  # closed while idle: once more, on a new connection
                         continue
                     raise

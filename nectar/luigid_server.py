@@ -236,8 +236,12 @@ class Upgrade(DirectRPC):
         stream = connection.detach()
         stream.io_loop.remove_handler(stream.socket)
         sock, remote, limit = stream.socket, self.request.remote_ip, stream.max_buffer_size
+        # what tornado read past the request (a client that sent its first frame without waiting for the 101): the
+        # start of the frames (tornado's own buffer: no API gives it)
+        read_past = bytes(stream._read_buffer[: stream._read_buffer_size])
         access_log.debug("101 GET %s (%s)", self.request.uri, remote)
-        switching = asyncio.get_running_loop().create_task(serve_framed(sock, FramedRPC(self.router, remote, limit)))
+        protocol = FramedRPC(self.router, remote, limit, read_past)
+        switching = asyncio.get_running_loop().create_task(serve_framed(sock, protocol))
         _SWITCHING.add(switching)  # held until done: the loop keeps only a weak reference to a task
         switching.add_done_callback(_SWITCHING.discard)
 
@@ -247,8 +251,8 @@ _SWITCHING: set[asyncio.Task[None]] = set()
 
 
 async def serve_framed(sock: socket.socket, protocol: FramedRPC) -> None:
-    """``sock``, taken from tornado with nothing read past the upgrade's request (our client sends its first frame
-    once it has the ``101``), served by ``protocol`` on this loop."""
+    """``sock``, taken from tornado (what it read past the upgrade's request given to ``protocol``: our client sends
+    its first frame once it has the ``101``, another may not wait), served by ``protocol`` on this loop."""
     await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, sock)
 
 
@@ -257,10 +261,13 @@ class FramedRPC(asyncio.Protocol):
     call's answer as :class:`BatchRPC` answers it; a frame longer than ``limit`` (tornado's bound on a body) closes
     the connection unanswered, as tornado closes one whose body is over its bound."""
 
-    def __init__(self, router: LuigidRouter, remote: str | None, limit: int) -> None:
+    def __init__(self, router: LuigidRouter, remote: str | None, limit: int, read_past: bytes = b"") -> None:
         self.router, self.remote, self.limit = router, remote, limit
-        self.buffer = bytearray()
+        #: frames read, not yet answered (the first ``read_past``: read by tornado with the upgrade's request)
+        self.buffer = bytearray(read_past)
         self.transport: asyncio.Transport | None = None
+        #: the transport's answers not yet sent are past its high-water mark: no frame is read or answered meanwhile
+        self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -268,12 +275,30 @@ class FramedRPC(asyncio.Protocol):
         transport.write(
             f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {FRAMED}\r\nConnection: Upgrade\r\n\r\n".encode()
         )
+        self._answer()  # the frames read with the upgrade's request
 
     def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._answer()
+
+    def pause_writing(self) -> None:
+        """Answers not yet sent past the transport's high-water mark (a client that sends frames and reads no
+        answers): no frame more is read, nor answered, until they are sent; luigid buffers no more than that."""
+        assert self.transport is not None
+        self.paused = True
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        assert self.transport is not None
+        self.paused = False
+        self.transport.resume_reading()
+        self._answer()
+
+    def _answer(self) -> None:
+        """Answer the whole frames read, in turn, while the answers are sent as fast as they are made."""
         buffer, transport = self.buffer, self.transport
         assert transport is not None
-        buffer += data
-        while len(buffer) >= FRAME_HEAD:
+        while not self.paused and len(buffer) >= FRAME_HEAD and not transport.is_closing():
             length = int.from_bytes(buffer[:FRAME_HEAD], "big")
             if length > self.limit:
                 app_log.warning(
@@ -290,7 +315,7 @@ class FramedRPC(asyncio.Protocol):
             else:
                 entries = [self.router.answer_of(method, arguments, self.remote) for method, arguments in calls]
                 answer = tornado.escape.json_encode(entries).encode("utf-8")
-            transport.write(len(answer).to_bytes(FRAME_HEAD, "big") + answer)
+            transport.write(len(answer).to_bytes(FRAME_HEAD, "big") + answer)  # may pause writing (pause_writing)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.buffer.clear()

@@ -76,17 +76,29 @@ class Writers:
 
     def close(self) -> None:
         """The process's checkpoints ended (what it wrote since the last copied), its turn's descriptor closed:
-        once, in the process that made it (a fork's copy is its parent's)."""
+        once, in the process that made it (a fork's copy is its parent's). The descriptor is closed once no thread of
+        the process is in a turn (closing it would drop the kernel's lock of one that is; an unlock after, on a number
+        the process may have opened again, another file's): one that stays in its turn longer than
+        :data:`BUSY_TIMEOUT`, or the closing thread's own, keeps it open. A turn taken after is refused."""
         if os.getpid() != self._pid or self._turn < 0:
             return
         atexit.unregister(self.close)
-        self.checkpoints.close()
-        os.close(self._turn)
-        self._turn = -1
+        self.checkpoints.close()  # first: its thread may be waiting for a turn
+        if not self._threads.acquire(timeout=BUSY_TIMEOUT):
+            return
+        try:
+            if self._depth == 0 and self._turn >= 0:
+                os.close(self._turn)
+                self._turn = -1
+        finally:
+            self._threads.release()
 
     def __enter__(self) -> None:
         if not self._threads.acquire(timeout=BUSY_TIMEOUT):
             raise sqlite3.OperationalError("database is locked")
+        if self._turn < 0:  # closed (a thread that found this turn before the registry was closed)
+            self._threads.release()
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
         try:
             if self._depth == 0:
                 self._take_turn()
@@ -102,7 +114,7 @@ class Writers:
                 fcntl.lockf(self._turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or self.checkpoints.gives_up_turn():
                     raise sqlite3.OperationalError("database is locked") from None
                 time.sleep(pause)
                 pause = min(2 * pause, 1e-3)

@@ -112,6 +112,12 @@ class Checkpointer:
             self._asked = True
             self._wake()
 
+    def gives_up_turn(self) -> bool:
+        """Whether the caller, waiting for a writers' turn, gives up waiting: it is this checkpointer's thread and
+        :meth:`close` was called (its in-turn copy is not made: the close, an exit's, waits on no other process's
+        writer, up to :data:`~nectar.registry.sqlite.BUSY_TIMEOUT`)."""
+        return self._closing and threading.current_thread() is self._thread
+
     def _wake(self) -> None:
         """Wake the thread (started by its first wake), the caller holding ``_lock``."""
         if self._thread is None:

@@ -203,18 +203,21 @@ class ClosingServer:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, rest = data.partition(b"\r\n\r\n")
-                if self.frames:
-                    conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {FRAMED}\r\n\r\n".encode())
-                else:
-                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-                while not rest:
-                    rest = conn.recv(65536)
-                self.arrived += 1
+            with conn, contextlib.suppress(OSError):
+                self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        if self.frames:
+            conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {FRAMED}\r\n\r\n".encode())
+        else:
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        while not rest:
+            rest = conn.recv(65536)
+        self.arrived += 1
 
     def close(self) -> None:
         self.listener.close()
@@ -232,3 +235,116 @@ def test_a_connection_closed_before_its_answer_raises_the_call_not_sent_again(fr
     finally:
         server.close()
     assert server.arrived == 1
+
+
+def peak_memory(pid: int) -> int:
+    """The most memory ``pid`` has held at once (``VmHWM``, kB)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+
+
+def unread_by_peer(sock: socket.socket) -> int:
+    """The bytes sent on ``sock`` (IPv4, this machine) that its peer's process has not read yet (its ``rx_queue``)."""
+    here, there = sock.getsockname()[1], sock.getpeername()[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == there and int(fields[2].split(":")[1], 16) == here:
+            return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"no socket of port {there} connected to {here}")
+
+
+def test_a_client_that_reads_no_answers_is_read_no_further_than_luigid_can_send(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """Frames sent without their answers read: luigid answers no more of them once its answers not yet sent pass the
+    transport's mark, so what it holds stays bounded; every answer still comes, in order, as they are read."""
+    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID)
+    luigid = processes.procs[-1].pid
+    ours = SchedulerClient(url, 60, SECRET)
+    ours.call("add_task", worker=WORKER, status="PENDING", **ADDED)
+    ours.call("add_task", worker=WORKER, task_id=TASK, status="FAILED", expl="x" * 1_000_000, runnable=False)
+    before = peak_memory(luigid)
+    head, sock = upgrade(url, {SECRET_HEADER: SECRET})
+    try:
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        call = f'[["fetch_error", {{"task_id": "{TASK}"}}]]'.encode()
+        count = 200  # ~40 bytes each, answered with 1 MB each: 200 MB if luigid held every answer
+        sock.sendall((len(call).to_bytes(4, "big") + call) * count)
+        wait_until(lambda: unread_by_peer(sock) == 0, 60)  # luigid read the frames
+        assert ours.call("is_paused") == {"paused": False}  # luigid's loop is past what it does with them
+        grew = peak_memory(luigid) - before
+        reader = sock.makefile("rb")
+        for _ in range(count):
+            answer = reader.read(int.from_bytes(reader.read(4), "big"))
+            assert answer.startswith(b'[{"response": {"taskId": '), answer[:100]
+        reader.close()
+    finally:
+        sock.close()
+    assert grew < 50_000, f"luigid's peak memory grew by {grew} kB"
+
+
+def test_frames_sent_with_the_upgrades_request_are_answered(processes: Processes, tmp_path: Path) -> None:
+    """A client that sends its first frames without waiting for the 101 (in the same packet as its request): tornado
+    read them with the request; they are answered, in order, not lost."""
+    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID)
+    port = int(url.rsplit(":", 1)[1])
+    lines = [f"GET /api/{UPGRADE_RPC} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: Upgrade", f"Upgrade: {FRAMED}"]
+    request = ("\r\n".join([*lines, f"{SECRET_HEADER}: {SECRET}"]) + "\r\n\r\n").encode()
+    frames = b"".join(
+        len(call).to_bytes(4, "big") + call for call in (b'[["is_paused", {}]]', b'[["no_such_rpc", {}]]')
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:  # the timeout fails a hung test only
+        sock.sendall(request + frames)
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"HTTP/1.1 101 ")
+        while reader.readline() not in (b"\r\n", b""):
+            pass
+        answers = [reader.read(int.from_bytes(reader.read(4), "big")) for _ in range(2)]
+        reader.close()
+    assert answers == [b'[{"response": {"paused": false}}]', b'[{"status": 404, "reason": "Not Found"}]']
+
+
+class SwitchingProxy(ClosingServer):
+    """A proxy that answers a switch to frames ``101`` itself, then passes nothing (frames go nowhere), and answers
+    any other request as luigid answers ``is_paused``: a fault no real luigid shows. Counts the switches."""
+
+    ANSWER = b'{"response": {"paused": false}}'
+
+    def __init__(self) -> None:
+        self.switched = 0
+        super().__init__(frames=True)
+
+    def handle(self, conn: socket.socket) -> None:
+        head = read_head(conn)
+        if f"Upgrade: {FRAMED}".encode() in head:
+            self.switched += 1
+            conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {FRAMED}\r\n\r\n".encode())
+            while conn.recv(65536):  # until the client gives up
+                pass
+            return
+        while head:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(self.ANSWER), self.ANSWER))
+            head = read_head(conn)
+
+
+def read_head(conn: socket.socket) -> bytes:
+    """A request's head (and what came with it) as read from ``conn``; empty once the client closed it."""
+    data = b""
+    while b"\r\n\r\n" not in data and (got := conn.recv(65536)):
+        data += got
+    return data
+
+
+def test_a_switch_whose_frames_are_never_answered_leaves_frames_for_http() -> None:
+    """A 101 from a proxy that then passes no frame: the call waits its timeout and fails, once; the next calls go
+    over HTTP, not over another such switch each."""
+    proxy = SwitchingProxy()
+    try:
+        client = SchedulerClient(proxy.url, 1, SECRET)  # luigid's answer awaited 1 s: the proxy never gives one
+        with pytest.raises(SchedulerUnavailable, match="timed out"):
+            client.call("is_paused")
+        assert client.call("is_paused") == {"paused": False}
+        assert client.call("is_paused") == {"paused": False}
+        assert client.connections.frames is False and proxy.switched == 1
+    finally:
+        proxy.close()

@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from harness import lifeline_env
 from nectar.registry import sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
+from tests.conftest import wait_until
 from tests.nectar.test_runs import new_run
 
 #: SQLite's own mark for its automatic checkpoint, in WAL frames (``wal_autocheckpoint``'s default)
@@ -184,3 +186,101 @@ def test_a_checkpoint_with_nothing_committed_meanwhile_takes_no_turn(tmp_path: P
     store.submit(new_run(1))
     assert wal_frames(path) < 50  # the WAL started over
     store.close()
+
+
+def held_by_another_process(path: Path) -> bool:
+    """Whether a process of its own finds the turn at writing the registry file at ``path`` taken."""
+    probe = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "try:\n    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n    sys.exit(3)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, f"{path}-writer"], timeout=GUARD, check=False)
+    assert done.returncode in (0, 3), done
+    return done.returncode == 3
+
+
+def state_of(thread: threading.Thread) -> str:
+    """The kernel's state of ``thread`` of this process (``S``: asleep, waiting)."""
+    return Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_closing_the_registry_while_a_thread_is_in_its_turn_keeps_the_turn_until_it_ends(tmp_path: Path) -> None:
+    """Closing the turn's descriptor would drop the kernel's lock of a thread in its turn (another process could
+    write meanwhile), and its end would unlock a closed descriptor: the close waits for the turn's end."""
+    path = tmp_path / "runs.sqlite3"
+    store = SQLiteRunStore(path)
+    store.submit(new_run(0))
+    writers = store._writer()
+    inside, leave, failed = threading.Event(), threading.Event(), []
+
+    def in_a_turn() -> None:
+        try:
+            with writers:
+                inside.set()
+                leave.wait(GUARD)
+        except BaseException as exc:
+            failed.append(exc)
+
+    writer, closer = threading.Thread(target=in_a_turn), threading.Thread(target=store.close)
+    writer.start()
+    assert inside.wait(GUARD)
+    closer.start()
+    checkpoints = writers.checkpoints
+    # the close done, or past the checkpointer's end and asleep: waiting for the turn
+    wait_until(
+        lambda: (
+            not closer.is_alive()
+            or (checkpoints._thread is None or not checkpoints._thread.is_alive())
+            and state_of(closer) == "S"
+        )
+    )
+    try:
+        assert held_by_another_process(path)
+    finally:
+        leave.set()
+        writer.join(GUARD)
+        closer.join(GUARD)
+    assert not failed, failed
+    assert not held_by_another_process(path)
+    with pytest.raises(sqlite3.ProgrammingError):  # a turn of the closed registry's found before it closed
+        with writers:
+            pass
+    store.submit(new_run(1))  # a later use opens them again
+    store.close()
+
+
+def test_closing_the_registry_waits_on_no_other_processs_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpointer's thread waiting for the writers' turn (its in-turn copy) while another process holds it:
+    the close (an exit's) gives that copy up rather than wait for the turn, up to BUSY_TIMEOUT."""
+    monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_TURNS", 10_000)  # no turn wakes the thread: the test does
+    monkeypatch.setattr("nectar.registry.sqlite.BUSY_TIMEOUT", 1000.0)
+    path = tmp_path / "runs.sqlite3"
+    store = SQLiteRunStore(path)
+    store.submit(new_run(0))
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM runs").fetchall()  # a snapshot: the frames after it are not copied
+    for n in range(1, 4):
+        store.submit(new_run(n))
+    hold = "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.lockf(fd, fcntl.LOCK_EX); print('held')"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold + "; sys.stdout.flush(); sys.stdin.read()", f"{path}-writer"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    closer = threading.Thread(target=store.close)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        checkpoints = store.checkpoints
+        with checkpoints._lock:  # as a turn would: a checkpoint, which finds frames it cannot copy out of the turn
+            checkpoints._asked = True
+            checkpoints._wake()
+        wait_until(lambda: not checkpoints._asked)  # taken: the thread is on its way to the turn
+        closer.start()
+        wait_until(lambda: not closer.is_alive())
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(GUARD)
+        reader.close()
+    assert checkpoints._thread is not None and not checkpoints._thread.is_alive()
