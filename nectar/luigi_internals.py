@@ -551,6 +551,12 @@ def luigid_rpc_handler() -> type[Any]:
 _QUIET = frozenset({luigi.scheduler.PENDING, luigi.scheduler.DONE})
 
 
+def read_past_request(stream: Any) -> bytes:
+    """What luigid's tornado ``IOStream`` ``stream`` (detached from its HTTP connection) has read and not yet handed
+    to a request: the bytes a client sent after its request's end (tornado's own read buffer: no API gives it)."""
+    return bytes(stream._read_buffer[: stream._read_buffer_size])
+
+
 def luigid_prunes_lean() -> None:
     """luigid's prune walks every task it holds (``remove_delay``: a day of them), every 60 s and first thing in each
     ``dep_graph``, ``task_list``, ``worker_list``, ``resource_list``, ``task_search`` and ``graph`` RPC (an attempt

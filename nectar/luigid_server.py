@@ -53,7 +53,13 @@ import tornado.routing
 import tornado.web
 from tornado.log import access_log, app_log
 
-from nectar.luigi_internals import HOLDS_DISABLED, holds_disabled, luigid_rpc_handler, luigid_rpc_methods
+from nectar.luigi_internals import (
+    HOLDS_DISABLED,
+    holds_disabled,
+    luigid_rpc_handler,
+    luigid_rpc_methods,
+    read_past_request,
+)
 from nectar.luigid import BATCH_RPC, DISABLED_ONLY, FRAME_HEAD, FRAMED, JSON, UPGRADE_RPC
 
 #: the form an RPC is POSTed as (by :mod:`nectar.luigid`, and luigi's ``RemoteScheduler``)
@@ -237,8 +243,8 @@ class Upgrade(DirectRPC):
         stream.io_loop.remove_handler(stream.socket)
         sock, remote, limit = stream.socket, self.request.remote_ip, stream.max_buffer_size
         # what tornado read past the request (a client that sent its first frame without waiting for the 101): the
-        # start of the frames (tornado's own buffer: no API gives it)
-        read_past = bytes(stream._read_buffer[: stream._read_buffer_size])
+        # start of the frames
+        read_past = read_past_request(stream)
         access_log.debug("101 GET %s (%s)", self.request.uri, remote)
         protocol = FramedRPC(self.router, remote, limit, read_past)
         switching = asyncio.get_running_loop().create_task(serve_framed(sock, protocol))

@@ -54,6 +54,7 @@ from nectar.luigi_internals import (
     luigid_rpc_handler,
     luigid_rpc_methods,
     new_worker,
+    read_past_request,
     route_luigid_app,
     s3_bucket_and_key,
     schedule_and_run,
@@ -607,3 +608,38 @@ def test_luigi_keeps_mock_targets_in_a_manager_process_that_stop_mock_filesystem
     nectar.luigi_internals.stop_mock_filesystem()  # the one that exists() started again
     assert multiprocessing.active_children() == before
     nectar.luigi_internals.stop_mock_filesystem()  # none started: nothing to stop
+
+
+def test_a_detached_tornado_stream_gives_what_it_read_past_the_request() -> None:
+    """luigid's upgrade (:class:`nectar.luigid_server.Upgrade`) takes, with a connection's socket, the bytes tornado's
+    ``IOStream`` read past the request's end (a client's first frame sent with it): read from tornado's own buffer."""
+    import socket
+
+    import tornado.httputil
+    import tornado.iostream
+    from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
+
+    async def detached_after_a_request() -> bytes:
+        read_past: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        class Request(tornado.httputil.HTTPMessageDelegate):
+            def __init__(self, connection: HTTP1Connection) -> None:
+                self.connection = connection
+
+            def finish(self) -> None:  # as the upgrade's handler ends its request
+                read_past.set_result(read_past_request(self.connection.detach()))
+
+        class Server(tornado.httputil.HTTPServerConnectionDelegate):
+            def start_request(self, server_conn: object, request_conn: Any) -> tornado.httputil.HTTPMessageDelegate:
+                return Request(request_conn)
+
+        ours, theirs = socket.socketpair()
+        try:
+            theirs.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nframes after it")
+            HTTP1ServerConnection(tornado.iostream.IOStream(ours)).start_serving(Server())
+            return await asyncio.wait_for(read_past, 60)
+        finally:
+            ours.close()
+            theirs.close()
+
+    assert asyncio.run(detached_after_a_request()) == b"frames after it"
