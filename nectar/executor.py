@@ -33,6 +33,7 @@ Nothing is lost and nothing runs twice at once (see :mod:`nectar.attempt` for th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -55,6 +56,7 @@ from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.leases import INTERRUPT_GRACE, process_name, reclaim, release, release_lost_in_luigid, timed_out
 from nectar.logs.ahead import make_ahead
+from nectar.luigi_internals import worker_user
 from nectar.luigid import kept_scheduler, scheduler_of, scheduler_secret
 from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
@@ -214,7 +216,6 @@ class Executor:
         self._warmed = True
         import multiprocessing.queues  # noqa: F401  (every luigi.build makes a multiprocessing queue)
         import multiprocessing.synchronize  # noqa: F401
-        import pwd  # noqa: F401  (luigi names the worker's user)
 
         import luigi.contrib.s3  # noqa: F401  (boto3, for a chain's S3 targets)
 
@@ -222,6 +223,8 @@ class Executor:
             from nectar.stores.s3 import load_s3_models
 
             load_s3_models()  # no credentials resolved, no connection: each attempt's client resolves its own
+        with contextlib.suppress(KeyError):  # none: luigi leaves the user out of a worker's info
+            worker_user()  # luigi names a worker's user: the password database read here once, for every attempt
         build.prepare(self.settings.scheduler_url)  # luigi's [core] and [worker] settings, read once for every attempt
         quiet_luigi()  # and its logging set up, as each attempt leaves it (luigi's own handler gone)
         luigi.Task.event_handler(luigi.Event.START)(_started)  # an attempt tells its worker (a spare's socket)
