@@ -133,7 +133,9 @@ def test_workers_made_in_one_process_read_the_password_database_once_and_name_th
     assert [info.get("username") for info in infos] == [expected] * 3, "luigi's worker info names another user"
     assert looked_up == [os.getuid()], "the password database was read once per worker, not once per process"
     monkeypatch.setenv("USER", "someone-else")
-    assert dict(new_worker(luigi.scheduler.Scheduler(), "nectar-user:env", 1)._worker_info)["username"] == "someone-else"
+    assert (
+        dict(new_worker(luigi.scheduler.Scheduler(), "nectar-user:env", 1)._worker_info)["username"] == "someone-else"
+    )
 
 
 def test_luigid_marks_a_step_reopened_once_a_late_pending_takes_it_back_from_done() -> None:
