@@ -33,6 +33,7 @@ Nothing is lost and nothing runs twice at once (see :mod:`nectar.attempt` for th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -55,6 +56,7 @@ from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.leases import INTERRUPT_GRACE, process_name, reclaim, release, release_lost_in_luigid, timed_out
 from nectar.logs.ahead import make_ahead
+from nectar.luigi_internals import worker_user
 from nectar.luigid import kept_scheduler, scheduler_of, scheduler_secret
 from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
@@ -146,6 +148,8 @@ class Child:
     disowned_at: float | None = None
     #: its process closed its socket with its run unread: it died before its attempt began
     unread: bool = False
+    #: its run's chain file as the claim found it (one stat): the file its process executes ahead if it stays
+    likely: Likely | None = None
 
 
 def wait_status(exit: os.waitid_result) -> int:
@@ -214,7 +218,6 @@ class Executor:
         self._warmed = True
         import multiprocessing.queues  # noqa: F401  (every luigi.build makes a multiprocessing queue)
         import multiprocessing.synchronize  # noqa: F401
-        import pwd  # noqa: F401  (luigi names the worker's user)
 
         import luigi.contrib.s3  # noqa: F401  (boto3, for a chain's S3 targets)
 
@@ -222,6 +225,8 @@ class Executor:
             from nectar.stores.s3 import load_s3_models
 
             load_s3_models()  # no credentials resolved, no connection: each attempt's client resolves its own
+        with contextlib.suppress(KeyError):  # none: luigi leaves the user out of a worker's info
+            worker_user()  # luigi names a worker's user: the password database read here once, for every attempt
         build.prepare(self.settings.scheduler_url)  # luigi's [core] and [worker] settings, read once for every attempt
         quiet_luigi()  # and its logging set up, as each attempt leaves it (luigi's own handler gone)
         luigi.Task.event_handler(luigi.Event.START)(_started)  # an attempt tells its worker (a spare's socket)
@@ -265,13 +270,15 @@ class Executor:
         return made, AHEAD if ahead else NOT_AHEAD
 
     def _execute_given(self, given: bytes, build: Build | None) -> tuple[int, bool]:
-        """In a spare handed a run: execute it; the spare's exit code, and whether the attempt ended by its own hand.
-        Its chain file is the one this process executes ahead if it takes another run (:meth:`_prepare`)."""
-        run: Run = pickle.loads(given)
+        """In a spare handed a run (and its :class:`Likely`, which its worker made as it claimed it): execute it; the
+        spare's exit code, and whether the attempt ended by its own hand. Its chain file is the one this process
+        executes ahead if it takes another run (:meth:`_prepare`): as its bytes are then, whatever its stamp said."""
+        run: Run
+        run, likely = pickle.loads(given)
         ending = attempt(self.settings, self.runs, run, build)
         if build is not None and build.client is not None:
             build.client.settle()  # kept, with its connection, for this process's next run
-        self._likely = self._likely_after(run, chain_file(self.settings, run))
+        self._likely = likely  # its chain file as its worker found it at the claim (no stat here)
         return 0 if ending.state == RunState.DONE else 2, ending.clean
 
     @staticmethod
@@ -289,24 +296,26 @@ class Executor:
         self.spares.take(spare)
         if spare.said == NOT_AHEAD and isinstance(spare.tag, Likely):  # its attempt executes that chain file itself
             self._not_ahead.add(spare.tag.file)
+        likely = self._likely_after(run, chain_file(self.settings, run))  # the one stat of its chain file per run
         try:
-            channel = hand_over(spare, pickle.dumps(run))
+            channel = hand_over(spare, pickle.dumps((run, likely)))
         except OSError as exc:  # the spare died before it got the run: the attempt never began
             self._requeue_unbegun(run, f"its process was gone before it began ({exc})")
             self._forget(spare.pid)
             return True
         exits = wakeup.exits(spare.pid)
-        self.children[spare.pid] = Child(run, exits, channel, time.monotonic(), runs_done=spare.runs_done)
+        child = Child(run, exits, channel, time.monotonic(), runs_done=spare.runs_done, likely=likely)
+        self.children[spare.pid] = child
         logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
-        self._compile_ahead(run)
+        self._compile_ahead(run, likely)
         return True
 
-    def _compile_ahead(self, run: Run) -> None:
+    def _compile_ahead(self, run: Run, likely: Likely | None) -> None:
         """Compile the run's chain file here, if it changed, so that the attempts forked from now on find its code
-        compiled (:func:`~nectar.catalog.loader.chain_code`); none of it runs here. Its stamp (one stat) tells
-        whether it changed since it was last compiled here; an attempt compiles what its bytes say regardless."""
+        compiled (:func:`~nectar.catalog.loader.chain_code`); none of it runs here. Its stamp (``likely``'s, the
+        claim's stat) tells whether it changed since it was last compiled here; an attempt compiles what its bytes
+        say regardless."""
         path = chain_file(self.settings, run)
-        likely = self._likely_after(run, path)
         stamp = likely.stamp if likely is not None else None
         if stamp is not None and self._compiled.get(str(path)) == stamp:
             self._likely = likely
@@ -386,8 +395,7 @@ class Executor:
                 child.channel.close()
         elif not exited:
             assert child.channel is not None
-            likely = self._likely_after(child.run, chain_file(self.settings, child.run))
-            self.spares.returned(pid, child.channel, child.runs_done + 1, likely)
+            self.spares.returned(pid, child.channel, child.runs_done + 1, child.likely)  # what it executes ahead
             if status == 0:  # it stays having recorded its run DONE itself: nothing is left to record or release
                 return
         run = child.run

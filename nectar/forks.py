@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import threading
+from _thread import get_ident
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -31,7 +32,13 @@ from typing import Any
 class ForkGate:
     """Threads enter and leave at will (``with gate.inside():``); a fork (``before`` to ``after_*``) waits until
     none is in, and keeps out all but the forking thread itself (whose own hooks may use what the gate guards)
-    until it is done."""
+    until it is done.
+
+    A thread enters and leaves without the gate's lock (a registry read goes through it: the lock was two of its
+    acquisitions per read): it notes itself inside (:attr:`_depths`, its own item, set or deleted in one step under
+    the GIL), then looks whether a fork is being made; a fork notes itself (:attr:`_forking`), then looks whether
+    any other thread is inside. Each looks after the other noted itself, so one of the two sees the other: a thread
+    that sees a fork steps back out and waits on the lock, which the forking thread holds but while it waits."""
 
     def __init__(self) -> None:
         self._open()
@@ -39,45 +46,49 @@ class ForkGate:
     def _open(self) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        #: how many threads are inside; the thread that is forking, if one is (it holds the lock meanwhile)
-        self._inside = 0
+        #: how deep each thread inside is, by its id (the registry may nest its uses: only the outermost counts); a
+        #: thread that is not inside has no item
+        self._depths: dict[int, int] = {}
+        #: the thread that is forking, if one is (it holds the lock meanwhile)
         self._forking: int | None = None
-        #: how deep each thread is inside (the registry may nest its uses): only its outermost counts
-        self._depth = threading.local()
 
     def inside(self) -> ForkGate:
         """While the caller uses what the gate guards: no fork happens meanwhile."""
         return self
 
     def __enter__(self) -> None:
-        depth = getattr(self._depth, "n", 0)
-        self._depth.n = depth + 1
-        if depth or self._forking == threading.get_ident():  # in already (a fork waits for it), or forking
+        me = get_ident()
+        depth = self._depths.get(me, 0)
+        self._depths[me] = depth + 1
+        forking = self._forking
+        if depth or forking is None or forking == me:  # in already (a fork waits for it), none forking, or forking
             return
+        # a fork is being made, and waits for this thread: out again until it is done
         with self._lock:
             while self._forking is not None:
+                del self._depths[me]
+                self._changed.notify_all()
                 self._changed.wait()
-            self._inside += 1
+                self._depths[me] = 1
 
     def __exit__(self, *_: object) -> None:
-        self._depth.n -= 1
-        if self._depth.n or self._forking == threading.get_ident():
+        me = get_ident()
+        depth = self._depths[me] - 1
+        if depth:
+            self._depths[me] = depth
             return
-        with self._lock:
-            self._inside -= 1
-            if self._forking is not None and not self._inside:
+        del self._depths[me]
+        forking = self._forking
+        if forking is not None and forking != me:  # a fork waits for this thread, maybe
+            with self._lock:
                 self._changed.notify_all()
 
     def before_fork(self) -> None:
         """Wait until no other thread is inside, and keep the gate (its lock held across the fork)."""
         self._lock.acquire()
-        self._forking = threading.get_ident()
-        while self._inside > self._mine():
+        me = self._forking = get_ident()
+        while len(self._depths) > (me in self._depths):  # another than this one (it forks from inside: not waited for)
             self._changed.wait()
-
-    def _mine(self) -> int:
-        """1 if this thread is inside (it forks from there: it is not waited for), else 0."""
-        return 1 if getattr(self._depth, "n", 0) else 0
 
     def after_fork_in_parent(self) -> None:
         self._forking = None
@@ -86,9 +97,11 @@ class ForkGate:
 
     def after_fork_in_child(self) -> None:
         """The child's only thread is the one that forked: a gate of its own, open, nobody else inside."""
-        depth = getattr(self._depth, "n", 0)
+        me = get_ident()
+        depth = self._depths.get(me, 0)
         self._open()
-        self._depth.n, self._inside = depth, self._mine()
+        if depth:
+            self._depths[me] = depth
 
     def register(self) -> None:
         """Make every fork of this process go through the gate."""

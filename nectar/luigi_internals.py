@@ -14,7 +14,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   another worker made it since it was found undone (its ``_run_task``, ``_batch_running_tasks``), its
   ``_task_result_queue`` in memory when its steps run in its own process (:class:`Worker`), its ``[worker]``
   settings given ready-made: its ``__init__`` reads the names ``worker`` and ``multiprocessing`` of ``luigi.worker``
-  (:func:`_worker_made_with`), and ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`),
+  (:func:`_worker_made_with`), its ``_generate_worker_info`` the name ``getpass`` (:func:`worker_user`), and
+  ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`),
   ``_summary_format``, ``_summary_wrap``, ``_tasks_status`` and ``_create_one_line_summary`` (:class:`RunResult`);
 - ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`);
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
@@ -37,9 +38,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import getpass
 import logging
 import multiprocessing
 import os
+import pwd
 import queue
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -185,6 +188,35 @@ class _InMemoryQueues:
         return getattr(multiprocessing, name)
 
 
+#: the variables ``getpass.getuser`` reads the user's name from, in its order, before it asks the password database
+_USER_VARIABLES = ("LOGNAME", "USER", "LNAME", "USERNAME")
+
+
+def worker_user() -> str:
+    """The user's name as ``getpass.getuser()`` finds it (luigi names a worker's user so: luigid's workers view), the
+    password database read once per process and uid, not once per worker made (a worker run with neither
+    ``LOGNAME`` nor ``USER`` set read ``/etc/passwd`` for each run); a process forked after inherits what it found."""
+    for variable in _USER_VARIABLES:
+        user = os.environ.get(variable)
+        if user:
+            return user
+    return _account_name(os.getuid())
+
+
+@functools.cache
+def _account_name(uid: int) -> str:
+    return pwd.getpwuid(uid).pw_name  # KeyError when there is none: luigi leaves the user out, as getuser's error
+
+
+class _UserOnce:
+    """``getpass`` as luigi's worker sees it while it describes itself: its ``getuser`` is :func:`worker_user`."""
+
+    getuser = staticmethod(worker_user)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(getpass, name)
+
+
 @contextlib.contextmanager
 def _worker_made_with(config: luigi.worker.worker, in_memory: bool) -> Iterator[None]:
     """While luigi's ``Worker.__init__`` runs: its ``[worker]`` settings are ``config`` (not read again from luigi's
@@ -280,6 +312,17 @@ class Worker(luigi.worker.Worker):
         ):
             self._task_result_queue.close()  # luigi calls put, get (with a timeout) and close of it
             self._task_result_queue = _InProcessResults()  # type: ignore[assignment]
+
+    def _generate_worker_info(self) -> list[tuple[str, Any]]:
+        """luigi's, the user's name found as ``getpass.getuser`` finds it, once per process (:func:`worker_user`).
+        luigi's worker is made on one thread."""
+        module = vars(luigi.worker)
+        saved, module["getpass"] = module["getpass"], _UserOnce()
+        try:
+            info: list[tuple[str, Any]] = super()._generate_worker_info()
+        finally:
+            module["getpass"] = saved
+        return info
 
     def __enter__(self) -> Worker:
         """luigi's ``Worker.__enter__``, its keep-alive loop on a standby thread if this process has one idle

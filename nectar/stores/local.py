@@ -9,6 +9,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from stat import S_ISLNK, S_ISREG
 from typing import Any
 
 from luigi import LocalTarget
@@ -140,10 +141,12 @@ class LocalStore(TargetStore):
             return self._walk(key)
         finally:
             os.close(fd)
-        if reached != path or stat.S_ISLNK(status.st_mode):  # a link on the way or at the end
+        mode = status.st_mode
+        if reached != path or S_ISLNK(mode):  # a link on the way or at the end
             return self._walk(key)
-        self._refuse_hard_link(key, status)
-        return path, stat.S_ISREG(status.st_mode)
+        if status.st_nlink > 1:  # a file with one name is no hard link: no call made for it (a status lookup's path)
+            self._refuse_hard_link(key, status)
+        return path, S_ISREG(mode)
 
     def _walk(self, key: TargetKey) -> tuple[str, bool]:
         """:meth:`_locate`, the key's own components lstat'ed one call each (``Path.resolve`` lstats every component

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from nectar.attempt import chain_file
 from nectar.config import Settings
 from nectar.executor import Executor
 from nectar.registry import Run
@@ -45,12 +46,16 @@ def test_a_claimed_runs_chain_file_is_read_again_only_when_its_stamp_changed(
 
     monkeypatch.setattr(Path, "read_bytes", recorded)
 
-    executor._compile_ahead(submission.run)
-    executor._compile_ahead(submission.run)  # unchanged: one stat, no read
+    def claimed(run: Run) -> None:
+        """As the worker claims ``run``: its file's stamp taken (one stat), then compiled if it changed."""
+        executor._compile_ahead(run, executor._likely_after(run, chain_file(settings, run)))
+
+    claimed(submission.run)
+    claimed(submission.run)  # unchanged: one stat, no read
     assert reads == [path]
 
     was = path.stat()
     path.write_text(CHAIN.format(value="bb"))  # a rewrite within one tick of the mtime's clock, one byte longer
     os.utime(path, ns=(was.st_atime_ns, was.st_mtime_ns))
-    executor._compile_ahead(submission.run)
+    claimed(submission.run)
     assert reads == [path, path]

@@ -14,6 +14,7 @@ import json
 import logging
 import multiprocessing.queues
 import os
+import pwd
 import threading
 import time
 import types
@@ -107,6 +108,35 @@ def test_luigis_worker_runs_each_granted_step_through_run_task() -> None:
     worker = luigi.worker.Worker(scheduler=luigi.scheduler.Scheduler(), worker_id="probe")
     assert isinstance(worker._batch_running_tasks, dict), "luigi's Worker._batch_running_tasks is gone"
     assert isinstance(worker._scheduled_tasks, dict), "luigi's Worker._scheduled_tasks is gone"
+
+
+def test_workers_made_in_one_process_read_the_password_database_once_and_name_the_user_as_getpass_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With neither LOGNAME nor USER set (a worker started so), luigi names a worker's user from the password database
+    (``getpass.getuser``, called by ``Worker._generate_worker_info`` through ``luigi.worker``'s name ``getpass``): once
+    per process, not once per worker (each run makes one), and the same name luigid shows."""
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(variable, raising=False)
+    expected = pwd.getpwuid(os.getuid()).pw_name
+    looked_up: list[int] = []
+
+    def getpwuid(uid: int) -> Any:
+        looked_up.append(uid)
+        return real_getpwuid(uid)
+
+    real_getpwuid = pwd.getpwuid
+    monkeypatch.setattr(pwd, "getpwuid", getpwuid)
+    cached = getattr(nectar.luigi_internals, "_account_name", None)
+    if cached is not None:
+        cached.cache_clear()  # as a process that has made no worker yet
+    infos = [dict(new_worker(luigi.scheduler.Scheduler(), f"nectar-user:{n}", 1)._worker_info) for n in range(3)]
+    assert [info.get("username") for info in infos] == [expected] * 3, "luigi's worker info names another user"
+    assert looked_up == [os.getuid()], "the password database was read once per worker, not once per process"
+    monkeypatch.setenv("USER", "someone-else")
+    assert (
+        dict(new_worker(luigi.scheduler.Scheduler(), "nectar-user:env", 1)._worker_info)["username"] == "someone-else"
+    )
 
 
 def test_luigid_marks_a_step_reopened_once_a_late_pending_takes_it_back_from_done() -> None:

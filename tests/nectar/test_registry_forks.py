@@ -126,6 +126,26 @@ def test_a_fork_waits_for_the_thread_inside_and_holds_the_next_one_until_it_is_d
     assert order == ["first left", "forked", "forker in", "fork done", "second in"]
 
 
+def test_with_no_fork_being_made_a_thread_enters_and_leaves_the_gate_without_its_lock() -> None:
+    """A registry read goes through the gate: with no fork under way, entering and leaving take none of its lock
+    (they took it twice), so a thread comes and goes while another holds it."""
+    gate = ForkGate()
+    came_and_went = threading.Event()
+
+    def use() -> None:
+        with gate.inside():
+            with gate.inside():
+                pass
+        came_and_went.set()
+
+    with gate._lock:
+        thread = threading.Thread(target=use, daemon=True)
+        thread.start()
+        went = came_and_went.wait(PATIENCE)
+    thread.join(PATIENCE)
+    assert went, "a thread waited on the gate's lock to enter or leave it, with no fork being made"
+
+
 def test_a_process_forked_while_another_thread_opens_its_turn_at_the_file_can_write(tmp_path: Path) -> None:
     """A module's lock held by a thread of the parent at the fork (here the one a process takes to open its turn at
     a registry file, outside the fork gate: ``wait_for_work`` looks at the turn's holder) is held for ever in the

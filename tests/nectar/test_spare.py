@@ -197,6 +197,55 @@ def test_an_idle_worker_forks_no_spare(new_executor: Callable[[], Executor]) -> 
     forks_no_spare(new_executor())
 
 
+def test_a_runs_chain_file_is_stated_once_in_all_by_its_worker_and_the_process_that_runs_it(
+    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The claim's stat tells the worker whether to compile the file again and the process that stays for another
+    run which file to execute ahead: neither stats it again (it was 3 a run: the claim, the attempt's end in the
+    process, its return to the spares in the worker)."""
+    executor = new_executor(concurrency=1, runs_per_process=100, worker_poll_interval=0.05)
+    nectar = Nectar(quick)
+    chain = os.fspath(quick.chains_dir / "quick" / "quick_chain.py")
+    noted = tmp_path / "stats"
+    serving = False  # the executor's stats, not the submissions' (the API's catalog stats the file too)
+    stat = os.stat
+
+    def noting(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if serving and isinstance(path, str | os.PathLike) and os.fspath(path) == chain:  # its forks note theirs
+            fd = os.open(noted, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            os.close(fd)
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", noting)
+
+    def run(n: int) -> Run:
+        run_id = submit(nectar, n)
+
+        def ended_and_back() -> Run | None:
+            nonlocal serving
+            serving = True
+            try:
+                executor._serve_once()
+            finally:
+                serving = False
+            current = nectar.runs.get(run_id)
+            return current if current and not current.state.active and not executor.children else None
+
+        found = wait_until(ended_and_back, timeout=60, interval=0)
+        assert isinstance(found, Run)
+        return found
+
+    run(1)  # the chain compiled in the worker, its first process forked
+    noted.unlink(missing_ok=True)
+    runs = [run(n) for n in range(2, 6)]
+
+    assert [r.state for r in runs] == [RunState.DONE] * len(runs)
+    assert len({pid_of(r) for r in runs}) < len(runs), "no process took a second run: nothing here is reuse's"
+    stats = noted.read_text().split() if noted.exists() else []
+    assert len(stats) == len(runs), f"{len(stats)} stats of the chain file for {len(runs)} runs (by pid: {stats})"
+
+
 def test_a_run_queued_for_later_makes_no_spare(new_executor: Callable[[], Executor], quick: Settings) -> None:
     """A PENDING run not due yet (a retry's backoff, luigid unreachable) is no work: no spare is forked for it
     (were one, it would be let go after ``spare_idle`` and forked again, round after round)."""
