@@ -334,9 +334,17 @@ def test_runs_sharing_a_step_run_it_once_the_other_waits_for_it_uncounted(
     first = nectar.submit("cap", "shared_chain", "UserTask", {"n": 1})
     second = nectar.submit("cap", "shared_chain", "UserTask", {"n": 2})
     start_worker(settings, workers=2)
-    # the shared step is held while both runs are RUNNING: one runs it, the other meets it running
+    # the shared step is held: one run runs it (RUNNING), the other met it running and waits (put back, its
+    # ``waiting_since`` set: states that last while the gate is shut; the waiting run is RUNNING only a few ms of
+    # each pass, which a poll for both RUNNING at once missed for 60 s on CI)
     ids = [submission.run.id for submission in (first, second) if submission.run is not None]
-    wait_until(lambda: ledger.exists() and all(nectar.run(run_id).state == RunState.RUNNING for run_id in ids))
+
+    def one_runs_it_the_other_waits() -> bool:
+        runs = [nectar.run(run_id) for run_id in ids]
+        running = [run for run in runs if run.state == RunState.RUNNING and run.waiting_since is None]
+        return ledger.exists() and bool(running) and any(run.waiting_since is not None for run in runs)
+
+    wait_until(one_runs_it_the_other_waits)
     gate.touch()
 
     done = [finished(nectar, submission.key) for submission in (first, second)]
