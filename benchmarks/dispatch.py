@@ -158,6 +158,8 @@ class LocalBuilders:
         self.pids: list[int] = []
         #: of each measured build, whole, the nanoseconds its process ran and waited for a core while runnable
         self.spent: list[tuple[int, int]] = []
+        #: of each measured build, the process that said it built it
+        self.built_by: list[int] = []
         env = cluster.env(PYTHONPATH=os.pathsep.join([str(cluster.dir), os.getcwd()]), LUIGI_CONFIG_PATH=str(LUIGI_CFG))
         for i in range(count):
             ask, told = cluster.dir / f"build-ask-{i}", cluster.dir / f"build-told-{i}"
@@ -171,6 +173,7 @@ class LocalBuilders:
         for i in range(count):  # each process's first build, unmeasured
             self.build(-1000 - i)
         self.spent.clear()
+        self.built_by.clear()
 
     def build(self, n: int) -> float:
         """Seconds from the call of ``luigi.build([ProbeTask(n)], local_scheduler=True)`` to its run() starting, in
@@ -179,8 +182,12 @@ class LocalBuilders:
         self.asked += 1
         before = thread_times(pid)
         os.write(ask, f"{n}\n".encode())
-        if os.read(told, 64) != b"built\n":
-            raise RuntimeError(f"a local build process failed to build ProbeTask(n={n}); see {self.cluster.procs.logs}")
+        said = os.read(told, 64)
+        if said != f"built {pid}\n".encode():  # by the process asked, and by no other
+            raise RuntimeError(
+                f"a local build process failed to build ProbeTask(n={n}) ({said!r}); see {self.cluster.procs.logs}"
+            )
+        self.built_by.append(pid)
         after = thread_times(pid)  # a thread the build started and ended (luigi's keep-alive) is not counted
         self.spent.append(
             (
@@ -246,7 +253,7 @@ def build_on_request(ask: str, told: str) -> None:
             chain.note("call", n, f"{time.time():.6f}")
             if not luigi.build([chain.ProbeTask(n=n)], local_scheduler=True, detailed_summary=False):
                 raise SystemExit(f"luigi.build of ProbeTask(n={n}) failed")
-            tells.write(b"built\n")
+            tells.write(f"built {os.getpid()}\n".encode())
 
 
 def run(ctx: Context) -> list[Figure]:
