@@ -228,16 +228,26 @@ IDLE_WINDOWS = 20
 QUIET_FACTOR = 3
 
 
-def cluster_threads(cluster: Cluster) -> dict[int, int]:
-    """Of each live thread of the cluster's processes and their descendants (luigid, the workers and their attempt
-    processes, the API, the local builders): the nanoseconds it has run (``schedstat``: exact, where ``stat``
-    counts 10 ms ticks, and a 50 ms window saw one tick or none)."""
+def tree_threads(pids: list[int]) -> dict[int, int]:
+    """Of each live thread of ``pids`` and their descendants: the nanoseconds it has run (``schedstat``: exact, where
+    ``stat`` counts 10 ms ticks, and a 50 ms window saw one tick or none)."""
     found: dict[int, int] = {}
-    for proc in cluster.procs.procs:
-        if proc.poll() is None:
-            for pid in (proc.pid, *descendants(proc.pid)):
-                found.update((tid, ran) for tid, (ran, _) in thread_times(pid).items())
+    for top in pids:
+        for pid in (top, *descendants(top)):
+            found.update((tid, ran) for tid, (ran, _) in thread_times(pid).items())
     return found
+
+
+def cluster_threads(cluster: Cluster) -> dict[int, int]:
+    """:func:`tree_threads` of the cluster's processes (luigid, the workers and their attempt processes, the API,
+    the local builders)."""
+    return tree_threads([proc.pid for proc in cluster.procs.procs if proc.poll() is None])
+
+
+def used_since(before: dict[int, int], after: dict[int, int]) -> float:
+    """CPU seconds the threads of ``after`` ran since ``before`` (each from its start if it was not there yet; a
+    thread that ended between the two is not counted)."""
+    return sum(ran - before.get(tid, 0) for tid, ran in after.items()) / 1e9
 
 
 def window_cpu(cluster: Cluster) -> float:
@@ -245,8 +255,7 @@ def window_cpu(cluster: Cluster) -> float:
     not counted: the threads alive at its end, each from its start or the window's)."""
     before = cluster_threads(cluster)
     time.sleep(QUIET_WINDOW)
-    after = cluster_threads(cluster)
-    return sum(ran - before.get(tid, 0) for tid, ran in after.items()) / 1e9
+    return used_since(before, cluster_threads(cluster))
 
 
 def idle_cpu(cluster: Cluster, windows: int = IDLE_WINDOWS) -> float:
@@ -284,17 +293,19 @@ def run(ctx: Context) -> list[Figure]:
     samples, seed_samples = max(20, 10 * ctx.repeats), max(5, 2 * ctx.repeats)
     with ctx.cluster(NAME) as cluster:
         cluster.start_luigid()
-        cluster.start_workers(2)
+        workers = cluster.start_workers(2)
         cluster.start_api()
         cold = through_service(cluster, -1)[2]  # the first run: an API worker's first request, a worker's first claim
         warm_every_api_worker(cluster)  # and the workers' luigi
         builders = LocalBuilders(cluster)
         idle = idle_cpu(cluster)  # every warm-up run ended, the builders wait: known idle
-        measured, local = [], []
+        measured, local, worked = [], [], []
         for n in range(samples):  # the service's samples and the floor's in turn, each begun on an idle cluster
             settle(cluster, idle)
+            before = tree_threads([workers.pid])
             measured.append(through_service(cluster, n))
-            settle(cluster, idle)
+            settle(cluster, idle)  # what the run left its attempt process to do (set up again as a spare) is done
+            worked.append(used_since(before, tree_threads([workers.pid])))
             local.append(builders.build(200_000 + n))
         builders.close()
         phases = [p[:3] for p in measured]
@@ -310,6 +321,9 @@ def run(ctx: Context) -> list[Figure]:
     ran, waited = (median(ns) / 1e6 for ns in zip(*builders.spent, strict=True))
     print(f"the floor's builds, call to end: median {ran:.2f} ms on a core, {waited:.2f} ms waiting for one")
     print(f"luigid's CPU per run, POST to the run's end: median {median([p[3] for p in measured]) * 1000:.2f} ms")
+    spent = median(worked) * 1000
+    print(f"the workers' CPU per run (the worker, its attempt processes), POST to idle: median {spent:.2f} ms", end="")
+    print(f" ({spent / ran:.2f}x the floor's build on a core)")
     quiet = f"at most {QUIET_FACTOR * idle * 1000:.3f} ms ({QUIET_FACTOR}x its idle {idle * 1000:.3f} ms)"
     print(f"a sample began once the cluster used {quiet} of CPU in {QUIET_WINDOW * 1000:.0f} ms")
     what = f"python -m luigi per request (n={seed_samples})"

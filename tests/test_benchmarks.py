@@ -24,7 +24,15 @@ import benchmarks.fanout as fanout_module
 import benchmarks.throughput as throughput_module
 import benchmarks.triggers as triggers_module
 from app import create_app
-from benchmarks.dispatch import WARM_BURST, LocalBuilders, idle_cpu, settle, warm_every_api_worker
+from benchmarks.dispatch import (
+    WARM_BURST,
+    LocalBuilders,
+    idle_cpu,
+    settle,
+    tree_threads,
+    used_since,
+    warm_every_api_worker,
+)
 from benchmarks.dispatch import through_service as dispatch_sample
 from benchmarks.fanout import through_service
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
@@ -312,6 +320,41 @@ def test_the_dispatch_benchmark_waits_for_its_cluster_to_use_no_more_than_idle(
         waitfor(lambda: busy.poll() is not None, 60, "the busy process to exit")
 
     assert waited and done, (idle, windows)
+
+
+#: a process whose thread, once asked (a line), burns 20 ms of CPU, says so, and ends at the next line
+BURNS_ON_REQUEST = """
+import sys, threading, time
+def burn():
+    began = time.thread_time()
+    while time.thread_time() - began < 0.02:
+        pass
+    print("burnt", flush=True)
+    sys.stdin.readline()
+print("ready", flush=True)
+sys.stdin.readline()
+threading.Thread(target=burn).start()
+"""
+
+
+def test_the_dispatch_benchmark_counts_the_cpu_of_a_process_tree_to_the_nanosecond() -> None:
+    """The workers' CPU per run: what a process tree's threads ran between two readings, a thread started between
+    them counted from its start (an attempt's thread that is alive at the second reading)."""
+    argv = [sys.executable, "-c", BURNS_ON_REQUEST]
+    child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, **lifeline_env()})
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline() == b"ready\n"  # started: what its start cost is before the first reading
+        before = tree_threads([child.pid])
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == b"burnt\n"
+        used = used_since(before, tree_threads([child.pid]))
+    finally:
+        child.stdin.close()
+        child.wait(60)
+
+    assert used >= 0.02, used
 
 
 def test_the_status_lookups_in_process_are_answered_200_and_timed(tmp_path: Path) -> None:
