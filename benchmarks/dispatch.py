@@ -34,7 +34,7 @@ from benchmarks.harness import (
 )
 from benchmarks.load import hammer
 from harness import LUIGI_CFG, read_calls, waitfor
-from harness.procfs import thread_cpu, thread_times, tree_cpu
+from harness.procfs import descendants, thread_cpu, thread_times
 from nectar.registry import RunState
 from nectar.registry.sqlite import SQLiteRunStore
 
@@ -220,25 +220,58 @@ def fifo_end(path: Path, flags: int, proc: subprocess.Popen[bytes]) -> int:
     return int(waitfor(opened, 60, f"a local build process to open {path.name}"))
 
 
-#: a window in which the cluster's processes used at most :data:`QUIET_CPU` CPU seconds: it is idle
+#: the window over which the cluster's CPU is measured (:func:`settle`, :func:`idle_cpu`)
 QUIET_WINDOW = 0.05
-QUIET_CPU = 0.001
+#: windows measured while the cluster is known idle (:func:`idle_cpu`): a second of them
+IDLE_WINDOWS = 20
+#: a window is quiet when the cluster used at most this many times its idle CPU in it (:func:`settle`)
+QUIET_FACTOR = 3
 
 
-def settle(cluster: Cluster) -> None:
-    """Until the cluster's processes (luigid, the workers and their attempt processes, the API, the local builders)
-    used at most :data:`QUIET_CPU` of CPU in :data:`QUIET_WINDOW`: what a run left to do after its end (an attempt
-    process set up again as a spare, a worker's pass) is done before the next sample, of either side, begins."""
+def tree_threads(pids: list[int]) -> dict[int, int]:
+    """Of each live thread of ``pids`` and their descendants: the nanoseconds it has run (``schedstat``: exact, where
+    ``stat`` counts 10 ms ticks, and a 50 ms window saw one tick or none)."""
+    found: dict[int, int] = {}
+    for top in pids:
+        for pid in (top, *descendants(top)):
+            found.update((tid, ran) for tid, (ran, _) in thread_times(pid).items())
+    return found
 
-    def used() -> float:
-        return sum(tree_cpu(proc.pid) for proc in cluster.procs.procs if proc.poll() is None)
 
-    def quiet() -> bool:
-        before = used()
-        time.sleep(QUIET_WINDOW)
-        return used() - before <= QUIET_CPU
+def cluster_threads(cluster: Cluster) -> dict[int, int]:
+    """:func:`tree_threads` of the cluster's processes (luigid, the workers and their attempt processes, the API,
+    the local builders)."""
+    return tree_threads([proc.pid for proc in cluster.procs.procs if proc.poll() is None])
 
-    waitfor(quiet, 60, "the cluster's processes to be idle", interval=0)
+
+def used_since(before: dict[int, int], after: dict[int, int]) -> float:
+    """CPU seconds the threads of ``after`` ran since ``before`` (each from its start if it was not there yet; a
+    thread that ended between the two is not counted)."""
+    return sum(ran - before.get(tid, 0) for tid, ran in after.items()) / 1e9
+
+
+def window_cpu(cluster: Cluster) -> float:
+    """CPU seconds the cluster's processes used in the next :data:`QUIET_WINDOW` (a thread that ended meanwhile is
+    not counted: the threads alive at its end, each from its start or the window's)."""
+    before = cluster_threads(cluster)
+    time.sleep(QUIET_WINDOW)
+    return used_since(before, cluster_threads(cluster))
+
+
+def idle_cpu(cluster: Cluster, windows: int = IDLE_WINDOWS) -> float:
+    """CPU seconds the cluster's processes use in a :data:`QUIET_WINDOW` while it is idle: the median of ``windows``
+    windows in a row, measured when it is known to be (no run active, nothing asked of it). What an idle cluster
+    uses (its loops' wake-ups, luigid's timers, the reads of ``/proc`` that measure it) depends on the machine's
+    speed: a quiet window is sized from it (:func:`settle`), not a constant."""
+    return median([window_cpu(cluster) for _ in range(windows)])
+
+
+def settle(cluster: Cluster, idle: float) -> None:
+    """Until the cluster's processes used at most :data:`QUIET_FACTOR` times ``idle`` (:func:`idle_cpu`) of CPU in a
+    :data:`QUIET_WINDOW`: what a run left to do after its end (an attempt process set up again as a spare, a worker's
+    pass) is done before the next sample, of either side, begins."""
+    most = QUIET_FACTOR * idle
+    waitfor(lambda: window_cpu(cluster) <= most, 60, "the cluster's processes to be idle", interval=0)
 
 
 def build_on_request(ask: str, told: str) -> None:
@@ -260,16 +293,19 @@ def run(ctx: Context) -> list[Figure]:
     samples, seed_samples = max(20, 10 * ctx.repeats), max(5, 2 * ctx.repeats)
     with ctx.cluster(NAME) as cluster:
         cluster.start_luigid()
-        cluster.start_workers(2)
+        workers = cluster.start_workers(2)
         cluster.start_api()
         cold = through_service(cluster, -1)[2]  # the first run: an API worker's first request, a worker's first claim
         warm_every_api_worker(cluster)  # and the workers' luigi
         builders = LocalBuilders(cluster)
-        measured, local = [], []
+        idle = idle_cpu(cluster)  # every warm-up run ended, the builders wait: known idle
+        measured, local, worked = [], [], []
         for n in range(samples):  # the service's samples and the floor's in turn, each begun on an idle cluster
-            settle(cluster)
+            settle(cluster, idle)
+            before = tree_threads([workers.pid])
             measured.append(through_service(cluster, n))
-            settle(cluster)
+            settle(cluster, idle)  # what the run left its attempt process to do (set up again as a spare) is done
+            worked.append(used_since(before, tree_threads([workers.pid])))
             local.append(builders.build(200_000 + n))
         builders.close()
         phases = [p[:3] for p in measured]
@@ -285,6 +321,11 @@ def run(ctx: Context) -> list[Figure]:
     ran, waited = (median(ns) / 1e6 for ns in zip(*builders.spent, strict=True))
     print(f"the floor's builds, call to end: median {ran:.2f} ms on a core, {waited:.2f} ms waiting for one")
     print(f"luigid's CPU per run, POST to the run's end: median {median([p[3] for p in measured]) * 1000:.2f} ms")
+    spent = median(worked) * 1000
+    print(f"the workers' CPU per run (the worker, its attempt processes), POST to idle: median {spent:.2f} ms", end="")
+    print(f" ({spent / ran:.2f}x the floor's build on a core)")
+    quiet = f"at most {QUIET_FACTOR * idle * 1000:.3f} ms ({QUIET_FACTOR}x its idle {idle * 1000:.3f} ms)"
+    print(f"a sample began once the cluster used {quiet} of CPU in {QUIET_WINDOW * 1000:.0f} ms")
     what = f"python -m luigi per request (n={seed_samples})"
     floor = f"luigi.build, local scheduler, warm process (n={samples}, {BUILDERS} processes, in turn with the service)"
     return [

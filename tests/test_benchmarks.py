@@ -19,11 +19,20 @@ from pathlib import Path
 import pytest
 
 import benchmarks.__main__ as bench_main
+import benchmarks.dispatch as dispatch_module
 import benchmarks.fanout as fanout_module
 import benchmarks.throughput as throughput_module
 import benchmarks.triggers as triggers_module
 from app import create_app
-from benchmarks.dispatch import WARM_BURST, LocalBuilders, settle, warm_every_api_worker
+from benchmarks.dispatch import (
+    WARM_BURST,
+    LocalBuilders,
+    idle_cpu,
+    settle,
+    tree_threads,
+    used_since,
+    warm_every_api_worker,
+)
 from benchmarks.dispatch import through_service as dispatch_sample
 from benchmarks.fanout import through_service
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
@@ -234,7 +243,7 @@ def test_the_dispatch_floors_builds_are_taken_in_turn_in_processes_started_ahead
     sample, the cluster's processes are waited for until idle."""
     with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
         builders = LocalBuilders(cluster, count=2)
-        settle(cluster)
+        settle(cluster, idle_cpu(cluster, windows=3))
         took = [builders.build(n) for n in (1, 2, 3)]
         called = [int(n) for n, _ in cluster.ledger_lines("call")]
         builders.close()
@@ -247,6 +256,105 @@ def test_the_dispatch_floors_builds_are_taken_in_turn_in_processes_started_ahead
     assert builders.built_by == [first, second, first]  # in turn, each said so by the process that built it
     assert len(builders.spent) == 3  # a core-time figure for each measured build, none for the warm-ups
     assert [proc.returncode for proc in procs] == [0, 0]
+
+
+#: a process that burns ``burn`` ms of CPU every ``period`` ms until the file ``gate`` exists (then exits)
+BURNER = """
+import os, sys, time
+burn, period, gate = float(sys.argv[1]) / 1000, float(sys.argv[2]) / 1000, sys.argv[3]
+while not os.path.exists(gate):
+    began = time.thread_time()
+    while time.thread_time() - began < burn:
+        pass
+    time.sleep(period)
+"""
+
+
+def burner(cluster: Cluster, burn_ms: float, period_ms: float, gate: Path) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-c", BURNER, str(burn_ms), str(period_ms), str(gate)]
+    return cluster.procs.start("burner", argv, dict(os.environ))
+
+
+def test_the_dispatch_benchmarks_quiet_window_is_sized_from_what_its_cluster_uses_idle(tmp_path: Path) -> None:
+    """A cluster whose idle processes use some CPU steadily (a slower machine's): its idle figure is what they use, and
+    a window is quiet for it while they go on so (a fixed bound, 1 ms in 50, waited for a window they never give)."""
+    gate = tmp_path / "gate"
+    with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
+        steady = burner(cluster, 1, 4, gate)  # ~1 ms of every ~5: ~10 ms in a 50 ms window
+        idle = idle_cpu(cluster)
+        settle(cluster, idle)
+        running = steady.poll() is None
+        gate.touch()
+        waitfor(lambda: steady.poll() is not None, 60, "the steady process to exit")
+
+    assert running and idle > 0.001, idle
+
+
+def test_the_dispatch_benchmark_waits_for_its_cluster_to_use_no_more_than_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Measured idle (a process asleep), the cluster is not quiet while one of its processes works a little in every
+    window (0.3 ms of each 5: ticks of 10 ms, as ``stat`` counts CPU, missed most such windows), and is once it stops:
+    each sample of the benchmark begins with what the last one left to do done."""
+    gate = tmp_path / "gate"
+    windows: list[float] = []
+    measure = dispatch_module.window_cpu
+
+    def noted(cluster: Cluster) -> float:
+        windows.append(measure(cluster))
+        return windows[-1]
+
+    monkeypatch.setattr(dispatch_module, "window_cpu", noted)
+    with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
+        cluster.procs.start("sleeper", [sys.executable, "-c", "import time; time.sleep(600)"], dict(os.environ))
+        idle = idle_cpu(cluster)
+        busy = burner(cluster, 0.3, 5, gate)
+        settled = threading.Thread(target=settle, args=(cluster, idle))
+        windows.clear()
+        settled.start()
+        waitfor(lambda: len(windows) >= 20 or None, 60, "20 windows measured while the process works")
+        waited = settled.is_alive()
+        gate.touch()
+        settled.join(60)
+        done = not settled.is_alive()
+        waitfor(lambda: busy.poll() is not None, 60, "the busy process to exit")
+
+    assert waited and done, (idle, windows)
+
+
+#: a process whose thread, once asked (a line), burns 20 ms of CPU, says so, and ends at the next line
+BURNS_ON_REQUEST = """
+import sys, threading, time
+def burn():
+    began = time.thread_time()
+    while time.thread_time() - began < 0.02:
+        pass
+    print("burnt", flush=True)
+    sys.stdin.readline()
+print("ready", flush=True)
+sys.stdin.readline()
+threading.Thread(target=burn).start()
+"""
+
+
+def test_the_dispatch_benchmark_counts_the_cpu_of_a_process_tree_to_the_nanosecond() -> None:
+    """The workers' CPU per run: what a process tree's threads ran between two readings, a thread started between
+    them counted from its start (an attempt's thread that is alive at the second reading)."""
+    argv = [sys.executable, "-c", BURNS_ON_REQUEST]
+    child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, **lifeline_env()})
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline() == b"ready\n"  # started: what its start cost is before the first reading
+        before = tree_threads([child.pid])
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == b"burnt\n"
+        used = used_since(before, tree_threads([child.pid]))
+    finally:
+        child.stdin.close()
+        child.wait(60)
+
+    assert used >= 0.02, used
 
 
 def test_the_status_lookups_in_process_are_answered_200_and_timed(tmp_path: Path) -> None:
