@@ -6,6 +6,8 @@ closed before its answer raises as over HTTP, the call not sent again."""
 from __future__ import annotations
 
 import contextlib
+import re
+import select
 import socket
 import sys
 import threading
@@ -37,12 +39,14 @@ TASK = "Probe_x_3f0a"
 ADDED = {"task_id": TASK, "family": "Probe", "module": "probes", "params": {"n": "3"}, "deps": [], "runnable": True}
 
 
-def start(processes: Processes, root: Path, name: str, argv: list[str]) -> str:
-    """The luigid ``argv`` starts (the project's luigi.cfg, a fresh state, :data:`SECRET` its guard's); its URL."""
+def start(processes: Processes, root: Path, name: str, argv: list[str], **settings: str) -> str:
+    """The luigid ``argv`` starts (the project's luigi.cfg, a fresh state, :data:`SECRET` its guard's, ``settings``
+    in its environment); its URL."""
     port, state = free_port(), root / name
     state.mkdir()
     argv = [*argv, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
     env = {**base_env(), "LUIGI_CONFIG_PATH": str(LUIGI_CFG), SECRET_ENV: SECRET, "NECTAR_DATA_DIR": str(state)}
+    env.update(settings)
     proc = processes.start(name, [*argv, "--logdir", str(state)], env, state)
     processes.wait_up(proc, f"http://127.0.0.1:{port}/static/visualiser/index.html", name)
     return f"http://127.0.0.1:{port}"
@@ -175,6 +179,61 @@ def test_a_frame_over_tornados_bound_on_a_body_closes_its_connection_unanswered(
     finally:
         sock.close()
     assert SchedulerClient(url, 60, SECRET).call("is_paused") == {"paused": False}
+
+
+def test_a_call_in_a_frame_is_logged_as_a_frame(processes: Processes, tmp_path: Path) -> None:
+    """An operator reading luigid's log sees the transport: a call that came in a frame is logged ``FRAME <method>``
+    (a 404 at WARNING, a raise's traceback at ERROR), not as a POST."""
+    client = SchedulerClient(start(processes, tmp_path, "guarded", GUARDED_LUIGID), 60, SECRET)
+    with pytest.raises(SchedulerUnavailable, match="404"):
+        client.call("no_such_rpc")
+    with pytest.raises(SchedulerUnavailable, match="500"):
+        client.call("is_paused", bogus=1)
+    assert client.call("is_paused") == {"paused": False} and framed(client)
+    log = tmp_path / "guarded" / "luigi-server.log"
+
+    def logged() -> str:  # without the process ids
+        return re.sub(r"\[\d+\]", "", log.read_text())
+
+    raised = "tornado.application ERROR: Uncaught exception FRAME is_paused (127.0.0.1)\n"
+    wait_until(lambda: raised in logged())
+    text = logged()
+    assert "tornado.access WARNING: 404 FRAME no_such_rpc (127.0.0.1)\n" in text
+    assert "tornado.access ERROR: 500 FRAME is_paused (127.0.0.1)\n" in text
+    assert "got an unexpected keyword argument 'bogus'" in text and "POST" not in text
+
+
+def peer_closed(sock: socket.socket) -> bool:
+    """Whether the other end closed ``sock`` (an end of file waits on it), nothing read from it."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+
+
+def test_an_idle_upgraded_connection_is_closed_and_our_client_makes_a_new_one(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """As tornado closes an HTTP connection that sends no next request for its idle timeout, luigid closes an
+    upgraded one silent that long (``NECTAR_SCHEDULER_IDLE_TIMEOUT``, 1 s here), after answering what it sent; our
+    client's next call goes on a new upgraded connection, not failed."""
+    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID, NECTAR_SCHEDULER_IDLE_TIMEOUT="1")
+    head, sock = upgrade(url, {SECRET_HEADER: SECRET})  # its reads wait 60 s at most: a hung test fails
+    try:
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        call = b'[["is_paused", {}]]'
+        sock.sendall(len(call).to_bytes(4, "big") + call)
+        read = head.partition(b"\r\n\r\n")[2]
+        while got := sock.recv(65536):  # the answer, then the end of the connection
+            read += got
+        answer = b'[{"response": {"paused": false}}]'
+        assert read == len(answer).to_bytes(4, "big") + answer
+    finally:
+        sock.close()
+    client = SchedulerClient(url, 60, SECRET)
+    assert client.call("is_paused") == {"paused": False} and framed(client)
+    first = client.connections._connection()[0].sock
+    wait_until(lambda: peer_closed(first))
+    assert client.call("is_paused") == {"paused": False} and framed(client)
+    assert client.connections._connection()[0].sock is not first
 
 
 def test_a_luigid_without_frames_is_talked_to_over_http(processes: Processes, tmp_path: Path) -> None:
