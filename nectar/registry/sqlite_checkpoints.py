@@ -130,9 +130,7 @@ class Checkpointer:
         copied (:func:`uncopied`; the WAL index opened at the first look): a reader's snapshot that holds frames back
         wakes it once per :data:`CHECKPOINT_FRAMES` frames written, not at every look."""
         try:
-            if self._shm is None:
-                self._shm = os.open(self._shm_path, os.O_RDONLY | os.O_CLOEXEC)
-            frames = uncopied(self._shm)
+            frames = uncopied(self._index())
         except OSError:
             return False
         if frames < self._behind_by:  # copied since
@@ -141,6 +139,19 @@ class Checkpointer:
             return False
         self._behind_by = frames
         return True
+
+    def _index(self) -> int:
+        """A descriptor of the WAL index ``<file>-shm`` as it is now: the one held, unless its file was removed (the
+        file's last connection removes it as it closes, and the next to open the file makes another: the one held
+        would be read stale for good), then the file there now, opened. Its check is one ``fstat`` a look. The one
+        closed is no connection's of this process (one open on the file would have kept it), so the locks that its
+        close releases (POSIX: every lock of the process on the file) are none of SQLite's."""
+        if self._shm is not None and os.fstat(self._shm).st_nlink == 0:
+            os.close(self._shm)
+            self._shm = None
+        if self._shm is None:
+            self._shm = os.open(self._shm_path, os.O_RDONLY | os.O_CLOEXEC)
+        return self._shm
 
     def close(self) -> None:
         """Copy the turns written since the last checkpoint (if any), then end the thread and close its connection;
