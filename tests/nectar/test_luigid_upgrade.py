@@ -10,7 +10,6 @@ import re
 import select
 import socket
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from nectar.luigid import (
 )
 from nectar.supervisor import GUARDED_LUIGID
 from tests.conftest import wait_until
+from tests.helpers.raw_server import RawServer
 
 SECRET = "a-scheduler-secret-for-the-upgrade-test"
 LUIGIS_LUIGID = [sys.executable, "-c", "from luigi.cmdline import luigid; luigid()"]
@@ -243,27 +243,15 @@ def test_a_luigid_without_frames_is_talked_to_over_http(processes: Processes, tm
     assert client.connections.frames is False and not framed(client)
 
 
-class ClosingServer:
+class ClosingServer(RawServer):
     """A server that answers a switch to frames as ``frames`` says (``101``, else a 404 kept alive), then closes the
     connection once a call's request has arrived, unanswered: luigid gone mid-call (a fault a real luigid cannot be
     made to show at that moment). Counts the calls that arrived."""
 
     def __init__(self, frames: bool) -> None:
         self.frames = frames
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.arrived = 0
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with conn, contextlib.suppress(OSError):
-                self.handle(conn)
+        super().__init__()
 
     def handle(self, conn: socket.socket) -> None:
         data = b""
@@ -277,9 +265,6 @@ class ClosingServer:
         while not rest:
             rest = conn.recv(65536)
         self.arrived += 1
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 @pytest.mark.parametrize("frames", [True, False], ids=["frames", "http"])
