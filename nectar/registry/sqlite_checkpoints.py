@@ -155,22 +155,26 @@ class Checkpointer:
 
     def close(self) -> None:
         """Copy the turns written since the last checkpoint (if any), then end the thread and close its connection;
-        what the thread was doing ends first. Later turns are counted by no one (the backstop's)."""
+        what the thread was doing ends first. Later turns are counted by no one (the backstop's). The WAL index's
+        descriptor is closed last: a close releases every POSIX lock of the process on the file, SQLite's among them
+        (the one that tells another process opening the file that the index is in use, and the readers' marks), so
+        the last checkpoint runs with them in place."""
         with self._lock:
             if self._closing:
                 return
             self._closing = True
             self._asked = self._asked or self._turns > 0
             self._turns = 0
+            thread = None
+            if self._thread is not None or self._asked:
+                self._wake()
+                thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._lock:
             if self._shm is not None:
                 os.close(self._shm)
                 self._shm = None
-            if self._thread is None and not self._asked:
-                return
-            self._wake()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
 
     def wait_made(self, count: int, timeout: float) -> bool:
         """True once ``count`` checkpoints were made (for tests and benchmarks), False after ``timeout`` s."""

@@ -323,3 +323,39 @@ def test_a_wal_index_removed_and_made_again_is_looked_at_anew(tmp_path: Path, mo
         assert checkpoints.wait_made(1, GUARD)
         assert wal_frames(path) >= 300 and checkpoints.complete == 1
     checkpoints.close()
+
+
+def locked_here(path: Path) -> bool:
+    """Whether this process holds a POSIX lock on the file at ``path`` (``/proc/locks``)."""
+    found = path.stat()
+    inode = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
+    with open("/proc/locks") as locks:
+        held = [line.split() for line in locks if "->" not in line]  # not the waiters' lines
+    return any(fields[1] == "POSIX" and fields[4] == str(os.getpid()) and fields[5] == inode for fields in held)
+
+
+def test_the_last_checkpoint_runs_with_the_processs_locks_on_the_wal_index_in_place(tmp_path: Path) -> None:
+    """A close of a descriptor releases every POSIX lock its process holds on the file: the checkpointer's of the WAL
+    index, closed before its last checkpoint, released SQLite's locks of the process's connections on it (the one
+    that tells another process the index is in use, which it would otherwise make again from nothing) for that
+    checkpoint and after. It is closed after that checkpoint."""
+    path = tmp_path / "runs.sqlite3"
+    shm = Path(f"{path}-shm")
+    locked_at_checkpoint = []
+
+    def open_() -> sqlite3.Connection:  # the checkpoint's connection, opened as it begins
+        locked_at_checkpoint.append(locked_here(shm))
+        return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    checkpoints = sqlite_checkpoints.Checkpointer(open_, contextlib.nullcontext, str(shm))
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("CREATE TABLE t (x)")
+        assert locked_here(shm)  # SQLite's, of this connection
+        for _ in range(sqlite_checkpoints.LOOK_EVERY):  # turns, and a look: the index opened
+            checkpoints.wrote()
+        assert checkpoints._shm is not None and checkpoints.made == 0
+        checkpoints.close()  # the last checkpoint: the turns written since none
+        assert checkpoints.made == 1 and checkpoints._shm is None
+        assert locked_at_checkpoint == [True]
