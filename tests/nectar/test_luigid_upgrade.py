@@ -213,21 +213,21 @@ def test_an_idle_upgraded_connection_is_closed_and_our_client_makes_a_new_one(
     processes: Processes, tmp_path: Path
 ) -> None:
     """As tornado closes an HTTP connection that sends no next request for its idle timeout, luigid closes an
-    upgraded one silent that long (``NECTAR_SCHEDULER_IDLE_TIMEOUT``, 1 s here), after answering what it sent; our
-    client's next call goes on a new upgraded connection, not failed."""
-    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID, NECTAR_SCHEDULER_IDLE_TIMEOUT="1")
-    head, sock = upgrade(url, {SECRET_HEADER: SECRET})  # its reads wait 60 s at most: a hung test fails
-    try:
-        assert head.startswith(b"HTTP/1.1 101 "), head
-        call = b'[["is_paused", {}]]'
-        sock.sendall(len(call).to_bytes(4, "big") + call)
-        read = head.partition(b"\r\n\r\n")[2]
-        while got := sock.recv(65536):  # the answer, then the end of the connection
+    upgraded one silent that long (``NECTAR_SCHEDULER_IDLE_TIMEOUT``, 2 s here), after answering what it sent; our
+    client's next call goes on a new upgraded connection, not failed. (A frame sent with the upgrade's request
+    cannot come late; our client's first frame follows the ``101`` at once.)"""
+    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID, NECTAR_SCHEDULER_IDLE_TIMEOUT="2")
+    port = int(url.rsplit(":", 1)[1])
+    lines = [f"GET /api/{UPGRADE_RPC} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: Upgrade", f"Upgrade: {FRAMED}"]
+    request = ("\r\n".join([*lines, f"{SECRET_HEADER}: {SECRET}"]) + "\r\n\r\n").encode()
+    call, answer = b'[["is_paused", {}]]', b'[{"response": {"paused": false}}]'
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:  # the timeout fails a hung test only
+        sock.sendall(request + len(call).to_bytes(4, "big") + call)
+        read = b""
+        while got := sock.recv(65536):  # the 101 and the answer, then the end of the connection
             read += got
-        answer = b'[{"response": {"paused": false}}]'
-        assert read == len(answer).to_bytes(4, "big") + answer
-    finally:
-        sock.close()
+    head, _, frames = read.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ") and frames == len(answer).to_bytes(4, "big") + answer, read
     client = SchedulerClient(url, 60, SECRET)
     assert client.call("is_paused") == {"paused": False} and framed(client)
     first = client.connections._connection()[0].sock
