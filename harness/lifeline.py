@@ -64,7 +64,13 @@ def lifeline_env() -> dict[str, str]:
 def close_on_exec() -> None:
     """Make every file this process holds beyond its standard streams close at the exec of what it starts: what it
     inherited (a CI runner's pipe, say) would otherwise reach a part that a start without ``close_fds`` makes (its own
-    files are close-on-exec already, PEP 446)."""
+    files are close-on-exec already, PEP 446).
+
+    Nothing needs to hold a lock from here to the fork: what this finds was inherited at the process's start, and no
+    thread of the harness's process makes a descriptor inheritable after it (Python's own are born close-on-exec; the
+    one ``os.dup2`` of ours, a run's log capture, targets the standard streams, which a part gets replaced). A C
+    library's socket between its ``socket()`` and its ``FD_CLOEXEC`` (libpq sets it after) is the one window left,
+    and a lock of ours would not close it: that library takes none."""
     for name in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):  # the directory's own descriptor, gone once listed
             if int(name) > 2 and os.get_inheritable(int(name)):

@@ -33,6 +33,7 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_RUNS_PER_PROCESS": "runs_per_process",
     "NECTAR_PROCESS_MAX_RSS_MB": "process_max_rss_mb",
     "NECTAR_SCHEDULER_TIMEOUT": "scheduler_timeout",
+    "NECTAR_SCHEDULER_IDLE_TIMEOUT": "scheduler_idle_timeout",
     "NECTAR_LUIGI_CONFIG": "luigi_config",
     "NECTAR_RETRIES": "retries",
     "NECTAR_RETRY_DELAY": "retry_delay",
@@ -83,6 +84,7 @@ _FLOATS = {
     "worker_poll_interval",
     "spare_idle",
     "scheduler_timeout",
+    "scheduler_idle_timeout",
     "retry_delay",
     "retry_backoff",
     "heartbeat_interval",
@@ -124,6 +126,9 @@ class Settings:
     process_max_rss_mb: int = 512
     #: seconds to wait for luigid on a status lookup before answering without it
     scheduler_timeout: float = 2.0
+    #: seconds luigid keeps a connection of ours (switched to frames) that sends nothing before closing it: tornado's
+    #: wait for an HTTP connection's next request in luigid (:data:`nectar.luigid_server.IDLE_TIMEOUT`)
+    scheduler_idle_timeout: float = 3600.0
     #: a luigi.cfg to load in workers (None: luigi's own search path)
     luigi_config: Path | None = None
     #: default retry policy of a run (a task's ``retries``/``retry_delay``/``retry_backoff`` win):
@@ -259,6 +264,8 @@ class Settings:
                     )
                 if f.name == "wait_timeout" and not 0 <= value < float("inf"):
                     raise InvalidSetting(f"NECTAR_WAIT_TIMEOUT must be a number of seconds ≥ 0, not {value}")
+                if f.name == "scheduler_idle_timeout" and not 0 < value < float("inf"):
+                    raise InvalidSetting(f"NECTAR_SCHEDULER_IDLE_TIMEOUT must be a number of seconds > 0, not {value}")
                 if f.name == "wait_poll_max" and not 0 < value < float("inf"):
                     raise InvalidSetting(f"NECTAR_WAIT_POLL_MAX must be a number of seconds > 0, not {value}")
             elif f.name == "scheduler_url" and value is not None:

@@ -65,14 +65,21 @@ from nectar.luigid import BATCH_RPC, DISABLED_ONLY, FRAME_HEAD, FRAMED, JSON, UP
 #: the form an RPC is POSTed as (by :mod:`nectar.luigid`, and luigi's ``RemoteScheduler``)
 FORM = "application/x-www-form-urlencoded"
 RPC_PREFIX = "/api/"
+#: seconds a connection waits silent for its next request before luigid closes it: what tornado's ``HTTPServer``,
+#: made by luigi without an ``idle_connection_timeout``, waits for an HTTP connection's next request (its
+#: ``header_timeout``); an upgraded connection waits as long (:class:`FramedRPC`), unless set otherwise
+#: (``NECTAR_SCHEDULER_IDLE_TIMEOUT``)
+IDLE_TIMEOUT = 3600.0
 
 
 class LuigidRouter(tornado.routing.Router):
     """luigid's tornado application, the RPCs workers POST answered by :class:`DirectRPC`."""
 
-    def __init__(self, app: tornado.web.Application, scheduler: Any) -> None:
+    def __init__(self, app: tornado.web.Application, scheduler: Any, idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.app = app
         self.scheduler = scheduler
+        #: seconds an upgraded connection may stay silent before luigid closes it (:class:`FramedRPC`)
+        self.idle_timeout = idle_timeout
         self.methods = frozenset(name for name in luigid_rpc_methods() if hasattr(scheduler, name))
 
     def add_transform(self, transform: type[tornado.web.OutputTransform]) -> None:
@@ -115,18 +122,22 @@ class LuigidRouter(tornado.routing.Router):
             answer[HOLDS_DISABLED] = holds_disabled(self.scheduler)
         return answer
 
-    def answer_of(self, method: str, arguments: dict[str, Any], remote: str | None) -> dict[str, Any]:
+    def answer_of(
+        self, method: str, arguments: dict[str, Any], remote: str | None, framed: bool = False
+    ) -> dict[str, Any]:
         """A call's answer in a batch: ``{"response": ...}``, else ``{"status": 404 or 500, "reason": ...}``, logged
-        as luigi's handler logs it alone (a 404 at WARNING, a raise's traceback at ERROR)."""
-        uri = f"{RPC_PREFIX}{method}"
+        as luigi's handler logs it alone (a 404 at WARNING, a raise's traceback at ERROR), named by its transport: a
+        batch's call as ``POST /api/<method> (<remote>) in a batch``, a frame's (``framed``) as ``FRAME <method>
+        (<remote>)``."""
+        call = f"FRAME {method} ({remote})" if framed else f"POST {RPC_PREFIX}{method} ({remote}) in a batch"
         if method not in self.methods:
-            access_log.warning("404 POST %s (%s) in a batch", uri, remote)
+            access_log.warning("404 %s", call)
             return {"status": 404, "reason": "Not Found"}
         try:
             return {"response": self.run(method, arguments)}
         except Exception as exc:  # as tornado logs an exception of luigi's handler
-            app_log.error("Uncaught exception POST %s (%s) in a batch", uri, remote, exc_info=exc)
-            access_log.error("500 POST %s (%s) in a batch", uri, remote)
+            app_log.error("Uncaught exception %s", call, exc_info=exc)
+            access_log.error("500 %s", call)
             return {"status": 500, "reason": "Internal Server Error"}
 
 
@@ -265,10 +276,17 @@ async def serve_framed(sock: socket.socket, protocol: FramedRPC) -> None:
 class FramedRPC(asyncio.Protocol):
     """One upgraded connection: each frame a batch (``[[method, {arguments}], ...]``), answered with a frame of each
     call's answer as :class:`BatchRPC` answers it; a frame longer than ``limit`` (tornado's bound on a body) closes
-    the connection unanswered, as tornado closes one whose body is over its bound."""
+    the connection unanswered, as tornado closes one whose body is over its bound. A connection that sends nothing
+    for the router's ``idle_timeout`` while luigid owes it no answer is closed, as tornado closes an HTTP connection
+    idle that long between two requests (its buffers freed; our client makes a new one for its next call)."""
 
     def __init__(self, router: LuigidRouter, remote: str | None, limit: int, read_past: bytes = b"") -> None:
         self.router, self.remote, self.limit = router, remote, limit
+        self.loop = asyncio.get_running_loop()
+        #: when the client last sent something (the loop's clock)
+        self.heard = self.loop.time()
+        #: the look for an idle connection: once per ``idle_timeout``, not moved per frame
+        self.idle: asyncio.TimerHandle | None = None
         #: frames read, not yet answered (the first ``read_past``: read by tornado with the upgrade's request)
         self.buffer = bytearray(read_past)
         self.transport: asyncio.Transport | None = None
@@ -281,11 +299,27 @@ class FramedRPC(asyncio.Protocol):
         transport.write(
             f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {FRAMED}\r\nConnection: Upgrade\r\n\r\n".encode()
         )
+        self.idle = self.loop.call_later(self.router.idle_timeout, self._close_if_idle)
         self._answer()  # the frames read with the upgrade's request
 
     def data_received(self, data: bytes) -> None:
+        self.heard = self.loop.time()
         self.buffer += data
         self._answer()
+
+    def _close_if_idle(self) -> None:
+        """Close the connection if the client sent nothing for ``idle_timeout`` and is owed no answer luigid holds
+        (paused: the client is slow to read, not idle); else look again when it would be."""
+        transport, timeout = self.transport, self.router.idle_timeout
+        assert transport is not None
+        if transport.is_closing():
+            return
+        silent = self.loop.time() - self.heard
+        if silent < timeout or self.paused:
+            self.idle = self.loop.call_later(max(timeout - silent, 0.0) or timeout, self._close_if_idle)
+            return
+        access_log.debug("FRAME connection from %s idle for %.0f s: closed", self.remote, silent)
+        transport.close()
 
     def pause_writing(self) -> None:
         """Answers not yet sent past the transport's high-water mark (a client that sends frames and reads no
@@ -319,12 +353,14 @@ class FramedRPC(asyncio.Protocol):
             if calls is None:
                 answer = b'{"status": 400, "reason": "a frame is a JSON list of [method, {arguments}]"}'
             else:
-                entries = [self.router.answer_of(method, arguments, self.remote) for method, arguments in calls]
+                entries = [self.router.answer_of(method, arguments, self.remote, True) for method, arguments in calls]
                 answer = tornado.escape.json_encode(entries).encode("utf-8")
             transport.write(len(answer).to_bytes(FRAME_HEAD, "big") + answer)  # may pause writing (pause_writing)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.buffer.clear()
+        if self.idle is not None:
+            self.idle.cancel()
 
 
 def batch_calls(body: bytes) -> list[tuple[str, dict[str, Any]]] | None:
@@ -384,7 +420,10 @@ class Raised(tornado.web.RequestHandler):
 
 
 def serve_rpcs_directly() -> None:
-    """Every luigid this process serves from now on answers our RPCs through :class:`LuigidRouter`."""
+    """Every luigid this process serves from now on answers our RPCs through :class:`LuigidRouter`, its upgraded
+    connections closed once idle for ``NECTAR_SCHEDULER_IDLE_TIMEOUT`` seconds (:data:`IDLE_TIMEOUT`)."""
+    from nectar.config import Settings
     from nectar.luigi_internals import route_luigid_app
 
-    route_luigid_app(LuigidRouter)
+    idle_timeout = Settings.from_env().scheduler_idle_timeout
+    route_luigid_app(lambda app, scheduler: LuigidRouter(app, scheduler, idle_timeout))

@@ -130,9 +130,7 @@ class Checkpointer:
         copied (:func:`uncopied`; the WAL index opened at the first look): a reader's snapshot that holds frames back
         wakes it once per :data:`CHECKPOINT_FRAMES` frames written, not at every look."""
         try:
-            if self._shm is None:
-                self._shm = os.open(self._shm_path, os.O_RDONLY | os.O_CLOEXEC)
-            frames = uncopied(self._shm)
+            frames = uncopied(self._index())
         except OSError:
             return False
         if frames < self._behind_by:  # copied since
@@ -142,24 +140,41 @@ class Checkpointer:
         self._behind_by = frames
         return True
 
+    def _index(self) -> int:
+        """A descriptor of the WAL index ``<file>-shm`` as it is now: the one held, unless its file was removed (the
+        file's last connection removes it as it closes, and the next to open the file makes another: the one held
+        would be read stale for good), then the file there now, opened. Its check is one ``fstat`` a look. The one
+        closed is no connection's of this process (one open on the file would have kept it), so the locks that its
+        close releases (POSIX: every lock of the process on the file) are none of SQLite's."""
+        if self._shm is not None and os.fstat(self._shm).st_nlink == 0:
+            os.close(self._shm)
+            self._shm = None
+        if self._shm is None:
+            self._shm = os.open(self._shm_path, os.O_RDONLY | os.O_CLOEXEC)
+        return self._shm
+
     def close(self) -> None:
         """Copy the turns written since the last checkpoint (if any), then end the thread and close its connection;
-        what the thread was doing ends first. Later turns are counted by no one (the backstop's)."""
+        what the thread was doing ends first. Later turns are counted by no one (the backstop's). The WAL index's
+        descriptor is closed last: a close releases every POSIX lock of the process on the file, SQLite's among them
+        (the one that tells another process opening the file that the index is in use, and the readers' marks), so
+        the last checkpoint runs with them in place."""
         with self._lock:
             if self._closing:
                 return
             self._closing = True
             self._asked = self._asked or self._turns > 0
             self._turns = 0
+            thread = None
+            if self._thread is not None or self._asked:
+                self._wake()
+                thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._lock:
             if self._shm is not None:
                 os.close(self._shm)
                 self._shm = None
-            if self._thread is None and not self._asked:
-                return
-            self._wake()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
 
     def wait_made(self, count: int, timeout: float) -> bool:
         """True once ``count`` checkpoints were made (for tests and benchmarks), False after ``timeout`` s."""

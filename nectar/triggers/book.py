@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import takewhile
+from itertools import islice, takewhile
 from typing import TYPE_CHECKING, Any
 
 from nectar.declarations import Declared, declared_in
@@ -244,11 +244,16 @@ class TriggerBook:
         poll = Poll()
         spec = record.spec
         # a trigger's first poll, when it takes only new objects, lists the whole place once (in the loop, never in a
-        # request) to start after it, and claims what changed since the trigger was made
+        # request) to start after it, and claims what changed since the trigger was made; one cut short (the queue
+        # full) goes on after the last object it claimed (claims go in key order), not from the place's start
         starting = record.cursor is None
         since = record.created_at - NEW_SLACK_S
+        after = (record.last_object if starting else record.cursor) or None
         try:
-            found = self._listing(spec, record.cursor or None, poll.stats, None if starting else POLL_OBJECTS)
+            if starting and self._first_group_full(record, after, since, poll):
+                self.runs.polled(record.id, self.clock(), None)
+                return poll
+            found = self._listing(spec, after, poll.stats, None if starting else POLL_OBJECTS)
             listed = [item for item in found if not starting or item.modified > since]
         except NectarError as exc:  # the bucket went away, the folder cannot be read: shown on the trigger
             poll.error = str(exc)
@@ -269,10 +274,27 @@ class TriggerBook:
                 return poll
         if starting:  # unless another process did; a first poll cut short (stale, full) starts nothing: the next
             # one lists the whole place again, so what was there before the trigger is never taken
-            self.runs.start_trigger(record.id, record.version, poll.stats.last_key or "")
+            self.runs.start_trigger(record.id, record.version, poll.stats.last_key or after or "")
         # objects the glob passed over are dealt with too: the cursor moves past them
         self.runs.polled(record.id, self.clock(), None, poll.stats.last_key)
         return poll
+
+    def _first_group_full(self, record: TriggerRecord, after: str | None, since: float, poll: Poll) -> bool:
+        """Whether a first poll (``existing: new``, after ``after``) stops at its first group, the queue full: read
+        with the queue at its bound only, and only as far as that group (the listing read lazily), not the whole
+        place: a first poll cut short again and again reads no more each time than the objects up to it."""
+        if self.runs.queued() < int(self.nectar.settings.max_queue):
+            return False
+        looked = ListStats()
+        found = list_objects(record.spec.location, record.spec.glob, start_after=after, stats=looked)
+        group = list(islice((item for item in found if item.modified > since), record.spec.batch_size or 1))
+        poll.stats.requests += looked.requests
+        poll.stats.objects += looked.objects
+        full = self._full(record, group) if group else None
+        if full is None:
+            return False
+        poll.states["full"], poll.full = 1, full
+        return True
 
     @staticmethod
     def _listing(spec: TriggerSpec, cursor: str | None, stats: ListStats, limit: int | None) -> list[StoredObject]:

@@ -50,16 +50,22 @@ def test_nectar_serve_killed_alone_takes_every_process_with_it_and_requeues_its_
     # a drain that outlasts the test: a worker whose supervisor is gone must not wait for it
     serve = cluster.start_serve(workers=2, NECTAR_DRAIN_GRACE="3600")
     runs = cluster.start_runs(2, sleeps="3600,0.3")
+
+    def workers() -> dict[int, str]:
+        return {pid: line for pid in descendants(serve.pid) if "nectar.cli worker" in (line := cmdline(pid))}
+
+    # the worker, its 2 attempts and a spare at least: spares are forked one per pass of the worker's loop, the last
+    # one held back until an attempt says its step started, so some may come after the runs' starts
+    waitfor(lambda: len(workers()) >= 4, 60, "the worker, its 2 attempts and a spare")
     started = {pid: cmdline(pid) for pid in descendants(serve.pid)}
-    assert len([line for line in started.values() if "nectar.cli worker" in line]) >= 4, started  # 2 attempts, spares
 
     cluster.ledger.note("kill", serve.pid)
     serve.kill()
     serve.wait(timeout=60)
 
     gone(started, "every process nectar serve started to stop on its own")
-    left = [p for p in tagged(cluster.token) if alive(p)]
-    assert not left, {p: cmdline(p) for p in left}
+    # and those forked after the list was read (a spare), which no one forks any more
+    gone({p: cmdline(p) for p in tagged(cluster.token) if alive(p)}, "every process of the test's to stop")
     for port in (cluster.api_port, cluster.luigid_port):
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{port}/", timeout=60)

@@ -51,6 +51,17 @@ def test_a_maximum_runtime_that_is_no_number_of_seconds_is_refused_naming_the_va
         Settings.from_env({"NECTAR_MAX_RUNTIME": value})
 
 
+def test_luigid_closes_an_idle_framed_connection_after_an_hour_unless_set() -> None:
+    assert Settings.from_env({}).scheduler_idle_timeout == 3600.0
+    assert Settings.from_env({"NECTAR_SCHEDULER_IDLE_TIMEOUT": "0.5"}).scheduler_idle_timeout == 0.5
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan"])
+def test_an_idle_timeout_that_is_no_number_of_seconds_is_refused_naming_the_variable(value: str) -> None:
+    with pytest.raises(ValueError, match="NECTAR_SCHEDULER_IDLE_TIMEOUT must be a number of seconds > 0"):
+        Settings.from_env({"NECTAR_SCHEDULER_IDLE_TIMEOUT": value})
+
+
 def test_serve_gives_a_stopping_part_20_seconds_unless_set() -> None:
     assert Settings.from_env({}).stop_timeout == 20.0
     assert Settings.from_env({"NECTAR_STOP_TIMEOUT": "600"}).stop_timeout == 600.0

@@ -6,9 +6,10 @@ closed before its answer raises as over HTTP, the call not sent again."""
 from __future__ import annotations
 
 import contextlib
+import re
+import select
 import socket
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from nectar.luigid import (
 )
 from nectar.supervisor import GUARDED_LUIGID
 from tests.conftest import wait_until
+from tests.helpers.raw_server import RawServer
 
 SECRET = "a-scheduler-secret-for-the-upgrade-test"
 LUIGIS_LUIGID = [sys.executable, "-c", "from luigi.cmdline import luigid; luigid()"]
@@ -37,12 +39,14 @@ TASK = "Probe_x_3f0a"
 ADDED = {"task_id": TASK, "family": "Probe", "module": "probes", "params": {"n": "3"}, "deps": [], "runnable": True}
 
 
-def start(processes: Processes, root: Path, name: str, argv: list[str]) -> str:
-    """The luigid ``argv`` starts (the project's luigi.cfg, a fresh state, :data:`SECRET` its guard's); its URL."""
+def start(processes: Processes, root: Path, name: str, argv: list[str], **settings: str) -> str:
+    """The luigid ``argv`` starts (the project's luigi.cfg, a fresh state, :data:`SECRET` its guard's, ``settings``
+    in its environment); its URL."""
     port, state = free_port(), root / name
     state.mkdir()
     argv = [*argv, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
     env = {**base_env(), "LUIGI_CONFIG_PATH": str(LUIGI_CFG), SECRET_ENV: SECRET, "NECTAR_DATA_DIR": str(state)}
+    env.update(settings)
     proc = processes.start(name, [*argv, "--logdir", str(state)], env, state)
     processes.wait_up(proc, f"http://127.0.0.1:{port}/static/visualiser/index.html", name)
     return f"http://127.0.0.1:{port}"
@@ -177,6 +181,61 @@ def test_a_frame_over_tornados_bound_on_a_body_closes_its_connection_unanswered(
     assert SchedulerClient(url, 60, SECRET).call("is_paused") == {"paused": False}
 
 
+def test_a_call_in_a_frame_is_logged_as_a_frame(processes: Processes, tmp_path: Path) -> None:
+    """An operator reading luigid's log sees the transport: a call that came in a frame is logged ``FRAME <method>``
+    (a 404 at WARNING, a raise's traceback at ERROR), not as a POST."""
+    client = SchedulerClient(start(processes, tmp_path, "guarded", GUARDED_LUIGID), 60, SECRET)
+    with pytest.raises(SchedulerUnavailable, match="404"):
+        client.call("no_such_rpc")
+    with pytest.raises(SchedulerUnavailable, match="500"):
+        client.call("is_paused", bogus=1)
+    assert client.call("is_paused") == {"paused": False} and framed(client)
+    log = tmp_path / "guarded" / "luigi-server.log"
+
+    def logged() -> str:  # without the process ids
+        return re.sub(r"\[\d+\]", "", log.read_text())
+
+    raised = "tornado.application ERROR: Uncaught exception FRAME is_paused (127.0.0.1)\n"
+    wait_until(lambda: raised in logged())
+    text = logged()
+    assert "tornado.access WARNING: 404 FRAME no_such_rpc (127.0.0.1)\n" in text
+    assert "tornado.access ERROR: 500 FRAME is_paused (127.0.0.1)\n" in text
+    assert "got an unexpected keyword argument 'bogus'" in text and "POST" not in text
+
+
+def peer_closed(sock: socket.socket) -> bool:
+    """Whether the other end closed ``sock`` (an end of file waits on it), nothing read from it."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+
+
+def test_an_idle_upgraded_connection_is_closed_and_our_client_makes_a_new_one(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """As tornado closes an HTTP connection that sends no next request for its idle timeout, luigid closes an
+    upgraded one silent that long (``NECTAR_SCHEDULER_IDLE_TIMEOUT``, 2 s here), after answering what it sent; our
+    client's next call goes on a new upgraded connection, not failed. (A frame sent with the upgrade's request
+    cannot come late; our client's first frame follows the ``101`` at once.)"""
+    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID, NECTAR_SCHEDULER_IDLE_TIMEOUT="2")
+    port = int(url.rsplit(":", 1)[1])
+    lines = [f"GET /api/{UPGRADE_RPC} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: Upgrade", f"Upgrade: {FRAMED}"]
+    request = ("\r\n".join([*lines, f"{SECRET_HEADER}: {SECRET}"]) + "\r\n\r\n").encode()
+    call, answer = b'[["is_paused", {}]]', b'[{"response": {"paused": false}}]'
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:  # the timeout fails a hung test only
+        sock.sendall(request + len(call).to_bytes(4, "big") + call)
+        read = b""
+        while got := sock.recv(65536):  # the 101 and the answer, then the end of the connection
+            read += got
+    head, _, frames = read.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ") and frames == len(answer).to_bytes(4, "big") + answer, read
+    client = SchedulerClient(url, 60, SECRET)
+    assert client.call("is_paused") == {"paused": False} and framed(client)
+    first = client.connections._connection()[0].sock
+    wait_until(lambda: peer_closed(first))
+    assert client.call("is_paused") == {"paused": False} and framed(client)
+    assert client.connections._connection()[0].sock is not first
+
+
 def test_a_luigid_without_frames_is_talked_to_over_http(processes: Processes, tmp_path: Path) -> None:
     client = SchedulerClient(start(processes, tmp_path, "luigis", LUIGIS_LUIGID), 60, SECRET)
     assert client.call("add_task", worker=WORKER, status="PENDING", **ADDED) is None
@@ -184,27 +243,15 @@ def test_a_luigid_without_frames_is_talked_to_over_http(processes: Processes, tm
     assert client.connections.frames is False and not framed(client)
 
 
-class ClosingServer:
+class ClosingServer(RawServer):
     """A server that answers a switch to frames as ``frames`` says (``101``, else a 404 kept alive), then closes the
     connection once a call's request has arrived, unanswered: luigid gone mid-call (a fault a real luigid cannot be
     made to show at that moment). Counts the calls that arrived."""
 
     def __init__(self, frames: bool) -> None:
         self.frames = frames
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.arrived = 0
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with conn, contextlib.suppress(OSError):
-                self.handle(conn)
+        super().__init__()
 
     def handle(self, conn: socket.socket) -> None:
         data = b""
@@ -218,9 +265,6 @@ class ClosingServer:
         while not rest:
             rest = conn.recv(65536)
         self.arrived += 1
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 @pytest.mark.parametrize("frames", [True, False], ids=["frames", "http"])

@@ -37,6 +37,7 @@ from nectar.luigid import (
     kept_scheduler,
 )
 from tests.conftest import free_port, start_luigid, stop
+from tests.helpers.raw_server import RawServer
 from tests.nectar.test_luigid_server import LUIGIS_LUIGID, start_one
 
 
@@ -486,27 +487,17 @@ def test_answers_in_chunks_or_ending_with_the_connection_are_read_whole() -> Non
         server.server_close()
 
 
-class Scripted:
+class Scripted(RawServer):
     """A raw HTTP/1.1 server on a socket: each request's path noted, each answered with ``answer(path, n)``'s bytes
     (``n`` counting every request it got), answers in turn on a kept-alive connection."""
 
     def __init__(self, answer: Callable[[str, int], bytes]) -> None:
         self.answer, self.seen, self.bodies = answer, [], []
-        self.server = socket.create_server(("127.0.0.1", 0))
-        threading.Thread(target=self._serve, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            with conn, conn.makefile("rb") as requests:
-                try:
-                    self._answer(conn, requests)
-                except OSError:  # the client closed the connection (a reset, with an answer it did not read)
-                    pass
+    def handle(self, conn: socket.socket) -> None:
+        with conn.makefile("rb") as requests:
+            self._answer(conn, requests)
 
     def _answer(self, conn: socket.socket, requests: BinaryIO) -> None:
         while line := requests.readline():
@@ -517,9 +508,6 @@ class Scripted:
             self.bodies.append(requests.read(length))
             self.seen.append(line.split()[1].decode())
             conn.sendall(self.answer(self.seen[-1], len(self.seen)))
-
-    def close(self) -> None:
-        self.server.close()
 
 
 def ok(path: str, _: int = 0) -> bytes:

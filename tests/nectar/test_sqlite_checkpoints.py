@@ -5,6 +5,7 @@ turns for no one are checkpointed by the next to look (nectar.registry.sqlite_ch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -284,3 +285,77 @@ def test_closing_the_registry_waits_on_no_other_processs_turn(tmp_path: Path, mo
         holder.wait(GUARD)
         reader.close()
     assert checkpoints._thread is not None and not checkpoints._thread.is_alive()
+
+
+def test_a_wal_index_removed_and_made_again_is_looked_at_anew(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file's last connection removes its WAL index (``-shm``) as it closes, and the next to open the file makes
+    another: a process that looked at the first (its checkpointer kept) looks at the new one, not the removed one,
+    and wakes its checkpointer for the frames written since."""
+    monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_FRAMES", 200)
+    path = tmp_path / "runs.sqlite3"
+    shm = Path(f"{path}-shm")
+
+    def open_() -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        return conn
+
+    def write(conn: sqlite3.Connection, pages: int) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS t (x BLOB)")
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO t VALUES (?)", ((b"x" * 4000,) for _ in range(pages)))
+        conn.execute("COMMIT")
+
+    checkpoints = sqlite_checkpoints.Checkpointer(open_, contextlib.nullcontext, str(shm))
+    with closing(open_()) as first:
+        write(first, 10)
+        for _ in range(sqlite_checkpoints.LOOK_EVERY):  # a look: the WAL index opened, too few frames to wake
+            checkpoints.wrote()
+        assert checkpoints._shm is not None and checkpoints.made == 0
+        removed = os.fstat(checkpoints._shm).st_ino
+    assert not shm.exists()  # removed by the last connection
+    with closing(open_()) as second:
+        write(second, 300)  # 300 frames not copied, in a WAL index made anew
+        assert shm.stat().st_ino != removed
+        for _ in range(sqlite_checkpoints.LOOK_EVERY):  # a look
+            checkpoints.wrote()
+        assert checkpoints.wait_made(1, GUARD)
+        assert wal_frames(path) >= 300 and checkpoints.complete == 1
+    checkpoints.close()
+
+
+def locked_here(path: Path) -> bool:
+    """Whether this process holds a POSIX lock on the file at ``path`` (``/proc/locks``)."""
+    found = path.stat()
+    inode = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
+    with open("/proc/locks") as locks:
+        held = [line.split() for line in locks if "->" not in line]  # not the waiters' lines
+    return any(fields[1] == "POSIX" and fields[4] == str(os.getpid()) and fields[5] == inode for fields in held)
+
+
+def test_the_last_checkpoint_runs_with_the_processs_locks_on_the_wal_index_in_place(tmp_path: Path) -> None:
+    """A close of a descriptor releases every POSIX lock its process holds on the file: the checkpointer's of the WAL
+    index, closed before its last checkpoint, released SQLite's locks of the process's connections on it (the one
+    that tells another process the index is in use, which it would otherwise make again from nothing) for that
+    checkpoint and after. It is closed after that checkpoint."""
+    path = tmp_path / "runs.sqlite3"
+    shm = Path(f"{path}-shm")
+    locked_at_checkpoint = []
+
+    def open_() -> sqlite3.Connection:  # the checkpoint's connection, opened as it begins
+        locked_at_checkpoint.append(locked_here(shm))
+        return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    checkpoints = sqlite_checkpoints.Checkpointer(open_, contextlib.nullcontext, str(shm))
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("CREATE TABLE t (x)")
+        assert locked_here(shm)  # SQLite's, of this connection
+        for _ in range(sqlite_checkpoints.LOOK_EVERY):  # turns, and a look: the index opened
+            checkpoints.wrote()
+        assert checkpoints._shm is not None and checkpoints.made == 0
+        checkpoints.close()  # the last checkpoint: the turns written since none
+        assert checkpoints.made == 1 and checkpoints._shm is None
+        assert locked_at_checkpoint == [True]

@@ -14,6 +14,7 @@ from nectar.registry import Run
 from nectar.registry.model import RunFilter, RunState
 from nectar.service import Nectar
 from nectar.triggers.loop import TriggerLoop
+from nectar.triggers.model import TriggerRecord
 from tests.schedules.test_policies import end_run
 
 # the bounded registry of either kind the schedules' test uses; the chain, folders and service of the core tests
@@ -158,3 +159,38 @@ def test_a_poll_with_the_queue_full_prepares_nothing_and_claims_once_there_is_ro
     assert poll(loop, caplog) == []
     assert counter.read_text().splitlines() == [path]
     assert objects_of(nectar, trigger_id) == [(path,)]
+
+
+def test_a_first_poll_cut_short_again_and_again_reads_no_more_than_up_to_its_next_object(
+    nectar: Nectar,  # noqa: F811
+    landing: Path,  # noqa: F811
+) -> None:
+    """``existing: new``, the queue full after the first poll's first claim: each poll after goes on after the last
+    object claimed, and with the queue at its bound reads the place only as far as the group it cannot queue (here
+    the root folder, the last claim's and that object's), not each of the 20 folders there before the trigger,
+    twice; once there is room, the poll ends the listing and starts the cursor, nothing of before the trigger
+    taken."""
+    made = time.time()
+    for old in land(landing, *(f"d{n:02}/{m}.csv" for n in range(20) for m in range(5))):
+        os.utime(old, (made - 60, made - 60))
+    queued = [submit(nectar, f"/elsewhere/{n}.csv") for n in range(BOUND - 1)]  # room for one run
+    trigger_id = api_trigger(nectar, landing)
+    new = land(landing, "a0/x.csv", "a1/x.csv", "e/x.csv")
+    first = nectar.triggers.poll(record(nectar, trigger_id))
+    assert first.full is not None and objects_of(nectar, trigger_id) == [(new[0],)]
+    for _ in range(3):
+        again = nectar.triggers.poll(record(nectar, trigger_id))
+        assert again.full is not None and objects_of(nectar, trigger_id) == [(new[0],)]
+        assert again.stats.requests == 3, again.stats  # the root folder, a0/ (the last claim) and a1/
+        assert record(nectar, trigger_id).cursor is None
+    end_run(nectar, queued[0])
+    end_run(nectar, nectar.runs.trigger_objects(trigger_id)[0].run_id or "")
+    done = nectar.triggers.poll(record(nectar, trigger_id))
+    assert done.full is None and objects_of(nectar, trigger_id) == [(new[0],), (new[1],), (new[2],)]
+    assert record(nectar, trigger_id).cursor == "e/x.csv"
+
+
+def record(nectar: Nectar, trigger_id: str) -> TriggerRecord:  # noqa: F811
+    found = nectar.runs.trigger(trigger_id)
+    assert found is not None
+    return found
