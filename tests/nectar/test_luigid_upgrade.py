@@ -10,6 +10,7 @@ import re
 import select
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,13 +210,10 @@ def peer_closed(sock: socket.socket) -> bool:
     return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
 
 
-def test_an_idle_upgraded_connection_is_closed_and_our_client_makes_a_new_one(
-    processes: Processes, tmp_path: Path
-) -> None:
+def test_an_idle_upgraded_connection_is_closed_after_its_answers(processes: Processes, tmp_path: Path) -> None:
     """As tornado closes an HTTP connection that sends no next request for its idle timeout, luigid closes an
-    upgraded one silent that long (``NECTAR_SCHEDULER_IDLE_TIMEOUT``, 2 s here), after answering what it sent; our
-    client's next call goes on a new upgraded connection, not failed. (A frame sent with the upgrade's request
-    cannot come late; our client's first frame follows the ``101`` at once.)"""
+    upgraded one silent that long (``NECTAR_SCHEDULER_IDLE_TIMEOUT``, 2 s here), after answering what it sent (a
+    frame sent with the upgrade's request: nothing can come late)."""
     url = start(processes, tmp_path, "guarded", GUARDED_LUIGID, NECTAR_SCHEDULER_IDLE_TIMEOUT="2")
     port = int(url.rsplit(":", 1)[1])
     lines = [f"GET /api/{UPGRADE_RPC} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: Upgrade", f"Upgrade: {FRAMED}"]
@@ -228,12 +226,49 @@ def test_an_idle_upgraded_connection_is_closed_and_our_client_makes_a_new_one(
             read += got
     head, _, frames = read.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101 ") and frames == len(answer).to_bytes(4, "big") + answer, read
-    client = SchedulerClient(url, 60, SECRET)
-    assert client.call("is_paused") == {"paused": False} and framed(client)
-    first = client.connections._connection()[0].sock
-    wait_until(lambda: peer_closed(first))
-    assert client.call("is_paused") == {"paused": False} and framed(client)
-    assert client.connections._connection()[0].sock is not first
+
+
+class IdleClosingServer(RawServer):
+    """Switches each connection to frames and answers its frames as luigid answers ``is_paused``; its first
+    connection it closes once :attr:`idle` is set: luigid's idle timeout at a moment the test chooses (a real one
+    closes after a time). Counts the connections."""
+
+    def __init__(self) -> None:
+        self.idle = threading.Event()
+        self.connections = 0
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
+        self.connections += 1
+        first = self.connections == 1
+        data = read_head(conn).partition(b"\r\n\r\n")[2]
+        conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {FRAMED}\r\n\r\n".encode())
+        answer = b'[{"response": {"paused": false}}]'
+        while not (first and self.idle.is_set()):
+            while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+                if not (got := conn.recv(65536)):
+                    return  # the client closed it
+                data += got
+            data = data[4 + int.from_bytes(data[:4], "big") :]
+            conn.sendall(len(answer).to_bytes(4, "big") + answer)
+            if first:
+                self.idle.wait(60)  # the test says when it is idle: it sends nothing more on it before
+
+
+def test_an_upgraded_connection_closed_while_idle_is_made_anew_by_our_clients_next_call() -> None:
+    """luigid closed an upgraded connection as idle: our client's next call goes on a new upgraded connection, not
+    failed (its closed-while-idle retry)."""
+    server = IdleClosingServer()
+    try:
+        client = SchedulerClient(server.url, 60, SECRET)
+        assert client.call("is_paused") == {"paused": False} and framed(client)
+        first = client.connections._connection()[0].sock
+        server.idle.set()
+        wait_until(lambda: peer_closed(first))
+        assert client.call("is_paused") == {"paused": False} and framed(client)
+        assert client.connections._connection()[0].sock is not first and server.connections == 2
+    finally:
+        server.close()
 
 
 def test_a_luigid_without_frames_is_talked_to_over_http(processes: Processes, tmp_path: Path) -> None:
