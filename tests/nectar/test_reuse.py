@@ -8,12 +8,14 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
+from harness import lifeline_env
 from nectar.build import luigi_worker_id
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
@@ -25,6 +27,8 @@ from tests.faults.conftest import alive, children
 from tests.nectar.test_spare import KEPT, ended, pid_of
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
+#: the repository's root (where a process of a test imports ``tests`` from)
+REPOSITORY = Path(__file__).resolve().parents[2]
 CHAIN = """
 import logging
 import os
@@ -261,3 +265,34 @@ def test_a_process_killed_between_runs_or_during_a_reused_one_loses_no_run(
     warned = [line for line in said if "WARNING" in line and "killed by signal 9" in line]
     assert len(warned) == 1 and f"attempt 1's process {killed} killed by signal 9; it will be retried" in warned[0]
     assert worker.poll() is None
+
+
+#: in a process of its own (its only child processes and threads its own): a run's registry turns that wake the
+#: registry's checkpointer, then what :func:`nectar.reuse.left_behind` says of the process; prints the threads the
+#: turns started and that
+WAKES_THE_CHECKPOINTER = """
+import sys, threading
+from nectar import reuse
+from nectar.registry import sqlite_checkpoints
+from nectar.registry.sqlite import SQLiteRunStore
+from tests.nectar.test_runs import new_run
+
+store = SQLiteRunStore(sys.argv[1])
+store.submit(new_run(0))
+before = reuse.before_run()
+for _ in range(sqlite_checkpoints.CHECKPOINT_TURNS):  # the run's turns: the last wakes the thread, starting it
+    store.checkpoints.wrote()
+assert store.checkpoints.wait_made(1, 60.0)
+print([thread.name for thread in threading.enumerate() if thread not in before.threads], reuse.left_behind(before, 0))
+store.close()
+"""
+
+
+def test_a_run_that_woke_the_registrys_checkpointer_leaves_no_thread_behind(tmp_path: Path) -> None:
+    """The registry's checkpointer, started by a run's writes (a spare's attempt writes a few turns per run, and the
+    CHECKPOINT_TURNS-th wakes it), is the process's own: the process takes another run, where it exited after
+    waiting THREAD_GRACE for the thread (every spare of a worker at once, their slots idle meanwhile)."""
+    argv = [sys.executable, "-c", WAKES_THE_CHECKPOINTER, str(tmp_path / "runs.sqlite3")]
+    done = subprocess.run(argv, env={**os.environ, **lifeline_env()}, cwd=REPOSITORY, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == "['sqlite-checkpoint'] None"
