@@ -294,6 +294,7 @@ class Spares:
                 return code
             try:  # its slot is free now: what its run left is looked at while the worker claims the next run
                 theirs.sendall(ENDED + bytes([code]))
+                os.sched_yield()  # the worker, woken on this core maybe, claims before this process sets up again
             except OSError:  # the worker is gone: it no longer waits for this process
                 return code
             why = reuse.left_behind(before, self.max_rss_mb)
