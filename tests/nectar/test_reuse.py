@@ -215,6 +215,59 @@ def test_a_process_whose_run_left_a_thread_or_a_child_process_exits(
             os.kill(left, signal.SIGKILL)
 
 
+#: a chain whose file, executed ahead (:func:`nectar.catalog.loader.load_ahead`) by a process back from a run of it (a
+#: fresh spare never ran one), keeps that process in its setup while the file HOLD exists, past the budget of an
+#: execution ahead too; ``<HOLD>.<pid>`` says it is held
+HELD_CHAIN = """
+import os
+import signal
+import time
+
+import luigi
+from nectar import NectarTask
+
+HOLD = {hold!r}
+if os.environ.get("HELD_CHAIN_RAN") and os.path.exists(HOLD):
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    open(f"{{HOLD}}.{{os.getpid()}}", "w").close()
+    while os.path.exists(HOLD):
+        time.sleep(0.05)
+
+
+class RanTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        os.environ["HELD_CHAIN_RAN"] = "1"
+        with self.output().open("w") as out:
+            out.write("ran\\n")
+"""
+
+
+def test_a_queued_run_never_waits_for_the_processes_back_from_their_runs_to_be_set_up_again(
+    reusing: Settings, start_worker: StartWorker, write_chain: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """Each process back from its run stays in its setup (HOLD): a run queued after is claimed all the same, by a
+    spare forked meanwhile, where the worker counted the held ones among the spares it keeps and forked none, the
+    queue still until one was set up."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    write_chain("reuse/held_chain", HELD_CHAIN.format(hold=str(hold)))
+    nectar = Nectar(reusing)
+    start_worker(reusing, workers=1)
+    try:
+        runs = []
+        for n in range(6):  # more than the spares kept (3 for one slot), one after the other
+            submission = nectar.submit("reuse", "held_chain", "RanTask", {"n": n})
+            assert submission.run is not None
+            runs.append(ended(nectar, submission.run.id))
+        assert [run.state for run in runs] == [RunState.DONE] * 6
+        assert not any(reused(run) for run in runs)  # none ran in a process back from a run: all are held
+        wait_until(lambda: any(Path(f"{hold}.{pid_of(run)}").exists() for run in runs), timeout=60)
+    finally:
+        hold.unlink()
+
+
 def test_a_process_whose_run_was_cancelled_exits(reusing: Settings, start_worker: StartWorker, tmp_path: Path) -> None:
     nectar = Nectar(reusing)
     start_worker(reusing, workers=1)
