@@ -12,7 +12,7 @@ from contextlib import closing
 from pathlib import Path
 
 from benchmarks.dispatch import TASK_PATH, through_service
-from benchmarks.harness import Cluster, Context, Figure, Target, median, ratio_at_least
+from benchmarks.harness import Cluster, Context, Figure, Target, median, percentile, ratio_at_least
 from benchmarks.load import hammer
 from harness import busy_cpu, cpu_seconds, descendants, thread_times, tree_cpu, waitfor
 
@@ -45,18 +45,35 @@ def ended(db: sqlite3.Connection, first: int, count: int) -> tuple[int, float] |
     return (done, float(last)) if done == count else None
 
 
+def claims_and_ends(registry: Path, first: int, count: int) -> list[tuple[float, float]]:
+    """When each ProbeTask run of ``first`` … ``first + count - 1`` was claimed (``started_at``) and ended."""
+    with closing(sqlite3.connect(f"file:{registry}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT started_at, finished_at FROM runs WHERE task = 'ProbeTask' "
+            "AND CAST(json_extract(params, '$.n') AS INTEGER) BETWEEN ? AND ?",
+            (first, first + count - 1),
+        ).fetchall()
+    return [(float(began), float(end)) for began, end in rows]
+
+
 def held(registry: Path, first: int, count: int) -> float:
     """The median seconds a ProbeTask run of ``first`` … ``first + count - 1`` held its slot, from its claim to its
     DONE (``started_at`` is the claim's time): what a run costs a slot, where the dispatch median (POST to
     ``run()``) counts the POST's answer and the wait for the claim, which no slot pays, and leaves out ``run()`` to
     DONE, which the slot pays."""
-    with closing(sqlite3.connect(f"file:{registry}?mode=ro", uri=True)) as db:
-        rows = db.execute(
-            "SELECT finished_at - started_at FROM runs WHERE task = 'ProbeTask' "
-            "AND CAST(json_extract(params, '$.n') AS INTEGER) BETWEEN ? AND ?",
-            (first, first + count - 1),
-        ).fetchall()
-    return median([float(seconds) for (seconds,) in rows])
+    return median([end - began for began, end in claims_and_ends(registry, first, count)])
+
+
+def idle(registry: Path, first: int, count: int, slots: int) -> tuple[float, float, float]:
+    """The seconds a slot sat idle per run of ProbeTask ``first`` … ``first + count - 1``, from a run's DONE to the
+    slot's next claim: median, p90 and mean. The k-th claim after the first ``slots`` is paired with the k-th DONE
+    (the slots as a queue: the mean is exact, however the pairs fall; each pair's spread near enough), so ``slots``
+    × (the mean held + the mean idle) is a run's share of the wall time while the batch ran."""
+    times = claims_and_ends(registry, first, count)
+    claims = sorted(began for began, _ in times)
+    ends = sorted(end for _, end in times)
+    gaps = [claim - end for claim, end in zip(claims[slots:], ends, strict=False)]
+    return median(gaps), percentile(gaps, 90), sum(gaps) / len(gaps)
 
 
 def sustained(cluster: Cluster, first: int, count: int) -> float:
@@ -179,9 +196,11 @@ def measured(
         f"ms per run, preempted {preempted / count:.2f} times per run"
     )
     slot = held(cluster.settings.registry_path, first, count)
+    gap, gap_p90, gap_mean = idle(cluster.settings.registry_path, first, count, slots)
     said += (
         f"; a run held its slot (claim to DONE) {slot * 1000:.2f} ms median, {slots} ÷ that "
-        f"{slots / slot:.1f}/s (beside {slots} ÷ the dispatch median, POST to run())"
+        f"{slots / slot:.1f}/s (beside {slots} ÷ the dispatch median, POST to run()); the slot sat idle (a run's DONE "
+        f"to its slot's next claim) {gap * 1000:.2f} ms median, p90 {gap_p90 * 1000:.2f}, mean {gap_mean * 1000:.2f}"
     )
     parts = sampled.used()
     said += "; per run, ran / waited for a core (ms): " + ", ".join(

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -30,6 +31,9 @@ THREAD_GRACE = 0.5
 #: the signals whose handlers a run may change (those Python lets set)
 _SIGNALS = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+#: threads of the process's own that a run's work may start, which then wait for more run after run: never what a
+#: run left behind (:func:`process_thread`)
+_process_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -51,12 +55,21 @@ def before_run() -> Before:
     return Before(frozenset(threading.enumerate()), handlers, root, (sys.stdout, sys.stderr))
 
 
+def process_thread(thread: threading.Thread) -> threading.Thread:
+    """Mark ``thread`` as the process's own, not a run's, though a run's work may start it (the registry's
+    checkpointer, woken by a run's writes: :mod:`nectar.registry.sqlite_checkpoints`): a process whose run started it
+    still takes another (:func:`left_behind`). Answers ``thread``."""
+    _process_threads.add(thread)
+    return thread
+
+
 def left_behind(before: Before, max_rss_mb: int) -> str | None:
     """Why this process must not take another run after the one that ended (None: it may): a thread the run
-    started still alive after :data:`THREAD_GRACE` seconds, a child process of the run (even one that ended, not
+    started (not one of the process's own: :func:`process_thread`) still alive after :data:`THREAD_GRACE` seconds,
+    a child process of the run (even one that ended, not
     waited for), a resident size above ``max_rss_mb`` (0: no bound)."""
     deadline = time.monotonic() + THREAD_GRACE
-    for thread in set(threading.enumerate()) - before.threads:
+    for thread in set(threading.enumerate()) - before.threads - set(_process_threads):
         thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():
             return f"its run left the thread {thread.name!r} running"

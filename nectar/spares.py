@@ -195,7 +195,8 @@ class Spares:
         """Fork a spare if fewer than wanted (one per call), or let the extra ones go: :data:`AHEAD` per slot while
         runs are wanted, none after ``idle_after`` seconds without; with ``hold``, not the last one wanted. While
         runs are wanted, up to ``slots`` more are kept if processes take more than one run: those that came back
-        from their run (:meth:`returned`) while the others waited, which the next claims take. The dead ones are
+        from their run (:meth:`returned`) while the others waited, which the next claims take; of those still setting
+        up again, one per slot counts among the wanted (more: a fork is made all the same). The dead ones are
         reaped first, every slot busy or not (a claim looks only when a slot is free): none stays a zombie counted
         among the spares. Answers the spare forked, if one was."""
         self._look()
@@ -203,13 +204,23 @@ class Spares:
         kept = want + slots if want and self.runs_per_process > 1 else want
         self._wanted_now = False
         forked = None
-        short = len(self.spares) < (want - 1 if hold else want)
-        if short and self._clock() >= self._fork_after:
+        # of those back from their run and setting up again, one per slot counts (each slot's last, ready again as
+        # the next run ends); more are slower to set up than runs to end (what their run left is waited for, their
+        # likely chain executed ahead), and no slot waits for them while a fork could be ready first
+        again = sum(1 for spare in self.spares if spare.runs_done and not spare.ready)
+        coming = len(self.spares) - again + min(again, slots)
+        if coming < (want - 1 if hold else want) and self._clock() >= self._fork_after:
             forked = self._fork()
             self.spares.append(forked)
-        while len(self.spares) > kept:  # the newest first: the oldest are the likeliest to be ready
-            self._drop(self.spares[-1])
+        while len(self.spares) > kept:  # the newest first (the oldest are the likeliest to be ready), and of those
+            self._drop(self._extra())  # back from their run, one still setting itself up again first
         return forked
+
+    def _extra(self) -> Spare:
+        """The spare let go when more are kept than wanted: the newest of those back from their run that are not
+        ready again yet, else the newest."""
+        slow = [spare for spare in self.spares if spare.runs_done and not spare.ready]
+        return slow[-1] if slow else self.spares[-1]
 
     def returned(self, pid: int, channel: socket.socket, runs_done: int, tag: Any = None) -> None:
         """The attempt process ``pid`` ended its run cleanly and stays (:data:`ENDED`): a spare again, ready once it
@@ -294,6 +305,7 @@ class Spares:
                 return code
             try:  # its slot is free now: what its run left is looked at while the worker claims the next run
                 theirs.sendall(ENDED + bytes([code]))
+                os.sched_yield()  # the worker, woken on this core maybe, claims before this process sets up again
             except OSError:  # the worker is gone: it no longer waits for this process
                 return code
             why = reuse.left_behind(before, self.max_rss_mb)

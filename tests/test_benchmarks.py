@@ -444,6 +444,18 @@ def test_the_throughput_benchmark_says_how_long_a_run_held_its_slot(tmp_path: Pa
     assert throughput_module.held(tmp_path / "runs.sqlite3", 3, 1) == 1.0
 
 
+def test_the_throughput_benchmark_says_how_long_a_slot_sat_idle_between_runs(tmp_path: Path) -> None:
+    """From a run's DONE to its slot's next claim: the k-th claim after the first ``slots`` paired with the k-th DONE,
+    over the batch's runs only (not the fifth here); median, p90 and mean."""
+    runs: list[tuple[str, float, float | None]] = [("DONE", 1.0, 1.25), ("DONE", 2.0, 2.5), ("DONE", 3.0, 4.0)]
+    runs += [("DONE", 4.5, 5.0), ("DONE", 9.0, 9.5)]
+    probe_runs(tmp_path / "runs.sqlite3", runs).close()
+    # one slot: the claims at 2.0, 3.0 and 4.5 after the DONEs at 1.25, 2.5 and 4.0
+    assert throughput_module.idle(tmp_path / "runs.sqlite3", 1, 4, 1) == (0.5, 0.75, pytest.approx(1.75 / 3))
+    # two slots: the claims at 3.0 and 4.5 take the slots freed at 1.25 and 2.5
+    assert throughput_module.idle(tmp_path / "runs.sqlite3", 1, 4, 2) == (1.875, 2.0, 1.875)
+
+
 def test_thread_times_counts_what_a_thread_ran() -> None:
     """A thread of this process that burns 0.3 s of CPU shows it in its ``schedstat``; a process gone shows none."""
     found: dict[int, tuple[int, int]] = {}

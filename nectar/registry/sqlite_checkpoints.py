@@ -38,6 +38,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from nectar.forks import SQLITE
+from nectar.reuse import process_thread
 
 #: WAL frames past which a writer's COMMIT checkpoints all the same (``wal_autocheckpoint``; SQLite's own mark is
 #: 1,000): a WAL no process checkpointed, written by processes that each wrote fewer than :data:`CHECKPOINT_TURNS`
@@ -121,7 +122,8 @@ class Checkpointer:
     def _wake(self) -> None:
         """Wake the thread (started by its first wake), the caller holding ``_lock``."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+            # a spare's run may start it: the process still takes another, its checkpointer waiting for the next turns
+            self._thread = process_thread(threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True))
             self._thread.start()
         self._wanted.notify()
 

@@ -8,12 +8,14 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
+from harness import lifeline_env
 from nectar.build import luigi_worker_id
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
@@ -25,6 +27,8 @@ from tests.faults.conftest import alive, children
 from tests.nectar.test_spare import KEPT, ended, pid_of
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
+#: the repository's root (where a process of a test imports ``tests`` from)
+REPOSITORY = Path(__file__).resolve().parents[2]
 CHAIN = """
 import logging
 import os
@@ -211,6 +215,59 @@ def test_a_process_whose_run_left_a_thread_or_a_child_process_exits(
             os.kill(left, signal.SIGKILL)
 
 
+#: a chain whose file, executed ahead (:func:`nectar.catalog.loader.load_ahead`) by a process back from a run of it (a
+#: fresh spare never ran one), keeps that process in its setup while the file HOLD exists, past the budget of an
+#: execution ahead too; ``<HOLD>.<pid>`` says it is held
+HELD_CHAIN = """
+import os
+import signal
+import time
+
+import luigi
+from nectar import NectarTask
+
+HOLD = {hold!r}
+if os.environ.get("HELD_CHAIN_RAN") and os.path.exists(HOLD):
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    open(f"{{HOLD}}.{{os.getpid()}}", "w").close()
+    while os.path.exists(HOLD):
+        time.sleep(0.05)
+
+
+class RanTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        os.environ["HELD_CHAIN_RAN"] = "1"
+        with self.output().open("w") as out:
+            out.write("ran\\n")
+"""
+
+
+def test_a_queued_run_never_waits_for_the_processes_back_from_their_runs_to_be_set_up_again(
+    reusing: Settings, start_worker: StartWorker, write_chain: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """Each process back from its run stays in its setup (HOLD): a run queued after is claimed all the same, by a
+    spare forked meanwhile, where the worker counted the held ones among the spares it keeps and forked none, the
+    queue still until one was set up."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    write_chain("reuse/held_chain", HELD_CHAIN.format(hold=str(hold)))
+    nectar = Nectar(reusing)
+    start_worker(reusing, workers=1)
+    try:
+        runs = []
+        for n in range(6):  # more than the spares kept (3 for one slot), one after the other
+            submission = nectar.submit("reuse", "held_chain", "RanTask", {"n": n})
+            assert submission.run is not None
+            runs.append(ended(nectar, submission.run.id))
+        assert [run.state for run in runs] == [RunState.DONE] * 6
+        assert not any(reused(run) for run in runs)  # none ran in a process back from a run: all are held
+        wait_until(lambda: any(Path(f"{hold}.{pid_of(run)}").exists() for run in runs), timeout=60)
+    finally:
+        hold.unlink()
+
+
 def test_a_process_whose_run_was_cancelled_exits(reusing: Settings, start_worker: StartWorker, tmp_path: Path) -> None:
     nectar = Nectar(reusing)
     start_worker(reusing, workers=1)
@@ -261,3 +318,34 @@ def test_a_process_killed_between_runs_or_during_a_reused_one_loses_no_run(
     warned = [line for line in said if "WARNING" in line and "killed by signal 9" in line]
     assert len(warned) == 1 and f"attempt 1's process {killed} killed by signal 9; it will be retried" in warned[0]
     assert worker.poll() is None
+
+
+#: in a process of its own (its only child processes and threads its own): a run's registry turns that wake the
+#: registry's checkpointer, then what :func:`nectar.reuse.left_behind` says of the process; prints the threads the
+#: turns started and that
+WAKES_THE_CHECKPOINTER = """
+import sys, threading
+from nectar import reuse
+from nectar.registry import sqlite_checkpoints
+from nectar.registry.sqlite import SQLiteRunStore
+from tests.nectar.test_runs import new_run
+
+store = SQLiteRunStore(sys.argv[1])
+store.submit(new_run(0))
+before = reuse.before_run()
+for _ in range(sqlite_checkpoints.CHECKPOINT_TURNS):  # the run's turns: the last wakes the thread, starting it
+    store.checkpoints.wrote()
+assert store.checkpoints.wait_made(1, 60.0)
+print([thread.name for thread in threading.enumerate() if thread not in before.threads], reuse.left_behind(before, 0))
+store.close()
+"""
+
+
+def test_a_run_that_woke_the_registrys_checkpointer_leaves_no_thread_behind(tmp_path: Path) -> None:
+    """The registry's checkpointer, started by a run's writes (a spare's attempt writes a few turns per run, and the
+    CHECKPOINT_TURNS-th wakes it), is the process's own: the process takes another run, where it exited after
+    waiting THREAD_GRACE for the thread (every spare of a worker at once, their slots idle meanwhile)."""
+    argv = [sys.executable, "-c", WAKES_THE_CHECKPOINTER, str(tmp_path / "runs.sqlite3")]
+    done = subprocess.run(argv, env={**os.environ, **lifeline_env()}, cwd=REPOSITORY, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == "['sqlite-checkpoint'] None"
