@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from api.context import facade
 from api.status import status_data
 from benchmarks.population import TASK, Probe, finished_run
-from nectar import signing
+from nectar import leases, signing
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
 from nectar.registry import RunState, Step
@@ -30,6 +30,7 @@ NOW = time.time()
 SHAPES: dict[str, dict[str, Any]] = {
     "done with its download URL": {"state": RunState.DONE},
     "running": {"state": RunState.RUNNING, "heartbeat_at": NOW, "worker": "w:1"},
+    "running, its worker lost": {"state": RunState.RUNNING, "heartbeat_at": NOW - 3600, "worker": "w:1"},
     "failed with its error": {"state": RunState.FAILED, "failed_step": TASK, "error": "ValueError: no"},
     "waiting for data": {
         "state": RunState.WAITING,
@@ -73,7 +74,8 @@ def test_an_answer_s_fields_are_put_in_the_order_it_writes_them(
     store: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    clock = Clock(NOW).install(monkeypatch, signing)  # the answers compared sign in the same second
+    # the answers compared sign in the same second, and say the same time since a heartbeat
+    clock = Clock(NOW).install(monkeypatch, signing, leases)
     if store == "s3":  # moto's server through the harness; S3's presigned links too (SigV2's expiry, SigV4's date)
         settings = request.getfixturevalue("s3_settings")
         clock.install(monkeypatch, botocore.auth)
@@ -100,6 +102,9 @@ def test_an_answer_s_fields_are_put_in_the_order_it_writes_them(
 
     answer = json.loads(body)
     assert answer["data"]["job_status"] == fields["state"].value
+    if fields["state"] == RunState.RUNNING:  # a heartbeat an hour old: its worker lost, as the clock says
+        lost = "worker lost: w:1 (no heartbeat for 3600s) during attempt 1; a worker will reclaim it"
+        assert answer["data"]["error"] == (lost if fields["heartbeat_at"] < NOW else None)
     assert (store == "s3") == (f"s3://{settings.bucket}/" in body)  # the store's own answer
     if fields["state"] == RunState.DONE:  # its download link: S3's presigned URL, or the API's own signed one
         assert (store == "s3") == ("AWSAccessKeyId=" in body or "X-Amz-Signature=" in body)
