@@ -74,7 +74,9 @@ def locked_here() -> set[int]:
     ``fstat`` where the lock is the file's below; two files of one number on two devices keep a descriptor longer."""
     pid, found = str(os.getpid()), set()
     with open("/proc/locks") as locks:
-        for line in locks:
+        listed = locks.read()  # every process's locks (a line each): those that name the pid are split
+    for line in listed.splitlines():
+        if f" {pid} " in line:
             fields = line.split()
             if "->" not in fields and len(fields) > 5 and fields[1] == "POSIX" and fields[4] == pid:
                 found.add(int(fields[5].rsplit(":", 1)[1]))
@@ -102,7 +104,12 @@ def release(fd: int | None = None) -> None:
     with _KEEPING:
         if fd is not None:
             _KEPT.append(fd)
-        locked = locked_here()
+        if not _KEPT:
+            return
+        try:
+            locked = locked_here()
+        except OSError:  # which locks the process holds is not known: all kept
+            return
         for kept in list(_KEPT):
             if os.fstat(kept).st_ino not in locked:
                 _KEPT.remove(kept)
