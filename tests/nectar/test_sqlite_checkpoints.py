@@ -421,6 +421,39 @@ def test_closing_the_registry_keeps_the_locks_of_a_connection_still_open_on_the_
     assert shm_descriptors(tmp_path) == 0
 
 
+def test_closing_the_registry_keeps_the_locks_of_a_read_another_of_its_threads_is_in(tmp_path: Path) -> None:
+    """The same for a connection of the registry's own: one another thread borrowed, inside its read transaction as
+    the registry closes (the close closes the connections held idle, not those a thread holds)."""
+    path = tmp_path / "runs.sqlite3"
+    shm = Path(f"{path}-shm")
+    store = SQLiteRunStore(path)
+    for n in range(sqlite_checkpoints.LOOK_EVERY):  # turns, and a look: the WAL index opened
+        store.submit(new_run(n))
+    inside, closed, counted = threading.Event(), threading.Event(), []
+
+    def read(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN")
+        counted.append(db.execute("SELECT count(*) FROM runs").fetchone()[0])
+        inside.set()
+        assert closed.wait(GUARD)
+        counted.append(db.execute("SELECT count(*) FROM runs").fetchone()[0])
+        db.execute("COMMIT")
+
+    reader = threading.Thread(target=store._read, args=(read,))
+    reader.start()
+    try:
+        assert inside.wait(GUARD)
+        store.close()
+        assert locked_here(shm)  # the reading thread's connection's, SQLite's
+        assert lock_holder_seen_by_another_process(shm) == str(os.getpid())
+    finally:
+        closed.set()
+        reader.join(GUARD)
+    assert not reader.is_alive() and counted == [sqlite_checkpoints.LOOK_EVERY] * 2
+    store.close()  # the connection given back, idle: closed now, and the descriptor kept with it
+    assert shm_descriptors(tmp_path) == 0
+
+
 def test_a_kept_wal_index_descriptor_is_handed_on_and_closed_once_no_lock_is_left(tmp_path: Path) -> None:
     """A process that opens and closes many registries while connections of its own stay open on them keeps no more
     descriptors of their WAL indexes than the files its connections are still on: the next checkpointer of a file
