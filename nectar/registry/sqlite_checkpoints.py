@@ -70,8 +70,8 @@ _KEEPING = lock_made_anew_in_children(globals(), "_KEEPING")
 
 def locked_here() -> set[int]:
     """The inodes of the files this process holds a POSIX lock on (``/proc/locks``; ``F_GETLK`` never reports a lock
-    of the caller's own). By inode alone: a file system that stacks on another (overlayfs) shows its own device to
-    ``fstat`` where the lock is the file's below; two files of one number on two devices keep a descriptor longer."""
+    of the caller's own). By inode alone, not device: a lock on a file of the same number on another device keeps a
+    descriptor longer, never closes one early."""
     pid, found = str(os.getpid()), set()
     with open("/proc/locks") as locks:
         listed = locks.read()  # every process's locks (a line each): those that name the pid are split
