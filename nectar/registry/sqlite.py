@@ -38,7 +38,7 @@ from nectar.registry.schema import (
     statements,
 )
 from nectar.registry.sql import ACTIVE, INSERT_NEW
-from nectar.registry.sqlite_checkpoints import BACKSTOP_FRAMES, Checkpointer
+from nectar.registry.sqlite_checkpoints import BACKSTOP_FRAMES, Checkpointer, release
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
 
@@ -405,7 +405,9 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
     def close(self) -> None:
         """End this process's use of the file: its checkpoints (what it wrote since the last copied, the thread
         ended, its connection closed), its turn's descriptor, and the connections it holds idle (those another
-        thread holds are its own). A later use opens them again."""
+        thread holds are its own). A later use opens them again. The checkpointer's descriptor of the WAL index is
+        closed last, once no connection of the process is on the file (:func:`~.sqlite_checkpoints.release`: a
+        close releases every lock of the process on the file, SQLite's too); kept until then."""
         with _OPENING:
             writers = _WRITERS.pop((os.getpid(), str(self.path)), None)
         if writers is not None:
@@ -415,6 +417,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             if conn is not None:
                 conn.close()
         own.writes, own.idle[:] = None, []
+        release()
 
     @property
     def checkpoints(self) -> Checkpointer:

@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from nectar.forks import SQLITE
+from nectar.forks import SQLITE, lock_made_anew_in_children
 from nectar.reuse import process_thread
 
 #: WAL frames past which a writer's COMMIT checkpoints all the same (``wal_autocheckpoint``; SQLite's own mark is
@@ -58,6 +58,63 @@ LOOK_EVERY = 8
 #: in the WAL (``mxFrame``) at 16, the frames copied (``nBackfill``) at 96
 WAL_INDEX = struct.Struct("=I12xI76xI")
 WAL_INDEX_VERSION = 3007000
+
+
+#: descriptors of WAL indexes that a checkpointer done with them could not close: the process held a lock on the file
+#: (a close releases every POSIX lock of its process on the file, SQLite's too). The next checkpointer of the file
+#: takes its own from here (:func:`kept_or_opened`), and each release closes those no lock of the process is on any
+#: longer (:func:`release`): the process keeps no more of them than files its connections are on
+_KEPT: list[int] = []
+#: held while a descriptor is kept, taken or closed (a fork's own: a parent's thread may hold it)
+_KEEPING = lock_made_anew_in_children(globals(), "_KEEPING")
+
+
+def locked_here() -> set[int]:
+    """The inodes of the files this process holds a POSIX lock on (``/proc/locks``; ``F_GETLK`` never reports a lock
+    of the caller's own). By inode alone, not device: a lock on a file of the same number on another device keeps a
+    descriptor longer, never closes one early."""
+    pid, found = str(os.getpid()), set()
+    with open("/proc/locks") as locks:
+        listed = locks.read()  # every process's locks (a line each): those that name the pid are split
+    for line in listed.splitlines():
+        if f" {pid} " in line:
+            fields = line.split()
+            if "->" not in fields and len(fields) > 5 and fields[1] == "POSIX" and fields[4] == pid:
+                found.add(int(fields[5].rsplit(":", 1)[1]))
+    return found
+
+
+def kept_or_opened(path: str) -> int:
+    """A descriptor of the WAL index at ``path``: the one kept for the file (:func:`release`), else one opened."""
+    with _KEEPING:
+        if _KEPT:
+            file = os.stat(path)
+            for kept in _KEPT:
+                if os.path.samestat(os.fstat(kept), file):
+                    _KEPT.remove(kept)
+                    return kept
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def release(fd: int | None = None) -> None:
+    """Be done with ``fd`` (if any), a descriptor of a WAL index: closed, unless the process holds a lock on its
+    file (SQLite's connections of the process on it: the one that tells another process opening the file that the
+    index is in use, the readers' marks); then kept, for the next checkpointer of the file or a later release. Those
+    kept before are closed once no lock of the process is on their file (read once, then closed: a connection of
+    another thread that opens the file's index for the first time in between would lose its locks, a gap left)."""
+    with _KEEPING:
+        if fd is not None:
+            _KEPT.append(fd)
+        if not _KEPT:
+            return
+        try:
+            locked = locked_here()
+        except OSError:  # which locks the process holds is not known: all kept
+            return
+        for kept in list(_KEPT):
+            if os.fstat(kept).st_ino not in locked:
+                _KEPT.remove(kept)
+                os.close(kept)
 
 
 def uncopied(shm: int) -> int:
@@ -145,22 +202,24 @@ class Checkpointer:
     def _index(self) -> int:
         """A descriptor of the WAL index ``<file>-shm`` as it is now: the one held, unless its file was removed (the
         file's last connection removes it as it closes, and the next to open the file makes another: the one held
-        would be read stale for good), then the file there now, opened. Its check is one ``fstat`` a look. The one
-        closed is no connection's of this process (one open on the file would have kept it), so the locks that its
-        close releases (POSIX: every lock of the process on the file) are none of SQLite's."""
+        would be read stale for good), then the file there now (:func:`kept_or_opened`). Its check is one ``fstat`` a
+        look. The one removed is released (:func:`release`): no SQLite connection of any process was on it as it was
+        removed (SQLite removes it only once it is its last), and one of this process opened since opens the new file,
+        so the lock that keeps it is none."""
         if self._shm is not None and os.fstat(self._shm).st_nlink == 0:
-            os.close(self._shm)
+            release(self._shm)
             self._shm = None
         if self._shm is None:
-            self._shm = os.open(self._shm_path, os.O_RDONLY | os.O_CLOEXEC)
+            self._shm = kept_or_opened(self._shm_path)
         return self._shm
 
     def close(self) -> None:
         """Copy the turns written since the last checkpoint (if any), then end the thread and close its connection;
         what the thread was doing ends first. Later turns are counted by no one (the backstop's). The WAL index's
-        descriptor is closed last: a close releases every POSIX lock of the process on the file, SQLite's among them
-        (the one that tells another process opening the file that the index is in use, and the readers' marks), so
-        the last checkpoint runs with them in place."""
+        descriptor is released last (:func:`release`: closed unless a lock of the process is on the file): a close
+        releases every POSIX lock of the process on the file, SQLite's among them (the one that tells another process
+        opening the file that the index is in use, and the readers' marks), so the last checkpoint, and the
+        connections of the process that outlive it, keep them in place."""
         with self._lock:
             if self._closing:
                 return
@@ -174,9 +233,8 @@ class Checkpointer:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
         with self._lock:
-            if self._shm is not None:
-                os.close(self._shm)
-                self._shm = None
+            shm, self._shm = self._shm, None
+        release(shm)
 
     def wait_made(self, count: int, timeout: float) -> bool:
         """True once ``count`` checkpoints were made (for tests and benchmarks), False after ``timeout`` s."""

@@ -96,6 +96,16 @@ def open_on(path: Path) -> int:
     return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) in names)
 
 
+def shm_descriptors(folder: Path) -> int:
+    """This process's descriptors open on a WAL index (``-shm``) in ``folder``, removed ones included."""
+    found = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own, closed since
+            name = Path(os.readlink(f"/proc/self/fd/{fd}").removesuffix(" (deleted)"))
+            found += name.parent == folder and name.name.endswith("-shm")
+    return found
+
+
 def test_closing_the_registry_ends_its_checkpointer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_TURNS", 5)
     path = tmp_path / "runs.sqlite3"
@@ -109,7 +119,7 @@ def test_closing_the_registry_ends_its_checkpointer(tmp_path: Path, monkeypatch:
     assert open_on(path) >= 2  # the connection that writes, the checkpointer's
     store.close()
     assert not thread.is_alive()
-    assert open_on(path) == 0
+    assert open_on(path) == 0 and shm_descriptors(tmp_path) == 0  # the WAL index's too, no connection left on it
     assert checkpoints.made == 2  # the 2 turns after the first checkpoint, copied as it closed
     assert in_file_alone(path, tmp_path / "copy") == {f"ATask_{n}" for n in range(7)}
     store.submit(new_run(7))  # a later use opens them again
@@ -318,9 +328,13 @@ def test_a_wal_index_removed_and_made_again_is_looked_at_anew(tmp_path: Path, mo
     with closing(open_()) as second:
         write(second, 300)  # 300 frames not copied, in a WAL index made anew
         assert shm.stat().st_ino != removed
+        # the descriptor of the removed index released at the look closes: no lock of the process is on it (SQLite
+        # removed it as its last connection closed; this one's are on the new file, which they keep)
+        assert removed not in sqlite_checkpoints.locked_here() and locked_here(shm)
         for _ in range(sqlite_checkpoints.LOOK_EVERY):  # a look
             checkpoints.wrote()
         assert checkpoints.wait_made(1, GUARD)
+        assert locked_here(shm) and shm_descriptors(tmp_path) == 2  # SQLite's and the checkpointer's, of the new one
         assert wal_frames(path) >= 300 and checkpoints.complete == 1
     checkpoints.close()
 
@@ -359,3 +373,100 @@ def test_the_last_checkpoint_runs_with_the_processs_locks_on_the_wal_index_in_pl
         checkpoints.close()  # the last checkpoint: the turns written since none
         assert checkpoints.made == 1 and checkpoints._shm is None
         assert locked_at_checkpoint == [True]
+
+
+#: a process that prints the pid of another process holding a lock on the file at ``argv[1]`` (``F_GETLK`` of a write
+#: lock of the whole file: what SQLite looks at as it opens a WAL index, to learn whether it is the first), or None
+LOCK_HOLDER = (
+    "import os, sys; from nectar.registry.sqlite import turn_holder; "
+    "print(turn_holder(os.open(sys.argv[1], os.O_RDONLY)))"
+)
+
+
+def lock_holder_seen_by_another_process(path: Path) -> str:
+    argv = [sys.executable, "-c", LOCK_HOLDER, str(path)]
+    seen = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=GUARD, cwd=REPOSITORY)
+    return seen.stdout.strip()
+
+
+def test_closing_the_registry_keeps_the_locks_of_a_connection_still_open_on_the_file(tmp_path: Path) -> None:
+    """A close of any descriptor releases every POSIX lock of its process on the file: the checkpointer's of the WAL
+    index, closed as the registry closed, released those of SQLite's connections of the process still open (here a
+    reader in its transaction): another process opening the file found no one on the index, and made it again from
+    nothing under the reader. The descriptor is kept while a lock of the process is on the file."""
+    path = tmp_path / "runs.sqlite3"
+    shm = Path(f"{path}-shm")
+    store = SQLiteRunStore(path)
+    for n in range(sqlite_checkpoints.LOOK_EVERY):  # turns, and a look: the WAL index opened
+        store.submit(new_run(n))
+    assert store.checkpoints._shm is not None
+    with closing(sqlite3.connect(path, isolation_level=None)) as reader:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM runs").fetchone()[0] == sqlite_checkpoints.LOOK_EVERY
+        assert locked_here(shm) and lock_holder_seen_by_another_process(shm) == str(os.getpid())
+        kept = store.checkpoints._shm
+        store.close()
+        assert locked_here(shm)  # the reader's, SQLite's
+        assert lock_holder_seen_by_another_process(shm) == str(os.getpid())
+        assert reader.execute("SELECT count(*) FROM runs").fetchone()[0] == sqlite_checkpoints.LOOK_EVERY
+        reader.execute("COMMIT")
+        again = SQLiteRunStore(path)  # the next checkpointer of the file takes the descriptor kept
+        for n in range(sqlite_checkpoints.LOOK_EVERY, 2 * sqlite_checkpoints.LOOK_EVERY):
+            again.submit(new_run(n))
+        assert again.checkpoints._shm == kept
+        again.close()
+        assert locked_here(shm)  # the reader's still
+    assert shm_descriptors(tmp_path) == 1  # kept: the reader's locks were on the file at the close
+    sqlite_checkpoints.release()  # the next release (another registry's close) closes it
+    assert shm_descriptors(tmp_path) == 0
+
+
+def test_closing_the_registry_keeps_the_locks_of_a_read_another_of_its_threads_is_in(tmp_path: Path) -> None:
+    """The same for a connection of the registry's own: one another thread borrowed, inside its read transaction as
+    the registry closes (the close closes the connections held idle, not those a thread holds)."""
+    path = tmp_path / "runs.sqlite3"
+    shm = Path(f"{path}-shm")
+    store = SQLiteRunStore(path)
+    for n in range(sqlite_checkpoints.LOOK_EVERY):  # turns, and a look: the WAL index opened
+        store.submit(new_run(n))
+    inside, closed, counted = threading.Event(), threading.Event(), []
+
+    def read(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN")
+        counted.append(db.execute("SELECT count(*) FROM runs").fetchone()[0])
+        inside.set()
+        assert closed.wait(GUARD)
+        counted.append(db.execute("SELECT count(*) FROM runs").fetchone()[0])
+        db.execute("COMMIT")
+
+    reader = threading.Thread(target=store._read, args=(read,))
+    reader.start()
+    try:
+        assert inside.wait(GUARD)
+        store.close()
+        assert locked_here(shm)  # the reading thread's connection's, SQLite's
+        assert lock_holder_seen_by_another_process(shm) == str(os.getpid())
+    finally:
+        closed.set()
+        reader.join(GUARD)
+    assert not reader.is_alive() and counted == [sqlite_checkpoints.LOOK_EVERY] * 2
+    store.close()  # the connection given back, idle: closed now, and the descriptor kept with it
+    assert shm_descriptors(tmp_path) == 0
+
+
+def test_a_kept_wal_index_descriptor_is_handed_on_and_closed_once_no_lock_is_left(tmp_path: Path) -> None:
+    """A process that opens and closes many registries while connections of its own stay open on them keeps no more
+    descriptors of their WAL indexes than the files its connections are still on: the next checkpointer of a file
+    takes the one kept, and a close closes those of files no lock of the process is on any longer."""
+    for round_ in range(3):
+        for n in range(10):
+            path = tmp_path / f"runs-{n}.sqlite3"
+            store = SQLiteRunStore(path)
+            for m in range(sqlite_checkpoints.LOOK_EVERY):  # turns, and a look: the WAL index opened (or taken)
+                store.submit(new_run(round_ * 100 + m))
+            with closing(sqlite3.connect(path, isolation_level=None)) as reader:
+                reader.execute("SELECT count(*) FROM runs").fetchone()
+                store.close()  # the reader's locks on the index: kept
+                assert locked_here(Path(f"{path}-shm"))
+            assert shm_descriptors(tmp_path) <= 2  # this one's, and the last one's until the next close
+    assert shm_descriptors(tmp_path) <= 1
