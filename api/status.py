@@ -11,7 +11,7 @@ from flask_smorest import Blueprint, abort
 from api import links
 from api.context import facade
 from api.envelope import doc_only, dumped_answer, error_responses
-from api.schemas import KeyQuerySchema, StatusEnvelope
+from api.schemas import KeyQuerySchema, StatusEnvelope, StatusSchema
 from nectar.keys import TargetKey
 from nectar.registry.model import iso_utc
 from nectar.service import Nectar
@@ -48,6 +48,10 @@ class ChainStatus(MethodView):
         return dumped_answer(status_data(facade(), TargetKey.parse(_chain_argument())))
 
 
+#: the fields of a status answer's ``data``, in the order it writes them (its keys sorted): the schema's, every one
+STATUS_FIELDS = tuple(sorted(StatusSchema().fields))
+
+
 def status_data(service: Nectar, key: TargetKey, signing: UrlSigner | None = None) -> dict[str, Any]:
     """The answer's ``data`` for ``key``, shaped as StatusEnvelope dumps it (tests/api/test_status.py holds it to
     that): sent without a dump, by the view and by :mod:`api.status_path` alike. Raises what the lookup raises.
@@ -58,34 +62,29 @@ def status_data(service: Nectar, key: TargetKey, signing: UrlSigner | None = Non
     # the task's log URLs, built once for the top-level fields and found again for its step (built first)
     known: links.LogUrls = {}
     logs = links.log_links(log_source(status.key, status.job_status, run, status.steps), known)
-    files = links.downloads(status, service, task_store, signing)
-    # put in the order of their names, as the answer writes them (sort_keys): the encoder's sort of each dict then
-    # finds one run already in order (tests/api/test_status_order.py), not a shuffle to merge
-    return {
-        "attempt": run.attempt if run else None,
-        "error": status.error,
-        "expires_in": files["expires_in"],
-        "failed_step": status.failed_step,
-        "fire_time": iso_utc(run.fire_time) if run else None,
-        "job_status": status.job_status,
-        "key": status.key.path,
-        "logs_note": logs["logs_note"],
-        "logs_task": logs["logs_task"],
-        "max_attempts": run.max_attempts if run else None,
-        "objects": list(run.objects) if run and run.objects is not None else None,
-        "outputs": files["outputs"],
-        "resource_note": files["resource_note"],
-        "resource_url": files["resource_url"],
-        "retry_at": run.retry_at if run else None,
-        "run_id": run.id if run else None,
-        "run_url": links.run_url(run.id) if run else None,
-        "schedule_id": run.schedule_id if run else None,
-        "scheduler_url": service.visualiser_url(run.task_id) if run else None,
-        "stderr_url": logs["stderr_url"],
-        "stdout_url": logs["stdout_url"],
-        "steps": [links.step_out(step, known) for step in status.steps],
-        "trigger_id": run.trigger_id if run else None,
-        "wait_until": iso_utc(run.wait_until) if run else None,
-        "waiting_for": list(run.waiting_for) if run and run.waiting_for is not None else None,
-        "waiting_since": run.waiting_since if run else None,
-    }
+    # every field in the order of their names, as the answer writes them (sort_keys): the encoder's sort of each dict
+    # then finds one run already in order (tests/api/test_status_order.py), not a shuffle to merge; null unless set.
+    # The log and download fields are named where they are made (links.log_links, links.downloads), not again here
+    data = dict.fromkeys(STATUS_FIELDS)
+    data.update(logs)
+    data.update(links.downloads(status, service, task_store, signing))
+    data["error"] = status.error
+    data["failed_step"] = status.failed_step
+    data["job_status"] = status.job_status
+    data["key"] = status.key.path
+    data["steps"] = [links.step_out(step, known) for step in status.steps]
+    if run is not None:
+        data["attempt"] = run.attempt
+        data["fire_time"] = iso_utc(run.fire_time)
+        data["max_attempts"] = run.max_attempts
+        data["objects"] = None if run.objects is None else list(run.objects)
+        data["retry_at"] = run.retry_at
+        data["run_id"] = run.id
+        data["run_url"] = links.run_url(run.id)
+        data["schedule_id"] = run.schedule_id
+        data["scheduler_url"] = service.visualiser_url(run.task_id)
+        data["trigger_id"] = run.trigger_id
+        data["wait_until"] = iso_utc(run.wait_until)
+        data["waiting_for"] = None if run.waiting_for is None else list(run.waiting_for)
+        data["waiting_since"] = run.waiting_since
+    return data

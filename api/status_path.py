@@ -24,6 +24,9 @@ class StatusPath:
     """The status lookup's :class:`~api.fast_path.Route`: its 200, built as the view builds it."""
 
     method = "GET"
+    #: a status answer's objects are made with their keys in order (:func:`api.status.status_data`,
+    #: tests/api/test_status_order.py)
+    in_order = True
 
     def __init__(self, app: Flask) -> None:
         (self.rule,) = app.url_map.iter_rules(ENDPOINT)

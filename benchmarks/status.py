@@ -35,6 +35,7 @@ from benchmarks.harness import (
     at_least,
     at_most,
     median,
+    percentile,
     ratio_at_least,
 )
 from benchmarks.load import Load, Request, hammer, median_p99, median_rate, rates, samples
@@ -161,11 +162,47 @@ class Collections:
         return [seen * count / max(1, calls) for seen in self.by_generation]
 
 
-def in_process_cpu(app: Flask, requests: list[Request], calls: int, collections: Collections | None = None) -> float:
+class PerCall:
+    """Each call's CPU and wall seconds, and the garbage collections that started in it, of the calls
+    :func:`in_process_cpu` makes: the shape of a lookup's cost (a histogram) and what its slowest are made of."""
+
+    def __init__(self) -> None:
+        self.cpu: list[float] = []
+        self.wall: list[float] = []
+        #: the collections started during each call, by the highest generation collected (-1: none)
+        self.collected: list[int] = []
+
+    def spread(self, which: list[float]) -> str:
+        """``which``'s percentiles (:data:`SHAPE`) in microseconds: its histogram's shape in one line."""
+        return ", ".join(f"p{pct:g} {percentile(which, pct) * 1e6:.0f}" for pct in SHAPE)
+
+    def slowest(self, pct: float = 99) -> str:
+        """What the calls whose CPU is above its ``pct``-th percentile are made of: how many started a collection,
+        of which generation, and their CPU beside the others' median."""
+        bound = percentile(self.cpu, pct)
+        slow = [n for n, cpu in enumerate(self.cpu) if cpu > bound]
+        rest = [cpu for cpu in self.cpu if cpu <= bound]
+        by_generation = [sum(self.collected[n] == generation for n in slow) for generation in (-1, 0, 1, 2)]
+        slow_median = median([self.cpu[n] for n in slow]) if slow else 0.0
+        return (
+            f"{len(slow)} calls above p{pct:g} of CPU ({bound * 1e6:.0f} us): median {slow_median * 1e6:.0f} us "
+            f"beside {median(rest) * 1e6:.0f} us; with no collection {by_generation[0]}, with a generation-0/1/2 "
+            f"collection {'/'.join(map(str, by_generation[1:]))}"
+        )
+
+
+#: the percentiles a histogram of a request's cost is printed by
+SHAPE = (50, 90, 99, 99.9, 100)
+
+
+def in_process_cpu(
+    app: Flask, requests: list[Request], calls: int, collections: Collections | None = None, each: PerCall | None = None
+) -> float:
     """CPU seconds per request of ``app`` called as a WSGI app in this process, on one thread, over ``requests`` in
     turn (``calls`` of them, after a round that warms it): the request's own work, without gunicorn, sockets, other
     threads or processes. Beside the server's figure: what serving it adds. An answer other than 200 raises.
-    ``collections``: counts the garbage collector's collections during the ``calls``."""
+    ``collections``: counts the garbage collector's collections during the ``calls``; ``each``: keeps each call's
+    CPU and wall time, and the collections started in it (two clock reads more a call: the sum is the same loop's)."""
     environs = [EnvironBuilder(method=method, path=path).get_environ() for method, path in requests]
     statuses: list[str] = []
 
@@ -180,10 +217,19 @@ def in_process_cpu(app: Flask, requests: list[Request], calls: int, collections:
         call(environ)
     turns = [environs[n % len(environs)] for n in range(calls)]
     statuses.clear()
-    with collections or Collections():
+    with collections or Collections() as counted:
         used = time.thread_time()
-        for environ in turns:
-            call(environ)
+        if each is None:
+            for environ in turns:
+                call(environ)
+        else:
+            for environ in turns:
+                before, cpu, wall = list(counted.by_generation), time.thread_time(), time.perf_counter()
+                call(environ)
+                each.cpu.append(time.thread_time() - cpu)
+                each.wall.append(time.perf_counter() - wall)
+                started = [n for n, seen in enumerate(counted.by_generation) if seen != before[n]]
+                each.collected.append(max(started, default=-1))
         used = time.thread_time() - used
     if set(statuses) != {"200 OK"}:
         raise RuntimeError(f"the app in process answered {sorted(set(statuses))}")
@@ -404,8 +450,11 @@ def run(ctx: Context) -> list[Figure]:
         )
         service_app = create_app({"NECTAR_SETTINGS": cluster.settings.replace(data_dir=data_dir)})
         lookup_collections, hello_collections = Collections(), Collections()
-        alone = in_process_cpu(service_app, main_requests, IN_PROCESS_CALLS, lookup_collections)
-        hello_alone = in_process_cpu(baseline_app(), targets["hello"][1], IN_PROCESS_CALLS, hello_collections)
+        lookup_each, hello_each = PerCall(), PerCall()
+        alone = in_process_cpu(service_app, main_requests, IN_PROCESS_CALLS, lookup_collections, lookup_each)
+        hello_alone = in_process_cpu(
+            baseline_app(), targets["hello"][1], IN_PROCESS_CALLS, hello_collections, hello_each
+        )
         lookup_gcs, hello_gcs = (
             found.per(GC_PER, IN_PROCESS_CALLS) for found in (lookup_collections, hello_collections)
         )
@@ -414,6 +463,16 @@ def run(ctx: Context) -> list[Figure]:
             f"garbage collections per {GC_PER:,} (generations 0/1/2): lookups {'/'.join(f'{n:g}' for n in lookup_gcs)},"
             f" hellos {'/'.join(f'{n:g}' for n in hello_gcs)}"
         )
+        for name, each in (("lookup", lookup_each), ("hello", hello_each)):
+            print(
+                f"in this process, one thread, each {name} (us): CPU {each.spread(each.cpu)}; wall "
+                f"{each.spread(each.wall)}; {each.slowest()}"
+            )
+        for name in pair:  # every latency of the paired bursts, served: the client's wall time of each request
+            print(
+                f"served {name} latencies (us), {CLIENTS} clients, all bursts:",
+                PerCall().spread([latency for load in loads[name] for latency in load.latencies]),
+            )
         # the seed's lookup takes seconds at 16 clients: each client sends one per repeat (600 s fails only a hung one)
         seed = [
             hammer(base_url, status_requests("/seed/chainstatus", MAIN_SIZE, r), CLIENTS, None, 1, 600).check(200)

@@ -7,6 +7,7 @@ to exactly one luigi task.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -118,7 +119,14 @@ class TargetKey:
 
     @classmethod
     def parse(cls, value: str) -> TargetKey:
-        """Parse a key, raising :class:`InvalidKey` that says which part is wrong."""
+        """Parse a key, raising :class:`InvalidKey` that says which part is wrong. A valid key's text is parsed once
+        while it is among the last :data:`PARSED_KEYS` parsed (a key is immutable: one object serves each parse)."""
+        if cls is TargetKey and type(value) is str:
+            return _parsed(value)
+        return cls._parse(value)
+
+    @classmethod
+    def _parse(cls, value: str) -> TargetKey:
         found = KEY_RE.fullmatch(value) if isinstance(value, str) else None
         if found is not None:  # a valid key (its file name checked for '..' with the others, by the class)
             groups = found.groups()
@@ -148,6 +156,11 @@ class TargetKey:
 
 #: a key's fields, in the order of its parts in a path (and of :data:`KEY_RE`'s groups)
 FIELDS = tuple(field.name for field in fields(TargetKey))
+#: how many keys :meth:`TargetKey.parse` keeps parsed, the last parsed kept: a status poll parses the key it is sent,
+#: and its clients poll the same keys again and again (~1 KB a key: 4 MB at most)
+PARSED_KEYS = 4096
+#: :meth:`TargetKey.parse` of a text (an invalid one raises each time: a raise is not kept)
+_parsed = functools.lru_cache(maxsize=PARSED_KEYS)(TargetKey._parse)
 
 
 def task_key(chain_type: str, chain: str, task: luigi.Task) -> TargetKey:

@@ -21,6 +21,11 @@ from nectar.registry import Run, RunState, RunStore, Step
 from nectar.stores import TargetStore
 from nectar.task import live_log_paths
 
+#: the states of a run that has not ended (:attr:`RunState.active`), a set: asked of every status lookup
+ACTIVE = frozenset(state for state in RunState if state.active)
+#: the job status of a task whose output exists
+DONE = RunState.DONE.value
+
 
 @dataclass(frozen=True)
 class JobStatus:
@@ -72,13 +77,13 @@ def job_status(
     """
     key = key.with_file(OUTPUT_FILE)
     run, steps = runs.latest_with_steps(key.path)  # one read: the run and its steps as of the same moment
-    if run is not None and run.state.active:  # a retried run shows what failed in its last attempt
+    if run is not None and run.state in ACTIVE:  # a retried run shows what failed in its last attempt
         why = lapsed(run, lease_timeout) if lease_timeout is not None else None
         lost = f"worker lost: {run.worker} ({why}) during attempt {run.attempt}; a worker will reclaim it"
         error = lost if why else run.error
         return JobStatus(key, run.state.value, run, steps, failed_step=run.failed_step, error=error)
     if store.exists(key):
-        return JobStatus(key, RunState.DONE.value, run, steps, store.url(key, expires_in), expires_in)
+        return JobStatus(key, DONE, run, steps, store.url(key, expires_in), expires_in)
     if run is not None:
         return JobStatus(key, run.state.value, run, steps, failed_step=run.failed_step, error=run.error)
     found = _from_scheduler(key, store, scheduler)
@@ -149,12 +154,14 @@ def log_source(key: TargetKey, job_status: str, run: Run | None, steps: Sequence
     """Whose logs to show for the task of ``key``: its own once it started (or when no run says otherwise);
     before that, the step running now, else the step that failed; else none, saying the task has not run."""
     key = key.with_file(OUTPUT_FILE)
-    requested = key.task
-    own = next((step for step in steps if step.key == key.path), None)
+    requested, path = key.task, key.path
+    own = next((step for step in steps if step.key == path), None)
     if run is None or (own is not None and own.state != RunState.PENDING) or job_status == RunState.DONE:
         if own is None:
             return LogSource(key, requested, absent=f"{requested} was not run by this service: it left no log here")
-        return LogSource(key, requested, ran_here=own.executed, absent=no_log_note(requested, own.state))
+        if own.executed:  # its log is there: what to say without one is never asked (checked_source)
+            return LogSource(key, requested, ran_here=True)
+        return LogSource(key, requested, absent=no_log_note(requested, own.state))
     not_run = f"{requested} has not started" if run.state.active else f"{requested} did not run"
     for state, which in ((RunState.RUNNING, "the step running now"), (RunState.FAILED, "the step that failed")):
         step = next((step for step in steps if step.state == state and step.key), None)

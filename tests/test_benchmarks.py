@@ -17,6 +17,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from flask import Flask
 
 import benchmarks.__main__ as bench_main
 import benchmarks.dispatch as dispatch_module
@@ -43,6 +44,7 @@ from benchmarks.status import (
     RECYCLE_WINDOW,
     Collections,
     CpuLeft,
+    PerCall,
     in_process_cpu,
     paired,
     recycle_every,
@@ -383,6 +385,35 @@ def test_the_status_benchmark_counts_the_collections_of_each_generation_while_it
 
     assert collections.by_generation == [0, 1, 2]
     assert collections.per(10_000, 4_000) == [0.0, 2.5, 5.0]
+
+
+def test_the_status_benchmark_keeps_each_call_s_cost_and_the_collections_started_in_it() -> None:
+    """The shape of a lookup's cost in process: each call's CPU and wall time, and the garbage collections started
+    in it, by the highest generation (a call that collects, and only it, counted with its generation)."""
+    app = Flask(__name__)
+
+    @app.get("/<generation>")
+    def collect(generation: str) -> str:
+        if generation != "none":
+            gc.collect(int(generation))
+        return "ok"
+
+    each = PerCall()
+    gc.disable()  # no collection but those the calls start
+    try:
+        in_process_cpu(app, [("GET", "/none"), ("GET", "/2"), ("GET", "/none"), ("GET", "/1")], 8, each=each)
+    finally:
+        gc.enable()
+
+    assert len(each.cpu) == len(each.wall) == 8 and all(wall > 0 for wall in each.wall)
+    assert each.collected == [-1, 2, -1, 1] * 2
+    each.cpu = [1e-6] * 98 + [5e-6, 9e-6]
+    each.collected = [-1] * 98 + [2, -1]
+    assert each.slowest(98) == (
+        "2 calls above p98 of CPU (1 us): median 7 us beside 1 us; with no collection 1, with a generation-0/1/2 "
+        "collection 0/0/1"
+    )
+    assert each.spread(each.cpu) == "p50 1, p90 1, p99 5, p99.9 9, p100 9"
 
 
 def test_the_status_benchmark_compares_each_burst_with_the_one_beside_it() -> None:

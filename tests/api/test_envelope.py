@@ -8,7 +8,7 @@ import uuid
 import pytest
 from flask import Flask, jsonify
 
-from api.envelope import dumped_answer
+from api.envelope import compact_envelope, dumped_answer
 
 #: what a status may hold: nested mappings (keys sorted), non-ASCII text, floats, None, and what Flask's ``default``
 #: turns into JSON (a date, a UUID)
@@ -42,3 +42,26 @@ def test_an_answer_sent_as_is_is_byte_for_byte_what_jsonify_writes(
         expected = jsonify({"data": data, "message": "made", "status": 201})
         sent = dumped_answer(data, 201, "made")
     assert (sent.status_code, sent.mimetype, sent.get_data()) == (201, expected.mimetype, expected.get_data())
+
+
+#: data whose every object has its keys in sorted order (as a status answer's), with text each encoder escapes
+IN_ORDER = {"a": {"b": [{"c": 1, "d": "é"}], "e": None}, "f": 'a "quoted"\\path\x7f', "g": 2.5}
+
+
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+def test_an_answer_in_order_is_what_jsonify_writes_and_is_written_as_its_objects_go(ensure_ascii: bool) -> None:
+    """``in_order``: the caller's objects have their keys in order already, so the sorted dump (jsonify's) is written
+    without sorting them again: in the order they go (which, for objects out of order, would not be sorted)."""
+    app = Flask(__name__)
+    app.json.ensure_ascii = ensure_ascii  # type: ignore[attr-defined]
+    with app.app_context():
+        expected = jsonify({"data": IN_ORDER, "message": "made", "status": 201}).get_data(as_text=True)
+    provider = app.json
+
+    assert compact_envelope(provider, IN_ORDER, 201, "made", in_order=True) == expected  # type: ignore[arg-type]
+    assert compact_envelope(provider, {"b": 1, "a": {"d": 2, "c": 3}}, 200, "ok", in_order=True) == (  # type: ignore[arg-type]
+        '{"data":{"b":1,"a":{"d":2,"c":3}},"message":"ok","status":200}\n'
+    )
+    assert compact_envelope(provider, {"b": 1, "a": {"d": 2, "c": 3}}, 200, "ok") == (  # type: ignore[arg-type]
+        '{"data":{"a":{"c":3,"d":2},"b":1},"message":"ok","status":200}\n'
+    )

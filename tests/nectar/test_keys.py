@@ -14,7 +14,7 @@ import pytest
 from nectar.catalog import ChainCatalog
 from nectar.config import Settings
 from nectar.errors import InvalidKey
-from nectar.keys import TargetKey, canonical_params, param_digest
+from nectar.keys import PARSED_KEYS, TargetKey, canonical_params, param_digest
 from tests.conftest import settings_env
 
 SALES = ("etl", "sales_chain", "AggregateSalesTask")
@@ -136,6 +136,22 @@ def test_parse_rejects_bad_keys_saying_why(value: str, message: str) -> None:
     with pytest.raises(InvalidKey) as caught:
         TargetKey.parse(value)
     assert message in str(caught.value)
+
+
+def test_a_key_s_text_is_parsed_once_while_it_is_among_the_last_parsed() -> None:
+    """A status poll parses the key it is sent, and clients poll the same keys: a valid key's text parsed again gives
+    the key parsed before (keys are immutable), until :data:`~nectar.keys.PARSED_KEYS` others were parsed since; a
+    text that is no key raises each time it is parsed."""
+    value = f"chains/etl/sales_chain/AggregateSalesTask/{DIGEST}/out.txt"
+    first = TargetKey.parse(value)
+    assert TargetKey.parse(value) is first
+    for n in range(PARSED_KEYS):  # as many others: the first is the least recently parsed, and goes
+        TargetKey.parse(f"chains/etl/sales_chain/T{n}/{DIGEST}/out.txt")
+    again = TargetKey.parse(value)
+    assert again is not first and (again, vars(again)) == (first, vars(first))
+    for _ in range(2):
+        with pytest.raises(InvalidKey, match="digest"):
+            TargetKey.parse("chains/etl/sales_chain/T/0123/out.txt")
 
 
 @pytest.mark.parametrize(

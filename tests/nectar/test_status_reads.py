@@ -13,7 +13,7 @@ from nectar.keys import TargetKey
 from nectar.registry import Run, RunState, Step
 from nectar.registry.postgres import PostgresRunStore
 from nectar.registry.reads import LATEST_WITH_STEPS
-from nectar.registry.schema import RUN_COLUMNS
+from nectar.registry.schema import RUN_COLUMNS, values
 from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.status import job_status
@@ -87,6 +87,18 @@ def test_the_status_read_sorts_nothing_in_sqlite(tmp_path: Path) -> None:
         "SEARCH runs USING INDEX runs_by_key (key=?)",
         "SEARCH s USING INDEX sqlite_autoindex_steps_1 (run_id=?) LEFT-JOIN",
     ]
+
+
+def test_the_status_read_fetches_the_run_s_id_once(runs: SqlRunStore) -> None:
+    """Each column of the status read is fetched (and named) in every lookup: a step's run id is its run's, read
+    once with the run, not again in each step's columns."""
+    run = queued(runs, 1000.0)
+    runs.record_steps([Step(run.id, "ATask_1", "ATask", KEY.path, "PENDING", updated_at=1000.0)])
+
+    row = runs._read(lambda db: runs._exec(db, LATEST_WITH_STEPS, (KEY.path,)).fetchone())
+
+    assert list(values(row)).count(run.id) == 1
+    assert runs.latest_with_steps(KEY.path)[1] == runs.steps(run.id)
 
 
 def test_a_run_is_read_back_field_for_field_by_every_read(runs: SqlRunStore) -> None:
