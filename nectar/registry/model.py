@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +23,22 @@ class RunState(StrEnum):
     @property
     def active(self) -> bool:
         return self in (RunState.PENDING, RunState.RUNNING, RunState.WAITING)
+
+
+#: the 62 random bits that end a UUIDv7, after its variant
+RAND_B = (1 << 62) - 1
+
+
+def time_ordered_id(now: float) -> str:
+    """A new run's id for its time ``now`` (Unix seconds): a UUIDv7 (RFC 9562), in the 32 lowercase hex digits that
+    uuid4's ``hex`` had: 48 bits of milliseconds first, so that a run queued later has a greater id (within one
+    millisecond, any order), then 74 random bits. The registry's index of ids (a B-tree) takes each new one at its
+    end, on the page the last one went to, where a random id took a page anywhere in it: at 20,000 runs, one seldom
+    cached, read from the file and written again by the next checkpoint, at each submission. Ids made before stay
+    valid: nothing reads a time out of an id, and none is made again."""
+    random = int.from_bytes(os.urandom(10))  # 80 bits: 12 for rand_a, 62 for rand_b (the rest dropped)
+    value = int(now * 1000) << 80 | 0x7 << 76 | (random >> 68) << 64 | 0b10 << 62 | random & RAND_B
+    return f"{value:032x}"
 
 
 #: the prefix of a ``waiting_for`` entry that names a run (its id after it) rather than an object's URI
@@ -113,8 +129,9 @@ class Run:
         objects: tuple[str, ...] | None = None,
     ) -> Run:
         policy = policy or RetryPolicy()
+        now = time.time()
         return cls(
-            uuid.uuid4().hex,
+            time_ordered_id(now),
             key,
             chain_type,
             chain,
@@ -128,6 +145,7 @@ class Run:
             fire_time=fire_time,
             trigger_id=trigger_id,
             objects=tuple(objects) if objects is not None else None,
+            queued_at=now,
         )
 
 

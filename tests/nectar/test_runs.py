@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sqlite3
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+import nectar.registry.model
 import nectar.registry.sql
 from nectar.errors import QueueFull, RunFinished, RunNotFound
 from nectar.registry import RetryPolicy, Run, RunFilter, RunState, Step, jsonable_run
@@ -114,6 +117,25 @@ def test_claims_go_oldest_first_and_by_id(runs: SqlRunStore) -> None:
     assert runs.claim("w", run_id=young.id) is None  # already running
     order = [runs.claim("w"), runs.claim("w"), runs.claim("w")]
     assert [run.id if run else None for run in order] == [old.id, middle.id, None]
+
+
+def test_a_run_queued_later_has_a_greater_id_of_the_same_shape(
+    runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new run's id is a UUIDv7 in 32 lowercase hex digits (uuid4's ``hex`` shape, as ids made before): its first
+    48 bits are the milliseconds of its queue time, so the index of ids takes each new one at its end."""
+    clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.registry.model)
+    made = []
+    for n in range(20):
+        made.append(runs.submit(new_run(n))[0])
+        clock.advance(0.001 * (1 + n % 3))
+    ids = [run.id for run in made]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    for run in made:
+        assert re.fullmatch("[0-9a-f]{32}", run.id) and uuid.UUID(run.id).version == 7
+        assert int(run.id[:12], 16) == int(run.queued_at * 1000)
+        assert runs.get(run.id) == run
+    assert [run.id for run in runs.find(RunFilter(), limit=20)[0]] == ids[::-1]  # newest first
 
 
 def test_requeue_puts_a_running_attempt_back_uncounted(runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch) -> None:
