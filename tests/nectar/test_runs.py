@@ -138,6 +138,18 @@ def test_a_run_queued_later_has_a_greater_id_of_the_same_shape(
     assert [run.id for run in runs.find(RunFilter(), limit=20)[0]] == ids[::-1]  # newest first
 
 
+def test_a_new_run_is_the_one_its_class_makes_of_the_same_values() -> None:
+    """Run.new sets a run's fields at once, not through the frozen dataclass's __init__: the same run, every field
+    in its place, still frozen."""
+    run = Run.new("k", "t", "c_chain", "ATask", {"n": "1"}, "ATask_1", RetryPolicy(2, 1.5, 3.0), "s", 9.0, "tr", ("o",))
+    made = Run(run.id, "k", "t", "c_chain", "ATask", {"n": "1"}, "ATask_1", queued_at=run.queued_at, max_attempts=3)
+    made = dataclasses.replace(made, retry_delay=1.5, retry_backoff=3.0, schedule_id="s", fire_time=9.0)
+    made = dataclasses.replace(made, trigger_id="tr", objects=("o",))
+    assert run == made and list(vars(run)) == list(vars(made)) and repr(run) == repr(made)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.state = RunState.DONE  # type: ignore[misc]
+
+
 def test_requeue_puts_a_running_attempt_back_uncounted(runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.registry.sql)
     run = runs.submit(new_run())[0]
