@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sqlite3
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+import nectar.registry.model
 import nectar.registry.sql
 from nectar.errors import QueueFull, RunFinished, RunNotFound
 from nectar.registry import RetryPolicy, Run, RunFilter, RunState, Step, jsonable_run
@@ -114,6 +117,37 @@ def test_claims_go_oldest_first_and_by_id(runs: SqlRunStore) -> None:
     assert runs.claim("w", run_id=young.id) is None  # already running
     order = [runs.claim("w"), runs.claim("w"), runs.claim("w")]
     assert [run.id if run else None for run in order] == [old.id, middle.id, None]
+
+
+def test_a_run_queued_later_has_a_greater_id_of_the_same_shape(
+    runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new run's id is a UUIDv7 in 32 lowercase hex digits (uuid4's ``hex`` shape, as ids made before): its first
+    48 bits are the milliseconds of its queue time, so the index of ids takes each new one at its end."""
+    clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.registry.model)
+    made = []
+    for n in range(20):
+        made.append(runs.submit(new_run(n))[0])
+        clock.advance(0.001 * (1 + n % 3))
+    ids = [run.id for run in made]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    for run in made:
+        assert re.fullmatch("[0-9a-f]{32}", run.id) and uuid.UUID(run.id).version == 7
+        assert int(run.id[:12], 16) == int(run.queued_at * 1000)
+        assert runs.get(run.id) == run
+    assert [run.id for run in runs.find(RunFilter(), limit=20)[0]] == ids[::-1]  # newest first
+
+
+def test_a_new_run_is_the_one_its_class_makes_of_the_same_values() -> None:
+    """Run.new sets a run's fields at once, not through the frozen dataclass's __init__: the same run, every field
+    in its place, still frozen."""
+    run = Run.new("k", "t", "c_chain", "ATask", {"n": "1"}, "ATask_1", RetryPolicy(2, 1.5, 3.0), "s", 9.0, "tr", ("o",))
+    made = Run(run.id, "k", "t", "c_chain", "ATask", {"n": "1"}, "ATask_1", queued_at=run.queued_at, max_attempts=3)
+    made = dataclasses.replace(made, retry_delay=1.5, retry_backoff=3.0, schedule_id="s", fire_time=9.0)
+    made = dataclasses.replace(made, trigger_id="tr", objects=("o",))
+    assert run == made and list(vars(run)) == list(vars(made)) and repr(run) == repr(made)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.state = RunState.DONE  # type: ignore[misc]
 
 
 def test_requeue_puts_a_running_attempt_back_uncounted(runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch) -> None:
