@@ -194,3 +194,25 @@ def record(nectar: Nectar, trigger_id: str) -> TriggerRecord:  # noqa: F811
     found = nectar.runs.trigger(trigger_id)
     assert found is not None
     return found
+
+
+def test_a_first_poll_cut_short_then_its_glob_changed_takes_the_new_globs_objects_before_the_last_claim(
+    nectar: Nectar,  # noqa: F811
+    landing: Path,  # noqa: F811
+) -> None:
+    """``existing: new``, the first poll cut short by the full queue after one claim (``b/x.csv``), then the glob
+    edited (``**/*.csv`` -> ``**/*``): the object that landed after the trigger and that only the new glob takes,
+    ``a/x.txt``, sorts before that claim. The next first poll lists from the place's start for the new definition,
+    not after the old one's last claim: it is claimed (on main: never, the cursor started past it)."""
+    queued = [submit(nectar, f"/elsewhere/{n}.csv") for n in range(BOUND - 1)]  # room for one run
+    trigger_id = api_trigger(nectar, landing, glob="**/*.csv")
+    txt, first_csv, second_csv = land(landing, "a/x.txt", "b/x.csv", "c/x.csv")
+    first = nectar.triggers.poll(record(nectar, trigger_id))
+    assert first.full is not None and objects_of(nectar, trigger_id) == [(first_csv,)]
+    nectar.triggers.change(trigger_id, {"glob": "**/*"})
+    assert record(nectar, trigger_id).cursor is None  # not started: the next poll is a first one still
+    end_run(nectar, queued[0])
+    end_run(nectar, nectar.runs.trigger_objects(trigger_id)[0].run_id or "")
+    done = nectar.triggers.poll(record(nectar, trigger_id))
+    assert done.full is None
+    assert objects_of(nectar, trigger_id) == [(txt,), (first_csv,), (second_csv,)]
