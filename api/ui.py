@@ -22,7 +22,7 @@ from nectar.errors import NotFound
 from nectar.keys import PARAMS_FILE, TargetKey
 from nectar.params import ParamInfo
 from nectar.registry import Run, RunFilter, RunState, Step
-from nectar.registry.model import iso_utc
+from nectar.registry.model import iso_utc, short_id
 from nectar.status import log_source
 
 blp = Blueprint(
@@ -52,6 +52,10 @@ def page(rule: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[.
         return view
 
     return register
+
+
+#: a run's id as a page shows it among others (:func:`~nectar.registry.model.short_id`)
+blp.app_template_filter("short_id")(short_id)
 
 
 @blp.after_request
@@ -286,7 +290,7 @@ def run_page(run_id: str) -> str:
         visualiser=service.visualiser_url(run.task_id),
         status_url=url_for("status.ChainStatus", chain=key.path),
         cancel_url=url_for("runs.CancelRun", run_id=run.id),
-        title=f"Run {run.id[:8]}",
+        title=f"Run {short_id(run.id)}",
     )
 
 

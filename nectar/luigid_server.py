@@ -43,6 +43,7 @@ import json
 import logging
 import socket
 import time
+import urllib.parse
 from collections.abc import Awaitable
 from typing import Any
 
@@ -128,9 +129,12 @@ class LuigidRouter(tornado.routing.Router):
         """A call's answer in a batch: ``{"response": ...}``, else ``{"status": 404 or 500, "reason": ...}``, logged
         as luigi's handler logs it alone (a 404 at WARNING, a raise's traceback at ERROR), named by its transport: a
         batch's call as ``POST /api/<method> (<remote>) in a batch``, a frame's (``framed``) as ``FRAME <method>
-        (<remote>)``."""
-        call = f"FRAME {method} ({remote})" if framed else f"POST {RPC_PREFIX}{method} ({remote}) in a batch"
-        if method not in self.methods:
+        (<remote>)``. A method luigid has not is named percent-encoded, as tornado logs a request's URI: a client's
+        text, whose line break would end the record and begin one of the client's making."""
+        known = method in self.methods
+        name = method if known else urllib.parse.quote(method)
+        call = f"FRAME {name} ({remote})" if framed else f"POST {RPC_PREFIX}{name} ({remote}) in a batch"
+        if not known:
             access_log.warning("404 %s", call)
             return {"status": 404, "reason": "Not Found"}
         try:

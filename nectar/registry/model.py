@@ -42,6 +42,12 @@ def time_ordered_id(now: float) -> str:
     return f"{value:032x}"
 
 
+def short_id(run_id: str) -> str:
+    """The 8 hex digits of a run's id that a page shows for it: its last, random in a UUIDv7 as in a uuid4's (the
+    first 8 are a UUIDv7's time, the same for every run made within ~65 s)."""
+    return run_id[-8:]
+
+
 #: the prefix of a ``waiting_for`` entry that names a run (its id after it) rather than an object's URI
 RUN_PREFIX = "run:"
 

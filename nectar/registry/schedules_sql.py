@@ -131,10 +131,12 @@ class SqlSchedules(SqlRunStore):
         now: float,
         add: Callable[[Any, str, Any], None],
         gone: Callable[[Any, str], None],
+        edited_sets: str = "",
     ) -> bool:
         """Make the file rows of ``table`` (schedules, triggers) match ``declared`` (id, spec): ``add`` a new one,
         edit a changed one's definition (a new version), delete the others (``gone`` what else goes with them) but
-        those of the chains ``kept``. True if anything changed (the change counter is bumped)."""
+        those of the chains ``kept``; ``edited_sets``: more ``column = value`` an edited row's ``UPDATE`` sets. True if
+        anything changed (the change counter is bumped)."""
         wanted = dict(declared)
         text = f"SELECT id, task, definition FROM {table} WHERE source = 'file'"
         rows = {row["id"]: dict(row) for row in self._read(lambda db: self._exec(db, text).fetchall())}
@@ -142,6 +144,7 @@ class SqlSchedules(SqlRunStore):
         removed = [sid for sid, row in rows.items() if sid not in wanted and not row["task"].startswith(failing)]
         new = [sid for sid in wanted if sid not in rows]
         edited = [sid for sid in wanted if sid in rows and rows[sid]["definition"] != wanted[sid].text()]
+        sets = f", {edited_sets}" if edited_sets else ""
         if not (removed or new or edited):
             return False  # the usual answer: no write
         with self._db() as db:
@@ -154,7 +157,7 @@ class SqlSchedules(SqlRunStore):
                 spec = wanted[sid]
                 self._exec(
                     db,
-                    f"UPDATE {table} SET definition = ?, task = ?, version = version + 1, updated_at = ? "
+                    f"UPDATE {table} SET definition = ?, task = ?, version = version + 1, updated_at = ?{sets} "
                     "WHERE id = ? AND definition <> ?",
                     (spec.text(), spec.task, now, sid, spec.text()),
                 )

@@ -72,8 +72,10 @@ _KEEPING = lock_made_anew_in_children(globals(), "_KEEPING")
 def locked_here() -> set[int]:
     """The inodes of the files this process holds a POSIX lock on (``/proc/locks``; ``F_GETLK`` never reports a lock
     of the caller's own). By inode alone, not device: a lock on a file of the same number on another device keeps a
-    descriptor longer, never closes one early."""
-    pid, found = str(os.getpid()), set()
+    descriptor longer, never closes one early. The process is named by its pid as that ``/proc`` names it
+    (``/proc/self``): a ``/proc`` mounted for another pid namespace than the process's (``unshare --pid``, a sandbox)
+    names it by another number than :func:`os.getpid`; one where it has none raises (OSError)."""
+    pid, found = os.readlink("/proc/self"), set()
     with open("/proc/locks") as locks:
         listed = locks.read()  # every process's locks (a line each): those that name the pid are split
     for line in listed.splitlines():

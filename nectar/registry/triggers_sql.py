@@ -60,6 +60,12 @@ def _trigger_row(trigger: TriggerRecord) -> tuple[Any, ...]:
     )
 
 
+#: what a new version of a trigger's definition sets besides: a trigger not started (its first poll cut short) forgets
+#: its last claim, which the next first poll would go on after (:meth:`~nectar.triggers.book.TriggerBook.poll`): the
+#: new glob may take objects before it, which were listed under the old one only
+EDITED = "last_object = CASE WHEN cursor IS NULL THEN NULL ELSE last_object END"
+
+
 def later(cursor: str | None, key: str | None) -> str | None:
     """The later of two keys in S3's order (None: before every key)."""
     if key is None:
@@ -103,7 +109,8 @@ class SqlTriggers(SqlSchedules):
             if spec is not None and spec.text() != current.spec.text():
                 self._exec(
                     db,
-                    "UPDATE triggers SET definition = ?, task = ?, version = version + 1, updated_at = ? WHERE id = ?",
+                    f"UPDATE triggers SET definition = ?, task = ?, version = version + 1, updated_at = ?, {EDITED} "
+                    "WHERE id = ?",
                     (spec.text(), spec.task, now, trigger_id),
                 )
             if paused is not None and paused != current.paused:  # resumed, it takes what landed meanwhile too
@@ -127,7 +134,7 @@ class SqlTriggers(SqlSchedules):
         def add(db: Any, trigger_id: str, spec: Any) -> None:
             self._insert_trigger(db, TriggerRecord(trigger_id, "file", spec, 1, False, start_cursor(spec), now, now))
 
-        return self._sync_file_rows("triggers", declared, kept, now, add, lambda db, trigger_id: None)
+        return self._sync_file_rows("triggers", declared, kept, now, add, lambda db, trigger_id: None, EDITED)
 
     def start_trigger(self, trigger_id: str, version: int, cursor: str) -> bool:
         with self._db() as db:

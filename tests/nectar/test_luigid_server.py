@@ -283,6 +283,26 @@ def test_a_batch_is_run_and_answered_as_its_calls_posted_one_by_one(luigids: tup
     assert "tornado.access WARNING: 404 POST /api/no_such_rpc (127.0.0.1) in a batch" in ours.logged()
 
 
+def test_an_unknown_methods_name_is_logged_as_tornado_logs_a_uri_so_it_forges_no_line(
+    luigids: tuple[Luigid, Luigid],
+) -> None:
+    """A batch's (or a frame's) method that luigid has not is logged at WARNING by its name: a client's text, which
+    is written percent-encoded as tornado writes a request's URI, so that a line break in it cannot end the 404's
+    line and begin a record of the client's own (on main: a forged ``200`` record in luigid's log)."""
+    _, ours = luigids
+    forged = "tornado.access INFO: 200 POST /api/add_task (10.0.0.9)"
+    body = json.dumps([[f"no_such_rpc\n2026-01-01 00:00:00,000 {forged}", {}]]).encode()
+    status, _, _, content = ours.send("POST", f"/api/{BATCH_RPC}", body, {"Content-Type": JSON})
+    assert status == 200 and json.loads(content) == [{"status": 404, "reason": "Not Found"}]
+    shown = "no_such_rpc%0A2026-01-01%2000%3A00%3A00%2C000%20tornado.access%20INFO%3A%20200%20POST%20/api/add_task"
+    logged = f"tornado.access WARNING: 404 POST /api/{shown}%20%2810.0.0.9%29 (127.0.0.1) in a batch"
+    wait_until(
+        lambda: any(record.startswith("tornado.access WARNING: 404 POST /api/no_such_rpc") for record in ours.logged())
+    )
+    records = ours.logged()
+    assert not any(record.startswith(forged) for record in records) and logged in records, records
+
+
 def test_a_batch_that_is_no_list_of_calls_is_refused_whole(luigids: tuple[Luigid, Luigid]) -> None:
     _, ours = luigids
     for body in (b"{}", b"[[1, {}]]", b'[["is_paused"]]', b'[["is_paused", []]]', b"not json"):

@@ -470,3 +470,38 @@ def test_a_kept_wal_index_descriptor_is_handed_on_and_closed_once_no_lock_is_lef
                 assert locked_here(Path(f"{path}-shm"))
             assert shm_descriptors(tmp_path) <= 2  # this one's, and the last one's until the next close
     assert shm_descriptors(tmp_path) <= 1
+
+
+#: a process that opens the registry at ``argv[1]``, writes a look's turns, closes it while a reader of its own is in
+#: its transaction, and prints who another process sees holding a lock on the WAL index then (None: no one)
+CLOSES_UNDER_A_READER = """
+import sqlite3, sys
+from contextlib import closing
+from pathlib import Path
+from nectar.registry import sqlite_checkpoints
+from nectar.registry.sqlite import SQLiteRunStore
+from tests.nectar.test_runs import new_run
+from tests.nectar.test_sqlite_checkpoints import lock_holder_seen_by_another_process
+path = Path(sys.argv[1])
+store = SQLiteRunStore(path)
+for n in range(sqlite_checkpoints.LOOK_EVERY):
+    store.submit(new_run(n))
+with closing(sqlite3.connect(path, isolation_level=None)) as reader:
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM runs").fetchone()
+    store.close()
+    print(lock_holder_seen_by_another_process(Path(f"{path}-shm")))
+    reader.execute("COMMIT")
+"""
+
+
+def test_a_process_in_a_pid_namespace_of_its_own_keeps_its_locks_through_the_registrys_close(tmp_path: Path) -> None:
+    """``/proc/locks`` names a lock's process by its pid in the namespace of that ``/proc``, which is not the
+    process's own where it runs in a pid namespace /proc was not mounted for (``unshare --pid`` alone, a sandbox):
+    there the process found none of its locks, and closed the WAL index's descriptor under its reader, releasing
+    SQLite's locks of it (on main: another process then saw no one on the index, ``None``)."""
+    path = tmp_path / "runs.sqlite3"
+    argv = ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c", CLOSES_UNDER_A_READER, str(path)]
+    env = {**os.environ, **lifeline_env()}
+    seen = subprocess.run(argv, check=True, env=env, capture_output=True, text=True, timeout=GUARD, cwd=REPOSITORY)
+    assert seen.stdout.strip() not in ("", "None"), seen

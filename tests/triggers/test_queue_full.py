@@ -19,7 +19,15 @@ from tests.schedules.test_policies import end_run
 
 # the bounded registry of either kind the schedules' test uses; the chain, folders and service of the core tests
 from tests.schedules.test_queue_full import BOUND, settings  # noqa: F401  (fixtures)
-from tests.triggers.test_core import api_trigger, declared, land, landing, nectar, objects_of  # noqa: F401  (fixtures)
+from tests.triggers.test_core import (  # noqa: F401  (fixtures)
+    api_trigger,
+    declared,
+    definition,
+    land,
+    landing,
+    nectar,
+    objects_of,
+)
 
 
 def submit(service: Nectar, path: str) -> str:
@@ -194,3 +202,47 @@ def record(nectar: Nectar, trigger_id: str) -> TriggerRecord:  # noqa: F811
     found = nectar.runs.trigger(trigger_id)
     assert found is not None
     return found
+
+
+def test_a_first_poll_cut_short_then_its_glob_changed_takes_the_new_globs_objects_before_the_last_claim(
+    nectar: Nectar,  # noqa: F811
+    landing: Path,  # noqa: F811
+) -> None:
+    """``existing: new``, the first poll cut short by the full queue after one claim (``b/x.csv``), then the glob
+    edited (``**/*.csv`` -> ``**/*``): the object that landed after the trigger and that only the new glob takes,
+    ``a/x.txt``, sorts before that claim. The next first poll lists from the place's start for the new definition,
+    not after the old one's last claim: it is claimed (on main: never, the cursor started past it)."""
+    queued = [submit(nectar, f"/elsewhere/{n}.csv") for n in range(BOUND - 1)]  # room for one run
+    trigger_id = api_trigger(nectar, landing, glob="**/*.csv")
+    txt, first_csv, second_csv = land(landing, "a/x.txt", "b/x.csv", "c/x.csv")
+    first = nectar.triggers.poll(record(nectar, trigger_id))
+    assert first.full is not None and objects_of(nectar, trigger_id) == [(first_csv,)]
+    nectar.triggers.change(trigger_id, {"glob": "**/*"})
+    assert record(nectar, trigger_id).cursor is None  # not started: the next poll is a first one still
+    end_run(nectar, queued[0])
+    end_run(nectar, nectar.runs.trigger_objects(trigger_id)[0].run_id or "")
+    done = nectar.triggers.poll(record(nectar, trigger_id))
+    assert done.full is None
+    assert objects_of(nectar, trigger_id) == [(txt,), (first_csv,), (second_csv,)]
+
+
+def test_a_declared_trigger_whose_glob_changed_after_a_cut_short_first_poll_takes_the_new_globs_objects(
+    nectar: Nectar,  # noqa: F811
+    landing: Path,  # noqa: F811
+) -> None:
+    """The same for a trigger declared in a chain file, its new definition synced from the files (on main: the
+    object only the new glob takes, before the old one's last claim, never claimed)."""
+    before = nectar.triggers.check({**definition(landing), "glob": "**/*.csv"})
+    after = nectar.triggers.check({**definition(landing), "glob": "**/*"})
+    nectar.runs.sync_declared_triggers([("declared-csv", before)], [], time.time())
+    queued = [submit(nectar, f"/elsewhere/{n}.csv") for n in range(BOUND - 1)]  # room for one run
+    txt, first_csv, second_csv = land(landing, "a/x.txt", "b/x.csv", "c/x.csv")
+    first = nectar.triggers.poll(record(nectar, "declared-csv"))
+    assert first.full is not None and objects_of(nectar, "declared-csv") == [(first_csv,)]
+    nectar.runs.sync_declared_triggers([("declared-csv", after)], [], time.time())
+    assert record(nectar, "declared-csv").version == 2 and record(nectar, "declared-csv").cursor is None
+    end_run(nectar, queued[0])
+    end_run(nectar, nectar.runs.trigger_objects("declared-csv")[0].run_id or "")
+    done = nectar.triggers.poll(record(nectar, "declared-csv"))
+    assert done.full is None
+    assert objects_of(nectar, "declared-csv") == [(txt,), (first_csv,), (second_csv,)]

@@ -89,6 +89,27 @@ def test_a_triggers_page_lists_its_objects_and_a_run_names_its_trigger(
     assert html(client, "/ui/runs").count(made_by) == 2
 
 
+def test_the_runs_of_a_triggers_objects_are_told_apart_by_the_part_of_their_ids_shown(
+    client: FlaskClient,
+    nectar: Nectar,  # noqa: F811
+    declared: Path,  # noqa: F811
+) -> None:
+    """Two runs fired by one poll (their ids time-ordered: the same first 8 hex digits for ~65 s of runs) are shown
+    by 8 digits of their own each, on the trigger's page and in their run page's title (on main: the first 8, the
+    same for both)."""
+    land(declared, "a.csv", "b.csv")
+    TriggerLoop(nectar.triggers).tick()
+
+    page = html(client, f"/ui/triggers/{FILE_TRIGGER}")
+
+    rows = re.findall(r'<tr data-object-key="[^"]+">.*?href="/ui/runs/([0-9a-f]{32})">([0-9a-f]+)</a>', page, re.S)
+    assert len(rows) == 2 and rows[0][0] != rows[1][0], page
+    assert all(run_id.endswith(shown) and len(shown) == 8 for run_id, shown in rows), rows
+    assert rows[0][1] != rows[1][1], rows
+    titles = {re.findall(r"<title>([^<]*)</title>", html(client, f"/ui/runs/{run_id}"))[0] for run_id, _ in rows}
+    assert titles == {f"Run {shown} · Datanectar" for _, shown in rows}, titles
+
+
 def test_a_listing_that_fails_is_shown_on_its_card(
     client: FlaskClient,
     nectar: Nectar,  # noqa: F811
