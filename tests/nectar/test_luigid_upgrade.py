@@ -205,9 +205,11 @@ def test_a_call_in_a_frame_is_logged_as_a_frame(processes: Processes, tmp_path: 
 
 
 def peer_closed(sock: socket.socket) -> bool:
-    """Whether the other end closed ``sock`` (an end of file waits on it), nothing read from it."""
-    readable, _, _ = select.select([sock], [], [], 0)
-    return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    """Whether the other end closed ``sock`` (an end of file waits on it), nothing read from it. ``poll``, not
+    ``select``: a test process may hold descriptors past ``select``'s 1,024."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0)) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
 
 
 def test_an_idle_upgraded_connection_is_closed_after_its_answers(processes: Processes, tmp_path: Path) -> None:
