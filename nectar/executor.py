@@ -74,6 +74,7 @@ from nectar.spares import (
     started,
     unread_by_peer,
 )
+from nectar.task import on_start
 
 logger = logging.getLogger(__name__)
 #: seconds between two looks for finished attempts while some run, where the kernel cannot say when one exits
@@ -229,7 +230,7 @@ class Executor:
             worker_user()  # luigi names a worker's user: the password database read here once, for every attempt
         build.prepare(self.settings.scheduler_url)  # luigi's [core] and [worker] settings, read once for every attempt
         quiet_luigi()  # and its logging set up, as each attempt leaves it (luigi's own handler gone)
-        luigi.Task.event_handler(luigi.Event.START)(_started)  # an attempt tells its worker (a spare's socket)
+        on_start("worker", _started)  # an attempt tells its worker (a spare's socket), once the step is recorded
         freeze_held()
 
     def stop(self, *_: Any) -> None:

@@ -25,7 +25,7 @@ from nectar.errors import Interrupted, Unavailable
 from nectar.luigi_internals import is_external
 from nectar.registry import RunStore, Step
 from nectar.stores import is_permanent
-from nectar.task import log_key, open_live_logs
+from nectar.task import log_key, on_start, open_live_logs
 
 MAX_ERROR = 4000
 #: seconds a step's change (other than a start or a failure) may wait to be written with the next ones
@@ -226,7 +226,6 @@ def _install_handlers() -> None:
         Event.DEPENDENCY_PRESENT: forward(lambda r, task: r.record(task, "DONE")),
         Event.DEPENDENCY_MISSING: forward(lambda r, task: r.missing(task)),
         Event.BROKEN_TASK: forward(lambda r, task, exc: r.broken(task, exc, "requires() failed: ")),
-        Event.START: forward(lambda r, task: r.start(task)),
         Event.SUCCESS: forward(lambda r, task: r.record(task, "DONE")),
         Event.FAILURE: forward(lambda r, task, exc: r.raised(task, exc)),
         # a step in a process of its own (parallel steps, a worker_timeout) that died, or was killed for its time
@@ -234,4 +233,5 @@ def _install_handlers() -> None:
         Event.TIMEOUT: forward(lambda r, task, why: r.fail(task, why)),
     }
     for event, handler in handlers.items():
-        luigi.Task.event_handler(event)(handler)
+        luigi.Task.event_handler(event)(handler)  # nectar's only handler of each: no order among its own to keep
+    on_start("step", forward(lambda r, task: r.start(task)))  # START's, in its place among nectar's (on_start)

@@ -505,13 +505,53 @@ def _record_run(task: luigi.Task) -> None:
     task.run = types.MethodType(_recorded(type(task).run), task)  # type: ignore[method-assign]
 
 
-_recording_every_task = False
+#: what nectar does as luigi starts a step, by part, in the order it is done (:func:`on_start`, :func:`_step_starts`)
+START_PARTS = ("step", "worker", "recording")
+#: the handler of each part set in this process (:func:`on_start`)
+_start_handlers: dict[str, Callable[[luigi.Task], object]] = {}
+
+
+def on_start(part: str, handler: Callable[[luigi.Task], object]) -> None:
+    """From now on in this process, ``handler(task)`` is what nectar does for ``part`` (one of :data:`START_PARTS`)
+    as luigi starts a step, at that part's place in their order; set again, it replaces the one before.
+
+    luigi keeps a class's handlers of an event in a set, called in the order of their hashes, so in an order that
+    differs from process to process: nectar registers one handler of luigi's START (:func:`_step_starts`), which calls
+    the parts in one order everywhere."""
+    if part not in START_PARTS:
+        raise ValueError(f"{part!r} is none of {START_PARTS}")
+    if not _start_handlers:
+        luigi.Task.event_handler(Event.START)(_step_starts)
+    _start_handlers[part] = handler
+
+
+def _step_starts(task: luigi.Task) -> None:
+    """luigi starts ``task``, a step: what nectar does, in this order, in every process.
+
+    1. ``step``: its live logs made, then the step written RUNNING to the registry (:meth:`.StepRecorder.start`),
+       so a step shown RUNNING has logs to serve, and an attempt killed from now on is blamed on this step.
+    2. ``worker``: the worker told that the attempt's first step started (:func:`.spares.started`), so what it does
+       then (forking its last spare) does not compete with that write, and a worker that heard it knows the
+       registry shows the step.
+    3. ``recording``: its ``run()`` wrapped to record its params.txt and logs (:func:`_record_run`): only needed
+       before luigi calls it, which it does after every handler.
+
+    As luigi protects each of its handlers, each part is: one that raises is logged and the next is done; a
+    KeyboardInterrupt ends the event (luigi then calls no handler left, a user's neither). A user's own handlers
+    of START (``@MyTask.event_handler(luigi.Event.START)``) are luigi's to call, as before."""
+    for part in START_PARTS:
+        handler = _start_handlers.get(part)
+        if handler is None:
+            continue
+        try:
+            handler(task)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # as luigi's trigger_event: a handler's failure is logged, not the step's
+            logger.exception("nectar's %s part failed as %s started", part, task.task_id)
 
 
 def record_every_task() -> None:
     """From now on in this process, every task of a chain luigi runs has its params.txt and logs
     recorded, a plain luigi task as a NectarTask (an attempt's process calls it once)."""
-    global _recording_every_task
-    if not _recording_every_task:
-        luigi.Task.event_handler(Event.START)(_record_run)
-        _recording_every_task = True
+    on_start("recording", _record_run)

@@ -3,12 +3,16 @@ registry and in luigid, on the step that was running, never on the one before it
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import luigi
 import pytest
 
-from nectar import steps
+from harness.lifeline import lifeline_env
+from nectar import spares, steps
 from nectar.leases import release
 from nectar.registry import Step
 from nectar.registry.sqlite import SQLiteRunStore
@@ -99,3 +103,64 @@ def test_a_step_noted_again_before_it_is_written_is_one_row_and_the_registry_kee
 
     last_met_first = [("StepC", "PENDING", False, None), ("StepB", "DONE", True, None), ("StepA", "DONE", False, None)]
     assert kept(run.id) == kept(one_by_one.id) == last_met_first
+
+
+#: a worker's attempt, in a process of its own: a step started by luigi's worker after the worker's setup
+#: (:meth:`Executor.warm`), in a spare told its run (its socket to the worker: ``spares._told``). Its registry says,
+#: as it writes the step RUNNING, whether the worker had been told (the byte waits, unread, on the worker's end);
+#: then what was said in the end, and the order of luigi's START handlers in this process.
+STARTED_PROBE = """
+import socket, sys
+from pathlib import Path
+import luigi
+from nectar import spares
+from nectar.config import Settings
+from nectar.executor import Executor
+from nectar.registry.sqlite import SQLiteRunStore
+from nectar.steps import StepRecorder
+from tests.nectar.test_runs import new_run
+
+class Told(SQLiteRunStore):
+    told_first: list[bool] = []
+
+    def record_steps(self, changes):
+        if any(step.state == "RUNNING" for step in changes):
+            try:
+                self.told_first.append(ours.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == spares.STARTED)
+            except BlockingIOError:
+                self.told_first.append(False)
+        super().record_steps(changes)
+
+class FirstStep(luigi.Task):
+    def run(self):
+        pass
+
+data = Path(sys.argv[1])
+Executor(Settings(data_dir=data)).warm()
+ours, spares._told = socket.socketpair()
+runs = Told(data / "runs.sqlite3")
+run, _ = runs.submit(new_run())
+StepRecorder(runs, run.id).install()
+luigi.build([FirstStep()], local_scheduler=True, workers=1)
+said = ours.recv(1, socket.MSG_DONTWAIT)
+handlers = luigi.Task._event_callbacks[luigi.Task][luigi.Event.START]
+print(Told.told_first, said, [getattr(h, "__qualname__", h) for h in handlers])
+"""
+
+
+@pytest.mark.parametrize("hash_seed", ["0", "1", "2"])
+def test_a_step_is_written_running_before_its_worker_is_told_it_started_in_every_process(
+    tmp_path: Path, hash_seed: str
+) -> None:
+    """luigi keeps a class's handlers of an event in a set: nectar's three of START (the step recorded, the worker
+    told, the run wrapped) ran in the order of their hashes, one that differs from process to process, and told the
+    worker (in these processes: first) before the step was written RUNNING. Now one handler does the three, the step
+    written first, whatever order luigi's set has (tried under three hash seeds: what a process allocates varies)."""
+    env = {**os.environ, **lifeline_env(), "PYTHONHASHSEED": hash_seed}
+    probe = subprocess.run(
+        [sys.executable, "-c", STARTED_PROBE, str(tmp_path)], capture_output=True, text=True, env=env, check=False
+    )
+    assert probe.returncode == 0, probe.stderr
+    told_first, said, handlers = probe.stdout.strip().splitlines()[-1].split(" ", 2)
+    assert told_first == "[False]", f"the worker was told before the step was written RUNNING (START: {handlers})"
+    assert said == repr(spares.STARTED), "the worker was never told"

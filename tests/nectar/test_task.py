@@ -7,11 +7,13 @@ import json
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import luigi
 import pytest
 from luigi.task_register import Register, TaskClassAmbigiousException
 
+from nectar import task as task_module
 from nectar.catalog import ChainCatalog
 from nectar.config import Settings, configure
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE
@@ -217,3 +219,45 @@ PARAMS_RECORDS = [
 def test_params_txt_is_written_as_json_writes_it_indented(record: dict[object, object]) -> None:
     """params.txt's text, made with json's C string encoder, is ``json.dumps(record, indent=2)`` byte for byte."""
     assert params_text(record) == json.dumps(record, indent=2)
+
+
+class StartedTask(luigi.Task):
+    """A task whose run() and whose user's START handler note that they were called (in ``StartedTask.calls``)."""
+
+    calls: ClassVar[list[str]] = []
+
+    def run(self) -> None:
+        self.calls.append("run")
+
+
+@StartedTask.event_handler(luigi.Event.START)
+def _users_start(task: luigi.Task) -> None:
+    StartedTask.calls.append("user")
+
+
+def test_nectars_start_parts_run_in_their_order_each_protected_and_a_users_handler_still_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parts are set in the reverse of their order, the step's raises (a registry that cannot be written): luigi
+    starting a step does each in :data:`START_PARTS`'s order, the ones after a failure too, and the user's own handler
+    of START, then run()."""
+    monkeypatch.setattr(task_module, "_start_handlers", {})
+    monkeypatch.setattr(StartedTask, "calls", [])
+    monkeypatch.setitem(luigi.Task._event_callbacks, luigi.Task, {})  # nectar's own, as in a fresh process
+
+    def part(name: str) -> Callable[[luigi.Task], None]:
+        def done(task: luigi.Task) -> None:
+            StartedTask.calls.append(name)
+            if name == "step":
+                raise RuntimeError("the registry cannot be written")
+
+        return done
+
+    for name in reversed(task_module.START_PARTS):
+        task_module.on_start(name, part(name))
+    assert len(luigi.Task._event_callbacks[luigi.Task][luigi.Event.START]) == 1
+
+    assert luigi.build([StartedTask()], local_scheduler=True, workers=1)
+    nectars = [call for call in StartedTask.calls if call != "user"]
+    assert nectars == ["step", "worker", "recording", "run"], StartedTask.calls
+    assert StartedTask.calls.count("user") == 1, StartedTask.calls  # where among them is luigi's to say
