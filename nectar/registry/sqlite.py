@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Self, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar, cast
 
 from nectar import wakeup
 from nectar.forks import SQLITE, lock_made_anew_in_children
 from nectar.registry import counts, fire_counts, sqlite_counts
-from nectar.registry.combine import Combiner
+from nectar.registry.combine import Combiner, Outcome
 from nectar.registry.model import Run
 from nectar.registry.schema import (
     COUNT_AGAIN,
@@ -129,6 +129,30 @@ class Writers:
             self._threads.release()
 
 
+class Turn:
+    """A thread's turn at writing, inside the fork gate (:data:`~nectar.forks.SQLITE`): entered, then taken."""
+
+    __slots__ = ("_writer", "_taken")
+
+    def __init__(self, writer: Callable[[], Writers]) -> None:
+        self._writer = writer
+
+    def __enter__(self) -> None:
+        SQLITE.__enter__()
+        try:
+            taken = self._taken = self._writer()
+            taken.__enter__()
+        except BaseException:
+            SQLITE.__exit__()
+            raise
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            self._taken.__exit__()
+        finally:
+            SQLITE.__exit__()
+
+
 #: ``struct flock`` as ``fcntl(F_GETLK)`` reads and writes it (Linux, 64-bit: type, whence, start, length, pid)
 FLOCK = "hhqqi4x"
 
@@ -166,6 +190,13 @@ INSERT_BOUNDED = (
     f"INSERT INTO runs ({RUNS}) SELECT {param_marks(RUN_COLUMNS)} WHERE ({QUEUED}) < ? "
     f"ON CONFLICT (key) WHERE {ACTIVE} DO NOTHING"
 )
+#: None bound as NULL by the sqlite3 module's adapter for it, one look-up of its table: without one, each None (a new
+#: run has 13, each a column it has not yet: its start, its end, its error...) is adapted the way the module finds
+#: for a type it has none for, by asking the protocol for ``__adapt__`` and the value for ``__conform__``, the first
+#: a missing attribute of a type, whose AttributeError is formatted then dropped: ~2k instructions a None. The
+#: adapter is process-wide (the module's one table) and gives back the same None it is given: no statement of any
+#: connection binds another value than it did (``{}.get``: a call of C code, not of a Python function)
+sqlite3.register_adapter(type(None), cast("Callable[[None], None]", {}.get))
 #: KiB of pages each connection caches (SQLite's default is 2,000): a process has as many connections that read as
 #: its threads read at once (an API worker up to 8) and one that writes, and a /metrics scrape reads every run, so
 #: each filled its own 2 MB; the OS caches the file for all (the pages one write reads fit: 256 and 2,000 KiB read
@@ -342,38 +373,45 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         are written together, in the next turn (:mod:`nectar.registry.combine`)."""
         return self._combiner()((run, max_pending))
 
+    def submit_all(self, asked: Sequence[tuple[Run, int | None]]) -> list[Outcome[tuple[Run, bool]]]:
+        """As every registry writes them, in this process's turn at the file (the combiner's turns: the same, taken
+        once)."""
+        with self._writing_turn():
+            return super().submit_all(asked)
+
     def _submit_alone(self, run: Run, max_pending: int | None) -> Run:
-        """A run alone in its turn in one statement, in autocommit (its own transaction, which takes SQLite's write
-        lock as it begins, as ``BEGIN IMMEDIATE`` does): its insert, bounded by the count of PENDING runs it reads,
-        where it was ``BEGIN IMMEDIATE``, the insert, a read of the count and ``COMMIT``. The sqlite3 module lets go
-        of the GIL around each statement's steps: under 16 clients, each time another of the API worker's threads
-        took it, and the writer, holding the turn, waited to have it back. An insert that does nothing finds the
-        key's active run (the answer, full queue or not) or else is written as every dialect writes it, in a
-        transaction: a full queue refused there (nothing written), or an active run that ended meanwhile replaced."""
-        with SQLITE.inside(), self._writer():
-            db = self._writing()
-            row = run_row(run)
-            if max_pending is None:
-                inserted = self._exec(db, INSERT_NEW, row)
-            else:
-                inserted = self._exec(db, INSERT_BOUNDED, (*row, max_pending))
-            if inserted.rowcount == 1:
-                return run
-            active = self._select(db, f"key = ? AND {ACTIVE}", run.key)
-            if active is not None:
-                return active
-            return super()._submit_alone(run, max_pending)
+        """A run alone in its turn (the caller's: the fork gate entered, the writers' turn taken) in one statement, in
+        autocommit (its own transaction, which takes SQLite's write lock as it begins, as ``BEGIN IMMEDIATE`` does):
+        its insert, bounded by the count of PENDING runs it reads, where it was ``BEGIN IMMEDIATE``, the insert, a
+        read of the count and ``COMMIT``. The sqlite3 module lets go of the GIL around each statement's steps: under
+        16 clients, each time another of the API worker's threads took it, and the writer, holding the turn, waited to
+        have it back. An insert that does nothing finds the key's active run (the answer, full queue or not) or else
+        is written as every dialect writes it, in a transaction: a full queue refused there (nothing written), or an
+        active run that ended meanwhile replaced."""
+        db = self._writing()
+        row = run_row(run)
+        if max_pending is None:
+            inserted = self._exec(db, INSERT_NEW, row)
+        else:
+            inserted = self._exec(db, INSERT_BOUNDED, (*row, max_pending))
+        if inserted.rowcount == 1:
+            return run
+        active = self._select(db, f"key = ? AND {ACTIVE}", run.key)
+        if active is not None:
+            return active
+        return super()._submit_alone(run, max_pending)
 
     def _combiner(self) -> Combiner[tuple[Run, int | None], tuple[Run, bool]]:
         own = self._own()  # a fork's copy may be mid-turn in a thread it does not have
         if own.combined is None:
-            own.combined = Combiner(self._writing_turn, self.submit_all)
+            # its turns are taken once: the registry's own writes, not submit_all's, which takes them again
+            own.combined = Combiner(self._writing_turn, super().submit_all)
         return own.combined
 
-    @contextmanager
-    def _writing_turn(self) -> Iterator[None]:
-        with SQLITE.inside(), self._writer():
-            yield
+    def _writing_turn(self) -> Turn:
+        """The fork gate entered, then this process's turn at the file taken (a class's, not a generator's: a
+        submission's turn)."""
+        return Turn(self._writer)
 
     def owns(self, run_id: str, attempt: int) -> bool:
         """As every registry answers it, but without a read while no other connection has committed anything since

@@ -10,13 +10,14 @@ import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, closing
 from pathlib import Path
 
 import pytest
 
 from nectar.errors import QueueFull
 from nectar.registry import Run, RunState, sqlite
+from nectar.registry.schema import RUN_COLUMNS, run_row
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
 from tests.nectar.test_runs import new_run
@@ -198,3 +199,17 @@ def test_a_run_alone_in_its_turn_is_one_statement_committed_before_its_answer(ru
         runs.submit(new_run(1), max_pending=1)
     assert runs.count() == runs.queued() == 1
     assert runs.submit(new_run(1))[1] and runs.queued() == 2  # unbounded: queued
+
+
+def test_a_run_alone_in_its_turn_leaves_the_columns_it_has_not_null(runs: SQLiteRunStore) -> None:
+    """The values a new run has not yet (its start, its end, its error...) are NULL in the file, as SQL reads them
+    (``IS NULL``, ``typeof``) and as another process finds them, whatever adapts a None to what SQLite binds; and the
+    run reads back as it was submitted."""
+    run, created = runs.submit(new_run(0), max_pending=10)
+    assert created
+    unset = [column for column, value in zip(RUN_COLUMNS, run_row(run), strict=True) if value is None]
+    assert "started_at" in unset and "error" in unset
+    with closing(sqlite3.connect(runs.path)) as other:
+        kinds = other.execute(f"SELECT {', '.join(f'typeof({c})' for c in unset)} FROM runs WHERE id = ?", (run.id,))
+        assert list(kinds.fetchone()) == ["null"] * len(unset)
+    assert SQLiteRunStore(runs.path).get(run.id) == run
