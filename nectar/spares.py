@@ -347,8 +347,9 @@ def hand_over(spare: Spare, given: bytes) -> socket.socket:
 
 
 def started() -> None:
-    """In an attempt forked as a spare: tell its worker, once per run, that its first step has started (any other
-    process: nothing)."""
+    """In an attempt forked as a spare: tell its worker, once per run, that its first step has started, once the step
+    is written RUNNING (its place among nectar's START parts: :func:`nectar.task.on_start`); any other process:
+    nothing."""
     global _told
     told, _told = _told, None
     if told is None:
