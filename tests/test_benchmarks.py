@@ -248,11 +248,14 @@ def test_the_dispatch_floors_builds_are_taken_in_turn_in_processes_started_ahead
         settle(cluster, idle_cpu(cluster, windows=3))
         took = [builders.build(n) for n in (1, 2, 3)]
         called = [int(n) for n, _ in cluster.ledger_lines("call")]
+        noted = [tuple(line.split()[:2]) for line in cluster.ledger.read_text().splitlines()]
         builders.close()
         procs = [proc for proc in cluster.procs.procs if proc.pid in builders.pids]
         waitfor(lambda: all(proc.poll() is not None for proc in procs), 60, "the builders to exit")
 
-    assert all(seconds > 0 for seconds in took), took  # each build's call noted before its run() began
+    assert len(took) == 3, took  # a figure for each measured build (its size is the benchmark's)
+    # each build's call noted before its run() noted its start: the order of the ledger's lines, no clock's reading
+    assert all(noted.index(("call", str(n))) < noted.index(("start", str(n))) for n in (1, 2, 3)), noted
     assert called == [-1000, -1001, 1, 2, 3]  # each process's own warm-up build first, then the measured ones
     first, second = builders.pids
     assert builders.built_by == [first, second, first]  # in turn, each said so by the process that built it
