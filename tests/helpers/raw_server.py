@@ -3,12 +3,13 @@ closes mid-call, scripted answers): a free 127.0.0.1 port, each connection hande
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import socket
 import threading
 
 
-class RawServer:
+class RawServer(abc.ABC):
     """Accepts connections on a thread of its own and serves each, one at a time, with :meth:`handle`; a connection
     that fails (the client closed it, or reset it with an answer unread) ends there, the next is served. The thread
     ends once :meth:`close` closes the listening socket. Subclasses set their own fields before calling
@@ -29,9 +30,9 @@ class RawServer:
             with conn, contextlib.suppress(OSError):
                 self.handle(conn)
 
+    @abc.abstractmethod
     def handle(self, conn: socket.socket) -> None:
-        """Serve one connection (closed after)."""
-        raise NotImplementedError
+        """Serve one connection (closed after): each kind of server its own."""
 
     def close(self) -> None:
         self.listener.close()
