@@ -13,7 +13,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from nectar.registry.counts import READ_COUNTS, READ_DURATIONS, STATE_COLUMNS
-from nectar.registry.model import Attempt, Durations, Run, RunFilter, RunState, Step
+from nectar.registry.model import Attempt, Durations, Run, RunFilter, RunState, Step, made_at_once
 from nectar.registry.schema import ATTEMPT_COLUMNS, QUEUED, RUN_COLUMNS, RUNS, run_of, values
 from nectar.registry.store import RunStore
 
@@ -47,13 +47,11 @@ def _seq(row: Sequence[Any]) -> int:
 
 
 def step_of(row: Sequence[Any]) -> Step:
-    """The step of a row of :data:`STEP_FIELDS`' values, its fields set at once (a status lookup builds one per step:
-    the frozen dataclass's ``__init__`` sets each through ``object.__setattr__``, ~2.2 -> 1.4 us)."""
-    step = object.__new__(Step)
-    found = step.__dict__
-    found.update(zip(_STEP_NAMES, row, strict=True))
-    found["executed"] = bool(found["executed"])
-    return step
+    """The step of a row of :data:`STEP_FIELDS`' values, its fields set at once (:func:`made_at_once`: a status
+    lookup builds one per step, ~2.2 -> 1.4 us)."""
+    run_id, task_id, task, key, state, executed, error, updated_at = row
+    found = (run_id, task_id, task, key, state, bool(executed), error, updated_at)
+    return made_at_once(Step, zip(_STEP_NAMES, found, strict=True))
 
 
 def filter_sql(runs: RunFilter) -> tuple[str, list[Any]]:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nectar.registry import counts, fire_counts
-from nectar.registry.model import Run, RunState
+from nectar.registry.model import Run, RunState, made_at_once
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -265,10 +265,7 @@ def run_of(row: Any) -> Run | None:
     for place in _LIST_PLACES:
         if found[place] is not None:
             found[place] = tuple(json.loads(found[place]))
-    # every field of the frozen dataclass set at once: its __init__ sets each through object.__setattr__ (28 calls)
-    run = object.__new__(Run)
-    run.__dict__.update(zip(RUN_COLUMNS, found, strict=True))  # a row of another length raises, as Run(*found)
-    return run
+    return made_at_once(Run, zip(RUN_COLUMNS, found, strict=True))  # a row of another length raises, as Run(*found)
 
 
 def values(row: Any) -> tuple[Any, ...]:
