@@ -53,6 +53,9 @@ def test_the_token_field_opens_a_session_no_script_can_read_and_emptying_it_ends
     tab.fill("#api-token", TOKEN)
     tab.locator("#api-token").dispatch_event("change")  # the page reloads once the session is open
     expect(tab.locator("h1")).to_have_text("Runs")
+    # the reloaded page's deferred script has set the field up (its value from the tab's storage, its change
+    # listener) before the test touches it: its heading alone shows only that the page was parsed
+    tab.wait_for_load_state("load")
 
     [cookie] = [c for c in tab.context.cookies() if c["name"] == "nectar_session"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["secure"]  # plain http here
