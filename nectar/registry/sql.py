@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from nectar.errors import QueueFull, RunFinished, RunNotFound
@@ -103,7 +104,7 @@ class SqlRunStore(SqlReads):
             outcomes: list[Outcome[tuple[Run, bool]]] = [((queued, queued is run), None)]
         else:
             ahead: list[int] = []
-            with self._db() as db:
+            with self._submit_db() as db:
                 outcomes = [self._submit_counted(db, run, max_pending, ahead) for run, max_pending in asked]
         if any(answer is not None and answer[1] for answer, _ in outcomes):
             self._queued()
@@ -112,8 +113,13 @@ class SqlRunStore(SqlReads):
     def _submit_alone(self, run: Run, max_pending: int | None) -> Run:
         """A run alone in its turn submitted as :meth:`submit` submits it: ``run`` queued, or the active run of its
         key; QueueFull (nothing written) when ``max_pending`` runs are queued ahead of it."""
-        with self._db() as db:
+        with self._submit_db() as db:
             return self._submit(db, run, max_pending)
+
+    def _submit_db(self) -> AbstractContextManager[Any]:
+        """The transaction of the submissions of one turn (:meth:`submit_all`'s): :meth:`_db`'s, unless a dialect's
+        caller of :meth:`submit_all` already holds what ``_db`` takes before its transaction."""
+        return self._db()
 
     def _submit_counted(
         self, db: Any, run: Run, max_pending: int | None, ahead: list[int]

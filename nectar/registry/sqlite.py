@@ -338,14 +338,26 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         """A connection inside one IMMEDIATE transaction (so readers never block on writers), which no fork
         of this process interrupts (a child would inherit its write lock, never released there)."""
         with SQLITE.inside(), self._writer():
-            conn = self._writing()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            yield from self._transaction()
+
+    @contextmanager
+    def _submit_db(self) -> Iterator[sqlite3.Connection]:
+        """:meth:`_db`'s transaction in the caller's turn, the fork gate entered and the writers' turn taken, as
+        :meth:`submit_all` and the combiner's turns hold them: neither entered again (the gate's count and the turn's
+        reentrant lock each taken and given back once more, where the turn's statements are a few)."""
+        yield from self._transaction()
+
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The writing connection inside one IMMEDIATE transaction (committed once the caller is done, rolled back
+        if it raised), in the caller's turn."""
+        conn = self._writing()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def _writer(self) -> Writers:
         """This process's turn at writing to this file (its own after a fork: a parent's thread may hold the old)."""

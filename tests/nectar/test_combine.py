@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, closing
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -49,15 +49,16 @@ def hold(runs: SQLiteRunStore) -> Iterator[Callable[[], subprocess.Popen[str]]]:
 
 
 def transactions(runs: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The write transactions ``runs`` opens from now on, counted in the list returned (one entry each)."""
+    """The write transactions ``runs`` opens from now on, counted in the list returned (one entry each): those of its
+    turns of several submissions too, which begin theirs in the turn they hold (not through ``_db``)."""
     opened: list[int] = []
-    begin: Callable[[], AbstractContextManager[sqlite3.Connection]] = runs._db
+    begin: Callable[[], Iterator[sqlite3.Connection]] = runs._transaction
 
-    def counted() -> AbstractContextManager[sqlite3.Connection]:
+    def counted() -> Iterator[sqlite3.Connection]:
         opened.append(1)
         return begin()
 
-    monkeypatch.setattr(runs, "_db", counted)
+    monkeypatch.setattr(runs, "_transaction", counted)
     return opened
 
 
@@ -150,6 +151,27 @@ def test_a_turn_reads_the_queue_once_and_writes_each_run_in_one_statement(
     assert outcomes == [((run, True), None) for run in made]
     assert asked == ["SELECT"] + ["INSERT"] * THREADS
     assert runs.queued() == runs.count(RunState.PENDING) == THREADS + 1
+
+
+def test_a_turn_of_several_takes_the_writers_turn_and_enters_the_fork_gate_once(
+    runs: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The turn held around a turn's transaction is not taken again to begin it (the gate's count and the turn's
+    reentrant lock once more), and the runs are written all the same."""
+    runs.submit(new_run(0), max_pending=THREADS + 1)
+    entered: list[str] = []
+    for name, kind in (("turn", sqlite.Writers), ("gate", type(sqlite.SQLITE))):
+        enter: Callable[[object], None] = getattr(kind, "__enter__")  # noqa: B009 -- two kinds, one entry each
+
+        def counted(self: object, enter: Callable[[object], None] = enter, name: str = name) -> None:
+            entered.append(name)
+            enter(self)
+
+        monkeypatch.setattr(kind, "__enter__", counted)
+    made = [new_run(n) for n in range(1, THREADS + 1)]
+    assert runs.submit_all([(run, THREADS + 1) for run in made]) == [((run, True), None) for run in made]
+    assert sorted(entered) == ["gate", "turn"]
+    assert [runs.get(run.id) for run in made] == made and runs.queued() == THREADS + 1
 
 
 def test_a_full_queue_still_answers_an_identical_active_run_and_refuses_a_new_one_unwritten(
