@@ -499,9 +499,16 @@ class Executor:
         self._reap()
         self._watch()
         blocked = False  # a free slot and no spare ready for it
+        due_at: float | None = None
+        claimed = False  # a run, in this pass: a claim's write is made only once a read found another due
         while (
             self._work_may_wait and len(self.children) < self.concurrency and not self.stopping and self._scheduler_up()
         ):
+            if claimed:  # whether another run is due, in one read (none, most often), before a claim's write
+                due_at = self.runs.next_due()
+                if due_at is None or due_at > time.time():
+                    self._found_none(due_at)
+                    break
             spare = self.spares.ready()
             if spare is None:
                 blocked = True
@@ -509,9 +516,11 @@ class Executor:
             if not self._claim(spare):
                 self._found_none(self.runs.next_due())
                 break
+            claimed = True
             self.spares.wanted()
         if blocked:
-            due_at = self.runs.next_due()  # one read: whether a run is due now, and if none is, when one will be
+            if not claimed:  # one read: whether a run is due now, and if none is, when one will be (else: read above)
+                due_at = self.runs.next_due()
             if due_at is not None and due_at <= time.time():
                 self.spares.wanted()  # a run waits for a spare: fork them (idle until now) or wait for one to be ready
             else:
