@@ -150,26 +150,33 @@ class SqlRunStore(SqlReads):
         """A run became claimable (a store whose workers can be woken wakes them)."""
 
     def claim(self, worker: str, run_id: str | None = None) -> Run | None:
+        if run_id is None and not self._due(time.time()):
+            return None  # the usual answer of an idle worker, without taking the write lock
+        with self._db() as db:
+            return self._claim(db, worker, run_id)
+
+    def _claim(self, db: Any, worker: str, run_id: str | None) -> Run | None:
+        """:meth:`claim`'s one statement, on ``db`` (whose write lock the caller holds, or which takes it as the
+        statement begins): the run ``run_id`` (None: the PENDING run due first) made RUNNING in ``worker``'s name, its
+        attempt counted, if it is PENDING and due now; the run as claimed, or None. Its every row read (its statement
+        ended): in autocommit, the statement's end is the transaction's."""
         now = time.time()
         args: list[Any]
         if run_id:
             condition, args = "id = ?", [run_id]
         else:
-            if not self._due(now):
-                return None  # the usual answer of an idle worker, without taking the write lock
             condition = (
                 "id = (SELECT id FROM runs WHERE state = 'PENDING' AND not_before <= ? "
                 f"ORDER BY queued_at LIMIT 1{self.SKIP_LOCKED})"
             )
             args = [now]
-        with self._db() as db:
-            row = self._exec(
-                db,
-                "UPDATE runs SET state = 'RUNNING', attempt = attempt + 1, started_at = ?, heartbeat_at = ?, "
-                f"worker = ? WHERE {condition} AND state = 'PENDING' AND not_before <= ? RETURNING {RUNS}",
-                (now, now, worker, *args, now),
-            ).fetchone()
-        return run_of(row)
+        rows = self._exec(
+            db,
+            "UPDATE runs SET state = 'RUNNING', attempt = attempt + 1, started_at = ?, heartbeat_at = ?, "
+            f"worker = ? WHERE {condition} AND state = 'PENDING' AND not_before <= ? RETURNING {RUNS}",
+            (now, now, worker, *args, now),
+        ).fetchall()
+        return run_of(rows[0]) if rows else None
 
     def next_due(self) -> float | None:
         now = time.time()

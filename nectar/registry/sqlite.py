@@ -71,6 +71,9 @@ class Writers:
         self.checkpoints = Checkpointer(open_, lambda: self, f"{path}-shm")
         self._turn = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._depth = 0  # the same thread may enter again (the threads' lock is reentrant): the kernel's lock once
+        #: the thread in the turn, and what it asked to be done once the turn is no longer its (:meth:`after_turn`)
+        self._holder: int | None = None
+        self._after: list[Callable[[], None]] = []
         self._pid = os.getpid()
         atexit.register(self.close)  # a process that ends leaves no turn of its own uncopied (not one os._exit ends)
 
@@ -102,6 +105,7 @@ class Writers:
         try:
             if self._depth == 0:
                 self._take_turn()
+                self._holder = threading.get_ident()
         except BaseException:
             self._threads.release()
             raise
@@ -123,10 +127,21 @@ class Writers:
         self._depth -= 1
         if self._depth == 0:
             fcntl.lockf(self._turn, fcntl.LOCK_UN)
+            after, self._after, self._holder = self._after, [], None
             self._threads.release()
+            for then in after:
+                then()
             self.checkpoints.wrote()
         else:
             self._threads.release()
+
+    def after_turn(self, then: Callable[[], None]) -> bool:
+        """If the calling thread is in its turn: ``then`` called once the turn is no longer its, the kernel's lock
+        released (True). Else False: nothing done."""
+        if self._depth == 0 or self._holder != threading.get_ident():
+            return False
+        self._after.append(then)
+        return True
 
 
 class Turn:
@@ -425,6 +440,18 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         submission's turn)."""
         return Turn(self._writer)
 
+    def claim(self, worker: str, run_id: str | None = None) -> Run | None:
+        """As every registry claims, but in one statement in autocommit, in this process's turn at the file (its own
+        transaction, which takes SQLite's write lock as it begins, as ``BEGIN IMMEDIATE`` does), with no look first
+        at whether a run is due: where it was that look (over a connection that reads, which read again the pages
+        the submission changed), ``BEGIN IMMEDIATE``, the update and ``COMMIT``, the writing connection then reading
+        those pages again. A claim that finds no run due writes nothing (no frame to the WAL, no change another
+        connection sees), and waits on no other writer but one in its turn, as that look did not: SQLite's write
+        lock is taken only in a turn. A claim of a run another process just queued: 96-100 -> 68-77 µs of CPU, and
+        with the worker's next look (which finds none), 122-128 -> 86-97 µs."""
+        with self._writing_turn():
+            return self._claim(self._writing(), worker, run_id)
+
     def owns(self, run_id: str, attempt: int) -> bool:
         """As every registry answers it, but without a read while no other connection has committed anything since
         the connection it borrows last found the attempt owned (``PRAGMA data_version``, a look at shared memory: a
@@ -486,7 +513,15 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
 
     def _queued(self) -> None:
         """A run became claimable, and its commit is visible: one byte written over the same byte of
-        :attr:`queued_word` wakes every worker waiting for work (``pwrite``: the file stays one byte long)."""
+        :attr:`queued_word` wakes every worker waiting for work (``pwrite``: the file stays one byte long), once the
+        turn of the thread that committed it, if it is in one, has ended. Written in the turn, it woke a worker that
+        then found the turn still taken, and slept 50 µs or more before it looked again: 4 to 9 claims in 40 of the
+        dispatch benchmark's."""
+        if not self._writer().after_turn(self._word):
+            self._word()
+
+    def _word(self) -> None:
+        """:meth:`_queued`'s byte, written now."""
         own = self._own()
         try:
             if own.queues is None:

@@ -197,6 +197,31 @@ def test_an_idle_worker_forks_no_spare(new_executor: Callable[[], Executor]) -> 
     forks_no_spare(new_executor())
 
 
+def test_an_idle_worker_asks_whether_luigid_answers_ahead_of_its_next_claim(
+    quick: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker asks luigid whether it answers at most once per heartbeat interval, before it claims; a pass of its
+    loop that claims nothing asks again once the answer is :data:`~nectar.executor.CHECK_AHEAD` of that old, so that
+    a worker woken by a run queued seldom waits for luigid's answer before its claim. Here nothing is queued and no
+    look is made after the first: luigid, paused meanwhile, is found so all the same."""
+    executor = Executor(quick, concurrency=1)
+    executor.look_anyway = 3600.0  # only the first pass looks for a run: nothing tells of one after
+    executor._serve_once()  # its look: luigid answers
+    assert executor.scheduler is not None
+    caplog.set_level("WARNING", logger=executor_module.__name__)
+    executor.scheduler.call("pause")
+
+    def told_paused() -> bool:
+        executor._serve_once()  # a pass, then a sleep of at most the poll interval: nothing to claim, no spare
+        return "not claiming runs until luigid answers" in caplog.text
+
+    try:
+        wait_until(told_paused)
+    finally:
+        executor.scheduler.call("unpause")
+    assert not executor.children and not len(executor.spares)
+
+
 def test_a_runs_chain_file_is_stated_once_in_all_by_its_worker_and_the_process_that_runs_it(
     new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

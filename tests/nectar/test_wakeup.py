@@ -173,6 +173,29 @@ def test_a_submission_wakes_a_waiting_worker_once_its_run_can_be_claimed(tmp_pat
     assert [run.id for run in claimed if run is not None] == [queued.id]
 
 
+def test_the_word_of_a_run_queued_comes_once_its_submitters_turn_at_the_file_is_over(tmp_path: Path) -> None:
+    """A submission made in a turn at the registry that lasts (a thread's turn that writes several at once) tells
+    the waiting workers once the turn is over, not from inside it: a worker it woke would find the turn taken, and
+    sleep before it looked again."""
+    path = tmp_path / "data" / "runs.sqlite3"
+    api = SQLiteRunStore(path)
+    api.wait_for_work(0.0)  # the word's file made
+    word = wakeup.changes(api.queued_word)
+    assert word is not None
+    try:
+        with api._writing_turn():
+            queued, created = api.submit(new_run())
+            assert created
+            told_in_turn = wakeup.readable([word], 0.0)
+        told_after = wakeup.readable([word], FOREVER)
+    finally:
+        os.close(word)
+
+    assert told_in_turn == [], "the word was written while its submitter still held the turn"
+    assert told_after == [word]
+    assert SQLiteRunStore(path).claim("here:1") == api.get(queued.id)
+
+
 def test_a_childs_exit_and_a_folders_write_make_their_descriptors_readable(tmp_path: Path) -> None:
     changed = wakeup.changes(tmp_path)
     reader = [sys.executable, "-c", "import sys; sys.stdin.read()"]
