@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,16 +31,45 @@ class RunState(StrEnum):
 
 #: the 62 random bits that end a UUIDv7, after its variant
 RAND_B = (1 << 62) - 1
+#: random bytes each run id takes (80 bits: 12 for rand_a, 62 for rand_b, the rest dropped)
+ID_RANDOM = 10
+
+
+class RandomBytes:
+    """Bytes of ``os.urandom`` read :attr:`size` at a time and handed out in order, each once: a run id took one
+    ``getrandom`` system call of its own (which releases the GIL). Forgotten in a forked child, which would hand out
+    its parent's next bytes again (:func:`os.register_at_fork`)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._forget()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self.lock = threading.Lock()  # a child's: a thread of the parent may have held the parent's as it forked
+        self.buffer, self.at = b"", 0
+
+    def take(self, count: int) -> bytes:
+        with self.lock:
+            at = self.at
+            if at + count > len(self.buffer):
+                self.buffer, at = os.urandom(max(self.size, count)), 0
+            self.at = at + count
+            return self.buffer[at : at + count]
+
+
+#: the random part of this process's run ids
+RANDOM = RandomBytes()
 
 
 def time_ordered_id(now: float) -> str:
     """A new run's id for its time ``now`` (Unix seconds): a UUIDv7 (RFC 9562), in the 32 lowercase hex digits that
     uuid4's ``hex`` had: 48 bits of milliseconds first, so that a run queued later has a greater id (within one
-    millisecond, any order), then 74 random bits. The registry's index of ids (a B-tree) takes each new one at its
-    end, on the page the last one went to, where a random id took a page anywhere in it: at 20,000 runs, one seldom
-    cached, read from the file and written again by the next checkpoint, at each submission. Ids made before stay
-    valid: nothing reads a time out of an id, and none is made again."""
-    random = int.from_bytes(os.urandom(10))  # 80 bits: 12 for rand_a, 62 for rand_b (the rest dropped)
+    millisecond, any order), then 74 random bits (of :data:`RANDOM`). The registry's index of ids (a B-tree) takes
+    each new one at its end, on the page the last one went to, where a random id took a page anywhere in it: at
+    20,000 runs, one seldom cached, read from the file and written again by the next checkpoint, at each
+    submission. Ids made before stay valid: nothing reads a time out of an id, and none is made again."""
+    random = int.from_bytes(RANDOM.take(ID_RANDOM))
     value = int(now * 1000) << 80 | 0x7 << 76 | (random >> 68) << 64 | 0b10 << 62 | random & RAND_B
     return f"{value:032x}"
 
