@@ -490,6 +490,18 @@ def test_the_throughput_benchmark_says_how_long_a_slot_sat_idle_between_runs(tmp
     assert throughput_module.idle(tmp_path / "runs.sqlite3", 1, 4, 2) == (1.875, 2.0, 1.875)
 
 
+@pytest.mark.parametrize(("count", "slots"), [(1, 1), (2, 2), (2, 3)])
+def test_the_throughput_benchmark_says_no_idle_was_measured_when_no_run_followed_another_on_a_slot(
+    tmp_path: Path, count: int, slots: int
+) -> None:
+    """No more runs than slots: no DONE is followed by a claim on its slot, so there is no idle time to give."""
+    probe_runs(tmp_path / "runs.sqlite3", [("DONE", 1.0, 1.25), ("DONE", 2.0, 2.5)]).close()
+    gaps = throughput_module.idle(tmp_path / "runs.sqlite3", 1, count, slots)
+    assert gaps is None
+    assert throughput_module.idle_said(gaps) == "not measured (no run followed another on a slot)"
+    assert throughput_module.idle_said((0.0015, 0.002, 0.00125)) == "1.50 ms median, p90 2.00, mean 1.25"
+
+
 def test_thread_times_counts_what_a_thread_ran() -> None:
     """A thread of this process that burns 0.3 s of CPU shows it in its ``schedstat``; a process gone shows none."""
     found: dict[int, tuple[int, int]] = {}
