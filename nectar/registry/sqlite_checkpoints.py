@@ -187,7 +187,8 @@ class Checkpointer:
         """Wake the thread (started by its first wake), the caller holding ``_lock``."""
         if self._thread is None:
             # a spare's run may start it: the process still takes another, its checkpointer waiting for the next turns
-            self._thread = process_thread(threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True))
+            thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+            self._thread = process_thread(thread, self._shm_path.removesuffix("-shm"))
             self._thread.start()
         self._wanted.notify()
 
