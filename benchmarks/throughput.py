@@ -64,16 +64,27 @@ def held(registry: Path, first: int, count: int) -> float:
     return median([end - began for began, end in claims_and_ends(registry, first, count)])
 
 
-def idle(registry: Path, first: int, count: int, slots: int) -> tuple[float, float, float]:
+def idle(registry: Path, first: int, count: int, slots: int) -> tuple[float, float, float] | None:
     """The seconds a slot sat idle per run of ProbeTask ``first`` … ``first + count - 1``, from a run's DONE to the
     slot's next claim: median, p90 and mean. The k-th claim after the first ``slots`` is paired with the k-th DONE
     (the slots as a queue: the mean is exact, however the pairs fall; each pair's spread near enough), so ``slots``
-    × (the mean held + the mean idle) is a run's share of the wall time while the batch ran."""
+    × (the mean held + the mean idle) is a run's share of the wall time while the batch ran. None where no run
+    followed another on a slot (no more runs than ``slots``): no idle time was measured."""
     times = claims_and_ends(registry, first, count)
     claims = sorted(began for began, _ in times)
     ends = sorted(end for _, end in times)
     gaps = [claim - end for claim, end in zip(claims[slots:], ends, strict=False)]
+    if not gaps:
+        return None
     return median(gaps), percentile(gaps, 90), sum(gaps) / len(gaps)
+
+
+def idle_said(gaps: tuple[float, float, float] | None) -> str:
+    """:func:`idle`'s figures as the benchmark prints them, or that none was measured."""
+    if gaps is None:
+        return "not measured (no run followed another on a slot)"
+    gap, gap_p90, gap_mean = gaps
+    return f"{gap * 1000:.2f} ms median, p90 {gap_p90 * 1000:.2f}, mean {gap_mean * 1000:.2f}"
 
 
 def sustained(cluster: Cluster, first: int, count: int) -> float:
@@ -196,11 +207,10 @@ def measured(
         f"ms per run, preempted {preempted / count:.2f} times per run"
     )
     slot = held(cluster.settings.registry_path, first, count)
-    gap, gap_p90, gap_mean = idle(cluster.settings.registry_path, first, count, slots)
     said += (
         f"; a run held its slot (claim to DONE) {slot * 1000:.2f} ms median, {slots} ÷ that "
         f"{slots / slot:.1f}/s (beside {slots} ÷ the dispatch median, POST to run()); the slot sat idle (a run's DONE "
-        f"to its slot's next claim) {gap * 1000:.2f} ms median, p90 {gap_p90 * 1000:.2f}, mean {gap_mean * 1000:.2f}"
+        f"to its slot's next claim) {idle_said(idle(cluster.settings.registry_path, first, count, slots))}"
     )
     parts = sampled.used()
     said += "; per run, ran / waited for a core (ms): " + ", ".join(

@@ -42,6 +42,7 @@ import asyncio
 import json
 import logging
 import socket
+import struct
 import time
 import urllib.parse
 from collections.abc import Awaitable
@@ -282,7 +283,9 @@ class FramedRPC(asyncio.Protocol):
     call's answer as :class:`BatchRPC` answers it; a frame longer than ``limit`` (tornado's bound on a body) closes
     the connection unanswered, as tornado closes one whose body is over its bound. A connection that sends nothing
     for the router's ``idle_timeout`` while luigid owes it no answer is closed, as tornado closes an HTTP connection
-    idle that long between two requests (its buffers freed; our client makes a new one for its next call)."""
+    idle that long between two requests (its buffers freed; our client makes a new one for its next call). One whose
+    answers stay past the transport's high-water mark that long (a client that sends frames and reads no answer) is
+    aborted, its answers dropped: luigid no longer reads it, and would hold it and its answers for good."""
 
     def __init__(self, router: LuigidRouter, remote: str | None, limit: int, read_past: bytes = b"") -> None:
         self.router, self.remote, self.limit = router, remote, limit
@@ -296,6 +299,8 @@ class FramedRPC(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         #: the transport's answers not yet sent are past its high-water mark: no frame is read or answered meanwhile
         self.paused = False
+        #: since when (the loop's clock) they have been, while they are
+        self.paused_at = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -312,14 +317,26 @@ class FramedRPC(asyncio.Protocol):
         self._answer()
 
     def _close_if_idle(self) -> None:
-        """Close the connection if the client sent nothing for ``idle_timeout`` and is owed no answer luigid holds
-        (paused: the client is slow to read, not idle); else look again when it would be."""
+        """Close the connection if the client sent nothing for ``idle_timeout`` and is owed no answer luigid holds;
+        abort it if the answers it holds waited past the high-water mark that long (paused: the client reads none
+        of them; a close would wait to send them); else look again when it would be."""
         transport, timeout = self.transport, self.router.idle_timeout
         assert transport is not None
         if transport.is_closing():
             return
+        if self.paused:
+            unread = self.loop.time() - self.paused_at
+            if unread < timeout:
+                self.idle = self.loop.call_later(timeout - unread, self._close_if_idle)
+                return
+            access_log.debug("FRAME connection from %s read no answer for %.0f s: reset", self.remote, unread)
+            sock = transport.get_extra_info("socket")
+            if sock is not None:  # a reset (no linger): a close's end would wait behind the answers, kept for minutes
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+            return
         silent = self.loop.time() - self.heard
-        if silent < timeout or self.paused:
+        if silent < timeout:
             self.idle = self.loop.call_later(max(timeout - silent, 0.0) or timeout, self._close_if_idle)
             return
         access_log.debug("FRAME connection from %s idle for %.0f s: closed", self.remote, silent)
@@ -327,9 +344,10 @@ class FramedRPC(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         """Answers not yet sent past the transport's high-water mark (a client that sends frames and reads no
-        answers): no frame more is read, nor answered, until they are sent; luigid buffers no more than that."""
+        answers): no frame more is read, nor answered, until they are sent; luigid buffers no more than that, and
+        for no longer than ``idle_timeout`` (:meth:`_close_if_idle`)."""
         assert self.transport is not None
-        self.paused = True
+        self.paused, self.paused_at = True, self.loop.time()
         self.transport.pause_reading()
 
     def resume_writing(self) -> None:

@@ -24,6 +24,8 @@ from typing import Any, TextIO
 
 from luigi.task_register import Register
 
+from nectar.config import get_settings
+from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
 
 #: seconds the threads a run started get to end once it has (its heartbeat's, luigi's keep-alive)
@@ -55,12 +57,25 @@ def before_run() -> Before:
     return Before(frozenset(threading.enumerate()), handlers, root, (sys.stdout, sys.stderr))
 
 
-def process_thread(thread: threading.Thread) -> threading.Thread:
+def process_thread(thread: threading.Thread, registry: str | None = None) -> threading.Thread:
     """Mark ``thread`` as the process's own, not a run's, though a run's work may start it (the registry's
     checkpointer, woken by a run's writes: :mod:`nectar.registry.sqlite_checkpoints`): a process whose run started it
-    still takes another (:func:`left_behind`). Answers ``thread``."""
-    _process_threads.add(thread)
+    still takes another (:func:`left_behind`). A thread of a ``registry`` file is the process's own only for the
+    registry its settings name: one of another file is a run's (its code opened a registry of its own), and its
+    process is retired as for any thread a run leaves. Answers ``thread``."""
+    if registry is None or _own_registry(registry):
+        _process_threads.add(thread)
     return thread
+
+
+def _own_registry(path: str) -> bool:
+    """Whether ``path`` is the SQLite registry the process's settings name (none where they name PostgreSQL); where
+    its settings cannot be read (a process that is no role of ours), any is."""
+    try:
+        settings = get_settings()
+    except InvalidSetting:
+        return True
+    return not settings.database_url and os.path.realpath(path) == os.path.realpath(settings.registry_path)
 
 
 def left_behind(before: Before, max_rss_mb: int) -> str | None:

@@ -18,7 +18,7 @@ from hypothesis import settings as hypothesis_settings
 from harness import LUIGI_CFG, NECTAR, REPO, STOP_TIMEOUT, Processes, free_port, settings_env, stop, wait_until
 from nectar.config import Settings, configure
 from tests import links
-from tests.helpers import reports
+from tests.helpers import registries, reports
 from tests.helpers.postgres import PostgresServer
 
 # Hypothesis's default 200 ms deadline per example is a time bound: on a loaded machine an example that is merely
@@ -110,6 +110,24 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     reports.write(terminalreporter)
+
+
+@pytest.fixture(autouse=True)
+def registries_closed(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every SQLite registry the test made is closed at its end (the first fixture set up, the last torn down: after
+    the test's fixtures that hold one); then the test fails if this process holds a descriptor of a registry file it
+    did not hold before (a connection, a WAL index or a turn left open: an xdist worker held ~940 by the end of
+    ``tests/nectar``, and one past 1,024 failed a ``select()``)."""
+    registries.forget_opened()  # those made before it (a session's fixtures) are not the test's
+    before = registries.descriptors()
+    yield
+    registries.close_opened()
+    # the values of its fixtures, torn down before this one, go (pytest drops them after the last teardown): a store
+    # among them frees what its close keeps for a later use (its word that a run was queued, a thread's connection)
+    request.node.funcargs.clear()
+    left = registries.left_open(before)
+    if left:
+        pytest.fail(f"the test left {len(left)} descriptors of registry files open: {left}", pytrace=False)
 
 
 @pytest.fixture(autouse=True)

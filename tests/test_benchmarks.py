@@ -264,67 +264,87 @@ def test_the_dispatch_floors_builds_are_taken_in_turn_in_processes_started_ahead
 
 
 #: a process that burns ``burn`` ms of CPU every ``period`` ms until the file ``gate`` exists (then exits)
-BURNER = """
-import os, sys, time
-burn, period, gate = float(sys.argv[1]) / 1000, float(sys.argv[2]) / 1000, sys.argv[3]
-while not os.path.exists(gate):
-    began = time.thread_time()
+#: a process that, for each line it reads (milliseconds), burns that much CPU in its main thread and says so
+BURNS_AS_ASKED = """
+import sys, time
+for line in sys.stdin:
+    began, burn = time.thread_time(), float(line) / 1000
     while time.thread_time() - began < burn:
         pass
-    time.sleep(period)
+    print("burnt", flush=True)
 """
 
 
-def burner(cluster: Cluster, burn_ms: float, period_ms: float, gate: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-c", BURNER, str(burn_ms), str(period_ms), str(gate)]
-    return cluster.procs.start("burner", argv, dict(os.environ))
+class Burner:
+    """One of the cluster's processes that burns the CPU the test asks in each :func:`~benchmarks.dispatch.window_cpu`
+    window (:meth:`window`): what a window holds is the test's, not what the machine's load let a process run."""
+
+    def __init__(self, cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+        argv = [sys.executable, "-c", BURNS_AS_ASKED]
+        env = {**os.environ, **lifeline_env()}
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        cluster.procs.procs.append(self.proc)  # one of the cluster's: its CPU counted, stopped with it
+        #: the seconds of CPU it burns in each window from now on
+        self.each = 0.0
+        #: the CPU the cluster used in each window, in order
+        self.windows: list[float] = []
+        monkeypatch.setattr(dispatch_module, "window_cpu", self.window)
+
+    def window(self, cluster: Cluster) -> float:
+        """:func:`~benchmarks.dispatch.window_cpu`, with :attr:`each` seconds burnt by this process in the window."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        before = dispatch_module.cluster_threads(cluster)
+        time.sleep(dispatch_module.QUIET_WINDOW)
+        self.proc.stdin.write(f"{self.each * 1000}\n".encode())
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline() == b"burnt\n"
+        self.windows.append(dispatch_module.used_since(before, dispatch_module.cluster_threads(cluster)))
+        return self.windows[-1]
+
+    def end(self) -> None:
+        """Its input closed: it ends (before its cluster stops it)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(60)
 
 
-def test_the_dispatch_benchmarks_quiet_window_is_sized_from_what_its_cluster_uses_idle(tmp_path: Path) -> None:
+def test_the_dispatch_benchmarks_quiet_window_is_sized_from_what_its_cluster_uses_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A cluster whose idle processes use some CPU steadily (a slower machine's): its idle figure is what they use, and
     a window is quiet for it while they go on so (a fixed bound, 1 ms in 50, waited for a window they never give)."""
-    gate = tmp_path / "gate"
     with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
-        steady = burner(cluster, 1, 4, gate)  # ~1 ms of every ~5: ~10 ms in a 50 ms window
+        steady = Burner(cluster, monkeypatch)
+        steady.each = 0.01  # 10 ms in each window
         idle = idle_cpu(cluster)
         settle(cluster, idle)
-        running = steady.poll() is None
-        gate.touch()
-        waitfor(lambda: steady.poll() is not None, 60, "the steady process to exit")
+        steady.end()
 
-    assert running and idle > 0.001, idle
+    assert idle >= 0.01, idle
 
 
 def test_the_dispatch_benchmark_waits_for_its_cluster_to_use_no_more_than_idle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Measured idle (a process asleep), the cluster is not quiet while one of its processes works a little in every
-    window (0.3 ms of each 5: ticks of 10 ms, as ``stat`` counts CPU, missed most such windows), and is once it stops:
-    each sample of the benchmark begins with what the last one left to do done."""
-    gate = tmp_path / "gate"
-    windows: list[float] = []
-    measure = dispatch_module.window_cpu
-
-    def noted(cluster: Cluster) -> float:
-        windows.append(measure(cluster))
-        return windows[-1]
-
-    monkeypatch.setattr(dispatch_module, "window_cpu", noted)
+    window (more than the bound, 3x idle; ticks of 10 ms, as ``stat`` counts CPU, missed most such windows), and is
+    once it stops: each sample of the benchmark begins with what the last one left to do done."""
     with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
         cluster.procs.start("sleeper", [sys.executable, "-c", "import time; time.sleep(600)"], dict(os.environ))
+        busy = Burner(cluster, monkeypatch)
         idle = idle_cpu(cluster)
-        busy = burner(cluster, 0.3, 5, gate)
+        busy.each = 10 * idle + 0.001
+        busy.windows.clear()
         settled = threading.Thread(target=settle, args=(cluster, idle))
-        windows.clear()
         settled.start()
-        waitfor(lambda: len(windows) >= 20 or None, 60, "20 windows measured while the process works")
+        waitfor(lambda: len(busy.windows) >= 20 or None, 60, "20 windows measured while the process works")
         waited = settled.is_alive()
-        gate.touch()
+        busy.each = 0.0
         settled.join(60)
         done = not settled.is_alive()
-        waitfor(lambda: busy.poll() is not None, 60, "the busy process to exit")
+        busy.end()
 
-    assert waited and done, (idle, windows)
+    assert waited and done, (idle, busy.windows)
 
 
 #: a process whose thread, once asked (a line), burns 20 ms of CPU, says so, and ends at the next line
@@ -488,6 +508,18 @@ def test_the_throughput_benchmark_says_how_long_a_slot_sat_idle_between_runs(tmp
     assert throughput_module.idle(tmp_path / "runs.sqlite3", 1, 4, 1) == (0.5, 0.75, pytest.approx(1.75 / 3))
     # two slots: the claims at 3.0 and 4.5 take the slots freed at 1.25 and 2.5
     assert throughput_module.idle(tmp_path / "runs.sqlite3", 1, 4, 2) == (1.875, 2.0, 1.875)
+
+
+@pytest.mark.parametrize(("count", "slots"), [(1, 1), (2, 2), (2, 3)])
+def test_the_throughput_benchmark_says_no_idle_was_measured_when_no_run_followed_another_on_a_slot(
+    tmp_path: Path, count: int, slots: int
+) -> None:
+    """No more runs than slots: no DONE is followed by a claim on its slot, so there is no idle time to give."""
+    probe_runs(tmp_path / "runs.sqlite3", [("DONE", 1.0, 1.25), ("DONE", 2.0, 2.5)]).close()
+    gaps = throughput_module.idle(tmp_path / "runs.sqlite3", 1, count, slots)
+    assert gaps is None
+    assert throughput_module.idle_said(gaps) == "not measured (no run followed another on a slot)"
+    assert throughput_module.idle_said((0.0015, 0.002, 0.00125)) == "1.50 ms median, p90 2.00, mean 1.25"
 
 
 def test_thread_times_counts_what_a_thread_ran() -> None:

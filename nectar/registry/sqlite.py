@@ -490,10 +490,12 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         if writers is not None:
             writers.close()
         own = self._own()
-        for conn in (own.writes, *own.idle):
+        mine = getattr(self._local, "conn", None) if getattr(self._local, "pid", None) == os.getpid() else None
+        for conn in (own.writes, *own.idle, mine):  # and the closing thread's own (:meth:`_connection`)
             if conn is not None:
                 conn.close()
         own.writes, own.idle[:] = None, []
+        self._local.conn = self._local.owned = None
         release()
 
     @property

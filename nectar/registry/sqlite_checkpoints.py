@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from nectar.forks import SQLITE, lock_made_anew_in_children
+from nectar.forks import SQLITE, emptied_in_children, lock_made_anew_in_children
 from nectar.reuse import process_thread
 
 #: WAL frames past which a writer's COMMIT checkpoints all the same (``wal_autocheckpoint``; SQLite's own mark is
@@ -63,8 +63,10 @@ WAL_INDEX_VERSION = 3007000
 #: descriptors of WAL indexes that a checkpointer done with them could not close: the process held a lock on the file
 #: (a close releases every POSIX lock of its process on the file, SQLite's too). The next checkpointer of the file
 #: takes its own from here (:func:`kept_or_opened`), and each release closes those no lock of the process is on any
-#: longer (:func:`release`): the process keeps no more of them than files its connections are on
-_KEPT: list[int] = []
+#: longer (:func:`release`): the process keeps no more of them than files its connections are on. A fork's is empty:
+#: the parent's numbers are left alone there (a child that closed one and opened another file under its number, as a
+#: process set up anew may, had a release close that file's descriptor)
+_KEPT: list[int] = emptied_in_children([])
 #: held while a descriptor is kept, taken or closed (a fork's own: a parent's thread may hold it)
 _KEEPING = lock_made_anew_in_children(globals(), "_KEEPING")
 
@@ -103,7 +105,10 @@ def release(fd: int | None = None) -> None:
     file (SQLite's connections of the process on it: the one that tells another process opening the file that the
     index is in use, the readers' marks); then kept, for the next checkpointer of the file or a later release. Those
     kept before are closed once no lock of the process is on their file (read once, then closed: a connection of
-    another thread that opens the file's index for the first time in between would lose its locks, a gap left)."""
+    another thread that opens the file's index for the first time in between would lose its locks, a gap left: the
+    one exclusion with SQLite's opens, the fork gate :data:`~nectar.forks.SQLITE`, is held by the writer whose look
+    finds its index removed and releases it here, and two of them waiting for the gate to empty would wait for good;
+    a window of microseconds, only where the file is opened anew just as the last connection on it closed)."""
     with _KEEPING:
         if fd is not None:
             _KEPT.append(fd)
@@ -182,7 +187,8 @@ class Checkpointer:
         """Wake the thread (started by its first wake), the caller holding ``_lock``."""
         if self._thread is None:
             # a spare's run may start it: the process still takes another, its checkpointer waiting for the next turns
-            self._thread = process_thread(threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True))
+            thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+            self._thread = process_thread(thread, self._shm_path.removesuffix("-shm"))
             self._thread.start()
         self._wanted.notify()
 

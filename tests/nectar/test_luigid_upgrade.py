@@ -364,6 +364,32 @@ def test_a_client_that_reads_no_answers_is_read_no_further_than_luigid_can_send(
     assert grew < 50_000, f"luigid's peak memory grew by {grew} kB"
 
 
+def reset_by_peer(sock: socket.socket) -> bool:
+    """Whether the other end ended ``sock`` (a reset, or its end once what it sent was read), nothing read from it."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
+
+
+def test_a_client_that_reads_no_answers_for_the_idle_timeout_is_cut_off(processes: Processes, tmp_path: Path) -> None:
+    """luigid's answers to a client that sends frames and never reads wait past the transport's mark: luigid reads
+    that connection no further; once they waited ``NECTAR_SCHEDULER_IDLE_TIMEOUT`` (1 s here), it aborts it, as it
+    closes one silent that long, rather than hold the connection and its answers for good. Others are served on."""
+    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID, NECTAR_SCHEDULER_IDLE_TIMEOUT="1")
+    ours = SchedulerClient(url, 60, SECRET)
+    ours.call("add_task", worker=WORKER, status="PENDING", **ADDED)
+    ours.call("add_task", worker=WORKER, task_id=TASK, status="FAILED", expl="x" * 1_000_000, runnable=False)
+    head, sock = upgrade(url, {SECRET_HEADER: SECRET})
+    try:
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        call = f'[["fetch_error", {{"task_id": "{TASK}"}}]]'.encode()
+        sock.sendall((len(call).to_bytes(4, "big") + call) * 50)  # answered with 1 MB each: past what sockets hold
+        wait_until(lambda: reset_by_peer(sock))
+    finally:
+        sock.close()
+    assert ours.call("is_paused") == {"paused": False}
+
+
 def test_frames_sent_with_the_upgrades_request_are_answered(processes: Processes, tmp_path: Path) -> None:
     """A client that sends its first frames without waiting for the 101 (in the same packet as its request): tornado
     read them with the request; they are answered, in order, not lost."""

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from harness import lifeline_env
+from harness.processes import base_env
 from nectar.build import luigi_worker_id
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
@@ -341,11 +342,21 @@ store.close()
 """
 
 
-def test_a_run_that_woke_the_registrys_checkpointer_leaves_no_thread_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("data_dir", "said"),
+    [(".", "None"), ("service", "its run left the thread 'sqlite-checkpoint' running")],
+    ids=["the-processs-registry", "another-file"],
+)
+def test_a_run_that_woke_the_registrys_checkpointer_leaves_no_thread_behind(
+    tmp_path: Path, data_dir: str, said: str
+) -> None:
     """The registry's checkpointer, started by a run's writes (a spare's attempt writes a few turns per run, and the
     CHECKPOINT_TURNS-th wakes it), is the process's own: the process takes another run, where it exited after
-    waiting THREAD_GRACE for the thread (every spare of a worker at once, their slots idle meanwhile)."""
+    waiting THREAD_GRACE for the thread (every spare of a worker at once, their slots idle meanwhile). Only the
+    registry its settings name (``NECTAR_DATA_DIR``'s): the checkpointer of a registry of another file, which a run's
+    code opened, is a thread the run left."""
     argv = [sys.executable, "-c", WAKES_THE_CHECKPOINTER, str(tmp_path / "runs.sqlite3")]
-    done = subprocess.run(argv, env={**os.environ, **lifeline_env()}, cwd=REPOSITORY, capture_output=True, timeout=60)
+    env = {**base_env(), **lifeline_env(), "NECTAR_DATA_DIR": str(tmp_path / data_dir)}
+    done = subprocess.run(argv, env=env, cwd=REPOSITORY, capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
-    assert done.stdout.decode().strip() == "['sqlite-checkpoint'] None"
+    assert done.stdout.decode().strip() == f"['sqlite-checkpoint'] {said}"

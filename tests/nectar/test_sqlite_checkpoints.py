@@ -21,6 +21,7 @@ from harness import lifeline_env
 from nectar.registry import sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
+from tests.helpers.forks import said_by_a_child_forked_while_held
 from tests.nectar.test_runs import new_run
 
 #: SQLite's own mark for its automatic checkpoint, in WAL frames (``wal_autocheckpoint``'s default)
@@ -470,6 +471,39 @@ def test_a_kept_wal_index_descriptor_is_handed_on_and_closed_once_no_lock_is_lef
                 assert locked_here(Path(f"{path}-shm"))
             assert shm_descriptors(tmp_path) <= 2  # this one's, and the last one's until the next close
     assert shm_descriptors(tmp_path) <= 1
+
+
+def test_a_child_forked_while_its_parent_keeps_a_wal_index_descriptor_leaves_it_alone(tmp_path: Path) -> None:
+    """A descriptor of a WAL index the parent keeps (a lock of its was on the file as its registry closed) is the
+    parent's to close: a child forked then keeps none. Here the child has another file under the kept descriptor's
+    number (a process set up anew may close what it inherited and open others): a release in the child leaves it
+    open, where it closed it (no lock of the child's on that file)."""
+    path, other = tmp_path / "runs.sqlite3", tmp_path / "another-file"
+    other.write_text("")
+    store = SQLiteRunStore(path)
+    for n in range(sqlite_checkpoints.LOOK_EVERY):  # turns, and a look: the WAL index opened
+        store.submit(new_run(n))
+    kept = store.checkpoints._shm
+    assert kept is not None
+
+    def child() -> bytes:
+        fd = os.open(other, os.O_RDONLY)
+        os.dup2(fd, kept)
+        os.close(fd)
+        sqlite_checkpoints.release()
+        try:
+            return b"open" if os.path.samestat(os.fstat(kept), other.stat()) else b"another"
+        except OSError as error:
+            return f"closed: {error}".encode()
+
+    with closing(sqlite3.connect(path, isolation_level=None)) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM runs").fetchone()
+        store.close()  # the reader's locks on the index: kept
+        assert kept in sqlite_checkpoints._KEPT
+        said = said_by_a_child_forked_while_held(contextlib.nullcontext(), child)
+        reader.execute("COMMIT")
+    assert said == b"open"
 
 
 #: a process that opens the registry at ``argv[1]``, writes a look's turns, closes it while a reader of its own is in

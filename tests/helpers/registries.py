@@ -1,0 +1,84 @@
+"""The SQLite registries a test opened, closed at its end, and what the guard counts: this process's descriptors of
+registry files (a test that left them open made an xdist worker hold ~940 descriptors by the end of ``tests/nectar``;
+one past 1,024 failed a ``select()``)."""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from nectar import steps
+from nectar.registry import sqlite_checkpoints
+from nectar.registry.sqlite import SQLiteRunStore
+
+#: the files beside a registry ``<file>`` that its connections and its process's turn open (SQLite's WAL and WAL
+#: index, our writers' turn). Not the word that a run was queued (``-queued``): a store keeps its descriptor through
+#: its close, for a later use, until the store is freed, and a store closed may still be held (a worker's executor in
+#: the test process: by nothing the collector sees)
+BESIDE = ("-wal", "-shm", "-journal", "-writer")
+#: the names a registry file takes in the tests (``NECTAR_DATA_DIR``'s ``runs.sqlite3``, and tests' own)
+NAMES = (".sqlite3", ".sqlite", ".db")
+
+#: every SQLite registry made in this process since the last :func:`close_opened` (its test's)
+_OPENED: list[SQLiteRunStore] = []
+_made: Callable[[SQLiteRunStore, Path], None] = SQLiteRunStore.__init__
+
+
+def _kept(store: SQLiteRunStore, path: Path) -> None:
+    """:class:`SQLiteRunStore`'s own ``__init__``, then the store noted for :func:`close_opened` (however a test made
+    it: directly, through ``open_run_store``, a ``Nectar``, an app or an executor in the test process)."""
+    _made(store, path)
+    _OPENED.append(store)
+
+
+SQLiteRunStore.__init__ = _kept  # type: ignore[method-assign,assignment]
+
+
+def descriptors() -> dict[int, str]:
+    """This process's descriptors, each with what it is open on (``/proc/self/fd``: one listing, a readlink each)."""
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            found[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:  # the listing's own, closed since
+            pass
+    return found
+
+
+def is_registry(target: str) -> bool:
+    """Whether a descriptor open on ``target`` is one of a registry's: its file or one beside it."""
+    path = target.removesuffix(" (deleted)")
+    return path.endswith(BESIDE + NAMES) or (not path.endswith("-queued") and os.path.exists(f"{path}-writer"))
+
+
+def left_open(before: dict[int, str]) -> list[str]:
+    """The registry files this process has descriptors of that it had not in ``before`` (:func:`descriptors`); a
+    collection first if any is found (a registry no longer referenced may wait in a cycle to be freed)."""
+    for collected in (False, True):
+        if collected:
+            gc.collect()
+        now = descriptors()
+        found = sorted(target for fd, target in now.items() if before.get(fd) != target and is_registry(target))
+        if not found:
+            break
+    return found
+
+
+def forget_opened() -> None:
+    """Not close the registries made so far (made before the test: they are not its own)."""
+    _OPENED.clear()
+
+
+def close_opened() -> None:
+    """Close every registry made since the last call (:meth:`SQLiteRunStore.close`: its checkpoints, its turn, its
+    idle connections), those of the test that ends; and forget the step recorder an attempt run in this process
+    installed (:meth:`~nectar.steps.StepRecorder.install`: a worker's next run installs its own; a test's held its
+    run's registry for the rest of the session)."""
+    steps._recorder = None
+    opened = list(_OPENED)
+    _OPENED.clear()
+    for store in opened:
+        store.close()
+    sqlite_checkpoints.release()  # the WAL indexes' descriptors kept while a lock was on their file (a test's own)
