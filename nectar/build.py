@@ -19,6 +19,7 @@ GIL meanwhile.
 
 from __future__ import annotations
 
+import functools
 import logging
 from contextlib import nullcontext
 
@@ -29,9 +30,9 @@ from luigi.setup_logging import InterfaceLogging
 
 from nectar import parallel
 from nectar.config import get_settings
-from nectar.luigi_internals import RunResult, new_worker, schedule_and_run, worker_config
+from nectar.luigi_internals import RunResult, Worker, new_worker, schedule_and_run, worker_config
 from nectar.luigid import LuigidRPC, SchedulerClient, kept
-from nectar.task import record_every_task
+from nectar.task import make_folders_ahead, record_every_task
 
 logger = logging.getLogger(__name__)
 #: luigi's settings of a build (``[core]``, ``[worker]``), by where its scheduler is, read ahead (:func:`prepare`)
@@ -121,13 +122,23 @@ class Build:
             if workers > 1:
                 self.worker = self._worker(workers, task_process_context=parallel.CONTEXT)
             with parallel.forked_steps() if workers > 1 else nullcontext():
-                return schedule_and_run(self.worker, task, self.env)
+                return schedule_and_run(self.worker, task, self.env, self._folders_ahead)
         finally:
             if isinstance(self.scheduler, LuigidRPC):
                 try:
                     self._send_held(self.scheduler)
                 finally:
                     self.scheduler.settle()  # its connection kept for the process's next build, in step
+
+    def _folders_ahead(self, worker: luigi.worker.Worker) -> None:
+        """With luigid, the folders of the one step the worker will run (``Worker.only_step``) made while luigid
+        answers the ``get_work`` that grants it (:func:`~nectar.task.make_folders_ahead`): the thread would only wait
+        meanwhile. A run of several steps makes each one's as it starts, as before: the folder of a step that may
+        never run (its dependency fails) is not made."""
+        meanwhile = self.scheduler.meanwhile if isinstance(self.scheduler, LuigidRPC) else None
+        step = worker.only_step() if isinstance(worker, Worker) else None
+        if meanwhile is not None and step is not None:
+            meanwhile(functools.partial(make_folders_ahead, step))
 
     @staticmethod
     def _send_held(scheduler: LuigidRPC) -> None:

@@ -93,19 +93,26 @@ class TargetStore(ABC):
         """Copy a local file to ``key`` atomically."""
         self.put_files([(local_path, key)])
 
-    def put_files(self, files: Sequence[tuple[Path, TargetKey]], move: bool = False) -> None:
+    def put_files(self, files: Sequence[tuple[Path, TargetKey]], move: bool = False, new_folder: bool = True) -> None:
         """Copy local files to keys of one folder (a step's logs), each atomically, through the fence once for them
         all: the window a lost attempt has is their commits, one after the other. With ``move``, a store on this
-        machine may take a file instead of copying it (its local path is then gone)."""
+        machine may take a file instead of copying it (its local path is then gone). ``new_folder``: their folder
+        may not be made yet (not made ahead: :meth:`make_folder_of`)."""
         if not files:
             return
         folders = {key.folder + "/" + key.filename.rpartition("/")[0] for _, key in files}
         if len(folders) > 1:
             raise ValueError(f"put_files commits files of one folder, not of {', '.join(sorted(folders))}")
         fence.check(self.describe(files[0][1]))
-        self._make_folder_of(files[0][1])
+        if new_folder:
+            self._make_folder_of(files[0][1])
         for local_path, key in files:
             self._put(local_path, key, move)
+
+    def make_folder_of(self, key: TargetKey) -> None:
+        """Make ``key``'s folder (``mkdir -p``) ahead of the files to come in it, where a store has folders; a file
+        written there later makes it again if it is gone by then."""
+        self._make_folder_of(key)
 
     def _make_folder_of(self, key: TargetKey) -> None:
         """Make ``key``'s folder ahead of files committed into it, where a store has folders (none by default)."""

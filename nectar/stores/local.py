@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import shutil
 import stat
 import tempfile
@@ -16,6 +17,7 @@ from luigi import LocalTarget
 from luigi.local_target import atomic_file
 from luigi.target import FileSystemTarget
 
+from nectar import fence
 from nectar.config import Settings
 from nectar.errors import InvalidKey, StoreUnavailable
 from nectar.keys import TargetKey
@@ -85,6 +87,10 @@ def _make_folder(folder: str) -> None:
         pass
     except FileNotFoundError:
         os.makedirs(folder, exist_ok=True)
+
+
+#: how :meth:`LocalStore.write_text` makes its temporary file: a new one, written only
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 #: what a key that leads out of the store is refused as leaving, for people
@@ -191,6 +197,34 @@ class LocalStore(TargetStore):
 
     def exists(self, key: TargetKey) -> bool:
         return self._locate(key)[1]
+
+    def write_text(self, key: TargetKey, text: str, new_folder: bool = False) -> None:
+        """Write ``key`` atomically, as its target's ``open("w")`` writes it: the same bytes (UTF-8, line ends as
+        given) in a temporary file beside it (``<name>-luigi-tmp-<n>``, mode 0666 less the umask), renamed into place
+        through the fence, removed if anything fails first. Written with ``os`` calls: no luigi file objects (three
+        of them per text file), nor the ``fstat`` and two ``lseek`` of opening one, 17 µs of CPU instead of 46-83
+        for a step's params.txt, on its way from luigid's grant to ``run()``."""
+        dest = f"{self._prefix}/{key.path}"
+        if new_folder:
+            self._make_folder_of(key)
+        tmp = f"{dest}-luigi-tmp-{random.randrange(10_000_000_000):010d}"
+        try:
+            fd = os.open(tmp, _NEW_FILE, 0o666)
+        except FileNotFoundError:  # its folder is made (``mkdir -p``) when it is missing, not before every file
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            fd = os.open(tmp, _NEW_FILE, 0o666)
+        try:
+            try:
+                data = memoryview(text.encode())
+                while data:  # a write may take less than it is given
+                    data = data[os.write(fd, data) :]
+            finally:
+                os.close(fd)
+            fence.check(dest)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def _put(self, local_path: Path, key: TargetKey, move: bool) -> None:
         dest = f"{self._prefix}/{key.path}"  # a string: a Path made of it was ~25 µs of a step's log, twice a step

@@ -4,25 +4,38 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 
+import luigi
 import pytest
 
 from nectar import attempt as attempt_module
 from nectar import luigid as luigid_module
-from nectar.attempt import attempt, task_in
+from nectar.attempt import attempt, load_task, task_in
 from nectar.build import Build
 from nectar.catalog.loader import load_chain_module
 from nectar.config import Settings
 from nectar.exposure import Exposure, exposure
+from nectar.keys import TargetKey
 from nectar.leases import process_name
 from nectar.luigid import BATCH_RPC, Connections, scheduler_of
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
+from nectar.steps import StepRecorder
+from nectar.task import log_key
 from tests.conftest import free_port, start_luigid, stop, wait_until
+
+
+def log_key_of(task: luigi.Task) -> TargetKey:
+    """The key of the folder of ``task``'s params.txt and logs."""
+    key = log_key(task)
+    assert key is not None
+    return key
+
 
 #: the signals whose handlers an attempt's lease sets in the main thread, and sets back to their defaults at its end
 LEASE_SIGNALS = (signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT)
@@ -218,3 +231,33 @@ def test_a_step_disabled_since_the_processs_last_grant_is_met_learnt_and_re_enab
     assert not second.build.none_disabled  # luigid held the step DISABLED when it last granted this process
     assert second.attempt().state == RunState.DONE
     assert requests[0] == "dep_graph"
+
+
+def test_a_one_step_runs_folders_are_made_while_luigid_answers_the_get_work_that_grants_it(
+    settings: Settings, own_luigid: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step's folder and its ``log/`` exist as luigi starts the step (its START handlers run once luigid granted
+    it): made while the attempt waited for that grant, not between it and ``run()``. The step still writes its
+    params.txt and logs there, and a run of two steps makes each one's folder as that step starts (the second's does
+    not exist while the first starts: none is made for a step that may never run)."""
+    seen: dict[str, tuple[bool, bool]] = {}
+    start = StepRecorder.start
+
+    def noted(recorder: StepRecorder, task: luigi.Task) -> None:
+        folder = settings.local_targets_dir / log_key_of(task).folder
+        seen[type(task).__name__] = (folder.is_dir(), (folder / "log").is_dir())
+        start(recorder, task)
+
+    monkeypatch.setattr(StepRecorder, "start", noted)
+    first = FirstAttempt(settings, own_luigid)
+    assert first.attempt().state == RunState.DONE
+    assert seen == {"TestS3Task": (True, True)}
+    folder = settings.local_targets_dir / log_key_of(load_task(settings, first.run)).folder
+    assert {"params.txt", "log"} <= {path.name for path in folder.iterdir()}
+    assert sorted(path.name for path in (folder / "log").iterdir()) == ["stderr.log", "stdout.log"]
+
+    shutil.rmtree(folder)  # its step is to run again, first of two
+    seen.clear()
+    two = FirstAttempt(settings, own_luigid, "WithDependencyTask", aparam="b")
+    assert two.attempt().state == RunState.DONE
+    assert seen == {"TestS3Task": (False, False), "WithDependencyTask": (False, False)}
