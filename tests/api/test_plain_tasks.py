@@ -317,9 +317,10 @@ def test_a_plain_task_logs_reach_s3_while_it_runs(
     start_worker(settings)
     key = TargetKey.parse(queued["key"])
     store = get_store(settings)
-    wait_until(lambda: store.exists(key.with_file(STDOUT_FILE)), timeout=60)
+    stdout = key.with_file(STDOUT_FILE)
+    # the log is copied as it grows: a copy made before the task's first line is there is empty (waited past)
+    wait_until(lambda: store.exists(stdout) and b"waiting for the flag" in b"".join(store.iter_bytes(stdout)), 60)
     assert client.get(queued["status_url"]).get_json()["data"]["job_status"] == "RUNNING"
-    assert b"waiting for the flag" in b"".join(store.iter_bytes(key.with_file(STDOUT_FILE)))
     flag.touch()
     status = finished(client, queued["status_url"])
     assert_links_answer(client, status)
