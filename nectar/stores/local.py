@@ -235,8 +235,12 @@ class LocalStore(TargetStore):
             except OSError as exc:
                 if exc.errno != errno.EXDEV:  # on another file system than the store: copied below
                     raise
-        folder, name = os.path.split(dest)  # made by put_files (_make_folder_of)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        folder, name = os.path.split(dest)  # made by put_files (_make_folder_of), or ahead (make_folder_of)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        except FileNotFoundError:  # made ahead and gone since: made again, as a rename into it makes it
+            _make_folder(folder)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out, open(local_path, "rb") as src:
                 shutil.copyfileobj(src, out)

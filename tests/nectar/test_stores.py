@@ -287,3 +287,30 @@ def test_a_kind_of_store_is_one_class_and_one_entry_in_the_table(
     assert get_store(settings, "folder") is store  # cached by kind and arguments, like the others
     with pytest.raises(ValueError, match=r"unknown store kind 'gcs' \(expected 'local' or 's3' or 'folder'\)"):
         get_store(settings, "gcs")
+
+
+def test_a_local_step_folder_made_ahead_and_gone_by_its_logs_copy_is_made_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A step's folder and its ``log/`` made ahead (``make_folder_of``: its logs are put without making them again)
+    and removed before the logs are committed (the step's own code cleared its folder): a log copied in (a move from
+    another file system is a copy) makes the folder again, as a rename into it does, rather than fail with the logs
+    left unsaved."""
+    store = get_store(settings)
+    log_key = KEY.with_file("log/stdout.log")
+    store.make_folder_of(KEY.with_file("params.txt"))
+    store.make_folder_of(log_key)
+    folder = Path(f"{store.location}/{KEY.folder}")
+    assert (folder / "log").is_dir()
+    source = tmp_path / "stdout.log"
+    source.write_bytes(PAYLOAD)
+    for n in range(2):  # the folder gone, then its log/ alone
+        if n == 0:
+            (folder / "log").rmdir()
+            folder.rmdir()
+        else:
+            os.unlink(folder / "log" / "stdout.log")
+            (folder / "log").rmdir()
+        store.put_files([(source, log_key)], move=False, new_folder=False)
+        assert b"".join(store.iter_bytes(log_key)) == PAYLOAD
+        assert source.read_bytes() == PAYLOAD  # copied, not taken
