@@ -285,7 +285,8 @@ class FramedRPC(asyncio.Protocol):
     for the router's ``idle_timeout`` while luigid owes it no answer is closed, as tornado closes an HTTP connection
     idle that long between two requests (its buffers freed; our client makes a new one for its next call). One whose
     answers stay past the transport's high-water mark that long (a client that sends frames and reads no answer) is
-    aborted, its answers dropped: luigid no longer reads it, and would hold it and its answers for good."""
+    aborted, its answers dropped: luigid no longer reads it, and would hold it and its answers for good; so is one
+    silent that long whose answers, under the mark, wait to be read (a close would wait for them to be sent)."""
 
     def __init__(self, router: LuigidRouter, remote: str | None, limit: int, read_past: bytes = b"") -> None:
         self.router, self.remote, self.limit = router, remote, limit
@@ -330,17 +331,27 @@ class FramedRPC(asyncio.Protocol):
                 self.idle = self.loop.call_later(timeout - unread, self._close_if_idle)
                 return
             access_log.debug("FRAME connection from %s read no answer for %.0f s: reset", self.remote, unread)
-            sock = transport.get_extra_info("socket")
-            if sock is not None:  # a reset (no linger): a close's end would wait behind the answers, kept for minutes
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            transport.abort()
+            self._reset(transport)
             return
         silent = self.loop.time() - self.heard
         if silent < timeout:
             self.idle = self.loop.call_later(max(timeout - silent, 0.0) or timeout, self._close_if_idle)
             return
+        if transport.get_write_buffer_size():  # answers it has not read, under the mark: a close would wait for good
+            access_log.debug("FRAME connection from %s idle for %.0f s, its answers unread: reset", self.remote, silent)
+            self._reset(transport)
+            return
         access_log.debug("FRAME connection from %s idle for %.0f s: closed", self.remote, silent)
         transport.close()
+
+    @staticmethod
+    def _reset(transport: asyncio.Transport) -> None:
+        """End the connection at once, its answers not sent dropped: a reset (no linger), where a close's end would
+        wait behind answers the client does not read (asyncio's transport ends only once they are sent)."""
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
 
     def pause_writing(self) -> None:
         """Answers not yet sent past the transport's high-water mark (a client that sends frames and reads no

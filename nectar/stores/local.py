@@ -93,6 +93,26 @@ def _make_folder(folder: str) -> None:
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
+#: names :func:`_new_temporary` tries before it gives up (each taken: files left there by writers that were killed)
+_TEMPORARY_TRIES = 100
+
+
+def _new_temporary(dest: str) -> tuple[int, str]:
+    """A new temporary file beside ``dest`` (``<name>-luigi-tmp-<n>``, as luigi names its atomic files), opened to
+    write, and its path; its folder made (``mkdir -p``) when it is missing, not before every file. A name taken (a
+    writer killed between its open and its rename left it, and the process's ``random``, which a task's code may
+    seed, drew it again) is passed over for another: the file is not ours to remove, another writer may hold it."""
+    for _ in range(_TEMPORARY_TRIES):
+        tmp = f"{dest}-luigi-tmp-{random.randrange(10_000_000_000):010d}"
+        try:
+            return os.open(tmp, _NEW_FILE, 0o666), tmp
+        except FileExistsError:
+            continue
+        except FileNotFoundError:  # its folder missing: made, then a name tried again
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {dest} in {_TEMPORARY_TRIES} tries")
+
+
 #: what a key that leads out of the store is refused as leaving, for people
 FOLDER = "the local targets folder"
 #: how :meth:`LocalStore._locate` opens a key's path: to name and stat what it reaches (nothing is read, a FIFO is not
@@ -207,12 +227,7 @@ class LocalStore(TargetStore):
         dest = f"{self._prefix}/{key.path}"
         if new_folder:
             self._make_folder_of(key)
-        tmp = f"{dest}-luigi-tmp-{random.randrange(10_000_000_000):010d}"
-        try:
-            fd = os.open(tmp, _NEW_FILE, 0o666)
-        except FileNotFoundError:  # its folder is made (``mkdir -p``) when it is missing, not before every file
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            fd = os.open(tmp, _NEW_FILE, 0o666)
+        fd, tmp = _new_temporary(dest)
         try:
             try:
                 data = memoryview(text.encode())
@@ -235,8 +250,12 @@ class LocalStore(TargetStore):
             except OSError as exc:
                 if exc.errno != errno.EXDEV:  # on another file system than the store: copied below
                     raise
-        folder, name = os.path.split(dest)  # made by put_files (_make_folder_of)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        folder, name = os.path.split(dest)  # made by put_files (_make_folder_of), or ahead (make_folder_of)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        except FileNotFoundError:  # made ahead and gone since: made again, as a rename into it makes it
+            _make_folder(folder)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out, open(local_path, "rb") as src:
                 shutil.copyfileobj(src, out)

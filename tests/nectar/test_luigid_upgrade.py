@@ -5,6 +5,7 @@ closed before its answer raises as over HTTP, the call not sent again."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import select
@@ -15,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import luigi.scheduler
 import pytest
+import tornado.web
 
 from harness import LUIGI_CFG, Processes, free_port
 from harness.processes import base_env
@@ -29,6 +32,7 @@ from nectar.luigid import (
     LuigidRPC,
     SchedulerClient,
 )
+from nectar.luigid_server import FramedRPC, LuigidRouter
 from nectar.supervisor import GUARDED_LUIGID
 from tests.conftest import wait_until
 from tests.helpers.raw_server import RawServer
@@ -455,3 +459,43 @@ def test_a_switch_whose_frames_are_never_answered_leaves_frames_for_http() -> No
         assert client.connections.frames is False and proxy.switched == 1
     finally:
         proxy.close()
+
+
+def test_a_silent_client_whose_answers_wait_under_the_mark_is_cut_off(tmp_path: Path) -> None:
+    """A client that sends a frame, reads none of its answer and goes silent, the answer too small to pass the
+    transport's high-water mark (luigid never paused it): once silent ``idle_timeout``, the connection is reset, not
+    closed (asyncio's close waits for the answer to be sent, for good: the connection and its answer were kept). The
+    sockets' buffers are set small (kernel buffers of a few kB, not tuned up), so that the answer, ~40 kB, stays
+    mostly in the transport's buffer, under its mark (64 kB). luigid's own :class:`FramedRPC` and router, on a loop
+    of the test's, over real TCP sockets."""
+    scheduler = luigi.scheduler.Scheduler()
+    scheduler.add_task(worker=WORKER, status="PENDING", **ADDED)
+    scheduler.add_task(worker=WORKER, task_id=TASK, status="FAILED", expl="x" * 40_000, runnable=False)
+    router = LuigidRouter(tornado.web.Application(), scheduler, idle_timeout=1.0)
+    loop = asyncio.new_event_loop()
+    served = threading.Thread(target=loop.run_forever, daemon=True)
+    served.start()
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before its connect: its window stays small
+    try:
+        client.connect(listener.getsockname())
+        server, _ = listener.accept()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        protocols: list[FramedRPC] = []
+
+        def made() -> FramedRPC:
+            protocols.append(FramedRPC(router, "test", 1 << 20))
+            return protocols[-1]
+
+        asyncio.run_coroutine_threadsafe(loop.connect_accepted_socket(made, server), loop).result(60)
+        call = f'[["fetch_error", {{"task_id": "{TASK}"}}]]'.encode()
+        client.sendall(len(call).to_bytes(4, "big") + call)
+        wait_until(lambda: reset_by_peer(client))
+        assert protocols and not protocols[0].paused  # under the mark all along: the idle close's case, not a pause's
+    finally:
+        client.close()
+        listener.close()
+        loop.call_soon_threadsafe(loop.stop)
+        served.join(60)
+        loop.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,54 @@ def test_a_kind_of_store_is_one_class_and_one_entry_in_the_table(
     assert get_store(settings, "folder") is store  # cached by kind and arguments, like the others
     with pytest.raises(ValueError, match=r"unknown store kind 'gcs' \(expected 'local' or 's3' or 'folder'\)"):
         get_store(settings, "gcs")
+
+
+def test_a_local_step_folder_made_ahead_and_gone_by_its_logs_copy_is_made_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A step's folder and its ``log/`` made ahead (``make_folder_of``: its logs are put without making them again)
+    and removed before the logs are committed (the step's own code cleared its folder): a log copied in (a move from
+    another file system is a copy) makes the folder again, as a rename into it does, rather than fail with the logs
+    left unsaved."""
+    store = get_store(settings)
+    log_key = KEY.with_file("log/stdout.log")
+    store.make_folder_of(KEY.with_file("params.txt"))
+    store.make_folder_of(log_key)
+    folder = Path(f"{store.location}/{KEY.folder}")
+    assert (folder / "log").is_dir()
+    source = tmp_path / "stdout.log"
+    source.write_bytes(PAYLOAD)
+    for n in range(2):  # the folder gone, then its log/ alone
+        if n == 0:
+            (folder / "log").rmdir()
+            folder.rmdir()
+        else:
+            os.unlink(folder / "log" / "stdout.log")
+            (folder / "log").rmdir()
+        store.put_files([(source, log_key)], move=False, new_folder=False)
+        assert b"".join(store.iter_bytes(log_key)) == PAYLOAD
+        assert source.read_bytes() == PAYLOAD  # copied, not taken
+
+
+def test_a_local_write_text_takes_another_temporary_name_when_one_is_left_there(settings: Settings) -> None:
+    """A temporary file left beside a key (its writer killed between its open and its rename) whose name the process's
+    ``random`` draws again (a task's code seeded it, as the one that ran before in the same process did): the write
+    takes another name, and commits, rather than fail with FileExistsError at every start of that step."""
+    store = get_store(settings)
+    key = KEY.with_file("params.txt")
+    dest = Path(f"{store.location}/{key.path}")
+    dest.parent.mkdir(parents=True)
+    state = random.getstate()
+    try:
+        random.seed(1234)
+        left = dest.with_name(f"{dest.name}-luigi-tmp-{random.randrange(10_000_000_000):010d}")
+        left.write_text("half of what a killed writer wrote")
+        random.seed(1234)
+
+        store.write_text(key, '{"n": 1}\n')
+    finally:
+        random.setstate(state)  # the process's as it was, for the tests after
+
+    assert store.read_text(key) == '{"n": 1}\n'
+    assert left.read_text() == "half of what a killed writer wrote"  # not ours to remove: another may be writing it
+    assert sorted(path.name for path in dest.parent.iterdir()) == sorted([dest.name, left.name])
