@@ -145,7 +145,8 @@ class Child:
     exited: int | None = None
     stat: int | None = None
     #: its spare's socket, on which it says that its first step started and that it ended its run and stays (None
-    #: once it closed its end); when its run was claimed; whether its first step started
+    #: once it closed its end); when its run was claimed; whether its first step started, or no fork waits for that
+    #: (it was not asked to say it: :meth:`~nectar.spares.Spares.short`)
     channel: socket.socket | None = None
     claimed_at: float = 0.0
     started: bool = False
@@ -304,15 +305,19 @@ class Executor:
         if spare.said == NOT_AHEAD and isinstance(spare.tag, Likely):  # its attempt executes that chain file itself
             self._not_ahead.add(spare.tag.file)
         likely = self._likely_after(run, chain_file(self.settings, run))  # the one stat of its chain file per run
+        tell = self.spares.short(self.concurrency)  # a fork waits for its first step to start: it says when
         try:
-            channel = hand_over(spare, pickle.dumps((run, likely)))
+            channel = hand_over(spare, pickle.dumps((run, likely)), tell)
         except OSError as exc:  # the spare died before it got the run: the attempt never began
             self._requeue_unbegun(run, f"its process was gone before it began ({exc})")
             spare.close_handles()
             self._forget(spare.pid)
             return True
         exits = spare.exited if spare.exited is not None else wakeup.exits(spare.pid)
-        child = Child(run, exits, spare.stat, channel, time.monotonic(), runs_done=spare.runs_done, likely=likely)
+        claimed = time.monotonic()
+        child = Child(
+            run, exits, spare.stat, channel, claimed, started=not tell, runs_done=spare.runs_done, likely=likely
+        )
         self.children[spare.pid] = child
         logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
         self._compile_ahead(run, likely)

@@ -67,6 +67,8 @@ ENDED = b"e"
 UNREAD = b"u"
 #: how the length of a run handed over is sent before it
 _LENGTH = struct.Struct("!I")
+#: the byte before a run handed over (:func:`hand_over`): whether its attempt says when its first step starts
+_TELL, _QUIET = b"t", b"q"
 logger = logging.getLogger(__name__)
 #: in a spare handed its run: its end of the socket, until it says it started (None elsewhere)
 _told: socket.socket | None = None
@@ -226,17 +228,27 @@ class Spares:
         kept = want + slots if want and self.runs_per_process > 1 else want
         self._wanted_now = False
         forked = None
-        # of those back from their run and setting up again, one per slot counts (each slot's last, ready again as
-        # the next run ends); more are slower to set up than runs to end (what their run left is waited for, their
-        # likely chain executed ahead), and no slot waits for them while a fork could be ready first
-        again = sum(1 for spare in self.spares if spare.runs_done and not spare.ready)
-        coming = len(self.spares) - again + min(again, slots)
-        if coming < (want - 1 if hold else want) and self._clock() >= self._fork_after:
+        if self._coming(slots) < (want - 1 if hold else want) and self._clock() >= self._fork_after:
             forked = self._fork()
             self.spares.append(forked)
         while len(self.spares) > kept:  # the newest first (the oldest are the likeliest to be ready), and of those
             self._drop(self._extra())  # back from their run, one still setting itself up again first
         return forked
+
+    def _coming(self, slots: int) -> int:
+        """The spares that count among those wanted: of those back from their run and setting up again, one per slot
+        (each slot's last, ready again as the next run ends); more are slower to set up than runs to end (what their
+        run left is waited for, their likely chain executed ahead), and no slot waits for them while a fork could be
+        ready first."""
+        again = sum(1 for spare in self.spares if spare.runs_done and not spare.ready)
+        return len(self.spares) - again + min(again, slots)
+
+    def short(self, slots: int) -> bool:
+        """Whether fewer spares count than runs being claimed want (:meth:`keep`): a fork is wanted, held back while
+        an attempt just handed its run has not started its first step. Else no fork waits for that start, and the
+        attempt need not say it (:func:`hand_over`): its worker's loop is not woken for it, on the attempt's way to
+        ``run()``."""
+        return self._coming(slots) < AHEAD * slots
 
     def _extra(self) -> Spare:
         """The spare let go when more are kept than wanted: the newest of those back from their run that are not
@@ -328,8 +340,8 @@ class Spares:
                 given = None
             if given is None:  # the worker stopped (or died), or let this spare go, before there was a run for it
                 return 0
-            _told = theirs
-            code, clean = self._execute(given, prepared)
+            _told = theirs if given[:1] == _TELL else None  # whether it says when its first step starts
+            code, clean = self._execute(given[1:], prepared)
             _told = None
             runs += 1
             if not clean or runs >= self.runs_per_process:
@@ -366,11 +378,11 @@ def freeze_held() -> None:
     gc.freeze()
 
 
-def hand_over(spare: Spare, given: bytes) -> socket.socket:
+def hand_over(spare: Spare, given: bytes, tell: bool = True) -> socket.socket:
     """Send ``spare`` its run, its length first; OSError if it is gone. Answers its socket, on which the attempt
-    says when it started (:func:`started`) and, if it stays, that it ended (:func:`heard`)."""
+    says when it started (:func:`started`; only with ``tell``) and, if it stays, that it ended (:func:`heard`)."""
     try:
-        spare.channel.sendall(_LENGTH.pack(len(given)) + given)
+        spare.channel.sendall(_LENGTH.pack(len(given) + 1) + (_TELL if tell else _QUIET) + given)
     except OSError:
         spare.channel.close()
         raise
