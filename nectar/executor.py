@@ -140,10 +140,13 @@ def run_in_foreground(settings: Settings, runs: RunStore, run_id: str, worker: s
 @dataclass
 class Child:
     run: Run
-    #: readable once the child has exited (None where the kernel cannot say: :func:`nectar.wakeup.exits`)
+    #: readable once the child has exited (None where the kernel cannot say: :func:`nectar.wakeup.exits`); made once
+    #: per process, kept with it while it takes run after run, as is its ``/proc`` stat (:attr:`Spare.stat`)
     exited: int | None = None
+    stat: int | None = None
     #: its spare's socket, on which it says that its first step started and that it ended its run and stays (None
-    #: once it closed its end); when its run was claimed; whether its first step started
+    #: once it closed its end); when its run was claimed; whether its first step started, or no fork waits for that
+    #: (it was not asked to say it: :meth:`~nectar.spares.Spares.short`)
     channel: socket.socket | None = None
     claimed_at: float = 0.0
     started: bool = False
@@ -302,14 +305,19 @@ class Executor:
         if spare.said == NOT_AHEAD and isinstance(spare.tag, Likely):  # its attempt executes that chain file itself
             self._not_ahead.add(spare.tag.file)
         likely = self._likely_after(run, chain_file(self.settings, run))  # the one stat of its chain file per run
+        tell = self.spares.short(self.concurrency)  # a fork waits for its first step to start: it says when
         try:
-            channel = hand_over(spare, pickle.dumps((run, likely)))
+            channel = hand_over(spare, pickle.dumps((run, likely)), tell)
         except OSError as exc:  # the spare died before it got the run: the attempt never began
             self._requeue_unbegun(run, f"its process was gone before it began ({exc})")
+            spare.close_handles()
             self._forget(spare.pid)
             return True
-        exits = wakeup.exits(spare.pid)
-        child = Child(run, exits, channel, time.monotonic(), runs_done=spare.runs_done, likely=likely)
+        exits = spare.exited if spare.exited is not None else wakeup.exits(spare.pid)
+        claimed = time.monotonic()
+        child = Child(
+            run, exits, spare.stat, channel, claimed, started=not tell, runs_done=spare.runs_done, likely=likely
+        )
         self.children[spare.pid] = child
         logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
         self._compile_ahead(run, likely)
@@ -320,12 +328,11 @@ class Executor:
         compiled (:func:`~nectar.catalog.loader.chain_code`); none of it runs here. Its stamp (``likely``'s, the
         claim's stat) tells whether it changed since it was last compiled here; an attempt compiles what its bytes
         say regardless."""
-        path = chain_file(self.settings, run)
-        stamp = likely.stamp if likely is not None else None
-        if stamp is not None and self._compiled.get(str(path)) == stamp:
+        if likely is not None and self._compiled.get(likely.path) == likely.stamp:  # its path: the claim's, as a str
             self._likely = likely
             return
-        self._compiled[str(path)] = stamp
+        path = chain_file(self.settings, run)
+        self._compiled[str(path)] = likely.stamp if likely is not None else None
         self._likely = None
         try:
             chain_code(path, run.chain_type, run.chain)
@@ -391,8 +398,10 @@ class Executor:
         """The attempt of ``child`` ended with the wait status ``status``: its process exited (``exited``), or stays
         for another run, taken back among the spares. An outcome the attempt did not record is recorded here."""
         del self.children[pid]
-        if child.exited is not None:
-            os.close(child.exited)
+        if exited:
+            for fd in (child.exited, child.stat):
+                if fd is not None:
+                    os.close(fd)
         if exited and child.channel is not None:
             self._listen(child)  # its end closed with its process: whether it read its run (what it said is moot)
             if child.channel is not None:  # its end outlives it (a process it forked): is its run still there?
@@ -400,7 +409,8 @@ class Executor:
                 child.channel.close()
         elif not exited:
             assert child.channel is not None
-            self.spares.returned(pid, child.channel, child.runs_done + 1, child.likely)  # what it executes ahead
+            stat, exits = child.stat, child.exited  # its process's, kept for its next run
+            self.spares.returned(pid, child.channel, child.runs_done + 1, child.likely, stat, exits)
             if status == 0:  # it stays having recorded its run DONE itself: nothing is left to record or release
                 return
         run = child.run

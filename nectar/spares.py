@@ -67,6 +67,8 @@ ENDED = b"e"
 UNREAD = b"u"
 #: how the length of a run handed over is sent before it
 _LENGTH = struct.Struct("!I")
+#: the byte before a run handed over (:func:`hand_over`): whether its attempt says when its first step starts
+_TELL, _QUIET = b"t", b"q"
 logger = logging.getLogger(__name__)
 #: in a spare handed its run: its end of the socket, until it says it started (None elsewhere)
 _told: socket.socket | None = None
@@ -93,6 +95,18 @@ class Spare:
     tag: Any = None
     #: the runs it executed before (it ended each cleanly, and stayed)
     runs_done: int = 0
+    #: its process's ``/proc`` stat (:func:`nectar.wakeup.stat_of`) and exit (:func:`nectar.wakeup.exits`), each made
+    #: once per process as a claim first needs it, and kept with it from run to run (None: not made yet); closed once
+    #: it is let go or has exited (:meth:`close_handles`)
+    stat: int | None = None
+    exited: int | None = None
+
+    def close_handles(self) -> None:
+        """Close its process's descriptors (:attr:`stat`, :attr:`exited`): it is let go, or has exited."""
+        for fd in (self.stat, self.exited):
+            if fd is not None:
+                os.close(fd)
+        self.stat = self.exited = None
 
 
 class Spares:
@@ -131,6 +145,8 @@ class Spares:
         self._fork_after = 0.0
         #: the spares let go whose exit is yet to be reaped: a later pass reaps them, the loop never waits for one
         self._leaving: set[int] = set()
+        #: whether :meth:`ready` read what the spares said since the loop's last :meth:`keep` (which then need not)
+        self._looked = False
 
     def __len__(self) -> int:
         return len(self.spares)
@@ -150,8 +166,11 @@ class Spares:
         """The oldest spare whose setup has finished and whose process has not exited (the dead ones reaped on the
         way), or None."""
         self._look()
+        self._looked = True
         for spare in [spare for spare in self.spares if spare.ready]:
-            if not wakeup.main_thread_exited(spare.pid):
+            if spare.stat is None:
+                spare.stat = wakeup.stat_of(spare.pid)
+            if not wakeup.main_thread_exited(spare.stat):
                 return spare
             end_group(spare.pid)  # killed, and its socket not closed yet: its other threads are still exiting, or a
             self._drop(spare)  # process it forked holds it
@@ -198,23 +217,38 @@ class Spares:
         from their run (:meth:`returned`) while the others waited, which the next claims take; of those still setting
         up again, one per slot counts among the wanted (more: a fork is made all the same). The dead ones are
         reaped first, every slot busy or not (a claim looks only when a slot is free): none stays a zombie counted
-        among the spares. Answers the spare forked, if one was."""
-        self._look()
+        among the spares (unless :meth:`ready` read them since the last call: what they said since, a death, wakes
+        the loop's next sleep). Answers the spare forked, if one was."""
+        if self._looked:
+            self._reap_left()
+        else:
+            self._look()
+        self._looked = False
         want = AHEAD * slots if self.busy else 0
         kept = want + slots if want and self.runs_per_process > 1 else want
         self._wanted_now = False
         forked = None
-        # of those back from their run and setting up again, one per slot counts (each slot's last, ready again as
-        # the next run ends); more are slower to set up than runs to end (what their run left is waited for, their
-        # likely chain executed ahead), and no slot waits for them while a fork could be ready first
-        again = sum(1 for spare in self.spares if spare.runs_done and not spare.ready)
-        coming = len(self.spares) - again + min(again, slots)
-        if coming < (want - 1 if hold else want) and self._clock() >= self._fork_after:
+        if self._coming(slots) < (want - 1 if hold else want) and self._clock() >= self._fork_after:
             forked = self._fork()
             self.spares.append(forked)
         while len(self.spares) > kept:  # the newest first (the oldest are the likeliest to be ready), and of those
             self._drop(self._extra())  # back from their run, one still setting itself up again first
         return forked
+
+    def _coming(self, slots: int) -> int:
+        """The spares that count among those wanted: of those back from their run and setting up again, one per slot
+        (each slot's last, ready again as the next run ends); more are slower to set up than runs to end (what their
+        run left is waited for, their likely chain executed ahead), and no slot waits for them while a fork could be
+        ready first."""
+        again = sum(1 for spare in self.spares if spare.runs_done and not spare.ready)
+        return len(self.spares) - again + min(again, slots)
+
+    def short(self, slots: int) -> bool:
+        """Whether fewer spares count than runs being claimed want (:meth:`keep`): a fork is wanted, held back while
+        an attempt just handed its run has not started its first step. Else no fork waits for that start, and the
+        attempt need not say it (:func:`hand_over`): its worker's loop is not woken for it, on the attempt's way to
+        ``run()``."""
+        return self._coming(slots) < AHEAD * slots
 
     def _extra(self) -> Spare:
         """The spare let go when more are kept than wanted: the newest of those back from their run that are not
@@ -222,10 +256,18 @@ class Spares:
         slow = [spare for spare in self.spares if spare.runs_done and not spare.ready]
         return slow[-1] if slow else self.spares[-1]
 
-    def returned(self, pid: int, channel: socket.socket, runs_done: int, tag: Any = None) -> None:
+    def returned(
+        self,
+        pid: int,
+        channel: socket.socket,
+        runs_done: int,
+        tag: Any = None,
+        stat: int | None = None,
+        exited: int | None = None,
+    ) -> None:
         """The attempt process ``pid`` ended its run cleanly and stays (:data:`ENDED`): a spare again, ready once it
-        says so on ``channel``."""
-        self.spares.append(Spare(pid, channel, tag=tag, runs_done=runs_done))
+        says so on ``channel``; with the descriptors of its process (``stat``, ``exited``: :class:`Spare`)."""
+        self.spares.append(Spare(pid, channel, tag=tag, runs_done=runs_done, stat=stat, exited=exited))
 
     def close(self) -> None:
         """Let every spare go (each exits when its socket closes) and wait for them, and for those let go before."""
@@ -240,6 +282,7 @@ class Spares:
         later pass (:meth:`_look`), or by :meth:`close`."""
         self.spares.remove(spare)
         spare.channel.close()
+        spare.close_handles()
         if not spare.ready:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(spare.pid, signal.SIGKILL)  # our child, not reaped yet: its pid cannot be another's
@@ -297,8 +340,8 @@ class Spares:
                 given = None
             if given is None:  # the worker stopped (or died), or let this spare go, before there was a run for it
                 return 0
-            _told = theirs
-            code, clean = self._execute(given, prepared)
+            _told = theirs if given[:1] == _TELL else None  # whether it says when its first step starts
+            code, clean = self._execute(given[1:], prepared)
             _told = None
             runs += 1
             if not clean or runs >= self.runs_per_process:
@@ -335,11 +378,11 @@ def freeze_held() -> None:
     gc.freeze()
 
 
-def hand_over(spare: Spare, given: bytes) -> socket.socket:
+def hand_over(spare: Spare, given: bytes, tell: bool = True) -> socket.socket:
     """Send ``spare`` its run, its length first; OSError if it is gone. Answers its socket, on which the attempt
-    says when it started (:func:`started`) and, if it stays, that it ended (:func:`heard`)."""
+    says when it started (:func:`started`; only with ``tell``) and, if it stays, that it ended (:func:`heard`)."""
     try:
-        spare.channel.sendall(_LENGTH.pack(len(given)) + given)
+        spare.channel.sendall(_LENGTH.pack(len(given) + 1) + (_TELL if tell else _QUIET) + given)
     except OSError:
         spare.channel.close()
         raise

@@ -48,21 +48,28 @@ def exits(pid: int) -> int | None:
         return None
 
 
-def main_thread_exited(pid: int) -> bool:
-    """Whether the main thread of the child ``pid`` has exited (it is a zombie), as ``/proc`` says; False where it
-    cannot say. A process killed while it has other threads is a zombie before the last of them has closed its
-    descriptors: its sockets read the end of the stream, and :func:`exits` is readable, only once they all have."""
+def stat_of(pid: int) -> int | None:
+    """A descriptor of the child ``pid``'s ``/proc`` stat, for :func:`main_thread_exited` to read again and again
+    (one ``pread`` each: the path is looked up once per process, not once per look), or None where there is none.
+    Close it once the child is reaped."""
     try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        return os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
+        return None
+
+
+def main_thread_exited(stat: int | None) -> bool:
+    """Whether the main thread of the child whose ``/proc`` stat ``stat`` reads (:func:`stat_of`) has exited (it is a
+    zombie); False where it cannot say. A process killed while it has other threads is a zombie before the last of
+    them has closed its descriptors: its sockets read the end of the stream, and :func:`exits` is readable, only once
+    they all have."""
+    if stat is None:
         return False
     try:
-        stat = os.read(fd, 512)  # "pid (name) state ...": a name is at most 64 bytes
-    except OSError:
+        line = os.pread(stat, 512, 0)  # "pid (name) state ...": a name is at most 64 bytes
+    except OSError:  # reaped: not a child any more
         return False
-    finally:
-        os.close(fd)
-    return stat.rpartition(b")")[2].split(maxsplit=1)[:1] in ([b"Z"], [b"X"])
+    return line.rpartition(b")")[2].split(maxsplit=1)[:1] in ([b"Z"], [b"X"])
 
 
 def signals() -> int | None:

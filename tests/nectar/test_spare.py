@@ -271,6 +271,79 @@ def test_a_runs_chain_file_is_stated_once_in_all_by_its_worker_and_the_process_t
     assert len(stats) == len(runs), f"{len(stats)} stats of the chain file for {len(runs)} runs (by pid: {stats})"
 
 
+def runs_one_by_one(executor: Executor, nectar: Nectar, count: int) -> list[Run]:
+    """``count`` runs submitted one after another, each once the last ended and its process is back among the
+    spares (or gone), all DONE."""
+    runs = []
+    for n in range(1, count + 1):
+        run_id = submit(nectar, n)
+
+        def ended_and_back(run_id: str = run_id) -> bool:
+            executor._serve_once()
+            current = nectar.runs.get(run_id)
+            return current is not None and not current.state.active and not executor.children
+
+        wait_until(ended_and_back, timeout=60, interval=0)
+        runs.append(ended(nectar, run_id))
+    assert [r.state for r in runs] == [RunState.DONE] * len(runs)
+    return runs
+
+
+def test_a_processs_exit_and_proc_descriptors_are_made_once_whatever_the_runs_it_takes(
+    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim hands its run to a process that may have taken runs before: the descriptor that tells of its exit
+    (``pidfd_open``) and the one its worker reads its ``/proc`` state from, to hand no run to a dead spare, were
+    made at its first claim and are kept with it (they were made, and closed, at each claim: 4 system calls a run,
+    the ``/proc`` path looked up each time)."""
+    executor = new_executor(concurrency=1, runs_per_process=100, worker_poll_interval=0.05)
+    nectar = Nectar(quick)
+    worker = os.getpid()
+    made: dict[str, list[int]] = {"exits": [], "stat": []}
+    exits, opened = wakeup.exits, os.open
+
+    def noting_exits(pid: int) -> int | None:
+        made["exits"].append(pid)
+        return exits(pid)
+
+    def noting_open(path: Any, *args: Any, **kwargs: Any) -> int:
+        if os.getpid() == worker and isinstance(path, str) and path.startswith("/proc/") and path.endswith("/stat"):
+            made["stat"].append(int(path.split("/")[2]))
+        return opened(path, *args, **kwargs)
+
+    monkeypatch.setattr(wakeup, "exits", noting_exits)
+    monkeypatch.setattr(os, "open", noting_open)
+    runs = runs_one_by_one(executor, nectar, 5)
+    pids = [pid_of(r) for r in runs]
+    assert len(set(pids)) < len(pids), "no process took a second run: not the case under test"
+    assert sorted(made["exits"]) == sorted(set(pids)), f"pidfds made {made['exits']} for runs taken by {pids}"
+    assert sorted(made["stat"]) == sorted(set(pids)), f"/proc stats opened {made['stat']} for runs taken by {pids}"
+
+
+def test_an_attempt_says_its_first_step_started_only_while_a_fork_waits_for_it(
+    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attempt's word that its first step started ends the hold on the last spare's fork; with every spare
+    wanted there (processes back from their runs), no fork waits for it, and the word only woke its worker's loop for
+    a pass on the attempt's way to ``run()``, each run. Asked of the attempt only while spares are short."""
+    executor = new_executor(concurrency=1, runs_per_process=100, worker_poll_interval=0.05)
+    nectar = Nectar(quick)
+    heard_started = 0
+    listened = executor_module.heard
+
+    def noting(channel: socket.socket) -> tuple[bytes, int] | None:
+        nonlocal heard_started
+        said = listened(channel)
+        heard_started += said is not None and said[0] == spares_module.STARTED
+        return said
+
+    monkeypatch.setattr(executor_module, "heard", noting)
+    runs = runs_one_by_one(executor, nectar, 6)
+    assert len({pid_of(r) for r in runs}) < len(runs), "no process took a second run: not the case under test"
+    assert 1 <= heard_started < len(runs), f"{heard_started} attempts of {len(runs)} said their first step started"
+    assert len(executor.spares) >= AHEAD, "spares went missing"
+
+
 def test_a_run_queued_for_later_makes_no_spare(new_executor: Callable[[], Executor], quick: Settings) -> None:
     """A PENDING run not due yet (a retry's backoff, luigid unreachable) is no work: no spare is forked for it
     (were one, it would be let go after ``spare_idle`` and forked again, round after round)."""

@@ -216,6 +216,26 @@ def test_a_childs_exit_and_a_folders_write_make_their_descriptors_readable(tmp_p
         os.close(exited)
 
 
+def test_a_childs_proc_stat_kept_open_tells_when_its_main_thread_has_exited(tmp_path: Path) -> None:
+    """Its ``/proc`` stat is opened once per process and read again at each look (a worker looks at each claim):
+    what a read says is the process's state then, not when the descriptor was opened; a child reaped says nothing."""
+    reader = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+    child = subprocess.Popen(reader, env={**os.environ, **lifeline_env()}, stdin=subprocess.PIPE)
+    stat = wakeup.stat_of(child.pid)
+    assert stat is not None
+    try:
+        assert not wakeup.main_thread_exited(stat)
+        assert not wakeup.main_thread_exited(stat), "a second read of the same descriptor"
+        assert child.stdin is not None
+        child.stdin.close()
+        exited = wait_until(lambda: wakeup.main_thread_exited(stat), timeout=60)  # a zombie: not reaped yet
+        assert exited and child.poll() is not None
+        assert not wakeup.main_thread_exited(stat), "a child reaped is no child of ours: nothing to say of it"
+    finally:
+        os.close(stat)
+    assert not wakeup.main_thread_exited(None)
+
+
 @pytest.mark.parametrize("ended_by", ["its timeout", "a descriptor given"])
 def test_without_the_kernels_word_a_commit_in_a_waits_last_look_ends_the_next_wait(
     tmp_path: Path, pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch, ended_by: str
