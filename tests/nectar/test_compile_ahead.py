@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from nectar.attempt import chain_file
+from nectar.catalog import loader
 from nectar.config import Settings
 from nectar.executor import Executor
 from nectar.registry import Run
@@ -38,13 +39,13 @@ def test_a_claimed_runs_chain_file_is_read_again_only_when_its_stamp_changed(
     assert isinstance(submission.run, Run)
     executor = Executor(settings)
     reads: list[Path] = []
-    read_bytes = Path.read_bytes
+    source_of = loader._source_of
 
-    def recorded(self: Path) -> bytes:
-        reads.append(self)
-        return read_bytes(self)
+    def recorded(path: Path) -> tuple[bytes, loader.Seen | None]:
+        reads.append(path)
+        return source_of(path)
 
-    monkeypatch.setattr(Path, "read_bytes", recorded)
+    monkeypatch.setattr(loader, "_source_of", recorded)
 
     def claimed(run: Run) -> None:
         """As the worker claims ``run``: its file's stamp taken (one stat), then compiled if it changed."""
