@@ -18,6 +18,19 @@ def write(path: Path, value: str) -> None:
     path.write_text(CHAIN.format(value=value))
 
 
+def recorded_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The chain files the loader reads from now on (their paths, in order)."""
+    reads: list[Path] = []
+    source_of = loader._source_of
+
+    def recorded(path: Path) -> tuple[bytes, loader.Seen | None]:
+        reads.append(path)
+        return source_of(path)
+
+    monkeypatch.setattr(loader, "_source_of", recorded)
+    return reads
+
+
 def test_a_chain_file_is_compiled_once_per_content(tmp_path: Path) -> None:
     path = tmp_path / "code_chain.py"
     write(path, "a")
@@ -52,14 +65,7 @@ def test_a_settled_chain_file_is_not_read_again_while_its_stat_is_the_same(
     """Settled (its last change older than :data:`~nectar.catalog.loader.SETTLED`: here every file is), its stat
     vouches for its bytes: read once, then neither compiled nor read again, executed ahead or not."""
     monkeypatch.setattr(loader, "SETTLED", -3600.0)
-    reads: list[Path] = []
-    source_of = loader._source_of
-
-    def counted(path: Path) -> tuple[bytes, loader.Seen | None]:
-        reads.append(path)
-        return source_of(path)
-
-    monkeypatch.setattr(loader, "_source_of", counted)
+    reads = recorded_reads(monkeypatch)
     path = tmp_path / "code_chain.py"
     write(path, "a")
     code = chain_code(path, "code", "code_chain")

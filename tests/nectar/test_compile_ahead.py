@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from nectar.attempt import chain_file
-from nectar.catalog import loader
 from nectar.config import Settings
 from nectar.executor import Executor
 from nectar.registry import Run
 from nectar.service import Nectar
+from tests.nectar.test_chain_code import recorded_reads
 
 CHAIN = """
 import luigi
@@ -38,14 +38,7 @@ def test_a_claimed_runs_chain_file_is_read_again_only_when_its_stamp_changed(
     submission = Nectar(settings).submit("echo", "echo_chain", "EchoTask", {"n": 1})
     assert isinstance(submission.run, Run)
     executor = Executor(settings)
-    reads: list[Path] = []
-    source_of = loader._source_of
-
-    def recorded(path: Path) -> tuple[bytes, loader.Seen | None]:
-        reads.append(path)
-        return source_of(path)
-
-    monkeypatch.setattr(loader, "_source_of", recorded)
+    reads = recorded_reads(monkeypatch)
 
     def claimed(run: Run) -> None:
         """As the worker claims ``run``: its file's stamp taken (one stat), then compiled if it changed."""
