@@ -44,6 +44,9 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 #: threads of the process's own that a run's work may start, which then wait for more run after run: never what a
 #: run left behind (:func:`process_thread`)
 _process_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+#: by signal, the handler of the process's own that a run's work may set, which then stays from run to run: never what
+#: a run changed (:func:`process_handler`)
+_process_handlers: dict[int, Callable[..., None]] = {}
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,15 @@ def process_thread(thread: threading.Thread, registry: str | None = None) -> thr
     if registry is None or _own_registry(registry):
         _process_threads.add(thread)
     return thread
+
+
+def process_handler(signum: int, handler: Callable[..., None]) -> None:
+    """Make ``handler`` the process's own for ``signum``, set now unless it is already: one that a run's work sets
+    (an attempt's lease, which acts on the attempt running then, if any) and that stays set from run to run, which
+    :func:`put_back` leaves as it is (in the main thread only, as any handler)."""
+    _process_handlers[signum] = handler
+    if _handler(signum) is not handler:
+        signal.signal(signum, handler)
 
 
 def _own_registry(path: str) -> bool:
@@ -144,14 +156,16 @@ def put_back(before: Before) -> None:
     """Undo what a run changed in this process and does not undo itself (each step's log capture is undone as the
     step ends: :func:`~nectar.logs.capture.redirect_output`): the signal handlers it set, its interval timer, the
     root logger's handlers and the standard streams if its code changed them, luigi's cache of task instances (the
-    next run makes its own), the run its records name."""
+    next run makes its own), the run its records name. A handler of the process's own (:func:`process_handler`) stays.
+    """
     signal.setitimer(signal.ITIMER_REAL, 0)
     root = logging.getLogger()
     if tuple(root.handlers) != before.log_handlers:
         root.handlers = list(before.log_handlers)
     sys.stdout, sys.stderr = before.streams
     for signum, handler in before.handlers:
-        if handler is not None and _handler(signum) is not handler:
+        now = _handler(signum)
+        if handler is not None and now is not handler and now is not _process_handlers.get(signum):
             signal.signal(signum, handler)
     Register.clear_instance_cache()
     current_run.set(None)
