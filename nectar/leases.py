@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nectar import reuse, standby
+from nectar import forks, reuse, standby
 from nectar.build import luigi_worker_id
 from nectar.errors import Interrupted, SchedulerUnavailable
 from nectar.luigid import SchedulerClient
@@ -44,7 +44,7 @@ def process_name(pid: int | None = None, runs_done: int | None = None) -> str:
     (:func:`~nectar.build.luigi_worker_id`): each run of a process is a worker of its own in luigid, so that a step
     luigid holds for an earlier run's worker is never handed to a later one's."""
     done = (_runs_done if pid is None else 0) if runs_done is None else runs_done
-    return f"{HOST}:{pid or os.getpid()}" + (f".{done + 1}" if done else "")
+    return f"{HOST}:{pid or forks.pid()}" + (f".{done + 1}" if done else "")
 
 
 def ran_one() -> None:
