@@ -126,6 +126,21 @@ def emptied_in_children(items: list[T]) -> list[T]:
     return items
 
 
+def pid() -> int:
+    """This process's id, without a system call (``os.getpid`` makes one each time: ~40 a trivial run, most where a
+    process looks whether it was forked since it made something of its own): noted at import, and again in every
+    child forked from the process as the fork returns there (``os.register_at_fork``: every fork that goes on
+    running Python runs it)."""
+    return _pid
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+_pid = os.getpid()
+os.register_at_fork(after_in_child=_forked)
 #: the gate of the SQLite registry's threads in this process
 SQLITE = ForkGate()
 SQLITE.register()

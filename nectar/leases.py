@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nectar import standby
+from nectar import forks, reuse, standby
 from nectar.build import luigi_worker_id
 from nectar.errors import Interrupted, SchedulerUnavailable
 from nectar.luigid import SchedulerClient
@@ -44,7 +44,7 @@ def process_name(pid: int | None = None, runs_done: int | None = None) -> str:
     (:func:`~nectar.build.luigi_worker_id`): each run of a process is a worker of its own in luigid, so that a step
     luigid holds for an earlier run's worker is never handed to a later one's."""
     done = (_runs_done if pid is None else 0) if runs_done is None else runs_done
-    return f"{HOST}:{pid or os.getpid()}" + (f".{done + 1}" if done else "")
+    return f"{HOST}:{pid or forks.pid()}" + (f".{done + 1}" if done else "")
 
 
 def ran_one() -> None:
@@ -141,6 +141,44 @@ def release_lost_in_luigid(scheduler: SchedulerClient) -> None:
         logger.warning("could not release the tasks of lost attempts in luigid: %s", exc)
 
 
+#: the lease of the attempt this process's main thread runs now (None: none), which the lease's signal handlers act on
+_current: AttemptLease | None = None
+
+
+def _interrupt(*_: Any) -> None:
+    """SIGUSR2 (the heartbeat's, once the lease is lost): the attempt running now is interrupted; none, ignored (a
+    late interrupt must not kill a process that has finished its attempt)."""
+    if _current is not None:
+        _current._raise()
+
+
+def _terminate(*_: Any) -> None:
+    """SIGTERM: the attempt running now requeues its run and stops; none, the signal's default action (the process
+    ends, killed by it)."""
+    if _current is not None:
+        _current._stop()
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _continued(*_: Any) -> None:
+    """SIGCONT: a frozen attempt's heartbeat renews at once (the process is continued either way)."""
+    if _current is not None:
+        _current._wake.set()
+
+
+#: the lease's handlers, set once in a process (its first attempt) and left set: each acts on the attempt running
+#: then, if any (:data:`_current`), and between attempts as the signal's handler did then (SIGUSR2 ignored, SIGTERM's
+#: and SIGCONT's default actions). Set and set back around every attempt, they cost 6 ``rt_sigaction`` a run (and
+#: :mod:`nectar.reuse` set the process's first ones back after each run: 6 more, and one for SIGUSR2 ignored)
+LEASE_HANDLERS: dict[int, Callable[..., None]] = {
+    signal.SIGUSR2: _interrupt,  # not SIGUSR1: luigi's worker takes that one
+    signal.SIGTERM: _terminate,
+    signal.SIGCONT: _continued,
+}
+
+
 class AttemptLease:
     """The executing process's hold on its attempt, renewed by a heartbeat thread.
 
@@ -201,20 +239,20 @@ class AttemptLease:
         return not self.lost
 
     def __enter__(self) -> AttemptLease:
+        global _current
         if self._signals:
-            signal.signal(signal.SIGUSR2, self._raise)  # not SIGUSR1: luigi's worker takes that one
-            signal.signal(signal.SIGTERM, self._stop)
-            signal.signal(signal.SIGCONT, lambda *_: self._wake.set())
+            _current = self
+            for signum, handler in LEASE_HANDLERS.items():  # once per process (unless something set another since)
+                reuse.process_handler(signum, handler)
         standby.start(self._beat, "nectar-heartbeat")  # a spare's thread started ahead, if it has one
         return self
 
     def __exit__(self, *_: Any) -> None:
+        global _current
         self._ended.set()
         self._wake.set()
-        if self._signals:  # a late interrupt must not kill a process that has finished its attempt
-            signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGCONT, signal.SIG_DFL)
+        if self._signals and _current is self:  # a late interrupt must not kill a process that has finished its attempt
+            _current = None
 
     def _raise(self, *_: Any) -> None:
         if self.stopping:

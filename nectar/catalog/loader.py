@@ -2,7 +2,8 @@
 
 Modules are compiled from their source as it is now (no stale bytecode; a process keeps the code of the
 content it last compiled, so a worker compiles a chain file once per change, for every attempt it forks
-after: :func:`chain_code`); their exposed tasks are decided by
+after: :func:`chain_code`; a file whose last change is settled is not read again while its stat is the same:
+:func:`_source_of`); their exposed tasks are decided by
 :mod:`nectar.exposure`, their upstream tasks by :mod:`nectar.upstream`; a module that fails to
 import is described by its error, with where in the file.
 """
@@ -13,12 +14,13 @@ import inspect
 import os
 import signal
 import sys
+import time
 import traceback
 import types
 from collections.abc import Callable
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any
+from typing import Any, NamedTuple
 
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.exposure import exposure
@@ -49,21 +51,76 @@ def file_stamp(file: str) -> Stamp | None:
     return stamp_of(stat) if S_ISREG(stat.st_mode) else None
 
 
-#: by chain file: the source this process last compiled, and its code (inherited by the processes it forks)
-_COMPILED: dict[str, tuple[bytes, types.CodeType]] = {}
+#: a file's device, inode, size, mtime and ctime (in ns), as ``fstat`` told them just before its bytes were read
+Seen = tuple[int, int, int, int, int]
+#: seconds after a file's last change (its ctime) from which its stat vouches for its bytes: a later change gives it
+#: another ctime (a write, a truncation, a rename, a ``utime`` all set it to the kernel's time then; no call sets it
+#: back), unless it comes within the same tick of the file's timestamps: the kernel's coarse clock (a few ms), a
+#: filesystem that keeps seconds or two (FAT), a clock stepped back a little. So a file that changed less than this
+#: before it was read is compared byte for byte at each use, as every file was; one settled, by one ``stat``
+SETTLED = 2.5
+
+
+def _seen(stat: os.stat_result) -> Seen:
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def _source_of(path: Path) -> tuple[bytes, Seen | None]:
+    """The bytes of the file at ``path``, and what its stat (taken before they were read) said of it if its last
+    change was settled then (:data:`SETTLED`; None: only its bytes can tell whether it changed since). A change
+    between that stat and the read, or after, gives it another stat: the bytes are read again then."""
+    now = time.time_ns()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        stat = os.fstat(fd)
+        parts = [os.read(fd, stat.st_size + 1)]
+        while parts[-1]:
+            parts.append(os.read(fd, 1 << 16))
+    finally:
+        os.close(fd)
+    settled = stat.st_ctime_ns < now - int(SETTLED * 1e9) and stat.st_mtime_ns < now - int(SETTLED * 1e9)
+    return b"".join(parts), _seen(stat) if settled else None
+
+
+def _unchanged(path: Path, seen: Seen | None) -> bool:
+    """Whether the file at ``path`` is still the one whose settled stat was ``seen`` (one ``stat``; False when
+    ``seen`` is None, or the file cannot be looked at)."""
+    if seen is None:
+        return False
+    try:
+        return _seen(os.stat(path)) == seen
+    except OSError:
+        return False
+
+
+class Compiled(NamedTuple):
+    """A chain file's source as this process last read it, what its stat said of it then (:func:`_source_of`), and
+    its code."""
+
+    source: bytes
+    seen: Seen | None
+    code: types.CodeType
+
+
+#: by chain file: what this process last compiled (inherited by the processes it forks)
+_COMPILED: dict[str, Compiled] = {}
 
 
 def chain_code(path: Path, chain_type: str, chain: str) -> types.CodeType:
     """The code of the chain file ``<type>/<chain>.py`` at ``path`` as it is now: compiled again only when its
-    bytes differ from those this process compiled last (nothing of it runs here)."""
+    bytes differ from those this process compiled last (nothing of it runs here); not read again while its settled
+    stat is the same (:func:`_source_of`)."""
     if not (is_name(chain_type) and is_name(chain)):
         raise ValueError(f"refusing to import {path}: names must be [A-Za-z0-9_]")
-    source = path.read_bytes()
     held = _COMPILED.get(str(path))
-    if held is not None and held[0] == source:
-        return held[1]
+    if held is not None and _unchanged(path, held.seen):
+        return held.code
+    source, seen = _source_of(path)
+    if held is not None and held.source == source:
+        _COMPILED[str(path)] = held._replace(seen=seen)
+        return held.code
     code = compile(source, str(path), "exec", dont_inherit=True)
-    _COMPILED[str(path)] = (source, code)
+    _COMPILED[str(path)] = Compiled(source, seen, code)
     return code
 
 
@@ -90,8 +147,8 @@ def load_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleTy
 
 
 #: the chain module this process executed ahead of its one attempt (a spare, while it waited for its run): its file,
-#: the source it ran, the module
-_AHEAD: tuple[str, bytes, types.ModuleType] | None = None
+#: the source it ran (and what the file's stat said of it), the module
+_AHEAD: tuple[str, Compiled, types.ModuleType] | None = None
 
 
 class _TooLong(BaseException):
@@ -128,18 +185,19 @@ def load_ahead(
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-    _AHEAD = (str(path), _COMPILED[str(path)][0], module)
+    _AHEAD = (str(path), _COMPILED[str(path)], module)
     return True
 
 
 def fresh_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleType:
     """The chain file's module as the file is now: the one executed ahead (:func:`load_ahead`) if the file's bytes
-    are still those it ran, once; else executed now (:func:`load_chain_module`)."""
+    are still those it ran (its settled stat unchanged, or else its bytes read again: :func:`_source_of`), once; else
+    executed now (:func:`load_chain_module`)."""
     global _AHEAD
     ahead, _AHEAD = _AHEAD, None
     if ahead is not None and ahead[0] == str(path) and sys.modules.get(ahead[2].__name__) is ahead[2]:
         try:
-            if path.read_bytes() == ahead[1]:
+            if _unchanged(path, ahead[1].seen) or path.read_bytes() == ahead[1].source:
                 return ahead[2]
         except OSError:  # gone since: executing it says so
             pass

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar, cast
 
 from nectar import wakeup
-from nectar.forks import SQLITE, lock_made_anew_in_children
+from nectar.forks import SQLITE, lock_made_anew_in_children, pid
 from nectar.registry import counts, fire_counts, sqlite_counts
 from nectar.registry.combine import Combiner, Outcome
 from nectar.registry.model import Run
@@ -265,8 +265,8 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
     def _own(self) -> Own:
         """This process's own (:class:`Own`), made anew in a fork."""
         own = self._own_of
-        if own.pid != os.getpid():
-            own = self._own_of = Own(os.getpid())
+        if own.pid != pid():
+            own = self._own_of = Own(pid())
         return own
 
     def _connection(self) -> sqlite3.Connection:
@@ -274,9 +274,9 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         data_version`` answers from one call to the next (the version is a connection's own): :meth:`owns` and
         :meth:`wait_for_work`. Other reads borrow one of the process's (:meth:`_read`)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():  # never share a connection across fork
+        if conn is None or self._local.pid != pid():  # never share a connection across fork
             conn = self._checked(self._open())  # kept once checked (its migration writes through the writer's)
-            self._local.conn, self._local.pid, self._local.owned = conn, os.getpid(), None
+            self._local.conn, self._local.pid, self._local.owned = conn, pid(), None
         return conn
 
     def _checked(self, conn: sqlite3.Connection) -> sqlite3.Connection:
@@ -376,7 +376,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
 
     def _writer(self) -> Writers:
         """This process's turn at writing to this file (its own after a fork: a parent's thread may hold the old)."""
-        mine = (os.getpid(), str(self.path))
+        mine = (pid(), str(self.path))
         found = _WRITERS.get(mine)
         if found is None:
             with _OPENING:
@@ -457,16 +457,25 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         the connection it borrows last found the attempt owned (``PRAGMA data_version``, a look at shared memory: a
         connection's own, so the answer kept names it; a thread that reads alone borrows the same each time): a
         cancel, a reclaim or a retry is a commit of another connection, so an unchanged version is an unchanged
-        answer."""
+        answer. The look and the read it may need are one read transaction (one snapshot, one read lock taken and
+        given back): after any commit, the process's own too (a step's RUNNING write just before the fence's check
+        of its ``params.txt``), the read followed the look in a transaction of its own."""
         read = super().owns  # its read, inside ``look``, over the same connection (held by this thread)
 
         def look(db: sqlite3.Connection) -> bool:
-            version = db.execute("PRAGMA data_version").fetchone()[0]
-            if getattr(self._local, "owned", None) == (run_id, attempt, db, version):
-                return True
-            owned = read(run_id, attempt)
-            self._local.owned = (run_id, attempt, db, version) if owned else None
-            return owned
+            alone = not db.in_transaction
+            if alone:
+                db.execute("BEGIN")
+            try:
+                version = db.execute("PRAGMA data_version").fetchone()[0]
+                if getattr(self._local, "owned", None) == (run_id, attempt, db, version):
+                    return True
+                owned = read(run_id, attempt)
+                self._local.owned = (run_id, attempt, db, version) if owned else None
+                return owned
+            finally:
+                if alone:
+                    db.execute("COMMIT")
 
         return self._read(look)
 

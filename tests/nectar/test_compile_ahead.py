@@ -14,6 +14,7 @@ from nectar.config import Settings
 from nectar.executor import Executor
 from nectar.registry import Run
 from nectar.service import Nectar
+from tests.nectar.test_chain_code import recorded_reads
 
 CHAIN = """
 import luigi
@@ -37,14 +38,7 @@ def test_a_claimed_runs_chain_file_is_read_again_only_when_its_stamp_changed(
     submission = Nectar(settings).submit("echo", "echo_chain", "EchoTask", {"n": 1})
     assert isinstance(submission.run, Run)
     executor = Executor(settings)
-    reads: list[Path] = []
-    read_bytes = Path.read_bytes
-
-    def recorded(self: Path) -> bytes:
-        reads.append(self)
-        return read_bytes(self)
-
-    monkeypatch.setattr(Path, "read_bytes", recorded)
+    reads = recorded_reads(monkeypatch)
 
     def claimed(run: Run) -> None:
         """As the worker claims ``run``: its file's stamp taken (one stat), then compiled if it changed."""

@@ -17,7 +17,7 @@ from nectar.config import Settings
 from nectar.errors import LeaseLost
 from nectar.keys import TargetKey
 from nectar.leases import AttemptLease
-from nectar.registry import Run, RunStore
+from nectar.registry import Run, RunStore, Step
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.stores import TargetStore, get_store
 from nectar.stores.local import LocalStore
@@ -238,3 +238,35 @@ def test_the_read_that_confirms_a_lease_reads_the_runs_state_and_attempt_not_the
     finally:
         runs._read(lambda db: db.set_authorizer(None))
     assert read == {"id", "attempt", "state"}, read
+
+
+@pytest.mark.parametrize("taken", ["cancelled", "reclaimed"])
+def test_the_check_after_the_attempts_own_step_write_reads_in_one_transaction_and_refuses_a_run_taken_since(
+    claimed: tuple[RunStore, Run], settings: Settings, taken: str
+) -> None:
+    """The attempt's own RUNNING write changes the data_version its next look compares: the look and the read of the
+    run it then needs are one read transaction (one snapshot); a run cancelled or reclaimed by another process after
+    that write is refused by the next check all the same."""
+    runs, run = claimed
+    assert isinstance(runs, SQLiteRunStore)
+    lease = AttemptLease(runs, run, interval=60)
+    assert lease.confirm()
+    statements: list[str] = []
+    runs._read(lambda db: db.set_trace_callback(statements.append))  # the connection this thread's reads borrow
+    try:
+        runs.record_steps([Step(run.id, run.task_id, run.task, None, "RUNNING", True)])
+        assert lease.confirm()
+        assert [s.split()[0] for s in statements] == ["BEGIN", "PRAGMA", "SELECT", "COMMIT"], statements
+        runs.record_steps([Step(run.id, run.task_id, run.task, None, "RUNNING", True)])
+        other = SQLiteRunStore(settings.registry_path)
+        try:
+            if taken == "cancelled":
+                other.cancel(run.id)
+            else:
+                assert [r.id for r in other.reclaim(0.0, dead=lambda worker: True)] == [run.id]
+        finally:
+            other.close()
+        assert not lease.confirm()
+        assert lease.lost
+    finally:
+        runs._read(lambda db: db.set_trace_callback(None))

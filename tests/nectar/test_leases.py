@@ -15,11 +15,12 @@ import luigi
 import pytest
 from flask.testing import FlaskClient
 
+from nectar import reuse
 from nectar.attempt import InvalidMaxRuntime, max_runtime
 from nectar.config import Settings
-from nectar.leases import holder
+from nectar.leases import AttemptLease, holder
 from nectar.luigid import SchedulerClient
-from nectar.registry import Run, RunState
+from nectar.registry import Run, RunState, RunStore
 from tests.api.conftest import build_app
 from tests.conftest import wait_until
 from tests.faults.conftest import alive, descendants
@@ -195,3 +196,35 @@ def test_a_tasks_own_max_runtime_wins_and_one_that_is_no_number_of_seconds_is_th
     refused = "WrongLimitTask.max_runtime must be a number of seconds ≥ 0, not 'soon'"
     with pytest.raises(InvalidMaxRuntime, match=refused):
         max_runtime(WrongLimitTask(), 100.0)
+
+
+def test_a_process_between_attempts_ignores_a_late_interrupt_and_dies_of_sigterm(
+    claimed: tuple[RunStore, Run],
+) -> None:
+    """The lease's signal handlers stay set from one attempt to the next (a reused process's runs), the run's things
+    put back between them: with no attempt running, SIGUSR2 (the heartbeat's interrupt, late) is ignored, and SIGTERM
+    ends the process as its default action does. In a child forked for it (the signals are the process's)."""
+    runs, run = claimed
+    said, told = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: an attempt's lease taken and ended, the run's things put back, then the signals
+        code = 1
+        try:
+            os.close(said)
+            before = reuse.before_run()
+            with AttemptLease(runs, run, interval=3600):
+                pass
+            reuse.put_back(before)
+            os.kill(os.getpid(), signal.SIGUSR2)
+            os.write(told, b"alive")  # its handler (or its default action) has acted by now
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.write(told, b" after SIGTERM")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(told)
+    with os.fdopen(said, "rb") as pipe:
+        heard = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert heard == b"alive"
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, status

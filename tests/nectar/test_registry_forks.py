@@ -10,6 +10,7 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from nectar import forks
 from nectar.forks import ForkGate
 from nectar.registry import Step, sqlite
 from nectar.registry.sqlite import SQLiteRunStore
@@ -161,3 +162,30 @@ def test_a_process_forked_while_another_thread_opens_its_turn_at_the_file_can_wr
     said = said_by_a_child_forked_while_held(sqlite._OPENING, first_write)
 
     assert said == b"written", "the forked child never wrote: it waits on a lock its parent's thread held"
+
+
+def test_the_pid_a_process_keeps_is_its_own_in_every_child_forked_from_it_and_in_theirs() -> None:
+    """``nectar.forks.pid`` (the registry's look at whether it was forked since it opened its connections) answers
+    without a system call, and a forked child's, and its own child's, is theirs, not their parent's."""
+    assert forks.pid() == os.getpid()
+    said, told = os.pipe()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            grandchild = os.fork()
+            if grandchild == 0:
+                os.write(told, f"{forks.pid()}={os.getpid()}\n".encode())
+                os._exit(0)
+            os.waitpid(grandchild, 0)
+            os.write(told, f"{forks.pid()}={os.getpid()}\n".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(told)
+    with os.fdopen(said) as pipe:
+        lines = pipe.read().split()
+    assert os.waitpid(child, 0)[1] == 0
+    assert len(lines) == 2 and all(kept == real for kept, _, real in (line.partition("=") for line in lines)), lines
+    assert lines[1] == f"{child}={child}"
+    assert forks.pid() == os.getpid()
