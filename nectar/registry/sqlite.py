@@ -38,7 +38,7 @@ from nectar.registry.schema import (
     statements,
 )
 from nectar.registry.sql import ACTIVE, INSERT_NEW
-from nectar.registry.sqlite_checkpoints import BACKSTOP_FRAMES, Checkpointer, release
+from nectar.registry.sqlite_checkpoints import BACKSTOP_FRAMES, Checkpointer, opening, release
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
 
@@ -292,9 +292,10 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         return conn
 
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
+        with opening():  # its first lock on the WAL index not dropped by a release's close (sqlite_checkpoints)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a commit is in the WAL file (the OS's page cache) before COMMIT returns, so an accepted run
         # survives kill -9 of any process (tests/faults/test_processes.py, test_worker_dies.py); the WAL is fsynced
         # at each checkpoint (every CHECKPOINT_TURNS write turns of a process: sqlite_checkpoints), so a power loss or
