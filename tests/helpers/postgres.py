@@ -38,11 +38,12 @@ PREFIX = "nectar-pg-"
 OWNER = "owner.lock"
 
 
-def stop_orphans(binaries: Path, parent: Path) -> list[Path]:
-    """Stop and remove the servers in ``parent`` whose test session died without stopping them (a killed
-    ``pytest``: ``pg_ctl`` starts a server in the background, no child of the session); the folders removed."""
+def stop_orphans(binaries: Path, parent: Path | None = None) -> list[Path]:
+    """Stop and remove the servers in ``parent`` (the temporary folder) whose test session died without stopping
+    them (a killed ``pytest``: ``pg_ctl`` starts a server in the background, no child of the session); the folders
+    removed."""
     removed = []
-    for folder in parent.glob(f"{PREFIX}*"):
+    for folder in (Path(tempfile.gettempdir()) if parent is None else parent).glob(f"{PREFIX}*"):
         try:
             owner = os.open(folder / OWNER, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:  # none (being made, or an older helper's): not known to be left behind
@@ -92,7 +93,6 @@ class PostgresServer:
         gives a folder of its own: another session starting a server at the same moment stopped and removed it
         under the test (which read its ``postmaster.pid``: not found)."""
         binaries = ensure_installed()
-        parent = Path(tempfile.gettempdir()) if parent is None else parent
         stop_orphans(binaries, parent)
         folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
         owner = _owned(folder)
