@@ -86,8 +86,13 @@ class ForkGate:
                 self._changed.notify_all()
 
     def before_fork(self) -> None:
-        """Wait until no other thread is inside, and keep the gate (its lock held across the fork)."""
+        """Wait until no other thread forks and no other thread is inside, and keep the gate (its lock held across
+        the fork). Forks are made one at a time: one that noted itself over another's that waited for the threads
+        inside let the first fork while none was noted, and the second then forked noted by no one (a thread that
+        entered meanwhile was inside during its fork)."""
         self._lock.acquire()
+        while self._forking is not None:  # another thread's fork, waiting for those inside: after it
+            self._changed.wait()
         me = self._forking = get_ident()
         while len(self._depths) > (me in self._depths):  # another than this one (it forks from inside: not waited for)
             self._changed.wait()

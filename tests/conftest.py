@@ -123,7 +123,7 @@ def registries_closed(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     registries.close_opened()
     # the values of its fixtures, torn down before this one, go (pytest drops them after the last teardown): a store
-    # among them frees what its close keeps for a later use (its word that a run was queued, a thread's connection)
+    # among them frees what its close keeps for a later use (a thread's connection)
     request.node.funcargs.clear()
     left = registries.left_open(before)
     if left:

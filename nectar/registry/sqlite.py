@@ -9,7 +9,6 @@ import sqlite3
 import struct
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar, cast
 
 from nectar import wakeup
+from nectar.descriptors import SharedDescriptor
 from nectar.forks import SQLITE, lock_made_anew_in_children, pid
 from nectar.registry import counts, fire_counts, sqlite_counts
 from nectar.registry.combine import Combiner, Outcome
@@ -38,7 +38,7 @@ from nectar.registry.schema import (
     statements,
 )
 from nectar.registry.sql import ACTIVE, INSERT_NEW
-from nectar.registry.sqlite_checkpoints import BACKSTOP_FRAMES, Checkpointer, release
+from nectar.registry.sqlite_checkpoints import BACKSTOP_FRAMES, Checkpointer, opening, release
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
 
@@ -235,9 +235,9 @@ class Own:
     #: its threads' submissions written together (:mod:`nectar.registry.combine`)
     combined: Combiner[tuple[Run, int | None], tuple[Run, bool]] | None = None
     #: its descriptor for the word that a run was queued, once made (:meth:`SQLiteRunStore._changes`)
-    changes: tuple[int | None] | None = None
+    changes: tuple[SharedDescriptor | None] | None = None
     #: its descriptor that gives that word (:meth:`SQLiteRunStore._queued`), once opened
-    queues: int | None = None
+    queues: SharedDescriptor | None = None
 
 
 class SQLiteRunStore(SqlTriggers, SqlWaits):
@@ -292,9 +292,10 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         return conn
 
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
+        with opening():  # its first lock on the WAL index not dropped by a release's close (sqlite_checkpoints)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a commit is in the WAL file (the OS's page cache) before COMMIT returns, so an accepted run
         # survives kill -9 of any process (tests/faults/test_processes.py, test_worker_dies.py); the WAL is fsynced
         # at each checkpoint (every CHECKPOINT_TURNS write turns of a process: sqlite_checkpoints), so a power loss or
@@ -491,9 +492,11 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
     def close(self) -> None:
         """End this process's use of the file: its checkpoints (what it wrote since the last copied, the thread
         ended, its connection closed), its turn's descriptor, and the connections it holds idle (those another
-        thread holds are its own). A later use opens them again. The checkpointer's descriptor of the WAL index is
-        closed last, once no connection of the process is on the file (:func:`~.sqlite_checkpoints.release`: a
-        close releases every lock of the process on the file, SQLite's too); kept until then."""
+        thread holds are its own), its descriptors of the word that a run was queued (:meth:`_queued`,
+        :meth:`_changes`: each once no thread writes to or polls it). A later use opens them again. The
+        checkpointer's descriptor of the WAL index is closed last, once no connection of the process is on the file
+        (:func:`~.sqlite_checkpoints.release`: a close releases every lock of the process on the file, SQLite's
+        too); kept until then."""
         with _OPENING:
             writers = _WRITERS.pop((os.getpid(), str(self.path)), None)
         if writers is not None:
@@ -505,6 +508,10 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
                 conn.close()
         own.writes, own.idle[:] = None, []
         self._local.conn = self._local.owned = None
+        (queues, own.queues), (changes, own.changes) = (own.queues, None), (own.changes, None)
+        for word in (queues, *(changes or ())):
+            if word is not None:
+                word.close()
         release()
 
     @property
@@ -535,10 +542,17 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         """:meth:`_queued`'s byte, written now."""
         own = self._own()
         try:
-            if own.queues is None:
-                own.queues = os.open(self.queued_word, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                weakref.finalize(self, _close_in, own.pid, own.queues)
-            os.pwrite(own.queues, b"q", 0)
+            queues = own.queues
+            if queues is None:
+                with _OPENING:  # one per process (another thread's, made meanwhile, or this one)
+                    if (queues := own.queues) is None:
+                        fd = os.open(self.queued_word, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                        queues = own.queues = SharedDescriptor(fd, self)
+            if queues.take():  # not once closed (:meth:`close`): its number may be another file's since
+                try:
+                    os.pwrite(queues.fd, b"q", 0)
+                finally:
+                    queues.give_back()
         except OSError:  # the run is queued all the same: workers also look for work on their own
             pass
 
@@ -560,10 +574,15 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         if first:
             return True
         if changed is not None:
-            woken = wakeup.readable([*also, changed], timeout)
-            if changed in woken:
-                wakeup.drain(changed)
-            return changed in woken
+            if not changed.take():  # closed since (:meth:`close`): the next wait makes another, and returns at once
+                return True
+            try:
+                woken = wakeup.readable([*also, changed.fd], timeout)
+                if changed.fd in woken:
+                    wakeup.drain(changed.fd)
+            finally:
+                changed.give_back()
+            return changed.fd in woken
 
         def version() -> int:
             with SQLITE.inside():
@@ -582,10 +601,11 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             if left <= 0 or wakeup.readable(also, min(left, self.WAKE_INTERVAL)):
                 return False
 
-    def _changes(self) -> tuple[int | None, bool]:
-        """This process's descriptor for the word that a run was queued (made once, closed with this store; None
-        where there is none), and whether it was made now. Two threads waiting at once share it: one may drain the
-        other's wake-up, which then waits out its timeout; a worker waits on one thread."""
+    def _changes(self) -> tuple[SharedDescriptor | None, bool]:
+        """This process's descriptor for the word that a run was queued (made once, closed by :meth:`close` once no
+        thread polls it, or as this store is freed; None where there is none), and whether it was made now. Two
+        threads waiting at once share it: one may drain the other's wake-up, which then waits out its timeout; a
+        worker waits on one thread."""
         own = self._own()  # a fork's copy is the parent's: make this process's own
         if own.changes is not None:
             return own.changes[0], False
@@ -595,13 +615,6 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             fd = wakeup.changes(self.queued_word)
         except OSError:
             pass
-        if fd is not None:
-            weakref.finalize(self, _close_in, own.pid, fd)
-        own.changes = (fd,)
-        return fd, True
-
-
-def _close_in(pid: int, fd: int) -> None:
-    """Close ``fd`` if this is still the process ``pid`` that opened it (a fork's copy is closed by its exit)."""
-    if os.getpid() == pid:
-        os.close(fd)
+        changes = None if fd is None else SharedDescriptor(fd, self)
+        own.changes = (changes,)
+        return changes, True

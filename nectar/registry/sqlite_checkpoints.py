@@ -88,6 +88,15 @@ def locked_here() -> set[int]:
     return found
 
 
+def opening() -> AbstractContextManager[bool]:
+    """Held by every opening of a registry connection in this process until its first statement has run (SQLite's
+    first lock on the WAL index, which the process's connections then hold while one is on the file), and by
+    :func:`release` from its look at the process's locks to its close of the descriptors no lock is on: a connection
+    opened between the two would have its lock dropped by that close (a close releases every lock of the process on
+    the file). Not the fork gate, which the writer that releases may hold (two of them would wait on each other)."""
+    return _KEEPING
+
+
 def kept_or_opened(path: str) -> int:
     """A descriptor of the WAL index at ``path``: the one kept for the file (:func:`release`), else one opened."""
     with _KEEPING:
@@ -104,11 +113,10 @@ def release(fd: int | None = None) -> None:
     """Be done with ``fd`` (if any), a descriptor of a WAL index: closed, unless the process holds a lock on its
     file (SQLite's connections of the process on it: the one that tells another process opening the file that the
     index is in use, the readers' marks); then kept, for the next checkpointer of the file or a later release. Those
-    kept before are closed once no lock of the process is on their file (read once, then closed: a connection of
-    another thread that opens the file's index for the first time in between would lose its locks, a gap left: the
-    one exclusion with SQLite's opens, the fork gate :data:`~nectar.forks.SQLITE`, is held by the writer whose look
-    finds its index removed and releases it here, and two of them waiting for the gate to empty would wait for good;
-    a window of microseconds, only where the file is opened anew just as the last connection on it closed)."""
+    kept before are closed once no lock of the process is on their file (read once, then closed, while no
+    connection of the process is being opened, :func:`opening`: one of another thread that took its first lock on
+    the file's index in between would have lost it, and another process opening the file would have found the index
+    in use by none)."""
     with _KEEPING:
         if fd is not None:
             _KEPT.append(fd)

@@ -31,18 +31,19 @@ def ensure_installed() -> Path:
     return binaries
 
 
-#: each server's folder, in the temporary folder
+#: each server's folder, in the temporary folder (or in a folder of a test's own: :meth:`PostgresServer.start`)
 PREFIX = "nectar-pg-"
 #: the file in a server's folder that its test session holds locked while it lives (the kernel lets go when the
 #: session dies, SIGKILL included): a server whose lock is free was left behind
 OWNER = "owner.lock"
 
 
-def stop_orphans(binaries: Path) -> list[Path]:
-    """Stop and remove the servers whose test session died without stopping them (a killed ``pytest``: ``pg_ctl``
-    starts a server in the background, no child of the session); the folders removed."""
+def stop_orphans(binaries: Path, parent: Path | None = None) -> list[Path]:
+    """Stop and remove the servers in ``parent`` (the temporary folder) whose test session died without stopping
+    them (a killed ``pytest``: ``pg_ctl`` starts a server in the background, no child of the session); the folders
+    removed."""
     removed = []
-    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+    for folder in (Path(tempfile.gettempdir()) if parent is None else parent).glob(f"{PREFIX}*"):
         try:
             owner = os.open(folder / OWNER, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:  # none (being made, or an older helper's): not known to be left behind
@@ -86,10 +87,14 @@ class PostgresServer:
     owner: int  # the locked descriptor of the folder's OWNER file, held while this session lives
 
     @classmethod
-    def start(cls, port: int) -> PostgresServer:
+    def start(cls, port: int, parent: Path | None = None) -> PostgresServer:
+        """A server in a new folder of ``parent`` (the temporary folder, where every session's is), once the servers
+        left there by killed sessions are stopped (:func:`stop_orphans`). A test that leaves one there on purpose
+        gives a folder of its own: another session starting a server at the same moment stopped and removed it
+        under the test (which read its ``postmaster.pid``: not found)."""
         binaries = ensure_installed()
-        stop_orphans(binaries)
-        folder = Path(tempfile.mkdtemp(prefix=PREFIX))
+        stop_orphans(binaries, parent)
+        folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
         owner = _owned(folder)
         if os.geteuid() == 0:
             shutil.chown(folder, "postgres", "postgres")

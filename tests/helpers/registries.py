@@ -13,11 +13,11 @@ from nectar import steps
 from nectar.registry import sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
 
-#: the files beside a registry ``<file>`` that its connections and its process's turn open (SQLite's WAL and WAL
-#: index, our writers' turn). Not the word that a run was queued (``-queued``): a store keeps its descriptor through
-#: its close, for a later use, until the store is freed, and a store closed may still be held (a worker's executor in
-#: the test process: by nothing the collector sees)
-BESIDE = ("-wal", "-shm", "-journal", "-writer")
+#: the files beside a registry ``<file>`` that its connections, its process's turn and its word that a run was queued
+#: open (SQLite's WAL and WAL index, our writers' turn, ``-queued``: a store's close closes each)
+BESIDE = ("-wal", "-shm", "-journal", "-writer", "-queued")
+#: what ``/proc/self/fd`` names a watch of the kernel's (on the word that a run was queued: :func:`.wakeup.changes`)
+INOTIFY = "anon_inode:inotify"
 #: the names a registry file takes in the tests (``NECTAR_DATA_DIR``'s ``runs.sqlite3``, and tests' own)
 NAMES = (".sqlite3", ".sqlite", ".db")
 
@@ -48,9 +48,10 @@ def descriptors() -> dict[int, str]:
 
 
 def is_registry(target: str) -> bool:
-    """Whether a descriptor open on ``target`` is one of a registry's: its file or one beside it."""
+    """Whether a descriptor open on ``target`` is one of a registry's: its file, one beside it, or a watch of the
+    kernel's (a store's on its word that a run was queued; no test's own outlives the test)."""
     path = target.removesuffix(" (deleted)")
-    return path.endswith(BESIDE + NAMES) or (not path.endswith("-queued") and os.path.exists(f"{path}-writer"))
+    return target == INOTIFY or path.endswith(BESIDE + NAMES) or os.path.exists(f"{path}-writer")
 
 
 def left_open(before: dict[int, str]) -> list[str]:

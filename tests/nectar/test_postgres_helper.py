@@ -2,45 +2,75 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.conftest import REPO, free_port, wait_until
 from tests.faults.conftest import alive
-from tests.helpers.postgres import PostgresServer
+from tests.helpers.postgres import PostgresServer, ensure_installed, stop_orphans
 
-#: a test session that starts a server and dies by SIGKILL: nothing of it can stop the server
+#: a test session that starts a server in the folder ``argv[1]`` and dies by SIGKILL: nothing of it can stop the server
+#: (its lifeline neither, as where the lifeline's watcher was killed too: a server that carries it is killed by it at
+#: some moment after the session's death, not known to the test)
 KILLED_SESSION = (
-    "import os, signal\n"
+    "import os, signal, sys\n"
+    "from pathlib import Path\n"
     "from tests.conftest import free_port\n"
+    "from tests.helpers import postgres\n"
     "from tests.helpers.postgres import PostgresServer\n"
-    "server = PostgresServer.start(free_port())\n"
+    "postgres.lifeline_env = dict\n"
+    "server = PostgresServer.start(free_port(), Path(sys.argv[1]))\n"
     "print(server.folder, flush=True)\n"
     "os.kill(os.getpid(), signal.SIGKILL)\n"
 )
 
 
+@pytest.fixture
+def servers_folder() -> Iterator[Path]:
+    """A folder of the test's own for its servers, out of every other session's sight (not the temporary folder's
+    ``nectar-pg-*``), that PostgreSQL's user may enter; a server left there stopped at its end."""
+    folder = Path(tempfile.mkdtemp(prefix="nectar-pg-test-servers-"))
+    folder.chmod(0o755)
+    yield folder
+    stop_orphans(ensure_installed(), folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_a_server_left_by_a_killed_session_is_stopped_by_the_next_start_and_a_live_ones_is_kept(
-    postgres: PostgresServer,
+    servers_folder: Path,
 ) -> None:
     """``pg_ctl`` runs the server in the background, no child of the session, so a killed ``pytest`` left it running
-    (two were found on this machine after a helper stopped its suite). The next start stops and removes it; a
-    server whose session lives (this one's) is kept."""
-    done = subprocess.run([sys.executable, "-c", KILLED_SESSION], cwd=REPO, capture_output=True, text=True, check=False)
-    orphan = Path(done.stdout.strip())
-    postmaster = int((orphan / "data" / "postmaster.pid").read_text().split()[0])
-    assert done.returncode == -9 and alive(postmaster), done.stderr
-
-    server = PostgresServer.start(free_port())
+    (two were found on this machine after a helper stopped its suite). The next start in the same folder stops and
+    removes it; a server whose session lives (this one's) is kept; a start elsewhere (another session's, in the
+    temporary folder) leaves it alone."""
+    live = PostgresServer.start(free_port(), servers_folder)
     try:
-        wait_until(lambda: not alive(postmaster), timeout=60)
-        assert not orphan.exists()
-        with psycopg.connect(postgres.url) as conn:  # the live session's server answers, as the new one does
-            assert conn.execute("SELECT 1").fetchone() == (1,)
-        with psycopg.connect(server.url) as conn:
-            assert conn.execute("SELECT 1").fetchone() == (1,)
+        argv = [sys.executable, "-c", KILLED_SESSION, str(servers_folder)]
+        done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False)
+        orphan = Path(done.stdout.strip())
+        postmaster = int((orphan / "data" / "postmaster.pid").read_text().split()[0])
+        assert done.returncode == -9 and alive(postmaster), done.stderr
+
+        elsewhere = PostgresServer.start(free_port())  # another session's, at the same moment
+        elsewhere.stop()
+        assert alive(postmaster) and orphan.exists(), "a start in another folder stopped the orphan of this one"
+
+        server = PostgresServer.start(free_port(), servers_folder)
+        try:
+            wait_until(lambda: not alive(postmaster), timeout=60)
+            assert not orphan.exists()
+            with psycopg.connect(live.url) as conn:  # the live session's server answers, as the new one does
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+            with psycopg.connect(server.url) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        finally:
+            server.stop()
     finally:
-        server.stop()
+        live.stop()

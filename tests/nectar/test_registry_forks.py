@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import threading
 import time
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -189,3 +190,64 @@ def test_the_pid_a_process_keeps_is_its_own_in_every_child_forked_from_it_and_in
     assert len(lines) == 2 and all(kept == real for kept, _, real in (line.partition("=") for line in lines)), lines
     assert lines[1] == f"{child}={child}"
     assert forks.pid() == os.getpid()
+
+
+#: what each fork through :data:`TWO_FORKS` saw as it was made (its gate kept): the forking thread, the thread the
+#: gate noted as forking, the other threads inside
+SEEN_AT_FORKS: list[tuple[int, int | None, set[int]]] | None = None
+
+
+def _seen_at_fork() -> None:
+    if SEEN_AT_FORKS is not None:
+        SEEN_AT_FORKS.append(
+            (threading.get_ident(), TWO_FORKS._forking, set(TWO_FORKS._depths) - {threading.get_ident()})
+        )
+
+
+# registered before the gate: a hook before a fork runs after those registered later, so after the gate's own
+os.register_at_fork(before=_seen_at_fork)
+#: a gate every fork of this process goes through (open, and so passed at once, but in the test below)
+TWO_FORKS = ForkGate()
+TWO_FORKS.register()
+
+
+def test_two_threads_forking_at_once_each_fork_with_the_gate_its_own() -> None:
+    """Two threads fork (real forks) while a third is inside the gate: each fork waits for it, and is made with the
+    gate noted as its own, one after the other. The second to ask noted itself over the first, which waited: the
+    first forked noted as the second, and the second, once the first's end cleared the note, forked noted by no one
+    (a thread that came in meanwhile was inside during its fork)."""
+    global SEEN_AT_FORKS
+    entered, leave = threading.Event(), threading.Event()
+    exits: list[int] = []
+
+    def inside() -> None:
+        with TWO_FORKS.inside():
+            entered.set()
+            leave.wait(PATIENCE)
+
+    def fork() -> None:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child only exits)
+            os._exit(0)
+        exits.append(os.waitpid(pid, 0)[1])
+
+    holder = threading.Thread(target=inside)
+    forkers = [threading.Thread(target=fork), threading.Thread(target=fork)]
+    SEEN_AT_FORKS = []
+    try:
+        holder.start()
+        assert entered.wait(PATIENCE)
+        for forker in forkers:
+            forker.start()
+            wait_until(partial(waits_in, forker, "before_fork"), timeout=PATIENCE)
+        leave.set()
+        for thread in (holder, *forkers):
+            thread.join(PATIENCE)
+        seen = SEEN_AT_FORKS
+    finally:
+        SEEN_AT_FORKS = None
+        leave.set()
+
+    assert exits == [0, 0]
+    assert sorted(forker for forker, _, _ in seen) == sorted(forker.ident or 0 for forker in forkers)
+    assert [(noted, others) for forker, noted, others in seen] == [(forker, set()) for forker, _, _ in seen]

@@ -22,6 +22,7 @@ from nectar.registry import sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
 from tests.helpers.forks import said_by_a_child_forked_while_held
+from tests.helpers.threads import at_line
 from tests.nectar.test_runs import new_run
 
 #: SQLite's own mark for its automatic checkpoint, in WAL frames (``wal_autocheckpoint``'s default)
@@ -539,3 +540,57 @@ def test_a_process_in_a_pid_namespace_of_its_own_keeps_its_locks_through_the_reg
     env = {**os.environ, **lifeline_env()}
     seen = subprocess.run(argv, check=True, env=env, capture_output=True, text=True, timeout=GUARD, cwd=REPOSITORY)
     assert seen.stdout.strip() not in ("", "None"), seen
+
+
+#: a process that keeps a connection open on the registry at ``argv[1]`` (its WAL index stays there) until its stdin
+#: closes
+HOLDS_THE_FILE = (
+    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT 1 FROM sqlite_master').fetchall(); "
+    "print('open', flush=True); sys.stdin.read()"
+)
+
+
+def test_a_connection_opened_while_a_release_looks_at_the_locks_keeps_its_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release reads the process's locks, then closes the kept descriptors of files no lock is on: a connection
+    another thread opened in between had its first lock on the file's index dropped by that close (another process
+    opening the file then finds the index in use by none). An opening waits for the release to be done."""
+    path = tmp_path / "runs.sqlite3"
+    shm = Path(f"{path}-shm")
+    runs = SQLiteRunStore(path)
+    argv = [sys.executable, "-c", HOLDS_THE_FILE, str(path)]
+    other = subprocess.Popen(argv, env={**os.environ, **lifeline_env()}, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert other.stdin is not None and other.stdout is not None
+    opened: list[sqlite3.Connection] = []
+    try:
+        assert other.stdout.readline() == b"open\n"
+        with closing(runs._open()):
+            sqlite_checkpoints.release(os.open(shm, os.O_RDONLY | os.O_CLOEXEC))  # kept: a lock of ours is on it
+        assert not locked_here(shm)
+        looked = sqlite_checkpoints.locked_here
+        opener = threading.Thread(target=lambda: opened.append(runs._open()))
+
+        def a_connection_opened_meanwhile() -> set[int]:
+            found = looked()
+            opener.start()
+            waits = ("_open", "with opening():  # its first lock on the WAL index not dropped by a release's close")
+            wait_until(
+                lambda: opened or at_line(opener)[:1] == waits[:1] and at_line(opener)[1].startswith(waits[1][:15]),
+                GUARD,
+            )
+            return found
+
+        monkeypatch.setattr(sqlite_checkpoints, "locked_here", a_connection_opened_meanwhile)
+        sqlite_checkpoints.release()
+        monkeypatch.undo()
+        opener.join(GUARD)
+
+        assert opened, "the connection was not opened"
+        assert locked_here(shm), "the lock of the connection opened during the release was dropped"
+    finally:
+        for conn in opened:
+            conn.close()
+        other.stdin.close()
+        other.wait(GUARD)
+        runs.close()

@@ -19,6 +19,7 @@ from nectar.registry import Run
 from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
+from tests.helpers import registries
 from tests.nectar.test_runs import new_run, open_store
 
 __all__ = ["open_store"]  # the fixture: each test with it runs against SQLite and PostgreSQL
@@ -142,7 +143,7 @@ def test_a_waiting_sqlite_worker_sleeps_through_commits_that_queue_no_run(
     thread.start()
     wait_until(lambda: waiter and sleeps_long_in_poll(waiter[0]), timeout=60)
     own = worker._own().changes
-    watch = own[0] if own is not None else None
+    watch = own[0].fd if own is not None and own[0] is not None else None
     assert watch is not None, "the kernel does not tell this worker of writes"
     for _ in range(3):
         assert api.heartbeat(run.id, run.attempt)
@@ -293,3 +294,60 @@ def test_runs_imported_pending_wake_a_waiting_worker(open_store: Callable[[], Sq
 
     assert returns(lambda: told.append(worker.wait_for_work(FOREVER)))
     assert told == [True]
+
+
+def words_open() -> dict[int, str]:
+    """This process's descriptors of a word that a run was queued: ``-queued`` files and the kernel's watches."""
+    return {
+        fd: target
+        for fd, target in registries.descriptors().items()
+        if target.endswith("-queued") or target == registries.INOTIFY
+    }
+
+
+def test_a_closed_store_holds_no_descriptor_of_the_word_that_a_run_was_queued(tmp_path: Path) -> None:
+    """A store's close closes its descriptors of the word (the one it writes, the kernel's watch of it), not only
+    its freeing: a store still held after its close (a worker's executor in the test process) kept them, 17 files
+    and 12 watches in an xdist worker by the end of ``tests/nectar``. A later use opens them again."""
+    before = words_open()
+    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs.wait_for_work(0.0)
+    runs.submit(new_run())
+    opened = {fd: target for fd, target in words_open().items() if before.get(fd) != target}
+    assert sorted(opened.values()) == sorted([str(runs.queued_word), registries.INOTIFY])
+    runs.close()
+
+    assert {fd: target for fd, target in words_open().items() if before.get(fd) != target} == {}
+    assert runs.wait_for_work(FOREVER), "a wait after the close, with a watch made anew, returns at once"
+    assert runs.submit(new_run(1))[1]
+    assert runs.wait_for_work(FOREVER), "a submission after the close gives the word"
+    runs.close()
+
+
+def test_a_wait_keeps_its_watch_through_a_close_until_it_returns(tmp_path: Path, pipe: tuple[int, int]) -> None:
+    """A close while another thread sleeps in a ``poll()`` of the store's watch closes it once that wait returns:
+    closed under it, its number could be given to another file, which the wait's drain would then read."""
+    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs.wait_for_work(0.0)
+    own = runs._own().changes
+    watch = own[0].fd if own is not None and own[0] is not None else None
+    assert watch is not None, "the kernel does not tell this process of writes"
+    read, write = pipe
+    waiter: list[int] = []
+    told: list[bool] = []
+
+    def waiting() -> None:
+        waiter.append(threading.get_native_id())
+        told.append(runs.wait_for_work(FOREVER, [read]))
+
+    thread = threading.Thread(target=waiting, daemon=True)
+    thread.start()
+    wait_until(lambda: waiter and sleeps_long_in_poll(waiter[0]), timeout=60)
+    runs.close()
+    kept = registries.descriptors().get(watch)
+    os.write(write, b"x")
+    thread.join(60)
+
+    assert kept == registries.INOTIFY, "the watch was closed while a wait polled it"
+    assert told == [False]
+    assert registries.descriptors().get(watch) != registries.INOTIFY, "the watch outlived the wait after the close"

@@ -1,0 +1,56 @@
+"""A descriptor that a process's threads use while another may close it, closed once none of them uses it."""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+
+
+class SharedDescriptor:
+    """A descriptor (``fd``) that threads write to or poll (:meth:`take` ... :meth:`give_back`) while another may
+    :meth:`close` it: the number is closed once the close was asked and no thread uses it any longer, so no thread
+    writes to or polls a number after its close (the process may have given it to another file since). Closed too
+    once ``owner`` is freed (if it was not before), and only in the process that opened it: a fork's copy is the
+    parent's (its child closes its own copies as it exits)."""
+
+    def __init__(self, fd: int, owner: object) -> None:
+        self.fd = fd
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._users = 0
+        self._closing = False
+        self._freed = weakref.finalize(owner, self.close)
+
+    def take(self) -> bool:
+        """Whether the caller may use :attr:`fd` (then it gives it back after, :meth:`give_back`): not once closed."""
+        with self._lock:
+            if self._closing:
+                return False
+            self._users += 1
+            return True
+
+    def give_back(self) -> None:
+        """The caller's use that :meth:`take` allowed is over: the number closed if it was the last, after a close."""
+        with self._lock:
+            self._users -= 1
+            last = self._closing and self._users == 0
+        if last:
+            self._shut()
+
+    def close(self) -> None:
+        """Closed now if no thread uses it, else by the last to give it back; later :meth:`take` are refused. A
+        fork's copy is left alone (its lock may have been copied held)."""
+        if os.getpid() != self._pid:
+            return
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            last = self._users == 0
+        if last:
+            self._shut()
+
+    def _shut(self) -> None:
+        self._freed.detach()
+        os.close(self.fd)
