@@ -53,6 +53,9 @@ class ForkGate:
         self._depths: dict[int, int] = {}
         #: the thread that is forking, if one is (it holds the lock meanwhile)
         self._forking: int | None = None
+        #: by fork under way, the thread it found noted as forking (one waiting for the threads inside, the forking
+        #: thread among them), noted again once it is done
+        self._noted_before: list[int | None] = []
 
     def inside(self) -> ForkGate:
         """While the caller uses what the gate guards: no fork happens meanwhile."""
@@ -89,16 +92,20 @@ class ForkGate:
         """Wait until no other thread forks and no other thread is inside, and keep the gate (its lock held across
         the fork). Forks are made one at a time: one that noted itself over another's that waited for the threads
         inside let the first fork while none was noted, and the second then forked noted by no one (a thread that
-        entered meanwhile was inside during its fork)."""
+        entered meanwhile was inside during its fork). A thread inside forks at once all the same: a fork noted
+        before it waits for it to leave, which it would never do while it waited for that fork; that one is noted
+        again once it is done."""
         self._lock.acquire()
-        while self._forking is not None:  # another thread's fork, waiting for those inside: after it
+        me = get_ident()
+        while self._forking is not None and me not in self._depths:  # another's fork, waiting for those inside
             self._changed.wait()
-        me = self._forking = get_ident()
+        self._noted_before.append(self._forking)
+        self._forking = me
         while len(self._depths) > (me in self._depths):  # another than this one (it forks from inside: not waited for)
             self._changed.wait()
 
     def after_fork_in_parent(self) -> None:
-        self._forking = None
+        self._forking = self._noted_before.pop()
         self._changed.notify_all()
         self._lock.release()
 

@@ -244,7 +244,11 @@ class AttemptLease:
             _current = self
             for signum, handler in LEASE_HANDLERS.items():  # once per process (unless something set another since)
                 reuse.process_handler(signum, handler)
-        standby.start(self._beat, "nectar-heartbeat")  # a spare's thread started ahead, if it has one
+        try:
+            standby.start(self._beat, "nectar-heartbeat")  # a spare's thread started ahead, if it has one
+        except BaseException:  # no attempt runs (its ``with`` is left at once): the handlers act on none
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *_: Any) -> None:

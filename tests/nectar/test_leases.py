@@ -15,7 +15,7 @@ import luigi
 import pytest
 from flask.testing import FlaskClient
 
-from nectar import reuse
+from nectar import reuse, standby
 from nectar.attempt import InvalidMaxRuntime, max_runtime
 from nectar.config import Settings
 from nectar.leases import AttemptLease, holder
@@ -198,25 +198,16 @@ def test_a_tasks_own_max_runtime_wins_and_one_that_is_no_number_of_seconds_is_th
         max_runtime(WrongLimitTask(), 100.0)
 
 
-def test_a_process_between_attempts_ignores_a_late_interrupt_and_dies_of_sigterm(
-    claimed: tuple[RunStore, Run],
-) -> None:
-    """The lease's signal handlers stay set from one attempt to the next (a reused process's runs), the run's things
-    put back between them: with no attempt running, SIGUSR2 (the heartbeat's interrupt, late) is ignored, and SIGTERM
-    ends the process as its default action does. In a child forked for it (the signals are the process's)."""
-    runs, run = claimed
+def said_by_a_child_sent_sigterm(then: Callable[[int], None]) -> tuple[bytes, int]:
+    """What a child forked for it wrote on its pipe (``then``, given the pipe's end, in the child), which then sends
+    itself SIGTERM (it writes " after SIGTERM" if it lives on), and its wait status: the signals are the process's."""
     said, told = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: an attempt's lease taken and ended, the run's things put back, then the signals
+    if pid == 0:
         code = 1
         try:
             os.close(said)
-            before = reuse.before_run()
-            with AttemptLease(runs, run, interval=3600):
-                pass
-            reuse.put_back(before)
-            os.kill(os.getpid(), signal.SIGUSR2)
-            os.write(told, b"alive")  # its handler (or its default action) has acted by now
+            then(told)
             os.kill(os.getpid(), signal.SIGTERM)
             os.write(told, b" after SIGTERM")
             code = 0
@@ -225,6 +216,53 @@ def test_a_process_between_attempts_ignores_a_late_interrupt_and_dies_of_sigterm
     os.close(told)
     with os.fdopen(said, "rb") as pipe:
         heard = pipe.read()
-    _, status = os.waitpid(pid, 0)
+    return heard, os.waitpid(pid, 0)[1]
+
+
+def test_a_process_between_attempts_ignores_a_late_interrupt_and_dies_of_sigterm(
+    claimed: tuple[RunStore, Run],
+) -> None:
+    """The lease's signal handlers stay set from one attempt to the next (a reused process's runs), the run's things
+    put back between them: with no attempt running, SIGUSR2 (the heartbeat's interrupt, late) is ignored, and SIGTERM
+    ends the process as its default action does. In a child forked for it (the signals are the process's)."""
+    runs, run = claimed
+
+    def between_attempts(told: int) -> None:  # an attempt's lease taken and ended, the run's things put back
+        before = reuse.before_run()
+        with AttemptLease(runs, run, interval=3600):
+            pass
+        reuse.put_back(before)
+        os.kill(os.getpid(), signal.SIGUSR2)
+        os.write(told, b"alive")  # its handler (or its default action) has acted by now
+
+    heard, status = said_by_a_child_sent_sigterm(between_attempts)
     assert heard == b"alive"
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, status
+
+
+def test_a_process_whose_lease_failed_to_start_its_heartbeat_dies_of_sigterm_after(
+    claimed: tuple[RunStore, Run],
+) -> None:
+    """An attempt's lease whose heartbeat thread cannot start (a process out of threads: caused here by a start that
+    raises, the fault root's limits do not let a test cause) raises from its ``with``, which is left at once: no
+    attempt runs then, and the process's signal handlers act on none. SIGTERM then ends the process as its default
+    action does; it raised the lease's interrupt (``Interrupted``) where the process was, the lease it had failed to
+    start kept as the attempt running. In a child forked for it (the signals are the process's)."""
+    runs, run = claimed
+
+    def failed_to_start(told: int) -> None:  # a lease that fails to start, the run's things put back
+        def no_thread(*_: object) -> None:
+            raise RuntimeError("can't start new thread")
+
+        standby.start = no_thread  # type: ignore[assignment] # the child's own module: it exits after
+        before = reuse.before_run()
+        try:
+            with AttemptLease(runs, run, interval=3600):
+                os.write(told, b" ran")
+        except RuntimeError:
+            os.write(told, b"failed")
+        reuse.put_back(before)
+
+    heard, status = said_by_a_child_sent_sigterm(failed_to_start)
+    assert heard == b"failed"
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, status

@@ -251,3 +251,50 @@ def test_two_threads_forking_at_once_each_fork_with_the_gate_its_own() -> None:
     assert exits == [0, 0]
     assert sorted(forker for forker, _, _ in seen) == sorted(forker.ident or 0 for forker in forkers)
     assert [(noted, others) for forker, noted, others in seen] == [(forker, set()) for forker, _, _ in seen]
+
+
+def test_a_thread_inside_the_gate_forks_while_another_fork_waits_for_it_to_leave() -> None:
+    """A thread outside asks to fork while another is inside: its fork waits for that one to leave. The one inside
+    then forks itself (its own hooks, from inside): it forks at once, with the gate its own, and the first is noted
+    again after it, and forks once the other has left. It waited for the first fork to be made, which waited for it to
+    leave: neither ever went on. (The gate's hooks are called here as a fork calls them: a gate stuck so is this
+    test's own, not one every fork of the test's process goes through.)"""
+    gate = ForkGate()
+    entered, fork_inside, leave = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, tuple[int, int | None, set[int]]] = {}
+
+    def forked(name: str) -> None:
+        me = threading.get_ident()
+        gate.before_fork()
+        seen[name] = (me, gate._forking, set(gate._depths) - {me})
+        gate.after_fork_in_parent()
+
+    def inside() -> None:
+        with gate.inside():
+            entered.set()
+            fork_inside.wait(PATIENCE)
+            forked("inside")
+            seen["after"] = (threading.get_ident(), gate._forking, set())
+            leave.wait(PATIENCE)
+
+    holder = threading.Thread(target=inside, daemon=True)  # daemon: left stuck where the gate deadlocks
+    outside = threading.Thread(target=forked, args=("outside",), daemon=True)
+    try:
+        holder.start()
+        assert entered.wait(PATIENCE)
+        outside.start()
+        wait_until(partial(waits_in, outside, "before_fork"), timeout=PATIENCE)
+        fork_inside.set()
+        wait_until(lambda: "after" in seen or not holder.is_alive(), timeout=PATIENCE)
+        assert "outside" not in seen, "the fork outside was made while a thread was inside"
+        leave.set()
+        outside.join(PATIENCE)
+        holder.join(PATIENCE)
+    finally:
+        fork_inside.set()
+        leave.set()
+
+    assert seen["inside"] == (holder.ident, holder.ident, set())
+    assert seen["after"] == (holder.ident, outside.ident, set()), "the waiting fork was not noted again"
+    assert seen["outside"] == (outside.ident, outside.ident, set())
+    assert not outside.is_alive() and not holder.is_alive()
