@@ -399,9 +399,7 @@ class Executor:
         for another run, taken back among the spares. An outcome the attempt did not record is recorded here."""
         del self.children[pid]
         if exited:
-            for fd in (child.exited, child.stat):
-                if fd is not None:
-                    os.close(fd)
+            wakeup.close_all(child.exited, child.stat)
         if exited and child.channel is not None:
             self._listen(child)  # its end closed with its process: whether it read its run (what it said is moot)
             if child.channel is not None:  # its end outlives it (a process it forked): is its run still there?

@@ -103,9 +103,7 @@ class Spare:
 
     def close_handles(self) -> None:
         """Close its process's descriptors (:attr:`stat`, :attr:`exited`): it is let go, or has exited."""
-        for fd in (self.stat, self.exited):
-            if fd is not None:
-                os.close(fd)
+        wakeup.close_all(self.stat, self.exited)
         self.stat = self.exited = None
 
 

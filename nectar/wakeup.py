@@ -58,6 +58,13 @@ def stat_of(pid: int) -> int | None:
         return None
 
 
+def close_all(*fds: int | None) -> None:
+    """Close each of a child's descriptors made here (:func:`exits`, :func:`stat_of`) that was made (not None)."""
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
+
+
 def main_thread_exited(stat: int | None) -> bool:
     """Whether the main thread of the child whose ``/proc`` stat ``stat`` reads (:func:`stat_of`) has exited (it is a
     zombie); False where it cannot say. A process killed while it has other threads is a zombie before the last of

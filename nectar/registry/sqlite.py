@@ -502,7 +502,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         if writers is not None:
             writers.close()
         own = self._own()
-        mine = getattr(self._local, "conn", None) if getattr(self._local, "pid", None) == os.getpid() else None
+        mine = getattr(self._local, "conn", None) if getattr(self._local, "pid", None) == pid() else None
         for conn in (own.writes, *own.idle, mine):  # and the closing thread's own (:meth:`_connection`)
             if conn is not None:
                 conn.close()
