@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 
 import luigi
 
-from nectar import build, standby, wakeup
+from nectar import build, forks, standby, wakeup
 from nectar.attempt import attempt, chain_file, execute, quiet_luigi, task_in
 from nectar.build import Build
 from nectar.catalog.loader import Stamp, chain_code, file_stamp, load_ahead
@@ -261,9 +261,9 @@ class Executor:
         made = None
         standby.keep(standby.ATTEMPT_THREADS)  # once per process: the threads its attempts hand work to
         try:
-            if self._checked != os.getpid():  # its connections open: a process taking another run has them already
+            if self._checked != forks.pid():  # its connections open: a process taking another run has them already
                 self.runs.check()
-                self._checked = os.getpid()
+                self._checked = forks.pid()
             secret = scheduler_secret(self.settings)
             made = Build(self.settings.scheduler_url, process_name(), secret, kept_scheduler(self.settings))
         except Exception:  # the attempt will make them again, and fail with the reason if it must

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import quote, unquote, urlsplit
 
+from nectar import forks
 from nectar.config import Settings
 from nectar.errors import SchedulerUnavailable
 from nectar.luigi_internals import RemoteScheduler
@@ -184,17 +185,17 @@ class Connections:
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection, and whether it was used before (a server may have closed it since)."""
         held: tuple[int, http.client.HTTPConnection] | None = getattr(self._local, "held", None)
-        if held is not None and held[0] == os.getpid():
+        if held is not None and held[0] == forks.pid():
             return held[1], True
         conn = self._factory(self._host, self._port, timeout=self.timeout)
-        self._local.held = (os.getpid(), conn)
+        self._local.held = (forks.pid(), conn)
         return conn, False
 
     def _unread(self) -> _Unread:
         """This thread's calls sent ahead, their answers unread (a forked process starts with none)."""
         unread: _Unread | None = getattr(self._local, "unread", None)
-        if unread is None or unread.pid != os.getpid():
-            unread = self._local.unread = _Unread(os.getpid())
+        if unread is None or unread.pid != forks.pid():
+            unread = self._local.unread = _Unread(forks.pid())
         return unread
 
     def open(self) -> None:
@@ -212,7 +213,7 @@ class Connections:
         unread: _Unread | None = getattr(self._local, "unread", None)
         if unread is not None:
             unread.sent = 0  # what was written on the connection dropped is sent again on the next
-        if held is not None and held[0] == os.getpid():
+        if held is not None and held[0] == forks.pid():
             held[1].close()
 
     def post(self, path: str, form: dict[str, str]) -> bytes:
@@ -448,7 +449,7 @@ class Connections:
         and did not read is forgotten, never sent nor read in the next run; the connection it went on, out of step
         with it, is dropped (kept otherwise)."""
         unread: _Unread | None = getattr(self._local, "unread", None)
-        if unread is None or unread.pid != os.getpid():
+        if unread is None or unread.pid != forks.pid():
             return
         if unread.calls:
             self._drop()

@@ -13,9 +13,10 @@ thread as before (:func:`start`).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
+
+from nectar import forks
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +87,9 @@ def keep(count: int) -> None:
     """Have ``count`` standby threads in this process (those it has already are kept: started once per process)."""
     global _KEPT
     pid, kept = _KEPT
-    if pid != os.getpid():
+    if pid != forks.pid():
         kept = []
-        _KEPT = (os.getpid(), kept)
+        _KEPT = (forks.pid(), kept)
     while len(kept) < count:
         kept.append(Standby(f"nectar-standby-{len(kept)}"))
 
@@ -96,7 +97,7 @@ def keep(count: int) -> None:
 def hand(work: Callable[[], object]) -> Started | None:
     """Run ``work`` on an idle standby thread of this process; None if it has none."""
     pid, kept = _KEPT
-    if pid == os.getpid():
+    if pid == forks.pid():
         for standby in kept:
             if standby.take(work):
                 return Started(standby, None)

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import TextIO
 
+from nectar import forks
 from nectar.logs.capture import open_text
 
 #: files made ahead: the folder, the process that made them, a descriptor of the folder, and theirs
@@ -30,7 +31,7 @@ def make_ahead(folder: Path) -> None:
     """Make the two anonymous files (stdout and stderr) the next step of this process will log to, in ``folder``."""
     global _made, _refused
     where = str(folder)
-    if _refused or (_made is not None and _made[:2] == (where, os.getpid()) and len(_made[3]) == 2):
+    if _refused or (_made is not None and _made[:2] == (where, forks.pid()) and len(_made[3]) == 2):
         return
     discard()
     fds: list[int] = []
@@ -46,7 +47,7 @@ def make_ahead(folder: Path) -> None:
             os.close(fd)
         _refused = True
         return
-    _made = (where, os.getpid(), directory, fds)
+    _made = (where, forks.pid(), directory, fds)
 
 
 def _open_folder(folder: Path) -> int:
@@ -63,7 +64,7 @@ def take(path: Path) -> TextIO | None:
     :func:`~nectar.logs.capture.open_log` opens a file; None if there is none (the caller creates it)."""
     global _refused
     made = _made
-    if made is None or made[0] != str(path.parent) or made[1] != os.getpid() or not made[3]:
+    if made is None or made[0] != str(path.parent) or made[1] != forks.pid() or not made[3]:
         return None
     fd = made[3][-1]
     try:
@@ -82,6 +83,6 @@ def discard() -> None:
     """Close the files made ahead that were not named (they vanish), if this process made them."""
     global _made
     made, _made = _made, None
-    if made is not None and made[1] == os.getpid():
+    if made is not None and made[1] == forks.pid():
         for fd in (made[2], *made[3]):
             os.close(fd)
