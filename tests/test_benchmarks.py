@@ -382,6 +382,17 @@ def test_the_dispatch_benchmark_counts_the_cpu_of_a_process_tree_to_the_nanoseco
     assert used >= 0.02, used
 
 
+def test_a_filled_registry_is_in_its_file_not_left_in_the_wal(tmp_path: Path) -> None:
+    """The benchmarks' registry, once filled, is in its database file, as a service's writers leave theirs as they go
+    (checkpointed): left in the WAL, every page a lookup read was read from there by the served lookups measured."""
+    path = tmp_path / "runs.sqlite3"
+    fill_registry(path, range(50))
+
+    assert not path.with_name("runs.sqlite3-wal").exists()
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        assert db.execute("SELECT COUNT(*) FROM runs WHERE state = 'DONE'").fetchone() == (50,)
+
+
 def test_the_status_lookups_in_process_are_answered_200_and_timed(tmp_path: Path) -> None:
     """The status benchmark's in-process figure: the app looks up each key (a DONE run, its out.txt), and a key it
     does not know (a 404) is an error, not a figure."""
