@@ -586,16 +586,8 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         changed, first = self._changes()
         if first:
             return True
-        if changed is not None:
-            if not changed.take():  # closed since (:meth:`close`): the next wait makes another, and returns at once
-                return True
-            try:
-                woken = wakeup.readable([*also, changed.fd], timeout)
-                if changed.fd in woken:
-                    wakeup.drain(changed.fd)
-            finally:
-                changed.give_back()
-            return changed.fd in woken
+        if changed is not None:  # closed before or during the wait (:meth:`close`): the next makes another
+            return changed.poll(also, timeout) is not False
 
         def version() -> int:
             with SQLITE.inside():
