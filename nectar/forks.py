@@ -26,9 +26,7 @@ import os
 import threading
 from _thread import get_ident
 from collections.abc import MutableMapping
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 
 class ForkGate:
@@ -129,13 +127,6 @@ def lock_made_anew_in_children(namespace: MutableMapping[str, Any], name: str) -
     in every child forked from this process: its users read it by name at each use."""
     os.register_at_fork(after_in_child=lambda: namespace.__setitem__(name, threading.Lock()))
     return threading.Lock()
-
-
-def emptied_in_children(items: list[T]) -> list[T]:
-    """``items``, emptied in every child forked from this process as the fork returns there: what the parent holds
-    there (descriptors it keeps, each to close under conditions of its own) is not the child's to act on."""
-    os.register_at_fork(after_in_child=items.clear)
-    return items
 
 
 def pid() -> int:
