@@ -21,7 +21,7 @@ from nectar import fence
 from nectar.config import Settings
 from nectar.errors import InvalidKey, StoreUnavailable
 from nectar.keys import TargetKey
-from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit
+from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit, temporary_name
 
 T = TypeVar("T")
 
@@ -48,7 +48,7 @@ class _FencedLocalFile(atomic_file):
     _moved = False
 
     def generate_tmp_path(self, path: str) -> str:
-        return _temporary_name(path)  # not luigi's, from the process's ``random``
+        return temporary_name(path)  # not luigi's, from the process's ``random``
 
     def move_to_final_destination(self) -> None:
         fenced_commit(self, super().move_to_final_destination)
@@ -102,13 +102,6 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _TEMPORARY_TRIES = 100
 
 
-def _temporary_name(dest: str) -> str:
-    """A temporary name beside ``dest`` (``<name>-luigi-tmp-<n>``, as luigi names its atomic files), ``n`` drawn from
-    the kernel (``os.urandom``), not from the process's ``random``: a task's code may seed that one, and each name
-    the service drew for a target of the task shifted the sequence the task then drew."""
-    return f"{dest}-luigi-tmp-{int.from_bytes(os.urandom(5), 'big') % 10_000_000_000:010d}"
-
-
 def _in_its_folder(dest: str, make: Callable[[], T]) -> T:
     """``make()``, which makes a new file in ``dest``'s folder; that folder made (``mkdir -p``) and ``make()`` again
     if it is missing: made when missing, not before every file, and made again if it was made ahead and is gone
@@ -121,11 +114,12 @@ def _in_its_folder(dest: str, make: Callable[[], T]) -> T:
 
 
 def _new_temporary(dest: str) -> tuple[int, str]:
-    """A new temporary file beside ``dest`` (:func:`_temporary_name`), opened to write, and its path; its folder made
-    when it is missing (:func:`_in_its_folder`). A name taken (a writer killed between its open and its rename left
-    it) is passed over for another: the file is not ours to remove, another writer may hold it."""
+    """A new temporary file beside ``dest`` (:func:`~nectar.stores.base.temporary_name`), opened to write, and its
+    path; its folder made when it is missing (:func:`_in_its_folder`). A name taken (a writer killed between its
+    open and its rename left it) is passed over for another: the file is not ours to remove, another writer may hold
+    it."""
     for _ in range(_TEMPORARY_TRIES):
-        tmp = _temporary_name(dest)
+        tmp = temporary_name(dest)
         try:
             return _in_its_folder(dest, partial(os.open, tmp, _NEW_FILE, 0o666)), tmp
         except FileExistsError:

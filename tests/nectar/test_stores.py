@@ -331,7 +331,7 @@ def test_a_local_write_text_takes_another_temporary_name_when_one_is_left_there(
     left = dest.with_name(f"{dest.name}-luigi-tmp-0000001234")
     left.write_text("half of what a killed writer wrote")
     names = iter([str(left), str(left), f"{dest}-luigi-tmp-0000005678"])
-    monkeypatch.setattr(local, "_temporary_name", lambda _: next(names))
+    monkeypatch.setattr(local, "temporary_name", lambda _: next(names))
 
     store.write_text(key, '{"n": 1}\n')
 
@@ -367,4 +367,27 @@ def test_a_local_write_leaves_the_processs_random_where_a_task_seeded_it(
     finally:
         random.setstate(state)  # the process's as it was, for the tests after
     assert store.exists(key)
+    assert drawn == expected
+
+
+def test_a_targets_temporary_path_leaves_the_processs_random_where_a_task_seeded_it(store: TargetStore) -> None:
+    """luigi's ``temporary_path()`` (a task writes a path its command fills, renamed into place) drew its name from
+    ``random``: a task that seeded it drew a shifted sequence after it. Its name drawn elsewhere, the path committed
+    in place all the same, through the fence, on either kind of store."""
+    target = store.target(KEY)
+    state = random.getstate()
+    try:
+        random.seed(1234)
+        expected = [random.random() for _ in range(3)]
+        random.seed(1234)
+        with target.temporary_path() as temporary:
+            assert "-luigi-tmp-" in temporary and temporary != target.path
+            if store.kind == "s3":
+                target.fs.put_string("out", temporary)
+            else:
+                Path(temporary).write_text("out")
+        drawn = [random.random() for _ in range(3)]
+    finally:
+        random.setstate(state)  # the process's as it was, for the tests after
+    assert store.read_text(KEY) == "out"
     assert drawn == expected
