@@ -6,6 +6,7 @@ import contextlib
 import gc
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -340,6 +341,22 @@ def test_a_local_write_text_takes_another_temporary_name_when_one_is_left_there(
     assert sorted(path.name for path in dest.parent.iterdir()) == sorted([dest.name, left.name])
 
 
+@contextlib.contextmanager
+def random_seeded_by_a_task() -> Iterator[None]:
+    """The process's ``random`` seeded as a task seeds it, for the ``with``: what it draws after is what it drew right
+    after the seed (checked), whatever the block wrote; the process's own restored after, for the tests after."""
+    state = random.getstate()
+    try:
+        random.seed(1234)
+        expected = [random.random() for _ in range(3)]
+        random.seed(1234)
+        yield
+        drawn = [random.random() for _ in range(3)]
+    finally:
+        random.setstate(state)
+    assert drawn == expected, "a write drew from the process's random"
+
+
 @pytest.mark.parametrize("write", ["write_text", "open", "put_files"])
 def test_a_local_write_leaves_the_processs_random_where_a_task_seeded_it(
     settings: Settings, tmp_path: Path, write: str
@@ -351,11 +368,7 @@ def test_a_local_write_leaves_the_processs_random_where_a_task_seeded_it(
     key = KEY.with_file("params.txt")
     source = tmp_path / "stdout.log"
     source.write_bytes(PAYLOAD)
-    state = random.getstate()
-    try:
-        random.seed(1234)
-        expected = [random.random() for _ in range(3)]
-        random.seed(1234)
+    with random_seeded_by_a_task():
         if write == "write_text":
             store.write_text(key, '{"n": 1}\n')
         elif write == "open":
@@ -363,31 +376,25 @@ def test_a_local_write_leaves_the_processs_random_where_a_task_seeded_it(
                 handle.write('{"n": 1}\n')
         else:
             store.put_files([(source, key)], move=False, new_folder=True)
-        drawn = [random.random() for _ in range(3)]
-    finally:
-        random.setstate(state)  # the process's as it was, for the tests after
     assert store.exists(key)
-    assert drawn == expected
 
 
-def test_a_targets_temporary_path_leaves_the_processs_random_where_a_task_seeded_it(store: TargetStore) -> None:
-    """luigi's ``temporary_path()`` (a task writes a path its command fills, renamed into place) drew its name from
-    ``random``: a task that seeded it drew a shifted sequence after it. Its name drawn elsewhere, the path committed
-    in place all the same, through the fence, on either kind of store."""
+@pytest.mark.parametrize("write", ["temporary_path", "open"])
+def test_a_targets_write_leaves_the_processs_random_where_a_task_seeded_it(store: TargetStore, write: str) -> None:
+    """luigi's ``temporary_path()`` (a task writes a path its command fills, renamed into place) and its atomic file
+    (``open("w")``: S3's is a local file, uploaded) drew their names from ``random``: a task that seeded it drew a
+    shifted sequence after each. Their names drawn elsewhere, the path committed in place all the same, through the
+    fence, on either kind of store."""
     target = store.target(KEY)
-    state = random.getstate()
-    try:
-        random.seed(1234)
-        expected = [random.random() for _ in range(3)]
-        random.seed(1234)
-        with target.temporary_path() as temporary:
-            assert "-luigi-tmp-" in temporary and temporary != target.path
-            if store.kind == "s3":
-                target.fs.put_string("out", temporary)
-            else:
-                Path(temporary).write_text("out")
-        drawn = [random.random() for _ in range(3)]
-    finally:
-        random.setstate(state)  # the process's as it was, for the tests after
+    with random_seeded_by_a_task():
+        if write == "open":
+            with target.open("w") as handle:
+                handle.write("out")
+        else:
+            with target.temporary_path() as temporary:
+                assert "-luigi-tmp-" in temporary and temporary != target.path
+                if store.kind == "s3":
+                    target.fs.put_string("out", temporary)
+                else:
+                    Path(temporary).write_text("out")
     assert store.read_text(KEY) == "out"
-    assert drawn == expected
