@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Sequence
+
+from nectar import wakeup
 
 
 class SharedDescriptor:
@@ -12,7 +15,9 @@ class SharedDescriptor:
     :meth:`close` it: the number is closed once the close was asked and no thread uses it any longer, so no thread
     writes to or polls a number after its close (the process may have given it to another file since). Closed too
     once ``owner`` is freed (if it was not before), and only in the process that opened it: a fork's copy is the
-    parent's (its child closes its own copies as it exits)."""
+    parent's (its child closes its own copies as it exits). A close wakes every thread polling it (:meth:`poll`) at
+    once: each polls an ``eventfd`` beside it that the close makes readable, closed with it by the last to give it
+    back."""
 
     def __init__(self, fd: int, owner: object) -> None:
         self.fd = fd
@@ -20,6 +25,8 @@ class SharedDescriptor:
         self._lock = threading.Lock()
         self._users = 0
         self._closing = False
+        #: the ``eventfd`` a close writes to, made by the first :meth:`poll` (a descriptor only written needs none)
+        self._closed: int | None = None
         self._freed = weakref.finalize(owner, self.close)
 
     def take(self) -> bool:
@@ -29,6 +36,24 @@ class SharedDescriptor:
                 return False
             self._users += 1
             return True
+
+    def poll(self, also: Sequence[int], timeout: float) -> bool | None:
+        """Sleep up to ``timeout`` seconds, until :attr:`fd` (then drained) or one of ``also`` is readable: whether
+        :attr:`fd` was; None if it is closed, before the sleep or during it (the close ends the sleep at once)."""
+        with self._lock:
+            if self._closing:
+                return None
+            if self._closed is None:
+                self._closed = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            closed = self._closed
+            self._users += 1
+        try:
+            woken = wakeup.readable([*also, self.fd, closed], timeout)
+            if self.fd in woken:
+                wakeup.drain(self.fd)
+        finally:
+            self.give_back()
+        return True if self.fd in woken else None if closed in woken else False
 
     def give_back(self) -> None:
         """The caller's use that :meth:`take` allowed is over: the number closed if it was the last, after a close."""
@@ -47,6 +72,8 @@ class SharedDescriptor:
             if self._closing:
                 return
             self._closing = True
+            if self._closed is not None:  # open until the last user gives it back, which is after this
+                os.eventfd_write(self._closed, 1)
             last = self._users == 0
         if last:
             self._shut()
@@ -54,3 +81,5 @@ class SharedDescriptor:
     def _shut(self) -> None:
         self._freed.detach()
         os.close(self.fd)
+        if self._closed is not None:
+            os.close(self._closed)

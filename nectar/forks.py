@@ -26,9 +26,7 @@ import os
 import threading
 from _thread import get_ident
 from collections.abc import MutableMapping
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 
 class ForkGate:
@@ -42,15 +40,24 @@ class ForkGate:
     any other thread is inside. Each looks after the other noted itself, so one of the two sees the other: a thread
     that sees a fork steps back out and waits on the lock, which the forking thread holds but while it waits."""
 
-    def __init__(self) -> None:
-        self._open()
+    def __init__(self, along: ForkGate | None = None) -> None:
+        #: the gate that holds the lock, the fork under way and the forks noted over, shared by every gate made
+        #: ``along`` it (each with threads inside of its own): a fork waits for the threads inside any of them, and
+        #: is made through that one alone (the first's hooks). Two gates of their own each held their lock while a
+        #: fork waited at the other: a thread inside that forked then waited for that lock, and the fork for it.
+        self._gate: ForkGate = self if along is None else along._gate
+        #: how deep each thread inside is, by its id (the registry may nest its uses: only the outermost counts); a
+        #: thread that is not inside has no item
+        self._depths: dict[int, int] = {}
+        if along is None:
+            self._rooms: list[dict[int, int]] = [self._depths]
+            self._open()
+        else:
+            self._gate._rooms.append(self._depths)
 
     def _open(self) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        #: how deep each thread inside is, by its id (the registry may nest its uses: only the outermost counts); a
-        #: thread that is not inside has no item
-        self._depths: dict[int, int] = {}
         #: the thread that is forking, if one is (it holds the lock meanwhile)
         self._forking: int | None = None
         #: by fork under way, the thread it found noted as forking (one waiting for the threads inside, the forking
@@ -65,15 +72,16 @@ class ForkGate:
         me = get_ident()
         depth = self._depths.get(me, 0)
         self._depths[me] = depth + 1
-        forking = self._forking
+        gate = self._gate
+        forking = gate._forking
         if depth or forking is None or forking == me:  # in already (a fork waits for it), none forking, or forking
             return
         # a fork is being made, and waits for this thread: out again until it is done
-        with self._lock:
-            while self._forking is not None:
+        with gate._lock:
+            while gate._forking is not None:
                 del self._depths[me]
-                self._changed.notify_all()
-                self._changed.wait()
+                gate._changed.notify_all()
+                gate._changed.wait()
                 self._depths[me] = 1
 
     def __exit__(self, *_: object) -> None:
@@ -83,10 +91,11 @@ class ForkGate:
             self._depths[me] = depth
             return
         del self._depths[me]
-        forking = self._forking
+        gate = self._gate
+        forking = gate._forking
         if forking is not None and forking != me:  # a fork waits for this thread, maybe
-            with self._lock:
-                self._changed.notify_all()
+            with gate._lock:
+                gate._changed.notify_all()
 
     def before_fork(self) -> None:
         """Wait until no other thread forks and no other thread is inside, and keep the gate (its lock held across
@@ -94,14 +103,16 @@ class ForkGate:
         inside let the first fork while none was noted, and the second then forked noted by no one (a thread that
         entered meanwhile was inside during its fork). A thread inside forks at once all the same: a fork noted
         before it waits for it to leave, which it would never do while it waited for that fork; that one is noted
-        again once it is done."""
+        again once it is done. Nor does a fork wait for a thread inside whose own fork it was noted over (two threads
+        inside that both fork): that thread waits in this method for its turn, using nothing the gate guards, and
+        each waited for the other to leave. The gates made along this one count as this one."""
         self._lock.acquire()
         me = get_ident()
-        while self._forking is not None and me not in self._depths:  # another's fork, waiting for those inside
+        while self._forking is not None and not any(me in room for room in self._rooms):  # another's fork, waiting
             self._changed.wait()
         self._noted_before.append(self._forking)
         self._forking = me
-        while len(self._depths) > (me in self._depths):  # another than this one (it forks from inside: not waited for)
+        while any(room.keys() - {me} - set(self._noted_before) for room in self._rooms):  # another inside, not waiting
             self._changed.wait()
 
     def after_fork_in_parent(self) -> None:
@@ -112,13 +123,15 @@ class ForkGate:
     def after_fork_in_child(self) -> None:
         """The child's only thread is the one that forked: a gate of its own, open, nobody else inside."""
         me = get_ident()
-        depth = self._depths.get(me, 0)
         self._open()
-        if depth:
-            self._depths[me] = depth
+        for room in self._rooms:
+            depth = room.get(me, 0)
+            room.clear()
+            if depth:
+                room[me] = depth
 
     def register(self) -> None:
-        """Make every fork of this process go through the gate."""
+        """Make every fork of this process go through the gate (and those made along it)."""
         os.register_at_fork(
             before=self.before_fork, after_in_parent=self.after_fork_in_parent, after_in_child=self.after_fork_in_child
         )
@@ -129,13 +142,6 @@ def lock_made_anew_in_children(namespace: MutableMapping[str, Any], name: str) -
     in every child forked from this process: its users read it by name at each use."""
     os.register_at_fork(after_in_child=lambda: namespace.__setitem__(name, threading.Lock()))
     return threading.Lock()
-
-
-def emptied_in_children(items: list[T]) -> list[T]:
-    """``items``, emptied in every child forked from this process as the fork returns there: what the parent holds
-    there (descriptors it keeps, each to close under conditions of its own) is not the child's to act on."""
-    os.register_at_fork(after_in_child=items.clear)
-    return items
 
 
 def pid() -> int:
@@ -156,6 +162,5 @@ os.register_at_fork(after_in_child=_forked)
 #: the gate of the SQLite registry's threads in this process
 SQLITE = ForkGate()
 SQLITE.register()
-#: the gate of the chain files executed in this process (and what they import)
-IMPORTS = ForkGate()
-IMPORTS.register()
+#: the gate of the chain files executed in this process (and what they import), a fork through :data:`SQLITE`'s
+IMPORTS = ForkGate(along=SQLITE)

@@ -74,6 +74,14 @@ def filter_sql(runs: RunFilter) -> tuple[str, list[Any]]:
     return " AND ".join(clauses) or "TRUE", args
 
 
+def counted(runs: RunFilter) -> str | None:
+    """The expression over ``run_counts``' row that counts the runs of a filter by state alone (its column), or of
+    none (every state's, added); None for any other filter (the counts are by state only)."""
+    if runs == RunFilter(state=runs.state):
+        return " + ".join(STATE_COLUMNS.values()) if runs.state is None else STATE_COLUMNS[runs.state]
+    return None
+
+
 class SqlReads(RunStore):
     """The registry in SQL that SQLite and PostgreSQL both speak, with ``?`` for each parameter: its reads.
 
@@ -146,10 +154,18 @@ class SqlReads(RunStore):
         return run, [step_of((run.id, *row[width:-1])) for row in rows]
 
     def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
+        """As :meth:`RunStore.find`. The total of a filter by state alone, or of none, is the count the database
+        keeps with each change (``run_counts``, :mod:`~nectar.registry.counts`: one row read), exact where it is;
+        of any other, a ``COUNT(*)`` of the runs it selects (a state's was one of every run in it, through the
+        index ``runs_queue``: 10,000 PENDING runs read for a page of 50)."""
         condition, args = filter_sql(where)
+        kept = counted(where)
 
         def page(db: Any) -> tuple[list[Run], int]:
-            total = int(self._scalar(db, f"SELECT COUNT(*) FROM runs WHERE {condition}", args))
+            if kept is not None:
+                total = int(self._scalar(db, f"SELECT {kept} FROM run_counts WHERE id = 1"))
+            else:
+                total = int(self._scalar(db, f"SELECT COUNT(*) FROM runs WHERE {condition}", args))
             rows = self._exec(
                 db,
                 f"SELECT {RUNS} FROM runs WHERE {condition} ORDER BY queued_at DESC, id LIMIT ? OFFSET ?",

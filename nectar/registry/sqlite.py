@@ -129,11 +129,24 @@ class Writers:
             fcntl.lockf(self._turn, fcntl.LOCK_UN)
             after, self._after, self._holder = self._after, [], None
             self._threads.release()
-            for then in after:
-                then()
-            self.checkpoints.wrote()
+            self._then(after)
         else:
             self._threads.release()
+
+    def _then(self, after: list[Callable[[], None]]) -> None:
+        """What a turn asked to be done once it ended (:meth:`after_turn`), each one, then the checkpointer told: one
+        that raises skips none of the rest. The first error is raised once all have run: the turn's write is
+        committed, but what follows it (a byte that wakes the workers) was promised, and a caller that is not told
+        of its failure cannot tell it went wrong; an expected failure is its own to catch (:meth:`_word`)."""
+        first: BaseException | None = None
+        for then in after:
+            try:
+                then()
+            except BaseException as error:  # the rest run, then it is raised
+                first = first or error
+        self.checkpoints.wrote()
+        if first is not None:
+            raise first
 
     def after_turn(self, then: Callable[[], None]) -> bool:
         """If the calling thread is in its turn: ``then`` called once the turn is no longer its, the kernel's lock
@@ -573,16 +586,8 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         changed, first = self._changes()
         if first:
             return True
-        if changed is not None:
-            if not changed.take():  # closed since (:meth:`close`): the next wait makes another, and returns at once
-                return True
-            try:
-                woken = wakeup.readable([*also, changed.fd], timeout)
-                if changed.fd in woken:
-                    wakeup.drain(changed.fd)
-            finally:
-                changed.give_back()
-            return changed.fd in woken
+        if changed is not None:  # closed before or during the wait (:meth:`close`): the next makes another
+            return changed.poll(also, timeout) is not False
 
         def version() -> int:
             with SQLITE.inside():

@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from nectar.forks import SQLITE, emptied_in_children, lock_made_anew_in_children
+from nectar.forks import SQLITE, lock_made_anew_in_children
 from nectar.reuse import process_thread
 
 #: WAL frames past which a writer's COMMIT checkpoints all the same (``wal_autocheckpoint``; SQLite's own mark is
@@ -63,10 +63,28 @@ WAL_INDEX_VERSION = 3007000
 #: descriptors of WAL indexes that a checkpointer done with them could not close: the process held a lock on the file
 #: (a close releases every POSIX lock of its process on the file, SQLite's too). The next checkpointer of the file
 #: takes its own from here (:func:`kept_or_opened`), and each release closes those no lock of the process is on any
-#: longer (:func:`release`): the process keeps no more of them than files its connections are on. A fork's is empty:
-#: the parent's numbers are left alone there (a child that closed one and opened another file under its number, as a
-#: process set up anew may, had a release close that file's descriptor)
-_KEPT: list[int] = emptied_in_children([])
+#: longer (:func:`release`): the process keeps no more of them than files its connections are on. A fork's copies are
+#: closed as the fork returns in the child (:func:`_forget_in_child`)
+_KEPT: list[int] = []
+
+
+def _forget_in_child() -> None:
+    """In a child as its fork returns: close its copies of the parent's kept descriptors, and keep none. A spare kept
+    them for its life (one per kept WAL index), as the parent's to close. Closed then, they drop no lock: POSIX locks
+    are not inherited, so the child holds none yet on any file (the parent's SQLite connections it copied hold
+    theirs in the parent alone, and a close in the child releases only the child's), and it has run nothing that
+    could take one, nor opened another file under a kept number (a child that closed what it inherited and opened
+    others, as a process set up anew may, had a later release close that file's descriptor). A number the parent
+    closed as the fork was made is not listed (a release takes it out of the list before it closes it)."""
+    for fd in _KEPT:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _KEPT.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 #: held while a descriptor is kept, taken or closed (a fork's own: a parent's thread may hold it)
 _KEEPING = lock_made_anew_in_children(globals(), "_KEEPING")
 

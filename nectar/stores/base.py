@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -37,6 +38,13 @@ def fenced_commit(atomic: AtomicLocalFile, commit: Any) -> None:
     commit()
 
 
+def temporary_name(path: str) -> str:
+    """A temporary name beside ``path`` (``<path>-luigi-tmp-<n>``, as luigi names its atomic files), ``n`` drawn from
+    the kernel (``os.urandom``), not from the process's ``random``: a task's code may seed that one, and each name
+    the service or luigi drew for a target of the task shifted the sequence the task then drew."""
+    return f"{path}-luigi-tmp-{int.from_bytes(os.urandom(5), 'big') % 10_000_000_000:010d}"
+
+
 class FencedTemporaryPath:
     """``temporary_path()`` (a task writes a path, luigi renames it into place) that renames through the fence."""
 
@@ -45,14 +53,23 @@ class FencedTemporaryPath:
 
     @contextmanager
     def temporary_path(self) -> Iterator[str]:
-        with super().temporary_path() as temporary:  # type: ignore[misc]
-            yield temporary
-            try:
-                fence.check(self.path)
-            except BaseException:
-                with suppress(Exception):
-                    self.fs.remove(temporary)
-                raise
+        """luigi's ``FileSystemTarget.temporary_path`` (its folder made, the path renamed into place once the
+        ``with`` ends without an error), its name drawn by :func:`temporary_name`, and the rename through the fence:
+        a refused one leaves no temporary file behind."""
+        slashless = self.path.rstrip("/").rstrip("\\")
+        slash = self.path[-1:] if self.path[-1:] in ("/", "\\") else ""  # a folder's trailing slash, kept
+        temporary = temporary_name(slashless) + slash
+        folder = os.path.dirname(slashless)
+        if folder:
+            self.fs.mkdir(folder, parents=True, raise_if_exists=False)
+        yield temporary
+        try:
+            fence.check(self.path)
+        except BaseException:
+            with suppress(Exception):
+                self.fs.remove(temporary)
+            raise
+        self.fs.rename_dont_move(temporary, self.path)
 
 
 class TargetStore(ABC):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
-import random
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from stat import S_ISLNK, S_ISREG
-from typing import Any
+from typing import Any, TypeVar
 
 from luigi import LocalTarget
 from luigi.local_target import atomic_file
@@ -21,7 +21,9 @@ from nectar import fence
 from nectar.config import Settings
 from nectar.errors import InvalidKey, StoreUnavailable
 from nectar.keys import TargetKey
-from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit
+from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit, temporary_name
+
+T = TypeVar("T")
 
 
 def is_hard_link(status: os.stat_result) -> bool:
@@ -44,6 +46,9 @@ class _FencedLocalFile(atomic_file):
     #: its temporary file was renamed into place: none is left to remove when it is collected (luigi's ``__del__``
     #: stats the temporary path, twice for a text file: its wrapper calls it too)
     _moved = False
+
+    def generate_tmp_path(self, path: str) -> str:
+        return temporary_name(path)  # not luigi's, from the process's ``random``
 
     def move_to_final_destination(self) -> None:
         fenced_commit(self, super().move_to_final_destination)
@@ -97,19 +102,28 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _TEMPORARY_TRIES = 100
 
 
+def _in_its_folder(dest: str, make: Callable[[], T]) -> T:
+    """``make()``, which makes a new file in ``dest``'s folder; that folder made (``mkdir -p``) and ``make()`` again
+    if it is missing: made when missing, not before every file, and made again if it was made ahead and is gone
+    since (the step's own code cleared it), as a rename into it makes it."""
+    try:
+        return make()
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)  # its parent too, likely: a step's new key
+        return make()
+
+
 def _new_temporary(dest: str) -> tuple[int, str]:
-    """A new temporary file beside ``dest`` (``<name>-luigi-tmp-<n>``, as luigi names its atomic files), opened to
-    write, and its path; its folder made (``mkdir -p``) when it is missing, not before every file. A name taken (a
-    writer killed between its open and its rename left it, and the process's ``random``, which a task's code may
-    seed, drew it again) is passed over for another: the file is not ours to remove, another writer may hold it."""
+    """A new temporary file beside ``dest`` (:func:`~nectar.stores.base.temporary_name`), opened to write, and its
+    path; its folder made when it is missing (:func:`_in_its_folder`). A name taken (a writer killed between its
+    open and its rename left it) is passed over for another: the file is not ours to remove, another writer may hold
+    it."""
     for _ in range(_TEMPORARY_TRIES):
-        tmp = f"{dest}-luigi-tmp-{random.randrange(10_000_000_000):010d}"
+        tmp = temporary_name(dest)
         try:
-            return os.open(tmp, _NEW_FILE, 0o666), tmp
+            return _in_its_folder(dest, partial(os.open, tmp, _NEW_FILE, 0o666)), tmp
         except FileExistsError:
             continue
-        except FileNotFoundError:  # its folder missing: made, then a name tried again
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
     raise FileExistsError(errno.EEXIST, f"no free temporary name beside {dest} in {_TEMPORARY_TRIES} tries")
 
 
@@ -251,11 +265,7 @@ class LocalStore(TargetStore):
                 if exc.errno != errno.EXDEV:  # on another file system than the store: copied below
                     raise
         folder, name = os.path.split(dest)  # made by put_files (_make_folder_of), or ahead (make_folder_of)
-        try:
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-        except FileNotFoundError:  # made ahead and gone since: made again, as a rename into it makes it
-            _make_folder(folder)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        fd, tmp = _in_its_folder(dest, partial(tempfile.mkstemp, dir=folder, prefix=f".{name}.", suffix=".tmp"))
         try:
             with os.fdopen(fd, "wb") as out, open(local_path, "rb") as src:
                 shutil.copyfileobj(src, out)

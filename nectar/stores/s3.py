@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from nectar.config import Settings
 from nectar.errors import StoreUnavailable
 from nectar.keys import TargetKey
 from nectar.luigi_internals import s3_bucket_and_key
-from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit, served_type
+from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit, served_type, temporary_name
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +214,9 @@ def _fenced_s3_target_class() -> Any:
     from luigi.contrib.s3 import AtomicS3File, S3Target
 
     class FencedS3File(AtomicS3File):
+        def generate_tmp_path(self, path: str) -> str:  # its local file's, not drawn from the process's ``random``
+            return temporary_name(os.path.join(tempfile.gettempdir(), "luigi-s3"))
+
         def move_to_final_destination(self) -> None:
             fenced_commit(self, self._upload)
 

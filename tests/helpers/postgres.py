@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from harness import lifeline_env
+from harness import free_port, lifeline_env
 from tests.helpers.debian import install
 
 
@@ -33,6 +33,10 @@ def ensure_installed() -> Path:
 
 #: each server's folder, in the temporary folder (or in a folder of a test's own: :meth:`PostgresServer.start`)
 PREFIX = "nectar-pg-"
+#: starts of a new server, each on another port where the last one's was taken between its pick and the server's bind
+BIND_TRIES = 5
+#: what the server logs when its port is another process's (``EADDRINUSE``), and no other failure
+IN_USE = "Address already in use"
 #: the file in a server's folder that its test session holds locked while it lives (the kernel lets go when the
 #: session dies, SIGKILL included): a server whose lock is free was left behind
 OWNER = "owner.lock"
@@ -91,7 +95,9 @@ class PostgresServer:
         """A server in a new folder of ``parent`` (the temporary folder, where every session's is), once the servers
         left there by killed sessions are stopped (:func:`stop_orphans`). A test that leaves one there on purpose
         gives a folder of its own: another session starting a server at the same moment stopped and removed it
-        under the test (which read its ``postmaster.pid``: not found)."""
+        under the test (which read its ``postmaster.pid``: not found). ``port`` is picked free before ``initdb``, and
+        bound by the server a few seconds later: a server that finds it taken by then (another session's, this
+        failure alone) is started again on another (:data:`BIND_TRIES` in all), read from :attr:`port` after."""
         binaries = ensure_installed()
         stop_orphans(binaries, parent)
         folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
@@ -103,8 +109,24 @@ class PostgresServer:
         env = {**os.environ, **lifeline_env()}  # initdb dies with this process, even SIGKILLed (harness/lifeline.py)
         subprocess.run(_as_owner(initdb), env=env, check=True, capture_output=True, timeout=120)
         server = cls(binaries, folder, port, owner)
+        for _ in range(BIND_TRIES - 1):
+            logged = server.logged()
+            try:
+                server.resume()
+                return server
+            except subprocess.CalledProcessError:
+                if IN_USE not in server.logged()[len(logged) :]:
+                    raise
+            server.port = free_port()  # taken since it was picked (another session's): another one
         server.resume()
         return server
+
+    def logged(self) -> str:
+        """What the server wrote to its log so far ("" before its first start)."""
+        try:
+            return (self.folder / "log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def _pg_ctl(self, *argv: str) -> list[str]:
         return _as_owner([str(self.binaries / "pg_ctl"), "-D", str(self.folder / "data"), *argv])

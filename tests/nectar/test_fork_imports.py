@@ -65,7 +65,7 @@ def test_a_fork_during_a_chain_files_import_waits_and_its_child_imports_the_same
     forking = threading.Thread(target=fork)
     forking.start()
     # the fork waits at the gate for the import to end (or, unguarded, has happened already, mid-import)
-    wait_until(lambda: bool(children) or IMPORTS._forking is not None, timeout=PATIENCE)
+    wait_until(lambda: bool(children) or IMPORTS._gate._forking is not None, timeout=PATIENCE)
     events.release.set()
     forking.join()
     loading.join()

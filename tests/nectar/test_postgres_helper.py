@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -74,3 +75,19 @@ def test_a_server_left_by_a_killed_session_is_stopped_by_the_next_start_and_a_li
             server.stop()
     finally:
         live.stop()
+
+
+def test_a_server_whose_port_was_taken_since_it_was_picked_starts_on_another(servers_folder: Path) -> None:
+    """The port is picked free before ``initdb`` and bound at ``pg_ctl start``: another session may take it in
+    between (here this test holds it, listening). The server starts on another port, and answers there."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = PostgresServer.start(port, servers_folder)
+        try:
+            assert server.port != port
+            with psycopg.connect(server.url) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        finally:
+            server.stop()

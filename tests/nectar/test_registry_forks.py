@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
 from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from harness import lifeline_env
 from nectar import forks
 from nectar.forks import ForkGate
 from nectar.registry import Step, sqlite
@@ -20,6 +23,7 @@ from tests.helpers.forks import said_by_a_child_forked_while_held
 from tests.helpers.threads import at_line, waits_in
 from tests.nectar.test_runs import new_run
 
+REPOSITORY = Path(__file__).resolve().parents[2]
 #: seconds that only fail a hung test (SQLite's own busy timeout is 30 s)
 PATIENCE = 120.0
 
@@ -117,7 +121,7 @@ def test_a_fork_waits_for_the_thread_inside_and_holds_the_next_one_until_it_is_d
     assert forked.wait(PATIENCE), "the fork never went on after the last thread left"
     threads[2].start()
     # it either came in, or waits for the gate's lock, which the fork holds: the point at which it could have come in
-    entering = ("__enter__", "with self._lock:")
+    entering = ("__enter__", "with gate._lock:")
     wait_until(lambda: second_in.is_set() or (at_line(threads[2]) == entering and gate._lock.locked()), PATIENCE)
     assert not second_in.is_set(), "a thread came in during the fork"
     done.set()
@@ -298,3 +302,45 @@ def test_a_thread_inside_the_gate_forks_while_another_fork_waits_for_it_to_leave
     assert seen["after"] == (holder.ident, outside.ident, set()), "the waiting fork was not noted again"
     assert seen["outside"] == (outside.ident, outside.ident, set())
     assert not outside.is_alive() and not holder.is_alive()
+
+
+#: a process whose two threads are both inside the registry's fork gate and both fork (``os.fork``: the gate's hooks
+#: as every fork of the process runs them), in either order, each child exiting at once: it prints each fork's exit
+#: status, in the order made, and "done" once both returned
+TWO_FORK_FROM_INSIDE = """
+import os, threading, time
+from nectar.forks import SQLITE
+
+entered = threading.Barrier(3)
+made = []
+
+def forks():
+    with SQLITE.inside():
+        entered.wait()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(7)
+        made.append(os.waitpid(pid, 0)[1] >> 8)
+
+first, second = threading.Thread(target=forks, daemon=True), threading.Thread(target=forks, daemon=True)
+first.start()
+second.start()
+entered.wait()
+print("inside", flush=True)
+deadline = time.monotonic() + 60
+for forker in (first, second):
+    forker.join(max(0.0, deadline - time.monotonic()))
+print(made, "done" if not first.is_alive() and not second.is_alive() else "stuck", flush=True)
+"""
+
+
+def test_two_threads_inside_the_gate_that_both_fork_each_fork_once() -> None:
+    """Two threads inside the gate both fork: the first's fork waits for the other thread to leave, and the second's
+    (forking from inside, a thread of the gate's own waiting for it) waited for the first to leave, which waited for
+    it: both stuck for ever, and every later fork of the process. Real threads and real forks, in a process of its
+    own (a stuck gate would be every fork's of this test session); its 60 s per thread only fail a hung gate."""
+    argv = [sys.executable, "-c", TWO_FORK_FROM_INSIDE]
+    said = subprocess.run(
+        argv, env={**os.environ, **lifeline_env()}, capture_output=True, text=True, timeout=PATIENCE, cwd=REPOSITORY
+    )
+    assert said.stdout.splitlines() == ["inside", "[7, 7] done"], said

@@ -391,6 +391,43 @@ def test_find_filters_and_pages_newest_first(runs: SqlRunStore) -> None:
     assert runs.find(RunFilter(state=RunState.PENDING), offset=100) == ([], 13)
 
 
+def test_a_listing_by_state_counts_as_many_runs_as_it_lists(runs: SqlRunStore) -> None:
+    """Many runs in several states (queued, claimed, cancelled): the total of a listing by each state, and of one
+    with no filter, is the number of runs it lists page after page (read from the counts kept with each change)."""
+    made = [runs.submit(dataclasses.replace(new_run(n), queued_at=1000.0 + n))[0].id for n in range(240)]
+    for n in range(60):
+        assert runs.claim(f"worker-{n}") is not None
+    for run_id in made[::7]:
+        runs.cancel(run_id)
+    for where in [RunFilter(), *(RunFilter(state=state) for state in RunState)]:
+        listed, offset = [], 0
+        while page := runs.find(where, offset=offset, limit=50)[0]:
+            listed += page
+            offset += 50
+        total = runs.find(where, limit=1)[1]
+        assert total == len(listed) == len({run.id for run in listed}) == runs.count(where.state), where
+    assert runs.find(RunFilter(state=RunState.PENDING), limit=1)[1] == runs.queued() > 0
+
+
+def test_a_listing_by_state_counts_its_runs_without_reading_them(tmp_path: Path) -> None:
+    """The total of a listing by state alone is read from the one row of counts (``run_counts``), not counted
+    over the runs in that state (``COUNT(*)`` through the index ``runs_queue``: every one of them, per page)."""
+    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    for n in range(5):
+        runs.submit(new_run(n))
+    statements: list[str] = []
+    runs._read(lambda db: db.set_trace_callback(statements.append))  # the connection this thread's reads borrow
+    try:
+        assert runs.find(RunFilter(state=RunState.PENDING), limit=2)[1] == 5
+        assert runs.find(RunFilter(), limit=2)[1] == 5
+        assert runs.find(RunFilter(chain="c_chain", state=RunState.PENDING), limit=2)[1] == 5  # counted: by chain
+    finally:
+        runs._read(lambda db: db.set_trace_callback(None))
+    counts = [statement for statement in statements if "COUNT(" in statement.upper()]
+    assert len(counts) == 1 and "chain = " in counts[0], statements
+    runs.close()
+
+
 def test_an_older_release_refuses_a_newer_registry(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite3"
     SQLiteRunStore(path)

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -474,20 +475,36 @@ def test_a_kept_wal_index_descriptor_is_handed_on_and_closed_once_no_lock_is_lef
     assert shm_descriptors(tmp_path) <= 1
 
 
-def test_a_child_forked_while_its_parent_keeps_a_wal_index_descriptor_leaves_it_alone(tmp_path: Path) -> None:
-    """A descriptor of a WAL index the parent keeps (a lock of its was on the file as its registry closed) is the
-    parent's to close: a child forked then keeps none. Here the child has another file under the kept descriptor's
-    number (a process set up anew may close what it inherited and open others): a release in the child leaves it
-    open, where it closed it (no lock of the child's on that file)."""
-    path, other = tmp_path / "runs.sqlite3", tmp_path / "another-file"
-    other.write_text("")
+def said_by_a_child_forked_while_a_wal_index_descriptor_is_kept(path: Path, child: Callable[[int], bytes]) -> bytes:
+    """What ``child`` (given the kept descriptor's number) says in a child forked while this process keeps a
+    descriptor of the WAL index of the registry at ``path`` (a lock of its reader was on the file as the registry
+    closed); the parent's lock checked to be still there, as another process sees it, after the child is gone."""
+    shm = Path(f"{path}-shm")
     store = SQLiteRunStore(path)
     for n in range(sqlite_checkpoints.LOOK_EVERY):  # turns, and a look: the WAL index opened
         store.submit(new_run(n))
     kept = store.checkpoints._shm
     assert kept is not None
+    with closing(sqlite3.connect(path, isolation_level=None)) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM runs").fetchone()
+        store.close()  # the reader's locks on the index: kept
+        assert kept in sqlite_checkpoints._KEPT
+        said = said_by_a_child_forked_while_held(contextlib.nullcontext(), lambda: child(kept))
+        assert locked_here(shm) and lock_holder_seen_by_another_process(shm) == str(os.getpid())
+        reader.execute("COMMIT")
+    return said
 
-    def child() -> bytes:
+
+def test_a_child_forked_while_its_parent_keeps_a_wal_index_descriptor_leaves_it_alone(tmp_path: Path) -> None:
+    """A descriptor of a WAL index the parent keeps (a lock of its was on the file as its registry closed) is the
+    parent's to close: a child forked then keeps none. Here the child has another file under the kept descriptor's
+    number (a process set up anew may close what it inherited and open others): a release in the child leaves it
+    open, where it closed it (no lock of the child's on that file)."""
+    other = tmp_path / "another-file"
+    other.write_text("")
+
+    def child(kept: int) -> bytes:
         fd = os.open(other, os.O_RDONLY)
         os.dup2(fd, kept)
         os.close(fd)
@@ -497,14 +514,24 @@ def test_a_child_forked_while_its_parent_keeps_a_wal_index_descriptor_leaves_it_
         except OSError as error:
             return f"closed: {error}".encode()
 
-    with closing(sqlite3.connect(path, isolation_level=None)) as reader:
-        reader.execute("BEGIN")
-        reader.execute("SELECT count(*) FROM runs").fetchone()
-        store.close()  # the reader's locks on the index: kept
-        assert kept in sqlite_checkpoints._KEPT
-        said = said_by_a_child_forked_while_held(contextlib.nullcontext(), child)
-        reader.execute("COMMIT")
-    assert said == b"open"
+    assert said_by_a_child_forked_while_a_wal_index_descriptor_is_kept(tmp_path / "runs.sqlite3", child) == b"open"
+
+
+def test_a_child_forked_while_its_parent_keeps_a_wal_index_descriptor_closes_its_copy_and_no_lock_is_lost(
+    tmp_path: Path,
+) -> None:
+    """A child (a spare) kept its copy of each descriptor its parent kept, for its whole life: closed as the fork
+    returns in the child, which drops no lock of the parent's (another process still sees the parent holding the
+    WAL index once the child closed it)."""
+    path = tmp_path / "runs.sqlite3"
+
+    def child(kept: int) -> bytes:
+        try:
+            return b"open" if os.path.samestat(os.fstat(kept), os.stat(f"{path}-shm")) else b"another"
+        except OSError:
+            return b"closed"
+
+    assert said_by_a_child_forked_while_a_wal_index_descriptor_is_kept(path, child) == b"closed"
 
 
 #: a process that opens the registry at ``argv[1]``, writes a look's turns, closes it while a reader of its own is in

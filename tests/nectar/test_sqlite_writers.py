@@ -147,3 +147,28 @@ def test_a_checked_registry_writes_its_first_run_without_opening_a_connection(
     run, created = runs.submit(new_run(1))
     assert created and runs.get(run.id) == run
     assert opened == []
+
+
+def test_a_callback_after_a_turn_that_raises_skips_neither_the_others_nor_the_checkpointer(tmp_path: Path) -> None:
+    """Every callback a turn asked for runs and the checkpointer is told of the turn, the turn released; the first
+    error is raised once all have run."""
+    runs = SQLiteRunStore(tmp_path / "registry.db")
+    writer = runs._writer()
+    called: list[str] = []
+
+    def fails(name: str) -> None:
+        called.append(name)
+        raise RuntimeError(name)
+
+    told = runs.checkpoints._turns
+    with pytest.raises(RuntimeError, match="^first$"):
+        with writer:
+            assert writer.after_turn(lambda: fails("first"))
+            assert writer.after_turn(lambda: fails("second"))
+            assert writer.after_turn(lambda: called.append("third"))
+    assert called == ["first", "second", "third"]
+    assert runs.checkpoints._turns == told + 1
+    with ThreadPoolExecutor(1) as other:  # released: another thread takes its turn and writes
+        run, created = other.submit(runs.submit, new_run(1)).result(timeout=60)
+    assert created and runs.get(run.id) is not None
+    runs.close()

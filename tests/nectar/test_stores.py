@@ -6,6 +6,7 @@ import contextlib
 import gc
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import requests
 from nectar.config import Settings
 from nectar.errors import InvalidKey, StoreUnavailable
 from nectar.keys import TargetKey
-from nectar.stores import STORE_KINDS, TargetStore, get_store
+from nectar.stores import STORE_KINDS, TargetStore, get_store, local
 from nectar.stores.local import LocalStore
 from nectar.stores.s3 import S3Store
 from tests.conftest import free_port
@@ -317,25 +318,83 @@ def test_a_local_step_folder_made_ahead_and_gone_by_its_logs_copy_is_made_again(
         assert source.read_bytes() == PAYLOAD  # copied, not taken
 
 
-def test_a_local_write_text_takes_another_temporary_name_when_one_is_left_there(settings: Settings) -> None:
-    """A temporary file left beside a key (its writer killed between its open and its rename) whose name the process's
-    ``random`` draws again (a task's code seeded it, as the one that ran before in the same process did): the write
-    takes another name, and commits, rather than fail with FileExistsError at every start of that step."""
+def test_a_local_write_text_takes_another_temporary_name_when_one_is_left_there(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A temporary file left beside a key (its writer killed between its open and its rename) whose name is drawn
+    again (drawn from the process's ``random``, a task's code that seeded it drew it again at every start of that
+    step): the write takes another name, and commits, rather than fail with FileExistsError. The names drawn are
+    the test's (the kernel's draw is not one it can repeat)."""
     store = get_store(settings)
     key = KEY.with_file("params.txt")
     dest = Path(f"{store.location}/{key.path}")
     dest.parent.mkdir(parents=True)
-    state = random.getstate()
-    try:
-        random.seed(1234)
-        left = dest.with_name(f"{dest.name}-luigi-tmp-{random.randrange(10_000_000_000):010d}")
-        left.write_text("half of what a killed writer wrote")
-        random.seed(1234)
+    left = dest.with_name(f"{dest.name}-luigi-tmp-0000001234")
+    left.write_text("half of what a killed writer wrote")
+    names = iter([str(left), str(left), f"{dest}-luigi-tmp-0000005678"])
+    monkeypatch.setattr(local, "temporary_name", lambda _: next(names))
 
-        store.write_text(key, '{"n": 1}\n')
-    finally:
-        random.setstate(state)  # the process's as it was, for the tests after
+    store.write_text(key, '{"n": 1}\n')
 
     assert store.read_text(key) == '{"n": 1}\n'
     assert left.read_text() == "half of what a killed writer wrote"  # not ours to remove: another may be writing it
     assert sorted(path.name for path in dest.parent.iterdir()) == sorted([dest.name, left.name])
+
+
+@contextlib.contextmanager
+def random_seeded_by_a_task() -> Iterator[None]:
+    """The process's ``random`` seeded as a task seeds it, for the ``with``: what it draws after is what it drew right
+    after the seed (checked), whatever the block wrote; the process's own restored after, for the tests after."""
+    state = random.getstate()
+    try:
+        random.seed(1234)
+        expected = [random.random() for _ in range(3)]
+        random.seed(1234)
+        yield
+        drawn = [random.random() for _ in range(3)]
+    finally:
+        random.setstate(state)
+    assert drawn == expected, "a write drew from the process's random"
+
+
+@pytest.mark.parametrize("write", ["write_text", "open", "put_files"])
+def test_a_local_write_leaves_the_processs_random_where_a_task_seeded_it(
+    settings: Settings, tmp_path: Path, write: str
+) -> None:
+    """A task that seeds ``random`` draws the same numbers whatever the service writes meanwhile: its params.txt
+    (``write_text``), a target it opens to write, its logs copied in (``put_files``) draw their temporary names
+    elsewhere (they drew from ``random``, shifting the task's sequence by one per write)."""
+    store = get_store(settings)
+    key = KEY.with_file("params.txt")
+    source = tmp_path / "stdout.log"
+    source.write_bytes(PAYLOAD)
+    with random_seeded_by_a_task():
+        if write == "write_text":
+            store.write_text(key, '{"n": 1}\n')
+        elif write == "open":
+            with store.open(key, "w") as handle:
+                handle.write('{"n": 1}\n')
+        else:
+            store.put_files([(source, key)], move=False, new_folder=True)
+    assert store.exists(key)
+
+
+@pytest.mark.parametrize("write", ["temporary_path", "open"])
+def test_a_targets_write_leaves_the_processs_random_where_a_task_seeded_it(store: TargetStore, write: str) -> None:
+    """luigi's ``temporary_path()`` (a task writes a path its command fills, renamed into place) and its atomic file
+    (``open("w")``: S3's is a local file, uploaded) drew their names from ``random``: a task that seeded it drew a
+    shifted sequence after each. Their names drawn elsewhere, the path committed in place all the same, through the
+    fence, on either kind of store."""
+    target = store.target(KEY)
+    with random_seeded_by_a_task():
+        if write == "open":
+            with target.open("w") as handle:
+                handle.write("out")
+        else:
+            with target.temporary_path() as temporary:
+                assert "-luigi-tmp-" in temporary and temporary != target.path
+                if store.kind == "s3":
+                    target.fs.put_string("out", temporary)
+                else:
+                    Path(temporary).write_text("out")
+    assert store.read_text(KEY) == "out"

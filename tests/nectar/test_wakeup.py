@@ -324,15 +324,17 @@ def test_a_closed_store_holds_no_descriptor_of_the_word_that_a_run_was_queued(tm
     runs.close()
 
 
-def test_a_wait_keeps_its_watch_through_a_close_until_it_returns(tmp_path: Path, pipe: tuple[int, int]) -> None:
-    """A close while another thread sleeps in a ``poll()`` of the store's watch closes it once that wait returns:
-    closed under it, its number could be given to another file, which the wait's drain would then read."""
+def test_a_close_ends_a_wait_and_the_wait_closes_the_watch_as_it_returns(tmp_path: Path, pipe: tuple[int, int]) -> None:
+    """A close while another thread sleeps in a ``poll()`` of the store's watch ends that sleep at once (not at its
+    timeout, nor at one of its own descriptors), and the watch is closed by the wait as it returns: closed under
+    it, its number could be given to another file, which the wait's drain would then read (its own
+    ``SharedDescriptor``'s test, tests/nectar/test_descriptors.py, checks the order)."""
     runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
     runs.wait_for_work(0.0)
     own = runs._own().changes
     watch = own[0].fd if own is not None and own[0] is not None else None
     assert watch is not None, "the kernel does not tell this process of writes"
-    read, write = pipe
+    read, _ = pipe
     waiter: list[int] = []
     told: list[bool] = []
 
@@ -344,10 +346,7 @@ def test_a_wait_keeps_its_watch_through_a_close_until_it_returns(tmp_path: Path,
     thread.start()
     wait_until(lambda: waiter and sleeps_long_in_poll(waiter[0]), timeout=60)
     runs.close()
-    kept = registries.descriptors().get(watch)
-    os.write(write, b"x")
     thread.join(60)
 
-    assert kept == registries.INOTIFY, "the watch was closed while a wait polled it"
-    assert told == [False]
+    assert told == [True]  # a run may have been queued: the next wait makes another watch
     assert registries.descriptors().get(watch) != registries.INOTIFY, "the watch outlived the wait after the close"
