@@ -3,9 +3,10 @@
 The hottest requests (a status poll, a submission) do less work of their own than Flask's machinery around them
 (its request context: a URL adapter, routing, a session; ``before_request``/``after_request`` lookups, the view's
 dispatch). Here a :class:`Route` (one view: :mod:`api.status_path`, :mod:`api.submit_path`) names the paths of its
-method it answers; the request is Flask's request object with the view's rule and path values, in the app's
-context; its links are built for its environ (:func:`api.links.answering`, until :func:`api.links.answered`). It
-passes the same checks, :meth:`api.guards.Guards.check`; its body is the envelope the view writes
+method it answers; the request is an :class:`Asked` (its environ, method and the view's rule and path values: Flask's
+request object is made from it only for a route that reads one), answered in the app's context; its links are built
+for its environ (:func:`api.links.answering`, until :func:`api.links.answered`). It passes the same checks,
+:meth:`api.guards.Guards.check`, which read the environ; its body is the envelope the view writes
 (:func:`api.envelope.compact_envelope`), sent with the headers of the view's answer (without a response object:
 building one and its WSGI headers cost as much as the JSON), and its latency is recorded by
 :func:`api.metrics.record`. Anything else (another method or path, a request with a body, a refusal, a route that
@@ -47,8 +48,32 @@ class Route(Protocol):
     def match(self, path: str) -> dict[str, str] | None:
         """The rule's values if Flask's routing sends ``method`` ``path`` to the view (None: any other path)."""
 
-    def answer(self, request: Request, values: dict[str, str]) -> Answer | None:
-        """The view's answer to ``request``, or None (or a raise, before any write): Flask answers it."""
+    def answer(self, asked: Asked, values: dict[str, str]) -> Answer | None:
+        """The view's answer to ``asked``, or None (or a raise, before any write): Flask answers it."""
+
+
+class Asked:
+    """A request answered in front of Flask, as the checks read it (:class:`api.guards.Asked`: its environ, method
+    and route); Flask's request object of it (:meth:`request`) is made only when a route reads one."""
+
+    __slots__ = ("app", "environ", "method", "url_rule", "endpoint", "view_args", "_request")
+
+    def __init__(self, app: Flask, environ: dict[str, Any], rule: Rule, values: dict[str, str]) -> None:
+        self.app = app
+        self.environ = environ
+        self.method: str = environ["REQUEST_METHOD"]  # as werkzeug has it (the path's routes are by method)
+        self.url_rule: Rule | None = rule
+        self.endpoint: str | None = rule.endpoint
+        self.view_args = values
+        self._request: Request | None = None
+
+    def request(self) -> Request:
+        """The app's request object of this environ, with the view's rule and path values (made once)."""
+        made = self._request
+        if made is None:
+            made = self._request = self.app.request_class(self.environ)
+            made.url_rule, made.view_args = self.url_rule, self.view_args  # where Flask's routing sends it
+        return made
 
 
 def status_line(status: int) -> str:
@@ -97,16 +122,15 @@ class FastPath:
         provider = app.json
         if not compact_json(app) or getattr(provider, "mimetype", None) != JSON:  # (debug) the view answers it
             return None
-        request = app.request_class(environ)
-        request.url_rule, request.view_args = route.rule, values  # where Flask's routing sends it (Route.match)
+        asked = Asked(app, environ, route.rule, values)  # where Flask's routing sends it (Route.match)
         answered: Answer | None = None
         text: str | None = None
         with app.app_context():
             token = links.answering(environ, self.guards.public_url)
             try:
-                if self.guards.check(request) is not None:
+                if self.guards.check(asked) is not None:
                     return None
-                answered = route.answer(request, values)
+                answered = route.answer(asked, values)
                 if answered is not None:
                     in_order = getattr(route, "in_order", False)
                     text = compact_envelope(provider, *answered, in_order=in_order)  # type: ignore[arg-type]
@@ -117,7 +141,7 @@ class FastPath:
             if answered is None or text is None:
                 environ.pop(metrics.STARTED, None)
                 return None
-            metrics.record(request, answered[1])
+            metrics.record(asked, answered[1])
             return answered[1], text.encode()
 
 

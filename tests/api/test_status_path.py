@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from flask import Flask, Request, request_started
 from prometheus_client.parser import text_string_to_metric_families
+from werkzeug.routing import Rule
 from werkzeug.test import Client, EnvironBuilder, TestResponse
 
-from api.fast_path import FastPath
+from api.fast_path import Asked, FastPath
 from api.status_path import ENDPOINT, PATHS, StatusPath, query_value
 from benchmarks.population import Probe, fill_registry, fill_store
 from nectar.config import Settings
@@ -23,6 +24,11 @@ from tests.api.test_auth import READER, WRITER, bearer, entry
 from tests.conftest import wait_until
 
 STATUS = "/api/chainstatus"
+
+
+def asked(environ: dict[str, Any]) -> Asked:
+    """A lookup of ``environ`` as the path in front of Flask hands it to its route."""
+    return Asked(Flask(__name__), environ, Rule(STATUS, endpoint=ENDPOINT), {})
 
 
 def lookup(n: int) -> str:
@@ -246,15 +252,15 @@ def test_a_lookup_whose_json_is_not_the_compact_kind_is_flask_s(app: Flask, prob
      "chain=a;chain=b", "chain=%00"],
 )  # fmt: skip
 def test_the_chain_argument_is_read_as_request_args_reads_it(query: str) -> None:
-    request = Request(EnvironBuilder(path=STATUS, query_string=query).get_environ())
-    assert query_value(request, "chain") == Request(request.environ).args.get("chain")
+    environ = EnvironBuilder(path=STATUS, query_string=query).get_environ()
+    assert query_value(asked(environ), "chain") == Request(environ).args.get("chain")
 
 
 def test_a_query_that_is_not_ascii_is_read_as_request_args_reads_it() -> None:
     """WSGI gives the query's bytes as latin-1 text: request.args reads them as UTF-8."""
     environ = EnvironBuilder(path=STATUS).get_environ()
     environ["QUERY_STRING"] = "chain=café".encode().decode("latin1")
-    assert query_value(Request(environ), "chain") == Request(environ).args.get("chain") == "café"
+    assert query_value(asked(environ), "chain") == Request(environ).args.get("chain") == "café"
 
 
 @pytest.mark.parametrize("n", [0, 1], ids=["done", "output-gone"])
@@ -275,3 +281,23 @@ def test_a_lookup_finds_its_task_once(app: Flask, probes: None, n: int, monkeypa
         found.clear()
         assert client.get(lookup(n)).status_code == 200
         assert found == [(Probe(n).key.chain_type, Probe(n).key.chain, Probe(n).key.task)]
+
+
+def test_a_lookup_answered_in_front_makes_no_request_object(app: Flask, probes: None) -> None:
+    """A lookup whose query has nothing to decode is answered from its environ: no request object of the app's is
+    made for it (one of a query to decode is, for its ``args``); Flask makes one for each request it answers."""
+    made: list[str] = []
+
+    class Counted(app.request_class):  # type: ignore[name-defined]
+        def __init__(self, environ: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            made.append(environ["PATH_INFO"])
+            super().__init__(environ, *args, **kwargs)
+
+    fast, flask = both(app)
+    assert flask.get(lookup(0)).status_code == 200  # Flask's first answer builds the links the path in front reuses
+    app.request_class = Counted
+    with dispatches(app) as dispatched:
+        assert fast.get(lookup(0)).status_code == 200
+        assert (made, dispatched) == ([], [])
+        assert fast.get(f"{STATUS}?chain={Probe(0).key.path.replace('/', '%2F')}").status_code == 200
+        assert (made, dispatched) == ([STATUS], [])
