@@ -27,6 +27,9 @@ class StatusPath:
     #: a status answer's objects are made with their keys in order (:func:`api.status.status_data`,
     #: tests/api/test_status_order.py)
     in_order = True
+    #: its answer reads nothing of the app's context: the service and signer are handed in, the links' service is
+    #: :func:`api.links.answering`'s (tests/api/test_status_path.py)
+    app_context = False
 
     def __init__(self, app: Flask) -> None:
         (self.rule,) = app.url_map.iter_rules(ENDPOINT)

@@ -4,21 +4,24 @@ checks refusing through it, its answers timed, and every other case answered by 
 from __future__ import annotations
 
 import io
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from flask import Flask, Request, request_started
+from flask import Flask, Request, appcontext_pushed, request_started
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.routing import Rule
 from werkzeug.test import Client, EnvironBuilder, TestResponse
 
 from api.fast_path import Asked, FastPath
 from api.status_path import ENDPOINT, PATHS, StatusPath, query_value
-from benchmarks.population import Probe, fill_registry, fill_store
+from benchmarks.population import TASK, Probe, fill_registry, fill_store, finished_run
 from nectar.config import Settings
+from nectar.registry import Step
+from nectar.registry.sqlite import SQLiteRunStore
 from tests.api.conftest import build_app
 from tests.api.test_auth import READER, WRITER, bearer, entry
 from tests.conftest import wait_until
@@ -301,3 +304,37 @@ def test_a_lookup_answered_in_front_makes_no_request_object(app: Flask, probes: 
         assert (made, dispatched) == ([], [])
         assert fast.get(f"{STATUS}?chain={Probe(0).key.path.replace('/', '%2F')}").status_code == 200
         assert (made, dispatched) == ([STATUS], [])
+
+
+def test_a_lookup_answered_in_front_pushes_no_app_context(app: Flask, probes: None) -> None:
+    """Nothing a lookup's answer reads is the app's context: none is pushed for it (Flask pushes one for its own)."""
+    fast, flask = both(app)
+    assert flask.get(lookup(0)).status_code == 200  # Flask's first answer builds the links the path in front reuses
+    pushed: list[Flask] = []
+    with appcontext_pushed.connected_to(lambda sender, **_: pushed.append(sender), app), dispatches(app) as dispatched:
+        assert fast.get(lookup(0)).status_code == 200
+        assert (pushed, dispatched) == ([], [])
+        assert flask.get(lookup(0)).status_code == 200
+        assert (pushed, dispatched) == ([app], [STATUS])
+
+
+def test_a_step_that_ran_elsewhere_has_its_log_looked_up_in_front(app: Flask, settings: Settings) -> None:
+    """A step that did not execute in its run (its output was there) has its log looked up in the service
+    (:func:`api.links.logged`): the path in front answers it, without the app's context, with the view's bytes."""
+    probe = Probe(2)
+    run = finished_run(probe, time.time())
+    ran_elsewhere = Step(run.id, run.task_id, TASK, run.key, "DONE", executed=False, updated_at=run.finished_at)
+    SQLiteRunStore(settings.registry_path).import_runs([run], [ran_elsewhere])
+    fill_store(settings.local_targets_dir, range(2, 3))
+    fast, flask = both(app)
+    path = lookup(2)
+    flask.get(path)  # its links built once by url_for
+    with dispatches(app) as dispatched:
+        pairs = same_second(fast, flask, path)
+    ours, theirs = pairs[-1]
+
+    assert ours.status_code == theirs.status_code == 200
+    assert ours.get_data() == theirs.get_data()
+    (step,) = ours.get_json()["data"]["steps"]
+    assert step["executed"] is False and step["log_note"]  # looked up: this task left no log here
+    assert dispatched == [STATUS] * len(pairs)
