@@ -321,9 +321,9 @@ def test_a_lookup_answered_in_front_pushes_no_app_context(app: Flask, probes: No
 def test_a_step_that_ran_elsewhere_has_its_log_looked_up_in_front(app: Flask, settings: Settings) -> None:
     """A step that did not execute in its run (its output was there) has its log looked up in the service
     (:func:`api.links.logged`): the path in front answers it, without the app's context, with the view's bytes."""
-    probe = Probe(2)
-    run = finished_run(probe, time.time())
-    ran_elsewhere = Step(run.id, run.task_id, TASK, run.key, "DONE", executed=False, updated_at=run.finished_at)
+    now = time.time()
+    run = finished_run(Probe(2), now)
+    ran_elsewhere = Step(run.id, run.task_id, TASK, run.key, "DONE", executed=False, updated_at=now)
     SQLiteRunStore(settings.registry_path).import_runs([run], [ran_elsewhere])
     fill_store(settings.local_targets_dir, range(2, 3))
     fast, flask = both(app)
