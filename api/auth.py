@@ -11,10 +11,16 @@ another site cannot make the browser write with that cookie.
 
 from __future__ import annotations
 
-from flask import Flask, Request, Response, current_app, render_template, request
+from typing import TYPE_CHECKING
+
+from flask import Flask, Response, current_app, render_template, request
+from werkzeug.http import parse_cookie
 
 from nectar.auth import Scope, TokenChecker, Unauthenticated
 from nectar.sessions import SessionSigner
+
+if TYPE_CHECKING:
+    from api.guards import Asked
 
 #: endpoints anyone may call (``session`` checks the token it is given itself)
 OPEN_ENDPOINTS = frozenset(
@@ -77,16 +83,18 @@ def install(app: Flask, checker: TokenChecker, sessions: SessionSigner) -> None:
     app.add_url_rule("/ui/session", "session", session, methods=["POST", "DELETE"])
 
 
-def authorize(request: Request, checker: TokenChecker, sessions: SessionSigner) -> tuple[str, int] | Response | None:
+def authorize(request: Asked, checker: TokenChecker, sessions: SessionSigner) -> tuple[str, int] | Response | None:
     """None when ``request`` may reach its view; a web UI page asking for a token when it may not, else
-    :class:`Unauthenticated` (or a scope refusal) raised. Only called when ``checker`` is enabled."""
+    :class:`Unauthenticated` (or a scope refusal) raised. Only called when ``checker`` is enabled. Its headers are
+    read from the environ, as werkzeug's ``request.headers`` and ``request.cookies`` read them."""
     endpoint = request.endpoint or ""
     if endpoint in OPEN_ENDPOINTS or endpoint.startswith("api-docs."):
         return None
     needs = Scope.READ if request.method in READ_METHODS else Scope.WRITE
-    header = request.headers.get("Authorization")
+    environ = request.environ
+    header = environ.get("HTTP_AUTHORIZATION")
     page = endpoint.startswith("ui.") and needs == Scope.READ
-    cookie = request.cookies.get(SESSION_COOKIE) if header is None and page else None
+    cookie = parse_cookie(environ.get("HTTP_COOKIE", "")).get(SESSION_COOKIE) if header is None and page else None
     try:
         if cookie is None or not checker.protect_reads:
             checker.authorize(header, needs)

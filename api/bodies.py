@@ -9,12 +9,15 @@ and answer 422 about the JSON it cut. Read here, the body is refused as too larg
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
-from flask import Request
 from flask_smorest import abort
 
+if TYPE_CHECKING:
+    from api.guards import Asked
 
-def chunked(request: Request) -> bool:
+
+def chunked(request: Asked) -> bool:
     return "chunked" in request.environ.get("HTTP_TRANSFER_ENCODING", "").lower()
 
 
@@ -30,7 +33,7 @@ def read_at_most(stream: io.BufferedIOBase, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_whole_chunked_body(request: Request, limit: int | None) -> None:
+def read_whole_chunked_body(request: Asked, limit: int | None) -> None:
     """A chunked body read whole (up to ``limit`` bytes, MAX_CONTENT_LENGTH) before the view; one byte more: 413."""
     if limit is None or not chunked(request):
         return

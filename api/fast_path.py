@@ -3,9 +3,11 @@
 The hottest requests (a status poll, a submission) do less work of their own than Flask's machinery around them
 (its request context: a URL adapter, routing, a session; ``before_request``/``after_request`` lookups, the view's
 dispatch). Here a :class:`Route` (one view: :mod:`api.status_path`, :mod:`api.submit_path`) names the paths of its
-method it answers; the request is Flask's request object with the view's rule and path values, in the app's
-context; its links are built for its environ (:func:`api.links.answering`, until :func:`api.links.answered`). It
-passes the same checks, :meth:`api.guards.Guards.check`; its body is the envelope the view writes
+method it answers; the request is an :class:`Asked` (its environ, method and the view's rule and path values: Flask's
+request object is made from it only for a route that reads one), in the app's context when its route reads it
+(``Route.app_context``); its links are built for its environ, their logs looked up in the app's service
+(:func:`api.links.answering`, until :func:`api.links.answered`). It passes the same checks,
+:meth:`api.guards.Guards.check`, which read the environ; its body is the envelope the view writes
 (:func:`api.envelope.compact_envelope`), sent with the headers of the view's answer (without a response object:
 building one and its WSGI headers cost as much as the JSON), and its latency is recorded by
 :func:`api.metrics.record`. Anything else (another method or path, a request with a body, a refusal, a route that
@@ -19,10 +21,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from flask import Flask, Request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import Rule
 
 from api import links, metrics
+from api.context import FACADE
 from api.envelope import compact_envelope, compact_json
 from api.guards import Guards
 
@@ -39,7 +43,9 @@ class Route(Protocol):
 
     A route may say ``in_order = True``: every object of its answers' data has its keys in sorted order already, so
     the sorted dump the view's answer is gets written without sorting them again (:func:`api.envelope.compact_envelope`;
-    without it, False)."""
+    without it, False); and ``app_context = False``: its answer reads nothing of the app's context (``current_app``,
+    ``g``), which is then not pushed (~2 us; without it, True. Were something to read it, the RuntimeError would
+    hand the request to Flask)."""
 
     method: str
     rule: Rule
@@ -47,8 +53,32 @@ class Route(Protocol):
     def match(self, path: str) -> dict[str, str] | None:
         """The rule's values if Flask's routing sends ``method`` ``path`` to the view (None: any other path)."""
 
-    def answer(self, request: Request, values: dict[str, str]) -> Answer | None:
-        """The view's answer to ``request``, or None (or a raise, before any write): Flask answers it."""
+    def answer(self, asked: Asked, values: dict[str, str]) -> Answer | None:
+        """The view's answer to ``asked``, or None (or a raise, before any write): Flask answers it."""
+
+
+class Asked:
+    """A request answered in front of Flask, as the checks read it (:class:`api.guards.Asked`: its environ, method
+    and route); Flask's request object of it (:meth:`request`) is made only when a route reads one."""
+
+    __slots__ = ("app", "environ", "method", "url_rule", "endpoint", "view_args", "_request")
+
+    def __init__(self, app: Flask, environ: dict[str, Any], rule: Rule, values: dict[str, str]) -> None:
+        self.app = app
+        self.environ = environ
+        self.method: str = environ["REQUEST_METHOD"]  # as werkzeug has it (the path's routes are by method)
+        self.url_rule: Rule | None = rule
+        self.endpoint: str | None = rule.endpoint
+        self.view_args = values
+        self._request: Request | None = None
+
+    def request(self) -> Request:
+        """The app's request object of this environ, with the view's rule and path values (made once)."""
+        made = self._request
+        if made is None:
+            made = self._request = self.app.request_class(self.environ)
+            made.url_rule, made.view_args = self.url_rule, self.view_args  # where Flask's routing sends it
+        return made
 
 
 def status_line(status: int) -> str:
@@ -97,28 +127,34 @@ class FastPath:
         provider = app.json
         if not compact_json(app) or getattr(provider, "mimetype", None) != JSON:  # (debug) the view answers it
             return None
-        request = app.request_class(environ)
-        request.url_rule, request.view_args = route.rule, values  # where Flask's routing sends it (Route.match)
+        asked = Asked(app, environ, route.rule, values)  # where Flask's routing sends it (Route.match)
+        if getattr(route, "app_context", True):
+            with app.app_context():
+                return self.answered(route, asked, provider)  # type: ignore[arg-type]
+        return self.answered(route, asked, provider)  # type: ignore[arg-type]
+
+    def answered(self, route: Route, asked: Asked, provider: DefaultJSONProvider) -> tuple[int, bytes] | None:
+        """:meth:`answer`'s, in the app's context if the route reads it."""
+        environ = asked.environ
         answered: Answer | None = None
         text: str | None = None
-        with app.app_context():
-            token = links.answering(environ, self.guards.public_url)
-            try:
-                if self.guards.check(request) is not None:
-                    return None
-                answered = route.answer(request, values)
-                if answered is not None:
-                    in_order = getattr(route, "in_order", False)
-                    text = compact_envelope(provider, *answered, in_order=in_order)  # type: ignore[arg-type]
-            except Exception:  # a refusal or an error: Flask answers it, through its one error handler
-                answered = None
-            finally:
-                links.answered(token)
-            if answered is None or text is None:
-                environ.pop(metrics.STARTED, None)
+        token = links.answering(environ, self.guards.public_url, self.app.extensions[FACADE])
+        try:
+            if self.guards.check(asked) is not None:
                 return None
-            metrics.record(request, answered[1])
-            return answered[1], text.encode()
+            answered = route.answer(asked, asked.view_args)
+            if answered is not None:
+                in_order = getattr(route, "in_order", False)
+                text = compact_envelope(provider, *answered, in_order=in_order)
+        except Exception:  # a refusal or an error: Flask answers it, through its one error handler
+            answered = None
+        finally:
+            links.answered(token)
+        if answered is None or text is None:
+            environ.pop(metrics.STARTED, None)
+            return None
+        metrics.record(asked, answered[1])
+        return answered[1], text.encode()
 
 
 def has_body(environ: dict[str, Any]) -> bool:

@@ -10,13 +10,17 @@ stays open to any Host: a load balancer's probe names the machine by its address
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from flask import Flask, Request
+from flask import Flask
 from flask_smorest import abort
 
 from nectar.config import Settings
 from nectar.hostnames import LOOPBACK_NAMES, host_name
+
+if TYPE_CHECKING:
+    from api.guards import Asked
 
 #: endpoints any Host may reach (a load balancer probes ``http://10.0.3.7:5000/healthz``)
 ANY_HOST_ENDPOINTS = frozenset({"health.Health"})
@@ -63,7 +67,7 @@ def install(app: Flask, settings: Settings) -> HostAllowList:
     return allowed
 
 
-def refuse_foreign_host(request: Request, allowed: HostAllowList) -> None:
+def refuse_foreign_host(request: Asked, allowed: HostAllowList) -> None:
     """Refuse (421) ``request`` when its Host is not allowed (unless its endpoint is open to any Host)."""
     environ = request.environ
     host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")  # as werkzeug reads it for links

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 from flask import request, url_for
@@ -25,24 +25,34 @@ from nectar.stores import TargetStore
 _BASES: dict[tuple[str, str, str, str], str] = {}
 #: how many of those are kept (a bound on the cache, whatever Hosts and roots the allow-list lets in)
 MAX_BASES = 64
-#: where the URLs of a request answered without Flask's request context (:mod:`api.status_path`) start, while it is:
-#: the public URL or its scheme, its host and its root (:func:`_base`)
-_ANSWERED: ContextVar[tuple[str, str, str] | None] = ContextVar("nectar_answered_base", default=None)
+
+
+class Answering(NamedTuple):
+    """A request answered without Flask's request context (:mod:`api.fast_path`), while it is: where its URLs start
+    (the public URL or its scheme, its host and its root: :func:`_base`) and the app's service (its ``facade()``,
+    which a route answered without the app's context too finds here)."""
+
+    base: tuple[str, str, str]
+    service: Nectar
+
+
+_ANSWERED: ContextVar[Answering | None] = ContextVar("nectar_answered", default=None)
 
 
 class NotBuilt(LookupError):
     """A URL that only ``url_for`` can build, asked for outside Flask's request context: Flask answers the request."""
 
 
-def answering(environ: Mapping[str, Any], public: str | None) -> Token[tuple[str, str, str] | None]:
+def answering(environ: Mapping[str, Any], public: str | None, service: Nectar) -> Token[Answering | None]:
     """Links are built for the request of ``environ`` from now until :func:`answered` is given what this returns,
     without Flask's request context, ``public`` the public URL configured (``NECTAR_PUBLIC_URL``): from the URLs a
-    request with Flask's has built already (one per endpoint, Host and root), else :class:`NotBuilt` is raised. (A
-    pair of calls, not a context manager: its generator's frame cost about as much as the rest.)"""
-    return _ANSWERED.set(_base(environ, public))
+    request with Flask's has built already (one per endpoint, Host and root), else :class:`NotBuilt` is raised; the
+    logs they link are looked up in ``service`` (the app's), without the app's context. (A pair of calls, not a
+    context manager: its generator's frame cost about as much as the rest.)"""
+    return _ANSWERED.set(Answering(_base(environ, public), service))
 
 
-def answered(token: Token[tuple[str, str, str] | None]) -> None:
+def answered(token: Token[Answering | None]) -> None:
     """The end of :func:`answering` (``token``: what it returned)."""
     _ANSWERED.reset(token)
 
@@ -64,9 +74,9 @@ def external(endpoint: str, query: dict[str, str] | None = None, **values: str) 
     (a Host :mod:`api.hosts` allowed)."""
     answered = _ANSWERED.get()
     if answered is not None and not values:  # a status poll builds three of these, each its base found again
-        url = _BASES.get((endpoint, *answered))
+        url = _BASES.get((endpoint, *answered.base))
         if url is None:
-            raise NotBuilt(f"{endpoint}'s URL for {answered} is built by url_for, in Flask's request context")
+            raise NotBuilt(f"{endpoint}'s URL for {answered.base} is built by url_for, in Flask's request context")
     elif values:
         url = _built(endpoint, facade().settings.public_url, **values)
     else:  # url_for's rule matching is most of its cost: its URL is built once per base
@@ -140,8 +150,11 @@ def known_log_urls(key: TargetKey | str, known: LogUrls | None) -> dict[str, str
 
 
 def logged(key: TargetKey) -> bool:
-    """Whether the task of ``key`` has a log the log endpoint serves (live, or in its store)."""
-    return has_log(key, facade().store_of(key))
+    """Whether the task of ``key`` has a log the log endpoint serves (live, or in its store): in the service of the
+    request answered (:func:`answering`), else the app's."""
+    answering = _ANSWERED.get()
+    service = answering.service if answering is not None else facade()
+    return has_log(key, service.store_of(key))
 
 
 def step_out(step: Step, known: LogUrls | None = None) -> dict:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING
 
 from flask import Flask, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest, multiprocess
 
 from api.context import facade
 from nectar.metrics import RunsCollector, SchedulesCollector, TriggersCollector
+
+if TYPE_CHECKING:
+    from api.guards import Asked
 
 #: the methods labelled by name (RFC 9110's); any other, and a path that matches no route, is labelled ``other``
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
@@ -32,7 +36,7 @@ HTTP_LATENCY = Histogram(
 STARTED = "nectar.started"
 
 
-def start(request: Request) -> None:
+def start(request: Asked) -> None:
     """The clock of ``request``'s latency starts (the first thing :mod:`api.guards` does)."""
     request.environ[STARTED] = time.perf_counter()
 
@@ -48,7 +52,7 @@ def observe(request: Request, response: Response) -> Response:
 _TIMERS: dict[tuple[str, str, int], Histogram] = {}
 
 
-def record(request: Request, status: int) -> None:
+def record(request: Asked, status: int) -> None:
     """The latency of ``request``, if it was started, recorded by its route, method and the ``status`` answered."""
     started = request.environ.pop(STARTED, None)
     if started is not None:

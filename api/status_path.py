@@ -7,10 +7,10 @@ anything else (a missing or bad ``chain``, a key nothing knows, a store or regis
 
 from __future__ import annotations
 
-from flask import Flask, Request
+from flask import Flask
 
 from api.context import FACADE, SIGNER
-from api.fast_path import Answer
+from api.fast_path import Answer, Asked
 from api.status import status_data
 from nectar.keys import TargetKey
 
@@ -27,6 +27,9 @@ class StatusPath:
     #: a status answer's objects are made with their keys in order (:func:`api.status.status_data`,
     #: tests/api/test_status_order.py)
     in_order = True
+    #: its answer reads nothing of the app's context: the service and signer are handed in, the links' service is
+    #: :func:`api.links.answering`'s (tests/api/test_status_path.py)
+    app_context = False
 
     def __init__(self, app: Flask) -> None:
         (self.rule,) = app.url_map.iter_rules(ENDPOINT)
@@ -37,23 +40,23 @@ class StatusPath:
     def match(self, path: str) -> dict[str, str] | None:
         return {} if path in PATHS else None
 
-    def answer(self, request: Request, values: dict[str, str]) -> Answer | None:
-        chain = query_value(request, "chain")
+    def answer(self, asked: Asked, values: dict[str, str]) -> Answer | None:
+        chain = query_value(asked, "chain")
         if chain is None:
             return None
         extensions = self.extensions
         return status_data(extensions[FACADE], TargetKey.parse(chain), extensions[SIGNER]), 200, "success"
 
 
-def query_value(request: Request, name: str) -> str | None:
+def query_value(asked: Asked, name: str) -> str | None:
     """``request.args.get(name)``: the first value of ``name`` in the query, None without one.
 
     Read from the raw query when it has nothing to decode (ASCII, no '%' or '+': each name and value is the text
-    between '&', '=' and '&', as ``parse_qsl`` splits it), without the MultiDict of every argument; else by
-    ``request.args`` itself."""
-    query: str = request.environ.get("QUERY_STRING", "")
+    between '&', '=' and '&', as ``parse_qsl`` splits it), without the request object nor the MultiDict of every
+    argument; else by the request's ``args`` itself."""
+    query: str = asked.environ.get("QUERY_STRING", "")
     if not query.isascii() or "%" in query or "+" in query:
-        return request.args.get(name)
+        return asked.request().args.get(name)
     for pair in query.split("&"):
         found, _, value = pair.partition("=")
         if found == name:

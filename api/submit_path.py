@@ -10,9 +10,9 @@ it meets: a run written meanwhile is found active.
 
 from __future__ import annotations
 
-from flask import Flask, Request
+from flask import Flask
 
-from api.fast_path import Answer
+from api.fast_path import Answer, Asked
 from api.submission import submitted
 
 #: the view's endpoint; a task's URL under PREFIX is its three names (a trailing slash is the same URL:
@@ -39,5 +39,5 @@ class SubmitPath:
             return None
         return dict(zip(NAMES, parts, strict=True))
 
-    def answer(self, request: Request, values: dict[str, str]) -> Answer | None:
-        return submitted(request, values["chain_type"], values["chain"], values["task"])
+    def answer(self, asked: Asked, values: dict[str, str]) -> Answer | None:
+        return submitted(asked.request(), values["chain_type"], values["chain"], values["task"])

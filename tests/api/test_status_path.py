@@ -4,25 +4,34 @@ checks refusing through it, its answers timed, and every other case answered by 
 from __future__ import annotations
 
 import io
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from flask import Flask, Request, request_started
+from flask import Flask, Request, appcontext_pushed, request_started
 from prometheus_client.parser import text_string_to_metric_families
+from werkzeug.routing import Rule
 from werkzeug.test import Client, EnvironBuilder, TestResponse
 
-from api.fast_path import FastPath
+from api.fast_path import Asked, FastPath
 from api.status_path import ENDPOINT, PATHS, StatusPath, query_value
-from benchmarks.population import Probe, fill_registry, fill_store
+from benchmarks.population import TASK, Probe, fill_registry, fill_store, finished_run
 from nectar.config import Settings
+from nectar.registry import Step
+from nectar.registry.sqlite import SQLiteRunStore
 from tests.api.conftest import build_app
 from tests.api.test_auth import READER, WRITER, bearer, entry
 from tests.conftest import wait_until
 
 STATUS = "/api/chainstatus"
+
+
+def asked(environ: dict[str, Any]) -> Asked:
+    """A lookup of ``environ`` as the path in front of Flask hands it to its route."""
+    return Asked(Flask(__name__), environ, Rule(STATUS, endpoint=ENDPOINT), {})
 
 
 def lookup(n: int) -> str:
@@ -246,15 +255,15 @@ def test_a_lookup_whose_json_is_not_the_compact_kind_is_flask_s(app: Flask, prob
      "chain=a;chain=b", "chain=%00"],
 )  # fmt: skip
 def test_the_chain_argument_is_read_as_request_args_reads_it(query: str) -> None:
-    request = Request(EnvironBuilder(path=STATUS, query_string=query).get_environ())
-    assert query_value(request, "chain") == Request(request.environ).args.get("chain")
+    environ = EnvironBuilder(path=STATUS, query_string=query).get_environ()
+    assert query_value(asked(environ), "chain") == Request(environ).args.get("chain")
 
 
 def test_a_query_that_is_not_ascii_is_read_as_request_args_reads_it() -> None:
     """WSGI gives the query's bytes as latin-1 text: request.args reads them as UTF-8."""
     environ = EnvironBuilder(path=STATUS).get_environ()
     environ["QUERY_STRING"] = "chain=café".encode().decode("latin1")
-    assert query_value(Request(environ), "chain") == Request(environ).args.get("chain") == "café"
+    assert query_value(asked(environ), "chain") == Request(environ).args.get("chain") == "café"
 
 
 @pytest.mark.parametrize("n", [0, 1], ids=["done", "output-gone"])
@@ -275,3 +284,57 @@ def test_a_lookup_finds_its_task_once(app: Flask, probes: None, n: int, monkeypa
         found.clear()
         assert client.get(lookup(n)).status_code == 200
         assert found == [(Probe(n).key.chain_type, Probe(n).key.chain, Probe(n).key.task)]
+
+
+def test_a_lookup_answered_in_front_makes_no_request_object(app: Flask, probes: None) -> None:
+    """A lookup whose query has nothing to decode is answered from its environ: no request object of the app's is
+    made for it (one of a query to decode is, for its ``args``); Flask makes one for each request it answers."""
+    made: list[str] = []
+
+    class Counted(app.request_class):  # type: ignore[name-defined]
+        def __init__(self, environ: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            made.append(environ["PATH_INFO"])
+            super().__init__(environ, *args, **kwargs)
+
+    fast, flask = both(app)
+    assert flask.get(lookup(0)).status_code == 200  # Flask's first answer builds the links the path in front reuses
+    app.request_class = Counted
+    with dispatches(app) as dispatched:
+        assert fast.get(lookup(0)).status_code == 200
+        assert (made, dispatched) == ([], [])
+        assert fast.get(f"{STATUS}?chain={Probe(0).key.path.replace('/', '%2F')}").status_code == 200
+        assert (made, dispatched) == ([STATUS], [])
+
+
+def test_a_lookup_answered_in_front_pushes_no_app_context(app: Flask, probes: None) -> None:
+    """Nothing a lookup's answer reads is the app's context: none is pushed for it (Flask pushes one for its own)."""
+    fast, flask = both(app)
+    assert flask.get(lookup(0)).status_code == 200  # Flask's first answer builds the links the path in front reuses
+    pushed: list[Flask] = []
+    with appcontext_pushed.connected_to(lambda sender, **_: pushed.append(sender), app), dispatches(app) as dispatched:
+        assert fast.get(lookup(0)).status_code == 200
+        assert (pushed, dispatched) == ([], [])
+        assert flask.get(lookup(0)).status_code == 200
+        assert (pushed, dispatched) == ([app], [STATUS])
+
+
+def test_a_step_that_ran_elsewhere_has_its_log_looked_up_in_front(app: Flask, settings: Settings) -> None:
+    """A step that did not execute in its run (its output was there) has its log looked up in the service
+    (:func:`api.links.logged`): the path in front answers it, without the app's context, with the view's bytes."""
+    now = time.time()
+    run = finished_run(Probe(2), now)
+    ran_elsewhere = Step(run.id, run.task_id, TASK, run.key, "DONE", executed=False, updated_at=now)
+    SQLiteRunStore(settings.registry_path).import_runs([run], [ran_elsewhere])
+    fill_store(settings.local_targets_dir, range(2, 3))
+    fast, flask = both(app)
+    path = lookup(2)
+    flask.get(path)  # its links built once by url_for
+    with dispatches(app) as dispatched:
+        pairs = same_second(fast, flask, path)
+    ours, theirs = pairs[-1]
+
+    assert ours.status_code == theirs.status_code == 200
+    assert ours.get_data() == theirs.get_data()
+    (step,) = ours.get_json()["data"]["steps"]
+    assert step["executed"] is False and step["log_note"]  # looked up: this task left no log here
+    assert dispatched == [STATUS] * len(pairs)
