@@ -18,7 +18,7 @@ to Flask untouched, which answers it as it answers every request: errors have on
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from flask import Flask, Request
 from flask.json.provider import DefaultJSONProvider
@@ -124,14 +124,14 @@ class FastPath:
         repeated). Its headers are those a Flask response of its JSON has (:data:`CONTENT_TYPE` and its length): the
         response object itself, and the WSGI headers it builds, are not made."""
         app = self.app
-        provider = app.json
-        if not compact_json(app) or getattr(provider, "mimetype", None) != JSON:  # (debug) the view answers it
+        if not compact_json(app) or getattr(app.json, "mimetype", None) != JSON:  # (debug) the view answers it
             return None
+        provider = cast(DefaultJSONProvider, app.json)  # compact_json: Flask's own provider, of that very type
         asked = Asked(app, environ, route.rule, values)  # where Flask's routing sends it (Route.match)
         if getattr(route, "app_context", True):
             with app.app_context():
-                return self.answered(route, asked, provider)  # type: ignore[arg-type]
-        return self.answered(route, asked, provider)  # type: ignore[arg-type]
+                return self.answered(route, asked, provider)
+        return self.answered(route, asked, provider)
 
     def answered(self, route: Route, asked: Asked, provider: DefaultJSONProvider) -> tuple[int, bytes] | None:
         """:meth:`answer`'s, in the app's context if the route reads it."""
