@@ -338,6 +338,25 @@ def test_an_attempt_ends_with_its_last_steps_written_in_the_same_commit(runs: Sq
     ]
 
 
+def test_an_attempt_s_steps_are_written_only_while_it_owns_its_run(runs: SqlRunStore) -> None:
+    """Steps told by an attempt (``attempt`` given) are written only while that attempt owns its run: between two
+    attempts, by the first come back late, or once the run is cancelled, nothing is written and the answer says so;
+    its successor's steps stay as it wrote them."""
+    run = runs.submit(new_run(policy=RetryPolicy(retries=1)))[0]
+    assert runs.claim("w1") is not None
+    assert runs.record_steps([Step(run.id, "B_1", "BTask", None, "RUNNING", executed=True)], attempt=1)
+    assert runs.fail(run.id, 1, "BTask", "ValueError: no") == RunState.PENDING
+    assert not runs.record_steps([Step(run.id, "A_1", "ATask", None, "RUNNING", executed=True)], attempt=1)
+    assert runs.claim("w2") is not None
+    assert runs.record_steps([Step(run.id, "B_1", "BTask", None, "DONE", executed=True)], attempt=2)
+    late = [Step(run.id, "B_1", "BTask", None, "RUNNING", executed=True), Step(run.id, "A_1", "ATask", None, "PENDING")]
+    assert not runs.record_steps(late, attempt=1)
+    runs.cancel(run.id)
+    assert not runs.record_steps([Step(run.id, "A_1", "ATask", None, "RUNNING", executed=True)], attempt=2)
+
+    assert [(s.task, s.state, s.error) for s in runs.steps(run.id)] == [("BTask", "DONE", None)]
+
+
 def test_registry_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite3"
     run = SQLiteRunStore(path).submit(new_run())[0]
