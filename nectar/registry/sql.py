@@ -216,7 +216,8 @@ class SqlRunStore(SqlReads):
     def complete(self, run_id: str, attempt: int, steps: Sequence[Step] = ()) -> bool:
         now = time.time()
         with self._db() as db:
-            self._write_steps(db, steps)
+            if not self._write_steps(db, steps, attempt):  # an attempt's last steps only while it owns its run
+                return False
             row = self._exec(
                 db,
                 "UPDATE runs SET state = 'DONE', finished_at = ?, failed_step = NULL, error = NULL "
