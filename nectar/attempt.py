@@ -241,7 +241,7 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         except Exception as exc:  # user code failing to import is the run's failure, not ours; no retry cures it
             error = str(exc) if isinstance(exc, ChainImportError) else describe(exc)
             return runs.fail(run.id, run.attempt, run.task, f"cannot load {run.ref}: {error}", retryable=False)
-        recorder = StepRecorder(runs, run.id)
+        recorder = StepRecorder(runs, run.id, run.attempt, lease.refused)  # a start written only while it owns the run
         recorder.install()
         lease.on_beat = recorder.flush
         recorder.record(task, "PENDING")

@@ -224,6 +224,13 @@ class AttemptLease:
             self._renewed = began
         return not self.lost
 
+    def refused(self) -> None:
+        """A write of the attempt's own found that it no longer owns its run (a step's start, :mod:`nectar.steps`):
+        the lease is lost, the fence refuses every commit from now on without asking, and the heartbeat stops the
+        attempt now, not at its next beat."""
+        self.lost = True
+        self._wake.set()
+
     def confirm(self) -> bool:
         """Whether the attempt may commit an output now (the fence's question).
 

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -96,10 +97,20 @@ class StepRecorder:
     A step's start or failure is written at once; other changes (discovered, done) wait for the next
     write, at most ``FLUSH_INTERVAL`` seconds or until the next heartbeat: a task of a wide chain
     costs one registry write, not three.
+
+    With ``attempt`` (the attempt that runs the steps), a step's start is written only while that attempt owns its
+    run: the write is the fence's question too. Refused, nothing more is written (the run is another attempt's, or
+    cancelled: its steps are no longer this one's to tell) and ``on_lost`` is called (the lease stops the attempt).
     """
 
     runs: RunStore
     run_id: str
+    #: the attempt whose steps these are (None: steps written as the registry writes any)
+    attempt: int | None = None
+    #: called once when a write finds that ``attempt`` no longer owns its run
+    on_lost: Callable[[], None] | None = None
+    #: a write found that ``attempt`` no longer owns its run: nothing more is written
+    lost: bool = False
     #: the first step that failed, why, and whether trying again may cure it
     failed: tuple[str, str, bool] | None = None
     #: the task of that step
@@ -189,7 +200,7 @@ class StepRecorder:
                 executed = executed or self._pending[place].executed
                 self._pending[place] = replace(step, executed=executed)
         if state in ("RUNNING", "FAILED") or time.monotonic() - self._flushed >= FLUSH_INTERVAL:
-            self.flush()
+            self.flush(owned=state == "RUNNING")
 
     def take(self) -> list[Step]:
         """What is pending, left for the caller to write (a run's end writes its last steps in its own commit)."""
@@ -198,14 +209,21 @@ class StepRecorder:
             self._places.clear()
         return pending
 
-    def flush(self) -> None:
-        """Write what is pending, in order (from any thread: the heartbeat's flushes too)."""
+    def flush(self, owned: bool = False) -> None:
+        """Write what is pending, in order (from any thread: the heartbeat's flushes too); with ``owned`` (a step's
+        start), only while the recorder's attempt owns its run."""
+        lost = False
         with self._lock:
-            if self._pending:
-                self.runs.record_steps(self._pending)
-                self._pending = []
-                self._places.clear()
+            if self._pending and not self.lost:
+                if owned and self.attempt is not None:
+                    self.lost = lost = not self.runs.record_steps(self._pending, self.attempt)
+                else:
+                    self.runs.record_steps(self._pending)
+            self._pending = []
+            self._places.clear()
             self._flushed = time.monotonic()
+        if lost and self.on_lost is not None:
+            self.on_lost()
 
 
 _recorder: StepRecorder | None = None

@@ -45,6 +45,24 @@ NEXT_DUE = (
 )
 
 
+#: a step's row written (its place: its run's steps so far) where ``condition`` holds (:meth:`_write_steps`)
+STEP_WRITE = (
+    f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) "
+    "SELECT ?,?,?,?,?,?,?,?, (SELECT COUNT(*) FROM steps WHERE run_id = ?) WHERE {condition} "
+    "ON CONFLICT(run_id, task_id) DO UPDATE SET state = excluded.state, "
+    "executed = {greatest}(steps.executed, excluded.executed), "
+    # its error is its state's: a step that failed in attempt 1 and runs again carries none
+    "error = excluded.error, updated_at = excluded.updated_at"
+)
+
+
+#: a step written unless its run was cancelled: a cancelled run's steps are final, what its interrupted worker says
+#: late is not written
+UNCANCELLED = "NOT EXISTS (SELECT 1 FROM runs WHERE id = ? AND state = 'CANCELLED')"
+#: a step written only while the attempt that tells it owns its run: its row count is the fence's answer
+OWNED_BY = "EXISTS (SELECT 1 FROM runs WHERE id = ? AND attempt = ? AND state = 'RUNNING')"
+
+
 def queue_full(ahead: int) -> QueueFull:
     """The refusal of a run with ``ahead`` runs queued, the most accepted."""
     return QueueFull(f"{ahead} runs are queued, the most this service accepts", retry_after=0)
@@ -198,7 +216,8 @@ class SqlRunStore(SqlReads):
     def complete(self, run_id: str, attempt: int, steps: Sequence[Step] = ()) -> bool:
         now = time.time()
         with self._db() as db:
-            self._write_steps(db, steps)
+            if not self._write_steps(db, steps, attempt):  # an attempt's last steps only while it owns its run
+                return False
             row = self._exec(
                 db,
                 "UPDATE runs SET state = 'DONE', finished_at = ?, failed_step = NULL, error = NULL "
@@ -346,26 +365,22 @@ class SqlRunStore(SqlReads):
         assert after is not None
         return before, after
 
-    def record_steps(self, steps: Sequence[Step]) -> None:
+    def record_steps(self, steps: Sequence[Step], attempt: int | None = None) -> bool:
         if not steps:
-            return
+            return True
         with self._db() as db:
-            self._write_steps(db, steps)
+            return self._write_steps(db, steps, attempt)
 
-    def _write_steps(self, db: Any, steps: Sequence[Step]) -> None:
+    def _write_steps(self, db: Any, steps: Sequence[Step], attempt: int | None = None) -> bool:
+        """Write ``steps`` on ``db`` unless their run was cancelled; with ``attempt``, each only while that attempt
+        owns its run: False, no step written from the first refused on, once it does not."""
+        text = STEP_WRITE.format(condition=UNCANCELLED if attempt is None else OWNED_BY, greatest=self.GREATEST)
+        fence = () if attempt is None else (attempt,)
         for step in steps:
-            self._exec(
-                db,
-                # a cancelled run's steps are final: what its interrupted worker says late is not written
-                f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) "
-                "SELECT ?,?,?,?,?,?,?,?, (SELECT COUNT(*) FROM steps WHERE run_id = ?) "
-                "WHERE NOT EXISTS (SELECT 1 FROM runs WHERE id = ? AND state = 'CANCELLED') "
-                "ON CONFLICT(run_id, task_id) DO UPDATE SET state = excluded.state, "
-                f"executed = {self.GREATEST}(steps.executed, excluded.executed), "
-                # its error is its state's: a step that failed in attempt 1 and runs again carries none
-                "error = excluded.error, updated_at = excluded.updated_at",
-                (*_step_row(step), step.run_id, step.run_id),
-            )
+            cursor = self._exec(db, text, (*_step_row(step), step.run_id, step.run_id, *fence))
+            if attempt is not None and int(cursor.rowcount) != 1:
+                return False
+        return True
 
     def import_runs(self, runs: Iterable[Run], steps: Iterable[Step] = ()) -> None:
         """Write runs and their steps as they are, in one transaction (a bulk load: a benchmark's population).

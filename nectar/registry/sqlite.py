@@ -20,7 +20,7 @@ from nectar.descriptors import SharedDescriptor
 from nectar.forks import SQLITE, lock_made_anew_in_children, pid
 from nectar.registry import counts, fire_counts, sqlite_counts
 from nectar.registry.combine import Combiner, Outcome
-from nectar.registry.model import Run
+from nectar.registry.model import Run, Step
 from nectar.registry.schema import (
     COUNT_AGAIN,
     COUNT_FIRES,
@@ -465,6 +465,33 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         with the worker's next look (which finds none), 122-128 -> 86-97 µs."""
         with self._writing_turn():
             return self._claim(self._writing(), worker, run_id)
+
+    def record_steps(self, steps: Sequence[Step], attempt: int | None = None) -> bool:
+        """As every registry writes them; an attempt's own (``attempt`` given) in this process's turn at the file, a
+        step alone in one statement in autocommit (its own transaction, as :meth:`claim`'s), and once written, the
+        fence's next look (:meth:`owns`) answered without a read while no other connection commits.
+
+        The write found the attempt owning its run; every writer of the file commits in its turn (:class:`Writers`),
+        so none has committed since when, still in that turn, this thread's reading connection reads its
+        ``data_version``: the look that finds the same version later finds the same answer. Where the look after
+        the attempt's own write read the run again (its version moved with that write): a step's start, then the
+        fence's check of its ``params.txt``."""
+        if attempt is None or not steps:
+            return super().record_steps(steps, attempt)
+        with self._writing_turn():
+            if len(steps) == 1:
+                written = self._write_steps(self._writing(), steps, attempt)
+            else:
+                with contextmanager(self._transaction)() as db:
+                    written = self._write_steps(db, steps, attempt)
+            if written:
+                run_id = steps[0].run_id
+                self._read(lambda db: self._remember_owned(db, run_id, attempt))
+        return written
+
+    def _remember_owned(self, db: sqlite3.Connection, run_id: str, attempt: int) -> None:
+        """:meth:`owns` finds ``attempt`` owning the run while ``db``'s ``data_version`` stays what it is now."""
+        self._local.owned = (run_id, attempt, db, db.execute("PRAGMA data_version").fetchone()[0])
 
     def owns(self, run_id: str, attempt: int) -> bool:
         """As every registry answers it, but without a read while no other connection has committed anything since

@@ -110,8 +110,12 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
         :data:`~nectar.registry.counts.DURATION_BOUNDS`."""
 
     @abstractmethod
-    def record_steps(self, steps: Sequence[Step]) -> None:
-        """Record the new states of some steps, in order, in one transaction."""
+    def record_steps(self, steps: Sequence[Step], attempt: int | None = None) -> bool:
+        """Record the new states of some steps, in order, in one transaction, unless their run was cancelled.
+
+        With ``attempt``, the attempt that tells them: each is written only while that attempt owns its run (RUNNING,
+        not reclaimed nor cancelled), and False says it does not (none written from the first refused on): a lost
+        attempt's late news never overwrites its successor's steps, and its answer is the fence's."""
 
     def record_step(self, step: Step) -> None:
         self.record_steps([step])

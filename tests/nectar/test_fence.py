@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import luigi
 import pytest
 
+import nectar.attempt
 import nectar.leases
 import nectar.registry.sql
 from nectar import fence
@@ -19,6 +21,7 @@ from nectar.keys import TargetKey
 from nectar.leases import AttemptLease
 from nectar.registry import Run, RunStore, Step
 from nectar.registry.sqlite import SQLiteRunStore
+from nectar.steps import StepRecorder
 from nectar.stores import TargetStore, get_store
 from nectar.stores.local import LocalStore
 from nectar.stores.s3 import S3Store
@@ -240,6 +243,18 @@ def test_the_read_that_confirms_a_lease_reads_the_runs_state_and_attempt_not_the
     assert read == {"id", "attempt", "state"}, read
 
 
+def take_away(settings: Settings, run: Run, taken: str) -> None:
+    """Another process (another connection) takes ``run`` from its attempt: ``cancelled``, or ``reclaimed``."""
+    other = SQLiteRunStore(settings.registry_path)
+    try:
+        if taken == "cancelled":
+            other.cancel(run.id)
+        else:
+            assert [r.id for r in other.reclaim(0.0, dead=lambda worker: True)] == [run.id]
+    finally:
+        other.close()
+
+
 @pytest.mark.parametrize("taken", ["cancelled", "reclaimed"])
 def test_the_check_after_the_attempts_own_step_write_reads_in_one_transaction_and_refuses_a_run_taken_since(
     claimed: tuple[RunStore, Run], settings: Settings, taken: str
@@ -258,14 +273,67 @@ def test_the_check_after_the_attempts_own_step_write_reads_in_one_transaction_an
         assert lease.confirm()
         assert [s.split()[0] for s in statements] == ["BEGIN", "PRAGMA", "SELECT", "COMMIT"], statements
         runs.record_steps([Step(run.id, run.task_id, run.task, None, "RUNNING", True)])
-        other = SQLiteRunStore(settings.registry_path)
-        try:
-            if taken == "cancelled":
-                other.cancel(run.id)
-            else:
-                assert [r.id for r in other.reclaim(0.0, dead=lambda worker: True)] == [run.id]
-        finally:
-            other.close()
+        take_away(settings, run, taken)
+        assert not lease.confirm()
+        assert lease.lost
+    finally:
+        runs._read(lambda db: db.set_trace_callback(None))
+
+
+class StartedStep(luigi.Task):
+    """A step whose start an attempt records (a task of no chain: no logs to open)."""
+
+
+@pytest.mark.parametrize("taken", ["cancelled", "reclaimed"])
+def test_a_step_started_by_an_attempt_that_lost_its_run_is_not_written_and_no_commit_of_it_asks_the_registry(
+    claimed: tuple[RunStore, Run], settings: Settings, taken: str
+) -> None:
+    """The write of a step's start is the fence's question: an attempt whose run was taken from it (cancelled, or
+    reclaimed and failed) writes no RUNNING step into that run, its lease is lost at once (the heartbeat is woken to
+    stop it), and the step's first commit is refused without a look at the registry."""
+    runs, run = claimed
+    assert isinstance(runs, SQLiteRunStore)
+    lease = AttemptLease(runs, run, interval=60)
+    take_away(settings, run, taken)
+    recorder = StepRecorder(runs, run.id, run.attempt, lease.refused)
+    recorder.start(StartedStep())
+
+    assert StartedStep().task_id not in [step.task_id for step in runs.steps(run.id)]
+    assert recorder.lost and lease.lost and lease._wake.is_set()
+    statements: list[str] = []
+    runs._read(lambda db: db.set_trace_callback(statements.append))
+    fence.install(nectar.attempt.commit_guard(runs, run, lease))
+    try:
+        with pytest.raises(LeaseLost, match="no longer owns its run"):
+            fence.check("params.txt")
+        recorder.record(StartedStep(), "FAILED", "late")  # nothing more of this attempt is written
+    finally:
+        fence.install(None)
+        runs._read(lambda db: db.set_trace_callback(None))
+    assert statements == []
+    assert StartedStep().task_id not in [step.task_id for step in runs.steps(run.id)]
+
+
+@pytest.mark.parametrize("taken", ["cancelled", "reclaimed"])
+def test_the_check_after_a_step_s_start_is_a_look_not_a_read_and_refuses_a_run_taken_since(
+    claimed: tuple[RunStore, Run], settings: Settings, taken: str
+) -> None:
+    """A step's start is written only while the attempt owns its run, and the write, in its turn at the file,
+    leaves the fence's look knowing it: the check of the step's params.txt that follows looks at data_version and
+    reads no row; a run cancelled or reclaimed by another process after that is refused by the next check all the
+    same."""
+    runs, run = claimed
+    assert isinstance(runs, SQLiteRunStore)
+    lease = AttemptLease(runs, run, interval=60)
+    recorder = StepRecorder(runs, run.id, run.attempt, lease.refused)
+    recorder.start(StartedStep())
+    assert [(s.task_id, s.state) for s in runs.steps(run.id)] == [(StartedStep().task_id, "RUNNING")]
+    statements: list[str] = []
+    runs._read(lambda db: db.set_trace_callback(statements.append))  # the connection this thread's reads borrow
+    try:
+        assert lease.confirm()
+        assert [s.split()[0] for s in statements] == ["BEGIN", "PRAGMA", "COMMIT"], statements
+        take_away(settings, run, taken)
         assert not lease.confirm()
         assert lease.lost
     finally:

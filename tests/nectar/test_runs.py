@@ -319,7 +319,7 @@ def test_steps_are_listed_requested_task_last_and_remember_they_ran(runs: SqlRun
 
 def test_an_attempt_ends_with_its_last_steps_written_in_the_same_commit(runs: SqlRunStore) -> None:
     """An attempt's end carries its last step changes (one commit for both, :meth:`RunStore.complete`): written as
-    record_steps writes them, the attempt still the caller's or not."""
+    record_steps writes an attempt's, only while it owns its run (a first attempt come back late writes none)."""
     run = runs.submit(new_run(policy=RetryPolicy(retries=1)))[0]
     assert runs.claim("w1") is not None
     runs.record_steps([Step(run.id, "B_1", "BTask", None, "PENDING"), Step(run.id, "B_1", "BTask", None, "RUNNING")])
@@ -327,8 +327,9 @@ def test_an_attempt_ends_with_its_last_steps_written_in_the_same_commit(runs: Sq
     assert runs.claim("w2") is not None
 
     late = [Step(run.id, "A_1", "ATask", None, "DONE", executed=True)]
-    assert not runs.complete(run.id, 1, late)  # the first attempt, come back late: its steps are written all the same
-    assert runs.complete(run.id, 2, [Step(run.id, "B_1", "BTask", None, "DONE", executed=True)])
+    assert not runs.complete(run.id, 1, late)  # the first attempt, come back late: none of its steps is written
+    assert [(s.task, s.state) for s in runs.steps(run.id)] == [("BTask", "RUNNING")]
+    assert runs.complete(run.id, 2, [*late, Step(run.id, "B_1", "BTask", None, "DONE", executed=True)])
 
     ended = runs.get(run.id)
     assert ended is not None and (ended.state, ended.attempt) == (RunState.DONE, 2)
@@ -336,6 +337,25 @@ def test_an_attempt_ends_with_its_last_steps_written_in_the_same_commit(runs: Sq
         ("ATask", "DONE", True),
         ("BTask", "DONE", True),
     ]
+
+
+def test_an_attempt_s_steps_are_written_only_while_it_owns_its_run(runs: SqlRunStore) -> None:
+    """Steps told by an attempt (``attempt`` given) are written only while that attempt owns its run: between two
+    attempts, by the first come back late, or once the run is cancelled, nothing is written and the answer says so;
+    its successor's steps stay as it wrote them."""
+    run = runs.submit(new_run(policy=RetryPolicy(retries=1)))[0]
+    assert runs.claim("w1") is not None
+    assert runs.record_steps([Step(run.id, "B_1", "BTask", None, "RUNNING", executed=True)], attempt=1)
+    assert runs.fail(run.id, 1, "BTask", "ValueError: no") == RunState.PENDING
+    assert not runs.record_steps([Step(run.id, "A_1", "ATask", None, "RUNNING", executed=True)], attempt=1)
+    assert runs.claim("w2") is not None
+    assert runs.record_steps([Step(run.id, "B_1", "BTask", None, "DONE", executed=True)], attempt=2)
+    late = [Step(run.id, "B_1", "BTask", None, "RUNNING", executed=True), Step(run.id, "A_1", "ATask", None, "PENDING")]
+    assert not runs.record_steps(late, attempt=1)
+    runs.cancel(run.id)
+    assert not runs.record_steps([Step(run.id, "A_1", "ATask", None, "RUNNING", executed=True)], attempt=2)
+
+    assert [(s.task, s.state, s.error) for s in runs.steps(run.id)] == [("BTask", "DONE", None)]
 
 
 def test_registry_survives_reopening(tmp_path: Path) -> None:

@@ -123,13 +123,13 @@ from tests.nectar.test_runs import new_run
 class Told(SQLiteRunStore):
     told_first: list[bool] = []
 
-    def record_steps(self, changes):
+    def record_steps(self, changes, attempt=None):
         if any(step.state == "RUNNING" for step in changes):
             try:
                 self.told_first.append(ours.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == spares.STARTED)
             except BlockingIOError:
                 self.told_first.append(False)
-        super().record_steps(changes)
+        return super().record_steps(changes, attempt)
 
 class FirstStep(luigi.Task):
     def run(self):
