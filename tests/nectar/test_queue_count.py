@@ -25,7 +25,8 @@ from nectar.errors import QueueFull
 from nectar.registry import RetryPolicy, Run, RunState
 from nectar.registry.postgres import PostgresRunStore
 from nectar.registry.schedules import FireOutcome
-from nectar.registry.sqlite import SQLiteRunStore
+from nectar.registry.schema import RUN_COLUMNS
+from nectar.registry.sqlite import INSERT_BOUNDED, SQLiteRunStore
 from nectar.registry.triggers import Seen
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.schedules.model import ScheduleRecord, ScheduleSpec
@@ -180,6 +181,26 @@ def test_the_bound_is_exact_under_concurrent_submissions(where: str) -> None:
         thread.join(timeout=120)
     assert answers == {"queued": BOUND - 1, "refused": SUBMITTERS * 4 - BOUND + 1}
     assert counted_right(stores[0]) == BOUND
+
+
+def test_a_bounded_sqlite_submission_copies_its_run_into_no_temporary_table(tmp_path: Path) -> None:
+    """The bounded insert of a new run, in its SQLite program: no temporary table of a run's columns (SQLite copied the
+    row of an ``INSERT ... SELECT`` into one, as ``runs`` has triggers); and what it answers, in and past the bound."""
+    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    try:
+        runs.submit(new_run(1))
+        with sqlite3.connect(tmp_path / "runs.sqlite3") as conn:
+            program = conn.execute(f"EXPLAIN {INSERT_BOUNDED}", [None] * (len(RUN_COLUMNS) + 1)).fetchall()
+        conn.close()
+        assert [row for row in program if row[1] == "OpenEphemeral" and row[3] == len(RUN_COLUMNS)] == []
+        assert runs.submit(new_run(1), max_pending=1)[1] is False  # its key active: the active run, full or not
+        with pytest.raises(QueueFull):
+            runs.submit(new_run(2), max_pending=1)
+        queued, created = runs.submit(new_run(2), max_pending=2)
+        assert created and runs.get(queued.id) == queued
+        assert counted_right(runs) == 2
+    finally:
+        runs.close()
 
 
 #: a process that opens a transaction which queues a run, claims another and ends a third, then waits to be killed
