@@ -27,6 +27,7 @@ from nectar.registry.schema import (
     COUNT_PENDING,
     COUNT_RUNS,
     LATEST,
+    ONE_ACTIVE,
     PENDING_CHANGES,
     QUEUED,
     RUN_COLUMNS,
@@ -37,7 +38,7 @@ from nectar.registry.schema import (
     run_row,
     statements,
 )
-from nectar.registry.sql import ACTIVE, INSERT_NEW
+from nectar.registry.sql import INSERT_NEW
 from nectar.registry.sqlite_checkpoints import BACKSTOP_FRAMES, Checkpointer, opening, release
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
@@ -429,7 +430,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             inserted = self._exec(db, INSERT_BOUNDED, (*row, max_pending))
         if inserted.rowcount == 1:
             return run
-        active = self._select(db, f"key = ? AND {ACTIVE}", run.key)
+        active = self._select(db, f"key = ? AND {ONE_ACTIVE}", run.key)
         if active is not None:
             return active
         return super()._submit_alone(run, max_pending)
