@@ -76,12 +76,13 @@ class Counted:
         return round(median(self.cpu_us[bursts]), 1)
 
 
-def registry_cpu(runs: SQLiteRunStore, probes: range) -> float:
-    """This thread's CPU µs per run of ``probes`` submitted straight to the registry (its transaction alone)."""
+def registry_cpu(runs: SQLiteRunStore, probes: range, bound: int) -> float:
+    """This thread's CPU µs per run of ``probes`` submitted straight to the registry (its transaction alone), within
+    the queue's ``bound`` as the API submits them (an unbounded submission is another statement)."""
     made = [Run.new(p.key.path, CHAIN_TYPE, CHAIN, TASK, p.params, p.task_id) for p in map(Probe, probes)]
     began = time.thread_time()
     for run in made:
-        runs.submit(run)
+        runs.submit(run, max_pending=bound)
     return round(1e6 * (time.thread_time() - began) / len(made), 1)
 
 
@@ -126,9 +127,10 @@ def run(ctx: Context) -> list[Figure]:
             new.append(api.hammer(url, batch, CLIENTS, duration=None, per_client=per_client).check(202))
             done.append(hammer(url, finished, CLIENTS, duration=duration).check(200))
             hellos.append(base.hammer(base_url, hello, CLIENTS, duration=duration).check(200))
-        direct = registry_cpu(runs, range(DIRECT_FIRST, DIRECT_FIRST + DIRECT))
+        bound = cluster.settings.max_queue
+        direct = registry_cpu(runs, range(DIRECT_FIRST, DIRECT_FIRST + DIRECT), bound)
         queue_in_bulk(runs, behind)
-        direct_behind = registry_cpu(runs, range(DIRECT_FIRST + DIRECT, DIRECT_FIRST + 2 * DIRECT))
+        direct_behind = registry_cpu(runs, range(DIRECT_FIRST + DIRECT, DIRECT_FIRST + 2 * DIRECT), bound)
         last: list[Load] = []
         last_hellos: list[Load] = []
         for _ in range(ctx.repeats):

@@ -18,6 +18,7 @@ from nectar.registry.model import Run, RunState, Step
 from nectar.registry.reads import SqlReads
 from nectar.registry.schema import (
     ATTEMPT_COLUMNS,
+    ONE_ACTIVE,
     QUEUED,
     RUN_COLUMNS,
     RUNS,
@@ -29,11 +30,11 @@ from nectar.registry.schema import (
 )
 
 _OWNED = "id = ? AND attempt = ? AND state = 'RUNNING'"
-#: the states of an active run (one a key)
+#: the states of an active run (one a key; the index of one a key has :data:`~nectar.registry.schema.ONE_ACTIVE`)
 ACTIVE = "state IN ('PENDING', 'RUNNING', 'WAITING')"
 #: a new run, unless one of its key is active (the conflict target names the partial unique index's condition)
 INSERT_NEW = (
-    f"INSERT INTO runs ({RUNS}) VALUES ({param_marks(RUN_COLUMNS)}) ON CONFLICT (key) WHERE {ACTIVE} DO NOTHING"
+    f"INSERT INTO runs ({RUNS}) VALUES ({param_marks(RUN_COLUMNS)}) ON CONFLICT (key) WHERE {ONE_ACTIVE} DO NOTHING"
 )
 #: a PENDING run due now (one a claim takes)
 DUE = "SELECT 1 FROM runs WHERE state = 'PENDING' AND not_before <= ? LIMIT 1"
@@ -81,7 +82,7 @@ class SqlRunStore(SqlReads):
         for _ in range(3):
             if self._exec(db, INSERT_NEW, run_row(run)).rowcount == 1:
                 return run
-            active = self._select(db, f"key = ? AND {ACTIVE}", run.key)
+            active = self._select(db, f"key = ? AND {ONE_ACTIVE}", run.key)
             if active is not None:
                 return active
         raise QueueFull(f"the run for {run.key} keeps changing; try again", retry_after=1)
@@ -147,7 +148,7 @@ class SqlRunStore(SqlReads):
         if max_pending is not None and not ahead:
             ahead.append(int(self._scalar(db, f"{QUEUED}{self.LOCK}")))
         if max_pending is not None and ahead[0] >= max_pending:
-            active = self._select(db, f"key = ? AND {ACTIVE}", run.key)  # answered even with the queue full
+            active = self._select(db, f"key = ? AND {ONE_ACTIVE}", run.key)  # answered even with the queue full
             if active is None:
                 return None, queue_full(ahead[0])
             return (active, False), None

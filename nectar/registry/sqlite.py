@@ -27,6 +27,7 @@ from nectar.registry.schema import (
     COUNT_PENDING,
     COUNT_RUNS,
     LATEST,
+    ONE_ACTIVE,
     PENDING_CHANGES,
     QUEUED,
     RUN_COLUMNS,
@@ -37,7 +38,7 @@ from nectar.registry.schema import (
     run_row,
     statements,
 )
-from nectar.registry.sql import ACTIVE, INSERT_NEW
+from nectar.registry.sql import INSERT_NEW
 from nectar.registry.sqlite_checkpoints import BACKSTOP_FRAMES, Checkpointer, opening, release
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
@@ -213,10 +214,15 @@ OWN_STATEMENTS = {
     COUNT_AGAIN: sqlite_counts.SQLITE_TRIGGERS,
 }
 #: a new run, unless one of its key is active or the PENDING runs (the count the runs' triggers keep) are as many as
-#: the last parameter: one statement, its own transaction (the upsert's SELECT needs its WHERE: SQLite's grammar)
+#: the last parameter: one statement, its own transaction. Its one row of ``VALUES``, not an ``INSERT ... SELECT ...
+#: WHERE`` (an upsert's ``SELECT`` needs one): SQLite copies the rows of a ``SELECT`` into a temporary table before it
+#: inserts them into a table with triggers (``runs`` has the counts'), made, filled and read again for each run. Past
+#: the bound, its last column (``on_wait_timeout``, NOT NULL) is NULL, which ``OR IGNORE`` skips as it skips the row
+#: of a key already active (the partial unique index): nothing is written either way, as ``DO NOTHING`` wrote nothing
+#: (a run whose id is taken is skipped too, where it raised: the way of every dialect that follows raises it)
 INSERT_BOUNDED = (
-    f"INSERT INTO runs ({RUNS}) SELECT {param_marks(RUN_COLUMNS)} WHERE ({QUEUED}) < ? "
-    f"ON CONFLICT (key) WHERE {ACTIVE} DO NOTHING"
+    f"INSERT OR IGNORE INTO runs ({RUNS}) VALUES ({param_marks(RUN_COLUMNS[:-1])}, "
+    f"CASE WHEN ({QUEUED}) < ?{len(RUN_COLUMNS) + 1} THEN ?{len(RUN_COLUMNS)} END)"
 )
 #: None bound as NULL by the sqlite3 module's adapter for it, one look-up of its table: without one, each None (a new
 #: run has 13, each a column it has not yet: its start, its end, its error...) is adapted the way the module finds
@@ -437,7 +443,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             inserted = self._exec(db, INSERT_BOUNDED, (*row, max_pending))
         if inserted.rowcount == 1:
             return run
-        active = self._select(db, f"key = ? AND {ACTIVE}", run.key)
+        active = self._select(db, f"key = ? AND {ONE_ACTIVE}", run.key)
         if active is not None:
             return active
         return super()._submit_alone(run, max_pending)

@@ -25,7 +25,9 @@ from nectar.errors import QueueFull
 from nectar.registry import RetryPolicy, Run, RunState
 from nectar.registry.postgres import PostgresRunStore
 from nectar.registry.schedules import FireOutcome
-from nectar.registry.sqlite import SQLiteRunStore
+from nectar.registry.schema import ONE_ACTIVE, RUN_COLUMNS
+from nectar.registry.sql import ACTIVE
+from nectar.registry.sqlite import INSERT_BOUNDED, SQLiteRunStore
 from nectar.registry.triggers import Seen
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.schedules.model import ScheduleRecord, ScheduleSpec
@@ -180,6 +182,52 @@ def test_the_bound_is_exact_under_concurrent_submissions(where: str) -> None:
         thread.join(timeout=120)
     assert answers == {"queued": BOUND - 1, "refused": SUBMITTERS * 4 - BOUND + 1}
     assert counted_right(stores[0]) == BOUND
+
+
+def test_a_bounded_sqlite_submission_makes_no_temporary_table(tmp_path: Path) -> None:
+    """The bounded insert of a new run, in its SQLite program: no temporary table, neither of a run's columns (SQLite
+    copied the row of an ``INSERT ... SELECT`` into one, as ``runs`` has triggers) nor of the active states (the
+    partial unique index's ``state IN (...)``); and what it answers, in and past the bound."""
+    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    try:
+        runs.submit(new_run(1))
+        with sqlite3.connect(tmp_path / "runs.sqlite3") as conn:
+            program = conn.execute(f"EXPLAIN {INSERT_BOUNDED}", [None] * (len(RUN_COLUMNS) + 1)).fetchall()
+        conn.close()
+        assert [row for row in program if row[1] == "OpenEphemeral"] == []
+        assert runs.submit(new_run(1), max_pending=1)[1] is False  # its key active: the active run, full or not
+        with pytest.raises(QueueFull):
+            runs.submit(new_run(2), max_pending=1)
+        queued, created = runs.submit(new_run(2), max_pending=2)
+        assert created and runs.get(queued.id) == queued
+        assert counted_right(runs) == 2
+    finally:
+        runs.close()
+
+
+def test_a_registry_of_schema_12_keeps_one_active_run_a_key_as_it_upgrades(tmp_path: Path) -> None:
+    """Schema 13 writes the condition of the index of one active run a key as comparisons: a registry of 12 (its
+    ``state IN (...)``) is given them as it opens, and a key active there still has its one run."""
+    path = tmp_path / "runs.sqlite3"
+    runs = SQLiteRunStore(path)
+    active = runs.submit(new_run(1))[0]
+    runs.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP INDEX runs_one_active_per_key")
+        conn.execute(f"CREATE UNIQUE INDEX runs_one_active_per_key ON runs(key) WHERE {ACTIVE}")
+        conn.execute("PRAGMA user_version = 12")
+    conn.close()
+    upgraded = SQLiteRunStore(path)
+    try:
+        assert upgraded.submit(new_run(1), max_pending=10) == (active, False)
+        assert upgraded.submit(new_run(1)) == (active, False)
+        with sqlite3.connect(path) as conn:
+            (made,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'runs_one_active_per_key'").fetchone()
+        conn.close()
+        assert made.endswith(f"WHERE {ONE_ACTIVE}")
+        assert counted_right(upgraded) == 1
+    finally:
+        upgraded.close()
 
 
 #: a process that opens a transaction which queues a run, claims another and ends a third, then waits to be killed
