@@ -10,6 +10,7 @@ import threading
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from benchmarks.dispatch import TASK_PATH, through_service
 from benchmarks.harness import Cluster, Context, Figure, Target, median, percentile, ratio_at_least
@@ -45,15 +46,19 @@ def ended(db: sqlite3.Connection, first: int, count: int) -> tuple[int, float] |
     return (done, float(last)) if done == count else None
 
 
-def claims_and_ends(registry: Path, first: int, count: int) -> list[tuple[float, float]]:
-    """When each ProbeTask run of ``first`` … ``first + count - 1`` was claimed (``started_at``) and ended."""
+def batch(registry: Path, first: int, count: int, columns: str) -> list[tuple[Any, ...]]:
+    """The ``columns`` of each ProbeTask run of ``first`` … ``first + count - 1``."""
     with closing(sqlite3.connect(f"file:{registry}?mode=ro", uri=True)) as db:
-        rows = db.execute(
-            "SELECT started_at, finished_at FROM runs WHERE task = 'ProbeTask' "
+        return db.execute(
+            f"SELECT {columns} FROM runs WHERE task = 'ProbeTask' "
             "AND CAST(json_extract(params, '$.n') AS INTEGER) BETWEEN ? AND ?",
             (first, first + count - 1),
         ).fetchall()
-    return [(float(began), float(end)) for began, end in rows]
+
+
+def claims_and_ends(registry: Path, first: int, count: int) -> list[tuple[float, float]]:
+    """When each ProbeTask run of ``first`` … ``first + count - 1`` was claimed (``started_at``) and ended."""
+    return [(float(began), float(end)) for began, end in batch(registry, first, count, "started_at, finished_at")]
 
 
 def held(registry: Path, first: int, count: int) -> float:
@@ -62,6 +67,14 @@ def held(registry: Path, first: int, count: int) -> float:
     ``run()``) counts the POST's answer and the wait for the claim, which no slot pays, and leaves out ``run()`` to
     DONE, which the slot pays."""
     return median([end - began for began, end in claims_and_ends(registry, first, count)])
+
+
+def processes(registry: Path, first: int, count: int) -> int:
+    """How many attempt processes executed the ProbeTask runs ``first`` … ``first + count - 1``: the processes named
+    by their runs' holders (``host:pid``, then ``host:pid.n`` for its n-th run), each one a fork and a first set-up of
+    its own, whose first run costs more than the next ones (the pages it copies from its worker as it writes them)."""
+    holders = [worker.rpartition(":") for (worker,) in batch(registry, first, count, "worker") if worker]
+    return len({(host, pid.partition(".")[0]) for host, _, pid in holders})
 
 
 def idle(registry: Path, first: int, count: int, slots: int) -> tuple[float, float, float] | None:
@@ -210,7 +223,8 @@ def measured(
     said += (
         f"; a run held its slot (claim to DONE) {slot * 1000:.2f} ms median, {slots} ÷ that "
         f"{slots / slot:.1f}/s (beside {slots} ÷ the dispatch median, POST to run()); the slot sat idle (a run's DONE "
-        f"to its slot's next claim) {idle_said(idle(cluster.settings.registry_path, first, count, slots))}"
+        f"to its slot's next claim) {idle_said(idle(cluster.settings.registry_path, first, count, slots))}; its runs "
+        f"were executed by {processes(cluster.settings.registry_path, first, count)} attempt processes"
     )
     parts = sampled.used()
     said += "; per run, ran / waited for a core (ms): " + ", ".join(

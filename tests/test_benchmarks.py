@@ -521,6 +521,21 @@ def test_the_throughput_benchmark_says_how_long_a_slot_sat_idle_between_runs(tmp
     assert throughput_module.idle(tmp_path / "runs.sqlite3", 1, 4, 2) == (1.875, 2.0, 1.875)
 
 
+def test_the_throughput_benchmark_counts_the_attempt_processes_that_executed_the_batch(tmp_path: Path) -> None:
+    """A process is named ``host:pid`` for its first run and ``host:pid.n`` for its n-th: each one counts once (a
+    host's name may hold dots and colons), and only the batch's runs count."""
+    with closing(sqlite3.connect(tmp_path / "runs.sqlite3")) as db, db:
+        db.execute("CREATE TABLE runs (task TEXT, params TEXT, worker TEXT)")
+        holders = ["a.lan:10", "a.lan:10.2", "a.lan:10.3", "a.lan:11", "b:10.2", "fe80::1:10", None, "a.lan:12"]
+        db.executemany(
+            "INSERT INTO runs VALUES ('ProbeTask', ?, ?)",
+            [(json.dumps({"n": n}), worker) for n, worker in enumerate(holders, 1)],
+        )
+    assert throughput_module.processes(tmp_path / "runs.sqlite3", 1, 7) == 4
+    assert throughput_module.processes(tmp_path / "runs.sqlite3", 1, 8) == 5
+    assert throughput_module.processes(tmp_path / "runs.sqlite3", 2, 2) == 1
+
+
 @pytest.mark.parametrize(("count", "slots"), [(1, 1), (2, 2), (2, 3)])
 def test_the_throughput_benchmark_says_no_idle_was_measured_when_no_run_followed_another_on_a_slot(
     tmp_path: Path, count: int, slots: int
