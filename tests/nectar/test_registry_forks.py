@@ -13,6 +13,8 @@ from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import pytest
+
 from harness import lifeline_env
 from nectar import forks
 from nectar.forks import ForkGate
@@ -344,3 +346,39 @@ def test_two_threads_inside_the_gate_that_both_fork_each_fork_once() -> None:
         argv, env={**os.environ, **lifeline_env()}, capture_output=True, text=True, timeout=PATIENCE, cwd=REPOSITORY
     )
     assert said.stdout.splitlines() == ["inside", "[7, 7] done"], said
+
+
+@pytest.mark.parametrize("outer_is_along", [True, False], ids=["along-then-gate", "gate-then-along"])
+def test_a_thread_inside_one_gate_enters_another_made_along_it_while_a_fork_waits_for_it(outer_is_along: bool) -> None:
+    """A thread inside one of two gates made along each other (a chain file executing inside IMPORTS that uses the
+    registry, inside SQLITE) enters the other while a fork waits for it: the fork waits for it already, so it goes in
+    at once, leaves both, and the fork goes on. It stepped back out of the second to wait for the fork to end, which
+    waited for it to leave the first: both stuck for ever, and every later fork of the process."""
+    gate = ForkGate()
+    along = ForkGate(along=gate)
+    outer, inner = (along, gate) if outer_is_along else (gate, along)
+    inside = threading.Event()
+    order: list[str] = []
+
+    def user() -> None:
+        with outer.inside():
+            inside.set()
+            wait_until(lambda: gate._forking is not None, timeout=PATIENCE)  # the fork is noted, waiting for it
+            with inner.inside():
+                order.append("nested")
+            order.append("left inner")
+        order.append("left outer")
+
+    def fork() -> None:  # what os.fork does around the fork itself
+        gate.before_fork()
+        order.append("forked")
+        gate.after_fork_in_parent()
+
+    using, forking = threading.Thread(target=user, daemon=True), threading.Thread(target=fork, daemon=True)
+    using.start()
+    assert inside.wait(PATIENCE)
+    forking.start()
+    for thread in (using, forking):
+        thread.join(PATIENCE)
+    assert not using.is_alive() and not forking.is_alive(), f"stuck: {order}"
+    assert order == ["nested", "left inner", "left outer", "forked"]
