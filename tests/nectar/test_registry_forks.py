@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -382,3 +383,37 @@ def test_a_thread_inside_one_gate_enters_another_made_along_it_while_a_fork_wait
         thread.join(PATIENCE)
     assert not using.is_alive() and not forking.is_alive(), f"stuck: {order}"
     assert order == ["nested", "left inner", "left outer", "forked"]
+
+
+def test_a_fork_waits_for_another_thread_opening_a_registry(tmp_path: Path) -> None:
+    """A thread that makes a registry (its schema checked over a connection it opens and closes) is inside the
+    fork gate meanwhile: a fork made then waits for it to be done. It was outside: the fork copied SQLite mid-open
+    (its own mutexes, the lock ``opening()`` takes), and a child's first open of the file could wait for ever."""
+    opened, release = threading.Event(), threading.Event()
+
+    class Slow(SQLiteRunStore):
+        def _open(self) -> sqlite3.Connection:
+            conn = super()._open()
+            opened.set()  # its first statement run: SQLite's first lock on the WAL index held
+            release.wait(PATIENCE)
+            return conn
+
+    maker = threading.Thread(target=Slow, args=(tmp_path / "runs.sqlite3",), daemon=True)
+    maker.start()
+    assert opened.wait(PATIENCE)
+    said: list[int] = []
+
+    def fork() -> None:
+        child = os.fork()
+        if child == 0:  # the child's copy of the event is as it was at the fork: whether the open was over then
+            os._exit(1 if release.is_set() else 0)
+        said.append(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+
+    forking = threading.Thread(target=fork, daemon=True)
+    forking.start()
+    # the fork either waits at the gate for the open to end, or was made already, mid-open
+    wait_until(lambda: bool(said) or waits_in(forking, "before_fork"), timeout=PATIENCE)
+    release.set()
+    for thread in (forking, maker):
+        thread.join(PATIENCE)
+    assert said == [1], "a fork was made while another thread opened the registry"
