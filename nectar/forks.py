@@ -22,6 +22,10 @@ it for ever (a stray copy of its parent, with the threads it started, that only 
 
 from __future__ import annotations
 
+# its at-fork hook (``before``: its global lock taken, which every ``submit`` takes) registered before the gates': a
+# hook registered later runs before, so a fork took that lock, then waited at a gate for a thread inside that waited
+# at ``submit`` for it (both for ever); registered first, the fork waits at the gates holding none of it
+import concurrent.futures.thread  # noqa: F401
 import os
 import threading
 from _thread import get_ident

@@ -417,3 +417,45 @@ def test_a_fork_waits_for_another_thread_opening_a_registry(tmp_path: Path) -> N
     for thread in (forking, maker):
         thread.join(PATIENCE)
     assert said == [1], "a fork was made while another thread opened the registry"
+
+
+#: a process where a thread inside the registry's gate hands work to a ``ThreadPoolExecutor`` while a fork waits
+#: for it (``concurrent.futures.thread`` imported after :mod:`nectar.forks`, as a chain's code or luigi's may): it
+#: prints the child's exit status, then whether the thread is done
+SUBMIT_WHILE_A_FORK_WAITS = """
+import os, threading, time
+from nectar.forks import SQLITE
+from concurrent.futures import ThreadPoolExecutor
+
+pool = ThreadPoolExecutor(1)
+inside = threading.Event()
+
+def submits():
+    with SQLITE.inside():
+        inside.set()
+        deadline = time.monotonic() + 60  # only a hung fork's
+        while SQLITE._forking is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        pool.submit(int).result()
+
+user = threading.Thread(target=submits, daemon=True)
+user.start()
+inside.wait()
+child = os.fork()
+if child == 0:
+    os._exit(7)
+print(os.waitpid(child, 0)[1] >> 8, flush=True)
+user.join(60)
+print("stuck" if user.is_alive() else "done", flush=True)
+"""
+
+
+def test_a_fork_waits_at_the_gate_before_it_takes_another_librarys_fork_lock() -> None:
+    """A fork waits at the registry's gate holding no lock of another library's own hooks: a hook registered later
+    runs before (``concurrent.futures.thread`` takes its global lock, which every ``submit`` takes). It took it,
+    then waited for a thread inside the gate, which waited at ``submit`` for that lock: both for ever."""
+    argv = [sys.executable, "-c", SUBMIT_WHILE_A_FORK_WAITS]
+    said = subprocess.run(
+        argv, env={**os.environ, **lifeline_env()}, capture_output=True, text=True, timeout=PATIENCE, cwd=REPOSITORY
+    )
+    assert said.stdout.splitlines() == ["7", "done"], said
