@@ -22,6 +22,10 @@ it for ever (a stray copy of its parent, with the threads it started, that only 
 
 from __future__ import annotations
 
+# its at-fork hook (``before``: its global lock taken, which every ``submit`` takes) registered before the gates': a
+# hook registered later runs before, so a fork took that lock, then waited at a gate for a thread inside that waited
+# at ``submit`` for it (both for ever); registered first, the fork waits at the gates holding none of it
+import concurrent.futures.thread  # noqa: F401
 import os
 import threading
 from _thread import get_ident
@@ -44,7 +48,9 @@ class ForkGate:
         #: the gate that holds the lock, the fork under way and the forks noted over, shared by every gate made
         #: ``along`` it (each with threads inside of its own): a fork waits for the threads inside any of them, and
         #: is made through that one alone (the first's hooks). Two gates of their own each held their lock while a
-        #: fork waited at the other: a thread inside that forked then waited for that lock, and the fork for it.
+        #: fork waited at the other: a thread inside that forked then waited for that lock, and the fork for it. A
+        #: thread inside one enters another at once while a fork waits (the fork waits for it already): it stepped
+        #: back out to wait for the fork, which waited for it to leave the first (a chain file that used the registry)
         self._gate: ForkGate = self if along is None else along._gate
         #: how deep each thread inside is, by its id (the registry may nest its uses: only the outermost counts); a
         #: thread that is not inside has no item
@@ -75,6 +81,8 @@ class ForkGate:
         gate = self._gate
         forking = gate._forking
         if depth or forking is None or forking == me:  # in already (a fork waits for it), none forking, or forking
+            return
+        if any(me in room for room in gate._rooms if room is not self._depths):  # in a gate made along: waited for
             return
         # a fork is being made, and waits for this thread: out again until it is done
         with gate._lock:

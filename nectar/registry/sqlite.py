@@ -270,12 +270,14 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # its schema checked (brought up to date): a gunicorn master does it once for its workers, and closes the
         # connection, with the one a migration wrote through: nothing of SQLite's crosses a fork (a worker opens its
-        # own, checked again)
-        self._checked(self._open()).close()
-        own = self._own()
-        if own.writes is not None:
-            own.writes.close()
-            own.writes = None
+        # own, checked again). Inside the fork gate, as every use of SQLite: a fork another thread made meanwhile
+        # copied SQLite mid-open (nectar.forks)
+        with SQLITE.inside():
+            self._checked(self._open()).close()
+            own = self._own()
+            if own.writes is not None:
+                own.writes.close()
+                own.writes = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:

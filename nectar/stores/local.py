@@ -6,7 +6,6 @@ import errno
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -113,13 +112,21 @@ def _in_its_folder(dest: str, make: Callable[[], T]) -> T:
         return make()
 
 
-def _new_temporary(dest: str) -> tuple[int, str]:
-    """A new temporary file beside ``dest`` (:func:`~nectar.stores.base.temporary_name`), opened to write, and its
-    path; its folder made when it is missing (:func:`_in_its_folder`). A name taken (a writer killed between its
-    open and its rename left it) is passed over for another: the file is not ours to remove, another writer may hold
-    it."""
+def _hidden_temporary_name(dest: str) -> str:
+    """A temporary name beside ``dest`` that listings pass over while it is written (a dot first:
+    :data:`~nectar.stores.listing.HIDDEN`), drawn as :func:`~nectar.stores.base.temporary_name` draws its own."""
+    folder, name = os.path.split(dest)
+    return os.path.join(folder, f".{temporary_name(name)}.tmp")
+
+
+def _new_temporary(dest: str, named: Callable[[str], str] = temporary_name) -> tuple[int, str]:
+    """A new temporary file beside ``dest`` (named by ``named``: :func:`~nectar.stores.base.temporary_name`'s
+    ``<name>-luigi-tmp-<n>`` unless told), opened to write, and its path; mode 0666 less the umask, as luigi's atomic
+    files are made (``mkstemp``'s 0600 left a copied file unreadable to other users); its folder made when it is
+    missing (:func:`_in_its_folder`). A name taken (a writer killed between its open and its rename left it) is
+    passed over for another: the file is not ours to remove, another writer may hold it."""
     for _ in range(_TEMPORARY_TRIES):
-        tmp = temporary_name(dest)
+        tmp = named(dest)
         try:
             return _in_its_folder(dest, partial(os.open, tmp, _NEW_FILE, 0o666)), tmp
         except FileExistsError:
@@ -264,8 +271,7 @@ class LocalStore(TargetStore):
             except OSError as exc:
                 if exc.errno != errno.EXDEV:  # on another file system than the store: copied below
                     raise
-        folder, name = os.path.split(dest)  # made by put_files (_make_folder_of), or ahead (make_folder_of)
-        fd, tmp = _in_its_folder(dest, partial(tempfile.mkstemp, dir=folder, prefix=f".{name}.", suffix=".tmp"))
+        fd, tmp = _new_temporary(dest, _hidden_temporary_name)  # its folder made by put_files, or ahead
         try:
             with os.fdopen(fd, "wb") as out, open(local_path, "rb") as src:
                 shutil.copyfileobj(src, out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -12,6 +13,8 @@ import time
 from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
+
+import pytest
 
 from harness import lifeline_env
 from nectar import forks
@@ -344,3 +347,115 @@ def test_two_threads_inside_the_gate_that_both_fork_each_fork_once() -> None:
         argv, env={**os.environ, **lifeline_env()}, capture_output=True, text=True, timeout=PATIENCE, cwd=REPOSITORY
     )
     assert said.stdout.splitlines() == ["inside", "[7, 7] done"], said
+
+
+@pytest.mark.parametrize("outer_is_along", [True, False], ids=["along-then-gate", "gate-then-along"])
+def test_a_thread_inside_one_gate_enters_another_made_along_it_while_a_fork_waits_for_it(outer_is_along: bool) -> None:
+    """A thread inside one of two gates made along each other (a chain file executing inside IMPORTS that uses the
+    registry, inside SQLITE) enters the other while a fork waits for it: the fork waits for it already, so it goes in
+    at once, leaves both, and the fork goes on. It stepped back out of the second to wait for the fork to end, which
+    waited for it to leave the first: both stuck for ever, and every later fork of the process."""
+    gate = ForkGate()
+    along = ForkGate(along=gate)
+    outer, inner = (along, gate) if outer_is_along else (gate, along)
+    inside = threading.Event()
+    order: list[str] = []
+
+    def user() -> None:
+        with outer.inside():
+            inside.set()
+            wait_until(lambda: gate._forking is not None, timeout=PATIENCE)  # the fork is noted, waiting for it
+            with inner.inside():
+                order.append("nested")
+            order.append("left inner")
+        order.append("left outer")
+
+    def fork() -> None:  # what os.fork does around the fork itself
+        gate.before_fork()
+        order.append("forked")
+        gate.after_fork_in_parent()
+
+    using, forking = threading.Thread(target=user, daemon=True), threading.Thread(target=fork, daemon=True)
+    using.start()
+    assert inside.wait(PATIENCE)
+    forking.start()
+    for thread in (using, forking):
+        thread.join(PATIENCE)
+    assert not using.is_alive() and not forking.is_alive(), f"stuck: {order}"
+    assert order == ["nested", "left inner", "left outer", "forked"]
+
+
+def test_a_fork_waits_for_another_thread_opening_a_registry(tmp_path: Path) -> None:
+    """A thread that makes a registry (its schema checked over a connection it opens and closes) is inside the
+    fork gate meanwhile: a fork made then waits for it to be done. It was outside: the fork copied SQLite mid-open
+    (its own mutexes, the lock ``opening()`` takes), and a child's first open of the file could wait for ever."""
+    opened, release = threading.Event(), threading.Event()
+
+    class Slow(SQLiteRunStore):
+        def _open(self) -> sqlite3.Connection:
+            conn = super()._open()
+            opened.set()  # its first statement run: SQLite's first lock on the WAL index held
+            release.wait(PATIENCE)
+            return conn
+
+    maker = threading.Thread(target=Slow, args=(tmp_path / "runs.sqlite3",), daemon=True)
+    maker.start()
+    assert opened.wait(PATIENCE)
+    said: list[int] = []
+
+    def fork() -> None:
+        child = os.fork()
+        if child == 0:  # the child's copy of the event is as it was at the fork: whether the open was over then
+            os._exit(1 if release.is_set() else 0)
+        said.append(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+
+    forking = threading.Thread(target=fork, daemon=True)
+    forking.start()
+    # the fork either waits at the gate for the open to end, or was made already, mid-open
+    wait_until(lambda: bool(said) or waits_in(forking, "before_fork"), timeout=PATIENCE)
+    release.set()
+    for thread in (forking, maker):
+        thread.join(PATIENCE)
+    assert said == [1], "a fork was made while another thread opened the registry"
+
+
+#: a process where a thread inside the registry's gate hands work to a ``ThreadPoolExecutor`` while a fork waits
+#: for it (``concurrent.futures.thread`` imported after :mod:`nectar.forks`, as a chain's code or luigi's may): it
+#: prints the child's exit status, then whether the thread is done
+SUBMIT_WHILE_A_FORK_WAITS = """
+import os, threading, time
+from nectar.forks import SQLITE
+from concurrent.futures import ThreadPoolExecutor
+
+pool = ThreadPoolExecutor(1)
+inside = threading.Event()
+
+def submits():
+    with SQLITE.inside():
+        inside.set()
+        deadline = time.monotonic() + 60  # only a hung fork's
+        while SQLITE._forking is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        pool.submit(int).result()
+
+user = threading.Thread(target=submits, daemon=True)
+user.start()
+inside.wait()
+child = os.fork()
+if child == 0:
+    os._exit(7)
+print(os.waitpid(child, 0)[1] >> 8, flush=True)
+user.join(60)
+print("stuck" if user.is_alive() else "done", flush=True)
+"""
+
+
+def test_a_fork_waits_at_the_gate_before_it_takes_another_librarys_fork_lock() -> None:
+    """A fork waits at the registry's gate holding no lock of another library's own hooks: a hook registered later
+    runs before (``concurrent.futures.thread`` takes its global lock, which every ``submit`` takes). It took it,
+    then waited for a thread inside the gate, which waited at ``submit`` for that lock: both for ever."""
+    argv = [sys.executable, "-c", SUBMIT_WHILE_A_FORK_WAITS]
+    said = subprocess.run(
+        argv, env={**os.environ, **lifeline_env()}, capture_output=True, text=True, timeout=PATIENCE, cwd=REPOSITORY
+    )
+    assert said.stdout.splitlines() == ["7", "done"], said

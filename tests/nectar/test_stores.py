@@ -71,6 +71,32 @@ def test_put_files_moves_what_it_can_and_copies_the_rest(settings: Settings, tmp
         source.unlink(missing_ok=True)
 
 
+@pytest.mark.parametrize("move", [False, True], ids=["copied", "moved from another file system"])
+def test_a_file_copied_into_a_local_store_has_the_mode_of_one_written_there(
+    settings: Settings, tmp_path: Path, move: bool
+) -> None:
+    """A file the local store copies in (``put_file``; a log moved from another file system) is made as the files it
+    writes are (``write_text``, a target's ``open("w")``: mode 0666 less the umask), and as a moved one keeps its
+    own: it was 0600 (``mkstemp``'s), a file no other user of the store's readers could read. Its temporary name is
+    still hidden from listings while it is copied (a dot first)."""
+    folder = Path("/dev/shm") if move else tmp_path
+    if move and (not folder.is_dir() or os.stat(folder).st_dev == os.stat(settings.local_targets_dir.parent).st_dev):
+        pytest.skip("no other file system here")
+    source = folder / f"nectar-{os.getpid()}-{tmp_path.name}.log"
+    source.write_bytes(PAYLOAD)
+    store = get_store(settings)
+    try:
+        store.write_text(KEY.with_file("params.txt"), "{}\n")
+        store.put_files([(source, KEY.with_file("blob.bin"))], move=move)
+    finally:
+        source.unlink(missing_ok=True)
+    written, copied = (os.stat(store.path(KEY.with_file(name))).st_mode & 0o777 for name in ("params.txt", "blob.bin"))
+    assert written & 0o044, "the umask leaves nothing for others to read: the two cannot differ here"
+    assert copied == written, (oct(copied), oct(written))
+    assert b"".join(store.iter_bytes(KEY.with_file("blob.bin"))) == PAYLOAD
+    assert sorted(os.listdir(store.path(KEY.with_file("blob.bin")).parent)) == ["blob.bin", "params.txt"]
+
+
 def test_a_local_step_folder_is_made_once_not_before_each_file(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
