@@ -64,9 +64,9 @@ def test_a_step_noted_again_before_it_is_written_is_one_row_and_the_registry_kee
     written: list[list[tuple[str, str]]] = []
     record_steps = runs.record_steps
 
-    def counted(changes: list[Step]) -> None:
+    def counted(changes: list[Step], attempt: int | None = None) -> bool:
         written.append([(step.task, step.state) for step in changes])
-        record_steps(changes)
+        return record_steps(changes, attempt)
 
     monkeypatch.setattr(runs, "record_steps", counted)
     run, _ = runs.submit(new_run())
