@@ -61,6 +61,12 @@ STEP_WRITE = (
 UNCANCELLED = "NOT EXISTS (SELECT 1 FROM runs WHERE id = ? AND state = 'CANCELLED')"
 #: a step written only while the attempt that tells it owns its run: its row count is the fence's answer
 OWNED_BY = "EXISTS (SELECT 1 FROM runs WHERE id = ? AND attempt = ? AND state = 'RUNNING')"
+#: the RUNNING steps an attempt left, failed while no later claim has taken the run (nor was it cancelled): its
+#: ``started_at`` is still the attempt's (a claim sets it; a requeue, which gives the attempt's number back, does not)
+FAIL_RUNNING = (
+    "UPDATE steps SET state = 'FAILED', error = ?, updated_at = ? WHERE run_id = ? AND state = 'RUNNING' "
+    "AND EXISTS (SELECT 1 FROM runs WHERE id = ? AND started_at = ? AND state <> 'CANCELLED')"
+)
 
 
 def queue_full(ahead: int) -> QueueFull:
@@ -381,6 +387,10 @@ class SqlRunStore(SqlReads):
             if attempt is not None and int(cursor.rowcount) != 1:
                 return False
         return True
+
+    def fail_running_steps(self, run: Run, error: str) -> int:
+        with self._db() as db:
+            return int(self._exec(db, FAIL_RUNNING, (error, time.time(), run.id, run.id, run.started_at)).rowcount)
 
     def import_runs(self, runs: Iterable[Run], steps: Iterable[Step] = ()) -> None:
         """Write runs and their steps as they are, in one transaction (a bulk load: a benchmark's population).
