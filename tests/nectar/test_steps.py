@@ -36,7 +36,9 @@ def test_an_attempt_killed_as_its_second_step_starts_blames_that_step_not_the_fi
     followed it, within FLUSH_INTERVAL, left A shown RUNNING: A was blamed and told FAILED to luigid, B never shown.)"""
     monkeypatch.setattr(steps, "FLUSH_INTERVAL", 3600.0)  # what may wait, waits for as long as the test runs
     runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
-    run, _ = runs.submit(new_run())
+    runs.submit(new_run())
+    run = runs.claim("w1")  # released as its attempt's claim made it
+    assert run is not None
     recorder = StepRecorder(runs, run.id)
     recorder.record(StepA(), "RUNNING")
     recorder.record(StepA(), "DONE")
