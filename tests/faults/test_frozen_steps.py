@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nectar.registry import RunState
-from tests.faults.conftest import CHAIN, CHAIN_TYPE, Cluster, alive, waitfor
+from tests.faults.conftest import CHAIN, CHAIN_TYPE, Cluster, alive, children, waitfor
 from tests.helpers.ledger import LEDGER_CHAIN
 
 #: a task whose first attempt leaves a step change pending (``Side`` DONE, luigi's event, not yet written: the
@@ -58,7 +58,7 @@ def test_a_thawed_attempt_does_not_flush_its_pending_steps_into_its_successors_r
     waitfor(mark.exists, 60, "the first attempt to start")
     frozen = int(mark.read_text())
     waitfor(lambda: stopped(frozen), 60, "the first attempt to stop itself")
-    [owner] = [w for w in workers if frozen in children_of(w.pid)]
+    [owner] = [w for w in workers if frozen in children(w.pid)]
     cluster.freeze(owner.pid)  # its worker must not kill it once it is disowned: the thaw is the test's
 
     done = cluster.api.wait(data["key"], timeout=60)
@@ -78,11 +78,6 @@ def stopped(pid: int) -> bool:
     """Whether ``pid`` is stopped (SIGSTOP): its state in ``/proc/<pid>/stat``."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat[stat.rindex(")") + 2] == "T"
-
-
-def children_of(pid: int) -> set[int]:
-    """The pids of ``pid``'s children."""
-    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
 
 
 def steps_of(cluster: Cluster, run_id: str) -> list[tuple[str, str, float]]:
