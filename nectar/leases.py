@@ -23,7 +23,7 @@ from nectar import forks, reuse, standby
 from nectar.build import luigi_worker_id
 from nectar.errors import Interrupted, SchedulerUnavailable
 from nectar.luigid import SchedulerClient
-from nectar.registry import Run, RunState, RunStore, Step
+from nectar.registry import Run, RunState, RunStore
 
 logger = logging.getLogger(__name__)
 #: seconds an interrupted attempt gets to end on its own before its process group is killed
@@ -92,7 +92,8 @@ def timed_out(run: Run) -> bool:
 
 
 def release(runs: RunStore, run: Run, reason: str, scheduler: SchedulerClient | None) -> None:
-    """After ``run``'s attempt died: mark its running steps failed, here and in luigid.
+    """After ``run``'s attempt died: mark its running steps failed, here and in luigid; here only while no later
+    attempt has claimed the run (its steps, which may be the same, are that attempt's to tell).
 
     Of a cancelled run (once its attempt's process has ended), luigid is told that every unfinished
     step is DISABLED with ``reason``: it keeps them so, not retried, until they are submitted again.
@@ -101,7 +102,7 @@ def release(runs: RunStore, run: Run, reason: str, scheduler: SchedulerClient | 
     steps = runs.steps(run.id)
     running = [step for step in steps if step.state == "RUNNING"]
     if not cancelled:
-        runs.record_steps([Step(run.id, s.task_id, s.task, s.key, "FAILED", s.executed, reason) for s in running])
+        runs.fail_running_steps(run, reason)
     if scheduler is None:
         return
     worker = luigi_worker_id(run.worker or "?")

@@ -20,7 +20,7 @@ import luigi.configuration
 from nectar.errors import SchedulerUnavailable
 from nectar.luigi_internals import tasks_by_outcome
 from nectar.luigid import SchedulerClient
-from nectar.registry import Run, RunState, RunStore, Step
+from nectar.registry import Run, RunState, RunStore
 
 logger = logging.getLogger(__name__)
 #: seconds a run waits before trying again when luigid did not grant its task
@@ -117,10 +117,9 @@ def wait(scheduler: SchedulerClient | None, runs: RunStore, run: Run, kind: str,
 
 def end_running_steps(runs: RunStore, run: Run, step: str) -> None:
     """A failed attempt leaves no step RUNNING: those luigi left so (one that yielded a step which then failed)
-    fail too, naming the step that did; steps that never started stay PENDING."""
-    running = [s for s in runs.steps(run.id) if s.state == "RUNNING"]
-    error = f"not finished: {step} failed"
-    runs.record_steps([Step(run.id, s.task_id, s.task, s.key, "FAILED", s.executed, error) for s in running])
+    fail too, naming the step that did, unless a later attempt has claimed the run since (a retry due at once);
+    steps that never started stay PENDING."""
+    runs.fail_running_steps(run, f"not finished: {step} failed")
 
 
 def retry_allowed(task: luigi.Task | None, attempt: int) -> int | None:

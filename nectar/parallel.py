@@ -7,8 +7,9 @@ through luigi's ``[worker] task_process_context`` (:class:`ForkedStep`):
 
 - fires its own start, success and failure: a recorder of its own writes them to the registry at
   once, over a connection of the process's own (the registries open one per process), before luigi
-  hears that the task ended; its failure also reaches the attempt, whose outcome names the first
-  step that failed;
+  hears that the task ended, in the attempt's name (only while it owns its run; refused, the step's
+  copy of the lease is lost: its commits are refused without asking); its failure also reaches the
+  attempt, whose outcome names the first step that failed;
 - commits its outputs through the attempt's fence (inherited: a read of the registry, or a renewal
   in the attempt's name); the heartbeat stays in the attempt;
 - has its output captured in its own process, and ends with the attempt: an interrupted attempt
@@ -128,8 +129,10 @@ class ForkedStep:
         if attempt is not None:
             lifeline.die_with_parent(attempt.pid)  # SIGTERM: the step is interrupted like its attempt
             if attempt.recorder is not None:  # one of its own: no lock, no batch, no connection shared with the attempt
-                parent = attempt.recorder
-                self.recorder = _ForkedStepRecorder(parent.runs, parent.run_id, failures=attempt.failures)
+                parent = attempt.recorder  # in the attempt's name: written only while it owns the run, as its own
+                self.recorder = _ForkedStepRecorder(
+                    parent.runs, parent.run_id, parent.attempt, parent.on_lost, failures=attempt.failures
+                )
                 self.recorder.install()
         if self.user is not None:
             self.stack.enter_context(self.user)

@@ -98,7 +98,7 @@ class StepRecorder:
     write, at most ``FLUSH_INTERVAL`` seconds or until the next heartbeat: a task of a wide chain
     costs one registry write, not three.
 
-    With ``attempt`` (the attempt that runs the steps), a step's start is written only while that attempt owns its
+    With ``attempt`` (the attempt that runs the steps), every change is written only while that attempt owns its
     run: the write is the fence's question too. Refused, nothing more is written (the run is another attempt's, or
     cancelled: its steps are no longer this one's to tell) and ``on_lost`` is called (the lease stops the attempt).
     """
@@ -200,7 +200,7 @@ class StepRecorder:
                 executed = executed or self._pending[place].executed
                 self._pending[place] = replace(step, executed=executed)
         if state in ("RUNNING", "FAILED") or time.monotonic() - self._flushed >= FLUSH_INTERVAL:
-            self.flush(owned=state == "RUNNING")
+            self.flush()
 
     def take(self) -> list[Step]:
         """What is pending, left for the caller to write (a run's end writes its last steps in its own commit)."""
@@ -209,16 +209,14 @@ class StepRecorder:
             self._places.clear()
         return pending
 
-    def flush(self, owned: bool = False) -> None:
-        """Write what is pending, in order (from any thread: the heartbeat's flushes too); with ``owned`` (a step's
-        start), only while the recorder's attempt owns its run."""
+    def flush(self) -> None:
+        """Write what is pending, in order (from any thread: the heartbeat's flushes too), only while the recorder's
+        attempt owns its run: a frozen attempt that wakes after its run was reclaimed writes nothing into its
+        successor's (its heartbeat flushes before it renews)."""
         lost = False
         with self._lock:
             if self._pending and not self.lost:
-                if owned and self.attempt is not None:
-                    self.lost = lost = not self.runs.record_steps(self._pending, self.attempt)
-                else:
-                    self.runs.record_steps(self._pending)
+                self.lost = lost = not self.runs.record_steps(self._pending, self.attempt)
             self._pending = []
             self._places.clear()
             self._flushed = time.monotonic()

@@ -93,6 +93,7 @@ class PostgresRunStore(SqlTriggers, SqlWaits):
 
     LOCK = " FOR UPDATE"
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+    SHARE = " FOR SHARE"
     GREATEST = "GREATEST"
     COUNTED_AT_COMMIT = True
     FIRE_IDLE_LIMIT = "SET LOCAL idle_in_transaction_session_timeout = '10s'"

@@ -57,11 +57,19 @@ STEP_WRITE = (
 )
 
 
-#: a step written unless its run was cancelled: a cancelled run's steps are final, what its interrupted worker says
-#: late is not written
-UNCANCELLED = "NOT EXISTS (SELECT 1 FROM runs WHERE id = ? AND state = 'CANCELLED')"
+#: Each condition of a step write reads the run's row with the dialect's :attr:`SqlRunStore.SHARE` (``{share}``): the
+#: check and the write agree, a cancel or a reclaim committed in between is waited for and seen.
+#: A step written unless its run was cancelled (or is not there): a cancelled run's steps are final, what its
+#: interrupted worker says late is not written
+UNCANCELLED = "EXISTS (SELECT 1 FROM runs WHERE id = ? AND state <> 'CANCELLED'{share})"
 #: a step written only while the attempt that tells it owns its run: its row count is the fence's answer
-OWNED_BY = "EXISTS (SELECT 1 FROM runs WHERE id = ? AND attempt = ? AND state = 'RUNNING')"
+OWNED_BY = "EXISTS (SELECT 1 FROM runs WHERE id = ? AND attempt = ? AND state = 'RUNNING'{share})"
+#: the RUNNING steps an attempt left, failed while no later claim has taken the run (nor was it cancelled): its
+#: ``started_at`` is still the attempt's (a claim sets it; a requeue, which gives the attempt's number back, does not)
+FAIL_RUNNING = (
+    "UPDATE steps SET state = 'FAILED', error = ?, updated_at = ? WHERE run_id = ? AND state = 'RUNNING' "
+    "AND EXISTS (SELECT 1 FROM runs WHERE id = ? AND started_at = ? AND state <> 'CANCELLED'{share})"
+)
 
 
 def queue_full(ahead: int) -> QueueFull:
@@ -71,6 +79,11 @@ def queue_full(ahead: int) -> QueueFull:
 
 class SqlRunStore(SqlReads):
     """The registry in SQL that SQLite and PostgreSQL both speak: its writes, each in one transaction."""
+
+    #: how a step write reads its run's row so that no other writer changes it before the write commits: nothing
+    #: where a writer holds the whole file (SQLite), else a shared lock on the row (a change begun is waited for, and
+    #: the condition is checked again on the row as it committed)
+    SHARE = ""
 
     def _queue_unless_active(self, db: Any, run: Run) -> Run:
         """Queue ``run`` unless a run of its key is active: ``run`` itself, or that active run.
@@ -375,13 +388,19 @@ class SqlRunStore(SqlReads):
     def _write_steps(self, db: Any, steps: Sequence[Step], attempt: int | None = None) -> bool:
         """Write ``steps`` on ``db`` unless their run was cancelled; with ``attempt``, each only while that attempt
         owns its run: False, no step written from the first refused on, once it does not."""
-        text = STEP_WRITE.format(condition=UNCANCELLED if attempt is None else OWNED_BY, greatest=self.GREATEST)
+        condition = (UNCANCELLED if attempt is None else OWNED_BY).format(share=self.SHARE)
+        text = STEP_WRITE.format(condition=condition, greatest=self.GREATEST)
         fence = () if attempt is None else (attempt,)
         for step in steps:
             cursor = self._exec(db, text, (*_step_row(step), step.run_id, step.run_id, *fence))
             if attempt is not None and int(cursor.rowcount) != 1:
                 return False
         return True
+
+    def fail_running_steps(self, run: Run, error: str) -> int:
+        with self._db() as db:
+            text = FAIL_RUNNING.format(share=self.SHARE)
+            return int(self._exec(db, text, (error, time.time(), run.id, run.id, run.started_at)).rowcount)
 
     def import_runs(self, runs: Iterable[Run], steps: Iterable[Step] = ()) -> None:
         """Write runs and their steps as they are, in one transaction (a bulk load: a benchmark's population).

@@ -117,6 +117,14 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
         not reclaimed nor cancelled), and False says it does not (none written from the first refused on): a lost
         attempt's late news never overwrites its successor's steps, and its answer is the fence's."""
 
+    @abstractmethod
+    def fail_running_steps(self, run: Run, error: str) -> int:
+        """Mark ``run``'s RUNNING steps FAILED with ``error``, as they were left by its attempt (``run`` as that
+        attempt's claim made it) once it ended (its process died, it was reclaimed, requeued, it failed): only while
+        no later claim has taken the run (a requeued run's next attempt has the same number: its claim is told by its
+        start) and it was not cancelled, so that the steps a later attempt has started since are left as they are.
+        How many were."""
+
     def record_step(self, step: Step) -> None:
         self.record_steps([step])
 

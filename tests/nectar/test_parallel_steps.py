@@ -4,6 +4,7 @@ each in a process of its own, recorded, failed and cancelled as one run; execute
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -245,6 +246,43 @@ def test_a_parallel_step_committing_late_renews_the_lease_in_its_attempts_name(
     assert workers == {attempt.worker}
     done = nectar.runs.get(run_id)
     assert done is not None and done.state == RunState.DONE, done
+
+
+def test_a_parallel_step_of_an_attempt_that_lost_its_run_writes_no_step_into_its_successors_run(
+    settings: Settings, gates: Path, start_worker: StartWorker
+) -> None:
+    """A step forked from an attempt tells its steps in that attempt's name: once the attempt's run is another
+    attempt's (its process frozen, so that it cannot stop its steps first), what the step says on ending (its
+    commit refused: a failure) is not written over its successor's steps."""
+    nectar = Nectar(settings.replace(retries=1, retry_delay=0.0))
+    run_gates = Gates(gates, "frozen")
+    submission = submit(nectar, "FanTask", "frozen")
+    assert submission.run is not None
+    run_id = submission.run.id
+    worker = start_worker(settings, workers=1)
+    waitfor(lambda: run_gates.started(0) and run_gates.started(1), 60, "both steps to start")
+    first = nectar.runs.get(run_id)
+    assert first is not None and first.worker is not None
+    _, attempt_pid = holder(first.worker)
+    assert attempt_pid is not None and attempt_pid in descendants(worker.pid)
+    frozen = [worker.pid, attempt_pid]  # the worker first: it must not see its attempt fall silent
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        assert nectar.runs.fail(run_id, 1, "GatedTask", "worker lost (frozen)") == RunState.PENDING
+        second = nectar.runs.claim("elsewhere:1", run_id)
+        assert second is not None and second.attempt == 2
+        before = [(s.task_id, s.state, s.updated_at) for s in nectar.runs.steps(run_id)]
+        step = run_gates.pid(0)
+
+        run_gates.open(0)  # the step ends: its commit is refused, and its failure is its lost attempt's news
+        waitfor(lambda: not alive(step), 60, "the step's process to end")
+
+        assert [(s.task_id, s.state, s.updated_at) for s in nectar.runs.steps(run_id)] == before
+        assert (gates / "ledger.txt").read_text().count("end 0") == 1  # it did reach its commit
+    finally:
+        for pid in reversed(frozen):
+            os.kill(pid, signal.SIGCONT)
 
 
 def test_a_failing_parallel_step_fails_the_run_naming_it_and_the_other_step_finishes(

@@ -12,7 +12,7 @@ import pytest
 
 from harness import waitfor
 from nectar.config import Settings
-from nectar.registry import Run, RunState, open_run_store
+from nectar.registry import Run, RunState, Step, open_run_store
 from nectar.registry.postgres import SCHEMA_VERSION, PostgresRunStore
 from nectar.registry.schedules import FireOutcome
 from nectar.registry.triggers import Seen
@@ -252,3 +252,44 @@ def test_a_fire_racing_a_submission_of_its_key_joins_that_run(database_url: str,
     joined = scheduler.get(submitted.id)
     assert joined is not None and scheduler.count() == 1
     assert (joined.schedule_id, joined.trigger_id) == (("s1", None) if maker == "schedule" else (None, "t1"))
+
+
+#: another transaction ending a run as a reclaim or a cancel does, its change not yet committed
+ENDINGS = {
+    "reclaim": "UPDATE runs SET state = 'PENDING', heartbeat_at = NULL WHERE id = %s",
+    "cancel": "UPDATE runs SET state = 'CANCELLED', heartbeat_at = NULL WHERE id = %s",
+}
+
+
+@pytest.mark.parametrize(
+    ("ending", "attempt"), [("reclaim", 1), ("cancel", 1), ("cancel", None)], ids=["reclaim", "cancel", "unfenced"]
+)
+def test_a_step_write_racing_the_end_of_its_run_waits_for_it_and_is_refused(
+    database_url: str, ending: str, attempt: int | None
+) -> None:
+    """The check of a step write (does its attempt still own its run? is the run not cancelled?) and the write agree:
+    a reclaim or a cancel of the run in progress in another transaction (the run's row changed, not yet committed)
+    makes the write wait, then write nothing; under READ COMMITTED a check that takes no lock reads the run as it was
+    and writes the step."""
+    store = PostgresRunStore(database_url)
+    run, _ = store.submit(new_run())
+    assert store.claim("w1") is not None
+    step = Step(run.id, "A_1", "ATask", None, "RUNNING", executed=True)
+    written: list[bool] = []
+    with psycopg.connect(database_url) as ender, psycopg.connect(database_url, autocommit=True) as watcher:
+        ender.execute(ENDINGS[ending], (run.id,))  # its transaction stays open
+        writer = threading.Thread(target=lambda: written.append(store.record_steps([step], attempt)))
+        writer.start()
+        waitfor(lambda: written or waits_for_a_lock(watcher), 60, "the step write to end or to wait for the run")
+        ender.commit()
+        writer.join(60)
+    assert written == [attempt is None]  # an unfenced write says nothing of its run
+    assert store.steps(run.id) == []
+
+
+def waits_for_a_lock(watcher: psycopg.Connection) -> bool:
+    """Whether a session of the database waits for a lock another holds."""
+    row = watcher.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    ).fetchone()
+    return row is not None and row[0] > 0

@@ -18,6 +18,8 @@ import pytest
 import nectar.registry.model
 import nectar.registry.sql
 from nectar.errors import QueueFull, RunFinished, RunNotFound
+from nectar.leases import release
+from nectar.outcomes import end_running_steps
 from nectar.registry import RetryPolicy, Run, RunFilter, RunState, Step, jsonable_run
 from nectar.registry.postgres import PostgresRunStore
 from nectar.registry.sql import SqlRunStore
@@ -337,6 +339,60 @@ def test_an_attempt_ends_with_its_last_steps_written_in_the_same_commit(runs: Sq
         ("ATask", "DONE", True),
         ("BTask", "DONE", True),
     ]
+
+
+#: how an ended attempt's RUNNING steps are failed: by whoever releases it (its reclaimer, its worker seeing its
+#: process die), or by the attempt itself once it recorded its failure; the error each gives
+ENDINGS: dict[str, tuple[Callable[[SqlRunStore, Run], None], str]] = {
+    "release": (lambda runs, run: release(runs, run, "worker lost: w1", None), "worker lost: w1"),
+    "end_running_steps": (lambda runs, run: end_running_steps(runs, run, "BTask"), "not finished: BTask failed"),
+}
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+def test_an_ended_attempt_s_running_steps_fail_unless_a_later_attempt_has_claimed_the_run(
+    runs: SqlRunStore, ending: str
+) -> None:
+    """The steps an attempt left RUNNING are failed as that attempt's: once a later attempt has claimed the run (a
+    retry due at once), they are the later one's, which may have started the same step again: left as they are."""
+    end, error = ENDINGS[ending]
+    run = runs.submit(new_run(policy=RetryPolicy(retries=2)))[0]
+    first = runs.claim("w1")
+    assert first is not None
+    assert runs.record_steps([Step(run.id, "B_1", "BTask", None, "RUNNING", executed=True)], attempt=1)
+    assert runs.fail(run.id, 1, "BTask", "worker lost") == RunState.PENDING
+    second = runs.claim("w2")
+    assert second is not None and second.attempt == 2
+    assert runs.record_steps([Step(run.id, "B_1", "BTask", None, "RUNNING", executed=True)], attempt=2)
+
+    end(runs, first)  # late: attempt 2 runs the step now
+    assert [(s.task, s.state, s.error) for s in runs.steps(run.id)] == [("BTask", "RUNNING", None)]
+
+    assert runs.fail(run.id, 2, "BTask", "ValueError: no") == RunState.PENDING
+    end(runs, second)  # in time: no attempt since
+    assert [(s.task, s.state, s.error) for s in runs.steps(run.id)] == [("BTask", "FAILED", error)]
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+def test_a_requeued_attempt_s_running_steps_fail_unless_its_run_was_claimed_again(
+    runs: SqlRunStore, ending: str
+) -> None:
+    """A requeued attempt (its worker stopping, luigid unreachable) gives its number back: the next claim's attempt
+    has the same one. Its steps are failed after the requeue, but not once that claim has started the step again."""
+    end, error = ENDINGS[ending]
+    run = runs.submit(new_run())[0]
+    first = runs.claim("w1")
+    assert first is not None
+    assert runs.record_steps([Step(run.id, "B_1", "BTask", None, "RUNNING", executed=True)], attempt=1)
+    assert runs.requeue(run.id, 1)
+    end(runs, first)  # after its own requeue: its steps still
+    assert [(s.task, s.state, s.error) for s in runs.steps(run.id)] == [("BTask", "FAILED", error)]
+
+    again = runs.claim("w2")
+    assert again is not None and again.attempt == 1 and again.started_at != first.started_at
+    assert runs.record_steps([Step(run.id, "B_1", "BTask", None, "RUNNING", executed=True)], attempt=1)
+    end(runs, first)  # late: the same number, another claim
+    assert [(s.task, s.state, s.error) for s in runs.steps(run.id)] == [("BTask", "RUNNING", None)]
 
 
 def test_an_attempt_s_steps_are_written_only_while_it_owns_its_run(runs: SqlRunStore) -> None:

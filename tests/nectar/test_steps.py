@@ -36,7 +36,9 @@ def test_an_attempt_killed_as_its_second_step_starts_blames_that_step_not_the_fi
     followed it, within FLUSH_INTERVAL, left A shown RUNNING: A was blamed and told FAILED to luigid, B never shown.)"""
     monkeypatch.setattr(steps, "FLUSH_INTERVAL", 3600.0)  # what may wait, waits for as long as the test runs
     runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
-    run, _ = runs.submit(new_run())
+    runs.submit(new_run())
+    run = runs.claim("w1")  # released as its attempt's claim made it
+    assert run is not None
     recorder = StepRecorder(runs, run.id)
     recorder.record(StepA(), "RUNNING")
     recorder.record(StepA(), "DONE")
@@ -64,9 +66,9 @@ def test_a_step_noted_again_before_it_is_written_is_one_row_and_the_registry_kee
     written: list[list[tuple[str, str]]] = []
     record_steps = runs.record_steps
 
-    def counted(changes: list[Step]) -> None:
+    def counted(changes: list[Step], attempt: int | None = None) -> bool:
         written.append([(step.task, step.state) for step in changes])
-        record_steps(changes)
+        return record_steps(changes, attempt)
 
     monkeypatch.setattr(runs, "record_steps", counted)
     run, _ = runs.submit(new_run())
