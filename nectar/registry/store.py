@@ -111,7 +111,8 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
 
     @abstractmethod
     def record_steps(self, steps: Sequence[Step], attempt: int | None = None) -> bool:
-        """Record the new states of some steps, in order, in one transaction, unless their run was cancelled.
+        """Record the new states of some steps, in order, in one transaction, unless their run was cancelled or is not
+        there (no row of a run that was never queued).
 
         With ``attempt``, the attempt that tells them: each is written only while that attempt owns its run (RUNNING,
         not reclaimed nor cancelled), and False says it does not (none written from the first refused on): a lost
