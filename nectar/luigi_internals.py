@@ -124,6 +124,13 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
     #: not offered (:class:`_KeepAlive` starts at once)
     meanwhile: Callable[[Callable[[], object]], None] | None = None
 
+    #: luigi's RPC methods this service calls (beside ``get_work``, below): luigi sets them on its class on the fly
+    #: (``luigi.rpc``, from ``luigi.scheduler.RPC_METHODS``), so no type names them; each sends its keyword arguments
+    #: to luigid's method of that name and answers luigid's JSON answer
+    add_task: Callable[..., Any]
+    add_worker: Callable[..., Any]
+    ping: Callable[..., Any]
+
     #: luigid's answer to this client's last ``get_work``: what the step it granted was granted with
     granted: dict[str, Any] | None = None
     #: whether luigid held a task it DISABLED when it answered this client's last ``get_work`` (None: not said)
