@@ -160,7 +160,7 @@ class NectarTask(luigi.Task):
         if run is None and cls.run is not luigi.Task.run:  # a run() from a mixin outside NectarTask
             run = cls.run
         if run is not None and not getattr(run, _RECORDED, False):
-            _set_run(cls, _recorded(run))
+            setattr(cls, _RUN, _recorded(run))
         # what is set on the class later is set now: its attributes, get_params's cache key, hold from here (a chain
         # module is executed anew for each run: each run made a new class's first task reading its parameters 3 times)
         cls._nectar_chain_ref = None
@@ -469,7 +469,8 @@ def _report(exc: BaseException) -> None:
 
 #: what marks a task's ``run`` as already wrapped by :func:`_recorded` (set on the wrapper, a function)
 _RECORDED = "_nectar_recorded"
-#: luigi's name of a task's work, replaced by its recorded wrapper (:func:`_set_run`)
+#: luigi's name of a task's work, replaced by its recorded wrapper (on a task class, or on one task of a class that
+#: is no NectarTask): set by name, as luigi's ``Task`` has ``run`` as a method, which mypy lets none assign to
 _RUN = "run"
 
 
@@ -533,13 +534,7 @@ def _record_run(task: luigi.Task) -> None:
     run = getattr(task, "run", None)
     if run is None or getattr(run, _RECORDED, False) or log_key(task) is None:
         return
-    _set_run(task, types.MethodType(_recorded(type(task).run), task))
-
-
-def _set_run(owner: type[luigi.Task] | luigi.Task, run: Callable[..., Any]) -> None:
-    """``owner.run = run``: a recorded run in place of a task class's own, or of one task's (its class not a
-    NectarTask). luigi's ``Task`` has ``run`` as a method, and mypy lets no method be assigned to."""
-    setattr(owner, _RUN, run)
+    setattr(task, _RUN, types.MethodType(_recorded(type(task).run), task))
 
 
 #: what nectar does as luigi starts a step, by part, in the order it is done (:func:`on_start`, :func:`_step_starts`)
