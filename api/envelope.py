@@ -6,14 +6,19 @@ import functools
 import http
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import marshmallow as ma
 from flask import Flask, Response, current_app, jsonify
 from flask.json.provider import DefaultJSONProvider
 from flask_smorest import Blueprint
+from werkzeug.local import LocalProxy
 
 from api.smorest_internals import documented_only
+
+#: the app of the current context, as ``current_app._get_current_object()`` gives it: Flask types ``current_app`` as the
+#: app it stands for, and it is werkzeug's proxy of it (its method read once, here)
+_current_app = cast("LocalProxy[Flask]", current_app)._get_current_object
 
 
 def enveloped(name: str, data: ma.fields.Field) -> type[ma.Schema]:
@@ -39,32 +44,23 @@ def dumped_answer(data: object, status: int = 200, message: str = "success") -> 
     A ``Response`` is never dumped again (flask-smorest passes it through; under :func:`doc_only` the
     schema only documents it): a hot path saves marshmallow's walk over values that are JSON already.
     """
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    text = dumped_json(app, data, status, message)
-    if text is None:
+    app = _current_app()
+    provider = compact_provider(app)
+    if provider is None:  # indented in debug, or another provider's own: jsonify writes it
         response = jsonify({"data": data, "message": message, "status": status})
-    else:
-        response = app.response_class(text, mimetype=app.json.mimetype)
+    else:  # what jsonify writes, by an encoder built once (json.dumps builds one per call: ~40 % of the encoding)
+        response = app.response_class(compact_envelope(provider, data, status, message), mimetype=provider.mimetype)
     response.status_code = status
     return response
-
-
-def dumped_json(app: Flask, data: object, status: int = 200, message: str = "success") -> str | None:
-    """The body :func:`dumped_answer` sends in ``app``: what ``jsonify`` writes for the envelope (its JSON and a
-    newline) when the app's JSON provider is Flask's own out of debug mode, by an encoder built once (json.dumps
-    builds one per call: ~40 % of the encoding); else None (indented in debug, or another provider's own: ``jsonify``
-    writes it)."""
-    if not compact_json(app):
-        return None
-    return compact_envelope(app.json, data, status, message)  # type: ignore[arg-type]
 
 
 def compact_envelope(
     provider: DefaultJSONProvider, data: object, status: int, message: str, in_order: bool = False
 ) -> str:
-    """:func:`dumped_json`'s body, written with ``provider``: an app's whose JSON is the compact kind (the caller
-    has asked :func:`compact_json`). ``in_order``: every object in ``data`` has its keys in sorted order already (as
-    a status answer's, tests/api/test_status_order.py), so a sorted dump is written without sorting them again.
+    """The body :func:`dumped_answer` sends, what ``jsonify`` writes for the envelope (its JSON and a newline),
+    written with ``provider``: an app's whose JSON is the compact kind (:func:`compact_provider`). ``in_order``: every
+    object in ``data`` has its keys in sorted order already (as a status answer's, tests/api/test_status_order.py),
+    so a sorted dump is written without sorting them again.
 
     Written without ``ensure_ascii``'s escaping first (~8 % of a status answer's encoding: the ASCII encoder sizes,
     then writes, each character with a test of its own), which changes no byte of a text whose characters are all
@@ -78,12 +74,15 @@ def compact_envelope(
     return f"{text}\n"
 
 
-def compact_json(app: Flask) -> bool:
-    """Whether ``app`` writes JSON with Flask's own provider out of debug mode: the kind :func:`dumped_json` writes."""
+def compact_provider(app: Flask) -> DefaultJSONProvider | None:
+    """``app``'s JSON provider when it is Flask's own out of debug mode (the kind :func:`compact_envelope` writes), else
+    None."""
     provider = app.json
-    return type(provider) is DefaultJSONProvider and (
+    if type(provider) is DefaultJSONProvider and (
         provider.compact is True or (provider.compact is None and not app.debug)
-    )
+    ):
+        return provider
+    return None
 
 
 @functools.lru_cache(maxsize=8)

@@ -18,7 +18,7 @@ to Flask untouched, which answers it as it answers every request: errors have on
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from flask import Flask, Request
 from flask.json.provider import DefaultJSONProvider
@@ -27,7 +27,7 @@ from werkzeug.routing import Rule
 
 from api import links, metrics
 from api.context import FACADE
-from api.envelope import compact_envelope, compact_json
+from api.envelope import compact_envelope, compact_provider
 from api.guards import Guards
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -124,9 +124,9 @@ class FastPath:
         repeated). Its headers are those a Flask response of its JSON has (:data:`CONTENT_TYPE` and its length): the
         response object itself, and the WSGI headers it builds, are not made."""
         app = self.app
-        if not compact_json(app) or getattr(app.json, "mimetype", None) != JSON:  # (debug) the view answers it
+        provider = compact_provider(app)
+        if provider is None or provider.mimetype != JSON:  # (debug) the view answers it
             return None
-        provider = cast(DefaultJSONProvider, app.json)  # compact_json: Flask's own provider, of that very type
         asked = Asked(app, environ, route.rule, values)  # where Flask's routing sends it (Route.match)
         if getattr(route, "app_context", True):
             with app.app_context():

@@ -10,9 +10,10 @@ path in front of Flask (:mod:`api.fast_path`: a status lookup's, a submission's)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from flask import Flask, Response, request
+from flask import Flask, Request, Response, request
+from werkzeug.local import LocalProxy
 from werkzeug.routing import Rule
 
 from api import auth, bodies, hosts, metrics, origin
@@ -78,13 +79,15 @@ def install(app: Flask, settings: Settings, checker: TokenChecker, sessions: Ses
     allowed = hosts.install(app, settings)
     auth.install(app, checker, sessions)
     guards = Guards(allowed, checker, sessions, settings.public_url, app.config)
+    # Flask types ``request`` as the request it stands for; it is werkzeug's proxy of it (its method read once, here)
+    current = cast("LocalProxy[Request]", request)._get_current_object
 
     @app.before_request
     def checked() -> tuple[str, int] | Response | None:
-        return guards.check(request._get_current_object())  # type: ignore[attr-defined]
+        return guards.check(current())
 
     @app.after_request
     def timed(response: Response) -> Response:
-        return metrics.observe(request._get_current_object(), response)  # type: ignore[attr-defined]
+        return metrics.observe(current(), response)
 
     return guards

@@ -23,6 +23,9 @@ import flask
 import flask_smorest
 from werkzeug.exceptions import HTTPException
 
+#: where flask-smorest's decorators keep a view's documentation: an attribute they add to its function
+_APIDOC = "_apidoc"
+
 
 class DocumentedOnFirstReadApi(flask_smorest.Api):
     """flask-smorest's ``Api`` that writes a blueprint's views into the OpenAPI document (``spec``) when the document is
@@ -76,7 +79,7 @@ def documented_only(view: Callable[..., Any], decorators: Iterable[Callable[[Cal
     documented = view
     for documenting in reversed(list(decorators)):
         documented = documenting(documented)
-    view._apidoc = documented._apidoc  # type: ignore[attr-defined]
+    setattr(view, _APIDOC, getattr(documented, _APIDOC))
     return view
 
 

@@ -35,7 +35,7 @@ import sys
 import types
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from nectar.forks import lock_made_anew_in_children
 
@@ -146,9 +146,12 @@ class Deferral:
         for name in names:
             if name not in sys.modules and importlib.util.find_spec(name) is not None:
                 self.modules[name] = sys.modules[name] = DeferredModule(name)
+        # None in sys.modules makes an import of its name fail (importlib's documented meaning), which typeshed's type
+        # of sys.modules leaves out
+        imported = cast("dict[str, types.ModuleType | None]", sys.modules)
         for name in absent:
             if name not in sys.modules:
-                self.modules[name] = sys.modules[name] = None  # type: ignore[assignment]
+                self.modules[name] = imported[name] = None
         with _LOCK:
             _MEANWHILE.names.update(list(self.modules))
             if _MEANWHILE not in sys.meta_path:

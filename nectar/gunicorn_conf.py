@@ -5,9 +5,49 @@ from __future__ import annotations
 import gc
 import os
 import tempfile
-from typing import Any
+from typing import Any, Protocol
 
 from nectar.deferred_imports import API_ABSENT, API_LAZY_PATTERNS, API_UNUSED, Deferral
+
+
+class _Log(Protocol):
+    """gunicorn's error log (``glogging.Logger``, here :class:`nectar.gunicorn_ext.RedactingLogger`), as the hooks
+    use it."""
+
+    def warning(self, msg: str, *args: object, exc_info: bool = ...) -> None: ...
+
+
+class _Config(Protocol):
+    """gunicorn's ``Config`` (the settings this file gives, parsed), as the hooks read it."""
+
+    preload_app: bool
+    #: each ``bind``, parsed: ``(host, port)``, a unix socket's path, or a descriptor (``fd://``)
+    address: list[tuple[str, int] | str | int]
+    is_ssl: bool
+
+
+class _Application(Protocol):
+    """gunicorn's application (``WSGIApplication``): its ``wsgi()`` is the app, loaded once (``preload_app``)."""
+
+    def wsgi(self) -> object: ...
+
+
+class Arbiter(Protocol):
+    """gunicorn's master (``gunicorn.arbiter.Arbiter``), the ``server`` its hooks are given."""
+
+    cfg: _Config
+    app: _Application
+    log: _Log
+
+
+class Worker(Protocol):
+    """A worker as the hooks see it: gunicorn's ``Worker``, with :class:`nectar.gunicorn_ext.ReadTimeoutWorker`'s
+    settings (set on any worker class, as this file names that one)."""
+
+    pid: int
+    read_timeout: float
+    keepalive_requests: int
+
 
 bind = f"{os.environ.get('NECTAR_HOST', '127.0.0.1')}:{os.environ.get('NECTAR_PORT', '5000')}"
 workers = int(os.environ.get("NECTAR_API_WORKERS", "2"))
@@ -130,7 +170,7 @@ def _import_what_workers_would() -> None:
     import encodings.idna  # noqa: F401
 
 
-def pre_fork(server: object, worker: object) -> None:
+def pre_fork(server: Arbiter, worker: Worker) -> None:
     """Before each worker is forked: the preloaded app's chains loaded in the master, the modules each worker would
     import by itself imported and (once) what it would make on its first requests made (:func:`_warm_app`), then the
     master's objects leave the garbage collector's generations, so that no collection in a worker writes to their
@@ -141,14 +181,14 @@ def pre_fork(server: object, worker: object) -> None:
 
     The collector, off while the app was loaded (see ``gc.disable()`` above), is on again once they are frozen.
     """
-    if server.cfg.preload_app:  # type: ignore[attr-defined]
-        service = getattr(server.app.wsgi(), "extensions", {}).get("nectar")  # type: ignore[attr-defined]
+    if server.cfg.preload_app:
+        service = getattr(server.app.wsgi(), "extensions", {}).get("nectar")
         if service is not None:  # the API (a benchmark's hello world has none)
             try:
                 service.catalog.refresh()  # a stat per chain file once loaded: a changed one is imported again
             except Exception:  # raised here it would stop gunicorn's master (a folder removed mid-scan): the
                 # worker loads the chains on its first request instead, and answers that request's error itself
-                server.log.warning("could not load the chains before forking a worker", exc_info=True)  # type: ignore[attr-defined]
+                server.log.warning("could not load the chains before forking a worker", exc_info=True)
             _open_registry(server, service)
     _import_what_workers_would()
     _warm_app(server)  # last: an import empties the caches of abc's checks (sqlite3's registers its Row)
@@ -156,7 +196,7 @@ def pre_fork(server: object, worker: object) -> None:
     gc.enable()  # off since this file was read: on for the master from now on, and for every worker it forks
 
 
-def _open_registry(server: object, service: Any) -> None:
+def _open_registry(server: Arbiter, service: Any) -> None:
     """A SQLite registry opened in the master, once: its schema checked (or brought up to date) here and not by each
     worker, a recycled one too, on its first request (~5 ms of CPU and a write transaction each). The master keeps
     no connection (nothing of SQLite's crosses a fork) and each worker's connections check the schema's version as
@@ -169,7 +209,7 @@ def _open_registry(server: object, service: Any) -> None:
     try:
         service.runs  # noqa: B018 (a cached property: opened once)
     except Exception:  # each worker opens it on its first request instead, and answers that request's error itself
-        server.log.warning("could not open the run registry before forking a worker", exc_info=True)  # type: ignore[attr-defined]
+        server.log.warning("could not open the run registry before forking a worker", exc_info=True)
 
 
 #: Hosts a client of a wildcard address may send: any, so none is warmed for
@@ -178,48 +218,48 @@ _WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 _warmed = False
 
 
-def _warm_app(server: object) -> None:
+def _warm_app(server: Arbiter) -> None:
     """Once, before the first fork: what each worker of the preloaded app would make by itself on its first
     requests, made here and shared by every worker, a recycled one's successor too (``api.warm``: the app keeps it in
     its extensions, this module knowing nothing of Flask). Its links are made for the Hosts this gunicorn listens on
     by name (``127.0.0.1:5000``: what its clients send), with the scheme and root its requests come with."""
     global _warmed
-    if _warmed or not server.cfg.preload_app:  # type: ignore[attr-defined]
+    if _warmed or not server.cfg.preload_app:
         return
-    warm = getattr(server.app.wsgi(), "extensions", {}).get("nectar_warm")  # type: ignore[attr-defined]
+    warm = getattr(server.app.wsgi(), "extensions", {}).get("nectar_warm")
     _warmed = True
     if warm is None:  # a benchmark's hello world
         return
     hosts = []
-    for address in server.cfg.address:  # type: ignore[attr-defined]
+    for address in server.cfg.address:
         if isinstance(address, tuple) and address[0] not in _WILDCARDS:  # not a unix socket's path, nor a descriptor
             host, port = address
             hosts.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-    scheme = "https" if server.cfg.is_ssl else "http"  # type: ignore[attr-defined]
+    scheme = "https" if server.cfg.is_ssl else "http"
     try:
         warm(hosts, scheme, os.environ.get("SCRIPT_NAME", ""))  # gunicorn's root for every request
     except Exception:  # raised here it would stop gunicorn's master: each worker makes it on its first requests
-        server.log.warning("could not warm the app before forking its workers", exc_info=True)  # type: ignore[attr-defined]
+        server.log.warning("could not warm the app before forking its workers", exc_info=True)
 
 
-def post_worker_init(worker: object) -> None:
+def post_worker_init(worker: Worker) -> None:
     """Each worker: its read deadline, its bound on a connection's requests, and a request it cannot read answered in
     JSON as the app's errors are."""
     from nectar.gunicorn_ext import json_error_pages
 
-    worker.read_timeout = READ_TIMEOUT  # type: ignore[attr-defined]
-    worker.keepalive_requests = KEEPALIVE_REQUESTS  # type: ignore[attr-defined]
+    worker.read_timeout = READ_TIMEOUT
+    worker.keepalive_requests = KEEPALIVE_REQUESTS
     json_error_pages(worker)
 
 
-def worker_exit(server: object, worker: object) -> None:
+def worker_exit(server: Arbiter, worker: Worker) -> None:
     """A worker that ends leaves without Python's teardown (:func:`nectar.gunicorn_ext.exit_without_teardown`)."""
     from nectar.gunicorn_ext import exit_without_teardown
 
     exit_without_teardown()
 
 
-def when_ready(server: object) -> None:
+def when_ready(server: Arbiter) -> None:
     """A closed terminal (SIGHUP) stops the API as SIGTERM does; gunicorn would reload and live on.
 
     Set here, after gunicorn installed its own handlers; its workers watch this master and stop with it. The app is
@@ -232,13 +272,13 @@ def when_ready(server: object) -> None:
     _DEFERRAL.end()
 
 
-def child_exit(server: object, worker: object) -> None:
+def child_exit(server: Arbiter, worker: Worker) -> None:
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+    multiprocess.mark_process_dead(worker.pid)
 
 
-def on_exit(server: object) -> None:
+def on_exit(server: Arbiter) -> None:
     if _METRICS_DIR:  # ours alone: the latencies of this gunicorn's workers
         from nectar.gunicorn_ext import remove_metrics_folder
 

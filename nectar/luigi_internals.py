@@ -72,6 +72,18 @@ from nectar import standby
 logger = logging.getLogger(__name__)
 #: what marks luigi's registry as extended (once per process)
 _EXTENDED = "_nectar_extended"
+#: the set luigi's ``Task.get_param_values`` gives a task class as it makes its first task (:func:`hold_class_shape`)
+_UNCONSUMED = "_unconsumed_params"
+#: luigi's ``RemoteScheduler.get_work``: luigi sets its RPC methods on the class on the fly (``luigi.rpc``, from
+#: ``luigi.scheduler.RPC_METHODS``), so no type names them; read once, as ``super().get_work`` would find it
+_rpc_get_work: Callable[..., Any] = vars(luigi.rpc.RemoteScheduler)["get_work"]
+
+
+def _replace(owner: object, name: str, value: object) -> None:
+    """Set ``name`` of luigi's ``owner`` (a class's method, a module's name, an object's attribute) to ``value``, which
+    is not of the type luigi gives it (a function of ours for a method, our queue for its ``multiprocessing.Queue``):
+    the one place this module replaces a name of luigi's. ``tests/nectar/test_luigi_internals.py`` names each one."""
+    setattr(owner, name, value)
 
 
 #: the key of luigid's answer to ``get_work`` that says whether a worker's PENDING took the granted step back from
@@ -112,13 +124,20 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
     #: not offered (:class:`_KeepAlive` starts at once)
     meanwhile: Callable[[Callable[[], object]], None] | None = None
 
+    #: luigi's RPC methods this service calls (beside ``get_work``, below): luigi sets them on its class on the fly
+    #: (``luigi.rpc``, from ``luigi.scheduler.RPC_METHODS``), so no type names them; each sends its keyword arguments
+    #: to luigid's method of that name and answers luigid's JSON answer
+    add_task: Callable[..., Any]
+    add_worker: Callable[..., Any]
+    ping: Callable[..., Any]
+
     #: luigid's answer to this client's last ``get_work``: what the step it granted was granted with
     granted: dict[str, Any] | None = None
     #: whether luigid held a task it DISABLED when it answered this client's last ``get_work`` (None: not said)
     holds_disabled: bool | None = None
 
     def get_work(self, *args: Any, **kwargs: Any) -> Any:
-        answer = super().get_work(*args, **kwargs)  # type: ignore[misc]  # luigi makes its RPC methods on the fly
+        answer = _rpc_get_work(self, *args, **kwargs)
         self.granted = answer if isinstance(answer, dict) else None
         said = answer.get(HOLDS_DISABLED) if isinstance(answer, dict) else None
         self.holds_disabled = said if isinstance(said, bool) else None
@@ -314,7 +333,7 @@ class Worker(luigi.worker.Worker):
             self._config.force_multiprocessing or self.worker_processes > 1  # luigi's _create_task_process's test
         ):
             self._task_result_queue.close()  # luigi calls put, get (with a timeout) and close of it
-            self._task_result_queue = _InProcessResults()  # type: ignore[assignment]
+            _replace(self, "_task_result_queue", _InProcessResults())
 
     def _generate_worker_info(self) -> list[tuple[str, Any]]:
         """luigi's, the user's name found as ``getpass.getuser`` finds it, once per process (:func:`worker_user`).
@@ -553,15 +572,16 @@ def forget_task_classes(module: str) -> None:
 def hold_class_shape(cls: type[luigi.Task]) -> None:
     """Give a task class now what luigi's ``Task.get_param_values`` gives it as it makes its first task (an empty
     ``_unconsumed_params``, unless a base has one), so that its attributes stay as they are from its making on."""
-    if not hasattr(cls, "_unconsumed_params"):
-        cls._unconsumed_params = set()  # type: ignore[attr-defined]
+    if not hasattr(cls, _UNCONSUMED):
+        setattr(cls, _UNCONSUMED, set())
 
 
 def uncached_task(cls: type[luigi.Task], params: Mapping[str, Any]) -> luigi.Task:
     """``cls(**params)``, made as luigi's ``Register.__call__`` makes one it has not cached, without its cache: luigi
     keeps every task made in the process, by its parameters, for the process's life (an API worker kept one for
     each distinct submission, and looked each one's parameters up twice)."""
-    return super(Register, cls).__call__(**params)  # type: ignore[misc]
+    task_class: Register = cls  # an instance of luigi's metaclass, as every task class
+    return super(Register, task_class).__call__(**params)
 
 
 def extend_task_registry(extend: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
@@ -575,7 +595,7 @@ def extend_task_registry(extend: Callable[[dict[str, Any]], dict[str, Any]]) -> 
         return extend(families(cls))
 
     setattr(_get_reg, _EXTENDED, True)
-    Register._get_reg = classmethod(_get_reg)  # type: ignore[method-assign,assignment]
+    _replace(Register, "_get_reg", classmethod(_get_reg))
 
 
 def wrap_luigid_app(wrap: Callable[[Any], Any]) -> None:
@@ -643,8 +663,8 @@ def luigid_prunes_lean() -> None:
         if workers:  # a set or a list, as luigi passes them (a generator is always true: walked)
             remove(self, workers, remove_stakeholders)
 
-    state._remove_workers_from_tasks = _remove_workers_from_tasks  # type: ignore[method-assign]
-    luigi.scheduler.Scheduler._prune_tasks = _prune_tasks  # type: ignore[method-assign]
+    _replace(state, "_remove_workers_from_tasks", _remove_workers_from_tasks)
+    _replace(luigi.scheduler.Scheduler, "_prune_tasks", _prune_tasks)
 
 
 def _prune_tasks(self: luigi.scheduler.Scheduler) -> None:
@@ -690,8 +710,8 @@ def luigid_marks_reopened() -> None:
             answer[REOPENED] = bool(task.__dict__.pop(REOPENED, False))
         return answer
 
-    scheduler.add_task = marking_add_task  # type: ignore[method-assign]
-    scheduler.get_work = marking_get_work  # type: ignore[method-assign]
+    _replace(scheduler, "add_task", marking_add_task)
+    _replace(scheduler, "get_work", marking_get_work)
 
 
 def luigid_reads_cors_once() -> None:
@@ -702,7 +722,7 @@ def luigid_reads_cors_once() -> None:
     import luigi.server  # luigid's own process only: tornado is not imported elsewhere
 
     settings = luigi.server.cors()
-    luigi.server.cors = lambda: settings  # type: ignore[assignment,misc]
+    _replace(luigi.server, "cors", lambda: settings)
 
 
 def s3_bucket_and_key(path: str) -> tuple[str, str]:

@@ -159,8 +159,8 @@ class NectarTask(luigi.Task):
         run = cls.__dict__.get("run")
         if run is None and cls.run is not luigi.Task.run:  # a run() from a mixin outside NectarTask
             run = cls.run
-        if run is not None and not getattr(run, "_nectar_recorded", False):
-            cls.run = _recorded(run)  # type: ignore[method-assign]
+        if run is not None and not getattr(run, _RECORDED, False):
+            setattr(cls, _RUN, _recorded(run))
         # what is set on the class later is set now: its attributes, get_params's cache key, hold from here (a chain
         # module is executed anew for each run: each run made a new class's first task reading its parameters 3 times)
         cls._nectar_chain_ref = None
@@ -467,6 +467,13 @@ def _report(exc: BaseException) -> None:
         traceback.print_exc()
 
 
+#: what marks a task's ``run`` as already wrapped by :func:`_recorded` (set on the wrapper, a function)
+_RECORDED = "_nectar_recorded"
+#: luigi's name of a task's work, replaced by its recorded wrapper (on a task class, or on one task of a class that
+#: is no NectarTask): set by name, as luigi's ``Task`` has ``run`` as a method, which mypy lets none assign to
+_RUN = "run"
+
+
 def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a task's ``run`` (plain or generator) with :class:`_Recording`."""
 
@@ -496,7 +503,7 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
             finally:
                 recording.finish()
 
-        generator_wrapper._nectar_recorded = True  # type: ignore[attr-defined]
+        setattr(generator_wrapper, _RECORDED, True)
         return generator_wrapper
 
     @functools.wraps(run)
@@ -518,16 +525,16 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
             self.__dict__["_nectar_recording"] = False
             recording.finish()
 
-    wrapper._nectar_recorded = True  # type: ignore[attr-defined]
+    setattr(wrapper, _RECORDED, True)
     return wrapper
 
 
 def _record_run(task: luigi.Task) -> None:
     """luigi starts ``task``: wrap its ``run`` as a NectarTask's is, unless its class's already is."""
     run = getattr(task, "run", None)
-    if run is None or getattr(run, "_nectar_recorded", False) or log_key(task) is None:
+    if run is None or getattr(run, _RECORDED, False) or log_key(task) is None:
         return
-    task.run = types.MethodType(_recorded(type(task).run), task)  # type: ignore[method-assign]
+    setattr(task, _RUN, types.MethodType(_recorded(type(task).run), task))
 
 
 #: what nectar does as luigi starts a step, by part, in the order it is done (:func:`on_start`, :func:`_step_starts`)

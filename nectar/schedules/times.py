@@ -88,7 +88,7 @@ def croniter_module() -> types.ModuleType:
     """croniter, imported when a process first reads a cron expression: its import costs ~30 ms and a
     subprocess (``platform.architecture()`` runs ``file`` on the interpreter), which a process that never
     reads one (luigid's guard, an API or a worker with no cron schedule) does not pay at its start."""
-    import croniter  # type: ignore[import-untyped]
+    import croniter
 
     return croniter
 

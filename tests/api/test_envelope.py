@@ -7,8 +7,9 @@ import uuid
 
 import pytest
 from flask import Flask, jsonify
+from flask.json.provider import DefaultJSONProvider
 
-from api.envelope import compact_envelope, dumped_answer
+from api.envelope import compact_envelope, compact_provider, dumped_answer
 
 #: what a status may hold: nested mappings (keys sorted), non-ASCII text, floats, None, and what Flask's ``default``
 #: turns into JSON (a date, a UUID)
@@ -36,8 +37,9 @@ def test_an_answer_sent_as_is_is_byte_for_byte_what_jsonify_writes(
 ) -> None:
     app = Flask(__name__)
     app.debug = debug
-    app.json.compact = compact  # type: ignore[attr-defined]
-    app.json.ensure_ascii = ensure_ascii  # type: ignore[attr-defined]
+    assert isinstance(app.json, DefaultJSONProvider)  # a new app's: Flask's own, which these settings are of
+    app.json.compact = compact
+    app.json.ensure_ascii = ensure_ascii
     with app.app_context():
         expected = jsonify({"data": data, "message": "made", "status": 201})
         sent = dumped_answer(data, 201, "made")
@@ -53,15 +55,16 @@ def test_an_answer_in_order_is_what_jsonify_writes_and_is_written_as_its_objects
     """``in_order``: the caller's objects have their keys in order already, so the sorted dump (jsonify's) is written
     without sorting them again: in the order they go (which, for objects out of order, would not be sorted)."""
     app = Flask(__name__)
-    app.json.ensure_ascii = ensure_ascii  # type: ignore[attr-defined]
+    provider = compact_provider(app)
+    assert provider is not None  # a new app's, out of debug: Flask's own, compact
+    provider.ensure_ascii = ensure_ascii
     with app.app_context():
         expected = jsonify({"data": IN_ORDER, "message": "made", "status": 201}).get_data(as_text=True)
-    provider = app.json
 
-    assert compact_envelope(provider, IN_ORDER, 201, "made", in_order=True) == expected  # type: ignore[arg-type]
-    assert compact_envelope(provider, {"b": 1, "a": {"d": 2, "c": 3}}, 200, "ok", in_order=True) == (  # type: ignore[arg-type]
+    assert compact_envelope(provider, IN_ORDER, 201, "made", in_order=True) == expected
+    assert compact_envelope(provider, {"b": 1, "a": {"d": 2, "c": 3}}, 200, "ok", in_order=True) == (
         '{"data":{"b":1,"a":{"d":2,"c":3}},"message":"ok","status":200}\n'
     )
-    assert compact_envelope(provider, {"b": 1, "a": {"d": 2, "c": 3}}, 200, "ok") == (  # type: ignore[arg-type]
+    assert compact_envelope(provider, {"b": 1, "a": {"d": 2, "c": 3}}, 200, "ok") == (
         '{"data":{"a":{"c":3,"d":2},"b":1},"message":"ok","status":200}\n'
     )

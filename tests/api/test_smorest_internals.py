@@ -78,7 +78,7 @@ def test_what_registering_a_blueprint_does_is_what_the_seam_splits_in_two() -> N
     assert parameters == ["self", "api", "app", "spec", "name", "parameters"], parameters
 
 
-def handled(app: flask.Flask) -> dict[type[BaseException], Any]:
+def handled(app: flask.Flask) -> dict[type[Exception], Any]:
     """The exception classes (not status codes) the app's error handlers answer, and their handlers."""
     return dict(app.error_handler_spec[None][None])
 

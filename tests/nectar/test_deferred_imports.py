@@ -34,6 +34,8 @@ PATIENCE = 60.0
 #: a compiled library each deferred module loads with it, seen in a process's memory map from outside: requests
 #: imports charset_normalizer (its md and cd extensions), jsonschema imports referencing and its rpds, yaml its _yaml
 LIBRARIES = {"requests": "/charset_normalizer/", "jsonschema": "/rpds/", "yaml": "/yaml/_yaml.", "tornado": "/tornado/"}
+#: what a probe module and the test share, as attributes they add to ``sys``: its executions, and a gate it waits at
+RUNS, GATE = "deferred_probe_runs", "deferred_probe_gate"
 
 
 @pytest.fixture
@@ -54,25 +56,25 @@ def modules(tmp_path: Path) -> Iterator[Path]:
 
 def probe(folder: Path, name: str, source: str = "") -> None:
     """Module ``name``: counts its executions in ``sys.deferred_probe_runs`` and has ``value = 42``."""
-    counting = "import sys\nsys.deferred_probe_runs = getattr(sys, 'deferred_probe_runs', 0) + 1\n"
+    counting = f"import sys\nsys.{RUNS} = getattr(sys, {RUNS!r}, 0) + 1\n"
     (folder / f"{name}.py").write_text(f"{counting}{source}\nvalue = 42\n")
 
 
 def runs() -> int:
-    return int(getattr(sys, "deferred_probe_runs", 0))
+    return int(getattr(sys, RUNS, 0))
 
 
 @pytest.fixture(autouse=True)
 def no_runs() -> Iterator[None]:
-    sys.deferred_probe_runs = 0  # type: ignore[attr-defined]
+    setattr(sys, RUNS, 0)
     yield
-    del sys.deferred_probe_runs  # type: ignore[attr-defined]
+    delattr(sys, RUNS)
 
 
 def test_a_deferred_module_is_imported_when_first_used_and_then_is_the_real_one(modules: Path) -> None:
     probe(modules, "deferred_probe")
     with Deferral(["deferred_probe"]):
-        import deferred_probe  # type: ignore[import-not-found]
+        import deferred_probe
 
         assert isinstance(deferred_probe, DeferredModule)
         assert runs() == 0, "the deferred module was executed at its import"
@@ -113,7 +115,7 @@ def test_a_modules_patterns_are_compiled_on_first_use_while_its_deferral_is_open
     probe(modules, "deferred_probe_patterns", PATTERNS_SOURCE)
     compile_before = re.compile
     with Deferral([], lazy_patterns=["deferred_probe_patterns"]):
-        import deferred_probe_patterns as module  # type: ignore[import-not-found]
+        import deferred_probe_patterns as module
 
         own = re.compile("x+")  # another module's (this one's): compiled at once
     assert re.compile is compile_before, "re.compile was not given back when the deferral ended"
@@ -131,7 +133,7 @@ def test_a_modules_patterns_are_compiled_on_first_use_while_its_deferral_is_open
 
 def test_a_module_that_cannot_be_found_fails_at_its_import_as_before(modules: Path) -> None:
     with Deferral(["deferred_probe_missing"]), pytest.raises(ModuleNotFoundError):
-        import deferred_probe_missing  # type: ignore[import-not-found]  # noqa: F401
+        import deferred_probe_missing  # noqa: F401
 
 
 def test_an_absent_module_cannot_be_imported_until_the_deferral_ends(modules: Path) -> None:
@@ -152,7 +154,7 @@ def test_a_submodule_of_a_deferred_package_imports_the_package_for_real(modules:
     probe(package, "__init__")
     (package / "sub.py").write_text("thing = 'sub'\n")
     with Deferral(["deferred_probe_pkg"]):
-        import deferred_probe_pkg.sub  # type: ignore[import-not-found]
+        import deferred_probe_pkg.sub
 
     assert deferred_probe_pkg.sub.thing == "sub"
     assert deferred_probe_pkg.value == 42
@@ -200,8 +202,8 @@ def test_threads_using_a_deferred_module_at_once_all_get_it_and_it_runs_once(mod
     """The first thread imports it; a thread using it meanwhile waits for that import rather than seeing half."""
     gate = threading.Event()
     entered = threading.Event()
-    sys.deferred_probe_gate = (entered, gate)  # type: ignore[attr-defined]
-    probe(modules, "deferred_probe", "entered, gate = sys.deferred_probe_gate\nentered.set()\ngate.wait()\n")
+    setattr(sys, GATE, (entered, gate))
+    probe(modules, "deferred_probe", f"entered, gate = sys.{GATE}\nentered.set()\ngate.wait()\n")
     try:
         with Deferral(["deferred_probe"]):
             import deferred_probe
@@ -218,7 +220,7 @@ def test_threads_using_a_deferred_module_at_once_all_get_it_and_it_runs_once(mod
         assert runs() == 1
     finally:
         gate.set()
-        del sys.deferred_probe_gate  # type: ignore[attr-defined]
+        delattr(sys, GATE)
 
 
 def libraries(pid: int) -> str:

@@ -160,14 +160,16 @@ def test_luigid_marks_a_step_reopened_once_a_late_pending_takes_it_back_from_don
         first = scheduler.get_work(worker="w1")
         assert first["task_id"] is None and REOPENED not in first
     finally:
-        luigi.scheduler.Scheduler.add_task, luigi.scheduler.Scheduler.get_work = saved  # type: ignore[method-assign]
+        for name, method in zip(("add_task", "get_work"), saved, strict=True):
+            setattr(luigi.scheduler.Scheduler, name, method)  # luigi's own again
 
 
 def test_luigi_builds_task_classes_into_a_list_it_looks_classes_up_through() -> None:
     """``Register._reg`` (every class, a list) and ``Register._get_reg`` (a classmethod: name -> class)."""
     assert isinstance(Register._reg, list), "luigi's Register._reg is no longer a list of task classes"
     assert isinstance(Register.__dict__.get("_get_reg"), classmethod), "luigi's Register._get_reg is gone"
-    assert "_get_reg" in Register.get_task_cls.__func__.__code__.co_names, "get_task_cls no longer asks _get_reg"
+    asks = vars(Register)["get_task_cls"].__func__.__code__.co_names  # a classmethod's function's names
+    assert "_get_reg" in asks, "get_task_cls no longer asks _get_reg"
 
 
 @pytest.fixture
@@ -235,8 +237,9 @@ def test_a_failed_call_goes_through_luigis_retry_loop_and_fails_as_luigis_client
         down.ping(worker="w")
     assert len(down.posts) == 3 and isinstance(ours.value.sub_exception, ConnectionRefusedError)
     url = f"http://127.0.0.1:{free_port()}"
+    ping = luigi.scheduler.RPC_METHODS["ping"]  # luigi's, as luigi sets it on its client's class
     with pytest.raises(luigi.rpc.RPCError) as luigis:
-        luigi.rpc.RemoteScheduler(url).ping(worker="w")
+        ping(luigi.rpc.RemoteScheduler(url), worker="w")
     assert str(ours.value).replace("127.0.0.1:1/luigi", url.removeprefix("http://")) == str(luigis.value)
 
 
@@ -453,18 +456,28 @@ TASKS = st.lists(
 NOW = 1_800_000_000.0
 
 
+class Noted(logging.Handler):
+    """A log handler noting each record's message in ``records``."""
+
+    def __init__(self, records: list[str]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record.getMessage())
+
+
 def pruned(tasks: list[Any], workers_seen: list[float], retry_delay: float, lean: bool) -> Any:
     """What a prune at :data:`NOW` leaves of a scheduler holding ``tasks`` and workers w0..w3 last seen
     ``workers_seen`` seconds ago (w3 an assistant), luigi's or lean, and what it logged."""
     saved = luigi.scheduler.SimpleTaskState._remove_workers_from_tasks, luigi.scheduler.Scheduler._prune_tasks
     clock = types.SimpleNamespace(time=lambda: NOW)
     records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    handler = Noted(records)
     logger = logging.getLogger("luigi.scheduler")
     level = logger.level
     try:
-        luigi.scheduler.time, nectar.luigi_internals.time = clock, clock  # type: ignore[assignment]
+        vars(luigi.scheduler)["time"] = vars(nectar.luigi_internals)["time"] = clock
         if lean:
             luigid_prunes_lean()
         scheduler = luigi.scheduler.Scheduler(retry_delay=retry_delay, record_task_history=False)
@@ -487,8 +500,13 @@ def pruned(tasks: list[Any], workers_seen: list[float], retry_delay: float, lean
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
-        luigi.scheduler.time, nectar.luigi_internals.time = time, time  # type: ignore[attr-defined]
-        luigi.scheduler.SimpleTaskState._remove_workers_from_tasks, luigi.scheduler.Scheduler._prune_tasks = saved
+        vars(luigi.scheduler)["time"] = vars(nectar.luigi_internals)["time"] = time
+        owners = (
+            (luigi.scheduler.SimpleTaskState, "_remove_workers_from_tasks"),
+            (luigi.scheduler.Scheduler, "_prune_tasks"),
+        )
+        for (owner, name), method in zip(owners, saved, strict=True):
+            setattr(owner, name, method)
     state = scheduler._state
     left = {
         task.id: (task.status, sorted(task.stakeholders), sorted(task.workers), task.worker_running, task.remove)
@@ -517,14 +535,24 @@ def test_a_lean_prune_checks_no_done_or_pending_task_it_would_not_change(monkeyp
     scheduler.add_task(worker="w", task_id="R", status="RUNNING", family="T")
     luigid_prunes_lean()
     checked: list[str] = []
+
+    def noted(check: Callable[..., Any]) -> Callable[..., Any]:
+        def noting(self: Any, task: Any, *args: Any) -> Any:
+            checked.append(task.id)
+            return check(self, task, *args)
+
+        return noting
+
     for name in ("fail_dead_worker_task", "update_status", "may_prune"):
-        check = getattr(state, name)
-        monkeypatch.setattr(
-            state, name, lambda self, task, *a, check=check, name=name: checked.append(task.id) or check(self, task, *a)
-        )
+        monkeypatch.setattr(state, name, noted(getattr(state, name)))
     walks = []
     walk = state.get_active_tasks
-    monkeypatch.setattr(state, "get_active_tasks", lambda self: walks.append(1) or walk(self))
+
+    def counted(self: Any) -> Any:
+        walks.append(1)
+        return walk(self)
+
+    monkeypatch.setattr(state, "get_active_tasks", counted)
     scheduler.prune()
     assert checked == ["R", "R", "R"] and len(walks) == 1  # luigi's: 303 checks, 2 walks
 
@@ -534,8 +562,15 @@ def test_luigid_reads_its_cors_settings_once_not_for_every_call(monkeypatch: pyt
     call of a real tornado server of luigi's app is answered as before, with the settings read no more."""
     monkeypatch.setattr(luigi.server, "cors", luigi.server.cors)  # put back after the test
     reads = []
-    read = luigi.server.cors.get_param_values.__func__  # type: ignore[attr-defined]
-    monkeypatch.setattr(luigi.server.cors, "get_param_values", classmethod(lambda *a: reads.append(1) or read(*a)))
+    bound = luigi.server.cors.get_param_values
+    assert isinstance(bound, types.MethodType)  # a classmethod read from its class
+    read = bound.__func__
+
+    def counted(*args: Any) -> Any:
+        reads.append(1)
+        return read(*args)
+
+    monkeypatch.setattr(luigi.server.cors, "get_param_values", classmethod(counted))
     luigid_reads_cors_once()
     read_once = len(reads)
     assert read_once > 0

@@ -11,7 +11,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import luigi
 import luigi.interface
@@ -33,12 +33,20 @@ from nectar.luigid import (
     LuigidRPC,
     SchedulerClient,
     _read_answers,
+    _Unread,
     form_body,
     kept_scheduler,
 )
 from tests.conftest import free_port, start_luigid, stop
 from tests.helpers.raw_server import RawServer
 from tests.nectar.test_luigid_server import LUIGIS_LUIGID, start_one
+
+
+def status_of(client: SchedulerClient, task_id: str) -> str:
+    """luigid's status of ``task_id``, a task it must know."""
+    found = client.task(task_id)
+    assert found is not None, f"luigid knows no {task_id}"
+    return str(found["status"])
 
 
 def test_luigi_worker_calls_go_through_one_kept_alive_connection(luigid: str) -> None:
@@ -49,7 +57,7 @@ def test_luigi_worker_calls_go_through_one_kept_alive_connection(luigid: str) ->
     assert work["task_id"] == "RpcProbe_1"
     rpc.add_task(worker="test-rpc-worker", task_id="RpcProbe_1", status="DONE")
     rpc.send_held()
-    assert SchedulerClient(luigid).task("RpcProbe_1")["status"] == "DONE"  # type: ignore[index]
+    assert status_of(SchedulerClient(luigid), "RpcProbe_1") == "DONE"
 
 
 class Spied(LuigidRPC):
@@ -93,7 +101,7 @@ def test_a_task_added_goes_with_the_next_call_in_one_round_trip(luigid: str) -> 
     rpc.add_task(worker="test-held", task_id="HeldProbe_1", status="DONE")
     rpc.send_held()
     assert rpc.trips == [["/api/add_task", "/api/get_work"], ["/api/add_task"]]
-    assert SchedulerClient(luigid).task("HeldProbe_1")["status"] == "DONE"  # type: ignore[index]
+    assert status_of(SchedulerClient(luigid), "HeldProbe_1") == "DONE"
 
 
 @pytest.fixture
@@ -181,7 +189,7 @@ def noted(connections: Connections, requests: list[list[str]]) -> None:
             requests.append([path.removeprefix("/api/")])
         return request(path, body, content_type)
 
-    connections._request = noting  # type: ignore[method-assign]
+    vars(connections)["_request"] = noting  # this object's own, before its class's
 
 
 def test_a_call_asked_ahead_is_answered_in_turn_and_read_when_wanted(luigid: str) -> None:
@@ -191,7 +199,7 @@ def test_a_call_asked_ahead_is_answered_in_turn_and_read_when_wanted(luigid: str
     graph = client.ask("dep_graph", task_id="AskedProbe_1", include_done=True)
     client.call("add_task", task_id="AskedProbe_1", status="PENDING", worker="test-asked", family="AskedProbe")
     assert graph() == {}  # asked before the task was added: luigid answered in turn
-    assert client.task("AskedProbe_1")["status"] == "PENDING"  # type: ignore[index]
+    assert status_of(client, "AskedProbe_1") == "PENDING"
     client.disable("AskedProbe_1", "test-asked", "asked")
     client.ask_disabled("AskedProbe_1")
     client.check()
@@ -240,7 +248,7 @@ def test_a_build_asks_luigid_once_per_step_begun_and_once_per_step_ended(luigid:
         forget_task_classes(__name__)
     assert result.scheduling_succeeded and ran == [HeldBuildProbe().task_id]
     assert rpc.trips == [["/api/add_task", "/api/add_worker", "/api/get_work"], ["/api/add_task"]]
-    assert SchedulerClient(luigid).task(ran[0])["status"] == "DONE"  # type: ignore[index]
+    assert status_of(SchedulerClient(luigid), ran[0]) == "DONE"
     known = {info["name"]: info for info in SchedulerClient(luigid).call("worker_list")}
     assert known["nectar-held-build:1"]["first_task"] == ran[0]
 
@@ -348,7 +356,7 @@ def test_a_process_builds_run_after_run_on_one_connection_to_luigid_and_past_its
         again = Build(url, "kept-build:2")
         assert again.scheduler is made.scheduler
         assert again.run(KeptBuildProbe(n=2)).scheduling_succeeded
-        assert SchedulerClient(url).task(KeptBuildProbe(n=2).task_id)["status"] == "DONE"  # type: ignore[index]
+        assert status_of(SchedulerClient(url), KeptBuildProbe(n=2).task_id) == "DONE"
     finally:
         stop(proc)
         forget_task_classes(__name__)
@@ -372,7 +380,7 @@ def test_a_client_kept_for_the_next_run_forgets_what_its_run_asked_and_did_not_r
     asked_on = _local_port(client.connections)
     client.settle()
     assert _local_port(client.connections) == 0  # dropped, out of step
-    assert client.task("Forgot_1")["status"] == "DISABLED"  # type: ignore[index]
+    assert status_of(client, "Forgot_1") == "DISABLED"
     assert client.disabled("Forgot_1") == {}  # asked anew: the disable is a client's, not luigid's own
     kept_on = _local_port(client.connections)
     client.settle()
@@ -492,7 +500,9 @@ class Scripted(RawServer):
     (``n`` counting every request it got), answers in turn on a kept-alive connection."""
 
     def __init__(self, answer: Callable[[str, int], bytes]) -> None:
-        self.answer, self.seen, self.bodies = answer, [], []
+        self.answer = answer
+        self.seen: list[str] = []
+        self.bodies: list[bytes] = []
         super().__init__()
 
     def handle(self, conn: socket.socket) -> None:
@@ -640,15 +650,15 @@ def test_a_call_interrupted_after_its_write_leaves_no_answer_to_the_next_call() 
                 self.sock.sendall(data)
                 raise Interrupted
 
-        def write_then_interrupted(conn: http.client.HTTPConnection, unread: object) -> None:
+        def write_then_interrupted(conn: http.client.HTTPConnection, unread: _Unread) -> None:
             interrupted = http.client.HTTPConnection("127.0.0.1")
             interrupted.sock = Sent(conn.sock)
-            write(interrupted, unread)  # type: ignore[arg-type]
+            write(interrupted, unread)
 
-        connections._write = write_then_interrupted  # type: ignore[method-assign]
+        vars(connections)["_write"] = write_then_interrupted  # this object's own, before its class's
         with pytest.raises(Interrupted):
             connections.send("/api/add_task", {})
-        connections._write = write  # type: ignore[method-assign]
+        vars(connections)["_write"] = write
         assert connections.post("/api/get_work", {}) == ok("/api/get_work").partition(b"\r\n\r\n")[2]
         assert connections.post("/api/ping", {}) == ok("/api/ping").partition(b"\r\n\r\n")[2]
     finally:
@@ -673,8 +683,16 @@ def test_a_build_uses_luigis_settings_read_ahead_once_they_are(monkeypatch: pyte
     monkeypatch.setattr(build, "_PREPARED", {})
     read: list[str] = []
     core, worker = luigi.interface.core, luigi.worker.worker
-    monkeypatch.setattr(luigi.interface, "core", lambda **kw: read.append("core") or core(**kw))
-    monkeypatch.setattr(luigi.worker, "worker", lambda **kw: read.append("worker") or worker(**kw))
+
+    def reading(name: str, settings: Callable[..., Any]) -> Callable[..., Any]:
+        def read_settings(**kwargs: Any) -> Any:
+            read.append(name)
+            return settings(**kwargs)
+
+        return read_settings
+
+    monkeypatch.setattr(luigi.interface, "core", reading("core", core))
+    monkeypatch.setattr(luigi.worker, "worker", reading("worker", worker))
     Build(None, "host:1")
     assert read == ["core", "worker"]
     build.prepare(None)

@@ -123,7 +123,7 @@ def test_a_workers_exit_does_not_wait_for_its_keep_alive_loop_on_a_standby_threa
 
     def use() -> None:  # the worker's exit, on a thread the test can wait on without being held itself
         with worker:
-            scheduler.ping(worker="standby-exit-probe")  # type: ignore[attr-defined]  # its first call: the loop starts
+            scheduler.ping(worker="standby-exit-probe")  # its first call: the loop starts
             assert worker._keep_alive_thread.is_alive()
         exited.set()
 
@@ -162,7 +162,7 @@ def test_with_luigid_the_keep_alive_starts_while_luigid_answers_the_workers_firs
     scheduler.post = noted
     with worker:
         assert not worker._keep_alive_thread.is_alive()
-        scheduler.ping(worker="standby-luigid-probe")  # type: ignore[attr-defined]  # luigi makes its RPCs on the fly
+        scheduler.ping(worker="standby-luigid-probe")
         assert alive_as_called == [False]
         assert worker._keep_alive_thread.is_alive()
         wait_until(lambda: len(alive_as_called) > 1, 30)  # its own ping
@@ -177,7 +177,7 @@ def test_a_worker_that_ends_before_its_first_call_to_luigid_never_starts_its_kee
     worker = new_worker(scheduler, "standby-luigid-unused", 1, ping_interval=0.01)
     with worker:
         pass
-    scheduler.ping(worker="standby-luigid-unused")  # type: ignore[attr-defined]  # its start is void: it was stopped
+    scheduler.ping(worker="standby-luigid-unused")  # its start is void: it was stopped
     assert not worker._keep_alive_thread.is_alive()
     assert set(threading.enumerate()) == kept
     ran: list[threading.Thread] = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import types
+from collections.abc import Callable
 from typing import Any
 
 import luigi
@@ -15,17 +17,24 @@ from nectar.keys import task_key
 
 
 class Base(NectarTask):
-    b = luigi.IntParameter()
-    a = luigi.Parameter(default="x")
+    b: int = luigi.IntParameter()
+    a: str = luigi.Parameter(default="x")
 
 
 class Child(Base):
-    c = luigi.DateParameter()
+    c: dt.date = luigi.DateParameter()
+
+
+def function_of(method: Callable[..., Any]) -> Callable[..., Any]:
+    """The function of a task class's classmethod (read from the class: a method bound to it), to call for another
+    class: luigi's ``Task``'s own, whatever NectarTask makes of it."""
+    assert isinstance(method, types.MethodType), method
+    return method.__func__
 
 
 def luigis(cls: type[luigi.Task]) -> list[tuple[str, luigi.Parameter]]:
     """The parameters as luigi's own get_params lists them."""
-    return list(luigi.Task.get_params.__func__(cls))  # type: ignore[attr-defined]
+    return list(function_of(luigi.Task.get_params)(cls))
 
 
 def test_the_parameters_are_luigis_in_its_order() -> None:
@@ -35,7 +44,7 @@ def test_the_parameters_are_luigis_in_its_order() -> None:
 
 
 def test_the_parameters_are_read_once_per_class(monkeypatch: pytest.MonkeyPatch) -> None:
-    Child(b=0, c=dt.date(2026, 1, 1))  # type: ignore[call-arg]  # (luigi notes _unconsumed_params on the class)
+    Child(b=0, c=dt.date(2026, 1, 1))  # (luigi notes _unconsumed_params on the class)
     walked: list[Any] = []
 
     def counting_dir(obj: Any) -> list[str]:
@@ -44,7 +53,7 @@ def test_the_parameters_are_read_once_per_class(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(luigi.task, "dir", counting_dir, raising=False)  # what luigi's get_params walks
 
-    task = Child(b=1, c=dt.date(2026, 6, 1))  # type: ignore[call-arg]
+    task = Child(b=1, c=dt.date(2026, 6, 1))
     task.to_str_params()
 
     assert walked == []
@@ -85,14 +94,14 @@ def test_a_parameter_added_to_a_class_already_made_is_seen() -> None:
 
 def test_a_tasks_repr_is_luigis_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """luigi's worker logs a step's repr several times (running, done, its checks); a made task's is kept."""
-    task = Child(b=2, c=dt.date(2026, 6, 2))  # type: ignore[call-arg]
+    task = Child(b=2, c=dt.date(2026, 6, 2))
     shown = repr(task)
     assert shown == luigi.Task.__repr__(task) and shown.endswith("Child(b=2, a=x, c=2026-06-02)")
     walked: list[Any] = []
 
     def counting(cls: type, *args: Any) -> Any:
         walked.append(args)
-        return luigi.Task.get_param_values.__func__(cls, *args)  # type: ignore[attr-defined]
+        return function_of(luigi.Task.get_param_values)(cls, *args)
 
     monkeypatch.setattr(Child, "get_param_values", classmethod(counting))  # what luigi's __repr__ walks
 
@@ -111,15 +120,15 @@ class CountedInt(luigi.IntParameter):
 
 
 class Plain(NectarTask):
-    n = CountedInt()
-    m = CountedInt(default=2)
+    n: int = CountedInt()
+    m: int = CountedInt(default=2)
 
 
 class Mixed(NectarTask):
-    n = CountedInt()
-    note = luigi.Parameter(default="", significant=False)
-    hidden = luigi.Parameter(default="h", visibility=luigi.parameter.ParameterVisibility.HIDDEN)
-    secret = luigi.Parameter(default="s", visibility=luigi.parameter.ParameterVisibility.PRIVATE)
+    n: int = CountedInt()
+    note: str = luigi.Parameter(default="", significant=False)
+    hidden: str = luigi.Parameter(default="h", visibility=luigi.parameter.ParameterVisibility.HIDDEN)
+    secret: str = luigi.Parameter(default="s", visibility=luigi.parameter.ParameterVisibility.PRIVATE)
 
 
 VARIANTS = [(False, False), (True, False), (False, True), (True, True)]
@@ -128,19 +137,19 @@ VARIANTS = [(False, False), (True, False), (False, True), (True, True)]
 def test_a_tasks_parameters_are_serialized_once_for_its_id_its_key_and_its_run() -> None:
     """A submission asks for them three times (luigi's task_id, the key's MD5, the run's record)."""
     serialized.clear()
-    task = Plain(n=7)  # type: ignore[call-arg]
+    task = Plain(n=7)
     key = task_key("t", "c_chain", task)
     recorded = task.to_str_params()
 
     assert serialized == [7, 2]
-    assert recorded == {"n": "7", "m": "2"} and key == task_key("t", "c_chain", Plain(n=7))  # type: ignore[call-arg]
+    assert recorded == {"n": "7", "m": "2"} and key == task_key("t", "c_chain", Plain(n=7))
     recorded["n"] = "8"  # a caller's copy: the task's own stay
     assert task.to_str_params(only_significant=True, only_public=True) == {"n": "7", "m": "2"}
 
 
 @pytest.mark.parametrize(("only_significant", "only_public"), VARIANTS)
 def test_each_variant_of_a_tasks_parameters_is_luigis(only_significant: bool, only_public: bool) -> None:
-    for task in (Plain(n=1), Mixed(n=1, note="x", hidden="y", secret="z")):  # type: ignore[call-arg]
+    for task in (Plain(n=1), Mixed(n=1, note="x", hidden="y", secret="z")):
         for _ in range(2):  # made, then kept
             assert task.to_str_params(only_significant, only_public) == luigi.Task.to_str_params(
                 task, only_significant, only_public
@@ -148,16 +157,16 @@ def test_each_variant_of_a_tasks_parameters_is_luigis(only_significant: bool, on
 
 
 def test_parameters_set_anew_are_serialized_anew() -> None:
-    task = Plain(n=1)  # type: ignore[call-arg]
+    task = Plain(n=1)
     task.param_kwargs = {"n": 3, "m": 4}
     assert task.to_str_params() == {"n": "3", "m": "4"}
 
 
 def test_a_classs_family_is_luigis_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """luigi's get_task_family asks for the namespace twice, and each task made asks for its family twice."""
-    assert Child.get_task_family() == luigi.Task.get_task_family.__func__(Child)  # type: ignore[attr-defined]
+    assert Child.get_task_family() == function_of(luigi.Task.get_task_family)(Child)
     asked: list[type] = []
-    namespace = NectarTask.get_task_namespace.__func__  # type: ignore[attr-defined]
+    namespace = function_of(NectarTask.get_task_namespace)
 
     def counting(cls: type[NectarTask]) -> str:
         asked.append(cls)
@@ -165,19 +174,19 @@ def test_a_classs_family_is_luigis_made_once(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(NectarTask, "get_task_namespace", classmethod(counting))  # (NectarTask's shape is the same)
 
-    Child(b=3, c=dt.date(2026, 6, 3))  # type: ignore[call-arg]
-    Child(b=4, c=dt.date(2026, 6, 4))  # type: ignore[call-arg]
+    Child(b=3, c=dt.date(2026, 6, 3))
+    Child(b=4, c=dt.date(2026, 6, 4))
 
     assert asked == []
 
 
 def test_a_namespace_set_on_a_class_already_made_is_seen() -> None:
     class Renamed(NectarTask):
-        b = luigi.IntParameter()
+        b: int = luigi.IntParameter()
 
     before = Renamed.get_task_family()
     Renamed.task_namespace = "elsewhere"
 
     assert Renamed.get_task_family() == "elsewhere.Renamed" != before
-    assert Renamed.get_task_family() == luigi.Task.get_task_family.__func__(Renamed)  # type: ignore[attr-defined]
-    assert Renamed(b=1).task_id.startswith("elsewhere.Renamed_")  # type: ignore[call-arg]
+    assert Renamed.get_task_family() == function_of(luigi.Task.get_task_family)(Renamed)
+    assert Renamed(b=1).task_id.startswith("elsewhere.Renamed_")

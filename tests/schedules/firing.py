@@ -190,13 +190,17 @@ def assert_once(firing: Firing, schedule_id: str, window: list[float], label: st
     fires = [fire for fire in firing.fires(schedule_id) if fire.fire_time in inside]
     assert sorted(fire.fire_time for fire in fires) == window, "a fire time lost or doubled in the fires"
     assert {fire.state for fire in fires} == {"queued"}, Counter((f.state, f.reason) for f in fires)
-    runs = [run for run in firing.scheduled_runs() if run.schedule_id == schedule_id and run.fire_time in inside]
-    doubled = [t for t, n in Counter(run.fire_time for run in runs).items() if n > 1]
+    timed = [
+        (run, t)
+        for run in firing.scheduled_runs()
+        if run.schedule_id == schedule_id and (t := run.fire_time) is not None and t in inside
+    ]
+    doubled = [t for t, n in Counter(t for _, t in timed).items() if n > 1]
     assert doubled == [], f"fire times with more than one run: {doubled[:10]}"
-    assert sorted(run.fire_time for run in runs) == window, "a fire time without its run"  # type: ignore[type-var]
-    assert {fire.run_id for fire in fires} == {run.id for run in runs}
-    for run in runs:
-        assert run.params == {"when": when_param(run.fire_time), "label": label}, run  # type: ignore[arg-type]
+    assert sorted(t for _, t in timed) == window, "a fire time without its run"
+    assert {fire.run_id for fire in fires} == {run.id for run, _ in timed}
+    for run, t in timed:
+        assert run.params == {"when": when_param(t), "label": label}, run
     return fires
 
 

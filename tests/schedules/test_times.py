@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import luigi
 import pytest
-from croniter import croniter  # type: ignore[import-untyped]
+from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -315,6 +315,7 @@ def test_a_bad_timing_names_its_field(
     cron: object, interval_s: object, timezone: str | None, field: str, words: str
 ) -> None:
     with pytest.raises(InvalidTiming) as raised:
+        # the wrong types are the inputs under test (a definition's fields as JSON gives them): kept as they come
         Timing.parse(cron, interval_s, timezone)  # type: ignore[arg-type]
     assert raised.value.field == field
     assert words in str(raised.value)
@@ -323,7 +324,7 @@ def test_a_bad_timing_names_its_field(
 def test_good_timings_parse() -> None:
     assert Timing.parse("0 3 * * *", None, None).timezone == "UTC"
     with pytest.raises(InvalidTiming, match="None"):
-        Timing("0 3 * * *", None, None)  # type: ignore[arg-type]
+        Timing("0 3 * * *", None, None)  # type: ignore[arg-type]  # a zone of None, the wrong type under test
     daily = Timing.parse("@daily", None, PARIS)
     assert daily.next_after(at("2026-05-01T12:00", PARIS)) == at("2026-05-02T00:00", PARIS)
     assert Timing.parse("0 0 L * *", None, "UTC").next_after(at("2026-02-02T00:00")) == at("2026-02-28T00:00")

@@ -3,6 +3,7 @@ steps, a big file, a task a schedule fires, a task a trigger runs for each lande
 
 from __future__ import annotations
 
+import datetime
 import os
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ def note(*words: object) -> None:
 class ProbeTask(NectarTask):
     """Note the time its run() starts, then write a word."""
 
-    n = luigi.IntParameter()
+    n: int = luigi.IntParameter()
 
     def run(self) -> None:
         note("start", self.n, f"{time.time():.6f}")
@@ -39,8 +40,8 @@ class ProbeTask(NectarTask):
 class FireTask(NectarTask):
     """A trivial step a schedule fires: ``at`` receives the fire time, so each fire is a run of its own."""
 
-    n = luigi.IntParameter()
-    at = luigi.DateSecondParameter()
+    n: int = luigi.IntParameter()
+    at: datetime.datetime = luigi.DateSecondParameter()
 
     def run(self) -> None:
         with self.output().open("w") as out:
@@ -50,7 +51,7 @@ class FireTask(NectarTask):
 class LandedTask(NectarTask):
     """A trivial step a trigger runs for each object that lands: ``path`` receives the object's URI."""
 
-    path = luigi.Parameter()
+    path: str = luigi.Parameter()
 
     def run(self) -> None:
         with self.output().open("w") as out:
@@ -60,8 +61,8 @@ class LandedTask(NectarTask):
 class LeafTask(NectarTask):
     """A trivial step."""
 
-    i = luigi.IntParameter()
-    salt = luigi.Parameter(default="")
+    i: int = luigi.IntParameter()
+    salt: str = luigi.Parameter(default="")
 
     def run(self) -> None:
         with self.output().open("w") as out:
@@ -71,12 +72,11 @@ class LeafTask(NectarTask):
 class FanoutTask(NectarTask):
     """Requires ``size`` leaves; ``salt`` makes a fresh set of them."""
 
-    size = luigi.IntParameter(default=1000)
-    salt = luigi.Parameter(default="")
+    size: int = luigi.IntParameter(default=1000)
+    salt: str = luigi.Parameter(default="")
 
     def requires(self) -> list[LeafTask]:
-        # luigi parameters are keyword arguments that mypy sees only through luigi's plugin
-        return [LeafTask(i=i, salt=self.salt) for i in range(self.size)]  # type: ignore[call-arg]
+        return [LeafTask(i=i, salt=self.salt) for i in range(self.size)]
 
     def run(self) -> None:
         with self.output().open("w") as out:
@@ -86,9 +86,9 @@ class FanoutTask(NectarTask):
 class SleepTask(NectarTask):
     """A step that takes ``seconds``."""
 
-    i = luigi.IntParameter()
-    seconds = luigi.FloatParameter(default=1.0)
-    salt = luigi.Parameter(default="")
+    i: int = luigi.IntParameter()
+    seconds: float = luigi.FloatParameter(default=1.0)
+    salt: str = luigi.Parameter(default="")
 
     def run(self) -> None:
         time.sleep(self.seconds)
@@ -99,12 +99,12 @@ class SleepTask(NectarTask):
 class SleepersTask(luigi.WrapperTask):
     """A wrapper over ``size`` independent steps of ``seconds`` each (luigi's foo example's shape)."""
 
-    size = luigi.IntParameter(default=10)
-    seconds = luigi.FloatParameter(default=1.0)
-    salt = luigi.Parameter(default="")
+    size: int = luigi.IntParameter(default=10)
+    seconds: float = luigi.FloatParameter(default=1.0)
+    salt: str = luigi.Parameter(default="")
 
     def requires(self) -> list[SleepTask]:
-        return [SleepTask(i=i, seconds=self.seconds, salt=self.salt) for i in range(self.size)]  # type: ignore[call-arg]
+        return [SleepTask(i=i, seconds=self.seconds, salt=self.salt) for i in range(self.size)]
 
 
 def peak_rss_kb() -> int:
@@ -123,7 +123,7 @@ def reset_peak_rss() -> None:
 class BigFileTask(NectarTask):
     """Write ``mb`` MiB to out.txt, then note the peak RSS of this process (the upload included)."""
 
-    mb = luigi.IntParameter()
+    mb: int = luigi.IntParameter()
 
     def run(self) -> None:
         reset_peak_rss()
