@@ -92,8 +92,9 @@ def timed_out(run: Run) -> bool:
 
 
 def release(runs: RunStore, run: Run, reason: str, scheduler: SchedulerClient | None) -> None:
-    """After ``run``'s attempt died: mark its running steps failed, here and in luigid; here only while no later
-    attempt has claimed the run (its steps, which may be the same, are that attempt's to tell).
+    """After ``run``'s attempt died: mark its running steps failed, here and in luigid, only while no later
+    attempt has claimed the run (its steps, which may be the same, are that attempt's to tell: luigid fails a task
+    it has not handed to a worker in anyone's name).
 
     Of a cancelled run (once its attempt's process has ended), luigid is told that every unfinished
     step is DISABLED with ``reason``: it keeps them so, not retried, until they are submitted again.
@@ -101,8 +102,8 @@ def release(runs: RunStore, run: Run, reason: str, scheduler: SchedulerClient | 
     cancelled = run.state == RunState.CANCELLED
     steps = runs.steps(run.id)
     running = [step for step in steps if step.state == "RUNNING"]
-    if not cancelled:
-        runs.fail_running_steps(run, reason)
+    if not cancelled and running and not runs.fail_running_steps(run, reason):
+        running = []  # a later claim took the run (or it was cancelled meanwhile): nothing of it is this one's
     if scheduler is None:
         return
     worker = luigi_worker_id(run.worker or "?")

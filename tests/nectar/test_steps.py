@@ -13,7 +13,9 @@ import pytest
 
 from harness.lifeline import lifeline_env
 from nectar import spares, steps
+from nectar.build import luigi_worker_id
 from nectar.leases import release
+from nectar.luigid import SchedulerClient
 from nectar.registry import Step
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.steps import StepRecorder
@@ -49,6 +51,38 @@ def test_an_attempt_killed_as_its_second_step_starts_blames_that_step_not_the_fi
     blamed = {step.task: (step.state, step.error) for step in runs.steps(run.id)}
     assert blamed["StepA"] == ("DONE", None), blamed
     assert blamed["StepB"][0] == "FAILED" and "signal 9" in str(blamed["StepB"][1]), blamed
+
+
+class StepOf(luigi.Task):
+    """A step of its own test's name in the session's luigid."""
+
+    test = luigi.Parameter()
+
+
+def test_an_attempt_released_after_a_later_claim_tells_luigid_nothing_of_the_steps_it_took(
+    tmp_path: Path, luigid: str
+) -> None:
+    """Attempt 1 is requeued (its worker stopped) and the run claimed again (attempt 1 again: a requeue gives the
+    number back) before attempt 1 is released: the step it left RUNNING is attempt 2's to tell, in the registry and
+    in luigid. (luigid was told it FAILED in attempt 1's name, though the registry kept it: a task of attempt 2 that
+    luigid had not yet handed to a worker was failed under it.)"""
+    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs.submit(new_run())
+    first = runs.claim("w1")
+    assert first is not None
+    step = StepOf(test=str(tmp_path))
+    StepRecorder(runs, first.id, first.attempt).record(step, "RUNNING")
+    assert runs.requeue(first.id, first.attempt)
+    second = runs.claim("w2")
+    assert second is not None and second.attempt == first.attempt and second.started_at != first.started_at
+    scheduler = SchedulerClient(luigid, 5.0)  # attempt 2's build has added the step; no worker has it yet
+    scheduler.call("add_task", task_id=step.task_id, family="StepOf", worker=luigi_worker_id("w2"), status="PENDING")
+    assert (scheduler.task(step.task_id) or {}).get("status") == "PENDING"
+
+    release(runs, first, "interrupted: the worker stopped; the run was requeued", scheduler)
+    assert [(s.task, s.state) for s in runs.steps(first.id)] == [("StepOf", "RUNNING")]
+    told = scheduler.task(step.task_id)
+    assert told is not None and told["status"] == "PENDING", told
 
 
 class StepC(luigi.Task):
