@@ -59,30 +59,34 @@ class StepOf(luigi.Task):
     test = luigi.Parameter()
 
 
-def test_an_attempt_released_after_a_later_claim_tells_luigid_nothing_of_the_steps_it_took(
-    tmp_path: Path, luigid: str
+@pytest.mark.parametrize("held", ["PENDING", "RUNNING"])
+def test_an_attempt_released_after_a_later_claim_fails_in_luigid_only_the_task_it_still_holds_there(
+    tmp_path: Path, luigid: str, held: str
 ) -> None:
     """Attempt 1 is requeued (its worker stopped) and the run claimed again (attempt 1 again: a requeue gives the
-    number back) before attempt 1 is released: the step it left RUNNING is attempt 2's to tell, in the registry and
-    in luigid. (luigid was told it FAILED in attempt 1's name, though the registry kept it: a task of attempt 2 that
-    luigid had not yet handed to a worker was failed under it.)"""
+    number back) before attempt 1 is released: the step it left RUNNING is attempt 2's to tell in the registry, and
+    in luigid unless luigid still has it RUNNING in attempt 1's worker's name (failed then, for attempt 2's worker to
+    be given it). (luigid was told it FAILED in attempt 1's name either way: a task of attempt 2 that luigid had not
+    yet handed to a worker was failed under it.)"""
     runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
     runs.submit(new_run())
     first = runs.claim("w1")
     assert first is not None
-    step = StepOf(test=str(tmp_path))
+    step = StepOf(test=f"{tmp_path}-{held}")
     StepRecorder(runs, first.id, first.attempt).record(step, "RUNNING")
     assert runs.requeue(first.id, first.attempt)
     second = runs.claim("w2")
     assert second is not None and second.attempt == first.attempt and second.started_at != first.started_at
-    scheduler = SchedulerClient(luigid, 5.0)  # attempt 2's build has added the step; no worker has it yet
-    scheduler.call("add_task", task_id=step.task_id, family="StepOf", worker=luigi_worker_id("w2"), status="PENDING")
-    assert (scheduler.task(step.task_id) or {}).get("status") == "PENDING"
+    scheduler = SchedulerClient(luigid, 5.0)  # attempt 1's worker was given the step, or attempt 2's build added it
+    holder = luigi_worker_id("w1" if held == "RUNNING" else "w2")
+    scheduler.call("add_task", task_id=step.task_id, family="StepOf", worker=holder, status=held)
+    assert (scheduler.task(step.task_id) or {}).get("status") == held
 
     release(runs, first, "interrupted: the worker stopped; the run was requeued", scheduler)
     assert [(s.task, s.state) for s in runs.steps(first.id)] == [("StepOf", "RUNNING")]
     told = scheduler.task(step.task_id)
-    assert told is not None and told["status"] == "PENDING", told
+    assert told is not None and told["status"] == {"PENDING": "PENDING", "RUNNING": "FAILED"}[held], told
+    runs.close()
 
 
 class StepC(luigi.Task):
