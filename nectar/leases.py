@@ -92,8 +92,10 @@ def timed_out(run: Run) -> bool:
 
 
 def release(runs: RunStore, run: Run, reason: str, scheduler: SchedulerClient | None) -> None:
-    """After ``run``'s attempt died: mark its running steps failed, here and in luigid; here only while no later
-    attempt has claimed the run (its steps, which may be the same, are that attempt's to tell).
+    """After ``run``'s attempt died: mark its running steps failed, here and in luigid, only while no later
+    attempt has claimed the run (its steps, which may be the same, are that attempt's to tell). Once one has, luigid
+    is told only of a task it still has RUNNING in this attempt's worker's name (else it waits until it times that
+    worker out to hand the task to the later one): one it has not handed to a worker would be failed in anyone's.
 
     Of a cancelled run (once its attempt's process has ended), luigid is told that every unfinished
     step is DISABLED with ``reason``: it keeps them so, not retried, until they are submitted again.
@@ -101,14 +103,15 @@ def release(runs: RunStore, run: Run, reason: str, scheduler: SchedulerClient | 
     cancelled = run.state == RunState.CANCELLED
     steps = runs.steps(run.id)
     running = [step for step in steps if step.state == "RUNNING"]
-    if not cancelled:
-        runs.fail_running_steps(run, reason)
+    taken = not cancelled and bool(running) and not runs.fail_running_steps(run, reason)  # by a later claim
     if scheduler is None:
         return
     worker = luigi_worker_id(run.worker or "?")
     told = [step for step in steps if step.state != "DONE"] if cancelled else running
     for step in told:
         try:  # luigid would otherwise keep the task RUNNING until it times the dead worker out
+            if taken and (scheduler.task(step.task_id) or {}).get("worker_running") != worker:
+                continue
             (scheduler.disable if cancelled else scheduler.fail)(step.task_id, worker, reason)
         except SchedulerUnavailable as exc:
             logger.warning("could not tell luigid that %s ended: %s", step.task_id, exc)

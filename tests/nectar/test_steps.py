@@ -13,7 +13,9 @@ import pytest
 
 from harness.lifeline import lifeline_env
 from nectar import spares, steps
+from nectar.build import luigi_worker_id
 from nectar.leases import release
+from nectar.luigid import SchedulerClient
 from nectar.registry import Step
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.steps import StepRecorder
@@ -49,6 +51,42 @@ def test_an_attempt_killed_as_its_second_step_starts_blames_that_step_not_the_fi
     blamed = {step.task: (step.state, step.error) for step in runs.steps(run.id)}
     assert blamed["StepA"] == ("DONE", None), blamed
     assert blamed["StepB"][0] == "FAILED" and "signal 9" in str(blamed["StepB"][1]), blamed
+
+
+class StepOf(luigi.Task):
+    """A step of its own test's name in the session's luigid."""
+
+    test = luigi.Parameter()
+
+
+@pytest.mark.parametrize("held", ["PENDING", "RUNNING"])
+def test_an_attempt_released_after_a_later_claim_fails_in_luigid_only_the_task_it_still_holds_there(
+    tmp_path: Path, luigid: str, held: str
+) -> None:
+    """Attempt 1 is requeued (its worker stopped) and the run claimed again (attempt 1 again: a requeue gives the
+    number back) before attempt 1 is released: the step it left RUNNING is attempt 2's to tell in the registry, and
+    in luigid unless luigid still has it RUNNING in attempt 1's worker's name (failed then, for attempt 2's worker to
+    be given it). (luigid was told it FAILED in attempt 1's name either way: a task of attempt 2 that luigid had not
+    yet handed to a worker was failed under it.)"""
+    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs.submit(new_run())
+    first = runs.claim("w1")
+    assert first is not None
+    step = StepOf(test=f"{tmp_path}-{held}")
+    StepRecorder(runs, first.id, first.attempt).record(step, "RUNNING")
+    assert runs.requeue(first.id, first.attempt)
+    second = runs.claim("w2")
+    assert second is not None and second.attempt == first.attempt and second.started_at != first.started_at
+    scheduler = SchedulerClient(luigid, 5.0)  # attempt 1's worker was given the step, or attempt 2's build added it
+    holder = luigi_worker_id("w1" if held == "RUNNING" else "w2")
+    scheduler.call("add_task", task_id=step.task_id, family="StepOf", worker=holder, status=held)
+    assert (scheduler.task(step.task_id) or {}).get("status") == held
+
+    release(runs, first, "interrupted: the worker stopped; the run was requeued", scheduler)
+    assert [(s.task, s.state) for s in runs.steps(first.id)] == [("StepOf", "RUNNING")]
+    told = scheduler.task(step.task_id)
+    assert told is not None and told["status"] == {"PENDING": "PENDING", "RUNNING": "FAILED"}[held], told
+    runs.close()
 
 
 class StepC(luigi.Task):
