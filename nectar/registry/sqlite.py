@@ -21,6 +21,7 @@ from nectar.forks import SQLITE, lock_made_anew_in_children, pid
 from nectar.registry import counts, fire_counts, sqlite_counts
 from nectar.registry.combine import Combiner, Outcome
 from nectar.registry.model import Run, Step
+from nectar.registry.reads import latest_with_steps_sql
 from nectar.registry.schema import (
     COUNT_AGAIN,
     COUNT_FIRES,
@@ -262,6 +263,9 @@ class Own:
 class SQLiteRunStore(SqlTriggers, SqlWaits):
     """The registry in one SQLite file (WAL, a process's connections lent to one thread at a time, a schema that
     upgrades itself)."""
+
+    #: the status lookup's read finds a key's latest run by its rowid, which the ``runs_by_key`` index holds
+    LATEST_WITH_STEPS = latest_with_steps_sql("rowid")
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

@@ -12,7 +12,6 @@ import pytest
 from nectar.keys import TargetKey
 from nectar.registry import Run, RunState, Step
 from nectar.registry.postgres import PostgresRunStore
-from nectar.registry.reads import LATEST_WITH_STEPS
 from nectar.registry.schema import RUN_COLUMNS, values
 from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SQLiteRunStore
@@ -79,14 +78,40 @@ def test_a_status_lookup_reads_the_registry_once(
 
 def test_the_status_read_sorts_nothing_in_sqlite(tmp_path: Path) -> None:
     """SQLite follows an index for each table of the read and builds no temporary B-tree to sort a run's steps
-    (one per status lookup, before): the rows are put in order as they are read."""
+    (one per status lookup, before): the rows are put in order as they are read. The latest run of the key is found
+    in the ``runs_by_key`` index alone (it holds each row's rowid), then its row by that rowid: not read in a
+    subquery that SQLite runs as a co-routine, copying the run's columns out to the query around it."""
     runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
-    plan = runs._read(lambda db: [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {LATEST_WITH_STEPS}", ("k",))])
-    assert not [step for step in plan if "TEMP B-TREE" in step], plan
+    query = f"EXPLAIN QUERY PLAN {runs.LATEST_WITH_STEPS}"
+    plan = runs._read(lambda db: [row[3] for row in db.execute(query, ("k",))])
+    assert not [step for step in plan if "TEMP B-TREE" in step or "CO-ROUTINE" in step], plan
     assert [step for step in plan if step.startswith("SEARCH")] == [
-        "SEARCH runs USING INDEX runs_by_key (key=?)",
+        "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)",
+        "SEARCH runs USING COVERING INDEX runs_by_key (key=?)",
         "SEARCH s USING INDEX sqlite_autoindex_steps_1 (run_id=?) LEFT-JOIN",
     ]
+
+
+@pytest.mark.parametrize("queued_at", [[1000.0], [1000.0, 2000.0], [2000.0, 1000.0]])
+def test_the_status_read_answers_the_key_s_latest_run_and_only_its_steps(
+    runs: SqlRunStore, queued_at: list[float]
+) -> None:
+    """The run read is the key's latest (by its queue time, in whichever order the runs were written), and the
+    steps are that run's only; a key without a run reads none."""
+    assert runs.latest_with_steps(KEY.path) == (None, [])
+    made = []
+    for when in queued_at:
+        run = queued(runs, when)
+        runs.record_steps([Step(run.id, f"ATask_{when}", "ATask", KEY.path, "PENDING", updated_at=when)])
+        made.append(run)
+        runs.cancel(run.id)  # one active run per key: the next one is queued after this one ended
+    latest = max(made, key=lambda run: run.queued_at)
+
+    found, steps = runs.latest_with_steps(KEY.path)
+
+    assert found is not None and found.id == latest.id
+    assert [step.task_id for step in steps] == [f"ATask_{latest.queued_at}"]
+    assert runs.latest_with_steps(KEY.with_file("other.txt").path) == (None, [])
 
 
 def test_the_status_read_fetches_the_run_s_id_once(runs: SqlRunStore) -> None:
@@ -95,7 +120,7 @@ def test_the_status_read_fetches_the_run_s_id_once(runs: SqlRunStore) -> None:
     run = queued(runs, 1000.0)
     runs.record_steps([Step(run.id, "ATask_1", "ATask", KEY.path, "PENDING", updated_at=1000.0)])
 
-    row = runs._read(lambda db: runs._exec(db, LATEST_WITH_STEPS, (KEY.path,)).fetchone())
+    row = runs._read(lambda db: runs._exec(db, runs.LATEST_WITH_STEPS, (KEY.path,)).fetchone())
 
     assert list(values(row)).count(run.id) == 1
     assert runs.latest_with_steps(KEY.path)[1] == runs.steps(run.id)
