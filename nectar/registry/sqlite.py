@@ -551,9 +551,13 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             writers.close()
         own = self._own()
         mine = getattr(self._local, "conn", None) if getattr(self._local, "pid", None) == pid() else None
-        for conn in (own.writes, *own.idle, mine):  # and the closing thread's own (:meth:`_connection`)
-            if conn is not None:
-                conn.close()
+        # inside the fork gate, as every use of SQLite: a fork another thread made meanwhile copied SQLite mid-close
+        # (nectar.forks). The checkpoints' end above is not: it joins their thread, which enters the gate, and a fork
+        # waiting for this thread to leave kept that one out
+        with SQLITE.inside():
+            for conn in (own.writes, *own.idle, mine):  # and the closing thread's own (:meth:`_connection`)
+                if conn is not None:
+                    conn.close()
         own.writes, own.idle[:] = None, []
         self._local.conn = self._local.owned = None
         (queues, own.queues), (changes, own.changes) = (own.queues, None), (own.changes, None)
