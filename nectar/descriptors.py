@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
 from collections.abc import Sequence
 
 from nectar import wakeup
+
+logger = logging.getLogger(__name__)
 
 
 class SharedDescriptor:
@@ -39,21 +42,30 @@ class SharedDescriptor:
 
     def poll(self, also: Sequence[int], timeout: float) -> bool | None:
         """Sleep up to ``timeout`` seconds, until :attr:`fd` (then drained) or one of ``also`` is readable: whether
-        :attr:`fd` was; None if it is closed, before the sleep or during it (the close ends the sleep at once)."""
+        :attr:`fd` was; None if it is closed, before the sleep or during it (the close ends the sleep at once).
+
+        Without a descriptor to spare for the close's ``eventfd`` (the process at its limit, ``EMFILE``), it sleeps
+        all the same, on :attr:`fd` and ``also``, and a close during the sleep is seen at its end (None then): a
+        waiter for work goes on waiting for it, its sleep no longer cut short by a close (logged once a process, at
+        WARNING); the next poll tries again to make the ``eventfd``. The error escaped from a wait for work before."""
         with self._lock:
             if self._closing:
                 return None
             if self._closed is None:
-                self._closed = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+                try:
+                    self._closed = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+                except OSError as exc:
+                    _no_eventfd(exc)
             closed = self._closed
             self._users += 1
         try:
-            woken = wakeup.readable([*also, self.fd, closed], timeout)
+            woken = wakeup.readable([*also, self.fd] if closed is None else [*also, self.fd, closed], timeout)
             if self.fd in woken:
                 wakeup.drain(self.fd)
+            shut = self._closing if closed is None else closed in woken
         finally:
             self.give_back()
-        return True if self.fd in woken else None if closed in woken else False
+        return True if self.fd in woken else None if shut else False
 
     def give_back(self) -> None:
         """The caller's use that :meth:`take` allowed is over: the number closed if it was the last, after a close."""
@@ -83,3 +95,13 @@ class SharedDescriptor:
         os.close(self.fd)
         if self._closed is not None:
             os.close(self._closed)
+
+
+#: the process that logged it could not make a close's ``eventfd`` (a fork logs its own)
+_said_no_eventfd: list[int] = []
+
+
+def _no_eventfd(exc: OSError) -> None:
+    if _said_no_eventfd != [os.getpid()]:
+        _said_no_eventfd[:] = [os.getpid()]
+        logger.warning("no eventfd to wake pollers at a close (%s): a close during a poll is seen at its end", exc)

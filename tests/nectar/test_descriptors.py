@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
+from harness import lifeline_env
 from nectar.descriptors import SharedDescriptor
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
 from tests.nectar.test_wakeup import FOREVER, sleeps_long_in_poll
+
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def test_closing_a_store_wakes_every_thread_waiting_for_work_at_once(tmp_path: Path) -> None:
@@ -55,3 +60,49 @@ def test_a_descriptor_closed_while_polled_is_closed_by_its_last_poller() -> None
         assert (now.st_dev, now.st_ino) != (pipe.st_dev, pipe.st_ino)
     except OSError:
         pass
+
+
+_OUT_OF_DESCRIPTORS = """
+import logging, os, resource, sys
+from pathlib import Path
+from nectar.registry.sqlite import SQLiteRunStore
+from tests.nectar.test_runs import new_run
+
+logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(message)s")
+store = SQLiteRunStore(Path(sys.argv[1]))
+assert store.wait_for_work(0.0)  # the first wait: the word's descriptor made
+store.submit(new_run())  # the word written: the next wait returns at once
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+spent = []
+try:
+    while True:
+        spent.append(os.open(os.devnull, os.O_RDONLY))
+except OSError as exc:
+    print("out of descriptors:", exc.strerror, flush=True)
+print("queued", store.wait_for_work(120.0), flush=True)
+print("nothing", store.wait_for_work(0.0), flush=True)
+"""
+
+
+def test_a_wait_for_work_with_no_descriptor_to_spare_still_wakes_for_a_queued_run(tmp_path: Path) -> None:
+    """A process at its limit of descriptors (a real ``EMFILE``: ``RLIMIT_NOFILE`` lowered, then every number
+    taken) cannot make the ``eventfd`` a close wakes pollers by: its wait for work still wakes for the run queued
+    (the word's own descriptor readable), and a wait with nothing queued sleeps out its timeout; said once at WARNING.
+    The ``OSError`` escaped from ``wait_for_work`` before."""
+    said = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_DESCRIPTORS, str(tmp_path / "runs.sqlite3")],
+        cwd=REPOSITORY,
+        env={**os.environ, **lifeline_env()},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = said.stdout.splitlines()
+    assert said.returncode == 0, said.stdout + said.stderr
+    assert lines[0] == "out of descriptors: Too many open files", lines
+    assert lines[1:] == [
+        "WARNING no eventfd to wake pollers at a close ([Errno 24] Too many open files):"
+        " a close during a poll is seen at its end",
+        "queued True",
+        "nothing False",
+    ], lines
