@@ -647,9 +647,9 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
 
     def _changes(self) -> tuple[SharedDescriptor | None, bool]:
         """This process's descriptor for the word that a run was queued (made once, closed by :meth:`close` once no
-        thread polls it, or as this store is freed; None where there is none), and whether it was made now. Two
-        threads waiting at once share it: one may drain the other's wake-up, which then waits out its timeout; a
-        worker waits on one thread."""
+        thread polls it, or as this store is freed; None where there is none), and whether it was made now. Threads
+        waiting at once share it: the one that drains a wake-up wakes the others, and one between two waits then
+        sees it at its next (:meth:`~nectar.descriptors.SharedDescriptor.poll`)."""
         own = self._own()  # a fork's copy is the parent's: make this process's own
         if own.changes is not None:
             return own.changes[0], False

@@ -12,6 +12,7 @@ from harness import lifeline_env
 from nectar.descriptors import SharedDescriptor
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
+from tests.nectar.test_runs import new_run
 from tests.nectar.test_wakeup import FOREVER, sleeps_long_in_poll
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -106,3 +107,32 @@ def test_a_wait_for_work_with_no_descriptor_to_spare_still_wakes_for_a_queued_ru
         "queued True",
         "nothing False",
     ], lines
+
+
+def test_a_run_queued_while_another_thread_waited_wakes_this_ones_next_wait(tmp_path: Path) -> None:
+    """Two threads wait for work on the process's one descriptor of the word: a run queued between two waits of one
+    thread, while the other slept, wakes the first's next wait at once, as it would with one thread (the word kept
+    until its next wait). The other drained the word, and the first's next wait slept out its timeout."""
+    store = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    assert store.wait_for_work(0.0)  # the process's first wait returns at once; the next ones sleep
+    said: dict[str, bool] = {}
+    again = threading.Event()
+
+    def first() -> None:
+        said["first's wait"] = store.wait_for_work(0.0)  # nothing queued: its wait over
+        again.wait(60)
+        said["first's next wait"] = store.wait_for_work(FOREVER)
+
+    def other() -> None:
+        said["other's"] = store.wait_for_work(FOREVER)
+
+    waiters = [threading.Thread(target=target, daemon=True) for target in (first, other)]
+    waiters[0].start()
+    wait_until(lambda: "first's wait" in said, timeout=60)
+    waiters[1].start()
+    wait_until(lambda: waiters[1].native_id is not None and sleeps_long_in_poll(waiters[1].native_id), timeout=60)
+    store.submit(new_run())  # queued between the first thread's two waits
+    waiters[1].join(60)
+    again.set()
+    wait_until(lambda: "first's next wait" in said, timeout=60)  # slept for ever before
+    assert said == {"first's wait": False, "other's": True, "first's next wait": True}
