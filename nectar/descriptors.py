@@ -35,8 +35,9 @@ class SharedDescriptor:
         #: by thread: the wakes it has seen (at its last poll's end), and its ``eventfd`` that a poller that drained
         #: :attr:`fd` writes to while it sleeps (closed as the thread ends, or this is freed)
         self._threads = threading.local()
-        #: the ``eventfd`` of each thread sleeping in :meth:`poll` that has one
+        #: the ``eventfd`` of each thread sleeping in :meth:`poll` that has one; those written since their last drain
         self._sleeping: set[int] = set()
+        self._echoed: set[int] = set()
         self._freed = weakref.finalize(owner, self.close)
 
     def take(self) -> bool:
@@ -80,12 +81,13 @@ class SharedDescriptor:
             woken = wakeup.readable([fd for fd in (*also, self.fd, closed, echo) if fd is not None], timeout)
             with self._lock:
                 self._sleeping.discard(echo)
-                if self.fd in woken:
-                    wakeup.drain(self.fd)
+                if self.fd in woken and wakeup.drain(self.fd):  # not by another that woke with it
                     self._wakes += 1
-                    for other in self._sleeping:
+                    for other in self._sleeping - self._echoed:
                         os.eventfd_write(other, 1)
-                if echo in woken:
+                    self._echoed |= self._sleeping
+                if echo is not None and echo in self._echoed:  # written, read or not by this poll: it sleeps again
+                    self._echoed.discard(echo)
                     wakeup.drain(echo)
                 woke, self._threads.seen = self._wakes != seen, self._wakes
             shut = self._closing if closed is None else closed in woken
@@ -103,6 +105,7 @@ class SharedDescriptor:
             except OSError as exc:
                 _no_eventfd(exc)
                 return None
+            self._echoed.discard(echo.fd)  # a thread's that ended, written before, had the number
         return echo.fd
 
     def give_back(self) -> None:
@@ -140,7 +143,13 @@ class _Echo:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        weakref.finalize(self, os.close, fd)
+        weakref.finalize(self, _close_in, os.getpid(), fd)
+
+
+def _close_in(made_in: int, fd: int) -> None:
+    """Close ``fd`` in the process that made it: a fork's copy is left for its exit (its number may be another's)."""
+    if os.getpid() == made_in:
+        os.close(fd)
 
 
 #: the process that logged it could not make a close's ``eventfd`` (a fork logs its own)

@@ -6,9 +6,13 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from harness import lifeline_env
+from nectar import wakeup
 from nectar.descriptors import SharedDescriptor
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
@@ -136,3 +140,100 @@ def test_a_run_queued_while_another_thread_waited_wakes_this_ones_next_wait(tmp_
     again.set()
     wait_until(lambda: "first's next wait" in said, timeout=60)  # slept for ever before
     assert said == {"first's wait": False, "other's": True, "first's next wait": True}
+
+
+@pytest.fixture
+def word() -> Iterator[tuple[SharedDescriptor, int]]:
+    """A descriptor of a pipe's reading end, shared, and the pipe's writing end."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    owner = threading.Event()  # any object a weak reference can be made to
+    shared = SharedDescriptor(read, owner)
+    yield shared, write
+    shared.close()
+    os.close(write)
+
+
+def _sleeping(thread: threading.Thread) -> bool:
+    return thread.native_id is not None and sleeps_long_in_poll(thread.native_id)
+
+
+def test_two_pollers_woken_by_one_write_count_it_once(
+    word: tuple[SharedDescriptor, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two threads sleeping on the descriptor both wake for one write; the one that drains it counts it, the other
+    (which found it drained) does not: neither's next poll says there was another. Counted twice, one's next poll
+    returned at once, for a wake it had seen. Both held after their sleep until both have woken (they would be, in
+    any order the scheduler picks: a test cannot make it pick this one otherwise)."""
+    shared, write = word
+    real, both = wakeup.readable, threading.Barrier(2, timeout=60)
+
+    def readable(fds: list[int], timeout: float) -> list[int]:
+        woken = real(fds, timeout)
+        both.wait()
+        return woken
+
+    monkeypatch.setattr(wakeup, "readable", readable)
+    said: dict[str, list[bool | None]] = {"a": [], "b": []}
+
+    def polls(name: str) -> None:
+        said[name] += [shared.poll([], FOREVER), shared.poll([], 0.0)]
+
+    pollers = [threading.Thread(target=polls, args=(name,), daemon=True) for name in said]
+    for poller in pollers:
+        poller.start()
+    wait_until(lambda: all(_sleeping(poller) for poller in pollers), timeout=60)
+    os.write(write, b"q")
+    for poller in pollers:
+        poller.join(60)
+    assert said == {"a": [True, False], "b": [True, False]}
+
+
+def test_a_poller_woken_otherwise_while_another_wrote_to_it_sleeps_again_at_its_next_poll(
+    word: tuple[SharedDescriptor, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread whose sleep ended for another of its descriptors, just before another thread drained a wake and
+    wrote to it, counts the wake and sleeps again at its next poll. Its own descriptor was left written, and its next
+    poll returned at once, said nothing, and slept no more. Held after its first sleep until the other wrote (a test
+    cannot make the scheduler pick that order otherwise)."""
+    shared, write = word
+    real, hold, again = wakeup.readable, threading.Event(), threading.Event()
+    other_read, other_write = os.pipe()
+
+    def readable(fds: list[int], timeout: float) -> list[int]:
+        woken = real(fds, timeout)
+        if other_read in fds:
+            hold.wait(60)
+        return woken
+
+    monkeypatch.setattr(wakeup, "readable", readable)
+    said: dict[str, list[bool | None]] = {"a": [], "b": []}
+
+    def first() -> None:
+        said["a"].append(shared.poll([other_read], FOREVER))
+        again.wait(60)
+        said["a"].append(shared.poll([], FOREVER))
+
+    def second() -> None:
+        said["b"].append(shared.poll([], FOREVER))
+
+    a, b = (threading.Thread(target=target, daemon=True) for target in (first, second))
+    try:
+        a.start()
+        b.start()
+        wait_until(lambda: _sleeping(a) and _sleeping(b), timeout=60)
+        os.write(other_write, b"x")  # a's sleep ends: held before it looks at what woke it
+        wait_until(lambda: not _sleeping(a), timeout=60)
+        os.write(write, b"q")  # b drains it and writes to a's, still noted asleep
+        b.join(60)
+        hold.set()
+        wait_until(lambda: said["a"] == [True], timeout=60)
+        again.set()
+        wait_until(lambda: len(said["a"]) == 2 or _sleeping(a), timeout=60)
+        assert said == {"a": [True], "b": [True]}
+        shared.close()
+        a.join(60)
+        assert said == {"a": [True, None], "b": [True]}
+    finally:
+        os.close(other_read)
+        os.close(other_write)
