@@ -11,9 +11,10 @@ import time
 from typing import TYPE_CHECKING
 
 from flask import Flask, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest, multiprocess, values
 
 from api.context import facade
+from nectar.forks import pid
 from nectar.metrics import RunsCollector, SchedulesCollector, TriggersCollector
 
 if TYPE_CHECKING:
@@ -22,6 +23,20 @@ if TYPE_CHECKING:
 #: the methods labelled by name (RFC 9110's); any other, and a path that matches no route, is labelled ``other``
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 OTHER = "other"
+
+
+def _values_keyed_by_forks_pid() -> None:
+    """prometheus_client's multiprocess values (its choice as it is imported: ``PROMETHEUS_MULTIPROC_DIR`` set) name
+    their file by the process, and look whether the process changed (a fork: files of its own) at every ``inc`` and
+    ``observe``, with ``os.getpid``: a system call each, 2 a request (a histogram's sum and bucket). They are given
+    :func:`nectar.forks.pid` instead, which says the same without one (noted again in every forked child, as
+    gunicorn's workers are); the library takes the identifier as ``MultiProcessValue``'s ``process_identifier``.
+    Each value is made of the class ``values.ValueClass`` holds then: before any metric of this module is made."""
+    if getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.MultiProcessValue(process_identifier=pid)
+
+
+_values_keyed_by_forks_pid()
 #: seconds an API request took, by route (its template), method and status: bounded label sets, whatever is sent
 HTTP_LATENCY = Histogram(
     "nectar_http_request_duration_seconds",

@@ -105,13 +105,16 @@ def no_signals() -> None:
             os.close(written)
 
 
-def drain(fd: int) -> None:
-    """Read what a non-blocking descriptor holds (the events of :func:`changes`), so that it sleeps again."""
+def drain(fd: int) -> bool:
+    """Read what a non-blocking descriptor holds (the events of :func:`changes`), so that it sleeps again: whether it
+    held anything."""
+    held = False
     try:
         while os.read(fd, 65536):
-            pass
+            held = True
     except BlockingIOError:
         pass
+    return held
 
 
 def readable(fds: Iterable[int], timeout: float) -> list[int]:

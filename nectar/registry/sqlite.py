@@ -555,9 +555,13 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             writers.close()
         own = self._own()
         mine = getattr(self._local, "conn", None) if getattr(self._local, "pid", None) == pid() else None
-        for conn in (own.writes, *own.idle, mine):  # and the closing thread's own (:meth:`_connection`)
-            if conn is not None:
-                conn.close()
+        # inside the fork gate, as every use of SQLite: a fork another thread made meanwhile copied SQLite mid-close
+        # (nectar.forks). The checkpoints' end above is not: it joins their thread, which enters the gate, and a fork
+        # waiting for this thread to leave kept that one out
+        with SQLITE.inside():
+            for conn in (own.writes, *own.idle, mine):  # and the closing thread's own (:meth:`_connection`)
+                if conn is not None:
+                    conn.close()
         own.writes, own.idle[:] = None, []
         self._local.conn = self._local.owned = None
         (queues, own.queues), (changes, own.changes) = (own.queues, None), (own.changes, None)
@@ -647,9 +651,9 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
 
     def _changes(self) -> tuple[SharedDescriptor | None, bool]:
         """This process's descriptor for the word that a run was queued (made once, closed by :meth:`close` once no
-        thread polls it, or as this store is freed; None where there is none), and whether it was made now. Two
-        threads waiting at once share it: one may drain the other's wake-up, which then waits out its timeout; a
-        worker waits on one thread."""
+        thread polls it, or as this store is freed; None where there is none), and whether it was made now. Threads
+        waiting at once share it: the one that drains a wake-up wakes the others, and one between two waits then
+        sees it at its next (:meth:`~nectar.descriptors.SharedDescriptor.poll`)."""
         own = self._own()  # a fork's copy is the parent's: make this process's own
         if own.changes is not None:
             return own.changes[0], False

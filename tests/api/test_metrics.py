@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness import lifeline_env
 from nectar.config import Settings
 from nectar.registry import Run, sql
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.clock import Clock
 
+REPOSITORY = Path(__file__).resolve().parents[2]
 DIGEST = "0123456789abcdef0123456789abcdef"
 
 
@@ -71,3 +79,49 @@ def test_every_request_is_timed_by_its_route(client: FlaskClient) -> None:
     }
     assert counts[("GET", "/api/chains/<chain_type>", "200")] >= 3
     assert counts[("GET", "/api/chains/<chain_type>", "404")] >= 1
+
+
+_FORKED = """
+import os, sys
+from nectar import forks
+import api.metrics
+from prometheus_client import multiprocess, CollectorRegistry
+
+timer = api.metrics.HTTP_LATENCY.labels("GET", "/x", "200")
+timer.observe(0.001)
+child = os.fork()
+if child == 0:
+    timer.observe(0.001)
+    timer.observe(0.001)
+    os._exit(0)
+os.waitpid(child, 0)
+forks._pid = 4242  # what nectar says the process is: the values' files go by it
+timer.observe(0.001)
+print(os.getpid(), child)
+"""
+
+
+def test_a_forked_childs_latencies_are_its_own_in_files_named_by_nectars_pid(tmp_path: Path) -> None:
+    """With ``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn's workers), each process writes its latencies to files of its
+    own, named by the process as :func:`nectar.forks.pid` says (no ``getpid`` a value): a child forked after the
+    parent observed one writes its own two, not the parent's file; the parent's next goes where nectar's pid says."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", _FORKED],
+        cwd=REPOSITORY,
+        env={**os.environ, **lifeline_env(), "PROMETHEUS_MULTIPROC_DIR": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    parent, child = done.stdout.split()
+    counts = {}  # observations in each file: its buckets' (each observation is in one, raw, not cumulative)
+    for name in os.listdir(folder):
+        values = MmapedDict(str(folder / name), read_mode=True)
+        counts[name] = sum(
+            value for key, value, _ in values.read_all_values() if json.loads(key)[1].endswith("_bucket")
+        )
+        values.close()
+    assert counts == {f"histogram_{parent}.db": 1, f"histogram_{child}.db": 2, "histogram_4242.db": 1}, counts

@@ -6,10 +6,11 @@ import fcntl
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -76,6 +77,22 @@ def _owned(folder: Path) -> int:
     return owner
 
 
+def _held(port: int) -> socket.socket | None:
+    """A socket bound to 127.0.0.1:``port``, never listening, None if the port is another's: while it is bound, no
+    other session's :func:`~harness.free_port` is given the port (``bind`` to port 0 skips a port bound without its
+    ``SO_REUSEADDR``), yet the server binds and listens on it all the same (both ``SO_REUSEADDR``, this one not
+    listening), and a connection to it is refused while the server is halted. Bound with ``SO_REUSEADDR`` itself: the
+    connections a halt cut leave the port in ``FIN-WAIT-2``/``TIME-WAIT``, and a bind without it was refused."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
 def _as_owner(argv: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: as root, run it as the package's ``postgres`` user."""
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
@@ -89,6 +106,10 @@ class PostgresServer:
     folder: Path
     port: int
     owner: int  # the locked descriptor of the folder's OWNER file, held while this session lives
+    #: the port kept from every other session's pick while this server lives, halted too (:func:`_held`): a server
+    #: halted (:meth:`halt`) must resume on it (its clients know it), and another session that picked it meanwhile
+    #: made the resume fail
+    held: socket.socket | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, port: int, parent: Path | None = None) -> PostgresServer:
@@ -108,7 +129,7 @@ class PostgresServer:
         initdb = [str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]
         env = {**os.environ, **lifeline_env()}  # initdb dies with this process, even SIGKILLed (harness/lifeline.py)
         subprocess.run(_as_owner(initdb), env=env, check=True, capture_output=True, timeout=120)
-        server = cls(binaries, folder, port, owner)
+        server = cls(binaries, folder, port, owner, _held(port))
         for _ in range(BIND_TRIES - 1):
             logged = server.logged()
             try:
@@ -117,7 +138,9 @@ class PostgresServer:
             except subprocess.CalledProcessError:
                 if IN_USE not in server.logged()[len(logged) :]:
                     raise
+            server._release()
             server.port = free_port()  # taken since it was picked (another session's): another one
+            server.held = _held(server.port)
         server.resume()
         return server
 
@@ -158,3 +181,9 @@ class PostgresServer:
         subprocess.run(self._pg_ctl("-m", "immediate", "stop"), capture_output=True, timeout=60)
         shutil.rmtree(self.folder, ignore_errors=True)
         os.close(self.owner)
+        self._release()
+
+    def _release(self) -> None:
+        if self.held is not None:
+            self.held.close()
+            self.held = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 import socket
 import subprocess
@@ -91,3 +92,23 @@ def test_a_server_whose_port_was_taken_since_it_was_picked_starts_on_another(ser
                 assert conn.execute("SELECT 1").fetchone() == (1,)
         finally:
             server.stop()
+
+
+def test_a_halted_servers_port_is_not_given_to_another_session_and_it_resumes_there(servers_folder: Path) -> None:
+    """A server halted (its clients keep its URL) resumes on its port: while it is halted, another session's pick of
+    a free port (``bind`` to port 0, as :func:`harness.free_port`: here a bind to the port itself, without
+    ``SO_REUSEADDR``) cannot have it; a connection meanwhile is refused, as by a crashed server's. The port was free,
+    another session's server could bind it, and the resume failed."""
+    server = PostgresServer.start(free_port(), servers_folder)
+    try:
+        server.halt()
+        with socket.socket() as other, pytest.raises(OSError) as taken:
+            other.bind(("127.0.0.1", server.port))
+        assert taken.value.errno == errno.EADDRINUSE
+        with pytest.raises(psycopg.OperationalError, match="refused"):
+            psycopg.connect(server.url, connect_timeout=60).close()
+        server.resume()
+        with psycopg.connect(server.url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()

@@ -401,22 +401,7 @@ def test_a_fork_waits_for_another_thread_opening_a_registry(tmp_path: Path) -> N
     maker = threading.Thread(target=Slow, args=(tmp_path / "runs.sqlite3",), daemon=True)
     maker.start()
     assert opened.wait(PATIENCE)
-    said: list[int] = []
-
-    def fork() -> None:
-        child = os.fork()
-        if child == 0:  # the child's copy of the event is as it was at the fork: whether the open was over then
-            os._exit(1 if release.is_set() else 0)
-        said.append(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
-
-    forking = threading.Thread(target=fork, daemon=True)
-    forking.start()
-    # the fork either waits at the gate for the open to end, or was made already, mid-open
-    wait_until(lambda: bool(said) or waits_in(forking, "before_fork"), timeout=PATIENCE)
-    release.set()
-    for thread in (forking, maker):
-        thread.join(PATIENCE)
-    assert said == [1], "a fork was made while another thread opened the registry"
+    assert _made_after(release, maker) == [1], "a fork was made while another thread opened the registry"
 
 
 #: a process where a thread inside the registry's gate hands work to a ``ThreadPoolExecutor`` while a fork waits
@@ -459,3 +444,51 @@ def test_a_fork_waits_at_the_gate_before_it_takes_another_librarys_fork_lock() -
         argv, env={**os.environ, **lifeline_env()}, capture_output=True, text=True, timeout=PATIENCE, cwd=REPOSITORY
     )
     assert said.stdout.splitlines() == ["7", "done"], said
+
+
+def test_a_fork_waits_for_another_thread_closing_a_registrys_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread that closes a registry is inside the fork gate while it closes the connections the process holds: a
+    fork made then waits for it to be done. It was outside: the fork copied SQLite mid-close (its own mutexes, a
+    lock on the WAL index being dropped). A close that pauses cannot be had from SQLite itself: a connection class of
+    the test's own (``sqlite3.connect``'s ``factory``) pauses in its ``close``."""
+    closing, release = threading.Event(), threading.Event()
+
+    class SlowToClose(sqlite3.Connection):
+        def close(self) -> None:
+            if not closing.is_set():  # the first close of the registry's: held there
+                closing.set()
+                release.wait(PATIENCE)
+            super().close()
+
+    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", partial(connect, factory=SlowToClose))
+    runs.submit(new_run())  # the process's writing connection, a SlowToClose
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    closer = threading.Thread(target=runs.close, daemon=True)
+    closer.start()
+    assert closing.wait(PATIENCE)
+    assert _made_after(release, closer) == [1], "a fork was made while another thread closed the registry's connections"
+
+
+def _made_after(release: threading.Event, busy: threading.Thread) -> list[int]:
+    """What a child forked by another thread while ``busy`` is held (until ``release``) in what the fork gate guards
+    says: 1 if the fork was made after the release (it waited at the gate), 0 if made before (mid-use)."""
+    said: list[int] = []
+
+    def fork() -> None:
+        child = os.fork()
+        if child == 0:  # the child's copy of the event is as it was at the fork: whether the use was over then
+            os._exit(1 if release.is_set() else 0)
+        said.append(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+
+    forking = threading.Thread(target=fork, daemon=True)
+    forking.start()
+    # the fork either waits at the gate for the use to end, or was made already, mid-use
+    wait_until(lambda: bool(said) or waits_in(forking, "before_fork"), timeout=PATIENCE)
+    release.set()
+    for thread in (forking, busy):
+        thread.join(PATIENCE)
+    return said
