@@ -317,7 +317,9 @@ def test_a_processs_exit_and_proc_descriptors_are_made_once_whatever_the_runs_it
     pids = [pid_of(r) for r in runs]
     assert len(set(pids)) < len(pids), "no process took a second run: not the case under test"
     assert sorted(made["exits"]) == sorted(set(pids)), f"pidfds made {made['exits']} for runs taken by {pids}"
-    assert sorted(made["stat"]) == sorted(set(pids)), f"/proc stats opened {made['stat']} for runs taken by {pids}"
+    # a spare a claim looked at before it found no run has its /proc state opened too (once): each at most once
+    stats = made["stat"]
+    assert len(stats) == len(set(stats)) and set(pids) <= set(stats), f"/proc stats opened {stats} for runs by {pids}"
 
 
 def test_an_attempt_says_its_first_step_started_only_while_a_fork_waits_for_it(
