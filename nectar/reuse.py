@@ -36,7 +36,7 @@ _SIGNALS = [int(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, 
 #: a signal's handler as Python holds it (no system call), read by the C function that ``signal.getsignal`` wraps to
 #: answer SIG_DFL and SIG_IGN as enum members: ~0.4 µs a signal, 60 signals twice a run (~50 µs of a run's CPU),
 #: where the C function's answer (the same object each time: 0 and 1 for those two) takes ~20 ns
-_handler: Callable[[int], Any] = sys.modules["_signal"].getsignal  # the C module ``signal`` imported (no stub)
+_handler: Callable[[int], Any] = sys.modules["_signal"].getsignal  # ``signal``'s C module, untyped: named here
 #: ``os.waitid``'s option for children of every kind (Linux's ``__WALL``: those whose exit signal is not SIGCHLD too)
 _WALL = 0x40000000
 _PAGE = os.sysconf("SC_PAGE_SIZE")
