@@ -1,10 +1,12 @@
 """Processes seen through Linux's ``/proc``: children, descendants, liveness, CPU time, read calls, command lines,
-pending signals, environments, TCP connections."""
+pending signals, environments, TCP connections and listening sockets."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from nectar.ports import listening_inodes
 
 
 def children(pid: int) -> list[int]:
@@ -142,27 +144,44 @@ def carrying(var: str, value: str) -> list[int]:
     return found
 
 
-def connected_to(pid: int, port: int) -> bool:
-    """Whether process ``pid`` holds a TCP socket whose peer is on ``port``: a client's connection to a server on
-    ``port``, or a server's connection from a client whose own end is ``port`` (a socket gone meanwhile is skipped)."""
-    sockets = set()
+def socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets process ``pid`` holds open (none once it is gone; a descriptor closed meanwhile is
+    skipped)."""
+    found: set[str] = set()
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return False
+        return found
     for fd in fds:
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
             continue
         if target.startswith("socket:["):
-            sockets.add(target[len("socket:[") : -1])
+            found.add(target[len("socket:[") : -1])
+    return found
+
+
+def connected_to(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a TCP socket whose peer is on ``port``: a client's connection to a server on
+    ``port``, or a server's connection from a client whose own end is ``port`` (a socket gone meanwhile is skipped)."""
+    sockets = socket_inodes(pid)
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             if fields[9] in sockets and int(fields[2].rpartition(":")[2], 16) == port:
                 return True
     return False
+
+
+def listens(pid: int, port: int) -> bool | None:
+    """Whether the socket listening on TCP ``port`` is held by ``pid`` or one of its descendants (gunicorn's master
+    and workers, ``nectar serve``'s parts): True; held by another process only: False; None while nothing listens
+    there."""
+    listening = listening_inodes(port)
+    if not listening:
+        return None
+    return any(listening & socket_inodes(member) for member in (pid, *descendants(pid)))
 
 
 def thread_times(pid: int) -> dict[int, tuple[int, int]]:
