@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness import PortTaken, Processes, Served, answers, base_env, listens, settings_env
+from harness import PortTaken, Processes, Served, answers, base_env, listening, listens, settings_env
 from nectar.config import Settings
+from nectar.ports import listening_inodes
 
 #: each part the harness starts on a port, started on ``port`` (its first try)
 PARTS: dict[str, Callable[[Processes, int, Path, Settings, bool], Served]] = {
@@ -78,3 +79,19 @@ def test_a_part_whose_port_was_taken_since_its_pick_starts_on_another_and_answer
 @contextmanager
 def _port(url: str) -> Iterator[int]:
     yield port_of(url)
+
+
+def test_the_sockets_listening_on_a_port_are_those_proc_net_tcp_lists(luigid: str) -> None:
+    """What the kernel's socket diagnostics answer (:func:`harness.listening`, read once per part start) is what
+    ``/proc/net/tcp`` lists, for a luigid, an IPv4 and an IPv6 listener of this test's, a port with only a
+    connection on it and one with nothing."""
+    with (
+        socket.create_server(("127.0.0.1", 0)) as v4,
+        socket.create_server(("::1", 0), family=socket.AF_INET6) as v6,
+        outgoing_connection_from(luigid) as connected,
+    ):
+        ports = [port_of(luigid), v4.getsockname()[1], v6.getsockname()[1]]
+        for port in ports:
+            assert len(listening(port)) == 1 and listening(port) == listening_inodes(port), port
+        assert listening(connected) == listening_inodes(connected) == set()
+    assert all(listening(port) == set() for port in ports[1:])
