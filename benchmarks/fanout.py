@@ -20,7 +20,7 @@ from benchmarks.harness import (
     submit,
     wait_run,
 )
-from harness import LUIGI_CFG, free_port
+from harness import LUIGI_CFG
 
 NAME = "fanout"
 #: a raw luigi.build in a fresh interpreter; prints the seconds the build itself took
@@ -62,8 +62,8 @@ def run(ctx: Context) -> list[Figure]:
     with ctx.cluster(f"{NAME}-default") as default, ctx.cluster(f"{NAME}-tuned") as tuned:
         luigi_default = default.dir / "luigi-default.cfg"  # empty: luigi's own defaults everywhere
         luigi_default.write_text("")
-        port = free_port()
-        scheduler_url = default.start_luigid(port, luigi_default)
+        scheduler_url = default.start_luigid(config=luigi_default)
+        port = int(scheduler_url.rpartition(":")[2])  # each measurement's fresh luigid comes back there
         default.settings = default.settings.replace(luigi_config=luigi_default)
         tuned.settings = tuned.settings.replace(scheduler_url=scheduler_url, luigi_config=LUIGI_CFG)
         for cluster in (default, tuned):

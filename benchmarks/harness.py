@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from harness import APP, LUIGI_CFG, Processes, base_env, children, free_port, settings_env, tree_cpu, waitfor
+from harness import APP, LUIGI_CFG, Processes, base_env, children, settings_env, tree_cpu, waitfor
 from nectar.config import ENV_VARS, Settings
 from nectar.registry import Run, RunState
 from nectar.registry.sqlite import SQLiteRunStore
@@ -102,14 +102,15 @@ class Cluster:
         return {**base_env(), **settings_env(self.settings), **self.extra_env, **extra}
 
     def start_luigid(self, port: int | None = None, config: Path = LUIGI_CFG) -> str:
-        """A luigid with an empty state under ``config`` (on ``port``, or a free one), replacing this cluster's."""
+        """A luigid with an empty state under ``config`` (on ``port`` and no other, or a free one), replacing this
+        cluster's."""
         if self.luigid is not None:
             self.procs.stop(self.luigid)
-        port = port or free_port()
         state = self.dir / f"luigid-{len(list(self.dir.glob('luigid-*')))}"
         state.mkdir()
-        self.luigid = self.procs.luigid(port, state, config)
-        url = f"http://127.0.0.1:{port}"
+        served = self.procs.luigid(port, state, config, fixed=port is not None)
+        self.luigid = served.proc
+        url = f"http://127.0.0.1:{served.port}"
         self.settings = self.settings.replace(scheduler_url=url)
         return url
 
@@ -118,10 +119,9 @@ class Cluster:
 
     def start_api(self, workers: int = 2, threads: int = 8, app: str = APP, **env: str) -> str:
         """gunicorn with the service's configuration (nectar.gunicorn_conf) serving ``app``; its URL."""
-        port = free_port()
-        proc = self.procs.api(port, self.env(**env), app, workers, threads)
-        url = f"http://127.0.0.1:{port}"
-        self.apis[url] = proc
+        served = self.procs.api(None, self.env(**env), app, workers, threads)
+        url = f"http://127.0.0.1:{served.port}"
+        self.apis[url] = served.proc
         self.api_sizes[url] = workers
         if app == APP:
             self.api_url = url

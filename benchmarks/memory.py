@@ -164,9 +164,7 @@ def idle_serve(ctx: Context) -> tuple[float, float, list[str]]:
 def upload_peak(ctx: Context, sizes: list[int]) -> dict[int, float]:
     """Peak RSS (kB) of BigFileTask(mb) writing ``mb`` MiB to S3 on a moto server, through the service, per size."""
     with ctx.cluster(f"{NAME}-s3", env="bench", project_bucket="memory") as cluster:
-        port = free_port()
-        cluster.procs.moto(port)
-        endpoint = f"http://127.0.0.1:{port}"
+        endpoint = f"http://127.0.0.1:{cluster.procs.moto().port}"
         cluster.extra_env |= {"AWS_ENDPOINT_URL": endpoint, **MOTO_CREDENTIALS}
         s3 = boto3.client(
             "s3",

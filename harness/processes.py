@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from harness.lifeline import close_on_exec, lifeline_env
-from harness.procfs import alive, carrying, descendants, send
+from harness.procfs import alive, carrying, descendants, listens, send
 from nectar.config import ENV_VARS, Settings
 from nectar.supervisor import LUIGID
 
@@ -44,12 +44,37 @@ MOTO_CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 STOP_TIMEOUT = 15.0
+#: starts of a part on a port, each on another free port where the last one's was taken between its pick and the
+#: part's bind (:func:`on_a_free_port`)
+BIND_TRIES = 5
+#: what a part logs when its port is another process's: luigid (tornado), moto (werkzeug) and PostgreSQL the system's
+#: words, gunicorn its own (it retries for ~5 s, then exits)
+IN_USE = ("Address already in use", "Connection in use")
+
+T = TypeVar("T")
+
+
+class PortTaken(RuntimeError):
+    """A part could not have its port: another process listens there, or held it when the part bound."""
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def on_a_free_port(start: Callable[[int], T], port: int | None = None, tries: int = BIND_TRIES) -> T:
+    """``start(port)`` (a free port if None) and, each time it raises :class:`PortTaken`, ``start`` again on another
+    free port, ``tries`` in all. A port is free when it is picked, and bound by the part a moment later: meanwhile
+    another process (another test's luigid, an outgoing connection's own end) may take it. Whoever calls this reads
+    the port really used from what ``start`` returns."""
+    for _ in range(tries - 1):
+        try:
+            return start(free_port() if port is None else port)
+        except PortTaken:
+            port = None
+    return start(free_port() if port is None else port)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.05) -> object:
@@ -110,7 +135,7 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
 
 @dataclass
 class Served:
-    """An API that :meth:`Processes.nectar_api` started: its gunicorn master and the port it answers on."""
+    """A part the harness started on a port (luigid, moto, an API): its process and the port it answers on."""
 
     proc: subprocess.Popen[bytes]
     port: int
@@ -159,57 +184,94 @@ class Processes:
         timeout: float = 60.0,
         interval: float = 0.05,
     ) -> None:
-        """Until ``url`` answers (with ``status``, if given); raises if ``proc`` exits first, showing its log."""
+        """Until ``url`` answers (with ``status``, if given) from ``proc`` or a descendant of it: the socket listening
+        on the URL's port is theirs. Raises :class:`PortTaken` if another process listens there, or ``proc`` exits
+        saying its port was in use; raises if ``proc`` exits first otherwise, showing its log."""
+        port = urlsplit(url).port or 80
 
         def up() -> bool:
             if proc.poll() is not None:
                 log = self.log_of.get(proc.pid)
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log else ""
-                raise RuntimeError(f"{what} exited with code {proc.returncode} while starting; {log}:\n{tail}")
+                failure = f"{what} exited with code {proc.returncode} while starting on {url}; {log}:\n{tail}"
+                raise PortTaken(failure) if any(words in tail for words in IN_USE) else RuntimeError(failure)
             answer = answers(url)
-            return answer is not None and (status is None or answer == status)
+            if answer is None:
+                return False
+            mine = listens(proc.pid, port)  # read once an answer came: no cost while nothing answers
+            if mine is False:
+                raise PortTaken(f"{url} answers from another process than the {what} started here (pid {proc.pid})")
+            return bool(mine) and (status is None or answer == status)
 
         waitfor(up, timeout, f"{what} to answer on {url}", interval=interval)
 
+    def serve(
+        self,
+        what: str,
+        port: int | None,
+        fixed: bool,
+        launch: Callable[[int], subprocess.Popen[bytes]],
+        ready: str,
+        status: int | None = None,
+    ) -> Served:
+        """``launch(port)`` until it answers at ``ready`` from its own process; started again on another free port
+        when its port was taken (:func:`on_a_free_port`), but for a ``fixed`` one (its clients know it), which raises
+        :class:`PortTaken`."""
+
+        def start(port: int) -> Served:
+            proc = launch(port)
+            try:
+                self.wait_up(proc, f"http://127.0.0.1:{port}{ready}", what, status)
+            except PortTaken:
+                self.kill(proc)
+                raise
+            return Served(proc, port)
+
+        return on_a_free_port(start, port, 1 if fixed else BIND_TRIES)
+
     # the parts
 
-    def luigid(self, port: int, state: Path, config: Path = LUIGI_CFG) -> subprocess.Popen[bytes]:
-        """luigid with ``config``, its state and logs in ``state``; answers before this returns."""
+    def luigid(self, port: int | None, state: Path, config: Path = LUIGI_CFG, fixed: bool = False) -> Served:
+        """luigid with ``config``, its state and logs in ``state``, on ``port`` (or a free one, see :meth:`serve`);
+        answers before this returns."""
         state.mkdir(parents=True, exist_ok=True)
-        argv = [*LUIGID, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
         env = {**base_env(), "LUIGI_CONFIG_PATH": str(config)}
-        proc = self.start("luigid", [*argv, "--logdir", str(state)], env, state)
-        self.wait_up(proc, f"http://127.0.0.1:{port}/api/worker_list", "luigid")
-        return proc
+
+        def launch(port: int) -> subprocess.Popen[bytes]:
+            argv = [*LUIGID, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
+            return self.start("luigid", [*argv, "--logdir", str(state)], env, state)
+
+        return self.serve("luigid", port, fixed, launch, "/api/worker_list")
 
     def api(
         self,
-        port: int,
+        port: int | None,
         env: Mapping[str, str],
         app: str = APP,
         workers: int = 2,
         threads: int | None = None,
         ready: str = "/healthz",
         status: int | None = None,
-    ) -> subprocess.Popen[bytes]:
-        """gunicorn with the service's configuration (nectar.gunicorn_conf) serving ``app``; answers at ``ready``
-        (with ``status``, if given) before this returns."""
-        env = {**env, "NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port), "NECTAR_API_WORKERS": str(workers)}
+        fixed: bool = False,
+    ) -> Served:
+        """gunicorn with the service's configuration (nectar.gunicorn_conf) serving ``app`` on ``port`` (or a free
+        one, see :meth:`serve`); answers at ``ready`` (with ``status``, if given) before this returns."""
+        env = {**env, "NECTAR_HOST": "127.0.0.1", "NECTAR_API_WORKERS": str(workers)}
         if threads is not None:
             env["NECTAR_API_THREADS"] = str(threads)
-        proc = self.start("api", [*GUNICORN, app], env, REPO)
-        self.wait_up(proc, f"http://127.0.0.1:{port}{ready}", "the API", status)
-        return proc
+
+        def launch(port: int) -> subprocess.Popen[bytes]:
+            return self.start("api", [*GUNICORN, app], {**env, "NECTAR_PORT": str(port)}, REPO)
+
+        return self.serve("the API", port, fixed, launch, ready, status)
 
     def nectar_api(
         self, settings: Settings, workers: int = 1, threads: int | None = None, env: Mapping[str, str] | None = None
     ) -> Served:
         """The API of ``settings`` under gunicorn on a free port, with a metrics folder of its own as deployed (and
         ``env`` beside the settings); answers before this returns."""
-        port = free_port()
         inherited = {k: v for k, v in base_env().items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-        proc = self.api(port, inherited | settings_env(settings) | dict(env or {}), workers=workers, threads=threads)
-        return Served(proc, port)
+        return self.api(None, inherited | settings_env(settings) | dict(env or {}), workers=workers, threads=threads)
 
     def worker(
         self, env: Mapping[str, str], cwd: Path | None = None, workers: int = 2, name: str = "worker"
@@ -217,12 +279,15 @@ class Processes:
         """``nectar worker`` executing ``workers`` runs at once; does not wait."""
         return self.start(name, [*NECTAR, "worker", "--workers", str(workers)], env, cwd)
 
-    def moto(self, port: int) -> subprocess.Popen[bytes]:
-        """moto's S3 server (it forgets everything when it stops); answers before this returns."""
-        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-        proc = self.start("moto", argv, base_env(), self.logs)
-        self.wait_up(proc, f"http://127.0.0.1:{port}/", "moto")
-        return proc
+    def moto(self, port: int | None = None, fixed: bool = False) -> Served:
+        """moto's S3 server (it forgets everything when it stops) on ``port`` (or a free one, see :meth:`serve`);
+        answers before this returns."""
+
+        def launch(port: int) -> subprocess.Popen[bytes]:
+            argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+            return self.start("moto", argv, base_env(), self.logs)
+
+        return self.serve("moto", port, fixed, launch, "/")
 
     # stopping
 

@@ -140,8 +140,9 @@ def links_checked(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def start_luigid(port: int, state: Path, config: Path = LUIGI_CFG) -> subprocess.Popen[bytes]:
-    """A real luigid with ``config`` (the project's luigi.cfg), its state in ``state``; answers before this returns."""
-    return Processes(state / "logs").luigid(port, state, config)
+    """A real luigid with ``config`` (the project's luigi.cfg), its state in ``state``, on ``port`` and no other (its
+    tests restart it there; :class:`harness.PortTaken` if another process has it); answers before this returns."""
+    return Processes(state / "logs").luigid(port, state, config, fixed=True).proc
 
 
 @pytest.fixture(scope="session")
@@ -156,9 +157,7 @@ def session_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc
 @pytest.fixture(scope="session")
 def luigid(session_processes: Processes, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A real luigi central scheduler; its URL."""
-    port = free_port()
-    session_processes.luigid(port, tmp_path_factory.mktemp("luigid"))
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{session_processes.luigid(None, tmp_path_factory.mktemp('luigid')).port}"
 
 
 @pytest.fixture(scope="session")
@@ -178,9 +177,7 @@ def database_url(postgres: PostgresServer) -> str:
 @pytest.fixture(scope="session")
 def moto_server(session_processes: Processes) -> str:
     """A real moto S3 server over HTTP; its endpoint URL."""
-    port = free_port()
-    session_processes.moto(port)
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{session_processes.moto().port}"
 
 
 @pytest.fixture

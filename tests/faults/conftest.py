@@ -219,7 +219,8 @@ class Cluster:
     # luigid
 
     def start_luigid(self) -> None:
-        self.luigid = self.processes.luigid(self.luigid_port, self.tmp / "luigid")
+        # on its port and no other: the settings (and so every worker's) name it, a restart comes back there
+        self.luigid = self.processes.luigid(self.luigid_port, self.tmp / "luigid", fixed=True).proc
 
     def kill_luigid(self) -> None:
         assert self.luigid is not None
@@ -258,7 +259,9 @@ class Cluster:
 
     def start_api(self, **changes: Any) -> None:
         settings = self.settings.replace(**changes) if changes else self.settings
-        self.api_proc = self.processes.api(self.api_port, self.env(settings), ready=f"/api/chains/{CHAIN_TYPE}")
+        # on a port of the harness's choice (another if this one was taken since its pick): clients read api_port
+        served = self.processes.api(None, self.env(settings), ready=f"/api/chains/{CHAIN_TYPE}")
+        self.api_proc, self.api_port = served.proc, served.port
 
     def stop_api(self) -> None:
         """SIGTERM the API and wait for it to exit."""
@@ -338,7 +341,7 @@ class Cluster:
 
     def start_moto(self) -> None:
         """Start moto on this cluster's port and create the bucket (moto forgets everything when it stops)."""
-        self.moto = self.processes.moto(self.moto_port)
+        self.moto = self.processes.moto(self.moto_port, fixed=True).proc  # the environment names it
         self.s3.create_bucket(Bucket=self.settings.bucket)
         self.wiped_at = time.time()
 

@@ -13,23 +13,24 @@ import sys
 import threading
 from pathlib import Path
 
-from harness import TOKEN_VAR, Processes, base_env, free_port, settings_env
+from harness import TOKEN_VAR, Processes, Served, base_env, settings_env
 from nectar.config import Settings
 
 
 def main(folder: Path) -> None:
     processes = Processes(folder / "logs", token=os.environ[TOKEN_VAR])
     started: dict[str, int] = {}
-    luigid_port = free_port()
+    luigid: list[Served] = []
 
     def start_services() -> None:  # a thread that ends long before this process dies
-        started["luigid"] = processes.luigid(luigid_port, folder / "luigid").pid
-        started["moto"] = processes.moto(free_port()).pid
+        luigid.append(processes.luigid(None, folder / "luigid"))
+        started["luigid"] = luigid[0].proc.pid
+        started["moto"] = processes.moto().proc.pid
 
     services = threading.Thread(target=start_services)
     services.start()
     services.join()
-    settings = Settings.from_env().replace(scheduler_url=f"http://127.0.0.1:{luigid_port}")
+    settings = Settings.from_env().replace(scheduler_url=f"http://127.0.0.1:{luigid[0].port}")
     started["api"] = processes.nectar_api(settings).proc.pid
     started["worker"] = processes.worker({**base_env(), **settings_env(settings)}, folder, workers=1).pid
     print(json.dumps(started), flush=True)

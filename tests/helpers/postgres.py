@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from harness import free_port, lifeline_env
+from harness import PortTaken, lifeline_env, on_a_free_port
 from tests.helpers.debian import install
 
 
@@ -34,8 +34,6 @@ def ensure_installed() -> Path:
 
 #: each server's folder, in the temporary folder (or in a folder of a test's own: :meth:`PostgresServer.start`)
 PREFIX = "nectar-pg-"
-#: starts of a new server, each on another port where the last one's was taken between its pick and the server's bind
-BIND_TRIES = 5
 #: what the server logs when its port is another process's (``EADDRINUSE``), and no other failure
 IN_USE = "Address already in use"
 #: the file in a server's folder that its test session holds locked while it lives (the kernel lets go when the
@@ -118,7 +116,7 @@ class PostgresServer:
         gives a folder of its own: another session starting a server at the same moment stopped and removed it
         under the test (which read its ``postmaster.pid``: not found). ``port`` is picked free before ``initdb``, and
         bound by the server a few seconds later: a server that finds it taken by then (another session's, this
-        failure alone) is started again on another (:data:`BIND_TRIES` in all), read from :attr:`port` after."""
+        failure alone) is started again on another (:func:`harness.on_a_free_port`), read from :attr:`port` after."""
         binaries = ensure_installed()
         stop_orphans(binaries, parent)
         folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
@@ -129,20 +127,21 @@ class PostgresServer:
         initdb = [str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]
         env = {**os.environ, **lifeline_env()}  # initdb dies with this process, even SIGKILLed (harness/lifeline.py)
         subprocess.run(_as_owner(initdb), env=env, check=True, capture_output=True, timeout=120)
-        server = cls(binaries, folder, port, owner, _held(port))
-        for _ in range(BIND_TRIES - 1):
+        server = cls(binaries, folder, port, owner)
+
+        def bind(port: int) -> PostgresServer:
+            server.port, server.held = port, _held(port)
             logged = server.logged()
             try:
                 server.resume()
-                return server
             except subprocess.CalledProcessError:
                 if IN_USE not in server.logged()[len(logged) :]:
                     raise
-            server._release()
-            server.port = free_port()  # taken since it was picked (another session's): another one
-            server.held = _held(server.port)
-        server.resume()
-        return server
+                server._release()
+                raise PortTaken(f"PostgreSQL's port {port} is another process's") from None
+            return server
+
+        return on_a_free_port(bind, port)
 
     def logged(self) -> str:
         """What the server wrote to its log so far ("" before its first start)."""

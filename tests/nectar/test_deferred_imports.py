@@ -311,9 +311,8 @@ def test_the_api_loads_what_it_does_not_use_only_when_a_chain_imports_it(
     write_chain("deferred/probing_chain", PROBING_CHAIN)
     processes = Processes(tmp_path / "logs")
     try:
-        port = free_port()
         env = base_env() | settings_env(settings) | {"DEFERRED_LEDGER": str(ledger)}
-        api = processes.api(port, env, workers=1)
+        api = processes.api(None, env, workers=1).proc
         (noted,) = [json.loads(line) for line in ledger.read_text().splitlines()]
         assert noted == {"pid": api.pid, "real": True, "session": True, "loaded": []}
 
@@ -332,8 +331,7 @@ def test_the_api_under_gunicorn_still_checks_a_parameters_schema(
     write_chain("deferred/shaped_chain", SHAPED_CHAIN)
     processes = Processes(tmp_path / "logs")
     try:
-        port = free_port()
-        processes.api(port, base_env() | settings_env(settings), workers=1)
+        port = processes.api(None, base_env() | settings_env(settings), workers=1).port
         status, answer = post(port, {"options": {"b": 1}})
         assert status == 422, answer  # refused by the schema, naming the parameter
         assert answer["errors"] == {"options": ["not a valid dict: '{\"b\": 1}' ('a' is a required property)"]}, answer

@@ -122,8 +122,8 @@ def test_the_chains_are_imported_in_the_master_and_no_worker_imports_them_again(
     env |= {"NECTAR_API_MAX_REQUESTS": str(MAX_REQUESTS), "NECTAR_API_THREADS": "1"}
     processes = Processes(tmp_path / "logs")
     try:
-        port = free_port()
-        api = processes.api(port, env, workers=1)
+        served = processes.api(None, env, workers=1)
+        api, port = served.proc, served.port
         first = recycle_once(api, port)
         assert chains_of(port) == 200  # the recycled worker answers about the chain
 
@@ -144,8 +144,8 @@ def test_no_api_worker_writes_the_registry_to_check_its_schema_a_recycled_one_ne
     processes = Processes(tmp_path / "logs")
     watcher = sqlite3.connect(settings.registry_path)
     try:
-        port = free_port()
-        api = processes.api(port, env, workers=1)
+        served = processes.api(None, env, workers=1)
+        api, port = served.proc, served.port
         version = watcher.execute("PRAGMA data_version").fetchone()[0]  # moves with any other connection's commit
         recycle_once(api, port, "/api/runs")
         assert chains_of(port, "/api/runs") == 200
@@ -168,8 +168,8 @@ def test_a_worker_that_ends_skips_pythons_teardown_and_its_requests_are_all_answ
     env |= {"NECTAR_API_MAX_REQUESTS": str(MAX_REQUESTS), "NECTAR_API_THREADS": "2", "NECTAR_LOG_LEVEL": "info"}
     processes = Processes(tmp_path / "logs")
     try:
-        port = free_port()
-        api = processes.api(port, env, workers=2)
+        served = processes.api(None, env, workers=2)
+        api, port = served.proc, served.port
         recycle_once(api, port)
         processes.stop(api)  # its workers end with it
         assert api.returncode == 0

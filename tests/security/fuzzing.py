@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 from api import register_blueprints
 from api.errors import NectarApi
 from app import DEFAULTS
-from harness import REPO, STOP_TIMEOUT, Processes, base_env, free_port, settings_env
+from harness import REPO, STOP_TIMEOUT, Processes, base_env, settings_env
 from nectar.config import Settings
 from tests.helpers.fuzzstats import STATS, OperationStats, stats_of
 
@@ -115,11 +115,10 @@ def fuzz_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="module")
 def server(fuzz_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The API under gunicorn (one worker), answering before this yields."""
-    port = free_port()
     processes = Processes(tmp_path_factory.mktemp("gunicorn"))
     try:
-        proc = processes.api(port, base_env() | settings_env(fuzz_settings), workers=1, status=200)
-        yield Server(f"http://127.0.0.1:{port}", processes.log_of[proc.pid], fuzz_settings)
+        served = processes.api(None, base_env() | settings_env(fuzz_settings), workers=1, status=200)
+        yield Server(f"http://127.0.0.1:{served.port}", processes.log_of[served.proc.pid], fuzz_settings)
     finally:
         processes.close(grace=STOP_TIMEOUT)
 

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from harness import STOP_TIMEOUT, Processes, base_env
 from nectar.auth import digest
 from nectar.config import Settings
-from tests.conftest import REPO, free_port, settings_env, wait_until
+from tests.conftest import REPO, settings_env, wait_until
 
 TOKEN = "browser-reader-token-0123456789"
 
@@ -31,10 +31,9 @@ def secured_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         local_targets_dir=root / "targets",
         api_tokens=f"{digest(TOKEN).hex()}:read:browser",
     ).resolved()
-    port = free_port()
     processes = Processes(root / "logs")
     try:
-        processes.api(port, base_env() | settings_env(settings), status=200)
+        port = processes.api(None, base_env() | settings_env(settings), status=200).port
         yield f"http://127.0.0.1:{port}"
     finally:
         processes.close(grace=STOP_TIMEOUT)

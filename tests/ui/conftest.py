@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO, STOP_TIMEOUT, Processes, base_env, free_port, settings_env
+from harness import REPO, STOP_TIMEOUT, Processes, base_env, settings_env
 from nectar.config import Settings
 from tests.api.conftest import app, client  # noqa: F401  (the API's app and client fixtures, shared)
 
@@ -41,11 +41,10 @@ def site(tmp_path_factory: pytest.TempPathFactory, luigid: str) -> Iterator[Site
         retries=0,
         heartbeat_interval=0.5,
     ).resolved()
-    port = free_port()
     env = base_env() | settings_env(settings)
     processes = Processes(root / "logs")
     try:
-        processes.api(port, env, status=200)
+        port = processes.api(None, env, status=200).port
         processes.worker(env, root, workers=2)
         yield Site(f"http://127.0.0.1:{port}", settings, processes.logs)
     finally:

@@ -1,0 +1,97 @@
+"""A part the harness starts on a port (luigid, moto, the API under gunicorn) is up only when the process answering
+there is the one it started, or a descendant of it; a part whose port was taken between its pick and its bind
+(another test's luigid, an outgoing connection's own end) is started again on another free port."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from harness import PortTaken, Processes, Served, answers, base_env, listening, listens, settings_env
+from nectar.config import Settings
+from nectar.ports import listening_inodes
+
+#: each part the harness starts on a port, started on ``port`` (its first try)
+PARTS: dict[str, Callable[[Processes, int, Path, Settings, bool], Served]] = {
+    "api": lambda processes, port, _, settings, fixed: processes.api(
+        port, base_env() | settings_env(settings), workers=1, fixed=fixed
+    ),
+    "luigid": lambda processes, port, folder, _, fixed: processes.luigid(port, folder / "luigid", fixed=fixed),
+    "moto": lambda processes, port, _, __, fixed: processes.moto(port, fixed=fixed),
+}
+
+
+def port_of(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None
+    return port
+
+
+@pytest.mark.parametrize("part", sorted(PARTS))
+def test_a_part_whose_port_another_server_answers_on_is_not_up_there(
+    part: str, processes: Processes, luigid: str, settings: Settings, tmp_path: Path
+) -> None:
+    """Another test's luigid listens on the port (it took it between the pick and the part's bind): the part, which
+    cannot bind it, is not reported up because luigid answers its readiness poll; with its port fixed (its clients
+    know it), :class:`PortTaken` says so. Before, the API was reported up (luigid's 404 is an answer), and the test
+    talked to luigid."""
+    taken = port_of(luigid)
+    with pytest.raises(PortTaken, match=str(taken)):
+        PARTS[part](processes, taken, tmp_path, settings, True)
+    [started] = processes.procs
+    assert started.poll() is not None, "the part that could not bind still runs"
+    assert answers(f"{luigid}/api/worker_list") == 200  # the other server was left alone
+
+
+@contextmanager
+def outgoing_connection_from(server: str) -> Iterator[int]:
+    """A connection to ``server`` whose own end holds a port (as an ephemeral port does, without ``SO_REUSEADDR``:
+    nothing may bind it while it lives, and nothing answers there); the port."""
+    with socket.socket() as conn:
+        conn.bind(("127.0.0.1", 0))
+        conn.connect(("127.0.0.1", port_of(server)))
+        yield conn.getsockname()[1]
+
+
+@pytest.mark.parametrize("part", sorted(PARTS))
+@pytest.mark.parametrize("holder", ["another server", "an outgoing connection"])
+def test_a_part_whose_port_was_taken_since_its_pick_starts_on_another_and_answers_there_itself(
+    part: str, holder: str, processes: Processes, luigid: str, settings: Settings, tmp_path: Path
+) -> None:
+    """The port the harness tried first is held, by another test's luigid (which answers) or by an outgoing
+    connection's own end (nothing answers; the part exits, gunicorn after its retries): the part is started again
+    on another free port, answers there from its own process, and the caller reads that port; the holder keeps
+    its own."""
+    with outgoing_connection_from(luigid) if holder == "an outgoing connection" else _port(luigid) as taken:
+        served = PARTS[part](processes, taken, tmp_path, settings, False)
+        assert served.port != taken
+        assert listens(served.proc.pid, served.port) is True
+        assert listens(served.proc.pid, taken) is not True
+    assert answers(f"http://127.0.0.1:{served.port}/") is not None
+    assert answers(f"{luigid}/api/worker_list") == 200  # the other server was left alone
+
+
+@contextmanager
+def _port(url: str) -> Iterator[int]:
+    yield port_of(url)
+
+
+def test_the_sockets_listening_on_a_port_are_those_proc_net_tcp_lists(luigid: str) -> None:
+    """What the kernel's socket diagnostics answer (:func:`harness.listening`, read once per part start) is what
+    ``/proc/net/tcp`` lists, for a luigid, an IPv4 and an IPv6 listener of this test's, a port with only a
+    connection on it and one with nothing."""
+    with (
+        socket.create_server(("127.0.0.1", 0)) as v4,
+        socket.create_server(("::1", 0), family=socket.AF_INET6) as v6,
+        outgoing_connection_from(luigid) as connected,
+    ):
+        ports = [port_of(luigid), v4.getsockname()[1], v6.getsockname()[1]]
+        for port in ports:
+            assert len(listening(port)) == 1 and listening(port) == listening_inodes(port), port
+        assert listening(connected) == listening_inodes(connected) == set()
+    assert all(listening(port) == set() for port in ports[1:])
