@@ -8,7 +8,8 @@ through luigi's ``[worker] task_process_context`` (:class:`ForkedStep`):
 - fires its own start, success and failure: a recorder of its own writes them to the registry at
   once, over a connection of the process's own (the registries open one per process), before luigi
   hears that the task ended, in the attempt's name (only while it owns its run; refused, the step's
-  copy of the lease is lost: its commits are refused without asking); its failure also reaches the
+  copy of the lease is lost: its commits are refused without asking, and the attempt is told at once,
+  which stops it as a refusal of its own does, not at its next heartbeat); its failure also reaches the
   attempt, whose outcome names the first step that failed;
 - commits its outputs through the attempt's fence (inherited: a read of the registry, or a renewal
   in the attempt's name); the heartbeat stays in the attempt;
@@ -26,7 +27,7 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.queues import SimpleQueue
@@ -50,6 +51,11 @@ STEP_GRACE = 5.0
 
 #: what a step failed with: (its task's name, why, whether trying again may cure it)
 Failure = tuple[str, str, bool]
+#: what a step process sends its attempt when a write in the attempt's name was refused (its run is no longer the
+#: attempt's): the attempt's lease is lost now
+LOST = "lost"
+#: what reaches an attempt from its step processes: a failure, :data:`LOST`, or None (its collector stops)
+News = Failure | str | None
 
 
 class InvalidWorkers(NectarError, ValueError):
@@ -83,7 +89,7 @@ class _Attempt:
 
     pid: int
     recorder: StepRecorder | None
-    failures: SimpleQueue[Failure | None] = field(default_factory=multiprocessing.SimpleQueue)
+    failures: SimpleQueue[News] = field(default_factory=multiprocessing.SimpleQueue)
 
 
 #: set in an attempt's process while its steps run forked (and inherited by those steps' processes)
@@ -96,7 +102,7 @@ class _ForkedStepRecorder(StepRecorder):
     """A step process's recorder: every change is written at once (luigi hears of the end right after), and its
     first failure is sent to the attempt."""
 
-    failures: SimpleQueue[Failure | None] | None = None
+    failures: SimpleQueue[News] | None = None
 
     def record(self, task: luigi.Task, state: str, error: str | None = None) -> None:
         super().record(task, state, error)
@@ -131,7 +137,11 @@ class ForkedStep:
             if attempt.recorder is not None:  # one of its own: no lock, no batch, no connection shared with the attempt
                 parent = attempt.recorder  # in the attempt's name: written only while it owns the run, as its own
                 self.recorder = _ForkedStepRecorder(
-                    parent.runs, parent.run_id, parent.attempt, parent.on_lost, failures=attempt.failures
+                    parent.runs,
+                    parent.run_id,
+                    parent.attempt,
+                    _lost(attempt, parent.on_lost),
+                    failures=attempt.failures,
                 )
                 self.recorder.install()
         if self.user is not None:
@@ -147,6 +157,18 @@ class ForkedStep:
                     self.recorder.flush()
                 except Exception:
                     logger.exception("could not record the last steps of run %s", self.recorder.run_id)
+
+
+def _lost(attempt: _Attempt, on_lost: Callable[[], None] | None) -> Callable[[], None]:
+    """What a step process does when a write in its attempt's name is refused: its copy of the lease is lost
+    (``on_lost``: its commits are refused without asking), and the attempt is told, which stops at once."""
+
+    def lost() -> None:
+        if on_lost is not None:
+            on_lost()
+        attempt.failures.put(LOST)
+
+    return lost
 
 
 def _load(dotted: str) -> Any:
@@ -176,10 +198,17 @@ def forked_steps() -> Iterator[None]:
 
 
 def _collect(attempt: _Attempt) -> None:
-    """Take the step processes' failures, in the order they came, until told to stop (None)."""
-    while (failed := attempt.failures.get()) is not None:
-        if attempt.recorder is not None and attempt.recorder.failed is None:
-            attempt.recorder.failed = failed
+    """Take the step processes' news, in the order it came, until told to stop (None): a failure is the attempt's
+    (its first names the run's); a refused write (:data:`LOST`) loses the attempt's lease, as its own refusal does."""
+    while (news := attempt.failures.get()) is not None:
+        recorder = attempt.recorder
+        if recorder is None:
+            continue
+        if news == LOST:
+            if recorder.on_lost is not None:
+                recorder.on_lost()
+        elif recorder.failed is None and isinstance(news, tuple):
+            recorder.failed = news
 
 
 def _flush_before_fork() -> None:

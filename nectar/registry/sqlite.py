@@ -557,7 +557,11 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         mine = getattr(self._local, "conn", None) if getattr(self._local, "pid", None) == pid() else None
         # inside the fork gate, as every use of SQLite: a fork another thread made meanwhile copied SQLite mid-close
         # (nectar.forks). The checkpoints' end above is not: it joins their thread, which enters the gate, and a fork
-        # waiting for this thread to leave kept that one out
+        # waiting for this thread to leave kept that one out. Nor are the turn's descriptor (above), the words' and
+        # release()'s (below): a fork meanwhile copies them half closed, and its child never uses them: each is its
+        # parent's by pid (Writers keyed by pid, Own, SharedDescriptor's and Writers' close, _Echo's), what it needs it
+        # opens anew, the locks a closing thread holds are made anew in it, and the kept WAL index descriptors it
+        # inherits are closed as its fork returns (a number a release took out of the list stays open in it, unused)
         with SQLITE.inside():
             for conn in (own.writes, *own.idle, mine):  # and the closing thread's own (:meth:`_connection`)
                 if conn is not None:

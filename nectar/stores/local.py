@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import stat
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 from luigi import LocalTarget
 from luigi.local_target import atomic_file
-from luigi.target import FileSystemTarget
+from luigi.target import AtomicLocalFile, FileSystemTarget
 
 from nectar import fence
 from nectar.config import Settings
@@ -41,13 +42,43 @@ def hard_link_refused(what: str, status: os.stat_result, folder: str) -> Invalid
     return InvalidKey(f"{what} is a hard link (a file with {names} names): one may be outside {folder}")
 
 
-class _FencedLocalFile(atomic_file):
-    #: its temporary file was renamed into place: none is left to remove when it is collected (luigi's ``__del__``
-    #: stats the temporary path, twice for a text file: its wrapper calls it too)
-    _moved = False
+class ExclusiveAtomicFile(AtomicLocalFile):
+    """luigi's atomic file (written to a temporary file, committed on close) whose temporary file is a new one.
+
+    luigi opens its temporary file with ``'w'``: a name drawn again (by a writer of the same key, or of any S3 key:
+    theirs are all in one folder) would truncate the file another writer is writing, and both would commit what was
+    left. Here it is made new (``O_EXCL``), and a name taken is passed over for another, as
+    :meth:`LocalStore.write_text` does; its folder made when it is missing. ``beside`` is where the names
+    :meth:`generate_tmp_path` draws are (``path`` unless told). luigi's ``__init__`` is replaced, not called (it opens
+    the file itself): it only names the file, opens it and wraps it, as this does, and its ``tmp_path`` is this one's.
+    """
+
+    #: its temporary file's path ("" until it is made: luigi's ``__del__`` looks for it)
+    _temporary = ""
+
+    def __init__(self, path: str, beside: str | None = None) -> None:
+        fd, self._temporary = _new_temporary(beside or path, self.generate_tmp_path)
+        self.path = path
+        try:
+            raw = io.FileIO(fd, "w")
+        except BaseException:
+            os.close(fd)
+            raise
+        raw.name = self._temporary  # what luigi's has (opened by name): a writer's ``f.name``
+        io.BufferedWriter.__init__(self, raw)
+
+    @property
+    def tmp_path(self) -> str:
+        return self._temporary
 
     def generate_tmp_path(self, path: str) -> str:
         return temporary_name(path)  # not luigi's, from the process's ``random``
+
+
+class _FencedLocalFile(ExclusiveAtomicFile, atomic_file):
+    #: its temporary file was renamed into place: none is left to remove when it is collected (luigi's ``__del__``
+    #: stats the temporary path, twice for a text file: its wrapper calls it too)
+    _moved = False
 
     def move_to_final_destination(self) -> None:
         fenced_commit(self, super().move_to_final_destination)
@@ -64,12 +95,8 @@ class FencedLocalTarget(FencedTemporaryPath, LocalTarget):
     def open(self, mode: str = "r") -> Any:
         if mode.replace("b", "").replace("t", "") != "w":
             return super().open(mode)
-        try:
-            atomic = _FencedLocalFile(self.path)
-        except FileNotFoundError:  # its folder is made (``mkdir -p``) when it is missing, not before every file
-            self.makedirs()
-            atomic = _FencedLocalFile(self.path)
-        return self.format.pipe_writer(atomic)
+        # its folder is made (``mkdir -p``) when it is missing, not before every file (:func:`_in_its_folder`)
+        return self.format.pipe_writer(_FencedLocalFile(self.path))
 
 
 def _replace(source: Path, dest: str) -> None:

@@ -22,7 +22,8 @@ from nectar.config import Settings
 from nectar.errors import StoreUnavailable
 from nectar.keys import TargetKey
 from nectar.luigi_internals import s3_bucket_and_key
-from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit, served_type, temporary_name
+from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit, served_type
+from nectar.stores.local import ExclusiveAtomicFile
 
 logger = logging.getLogger(__name__)
 
@@ -213,9 +214,13 @@ def _fenced_s3_target_class() -> Any:
     """
     from luigi.contrib.s3 import AtomicS3File, S3Target
 
-    class FencedS3File(AtomicS3File):
-        def generate_tmp_path(self, path: str) -> str:  # its local file's, not drawn from the process's ``random``
-            return temporary_name(os.path.join(tempfile.gettempdir(), "luigi-s3"))
+    class FencedS3File(ExclusiveAtomicFile, AtomicS3File):
+        """luigi's ``AtomicS3File``, its local file a new one (every S3 key's are in one folder): luigi's
+        ``__init__`` is replaced (:class:`~nectar.stores.local.ExclusiveAtomicFile`), which sets what it set."""
+
+        def __init__(self, path: str, s3_client: Any, **kwargs: Any) -> None:
+            self.s3_client, self.s3_options = s3_client, kwargs
+            super().__init__(path, os.path.join(tempfile.gettempdir(), "luigi-s3"))  # its names: luigi-s3-luigi-tmp-<n>
 
         def move_to_final_destination(self) -> None:
             fenced_commit(self, self._upload)

@@ -1,5 +1,9 @@
 """An attempt frozen (SIGSTOP) with step changes it has not written yet, its run reclaimed and done by another
-attempt, then thawed: its heartbeat's flush of those changes is fenced, so none lands in the successor's run."""
+attempt, then thawed: its heartbeat's flush of those changes is fenced, so none lands in the successor's run.
+
+The lease is long: no worker reclaims the run for its silence while the test waits for the attempt to stop itself,
+however slow the machine; the test reclaims it once the attempt is frozen, as a worker's reclaim does when it has
+been silent for its lease."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from nectar.leases import reclaim
+from nectar.luigid import scheduler_of
 from nectar.registry import RunState
 from tests.faults.conftest import CHAIN, CHAIN_TYPE, Cluster, alive, children, waitfor
 from tests.helpers.ledger import LEDGER_CHAIN
@@ -49,7 +55,7 @@ def test_a_thawed_attempt_does_not_flush_its_pending_steps_into_its_successors_r
     cluster: Cluster, write_chain: Callable[[str, str], Path]
 ) -> None:
     cluster.fault = "SIGSTOP a child with a step change pending; SIGCONT after its run was reclaimed and DONE"
-    cluster.settings = cluster.settings.replace(retries=1, lease_timeout=3)
+    cluster.settings = cluster.settings.replace(retries=1, lease_timeout=600)
     mark = cluster.tmp / "first-attempt"
     source = LEDGER_CHAIN.replace("@LEDGER@", repr(str(cluster.ledger.path))) + FROZEN_STEPS
     write_chain(f"{CHAIN_TYPE}/{CHAIN}", source.replace("@MARK@", repr(str(mark))))
@@ -60,6 +66,8 @@ def test_a_thawed_attempt_does_not_flush_its_pending_steps_into_its_successors_r
     waitfor(lambda: stopped(frozen), 60, "the first attempt to stop itself")
     [owner] = [w for w in workers if frozen in children(w.pid)]
     cluster.freeze(owner.pid)  # its worker must not kill it once it is disowned: the thaw is the test's
+    [lost] = reclaim(cluster.registry, 0.0, scheduler_of(cluster.settings))  # its lease taken as run out
+    assert (lost.id, lost.attempt) == (data["run_id"], 1)
 
     done = cluster.api.wait(data["key"], timeout=60)
     assert done["attempt"] == 2

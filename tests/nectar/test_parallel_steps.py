@@ -15,7 +15,7 @@ import pytest
 
 from nectar.config import Settings
 from nectar.keys import STDOUT_FILE, TargetKey
-from nectar.leases import holder
+from nectar.leases import holder, reclaim
 from nectar.parallel import InvalidWorkers, step_workers
 from nectar.registry import RunState
 from nectar.service import Nectar, Submission
@@ -283,6 +283,44 @@ def test_a_parallel_step_of_an_attempt_that_lost_its_run_writes_no_step_into_its
     finally:
         for pid in reversed(frozen):
             os.kill(pid, signal.SIGCONT)
+
+
+def test_a_parallel_step_refused_in_its_attempts_name_stops_the_attempt_before_its_next_heartbeat(
+    settings: Settings, gates: Path, start_worker: StartWorker
+) -> None:
+    """An attempt whose lease ran out while it was silent (its heartbeat far off: frozen, for the lease) is reclaimed
+    and its run claimed again; a step of it that ends then is refused its write in the attempt's name, and the attempt
+    stops at once, as a refusal of its own stops it: it does not wait for its other step (held at its gate for good)
+    or start the third until its heartbeat, which is ten minutes away."""
+    settings = settings.replace(retries=1, retry_delay=0.0, heartbeat_interval=600.0, lease_timeout=1200.0)
+    nectar = Nectar(settings)
+    run_gates = Gates(gates, "refused")
+    submission = submit(nectar, "FanTask", "refused", n=3)  # two steps at once: the third waits for a place
+    assert submission.run is not None
+    run_id = submission.run.id
+    worker = start_worker(settings, workers=1)
+    waitfor(lambda: sum(map(run_gates.started, range(3))) == 2, 60, "two steps to start")
+    ending, held = [i for i in range(3) if run_gates.started(i)]
+    first = nectar.runs.get(run_id)
+    assert first is not None and first.worker is not None
+    _, attempt_pid = holder(first.worker)
+    assert attempt_pid is not None and attempt_pid in descendants(worker.pid)
+    held_pid = run_gates.pid(held)
+
+    [lost] = reclaim(nectar.runs, 0.0, None)  # the worker's reclaim, its lease taken as run out
+    assert (lost.id, lost.attempt) == (run_id, 1)
+    second = nectar.runs.claim("elsewhere:1", run_id)
+    assert second is not None and second.attempt == 2
+
+    run_gates.open(ending)  # the step ends: its commit and its failure are refused in the attempt's name
+
+    waitfor(lambda: not alive(attempt_pid), 60, "the attempt to stop (not at its heartbeat, ten minutes away)")
+    waitfor(lambda: not alive(held_pid), 60, "the step held at its gate to be stopped with its attempt")
+    third = next(i for i in range(3) if i not in (ending, held))
+    assert not run_gates.started(third) or not alive(run_gates.pid(third))
+    assert f"end {held}" not in run_gates.ledger()
+    current = nectar.runs.get(run_id)
+    assert current is not None and (current.attempt, current.worker) == (2, "elsewhere:1")
 
 
 def test_a_failing_parallel_step_fails_the_run_naming_it_and_the_other_step_finishes(

@@ -424,3 +424,26 @@ def test_a_targets_write_leaves_the_processs_random_where_a_task_seeded_it(store
                 else:
                     Path(temporary).write_text("out")
     assert store.read_text(KEY) == "out"
+
+
+def test_a_write_whose_temporary_name_another_writer_holds_takes_another_and_leaves_that_one_whole(
+    store: TargetStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers of one key draw the same temporary name (for an S3 key, that of its local file: every S3 key's are
+    in one folder): the second takes another name, and the first's file is not truncated under it (luigi's ``'w'``
+    did that: the first then committed what the second had left of it). The names drawn are the test's (the kernel's
+    draw is not one it can repeat); the clash is real: two files opened by the same name."""
+    beside = f"{store.location}/{KEY.path}" if isinstance(store, LocalStore) else str(tmp_path / "luigi-s3")
+    clash, other = f"{beside}-luigi-tmp-0000001234", f"{beside}-luigi-tmp-0000005678"
+    names = iter([clash, clash, other])
+    monkeypatch.setattr(local, "temporary_name", lambda _: next(names))
+
+    first = store.open(KEY, "w")
+    first.write("first writer's\n")
+    first.flush()
+    second = store.open(KEY, "w")  # the same name drawn: taken, so another
+    second.write("second writer's\n")
+    first.close()
+    assert store.read_text(KEY) == "first writer's\n"
+    second.close()
+    assert store.read_text(KEY) == "second writer's\n"
