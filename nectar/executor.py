@@ -313,10 +313,6 @@ class Executor:
             spare.close_handles()
             self._forget(spare.pid)
             return True
-        # the spare, woken by the hand-over, is often put on this core (a socket's wake-up is a synchronous one): it
-        # runs now, not after what this pass still does (its log line, the next claims, a poll); ~0.2 ms less waiting
-        # for a core between claim and run() (:data:`~nectar.spares.ENDED` yields to the worker likewise)
-        os.sched_yield()
         exits = spare.exited if spare.exited is not None else wakeup.exits(spare.pid)
         claimed = time.monotonic()
         child = Child(
