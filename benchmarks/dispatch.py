@@ -69,8 +69,10 @@ def through_service(cluster: Cluster, n: int) -> tuple[float, float, float, floa
 
 def luigid_cpu(cluster: Cluster) -> float:
     """CPU seconds the cluster's luigid has used so far (every thread, to the nanosecond). A trivial run's share is
-    its attempt's two requests (the batched add_task, add_worker and get_work before run(), the DONE add_task after),
-    of which luigi's scheduler is about a fifth and tornado's HTTP handling most of the rest."""
+    its attempt's two frames on an upgraded connection (the batched add_task, add_worker and get_work before run(),
+    the DONE add_task after): in a process kept busy, about 90 µs of Python (luigi's scheduler 55, reading and
+    answering the frames the rest), twice that with caches cold; most of a run's 0.3 (busy) to 0.6 ms (woken for it)
+    is the kernel's (loopback TCP, epoll, the wake-ups) and a cold process's."""
     assert cluster.luigid is not None
     return thread_cpu(cluster.luigid.pid)
 
@@ -228,13 +230,14 @@ IDLE_WINDOWS = 20
 QUIET_FACTOR = 3
 
 
-def tree_threads(pids: list[int]) -> dict[int, int]:
+def tree_threads(pids: list[int], waited: bool = False) -> dict[int, int]:
     """Of each live thread of ``pids`` and their descendants: the nanoseconds it has run (``schedstat``: exact, where
-    ``stat`` counts 10 ms ticks, and a 50 ms window saw one tick or none)."""
+    ``stat`` counts 10 ms ticks, and a 50 ms window saw one tick or none); with ``waited``, the nanoseconds it has
+    waited for a core while runnable instead (``schedstat``'s second field)."""
     found: dict[int, int] = {}
     for top in pids:
         for pid in (top, *descendants(top)):
-            found.update((tid, ran) for tid, (ran, _) in thread_times(pid).items())
+            found.update((tid, times[1 if waited else 0]) for tid, times in thread_times(pid).items())
     return found
 
 
@@ -300,12 +303,20 @@ def run(ctx: Context) -> list[Figure]:
         builders = LocalBuilders(cluster)
         idle = idle_cpu(cluster)  # every warm-up run ended, the builders wait: known idle
         measured, local, worked = [], [], []
+        #: per sample, seconds the workers' threads (POST to idle), luigid's (POST to the run's end) waited for a core
+        workers_waits: list[float] = []
+        waits: list[float] = []
+        assert cluster.luigid is not None
+        luigid_pid = cluster.luigid.pid
         for n in range(samples):  # the service's samples and the floor's in turn, each begun on an idle cluster
             settle(cluster, idle)
-            before = tree_threads([workers.pid])
+            before, before_waits = tree_threads([workers.pid]), tree_threads([workers.pid], waited=True)
+            luigid_waits = tree_threads([luigid_pid], waited=True)
             measured.append(through_service(cluster, n))
+            waits.append(used_since(luigid_waits, tree_threads([luigid_pid], waited=True)))
             settle(cluster, idle)  # what the run left its attempt process to do (set up again as a spare) is done
             worked.append(used_since(before, tree_threads([workers.pid])))
+            workers_waits.append(used_since(before_waits, tree_threads([workers.pid], waited=True)))
             local.append(builders.build(200_000 + n))
         builders.close()
         phases = [p[:3] for p in measured]
@@ -324,6 +335,10 @@ def run(ctx: Context) -> list[Figure]:
     spent = median(worked) * 1000
     print(f"the workers' CPU per run (the worker, its attempt processes), POST to idle: median {spent:.2f} ms", end="")
     print(f" ({spent / ran:.2f}x the floor's build on a core)")
+    print(
+        f"waiting for a core per run (run-queue time, schedstat): the workers, POST to idle, median "
+        f"{median(workers_waits) * 1000:.2f} ms; luigid, POST to the run's end, {median(waits) * 1000:.2f} ms"
+    )
     quiet = f"at most {QUIET_FACTOR * idle * 1000:.3f} ms ({QUIET_FACTOR}x its idle {idle * 1000:.3f} ms)"
     print(f"a sample began once the cluster used {quiet} of CPU in {QUIET_WINDOW * 1000:.0f} ms")
     what = f"python -m luigi per request (n={seed_samples})"

@@ -51,7 +51,7 @@ from benchmarks.status import (
     status_requests,
 )
 from harness import busy_cpu, cpu_seconds, lifeline_env, read_calls, thread_times, waitfor
-from harness.procfs import thread_cpu
+from harness.procfs import descendants, thread_cpu
 from nectar.registry import RunFilter, RunState
 from nectar.registry.sqlite import SQLiteRunStore
 
@@ -380,6 +380,63 @@ def test_the_dispatch_benchmark_counts_the_cpu_of_a_process_tree_to_the_nanoseco
         child.wait(60)
 
     assert used >= 0.02, used
+
+
+#: a process and its child, both on one core, each burning 50 ms of CPU at once when asked
+SHARE_ONE_CORE = """
+import os, sys, time
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+go_read, go_write = os.pipe()
+done_read, done_write = os.pipe()
+def burn():
+    began = time.process_time()
+    while time.process_time() - began < 0.05:
+        pass
+if os.fork() == 0:
+    os.read(go_read, 1)
+    burn()
+    os.write(done_write, b"d")
+    os.read(go_read, 1)
+    os._exit(0)
+print("ready", flush=True)
+sys.stdin.readline()
+os.write(go_write, b"g")
+burn()
+os.read(done_read, 1)
+print("burnt", flush=True)
+sys.stdin.readline()
+os.write(go_write, b"e")
+os.wait()
+"""
+
+
+def test_the_dispatch_benchmark_counts_how_long_a_process_tree_waited_for_a_core() -> None:
+    """The workers' wait for a core per run: what a process tree's threads waited while runnable between two readings
+    (``schedstat``'s second field), a process and its child that share one core each waiting while the other runs."""
+    argv = [sys.executable, "-c", SHARE_ONE_CORE]
+    child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, **lifeline_env()})
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline() == b"ready\n"
+        before, ran_before = tree_threads([child.pid], waited=True), tree_threads([child.pid])
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == b"burnt\n"
+        waited = used_since(before, tree_threads([child.pid], waited=True))
+        ran = used_since(ran_before, tree_threads([child.pid]))
+
+        def as_schedstat_says() -> bool:  # both wait on a pipe now: each thread's figures hold still
+            tree = [child.pid, *descendants(child.pid)]
+            said = {tid: times[1] for pid in tree for tid, times in thread_times(pid).items()}
+            return len(said) == 2 and tree_threads([child.pid], waited=True) == said
+
+        waitfor(as_schedstat_says, 60, "each thread's wait to read as its schedstat's second field")
+    finally:
+        child.stdin.close()
+        child.wait(60)
+
+    assert ran >= 0.1, ran  # both burnt on the one core
+    assert waited >= 0.02, (waited, ran)  # and each waited for it while the other ran
 
 
 def test_a_filled_registry_is_in_its_file_not_left_in_the_wal(tmp_path: Path) -> None:
