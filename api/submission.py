@@ -1,15 +1,16 @@
 """A task's submission read from a request (query string, JSON body, limits) and answered, single or batch.
 
-The request is handed in (:func:`submitted_values`): the path in front of Flask (:mod:`api.submit_path`) reads it
-without Flask's request context."""
+What it reads of the request is handed in (:func:`submitted`: its query's names and values, its body): the path in
+front of Flask (:mod:`api.submit_path`) reads them from the WSGI environ, without Flask's request object or
+context."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Request, request
-from werkzeug.datastructures import MultiDict
 
 from api import links
 from api.context import facade
@@ -18,10 +19,13 @@ from nectar.catalog.model import TaskInfo
 from nectar.config import Settings
 from nectar.errors import InvalidParameters, TooLarge
 from nectar.params import MAX_NESTING, NonFiniteNumber, nesting, strict_json
-from nectar.service import Submission
+from nectar.service import Nectar, Submission
+from nectar.signing import UrlSigner
 
 #: the endpoint of the status URL every answer holds
 STATUS_ENDPOINT = "status.ChainStatus"
+#: a query's names, each with its values in the order given (as ``MultiDict.lists()`` gives them)
+QueryLists = Iterable[tuple[str, list[str]]]
 
 
 def json_body() -> Any:
@@ -69,12 +73,12 @@ def check_limits(values: dict, settings: Settings | None = None) -> None:
         raise InvalidParameters(too_long)
 
 
-def query_values(info: TaskInfo, args: MultiDict[str, str]) -> dict:
+def query_values(info: TaskInfo, args: QueryLists) -> dict:
     """The query string's parameters ``args`` of ``info``, as :meth:`ParamInfo.from_query` reads a name given
     once or repeated; a repeated one that takes one value is a 422 naming it."""
     params = {param.name: param for param in info.params}
     values, repeated = {}, {}
-    for name, given in args.lists():
+    for name, given in args:
         param = params.get(name)
         try:
             values[name] = param.from_query(given) if param else given[0]  # an unknown one: parse_values names it
@@ -85,36 +89,60 @@ def query_values(info: TaskInfo, args: MultiDict[str, str]) -> dict:
     return values
 
 
-def submitted_values(info: TaskInfo, current: Request, settings: Settings | None = None) -> dict:
-    """Parameters from the query string of ``current``, overridden by those of a JSON object body, within the
-    limits (of ``settings``, else the app's)."""
-    values = query_values(info, current.args)
-    # beyond MAX_CONTENT_LENGTH, werkzeug answers 413 here; without a body, its stream is not made (~3 µs)
-    data = current.get_data() if has_body(current.environ) else b""
+def request_body(current: Request) -> bytes:
+    """The body of ``current`` (b"" without one); beyond MAX_CONTENT_LENGTH, werkzeug answers 413 here. Without a
+    body, its stream is not made (~3 µs)."""
+    return current.get_data() if has_body(current.environ) else b""
+
+
+def submitted_values(info: TaskInfo, args: QueryLists, body: Callable[[], bytes], settings: Settings) -> dict:
+    """Parameters from the query string's ``args``, overridden by those of a JSON object ``body`` (read after the
+    query: a repeated parameter is a 422 before a body too large is a 413), within the limits of ``settings``."""
+    values = query_values(info, args)
+    data = body()
     if data:
-        body = parsed_json(data)
-        if not isinstance(body, dict):
+        parsed = parsed_json(data)
+        if not isinstance(parsed, dict):
             raise InvalidParameters({"_body": ["the body must be a JSON object of task parameters"]})
-        values.update(body)
+        values.update(parsed)
     check_limits(values, settings)
     return values
 
 
 def submitted(current: Request, chain_type: str, chain: str, task: str) -> tuple[dict, int, str]:
-    """The task's submission read from ``current``, made and answered (:func:`submission_out`): the view's, and the
-    path's in front of Flask (:mod:`api.submit_path`). All that can refuse it comes before its run is written, the
-    status URL's base too (a link only ``url_for`` can build yet raises there, and Flask answers it). The app's
-    facade is looked up once (through Flask's context-local proxy: ~1.5 µs each time)."""
-    service = facade()
-    info = service.task(chain_type, chain, task)
-    instance = info.instantiate(submitted_values(info, current, service.settings))
+    """The view's submission of the task, read from Flask's request ``current`` (:func:`submission`)."""
+    return submission(current.args.lists(), lambda: request_body(current), (chain_type, chain, task))
+
+
+def submission(
+    args: QueryLists,
+    body: Callable[[], bytes],
+    names: tuple[str, str, str],
+    service: Nectar | None = None,
+    signing: UrlSigner | None = None,
+) -> tuple[dict, int, str]:
+    """The submission of the task ``names`` (its chain type, chain and name) read from a request (the names and
+    values of its query, ``args``; its ``body``, read when asked), made and answered (:func:`submission_out`): the
+    view's, and the path's in front of Flask (:mod:`api.submit_path`), which hands in the app's ``service`` and
+    ``signing`` (else each is looked up through Flask's context-local proxy: ~1.5 µs). All that can refuse it comes
+    before its run is written, the status URL's base too (a link only ``url_for`` can build yet raises there, and
+    Flask answers it)."""
+    service = service or facade()
+    info = service.task(*names)
+    instance = info.instantiate(submitted_values(info, args, body, service.settings))
     links.external(STATUS_ENDPOINT)
-    return submission_out(service.submit_task(info, instance), service.settings)
+    return submission_out(service.submit_task(info, instance), service.settings, service, signing)
 
 
-def submission_out(submission: Submission, settings: Settings | None = None) -> tuple[dict, int, str]:
+def submission_out(
+    submission: Submission,
+    settings: Settings | None = None,
+    service: Nectar | None = None,
+    signing: UrlSigner | None = None,
+) -> tuple[dict, int, str]:
     """A submission's answer: its data, HTTP status (200 done, 202 queued or active) and message (its links'
-    expiry from ``settings``, else the app's)."""
+    expiry from ``settings``, a done task's downloads found in ``service`` and signed by ``signing``: else the
+    app's)."""
     data = {
         "key": submission.key.path,
         "status_url": links.status_url(submission.key),
@@ -124,7 +152,8 @@ def submission_out(submission: Submission, settings: Settings | None = None) -> 
     if submission.status is not None:
         status = submission.status
         run_id = status.run.id if status.run else None
-        return {**data, "job_status": status.job_status, "run_id": run_id, **links.downloads(status)}, 200, "success"
+        downloads = links.downloads(status, service, signing=signing)
+        return {**data, "job_status": status.job_status, "run_id": run_id, **downloads}, 200, "success"
     run = submission.run
     assert run is not None
     message = "queued" if submission.created else "an identical run is already active"

@@ -1,7 +1,9 @@
 """``POST /api/chains/<type>/<chain>/<task>`` answered in front of Flask's dispatch (:mod:`api.fast_path`) when its
 answer is a 202 (queued, or an identical run active) or a 200 (done).
 
-A submission is made and answered by the view's own function (:func:`api.submission.submitted`). All that can
+A submission is made and answered by the view's own function (:func:`api.submission.submission`), its parameters
+read from the environ's query (Flask's request object made only for a query with something to decode), without the
+app's context: its service is handed in, its links' base is :func:`api.links.answering`'s. All that can
 refuse it comes before its run is written: the task found, its parameters read and checked, its status URL built (a
 link only ``url_for`` can build yet hands it to Flask), so that a refusal is Flask's, as any other. A submission whose
 write itself raises (a full queue, a registry that fails) is handed to Flask too, which asks again and answers what
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 from flask import Flask
 
+from api.context import FACADE, SIGNER
 from api.fast_path import Answer, Asked
-from api.submission import submitted
+from api.submission import QueryLists, submission
 
 #: the view's endpoint; a task's URL under PREFIX is its three names (a trailing slash is the same URL:
 #: ``strict_slashes`` is off; tests/api/test_submit_path.py asks Flask's routing)
@@ -26,9 +29,14 @@ class SubmitPath:
     """The submission's :class:`~api.fast_path.Route`: its 202 or 200, built as the view builds it."""
 
     method = "POST"
+    #: its answer reads nothing of the app's context: the service is handed in, the links' base is
+    #: :func:`api.links.answering`'s, a done task's downloads are signed by the signer handed in
+    #: (tests/api/test_submit_path.py)
+    app_context = False
 
     def __init__(self, app: Flask) -> None:
         (self.rule,) = (rule for rule in app.url_map.iter_rules(ENDPOINT) if "POST" in (rule.methods or ()))
+        self.extensions = app.extensions
 
     def match(self, path: str) -> dict[str, str] | None:
         """The three names of a task's URL; None for any other path, or one werkzeug would decode (not ASCII)."""
@@ -40,4 +48,23 @@ class SubmitPath:
         return dict(zip(NAMES, parts, strict=True))
 
     def answer(self, asked: Asked, values: dict[str, str]) -> Answer | None:
-        return submitted(asked.request(), values["chain_type"], values["chain"], values["task"])
+        names = (values["chain_type"], values["chain"], values["task"])
+        extensions = self.extensions  # no body: Flask reads one (api.fast_path.has_body)
+        return submission(query_lists(asked), bytes, names, extensions[FACADE], extensions[SIGNER])
+
+
+def query_lists(asked: Asked) -> QueryLists:
+    """``request.args.lists()``: each name of the query with its values, in the order given.
+
+    Split from the raw query when it has nothing to decode (ASCII, no '%' or '+': names and values are the text
+    between '&', '=' and '&', an empty piece skipped and a piece without '=' a name with an empty value, as
+    ``parse_qsl(keep_blank_values=True)`` splits it), without the request object; else by the request's ``args``."""
+    query: str = asked.environ.get("QUERY_STRING", "")
+    if not query.isascii() or "%" in query or "+" in query:
+        return asked.request().args.lists()
+    lists: dict[str, list[str]] = {}
+    for piece in query.split("&"):
+        if piece:
+            name, _, value = piece.partition("=")
+            lists.setdefault(name, []).append(value)
+    return lists.items()

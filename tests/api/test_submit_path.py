@@ -9,11 +9,12 @@ import uuid
 from typing import Any
 
 import pytest
-from flask import Flask
-from werkzeug.test import Client, TestResponse
+from flask import Flask, Request, appcontext_pushed
+from werkzeug.routing import Rule
+from werkzeug.test import Client, EnvironBuilder, TestResponse
 
-from api.fast_path import FastPath
-from api.submit_path import ENDPOINT, SubmitPath
+from api.fast_path import Asked, FastPath
+from api.submit_path import ENDPOINT, SubmitPath, query_lists
 from nectar.config import Settings
 from nectar.keys import TargetKey
 from tests.api.conftest import build_app
@@ -274,3 +275,44 @@ def test_dedupe_and_the_queue_bound_hold_in_front_for_each_registry(
     assert refused.headers["Retry-After"] == str(settings.retry_after)
     assert dispatched == [TASK]  # the refusal only, answered by Flask
     assert app.extensions["nectar"].runs.count() == 2
+
+
+def test_a_submission_answered_in_front_makes_no_request_object_and_pushes_no_app_context(app: Flask) -> None:
+    """A submission whose query has nothing to decode is answered from its environ, without the app's context:
+    no request object of the app's is made for it (one of a query to decode is, for its ``args``), no app context
+    pushed; Flask makes and pushes one of each for each request it answers."""
+    made: list[str] = []
+    pushed: list[Flask] = []
+
+    class Counted(Request):
+        def __init__(self, environ: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            made.append(environ["QUERY_STRING"])
+            super().__init__(environ, *args, **kwargs)
+
+    fast, flask = both(app)
+    warmed(app)
+    app.request_class = Counted
+    answers = []
+    with appcontext_pushed.connected_to(lambda sender, **_: pushed.append(sender), app), dispatches(app) as dispatched:
+        answers.append(fast.post(submit("plain")))
+        assert (made, pushed, dispatched) == ([], [], [])
+        answers.append(fast.post(submit("to%2Ddecode")))
+        assert (made, pushed, dispatched) == (["aparam=to%2Ddecode"], [], [])
+        answers.append(flask.post(submit("flask")))
+        assert (made[1:], pushed, dispatched) == (["aparam=flask"], [app], [TASK])
+    runs = app.extensions["nectar"].runs
+    assert [answer.status_code for answer in answers] == [202] * 3
+    found = [runs.get(answer.get_json()["data"]["run_id"]).params["aparam"] for answer in answers]
+    assert found == ["plain", "to-decode", "flask"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["aparam=a", "aparam=a&aparam=b", "x=1&aparam=a&x=2", "aparam", "aparam=", "&&aparam=a=b&", "=a", "=", "&",
+     "aparam=a%2Fb", "ap%61ram=a", "aparam=a+b", "aparam+=a&aparam=b", "aparam=%ZZ", "aparam=caf%C3%A9", "",
+     "aparam=a;aparam=b", "aparam=%00", "b=1&a=2&b=3"],
+)  # fmt: skip
+def test_the_query_is_read_as_request_args_reads_it(query: str) -> None:
+    environ = EnvironBuilder(path=TASK, method="POST", query_string=query).get_environ()
+    rule = Rule("/api/chains/<chain_type>/<chain>/<task>", endpoint=ENDPOINT)
+    assert list(query_lists(Asked(Flask(__name__), environ, rule, {}))) == list(Request(environ).args.lists())
