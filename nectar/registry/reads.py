@@ -154,8 +154,13 @@ class SqlReads(RunStore):
     def latest(self, key: str) -> Run | None:
         return self._read(lambda db: self._select(db, "key = ? ORDER BY queued_at DESC LIMIT 1", key))
 
+    def _tuples(self, db: Any, text: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows ``text`` selects, each a tuple of its values in column order (a dialect may fetch them so at
+        once, not as its connection's mappings: :class:`~nectar.registry.sqlite.SQLiteRunStore`)."""
+        return [values(row) for row in self._exec(db, text, args).fetchall()]
+
     def latest_with_steps(self, key: str) -> tuple[Run | None, list[Step]]:
-        rows = self._read(lambda db: [values(row) for row in self._exec(db, self.LATEST_WITH_STEPS, (key,)).fetchall()])
+        rows = self._read(lambda db: self._tuples(db, self.LATEST_WITH_STEPS, (key,)))
         if not rows:
             return None, []
         width = len(RUN_COLUMNS)

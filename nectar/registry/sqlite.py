@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from nectar import wakeup
 from nectar.descriptors import SharedDescriptor
@@ -373,6 +373,14 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             finally:
                 own.threads.held = None
                 own.idle.append(conn)
+
+    def _tuples(self, db: sqlite3.Connection, text: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """As :meth:`SqlReads._tuples`, fetched as tuples by a cursor of its own (no row factory): a
+        :class:`sqlite3.Row` made per row, then a tuple of it, cost a status lookup ~5k instructions more
+        (callgrind, in process: ~543.6k -> ~538.3k a lookup)."""
+        cursor = db.cursor()
+        cursor.row_factory = None
+        return cursor.execute(text, tuple(args)).fetchall()
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
