@@ -22,7 +22,9 @@ it for ever (a stray copy of its parent, with the threads it started, that only 
 
 from __future__ import annotations
 
-import importlib
+# imported before the gates register theirs: LOCKING_BEFORE_FORK
+import concurrent.futures.thread  # noqa: F401
+import logging  # noqa: F401
 import os
 import threading
 from _thread import get_ident
@@ -162,18 +164,16 @@ def _forked() -> None:
     _pid = os.getpid()
 
 
-#: the modules the service imports whose at-fork hook takes a lock before a fork (``before``), imported here so that
-#: theirs are registered before the gates': hooks registered later run before (``before`` hooks run in reverse order
-#: of registration), and a fork took the module's lock, then waited at a gate for a thread inside that waited for it
-#: (both for ever): ``concurrent.futures.thread``'s global lock, which every ``submit`` takes; ``logging``'s, which
-#: ``getLogger`` takes (a chain file's module imported inside :data:`IMPORTS`). Registered first, their hooks run
-#: once the fork has waited at the gates, holding nothing. No other module of the standard library or of the
-#: service's dependencies registers a ``before`` hook as it is imported (``random``'s, ``threading``'s are
+#: the modules the service imports whose at-fork hook takes a lock before a fork (``before``), imported at the top of
+#: this module so that theirs are registered before the gates': hooks registered later run before (``before`` hooks run
+#: in reverse order of registration), and a fork took the module's lock, then waited at a gate for a thread inside that
+#: waited for it (both for ever): ``concurrent.futures.thread``'s global lock, which every ``submit`` takes;
+#: ``logging``'s, which ``getLogger`` takes (a chain file's module imported inside :data:`IMPORTS`). Registered first,
+#: their hooks run once the fork has waited at the gates, holding nothing. No other module of the standard library or of
+#: the service's dependencies registers a ``before`` hook as it is imported (``random``'s, ``threading``'s are
 #: ``after_in_child``); gunicorn's control server registers one as it starts, after these (it holds no lock, and its
 #: waits are bounded). ``tests/nectar/test_forks.py`` checks the list against what a fresh interpreter registers.
-LOCKING_BEFORE_FORK = ("concurrent.futures.thread", "logging")
-for _module in LOCKING_BEFORE_FORK:
-    importlib.import_module(_module)
+LOCKING_BEFORE_FORK = ("concurrent.futures.thread", "logging")  # imported at the top of this module
 
 _pid = os.getpid()
 os.register_at_fork(after_in_child=_forked)
