@@ -34,15 +34,15 @@ from harness.procfs import (
     connected_to,
     cpu_seconds,
     descendants,
-    listening,
     listens,
     pending,
     read_calls,
     send,
-    socket_inodes,
     thread_times,
     tree_cpu,
 )
+from nectar.ports import listening_inodes as listening
+from nectar.ports import socket_inodes
 
 __all__ = [
     "APP",

@@ -14,7 +14,7 @@ import pytest
 
 from harness import PortTaken, Processes, Served, answers, base_env, listening, listens, settings_env
 from nectar.config import Settings
-from nectar.ports import listening_inodes
+from nectar.ports import listed_in_proc_net
 
 #: each part the harness starts on a port, started on ``port`` (its first try)
 PARTS: dict[str, Callable[[Processes, int, Path, Settings, bool], Served]] = {
@@ -82,9 +82,9 @@ def _port(url: str) -> Iterator[int]:
 
 
 def test_the_sockets_listening_on_a_port_are_those_proc_net_tcp_lists(luigid: str) -> None:
-    """What the kernel's socket diagnostics answer (:func:`harness.listening`, read once per part start) is what
-    ``/proc/net/tcp`` lists, for a luigid, an IPv4 and an IPv6 listener of this test's, a port with only a
-    connection on it and one with nothing."""
+    """What the kernel's socket diagnostics answer (:func:`nectar.ports.listening_inodes`, read once per part start
+    by ``nectar serve`` and the harness) is what ``/proc/net/tcp`` lists (its fallback where netlink is refused), for
+    a luigid, an IPv4 and an IPv6 listener of this test's, a port with only a connection on it and one with nothing."""
     with (
         socket.create_server(("127.0.0.1", 0)) as v4,
         socket.create_server(("::1", 0), family=socket.AF_INET6) as v6,
@@ -92,6 +92,6 @@ def test_the_sockets_listening_on_a_port_are_those_proc_net_tcp_lists(luigid: st
     ):
         ports = [port_of(luigid), v4.getsockname()[1], v6.getsockname()[1]]
         for port in ports:
-            assert len(listening(port)) == 1 and listening(port) == listening_inodes(port), port
-        assert listening(connected) == listening_inodes(connected) == set()
+            assert len(listening(port)) == 1 and listening(port) == listed_in_proc_net(port), port
+        assert listening(connected) == listed_in_proc_net(connected) == set()
     assert all(listening(port) == set() for port in ports[1:])
