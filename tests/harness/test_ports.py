@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness import PortTaken, Processes, Served, answers, base_env, listening, listens, settings_env
+from harness import REPO, PortTaken, Processes, Served, answers, base_env, listening, listens, settings_env
 from nectar.config import Settings
 from nectar.ports import listed_in_proc_net
 
@@ -73,6 +73,34 @@ def test_a_part_whose_port_was_taken_since_its_pick_starts_on_another_and_answer
         assert listens(served.proc.pid, served.port) is True
         assert listens(served.proc.pid, taken) is not True
     assert answers(f"http://127.0.0.1:{served.port}/") is not None
+    assert answers(f"{luigid}/api/worker_list") == 200  # the other server was left alone
+
+
+@pytest.mark.parametrize("which", ["the API's", "luigid's"])
+def test_nectar_serve_whose_port_was_taken_since_its_pick_starts_on_two_others_and_answers_there_itself(
+    which: str, processes: Processes, luigid: str, tmp_path: Path
+) -> None:
+    """Another test's luigid took the port ``nectar serve`` was to have for its API or its luigid: ``serve`` refuses
+    it (``PortInUse``, exit 2), or the harness sees luigid answer there, and starts ``serve`` again on two other free
+    ports, where its own API and luigid answer; the caller reads those. Before, tests started it once on two
+    ``free_port()``s and failed."""
+    taken = port_of(luigid)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "chains").symlink_to(REPO / "chains")
+    (project / "configuration").symlink_to(REPO / "configuration")
+    port, scheduler_port = (taken, None) if which == "the API's" else (None, taken)
+    args = ["--data-dir", str(tmp_path / "data"), "--workers", "1"]
+
+    served = processes.nectar_serve(
+        base_env() | {"ENV": "local"}, project, args, port=port, scheduler_port=scheduler_port
+    )
+
+    refused, *_ = processes.procs
+    assert refused is not served.proc and refused.poll() is not None  # exited refusing it, or killed: luigid answered
+    assert served.scheduler_port is not None and taken not in (served.port, served.scheduler_port)
+    assert listens(served.proc.pid, served.port) is True and listens(served.proc.pid, served.scheduler_port) is True
+    assert answers(f"http://127.0.0.1:{served.scheduler_port}/api/worker_list") == 200
     assert answers(f"{luigid}/api/worker_list") == 200  # the other server was left alone
 
 
