@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from urllib.parse import urlsplit
 
 from benchmarks.harness import (
     Cluster,
@@ -23,22 +24,43 @@ from benchmarks.harness import (
     median,
     ratio_at_most,
 )
-from harness import GUNICORN, NECTAR, REPO, answers, base_env, cpu_seconds, descendants, free_port, waitfor
+from harness import (
+    GUNICORN,
+    NECTAR,
+    REPO,
+    PortTaken,
+    answers,
+    base_env,
+    cpu_seconds,
+    descendants,
+    exited_starting,
+    listens,
+    on_a_free_port,
+    on_free_ports,
+    waitfor,
+)
 
 NAME = "coldstart"
 
 
 def first_200(cluster: Cluster, name: str, argv: list[str], env: dict[str, str], url: str) -> tuple[float, float]:
     """Seconds from starting ``argv`` to ``url`` answering 200, and the CPU seconds its processes (those alive then)
-    used by then; the process is stopped before this returns."""
+    used by then; the process is stopped before this returns. Raises :class:`~harness.PortTaken` where the port was
+    taken since its pick (it says so as it exits, or another process answers there): the caller starts it again on
+    another (:func:`~harness.on_a_free_port`)."""
     began = time.perf_counter()
     proc = cluster.procs.start(name, argv, env, cluster.dir if name == "serve" else REPO)
+    port = urlsplit(url).port or 80
     try:
 
         def ok() -> bool:
             if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}; see {cluster.procs.logs}")
-            return answers(url, timeout=5) == 200
+                said = cluster.procs.log_of[proc.pid].read_text(errors="replace")[-4000:]
+                raise exited_starting(f"{name} exited with {proc.returncode}; see {cluster.procs.logs}", said)
+            answer = answers(url, timeout=5)
+            if answer is not None and listens(proc.pid, port) is False:  # one query to the kernel, once answered
+                raise PortTaken(f"{url} answers from another process than the {name} started here")
+            return answer == 200
 
         waitfor(ok, 60, f"{name} to answer 200 on {url}", interval=0.01)
         took = time.perf_counter() - began
@@ -61,17 +83,26 @@ def bytecode(cluster: Cluster) -> dict[str, str]:
 
 
 def serve(cluster: Cluster) -> tuple[float, float]:
-    port, scheduler_port = free_port(), free_port()
-    argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
-    argv += ["--data-dir", str(cluster.settings.data_dir), "--chains-dir", str(cluster.settings.chains_dir)]
-    return first_200(cluster, "serve", argv, cluster.env(**bytecode(cluster)), f"http://127.0.0.1:{port}/api/chains")
+    """:func:`first_200` of ``nectar serve`` on free ports (two others where one was taken since its pick)."""
+
+    def start(port: int, scheduler_port: int) -> tuple[float, float]:
+        argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
+        argv += ["--data-dir", str(cluster.settings.data_dir), "--chains-dir", str(cluster.settings.chains_dir)]
+        env = cluster.env(**bytecode(cluster))
+        return first_200(cluster, "serve", argv, env, f"http://127.0.0.1:{port}/api/chains")
+
+    return on_free_ports(start)
 
 
 def hello(cluster: Cluster) -> tuple[float, float]:
-    port = free_port()
-    env = {**base_env(), **bytecode(cluster), "NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port)}
-    argv = [*GUNICORN, "benchmarks.baseline_app:create_app()"]
-    return first_200(cluster, "hello", argv, env, f"http://127.0.0.1:{port}/hello")
+    """:func:`first_200` of gunicorn serving a hello world on a free port (another where it was taken)."""
+
+    def start(port: int) -> tuple[float, float]:
+        env = {**base_env(), **bytecode(cluster), "NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port)}
+        argv = [*GUNICORN, "benchmarks.baseline_app:create_app()"]
+        return first_200(cluster, "hello", argv, env, f"http://127.0.0.1:{port}/hello")
+
+    return on_a_free_port(start)
 
 
 def run(ctx: Context) -> list[Figure]:

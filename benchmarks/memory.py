@@ -28,7 +28,7 @@ from benchmarks.harness import (
 )
 from benchmarks.load import Request, hammer
 from benchmarks.population import Probe, fill_registry, fill_store
-from harness import MOTO_CREDENTIALS, NECTAR, REPO, answers, cmdline, descendants, free_port, waitfor
+from harness import MOTO_CREDENTIALS, REPO, cmdline, descendants
 from nectar.metrics import RunsCollector, SchedulesCollector, TriggersCollector
 from nectar.registry.sqlite import SQLiteRunStore
 
@@ -145,11 +145,8 @@ def idle_serve(ctx: Context) -> tuple[float, float, list[str]]:
     with ctx.cluster(f"{NAME}-serve") as cluster:
         shutil.rmtree(cluster.settings.chains_dir)
         shutil.copytree(REPO / "chains", cluster.settings.chains_dir, ignore=shutil.ignore_patterns("__pycache__"))
-        port, scheduler_port = free_port(), free_port()
-        argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
-        argv += ["--data-dir", str(cluster.settings.data_dir), "--chains-dir", str(cluster.settings.chains_dir)]
-        serve = cluster.procs.start("serve", argv, cluster.env(), cluster.dir)
-        waitfor(lambda: answers(f"http://127.0.0.1:{port}/api/chains", 5) == 200, 60, "nectar serve to answer 200")
+        args = ["--data-dir", str(cluster.settings.data_dir), "--chains-dir", str(cluster.settings.chains_dir)]
+        serve = cluster.procs.nectar_serve(cluster.env(), cluster.dir, args).proc  # on free ports: others if taken
         time.sleep(IDLE)
         rss = pss = 0
         lines = []

@@ -17,8 +17,10 @@ from harness.processes import (
     Served,
     answers,
     base_env,
+    exited_starting,
     free_port,
     on_a_free_port,
+    on_free_ports,
     settings_env,
     stop,
     stopping_on_signals,
@@ -34,15 +36,15 @@ from harness.procfs import (
     connected_to,
     cpu_seconds,
     descendants,
-    listening,
     listens,
     pending,
     read_calls,
     send,
-    socket_inodes,
     thread_times,
     tree_cpu,
 )
+from nectar.ports import listening_inodes as listening
+from nectar.ports import socket_inodes
 
 __all__ = [
     "APP",
@@ -69,11 +71,13 @@ __all__ = [
     "connected_to",
     "cpu_seconds",
     "descendants",
+    "exited_starting",
     "free_port",
     "lifeline_env",
     "listening",
     "listens",
     "on_a_free_port",
+    "on_free_ports",
     "pending",
     "read_calls",
     "send",

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +48,9 @@ STOP_TIMEOUT = 15.0
 #: part's bind (:func:`on_a_free_port`)
 BIND_TRIES = 5
 #: what a part logs when its port is another process's: luigid (tornado), moto (werkzeug) and PostgreSQL the system's
-#: words, gunicorn its own (it retries for ~5 s, then exits)
-IN_USE = ("Address already in use", "Connection in use")
+#: words, gunicorn its own (it retries for ~5 s, then exits), ``nectar serve`` its refusals (a port taken before it
+#: starts: :class:`nectar.ports.PortInUse`; another process answering on a part's port: ``wait_ready``)
+IN_USE = ("Address already in use", "Connection in use", ") is in use by ", " answers from ")
 
 T = TypeVar("T")
 
@@ -75,6 +76,28 @@ def on_a_free_port(start: Callable[[int], T], port: int | None = None, tries: in
         except PortTaken:
             port = None
     return start(free_port() if port is None else port)
+
+
+def exited_starting(failure: str, said: str) -> RuntimeError:
+    """What to raise for a part that exited while starting (``failure``), having said ``said`` (its log's end):
+    :class:`PortTaken` where it says its port was another's (:data:`IN_USE`), to be started on another."""
+    failure = f"{failure}:\n{said}"
+    return PortTaken(failure) if any(words in said for words in IN_USE) else RuntimeError(failure)
+
+
+def on_free_ports(
+    start: Callable[[int, int], T], port: int | None = None, other: int | None = None, tries: int = BIND_TRIES
+) -> T:
+    """``start(port, other)`` for a process that listens on two ports (``nectar serve``: the API's and luigid's), the
+    rule of :func:`on_a_free_port`: free ones where None, and two other free ones each time ``start`` raises
+    :class:`PortTaken`. Whoever calls this reads the ports really used from what ``start`` returns."""
+    firsts = [other]
+
+    def both(port: int) -> T:
+        first = firsts.pop() if firsts else None
+        return start(port, free_port() if first is None else first)
+
+    return on_a_free_port(both, port, tries)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.05) -> object:
@@ -135,10 +158,12 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
 
 @dataclass
 class Served:
-    """A part the harness started on a port (luigid, moto, an API): its process and the port it answers on."""
+    """A part the harness started on a port (luigid, moto, an API, ``nectar serve``): its process and the port it
+    answers on (``nectar serve``'s API's), and ``nectar serve``'s luigid's."""
 
     proc: subprocess.Popen[bytes]
     port: int
+    scheduler_port: int | None = None
 
 
 class Processes:
@@ -193,8 +218,7 @@ class Processes:
             if proc.poll() is not None:
                 log = self.log_of.get(proc.pid)
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log else ""
-                failure = f"{what} exited with code {proc.returncode} while starting on {url}; {log}:\n{tail}"
-                raise PortTaken(failure) if any(words in tail for words in IN_USE) else RuntimeError(failure)
+                raise exited_starting(f"{what} exited with code {proc.returncode} while starting on {url}; {log}", tail)
             answer = answers(url)
             if answer is None:
                 return False
@@ -272,6 +296,33 @@ class Processes:
         ``env`` beside the settings); answers before this returns."""
         inherited = {k: v for k, v in base_env().items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         return self.api(None, inherited | settings_env(settings) | dict(env or {}), workers=workers, threads=threads)
+
+    def nectar_serve(
+        self,
+        env: Mapping[str, str],
+        cwd: Path,
+        args: Sequence[str] = (),
+        ready: str = "/api/chains",
+        port: int | None = None,
+        scheduler_port: int | None = None,
+        timeout: float = 60.0,
+    ) -> Served:
+        """``nectar serve`` (with ``args``) on ``port`` and ``scheduler_port`` for luigid (free ones where None),
+        until it answers 200 at ``ready`` from its own API; started again on two other free ports when one was
+        taken (:func:`on_free_ports`): it refuses a taken port, or another server answers there. The ports really
+        used are in what this returns."""
+
+        def start(port: int, scheduler_port: int) -> Served:
+            argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(scheduler_port), *args]
+            proc = self.start("serve", argv, env, cwd)
+            try:
+                self.wait_up(proc, f"http://127.0.0.1:{port}{ready}", "nectar serve", 200, timeout)
+            except PortTaken:
+                self.kill(proc)
+                raise
+            return Served(proc, port, scheduler_port)
+
+        return on_free_ports(start, port, scheduler_port)
 
     def worker(
         self, env: Mapping[str, str], cwd: Path | None = None, workers: int = 2, name: str = "worker"

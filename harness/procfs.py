@@ -1,21 +1,13 @@
 """Processes seen through Linux's ``/proc``: children, descendants, liveness, CPU time, read calls, command lines,
-pending signals, environments, TCP connections and listening sockets."""
+pending signals, environments, TCP connections and the listening sockets each holds (the kernel is asked which
+sockets listen where by :mod:`nectar.ports`, which ``nectar serve`` shares)."""
 
 from __future__ import annotations
 
 import os
-import socket
-import struct
 from pathlib import Path
 
-from nectar.ports import listening_inodes
-
-# the kernel's socket diagnostics (linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h, TCP's states)
-NETLINK_SOCK_DIAG = 4
-SOCK_DIAG_BY_FAMILY = 20
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-TCP_LISTEN = 10
+from nectar.ports import held_by, socket_inodes
 
 
 def children(pid: int) -> list[int]:
@@ -153,24 +145,6 @@ def carrying(var: str, value: str) -> list[int]:
     return found
 
 
-def socket_inodes(pid: int) -> set[str]:
-    """Inodes of the sockets process ``pid`` holds open (none once it is gone; a descriptor closed meanwhile is
-    skipped)."""
-    found: set[str] = set()
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return found
-    for fd in fds:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            found.add(target[len("socket:[") : -1])
-    return found
-
-
 def connected_to(pid: int, port: int) -> bool:
     """Whether process ``pid`` holds a TCP socket whose peer is on ``port``: a client's connection to a server on
     ``port``, or a server's connection from a client whose own end is ``port`` (a socket gone meanwhile is skipped)."""
@@ -183,52 +157,11 @@ def connected_to(pid: int, port: int) -> bool:
     return False
 
 
-def listening(port: int) -> set[str]:
-    """Inodes of the TCP sockets listening on ``port``, IPv4 or IPv6, asked of the kernel's socket diagnostics (what
-    ``ss -l`` asks: only listening sockets are sent, where ``/proc/net/tcp`` prints every connection, ~6 ms for the
-    ~3,000 a test session leaves in TIME-WAIT); ``/proc/net/tcp``'s where netlink is refused."""
-    found: set[str] = set()
-    try:
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as diag:
-            for family in (socket.AF_INET, socket.AF_INET6):
-                # inet_diag_req_v2: family, protocol, no extension, pad, states; an empty socket id (a dump)
-                request = struct.pack("=BBBBI48x", family, socket.IPPROTO_TCP, 0, 0, 1 << TCP_LISTEN)
-                header = struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
-                diag.sendall(header + request)
-                found |= _diag_inodes(diag, port)
-    except OSError:
-        return listening_inodes(port)
-    return found
-
-
-def _diag_inodes(diag: socket.socket, port: int) -> set[str]:
-    """The inodes of the sockets on ``port`` in a dump of inet_diag_msg's, read until its end."""
-    found: set[str] = set()
-    while True:
-        data = diag.recv(65536)
-        offset = 0
-        while offset < len(data):
-            length, kind = struct.unpack_from("=IH", data, offset)
-            if kind == NLMSG_DONE:
-                return found
-            if kind == NLMSG_ERROR:
-                raise OSError(f"sock_diag answered with an error: {data[offset : offset + length]!r}")
-            # inet_diag_msg: family, state, timer, retrans, then the socket id (source port first, big-endian) ...
-            (sport,) = struct.unpack_from("!H", data, offset + 16 + 4)
-            (inode,) = struct.unpack_from("=I", data, offset + 16 + 68)  # ... and after it, the inode
-            if sport == port:
-                found.add(str(inode))
-            offset += (length + 3) & ~3
-
-
 def listens(pid: int, port: int) -> bool | None:
     """Whether the socket listening on TCP ``port`` is held by ``pid`` or one of its descendants (gunicorn's master
     and workers, ``nectar serve``'s parts): True; held by another process only: False; None while nothing listens
     there."""
-    held = listening(port)
-    if not held:
-        return None
-    return any(held & socket_inodes(member) for member in (pid, *descendants(pid)))
+    return held_by(port, [pid, *descendants(pid)])
 
 
 def thread_times(pid: int) -> dict[int, tuple[int, int]]:

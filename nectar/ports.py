@@ -1,15 +1,24 @@
-"""Whether a TCP port is free to listen on, and which processes listen on it (Linux ``/proc``)."""
+"""Whether a TCP port is free to listen on, and which sockets and processes listen on it (Linux: the kernel's socket
+diagnostics, ``/proc``)."""
 
 from __future__ import annotations
 
 import errno
 import os
 import socket
+import struct
+from collections.abc import Iterable
 from pathlib import Path
 
 from nectar.errors import NectarError
 
 LISTEN = "0A"  # the TCP state of a listening socket in /proc/net/tcp
+# the kernel's socket diagnostics (linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h, TCP's states)
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+TCP_LISTEN = 10
 
 
 class PortInUse(NectarError):
@@ -17,7 +26,45 @@ class PortInUse(NectarError):
 
 
 def listening_inodes(port: int) -> set[str]:
-    """Inodes of the sockets listening on ``port`` (any address, IPv4 or IPv6)."""
+    """Inodes of the TCP sockets listening on ``port``, IPv4 or IPv6, asked of the kernel's socket diagnostics (what
+    ``ss -l`` asks: only listening sockets are sent, ~0.03 ms, where ``/proc/net/tcp`` prints every connection, ~6 ms
+    for the ~3,000 a test session leaves in TIME-WAIT); :func:`listed_in_proc_net`'s where netlink is refused."""
+    found: set[str] = set()
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as diag:
+            for family in (socket.AF_INET, socket.AF_INET6):
+                # inet_diag_req_v2: family, protocol, no extension, pad, states; an empty socket id (a dump)
+                request = struct.pack("=BBBBI48x", family, socket.IPPROTO_TCP, 0, 0, 1 << TCP_LISTEN)
+                header = struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+                diag.sendall(header + request)
+                found |= _diag_inodes(diag, port)
+    except OSError:
+        return listed_in_proc_net(port)
+    return found
+
+
+def _diag_inodes(diag: socket.socket, port: int) -> set[str]:
+    """The inodes of the sockets on ``port`` in a dump of inet_diag_msg's, read until its end."""
+    found: set[str] = set()
+    while True:
+        data = diag.recv(65536)
+        offset = 0
+        while offset < len(data):
+            length, kind = struct.unpack_from("=IH", data, offset)
+            if kind == NLMSG_DONE:
+                return found
+            if kind == NLMSG_ERROR:
+                raise OSError(f"sock_diag answered with an error: {data[offset : offset + length]!r}")
+            # inet_diag_msg: family, state, timer, retrans, then the socket id (source port first, big-endian) ...
+            (sport,) = struct.unpack_from("!H", data, offset + 16 + 4)
+            (inode,) = struct.unpack_from("=I", data, offset + 16 + 68)  # ... and after it, the inode
+            if sport == port:
+                found.add(str(inode))
+            offset += (length + 3) & ~3
+
+
+def listed_in_proc_net(port: int) -> set[str]:
+    """Inodes of the sockets listening on ``port`` (any address, IPv4 or IPv6) as ``/proc/net/tcp`` lists them."""
     inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -31,26 +78,43 @@ def listening_inodes(port: int) -> set[str]:
     return inodes
 
 
+def socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets process ``pid`` holds open (none once it is gone; a descriptor closed meanwhile is
+    skipped)."""
+    found: set[str] = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[len("socket:[") : -1])
+    return found
+
+
+def held_by(port: int, pids: Iterable[int]) -> bool | None:
+    """Whether the socket listening on TCP ``port`` is held by one of ``pids``: True; by another process only: False;
+    None while nothing listens there. One query to the kernel and a look at the descriptors of ``pids``, not a walk
+    of every process (:func:`listeners`)."""
+    held = listening_inodes(port)
+    if not held:
+        return None
+    return any(held & socket_inodes(pid) for pid in pids)
+
+
 def listeners(port: int) -> set[int]:
     """Pids of the processes (that this user may look into) holding a socket that listens on ``port``."""
-    sockets = {f"socket:[{inode}]" for inode in listening_inodes(port)}
+    sockets = listening_inodes(port)
     found: set[int] = set()
     if not sockets:
         return found
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{entry}/fd")
-        except OSError:  # gone, or another user's
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{entry}/fd/{fd}") in sockets:
-                    found.add(int(entry))
-                    break
-            except OSError:
-                continue
+        if entry.isdigit() and socket_inodes(int(entry)) & sockets:
+            found.add(int(entry))
     return found
 
 

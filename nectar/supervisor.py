@@ -146,10 +146,10 @@ def wait_ready(url: str, part: Part, port: int, timeout: float = 30.0) -> None:
         if not answers(url):
             time.sleep(0.05)
             continue
-        holders = ports.listeners(port)
-        if part.proc.pid in holders:
+        mine = ports.held_by(port, [part.proc.pid])  # one query to the kernel, once an answer came
+        if mine:
             return
-        if holders:
+        if mine is False:
             raise RuntimeError(
                 f"port {port} answers from {ports.describe_holder(port)}, not from the {part.name} started here "
                 f"(pid {part.proc.pid})"

@@ -141,7 +141,12 @@ def links_checked(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def start_luigid(port: int, state: Path, config: Path = LUIGI_CFG) -> subprocess.Popen[bytes]:
     """A real luigid with ``config`` (the project's luigi.cfg), its state in ``state``, on ``port`` and no other (its
-    tests restart it there; :class:`harness.PortTaken` if another process has it); answers before this returns."""
+    tests restart it there; :class:`harness.PortTaken` if another process has it); answers before this returns.
+
+    Not moved to another port when this one was taken (:func:`harness.on_a_free_port`): its callers restart luigid on
+    the same port (test_scheduler, test_reuse: a scheduler coming back, its state kept or lost), which their clients
+    name. A luigid started once, anywhere, is :meth:`harness.Processes.luigid` with ``port=None`` (its port read from
+    what it returns)."""
     return Processes(state / "logs").luigid(port, state, config, fixed=True).proc
 
 

@@ -35,7 +35,6 @@ import requests
 
 from harness import (
     MOTO_CREDENTIALS,
-    NECTAR,
     REPO,
     TOKEN_VAR,
     Processes,
@@ -290,12 +289,12 @@ class Cluster:
         return runs
 
     def start_serve(self, workers: int = 4, **env: str) -> subprocess.Popen[bytes]:
-        """``nectar serve`` on this cluster's ports, data and chains folders; answers before this returns."""
+        """``nectar serve`` on this cluster's data and chains folders; answers before this returns. On ports of the
+        harness's choice (others if one was taken since its pick): clients read ``api_port`` and ``luigid_port``."""
         project = self.tmp / "project"
         project.mkdir(exist_ok=True)
-        argv = [*NECTAR, "serve", "--port", str(self.api_port), "--scheduler-port", str(self.luigid_port)]
-        argv += ["--data-dir", str(self.settings.data_dir), "--chains-dir", str(self.settings.chains_dir)]
-        argv += ["--workers", str(workers)]
+        args = ["--data-dir", str(self.settings.data_dir), "--chains-dir", str(self.settings.chains_dir)]
+        args += ["--workers", str(workers)]
         env = {
             **base_env(),
             "ENV": "local",
@@ -303,9 +302,11 @@ class Cluster:
             "NECTAR_LUIGI_CONFIG": str(REPO / "configuration" / "luigi.cfg"),
             **env,
         }
-        proc = self.processes.start("serve", argv, env, project)
-        self.processes.wait_up(proc, f"{self.api.url}/api/chains/{CHAIN_TYPE}", "nectar serve", status=200)
-        return proc
+        served = self.processes.nectar_serve(env, project, args, ready=f"/api/chains/{CHAIN_TYPE}")
+        assert served.scheduler_port is not None
+        self.api_port, self.luigid_port = served.port, served.scheduler_port
+        self.settings = self.settings.replace(scheduler_url=f"http://127.0.0.1:{self.luigid_port}")
+        return served.proc
 
     @staticmethod
     def serve_parts(proc: subprocess.Popen[bytes]) -> dict[str, int]:

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness import PortTaken, Processes, Served, answers, base_env, listening, listens, settings_env
+from harness import REPO, PortTaken, Processes, Served, answers, base_env, listening, listens, settings_env
 from nectar.config import Settings
-from nectar.ports import listening_inodes
+from nectar.ports import listed_in_proc_net
 
 #: each part the harness starts on a port, started on ``port`` (its first try)
 PARTS: dict[str, Callable[[Processes, int, Path, Settings, bool], Served]] = {
@@ -76,15 +76,43 @@ def test_a_part_whose_port_was_taken_since_its_pick_starts_on_another_and_answer
     assert answers(f"{luigid}/api/worker_list") == 200  # the other server was left alone
 
 
+@pytest.mark.parametrize("which", ["the API's", "luigid's"])
+def test_nectar_serve_whose_port_was_taken_since_its_pick_starts_on_two_others_and_answers_there_itself(
+    which: str, processes: Processes, luigid: str, tmp_path: Path
+) -> None:
+    """Another test's luigid took the port ``nectar serve`` was to have for its API or its luigid: ``serve`` refuses
+    it (``PortInUse``, exit 2), or the harness sees luigid answer there, and starts ``serve`` again on two other free
+    ports, where its own API and luigid answer; the caller reads those. Before, tests started it once on two
+    ``free_port()``s and failed."""
+    taken = port_of(luigid)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "chains").symlink_to(REPO / "chains")
+    (project / "configuration").symlink_to(REPO / "configuration")
+    port, scheduler_port = (taken, None) if which == "the API's" else (None, taken)
+    args = ["--data-dir", str(tmp_path / "data"), "--workers", "1"]
+
+    served = processes.nectar_serve(
+        base_env() | {"ENV": "local"}, project, args, port=port, scheduler_port=scheduler_port
+    )
+
+    refused, *_ = processes.procs
+    assert refused is not served.proc and refused.poll() is not None  # exited refusing it, or killed: luigid answered
+    assert served.scheduler_port is not None and taken not in (served.port, served.scheduler_port)
+    assert listens(served.proc.pid, served.port) is True and listens(served.proc.pid, served.scheduler_port) is True
+    assert answers(f"http://127.0.0.1:{served.scheduler_port}/api/worker_list") == 200
+    assert answers(f"{luigid}/api/worker_list") == 200  # the other server was left alone
+
+
 @contextmanager
 def _port(url: str) -> Iterator[int]:
     yield port_of(url)
 
 
 def test_the_sockets_listening_on_a_port_are_those_proc_net_tcp_lists(luigid: str) -> None:
-    """What the kernel's socket diagnostics answer (:func:`harness.listening`, read once per part start) is what
-    ``/proc/net/tcp`` lists, for a luigid, an IPv4 and an IPv6 listener of this test's, a port with only a
-    connection on it and one with nothing."""
+    """What the kernel's socket diagnostics answer (:func:`nectar.ports.listening_inodes`, read once per part start
+    by ``nectar serve`` and the harness) is what ``/proc/net/tcp`` lists (its fallback where netlink is refused), for
+    a luigid, an IPv4 and an IPv6 listener of this test's, a port with only a connection on it and one with nothing."""
     with (
         socket.create_server(("127.0.0.1", 0)) as v4,
         socket.create_server(("::1", 0), family=socket.AF_INET6) as v6,
@@ -92,6 +120,26 @@ def test_the_sockets_listening_on_a_port_are_those_proc_net_tcp_lists(luigid: st
     ):
         ports = [port_of(luigid), v4.getsockname()[1], v6.getsockname()[1]]
         for port in ports:
-            assert len(listening(port)) == 1 and listening(port) == listening_inodes(port), port
-        assert listening(connected) == listening_inodes(connected) == set()
+            assert len(listening(port)) == 1 and listening(port) == listed_in_proc_net(port), port
+        assert listening(connected) == listed_in_proc_net(connected) == set()
     assert all(listening(port) == set() for port in ports[1:])
+
+
+def test_where_netlink_is_refused_the_listening_sockets_are_read_from_proc_net_tcp(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A kernel or sandbox that refuses the socket diagnostics (no NETLINK_SOCK_DIAG: a fault this machine cannot
+    cause, hence the only mock here): :func:`nectar.ports.listening_inodes` answers from ``/proc/net/tcp``, so
+    ``nectar serve``'s readiness and the harness's still tell whose socket listens on a port."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        asked = listening(port)
+        real = socket.socket
+
+        def refusing(family: int = -1, *args: object, **kwargs: object) -> socket.socket:
+            if family == socket.AF_NETLINK:
+                raise PermissionError(1, "Operation not permitted")
+            return real(family, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(socket, "socket", refusing)
+        assert listening(port) == asked == listed_in_proc_net(port) and len(asked) == 1

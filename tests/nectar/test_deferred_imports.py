@@ -9,6 +9,7 @@ import importlib
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 import types
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Processes, base_env, children, free_port, settings_env, waitfor
+from harness import Processes, base_env, children, settings_env, waitfor
 from nectar.config import Settings
 from nectar.deferred_imports import (
     API_ABSENT,
@@ -243,10 +244,13 @@ def test_the_libraries_are_where_this_test_looks_for_them() -> None:
 def test_luigid_as_serve_starts_it_loads_neither_requests_nor_jsonschema(tmp_path: Path) -> None:
     processes = Processes(tmp_path / "logs")
     try:
-        port = free_port()
-        argv = luigid_command("127.0.0.1", port, tmp_path / "data")
-        luigid = processes.start("luigid", argv, base_env(), tmp_path)
-        processes.wait_up(luigid, f"http://127.0.0.1:{port}/api/worker_list", "luigid")
+
+        def launch(port: int) -> subprocess.Popen[bytes]:
+            argv = luigid_command("127.0.0.1", port, tmp_path / "data")
+            return processes.start("luigid", argv, base_env(), tmp_path)
+
+        # on a free port, another if it was taken since its pick
+        luigid = processes.serve("luigid", None, False, launch, "/api/worker_list").proc
         assert loaded(luigid.pid, LUIGID_UNUSED) == []
     finally:
         processes.close(grace=PATIENCE)

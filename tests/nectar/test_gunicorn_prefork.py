@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import APP, REPO, Processes, base_env, children, free_port, settings_env, waitfor
+from harness import APP, REPO, Processes, base_env, children, settings_env, waitfor
 from nectar.config import Settings
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.service import Nectar
@@ -253,12 +253,15 @@ def noting_api(
     conf, ledger = tmp_path / "noting_conf.py", tmp_path / "notes"
     conf.write_text(MODULES_NOTING_CONF)
     ledger.mkdir()
-    port = free_port()
     env = base_env() | settings_env(settings) | {"MODULES_LEDGER": str(ledger), "NECTAR_API_THREADS": str(threads)}
-    env |= {"NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(port), "NECTAR_API_WORKERS": "1"}
-    api = processes.start("api", [sys.executable, "-m", "gunicorn", "-c", str(conf), APP], env, REPO)
-    processes.wait_up(api, f"http://127.0.0.1:{port}/healthz", "the API")
-    return api, port, ledger
+    env |= {"NECTAR_HOST": "127.0.0.1", "NECTAR_API_WORKERS": "1"}
+
+    def launch(port: int) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), APP]
+        return processes.start("api", argv, env | {"NECTAR_PORT": str(port)}, REPO)
+
+    served = processes.serve("the API", None, False, launch, "/healthz")  # another port if its pick was taken
+    return served.proc, served.port, ledger
 
 
 def notes(ledger: Path, process: object) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import gzip
 import http.client
 import json
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import tornado.httputil
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import LUIGI_CFG, Processes, free_port, wait_until
+from harness import LUIGI_CFG, Processes, wait_until
 from harness.processes import base_env
 from nectar.luigi_internals import HOLDS_DISABLED, REOPENED
 from nectar.luigid import BATCH_RPC, DISABLED_ONLY, JSON, form_body
@@ -91,14 +92,18 @@ def start_both(processes: Processes, root: Path) -> tuple[Luigid, Luigid]:
 
 
 def start_one(processes: Processes, root: Path, name: str, argv: list[str]) -> Luigid:
-    """The luigid ``argv`` starts, with the project's luigi.cfg, a fresh state in ``root / name``."""
-    port, state = free_port(), root / name
+    """The luigid ``argv`` starts, with the project's luigi.cfg, a fresh state in ``root / name``, on a free port
+    (another if it was taken since its pick)."""
+    state = root / name
     state.mkdir()
-    argv = [*argv, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
     env = {**base_env(), "LUIGI_CONFIG_PATH": str(LUIGI_CFG)}
-    proc = processes.start(name, [*argv, "--logdir", str(state)], env, state)
-    processes.wait_up(proc, f"http://127.0.0.1:{port}/", name)
-    return Luigid(port, state / "luigi-server.log")
+
+    def launch(port: int) -> subprocess.Popen[bytes]:
+        listen = ["--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
+        return processes.start(name, [*argv, *listen, "--logdir", str(state)], env, state)
+
+    served = processes.serve(name, None, False, launch, "/")
+    return Luigid(served.port, state / "luigi-server.log")
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import contextlib
 import re
 import select
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import luigi.scheduler
 import pytest
 import tornado.web
 
-from harness import LUIGI_CFG, Processes, free_port
+from harness import LUIGI_CFG, Processes
 from harness.processes import base_env
 from nectar.errors import SchedulerUnavailable
 from nectar.luigid import (
@@ -46,15 +47,18 @@ ADDED = {"task_id": TASK, "family": "Probe", "module": "probes", "params": {"n":
 
 def start(processes: Processes, root: Path, name: str, argv: list[str], **settings: str) -> str:
     """The luigid ``argv`` starts (the project's luigi.cfg, a fresh state, :data:`SECRET` its guard's, ``settings``
-    in its environment); its URL."""
-    port, state = free_port(), root / name
+    in its environment), on a free port (another if it was taken since its pick); its URL."""
+    state = root / name
     state.mkdir()
-    argv = [*argv, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
     env = {**base_env(), "LUIGI_CONFIG_PATH": str(LUIGI_CFG), SECRET_ENV: SECRET, "NECTAR_DATA_DIR": str(state)}
     env.update(settings)
-    proc = processes.start(name, [*argv, "--logdir", str(state)], env, state)
-    processes.wait_up(proc, f"http://127.0.0.1:{port}/static/visualiser/index.html", name)
-    return f"http://127.0.0.1:{port}"
+
+    def launch(port: int) -> subprocess.Popen[bytes]:
+        listen = ["--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
+        return processes.start(name, [*argv, *listen, "--logdir", str(state)], env, state)
+
+    served = processes.serve(name, None, False, launch, "/static/visualiser/index.html")
+    return f"http://127.0.0.1:{served.port}"
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import lifeline_env
+from harness import exited_starting, lifeline_env, on_a_free_port, on_free_ports
 from nectar import ports
 from nectar.config import Settings
 from nectar.metrics import DURATION_BUCKETS
@@ -46,44 +46,53 @@ class Served:
 
 
 def _serve(tmp_path: Path, extra_env: dict[str, str], headers: dict[str, str] | None = None) -> Iterator[Served]:
-    """``nectar serve`` on free ports, up once ``/api/chains`` answers (to ``headers``, e.g. a token's) and it said so
-    (it starts the workers once the API answers)."""
+    """``nectar serve`` on free ports (two others if one was taken since its pick: :func:`harness.on_free_ports`), up
+    once ``/api/chains`` answers (to ``headers``, e.g. a token's) and it said so (it starts the workers once the API
+    answers)."""
     cwd = tmp_path / "project"
     cwd.mkdir()
     (cwd / "chains").symlink_to(REPO / "chains")
     (cwd / "configuration").symlink_to(REPO / "configuration")
-    port, scheduler_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
-    env |= {"NECTAR_PORT": str(port), "NECTAR_SCHEDULER_PORT": str(scheduler_port), "ENV": "local", **extra_env}
-    env |= lifeline_env()  # serve and its parts die with this process, even SIGKILLed (harness/lifeline.py)
-    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "nectar.cli", "serve"], cwd=cwd, env=env, stdout=log, stderr=log)
-    served = Served(
-        f"http://127.0.0.1:{port}", f"http://127.0.0.1:{scheduler_port}", proc, cwd, env, tmp_path / "serve.log"
-    )
+    env |= {
+        "ENV": "local",
+        **extra_env,
+    } | lifeline_env()  # serve and its parts die with this process (harness/lifeline)
+    started: list[Served] = []
 
-    def up() -> bool:
-        said = (tmp_path / "serve.log").read_text()
-        assert proc.poll() is None, said
-        if "Datanectar is up" not in said:
-            return False
-        try:
-            return requests.get(f"{served.api}/api/chains", headers=headers, timeout=60).status_code == 200
-        except requests.RequestException:  # not up yet, or a loaded machine
-            return False
+    def start(port: int, scheduler_port: int) -> Served:
+        ports = {"NECTAR_PORT": str(port), "NECTAR_SCHEDULER_PORT": str(scheduler_port)}
+        log = tmp_path / f"serve-{len(started)}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([*NECTAR, "serve"], cwd=cwd, env=env | ports, stdout=out, stderr=out)
+        served = Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{scheduler_port}", proc, cwd, env | ports, log)
+        started.append(served)
+
+        def up() -> bool:
+            said = log.read_text()
+            if proc.poll() is not None:  # it refused a port taken since its pick, or failed
+                raise exited_starting(f"nectar serve exited with code {proc.returncode}", said)
+            if "Datanectar is up" not in said:  # said once its own API and luigid answer (supervisor.wait_ready)
+                return False
+            try:
+                return requests.get(f"{served.api}/api/chains", headers=headers, timeout=60).status_code == 200
+            except requests.RequestException:  # not up yet, or a loaded machine
+                return False
+
+        wait_until(up, timeout=60)
+        return served
 
     try:
-        wait_until(up, timeout=60)
-        yield served
+        yield on_free_ports(start)
     finally:  # whatever happened, even a start that never answered: stop it all
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
+        for proc in (served.proc for served in started):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 @pytest.fixture
@@ -207,7 +216,7 @@ def test_json_logs_carry_the_run_id_from_the_api_to_the_worker(tmp_path: Path) -
     run_id = _launch_and_wait(running, "TestS3Task")["data"]["run_id"]
     next(served, None)  # SIGTERM: everything stops and flushes
 
-    lines = [line for line in (tmp_path / "serve.log").read_text().splitlines() if line.strip()]
+    lines = [line for line in running.log.read_text().splitlines() if line.strip()]
     events = [json.loads(line) for line in lines if line.startswith("{")]
     about = {(e["logger"], e["message"].split(": ")[-1]) for e in events if e["run_id"] == run_id}
     assert ("nectar.service", f"chains/{HELLO}/TestS3Task/99914b932bd37a50b983c5e7c90ae93b/out.txt") in about, about
@@ -333,35 +342,45 @@ def test_readiness_is_believed_only_from_the_part_started_here(tmp_path: Path) -
 def test_sighup_stops_each_role_as_sigterm_does(tmp_path: Path, settings: Settings, role: str) -> None:
     """A closed terminal stops ``nectar api`` (gunicorn would reload and live on), ``nectar scheduler`` (luigid
     would die without saving its state) and ``nectar worker``, each exiting 0 as on SIGTERM."""
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
     env |= settings_env(settings.replace(scheduler_url=None)) | lifeline_env()  # dies with this process
-    argv = {
-        "api": [*NECTAR, "api", "--port", str(port)],
-        "scheduler": [*NECTAR, "scheduler", "--scheduler-port", str(port), "--data-dir", str(tmp_path / "luigid")],
-        "worker": [*NECTAR, "worker"],
-    }[role]
     log = tmp_path / f"{role}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(port: int) -> tuple[subprocess.Popen[bytes], int]:
+        """The role on ``port`` (the worker listens on none), once it has started; :func:`harness.on_a_free_port`
+        starts it again on another port where it exits saying this one was taken since its pick."""
+        argv = {
+            "api": [*NECTAR, "api", "--port", str(port)],
+            "scheduler": [*NECTAR, "scheduler", "--scheduler-port", str(port), "--data-dir", str(tmp_path / "luigid")],
+            "worker": [*NECTAR, "worker"],
+        }[role]
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+        procs.append(proc)
 
         def ready() -> bool:
-            assert proc.poll() is None, log.read_text()
+            if proc.poll() is not None:
+                raise exited_starting(f"nectar {role} exited with code {proc.returncode}", log.read_text())
             if role == "worker":
                 return "slot(s)" in log.read_text()
-            return proc.pid in ports.listeners(port)
+            return ports.held_by(port, [proc.pid]) is True
 
         waitfor(ready, 60, f"nectar {role} to start")
+        return proc, port
+
+    try:
+        proc, port = on_a_free_port(start)
         started = _started_by(proc.pid)
 
         proc.send_signal(signal.SIGHUP)
 
         assert proc.wait(timeout=60) == 0, log.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        for each in procs:
+            if each.poll() is None:
+                each.kill()
+                each.wait()
     _gone(started, f"the processes of nectar {role} to stop")
     if role == "worker":
         assert "stopping: no run is running" in log.read_text()

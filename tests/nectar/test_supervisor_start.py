@@ -5,10 +5,22 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
-from harness import answers, base_env, children, cmdline, connected_to, free_port, lifeline_env, waitfor
+from harness import (
+    NECTAR,
+    PortTaken,
+    answers,
+    base_env,
+    children,
+    cmdline,
+    connected_to,
+    exited_starting,
+    lifeline_env,
+    listens,
+    on_free_ports,
+    waitfor,
+)
 
 #: seconds that only fail a hung test
 PATIENCE = 60.0
@@ -48,12 +60,31 @@ def serve_gated(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, int, Path
     chains, gate = tmp_path / "chains", tmp_path / "gate"
     (chains / "gated").mkdir(parents=True)
     (chains / "gated" / "gated_chain.py").write_text(GATED_CHAIN)
-    port, scheduler_port = free_port(), free_port()
-    argv = [sys.executable, "-m", "nectar.cli", "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
-    argv += ["--data-dir", str(tmp_path / "data"), "--chains-dir", str(chains)]
     env = base_env() | {"GATE_FILE": str(gate), "ENV": "local"} | lifeline_env()  # dies with this process
-    with open(tmp_path / "serve.log", "wb") as log:
-        return subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=log), port, scheduler_port, gate
+    log = tmp_path / "serve.log"
+
+    def start(port: int, scheduler_port: int) -> tuple[subprocess.Popen[bytes], int, int]:
+        """``serve`` on these ports, once its API and luigid listen there (the API answers once the gate opens);
+        :func:`harness.on_free_ports` starts it again on two others where one was taken since its pick."""
+        argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
+        argv += ["--data-dir", str(tmp_path / "data"), "--chains-dir", str(chains)]
+        with open(log, "wb") as out:
+            serve = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=out, stderr=out)
+
+        def listening() -> bool:
+            if serve.poll() is not None:
+                raise exited_starting(f"nectar serve exited with code {serve.returncode}", log.read_text())
+            mine = [listens(serve.pid, each) for each in (port, scheduler_port)]
+            if False in mine:  # another server on one of them: its parts die with it (lifeline)
+                serve.kill()
+                serve.wait()
+                raise PortTaken(f"another process listens on {port} or {scheduler_port}")
+            return all(mine)
+
+        waitfor(listening, PATIENCE, "nectar serve's API and luigid to listen")
+        return serve, port, scheduler_port
+
+    return (*on_free_ports(start), gate)
 
 
 def stop(serve: subprocess.Popen[bytes], gate: Path) -> None:

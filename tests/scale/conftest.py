@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from harness import NECTAR, Processes, base_env, descendants, free_port, send, settings_env
+from harness import NECTAR, PortTaken, Processes, base_env, descendants, free_port, send, settings_env
 from nectar.config import Settings
 from nectar.luigid import SECRET_ENV
 from nectar.registry import RunState
@@ -74,10 +74,8 @@ class Deployment:
         self.logs = tmp_path / "logs"
         self.processes = Processes(self.logs)
         self.ledger = Ledger(tmp_path / "ledger.txt")
-        self.scheduler_port = free_port()
         self.settings = settings.replace(
             database_url=database_url,
-            scheduler_url=f"http://127.0.0.1:{self.scheduler_port}",
             env=s3_env["ENV"],
             project_bucket=s3_env["PROJECT_BUCKET"],
             retries=2,
@@ -98,10 +96,16 @@ class Deployment:
         return {**base_env(), **settings_env(settings), **self.s3_env, **secret}
 
     def start_scheduler(self) -> None:
+        """``nectar scheduler`` on a free port (another if it was taken since its pick), in the settings of every
+        process started after it."""
         data = self.tmp / "scheduler"
-        argv = [*NECTAR, "scheduler", "--scheduler-port", str(self.scheduler_port), "--data-dir", str(data)]
-        proc = self.processes.start("scheduler", argv, self.env(data))
-        self.processes.wait_up(proc, f"{self.settings.scheduler_url}/api/worker_list", "the scheduler")
+
+        def launch(port: int) -> subprocess.Popen[bytes]:
+            argv = [*NECTAR, "scheduler", "--scheduler-port", str(port), "--data-dir", str(data)]
+            return self.processes.start("scheduler", argv, self.env(data))
+
+        served = self.processes.serve("the scheduler", None, False, launch, "/api/worker_list")
+        self.settings = self.settings.replace(scheduler_url=f"http://127.0.0.1:{served.port}")
 
     def start_node(self, workers: int = 2) -> Node:
         (node,) = self.start_nodes(1, workers)
@@ -111,19 +115,33 @@ class Deployment:
         """``count`` nodes started together (their imports overlap, as machines' would), each answering before this
         returns."""
         started: list[Node] = []
+        launches: dict[str, Callable[[int], subprocess.Popen[bytes]]] = {}
         for _ in range(count):
             name = f"node{len(self.nodes) + len(started) + 1}"
             env, port = self.env(self.tmp / name), free_port()
-            # one gunicorn worker (8 threads) a node: the tests count executions, not API processes, and each worker
-            # more is one more app imported on the suite's 2 cores
-            argv = [*NECTAR, "api", "--port", str(port), "--api-workers", "1"]
-            api = self.processes.start(f"{name}-api", argv, env)
+            launches[name] = launch = self._api_launch(name, env)
             worker = self.processes.worker(env, workers=workers, name=f"{name}-worker")
-            started.append(Node(name, port, api, worker))
+            started.append(Node(name, port, launch(port), worker))
+        ready = f"/api/chains/{CHAIN_TYPE}"
         for node in started:
-            self.processes.wait_up(node.api, f"{node.url}/api/chains/{CHAIN_TYPE}", f"{node.name}'s API")
+            try:
+                self.processes.wait_up(node.api, f"{node.url}{ready}", f"{node.name}'s API")
+            except PortTaken:  # taken since its pick: started again on another free port (or more), awaited alone
+                self.processes.kill(node.api)
+                served = self.processes.serve(f"{node.name}'s API", None, False, launches[node.name], ready)
+                node.api, node.port = served.proc, served.port
         self.nodes += started
         return started
+
+    def _api_launch(self, name: str, env: dict[str, str]) -> Callable[[int], subprocess.Popen[bytes]]:
+        """``nectar api`` of the node ``name`` on a port; not awaited. One gunicorn worker (8 threads) a node: the
+        tests count executions, not API processes, and each worker more is one more app imported on 2 cores."""
+
+        def launch(port: int) -> subprocess.Popen[bytes]:
+            argv = [*NECTAR, "api", "--port", str(port), "--api-workers", "1"]
+            return self.processes.start(f"{name}-api", argv, env)
+
+        return launch
 
     def submit(self, node: Node, n: int, task: str = "LedgerTask", **params: Any) -> dict[str, Any]:
         url = f"{node.url}/api/chains/{CHAIN_TYPE}/{CHAIN}/{task}"

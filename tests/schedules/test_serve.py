@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from harness import NECTAR, Processes, alive, base_env, cmdline, descendants, free_port, settings_env, waitfor
+from harness import Processes, alive, base_env, cmdline, descendants, settings_env, waitfor
 from nectar.config import Settings
 from nectar.service import Nectar
 
@@ -79,13 +79,9 @@ def served(
     """``nectar serve`` on free ports, on the test's chains, data and targets folders, the Beat chain declaring
     one schedule firing every second."""
     write_chain("daily/beat_chain", BEAT_CHAIN.format(schedules=EVERY_SECOND))
-    port = free_port()
-    env = {**base_env(), **settings_env(settings), "NECTAR_PORT": str(port)}
-    env |= {"NECTAR_SCHEDULER_PORT": str(free_port()), "NECTAR_WORKERS": "2", "NECTAR_API_WORKERS": "1"}
-    proc = processes.start("serve", [*NECTAR, "serve"], env, tmp_path)
-    api = f"http://127.0.0.1:{port}"
-    processes.wait_up(proc, f"{api}/api/chains", "nectar serve", status=200, timeout=PATIENCE)
-    yield Served(proc, api, settings, processes)
+    env = {**base_env(), **settings_env(settings), "NECTAR_WORKERS": "2", "NECTAR_API_WORKERS": "1"}
+    serve = processes.nectar_serve(env, tmp_path, timeout=PATIENCE)  # on free ports, others if one was taken
+    yield Served(serve.proc, f"http://127.0.0.1:{serve.port}", settings, processes)
 
 
 def test_serve_fires_schedules_from_the_file_from_the_registry_and_added_to_the_file_then_stops_clean(
