@@ -136,10 +136,10 @@ def test_where_netlink_is_refused_the_listening_sockets_are_read_from_proc_net_t
         asked = listening(port)
         real = socket.socket
 
-        def refusing(family: int = -1, *args: object, **kwargs: object) -> socket.socket:
+        def refusing(family: int = -1, kind: int = -1, proto: int = -1) -> socket.socket:
             if family == socket.AF_NETLINK:
                 raise PermissionError(1, "Operation not permitted")
-            return real(family, *args, **kwargs)  # type: ignore[arg-type]
+            return real(family, kind, proto)
 
         monkeypatch.setattr(socket, "socket", refusing)
         assert listening(port) == asked == listed_in_proc_net(port) and len(asked) == 1
