@@ -311,8 +311,8 @@ def api(args: argparse.Namespace) -> int:
 def scheduler(args: argparse.Namespace) -> int:
     """``nectar scheduler``: this process becomes luigid with the project's luigi.cfg (its ``[resources]`` are
     the pools every worker of every machine shares), its state in the data folder."""
+    settings = Settings.from_env(data_dir=args.data_dir)  # a bad setting refused first, as by every command
     ports.ensure_free(args.scheduler_host, int(args.scheduler_port), "luigid, --scheduler-port")
-    settings = Settings.from_env(data_dir=args.data_dir)
     path = luigi_config(settings)
     if path is not None:
         os.environ["LUIGI_CONFIG_PATH"] = str(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -120,6 +121,17 @@ def test_bad_input_exits_2_naming_what_is_wrong(settings: Settings, args: list[s
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("command", "flag"), [("api", "--port"), ("scheduler", "--scheduler-port")])
+def test_a_bad_setting_is_named_before_a_port_in_use(settings: Settings, command: str, flag: str) -> None:
+    """A bad setting is what a command refuses first, even when its port is taken too (``nectar scheduler`` named
+    the port and not the setting, whenever anything listened on 8082)."""
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = str(held.getsockname()[1])
+        result = nectar(settings, command, flag, port, NECTAR_MAX_QUEUE="lots")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number, not 'lots'\n"
 
 
 def test_a_failed_steps_log_its_upload_left_in_the_live_logs_folder_is_named_there(settings: Settings) -> None:
