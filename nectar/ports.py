@@ -28,7 +28,8 @@ class PortInUse(NectarError):
 def listening_inodes(port: int) -> set[str]:
     """Inodes of the TCP sockets listening on ``port``, IPv4 or IPv6, asked of the kernel's socket diagnostics (what
     ``ss -l`` asks: only listening sockets are sent, ~0.03 ms, where ``/proc/net/tcp`` prints every connection, ~6 ms
-    for the ~3,000 a test session leaves in TIME-WAIT); :func:`listed_in_proc_net`'s where netlink is refused."""
+    for the ~3,000 a test session leaves in TIME-WAIT); :func:`listed_in_proc_net`'s where netlink is refused or the
+    dump fails."""
     found: set[str] = set()
     try:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as diag:
@@ -51,10 +52,13 @@ def _diag_inodes(diag: socket.socket, port: int) -> set[str]:
         offset = 0
         while offset < len(data):
             length, kind = struct.unpack_from("=IH", data, offset)
-            if kind == NLMSG_DONE:
+            if kind in (NLMSG_DONE, NLMSG_ERROR):
+                # each carries an error number after its header: a dump the kernel could not make (no diagnostics
+                # for TCP: ``tcp_diag`` not loaded) ends with -ENOENT, not with nothing found
+                (error,) = struct.unpack_from("=i", data, offset + 16) if length >= 20 else (0,)
+                if error or kind == NLMSG_ERROR:
+                    raise OSError(-error, f"sock_diag answered with an error: {os.strerror(-error)}")
                 return found
-            if kind == NLMSG_ERROR:
-                raise OSError(f"sock_diag answered with an error: {data[offset : offset + length]!r}")
             # inet_diag_msg: family, state, timer, retrans, then the socket id (source port first, big-endian) ...
             (sport,) = struct.unpack_from("!H", data, offset + 16 + 4)
             (inode,) = struct.unpack_from("=I", data, offset + 16 + 68)  # ... and after it, the inode

@@ -4,6 +4,7 @@ there is the one it started, or a descendant of it; a part whose port was taken 
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ import pytest
 
 from harness import REPO, PortTaken, Processes, Served, answers, base_env, listening, listens, settings_env
 from nectar.config import Settings
-from nectar.ports import listed_in_proc_net
+from nectar.ports import held_by, listed_in_proc_net
 
 #: each part the harness starts on a port, started on ``port`` (its first try)
 PARTS: dict[str, Callable[[Processes, int, Path, Settings, bool], Served]] = {
@@ -143,3 +144,20 @@ def test_where_netlink_is_refused_the_listening_sockets_are_read_from_proc_net_t
 
         monkeypatch.setattr(socket, "socket", refusing)
         assert listening(port) == asked == listed_in_proc_net(port) and len(asked) == 1
+
+
+#: an IP protocol number no kernel has socket diagnostics for (unassigned): asked for it, the kernel answers a dump as
+#: it answers one for TCP where ``tcp_diag`` is not loaded (a container cannot load it): its end carries -ENOENT
+UNDIAGNOSED = 200
+
+
+def test_a_kernel_without_tcp_diagnostics_is_read_through_proc_net_tcp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dump the kernel cannot make ends with an error, not with nothing found: :func:`nectar.ports.listening_inodes`
+    reads ``/proc/net/tcp`` then, so a part that answers on its port is still found up there (before, every port read
+    as one nothing listens on: no part the harness or ``nectar serve`` started was ever ready)."""
+    with socket.create_server(("127.0.0.1", 0)) as v4, socket.create_server(("::1", 0), family=socket.AF_INET6) as v6:
+        ports = [v4.getsockname()[1], v6.getsockname()[1]]
+        monkeypatch.setattr(socket, "IPPROTO_TCP", UNDIAGNOSED)  # what the dump asks for (the kernel answers it)
+        for port in ports:
+            assert len(listening(port)) == 1 and listening(port) == listed_in_proc_net(port), port
+            assert held_by(port, [os.getpid()]) is True
