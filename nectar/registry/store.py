@@ -24,6 +24,10 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
     """Where runs are queued, claimed, kept alive and ended; what schedules fired (:class:`ScheduleStore`), what
     triggers claimed (:class:`TriggerStore`), and the runs that wait for data (:class:`WaitStore`)."""
 
+    def close(self) -> None:
+        """End this process's use of the registry: what it holds open (connections, descriptors), which a later use
+        opens again. By default nothing (a dialect that holds something closes it)."""
+
     @abstractmethod
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
         """Queue ``run`` unless a run for its key is active; answer (the run, whether new).
