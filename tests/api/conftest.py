@@ -3,7 +3,7 @@ check every JSON answer's envelope repeats the real HTTP status."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -54,9 +54,16 @@ def build_app(settings: Settings) -> Flask:
     return app
 
 
+def close_app(app: Flask) -> None:
+    """End the app's use of its registry (what a test's app opened: its connections, its descriptors)."""
+    app.extensions["nectar"].close()
+
+
 @pytest.fixture
-def app(settings: Settings) -> Flask:
-    return build_app(settings)
+def app(settings: Settings) -> Iterator[Flask]:
+    made = build_app(settings)
+    yield made
+    close_app(made)
 
 
 @pytest.fixture
@@ -65,9 +72,17 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def client_for() -> Callable[[Settings], FlaskClient]:
-    """A client of a fresh app on other settings (S3, a scheduler)."""
-    return lambda settings: build_app(settings).test_client()
+def client_for() -> Iterator[Callable[[Settings], FlaskClient]]:
+    """A client of a fresh app on other settings (S3, a scheduler); each app closed at the test's end."""
+    made: list[Flask] = []
+
+    def client(settings: Settings) -> FlaskClient:
+        made.append(build_app(settings))
+        return made[-1].test_client()
+
+    yield client
+    for app in made:
+        close_app(app)
 
 
 def finished(client: FlaskClient, status_url: str, timeout: float = 60) -> dict[str, Any]:
