@@ -638,6 +638,10 @@ class Executor:
             wakeup.no_signals()
             os.close(self._signalled)
             self._signalled = None
+        self.close()
+        logger.info("worker %s stopped", self.name)
+
+    def close(self) -> None:
+        """End its use of the registry it opened (:meth:`RunStore.close`), not of one it was given (its caller's)."""
         if self._opened_runs:
             self.runs.close()
-        logger.info("worker %s stopped", self.name)

@@ -12,6 +12,8 @@ import pytest
 from nectar.cli import main
 from nectar.config import Settings
 from nectar.executor import Executor
+from nectar.registry import Run
+from nectar.registry.sqlite import SQLiteRunStore
 from nectar.service import Nectar
 from tests.helpers import registries
 
@@ -73,4 +75,17 @@ def test_a_cli_command_closes_its_registry(command: str, settings: Settings) -> 
     target = str(submission.key) if command == "status" else submission.run.id
     dirs = ["--chains-dir", str(settings.chains_dir), "--data-dir", str(settings.data_dir)]
     assert main([command, *dirs, target]) in {0, 1}  # status: 1 while not DONE
+    assert registries.left_unclosed() == []
+
+
+def test_a_registry_is_closed_at_the_end_of_its_with(settings: Settings) -> None:
+    with SQLiteRunStore(settings.registry_path) as runs:
+        runs.submit(Run.new("chains/t/c_chain/ATask/0/out.txt", "t", "c_chain", "ATask", {}, "ATask_0"))
+        assert registries.left_unclosed() == [runs]
+    assert registries.left_unclosed() == []
+
+
+def test_an_executor_that_never_served_closes_the_registry_it_opened(settings: Settings) -> None:
+    executor = Executor(settings)
+    executor.close()
     assert registries.left_unclosed() == []
