@@ -139,6 +139,7 @@ def registries_closed(request: pytest.FixtureRequest) -> Iterator[None]:
     before = registries.descriptors()
     strict = request.config.getoption("registries_strict") and not request.node.get_closest_marker("registry_left_open")
     yield
+    registries.close_owned()  # what the test said it owns (registries.closed_at_end): closed as it asked
     unclosed = registries.left_unclosed() if strict else []
     registries.close_opened()  # those too: the next test starts with none of them
     if unclosed:

@@ -3,7 +3,7 @@ check every JSON answer's envelope repeats the real HTTP status."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from app import create_app
 from nectar.config import Settings
 from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
 from tests.links import check_links, fetched, is_status_answer
 
 
@@ -49,21 +50,16 @@ class EnvelopeClient(FlaskClient):
 
 
 def build_app(settings: Settings) -> Flask:
+    """An app on ``settings``; its registry closed at the test's end (the test's own app)."""
     app = create_app({"NECTAR_SETTINGS": settings, "TESTING": True})
     app.test_client_class = EnvelopeClient
+    closed_at_end(app.extensions["nectar"])
     return app
 
 
-def close_app(app: Flask) -> None:
-    """End the app's use of its registry (what a test's app opened: its connections, its descriptors)."""
-    app.extensions["nectar"].close()
-
-
 @pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
-    made = build_app(settings)
-    yield made
-    close_app(made)
+def app(settings: Settings) -> Flask:
+    return build_app(settings)
 
 
 @pytest.fixture
@@ -72,17 +68,9 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def client_for() -> Iterator[Callable[[Settings], FlaskClient]]:
-    """A client of a fresh app on other settings (S3, a scheduler); each app closed at the test's end."""
-    made: list[Flask] = []
-
-    def client(settings: Settings) -> FlaskClient:
-        made.append(build_app(settings))
-        return made[-1].test_client()
-
-    yield client
-    for app in made:
-        close_app(app)
+def client_for() -> Callable[[Settings], FlaskClient]:
+    """A client of a fresh app on other settings (S3, a scheduler)."""
+    return lambda settings: build_app(settings).test_client()
 
 
 def finished(client: FlaskClient, status_url: str, timeout: float = 60) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from nectar import steps
 from nectar.registry import sqlite, sqlite_checkpoints
@@ -85,6 +86,30 @@ def left_unclosed() -> list[SQLiteRunStore]:
     """The registries made since the last :func:`close_opened` that still hold what their close lets go (their
     test, or its fixture, made them and never closed them)."""
     return [store for store in _OPENED if holds(store)]
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+Owned = TypeVar("Owned", bound=Closable)
+
+#: what the running test said it owns and has closed at its end (:func:`closed_at_end`)
+_OWNED: list[Closable] = []
+
+
+def closed_at_end(thing: Owned) -> Owned:
+    """``thing`` (a registry, a ``Nectar``, an executor, a test's holder of one), handed back as it is and closed at
+    the test's end, the last first (:func:`close_owned`, by ``tests/conftest.py``'s ``registries_closed``): how a test
+    says it owns what it opened where one ``with`` is not the way (several, one made in a helper or a fixture)."""
+    _OWNED.append(thing)
+    return thing
+
+
+def close_owned() -> None:
+    """Close what the test that ends said it owns (:func:`closed_at_end`), the last first."""
+    while _OWNED:
+        _OWNED.pop().close()
 
 
 def forget_opened() -> None:
