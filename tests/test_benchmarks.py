@@ -402,6 +402,7 @@ def test_the_status_lookups_in_process_are_answered_200_and_timed(tmp_path: Path
         fill_store(cluster.settings.local_targets_dir, range(5))
         fill_registry(data_dir / "runs.sqlite3", range(5))
         app = create_app({"NECTAR_SETTINGS": cluster.settings.replace(data_dir=data_dir)})
+        closed_at_end(app.extensions["nectar"])
         requests = status_requests("/api/chainstatus", 5)
 
         assert len(requests) == 5 and in_process_cpu(app, requests, 20) > 0
