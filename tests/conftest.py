@@ -139,9 +139,11 @@ def registries_closed(request: pytest.FixtureRequest) -> Iterator[None]:
     before = registries.descriptors()
     strict = request.config.getoption("registries_strict") and not request.node.get_closest_marker("registry_left_open")
     yield
-    registries.close_owned()  # what the test said it owns (registries.closed_at_end): closed as it asked
-    unclosed = registries.left_unclosed() if strict else []
-    registries.close_opened()  # those too: the next test starts with none of them
+    try:
+        registries.close_owned()  # what the test said it owns (registries.closed_at_end): closed as it asked
+    finally:  # and if a close failed, the rest still: the next test starts with none of them
+        unclosed = registries.left_unclosed() if strict else []
+        registries.close_opened()
     if unclosed:
         paths = ", ".join(sorted({str(store.path) for store in unclosed}))
         pytest.fail(f"{request.node.nodeid} left {len(unclosed)} registries unclosed: {paths}", pytrace=False)
