@@ -399,7 +399,7 @@ def test_a_fork_waits_for_another_thread_opening_a_registry(tmp_path: Path) -> N
             release.wait(PATIENCE)
             return conn
 
-    maker = threading.Thread(target=Slow, args=(tmp_path / "runs.sqlite3",), daemon=True)
+    maker = threading.Thread(target=lambda: closed_at_end(Slow(tmp_path / "runs.sqlite3")), daemon=True)
     maker.start()
     assert opened.wait(PATIENCE)
     assert _made_after(release, maker) == [1], "a fork was made while another thread opened the registry"
