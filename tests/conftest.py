@@ -91,15 +91,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--registries-strict",
-        action="store_true",
-        help="fail a test that leaves a SQLite registry it made unclosed (tests/helpers/registries.py), unless it is "
-        "marked registry_left_open",
-    )
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "links_may_fail(reason): the links its statuses hand out are not fetched (tests/links.py), and why"
@@ -107,7 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "registry_left_open(reason): the test leaves a registry open on purpose (a test of close itself, a kill -9 "
-        "in this process), and why; --registries-strict does not fail it (its registries are closed all the same)",
+        "in this process), and why: registries_closed does not fail it (its registries are closed all the same)",
     )
 
 
@@ -131,13 +122,13 @@ def registries_closed(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every SQLite registry the test made is closed at its end (the first fixture set up, the last torn down: after
     the test's fixtures that hold one); then the test fails if this process holds a descriptor of a registry file it
     did not hold before (a connection, a WAL index or a turn left open: an xdist worker held ~940 by the end of
-    ``tests/nectar``, and one past 1,024 failed a ``select()``). With ``--registries-strict`` it fails, named with
-    their paths, if it left one of its own unclosed for this fixture to close (what the service forgets to close
-    shows: an app, an executor, a CLI command), unless marked ``registry_left_open``; they are closed all the same,
-    so the next test starts clean. Opt-in until every test closes what it opens (issue 21's round 44)."""
+    ``tests/nectar``, and one past 1,024 failed a ``select()``). It fails too, named with their paths, if it left one
+    of its own unclosed for this fixture to close (so what the service forgets to close shows: an app, an executor, a
+    CLI command), unless marked ``registry_left_open``; they are closed all the same, so the next test starts clean.
+    A test closes what it opens: a ``with``, or :func:`~tests.helpers.registries.closed_at_end`."""
     registries.forget_opened()  # those made before it (a session's fixtures) are not the test's
     before = registries.descriptors()
-    strict = request.config.getoption("registries_strict") and not request.node.get_closest_marker("registry_left_open")
+    strict = request.node.get_closest_marker("registry_left_open") is None
     yield
     try:
         registries.close_owned()  # what the test said it owns (registries.closed_at_end): closed as it asked
