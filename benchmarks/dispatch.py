@@ -114,6 +114,7 @@ def warm_every_api_worker(cluster: Cluster) -> int:
         return not any(counts[state] for state in RunState if state.active)
 
     waitfor(idle, 120, "the warm-up runs to end")
+    runs.close()
     return burst + 1
 
 

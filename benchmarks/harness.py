@@ -188,7 +188,10 @@ def wait_run(registry: Path, run_id: str, timeout: float, interval: float = 0.01
         run = runs.get(run_id)
         return run if run is not None and not run.state.active else None
 
-    run: Run = waitfor(ended, timeout, f"run {run_id} to end", interval=interval)
+    try:
+        run: Run = waitfor(ended, timeout, f"run {run_id} to end", interval=interval)
+    finally:
+        runs.close()
     if run.state != RunState.DONE:
         raise RuntimeError(f"run {run_id} of {run.ref} ended {run.state}: {run.error}")
     return run

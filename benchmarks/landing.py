@@ -96,7 +96,8 @@ class Landing:
         self.written = 0
         self.requests = S3Requests()
         with in_process(cluster.settings, self.endpoint):
-            self.book: TriggerBook = Nectar(cluster.settings).triggers
+            self.nectar = Nectar(cluster.settings)
+            self.book: TriggerBook = self.nectar.triggers
             definition = {"task": TASK, "prefix": f"s3://{BUCKET}/{PREFIX}", "glob": "*.csv", "param": "path"}
             self.id = self.book.create({**definition, "existing": "new", "poll_s": poll_s}).id
         print(f"the trigger starts after the old objects: {dict(self.requests.seen)} at its creation", flush=True)

@@ -45,6 +45,7 @@ def add_schedules(registry: Path, size: int, now: float) -> list[ScheduleRecord]
         record = ScheduleRecord(f"bench-{n:05d}", "api", spec, 1, False, now, now, now)
         runs.add_schedule(record)
         records.append(record)
+    runs.close()
     return records
 
 
@@ -94,7 +95,7 @@ def clocked(ctx: Context, size: int, window: float, windows: int = 1) -> Clocked
         registry = cluster.settings.registry_path
         began = time.time()
         records = add_schedules(registry, size, began)
-        SQLiteRunStore(registry)  # the registry exists even without schedules
+        SQLiteRunStore(registry).close()  # the registry exists even without schedules
         started = time.time()
         print(f"{size:,} schedules written in {started - began:.1f} s", flush=True)
         proc = cluster.procs.start("clock", [*NECTAR, "clock"], cluster.env(), cluster.dir)
@@ -131,6 +132,7 @@ def clocked(ctx: Context, size: int, window: float, windows: int = 1) -> Clocked
             since = len(record.spec.timing.fires_between(start, stopped)) + 1  # every fire made since the windows began
             made = {fire.fire_time: fire.lag for fire in runs.fires(record.id, limit=since)}
             lags += [lag if (lag := made.get(fire_time)) is not None else math.inf for fire_time in due[record.id]]
+        runs.close()
     busiest = Counter(math.floor(t) for times in due.values() for t in times).most_common(1)
     rate = sum(1 / interval for interval in intervals(size)) if size else 0.0
     return Clocked(size, lags, cpu, rate, busiest[0][1] if busiest else 0)

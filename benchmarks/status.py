@@ -452,6 +452,7 @@ def run(ctx: Context) -> list[Figure]:
         lookup_collections, hello_collections = Collections(), Collections()
         lookup_each, hello_each = PerCall(), PerCall()
         alone = in_process_cpu(service_app, main_requests, IN_PROCESS_CALLS, lookup_collections, lookup_each)
+        service_app.extensions["nectar"].close()  # its registry: its lookups are over
         hello_alone = in_process_cpu(
             baseline_app(), targets["hello"][1], IN_PROCESS_CALLS, hello_collections, hello_each
         )

@@ -168,6 +168,7 @@ def measured(ctx: Context, old: int, sizing: Sizing | None, database_url: str | 
                 landing.book.change(landing.id, {"poll_s": poll_s})
             print(f"a poll takes {busy * 1000:.1f} ms with {per_poll} new objects: {case.sizing.text()}", flush=True)
         clocked(case, landing, seed=old)
+        landing.nectar.close()
     return case
 
 

@@ -180,6 +180,8 @@ class Executor:
         self.settings = settings
         self.concurrency = max(1, concurrency)
         self.runs = runs or open_run_store(settings)
+        #: whether it opened its registry itself (closed when it stops), not given one its caller closes
+        self._opened_runs = runs is None
         self.scheduler = scheduler_of(settings)
         self.name = process_name()
         self.children: dict[int, Child] = {}
@@ -636,4 +638,10 @@ class Executor:
             wakeup.no_signals()
             os.close(self._signalled)
             self._signalled = None
+        self.close()
         logger.info("worker %s stopped", self.name)
+
+    def close(self) -> None:
+        """End its use of the registry it opened (:meth:`RunStore.close`), not of one it was given (its caller's)."""
+        if self._opened_runs:
+            self.runs.close()

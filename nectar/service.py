@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from stat import S_ISREG
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import luigi
 from luigi.task import flatten
@@ -126,6 +126,18 @@ class Nectar:
     @property
     def store(self) -> TargetStore:
         return get_store(self.settings)
+
+    def close(self) -> None:
+        """End this process's use of the registry, if it was opened (a later use opens it again)."""
+        runs = self.__dict__.get("runs")  # the cached property's value, once made
+        if runs is not None:
+            runs.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     @functools.cached_property
     def schedules(self) -> ScheduleBook:

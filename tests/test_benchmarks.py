@@ -54,6 +54,7 @@ from harness import busy_cpu, cpu_seconds, lifeline_env, read_calls, thread_time
 from harness.procfs import descendants, thread_cpu
 from nectar.registry import RunFilter, RunState
 from nectar.registry.sqlite import SQLiteRunStore
+from tests.helpers.registries import closed_at_end
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -198,7 +199,7 @@ def test_the_fanouts_figure_ends_when_the_registry_recorded_the_run_done(
         cluster.start_workers(1)
         cluster.start_api()
         seconds = through_service(cluster, 2, "figure")
-        (run,), _ = SQLiteRunStore(cluster.settings.registry_path).find(RunFilter())
+        (run,), _ = closed_at_end(SQLiteRunStore(cluster.settings.registry_path)).find(RunFilter())
 
     assert run.finished_at is not None
     assert seconds == run.finished_at - posted
@@ -216,7 +217,7 @@ def test_the_dispatch_warm_up_reaches_every_api_worker_and_waits_for_its_runs(tm
         before = read_calls(workers)
         bursts = warm_every_api_worker(cluster)
         after = read_calls(workers)
-        counts = SQLiteRunStore(cluster.settings.registry_path).count_by_state()
+        counts = closed_at_end(SQLiteRunStore(cluster.settings.registry_path)).count_by_state()
 
     assert len(workers) == 3 and all(after[pid] > before[pid] for pid in workers), (before, after)
     assert counts[RunState.DONE] == bursts * WARM_BURST
@@ -458,6 +459,7 @@ def test_the_status_lookups_in_process_are_answered_200_and_timed(tmp_path: Path
         fill_store(cluster.settings.local_targets_dir, range(5))
         fill_registry(data_dir / "runs.sqlite3", range(5))
         app = create_app({"NECTAR_SETTINGS": cluster.settings.replace(data_dir=data_dir)})
+        closed_at_end(app.extensions["nectar"])
         requests = status_requests("/api/chainstatus", 5)
 
         assert len(requests) == 5 and in_process_cpu(app, requests, 20) > 0

@@ -116,33 +116,34 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     config = luigi_config(settings)
     if config is not None:  # luigi.cfg's [core] log_level, its [worker] settings: as in `nectar worker`
         luigi.configuration.add_config_path(str(config))
-    nectar = Nectar(settings)
-    chain_type, chain, task = parts
-    submission = nectar.submit(chain_type, chain, task, _task_params(extra))
-    if submission.done:
-        print("already done, nothing to run")
-    elif not submission.created:
-        assert submission.run is not None
-        print(f"an identical run is already {submission.run.state} (run {submission.run.id}); not starting another")
-        return 3
-    else:
-        assert submission.run is not None
-        run_in_foreground(settings, nectar.runs, submission.run.id, process_name())
-    return 0 if _print_status(nectar, submission.key) == "DONE" else 1
+    with Nectar(settings) as nectar:
+        chain_type, chain, task = parts
+        submission = nectar.submit(chain_type, chain, task, _task_params(extra))
+        if submission.done:
+            print("already done, nothing to run")
+        elif not submission.created:
+            assert submission.run is not None
+            print(f"an identical run is already {submission.run.state} (run {submission.run.id}); not starting another")
+            return 3
+        else:
+            assert submission.run is not None
+            run_in_foreground(settings, nectar.runs, submission.run.id, process_name())
+        return 0 if _print_status(nectar, submission.key) == "DONE" else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from nectar.keys import TargetKey
     from nectar.service import Nectar
 
-    nectar = Nectar(settings_of(args))
-    return 0 if _print_status(nectar, TargetKey.parse(args.key)) == "DONE" else 1
+    with Nectar(settings_of(args)) as nectar:
+        return 0 if _print_status(nectar, TargetKey.parse(args.key)) == "DONE" else 1
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     from nectar.service import Nectar
 
-    run = Nectar(settings_of(args)).cancel(args.run_id)
+    with Nectar(settings_of(args)) as nectar:
+        run = nectar.cancel(args.run_id)
     print(f"run {run.id} of {run.ref}: {run.state.value}")
     return 0
 
@@ -176,4 +177,5 @@ def cmd_worker(args: argparse.Namespace) -> int:
         executor.serve_forever()
     finally:
         clock.stop()
+        nectar.close()
     return 0

@@ -34,7 +34,8 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     """A table of every schedule, from the chain files and the API."""
     from nectar.service import Nectar
 
-    views = Nectar(settings_of(args)).schedules.views()
+    with Nectar(settings_of(args)) as nectar:
+        views = nectar.schedules.views()
     rows = [["ID", "SOURCE", "TASK", "WHEN", "PAUSED", "NEXT FIRE", "LAST FIRE"]]
     for view in views:
         upcoming = view.spec.timing.iso(view.next_fires[0]) if view.next_fires else "-"
@@ -48,10 +49,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     """Fire a schedule for every fire time in [--start, --end]; print what was queued at once and what waits."""
     from nectar.service import Nectar
 
-    book = Nectar(settings_of(args)).schedules
-    backfill = book.backfill(args.schedule_id, args.start, args.end)
-    timing = book.view(args.schedule_id).spec.timing
-    fires = book.fires(args.schedule_id, len(backfill.fire_times) or 1, backfill.id)
+    with Nectar(settings_of(args)) as nectar:
+        book = nectar.schedules
+        backfill = book.backfill(args.schedule_id, args.start, args.end)
+        timing = book.view(args.schedule_id).spec.timing
+        fires = book.fires(args.schedule_id, len(backfill.fire_times) or 1, backfill.id)
     states = Counter(fire.state for fire, _ in fires)
     counted = ", ".join(f"{states[state]} {state}" for state in sorted(states)) or "nothing new"
     print(
@@ -77,7 +79,8 @@ def cmd_clock(args: argparse.Namespace) -> int:
 
     settings = settings_of(args)
     configure_logging(settings.log_format)
-    clock = Clock(Nectar(settings), settings)
+    nectar = Nectar(settings)
+    clock = Clock(nectar, settings)
 
     def request_stop(*_: Any) -> None:
         clock.request_stop()
@@ -90,4 +93,5 @@ def cmd_clock(args: argparse.Namespace) -> int:
             pass
     finally:
         clock.stop()
+        nectar.close()
     return 0

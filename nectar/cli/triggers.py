@@ -11,7 +11,8 @@ def cmd_triggers(args: argparse.Namespace) -> int:
     """A table of every trigger: what it watches, paused, objects seen, runs made, objects waiting, listing error."""
     from nectar.service import Nectar
 
-    views = Nectar(settings_of(args)).triggers.views()
+    with Nectar(settings_of(args)) as nectar:
+        views = nectar.triggers.views()
     rows = [["ID", "SOURCE", "TASK", "PREFIX", "GLOB", "PAUSED", "SEEN", "RUNS", "WAITING", "ERROR"]]
     for view in views:
         data = view.to_dict()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
+from typing import Self
 
 from nectar import wakeup
 from nectar.registry.model import Attempt, Durations, Run, RunFilter, RunState, Step
@@ -23,6 +24,16 @@ from nectar.registry.waits import WaitStore
 class RunStore(ScheduleStore, TriggerStore, WaitStore):
     """Where runs are queued, claimed, kept alive and ended; what schedules fired (:class:`ScheduleStore`), what
     triggers claimed (:class:`TriggerStore`), and the runs that wait for data (:class:`WaitStore`)."""
+
+    def close(self) -> None:
+        """End this process's use of the registry: what it holds open (connections, descriptors), which a later use
+        opens again. By default nothing (a dialect that holds something closes it)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     @abstractmethod
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:

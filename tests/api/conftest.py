@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from app import create_app
 from nectar.config import Settings
 from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
 from tests.links import check_links, fetched, is_status_answer
 
 
@@ -49,8 +50,10 @@ class EnvelopeClient(FlaskClient):
 
 
 def build_app(settings: Settings) -> Flask:
+    """An app on ``settings``; its registry closed at the test's end (the test's own app)."""
     app = create_app({"NECTAR_SETTINGS": settings, "TESTING": True})
     app.test_client_class = EnvelopeClient
+    closed_at_end(app.extensions["nectar"])
     return app
 
 

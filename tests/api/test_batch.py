@@ -13,6 +13,7 @@ from nectar.config import Settings
 from nectar.keys import TargetKey
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.api.conftest import finished
+from tests.helpers.registries import closed_at_end
 
 BATCH = "/api/chains/testchains/hello_luigiworld_chain/WithDependencyTask/batch"
 
@@ -23,7 +24,7 @@ def rows_of(answer: TestResponse) -> list[dict]:
 
 
 def registry(settings: Settings) -> SQLiteRunStore:
-    return SQLiteRunStore(settings.registry_path)
+    return closed_at_end(SQLiteRunStore(settings.registry_path))
 
 
 def test_each_row_is_answered_on_its_own(client: FlaskClient, settings: Settings) -> None:

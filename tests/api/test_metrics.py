@@ -19,6 +19,7 @@ from nectar.config import Settings
 from nectar.registry import Run, sql
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.clock import Clock
+from tests.helpers.registries import closed_at_end
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DIGEST = "0123456789abcdef0123456789abcdef"
@@ -41,7 +42,7 @@ def test_runs_by_state_queue_depth_and_durations_come_from_the_registry(
 ) -> None:
     # the registry's time stands still: a run's duration is 0 s, in the 0.5 s bucket, however slow the machine
     Clock(time.time()).install(monkeypatch, sql)
-    runs = SQLiteRunStore(settings.registry_path)
+    runs = closed_at_end(SQLiteRunStore(settings.registry_path))
     for n in range(3):
         queue(runs, "ATask", n)
     for n in range(2):

@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 
 from nectar.config import Settings
 from nectar.registry.sqlite import SQLiteRunStore
+from tests.helpers.registries import closed_at_end
 
 HELLO = "/api/chains/testchains/hello_luigiworld_chain"
 
@@ -99,7 +100,7 @@ def test_a_status_shows_the_attempt_and_when_a_failed_run_is_retried(
 ) -> None:
     client = client_for(settings.replace(retries=2, retry_delay=60))
     queued = submit(client, "retried")
-    runs = SQLiteRunStore(settings.registry_path)
+    runs = closed_at_end(SQLiteRunStore(settings.registry_path))
     attempt = runs.claim("w")  # what a worker does: claim attempt 1, which fails with retries left
     assert attempt is not None and attempt.attempt == 1
     runs.fail(attempt.id, 1, "TestS3Task", "OSError: disk full")

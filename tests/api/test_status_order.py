@@ -24,6 +24,7 @@ from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
 from nectar.registry import RunState, Step
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.clock import Clock
+from tests.helpers.registries import closed_at_end
 
 NOW = time.time()
 #: each shape of an answer: the run's state and what it carries (n: its probe; its output is stored for DONE only)
@@ -88,7 +89,7 @@ def test_an_answer_s_fields_are_put_in_the_order_it_writes_them(
     run = dataclasses.replace(finished_run(probe, NOW), **fields)
     step_state = fields["state"].value if fields["state"] != RunState.WAITING else RunState.PENDING.value
     step = Step(run.id, run.task_id, TASK, run.key, step_state, executed=step_state != "PENDING", updated_at=NOW)
-    SQLiteRunStore(settings.registry_path).import_runs([run], [step])
+    closed_at_end(SQLiteRunStore(settings.registry_path)).import_runs([run], [step])
     put = stored(settings)
     if fields["state"] == RunState.DONE:
         put(probe.key, "probe\n")

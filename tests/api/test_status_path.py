@@ -25,6 +25,7 @@ from nectar.registry.sqlite import SQLiteRunStore
 from tests.api.conftest import build_app
 from tests.api.test_auth import READER, WRITER, bearer, entry
 from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
 
 STATUS = "/api/chainstatus"
 
@@ -326,7 +327,7 @@ def test_a_step_that_ran_elsewhere_has_its_log_looked_up_in_front(app: Flask, se
     now = time.time()
     run = finished_run(Probe(2), now)
     ran_elsewhere = Step(run.id, run.task_id, TASK, run.key, "DONE", executed=False, updated_at=now)
-    SQLiteRunStore(settings.registry_path).import_runs([run], [ran_elsewhere])
+    closed_at_end(SQLiteRunStore(settings.registry_path)).import_runs([run], [ran_elsewhere])
     fill_store(settings.local_targets_dir, range(2, 3))
     fast, flask = both(app)
     path = lookup(2)

@@ -14,6 +14,7 @@ from nectar.registry.sqlite import SQLiteRunStore
 from nectar.steps import StepRecorder
 from nectar.task import live_log_paths
 from tests.api.conftest import finished
+from tests.helpers.registries import closed_at_end
 
 CHAIN = "/api/chains/steplogs/done_before_chain"
 SOURCE = (
@@ -102,7 +103,7 @@ def test_a_step_is_told_running_only_once_its_live_log_exists(
     task = client.application.extensions["nectar"].catalog.known_task("steplogs", "done_before_chain", "UpstreamTask")
     upstream = task.cls()
     stdout, stderr = live_log_paths(upstream.target_key)
-    runs = WatchedRuns(tmp_path / "watched.db", stdout)
+    runs = closed_at_end(WatchedRuns(tmp_path / "watched.db", stdout))
 
     StepRecorder(runs, "run-1").start(upstream)
 

@@ -18,6 +18,7 @@ from nectar.service import Nectar
 from nectar.stores.s3 import S3Store
 from tests.api.conftest import build_app
 from tests.helpers.credentials_endpoint import container_role, model_files_read
+from tests.helpers.registries import closed_at_end
 
 #: a Host the API answers to, and one it refuses
 OWN, FOREIGN = "127.0.0.1:5000", "rebind.evil.example:5000"
@@ -36,7 +37,7 @@ def get(port: int, path: str) -> tuple[int, bytes]:
 def test_metrics_count_no_request_after_the_start(settings: Settings, tmp_path: Path) -> None:
     """The master warms the app without answering a request: its first scrape counts the start's health probes
     alone (the harness's), the status lookup's series absent until a lookup is made, then counted once."""
-    key = Nectar(settings).submit("testchains", "hello_luigiworld_chain", "TestS3Task", {}).key
+    key = closed_at_end(Nectar(settings)).submit("testchains", "hello_luigiworld_chain", "TestS3Task", {}).key
     processes = Processes(tmp_path / "logs")
     try:
         served = processes.nectar_api(settings, workers=1, threads=1)

@@ -54,6 +54,7 @@ from nectar.config import Settings
 from nectar.registry import Run, RunState
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.helpers.ledger import CHAIN, CHAIN_TYPE, LEDGER_CHAIN, Ledger
+from tests.helpers.registries import closed_at_end
 from tests.helpers.reports import add_row
 from tests.links import check_links
 
@@ -356,7 +357,7 @@ class Cluster:
     @property
     def registry(self) -> SQLiteRunStore:
         if self._registry is None:
-            self._registry = SQLiteRunStore(self.settings.registry_path)
+            self._registry = closed_at_end(SQLiteRunStore(self.settings.registry_path))
         return self._registry
 
     def run(self, run_id: str) -> Run:

@@ -8,9 +8,10 @@ import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from nectar import steps
-from nectar.registry import sqlite_checkpoints
+from nectar.registry import sqlite, sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
 
 #: the files beside a registry ``<file>`` that its connections, its process's turn and its word that a run was queued
@@ -65,6 +66,50 @@ def left_open(before: dict[int, str]) -> list[str]:
         if not found:
             break
     return found
+
+
+def holds(store: SQLiteRunStore) -> bool:
+    """Whether ``store`` holds anything of this process's that its close lets go: a connection (the one that writes,
+    an idle one that reads, the calling thread's own), its word that a run was queued, or its turn at writing."""
+    own = store._own()
+    return (
+        own.writes is not None
+        or bool(own.idle)
+        or own.queues is not None
+        or own.changes is not None
+        or getattr(store._local, "conn", None) is not None
+        or (os.getpid(), str(store.path)) in sqlite._WRITERS
+    )
+
+
+def left_unclosed() -> list[SQLiteRunStore]:
+    """The registries made since the last :func:`close_opened` that still hold what their close lets go (their
+    test, or its fixture, made them and never closed them)."""
+    return [store for store in _OPENED if holds(store)]
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+Owned = TypeVar("Owned", bound=Closable)
+
+#: what the running test said it owns and has closed at its end (:func:`closed_at_end`)
+_OWNED: list[Closable] = []
+
+
+def closed_at_end(thing: Owned) -> Owned:
+    """``thing`` (a registry, a ``Nectar``, an executor, a test's holder of one), handed back as it is and closed at
+    the test's end, the last first (:func:`close_owned`, by ``tests/conftest.py``'s ``registries_closed``): how a test
+    says it owns what it opened where one ``with`` is not the way (several, one made in a helper or a fixture)."""
+    _OWNED.append(thing)
+    return thing
+
+
+def close_owned() -> None:
+    """Close what the test that ends said it owns (:func:`closed_at_end`), the last first."""
+    while _OWNED:
+        _OWNED.pop().close()
 
 
 def forget_opened() -> None:

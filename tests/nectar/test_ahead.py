@@ -19,6 +19,7 @@ from nectar.service import Nectar
 from nectar.spares import Spare
 from tests.conftest import wait_until
 from tests.helpers.ledger import whole_lines
+from tests.helpers.registries import closed_at_end
 from tests.nectar.test_spare import pid_of
 
 #: a chain that notes each execution of its file (which process, when, which version) and each run
@@ -70,7 +71,9 @@ def chain(write_chain: Callable[[str, str], Path], ledger: Path, gate: Path) -> 
 def executor(settings: Settings, chain: Callable[[int], Path]) -> Iterator[Executor]:
     """A worker's executor of one slot in this process (its spares are forks of it, a process per run: a reused one
     is test_reuse's), on luigi's local scheduler."""
-    made = Executor(settings.replace(scheduler_url=None, spare_idle=3600.0, runs_per_process=1), concurrency=1)
+    made = closed_at_end(
+        Executor(settings.replace(scheduler_url=None, spare_idle=3600.0, runs_per_process=1), concurrency=1)
+    )
     yield made
     made.spares.close()
     for pid in list(made.children):
@@ -137,7 +140,7 @@ def output(settings: Settings, run: Run) -> str:
 def test_the_attempt_takes_the_chain_its_spare_executed_before_the_run_was_claimed(
     executor: Executor, settings: Settings, ledger: Path
 ) -> None:
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     assert run_through(executor, nectar, 1).state == RunState.DONE  # its worker now knows the likely chain
     assert ahead_spare(executor).said == AHEAD
 
@@ -151,7 +154,7 @@ def test_the_attempt_takes_the_chain_its_spare_executed_before_the_run_was_claim
 def test_a_chain_file_changed_after_its_spare_executed_it_runs_as_it_is_now(
     executor: Executor, settings: Settings, ledger: Path, chain: Callable[[int], Path]
 ) -> None:
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     run_through(executor, nectar, 1)
     assert ahead_spare(executor).said == AHEAD
     chain(2)
@@ -169,7 +172,7 @@ def test_a_chain_file_that_takes_too_long_to_execute_ahead_is_left_to_its_attemp
     """Its spare gives up (at the budget: here the file waits for the test's gate), says so, and is ready with
     nothing executed ahead; its attempt executes the file, and no spare tries that file again."""
     monkeypatch.setattr(executor_module, "AHEAD_BUDGET", 0.2)  # read by the spares forked from now on
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     run_through(executor, nectar, 1)
     executor.spares.close()  # forked while the gate was open: let them go
     gate.unlink()

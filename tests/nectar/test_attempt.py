@@ -28,6 +28,7 @@ from nectar.service import Nectar
 from nectar.steps import StepRecorder
 from nectar.task import log_key
 from tests.conftest import free_port, start_luigid, stop, wait_until
+from tests.helpers.registries import closed_at_end
 
 
 def log_key_of(task: luigi.Task) -> TargetKey:
@@ -59,7 +60,7 @@ class FirstAttempt:
 
     def __init__(self, settings: Settings, luigid: str, task: str = "TestS3Task", **params: str) -> None:
         self.settings, self.luigid = settings.replace(scheduler_url=luigid), luigid
-        self.nectar = Nectar(self.settings)
+        self.nectar = closed_at_end(Nectar(self.settings))
         submission = self.nectar.submit("testchains", "hello_luigiworld_chain", task, params)
         assert submission.run is not None
         self.task_id = submission.run.task_id

@@ -20,6 +20,7 @@ from nectar.registry import Run, RunState, sqlite
 from nectar.registry.schema import RUN_COLUMNS, run_row
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
 from tests.nectar.test_runs import new_run
 from tests.nectar.test_sqlite_writers import inside_a_transaction
 
@@ -29,7 +30,7 @@ THREADS = 8
 
 @pytest.fixture
 def runs(tmp_path: Path) -> SQLiteRunStore:
-    return SQLiteRunStore(tmp_path / "registry.db")
+    return closed_at_end(SQLiteRunStore(tmp_path / "registry.db"))
 
 
 @pytest.fixture
@@ -211,7 +212,7 @@ def test_a_run_alone_in_its_turn_is_one_statement_committed_before_its_answer(ru
     try:
         first, created = runs.submit(new_run(0), max_pending=1)
         assert created and statements_said(said) == ["INSERT"], said
-        assert SQLiteRunStore(runs.path).get(first.id) == first  # committed: another connection reads it
+        assert closed_at_end(SQLiteRunStore(runs.path)).get(first.id) == first  # committed: another connection reads it
         said.clear()
         assert runs.submit(new_run(0), max_pending=1) == (first, False)  # the queue is full: its run all the same
         assert statements_said(said) == ["INSERT", "SELECT"], said
@@ -234,4 +235,4 @@ def test_a_run_alone_in_its_turn_leaves_the_columns_it_has_not_null(runs: SQLite
     with closing(sqlite3.connect(runs.path)) as other:
         kinds = other.execute(f"SELECT {', '.join(f'typeof({c})' for c in unset)} FROM runs WHERE id = ?", (run.id,))
         assert list(kinds.fetchone()) == ["null"] * len(unset)
-    assert SQLiteRunStore(runs.path).get(run.id) == run
+    assert closed_at_end(SQLiteRunStore(runs.path)).get(run.id) == run

@@ -14,6 +14,7 @@ from nectar.config import Settings
 from nectar.executor import Executor
 from nectar.registry import Run
 from nectar.service import Nectar
+from tests.helpers.registries import closed_at_end
 from tests.nectar.test_chain_code import recorded_reads
 
 CHAIN = """
@@ -35,9 +36,9 @@ def test_a_claimed_runs_chain_file_is_read_again_only_when_its_stamp_changed(
     settings: Settings, write_chain: Callable[[str, str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write_chain("echo/echo_chain", CHAIN.format(value="a"))
-    submission = Nectar(settings).submit("echo", "echo_chain", "EchoTask", {"n": 1})
+    submission = closed_at_end(Nectar(settings)).submit("echo", "echo_chain", "EchoTask", {"n": 1})
     assert isinstance(submission.run, Run)
-    executor = Executor(settings)
+    executor = closed_at_end(Executor(settings))
     reads = recorded_reads(monkeypatch)
 
     def claimed(run: Run) -> None:

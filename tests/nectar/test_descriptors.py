@@ -16,6 +16,7 @@ from nectar import wakeup
 from nectar.descriptors import SharedDescriptor
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
 from tests.nectar.test_runs import new_run
 from tests.nectar.test_wakeup import FOREVER, sleeps_long_in_poll
 
@@ -25,7 +26,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 def test_closing_a_store_wakes_every_thread_waiting_for_work_at_once(tmp_path: Path) -> None:
     """Two threads sleep in a wait for work of an hour; the store's close ends both sleeps, and each says a run may
     have been queued (the next wait makes a new descriptor)."""
-    store = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    store = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     assert store.wait_for_work(0.0)  # the first wait returns at once; the next ones sleep
     said: dict[int, bool] = {}
 
@@ -117,7 +118,7 @@ def test_a_run_queued_while_another_thread_waited_wakes_this_ones_next_wait(tmp_
     """Two threads wait for work on the process's one descriptor of the word: a run queued between two waits of one
     thread, while the other slept, wakes the first's next wait at once, as it would with one thread (the word kept
     until its next wait). The other drained the word, and the first's next wait slept out its timeout."""
-    store = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    store = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     assert store.wait_for_work(0.0)  # the process's first wait returns at once; the next ones sleep
     said: dict[str, bool] = {}
     again = threading.Event()

@@ -15,6 +15,7 @@ from nectar.config import Settings
 from nectar.logs.format import JsonFormatter, RunIdFilter, current_run, formatter
 from nectar.service import Nectar
 from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
 
 
 def record(message: str, **extra: object) -> logging.LogRecord:
@@ -70,7 +71,7 @@ def test_a_worker_logs_each_run_event_as_json_with_its_run_id(
     settings: Settings, start_worker: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     settings = settings.replace(log_format="json")
-    service = Nectar(settings)
+    service = closed_at_end(Nectar(settings))
     run = service.submit("testchains", "hello_luigiworld_chain", "WithDependencyTask", {"aparam": "logged"}).run
     assert run is not None
     worker = start_worker(settings, workers=1)

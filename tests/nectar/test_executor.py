@@ -20,6 +20,7 @@ from nectar.service import Nectar
 from nectar.status import JobStatus
 from nectar.stores import TargetStore, get_store
 from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 WriteChain = Callable[[str, str], Path]
@@ -53,7 +54,7 @@ def any_settings(request: pytest.FixtureRequest, settings: Settings, luigid: str
 
 
 def test_sales_chain_runs_end_to_end(any_settings: Settings, start_worker: StartWorker, luigid: str) -> None:
-    nectar = Nectar(any_settings)
+    nectar = closed_at_end(Nectar(any_settings))
     # one luigid serves both stores: distinct parameters keep luigi's task ids apart (a task id
     # reported DONE moments ago is not scheduled again, see luigi's stable_done_cooldown_secs)
     rows = 40 if any_settings.store_kind == "local" else 41
@@ -127,7 +128,7 @@ def test_logs_hold_prints_logging_and_subprocess_output(
 ) -> None:
     chain = f"loud_{any_settings.store_kind}_chain"  # distinct luigi task ids per store
     write_chain(f"cap/{chain}", LOUD_CHAIN)
-    nectar = Nectar(any_settings)
+    nectar = closed_at_end(Nectar(any_settings))
     submission = nectar.submit("cap", chain, "LoudTask", {"fail": fail})
     start_worker(any_settings, workers=1)
 
@@ -206,7 +207,7 @@ def test_a_failed_step_is_fixed_in_the_chain_file_and_the_rerun_resumes_there(
     settings = settings.replace(scheduler_url=luigid)
     counter = tmp_path / "counter.txt"
     write_chain("etl/flaky_chain", FLAKY_CHAIN.format(counter=str(counter), broken=True))
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     worker = start_worker(settings, workers=1)
 
     first = nectar.submit("etl", "flaky_chain", "LoadTask", {})
@@ -238,7 +239,7 @@ def test_a_chain_that_no_longer_imports_fails_its_run(
     settings: Settings, write_chain: WriteChain, start_worker: StartWorker
 ) -> None:
     write_chain("cap/fragile_chain", "from nectar import NectarTask\nclass FragileTask(NectarTask):\n    pass\n")
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     submission = nectar.submit("cap", "fragile_chain", "FragileTask", {})
     write_chain("cap/fragile_chain", "raise ImportError('gone')\n")
     start_worker(settings, workers=1)
@@ -268,7 +269,7 @@ def test_a_stopped_worker_drains_then_requeues_what_still_runs(
     started = tmp_path / "started.txt"
     write_chain("cap/slow_chain", SLOW_CHAIN.format(started=str(started), seconds=seconds))
     settings = settings.replace(drain_grace=grace)
-    nectar = Nectar(settings)  # luigi's local scheduler here; luigid is told about interrupted tasks
+    nectar = closed_at_end(Nectar(settings))  # luigi's local scheduler here; luigid is told about interrupted tasks
     submission = nectar.submit("cap", "slow_chain", "SlowTask", {})
     first = start_worker(settings, workers=1)
     wait_until(started.exists, timeout=60)
@@ -330,7 +331,7 @@ def test_runs_sharing_a_step_run_it_once_the_other_waits_for_it_uncounted(
     ledger, gate = tmp_path / "ledger.txt", tmp_path / "gate"
     write_chain("cap/shared_chain", shared_chain(ledger, gate, tmp_path))
     settings = settings.replace(scheduler_url=luigid)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     first = nectar.submit("cap", "shared_chain", "UserTask", {"n": 1})
     second = nectar.submit("cap", "shared_chain", "UserTask", {"n": 2})
     start_worker(settings, workers=2)
@@ -363,7 +364,7 @@ def test_a_step_found_undone_just_before_another_run_made_it_is_not_run_again(
     ledger, gate, hold, checked = (tmp_path / name for name in ("ledger.txt", "gate", "hold", "checked"))
     write_chain("cap/shared_chain", shared_chain(ledger, gate, tmp_path))
     settings = settings.replace(scheduler_url=luigid)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     first = nectar.submit("cap", "shared_chain", "UserTask", {"n": 3})
     start_worker(settings, workers=2)
     wait_until(ledger.exists)  # the first run runs the shared step, held by the gate
@@ -403,7 +404,7 @@ def test_a_step_no_other_run_made_meanwhile_is_checked_once_before_it_runs(
     checks = tmp_path / "checks.txt"
     write_chain("cap/checked_chain", CHECKED_CHAIN.format(checks=str(checks)))
     settings = settings.replace(scheduler_url=luigid)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     submission = nectar.submit("cap", "checked_chain", "CheckedTask", {"n": 1})
     checks.unlink()  # the submission's own check (a task already complete is not queued)
     start_worker(settings, workers=1)
@@ -448,7 +449,7 @@ def test_a_step_shows_running_at_once_and_the_one_before_it_done(
     """Steps' changes are written in batches, but a start is never held back, nor what came before it."""
     settings = settings.replace(scheduler_url=luigid)
     write_chain("etl/two_step_chain", TWO_STEP_CHAIN)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     start_worker(settings, workers=1)
     gate = tmp_path / "gate"
     submission = nectar.submit("etl", "two_step_chain", "GatedTask", {"gate": str(gate)})
@@ -494,7 +495,7 @@ def test_a_running_tasks_log_is_readable_from_another_machine_through_s3(
     """Live logs are files on the worker's machine; with S3 they are also copied there while the task runs."""
     settings = s3_settings.replace(scheduler_url=luigid, log_sync_interval=0.3)
     write_chain("etl/chatty_chain", CHATTY_CHAIN)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     start_worker(settings, workers=1)
     gate = tmp_path / "gate"
     submission = nectar.submit("etl", "chatty_chain", "ChattyTask", {"gate": str(gate)})

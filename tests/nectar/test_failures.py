@@ -16,6 +16,7 @@ from nectar.keys import STDERR_FILE, STDOUT_FILE, TargetKey
 from nectar.registry import RunFilter, RunState
 from nectar.service import Nectar
 from tests.conftest import NECTAR, settings_env, wait_until
+from tests.helpers.registries import closed_at_end
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 WriteChain = Callable[[str, str], Path]
@@ -79,7 +80,7 @@ def test_a_failed_task_is_told_once_by_the_worker(
     settings: Settings, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
 ) -> None:
     write_chain("cap/boom_chain", BOOM_CHAIN)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     submission = nectar.submit("cap", "boom_chain", "BoomTask", {})
     assert submission.run is not None
     start_worker(settings, workers=1)
@@ -113,7 +114,7 @@ def test_a_run_of_a_chain_that_no_longer_imports_fails_once_saying_where(
     settings: Settings, write_chain: WriteChain
 ) -> None:
     write_chain("cap/fragile_chain", "from nectar import NectarTask\n\n\nclass FragileTask(NectarTask):\n    pass\n")
-    nectar = Nectar(settings.replace(retries=3))
+    nectar = closed_at_end(Nectar(settings.replace(retries=3)))
     submission = nectar.submit("cap", "fragile_chain", "FragileTask", {})
     assert submission.run is not None and submission.run.max_attempts == 4
     write_chain("cap/fragile_chain", "from nectar import NectarTask\n\n\nclass FragileTask(NectarTask)\n    pass\n")
@@ -132,7 +133,7 @@ def test_a_cancelled_step_ends_cancelled_at_once_keeps_its_logs_and_leaves_no_tr
 ) -> None:
     flag = tmp_path / "started.flag"
     write_chain("cap/working_chain", WORKING_CHAIN.format(flag=str(flag)))
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     submission = nectar.submit("cap", "working_chain", "WorkingTask", {})
     assert submission.run is not None
     start_worker(settings, workers=1)
@@ -167,5 +168,5 @@ def test_nectar_run_of_a_step_whose_bucket_is_missing_names_it_once_and_points_a
     assert printed["failed"].startswith("UpstreamTask: complete() failed: StoreUnavailable: S3 store s3://qa.nobucket")
     assert "NoSuchBucket" in printed["failed"] and "missing" not in printed["failed"], result.stdout
     assert "logs" not in printed and "location" not in printed, result.stdout
-    run = Nectar(qa).runs.find(RunFilter(chain="mixed_chain"))[0][0]
+    run = closed_at_end(Nectar(qa)).runs.find(RunFilter(chain="mixed_chain"))[0][0]
     assert (run.state, run.attempt, run.max_attempts) == (RunState.FAILED, 1, 3)

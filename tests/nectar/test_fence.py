@@ -26,6 +26,7 @@ from nectar.stores import TargetStore, get_store
 from nectar.stores.local import LocalStore
 from nectar.stores.s3 import S3Store
 from tests.clock import Clock
+from tests.helpers.registries import closed_at_end
 
 KEY = TargetKey.parse("chains/etl/sales_chain/AggregateSalesTask/0123456789abcdef0123456789abcdef/out.txt")
 
@@ -212,7 +213,9 @@ def test_a_commit_reads_nothing_while_no_one_else_has_written_and_a_cancel_elsew
         assert all(lease.confirm() for _ in range(5))
         assert statements, "the lease's looks went through another connection than the one traced"
         assert [s for s in statements if "FROM runs" in s] == []
-        elsewhere = threading.Thread(target=lambda: SQLiteRunStore(settings.registry_path).cancel(run.id))
+        elsewhere = threading.Thread(
+            target=lambda: closed_at_end(SQLiteRunStore(settings.registry_path)).cancel(run.id)
+        )
         elsewhere.start()
         elsewhere.join()
         assert not lease.confirm()
@@ -245,7 +248,7 @@ def test_the_read_that_confirms_a_lease_reads_the_runs_state_and_attempt_not_the
 
 def take_away(settings: Settings, run: Run, taken: str) -> None:
     """Another process (another connection) takes ``run`` from its attempt: ``cancelled``, or ``reclaimed``."""
-    other = SQLiteRunStore(settings.registry_path)
+    other = closed_at_end(SQLiteRunStore(settings.registry_path))
     try:
         if taken == "cancelled":
             other.cancel(run.id)

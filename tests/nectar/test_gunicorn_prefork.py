@@ -15,6 +15,7 @@ from harness import APP, REPO, Processes, base_env, children, settings_env, wait
 from nectar.config import Settings
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.service import Nectar
+from tests.helpers.registries import closed_at_end
 
 #: a chain that notes the pid of each process that imports it
 NOTING_CHAIN = """
@@ -138,7 +139,7 @@ def test_no_api_worker_writes_the_registry_to_check_its_schema_a_recycled_one_ne
 ) -> None:
     """The master checks the SQLite registry's schema once before it forks; a worker only reads it (a status lookup
     is a read): no write transaction of a worker's, its first requests' and a recycled worker's included."""
-    SQLiteRunStore(settings.registry_path)  # the registry as an earlier start left it
+    closed_at_end(SQLiteRunStore(settings.registry_path))  # the registry as an earlier start left it
     env = base_env() | settings_env(settings) | {"NECTAR_API_MAX_REQUESTS": str(MAX_REQUESTS)}
     env |= {"NECTAR_API_THREADS": "2"}
     processes = Processes(tmp_path / "logs")
@@ -205,7 +206,7 @@ def test_a_worker_answers_a_status_lookup_with_the_link_bases_and_stores_its_mas
 ) -> None:
     """A queued run's status links to the run (a URL base per endpoint and Host: api/warm.py) and reads its task's
     store: both were made by the master before it forked the worker, none by the worker on its first lookup."""
-    key = Nectar(settings).submit("testchains", "hello_luigiworld_chain", "TestS3Task", {}).key
+    key = closed_at_end(Nectar(settings)).submit("testchains", "hello_luigiworld_chain", "TestS3Task", {}).key
     processes = Processes(tmp_path / "logs")
     try:
         api, port, ledger = noting_api(processes, settings, tmp_path, threads=1)

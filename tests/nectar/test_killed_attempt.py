@@ -15,6 +15,7 @@ from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from tests.api.conftest import build_app
 from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
 from tests.nectar.test_leases import WAITING_CHAIN
 
 
@@ -26,7 +27,7 @@ def test_a_killed_attempt_is_logged_at_warning_and_kept_in_the_runs_attempts_not
 ) -> None:
     write_chain("waits/wait_chain", WAITING_CHAIN)
     retried = settings.replace(retries=1, retry_delay=0.0)
-    nectar = Nectar(retried)
+    nectar = closed_at_end(Nectar(retried))
     start_worker(retried, workers=1)
     flag = tmp_path / "flag"
     submitted = nectar.submit("waits", "wait_chain", "WaitTask", {"flag": str(flag)})

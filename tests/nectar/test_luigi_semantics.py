@@ -24,6 +24,7 @@ from nectar.registry import RetryPolicy, Run, RunState
 from nectar.service import Nectar, retry_policy
 from nectar.steps import MAX_ERROR
 from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
 
 WriteChain = Callable[[str, str], Path]
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -256,7 +257,7 @@ def retrying(settings: Settings) -> Settings:
 def test_a_task_without_outputs_is_done_once_it_ran(settings: Settings, write_chain: WriteChain) -> None:
     chain = write_chain("examples/greeting_chain", GREETING_CHAIN)
     assert "1 ran successfully" in plain_luigi(chain, "GreetingTask")
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     run = run_to_end(settings, nectar, "examples/greeting_chain", "GreetingTask")
     assert (run.state, run.attempt, run.error) == (RunState.DONE, 1, None)
     status = nectar.status(TargetKey.parse(run.key))
@@ -268,7 +269,7 @@ def test_a_finished_task_with_its_own_output_is_done_when_submitted_again(
     settings: Settings, write_chain: WriteChain, tmp_path: Path
 ) -> None:
     write_chain("examples/own_ways_chain", OWN_WAYS_CHAIN)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     out = tmp_path / "count.txt"
     run = run_to_end(settings, nectar, "examples/own_ways_chain", "CountTask", out=str(out))
     assert run.state == RunState.DONE and out.read_text() == "3\n"
@@ -290,7 +291,7 @@ def test_a_task_whose_scheduling_raises_fails_once_with_its_traceback(
 ) -> None:
     chain = write_chain("examples/own_ways_chain", OWN_WAYS_CHAIN)
     assert "1 failed scheduling" in plain_luigi(chain, task)
-    nectar = Nectar(retrying)
+    nectar = closed_at_end(Nectar(retrying))
     run = run_to_end(retrying, nectar, "examples/own_ways_chain", task)
     assert (run.state, run.attempt, run.failed_step) == (RunState.FAILED, 1, task)
     assert run.error is not None and run.error.startswith(told), run.error
@@ -304,7 +305,7 @@ def test_an_external_task_never_present_waits_for_its_target_without_a_retry(
     absent, counter = tmp_path / "never-there.txt", tmp_path / "side-effects.txt"
     told = plain_luigi(chain, "SummaryTask", "--counter", str(tmp_path / "plain.txt"), "--path", str(absent))
     assert "1 ran successfully" in told and "were missing external dependencies" in told
-    nectar = Nectar(retrying)
+    nectar = closed_at_end(Nectar(retrying))
     run = run_to_end(retrying, nectar, "examples/own_ways_chain", "SummaryTask", counter=str(counter), path=str(absent))
     assert (run.state, run.attempt, run.failed_step) == (RunState.WAITING, 0, None)
     assert (run.error, run.waiting_for) == (f"waiting for {absent}", (str(absent),))
@@ -316,7 +317,7 @@ def test_an_external_task_whose_target_cannot_be_checked_fails_once_saying_why(
 ) -> None:
     write_chain("examples/own_ways_chain", OWN_WAYS_CHAIN)
     before = multiprocessing.active_children()
-    run = run_to_end(retrying, Nectar(retrying), "examples/own_ways_chain", "InMemoryTask")
+    run = run_to_end(retrying, closed_at_end(Nectar(retrying)), "examples/own_ways_chain", "InMemoryTask")
     assert (run.state, run.attempt, run.failed_step) == (RunState.FAILED, 1, "InMemoryExternalTask")
     assert run.error == (
         "external data missing: never-there (it cannot be waited for: a MockTarget is neither a local file nor "
@@ -331,7 +332,9 @@ def test_a_submission_that_asks_a_mock_target_leaves_no_process_behind(
 ) -> None:
     write_chain("examples/own_ways_chain", OWN_WAYS_CHAIN)
     before = multiprocessing.active_children()
-    submission = Nectar(settings).submit("examples", "own_ways_chain", "InMemoryWriteTask", {"pids": "unused"})
+    submission = closed_at_end(Nectar(settings)).submit(
+        "examples", "own_ways_chain", "InMemoryWriteTask", {"pids": "unused"}
+    )
     assert submission.run is not None, "an empty MockTarget was found to exist"
     assert multiprocessing.active_children() == before
 
@@ -341,7 +344,7 @@ def test_a_worker_attempt_that_used_a_mock_target_leaves_no_process_behind(
 ) -> None:
     write_chain("examples/own_ways_chain", OWN_WAYS_CHAIN)
     quick = settings.replace(scheduler_url=luigid)
-    nectar, pids = Nectar(quick), tmp_path / "pids.txt"
+    nectar, pids = closed_at_end(Nectar(quick)), tmp_path / "pids.txt"
     submission = nectar.submit("examples", "own_ways_chain", "InMemoryWriteTask", {"pids": str(pids)})
     assert submission.run is not None
     run_id = submission.run.id
@@ -357,7 +360,7 @@ def test_a_tasks_retry_count_is_its_number_of_attempts(
     settings: Settings, write_chain: WriteChain, tmp_path: Path
 ) -> None:
     write_chain("examples/retries_chain", RETRIES_CHAIN)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     counter = tmp_path / "flaky.txt"
     run = run_to_end(settings, nectar, "examples/retries_chain", "FlakyTask", counter=str(counter))
     assert (run.state, run.attempt, run.max_attempts) == (RunState.FAILED, 2, 2)
@@ -368,7 +371,7 @@ def test_a_failed_steps_retry_count_governs_the_run(
     settings: Settings, write_chain: WriteChain, tmp_path: Path
 ) -> None:
     write_chain("examples/retries_chain", RETRIES_CHAIN)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     counter = tmp_path / "fragile.txt"
     run = run_to_end(settings, nectar, "examples/retries_chain", "PatientTask", counter=str(counter))
     assert (run.state, run.attempt, run.max_attempts, run.failed_step) == (RunState.FAILED, 1, 4, "FragileStepTask")
@@ -378,7 +381,7 @@ def test_a_failed_steps_retry_count_governs_the_run(
 
 def test_a_failed_run_lists_no_step_running(settings: Settings, write_chain: WriteChain, tmp_path: Path) -> None:
     write_chain("examples/retries_chain", RETRIES_CHAIN)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     run = run_to_end(settings, nectar, "examples/retries_chain", "YieldingTask", counter=str(tmp_path / "c.txt"))
     assert run.state == RunState.FAILED
     steps = {step.task: step for step in nectar.runs.steps(run.id)}
@@ -391,7 +394,7 @@ def test_a_task_luigid_disabled_runs_again_when_submitted_again(
 ) -> None:
     settings = settings.replace(scheduler_url=luigid)
     write_chain("examples/retries_chain", RETRIES_CHAIN)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     counter = tmp_path / "flaky.txt"
     first = run_to_end(settings, nectar, "examples/retries_chain", "FlakyTask", counter=str(counter))
     assert first.state == RunState.FAILED and lines(counter) == 2
@@ -411,7 +414,7 @@ def test_a_run_luigid_does_not_grant_says_why_then_fails_past_the_bound(
 ) -> None:
     settings = settings.replace(scheduler_url=luigid)
     write_chain("examples/retries_chain", RETRIES_CHAIN)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     submission = nectar.submit("examples", "retries_chain", "GreedyTask", {})
     assert submission.run is not None
     why = "waiting: short of resources: nectar_test_pool (a step needs 2; 0 of 1 in use)"
@@ -437,7 +440,7 @@ def test_a_step_luigid_disabled_is_re_enabled_for_a_new_task_once_then_fails_the
 ) -> None:
     settings = settings.replace(scheduler_url=luigid)
     write_chain("examples/retries_chain", RETRIES_CHAIN)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     counter = tmp_path / "flaky.txt"
     run_to_end(settings, nectar, "examples/retries_chain", "FlakyTask", counter=str(counter))
     assert lines(counter) == 2  # luigid has disabled FlakyTask
@@ -465,7 +468,7 @@ def test_a_retry_meeting_a_step_luigid_disabled_fails_at_once_saying_until_when(
 ) -> None:
     settings = settings.replace(scheduler_url=luigid)
     write_chain("examples/retries_chain", RETRIES_CHAIN)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     counter = tmp_path / "flaky.txt"
     run_to_end(settings, nectar, "examples/retries_chain", "FlakyTask", counter=str(counter))
     submission = nectar.submit("examples", "retries_chain", "OverFlakyTask", {"counter": str(counter)})

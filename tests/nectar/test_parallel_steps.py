@@ -23,6 +23,7 @@ from nectar.spares import AHEAD
 from tests.conftest import REPO
 from tests.faults.conftest import alive, descendants, waitfor
 from tests.helpers.ledger import whole_lines
+from tests.helpers.registries import closed_at_end
 from tests.nectar.test_executor import finished
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -134,7 +135,7 @@ def test_independent_steps_run_at_once_up_to_the_workers_asked(
     settings: Settings, luigid: str, gates: Path, start_worker: StartWorker, task: str, task_workers: int
 ) -> None:
     settings = settings.replace(scheduler_url=luigid, task_workers=task_workers)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     tag = f"{task}-{task_workers}"
     run_gates = Gates(gates, tag)
     submission = submit(nectar, task, tag)
@@ -165,7 +166,7 @@ def test_parallel_steps_record_their_states_in_a_postgresql_registry_each_over_i
     settings: Settings, database_url: str, gates: Path, start_worker: StartWorker
 ) -> None:
     settings = settings.replace(database_url=database_url)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     run_gates = Gates(gates, "pg")
     submission = submit(nectar, "FanTask", "pg", n=3)
     start_worker(settings, workers=1)
@@ -185,7 +186,7 @@ def test_parallel_steps_record_their_states_in_a_postgresql_registry_each_over_i
 
 
 def test_by_default_a_runs_steps_run_one_at_a_time(settings: Settings, gates: Path, start_worker: StartWorker) -> None:
-    nectar = Nectar(settings)  # luigi's local scheduler: NECTAR_TASK_WORKERS is 1
+    nectar = closed_at_end(Nectar(settings))  # luigi's local scheduler: NECTAR_TASK_WORKERS is 1
     run_gates = Gates(gates, "serial")
     submission = submit(nectar, "SerialFanTask", "serial")
     start_worker(settings, workers=1)
@@ -214,7 +215,7 @@ def test_a_parallel_step_committing_late_renews_the_lease_in_its_attempts_name(
 ) -> None:
     """A step's commit after a heartbeat interval renews the lease: the run's worker stays the attempt's process
     (a step's own, once it ended, would be a dead worker whose run is reclaimed)."""
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     run_gates = Gates(gates, "late")
     submission = submit(nectar, "FanTask", "late")
     assert submission.run is not None
@@ -254,7 +255,7 @@ def test_a_parallel_step_of_an_attempt_that_lost_its_run_writes_no_step_into_its
     """A step forked from an attempt tells its steps in that attempt's name: once the attempt's run is another
     attempt's (its process frozen, so that it cannot stop its steps first), what the step says on ending (its
     commit refused: a failure) is not written over its successor's steps."""
-    nectar = Nectar(settings.replace(retries=1, retry_delay=0.0))
+    nectar = closed_at_end(Nectar(settings.replace(retries=1, retry_delay=0.0)))
     run_gates = Gates(gates, "frozen")
     submission = submit(nectar, "FanTask", "frozen")
     assert submission.run is not None
@@ -327,7 +328,7 @@ def test_a_failing_parallel_step_fails_the_run_naming_it_and_the_other_step_fini
     settings: Settings, luigid: str, gates: Path, start_worker: StartWorker
 ) -> None:
     settings = settings.replace(scheduler_url=luigid)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     run_gates = Gates(gates, "failing")
     submission = submit(nectar, "FanTask", "failing")
     start_worker(settings, workers=1)
@@ -352,7 +353,7 @@ def test_a_failing_parallel_step_fails_the_run_naming_it_and_the_other_step_fini
 def test_a_parallel_step_whose_process_dies_fails_the_run_naming_it(
     settings: Settings, gates: Path, start_worker: StartWorker
 ) -> None:
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     run_gates = Gates(gates, "died")
     submission = submit(nectar, "FanTask", "died")
     start_worker(settings, workers=1)
@@ -376,7 +377,7 @@ def test_a_parallel_step_whose_process_dies_fails_the_run_naming_it(
 def test_cancelling_a_run_with_parallel_steps_leaves_no_process_behind(
     settings: Settings, gates: Path, start_worker: StartWorker
 ) -> None:
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     run_gates = Gates(gates, "cancelled")
     submission = submit(nectar, "FanTask", "cancelled")
     worker = start_worker(settings, workers=1)
@@ -404,7 +405,7 @@ def test_a_task_asking_for_no_workers_fails_its_run_at_once_naming_why(
 ) -> None:
     source = (gates.parent / "chains" / "par" / "fan_chain.py").read_text()
     write_chain("par/fan_chain", source + "\n\nclass NoWorkersTask(FanTask):\n    workers = 0\n")
-    nectar = Nectar(settings.replace(retries=2))
+    nectar = closed_at_end(Nectar(settings.replace(retries=2)))
     submission = nectar.submit("par", "fan_chain", "NoWorkersTask", {"tag": "none"})
     start_worker(settings, workers=1)
 
@@ -421,7 +422,7 @@ def test_a_stopped_worker_interrupts_parallel_steps_and_requeues_their_run(
     settings: Settings, gates: Path, start_worker: StartWorker
 ) -> None:
     settings = settings.replace(drain_grace=0.5)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     run_gates = Gates(gates, "stopped")
     submission = submit(nectar, "FanTask", "stopped")
     worker = start_worker(settings, workers=1)
@@ -475,7 +476,7 @@ def test_parallel_steps_on_s3_each_talk_to_the_store_over_their_own_connections(
     s3_settings: Settings, gates: Path, start_worker: StartWorker
 ) -> None:
     """The attempt has talked to S3 (its steps' complete()) before it forks them: no step may use its connections."""
-    nectar = Nectar(s3_settings.replace(task_workers=4))
+    nectar = closed_at_end(Nectar(s3_settings.replace(task_workers=4)))
     run_gates = Gates(gates, "s3")
     for i in range(8):
         run_gates.open(i)

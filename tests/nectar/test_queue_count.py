@@ -32,6 +32,7 @@ from nectar.registry.triggers import Seen
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.schedules.model import ScheduleRecord, ScheduleSpec
 from nectar.triggers.model import TriggerRecord, TriggerSpec
+from tests.helpers.registries import closed_at_end
 
 REPO = Path(__file__).resolve().parents[2]
 DIGEST = "0123456789abcdef0123456789abcdef"
@@ -55,7 +56,11 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def open_store(where: str) -> SqlTriggers:
-    return PostgresRunStore(where) if where.startswith("postgresql:") else SQLiteRunStore(Path(where))
+    return (
+        closed_at_end(PostgresRunStore(where))
+        if where.startswith("postgresql:")
+        else closed_at_end(SQLiteRunStore(Path(where)))
+    )
 
 
 def counted_right(runs: SqlTriggers) -> int:
@@ -136,7 +141,7 @@ def every_change(runs: SqlTriggers, counted_right: Callable[[SqlTriggers], int])
 
 def test_a_registry_of_an_earlier_schema_counts_its_queue_when_it_upgrades(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite3"
-    runs = SQLiteRunStore(path)
+    runs = closed_at_end(SQLiteRunStore(path))
     for n in range(5):
         runs.submit(new_run(n))
     assert runs.claim("w") is not None
@@ -148,7 +153,7 @@ def test_a_registry_of_an_earlier_schema_counts_its_queue_when_it_upgrades(tmp_p
         conn.execute("PRAGMA user_version = 6")
     conn.close()
 
-    upgraded = SQLiteRunStore(path)
+    upgraded = closed_at_end(SQLiteRunStore(path))
     assert counted_right(upgraded) == 4
     upgraded.submit(new_run(9))
     assert counted_right(upgraded) == 5
@@ -188,7 +193,7 @@ def test_a_bounded_sqlite_submission_makes_no_temporary_table(tmp_path: Path) ->
     """The bounded insert of a new run, in its SQLite program: no temporary table, neither of a run's columns (SQLite
     copied the row of an ``INSERT ... SELECT`` into one, as ``runs`` has triggers) nor of the active states (the
     partial unique index's ``state IN (...)``); and what it answers, in and past the bound."""
-    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     try:
         runs.submit(new_run(1))
         with sqlite3.connect(tmp_path / "runs.sqlite3") as conn:
@@ -209,7 +214,7 @@ def test_a_registry_of_schema_12_keeps_one_active_run_a_key_as_it_upgrades(tmp_p
     """Schema 13 writes the condition of the index of one active run a key as comparisons: a registry of 12 (its
     ``state IN (...)``) is given them as it opens, and a key active there still has its one run."""
     path = tmp_path / "runs.sqlite3"
-    runs = SQLiteRunStore(path)
+    runs = closed_at_end(SQLiteRunStore(path))
     active = runs.submit(new_run(1))[0]
     runs.close()
     with sqlite3.connect(path) as conn:
@@ -217,7 +222,7 @@ def test_a_registry_of_schema_12_keeps_one_active_run_a_key_as_it_upgrades(tmp_p
         conn.execute(f"CREATE UNIQUE INDEX runs_one_active_per_key ON runs(key) WHERE {ACTIVE}")
         conn.execute("PRAGMA user_version = 12")
     conn.close()
-    upgraded = SQLiteRunStore(path)
+    upgraded = closed_at_end(SQLiteRunStore(path))
     try:
         assert upgraded.submit(new_run(1), max_pending=10) == (active, False)
         assert upgraded.submit(new_run(1)) == (active, False)

@@ -23,6 +23,7 @@ from nectar.registry import Step, sqlite
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
 from tests.helpers.forks import said_by_a_child_forked_while_held
+from tests.helpers.registries import closed_at_end
 from tests.helpers.threads import at_line, waits_in
 from tests.nectar.test_runs import new_run
 
@@ -53,7 +54,7 @@ def _record_start(runs: SQLiteRunStore, step: Step, answer: Connection) -> None:
 
 
 def test_a_step_forked_while_the_heartbeat_thread_is_in_a_transaction_records_its_start(tmp_path: Path) -> None:
-    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     run, _ = runs.submit(new_run())
     claimed = runs.claim("attempt")
     assert claimed is not None
@@ -160,7 +161,7 @@ def test_a_process_forked_while_another_thread_opens_its_turn_at_the_file_can_wr
     a registry file, outside the fork gate: ``wait_for_work`` looks at the turn's holder) is held for ever in the
     child, where that thread does not exist: its first write would wait on it for ever, a stray copy of its parent
     that only a SIGKILL ends."""
-    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
 
     def first_write() -> bytes:  # this process's turn at the file opened
         runs.submit(new_run())
@@ -398,7 +399,7 @@ def test_a_fork_waits_for_another_thread_opening_a_registry(tmp_path: Path) -> N
             release.wait(PATIENCE)
             return conn
 
-    maker = threading.Thread(target=Slow, args=(tmp_path / "runs.sqlite3",), daemon=True)
+    maker = threading.Thread(target=lambda: closed_at_end(Slow(tmp_path / "runs.sqlite3")), daemon=True)
     maker.start()
     assert opened.wait(PATIENCE)
     assert _made_after(release, maker) == [1], "a fork was made while another thread opened the registry"
@@ -462,7 +463,7 @@ def test_a_fork_waits_for_another_thread_closing_a_registrys_connections(
                 release.wait(PATIENCE)
             super().close()
 
-    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     connect = sqlite3.connect
     monkeypatch.setattr(sqlite3, "connect", partial(connect, factory=SlowToClose))
     runs.submit(new_run())  # the process's writing connection, a SlowToClose

@@ -25,6 +25,7 @@ from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from tests.conftest import free_port, start_luigid, stop, wait_until
 from tests.faults.conftest import alive, children
+from tests.helpers.registries import closed_at_end
 from tests.nectar.test_spare import KEPT, ended, pid_of
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -133,7 +134,7 @@ def until_reused(nectar: Nectar, first: int) -> list[Run]:
 def test_a_process_that_ended_its_run_takes_another_and_each_run_has_its_own_module_and_logs(
     reusing: Settings, start_worker: StartWorker, write_chain: Callable[[str, str], Path]
 ) -> None:
-    nectar = Nectar(reusing)
+    nectar = closed_at_end(Nectar(reusing))
     worker = start_worker(reusing, workers=1)
 
     runs = until_reused(nectar, 1)
@@ -167,7 +168,7 @@ def test_a_reused_process_runs_its_next_run_past_a_restart_of_luigid_that_closed
     settings = reusing.replace(scheduler_url=f"http://127.0.0.1:{port}")
     luigid = start_luigid(port, tmp_path / "luigid")
     try:
-        nectar = Nectar(settings)
+        nectar = closed_at_end(Nectar(settings))
         start_worker(settings, workers=1)
         before = until_reused(nectar, 1)
         stop(luigid)
@@ -185,7 +186,7 @@ def test_a_reused_process_runs_its_next_run_past_a_restart_of_luigid_that_closed
 
 def test_with_one_run_per_process_each_run_has_a_fresh_process(reusing: Settings, start_worker: StartWorker) -> None:
     settings = reusing.replace(runs_per_process=1)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     start_worker(settings, workers=1)
 
     runs = [count(nectar, n) for n in range(1, 6)]
@@ -199,7 +200,7 @@ def test_with_one_run_per_process_each_run_has_a_fresh_process(reusing: Settings
 def test_a_process_whose_run_left_a_thread_or_a_child_process_exits(
     reusing: Settings, start_worker: StartWorker, leaves: str, tmp_path: Path
 ) -> None:
-    nectar = Nectar(reusing)
+    nectar = closed_at_end(Nectar(reusing))
     start_worker(reusing, workers=1)
 
     run = ended(nectar, submit(nectar, "LeavesTask", n=1, leaves=leaves.split()[-1]))
@@ -254,7 +255,7 @@ def test_a_queued_run_never_waits_for_the_processes_back_from_their_runs_to_be_s
     hold = tmp_path / "hold"
     hold.touch()
     write_chain("reuse/held_chain", HELD_CHAIN.format(hold=str(hold)))
-    nectar = Nectar(reusing)
+    nectar = closed_at_end(Nectar(reusing))
     start_worker(reusing, workers=1)
     try:
         runs = []
@@ -270,7 +271,7 @@ def test_a_queued_run_never_waits_for_the_processes_back_from_their_runs_to_be_s
 
 
 def test_a_process_whose_run_was_cancelled_exits(reusing: Settings, start_worker: StartWorker, tmp_path: Path) -> None:
-    nectar = Nectar(reusing)
+    nectar = closed_at_end(Nectar(reusing))
     start_worker(reusing, workers=1)
     until_reused(nectar, 1)  # processes do take another run here
     gate = tmp_path / "gate"
@@ -288,7 +289,7 @@ def test_a_process_whose_run_was_cancelled_exits(reusing: Settings, start_worker
 def test_a_process_killed_between_runs_or_during_a_reused_one_loses_no_run(
     reusing: Settings, start_worker: StartWorker, tmp_path: Path
 ) -> None:
-    nectar = Nectar(reusing)
+    nectar = closed_at_end(Nectar(reusing))
     worker = start_worker(reusing, workers=1)
     runs = until_reused(nectar, 1)
     waiting = pid_of(runs[-1])  # back among the spares, waiting for a run

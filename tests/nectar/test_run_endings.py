@@ -9,6 +9,7 @@ import pytest
 
 from nectar.registry import RetryPolicy, Run, RunState, RunStore, Step
 from nectar.registry.sqlite import SQLiteRunStore
+from tests.helpers.registries import closed_at_end
 
 DIGEST = "0123456789abcdef0123456789abcdef"
 
@@ -16,10 +17,10 @@ DIGEST = "0123456789abcdef0123456789abcdef"
 @pytest.fixture(params=["sqlite", "postgresql"])
 def runs(request: pytest.FixtureRequest, tmp_path: Path) -> RunStore:
     if request.param == "sqlite":
-        return SQLiteRunStore(tmp_path / "registry.sqlite")
+        return closed_at_end(SQLiteRunStore(tmp_path / "registry.sqlite"))
     from nectar.registry.postgres import PostgresRunStore
 
-    return PostgresRunStore(request.getfixturevalue("database_url"))
+    return closed_at_end(PostgresRunStore(request.getfixturevalue("database_url")))
 
 
 def claimed(runs: RunStore, retries: int = 2) -> Run:

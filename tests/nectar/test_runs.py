@@ -25,6 +25,7 @@ from nectar.registry.postgres import PostgresRunStore
 from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
 from tests.clock import Clock
+from tests.helpers.registries import closed_at_end
 
 DIGEST = "0123456789abcdef0123456789abcdef"
 
@@ -40,8 +41,8 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], S
     """Opens (again) one registry: a SQLite file, or a real PostgreSQL database; each test runs against both."""
     if request.param == "postgres":
         url = request.getfixturevalue("database_url")
-        return lambda: PostgresRunStore(url)
-    return lambda: SQLiteRunStore(tmp_path / "data" / "runs.sqlite3")
+        return lambda: closed_at_end(PostgresRunStore(url))
+    return lambda: closed_at_end(SQLiteRunStore(tmp_path / "data" / "runs.sqlite3"))
 
 
 @pytest.fixture
@@ -416,8 +417,8 @@ def test_an_attempt_s_steps_are_written_only_while_it_owns_its_run(runs: SqlRunS
 
 def test_registry_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite3"
-    run = SQLiteRunStore(path).submit(new_run())[0]
-    reopened = SQLiteRunStore(path)
+    run = closed_at_end(SQLiteRunStore(path)).submit(new_run())[0]
+    reopened = closed_at_end(SQLiteRunStore(path))
     assert reopened.get(run.id) == run and reopened.check() == f"sqlite {path}"
     assert reopened.get("missing") is None and reopened.latest("chains/none") is None
 
@@ -435,7 +436,7 @@ def test_a_registry_written_before_versions_upgrades_itself(tmp_path: Path) -> N
             " NULL, NULL, NULL, NULL, NULL)"
         )
     conn.close()
-    runs = SQLiteRunStore(path)
+    runs = closed_at_end(SQLiteRunStore(path))
     old = runs.get("r1")
     assert old is not None and (old.attempt, old.max_attempts, old.not_before) == (0, 1, 0.0)
     claimed = runs.claim("w")
@@ -443,7 +444,7 @@ def test_a_registry_written_before_versions_upgrades_itself(tmp_path: Path) -> N
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     check.close()
-    assert SQLiteRunStore(path).get("r1") is not None  # opening an up-to-date file changes nothing
+    assert closed_at_end(SQLiteRunStore(path)).get("r1") is not None  # opening an up-to-date file changes nothing
 
 
 def test_find_filters_and_pages_newest_first(runs: SqlRunStore) -> None:
@@ -488,7 +489,7 @@ def test_a_listing_by_state_counts_as_many_runs_as_it_lists(runs: SqlRunStore) -
 def test_a_listing_by_state_counts_its_runs_without_reading_them(tmp_path: Path) -> None:
     """The total of a listing by state alone is read from the one row of counts (``run_counts``), not counted
     over the runs in that state (``COUNT(*)`` through the index ``runs_queue``: every one of them, per page)."""
-    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     for n in range(5):
         runs.submit(new_run(n))
     statements: list[str] = []
@@ -506,12 +507,12 @@ def test_a_listing_by_state_counts_its_runs_without_reading_them(tmp_path: Path)
 
 def test_an_older_release_refuses_a_newer_registry(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite3"
-    SQLiteRunStore(path)
+    closed_at_end(SQLiteRunStore(path))
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
     with pytest.raises(RuntimeError, match="newer than this release"):
-        SQLiteRunStore(path)
+        closed_at_end(SQLiteRunStore(path))
 
 
 def test_a_connection_opened_after_a_newer_release_migrated_the_file_refuses_it(tmp_path: Path) -> None:
@@ -519,7 +520,7 @@ def test_a_connection_opened_after_a_newer_release_migrated_the_file_refuses_it(
     a newer release's migration since is refused by a new connection (a thread's while the process's one opened
     before it is lent to another) and a forked child's, every time."""
     path = tmp_path / "runs.sqlite3"
-    runs = SQLiteRunStore(path)
+    runs = closed_at_end(SQLiteRunStore(path))
     assert runs.latest("chains/t/c/T/0/out.txt") is None  # the process's connection, opened before the migration
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
@@ -558,7 +559,7 @@ def test_a_write_after_a_newer_release_migrated_the_file_is_refused_and_writes_n
     """A process's threads write through one connection of their own, opened at the first write: it is checked as
     every new connection is, before its first write goes in."""
     path = tmp_path / "runs.sqlite3"
-    runs = SQLiteRunStore(path)
+    runs = closed_at_end(SQLiteRunStore(path))
     assert runs.latest("chains/t/c/T/0/out.txt") is None
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")

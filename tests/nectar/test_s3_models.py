@@ -20,13 +20,14 @@ from tests.helpers.credentials_endpoint import (
     model_files_read,
     socket_inodes,
 )
+from tests.helpers.registries import closed_at_end
 
 
 def test_an_attempt_makes_its_s3_client_from_the_models_its_worker_loaded(
     s3_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # as in a worker process just started
-    Executor(s3_settings).warm()  # as before its first spare is forked
+    closed_at_end(Executor(s3_settings)).warm()  # as before its first spare is forked
     read = model_files_read(monkeypatch)
 
     store = S3Store(s3_settings.bucket)  # what an attempt's process, forked from the worker, makes

@@ -26,6 +26,7 @@ from nectar.registry.sqlite import SQLiteRunStore
 from nectar.supervisor import Part, wait_ready
 from tests.conftest import NECTAR, REPO, free_port, settings_env, wait_until
 from tests.faults.conftest import alive, children, cmdline, descendants, links_checked, send, waitfor
+from tests.helpers.registries import closed_at_end
 
 HELLO = "testchains/hello_luigiworld_chain"
 
@@ -184,7 +185,7 @@ def test_metrics_add_up_every_api_process_and_the_registry(served: Served) -> No
     for _ in range(40):
         assert requests.get(f"{served.api}/api/chains", timeout=60).status_code == 200
     run_id = _launch_and_wait(served, "TestS3Task")["data"]["run_id"]
-    run = SQLiteRunStore(served.cwd / "nectar_data" / "runs.sqlite3").get(run_id)
+    run = closed_at_end(SQLiteRunStore(served.cwd / "nectar_data" / "runs.sqlite3")).get(run_id)
     assert run is not None and run.started_at is not None and run.finished_at is not None
     took = run.finished_at - run.started_at
 

@@ -4,7 +4,7 @@ once (a plain task's key) and how it tells a task done."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +89,10 @@ class PairTask(NectarTask):
 
 
 @pytest.fixture
-def submitted(settings: Settings, write_chain: Callable[[str, str], Path]) -> Nectar:
+def submitted(settings: Settings, write_chain: Callable[[str, str], Path]) -> Iterator[Nectar]:
     write_chain("svc/submitted_chain", SUBMITTED_CHAIN)
-    return Nectar(settings)
+    with Nectar(settings) as nectar:
+        yield nectar
 
 
 def test_a_plain_tasks_key_is_made_once_per_submission(submitted: Nectar, monkeypatch: pytest.MonkeyPatch) -> None:

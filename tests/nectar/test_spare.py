@@ -29,6 +29,7 @@ from nectar.service import Nectar
 from nectar.spares import AHEAD, ENDED, FIRST_BACKOFF, Spare, Spares, hand_over, heard
 from tests.conftest import wait_until
 from tests.faults.conftest import alive, children
+from tests.helpers.registries import closed_at_end
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 QUICK_CHAIN = """
@@ -114,7 +115,7 @@ def spares_after(worker: subprocess.Popen[bytes], run: Run, count: int) -> list[
 def test_a_worker_keeps_spares_for_its_slots_once_it_has_claimed_and_the_next_run_goes_to_one(
     quick: Settings, start_worker: StartWorker
 ) -> None:
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     worker = start_worker(quick, workers=2)
     first = ended(nectar, submit(nectar, 1))
     spares = spares_after(worker, first, AHEAD * 2)
@@ -128,7 +129,7 @@ def test_a_worker_keeps_spares_for_its_slots_once_it_has_claimed_and_the_next_ru
 
 def test_spares_are_let_go_once_no_run_was_claimed_for_a_while(quick: Settings, start_worker: StartWorker) -> None:
     settings = quick.replace(spare_idle=0.2)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     worker = start_worker(settings, workers=2)
 
     run = ended(nectar, submit(nectar, 3))
@@ -142,7 +143,7 @@ def test_a_spare_that_dies_while_every_slot_is_busy_is_reaped_and_replaced(
     quick: Settings, start_worker: StartWorker, tmp_path: Path
 ) -> None:
     """Not left a zombie counted among the spares until a slot is free: the worker looks at its spares each pass."""
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     worker = start_worker(quick, workers=1)
     spares_after(worker, ended(nectar, submit(nectar, 8)), AHEAD)
     gate = tmp_path / "held-gate"
@@ -173,7 +174,7 @@ def new_executor(quick: Settings) -> Iterator[Callable[[], Executor]]:
     made: list[Executor] = []
 
     def new(concurrency: int = 2, **changes: Any) -> Executor:
-        made.append(Executor(quick.replace(scheduler_url=None, **changes), concurrency=concurrency))
+        made.append(closed_at_end(Executor(quick.replace(scheduler_url=None, **changes), concurrency=concurrency)))
         return made[-1]
 
     yield new
@@ -204,7 +205,7 @@ def test_an_idle_worker_asks_whether_luigid_answers_ahead_of_its_next_claim(
     loop that claims nothing asks again once the answer is :data:`~nectar.executor.CHECK_AHEAD` of that old, so that
     a worker woken by a run queued seldom waits for luigid's answer before its claim. Here nothing is queued and no
     look is made after the first: luigid, paused meanwhile, is found so all the same."""
-    executor = Executor(quick, concurrency=1)
+    executor = closed_at_end(Executor(quick, concurrency=1))
     executor.look_anyway = 3600.0  # only the first pass looks for a run: nothing tells of one after
     executor._serve_once()  # its look: luigid answers
     assert executor.scheduler is not None
@@ -229,7 +230,7 @@ def test_a_runs_chain_file_is_stated_once_in_all_by_its_worker_and_the_process_t
     run which file to execute ahead: neither stats it again (it was 3 a run: the claim, the attempt's end in the
     process, its return to the spares in the worker)."""
     executor = new_executor(concurrency=1, runs_per_process=100, worker_poll_interval=0.05)
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     chain = os.fspath(quick.chains_dir / "quick" / "quick_chain.py")
     noted = tmp_path / "stats"
     serving = False  # the executor's stats, not the submissions' (the API's catalog stats the file too)
@@ -297,7 +298,7 @@ def test_a_processs_exit_and_proc_descriptors_are_made_once_whatever_the_runs_it
     made at its first claim and are kept with it (they were made, and closed, at each claim: 4 system calls a run,
     the ``/proc`` path looked up each time)."""
     executor = new_executor(concurrency=1, runs_per_process=100, worker_poll_interval=0.05)
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     worker = os.getpid()
     made: dict[str, list[int]] = {"exits": [], "stat": []}
     exits, opened = wakeup.exits, os.open
@@ -329,7 +330,7 @@ def test_an_attempt_says_its_first_step_started_only_while_a_fork_waits_for_it(
     wanted there (processes back from their runs), no fork waits for it, and the word only woke its worker's loop for
     a pass on the attempt's way to ``run()``, each run. Asked of the attempt only while spares are short."""
     executor = new_executor(concurrency=1, runs_per_process=100, worker_poll_interval=0.05)
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     heard_started = 0
     listened = executor_module.heard
 
@@ -349,7 +350,7 @@ def test_an_attempt_says_its_first_step_started_only_while_a_fork_waits_for_it(
 def test_a_run_queued_for_later_makes_no_spare(new_executor: Callable[[], Executor], quick: Settings) -> None:
     """A PENDING run not due yet (a retry's backoff, luigid unreachable) is no work: no spare is forked for it
     (were one, it would be let go after ``spare_idle`` and forked again, round after round)."""
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     run_id = submit(nectar, 7)
     claimed = nectar.runs.claim("elsewhere:1", run_id)
     assert claimed is not None and nectar.runs.requeue(run_id, claimed.attempt, delay=3600.0)
@@ -364,7 +365,7 @@ def test_a_pass_with_a_free_slot_and_no_spare_reads_the_queue_once(
     due first will be (it was two: whether one is due, then when)."""
     executor = new_executor(concurrency=1)
     executor.runs.wait_for_work(0.0)  # its watch for queued runs made (a process's first wait returns at once)
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     due_at = None
     if later:
         run_id = submit(nectar, 8)
@@ -428,7 +429,7 @@ def test_an_attempts_exit_wakes_the_workers_loop_not_a_look_on_a_timer(
     every ``REAP_INTERVAL``. Here no look on a timer would come within the test."""
     monkeypatch.setattr(executor_module, "REAP_INTERVAL", 3600.0)
     executor = new_executor(concurrency=1, worker_poll_interval=3600.0)
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     run_id = submit(nectar, 11)
     while not executor.children:  # each pass returns once a spare is ready, or a run is queued
         executor._serve_once()
@@ -471,7 +472,7 @@ def test_a_pass_woken_by_a_spare_alone_does_not_look_for_a_run_until_one_is_queu
 
     monkeypatch.setattr(executor.runs, "claim", claimed)
     monkeypatch.setattr(executor.runs, "next_due", due)
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
 
     def passes() -> None:
         executor.spares.wanted()  # runs were wanted: a spare is forked, whose readiness wakes the loop
@@ -511,7 +512,7 @@ def test_an_idle_workers_passes_look_for_a_run_once_then_only_when_one_is_queued
         executor._serve_once()
     assert looks == ["due?"], "an idle pass looked for a run though none was queued"
 
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     run_id = submit(nectar, 22)
     claimed = nectar.runs.claim("elsewhere:1", run_id)
     assert claimed is not None and nectar.runs.requeue(run_id, claimed.attempt, delay=0.2)
@@ -536,7 +537,7 @@ def test_a_run_whose_word_was_lost_is_claimed_by_a_look_all_the_same(
     while executor.runs.wait_for_work(0.0):  # its first waits say a run may have been queued before them
         pass
     executor._serve_once()  # a look finds none: none is looked for until told (or look_anyway has passed)
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     monkeypatch.setattr(type(nectar.runs), "_queued", lambda self: None)  # the run's word is lost
     run_id = submit(nectar, 24)
 
@@ -560,7 +561,7 @@ def test_without_the_kernels_word_an_idle_worker_claims_a_run_queued_in_its_wait
     while executor.runs.wait_for_work(0.0):  # its first waits say a run may have been queued before them
         pass
     executor._serve_once()  # a look finds none: none is looked for until told
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     sleep = wakeup.readable
     run_id: list[str] = []
 
@@ -823,7 +824,7 @@ def test_a_run_is_claimed_only_by_a_spare_whose_setup_has_finished(
 
     monkeypatch.setattr(Executor, "_prepare", held)  # what its spares run as they start
     executor = new_executor()
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     run_id = submit(nectar, 4)
     before = set(children(os.getpid()))
     for _ in range(5):
@@ -850,7 +851,7 @@ def test_a_spare_killed_before_its_run_costs_the_run_no_attempt(
     quick: Settings, start_worker: StartWorker, tmp_path: Path
 ) -> None:
     """Its socket tells the worker it died: no run is claimed in its name."""
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     worker = start_worker(quick, workers=1)
     spares = spares_after(worker, ended(nectar, submit(nectar, 5)), AHEAD)
     for spare in spares:
@@ -980,7 +981,7 @@ def test_a_spare_whose_process_exited_is_not_handed_a_run_though_its_socket_is_s
     Here the events are in that order every time: the spare's socket outlives it in a process it forked in its setup,
     until the test's gate."""
     holder = socket_held_after_the_first_spare(tmp_path, gate, monkeypatch)
-    executor, nectar = new_executor(concurrency=1), Nectar(quick)
+    executor, nectar = new_executor(concurrency=1), closed_at_end(Nectar(quick))
     spare = first_spare(executor)
     os.kill(spare.pid, signal.SIGKILL)
     wait_until(lambda: not alive(spare.pid), timeout=60)
@@ -1018,7 +1019,7 @@ def test_a_spare_killed_after_its_claim_before_it_read_its_run_costs_the_run_no_
     (the run was FAILED at attempt 1 all the same before)."""
     holder = socket_held_after_the_first_spare(tmp_path, gate, monkeypatch) if socket_held else None
     first = first_spare_held_before_it_reads_its_run(tmp_path, gate, monkeypatch)
-    executor, nectar = new_executor(concurrency=1), Nectar(quick)
+    executor, nectar = new_executor(concurrency=1), closed_at_end(Nectar(quick))
     spare = first_spare(executor)
 
     def premise(channel: socket.socket) -> None:
@@ -1061,7 +1062,7 @@ def test_what_a_spare_that_died_before_it_read_its_run_left_is_killed_before_its
     socket; the worker's kill of its group is watched (and made)."""
     holder = socket_held_after_the_first_spare(tmp_path, gate, monkeypatch)
     first = first_spare_held_before_it_reads_its_run(tmp_path, gate, monkeypatch)
-    executor, nectar = new_executor(concurrency=1), Nectar(quick)
+    executor, nectar = new_executor(concurrency=1), closed_at_end(Nectar(quick))
     killed: list[tuple[int, str | None]] = []
     end_group = executor_module.end_group
 
@@ -1081,7 +1082,7 @@ def test_what_a_spare_that_died_before_it_read_its_run_left_is_killed_before_its
 def test_a_stopped_or_killed_worker_leaves_no_spare_behind(
     quick: Settings, start_worker: StartWorker, signum: int
 ) -> None:
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     worker = start_worker(quick, workers=2)
     spares = spares_after(worker, ended(nectar, submit(nectar, 7)), AHEAD * 2)
 
@@ -1098,7 +1099,7 @@ def test_luigi_failing_to_set_up_fails_the_run_naming_why(
     bad = tmp_path / "luigi.cfg"
     bad.write_text("[worker]\nwait_interval = 0\n")
     settings = quick.replace(luigi_config=bad)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     worker = start_worker(settings, workers=1)
 
     run = ended(nectar, submit(nectar, 8))
@@ -1116,7 +1117,7 @@ def test_the_last_spare_is_forked_once_the_attempts_first_step_has_started(
     wanted waits until the attempt says its first step started (or until START_WAIT: here never)."""
     monkeypatch.setattr(executor_module, "START_WAIT", 3600.0)
     executor = new_executor(concurrency=1)
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     gate = tmp_path / "gate"
     submission = nectar.submit("quick", "quick_chain", "SlowStartTask", {"gate": str(gate), "submitter": os.getpid()})
     assert submission.run is not None
@@ -1155,7 +1156,7 @@ def test_a_spare_saying_it_is_ready_does_not_wake_a_loop_whose_every_slot_is_bus
     it (:meth:`Spares.fds`)."""
     monkeypatch.setattr(executor_module, "REAP_INTERVAL", 3600.0)
     executor = new_executor(concurrency=1, worker_poll_interval=3600.0)
-    nectar = Nectar(quick)
+    nectar = closed_at_end(Nectar(quick))
     held = nectar.submit("quick", "quick_chain", "HeldTask", {"gate": str(gate)}).run
     assert held is not None
     executor.warm()  # as a worker before its first spare: its attempts say when their first step starts

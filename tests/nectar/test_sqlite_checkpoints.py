@@ -23,6 +23,7 @@ from nectar.registry import sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
 from tests.helpers.forks import said_by_a_child_forked_while_held
+from tests.helpers.registries import closed_at_end
 from tests.helpers.threads import at_line
 from tests.nectar.test_runs import new_run
 
@@ -49,7 +50,7 @@ def wal_frames(path: Path) -> int:
 def test_a_writers_commit_never_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_TURNS", 250)
     path = tmp_path / "runs.sqlite3"
-    store = SQLiteRunStore(path)
+    store = closed_at_end(SQLiteRunStore(path))
     for n in range(249):  # ~8 frames each: ~2,000
         store.submit(new_run(n))
     wal = Path(f"{path}-wal").stat().st_size
@@ -69,7 +70,7 @@ def test_the_wal_grows_while_a_reader_holds_a_snapshot_and_starts_over_after(
 ) -> None:
     monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_TURNS", 20)
     path = tmp_path / "runs.sqlite3"
-    store = SQLiteRunStore(path)
+    store = closed_at_end(SQLiteRunStore(path))
     reader = sqlite3.connect(path, isolation_level=None)
     try:
         reader.execute("BEGIN")
@@ -112,7 +113,7 @@ def shm_descriptors(folder: Path) -> int:
 def test_closing_the_registry_ends_its_checkpointer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_TURNS", 5)
     path = tmp_path / "runs.sqlite3"
-    store = SQLiteRunStore(path)
+    store = closed_at_end(SQLiteRunStore(path))
     for n in range(7):
         store.submit(new_run(n))
     checkpoints = store.checkpoints
@@ -159,7 +160,7 @@ def write_in_a_process(path: Path, runs: range, exit_at_once: bool = False) -> N
 
 def test_a_short_lived_writers_turns_are_copied_as_it_exits(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite3"
-    SQLiteRunStore(path)
+    closed_at_end(SQLiteRunStore(path))
     with closing(sqlite3.connect(path, isolation_level=None)) as held:  # the writer's connections are not the last
         held.execute("SELECT count(*) FROM runs").fetchone()
         write_in_a_process(path, range(10))  # 10 turns, fewer than CHECKPOINT_TURNS: none made
@@ -171,7 +172,7 @@ def test_frames_no_process_counted_are_checkpointed_by_the_next_writer_to_look(
 ) -> None:
     monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_FRAMES", 200)
     path, children = tmp_path / "runs.sqlite3", range(1, 1 + 4 * 7)  # 28 runs, 8 or more WAL frames each
-    store = SQLiteRunStore(path)
+    store = closed_at_end(SQLiteRunStore(path))
     store.submit(new_run(0))  # this process's first turn
     with closing(sqlite3.connect(path, isolation_level=None)) as held:  # no writer's connection is the last
         held.execute("SELECT count(*) FROM runs").fetchone()
@@ -188,7 +189,7 @@ def test_frames_no_process_counted_are_checkpointed_by_the_next_writer_to_look(
 
 def test_a_checkpoint_with_nothing_committed_meanwhile_takes_no_turn(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite3"
-    store = SQLiteRunStore(path)
+    store = closed_at_end(SQLiteRunStore(path))
     store.submit(new_run(0))
     checkpoints = store.checkpoints
     assert checkpoints.made == 0
@@ -222,7 +223,7 @@ def test_closing_the_registry_while_a_thread_is_in_its_turn_keeps_the_turn_until
     """Closing the turn's descriptor would drop the kernel's lock of a thread in its turn (another process could
     write meanwhile), and its end would unlock a closed descriptor: the close waits for the turn's end."""
     path = tmp_path / "runs.sqlite3"
-    store = SQLiteRunStore(path)
+    store = closed_at_end(SQLiteRunStore(path))
     store.submit(new_run(0))
     writers = store._writer()
     inside, leave, failed = threading.Event(), threading.Event(), []
@@ -269,7 +270,7 @@ def test_closing_the_registry_waits_on_no_other_processs_turn(tmp_path: Path, mo
     monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_TURNS", 10_000)  # no turn wakes the thread: the test does
     monkeypatch.setattr("nectar.registry.sqlite.BUSY_TIMEOUT", 1000.0)
     path = tmp_path / "runs.sqlite3"
-    store = SQLiteRunStore(path)
+    store = closed_at_end(SQLiteRunStore(path))
     store.submit(new_run(0))
     reader = sqlite3.connect(path, isolation_level=None)
     reader.execute("BEGIN")
@@ -399,7 +400,7 @@ def test_closing_the_registry_keeps_the_locks_of_a_connection_still_open_on_the_
     nothing under the reader. The descriptor is kept while a lock of the process is on the file."""
     path = tmp_path / "runs.sqlite3"
     shm = Path(f"{path}-shm")
-    store = SQLiteRunStore(path)
+    store = closed_at_end(SQLiteRunStore(path))
     for n in range(sqlite_checkpoints.LOOK_EVERY):  # turns, and a look: the WAL index opened
         store.submit(new_run(n))
     assert store.checkpoints._shm is not None
@@ -413,7 +414,7 @@ def test_closing_the_registry_keeps_the_locks_of_a_connection_still_open_on_the_
         assert lock_holder_seen_by_another_process(shm) == str(os.getpid())
         assert reader.execute("SELECT count(*) FROM runs").fetchone()[0] == sqlite_checkpoints.LOOK_EVERY
         reader.execute("COMMIT")
-        again = SQLiteRunStore(path)  # the next checkpointer of the file takes the descriptor kept
+        again = closed_at_end(SQLiteRunStore(path))  # the next checkpointer of the file takes the descriptor kept
         for n in range(sqlite_checkpoints.LOOK_EVERY, 2 * sqlite_checkpoints.LOOK_EVERY):
             again.submit(new_run(n))
         assert again.checkpoints._shm == kept
@@ -429,7 +430,7 @@ def test_closing_the_registry_keeps_the_locks_of_a_read_another_of_its_threads_i
     the registry closes (the close closes the connections held idle, not those a thread holds)."""
     path = tmp_path / "runs.sqlite3"
     shm = Path(f"{path}-shm")
-    store = SQLiteRunStore(path)
+    store = closed_at_end(SQLiteRunStore(path))
     for n in range(sqlite_checkpoints.LOOK_EVERY):  # turns, and a look: the WAL index opened
         store.submit(new_run(n))
     inside, closed, counted = threading.Event(), threading.Event(), []
@@ -464,7 +465,7 @@ def test_a_kept_wal_index_descriptor_is_handed_on_and_closed_once_no_lock_is_lef
     for round_ in range(3):
         for n in range(10):
             path = tmp_path / f"runs-{n}.sqlite3"
-            store = SQLiteRunStore(path)
+            store = closed_at_end(SQLiteRunStore(path))
             for m in range(sqlite_checkpoints.LOOK_EVERY):  # turns, and a look: the WAL index opened (or taken)
                 store.submit(new_run(round_ * 100 + m))
             with closing(sqlite3.connect(path, isolation_level=None)) as reader:
@@ -480,7 +481,7 @@ def said_by_a_child_forked_while_a_wal_index_descriptor_is_kept(path: Path, chil
     descriptor of the WAL index of the registry at ``path`` (a lock of its reader was on the file as the registry
     closed); the parent's lock checked to be still there, as another process sees it, after the child is gone."""
     shm = Path(f"{path}-shm")
-    store = SQLiteRunStore(path)
+    store = closed_at_end(SQLiteRunStore(path))
     for n in range(sqlite_checkpoints.LOOK_EVERY):  # turns, and a look: the WAL index opened
         store.submit(new_run(n))
     kept = store.checkpoints._shm
@@ -585,7 +586,7 @@ def test_a_connection_opened_while_a_release_looks_at_the_locks_keeps_its_lock(
     opening the file then finds the index in use by none). An opening waits for the release to be done."""
     path = tmp_path / "runs.sqlite3"
     shm = Path(f"{path}-shm")
-    runs = SQLiteRunStore(path)
+    runs = closed_at_end(SQLiteRunStore(path))
     argv = [sys.executable, "-c", HOLDS_THE_FILE, str(path)]
     other = subprocess.Popen(argv, env={**os.environ, **lifeline_env()}, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert other.stdin is not None and other.stdout is not None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from nectar.registry import Run
 from nectar.registry.sqlite import SQLiteRunStore
+from tests.helpers.registries import closed_at_end
 from tests.nectar.test_runs import new_run
 
 #: seconds that only fail a hung test
@@ -58,7 +59,7 @@ def test_threads_that_read_in_turn_open_one_connection_between_them(tmp_path: Pa
     """An API worker's 8 threads each answered a status lookup and each opened a connection for it, parsing the
     schema (~1 ms of CPU each: a recycled worker's successor paid 8 of them); threads that read one after the other
     now share one."""
-    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     run, _ = runs.submit(new_run())
     writing = open_on(runs.path)  # the process's connection that writes
     assert opened_by_threads_in_turn(runs, run) - writing == 1
@@ -68,7 +69,7 @@ def test_a_thread_reads_over_a_connection_of_its_own_while_another_reads(tmp_pat
     """A connection is lent to one thread at a time: a read while another thread's read is under way opens a second
     connection, and both are lent again afterwards: threads reading in turn open no third."""
     path = tmp_path / "runs.sqlite3"
-    runs = SQLiteRunStore(path)
+    runs = closed_at_end(SQLiteRunStore(path))
     run, _ = runs.submit(new_run())
     writing = open_on(path)
     reading, done = threading.Event(), threading.Event()

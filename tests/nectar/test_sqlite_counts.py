@@ -11,6 +11,7 @@ from pathlib import Path
 from nectar.registry import RunState
 from nectar.registry.schema import MIGRATIONS, RUN_COLUMNS, RUNS, param_marks, run_row
 from nectar.registry.sqlite import OWN_STATEMENTS, SCHEMA_VERSION, SQLiteRunStore
+from tests.helpers.registries import closed_at_end
 from tests.nectar.test_fire_counts import both_right
 from tests.nectar.test_queue_count import every_change, new_run
 
@@ -85,7 +86,7 @@ def test_a_registry_of_schema_11_keeps_its_counts_exact_when_it_upgrades(tmp_pat
     write_every_kind(lite)
     lite.close()
 
-    upgraded = SQLiteRunStore(path)
+    upgraded = closed_at_end(SQLiteRunStore(path))
     look = sqlite3.connect(path)
     assert look.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 13
     views = {name for (name,) in look.execute("SELECT name FROM sqlite_master WHERE type = 'view'")}
@@ -112,7 +113,7 @@ def test_the_counts_follow_changes_no_code_path_makes(tmp_path: Path) -> None:
     """A counted row changed by hand: a run moved to another task, or changed to the state it has; a fire's time
     moved; an object moved to another trigger and run; rows deleted. Each count equals a scan after each."""
     path = tmp_path / "runs.sqlite3"
-    runs = SQLiteRunStore(path)
+    runs = closed_at_end(SQLiteRunStore(path))
     with sqlite3.connect(path, isolation_level=None) as lite:
         write_every_kind(lite)
     lite.close()

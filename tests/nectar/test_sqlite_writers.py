@@ -20,6 +20,7 @@ from harness import lifeline_env, read_calls
 from nectar.registry import RunState, sqlite
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
 from tests.nectar.test_runs import new_run
 
 #: a process that opens the registry, enters a write transaction and says so, then waits there until it is killed
@@ -62,7 +63,7 @@ def inside_a_transaction(path: Path) -> subprocess.Popen[str]:
 def inside(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], SQLiteRunStore]]:
     """Another process inside a write transaction of a registry, until killed; and the registry, opened before."""
     path = tmp_path / "registry.db"
-    runs = SQLiteRunStore(path)
+    runs = closed_at_end(SQLiteRunStore(path))
     proc = inside_a_transaction(path)
     try:
         yield proc, runs
@@ -106,7 +107,9 @@ def test_threads_of_a_process_write_in_turn_without_reading_again_the_pages_the_
     """A connection drops its cached pages when another connection has committed since its last transaction: with a
     connection per thread, each write after another thread's read every page it touched from the file again. The
     threads of a process write through one connection, so a write after another thread's reads no page."""
-    runs = SQLiteRunStore(tmp_path / "registry.db")  # a few runs: each table and index one page, all cached at once
+    runs = closed_at_end(
+        SQLiteRunStore(tmp_path / "registry.db")
+    )  # a few runs: each table and index one page, all cached at once
     gc.collect()  # a connection of an earlier test, closed as it is collected, would checkpoint its file meanwhile
     first, second = ThreadPoolExecutor(1), ThreadPoolExecutor(1)  # two threads, each the same one throughout
     rounds = []  # the reads of each thread's write, beyond those of /proc/self/io itself
@@ -134,7 +137,7 @@ def test_a_checked_registry_writes_its_first_run_without_opening_a_connection(
 ) -> None:
     """A spare attempt checks the registry as it sets up: both its connections are then open, so its run's first
     write (on the way from the claim to ``run()``) opens none and parses no schema (~1.5 ms a connection)."""
-    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     runs.check()
     opened: list[object] = []
     connect = sqlite3.connect
@@ -152,7 +155,7 @@ def test_a_checked_registry_writes_its_first_run_without_opening_a_connection(
 def test_a_callback_after_a_turn_that_raises_skips_neither_the_others_nor_the_checkpointer(tmp_path: Path) -> None:
     """Every callback a turn asked for runs and the checkpointer is told of the turn, the turn released; the first
     error is raised once all have run."""
-    runs = SQLiteRunStore(tmp_path / "registry.db")
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "registry.db"))
     writer = runs._writer()
     called: list[str] = []
 

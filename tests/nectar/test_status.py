@@ -14,6 +14,7 @@ from nectar.errors import RunNotFound
 from nectar.keys import TargetKey
 from nectar.service import Nectar
 from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 WriteChain = Callable[[str, str], Path]
@@ -73,7 +74,7 @@ def test_a_poller_sees_pending_running_then_the_end(
 ) -> None:
     settings = settings.replace(scheduler_url=luigid)
     write_chain("poll/gated_chain", GATED_CHAIN)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     gate = tmp_path / "gate"
     submission = nectar.submit("poll", "gated_chain", "GatedTask", {"gate": str(gate), "fail": fail})
     assert nectar.status(submission.key).job_status == "PENDING"
@@ -98,11 +99,11 @@ def test_a_poller_sees_pending_running_then_the_end(
 )
 def test_unknown_key_is_run_not_found(settings: Settings, key: str) -> None:
     with pytest.raises(RunNotFound, match="no run and no target"):
-        Nectar(settings).status(TargetKey.parse(key))
+        closed_at_end(Nectar(settings)).status(TargetKey.parse(key))
 
 
 def test_an_output_made_outside_the_registry_is_done(settings: Settings) -> None:
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     info = nectar.catalog.task("testchains", "hello_luigiworld_chain", "TestS3Task")
     key = info.key_of(info.instantiate({}))
     nectar.store.write_text(key, "made by hand\n")
@@ -126,13 +127,13 @@ def test_a_task_run_outside_the_registry_is_answered_by_luigid(
     settings: Settings, luigid: str, write_chain: WriteChain
 ) -> None:
     write_chain("poll/outsider_chain", BROKEN_CHAIN)
-    without_luigid = Nectar(settings)
+    without_luigid = closed_at_end(Nectar(settings))
     info = without_luigid.catalog.task("poll", "outsider_chain", "OutsiderTask")
     task = info.instantiate({})
 
     assert luigi.build([task], scheduler_url=luigid, workers=1) is False
 
     key = info.key_of(task)
-    assert Nectar(settings.replace(scheduler_url=luigid)).status(key).job_status == "FAILED"
+    assert closed_at_end(Nectar(settings.replace(scheduler_url=luigid))).status(key).job_status == "FAILED"
     unknown = without_luigid.status(key)
     assert unknown.job_status == "UNKNOWN" and "scheduler does not know it" in str(unknown.error)

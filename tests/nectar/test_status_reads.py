@@ -17,6 +17,7 @@ from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.status import job_status
 from nectar.stores.local import LocalStore
+from tests.helpers.registries import closed_at_end
 
 KEY = TargetKey("t", "c_chain", "ATask", "0123456789abcdef0123456789abcdef")
 
@@ -24,8 +25,8 @@ KEY = TargetKey("t", "c_chain", "ATask", "0123456789abcdef0123456789abcdef")
 @pytest.fixture(params=["sqlite", "postgres"])
 def runs(request: pytest.FixtureRequest, tmp_path: Path) -> SqlRunStore:
     if request.param == "postgres":
-        return PostgresRunStore(request.getfixturevalue("database_url"))
-    return SQLiteRunStore(tmp_path / "runs.sqlite3")
+        return closed_at_end(PostgresRunStore(request.getfixturevalue("database_url")))
+    return closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
 
 
 def queued(runs: SqlRunStore, queued_at: float) -> Run:
@@ -81,7 +82,7 @@ def test_the_status_read_sorts_nothing_in_sqlite(tmp_path: Path) -> None:
     (one per status lookup, before): the rows are put in order as they are read. The latest run of the key is found
     in the ``runs_by_key`` index alone (it holds each row's rowid), then its row by that rowid: not read in a
     subquery that SQLite runs as a co-routine, copying the run's columns out to the query around it."""
-    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     query = f"EXPLAIN QUERY PLAN {runs.LATEST_WITH_STEPS}"
     plan = runs._read(lambda db: [row[3] for row in db.execute(query, ("k",))])
     assert not [step for step in plan if "TEMP B-TREE" in step or "CO-ROUTINE" in step], plan

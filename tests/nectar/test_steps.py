@@ -19,6 +19,7 @@ from nectar.luigid import SchedulerClient
 from nectar.registry import Step
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.steps import StepRecorder
+from tests.helpers.registries import closed_at_end
 from tests.nectar.test_runs import new_run
 
 
@@ -37,7 +38,7 @@ def test_an_attempt_killed_as_its_second_step_starts_blames_that_step_not_the_fi
     the steps the registry shows RUNNING as killed: B, the one that was running. (Batching a later start with what
     followed it, within FLUSH_INTERVAL, left A shown RUNNING: A was blamed and told FAILED to luigid, B never shown.)"""
     monkeypatch.setattr(steps, "FLUSH_INTERVAL", 3600.0)  # what may wait, waits for as long as the test runs
-    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     runs.submit(new_run())
     run = runs.claim("w1")  # released as its attempt's claim made it
     assert run is not None
@@ -68,7 +69,7 @@ def test_an_attempt_released_after_a_later_claim_fails_in_luigid_only_the_task_i
     in luigid unless luigid still has it RUNNING in attempt 1's worker's name (failed then, for attempt 2's worker to
     be given it). (luigid was told it FAILED in attempt 1's name either way: a task of attempt 2 that luigid had not
     yet handed to a worker was failed under it.)"""
-    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     runs.submit(new_run())
     first = runs.claim("w1")
     assert first is not None
@@ -100,7 +101,7 @@ def test_a_step_noted_again_before_it_is_written_is_one_row_and_the_registry_kee
     statement less between a step's start and its run()); what the registry keeps is what a row per change keeps:
     each step's last state and error, whether it ever ran, and the order in which the steps were first met."""
     monkeypatch.setattr(steps, "FLUSH_INTERVAL", 3600.0)  # only a start or a failure writes
-    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     written: list[list[tuple[str, str]]] = []
     record_steps = runs.record_steps
 

@@ -24,6 +24,7 @@ from nectar.status import JobStatus
 from nectar.stores.local import LocalStore
 from tests.conftest import LUIGI_CFG, REPO, free_port, settings_env, start_luigid, stop
 from tests.faults.conftest import waitfor
+from tests.helpers.registries import closed_at_end
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 WriteChain = Callable[[str, str], Path]
@@ -130,7 +131,7 @@ def upstream_running(status: JobStatus) -> bool:
 
 def launch(settings: Settings, start_worker: StartWorker, mode: str) -> tuple[Nectar, SchedulerClient, TargetKey]:
     """Submit ``DownstreamTask(mode)`` and start a worker; the service, luigid's client and the run's key."""
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     submission = nectar.submit("vis", "visible_chain", "DownstreamTask", {"mode": mode})
     start_worker(settings, workers=1)
     return nectar, SchedulerClient(settings.scheduler_url or ""), submission.key

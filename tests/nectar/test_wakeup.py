@@ -20,6 +20,7 @@ from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
 from tests.helpers import registries
+from tests.helpers.registries import closed_at_end
 from tests.nectar.test_runs import new_run, open_store
 
 __all__ = ["open_store"]  # the fixture: each test with it runs against SQLite and PostgreSQL
@@ -78,7 +79,7 @@ def test_a_commit_made_between_two_waits_ends_the_second_at_once(tmp_path: Path)
     """A run queued while the worker looked for work (after its wait returned, before the next began) is not
     left until the next wait's timeout."""
     path = tmp_path / "data" / "runs.sqlite3"
-    worker, api = SQLiteRunStore(path), SQLiteRunStore(path)
+    worker, api = closed_at_end(SQLiteRunStore(path)), closed_at_end(SQLiteRunStore(path))
 
     def loop() -> None:  # one thread, as a worker's loop
         worker.wait_for_work(0.0)
@@ -92,7 +93,7 @@ def test_a_commit_wakes_a_sqlite_worker_that_reads_nothing_while_it_waits(tmp_pa
     """The kernel tells when the registry's folder is written: an idle wait reads ``data_version`` once or twice,
     not every 2 ms, and a commit still ends it."""
     path = tmp_path / "data" / "runs.sqlite3"
-    worker, api = SQLiteRunStore(path), SQLiteRunStore(path)
+    worker, api = closed_at_end(SQLiteRunStore(path)), closed_at_end(SQLiteRunStore(path))
     worker.wait_for_work(0.0)
     statements: list[str] = []
     worker._connection().set_trace_callback(statements.append)
@@ -124,7 +125,7 @@ def test_a_waiting_sqlite_worker_sleeps_through_commits_that_queue_no_run(
     Each heartbeat is made while the worker provably sleeps, and it provably sleeps again after it (the kernel's
     word for it drained, the thread back in a long ``poll()``); a wake would have been counted before."""
     path = tmp_path / "data" / "runs.sqlite3"
-    worker, api = SQLiteRunStore(path), SQLiteRunStore(path)
+    worker, api = closed_at_end(SQLiteRunStore(path)), closed_at_end(SQLiteRunStore(path))
     api.submit(new_run())
     run = api.claim("elsewhere:1")
     assert run is not None
@@ -158,7 +159,7 @@ def test_a_submission_wakes_a_waiting_worker_once_its_run_can_be_claimed(tmp_pat
     """The word that a run was queued comes after its commit: the woken worker claims it (a claim that found
     nothing would leave it for the next wake)."""
     path = tmp_path / "data" / "runs.sqlite3"
-    worker, api = SQLiteRunStore(path), SQLiteRunStore(path)
+    worker, api = closed_at_end(SQLiteRunStore(path)), closed_at_end(SQLiteRunStore(path))
     worker.wait_for_work(0.0)
     claimed: list[Run | None] = []
 
@@ -179,7 +180,7 @@ def test_the_word_of_a_run_queued_comes_once_its_submitters_turn_at_the_file_is_
     the waiting workers once the turn is over, not from inside it: a worker it woke would find the turn taken, and
     sleep before it looked again."""
     path = tmp_path / "data" / "runs.sqlite3"
-    api = SQLiteRunStore(path)
+    api = closed_at_end(SQLiteRunStore(path))
     api.wait_for_work(0.0)  # the word's file made
     word = wakeup.changes(api.queued_word)
     assert word is not None
@@ -194,7 +195,7 @@ def test_the_word_of_a_run_queued_comes_once_its_submitters_turn_at_the_file_is_
 
     assert told_in_turn == [], "the word was written while its submitter still held the turn"
     assert told_after == [word]
-    assert SQLiteRunStore(path).claim("here:1") == api.get(queued.id)
+    assert closed_at_end(SQLiteRunStore(path)).claim("here:1") == api.get(queued.id)
 
 
 def test_a_childs_exit_and_a_folders_write_make_their_descriptors_readable(tmp_path: Path) -> None:
@@ -248,7 +249,7 @@ def test_without_the_kernels_word_a_commit_in_a_waits_last_look_ends_the_next_wa
     may tell of it itself (a look after its last sleep)."""
     monkeypatch.setattr(wakeup, "changes", lambda path: None)
     path = tmp_path / "data" / "runs.sqlite3"
-    worker, api = SQLiteRunStore(path), SQLiteRunStore(path)
+    worker, api = closed_at_end(SQLiteRunStore(path)), closed_at_end(SQLiteRunStore(path))
     while worker.wait_for_work(0.0):  # its first waits say a run may have been queued before them
         pass
     read, write = pipe
@@ -310,7 +311,7 @@ def test_a_closed_store_holds_no_descriptor_of_the_word_that_a_run_was_queued(tm
     its freeing: a store still held after its close (a worker's executor in the test process) kept them, 17 files
     and 12 watches in an xdist worker by the end of ``tests/nectar``. A later use opens them again."""
     before = words_open()
-    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     runs.wait_for_work(0.0)
     runs.submit(new_run())
     opened = {fd: target for fd, target in words_open().items() if before.get(fd) != target}
@@ -329,7 +330,7 @@ def test_a_close_ends_a_wait_and_the_wait_closes_the_watch_as_it_returns(tmp_pat
     timeout, nor at one of its own descriptors), and the watch is closed by the wait as it returns: closed under
     it, its number could be given to another file, which the wait's drain would then read (its own
     ``SharedDescriptor``'s test, tests/nectar/test_descriptors.py, checks the order)."""
-    runs = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     runs.wait_for_work(0.0)
     own = runs._own().changes
     watch = own[0].fd if own is not None and own[0] is not None else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -56,11 +56,11 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def nectar(settings: Settings, write_chain: Callable[[str, str], Path], clock: Clock) -> Nectar:
+def nectar(settings: Settings, write_chain: Callable[[str, str], Path], clock: Clock) -> Iterator[Nectar]:
     write_chain("daily/sales_chain", DAILY_CHAIN)
-    service = Nectar(settings)
-    service.schedules.clock = clock.time
-    return service
+    with Nectar(settings) as service:
+        service.schedules.clock = clock.time
+        yield service
 
 
 @pytest.fixture
@@ -91,7 +91,9 @@ def firing(
     processes: Processes,
     start_worker: Callable[..., subprocess.Popen[bytes]],
     tmp_path: Path,
-) -> Firing:
+) -> Iterator[Firing]:
     ledger = tmp_path / "ledger.txt"
     write_chain("daily/tick_chain", TICK_CHAIN.format(ledger=str(ledger)))
-    return Firing(registry, processes, ledger, start_worker)
+    made = Firing(registry, processes, ledger, start_worker)
+    yield made
+    made.nectar.close()

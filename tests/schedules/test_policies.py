@@ -22,6 +22,7 @@ from nectar.schedules.loop import CATCHUP_MAX, PASS_FIRES, RETRY_AFTER, Schedule
 from nectar.schedules.model import Fire
 from nectar.service import Nectar
 from tests.clock import Clock
+from tests.helpers.registries import closed_at_end
 from tests.schedules.conftest import on_registry, utc
 
 SLOT = "daily/sales_chain/SlotTask"
@@ -390,7 +391,7 @@ def test_a_joined_run_counts_as_the_schedule_s_active_run_for_its_overlap(
 def test_two_loops_on_one_registry_make_each_fire_once(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock, together: bool
 ) -> None:
-    other = Nectar(nectar.settings)
+    other = closed_at_end(Nectar(nectar.settings))
     other.schedules.clock = clock.time
     second = ScheduleLoop(other.schedules, clock=clock.time)
     sid = make(nectar, interval_s=1)
@@ -426,7 +427,7 @@ def test_two_loops_on_one_registry_make_each_fire_once(
 def test_a_fire_due_by_the_old_and_the_new_definition_is_made_once(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock
 ) -> None:
-    other = Nectar(nectar.settings)
+    other = closed_at_end(Nectar(nectar.settings))
     other.schedules.clock = clock.time
     second = ScheduleLoop(other.schedules, clock=clock.time)
     sid = make(nectar, interval_s=60)
@@ -542,7 +543,7 @@ def test_a_schedule_whose_store_is_down_does_not_stop_the_others_and_fires_when_
     s3_settings: Settings, s3_env: dict[str, str], write_chain: Callable[[str, str], Path], clock: Clock
 ) -> None:
     write_chain("daily/stores_chain", STORES_CHAIN)
-    service = Nectar(s3_settings)
+    service = closed_at_end(Nectar(s3_settings))
     service.schedules.clock = clock.time
     loop = ScheduleLoop(service.schedules, clock=clock.time)
     on_s3, on_disk = (

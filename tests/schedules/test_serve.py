@@ -16,6 +16,7 @@ import requests
 from harness import Processes, alive, base_env, cmdline, descendants, settings_env, waitfor
 from nectar.config import Settings
 from nectar.service import Nectar
+from tests.helpers.registries import closed_at_end
 
 BEAT_CHAIN = '''
 import luigi
@@ -90,7 +91,7 @@ def test_serve_fires_schedules_from_the_file_from_the_registry_and_added_to_the_
     declared = served.executed_run("daily.beat_chain.BeatTask.every_second", "a run of the file's schedule")
     assert served.output(declared) == f"file {declared['fire_time']}"
 
-    made = Nectar(served.settings).schedules.create(
+    made = closed_at_end(Nectar(served.settings)).schedules.create(
         {"task": TASK, "interval_s": 1, "fire_time_param": "when", "params": {"label": "api"}}
     )
     assert made.source == "api"

@@ -15,6 +15,7 @@ from nectar.config import Settings
 from nectar.params import MAX_INT
 from nectar.service import Nectar
 from tests.api.conftest import build_app
+from tests.helpers.registries import closed_at_end
 from tests.nectar.test_cli import nectar
 
 NUMBERS_CHAIN = """
@@ -114,7 +115,7 @@ def test_nectar_run_refuses_the_same_numbers_with_the_same_messages(client: Flas
 
 def test_the_cli_path_takes_a_big_value_of_a_task_that_raises_the_cap(client: FlaskClient, settings: Settings) -> None:
     """``nectar run`` submits through Nectar.submit, as here (a process of its own is the test above)."""
-    submission = Nectar(settings).submit("numbers", "count_chain", "BigCountTask", {"rows": "9" * 40})
+    submission = closed_at_end(Nectar(settings)).submit("numbers", "count_chain", "BigCountTask", {"rows": "9" * 40})
 
     assert submission.created and submission.run is not None
     assert submission.run.params["rows"] == "9" * 40

@@ -159,7 +159,7 @@ class Landing:
 @pytest.fixture
 def landing(
     registry: Settings, write_chain: Callable[[str, str], Path], processes: Processes, tmp_path: Path
-) -> Landing:
+) -> Iterator[Landing]:
     ledger = tmp_path / "ledger.txt"
     write_chain("ingest/landed_chain", LANDED_CHAIN.format(ledger=str(ledger)))
     # leases long enough that a worker starved of CPU on a busy machine keeps its runs: an execution counted twice
@@ -167,7 +167,9 @@ def landing(
     # as a deployed worker's (lease_timeout / 10), not twice a second per attempt as the watched short leases are
     settings = registry.replace(lease_timeout=60.0, heartbeat_interval=6.0)
     configure(settings)
-    return Landing(settings, processes, ledger)
+    made = Landing(settings, processes, ledger)
+    yield made
+    made.nectar.close()
 
 
 def ended(runs: list[Run]) -> bool:
@@ -224,7 +226,8 @@ class Racing:
     of this process as fast as they can while objects land."""
 
     def __init__(self, settings: Settings) -> None:
-        self.loops = [TriggerLoop(Nectar(settings).triggers) for _ in range(2)]
+        self.nectars = [Nectar(settings) for _ in range(2)]
+        self.loops = [TriggerLoop(nectar.triggers) for nectar in self.nectars]
         self.stop = threading.Event()
         self.polls: list[dict[str, int]] = []
         self.failures: list[BaseException] = []
@@ -252,6 +255,8 @@ class Racing:
         self.stop.set()
         for thread in self.threads:
             thread.join()
+        for nectar in self.nectars:
+            nectar.close()
 
 
 @pytest.fixture

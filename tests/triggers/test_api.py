@@ -19,6 +19,7 @@ from nectar.config import Settings
 from nectar.service import Nectar
 from nectar.triggers.loop import TriggerLoop
 from tests.api.conftest import build_app, finished
+from tests.helpers.registries import closed_at_end
 from tests.schedules.test_api import conforms
 from tests.triggers.test_core import declared, land, landing, nectar  # noqa: F401  (fixtures)
 
@@ -50,7 +51,7 @@ def listed(client: FlaskClient) -> dict[str, dict[str, Any]]:
 
 def tick(settings: Settings) -> None:
     """One pass of a trigger loop of its own (another process's, as ``nectar clock``'s)."""
-    TriggerLoop(Nectar(settings).triggers).tick()
+    TriggerLoop(closed_at_end(Nectar(settings)).triggers).tick()
 
 
 def test_a_trigger_is_made_with_its_cursor_and_listed(

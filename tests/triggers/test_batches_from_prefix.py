@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from nectar.config import Settings
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.api.conftest import build_app, finished
+from tests.helpers.registries import closed_at_end
 
 #: a chain whose tasks read the objects they are given: one, or a list of them
 LANDING_CHAIN = '''"""Loads the files of a landing folder or bucket."""
@@ -131,7 +132,7 @@ def test_a_run_per_object_given_its_uri_reads_it_to_done_and_again_queues_nothin
     status, again = batch(client, {**body, "params": {"day": "2024-01-31"}})
 
     assert status == 200 and again["data"]["counts"]["done"] == 3, again
-    assert SQLiteRunStore(settings.registry_path).count() == 3
+    assert closed_at_end(SQLiteRunStore(settings.registry_path)).count() == 3
 
 
 def test_a_run_per_group_gives_a_list_parameter_up_to_batch_size_objects(
@@ -203,7 +204,7 @@ def test_each_bad_field_is_a_422_naming_it(
 
     assert status == 422, answer
     assert says in " ".join(answer["errors"][field]), answer
-    assert SQLiteRunStore(settings.registry_path).count() == 0
+    assert closed_at_end(SQLiteRunStore(settings.registry_path)).count() == 0
 
 
 def test_a_bucket_or_folder_that_cannot_be_listed_is_named_with_the_stores_error(
@@ -235,7 +236,7 @@ def test_bad_rows_are_answered_each_or_refuse_all_with_atomic(
 
     status, answer = batch(client, body, "?atomic=true")
     assert status == 422 and list(answer["errors"]) == ["1.colour"], answer
-    assert SQLiteRunStore(settings.registry_path).count() == 0
+    assert closed_at_end(SQLiteRunStore(settings.registry_path)).count() == 0
 
 
 def test_more_rows_than_a_batch_takes_is_413(

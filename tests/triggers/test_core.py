@@ -16,6 +16,7 @@ from nectar.registry import RunFilter, RunState
 from nectar.service import Nectar
 from nectar.triggers.loop import TriggerLoop
 from tests.clock import Clock
+from tests.helpers.registries import closed_at_end
 
 LANDING_CHAIN = '''
 import luigi
@@ -70,7 +71,7 @@ def declared(tmp_path: Path) -> Path:
 @pytest.fixture
 def nectar(settings: Settings, write_chain: Callable[[str, str], Path], declared: Path) -> Nectar:
     write_chain("ingest/landing_chain", LANDING_CHAIN.format(declared=str(declared)))
-    return Nectar(settings)
+    return closed_at_end(Nectar(settings))
 
 
 def land(folder: Path, *names: str) -> list[str]:
@@ -114,7 +115,9 @@ def test_a_new_trigger_takes_only_what_lands_after_it_each_object_once(nectar: N
     assert run.params["path"] in paths and run.state == RunState.PENDING
     loop._due.clear()
     loop.tick()  # nothing new: nothing more
-    other = TriggerLoop(Nectar(nectar.settings).triggers)  # a second process polling from the start of its view
+    other = TriggerLoop(
+        closed_at_end(Nectar(nectar.settings)).triggers
+    )  # a second process polling from the start of its view
     other.tick()
     assert objects_of(nectar, trigger_id) == [(paths[0],), (paths[1],)]
     view = nectar.triggers.view(trigger_id).to_dict()
@@ -207,7 +210,7 @@ def test_over_http_a_folder_outside_the_landing_roots_is_refused_but_a_chain_fil
     settings: Settings, write_chain: Callable[[str, str], Path], declared: Path, landing: Path
 ) -> None:
     write_chain("ingest/landing_chain", LANDING_CHAIN.format(declared=str(declared)))
-    nectar = Nectar(settings.replace(landing_roots=None))  # only <data_dir>/landing
+    nectar = closed_at_end(Nectar(settings.replace(landing_roots=None)))  # only <data_dir>/landing
     with pytest.raises(InvalidParameters) as caught:
         api_trigger(nectar, landing)
     assert "outside the folders the API may list" in caught.value.errors["prefix"][0]

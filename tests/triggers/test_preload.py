@@ -25,6 +25,7 @@ from nectar.triggers.loop import TriggerLoop
 from nectar.waiting import WaitLoop
 from tests.api.conftest import build_app
 from tests.clock import Clock
+from tests.helpers.registries import closed_at_end
 from tests.schedules.conftest import on_registry, utc
 
 PRELOAD_CHAIN = '''
@@ -138,7 +139,7 @@ def nectar(
 ) -> Nectar:
     ack = f"{tmp_path}/pending/{{date}}.ack"
     write_chain("daily/preload_chain", PRELOAD_CHAIN.format(ack=ack, landing=landing.root))
-    service = Nectar(registry)
+    service = closed_at_end(Nectar(registry))
     service.schedules.clock = clock.time
     service.triggers.clock = clock.time
     return service
@@ -399,7 +400,7 @@ def test_imported_with_the_queue_full_queues_no_import_past_the_bound_though_its
 ) -> None:
     """The fire as a whole fits the bound (``NECTAR_MAX_QUEUE``): its run joins a client's active run, but its import
     run would be one more queued; the fire is skipped saying so."""
-    bounded = Nectar(nectar.settings.replace(max_queue=2))
+    bounded = closed_at_end(Nectar(nectar.settings.replace(max_queue=2)))
     bounded.schedules.clock = clock.time
     sid = schedule(bounded, imported(landing))
     landing.put("sales-1.csv")

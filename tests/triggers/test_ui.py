@@ -17,6 +17,7 @@ from nectar.config import Settings
 from nectar.service import Nectar
 from nectar.triggers.loop import TriggerLoop
 from tests.api.conftest import build_app
+from tests.helpers.registries import closed_at_end
 from tests.triggers.test_api import FILE_TRIGGER, LOAD_FILE
 from tests.triggers.test_core import LANDING_CHAIN, declared, land, landing, nectar  # noqa: F401  (fixtures)
 from tests.ui.conftest import Site, site  # noqa: F401  (a real Datanectar, for the browser)
@@ -159,7 +160,7 @@ def test_pause_and_resume_in_the_browser(page: Any, site: Site, screenshots: Pat
     chain = site.settings.chains_dir / "ingest" / "landing_chain.py"
     chain.parent.mkdir(exist_ok=True)
     chain.write_text(LANDING_CHAIN.format(declared=str(watched)))
-    book = Nectar(site.settings).triggers
+    book = closed_at_end(Nectar(site.settings)).triggers
 
     page.goto(f"{site.url}/ui/triggers")
     card = page.locator(f'.trigger[data-trigger-id="{FILE_TRIGGER}"]')

@@ -11,6 +11,7 @@ from nectar.config import Settings
 from nectar.registry import Run, RunState, RunStore, Step, open_run_store
 from nectar.registry.schema import values
 from nectar.registry.sql import SqlRunStore
+from tests.helpers.registries import closed_at_end
 
 DIGEST = "0123456789abcdef0123456789abcdef"
 ACK = "s3://landing/sales/2026-06-01.ack"
@@ -20,7 +21,7 @@ ACK = "s3://landing/sales/2026-06-01.ack"
 def runs(request: pytest.FixtureRequest, settings: Settings) -> RunStore:
     if request.param == "postgres":
         settings = settings.replace(database_url=request.getfixturevalue("database_url"))
-    return open_run_store(settings)
+    return closed_at_end(open_run_store(settings))
 
 
 def new_run(n: int = 0) -> Run:

@@ -29,6 +29,7 @@ from nectar.stores.listing import exists as _exists
 from nectar.waiting import WaitLoop
 from tests.api.conftest import build_app
 from tests.clock import Clock
+from tests.helpers.registries import closed_at_end
 
 WriteChain = Callable[[str, str], Path]
 START = 1_780_000_000.0
@@ -108,7 +109,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 @pytest.fixture
 def runs(settings: Settings) -> RunStore:
-    return Nectar(settings).runs
+    return closed_at_end(Nectar(settings)).runs
 
 
 class Files:
@@ -284,7 +285,7 @@ def test_a_run_waits_for_an_s3_object_and_goes_on_once_it_is_there(
     s3_settings: Settings, write_chain: WriteChain
 ) -> None:
     write_chain("landing/s3_chain", S3_CHAIN)
-    nectar, bucket = Nectar(s3_settings), s3_settings.bucket
+    nectar, bucket = closed_at_end(Nectar(s3_settings)), s3_settings.bucket
     uri = f"s3://{bucket}/landing/sales/2026-06-01.ack"
     run = nectar.submit("landing", "s3_chain", "LoadObjectTask", {"uri": uri.replace("s3://", "s3a://")}).run
     assert run is not None
@@ -364,7 +365,7 @@ def count(runs: RunStore, state: RunState, task: str = "LoadTask") -> int:
 def test_fifty_waiting_runs_hold_no_slot_and_proceed_when_their_file_lands(
     landing: Settings, start_worker: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
-    nectar = Nectar(landing)
+    nectar = closed_at_end(Nectar(landing))
     absent, out = tmp_path / "landing" / "sales.csv", tmp_path / "out"
     start_worker(landing, workers=1)
     for n in range(50):
@@ -398,7 +399,7 @@ def test_fifty_waiting_runs_hold_no_slot_and_proceed_when_their_file_lands(
 def test_a_task_whose_wait_timeout_passes_fails_saying_how_long_it_waited(
     landing: Settings, start_worker: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
-    nectar = Nectar(landing)
+    nectar = closed_at_end(Nectar(landing))
     absent = tmp_path / "never" / "there.ack"
     start_worker(landing, workers=1)
     params = {"path": str(absent), "n": "0", "out": str(tmp_path / "out")}

@@ -22,6 +22,7 @@ from nectar.registry.model import iso_utc
 from nectar.schedules.loop import ScheduleLoop
 from nectar.service import Nectar
 from tests.api.conftest import build_app
+from tests.helpers.registries import closed_at_end
 from tests.schedules.conftest import DAILY_CHAIN
 from tests.ui.conftest import Site
 from tests.ui.test_pages import Elements, html
@@ -136,7 +137,7 @@ def test_a_fire_of_the_loop_shows_as_the_last_fire(client: FlaskClient, book: An
     """A run made by the firing loop (not a backfill) is linked from its schedule's card and page."""
     two_hours_ago = iso_utc(time.time() - 7200)
     made = book.create({"task": SLOT, "interval_s": 3600, "fire_time_param": "when", "start": two_hours_ago})
-    loop = ScheduleLoop(Nectar(settings).schedules)
+    loop = ScheduleLoop(closed_at_end(Nectar(settings)).schedules)
     loop.tick()
     view = book.view(made.id)
     assert view.last_fire is not None and view.last_fire.run_id, view
@@ -188,7 +189,7 @@ def test_pause_resume_and_backfill_in_the_browser(page: Any, site: Site, screens
     path = site.settings.chains_dir / "daily" / "sales_chain.py"
     path.parent.mkdir(exist_ok=True)
     path.write_text(DAILY_CHAIN)
-    books = Nectar(site.settings).schedules
+    books = closed_at_end(Nectar(site.settings)).schedules
     made = books.create({"task": SLOT, "cron": "*/15 * * * *", "fire_time_param": "when", "params": {"label": "api"}})
 
     page.goto(f"{site.url}/ui/schedules")
