@@ -117,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ROLE_COMMANDS:
             from nectar import supervisor
+            from nectar.config import check_role_settings
+
+            check_role_settings(args)
 
             roles: dict[str, Any] = {
                 "serve": supervisor.serve,
