@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from harness import lifeline_env
 from nectar.cli.local import _log_location
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, TargetKey
+from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
 from nectar.service import Nectar
 from nectar.stores import get_store
 from nectar.task import create_live_logs
@@ -181,3 +183,30 @@ def test_a_bad_value_of_a_variable_a_role_reads_outside_the_settings_exits_2_nam
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith(f"nectar: {message}"), result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status", "chains/etl/sales_chain/ATask/0123456789abcdef0123456789abcdef/out.txt"],
+        ["cancel", "0123"],
+        ["schedules"],
+        ["triggers"],
+        ["worker"],
+    ],
+)
+def test_a_registry_a_newer_release_upgraded_is_refused_in_one_line(settings: Settings, command: list[str]) -> None:
+    """The README's *Upgrading*: an older release refuses a newer schema; the command says why in one line."""
+    path = settings.data_dir / "runs.sqlite3"
+    SQLiteRunStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+
+    result = nectar(settings, *command)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == (
+        f"nectar: the run registry {path} has schema version {SCHEMA_VERSION + 1}, newer than this release's "
+        f"{SCHEMA_VERSION}: run the newer release (or restore the registry from before the upgrade)\n"
+    )
