@@ -210,3 +210,24 @@ def test_a_registry_a_newer_release_upgraded_is_refused_in_one_line(settings: Se
         f"nectar: the run registry {path} has schema version {SCHEMA_VERSION + 1}, newer than this release's "
         f"{SCHEMA_VERSION}: run the newer release (or restore the registry from before the upgrade)\n"
     )
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(settings: Settings) -> None:
+    """``nectar chains | head -1``: the pipe is closed before the command writes (its read end closed before the
+    command starts), so every write meets it closed; the command ends with 1 and no traceback."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run(
+            [*NECTAR, "chains"],
+            env={**os.environ, **settings_env(settings), **lifeline_env()},
+            cwd=settings.data_dir.parent,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == ""
