@@ -333,6 +333,46 @@ def _seconds(var: str, value: object) -> float:
     return seconds
 
 
+#: variables gunicorn's configuration reads itself (:mod:`nectar.gunicorn_conf`), each with the least whole number
+#: it takes
+GUNICORN_WHOLES: dict[str, int] = {
+    "NECTAR_API_THREADS": 1,
+    "NECTAR_API_MAX_REQUESTS": 0,
+    "NECTAR_KEEPALIVE_REQUESTS": 0,
+}
+#: gunicorn's log levels (``NECTAR_LOG_LEVEL``); gunicorn takes any other word for ``info``, silently
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: ``nectar serve``'s (and ``api``'s, ``scheduler``'s) flags that are numbers, given or from their variables:
+#: flag -> (its argparse name, its variable, least, most)
+ROLE_NUMBERS: dict[str, tuple[str, str, int, int]] = {
+    "--port": ("port", "NECTAR_PORT", 1, 65535),
+    "--scheduler-port": ("scheduler_port", "NECTAR_SCHEDULER_PORT", 1, 65535),
+    "--workers": ("workers", "NECTAR_WORKERS", 1, 1 << 16),
+    "--api-workers": ("api_workers", "NECTAR_API_WORKERS", 1, 1 << 16),
+}
+
+
+def check_role_settings(flags: object, environ: Mapping[str, str] | None = None) -> None:
+    """:class:`InvalidSetting` naming the first value a role reads outside :class:`Settings` that it cannot take:
+    ``flags`` (parsed arguments, their defaults from the environment) and gunicorn's own variables. Checked before
+    the role starts anything, as :meth:`Settings.resolved` checks the settings, instead of a part failing as it
+    starts (``invalid literal for int()``) or taking a word it does not know for a default."""
+    environ = os.environ if environ is None else environ
+    for flag, (attribute, var, least, most) in ROLE_NUMBERS.items():
+        value = getattr(flags, attribute, None)
+        if value is not None and not least <= _whole(f"{flag} (env {var})", value) <= most:
+            raise InvalidSetting(f"{flag} (env {var}) must be a whole number from {least} to {most}, not {value!r}")
+    for var, least in GUNICORN_WHOLES.items():
+        raw = environ.get(var, "").strip()
+        if raw and _whole(var, raw) < least:
+            raise InvalidSetting(f"{var} must be a whole number of at least {least}, not {raw!r}")
+    if raw := environ.get("NECTAR_READ_TIMEOUT", "").strip():
+        _seconds("NECTAR_READ_TIMEOUT", raw)
+    level = environ.get("NECTAR_LOG_LEVEL", "").strip()
+    if level and level.lower() not in LOG_LEVELS:
+        raise InvalidSetting(f"NECTAR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+
+
 def checked_public_url(value: str) -> str | None:
     """``NECTAR_PUBLIC_URL`` without its trailing ``/``: an http(s) URL with a host, no query or fragment."""
     value = value.strip().rstrip("/")

@@ -17,6 +17,7 @@ NectarError
 │   └── TriggerConflict    the same, of a data trigger
 ├── TooLarge               a request beyond the configured limits (too many parameters)
 ├── LeaseLost              an attempt no longer owns its run (cancelled or reclaimed): it may not commit
+├── RegistryTooNew         a run registry upgraded by a newer release (also a RuntimeError)
 └── Unavailable
     ├── StoreUnavailable     the target store (S3) cannot be reached
     ├── RegistryUnavailable  the run registry (PostgreSQL) cannot be reached
@@ -101,6 +102,10 @@ class TooLarge(NectarError):
 
 class LeaseLost(NectarError):
     """The attempt writing an output no longer owns its run: the write is discarded, not committed."""
+
+
+class RegistryTooNew(NectarError, RuntimeError):
+    """A run registry whose schema a newer release wrote: this release refuses to open it."""
 
 
 class Interrupted(BaseException):  # noqa: N818  (like KeyboardInterrupt: what happened to the task, not its fault)

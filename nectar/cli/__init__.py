@@ -21,6 +21,7 @@ nectar download testchains/hello_luigiworld_chain/WithDependencyTask --dest outp
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -109,6 +110,19 @@ def add_client_commands(commands: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command's exit status; a reader that stops early (``nectar status <key> | head -1``) ends it quietly with
+    1, as a shell tool ends, instead of with a BrokenPipeError traceback."""
+    try:
+        status = dispatch(argv)
+        sys.stdout.flush()  # what is still buffered meets the closed pipe here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left for the exit's flush to fail on
+        return 1
+
+
+def dispatch(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run its command; an error it names is one line on stderr and status 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(roles_only=bool(argv) and argv[0] in ROLE_COMMANDS)
     args, extra = parser.parse_known_args(argv)
@@ -117,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ROLE_COMMANDS:
             from nectar import supervisor
+            from nectar.config import check_role_settings
+
+            check_role_settings(args)
 
             roles: dict[str, Any] = {
                 "serve": supervisor.serve,

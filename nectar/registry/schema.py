@@ -17,6 +17,7 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nectar.errors import RegistryTooNew
 from nectar.registry import counts, fire_counts
 from nectar.registry.model import Run, RunState, made_at_once
 
@@ -236,7 +237,7 @@ def statements(version: int, real: str, own: Mapping[str, Sequence[str]]) -> lis
 def refuse_newer(found: int, known: int, where: str) -> None:
     """Stop a process whose release is older than the registry's schema (a rollback must not undo an upgrade)."""
     if found > known:
-        raise RuntimeError(
+        raise RegistryTooNew(
             f"the run registry {where} has schema version {found}, newer than this release's {known}: "
             "run the newer release (or restore the registry from before the upgrade)"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -14,10 +15,11 @@ from harness import lifeline_env
 from nectar.cli.local import _log_location
 from nectar.config import Settings
 from nectar.keys import STDERR_FILE, TargetKey
+from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
 from nectar.service import Nectar
 from nectar.stores import get_store
 from nectar.task import create_live_logs
-from tests.conftest import NECTAR, settings_env
+from tests.conftest import NECTAR, free_port, settings_env
 
 WriteChain = Callable[[str, str], Path]
 HELLO = "testchains/hello_luigiworld_chain"
@@ -147,6 +149,97 @@ def test_a_failed_steps_log_its_upload_left_in_the_live_logs_folder_is_named_the
 def test_a_bad_setting_exits_2_in_one_line_naming_it(settings: Settings, command: str) -> None:
     """Every command, the two that become gunicorn or luigid included, refuses a bad setting before it starts
     anything: one line naming the variable, no traceback."""
-    result = nectar(settings, command, NECTAR_MAX_QUEUE="lots")
+    ports = {"NECTAR_PORT": str(free_port()), "NECTAR_SCHEDULER_PORT": str(free_port())}  # 8082 may be taken here
+    result = nectar(settings, command, NECTAR_MAX_QUEUE="lots", **ports)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number, not 'lots'\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "message"),
+    [
+        ("serve", {"NECTAR_API_THREADS": "x"}, "NECTAR_API_THREADS must be a whole number, not 'x'"),
+        ("api", {"NECTAR_API_MAX_REQUESTS": "lots"}, "NECTAR_API_MAX_REQUESTS must be a whole number, not 'lots'"),
+        (
+            "serve",
+            {"NECTAR_API_WORKERS": "x"},
+            "--api-workers (env NECTAR_API_WORKERS) must be a whole number, not 'x'",
+        ),
+        (
+            "serve",
+            {"NECTAR_WORKERS": "0"},
+            "--workers (env NECTAR_WORKERS) must be a whole number from 1 to 65536, not '0'",
+        ),
+        ("api", {"NECTAR_READ_TIMEOUT": "abc"}, "NECTAR_READ_TIMEOUT must be a number of seconds > 0, not 'abc'"),
+        (
+            "serve",
+            {"NECTAR_KEEPALIVE_REQUESTS": "-1"},
+            "NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '-1'",
+        ),
+        ("api", {"NECTAR_LOG_LEVEL": "loud"}, "NECTAR_LOG_LEVEL must be one of debug, info, warning, error, critical"),
+        ("serve", {"NECTAR_PORT": "x"}, "--port (env NECTAR_PORT) must be a whole number, not 'x'"),
+        (
+            "scheduler",
+            {"NECTAR_SCHEDULER_PORT": "99999"},
+            "--scheduler-port (env NECTAR_SCHEDULER_PORT) must be a whole number from 1 to 65535, not '99999'",
+        ),
+    ],
+)
+def test_a_bad_value_of_a_variable_a_role_reads_outside_the_settings_exits_2_naming_it(
+    settings: Settings, command: str, env: dict[str, str], message: str
+) -> None:
+    """gunicorn's variables and ``serve``'s number flags (from their variables here) are refused as a setting is:
+    before anything starts (no luigid, no gunicorn started then stopped), one line naming the variable."""
+    ports = {"NECTAR_PORT": str(free_port()), "NECTAR_SCHEDULER_PORT": str(free_port())}
+    result = nectar(settings, command, **{**ports, **env})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"nectar: {message}"), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status", "chains/etl/sales_chain/ATask/0123456789abcdef0123456789abcdef/out.txt"],
+        ["cancel", "0123"],
+        ["schedules"],
+        ["triggers"],
+        ["worker"],
+    ],
+)
+def test_a_registry_a_newer_release_upgraded_is_refused_in_one_line(settings: Settings, command: list[str]) -> None:
+    """The README's *Upgrading*: an older release refuses a newer schema; the command says why in one line."""
+    path = settings.data_dir / "runs.sqlite3"
+    SQLiteRunStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+
+    result = nectar(settings, *command)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == (
+        f"nectar: the run registry {path} has schema version {SCHEMA_VERSION + 1}, newer than this release's "
+        f"{SCHEMA_VERSION}: run the newer release (or restore the registry from before the upgrade)\n"
+    )
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(settings: Settings) -> None:
+    """``nectar chains | head -1``: the pipe is closed before the command writes (its read end closed before the
+    command starts), so every write meets it closed; the command ends with 1 and no traceback."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run(
+            [*NECTAR, "chains"],
+            env={**os.environ, **settings_env(settings), **lifeline_env()},
+            cwd=settings.data_dir.parent,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == ""
