@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster
-from harness import MOTO_CREDENTIALS, REPO, base_env, free_port
+from harness import MOTO_CREDENTIALS, REPO, PortTaken, Processes, Served, base_env, on_a_free_port
 from nectar.config import Settings, configure
 from nectar.service import Nectar
 from nectar.triggers.book import TriggerBook
@@ -79,18 +79,32 @@ def writer(endpoint: str) -> Any:
     return session.client("s3", endpoint_url=endpoint, config=Config(retries={"max_attempts": 5}))
 
 
+def seeded_moto(procs: Processes, old: int, port: int | None = None) -> Served:
+    """moto serving ``old`` objects (:mod:`benchmarks.seeded_moto`) on ``port`` (or a free one), started again on
+    another free one when that one was taken before moto bound it (:func:`harness.on_a_free_port`); answers before
+    this returns."""
+
+    def start(port: int) -> Served:
+        seed = ["--port", str(port), "--bucket", BUCKET, "--keys", OLD_KEYS, "--count", str(old)]
+        moto = procs.start("moto", [sys.executable, "-m", "benchmarks.seeded_moto", *seed], base_env(), REPO)
+        try:
+            procs.wait_up(moto, f"http://127.0.0.1:{port}/", "moto", timeout=START_TIMEOUT)
+        except PortTaken:
+            procs.kill(moto)
+            raise
+        return Served(moto, port)
+
+    return on_a_free_port(start, port)
+
+
 class Landing:
     """A case's world: moto with the old objects (put in its memory before it serves: see
     :mod:`benchmarks.seeded_moto`), the trigger made in this process, new keys in order."""
 
     def __init__(self, cluster: Cluster, old: int, poll_s: float) -> None:
         self.cluster = cluster
-        port = free_port()
-        self.endpoint = f"http://127.0.0.1:{port}"
-        seed = ["--port", str(port), "--bucket", BUCKET, "--keys", OLD_KEYS, "--count", str(old)]
         began = time.monotonic()
-        moto = cluster.procs.start("moto", [sys.executable, "-m", "benchmarks.seeded_moto", *seed], base_env(), REPO)
-        cluster.procs.wait_up(moto, f"{self.endpoint}/", "moto", timeout=START_TIMEOUT)
+        self.endpoint = f"http://127.0.0.1:{seeded_moto(cluster.procs, old).port}"
         print(f"moto serves {old:,} old objects after {time.monotonic() - began:.1f} s", flush=True)
         self.client = writer(self.endpoint)
         self.written = 0

@@ -8,6 +8,7 @@ straight into moto's S3 backend they take a second, and are then the same object
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -38,8 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     def request_stop(*_: Any) -> None:
         stop.set()
 
+    def ended(raised: threading.ExceptHookArgs) -> None:
+        threading.__excepthook__(raised)
+        os._exit(1)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, request_stop)
+    # moto binds its port in a thread of its own, which only says so when the port is taken (werkzeug's SystemExit):
+    # this process ends then, and its starter starts it on another port (harness.on_a_free_port), not waits for it
+    threading.excepthook = ended
     server = ThreadedMotoServer("127.0.0.1", args.port, verbose=False)
     server.start()
     stop.wait()

@@ -37,6 +37,7 @@ from benchmarks.dispatch import (
 from benchmarks.dispatch import through_service as dispatch_sample
 from benchmarks.fanout import through_service
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
+from benchmarks.landing import seeded_moto
 from benchmarks.population import fill_registry, fill_store
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
 from benchmarks.status import (
@@ -50,10 +51,11 @@ from benchmarks.status import (
     recycle_every,
     status_requests,
 )
-from harness import busy_cpu, cpu_seconds, lifeline_env, read_calls, thread_times, waitfor
+from harness import answers, busy_cpu, cpu_seconds, lifeline_env, read_calls, thread_times, waitfor
 from harness.procfs import descendants, thread_cpu
 from nectar.registry import RunFilter, RunState
 from nectar.registry.sqlite import SQLiteRunStore
+from tests.harness.test_ports import outgoing_connection_from
 from tests.helpers.registries import closed_at_end
 
 
@@ -184,6 +186,17 @@ def test_the_triggers_benchmark_prints_lags_and_requests_per_poll(
     assert len(lags) == 4 and all(", 0 missed)" in row for row in lags), rows  # every object landed made its run
     (requests,) = [row for row in rows if f"S3 requests per poll, {TESTED_OLD[-1]:,} old objects" in row]
     assert requests.endswith("| yes |"), requests  # a poll asks the store no more with 1,001 old objects than 10
+
+
+def test_the_triggers_seeded_moto_whose_port_was_taken_since_its_pick_starts_on_another(
+    processes: Processes, luigid: str
+) -> None:
+    """Its first port held by an outgoing connection's own end (nothing answers there): moto, which binds in a
+    thread of its own, ends saying so, and is started again on another free port (it waited for an answer there)."""
+    with outgoing_connection_from(luigid) as taken:
+        served = seeded_moto(processes, 3, taken)
+        assert served.port != taken and len(processes.procs) == 2
+    assert answers(f"http://127.0.0.1:{served.port}/") is not None
 
 
 def test_the_fanouts_figure_ends_when_the_registry_recorded_the_run_done(

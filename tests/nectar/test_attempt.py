@@ -6,13 +6,14 @@ import json
 import logging
 import shutil
 import signal
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 
 import luigi
 import pytest
 
+from harness import Processes
 from nectar import attempt as attempt_module
 from nectar import luigid as luigid_module
 from nectar.attempt import attempt, load_task, task_in
@@ -27,7 +28,7 @@ from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from nectar.steps import StepRecorder
 from nectar.task import log_key
-from tests.conftest import free_port, start_luigid, stop, wait_until
+from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
 
 
@@ -163,12 +164,10 @@ def test_a_one_step_run_asks_luigid_in_three_requests(
 
 
 @pytest.fixture
-def own_luigid(tmp_path: Path) -> Iterator[str]:
-    """A luigid of this test's own: no other test's DISABLED task in it."""
-    port = free_port()
-    proc = start_luigid(port, tmp_path / "luigid")
-    yield f"http://127.0.0.1:{port}"
-    stop(proc)
+def own_luigid(processes: Processes, tmp_path: Path) -> str:
+    """A luigid of this test's own: no other test's DISABLED task in it; on a free port, another if that one was
+    taken before luigid bound it (its port read from what started it); stopped with the test's processes."""
+    return f"http://127.0.0.1:{processes.luigid(None, tmp_path / 'luigid').port}"
 
 
 def requests_of(monkeypatch: pytest.MonkeyPatch) -> list[str]:

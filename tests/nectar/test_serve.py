@@ -18,13 +18,13 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import exited_starting, lifeline_env, on_a_free_port, on_free_ports
+from harness import PortTaken, exited_starting, lifeline_env, on_a_free_port, on_free_ports
 from nectar import ports
 from nectar.config import Settings
 from nectar.metrics import DURATION_BUCKETS
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.supervisor import Part, wait_ready
-from tests.conftest import NECTAR, REPO, free_port, settings_env, wait_until
+from tests.conftest import NECTAR, REPO, settings_env, wait_until
 from tests.faults.conftest import alive, children, cmdline, descendants, links_checked, send, waitfor
 from tests.helpers.registries import closed_at_end
 
@@ -306,12 +306,20 @@ def test_a_taken_port_is_refused_before_anything_starts(
     tmp_path: Path, taken_port: int, command: str, flag: str, what: str
 ) -> None:
     other = "--scheduler-port" if flag == "--port" else "--port"
-    argv = [*NECTAR, command, flag, str(taken_port)]
-    argv += ["--data-dir", str(tmp_path / "data")] if command != "api" else []
-    argv += [other, str(free_port())] if command == "serve" else []
     env = {k: v for k, v in os.environ.items() if not k.startswith("NECTAR_")} | lifeline_env()  # (harness/lifeline.py)
 
-    refused = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    def refusing(port: int | None) -> subprocess.CompletedProcess[str]:
+        """The command, with a serve's other port on ``port``: asked again with another free one if that one was
+        taken since its pick (the API's port is looked at first: it names the other, not the port under test)."""
+        argv = [*NECTAR, command, flag, str(taken_port)]
+        argv += ["--data-dir", str(tmp_path / "data")] if command != "api" else []
+        argv += [other, str(port)] if port is not None else []
+        done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        if port is not None and f"port {port} (" in done.stdout + done.stderr:
+            raise PortTaken(f"the other port {port} was taken since it was picked")
+        return done
+
+    refused = on_a_free_port(refusing) if command == "serve" else refusing(None)
 
     said = refused.stdout + refused.stderr
     assert refused.returncode == 2, said

@@ -20,6 +20,7 @@ from nectar import executor as executor_module
 from nectar import spares as spares_module
 from nectar import wakeup
 from nectar.build import Build
+from nectar.catalog import loader
 from nectar.config import Settings
 from nectar.executor import Executor
 from nectar.leases import HOST, holder
@@ -73,6 +74,8 @@ class HeldTask(NectarTask):
 """
 #: long enough that no test sees a spare let go for idleness unless it asks for it
 KEPT = 3600.0
+#: a :data:`~nectar.catalog.loader.SETTLED` no chain file a test writes comes to: its bytes are read at each use
+YEAR = 365 * 24 * 3600.0
 
 
 @pytest.fixture
@@ -223,27 +226,51 @@ def test_an_idle_worker_asks_whether_luigid_answers_ahead_of_its_next_claim(
     assert not executor.children and not len(executor.spares)
 
 
+@pytest.mark.parametrize("settled", [False, True], ids=["changed-just-now", "settled"])
 def test_a_runs_chain_file_is_stated_once_in_all_by_its_worker_and_the_process_that_runs_it(
-    new_executor: Callable[..., Executor], quick: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    new_executor: Callable[..., Executor],
+    quick: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    settled: bool,
 ) -> None:
     """The claim's stat tells the worker whether to compile the file again and the process that stays for another
     run which file to execute ahead: neither stats it again (it was 3 a run: the claim, the attempt's end in the
-    process, its return to the spares in the worker)."""
+    process, its return to the spares in the worker).
+
+    Whatever the file's age: once its last change is :data:`~nectar.catalog.loader.SETTLED`, a process's stat of it
+    (``_unchanged``) vouches for the bytes it read before, in place of reading them again (test_chain_code); those are
+    not this stat. The test wrote the file just before, so whether it was settled at a use depended on how long the
+    runs took to come to it: on a loaded machine the count took them in (13 for 4 runs), so both states are set here."""
+    monkeypatch.setattr(loader, "SETTLED", -3600.0 if settled else YEAR)
     executor = new_executor(concurrency=1, runs_per_process=100, worker_poll_interval=0.05)
     nectar = closed_at_end(Nectar(quick))
     chain = os.fspath(quick.chains_dir / "quick" / "quick_chain.py")
-    noted = tmp_path / "stats"
+    noted, vouches = tmp_path / "stats", tmp_path / "vouches"
     serving = False  # the executor's stats, not the submissions' (the API's catalog stats the file too)
-    stat = os.stat
+    vouching = False  # in loader._unchanged
+    stat, unchanged = os.stat, loader._unchanged
+
+    def note(into: Path) -> None:
+        fd = os.open(into, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
 
     def noting(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
         if serving and isinstance(path, str | os.PathLike) and os.fspath(path) == chain:  # its forks note theirs
-            fd = os.open(noted, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            os.close(fd)
+            note(vouches if vouching else noted)
         return stat(path, *args, **kwargs)
 
+    def vouched(path: Path, seen: Any) -> bool:
+        nonlocal vouching
+        vouching = True
+        try:
+            return unchanged(path, seen)
+        finally:
+            vouching = False
+
     monkeypatch.setattr(os, "stat", noting)
+    monkeypatch.setattr(loader, "_unchanged", vouched)
 
     def run(n: int) -> Run:
         run_id = submit(nectar, n)
@@ -270,6 +297,7 @@ def test_a_runs_chain_file_is_stated_once_in_all_by_its_worker_and_the_process_t
     assert len({pid_of(r) for r in runs}) < len(runs), "no process took a second run: nothing here is reuse's"
     stats = noted.read_text().split() if noted.exists() else []
     assert len(stats) == len(runs), f"{len(stats)} stats of the chain file for {len(runs)} runs (by pid: {stats})"
+    assert vouches.exists() == settled, "a file's stat vouched for its bytes where it was not settled, or none did"
 
 
 def runs_one_by_one(executor: Executor, nectar: Nectar, count: int) -> list[Run]:

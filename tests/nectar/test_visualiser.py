@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import lifeline_env
+from harness import Processes, lifeline_env
 from nectar.build import luigi_worker_id
 from nectar.catalog import ChainCatalog
 from nectar.config import Settings
@@ -22,7 +22,7 @@ from nectar.registry import RunState
 from nectar.service import Nectar
 from nectar.status import JobStatus
 from nectar.stores.local import LocalStore
-from tests.conftest import LUIGI_CFG, REPO, free_port, settings_env, start_luigid, stop
+from tests.conftest import LUIGI_CFG, REPO, settings_env, stop
 from tests.faults.conftest import waitfor
 from tests.helpers.registries import closed_at_end
 
@@ -90,10 +90,9 @@ def short_cfg(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def short_luigid(tmp_path_factory: pytest.TempPathFactory, short_cfg: Path) -> Iterator[str]:
     """A real luigid with :func:`short_config`; yields its URL."""
     folder = tmp_path_factory.mktemp("short-luigid")
-    port = free_port()
-    proc = start_luigid(port, folder, short_cfg)
-    yield f"http://127.0.0.1:{port}"
-    stop(proc)
+    served = Processes(folder / "logs").luigid(None, folder, short_cfg)  # on another free port if its was taken
+    yield f"http://127.0.0.1:{served.port}"
+    stop(served.proc)
 
 
 def statuses(scheduler: SchedulerClient, task_ids: list[str]) -> dict[str, str]:
