@@ -1221,3 +1221,25 @@ def test_a_spare_saying_it_is_ready_does_not_wake_a_loop_whose_every_slot_is_bus
     assert not sleeping.is_alive()
     assert run_to_its_end(executor, nectar, held.id).state == RunState.DONE
     assert executor.spares.ready() is spare
+
+
+def test_a_run_handed_to_a_spare_arrives_whole_every_field_and_its_likely_chain_file() -> None:
+    """The hand-over sends a run's values, not the run: each field, set away from its default, arrives as it was."""
+    run = Run(
+        id="r1", key="k1", chain_type="bench", chain="probe_chain", task="ProbeTask", params={"n": "7"},
+        task_id="ProbeTask_7_0123456789", state=RunState.RUNNING, queued_at=1.5, started_at=2.5, finished_at=3.5,
+        worker="host:1/0", failed_step="ProbeTask", error="boom", attempt=2, max_attempts=3, retry_delay=4.0,
+        retry_backoff=3.0, not_before=5.0, heartbeat_at=6.0, waiting_since=7.0, schedule_id="s1", fire_time=8.0,
+        trigger_id="t1", objects=("s3://b/o",), waiting_for=("run:r0",), wait_until=9.0, on_wait_timeout="skip",
+    )  # fmt: skip
+    made = Run("r1", "k1", "bench", "probe_chain", "ProbeTask", {"n": "7"}, "ProbeTask_7_0123456789")
+    assert [f for f in executor_module._RUN_FIELDS if getattr(run, f) == getattr(made, f)] == [
+        "id", "key", "chain_type", "chain", "task", "params", "task_id"
+    ]  # fmt: skip
+    likely = executor_module.Likely(
+        "/c/bench/probe_chain.py", "bench", "probe_chain", (1, 2), "ProbeTask", (("n", "7"),)
+    )
+    for sent in (likely, None):
+        got, got_likely = executor_module.given_run(executor_module.handed(run, sent))
+        assert got == run and vars(got) == vars(run) and got.state is RunState.RUNNING
+        assert got_likely == sent and (sent is None or type(got_likely) is executor_module.Likely)
