@@ -21,6 +21,8 @@ fails loudly, naming the name, when a release changes one of them under us:
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
   :func:`extend_task_registry`), and the instance cache ``Register.__call__`` keeps (:func:`uncached_task`);
 - ``Task._unconsumed_params``, which luigi adds to a task class as it makes its first task (:func:`hold_class_shape`);
+- ``Task.__init__``'s work, its private ``_Task__hash`` included, done as it does it but with the task_id handed in
+  (:func:`make_as_luigi_does`), and ``task_id_str``'s format of an id from its hash (:func:`luigi_task_id`);
 - ``luigi.server.app``, the application each luigid socket serves (:func:`wrap_luigid_app`, :func:`route_luigid_app`),
   ``luigi.server.RPCHandler``, its handler of RPCs, and ``luigi.scheduler.RPC_METHODS``, the methods it serves
   (:func:`luigid_rpc_handler`, :func:`luigid_rpc_methods`), ``luigi.server.cors``, the settings that handler
@@ -64,6 +66,12 @@ from luigi.execution_summary import (
     _tasks_status,
 )
 from luigi.scheduler import WORKER_STATE_ACTIVE
+from luigi.task import (
+    TASK_ID_INCLUDE_PARAMS,
+    TASK_ID_INVALID_CHAR_REGEX,
+    TASK_ID_TRUNCATE_HASH,
+    TASK_ID_TRUNCATE_PARAMS,
+)
 from luigi.task_register import Register
 from luigi.task_status import DONE, PENDING
 
@@ -582,6 +590,55 @@ def uncached_task(cls: type[luigi.Task], params: Mapping[str, Any]) -> luigi.Tas
     each distinct submission, and looked each one's parameters up twice)."""
     task_class: Register = cls  # an instance of luigi's metaclass, as every task class
     return super(Register, task_class).__call__(**params)
+
+
+def luigi_task_id(family: str, str_params: Mapping[str, str], digest: str) -> str:
+    """luigi's ``task_id_str(family, str_params)`` made from ``digest``, the full hex MD5 of the canonical JSON of
+    ``str_params`` (:func:`nectar.keys.canonical_params`): luigi hashes the same JSON and keeps the first characters."""
+    summary = "_".join(
+        str_params[name][:TASK_ID_TRUNCATE_PARAMS] for name in sorted(str_params)[:TASK_ID_INCLUDE_PARAMS]
+    )
+    summary = TASK_ID_INVALID_CHAR_REGEX.sub("_", summary)
+    return f"{family}_{summary}_{digest[:TASK_ID_TRUNCATE_HASH]}"
+
+
+#: the names luigi's ``Task.__init__`` reads, as of the luigi tested: :func:`make_as_luigi_does` does what it does
+LUIGI_TASK_INIT_NAMES = (
+    "get_params",
+    "get_param_values",
+    "setattr",
+    "dict",
+    "param_kwargs",
+    "_warn_on_wrong_param_types",
+    "task_id_str",
+    "get_task_family",
+    "to_str_params",
+    "task_id",
+    "hash",
+    "_Task__hash",
+    "set_tracking_url",
+    "set_status_message",
+    "set_progress_percentage",
+)
+
+
+def make_as_luigi_does(
+    task: luigi.Task, args: tuple[Any, ...], kwargs: dict[str, Any], identify: Callable[[str, dict[str, str]], str]
+) -> None:
+    """Do to ``task`` what luigi's ``Task.__init__(*args, **kwargs)`` does, its task_id ``identify(family,
+    str_params)`` (luigi's ``task_id_str`` of them, made by the caller: a NectarTask keeps the MD5 for its key, which
+    luigi made and dropped, and its key made again from the same JSON)."""
+    params = task.get_params()
+    param_values = task.get_param_values(params, args, kwargs)
+    for key, value in param_values:
+        setattr(task, key, value)
+    task.param_kwargs = dict(param_values)
+    task._warn_on_wrong_param_types()
+    task.task_id = identify(task.get_task_family(), task.to_str_params(only_significant=True, only_public=True))
+    task._Task__hash = hash(task.task_id)  # type: ignore[attr-defined]
+    task.set_tracking_url = None
+    task.set_status_message = None
+    task.set_progress_percentage = None
 
 
 def extend_task_registry(extend: Callable[[dict[str, Any]], dict[str, Any]]) -> None:

@@ -31,10 +31,10 @@ from luigi.target import FileSystemTarget
 from nectar import luigi_names
 from nectar.config import get_settings
 from nectar.errors import ChainImportError, Interrupted, LeaseLost
-from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_name, task_key
+from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_name, param_digest, task_key
 from nectar.logs import ahead
 from nectar.logs.capture import open_log, redirect_output
-from nectar.luigi_internals import hold_class_shape
+from nectar.luigi_internals import hold_class_shape, luigi_task_id, make_as_luigi_does
 from nectar.stores import TargetStore, get_store
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,8 @@ class _ClassParams(NamedTuple):
     family: str
 
 
+#: luigi's own ``Task.__init__``, which :meth:`NectarTask.__init__` does itself when it is the next one
+_LUIGI_INIT = luigi.Task.__init__
 #: the variant of luigi's ``to_str_params`` (only_significant, only_public) that lists a plain class's parameters
 _ALL = (True, True)
 
@@ -166,6 +168,20 @@ class NectarTask(luigi.Task):
         cls._nectar_chain_ref = None
         cls._nectar_class_params = None
         hold_class_shape(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """luigi's ``Task.__init__``, the MD5 of its task_id kept for :attr:`target_key`, which hashes the same
+        canonical JSON (a submission serialized and hashed it twice); a class whose bases put another ``__init__``
+        between this one and luigi's is made by that one, as luigi would make it."""
+        if super(NectarTask, type(self)).__init__ is _LUIGI_INIT:
+            make_as_luigi_does(self, args, kwargs, self._identified)
+        else:
+            super().__init__(*args, **kwargs)
+
+    def _identified(self, family: str, str_params: dict[str, str]) -> str:
+        """luigi's task_id of ``family`` and ``str_params`` (its significant public ones), its full MD5 kept."""
+        digest = self.__dict__["_nectar_digest"] = param_digest(str_params)
+        return luigi_task_id(family, str_params, digest)
 
     @classmethod
     def chain_ref(cls) -> tuple[str, str]:
@@ -235,8 +251,11 @@ class NectarTask(luigi.Task):
 
     @functools.cached_property
     def target_key(self) -> TargetKey:
-        """The key of ``out.txt``: the chain, the class and the MD5 luigi's task_id uses."""
-        return task_key(*self.chain_ref(), self)
+        """The key of ``out.txt``: the chain, the class and the MD5 luigi's task_id uses (kept as it was made)."""
+        digest: str | None = self.__dict__.get("_nectar_digest")
+        if digest is None:
+            return task_key(*self.chain_ref(), self)
+        return TargetKey(*self.chain_ref(), type(self).__name__, digest)
 
     @property
     def store(self) -> TargetStore:

@@ -42,6 +42,7 @@ from luigi.task_register import Register, TaskClassNotFoundException
 
 import nectar.luigi_internals
 from nectar import NectarTask
+from nectar.keys import param_digest
 from nectar.luigi_internals import (
     REOPENED,
     RemoteScheduler,
@@ -49,11 +50,13 @@ from nectar.luigi_internals import (
     extend_task_registry,
     forget_task_classes,
     is_external,
+    luigi_task_id,
     luigid_marks_reopened,
     luigid_prunes_lean,
     luigid_reads_cors_once,
     luigid_rpc_handler,
     luigid_rpc_methods,
+    make_as_luigi_does,
     new_worker,
     read_past_request,
     route_luigid_app,
@@ -708,3 +711,40 @@ def test_a_detached_tornado_stream_gives_what_it_read_past_the_request() -> None
             theirs.close()
 
     assert asyncio.run(detached_after_a_request()) == b"frames after it"
+
+
+@pytest.mark.parametrize(
+    "str_params",
+    [
+        {},
+        {"n": "1"},
+        {"b": "x y/z", "a": "1", "c": "long" * 40, "d": "never in the summary"},
+        {"é": "naïve ☃", "x": '"quoted" \\ back'},
+        {"items": '["a", "b"]', "when": "2024-01-02T03:04:05"},
+    ],
+)
+def test_luigi_task_id_is_luigis_task_id_str(str_params: dict[str, str]) -> None:
+    """luigi's task_id of a family and parameters, made from the full MD5 of their canonical JSON (the one the key
+    keeps), is the one ``luigi.task.task_id_str`` makes."""
+    expected = luigi.task.task_id_str("ns.Family", str_params)
+    assert luigi_task_id("ns.Family", str_params, param_digest(str_params)) == expected, "luigi's task_id changed"
+
+
+def test_make_as_luigi_does_does_what_luigis_task_init_does(probes: str) -> None:
+    """luigi's ``Task.__init__`` reads the names :func:`make_as_luigi_does` does its work with, and a task made by it
+    (its task_id from luigi's own ``task_id_str``) has every attribute and the hash luigi's own would have."""
+    assert luigi.Task.__init__.__code__.co_names == nectar.luigi_internals.LUIGI_TASK_INIT_NAMES, (
+        "luigi's Task.__init__ changed: make_as_luigi_does no longer does what it does"
+    )
+    cls = probe(
+        "SeamMade",
+        n=luigi.IntParameter(),
+        items=luigi.ListParameter(default=[1, 2]),
+        hidden=luigi.Parameter(default="h", significant=False),
+        private=luigi.Parameter(default="p", visibility=luigi.parameter.ParameterVisibility.PRIVATE),
+    )
+    for args, kwargs in (((), {"n": 1}), ((2,), {"items": ["x"]}), ((3, ["y"], "seen"), {})):
+        made: luigi.Task = object.__new__(cls)
+        make_as_luigi_does(made, args, kwargs, luigi.task.task_id_str)
+        luigis = type.__call__(cls, *args, **kwargs)  # luigi's own __init__, the task not kept in luigi's cache
+        assert vars(made) == vars(luigis) and hash(made) == hash(luigis) and made == luigis

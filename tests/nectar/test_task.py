@@ -16,7 +16,7 @@ from luigi.task_register import Register, TaskClassAmbigiousException
 from nectar import task as task_module
 from nectar.catalog import ChainCatalog
 from nectar.config import Settings, configure
-from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE
+from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, task_key
 from nectar.luigi_names import with_short_names
 from nectar.stores.local import LocalStore
 from nectar.stores.s3 import S3Store
@@ -169,6 +169,48 @@ def test_a_task_named_by_its_class_keeps_its_name() -> None:
 
     assert with_short_names(reg, NectarTask) == reg
     assert with_short_names({"t.x_chain.PlainNameTask": chain_task}, NectarTask)["PlainNameTask"] is chain_task
+
+
+MADE_CHAIN = """
+import luigi
+
+from nectar import NectarTask
+
+
+class Counted(luigi.Task):
+    made = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        type(self).made += 1
+
+
+class MadeTask(NectarTask):
+    n = luigi.IntParameter()
+    word = luigi.Parameter(default="a b/é")
+    quiet = luigi.Parameter(default="q", significant=False)
+
+
+class MixedTask(NectarTask, Counted):
+    n = luigi.IntParameter()
+"""
+
+
+@pytest.mark.parametrize("name", ["MadeTask", "MixedTask"])
+def test_a_nectar_tasks_task_id_and_key_are_luigis_and_the_keys_formula(
+    settings: Settings, write_chain: WriteChain, name: str
+) -> None:
+    """A NectarTask made keeps the MD5 of its task_id for its key: its task_id is luigi's ``task_id_str``, its key
+    :func:`~nectar.keys.task_key`'s, both of its significant public parameters; a base's ``__init__`` between it and
+    luigi's is run."""
+    write_chain("made/made_chain", MADE_CHAIN)
+    info = ChainCatalog(settings.chains_dir).task("made", "made_chain", name)
+    task = info.instantiate({"n": "7"})
+    params = task.to_str_params(only_significant=True, only_public=True)
+    assert task.task_id == luigi.task.task_id_str(task.get_task_family(), params)
+    assert task.target_key == task_key("made", "made_chain", task) == info.key_of(task)
+    assert task.target_key.digest[:10] == task.task_id[-10:]
+    assert getattr(type(task), "made", 1) == 1, "the __init__ of a base after NectarTask was not run"
 
 
 PLAIN_CHAIN = """
