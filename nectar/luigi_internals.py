@@ -82,6 +82,8 @@ logger = logging.getLogger(__name__)
 _EXTENDED = "_nectar_extended"
 #: the set luigi's ``Task.get_param_values`` gives a task class as it makes its first task (:func:`hold_class_shape`)
 _UNCONSUMED = "_unconsumed_params"
+#: luigi's ``Task``'s private hash of its task id (``self.__hash`` in its class: mangled)
+_TASK_HASH = "_Task__hash"
 #: luigi's ``RemoteScheduler.get_work``: luigi sets its RPC methods on the class on the fly (``luigi.rpc``, from
 #: ``luigi.scheduler.RPC_METHODS``), so no type names them; read once, as ``super().get_work`` would find it
 _rpc_get_work: Callable[..., Any] = vars(luigi.rpc.RemoteScheduler)["get_work"]
@@ -635,7 +637,7 @@ def make_as_luigi_does(
     task.param_kwargs = dict(param_values)
     task._warn_on_wrong_param_types()
     task.task_id = identify(task.get_task_family(), task.to_str_params(only_significant=True, only_public=True))
-    task._Task__hash = hash(task.task_id)  # type: ignore[attr-defined]
+    setattr(task, _TASK_HASH, hash(task.task_id))
     task.set_tracking_url = None
     task.set_status_message = None
     task.set_progress_percentage = None
