@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from harness import lifeline_env
+from nectar.cli import build_parser
 from nectar.cli.local import _log_location
-from nectar.config import Settings
+from nectar.config import Settings, check_role_settings
+from nectar.errors import InvalidSetting
 from nectar.keys import STDERR_FILE, TargetKey
 from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
 from nectar.service import Nectar
@@ -243,3 +245,23 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(settings: Settings) 
         os.close(write)
     assert result.returncode == 1, result.stderr
     assert result.stderr == ""
+
+
+GUNICORN_VARIABLES = {
+    "NECTAR_API_THREADS": "x",
+    "NECTAR_API_MAX_REQUESTS": "lots",
+    "NECTAR_KEEPALIVE_REQUESTS": "-1",
+    "NECTAR_READ_TIMEOUT": "abc",
+    "NECTAR_LOG_LEVEL": "loud",
+}
+
+
+@pytest.mark.parametrize(("var", "value"), sorted(GUNICORN_VARIABLES.items()))
+def test_gunicorns_variables_are_checked_only_for_the_roles_that_start_gunicorn(var: str, value: str) -> None:
+    """``nectar scheduler`` starts luigid alone and never reads gunicorn's variables: whatever they hold (an env file
+    shared with the API's host), it starts as it did before the check; ``api`` and ``serve`` refuse the value."""
+    parser = build_parser(roles_only=True)
+    check_role_settings(parser.parse_args(["scheduler"]), {var: value})
+    for role in ("api", "serve"):
+        with pytest.raises(InvalidSetting, match=var):
+            check_role_settings(parser.parse_args([role]), {var: value})
