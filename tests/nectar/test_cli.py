@@ -6,6 +6,7 @@ import os
 import socket
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -265,3 +266,37 @@ def test_gunicorns_variables_are_checked_only_for_the_roles_that_start_gunicorn(
     for role in ("api", "serve"):
         with pytest.raises(InvalidSetting, match=var):
             check_role_settings(parser.parse_args([role]), {var: value})
+
+
+#: a command that writes to a pipe other than stdout whose reader is gone (a child's stdin, a socket's peer): a
+#: stand-in, as no command of the CLI writes to one that a test can close under it
+OTHER_PIPE_BROKEN = """
+import os, sys
+import nectar.cli.local as local
+from nectar.cli import main
+
+def chains(args):
+    print("a line on stdout, read to the end")
+    read, write = os.pipe()
+    os.close(read)
+    os.write(write, b"to a reader that is gone")
+
+local.cmd_chains = chains
+sys.exit(main(["chains"]))
+"""
+
+
+def test_a_broken_pipe_that_is_not_stdouts_is_an_error_not_a_quiet_end(settings: Settings) -> None:
+    """Only a reader of stdout that stopped early ends the command quietly; a write to another pipe that fails (its
+    stdout read to the end) says so with its traceback, instead of an exit 1 with nothing on stderr."""
+    result = subprocess.run(
+        [sys.executable, "-c", OTHER_PIPE_BROKEN],
+        env={**os.environ, **settings_env(settings), **lifeline_env()},
+        cwd=settings.data_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == "a line on stdout, read to the end\n"
+    assert "BrokenPipeError: [Errno 32] Broken pipe" in result.stderr, result.stderr
