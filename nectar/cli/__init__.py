@@ -116,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     socket or a child's pipe the command wrote to) is an error like any other: raised, not hidden."""
     try:
         status = dispatch(argv)
-        sys.stdout.flush()  # what is still buffered meets the closed pipe here, not in the interpreter's exit
+        if sys.stdout is not None:  # None: started with its descriptor 1 closed (``>&-``), where print writes nothing
+            sys.stdout.flush()  # what is still buffered meets the closed pipe here, not in the interpreter's exit
         return status
     except BrokenPipeError:
         if not _stdout_unread():

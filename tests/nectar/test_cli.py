@@ -300,3 +300,26 @@ def test_a_broken_pipe_that_is_not_stdouts_is_an_error_not_a_quiet_end(settings:
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout == "a line on stdout, read to the end\n"
     assert "BrokenPipeError: [Errno 32] Broken pipe" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["chains"], ["status", "chains/etl/sales_chain/ATask/0123456789abcdef0123456789abcdef/out.txt"]]
+)
+def test_a_command_started_with_stdout_closed_ends_as_it_would_with_it_open(
+    settings: Settings, command: list[str]
+) -> None:
+    """``nectar … >&-`` (a script's daemon, a cron line): Python has no ``sys.stdout`` then, and print writes
+    nothing; the command's exit status and its stderr are those it has with stdout open (chains 0, status of a key
+    never run 2 with its one line), no traceback."""
+    opened = nectar(settings, *command)
+    closed = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", *NECTAR, *command],
+        env={**os.environ, **settings_env(settings), **lifeline_env()},
+        cwd=settings.data_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert closed.returncode == opened.returncode, closed.stderr
+    assert closed.stderr == opened.stderr
+    assert "Traceback" not in closed.stderr
