@@ -340,6 +340,8 @@ GUNICORN_WHOLES: dict[str, int] = {
     "NECTAR_API_MAX_REQUESTS": 0,
     "NECTAR_KEEPALIVE_REQUESTS": 0,
 }
+#: those of :data:`GUNICORN_WHOLES` that gunicorn's configuration reads as digits alone (no sign)
+GUNICORN_DIGITS = ("NECTAR_KEEPALIVE_REQUESTS",)
 #: the roles that start gunicorn, the only ones that read its variables (``scheduler`` starts luigid alone)
 GUNICORN_ROLES = ("serve", "api")
 #: gunicorn's log levels (``NECTAR_LOG_LEVEL``); gunicorn takes any other word for ``info``, silently
@@ -370,7 +372,8 @@ def check_role_settings(flags: object, environ: Mapping[str, str] | None = None)
         return
     for var, least in GUNICORN_WHOLES.items():
         raw = environ.get(var, "").strip()
-        if raw and _whole(var, raw) < least:
+        # digits alone where gunicorn's configuration takes no more (:mod:`nectar.gunicorn_conf`: ``+5`` is refused)
+        if raw and (_whole(var, raw) < least or (var in GUNICORN_DIGITS and not raw.isdigit())):
             raise InvalidSetting(f"{var} must be a whole number of at least {least}, not {raw!r}")
     if raw := environ.get("NECTAR_READ_TIMEOUT", "").strip():
         _seconds("NECTAR_READ_TIMEOUT", raw)

@@ -179,6 +179,11 @@ def test_a_bad_setting_exits_2_in_one_line_naming_it(settings: Settings, command
             {"NECTAR_KEEPALIVE_REQUESTS": "-1"},
             "NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '-1'",
         ),
+        (
+            "api",
+            {"NECTAR_KEEPALIVE_REQUESTS": "+5"},
+            "NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '+5'",
+        ),
         ("api", {"NECTAR_LOG_LEVEL": "loud"}, "NECTAR_LOG_LEVEL must be one of debug, info, warning, error, critical"),
         ("serve", {"NECTAR_PORT": "x"}, "--port (env NECTAR_PORT) must be a whole number, not 'x'"),
         (
