@@ -340,6 +340,10 @@ GUNICORN_WHOLES: dict[str, int] = {
     "NECTAR_API_MAX_REQUESTS": 0,
     "NECTAR_KEEPALIVE_REQUESTS": 0,
 }
+#: those of :data:`GUNICORN_WHOLES` that gunicorn's configuration reads as digits alone (no sign)
+GUNICORN_DIGITS = ("NECTAR_KEEPALIVE_REQUESTS",)
+#: the roles that start gunicorn, the only ones that read its variables (``scheduler`` starts luigid alone)
+GUNICORN_ROLES = ("serve", "api")
 #: gunicorn's log levels (``NECTAR_LOG_LEVEL``); gunicorn takes any other word for ``info``, silently
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 #: ``nectar serve``'s (and ``api``'s, ``scheduler``'s) flags that are numbers, given or from their variables:
@@ -356,15 +360,20 @@ def check_role_settings(flags: object, environ: Mapping[str, str] | None = None)
     """:class:`InvalidSetting` naming the first value a role reads outside :class:`Settings` that it cannot take:
     ``flags`` (parsed arguments, their defaults from the environment) and gunicorn's own variables. Checked before
     the role starts anything, as :meth:`Settings.resolved` checks the settings, instead of a part failing as it
-    starts (``invalid literal for int()``) or taking a word it does not know for a default."""
+    starts (``invalid literal for int()``) or taking a word it does not know for a default. gunicorn's variables
+    only for a role that starts gunicorn (:data:`GUNICORN_ROLES`, by ``flags.command``): a role that never reads
+    them starts whatever they hold, as it did before this check."""
     environ = os.environ if environ is None else environ
     for flag, (attribute, var, least, most) in ROLE_NUMBERS.items():
         value = getattr(flags, attribute, None)
         if value is not None and not least <= _whole(f"{flag} (env {var})", value) <= most:
             raise InvalidSetting(f"{flag} (env {var}) must be a whole number from {least} to {most}, not {value!r}")
+    if getattr(flags, "command", None) not in GUNICORN_ROLES:
+        return
     for var, least in GUNICORN_WHOLES.items():
         raw = environ.get(var, "").strip()
-        if raw and _whole(var, raw) < least:
+        # digits alone where gunicorn's configuration takes no more (:mod:`nectar.gunicorn_conf`: ``+5`` is refused)
+        if raw and (_whole(var, raw) < least or (var in GUNICORN_DIGITS and not raw.isdigit())):
             raise InvalidSetting(f"{var} must be a whole number of at least {least}, not {raw!r}")
     if raw := environ.get("NECTAR_READ_TIMEOUT", "").strip():
         _seconds("NECTAR_READ_TIMEOUT", raw)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -111,14 +112,32 @@ def add_client_commands(commands: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command's exit status; a reader that stops early (``nectar status <key> | head -1``) ends it quietly with
-    1, as a shell tool ends, instead of with a BrokenPipeError traceback."""
+    1, as a shell tool ends, instead of with a BrokenPipeError traceback. A broken pipe that is not stdout's (a
+    socket or a child's pipe the command wrote to) is an error like any other: raised, not hidden."""
     try:
         status = dispatch(argv)
-        sys.stdout.flush()  # what is still buffered meets the closed pipe here, not in the interpreter's exit
+        if sys.stdout is not None:  # None: started with its descriptor 1 closed (``>&-``), where print writes nothing
+            sys.stdout.flush()  # what is still buffered meets the closed pipe here, not in the interpreter's exit
         return status
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left for the exit's flush to fail on
+        if not _stdout_unread():
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing left for the exit's flush to fail on
+        os.close(devnull)
         return 1
+
+
+def _stdout_unread() -> bool:
+    """Whether no one reads stdout any more: the kernel marks a pipe's write end whose reader closed it (a socket
+    whose peer did) with an error or a hang-up."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # replaced by an object without one, or closed
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
 
 
 def dispatch(argv: Sequence[str] | None = None) -> int:

@@ -6,14 +6,17 @@ import os
 import socket
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from harness import lifeline_env
+from nectar.cli import build_parser
 from nectar.cli.local import _log_location
-from nectar.config import Settings
+from nectar.config import Settings, check_role_settings
+from nectar.errors import InvalidSetting
 from nectar.keys import STDERR_FILE, TargetKey
 from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
 from nectar.service import Nectar
@@ -176,6 +179,11 @@ def test_a_bad_setting_exits_2_in_one_line_naming_it(settings: Settings, command
             {"NECTAR_KEEPALIVE_REQUESTS": "-1"},
             "NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '-1'",
         ),
+        (
+            "api",
+            {"NECTAR_KEEPALIVE_REQUESTS": "+5"},
+            "NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '+5'",
+        ),
         ("api", {"NECTAR_LOG_LEVEL": "loud"}, "NECTAR_LOG_LEVEL must be one of debug, info, warning, error, critical"),
         ("serve", {"NECTAR_PORT": "x"}, "--port (env NECTAR_PORT) must be a whole number, not 'x'"),
         (
@@ -243,3 +251,80 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(settings: Settings) 
         os.close(write)
     assert result.returncode == 1, result.stderr
     assert result.stderr == ""
+
+
+GUNICORN_VARIABLES = {
+    "NECTAR_API_THREADS": "x",
+    "NECTAR_API_MAX_REQUESTS": "lots",
+    "NECTAR_KEEPALIVE_REQUESTS": "-1",
+    "NECTAR_READ_TIMEOUT": "abc",
+    "NECTAR_LOG_LEVEL": "loud",
+}
+
+
+@pytest.mark.parametrize(("var", "value"), sorted(GUNICORN_VARIABLES.items()))
+def test_gunicorns_variables_are_checked_only_for_the_roles_that_start_gunicorn(var: str, value: str) -> None:
+    """``nectar scheduler`` starts luigid alone and never reads gunicorn's variables: whatever they hold (an env file
+    shared with the API's host), it starts as it did before the check; ``api`` and ``serve`` refuse the value."""
+    parser = build_parser(roles_only=True)
+    check_role_settings(parser.parse_args(["scheduler"]), {var: value})
+    for role in ("api", "serve"):
+        with pytest.raises(InvalidSetting, match=var):
+            check_role_settings(parser.parse_args([role]), {var: value})
+
+
+#: a command that writes to a pipe other than stdout whose reader is gone (a child's stdin, a socket's peer): a
+#: stand-in, as no command of the CLI writes to one that a test can close under it
+OTHER_PIPE_BROKEN = """
+import os, sys
+import nectar.cli.local as local
+from nectar.cli import main
+
+def chains(args):
+    print("a line on stdout, read to the end")
+    read, write = os.pipe()
+    os.close(read)
+    os.write(write, b"to a reader that is gone")
+
+local.cmd_chains = chains
+sys.exit(main(["chains"]))
+"""
+
+
+def test_a_broken_pipe_that_is_not_stdouts_is_an_error_not_a_quiet_end(settings: Settings) -> None:
+    """Only a reader of stdout that stopped early ends the command quietly; a write to another pipe that fails (its
+    stdout read to the end) says so with its traceback, instead of an exit 1 with nothing on stderr."""
+    result = subprocess.run(
+        [sys.executable, "-c", OTHER_PIPE_BROKEN],
+        env={**os.environ, **settings_env(settings), **lifeline_env()},
+        cwd=settings.data_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == "a line on stdout, read to the end\n"
+    assert "BrokenPipeError: [Errno 32] Broken pipe" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["chains"], ["status", "chains/etl/sales_chain/ATask/0123456789abcdef0123456789abcdef/out.txt"]]
+)
+def test_a_command_started_with_stdout_closed_ends_as_it_would_with_it_open(
+    settings: Settings, command: list[str]
+) -> None:
+    """``nectar … >&-`` (a script's daemon, a cron line): Python has no ``sys.stdout`` then, and print writes
+    nothing; the command's exit status and its stderr are those it has with stdout open (chains 0, status of a key
+    never run 2 with its one line), no traceback."""
+    opened = nectar(settings, *command)
+    closed = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", *NECTAR, *command],
+        env={**os.environ, **settings_env(settings), **lifeline_env()},
+        cwd=settings.data_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert closed.returncode == opened.returncode, closed.stderr
+    assert closed.stderr == opened.stderr
+    assert "Traceback" not in closed.stderr
