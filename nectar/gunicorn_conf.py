@@ -49,12 +49,18 @@ class Worker(Protocol):
     keepalive_requests: int
 
 
+def _setting(name: str, default: str) -> str:
+    """The variable ``name``, ``default`` when it is unset or blank (as :meth:`Settings.from_env` takes a blank
+    value: ``NECTAR_API_THREADS=`` in an env file is no value, not a number that is not one)."""
+    return os.environ.get(name, "").strip() or default
+
+
 bind = f"{os.environ.get('NECTAR_HOST', '127.0.0.1')}:{os.environ.get('NECTAR_PORT', '5000')}"
-workers = int(os.environ.get("NECTAR_API_WORKERS", "2"))
+workers = int(_setting("NECTAR_API_WORKERS", "2"))
 # threads let one worker answer status polls while another request waits on S3 or luigid; each request must
 # arrive (line, headers, body) within NECTAR_READ_TIMEOUT seconds of its first byte, or its connection is closed
 worker_class = "nectar.gunicorn_ext.ReadTimeoutWorker"
-threads = int(os.environ.get("NECTAR_API_THREADS", "8"))
+threads = int(_setting("NECTAR_API_THREADS", "8"))
 timeout = 30
 # gunicorn 25+ listens on a control socket (gunicornc: change the workers, reload, shut down), by default one path
 # for every gunicorn of a user: a side door, and each new API took it over from the last one. The service has none.
@@ -63,11 +69,11 @@ graceful_timeout = 10
 # a client told to come back after Retry-After seconds (a full queue's 503) and reusing its connection must find it
 # open: an idle connection is kept that long and 5 s more (it was 5 s, the default Retry-After itself: a client that
 # waited exactly as told met a reset)
-keepalive = max(0, int(os.environ.get("NECTAR_RETRY_AFTER") or 5)) + 5
+keepalive = max(0, int(_setting("NECTAR_RETRY_AFTER", "5"))) + 5
 # a worker recycled now and then keeps memory flat over weeks (NECTAR_API_MAX_REQUESTS=0: never), give or take 10 %
-max_requests = int(os.environ.get("NECTAR_API_MAX_REQUESTS") or 20000)
+max_requests = int(_setting("NECTAR_API_MAX_REQUESTS", "20000"))
 max_requests_jitter = max_requests // 10
-loglevel = os.environ.get("NECTAR_LOG_LEVEL", "warning").lower()
+loglevel = _setting("NECTAR_LOG_LEVEL", "warning").lower()
 # credentials in URLs redacted from the access log; text records escaped, one line each
 logger_class = "nectar.gunicorn_ext.RedactingLogger"
 accesslog = os.environ.get("NECTAR_ACCESS_LOG") or None
