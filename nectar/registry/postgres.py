@@ -150,6 +150,20 @@ class PostgresRunStore(SqlTriggers, SqlWaits):
         weakref.finalize(self, _close, pool, os.getpid())  # not left to the pool's own collection, see _close
         return pool
 
+    def close(self) -> None:
+        """End this process's use of the database: its pool's connections and threads, and its LISTEN connection,
+        closed (a parent's, kept by a forked child, never: they are the parent's sessions); a later use opens them
+        again."""
+        with _opening:
+            pool, self._pool = (self._pool, None) if self._pool_pid == os.getpid() else (None, self._pool)
+            listener = self._listener if self._listener_pid == os.getpid() else None
+            if listener is not None:
+                self._listener = None
+        if pool is not None:
+            _close(pool, os.getpid())
+        if listener is not None and not listener.closed:
+            listener.close()
+
     def _reach(self, cut: ConnectionPool[Any]) -> None:
         """After ``cut`` gave a connection the server had cut: if the server answers now (asked directly: the pool
         would wait out its timeout), put a new pool in place of ``cut``; else raise RegistryUnavailable."""

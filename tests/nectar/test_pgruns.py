@@ -293,3 +293,26 @@ def waits_for_a_lock(watcher: psycopg.Connection) -> bool:
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
     ).fetchone()
     return row is not None and row[0] > 0
+
+
+def test_a_closed_store_gives_its_sessions_back_and_opens_them_again_when_used(database_url: str) -> None:
+    """``close`` ends this process's sessions (its pool's and its LISTEN connection), as ``Nectar.close`` and a
+    stopped executor expect of any registry; the store still works after it, with sessions opened anew."""
+
+    def sessions() -> int:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database()"
+            ).fetchone()
+            assert row is not None
+            return int(row[0])
+
+    before = sessions()
+    store = PostgresRunStore(database_url)
+    store.submit(new_run(1))
+    store.wait_for_work(0.01)  # its LISTEN connection too
+    assert sessions() >= before + 2
+    store.close()
+    waitfor(lambda: sessions() == before, 60, "the closed store's sessions to end")
+    assert store.count() == 1
+    store.close()
