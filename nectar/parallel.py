@@ -160,13 +160,15 @@ class ForkedStep:
 
 
 def _lost(attempt: _Attempt, on_lost: Callable[[], None] | None) -> Callable[[], None]:
-    """What a step process does when a write in its attempt's name is refused: its copy of the lease is lost
-    (``on_lost``: its commits are refused without asking), and the attempt is told, which stops at once."""
+    """What a step process does when a write in its attempt's name is refused: the attempt is told, which stops at
+    once, and its copy of the lease is lost (``on_lost``: its commits are refused without asking). Told first:
+    ``on_lost`` wakes an Event inherited from the attempt, whose lock a thread there may have held at the fork (held
+    for ever here), so the step may block in it."""
 
     def lost() -> None:
+        attempt.failures.put(LOST)
         if on_lost is not None:
             on_lost()
-        attempt.failures.put(LOST)
 
     return lost
 
