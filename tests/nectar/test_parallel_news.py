@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
+from multiprocessing.queues import SimpleQueue
 
-from nectar.parallel import LOST, _Attempt, _lost
+from nectar import parallel
+from nectar.parallel import LOST, News, _Attempt, _lost, forked_steps
 
 #: seconds that only a hung test reaches
 HANG = 60.0
@@ -30,3 +33,29 @@ def test_a_step_refused_tells_its_attempt_before_its_own_refusal_can_block_on_a_
     finally:
         step.kill()
         step.join()
+
+
+def test_an_attempt_ends_when_a_step_was_killed_while_it_held_the_lock_of_the_queue_its_news_goes_to() -> None:
+    told, tell = multiprocessing.Pipe(duplex=False)
+
+    def step(failures: SimpleQueue[News]) -> None:  # killed in the middle of a put: the queue's write lock stays held
+        with failures._wlock:  # type: ignore[attr-defined]
+            tell.send("holding")
+            signal.pause()
+
+    ended = threading.Event()
+
+    def attempt() -> None:
+        with forked_steps():
+            assert parallel._attempt is not None
+            process = multiprocessing.get_context("fork").Process(target=step, args=(parallel._attempt.failures,))
+            process.start()
+            assert told.poll(HANG), "the step never took the lock"
+            process.kill()  # SIGKILL
+            process.join()
+        ended.set()
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    assert ended.wait(HANG), "the attempt hung stopping its collector on the lock its killed step held"
+    thread.join()
