@@ -25,11 +25,13 @@ from __future__ import annotations
 import importlib
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from multiprocessing.queues import SimpleQueue
 from typing import Any
 
@@ -54,8 +56,8 @@ Failure = tuple[str, str, bool]
 #: what a step process sends its attempt when a write in the attempt's name was refused (its run is no longer the
 #: attempt's): the attempt's lease is lost now
 LOST = "lost"
-#: what reaches an attempt from its step processes: a failure, :data:`LOST`, or None (its collector stops)
-News = Failure | str | None
+#: what reaches an attempt from its step processes: a failure or :data:`LOST`
+News = Failure | str
 
 
 class InvalidWorkers(NectarError, ValueError):
@@ -85,11 +87,14 @@ def refuse_invalid_workers(task: luigi.Task, default: int) -> int:
 
 @dataclass
 class _Attempt:
-    """The attempt whose steps run in processes of their own: its process, its recorder, where failures go."""
+    """The attempt whose steps run in processes of their own: its process, its recorder, where failures go, and
+    how its collector is told to stop: a pipe only the attempt writes (the queue's write lock is shared with the
+    steps: one killed in the middle of a put leaves it held for ever)."""
 
     pid: int
     recorder: StepRecorder | None
     failures: SimpleQueue[News] = field(default_factory=multiprocessing.SimpleQueue)
+    stop: tuple[Connection, Connection] = field(default_factory=lambda: multiprocessing.Pipe(duplex=False))
 
 
 #: set in an attempt's process while its steps run forked (and inherited by those steps' processes)
@@ -160,13 +165,15 @@ class ForkedStep:
 
 
 def _lost(attempt: _Attempt, on_lost: Callable[[], None] | None) -> Callable[[], None]:
-    """What a step process does when a write in its attempt's name is refused: its copy of the lease is lost
-    (``on_lost``: its commits are refused without asking), and the attempt is told, which stops at once."""
+    """What a step process does when a write in its attempt's name is refused: the attempt is told, which stops at
+    once, and its copy of the lease is lost (``on_lost``: its commits are refused without asking). Told first:
+    ``on_lost`` wakes an Event inherited from the attempt, whose lock a thread there may have held at the fork (held
+    for ever here), so the step may block in it."""
 
     def lost() -> None:
+        attempt.failures.put(LOST)
         if on_lost is not None:
             on_lost()
-        attempt.failures.put(LOST)
 
     return lost
 
@@ -193,14 +200,20 @@ def forked_steps() -> Iterator[None]:
     finally:
         _attempt = None
         _end_step_processes()
-        attempt.failures.put(None)
+        stop_reader, stop_writer = attempt.stop
+        stop_writer.send_bytes(b"")
         collector.join()
+        stop_reader.close()
+        stop_writer.close()
 
 
 def _collect(attempt: _Attempt) -> None:
-    """Take the step processes' news, in the order it came, until told to stop (None): a failure is the attempt's
-    (its first names the run's); a refused write (:data:`LOST`) loses the attempt's lease, as its own refusal does."""
-    while (news := attempt.failures.get()) is not None:
+    """Take the step processes' news, in the order it came, until told to stop (its pipe): a failure is the
+    attempt's (its first names the run's); a refused write (:data:`LOST`) loses the attempt's lease, as its own
+    refusal does. News already sent when it is told to stop is taken first."""
+    news_reader, stop_reader = attempt.failures._reader, attempt.stop[0]  # type: ignore[attr-defined]
+    while news_reader in multiprocessing.connection.wait([news_reader, stop_reader]):
+        news = attempt.failures.get()
         recorder = attempt.recorder
         if recorder is None:
             continue

@@ -19,6 +19,10 @@ SOCK_DIAG_BY_FAMILY = 20
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 TCP_LISTEN = 10
+NLMSG_HDRLEN = 16
+#: seconds a sock_diag dump may take (the kernel's takes ~0.03 ms): a socket that accepts the request and never
+#: answers (a sandbox's) is then read through ``/proc/net/tcp``
+DIAG_TIMEOUT = 2.0
 
 
 class PortInUse(NectarError):
@@ -28,18 +32,19 @@ class PortInUse(NectarError):
 def listening_inodes(port: int) -> set[str]:
     """Inodes of the TCP sockets listening on ``port``, IPv4 or IPv6, asked of the kernel's socket diagnostics (what
     ``ss -l`` asks: only listening sockets are sent, ~0.03 ms, where ``/proc/net/tcp`` prints every connection, ~6 ms
-    for the ~3,000 a test session leaves in TIME-WAIT); :func:`listed_in_proc_net`'s where netlink is refused or the
-    dump fails."""
+    for the ~3,000 a test session leaves in TIME-WAIT); :func:`listed_in_proc_net`'s where netlink is refused, the
+    dump fails, is not answered within :data:`DIAG_TIMEOUT` or is malformed."""
     found: set[str] = set()
     try:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as diag:
+            diag.settimeout(DIAG_TIMEOUT)
             for family in (socket.AF_INET, socket.AF_INET6):
                 # inet_diag_req_v2: family, protocol, no extension, pad, states; an empty socket id (a dump)
                 request = struct.pack("=BBBBI48x", family, socket.IPPROTO_TCP, 0, 0, 1 << TCP_LISTEN)
                 header = struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
                 diag.sendall(header + request)
                 found |= _diag_inodes(diag, port)
-    except OSError:
+    except (OSError, struct.error):  # a timeout is an OSError; a message cut short, a struct.error
         return listed_in_proc_net(port)
     return found
 
@@ -52,16 +57,18 @@ def _diag_inodes(diag: socket.socket, port: int) -> set[str]:
         offset = 0
         while offset < len(data):
             length, kind = struct.unpack_from("=IH", data, offset)
+            if length < NLMSG_HDRLEN:  # not even its header: the next would be read at the same place for ever
+                raise struct.error(f"a netlink message of {length} bytes")
             if kind in (NLMSG_DONE, NLMSG_ERROR):
                 # each carries an error number after its header: a dump the kernel could not make (no diagnostics
                 # for TCP: ``tcp_diag`` not loaded) ends with -ENOENT, not with nothing found
-                (error,) = struct.unpack_from("=i", data, offset + 16) if length >= 20 else (0,)
+                (error,) = struct.unpack_from("=i", data, offset + NLMSG_HDRLEN) if length >= 20 else (0,)
                 if error or kind == NLMSG_ERROR:
                     raise OSError(-error, f"sock_diag answered with an error: {os.strerror(-error)}")
                 return found
             # inet_diag_msg: family, state, timer, retrans, then the socket id (source port first, big-endian) ...
-            (sport,) = struct.unpack_from("!H", data, offset + 16 + 4)
-            (inode,) = struct.unpack_from("=I", data, offset + 16 + 68)  # ... and after it, the inode
+            (sport,) = struct.unpack_from("!H", data, offset + NLMSG_HDRLEN + 4)
+            (inode,) = struct.unpack_from("=I", data, offset + NLMSG_HDRLEN + 68)  # ... and after it, the inode
             if sport == port:
                 found.add(str(inode))
             offset += (length + 3) & ~3

@@ -246,8 +246,12 @@ def _fenced_s3_target_class() -> Any:
             return store.exists(key)
 
         def open(self, mode: str = "r") -> Any:
-            if mode != "w":
-                return super().open(mode)
+            """As a local target opens: ``'wb'``/``'rb'`` (``'t'`` too) are ``'w'``/``'r'``, the target's format
+            deciding what is written (luigi's ``S3Target`` takes ``'r'`` and ``'w'`` only); another mode is refused
+            by luigi, naming it."""
+            plain = mode.replace("b", "").replace("t", "")
+            if plain != "w":
+                return super().open(plain if plain == "r" else mode)
             return self.format.pipe_writer(FencedS3File(self.path, self.fs, **self.s3_options))
 
     return FencedS3Target

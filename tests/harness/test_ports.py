@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 
 from harness import REPO, PortTaken, Processes, Served, answers, base_env, listening, listens, settings_env
 from nectar.config import Settings
-from nectar.ports import held_by, listed_in_proc_net
+from nectar.ports import held_by, listed_in_proc_net, listening_inodes
 
 #: each part the harness starts on a port, started on ``port`` (its first try)
 PARTS: dict[str, Callable[[Processes, int, Path, Settings, bool], Served]] = {
@@ -161,3 +163,55 @@ def test_a_kernel_without_tcp_diagnostics_is_read_through_proc_net_tcp(monkeypat
         for port in ports:
             assert len(listening(port)) == 1 and listening(port) == listed_in_proc_net(port), port
             assert held_by(port, [os.getpid()]) is True
+
+
+#: seconds that only a hung test reaches
+HANG = 60.0
+
+
+@contextmanager
+def netlink_answered_by(answers: list[bytes], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The socket diagnostics asked for as ``socket.socket`` is: a real datagram socket whose other end has sent
+    ``answers`` and reads nothing (a kernel's malformed answer or a sandbox's silence: faults this machine cannot
+    cause, hence a stand-in for the netlink socket only)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    real = socket.socket
+
+    def diagnostics(family: int = -1, kind: int = -1, proto: int = -1) -> socket.socket:
+        return ours if family == socket.AF_NETLINK else real(family, kind, proto)
+
+    with ours, theirs:
+        for answer in answers:
+            theirs.send(answer)
+        monkeypatch.setattr(socket, "socket", diagnostics)
+        yield
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"\x10\x00", struct.pack("=IHHII", 0, 20, 2, 1, 0), struct.pack("=IHHII", 96, 20, 2, 1, 0)],
+    ids=["shorter-than-a-header", "a-message-of-no-length", "a-message-longer-than-its-answer"],
+)
+def test_a_malformed_answer_of_the_socket_diagnostics_is_read_through_proc_net_tcp(
+    answer: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        found: list[set[str]] = []
+        with netlink_answered_by([answer], monkeypatch):
+            asking = threading.Thread(target=lambda: found.append(listening_inodes(port)), daemon=True)
+            asking.start()
+            asking.join(HANG)
+        assert found == [listed_in_proc_net(port)] and len(found[0]) == 1, "the malformed answer hung or was believed"
+
+
+def test_socket_diagnostics_that_never_answer_are_read_through_proc_net_tcp(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        found: list[set[str]] = []
+        with netlink_answered_by([], monkeypatch):
+            asking = threading.Thread(target=lambda: found.append(listening_inodes(port)), daemon=True)
+            asking.start()
+            asking.join(HANG)
+        assert found == [listed_in_proc_net(port)] and len(found[0]) == 1, "waited for an answer for ever"

@@ -294,7 +294,7 @@ def test_a_parallel_step_refused_in_its_attempts_name_stops_the_attempt_before_i
     stops at once, as a refusal of its own stops it: it does not wait for its other step (held at its gate for good)
     or start the third until its heartbeat, which is ten minutes away."""
     settings = settings.replace(retries=1, retry_delay=0.0, heartbeat_interval=600.0, lease_timeout=1200.0)
-    nectar = Nectar(settings)
+    nectar = closed_at_end(Nectar(settings))
     run_gates = Gates(gates, "refused")
     submission = submit(nectar, "FanTask", "refused", n=3)  # two steps at once: the third waits for a place
     assert submission.run is not None

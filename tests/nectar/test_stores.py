@@ -447,3 +447,18 @@ def test_a_write_whose_temporary_name_another_writer_holds_takes_another_and_lea
     assert store.read_text(KEY) == "first writer's\n"
     second.close()
     assert store.read_text(KEY) == "second writer's\n"
+
+
+@pytest.mark.parametrize(("write", "read"), [("wb", "rb"), ("w", "rb"), ("wb", "r")])
+def test_a_target_opens_in_binary_modes_on_either_kind_of_store_as_a_local_one_does(
+    store: TargetStore, write: str, read: str
+) -> None:
+    """luigi's ``LocalTarget`` takes ``'wb'`` and ``'rb'`` (the target's format decides what is written), its
+    ``S3Target`` refused them (``ValueError``): a task moved from a local store to S3 failed. Both take them now,
+    the write committed through the fence as ``'w'``'s is."""
+    target = store.target(KEY)
+    with target.open(write) as handle:
+        handle.write("out\n")
+    with target.open(read) as handle:
+        assert handle.read() == "out\n"
+    assert store.read_text(KEY) == "out\n"

@@ -4,7 +4,9 @@ start does not take the CPU the API's start needs."""
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 from harness import (
@@ -21,6 +23,10 @@ from harness import (
     on_free_ports,
     waitfor,
 )
+from nectar.config import Settings
+from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
+from tests.conftest import free_port
+from tests.nectar.test_cli import nectar
 
 #: seconds that only fail a hung test
 PATIENCE = 60.0
@@ -128,3 +134,22 @@ def test_the_api_is_started_before_luigid(tmp_path: Path) -> None:
     finally:
         stop(serve, gate)
     assert serve.returncode == 0, (tmp_path / "serve.log").read_text()
+
+
+def test_serve_facing_a_registry_a_newer_release_upgraded_refuses_in_one_line_before_it_is_up(
+    settings: Settings,
+) -> None:
+    """Not "Datanectar is up" and then its workers exiting with code 1: the refusal, one line, exit 2."""
+    path = settings.data_dir / "runs.sqlite3"
+    SQLiteRunStore(path).close()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    ports = {"NECTAR_PORT": str(free_port()), "NECTAR_SCHEDULER_PORT": str(free_port())}
+    result = nectar(settings, "serve", **ports)  # its timeout only fails a hung test
+    assert result.returncode == 2, result.stdout + result.stderr
+    refusals = [line for line in result.stderr.splitlines() if line.startswith("nectar: ")]
+    assert refusals == [
+        f"nectar: the run registry {path} has schema version {SCHEMA_VERSION + 1}, newer than this release's "
+        f"{SCHEMA_VERSION}: run the newer release (or restore the registry from before the upgrade)"
+    ], result.stderr
+    assert "is up" not in result.stderr and "exited with code" not in result.stderr, result.stderr
