@@ -211,7 +211,8 @@ def _collect(attempt: _Attempt) -> None:
     """Take the step processes' news, in the order it came, until told to stop (its pipe): a failure is the
     attempt's (its first names the run's); a refused write (:data:`LOST`) loses the attempt's lease, as its own
     refusal does. News already sent when it is told to stop is taken first."""
-    news_reader, stop_reader = attempt.failures._reader, attempt.stop[0]  # type: ignore[attr-defined]
+    news_reader: Connection = vars(attempt.failures)["_reader"]  # the queue's end (multiprocessing's own name)
+    stop_reader = attempt.stop[0]
     while news_reader in multiprocessing.connection.wait([news_reader, stop_reader]):
         news = attempt.failures.get()
         recorder = attempt.recorder

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from multiprocessing.connection import Connection
 from multiprocessing.queues import SimpleQueue
 
 from nectar import parallel
@@ -19,15 +20,16 @@ HANG = 60.0
 def test_a_step_refused_tells_its_attempt_before_its_own_refusal_can_block_on_a_lock_held_at_the_fork() -> None:
     attempt = _Attempt(os.getpid(), None)
     inherited = threading.Event()  # the attempt's wake-up: its heartbeat thread holds its lock as the step forks
-    inherited._cond.acquire()  # type: ignore[attr-defined]
+    held: threading.Condition = vars(inherited)["_cond"]  # the Event's own lock (threading's name)
+    held.acquire()
     try:
         step = multiprocessing.get_context("fork").Process(target=_lost(attempt, inherited.set), daemon=True)
         step.start()
     finally:
-        inherited._cond.release()  # type: ignore[attr-defined]
+        held.release()
     try:
         # the step's copy of the lock stays held for ever: its ``set`` never returns, yet the attempt hears of it
-        news = attempt.failures._reader  # type: ignore[attr-defined]
+        news: Connection = vars(attempt.failures)["_reader"]
         assert news.poll(HANG), "the step blocked on its refusal before telling its attempt"
         assert attempt.failures.get() == LOST
     finally:
@@ -39,7 +41,7 @@ def test_an_attempt_ends_when_a_step_was_killed_while_it_held_the_lock_of_the_qu
     told, tell = multiprocessing.Pipe(duplex=False)
 
     def step(failures: SimpleQueue[News]) -> None:  # killed in the middle of a put: the queue's write lock stays held
-        with failures._wlock:  # type: ignore[attr-defined]
+        with vars(failures)["_wlock"]:
             tell.send("holding")
             signal.pause()
 
