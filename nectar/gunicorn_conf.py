@@ -212,8 +212,12 @@ def _open_registry(server: Arbiter, service: Any) -> None:
 
     if dialect_of(service.settings) != "sqlite":
         return
+    from nectar.errors import NectarError
+
     try:
         service.runs  # noqa: B018 (a cached property: opened once)
+    except NectarError as exc:  # ours names its cause in one line (a newer release's schema): no traceback
+        server.log.warning("could not open the run registry before forking a worker: %s", exc)
     except Exception:  # each worker opens it on its first request instead, and answers that request's error itself
         server.log.warning("could not open the run registry before forking a worker", exc_info=True)
 
