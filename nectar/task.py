@@ -129,8 +129,11 @@ def take_live_logs(key: TargetKey) -> LiveLogs:
 
 
 class _ClassParams(NamedTuple):
-    """A task class's parameters as luigi lists them, read from the class of ``shape``."""
+    """A task class's parameters as luigi lists them, read from the class of ``mro`` when its classes' ``__dict__``s
+    (``dicts``, each seen through a read-only view of it) held ``shape`` attributes each."""
 
+    mro: tuple[type, ...]
+    dicts: tuple[Any, ...]
     shape: list[int]
     params: list[tuple[str, luigi.Parameter]]
     #: every one is significant and public: each of luigi's ``to_str_params`` variants lists them all
@@ -207,12 +210,15 @@ class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
 
     @classmethod
     def _class_params(cls) -> _ClassParams:
-        shape = [len(c.__dict__) for c in cls.__mro__]
         kept: _ClassParams | None = cls.__dict__.get("_nectar_class_params")
-        if kept is None or kept.shape != shape:
+        if kept is None or kept.mro is not cls.__mro__ or list(map(len, kept.dicts)) != kept.shape:
             params = super().get_params()
             plain = all(p.significant and p.visibility == ParameterVisibility.PUBLIC for _, p in params)
-            kept = cls._nectar_class_params = _ClassParams(shape, params, plain, super().get_task_family())
+            mro = cls.__mro__
+            dicts = tuple(c.__dict__ for c in mro)
+            family = super().get_task_family()
+            kept = _ClassParams(mro, dicts, list(map(len, dicts)), params, plain, family)
+            cls._nectar_class_params = kept
         return kept
 
     @classmethod
