@@ -23,6 +23,8 @@ fails loudly, naming the name, when a release changes one of them under us:
 - ``Task._unconsumed_params``, which luigi adds to a task class as it makes its first task (:func:`hold_class_shape`);
 - ``Task.__init__``'s work, its private ``_Task__hash`` included, done as it does it but with the task_id handed in
   (:func:`make_as_luigi_does`), and ``task_id_str``'s format of an id from its hash (:func:`luigi_task_id`);
+- ``Register.__call__``, which reads a task's parameter values for its instance cache before ``Task.__init__`` reads
+  them again (:class:`ReadOnceRegister`, :func:`param_values_once`);
 - ``luigi.server.app``, the application each luigid socket serves (:func:`wrap_luigid_app`, :func:`route_luigid_app`),
   ``luigi.server.RPCHandler``, its handler of RPCs, and ``luigi.scheduler.RPC_METHODS``, the methods it serves
   (:func:`luigid_rpc_handler`, :func:`luigid_rpc_methods`), ``luigi.server.cors``, the settings that handler
@@ -46,6 +48,7 @@ import multiprocessing
 import os
 import pwd
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -584,6 +587,66 @@ def hold_class_shape(cls: type[luigi.Task]) -> None:
     ``_unconsumed_params``, unless a base has one), so that its attributes stay as they are from its making on."""
     if not hasattr(cls, _UNCONSUMED):
         setattr(cls, _UNCONSUMED, set())
+
+
+class _Making(threading.local):
+    """The task being made in this thread by :class:`ReadOnceRegister`: its class, the positional and keyword
+    arguments its parameter values were read from, and those values (None until read)."""
+
+    def __init__(self) -> None:
+        self.made: tuple[type, tuple[Any, ...], dict[str, Any], list[tuple[str, Any]] | None] | None = None
+
+
+_making = _Making()
+
+
+class ReadOnceRegister(Register):
+    """luigi's metaclass of tasks, whose ``__call__`` reads a task's parameter values (``get_param_values``: each
+    parameter normalized, each default looked up in luigi's configuration) for its instance cache, then makes the task,
+    whose ``__init__`` read them again from the same arguments: both reads are one (:func:`param_values_once`), for
+    the time of one call; luigi's errors and its cache are as they were."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        outer = _making.made
+        _making.made = (cls, args, kwargs, None)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            _making.made = outer
+
+
+def param_values_once(
+    cls: type,
+    params: list[tuple[str, Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    read: Callable[[list[tuple[str, Any]], tuple[Any, ...], dict[str, Any]], list[tuple[str, Any]]],
+) -> list[tuple[str, Any]]:
+    """``read(params, args, kwargs)`` (luigi's ``get_param_values``), read once while :class:`ReadOnceRegister` makes
+    a task of ``cls`` from these very arguments (the same objects): its cache's read and ``__init__``'s are one."""
+    made = _making.made
+    if made is None or made[0] is not cls or not _same_arguments(made[1], made[2], args, kwargs):
+        return read(params, args, kwargs)
+    values = made[3]
+    if values is None:
+        values = read(params, args, kwargs)
+        _making.made = (cls, args, kwargs, values)
+    return list(values)
+
+
+def _same_arguments(
+    args: tuple[Any, ...], kwargs: dict[str, Any], other: tuple[Any, ...], others: dict[str, Any]
+) -> bool:
+    """Whether two calls were given the same objects, in the same places."""
+    if len(args) != len(other) or len(kwargs) != len(others):
+        return False
+    for arg, given in zip(args, other, strict=True):
+        if arg is not given:
+            return False
+    for name, arg in kwargs.items():
+        if others.get(name, others) is not arg:
+            return False
+    return True
 
 
 def uncached_task(cls: type[luigi.Task], params: Mapping[str, Any]) -> luigi.Task:

@@ -34,7 +34,13 @@ from nectar.errors import ChainImportError, Interrupted, LeaseLost
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_name, param_digest, task_key
 from nectar.logs import ahead
 from nectar.logs.capture import open_log, redirect_output
-from nectar.luigi_internals import hold_class_shape, luigi_task_id, make_as_luigi_does
+from nectar.luigi_internals import (
+    ReadOnceRegister,
+    hold_class_shape,
+    luigi_task_id,
+    make_as_luigi_does,
+    param_values_once,
+)
 from nectar.stores import TargetStore, get_store
 
 logger = logging.getLogger(__name__)
@@ -123,8 +129,11 @@ def take_live_logs(key: TargetKey) -> LiveLogs:
 
 
 class _ClassParams(NamedTuple):
-    """A task class's parameters as luigi lists them, read from the class of ``shape``."""
+    """A task class's parameters as luigi lists them, read from the class of ``mro`` when its classes' ``__dict__``s
+    (``dicts``, each seen through a read-only view of it) held ``shape`` attributes each."""
 
+    mro: tuple[type, ...]
+    dicts: tuple[Any, ...]
     shape: list[int]
     params: list[tuple[str, luigi.Parameter]]
     #: every one is significant and public: each of luigi's ``to_str_params`` variants lists them all
@@ -139,7 +148,7 @@ _LUIGI_INIT = luigi.Task.__init__
 _ALL = (True, True)
 
 
-class NectarTask(luigi.Task):
+class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
     """A luigi task whose output is ``chains/<type>/<chain>/<Task>/<md5>/out.txt`` in a store."""
 
     #: ``"local"``, ``"s3"`` or None (decided by the settings: local when ENV=local)
@@ -201,13 +210,24 @@ class NectarTask(luigi.Task):
 
     @classmethod
     def _class_params(cls) -> _ClassParams:
-        shape = [len(c.__dict__) for c in cls.__mro__]
         kept: _ClassParams | None = cls.__dict__.get("_nectar_class_params")
-        if kept is None or kept.shape != shape:
+        if kept is None or kept.mro is not cls.__mro__ or list(map(len, kept.dicts)) != kept.shape:
             params = super().get_params()
             plain = all(p.significant and p.visibility == ParameterVisibility.PUBLIC for _, p in params)
-            kept = cls._nectar_class_params = _ClassParams(shape, params, plain, super().get_task_family())
+            mro = cls.__mro__
+            dicts = tuple(c.__dict__ for c in mro)
+            family = super().get_task_family()
+            kept = _ClassParams(mro, dicts, list(map(len, dicts)), params, plain, family)
+            cls._nectar_class_params = kept
         return kept
+
+    @classmethod
+    def get_param_values(
+        cls, params: list[tuple[str, luigi.Parameter]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> list[tuple[str, Any]]:
+        """luigi's, read once for a task made: luigi's metaclass reads them for its instance cache, then the task's
+        ``__init__`` read them again from the same arguments (each default looked up in luigi's configuration)."""
+        return param_values_once(cls, params, args, kwargs, super().get_param_values)
 
     @classmethod
     def get_task_family(cls) -> str:

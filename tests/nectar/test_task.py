@@ -213,6 +213,91 @@ def test_a_nectar_tasks_task_id_and_key_are_luigis_and_the_keys_formula(
     assert getattr(type(task), "made", 1) == 1, "the __init__ of a base after NectarTask was not run"
 
 
+class ReadTask(NectarTask):
+    task_namespace = "read.read_chain"
+    n = luigi.IntParameter()
+    word = luigi.Parameter(default="w")
+    note = luigi.Parameter(default="")
+
+
+class UnhashableText(str):
+    """A text luigi's instance cache cannot hash (its plain Parameter keeps a value as it is given)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class WithinTask(ReadTask):
+    """Makes a ReadTask of the arguments it is given, then is made of others."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.within = ReadTask(*args, **kwargs)
+        super().__init__(n=self.within.n + 1, word=self.within.word)
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[type]:
+    """The classes luigi's ``Task.get_param_values`` is called for, in order."""
+    read = vars(luigi.Task)["get_param_values"].__func__
+    calls: list[type] = []
+
+    def counted(cls: type, params: object, args: object, kwargs: object) -> object:
+        calls.append(cls)
+        return read(cls, params, args, kwargs)
+
+    monkeypatch.setattr(luigi.Task, "get_param_values", classmethod(counted))
+    return calls
+
+
+def test_a_task_made_reads_its_parameter_values_once_and_luigis_cache_keeps_it(reads: list[type]) -> None:
+    """luigi's metaclass reads a task's parameter values for its instance cache, then its ``__init__`` read them
+    again: once now; luigi's cache answers the same task for the same values, a new one for values it cannot hash."""
+    Register.clear_instance_cache()
+    made = ReadTask(n=1)
+    assert reads == [ReadTask]
+    assert (made.n, made.word, made.note, made.param_kwargs) == (1, "w", "", {"n": 1, "word": "w", "note": ""})
+    assert ReadTask(1) is made and ReadTask(n=1, word="w") is made and len(reads) == 3  # each read for the cache
+    assert made.task_id == luigi.task.task_id_str("read.read_chain.ReadTask", made.to_str_params(True, True))
+    unhashable = ReadTask(n=2, note=UnhashableText("u"))
+    assert unhashable.note == "u" and ReadTask(n=2, note=UnhashableText("u")) is not unhashable and len(reads) == 5
+
+
+def test_a_task_made_within_a_task_of_the_same_arguments_has_its_own_values(reads: list[type]) -> None:
+    made = WithinTask(n=4, word="x")
+    assert (made.within.n, made.within.word, made.n, made.word) == (4, "x", 5, "x")
+    assert type(made.within) is ReadTask and made.within is ReadTask(n=4, word="x")
+    assert made.task_id != made.within.task_id and made.param_kwargs["n"] == 5
+    assert reads[:3] == [WithinTask, ReadTask, WithinTask]  # the cache's read; within's one; __init__'s own args
+
+
+def test_a_task_made_without_luigis_cache_reads_its_values_once(
+    reads: list[type], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Register, "_Register__instance_cache", None)
+    first = ReadTask(n=6)
+    assert ReadTask(n=6) is not first and ReadTask(n=6) == first and reads == [ReadTask] * 3
+
+
+def test_a_task_made_raises_luigis_errors_and_sees_its_configuration_change() -> None:
+    with pytest.raises(
+        luigi.parameter.MissingParameterException, match=r"ReadTask\[args=\(\), kwargs=\{\}\]: requires"
+    ):
+        ReadTask()
+    with pytest.raises(luigi.parameter.UnknownParameterException, match="unknown parameter m"):
+        ReadTask(n=1, m=2)
+    with pytest.raises(luigi.parameter.UnknownParameterException, match="takes at most 3 parameters"):
+        ReadTask(1, "w", "", 4)
+    with pytest.raises(luigi.parameter.DuplicateParameterException, match="already set"):
+        ReadTask(1, n=1)
+    config = luigi.configuration.get_config()
+    config.add_section("read.read_chain.ReadTask")
+    config.set("read.read_chain.ReadTask", "word", "configured")
+    try:
+        assert ReadTask(n=8).word == "configured"
+    finally:
+        config.remove_section("read.read_chain.ReadTask")
+    assert ReadTask(n=9).word == "w"
+
+
 PLAIN_CHAIN = """
 import luigi
 
