@@ -223,7 +223,8 @@ class ReadTask(NectarTask):
 class UnhashableText(str):
     """A text luigi's instance cache cannot hash (its plain Parameter keeps a value as it is given)."""
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:
+        raise TypeError(f"unhashable type: {type(self).__name__!r}")
 
 
 class WithinTask(ReadTask):
