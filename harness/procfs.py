@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nectar.ports import held_by, socket_inodes
+from nectar.ports import held_by, socket_inodes, tcp_sockets
 
 
 def children(pid: int) -> list[int]:
@@ -149,12 +149,7 @@ def connected_to(pid: int, port: int) -> bool:
     """Whether process ``pid`` holds a TCP socket whose peer is on ``port``: a client's connection to a server on
     ``port``, or a server's connection from a client whose own end is ``port`` (a socket gone meanwhile is skipped)."""
     sockets = socket_inodes(pid)
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[9] in sockets and int(fields[2].rpartition(":")[2], 16) == port:
-                return True
-    return False
+    return any(fields[9] in sockets and int(fields[2].rpartition(":")[2], 16) == port for fields in tcp_sockets())
 
 
 def listens(pid: int, port: int) -> bool | None:

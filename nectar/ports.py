@@ -7,7 +7,7 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from nectar.errors import NectarError
@@ -74,9 +74,9 @@ def _diag_inodes(diag: socket.socket, port: int) -> set[str]:
             offset += (length + 3) & ~3
 
 
-def listed_in_proc_net(port: int) -> set[str]:
-    """Inodes of the sockets listening on ``port`` (any address, IPv4 or IPv6) as ``/proc/net/tcp`` lists them."""
-    inodes: set[str] = set()
+def tcp_sockets() -> Iterator[list[str]]:
+    """The fields of each TCP socket (IPv4, then IPv6) as ``/proc/net/tcp`` lists it: its local address (1), its
+    peer's (2), its state (3), its inode (9); a table that cannot be read is skipped."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -84,9 +84,15 @@ def listed_in_proc_net(port: int) -> set[str]:
             continue
         for line in lines:
             fields = line.split()
-            if len(fields) > 9 and fields[3] == LISTEN and int(fields[1].rpartition(":")[2], 16) == port:
-                inodes.add(fields[9])
-    return inodes
+            if len(fields) > 9:
+                yield fields
+
+
+def listed_in_proc_net(port: int) -> set[str]:
+    """Inodes of the sockets listening on ``port`` (any address, IPv4 or IPv6) as ``/proc/net/tcp`` lists them."""
+    return {
+        fields[9] for fields in tcp_sockets() if fields[3] == LISTEN and int(fields[1].rpartition(":")[2], 16) == port
+    }
 
 
 def socket_inodes(pid: int) -> set[str]:
