@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import sys
 from collections.abc import Callable
 
 #: ``prctl(2)`` option: the signal this process gets when its parent dies
@@ -50,3 +51,13 @@ def supervisor_gone() -> bool:
 def hangup_is_terminate() -> None:
     """SIGHUP (a closed terminal) does what SIGTERM does in this process, whatever handles SIGTERM."""
     signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+
+
+def terminate_exits_until_handled() -> None:
+    """SIGTERM ends this process with status 0 until its own handler is set: luigid listens on its port before it
+    sets its handlers, and a SIGTERM (or SIGHUP) in between killed it (status -15) where it stops with 0 after."""
+    signal.signal(signal.SIGTERM, _exit_ok)
+
+
+def _exit_ok(signum: int, frame: object) -> None:
+    sys.exit(0)
