@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import tempfile
+from queue import Empty, SimpleQueue
 from typing import Any, Protocol
 
 from nectar.deferred_imports import API_ABSENT, API_LAZY_PATTERNS, API_UNUSED, Deferral
@@ -38,6 +40,8 @@ class Arbiter(Protocol):
     cfg: _Config
     app: _Application
     log: _Log
+    #: the signals its handler queued for its loop (gunicorn 27)
+    SIG_QUEUE: SimpleQueue[int]
 
 
 class Worker(Protocol):
@@ -272,14 +276,28 @@ def worker_exit(server: Arbiter, worker: Worker) -> None:
 def when_ready(server: Arbiter) -> None:
     """A closed terminal (SIGHUP) stops the API as SIGTERM does; gunicorn would reload and live on.
 
-    Set here, after gunicorn installed its own handlers; its workers watch this master and stop with it. The app is
+    Set here, after gunicorn installed its own handlers; its workers watch this master and stop with it. A SIGHUP
+    gunicorn queued before (it listens on its port before this hook) is taken as SIGTERM too. The app is
     loaded by now (``preload_app``): a module deferred while it was imported is imported for real by the next
     ``import`` of it (a chain file's, when the chains are loaded before each fork).
     """
     from nectar.lifeline import hangup_is_terminate
 
     hangup_is_terminate()
+    hangups_queued_as_terminate(server.SIG_QUEUE)
     _DEFERRAL.end()
+
+
+def hangups_queued_as_terminate(queue: SimpleQueue[int]) -> None:
+    """The signals gunicorn's handler queued, each SIGHUP (a reload) now a SIGTERM (a stop), the others as they were."""
+    queued = []
+    while True:
+        try:
+            queued.append(queue.get_nowait())
+        except Empty:
+            break
+    for signum in queued:
+        queue.put_nowait(signal.SIGTERM if signum == signal.SIGHUP else signum)
 
 
 def child_exit(server: Arbiter, worker: Worker) -> None:

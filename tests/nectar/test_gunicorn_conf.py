@@ -52,3 +52,17 @@ def test_a_set_variable_is_taken() -> None:
         "NECTAR_LOG_LEVEL": "ERROR",
     }
     assert configured(values) == [3, 4, 12, 100, "error"]
+
+
+def test_a_hangup_gunicorn_queued_before_its_ready_hook_stops_the_api_instead_of_reloading_it() -> None:
+    """gunicorn listens on its port, then calls ``when_ready``: a SIGHUP in between (a closed terminal, or a
+    readiness check that saw the port held) is already queued for gunicorn's loop as a reload; it is a stop now, and
+    the other queued signals keep their order (read in a fresh interpreter: the module defers imports)."""
+    probe = (
+        "import queue, signal as s, nectar.gunicorn_conf as c; q = queue.SimpleQueue(); "
+        "[q.put_nowait(n) for n in (s.SIGCHLD, s.SIGHUP, s.SIGTTIN)]; c.hangups_queued_as_terminate(q); "
+        "print([s.Signals(q.get_nowait()).name for _ in range(q.qsize())], q.empty())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in BLANK_ONES} | lifeline_env()
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['SIGCHLD', 'SIGTERM', 'SIGTTIN'] True"
