@@ -9,6 +9,7 @@ import tempfile
 from queue import Empty, SimpleQueue
 from typing import Any, Protocol
 
+from nectar.config import GunicornSettings
 from nectar.deferred_imports import API_ABSENT, API_LAZY_PATTERNS, API_UNUSED, Deferral
 
 
@@ -53,18 +54,15 @@ class Worker(Protocol):
     keepalive_requests: int
 
 
-def _setting(name: str, default: str) -> str:
-    """The variable ``name``, ``default`` when it is unset or blank (as :meth:`Settings.from_env` takes a blank
-    value: ``NECTAR_API_THREADS=`` in an env file is no value, not a number that is not one)."""
-    return os.environ.get(name, "").strip() or default
-
-
-bind = f"{os.environ.get('NECTAR_HOST', '127.0.0.1')}:{os.environ.get('NECTAR_PORT', '5000')}"
-workers = int(_setting("NECTAR_API_WORKERS", "2"))
+#: the variables below, read by the parser ``nectar serve`` and ``nectar api`` check them with before they start
+#: gunicorn (a blank one is its default; a bad one stops the start with the same line naming it)
+_SETTINGS = GunicornSettings.from_env()
+bind = f"{_SETTINGS.host}:{_SETTINGS.port}"
+workers = _SETTINGS.workers
 # threads let one worker answer status polls while another request waits on S3 or luigid; each request must
 # arrive (line, headers, body) within NECTAR_READ_TIMEOUT seconds of its first byte, or its connection is closed
 worker_class = "nectar.gunicorn_ext.ReadTimeoutWorker"
-threads = int(_setting("NECTAR_API_THREADS", "8"))
+threads = _SETTINGS.threads
 timeout = 30
 # gunicorn 25+ listens on a control socket (gunicornc: change the workers, reload, shut down), by default one path
 # for every gunicorn of a user: a side door, and each new API took it over from the last one. The service has none.
@@ -73,11 +71,11 @@ graceful_timeout = 10
 # a client told to come back after Retry-After seconds (a full queue's 503) and reusing its connection must find it
 # open: an idle connection is kept that long and 5 s more (it was 5 s, the default Retry-After itself: a client that
 # waited exactly as told met a reset)
-keepalive = max(0, int(_setting("NECTAR_RETRY_AFTER", "5"))) + 5
+keepalive = _SETTINGS.retry_after + 5
 # a worker recycled now and then keeps memory flat over weeks (NECTAR_API_MAX_REQUESTS=0: never), give or take 10 %
-max_requests = int(_setting("NECTAR_API_MAX_REQUESTS", "20000"))
+max_requests = _SETTINGS.max_requests
 max_requests_jitter = max_requests // 10
-loglevel = _setting("NECTAR_LOG_LEVEL", "warning").lower()
+loglevel = _SETTINGS.log_level
 # credentials in URLs redacted from the access log; text records escaped, one line each
 logger_class = "nectar.gunicorn_ext.RedactingLogger"
 accesslog = os.environ.get("NECTAR_ACCESS_LOG") or None
@@ -139,36 +137,11 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _METRICS_DIR
 
 
-def _read_timeout() -> float:
-    from nectar.gunicorn_ext import READ_TIMEOUT
-
-    raw = os.environ.get("NECTAR_READ_TIMEOUT", "").strip()
-    try:
-        seconds = float(raw) if raw else READ_TIMEOUT
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < float("inf"):
-        raise ValueError(f"NECTAR_READ_TIMEOUT must be a number of seconds above 0, not {raw!r}")
-    return seconds
-
-
-READ_TIMEOUT = _read_timeout()
-
-
-def _keepalive_requests() -> int:
-    from nectar.gunicorn_ext import KEEPALIVE_REQUESTS
-
-    raw = os.environ.get("NECTAR_KEEPALIVE_REQUESTS", "").strip()
-    if not raw:
-        return KEEPALIVE_REQUESTS
-    if not raw.isdigit():
-        raise ValueError(f"NECTAR_KEEPALIVE_REQUESTS must be a whole number of requests (0: no bound), not {raw!r}")
-    return int(raw)
-
-
+#: seconds each request may take to arrive (line, headers, body)
+READ_TIMEOUT = _SETTINGS.read_timeout
 # requests a kept-alive connection carries before the answer to the last one closes it (0: no bound): the clients of a
 # recycled worker, all reconnected to its sibling before its successor started, spread over both again
-KEEPALIVE_REQUESTS = _keepalive_requests()
+KEEPALIVE_REQUESTS = _SETTINGS.keepalive_requests
 
 
 def _import_what_workers_would() -> None:

@@ -94,7 +94,8 @@ def add_arguments(
         if flags is None or flag in flags:
             default = (defaults or {}).get(flag, default)
             help = f"{text} (env {env}, default {default})"
-            parser.add_argument(flag, default=os.environ.get(env, default), help=help)
+            # a blank variable is its default, as for the settings and gunicorn's (``NECTAR_API_WORKERS=`` in env files)
+            parser.add_argument(flag, default=os.environ.get(env, "").strip() or default, help=help)
 
 
 def luigid_command(host: str, port: str | int, data_dir: Path, allowed_hosts: str = "") -> list[str]:
