@@ -164,6 +164,7 @@ def pre_fork(server: Arbiter, worker: Worker) -> None:
 
     The collector, off while the app was loaded (see ``gc.disable()`` above), is on again once they are frozen.
     """
+    verdict = None
     if server.cfg.preload_app:
         service = getattr(server.app.wsgi(), "extensions", {}).get("nectar")
         if service is not None:  # the API (a benchmark's hello world has none)
@@ -172,31 +173,63 @@ def pre_fork(server: Arbiter, worker: Worker) -> None:
             except Exception:  # raised here it would stop gunicorn's master (a folder removed mid-scan): the
                 # worker loads the chains on its first request instead, and answers that request's error itself
                 server.log.warning("could not load the chains before forking a worker", exc_info=True)
-            _open_registry(server, service)
+            verdict = _open_registry(server, service)
+    _tell_supervisor(verdict)  # before the fork: no worker inherits the pipe
     _import_what_workers_would()
     _warm_app(server)  # last: an import empties the caches of abc's checks (sqlite3's registers its Row)
     gc.freeze()
     gc.enable()  # off since this file was read: on for the master from now on, and for every worker it forks
 
 
-def _open_registry(server: Arbiter, service: Any) -> None:
+def _open_registry(server: Arbiter, service: Any) -> bytes | None:
     """A SQLite registry opened in the master, once: its schema checked (or brought up to date) here and not by each
     worker, a recycled one too, on its first request (~5 ms of CPU and a write transaction each). The master keeps
     no connection (nothing of SQLite's crosses a fork) and each worker's connections check the schema's version as
     they open, so a newer release's migration since is still refused. PostgreSQL's store is left to each worker:
-    its pool runs threads, which a master that forks must not have."""
+    its pool runs threads, which a master that forks must not have.
+
+    What ``serve``'s supervisor is told of it (:func:`nectar.supervisor.refuse_a_newer_registry`, which otherwise
+    opens the registry itself): opened, refused (and why), or None where none was opened here (PostgreSQL's, an
+    error that is not ours: the supervisor opens it to see)."""
     from nectar.registry import dialect_of
 
     if dialect_of(service.settings) != "sqlite":
-        return
-    from nectar.errors import NectarError
+        return None
+    from nectar.errors import NectarError, RegistryTooNew
+    from nectar.supervisor import OPENED, REFUSED
 
     try:
         service.runs  # noqa: B018 (a cached property: opened once)
-    except NectarError as exc:  # ours names its cause in one line (a newer release's schema): no traceback
+    except RegistryTooNew as exc:  # ours names its cause in one line (a newer release's schema): no traceback
         server.log.warning("could not open the run registry before forking a worker: %s", exc)
+        return REFUSED + str(exc).encode()
+    except NectarError as exc:
+        server.log.warning("could not open the run registry before forking a worker: %s", exc)
+        return None
     except Exception:  # each worker opens it on its first request instead, and answers that request's error itself
         server.log.warning("could not open the run registry before forking a worker", exc_info=True)
+        return None
+    return OPENED
+
+
+def _tell_supervisor(verdict: bytes | None) -> None:
+    """``verdict`` (:func:`_open_registry`'s) written to ``serve``'s supervisor, on the pipe it named (once: the pipe
+    is closed then, and forgotten, before the first fork); nothing where no supervisor waits for it. Only the pipe
+    of this process's parent, the supervisor (:data:`nectar.lifeline.SUPERVISOR_VAR`): a variable left in the
+    environment of a gunicorn started otherwise names no descriptor of its own (its stderr, say) to close."""
+    from nectar.lifeline import SUPERVISOR_VAR
+    from nectar.supervisor import REGISTRY_VERDICT_FD
+
+    fd = os.environ.pop(REGISTRY_VERDICT_FD, "")
+    if not fd.isdigit() or os.environ.get(SUPERVISOR_VAR) != str(os.getppid()):
+        return
+    try:
+        if verdict is not None:
+            os.write(int(fd), verdict)
+    except OSError:  # the supervisor is gone: gunicorn's master stops with it (nectar.lifeline)
+        pass
+    finally:
+        os.close(int(fd))
 
 
 #: Hosts a client of a wildcard address may send: any, so none is warmed for
