@@ -188,6 +188,14 @@ def _open_registry(server: Arbiter, service: Any) -> bytes | None:
     they open, so a newer release's migration since is still refused. PostgreSQL's store is left to each worker:
     its pool runs threads, which a master that forks must not have.
 
+    Where the schema was brought up to date here, the master keeps its turn at the file (``Writers``: a descriptor
+    of ``<file>-writer``, no lock held outside a write) for its life, and each worker is forked with a copy of it:
+    harmless, as a POSIX lock is not inherited, the worker takes its turns through its own (``_WRITERS`` is keyed
+    by pid), and the copy is never closed in the worker (``Writers.close`` acts in the process that made it alone;
+    a close of any descriptor of the file would drop the worker's own lock on it: ``tests/nectar/
+    test_sqlite_writers.py``). Its checkpointer starts no thread here: it starts one every ``CHECKPOINT_TURNS``
+    turns, and a migration is one.
+
     What ``serve``'s supervisor is told of it (:func:`nectar.supervisor.refuse_a_newer_registry`, which otherwise
     opens the registry itself): opened, refused (and why), or None where none was opened here (PostgreSQL's, an
     error that is not ours: the supervisor opens it to see)."""
@@ -273,7 +281,19 @@ def post_worker_init(worker: Worker) -> None:
 
 
 def worker_exit(server: Arbiter, worker: Worker) -> None:
-    """A worker that ends leaves without Python's teardown (:func:`nectar.gunicorn_ext.exit_without_teardown`)."""
+    """A worker that ends leaves without Python's teardown (:func:`nectar.gunicorn_ext.exit_without_teardown`), its
+    app's registry not closed. Safe for a SQLite one, as a worker killed (``kill -9``) is:
+
+    - no turn at writing stays held: the turn is a POSIX lock of ``<file>-writer`` (``Writers``), SQLite's are POSIX
+      locks too, and the kernel releases every lock of a process as it ends (``tests/nectar/test_sqlite_writers.py``:
+      a process inside a write holds the turn until it dies, then another writes);
+    - a write a thread was still making (past ``graceful_timeout``) never committed: its frames in the WAL have no
+      commit frame, which SQLite's readers ignore and its next writer writes over;
+    - the checkpoint a close makes of the turns the worker wrote since its last one is left to the other processes'
+      checkpointers (:mod:`nectar.registry.sqlite_checkpoints`: past ``CHECKPOINT_FRAMES`` frames not yet copied,
+      the next writer's copies them): those runs are committed, in the WAL; until that copy, a power loss may roll
+      them back, as it may the runs of a worker alive since its last checkpoint (``synchronous = NORMAL``).
+    """
     from nectar.gunicorn_ext import exit_without_teardown
 
     exit_without_teardown()
