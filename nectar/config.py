@@ -444,6 +444,15 @@ def check_role_settings(flags: object, environ: Mapping[str, str] | None = None)
     GunicornSettings.from_env({**environ, **given})
 
 
+#: not a setting: the variable by which ``nectar serve`` names to its API's gunicorn master the pipe the master tells
+#: its opening of the registry by (:func:`nectar.gunicorn_conf.pre_fork`, read by
+#: :func:`nectar.supervisor.refuse_a_newer_registry`): here, as both import this module already
+REGISTRY_VERDICT_FD = "NECTAR_REGISTRY_VERDICT_FD"
+#: what the master writes to it: the registry opened (its schema checked, brought to this release's); or refused, then
+#: why. Nothing (the pipe closed) where it opened none (PostgreSQL's is left to each worker) or met another error
+OPENED, REFUSED = b"opened", b"refused:"
+
+
 def checked_public_url(value: str) -> str | None:
     """``NECTAR_PUBLIC_URL`` without its trailing ``/``: an http(s) URL with a host, no query or fragment."""
     value = value.strip().rstrip("/")

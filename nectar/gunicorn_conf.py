@@ -9,7 +9,7 @@ import tempfile
 from queue import Empty, SimpleQueue
 from typing import Any, Protocol
 
-from nectar.config import GunicornSettings
+from nectar.config import OPENED, REFUSED, REGISTRY_VERDICT_FD, GunicornSettings
 from nectar.deferred_imports import API_ABSENT, API_LAZY_PATTERNS, API_UNUSED, Deferral
 
 
@@ -204,7 +204,6 @@ def _open_registry(server: Arbiter, service: Any) -> bytes | None:
     if dialect_of(service.settings) != "sqlite":
         return None
     from nectar.errors import NectarError, RegistryTooNew
-    from nectar.supervisor import OPENED, REFUSED
 
     try:
         service.runs  # noqa: B018 (a cached property: opened once)
@@ -226,7 +225,6 @@ def _tell_supervisor(verdict: bytes | None) -> None:
     of this process's parent, the supervisor (:data:`nectar.lifeline.SUPERVISOR_VAR`): a variable left in the
     environment of a gunicorn started otherwise names no descriptor of its own (its stderr, say) to close."""
     from nectar.lifeline import SUPERVISOR_VAR
-    from nectar.supervisor import REGISTRY_VERDICT_FD
 
     fd = os.environ.pop(REGISTRY_VERDICT_FD, "")
     if not fd.isdigit() or os.environ.get(SUPERVISOR_VAR) != str(os.getppid()):

@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from nectar import lifeline, ports
-from nectar.config import Settings
+from nectar.config import OPENED, REFUSED, REGISTRY_VERDICT_FD, Settings
 from nectar.errors import NectarError, RegistryTooNew
 
 logger = logging.getLogger("nectar.supervisor")
@@ -164,14 +164,6 @@ def wait_ready(url: str, part: Part, port: int, timeout: float = 30.0) -> None:
 
 #: seconds the check of the registry's schema before ``serve`` is up may take (:func:`refuse_a_newer_registry`)
 REGISTRY_CHECK_PATIENCE = 30.0
-
-
-#: the variable that names, to gunicorn's master under ``serve``, the pipe it tells its opening of the registry by
-#: (:func:`nectar.gunicorn_conf.pre_fork`)
-REGISTRY_VERDICT_FD = "NECTAR_REGISTRY_VERDICT_FD"
-#: what the master writes to it: the registry opened (its schema checked, brought to this release's); or refused, then
-#: why. Nothing (the pipe closed) where it opened none (PostgreSQL's is left to each worker) or met another error
-OPENED, REFUSED = b"opened", b"refused:"
 
 
 def refuse_a_newer_registry(
