@@ -117,7 +117,7 @@ def test_a_retry_after_is_digits_alone_as_gunicorns_configuration_reads_it(value
     with pytest.raises(InvalidSetting, match=f"^{re.escape(says)}$"):
         Settings.from_env({"NECTAR_RETRY_AFTER": value})
     with pytest.raises(InvalidSetting, match=f"^{re.escape(says)}$"):
-        GunicornSettings.from_env({"NECTAR_RETRY_AFTER": value})
+        GunicornSettings({"NECTAR_RETRY_AFTER": value})
     assert Settings.from_env({"NECTAR_RETRY_AFTER": " 7 "}).retry_after == 7
 
 
