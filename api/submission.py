@@ -54,10 +54,9 @@ def json_object(what: str) -> dict[str, Any]:
     return body
 
 
-def check_limits(values: dict, settings: Settings | None = None) -> None:
-    """Raise unless ``values`` keeps to the configured number, length and depth of parameters (of ``settings``, else
-    the app's)."""
-    settings = settings or facade().settings
+def check_limits(values: dict, settings: Settings) -> None:
+    """Raise unless ``values`` keeps to the number, length and depth of parameters ``settings`` configure (its two
+    callers, a submission's and a batch row's, hold the settings already)."""
     if len(values) > settings.max_params:
         raise TooLarge(f"{len(values)} parameters sent; at most {settings.max_params} are accepted")
     too_deep = f"nested deeper than {MAX_NESTING} levels"

@@ -68,7 +68,6 @@ _INTS = {
     "url_expiry",
     "retries",
     "max_queue",
-    "retry_after",
     "max_body",
     "max_params",
     "max_param_length",
@@ -242,6 +241,8 @@ class Settings:
                 value = Path(value).expanduser().resolve()
             elif f.name in _BOOLS and isinstance(value, str):
                 value = value.strip().lower() in {"1", "true", "yes", "on"}
+            elif f.name == "retry_after":
+                value = _retry_after(value)
             elif f.name in _INTS:
                 value = _whole(_variable(f.name), value)
                 if f.name == "task_workers" and value < 1:
@@ -333,19 +334,94 @@ def _seconds(var: str, value: object) -> float:
     return seconds
 
 
-#: variables gunicorn's configuration reads itself (:mod:`nectar.gunicorn_conf`), each with the least whole number
-#: it takes
-GUNICORN_WHOLES: dict[str, int] = {
-    "NECTAR_API_THREADS": 1,
-    "NECTAR_API_MAX_REQUESTS": 0,
-    "NECTAR_KEEPALIVE_REQUESTS": 0,
+def whole_number(name: str, value: object, least: int, most: int | None = None) -> int:
+    """``value`` of ``name`` (a variable, or a flag and its variable) as a whole number from ``least`` (to ``most``),
+    written in digits alone, spaces around it aside (``+5``, ``1_000``, ``5.0`` and other scripts' digits are
+    refused, as an HTTP header's number or gunicorn's own reader would refuse them), or :class:`InvalidSetting`
+    naming ``name``, the same message whatever is wrong with it."""
+    text = str(value).strip()
+    number = int(text) if text.isascii() and text.isdigit() else None
+    if number is None or number < least or (most is not None and number > most):
+        bound = f"of at least {least}" if most is None else f"from {least} to {most}"
+        raise InvalidSetting(f"{name} must be a whole number {bound}, not {value!r}")
+    return number
+
+
+#: gunicorn's whole numbers (:mod:`nectar.gunicorn_conf`): variable -> (default, least, most or None)
+GUNICORN_WHOLES: dict[str, tuple[int, int, int | None]] = {
+    "NECTAR_API_WORKERS": (2, 1, 1 << 16),
+    "NECTAR_API_THREADS": (8, 1, None),
+    "NECTAR_API_MAX_REQUESTS": (20000, 0, None),
+    "NECTAR_KEEPALIVE_REQUESTS": (20, 0, None),
 }
-#: those of :data:`GUNICORN_WHOLES` that gunicorn's configuration reads as digits alone (no sign)
-GUNICORN_DIGITS = ("NECTAR_KEEPALIVE_REQUESTS",)
+#: seconds a request's line, headers and body may take to arrive (``NECTAR_READ_TIMEOUT``)
+READ_TIMEOUT = 10.0
 #: the roles that start gunicorn, the only ones that read its variables (``scheduler`` starts luigid alone)
 GUNICORN_ROLES = ("serve", "api")
 #: gunicorn's log levels (``NECTAR_LOG_LEVEL``); gunicorn takes any other word for ``info``, silently
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class GunicornSettings:
+    """What gunicorn's configuration (:mod:`nectar.gunicorn_conf`) reads from the environment, read by one parser for
+    it and for the roles that start it (:func:`check_role_settings`): a blank variable is its default, as in
+    :meth:`Settings.from_env`, and a bad value is refused with the same one line wherever it is read.
+
+    A plain class, its parser its constructor: a frozen dataclass's methods, generated as the module is imported,
+    took ~2 ms of gunicorn's master's start (5.9 M instructions, callgrind), before it loads the app."""
+
+    __slots__ = (
+        "host",
+        "port",
+        "workers",
+        "threads",
+        "max_requests",
+        "keepalive_requests",
+        "retry_after",
+        "read_timeout",
+        "log_level",
+    )
+    #: the address the API listens on (``NECTAR_HOST``: ``127.0.0.1``, ``NECTAR_PORT``: 5000)
+    host: str
+    port: int
+    workers: int
+    threads: int
+    max_requests: int
+    #: requests a kept-alive connection carries (0: no bound)
+    keepalive_requests: int
+    #: the service's Retry-After (``NECTAR_RETRY_AFTER``, read as :class:`Settings` reads it)
+    retry_after: int
+    read_timeout: float
+    log_level: str
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        """Read from ``environ`` (default: this process's environment)."""
+        environ = os.environ if environ is None else environ
+        wholes = {}
+        for var, (default, least, most) in {**GUNICORN_WHOLES, "NECTAR_PORT": (5000, 1, 65535)}.items():
+            raw = environ.get(var, "")
+            wholes[var] = whole_number(var, raw, least, most) if raw.strip() else default
+        self.host = environ.get("NECTAR_HOST", "").strip() or "127.0.0.1"
+        self.port = wholes["NECTAR_PORT"]
+        self.workers = wholes["NECTAR_API_WORKERS"]
+        self.threads = wholes["NECTAR_API_THREADS"]
+        self.max_requests = wholes["NECTAR_API_MAX_REQUESTS"]
+        self.keepalive_requests = wholes["NECTAR_KEEPALIVE_REQUESTS"]
+        retry_after = environ.get("NECTAR_RETRY_AFTER", "")
+        self.retry_after = _retry_after(retry_after) if retry_after.strip() else Settings.retry_after
+        read_timeout = environ.get("NECTAR_READ_TIMEOUT", "")
+        self.read_timeout = _seconds("NECTAR_READ_TIMEOUT", read_timeout) if read_timeout.strip() else READ_TIMEOUT
+        level = environ.get("NECTAR_LOG_LEVEL", "").strip() or "warning"
+        if level.lower() not in LOG_LEVELS:
+            raise InvalidSetting(f"NECTAR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+        self.log_level = level.lower()
+
+
+def _retry_after(value: object) -> int:
+    """``NECTAR_RETRY_AFTER``: a Retry-After header's seconds (digits alone), for :class:`Settings` and gunicorn."""
+    return whole_number("NECTAR_RETRY_AFTER", value, 0)
+
+
 #: ``nectar serve``'s (and ``api``'s, ``scheduler``'s) flags that are numbers, given or from their variables:
 #: flag -> (its argparse name, its variable, least, most)
 ROLE_NUMBERS: dict[str, tuple[str, str, int, int]] = {
@@ -356,30 +432,36 @@ ROLE_NUMBERS: dict[str, tuple[str, str, int, int]] = {
 }
 
 
+#: the flags a role hands gunicorn in place of their variables (:func:`nectar.supervisor.api`): name -> variable
+ROLE_VARIABLES = {"host": "NECTAR_HOST", "port": "NECTAR_PORT", "api_workers": "NECTAR_API_WORKERS"}
+
+
 def check_role_settings(flags: object, environ: Mapping[str, str] | None = None) -> None:
     """:class:`InvalidSetting` naming the first value a role reads outside :class:`Settings` that it cannot take:
-    ``flags`` (parsed arguments, their defaults from the environment) and gunicorn's own variables. Checked before
-    the role starts anything, as :meth:`Settings.resolved` checks the settings, instead of a part failing as it
-    starts (``invalid literal for int()``) or taking a word it does not know for a default. gunicorn's variables
+    ``flags`` (parsed arguments, their defaults from the environment) and gunicorn's own variables, read by the
+    parser gunicorn's configuration reads them with (:class:`GunicornSettings`, a flag of :data:`ROLE_VARIABLES` in
+    place of its variable, as the role hands it to gunicorn). Checked before the role starts anything, as
+    :meth:`Settings.resolved` checks the settings, instead of a part failing as it starts. gunicorn's variables
     only for a role that starts gunicorn (:data:`GUNICORN_ROLES`, by ``flags.command``): a role that never reads
     them starts whatever they hold, as it did before this check."""
     environ = os.environ if environ is None else environ
     for flag, (attribute, var, least, most) in ROLE_NUMBERS.items():
         value = getattr(flags, attribute, None)
-        if value is not None and not least <= _whole(f"{flag} (env {var})", value) <= most:
-            raise InvalidSetting(f"{flag} (env {var}) must be a whole number from {least} to {most}, not {value!r}")
+        if value is not None:
+            whole_number(f"{flag} (env {var})", value, least, most)
     if getattr(flags, "command", None) not in GUNICORN_ROLES:
         return
-    for var, least in GUNICORN_WHOLES.items():
-        raw = environ.get(var, "").strip()
-        # digits alone where gunicorn's configuration takes no more (:mod:`nectar.gunicorn_conf`: ``+5`` is refused)
-        if raw and (_whole(var, raw) < least or (var in GUNICORN_DIGITS and not raw.isdigit())):
-            raise InvalidSetting(f"{var} must be a whole number of at least {least}, not {raw!r}")
-    if raw := environ.get("NECTAR_READ_TIMEOUT", "").strip():
-        _seconds("NECTAR_READ_TIMEOUT", raw)
-    level = environ.get("NECTAR_LOG_LEVEL", "").strip()
-    if level and level.lower() not in LOG_LEVELS:
-        raise InvalidSetting(f"NECTAR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    given = {var: str(getattr(flags, name)) for name, var in ROLE_VARIABLES.items() if hasattr(flags, name)}
+    GunicornSettings({**environ, **given})
+
+
+#: not a setting: the variable by which ``nectar serve`` names to its API's gunicorn master the pipe the master tells
+#: its opening of the registry by (:func:`nectar.gunicorn_conf.pre_fork`, read by
+#: :func:`nectar.supervisor.refuse_a_newer_registry`): here, as both import this module already
+REGISTRY_VERDICT_FD = "NECTAR_REGISTRY_VERDICT_FD"
+#: what the master writes to it: the registry opened (its schema checked, brought to this release's); or refused, then
+#: why. Nothing (the pipe closed) where it opened none (PostgreSQL's is left to each worker) or met another error
+OPENED, REFUSED = b"opened", b"refused:"
 
 
 def checked_public_url(value: str) -> str | None:

@@ -9,6 +9,7 @@ import tempfile
 from queue import Empty, SimpleQueue
 from typing import Any, Protocol
 
+from nectar.config import OPENED, REFUSED, REGISTRY_VERDICT_FD, GunicornSettings
 from nectar.deferred_imports import API_ABSENT, API_LAZY_PATTERNS, API_UNUSED, Deferral
 
 
@@ -53,18 +54,15 @@ class Worker(Protocol):
     keepalive_requests: int
 
 
-def _setting(name: str, default: str) -> str:
-    """The variable ``name``, ``default`` when it is unset or blank (as :meth:`Settings.from_env` takes a blank
-    value: ``NECTAR_API_THREADS=`` in an env file is no value, not a number that is not one)."""
-    return os.environ.get(name, "").strip() or default
-
-
-bind = f"{os.environ.get('NECTAR_HOST', '127.0.0.1')}:{os.environ.get('NECTAR_PORT', '5000')}"
-workers = int(_setting("NECTAR_API_WORKERS", "2"))
+#: the variables below, read by the parser ``nectar serve`` and ``nectar api`` check them with before they start
+#: gunicorn (a blank one is its default; a bad one stops the start with the same line naming it)
+_SETTINGS = GunicornSettings()
+bind = f"{_SETTINGS.host}:{_SETTINGS.port}"
+workers = _SETTINGS.workers
 # threads let one worker answer status polls while another request waits on S3 or luigid; each request must
 # arrive (line, headers, body) within NECTAR_READ_TIMEOUT seconds of its first byte, or its connection is closed
 worker_class = "nectar.gunicorn_ext.ReadTimeoutWorker"
-threads = int(_setting("NECTAR_API_THREADS", "8"))
+threads = _SETTINGS.threads
 timeout = 30
 # gunicorn 25+ listens on a control socket (gunicornc: change the workers, reload, shut down), by default one path
 # for every gunicorn of a user: a side door, and each new API took it over from the last one. The service has none.
@@ -73,11 +71,11 @@ graceful_timeout = 10
 # a client told to come back after Retry-After seconds (a full queue's 503) and reusing its connection must find it
 # open: an idle connection is kept that long and 5 s more (it was 5 s, the default Retry-After itself: a client that
 # waited exactly as told met a reset)
-keepalive = max(0, int(_setting("NECTAR_RETRY_AFTER", "5"))) + 5
+keepalive = _SETTINGS.retry_after + 5
 # a worker recycled now and then keeps memory flat over weeks (NECTAR_API_MAX_REQUESTS=0: never), give or take 10 %
-max_requests = int(_setting("NECTAR_API_MAX_REQUESTS", "20000"))
+max_requests = _SETTINGS.max_requests
 max_requests_jitter = max_requests // 10
-loglevel = _setting("NECTAR_LOG_LEVEL", "warning").lower()
+loglevel = _SETTINGS.log_level
 # credentials in URLs redacted from the access log; text records escaped, one line each
 logger_class = "nectar.gunicorn_ext.RedactingLogger"
 accesslog = os.environ.get("NECTAR_ACCESS_LOG") or None
@@ -139,36 +137,11 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _METRICS_DIR
 
 
-def _read_timeout() -> float:
-    from nectar.gunicorn_ext import READ_TIMEOUT
-
-    raw = os.environ.get("NECTAR_READ_TIMEOUT", "").strip()
-    try:
-        seconds = float(raw) if raw else READ_TIMEOUT
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < float("inf"):
-        raise ValueError(f"NECTAR_READ_TIMEOUT must be a number of seconds above 0, not {raw!r}")
-    return seconds
-
-
-READ_TIMEOUT = _read_timeout()
-
-
-def _keepalive_requests() -> int:
-    from nectar.gunicorn_ext import KEEPALIVE_REQUESTS
-
-    raw = os.environ.get("NECTAR_KEEPALIVE_REQUESTS", "").strip()
-    if not raw:
-        return KEEPALIVE_REQUESTS
-    if not raw.isdigit():
-        raise ValueError(f"NECTAR_KEEPALIVE_REQUESTS must be a whole number of requests (0: no bound), not {raw!r}")
-    return int(raw)
-
-
+#: seconds each request may take to arrive (line, headers, body)
+READ_TIMEOUT = _SETTINGS.read_timeout
 # requests a kept-alive connection carries before the answer to the last one closes it (0: no bound): the clients of a
 # recycled worker, all reconnected to its sibling before its successor started, spread over both again
-KEEPALIVE_REQUESTS = _keepalive_requests()
+KEEPALIVE_REQUESTS = _SETTINGS.keepalive_requests
 
 
 def _import_what_workers_would() -> None:
@@ -191,6 +164,7 @@ def pre_fork(server: Arbiter, worker: Worker) -> None:
 
     The collector, off while the app was loaded (see ``gc.disable()`` above), is on again once they are frozen.
     """
+    verdict = None
     if server.cfg.preload_app:
         service = getattr(server.app.wsgi(), "extensions", {}).get("nectar")
         if service is not None:  # the API (a benchmark's hello world has none)
@@ -199,31 +173,69 @@ def pre_fork(server: Arbiter, worker: Worker) -> None:
             except Exception:  # raised here it would stop gunicorn's master (a folder removed mid-scan): the
                 # worker loads the chains on its first request instead, and answers that request's error itself
                 server.log.warning("could not load the chains before forking a worker", exc_info=True)
-            _open_registry(server, service)
+            verdict = _open_registry(server, service)
+    _tell_supervisor(verdict)  # before the fork: no worker inherits the pipe
     _import_what_workers_would()
     _warm_app(server)  # last: an import empties the caches of abc's checks (sqlite3's registers its Row)
     gc.freeze()
     gc.enable()  # off since this file was read: on for the master from now on, and for every worker it forks
 
 
-def _open_registry(server: Arbiter, service: Any) -> None:
+def _open_registry(server: Arbiter, service: Any) -> bytes | None:
     """A SQLite registry opened in the master, once: its schema checked (or brought up to date) here and not by each
     worker, a recycled one too, on its first request (~5 ms of CPU and a write transaction each). The master keeps
     no connection (nothing of SQLite's crosses a fork) and each worker's connections check the schema's version as
     they open, so a newer release's migration since is still refused. PostgreSQL's store is left to each worker:
-    its pool runs threads, which a master that forks must not have."""
+    its pool runs threads, which a master that forks must not have.
+
+    Where the schema was brought up to date here, the master keeps its turn at the file (``Writers``: a descriptor
+    of ``<file>-writer``, no lock held outside a write) for its life, and each worker is forked with a copy of it:
+    harmless, as a POSIX lock is not inherited, the worker takes its turns through its own (``_WRITERS`` is keyed
+    by pid), and the copy is never closed in the worker (``Writers.close`` acts in the process that made it alone;
+    a close of any descriptor of the file would drop the worker's own lock on it: ``tests/nectar/
+    test_sqlite_writers.py``). Its checkpointer starts no thread here: it starts one every ``CHECKPOINT_TURNS``
+    turns, and a migration is one.
+
+    What ``serve``'s supervisor is told of it (:func:`nectar.supervisor.refuse_a_newer_registry`, which otherwise
+    opens the registry itself): opened, refused (and why), or None where none was opened here (PostgreSQL's, an
+    error that is not ours: the supervisor opens it to see)."""
     from nectar.registry import dialect_of
 
     if dialect_of(service.settings) != "sqlite":
-        return
-    from nectar.errors import NectarError
+        return None
+    from nectar.errors import NectarError, RegistryTooNew
 
     try:
         service.runs  # noqa: B018 (a cached property: opened once)
-    except NectarError as exc:  # ours names its cause in one line (a newer release's schema): no traceback
+    except RegistryTooNew as exc:  # ours names its cause in one line (a newer release's schema): no traceback
         server.log.warning("could not open the run registry before forking a worker: %s", exc)
+        return REFUSED + str(exc).encode()
+    except NectarError as exc:
+        server.log.warning("could not open the run registry before forking a worker: %s", exc)
+        return None
     except Exception:  # each worker opens it on its first request instead, and answers that request's error itself
         server.log.warning("could not open the run registry before forking a worker", exc_info=True)
+        return None
+    return OPENED
+
+
+def _tell_supervisor(verdict: bytes | None) -> None:
+    """``verdict`` (:func:`_open_registry`'s) written to ``serve``'s supervisor, on the pipe it named (once: the pipe
+    is closed then, and forgotten, before the first fork); nothing where no supervisor waits for it. Only the pipe
+    of this process's parent, the supervisor (:data:`nectar.lifeline.SUPERVISOR_VAR`): a variable left in the
+    environment of a gunicorn started otherwise names no descriptor of its own (its stderr, say) to close."""
+    from nectar.lifeline import SUPERVISOR_VAR
+
+    fd = os.environ.pop(REGISTRY_VERDICT_FD, "")
+    if not fd.isdigit() or os.environ.get(SUPERVISOR_VAR) != str(os.getppid()):
+        return
+    try:
+        if verdict is not None:
+            os.write(int(fd), verdict)
+    except OSError:  # the supervisor is gone: gunicorn's master stops with it (nectar.lifeline)
+        pass
+    finally:
+        os.close(int(fd))
 
 
 #: Hosts a client of a wildcard address may send: any, so none is warmed for
@@ -267,7 +279,19 @@ def post_worker_init(worker: Worker) -> None:
 
 
 def worker_exit(server: Arbiter, worker: Worker) -> None:
-    """A worker that ends leaves without Python's teardown (:func:`nectar.gunicorn_ext.exit_without_teardown`)."""
+    """A worker that ends leaves without Python's teardown (:func:`nectar.gunicorn_ext.exit_without_teardown`), its
+    app's registry not closed. Safe for a SQLite one, as a worker killed (``kill -9``) is:
+
+    - no turn at writing stays held: the turn is a POSIX lock of ``<file>-writer`` (``Writers``), SQLite's are POSIX
+      locks too, and the kernel releases every lock of a process as it ends (``tests/nectar/test_sqlite_writers.py``:
+      a process inside a write holds the turn until it dies, then another writes);
+    - a write a thread was still making (past ``graceful_timeout``) never committed: its frames in the WAL have no
+      commit frame, which SQLite's readers ignore and its next writer writes over;
+    - the checkpoint a close makes of the turns the worker wrote since its last one is left to the other processes'
+      checkpointers (:mod:`nectar.registry.sqlite_checkpoints`: past ``CHECKPOINT_FRAMES`` frames not yet copied,
+      the next writer's copies them): those runs are committed, in the WAL; until that copy, a power loss may roll
+      them back, as it may the runs of a worker alive since its last checkpoint (``synchronous = NORMAL``).
+    """
     from nectar.gunicorn_ext import exit_without_teardown
 
     exit_without_teardown()

@@ -57,15 +57,16 @@ from gunicorn.http.errors import NoMoreData
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from nectar import config
 from nectar.logs.format import TextFormatter, configure_logging
 
 #: seconds a request's line, headers and body may take to arrive, unless the configuration says otherwise
-READ_TIMEOUT = 10.0
+READ_TIMEOUT = config.READ_TIMEOUT
 #: requests a kept-alive connection carries, unless the configuration says otherwise: the answer to the last one closes
 #: it, and the client's next connection goes to whichever worker accepts it first (an idle one, as a rule). A new
 #: connection costs the API ~100 us of CPU (5 us a request at 20, under 1 % of a status lookup); at the status
 #: benchmark's ~100 requests/s a connection, a recycled worker's successor gets its share within ~0.2 s
-KEEPALIVE_REQUESTS = 20
+KEEPALIVE_REQUESTS = config.GUNICORN_WHOLES["NECTAR_KEEPALIVE_REQUESTS"][0]
 #: query parameters whose values never reach a log
 SECRET_PARAMS = frozenset({"token", "access_token", "signature"})
 REDACTED = "[redacted]"

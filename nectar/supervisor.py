@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from nectar import lifeline, ports
-from nectar.config import Settings
+from nectar.config import OPENED, REFUSED, REGISTRY_VERDICT_FD, Settings
 from nectar.errors import NectarError, RegistryTooNew
 
 logger = logging.getLogger("nectar.supervisor")
@@ -94,7 +94,8 @@ def add_arguments(
         if flags is None or flag in flags:
             default = (defaults or {}).get(flag, default)
             help = f"{text} (env {env}, default {default})"
-            parser.add_argument(flag, default=os.environ.get(env, default), help=help)
+            # a blank variable is its default, as for the settings and gunicorn's (``NECTAR_API_WORKERS=`` in env files)
+            parser.add_argument(flag, default=os.environ.get(env, "").strip() or default, help=help)
 
 
 def luigid_command(host: str, port: str | int, data_dir: Path, allowed_hosts: str = "") -> list[str]:
@@ -165,13 +166,23 @@ def wait_ready(url: str, part: Part, port: int, timeout: float = 30.0) -> None:
 REGISTRY_CHECK_PATIENCE = 30.0
 
 
-def refuse_a_newer_registry(settings: Settings, patience: float = REGISTRY_CHECK_PATIENCE) -> None:
-    """Open the run registry as the workers will (an older schema is brought to this release's): one a newer release
-    upgraded raises :class:`~nectar.errors.RegistryTooNew` here, before Datanectar is announced up, not in the
-    workers after it. Opened in a process forked for it, after the API answers: its modules (~0.2 s of CPU, ~28 MB)
-    are neither imported beside the API's start nor kept in the supervisor, which lives as long as the service.
-    Any other error, or no answer within ``patience`` seconds (a database that does not answer), is left to the
-    workers, which meet it as before."""
+def refuse_a_newer_registry(
+    settings: Settings, verdict: int | None = None, patience: float = REGISTRY_CHECK_PATIENCE
+) -> None:
+    """Raise :class:`~nectar.errors.RegistryTooNew` for a run registry a newer release upgraded, before Datanectar is
+    announced up, not in the workers after it. Read from ``verdict`` (a pipe's end, closed here) where the API's
+    gunicorn master opened the registry as it loaded the app (a SQLite one: its workers' schema checked once,
+    there); else the registry is opened as the workers will (an older schema brought to this release's) in a process
+    forked for it, after the API answers: its modules (~0.2 s of CPU, ~28 MB) are neither imported beside the API's
+    start nor kept in the supervisor, which lives as long as the service. Opened once at the start either way (the
+    master and the fork each opened a SQLite one: ~0.16 s of CPU more at each start). Any other error, or no answer
+    within ``patience`` seconds (a database that does not answer), is left to the workers, which meet it as before."""
+    if verdict is not None:
+        said = _read_all(verdict, patience)
+        if said is not None and said.startswith(REFUSED):
+            raise RegistryTooNew(said.removeprefix(REFUSED).decode())
+        if said == OPENED:
+            return
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:  # the check's own process: it only says why the registry is refused, then ends
@@ -188,17 +199,23 @@ def refuse_a_newer_registry(settings: Settings, patience: float = REGISTRY_CHECK
         finally:
             os._exit(code)
     os.close(writer)
-    answered: list[Any] = []
+    refusal = None
     try:
-        with open(reader, "rb") as said:
-            answered, _, _ = select.select([said], [], [], patience)
-            refusal = said.read().decode() if answered else ""
+        refusal = _read_all(reader, patience)
     finally:
-        if not answered:
+        if refusal is None:
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     if refusal:
-        raise RegistryTooNew(refusal)
+        raise RegistryTooNew(refusal.decode())
+
+
+def _read_all(fd: int, patience: float) -> bytes | None:
+    """What the pipe's end ``fd`` holds once its writer closed it (closed here), None if nothing came within
+    ``patience`` seconds."""
+    with open(fd, "rb") as said:
+        answered, _, _ = select.select([said], [], [], patience)
+        return said.read() if answered else None
 
 
 class Supervisor:
@@ -208,6 +225,8 @@ class Supervisor:
         self.args = args
         self.parts: list[Part] = []
         self._stopping = False
+        #: the pipe's end the API's master says how it opened the registry on (:meth:`launch`)
+        self._registry_verdict: int | None = None
         self.settings = Settings.from_env(
             chains_dir=args.chains_dir, data_dir=args.data_dir, scheduler_url=args.scheduler_url or None
         )
@@ -225,10 +244,24 @@ class Supervisor:
         if luigi_cfg is not None:
             self.env["NECTAR_LUIGI_CONFIG"] = self.env["LUIGI_CONFIG_PATH"] = str(luigi_cfg)
 
-    def _start(self, name: str, argv: list[str], stop_timeout: float | None = None) -> Part:
-        """``argv`` started as the part ``name``, given ``stop_timeout`` seconds to stop (default: the settings')."""
+    def _start(
+        self,
+        name: str,
+        argv: list[str],
+        stop_timeout: float | None = None,
+        env: dict[str, str] | None = None,
+        pass_fds: tuple[int, ...] = (),
+    ) -> Part:
+        """``argv`` started as the part ``name``, given ``stop_timeout`` seconds to stop (default: the settings'), with
+        ``env`` beside :attr:`env` and the descriptors ``pass_fds``."""
         # its own session (Ctrl-C reaches the supervisor alone); SIGTERM from the kernel if the supervisor dies
-        proc = subprocess.Popen(argv, env=self.env, start_new_session=True, preexec_fn=lifeline.child_of_this_process())
+        proc = subprocess.Popen(
+            argv,
+            env={**self.env, **(env or {})},
+            start_new_session=True,
+            preexec_fn=lifeline.child_of_this_process(),
+            pass_fds=pass_fds,
+        )
         part = Part(name, proc, self.settings.stop_timeout if stop_timeout is None else stop_timeout)
         self.parts.append(part)
         return part
@@ -248,7 +281,10 @@ class Supervisor:
         if not scheduler_url:
             scheduler_url = f"http://{self.args.scheduler_host}:{self.args.scheduler_port}"
         self.env["NECTAR_SCHEDULER_URL"] = scheduler_url
-        self._start("api", GUNICORN)
+        # the API's master tells through this pipe how it opened the registry (refuse_a_newer_registry)
+        self._registry_verdict, writer = os.pipe()
+        self._start("api", GUNICORN, env={REGISTRY_VERDICT_FD: str(writer)}, pass_fds=(writer,))
+        os.close(writer)
         if not self.settings.scheduler_url:
             args, data_dir = self.args, self.settings.data_dir
             argv = luigid_command(args.scheduler_host, args.scheduler_port, data_dir, args.scheduler_allowed_hosts)
@@ -265,7 +301,7 @@ class Supervisor:
         wait_ready(f"http://{host}:{self.args.port}/healthz", api, int(self.args.port))
         if luigid is not None:
             wait_ready(f"{scheduler_url}/api/worker_list", luigid, int(self.args.scheduler_port))
-        refuse_a_newer_registry(self.settings)
+        refuse_a_newer_registry(self.settings, self._registry_verdict)
         # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued. The schedules'
         # clock runs in their process (its loops are threads; each fire is claimed in the registry, so any number
         # of clocks may run, on any machines): a process of its own weighed as much again (luigi, nectar, the chains)

@@ -161,12 +161,16 @@ def test_a_bad_setting_exits_2_in_one_line_naming_it(settings: Settings, command
 @pytest.mark.parametrize(
     ("command", "env", "message"),
     [
-        ("serve", {"NECTAR_API_THREADS": "x"}, "NECTAR_API_THREADS must be a whole number, not 'x'"),
-        ("api", {"NECTAR_API_MAX_REQUESTS": "lots"}, "NECTAR_API_MAX_REQUESTS must be a whole number, not 'lots'"),
+        ("serve", {"NECTAR_API_THREADS": "x"}, "NECTAR_API_THREADS must be a whole number of at least 1, not 'x'"),
+        (
+            "api",
+            {"NECTAR_API_MAX_REQUESTS": "lots"},
+            "NECTAR_API_MAX_REQUESTS must be a whole number of at least 0, not 'lots'",
+        ),
         (
             "serve",
             {"NECTAR_API_WORKERS": "x"},
-            "--api-workers (env NECTAR_API_WORKERS) must be a whole number, not 'x'",
+            "--api-workers (env NECTAR_API_WORKERS) must be a whole number from 1 to 65536, not 'x'",
         ),
         (
             "serve",
@@ -185,7 +189,7 @@ def test_a_bad_setting_exits_2_in_one_line_naming_it(settings: Settings, command
             "NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '+5'",
         ),
         ("api", {"NECTAR_LOG_LEVEL": "loud"}, "NECTAR_LOG_LEVEL must be one of debug, info, warning, error, critical"),
-        ("serve", {"NECTAR_PORT": "x"}, "--port (env NECTAR_PORT) must be a whole number, not 'x'"),
+        ("serve", {"NECTAR_PORT": "x"}, "--port (env NECTAR_PORT) must be a whole number from 1 to 65535, not 'x'"),
         (
             "scheduler",
             {"NECTAR_SCHEDULER_PORT": "99999"},

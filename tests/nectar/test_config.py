@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from nectar.config import Settings
+from nectar.config import GunicornSettings, Settings
 from nectar.errors import InvalidSetting
 
 
@@ -105,6 +106,19 @@ def test_a_setting_that_is_no_number_is_refused_naming_its_variable(variable: st
     """Python's own message (``invalid literal for int() with base 10: 'abc'``) named no variable: which of 30?"""
     with pytest.raises(InvalidSetting, match=f"^{says}$"):
         Settings.from_env({variable: value})
+
+
+@pytest.mark.parametrize("value", ["-1", "+5", "5.0"])
+def test_a_retry_after_is_digits_alone_as_gunicorns_configuration_reads_it(value: str) -> None:
+    """``NECTAR_RETRY_AFTER`` is a ``Retry-After`` header's seconds (digits alone) and gunicorn's keep-alive beside it
+    (:class:`nectar.config.GunicornSettings`): one rule and one line for both; ``-1`` was a header no client can
+    take, which gunicorn's configuration took for 0."""
+    says = f"NECTAR_RETRY_AFTER must be a whole number of at least 0, not '{value}'"
+    with pytest.raises(InvalidSetting, match=f"^{re.escape(says)}$"):
+        Settings.from_env({"NECTAR_RETRY_AFTER": value})
+    with pytest.raises(InvalidSetting, match=f"^{re.escape(says)}$"):
+        GunicornSettings({"NECTAR_RETRY_AFTER": value})
+    assert Settings.from_env({"NECTAR_RETRY_AFTER": " 7 "}).retry_after == 7
 
 
 def test_every_refused_setting_is_a_nectar_error_and_still_a_value_error() -> None:

@@ -11,47 +11,127 @@ import sys
 import pytest
 
 from harness import lifeline_env
+from nectar.cli import build_parser
+from nectar.config import check_role_settings
+from nectar.errors import InvalidSetting
 
 BLANK_ONES = (
+    "NECTAR_HOST",
+    "NECTAR_PORT",
     "NECTAR_API_WORKERS",
     "NECTAR_API_THREADS",
     "NECTAR_RETRY_AFTER",
     "NECTAR_API_MAX_REQUESTS",
     "NECTAR_LOG_LEVEL",
+    "NECTAR_READ_TIMEOUT",
+    "NECTAR_KEEPALIVE_REQUESTS",
 )
 READ = (
-    "import json, nectar.gunicorn_conf as c; "
-    "print(json.dumps([c.workers, c.threads, c.keepalive, c.max_requests, c.loglevel]))"
+    "import json, nectar.gunicorn_conf as c; print(json.dumps([c.bind, c.workers, c.threads, c.keepalive, "
+    "c.max_requests, c.loglevel, c.READ_TIMEOUT, c.KEEPALIVE_REQUESTS]))"
 )
 
 
-def configured(env: dict[str, str]) -> list[object]:
+def read_conf(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """gunicorn's configuration read as gunicorn's master reads it, in a fresh interpreter, with ``env`` alone set of
+    its variables."""
     clean = {k: v for k, v in os.environ.items() if k not in BLANK_ONES}
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", READ],
         env={**clean, **env, **lifeline_env()},
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def configured(env: dict[str, str]) -> list[object]:
+    result = read_conf(env)
     assert result.returncode == 0, result.stderr
     return list(json.loads(result.stdout))
 
 
 @pytest.mark.parametrize("blank", ["", " ", "\t"])
 def test_a_blank_variable_is_gunicorns_default(blank: str) -> None:
+    """``NECTAR_HOST=`` too: the API listens on 127.0.0.1, not on every address (``:5000``)."""
     assert configured({name: blank for name in BLANK_ONES}) == configured({})
+    assert configured({}) == ["127.0.0.1:5000", 2, 8, 10, 20000, "warning", 10.0, 20]
 
 
 def test_a_set_variable_is_taken() -> None:
     values = {
+        "NECTAR_HOST": "0.0.0.0",
+        "NECTAR_PORT": " 5001 ",
         "NECTAR_API_WORKERS": "3",
         "NECTAR_API_THREADS": "4",
         "NECTAR_RETRY_AFTER": "7",
         "NECTAR_API_MAX_REQUESTS": "100",
         "NECTAR_LOG_LEVEL": "ERROR",
+        "NECTAR_READ_TIMEOUT": "2.5",
+        "NECTAR_KEEPALIVE_REQUESTS": "0",
     }
-    assert configured(values) == [3, 4, 12, 100, "error"]
+    assert configured(values) == ["0.0.0.0:5001", 3, 4, 12, 100, "error", 2.5, 0]
+
+
+#: values of gunicorn's variables it cannot take, each with the one line that refuses it
+REFUSED = [
+    ("NECTAR_PORT", "70000", "NECTAR_PORT must be a whole number from 1 to 65535, not '70000'"),
+    ("NECTAR_API_WORKERS", "x", "NECTAR_API_WORKERS must be a whole number from 1 to 65536, not 'x'"),
+    ("NECTAR_API_THREADS", "x", "NECTAR_API_THREADS must be a whole number of at least 1, not 'x'"),
+    ("NECTAR_API_THREADS", "0", "NECTAR_API_THREADS must be a whole number of at least 1, not '0'"),
+    ("NECTAR_API_THREADS", "+5", "NECTAR_API_THREADS must be a whole number of at least 1, not '+5'"),
+    ("NECTAR_API_THREADS", "\u0663", "NECTAR_API_THREADS must be a whole number of at least 1, not '\u0663'"),
+    ("NECTAR_API_MAX_REQUESTS", "1_000", "NECTAR_API_MAX_REQUESTS must be a whole number of at least 0, not '1_000'"),
+    ("NECTAR_API_MAX_REQUESTS", "-1", "NECTAR_API_MAX_REQUESTS must be a whole number of at least 0, not '-1'"),
+    ("NECTAR_KEEPALIVE_REQUESTS", "+5", "NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '+5'"),
+    ("NECTAR_KEEPALIVE_REQUESTS", "2.5", "NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '2.5'"),
+    ("NECTAR_RETRY_AFTER", "-1", "NECTAR_RETRY_AFTER must be a whole number of at least 0, not '-1'"),
+    ("NECTAR_RETRY_AFTER", "soon", "NECTAR_RETRY_AFTER must be a whole number of at least 0, not 'soon'"),
+    ("NECTAR_READ_TIMEOUT", "0", "NECTAR_READ_TIMEOUT must be a number of seconds > 0, not '0'"),
+    ("NECTAR_READ_TIMEOUT", "nan", "NECTAR_READ_TIMEOUT must be a number of seconds > 0, not 'nan'"),
+    ("NECTAR_LOG_LEVEL", "loud", "NECTAR_LOG_LEVEL must be one of debug, info, warning, error, critical, not 'loud'"),
+]
+
+
+@pytest.mark.parametrize(("var", "value", "message"), REFUSED)
+def test_gunicorn_and_the_roles_that_start_it_refuse_a_bad_value_with_the_same_line(
+    var: str, value: str, message: str
+) -> None:
+    """One parser for both (:class:`nectar.config.GunicornSettings`): gunicorn's configuration, read by a gunicorn
+    started without ``nectar`` (a process manager's unit), stops on the same line as ``nectar api`` checking the
+    variable before it starts gunicorn; gunicorn took a sign, ``0`` threads, another script's digits or an unknown
+    log level, and named other values otherwise than the check did."""
+    refused = read_conf({var: value})
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines()[-1] == f"nectar.errors.InvalidSetting: {message}", refused.stderr
+    if var in ("NECTAR_PORT", "NECTAR_API_WORKERS"):  # a role's flags, checked in their place (the next test)
+        return
+    with pytest.raises(InvalidSetting) as checked:
+        check_role_settings(build_parser(roles_only=True).parse_args(["api"]), {var: value})
+    assert str(checked.value) == message
+
+
+@pytest.mark.parametrize(("flag", "var"), [("--port", "NECTAR_PORT"), ("--api-workers", "NECTAR_API_WORKERS")])
+def test_a_flag_a_role_hands_gunicorn_is_refused_as_its_variable_is(flag: str, var: str) -> None:
+    """``nectar api --port 70000`` and ``NECTAR_PORT=70000`` are one value refused by one rule, the flag named."""
+    parser = build_parser(roles_only=True)
+    value = next(value for name, value, _ in REFUSED if name == var)
+    line = next(message for name, _, message in REFUSED if name == var).removeprefix(var)
+    args = ["api", "--port", "5000", "--api-workers", "2"]
+    args[args.index(flag) + 1] = value
+    with pytest.raises(InvalidSetting) as checked:
+        check_role_settings(parser.parse_args(args), {})
+    assert str(checked.value) == f"{flag} (env {var}){line}"
+
+
+def test_a_blank_variable_of_a_roles_flag_is_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``NECTAR_API_WORKERS=`` (an env file's) is ``nectar api``'s default, as gunicorn's configuration takes it, not a
+    number refused."""
+    for var in ("NECTAR_HOST", "NECTAR_PORT", "NECTAR_API_WORKERS"):
+        monkeypatch.setenv(var, " ")
+    args = build_parser(roles_only=True).parse_args(["api"])
+    check_role_settings(args, {})
+    assert (args.host, args.port, args.api_workers) == ("127.0.0.1", "5000", "2")
 
 
 def test_a_hangup_gunicorn_queued_before_its_ready_hook_stops_the_api_instead_of_reloading_it() -> None:

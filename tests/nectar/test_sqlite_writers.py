@@ -175,3 +175,40 @@ def test_a_callback_after_a_turn_that_raises_skips_neither_the_others_nor_the_ch
         run, created = other.submit(runs.submit, new_run(1)).result(timeout=60)
     assert created and runs.get(run.id) is not None
     runs.close()
+
+
+def test_a_fork_of_a_process_that_wrote_holds_its_own_turn_whatever_becomes_of_its_copy_of_the_parents(
+    tmp_path: Path,
+) -> None:
+    """A gunicorn master that brought the registry's schema up to date keeps its turn at the file (its descriptor of
+    ``<file>-writer``) for its life, and every worker is forked with a copy of it. The worker takes its turn through
+    its own; its copy of the master's, closed as an exit handler would close it, closes nothing: a close of any
+    descriptor of the file would drop the worker's own lock on it (POSIX locks are the process's, per file)."""
+    path = tmp_path / "runs.sqlite3"
+    runs = closed_at_end(SQLiteRunStore(path))  # a new file: its schema written in this process's turn
+    parents = sqlite._WRITERS[(os.getpid(), str(path))]
+    said, told = os.pipe()
+    gate, opened = os.pipe()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            with runs._writing_turn():
+                parents.close()  # the fork's copy
+                os.write(told, b"in its turn")
+                os.read(gate, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(told)
+    try:
+        assert os.read(said, 64) == b"in its turn"
+        assert writer_holding(path) == child
+    finally:
+        os.write(opened, b"x")
+        _, status = os.waitpid(child, 0)
+        for fd in (said, gate, opened):
+            os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert writer_holding(path) is None
+    runs.submit(new_run(1))  # the parent's turn, its descriptor still its own
