@@ -63,6 +63,14 @@ RECYCLE_BURST = 20
 IN_PROCESS_CALLS = 4_000
 #: the garbage collector's collections during those requests are given per this many
 GC_PER = 10_000
+#: bytes written before each call of the in-process figure from cold caches, one in each 64-byte line: more than a
+#: core's L1 and L2 caches hold (2 MiB of L2 a core on the 2-core machine of issue 21), as a served worker's thread
+#: finds them after the clients, the gunicorn loop, the other threads and processes ran between two of its requests
+EVICTION = 16 << 20
+#: calls of that figure (each after its eviction, ~1 ms)
+COLD_CALLS = 1_000
+#: the size of a CPU cache's line
+LINE = 64
 
 
 def recycles(before: list[int], after: list[int]) -> int:
@@ -122,6 +130,23 @@ def fetched(base_url: str, path: str, into: Path) -> Path:
         raise RuntimeError(f"GET {path} answered {answer.status}: {body[:200]!r}")
     into.write_bytes(body)
     return into
+
+
+#: the lines of a thread's ``status`` that count its context switches
+SWITCHES = ("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")
+
+
+def switches(pid: int) -> int:
+    """Context switches the live threads of ``pid`` have made: voluntary (it waited: for the GIL, a lock, a socket)
+    and not (a preemption), together (``/proc/<pid>/task/<tid>/status``); a thread gone meanwhile is left out."""
+    made = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as status:
+                made += sum(int(line.split()[1]) for line in status if line.startswith(SWITCHES))
+        except OSError:
+            continue
+    return made
 
 
 def timed_burst(
@@ -195,14 +220,35 @@ class PerCall:
 SHAPE = (50, 90, 99, 99.9, 100)
 
 
+class Eviction:
+    """A buffer larger than a core's caches, written one byte a line (:meth:`write`) before a call: the call then
+    finds its code and data in none of them, as a served request does, not hot from the call before it."""
+
+    def __init__(self, size: int = EVICTION) -> None:
+        self.buffer = bytearray(size)
+        self.writes = 0
+        self._lines = [bytes(len(range(0, size, LINE))), bytes([1]) * len(range(0, size, LINE))]
+
+    def write(self) -> None:
+        """Write a byte of each line (alternately 0 and 1: a line written is a line changed)."""
+        self.writes += 1
+        self.buffer[::LINE] = self._lines[self.writes % 2]
+
+
 def in_process_cpu(
-    app: Flask, requests: list[Request], calls: int, collections: Collections | None = None, each: PerCall | None = None
+    app: Flask,
+    requests: list[Request],
+    calls: int,
+    collections: Collections | None = None,
+    each: PerCall | None = None,
+    evict: Eviction | None = None,
 ) -> float:
     """CPU seconds per request of ``app`` called as a WSGI app in this process, on one thread, over ``requests`` in
     turn (``calls`` of them, after a round that warms it): the request's own work, without gunicorn, sockets, other
     threads or processes. Beside the server's figure: what serving it adds. An answer other than 200 raises.
     ``collections``: counts the garbage collector's collections during the ``calls``; ``each``: keeps each call's
-    CPU and wall time, and the collections started in it (two clock reads more a call: the sum is the same loop's)."""
+    CPU and wall time, and the collections started in it (two clock reads more a call: the sum is the same loop's);
+    ``evict``: written before each call (:class:`Eviction`), outside the CPU counted, which is each call's own."""
     environs = [EnvironBuilder(method=method, path=path).get_environ() for method, path in requests]
     statuses: list[str] = []
 
@@ -218,8 +264,15 @@ def in_process_cpu(
     turns = [environs[n % len(environs)] for n in range(calls)]
     statuses.clear()
     with collections or Collections() as counted:
+        evicting = 0.0  # the CPU of the evictions, not the calls'
         used = time.thread_time()
-        if each is None:
+        if evict is not None:
+            for environ in turns:
+                cpu = time.thread_time()
+                evict.write()
+                evicting += time.thread_time() - cpu
+                call(environ)
+        elif each is None:
             for environ in turns:
                 call(environ)
         else:
@@ -230,7 +283,7 @@ def in_process_cpu(
                 each.wall.append(time.perf_counter() - wall)
                 started = [n for n, seen in enumerate(counted.by_generation) if seen != before[n]]
                 each.collected.append(max(started, default=-1))
-        used = time.thread_time() - used
+        used = time.thread_time() - used - evicting
     if set(statuses) != {"200 OK"}:
         raise RuntimeError(f"the app in process answered {sorted(set(statuses))}")
     return used / calls
@@ -371,13 +424,19 @@ def run(ctx: Context) -> list[Figure]:
 
         left: dict[str, list[float]] = {name: [] for name in pair}  # of the machine's CPU, in each paired burst
 
+        switched: dict[str, list[float]] = {name: [] for name in pair}  # per request, in each paired burst
+
         def burst(name: str) -> None:
             cpu_left = CpuLeft()
+            workers = {pid: switches(pid) for pid in cluster.api_workers(targets[name][0])}  # before the burst
             load, seconds = timed_burst(cluster, *targets[name], duration)
             loads[name].append(load)
             cpu[name].append(seconds)
             if name in pair:
                 left[name].append(cpu_left.share(seconds * len(load.latencies)))
+                if set(cluster.api_workers(targets[name][0])) == workers.keys():  # none recycled: all counted
+                    made = sum(switches(pid) - before for pid, before in workers.items())
+                    switched[name].append(made / max(1, len(load.latencies)))
 
         for r in range(ctx.repeats):  # interleaved and rotated, so that all see the same noise
             for name in names[r % len(names) :] + names[: r % len(names)]:
@@ -458,10 +517,15 @@ def run(ctx: Context) -> list[Figure]:
         lookup_collections, hello_collections = Collections(), Collections()
         lookup_each, hello_each = PerCall(), PerCall()
         alone = in_process_cpu(service_app, main_requests, IN_PROCESS_CALLS, lookup_collections, lookup_each)
+        hello_app = baseline_app()
+        hello_alone = in_process_cpu(hello_app, targets["hello"][1], IN_PROCESS_CALLS, hello_collections, hello_each)
+        # the same calls from cold caches, a lookup's and a hello's in turn (the machine's noise on both alike)
+        cold: dict[str, list[float]] = {"lookup": [], "hello": []}
+        evict = Eviction()
+        for _ in range(ctx.repeats):
+            cold["lookup"].append(in_process_cpu(service_app, main_requests, COLD_CALLS // ctx.repeats, evict=evict))
+            cold["hello"].append(in_process_cpu(hello_app, targets["hello"][1], COLD_CALLS // ctx.repeats, evict=evict))
         service_app.extensions["nectar"].close()  # its registry: its lookups are over
-        hello_alone = in_process_cpu(
-            baseline_app(), targets["hello"][1], IN_PROCESS_CALLS, hello_collections, hello_each
-        )
         lookup_gcs, hello_gcs = (
             found.per(GC_PER, IN_PROCESS_CALLS) for found in (lookup_collections, hello_collections)
         )
@@ -469,6 +533,13 @@ def run(ctx: Context) -> list[Figure]:
             f"in this process, one thread: a lookup {alone * 1e6:.0f} us of CPU, a hello {hello_alone * 1e6:.0f} us; "
             f"garbage collections per {GC_PER:,} (generations 0/1/2): lookups {'/'.join(f'{n:g}' for n in lookup_gcs)},"
             f" hellos {'/'.join(f'{n:g}' for n in hello_gcs)}"
+        )
+        print(
+            f"in this process, one thread, each call from cold caches ({EVICTION >> 20} MiB written before it): a "
+            f"lookup {us(cold['lookup'])} us of CPU, a hello {us(cold['hello'])} us (hot, above: {alone * 1e6:.0f} "
+            f"and {hello_alone * 1e6:.0f} us); served, context switches of the API's workers per request (voluntary "
+            "+ not), median of the bursts: "
+            + "; ".join(f"{name} {median(found) if found else float('nan'):.2f}" for name, found in switched.items())
         )
         for name, each in (("lookup", lookup_each), ("hello", hello_each)):
             print(
@@ -511,6 +582,8 @@ def run(ctx: Context) -> list[Figure]:
                lookup_gcs[2], "", f"the same per {GC_PER:,} hellos", hello_gcs[2]),
         Figure(NAME, "CPU per hello in process (the baseline app called as WSGI, one thread)",
                round(hello_alone * 1e6), "us", f"API CPU per hello, {CLIENTS} clients", us(cpu["hello"])),
+        Figure(NAME, f"CPU per lookup in process from cold caches ({EVICTION >> 20} MiB written before each call)",
+               us(cold["lookup"]), "us", "the same per hello", us(cold["hello"])),
         Figure(NAME, f"API CPU per lookup at {small:,} runs", us(cpu[str(small)]), "us", f"the same at {big:,} runs",
                us(cpu[str(big)])),
         Figure(NAME, f"API CPU per request: {floor_what}, every guard", us(cpu["floor-flask"]), "us", hello_what,

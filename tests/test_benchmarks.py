@@ -43,14 +43,17 @@ from benchmarks.population import fill_registry, fill_store
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
 from benchmarks.status import (
     CLIENTS,
+    LINE,
     RECYCLE_WINDOW,
     Collections,
     CpuLeft,
+    Eviction,
     PerCall,
     in_process_cpu,
     paired,
     recycle_every,
     status_requests,
+    switches,
 )
 from harness import answers, busy_cpu, cpu_seconds, lifeline_env, read_calls, thread_times, waitfor
 from harness.procfs import descendants, thread_cpu
@@ -543,6 +546,58 @@ def test_the_status_benchmark_keeps_each_call_s_cost_and_the_collections_started
         "collection 0/0/1"
     )
     assert each.spread(each.cpu) == "p50 1, p90 1, p99 5, p99.9 9, p100 9"
+
+
+def test_the_status_benchmark_evicts_the_caches_before_each_call_and_counts_the_calls_cpu_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The in-process figure from cold caches: every line of the buffer written (changed) before each call, after
+    the round that warms the app, and the CPU counted is the calls' own, not the writes' (a clock each write moves by
+    1,000 and each call by 1)."""
+    clock = [0.0]
+    seen: list[tuple[int, set[int]]] = []
+    evict = Eviction(LINE * 4)
+    app = Flask(__name__)
+
+    @app.get("/")
+    def called() -> str:
+        clock[0] += 1
+        seen.append((evict.writes, set(evict.buffer[::LINE])))
+        return "ok"
+
+    class Written(Eviction):
+        def write(self) -> None:
+            evict.write()
+            clock[0] += 1_000
+
+    monkeypatch.setattr("benchmarks.status.time.thread_time", lambda: clock[0])
+    assert in_process_cpu(app, [("GET", "/")], 3, evict=Written(LINE)) == 1.0
+    assert seen == [(0, {0}), (1, {1}), (2, {0}), (3, {1})]  # the warming call, then each call after its write
+
+
+def test_the_status_benchmark_counts_the_context_switches_of_a_process_s_threads() -> None:
+    """A thread that waits 20 times for another (each wait a voluntary switch) adds at least 20 to its process's."""
+    ask, answer, stop = threading.Event(), threading.Event(), threading.Event()
+
+    def waiter() -> None:
+        for _ in range(20):
+            ask.wait()
+            ask.clear()
+            answer.set()
+        stop.wait()
+
+    thread = threading.Thread(target=waiter)
+    before = switches(os.getpid())
+    thread.start()
+    try:
+        for _ in range(20):
+            answer.clear()
+            ask.set()
+            assert answer.wait(60)
+        assert switches(os.getpid()) - before >= 20
+    finally:
+        stop.set()
+        thread.join()
 
 
 def test_the_status_benchmark_compares_each_burst_with_the_one_beside_it() -> None:
