@@ -6,6 +6,7 @@ and :func:`get_settings` caches the answer for the process (workers set theirs e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -340,7 +341,10 @@ def whole_number(name: str, value: object, least: int, most: int | None = None) 
     refused, as an HTTP header's number or gunicorn's own reader would refuse them), or :class:`InvalidSetting`
     naming ``name``, the same message whatever is wrong with it."""
     text = str(value).strip()
-    number = int(text) if text.isascii() and text.isdigit() else None
+    number = None
+    if text.isascii() and text.isdigit():
+        with contextlib.suppress(ValueError):  # past 4300 digits int() refuses it, in a line naming no variable
+            number = int(text)
     if number is None or number < least or (most is not None and number > most):
         bound = f"of at least {least}" if most is None else f"from {least} to {most}"
         raise InvalidSetting(f"{name} must be a whole number {bound}, not {value!r}")

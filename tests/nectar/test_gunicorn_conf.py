@@ -73,6 +73,8 @@ def test_a_set_variable_is_taken() -> None:
     assert configured(values) == ["0.0.0.0:5001", 3, 4, 12, 100, "error", 2.5, 0]
 
 
+#: more digits than Python's ``int()`` reads (4300): refused in its own line, not in one naming no variable
+TOO_MANY_DIGITS = "9" * 5000
 #: values of gunicorn's variables it cannot take, each with the one line that refuses it
 REFUSED = [
     ("NECTAR_PORT", "70000", "NECTAR_PORT must be a whole number from 1 to 65535, not '70000'"),
@@ -81,6 +83,11 @@ REFUSED = [
     ("NECTAR_API_THREADS", "0", "NECTAR_API_THREADS must be a whole number of at least 1, not '0'"),
     ("NECTAR_API_THREADS", "+5", "NECTAR_API_THREADS must be a whole number of at least 1, not '+5'"),
     ("NECTAR_API_THREADS", "\u0663", "NECTAR_API_THREADS must be a whole number of at least 1, not '\u0663'"),
+    (
+        "NECTAR_API_THREADS",
+        TOO_MANY_DIGITS,
+        f"NECTAR_API_THREADS must be a whole number of at least 1, not '{TOO_MANY_DIGITS}'",
+    ),
     ("NECTAR_API_MAX_REQUESTS", "1_000", "NECTAR_API_MAX_REQUESTS must be a whole number of at least 0, not '1_000'"),
     ("NECTAR_API_MAX_REQUESTS", "-1", "NECTAR_API_MAX_REQUESTS must be a whole number of at least 0, not '-1'"),
     ("NECTAR_KEEPALIVE_REQUESTS", "+5", "NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '+5'"),
