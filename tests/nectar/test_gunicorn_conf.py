@@ -144,12 +144,55 @@ def test_a_blank_variable_of_a_roles_flag_is_its_default(monkeypatch: pytest.Mon
 def test_a_hangup_gunicorn_queued_before_its_ready_hook_stops_the_api_instead_of_reloading_it() -> None:
     """gunicorn listens on its port, then calls ``when_ready``: a SIGHUP in between (a closed terminal, or a
     readiness check that saw the port held) is already queued for gunicorn's loop as a reload; it is a stop now, and
-    the other queued signals keep their order (read in a fresh interpreter: the module defers imports)."""
+    the other queued signals keep their order (read in a fresh interpreter: the module defers imports). Through the
+    hook itself, given gunicorn's queue as its master holds it (``SIG_QUEUE``)."""
     probe = (
-        "import queue, signal as s, nectar.gunicorn_conf as c; q = queue.SimpleQueue(); "
-        "[q.put_nowait(n) for n in (s.SIGCHLD, s.SIGHUP, s.SIGTTIN)]; c.hangups_queued_as_terminate(q); "
+        "import queue, types, signal as s, nectar.gunicorn_conf as c; q = queue.SimpleQueue(); "
+        "[q.put_nowait(n) for n in (s.SIGCHLD, s.SIGHUP, s.SIGTTIN)]; "
+        "c.when_ready(types.SimpleNamespace(SIG_QUEUE=q)); "
         "print([s.Signals(q.get_nowait()).name for _ in range(q.qsize())], q.empty())"
     )
     env = {k: v for k, v in os.environ.items() if k not in BLANK_ONES} | lifeline_env()
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['SIGCHLD', 'SIGTERM', 'SIGTTIN'] True"
+
+
+#: gunicorn's master handing ``nectar serve``'s supervisor its word on the registry (``pre_fork``), in a fresh
+#: interpreter: what it did with the pipe's end it was named, and whether the variable is still there for its children
+TELL = (
+    "import os, nectar.gunicorn_conf as c; fd = int(os.environ['NECTAR_REGISTRY_VERDICT_FD']); c._tell_supervisor("
+    "b'opened'); print(os.get_inheritable(fd) if os.path.exists(f'/proc/self/fd/{fd}') else 'closed', "
+    "'NECTAR_REGISTRY_VERDICT_FD' in os.environ)"
+)
+
+
+@pytest.mark.parametrize("started_by", ["serve", "another"])
+def test_the_master_tells_the_supervisor_that_started_it_and_closes_no_descriptor_of_anyone_elses(
+    started_by: str,
+) -> None:
+    """Started by ``serve`` (its supervisor its parent): the master writes its word, closes the pipe before it forks a
+    worker (none inherits it) and drops the variable. Started otherwise (by hand, a unit, a process ``serve``
+    started), the variable names no pipe of ours: the descriptor is left open, whatever it is (its stderr, say)."""
+    reader, writer = os.pipe()
+    supervisor = os.getpid() if started_by == "serve" else os.getppid()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in BLANK_ONES},
+        **lifeline_env(),
+        "NECTAR_REGISTRY_VERDICT_FD": str(writer),
+        "NECTAR_SUPERVISOR_PID": str(supervisor),
+    }
+    try:
+        master = subprocess.Popen(
+            [sys.executable, "-c", TELL], env=env, pass_fds=(writer,), stdout=subprocess.PIPE, text=True
+        )
+        os.close(writer)
+        out, _ = master.communicate()
+        with open(reader, "rb", closefd=False) as said:
+            word = said.read()  # the pipe's end: the master's copy closed (or gone with it)
+    finally:
+        os.close(reader)
+    assert master.returncode == 0
+    if started_by == "serve":
+        assert (out.split(), word) == (["closed", "False"], b"opened")
+    else:
+        assert (out.split(), word) == (["True", "False"], b"")
