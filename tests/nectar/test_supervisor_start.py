@@ -211,3 +211,15 @@ def test_without_the_masters_word_the_supervisor_opens_the_registry_itself(setti
     os.close(writer)  # the master's close, nothing written
     with pytest.raises(RegistryTooNew, match="newer than this release's"):
         refuse_a_newer_registry(settings, reader)
+
+
+def test_the_masters_refusal_is_the_supervisors_without_a_second_look(settings: Settings) -> None:
+    """A master that met a newer release's registry as it opened it says so on the pipe: the supervisor refuses with
+    the master's own words (no process of its own forked to open the registry again, which here would find nothing
+    to refuse: the registry is this release's)."""
+    SQLiteRunStore(settings.data_dir / "runs.sqlite3").close()
+    reader, writer = os.pipe()
+    os.write(writer, b"refused:the run registry's schema 99 is newer than this release's")
+    os.close(writer)
+    with pytest.raises(RegistryTooNew, match="^the run registry's schema 99 is newer than this release's$"):
+        refuse_a_newer_registry(settings, reader)
