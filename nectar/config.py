@@ -292,12 +292,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then the environment, then ``overrides`` (None values ignored)."""
+        """Defaults, then the environment (a variable blank or of spaces alone is unset, as for gunicorn's
+        :class:`GunicornSettings` and the roles' flags), then ``overrides`` (None values ignored)."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for var, name in ENV_VARS.items():
             raw = environ.get(var)
-            if raw not in (None, ""):
+            if raw is not None and raw.strip():
                 values[name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).resolved()
