@@ -421,6 +421,12 @@ class GunicornSettings:
             raise InvalidSetting(f"NECTAR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
         self.log_level = level.lower()
 
+    @property
+    def bind(self) -> str:
+        """The address as gunicorn reads one: an IPv6 host in brackets (``[::1]:5000``; ``::1:5000`` is no port)."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"{host}:{self.port}"
+
 
 def _retry_after(value: object) -> int:
     """``NECTAR_RETRY_AFTER``: a Retry-After header's seconds (digits alone), for :class:`Settings` and gunicorn."""

@@ -57,7 +57,7 @@ class Worker(Protocol):
 #: the variables below, read by the parser ``nectar serve`` and ``nectar api`` check them with before they start
 #: gunicorn (a blank one is its default; a bad one stops the start with the same line naming it)
 _SETTINGS = GunicornSettings()
-bind = f"{_SETTINGS.host}:{_SETTINGS.port}"
+bind = _SETTINGS.bind
 workers = _SETTINGS.workers
 # threads let one worker answer status polls while another request waits on S3 or luigid; each request must
 # arrive (line, headers, body) within NECTAR_READ_TIMEOUT seconds of its first byte, or its connection is closed

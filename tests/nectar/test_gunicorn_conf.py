@@ -12,7 +12,7 @@ import pytest
 
 from harness import lifeline_env
 from nectar.cli import build_parser
-from nectar.config import check_role_settings
+from nectar.config import GunicornSettings, check_role_settings
 from nectar.errors import InvalidSetting
 
 BLANK_ONES = (
@@ -71,6 +71,17 @@ def test_a_set_variable_is_taken() -> None:
         "NECTAR_KEEPALIVE_REQUESTS": "0",
     }
     assert configured(values) == ["0.0.0.0:5001", 3, 4, 12, 100, "error", 2.5, 0]
+
+
+@pytest.mark.parametrize(("host", "address"), [("::1", ("::1", 5000)), ("::", ("::", 5000)), ("[::1]", ("::1", 5000))])
+def test_an_ipv6_host_is_an_address_gunicorn_binds(host: str, address: tuple[str, int]) -> None:
+    """``NECTAR_HOST=::`` (every address, as ``nectar serve`` takes it) or ``::1``: gunicorn read ``::1:5000`` as a host
+    without a port and stopped (``'' is not a valid port number``); the port checks before it bind such hosts."""
+    from gunicorn.util import parse_address
+
+    bind = configured({"NECTAR_HOST": host})[0]
+    assert parse_address(bind) == address
+    assert parse_address(GunicornSettings({"NECTAR_HOST": host}).bind) == address
 
 
 #: more digits than Python's ``int()`` reads (4300): refused in its own line, not in one naming no variable
