@@ -6,6 +6,7 @@ and :func:`get_settings` caches the answer for the process (workers set theirs e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -291,12 +292,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then the environment, then ``overrides`` (None values ignored)."""
+        """Defaults, then the environment (a variable blank or of spaces alone is unset, as for gunicorn's
+        :class:`GunicornSettings` and the roles' flags), then ``overrides`` (None values ignored)."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for var, name in ENV_VARS.items():
             raw = environ.get(var)
-            if raw not in (None, ""):
+            if raw is not None and raw.strip():
                 values[name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).resolved()
@@ -340,7 +342,10 @@ def whole_number(name: str, value: object, least: int, most: int | None = None) 
     refused, as an HTTP header's number or gunicorn's own reader would refuse them), or :class:`InvalidSetting`
     naming ``name``, the same message whatever is wrong with it."""
     text = str(value).strip()
-    number = int(text) if text.isascii() and text.isdigit() else None
+    number = None
+    if text.isascii() and text.isdigit():
+        with contextlib.suppress(ValueError):  # past 4300 digits int() refuses it, in a line naming no variable
+            number = int(text)
     if number is None or number < least or (most is not None and number > most):
         bound = f"of at least {least}" if most is None else f"from {least} to {most}"
         raise InvalidSetting(f"{name} must be a whole number {bound}, not {value!r}")
@@ -415,6 +420,12 @@ class GunicornSettings:
         if level.lower() not in LOG_LEVELS:
             raise InvalidSetting(f"NECTAR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
         self.log_level = level.lower()
+
+    @property
+    def bind(self) -> str:
+        """The address as gunicorn reads one: an IPv6 host in brackets (``[::1]:5000``; ``::1:5000`` is no port)."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"{host}:{self.port}"
 
 
 def _retry_after(value: object) -> int:

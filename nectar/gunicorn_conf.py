@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -57,7 +58,7 @@ class Worker(Protocol):
 #: the variables below, read by the parser ``nectar serve`` and ``nectar api`` check them with before they start
 #: gunicorn (a blank one is its default; a bad one stops the start with the same line naming it)
 _SETTINGS = GunicornSettings()
-bind = f"{_SETTINGS.host}:{_SETTINGS.port}"
+bind = _SETTINGS.bind
 workers = _SETTINGS.workers
 # threads let one worker answer status polls while another request waits on S3 or luigid; each request must
 # arrive (line, headers, body) within NECTAR_READ_TIMEOUT seconds of its first byte, or its connection is closed
@@ -219,23 +220,41 @@ def _open_registry(server: Arbiter, service: Any) -> bytes | None:
     return OPENED
 
 
-def _tell_supervisor(verdict: bytes | None) -> None:
-    """``verdict`` (:func:`_open_registry`'s) written to ``serve``'s supervisor, on the pipe it named (once: the pipe
-    is closed then, and forgotten, before the first fork); nothing where no supervisor waits for it. Only the pipe
-    of this process's parent, the supervisor (:data:`nectar.lifeline.SUPERVISOR_VAR`): a variable left in the
-    environment of a gunicorn started otherwise names no descriptor of its own (its stderr, say) to close."""
+def _supervisors_pipe() -> int | None:
+    """The descriptor ``serve``'s supervisor named for this master's word on the registry (:func:`_tell_supervisor`),
+    if any. Only the pipe of this process's parent, the supervisor (:data:`nectar.lifeline.SUPERVISOR_VAR`): a
+    variable left in the environment of a gunicorn started otherwise names no descriptor of its own (its stderr,
+    say)."""
+    fd = os.environ.get(REGISTRY_VERDICT_FD, "")
+    if not fd.isdigit():
+        return None
     from nectar.lifeline import SUPERVISOR_VAR
 
-    fd = os.environ.pop(REGISTRY_VERDICT_FD, "")
-    if not fd.isdigit() or os.environ.get(SUPERVISOR_VAR) != str(os.getppid()):
+    return int(fd) if os.environ.get(SUPERVISOR_VAR) == str(os.getppid()) else None
+
+
+def _tell_supervisor(verdict: bytes | None) -> None:
+    """``verdict`` (:func:`_open_registry`'s) written to ``serve``'s supervisor, on the pipe it named (once: the pipe
+    is closed then, and forgotten, before the first fork); nothing where no supervisor waits for it."""
+    fd = _supervisors_pipe()
+    os.environ.pop(REGISTRY_VERDICT_FD, None)
+    if fd is None:
         return
     try:
         if verdict is not None:
-            os.write(int(fd), verdict)
+            os.write(fd, verdict)
     except OSError:  # the supervisor is gone: gunicorn's master stops with it (nectar.lifeline)
         pass
     finally:
-        os.close(int(fd))
+        os.close(fd)
+
+
+# the supervisor's pipe is not handed to what the master runs as it loads the app (a command a chain file runs):
+# a copy held there would keep the supervisor from the pipe's end (it waits its patience, then opens the registry
+# itself); the workers get none either (closed before the first fork, :func:`pre_fork`)
+if (_PIPE := _supervisors_pipe()) is not None:
+    with contextlib.suppress(OSError):  # a descriptor closed by now: nothing to hand on
+        os.set_inheritable(_PIPE, False)
 
 
 #: Hosts a client of a wildcard address may send: any, so none is warmed for

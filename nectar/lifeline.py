@@ -10,6 +10,7 @@ the same for the processes it forks (its attempts and its spare). Linux only: ``
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -60,4 +61,10 @@ def terminate_exits_until_handled() -> None:
 
 
 def _exit_ok(signum: int, frame: object) -> None:
-    sys.exit(0)
+    """Ends the process at once, not by ``SystemExit``: the code it interrupts may catch that (luigi's
+    ``Scheduler.load`` reads its state file inside ``except BaseException``: the stop was swallowed, and luigid ran
+    on with an empty state). Nothing is lost: nothing is to save before the process's own handler is set."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # None, or closed
+            stream.flush()
+    os._exit(0)

@@ -211,11 +211,20 @@ def refuse_a_newer_registry(
 
 
 def _read_all(fd: int, patience: float) -> bytes | None:
-    """What the pipe's end ``fd`` holds once its writer closed it (closed here), None if nothing came within
-    ``patience`` seconds."""
-    with open(fd, "rb") as said:
-        answered, _, _ = select.select([said], [], [], patience)
-        return said.read() if answered else None
+    """What the pipe's end ``fd`` holds once every copy of its writing end is closed (``fd`` closed here), None if
+    that did not come within ``patience`` seconds: a copy held on (by a process the master started as it loaded the
+    app, say) delays the start that long, and no longer."""
+    deadline = time.monotonic() + patience
+    said = b""
+    try:
+        while select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return said
+            said += chunk
+        return None
+    finally:
+        os.close(fd)
 
 
 class Supervisor:

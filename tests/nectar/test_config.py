@@ -121,6 +121,21 @@ def test_a_retry_after_is_digits_alone_as_gunicorns_configuration_reads_it(value
     assert Settings.from_env({"NECTAR_RETRY_AFTER": " 7 "}).retry_after == 7
 
 
+@pytest.mark.parametrize("blank", [" ", "\t"])
+def test_a_variable_of_spaces_alone_is_its_default_for_the_settings_as_for_gunicorn(blank: str) -> None:
+    """``NECTAR_RETRY_AFTER= `` (a space left in an env file) is read by the app's settings and by gunicorn's
+    configuration (its keep-alive): both took it for unset but the settings, which refused it, as they refused a
+    whole number or a folder of spaces alone."""
+    defaults = Settings.from_env({})
+    spaces = Settings.from_env({"NECTAR_RETRY_AFTER": blank, "NECTAR_MAX_QUEUE": blank, "NECTAR_CHAINS_DIR": blank})
+    assert (spaces.retry_after, spaces.max_queue, spaces.chains_dir) == (
+        defaults.retry_after,
+        defaults.max_queue,
+        defaults.chains_dir,
+    )
+    assert GunicornSettings({"NECTAR_RETRY_AFTER": blank}).retry_after == spaces.retry_after
+
+
 def test_every_refused_setting_is_a_nectar_error_and_still_a_value_error() -> None:
     with pytest.raises(InvalidSetting) as refused:
         Settings.from_env({"NECTAR_SCHEDULER_URL": "luigid:8082"})

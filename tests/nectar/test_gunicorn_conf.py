@@ -12,7 +12,7 @@ import pytest
 
 from harness import lifeline_env
 from nectar.cli import build_parser
-from nectar.config import check_role_settings
+from nectar.config import GunicornSettings, check_role_settings
 from nectar.errors import InvalidSetting
 
 BLANK_ONES = (
@@ -73,6 +73,19 @@ def test_a_set_variable_is_taken() -> None:
     assert configured(values) == ["0.0.0.0:5001", 3, 4, 12, 100, "error", 2.5, 0]
 
 
+@pytest.mark.parametrize(("host", "address"), [("::1", ("::1", 5000)), ("::", ("::", 5000)), ("[::1]", ("::1", 5000))])
+def test_an_ipv6_host_is_an_address_gunicorn_binds(host: str, address: tuple[str, int]) -> None:
+    """``NECTAR_HOST=::`` (every address, as ``nectar serve`` takes it) or ``::1``: gunicorn read ``::1:5000`` as a host
+    without a port and stopped (``'' is not a valid port number``); the port checks before it bind such hosts."""
+    from gunicorn.util import parse_address
+
+    bind = configured({"NECTAR_HOST": host})[0]
+    assert parse_address(bind) == address
+    assert parse_address(GunicornSettings({"NECTAR_HOST": host}).bind) == address
+
+
+#: more digits than Python's ``int()`` reads (4300): refused in its own line, not in one naming no variable
+TOO_MANY_DIGITS = "9" * 5000
 #: values of gunicorn's variables it cannot take, each with the one line that refuses it
 REFUSED = [
     ("NECTAR_PORT", "70000", "NECTAR_PORT must be a whole number from 1 to 65535, not '70000'"),
@@ -81,6 +94,11 @@ REFUSED = [
     ("NECTAR_API_THREADS", "0", "NECTAR_API_THREADS must be a whole number of at least 1, not '0'"),
     ("NECTAR_API_THREADS", "+5", "NECTAR_API_THREADS must be a whole number of at least 1, not '+5'"),
     ("NECTAR_API_THREADS", "\u0663", "NECTAR_API_THREADS must be a whole number of at least 1, not '\u0663'"),
+    (
+        "NECTAR_API_THREADS",
+        TOO_MANY_DIGITS,
+        f"NECTAR_API_THREADS must be a whole number of at least 1, not '{TOO_MANY_DIGITS}'",
+    ),
     ("NECTAR_API_MAX_REQUESTS", "1_000", "NECTAR_API_MAX_REQUESTS must be a whole number of at least 0, not '1_000'"),
     ("NECTAR_API_MAX_REQUESTS", "-1", "NECTAR_API_MAX_REQUESTS must be a whole number of at least 0, not '-1'"),
     ("NECTAR_KEEPALIVE_REQUESTS", "+5", "NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '+5'"),
@@ -137,12 +155,57 @@ def test_a_blank_variable_of_a_roles_flag_is_its_default(monkeypatch: pytest.Mon
 def test_a_hangup_gunicorn_queued_before_its_ready_hook_stops_the_api_instead_of_reloading_it() -> None:
     """gunicorn listens on its port, then calls ``when_ready``: a SIGHUP in between (a closed terminal, or a
     readiness check that saw the port held) is already queued for gunicorn's loop as a reload; it is a stop now, and
-    the other queued signals keep their order (read in a fresh interpreter: the module defers imports)."""
+    the other queued signals keep their order (read in a fresh interpreter: the module defers imports). Through the
+    hook itself, given gunicorn's queue as its master holds it (``SIG_QUEUE``)."""
     probe = (
-        "import queue, signal as s, nectar.gunicorn_conf as c; q = queue.SimpleQueue(); "
-        "[q.put_nowait(n) for n in (s.SIGCHLD, s.SIGHUP, s.SIGTTIN)]; c.hangups_queued_as_terminate(q); "
+        "import queue, types, signal as s, nectar.gunicorn_conf as c; q = queue.SimpleQueue(); "
+        "[q.put_nowait(n) for n in (s.SIGCHLD, s.SIGHUP, s.SIGTTIN)]; "
+        "c.when_ready(types.SimpleNamespace(SIG_QUEUE=q)); "
         "print([s.Signals(q.get_nowait()).name for _ in range(q.qsize())], q.empty())"
     )
     env = {k: v for k, v in os.environ.items() if k not in BLANK_ONES} | lifeline_env()
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['SIGCHLD', 'SIGTERM', 'SIGTTIN'] True"
+
+
+#: gunicorn's master handing ``nectar serve``'s supervisor its word on the registry (``pre_fork``), in a fresh
+#: interpreter: what it did with the pipe's end it was named, and whether the variable is still there for its children
+TELL = (
+    "import os, nectar.gunicorn_conf as c; fd = int(os.environ['NECTAR_REGISTRY_VERDICT_FD']); "
+    "loaded = os.get_inheritable(fd); c._tell_supervisor(b'opened'); "
+    "print(loaded, os.get_inheritable(fd) if os.path.exists(f'/proc/self/fd/{fd}') else 'closed', "
+    "'NECTAR_REGISTRY_VERDICT_FD' in os.environ)"
+)
+
+
+@pytest.mark.parametrize("started_by", ["serve", "another"])
+def test_the_master_tells_the_supervisor_that_started_it_and_closes_no_descriptor_of_anyone_elses(
+    started_by: str,
+) -> None:
+    """Started by ``serve`` (its supervisor its parent): the master keeps the pipe from what it runs as it loads the
+    app (not inheritable), writes its word, closes the pipe before it forks a worker (none inherits it) and drops the
+    variable. Started otherwise (by hand, a unit, a process ``serve``
+    started), the variable names no pipe of ours: the descriptor is left open, whatever it is (its stderr, say)."""
+    reader, writer = os.pipe()
+    supervisor = os.getpid() if started_by == "serve" else os.getppid()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in BLANK_ONES},
+        **lifeline_env(),
+        "NECTAR_REGISTRY_VERDICT_FD": str(writer),
+        "NECTAR_SUPERVISOR_PID": str(supervisor),
+    }
+    try:
+        master = subprocess.Popen(
+            [sys.executable, "-c", TELL], env=env, pass_fds=(writer,), stdout=subprocess.PIPE, text=True
+        )
+        os.close(writer)
+        out, _ = master.communicate()
+        with open(reader, "rb", closefd=False) as said:
+            word = said.read()  # the pipe's end: the master's copy closed (or gone with it)
+    finally:
+        os.close(reader)
+    assert master.returncode == 0
+    if started_by == "serve":  # not inheritable once the configuration is read: no command run meanwhile gets it
+        assert (out.split(), word) == (["False", "closed", "False"], b"opened")
+    else:
+        assert (out.split(), word) == (["True", "True", "False"], b"")

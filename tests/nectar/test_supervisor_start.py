@@ -7,6 +7,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from harness import (
     on_free_ports,
     waitfor,
 )
-from nectar.config import Settings
+from nectar.config import OPENED, Settings
 from nectar.errors import RegistryTooNew
 from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
 from nectar.supervisor import refuse_a_newer_registry
@@ -211,3 +212,42 @@ def test_without_the_masters_word_the_supervisor_opens_the_registry_itself(setti
     os.close(writer)  # the master's close, nothing written
     with pytest.raises(RegistryTooNew, match="newer than this release's"):
         refuse_a_newer_registry(settings, reader)
+
+
+def test_the_masters_refusal_is_the_supervisors_without_a_second_look(settings: Settings) -> None:
+    """A master that met a newer release's registry as it opened it says so on the pipe: the supervisor refuses with
+    the master's own words (no process of its own forked to open the registry again, which here would find nothing
+    to refuse: the registry is this release's)."""
+    SQLiteRunStore(settings.data_dir / "runs.sqlite3").close()
+    reader, writer = os.pipe()
+    os.write(writer, b"refused:the run registry's schema 99 is newer than this release's")
+    os.close(writer)
+    with pytest.raises(RegistryTooNew, match="^the run registry's schema 99 is newer than this release's$"):
+        refuse_a_newer_registry(settings, reader)
+
+
+def test_a_word_whose_pipe_another_process_holds_open_delays_the_start_by_the_patience_alone(
+    settings: Settings,
+) -> None:
+    """The master wrote its word, but a copy of the pipe's writing end lives on (a process started as the master
+    loaded the app, which inherited it): the supervisor, which read to the pipe's end, waited for ever. It gives up
+    after its patience and opens the registry itself (this release's here: nothing to refuse)."""
+    SQLiteRunStore(settings.data_dir / "runs.sqlite3").close()
+    reader, writer = os.pipe()
+    os.write(writer, OPENED)
+    done, released = threading.Event(), []
+
+    def release_a_hung_test() -> None:  # a deadline for a hung test only: the call below returns without it
+        if not done.wait(60):
+            released.append(True)
+            os.close(writer)
+
+    watcher = threading.Thread(target=release_a_hung_test)
+    watcher.start()
+    try:
+        refuse_a_newer_registry(settings, reader, patience=0.5)
+    finally:
+        done.set()
+        watcher.join()
+    assert not released, "the supervisor waited for the pipe's end until the test closed it"
+    os.close(writer)
