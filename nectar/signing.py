@@ -1,8 +1,8 @@
 """Sign and verify expiring download URLs for local targets, like S3's presigned URLs.
 
 A signature is the hex HMAC-SHA256 of ``<key>\\n<expires>`` (a unix time) under a secret:
-``NECTAR_SECRET_KEY`` if set, else a random one created once in ``<data_dir>/secret_key`` (with
-``O_EXCL``, so every process of a deployment that shares the data folder shares the secret). A URL
+``NECTAR_SECRET_KEY`` if set, else a random one created once in ``<data_dir>/secret_key`` (linked into place
+whole, refused if there, so every process of a deployment that shares the data folder shares the secret). A URL
 is valid until its ``expires``, which may lie at most the configured lifetime (``NECTAR_URL_EXPIRY``)
 ahead, give or take :data:`CLOCK_SKEW`: no signature is a longer-lived credential than the links the API
 hands out.
@@ -31,13 +31,13 @@ DEFAULT_LIFETIME = Settings.url_expiry
 
 
 def _read_secret_file(path: Path, timeout: float = 2.0) -> str:
-    """The secret in ``path``, waiting for a concurrent creator to finish writing it."""
+    """The secret in ``path``, waiting for a creator of an older release (which wrote the file in place) to finish."""
     deadline = time.monotonic() + timeout
     while True:
         text = path.read_text(encoding="ascii").strip()
         if len(text) == 2 * _SECRET_BYTES or time.monotonic() > deadline:
             if not text:
-                raise RuntimeError(f"secret file {path} is empty")
+                raise RuntimeError(f"secret file {path} is empty: delete it, and it is made again at the next start")
             return text
         time.sleep(0.01)
 
@@ -46,20 +46,36 @@ def load_secret(
     settings: Settings, environ: Mapping[str, str] | None = None, env: str = SECRET_ENV, filename: str = SECRET_FILE
 ) -> bytes:
     """A shared secret (by default the signing one): from ``env`` in the environment, or created once in the
-    data folder as ``filename`` (mode 0600)."""
+    data folder as ``filename`` (mode 0600), whole or not at all (:func:`_create_whole`)."""
     environ = os.environ if environ is None else environ
     if environ.get(env):
         return environ[env].encode("utf-8")
     path = settings.data_dir / filename
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        secret = secrets.token_hex(_SECRET_BYTES)
+        if _create_whole(path, secret):
+            return secret.encode("ascii")
+    return _read_secret_file(path).encode("ascii")
+
+
+def _create_whole(path: Path, text: str) -> bool:
+    """Create ``path`` holding ``text`` (mode 0600) unless another process created it first (False): written and
+    synced under a temporary name, then linked as ``path``, so a process stopped part-way (kill -9) leaves no empty
+    or partial file that every later start would refuse."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)  # atomic, and refused if ``path`` exists: the first creator's secret is everyone's
     except FileExistsError:
-        return _read_secret_file(path).encode("ascii")
-    secret = secrets.token_hex(_SECRET_BYTES)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(secret)
-    return secret.encode("ascii")
+        return False
+    finally:
+        temporary.unlink(missing_ok=True)
+    return True
 
 
 class UrlSigner:
