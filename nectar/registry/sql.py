@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from nectar.errors import QueueFull, RunFinished, RunNotFound
+from nectar.keys import strings_object
 from nectar.registry.combine import Outcome
 from nectar.registry.model import Run, RunState, Step
 from nectar.registry.reads import SqlReads
@@ -69,7 +70,10 @@ def fresh_row(run: Run) -> list[Any] | None:
     if _UNSET_OF(run) != _NOTHING_UNSET:
         return None
     row = list(_FRESH_OF(run))
-    row[_FRESH_PARAMS] = json.dumps(dict(run.params))
+    try:  # json.dumps's text of them (its separators, in their order), made at once where all are strings
+        row[_FRESH_PARAMS] = strings_object(run.params.items(), ", ", ": ")
+    except TypeError:
+        row[_FRESH_PARAMS] = json.dumps(dict(run.params))
     row[_FRESH_STATE] = run.state.value
     return row
 
