@@ -159,7 +159,9 @@ def checked_number(kind: str, value: Any, max_int: int) -> Any:
             if abs(value) > EXACT_FLOAT_INTS:
                 raise ValueError(f"expected an integer, got {value!r} (a float: exact only up to 2**53)")
         if isinstance(value, str):
-            digits = len("".join(c for c in value if c.isdigit()).lstrip("0"))
+            # a string of digits alone (a submission's usual int) is its own digits, without a pass per character
+            kept = value if value.isdigit() else "".join(c for c in value if c.isdigit())
+            digits = len(kept.lstrip("0"))
             too_large = digits > len(str(max_int))
         else:
             too_large = isinstance(value, int | float) and abs(value) > max_int

@@ -146,6 +146,10 @@ class _ClassParams(NamedTuple):
 _LUIGI_INIT = luigi.Task.__init__
 #: the variant of luigi's ``to_str_params`` (only_significant, only_public) that lists a plain class's parameters
 _ALL = (True, True)
+#: each thread's task class being made by :meth:`NectarTask.__init__`, with its parameters read once for that making
+#: (luigi's ``__init__`` asks for them 5 more times: its parameters, its values' family, its types' warning, its
+#: family, its ``to_str_params``; each look compared the shape of every class of its MRO again)
+_MAKING = threading.local()
 
 
 class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
@@ -182,8 +186,14 @@ class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
         """luigi's ``Task.__init__``, the MD5 of its task_id kept for :attr:`target_key`, which hashes the same
         canonical JSON (a submission serialized and hashed it twice); a class whose bases put another ``__init__``
         between this one and luigi's is made by that one, as luigi would make it."""
-        if super(NectarTask, type(self)).__init__ is _LUIGI_INIT:
-            make_as_luigi_does(self, args, kwargs, self._identified)
+        cls = type(self)
+        if super(NectarTask, cls).__init__ is _LUIGI_INIT:
+            outer = getattr(_MAKING, "made", None)
+            _MAKING.made = (cls, cls._class_params())
+            try:
+                make_as_luigi_does(self, args, kwargs, self._identified)
+            finally:
+                _MAKING.made = outer
         else:
             super().__init__(*args, **kwargs)
 
@@ -210,6 +220,9 @@ class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
 
     @classmethod
     def _class_params(cls) -> _ClassParams:
+        making: tuple[type, _ClassParams] | None = getattr(_MAKING, "made", None)
+        if making is not None and making[0] is cls:  # read as this thread's making of a task of it began
+            return making[1]
         kept: _ClassParams | None = cls.__dict__.get("_nectar_class_params")
         if kept is None or kept.mro is not cls.__mro__ or list(map(len, kept.dicts)) != kept.shape:
             params = super().get_params()

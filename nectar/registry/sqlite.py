@@ -32,14 +32,13 @@ from nectar.registry.schema import (
     PENDING_CHANGES,
     QUEUED,
     RUN_COLUMNS,
-    RUNS,
     UNCOUNT_PENDING,
     param_marks,
     refuse_newer,
     run_row,
     statements,
 )
-from nectar.registry.sql import INSERT_NEW
+from nectar.registry.sql import FRESH_COLUMNS, fresh_row, new_run_insert
 from nectar.registry.sqlite_checkpoints import BACKSTOP_FRAMES, Checkpointer, opening, release
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
@@ -221,10 +220,20 @@ OWN_STATEMENTS = {
 #: the bound, its last column (``on_wait_timeout``, NOT NULL) is NULL, which ``OR IGNORE`` skips as it skips the row
 #: of a key already active (the partial unique index): nothing is written either way, as ``DO NOTHING`` wrote nothing
 #: (a run whose id is taken is skipped too, where it raised: the way of every dialect that follows raises it)
-INSERT_BOUNDED = (
-    f"INSERT OR IGNORE INTO runs ({RUNS}) VALUES ({param_marks(RUN_COLUMNS[:-1])}, "
-    f"CASE WHEN ({QUEUED}) < ?{len(RUN_COLUMNS) + 1} THEN ?{len(RUN_COLUMNS)} END)"
-)
+
+
+def insert_bounded(columns: Sequence[str]) -> str:
+    """That insert of a run's ``columns``, the last of which is ``on_wait_timeout``."""
+    assert columns[-1] == "on_wait_timeout"
+    return (
+        f"INSERT OR IGNORE INTO runs ({', '.join(columns)}) VALUES ({param_marks(columns[:-1])}, "
+        f"CASE WHEN ({QUEUED}) < ?{len(columns) + 1} THEN ?{len(columns)} END)"
+    )
+
+
+INSERT_BOUNDED = insert_bounded(RUN_COLUMNS)
+#: the same of a run that :func:`~nectar.registry.sql.fresh_row` writes (without the columns it has no value in)
+INSERT_FRESH_BOUNDED = insert_bounded(FRESH_COLUMNS)
 #: None bound as NULL by the sqlite3 module's adapter for it, one look-up of its table: without one, each None (a new
 #: run has 13, each a column it has not yet: its start, its end, its error...) is adapted the way the module finds
 #: for a type it has none for, by asking the protocol for ``__adapt__`` and the value for ``__conform__``, the first
@@ -450,11 +459,12 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         is written as every dialect writes it, in a transaction: a full queue refused there (nothing written), or an
         active run that ended meanwhile replaced."""
         db = self._writing()
-        row = run_row(run)
         if max_pending is None:
-            inserted = self._exec(db, INSERT_NEW, row)
+            inserted = self._exec(db, *new_run_insert(run))
+        elif (fresh := fresh_row(run)) is not None:
+            inserted = self._exec(db, INSERT_FRESH_BOUNDED, (*fresh, max_pending))
         else:
-            inserted = self._exec(db, INSERT_BOUNDED, (*row, max_pending))
+            inserted = self._exec(db, INSERT_BOUNDED, (*run_row(run), max_pending))
         if inserted.rowcount == 1:
             return run
         active = self._select(db, f"key = ? AND {ONE_ACTIVE}", run.key)

@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nectar.catalog import ChainCatalog
 from nectar.config import Settings
 from nectar.errors import InvalidKey
-from nectar.keys import PARSED_KEYS, TargetKey, canonical_params, param_digest
+from nectar.keys import CANONICAL_ENCODER, PARSED_KEYS, TargetKey, canonical_params, param_digest, strings_object
 from tests.conftest import settings_env
 
 SALES = ("etl", "sales_chain", "AggregateSalesTask")
@@ -187,3 +189,19 @@ def test_key_never_resolves_outside_the_store(tmp_path: Path) -> None:
 def test_canonical_params_is_the_json_luigi_hashes(str_params: dict[str, str]) -> None:
     # luigi.task.task_id_str: json.dumps(params, separators=(',', ':'), sort_keys=True)
     assert canonical_params(str_params) == json.dumps(str_params, separators=(",", ":"), sort_keys=True)
+
+
+@given(st.dictionaries(st.text(), st.text(), max_size=6))
+def test_the_json_of_string_parameters_is_the_encoders_own(params: dict[str, str]) -> None:
+    """Names and values that are strings (any characters: escaped, non-ASCII, control) are written as json's encoder
+    writes them: luigi's canonical JSON (sorted, compact), and json.dumps's (in order, its separators)."""
+    assert canonical_params(params) == CANONICAL_ENCODER.encode(params)
+    assert strings_object(params.items(), ", ", ": ") == json.dumps(params)
+
+
+@pytest.mark.parametrize("params", [{"n": 5}, {"a": "x", "b": None}, {"b": 1.5, "a": "x"}])
+def test_parameters_not_all_strings_are_written_by_the_encoder(params: dict) -> None:
+    """A value that is not a string is written as the encoder writes it (a name or value of another type)."""
+    assert canonical_params(params) == CANONICAL_ENCODER.encode(params)
+    with pytest.raises(TypeError):
+        strings_object(params.items(), ",", ":")

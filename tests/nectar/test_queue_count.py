@@ -26,8 +26,8 @@ from nectar.registry import RetryPolicy, Run, RunState
 from nectar.registry.postgres import PostgresRunStore
 from nectar.registry.schedules import FireOutcome
 from nectar.registry.schema import ONE_ACTIVE, RUN_COLUMNS
-from nectar.registry.sql import ACTIVE
-from nectar.registry.sqlite import INSERT_BOUNDED, SQLiteRunStore
+from nectar.registry.sql import ACTIVE, FRESH_COLUMNS
+from nectar.registry.sqlite import INSERT_BOUNDED, INSERT_FRESH_BOUNDED, SQLiteRunStore
 from nectar.registry.triggers import Seen
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.schedules.model import ScheduleRecord, ScheduleSpec
@@ -189,15 +189,19 @@ def test_the_bound_is_exact_under_concurrent_submissions(where: str) -> None:
     assert counted_right(stores[0]) == BOUND
 
 
-def test_a_bounded_sqlite_submission_makes_no_temporary_table(tmp_path: Path) -> None:
-    """The bounded insert of a new run, in its SQLite program: no temporary table, neither of a run's columns (SQLite
-    copied the row of an ``INSERT ... SELECT`` into one, as ``runs`` has triggers) nor of the active states (the
-    partial unique index's ``state IN (...)``); and what it answers, in and past the bound."""
+@pytest.mark.parametrize("insert, columns", [(INSERT_BOUNDED, RUN_COLUMNS), (INSERT_FRESH_BOUNDED, FRESH_COLUMNS)])
+def test_a_bounded_sqlite_submission_makes_no_temporary_table(
+    tmp_path: Path, insert: str, columns: tuple[str, ...]
+) -> None:
+    """The bounded insert of a new run (of its every column, or of those a new run has a value in), in its SQLite
+    program: no temporary table, neither of a run's columns (SQLite copied the row of an ``INSERT ... SELECT`` into
+    one, as ``runs`` has triggers) nor of the active states (the partial unique index's ``state IN (...)``); and what
+    it answers, in and past the bound."""
     runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     try:
         runs.submit(new_run(1))
         with sqlite3.connect(tmp_path / "runs.sqlite3") as conn:
-            program = conn.execute(f"EXPLAIN {INSERT_BOUNDED}", [None] * (len(RUN_COLUMNS) + 1)).fetchall()
+            program = conn.execute(f"EXPLAIN {insert}", [None] * (len(columns) + 1)).fetchall()
         conn.close()
         assert [row for row in program if row[1] == "OpenEphemeral"] == []
         assert runs.submit(new_run(1), max_pending=1)[1] is False  # its key active: the active run, full or not
