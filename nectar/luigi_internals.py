@@ -79,7 +79,6 @@ from luigi.task_register import Register
 from luigi.task_status import DONE, PENDING
 
 from nectar import standby
-from nectar.relay import Relay, Turn
 
 logger = logging.getLogger(__name__)
 #: what marks luigi's registry as extended (once per process)
@@ -274,17 +273,11 @@ class _KeepAlive(luigi.worker.KeepAliveThread):
     the worker holds the GIL stalled it for 1-24 ms in 8 % of attempts on 2 loaded cores (the woken thread took the
     core, then waited for the GIL). Its first ping is a ``ping_interval`` away either way; a worker stopped before it
     started never starts it.
-
-    A loop on a standby thread is not woken when its worker stops: the process's next worker's loop takes it over
-    (:data:`KEEP_ALIVES`), or it ends at its next ping (luigi's "was stopped" record is written by a thread that ends,
-    for the last worker it pinged for).
     """
 
     _handed: standby.Started | None = None
     #: whether its loop was started, or will never be (stopped first)
     _begun = False
-    #: its place in :data:`KEEP_ALIVES`, once its loop runs on a standby thread
-    _turn: Turn[_KeepAlive] | None = None
 
     def start(self) -> None:
         meanwhile = getattr(self._scheduler, "meanwhile", None)
@@ -298,44 +291,9 @@ class _KeepAlive(luigi.worker.KeepAliveThread):
         if self._begun or self._should_stop.is_set():
             return
         self._begun = True
-        turn = Turn(self, time.monotonic() + self._ping_interval)
-        previous = KEEP_ALIVES.take_over(turn)
-        if previous is not None:  # its thread, which it is now
-            self._turn, self._should_stop, self._handed = turn, turn.wake, previous.owner._handed
-            return
-        self._turn, turn.wake = turn, self._should_stop  # before its thread reads it
-        self._handed = standby.hand(self._relayed)
+        self._handed = standby.hand(self.run)
         if self._handed is None:
-            self._turn = None
             super().start()
-
-    def stop(self) -> None:
-        """luigi's, but a loop on a standby thread is not woken: the next worker's loop takes it over, or it ends at its
-        next ping."""
-        if self._turn is None:
-            super().stop()
-        else:
-            KEEP_ALIVES.end(self._turn)
-
-    def _relayed(self) -> None:
-        """luigi's loop on a standby thread, for the loops that take it over too."""
-        assert self._turn is not None
-        last = KEEP_ALIVES.serve(self._turn, _KeepAlive._ping)
-        if last is not None:
-            luigi.worker.logger.info("Worker %s was stopped. Shutting down Keep-Alive thread", last._worker_id)
-
-    def _ping(self) -> float:
-        """luigi's ping, its answer's messages handled; when the next is due."""
-        with luigi.worker.fork_lock:
-            response = None
-            try:
-                response = self._scheduler.ping(worker=self._worker_id)
-            except BaseException:
-                luigi.worker.logger.warning("Failed pinging scheduler")
-            if response:
-                for message in response["rpc_messages"]:
-                    self._rpc_message_callback(message)
-        return time.monotonic() + self._ping_interval
 
     def join(self, timeout: float | None = None) -> None:
         """luigi's worker joins its keep-alive as it exits, once stopped. A loop on a thread of its own is waited for,
@@ -345,20 +303,13 @@ class _KeepAlive(luigi.worker.KeepAliveThread):
         at p90) on 2 loaded cores. The thread is not handed other work before it ends (:func:`~nectar.standby.hand`)."""
         if not self._begun:
             self._begun = True  # stopped before it started: it never will
-        elif self._turn is None:
+        elif self._handed is None:
             super().join(timeout)
 
     def is_alive(self) -> bool:
         if not self._begun:
             return False
-        if self._turn is None:
-            return super().is_alive()
-        assert self._handed is not None
-        return self._turn.next is None and self._handed.is_alive()  # its thread runs for it until another took over
-
-
-#: the keep-alive loops of this process's workers, one after another on one standby thread (:mod:`nectar.relay`)
-KEEP_ALIVES: Relay[_KeepAlive] = Relay()
+        return super().is_alive() if self._handed is None else self._handed.is_alive()
 
 
 class Worker(luigi.worker.Worker):

@@ -1,8 +1,8 @@
 """A loop on a standby thread (:mod:`nectar.standby`) that the process's next loop of its kind takes over, unwoken.
 
-An attempt's heartbeat and luigi's keep-alive each wait on an event between two beats (pings). Woken as its attempt
-ended to end, then handed the next attempt's loop, their thread got a core and the GIL twice a run, on the attempt's
-way (its end, its start) on 2 loaded cores. Relayed, an ended loop is not woken: its thread ends when its next beat is
+An attempt's heartbeat waits on an event between two beats. Woken as its attempt ended to end, then handed the next
+attempt's heartbeat, its thread got a core and the GIL twice a run, on the attempt's way (its end, its start) on 2
+loaded cores. Relayed, an ended loop is not woken: its thread ends when its next beat is
 due, unless the process's next loop of the same kind has taken it over by then (:meth:`Relay.take_over`): the thread,
 waiting on the same event, then waits for that loop's own first beat, or is woken at once if that beat comes sooner.
 """

@@ -245,23 +245,3 @@ def test_the_next_lease_of_a_process_takes_the_ended_leases_heartbeat_over_unwok
     handed[0].join(60)  # the last lease ended, none took its heartbeat over: it ends at its beat
     assert not handed[0].is_alive()
     assert ended and len(beats) <= ended[0] + 1  # a beat under way as it ended, at most
-
-
-def test_the_next_workers_keep_alive_takes_the_stopped_ones_thread_over_unwoken(
-    kept: set[threading.Thread], handed: list[standby.Started]
-) -> None:
-    """A stopped worker's keep-alive loop on a standby thread is not woken to end: the process's next worker's loop
-    takes that thread over as it waits (no work handed to a standby thread, no thread started), and pings for that
-    worker; it ends at its next ping once no worker took it over."""
-    scheduler = luigi.scheduler.Scheduler()
-    with new_worker(scheduler, "relay-first", 1, ping_interval=3600.0):  # no ping of its own in this test
-        pass
-    second = new_worker(scheduler, "relay-second", 1, ping_interval=0.01)  # sooner than the first's: woken, it pings
-    with second:
-        wait_until(lambda: any(w["name"] == "relay-second" for w in scheduler.worker_list()), 30)
-        assert set(threading.enumerate()) == kept
-    assert len(handed) == 1, handed  # the first worker's only: the second took its thread over
-    assert not any(w["name"] == "relay-first" for w in scheduler.worker_list())
-    wait_until(lambda: not second._keep_alive_thread.is_alive())
-    handed[0].join(60)
-    assert not handed[0].is_alive()
