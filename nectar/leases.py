@@ -24,6 +24,7 @@ from nectar.build import luigi_worker_id
 from nectar.errors import Interrupted, SchedulerUnavailable
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore
+from nectar.relay import Relay, Turn
 
 logger = logging.getLogger(__name__)
 #: seconds an interrupted attempt gets to end on its own before its process group is killed
@@ -183,6 +184,10 @@ LEASE_HANDLERS: dict[int, Callable[..., None]] = {
 }
 
 
+#: the heartbeats of this process's attempts, one after another on one standby thread (:mod:`nectar.relay`)
+HEARTBEATS: Relay[AttemptLease] = Relay()
+
+
 class AttemptLease:
     """The executing process's hold on its attempt, renewed by a heartbeat thread.
 
@@ -192,6 +197,9 @@ class AttemptLease:
     (SIGSTOP) renews at once when it is continued, so it learns first thing that it lost its lease.
     Past ``max_runtime`` seconds from its claim (0: no limit), the attempt records its run FAILED,
     "timed out", not retried, and is stopped the same way.
+
+    A heartbeat on a standby thread is not woken when its attempt ends: the process's next attempt takes it over
+    (:data:`HEARTBEATS`), or it ends at its next beat.
     """
 
     def __init__(self, runs: RunStore, run: Run, interval: float, max_runtime: float = 0.0) -> None:
@@ -210,8 +218,16 @@ class AttemptLease:
         self.max_runtime = max_runtime
         self.on_beat: Callable[[], None] | None = None
         self._ended = threading.Event()
-        self._wake = threading.Event()
+        #: its heartbeat's place in :data:`HEARTBEATS`: its event (woken: a beat now) and when its next beat is due
+        self._turn: Turn[AttemptLease] = Turn(self, float("inf"))
+        #: whether its heartbeat runs on a standby thread, not woken at its end (:data:`HEARTBEATS`)
+        self._relayed = False
         self._signals = threading.current_thread() is threading.main_thread()
+
+    @property
+    def _wake(self) -> threading.Event:
+        """The event its heartbeat waits on between two beats: set, it beats now."""
+        return self._turn.wake
 
     def limit(self, max_runtime: float) -> None:
         """Bound the attempt to ``max_runtime`` seconds from its claim (0: no limit)."""
@@ -256,7 +272,10 @@ class AttemptLease:
             for signum, handler in LEASE_HANDLERS.items():  # once per process (unless something set another since)
                 reuse.process_handler(signum, handler)
         try:
-            standby.start(self._beat, "nectar-heartbeat")  # a spare's thread started ahead, if it has one
+            self._turn.due = time.monotonic() + self._left()
+            self._relayed = HEARTBEATS.take_over(self._turn) is not None or standby.hand(self._beat) is not None
+            if not self._relayed:  # a spare's thread started ahead, if it has one; else one of its own
+                standby.start(self._beat, "nectar-heartbeat")
         except BaseException:  # no attempt runs (its ``with`` is left at once): the handlers act on none
             self.__exit__()
             raise
@@ -265,7 +284,11 @@ class AttemptLease:
     def __exit__(self, *_: Any) -> None:
         global _current
         self._ended.set()
-        self._wake.set()
+        if self._relayed:
+            HEARTBEATS.end(self._turn)
+        else:
+            self._turn.ended = True
+            self._wake.set()
         if self._signals and _current is self:  # a late interrupt must not kill a process that has finished its attempt
             _current = None
 
@@ -294,29 +317,31 @@ class AttemptLease:
         self.lost = True
 
     def _beat(self) -> None:
-        while True:
-            self._wake.wait(self._left())
-            self._wake.clear()
-            if self._ended.is_set():
-                return
-            try:
-                if self.max_runtime and time.monotonic() - self._started >= self.max_runtime:
-                    self._time_out()
-                else:
-                    if self.on_beat is not None:
-                        self.on_beat()
-                    if self.renew():
-                        continue
-            except Exception:  # the registry is briefly unusable: the lease may still be ours
-                logger.exception("heartbeat of run %s failed", self.run.id, extra={"run_id": self.run.id})
-                continue
-            about = {"run_id": self.run.id}  # this thread does not share the main thread's context
-            if self.timed_out:
-                logger.warning("run %s %s: stopping it", self.run.id, self.timed_out, extra=about)
+        """The heartbeat: a beat when due, or at once when woken; for the leases that take its thread over too."""
+        HEARTBEATS.serve(self._turn, AttemptLease._beat_once)
+
+    def _beat_once(self) -> float | None:
+        """One beat: the lease renewed (or timed out); when the next is due, None once the lease is lost (the attempt
+        is stopped)."""
+        try:
+            if self.max_runtime and time.monotonic() - self._started >= self.max_runtime:
+                self._time_out()
             else:
-                logger.warning("run %s lost its lease (cancelled or reclaimed): stopping it", self.run.id, extra=about)
-            if self._signals:
-                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR2)
-            if not self._ended.wait(INTERRUPT_GRACE) and os.getpgid(0) == os.getpid():
-                os.killpg(os.getpid(), signal.SIGKILL)
-            return
+                if self.on_beat is not None:
+                    self.on_beat()
+                if self.renew():
+                    return time.monotonic() + self._left()
+        except Exception:  # the registry is briefly unusable: the lease may still be ours
+            logger.exception("heartbeat of run %s failed", self.run.id, extra={"run_id": self.run.id})
+            return time.monotonic() + self._left()
+        HEARTBEATS.give_up(self._turn)  # its thread beats for no later lease
+        about = {"run_id": self.run.id}  # this thread does not share the main thread's context
+        if self.timed_out:
+            logger.warning("run %s %s: stopping it", self.run.id, self.timed_out, extra=about)
+        else:
+            logger.warning("run %s lost its lease (cancelled or reclaimed): stopping it", self.run.id, extra=about)
+        if self._signals:
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR2)
+        if not self._ended.wait(INTERRUPT_GRACE) and os.getpgid(0) == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+        return None

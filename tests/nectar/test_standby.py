@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 
 import luigi.scheduler
 import pytest
@@ -183,3 +184,64 @@ def test_a_worker_that_ends_before_its_first_call_to_luigid_never_starts_its_kee
     ran: list[threading.Thread] = []
     standby.start(lambda: ran.append(threading.current_thread()), "work").join()
     assert ran[0] in kept  # no standby thread was left busy with it
+
+
+@pytest.fixture
+def handed(monkeypatch: pytest.MonkeyPatch) -> list[standby.Started]:
+    """Each work handed to a standby thread from now on (as its :class:`~nectar.standby.Started`)."""
+    started: list[standby.Started] = []
+    hand = standby.hand
+
+    def counted(work: Callable[[], object]) -> standby.Started | None:
+        one = hand(work)
+        if one is not None:
+            started.append(one)
+        return one
+
+    monkeypatch.setattr(standby, "hand", counted)
+    return started
+
+
+def test_the_next_lease_of_a_process_takes_the_ended_leases_heartbeat_over_unwoken(
+    kept: set[threading.Thread],
+    claimed: tuple[RunStore, Run],
+    handed: list[standby.Started],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ended lease's heartbeat on a standby thread is not woken to end: the process's next lease takes that thread
+    over as it waits (no work handed to a standby thread, no thread started), and it beats for the new lease, on its
+    own beat or when woken (here: a maximum runtime that comes before its next beat). A lease taken over ends as any:
+    at its beat, it beats no more."""
+    runs, run = claimed
+    beats: list[threading.Thread] = []
+    heartbeat = runs.heartbeat
+
+    def recorded(run_id: str, attempt: int, worker: str) -> bool:
+        beats.append(threading.current_thread())
+        return heartbeat(run_id, attempt, worker)
+
+    monkeypatch.setattr(runs, "heartbeat", recorded)
+    during: list[set[threading.Thread]] = []
+    ended: list[int] = []
+
+    def attempts() -> None:  # off the main thread: the leases set no signal handler of pytest's process
+        with AttemptLease(runs, run, interval=3600.0):  # no beat of its own in this test
+            pass
+        second = AttemptLease(runs, run, interval=3600.0)
+        with second:
+            second.limit(1800.0)  # before its next beat: the heartbeat looks again now, and renews
+            wait_until(lambda: len(beats) == 1)
+            during.append(set(threading.enumerate()))
+        with AttemptLease(runs, run, interval=0.01):  # sooner than the second's beat: woken, it beats, then ends
+            wait_until(lambda: len(beats) >= 2)
+        ended.append(len(beats))
+
+    holder = threading.Thread(target=attempts)
+    holder.start()
+    holder.join()
+    assert len(handed) == 1, handed  # the first lease's only: the later ones took its thread over
+    assert set(beats) == {beats[0]} and beats[0] in kept and beats[0].name.startswith("nectar-standby")
+    assert during and during[0] - kept == {holder}
+    handed[0].join(60)  # the last lease ended, none took its heartbeat over: it ends at its beat
+    assert not handed[0].is_alive()
+    assert ended and len(beats) <= ended[0] + 1  # a beat under way as it ended, at most

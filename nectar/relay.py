@@ -1,0 +1,103 @@
+"""A loop on a standby thread (:mod:`nectar.standby`) that the process's next loop of its kind takes over, unwoken.
+
+An attempt's heartbeat waits on an event between two beats. Woken as its attempt ended to end, then handed the next
+attempt's heartbeat, its thread got a core and the GIL twice a run, on the attempt's way (its end, its start) on 2
+loaded cores. Relayed, an ended loop is not woken: its thread ends when its next beat is
+due, unless the process's next loop of the same kind has taken it over by then (:meth:`Relay.take_over`): the thread,
+waiting on the same event, then waits for that loop's own first beat, or is woken at once if that beat comes sooner.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from nectar import forks
+
+Owner = TypeVar("Owner")
+
+
+class Turn(Generic[Owner]):
+    """One loop's part in a relay: its owner, the event its thread waits on, when its next beat is due (monotonic),
+    whether it ended, the turn that took its thread over, and whether that thread no longer beats for it."""
+
+    def __init__(self, owner: Owner, due: float) -> None:
+        self.owner = owner
+        self.wake = threading.Event()
+        self.due = due
+        self.ended = False
+        self.next: Turn[Owner] | None = None
+        self.gone = False
+
+
+class Relay(Generic[Owner]):
+    """The ended turn of this process whose thread still waits out its beat, for the next turn to take over."""
+
+    def __init__(self) -> None:
+        self._waiting: tuple[int, Turn[Owner]] | None = None
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self._lock = threading.Lock()  # a parent's thread may hold it at the fork
+        self._waiting = None
+
+    def take_over(self, turn: Turn[Owner]) -> Turn[Owner] | None:
+        """The last ended turn of this process whose thread, still waiting, now beats for ``turn`` (which waits on its
+        event from now on), woken if ``turn``'s beat comes before the one it waits for; None if there is none."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, None
+            if waiting is None or waiting[0] != forks.pid() or waiting[1].gone:
+                return None
+            previous = waiting[1]
+            previous.next, turn.wake = turn, previous.wake
+        if turn.due < previous.due:
+            turn.wake.set()
+        return previous
+
+    def end(self, turn: Turn[Owner]) -> None:
+        """``turn`` ended: its thread, not woken, ends at its next beat unless the next turn takes it over first."""
+        with self._lock:
+            turn.ended = True
+            if not turn.gone:
+                self._waiting = (forks.pid(), turn)
+
+    def give_up(self, turn: Turn[Owner]) -> None:
+        """``turn``'s thread beats for no later turn (it ends now)."""
+        with self._lock:
+            turn.gone = True
+
+    def _current(self, turn: Turn[Owner]) -> Turn[Owner] | None:
+        """The turn the thread of ``turn`` beats for now: ``turn``, or, once it ended, the one that took its thread
+        over (and so on); None once the last one ended with none to take it over (the thread is done)."""
+        with self._lock:
+            while turn.ended:
+                if turn.next is None:
+                    turn.gone = True
+                    if self._waiting is not None and self._waiting[1] is turn:
+                        self._waiting = None
+                    return None
+                turn = turn.next
+        return turn
+
+    def serve(self, turn: Turn[Owner], beat: Callable[[Owner], float | None]) -> Owner | None:
+        """The loop: ``beat(owner)`` when a turn's beat is due, or at once when woken, for ``turn`` and the turns that
+        take its thread over; ``beat`` answers when the next is due (monotonic), None to end the loop. Answers the
+        owner of the last turn once it ended with none to take over (None: ``beat`` ended the loop)."""
+        while True:
+            woken = turn.wake.wait(max(0.0, turn.due - time.monotonic()))
+            turn.wake.clear()
+            now_for = self._current(turn)
+            if now_for is None:
+                return turn.owner
+            if now_for is not turn and not woken:  # its turn ended, another took over: that one's beat is later
+                turn = now_for
+                continue
+            turn = now_for
+            due = beat(turn.owner)
+            if due is None:
+                return None
+            turn.due = due
