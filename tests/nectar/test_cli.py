@@ -136,7 +136,7 @@ def test_a_bad_setting_is_named_before_a_port_in_use(settings: Settings, command
         port = str(held.getsockname()[1])
         result = nectar(settings, command, flag, port, NECTAR_MAX_QUEUE="lots")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number, not 'lots'\n"
+    assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number of at least 1, not 'lots'\n"
 
 
 def test_a_failed_steps_log_its_upload_left_in_the_live_logs_folder_is_named_there(settings: Settings) -> None:
@@ -155,7 +155,7 @@ def test_a_bad_setting_exits_2_in_one_line_naming_it(settings: Settings, command
     ports = {"NECTAR_PORT": str(free_port()), "NECTAR_SCHEDULER_PORT": str(free_port())}  # 8082 may be taken here
     result = nectar(settings, command, NECTAR_MAX_QUEUE="lots", **ports)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number, not 'lots'\n"
+    assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number of at least 1, not 'lots'\n"
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from harness import lifeline_env
+from harness import Processes, lifeline_env
 from nectar.cli import build_parser
-from nectar.config import check_role_settings
+from nectar.config import Settings, check_role_settings
 from nectar.errors import InvalidSetting
 
 BLANK_ONES = (
@@ -132,6 +132,24 @@ def test_a_blank_variable_of_a_roles_flag_is_its_default(monkeypatch: pytest.Mon
     args = build_parser(roles_only=True).parse_args(["api"])
     check_role_settings(args, {})
     assert (args.host, args.port, args.api_workers) == ("127.0.0.1", "5000", "2")
+
+
+@pytest.mark.parametrize(("value", "level"), [("warn", "warning"), ("WARN", "warning"), ("fatal", "critical")])
+def test_an_old_log_level_name_is_its_level_for_gunicorn(value: str, level: str) -> None:
+    """Python's logging takes ``WARN`` and ``FATAL``, gunicorn's ``--log-level`` does not (it would log at ``info``):
+    an env file's ``NECTAR_LOG_LEVEL=warn`` was refused since it was checked; it is gunicorn's ``warning`` now."""
+    assert configured({"NECTAR_LOG_LEVEL": value})[5] == level
+
+
+@pytest.mark.parametrize(("value", "informs"), [("info", True), ("warn", False), ("fatal", False)])
+def test_an_api_started_with_an_old_log_level_name_serves_at_that_level(
+    settings: Settings, processes: Processes, value: str, informs: bool
+) -> None:
+    """A real gunicorn: ``warn`` and ``fatal`` start it (they stopped it) and its log holds no ``[INFO]`` line
+    (``Starting gunicorn``, ``Listening at``), which ``info`` shows."""
+    served = processes.nectar_api(settings, env={"NECTAR_LOG_LEVEL": value})
+    log = processes.log_of[served.proc.pid].read_text(errors="replace")
+    assert ("[INFO]" in log) is informs, log
 
 
 def test_a_hangup_gunicorn_queued_before_its_ready_hook_stops_the_api_instead_of_reloading_it() -> None:
