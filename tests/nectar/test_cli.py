@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -22,7 +23,7 @@ from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
 from nectar.service import Nectar
 from nectar.stores import get_store
 from nectar.task import create_live_logs
-from tests.conftest import NECTAR, free_port, settings_env
+from tests.conftest import NECTAR, free_port, settings_env, wait_until
 
 WriteChain = Callable[[str, str], Path]
 HELLO = "testchains/hello_luigiworld_chain"
@@ -332,3 +333,52 @@ def test_a_command_started_with_stdout_closed_ends_as_it_would_with_it_open(
     assert closed.returncode == opened.returncode, closed.stderr
     assert closed.stderr == opened.stderr
     assert "Traceback" not in closed.stderr
+
+
+#: ``nectar worker --clock`` whose clock's stop raises (no stop of the clock raises on its own: its threads' joins, the
+#: signals handled by the worker; the one fault made here, the rest real), the registry's close told on stdout
+CLOCK_STOP_RAISES = """
+import sys
+from nectar.cli import main
+from nectar.schedules.clock import Clock
+from nectar.service import Nectar
+
+def stop(clock):
+    Clock.request_stop(clock)
+    raise RuntimeError("the clock's stop failed")
+
+close = Nectar.close
+
+def closing(nectar):
+    close(nectar)
+    print("the registry closed", flush=True)
+
+Clock.stop = stop
+Nectar.close = closing
+sys.exit(main(["worker", "--clock"]))
+"""
+
+
+def test_a_worker_whose_clock_fails_to_stop_still_closes_its_registry(settings: Settings, tmp_path: Path) -> None:
+    """``nectar worker --clock`` stopped by SIGTERM: its clock's stop raising left the registry open (one ``finally``
+    for both); the stop's error is still the command's, with its traceback."""
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-c", CLOCK_STOP_RAISES],
+            env={**os.environ, **settings_env(settings), **lifeline_env()},
+            cwd=settings.data_dir.parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace"))  # its signal handlers are set
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=120) == 1
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    said = log.read_text(errors="replace")
+    assert "RuntimeError: the clock's stop failed" in said, said
+    assert "the registry closed\n" in said, said
