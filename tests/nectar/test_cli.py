@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import lifeline_env
+from harness import Processes, lifeline_env
 from nectar.cli import build_parser
 from nectar.cli.local import _log_location
 from nectar.config import Settings, check_role_settings
@@ -382,3 +382,20 @@ def test_a_worker_whose_clock_fails_to_stop_still_closes_its_registry(settings: 
     said = log.read_text(errors="replace")
     assert "RuntimeError: the clock's stop failed" in said, said
     assert "the registry closed\n" in said, said
+
+
+@pytest.mark.parametrize(("value", "informs"), [("info", True), ("warn", False), ("fatal", False)])
+def test_nectar_api_started_with_an_old_log_level_name_serves_at_that_level(
+    settings: Settings, processes: Processes, value: str, informs: bool
+) -> None:
+    """``NECTAR_LOG_LEVEL=warn`` or ``fatal`` (Python's logging's older names, in an old env file) stopped ``nectar
+    api`` before it started (exit 2); it serves now, its gunicorn logging no ``[INFO]`` line (``Starting gunicorn``,
+    ``Listening at``), which ``info`` shows."""
+    env = {**os.environ, **settings_env(settings), "NECTAR_LOG_LEVEL": value}
+
+    def launch(port: int) -> subprocess.Popen[bytes]:
+        return processes.start("api", [*NECTAR, "api", "--port", str(port)], env, settings.data_dir.parent)
+
+    served = processes.serve("nectar api", None, False, launch, "/healthz")
+    log = processes.log_of[served.proc.pid].read_text(errors="replace")
+    assert ("[INFO]" in log) is informs, log

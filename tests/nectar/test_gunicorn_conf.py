@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from harness import Processes, lifeline_env
+from harness import lifeline_env
 from nectar.cli import build_parser
-from nectar.config import Settings, check_role_settings
+from nectar.config import check_role_settings
 from nectar.errors import InvalidSetting
 
 BLANK_ONES = (
@@ -134,30 +134,6 @@ def test_a_blank_variable_of_a_roles_flag_is_its_default(monkeypatch: pytest.Mon
     assert (args.host, args.port, args.api_workers) == ("127.0.0.1", "5000", "2")
 
 
-@pytest.mark.parametrize(("value", "level"), [("warn", "warning"), ("WARN", "warning"), ("fatal", "critical")])
-def test_an_old_log_level_name_is_its_level_for_gunicorn(value: str, level: str) -> None:
-    """Python's logging takes ``WARN`` and ``FATAL``, gunicorn's ``--log-level`` does not (it would log at ``info``):
-    an env file's ``NECTAR_LOG_LEVEL=warn`` was refused since it was checked; it is gunicorn's ``warning`` now, and
-    the level of gunicorn's logger in the JSON log (Python's name for it)."""
-    assert configured({"NECTAR_LOG_LEVEL": value})[5] == level
-    probe = "import nectar.gunicorn_conf as c; print(c.logconfig_dict['loggers']['gunicorn.error']['level'])"
-    env = {k: v for k, v in os.environ.items() if k not in BLANK_ONES} | lifeline_env()
-    env |= {"NECTAR_LOG_LEVEL": value, "NECTAR_LOG_FORMAT": "json"}
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == level.upper()
-
-
-@pytest.mark.parametrize(("value", "informs"), [("info", True), ("warn", False), ("fatal", False)])
-def test_an_api_started_with_an_old_log_level_name_serves_at_that_level(
-    settings: Settings, processes: Processes, value: str, informs: bool
-) -> None:
-    """A real gunicorn: ``warn`` and ``fatal`` start it (they stopped it) and its log holds no ``[INFO]`` line
-    (``Starting gunicorn``, ``Listening at``), which ``info`` shows."""
-    served = processes.nectar_api(settings, env={"NECTAR_LOG_LEVEL": value})
-    log = processes.log_of[served.proc.pid].read_text(errors="replace")
-    assert ("[INFO]" in log) is informs, log
-
-
 def test_a_hangup_gunicorn_queued_before_its_ready_hook_stops_the_api_instead_of_reloading_it() -> None:
     """gunicorn listens on its port, then calls ``when_ready``: a SIGHUP in between (a closed terminal, or a
     readiness check that saw the port held) is already queued for gunicorn's loop as a reload; it is a stop now, and
@@ -170,3 +146,16 @@ def test_a_hangup_gunicorn_queued_before_its_ready_hook_stops_the_api_instead_of
     env = {k: v for k, v in os.environ.items() if k not in BLANK_ONES} | lifeline_env()
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['SIGCHLD', 'SIGTERM', 'SIGTTIN'] True"
+
+
+@pytest.mark.parametrize(("value", "level"), [("warn", "warning"), ("WARN", "warning"), ("fatal", "critical")])
+def test_an_old_log_level_name_is_its_level_for_gunicorn(value: str, level: str) -> None:
+    """Python's logging takes ``WARN`` and ``FATAL``, gunicorn's ``--log-level`` does not (it would log at ``info``):
+    an env file's ``NECTAR_LOG_LEVEL=warn`` was refused since it was checked; it is gunicorn's ``warning`` now, and
+    the level of gunicorn's logger in the JSON log (Python's name for it)."""
+    assert configured({"NECTAR_LOG_LEVEL": value})[5] == level
+    probe = "import nectar.gunicorn_conf as c; print(c.logconfig_dict['loggers']['gunicorn.error']['level'])"
+    env = {k: v for k, v in os.environ.items() if k not in BLANK_ONES} | lifeline_env()
+    env |= {"NECTAR_LOG_LEVEL": value, "NECTAR_LOG_FORMAT": "json"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == level.upper()
