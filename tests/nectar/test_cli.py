@@ -335,8 +335,8 @@ def test_a_command_started_with_stdout_closed_ends_as_it_would_with_it_open(
     assert "Traceback" not in closed.stderr
 
 
-#: ``nectar worker --clock`` whose clock's stop raises (no stop of the clock raises on its own: its threads' joins, the
-#: signals handled by the worker; the one fault made here, the rest real), the registry's close told on stdout
+#: ``nectar <command>`` whose clock's stop raises (no stop of the clock raises on its own: its threads' joins, the
+#: signals handled by the command; the one fault made here, the rest real), the registry's close told on stdout
 CLOCK_STOP_RAISES = """
 import sys
 from nectar.cli import main
@@ -355,30 +355,38 @@ def closing(nectar):
 
 Clock.stop = stop
 Nectar.close = closing
-sys.exit(main(["worker", "--clock"]))
+sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_a_worker_whose_clock_fails_to_stop_still_closes_its_registry(settings: Settings, tmp_path: Path) -> None:
-    """``nectar worker --clock`` stopped by SIGTERM: its clock's stop raising left the registry open (one ``finally``
-    for both); the stop's error is still the command's, with its traceback."""
-    log = tmp_path / "worker.log"
+@pytest.mark.parametrize(
+    ("command", "ready"),
+    [(["worker", "--clock"], "slot(s), registry"), (["clock"], "firing schedules")],
+    ids=["worker --clock", "clock"],
+)
+def test_a_clock_that_fails_to_stop_still_closes_its_registry(
+    settings: Settings, tmp_path: Path, command: list[str], ready: str
+) -> None:
+    """``nectar worker --clock`` or ``nectar clock`` stopped by SIGTERM: its clock's stop raising left the registry
+    open (one ``finally`` for both); the stop's error is still the command's, with its traceback. ``ready``: logged
+    once the command's signal handlers are set."""
+    log = tmp_path / "command.log"
     with open(log, "wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-c", CLOCK_STOP_RAISES],
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CLOCK_STOP_RAISES, *command],
             env={**os.environ, **settings_env(settings), **lifeline_env()},
             cwd=settings.data_dir.parent,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace"))  # its signal handlers are set
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=120) == 1
+        wait_until(lambda: ready in log.read_text(errors="replace"))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 1
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     said = log.read_text(errors="replace")
     assert "RuntimeError: the clock's stop failed" in said, said
     assert "the registry closed\n" in said, said
