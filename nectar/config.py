@@ -65,18 +65,22 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_PUBLIC_URL": "public_url",
     "NECTAR_ALLOWED_HOSTS": "allowed_hosts",
 }
+#: whole-number fields -> their least value, read by the rule gunicorn's variables are read by (:func:`whole_number`:
+#: digits alone). 0 where it means something (no retry, no RSS bound, parameters refused); 1 where 0 would only refuse
+#: everything (a queue bound of 0 takes no run and skips every fire, a body bound of 0 every submission) or cannot
+#: work (no worker, no connection, a URL that expires as it is made)
 _INTS = {
-    "url_expiry",
-    "retries",
-    "max_queue",
-    "max_body",
-    "max_params",
-    "max_param_length",
-    "max_batch",
-    "task_workers",
-    "database_pool",
-    "runs_per_process",
-    "process_max_rss_mb",
+    "url_expiry": 1,
+    "retries": 0,
+    "max_queue": 1,
+    "max_body": 1,
+    "max_params": 0,
+    "max_param_length": 1,
+    "max_batch": 1,
+    "task_workers": 1,
+    "database_pool": 1,
+    "runs_per_process": 1,
+    "process_max_rss_mb": 0,
 }
 _BOOLS = {"auth_reads"}
 _PATHS = {"chains_dir", "local_targets_dir", "data_dir", "luigi_config", "api_tokens_file"}
@@ -245,17 +249,7 @@ class Settings:
             elif f.name == "retry_after":
                 value = _retry_after(value)
             elif f.name in _INTS:
-                value = _whole(_variable(f.name), value)
-                if f.name == "task_workers" and value < 1:
-                    raise InvalidSetting(f"NECTAR_TASK_WORKERS must be at least 1, not {value}")
-                if f.name == "database_pool" and value < 1:
-                    raise InvalidSetting(f"NECTAR_DATABASE_POOL must be at least 1, not {value}")
-                if f.name == "runs_per_process" and value < 1:
-                    raise InvalidSetting(f"NECTAR_RUNS_PER_PROCESS must be at least 1, not {value}")
-                if f.name == "process_max_rss_mb" and value < 0:
-                    raise InvalidSetting(
-                        f"NECTAR_PROCESS_MAX_RSS_MB must be 0 (no bound) or more megabytes, not {value}"
-                    )
+                value = whole_number(_variable(f.name), value, _INTS[f.name])
             elif f.name == "stop_timeout":
                 value = _seconds("NECTAR_STOP_TIMEOUT", value)
             elif f.name in _FLOATS:
@@ -309,14 +303,6 @@ def _variable(name: str) -> str:
     return next((var for var, field_name in ENV_VARS.items() if field_name == name), f"NECTAR_{name.upper()}")
 
 
-def _whole(var: str, value: object) -> int:
-    """``value`` of ``var`` as a whole number, or :class:`InvalidSetting` naming ``var``."""
-    try:
-        return int(str(value).strip()) if not isinstance(value, int) else value
-    except ValueError:
-        raise InvalidSetting(f"{var} must be a whole number, not {value!r}") from None
-
-
 def _number(var: str, value: object) -> float:
     """``value`` of ``var`` as a number, or :class:`InvalidSetting` naming ``var``."""
     try:
@@ -365,6 +351,19 @@ READ_TIMEOUT = 10.0
 GUNICORN_ROLES = ("serve", "api")
 #: gunicorn's log levels (``NECTAR_LOG_LEVEL``); gunicorn takes any other word for ``info``, silently
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: the older names Python's logging takes too (``WARN``, ``FATAL``), which gunicorn would take for ``info``: an env
+#: file written with them keeps its level, in gunicorn's log and in the service's (the JSON log's ``gunicorn.error``)
+LOG_LEVEL_ALIASES = {"warn": "warning", "fatal": "critical"}
+
+
+def log_level(value: str) -> str:
+    """``NECTAR_LOG_LEVEL``'s ``value`` as one of :data:`LOG_LEVELS` (any case, an alias its level; blank:
+    ``warning``), or :class:`InvalidSetting` naming the variable."""
+    level = value.strip().lower() or "warning"
+    level = LOG_LEVEL_ALIASES.get(level, level)
+    if level not in LOG_LEVELS:
+        raise InvalidSetting(f"NECTAR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {value.strip()!r}")
+    return level
 
 
 class GunicornSettings:
@@ -416,10 +415,7 @@ class GunicornSettings:
         self.retry_after = _retry_after(retry_after) if retry_after.strip() else Settings.retry_after
         read_timeout = environ.get("NECTAR_READ_TIMEOUT", "")
         self.read_timeout = _seconds("NECTAR_READ_TIMEOUT", read_timeout) if read_timeout.strip() else READ_TIMEOUT
-        level = environ.get("NECTAR_LOG_LEVEL", "").strip() or "warning"
-        if level.lower() not in LOG_LEVELS:
-            raise InvalidSetting(f"NECTAR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
-        self.log_level = level.lower()
+        self.log_level = log_level(environ.get("NECTAR_LOG_LEVEL", ""))
 
     @property
     def bind(self) -> str:

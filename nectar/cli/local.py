@@ -176,6 +176,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         executor.serve_forever()
     finally:
-        clock.stop()
-        nectar.close()
+        try:
+            clock.stop()
+        finally:  # the registry closed whatever the clock's stop raised
+            nectar.close()
     return 0

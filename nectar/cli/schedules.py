@@ -92,6 +92,8 @@ def cmd_clock(args: argparse.Namespace) -> int:
         while not clock.stopping.wait(1.0):  # woken at once by a signal (its handler runs in this thread)
             pass
     finally:
-        clock.stop()
-        nectar.close()
+        try:
+            clock.stop()
+        finally:  # the registry closed whatever the clock's stop raised
+            nectar.close()
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import lifeline_env
+from harness import Processes, lifeline_env
 from nectar.cli import build_parser
 from nectar.cli.local import _log_location
 from nectar.config import Settings, check_role_settings
@@ -22,7 +23,7 @@ from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
 from nectar.service import Nectar
 from nectar.stores import get_store
 from nectar.task import create_live_logs
-from tests.conftest import NECTAR, free_port, settings_env
+from tests.conftest import NECTAR, free_port, settings_env, wait_until
 
 WriteChain = Callable[[str, str], Path]
 HELLO = "testchains/hello_luigiworld_chain"
@@ -136,7 +137,7 @@ def test_a_bad_setting_is_named_before_a_port_in_use(settings: Settings, command
         port = str(held.getsockname()[1])
         result = nectar(settings, command, flag, port, NECTAR_MAX_QUEUE="lots")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number, not 'lots'\n"
+    assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number of at least 1, not 'lots'\n"
 
 
 def test_a_failed_steps_log_its_upload_left_in_the_live_logs_folder_is_named_there(settings: Settings) -> None:
@@ -155,7 +156,7 @@ def test_a_bad_setting_exits_2_in_one_line_naming_it(settings: Settings, command
     ports = {"NECTAR_PORT": str(free_port()), "NECTAR_SCHEDULER_PORT": str(free_port())}  # 8082 may be taken here
     result = nectar(settings, command, NECTAR_MAX_QUEUE="lots", **ports)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number, not 'lots'\n"
+    assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number of at least 1, not 'lots'\n"
 
 
 @pytest.mark.parametrize(
@@ -332,3 +333,77 @@ def test_a_command_started_with_stdout_closed_ends_as_it_would_with_it_open(
     assert closed.returncode == opened.returncode, closed.stderr
     assert closed.stderr == opened.stderr
     assert "Traceback" not in closed.stderr
+
+
+#: ``nectar <command>`` whose clock's stop raises (no stop of the clock raises on its own: its threads' joins, the
+#: signals handled by the command; the one fault made here, the rest real), the registry's close told on stdout
+CLOCK_STOP_RAISES = """
+import sys
+from nectar.cli import main
+from nectar.schedules.clock import Clock
+from nectar.service import Nectar
+
+def stop(clock):
+    Clock.request_stop(clock)
+    raise RuntimeError("the clock's stop failed")
+
+close = Nectar.close
+
+def closing(nectar):
+    close(nectar)
+    print("the registry closed", flush=True)
+
+Clock.stop = stop
+Nectar.close = closing
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "ready"),
+    [(["worker", "--clock"], "slot(s), registry"), (["clock"], "firing schedules")],
+    ids=["worker --clock", "clock"],
+)
+def test_a_clock_that_fails_to_stop_still_closes_its_registry(
+    settings: Settings, tmp_path: Path, command: list[str], ready: str
+) -> None:
+    """``nectar worker --clock`` or ``nectar clock`` stopped by SIGTERM: its clock's stop raising left the registry
+    open (one ``finally`` for both); the stop's error is still the command's, with its traceback. ``ready``: logged
+    once the command's signal handlers are set."""
+    log = tmp_path / "command.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CLOCK_STOP_RAISES, *command],
+            env={**os.environ, **settings_env(settings), **lifeline_env()},
+            cwd=settings.data_dir.parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: ready in log.read_text(errors="replace"))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    said = log.read_text(errors="replace")
+    assert "RuntimeError: the clock's stop failed" in said, said
+    assert "the registry closed\n" in said, said
+
+
+@pytest.mark.parametrize(("value", "informs"), [("info", True), ("warn", False), ("fatal", False)])
+def test_nectar_api_started_with_an_old_log_level_name_serves_at_that_level(
+    settings: Settings, processes: Processes, value: str, informs: bool
+) -> None:
+    """``NECTAR_LOG_LEVEL=warn`` or ``fatal`` (Python's logging's older names, in an old env file) stopped ``nectar
+    api`` before it started (exit 2); it serves now, its gunicorn logging no ``[INFO]`` line (``Starting gunicorn``,
+    ``Listening at``), which ``info`` shows."""
+    env = {**os.environ, **settings_env(settings), "NECTAR_LOG_LEVEL": value}
+
+    def launch(port: int) -> subprocess.Popen[bytes]:
+        return processes.start("api", [*NECTAR, "api", "--port", str(port)], env, settings.data_dir.parent)
+
+    served = processes.serve("nectar api", None, False, launch, "/healthz")
+    log = processes.log_of[served.proc.pid].read_text(errors="replace")
+    assert ("[INFO]" in log) is informs, log

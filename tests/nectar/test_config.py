@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nectar.config import GunicornSettings, Settings
+from nectar.config import ENV_VARS, GunicornSettings, Settings
 from nectar.errors import InvalidSetting
 
 
@@ -77,12 +77,8 @@ def test_a_stop_timeout_that_is_no_number_of_seconds_is_refused_naming_the_varia
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
-        ("NECTAR_RUNS_PER_PROCESS", "0", "NECTAR_RUNS_PER_PROCESS must be at least 1, not 0"),
-        (
-            "NECTAR_PROCESS_MAX_RSS_MB",
-            "-1",
-            "NECTAR_PROCESS_MAX_RSS_MB must be 0 \\(no bound\\) or more megabytes, not -1",
-        ),
+        ("NECTAR_RUNS_PER_PROCESS", "0", "NECTAR_RUNS_PER_PROCESS must be a whole number of at least 1, not '0'"),
+        ("NECTAR_PROCESS_MAX_RSS_MB", "-1", "NECTAR_PROCESS_MAX_RSS_MB must be a whole number of at least 0, not '-1'"),
     ],
 )
 def test_a_process_reuse_bound_out_of_range_is_refused_naming_the_variable(
@@ -96,8 +92,8 @@ def test_a_process_reuse_bound_out_of_range_is_refused_naming_the_variable(
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
-        ("NECTAR_MAX_QUEUE", "abc", "NECTAR_MAX_QUEUE must be a whole number, not 'abc'"),
-        ("NECTAR_URL_EXPIRY", "1.5", "NECTAR_URL_EXPIRY must be a whole number, not '1.5'"),
+        ("NECTAR_MAX_QUEUE", "abc", "NECTAR_MAX_QUEUE must be a whole number of at least 1, not 'abc'"),
+        ("NECTAR_URL_EXPIRY", "1.5", "NECTAR_URL_EXPIRY must be a whole number of at least 1, not '1.5'"),
         ("NECTAR_LEASE", "soon", "NECTAR_LEASE must be a number, not 'soon'"),
         ("NECTAR_DRAIN_GRACE", "30s", "NECTAR_DRAIN_GRACE must be a number, not '30s'"),
     ],
@@ -140,3 +136,47 @@ def test_every_refused_setting_is_a_nectar_error_and_still_a_value_error() -> No
     with pytest.raises(InvalidSetting) as refused:
         Settings.from_env({"NECTAR_SCHEDULER_URL": "luigid:8082"})
     assert isinstance(refused.value, ValueError)
+
+
+#: every whole-number variable of the settings and its least value: 0 where it means something (no retry, no memory
+#: bound, no parameter taken), 1 where 0 would refuse everything (a queue bound of 0 takes no run) or cannot work
+LEAST = {
+    "NECTAR_URL_EXPIRY": 1,
+    "NECTAR_RETRIES": 0,
+    "NECTAR_MAX_QUEUE": 1,
+    "NECTAR_MAX_BODY": 1,
+    "NECTAR_MAX_PARAMS": 0,
+    "NECTAR_MAX_PARAM_LENGTH": 1,
+    "NECTAR_MAX_BATCH": 1,
+    "NECTAR_TASK_WORKERS": 1,
+    "NECTAR_DATABASE_POOL": 1,
+    "NECTAR_RUNS_PER_PROCESS": 1,
+    "NECTAR_PROCESS_MAX_RSS_MB": 0,
+}
+
+
+@pytest.mark.parametrize("variable", sorted(LEAST))
+@pytest.mark.parametrize("value", ["+5", "-1", "1_000", "5.0", "\u0663", "below"])
+def test_a_whole_number_setting_is_digits_alone_from_its_least_as_gunicorns_variables_are(
+    variable: str, value: str
+) -> None:
+    """``NECTAR_MAX_QUEUE=-1`` was taken (``int()``: a sign, ``_``, other scripts' digits) and refused every
+    submission; gunicorn's variables and ``NECTAR_RETRY_AFTER`` took digits alone: one rule and one line for all."""
+    value = str(LEAST[variable] - 1) if value == "below" else value
+    says = f"{variable} must be a whole number of at least {LEAST[variable]}, not '{value}'"
+    with pytest.raises(InvalidSetting, match=f"^{re.escape(says)}$"):
+        Settings.from_env({variable: value})
+
+
+@pytest.mark.parametrize("variable", sorted(LEAST))
+def test_a_whole_number_setting_is_taken_from_its_least_spaces_around_it_aside(variable: str) -> None:
+    field = ENV_VARS[variable]
+    assert getattr(Settings.from_env({variable: str(LEAST[variable])}), field) == LEAST[variable]
+    assert getattr(Settings.from_env({variable: " 7 "}), field) == 7  # as gunicorn's variables: NECTAR_PORT=" 5001 "
+
+
+@pytest.mark.parametrize(("value", "level"), [("warn", "warning"), ("WARN", "warning"), (" Fatal ", "critical")])
+def test_an_old_log_level_name_is_its_level_as_pythons_logging_takes_it(value: str, level: str) -> None:
+    """Python's logging takes ``WARN`` and ``FATAL``; gunicorn would take them for ``info``, and they were refused:
+    an old env file's ``NECTAR_LOG_LEVEL=warn`` keeps its level."""
+    assert GunicornSettings({"NECTAR_LOG_LEVEL": value}).log_level == level

@@ -58,6 +58,19 @@ def test_a_blank_variable_is_gunicorns_default(blank: str) -> None:
     assert configured({}) == ["127.0.0.1:5000", 2, 8, 10, 20000, "warning", 10.0, 20]
 
 
+@pytest.mark.parametrize(("value", "level"), [("warn", "warning"), ("WARN", "warning"), ("fatal", "critical")])
+def test_an_old_log_level_name_is_its_level_for_gunicorn(value: str, level: str) -> None:
+    """Python's logging takes ``WARN`` and ``FATAL``, gunicorn's ``--log-level`` does not (it would log at ``info``):
+    an env file's ``NECTAR_LOG_LEVEL=warn`` was refused since it was checked; it is gunicorn's ``warning`` now, and
+    the level of gunicorn's logger in the JSON log (Python's name for it)."""
+    assert configured({"NECTAR_LOG_LEVEL": value})[5] == level
+    probe = "import nectar.gunicorn_conf as c; print(c.logconfig_dict['loggers']['gunicorn.error']['level'])"
+    env = {k: v for k, v in os.environ.items() if k not in BLANK_ONES} | lifeline_env()
+    env |= {"NECTAR_LOG_LEVEL": value, "NECTAR_LOG_FORMAT": "json"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == level.upper()
+
+
 def test_a_set_variable_is_taken() -> None:
     values = {
         "NECTAR_HOST": "0.0.0.0",

@@ -172,7 +172,7 @@ def test_the_listening_connection_is_not_taken_from_the_pool(database_url: str) 
 def test_the_pool_size_comes_from_the_settings(database_url: str, settings: Settings) -> None:
     store = open_run_store(settings.replace(database_url=database_url, database_pool="3"))
     assert isinstance(store, PostgresRunStore) and store.pool_size == 3
-    with pytest.raises(ValueError, match="NECTAR_DATABASE_POOL must be at least 1, not 0"):
+    with pytest.raises(ValueError, match="NECTAR_DATABASE_POOL must be a whole number of at least 1, not 0"):
         settings.replace(database_pool=0)
 
 
