@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,10 +141,15 @@ def answers(url: str) -> bool:
         return False
 
 
-def wait_ready(url: str, part: Part, port: int, timeout: float = 30.0) -> None:
-    """Until ``url`` answers from ``part``'s own process (listening on ``port``), not from anyone else."""
+def wait_ready(
+    url: str, part: Part, port: int, timeout: float = 30.0, stopping: Callable[[], bool] = lambda: False
+) -> bool:
+    """Until ``url`` answers from ``part``'s own process (listening on ``port``), not from anyone else: True; False
+    as soon as ``stopping()`` says a stop was asked meanwhile (a signal to ``serve`` while its parts start)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if stopping():
+            return False
         if part.proc.poll() is not None:
             raise RuntimeError(f"{part.name} exited with code {part.proc.returncode} while starting")
         if not answers(url):
@@ -151,7 +157,7 @@ def wait_ready(url: str, part: Part, port: int, timeout: float = 30.0) -> None:
             continue
         mine = ports.held_by(port, [part.proc.pid])  # one query to the kernel, once an answer came
         if mine:
-            return
+            return not stopping()
         if mine is False:
             raise RuntimeError(
                 f"port {port} answers from {ports.describe_holder(port)}, not from the {part.name} started here "
@@ -257,15 +263,20 @@ class Supervisor:
     def start(self) -> None:
         """Once the API and luigid (:meth:`launch`) answer, the workers and the clock (a worker claims nothing before
         luigid answers; started beside the API, their imports took half of its CPU on 2 cores while it started): up
-        when they are started, the API answering first."""
+        when they are started, the API answering first. A stop asked meanwhile ends the wait: nothing more starts."""
         parts = {part.name: part for part in self.parts}
         api, luigid = parts["api"], parts.get("luigid")
         scheduler_url = self.env["NECTAR_SCHEDULER_URL"]
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
-        wait_ready(f"http://{host}:{self.args.port}/healthz", api, int(self.args.port))
-        if luigid is not None:
-            wait_ready(f"{scheduler_url}/api/worker_list", luigid, int(self.args.scheduler_port))
+        stopping = self.stop_asked
+        if not wait_ready(f"http://{host}:{self.args.port}/healthz", api, int(self.args.port), stopping=stopping):
+            return
+        scheduler = f"{scheduler_url}/api/worker_list"
+        if luigid is not None and not wait_ready(scheduler, luigid, int(self.args.scheduler_port), stopping=stopping):
+            return
         refuse_a_newer_registry(self.settings)
+        if self._stopping:
+            return
         # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued. The schedules'
         # clock runs in their process (its loops are threads; each fire is claimed in the registry, so any number
         # of clocks may run, on any machines): a process of its own weighed as much again (luigi, nectar, the chains)
@@ -278,6 +289,9 @@ class Supervisor:
             "Datanectar is up: API http://%s:%s/api/chains, docs /api/docs; luigi scheduler %s; chains from %s",
             *(host, self.args.port, scheduler_url, self.settings.chains_dir),
         )
+
+    def stop_asked(self) -> bool:
+        return self._stopping
 
     def request_stop(self, *_: Any) -> None:
         """First signal: stop everything in order. Again: the workers interrupt their running runs now."""

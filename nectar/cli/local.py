@@ -158,6 +158,12 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from nectar import lifeline
+
+    # until serve_forever sets its handlers (the clock's catalog imports every chain file before it), a SIGTERM or a
+    # SIGHUP exits 0 as it would once started: nothing is claimed yet
+    lifeline.hangup_is_terminate()
+    lifeline.terminate_exits_until_handled()
     from nectar.executor import Executor
 
     settings = settings_of(args)
