@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from nectar.supervisor import Part, wait_ready
 from tests.conftest import NECTAR, REPO, settings_env, wait_until
 from tests.faults.conftest import alive, children, cmdline, descendants, links_checked, send, waitfor
 from tests.helpers.registries import closed_at_end
+from tests.nectar.test_supervisor_start import GATED_CHAIN, held_at
 
 HELLO = "testchains/hello_luigiworld_chain"
 
@@ -397,46 +398,24 @@ def test_sighup_stops_each_role_as_sigterm_does(tmp_path: Path, settings: Settin
         _closed(port)
 
 
-# --- a stop asked while a part is still starting -----------------------------------------------------------------
-
-#: a chain file whose import holds whoever imports it until the test opens the gate, after saying who is held
-HELD_CHAIN = '''"""Held at import: each importer writes its pid in {reached}, then waits for the gate {gate}."""
-
-import os
-import pathlib
-import time
-
-pathlib.Path({reached!r}, str(os.getpid())).touch()
-while not pathlib.Path({gate!r}).exists():
-    time.sleep(0.05)
-'''
-
-
-def _held_at_import(write_chain: Callable[[str, str], Path], tmp_path: Path) -> tuple[Path, Path]:
-    """A chain among the others whose import waits for a gate: the folder where each importer's pid appears once
-    it is held there, and the gate (a file; absent: closed)."""
-    reached, gate = tmp_path / "reached", tmp_path / "gate"
-    reached.mkdir()
-    write_chain("held/held_chain", HELD_CHAIN.format(reached=str(reached), gate=str(gate)))
-    return reached, gate
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_worker_stopped_before_it_sets_its_handlers_exits_0_as_once_started(
-    tmp_path: Path, settings: Settings, write_chain: Callable[[str, str], Path], signum: int
+    tmp_path: Path, settings: Settings, signum: int
 ) -> None:
     """``nectar worker --clock`` (as ``serve`` starts it) imports the chain files (its clock's catalog) before it
     sets its signal handlers: a stop there (``serve`` stopped just after it said it is up) killed it by the signal
     (-15, -1) where it exits 0 once started. Held there by a chain whose import waits for a gate this test keeps
     closed: it stops all the same, nothing claimed yet."""
-    reached, gate = _held_at_import(write_chain, tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
+    gate = tmp_path / "gate"
+    (settings.chains_dir / "gated").mkdir()
+    (settings.chains_dir / "gated" / "gated_chain.py").write_text(GATED_CHAIN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))} | {"GATE_FILE": str(gate)}
     env |= settings_env(settings.replace(scheduler_url=None)) | lifeline_env()  # dies with this process
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([*NECTAR, "worker", "--clock"], cwd=tmp_path, env=env, stdout=out, stderr=out)
     try:
-        waitfor(lambda: (reached / str(proc.pid)).exists() or proc.poll() is not None, 60, "the worker held")
+        waitfor(lambda: held_at(gate, proc.pid) or proc.poll() is not None, 60, "the worker held at the gate")
         assert proc.poll() is None, log.read_text()
 
         proc.send_signal(signum)
@@ -448,54 +427,3 @@ def test_a_worker_stopped_before_it_sets_its_handlers_exits_0_as_once_started(
             proc.kill()
             proc.wait()
     assert "slot(s)" not in log.read_text()  # it never started its loop: the stop came before
-
-
-def test_a_serve_stopped_while_its_api_starts_stops_at_once_without_starting_the_workers(
-    tmp_path: Path, write_chain: Callable[[str, str], Path], chains_dir: Path
-) -> None:
-    """A stop asked while ``serve`` waits for its API to answer (held here by a chain the API's master imports before
-    it forks its workers, behind a gate this test opens once serve stops its parts) stops it then, with status 0: it
-    waited on until the API answered (here its 30 s ran out: status 1), then started the workers and said it was up,
-    to stop them at once."""
-    reached, gate = _held_at_import(write_chain, tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))} | lifeline_env()
-    env |= {"ENV": "local", "NECTAR_CHAINS_DIR": str(chains_dir), "NECTAR_DATA_DIR": str(tmp_path / "data")}
-    log = tmp_path / "serve.log"
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(port: int, scheduler_port: int) -> subprocess.Popen[bytes]:
-        """``serve`` on these ports, once its API's master is held at the gate; started again on two other free ports
-        (:func:`harness.on_free_ports`) where it refused one taken since its pick."""
-        with open(log, "wb") as out:
-            argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
-            proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=out, stderr=out)
-        procs.append(proc)
-
-        def held() -> bool:
-            if proc.poll() is not None:
-                raise exited_starting(f"nectar serve exited with code {proc.returncode}", log.read_text())
-            return any((reached / str(pid)).exists() for pid in children(proc.pid))
-
-        waitfor(held, 60, "the API held at the chain's import")
-        return proc
-
-    try:
-        proc = on_free_ports(start)
-        started = _started_by(proc.pid)
-
-        proc.send_signal(signal.SIGTERM)
-
-        # the API's master, held after it set its handlers, stops once let go: let go once serve stops its parts
-        waitfor(lambda: "stopping " in log.read_text() or proc.poll() is not None, 60, "serve to stop its parts")
-        gate.touch()
-        assert proc.wait(timeout=60) == 0, log.read_text()
-    finally:
-        gate.touch()
-        for each in procs:
-            if each.poll() is None:
-                each.kill()
-                each.wait()
-    said = log.read_text()
-    stopping = [line for line in said.splitlines() if "stopping " in line]
-    assert "Datanectar is up" not in said and stopping and "workers" not in stopping[0], said
-    _gone(started, "the parts of a serve stopped while starting")
