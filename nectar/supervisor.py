@@ -65,7 +65,7 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 #: its grants saying which step a late PENDING reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`),
 #: the RPCs workers POST answered straight from the scheduler (:mod:`nectar.luigid_server`)
 _LUIGID = (
-    "import nectar.lifeline as life; life.hangup_is_terminate(); life.terminate_exits_until_handled(); "
+    "import nectar.lifeline as life; life.stops_exit_until_handled(); "
     "from nectar.deferred_imports import LUIGID_UNUSED, Deferral; deferral = Deferral(LUIGID_UNUSED); "
     "from nectar.luigi_internals import luigid_reads_cors_once as cors, luigid_prunes_lean as prune, "
     "luigid_marks_reopened as reopened; cors(); prune(); reopened(); "

@@ -160,10 +160,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from nectar import lifeline
 
-    # until serve_forever sets its handlers (the clock's catalog imports every chain file before it), a SIGTERM or a
-    # SIGHUP exits 0 as it would once started: nothing is claimed yet
-    lifeline.hangup_is_terminate()
-    lifeline.terminate_exits_until_handled()
+    lifeline.stops_exit_until_handled()  # until serve_forever's (the clock's catalog imports the chains before)
     from nectar.executor import Executor
 
     settings = settings_of(args)

@@ -399,23 +399,24 @@ def test_sighup_stops_each_role_as_sigterm_does(tmp_path: Path, settings: Settin
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_a_worker_stopped_before_it_sets_its_handlers_exits_0_as_once_started(
-    tmp_path: Path, settings: Settings, signum: int
+@pytest.mark.parametrize("command", [["worker", "--clock"], ["clock"]], ids=["worker", "clock"])
+def test_a_worker_or_clock_stopped_before_it_sets_its_handlers_exits_0_as_once_started(
+    tmp_path: Path, settings: Settings, command: list[str], signum: int
 ) -> None:
-    """``nectar worker --clock`` (as ``serve`` starts it) imports the chain files (its clock's catalog) before it
-    sets its signal handlers: a stop there (``serve`` stopped just after it said it is up) killed it by the signal
-    (-15, -1) where it exits 0 once started. Held there by a chain whose import waits for a gate this test keeps
-    closed: it stops all the same, nothing claimed yet."""
+    """``nectar worker --clock`` (as ``serve`` starts it) and ``nectar clock`` import the chain files (the clock's
+    catalog) before they set their signal handlers: a stop there (``serve`` stopped just after it said it is up)
+    killed them by the signal (-15, -1) where they exit 0 once started. Held there by a chain whose import waits for
+    a gate this test keeps closed: they stop all the same, nothing claimed or fired yet."""
     gate = tmp_path / "gate"
     (settings.chains_dir / "gated").mkdir()
     (settings.chains_dir / "gated" / "gated_chain.py").write_text(GATED_CHAIN)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))} | {"GATE_FILE": str(gate)}
     env |= settings_env(settings.replace(scheduler_url=None)) | lifeline_env()  # dies with this process
-    log = tmp_path / "worker.log"
+    log = tmp_path / "started.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([*NECTAR, "worker", "--clock"], cwd=tmp_path, env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen([*NECTAR, *command], cwd=tmp_path, env=env, stdout=out, stderr=out)
     try:
-        waitfor(lambda: held_at(gate, proc.pid) or proc.poll() is not None, 60, "the worker held at the gate")
+        waitfor(lambda: held_at(gate, proc.pid) or proc.poll() is not None, 60, f"nectar {command[0]} held")
         assert proc.poll() is None, log.read_text()
 
         proc.send_signal(signum)
@@ -426,4 +427,3 @@ def test_a_worker_stopped_before_it_sets_its_handlers_exits_0_as_once_started(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert "slot(s)" not in log.read_text()  # it never started its loop: the stop came before
