@@ -77,7 +77,15 @@ _LUIGID = (
 LUIGID = [sys.executable, "-c", _LUIGID.format("luigi.cmdline", "luigid")]
 #: luigid behind its guard (:mod:`nectar.guard`), which takes luigid's arguments and its own
 GUARDED_LUIGID = [sys.executable, "-c", _LUIGID.format("nectar.guard", "main")]
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
+#: the API: gunicorn with the service's configuration serving the app, after the prelude luigid has (a stop before
+#: gunicorn sets its handlers, while its master loads the app, ends it with status 0, not killed by the signal)
+GUNICORN = [
+    sys.executable,
+    "-c",
+    "import nectar.lifeline as life; life.stops_exit_until_handled(); "
+    "from gunicorn.app.wsgiapp import run; run(prog='gunicorn')",
+    *("-c", "python:nectar.gunicorn_conf", "app:create_app()"),
+]
 #: where ``serve``'s defaults differ from a role's own: one API worker (8 threads) on a machine that runs everything
 #: (a second doubles the status lookups a second on 2 free cores, and weighs ~50 MB idle: ``--api-workers 2``)
 SERVE_DEFAULTS = {"--api-workers": "1"}
