@@ -60,6 +60,14 @@ def terminate_exits_until_handled() -> None:
     signal.signal(signal.SIGTERM, _exit_ok)
 
 
+def stops_exit_until_handled() -> None:
+    """A stop (SIGTERM, or SIGHUP taken as it) ends this process with status 0 until its own handlers are set, as it
+    would after: for a process that works before it sets them (luigid listens on its port; a worker or a clock
+    imports the chain files) and has nothing to save yet."""
+    hangup_is_terminate()
+    terminate_exits_until_handled()
+
+
 def _exit_ok(signum: int, frame: object) -> None:
     """Ends the process at once, not by ``SystemExit``: the code it interrupts may catch that (luigi's
     ``Scheduler.load`` reads its state file inside ``except BaseException``: the stop was swallowed, and luigid ran

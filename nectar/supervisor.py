@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 #: its grants saying which step a late PENDING reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`),
 #: the RPCs workers POST answered straight from the scheduler (:mod:`nectar.luigid_server`)
 _LUIGID = (
-    "import nectar.lifeline as life; life.hangup_is_terminate(); life.terminate_exits_until_handled(); "
+    "import nectar.lifeline as life; life.stops_exit_until_handled(); "
     "from nectar.deferred_imports import LUIGID_UNUSED, Deferral; deferral = Deferral(LUIGID_UNUSED); "
     "from nectar.luigi_internals import luigid_reads_cors_once as cors, luigid_prunes_lean as prune, "
     "luigid_marks_reopened as reopened; cors(); prune(); reopened(); "
@@ -76,7 +77,15 @@ _LUIGID = (
 LUIGID = [sys.executable, "-c", _LUIGID.format("luigi.cmdline", "luigid")]
 #: luigid behind its guard (:mod:`nectar.guard`), which takes luigid's arguments and its own
 GUARDED_LUIGID = [sys.executable, "-c", _LUIGID.format("nectar.guard", "main")]
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:nectar.gunicorn_conf", "app:create_app()"]
+#: the API: gunicorn with the service's configuration serving the app, after the prelude luigid has (a stop before
+#: gunicorn sets its handlers, while its master loads the app, ends it with status 0, not killed by the signal)
+GUNICORN = [
+    sys.executable,
+    "-c",
+    "import nectar.lifeline as life; life.stops_exit_until_handled(); "
+    "from gunicorn.app.wsgiapp import run; run(prog='gunicorn')",
+    *("-c", "python:nectar.gunicorn_conf", "app:create_app()"),
+]
 #: where ``serve``'s defaults differ from a role's own: one API worker (8 threads) on a machine that runs everything
 #: (a second doubles the status lookups a second on 2 free cores, and weighs ~50 MB idle: ``--api-workers 2``)
 SERVE_DEFAULTS = {"--api-workers": "1"}
@@ -141,10 +150,15 @@ def answers(url: str) -> bool:
         return False
 
 
-def wait_ready(url: str, part: Part, port: int, timeout: float = 30.0) -> None:
-    """Until ``url`` answers from ``part``'s own process (listening on ``port``), not from anyone else."""
+def wait_ready(
+    url: str, part: Part, port: int, timeout: float = 30.0, stopping: Callable[[], bool] = lambda: False
+) -> bool:
+    """Until ``url`` answers from ``part``'s own process (listening on ``port``), not from anyone else: True; False
+    as soon as ``stopping()`` says a stop was asked meanwhile (a signal to ``serve`` while its parts start)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if stopping():
+            return False
         if part.proc.poll() is not None:
             raise RuntimeError(f"{part.name} exited with code {part.proc.returncode} while starting")
         if not answers(url):
@@ -152,7 +166,7 @@ def wait_ready(url: str, part: Part, port: int, timeout: float = 30.0) -> None:
             continue
         mine = ports.held_by(port, [part.proc.pid])  # one query to the kernel, once an answer came
         if mine:
-            return
+            return not stopping()
         if mine is False:
             raise RuntimeError(
                 f"port {port} answers from {ports.describe_holder(port)}, not from the {part.name} started here "
@@ -302,15 +316,20 @@ class Supervisor:
     def start(self) -> None:
         """Once the API and luigid (:meth:`launch`) answer, the workers and the clock (a worker claims nothing before
         luigid answers; started beside the API, their imports took half of its CPU on 2 cores while it started): up
-        when they are started, the API answering first."""
+        when they are started, the API answering first. A stop asked meanwhile ends the wait: nothing more starts."""
         parts = {part.name: part for part in self.parts}
         api, luigid = parts["api"], parts.get("luigid")
         scheduler_url = self.env["NECTAR_SCHEDULER_URL"]
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
-        wait_ready(f"http://{host}:{self.args.port}/healthz", api, int(self.args.port))
-        if luigid is not None:
-            wait_ready(f"{scheduler_url}/api/worker_list", luigid, int(self.args.scheduler_port))
+        stopping = self.stop_asked
+        if not wait_ready(f"http://{host}:{self.args.port}/healthz", api, int(self.args.port), stopping=stopping):
+            return
+        scheduler = f"{scheduler_url}/api/worker_list"
+        if luigid is not None and not wait_ready(scheduler, luigid, int(self.args.scheduler_port), stopping=stopping):
+            return
         refuse_a_newer_registry(self.settings, self._registry_verdict)
+        if self._stopping:
+            return
         # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued. The schedules'
         # clock runs in their process (its loops are threads; each fire is claimed in the registry, so any number
         # of clocks may run, on any machines): a process of its own weighed as much again (luigi, nectar, the chains)
@@ -323,6 +342,9 @@ class Supervisor:
             "Datanectar is up: API http://%s:%s/api/chains, docs /api/docs; luigi scheduler %s; chains from %s",
             *(host, self.args.port, scheduler_url, self.settings.chains_dir),
         )
+
+    def stop_asked(self) -> bool:
+        return self._stopping
 
     def request_stop(self, *_: Any) -> None:
         """First signal: stop everything in order. Again: the workers interrupt their running runs now."""

@@ -158,6 +158,9 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from nectar import lifeline
+
+    lifeline.stops_exit_until_handled()  # until serve_forever's (the clock's catalog imports the chains before)
     from nectar.executor import Executor
 
     settings = settings_of(args)

@@ -74,6 +74,9 @@ def cmd_clock(args: argparse.Namespace) -> int:
     """Fire every due schedule, poll every data trigger, and check what WAITING runs wait for (each loop in a
     thread of its own: :class:`~nectar.schedules.clock.Clock`) until SIGTERM, SIGINT or SIGHUP; each fire and each
     object is claimed in the registry, so any number of clocks may run at once."""
+    from nectar import lifeline
+
+    lifeline.stops_exit_until_handled()  # until the handlers below (the clock imports the chain files before)
     from nectar.schedules.clock import Clock
     from nectar.service import Nectar
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import http.server
 import json
 import os
@@ -24,9 +25,10 @@ from nectar.config import Settings
 from nectar.metrics import DURATION_BUCKETS
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.supervisor import Part, wait_ready
-from tests.conftest import NECTAR, REPO, settings_env, wait_until
+from tests.conftest import NECTAR, REPO, free_port, settings_env, wait_until
 from tests.faults.conftest import alive, children, cmdline, descendants, links_checked, send, waitfor
 from tests.helpers.registries import closed_at_end
+from tests.nectar.test_supervisor_start import GATED_CHAIN, held_at
 
 HELLO = "testchains/hello_luigiworld_chain"
 
@@ -395,3 +397,75 @@ def test_sighup_stops_each_role_as_sigterm_does(tmp_path: Path, settings: Settin
         assert "stopping: no run is running" in log.read_text()
     else:
         _closed(port)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("command", [["worker", "--clock"], ["clock"]], ids=["worker", "clock"])
+def test_a_worker_or_clock_stopped_before_it_sets_its_handlers_exits_0_as_once_started(
+    tmp_path: Path, settings: Settings, command: list[str], signum: int
+) -> None:
+    """``nectar worker --clock`` (as ``serve`` starts it) and ``nectar clock`` import the chain files (the clock's
+    catalog) before they set their signal handlers: a stop there (``serve`` stopped just after it said it is up)
+    killed them by the signal (-15, -1) where they exit 0 once started. Held there by a chain whose import waits for
+    a gate this test keeps closed: they stop all the same, nothing claimed or fired yet."""
+    gate = tmp_path / "gate"
+    (settings.chains_dir / "gated").mkdir()
+    (settings.chains_dir / "gated" / "gated_chain.py").write_text(GATED_CHAIN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))} | {"GATE_FILE": str(gate)}
+    env |= settings_env(settings.replace(scheduler_url=None)) | lifeline_env()  # dies with this process
+    log = tmp_path / "started.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*NECTAR, *command], cwd=tmp_path, env=env, stdout=out, stderr=out)
+    try:
+        waitfor(lambda: held_at(gate, proc.pid) or proc.poll() is not None, 60, f"nectar {command[0]} held")
+        assert proc.poll() is None, log.read_text()
+
+        proc.send_signal(signum)
+
+        assert proc.wait(timeout=60) == 0, log.read_text()
+    finally:
+        gate.touch()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_an_api_stopped_while_its_master_loads_the_app_exits_0_as_once_started(
+    tmp_path: Path, settings: Settings, signum: int
+) -> None:
+    """gunicorn's master loads the app (``preload_app``) before it sets its handlers: ``nectar api`` stopped there was
+    killed by the signal (-15, -1) where it exits 0 once started. Held there by its tokens file, a FIFO the app reads
+    as it is created: its open waits for this test to open the other end, its read for this test to close it."""
+    tokens = tmp_path / "tokens"
+    os.mkfifo(tokens)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NECTAR_", "AWS_"))}
+    env |= settings_env(settings.replace(api_tokens_file=tokens)) | lifeline_env()  # dies with this process
+    log = tmp_path / "api.log"
+    with open(log, "wb") as out:
+        argv = [*NECTAR, "api", "--port", str(free_port())]  # never bound: stopped before it listens
+        proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=out, stderr=out)
+    writer: list[int] = []
+
+    def held() -> bool:
+        """Whether the master is reading the FIFO: opening its other end without waiting succeeds only then."""
+        assert proc.poll() is None, log.read_text()
+        try:
+            writer.append(os.open(tokens, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # no reader yet
+                raise
+        return bool(writer)
+
+    try:
+        waitfor(held, 60, "the API's master to read its tokens file")
+
+        proc.send_signal(signum)
+
+        assert proc.wait(timeout=60) == 0, log.read_text()
+    finally:
+        for fd in writer:
+            os.close(fd)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -37,7 +37,7 @@ from tests.nectar.test_cli import nectar
 #: seconds that only fail a hung test
 PATIENCE = 60.0
 #: a chain whose import waits for the gate file: the API's master loads the chains before it forks a worker, so the
-#: API does not answer until the test opens the gate
+#: API does not answer until the test opens the gate; each process held there says so (:func:`held_at`)
 GATED_CHAIN = """
 import os
 import time
@@ -45,6 +45,7 @@ import time
 from nectar import NectarTask
 
 gate = os.environ["GATE_FILE"]
+open(f"{gate}.{os.getpid()}", "w").close()
 while not os.path.exists(gate):
     time.sleep(0.02)
 
@@ -54,6 +55,11 @@ class GatedTask(NectarTask):
         with self.output().open("w") as out:
             out.write("gated\\n")
 """
+
+
+def held_at(gate: Path, pid: int) -> bool:
+    """Whether process ``pid`` is held at :data:`GATED_CHAIN`'s gate (or was, and went on once it opened)."""
+    return Path(f"{gate}.{pid}").exists()
 
 
 def workers_of(pid: int) -> list[int]:
@@ -124,6 +130,30 @@ def test_the_workers_start_once_the_api_answers(tmp_path: Path) -> None:
     finally:
         stop(serve, gate)
     assert serve.returncode == 0, (tmp_path / "serve.log").read_text()
+
+
+def test_a_stop_asked_while_the_api_starts_stops_serve_then_without_starting_the_workers(tmp_path: Path) -> None:
+    """SIGTERM while ``serve`` waits for its API to answer (its master held at the gate) stops it then, exit 0: it
+    waited on until the API answered (here never: after 30 s it exited 1), then started the workers and said it was
+    up, to stop them at once. The gate opens once serve stops its parts: the API's master, its handlers set, then
+    takes its SIGTERM."""
+    serve, port, _, gate = serve_gated(tmp_path)
+    log = tmp_path / "serve.log"
+    try:
+        waitfor(lambda: serve.poll() is None and connected_to(serve.pid, port), PATIENCE, "serve to ask the API")
+        [api] = [pid for pid in children(serve.pid) if "gunicorn" in cmdline(pid)]
+        waitfor(lambda: held_at(gate, api), PATIENCE, "the API's master held at the gate")
+
+        serve.send_signal(signal.SIGTERM)
+
+        waitfor(lambda: "stopping " in log.read_text() or serve.poll() is not None, PATIENCE, "serve to stop its parts")
+        gate.touch()
+        assert serve.wait(PATIENCE) == 0, log.read_text()
+    finally:
+        stop(serve, gate)
+    said = log.read_text()
+    stopping = [line for line in said.splitlines() if "stopping " in line]
+    assert "Datanectar is up" not in said and stopping and "workers" not in stopping[0], said
 
 
 def test_the_api_is_started_before_luigid(tmp_path: Path) -> None:
