@@ -333,14 +333,37 @@ def when_ready(server: Arbiter) -> None:
 
 def hangups_queued_as_terminate(queue: SimpleQueue[int]) -> None:
     """The signals gunicorn's handler queued, each SIGHUP (a reload) now a SIGTERM (a stop), the others as they were."""
+    for signum in _drained(queue):
+        queue.put_nowait(signal.SIGTERM if signum == signal.SIGHUP else signum)
+
+
+def _drained(queue: SimpleQueue[int]) -> list[int]:
+    """What ``queue`` held, taken out of it."""
     queued = []
     while True:
         try:
             queued.append(queue.get_nowait())
         except Empty:
-            break
-    for signum in queued:
-        queue.put_nowait(signal.SIGTERM if signum == signal.SIGHUP else signum)
+            return queued
+
+
+#: the signals gunicorn's master sends a worker to stop it (SIGTERM: gracefully; SIGQUIT, SIGINT: at once)
+_WORKER_STOPS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT)
+
+
+def post_fork(server: Arbiter, worker: Worker) -> None:
+    """A worker the master stops before the worker sets its own handlers (in ``init_process``, next) stops then,
+    having served nothing. A stop sent between the fork and this hook went to the master's handler copied into
+    this child, which queued it for a loop that never runs here: the master waited ``graceful_timeout`` (10 s) and
+    killed the worker (a stop just after a start or a recycle). ``SystemExit`` ends the worker as gunicorn ends one."""
+    for signum in _WORKER_STOPS:
+        signal.signal(signum, _stop_unstarted_worker)
+    if any(signum in _WORKER_STOPS for signum in _drained(server.SIG_QUEUE)):
+        raise SystemExit(0)
+
+
+def _stop_unstarted_worker(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def child_exit(server: Arbiter, worker: Worker) -> None:

@@ -222,3 +222,30 @@ def test_the_master_tells_the_supervisor_that_started_it_and_closes_no_descripto
         assert (out.split(), word) == (["False", "closed", "False"], b"opened")
     else:
         assert (out.split(), word) == (["True", "True", "False"], b"")
+
+
+WORKER_AFTER_FORK = (
+    "import os, queue, signal as s, types, nectar.gunicorn_conf as c; q = queue.SimpleQueue(); "
+    "[q.put_nowait(getattr(s, n)) for n in {queued}]; "
+    "c.post_fork(types.SimpleNamespace(SIG_QUEUE=q), None); print('went on', flush=True); "
+    "os.kill(os.getpid(), s.{sent}); print('not stopped', flush=True)"
+)
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGQUIT", "SIGINT"])
+def test_a_worker_stopped_between_its_fork_and_its_own_handlers_stops_then(stop: str) -> None:
+    """gunicorn's master stops a worker it just forked (a stop right after a start or a recycle): a stop queued by
+    the master's handler copied into the child, before ``post_fork``, ends the worker there (it was lost: the master
+    waited ``graceful_timeout`` and killed it), and one sent after ``post_fork``, before the worker sets its own
+    handlers, ends it too, with status 0 (read in a fresh interpreter: the module defers imports)."""
+    env = {k: v for k, v in os.environ.items() if k not in BLANK_ONES} | lifeline_env()
+
+    def worker(queued: tuple[str, ...], sent: str) -> subprocess.CompletedProcess[str]:
+        probe = WORKER_AFTER_FORK.format(queued=queued, sent=sent)
+        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+
+    queued_before = worker(("SIGCHLD", stop), "SIGCHLD")
+    assert (queued_before.returncode, queued_before.stdout) == (0, ""), queued_before.stderr
+
+    sent_after = worker(("SIGCHLD",), stop)
+    assert (sent_after.returncode, sent_after.stdout) == (0, "went on\n"), sent_after.stderr
