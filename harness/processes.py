@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from harness.lifeline import close_on_exec, lifeline_env
 from harness.procfs import alive, carrying, descendants, listens, send
-from nectar.config import ENV_VARS, Settings
+from nectar.config import ENV_VARS, Settings, host_port
 from nectar.supervisor import LUIGID
 
 REPO = Path(__file__).resolve().parent.parent
@@ -306,17 +306,18 @@ class Processes:
         port: int | None = None,
         scheduler_port: int | None = None,
         timeout: float = 60.0,
+        host: str = "127.0.0.1",
     ) -> Served:
         """``nectar serve`` (with ``args``) on ``port`` and ``scheduler_port`` for luigid (free ones where None),
-        until it answers 200 at ``ready`` from its own API; started again on two other free ports when one was
-        taken (:func:`on_free_ports`): it refuses a taken port, or another server answers there. The ports really
-        used are in what this returns."""
+        until it answers 200 at ``ready`` from its own API on ``host`` (``args`` says where it listens); started
+        again on two other free ports when one was taken (:func:`on_free_ports`): it refuses a taken port, or another
+        server answers there. The ports really used are in what this returns."""
 
         def start(port: int, scheduler_port: int) -> Served:
             argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(scheduler_port), *args]
             proc = self.start("serve", argv, env, cwd)
             try:
-                self.wait_up(proc, f"http://127.0.0.1:{port}{ready}", "nectar serve", 200, timeout)
+                self.wait_up(proc, f"http://{host_port(host, port)}{ready}", "nectar serve", 200, timeout)
             except PortTaken:
                 self.kill(proc)
                 raise

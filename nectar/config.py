@@ -419,9 +419,14 @@ class GunicornSettings:
 
     @property
     def bind(self) -> str:
-        """The address as gunicorn reads one: an IPv6 host in brackets (``[::1]:5000``; ``::1:5000`` is no port)."""
-        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
-        return f"{host}:{self.port}"
+        """The address as gunicorn reads one."""
+        return host_port(self.host, self.port)
+
+
+def host_port(host: str, port: int | str) -> str:
+    """``host:port`` as a URL or gunicorn's bind writes it: an IPv6 host in brackets (``[::1]:5000``; ``::1:5000`` is
+    no port)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 def _retry_after(value: object) -> int:

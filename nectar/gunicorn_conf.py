@@ -10,7 +10,7 @@ import tempfile
 from queue import Empty, SimpleQueue
 from typing import Any, Protocol
 
-from nectar.config import OPENED, REFUSED, REGISTRY_VERDICT_FD, GunicornSettings
+from nectar.config import OPENED, REFUSED, REGISTRY_VERDICT_FD, GunicornSettings, host_port
 from nectar.deferred_imports import API_ABSENT, API_LAZY_PATTERNS, API_UNUSED, Deferral
 
 
@@ -279,7 +279,7 @@ def _warm_app(server: Arbiter) -> None:
     for address in server.cfg.address:
         if isinstance(address, tuple) and address[0] not in _WILDCARDS:  # not a unix socket's path, nor a descriptor
             host, port = address
-            hosts.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+            hosts.append(host_port(host, port))
     scheme = "https" if server.cfg.is_ssl else "http"
     try:
         warm(hosts, scheme, os.environ.get("SCRIPT_NAME", ""))  # gunicorn's root for every request

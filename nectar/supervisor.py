@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from nectar import lifeline, ports
-from nectar.config import OPENED, REFUSED, REGISTRY_VERDICT_FD, Settings
+from nectar.config import OPENED, REFUSED, REGISTRY_VERDICT_FD, Settings, host_port
 from nectar.errors import NectarError, RegistryTooNew
 
 logger = logging.getLogger("nectar.supervisor")
@@ -302,7 +302,7 @@ class Supervisor:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         scheduler_url = self.settings.scheduler_url
         if not scheduler_url:
-            scheduler_url = f"http://{self.args.scheduler_host}:{self.args.scheduler_port}"
+            scheduler_url = f"http://{host_port(self.args.scheduler_host, self.args.scheduler_port)}"
         self.env["NECTAR_SCHEDULER_URL"] = scheduler_url
         # the API's master tells through this pipe how it opened the registry (refuse_a_newer_registry)
         self._registry_verdict, writer = os.pipe()
@@ -321,8 +321,9 @@ class Supervisor:
         api, luigid = parts["api"], parts.get("luigid")
         scheduler_url = self.env["NECTAR_SCHEDULER_URL"]
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
+        api_url = f"http://{host_port(host, self.args.port)}"
         stopping = self.stop_asked
-        if not wait_ready(f"http://{host}:{self.args.port}/healthz", api, int(self.args.port), stopping=stopping):
+        if not wait_ready(f"{api_url}/healthz", api, int(self.args.port), stopping=stopping):
             return
         scheduler = f"{scheduler_url}/api/worker_list"
         if luigid is not None and not wait_ready(scheduler, luigid, int(self.args.scheduler_port), stopping=stopping):
@@ -339,8 +340,8 @@ class Supervisor:
             stop_timeout=self.settings.drain_grace + self.settings.stop_timeout,
         )
         logger.info(
-            "Datanectar is up: API http://%s:%s/api/chains, docs /api/docs; luigi scheduler %s; chains from %s",
-            *(host, self.args.port, scheduler_url, self.settings.chains_dir),
+            "Datanectar is up: API %s/api/chains, docs /api/docs; luigi scheduler %s; chains from %s",
+            *(api_url, scheduler_url, self.settings.chains_dir),
         )
 
     def stop_asked(self) -> bool:
