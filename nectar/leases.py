@@ -334,7 +334,8 @@ class AttemptLease:
         except Exception:  # the registry is briefly unusable: the lease may still be ours
             logger.exception("heartbeat of run %s failed", self.run.id, extra={"run_id": self.run.id})
             return time.monotonic() + self._left()
-        HEARTBEATS.give_up(self._turn)  # its thread beats for no later lease
+        if not HEARTBEATS.give_up(self._turn):  # ended as it beat, and taken over: its thread beats for the next now
+            return time.monotonic()
         about = {"run_id": self.run.id}  # this thread does not share the main thread's context
         if self.timed_out:
             logger.warning("run %s %s: stopping it", self.run.id, self.timed_out, extra=about)
