@@ -152,8 +152,10 @@ _current: AttemptLease | None = None
 
 def _interrupt(*_: Any) -> None:
     """SIGUSR2 (the heartbeat's, once the lease is lost): the attempt running now is interrupted; none, ignored (a
-    late interrupt must not kill a process that has finished its attempt)."""
-    if _current is not None:
+    late interrupt must not kill a process that has finished its attempt), and so is one whose lease is not lost: the
+    interrupt of an ended lease's heartbeat, its renewal failed as its run ended, that came once the next attempt
+    began."""
+    if _current is not None and _current.lost:
         _current._raise()
 
 
