@@ -152,8 +152,10 @@ _current: AttemptLease | None = None
 
 def _interrupt(*_: Any) -> None:
     """SIGUSR2 (the heartbeat's, once the lease is lost): the attempt running now is interrupted; none, ignored (a
-    late interrupt must not kill a process that has finished its attempt)."""
-    if _current is not None:
+    late interrupt must not kill a process that has finished its attempt), and so is one whose lease is not lost: the
+    interrupt of an ended lease's heartbeat, its renewal failed as its run ended, that came once the next attempt
+    began."""
+    if _current is not None and _current.lost:
         _current._raise()
 
 
@@ -334,7 +336,8 @@ class AttemptLease:
         except Exception:  # the registry is briefly unusable: the lease may still be ours
             logger.exception("heartbeat of run %s failed", self.run.id, extra={"run_id": self.run.id})
             return time.monotonic() + self._left()
-        HEARTBEATS.give_up(self._turn)  # its thread beats for no later lease
+        if not HEARTBEATS.give_up(self._turn):  # ended as it beat, and taken over: its thread beats for the next now
+            return time.monotonic()
         about = {"run_id": self.run.id}  # this thread does not share the main thread's context
         if self.timed_out:
             logger.warning("run %s %s: stopping it", self.run.id, self.timed_out, extra=about)

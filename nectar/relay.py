@@ -65,10 +65,14 @@ class Relay(Generic[Owner]):
             if not turn.gone:
                 self._waiting = (forks.pid(), turn)
 
-    def give_up(self, turn: Turn[Owner]) -> None:
-        """``turn``'s thread beats for no later turn (it ends now)."""
+    def give_up(self, turn: Turn[Owner]) -> bool:
+        """``turn``'s thread beats for no later turn (it ends now); False, and it goes on, when a later turn has
+        already taken it over (``turn`` ended as its beat was under way: that beat's failure is not the later one's)."""
         with self._lock:
+            if turn.next is not None:
+                return False
             turn.gone = True
+            return True
 
     def _current(self, turn: Turn[Owner]) -> Turn[Owner] | None:
         """The turn the thread of ``turn`` beats for now: ``turn``, or, once it ended, the one that took its thread

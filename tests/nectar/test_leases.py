@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -18,6 +19,7 @@ from flask.testing import FlaskClient
 from nectar import reuse, standby
 from nectar.attempt import InvalidMaxRuntime, max_runtime
 from nectar.config import Settings
+from nectar.errors import Interrupted
 from nectar.leases import AttemptLease, holder
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore
@@ -237,6 +239,27 @@ def test_a_process_between_attempts_ignores_a_late_interrupt_and_dies_of_sigterm
 
     heard, status = said_by_a_child_sent_sigterm(between_attempts)
     assert heard == b"alive"
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, status
+
+
+def test_a_late_interrupt_of_an_ended_lease_does_not_interrupt_the_next_healthy_attempt(
+    claimed: tuple[RunStore, Run],
+) -> None:
+    """The heartbeat of an ended lease whose renewal failed as its run ended (the run no longer RUNNING) sends its
+    interrupt once the process's next attempt has begun: that attempt, whose lease is not lost, goes on. In a child
+    forked for it (the signals are the process's)."""
+    runs, run = claimed
+
+    def interrupted_late(told: int) -> None:  # the ended lease's interrupt, late, as the next attempt runs
+        before, heard = reuse.before_run(), b"interrupted"
+        with contextlib.suppress(Interrupted), AttemptLease(runs, run, interval=3600) as lease:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            heard = b"lost" if lease.lost else b"went on"
+        os.write(told, heard)
+        reuse.put_back(before)
+
+    heard, status = said_by_a_child_sent_sigterm(interrupted_late)
+    assert heard == b"went on"
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, status
 
 

@@ -3,19 +3,21 @@ lease beats, and luigi's worker pings its scheduler, on them."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable
 
 import luigi.scheduler
 import pytest
 
 from nectar import standby
-from nectar.leases import AttemptLease
+from nectar.leases import AttemptLease, process_name
 from nectar.luigi_internals import new_worker
 from nectar.luigid import LuigidRPC
-from nectar.registry import Run, RunStore
+from nectar.registry import Run, RunState, RunStore
 from tests.conftest import wait_until
 
 
@@ -247,3 +249,55 @@ def test_the_next_lease_of_a_process_takes_the_ended_leases_heartbeat_over_unwok
     handed[0].join(60)  # the last lease ended, none took its heartbeat over: it ends at its beat
     assert not handed[0].is_alive()
     assert ended and len(beats) <= ended[0] + 1  # a beat under way as it ended, at most
+
+
+def test_a_lease_that_takes_over_a_heartbeat_under_way_whose_renewal_fails_as_its_run_ended_still_beats(
+    kept: set[threading.Thread],
+    claimed: tuple[RunStore, Run],
+    handed: list[standby.Started],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ended lease's beat was under way as its run was recorded DONE (its renewal then fails: the run is no longer
+    RUNNING) and the next lease took its thread over: that thread goes on beating for the next lease, whose lease
+    would otherwise run out while its attempt is healthy (the thread ended with the ended lease's failed renewal)."""
+    runs, run = claimed
+    other = dataclasses.replace(run, id=uuid.uuid4().hex, key=uuid.uuid4().hex, state=RunState.PENDING, attempt=0)
+    other = dataclasses.replace(other, worker=None, started_at=None, heartbeat_at=None)
+    runs.submit(other)
+    second = runs.claim(process_name(), other.id)
+    assert second is not None and second.state == RunState.RUNNING
+    heartbeat = runs.heartbeat
+    beating, gate = threading.Event(), threading.Event()
+    beats: list[str] = []
+
+    def held(run_id: str, attempt: int, worker: str) -> bool:
+        if run_id == run.id:  # the first lease's beat, held under way until the next lease took its thread over
+            beating.set()
+            gate.wait()
+        beats.append(run_id)
+        return heartbeat(run_id, attempt, worker)
+
+    monkeypatch.setattr(runs, "heartbeat", held)
+    took_over: list[AttemptLease] = []
+
+    def attempts() -> None:  # off the main thread: the leases set no signal handler of pytest's process
+        first = AttemptLease(runs, run, interval=3600.0)
+        with first:
+            first.limit(1800.0)  # before its next beat: the heartbeat beats now, and is held in it
+            wait_until(beating.is_set)
+            assert runs.complete(run.id, run.attempt)  # the attempt's end recorded as its beat is under way
+        lease = AttemptLease(runs, second, interval=0.05)
+        with lease:
+            took_over.append(lease)
+            gate.set()
+            wait_until(lambda: second.id in beats or not handed[0].is_alive())
+
+    holder = threading.Thread(target=attempts)
+    holder.start()
+    holder.join()
+    assert took_over, "the attempts failed (see the thread's exception)"
+    assert second.id in beats, "the heartbeat thread ended with the ended lease: the next lease never beats"
+    assert not took_over[0].lost
+    assert len(handed) == 1, handed  # the first lease's only: the second took its thread over
+    handed[0].join(60)  # the second lease ended, none took its heartbeat over: it ends at its beat
+    assert not handed[0].is_alive()
