@@ -338,6 +338,8 @@ class AttemptLease:
             return time.monotonic() + self._left()
         if not HEARTBEATS.give_up(self._turn):  # ended as it beat, and taken over: its thread beats for the next now
             return time.monotonic()
+        if self._ended.is_set():  # the attempt ended as this beat renewed (its run no longer RUNNING): nothing lost
+            return None
         about = {"run_id": self.run.id}  # this thread does not share the main thread's context
         if self.timed_out:
             logger.warning("run %s %s: stopping it", self.run.id, self.timed_out, extra=about)

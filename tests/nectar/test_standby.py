@@ -301,3 +301,44 @@ def test_a_lease_that_takes_over_a_heartbeat_under_way_whose_renewal_fails_as_it
     assert len(handed) == 1, handed  # the first lease's only: the second took its thread over
     handed[0].join(60)  # the second lease ended, none took its heartbeat over: it ends at its beat
     assert not handed[0].is_alive()
+
+
+def test_a_lease_that_ended_as_its_beat_renewed_it_is_not_reported_lost(
+    kept: set[threading.Thread],
+    claimed: tuple[RunStore, Run],
+    handed: list[standby.Started],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A beat under way as its attempt ended (its run recorded DONE: the renewal fails) and no lease took its thread
+    over: the thread ends without a warning that the run "lost its lease (cancelled or reclaimed): stopping it" (a
+    run that succeeded was reported lost in the worker's log)."""
+    runs, run = claimed
+    heartbeat = runs.heartbeat
+    beating, gate = threading.Event(), threading.Event()
+
+    def held(run_id: str, attempt: int, worker: str) -> bool:
+        beating.set()
+        gate.wait()
+        return heartbeat(run_id, attempt, worker)
+
+    monkeypatch.setattr(runs, "heartbeat", held)
+    ended: list[AttemptLease] = []
+
+    def attempt() -> None:  # off the main thread: the lease sets no signal handler of pytest's process
+        lease = AttemptLease(runs, run, interval=3600.0)
+        with lease:
+            lease.limit(1800.0)  # before its next beat: the heartbeat beats now, and is held in it
+            wait_until(beating.is_set)
+            assert runs.complete(run.id, run.attempt)  # the attempt's end recorded as its beat is under way
+        ended.append(lease)
+
+    holder = threading.Thread(target=attempt)
+    with caplog.at_level(logging.WARNING, logger="nectar.leases"):
+        holder.start()
+        holder.join()
+        assert ended, "the attempt failed (see the thread's exception)"
+        gate.set()
+        handed[0].join(60)
+    assert not handed[0].is_alive()
+    assert [r.getMessage() for r in caplog.records if "lost its lease" in r.getMessage()] == []
