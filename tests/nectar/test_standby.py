@@ -251,6 +251,36 @@ def test_the_next_lease_of_a_process_takes_the_ended_leases_heartbeat_over_unwok
     assert ended and len(beats) <= ended[0] + 1  # a beat under way as it ended, at most
 
 
+def held_beats(
+    runs: RunStore, held: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, threading.Event, list[str]]:
+    """The registry's heartbeats, each run's id noted as it beats; the beat of run ``held`` sets the first event and
+    is held under way until the test sets the second."""
+    heartbeat = runs.heartbeat
+    beating, gate = threading.Event(), threading.Event()
+    beats: list[str] = []
+
+    def beat(run_id: str, attempt: int, worker: str) -> bool:
+        if run_id == held:
+            beating.set()
+            gate.wait()
+        beats.append(run_id)
+        return heartbeat(run_id, attempt, worker)
+
+    monkeypatch.setattr(runs, "heartbeat", beat)
+    return beating, gate, beats
+
+
+def ended_as_it_beat(runs: RunStore, run: Run, beating: threading.Event) -> AttemptLease:
+    """An attempt's lease of ``run`` that ends, its run recorded DONE, while its beat is under way (held)."""
+    lease = AttemptLease(runs, run, interval=3600.0)
+    with lease:
+        lease.limit(1800.0)  # before its next beat: the heartbeat beats now, and is held in it
+        wait_until(beating.is_set)
+        assert runs.complete(run.id, run.attempt)  # the attempt's end recorded as its beat is under way
+    return lease
+
+
 def test_a_lease_that_takes_over_a_heartbeat_under_way_whose_renewal_fails_as_its_run_ended_still_beats(
     kept: set[threading.Thread],
     claimed: tuple[RunStore, Run],
@@ -266,26 +296,12 @@ def test_a_lease_that_takes_over_a_heartbeat_under_way_whose_renewal_fails_as_it
     runs.submit(other)
     second = runs.claim(process_name(), other.id)
     assert second is not None and second.state == RunState.RUNNING
-    heartbeat = runs.heartbeat
-    beating, gate = threading.Event(), threading.Event()
-    beats: list[str] = []
-
-    def held(run_id: str, attempt: int, worker: str) -> bool:
-        if run_id == run.id:  # the first lease's beat, held under way until the next lease took its thread over
-            beating.set()
-            gate.wait()
-        beats.append(run_id)
-        return heartbeat(run_id, attempt, worker)
-
-    monkeypatch.setattr(runs, "heartbeat", held)
+    # the first lease's beat, held under way until the next lease took its thread over
+    beating, gate, beats = held_beats(runs, run.id, monkeypatch)
     took_over: list[AttemptLease] = []
 
     def attempts() -> None:  # off the main thread: the leases set no signal handler of pytest's process
-        first = AttemptLease(runs, run, interval=3600.0)
-        with first:
-            first.limit(1800.0)  # before its next beat: the heartbeat beats now, and is held in it
-            wait_until(beating.is_set)
-            assert runs.complete(run.id, run.attempt)  # the attempt's end recorded as its beat is under way
+        ended_as_it_beat(runs, run, beating)
         lease = AttemptLease(runs, second, interval=0.05)
         with lease:
             took_over.append(lease)
@@ -314,24 +330,11 @@ def test_a_lease_that_ended_as_its_beat_renewed_it_is_not_reported_lost(
     over: the thread ends without a warning that the run "lost its lease (cancelled or reclaimed): stopping it" (a
     run that succeeded was reported lost in the worker's log)."""
     runs, run = claimed
-    heartbeat = runs.heartbeat
-    beating, gate = threading.Event(), threading.Event()
-
-    def held(run_id: str, attempt: int, worker: str) -> bool:
-        beating.set()
-        gate.wait()
-        return heartbeat(run_id, attempt, worker)
-
-    monkeypatch.setattr(runs, "heartbeat", held)
+    beating, gate, _ = held_beats(runs, run.id, monkeypatch)
     ended: list[AttemptLease] = []
 
     def attempt() -> None:  # off the main thread: the lease sets no signal handler of pytest's process
-        lease = AttemptLease(runs, run, interval=3600.0)
-        with lease:
-            lease.limit(1800.0)  # before its next beat: the heartbeat beats now, and is held in it
-            wait_until(beating.is_set)
-            assert runs.complete(run.id, run.attempt)  # the attempt's end recorded as its beat is under way
-        ended.append(lease)
+        ended.append(ended_as_it_beat(runs, run, beating))
 
     holder = threading.Thread(target=attempt)
     with caplog.at_level(logging.WARNING, logger="nectar.leases"):
