@@ -208,12 +208,9 @@ def _open_registry(server: Arbiter, service: Any) -> bytes | None:
 
     try:
         service.runs  # noqa: B018 (a cached property: opened once)
-    except RegistryTooNew as exc:  # ours names its cause in one line (a newer release's schema): no traceback
+    except NectarError as exc:  # ours names its cause in one line (a newer release's schema): no traceback
         server.log.warning("could not open the run registry before forking a worker: %s", exc)
-        return REFUSED + str(exc).encode()
-    except NectarError as exc:
-        server.log.warning("could not open the run registry before forking a worker: %s", exc)
-        return None
+        return REFUSED + str(exc).encode() if isinstance(exc, RegistryTooNew) else None
     except Exception:  # each worker opens it on its first request instead, and answers that request's error itself
         server.log.warning("could not open the run registry before forking a worker", exc_info=True)
         return None

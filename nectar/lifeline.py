@@ -54,18 +54,12 @@ def hangup_is_terminate() -> None:
     signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
 
 
-def terminate_exits_until_handled() -> None:
-    """SIGTERM ends this process with status 0 until its own handler is set: luigid listens on its port before it
-    sets its handlers, and a SIGTERM (or SIGHUP) in between killed it (status -15) where it stops with 0 after."""
-    signal.signal(signal.SIGTERM, _exit_ok)
-
-
 def stops_exit_until_handled() -> None:
     """A stop (SIGTERM, or SIGHUP taken as it) ends this process with status 0 until its own handlers are set, as it
     would after: for a process that works before it sets them (luigid listens on its port; a worker or a clock
-    imports the chain files) and has nothing to save yet."""
+    imports the chain files) and has nothing to save yet. A stop in between killed it (status -15)."""
     hangup_is_terminate()
-    terminate_exits_until_handled()
+    signal.signal(signal.SIGTERM, _exit_ok)
 
 
 def _exit_ok(signum: int, frame: object) -> None:

@@ -329,7 +329,7 @@ class Supervisor:
         if luigid is not None and not wait_ready(scheduler, luigid, int(self.args.scheduler_port), stopping=stopping):
             return
         refuse_a_newer_registry(self.settings, self._registry_verdict)
-        if self._stopping:
+        if stopping():
             return
         # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued. The schedules'
         # clock runs in their process (its loops are threads; each fire is claimed in the registry, so any number

@@ -171,16 +171,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from nectar.schedules.clock import Clock
     from nectar.service import Nectar
 
-    nectar = Nectar(settings)
-    clock = Clock(nectar, settings)
-    # at the first stop request, as a clock of its own would be stopped with the workers
-    executor = Executor(settings, concurrency=args.workers, runs=nectar.runs, on_stop=clock.request_stop)
-    clock.start()
-    try:
-        executor.serve_forever()
-    finally:
+    with Nectar(settings) as nectar:  # its registry closed whatever the clock's stop raises
+        clock = Clock(nectar, settings)
+        # at the first stop request, as a clock of its own would be stopped with the workers
+        executor = Executor(settings, concurrency=args.workers, runs=nectar.runs, on_stop=clock.request_stop)
+        clock.start()
         try:
+            executor.serve_forever()
+        finally:
             clock.stop()
-        finally:  # the registry closed whatever the clock's stop raised
-            nectar.close()
     return 0

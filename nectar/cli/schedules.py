@@ -82,21 +82,18 @@ def cmd_clock(args: argparse.Namespace) -> int:
 
     settings = settings_of(args)
     configure_logging(settings.log_format)
-    nectar = Nectar(settings)
-    clock = Clock(nectar, settings)
+    with Nectar(settings) as nectar:  # its registry closed whatever the clock's stop raises
+        clock = Clock(nectar, settings)
 
-    def request_stop(*_: Any) -> None:
-        clock.request_stop()
+        def request_stop(*_: Any) -> None:
+            clock.request_stop()
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, request_stop)
-    clock.start()
-    try:
-        while not clock.stopping.wait(1.0):  # woken at once by a signal (its handler runs in this thread)
-            pass
-    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, request_stop)
+        clock.start()
         try:
+            while not clock.stopping.wait(1.0):  # woken at once by a signal (its handler runs in this thread)
+                pass
+        finally:
             clock.stop()
-        finally:  # the registry closed whatever the clock's stop raised
-            nectar.close()
     return 0

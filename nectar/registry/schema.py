@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nectar.errors import RegistryTooNew
+from nectar.keys import strings_object
 from nectar.registry import counts, fire_counts
 from nectar.registry.model import Run, RunState, made_at_once
 
@@ -252,10 +253,19 @@ _LIST_PLACES = tuple(RUN_COLUMNS.index(name) for name in _LISTS)
 _STATES: dict[str, RunState] = {state.value: state for state in RunState}
 
 
+def params_json(params: Mapping[str, Any]) -> str:
+    """A run's parameters as the registry stores them (``json.dumps``'s text), written at once where every name and
+    value is a string (:func:`~nectar.keys.strings_object`)."""
+    try:
+        return strings_object(params.items(), ", ", ": ")
+    except TypeError:
+        return json.dumps(dict(params))
+
+
 def run_row(run: Run) -> list[Any]:
     """A run's values, in the order of :data:`RUN_COLUMNS`."""
     values = list(_RUN_FIELDS(run))
-    values[_PARAMS] = json.dumps(dict(run.params))
+    values[_PARAMS] = params_json(run.params)
     values[_STATE] = run.state.value
     for place in _LIST_PLACES:
         items = values[place]

@@ -7,7 +7,6 @@ differently (see :class:`~nectar.registry.reads.SqlReads`).
 
 from __future__ import annotations
 
-import json
 import operator
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -15,7 +14,6 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from nectar.errors import QueueFull, RunFinished, RunNotFound
-from nectar.keys import strings_object
 from nectar.registry.combine import Outcome
 from nectar.registry.model import Run, RunState, Step
 from nectar.registry.reads import SqlReads
@@ -27,6 +25,7 @@ from nectar.registry.schema import (
     RUNS,
     STEP_COLUMNS,
     param_marks,
+    params_json,
     run_of,
     run_row,
     values,
@@ -70,10 +69,7 @@ def fresh_row(run: Run) -> list[Any] | None:
     if _UNSET_OF(run) != _NOTHING_UNSET:
         return None
     row = list(_FRESH_OF(run))
-    try:  # json.dumps's text of them (its separators, in their order), made at once where all are strings
-        row[_FRESH_PARAMS] = strings_object(run.params.items(), ", ", ": ")
-    except TypeError:
-        row[_FRESH_PARAMS] = json.dumps(dict(run.params))
+    row[_FRESH_PARAMS] = params_json(run.params)
     row[_FRESH_STATE] = run.state.value
     return row
 
