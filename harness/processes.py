@@ -59,10 +59,36 @@ class PortTaken(RuntimeError):
     """A part could not have its port: another process listens there, or held it when the part bound."""
 
 
+#: the ports :func:`free_port` handed out in this process, each handed out once
+HANDED: set[int] = set()
+#: picks :func:`free_port` makes before it says the ports it may hand out are spent
+PICKS = 10_000
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on now, never handed out before by this process nor, under pytest-xdist, by another
+    worker of the session. The kernel picks a port for a ``bind`` to port 0 at random, so two picks may be the same
+    port, in one process (a test that picked two ports for ``nectar serve`` was given one: its API's and luigid's)
+    or in two; each xdist worker is handed a share of the ports of its own (:func:`port_share`)."""
+    share, shares = port_share()
+    for _ in range(PICKS):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in HANDED and (port >> 1) % shares == share:
+            HANDED.add(port)
+            return port
+    raise RuntimeError(f"no free port this process has not handed out already, after {PICKS} picks")
+
+
+def port_share() -> tuple[int, int]:
+    """This process's share of the ports and the number of shares: pytest-xdist's worker ``gwN`` the N-th of as many
+    as its session has workers, any other process the one share. Ports are shared out by their bits above the lowest
+    (the kernel picks odd ports for ``bind`` to port 0, even ones for outgoing connections)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(worker[2:]) < int(count):
+        return int(worker[2:]), int(count)
+    return 0, 1
 
 
 def on_a_free_port(start: Callable[[int], T], port: int | None = None, tries: int = BIND_TRIES) -> T:

@@ -162,6 +162,30 @@ def describe_holder(port: int) -> str:
     return "another process (not one this user can see)" if listening_inodes(port) else "another process"
 
 
+def ensure_apart(first: tuple[str, int, str], second: tuple[str, int, str]) -> None:
+    """Raise :class:`PortInUse` if two listeners this process starts, each ``(host, port, what)``, would share a port:
+    the same port on the same address, on a wildcard (``0.0.0.0``, ``::``) or on a host name (which may be either).
+    Each would pass :func:`ensure_free` alone, and whichever bound second would fail or be answered for by the other.
+    """
+    (host, port, what), (other_host, other_port, other_what) = first, second
+    if port != other_port:
+        return
+    literals = [_ip_literal(each) for each in (host, other_host)]
+    wildcards = ("0.0.0.0", "::")
+    if None in literals or any(each in wildcards for each in literals) or literals[0] == literals[1]:
+        raise PortInUse(f"{what} and {other_what} are both port {port}: give each its own")
+
+
+def _ip_literal(host: str) -> str | None:
+    """``host`` written the one way an IP address is (``::0`` as ``::``), None for a host name."""
+    import ipaddress  # only where two ports are the same: not on every start's path
+
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
 def ensure_free(host: str, port: int, what: str) -> None:
     """Raise :class:`PortInUse` naming ``port`` (``what`` listens there) and its holder, if it cannot be bound.
 

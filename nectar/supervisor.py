@@ -291,9 +291,12 @@ class Supervisor:
 
     def check_ports(self) -> None:
         """Raise :class:`~nectar.ports.PortInUse` if a port this command must listen on is taken."""
-        ports.ensure_free(self.args.host, int(self.args.port), "the API, --port")
+        api = (self.args.host, int(self.args.port), "the API, --port")
+        luigid = (self.args.scheduler_host, int(self.args.scheduler_port), "luigid, --scheduler-port")
+        ports.ensure_free(*api)
         if not self.settings.scheduler_url:
-            ports.ensure_free(self.args.scheduler_host, int(self.args.scheduler_port), "luigid, --scheduler-port")
+            ports.ensure_apart(api, luigid)
+            ports.ensure_free(*luigid)
 
     def launch(self) -> None:
         """The API, then luigid beside it (the API needs no luigid to answer): started, not awaited. The API first,

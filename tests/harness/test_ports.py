@@ -15,9 +15,21 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness import REPO, PortTaken, Processes, Served, answers, base_env, listening, listens, settings_env
+from harness import (
+    REPO,
+    PortTaken,
+    Processes,
+    Served,
+    answers,
+    base_env,
+    free_port,
+    listening,
+    listens,
+    port_share,
+    settings_env,
+)
 from nectar.config import Settings
-from nectar.ports import held_by, listed_in_proc_net, listening_inodes
+from nectar.ports import PortInUse, ensure_apart, held_by, listed_in_proc_net, listening_inodes
 
 #: each part the harness starts on a port, started on ``port`` (its first try)
 PARTS: dict[str, Callable[[Processes, int, Path, Settings, bool], Served]] = {
@@ -33,6 +45,50 @@ def port_of(url: str) -> int:
     port = urlsplit(url).port
     assert port is not None
     return port
+
+
+def test_free_port_hands_out_each_port_once() -> None:
+    """The kernel's pick for a ``bind`` to port 0 is random: 500 picks among its ~14,000 odd ports repeat one ~9
+    times over (a test that picked two ports for ``nectar serve``, its API's and luigid's, was once given one)."""
+    picked = [free_port() for _ in range(500)]
+
+    assert len(set(picked)) == len(picked)
+
+
+@pytest.mark.parametrize("share", [0, 1, 2])
+def test_each_xdist_worker_is_handed_ports_no_other_worker_is(monkeypatch: pytest.MonkeyPatch, share: int) -> None:
+    """Two workers of a session pick ports at the same time; each is handed ports of a share of its own."""
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{share}")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
+
+    picked = [free_port() for _ in range(50)]
+
+    assert port_share() == (share, 3)
+    assert {(port >> 1) % 3 for port in picked} == {share}
+
+
+@pytest.mark.parametrize(
+    ("api", "luigid", "apart"),
+    [
+        ("127.0.0.1", "127.0.0.1", False),
+        ("0.0.0.0", "127.0.0.1", False),
+        ("::1", "::", False),
+        ("[::1]", "::1", False),
+        ("localhost", "127.0.0.2", False),  # a name may be either address
+        ("127.0.0.1", "127.0.0.2", True),
+        ("127.0.0.1", "::1", True),
+    ],
+)
+def test_two_listeners_on_one_port_are_apart_only_on_two_addresses_that_differ(
+    api: str, luigid: str, apart: bool
+) -> None:
+    listeners = (api, 8000, "the API, --port"), (luigid, 8000, "luigid, --scheduler-port")
+    ensure_apart((api, 8000, "the API"), (luigid, 8001, "luigid"))  # two ports: apart, wherever they listen
+    if apart:
+        ensure_apart(*listeners)
+    else:
+        with pytest.raises(PortInUse, match="^the API, --port and luigid, --scheduler-port are both port 8000: "):
+            ensure_apart(*listeners)
 
 
 @pytest.mark.parametrize("part", sorted(PARTS))

@@ -330,6 +330,27 @@ def test_a_taken_port_is_refused_before_anything_starts(
     assert not (tmp_path / "data").exists(), "something started before the ports were checked"
 
 
+@pytest.mark.parametrize(("host", "scheduler_host"), [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1")])
+def test_serve_given_one_port_for_its_api_and_its_luigid_refuses_it_before_anything_starts(
+    tmp_path: Path, host: str, scheduler_host: str
+) -> None:
+    """Both free, each passed the check of a taken port: the API and luigid then raced for it, and ``serve`` said the
+    port answered from luigid, not from the API started here (exit 1), or the other way round."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NECTAR_")} | lifeline_env()  # (harness/lifeline.py)
+    argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(port), "--data-dir", str(tmp_path / "data")]
+    argv += ["--host", host, "--scheduler-host", scheduler_host]
+
+    refused = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+    said = refused.stdout + refused.stderr
+    assert refused.returncode == 2, said
+    assert refused.stderr == (
+        f"nectar: the API, --port and luigid, --scheduler-port are both port {port}: give each its own\n"
+    ), said
+    assert not (tmp_path / "data").exists(), "something started before the ports were checked"
+
+
 def test_readiness_is_believed_only_from_the_part_started_here(tmp_path: Path) -> None:
     """An HTTP server that is not the part (here, this test's) answering on the part's port is no readiness."""
     impostor = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
