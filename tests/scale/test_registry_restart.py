@@ -81,7 +81,8 @@ def test_a_postgresql_crash_is_ridden_out(deployment: Deployment, own_postgres: 
     ended = Counter(e.task_id for e in deployment.ledger.executions() if e.end is not None)
     assert len(ended) == RUNS and set(ended.values()) == {1}
     assert deployment.ledger.duplicates() == []
-    assert deployment.registry.get(long["run_id"]).attempt == 1  # type: ignore[union-attr]
+    held = deployment.registry.get(long["run_id"])
+    assert held is not None and held.attempt == 1
     assert deployment.submit(node, 99)["job_status"] == "PENDING"  # and new submissions are taken again
 
 
