@@ -1,6 +1,10 @@
 """The baselines served under the service's gunicorn configuration: a hello world, and the seed's status lookup;
 and the floor probe, the service's own app answering a status lookup's bytes without looking anything up.
 
+The module imports Flask and nothing of the service's: the cold start's hello world (:mod:`benchmarks.coldstart`)
+runs it under gunicorn's own configuration, importing what a hello world needs (the seed's lookup imports
+``requests`` and ``nectar.keys`` when it is first asked, the floor probe the service's app).
+
 ``gunicorn -c python:nectar.gunicorn_conf 'benchmarks.baseline_app:create_app()'``
 ``NECTAR_FLOOR_ANSWER=<file> gunicorn -c python:nectar.gunicorn_conf 'benchmarks.baseline_app:floor_app()'``
 """
@@ -12,12 +16,14 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 from flask import Flask, Response, jsonify, request
 
-from nectar.keys import TargetKey, param_digest
+if TYPE_CHECKING:
+    import requests
+
+    from nectar.keys import TargetKey
 
 #: the file holding the answer the floor probe gives: a real lookup's body, as the API sent it
 FLOOR_ANSWER = "NECTAR_FLOOR_ANSWER"
@@ -30,6 +36,8 @@ SEED_STATUSES = ("RUNNING", "PENDING", "FAILED", "DONE")
 
 def seed_lookup(session: requests.Session, scheduler_url: str, key: TargetKey) -> str:
     """The seed's status: fetch luigid's whole task list per status and match the class name (and parameters)."""
+    from nectar.keys import param_digest
+
     found = "UNKNOWN"
     for status in SEED_STATUSES:
         data = json.dumps({"status": status, "upstream_status": "", "search": ""})
@@ -47,6 +55,8 @@ def create_app() -> Flask:
 
     def session() -> requests.Session:
         if not hasattr(local, "session"):
+            import requests
+
             local.session = requests.Session()
         return local.session
 
@@ -56,6 +66,8 @@ def create_app() -> Flask:
 
     @app.get("/seed/chainstatus")
     def seed_status() -> Any:
+        from nectar.keys import TargetKey
+
         key = TargetKey.parse(request.args["chain"])
         return jsonify({"data": {"job_status": seed_lookup(session(), scheduler_url, key)}, "status": 200})
 

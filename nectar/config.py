@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -65,40 +66,58 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_PUBLIC_URL": "public_url",
     "NECTAR_ALLOWED_HOSTS": "allowed_hosts",
 }
-#: whole-number fields -> their least value, read by the rule gunicorn's variables are read by (:func:`whole_number`:
+#: the most a count the run registry keeps may be: PostgreSQL's INTEGER (4 bytes), the type of ``run_counts.pending``
+#: (which the queue's bound is compared with) and of ``runs.max_attempts``; SQLite, which binds the queue's bound into
+#: its insert, refused one past 8 bytes at the first submission (OverflowError, a 500)
+INTEGER_MOST = 2**31 - 1
+#: the most seconds an S3 presigned URL may live: SigV4's limit (a week), beyond which S3 refuses it at the download
+SIGV4_MOST = 7 * 24 * 3600
+#: the most processes or threads one count of them may start: as ``--workers``' (:data:`ROLE_NUMBERS`)
+WORKERS_MOST = 1 << 16
+#: whole-number fields -> their least value and their most (None: none that is real: a bound compared in Python
+#: alone, whose larger values mean no bound), read by the rule gunicorn's variables are read by (:func:`whole_number`:
 #: digits alone). 0 where it means something (no retry, no RSS bound, parameters refused); 1 where 0 would only refuse
 #: everything (a queue bound of 0 takes no run and skips every fire, a body bound of 0 every submission) or cannot
-#: work (no worker, no connection, a URL that expires as it is made)
-_INTS = {
-    "url_expiry": 1,
-    "retries": 0,
-    "max_queue": 1,
-    "max_body": 1,
-    "max_params": 0,
-    "max_param_length": 1,
-    "max_batch": 1,
-    "task_workers": 1,
-    "database_pool": 1,
-    "runs_per_process": 1,
-    "process_max_rss_mb": 0,
+#: work (no worker, no connection, a URL that expires as it is made). ``url_expiry``'s most is the store's
+#: (:func:`url_expiry_most`)
+_INTS: dict[str, tuple[int, int | None]] = {
+    "url_expiry": (1, INTEGER_MOST),
+    "retries": (0, INTEGER_MOST - 1),  # a run's max_attempts is retries + 1
+    "max_queue": (1, INTEGER_MOST),
+    "max_body": (1, None),
+    "max_params": (0, None),
+    "max_param_length": (1, None),
+    "max_batch": (1, INTEGER_MOST),  # a batch's rows are runs the queue takes; past 8 bytes no listing takes it
+    "task_workers": (1, WORKERS_MOST),
+    "database_pool": (1, None),
+    "runs_per_process": (1, None),
+    "process_max_rss_mb": (0, None),
 }
 _BOOLS = {"auth_reads"}
 _PATHS = {"chains_dir", "local_targets_dir", "data_dir", "luigi_config", "api_tokens_file"}
-_FLOATS = {
-    "worker_poll_interval",
-    "spare_idle",
-    "scheduler_timeout",
-    "scheduler_idle_timeout",
-    "retry_delay",
-    "retry_backoff",
-    "heartbeat_interval",
-    "lease_timeout",
-    "max_runtime",
-    "wait_timeout",
-    "wait_poll_max",
-    "drain_grace",
-    "log_sync_interval",
+#: the most seconds a duration may be (about 31 years): a lock's or a socket's wait takes at most
+#: ``threading.TIMEOUT_MAX`` (~9.2e9 s on Linux), and raises OverflowError beyond, at the first wait
+DURATION_MOST = 10**9
+#: durations (seconds) -> whether 0 is taken (0 means something: no spare kept, no delay, no limit, no copy until
+#: the end) or the least is above 0 (a poll, a timeout or a heartbeat of 0 would spin or fail at once)
+_DURATIONS = {
+    "worker_poll_interval": False,
+    "spare_idle": True,
+    "scheduler_timeout": False,
+    "scheduler_idle_timeout": False,
+    "retry_delay": True,
+    "heartbeat_interval": False,
+    "lease_timeout": False,
+    "max_runtime": True,
+    "wait_timeout": True,
+    "wait_poll_max": False,
+    "drain_grace": True,
+    "stop_timeout": False,
+    "log_sync_interval": True,
 }
+#: a plain decimal number: digits, at most one point (``1_0``, ``1e1``, ``inf``, ``nan``, ``-1`` and other scripts'
+#: digits are not)
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -249,21 +268,13 @@ class Settings:
             elif f.name == "retry_after":
                 value = _retry_after(value)
             elif f.name in _INTS:
-                value = whole_number(_variable(f.name), value, _INTS[f.name])
-            elif f.name == "stop_timeout":
-                value = _seconds("NECTAR_STOP_TIMEOUT", value)
-            elif f.name in _FLOATS:
-                value = _number(_variable(f.name), value)
-                if f.name == "max_runtime" and not 0 <= value < float("inf"):
-                    raise InvalidSetting(
-                        f"NECTAR_MAX_RUNTIME must be a number of seconds ≥ 0 (0: no limit), not {value}"
-                    )
-                if f.name == "wait_timeout" and not 0 <= value < float("inf"):
-                    raise InvalidSetting(f"NECTAR_WAIT_TIMEOUT must be a number of seconds ≥ 0, not {value}")
-                if f.name == "scheduler_idle_timeout" and not 0 < value < float("inf"):
-                    raise InvalidSetting(f"NECTAR_SCHEDULER_IDLE_TIMEOUT must be a number of seconds > 0, not {value}")
-                if f.name == "wait_poll_max" and not 0 < value < float("inf"):
-                    raise InvalidSetting(f"NECTAR_WAIT_POLL_MAX must be a number of seconds > 0, not {value}")
+                least, most = _INTS[f.name]
+                most = url_expiry_most(self.store_kind) if f.name == "url_expiry" else most
+                value = whole_number(_variable(f.name), value, least, most)
+            elif f.name in _DURATIONS:
+                value = seconds(_variable(f.name), value, zero=_DURATIONS[f.name])
+            elif f.name == "retry_backoff":
+                value = _factor(value)
             elif f.name == "scheduler_url" and value is not None:
                 value = str(value).rstrip("/") or None
                 if value is not None and not value.startswith(("http://", "https://")):
@@ -303,23 +314,46 @@ def _variable(name: str) -> str:
     return next((var for var, field_name in ENV_VARS.items() if field_name == name), f"NECTAR_{name.upper()}")
 
 
-def _number(var: str, value: object) -> float:
-    """``value`` of ``var`` as a number, or :class:`InvalidSetting` naming ``var``."""
-    try:
-        return float(str(value).strip()) if not isinstance(value, (int, float)) else float(value)
-    except ValueError:
-        raise InvalidSetting(f"{var} must be a number, not {value!r}") from None
+def url_expiry_most(store_kind: str) -> int:
+    """The most seconds ``NECTAR_URL_EXPIRY`` may be with the store ``store_kind``: S3's presigned URLs live a week at
+    most (:data:`SIGV4_MOST`); the local store's signed URLs carry their expiry as a unix time of at most 12 digits
+    (:mod:`nectar.signing`), which :data:`INTEGER_MOST` seconds from now keeps for millennia."""
+    return SIGV4_MOST if store_kind == "s3" else INTEGER_MOST
 
 
-def _seconds(var: str, value: object) -> float:
-    """``value`` of ``var`` as a number of seconds > 0 (and finite), or a ValueError naming ``var``."""
-    try:
-        seconds = float(str(value))
-    except ValueError:
-        seconds = float("nan")
-    if not 0 < seconds < float("inf"):
-        raise InvalidSetting(f"{var} must be a number of seconds > 0, not {value!r}")
-    return seconds
+def _decimal(value: object) -> float | None:
+    """``value`` as a finite number, a text one written as a plain decimal number (spaces around it aside); else
+    None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        with contextlib.suppress(OverflowError):  # an int past a float's range
+            return float(value) if math.isfinite(value) else None
+        return None
+    text = str(value).strip()
+    return float(text) if text.isascii() and _DECIMAL.fullmatch(text) else None
+
+
+def seconds(var: str, value: object, zero: bool = False) -> float:
+    """``value`` of ``var`` as a number of seconds, a plain decimal number (digits, at most one point) above 0 (from 0
+    with ``zero``) to :data:`DURATION_MOST`, or :class:`InvalidSetting` naming ``var``, the same line whatever is
+    wrong with it."""
+    number = _decimal(value)
+    if number is None or not (0 <= number if zero else 0 < number) or number > DURATION_MOST:
+        least = "≥ 0" if zero else "> 0"
+        raise InvalidSetting(
+            f"{var} must be a number of seconds {least}, at most {DURATION_MOST} (digits, at most one point), "
+            f"not {value!r}"
+        )
+    return number
+
+
+def _factor(value: object) -> float:
+    """``NECTAR_RETRY_BACKOFF``: a plain decimal number from 1 (a run's policy takes one below 1 for 1)."""
+    number = _decimal(value)
+    if number is None or number < 1:
+        raise InvalidSetting(f"NECTAR_RETRY_BACKOFF must be a number ≥ 1 (digits, at most one point), not {value!r}")
+    return number
 
 
 def whole_number(name: str, value: object, least: int, most: int | None = None) -> int:
@@ -338,10 +372,14 @@ def whole_number(name: str, value: object, least: int, most: int | None = None) 
     return number
 
 
+#: the most threads an API process may have: one less than gunicorn's ``worker_connections`` (1,000, its default),
+#: from which its gthread worker takes the threads to find the connections it keeps alive: with as many threads, it
+#: keeps none (a warning in its log), and a client told to come back after Retry-After finds its connection closed
+API_THREADS_MOST = 999
 #: gunicorn's whole numbers (:mod:`nectar.gunicorn_conf`): variable -> (default, least, most or None)
 GUNICORN_WHOLES: dict[str, tuple[int, int, int | None]] = {
-    "NECTAR_API_WORKERS": (2, 1, 1 << 16),
-    "NECTAR_API_THREADS": (8, 1, None),
+    "NECTAR_API_WORKERS": (2, 1, WORKERS_MOST),
+    "NECTAR_API_THREADS": (8, 1, API_THREADS_MOST),
     "NECTAR_API_MAX_REQUESTS": (20000, 0, None),
     "NECTAR_KEEPALIVE_REQUESTS": (20, 0, None),
 }
@@ -414,7 +452,7 @@ class GunicornSettings:
         retry_after = environ.get("NECTAR_RETRY_AFTER", "")
         self.retry_after = _retry_after(retry_after) if retry_after.strip() else Settings.retry_after
         read_timeout = environ.get("NECTAR_READ_TIMEOUT", "")
-        self.read_timeout = _seconds("NECTAR_READ_TIMEOUT", read_timeout) if read_timeout.strip() else READ_TIMEOUT
+        self.read_timeout = seconds("NECTAR_READ_TIMEOUT", read_timeout) if read_timeout.strip() else READ_TIMEOUT
         self.log_level = log_level(environ.get("NECTAR_LOG_LEVEL", ""))
 
     @property
@@ -430,8 +468,9 @@ def host_port(host: str, port: int | str) -> str:
 
 
 def _retry_after(value: object) -> int:
-    """``NECTAR_RETRY_AFTER``: a Retry-After header's seconds (digits alone), for :class:`Settings` and gunicorn."""
-    return whole_number("NECTAR_RETRY_AFTER", value, 0)
+    """``NECTAR_RETRY_AFTER``: a Retry-After header's seconds (digits alone), for :class:`Settings` and gunicorn; at
+    most :data:`INTEGER_MOST`, the most delta-seconds a recipient takes as written (RFC 9111, 1.2.2)."""
+    return whole_number("NECTAR_RETRY_AFTER", value, 0, INTEGER_MOST)
 
 
 #: ``nectar serve``'s (and ``api``'s, ``scheduler``'s) flags that are numbers, given or from their variables:
@@ -439,8 +478,8 @@ def _retry_after(value: object) -> int:
 ROLE_NUMBERS: dict[str, tuple[str, str, int, int]] = {
     "--port": ("port", "NECTAR_PORT", 1, 65535),
     "--scheduler-port": ("scheduler_port", "NECTAR_SCHEDULER_PORT", 1, 65535),
-    "--workers": ("workers", "NECTAR_WORKERS", 1, 1 << 16),
-    "--api-workers": ("api_workers", "NECTAR_API_WORKERS", 1, 1 << 16),
+    "--workers": ("workers", "NECTAR_WORKERS", 1, WORKERS_MOST),
+    "--api-workers": ("api_workers", "NECTAR_API_WORKERS", 1, WORKERS_MOST),
 }
 
 

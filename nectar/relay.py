@@ -9,7 +9,6 @@ waiting on the same event, then waits for that loop's own first beat, or is woke
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -37,13 +36,10 @@ class Relay(Generic[Owner]):
     """The ended turn of this process whose thread still waits out its beat, for the next turn to take over."""
 
     def __init__(self) -> None:
+        #: the ended turn and the process it ended in: a forked child's take-over finds its parent's, and takes none
         self._waiting: tuple[int, Turn[Owner]] | None = None
-        self._lock = threading.Lock()
-        os.register_at_fork(after_in_child=self._forked)
-
-    def _forked(self) -> None:
-        self._lock = threading.Lock()  # a parent's thread may hold it at the fork
-        self._waiting = None
+        #: made anew in a forked child (a parent's thread may hold it at the fork), as a module's own lock is
+        self._lock = forks.lock_made_anew_in_children(vars(self), "_lock")
 
     def take_over(self, turn: Turn[Owner]) -> Turn[Owner] | None:
         """The last ended turn of this process whose thread, still waiting, now beats for ``turn`` (which waits on its

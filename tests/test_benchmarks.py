@@ -55,7 +55,7 @@ from benchmarks.status import (
     status_requests,
     switches,
 )
-from harness import answers, busy_cpu, cpu_seconds, lifeline_env, read_calls, thread_times, waitfor
+from harness import REPO, answers, busy_cpu, cpu_seconds, free_port, lifeline_env, read_calls, thread_times, waitfor
 from harness.procfs import descendants, thread_cpu
 from nectar.registry import RunFilter, RunState
 from nectar.registry.sqlite import SQLiteRunStore
@@ -724,3 +724,34 @@ def test_thread_cpu_of_a_process_gone_raises_rather_than_saying_it_used_nothing(
     never = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # above any pid
     with pytest.raises(ProcessLookupError):
         thread_cpu(never)
+
+
+#: gunicorn run in process (its ``sys.argv`` after the probe's own two), then the modules loaded written as it exits
+LOADED_BY_GUNICORN = """
+import atexit, json, sys
+
+out, sys.argv = sys.argv[1], ["gunicorn", *sys.argv[2:]]
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+from gunicorn.app.wsgiapp import run
+
+run()
+"""
+
+
+def test_the_cold_starts_hello_world_imports_none_of_the_services_modules(tmp_path: Path) -> None:
+    """The cold start's baseline is gunicorn starting a hello world: gunicorn and Flask, loaded as gunicorn loads it
+    (``--check-config`` loads the app and exits). It ran under the service's gunicorn configuration, importing
+    ``nectar.config`` (~7 % of its start), ``nectar.gunicorn_ext`` and the seed lookup's ``requests``."""
+    from benchmarks.coldstart import hello_argv
+
+    argv = hello_argv(free_port())
+    assert argv[1:3] == ["-m", "gunicorn"]
+    out = tmp_path / "loaded.json"
+    probe = [argv[0], "-c", LOADED_BY_GUNICORN, str(out), *argv[3:-1], "--check-config", argv[-1]]
+    env = {**os.environ, **lifeline_env()}  # gunicorn, should it start, dies with this process
+    loaded = subprocess.run(probe, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    imported = set(json.loads(out.read_text()))
+    assert {"flask", "benchmarks.baseline_app"} <= imported
+    services = sorted(name for name in imported if name.partition(".")[0] in ("nectar", "api", "app", "requests"))
+    assert services == [], services

@@ -24,8 +24,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 #: how long an ``expect`` waits for what a page shows before the test fails (Playwright's own 5 s is missed by a
-#: page waiting on a loaded API); it only fails a hung page, as the 30 s of its actions
-EXPECT_TIMEOUT_MS = 30_000
+#: page waiting on a loaded API): 60 s, the suite's least deadline, which only fails a hung page (its actions keep
+#: Playwright's 30 s)
+EXPECT_TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,11 @@ def ensure_installed() -> Path:
 
 #: each server's folder, in the temporary folder (or in a folder of a test's own: :meth:`PostgresServer.start`)
 PREFIX = "nectar-pg-"
+#: seconds ``pg_ctl start`` waits for the server to accept connections (its ``-t``: 60 by default, after which it
+#: exits 1, "server did not start in time", and the server goes on starting): a crash recovery after :meth:`halt` on
+#: a loaded machine may take longer; at 60 s a slow machine saw a bare CalledProcessError (exit status 1) and a server
+#: left starting
+START_WAIT = 300
 #: what the server logs when its port is another process's (``EADDRINUSE``), and no other failure
 IN_USE = "Address already in use"
 #: the file in a server's folder that its test session holds locked while it lives (the kernel lets go when the
@@ -154,12 +159,21 @@ class PostgresServer:
         return _as_owner([str(self.binaries / "pg_ctl"), "-D", str(self.folder / "data"), *argv])
 
     def resume(self) -> None:
-        """Start the server (again, after :meth:`halt`), and wait until it accepts connections."""
+        """Start the server (again, after :meth:`halt`), and wait until it accepts connections: up to
+        :data:`START_WAIT` seconds, a deadline that fails a server that hangs, not a slow one. A start that fails
+        raises :class:`subprocess.CalledProcessError` with what ``pg_ctl`` said and the end of the server's log beside
+        it (a note), where it said only its exit status."""
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400"
-        start = self._pg_ctl("-l", str(self.folder / "log"), "-o", options, "-w", "start")
+        start = self._pg_ctl("-l", str(self.folder / "log"), "-o", options, "-w", "-t", str(START_WAIT), "start")
         # the server dies with this process, even SIGKILLed (harness/lifeline.py); what is left, at the next start
         env = {**os.environ, **lifeline_env()}
-        subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+        logged = self.logged()
+        try:
+            subprocess.run(start, env=env, check=True, capture_output=True, text=True, timeout=START_WAIT + 60)
+        except subprocess.CalledProcessError as exc:
+            tail = "\n".join(self.logged()[len(logged) :].splitlines()[-20:])
+            exc.add_note(f"pg_ctl said: {(exc.stdout + exc.stderr).strip()}\nthe server's log:\n{tail}")
+            raise
 
     def halt(self) -> None:
         """Stop the server as a crash would (immediate shutdown: every connection is cut)."""

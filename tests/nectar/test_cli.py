@@ -137,7 +137,7 @@ def test_a_bad_setting_is_named_before_a_port_in_use(settings: Settings, command
         port = str(held.getsockname()[1])
         result = nectar(settings, command, flag, port, NECTAR_MAX_QUEUE="lots")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number of at least 1, not 'lots'\n"
+    assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number from 1 to 2147483647, not 'lots'\n"
 
 
 def test_a_failed_steps_log_its_upload_left_in_the_live_logs_folder_is_named_there(settings: Settings) -> None:
@@ -156,13 +156,27 @@ def test_a_bad_setting_exits_2_in_one_line_naming_it(settings: Settings, command
     ports = {"NECTAR_PORT": str(free_port()), "NECTAR_SCHEDULER_PORT": str(free_port())}  # 8082 may be taken here
     result = nectar(settings, command, NECTAR_MAX_QUEUE="lots", **ports)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number of at least 1, not 'lots'\n"
+    assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number from 1 to 2147483647, not 'lots'\n"
+
+
+@pytest.mark.parametrize("command", ["serve", "worker", "status"])
+def test_a_url_expiry_s3_would_refuse_stops_every_command_before_it_starts(settings: Settings, command: str) -> None:
+    """S3 refuses a presigned URL that lives more than a week (SigV4), at its download: every command started with
+    ``NECTAR_URL_EXPIRY=604801`` and the API handed out links S3 refused. Now none starts: one line, exit 2."""
+    ports = {"NECTAR_PORT": str(free_port()), "NECTAR_SCHEDULER_PORT": str(free_port())}
+    args = [
+        command,
+        *(["chains/etl/sales_chain/ATask/0123456789abcdef0123456789abcdef/out.txt"] * (command == "status")),
+    ]
+    result = nectar(settings, *args, ENV="prod", NECTAR_URL_EXPIRY="604801", **ports)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == "nectar: NECTAR_URL_EXPIRY must be a whole number from 1 to 604800, not '604801'\n"
 
 
 @pytest.mark.parametrize(
     ("command", "env", "message"),
     [
-        ("serve", {"NECTAR_API_THREADS": "x"}, "NECTAR_API_THREADS must be a whole number of at least 1, not 'x'"),
+        ("serve", {"NECTAR_API_THREADS": "x"}, "NECTAR_API_THREADS must be a whole number from 1 to 999, not 'x'"),
         (
             "api",
             {"NECTAR_API_MAX_REQUESTS": "lots"},
@@ -178,7 +192,12 @@ def test_a_bad_setting_exits_2_in_one_line_naming_it(settings: Settings, command
             {"NECTAR_WORKERS": "0"},
             "--workers (env NECTAR_WORKERS) must be a whole number from 1 to 65536, not '0'",
         ),
-        ("api", {"NECTAR_READ_TIMEOUT": "abc"}, "NECTAR_READ_TIMEOUT must be a number of seconds > 0, not 'abc'"),
+        (
+            "api",
+            {"NECTAR_READ_TIMEOUT": "1e1"},
+            "NECTAR_READ_TIMEOUT must be a number of seconds > 0, at most 1000000000 (digits, at most one point), "
+            "not '1e1'",
+        ),
         (
             "serve",
             {"NECTAR_KEEPALIVE_REQUESTS": "-1"},

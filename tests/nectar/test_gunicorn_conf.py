@@ -99,27 +99,37 @@ def test_an_ipv6_host_is_an_address_gunicorn_binds(host: str, address: tuple[str
 
 #: more digits than Python's ``int()`` reads (4300): refused in its own line, not in one naming no variable
 TOO_MANY_DIGITS = "9" * 5000
+RETRY_AFTER_REFUSED = "NECTAR_RETRY_AFTER must be a whole number from 0 to 2147483647, not "
+READ_TIMEOUT_REFUSED = (
+    "NECTAR_READ_TIMEOUT must be a number of seconds > 0, at most 1000000000 (digits, at most one point), not "
+)
 #: values of gunicorn's variables it cannot take, each with the one line that refuses it
 REFUSED = [
     ("NECTAR_PORT", "70000", "NECTAR_PORT must be a whole number from 1 to 65535, not '70000'"),
     ("NECTAR_API_WORKERS", "x", "NECTAR_API_WORKERS must be a whole number from 1 to 65536, not 'x'"),
-    ("NECTAR_API_THREADS", "x", "NECTAR_API_THREADS must be a whole number of at least 1, not 'x'"),
-    ("NECTAR_API_THREADS", "0", "NECTAR_API_THREADS must be a whole number of at least 1, not '0'"),
-    ("NECTAR_API_THREADS", "+5", "NECTAR_API_THREADS must be a whole number of at least 1, not '+5'"),
-    ("NECTAR_API_THREADS", "\u0663", "NECTAR_API_THREADS must be a whole number of at least 1, not '\u0663'"),
+    ("NECTAR_API_THREADS", "x", "NECTAR_API_THREADS must be a whole number from 1 to 999, not 'x'"),
+    ("NECTAR_API_THREADS", "0", "NECTAR_API_THREADS must be a whole number from 1 to 999, not '0'"),
+    ("NECTAR_API_THREADS", "+5", "NECTAR_API_THREADS must be a whole number from 1 to 999, not '+5'"),
+    ("NECTAR_API_THREADS", "\u0663", "NECTAR_API_THREADS must be a whole number from 1 to 999, not '\u0663'"),
     (
         "NECTAR_API_THREADS",
         TOO_MANY_DIGITS,
-        f"NECTAR_API_THREADS must be a whole number of at least 1, not '{TOO_MANY_DIGITS}'",
+        f"NECTAR_API_THREADS must be a whole number from 1 to 999, not '{TOO_MANY_DIGITS}'",
     ),
+    # gunicorn's gthread worker keeps alive what its 1,000 worker_connections leave beside its threads: none at 1,000
+    ("NECTAR_API_THREADS", "1000", "NECTAR_API_THREADS must be a whole number from 1 to 999, not '1000'"),
     ("NECTAR_API_MAX_REQUESTS", "1_000", "NECTAR_API_MAX_REQUESTS must be a whole number of at least 0, not '1_000'"),
     ("NECTAR_API_MAX_REQUESTS", "-1", "NECTAR_API_MAX_REQUESTS must be a whole number of at least 0, not '-1'"),
     ("NECTAR_KEEPALIVE_REQUESTS", "+5", "NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '+5'"),
     ("NECTAR_KEEPALIVE_REQUESTS", "2.5", "NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '2.5'"),
-    ("NECTAR_RETRY_AFTER", "-1", "NECTAR_RETRY_AFTER must be a whole number of at least 0, not '-1'"),
-    ("NECTAR_RETRY_AFTER", "soon", "NECTAR_RETRY_AFTER must be a whole number of at least 0, not 'soon'"),
-    ("NECTAR_READ_TIMEOUT", "0", "NECTAR_READ_TIMEOUT must be a number of seconds > 0, not '0'"),
-    ("NECTAR_READ_TIMEOUT", "nan", "NECTAR_READ_TIMEOUT must be a number of seconds > 0, not 'nan'"),
+    ("NECTAR_RETRY_AFTER", "-1", "NECTAR_RETRY_AFTER must be a whole number from 0 to 2147483647, not '-1'"),
+    ("NECTAR_RETRY_AFTER", "soon", "NECTAR_RETRY_AFTER must be a whole number from 0 to 2147483647, not 'soon'"),
+    ("NECTAR_RETRY_AFTER", "2147483648", f"{RETRY_AFTER_REFUSED}'2147483648'"),  # RFC 9111's most delta-seconds
+    *[
+        ("NECTAR_READ_TIMEOUT", value, f"{READ_TIMEOUT_REFUSED}{value!r}")
+        for value in ("0", "nan", "inf", "1e1", "1_0")
+    ],
+    ("NECTAR_READ_TIMEOUT", "1000000001", f"{READ_TIMEOUT_REFUSED}'1000000001'"),  # past what a socket's wait takes
     ("NECTAR_LOG_LEVEL", "loud", "NECTAR_LOG_LEVEL must be one of debug, info, warning, error, critical, not 'loud'"),
 ]
 

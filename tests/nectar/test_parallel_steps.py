@@ -498,5 +498,5 @@ def test_parallel_steps_on_s3_each_talk_to_the_store_over_their_own_connections(
 def test_the_setting_takes_a_whole_number_of_at_least_one() -> None:
     assert Settings.from_env({}).task_workers == 1
     assert Settings.from_env({"NECTAR_TASK_WORKERS": "4"}).task_workers == 4
-    with pytest.raises(ValueError, match="NECTAR_TASK_WORKERS must be a whole number of at least 1, not '0'"):
+    with pytest.raises(ValueError, match="NECTAR_TASK_WORKERS must be a whole number from 1 to 65536, not '0'"):
         Settings.from_env({"NECTAR_TASK_WORKERS": "0"})

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -18,6 +20,7 @@ from nectar.leases import AttemptLease, process_name
 from nectar.luigi_internals import new_worker
 from nectar.luigid import LuigidRPC
 from nectar.registry import Run, RunState, RunStore
+from nectar.relay import Relay, Turn
 from tests.conftest import wait_until
 
 
@@ -59,6 +62,48 @@ def test_a_forked_process_does_not_hand_work_to_its_parents_standby_threads(kept
         os._exit(0 if standby.hand(lambda: None) is None else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_forked_child_of_a_relay_waits_on_no_lock_its_parents_thread_held_and_takes_over_no_parents_turn() -> None:
+    """A thread of the parent holds the relay's lock as it forks (an ending heartbeat's turn), and the parent has an
+    ended turn waiting: the child's first take-over neither waits for ever on the lock nor takes the turn, whose
+    thread is not in the child (``nectar.forks``' lock made anew in children, its own process id beside the turn)."""
+    relay: Relay[str] = Relay()
+    relay.end(Turn("parent's", due=time.monotonic() + 3600))
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with relay._lock:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(60)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if relay.take_over(Turn("child's", due=0.0)) is None else 1)
+    finally:
+        release.set()
+        holder.join()
+    exits: list[int] = []
+
+    def reaped() -> bool:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            exits.append(os.waitstatus_to_exitcode(status))
+        return bool(done)
+
+    try:
+        wait_until(reaped, 60)  # a child waiting on its copy of the held lock never exits
+    finally:
+        if not exits:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    assert exits == [0]
+    # the parent's ended turn is still the parent's to hand over
+    assert relay.take_over(Turn("parent's next", due=0.0)) is not None
 
 
 def test_an_attempts_lease_beats_on_a_standby_thread(

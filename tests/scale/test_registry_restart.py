@@ -3,7 +3,8 @@ and every accepted run is DONE afterwards, its task executed once."""
 
 from __future__ import annotations
 
-import time
+import math
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 
@@ -15,7 +16,7 @@ from nectar.registry import RunState
 from tests.conftest import free_port
 from tests.faults.conftest import CHAIN, CHAIN_TYPE, waitfor
 from tests.helpers.postgres import PostgresServer
-from tests.scale.conftest import Deployment
+from tests.scale.conftest import Deployment, Node
 
 RUNS = 12
 
@@ -40,6 +41,14 @@ def done(deployment: Deployment) -> int:
         return -1
 
 
+def failed_beats(deployment: Deployment, node: Node, run_id: str) -> int:
+    """The heartbeats of the run ``run_id`` that failed, as its attempt logged them: in the live logs of its running
+    step, in ``node``'s data folder (an attempt's own log lines go to its step's stderr)."""
+    said = f"heartbeat of run {run_id} failed"
+    live = (deployment.tmp / node.name / "live").glob("*.stderr.log")
+    return sum(path.read_text(errors="replace").count(said) for path in live)
+
+
 def test_a_postgresql_crash_is_ridden_out(deployment: Deployment, own_postgres: PostgresServer) -> None:
     deployment.start_scheduler()
     node = deployment.start_node(workers=2)
@@ -50,7 +59,6 @@ def test_a_postgresql_crash_is_ridden_out(deployment: Deployment, own_postgres: 
     waitfor(lambda: deployment.ledger.count("end") >= 3, 60, "some runs to end", interval=0.1)
 
     own_postgres.halt()
-    halted = time.monotonic()
 
     refused = requests.post(f"{node.url}/api/chains/{CHAIN_TYPE}/{CHAIN}/LedgerTask", params={"n": 99}, timeout=60)
     assert refused.status_code == 503, refused.text
@@ -58,8 +66,12 @@ def test_a_postgresql_crash_is_ridden_out(deployment: Deployment, own_postgres: 
     assert refused.headers["Retry-After"] == "2"
     health = requests.get(f"{node.url}/healthz", timeout=60)
     assert health.status_code == 503 and health.json()["data"]["registry"]["ok"] is False
-    # down longer than a lease (3 s): a running attempt could not heartbeat, but it is not lost for that
-    time.sleep(max(0.0, deployment.settings.lease_timeout + 2 - (time.monotonic() - halted)))
+    # down longer than a lease (3 s): the running attempt's heartbeat failed for longer than that (each failed beat an
+    # interval after the last: more than a lease from the first to the last counted), but it is not lost for that
+    beats = math.ceil(deployment.settings.lease_timeout / deployment.settings.heartbeat_interval) + 2
+    waitfor(
+        lambda: failed_beats(deployment, node, long["run_id"]) >= beats, 60, f"{beats} failed heartbeats", interval=0.1
+    )
     assert node.worker.poll() is None and node.api.poll() is None, "a process died with the database"
 
     own_postgres.resume()
@@ -69,5 +81,19 @@ def test_a_postgresql_crash_is_ridden_out(deployment: Deployment, own_postgres: 
     ended = Counter(e.task_id for e in deployment.ledger.executions() if e.end is not None)
     assert len(ended) == RUNS and set(ended.values()) == {1}
     assert deployment.ledger.duplicates() == []
-    assert deployment.registry.get(long["run_id"]).attempt == 1  # type: ignore[union-attr]
+    held = deployment.registry.get(long["run_id"])
+    assert held is not None and held.attempt == 1
     assert deployment.submit(node, 99)["job_status"] == "PENDING"  # and new submissions are taken again
+
+
+def test_a_postgresql_that_cannot_start_says_why(own_postgres: PostgresServer) -> None:
+    """A start that fails says what ``pg_ctl`` said and what the server logged: it said only "returned non-zero exit
+    status 1" (a server slower than pg_ctl's 60 s said no more, and was left starting)."""
+    own_postgres.halt()
+    with (own_postgres.folder / "data" / "postgresql.conf").open("a") as conf:
+        conf.write("\nshared_buffers = 'lots'\n")
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        own_postgres.resume()
+    notes = "\n".join(getattr(failed.value, "__notes__", []))
+    assert "pg_ctl said: " in notes and "could not start server" in notes, notes
+    assert 'invalid value for parameter "shared_buffers": "lots"' in notes, notes

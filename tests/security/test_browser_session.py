@@ -78,6 +78,6 @@ def test_swagger_ui_starts_under_the_docs_page_csp(tab: Any, secured_api: str) -
 
     tab.on("console", note)
     tab.goto(f"{secured_api}/api/docs")
-    expect(tab.locator(".swagger-ui .info .title")).to_contain_text("Datanectar", timeout=30_000)
+    expect(tab.locator(".swagger-ui .info .title")).to_contain_text("Datanectar")
     expect(tab.locator(".opblock").first).to_be_visible()
     assert refused == [], refused

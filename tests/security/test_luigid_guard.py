@@ -164,6 +164,6 @@ def test_the_visualiser_lists_a_task_in_chromium(served: Served, browser: Any) -
     try:
         page = context.new_page()
         page.goto(f"{served.scheduler}/static/visualiser/index.html")
-        expect(page.locator("#taskTable")).to_contain_text("TestS3Task", timeout=30_000)
+        expect(page.locator("#taskTable")).to_contain_text("TestS3Task")
     finally:
         context.close()

@@ -150,4 +150,5 @@ def test_a_read_timeout_that_is_no_positive_number_stops_the_start_naming_it(tmp
         [*GUNICORN, "app:create_app()"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert refused.returncode != 0
-    assert f"NECTAR_READ_TIMEOUT must be a number of seconds > 0, not '{value}'" in refused.stderr, refused.stderr
+    says = "NECTAR_READ_TIMEOUT must be a number of seconds > 0, at most 1000000000 (digits, at most one point), not "
+    assert f"{says}'{value}'" in refused.stderr, refused.stderr
