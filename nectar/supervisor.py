@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -31,10 +30,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from nectar import lifeline, ports
+from nectar import lifeline, ports, wakeup
 from nectar.config import OPENED, REFUSED, REGISTRY_VERDICT_FD, Settings, host_port
 from nectar.errors import NectarError, RegistryTooNew
 
@@ -181,7 +180,11 @@ REGISTRY_CHECK_PATIENCE = 30.0
 
 
 def refuse_a_newer_registry(
-    settings: Settings, verdict: int | None = None, patience: float = REGISTRY_CHECK_PATIENCE
+    settings: Settings,
+    verdict: int | None = None,
+    patience: float = REGISTRY_CHECK_PATIENCE,
+    stopping: Callable[[], bool] = lambda: False,
+    woken: int | None = None,
 ) -> None:
     """Raise :class:`~nectar.errors.RegistryTooNew` for a run registry a newer release upgraded, before Datanectar is
     announced up, not in the workers after it. Read from ``verdict`` (a pipe's end, closed here) where the API's
@@ -190,18 +193,22 @@ def refuse_a_newer_registry(
     forked for it, after the API answers: its modules (~0.2 s of CPU, ~28 MB) are neither imported beside the API's
     start nor kept in the supervisor, which lives as long as the service. Opened once at the start either way (the
     master and the fork each opened a SQLite one: ~0.16 s of CPU more at each start). Any other error, or no answer
-    within ``patience`` seconds (a database that does not answer), is left to the workers, which meet it as before."""
+    within ``patience`` seconds (a database that does not answer), is left to the workers, which meet it as before.
+    A stop asked meanwhile (``stopping()``, told by ``woken``: :func:`nectar.wakeup.signals`) ends the wait then."""
     if verdict is not None:
-        said = _read_all(verdict, patience)
+        said = _read_all(verdict, patience, stopping, woken)
         if said is not None and said.startswith(REFUSED):
             raise RegistryTooNew(said.removeprefix(REFUSED).decode())
-        if said == OPENED:
+        if said == OPENED or stopping():
             return
     reader, writer = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the check's own process: it only says why the registry is refused, then ends
         code = 0
         try:
+            wakeup.no_signals()  # its signals are not the supervisor's stops
+            lifeline.die_with_parent(parent, signal.SIGKILL)  # not left opening the registry for a supervisor gone
             os.close(reader)
             from nectar.registry import open_run_store
 
@@ -215,7 +222,7 @@ def refuse_a_newer_registry(
     os.close(writer)
     refusal = None
     try:
-        refusal = _read_all(reader, patience)
+        refusal = _read_all(reader, patience, stopping, woken)
     finally:
         if refusal is None:
             os.kill(pid, signal.SIGKILL)
@@ -224,14 +231,21 @@ def refuse_a_newer_registry(
         raise RegistryTooNew(refusal.decode())
 
 
-def _read_all(fd: int, patience: float) -> bytes | None:
+def _read_all(fd: int, patience: float, stopping: Callable[[], bool], woken: int | None) -> bytes | None:
     """What the pipe's end ``fd`` holds once every copy of its writing end is closed (``fd`` closed here), None if
-    that did not come within ``patience`` seconds: a copy held on (by a process the master started as it loaded the
-    app, say) delays the start that long, and no longer."""
+    that did not come within ``patience`` seconds, or a stop was asked first (``stopping()``, ``woken`` readable when
+    a signal came): a copy held on (by a process the master started as it loaded the app, say) delays the start that
+    long, and no longer; a stop, not at all (it waited out the patience: 30 s)."""
     deadline = time.monotonic() + patience
     said = b""
     try:
-        while select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        while not stopping():
+            ready = wakeup.readable([fd] if woken is None else [fd, woken], deadline - time.monotonic())
+            if not ready:
+                return None
+            if woken in ready:  # a signal: its handler ran before the poll returned; a stop, if it was one
+                wakeup.drain(woken)
+                continue
             chunk = os.read(fd, 4096)
             if not chunk:
                 return said
@@ -250,6 +264,8 @@ class Supervisor:
         self._stopping = False
         #: the pipe's end the API's master says how it opened the registry on (:meth:`launch`)
         self._registry_verdict: int | None = None
+        #: readable when a signal came (:meth:`listen_for_stops`): a wait on a pipe ends at a stop, not after it
+        self._woken: int | None = None
         self.settings = Settings.from_env(
             chains_dir=args.chains_dir, data_dir=args.data_dir, scheduler_url=args.scheduler_url or None
         )
@@ -277,12 +293,13 @@ class Supervisor:
     ) -> Part:
         """``argv`` started as the part ``name``, given ``stop_timeout`` seconds to stop (default: the settings'), with
         ``env`` beside :attr:`env` and the descriptors ``pass_fds``."""
-        # its own session (Ctrl-C reaches the supervisor alone); SIGTERM from the kernel if the supervisor dies
+        # its own session (Ctrl-C reaches the supervisor alone); SIGTERM from the kernel if the supervisor dies; a
+        # stop held from its interpreter's start until its prelude takes it (stops_exit_until_handled: status 0)
         proc = subprocess.Popen(
             argv,
             env={**self.env, **(env or {})},
             start_new_session=True,
-            preexec_fn=lifeline.child_of_this_process(),
+            preexec_fn=lifeline.part_of_this_process(),  # a stop held until its prelude handles it
             pass_fds=pass_fds,
         )
         part = Part(name, proc, self.settings.stop_timeout if stop_timeout is None else stop_timeout)
@@ -331,7 +348,7 @@ class Supervisor:
         scheduler = f"{scheduler_url}/api/worker_list"
         if luigid is not None and not wait_ready(scheduler, luigid, int(self.args.scheduler_port), stopping=stopping):
             return
-        refuse_a_newer_registry(self.settings, self._registry_verdict)
+        self.check_registry()
         if stopping():
             return
         # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued. The schedules'
@@ -346,6 +363,17 @@ class Supervisor:
             "Datanectar is up: API %s/api/chains, docs /api/docs; luigi scheduler %s; chains from %s",
             *(api_url, scheduler_url, self.settings.chains_dir),
         )
+
+    def check_registry(self, patience: float = REGISTRY_CHECK_PATIENCE) -> None:
+        """:func:`refuse_a_newer_registry` on the API's master's word, given up at a stop."""
+        verdict, self._registry_verdict = self._registry_verdict, None  # closed there
+        refuse_a_newer_registry(self.settings, verdict, patience, self.stop_asked, self._woken)
+
+    def listen_for_stops(self) -> None:
+        """SIGTERM, SIGINT and SIGHUP ask a stop (:meth:`request_stop`), and wake a wait on a pipe."""
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self.request_stop)
+        self._woken = wakeup.signals()
 
     def stop_asked(self) -> bool:
         return self._stopping
@@ -394,8 +422,7 @@ class Supervisor:
 def serve(args: argparse.Namespace) -> int:
     supervisor = Supervisor(args)
     supervisor.check_ports()  # before anything starts: PortInUse names the port and its holder
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, supervisor.request_stop)
+    supervisor.listen_for_stops()
     try:
         supervisor.launch()
         # this process's own log, set up beside the API's start rather than before it (its modules' import is not
@@ -422,7 +449,7 @@ def api(args: argparse.Namespace) -> int:
     ports.ensure_free(args.host, int(args.port), "the API, --port")
     os.environ.update({"NECTAR_HOST": args.host, "NECTAR_PORT": str(args.port)})
     os.environ["NECTAR_API_WORKERS"] = str(args.api_workers)
-    os.execv(GUNICORN[0], GUNICORN)
+    become(GUNICORN)
 
 
 def scheduler(args: argparse.Namespace) -> int:
@@ -434,4 +461,11 @@ def scheduler(args: argparse.Namespace) -> int:
     if path is not None:
         os.environ["LUIGI_CONFIG_PATH"] = str(path)
     argv = luigid_command(args.scheduler_host, args.scheduler_port, settings.data_dir, args.scheduler_allowed_hosts)
+    become(argv)
+
+
+def become(argv: list[str]) -> NoReturn:
+    """This process becomes ``argv`` (a part's command, whose prelude calls :func:`lifeline.stops_exit_until_handled`),
+    a stop held pending from here until that prelude takes it: the new interpreter's start is not killed by it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, lifeline.STOPS)  # kept across exec, as a stop pending by then is
     os.execv(argv[0], argv)
