@@ -11,7 +11,8 @@ everything is stopped and the command exits non-zero. If the supervisor itself d
 
 Before starting anything, ``serve`` (like ``api`` and ``scheduler``) checks that its ports are free
 and refuses to start, naming the port and its holder, when one is not; a part counts as up only
-when it answers *and* the port it answers on is held by that part's own process.
+when it answers *and* the port it answers on is held by that part's own process. One luigid keeps its state in a
+data folder: a second ``serve`` or ``scheduler`` on it is refused (:func:`hold_luigid_state`).
 
 luigid runs behind its guard (:mod:`nectar.guard`): only our processes, which carry the scheduler
 secret, change its state; browsers get its visualiser read-only.
@@ -114,6 +115,32 @@ def luigid_command(host: str, port: str | int, data_dir: Path, allowed_hosts: st
     guard = ["--data-dir", str(data_dir), "--allowed-host", allowed_hosts]
     listen = ["--address", host, "--port", str(port)]
     return [*GUARDED_LUIGID, *guard, *listen, "--state-path", str(state / "state.pickle"), "--logdir", str(state)]
+
+
+class StateInUse(NectarError):
+    """Another luigid of ours (``nectar serve``'s, ``nectar scheduler``) keeps its state in this data folder."""
+
+
+def hold_luigid_state(data_dir: Path) -> int:
+    """A descriptor holding ``<data_dir>/luigid`` for one luigid (a lock the kernel drops with the last process that
+    holds it: handed to luigid, it lasts as long as luigid, which saves its state as it stops); raise
+    :class:`StateInUse` where another holds it. Two luigids on one state file (two ``serve`` on one data folder,
+    each on its own ports) each wrote the whole file as it stopped, the last over the first's tasks, or both at once
+    into one file that the next start could not read ("Starting from empty state")."""
+    import fcntl  # only for a luigid of its own: a serve given --scheduler-url holds no state
+
+    state = data_dir / "luigid"
+    state.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state / "state.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StateInUse(
+            f"the data folder {data_dir} is in use by another nectar serve or nectar scheduler (its luigid's state, "
+            f"{state}): give each its own --data-dir"
+        ) from None
+    return fd
 
 
 def luigi_config(settings: Settings) -> Path | None:
@@ -266,6 +293,8 @@ class Supervisor:
         self._registry_verdict: int | None = None
         #: readable when a signal came (:meth:`listen_for_stops`): a wait on a pipe ends at a stop, not after it
         self._woken: int | None = None
+        #: the hold of luigid's state in the data folder (:meth:`check_ports`), handed to luigid (:meth:`launch`)
+        self._state: int | None = None
         self.settings = Settings.from_env(
             chains_dir=args.chains_dir, data_dir=args.data_dir, scheduler_url=args.scheduler_url or None
         )
@@ -314,6 +343,7 @@ class Supervisor:
         if not self.settings.scheduler_url:
             ports.ensure_apart(api, luigid)
             ports.ensure_free(*luigid)
+            self._state = hold_luigid_state(self.settings.data_dir)  # StateInUse: another luigid's data folder
 
     def launch(self) -> None:
         """The API, then luigid beside it (the API needs no luigid to answer): started, not awaited. The API first,
@@ -331,7 +361,8 @@ class Supervisor:
         if not self.settings.scheduler_url:
             args, data_dir = self.args, self.settings.data_dir
             argv = luigid_command(args.scheduler_host, args.scheduler_port, data_dir, args.scheduler_allowed_hosts)
-            self._start("luigid", argv)
+            # luigid holds its state's folder too: a supervisor killed (-9), its luigid saving as it stops, keeps it
+            self._start("luigid", argv, pass_fds=() if self._state is None else (self._state,))
 
     def start(self) -> None:
         """Once the API and luigid (:meth:`launch`) answer, the workers and the clock (a worker claims nothing before
@@ -457,6 +488,7 @@ def scheduler(args: argparse.Namespace) -> int:
     the pools every worker of every machine shares), its state in the data folder."""
     settings = Settings.from_env(data_dir=args.data_dir)  # a bad setting refused first, as by every command
     ports.ensure_free(args.scheduler_host, int(args.scheduler_port), "luigid, --scheduler-port")
+    os.set_inheritable(hold_luigid_state(settings.data_dir), True)  # luigid holds it from its exec on
     path = luigi_config(settings)
     if path is not None:
         os.environ["LUIGI_CONFIG_PATH"] = str(path)
