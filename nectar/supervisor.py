@@ -121,17 +121,21 @@ class StateInUse(NectarError):
     """Another luigid of ours (``nectar serve``'s, ``nectar scheduler``) keeps its state in this data folder."""
 
 
-def hold_luigid_state(data_dir: Path) -> int:
+def hold_luigid_state(data_dir: Path) -> int | None:
     """A descriptor holding ``<data_dir>/luigid`` for one luigid (a lock the kernel drops with the last process that
     holds it: handed to luigid, it lasts as long as luigid, which saves its state as it stops); raise
     :class:`StateInUse` where another holds it. Two luigids on one state file (two ``serve`` on one data folder,
     each on its own ports) each wrote the whole file as it stopped, the last over the first's tasks, or both at once
-    into one file that the next start could not read ("Starting from empty state")."""
+    into one file that the next start could not read ("Starting from empty state"). None where the folder takes
+    no lock file, or its file system no lock: luigid starts there as before."""
     import fcntl  # only for a luigid of its own: a serve given --scheduler-url holds no state
 
     state = data_dir / "luigid"
     state.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state / "state.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(state / "state.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:  # a folder this user may not write to: luigid saves no state there either
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -140,6 +144,9 @@ def hold_luigid_state(data_dir: Path) -> int:
             f"the data folder {data_dir} is in use by another nectar serve or nectar scheduler (its luigid's state, "
             f"{state}): give each its own --data-dir"
         ) from None
+    except OSError:  # a file system without locks (ENOLCK): not held, as before
+        os.close(fd)
+        return None
     return fd
 
 
@@ -488,7 +495,8 @@ def scheduler(args: argparse.Namespace) -> int:
     the pools every worker of every machine shares), its state in the data folder."""
     settings = Settings.from_env(data_dir=args.data_dir)  # a bad setting refused first, as by every command
     ports.ensure_free(args.scheduler_host, int(args.scheduler_port), "luigid, --scheduler-port")
-    os.set_inheritable(hold_luigid_state(settings.data_dir), True)  # luigid holds it from its exec on
+    if (held := hold_luigid_state(settings.data_dir)) is not None:
+        os.set_inheritable(held, True)  # luigid holds it from its exec on
     path = luigi_config(settings)
     if path is not None:
         os.environ["LUIGI_CONFIG_PATH"] = str(path)
