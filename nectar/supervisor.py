@@ -425,10 +425,13 @@ class Supervisor:
         self._stopping = True
 
     def watch(self) -> int:
+        """Until a stop is asked (0) or a part dies (1: the stop begins then, and a Ctrl-C meanwhile is its second,
+        which ends the workers' drain: the first did nothing while they drained for ``NECTAR_DRAIN_GRACE``)."""
         while not self._stopping:
             for part in self.parts:
                 if part.proc.poll() is not None:
                     logger.error("%s exited with code %s; stopping everything", part.name, part.proc.returncode)
+                    self._stopping = True
                     return 1
             time.sleep(0.2)
         return 0
