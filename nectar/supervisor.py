@@ -365,7 +365,7 @@ class Supervisor:
         self._registry_verdict, writer = os.pipe()
         self._start("api", GUNICORN, env={REGISTRY_VERDICT_FD: str(writer)}, pass_fds=(writer,))
         os.close(writer)
-        if not self.settings.scheduler_url:
+        if not self.settings.scheduler_url and not self._stopping:  # a stop asked meanwhile: nothing more starts
             args, data_dir = self.args, self.settings.data_dir
             argv = luigid_command(args.scheduler_host, args.scheduler_port, data_dir, args.scheduler_allowed_hosts)
             # luigid holds its state's folder too: a supervisor killed (-9), its luigid saving as it stops, keeps it

@@ -19,8 +19,9 @@ from nectar.cli import build_parser
 PATIENCE = 60.0
 #: a ``sitecustomize`` that holds a process (once: an ``exec`` keeps its pid) until the file ``HOLD_GATE`` exists,
 #: saying so with the file ``<HOLD_GATE>.<pid>``: as its interpreter starts (``HOLD_AT=start``), as the interpreter a
-#: role command became starts (``exec``: ``-c``, where the command ran as ``-m``), or at its first bind of a socket
-#: (``bind``: a role command's check of its ports, before its own handlers)
+#: role command became starts (``exec``: ``-c``, where the command ran as ``-m``), at its first bind of a socket
+#: (``bind``: a role command's check of its ports, before its own handlers) or as it starts its first process
+#: (``popen``: serve's API)
 HOLD = """
 import os, sys, time
 
@@ -32,15 +33,15 @@ def _hold():
     while not os.path.exists(os.environ["HOLD_GATE"]):
         time.sleep(0.02)
 
-def _at_bind(event, args):
-    if event == "socket.bind":
+def _at(event, args):
+    if event == {"bind": "socket.bind", "popen": "subprocess.Popen"}[os.environ["HOLD_AT"]]:
         _hold()
 
-_at = os.environ.get("HOLD_AT")
-if _at == "start" or (_at == "exec" and sys.argv[:1] == ["-c"]):
+_where = os.environ.get("HOLD_AT")
+if _where == "start" or (_where == "exec" and sys.argv[:1] == ["-c"]):
     _hold()
-elif _at == "bind":
-    sys.addaudithook(_at_bind)
+elif _where in ("bind", "popen"):
+    sys.addaudithook(_at)
 """
 
 
@@ -124,3 +125,19 @@ def test_a_role_command_stopped_as_the_interpreter_it_became_starts_exits_0(role
     env = base_env() | lifeline_env() | variables | {"NECTAR_DATA_DIR": str(tmp_path / "data")}
     proc = subprocess.Popen([*NECTAR, role, *port], cwd=tmp_path, env=env)
     assert stopped_once_held(proc, gate) == 0
+
+
+def test_serve_stopped_as_it_starts_its_api_starts_nothing_more(tmp_path: Path) -> None:
+    """A stop while ``serve`` starts its API: it went on to start luigid (``serve`` then stopped both); it starts
+    nothing more, stops the API and exits 0."""
+    variables, gate = holding(tmp_path, "popen")
+    argv = [*NECTAR, "serve", "--port", str(free_port()), "--scheduler-port", str(free_port())]
+    env = base_env() | lifeline_env() | variables | {"NECTAR_DATA_DIR": str(tmp_path / "data")}
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=out, stderr=out)
+    assert stopped_once_held(proc, gate) == 0, log.read_text()
+    said = log.read_text()
+    assert [line.partition("stopping ")[2] for line in said.splitlines() if "stopping " in line] == [
+        "api; luigid last"
+    ], said
