@@ -6,6 +6,7 @@ import contextlib
 import gc
 import os
 import signal
+import stat
 import tempfile
 from queue import Empty, SimpleQueue
 from typing import Any, Protocol
@@ -227,7 +228,12 @@ def _supervisors_pipe() -> int | None:
         return None
     from nectar.lifeline import SUPERVISOR_VAR
 
-    return int(fd) if os.environ.get(SUPERVISOR_VAR) == str(os.getppid()) else None
+    if os.environ.get(SUPERVISOR_VAR) != str(os.getppid()):
+        return None
+    try:  # a descriptor closed since (by a chain file as the app loaded), or its number taken by a file: not it
+        return int(fd) if stat.S_ISFIFO(os.fstat(int(fd)).st_mode) else None
+    except OSError:
+        return None
 
 
 def _tell_supervisor(verdict: bytes | None) -> None:
@@ -237,12 +243,10 @@ def _tell_supervisor(verdict: bytes | None) -> None:
     os.environ.pop(REGISTRY_VERDICT_FD, None)
     if fd is None:
         return
-    try:
+    with contextlib.suppress(OSError):  # the supervisor is gone: gunicorn's master stops with it (nectar.lifeline)
         if verdict is not None:
             os.write(fd, verdict)
-    except OSError:  # the supervisor is gone: gunicorn's master stops with it (nectar.lifeline)
-        pass
-    finally:
+    with contextlib.suppress(OSError):  # closed already: what raised here stopped gunicorn's master before its fork
         os.close(fd)
 
 

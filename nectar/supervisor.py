@@ -11,7 +11,8 @@ everything is stopped and the command exits non-zero. If the supervisor itself d
 
 Before starting anything, ``serve`` (like ``api`` and ``scheduler``) checks that its ports are free
 and refuses to start, naming the port and its holder, when one is not; a part counts as up only
-when it answers *and* the port it answers on is held by that part's own process.
+when it answers *and* the port it answers on is held by that part's own process. One luigid keeps its state in a
+data folder: a second ``serve`` or ``scheduler`` on it is refused (:func:`hold_luigid_state`).
 
 luigid runs behind its guard (:mod:`nectar.guard`): only our processes, which carry the scheduler
 secret, change its state; browsers get its visualiser read-only.
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -31,10 +31,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from nectar import lifeline, ports
+from nectar import lifeline, ports, wakeup
 from nectar.config import OPENED, REFUSED, REGISTRY_VERDICT_FD, Settings, host_port
 from nectar.errors import NectarError, RegistryTooNew
 
@@ -117,6 +117,39 @@ def luigid_command(host: str, port: str | int, data_dir: Path, allowed_hosts: st
     return [*GUARDED_LUIGID, *guard, *listen, "--state-path", str(state / "state.pickle"), "--logdir", str(state)]
 
 
+class StateInUse(NectarError):
+    """Another luigid of ours (``nectar serve``'s, ``nectar scheduler``) keeps its state in this data folder."""
+
+
+def hold_luigid_state(data_dir: Path) -> int | None:
+    """A descriptor holding ``<data_dir>/luigid`` for one luigid (a lock the kernel drops with the last process that
+    holds it: handed to luigid, it lasts as long as luigid, which saves its state as it stops); raise
+    :class:`StateInUse` where another holds it. Two luigids on one state file (two ``serve`` on one data folder,
+    each on its own ports) each wrote the whole file as it stopped, the last over the first's tasks, or both at once
+    into one file that the next start could not read ("Starting from empty state"). None where the folder takes
+    no lock file, or its file system no lock: luigid starts there as before."""
+    import fcntl  # only for a luigid of its own: a serve given --scheduler-url holds no state
+
+    state = data_dir / "luigid"
+    state.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(state / "state.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:  # a folder this user may not write to: luigid saves no state there either
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StateInUse(
+            f"the data folder {data_dir} is in use by another nectar serve or nectar scheduler (its luigid's state, "
+            f"{state}): give each its own --data-dir"
+        ) from None
+    except OSError:  # a file system without locks (ENOLCK): not held, as before
+        os.close(fd)
+        return None
+    return fd
+
+
 def luigi_config(settings: Settings) -> Path | None:
     """The project's luigi.cfg: the settings', else ``configuration/luigi.cfg`` here, if it exists."""
     path = settings.luigi_config or Path("configuration/luigi.cfg").resolve()
@@ -181,7 +214,11 @@ REGISTRY_CHECK_PATIENCE = 30.0
 
 
 def refuse_a_newer_registry(
-    settings: Settings, verdict: int | None = None, patience: float = REGISTRY_CHECK_PATIENCE
+    settings: Settings,
+    verdict: int | None = None,
+    patience: float = REGISTRY_CHECK_PATIENCE,
+    stopping: Callable[[], bool] = lambda: False,
+    woken: int | None = None,
 ) -> None:
     """Raise :class:`~nectar.errors.RegistryTooNew` for a run registry a newer release upgraded, before Datanectar is
     announced up, not in the workers after it. Read from ``verdict`` (a pipe's end, closed here) where the API's
@@ -190,18 +227,22 @@ def refuse_a_newer_registry(
     forked for it, after the API answers: its modules (~0.2 s of CPU, ~28 MB) are neither imported beside the API's
     start nor kept in the supervisor, which lives as long as the service. Opened once at the start either way (the
     master and the fork each opened a SQLite one: ~0.16 s of CPU more at each start). Any other error, or no answer
-    within ``patience`` seconds (a database that does not answer), is left to the workers, which meet it as before."""
+    within ``patience`` seconds (a database that does not answer), is left to the workers, which meet it as before.
+    A stop asked meanwhile (``stopping()``, told by ``woken``: :func:`nectar.wakeup.signals`) ends the wait then."""
     if verdict is not None:
-        said = _read_all(verdict, patience)
+        said = _read_all(verdict, patience, stopping, woken)
         if said is not None and said.startswith(REFUSED):
             raise RegistryTooNew(said.removeprefix(REFUSED).decode())
-        if said == OPENED:
+        if said == OPENED or stopping():
             return
     reader, writer = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the check's own process: it only says why the registry is refused, then ends
         code = 0
         try:
+            wakeup.no_signals()  # its signals are not the supervisor's stops
+            lifeline.die_with_parent(parent, signal.SIGKILL)  # not left opening the registry for a supervisor gone
             os.close(reader)
             from nectar.registry import open_run_store
 
@@ -215,7 +256,7 @@ def refuse_a_newer_registry(
     os.close(writer)
     refusal = None
     try:
-        refusal = _read_all(reader, patience)
+        refusal = _read_all(reader, patience, stopping, woken)
     finally:
         if refusal is None:
             os.kill(pid, signal.SIGKILL)
@@ -224,14 +265,21 @@ def refuse_a_newer_registry(
         raise RegistryTooNew(refusal.decode())
 
 
-def _read_all(fd: int, patience: float) -> bytes | None:
+def _read_all(fd: int, patience: float, stopping: Callable[[], bool], woken: int | None) -> bytes | None:
     """What the pipe's end ``fd`` holds once every copy of its writing end is closed (``fd`` closed here), None if
-    that did not come within ``patience`` seconds: a copy held on (by a process the master started as it loaded the
-    app, say) delays the start that long, and no longer."""
+    that did not come within ``patience`` seconds, or a stop was asked first (``stopping()``, ``woken`` readable when
+    a signal came): a copy held on (by a process the master started as it loaded the app, say) delays the start that
+    long, and no longer; a stop, not at all (it waited out the patience: 30 s)."""
     deadline = time.monotonic() + patience
     said = b""
     try:
-        while select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        while not stopping():
+            ready = wakeup.readable([fd] if woken is None else [fd, woken], deadline - time.monotonic())
+            if not ready:
+                return None
+            if woken in ready:  # a signal: its handler ran before the poll returned; a stop, if it was one
+                wakeup.drain(woken)
+                continue
             chunk = os.read(fd, 4096)
             if not chunk:
                 return said
@@ -250,6 +298,10 @@ class Supervisor:
         self._stopping = False
         #: the pipe's end the API's master says how it opened the registry on (:meth:`launch`)
         self._registry_verdict: int | None = None
+        #: readable when a signal came (:meth:`listen_for_stops`): a wait on a pipe ends at a stop, not after it
+        self._woken: int | None = None
+        #: the hold of luigid's state in the data folder (:meth:`check_ports`), handed to luigid (:meth:`launch`)
+        self._state: int | None = None
         self.settings = Settings.from_env(
             chains_dir=args.chains_dir, data_dir=args.data_dir, scheduler_url=args.scheduler_url or None
         )
@@ -277,12 +329,13 @@ class Supervisor:
     ) -> Part:
         """``argv`` started as the part ``name``, given ``stop_timeout`` seconds to stop (default: the settings'), with
         ``env`` beside :attr:`env` and the descriptors ``pass_fds``."""
-        # its own session (Ctrl-C reaches the supervisor alone); SIGTERM from the kernel if the supervisor dies
+        # its own session (Ctrl-C reaches the supervisor alone); SIGTERM from the kernel if the supervisor dies; a
+        # stop held from its interpreter's start until its prelude takes it (stops_exit_until_handled: status 0)
         proc = subprocess.Popen(
             argv,
             env={**self.env, **(env or {})},
             start_new_session=True,
-            preexec_fn=lifeline.child_of_this_process(),
+            preexec_fn=lifeline.part_of_this_process(),  # a stop held until its prelude handles it
             pass_fds=pass_fds,
         )
         part = Part(name, proc, self.settings.stop_timeout if stop_timeout is None else stop_timeout)
@@ -297,6 +350,7 @@ class Supervisor:
         if not self.settings.scheduler_url:
             ports.ensure_apart(api, luigid)
             ports.ensure_free(*luigid)
+            self._state = hold_luigid_state(self.settings.data_dir)  # StateInUse: another luigid's data folder
 
     def launch(self) -> None:
         """The API, then luigid beside it (the API needs no luigid to answer): started, not awaited. The API first,
@@ -311,10 +365,11 @@ class Supervisor:
         self._registry_verdict, writer = os.pipe()
         self._start("api", GUNICORN, env={REGISTRY_VERDICT_FD: str(writer)}, pass_fds=(writer,))
         os.close(writer)
-        if not self.settings.scheduler_url:
+        if not self.settings.scheduler_url and not self._stopping:  # a stop asked meanwhile: nothing more starts
             args, data_dir = self.args, self.settings.data_dir
             argv = luigid_command(args.scheduler_host, args.scheduler_port, data_dir, args.scheduler_allowed_hosts)
-            self._start("luigid", argv)
+            # luigid holds its state's folder too: a supervisor killed (-9), its luigid saving as it stops, keeps it
+            self._start("luigid", argv, pass_fds=() if self._state is None else (self._state,))
 
     def start(self) -> None:
         """Once the API and luigid (:meth:`launch`) answer, the workers and the clock (a worker claims nothing before
@@ -331,7 +386,7 @@ class Supervisor:
         scheduler = f"{scheduler_url}/api/worker_list"
         if luigid is not None and not wait_ready(scheduler, luigid, int(self.args.scheduler_port), stopping=stopping):
             return
-        refuse_a_newer_registry(self.settings, self._registry_verdict)
+        self.check_registry()
         if stopping():
             return
         # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued. The schedules'
@@ -347,6 +402,17 @@ class Supervisor:
             *(api_url, scheduler_url, self.settings.chains_dir),
         )
 
+    def check_registry(self, patience: float = REGISTRY_CHECK_PATIENCE) -> None:
+        """:func:`refuse_a_newer_registry` on the API's master's word, given up at a stop."""
+        verdict, self._registry_verdict = self._registry_verdict, None  # closed there
+        refuse_a_newer_registry(self.settings, verdict, patience, self.stop_asked, self._woken)
+
+    def listen_for_stops(self) -> None:
+        """SIGTERM, SIGINT and SIGHUP ask a stop (:meth:`request_stop`), and wake a wait on a pipe."""
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self.request_stop)
+        self._woken = wakeup.signals()
+
     def stop_asked(self) -> bool:
         return self._stopping
 
@@ -359,10 +425,13 @@ class Supervisor:
         self._stopping = True
 
     def watch(self) -> int:
+        """Until a stop is asked (0) or a part dies (1: the stop begins then, and a Ctrl-C meanwhile is its second,
+        which ends the workers' drain: the first did nothing while they drained for ``NECTAR_DRAIN_GRACE``)."""
         while not self._stopping:
             for part in self.parts:
                 if part.proc.poll() is not None:
                     logger.error("%s exited with code %s; stopping everything", part.name, part.proc.returncode)
+                    self._stopping = True
                     return 1
             time.sleep(0.2)
         return 0
@@ -394,8 +463,7 @@ class Supervisor:
 def serve(args: argparse.Namespace) -> int:
     supervisor = Supervisor(args)
     supervisor.check_ports()  # before anything starts: PortInUse names the port and its holder
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, supervisor.request_stop)
+    supervisor.listen_for_stops()
     try:
         supervisor.launch()
         # this process's own log, set up beside the API's start rather than before it (its modules' import is not
@@ -422,7 +490,7 @@ def api(args: argparse.Namespace) -> int:
     ports.ensure_free(args.host, int(args.port), "the API, --port")
     os.environ.update({"NECTAR_HOST": args.host, "NECTAR_PORT": str(args.port)})
     os.environ["NECTAR_API_WORKERS"] = str(args.api_workers)
-    os.execv(GUNICORN[0], GUNICORN)
+    become(GUNICORN)
 
 
 def scheduler(args: argparse.Namespace) -> int:
@@ -430,8 +498,17 @@ def scheduler(args: argparse.Namespace) -> int:
     the pools every worker of every machine shares), its state in the data folder."""
     settings = Settings.from_env(data_dir=args.data_dir)  # a bad setting refused first, as by every command
     ports.ensure_free(args.scheduler_host, int(args.scheduler_port), "luigid, --scheduler-port")
+    if (held := hold_luigid_state(settings.data_dir)) is not None:
+        os.set_inheritable(held, True)  # luigid holds it from its exec on
     path = luigi_config(settings)
     if path is not None:
         os.environ["LUIGI_CONFIG_PATH"] = str(path)
     argv = luigid_command(args.scheduler_host, args.scheduler_port, settings.data_dir, args.scheduler_allowed_hosts)
+    become(argv)
+
+
+def become(argv: list[str]) -> NoReturn:
+    """This process becomes ``argv`` (a part's command, whose prelude calls :func:`lifeline.stops_exit_until_handled`),
+    a stop held pending from here until that prelude takes it: the new interpreter's start is not killed by it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, lifeline.STOPS)  # kept across exec, as a stop pending by then is
     os.execv(argv[0], argv)

@@ -149,7 +149,9 @@ def dispatch(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command in ROLE_COMMANDS:
-            from nectar import supervisor
+            from nectar import lifeline, supervisor
+
+            lifeline.stops_exit_until_handled()  # nothing started yet: a stop ends it (0) until serve's handlers
             from nectar.config import check_role_settings
 
             check_role_settings(args)

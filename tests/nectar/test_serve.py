@@ -19,7 +19,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import PortTaken, exited_starting, lifeline_env, on_a_free_port, on_free_ports
+from harness import PortTaken, answers, exited_starting, lifeline_env, on_a_free_port, on_free_ports
 from nectar import ports
 from nectar.config import Settings
 from nectar.metrics import DURATION_BUCKETS
@@ -284,6 +284,24 @@ def test_a_second_serve_on_the_same_ports_refuses_naming_the_port_and_its_holder
     assert f"port {api_port} (the API, --port) is in use by pid {holder} (" in said and "gunicorn" in said, said
     assert "Datanectar is up" not in said
     assert requests.get(f"{served.api}/api/chains", timeout=60).status_code == 200  # the first one is untouched
+
+
+@pytest.mark.parametrize("second", ["serve", "scheduler"])
+def test_a_second_luigid_on_a_serves_data_folder_is_refused_before_anything_starts(served: Served, second: str) -> None:
+    """A second ``nectar serve`` (or ``nectar scheduler``) on the data folder of a running one, on ports of its own:
+    both ran, each luigid writing its whole state into the one file as it stopped (the last over the first's
+    tasks, or both at once into a file the next start could not read). Refused in one line, exit 2."""
+    argv = [*NECTAR, second, "--scheduler-port", str(free_port())]
+    argv += ["--port", str(free_port())] if second == "serve" else []
+
+    refused = subprocess.run(argv, cwd=served.cwd, env=served.env, capture_output=True, text=True, timeout=60)
+
+    said = refused.stdout + refused.stderr
+    assert refused.returncode == 2, said
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("nectar: the data folder ") and "in use by another nectar serve or nectar scheduler" in line
+    assert requests.get(f"{served.api}/api/chains", timeout=60).status_code == 200  # the first one is untouched
+    assert answers(f"{served.scheduler}/api/worker_list") is not None  # and its luigid
 
 
 @pytest.fixture
