@@ -14,7 +14,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   another worker made it since it was found undone (its ``_run_task``, ``_batch_running_tasks``), its
   ``_task_result_queue`` in memory when its steps run in its own process (:class:`Worker`), its ``[worker]``
   settings given ready-made: its ``__init__`` reads the names ``worker`` and ``multiprocessing`` of ``luigi.worker``
-  (:func:`_worker_made_with`), its ``_generate_worker_info`` the name ``getpass`` (:func:`worker_user`), and
+  (:func:`_worker_made_with`), its ``__init__`` and ``_generate_worker_info`` the names ``getpass`` and ``socket``
+  (:func:`_described_once`), and
   ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`),
   ``_summary_format``, ``_summary_wrap``, ``_tasks_status`` and ``_create_one_line_summary`` (:class:`RunResult`);
 - ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`);
@@ -48,6 +49,7 @@ import multiprocessing
 import os
 import pwd
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -249,6 +251,36 @@ class _UserOnce:
         return getattr(getpass, name)
 
 
+@functools.cache
+def host_name() -> str:
+    """This host's name (``socket.gethostname``), asked once per process; a process forked after inherits it."""
+    return socket.gethostname()
+
+
+class _HostOnce:
+    """``socket`` as luigi's worker sees it while it is made: its ``gethostname`` is :func:`host_name`. luigi's
+    ``Worker.__init__`` asks it twice (its ``host``, then its worker info's), a ``uname`` system call each, for the
+    worker every run makes."""
+
+    gethostname = staticmethod(host_name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(socket, name)
+
+
+@contextlib.contextmanager
+def _described_once() -> Iterator[None]:
+    """While luigi's worker is made and describes itself: the user's name and the host's, each found once per process
+    (:class:`_UserOnce`, :class:`_HostOnce`). luigi's worker is made on one thread."""
+    module = vars(luigi.worker)
+    saved = module["getpass"], module["socket"]
+    module["getpass"], module["socket"] = _UserOnce(), _HostOnce()
+    try:
+        yield
+    finally:
+        module["getpass"], module["socket"] = saved
+
+
 @contextlib.contextmanager
 def _worker_made_with(config: luigi.worker.worker, in_memory: bool) -> Iterator[None]:
     """While luigi's ``Worker.__init__`` runs: its ``[worker]`` settings are ``config`` (not read again from luigi's
@@ -332,12 +364,13 @@ class Worker(luigi.worker.Worker):
         config: luigi.worker.worker | None = None,
         **kwargs: Any,
     ) -> None:
-        if config is not None and not kwargs:
-            in_memory = not (config.force_multiprocessing or int(worker_processes) > 1)
-            with _worker_made_with(config, in_memory):
-                super().__init__(scheduler, worker_id, worker_processes, assistant)
-        else:
-            super().__init__(scheduler, worker_id, worker_processes, assistant, **kwargs)
+        with _described_once():
+            if config is not None and not kwargs:
+                in_memory = not (config.force_multiprocessing or int(worker_processes) > 1)
+                with _worker_made_with(config, in_memory):
+                    super().__init__(scheduler, worker_id, worker_processes, assistant)
+            else:
+                super().__init__(scheduler, worker_id, worker_processes, assistant, **kwargs)
         self._add_worker_due = False
         #: with luigid, the ids of the tasks this worker told luigid a status of, and of those whose last was not DONE
         self._told: set[str] = set()
@@ -349,14 +382,10 @@ class Worker(luigi.worker.Worker):
             _replace(self, "_task_result_queue", _InProcessResults())
 
     def _generate_worker_info(self) -> list[tuple[str, Any]]:
-        """luigi's, the user's name found as ``getpass.getuser`` finds it, once per process (:func:`worker_user`).
-        luigi's worker is made on one thread."""
-        module = vars(luigi.worker)
-        saved, module["getpass"] = module["getpass"], _UserOnce()
-        try:
+        """luigi's, the user's name found as ``getpass.getuser`` finds it and the host's, once per process
+        (:func:`_described_once`)."""
+        with _described_once():
             info: list[tuple[str, Any]] = super()._generate_worker_info()
-        finally:
-            module["getpass"] = saved
         return info
 
     def __enter__(self) -> Worker:

@@ -146,9 +146,14 @@ def _child_listed() -> int:
 
 
 def rss_mb() -> float:
-    """This process's resident size in megabytes (one read of ``/proc/self/statm``)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * _PAGE / 2**20
+    """This process's resident size in megabytes: one ``read`` of ``/proc/self/statm`` (a line of a few numbers), its
+    descriptor opened and closed, where a text file object made after each run also asked the kernel twice for the
+    file's kind and size, once whether it is a terminal (ENOTTY) and twice where it stood: 9 system calls, now 3."""
+    statm = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return int(os.read(statm, 256).split()[1]) * _PAGE / 2**20
+    finally:
+        os.close(statm)
 
 
 def put_back(before: Before) -> None:

@@ -34,16 +34,20 @@ def _flush_std() -> None:
 def open_log(path: Path) -> TextIO:
     """A log file, created empty, for :func:`redirect_output`: line-buffered text, each line at its end (every writer,
     a subprocess's inherited descriptor too, appends)."""
-    return open_text(path, _emptied)
+    return open_text(path, _appended)
 
 
 def open_text(file: Path | int, opener: Callable[[str, int], int] | None = None) -> TextIO:
-    """A log file (a path, or a descriptor opened to append) as :func:`redirect_output` writes it: line-buffered."""
-    return open(file, "a", buffering=1, encoding="utf-8", errors="replace", opener=opener)  # noqa: SIM115
+    """A log file (a path opened by ``opener``, which makes its descriptor append, or a descriptor opened to append)
+    as :func:`redirect_output` writes it: line-buffered. Opened for writing (``"w"``), not appending (``"a"``): the
+    descriptor appends already (``O_APPEND``), and Python's ``"a"`` only adds a seek to the end on opening, one system
+    call a log (two a step) for a file that is empty (a new one) or whose writes go to its end whatever its offset."""
+    return open(file, "w", buffering=1, encoding="utf-8", errors="replace", opener=opener)  # noqa: SIM115
 
 
-def _emptied(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_TRUNC, 0o666)
+def _appended(path: str, flags: int) -> int:
+    """``open``'s opener of a new log (``"w"``: created, emptied): its descriptor appends, as ``"a"``'s would."""
+    return os.open(path, flags | os.O_APPEND, 0o666)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import logging
 import multiprocessing.queues
 import os
 import pwd
+import socket
 import threading
 import time
 import types
@@ -140,6 +141,29 @@ def test_workers_made_in_one_process_read_the_password_database_once_and_name_th
     assert (
         dict(new_worker(luigi.scheduler.Scheduler(), "nectar-user:env", 1)._worker_info)["username"] == "someone-else"
     )
+
+
+def test_workers_made_in_one_process_ask_the_host_name_once_and_name_the_host_as_socket_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """luigi's ``Worker.__init__`` names its host (``self.host``, then its worker info's, which luigid's workers view
+    shows) through ``luigi.worker``'s name ``socket``: ``socket.gethostname``, a system call each, asked once per
+    process, not twice per worker (each run makes one)."""
+    real = socket.gethostname()
+    asked: list[str] = []
+
+    def gethostname() -> str:
+        asked.append(real)
+        return real
+
+    monkeypatch.setattr(socket, "gethostname", gethostname)
+    cached = getattr(nectar.luigi_internals, "host_name", None)
+    if cached is not None:
+        cached.cache_clear()  # as a process that has made no worker yet
+    workers = [new_worker(luigi.scheduler.Scheduler(), f"nectar-host:{n}", 1) for n in range(3)]
+    assert [(worker.host, dict(worker._worker_info)["host"]) for worker in workers] == [(real, real)] * 3
+    assert asked == [real], "the host's name was asked for each worker made, not once per process"
+    assert vars(luigi.worker)["socket"] is socket, "luigi.worker's name socket was left swapped"
 
 
 def test_luigid_marks_a_step_reopened_once_a_late_pending_takes_it_back_from_done() -> None:

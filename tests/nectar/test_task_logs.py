@@ -17,6 +17,7 @@ from nectar.config import Settings, configure
 from nectar.errors import LeaseLost
 from nectar.keys import OUTPUT_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
 from nectar.logs import ahead
+from nectar.logs.capture import open_log
 from nectar.stores import get_store
 from nectar.task import NectarTask, live_log_paths
 from tests.helpers.calls import file_calls
@@ -201,3 +202,23 @@ def test_logs_whose_upload_was_refused_stay_live_and_the_worker_names_both_files
     assert stdout.is_file() and stderr.is_file()
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("could not save the logs")]
     assert said == [f"could not save the logs of {task.target_key.folder}; they stay in {stdout} and {stderr}"], said
+
+
+def test_a_steps_log_appends_whatever_its_offset_whether_created_or_made_ahead(tmp_path: Path) -> None:
+    """A step's log is written at its end by every writer, a subprocess's inherited descriptor too, wherever the
+    descriptor's offset stands (``O_APPEND``); one created over an old file starts empty."""
+    old = tmp_path / "created.log"
+    old.write_text("an earlier step's lines\n")
+    logs = [open_log(old)]
+    ahead.make_ahead(tmp_path)
+    if ahead._made is not None:  # a file system that makes anonymous files (see the test above)
+        made = ahead.take(tmp_path / "ahead.log")
+        assert made is not None
+        logs.append(made)
+    for log in logs:
+        log.write("first\n")
+        os.lseek(log.fileno(), 0, os.SEEK_SET)  # another writer of the same descriptor moved it back
+        log.write("second\n")
+        log.close()
+        assert Path(log.name if isinstance(log.name, str) else tmp_path / "ahead.log").read_text() == "first\nsecond\n"
+    ahead.discard()
