@@ -179,6 +179,9 @@ def test_a_chain_file_that_takes_too_long_to_execute_ahead_is_left_to_its_attemp
     spare = ready_spare(executor)
     assert spare.said == NOT_AHEAD
     assert executions(ledger, spare.pid) == []
+    for other in [each for each in executor.spares.spares if each is not spare]:
+        # one forked before it and ready only now (under load) would be the oldest ready one, and take the run
+        executor.spares._drop(other)
     gate.touch()
 
     run = run_through(executor, nectar, 2)
