@@ -45,7 +45,8 @@ class Route(Protocol):
     the sorted dump the view's answer is gets written without sorting them again (:func:`api.envelope.compact_envelope`;
     without it, False); and ``app_context = False``: its answer reads nothing of the app's context (``current_app``,
     ``g``), which is then not pushed (~2 us; without it, True. Were something to read it, the RuntimeError would
-    hand the request to Flask)."""
+    hand the request to Flask); and ``written(provider, data, status, message)``: its envelope as
+    :func:`api.envelope.compact_envelope` writes it with ``provider``, or None (that function writes it)."""
 
     method: str
     rule: Rule
@@ -144,8 +145,10 @@ class FastPath:
                 return None
             answered = route.answer(asked, asked.view_args)
             if answered is not None:
-                in_order = getattr(route, "in_order", False)
-                text = compact_envelope(provider, *answered, in_order=in_order)
+                written = getattr(route, "written", None)  # a route's own writing of its envelope, or None
+                text = written(provider, *answered) if written is not None else None
+                if text is None:
+                    text = compact_envelope(provider, *answered, in_order=getattr(route, "in_order", False))
         except Exception:  # a refusal or an error: Flask answers it, through its one error handler
             answered = None
         finally:

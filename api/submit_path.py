@@ -12,7 +12,10 @@ it meets: a run written meanwhile is found active.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from api.context import FACADE, SIGNER
 from api.fast_path import Answer, Asked
@@ -23,6 +26,14 @@ from api.submission import QueryLists, submission
 ENDPOINT = "chains.Task"
 PREFIX = "/api/chains/"
 NAMES = ("chain_type", "chain", "task")
+#: a queued (or found active) run's answer as Flask's compact JSON writes it (keys sorted, no spaces, a newline after):
+#: its values put in place, each one JSON writes as itself (:func:`plain`)
+QUEUED = (
+    '{{"data":{{"created":{created},"expires_in":{expiry},"job_status":"{state}","key":"{key}",'
+    '"resource_url":null,"run_id":"{run_id}","status_url":"{url}"}},"message":"{message}","status":202}}\n'
+)
+#: the names of a queued run's answer's data (:func:`api.submission.submission_out`)
+QUEUED_NAMES = frozenset(("created", "expires_in", "job_status", "key", "resource_url", "run_id", "status_url"))
 
 
 class SubmitPath:
@@ -52,6 +63,22 @@ class SubmitPath:
         extensions = self.extensions  # no body: Flask reads one (api.fast_path.has_body)
         return submission(query_lists(asked), bytes, names, extensions[FACADE], extensions[SIGNER])
 
+    def written(self, provider: DefaultJSONProvider, data: Any, status: int, message: str) -> str | None:
+        """The envelope of a queued (or active) run's answer, as :func:`api.envelope.compact_envelope` writes it with
+        ``provider`` (sorted keys), put together from :data:`QUEUED` (~3x fewer instructions than the encoder's); None
+        for any other answer (a done task's, a value JSON would escape, an app that does not sort keys): the encoder
+        writes it (tests/api/test_submit_path.py holds the two to the same bytes)."""
+        if status != 202 or type(data) is not dict or data.keys() != QUEUED_NAMES or not provider.sort_keys:
+            return None
+        created, expiry = data["created"], data["expires_in"]
+        state, key, run_id, url = data["job_status"], data["key"], data["run_id"], data["status_url"]
+        if type(created) is not bool or type(expiry) is not int or data["resource_url"] is not None:
+            return None
+        if not (plain(state) and plain(key) and plain(run_id) and plain(url) and plain(message)):
+            return None
+        text = "true" if created else "false"
+        return QUEUED.format(created=text, expiry=expiry, state=state, key=key, run_id=run_id, url=url, message=message)
+
 
 def query_lists(asked: Asked) -> QueryLists:
     """``request.args.lists()``: each name of the query with its values, in the order given.
@@ -68,3 +95,9 @@ def query_lists(asked: Asked) -> QueryLists:
             name, _, value = piece.partition("=")
             lists.setdefault(name, []).append(value)
     return lists.items()
+
+
+def plain(value: Any) -> bool:
+    """Whether JSON writes ``value`` as the text itself between quotes: a str of printable ASCII without a quote or a
+    backslash (each other character is escaped: a control character, DEL by ``ensure_ascii``, anything past it)."""
+    return type(value) is str and value.isascii() and value.isprintable() and '"' not in value and "\\" not in value

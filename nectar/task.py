@@ -288,7 +288,7 @@ class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
         digest: str | None = self.__dict__.get("_nectar_digest")
         if digest is None:
             return task_key(*self.chain_ref(), self)
-        return TargetKey(*self.chain_ref(), type(self).__name__, digest)
+        return TargetKey.of_digest(*self.chain_ref(), type(self).__name__, digest)
 
     @property
     def store(self) -> TargetStore:

@@ -13,6 +13,7 @@ from flask import Flask, Request, appcontext_pushed
 from werkzeug.routing import Rule
 from werkzeug.test import Client, EnvironBuilder, TestResponse
 
+from api.envelope import compact_envelope
 from api.fast_path import Asked, FastPath
 from api.submit_path import ENDPOINT, SubmitPath, query_lists
 from nectar.config import Settings
@@ -357,3 +358,47 @@ def test_each_query_is_answered_in_front_as_flask_answers_it(app: Flask, client:
         assert ours.get_data() == theirs.get_data(), query
         in_front += not dispatched
     assert (in_front >= 10) if answers_in_front else (in_front == 0), in_front
+
+
+QUEUED_DATA = {
+    "key": "local/chain/Task/0123456789abcdef0123456789abcdef",
+    "status_url": "http://127.0.0.1:8000/api/chains/local/chain/Task/status?param_hash=0123&x=a b<c>",
+    "created": True,
+    "expires_in": 3600,
+    "job_status": "PENDING",
+    "run_id": "0193a1b2c3d4-5e6f",
+    "resource_url": None,
+}
+#: answers the path writes from its template (True) or leaves to the encoder (False)
+WRITTEN_ANSWERS: list[tuple[dict[str, Any], int, str, bool]] = [
+    (QUEUED_DATA, 202, "queued", True),
+    ({**QUEUED_DATA, "created": False, "job_status": "RUNNING"}, 202, "an identical run is already active", True),
+    ({**QUEUED_DATA, "expires_in": 10**20}, 202, "queued", True),
+    *(
+        ({**QUEUED_DATA, "key": f"local/chain/Task/{odd}"}, 202, "queued", False)
+        for odd in ('a"b', "a\\b", "a\x7fb", "a\tb", "é", "\u2028", "a\x00b")
+    ),
+    ({**QUEUED_DATA, "run_id": 7}, 202, "queued", False),
+    ({**QUEUED_DATA, "created": 1}, 202, "queued", False),
+    ({**QUEUED_DATA, "expires_in": True}, 202, "queued", False),
+    ({**QUEUED_DATA, "resource_url": "http://x"}, 202, "queued", False),
+    ({**QUEUED_DATA, "extra": 1}, 202, "queued", False),
+    (QUEUED_DATA, 200, "success", False),
+    (QUEUED_DATA, 202, 'say "queued"', False),
+]
+
+
+@pytest.mark.parametrize(("data", "status", "message", "templated"), WRITTEN_ANSWERS)
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+def test_a_queued_runs_answer_is_written_as_the_encoder_writes_it(
+    data: dict[str, Any], status: int, message: str, templated: bool, ensure_ascii: bool
+) -> None:
+    """The envelope of a queued (or active) run's answer written from the path's template is the encoder's, byte for
+    byte; any other answer, or a value JSON escapes, is left to the encoder; so is every answer of an app that does
+    not sort its JSON's keys."""
+    app = Flask(__name__)
+    app.json.ensure_ascii = ensure_ascii  # type: ignore[attr-defined]
+    written = SubmitPath.written(None, app.json, data, status, message)  # type: ignore[arg-type]
+    assert written == (compact_envelope(app.json, data, status, message) if templated else None)  # type: ignore[arg-type]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    assert SubmitPath.written(None, app.json, data, status, message) is None  # type: ignore[arg-type]

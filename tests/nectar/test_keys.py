@@ -205,3 +205,32 @@ def test_parameters_not_all_strings_are_written_by_the_encoder(params: dict) -> 
     assert canonical_params(params) == CANONICAL_ENCODER.encode(params)
     with pytest.raises(TypeError):
         strings_object(params.items(), ",", ":")
+
+
+DIGEST = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize("digest", [DIGEST, "f" * 32, "0" * 32])
+def test_a_key_of_a_digest_is_the_classs_key(digest: str) -> None:
+    """A key made of its digest, its names checked before or not, is the one the class makes: equal, ordered and
+    hashed alike, the same path and fields."""
+    for _ in range(2):  # its names not yet checked, then checked
+        made, expected = TargetKey.of_digest("t", "c_chain", "Task", digest), TargetKey("t", "c_chain", "Task", digest)
+        assert made == expected and hash(made) == hash(expected) and not made < expected and not expected < made
+        assert vars(made) == vars(expected) and made.path == f"chains/t/c_chain/Task/{digest}/out.txt"
+
+
+@pytest.mark.parametrize(
+    "digest", [DIGEST.upper(), DIGEST[:-1], DIGEST + "0", DIGEST[:-1] + "g", DIGEST[:-1] + "/", DIGEST[:-1] + " "]
+)
+def test_a_key_of_a_digest_that_is_not_an_md5s_is_refused_once_its_names_were_checked(digest: str) -> None:
+    TargetKey.of_digest("t", "c_chain", "Task", DIGEST)
+    with pytest.raises(InvalidKey, match="digest"):
+        TargetKey.of_digest("t", "c_chain", "Task", digest)
+
+
+@pytest.mark.parametrize(("chain_type", "chain", "task"), [("t/x", "c", "T"), ("t", "c..", "T"), ("t", "c", "Tâche")])
+def test_a_key_of_a_digest_with_a_bad_name_is_refused_each_time(chain_type: str, chain: str, task: str) -> None:
+    for _ in range(2):  # a refused name is never kept as checked
+        with pytest.raises(InvalidKey, match="is not a name"):
+            TargetKey.of_digest(chain_type, chain, task, DIGEST)

@@ -50,6 +50,7 @@ from nectar.luigi_internals import (
     choices_of,
     extend_task_registry,
     forget_task_classes,
+    given_param_values,
     is_external,
     luigi_task_id,
     luigid_marks_reopened,
@@ -772,3 +773,58 @@ def test_make_as_luigi_does_does_what_luigis_task_init_does(probes: str) -> None
         make_as_luigi_does(made, args, kwargs, luigi.task.task_id_str)
         luigis = type.__call__(cls, *args, **kwargs)  # luigi's own __init__, the task not kept in luigi's cache
         assert vars(made) == vars(luigis) and hash(made) == hash(luigis) and made == luigis
+
+
+def _param_values_or_error(read: Callable[[], Any]) -> tuple[Any, str | None]:
+    """What a read of parameter values answers: its values, or the type and text of its error."""
+    try:
+        return read(), None
+    except Exception as exc:  # compared as luigi raises it
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+GIVEN_CALLS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+    ((), {"n": 3, "items": [1, [2]], "word": "w"}),  # every parameter by name: the path without luigi's
+    ((), {"word": "x", "n": "4", "items": ()}),  # in another order
+    ((), {"n": 3, "items": [1]}),  # a default
+    ((), {"n": 3, "items": [1], "other": 2}),  # as many as its parameters, one unknown
+    ((3,), {"items": [1], "word": "w"}),  # positional
+    ((), {"n": "three", "items": [1], "word": "w"}),  # a value its parameter refuses
+    ((), {"n": 3, "items": [1], "word": "w", "other": 2}),
+]
+
+
+@pytest.mark.parametrize(("args", "kwargs"), GIVEN_CALLS)
+def test_given_param_values_are_luigis(probes: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """A task's parameter values read without luigi's ``get_param_values`` (every parameter given by name, no section
+    of luigi's configuration for it) are luigi's, and so is every other call's answer or error: a luigi whose reading
+    changed fails here."""
+    word = luigi.Parameter(default="d")
+    cls: Any = probe("SeamGiven", n=luigi.IntParameter(), items=luigi.ListParameter(), word=word)
+    params = cls.get_params()
+    read = vars(luigi.Task)["get_param_values"].__func__
+    calls: list[int] = []
+
+    def luigis(params: Any, args: Any, kwargs: Any) -> Any:
+        calls.append(1)
+        return read(cls, params, args, kwargs)
+
+    expected = _param_values_or_error(lambda: read(cls, params, args, kwargs))
+    assert _param_values_or_error(lambda: given_param_values(cls, params, args, kwargs, luigis)) == expected
+    assert calls == ([] if not args and set(kwargs) == {"n", "items", "word"} else [1])
+
+
+def test_given_param_values_of_a_configured_task_are_luigis_with_its_warning(probes: str) -> None:
+    """A task whose family has a section in luigi's configuration is read by luigi, which warns of a configured name
+    it does not consume."""
+    cls: Any = probe("SeamConfigured", n=luigi.IntParameter())
+    config, family = luigi.configuration.get_config(), cls.get_task_family()
+    config.add_section(family)
+    config.set(family, "unused", "1")
+    read = vars(luigi.Task)["get_param_values"].__func__
+    try:
+        with pytest.warns(luigi.parameter.UnconsumedParameterWarning, match="'unused'"):
+            found = given_param_values(cls, cls.get_params(), (), {"n": 1}, lambda *a: read(cls, *a))
+    finally:
+        config.remove_section(family)
+    assert found == [("n", 1)]
