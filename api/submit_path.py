@@ -63,7 +63,8 @@ class SubmitPath:
         extensions = self.extensions  # no body: Flask reads one (api.fast_path.has_body)
         return submission(query_lists(asked), bytes, names, extensions[FACADE], extensions[SIGNER])
 
-    def written(self, provider: DefaultJSONProvider, data: Any, status: int, message: str) -> str | None:
+    @staticmethod
+    def written(provider: DefaultJSONProvider, data: Any, status: int, message: str) -> str | None:
         """The envelope of a queued (or active) run's answer, as :func:`api.envelope.compact_envelope` writes it with
         ``provider`` (sorted keys), put together from :data:`QUEUED` (~3x fewer instructions than the encoder's); None
         for any other answer (a done task's, a value JSON would escape, an app that does not sort keys): the encoder

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from flask import Flask, Request, appcontext_pushed
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import Rule
 from werkzeug.test import Client, EnvironBuilder, TestResponse
 
@@ -396,9 +397,10 @@ def test_a_queued_runs_answer_is_written_as_the_encoder_writes_it(
     """The envelope of a queued (or active) run's answer written from the path's template is the encoder's, byte for
     byte; any other answer, or a value JSON escapes, is left to the encoder; so is every answer of an app that does
     not sort its JSON's keys."""
-    app = Flask(__name__)
-    app.json.ensure_ascii = ensure_ascii  # type: ignore[attr-defined]
-    written = SubmitPath.written(None, app.json, data, status, message)  # type: ignore[arg-type]
-    assert written == (compact_envelope(app.json, data, status, message) if templated else None)  # type: ignore[arg-type]
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    assert SubmitPath.written(None, app.json, data, status, message) is None  # type: ignore[arg-type]
+    provider = Flask(__name__).json
+    assert isinstance(provider, DefaultJSONProvider)
+    provider.ensure_ascii = ensure_ascii
+    written = SubmitPath.written(provider, data, status, message)
+    assert written == (compact_envelope(provider, data, status, message) if templated else None)
+    provider.sort_keys = False
+    assert SubmitPath.written(provider, data, status, message) is None
