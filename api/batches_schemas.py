@@ -7,14 +7,19 @@ from marshmallow import fields
 
 from api.envelope import enveloped
 from api.schemas import BatchRowSchema, BatchSchema
+from nectar.config import INTEGER_MOST
+
+#: the most ``offset`` and ``batch_size`` may be, as ``NECTAR_MAX_BATCH``: the objects listed end at ``offset`` +
+#: rows x ``batch_size``, below ``sys.maxsize`` then (past it, the listing's ``islice`` raises ValueError, a 500)
+COUNT_MOST = INTEGER_MOST
 
 
-def _optional_count(minimum: int, description: str) -> fields.Integer:
+def _optional_count(minimum: int, description: str, most: int | None = None) -> fields.Integer:
     return fields.Integer(
         strict=True,
         allow_none=True,
         load_default=None,
-        validate=ma.validate.Range(min=minimum),
+        validate=ma.validate.Range(min=minimum, max=most),
         metadata={"description": description},
     )
 
@@ -43,10 +48,15 @@ class PrefixBatchBodySchema(ma.Schema):
         },
     )
     offset = fields.Integer(
-        strict=True, load_default=0, validate=ma.validate.Range(min=0), metadata={"description": "Objects skipped."}
+        strict=True,
+        load_default=0,
+        validate=ma.validate.Range(min=0, max=COUNT_MOST),
+        metadata={"description": "Objects skipped."},
     )
     limit = _optional_count(0, "Objects taken at most (after glob and offset).")
-    batch_size = _optional_count(1, "A run per group of up to this many objects; param is then a list parameter.")
+    batch_size = _optional_count(
+        1, "A run per group of up to this many objects; param is then a list parameter.", COUNT_MOST
+    )
     relative = fields.Boolean(
         load_default=False,
         metadata={"description": "Give param each object's path below the prefix instead of its full URI or path."},

@@ -126,7 +126,7 @@ def on_free_ports(
     return on_a_free_port(both, port, tries)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.05) -> object:
+def wait_until(predicate: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.05) -> T:
     """``predicate()`` once it is true, polled every ``interval``; fails after ``timeout`` (a hung wait only)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import threading
 import time
@@ -96,17 +97,27 @@ def made_at_once(cls: type[F], *fields: Mapping[str, Any] | Iterable[tuple[str, 
 RUN_PREFIX = "run:"
 
 
+#: the most seconds a retry's delay grows to by its backoff (a day), unless its first delay is longer: with up to
+#: 2**31-1 attempts, ``2.0 ** 1024`` would raise OverflowError, and the run stay RUNNING with nothing to end it
+RETRY_DELAY_MOST = 24 * 3600.0
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often a failed run is tried again, and how long after (luigi's ``retry_count``, starlake's
-    ``retries``/``retry_delay``): attempt n+1 starts ``delay * backoff**(n-1)`` seconds after attempt n failed."""
+    ``retries``/``retry_delay``): attempt n+1 starts ``delay * backoff**(n-1)`` seconds after attempt n failed, at
+    most :data:`RETRY_DELAY_MOST` (or ``delay``, if longer)."""
 
     retries: int = 0
     delay: float = 0.0
     backoff: float = 2.0
 
     def delay_after(self, attempt: int) -> float:
-        return float(self.delay * self.backoff ** max(0, attempt - 1))
+        try:
+            grown = self.delay * self.backoff ** max(0, attempt - 1)
+        except OverflowError:  # a float power past ~1.8e308 raises (a product past it is inf)
+            grown = math.inf
+        return float(min(grown, max(self.delay, RETRY_DELAY_MOST)))
 
 
 @dataclass(frozen=True)

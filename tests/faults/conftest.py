@@ -26,10 +26,11 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import pytest
 import requests
 
@@ -84,9 +85,11 @@ class Tally:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
     outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
+    report = outcome.get_result()
     setattr(item, f"faults_{report.when}", report)
 
 
@@ -163,7 +166,7 @@ class Api:
             return data if data["job_status"] in states else None
 
         try:
-            result: dict[str, Any] = wait_until(reached, timeout=timeout, interval=0.1)  # type: ignore[assignment]
+            result = wait_until(reached, timeout=timeout, interval=0.1)
         except AssertionError:
             raise AssertionError(f"{key} never reached {states} in {timeout}s; last {seen[-3:]}") from None
         return result
@@ -183,7 +186,9 @@ class Cluster:
         self.tmp = tmp_path
         self.token = token
         self.luigid_port, self.api_port = free_port(), free_port()
-        self.settings = settings.replace(scheduler_url=f"http://127.0.0.1:{self.luigid_port}")
+        # a lease no late heartbeat of a loaded machine outlasts (the suite's 5 s was: a reclaim, a second attempt);
+        # an attempt whose process is killed is found lost for that, and a test whose point is a lease sets its own
+        self.settings = settings.replace(scheduler_url=f"http://127.0.0.1:{self.luigid_port}", lease_timeout=3600.0)
         self.ledger = Ledger(tmp_path / "ledger.txt")
         write_chain(f"{CHAIN_TYPE}/{CHAIN}", LEDGER_CHAIN.replace("@LEDGER@", repr(str(self.ledger.path))))
         self.logs = tmp_path / "logs"

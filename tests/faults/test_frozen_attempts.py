@@ -1,5 +1,9 @@
 """An attempt frozen (SIGSTOP) while its run is reclaimed and done by another worker, then thawed: it never finishes
-the task it lost."""
+the task it lost.
+
+The workers' lease is an hour: a short one (it was 3 s) let a heartbeat late on a loaded machine end the next
+attempt too (with one retry, the run FAILED). The frozen attempt, the one RUNNING, is reclaimed by what a worker's
+loop calls (:func:`nectar.leases.reclaim`), called by the test once it has been silent a moment."""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import time
 from collections.abc import Iterator
 
 from nectar.attempt import process_name
+from nectar.leases import reclaim
+from nectar.luigid import SchedulerClient
 from nectar.ports import parent_of
 from nectar.registry import RunState
 from tests.faults.conftest import Cluster, alive, waitfor
@@ -18,7 +24,7 @@ from tests.faults.conftest import Cluster, alive, waitfor
 
 def test_a_frozen_attempt_is_reclaimed_and_exits_without_finishing_when_thawed(cluster: Cluster) -> None:
     cluster.fault = "SIGSTOP the child executing a task; SIGCONT after the run was reclaimed and DONE"
-    cluster.settings = cluster.settings.replace(retries=1, lease_timeout=3)
+    cluster.settings = cluster.settings.replace(retries=1, lease_timeout=LEASE)
     workers = [cluster.start_service(workers=1), cluster.start_worker(workers=1)]
     [data] = cluster.start_runs(1, sleeps="30,2")
     frozen = cluster.ledger.executions()[0].pid
@@ -27,6 +33,7 @@ def test_a_frozen_attempt_is_reclaimed_and_exits_without_finishing_when_thawed(c
     waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 60, "the child's first heartbeat")
 
     cluster.freeze(frozen)
+    reclaim_frozen(cluster, data["run_id"])
 
     # reclaimed for its silence (the frozen process is alive): the second attempt carries the reason while it runs
     second_attempt = waitfor(lambda: (r := cluster.run(data["run_id"])).attempt == 2 and r, 60, "attempt 2 to start")
@@ -54,7 +61,7 @@ def test_a_frozen_attempt_thawed_when_its_work_is_due_does_not_finish_it(cluster
     stopped), and the registry is busy for a moment (another writer holds its lock): the child must still not
     finish a task whose attempt was reclaimed and done by another worker."""
     cluster.fault = "SIGSTOP a child near the end of its task; SIGCONT after reclaim, registry busy for 1 s"
-    cluster.settings = cluster.settings.replace(retries=1, lease_timeout=3)
+    cluster.settings = cluster.settings.replace(retries=1, lease_timeout=LEASE)
     cluster.start_service(workers=1)
     cluster.start_worker(workers=1)
     gate = cluster.tmp / "gate"  # held until the child is frozen: a slow test cannot see it finish first
@@ -62,8 +69,9 @@ def test_a_frozen_attempt_thawed_when_its_work_is_due_does_not_finish_it(cluster
     frozen = cluster.ledger.executions()[0].pid
     waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 60, "the child's first heartbeat")
     cluster.freeze(frozen)
+    reclaim_frozen(cluster, data["run_id"])
     gate.touch()
-    done = cluster.api.wait(data["key"], timeout=cluster.settings.lease_timeout + 60)
+    done = cluster.api.wait(data["key"], timeout=60)
     assert done["attempt"] == 2
     [second] = [e for e in cluster.ledger.executions() if e.pid != frozen]
 
@@ -76,6 +84,22 @@ def test_a_frozen_attempt_thawed_when_its_work_is_due_does_not_finish_it(cluster
     assert first.end is None, f"the thawed child finished the task after its attempt was reclaimed:\n{ledger}"
     assert cluster.read(data["key"]) == f"{second.task_id} {second.pid}\n"
     cluster.account()
+
+
+#: the workers' lease: no heartbeat of a running attempt is ever this late, on however loaded a machine
+LEASE = 3600.0
+#: how long the frozen attempt has been silent when the test reclaims it
+SILENT = 1.0
+
+
+def reclaim_frozen(cluster: Cluster, run_id: str) -> None:
+    """Reclaim the run's frozen attempt, the one RUNNING, as a worker's loop would once its lease ran out, and as
+    it tells luigid; once it has been silent for :data:`SILENT` (frozen, it can write no heartbeat)."""
+    silent = cluster.run(run_id)
+    since = silent.heartbeat_at or silent.started_at or 0.0
+    waitfor(lambda: time.time() - since > SILENT, 60, "the frozen attempt to be silent a moment")
+    scheduler = SchedulerClient(cluster.settings.scheduler_url or "", 60.0)
+    assert [run.id for run in reclaim(cluster.registry, SILENT, scheduler)] == [run_id]
 
 
 @contextlib.contextmanager

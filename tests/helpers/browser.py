@@ -23,9 +23,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-#: how long an ``expect`` waits for what a page shows before the test fails (Playwright's own 5 s is missed by a
-#: page waiting on a loaded API): 60 s, the suite's least deadline, which only fails a hung page (its actions keep
-#: Playwright's 30 s)
+#: how long an ``expect`` waits for what a page shows, and an action (``goto``, a click, a fill) for its page or
+#: element, before the test fails (Playwright's own 5 s and 30 s are missed by a page waiting on a loaded API): 60 s,
+#: the suite's least deadline, which only fails a hung page
 EXPECT_TIMEOUT_MS = 60_000
 
 
@@ -53,6 +53,7 @@ def browser(chromium: Path) -> Iterator[Any]:
 def page(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A fresh browser page (1280x900); what the page logs to its console is printed when a test fails."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(EXPECT_TIMEOUT_MS)  # its pages' actions and navigations alike
     opened = context.new_page()
     opened.on("console", lambda message: print(f"console {message.type}: {message.text}"))
     opened.on("pageerror", lambda error: print(f"page error: {error}"))

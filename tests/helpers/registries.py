@@ -93,6 +93,15 @@ class Closable(Protocol):
 
 
 Owned = TypeVar("Owned", bound=Closable)
+Found = TypeVar("Found")
+
+
+def known(found: Found | None) -> Found:
+    """``found`` (a run a registry read, a claim, a task luigid answered), which the test knows is there: an
+    AssertionError if it is None, else the same thing, typed without its None."""
+    assert found is not None, "not found"
+    return found
+
 
 #: what the running test said it owns and has closed at its end (:func:`closed_at_end`)
 _OWNED: list[Closable] = []

@@ -15,7 +15,7 @@ from nectar.config import Settings
 from nectar.logs.format import JsonFormatter, RunIdFilter, current_run, formatter
 from nectar.service import Nectar
 from tests.conftest import wait_until
-from tests.helpers.registries import closed_at_end
+from tests.helpers.registries import closed_at_end, known
 
 
 def record(message: str, **extra: object) -> logging.LogRecord:
@@ -75,7 +75,7 @@ def test_a_worker_logs_each_run_event_as_json_with_its_run_id(
     run = service.submit("testchains", "hello_luigiworld_chain", "WithDependencyTask", {"aparam": "logged"}).run
     assert run is not None
     worker = start_worker(settings, workers=1)
-    wait_until(lambda: service.runs.get(run.id).state.value == "DONE", timeout=60)  # type: ignore[union-attr]
+    wait_until(lambda: known(service.runs.get(run.id)).state.value == "DONE", timeout=60)
     worker.terminate()
     worker.wait(timeout=60)
 

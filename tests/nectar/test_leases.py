@@ -84,7 +84,7 @@ def kill_worker(worker: subprocess.Popen[bytes]) -> None:
             pass
     worker.kill()
     worker.wait(timeout=60)
-    wait_until(lambda: not any(alive(pid) for pid in kids), 10)
+    wait_until(lambda: not any(alive(pid) for pid in kids), 60)
 
 
 def pid_in(path: Path) -> str | None:
@@ -109,17 +109,20 @@ def test_a_status_poll_of_a_run_whose_worker_was_killed_writes_nothing_and_a_wor
     write_chain: Callable[[str, str], Path],
     tmp_path: Path,
 ) -> None:
-    settings = settings.replace(scheduler_url=luigid, retries=1, lease_timeout=2.0)
+    settings = settings.replace(scheduler_url=luigid, retries=1, lease_timeout=2.0)  # the API's: its reads say lost
+    # the workers' lease, which no late heartbeat outlasts (with 2 s, one late on a loaded machine ended attempt 2 and
+    # FAILED the run): the restarted worker reclaims the killed attempt as its process is gone
+    on_workers = settings.replace(lease_timeout=3600.0)
     write_chain("blocking/waiting_chain", WAITING_CHAIN)
     client = build_app(settings).test_client()
     flag = tmp_path / "go"
     data = client.post("/api/chains/blocking/waiting_chain/WaitTask", json={"flag": str(flag)}).get_json()["data"]
-    worker = start_worker(settings, workers=1)
+    worker = start_worker(on_workers, workers=1)
     wait_until(lambda: Path(f"{flag}.pid").exists(), 60)  # the task runs
     kill_worker(worker)
     lost = current(client, data["run_id"])
     # a poll once the lease has run out: before this change, that poll reclaimed the run (a write) itself
-    wait_until(lambda: time.time() - (lost.heartbeat_at or 0) > settings.lease_timeout + 0.5, 30)
+    wait_until(lambda: time.time() - (lost.heartbeat_at or 0) > settings.lease_timeout + 0.5, 60)
     scheduler = SchedulerClient(luigid, 5.0)
     before, luigid_before = registry_rows(settings), luigid_tasks(scheduler)
 
@@ -133,7 +136,7 @@ def test_a_status_poll_of_a_run_whose_worker_was_killed_writes_nothing_and_a_wor
     assert luigid_tasks(scheduler) == luigid_before, "a status read changed luigid's tasks"
     assert luigid_before[lost.task_id][0] == "RUNNING"  # nobody has told luigid yet
 
-    start_worker(settings, workers=1)  # a restarted worker reclaims the lost attempt and runs attempt 2
+    start_worker(on_workers, workers=1)  # a restarted worker reclaims the lost attempt and runs attempt 2
     wait_until(lambda: current(client, data["run_id"]).attempt == 2, 60)
     flag.touch()
     done = wait_until(lambda: current(client, data["run_id"]).state == RunState.DONE, 60)

@@ -37,6 +37,7 @@ from nectar.luigid_server import FramedRPC, LuigidRouter
 from nectar.supervisor import GUARDED_LUIGID
 from tests.conftest import wait_until
 from tests.helpers.raw_server import RawServer
+from tests.helpers.registries import known
 
 SECRET = "a-scheduler-secret-for-the-upgrade-test"
 LUIGIS_LUIGID = [sys.executable, "-c", "from luigi.cmdline import luigid; luigid()"]
@@ -284,7 +285,7 @@ def test_an_upgraded_connection_closed_while_idle_is_made_anew_by_our_clients_ne
 def test_a_luigid_without_frames_is_talked_to_over_http(processes: Processes, tmp_path: Path) -> None:
     client = SchedulerClient(start(processes, tmp_path, "luigis", LUIGIS_LUIGID), 60, SECRET)
     assert client.call("add_task", worker=WORKER, status="PENDING", **ADDED) is None
-    assert client.task(TASK)["status"] == "PENDING"  # type: ignore[index]
+    assert known(client.task(TASK))["status"] == "PENDING"
     assert client.connections.frames is False and not framed(client)
 
 

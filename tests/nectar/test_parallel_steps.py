@@ -23,7 +23,7 @@ from nectar.spares import AHEAD
 from tests.conftest import REPO
 from tests.faults.conftest import alive, descendants, waitfor
 from tests.helpers.ledger import whole_lines
-from tests.helpers.registries import closed_at_end
+from tests.helpers.registries import closed_at_end, known
 from tests.nectar.test_executor import finished
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -383,16 +383,16 @@ def test_cancelling_a_run_with_parallel_steps_leaves_no_process_behind(
     worker = start_worker(settings, workers=1)
     waitfor(lambda: run_gates.started(0) and run_gates.started(1), 60, "both steps to start")
     steps = [run_gates.pid(0), run_gates.pid(1)]
-    assert submission.run is not None
-    attempt = waitfor(lambda: nectar.runs.get(submission.run.id).worker, 60, "the attempt's process")  # type: ignore[union-attr]
+    run_id = known(submission.run).id
+    attempt = waitfor(lambda: known(nectar.runs.get(run_id)).worker, 60, "the attempt's process")
     attempt_pid = holder(attempt)[1]
     assert attempt_pid is not None
     assert set(steps) <= set(descendants(attempt_pid))
 
-    nectar.cancel(submission.run.id)
+    nectar.cancel(run_id)
 
     waitfor(lambda: not any(alive(pid) for pid in [*steps, attempt_pid]), 60, "the attempt and its steps to end")
-    run = nectar.runs.get(submission.run.id)
+    run = nectar.runs.get(run_id)
     assert run is not None and run.state == RunState.CANCELLED
     assert {s.state for s in nectar.runs.steps(run.id)} <= {"CANCELLED", "DONE"}
     assert worker.poll() is None  # the worker goes on, with its spares at most (AHEAD per slot while busy)

@@ -18,6 +18,7 @@ from nectar.registry.schedules import FireOutcome
 from nectar.registry.triggers import Seen
 from nectar.schedules.model import ScheduleRecord, ScheduleSpec
 from nectar.triggers.model import TriggerRecord, TriggerSpec
+from tests.helpers.registries import known
 
 DIGEST = "0123456789abcdef0123456789abcdef"
 SCHEDULE = ScheduleSpec.from_definition({"task": "t/c_chain/ATask", "interval_s": 60})
@@ -208,7 +209,7 @@ def test_a_database_of_the_first_postgresql_schema_upgrades_itself(database_url:
     claimed = store.claim("w")
     assert claimed is not None and claimed.id == "r1" and claimed.waiting_since is None
     assert store.requeue("r1", claimed.attempt, waiting=True)
-    assert store.get("r1").waiting_since is not None  # type: ignore[union-attr]
+    assert known(store.get("r1")).waiting_since is not None
 
 
 @pytest.mark.parametrize("maker", ["schedule", "trigger"])

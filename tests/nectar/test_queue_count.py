@@ -32,7 +32,7 @@ from nectar.registry.triggers import Seen
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.schedules.model import ScheduleRecord, ScheduleSpec
 from nectar.triggers.model import TriggerRecord, TriggerSpec
-from tests.helpers.registries import closed_at_end
+from tests.helpers.registries import closed_at_end, known
 
 REPO = Path(__file__).resolve().parents[2]
 DIGEST = "0123456789abcdef0123456789abcdef"
@@ -110,7 +110,7 @@ def every_change(runs: SqlTriggers, counted_right: Callable[[SqlTriggers], int])
     assert lost is not None and counted_right(runs) == 1
     assert [run.id for run in runs.reclaim(60.0, dead=lambda worker: True)] == [lost.id]  # retried: queued again
     assert counted_right(runs) == 2
-    assert runs.complete(runs.claim("w", run_id=lost.id).id, 2)  # type: ignore[union-attr]
+    assert runs.complete(known(runs.claim("w", run_id=lost.id)).id, 2)
     assert counted_right(runs) == 1
 
     runs.import_runs([new_run(10), new_run(11, state=RunState.DONE), new_run(12, state=RunState.WAITING)])

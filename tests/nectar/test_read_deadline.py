@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from gunicorn.config import Config
@@ -23,8 +24,8 @@ PATIENCE = 60.0
 class TimeoutsSet(socket.socket):
     """A socket that keeps the timeouts set on it (each is an ``ioctl``, and a ``poll`` before each ``recv``)."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.timeouts: list[float | None] = []
 
     def settimeout(self, value: float | None) -> None:

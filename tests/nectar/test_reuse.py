@@ -25,7 +25,7 @@ from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from tests.conftest import free_port, start_luigid, stop, wait_until
 from tests.faults.conftest import alive, children
-from tests.helpers.registries import closed_at_end
+from tests.helpers.registries import closed_at_end, known
 from tests.nectar.test_spare import KEPT, ended, pid_of
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -179,7 +179,7 @@ def test_a_reused_process_runs_its_next_run_past_a_restart_of_luigid_that_closed
             after.append(count(nectar, 100 + len(after)))
         assert [(run.state, run.attempt) for run in before + after] == [(RunState.DONE, 1)] * len(before + after)
         client = SchedulerClient(settings.scheduler_url or "")
-        assert all(client.task(run.task_id)["status"] == "DONE" for run in after)  # type: ignore[index]
+        assert all(known(client.task(run.task_id))["status"] == "DONE" for run in after)
     finally:
         stop(luigid)
 

@@ -243,6 +243,31 @@ def test_retries_follow_the_policy_then_fail(runs: SqlRunStore, monkeypatch: pyt
     assert jsonable_run(ended)["retry_at"] is None and jsonable_run(ended)["task"] == "t/c_chain/ATask"
 
 
+def test_a_retry_s_delay_grows_to_a_day_at_most_whatever_the_attempt(
+    runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With up to 2**31-1 attempts, ``delay * backoff**(n-1)`` raised OverflowError past attempt 1,025 (backoff 2):
+    the failed attempt's end rolled back, the run stayed RUNNING, and each reclaim pass raised on it. Its delay
+    stops at a day, through a failure and a reclaim alike, from the attempt it first reaches a day at."""
+    clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.registry.sql)
+    many = RetryPolicy(retries=2**31 - 2, delay=5.0, backoff=2.0)
+    failing, silent = (dataclasses.replace(new_run(n, many), attempt=1100) for n in (0, 1))
+    runs.import_runs([failing, silent])
+    for run in (failing, silent):
+        claimed = runs.claim("w", run_id=run.id)
+        assert claimed is not None and claimed.attempt == 1101
+    assert runs.fail(failing.id, 1101, "BTask", "boom") == RunState.PENDING
+    clock.advance(1.0)
+    assert [run.id for run in runs.reclaim(0.5)] == [silent.id]
+    retried, reclaimed = runs.get(failing.id), runs.get(silent.id)
+    assert retried is not None and retried.state == RunState.PENDING
+    assert retried.not_before == clock.time() - 1.0 + 24 * 3600
+    assert reclaimed is not None and reclaimed.state == RunState.PENDING
+    assert reclaimed.not_before == clock.time() + 24 * 3600
+    assert [many.delay_after(n) for n in (1, 15, 16, 2**31 - 1)] == [5.0, 81920.0, 24 * 3600, 24 * 3600]
+    assert RetryPolicy(1, delay=3 * 24 * 3600.0).delay_after(2) == 3 * 24 * 3600  # a longer first delay is kept
+
+
 def test_reclaim_ends_attempts_whose_lease_ran_out_or_whose_process_is_gone(
     runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

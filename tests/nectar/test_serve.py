@@ -121,7 +121,7 @@ def _launch_and_wait(served: Served, task: str, params: dict[str, str] | None = 
         assert status["data"]["job_status"] in {"PENDING", "RUNNING", "DONE"}, status
         return status if status["data"]["job_status"] == "DONE" else None
 
-    return wait_until(done, timeout=60, interval=0.2)  # type: ignore[return-value]
+    return wait_until(done, timeout=60, interval=0.2)
 
 
 def test_readme_tour_local(served: Served) -> None:

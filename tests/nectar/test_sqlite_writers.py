@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,9 +143,9 @@ def test_a_checked_registry_writes_its_first_run_without_opening_a_connection(
     opened: list[object] = []
     connect = sqlite3.connect
 
-    def counted(*args: object, **kwargs: object) -> sqlite3.Connection:
+    def counted(*args: Any, **kwargs: Any) -> sqlite3.Connection:
         opened.append(args)
-        return connect(*args, **kwargs)  # type: ignore[call-overload]
+        return connect(*args, **kwargs)
 
     monkeypatch.setattr(sqlite3, "connect", counted)
     run, created = runs.submit(new_run(1))

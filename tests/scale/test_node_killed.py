@@ -9,6 +9,7 @@ import time
 from harness import descendants
 from nectar.registry import RunFilter, RunState
 from tests.faults.conftest import waitfor
+from tests.helpers.registries import known
 from tests.scale.conftest import NODES, RUNS, Deployment, Node, account, submit_round_robin
 
 
@@ -61,7 +62,7 @@ def test_a_node_killed_half_way_leaves_its_runs_to_the_others(deployment: Deploy
     assert deployment.outputs() == RUNS
     # the victim's 2 slots held attempts when it died (some may not have reached run() yet): they were retried, found
     # lost because their process was gone (a completion already sent when it was frozen may have ended one instead)
-    retried = {a["run_id"] for a in accepted if deployment.registry.get(a["run_id"]).attempt > 1}  # type: ignore[union-attr]
+    retried = {a["run_id"] for a in accepted if known(deployment.registry.get(a["run_id"])).attempt > 1}
     firsts = {run_id: deployment.registry.attempts(run_id)[0] for run_id in held | retried}
     assert all(firsts[run_id].state == "DONE" for run_id in held - retried), (held, retried, firsts)
     for run_id in retried:  # and no other run: a live node's attempt was never taken for lost

@@ -139,8 +139,8 @@ def test_credentials_in_urls_are_redacted_from_the_access_log(request: pytest.Fi
         lines = _access_lines(log_file.read_text(errors="replace"), log_format)
         return [line for line in lines if "/api/files?" in line or "/api/runs?" in line or "/api/chains?" in line]
 
-    lines = wait_until(lambda: len(logged()) >= 3 and logged(), timeout=60)
-    text = "\n".join(lines)  # type: ignore[arg-type]
+    lines = wait_until(lambda: found if len(found := logged()) >= 3 else None, timeout=60)
+    text = "\n".join(lines)
     for secret in SECRETS.values():
         assert secret not in log_file.read_text(errors="replace"), text
     assert "token=[redacted]&limit=1" in text and "signature=[redacted]" in text, text

@@ -63,7 +63,7 @@ def run_hello(served: Served) -> dict[str, Any]:
         status = requests.get(status_url, headers=bearer(READER), timeout=60).json()
         return status if status["data"]["job_status"] == "DONE" else None
 
-    return wait_until(done, timeout=60, interval=0.2)  # type: ignore[return-value]
+    return wait_until(done, timeout=60, interval=0.2)
 
 
 @pytest.mark.parametrize(

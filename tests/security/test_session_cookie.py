@@ -13,7 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from api.ui import CONTENT_SECURITY_POLICY
-from nectar.auth import TokenEntry, digest
+from nectar.auth import Scope, TokenEntry, digest
 from nectar.config import Settings
 from nectar.sessions import SessionSigner
 from tests.api.conftest import build_app
@@ -110,7 +110,7 @@ def test_logout_clears_the_cookie(client_of: Callable[..., FlaskClient]) -> None
 
 def test_a_session_ends_when_it_expires_and_cannot_be_forged() -> None:
     signer = SessionSigner(b"secret", lifetime=60)
-    entry = TokenEntry(digest(READER), 1, "dashboard")  # type: ignore[arg-type]
+    entry = TokenEntry(digest(READER), Scope.READ, "dashboard")
     value = signer.open(entry, now=1000)
     assert signer.entry(value, [entry], now=1059) == entry
     assert signer.entry(value, [entry], now=1061) is None

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask.testing import FlaskClient
 
+from harness import Processes, base_env, settings_env
 from nectar.config import Settings
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.api.conftest import build_app, finished
@@ -204,6 +206,39 @@ def test_each_bad_field_is_a_422_naming_it(
 
     assert status == 422, answer
     assert says in " ".join(answer["errors"][field]), answer
+    assert closed_at_end(SQLiteRunStore(settings.registry_path)).count() == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "least"),
+    [
+        ({"offset": 2**63}, "offset", 0),  # past sys.maxsize: islice refused it
+        ({"offset": 2**31}, "offset", 0),
+        ({"task": LOAD_FILES, "param": "paths", "batch_size": 2**62}, "batch_size", 1),  # x 1,000 rows: past maxsize
+    ],
+)
+def test_an_offset_or_batch_size_past_its_most_is_a_422_naming_it_over_http(
+    settings: Settings,
+    write_chain: Callable[[str, str], Path],
+    tmp_path: Path,
+    processes: Processes,
+    change: dict[str, Any],
+    field: str,
+    least: int,
+) -> None:
+    """The objects a batch lists end at ``offset + rows x batch_size``: past ``sys.maxsize`` the listing's
+    ``islice`` raised ValueError, a 500. Each is at most 2**31-1 (as NECTAR_MAX_BATCH), which keeps that sum in it."""
+    write_chain("landing/files_chain", LANDING_CHAIN)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("x\n")
+    port = processes.api(None, base_env() | settings_env(settings), workers=1).port
+    body = {"task": LOAD_FILE, "from_prefix": str(tmp_path / "in"), "param": "path", **change}
+
+    answer = requests.post(f"http://127.0.0.1:{port}/api/batches", json=body, timeout=60)
+
+    assert answer.status_code == 422, answer.text
+    most = f"Must be greater than or equal to {least} and less than or equal to 2147483647."
+    assert answer.json()["errors"] == {field: [most]}, answer.text
     assert closed_at_end(SQLiteRunStore(settings.registry_path)).count() == 0
 
 
