@@ -31,7 +31,9 @@ fails loudly, naming the name, when a release changes one of them under us:
   reads per call (:func:`luigid_reads_cors_once`), and ``Scheduler._prune_tasks`` and
   ``SimpleTaskState._remove_workers_from_tasks``, the walks of every task its prune makes (:func:`luigid_prunes_lean`),
   and ``Scheduler._state``, whose count of DISABLED tasks tells whether any is (:func:`holds_disabled`), and whose
-  tasks its ``add_task`` and ``get_work`` mark and answer reopened (:func:`luigid_marks_reopened`);
+  tasks its ``add_task`` and ``get_work`` mark and answer reopened (:func:`luigid_marks_reopened`), and
+  ``SimpleTaskState.dump``, which saves luigid's state in place, its ``_state_path`` and ``get_state``
+  (:func:`luigid_saves_whole`);
 - ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`);
 - ``MockFileSystem._data``, the dict every ``luigi.mock.MockTarget`` of a process keeps its data in, made in a
   ``multiprocessing.Manager()`` process that luigi never stops, its proxy's ``_manager`` and that manager's
@@ -46,8 +48,10 @@ import getpass
 import logging
 import multiprocessing
 import os
+import pickle
 import pwd
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -834,6 +838,47 @@ def luigid_marks_reopened() -> None:
 
     _replace(scheduler, "add_task", marking_add_task)
     _replace(scheduler, "get_work", marking_get_work)
+
+
+def luigid_saves_whole() -> None:
+    """luigid saves its state whole or not at all. luigi's ``SimpleTaskState.dump`` pickles the state into its file in
+    place (``open(path, "wb")``, which empties the file first): a luigid killed mid-save (at ``nectar serve``'s stop
+    timeout, by the OOM killer) or a save that fails midway (a full disk) left a cut file, and the next luigid said
+    "Error when loading state. Starting from empty state": every task's history lost. Here the state is pickled into
+    a new file in the same folder, flushed to the disk, then put in the state file's place in one rename (and the
+    folder's entry flushed): the file holds the last whole state, the new one or the one before."""
+    _replace(luigi.scheduler.SimpleTaskState, "dump", _dump_whole)
+
+
+def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> None:
+    """luigi's ``SimpleTaskState.dump`` (its ``_state_path`` and ``get_state``, its log lines), whole or nothing."""
+    path = self._state_path
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, saving = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".saving", dir=folder)
+    except OSError:
+        luigi.scheduler.logger.warning("Failed saving scheduler state", exc_info=True)
+        return
+    try:
+        with open(fd, "wb") as fobj:
+            pickle.dump(self.get_state(), fobj)
+            fobj.flush()
+            os.fsync(fobj.fileno())
+        os.replace(saving, path)
+    except BaseException as exc:  # the state file untouched: the new file goes, whatever stopped the save
+        with contextlib.suppress(OSError):
+            os.unlink(saving)
+        if not isinstance(exc, OSError):
+            raise
+        luigi.scheduler.logger.warning("Failed saving scheduler state", exc_info=True)
+        return
+    with contextlib.suppress(OSError):  # the rename itself on the disk (a folder that cannot be opened: as luigi)
+        entry = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(entry)
+        finally:
+            os.close(entry)
+    luigi.scheduler.logger.info("Saved state in %s", path)
 
 
 def luigid_reads_cors_once() -> None:

@@ -63,12 +63,13 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 #: its RPC handler reading its CORS settings once, not per call (:func:`nectar.luigi_internals.luigid_reads_cors_once`),
 #: its prune stepping over the tasks it would not change (:func:`nectar.luigi_internals.luigid_prunes_lean`),
 #: its grants saying which step a late PENDING reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`),
+#: its state saved whole or not at all (:func:`nectar.luigi_internals.luigid_saves_whole`),
 #: the RPCs workers POST answered straight from the scheduler (:mod:`nectar.luigid_server`)
 _LUIGID = (
     "import nectar.lifeline as life; life.stops_exit_until_handled(); "
     "from nectar.deferred_imports import LUIGID_UNUSED, Deferral; deferral = Deferral(LUIGID_UNUSED); "
     "from nectar.luigi_internals import luigid_reads_cors_once as cors, luigid_prunes_lean as prune, "
-    "luigid_marks_reopened as reopened; cors(); prune(); reopened(); "
+    "luigid_marks_reopened as reopened, luigid_saves_whole as whole; cors(); prune(); reopened(); whole(); "
     "from nectar.luigid_server import serve_rpcs_directly; serve_rpcs_directly(); "
     "from {} import {} as main; deferral.end(); main()"
 )
