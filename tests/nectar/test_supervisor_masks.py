@@ -4,6 +4,7 @@ so does each process it starts (a mask is kept across ``fork`` and ``exec``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -64,9 +65,7 @@ def test_every_part_of_serve_and_a_tasks_program_take_stops(tmp_path: Path) -> N
     chains = tmp_path / "chains"
     (chains / "masks").mkdir(parents=True)
     (chains / "masks" / "probe_chain.py").write_text(PROBE_CHAIN)
-    serving = _serve(tmp_path, {"NECTAR_CHAINS_DIR": str(chains)})
-    served = next(serving)  # stopped as the generator closes (its finally)
-    try:
+    with contextlib.contextmanager(_serve)(tmp_path, {"NECTAR_CHAINS_DIR": str(chains)}) as served:  # stopped after
         answer = requests.post(f"{served.api}/api/chains/masks/probe_chain/MaskTask", timeout=60)
         assert answer.status_code == 202, answer.text
         status_url = answer.json()["data"]["status_url"]
@@ -82,5 +81,3 @@ def test_every_part_of_serve_and_a_tasks_program_take_stops(tmp_path: Path) -> N
         started = descendants(served.proc.pid)
         assert len(started) >= 4, {pid: cmdline(pid) for pid in started}  # luigid, gunicorn's two, the workers
         assert [found for pid in started for found in blocked_threads(pid)] == []
-    finally:
-        serving.close()
