@@ -840,22 +840,27 @@ def luigid_marks_reopened() -> None:
     _replace(scheduler, "get_work", marking_get_work)
 
 
+#: the end of the name of a state luigid is saving (:func:`luigid_saves_whole`), beside its state file
+_SAVING = ".saving"
+
+
 def luigid_saves_whole() -> None:
     """luigid saves its state whole or not at all. luigi's ``SimpleTaskState.dump`` pickles the state into its file in
     place (``open(path, "wb")``, which empties the file first): a luigid killed mid-save (at ``nectar serve``'s stop
     timeout, by the OOM killer) or a save that fails midway (a full disk) left a cut file, and the next luigid said
     "Error when loading state. Starting from empty state": every task's history lost. Here the state is pickled into
     a new file in the same folder, flushed to the disk, then put in the state file's place in one rename (and the
-    folder's entry flushed): the file holds the last whole state, the new one or the one before."""
+    folder's entry flushed): the file holds the last whole state, the new one or the one before. A save a kill cut
+    leaves its new file, which the next whole save removes (one luigid saves in a folder: ``hold_luigid_state``)."""
     _replace(luigi.scheduler.SimpleTaskState, "dump", _dump_whole)
 
 
 def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> None:
     """luigi's ``SimpleTaskState.dump`` (its ``_state_path`` and ``get_state``, its log lines), whole or nothing."""
     path = self._state_path
-    folder = os.path.dirname(os.path.abspath(path))
+    folder, prefix = os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}."
     try:
-        fd, saving = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".saving", dir=folder)
+        fd, saving = tempfile.mkstemp(prefix=prefix, suffix=_SAVING, dir=folder)
     except OSError:
         luigi.scheduler.logger.warning("Failed saving scheduler state", exc_info=True)
         return
@@ -879,6 +884,10 @@ def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> None:
         finally:
             os.close(entry)
     luigi.scheduler.logger.info("Saved state in %s", path)
+    for name in os.listdir(folder):  # a save a kill cut (at serve's stop timeout): the state's size each, never read
+        if name.startswith(prefix) and name.endswith(_SAVING):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
 
 
 def luigid_reads_cors_once() -> None:

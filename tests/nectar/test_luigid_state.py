@@ -44,14 +44,18 @@ def saved_tasks(state: Path) -> set[str]:
 def test_a_save_cut_midway_keeps_the_last_whole_state(processes: Processes, tmp_path: Path) -> None:
     """luigid saves as it stops; the kernel cuts its second save midway (the file size limit, RLIMIT_FSIZE, below the
     size of the state: writes past it fail, EFBIG, as on a full disk; a kill mid-save cuts it likewise). The state
-    file still holds the first save, whole, and the next luigid starts from it."""
+    file still holds the first save, whole, and the next luigid starts from it. What a save cut by a kill left is
+    removed by the next whole save."""
     state = tmp_path / "luigid"
     state.mkdir()
+    killed = state / ".state.pickle.cut0by0a0kill.saving"  # what a luigid killed mid-save (SIGKILL) left
+    killed.write_bytes(b"\x80\x04\x95")
     proc, client = start(processes, state)
     add(client, "Probe_first")
     processes.stop(proc)
     assert proc.returncode == 0
     assert saved_tasks(state) == {"Probe_first"}
+    assert not killed.exists()  # removed by the next whole save
 
     proc, client = start(processes, state)
     assert "Probe_first" in client.call("task_list", status="PENDING", upstream_status="")
