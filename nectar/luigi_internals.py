@@ -51,6 +51,7 @@ import os
 import pickle
 import pwd
 import queue
+import stat
 import tempfile
 import threading
 import time
@@ -865,6 +866,7 @@ def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> None:
         luigi.scheduler.logger.warning("Failed saving scheduler state", exc_info=True)
         return
     try:
+        os.fchmod(fd, _mode_of(path))  # as luigi's open leaves it (mkstemp makes it 0o600)
         with open(fd, "wb") as fobj:
             pickle.dump(self.get_state(), fobj)
             fobj.flush()
@@ -888,6 +890,17 @@ def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> None:
         if name.startswith(prefix) and name.endswith(_SAVING):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(folder, name))
+
+
+def _mode_of(path: str) -> int:
+    """The permissions luigi's ``open(path, "wb")`` leaves the state file with: its own where it exists, else the
+    default for a new file (0o666 less the umask)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)  # read, then put back: luigid saves once, as it stops
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def luigid_reads_cors_once() -> None:

@@ -3,8 +3,10 @@ the last whole state for the next luigid, not a cut file it drops ("Starting fro
 
 from __future__ import annotations
 
+import os
 import pickle
 import resource
+import stat
 import subprocess
 from pathlib import Path
 
@@ -55,6 +57,9 @@ def test_a_save_cut_midway_keeps_the_last_whole_state(processes: Processes, tmp_
     processes.stop(proc)
     assert proc.returncode == 0
     assert saved_tasks(state) == {"Probe_first"}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((state / "state.pickle").stat().st_mode) == 0o666 & ~umask  # as luigi's open made it
     assert not killed.exists()  # removed by the next whole save
 
     proc, client = start(processes, state)
