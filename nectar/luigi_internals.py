@@ -32,7 +32,9 @@ fails loudly, naming the name, when a release changes one of them under us:
   reads per call (:func:`luigid_reads_cors_once`), and ``Scheduler._prune_tasks`` and
   ``SimpleTaskState._remove_workers_from_tasks``, the walks of every task its prune makes (:func:`luigid_prunes_lean`),
   and ``Scheduler._state``, whose count of DISABLED tasks tells whether any is (:func:`holds_disabled`), and whose
-  tasks its ``add_task`` and ``get_work`` mark and answer reopened (:func:`luigid_marks_reopened`);
+  tasks its ``add_task`` and ``get_work`` mark and answer reopened (:func:`luigid_marks_reopened`), and
+  ``SimpleTaskState.dump``, which saves luigid's state in place, its ``_state_path`` and ``get_state``
+  (:func:`luigid_saves_whole`);
 - ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`);
 - ``MockFileSystem._data``, the dict every ``luigi.mock.MockTarget`` of a process keeps its data in, made in a
   ``multiprocessing.Manager()`` process that luigi never stops, its proxy's ``_manager`` and that manager's
@@ -47,9 +49,12 @@ import getpass
 import logging
 import multiprocessing
 import os
+import pickle
 import pwd
 import queue
 import socket
+import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -899,6 +904,68 @@ def luigid_marks_reopened() -> None:
 
     _replace(scheduler, "add_task", marking_add_task)
     _replace(scheduler, "get_work", marking_get_work)
+
+
+#: the end of the name of a state luigid is saving (:func:`luigid_saves_whole`), beside its state file
+_SAVING = ".saving"
+
+
+def luigid_saves_whole() -> None:
+    """luigid saves its state whole or not at all. luigi's ``SimpleTaskState.dump`` pickles the state into its file in
+    place (``open(path, "wb")``, which empties the file first): a luigid killed mid-save (at ``nectar serve``'s stop
+    timeout, by the OOM killer) or a save that fails midway (a full disk) left a cut file, and the next luigid said
+    "Error when loading state. Starting from empty state": every task's history lost. Here the state is pickled into
+    a new file in the same folder, flushed to the disk, then put in the state file's place in one rename (and the
+    folder's entry flushed): the file holds the last whole state, the new one or the one before. A save a kill cut
+    leaves its new file, which the next whole save removes (one luigid saves in a folder: ``hold_luigid_state``)."""
+    _replace(luigi.scheduler.SimpleTaskState, "dump", _dump_whole)
+
+
+def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> None:
+    """luigi's ``SimpleTaskState.dump`` (its ``_state_path`` and ``get_state``, its log lines), whole or nothing."""
+    path = self._state_path
+    folder, prefix = os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}."
+    try:
+        fd, saving = tempfile.mkstemp(prefix=prefix, suffix=_SAVING, dir=folder)
+    except OSError:
+        luigi.scheduler.logger.warning("Failed saving scheduler state", exc_info=True)
+        return
+    try:
+        os.fchmod(fd, _mode_of(path))  # as luigi's open leaves it (mkstemp makes it 0o600)
+        with open(fd, "wb") as fobj:
+            pickle.dump(self.get_state(), fobj)
+            fobj.flush()
+            os.fsync(fobj.fileno())
+        os.replace(saving, path)
+    except BaseException as exc:  # the state file untouched: the new file goes, whatever stopped the save
+        with contextlib.suppress(OSError):
+            os.unlink(saving)
+        if not isinstance(exc, OSError):
+            raise
+        luigi.scheduler.logger.warning("Failed saving scheduler state", exc_info=True)
+        return
+    with contextlib.suppress(OSError):  # the rename itself on the disk (a folder that cannot be opened: as luigi)
+        entry = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(entry)
+        finally:
+            os.close(entry)
+    luigi.scheduler.logger.info("Saved state in %s", path)
+    for name in os.listdir(folder):  # a save a kill cut (at serve's stop timeout): the state's size each, never read
+        if name.startswith(prefix) and name.endswith(_SAVING):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
+
+
+def _mode_of(path: str) -> int:
+    """The permissions luigi's ``open(path, "wb")`` leaves the state file with: its own where it exists, else the
+    default for a new file (0o666 less the umask)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)  # read, then put back: luigid saves once, as it stops
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def luigid_reads_cors_once() -> None:

@@ -63,12 +63,13 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 #: its RPC handler reading its CORS settings once, not per call (:func:`nectar.luigi_internals.luigid_reads_cors_once`),
 #: its prune stepping over the tasks it would not change (:func:`nectar.luigi_internals.luigid_prunes_lean`),
 #: its grants saying which step a late PENDING reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`),
+#: its state saved whole or not at all (:func:`nectar.luigi_internals.luigid_saves_whole`),
 #: the RPCs workers POST answered straight from the scheduler (:mod:`nectar.luigid_server`)
 _LUIGID = (
     "import nectar.lifeline as life; life.stops_exit_until_handled(); "
     "from nectar.deferred_imports import LUIGID_UNUSED, Deferral; deferral = Deferral(LUIGID_UNUSED); "
     "from nectar.luigi_internals import luigid_reads_cors_once as cors, luigid_prunes_lean as prune, "
-    "luigid_marks_reopened as reopened; cors(); prune(); reopened(); "
+    "luigid_marks_reopened as reopened, luigid_saves_whole as whole; cors(); prune(); reopened(); whole(); "
     "from nectar.luigid_server import serve_rpcs_directly; serve_rpcs_directly(); "
     "from {} import {} as main; deferral.end(); main()"
 )
@@ -121,17 +122,28 @@ class StateInUse(NectarError):
     """Another luigid of ours (``nectar serve``'s, ``nectar scheduler``) keeps its state in this data folder."""
 
 
+class NoStateFolder(NectarError):
+    """luigid's state folder, ``<data dir>/luigid``, cannot be made (a read-only data folder, a file in its way)."""
+
+
 def hold_luigid_state(data_dir: Path) -> int | None:
     """A descriptor holding ``<data_dir>/luigid`` for one luigid (a lock the kernel drops with the last process that
     holds it: handed to luigid, it lasts as long as luigid, which saves its state as it stops); raise
-    :class:`StateInUse` where another holds it. Two luigids on one state file (two ``serve`` on one data folder,
-    each on its own ports) each wrote the whole file as it stopped, the last over the first's tasks, or both at once
-    into one file that the next start could not read ("Starting from empty state"). None where the folder takes
-    no lock file, or its file system no lock: luigid starts there as before."""
+    :class:`StateInUse` where another holds it, :class:`NoStateFolder` where the folder cannot be made. Two luigids
+    on one state file (two ``serve`` on one data folder, each on its own ports) each wrote the whole file as it
+    stopped, the last over the first's tasks, or both at once into one file that the next start could not read
+    ("Starting from empty state"). None where the folder takes no lock file, or its file system no lock: luigid
+    starts there as before."""
     import fcntl  # only for a luigid of its own: a serve given --scheduler-url holds no state
 
     state = data_dir / "luigid"
-    state.mkdir(parents=True, exist_ok=True)
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a traceback out of serve, exit 1; luigid, which would save its state there, not started
+        raise NoStateFolder(
+            f"luigid's state folder {state} cannot be made ({exc.strerror}): give --data-dir a folder this user may "
+            "write to"
+        ) from None
     try:
         fd = os.open(state / "state.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:  # a folder this user may not write to: luigid saves no state there either

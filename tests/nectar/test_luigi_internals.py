@@ -459,6 +459,21 @@ def test_luigids_prune_is_the_code_luigid_prunes_lean_steps_through(function: Ca
     assert hashlib.sha256(source).hexdigest()[:16] == digest, f"luigi changed {function.__qualname__}"
 
 
+@pytest.mark.parametrize(
+    ("function", "digest"),
+    [
+        (luigi.scheduler.SimpleTaskState.dump, "d6179ea40841d3a1"),
+        (luigi.scheduler.SimpleTaskState.get_state, "a32b691a687b164c"),
+    ],
+    ids=lambda value: getattr(value, "__qualname__", None),
+)
+def test_luigids_save_is_the_code_luigid_saves_whole_replaces(function: Callable[..., Any], digest: str) -> None:
+    """luigid_saves_whole saves what luigi's ``dump`` saves (``get_state``), to its ``_state_path``, with its log
+    lines: a change to either is a change to copy."""
+    source = inspect.getsource(function).encode()
+    assert hashlib.sha256(source).hexdigest()[:16] == digest, f"luigi changed {function.__qualname__}"
+
+
 def test_luigis_worker_enters_as_the_seams_worker_does() -> None:
     """The seam's ``Worker.__enter__`` makes luigi's keep-alive thread as luigi's does (its loop on a standby thread):
     a change to luigi's is a change to copy."""
