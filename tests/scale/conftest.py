@@ -156,12 +156,19 @@ class Deployment:
     def freeze_node(self, node: Node) -> None:
         """SIGSTOP the node's worker, then what it started (stopped, it starts nothing more), then its API: it neither
         starts nor ends an execution from here, and none of its processes sees another die when it is killed."""
-        for pid in [node.worker.pid, *descendants(node.worker.pid), node.api.pid, *descendants(node.api.pid)]:
-            send(pid, signal.SIGSTOP)
+        for parent in (node.worker.pid, node.api.pid):
+            send(parent, signal.SIGSTOP)  # first: a child it forks while its others are listed is listed with them
+            for pid in descendants(parent):
+                send(pid, signal.SIGSTOP)
 
     def kill_node(self, node: Node) -> None:
-        """SIGKILL the node's API (its gunicorn group), its worker and the children executing its runs."""
-        pids = [node.api.pid, *descendants(node.api.pid), node.worker.pid, *descendants(node.worker.pid)]
+        """SIGKILL the node's API (its gunicorn group), its worker and the children executing its runs, each child
+        before its parent: a frozen attempt (a process group of its own) whose worker died first was woken by the
+        kernel (an orphaned group with a stopped member is sent SIGHUP and SIGCONT; its parent-death signal too),
+        stopped gracefully and requeued its run (attempt 1 again) before its own SIGKILL came: a loaded run's
+        failure, none of the victim's runs retried."""
+        pids = [*reversed(descendants(node.api.pid)), node.api.pid]  # descendants() lists a parent before its children
+        pids += [*reversed(descendants(node.worker.pid)), node.worker.pid]
         for pid in pids:
             self.ledger.note("kill", pid)
             send(pid, signal.SIGKILL)
