@@ -45,7 +45,8 @@ class Route(Protocol):
     the sorted dump the view's answer is gets written without sorting them again (:func:`api.envelope.compact_envelope`;
     without it, False); and ``app_context = False``: its answer reads nothing of the app's context (``current_app``,
     ``g``), which is then not pushed (~2 us; without it, True. Were something to read it, the RuntimeError would
-    hand the request to Flask)."""
+    hand the request to Flask); and ``write``: what writes its body, ``compact_envelope``'s bytes (without it,
+    ``compact_envelope`` itself)."""
 
     method: str
     rule: Rule
@@ -145,7 +146,7 @@ class FastPath:
             answered = route.answer(asked, asked.view_args)
             if answered is not None:
                 in_order = getattr(route, "in_order", False)
-                text = compact_envelope(provider, *answered, in_order=in_order)
+                text = getattr(route, "write", compact_envelope)(provider, *answered, in_order=in_order)
         except Exception:  # a refusal or an error: Flask answers it, through its one error handler
             answered = None
         finally:
