@@ -45,8 +45,8 @@ class Route(Protocol):
     the sorted dump the view's answer is gets written without sorting them again (:func:`api.envelope.compact_envelope`;
     without it, False); and ``app_context = False``: its answer reads nothing of the app's context (``current_app``,
     ``g``), which is then not pushed (~2 us; without it, True. Were something to read it, the RuntimeError would
-    hand the request to Flask); and ``written(provider, data, status, message)``: its envelope as
-    :func:`api.envelope.compact_envelope` writes it with ``provider``, or None (that function writes it)."""
+    hand the request to Flask); and ``write(provider, data, status, message, in_order)``: what writes its body,
+    :func:`api.envelope.compact_envelope`'s bytes (without it, ``compact_envelope`` itself)."""
 
     method: str
     rule: Rule
@@ -145,10 +145,8 @@ class FastPath:
                 return None
             answered = route.answer(asked, asked.view_args)
             if answered is not None:
-                written = getattr(route, "written", None)  # a route's own writing of its envelope, or None
-                text = written(provider, *answered) if written is not None else None
-                if text is None:
-                    text = compact_envelope(provider, *answered, in_order=getattr(route, "in_order", False))
+                in_order = getattr(route, "in_order", False)
+                text = getattr(route, "write", compact_envelope)(provider, *answered, in_order=in_order)
         except Exception:  # a refusal or an error: Flask answers it, through its one error handler
             answered = None
         finally:

@@ -11,7 +11,7 @@ from flask import Flask
 
 from api.context import FACADE, SIGNER
 from api.fast_path import Answer, Asked
-from api.status import status_data
+from api.status import status_body, status_data
 from nectar.keys import TargetKey
 
 #: the view's endpoint, and the paths that reach it (a trailing slash is the same URL: ``strict_slashes`` is off;
@@ -30,6 +30,8 @@ class StatusPath:
     #: its answer reads nothing of the app's context: the service and signer are handed in, the links' service is
     #: :func:`api.links.answering`'s (tests/api/test_status_path.py)
     app_context = False
+    #: its answer's body, written field by field (:func:`api.status.status_body`: compact_envelope's bytes)
+    write = staticmethod(status_body)
 
     def __init__(self, app: Flask) -> None:
         (self.rule,) = app.url_map.iter_rules(ENDPOINT)

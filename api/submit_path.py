@@ -18,6 +18,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from api.context import FACADE, SIGNER
+from api.envelope import compact_envelope
 from api.fast_path import Answer, Asked
 from api.submission import QueryLists, submission
 
@@ -79,6 +80,12 @@ class SubmitPath:
             return None
         text = "true" if created else "false"
         return QUEUED.format(created=text, expiry=expiry, state=state, key=key, run_id=run_id, url=url, message=message)
+
+    @staticmethod
+    def write(provider: DefaultJSONProvider, data: Any, status: int, message: str, in_order: bool = False) -> str:
+        """Its answer's body: :meth:`written`'s where it writes it, else :func:`api.envelope.compact_envelope`'s."""
+        written = SubmitPath.written(provider, data, status, message)
+        return compact_envelope(provider, data, status, message, in_order) if written is None else written
 
 
 def query_lists(asked: Asked) -> QueryLists:

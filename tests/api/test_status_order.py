@@ -13,10 +13,12 @@ from typing import Any
 import boto3
 import botocore.auth
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from api.context import facade
-from api.status import status_data
+from api.envelope import compact_envelope, compact_provider
+from api.status import status_body, status_data
 from benchmarks.population import TASK, Probe, finished_run
 from nectar import leases, signing
 from nectar.config import Settings
@@ -112,3 +114,59 @@ def test_an_answer_s_fields_are_put_in_the_order_it_writes_them(
     assert in_order(data)
     assert body == json.dumps(answer, sort_keys=True, separators=(",", ":")) + "\n"
     assert answer["data"] == json.loads(json.dumps(data))
+
+
+#: a status answer's data (as status_data makes it), its URLs each one text met twice as status_data hands them out
+URL = "http://host/api/files?key=chains/t/c/T/0/out.txt&expires=1&signature=ff"
+LOGS = {"stderr_url": "http://host/api/logs?chain=k&stream=stderr", "stdout_url": "http://host/api/logs?chain=k"}
+STEP = {"error": None, "executed": True, "key": "k", "log_note": None, "state": "DONE", **LOGS, "task": "T"}
+DATA = {
+    **dict.fromkeys(("error", "failed_step", "fire_time", "logs_note", "objects", "resource_note", "retry_at")),
+    **dict.fromkeys(("schedule_id", "scheduler_url", "trigger_id", "wait_until", "waiting_for", "waiting_since")),
+    "attempt": 1,
+    "expires_in": 600,
+    "job_status": "DONE",
+    "key": "chains/t/c/T/0/out.txt",
+    "logs_task": "T",
+    "max_attempts": 1,
+    "outputs": [{"note": None, "target": "/t/out.txt", "url": URL}],
+    "resource_url": URL,
+    "run_id": "01ab",
+    "run_url": "http://host/api/runs/01ab",
+    **LOGS,
+    "steps": [STEP],
+}
+#: the data's variants: every kind of value a field may hold, text each encoder escapes, a shape of another kind
+VARIANTS: dict[str, dict[str, Any]] = {
+    "done": {},
+    "waiting": {"waiting_for": ["s3://b/in.csv", "run:01"], "waiting_since": NOW, "wait_until": "2026-01-01T00:00Z"},
+    "retrying": {"retry_at": 1e300, "error": 'a "quoted"\\path\n\x00\x1f~', "failed_step": "T", "objects": []},
+    "non-ASCII and DEL": {"error": "Tâche\u2028 \x7f", "logs_note": "é"},
+    "non-finite": {"retry_at": float("nan"), "waiting_since": float("inf")},
+    "no run": {"attempt": None, "max_attempts": None, "expires_in": None, "run_id": None, "run_url": None},
+    "no URLs": {"resource_url": None, "stdout_url": None, "stderr_url": None, "outputs": [], "steps": []},
+    "URLs equal, not the same": {"resource_url": "".join(URL), "steps": [{**STEP, "stdout_url": "x"}]},
+    "steps": {"steps": [{**STEP, "executed": False, "log_note": "T has not started"}, STEP, STEP]},
+    "outputs": {"outputs": [{"note": "n", "target": "t", "url": None}, {"note": None, "target": None, "url": "u"}]},
+    "a bool for a number": {"attempt": True, "max_attempts": False},
+    "a number for text": {"job_status": 3, "steps": [{**STEP, "executed": 1}]},
+    "a field more": {"extra": 1},
+    "a step's field more": {"steps": [{**STEP, "extra": 1}]},
+    "a field less": {"key": None},
+}
+
+
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_an_answer_written_field_by_field_is_the_envelope_s_bytes(variant: str, ensure_ascii: bool) -> None:
+    """:func:`api.status.status_body` writes what :func:`api.envelope.compact_envelope` writes of any status data:
+    each kind of value, text to escape, and data of another shape (which it leaves to compact_envelope)."""
+    app = Flask(__name__)
+    provider = compact_provider(app)
+    assert provider is not None
+    provider.ensure_ascii = ensure_ascii
+    data = dict(sorted({**DATA, **VARIANTS[variant]}.items()))  # in order, as status_data makes it
+    if variant == "a field less":
+        del data["key"]
+
+    assert status_body(provider, data, 200, "success") == compact_envelope(provider, data, 200, "success", True)

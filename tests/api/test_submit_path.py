@@ -402,5 +402,6 @@ def test_a_queued_runs_answer_is_written_as_the_encoder_writes_it(
     provider.ensure_ascii = ensure_ascii
     written = SubmitPath.written(provider, data, status, message)
     assert written == (compact_envelope(provider, data, status, message) if templated else None)
+    assert SubmitPath.write(provider, data, status, message) == compact_envelope(provider, data, status, message)
     provider.sort_keys = False
     assert SubmitPath.written(provider, data, status, message) is None
