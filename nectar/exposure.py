@@ -74,9 +74,11 @@ def is_base_class(cls: type) -> bool:
 
 
 def names_of(module: types.ModuleType) -> dict[type[luigi.Task], list[str]]:
-    """Each luigi task class bound at ``module``'s top level, with every name bound to it, in order."""
+    """Each luigi task class bound at ``module``'s top level, with every name bound to it, in order: read from a copy
+    of its names (made at once, the GIL held), which another thread, a warning's ``__warningregistry__`` or a value's
+    own ``__class__`` may change while each value is looked at."""
     found: dict[type[luigi.Task], list[str]] = {}
-    for name, obj in vars(module).items():
+    for name, obj in vars(module).copy().items():
         if is_task_class(obj):
             found.setdefault(obj, []).append(name)
     return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import types
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from luigi.task_register import Register, TaskClassAmbigiousException
 from nectar import task as task_module
 from nectar.catalog import ChainCatalog
 from nectar.config import Settings, configure
+from nectar.exposure import names_of
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, task_key
 from nectar.luigi_names import with_short_names
 from nectar.stores.local import LocalStore
@@ -169,6 +171,25 @@ def test_a_task_named_by_its_class_keeps_its_name() -> None:
 
     assert with_short_names(reg, NectarTask) == reg
     assert with_short_names({"t.x_chain.PlainNameTask": chain_task}, NectarTask)["PlainNameTask"] is chain_task
+
+
+def test_a_module_whose_names_change_while_they_are_read_gives_its_task_classes() -> None:
+    """A chain module's globals can change while its task classes are looked for (a thread of its own binding a
+    name, a warning's ``__warningregistry__``: CI once met ``abc``'s, the module of classes made by ``type()`` here):
+    "dictionary changed size during iteration" was raised out of the catalog. Here a value's ``__class__``, which
+    ``inspect.isclass`` reads, binds a name as it is read."""
+    module = types.ModuleType("changing_chain")
+
+    class BindsAName:
+        @property
+        def __class__(self) -> type:
+            vars(module).setdefault("bound_meanwhile", 1)
+            return BindsAName
+
+    task = type("ChangingTask", (NectarTask,), {"task_namespace": "t.changing_chain", "__module__": "changing_chain"})
+    vars(module).update(first=BindsAName(), ChangingTask=task, Alias=task)
+
+    assert names_of(module) == {task: ["ChangingTask", "Alias"]}
 
 
 MADE_CHAIN = """
