@@ -259,12 +259,12 @@ def take_away(settings: Settings, run: Run, taken: str) -> None:
 
 
 @pytest.mark.parametrize("taken", ["cancelled", "reclaimed"])
-def test_the_check_after_the_attempts_own_step_write_reads_in_one_transaction_and_refuses_a_run_taken_since(
+def test_the_check_after_the_attempts_own_step_write_looks_then_reads_and_refuses_a_run_taken_since(
     claimed: tuple[RunStore, Run], settings: Settings, taken: str
 ) -> None:
-    """The attempt's own RUNNING write changes the data_version its next look compares: the look and the read of the
-    run it then needs are one read transaction (one snapshot); a run cancelled or reclaimed by another process after
-    that write is refused by the next check all the same."""
+    """The attempt's own RUNNING write changes the data_version its next look compares: the look, then the read of the
+    run it then needs, each one statement (no transaction around them); a run cancelled or reclaimed by another
+    process after that write is refused by the next check all the same."""
     runs, run = claimed
     assert isinstance(runs, SQLiteRunStore)
     lease = AttemptLease(runs, run, interval=60)
@@ -274,7 +274,7 @@ def test_the_check_after_the_attempts_own_step_write_reads_in_one_transaction_an
     try:
         runs.record_steps([Step(run.id, run.task_id, run.task, None, "RUNNING", True)])
         assert lease.confirm()
-        assert [s.split()[0] for s in statements] == ["BEGIN", "PRAGMA", "SELECT", "COMMIT"], statements
+        assert [s.split()[0] for s in statements] == ["PRAGMA", "SELECT"], statements
         runs.record_steps([Step(run.id, run.task_id, run.task, None, "RUNNING", True)])
         take_away(settings, run, taken)
         assert not lease.confirm()
@@ -335,9 +335,37 @@ def test_the_check_after_a_step_s_start_is_a_look_not_a_read_and_refuses_a_run_t
     runs._read(lambda db: db.set_trace_callback(statements.append))  # the connection this thread's reads borrow
     try:
         assert lease.confirm()
-        assert [s.split()[0] for s in statements] == ["BEGIN", "PRAGMA", "COMMIT"], statements
+        assert [s.split()[0] for s in statements] == ["PRAGMA"], statements
         take_away(settings, run, taken)
         assert not lease.confirm()
         assert lease.lost
     finally:
         runs._read(lambda db: db.set_trace_callback(None))
+
+
+@pytest.mark.parametrize("taken", ["cancelled", "reclaimed"])
+def test_a_run_taken_between_the_look_and_its_read_is_refused_by_that_check(
+    claimed: tuple[RunStore, Run], settings: Settings, taken: str
+) -> None:
+    """The look and the read it needs are two statements, the read the later: a run cancelled or reclaimed by another
+    process after the look found the version moved, and before the read, is refused by that very check (the read
+    sees the commit), and by every check after it (the version kept is the look's, from before the commit)."""
+    runs, run = claimed
+    assert isinstance(runs, SQLiteRunStore)
+    lease = AttemptLease(runs, run, interval=60)
+    assert lease.confirm()
+    runs.record_steps([Step(run.id, run.task_id, run.task, None, "RUNNING", True)])  # the next look finds it moved
+    landed: list[str] = []
+
+    def between(statement: str) -> None:
+        if statement.startswith("SELECT state FROM runs") and not landed:  # the look is done, its read begins
+            take_away(settings, run, taken)
+            landed.append(statement)
+
+    runs._read(lambda db: db.set_trace_callback(between))  # the connection this thread's reads borrow
+    try:
+        assert not lease.confirm()
+    finally:
+        runs._read(lambda db: db.set_trace_callback(None))
+    assert landed, "the check read no row"
+    assert lease.lost and not runs.owns(run.id, run.attempt)
