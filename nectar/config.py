@@ -348,12 +348,25 @@ def seconds(var: str, value: object, zero: bool = False) -> float:
     return number
 
 
-def _factor(value: object) -> float:
+def _factor(value: object, name: str = "NECTAR_RETRY_BACKOFF") -> float:
     """``NECTAR_RETRY_BACKOFF``: a plain decimal number from 1 (a run's policy takes one below 1 for 1)."""
     number = _decimal(value)
     if number is None or number < 1:
-        raise InvalidSetting(f"NECTAR_RETRY_BACKOFF must be a number ≥ 1 (digits, at most one point), not {value!r}")
+        raise InvalidSetting(f"{name} must be a number ≥ 1 (digits, at most one point), not {value!r}")
     return number
+
+
+def retry_value(field: str, value: object, name: str) -> float:
+    """``value`` of the retry setting ``field`` (``retries``, ``retry_delay``, ``retry_backoff``; luigi's
+    ``retry_count``, a number of attempts: one more than the retries) given elsewhere than in the environment (a task
+    class's own policy), read by that setting's rule, or :class:`InvalidSetting` naming ``name``."""
+    if field == "retry_count":
+        return whole_number(name, value, 1, INTEGER_MOST)  # retries from 0 to INTEGER_MOST - 1
+    if field == "retry_backoff":
+        return _factor(value, name)
+    if field in _DURATIONS:
+        return seconds(name, value, zero=_DURATIONS[field])
+    return whole_number(name, value, *_INTS[field])
 
 
 def whole_number(name: str, value: object, least: int, most: int | None = None) -> int:
