@@ -137,6 +137,15 @@ def listeners(port: int) -> set[int]:
     return found
 
 
+def environ_has(pid: int, entry: str) -> bool:
+    """Whether the environment process ``pid`` started with holds ``entry`` (``NAME=value``); False where it cannot be
+    read (gone, another user's)."""
+    try:
+        return entry.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
 def command_of(pid: int) -> str:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")

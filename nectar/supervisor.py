@@ -423,22 +423,33 @@ class Supervisor:
         """:func:`wait_ready` of ``part`` on ``port``, ended by a stop or by any part's death; where it failed for
         its port, :meth:`refuse_a_taken_port`."""
         try:
-            return wait_ready(url, part, port, stopping=lambda: self.stop_asked() or self.died() is not None)
+            up = wait_ready(url, part, port, stopping=lambda: self.stop_asked() or self.died() is not None)
         except RuntimeError:
             self.refuse_a_taken_port(part)
             raise
+        if up:
+            self._listens.pop(part.name, None)  # bound its port: its later death is not a port taken before its bind
+        return up
 
     def died(self) -> Part | None:
         return next((part for part in self.parts if part.proc.poll() is not None), None)
 
     def refuse_a_taken_port(self, part: Part) -> None:
         """Raise the check's :class:`~nectar.ports.PortInUse` (one line naming the port, the part and its holder)
-        where ``part`` died, or another process answers on its port, and that port is taken now: by another program
-        since the check (:meth:`check_ports`), before the part could bind it. The kernel says who holds the port, as
-        for the check; the part's own complaint (gunicorn's "Connection in use", luigid's traceback) is not read."""
+        where ``part``, not up yet, died, or another process answers on its port, and that port is taken now by
+        another program than this serve's (a process whose environment does not name this supervisor): since the
+        check (:meth:`check_ports`), before the part could bind it. The kernel says who holds the port, as for the
+        check; the part's own complaint (gunicorn's "Connection in use", luigid's traceback) is not read. A part's
+        own process still holding it (a gunicorn worker of a master killed) is no other program's."""
         listen = self._listens.get(part.name)
-        if listen is not None and (part.proc.poll() is not None or ports.held_by(listen[1], [part.proc.pid]) is False):
+        if listen is None or (part.proc.poll() is None and ports.held_by(listen[1], [part.proc.pid]) is not False):
+            return
+        try:
             ports.ensure_free(*listen)
+        except ports.PortInUse:
+            ours = f"{lifeline.SUPERVISOR_VAR}={os.getpid()}"
+            if not any(ports.environ_has(pid, ours) for pid in ports.listeners(listen[1])):
+                raise
 
     def check_registry(self, patience: float = REGISTRY_CHECK_PATIENCE) -> None:
         """:func:`refuse_a_newer_registry` on the API's master's word, given up at a stop."""
