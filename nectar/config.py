@@ -361,7 +361,7 @@ def setting_text(name: str, value: object) -> str:
     """``value`` of the field ``name`` written as its variable's rule reads it back: a whole number in digits
     (``3.0``: ``3``), a number of seconds or the backoff as a plain decimal (``1e-05``: ``0.00001``), any other by
     ``str``; a value its rule refuses (``3.5`` retries, ``inf``) is written as it is, for the reader to name it."""
-    if isinstance(value, float) and name in _INTS and value.is_integer():
+    if isinstance(value, float) and (name in _INTS or name == "retry_after") and value.is_integer():
         return str(int(value))
     if isinstance(value, float) and (name in _DURATIONS or name == "retry_backoff") and math.isfinite(value):
         return format(decimal.Decimal(repr(value)), "f")

@@ -23,6 +23,7 @@ VALUES: dict[str, Any] = {
     "retry_backoff": 1.5e0,
     "retries": 3.0,
     "max_queue": 1e6,
+    "retry_after": 7.0,
 }
 
 
