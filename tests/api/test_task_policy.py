@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from nectar.config import Settings
+
 WriteChain = Callable[[str, str], Path]
 
 POLICY_CHAIN = """
@@ -75,3 +77,17 @@ def test_a_policy_within_the_rules_is_taken(
     answer = client.post("/api/chains/policies/policy_chain/PolicyTask", json={"n": 1})
 
     assert answer.status_code == 202, answer.get_json()
+
+
+def test_retries_past_postgresqls_integer_are_refused_on_postgresql(
+    settings: Settings, database_url: str, client_for: Callable[[Settings], FlaskClient], write_chain: WriteChain
+) -> None:
+    """Where the registry is PostgreSQL, whose ``runs.max_attempts`` is an INTEGER (4 bytes)."""
+    client = client_for(settings.replace(database_url=database_url))
+    write_chain("policies/policy_chain", POLICY_CHAIN.format(attribute="retries", value="2**40"))
+
+    answer = client.post("/api/chains/policies/policy_chain/PolicyTask", json={"n": 1})
+
+    assert answer.status_code == 422, answer.get_json()
+    assert f"task class policies/policy_chain/PolicyTask's retries {WHOLE}" in answer.get_json()["message"]
+    assert client.get("/api/runs").get_json()["data"] == []
