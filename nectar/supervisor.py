@@ -420,10 +420,10 @@ class Supervisor:
         )
 
     def ready(self, url: str, part: Part, port: int) -> bool:
-        """:func:`wait_ready` of ``part`` on ``port``, ended by a stop or by any part's death; where it failed for
-        its port, :meth:`refuse_a_taken_port`."""
+        """:func:`wait_ready` of ``part`` on ``port``, ended by a stop or by another part's death (:meth:`watch` says
+        why); where it failed for its port, :meth:`refuse_a_taken_port`."""
         try:
-            up = wait_ready(url, part, port, stopping=lambda: self.stop_asked() or self.died() is not None)
+            up = wait_ready(url, part, port, stopping=lambda: self.stop_asked() or self.died(part) is not None)
         except RuntimeError:
             self.refuse_a_taken_port(part)
             raise
@@ -431,8 +431,9 @@ class Supervisor:
             self._listens.pop(part.name, None)  # bound its port: its later death is not a port taken before its bind
         return up
 
-    def died(self) -> Part | None:
-        return next((part for part in self.parts if part.proc.poll() is not None), None)
+    def died(self, besides: Part | None = None) -> Part | None:
+        """A part that exited (but ``besides``), if any."""
+        return next((part for part in self.parts if part is not besides and part.proc.poll() is not None), None)
 
     def refuse_a_taken_port(self, part: Part) -> None:
         """Raise the check's :class:`~nectar.ports.PortInUse` (one line naming the port, the part and its holder)
