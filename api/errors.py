@@ -13,6 +13,7 @@ from nectar.errors import (
     InvalidKey,
     InvalidParameters,
     InvalidSignature,
+    InvalidTask,
     NectarError,
     NotFound,
     RunFinished,
@@ -25,6 +26,7 @@ from nectar.errors import (
 STATUS_OF: tuple[tuple[type[NectarError], int], ...] = (
     (NotFound, 404),
     (InvalidParameters, 422),
+    (InvalidTask, 422),
     (InvalidKey, 400),
     (InvalidSignature, 403),
     (RunFinished, 409),

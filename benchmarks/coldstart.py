@@ -22,6 +22,7 @@ from benchmarks.harness import (
     Cluster,
     Context,
     Figure,
+    api_size,
     at_most,
     median,
     ratio_at_most,
@@ -40,7 +41,6 @@ from harness import (
     on_free_ports,
     waitfor,
 )
-from nectar.config import GUNICORN_WHOLES
 
 NAME = "coldstart"
 #: the hello world gunicorn serves (:func:`hello_argv`)
@@ -100,13 +100,13 @@ def serve(cluster: Cluster) -> tuple[float, float]:
 
 def hello_argv(port: int) -> list[str]:
     """gunicorn serving the hello world on ``port`` with gunicorn's own configuration, but for the API's processes and
-    threads (its defaults, as :mod:`nectar.gunicorn_conf` reads them) and the app loaded before the fork, as the API
+    threads (the service's, :func:`~benchmarks.harness.api_size`) and the app loaded before the fork, as the API
     loads its own: a hello world imports what it needs (gunicorn, Flask), none of the service's modules. Under the
     service's configuration it imported ``nectar.config``, ``nectar.gunicorn_ext`` and what they import and ran its
     hooks, and had its imports deferred by the service's :mod:`nectar.deferred_imports`. Its CPU by the first 200 is
     the same either way (0.157 s and 0.157 s, medians of 6 pairs); without ``--preload`` each worker imports Flask
     (0.19 s)."""
-    workers, threads = (GUNICORN_WHOLES[var][0] for var in ("NECTAR_API_WORKERS", "NECTAR_API_THREADS"))
+    workers, threads = api_size()
     options = ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads), "--preload"]
     return [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", *options, HELLO_APP]
 

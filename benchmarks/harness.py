@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness import APP, LUIGI_CFG, Processes, base_env, children, settings_env, tree_cpu, waitfor
-from nectar.config import ENV_VARS, Settings
+from nectar.config import ENV_VARS, GunicornSettings, Settings
 from nectar.registry import Run, RunState
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.task import chain_module, chain_namespace
@@ -72,6 +72,15 @@ def environment_settings(environ: Mapping[str, str] | None = None) -> dict[str, 
     return {name: environ[var] for var, name in ENV_VARS.items() if name not in WORLD and environ.get(var)}
 
 
+def api_size() -> tuple[int, int]:
+    """The API's processes and threads every benchmark runs it with, and the hello world it is compared with (like
+    with like): the service's defaults (``NECTAR_API_WORKERS``, ``NECTAR_API_THREADS`` unset), those of the
+    ``nectar serve`` a benchmark starts, whose environment has no ``NECTAR_`` variable but its settings'
+    (:func:`harness.base_env`)."""
+    found = GunicornSettings({})
+    return found.workers, found.threads
+
+
 class Cluster:
     """One benchmark's Datanectar: its folder, settings, and the luigid, workers, API and moto it starts."""
 
@@ -117,8 +126,11 @@ class Cluster:
     def start_workers(self, workers: int = 2, **env: str) -> subprocess.Popen[bytes]:
         return self.procs.worker(self.env(**env), self.dir, workers)
 
-    def start_api(self, workers: int = 2, threads: int = 8, app: str = APP, **env: str) -> str:
-        """gunicorn with the service's configuration (nectar.gunicorn_conf) serving ``app``; its URL."""
+    def start_api(self, workers: int | None = None, threads: int | None = None, app: str = APP, **env: str) -> str:
+        """gunicorn with the service's configuration (nectar.gunicorn_conf) serving ``app``, with ``workers`` and
+        ``threads`` (by default the service's: :func:`api_size`); its URL."""
+        size = api_size()
+        workers, threads = workers or size[0], threads or size[1]
         served = self.procs.api(None, self.env(**env), app, workers, threads)
         url = f"http://127.0.0.1:{served.port}"
         self.apis[url] = served.proc

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from harness.lifeline import close_on_exec, lifeline_env
 from harness.procfs import alive, carrying, descendants, listens, send
-from nectar.config import ENV_VARS, Settings, host_port
+from nectar.config import ENV_VARS, Settings, host_port, setting_text
 from nectar.supervisor import LUIGID
 
 REPO = Path(__file__).resolve().parent.parent
@@ -165,8 +165,10 @@ def base_env() -> dict[str, str]:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment a subprocess needs to share ``settings``."""
-    env = {var: str(getattr(settings, name)) for var, name in ENV_VARS.items() if getattr(settings, name) is not None}
+    """The environment a subprocess needs to share ``settings``, each value written as its variable's rule reads it
+    (``nectar.config.setting_text``: a duration of ``1e-05`` as ``0.00001``, a count of ``3.0`` as ``3``)."""
+    values = {var: getattr(settings, name) for var, name in ENV_VARS.items()}
+    env = {var: setting_text(ENV_VARS[var], value) for var, value in values.items() if value is not None}
     env.setdefault("NECTAR_LUIGI_CONFIG", str(LUIGI_CFG))
     return env
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import decimal
 import functools
 import math
 import os
@@ -348,12 +349,36 @@ def seconds(var: str, value: object, zero: bool = False) -> float:
     return number
 
 
-def _factor(value: object) -> float:
+def _factor(value: object, name: str = "NECTAR_RETRY_BACKOFF") -> float:
     """``NECTAR_RETRY_BACKOFF``: a plain decimal number from 1 (a run's policy takes one below 1 for 1)."""
     number = _decimal(value)
     if number is None or number < 1:
-        raise InvalidSetting(f"NECTAR_RETRY_BACKOFF must be a number ≥ 1 (digits, at most one point), not {value!r}")
+        raise InvalidSetting(f"{name} must be a number ≥ 1 (digits, at most one point), not {value!r}")
     return number
+
+
+def setting_text(name: str, value: object) -> str:
+    """``value`` of the field ``name`` written as its variable's rule reads it back: a whole number in digits
+    (``3.0``: ``3``), a number of seconds or the backoff as a plain decimal (``1e-05``: ``0.00001``), any other by
+    ``str``; a value its rule refuses (``3.5`` retries, ``inf``) is written as it is, for the reader to name it."""
+    if isinstance(value, float) and (name in _INTS or name == "retry_after") and value.is_integer():
+        return str(int(value))
+    if isinstance(value, float) and (name in _DURATIONS or name == "retry_backoff") and math.isfinite(value):
+        return format(decimal.Decimal(repr(value)), "f")
+    return str(value)
+
+
+def retry_value(field: str, value: object, name: str) -> float:
+    """``value`` of the retry setting ``field`` (``retries``, ``retry_delay``, ``retry_backoff``; luigi's
+    ``retry_count``, a number of attempts: one more than the retries) given elsewhere than in the environment (a task
+    class's own policy), read by that setting's rule, or :class:`InvalidSetting` naming ``name``."""
+    if field == "retry_count":
+        return whole_number(name, value, 1, INTEGER_MOST)  # retries from 0 to INTEGER_MOST - 1
+    if field == "retry_backoff":
+        return _factor(value, name)
+    if field in _DURATIONS:
+        return seconds(name, value, zero=_DURATIONS[field])
+    return whole_number(name, value, *_INTS[field])
 
 
 def whole_number(name: str, value: object, least: int, most: int | None = None) -> int:

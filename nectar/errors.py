@@ -10,6 +10,7 @@ NectarError
 ├── InvalidParameters      bad or missing task parameters (``errors`` per field)
 ├── InvalidKey             a target key outside the key grammar
 ├── InvalidSetting         a setting (an environment variable) with a value it cannot take (also a ValueError)
+│   └── InvalidTask        a task class whose own setting (its retry policy) breaks the setting's rule
 ├── ChainImportError       a chain module failed to import
 ├── InvalidSignature       a signed download URL that is tampered with or expired
 ├── RunFinished            a run that has already ended (it cannot be cancelled)
@@ -70,6 +71,12 @@ class InvalidParameters(NectarError):
 class InvalidSetting(NectarError, ValueError):
     """A setting with a value it cannot take; the message names its variable (``NECTAR_MAX_QUEUE must be a whole
     number, not 'abc'``). A ValueError too: what a bad value raised before it had a class of its own."""
+
+
+class InvalidTask(InvalidSetting):
+    """A task class that sets one of the settings itself (``retries``, ``retry_delay``, ``retry_backoff``, luigi's
+    ``retry_count``) to a value the setting's rule refuses; the message names the class, the attribute and the rule.
+    Its runs are refused (422), as the chain's code, not the request, must change."""
 
 
 class InvalidKey(NectarError):

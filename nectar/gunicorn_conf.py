@@ -7,6 +7,7 @@ import gc
 import os
 import signal
 import stat
+import sys
 import tempfile
 from queue import Empty, SimpleQueue
 from typing import Any, Protocol
@@ -20,6 +21,8 @@ class _Log(Protocol):
     use it."""
 
     def warning(self, msg: str, *args: object, exc_info: bool = ...) -> None: ...
+
+    def error(self, msg: str, *args: object) -> None: ...
 
 
 class _Config(Protocol):
@@ -378,3 +381,23 @@ def on_exit(server: Arbiter) -> None:
         from nectar.gunicorn_ext import remove_metrics_folder
 
         remove_metrics_folder(_METRICS_DIR)
+
+
+#: what the master says of a USR2 it refuses (:func:`pre_exec`)
+USR2_REFUSED = (
+    "USR2 refused: a gunicorn started by nectar serve or nectar api cannot start a new master of itself; this one "
+    "goes on serving. Restart it to run new code (README, Deploying)"
+)
+
+
+def pre_exec(server: Arbiter) -> None:
+    """In the process gunicorn forks on USR2 to execute a new master (its way to upgrade in place), before it does:
+    refused, the process ended, where gunicorn was started by ``nectar serve`` or ``nectar api``. Their ``python -c``
+    prelude is not in the command line gunicorn executes again (``sys.argv`` keeps ``-c`` and gunicorn's arguments,
+    not the code): the new master ran ``-c`` as code and died (NameError), the old one serving on. Under ``serve`` a
+    new master would also be a process the supervisor does not know, left running once the old one stops, and told
+    to write its word on the registry to a descriptor it no longer has. Started as ``gunicorn -c
+    configuration/gunicorn.conf.py``, gunicorn executes itself again as its documentation says."""
+    if sys.argv[0] == "-c":
+        server.log.error(USR2_REFUSED)
+        os._exit(1)

@@ -7,10 +7,12 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from nectar.errors import NectarError
+from nectar.lifeline import SUPERVISOR_VAR
 
 LISTEN = "0A"  # the TCP state of a listening socket in /proc/net/tcp
 # the kernel's socket diagnostics (linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h, TCP's states)
@@ -135,6 +137,15 @@ def listeners(port: int) -> set[int]:
     return found
 
 
+def environ_has(pid: int, entry: str) -> bool:
+    """Whether the environment process ``pid`` started with holds ``entry`` (``NAME=value``); False where it cannot be
+    read (gone, another user's)."""
+    try:
+        return entry.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
 def command_of(pid: int) -> str:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -201,3 +212,18 @@ def ensure_free(host: str, port: int, what: str) -> None:
             if exc.errno != errno.EADDRINUSE:
                 raise PortInUse(f"cannot listen on {host}:{port} for {what}: {exc.strerror}") from exc
             raise PortInUse(f"port {port} ({what}) is in use by {describe_holder(port)}") from exc
+
+
+def binding(main: Callable[[], object], what: str) -> None:
+    """``main()``, a server that binds its port as it starts (luigid); its bind refused as the port is in use ends
+    the process with status 1 and one line saying so (``what``: the strerror, which the harness reads), not a
+    traceback; and nothing under ``nectar serve`` (``NECTAR_SUPERVISOR_PID``), which names the port, the part and its
+    holder in its own line (:meth:`nectar.supervisor.Supervisor.refuse_a_taken_port`)."""
+    try:
+        main()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        if not os.environ.get(SUPERVISOR_VAR):
+            print(f"{what}: cannot listen: {exc.strerror}", file=sys.stderr)
+        raise SystemExit(1) from None

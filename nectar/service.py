@@ -20,8 +20,8 @@ from luigi.task import flatten
 
 from nectar.catalog import ChainCatalog
 from nectar.catalog.model import ChainInfo, TaskInfo
-from nectar.config import Settings, get_settings
-from nectar.errors import NectarError, QueueFull, RunNotFound
+from nectar.config import Settings, get_settings, retry_value
+from nectar.errors import InvalidSetting, InvalidTask, NectarError, QueueFull, RunNotFound
 from nectar.keys import TargetKey
 from nectar.luigi_internals import stop_mock_filesystem
 from nectar.luigid import SchedulerClient, scheduler_of
@@ -93,22 +93,36 @@ def scheduler_retry_count(settings: Settings) -> int | None:
     return _configured_retry_count(path, (found.st_mtime_ns, found.st_size))
 
 
-def retry_policy(task: Any, settings: Settings) -> RetryPolicy:
+def retry_policy(task: Any, settings: Settings, ref: str | None = None) -> RetryPolicy:
     """A task's (class or instance) retry policy: its ``retries``, ``retry_delay`` and ``retry_backoff``, else
     the settings'. Without ``retries``, luigi's ``retry_count`` (the task's, else ``[scheduler] retry_count`` in
-    luigi.cfg) is its number of attempts, as luigi runs it that many times before it disables it."""
+    luigi.cfg) is its number of attempts, as luigi runs it that many times before it disables it.
+
+    The class's values are read by the rule of the setting each stands for (:func:`nectar.config.retry_value`):
+    :class:`InvalidTask` names the class, the attribute and the rule of one it refuses (``inf``, ``nan``, a negative
+    number, a backoff below 1, more retries than the registry's INTEGER holds) by ``ref`` (its class's name
+    without it)."""
 
     cls = task if isinstance(task, type) else type(task)
 
+    def checked(field: str, value: object) -> float:
+        try:
+            return retry_value(field, value, f"task class {ref or cls.__qualname__}'s {field}")
+        except InvalidSetting as exc:
+            raise InvalidTask(str(exc)) from None
+
     def pick(name: str, default: float) -> float:
         value = getattr(cls, name, None)  # of the class: a luigi parameter named so is no policy
-        return value if isinstance(value, int | float) and not isinstance(value, bool) else default
+        return default if value is None or isinstance(value, luigi.Parameter) else checked(name, value)
 
-    attempts = luigi_retry_count(task) or scheduler_retry_count(settings)
+    attempts = luigi_retry_count(task)
+    if attempts is not None:  # luigi's number of attempts: the registry's max_attempts
+        attempts = int(checked("retry_count", attempts))
+    attempts = attempts or scheduler_retry_count(settings)
     return RetryPolicy(
         int(pick("retries", attempts - 1 if attempts else settings.retries)),
-        float(pick("retry_delay", settings.retry_delay)),
-        float(pick("retry_backoff", settings.retry_backoff)),
+        pick("retry_delay", settings.retry_delay),
+        pick("retry_backoff", settings.retry_backoff),
     )
 
 
@@ -238,7 +252,7 @@ class Nectar:
             info.name,
             instance.to_str_params(),
             instance.task_id,
-            retry_policy(instance, self.settings),
+            retry_policy(instance, self.settings, info.ref),
             schedule_id=schedule_id,
             fire_time=fire_time,
             trigger_id=trigger_id,

@@ -64,14 +64,15 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 #: its prune stepping over the tasks it would not change (:func:`nectar.luigi_internals.luigid_prunes_lean`),
 #: its grants saying which step a late PENDING reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`),
 #: its state saved whole or not at all (:func:`nectar.luigi_internals.luigid_saves_whole`),
-#: the RPCs workers POST answered straight from the scheduler (:mod:`nectar.luigid_server`)
+#: the RPCs workers POST answered straight from the scheduler (:mod:`nectar.luigid_server`),
+#: its port taken as it binds an exit in one line, or none under ``serve``, which names it (:func:`ports.binding`)
 _LUIGID = (
     "import nectar.lifeline as life; life.stops_exit_until_handled(); "
     "from nectar.deferred_imports import LUIGID_UNUSED, Deferral; deferral = Deferral(LUIGID_UNUSED); "
     "from nectar.luigi_internals import luigid_reads_cors_once as cors, luigid_prunes_lean as prune, "
     "luigid_marks_reopened as reopened, luigid_saves_whole as whole; cors(); prune(); reopened(); whole(); "
     "from nectar.luigid_server import serve_rpcs_directly; serve_rpcs_directly(); "
-    "from {} import {} as main; deferral.end(); main()"
+    "from {} import {} as main; deferral.end(); from nectar.ports import binding; binding(main, 'luigid')"
 )
 #: luigid, started with this interpreter (its console script may not be on PATH): bare, as a test or a benchmark may
 #: start it; ``serve`` and ``scheduler`` start :data:`GUARDED_LUIGID`
@@ -314,6 +315,8 @@ class Supervisor:
         self._woken: int | None = None
         #: the hold of luigid's state in the data folder (:meth:`check_ports`), handed to luigid (:meth:`launch`)
         self._state: int | None = None
+        #: part -> the (host, port, what) it listens on, as :meth:`check_ports` checked it
+        self._listens: dict[str, tuple[str, int, str]] = {}
         self.settings = Settings.from_env(
             chains_dir=args.chains_dir, data_dir=args.data_dir, scheduler_url=args.scheduler_url or None
         )
@@ -359,9 +362,11 @@ class Supervisor:
         api = (self.args.host, int(self.args.port), "the API, --port")
         luigid = (self.args.scheduler_host, int(self.args.scheduler_port), "luigid, --scheduler-port")
         ports.ensure_free(*api)
+        self._listens["api"] = api
         if not self.settings.scheduler_url:
             ports.ensure_apart(api, luigid)
             ports.ensure_free(*luigid)
+            self._listens["luigid"] = luigid
             self._state = hold_luigid_state(self.settings.data_dir)  # StateInUse: another luigid's data folder
 
     def launch(self) -> None:
@@ -386,20 +391,20 @@ class Supervisor:
     def start(self) -> None:
         """Once the API and luigid (:meth:`launch`) answer, the workers and the clock (a worker claims nothing before
         luigid answers; started beside the API, their imports took half of its CPU on 2 cores while it started): up
-        when they are started, the API answering first. A stop asked meanwhile ends the wait: nothing more starts."""
+        when they are started, the API answering first. A stop asked meanwhile, or a part that died (:meth:`watch`
+        says why), ends the wait: nothing more starts."""
         parts = {part.name: part for part in self.parts}
         api, luigid = parts["api"], parts.get("luigid")
         scheduler_url = self.env["NECTAR_SCHEDULER_URL"]
         host = "127.0.0.1" if self.args.host in ("0.0.0.0", "::") else self.args.host
         api_url = f"http://{host_port(host, self.args.port)}"
-        stopping = self.stop_asked
-        if not wait_ready(f"{api_url}/healthz", api, int(self.args.port), stopping=stopping):
+        if not self.ready(f"{api_url}/healthz", api, int(self.args.port)):
             return
         scheduler = f"{scheduler_url}/api/worker_list"
-        if luigid is not None and not wait_ready(scheduler, luigid, int(self.args.scheduler_port), stopping=stopping):
+        if luigid is not None and not self.ready(scheduler, luigid, int(self.args.scheduler_port)):
             return
         self.check_registry()
-        if stopping():
+        if self.stop_asked():
             return
         # workers drain: running tasks get drain_grace seconds, then are interrupted and requeued. The schedules'
         # clock runs in their process (its loops are threads; each fire is claimed in the registry, so any number
@@ -413,6 +418,39 @@ class Supervisor:
             "Datanectar is up: API %s/api/chains, docs /api/docs; luigi scheduler %s; chains from %s",
             *(api_url, scheduler_url, self.settings.chains_dir),
         )
+
+    def ready(self, url: str, part: Part, port: int) -> bool:
+        """:func:`wait_ready` of ``part`` on ``port``, ended by a stop or by another part's death (:meth:`watch` says
+        why); where it failed for its port, :meth:`refuse_a_taken_port`."""
+        try:
+            up = wait_ready(url, part, port, stopping=lambda: self.stop_asked() or self.died(part) is not None)
+        except RuntimeError:
+            self.refuse_a_taken_port(part)
+            raise
+        if up:
+            self._listens.pop(part.name, None)  # bound its port: its later death is not a port taken before its bind
+        return up
+
+    def died(self, besides: Part | None = None) -> Part | None:
+        """A part that exited (but ``besides``), if any."""
+        return next((part for part in self.parts if part is not besides and part.proc.poll() is not None), None)
+
+    def refuse_a_taken_port(self, part: Part) -> None:
+        """Raise the check's :class:`~nectar.ports.PortInUse` (one line naming the port, the part and its holder)
+        where ``part``, not up yet, died, or another process answers on its port, and that port is taken now by
+        another program than this serve's (a process whose environment does not name this supervisor): since the
+        check (:meth:`check_ports`), before the part could bind it. The kernel says who holds the port, as for the
+        check; the part's own complaint (gunicorn's "Connection in use", luigid's traceback) is not read. A part's
+        own process still holding it (a gunicorn worker of a master killed) is no other program's."""
+        listen = self._listens.get(part.name)
+        if listen is None or (part.proc.poll() is None and ports.held_by(listen[1], [part.proc.pid]) is not False):
+            return
+        try:
+            ports.ensure_free(*listen)
+        except ports.PortInUse:
+            ours = f"{lifeline.SUPERVISOR_VAR}={os.getpid()}"
+            if not any(ports.environ_has(pid, ours) for pid in ports.listeners(listen[1])):
+                raise
 
     def check_registry(self, patience: float = REGISTRY_CHECK_PATIENCE) -> None:
         """:func:`refuse_a_newer_registry` on the API's master's word, given up at a stop."""
@@ -438,13 +476,15 @@ class Supervisor:
 
     def watch(self) -> int:
         """Until a stop is asked (0) or a part dies (1: the stop begins then, and a Ctrl-C meanwhile is its second,
-        which ends the workers' drain: the first did nothing while they drained for ``NECTAR_DRAIN_GRACE``)."""
+        which ends the workers' drain: the first did nothing while they drained for ``NECTAR_DRAIN_GRACE``; or
+        :class:`~nectar.ports.PortInUse`, for a part that could not bind its port, taken since the check)."""
         while not self._stopping:
-            for part in self.parts:
-                if part.proc.poll() is not None:
-                    logger.error("%s exited with code %s; stopping everything", part.name, part.proc.returncode)
-                    self._stopping = True
-                    return 1
+            part = self.died()
+            if part is not None:
+                self._stopping = True
+                self.refuse_a_taken_port(part)  # PortInUse: the port it could not bind, taken since the check
+                logger.error("%s exited with code %s; stopping everything", part.name, part.proc.returncode)
+                return 1
             time.sleep(0.2)
         return 0
 

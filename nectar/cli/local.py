@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -175,6 +176,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         clock = Clock(nectar, settings)
         # at the first stop request, as a clock of its own would be stopped with the workers
         executor = Executor(settings, concurrency=args.workers, runs=nectar.runs, on_stop=clock.request_stop)
+        # the workers' stop before the clock's threads run (serve_forever sets it again): a stop between them ended
+        # the process at once (stops_exit_until_handled's exit), the clock's passes cut where they were
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, executor.stop)
         clock.start()
         try:
             executor.serve_forever()

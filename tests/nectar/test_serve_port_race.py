@@ -1,0 +1,88 @@
+"""A port ``nectar serve`` checked free, taken by another program before the part that listens there binds it (the
+API under gunicorn, luigid): the user gets the check's own line naming the port, the part and its holder, exit 2, and
+nothing of serve is left running."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from harness import NECTAR, Processes, alive, base_env, free_port, settings_env, wait_until
+from harness.processes import TOKEN_VAR
+from harness.procfs import carrying
+from nectar.config import Settings
+
+#: the part whose port the other program takes -> what the check calls that port
+WHAT = {"api": "the API, --port", "luigid": "luigid, --scheduler-port"}
+
+
+def reader_waits(fifo: Path) -> int | None:
+    """The write end of ``fifo`` once a reader has it open (a writer's non-blocking open fails until then)."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+
+
+@contextmanager
+def served_empty(fifo: Path) -> Iterator[None]:
+    """Each later reader of ``fifo`` reads it empty (a writer opened and closed), until the block ends."""
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.wait(0.01):
+            writer = reader_waits(fifo)
+            if writer is not None:
+                os.close(writer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+@pytest.mark.parametrize("part", ["api", "luigid"])
+def test_a_port_taken_between_the_check_and_the_parts_bind_is_named_in_one_line(
+    settings: Settings, processes: Processes, tmp_path: Path, part: str
+) -> None:
+    # the window widened: the API's master (loading the app) and luigid's guard read the tokens file before they
+    # bind; a FIFO there holds the first of them until the other program has the port
+    tokens = tmp_path / "tokens"
+    os.mkfifo(tokens)
+    port, scheduler_port = free_port(), free_port()
+    taken = port if part == "api" else scheduler_port
+    env = {**base_env(), **settings_env(settings), "NECTAR_API_TOKENS_FILE": str(tokens), "NECTAR_API_WORKERS": "1"}
+    argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
+    proc = processes.start("serve", argv, env, tmp_path)
+    log = processes.log_of[proc.pid]
+
+    def gate() -> int | None:
+        assert proc.poll() is None, log.read_text()
+        return reader_waits(tokens)
+
+    writer = wait_until(gate)  # serve checked its ports; a part waits at the gate, before its bind
+    other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind(("127.0.0.1", taken))
+        other.listen()
+        os.close(writer)
+        with served_empty(tokens):
+            code = proc.wait(timeout=120)
+        said = log.read_text()
+        assert code == 2, said
+        line = f"nectar: port {taken} ({WHAT[part]}) is in use by pid {os.getpid()} "
+        assert said.rstrip().splitlines()[-1].startswith(line), said
+        assert "Traceback" not in said, said
+        wait_until(lambda: not any(alive(pid) for pid in carrying(TOKEN_VAR, processes.token)))
+    finally:
+        other.close()
