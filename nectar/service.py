@@ -272,8 +272,9 @@ class Nectar:
                 return instance.complete() is True
             # luigi's own complete(), its outputs made once (it made them again: a NectarTask's builds a path),
             # and for a task without outputs luigi's answer without its warning at each submission
-            if cls.output is NectarTask.output:  # one store target, not iterable (flatten raised and caught to see it)
-                return bool(instance.output().exists())
+            if isinstance(instance, NectarTask) and cls.output is NectarTask.output:  # one store target, not iterable
+                # (flatten raised and caught to see it): whether it exists, asked of its store without making it
+                return instance.store.target_exists(instance.target_key)
             outputs = flatten(instance.output())
             return bool(outputs) and all(output.exists() for output in outputs)
         except NectarError:  # the store itself is unusable (a missing bucket): the submission says so

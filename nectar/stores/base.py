@@ -106,6 +106,11 @@ class TargetStore(ABC):
     @abstractmethod
     def exists(self, key: TargetKey) -> bool: ...
 
+    def target_exists(self, key: TargetKey) -> bool:
+        """What :meth:`target`'s ``exists()`` answers for ``key`` (luigi's ``complete()`` of a task whose output it
+        is), where a store may answer it without making the target."""
+        return bool(self.target(key).exists())
+
     def put_file(self, local_path: Path, key: TargetKey) -> None:
         """Copy a local file to ``key`` atomically."""
         self.put_files([(local_path, key)])

@@ -266,6 +266,14 @@ class LocalStore(TargetStore):
     def exists(self, key: TargetKey) -> bool:
         return self._locate(key)[1]
 
+    def target_exists(self, key: TargetKey) -> bool:
+        """As its target's ``exists()`` (luigi's ``LocalFileSystem.exists``: ``os.path.exists`` of its path, links
+        followed), without making the target, a ``LocalTarget`` (a submission's check of its task's output: 4.6 ->
+        3.2 µs with its stat); a store whose targets are another's asks them."""
+        if type(self).target is not LocalStore.target:
+            return super().target_exists(key)
+        return os.path.exists(f"{self._prefix}/{key.path}")
+
     def write_text(self, key: TargetKey, text: str, new_folder: bool = False) -> None:
         """Write ``key`` atomically, as its target's ``open("w")`` writes it: the same bytes (UTF-8, line ends as
         given) in a temporary file beside it (``<name>-luigi-tmp-<n>``, mode 0666 less the umask), renamed into place

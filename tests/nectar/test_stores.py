@@ -285,6 +285,40 @@ def test_a_local_folder_or_a_missing_parent_is_no_output(settings: Settings) -> 
     assert not store.exists(KEY.with_file("log/stdout.log"))
 
 
+def test_target_exists_answers_what_the_keys_target_answers(store: TargetStore, tmp_path: Path) -> None:
+    """A submission asks the store whether a task's output exists (luigi's ``complete()``) without making its target:
+    the same answer as the target's ``exists()``, missing, written, and (local) a folder, a link in or out of the store,
+    a dangling one (luigi's ``os.path.exists`` follows links and refuses nothing)."""
+    other = KEY.with_file("other.txt")
+
+    def answers(key: TargetKey) -> tuple[bool, bool]:
+        return store.target_exists(key), bool(store.target(key).exists())
+
+    assert answers(KEY) == (False, False)
+    store.write_text(other, "written\n")
+    assert answers(other) == (True, True)
+    if isinstance(store, LocalStore):
+        path = Path(store.location) / KEY.path
+        cases = {
+            "a folder": lambda: path.mkdir(),
+            "a link within the store": lambda: path.symlink_to(Path(store.location) / other.path),
+            "a link out of it": lambda: path.symlink_to((tmp_path / "outside.txt").resolve()),
+            "a dangling link": lambda: path.symlink_to(tmp_path / "nothing-here.txt"),
+        }
+        (tmp_path / "outside.txt").write_text("outside\n")
+        found = {}
+        for case, make in cases.items():
+            make()
+            found[case] = answers(KEY)
+            path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+        assert found == {
+            "a folder": (True, True),
+            "a link within the store": (True, True),
+            "a link out of it": (True, True),
+            "a dangling link": (False, False),
+        }
+
+
 def test_a_hard_link_is_refused_even_behind_a_link_within_the_store(settings: Settings, tmp_path: Path) -> None:
     """A symlink inside the store is followed, but not to a file with another name (maybe outside)."""
     store = get_store(settings)
