@@ -272,7 +272,6 @@ def run_page(run_id: str) -> str:
     # the key's status (a read: a lost attempt is told, not reclaimed) is this run's own while it is the latest
     status = service.status(key)
     current = status.run is not None and status.run.id == run.id
-    run = status.run if current and status.run else run
     steps = status.steps if current else service.steps(run.id)
     return render_template(
         "run.html",

@@ -18,6 +18,7 @@ from nectar.keys import OUTPUT_FILE, PARAMS_FILE, STDOUT_FILE, TargetKey
 from nectar.leases import lapsed
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore, Step
+from nectar.registry.schema import RunStatus
 from nectar.stores import TargetStore
 from nectar.task import live_log_paths
 
@@ -31,7 +32,8 @@ DONE = RunState.DONE.value
 class JobStatus:
     key: TargetKey
     job_status: str
-    run: Run | None = None
+    #: the key's latest run: as a status lookup reads it (:meth:`~nectar.registry.RunStore.latest_status`), or whole
+    run: Run | RunStatus | None = None
     steps: list[Step] = field(default_factory=list)
     resource_url: str | None = None
     expires_in: int | None = None
@@ -76,7 +78,7 @@ def job_status(
     answered RUNNING with an error saying so: a worker reclaims it (retries or fails it), never a read.
     """
     key = key.with_file(OUTPUT_FILE)
-    run, steps = runs.latest_with_steps(key.path)  # one read: the run and its steps as of the same moment
+    run, steps = runs.latest_status(key.path)  # one read: the run and its steps as of the same moment
     if run is not None and run.state in ACTIVE:  # a retried run shows what failed in its last attempt
         why = lapsed(run, lease_timeout) if lease_timeout is not None else None
         lost = f"worker lost: {run.worker} ({why}) during attempt {run.attempt}; a worker will reclaim it"
@@ -150,7 +152,7 @@ def checked_source(source: LogSource, logged: Callable[[TargetKey], bool]) -> Lo
     return LogSource(None, None, missing or source.absent or f"{source.task} left no log here")
 
 
-def log_source(key: TargetKey, job_status: str, run: Run | None, steps: Sequence[Step]) -> LogSource:
+def log_source(key: TargetKey, job_status: str, run: Run | RunStatus | None, steps: Sequence[Step]) -> LogSource:
     """Whose logs to show for the task of ``key``: its own once it started (or when no run says otherwise);
     before that, the step running now, else the step that failed; else none, saying the task has not run."""
     key = key.with_file(OUTPUT_FILE)
