@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from nectar.errors import RunNotFound, SchedulerUnavailable, Unavailable
 from nectar.keys import OUTPUT_FILE, PARAMS_FILE, STDOUT_FILE, TargetKey
 from nectar.leases import lapsed
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore, Step
-from nectar.registry.schema import RunStatus
+from nectar.registry.schema import RunStatus, StepStatus
 from nectar.stores import TargetStore
 from nectar.task import live_log_paths
 
@@ -34,7 +34,8 @@ class JobStatus:
     job_status: str
     #: the key's latest run: as a status lookup reads it (:meth:`~nectar.registry.RunStore.latest_status`), or whole
     run: Run | RunStatus | None = None
-    steps: list[Step] = field(default_factory=list)
+    #: its steps: as a status lookup reads them, or whole
+    steps: Sequence[Step | StepStatus] = ()
     resource_url: str | None = None
     expires_in: int | None = None
     failed_step: str | None = None
@@ -131,7 +132,7 @@ def no_log_note(task: str, state: str) -> str:
     return f"{task} did not run here: it has no log"
 
 
-def step_log_note(step: Step, logged: Callable[[TargetKey], bool]) -> str | None:
+def step_log_note(step: Step | StepStatus, logged: Callable[[TargetKey], bool]) -> str | None:
     """None when the step's log URLs answer, else why it has none. A step that executed in this run (or
     runs now) has its live log or its stored copy: only the others are looked up, with ``logged``."""
     if not step.key or step.executed:
@@ -152,7 +153,9 @@ def checked_source(source: LogSource, logged: Callable[[TargetKey], bool]) -> Lo
     return LogSource(None, None, missing or source.absent or f"{source.task} left no log here")
 
 
-def log_source(key: TargetKey, job_status: str, run: Run | RunStatus | None, steps: Sequence[Step]) -> LogSource:
+def log_source(
+    key: TargetKey, job_status: str, run: Run | RunStatus | None, steps: Sequence[Step | StepStatus]
+) -> LogSource:
     """Whose logs to show for the task of ``key``: its own once it started (or when no run says otherwise);
     before that, the step running now, else the step that failed; else none, saying the task has not run."""
     key = key.with_file(OUTPUT_FILE)

@@ -19,9 +19,12 @@ from nectar.registry.schema import (
     QUEUED,
     RUNS,
     STATUS_COLUMNS,
+    STATUS_STEP_COLUMNS,
     RunStatus,
+    StepStatus,
     run_of,
     run_status_of,
+    step_statuses,
     values,
 )
 from nectar.registry.store import RunStore
@@ -35,25 +38,23 @@ T = TypeVar("T")
 STEP_FIELDS = ("run_id", "task_id", "task", "key", "state", "executed", "error", "updated_at")
 #: a step's fields in that order, each set by name when a step is built from a row (:func:`step_of`)
 _STEP_NAMES = tuple(field.name for field in fields(Step))
-#: the step columns of :func:`status_read_sql`: :data:`STEP_FIELDS` but the run's id, which its run's row holds
-#: (a column fewer to name and to fetch in every status lookup's read)
-JOINED_STEP_FIELDS = STEP_FIELDS[1:]
 
 
 def status_read_sql(row_id: str) -> str:
     """A key's latest run and its steps in one read: one row per step, the requested task last (a run without steps:
     one row, its step columns NULL; no run: no row). Of the run, the columns a status answers
-    (:data:`~nectar.registry.schema.STATUS_COLUMNS`), not all 28: each column costs each lookup a fetch (and SQLite's
-    and Python's calls around it), and 9 are not in the answer. The run is found by its ``row_id`` (the column that
-    names its row most cheaply: SQLite's ``rowid``, which the ``runs_by_key`` index holds beside each key, so the
-    subquery reads that index alone; else its ``id``), its steps by their run's id; each row ends with its step's
-    ``seq``, by which the rows are put in order here (SQLite sorted them in a temporary B-tree, built for every status
-    lookup: no index has a run's steps in that order). The run was read in a subquery in FROM before, which SQLite ran
-    as a co-routine handing the outer query its 28 columns: ~109k -> ~101k instructions a read (callgrind, 10,000
-    runs)."""
+    (:data:`~nectar.registry.schema.STATUS_COLUMNS`), not all 28, and of each step those a status answers
+    (:data:`~nectar.registry.schema.STATUS_STEP_COLUMNS`: not its run's id, which its run's row holds, its luigi task
+    id or its time): each column costs each lookup a fetch (and SQLite's and Python's calls around it). The run is
+    found by its ``row_id`` (the column that names its row most cheaply: SQLite's ``rowid``, which the ``runs_by_key``
+    index holds beside each key, so the subquery reads that index alone; else its ``id``), its steps by their run's
+    id; each row ends with its step's ``seq``, by which the rows are put in order here (SQLite sorted them in a
+    temporary B-tree, built for every status lookup: no index has a run's steps in that order). The run was read in a
+    subquery in FROM before, which SQLite ran as a co-routine handing the outer query its 28 columns: ~109k -> ~101k
+    instructions a read (callgrind, 10,000 runs)."""
     return (
         f"SELECT {', '.join(f'r.{column}' for column in STATUS_COLUMNS)}, "
-        f"{', '.join(f's.{column} AS step_{column}' for column in JOINED_STEP_FIELDS)}, s.seq AS step_seq "
+        f"{', '.join(f's.{column} AS step_{column}' for column in STATUS_STEP_COLUMNS)}, s.seq AS step_seq "
         "FROM runs AS r LEFT JOIN steps AS s ON s.run_id = r.id "
         f"WHERE r.{row_id} = (SELECT {row_id} FROM runs WHERE key = ? ORDER BY queued_at DESC LIMIT 1)"
     )
@@ -171,7 +172,7 @@ class SqlReads(RunStore):
         once, not as its connection's mappings: :class:`~nectar.registry.sqlite.SQLiteRunStore`)."""
         return [values(row) for row in self._exec(db, text, args).fetchall()]
 
-    def latest_status(self, key: str) -> tuple[RunStatus | None, list[Step]]:
+    def latest_status(self, key: str) -> tuple[RunStatus | None, list[StepStatus]]:
         rows = self._read(lambda db: self._tuples(db, self.STATUS_READ, (key,)))
         if not rows:
             return None, []
@@ -181,7 +182,7 @@ class SqlReads(RunStore):
             return run, []
         if len(rows) > 1:
             rows.sort(key=_seq, reverse=True)  # the last recorded first
-        return run, [step_of((run.id, *row[width:-1])) for row in rows]
+        return run, step_statuses(rows, width)
 
     def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
         """As :meth:`RunStore.find`. The total of a filter by state alone, or of none, is the count the database

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 from nectar.errors import RegistryTooNew
@@ -332,6 +333,36 @@ class RunStatus(NamedTuple):
 STATUS_COLUMNS: tuple[str, ...] = tuple("params" if name == "params_json" else name for name in RunStatus._fields)
 _STATUS_STATE = STATUS_COLUMNS.index("state")
 _STATUS_LISTS = tuple(STATUS_COLUMNS.index(name) for name in _LISTS)
+
+
+class StepStatus(NamedTuple):
+    """A step as a status answers it: the columns of its row the answer reads (:data:`STATUS_STEP_COLUMNS`), not a
+    :class:`~nectar.registry.model.Step`'s run id, luigi task id and time of its last change."""
+
+    task: str
+    key: str | None
+    #: one of :data:`~nectar.registry.model.STEP_STATES`
+    state: str
+    executed: bool
+    error: str | None
+
+
+#: the columns of a step a status lookup reads, in the order of :class:`StepStatus`'s fields
+STATUS_STEP_COLUMNS: tuple[str, ...] = StepStatus._fields
+
+
+#: a :class:`StepStatus` of its fields' values, made by ``tuple``'s own constructor (NamedTuple's is a Python function
+#: around it, which names each field)
+_STEP_STATUS = partial(tuple.__new__, StepStatus)
+
+
+def step_statuses(rows: Sequence[Sequence[Any]], start: int) -> list[StepStatus]:
+    """The :class:`StepStatus` of each row, whose values from ``start`` on are :data:`STATUS_STEP_COLUMNS`' (then one
+    more, left out): ``executed`` stored as 0 or 1. All at once, one call for a run's steps."""
+    return [
+        _STEP_STATUS((task, key, state, bool(executed), error))
+        for task, key, state, executed, error, _ in (row[start:] for row in rows)
+    ]
 
 
 def run_status_of(row: Sequence[Any]) -> RunStatus:

@@ -21,7 +21,7 @@ from nectar.registry.triggers import TriggerStore
 from nectar.registry.waits import WaitStore
 
 if TYPE_CHECKING:
-    from nectar.registry.schema import RunStatus
+    from nectar.registry.schema import RunStatus, StepStatus
 
 
 class RunStore(ScheduleStore, TriggerStore, WaitStore):
@@ -106,7 +106,7 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
         """The most recently queued run for a key."""
 
     @abstractmethod
-    def latest_status(self, key: str) -> tuple[RunStatus | None, list[Step]]:
+    def latest_status(self, key: str) -> tuple[RunStatus | None, list[StepStatus]]:
         """:meth:`latest` as a status answers it (what its answer reads of the run) and its :meth:`steps`, read at
         once (a status lookup's one read of the registry)."""
 

@@ -13,8 +13,15 @@ import pytest
 from nectar.keys import TargetKey
 from nectar.registry import Run, RunState, Step
 from nectar.registry.postgres import PostgresRunStore
-from nectar.registry.reads import JOINED_STEP_FIELDS
-from nectar.registry.schema import RUN_COLUMNS, STATUS_COLUMNS, RunStatus, params_json, values
+from nectar.registry.schema import (
+    RUN_COLUMNS,
+    STATUS_COLUMNS,
+    STATUS_STEP_COLUMNS,
+    RunStatus,
+    StepStatus,
+    params_json,
+    values,
+)
 from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.status import job_status
@@ -45,6 +52,11 @@ def as_status(run: Run | None) -> RunStatus | None:
     )
 
 
+def as_step_status(step: Step) -> StepStatus:
+    """``step`` as the status read answers it: the columns a status reads."""
+    return StepStatus(step.task, step.key, step.state, step.executed, step.error)
+
+
 def reads_counted(runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the registry's SQL reads from now on (each :meth:`_read` is one statement)."""
     counted: list[int] = []
@@ -70,9 +82,10 @@ def test_the_latest_run_and_its_steps_are_what_latest_and_steps_answer(runs: Sql
 
     found = runs.latest_status(KEY.path)
 
-    assert found == (as_status(runs.latest(KEY.path)), runs.steps(second.id))
+    assert found == (as_status(runs.latest(KEY.path)), list(map(as_step_status, runs.steps(second.id))))
     assert found[0] is not None and found[0].id == second.id
-    assert found[1] == [upstream, own]  # the requested task last
+    assert found[1] == [as_step_status(upstream), as_step_status(own)]  # the requested task last
+    assert [type(step.executed) for step in found[1]] == [bool, bool]
 
 
 def test_a_status_lookup_reads_the_registry_once(
@@ -114,7 +127,7 @@ def test_the_status_read_answers_the_key_s_latest_run_and_only_its_steps(
     made = []
     for when in queued_at:
         run = queued(runs, when)
-        runs.record_steps([Step(run.id, f"ATask_{when}", "ATask", KEY.path, "PENDING", updated_at=when)])
+        runs.record_steps([Step(run.id, "ATask_1", "ATask", KEY.path, "PENDING", error=f"{when}", updated_at=when)])
         made.append(run)
         runs.cancel(run.id)  # one active run per key: the next one is queued after this one ended
     latest = max(made, key=lambda run: run.queued_at)
@@ -122,7 +135,7 @@ def test_the_status_read_answers_the_key_s_latest_run_and_only_its_steps(
     found, steps = runs.latest_status(KEY.path)
 
     assert found is not None and found.id == latest.id
-    assert [step.task_id for step in steps] == [f"ATask_{latest.queued_at}"]
+    assert [step.error for step in steps] == [f"{latest.queued_at}"]
     assert runs.latest_status(KEY.with_file("other.txt").path) == (None, [])
 
 
@@ -135,7 +148,7 @@ def test_the_status_read_fetches_the_run_s_id_once(runs: SqlRunStore) -> None:
     row = runs._read(lambda db: runs._exec(db, runs.STATUS_READ, (KEY.path,)).fetchone())
 
     assert list(values(row)).count(run.id) == 1
-    assert runs.latest_status(KEY.path)[1] == runs.steps(run.id)
+    assert runs.latest_status(KEY.path)[1] == list(map(as_step_status, runs.steps(run.id)))
 
 
 def test_a_run_is_read_back_field_for_field_by_every_read(runs: SqlRunStore) -> None:
@@ -166,19 +179,22 @@ def test_a_run_is_read_back_field_for_field_by_every_read(runs: SqlRunStore) -> 
 
 #: a run's columns that no status answer reads, left out of the status read
 NOT_ANSWERED = {"key", "chain_type", "chain", "task", "queued_at", "finished_at", "retry_delay", "retry_backoff"}
+#: the same of a step's
+STEP_NOT_ANSWERED = {"run_id", "task_id", "updated_at"}
 
 
 def test_the_status_read_fetches_only_what_a_status_answers(runs: SqlRunStore) -> None:
     """Each column the status read names is fetched (SQLite: a call of its own, inside its connection's mutex) in every
-    lookup: the run's columns no answer reads are not among them (the answer's run fields, its job status, a lost
-    attempt's reason and the retry's time are read from those that are)."""
+    lookup: the run's and its steps' columns no answer reads are not among them (the answer's run fields, its job
+    status, a lost attempt's reason and the retry's time are read from those that are)."""
     run = queued(runs, 1000.0)
     runs.record_steps([Step(run.id, "ATask_1", "ATask", KEY.path, "PENDING", updated_at=1000.0)])
 
     row = runs._read(lambda db: values(runs._exec(db, runs.STATUS_READ, (KEY.path,)).fetchone()))
 
     assert not NOT_ANSWERED & set(STATUS_COLUMNS) and "on_wait_timeout" not in STATUS_COLUMNS
-    assert len(row) == len(STATUS_COLUMNS) + len(JOINED_STEP_FIELDS) + 1  # the run's, its step's and the step's seq
+    assert not STEP_NOT_ANSWERED & set(STATUS_STEP_COLUMNS)
+    assert len(row) == len(STATUS_COLUMNS) + len(STATUS_STEP_COLUMNS) + 1  # the run's, its step's and the step's seq
 
 
 def test_a_status_lookup_leaves_the_run_s_parameters_as_stored(runs: SqlRunStore, tmp_path: Path) -> None:
