@@ -15,6 +15,7 @@ from nectar.keys import OUTPUT_FILE, TargetKey
 from nectar.logs.files import STREAMS
 from nectar.outputs import SIGNED_PATH_PREFIX, Output, resource_note, status_outputs
 from nectar.registry import Step
+from nectar.registry.schema import StepStatus
 from nectar.service import Nectar
 from nectar.signing import UrlSigner
 from nectar.status import JobStatus, LogSource, checked_source, has_log, step_log_note
@@ -157,7 +158,7 @@ def logged(key: TargetKey) -> bool:
     return has_log(key, service.store_of(key))
 
 
-def step_out(step: Step, known: LogUrls | None = None) -> dict:
+def step_out(step: Step | StepStatus, known: LogUrls | None = None) -> dict:
     """A step as a status lists it: its state and, when its logs can be served, their URLs (else why not)."""
     note = step_log_note(step, logged)
     logs = known_log_urls(step.key, known) if step.key and note is None else {}

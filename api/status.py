@@ -17,6 +17,7 @@ from api.schemas import KeyQuerySchema, StatusEnvelope
 from nectar.keys import TargetKey
 from nectar.registry import Run
 from nectar.registry.model import iso_utc
+from nectar.registry.schema import RunStatus
 from nectar.service import Nectar
 from nectar.signing import UrlSigner
 from nectar.status import log_source
@@ -55,7 +56,7 @@ class ChainStatus(MethodView):
 NO_RUN: tuple[None, ...] = (None,) * 13
 
 
-def _run_fields(service: Nectar, run: Run) -> tuple[Any, ...]:
+def _run_fields(service: Nectar, run: Run | RunStatus) -> tuple[Any, ...]:
     """The fields of a status that its run gives, in the order :func:`status_data` places them: ``attempt``,
     ``fire_time``, ``max_attempts``, ``objects``, ``retry_at``, ``run_id``, ``run_url``, ``schedule_id``,
     ``scheduler_url``, ``trigger_id``, ``wait_until``, ``waiting_for``, ``waiting_since``."""

@@ -23,6 +23,7 @@ from nectar.keys import PARAMS_FILE, TargetKey
 from nectar.params import ParamInfo
 from nectar.registry import Run, RunFilter, RunState, Step
 from nectar.registry.model import iso_utc, short_id
+from nectar.registry.schema import StepStatus
 from nectar.status import log_source
 
 blp = Blueprint(
@@ -171,7 +172,7 @@ def file_url(key: TargetKey) -> str | None:
     return store.url(key, expiry) or links.external("files.File", signer().sign(key.path, expiry))
 
 
-def step_out(step: Step) -> dict[str, Any]:
+def step_out(step: Step | StepStatus) -> dict[str, Any]:
     output = file_url(TargetKey.parse(step.key)) if step.key and step.state == RunState.DONE else None
     return {**links.step_out(step), "output": output}
 
@@ -272,7 +273,6 @@ def run_page(run_id: str) -> str:
     # the key's status (a read: a lost attempt is told, not reclaimed) is this run's own while it is the latest
     status = service.status(key)
     current = status.run is not None and status.run.id == run.id
-    run = status.run if current and status.run else run
     steps = status.steps if current else service.steps(run.id)
     return render_template(
         "run.html",

@@ -24,6 +24,7 @@ from nectar.build import luigi_worker_id
 from nectar.errors import Interrupted, SchedulerUnavailable
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore
+from nectar.registry.schema import RunStatus
 from nectar.relay import Relay, Turn
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def is_dead(worker: str) -> bool:
     return False
 
 
-def lapsed(run: Run, lease_timeout: float, now: float | None = None) -> str | None:
+def lapsed(run: Run | RunStatus, lease_timeout: float, now: float | None = None) -> str | None:
     """Why the RUNNING attempt of ``run`` looks lost (a read: nothing is changed), or None while it is held."""
     if run.state != RunState.RUNNING:
         return None

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from nectar.errors import RunNotFound, SchedulerUnavailable, Unavailable
 from nectar.keys import OUTPUT_FILE, PARAMS_FILE, STDOUT_FILE, TargetKey
 from nectar.leases import lapsed
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore, Step
+from nectar.registry.schema import RunStatus, StepStatus
 from nectar.stores import TargetStore
 from nectar.task import live_log_paths
 
@@ -27,12 +28,17 @@ ACTIVE = frozenset(state for state in RunState if state.active)
 DONE = RunState.DONE.value
 
 
-@dataclass(frozen=True)
-class JobStatus:
+class JobStatus(NamedTuple):
+    """A key's job status, and what it was found from. A named tuple, not a frozen dataclass: a status lookup makes
+    one, and a frozen dataclass's ``__init__`` sets each of its 9 fields through ``object.__setattr__`` (~14.6k
+    instructions, callgrind; this ~2k)."""
+
     key: TargetKey
     job_status: str
-    run: Run | None = None
-    steps: list[Step] = field(default_factory=list)
+    #: the key's latest run: as a status lookup reads it (:meth:`~nectar.registry.RunStore.latest_status`), or whole
+    run: Run | RunStatus | None = None
+    #: its steps: as a status lookup reads them, or whole
+    steps: Sequence[Step | StepStatus] = ()
     resource_url: str | None = None
     expires_in: int | None = None
     failed_step: str | None = None
@@ -76,7 +82,7 @@ def job_status(
     answered RUNNING with an error saying so: a worker reclaims it (retries or fails it), never a read.
     """
     key = key.with_file(OUTPUT_FILE)
-    run, steps = runs.latest_with_steps(key.path)  # one read: the run and its steps as of the same moment
+    run, steps = runs.latest_status(key.path)  # one read: the run and its steps as of the same moment
     if run is not None and run.state in ACTIVE:  # a retried run shows what failed in its last attempt
         why = lapsed(run, lease_timeout) if lease_timeout is not None else None
         lost = f"worker lost: {run.worker} ({why}) during attempt {run.attempt}; a worker will reclaim it"
@@ -92,11 +98,11 @@ def job_status(
     return found
 
 
-@dataclass(frozen=True)
-class LogSource:
+class LogSource(NamedTuple):
     """Whose logs a status links to: ``key``'s (a task's out.txt), ``task`` by name, and a ``note``
     when they are not the requested task's own (``key`` None: no task has a log to show yet).
-    ``ran_here``: the task executed in this run (or runs now), so its log is there without looking."""
+    ``ran_here``: the task executed in this run (or runs now), so its log is there without looking.
+    A named tuple, as :class:`JobStatus` is (a frozen dataclass of 5 fields: ~9.8k instructions a lookup)."""
 
     key: TargetKey | None
     task: str | None
@@ -129,7 +135,7 @@ def no_log_note(task: str, state: str) -> str:
     return f"{task} did not run here: it has no log"
 
 
-def step_log_note(step: Step, logged: Callable[[TargetKey], bool]) -> str | None:
+def step_log_note(step: Step | StepStatus, logged: Callable[[TargetKey], bool]) -> str | None:
     """None when the step's log URLs answer, else why it has none. A step that executed in this run (or
     runs now) has its live log or its stored copy: only the others are looked up, with ``logged``."""
     if not step.key or step.executed:
@@ -150,7 +156,9 @@ def checked_source(source: LogSource, logged: Callable[[TargetKey], bool]) -> Lo
     return LogSource(None, None, missing or source.absent or f"{source.task} left no log here")
 
 
-def log_source(key: TargetKey, job_status: str, run: Run | None, steps: Sequence[Step]) -> LogSource:
+def log_source(
+    key: TargetKey, job_status: str, run: Run | RunStatus | None, steps: Sequence[Step | StepStatus]
+) -> LogSource:
     """Whose logs to show for the task of ``key``: its own once it started (or when no run says otherwise);
     before that, the step running now, else the step that failed; else none, saying the task has not run."""
     key = key.with_file(OUTPUT_FILE)

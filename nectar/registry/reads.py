@@ -14,7 +14,19 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from nectar.registry.counts import READ_COUNTS, READ_DURATIONS, STATE_COLUMNS
 from nectar.registry.model import Attempt, Durations, Run, RunFilter, RunState, Step, made_at_once
-from nectar.registry.schema import ATTEMPT_COLUMNS, QUEUED, RUN_COLUMNS, RUNS, run_of, values
+from nectar.registry.schema import (
+    ATTEMPT_COLUMNS,
+    QUEUED,
+    RUNS,
+    STATUS_COLUMNS,
+    STATUS_STEP_COLUMNS,
+    RunStatus,
+    StepStatus,
+    run_of,
+    run_status_of,
+    step_statuses,
+    values,
+)
 from nectar.registry.store import RunStore
 
 if TYPE_CHECKING:
@@ -26,33 +38,34 @@ T = TypeVar("T")
 STEP_FIELDS = ("run_id", "task_id", "task", "key", "state", "executed", "error", "updated_at")
 #: a step's fields in that order, each set by name when a step is built from a row (:func:`step_of`)
 _STEP_NAMES = tuple(field.name for field in fields(Step))
-#: the step columns of :func:`latest_with_steps_sql`: :data:`STEP_FIELDS` but the run's id, which its run's row holds
-#: (a column fewer to name and to fetch in every status lookup's read)
-JOINED_STEP_FIELDS = STEP_FIELDS[1:]
 
 
-def latest_with_steps_sql(row_id: str) -> str:
+def status_read_sql(row_id: str) -> str:
     """A key's latest run and its steps in one read: one row per step, the requested task last (a run without steps:
-    one row, its step columns NULL; no run: no row). The run is found by its ``row_id`` (the column that names its row
-    most cheaply: SQLite's ``rowid``, which the ``runs_by_key`` index holds beside each key, so the subquery reads
-    that index alone; else its ``id``), its steps by their run's id; each row ends with its step's ``seq``, by which
-    the rows are put in order here (SQLite sorted them in a temporary B-tree, built for every status lookup: no index
-    has a run's steps in that order). The run was read in a subquery in FROM before, which SQLite ran as a co-routine
-    handing the outer query its 28 columns: ~109k -> ~101k instructions a read (callgrind, 10,000 runs)."""
+    one row, its step columns NULL; no run: no row). Of the run, the columns a status answers
+    (:data:`~nectar.registry.schema.STATUS_COLUMNS`), not all 28, and of each step those a status answers
+    (:data:`~nectar.registry.schema.STATUS_STEP_COLUMNS`: not its run's id, which its run's row holds, its luigi task
+    id or its time): each column costs each lookup a fetch (and SQLite's and Python's calls around it). The run is
+    found by its ``row_id`` (the column that names its row most cheaply: SQLite's ``rowid``, which the ``runs_by_key``
+    index holds beside each key, so the subquery reads that index alone; else its ``id``), its steps by their run's
+    id; each row ends with its step's ``seq``, by which the rows are put in order here (SQLite sorted them in a
+    temporary B-tree, built for every status lookup: no index has a run's steps in that order). The run was read in a
+    subquery in FROM before, which SQLite ran as a co-routine handing the outer query its 28 columns: ~109k -> ~101k
+    instructions a read (callgrind, 10,000 runs)."""
     return (
-        f"SELECT {', '.join(f'r.{column}' for column in RUN_COLUMNS)}, "
-        f"{', '.join(f's.{column} AS step_{column}' for column in JOINED_STEP_FIELDS)}, s.seq AS step_seq "
+        f"SELECT {', '.join(f'r.{column}' for column in STATUS_COLUMNS)}, "
+        f"{', '.join(f's.{column} AS step_{column}' for column in STATUS_STEP_COLUMNS)}, s.seq AS step_seq "
         "FROM runs AS r LEFT JOIN steps AS s ON s.run_id = r.id "
         f"WHERE r.{row_id} = (SELECT {row_id} FROM runs WHERE key = ? ORDER BY queued_at DESC LIMIT 1)"
     )
 
 
-#: :func:`latest_with_steps_sql` by the run's id, as any dialect reads it
-LATEST_WITH_STEPS = latest_with_steps_sql("id")
+#: :func:`status_read_sql` by the run's id, as any dialect reads it
+STATUS_READ = status_read_sql("id")
 
 
 def _seq(row: Sequence[Any]) -> int:
-    """The ``seq`` a row of :func:`latest_with_steps_sql` ends with."""
+    """The ``seq`` a row of :func:`status_read_sql` ends with."""
     return int(row[-1])
 
 
@@ -101,15 +114,15 @@ class SqlReads(RunStore):
     another transaction holds (a claim), :attr:`GREATEST` names the two-value maximum;
     :attr:`COUNTED_AT_COMMIT` says whether its triggers count a change of the PENDING runs
     (``run_counts``, :mod:`~nectar.registry.counts`) when its transaction commits, rather than at once;
-    :attr:`LATEST_WITH_STEPS` is a status lookup's read (:func:`latest_with_steps_sql`).
+    :attr:`STATUS_READ` is a status lookup's read (:func:`status_read_sql`).
     """
 
     LOCK = ""
     SKIP_LOCKED = ""
     GREATEST = "MAX"
     COUNTED_AT_COMMIT = False
-    #: the status lookup's read (:meth:`latest_with_steps`), in this dialect's cheapest spelling
-    LATEST_WITH_STEPS = LATEST_WITH_STEPS
+    #: the status lookup's read (:meth:`latest_status`), in this dialect's cheapest spelling
+    STATUS_READ = STATUS_READ
 
     @classmethod
     @abstractmethod
@@ -159,17 +172,17 @@ class SqlReads(RunStore):
         once, not as its connection's mappings: :class:`~nectar.registry.sqlite.SQLiteRunStore`)."""
         return [values(row) for row in self._exec(db, text, args).fetchall()]
 
-    def latest_with_steps(self, key: str) -> tuple[Run | None, list[Step]]:
-        rows = self._read(lambda db: self._tuples(db, self.LATEST_WITH_STEPS, (key,)))
+    def latest_status(self, key: str) -> tuple[RunStatus | None, list[StepStatus]]:
+        rows = self._read(lambda db: self._tuples(db, self.STATUS_READ, (key,)))
         if not rows:
             return None, []
-        width = len(RUN_COLUMNS)
-        run = run_of(rows[0][:width])
-        if run is None or rows[0][width] is None:  # no step yet: the LEFT JOIN's one row, its step columns NULL
+        width = len(STATUS_COLUMNS)
+        run = run_status_of(rows[0][:width])
+        if rows[0][width] is None:  # no step yet: the LEFT JOIN's one row, its step columns NULL
             return run, []
         if len(rows) > 1:
             rows.sort(key=_seq, reverse=True)  # the last recorded first
-        return run, [step_of((run.id, *row[width:-1])) for row in rows]
+        return run, step_statuses(rows, width)
 
     def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
         """As :meth:`RunStore.find`. The total of a filter by state alone, or of none, is the count the database

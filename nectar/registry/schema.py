@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Mapping, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
 from nectar.errors import RegistryTooNew
 from nectar.keys import strings_object
@@ -288,6 +289,92 @@ def run_of(row: Any) -> Run | None:
         if found[place] is not None:
             found[place] = tuple(json.loads(found[place]))
     return made_at_once(Run, zip(RUN_COLUMNS, found, strict=True))  # a row of another length raises, as Run(*found)
+
+
+class RunStatus(NamedTuple):
+    """A run as a status lookup answers it: the columns of its row that the answer reads (:data:`STATUS_COLUMNS`, in
+    the order of these fields), not a :class:`Run`'s 28. Its parameters are kept as stored, JSON text, and parsed
+    only when asked (:attr:`params`: for a task whose outputs are not its ``out.txt``)."""
+
+    id: str
+    task_id: str
+    state: RunState
+    #: the ``params`` column: the parameters' JSON
+    params_json: str
+    started_at: float | None
+    #: ``host:pid`` of the process executing the current attempt
+    worker: str | None
+    failed_step: str | None
+    error: str | None
+    attempt: int
+    max_attempts: int
+    not_before: float
+    heartbeat_at: float | None
+    waiting_since: float | None
+    schedule_id: str | None
+    fire_time: float | None
+    trigger_id: str | None
+    objects: tuple[str, ...] | None
+    waiting_for: tuple[str, ...] | None
+    wait_until: float | None
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The run's parameters, as :attr:`Run.params`."""
+        return json.loads(self.params_json)
+
+    @property
+    def retry_at(self) -> float | None:
+        """As :attr:`Run.retry_at`."""
+        return self.not_before if self.state == RunState.PENDING and self.attempt else None
+
+
+#: the columns of a run a status lookup reads, in the order of :class:`RunStatus`'s fields
+STATUS_COLUMNS: tuple[str, ...] = tuple("params" if name == "params_json" else name for name in RunStatus._fields)
+_STATUS_STATE = STATUS_COLUMNS.index("state")
+_STATUS_LISTS = tuple(STATUS_COLUMNS.index(name) for name in _LISTS)
+
+
+class StepStatus(NamedTuple):
+    """A step as a status answers it: the columns of its row the answer reads (:data:`STATUS_STEP_COLUMNS`), not a
+    :class:`~nectar.registry.model.Step`'s run id, luigi task id and time of its last change."""
+
+    task: str
+    key: str | None
+    #: one of :data:`~nectar.registry.model.STEP_STATES`
+    state: str
+    executed: bool
+    error: str | None
+
+
+#: the columns of a step a status lookup reads, in the order of :class:`StepStatus`'s fields
+STATUS_STEP_COLUMNS: tuple[str, ...] = StepStatus._fields
+
+
+#: a :class:`StepStatus` of its fields' values, made by ``tuple``'s own constructor (NamedTuple's is a Python function
+#: around it, which names each field)
+_STEP_STATUS = partial(tuple.__new__, StepStatus)
+
+
+def step_statuses(rows: Sequence[Sequence[Any]], start: int) -> list[StepStatus]:
+    """The :class:`StepStatus` of each row, whose values from ``start`` on are :data:`STATUS_STEP_COLUMNS`' (then one
+    more, left out): ``executed`` stored as 0 or 1. All at once, one call for a run's steps."""
+    return [
+        _STEP_STATUS((task, key, state, bool(executed), error))
+        for task, key, state, executed, error, _ in (row[start:] for row in rows)
+    ]
+
+
+def run_status_of(row: Sequence[Any]) -> RunStatus:
+    """The :class:`RunStatus` of a row of :data:`STATUS_COLUMNS`' values, in their order: its state an enum, its
+    lists tuples, its parameters left as stored."""
+    found = list(row)
+    state = found[_STATUS_STATE]
+    found[_STATUS_STATE] = _STATES.get(state) or RunState(state)
+    for place in _STATUS_LISTS:
+        if found[place] is not None:
+            found[place] = tuple(json.loads(found[place]))
+    return RunStatus._make(found)  # a row of another length raises
 
 
 def values(row: Any) -> tuple[Any, ...]:

@@ -21,7 +21,7 @@ from nectar.forks import SQLITE, lock_made_anew_in_children, pid
 from nectar.registry import counts, fire_counts, sqlite_counts
 from nectar.registry.combine import Combiner, Outcome
 from nectar.registry.model import Run, Step
-from nectar.registry.reads import latest_with_steps_sql
+from nectar.registry.reads import status_read_sql
 from nectar.registry.schema import (
     COUNT_AGAIN,
     COUNT_FIRES,
@@ -274,7 +274,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
     upgrades itself)."""
 
     #: the status lookup's read finds a key's latest run by its rowid, which the ``runs_by_key`` index holds
-    LATEST_WITH_STEPS = latest_with_steps_sql("rowid")
+    STATUS_READ = status_read_sql("rowid")
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

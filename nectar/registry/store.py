@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from nectar import wakeup
 from nectar.registry.model import Attempt, Durations, Run, RunFilter, RunState, Step
 from nectar.registry.schedules import ScheduleStore
 from nectar.registry.triggers import TriggerStore
 from nectar.registry.waits import WaitStore
+
+if TYPE_CHECKING:
+    from nectar.registry.schema import RunStatus, StepStatus
 
 
 class RunStore(ScheduleStore, TriggerStore, WaitStore):
@@ -102,10 +105,10 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
     def latest(self, key: str) -> Run | None:
         """The most recently queued run for a key."""
 
-    def latest_with_steps(self, key: str) -> tuple[Run | None, list[Step]]:
-        """:meth:`latest` and its :meth:`steps`, read at once where the store can (a status lookup reads both)."""
-        run = self.latest(key)
-        return run, self.steps(run.id) if run else []
+    @abstractmethod
+    def latest_status(self, key: str) -> tuple[RunStatus | None, list[StepStatus]]:
+        """:meth:`latest` as a status answers it (what its answer reads of the run) and its :meth:`steps`, read at
+        once (a status lookup's one read of the registry)."""
 
     @abstractmethod
     def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:

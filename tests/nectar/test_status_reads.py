@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,15 @@ import pytest
 from nectar.keys import TargetKey
 from nectar.registry import Run, RunState, Step
 from nectar.registry.postgres import PostgresRunStore
-from nectar.registry.schema import RUN_COLUMNS, values
+from nectar.registry.schema import (
+    RUN_COLUMNS,
+    STATUS_COLUMNS,
+    STATUS_STEP_COLUMNS,
+    RunStatus,
+    StepStatus,
+    params_json,
+    values,
+)
 from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.status import job_status
@@ -34,6 +43,20 @@ def queued(runs: SqlRunStore, queued_at: float) -> Run:
     return runs.submit(run)[0]
 
 
+def as_status(run: Run | None) -> RunStatus | None:
+    """``run`` as the status read answers it: the columns a status reads, its parameters as stored."""
+    if run is None:
+        return None
+    return RunStatus._make(
+        getattr(run, column) if column != "params" else params_json(run.params) for column in STATUS_COLUMNS
+    )
+
+
+def as_step_status(step: Step) -> StepStatus:
+    """``step`` as the status read answers it: the columns a status reads."""
+    return StepStatus(step.task, step.key, step.state, step.executed, step.error)
+
+
 def reads_counted(runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the registry's SQL reads from now on (each :meth:`_read` is one statement)."""
     counted: list[int] = []
@@ -48,20 +71,21 @@ def reads_counted(runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch) -> list[in
 
 
 def test_the_latest_run_and_its_steps_are_what_latest_and_steps_answer(runs: SqlRunStore) -> None:
-    assert runs.latest_with_steps(KEY.path) == (None, [])
+    assert runs.latest_status(KEY.path) == (None, [])
     first = queued(runs, 1000.0)
-    assert runs.latest_with_steps(KEY.path) == (first, [])  # a run with no step yet: one row, its steps NULL
+    assert runs.latest_status(KEY.path) == (as_status(first), [])  # a run with no step yet: one row, its steps NULL
     runs.cancel(first.id)
     second = queued(runs, 2000.0)
     upstream = Step(second.id, "Up_1", "Up", None, "DONE", executed=False, error=None, updated_at=2001.0)
     own = Step(second.id, "ATask_1", "ATask", KEY.path, "RUNNING", executed=True, error="said", updated_at=2002.0)
     runs.record_steps([own, upstream])  # the requested task first, as luigi discovers them
 
-    found = runs.latest_with_steps(KEY.path)
+    found = runs.latest_status(KEY.path)
 
-    assert found == (runs.latest(KEY.path), runs.steps(second.id))
+    assert found == (as_status(runs.latest(KEY.path)), list(map(as_step_status, runs.steps(second.id))))
     assert found[0] is not None and found[0].id == second.id
-    assert found[1] == [upstream, own]  # the requested task last
+    assert found[1] == [as_step_status(upstream), as_step_status(own)]  # the requested task last
+    assert [type(step.executed) for step in found[1]] == [bool, bool]
 
 
 def test_a_status_lookup_reads_the_registry_once(
@@ -83,7 +107,7 @@ def test_the_status_read_sorts_nothing_in_sqlite(tmp_path: Path) -> None:
     in the ``runs_by_key`` index alone (it holds each row's rowid), then its row by that rowid: not read in a
     subquery that SQLite runs as a co-routine, copying the run's columns out to the query around it."""
     runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
-    query = f"EXPLAIN QUERY PLAN {runs.LATEST_WITH_STEPS}"
+    query = f"EXPLAIN QUERY PLAN {runs.STATUS_READ}"
     plan = runs._read(lambda db: [row[3] for row in db.execute(query, ("k",))])
     assert not [step for step in plan if "TEMP B-TREE" in step or "CO-ROUTINE" in step], plan
     assert [step for step in plan if step.startswith("SEARCH")] == [
@@ -99,20 +123,20 @@ def test_the_status_read_answers_the_key_s_latest_run_and_only_its_steps(
 ) -> None:
     """The run read is the key's latest (by its queue time, in whichever order the runs were written), and the
     steps are that run's only; a key without a run reads none."""
-    assert runs.latest_with_steps(KEY.path) == (None, [])
+    assert runs.latest_status(KEY.path) == (None, [])
     made = []
     for when in queued_at:
         run = queued(runs, when)
-        runs.record_steps([Step(run.id, f"ATask_{when}", "ATask", KEY.path, "PENDING", updated_at=when)])
+        runs.record_steps([Step(run.id, "ATask_1", "ATask", KEY.path, "PENDING", error=f"{when}", updated_at=when)])
         made.append(run)
         runs.cancel(run.id)  # one active run per key: the next one is queued after this one ended
     latest = max(made, key=lambda run: run.queued_at)
 
-    found, steps = runs.latest_with_steps(KEY.path)
+    found, steps = runs.latest_status(KEY.path)
 
     assert found is not None and found.id == latest.id
-    assert [step.task_id for step in steps] == [f"ATask_{latest.queued_at}"]
-    assert runs.latest_with_steps(KEY.with_file("other.txt").path) == (None, [])
+    assert [step.error for step in steps] == [f"{latest.queued_at}"]
+    assert runs.latest_status(KEY.with_file("other.txt").path) == (None, [])
 
 
 def test_the_status_read_fetches_the_run_s_id_once(runs: SqlRunStore) -> None:
@@ -121,10 +145,10 @@ def test_the_status_read_fetches_the_run_s_id_once(runs: SqlRunStore) -> None:
     run = queued(runs, 1000.0)
     runs.record_steps([Step(run.id, "ATask_1", "ATask", KEY.path, "PENDING", updated_at=1000.0)])
 
-    row = runs._read(lambda db: runs._exec(db, runs.LATEST_WITH_STEPS, (KEY.path,)).fetchone())
+    row = runs._read(lambda db: runs._exec(db, runs.STATUS_READ, (KEY.path,)).fetchone())
 
     assert list(values(row)).count(run.id) == 1
-    assert runs.latest_with_steps(KEY.path)[1] == runs.steps(run.id)
+    assert runs.latest_status(KEY.path)[1] == list(map(as_step_status, runs.steps(run.id)))
 
 
 def test_a_run_is_read_back_field_for_field_by_every_read(runs: SqlRunStore) -> None:
@@ -140,7 +164,10 @@ def test_a_run_is_read_back_field_for_field_by_every_read(runs: SqlRunStore) -> 
     )  # fmt: skip
     runs.import_runs([written])
 
-    assert runs.latest_with_steps(KEY.path) == (written, [])
+    status = runs.latest_status(KEY.path)[0]
+    assert status is not None
+    assert status == as_status(written) and type(status.state) is RunState and status.objects == written.objects
+    assert (status.params, status.retry_at) == (written.params, written.retry_at)
     assert runs.get(written.id) == runs.latest(KEY.path) == written
     assert runs.waiting(now=10.0) == [written]
     read = runs.get(written.id)
@@ -148,3 +175,37 @@ def test_a_run_is_read_back_field_for_field_by_every_read(runs: SqlRunStore) -> 
     assert vars(read) == vars(written) and type(read.state) is RunState and hash(read.objects) == hash(written.objects)
     with pytest.raises(dataclasses.FrozenInstanceError):
         read.error = "changed"  # type: ignore[misc]
+
+
+#: a run's columns that no status answer reads, left out of the status read
+NOT_ANSWERED = {"key", "chain_type", "chain", "task", "queued_at", "finished_at", "retry_delay", "retry_backoff"}
+#: the same of a step's
+STEP_NOT_ANSWERED = {"run_id", "task_id", "updated_at"}
+
+
+def test_the_status_read_fetches_only_what_a_status_answers(runs: SqlRunStore) -> None:
+    """Each column the status read names is fetched (SQLite: a call of its own, inside its connection's mutex) in every
+    lookup: the run's and its steps' columns no answer reads are not among them (the answer's run fields, its job
+    status, a lost attempt's reason and the retry's time are read from those that are)."""
+    run = queued(runs, 1000.0)
+    runs.record_steps([Step(run.id, "ATask_1", "ATask", KEY.path, "PENDING", updated_at=1000.0)])
+
+    row = runs._read(lambda db: values(runs._exec(db, runs.STATUS_READ, (KEY.path,)).fetchone()))
+
+    assert not NOT_ANSWERED & set(STATUS_COLUMNS) and "on_wait_timeout" not in STATUS_COLUMNS
+    assert not STEP_NOT_ANSWERED & set(STATUS_STEP_COLUMNS)
+    assert len(row) == len(STATUS_COLUMNS) + len(STATUS_STEP_COLUMNS) + 1  # the run's, its step's and the step's seq
+
+
+def test_a_status_lookup_leaves_the_run_s_parameters_as_stored(runs: SqlRunStore, tmp_path: Path) -> None:
+    """A status answers a task whose output is its out.txt without its run's parameters: they are parsed only when
+    asked (the outputs of a task with an ``output()`` of its own), not in each lookup."""
+    run = queued(runs, 1000.0)
+    with runs._db() as db:  # parameters no JSON parser reads: a lookup that parsed them would raise
+        runs._exec(db, "UPDATE runs SET params = ? WHERE id = ?", ("{not json", run.id))
+
+    status = job_status(KEY, store=LocalStore(tmp_path / "targets"), runs=runs)
+
+    assert status.run is not None and (status.job_status, status.run.id) == (RunState.PENDING, run.id)
+    with pytest.raises(json.JSONDecodeError):
+        status.run.params  # noqa: B018

@@ -143,7 +143,7 @@ def test_a_failed_run_stays_failed_with_its_trace_after_the_retry_delay(
 
     status = wait_for_status(nectar, key, lambda s: s.job_status == "FAILED", "the run to fail")
     assert status.run is not None and status.run.worker is not None
-    steps = {step.task: step.task_id for step in status.steps}
+    steps = {step.task: step.task_id for step in nectar.runs.steps(status.run.id)}  # a status's steps: no task id
     ended = {steps["UpstreamTask"]: "DONE", steps["DownstreamTask"]: "FAILED"}
     assert statuses(scheduler, list(steps.values())) == ended
     wait_for_prune(scheduler, luigi_worker_id(status.run.worker))
@@ -165,7 +165,7 @@ def test_a_cancelled_runs_steps_stay_disabled_after_the_retry_delay(
     nectar, scheduler, key = launch(visible, start_worker, "block")
     running = wait_for_status(nectar, key, upstream_running, "UpstreamTask to run")
     assert running.run is not None and running.run.worker is not None
-    steps = {step.task: step.task_id for step in running.steps}
+    steps = {step.task: step.task_id for step in nectar.runs.steps(running.run.id)}
 
     nectar.cancel(running.run.id)
 
