@@ -4,6 +4,7 @@ where each one's CPU went, to tell a rate the cores cap from one that waits."""
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 import subprocess
 import threading
@@ -128,31 +129,43 @@ SAMPLE_EVERY = 0.25
 PARTS = ("loop", "attempts", "attempts' other threads", "luigid", "API")
 
 
+def started(pid: int, tid: int) -> float:
+    """When thread ``tid`` of ``pid`` started, in seconds since boot (``CLOCK_BOOTTIME``, in clock ticks), or 0."""
+    try:
+        stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+    except OSError:
+        return 0.0
+    return int(stat.rpartition(")")[2].split()[19]) / os.sysconf("SC_CLK_TCK")
+
+
 class Cores:
     """Of each part (the worker's loop: its process's threads; its attempts and spares, their main threads and the
     others (luigi's keep-alive, the heartbeat) apart; luigid; the API), the
-    nanoseconds its threads ran and waited for a core while runnable, from each thread's ``schedstat`` read every
-    :data:`SAMPLE_EVERY` seconds while a phase runs (the last read of a thread that exits is kept; a thread that
-    appears mid-phase starts from 0). A part whose time is not ran nor waited for a core was asleep: waiting on
-    something other than a core."""
+    nanoseconds its threads ran, waited for a core while runnable, and slept, from each thread's ``schedstat`` read
+    every :data:`SAMPLE_EVERY` seconds while a phase runs (the last read of a thread that exits is kept; a thread that
+    appears mid-phase starts from 0, at its start). A thread slept for the time it was there, neither running nor
+    waiting for a core: waiting on something other than a core (a lock, a reply, a run to do)."""
 
-    def __init__(self, cluster: Cluster, workers: subprocess.Popen[bytes]) -> None:
-        assert cluster.luigid is not None
-        self.roots = {"loop": workers.pid, "luigid": cluster.luigid.pid, "API": cluster.apis[cluster.api_url].pid}
-        self.first: dict[int, tuple[int, int]] = {}
-        self.last: dict[int, tuple[str, int, int]] = {}
+    def __init__(self, roots: dict[str, int]) -> None:
+        #: the pid at the root of each part's processes (the loop's: its attempts' too)
+        self.roots = roots
+        self.first: dict[int, tuple[int, int, float]] = {}
+        self.last: dict[int, tuple[str, int, int, float]] = {}
         self.done = threading.Event()
         #: CPU seconds its reads took (this benchmark's, told apart from its clients')
         self.cost = 0.0
         self.reader = threading.Thread(target=self._read, daemon=True)
 
-    def _sample(self) -> dict[int, tuple[str, int, int]]:
-        found = {}
+    def _sample(self) -> dict[int, tuple[str, int, int, float]]:
+        found, now = {}, time.clock_gettime(time.CLOCK_BOOTTIME)
         for part, root in self.roots.items():
             for pid in [root, *descendants(root)]:
                 role = "attempts" if part == "loop" and pid != root else part
                 for tid, (ran, waited) in thread_times(pid).items():
-                    found[tid] = (f"{role}' other threads" if role == "attempts" and tid != pid else role, ran, waited)
+                    if tid not in self.first and tid not in self.last:  # new since the phase began
+                        self.first[tid] = (0, 0, started(pid, tid) or now)
+                    kind = f"{role}' other threads" if role == "attempts" and tid != pid else role
+                    found[tid] = (kind, ran, waited, now)
         return found
 
     def _read(self) -> None:
@@ -163,7 +176,7 @@ class Cores:
 
     def __enter__(self) -> Cores:
         self.last = self._sample()
-        self.first = {tid: (ran, waited) for tid, (_, ran, waited) in self.last.items()}
+        self.first = {tid: (ran, waited, at) for tid, (_, ran, waited, at) in self.last.items()}
         self.reader.start()
         return self
 
@@ -172,14 +185,15 @@ class Cores:
         self.reader.join()
         self.last.update(self._sample())
 
-    def used(self) -> dict[str, tuple[float, float]]:
-        """Seconds each part ran and waited for a core over the phase."""
-        sums = {part: [0, 0] for part in PARTS}
-        for tid, (role, ran, waited) in self.last.items():
-            ran0, waited0 = self.first.get(tid, (0, 0))
-            sums[role][0] += ran - ran0
-            sums[role][1] += waited - waited0
-        return {part: (ran / 1e9, waited / 1e9) for part, (ran, waited) in sums.items()}
+    def used(self) -> dict[str, tuple[float, float, float]]:
+        """Seconds each part ran, waited for a core and slept over the phase."""
+        sums = {part: [0.0, 0.0, 0.0] for part in PARTS}
+        for tid, (role, ran, waited, at) in self.last.items():
+            ran0, waited0, since = self.first.get(tid, (0, 0, at))
+            sums[role][0] += (ran - ran0) / 1e9
+            sums[role][1] += (waited - waited0) / 1e9
+            sums[role][2] += max(0.0, at - since - (ran - ran0 + waited - waited0) / 1e9)
+        return {part: (ran, waited, slept) for part, (ran, waited, slept) in sums.items()}
 
 
 def cpu_used(cluster: Cluster, workers: subprocess.Popen[bytes]) -> dict[str, float]:
@@ -200,9 +214,11 @@ def measured(
     cluster: Cluster, workers: subprocess.Popen[bytes], slots: int, first: int, count: int
 ) -> tuple[float, str]:
     """:func:`sustained`, and where its CPU went: per run, by part, and the cores they used beside the machine's;
-    how long a run held its slot; per run, what each part ran and waited for a core (:class:`Cores`)."""
+    how long a run held its slot; per run, what each part ran, waited for a core and slept (:class:`Cores`)."""
     began, before, waits_before = time.monotonic(), cpu_used(cluster, workers), loop_waits(workers.pid)
-    with Cores(cluster, workers) as sampled:
+    assert cluster.luigid is not None
+    roots = {"loop": workers.pid, "luigid": cluster.luigid.pid, "API": cluster.apis[cluster.api_url].pid}
+    with Cores(roots) as sampled:
         rate = sustained(cluster, first, count)
     used = {part: value - before[part] for part, value in cpu_used(cluster, workers).items()}
     used["client"] -= sampled.cost
@@ -227,8 +243,9 @@ def measured(
         f"were executed by {processes(cluster.settings.registry_path, first, count)} attempt processes"
     )
     parts = sampled.used()
-    said += "; per run, ran / waited for a core (ms): " + ", ".join(
-        f"{part} {ran / count * 1000:.2f} / {waited / count * 1000:.2f}" for part, (ran, waited) in parts.items()
+    said += "; per run, ran / waited for a core / slept (ms): " + ", ".join(
+        f"{part} {ran / count * 1000:.2f} / {waited / count * 1000:.2f} / {slept / count * 1000:.2f}"
+        for part, (ran, waited, slept) in parts.items()
     )
     return rate, said
 

@@ -755,3 +755,28 @@ def test_the_cold_starts_hello_world_imports_none_of_the_services_modules(tmp_pa
     assert {"flask", "benchmarks.baseline_app"} <= imported
     services = sorted(name for name in imported if name.partition(".")[0] in ("nectar", "api", "app", "requests"))
     assert services == [], services
+
+
+def test_the_throughput_benchmark_says_what_a_part_ran_waited_for_a_core_and_slept(tmp_path: Path) -> None:
+    """A process blocked on a read for a phase slept for it (what its threads were there, neither running nor
+    waiting for a core), all but what it ran and waited."""
+    blocked = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert blocked.stdout is not None and blocked.stdout.readline() == "up\n"
+        with throughput_module.Cores({"luigid": blocked.pid}) as cores:
+            began = time.clock_gettime(time.CLOCK_BOOTTIME)
+            three = 3 * throughput_module.SAMPLE_EVERY
+            waitfor(lambda: time.clock_gettime(time.CLOCK_BOOTTIME) - began > three, 60, "three samples")
+        ran, waited, slept = cores.used()["luigid"]
+        there = max(at for _, _, _, at in cores.last.values()) - min(at for _, _, at in cores.first.values())
+        assert slept > 2 * throughput_module.SAMPLE_EVERY
+        assert ran + waited + slept == pytest.approx(there, abs=0.01)
+        assert cores.used()["API"] == (0.0, 0.0, 0.0)
+    finally:
+        blocked.kill()
+        blocked.wait()

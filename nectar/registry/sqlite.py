@@ -41,6 +41,7 @@ from nectar.registry.schema import (
 from nectar.registry.sql import FRESH_COLUMNS, fresh_row, new_run_insert
 from nectar.registry.sqlite_checkpoints import BACKSTOP_FRAMES, Checkpointer, opening, release
 from nectar.registry.triggers_sql import SqlTriggers
+from nectar.registry.turn_waits import TurnWaiter
 from nectar.registry.waits_sql import SqlWaits
 
 if TYPE_CHECKING:
@@ -60,10 +61,10 @@ class Writers:
 
     A process's threads queue on a lock, then the processes on a POSIX lock of ``<file>-writer``: under 16 clients
     (counted with strace, which slows each transaction), 0.17 to 0.40 sleeps of SQLite's busy handler per submission
-    of two API workers, each at least 1 ms, where now none. The kernel's lock is tried, and tried again
-    after 50 µs, doubled up to 1 ms, for as long as SQLite's own busy timeout (:data:`BUSY_TIMEOUT`), then the
-    writer is told what SQLite would tell it ("database is locked"). A POSIX lock is its process's: a fork does not
-    inherit it, and the kernel releases it when the process dies, kill -9 included.
+    of two API workers, each at least 1 ms, where now none. The kernel's lock is tried, then waited for in the kernel's
+    queue of the lock (:mod:`~nectar.registry.turn_waits`), for as long as SQLite's own busy timeout
+    (:data:`BUSY_TIMEOUT`), then the writer is told what SQLite would tell it ("database is locked"). A POSIX lock is
+    its process's: a fork does not inherit it, and the kernel releases it when the process dies, kill -9 included.
     """
 
     def __init__(self, path: Path, open_: Callable[[], sqlite3.Connection]) -> None:
@@ -71,6 +72,7 @@ class Writers:
         #: the process's checkpoints of the file, every so many turns (:mod:`~nectar.registry.sqlite_checkpoints`)
         self.checkpoints = Checkpointer(open_, lambda: self, f"{path}-shm")
         self._turn = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._waiter = TurnWaiter(self._turn, str(path))
         self._depth = 0  # the same thread may enter again (the threads' lock is reentrant): the kernel's lock once
         #: the thread in the turn, and what it asked to be done once the turn is no longer its (:meth:`after_turn`)
         self._holder: int | None = None
@@ -92,7 +94,7 @@ class Writers:
             return
         try:
             if self._depth == 0 and self._turn >= 0:
-                os.close(self._turn)
+                self._waiter.close()
                 self._turn = -1
         finally:
             self._threads.release()
@@ -113,16 +115,8 @@ class Writers:
         self._depth += 1
 
     def _take_turn(self) -> None:
-        deadline, pause = time.monotonic() + BUSY_TIMEOUT, 50e-6
-        while True:
-            try:
-                fcntl.lockf(self._turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline or self.checkpoints.gives_up_turn():
-                    raise sqlite3.OperationalError("database is locked") from None
-                time.sleep(pause)
-                pause = min(2 * pause, 1e-3)
+        if not self._waiter.take(time.monotonic() + BUSY_TIMEOUT, self.checkpoints.gives_up_turn):
+            raise sqlite3.OperationalError("database is locked")
 
     def __exit__(self, *_: object) -> None:
         self._depth -= 1

@@ -4,6 +4,7 @@ the threads of a process write through one connection."""
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import os
 import signal
@@ -24,6 +25,8 @@ from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
 from tests.nectar.test_runs import new_run
 
+#: the number of the ``fcntl`` system call (x86-64 and its 32-bit-free ABI; aarch64's is 25)
+FCNTL = 25 if os.uname().machine == "aarch64" else 72
 #: a process that opens the registry, enters a write transaction and says so, then waits there until it is killed
 INSIDE = """
 import sys, time
@@ -95,6 +98,68 @@ def test_a_writer_that_never_gets_its_turn_is_told_what_sqlite_tells_it(
     with pytest.raises(sqlite3.OperationalError, match="database is locked"):
         runs.submit(new_run(2))
     assert runs.count() == 0
+
+
+def waiting_in_the_kernel(path: Path) -> bool:
+    """Whether a thread of this process waits in the kernel's queue of the write turn of the registry at ``path``: in
+    ``fcntl(fd, F_SETLKW, ...)`` on a descriptor of ``<path>-writer`` (its ``/proc/self/task/<tid>/syscall``)."""
+    turn = os.path.realpath(f"{path}-writer")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            number, fd, cmd = Path(f"/proc/self/task/{tid}/syscall").read_text().split()[:3]
+            if number == str(FCNTL) and int(cmd, 16) == fcntl.F_SETLKW:
+                return os.path.realpath(f"/proc/self/fd/{int(fd, 16)}") == turn
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def test_a_writer_waits_for_the_turn_in_the_kernels_queue_and_writes_once_it_is_released(
+    inside: tuple[subprocess.Popen[str], SQLiteRunStore],
+) -> None:
+    """Where the lock was tried again after sleeps of up to 1 ms, the writer is woken by the kernel as it is
+    released: a thread of its process waits for it with F_SETLKW."""
+    proc, runs = inside
+    with ThreadPoolExecutor(1) as writer:
+        written = writer.submit(runs.submit, new_run(1))
+        wait_until(lambda: waiting_in_the_kernel(runs.path), timeout=60)
+        assert not written.done()
+        proc.kill()
+        proc.wait()
+        run, created = written.result(timeout=60)
+    assert created and runs.get(run.id) is not None
+    assert writer_holding(runs.path) is None
+
+
+def test_a_writer_that_gives_up_its_wait_leaves_the_turn_to_others_and_the_next_writer_takes_the_wait_over(
+    inside: tuple[subprocess.Popen[str], SQLiteRunStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wait in the kernel cannot be given up: the lock it takes once no writer of the process wants it is
+    released at once, and a writer of the process that comes before it does takes it."""
+    proc, runs = inside
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT", 0.2)
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        runs.submit(new_run(2))  # its wait left behind, in the kernel
+    assert waiting_in_the_kernel(runs.path)
+    proc.kill()
+    proc.wait()
+    wait_until(lambda: not waiting_in_the_kernel(runs.path), timeout=60)  # the lock came, and was let go
+    other = inside_a_transaction(runs.path)  # another process takes the turn: this one does not hold it
+    try:
+        assert writer_holding(runs.path) == other.pid
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            runs.submit(new_run(3))  # left behind again
+        monkeypatch.setattr(sqlite, "BUSY_TIMEOUT", 60.0)
+        with ThreadPoolExecutor(1) as writer:
+            written = writer.submit(runs.submit, new_run(4))  # takes that wait over
+            other.kill()
+            other.wait()
+            run, created = written.result(timeout=60)
+    finally:
+        other.kill()
+        other.wait()
+    assert created and runs.count() == 1 and runs.get(run.id) is not None
+    assert writer_holding(runs.path) is None
 
 
 def own_reads() -> int:
