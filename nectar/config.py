@@ -146,7 +146,8 @@ class Settings:
     #: runs an attempt process executes before it exits (1: one, a fresh process per run); it takes another only
     #: after a clean end (:mod:`nectar.reuse`)
     runs_per_process: int = 100
-    #: resident megabytes above which an attempt process exits after its run instead of taking another (0: no bound)
+    #: resident megabytes an attempt process may add after it was first ready (not those it shares with its worker)
+    #: before it exits after its run instead of taking another (0: no bound)
     process_max_rss_mb: int = 512
     #: seconds to wait for luigid on a status lookup before answering without it
     scheduler_timeout: float = 2.0

@@ -151,7 +151,8 @@ def command_of(pid: int) -> str:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "?"
-    return " ".join(arg.decode(errors="replace") for arg in argv if arg)[:200] or "?"
+    # one line whatever its arguments hold (a ``python -c`` script's newlines): the refusal that names it is one line
+    return " ".join(" ".join(arg.decode(errors="replace").split()) for arg in argv if arg)[:200] or "?"
 
 
 def parent_of(pid: int) -> int | None:
@@ -197,33 +198,64 @@ def _ip_literal(host: str) -> str | None:
         return None
 
 
+def in_use(port: int, what: str) -> PortInUse:
+    """The one refusal of a taken port: ``port`` (``what`` listens there) and its holder, in one line."""
+    return PortInUse(f"port {port} ({what}) is in use by {describe_holder(port)}")
+
+
 def ensure_free(host: str, port: int, what: str) -> None:
     """Raise :class:`PortInUse` naming ``port`` (``what`` listens there) and its holder, if it cannot be bound.
 
     The probe binds as gunicorn and luigid do (``SO_REUSEADDR``), so a port left in TIME_WAIT by a
     process that just stopped counts as free, as it is for them.
     """
+    listen(host, port, what, backlog=None).close()
+
+
+def listen(host: str, port: int, what: str, backlog: int | None = 2048) -> socket.socket:
+    """A TCP socket bound to ``host:port`` as gunicorn binds one (``SO_REUSEADDR``) and listening with gunicorn's
+    default backlog (``backlog`` None: bound only), or :class:`PortInUse` as :func:`ensure_free` says it: the check
+    and the bind at once, where the process that serves the port can be given the socket (``nectar api``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise PortInUse(f"cannot listen on {host}:{port} for {what}: {exc.strerror}") from exc
-            raise PortInUse(f"port {port} ({what}) is in use by {describe_holder(port)}") from exc
+    bound = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        bound.bind((host, port))
+        if backlog is not None:
+            bound.listen(backlog)
+    except OSError as exc:
+        bound.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise PortInUse(f"cannot listen on {host}:{port} for {what}: {exc.strerror}") from exc
+        raise in_use(port, what) from exc
+    return bound
 
 
 def binding(main: Callable[[], object], what: str) -> None:
-    """``main()``, a server that binds its port as it starts (luigid); its bind refused as the port is in use ends
-    the process with status 1 and one line saying so (``what``: the strerror, which the harness reads), not a
-    traceback; and nothing under ``nectar serve`` (``NECTAR_SUPERVISOR_PID``), which names the port, the part and its
+    """``main()``, a server that binds its port as it starts (luigid, its ``--port`` among its arguments); its bind
+    refused as the port is in use ends the process with status 2 and the check's own line (:func:`in_use`: the port,
+    ``what`` and its holder), as ``nectar scheduler``'s check before its exec says it, not a traceback; under
+    ``nectar serve`` (``NECTAR_SUPERVISOR_PID``) with status 1 and nothing, as serve names the port, the part and its
     holder in its own line (:meth:`nectar.supervisor.Supervisor.refuse_a_taken_port`)."""
     try:
         main()
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
-        if not os.environ.get(SUPERVISOR_VAR):
-            print(f"{what}: cannot listen: {exc.strerror}", file=sys.stderr)
-        raise SystemExit(1) from None
+        if os.environ.get(SUPERVISOR_VAR):
+            raise SystemExit(1) from None
+        port = _flag(sys.argv, "--port")
+        said = in_use(int(port), what) if port and port.isdigit() else f"{what}: cannot listen: {exc.strerror}"
+        print(f"nectar: {said}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _flag(argv: list[str], flag: str) -> str | None:
+    """The value of ``flag`` in ``argv`` (``--port 8082`` or ``--port=8082``; the last one given), or None."""
+    found = None
+    for at, arg in enumerate(argv):
+        if arg == flag and at + 1 < len(argv):
+            found = argv[at + 1]
+        elif arg.startswith(f"{flag}="):
+            found = arg.partition("=")[2]
+    return found

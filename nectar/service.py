@@ -72,14 +72,18 @@ def luigi_retry_count(task: Any) -> int | None:
 
 @functools.lru_cache(maxsize=8)
 def _configured_retry_count(path: str, stamp: tuple[int, int]) -> int | None:
+    """``[scheduler] retry_count`` of the luigi.cfg at ``path`` by the rule of a task class's own ``retry_count``
+    (:func:`nectar.config.retry_value`: attempts from 1 to PostgreSQL's INTEGER), or :class:`InvalidSetting` naming
+    the file, the section and the key (a value the rule refuses is never cached: each submission tells it)."""
     parser = configparser.ConfigParser()
     parser.read(path)
-    value = parser.getint("scheduler", "retry_count", fallback=None)
-    return value if value is not None and value > 0 else None
+    value = parser.get("scheduler", "retry_count", raw=True, fallback=None)
+    return None if value is None else int(retry_value("retry_count", value, f"{path} [scheduler] retry_count"))
 
 
 def scheduler_retry_count(settings: Settings) -> int | None:
-    """luigi's ``[scheduler] retry_count`` when the workers' luigi.cfg sets it, else None: read again when the file
+    """luigi's ``[scheduler] retry_count`` when the workers' luigi.cfg sets it, else None (:class:`InvalidSetting` for
+    a value out of its rule: a 500 naming the file, not a run queued with it): read again when the file
     changes, which one stat per call tells (a submission's hot path: ``is_file()`` then ``stat()`` made two)."""
     if settings.luigi_config is None:
         return None

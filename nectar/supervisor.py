@@ -65,14 +65,15 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 #: its grants saying which step a late PENDING reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`),
 #: its state saved whole or not at all (:func:`nectar.luigi_internals.luigid_saves_whole`),
 #: the RPCs workers POST answered straight from the scheduler (:mod:`nectar.luigid_server`),
-#: its port taken as it binds an exit in one line, or none under ``serve``, which names it (:func:`ports.binding`)
+#: its port taken as it binds the check's line, exit 2, or none under ``serve``, which names it (:func:`ports.binding`)
 _LUIGID = (
     "import nectar.lifeline as life; life.stops_exit_until_handled(); "
     "from nectar.deferred_imports import LUIGID_UNUSED, Deferral; deferral = Deferral(LUIGID_UNUSED); "
     "from nectar.luigi_internals import luigid_reads_cors_once as cors, luigid_prunes_lean as prune, "
     "luigid_marks_reopened as reopened, luigid_saves_whole as whole; cors(); prune(); reopened(); whole(); "
     "from nectar.luigid_server import serve_rpcs_directly; serve_rpcs_directly(); "
-    "from {} import {} as main; deferral.end(); from nectar.ports import binding; binding(main, 'luigid')"
+    "from {} import {} as main; deferral.end(); "
+    "from nectar.ports import binding; binding(main, 'luigid, --scheduler-port')"
 )
 #: luigid, started with this interpreter (its console script may not be on PATH): bare, as a test or a benchmark may
 #: start it; ``serve`` and ``scheduler`` start :data:`GUARDED_LUIGID`
@@ -91,6 +92,8 @@ GUNICORN = [
 #: where ``serve``'s defaults differ from a role's own: one API worker (8 threads) on a machine that runs everything
 #: (a second doubles the status lookups a second on 2 free cores, and weighs ~50 MB idle: ``--api-workers 2``)
 SERVE_DEFAULTS = {"--api-workers": "1"}
+#: the first descriptor of sockets handed over as systemd's socket activation hands them (sd_listen_fds(3))
+LISTEN_FDS_START = 3
 #: the flags of the commands that start one role
 ROLE_FLAGS = {
     "api": ("--host", "--port", "--api-workers"),
@@ -539,16 +542,32 @@ def api(args: argparse.Namespace) -> int:
     """``nectar api``: this process becomes gunicorn serving the API (the registry, luigid and store come from
     the environment: ``NECTAR_DATABASE_URL``, ``NECTAR_SCHEDULER_URL``, ``ENV``/``PROJECT_BUCKET``...)."""
     Settings.from_env()  # a bad setting is refused here, in one line naming it, not in gunicorn's master's traceback
-    ports.ensure_free(args.host, int(args.port), "the API, --port")
+    # bound here, and handed to gunicorn: no other program takes the port between the check and gunicorn's bind
+    # (where gunicorn tried 5 times, a second apart, then exited 1 without naming the holder)
+    hand_to_gunicorn(ports.listen(args.host, int(args.port), "the API, --port"))
     os.environ.update({"NECTAR_HOST": args.host, "NECTAR_PORT": str(args.port)})
     os.environ["NECTAR_API_WORKERS"] = str(args.api_workers)
     become(GUNICORN)
+
+
+def hand_to_gunicorn(listener: socket.socket) -> None:
+    """``listener`` becomes the socket of the gunicorn this process execs, as systemd's socket activation hands one
+    (``LISTEN_FDS``, ``LISTEN_PID``: this process, which exec keeps; the descriptor :data:`LISTEN_FDS_START`), which
+    gunicorn takes for its bind and removes from its environment, so its workers see none of it."""
+    fd = listener.detach()
+    if fd != LISTEN_FDS_START:
+        os.dup2(fd, LISTEN_FDS_START)  # inheritable; whatever held 3 here is close-on-exec (PEP 446), not needed
+        os.close(fd)
+    else:
+        os.set_inheritable(fd, True)
+    os.environ.update({"LISTEN_FDS": "1", "LISTEN_PID": str(os.getpid())})
 
 
 def scheduler(args: argparse.Namespace) -> int:
     """``nectar scheduler``: this process becomes luigid with the project's luigi.cfg (its ``[resources]`` are
     the pools every worker of every machine shares), its state in the data folder."""
     settings = Settings.from_env(data_dir=args.data_dir)  # a bad setting refused first, as by every command
+    # checked before the exec; taken between this and luigid's bind, the same line from luigid (ports.binding)
     ports.ensure_free(args.scheduler_host, int(args.scheduler_port), "luigid, --scheduler-port")
     if (held := hold_luigid_state(settings.data_dir)) is not None:
         os.set_inheritable(held, True)  # luigid holds it from its exec on

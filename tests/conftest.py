@@ -235,11 +235,15 @@ def settings(tmp_path: Path, chains_dir: Path) -> Iterator[Settings]:
         local_targets_dir=tmp_path / "targets",
         # the test's folders are the landing areas triggers and batches made over HTTP may list
         landing_roots=str(tmp_path),
-        # a failure is final unless a test asks for retries; leases short enough to watch expire
+        # a failure is final unless a test asks for retries
         retries=0,
         retry_delay=0.2,
         heartbeat_interval=0.5,
-        lease_timeout=5.0,
+        # a lease no late heartbeat outlasts, whatever the load (CI's 2 cores, a load of 15 and more): with 5 s, an
+        # attempt whose heartbeat thread was not scheduled for 5 s was reclaimed by its worker's next pass, and its run
+        # (no retries) FAILED, or ran twice; a process that died is reclaimed at once all the same (its pid is gone),
+        # and a test whose point is a reclaim by silence gives a lease of its own
+        lease_timeout=600.0,
         drain_grace=5.0,
     ).resolved()
     configure(value)

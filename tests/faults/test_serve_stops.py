@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 import requests
@@ -17,16 +18,17 @@ from tests.faults.stopped import gone, requeued
 def test_nectar_serve_whose_every_process_dies_at_once_finishes_every_run_after_a_restart(cluster: Cluster) -> None:
     """A power cut: every process of the service is frozen (none sees another die), then all are killed."""
     cluster.fault = "nectar serve: every process frozen, then kill -9 (a power cut); serve again"
-    env = {"NECTAR_RETRIES": "2", "NECTAR_LEASE": "3", "NECTAR_HEARTBEAT": "0.5", "NECTAR_DRAIN_GRACE": "1"}
+    # the attempts the cut killed are reclaimed by their pids, gone; a lease of 3 s also reclaimed a live attempt
+    # whose heartbeat came late after the restart (an attempt more, or a run FAILED past its retries); 30 s reclaims
+    # a killed attempt by silence within the final wait where its pid was reused
+    env = {"NECTAR_RETRIES": "2", "NECTAR_LEASE": "30", "NECTAR_HEARTBEAT": "0.5", "NECTAR_DRAIN_GRACE": "1"}
     env["NECTAR_RETRY_DELAY"] = "0.2"
     serve = cluster.start_serve(workers=4, **env)
     gate = cluster.tmp / "gate"  # opened once every process is dead: the cut comes while runs run and others wait
     runs = [cluster.api.queue(n=n, gate=str(gate)) for n in range(10)]
     waitfor(lambda: cluster.ledger.count("start") >= 4, 60, "a run in each of the 4 slots")
-    everything = [serve.pid, *descendants(serve.pid)]
+    everything = frozen_whole(cluster, serve.pid)
 
-    for pid in everything:
-        cluster.freeze(pid)
     cluster.kill_pids(everything)
     serve.wait(timeout=60)
 
@@ -41,6 +43,32 @@ def test_nectar_serve_whose_every_process_dies_at_once_finishes_every_run_after_
     finals = cluster.api.wait_all([r["key"] for r in runs], ("DONE", "FAILED"), timeout=60)
     assert [f["job_status"] for f in finals] == ["DONE"] * len(runs), finals  # each run was killed once at most
     cluster.account()
+
+
+def frozen_whole(cluster: Cluster, root: int) -> list[int]:
+    """``root`` and every process under it, frozen: listed and frozen again until a listing finds none new and every
+    one listed is stopped (a stopped process forks nothing, so the list is whole). Listed once and frozen, a spare its
+    worker forked after the listing escaped the freeze and the kill."""
+    everything: list[int] = []
+
+    def whole() -> bool:
+        new = [pid for pid in [root, *descendants(root)] if pid not in everything]
+        for pid in new:
+            cluster.freeze(pid)
+        everything.extend(new)
+        return not new and all(stopped(pid) for pid in everything)
+
+    waitfor(whole, 60, f"every process under {root} stopped, none new")
+    return everything
+
+
+def stopped(pid: int) -> bool:
+    """Whether ``pid`` is stopped (by a signal, or traced), a zombie or gone: in no state to fork."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("T", "t", "Z", "X")
 
 
 def test_nectar_serve_killed_alone_takes_every_process_with_it_and_requeues_its_running_runs(

@@ -1,14 +1,16 @@
-"""``NECTAR_PROCESS_MAX_RSS_MB``: an attempt process that holds more than it after a run (a real task that allocates
+"""``NECTAR_PROCESS_MAX_RSS_MB``: an attempt process that added more than it after a run (a real task that allocates
 and keeps what it allocated) takes no other run: it exits, saying why, its run DONE; its next run is another
 process's. A process under the bound takes the next one (README, Chains: a worker's process takes another run)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from harness import NECTAR, Processes, settings_env
 from nectar.config import Settings
 from nectar.registry import RunState
 from nectar.service import Nectar
@@ -41,6 +43,16 @@ class HoldTask(NectarTask):
 """
 
 
+#: a chain whose module holds ``HELD_MB`` from its import on, once per process (its runs' processes, forked from the
+#: worker that imported it, find it held): a ``nectar worker --clock`` imports every chain before its first fork
+BIG_CHAIN = f"""
+import builtins
+
+if not hasattr(builtins, "held_at_import"):
+    builtins.held_at_import = b"\\x01" * ({HELD_MB} * 2**20)  # written, so resident
+"""
+
+
 @pytest.fixture
 def bounded(settings: Settings, luigid: str, write_chain: Callable[[str, str], Path]) -> Settings:
     """A worker's settings with the bound, on the reuse chain (as test_reuse's) and the hold chain."""
@@ -68,3 +80,27 @@ def test_a_process_holding_more_than_the_bound_after_its_run_exits_and_the_next_
     after = ended(nectar, submit(nectar, "CountTask", n=100))
     assert after.state == RunState.DONE and pid_of(after) != pid_of(held)
     assert all(run.state == RunState.DONE for run in below)
+
+
+def test_a_process_forked_from_a_worker_past_the_bound_that_keeps_little_takes_the_next_run(
+    bounded: Settings, processes: Processes, write_chain: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """The bound is on what a process adds to what it shares with its worker: a worker itself past it (``--clock``
+    imports the chains, one of which holds HELD_MB) forks processes whose resident size is past it before any run;
+    on main each was retired after its first run ("its resident size is 3xx MB, above 200 MB"), none reused."""
+    write_chain("reuse/big_chain", BIG_CHAIN)
+    nectar = closed_at_end(Nectar(bounded))
+    worker = processes.start(
+        "worker", [*NECTAR, "worker", "--workers", "1", "--clock"], {**os.environ, **settings_env(bounded)}, tmp_path
+    )
+
+    runs = until_reused(nectar, 1)
+
+    assert resident_mb(worker.pid) > HELD_MB > BOUND_MB  # the worker is past the bound, and so its processes
+    assert all(run.state == RunState.DONE for run in runs)
+    assert resident_mb(pid_of(runs[-1])) > BOUND_MB  # the reused process too, by the pages it shares
+
+
+def resident_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,11 +66,20 @@ def test_a_port_taken_between_the_check_and_the_parts_bind_is_named_in_one_line(
     proc = processes.start("serve", argv, env, tmp_path)
     log = processes.log_of[proc.pid]
 
+    refused_at_the_gate(proc, log, tokens, taken, WHAT[part])
+    wait_until(lambda: not any(alive(pid) for pid in carrying(TOKEN_VAR, processes.token)))
+
+
+def refused_at_the_gate(proc: subprocess.Popen[bytes], log: Path, tokens: Path, taken: int, what: str) -> None:
+    """Once ``proc`` (logging to ``log``) waits at the gate of its ``tokens`` FIFO, its port checked free, another
+    program (this test) takes port ``taken``, then the gate opens: ``proc`` ends with the check's own line naming
+    the port, ``what`` listens there and its holder, exit 2, no traceback."""
+
     def gate() -> int | None:
         assert proc.poll() is None, log.read_text()
         return reader_waits(tokens)
 
-    writer = wait_until(gate)  # serve checked its ports; a part waits at the gate, before its bind
+    writer = wait_until(gate)  # the port checked free; the part waits at the gate, before its bind
     other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -80,9 +90,8 @@ def test_a_port_taken_between_the_check_and_the_parts_bind_is_named_in_one_line(
             code = proc.wait(timeout=120)
         said = log.read_text()
         assert code == 2, said
-        line = f"nectar: port {taken} ({WHAT[part]}) is in use by pid {os.getpid()} "
+        line = f"nectar: port {taken} ({what}) is in use by pid {os.getpid()} ("
         assert said.rstrip().splitlines()[-1].startswith(line), said
         assert "Traceback" not in said, said
-        wait_until(lambda: not any(alive(pid) for pid in carrying(TOKEN_VAR, processes.token)))
     finally:
         other.close()

@@ -1,0 +1,115 @@
+"""luigi.cfg's ``[scheduler] retry_count`` (a run's attempts when neither its class nor the settings give retries) is
+read by the rule of a task class's own ``retry_count``: a value the rule refuses fails the submission with a message
+naming the file, the section, the key and the rule, and no run is queued with it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from nectar.config import Settings
+
+WriteChain = Callable[[str, str], Path]
+
+PLAIN_CHAIN = """
+import luigi
+
+from nectar import NectarTask
+
+
+class PlainTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        raise RuntimeError("fails, to be retried")
+"""
+
+RULE = "[scheduler] retry_count must be a whole number from 1 to 2147483647"
+URL = "/api/chains/policies/plain_chain/PlainTask"
+
+
+def configured(settings: Settings, tmp_path: Path, value: str) -> Settings:
+    config = tmp_path / "luigi.cfg"
+    config.write_text(f"[scheduler]\nretry_delay = -1\nretry_count = {value}\n")
+    return settings.replace(luigi_config=config)
+
+
+def refused(client: FlaskClient, config: Path, value: str) -> None:
+    answer = client.post(URL, json={"n": 1})
+    assert answer.status_code == 500, answer.get_json()
+    assert answer.get_json()["message"] == f"{config} {RULE}, not {value!r}"
+    assert client.get("/api/runs").get_json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1099511627776",  # 2**40: max_attempts past PostgreSQL's INTEGER
+        "2147483648",  # one past it
+        "0",  # luigid disables the task at its first failure; was taken for "not set"
+        "-1",  # the same
+        "inf",  # int('inf'): ValueError, a 500 with no word of the file
+        "2.5",
+        "three",
+        "",
+        "50%",  # configparser's interpolation: InterpolationSyntaxError
+    ],
+)
+def test_a_retry_count_the_rule_refuses_is_refused_naming_the_file(
+    settings: Settings,
+    tmp_path: Path,
+    client_for: Callable[[Settings], FlaskClient],
+    write_chain: WriteChain,
+    value: str,
+) -> None:
+    write_chain("policies/plain_chain", PLAIN_CHAIN)
+    bad = configured(settings, tmp_path, value)
+    assert bad.luigi_config is not None
+
+    refused(client_for(bad), bad.luigi_config, value)
+
+
+@pytest.mark.parametrize(("value", "retries"), [("1", 0), ("2147483647", 2147483646)])
+def test_a_retry_count_within_the_rule_is_taken(
+    settings: Settings,
+    tmp_path: Path,
+    client_for: Callable[[Settings], FlaskClient],
+    write_chain: WriteChain,
+    value: str,
+    retries: int,
+) -> None:
+    write_chain("policies/plain_chain", PLAIN_CHAIN)
+    client = client_for(configured(settings, tmp_path, value))
+
+    answer = client.post(URL, json={"n": 1})
+
+    assert answer.status_code == 202, answer.get_json()
+    (run,) = client.get("/api/runs").get_json()["data"]
+    assert run["max_attempts"] == retries + 1, run
+
+
+@pytest.mark.parametrize("value", ["2147483648", "2147483647"])
+def test_on_postgresql_past_its_integer_is_refused_and_its_most_taken(
+    settings: Settings,
+    tmp_path: Path,
+    database_url: str,
+    client_for: Callable[[Settings], FlaskClient],
+    write_chain: WriteChain,
+    value: str,
+) -> None:
+    """Where the registry is PostgreSQL, whose ``runs.max_attempts`` is an INTEGER (4 bytes): on main 2**31 raised
+    psycopg's NumericValueOutOfRange ('integer out of range'), a 500 naming neither the file nor the key."""
+    write_chain("policies/plain_chain", PLAIN_CHAIN)
+    on_postgresql = configured(settings, tmp_path, value).replace(database_url=database_url)
+    assert on_postgresql.luigi_config is not None
+    client = client_for(on_postgresql)
+
+    if value == "2147483648":
+        refused(client, on_postgresql.luigi_config, value)
+    else:
+        assert client.post(URL, json={"n": 1}).status_code == 202
+        (run,) = client.get("/api/runs").get_json()["data"]
+        assert run["max_attempts"] == 2147483647, run
