@@ -383,13 +383,6 @@ def on_exit(server: Arbiter) -> None:
         remove_metrics_folder(_METRICS_DIR)
 
 
-#: what the master says of a USR2 it refuses (:func:`pre_exec`)
-USR2_REFUSED = (
-    "USR2 refused: a gunicorn started by nectar serve or nectar api cannot start a new master of itself; this one "
-    "goes on serving. Restart it to run new code (README, Deploying)"
-)
-
-
 def pre_exec(server: Arbiter) -> None:
     """In the process gunicorn forks on USR2 to execute a new master (its way to upgrade in place), before it does:
     refused, the process ended, where gunicorn was started by ``nectar serve`` or ``nectar api``. Their ``python -c``
@@ -399,5 +392,7 @@ def pre_exec(server: Arbiter) -> None:
     to write its word on the registry to a descriptor it no longer has. Started as ``gunicorn -c
     configuration/gunicorn.conf.py``, gunicorn executes itself again as its documentation says."""
     if sys.argv[0] == "-c":
+        from nectar.gunicorn_ext import USR2_REFUSED
+
         server.log.error(USR2_REFUSED)
         os._exit(1)

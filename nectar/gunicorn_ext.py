@@ -67,6 +67,12 @@ READ_TIMEOUT = config.READ_TIMEOUT
 #: connection costs the API ~100 us of CPU (5 us a request at 20, under 1 % of a status lookup); at the status
 #: benchmark's ~100 requests/s a connection, a recycled worker's successor gets its share within ~0.2 s
 KEEPALIVE_REQUESTS = config.GUNICORN_WHOLES["NECTAR_KEEPALIVE_REQUESTS"][0]
+#: what the master says of a USR2 it refuses (:func:`nectar.gunicorn_conf.pre_exec`): here, as importing that file sets
+#: ``PROMETHEUS_MULTIPROC_DIR`` in the importing process
+USR2_REFUSED = (
+    "USR2 refused: a gunicorn started by nectar serve or nectar api cannot start a new master of itself; this one "
+    "goes on serving. Restart it to run new code (README, Deploying)"
+)
 #: query parameters whose values never reach a log
 SECRET_PARAMS = frozenset({"token", "access_token", "signature"})
 REDACTED = "[redacted]"

@@ -91,6 +91,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))
 
 
+#: prometheus_client's choice of multiprocess values is made as it is first imported, from this variable, which
+#: nectar.gunicorn_conf sets as it is imported: a test module importing it made every later test of its pytest worker
+#: read no latency from /metrics (4 tests failed that way in a clean-clone CI run)
+MULTIPROC_AT_START = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """No test module sets ``PROMETHEUS_MULTIPROC_DIR`` in pytest's own process as it is collected."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") != MULTIPROC_AT_START:
+        raise pytest.UsageError(
+            "a test module set PROMETHEUS_MULTIPROC_DIR as it was collected (an import of nectar.gunicorn_conf): "
+            "import that file in a subprocess, as tests/nectar/test_gunicorn_conf.py does"
+        )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "links_may_fail(reason): the links its statuses hand out are not fetched (tests/links.py), and why"

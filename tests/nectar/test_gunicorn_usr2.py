@@ -11,7 +11,7 @@ from pathlib import Path
 from harness import NECTAR, Processes, answers, base_env, free_port, on_a_free_port, settings_env, wait_until
 from harness.procfs import children
 from nectar.config import Settings
-from nectar.gunicorn_conf import USR2_REFUSED
+from nectar.gunicorn_ext import USR2_REFUSED
 
 
 def test_usr2_under_nectar_api_is_refused_and_the_master_serves_on(
