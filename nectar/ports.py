@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from nectar.errors import NectarError
-from nectar.lifeline import SUPERVISOR_VAR
 
 LISTEN = "0A"  # the TCP state of a listening socket in /proc/net/tcp
 # the kernel's socket diagnostics (linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h, TCP's states)
@@ -217,13 +216,13 @@ def ensure_free(host: str, port: int, what: str) -> None:
 def binding(main: Callable[[], object], what: str) -> None:
     """``main()``, a server that binds its port as it starts (luigid); its bind refused as the port is in use ends
     the process with status 1 and one line saying so (``what``: the strerror, which the harness reads), not a
-    traceback; and nothing under ``nectar serve`` (``NECTAR_SUPERVISOR_PID``), which names the port, the part and its
-    holder in its own line (:meth:`nectar.supervisor.Supervisor.refuse_a_taken_port`)."""
+    traceback. Said under ``nectar serve`` too, whose own line naming the port's holder follows where it finds one
+    (:meth:`nectar.supervisor.Supervisor.refuse_a_taken_port`): a holder gone by the time it looks, or one it takes
+    for its own, left ``luigid exited with code 1`` alone, no cause said."""
     try:
         main()
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
-        if not os.environ.get(SUPERVISOR_VAR):
-            print(f"{what}: cannot listen: {exc.strerror}", file=sys.stderr)
+        print(f"{what}: cannot listen: {exc.strerror}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -1,0 +1,54 @@
+"""luigid under ``nectar serve`` whose bind is refused says so itself, in one line, whatever the supervisor finds when
+it looks at the port after luigid's death: a holder gone by then (it held the port a moment) left the user with
+``luigid exited with code 1`` and no cause, as luigid kept quiet under serve."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+from harness import NECTAR, Processes, alive, base_env, free_port, settings_env, wait_until
+from harness.procfs import children, cmdline
+from nectar.config import Settings
+from tests.nectar.test_serve_port_race import reader_waits, served_empty
+
+
+def test_luigid_whose_port_was_taken_a_moment_says_why_it_exited(
+    settings: Settings, processes: Processes, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens"  # the parts read it before they bind: held until the port is taken
+    os.mkfifo(tokens)
+    port, scheduler_port = free_port(), free_port()
+    env = {**base_env(), **settings_env(settings), "NECTAR_API_TOKENS_FILE": str(tokens), "NECTAR_API_WORKERS": "1"}
+    argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
+    proc = processes.start("serve", argv, env, tmp_path)
+    log = processes.log_of[proc.pid]
+
+    def gate() -> int | None:
+        assert proc.poll() is None, log.read_text()
+        return reader_waits(tokens)
+
+    writer = wait_until(gate)
+    luigid = wait_until(lambda: next((pid for pid in children(proc.pid) if "luigid" in cmdline(pid)), None))
+    other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    other.bind(("127.0.0.1", scheduler_port))
+    other.listen()
+    os.kill(proc.pid, signal.SIGSTOP)  # the supervisor looks at the port only once the other program let it go
+    try:
+        os.close(writer)
+        with served_empty(tokens):
+            wait_until(lambda: not alive(luigid))  # its bind refused, it exited (not reaped: serve is stopped)
+            other.close()
+            os.kill(proc.pid, signal.SIGCONT)
+            code = proc.wait(timeout=120)
+    finally:
+        other.close()
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+    said = log.read_text()
+    assert code == 1, said
+    assert "luigid: cannot listen: Address already in use" in said, said
+    assert "Traceback" not in said, said
