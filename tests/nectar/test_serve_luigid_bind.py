@@ -9,37 +9,26 @@ import signal
 import socket
 from pathlib import Path
 
-from harness import NECTAR, Processes, alive, base_env, free_port, settings_env, wait_until
+from harness import Processes, alive, wait_until
 from harness.procfs import children, cmdline
 from nectar.config import Settings
-from tests.nectar.test_serve_port_race import reader_waits, served_empty
+from tests.nectar.test_serve_port_race import served_at_the_gate, served_empty
 
 
 def test_luigid_whose_port_was_taken_a_moment_says_why_it_exited(
     settings: Settings, processes: Processes, tmp_path: Path
 ) -> None:
-    tokens = tmp_path / "tokens"  # the parts read it before they bind: held until the port is taken
-    os.mkfifo(tokens)
-    port, scheduler_port = free_port(), free_port()
-    env = {**base_env(), **settings_env(settings), "NECTAR_API_TOKENS_FILE": str(tokens), "NECTAR_API_WORKERS": "1"}
-    argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
-    proc = processes.start("serve", argv, env, tmp_path)
-    log = processes.log_of[proc.pid]
-
-    def gate() -> int | None:
-        assert proc.poll() is None, log.read_text()
-        return reader_waits(tokens)
-
-    writer = wait_until(gate)
+    started = served_at_the_gate(settings, processes, tmp_path)
+    proc, log, writer = started.proc, started.log, started.writer
     luigid = wait_until(lambda: next((pid for pid in children(proc.pid) if "luigid" in cmdline(pid)), None))
     other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    other.bind(("127.0.0.1", scheduler_port))
+    other.bind(("127.0.0.1", started.ports["luigid"]))
     other.listen()
     os.kill(proc.pid, signal.SIGSTOP)  # the supervisor looks at the port only once the other program let it go
     try:
         os.close(writer)
-        with served_empty(tokens):
+        with served_empty(started.tokens):
             wait_until(lambda: not alive(luigid))  # its bind refused, it exited (not reaped: serve is stopped)
             other.close()
             os.kill(proc.pid, signal.SIGCONT)
