@@ -81,6 +81,28 @@ def test_a_schedules_fire_of_a_class_with_a_bad_policy_is_skipped_saying_why(
     assert [fire.state for fire in nectar.runs.fires(good, limit=10)] == ["queued", "queued"]
 
 
+def test_a_schedules_fire_whose_import_task_has_a_bad_policy_is_skipped_saying_why(
+    nectar: Nectar, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "a.csv").write_text("a")
+    clock = Clock(utc("2026-06-01T00:00"))
+    nectar.schedules.clock = clock.time
+    preload = {"strategy": "imported", "area": f"{landing}/", "import_task": "policy/bad_chain/BadPolicyTask"}
+    definition = {"task": "policy/bad_chain/GoodTask", "cron": "* * * * *", "fire_time_param": "when"}
+    schedule_id = nectar.schedules.create({**definition, "preload": preload}).id
+    loop = ScheduleLoop(nectar.schedules, clock=clock.time)
+    caplog.set_level(logging.INFO)
+    for _ in range(12):  # a minute and a pass: one fire, a pass every 5.5 s
+        clock.advance(5.5)
+        loop.tick()
+    (fire,) = nectar.runs.fires(schedule_id, limit=10)
+    assert fire.state == "skipped" and WHY in (fire.reason or ""), fire
+    assert "cannot make the import task" in (fire.reason or ""), fire
+    assert len(said(caplog)) == 1, said(caplog)
+
+
 def test_a_triggers_objects_for_a_class_with_a_bad_policy_are_skipped_saying_why(
     nectar: Nectar, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
