@@ -234,15 +234,18 @@ def listen(host: str, port: int, what: str, backlog: int | None = 2048) -> socke
 def binding(main: Callable[[], object], what: str) -> None:
     """``main()``, a server that binds its port as it starts (luigid, its ``--port`` among its arguments); its bind
     refused as the port is in use ends the process with status 2 and the check's own line (:func:`in_use`: the port,
-    ``what`` and its holder), as ``nectar scheduler``'s check before its exec says it, not a traceback; under
-    ``nectar serve`` (``NECTAR_SUPERVISOR_PID``) with status 1 and nothing, as serve names the port, the part and its
-    holder in its own line (:meth:`nectar.supervisor.Supervisor.refuse_a_taken_port`)."""
+    ``what`` and its holder), as ``nectar scheduler``'s check before its exec says it, not a traceback. Under
+    ``nectar serve`` (``NECTAR_SUPERVISOR_PID``) with status 1 and one line saying so (``what``: the strerror): serve's
+    own line naming the port's holder follows where it finds one (:meth:`nectar.supervisor.Supervisor.
+    refuse_a_taken_port`); a holder gone by the time it looks, or one it takes for its own, left ``luigid exited with
+    code 1`` alone, no cause said."""
     try:
         main()
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
         if os.environ.get(SUPERVISOR_VAR):
+            print(f"{what}: cannot listen: {exc.strerror}", file=sys.stderr)
             raise SystemExit(1) from None
         port = _flag(sys.argv, "--port")
         said = in_use(int(port), what) if port and port.isdigit() else f"{what}: cannot listen: {exc.strerror}"

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from nectar.errors import InvalidParameters, NectarError, StoreUnavailable
+from nectar.errors import InvalidParameters, InvalidTask, NectarError, StoreUnavailable
 from nectar.schedules.times import Offset, fire_value, is_time_parameter, zone_of
 from nectar.stores.listing import Location, compile_glob, exists, list_objects
 from nectar.stores.s3 import PERMANENT_S3_ERRORS
@@ -290,14 +290,17 @@ class Preload:
         except Exception as exc:  # the task's own code raised making it: as luigi would fail to schedule it
             why = f"{type(exc).__name__}: {exc}"
             return FireOutcome(skip=f"imported: cannot make the import task {self.import_task}: {why}")
-        first = nectar.new_run(
-            info,
-            instance,
-            schedule_id=run.schedule_id,
-            fire_time=run.fire_time,
-            trigger_id=run.trigger_id,
-            objects=run.objects,
-        )
+        try:
+            first = nectar.new_run(
+                info,
+                instance,
+                schedule_id=run.schedule_id,
+                fire_time=run.fire_time,
+                trigger_id=run.trigger_id,
+                objects=run.objects,
+            )
+        except InvalidTask as exc:  # its class's own retry policy: its code must change, not a fire tried again
+            return FireOutcome(skip=f"imported: cannot make the import task {self.import_task}: {exc}")
         if first is None:  # its output is there: nothing left to import
             return FireOutcome(run=run)
         reason = f"waits for its import run {first.id} ({self.import_task})"

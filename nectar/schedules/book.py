@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from nectar.declarations import Declared, declared_in
-from nectar.errors import InvalidParameters, NectarError, NotFound, ScheduleConflict, ScheduleNotFound
+from nectar.errors import InvalidParameters, InvalidTask, NectarError, NotFound, ScheduleConflict, ScheduleNotFound
 from nectar.preload import Moment
 from nectar.registry import Run
 from nectar.registry.schedules import FireOutcome
@@ -274,7 +274,10 @@ class ScheduleBook:
             return FireOutcome(skip=f"cannot make the task: {exc}")
         except Exception as exc:  # the task's own code raised making it: as luigi would fail to schedule it
             return FireOutcome(skip=f"cannot make the task: {type(exc).__name__}: {exc}")
-        run = self.nectar.new_run(info, instance, schedule_id=record.id, fire_time=fire_time)
+        try:
+            run = self.nectar.new_run(info, instance, schedule_id=record.id, fire_time=fire_time)
+        except InvalidTask as exc:  # its class's own retry policy: its code must change, not a fire tried again
+            return FireOutcome(skip=f"cannot make the task: {exc}")
         if run is None or spec.preload is None:
             return FireOutcome(run=run)
         moment = Moment(fire_time, spec.timing.timezone, spec.offset, spec.fire_time_param)

@@ -17,7 +17,7 @@ from itertools import islice, takewhile
 from typing import TYPE_CHECKING, Any
 
 from nectar.declarations import Declared, declared_in
-from nectar.errors import InvalidParameters, NectarError, NotFound, TriggerConflict, TriggerNotFound
+from nectar.errors import InvalidParameters, InvalidTask, NectarError, NotFound, TriggerConflict, TriggerNotFound
 from nectar.preload import Moment
 from nectar.registry.model import iso_utc
 from nectar.registry.schedules import FireOutcome
@@ -233,7 +233,10 @@ class TriggerBook:
             return FireOutcome(skip=f"cannot make the task: {exc}")
         except Exception as exc:  # the task's own code raised making it: as luigi would fail to schedule it
             return FireOutcome(skip=f"cannot make the task: {type(exc).__name__}: {exc}")
-        run = self.nectar.new_run(info, instance, trigger_id=record.id, objects=tuple(uris))
+        try:
+            run = self.nectar.new_run(info, instance, trigger_id=record.id, objects=tuple(uris))
+        except InvalidTask as exc:  # its class's own retry policy: its code must change, not a fire tried again
+            return FireOutcome(skip=f"cannot make the task: {exc}")
         if run is None or spec.preload is None:
             return FireOutcome(run=run)
         now = self.clock()  # a claim's "fire time" (its templates', its wait's start): now, in UTC

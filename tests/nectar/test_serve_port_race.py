@@ -10,6 +10,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -51,35 +52,61 @@ def served_empty(fifo: Path) -> Iterator[None]:
         thread.join()
 
 
-@pytest.mark.parametrize("part", ["api", "luigid"])
-def test_a_port_taken_between_the_check_and_the_parts_bind_is_named_in_one_line(
-    settings: Settings, processes: Processes, tmp_path: Path, part: str
-) -> None:
-    # the window widened: the API's master (loading the app) and luigid's guard read the tokens file before they
-    # bind; a FIFO there holds the first of them until the other program has the port
+@dataclass
+class AtTheGate:
+    """``nectar serve`` started, its ports checked, its parts held before they bind (:func:`served_at_the_gate`)."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+    #: part -> the port it listens on
+    ports: dict[str, int]
+    #: the FIFO the parts read before they bind, and its write end: closing it lets the first go on
+    tokens: Path
+    writer: int
+
+
+def served_at_the_gate(settings: Settings, processes: Processes, tmp_path: Path) -> AtTheGate:
+    """``nectar serve`` once it checked its ports, the API's master (loading the app) and luigid's guard held at
+    the tokens file they read before they bind (a FIFO, until its writer closes it): the window between the check and
+    a part's bind widened for another program to take a port."""
     tokens = tmp_path / "tokens"
     os.mkfifo(tokens)
-    port, scheduler_port = free_port(), free_port()
-    taken = port if part == "api" else scheduler_port
+    ports = {"api": free_port(), "luigid": free_port()}
     env = {**base_env(), **settings_env(settings), "NECTAR_API_TOKENS_FILE": str(tokens), "NECTAR_API_WORKERS": "1"}
-    argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(scheduler_port)]
+    argv = [*NECTAR, "serve", "--port", str(ports["api"]), "--scheduler-port", str(ports["luigid"])]
     proc = processes.start("serve", argv, env, tmp_path)
     log = processes.log_of[proc.pid]
-
-    refused_at_the_gate(proc, log, tokens, taken, WHAT[part])
-    wait_until(lambda: not any(alive(pid) for pid in carrying(TOKEN_VAR, processes.token)))
-
-
-def refused_at_the_gate(proc: subprocess.Popen[bytes], log: Path, tokens: Path, taken: int, what: str) -> None:
-    """Once ``proc`` (logging to ``log``) waits at the gate of its ``tokens`` FIFO, its port checked free, another
-    program (this test) takes port ``taken``, then the gate opens: ``proc`` ends with the check's own line naming
-    the port, ``what`` listens there and its holder, exit 2, no traceback."""
 
     def gate() -> int | None:
         assert proc.poll() is None, log.read_text()
         return reader_waits(tokens)
 
-    writer = wait_until(gate)  # the port checked free; the part waits at the gate, before its bind
+    return AtTheGate(proc, log, ports, tokens, wait_until(gate))
+
+
+@pytest.mark.parametrize("part", ["api", "luigid"])
+def test_a_port_taken_between_the_check_and_the_parts_bind_is_named_in_one_line(
+    settings: Settings, processes: Processes, tmp_path: Path, part: str
+) -> None:
+    started = served_at_the_gate(settings, processes, tmp_path)
+    refused_at_the_gate(started.proc, started.log, started.tokens, started.ports[part], WHAT[part], started.writer)
+    wait_until(lambda: not any(alive(pid) for pid in carrying(TOKEN_VAR, processes.token)))
+
+
+def refused_at_the_gate(
+    proc: subprocess.Popen[bytes], log: Path, tokens: Path, taken: int, what: str, writer: int | None = None
+) -> None:
+    """Once ``proc`` (logging to ``log``) waits at the gate of its ``tokens`` FIFO, its port checked free, another
+    program (this test) takes port ``taken``, then the gate opens: ``proc`` ends with the check's own line naming
+    the port, ``what`` listens there and its holder, exit 2, no traceback. ``writer``: the gate's write end, where
+    the caller waited for it already (:func:`served_at_the_gate`)."""
+
+    def gate() -> int | None:
+        assert proc.poll() is None, log.read_text()
+        return reader_waits(tokens)
+
+    if writer is None:
+        writer = wait_until(gate)  # the port checked free; the part waits at the gate, before its bind
     other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
