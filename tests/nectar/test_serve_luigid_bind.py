@@ -39,5 +39,5 @@ def test_luigid_whose_port_was_taken_a_moment_says_why_it_exited(
             os.kill(proc.pid, signal.SIGCONT)
     said = log.read_text()
     assert code == 1, said
-    assert "luigid: cannot listen: Address already in use" in said, said
+    assert "luigid, --scheduler-port: cannot listen: Address already in use" in said, said
     assert "Traceback" not in said, said
