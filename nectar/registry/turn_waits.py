@@ -89,12 +89,15 @@ class TurnWaiter:
             self._state.notify_all()
 
     def _ask(self) -> None:
-        """A wait in the kernel asked of the thread (started at the first), the caller holding ``_state``."""
-        self._asked = True
+        """A wait in the kernel asked of the thread (started at the first), the caller holding ``_state``. A thread
+        that cannot be started ("can't start new thread") raises, nothing asked: the next writer tries again."""
         if self._thread is None:
-            thread = threading.Thread(target=self._wait, name="sqlite-turn", daemon=True)
-            self._thread = process_thread(thread, self._registry)
-            self._thread.start()
+            thread = process_thread(
+                threading.Thread(target=self._wait, name="sqlite-turn", daemon=True), self._registry
+            )
+            thread.start()
+            self._thread = thread
+        self._asked = True
         self._state.notify_all()
 
     def _wait(self) -> None:

@@ -157,3 +157,28 @@ def test_a_deadlock_the_kernel_sees_through_another_files_turn_is_waited_out(tmp
         assert taken.result(timeout=60) is True
     os.close(one_fd)
     waiter.close()
+
+
+def test_a_thread_that_cannot_be_started_fails_one_writer_and_the_next_writes(
+    tmp_path: Path, holder: Holder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waiting thread not started (no thread left to the process: faked, a limit this test cannot reach for
+    real): that writer is told, and the next one tries again (where the request stayed asked of no thread, and every
+    writer of the process waited for it until its deadline, "database is locked", until the process ended)."""
+    turn = turn_file(tmp_path, "registry")
+    holder.do("lock", turn)
+    waiter = TurnWaiter(os.open(turn, os.O_RDWR | os.O_CLOEXEC), str(tmp_path / "registry.db"))
+    start = threading.Thread.start
+
+    def cannot_start(thread: threading.Thread) -> None:
+        monkeypatch.setattr(threading.Thread, "start", start)
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", cannot_start)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        waiter.take(time.monotonic() + 60, lambda: False)
+    holder.do("unlock", turn)
+    assert waiter.take(time.monotonic() + 60, lambda: False) is True
+    holder.send("lock", turn)
+    wait_until(lambda: blocked_in_kernel(holder.proc.pid, turn), timeout=60)
+    waiter.close()  # releases the lock: the holder takes it
