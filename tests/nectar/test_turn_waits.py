@@ -19,8 +19,10 @@ from types import FrameType
 import pytest
 
 from harness import lifeline_env
+from nectar.registry.sqlite import SQLiteRunStore
 from nectar.registry.turn_waits import TurnWaiter
 from tests.conftest import wait_until
+from tests.nectar.test_sqlite_writers import inside_a_transaction
 
 #: a process that takes (waiting in the kernel), releases and tries the POSIX lock of the files it is told, one
 #: command a line, and says what it did
@@ -182,3 +184,39 @@ def test_a_thread_that_cannot_be_started_fails_one_writer_and_the_next_writes(
     holder.send("lock", turn)
     wait_until(lambda: blocked_in_kernel(holder.proc.pid, turn), timeout=60)
     waiter.close()  # releases the lock: the holder takes it
+
+
+#: a process whose daemon thread waits for another process's turn at the registry (its busy timeout an hour), once it
+#: says so exiting
+EXITS_WHILE_WAITING = """
+import sys, threading, time
+from nectar.registry import sqlite
+from tests.conftest import wait_until
+from tests.nectar.test_runs import new_run
+from tests.nectar.test_sqlite_writers import waiting_in_the_kernel
+sqlite.BUSY_TIMEOUT = 3600.0
+runs = sqlite.SQLiteRunStore(sys.argv[1])
+threading.Thread(target=runs.submit, args=(new_run(1),), daemon=True).start()
+wait_until(lambda: waiting_in_the_kernel(runs.path), timeout=60)
+print("waiting", flush=True)
+"""
+
+
+def test_a_process_exits_while_a_daemon_thread_waits_for_another_process_s_turn(tmp_path: Path) -> None:
+    """The exit's close of the registry (atexit) waited for the writer, which waited for the other process, up to
+    the busy timeout (30 s; here an hour); now the writer gives up as the process exits."""
+    path = tmp_path / "registry.db"
+    SQLiteRunStore(path).close()
+    inside = inside_a_transaction(path)
+    env = {**os.environ, **lifeline_env()}
+    exits = subprocess.Popen(
+        [sys.executable, "-c", EXITS_WHILE_WAITING, str(path)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert exits.stdout is not None and exits.stdout.readline() == "waiting\n"
+        assert exits.wait(timeout=60) == 0
+        assert inside.poll() is None  # the turn was never released meanwhile
+    finally:
+        for proc in (exits, inside):
+            proc.kill()
+            proc.wait()
