@@ -23,7 +23,7 @@ from nectar.keys import PARAMS_FILE, TargetKey
 from nectar.params import ParamInfo
 from nectar.registry import Run, RunFilter, RunState, Step
 from nectar.registry.model import iso_utc, short_id
-from nectar.registry.schema import StepStatus
+from nectar.registry.schema import RunStatus, StepStatus
 from nectar.status import log_source
 
 blp = Blueprint(
@@ -265,6 +265,11 @@ def runs_page() -> str:
     )
 
 
+def as_found(run: Run, found: Run | RunStatus | None) -> bool:
+    """Whether ``found`` (a key's status's run) is ``run`` as it was read: the same run, state and attempt."""
+    return found is not None and (found.id, found.state, found.attempt) == (run.id, run.state, run.attempt)
+
+
 @page("/ui/runs/<run_id>")
 def run_page(run_id: str) -> str:
     service = facade()
@@ -272,7 +277,9 @@ def run_page(run_id: str) -> str:
     key = TargetKey.parse(run.key)
     # the key's status (a read: a lost attempt is told, not reclaimed) is this run's own while it is the latest
     status = service.status(key)
-    current = status.run is not None and status.run.id == run.id
+    if status.run is not None and status.run.id == run.id and not as_found(run, status.run):
+        run = service.run(run_id)  # it moved on between the two reads: shown as the status found it, or later
+    current = as_found(run, status.run)  # else its steps read after it, as a run's that is not the latest
     steps = status.steps if current else service.steps(run.id)
     return render_template(
         "run.html",

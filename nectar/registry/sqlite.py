@@ -78,7 +78,8 @@ class Writers:
         self._holder: int | None = None
         self._after: list[Callable[[], None]] = []
         self._pid = os.getpid()
-        atexit.register(self.close)  # a process that ends leaves no turn of its own uncopied (not one os._exit ends)
+        self._exiting = False  # a writer that waits for another process's turn gives up (:meth:`_exit`)
+        atexit.register(self._exit)  # a process that ends leaves no turn of its own uncopied (not one os._exit ends)
 
     def close(self) -> None:
         """The process's checkpoints ended (what it wrote since the last copied), its turn's descriptor closed:
@@ -88,7 +89,7 @@ class Writers:
         :data:`BUSY_TIMEOUT`, or the closing thread's own, keeps it open. A turn taken after is refused."""
         if os.getpid() != self._pid or self._turn < 0:
             return
-        atexit.unregister(self.close)
+        atexit.unregister(self._exit)
         self.checkpoints.close()  # first: its thread may be waiting for a turn
         if not self._threads.acquire(timeout=BUSY_TIMEOUT):
             return
@@ -115,8 +116,18 @@ class Writers:
         self._depth += 1
 
     def _take_turn(self) -> None:
-        if not self._waiter.take(time.monotonic() + BUSY_TIMEOUT, self.checkpoints.gives_up_turn):
+        if not self._waiter.take(time.monotonic() + BUSY_TIMEOUT, self._gives_up):
             raise sqlite3.OperationalError("database is locked")
+
+    def _exit(self) -> None:
+        """:meth:`close` as the process exits, the writers that wait for another process's turn (daemon threads, the
+        only ones left then) giving up ("database is locked"), where the exit waited for them, up to
+        :data:`BUSY_TIMEOUT`."""
+        self._exiting = True
+        self.close()
+
+    def _gives_up(self) -> bool:
+        return self._exiting or self.checkpoints.gives_up_turn()
 
     def __exit__(self, *_: object) -> None:
         self._depth -= 1

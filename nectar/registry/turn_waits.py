@@ -13,6 +13,7 @@ behind: a lock of the process taken meanwhile would be the waiting thread's too,
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import threading
@@ -39,6 +40,8 @@ class TurnWaiter:
         self._asked = self._abandoned = self._granted = False
         self._failed: OSError | None = None
         self._closed = False
+        #: the kernel's answers EDEADLK to the waiting thread, each one asked again
+        self.deadlocks = 0
 
     def take(self, deadline: float, gives_up: Callable[[], bool]) -> bool:
         """The lock taken (True), or not before ``deadline`` (``time.monotonic``) or ``gives_up()`` (False)."""
@@ -51,15 +54,22 @@ class TurnWaiter:
                     pass
                 self._ask()
             self._abandoned = False  # a request left behind is this writer's now
-            while not self._granted:
-                if self._failed is not None:
-                    failed, self._failed = self._failed, None
-                    raise failed
-                now = time.monotonic()
-                if now >= deadline or gives_up():
-                    self._abandoned = True
-                    return False
-                self._state.wait(min(LOOK_EVERY, deadline - now))
+            try:
+                while not self._granted:
+                    if self._failed is not None:
+                        failed, self._failed = self._failed, None
+                        raise failed
+                    now = time.monotonic()
+                    if now >= deadline or gives_up():
+                        self._abandoned = True
+                        return False
+                    self._state.wait(min(LOOK_EVERY, deadline - now))
+            except BaseException:  # a signal's handler that raises, a gives_up() that does: left as a give-up
+                if self._granted:  # the lock came as it left: no writer's
+                    self._granted = False
+                    fcntl.lockf(self._fd, fcntl.LOCK_UN)
+                self._abandoned = True
+                raise
             self._granted = False
             return True
 
@@ -79,12 +89,15 @@ class TurnWaiter:
             self._state.notify_all()
 
     def _ask(self) -> None:
-        """A wait in the kernel asked of the thread (started at the first), the caller holding ``_state``."""
-        self._asked = True
+        """A wait in the kernel asked of the thread (started at the first), the caller holding ``_state``. A thread
+        that cannot be started ("can't start new thread") raises, nothing asked: the next writer tries again."""
         if self._thread is None:
-            thread = threading.Thread(target=self._wait, name="sqlite-turn", daemon=True)
-            self._thread = process_thread(thread, self._registry)
-            self._thread.start()
+            thread = process_thread(
+                threading.Thread(target=self._wait, name="sqlite-turn", daemon=True), self._registry
+            )
+            thread.start()
+            self._thread = thread
+        self._asked = True
         self._state.notify_all()
 
     def _wait(self) -> None:
@@ -100,6 +113,13 @@ class TurnWaiter:
             except OSError as error:
                 failed = error
             with self._state:
+                if isinstance(failed, OSError) and failed.errno == errno.EDEADLK and not self._abandoned:
+                    # a cycle the kernel sees through another turn of the process (it tells no thread from another:
+                    # one thread's turn at another file, this wait): asked again; a true one (a turn taken inside
+                    # another) ends as its writer gives up at its deadline
+                    self.deadlocks += 1
+                    self._state.wait(LOOK_EVERY)
+                    continue
                 self._asked = False
                 if self._closed:  # since it was asked: the number is this thread's to close
                     os.close(self._fd)
