@@ -10,12 +10,15 @@ closing (SIGKILLed: no finalizer runs), its lifeline (:mod:`harness.lifeline`) k
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import http.client
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -63,22 +66,46 @@ class PortTaken(RuntimeError):
 HANDED: set[int] = set()
 #: picks :func:`free_port` makes before it says the ports it may hand out are spent
 PICKS = 10_000
+#: the file whose byte N a process handed port N holds a lock on (a POSIX record lock: the kernel drops it when the
+#: process ends, however it ends), so no other process of this user is handed it while it lives: another xdist
+#: worker, a subprocess of a test (it inherits its test's share, not its ``HANDED``), another session
+PORT_LOCKS = Path(tempfile.gettempdir()) / f"nectar-free-ports-{os.getuid()}"
+_port_locks: list[int] = []
 
 
 def free_port() -> int:
-    """A port nothing listens on now, never handed out before by this process nor, under pytest-xdist, by another
-    worker of the session. The kernel picks a port for a ``bind`` to port 0 at random, so two picks may be the same
-    port, in one process (a test that picked two ports for ``nectar serve`` was given one: its API's and luigid's)
-    or in two; each xdist worker is handed a share of the ports of its own (:func:`port_share`)."""
+    """A port nothing listens on now, never handed out before by this process nor by another process of this user
+    that still lives (:data:`PORT_LOCKS`): under pytest-xdist another worker of the session, a subprocess of a test
+    that picks ports of its own while its test does. The kernel picks a port for a ``bind`` to port 0 at random, so
+    two picks may be the same port, in one process (a test that picked two ports for ``nectar serve`` was given one:
+    its API's and luigid's) or in two; each xdist worker is also handed a share of the ports of its own
+    (:func:`port_share`)."""
     share, shares = port_share()
     for _ in range(PICKS):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port not in HANDED and (port >> 1) % shares == share:
+        if port not in HANDED and (port >> 1) % shares == share and _held_here(port):
             HANDED.add(port)
             return port
     raise RuntimeError(f"no free port this process has not handed out already, after {PICKS} picks")
+
+
+def _held_here(port: int) -> bool:
+    """Whether this process now holds ``port``'s lock in :data:`PORT_LOCKS`: False while another process holds it;
+    True where the file cannot be had (this process's own picks are still each handed out once)."""
+    if not _port_locks:
+        try:
+            _port_locks.append(os.open(PORT_LOCKS, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except OSError:
+            return True
+    try:
+        fcntl.lockf(_port_locks[0], fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+    except OSError as error:
+        if error.errno in (errno.EACCES, errno.EAGAIN):
+            return False
+        return True
+    return True
 
 
 def port_share() -> tuple[int, int]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -65,6 +67,23 @@ def test_each_xdist_worker_is_handed_ports_no_other_worker_is(monkeypatch: pytes
 
     assert port_share() == (share, 3)
     assert {(port >> 1) % 3 for port in picked} == {share}
+
+
+#: a test's subprocess that picks ports (a harness part's starter, a benchmark's): prints the ``argv[1]`` it is handed
+PICKER = "import sys\nfrom harness import free_port\nprint(*[free_port() for _ in range(int(sys.argv[1]))])"
+
+
+def test_a_subprocess_of_a_test_is_handed_no_port_its_test_was() -> None:
+    """A test's subprocess inherits its test's xdist share (the environment) but not what its test was handed: each
+    picked 300 of the share's ~7,000 odd ports, a dozen the same on average, the subprocess's part then bound first
+    a port its test had picked for a part of its own. Every process is handed ports no other living one holds."""
+    ours = [free_port() for _ in range(300)]
+
+    picker = subprocess.run([sys.executable, "-c", PICKER, "300"], cwd=REPO, capture_output=True, text=True, check=True)
+
+    theirs = [int(port) for port in picker.stdout.split()]
+    assert len(set(theirs)) == len(theirs) == 300
+    assert set(ours).isdisjoint(theirs), sorted(set(ours) & set(theirs))
 
 
 @pytest.mark.parametrize(
