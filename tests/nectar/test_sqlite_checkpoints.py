@@ -6,6 +6,7 @@ turns for no one are checkpointed by the next to look (nectar.registry.sqlite_ch
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import sqlite3
@@ -89,8 +90,19 @@ def test_the_wal_grows_while_a_reader_holds_a_snapshot_and_starts_over_after(
         store.submit(new_run(n))
     assert store.checkpoints.wait_made(6, GUARD)
     assert store.checkpoints.complete == 1
-    store.submit(new_run(120))
-    assert wal_frames(path) < 50  # started over
+    # started over by the first writer after a complete checkpoint, unless another connection read at that moment
+    # (SQLite restarts the WAL only with no read mark held; once in six whole-suite runs under load it was not): then
+    # by the first writer after the next complete checkpoint. The WAL held the reader's 100 runs and more till then
+    frames, numbers = [], itertools.count(120)
+    for made in range(7, 10):
+        store.submit(new_run(next(numbers)))
+        frames.append(wal_frames(path))
+        if frames[-1] < 50:
+            break
+        for _ in range(20):
+            store.submit(new_run(next(numbers)))
+        assert store.checkpoints.wait_made(made, GUARD)
+    assert frames[-1] < 50, frames
 
 
 def open_on(path: Path) -> int:
