@@ -28,8 +28,11 @@ import logging  # noqa: F401
 import os
 import threading
 from _thread import get_ident
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Callable, MutableMapping
+from typing import Any, TypeVar
+
+A = TypeVar("A")
+T = TypeVar("T")
 
 
 class ForkGate:
@@ -98,11 +101,38 @@ class ForkGate:
             self._depths[me] = depth
             return
         del self._depths[me]
-        gate = self._gate
-        forking = gate._forking
+        if self._gate._forking is not None:
+            self._gate._notify(me)
+
+    def _notify(self, me: int) -> None:
+        """Tell a fork noted by another thread than ``me`` (which may wait for ``me`` to leave) that ``me`` left."""
+        forking = self._forking
         if forking is not None and forking != me:  # a fork waits for this thread, maybe
-            with gate._lock:
-                gate._changed.notify_all()
+            with self._lock:
+                self._changed.notify_all()
+
+    def call(self, work: Callable[[A], T], arg: A) -> T:
+        """``work(arg)`` inside the gate, as ``with self.inside(): return work(arg)`` makes it, in one Python call
+        instead of three (``inside``, ``__enter__``, ``__exit__``: each registry read goes through the gate). Entered
+        and left as :meth:`__enter__` and :meth:`__exit__` enter and leave, by them whenever a fork is noted."""
+        me = get_ident()
+        depths = self._depths
+        depth = depths.get(me, 0)
+        depths[me] = depth + 1  # noted inside, then a look for a fork (as __enter__)
+        forking = self._gate._forking
+        if not (depth or forking is None or forking == me):  # a fork is being made: in by __enter__, which waits
+            del depths[me]  # (and notes this thread again, then tells the fork it is out while it waits)
+            with self:
+                return work(arg)
+        try:
+            return work(arg)
+        finally:
+            if depth or self._gate._forking is not None:  # nested, or a fork noted meanwhile: left as __exit__ leaves
+                self.__exit__()
+            else:  # out, then a look for a fork noted since (as __exit__, which notifies it)
+                del depths[me]
+                if self._gate._forking is not None:
+                    self._gate._notify(me)
 
     def before_fork(self) -> None:
         """Wait until no other thread forks and no other thread is inside, and keep the gate (its lock held across

@@ -80,7 +80,7 @@ class TargetKey:
 
     def __post_init__(self) -> None:
         path = f"chains/{self.chain_type}/{self.chain}/{self.task}/{self.digest}/{self.filename}"
-        object.__setattr__(self, "_path", path)  # asked for again and again on hot paths: made once
+        object.__setattr__(self, "path", path)  # asked for again and again on hot paths: made once (:attr:`path`)
         found = KEY_RE.fullmatch(path)
         if found is not None and found.groups() == self._parts() and ".." not in self.filename:
             return  # each part matched its own pattern, whole (none of them spans a '/' of another)
@@ -100,10 +100,13 @@ class TargetKey:
         """The task's folder, ``chains/<type>/<chain>/<Task>/<md5>``."""
         return f"chains/{self.chain_type}/{self.chain}/{self.task}/{self.digest}"
 
-    @property
+    @functools.cached_property
     def path(self) -> str:
-        path: str = self.__dict__["_path"]
-        return path
+        """``chains/<type>/<chain>/<Task>/<md5>/<file>``. Set in the key's own ``__dict__`` as it is made (its
+        ``__post_init__``, :meth:`_matched`), where a read finds it without a call: a descriptor that is not a data
+        descriptor is looked up after the instance's ``__dict__``. A property was a Python call per read (~1k
+        instructions, callgrind), and a status lookup reads it ~8 times."""
+        return f"chains/{self.chain_type}/{self.chain}/{self.task}/{self.digest}/{self.filename}"
 
     @property
     def chain_ref(self) -> str:
@@ -143,9 +146,9 @@ class TargetKey:
     def _matched(cls, path: str, parts: tuple[str, ...]) -> TargetKey:
         """The key at ``path``, which :data:`KEY_RE` matched whole into ``parts`` (no '..' in its file name): made
         without :meth:`__post_init__`'s checks, which would rebuild the same path and match it again (the status
-        poll parses one key a lookup). Its fields and ``_path`` are those the class would set."""
+        poll parses one key a lookup). Its fields and ``path`` are those the class would set."""
         key = object.__new__(cls)
-        key.__dict__.update(zip(FIELDS, parts, strict=True), _path=path)
+        key.__dict__.update(zip(FIELDS, parts, strict=True), path=path)
         return key
 
     @classmethod

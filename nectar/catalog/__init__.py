@@ -124,10 +124,12 @@ class ChainCatalog:
     def known_task(self, chain_type: str, chain: str, task: str) -> TaskInfo | None:
         """A task as last seen, without touching the disk unless it was never seen (for hot paths)."""
         info = self._chains.get((chain_type, chain))
-        if info is None or info.resolve(task) is None:
+        found = info.resolve(task) if info is not None else None
+        if found is None:
             self.refresh()
             info = self._chains.get((chain_type, chain))
-        return info.resolve(task) if info is not None else None
+            found = info.resolve(task) if info is not None else None
+        return found
 
     def task(self, chain_type: str, chain: str, task: str) -> TaskInfo:
         """A task, its chain's file looked at first (one stat, no scan of the folder: a submission's hot path)."""

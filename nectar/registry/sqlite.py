@@ -375,18 +375,21 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         statement (~1 ms of CPU, its triggers most of it): 8 per API worker, a recycled one's successor too. The
         threads borrow only while they read, so a process opens as many as read at once (its queries, each in its
         own autocommit read, never depended on their thread's connection)."""
-        with SQLITE.inside():  # no fork copies SQLite's state mid-use (nectar.forks)
-            own = self._own()
-            held: sqlite3.Connection | None = getattr(own.threads, "held", None)
-            if held is not None:
-                return query(held)
-            conn = own.idle.pop() if own.idle else self._checked(self._open())
-            own.threads.held = conn
-            try:
-                return query(conn)
-            finally:
-                own.threads.held = None
-                own.idle.append(conn)
+        return SQLITE.call(self._borrowing, query)  # no fork copies SQLite's state mid-use (nectar.forks)
+
+    def _borrowing(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """:meth:`_read`'s work, inside the fork gate."""
+        own = self._own()
+        held: sqlite3.Connection | None = getattr(own.threads, "held", None)
+        if held is not None:
+            return query(held)
+        conn = own.idle.pop() if own.idle else self._checked(self._open())
+        own.threads.held = conn
+        try:
+            return query(conn)
+        finally:
+            own.threads.held = None
+            own.idle.append(conn)
 
     def _tuples(self, db: sqlite3.Connection, text: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """As :meth:`SqlReads._tuples`, fetched as tuples by a cursor of its own (no row factory): a

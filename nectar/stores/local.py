@@ -176,7 +176,9 @@ class LocalStore(TargetStore):
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
-        self._prefix = str(self.root).rstrip("/")  # "" for "/": every path is prefix + "/" + key
+        #: :attr:`location`, made once (a status lookup describes its key: ``str`` of a Path is a Python call)
+        self._location = str(self.root)
+        self._prefix = self._location.rstrip("/")  # "" for "/": every path is prefix + "/" + key
 
     @classmethod
     def arguments(cls, settings: Settings) -> tuple[Path]:
@@ -184,7 +186,11 @@ class LocalStore(TargetStore):
 
     @property
     def location(self) -> str:
-        return str(self.root)
+        return self._location
+
+    def describe(self, key: TargetKey) -> str:
+        """As :meth:`TargetStore.describe`: ``location/key``, without the property's call."""
+        return f"{self._location}/{key.path}"
 
     def path(self, key: TargetKey) -> Path:
         """The file for ``key``; refuses anything that would resolve outside the root."""

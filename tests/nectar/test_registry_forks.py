@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -87,32 +88,47 @@ def test_a_step_forked_while_the_heartbeat_thread_is_in_a_transaction_records_it
     assert [(s.task_id, s.state) for s in runs.steps(run.id)] == [("ATask_0", "RUNNING")]
 
 
-def test_a_fork_waits_for_the_thread_inside_and_holds_the_next_one_until_it_is_done() -> None:
+def use(gate: ForkGate, how: str, work: Callable[[], object]) -> None:
+    """``work()`` inside ``gate``: ``with gate.inside():`` or by ``gate.call`` (a registry read's way)."""
+    if how == "with":
+        with gate.inside():
+            work()
+    else:
+        gate.call(lambda _: work(), None)
+
+
+@pytest.mark.parametrize("how", ["with", "call"])
+def test_a_fork_waits_for_the_thread_inside_and_holds_the_next_one_until_it_is_done(how: str) -> None:
     gate = ForkGate()
     entered, leave, forked, done, second_in = (threading.Event() for _ in range(5))
     order: list[str] = []
 
+    def inner() -> None:
+        entered.set()
+        leave.wait(PATIENCE)
+
+    def outer() -> None:
+        use(gate, how, inner)  # a use nested in another: the fork waits for the outermost to end
+        order.append("first left")
+
     def first() -> None:
-        with gate.inside():
-            with gate.inside():  # a use nested in another: the fork waits for the outermost to end
-                entered.set()
-                leave.wait(PATIENCE)
-            order.append("first left")
+        use(gate, how, outer)
 
     def fork() -> None:  # what os.fork does around the fork itself
         gate.before_fork()
         order.append("forked")
-        with gate.inside():  # the forking thread's own hooks may use the registry (a flush before the fork)
-            order.append("forker in")
+        use(gate, how, lambda: order.append("forker in"))  # the forking thread's own hooks may use the registry
         forked.set()
         done.wait(PATIENCE)
         order.append("fork done")
         gate.after_fork_in_parent()
 
+    def came_in() -> None:
+        order.append("second in")
+        second_in.set()
+
     def second() -> None:
-        with gate.inside():
-            order.append("second in")
-            second_in.set()
+        use(gate, how, came_in)
 
     threads = [threading.Thread(target=first), threading.Thread(target=fork), threading.Thread(target=second)]
     threads[0].start()
@@ -136,20 +152,19 @@ def test_a_fork_waits_for_the_thread_inside_and_holds_the_next_one_until_it_is_d
     assert order == ["first left", "forked", "forker in", "fork done", "second in"]
 
 
-def test_with_no_fork_being_made_a_thread_enters_and_leaves_the_gate_without_its_lock() -> None:
+@pytest.mark.parametrize("how", ["with", "call"])
+def test_with_no_fork_being_made_a_thread_enters_and_leaves_the_gate_without_its_lock(how: str) -> None:
     """A registry read goes through the gate: with no fork under way, entering and leaving take none of its lock
     (they took it twice), so a thread comes and goes while another holds it."""
     gate = ForkGate()
     came_and_went = threading.Event()
 
-    def use() -> None:
-        with gate.inside():
-            with gate.inside():
-                pass
+    def enter_twice() -> None:
+        use(gate, how, lambda: use(gate, how, lambda: None))
         came_and_went.set()
 
     with gate._lock:
-        thread = threading.Thread(target=use, daemon=True)
+        thread = threading.Thread(target=enter_twice, daemon=True)
         thread.start()
         went = came_and_went.wait(PATIENCE)
     thread.join(PATIENCE)
