@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 
 import pytest
 import requests
 
+from harness.procfs import state
 from nectar import ports
 from nectar.registry import RunState
 from tests.faults.conftest import Cluster, alive, cmdline, descendants, tagged, waitfor
@@ -64,11 +64,7 @@ def frozen_whole(cluster: Cluster, root: int) -> list[int]:
 
 def stopped(pid: int) -> bool:
     """Whether ``pid`` is stopped (by a signal, or traced), a zombie or gone: in no state to fork."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] in ("T", "t", "Z", "X")
+    return state(pid) in (None, "T", "t", "Z", "X")
 
 
 def test_nectar_serve_killed_alone_takes_every_process_with_it_and_requeues_its_running_runs(
