@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 from nectar.errors import InvalidSetting
 
+#: the chains folder where none is given, relative to the working folder (``./chains``)
+DEFAULT_CHAINS = "chains"
 #: environment variable -> Settings field; the seed's names (ENV, PROJECT_BUCKET) are kept.
 ENV_VARS: dict[str, str] = {
     "ENV": "env",
@@ -131,7 +133,7 @@ class Settings:
     project_bucket: str = "datanectar"
     #: an explicit bucket name wins over ``<ENV>.<PROJECT_BUCKET>``
     s3_bucket: str | None = None
-    chains_dir: Path = field(default_factory=lambda: Path("chains"))
+    chains_dir: Path = field(default_factory=lambda: Path(DEFAULT_CHAINS))
     local_targets_dir: Path = field(default_factory=lambda: Path("local_targets"))
     #: the run registry, live logs and luigid's state live here
     data_dir: Path = field(default_factory=lambda: Path("nectar_data"))
@@ -548,8 +550,8 @@ def check_chains_dir(flags: object, environ: Mapping[str, str] | None = None) ->
     if getattr(flags, "command", None) not in CHAINS_COMMANDS:
         return
     environ = os.environ if environ is None else environ
-    given = getattr(flags, "chains_dir", None) or environ.get("NECTAR_CHAINS_DIR", "").strip()
-    path = Path(given or "chains").expanduser().resolve()
+    given = getattr(flags, "chains_dir", None) or environ.get("NECTAR_CHAINS_DIR", "").strip() or DEFAULT_CHAINS
+    path = Path(given).expanduser().resolve()
     try:
         with os.scandir(path):  # opened as the catalog opens it (os.scandir), then closed unread
             pass
@@ -557,7 +559,7 @@ def check_chains_dir(flags: object, environ: Mapping[str, str] | None = None) ->
             return
         problem = "cannot be read (permission denied)"
     except FileNotFoundError:
-        if not given:
+        if path == Path(DEFAULT_CHAINS).resolve():  # the default (serve's flag has it, and hands it on resolved)
             return
         problem = "does not exist"
     except NotADirectoryError:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import lifeline_env
+from harness import Processes, base_env, lifeline_env, wait_until
 from nectar.config import CHAINS_COMMANDS, Settings
 from tests.conftest import NECTAR, free_port, settings_env
 
@@ -115,3 +115,21 @@ def test_an_empty_chains_folder_is_a_folder(settings: Settings, tmp_path: Path) 
     result = started(settings, ["chains", "--chains-dir", str(empty)], {})
     assert result.returncode == 0, result.stderr
     assert f"no chains under {empty}" in result.stdout
+
+
+def test_serve_in_a_folder_without_chains_starts_its_workers(
+    settings: Settings, processes: Processes, tmp_path: Path
+) -> None:
+    """serve hands its parts the default ``./chains`` resolved (``NECTAR_CHAINS_DIR``): its workers take it as the
+    default, absent as before, and start."""
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    env = {k: v for k, v in base_env().items() if k != "NECTAR_CHAINS_DIR"}
+    env |= {k: v for k, v in settings_env(settings).items() if k != "NECTAR_CHAINS_DIR"}
+    served = processes.nectar_serve(env, cwd)
+    log = processes.log_of[served.proc.pid]
+
+    wait_until(lambda: "slot(s), registry" in log.read_text())  # the workers' executor started
+
+    assert served.proc.poll() is None, log.read_text()
+    assert "nectar: the chains folder" not in log.read_text()
