@@ -140,10 +140,43 @@ def listeners(port: int) -> set[int]:
 def environ_has(pid: int, entry: str) -> bool:
     """Whether the environment process ``pid`` started with holds ``entry`` (``NAME=value``); False where it cannot be
     read (gone, another user's)."""
+    return entry.encode() in _environ(pid)
+
+
+def _environ(pid: int) -> list[bytes]:
+    """The entries (``NAME=value``) of the environment process ``pid`` started with; none where it cannot be read."""
     try:
-        return entry.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
-        return False
+        return []
+
+
+#: what a part of a ``nectar serve`` is, by a piece of its command (:mod:`nectar.supervisor`'s parts), first match
+PARTS = (
+    ("nectar.cli worker", "a worker"),
+    ("gunicorn", "an API process (gunicorn)"),
+    ("luigid", "luigid"),
+)
+#: characters of a command a refusal names at most (where it is no part of a serve)
+COMMAND_SHOWN = 60
+
+
+def name_of(pid: int) -> str:
+    """What process ``pid`` is, short, for a line that names it: a part of a ``nectar serve`` (its environment names
+    its supervisor) by its role and that serve (its pid, and whether it is gone: the part of a serve killed -9 left
+    holding its port); any other by its command's first words (at most :data:`COMMAND_SHOWN` characters: a
+    ``python -c`` prelude is no name)."""
+    command = command_of(pid)
+    prefix = f"{SUPERVISOR_VAR}=".encode()
+    supervisor = next((entry[len(prefix) :].decode() for entry in _environ(pid) if entry.startswith(prefix)), "")
+    if supervisor.isdigit():
+        role = next((name for piece, name in PARTS if piece in command), "a part")
+        gone = "" if os.path.exists(f"/proc/{supervisor}") else ", gone"
+        return f"{role} of a nectar serve (pid {supervisor}{gone})"
+    if len(command) <= COMMAND_SHOWN:
+        return command
+    shown = command[:COMMAND_SHOWN]
+    return (shown.rpartition(" ")[0] or shown) + " …"
 
 
 def command_of(pid: int) -> str:
@@ -170,7 +203,7 @@ def describe_holder(port: int) -> str:
     holders = listeners(port)
     pids = sorted(pid for pid in holders if parent_of(pid) not in holders)
     if pids:
-        return ", ".join(f"pid {pid} ({command_of(pid)})" for pid in pids)
+        return ", ".join(f"pid {pid} ({name_of(pid)})" for pid in pids)
     return "another process (not one this user can see)" if listening_inodes(port) else "another process"
 
 

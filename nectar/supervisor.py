@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from nectar import lifeline, ports, wakeup
-from nectar.config import OPENED, REFUSED, REGISTRY_VERDICT_FD, Settings, host_port
+from nectar.config import DEFAULT_CHAINS, OPENED, REFUSED, REGISTRY_VERDICT_FD, Settings, host_port
 from nectar.errors import NectarError, RegistryTooNew
 
 logger = logging.getLogger("nectar.supervisor")
@@ -55,7 +55,7 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
     "--workers": ("NECTAR_WORKERS", "2", "runs executed at once"),
     "--api-workers": ("NECTAR_API_WORKERS", "2", "gunicorn worker processes, each with NECTAR_API_THREADS threads"),
     "--data-dir": ("NECTAR_DATA_DIR", "nectar_data", "run registry, live logs, luigid state"),
-    "--chains-dir": ("NECTAR_CHAINS_DIR", "chains", "folder of <type>/<name>_chain.py files"),
+    "--chains-dir": ("NECTAR_CHAINS_DIR", DEFAULT_CHAINS, "folder of <type>/<name>_chain.py files"),
 }
 #: luigid's process: SIGHUP taken as SIGTERM, a SIGTERM before luigid's own handler an exit with status 0, then a
 #: ``main`` called, imported with what luigi imports and
@@ -499,7 +499,9 @@ class Supervisor:
         not left running while the workers drain (``NECTAR_DRAIN_GRACE`` beyond it)."""
         running = [part.name for part in reversed(self.parts) if part.proc.poll() is None]
         if running:
-            logger.info("stopping %s; luigid last", ", ".join(running))
+            # luigid last where it is one of them (none of serve's own under --scheduler-url)
+            last = "; luigid last" if "luigid" in running and len(running) > 1 else ""
+            logger.info("stopping %s%s", ", ".join(name for name in running if name != "luigid" or not last), last)
         first = [part for part in reversed(self.parts) if part.name != "luigid"]
         for parts in (first, [part for part in self.parts if part.name == "luigid"]):
             deadlines = {part.name: time.monotonic() + part.stop_timeout for part in parts}
