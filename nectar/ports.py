@@ -264,6 +264,47 @@ def listen(host: str, port: int, what: str, backlog: int | None = 2048) -> socke
     return bound
 
 
+#: the first descriptor of sockets handed over as systemd's socket activation hands them (sd_listen_fds(3))
+LISTEN_FDS_START = 3
+#: the variable naming the descriptor a listening socket is handed on to the process it names (:func:`hand_over`)
+HANDED_FD = "NECTAR_LISTEN_FD"
+
+
+def hand_over(listener: socket.socket) -> tuple[int, dict[str, str]]:
+    """``listener``'s descriptor, made inheritable, for the process this one starts (``pass_fds``) or becomes
+    (``exec``) to serve its port on (:func:`take_handed`), and the variable that says so: the check and the bind
+    are one (:func:`listen`), and no other program takes the port before its server has it."""
+    fd = listener.detach()
+    os.set_inheritable(fd, True)
+    return fd, {HANDED_FD: str(fd)}
+
+
+def take_handed() -> None:
+    """In the server a socket was handed to (:func:`hand_over`; gunicorn's master, before it starts): that socket
+    becomes the one systemd's socket activation hands, descriptor :data:`LISTEN_FDS_START` with ``LISTEN_FDS=1`` and
+    ``LISTEN_PID`` this process, which gunicorn takes instead of binding its own, and removes from its environment
+    (its workers, and a master re-executed by USR2, see none of it). Nothing where none was handed."""
+    fd = os.environ.pop(HANDED_FD, None)
+    if fd is None:
+        return
+    if int(fd) != LISTEN_FDS_START:
+        os.dup2(int(fd), LISTEN_FDS_START)  # free: the starter handed nothing else on it (off_the_handed_descriptor)
+        os.close(int(fd))
+    os.environ.update({"LISTEN_FDS": "1", "LISTEN_PID": str(os.getpid())})
+
+
+def off_the_handed_descriptor(fd: int) -> int:
+    """``fd``, or a copy of it above :data:`LISTEN_FDS_START` where it is that descriptor (``fd`` closed then): for
+    a descriptor handed beside a socket (:func:`hand_over`), which :func:`take_handed` moves there."""
+    if fd != LISTEN_FDS_START:
+        return fd
+    import fcntl  # only where it is needed: not on every start's path
+
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, LISTEN_FDS_START + 1)
+    os.close(fd)
+    return moved
+
+
 def binding(main: Callable[[], object], what: str) -> None:
     """``main()``, a server that binds its port as it starts (luigid, its ``--port`` among its arguments); its bind
     refused as the port is in use ends the process with status 2 and the check's own line (:func:`in_use`: the port,
