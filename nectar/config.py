@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 from nectar.errors import InvalidSetting
 
+#: the chains folder where none is given, relative to the working folder (``./chains``)
+DEFAULT_CHAINS = "chains"
 #: environment variable -> Settings field; the seed's names (ENV, PROJECT_BUCKET) are kept.
 ENV_VARS: dict[str, str] = {
     "ENV": "env",
@@ -131,7 +133,7 @@ class Settings:
     project_bucket: str = "datanectar"
     #: an explicit bucket name wins over ``<ENV>.<PROJECT_BUCKET>``
     s3_bucket: str | None = None
-    chains_dir: Path = field(default_factory=lambda: Path("chains"))
+    chains_dir: Path = field(default_factory=lambda: Path(DEFAULT_CHAINS))
     local_targets_dir: Path = field(default_factory=lambda: Path("local_targets"))
     #: the run registry, live logs and luigid's state live here
     data_dir: Path = field(default_factory=lambda: Path("nectar_data"))
@@ -530,6 +532,41 @@ def check_role_settings(flags: object, environ: Mapping[str, str] | None = None)
         return
     given = {var: str(getattr(flags, name)) for name, var in ROLE_VARIABLES.items() if hasattr(flags, name)}
     GunicornSettings({**environ, **given})
+
+
+#: the commands that read the chains folder: every one that takes ``--chains-dir``, and ``api`` (from its variable)
+CHAINS_COMMANDS = frozenset(
+    {"chains", "run", "status", "cancel", "worker", "schedules", "backfill", "triggers", "clock", "serve", "api"}
+)
+
+
+def check_chains_dir(flags: object, environ: Mapping[str, str] | None = None) -> None:
+    """:class:`InvalidSetting` naming the chains folder a command of :data:`CHAINS_COMMANDS` would read (``flags``'
+    ``--chains-dir``, else ``NECTAR_CHAINS_DIR``, else ``./chains``, as :class:`Settings` reads it) and what is wrong
+    with it, where it is no folder this process can list: refused before anything starts, in one line, instead of a
+    ``NotADirectoryError`` traceback from each request's catalog, or a service that quietly serves no chain from a
+    folder that is not there. ``./chains`` taken by default and absent is no chain, as before: a project that has
+    none yet, a machine that only serves the API over another's registry."""
+    if getattr(flags, "command", None) not in CHAINS_COMMANDS:
+        return
+    environ = os.environ if environ is None else environ
+    given = getattr(flags, "chains_dir", None) or environ.get("NECTAR_CHAINS_DIR", "").strip() or DEFAULT_CHAINS
+    path = Path(given).expanduser().resolve()
+    try:
+        with os.scandir(path):  # opened as the catalog opens it (os.scandir), then closed unread
+            pass
+        if os.access(path, os.R_OK | os.X_OK):  # its chains' folders and files can be reached too
+            return
+        problem = "cannot be read (permission denied)"
+    except FileNotFoundError:
+        if path == Path(DEFAULT_CHAINS).resolve():  # the default (serve's flag has it, and hands it on resolved)
+            return
+        problem = "does not exist"
+    except NotADirectoryError:
+        problem = "is not a folder"
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror})"
+    raise InvalidSetting(f"the chains folder {path} (--chains-dir, env NECTAR_CHAINS_DIR) {problem}")
 
 
 #: not a setting: the variable by which ``nectar serve`` names to its API's gunicorn master the pipe the master tells

@@ -611,10 +611,25 @@ def choices_of(param: luigi.Parameter) -> list[str] | None:
     return None
 
 
+#: one forgetting at a time (:func:`forget_task_classes`): what one removes does not move what another reads
+_forgetting = threading.Lock()
+
+
 def forget_task_classes(module: str) -> None:
     """Drop the task classes defined in ``module`` from luigi's registry (it keeps every class ever defined), so
-    that a reloaded module's classes do not make their families ambiguous."""
-    Register._reg = [cls for cls in Register._reg if cls.__module__ != module]
+    that a reloaded module's classes do not make their families ambiguous.
+
+    Removed in place from the one list luigi appends each new class to (``Register.__new__``: ``_reg.append``),
+    each ``del`` one step under the GIL, from its end down: a class another thread defines meanwhile lands past what
+    is left to read, every index below stays where it was, and the list is never rebuilt and put back (which dropped
+    a class appended between its copy and its return)."""
+    with _forgetting:
+        registry = Register._reg
+        at = len(registry)
+        while at:
+            at -= 1
+            if registry[at].__module__ == module:
+                del registry[at]
 
 
 def hold_class_shape(cls: type[luigi.Task]) -> None:

@@ -140,10 +140,43 @@ def listeners(port: int) -> set[int]:
 def environ_has(pid: int, entry: str) -> bool:
     """Whether the environment process ``pid`` started with holds ``entry`` (``NAME=value``); False where it cannot be
     read (gone, another user's)."""
+    return entry.encode() in _environ(pid)
+
+
+def _environ(pid: int) -> list[bytes]:
+    """The entries (``NAME=value``) of the environment process ``pid`` started with; none where it cannot be read."""
     try:
-        return entry.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
-        return False
+        return []
+
+
+#: what a part of a ``nectar serve`` is, by a piece of its command (:mod:`nectar.supervisor`'s parts), first match
+PARTS = (
+    ("nectar.cli worker", "a worker"),
+    ("gunicorn", "an API process (gunicorn)"),
+    ("luigid", "luigid"),
+)
+#: characters of a command a refusal names at most (where it is no part of a serve)
+COMMAND_SHOWN = 60
+
+
+def name_of(pid: int) -> str:
+    """What process ``pid`` is, short, for a line that names it: a part of a ``nectar serve`` (its environment names
+    its supervisor) by its role and that serve (its pid, and whether it is gone: the part of a serve killed -9 left
+    holding its port); any other by its command's first words (at most :data:`COMMAND_SHOWN` characters: a
+    ``python -c`` prelude is no name)."""
+    command = command_of(pid)
+    prefix = f"{SUPERVISOR_VAR}=".encode()
+    supervisor = next((entry[len(prefix) :].decode() for entry in _environ(pid) if entry.startswith(prefix)), "")
+    if supervisor.isdigit():
+        role = next((name for piece, name in PARTS if piece in command), "a part")
+        gone = "" if os.path.exists(f"/proc/{supervisor}") else ", gone"
+        return f"{role} of a nectar serve (pid {supervisor}{gone})"
+    if len(command) <= COMMAND_SHOWN:
+        return command
+    shown = command[:COMMAND_SHOWN]
+    return (shown.rpartition(" ")[0] or shown) + " …"
 
 
 def command_of(pid: int) -> str:
@@ -170,7 +203,7 @@ def describe_holder(port: int) -> str:
     holders = listeners(port)
     pids = sorted(pid for pid in holders if parent_of(pid) not in holders)
     if pids:
-        return ", ".join(f"pid {pid} ({command_of(pid)})" for pid in pids)
+        return ", ".join(f"pid {pid} ({name_of(pid)})" for pid in pids)
     return "another process (not one this user can see)" if listening_inodes(port) else "another process"
 
 
@@ -229,6 +262,47 @@ def listen(host: str, port: int, what: str, backlog: int | None = 2048) -> socke
             raise PortInUse(f"cannot listen on {host}:{port} for {what}: {exc.strerror}") from exc
         raise in_use(port, what) from exc
     return bound
+
+
+#: the first descriptor of sockets handed over as systemd's socket activation hands them (sd_listen_fds(3))
+LISTEN_FDS_START = 3
+#: the variable naming the descriptor a listening socket is handed on to the process it names (:func:`hand_over`)
+HANDED_FD = "NECTAR_LISTEN_FD"
+
+
+def hand_over(listener: socket.socket) -> tuple[int, dict[str, str]]:
+    """``listener``'s descriptor, made inheritable, for the process this one starts (``pass_fds``) or becomes
+    (``exec``) to serve its port on (:func:`take_handed`), and the variable that says so: the check and the bind
+    are one (:func:`listen`), and no other program takes the port before its server has it."""
+    fd = listener.detach()
+    os.set_inheritable(fd, True)
+    return fd, {HANDED_FD: str(fd)}
+
+
+def take_handed() -> None:
+    """In the server a socket was handed to (:func:`hand_over`; gunicorn's master, before it starts): that socket
+    becomes the one systemd's socket activation hands, descriptor :data:`LISTEN_FDS_START` with ``LISTEN_FDS=1`` and
+    ``LISTEN_PID`` this process, which gunicorn takes instead of binding its own, and removes from its environment
+    (its workers, and a master re-executed by USR2, see none of it). Nothing where none was handed."""
+    fd = os.environ.pop(HANDED_FD, None)
+    if fd is None:
+        return
+    if int(fd) != LISTEN_FDS_START:
+        os.dup2(int(fd), LISTEN_FDS_START)  # free: the starter handed nothing else on it (off_the_handed_descriptor)
+        os.close(int(fd))
+    os.environ.update({"LISTEN_FDS": "1", "LISTEN_PID": str(os.getpid())})
+
+
+def off_the_handed_descriptor(fd: int) -> int:
+    """``fd``, or a copy of it above :data:`LISTEN_FDS_START` where it is that descriptor (``fd`` closed then): for
+    a descriptor handed beside a socket (:func:`hand_over`), which :func:`take_handed` moves there."""
+    if fd != LISTEN_FDS_START:
+        return fd
+    import fcntl  # only where it is needed: not on every start's path
+
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, LISTEN_FDS_START + 1)
+    os.close(fd)
+    return moved
 
 
 def binding(main: Callable[[], object], what: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import configparser
 import functools
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from luigi.task import flatten
 
 from nectar.catalog import ChainCatalog
 from nectar.catalog.model import ChainInfo, TaskInfo
-from nectar.config import Settings, get_settings, retry_value
+from nectar.config import INTEGER_MOST, Settings, get_settings, retry_value
 from nectar.errors import InvalidSetting, InvalidTask, NectarError, QueueFull, RunNotFound
 from nectar.keys import TargetKey
 from nectar.luigi_internals import stop_mock_filesystem
@@ -63,11 +64,42 @@ ESSENTIAL = frozenset({"registry", "store"})
 logger = logging.getLogger(__name__)
 
 
-def luigi_retry_count(task: Any) -> int | None:
-    """A luigi task's own ``retry_count`` (a class or an instance; None when it sets none): luigid disables a
-    task after that many failures, so it is how many attempts luigi gives it."""
-    value = getattr(task, "retry_count", None)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+def luigi_retry_count(task: Any) -> object:
+    """A luigi task's own ``retry_count`` (a class or an instance; None when it sets none), read as luigi reads it: on
+    the instance (a ``@property`` too; given a class alone, a property is none set), a luigi parameter so named
+    being no policy."""
+    return own_attribute(task, "retry_count")
+
+
+def own_attribute(task: Any, name: str) -> object:
+    """The policy attribute ``name`` of a task (a class or an instance; None when it sets none): of the class, where
+    a luigi parameter named so is no policy; a ``@property`` read on the instance, as luigi reads its own
+    (``Task.retry_count`` is one, None)."""
+    cls = task if isinstance(task, type) else type(task)
+    value = getattr(cls, name, None)
+    if isinstance(value, luigi.Parameter):
+        return None
+    if isinstance(value, property):
+        return None if task is cls else getattr(task, name)
+    return value
+
+
+def luigi_attempts(value: object, name: str) -> int | None:
+    """How many attempts luigi gives a task whose ``retry_count`` is ``value`` (None: none set), or
+    :class:`InvalidSetting` naming ``name`` where it has no number of them. luigid disables a task at the failure that
+    brings its count to ``retry_count`` or beyond (``Task.has_excessive_failures``: ``num_failures() >=
+    retry_count``): so 0 or less, or ``False``, is one attempt, as is ``True`` (1), and a fraction the whole number
+    above it (2.5: 3). A value it never reaches (``inf``, ``nan``), one the registry cannot hold (more than
+    PostgreSQL's INTEGER), and anything luigid cannot compare with a count (a text) are refused by the rule of
+    ``[scheduler] retry_count`` (:func:`nectar.config.retry_value`)."""
+    if value is None:
+        return None
+    if isinstance(value, int):  # a bool too, as luigid compares it; of any size (no float made of it)
+        return int(retry_value("retry_count", max(1, value), name))
+    if isinstance(value, float):
+        return int(retry_value("retry_count", max(1, math.ceil(value)) if math.isfinite(value) else value, name))
+    # not a number (a text of digits too: luigid's comparison with a count raises TypeError)
+    raise InvalidSetting(f"{name} must be a whole number from 1 to {INTEGER_MOST}, not {value!r}")
 
 
 @functools.lru_cache(maxsize=8)
@@ -108,20 +140,22 @@ def retry_policy(task: Any, settings: Settings, ref: str | None = None) -> Retry
     without it)."""
 
     cls = task if isinstance(task, type) else type(task)
+    owner = f"task class {ref or cls.__qualname__}'s"
 
     def checked(field: str, value: object) -> float:
         try:
-            return retry_value(field, value, f"task class {ref or cls.__qualname__}'s {field}")
+            return retry_value(field, value, f"{owner} {field}")
         except InvalidSetting as exc:
             raise InvalidTask(str(exc)) from None
 
     def pick(name: str, default: float) -> float:
-        value = getattr(cls, name, None)  # of the class: a luigi parameter named so is no policy
-        return default if value is None or isinstance(value, luigi.Parameter) else checked(name, value)
+        value = own_attribute(task, name)
+        return default if value is None else checked(name, value)
 
-    attempts = luigi_retry_count(task)
-    if attempts is not None:  # luigi's number of attempts: the registry's max_attempts
-        attempts = int(checked("retry_count", attempts))
+    try:
+        attempts = luigi_attempts(luigi_retry_count(task), f"{owner} retry_count")  # the registry's max_attempts
+    except InvalidSetting as exc:
+        raise InvalidTask(str(exc)) from None
     attempts = attempts or scheduler_retry_count(settings)
     return RetryPolicy(
         int(pick("retries", attempts - 1 if attempts else settings.retries)),

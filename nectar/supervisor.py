@@ -10,7 +10,8 @@ everything is stopped and the command exits non-zero. If the supervisor itself d
 ``kill -9``, every part gets SIGTERM from the kernel and stops on its own (:mod:`nectar.lifeline`).
 
 Before starting anything, ``serve`` (like ``api`` and ``scheduler``) checks that its ports are free
-and refuses to start, naming the port and its holder, when one is not; a part counts as up only
+and refuses to start, naming the port and its holder, when one is not (the API's port it binds then, as ``api`` does,
+and hands to gunicorn: no other program takes it before gunicorn starts); a part counts as up only
 when it answers *and* the port it answers on is held by that part's own process. One luigid keeps its state in a
 data folder: a second ``serve`` or ``scheduler`` on it is refused (:func:`hold_luigid_state`).
 
@@ -35,7 +36,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from nectar import lifeline, ports, wakeup
-from nectar.config import OPENED, REFUSED, REGISTRY_VERDICT_FD, Settings, host_port
+from nectar.config import DEFAULT_CHAINS, OPENED, REFUSED, REGISTRY_VERDICT_FD, Settings, host_port
 from nectar.errors import NectarError, RegistryTooNew
 
 logger = logging.getLogger("nectar.supervisor")
@@ -55,7 +56,7 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
     "--workers": ("NECTAR_WORKERS", "2", "runs executed at once"),
     "--api-workers": ("NECTAR_API_WORKERS", "2", "gunicorn worker processes, each with NECTAR_API_THREADS threads"),
     "--data-dir": ("NECTAR_DATA_DIR", "nectar_data", "run registry, live logs, luigid state"),
-    "--chains-dir": ("NECTAR_CHAINS_DIR", "chains", "folder of <type>/<name>_chain.py files"),
+    "--chains-dir": ("NECTAR_CHAINS_DIR", DEFAULT_CHAINS, "folder of <type>/<name>_chain.py files"),
 }
 #: luigid's process: SIGHUP taken as SIGTERM, a SIGTERM before luigid's own handler an exit with status 0, then a
 #: ``main`` called, imported with what luigi imports and
@@ -81,19 +82,19 @@ LUIGID = [sys.executable, "-c", _LUIGID.format("luigi.cmdline", "luigid")]
 #: luigid behind its guard (:mod:`nectar.guard`), which takes luigid's arguments and its own
 GUARDED_LUIGID = [sys.executable, "-c", _LUIGID.format("nectar.guard", "main")]
 #: the API: gunicorn with the service's configuration serving the app, after the prelude luigid has (a stop before
-#: gunicorn sets its handlers, while its master loads the app, ends it with status 0, not killed by the signal)
+#: gunicorn sets its handlers, while its master loads the app, ends it with status 0, not killed by the signal), on
+#: the socket its starter bound and handed to it (:func:`nectar.ports.take_handed`: ``serve`` and ``api`` alike)
 GUNICORN = [
     sys.executable,
     "-c",
     "import nectar.lifeline as life; life.stops_exit_until_handled(); "
+    "from nectar.ports import take_handed; take_handed(); "
     "from gunicorn.app.wsgiapp import run; run(prog='gunicorn')",
     *("-c", "python:nectar.gunicorn_conf", "app:create_app()"),
 ]
 #: where ``serve``'s defaults differ from a role's own: one API worker (8 threads) on a machine that runs everything
 #: (a second doubles the status lookups a second on 2 free cores, and weighs ~50 MB idle: ``--api-workers 2``)
 SERVE_DEFAULTS = {"--api-workers": "1"}
-#: the first descriptor of sockets handed over as systemd's socket activation hands them (sd_listen_fds(3))
-LISTEN_FDS_START = 3
 #: the flags of the commands that start one role
 ROLE_FLAGS = {
     "api": ("--host", "--port", "--api-workers"),
@@ -318,8 +319,10 @@ class Supervisor:
         self._woken: int | None = None
         #: the hold of luigid's state in the data folder (:meth:`check_ports`), handed to luigid (:meth:`launch`)
         self._state: int | None = None
-        #: part -> the (host, port, what) it listens on, as :meth:`check_ports` checked it
+        #: part -> the (host, port, what) it binds itself, as :meth:`check_ports` checked it (luigid)
         self._listens: dict[str, tuple[str, int, str]] = {}
+        #: the API's socket, bound by :meth:`check_ports` until :meth:`launch` hands it to gunicorn
+        self._api_listener: socket.socket | None = None
         self.settings = Settings.from_env(
             chains_dir=args.chains_dir, data_dir=args.data_dir, scheduler_url=args.scheduler_url or None
         )
@@ -364,8 +367,9 @@ class Supervisor:
         """Raise :class:`~nectar.ports.PortInUse` if a port this command must listen on is taken."""
         api = (self.args.host, int(self.args.port), "the API, --port")
         luigid = (self.args.scheduler_host, int(self.args.scheduler_port), "luigid, --scheduler-port")
-        ports.ensure_free(*api)
-        self._listens["api"] = api
+        # bound here and handed to gunicorn (launch), as nectar api does: no other program takes it between the check
+        # and gunicorn's start (gunicorn bound its own: a port taken meanwhile was told after the fact)
+        self._api_listener = ports.listen(*api)
         if not self.settings.scheduler_url:
             ports.ensure_apart(api, luigid)
             ports.ensure_free(*luigid)
@@ -381,10 +385,18 @@ class Supervisor:
         if not scheduler_url:
             scheduler_url = f"http://{host_port(self.args.scheduler_host, self.args.scheduler_port)}"
         self.env["NECTAR_SCHEDULER_URL"] = scheduler_url
-        # the API's master tells through this pipe how it opened the registry (refuse_a_newer_registry)
+        # the API's master tells through this pipe how it opened the registry (refuse_a_newer_registry); not on the
+        # descriptor the API's socket is handed on (ports.take_handed)
         self._registry_verdict, writer = os.pipe()
-        self._start("api", GUNICORN, env={REGISTRY_VERDICT_FD: str(writer)}, pass_fds=(writer,))
-        os.close(writer)
+        writer = ports.off_the_handed_descriptor(writer)
+        assert self._api_listener is not None  # bound by check_ports
+        listener, handed = ports.hand_over(self._api_listener)
+        self._api_listener = None
+        try:
+            self._start("api", GUNICORN, env={REGISTRY_VERDICT_FD: str(writer), **handed}, pass_fds=(writer, listener))
+        finally:
+            os.close(writer)
+            os.close(listener)  # gunicorn's now, alone
         if not self.settings.scheduler_url and not self._stopping:  # a stop asked meanwhile: nothing more starts
             args, data_dir = self.args, self.settings.data_dir
             argv = luigid_command(args.scheduler_host, args.scheduler_port, data_dir, args.scheduler_allowed_hosts)
@@ -442,9 +454,9 @@ class Supervisor:
         """Raise the check's :class:`~nectar.ports.PortInUse` (one line naming the port, the part and its holder)
         where ``part``, not up yet, died, or another process answers on its port, and that port is taken now by
         another program than this serve's (a process whose environment does not name this supervisor): since the
-        check (:meth:`check_ports`), before the part could bind it. The kernel says who holds the port, as for the
-        check; the part's own complaint (gunicorn's "Connection in use", luigid's traceback) is not read. A part's
-        own process still holding it (a gunicorn worker of a master killed) is no other program's."""
+        check (:meth:`check_ports`), before the part could bind it: luigid's (the API's is bound by the check itself
+        and handed to gunicorn). The kernel says who holds the port, as for the check; the part's own complaint
+        (luigid's line) is not read. A part's own process still holding it is no other program's."""
         listen = self._listens.get(part.name)
         if listen is None or (part.proc.poll() is None and ports.held_by(listen[1], [part.proc.pid]) is not False):
             return
@@ -499,7 +511,9 @@ class Supervisor:
         not left running while the workers drain (``NECTAR_DRAIN_GRACE`` beyond it)."""
         running = [part.name for part in reversed(self.parts) if part.proc.poll() is None]
         if running:
-            logger.info("stopping %s; luigid last", ", ".join(running))
+            # luigid last where it is one of them (none of serve's own under --scheduler-url)
+            last = "; luigid last" if "luigid" in running and len(running) > 1 else ""
+            logger.info("stopping %s%s", ", ".join(name for name in running if name != "luigid" or not last), last)
         first = [part for part in reversed(self.parts) if part.name != "luigid"]
         for parts in (first, [part for part in self.parts if part.name == "luigid"]):
             deadlines = {part.name: time.monotonic() + part.stop_timeout for part in parts}
@@ -542,25 +556,13 @@ def api(args: argparse.Namespace) -> int:
     """``nectar api``: this process becomes gunicorn serving the API (the registry, luigid and store come from
     the environment: ``NECTAR_DATABASE_URL``, ``NECTAR_SCHEDULER_URL``, ``ENV``/``PROJECT_BUCKET``...)."""
     Settings.from_env()  # a bad setting is refused here, in one line naming it, not in gunicorn's master's traceback
-    # bound here, and handed to gunicorn: no other program takes the port between the check and gunicorn's bind
-    # (where gunicorn tried 5 times, a second apart, then exited 1 without naming the holder)
-    hand_to_gunicorn(ports.listen(args.host, int(args.port), "the API, --port"))
+    # bound here, and handed to gunicorn, as serve hands it: no other program takes the port between the check and
+    # gunicorn's bind (where gunicorn tried 5 times, a second apart, then exited 1 without naming the holder)
+    _, handed = ports.hand_over(ports.listen(args.host, int(args.port), "the API, --port"))
+    os.environ.update(handed)
     os.environ.update({"NECTAR_HOST": args.host, "NECTAR_PORT": str(args.port)})
     os.environ["NECTAR_API_WORKERS"] = str(args.api_workers)
     become(GUNICORN)
-
-
-def hand_to_gunicorn(listener: socket.socket) -> None:
-    """``listener`` becomes the socket of the gunicorn this process execs, as systemd's socket activation hands one
-    (``LISTEN_FDS``, ``LISTEN_PID``: this process, which exec keeps; the descriptor :data:`LISTEN_FDS_START`), which
-    gunicorn takes for its bind and removes from its environment, so its workers see none of it."""
-    fd = listener.detach()
-    if fd != LISTEN_FDS_START:
-        os.dup2(fd, LISTEN_FDS_START)  # inheritable; whatever held 3 here is close-on-exec (PEP 446), not needed
-        os.close(fd)
-    else:
-        os.set_inheritable(fd, True)
-    os.environ.update({"LISTEN_FDS": "1", "LISTEN_PID": str(os.getpid())})
 
 
 def scheduler(args: argparse.Namespace) -> int:

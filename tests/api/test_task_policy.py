@@ -50,6 +50,9 @@ FACTOR = "must be a number ≥ 1"
         ("retry_backoff", "float('inf')", FACTOR),
         ("retry_backoff", "float('nan')", FACTOR),
         ("retry_count", "2**40", "must be a whole number from 1 to 2147483647"),  # luigi's attempts: max_attempts
+        ("retry_count", "float('inf')", "must be a whole number from 1 to 2147483647"),  # luigi: retried for ever
+        ("retry_count", "float('nan')", "must be a whole number from 1 to 2147483647"),  # luigi: never disabled
+        ("retry_count", "'3'", "must be a whole number from 1 to 2147483647"),  # luigid: a TypeError at its failure
     ],
 )
 def test_a_policy_the_settings_refuse_is_refused_naming_the_class(
@@ -66,17 +69,36 @@ def test_a_policy_the_settings_refuse_is_refused_naming_the_class(
 
 
 @pytest.mark.parametrize(
-    ("attribute", "value"),
-    [("retries", "0"), ("retries", "2**31 - 2"), ("retry_delay", "0"), ("retry_delay", "0.25"), ("retry_backoff", "1")],
+    ("attribute", "value", "attempts"),
+    [
+        ("retries", "0", 1),
+        ("retries", "2**31 - 2", 2**31 - 1),
+        ("retries", "property(lambda self: 1)", 2),  # read on the task, as luigi reads its own; before: a 422
+        ("retry_delay", "0", 4),  # the settings' 3 retries
+        ("retry_delay", "0.25", 4),
+        ("retry_backoff", "1", 4),
+        ("retry_count", "0", 1),  # luigi: disabled at the first failure; before: ignored (the settings' retries)
+        ("retry_count", "-1", 1),
+        ("retry_count", "2.5", 3),  # luigi: disabled at the third
+        ("retry_count", "True", 1),
+        ("retry_count", "2", 2),
+    ],
 )
 def test_a_policy_within_the_rules_is_taken(
-    client: FlaskClient, write_chain: WriteChain, attribute: str, value: str
+    settings: Settings,
+    client_for: Callable[[Settings], FlaskClient],
+    write_chain: WriteChain,
+    attribute: str,
+    value: str,
+    attempts: int,
 ) -> None:
+    client = client_for(settings.replace(retries=3))
     write_chain("policies/policy_chain", POLICY_CHAIN.format(attribute=attribute, value=value))
 
     answer = client.post("/api/chains/policies/policy_chain/PolicyTask", json={"n": 1})
 
     assert answer.status_code == 202, answer.get_json()
+    assert [run["max_attempts"] for run in client.get("/api/runs").get_json()["data"]] == [attempts]
 
 
 def test_retries_past_postgresqls_integer_are_refused_on_postgresql(

@@ -1,0 +1,135 @@
+"""The chains folder every command that reads one is given (``--chains-dir``, ``NECTAR_CHAINS_DIR``, ``./chains``):
+one that is no folder it can list is refused before anything starts, one line naming the path and what is wrong with
+it, exit 2 (``nectar serve --chains-dir <a file>`` started everything, then each request's catalog raised
+``NotADirectoryError`` in the API's workers; a missing folder was served as a service with no chain)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness import Processes, base_env, lifeline_env, wait_until
+from nectar.config import CHAINS_COMMANDS, Settings
+from tests.conftest import NECTAR, free_port, settings_env
+
+#: each command that reads the chains folder, with the arguments it needs to start
+COMMANDS = {
+    "chains": [],
+    "run": ["testchains/hello_luigiworld_chain/WithDependencyTask"],
+    "status": ["chains/etl/sales_chain/ATask/0123456789abcdef0123456789abcdef/out.txt"],
+    "cancel": ["0123"],
+    "worker": [],
+    "schedules": [],
+    "backfill": ["daily.sales_chain.DailyTask.0", "--start", "2026-03-01", "--end", "2026-03-02"],
+    "triggers": [],
+    "clock": [],
+    "serve": [],
+    "api": [],
+}
+
+
+def test_every_command_that_reads_the_chains_folder_is_checked() -> None:
+    assert set(COMMANDS) == CHAINS_COMMANDS
+
+
+def started(settings: Settings, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    ports = {"NECTAR_PORT": str(free_port()), "NECTAR_SCHEDULER_PORT": str(free_port())}
+    return subprocess.run(
+        [*NECTAR, *argv],
+        env={**os.environ, **settings_env(settings), **ports, **env, **lifeline_env()},  # dies with this process
+        cwd=settings.data_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def refused(settings: Settings, tmp_path: Path, command: str, made: str, given_by: str = "flag") -> None:
+    """``command`` given a chains folder that is not one (``made`` so) by ``given_by`` ends with one line naming it,
+    exit 2, having started nothing."""
+    problem = "does not exist" if made == "missing" else "is not a folder"
+    places = {"file": tmp_path / "chains.txt", "missing": tmp_path / "nowhere", "below a file": tmp_path / "f" / "c"}
+    path = places[made]
+    (tmp_path / "chains.txt").write_text("not a folder\n")
+    (tmp_path / "f").write_text("not a folder either\n")
+    argv = [command, *COMMANDS[command]]
+    if given_by == "flag" and command != "api":  # api takes no --chains-dir: its variable alone
+        argv += ["--chains-dir", str(path)]
+        env = {}
+    else:
+        env = {"NECTAR_CHAINS_DIR": str(path)}
+
+    result = started(settings, argv, env)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == f"nectar: the chains folder {path} (--chains-dir, env NECTAR_CHAINS_DIR) {problem}\n"
+    assert not (settings.data_dir / "luigid").exists()  # serve started no luigid (it makes its state folder first)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_file_given_as_the_chains_folder_is_refused_by_every_command(
+    settings: Settings, tmp_path: Path, command: str
+) -> None:
+    refused(settings, tmp_path, command, "file")
+
+
+@pytest.mark.parametrize("command", ["serve", "worker", "chains"])
+@pytest.mark.parametrize(("made", "given_by"), [("missing", "flag"), ("below a file", "flag"), ("file", "variable")])
+def test_a_chains_folder_that_is_not_one_is_refused_however_given(
+    settings: Settings, tmp_path: Path, command: str, made: str, given_by: str
+) -> None:
+    refused(settings, tmp_path, command, made, given_by)
+
+
+@pytest.mark.parametrize("made", ["file", "missing"])
+def test_the_default_chains_folder_is_checked_where_the_command_runs(
+    settings: Settings, tmp_path: Path, made: str
+) -> None:
+    """Without a flag or a variable, ``./chains`` of the working folder: a file there is refused; none there is no
+    chain, as before (a project with none yet), not a refusal."""
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    if made == "file":
+        (cwd / "chains").write_text("not a folder\n")
+    env = {k: v for k, v in os.environ.items() if k != "NECTAR_CHAINS_DIR"}
+    env |= {k: v for k, v in settings_env(settings).items() if k != "NECTAR_CHAINS_DIR"}
+    result = subprocess.run(
+        [*NECTAR, "chains"], env=env | lifeline_env(), cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+    if made == "file":
+        assert result.returncode == 2, result.stdout + result.stderr
+        said = f"nectar: the chains folder {cwd / 'chains'} (--chains-dir, env NECTAR_CHAINS_DIR) is not a folder\n"
+        assert result.stderr == said
+    else:
+        assert result.returncode == 0, result.stderr
+        assert f"no chains under {cwd / 'chains'}" in result.stdout
+
+
+def test_an_empty_chains_folder_is_a_folder(settings: Settings, tmp_path: Path) -> None:
+    """Taken, and listed as holding no chain."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = started(settings, ["chains", "--chains-dir", str(empty)], {})
+    assert result.returncode == 0, result.stderr
+    assert f"no chains under {empty}" in result.stdout
+
+
+def test_serve_in_a_folder_without_chains_starts_its_workers(
+    settings: Settings, processes: Processes, tmp_path: Path
+) -> None:
+    """serve hands its parts the default ``./chains`` resolved (``NECTAR_CHAINS_DIR``): its workers take it as the
+    default, absent as before, and start."""
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    env = {k: v for k, v in base_env().items() if k != "NECTAR_CHAINS_DIR"}
+    env |= {k: v for k, v in settings_env(settings).items() if k != "NECTAR_CHAINS_DIR"}
+    served = processes.nectar_serve(env, cwd)
+    log = processes.log_of[served.proc.pid]
+
+    wait_until(lambda: "slot(s), registry" in log.read_text())  # the workers' executor started
+
+    assert served.proc.poll() is None, log.read_text()
+    assert "nectar: the chains folder" not in log.read_text()

@@ -1,0 +1,64 @@
+"""What ``nectar serve`` says of processes: its stop line names what it stops (luigid only where it started one), and
+a port's holder that is a part of a serve is named by its role and its serve, not by its 200-character prelude."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from harness import NECTAR, Processes, Served, base_env, free_port, lifeline_env, settings_env, wait_until
+from nectar.config import Settings
+from nectar.lifeline import SUPERVISOR_VAR
+
+
+def stops_said(processes: Processes, served: Served) -> list[str]:
+    """What ``served`` (a ``nectar serve`` up) says it stops, once stopped after it started its workers."""
+    log = processes.log_of[served.proc.pid]
+    wait_until(lambda: "Datanectar is up" in log.read_text())  # said once the workers are started
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(timeout=120) == 0, log.read_text()
+    return [line.partition("stopping ")[2] for line in log.read_text().splitlines() if "stopping " in line]
+
+
+def test_a_serve_given_a_scheduler_url_says_it_stops_no_luigid(
+    settings: Settings, processes: Processes, luigid: str, tmp_path: Path
+) -> None:
+    """Given ``--scheduler-url``, serve starts no luigid: its stop line said "...; luigid last" all the same."""
+    env = base_env() | settings_env(settings)
+    served = processes.nectar_serve(env, tmp_path, ["--scheduler-url", luigid])
+
+    assert stops_said(processes, served) == ["workers, api"]
+
+
+def test_a_serve_stops_its_luigid_last_and_says_so(settings: Settings, processes: Processes, tmp_path: Path) -> None:
+    env = base_env() | settings_env(settings)
+    served = processes.nectar_serve(env, tmp_path)
+
+    assert stops_said(processes, served) == ["workers, api; luigid last"]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", ""], env={**os.environ, **lifeline_env()})
+    child.wait()
+    return child.pid
+
+
+def test_a_port_held_by_the_api_of_a_serve_gone_is_named_by_what_it_is(
+    settings: Settings, processes: Processes, tmp_path: Path
+) -> None:
+    """The API's gunicorn left holding its port by a serve killed -9 (its environment names that serve, gone): the
+    next serve's refusal names it shortly, its pid, its role and its serve, not its ``python -c`` prelude."""
+    gone = dead_pid()
+    api = processes.nectar_api(settings, env={SUPERVISOR_VAR: str(gone)})
+    argv = [*NECTAR, "serve", "--port", str(api.port), "--scheduler-port", str(free_port())]
+    env = base_env() | settings_env(settings) | lifeline_env()
+
+    second = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    assert second.returncode == 2, second.stdout + second.stderr
+    holder = f"pid {api.proc.pid} (an API process (gunicorn) of a nectar serve (pid {gone}, gone))"
+    assert second.stderr == f"nectar: port {api.port} (the API, --port) is in use by {holder}\n"
