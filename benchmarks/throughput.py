@@ -196,10 +196,16 @@ class Cores:
         return {part: (ran, waited, slept) for part, (ran, waited, slept) in sums.items()}
 
 
+#: the parts of the service whose system time (the kernel's work for them) :func:`cpu_used` reads apart
+KERNEL_PARTS = ("workers", "luigid", "API")
+
+
 def cpu_used(cluster: Cluster, workers: subprocess.Popen[bytes]) -> dict[str, float]:
     """CPU seconds used so far by each part: the workers (and their attempts), their own process, luigid, the API,
-    this benchmark (its clients and its polls), the whole machine."""
+    this benchmark (its clients and its polls), the whole machine; and of the service's parts, their system time
+    (``<part> system``)."""
     assert cluster.luigid is not None
+    roots = {"workers": workers.pid, "luigid": cluster.luigid.pid, "API": cluster.apis[cluster.api_url].pid}
     return {
         "workers": tree_cpu(workers.pid),
         "own": cpu_seconds(workers.pid),
@@ -207,14 +213,29 @@ def cpu_used(cluster: Cluster, workers: subprocess.Popen[bytes]) -> dict[str, fl
         "API": cluster.api_cpu(cluster.api_url),
         "client": time.process_time(),
         "machine": busy_cpu(),
+        **{f"{part} system": tree_cpu(roots[part], system=True) for part in KERNEL_PARTS},
     }
+
+
+def ceiling(cores: int, per_run_ms: float, one: float) -> tuple[float, str]:
+    """What the cores allow while a run costs ``per_run_ms`` ms of CPU over every part (the service's and this
+    benchmark's clients, with 2 workers): ``cores`` ÷ that, in runs/s, the most any number of workers can sustain;
+    and said beside the 1 worker's rate ``one``: the most 2 workers can gain over 1 unless a run's CPU falls."""
+    cap = cores / per_run_ms * 1000
+    said = (
+        f"{cores} cores ÷ {per_run_ms:.2f} ms of CPU a run (every part, this benchmark's clients too, with 2 workers) "
+        f"= {cap:.0f} runs/s at most: {cap / one:.2f}x the 1 worker's {one:.0f}/s, the most 2 workers can gain over 1 "
+        f"unless a run's CPU falls"
+    )
+    return cap, said
 
 
 def measured(
     cluster: Cluster, workers: subprocess.Popen[bytes], slots: int, first: int, count: int
-) -> tuple[float, str]:
-    """:func:`sustained`, and where its CPU went: per run, by part, and the cores they used beside the machine's;
-    how long a run held its slot; per run, what each part ran, waited for a core and slept (:class:`Cores`)."""
+) -> tuple[float, str, float]:
+    """:func:`sustained`, and where its CPU went: per run, by part (and the kernel's share of the service's parts),
+    and the cores they used beside the machine's; how long a run held its slot; per run, what each part ran, waited
+    for a core and slept (:class:`Cores`); and the ms of CPU a run cost every part (this benchmark's clients too)."""
     began, before, waits_before = time.monotonic(), cpu_used(cluster, workers), loop_waits(workers.pid)
     assert cluster.luigid is not None
     roots = {"loop": workers.pid, "luigid": cluster.luigid.pid, "API": cluster.apis[cluster.api_url].pid}
@@ -230,8 +251,10 @@ def measured(
     said = (
         f"{rate:.1f} runs/s; CPU per run: workers {per_run['workers']:.2f} ms (their own process "
         f"{per_run['own']:.2f}), luigid {per_run['luigid']:.2f}, API {per_run['API']:.2f}, this benchmark's clients "
-        f"{per_run['client']:.2f} (the reads of schedstat {sampled.cost / count * 1000:.2f} apart); "
-        f"these used {ours / wall:.2f} cores ({cores}), "
+        f"{per_run['client']:.2f} (the reads of schedstat {sampled.cost / count * 1000:.2f} apart); of which the "
+        f"kernel's (system time): "
+        + ", ".join(f"{part} {per_run[f'{part} system']:.2f}" for part in KERNEL_PARTS)
+        + f"; these used {ours / wall:.2f} cores ({cores}), "
         f"the machine {used['machine'] / wall:.2f}; the worker's loop waited for a core {waited / count * 1000:.2f} "
         f"ms per run, preempted {preempted / count:.2f} times per run"
     )
@@ -247,7 +270,7 @@ def measured(
         f"{part} {ran / count * 1000:.2f} / {waited / count * 1000:.2f} / {slept / count * 1000:.2f}"
         for part, (ran, waited, slept) in parts.items()
     )
-    return rate, said
+    return rate, said, sum(per_run[part] for part in ("workers", "luigid", "API", "client"))
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -260,14 +283,15 @@ def run(ctx: Context) -> list[Figure]:
         cluster.start_api()
         through_service(cluster, -1)  # warm: the API's catalog, the workers' luigi
         dispatch = median([through_service(cluster, n)[2] for n in range(DISPATCH_SAMPLES)])
-        two, said_two = measured(cluster, workers, 2, 1_000_000, count)
+        two, said_two, cpu_two = measured(cluster, workers, 2, 1_000_000, count)
         cluster.procs.stop(workers)
         workers = cluster.start_workers(1)
         through_service(cluster, -2)  # warm as the 2 were: its start-up (imports, warm()) is not the 1-worker rate's
-        one, said_one = measured(cluster, workers, 1, 2_000_000, count)
+        one, said_one, _ = measured(cluster, workers, 1, 2_000_000, count)
     print(f"dispatch median {dispatch * 1000:.1f} ms")
     print(f"2 workers: {said_two}")
     print(f"1 worker: {said_one}")
+    print(f"the cores' ceiling: {ceiling(len(os.sched_getaffinity(0)), cpu_two, one)[1]}")
     figure, ideal = f"runs/s, {count:,} runs at once, 2 workers", f"2 ÷ dispatch median (n={DISPATCH_SAMPLES})"
     linear = Target("ratio", False, 1.6, "≥ 1.6x (~linear)")
     return [

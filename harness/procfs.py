@@ -49,25 +49,27 @@ def alive(pid: int) -> bool:
     return state(pid) not in (None, "Z", "X")
 
 
-def _cpu_ticks(pid: int, reaped: bool) -> int:
-    """Clock ticks of CPU ``pid`` used, user and system (utime + stime), with ``reaped`` those of the children it
-    waited for too (cutime + cstime), from its ``stat``."""
+def _cpu_ticks(pid: int, reaped: bool, system: bool = False) -> int:
+    """Clock ticks of CPU ``pid`` used, user and system (utime + stime; with ``system``, stime alone: the kernel's
+    work for it), with ``reaped`` those of the children it waited for too (cutime + cstime), from its ``stat``."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return sum(int(value) for value in fields[11 : 15 if reaped else 13])
+    return sum(int(value) for value in fields[12 if system else 11 : 15 if reaped else 13 : 2 if system else 1])
 
 
-def cpu_seconds(pid: int) -> float:
-    """The CPU time ``pid`` has used so far, user and system, in seconds (from its ``stat``: utime + stime)."""
-    return _cpu_ticks(pid, reaped=False) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid: int, system: bool = False) -> float:
+    """The CPU time ``pid`` has used so far, user and system, in seconds (from its ``stat``: utime + stime); with
+    ``system``, its system time alone (stime)."""
+    return _cpu_ticks(pid, reaped=False, system=system) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu(pid: int) -> float:
+def tree_cpu(pid: int, system: bool = False) -> float:
     """CPU seconds used by ``pid``, by the children it reaped (``cutime``/``cstime``) and by its descendants alive (a
-    gunicorn's workers, a worker's attempt processes and spares); one exiting meanwhile is counted once reaped."""
-    used = _cpu_ticks(pid, reaped=True) / os.sysconf("SC_CLK_TCK")
+    gunicorn's workers, a worker's attempt processes and spares); one exiting meanwhile is counted once reaped. With
+    ``system``, their system time alone."""
+    used = _cpu_ticks(pid, reaped=True, system=system) / os.sysconf("SC_CLK_TCK")
     for child in descendants(pid):
         try:
-            used += cpu_seconds(child)
+            used += cpu_seconds(child, system)
         except FileNotFoundError:  # exiting now: in its parent's cutime once reaped
             pass
     return used

@@ -56,7 +56,7 @@ from benchmarks.status import (
     switches,
 )
 from harness import REPO, answers, busy_cpu, cpu_seconds, free_port, lifeline_env, read_calls, thread_times, waitfor
-from harness.procfs import descendants, thread_cpu
+from harness.procfs import descendants, thread_cpu, tree_cpu
 from nectar.registry import RunFilter, RunState
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.harness.test_ports import outgoing_connection_from
@@ -118,6 +118,41 @@ def test_cpu_seconds_is_the_cpu_a_process_used() -> None:
     while time.process_time() - burnt < 0.3:
         pass
     assert cpu_seconds(os.getpid()) - before == pytest.approx(time.process_time() - burnt, abs=0.05)
+
+
+def _burn_system_time(seconds: float) -> None:
+    """Make system calls until this process has spent ``seconds`` more of system time (the kernel's, on its behalf)."""
+    began = os.times().system
+    while os.times().system - began < seconds:
+        os.close(os.open(os.devnull, os.O_RDONLY))
+
+
+def test_cpu_seconds_with_system_is_the_system_time_a_process_used() -> None:
+    before, burnt = cpu_seconds(os.getpid(), system=True), os.times().system
+    _burn_system_time(0.3)
+    assert cpu_seconds(os.getpid(), system=True) - before == pytest.approx(os.times().system - burnt, abs=0.05)
+    assert cpu_seconds(os.getpid(), system=True) <= cpu_seconds(os.getpid())
+
+
+def test_tree_cpu_with_system_counts_the_system_time_of_the_children_reaped() -> None:
+    before = tree_cpu(os.getpid(), system=True)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _burn_system_time(0.3)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    children = os.times().children_system
+    assert tree_cpu(os.getpid(), system=True) - before >= min(children, 0.3) - 0.05
+    assert children >= 0.3
+
+
+def test_the_throughput_benchmark_says_what_the_cores_allow_beside_the_1_workers_rate() -> None:
+    """2 cores and 4.6 ms of CPU a run (round 47's figures) allow 435 runs/s at most: 1.28x 339/s."""
+    cap, said = throughput_module.ceiling(2, 4.6, 339.0)
+    assert cap == pytest.approx(2 / 0.0046)
+    assert "= 435 runs/s at most: 1.28x the 1 worker's 339/s" in said, said
 
 
 def test_busy_cpu_counts_the_cpu_this_process_used() -> None:
