@@ -337,9 +337,9 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             conn.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a commit is in the WAL file (the OS's page cache) before COMMIT returns, so an accepted run
         # survives kill -9 of any process (tests/faults/test_processes.py, test_worker_dies.py); the WAL is fsynced
-        # at each checkpoint (every CHECKPOINT_TURNS write turns of a process: sqlite_checkpoints), so a power loss or
-        # kernel crash may roll back the runs accepted since, never corrupts. FULL (an fsync per commit) cost +75 µs
-        # CPU and +165 µs under the write lock per submit.
+        # at each wake of the checkpointer (every CHECKPOINT_TURNS write turns of a process, a copy or the fsync
+        # alone: sqlite_checkpoints), so a power loss or kernel crash may roll back the runs accepted since, never
+        # corrupts. FULL (an fsync per commit) cost +75 µs CPU and +165 µs under the write lock per submit.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         # a checkpoint in a writer's COMMIT only past BACKSTOP_FRAMES (10x SQLite's mark): the process's thread

@@ -38,6 +38,12 @@ GUARD = 60.0
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def every_wake_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each wake of a checkpointer copies the WAL (none fsyncs it alone: COPY_FRAMES), unless a test says otherwise."""
+    monkeypatch.setattr(sqlite_checkpoints, "COPY_FRAMES", 0)
+
+
 def wal_frames(path: Path) -> int:
     """The frames in the WAL of the registry at ``path`` (a checkpoint's count of them, made by another connection:
     it copies what it may and counts the rest)."""
@@ -199,6 +205,43 @@ def test_frames_no_process_counted_are_checkpointed_by_the_next_writer_to_look(
     store.close()
 
 
+def test_a_wake_with_few_frames_not_yet_copied_fsyncs_the_wal_and_copies_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fewer than COPY_FRAMES frames not yet copied: the wake fsyncs the WAL (what a power loss may roll back is
+    bounded as when it copied: a copy's first step is that fsync) and copies nothing; a later wake past the mark
+    copies every frame."""
+    monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_TURNS", 5)
+    monkeypatch.setattr(sqlite_checkpoints, "COPY_FRAMES", 100)  # 5 runs write fewer frames (8-11 each), 10 more
+    path = tmp_path / "runs.sqlite3"
+    synced: list[str] = []
+    fdatasync = os.fdatasync  # SQLite's own fsyncs are its C library's, never this
+
+    def observed(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", observed)
+    store = closed_at_end(SQLiteRunStore(path))
+    with closing(sqlite3.connect(path, isolation_level=None)) as held:  # no writer's connection is the last
+        held.execute("SELECT count(*) FROM runs").fetchone()
+        for n in range(5):  # the 5th turn wakes the checkpointer
+            store.submit(new_run(n))
+        checkpoints = store.checkpoints
+        assert checkpoints.wait_made(1, GUARD)
+        assert not in_file_alone(path, tmp_path / "copy") & {f"ATask_{n}" for n in range(5)}  # none copied
+        assert (checkpoints.synced, checkpoints.complete, synced) == (1, 0, [f"{path}-wal"])
+        made, numbers = 1, itertools.count(5)
+        while checkpoints.complete == 0 and made < 5:  # past COPY_FRAMES within 4 wakes more (20 runs)
+            for _ in range(5):
+                store.submit(new_run(next(numbers)))
+            made += 1
+            assert checkpoints.wait_made(made, GUARD)
+        assert checkpoints.complete == 1 and checkpoints.synced == made - 1
+        assert in_file_alone(path, tmp_path / "copy") >= {f"ATask_{n}" for n in range(5)}
+    store.close()
+
+
 def test_a_checkpoint_with_nothing_committed_meanwhile_takes_no_turn(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite3"
     store = closed_at_end(SQLiteRunStore(path))
@@ -313,6 +356,22 @@ def test_closing_the_registry_waits_on_no_other_processs_turn(tmp_path: Path, mo
     assert checkpoints._thread is not None and not checkpoints._thread.is_alive()
 
 
+def open_wal(path: Path) -> sqlite3.Connection:
+    """A connection of its own on the file at ``path``, in WAL mode, that never checkpoints as it commits."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    return conn
+
+
+def write_pages(conn: sqlite3.Connection, pages: int) -> None:
+    """``pages`` rows of a page each committed by ``conn`` in one transaction: about as many WAL frames."""
+    conn.execute("CREATE TABLE IF NOT EXISTS t (x BLOB)")
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO t VALUES (?)", ((b"x" * 4000,) for _ in range(pages)))
+    conn.execute("COMMIT")
+
+
 def test_a_wal_index_removed_and_made_again_is_looked_at_anew(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The file's last connection removes its WAL index (``-shm``) as it closes, and the next to open the file makes
     another: a process that looked at the first (its checkpointer kept) looks at the new one, not the removed one,
@@ -321,28 +380,16 @@ def test_a_wal_index_removed_and_made_again_is_looked_at_anew(tmp_path: Path, mo
     path = tmp_path / "runs.sqlite3"
     shm = Path(f"{path}-shm")
 
-    def open_() -> sqlite3.Connection:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
-        return conn
-
-    def write(conn: sqlite3.Connection, pages: int) -> None:
-        conn.execute("CREATE TABLE IF NOT EXISTS t (x BLOB)")
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO t VALUES (?)", ((b"x" * 4000,) for _ in range(pages)))
-        conn.execute("COMMIT")
-
-    checkpoints = sqlite_checkpoints.Checkpointer(open_, contextlib.nullcontext, str(shm))
-    with closing(open_()) as first:
-        write(first, 10)
+    checkpoints = sqlite_checkpoints.Checkpointer(lambda: open_wal(path), contextlib.nullcontext, str(shm))
+    with closing(open_wal(path)) as first:
+        write_pages(first, 10)
         for _ in range(sqlite_checkpoints.LOOK_EVERY):  # a look: the WAL index opened, too few frames to wake
             checkpoints.wrote()
         assert checkpoints._shm is not None and checkpoints.made == 0
         removed = os.fstat(checkpoints._shm).st_ino
     assert not shm.exists()  # removed by the last connection
-    with closing(open_()) as second:
-        write(second, 300)  # 300 frames not copied, in a WAL index made anew
+    with closing(open_wal(path)) as second:
+        write_pages(second, 300)  # 300 frames not copied, in a WAL index made anew
         assert shm.stat().st_ino != removed
         # the descriptor of the removed index released at the look closes: no lock of the process is on it (SQLite
         # removed it as its last connection closed; this one's are on the new file, which they keep)
@@ -352,6 +399,40 @@ def test_a_wal_index_removed_and_made_again_is_looked_at_anew(tmp_path: Path, mo
         assert checkpoints.wait_made(1, GUARD)
         assert locked_here(shm) and shm_descriptors(tmp_path) == 2  # SQLite's and the checkpointer's, of the new one
         assert wal_frames(path) >= 300 and checkpoints.complete == 1
+    checkpoints.close()
+
+
+def test_a_wal_removed_and_made_again_is_the_one_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file's last connection removes its WAL as it closes, and the next to open the file makes another: a
+    checkpointer that synced the first (its descriptor kept) syncs the new one, not the removed one."""
+    monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_FRAMES", 200)
+    monkeypatch.setattr(sqlite_checkpoints, "COPY_FRAMES", 10_000)  # each wake syncs alone
+    path = tmp_path / "runs.sqlite3"
+    wal = Path(f"{path}-wal")
+    synced: list[int] = []
+    fdatasync = os.fdatasync  # SQLite's own fsyncs are its C library's, never this
+
+    def observed(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", observed)
+
+    checkpoints = sqlite_checkpoints.Checkpointer(lambda: open_wal(path), contextlib.nullcontext, f"{path}-shm")
+    with closing(open_wal(path)) as first:
+        write_pages(first, 300)
+        for _ in range(sqlite_checkpoints.LOOK_EVERY):  # a look: 300 frames, a wake
+            checkpoints.wrote()
+        assert checkpoints.wait_made(1, GUARD) and checkpoints.synced == 1
+        removed = wal.stat().st_ino
+        assert synced == [removed]
+    assert not wal.exists()  # removed by the last connection
+    with closing(open_wal(path)) as second:
+        write_pages(second, 600)  # 600 frames not copied (200 more than the last wake found), in a WAL made anew
+        for _ in range(sqlite_checkpoints.LOOK_EVERY):  # a look
+            checkpoints.wrote()
+        assert checkpoints.wait_made(2, GUARD) and checkpoints.synced == 2
+        assert synced == [removed, wal.stat().st_ino] and wal.stat().st_ino != removed
     checkpoints.close()
 
 
