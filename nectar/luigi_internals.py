@@ -86,7 +86,7 @@ from luigi.task import (
 from luigi.task_register import Register
 from luigi.task_status import DONE, PENDING
 
-from nectar import standby
+from nectar import forks, standby
 
 logger = logging.getLogger(__name__)
 #: what marks luigi's registry as extended (once per process)
@@ -612,7 +612,7 @@ def choices_of(param: luigi.Parameter) -> list[str] | None:
 
 
 #: one forgetting at a time (:func:`forget_task_classes`): what one removes does not move what another reads
-_forgetting = threading.Lock()
+_forgetting = forks.lock_made_anew_in_children(globals(), "_forgetting")
 
 
 def forget_task_classes(module: str) -> None:

@@ -13,7 +13,13 @@ from contextlib import ExitStack
 from tests.helpers.forks import said_by_a_child_forked_while_held
 
 #: modules with a lock of their own, imported here so that the scan below sees them whatever ran before
-WITH_LOCKS = ("nectar.upstream", "nectar.deferred_imports", "nectar.registry.sqlite", "nectar.registry.postgres")
+WITH_LOCKS = (
+    "nectar.upstream",
+    "nectar.deferred_imports",
+    "nectar.registry.sqlite",
+    "nectar.registry.postgres",
+    "nectar.luigi_internals",
+)
 LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
 
 
