@@ -58,14 +58,19 @@ def luigi_attempts(value: object, name: str) -> int | None:
     raise InvalidSetting(f"{name} must be a whole number from 1 to {INTEGER_MOST}, not {value!r}")
 
 
-def attempts_used_up(task: Any, attempt: int) -> object:
-    """The ``retry_count`` of ``task`` (a failed step) where ``attempt`` used up the attempts luigi gives it (luigid
-    disables it now: another attempt of its run would meet it disabled), else None; None too where luigi never
-    disables it (``inf``, ``nan``, a text: no rule of the service's refused the step, only its run's task is read at
+def attempts_used_up(task: Any, attempt: int, luigi_config: Path | None = None) -> object:
+    """The ``retry_count`` of ``task`` (a failed step; where it sets none, ``[scheduler] retry_count`` of the luigi.cfg
+    at ``luigi_config``, which luigid gives it) where ``attempt`` used up the attempts luigi gives it (luigid disables
+    it now: another attempt of its run would meet it disabled), else None; None too where luigi never disables it
+    (``inf``, ``nan``, a text: no rule of the service's refused the step, only its run's task is read at
     submission)."""
-    value = luigi_retry_count(task) if task is not None else None
+    if task is None:
+        return None
+    value = luigi_retry_count(task)
     try:
         attempts = luigi_attempts(value, "retry_count")
+        if attempts is None:
+            value = attempts = scheduler_retry_count(luigi_config)
     except InvalidSetting:
         return None
     return value if attempts is not None and attempts <= attempt else None
