@@ -120,7 +120,7 @@ def luigid_command(host: str, port: str | int, data_dir: Path, allowed_hosts: st
     state = data_dir / "luigid"
     state.mkdir(parents=True, exist_ok=True)
     guard = ["--data-dir", str(data_dir), "--allowed-host", allowed_hosts]
-    listen = ["--address", host, "--port", str(port)]
+    listen = ["--address", ports.bare_address(host), "--port", str(port)]  # tornado looks [::1] up as a name
     return [*GUARDED_LUIGID, *guard, *listen, "--state-path", str(state / "state.pickle"), "--logdir", str(state)]
 
 

@@ -5,6 +5,7 @@ API, --port: Name or service not known", exit 2), where gunicorn's own bind had 
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,19 @@ def test_nectar_api_serves_on_a_bracketed_ipv6_host(settings: Settings, processe
         return answers(f"http://[::1]:{port}/healthz") == 200
 
     wait_until(up)
+
+
+def test_serve_with_both_hosts_in_brackets_comes_up_there(
+    settings: Settings, processes: Processes, tmp_path: Path
+) -> None:
+    """``--host [::1] --scheduler-host [::1]``: the API's socket and luigid's ``--address`` (tornado looks the
+    bracketed text up as a host name: luigid's traceback, then serve stopped everything) both on ``::1``."""
+    env = {**base_env(), **settings_env(settings.replace(scheduler_url=None)), "NECTAR_API_WORKERS": "1"}
+    args = ["--host", "[::1]", "--scheduler-host", "[::1]", "--workers", "1"]
+
+    served = processes.nectar_serve(env, tmp_path, args, host="::1")
+
+    assert answers(f"http://[::1]:{served.port}/api/chains", timeout=60) == 200
+    assert answers(f"http://[::1]:{served.scheduler_port}/api/worker_list", timeout=60) in (200, 403)
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(timeout=60) == 0
