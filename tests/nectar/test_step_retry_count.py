@@ -16,12 +16,7 @@ import luigi.scheduler
 import pytest
 
 from harness import REPO, free_port, lifeline_env
-from nectar.config import Settings
 from nectar.outcomes import retry_allowed
-from nectar.registry import RunState
-from nectar.service import Nectar
-from tests.helpers.registries import closed_at_end
-from tests.nectar.test_luigi_semantics import WriteChain, run_to_end
 from tests.nectar.test_retry_count import LUIGIS_PATIENCE, counting, disabled_after
 
 
@@ -70,49 +65,6 @@ def test_a_step_that_sets_none_ends_its_run_where_luigi_cfgs_retry_count_disable
 
     assert ended == list(range(failures, failures + 3)), f"luigid disables it at failure {failures}"
     assert all(retry_allowed(step, attempt) is None for attempt in range(1, failures + 3))  # no luigi.cfg: never
-
-
-STEP_CHAIN = """import luigi
-
-
-class PlainStepTask(luigi.Task):
-    counter = luigi.Parameter()
-
-    def run(self):
-        with open(self.counter, "a") as out:
-            out.write("ran\\n")
-        raise RuntimeError("fragile")
-
-
-class PatientTask(luigi.Task):
-    retries = 3
-    counter = luigi.Parameter()
-
-    def requires(self):
-        return PlainStepTask(counter=self.counter)
-
-    def run(self):
-        pass
-"""
-
-
-def test_a_run_ends_where_luigi_cfg_disables_its_failed_step(
-    settings: Settings, write_chain: WriteChain, tmp_path: Path
-) -> None:
-    """A run of 4 attempts (its task's ``retries``) whose step, setting no ``retry_count``, luigid disables at its
-    first failure (luigi.cfg's ``retry_count = 1``): one attempt, ended saying so. Before, 4 attempts ran the step."""
-    config = tmp_path / "luigi.cfg"
-    config.write_text("[scheduler]\nretry_count = 1\n")
-    configured = settings.replace(luigi_config=config, retry_delay=0.0)
-    write_chain("examples/steps_chain", STEP_CHAIN)
-    nectar = closed_at_end(Nectar(configured))
-    counter = tmp_path / "step.txt"
-
-    run = run_to_end(configured, nectar, "examples/steps_chain", "PatientTask", counter=str(counter))
-
-    assert (run.state, run.attempt, run.max_attempts, run.failed_step) == (RunState.FAILED, 1, 4, "PlainStepTask")
-    assert run.error is not None and "its retry_count is 1" in run.error
-    assert counter.read_text().splitlines() == ["ran"]
 
 
 @pytest.mark.parametrize("command", ["serve", "api"])
