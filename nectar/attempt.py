@@ -292,7 +292,7 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         f"not complete after the run: {summary.strip()[-MAX_ERROR:]}",
         True,
     )
-    allowed = retry_allowed(recorder.failed_task, run.attempt) if retryable else None
+    allowed = retry_allowed(recorder.failed_task, run.attempt, settings.luigi_config) if retryable else None
     if allowed is not None:  # luigid, too, disables the step now: another attempt would wait for nothing
         retryable, error = (
             False,

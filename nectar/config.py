@@ -560,16 +560,26 @@ def check_chains_dir(flags: object, environ: Mapping[str, str] | None = None) ->
             pass
         if os.access(path, os.R_OK | os.X_OK):  # its chains' folders and files can be reached too
             return
-        problem = "cannot be read (permission denied)"
+        raise chains_dir_refused(path, "cannot be read (permission denied)")
     except FileNotFoundError:
         if path == Path(DEFAULT_CHAINS).resolve():  # the default (serve's flag has it, and hands it on resolved)
             return
-        problem = "does not exist"
-    except NotADirectoryError:
-        problem = "is not a folder"
+        raise chains_dir_refused(path, "does not exist") from None
     except OSError as exc:
-        problem = f"cannot be read ({exc.strerror})"
-    raise InvalidSetting(f"the chains folder {path} (--chains-dir, env NECTAR_CHAINS_DIR) {problem}")
+        raise chains_dir_refused(path, exc) from None
+
+
+def chains_dir_refused(path: Path, problem: str | OSError) -> InvalidSetting:
+    """The one line that refuses the chains folder ``path``, saying what is wrong with it (``problem``, or the error
+    its listing raised): for a command's start (:func:`check_chains_dir`) and a catalog's listing of a folder that
+    became no folder since, or was never checked (an app made by ``gunicorn 'app:create_app()'``)."""
+    if isinstance(problem, NotADirectoryError):
+        problem = "is not a folder"
+    elif isinstance(problem, FileNotFoundError):
+        problem = "does not exist"
+    elif isinstance(problem, OSError):
+        problem = f"cannot be read ({problem.strerror})"
+    return InvalidSetting(f"the chains folder {path} (--chains-dir, env NECTAR_CHAINS_DIR) {problem}")
 
 
 #: not a setting: the variable by which ``nectar serve`` names to its API's gunicorn master the pipe the master tells

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import luigi
@@ -21,6 +22,7 @@ from nectar.errors import SchedulerUnavailable
 from nectar.luigi_internals import tasks_by_outcome
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore
+from nectar.retry_count import attempts_used_up
 
 logger = logging.getLogger(__name__)
 #: seconds a run waits before trying again when luigid did not grant its task
@@ -122,9 +124,8 @@ def end_running_steps(runs: RunStore, run: Run, step: str) -> None:
     runs.fail_running_steps(run, f"not finished: {step} failed")
 
 
-def retry_allowed(task: luigi.Task | None, attempt: int) -> int | None:
-    """The ``retry_count`` of a failed step when it allows no more attempts (it governs the run), else None."""
-    allowed = getattr(task, "retry_count", None) if task is not None else None
-    if isinstance(allowed, int) and not isinstance(allowed, bool) and 0 < allowed <= attempt:
-        return allowed
-    return None
+def retry_allowed(task: luigi.Task | None, attempt: int, luigi_config: Path | None = None) -> object:
+    """The ``retry_count`` of a failed step when it allows no more attempts (it governs the run), else None: by the
+    rule its run's task's is read by (:func:`nectar.retry_count.attempts_used_up`: 0 or less, ``True``, one
+    attempt; 2.5 three), luigi.cfg's ``[scheduler] retry_count`` (at ``luigi_config``) where the step sets none."""
+    return attempts_used_up(task, attempt, luigi_config)

@@ -245,15 +245,21 @@ def ensure_free(host: str, port: int, what: str) -> None:
     listen(host, port, what, backlog=None).close()
 
 
+def bare_address(host: str) -> str:
+    """``host`` as a bind takes it: an IPv6 address given in brackets (``[::1]``, as a URL writes it) without them."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 def listen(host: str, port: int, what: str, backlog: int | None = 2048) -> socket.socket:
     """A TCP socket bound to ``host:port`` as gunicorn binds one (``SO_REUSEADDR``) and listening with gunicorn's
     default backlog (``backlog`` None: bound only), or :class:`PortInUse` as :func:`ensure_free` says it: the check
     and the bind at once, where the process that serves the port can be given the socket (``nectar api``)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    address = bare_address(host)
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     bound = socket.socket(family, socket.SOCK_STREAM)
     try:
         bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        bound.bind((host, port))
+        bound.bind((address, port))
         if backlog is not None:
             bound.listen(backlog)
     except OSError as exc:

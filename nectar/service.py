@@ -6,14 +6,10 @@ the HTTP API and the CLI are thin layers over it.
 
 from __future__ import annotations
 
-import configparser
 import functools
 import logging
-import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from stat import S_ISREG
 from typing import TYPE_CHECKING, Any, Self
 
 import luigi
@@ -21,12 +17,13 @@ from luigi.task import flatten
 
 from nectar.catalog import ChainCatalog
 from nectar.catalog.model import ChainInfo, TaskInfo
-from nectar.config import INTEGER_MOST, Settings, get_settings, retry_value
+from nectar.config import Settings, get_settings, retry_value
 from nectar.errors import InvalidSetting, InvalidTask, NectarError, QueueFull, RunNotFound
 from nectar.keys import TargetKey
 from nectar.luigi_internals import stop_mock_filesystem
 from nectar.luigid import SchedulerClient, scheduler_of
 from nectar.registry import Attempt, RetryPolicy, Run, RunFilter, RunState, RunStore, Step, open_run_store
+from nectar.retry_count import luigi_attempts, luigi_retry_count, own_attribute, scheduler_retry_count
 from nectar.status import JobStatus, job_status
 from nectar.stores import TargetStore, get_store
 from nectar.task import NectarTask
@@ -64,71 +61,6 @@ ESSENTIAL = frozenset({"registry", "store"})
 logger = logging.getLogger(__name__)
 
 
-def luigi_retry_count(task: Any) -> object:
-    """A luigi task's own ``retry_count`` (a class or an instance; None when it sets none), read as luigi reads it: on
-    the instance (a ``@property`` too; given a class alone, a property is none set), a luigi parameter so named
-    being no policy."""
-    return own_attribute(task, "retry_count")
-
-
-def own_attribute(task: Any, name: str) -> object:
-    """The policy attribute ``name`` of a task (a class or an instance; None when it sets none): of the class, where
-    a luigi parameter named so is no policy; a ``@property`` read on the instance, as luigi reads its own
-    (``Task.retry_count`` is one, None)."""
-    cls = task if isinstance(task, type) else type(task)
-    value = getattr(cls, name, None)
-    if isinstance(value, luigi.Parameter):
-        return None
-    if isinstance(value, property):
-        return None if task is cls else getattr(task, name)
-    return value
-
-
-def luigi_attempts(value: object, name: str) -> int | None:
-    """How many attempts luigi gives a task whose ``retry_count`` is ``value`` (None: none set), or
-    :class:`InvalidSetting` naming ``name`` where it has no number of them. luigid disables a task at the failure that
-    brings its count to ``retry_count`` or beyond (``Task.has_excessive_failures``: ``num_failures() >=
-    retry_count``): so 0 or less, or ``False``, is one attempt, as is ``True`` (1), and a fraction the whole number
-    above it (2.5: 3). A value it never reaches (``inf``, ``nan``), one the registry cannot hold (more than
-    PostgreSQL's INTEGER), and anything luigid cannot compare with a count (a text) are refused by the rule of
-    ``[scheduler] retry_count`` (:func:`nectar.config.retry_value`)."""
-    if value is None:
-        return None
-    if isinstance(value, int):  # a bool too, as luigid compares it; of any size (no float made of it)
-        return int(retry_value("retry_count", max(1, value), name))
-    if isinstance(value, float):
-        return int(retry_value("retry_count", max(1, math.ceil(value)) if math.isfinite(value) else value, name))
-    # not a number (a text of digits too: luigid's comparison with a count raises TypeError)
-    raise InvalidSetting(f"{name} must be a whole number from 1 to {INTEGER_MOST}, not {value!r}")
-
-
-@functools.lru_cache(maxsize=8)
-def _configured_retry_count(path: str, stamp: tuple[int, int]) -> int | None:
-    """``[scheduler] retry_count`` of the luigi.cfg at ``path`` by the rule of a task class's own ``retry_count``
-    (:func:`nectar.config.retry_value`: attempts from 1 to PostgreSQL's INTEGER), or :class:`InvalidSetting` naming
-    the file, the section and the key (a value the rule refuses is never cached: each submission tells it)."""
-    parser = configparser.ConfigParser()
-    parser.read(path)
-    value = parser.get("scheduler", "retry_count", raw=True, fallback=None)
-    return None if value is None else int(retry_value("retry_count", value, f"{path} [scheduler] retry_count"))
-
-
-def scheduler_retry_count(settings: Settings) -> int | None:
-    """luigi's ``[scheduler] retry_count`` when the workers' luigi.cfg sets it, else None (:class:`InvalidSetting` for
-    a value out of its rule: a 500 naming the file, not a run queued with it): read again when the file
-    changes, which one stat per call tells (a submission's hot path: ``is_file()`` then ``stat()`` made two)."""
-    if settings.luigi_config is None:
-        return None
-    path = os.fspath(settings.luigi_config)
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    if not S_ISREG(found.st_mode):
-        return None
-    return _configured_retry_count(path, (found.st_mtime_ns, found.st_size))
-
-
 def retry_policy(task: Any, settings: Settings, ref: str | None = None) -> RetryPolicy:
     """A task's (class or instance) retry policy: its ``retries``, ``retry_delay`` and ``retry_backoff``, else
     the settings'. Without ``retries``, luigi's ``retry_count`` (the task's, else ``[scheduler] retry_count`` in
@@ -156,7 +88,7 @@ def retry_policy(task: Any, settings: Settings, ref: str | None = None) -> Retry
         attempts = luigi_attempts(luigi_retry_count(task), f"{owner} retry_count")  # the registry's max_attempts
     except InvalidSetting as exc:
         raise InvalidTask(str(exc)) from None
-    attempts = attempts or scheduler_retry_count(settings)
+    attempts = attempts or scheduler_retry_count(settings.luigi_config)
     return RetryPolicy(
         int(pick("retries", attempts - 1 if attempts else settings.retries)),
         pick("retry_delay", settings.retry_delay),
@@ -169,6 +101,9 @@ class Nectar:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
+        # luigi.cfg's [scheduler] retry_count, a run's attempts where its task sets none: one luigi has no number of
+        # attempts for (luigid refuses to start on it) is refused as the service starts, not at each submission
+        scheduler_retry_count(self.settings.luigi_config)
         self.catalog = ChainCatalog(self.settings.chains_dir)
 
     @functools.cached_property

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from nectar import lifeline, ports, wakeup
 from nectar.config import DEFAULT_CHAINS, OPENED, REFUSED, REGISTRY_VERDICT_FD, Settings, host_port
 from nectar.errors import NectarError, RegistryTooNew
+from nectar.retry_count import scheduler_retry_count
 
 logger = logging.getLogger("nectar.supervisor")
 
@@ -119,7 +120,7 @@ def luigid_command(host: str, port: str | int, data_dir: Path, allowed_hosts: st
     state = data_dir / "luigid"
     state.mkdir(parents=True, exist_ok=True)
     guard = ["--data-dir", str(data_dir), "--allowed-host", allowed_hosts]
-    listen = ["--address", host, "--port", str(port)]
+    listen = ["--address", ports.bare_address(host), "--port", str(port)]  # tornado looks [::1] up as a name
     return [*GUARDED_LUIGID, *guard, *listen, "--state-path", str(state / "state.pickle"), "--logdir", str(state)]
 
 
@@ -327,6 +328,7 @@ class Supervisor:
             chains_dir=args.chains_dir, data_dir=args.data_dir, scheduler_url=args.scheduler_url or None
         )
         luigi_cfg = luigi_config(self.settings)
+        scheduler_retry_count(luigi_cfg)  # one luigi has no attempts for: refused in one line, before anything starts
         self.env = {
             **os.environ,
             "NECTAR_HOST": args.host,
@@ -555,7 +557,8 @@ def serve(args: argparse.Namespace) -> int:
 def api(args: argparse.Namespace) -> int:
     """``nectar api``: this process becomes gunicorn serving the API (the registry, luigid and store come from
     the environment: ``NECTAR_DATABASE_URL``, ``NECTAR_SCHEDULER_URL``, ``ENV``/``PROJECT_BUCKET``...)."""
-    Settings.from_env()  # a bad setting is refused here, in one line naming it, not in gunicorn's master's traceback
+    settings = Settings.from_env()  # a bad setting is refused here, in one line naming it, not in gunicorn's traceback
+    scheduler_retry_count(settings.luigi_config)  # so is luigi.cfg's [scheduler] retry_count
     # bound here, and handed to gunicorn, as serve hands it: no other program takes the port between the check and
     # gunicorn's bind (where gunicorn tried 5 times, a second apart, then exited 1 without naming the holder)
     _, handed = ports.hand_over(ports.listen(args.host, int(args.port), "the API, --port"))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from nectar.catalog.loader import Stamp, file_stamp, inspect_chain, stamp_of
 from nectar.catalog.model import ChainInfo, TaskInfo
+from nectar.config import chains_dir_refused
 from nectar.errors import ChainNotFound, TaskNotFound
 from nectar.keys import is_name
 from nectar.luigi_internals import forget_task_classes
@@ -45,6 +46,8 @@ class ChainCatalog:
             type_dirs = [e for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith((".", "_"))]
         except FileNotFoundError:
             type_dirs = []
+        except OSError as exc:  # a file, a folder it cannot read: one line naming it, not each request's traceback
+            raise chains_dir_refused(self.root, exc) from None
         for type_dir in type_dirs:
             for entry in os.scandir(type_dir.path):
                 if not entry.name.endswith(CHAIN_SUFFIX) or not entry.is_file():

@@ -1,6 +1,7 @@
 """luigi.cfg's ``[scheduler] retry_count`` (a run's attempts when neither its class nor the settings give retries) is
-read by the rule of a task class's own ``retry_count``: a value the rule refuses fails the submission with a message
-naming the file, the section, the key and the rule, and no run is queued with it."""
+read as luigid reads it (an integer, 0 or less one attempt): one luigid refuses to start on (``2.5``, a text) or the
+registry cannot hold is refused as the app is made, naming the file, the section, the key and the rule; one written
+into the file after that fails the submission the same way, and no run is queued with it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from nectar.config import Settings
+from nectar.errors import InvalidSetting
 
 WriteChain = Callable[[str, str], Path]
 
@@ -44,21 +46,32 @@ def refused(client: FlaskClient, config: Path, value: str) -> None:
     assert client.get("/api/runs").get_json()["data"] == []
 
 
-@pytest.mark.parametrize(
-    "value",
-    [
-        "1099511627776",  # 2**40: max_attempts past PostgreSQL's INTEGER
-        "2147483648",  # one past it
-        "0",  # luigid disables the task at its first failure; was taken for "not set"
-        "-1",  # the same
-        "inf",  # int('inf'): ValueError, a 500 with no word of the file
-        "2.5",
-        "three",
-        "",
-        "50%",  # configparser's interpolation: InterpolationSyntaxError
-    ],
-)
-def test_a_retry_count_the_rule_refuses_is_refused_naming_the_file(
+#: what luigid refuses to start on (its ``IntParameter``: ``int()``), or the registry cannot hold
+REFUSED = [
+    "1099511627776",  # 2**40: max_attempts past PostgreSQL's INTEGER
+    "2147483648",  # one past it
+    "inf",  # int('inf'): ValueError, a 500 with no word of the file
+    "2.5",
+    "three",
+    "",
+    "50%",  # configparser's interpolation: InterpolationSyntaxError
+]
+
+
+@pytest.mark.parametrize("value", REFUSED)
+def test_a_retry_count_luigi_refuses_is_refused_as_the_app_is_made(
+    settings: Settings, tmp_path: Path, client_for: Callable[[Settings], FlaskClient], value: str
+) -> None:
+    """Before, the app was made, and each submission answered a 500 naming the file."""
+    bad = configured(settings, tmp_path, value)
+
+    with pytest.raises(InvalidSetting) as refused_at_start:
+        client_for(bad)
+    assert str(refused_at_start.value) == f"{bad.luigi_config} {RULE}, not {value!r}"
+
+
+@pytest.mark.parametrize("value", ["2.5", "three"])
+def test_a_retry_count_written_after_the_start_fails_the_submission_naming_the_file(
     settings: Settings,
     tmp_path: Path,
     client_for: Callable[[Settings], FlaskClient],
@@ -66,13 +79,26 @@ def test_a_retry_count_the_rule_refuses_is_refused_naming_the_file(
     value: str,
 ) -> None:
     write_chain("policies/plain_chain", PLAIN_CHAIN)
-    bad = configured(settings, tmp_path, value)
-    assert bad.luigi_config is not None
+    good = configured(settings, tmp_path, "3")
+    client = client_for(good)
+    assert good.luigi_config is not None
+    good.luigi_config.write_text(f"[scheduler]\nretry_delay = -1\nretry_count = {value}\n")
 
-    refused(client_for(bad), bad.luigi_config, value)
+    refused(client, good.luigi_config, value)
 
 
-@pytest.mark.parametrize(("value", "retries"), [("1", 0), ("2147483647", 2147483646)])
+@pytest.mark.parametrize(
+    ("value", "retries"),
+    [
+        ("1", 0),
+        ("2147483647", 2147483646),
+        ("0", 0),  # luigid disables the task at its first failure: one attempt; before, refused with a 500
+        ("-1", 0),
+        (" 3", 2),  # int()'s forms, as luigi's IntParameter reads them; before, +4 and 1_000 were refused
+        ("+4", 3),
+        ("1_000", 999),
+    ],
+)
 def test_a_retry_count_within_the_rule_is_taken(
     settings: Settings,
     tmp_path: Path,
@@ -105,11 +131,12 @@ def test_on_postgresql_past_its_integer_is_refused_and_its_most_taken(
     write_chain("policies/plain_chain", PLAIN_CHAIN)
     on_postgresql = configured(settings, tmp_path, value).replace(database_url=database_url)
     assert on_postgresql.luigi_config is not None
-    client = client_for(on_postgresql)
-
     if value == "2147483648":
-        refused(client, on_postgresql.luigi_config, value)
+        with pytest.raises(InvalidSetting) as refused_at_start:
+            client_for(on_postgresql)
+        assert str(refused_at_start.value) == f"{on_postgresql.luigi_config} {RULE}, not {value!r}"
     else:
+        client = client_for(on_postgresql)
         assert client.post(URL, json={"n": 1}).status_code == 202
         (run,) = client.get("/api/runs").get_json()["data"]
         assert run["max_attempts"] == 2147483647, run

@@ -367,10 +367,19 @@ def test_a_tasks_retry_count_is_its_number_of_attempts(
     assert lines(counter) == 2
 
 
+@pytest.mark.parametrize("in_luigi_cfg", [False, True])
 def test_a_failed_steps_retry_count_governs_the_run(
-    settings: Settings, write_chain: WriteChain, tmp_path: Path
+    settings: Settings, write_chain: WriteChain, tmp_path: Path, in_luigi_cfg: bool
 ) -> None:
-    write_chain("examples/retries_chain", RETRIES_CHAIN)
+    """The step's own ``retry_count = 1``; or none of its own and luigi.cfg's ``[scheduler] retry_count = 1``, which
+    luigid gives it (before, the run's 4 attempts ran the step 4 times)."""
+    chain = RETRIES_CHAIN
+    if in_luigi_cfg:
+        chain = RETRIES_CHAIN.replace("    retry_count = 1\n", "", 1)  # FragileStepTask's
+        config = tmp_path / "luigi.cfg"
+        config.write_text("[scheduler]\nretry_count = 1\n")
+        settings = settings.replace(luigi_config=config, retry_delay=0.0)
+    write_chain("examples/retries_chain", chain)
     nectar = closed_at_end(Nectar(settings))
     counter = tmp_path / "fragile.txt"
     run = run_to_end(settings, nectar, "examples/retries_chain", "PatientTask", counter=str(counter))

@@ -1,0 +1,108 @@
+"""luigi's ``retry_count`` read as luigid reads it: a task's own (its run's attempts, a failed step's end of its run)
+and ``[scheduler] retry_count`` of the project's luigi.cfg, by one rule.
+
+luigid disables a task at the failure that brings its count to ``retry_count`` or beyond
+(``Task.has_excessive_failures``: ``num_failures() >= retry_count``): so 0 or less is one attempt, as are ``False``
+and ``True`` (1), and a fraction is the whole number above it (2.5: three). Imported by the supervisor, before luigi
+is: nothing of luigi at the top.
+"""
+
+from __future__ import annotations
+
+import configparser
+import functools
+import math
+import os
+from pathlib import Path
+from stat import S_ISREG
+from typing import Any
+
+from nectar.config import INTEGER_MOST, retry_value
+from nectar.errors import InvalidSetting
+
+
+def own_attribute(task: Any, name: str) -> object:
+    """The policy attribute ``name`` of a task (a class or an instance; None when it sets none): of the class, where
+    a luigi parameter named so is no policy; a ``@property`` read on the instance, as luigi reads its own
+    (``Task.retry_count`` is one, None)."""
+    from luigi import Parameter  # in a process that has a task, luigi is imported
+
+    cls = task if isinstance(task, type) else type(task)
+    value = getattr(cls, name, None)
+    if isinstance(value, Parameter):
+        return None
+    if isinstance(value, property):
+        return None if task is cls else getattr(task, name)
+    return value
+
+
+def luigi_retry_count(task: Any) -> object:
+    """A luigi task's own ``retry_count`` (a class or an instance; None when it sets none), read as luigi reads it: on
+    the instance (a ``@property`` too; given a class alone, a property is none set), a luigi parameter so named
+    being no policy."""
+    return own_attribute(task, "retry_count")
+
+
+def luigi_attempts(value: object, name: str) -> int | None:
+    """How many attempts luigi gives a task whose ``retry_count`` is ``value`` (None: none set), or
+    :class:`InvalidSetting` naming ``name`` where it has no number of them: a value it never reaches (``inf``,
+    ``nan``), one the registry cannot hold (more than PostgreSQL's INTEGER), and anything luigid cannot compare with a
+    count (a text) are refused by the rule of a retry setting (:func:`nectar.config.retry_value`)."""
+    if value is None:
+        return None
+    if isinstance(value, int):  # a bool too, as luigid compares it; of any size (no float made of it)
+        return int(retry_value("retry_count", max(1, value), name))
+    if isinstance(value, float):
+        return int(retry_value("retry_count", max(1, math.ceil(value)) if math.isfinite(value) else value, name))
+    # not a number (a text of digits too: luigid's comparison with a count raises TypeError)
+    raise InvalidSetting(f"{name} must be a whole number from 1 to {INTEGER_MOST}, not {value!r}")
+
+
+def attempts_used_up(task: Any, attempt: int, luigi_config: Path | None = None) -> object:
+    """The ``retry_count`` of ``task`` (a failed step; where it sets none, ``[scheduler] retry_count`` of the luigi.cfg
+    at ``luigi_config``, which luigid gives it) where ``attempt`` used up the attempts luigi gives it (luigid disables
+    it now: another attempt of its run would meet it disabled), else None; None too where luigi never disables it
+    (``inf``, ``nan``, a text: no rule of the service's refused the step, only its run's task is read at
+    submission)."""
+    if task is None:
+        return None
+    value = luigi_retry_count(task)
+    try:
+        attempts = luigi_attempts(value, "retry_count")
+        if attempts is None:
+            value = attempts = scheduler_retry_count(luigi_config)
+    except InvalidSetting:
+        return None
+    return value if attempts is not None and attempts <= attempt else None
+
+
+@functools.lru_cache(maxsize=8)
+def _configured(path: str, stamp: tuple[int, int]) -> int | None:
+    """``[scheduler] retry_count`` of the luigi.cfg at ``path`` as attempts, or :class:`InvalidSetting` naming the
+    file, the section and the key (a value refused is never cached: each reading tells it)."""
+    parser = configparser.ConfigParser()
+    parser.read(path)
+    text = parser.get("scheduler", "retry_count", raw=True, fallback=None)
+    if text is None:
+        return None
+    name = f"{path} [scheduler] retry_count"
+    try:  # luigi's IntParameter: int(), on which luigid refuses to start where it raises
+        return luigi_attempts(int(text), name)
+    except (ValueError, InvalidSetting):
+        raise InvalidSetting(f"{name} must be a whole number from 1 to {INTEGER_MOST}, not {text!r}") from None
+
+
+def scheduler_retry_count(luigi_config: Path | None) -> int | None:
+    """The attempts luigi's ``[scheduler] retry_count`` gives a task when the luigi.cfg at ``luigi_config`` sets it,
+    else None (:class:`InvalidSetting` for a value luigi has no number of attempts for, as luigid refuses to start
+    on it): read again when the file changes, which one stat per call tells (a submission's hot path)."""
+    if luigi_config is None:
+        return None
+    path = os.fspath(luigi_config)
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    if not S_ISREG(found.st_mode):
+        return None
+    return _configured(path, (found.st_mtime_ns, found.st_size))
