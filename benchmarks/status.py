@@ -12,12 +12,14 @@ API's CPU per request of each (counted from /proc, which the machine's noise mov
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import http.client
 import os
 import random
 import signal
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
@@ -118,6 +120,12 @@ def status_requests(prefix: str, size: int, seed: int = 0) -> list[Request]:
 
 def fetched(base_url: str, path: str, into: Path) -> Path:
     """The body ``GET path`` answers (200), written to ``into``."""
+    into.write_bytes(fetched_body(base_url, path))
+    return into
+
+
+def fetched_body(base_url: str, path: str) -> bytes:
+    """The body ``GET path`` answers (200)."""
     parts = urlsplit(base_url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
     try:
@@ -128,8 +136,7 @@ def fetched(base_url: str, path: str, into: Path) -> Path:
         conn.close()
     if answer.status != 200:
         raise RuntimeError(f"GET {path} answered {answer.status}: {body[:200]!r}")
-    into.write_bytes(body)
-    return into
+    return body
 
 
 #: the lines of a thread's ``status`` that count its context switches
@@ -147,6 +154,61 @@ def switches(pid: int) -> int:
         except OSError:
             continue
     return made
+
+
+#: the fields of a worker's ``io`` read into :class:`WorkerCounts` (read and write system calls; bytes they moved)
+IO_FIELDS = {"syscr:": "reads", "syscw:": "writes", "rchar:": "read_bytes"}
+
+
+class WorkerCounts(NamedTuple):
+    """What a served worker has done so far, whose share of each request, lookup beside hello, splits the served
+    gap: its CPU in user mode and in the kernel (``stat``'s utime and stime, clock ticks, in seconds), its context
+    switches (:func:`switches`), its read and write system calls (``io``'s syscr and syscw: SQLite reads each page
+    that is not in its connection's cache with a ``pread``; a socket's ``recv``/``send`` are not counted) and the
+    bytes those reads returned (``rchar``)."""
+
+    user: float
+    system: float
+    switches: float
+    reads: float
+    writes: float
+    read_bytes: float
+
+    def per_request(self, before: WorkerCounts, requests: int) -> WorkerCounts:
+        """What was done since ``before``, per request of ``requests``."""
+        return WorkerCounts(*((now - then) / max(1, requests) for now, then in zip(self, before, strict=True)))
+
+
+def worker_counts(pid: int) -> WorkerCounts:
+    """``pid``'s :class:`WorkerCounts` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        name, _, value = line.partition(" ")
+        if name in IO_FIELDS:
+            found[IO_FIELDS[name]] = int(value)
+    return WorkerCounts(int(fields[11]) / tick, int(fields[12]) / tick, switches(pid), **found)
+
+
+def summed(counts: Iterable[WorkerCounts]) -> WorkerCounts:
+    """The sum of ``counts``, field by field (the workers of an API)."""
+    return WorkerCounts(*(sum(values) for values in zip(*counts, strict=True)))
+
+
+#: the figures of :class:`WorkerCounts` printed per request, lookup beside hello: what, field, scale, format
+SERVED_COUNTS = (
+    ("user CPU (us)", "user", 1e6, ".0f"),
+    ("system CPU (us)", "system", 1e6, ".0f"),
+    ("read calls", "reads", 1, ".2f"),
+    ("bytes read", "read_bytes", 1, ".0f"),
+    ("write calls", "writes", 1, ".2f"),
+)
+
+
+def served_median(found: list[WorkerCounts], field: str) -> float:
+    """The median of ``field`` over the bursts' :class:`WorkerCounts` (nan without one: every burst recycled)."""
+    return median([getattr(one, field) for one in found]) if found else float("nan")
 
 
 def timed_burst(
@@ -424,19 +486,20 @@ def run(ctx: Context) -> list[Figure]:
 
         left: dict[str, list[float]] = {name: [] for name in pair}  # of the machine's CPU, in each paired burst
 
-        switched: dict[str, list[float]] = {name: [] for name in pair}  # per request, in each paired burst
+        counted: dict[str, list[WorkerCounts]] = {name: [] for name in pair}  # per request, in each paired burst
 
         def burst(name: str) -> None:
             cpu_left = CpuLeft()
-            workers = {pid: switches(pid) for pid in cluster.api_workers(targets[name][0])}  # before the burst
+            workers = {pid: worker_counts(pid) for pid in cluster.api_workers(targets[name][0])}  # before the burst
             load, seconds = timed_burst(cluster, *targets[name], duration)
             loads[name].append(load)
             cpu[name].append(seconds)
             if name in pair:
                 left[name].append(cpu_left.share(seconds * len(load.latencies)))
                 if set(cluster.api_workers(targets[name][0])) == workers.keys():  # none recycled: all counted
-                    made = sum(switches(pid) - before for pid, before in workers.items())
-                    switched[name].append(made / max(1, len(load.latencies)))
+                    with contextlib.suppress(FileNotFoundError):  # one recycled since that look: not counted
+                        now = summed(worker_counts(pid) for pid in workers)
+                        counted[name].append(now.per_request(summed(workers.values()), len(load.latencies)))
 
         for r in range(ctx.repeats):  # interleaved and rotated, so that all see the same noise
             for name in names[r % len(names) :] + names[: r % len(names)]:
@@ -539,7 +602,17 @@ def run(ctx: Context) -> list[Figure]:
             f"lookup {us(cold['lookup'])} us of CPU, a hello {us(cold['hello'])} us (hot, above: {alone * 1e6:.0f} "
             f"and {hello_alone * 1e6:.0f} us); served, context switches of the API's workers per request (voluntary "
             "+ not), median of the bursts: "
-            + "; ".join(f"{name} {median(found) if found else float('nan'):.2f}" for name, found in switched.items())
+            + "; ".join(f"{name} {served_median(found, 'switches'):.2f}" for name, found in counted.items())
+        )
+        answer_bytes = {name: len(fetched_body(targets[name][0], targets[name][1][0][1])) for name in pair}
+        print(
+            f"served, per request, median of the paired bursts ({pair[0]} / hello): "
+            + "; ".join(
+                f"{what} {served_median(counted[pair[0]], field) * scale:{form}} / "
+                f"{served_median(counted[pair[1]], field) * scale:{form}}"
+                for what, field, scale, form in SERVED_COUNTS
+            )
+            + f"; bytes of the answer's body {answer_bytes[pair[0]]} / {answer_bytes[pair[1]]}"
         )
         for name, each in (("lookup", lookup_each), ("hello", hello_each)):
             print(
@@ -576,6 +649,9 @@ def run(ctx: Context) -> list[Figure]:
                at_most(1.25, "≤ 1.25x")),
         Figure(NAME, *flat, f"the same at {small:,} runs", median_rate(loads[str(small)]), ratio_at_least(0.95)),
         Figure(NAME, f"API CPU per lookup {at_main}", us(cpu[str(MAIN_SIZE)]), "us", hello_what, us(cpu["hello"])),
+        Figure(NAME, f"of which in the kernel (system CPU per request of the paired bursts, {CLIENTS} clients)",
+               round(served_median(counted[pair[0]], "system") * 1e6), "us", hello_what,
+               round(served_median(counted[pair[1]], "system") * 1e6)),
         Figure(NAME, "CPU per lookup in process (the app called as WSGI, one thread, the same keys)",
                round(alone * 1e6), "us", f"API CPU per lookup {at_main}", us(cpu[str(MAIN_SIZE)])),
         Figure(NAME, f"generation-2 garbage collections per {GC_PER:,} lookups in process (all printed above)",

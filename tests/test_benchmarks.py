@@ -53,7 +53,9 @@ from benchmarks.status import (
     paired,
     recycle_every,
     status_requests,
+    summed,
     switches,
+    worker_counts,
 )
 from harness import REPO, answers, busy_cpu, cpu_seconds, free_port, lifeline_env, read_calls, thread_times, waitfor
 from harness.procfs import descendants, thread_cpu, tree_cpu
@@ -608,6 +610,27 @@ def test_the_status_benchmark_evicts_the_caches_before_each_call_and_counts_the_
     monkeypatch.setattr("benchmarks.status.time.thread_time", lambda: clock[0])
     assert in_process_cpu(app, [("GET", "/")], 3, evict=Written(LINE)) == 1.0
     assert seen == [(0, {0}), (1, {1}), (2, {0}), (3, {1})]  # the warming call, then each call after its write
+
+
+def test_the_status_benchmark_counts_a_worker_s_read_and_write_calls_and_the_bytes_read() -> None:
+    """A process's own system calls are in its counts: 5 reads of 100 bytes (``/dev/zero``) and 3 writes
+    (``/dev/null``) at least (its reads of /proc to count them are reads too); per request, each a share."""
+    zero, null = os.open("/dev/zero", os.O_RDONLY), os.open("/dev/null", os.O_WRONLY)
+    try:
+        before = worker_counts(os.getpid())
+        for _ in range(5):
+            assert len(os.read(zero, 100)) == 100
+        for _ in range(3):
+            os.write(null, b"x")
+        after = worker_counts(os.getpid())
+    finally:
+        os.close(zero)
+        os.close(null)
+
+    made = after.per_request(before, 1)
+    assert made.reads >= 5 and made.read_bytes >= 500 and made.writes >= 3
+    assert after.per_request(before, 2).reads == made.reads / 2
+    assert summed([before, after]) == tuple(map(sum, zip(before, after, strict=True)))
 
 
 def test_the_status_benchmark_counts_the_context_switches_of_a_process_s_threads() -> None:
