@@ -136,7 +136,8 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
 def run_to_its_end(settings: Settings, runs: RunStore, run_id: str, worker: str, note: TextIO | None = None) -> None:
     """Execute the run here and return once it has ended (or waits for its data): while a worker of a ``nectar
     serve`` (or ``nectar worker``) on the same registry has it, claimed before this process could, wait for that
-    worker to end it, saying so once on ``note`` (stderr), and take a retry that worker leaves in the queue."""
+    worker to end it, saying so once on ``note`` (stderr), and take a retry that worker leaves in the queue; a Ctrl-C
+    while it waits stops the waiting, not the run."""
     import time
 
     from nectar.executor import run_in_foreground
@@ -156,7 +157,11 @@ def run_to_its_end(settings: Settings, runs: RunStore, run_id: str, worker: str,
                 flush=True,
             )
             said = True
-        time.sleep(max(settings.worker_poll_interval, 0.2))
+        try:
+            time.sleep(max(settings.worker_poll_interval, 0.2))
+        except KeyboardInterrupt:  # Ctrl-C: stop waiting, not the run, which is the other worker's
+            print(f"stopped waiting: run {run_id} goes on in worker {run.worker}", file=note or sys.stderr, flush=True)
+            return
 
 
 def cmd_status(args: argparse.Namespace) -> int:

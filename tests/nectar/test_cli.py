@@ -118,6 +118,49 @@ def test_run_waits_for_a_run_a_serves_worker_claimed_before_it(settings: Setting
         assert nectar.runs.get(claimed.id).state == RunState.DONE  # type: ignore[union-attr]
 
 
+WAIT_FOR_A_RUN = """
+import sys
+from nectar.cli.local import run_to_its_end
+from nectar.config import Settings, configure
+from nectar.service import Nectar
+
+settings = Settings.from_env()
+configure(settings)
+with Nectar(settings) as nectar:
+    run_to_its_end(settings, nectar.runs, sys.argv[1], "cli:1")
+print("returned")
+"""
+
+
+def test_ctrl_c_while_run_waits_for_another_workers_run_stops_the_waiting_in_one_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with Nectar(settings) as nectar:
+        submission = nectar.submit("testchains", "hello_luigiworld_chain", "TestS3Task", {})
+        assert submission.run is not None
+        claimed = nectar.runs.claim("elsewhere:1", run_id=submission.run.id)
+        assert claimed is not None
+        stderr = tmp_path / "stderr.txt"
+        with stderr.open("wb") as err:
+            command = subprocess.Popen(
+                [sys.executable, "-c", WAIT_FOR_A_RUN, claimed.id],
+                env={**os.environ, **settings_env(settings), **lifeline_env()},
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
+        try:
+            wait_until(lambda: "waiting for it to end" in stderr.read_text() or command.poll() is not None)
+            assert command.poll() is None, stderr.read_text()
+            command.send_signal(signal.SIGINT)
+            out, _ = command.communicate(timeout=60)
+        finally:
+            command.kill()
+        assert command.returncode == 0 and out.decode().split() == ["returned"]
+        assert f"stopped waiting: run {claimed.id} goes on in worker elsewhere:1" in stderr.read_text()
+        assert "Traceback" not in stderr.read_text()
+        assert nectar.runs.get(claimed.id).state == RunState.RUNNING  # type: ignore[union-attr]
+
+
 def test_a_failed_run_names_its_step_and_logs(settings: Settings, write_chain: WriteChain) -> None:
     write_chain(
         "broken/fails_chain",
