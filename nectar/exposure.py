@@ -110,8 +110,19 @@ def _list_errors(module: types.ModuleType, listed: list[str]) -> list[str]:
 
 def _why_hidden(cls: type[luigi.Task]) -> str:
     if cls.run is luigi.Task.run and cls.requires is luigi.Task.requires:
-        return f"it defines no run() and no requires() (a base class?); add it to {EXPOSE_LIST} to expose it"
-    return f"its name does not end in {TASK_SUFFIX}; add it to {EXPOSE_LIST} to expose it"
+        why = f"it defines no run() and no requires() (a base class?); add it to {EXPOSE_LIST} to expose it"
+    else:
+        why = f"its name does not end in {TASK_SUFFIX}; add it to {EXPOSE_LIST} to expose it"
+    unused = [attribute for attribute in ("schedules", "triggers") if _declares(getattr(cls, attribute, None))]
+    return why + (f" (its {' and '.join(unused)} are not used while it is hidden)" if unused else "")
+
+
+def _declares(value: object) -> bool:
+    """Whether a class attribute holds a schedule or trigger declaration (one, or a list of them)."""
+    from nectar.declarations import Declaration
+
+    items = value if isinstance(value, list | tuple) else [value]
+    return any(isinstance(item, Declaration) for item in items)
 
 
 def exposure(module: types.ModuleType) -> Exposure:

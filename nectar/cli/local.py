@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from nectar.config import Settings, configure
 from nectar.errors import StoreUnavailable
@@ -13,6 +14,7 @@ from nectar.logs.format import configure_logging
 
 if TYPE_CHECKING:  # nectar.keys loads hashlib (and OpenSSL's libcrypto): not in nectar serve's supervisor
     from nectar.keys import TargetKey
+    from nectar.registry.store import RunStore
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
@@ -106,7 +108,6 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     import luigi.configuration
 
     from nectar.attempt import process_name
-    from nectar.executor import run_in_foreground
     from nectar.service import Nectar
     from nectar.supervisor import luigi_config
 
@@ -128,8 +129,39 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
             return 3
         else:
             assert submission.run is not None
-            run_in_foreground(settings, nectar.runs, submission.run.id, process_name())
+            run_to_its_end(settings, nectar.runs, submission.run.id, process_name())
         return 0 if _print_status(nectar, submission.key) == "DONE" else 1
+
+
+def run_to_its_end(settings: Settings, runs: RunStore, run_id: str, worker: str, note: TextIO | None = None) -> None:
+    """Execute the run here and return once it has ended (or waits for its data): while a worker of a ``nectar
+    serve`` (or ``nectar worker``) on the same registry has it, claimed before this process could, wait for that
+    worker to end it, saying so once on ``note`` (stderr), and take a retry that worker leaves in the queue; a Ctrl-C
+    while it waits stops the waiting, not the run."""
+    import time
+
+    from nectar.executor import run_in_foreground
+    from nectar.registry.model import RunState
+
+    said = False
+    while True:
+        run_in_foreground(settings, runs, run_id, worker)
+        run = runs.get(run_id)
+        if run is None or run.state is not RunState.RUNNING:
+            return
+        if not said:
+            print(
+                f"run {run_id} was claimed by worker {run.worker} (another process on this registry, such as a"
+                " nectar serve); waiting for it to end",
+                file=note or sys.stderr,
+                flush=True,
+            )
+            said = True
+        try:
+            time.sleep(max(settings.worker_poll_interval, 0.2))
+        except KeyboardInterrupt:  # Ctrl-C: stop waiting, not the run, which is the other worker's
+            print(f"stopped waiting: run {run_id} goes on in worker {run.worker}", file=note or sys.stderr, flush=True)
+            return
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,10 +17,11 @@ import pytest
 
 from harness import Processes, lifeline_env
 from nectar.cli import build_parser
-from nectar.cli.local import _log_location
+from nectar.cli.local import _log_location, run_to_its_end
 from nectar.config import Settings, check_role_settings
 from nectar.errors import InvalidSetting
 from nectar.keys import STDERR_FILE, TargetKey
+from nectar.registry.model import RunState
 from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
 from nectar.service import Nectar
 from nectar.stores import get_store
@@ -89,6 +92,73 @@ def test_run_then_status(settings: Settings) -> None:
 
     again = nectar(settings, "run", f"{HELLO}/WithDependencyTask", "--aparam=hi there")
     assert again.returncode == 0 and again.stdout.startswith("already done, nothing to run")
+
+
+def test_run_waits_for_a_run_a_serves_worker_claimed_before_it(settings: Settings) -> None:
+    """`nectar run` beside a `nectar serve` on the same registry: the service's worker, woken by the submission's
+    commit, may claim the run before the command does; the command then waits for that worker to end it (it printed
+    RUNNING and exited 1 at once, the run going on elsewhere)."""
+    note = io.StringIO()
+    with Nectar(settings) as nectar:
+        submission = nectar.submit("testchains", "hello_luigiworld_chain", "TestS3Task", {})
+        assert submission.run is not None and submission.created
+        claimed = nectar.runs.claim("elsewhere:1", run_id=submission.run.id)  # as the service's worker does
+        assert claimed is not None
+        command = threading.Thread(
+            target=run_to_its_end, args=(settings, nectar.runs, claimed.id, "cli:1", note), daemon=True
+        )
+        command.start()
+        wait_until(lambda: "waiting for it to end" in note.getvalue() or not command.is_alive())
+        assert command.is_alive(), "returned while another worker still had the run"
+        assert f"run {claimed.id} was claimed by worker elsewhere:1" in note.getvalue()
+
+        assert nectar.runs.complete(claimed.id, claimed.attempt)  # the other worker ends it
+        command.join(timeout=60)
+        assert not command.is_alive()
+        assert nectar.runs.get(claimed.id).state == RunState.DONE  # type: ignore[union-attr]
+
+
+WAIT_FOR_A_RUN = """
+import sys
+from nectar.cli.local import run_to_its_end
+from nectar.config import Settings, configure
+from nectar.service import Nectar
+
+settings = Settings.from_env()
+configure(settings)
+with Nectar(settings) as nectar:
+    run_to_its_end(settings, nectar.runs, sys.argv[1], "cli:1")
+print("returned")
+"""
+
+
+def test_ctrl_c_while_run_waits_for_another_workers_run_stops_the_waiting_in_one_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with Nectar(settings) as nectar:
+        submission = nectar.submit("testchains", "hello_luigiworld_chain", "TestS3Task", {})
+        assert submission.run is not None
+        claimed = nectar.runs.claim("elsewhere:1", run_id=submission.run.id)
+        assert claimed is not None
+        stderr = tmp_path / "stderr.txt"
+        with stderr.open("wb") as err:
+            command = subprocess.Popen(
+                [sys.executable, "-c", WAIT_FOR_A_RUN, claimed.id],
+                env={**os.environ, **settings_env(settings), **lifeline_env()},
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
+        try:
+            wait_until(lambda: "waiting for it to end" in stderr.read_text() or command.poll() is not None)
+            assert command.poll() is None, stderr.read_text()
+            command.send_signal(signal.SIGINT)
+            out, _ = command.communicate(timeout=60)
+        finally:
+            command.kill()
+        assert command.returncode == 0 and out.decode().split() == ["returned"]
+        assert f"stopped waiting: run {claimed.id} goes on in worker elsewhere:1" in stderr.read_text()
+        assert "Traceback" not in stderr.read_text()
+        assert nectar.runs.get(claimed.id).state == RunState.RUNNING  # type: ignore[union-attr]
 
 
 def test_a_failed_run_names_its_step_and_logs(settings: Settings, write_chain: WriteChain) -> None:

@@ -85,6 +85,47 @@ def test_a_file_of_plain_luigi_tasks_says_why_each_is_hidden(chains_dir: Path, w
         catalog.task("plain", "six_chain", "HelloWorld")
 
 
+def test_a_hidden_task_says_its_schedules_and_triggers_are_not_used(chains_dir: Path, write_chain: WriteChain) -> None:
+    """Before, a trigger or schedule on a hidden class (the README's ``LoadSales``, no ``Task`` suffix) vanished
+    without a word: no trigger listed, no ``trigger_errors``, and a reason that did not say it went with the task."""
+    write_chain(
+        "ingest/sales_chain",
+        """
+import luigi
+from nectar import NectarTask, Schedule, Trigger
+
+
+class LoadSales(NectarTask):
+    triggers = [Trigger("/data/landing/sales", glob="*.csv", param="path")]
+    path = luigi.Parameter()
+
+    def run(self):
+        pass
+
+
+class Daily(NectarTask):
+    schedules = Schedule("0 3 * * *")
+    triggers = [Trigger("/data/landing/daily", param="path")]
+    path = luigi.Parameter()
+
+    def run(self):
+        pass
+
+
+class Plain(NectarTask):
+    def run(self):
+        pass
+""",
+    )
+    chain = ChainCatalog(chains_dir).chain("ingest", "sales_chain")
+
+    assert chain.to_dict()["hidden"] == [
+        {"name": "Daily", "reason": f"{NOT_TASK} (its schedules and triggers are not used while it is hidden)"},
+        {"name": "LoadSales", "reason": f"{NOT_TASK} (its triggers are not used while it is hidden)"},
+        {"name": "Plain", "reason": NOT_TASK},
+    ]
+
+
 def test_nectar_tasks_exposes_classes_by_name_with_their_upstream(chains_dir: Path, write_chain: WriteChain) -> None:
     listed = '__nectar_tasks__ = ["HelloWorld", "Count", "Everything", "Top"]\n'
     write_chain("plain/six_chain", SIX_PLAIN + listed)
