@@ -108,6 +108,63 @@ def test_the_wal_grows_while_a_reader_holds_a_snapshot_and_starts_over_after(
     assert wal_frames(path) < 50  # started over
 
 
+def wal_index(path: Path) -> tuple[int, int]:
+    """The frames in the WAL of the registry at ``path`` and those copied, read from its index (no lock, no copy)."""
+    with open(f"{path}-shm", "rb") as shm:
+        _, frames, copied = sqlite_checkpoints.WAL_INDEX.unpack(shm.read(sqlite_checkpoints.WAL_INDEX.size))
+    return frames, copied
+
+
+def test_a_write_in_flight_as_a_checkpoint_copies_is_copied_by_the_next_and_the_wal_starts_over_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write begun on a WAL not all copied and committed after the checkpointer's last look (another thread's or
+    process's) goes after the frames copied: the WAL does not start over at the next writer, but after the next
+    checkpoint. Made certain: the checkpointer, woken, waits to open its connection until the next write is
+    mid-statement (a gate in the writing connection's progress handler), which waits for that checkpoint."""
+    monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_TURNS", 20)
+    path = tmp_path / "runs.sqlite3"
+    store = closed_at_end(SQLiteRunStore(path))
+    numbers = itertools.count()
+    for _ in range(20 - OPENING_TURNS - 1):
+        store.submit(new_run(next(numbers)))
+    held, mid_statement, made = threading.Event(), threading.Event(), list[bool]()
+
+    def holds_the_opening() -> None:
+        with sqlite_checkpoints.opening():
+            held.set()
+            mid_statement.wait(GUARD)
+
+    threading.Thread(target=holds_the_opening, daemon=True).start()
+    assert held.wait(GUARD)
+    store.submit(new_run(next(numbers)))  # the 20th turn wakes the checkpointer: it waits to open its connection
+    written, _ = wal_index(path)
+
+    def gate() -> int:
+        if not made:
+            mid_statement.set()
+            made.append(store.checkpoints.wait_made(1, GUARD))
+        return 0
+
+    writing = store._writing()
+    writing.set_progress_handler(gate, 1)
+    try:
+        store.submit(new_run(next(numbers)))
+    finally:
+        writing.set_progress_handler(None, 1)
+    assert made == [True] and store.checkpoints.complete == 1  # every frame committed as it looked was copied
+    frames, copied = wal_index(path)
+    assert frames > copied == written  # the write in flight's frames after those copied, not copied
+    store.submit(new_run(next(numbers)))
+    assert wal_index(path)[0] > frames  # not started over: written after
+    for _ in range(20 - 2):
+        store.submit(new_run(next(numbers)))
+    assert store.checkpoints.wait_made(2, GUARD)
+    assert store.checkpoints.complete == 2
+    store.submit(new_run(next(numbers)))
+    assert wal_frames(path) < 50  # started over
+
+
 def open_on(path: Path) -> int:
     """This process's descriptors open on the registry file at ``path`` or its WAL."""
     fds = Path("/proc/self/fd")
