@@ -91,6 +91,20 @@ def free_port() -> int:
     raise RuntimeError(f"no free port this process has not handed out already, after {PICKS} picks")
 
 
+def bound_to_a_free_port(bind: Callable[[tuple[str, int]], T], host: str = "127.0.0.1") -> T:
+    """``bind((host, port))`` on a port :func:`free_port` hands out, and again on another each time that port was
+    taken since its pick (``EADDRINUSE``), :data:`BIND_TRIES` in all: the one way a test has a socket or a server of
+    its own on a port. Never a ``bind`` to port 0: the kernel may pick the port :func:`free_port` handed another
+    process of this user (the other xdist worker), whose part binds it a moment later and cannot."""
+    for _ in range(BIND_TRIES - 1):
+        try:
+            return bind((host, free_port()))
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+    return bind((host, free_port()))
+
+
 def _held_here(port: int) -> bool:
     """Whether this process now holds ``port``'s lock in :data:`PORT_LOCKS`: False while another process holds it;
     True where the file cannot be had (this process's own picks are still each handed out once)."""

@@ -4,6 +4,7 @@ there is the one it started, or a descendant of it; a part whose port was taken 
 
 from __future__ import annotations
 
+import ast
 import os
 import socket
 import struct
@@ -24,6 +25,7 @@ from harness import (
     Served,
     answers,
     base_env,
+    bound_to_a_free_port,
     free_port,
     listening,
     listens,
@@ -86,6 +88,55 @@ def test_a_subprocess_of_a_test_is_handed_no_port_its_test_was() -> None:
     assert set(ours).isdisjoint(theirs), sorted(set(ours) & set(theirs))
 
 
+def test_a_port_taken_between_its_pick_and_the_bind_is_given_up_for_another() -> None:
+    """Another process binds the port :func:`free_port` picked before this test's own ``bind`` does (here the test
+    itself, inside the bind it hands over): the socket is bound on another free port, the holder keeps its own."""
+    held: list[socket.socket] = []
+
+    def taken_first(address: tuple[str, int]) -> socket.socket:
+        if not held:
+            held.append(socket.create_server(address))
+        return socket.create_server(address)
+
+    with bound_to_a_free_port(taken_first) as ours, held[0] as theirs:
+        assert ours.getsockname()[1] != theirs.getsockname()[1]
+        assert listening(ours.getsockname()[1]) and listening(theirs.getsockname()[1])
+
+
+#: the hosts of an address a socket is bound to
+HOSTS = {"", "localhost", "127.0.0.1", "0.0.0.0", "::1", "::"}
+#: the files of tests, benchmarks and the harness that bind a socket to port 0, and how many times: free_port's pick
+PORT_ZERO_ALLOWED = {"harness/processes.py": 1}
+
+
+def _literal(node: ast.expr) -> object:
+    return node.value if isinstance(node, ast.Constant) else None
+
+
+def binds_to_port_zero(source: str) -> int:
+    """How many addresses ``(host, 0)`` and ``port=0`` arguments ``source`` writes."""
+    found = 0
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Tuple) and len(node.elts) == 2:
+            found += _literal(node.elts[0]) in HOSTS and _literal(node.elts[1]) == 0
+        elif isinstance(node, ast.keyword) and node.arg == "port":
+            found += _literal(node.value) == 0
+    return found
+
+
+def test_no_socket_of_the_tests_the_harness_or_the_benchmarks_is_bound_to_port_zero_but_free_ports_pick() -> None:
+    """The kernel's pick for a ``bind`` to port 0 may be a port :func:`free_port` handed the other xdist worker,
+    whose part binds it a moment later and cannot: every socket of a test has its port through
+    :func:`bound_to_a_free_port` (before, ~20 sockets were bound to port 0 directly)."""
+    found = {}
+    for folder in ("tests", "harness", "benchmarks"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if count := binds_to_port_zero(path.read_text()):
+                found[str(path.relative_to(REPO))] = count
+
+    assert found == PORT_ZERO_ALLOWED
+
+
 @pytest.mark.parametrize(
     ("api", "luigid", "apart"),
     [
@@ -126,13 +177,16 @@ def test_a_part_whose_port_another_server_answers_on_is_not_up_there(
     assert answers(f"{luigid}/api/worker_list") == 200  # the other server was left alone
 
 
+def listening_v6(address: tuple[str, int]) -> socket.socket:
+    return socket.create_server(address, family=socket.AF_INET6)
+
+
 @contextmanager
 def outgoing_connection_from(server: str) -> Iterator[int]:
     """A connection to ``server`` whose own end holds a port (as an ephemeral port does, without ``SO_REUSEADDR``:
     nothing may bind it while it lives, and nothing answers there); the port."""
-    with socket.socket() as conn:
-        conn.bind(("127.0.0.1", 0))
-        conn.connect(("127.0.0.1", port_of(server)))
+    address = "127.0.0.1", port_of(server)
+    with bound_to_a_free_port(lambda own: socket.create_connection(address, source_address=own)) as conn:
         yield conn.getsockname()[1]
 
 
@@ -192,8 +246,8 @@ def test_the_sockets_listening_on_a_port_are_those_proc_net_tcp_lists(luigid: st
     by ``nectar serve`` and the harness) is what ``/proc/net/tcp`` lists (its fallback where netlink is refused), for
     a luigid, an IPv4 and an IPv6 listener of this test's, a port with only a connection on it and one with nothing."""
     with (
-        socket.create_server(("127.0.0.1", 0)) as v4,
-        socket.create_server(("::1", 0), family=socket.AF_INET6) as v6,
+        bound_to_a_free_port(socket.create_server) as v4,
+        bound_to_a_free_port(listening_v6, "::1") as v6,
         outgoing_connection_from(luigid) as connected,
     ):
         ports = [port_of(luigid), v4.getsockname()[1], v6.getsockname()[1]]
@@ -209,7 +263,7 @@ def test_where_netlink_is_refused_the_listening_sockets_are_read_from_proc_net_t
     """A kernel or sandbox that refuses the socket diagnostics (no NETLINK_SOCK_DIAG: a fault this machine cannot
     cause, hence the only mock here): :func:`nectar.ports.listening_inodes` answers from ``/proc/net/tcp``, so
     ``nectar serve``'s readiness and the harness's still tell whose socket listens on a port."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
+    with bound_to_a_free_port(socket.create_server) as server:
         port = server.getsockname()[1]
         asked = listening(port)
         real = socket.socket
@@ -232,7 +286,7 @@ def test_a_kernel_without_tcp_diagnostics_is_read_through_proc_net_tcp(monkeypat
     """A dump the kernel cannot make ends with an error, not with nothing found: :func:`nectar.ports.listening_inodes`
     reads ``/proc/net/tcp`` then, so a part that answers on its port is still found up there (before, every port read
     as one nothing listens on: no part the harness or ``nectar serve`` started was ever ready)."""
-    with socket.create_server(("127.0.0.1", 0)) as v4, socket.create_server(("::1", 0), family=socket.AF_INET6) as v6:
+    with bound_to_a_free_port(socket.create_server) as v4, bound_to_a_free_port(listening_v6, "::1") as v6:
         ports = [v4.getsockname()[1], v6.getsockname()[1]]
         monkeypatch.setattr(socket, "IPPROTO_TCP", UNDIAGNOSED)  # what the dump asks for (the kernel answers it)
         for port in ports:
@@ -271,7 +325,7 @@ def netlink_answered_by(answers: list[bytes], monkeypatch: pytest.MonkeyPatch) -
 def test_a_malformed_answer_of_the_socket_diagnostics_is_read_through_proc_net_tcp(
     answer: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as server:
+    with bound_to_a_free_port(socket.create_server) as server:
         port = server.getsockname()[1]
         found: list[set[str]] = []
         with netlink_answered_by([answer], monkeypatch):
@@ -282,7 +336,7 @@ def test_a_malformed_answer_of_the_socket_diagnostics_is_read_through_proc_net_t
 
 
 def test_socket_diagnostics_that_never_answer_are_read_through_proc_net_tcp(monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as server:
+    with bound_to_a_free_port(socket.create_server) as server:
         port = server.getsockname()[1]
         found: list[set[str]] = []
         with netlink_answered_by([], monkeypatch):

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from harness import bound_to_a_free_port
+
 #: what the endpoint hands out; moto's server takes any credentials
 ACCESS_KEY_ID = "ASIAFAKECONTAINERROLE"
 
@@ -59,7 +61,7 @@ class CredentialsEndpoint:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = bound_to_a_free_port(lambda address: ThreadingHTTPServer(address, Handler))
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_port}/credentials"
 

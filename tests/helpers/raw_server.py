@@ -8,6 +8,8 @@ import contextlib
 import socket
 import threading
 
+from harness import bound_to_a_free_port
+
 
 class RawServer(abc.ABC):
     """Accepts connections on a thread of its own and serves each, one at a time, with :meth:`handle`; a connection
@@ -16,7 +18,7 @@ class RawServer(abc.ABC):
     ``__init__``: a connection may come as soon as it returns."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = bound_to_a_free_port(socket.create_server)
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Processes, lifeline_env
+from harness import Processes, bound_to_a_free_port, lifeline_env
 from nectar.cli import build_parser
 from nectar.cli.local import _log_location, run_to_its_end
 from nectar.config import Settings, check_role_settings
@@ -203,7 +203,7 @@ def test_bad_input_exits_2_naming_what_is_wrong(settings: Settings, args: list[s
 def test_a_bad_setting_is_named_before_a_port_in_use(settings: Settings, command: str, flag: str) -> None:
     """A bad setting is what a command refuses first, even when its port is taken too (``nectar scheduler`` named
     the port and not the setting, whenever anything listened on 8082)."""
-    with socket.create_server(("127.0.0.1", 0)) as held:
+    with bound_to_a_free_port(socket.create_server) as held:
         port = str(held.getsockname()[1])
         result = nectar(settings, command, flag, port, NECTAR_MAX_QUEUE="lots")
     assert result.returncode == 2, result.stdout + result.stderr

@@ -21,7 +21,7 @@ import luigi.scheduler
 import pytest
 import tornado.web
 
-from harness import LUIGI_CFG, Processes
+from harness import LUIGI_CFG, Processes, bound_to_a_free_port
 from harness.processes import base_env
 from nectar.errors import SchedulerUnavailable
 from nectar.luigid import (
@@ -480,7 +480,7 @@ def test_a_silent_client_whose_answers_wait_under_the_mark_is_cut_off(tmp_path: 
     loop = asyncio.new_event_loop()
     served = threading.Thread(target=loop.run_forever, daemon=True)
     served.start()
-    listener = socket.create_server(("127.0.0.1", 0))
+    listener = bound_to_a_free_port(socket.create_server)
     client = socket.socket()
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before its connect: its window stays small
     try:

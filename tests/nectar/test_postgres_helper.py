@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from harness import bound_to_a_free_port
 from tests.conftest import REPO, free_port, wait_until
 from tests.faults.conftest import alive
 from tests.helpers.postgres import PostgresServer, ensure_installed, stop_orphans
@@ -81,9 +82,7 @@ def test_a_server_left_by_a_killed_session_is_stopped_by_the_next_start_and_a_li
 def test_a_server_whose_port_was_taken_since_it_was_picked_starts_on_another(servers_folder: Path) -> None:
     """The port is picked free before ``initdb`` and bound at ``pg_ctl start``: another session may take it in
     between (here this test holds it, listening). The server starts on another port, and answers there."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
+    with bound_to_a_free_port(socket.create_server) as taken:
         port = taken.getsockname()[1]
         server = PostgresServer.start(port, servers_folder)
         try:

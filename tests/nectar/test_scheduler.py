@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import Processes, waitfor
+from harness import Processes, bound_to_a_free_port, waitfor
 from nectar import build
 from nectar.build import Build
 from nectar.config import Settings
@@ -419,7 +419,7 @@ class Recorder(BaseHTTPRequestHandler):
 @pytest.fixture
 def recorder() -> Iterator[int]:
     Recorder.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server = bound_to_a_free_port(lambda address: ThreadingHTTPServer(address, Recorder))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.server_address[1]
     server.shutdown()
@@ -481,7 +481,7 @@ class Chunked(Recorder):
 
 def test_answers_in_chunks_or_ending_with_the_connection_are_read_whole() -> None:
     Chunked.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Chunked)
+    server = bound_to_a_free_port(lambda address: ThreadingHTTPServer(address, Chunked))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         client = SchedulerClient(f"http://127.0.0.1:{server.server_address[1]}")

@@ -19,7 +19,15 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import PortTaken, answers, exited_starting, lifeline_env, on_a_free_port, on_free_ports
+from harness import (
+    PortTaken,
+    answers,
+    bound_to_a_free_port,
+    exited_starting,
+    lifeline_env,
+    on_a_free_port,
+    on_free_ports,
+)
 from nectar import ports
 from nectar.config import Settings
 from nectar.metrics import DURATION_BUCKETS
@@ -307,9 +315,7 @@ def test_a_second_luigid_on_a_serves_data_folder_is_refused_before_anything_star
 @pytest.fixture
 def taken_port() -> Iterator[int]:
     """A port this test process listens on."""
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
+    with bound_to_a_free_port(socket.create_server) as holder:
         yield holder.getsockname()[1]
 
 
@@ -371,7 +377,9 @@ def test_serve_given_one_port_for_its_api_and_its_luigid_refuses_it_before_anyth
 
 def test_readiness_is_believed_only_from_the_part_started_here(tmp_path: Path) -> None:
     """An HTTP server that is not the part (here, this test's) answering on the part's port is no readiness."""
-    impostor = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    impostor = bound_to_a_free_port(
+        lambda address: http.server.ThreadingHTTPServer(address, http.server.SimpleHTTPRequestHandler)
+    )
     threading.Thread(target=impostor.serve_forever, daemon=True).start()
     port = impostor.server_port
     sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
