@@ -1,6 +1,7 @@
 """A run in a reused attempt process starts where a run in a fresh one does: the working directory, environment
 variables, ``sys.path`` and file mode mask that a run changed are put back before the next
-(:func:`nectar.reuse.put_back`), through the real worker."""
+(:func:`nectar.reuse.put_back`), and the log handlers its chain's import added are not added again to those of the
+last import (:mod:`nectar.logs.module_handlers`), through the real worker."""
 
 from __future__ import annotations
 
@@ -22,12 +23,16 @@ from tests.nectar.test_spare import KEPT, ended, pid_of
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 CHAIN = """
 import json
+import logging
 import os
 import subprocess
 import sys
 
 import luigi
 from nectar import NectarTask
+
+# a handler as the chain is imported: its module is executed anew for each run, its logger is the process's
+logging.getLogger("slate.chain").addHandler(logging.NullHandler())
 
 
 class ChangesTask(NectarTask):
@@ -60,6 +65,7 @@ class LooksTask(NectarTask):
             "child": sorted(line for line in child if line.startswith(names)),
             "path": sys.path,
             "umask": mask,
+            "log_handlers": len(logging.getLogger("slate.chain").handlers),
         }
         with self.output().open("w") as out:
             json.dump(seen, out)
@@ -102,5 +108,5 @@ def test_a_run_in_a_reused_process_sees_what_a_run_in_a_fresh_one_sees(
     assert reused(looks[-1])
     expected = json.loads(output(nectar, fresh))
     worker_env = {"SLATE_ADDED": None, "SLATE_CHANGED": "the worker's", "SLATE_REMOVED": "the worker's"}
-    assert expected["environ"] == worker_env and expected["cwd"] != str(elsewhere)
+    assert expected["environ"] == worker_env and expected["cwd"] != str(elsewhere) and expected["log_handlers"] == 1
     assert json.loads(output(nectar, looks[-1])) == expected
