@@ -26,6 +26,7 @@ from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.exposure import exposure
 from nectar.forks import IMPORTS
 from nectar.keys import is_name
+from nectar.logs.module_handlers import executed_anew
 from nectar.luigi_internals import forget_task_classes
 from nectar.params import params_of
 from nectar.schedules.declared import declared_on
@@ -134,7 +135,9 @@ def load_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleTy
     previous = sys.modules.get(name)
     sys.modules[name] = module
     try:
-        with IMPORTS.inside():  # no fork copies a module lock of what it imports mid-import (nectar.forks)
+        # no fork copies a module lock of what it imports mid-import (nectar.forks); the log handlers the module's
+        # last execution added taken off (nectar.logs.module_handlers)
+        with IMPORTS.inside(), executed_anew(name):
             exec(code, module.__dict__)
     except BaseException:
         forget_task_classes(name)

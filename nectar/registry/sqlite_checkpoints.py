@@ -17,7 +17,7 @@ let go copies all.
 
 ``synchronous = NORMAL`` as before: a power loss may roll back what was written since the WAL's last fsync. Each
 wake of the checkpointer fsyncs the whole WAL (every frame written so far): a copy's first step, or, while fewer
-than :data:`COPY_FRAMES` frames are not yet copied, all it does (an ``fdatasync`` of the WAL file, which SQLite
+than :data:`COPY_FRAMES` frames are in the WAL, all it does (an ``fdatasync`` of the WAL file, which SQLite
 reads back as it recovers; the copy, the file's own fsync and the in-turn copy wait for about every third wake). So
 that is at most the frames of one interval of :data:`CHECKPOINT_TURNS` turns, or of those written while an outside
 copy ran, where SQLite's mark was 1,000 frames. The WAL itself holds more (up to :data:`COPY_FRAMES` and the frames
@@ -58,14 +58,14 @@ CHECKPOINT_TURNS = 90
 CHECKPOINT_FRAMES = 3_000
 #: a process's write turns between two looks at the frames not yet copied (a ``pread`` of the WAL index, ~1 µs)
 LOOK_EVERY = 8
-#: WAL frames not yet copied below which a wake of the checkpointer fsyncs the WAL alone (every frame written so far,
-#: as a copy's first step does), and copies nothing: about every third wake copies (the WAL then 2,500-3,500 frames,
-#: within the first 4,096 that one hash table of SQLite's WAL index maps). A copy also writes each page changed since
-#: the last into the file, fsyncs the file, and then, in the writers' turn, copies again what was written meanwhile
-#: (the hot pages again, two fsyncs more): 4,000 submissions in process, 6 pairs, the checkpointer's CPU per
-#: submission 16.7-22.3 -> 12.7-14.4 µs. A longer WAL costs its writers a little more: SQLite's index of it hashes a
-#: page's frames to one chain, which a hot page's (the queue's count, the newest leaves) lengthen (+3-6k instructions
-#: a submission, ~1%)
+#: WAL frames (since it last started over: after a start over, the frames not yet copied) below which a wake of the
+#: checkpointer fsyncs the WAL alone (every frame written so far, as a copy's first step does), and copies nothing:
+#: about every third wake copies (the WAL then 2,500-3,500 frames, within the first 4,096 that one hash table of
+#: SQLite's WAL index maps). A copy also writes each page changed since the last into the file, fsyncs the file, and
+#: then, in the writers' turn, copies again what was written meanwhile (the hot pages again, two fsyncs more): 4,000
+#: submissions in process, 6 pairs, the checkpointer's CPU per submission 16.7-22.3 -> 12.7-14.4 µs. A longer WAL costs
+#: its writers a little more: SQLite's index of it hashes a page's frames to one chain, which a hot page's (the queue's
+#: count, the newest leaves) lengthen (+3-6k instructions a submission, ~1%)
 COPY_FRAMES = 2_500
 #: the WAL index's header in ``<file>-shm`` (SQLite's file format, native byte order): its version at 0, the frames
 #: in the WAL (``mxFrame``) at 16, the frames copied (``nBackfill``) at 96
@@ -172,13 +172,20 @@ def uncopied(shm: int) -> int:
 
 def not_copied(shm: int) -> int | None:
     """:func:`uncopied`, None where the index is not there or not of the version known."""
+    counted = in_wal(shm)
+    return None if counted is None else max(0, counted[0] - counted[1])
+
+
+def in_wal(shm: int) -> tuple[int, int] | None:
+    """The WAL's frames and those of them copied into the file, read from its index as :func:`uncopied` does; None
+    where the index is not there or not of the version known."""
     data = os.pread(shm, WAL_INDEX.size, 0)
     if len(data) < WAL_INDEX.size:
         return None
     version, frames, copied = WAL_INDEX.unpack(data)
     if version != WAL_INDEX_VERSION:
         return None
-    return max(0, frames - copied)
+    return frames, copied
 
 
 class Checkpointer:
@@ -328,17 +335,22 @@ class Checkpointer:
             self._wal = None
 
     def _synced_alone(self) -> bool:
-        """Whether the WAL was fsynced, nothing copied: so while fewer than :data:`COPY_FRAMES` frames are not yet
-        copied (:func:`not_copied`, the WAL index looked at as a turn looks); False, and the caller copies, where they
-        cannot be counted or the WAL cannot be synced. The WAL's descriptor is opened at the first sync, and again
+        """Whether the WAL was fsynced, nothing copied: so while it holds fewer than :data:`COPY_FRAMES` frames
+        (:func:`in_wal`, the WAL index looked at as a turn looks); False, and the caller copies, where they cannot be
+        counted or the WAL cannot be synced. Its frames, not those not yet copied: a WAL all copied that the next
+        writer did not start over (another connection's read mark held on it as that writer began) grows from where
+        it was until the next complete copy, which gives the writer after it its next chance; counted by the frames
+        not yet copied, that copy waited for :data:`COPY_FRAMES` more frames at each miss (a WAL of 98.5 MB in
+        ``--only submit --quick``, 28.8-46.2 MB before the wakes that copy nothing). The WAL's descriptor is opened
+        at the first sync, and again
         once its file was removed (the file's last connection removes it as it closes, and the next to open the file
         makes another). SQLite locks nothing of the WAL file: no lock of the process is dropped as it is closed."""
         with self._lock:
             try:
-                frames = not_copied(self._index())
+                counted = in_wal(self._index())
             except OSError:
                 return False
-        if frames is None or frames >= COPY_FRAMES:
+        if counted is None or counted[0] >= COPY_FRAMES:
             return False
         try:
             if self._wal is not None and os.fstat(self._wal).st_nlink == 0:

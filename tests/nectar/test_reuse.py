@@ -229,7 +229,7 @@ import luigi
 from nectar import NectarTask
 
 HOLD = {hold!r}
-if os.environ.get("HELD_CHAIN_RAN") and os.path.exists(HOLD):
+if os.path.exists(f"{{HOLD}}.ran.{{os.getpid()}}") and os.path.exists(HOLD):  # this process ran a RanTask
     signal.signal(signal.SIGALRM, signal.SIG_IGN)
     open(f"{{HOLD}}.{{os.getpid()}}", "w").close()
     while os.path.exists(HOLD):
@@ -240,7 +240,7 @@ class RanTask(NectarTask):
     n = luigi.IntParameter()
 
     def run(self):
-        os.environ["HELD_CHAIN_RAN"] = "1"
+        open(f"{{HOLD}}.ran.{{os.getpid()}}", "w").close()  # not an environment variable: put back after a run
         with self.output().open("w") as out:
             out.write("ran\\n")
 """

@@ -1,0 +1,49 @@
+"""The log handlers a chain module's execution added to loggers, taken off as the module is executed anew.
+
+A chain file is executed as a fresh module for each run (:func:`~nectar.catalog.loader.load_chain_module`), but the
+loggers it names are the process's, from one execution to the next: a chain that adds a handler as it is imported
+(``logging.getLogger(__name__).addHandler(...)``) added one more each time, and a process's n-th run wrote each of
+its records n times (measured: the n-th run of a reused attempt process held n handlers; at 1,000 runs a process,
+1,000 copies of each line and as many files left open by file handlers). What an execution added is taken off (and
+closed) before the next execution of the same module, in whatever process executes it again (a spare, the API's
+catalog, a clock)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+#: by chain module name, the handlers its last execution in this process added, and the loggers they were added to
+_ADDED: dict[str, list[tuple[logging.Logger, logging.Handler]]] = {}
+
+
+def _held() -> dict[logging.Logger, tuple[logging.Handler, ...]]:
+    """Each logger of the process that holds a handler (the root one too), with its handlers: a walk of logging's
+    loggers (~12 µs for the ~80 of an attempt process)."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return {
+        logger: tuple(logger.handlers) for logger in loggers if isinstance(logger, logging.Logger) and logger.handlers
+    }
+
+
+@contextmanager
+def executed_anew(module: str) -> Iterator[None]:
+    """Around an execution of the chain module ``module``: the handlers its previous execution added taken off and
+    closed first, those this one adds noted (as far as it went, if it raised)."""
+    for logger, handler in _ADDED.pop(module, ()):
+        if handler in logger.handlers:
+            logger.removeHandler(handler)
+            handler.close()
+    before = _held()
+    try:
+        yield
+    finally:
+        added = [
+            (logger, handler)
+            for logger, handlers in _held().items()
+            for handler in handlers
+            if handler not in before.get(logger, ())
+        ]
+        if added:
+            _ADDED[module] = added

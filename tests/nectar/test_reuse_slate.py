@@ -1,0 +1,112 @@
+"""A run in a reused attempt process starts where a run in a fresh one does: the working directory, environment
+variables, ``sys.path`` and file mode mask that a run changed are put back before the next
+(:func:`nectar.reuse.put_back`), and the log handlers its chain's import added are not added again to those of the
+last import (:mod:`nectar.logs.module_handlers`), through the real worker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nectar.config import Settings
+from nectar.registry import Run, RunState
+from nectar.service import Nectar
+from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
+from tests.nectar.test_reuse import output, reused
+from tests.nectar.test_spare import KEPT, ended, pid_of
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+CHAIN = """
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import luigi
+from nectar import NectarTask
+
+# a handler as the chain is imported: its module is executed anew for each run, its logger is the process's
+logging.getLogger("slate.chain").addHandler(logging.NullHandler())
+
+
+class ChangesTask(NectarTask):
+    n = luigi.IntParameter()
+    where = luigi.Parameter()
+
+    def run(self):
+        os.chdir(self.where)
+        os.environ["SLATE_ADDED"] = "by a run"
+        os.environ["SLATE_CHANGED"] = "by a run"
+        os.environ.pop("SLATE_REMOVED", None)
+        sys.path.insert(0, self.where)
+        os.umask(0o077)
+        with self.output().open("w") as out:
+            out.write("changed\\n")
+
+
+class LooksTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        mask = os.umask(0)
+        os.umask(mask)
+        names = ("SLATE_ADDED", "SLATE_CHANGED", "SLATE_REMOVED")
+        # a child's environment is the C library's, which os.environ's writes change too
+        child = subprocess.run(["env"], capture_output=True, text=True, check=True).stdout.splitlines()
+        seen = {
+            "cwd": os.getcwd(),
+            "environ": {name: os.environ.get(name) for name in names},
+            "child": sorted(line for line in child if line.startswith(names)),
+            "path": sys.path,
+            "umask": mask,
+            "log_handlers": len(logging.getLogger("slate.chain").handlers),
+        }
+        with self.output().open("w") as out:
+            json.dump(seen, out)
+"""
+
+
+@pytest.fixture
+def slate(settings: Settings, luigid: str, write_chain: Callable[[str, str], Path]) -> Settings:
+    write_chain("slate/slate_chain", CHAIN)
+    return settings.replace(scheduler_url=luigid, spare_idle=KEPT, retries=1, retry_delay=0)
+
+
+def run(nectar: Nectar, task: str, **params: object) -> Run:
+    submission = nectar.submit("slate", "slate_chain", task, params)
+    assert submission.run is not None
+    ended_run = ended(nectar, submission.run.id)
+    assert ended_run.state == RunState.DONE, ended_run
+    return ended_run
+
+
+def test_a_run_in_a_reused_process_sees_what_a_run_in_a_fresh_one_sees(
+    slate: Settings, start_worker: StartWorker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLATE_CHANGED", "the worker's")
+    monkeypatch.setenv("SLATE_REMOVED", "the worker's")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    nectar = closed_at_end(Nectar(slate))
+    start_worker(slate, workers=1)
+    fresh = run(nectar, "LooksTask", n=0)
+    assert not reused(fresh)
+    changed = run(nectar, "ChangesTask", n=1, where=str(elsewhere))
+    looks = [fresh]
+
+    def looked_in_the_changed_process() -> bool:  # the worker's spares take runs in turn: which one is not counted
+        looks.append(run(nectar, "LooksTask", n=len(looks)))
+        return pid_of(looks[-1]) == pid_of(changed)
+
+    wait_until(looked_in_the_changed_process, timeout=120, interval=0)
+    assert reused(looks[-1])
+    expected = json.loads(output(nectar, fresh))
+    worker_env = {"SLATE_ADDED": None, "SLATE_CHANGED": "the worker's", "SLATE_REMOVED": "the worker's"}
+    assert expected["environ"] == worker_env and expected["cwd"] != str(elsewhere) and expected["log_handlers"] == 1
+    assert json.loads(output(nectar, looks[-1])) == expected
