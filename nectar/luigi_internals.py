@@ -624,9 +624,9 @@ class _Taken:
 
     __slots__ = ("_cls", "_reg")
 
-    def __init__(self, cls: type) -> None:
+    def __init__(self, cls: Any) -> None:  # luigi's Register or a class of it: untyped, as luigi is
         self._cls = cls
-        self._reg = tuple(cls._reg)  # type: ignore[attr-defined]  # one C-level copy under the GIL
+        self._reg = tuple(cls._reg)  # one C-level copy under the GIL
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cls, name)

@@ -115,7 +115,8 @@ def test_run_waits_for_a_run_a_serves_worker_claimed_before_it(settings: Setting
         assert nectar.runs.complete(claimed.id, claimed.attempt)  # the other worker ends it
         command.join(timeout=60)
         assert not command.is_alive()
-        assert nectar.runs.get(claimed.id).state == RunState.DONE  # type: ignore[union-attr]
+        ended = nectar.runs.get(claimed.id)
+        assert ended is not None and ended.state == RunState.DONE
 
 
 WAIT_FOR_A_RUN = """
@@ -158,7 +159,8 @@ def test_ctrl_c_while_run_waits_for_another_workers_run_stops_the_waiting_in_one
         assert command.returncode == 0 and out.decode().split() == ["returned"]
         assert f"stopped waiting: run {claimed.id} goes on in worker elsewhere:1" in stderr.read_text()
         assert "Traceback" not in stderr.read_text()
-        assert nectar.runs.get(claimed.id).state == RunState.RUNNING  # type: ignore[union-attr]
+        going_on = nectar.runs.get(claimed.id)
+        assert going_on is not None and going_on.state == RunState.RUNNING
 
 
 def test_a_failed_run_names_its_step_and_logs(settings: Settings, write_chain: WriteChain) -> None:
