@@ -153,8 +153,9 @@ class Cores:
         self.first: dict[int, tuple[int, int, float]] = {}
         self.last: dict[int, tuple[str, int, int, float]] = {}
         self.done = threading.Event()
-        #: CPU seconds its reads took (this benchmark's, told apart from its clients')
+        #: CPU seconds its reads took (this benchmark's, told apart from its clients'), and of them the system's
         self.cost = 0.0
+        self.cost_system = 0.0
         self.reader = threading.Thread(target=self._read, daemon=True)
 
     def _sample(self) -> dict[int, tuple[str, int, int, float]]:
@@ -170,10 +171,12 @@ class Cores:
         return found
 
     def _read(self) -> None:
-        began = time.thread_time()
+        began = resource.getrusage(resource.RUSAGE_THREAD)
         while not self.done.wait(SAMPLE_EVERY):
             self.last.update(self._sample())
-        self.cost = time.thread_time() - began
+        ended = resource.getrusage(resource.RUSAGE_THREAD)
+        self.cost_system = ended.ru_stime - began.ru_stime
+        self.cost = ended.ru_utime - began.ru_utime + self.cost_system
 
     def __enter__(self) -> Cores:
         self.last = self._sample()
@@ -243,7 +246,8 @@ def by_process_said(per_run: dict[str, tuple[float, float]]) -> str:
 
 def new_file_cpu(folder: Path) -> float:
     """The median CPU seconds (nearly all the kernel's) this thread took to make a new empty file in ``folder`` (made
-    here), of :data:`PROBE_FILES`: what each of the :data:`RUN_INODES` a run makes costs where its targets go now.
+    here), of :data:`PROBE_FILES`: an indicator of what each of the :data:`RUN_INODES` a run makes costs now, in the
+    targets' folders (a run's own folders may lie in another block group).
 
     On an ext4 without a journal (this machine's) a new inode is not given one freed less than a minute or five ago:
     the kernel walks past each of those in its block group (``recently_deleted``), so a file made just after thousands
@@ -275,31 +279,33 @@ def measured(
     cluster: Cluster, workers: subprocess.Popen[bytes], slots: int, first: int, count: int
 ) -> tuple[float, str, float]:
     """:func:`sustained`, and where its CPU went: per run, by process, user and system apart (:func:`by_process_said`),
-    beside what a new file cost where the targets go as it began (:func:`new_file_cpu`), and the cores they used
+    beside what a new file cost where the targets go as it began and ended (:func:`new_file_cpu`), the cores they used
     beside the machine's; how long a run held its slot; per run, what each part ran, waited
     for a core and slept (:class:`Cores`); and the ms of CPU a run cost every part (this benchmark's clients too)."""
-    probe = new_file_cpu(cluster.settings.local_targets_dir / f"probe-{first}")
+    probe = new_file_cpu(cluster.settings.local_targets_dir / f"probe-{first}-began")
     began, before, waits_before = time.monotonic(), cpu_used(cluster, workers), loop_waits(workers.pid)
     assert cluster.luigid is not None
     roots = {"loop": workers.pid, "luigid": cluster.luigid.pid, "API": cluster.apis[cluster.api_url].pid}
     with Cores(roots) as sampled:
         rate = sustained(cluster, first, count)
     after = cpu_used(cluster, workers)
-    used = {name: tuple(a - b for a, b in zip(after[name], before[name], strict=True)) for name in after}
-    clients = used[PROCESSES[4]]
-    used[PROCESSES[4]] = (clients[0] - sampled.cost, clients[1])  # the reads of schedstat: mostly its user time
     waited, preempted = (after - then for after, then in zip(loop_waits(workers.pid), waits_before, strict=True))
     wall = time.monotonic() - began
+    probe_after = new_file_cpu(cluster.settings.local_targets_dir / f"probe-{first}-ended")
+    used = {name: tuple(a - b for a, b in zip(after[name], before[name], strict=True)) for name in after}
+    clients = used[PROCESSES[4]]  # the reads of schedstat apart
+    used[PROCESSES[4]] = (clients[0] - sampled.cost + sampled.cost_system, clients[1] - sampled.cost_system)
     per_run = {name: (user / count * 1000, system / count * 1000) for name, (user, system) in used.items()}
     machine = per_run.pop("machine")[0]
     cores = ", ".join(f"{name} {sum(used[name]) / wall:.2f}" for name in PROCESSES)
     total = sum(sum(pair) for pair in per_run.values())
     said = (
         f"{rate:.1f} runs/s; {by_process_said(per_run)} (the reads of schedstat {sampled.cost / count * 1000:.2f} "
-        f"apart); a new file where the targets go cost {probe * 1e6:.0f} µs of CPU as the batch began, "
-        f"{RUN_INODES} of them a run: {RUN_INODES * probe * 1000:.2f} ms; these used {total * count / 1000 / wall:.2f} "
-        f"cores ({cores}), the machine {machine * count / 1000 / wall:.2f}; the worker's loop waited for a core "
-        f"{waited / count * 1000:.2f} ms per run, preempted {preempted / count:.2f} times per run"
+        f"apart); a new file in the targets' folder cost {probe * 1e6:.0f} µs of CPU as the batch began, "
+        f"{probe_after * 1e6:.0f} as it ended (a run makes {RUN_INODES}, in folders of its own); these used "
+        f"{total * count / 1000 / wall:.2f} cores ({cores}), the machine {machine * count / 1000 / wall:.2f}; the "
+        f"worker's loop waited for a core {waited / count * 1000:.2f} ms per run, preempted {preempted / count:.2f} "
+        "times per run"
     )
     slot = held(cluster.settings.registry_path, first, count)
     said += (
