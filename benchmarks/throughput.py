@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import sqlite3
 import subprocess
 import threading
@@ -152,8 +153,9 @@ class Cores:
         self.first: dict[int, tuple[int, int, float]] = {}
         self.last: dict[int, tuple[str, int, int, float]] = {}
         self.done = threading.Event()
-        #: CPU seconds its reads took (this benchmark's, told apart from its clients')
+        #: CPU seconds its reads took (this benchmark's, told apart from its clients'), and of them the system's
         self.cost = 0.0
+        self.cost_system = 0.0
         self.reader = threading.Thread(target=self._read, daemon=True)
 
     def _sample(self) -> dict[int, tuple[str, int, int, float]]:
@@ -169,10 +171,12 @@ class Cores:
         return found
 
     def _read(self) -> None:
-        began = time.thread_time()
+        began = resource.getrusage(resource.RUSAGE_THREAD)
         while not self.done.wait(SAMPLE_EVERY):
             self.last.update(self._sample())
-        self.cost = time.thread_time() - began
+        ended = resource.getrusage(resource.RUSAGE_THREAD)
+        self.cost_system = ended.ru_stime - began.ru_stime
+        self.cost = ended.ru_utime - began.ru_utime + self.cost_system
 
     def __enter__(self) -> Cores:
         self.last = self._sample()
@@ -196,25 +200,66 @@ class Cores:
         return {part: (ran, waited, slept) for part, (ran, waited, slept) in sums.items()}
 
 
-#: the parts of the service whose system time (the kernel's work for them) :func:`cpu_used` reads apart
-KERNEL_PARTS = ("workers", "luigid", "API")
+#: the processes whose CPU per run :func:`cpu_used` reads, user and system apart: the worker's own (its loop), its
+#: attempt processes and spares (those it reaped too), luigid, the API's gunicorn (master and workers), this
+#: benchmark's clients (and its polls)
+PROCESSES = ("the worker's loop", "its attempt processes", "luigid", "the API", "this benchmark's clients")
+#: the service's processes of :data:`PROCESSES` (all but this benchmark's clients)
+SERVICE = PROCESSES[:4]
+#: the new files and folders (inodes) a trivial run makes: its step's folder and ``log/``, ``params.txt``,
+#: ``out.txt``, ``stdout.log`` and ``stderr.log``
+RUN_INODES = 6
+#: files :func:`new_file_cpu` makes to tell what one costs
+PROBE_FILES = 50
 
 
-def cpu_used(cluster: Cluster, workers: subprocess.Popen[bytes]) -> dict[str, float]:
-    """CPU seconds used so far by each part: the workers (and their attempts), their own process, luigid, the API,
-    this benchmark (its clients and its polls), the whole machine; and of the service's parts, their system time
-    (``<part> system``)."""
+def cpu_used(cluster: Cluster, workers: subprocess.Popen[bytes]) -> dict[str, tuple[float, float]]:
+    """CPU seconds used so far by each of :data:`PROCESSES`, user and system (the kernel's work for it) apart; and the
+    whole machine's (``machine``, busy: all of it as user)."""
     assert cluster.luigid is not None
-    roots = {"workers": workers.pid, "luigid": cluster.luigid.pid, "API": cluster.apis[cluster.api_url].pid}
-    return {
-        "workers": tree_cpu(workers.pid),
-        "own": cpu_seconds(workers.pid),
-        "luigid": tree_cpu(cluster.luigid.pid),
-        "API": cluster.api_cpu(cluster.api_url),
-        "client": time.process_time(),
-        "machine": busy_cpu(),
-        **{f"{part} system": tree_cpu(roots[part], system=True) for part in KERNEL_PARTS},
+    own = cpu_seconds(workers.pid), cpu_seconds(workers.pid, system=True)
+    tree = tree_cpu(workers.pid), tree_cpu(workers.pid, system=True)
+    luigid = tree_cpu(cluster.luigid.pid), tree_cpu(cluster.luigid.pid, system=True)
+    api = cluster.apis[cluster.api_url].pid
+    ours = resource.getrusage(resource.RUSAGE_SELF)
+    both = {
+        PROCESSES[0]: own,
+        PROCESSES[1]: (tree[0] - own[0], tree[1] - own[1]),
+        PROCESSES[2]: luigid,
+        PROCESSES[3]: (cluster.api_cpu(cluster.api_url), tree_cpu(api, system=True)),
+        PROCESSES[4]: (ours.ru_utime + ours.ru_stime, ours.ru_stime),
     }
+    return {**{name: (total - system, system) for name, (total, system) in both.items()}, "machine": (busy_cpu(), 0.0)}
+
+
+def by_process_said(per_run: dict[str, tuple[float, float]]) -> str:
+    """The ms of CPU a run cost each of :data:`PROCESSES` (``per_run``: user and system), the service's together and
+    the kernel's share of them."""
+    service = sum(sum(per_run[name]) for name in SERVICE)
+    kernel = sum(per_run[name][1] for name in SERVICE)
+    return (
+        "CPU per run by process, user + system (ms): "
+        + ", ".join(f"{name} {user:.2f} + {system:.2f}" for name, (user, system) in per_run.items())
+        + f"; the service's {service:.2f}, of which the kernel's {kernel:.2f} ({kernel / service:.0%})"
+    )
+
+
+def new_file_cpu(folder: Path) -> float:
+    """The median CPU seconds (nearly all the kernel's) this thread took to make a new empty file in ``folder`` (made
+    here), of :data:`PROBE_FILES`: an indicator of what each of the :data:`RUN_INODES` a run makes costs now, in the
+    targets' folders (a run's own folders may lie in another block group).
+
+    On an ext4 without a journal (this machine's) a new inode is not given one freed less than a minute or five ago:
+    the kernel walks past each of those in its block group (``recently_deleted``), so a file made just after thousands
+    were removed nearby (another benchmark's folders, a test suite's) costs ~0.6 ms of system time where it costs
+    ~0.1 ms otherwise. The files are kept: removed, they would make the run's own dearer."""
+    folder.mkdir(parents=True)
+    took = []
+    for n in range(PROBE_FILES):
+        began = time.thread_time()
+        os.close(os.open(folder / f"{n}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+        took.append(time.thread_time() - began)
+    return median(took)
 
 
 def ceiling(cores: int, per_run_ms: float, one: float) -> tuple[float, str]:
@@ -233,30 +278,34 @@ def ceiling(cores: int, per_run_ms: float, one: float) -> tuple[float, str]:
 def measured(
     cluster: Cluster, workers: subprocess.Popen[bytes], slots: int, first: int, count: int
 ) -> tuple[float, str, float]:
-    """:func:`sustained`, and where its CPU went: per run, by part (and the kernel's share of the service's parts),
-    and the cores they used beside the machine's; how long a run held its slot; per run, what each part ran, waited
+    """:func:`sustained`, and where its CPU went: per run, by process, user and system apart (:func:`by_process_said`),
+    beside what a new file cost where the targets go as it began and ended (:func:`new_file_cpu`), the cores they used
+    beside the machine's; how long a run held its slot; per run, what each part ran, waited
     for a core and slept (:class:`Cores`); and the ms of CPU a run cost every part (this benchmark's clients too)."""
+    probe = new_file_cpu(cluster.settings.local_targets_dir / f"probe-{first}-began")
     began, before, waits_before = time.monotonic(), cpu_used(cluster, workers), loop_waits(workers.pid)
     assert cluster.luigid is not None
     roots = {"loop": workers.pid, "luigid": cluster.luigid.pid, "API": cluster.apis[cluster.api_url].pid}
     with Cores(roots) as sampled:
         rate = sustained(cluster, first, count)
-    used = {part: value - before[part] for part, value in cpu_used(cluster, workers).items()}
-    used["client"] -= sampled.cost
+    after = cpu_used(cluster, workers)
     waited, preempted = (after - then for after, then in zip(loop_waits(workers.pid), waits_before, strict=True))
     wall = time.monotonic() - began
-    ours = sum(used[part] for part in ("workers", "luigid", "API", "client"))
-    per_run = {part: used[part] / count * 1000 for part in used}
-    cores = ", ".join(f"{part} {used[part] / wall:.2f}" for part in ("workers", "own", "luigid", "API", "client"))
+    probe_after = new_file_cpu(cluster.settings.local_targets_dir / f"probe-{first}-ended")
+    used = {name: tuple(a - b for a, b in zip(after[name], before[name], strict=True)) for name in after}
+    clients = used[PROCESSES[4]]  # the reads of schedstat apart
+    used[PROCESSES[4]] = (clients[0] - sampled.cost + sampled.cost_system, clients[1] - sampled.cost_system)
+    per_run = {name: (user / count * 1000, system / count * 1000) for name, (user, system) in used.items()}
+    machine = per_run.pop("machine")[0]
+    cores = ", ".join(f"{name} {sum(used[name]) / wall:.2f}" for name in PROCESSES)
+    total = sum(sum(pair) for pair in per_run.values())
     said = (
-        f"{rate:.1f} runs/s; CPU per run: workers {per_run['workers']:.2f} ms (their own process "
-        f"{per_run['own']:.2f}), luigid {per_run['luigid']:.2f}, API {per_run['API']:.2f}, this benchmark's clients "
-        f"{per_run['client']:.2f} (the reads of schedstat {sampled.cost / count * 1000:.2f} apart); of which the "
-        f"kernel's (system time): "
-        + ", ".join(f"{part} {per_run[f'{part} system']:.2f}" for part in KERNEL_PARTS)
-        + f"; these used {ours / wall:.2f} cores ({cores}), "
-        f"the machine {used['machine'] / wall:.2f}; the worker's loop waited for a core {waited / count * 1000:.2f} "
-        f"ms per run, preempted {preempted / count:.2f} times per run"
+        f"{rate:.1f} runs/s; {by_process_said(per_run)} (the reads of schedstat {sampled.cost / count * 1000:.2f} "
+        f"apart); a new file in the targets' folder cost {probe * 1e6:.0f} µs of CPU as the batch began, "
+        f"{probe_after * 1e6:.0f} as it ended (a run makes {RUN_INODES}, in folders of its own); these used "
+        f"{total * count / 1000 / wall:.2f} cores ({cores}), the machine {machine * count / 1000 / wall:.2f}; the "
+        f"worker's loop waited for a core {waited / count * 1000:.2f} ms per run, preempted {preempted / count:.2f} "
+        "times per run"
     )
     slot = held(cluster.settings.registry_path, first, count)
     said += (
@@ -270,7 +319,7 @@ def measured(
         f"{part} {ran / count * 1000:.2f} / {waited / count * 1000:.2f} / {slept / count * 1000:.2f}"
         for part, (ran, waited, slept) in parts.items()
     )
-    return rate, said, sum(per_run[part] for part in ("workers", "luigid", "API", "client"))
+    return rate, said, total
 
 
 def run(ctx: Context) -> list[Figure]:

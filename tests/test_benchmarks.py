@@ -149,7 +149,8 @@ def test_tree_cpu_with_system_counts_the_system_time_of_the_children_reaped() ->
     os.waitpid(pid, 0)
     said = os.times()  # the kernel's own count, this process's and its reaped children's: ours holds both
     assert said.children_system > 0
-    assert tree_cpu(os.getpid(), system=True) >= said.system + said.children_system
+    tick = os.sysconf("SC_CLK_TCK")  # compared in ticks: 0.4 + 0.01 is above 0.41 in floats
+    assert round(tree_cpu(os.getpid(), system=True) * tick) >= round((said.system + said.children_system) * tick)
 
 
 def test_the_throughput_benchmark_says_what_the_cores_allow_beside_the_1_workers_rate() -> None:
@@ -693,6 +694,24 @@ def probe_runs(path: Path, states: list[tuple[str, float, float | None]]) -> sql
             [(json.dumps({"n": n}), state, began, end) for n, (state, began, end) in enumerate(states, 1)],
         )
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def test_the_throughput_benchmark_says_each_processs_cpu_per_run_user_and_system_apart() -> None:
+    """Each process's user and system ms per run, the service's together (not this benchmark's clients) and the
+    kernel's share of it."""
+    figures = [(0.5, 0.1), (3.0, 1.0), (0.4, 0.1), (0.5, 0.2), (0.2, 0.1)]
+    per_run = dict(zip(throughput_module.PROCESSES, figures, strict=True))
+    said = throughput_module.by_process_said(per_run)
+    assert "the worker's loop 0.50 + 0.10, its attempt processes 3.00 + 1.00, luigid 0.40 + 0.10" in said, said
+    assert "the API 0.50 + 0.20, this benchmark's clients 0.20 + 0.10" in said, said
+    assert said.endswith("the service's 5.80, of which the kernel's 1.40 (24%)"), said
+
+
+def test_the_throughput_benchmark_says_what_a_new_file_costs_where_the_targets_go(tmp_path: Path) -> None:
+    """The probe makes its files in a folder of its own and keeps them (a removal would make the run's dearer)."""
+    took = throughput_module.new_file_cpu(tmp_path / "probe")
+    assert took > 0
+    assert len(list((tmp_path / "probe").iterdir())) == throughput_module.PROBE_FILES
 
 
 def test_the_throughput_poll_reads_the_batchs_runs_only_once_none_is_active(tmp_path: Path) -> None:
