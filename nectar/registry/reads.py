@@ -55,22 +55,17 @@ def status_read_sql(row_id: str) -> str:
     return (
         f"SELECT {', '.join(f'r.{column}' for column in STATUS_COLUMNS)}, "
         f"{', '.join(f's.{column} AS step_{column}' for column in STATUS_STEP_COLUMNS)}, s.seq AS step_seq "
-        f"FROM runs AS r LEFT JOIN steps AS s ON s.run_id = r.id WHERE {latest_run(row_id)}"
+        "FROM runs AS r LEFT JOIN steps AS s ON s.run_id = r.id "
+        f"WHERE r.{row_id} = (SELECT {row_id} FROM runs WHERE key = ? ORDER BY queued_at DESC LIMIT 1)"
     )
-
-
-def latest_run(row_id: str) -> str:
-    """The condition that selects, as ``r``, the latest run of the key given as the one parameter, by its ``row_id``
-    (:func:`status_read_sql`)."""
-    return f"r.{row_id} = (SELECT {row_id} FROM runs WHERE key = ? ORDER BY queued_at DESC LIMIT 1)"
 
 
 #: :func:`status_read_sql` by the run's id, as any dialect reads it
 STATUS_READ = status_read_sql("id")
 
 
-def row_seq(row: Sequence[Any]) -> int:
-    """The ``seq`` a row of :func:`status_read_sql` ends with (a step of SQLite's read too: :mod:`~.sqlite_status`)."""
+def _seq(row: Sequence[Any]) -> int:
+    """The ``seq`` a row of :func:`status_read_sql` ends with."""
     return int(row[-1])
 
 
@@ -119,15 +114,14 @@ class SqlReads(RunStore):
     another transaction holds (a claim), :attr:`GREATEST` names the two-value maximum;
     :attr:`COUNTED_AT_COMMIT` says whether its triggers count a change of the PENDING runs
     (``run_counts``, :mod:`~nectar.registry.counts`) when its transaction commits, rather than at once;
-    :attr:`STATUS_READ` is a status lookup's read (:func:`status_read_sql`), whose rows :meth:`_status_of` reads.
+    :attr:`STATUS_READ` is a status lookup's read (:func:`status_read_sql`).
     """
 
     LOCK = ""
     SKIP_LOCKED = ""
     GREATEST = "MAX"
     COUNTED_AT_COMMIT = False
-    #: the status lookup's read (:meth:`latest_status`), in this dialect's cheapest spelling (:meth:`_status_of` reads
-    #: its rows)
+    #: the status lookup's read (:meth:`latest_status`), in this dialect's cheapest spelling
     STATUS_READ = STATUS_READ
 
     @classmethod
@@ -179,10 +173,7 @@ class SqlReads(RunStore):
         return [values(row) for row in self._exec(db, text, args).fetchall()]
 
     def latest_status(self, key: str) -> tuple[RunStatus | None, list[StepStatus]]:
-        return self._status_of(self._read(lambda db: self._tuples(db, self.STATUS_READ, (key,))))
-
-    def _status_of(self, rows: list[tuple[Any, ...]]) -> tuple[RunStatus | None, list[StepStatus]]:
-        """The run and steps of the rows :attr:`STATUS_READ` selected (:func:`status_read_sql`'s: one per step)."""
+        rows = self._read(lambda db: self._tuples(db, self.STATUS_READ, (key,)))
         if not rows:
             return None, []
         width = len(STATUS_COLUMNS)
@@ -190,7 +181,7 @@ class SqlReads(RunStore):
         if rows[0][width] is None:  # no step yet: the LEFT JOIN's one row, its step columns NULL
             return run, []
         if len(rows) > 1:
-            rows.sort(key=row_seq, reverse=True)  # the last recorded first
+            rows.sort(key=_seq, reverse=True)  # the last recorded first
         return run, step_statuses(rows, width)
 
     def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:

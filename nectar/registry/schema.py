@@ -294,30 +294,28 @@ def run_of(row: Any) -> Run | None:
 class RunStatus(NamedTuple):
     """A run as a status lookup answers it: the columns of its row that the answer reads (:data:`STATUS_COLUMNS`, in
     the order of these fields), not a :class:`Run`'s 28. Its parameters are kept as stored, JSON text, and parsed
-    only when asked (:attr:`params`: for a task whose outputs are not its ``out.txt``). Its times last
-    (:data:`STATUS_TIMES`): SQLite's read packs the fields before them into one JSON value, which cannot hold a
-    float exactly (:mod:`~nectar.registry.sqlite_status`)."""
+    only when asked (:attr:`params`: for a task whose outputs are not its ``out.txt``)."""
 
     id: str
     task_id: str
     state: RunState
     #: the ``params`` column: the parameters' JSON
     params_json: str
+    started_at: float | None
     #: ``host:pid`` of the process executing the current attempt
     worker: str | None
     failed_step: str | None
     error: str | None
     attempt: int
     max_attempts: int
-    schedule_id: str | None
-    trigger_id: str | None
-    objects: tuple[str, ...] | None
-    waiting_for: tuple[str, ...] | None
-    started_at: float | None
     not_before: float
     heartbeat_at: float | None
     waiting_since: float | None
+    schedule_id: str | None
     fire_time: float | None
+    trigger_id: str | None
+    objects: tuple[str, ...] | None
+    waiting_for: tuple[str, ...] | None
     wait_until: float | None
 
     @property
@@ -333,10 +331,6 @@ class RunStatus(NamedTuple):
 
 #: the columns of a run a status lookup reads, in the order of :class:`RunStatus`'s fields
 STATUS_COLUMNS: tuple[str, ...] = tuple("params" if name == "params_json" else name for name in RunStatus._fields)
-#: the columns of :data:`STATUS_COLUMNS` that hold a time (a float), its last
-STATUS_TIMES = ("started_at", "not_before", "heartbeat_at", "waiting_since", "fire_time", "wait_until")
-#: the columns that hold a list (JSON text)
-STATUS_LISTS = _LISTS
 _STATUS_STATE = STATUS_COLUMNS.index("state")
 _STATUS_LISTS = tuple(STATUS_COLUMNS.index(name) for name in _LISTS)
 
@@ -371,16 +365,15 @@ def step_statuses(rows: Sequence[Sequence[Any]], start: int) -> list[StepStatus]
     ]
 
 
-def run_status_of(row: Sequence[Any], lists_parsed: bool = False) -> RunStatus:
+def run_status_of(row: Sequence[Any]) -> RunStatus:
     """The :class:`RunStatus` of a row of :data:`STATUS_COLUMNS`' values, in their order: its state an enum, its
-    lists tuples (parsed from their JSON text, unless ``lists_parsed``: lists already), its parameters left as
-    stored."""
+    lists tuples, its parameters left as stored."""
     found = list(row)
     state = found[_STATUS_STATE]
     found[_STATUS_STATE] = _STATES.get(state) or RunState(state)
     for place in _STATUS_LISTS:
         if found[place] is not None:
-            found[place] = tuple(found[place] if lists_parsed else json.loads(found[place]))
+            found[place] = tuple(json.loads(found[place]))
     return RunStatus._make(found)  # a row of another length raises
 
 

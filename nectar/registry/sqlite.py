@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 from nectar import wakeup
 from nectar.descriptors import SharedDescriptor
 from nectar.forks import SQLITE, lock_made_anew_in_children, pid
-from nectar.registry import counts, fire_counts, sqlite_counts, sqlite_status
+from nectar.registry import counts, fire_counts, sqlite_counts
 from nectar.registry.combine import Combiner, Outcome
 from nectar.registry.model import Run, Step
+from nectar.registry.reads import status_read_sql
 from nectar.registry.schema import (
     COUNT_AGAIN,
     COUNT_FIRES,
@@ -283,10 +284,8 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
     """The registry in one SQLite file (WAL, a process's connections lent to one thread at a time, a schema that
     upgrades itself)."""
 
-    #: the status lookup's read: one row of seven columns (:mod:`~nectar.registry.sqlite_status`), its latest run
-    #: found by its rowid, which the ``runs_by_key`` index holds
-    STATUS_READ = sqlite_status.STATUS_READ
-    _status_of = staticmethod(sqlite_status.status_of)
+    #: the status lookup's read finds a key's latest run by its rowid, which the ``runs_by_key`` index holds
+    STATUS_READ = status_read_sql("rowid")
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
