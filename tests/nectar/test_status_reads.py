@@ -77,7 +77,8 @@ def test_the_latest_run_and_its_steps_are_what_latest_and_steps_answer(runs: Sql
     runs.cancel(first.id)
     second = queued(runs, 2000.0)
     upstream = Step(second.id, "Up_1", "Up", None, "DONE", executed=False, error=None, updated_at=2001.0)
-    own = Step(second.id, "ATask_1", "ATask", KEY.path, "RUNNING", executed=True, error="said", updated_at=2002.0)
+    said = 'said "no" \\ to\n\tZürich ☃ 𝄞 [1, {"a": null}]'  # as written, whatever the read's columns hold
+    own = Step(second.id, "ATask_1", "ATask", KEY.path, "RUNNING", executed=True, error=said, updated_at=2002.0)
     runs.record_steps([own, upstream])  # the requested task first, as luigi discovers them
 
     found = runs.latest_status(KEY.path)
@@ -153,14 +154,17 @@ def test_the_status_read_fetches_the_run_s_id_once(runs: SqlRunStore) -> None:
 
 def test_a_run_is_read_back_field_for_field_by_every_read(runs: SqlRunStore) -> None:
     """A row's values become a Run's fields by place (:func:`nectar.registry.schema.run_of`): every field, JSON ones
-    (parameters, objects, waits) and the state included, comes back as written, whichever read returns it."""
+    (parameters, objects, waits) and the state included, comes back as written, whichever read returns it: a time
+    to its 17th digit (a read that carried it as text of 15, as SQLite's JSON writes a float, would not), text with
+    quotes, escapes and any script."""
     assert tuple(field.name for field in dataclasses.fields(Run)) == RUN_COLUMNS
     written = Run(
         "r1", KEY.path, "t", "c_chain", "ATask", {"n": "1", "day": "2026-01-02"}, "ATask_1", RunState.WAITING,
-        queued_at=1.5, started_at=2.5, finished_at=None, worker="host:1", failed_step="Up", error="said",
-        attempt=2, max_attempts=3, retry_delay=4.5, retry_backoff=3.0, not_before=5.5, heartbeat_at=6.5,
-        waiting_since=7.5, schedule_id="s1", fire_time=8.5, trigger_id="t1", objects=("s3://b/a", "/c/d"),
-        waiting_for=("run:r0",), wait_until=9.5, on_wait_timeout="skip",
+        queued_at=1.5, started_at=1796480841.7855511, finished_at=None, worker="host:1", failed_step="Üp",
+        error='said "no" \\ to\nZürich ☃ 𝄞', attempt=2, max_attempts=3, retry_delay=4.5, retry_backoff=3.0,
+        not_before=1796480841.0000002, heartbeat_at=0.1 + 0.2, waiting_since=1e-300, schedule_id="s1",
+        fire_time=2.0**53 + 2, trigger_id="t1", objects=("s3://b/a", '/c/"d"\n'), waiting_for=("run:r0",),
+        wait_until=-9.5e-7, on_wait_timeout="skip",
     )  # fmt: skip
     runs.import_runs([written])
 
@@ -169,7 +173,7 @@ def test_a_run_is_read_back_field_for_field_by_every_read(runs: SqlRunStore) -> 
     assert status == as_status(written) and type(status.state) is RunState and status.objects == written.objects
     assert (status.params, status.retry_at) == (written.params, written.retry_at)
     assert runs.get(written.id) == runs.latest(KEY.path) == written
-    assert runs.waiting(now=10.0) == [written]
+    assert runs.waiting(now=written.not_before + 1) == [written]
     read = runs.get(written.id)
     assert read is not None
     assert vars(read) == vars(written) and type(read.state) is RunState and hash(read.objects) == hash(written.objects)
