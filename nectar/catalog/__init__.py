@@ -49,7 +49,13 @@ class ChainCatalog:
         except OSError as exc:  # a file, a folder it cannot read: one line naming it, not each request's traceback
             raise chains_dir_refused(self.root, exc) from None
         for type_dir in type_dirs:
-            for entry in os.scandir(type_dir.path):
+            try:
+                entries = list(os.scandir(type_dir.path))
+            except (FileNotFoundError, NotADirectoryError):  # gone (or made a file) since the folder was listed
+                continue
+            except OSError as exc:  # a type's folder it cannot read: the same one line, naming that folder
+                raise chains_dir_refused(self.root, exc, Path(type_dir.path)) from None
+            for entry in entries:
                 if not entry.name.endswith(CHAIN_SUFFIX) or not entry.is_file():
                     continue
                 chain = entry.name[: -len(".py")]
