@@ -114,6 +114,17 @@ class ChainCatalog:
         self.refresh()
         return [self._chains[ref] for ref in sorted(self._chains)]
 
+    def none_found(self) -> str:
+        """What a listing that found no chain says, so a newcomer sees why: the folder it looked in (and whether it
+        is there), the name a chain file must have, and the files passed over for their names (as last scanned)."""
+        there = "" if self.root.is_dir() else " (no such folder)"
+        said = f"no chains under {self.root}{there}: a chain is a file <type>/<name>{CHAIN_SUFFIX} in it"
+        if self.skipped:
+            names = ", ".join(os.path.relpath(path, self.root) for path in sorted(self.skipped)[:3])
+            more = f" and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+            said += f", made of [A-Za-z0-9_] (passed over: {names}{more})"
+        return said
+
     def types(self) -> dict[str, list[ChainInfo]]:
         grouped: dict[str, list[ChainInfo]] = {}
         for info in self.chains():

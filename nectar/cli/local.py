@@ -50,9 +50,9 @@ def table(rows: list[list[str]]) -> str:
 def cmd_chains(args: argparse.Namespace) -> int:
     from nectar.catalog import ChainCatalog
 
-    settings = settings_of(args)
+    catalog = ChainCatalog(settings_of(args).chains_dir)
     rows = [["CHAIN", "TASK", "PARAMETERS"]]
-    for chain in ChainCatalog(settings.chains_dir).chains():
+    for chain in catalog.chains():
         if chain.error:
             rows.append([chain.ref, "(import failed)" if chain.import_failed else "(no task)", chain.error])
         for task in chain.tasks.values():
@@ -61,7 +61,7 @@ def cmd_chains(args: argparse.Namespace) -> int:
             rows.append([chain.ref, task.name + aliases, params or "-"])
         rows += [[chain.ref, f"({hidden.name}: not exposed)", hidden.reason] for hidden in chain.hidden]
     print(table(rows))
-    print("\n* required" if len(rows) > 1 else f"no chains under {settings.chains_dir}")
+    print("\n* required" if len(rows) > 1 else catalog.none_found())
     return 0
 
 

@@ -109,12 +109,12 @@ def test_the_default_chains_folder_is_checked_where_the_command_runs(
 
 
 def test_an_empty_chains_folder_is_a_folder(settings: Settings, tmp_path: Path) -> None:
-    """Taken, and listed as holding no chain."""
+    """Taken, and listed as holding no chain, saying what a chain file is named (before, the folder alone)."""
     empty = tmp_path / "empty"
     empty.mkdir()
     result = started(settings, ["chains", "--chains-dir", str(empty)], {})
     assert result.returncode == 0, result.stderr
-    assert f"no chains under {empty}" in result.stdout
+    assert result.stdout.endswith(f"no chains under {empty}: a chain is a file <type>/<name>_chain.py in it\n")
 
 
 def test_serve_in_a_folder_without_chains_starts_its_workers(
