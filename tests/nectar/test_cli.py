@@ -133,6 +133,38 @@ print("returned")
 """
 
 
+def test_run_waiting_for_another_workers_run_takes_the_retry_it_leaves_queued_when_it_is_queued(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A retry the other worker leaves in the queue wakes the waiting command at once (its commit queues a run), with a
+    poll (``NECTAR_WORKER_POLL``) of an hour: before, the command slept out the poll before it looked again."""
+    settings = settings.replace(retries=1, worker_poll_interval=3600.0)
+    with Nectar(settings) as nectar:
+        submission = nectar.submit("testchains", "hello_luigiworld_chain", "TestS3Task", {})
+        assert submission.run is not None
+        claimed = nectar.runs.claim("elsewhere:1", run_id=submission.run.id)
+        assert claimed is not None
+        stderr = tmp_path / "stderr.txt"
+        with stderr.open("wb") as err:
+            command = subprocess.Popen(
+                [sys.executable, "-c", WAIT_FOR_A_RUN, claimed.id],
+                env={**os.environ, **settings_env(settings), **lifeline_env()},
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
+        try:
+            wait_until(lambda: "waiting for it to end" in stderr.read_text() or command.poll() is not None)
+            assert command.poll() is None, stderr.read_text()
+            assert nectar.runs.fail(claimed.id, claimed.attempt, None, "its attempt failed") == RunState.PENDING
+            out, _ = command.communicate(timeout=60)  # the hour's poll slept out: TimeoutExpired
+        finally:
+            command.kill()
+        assert command.returncode == 0 and out.decode().split() == ["returned"], stderr.read_text()
+        ended = nectar.runs.get(claimed.id)
+        assert ended is not None and (ended.state, ended.attempt) == (RunState.DONE, 2)
+        assert ended.worker != "elsewhere:1"  # the command's process ran the retry
+
+
 def test_ctrl_c_while_run_waits_for_another_workers_run_stops_the_waiting_in_one_line(
     settings: Settings, tmp_path: Path
 ) -> None:
