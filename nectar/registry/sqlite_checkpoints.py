@@ -229,6 +229,8 @@ class Checkpointer:
         #: of those, how many took the writers' turn to copy what was committed while the first copy ran
         self.took_turn = 0
         self._asked = False
+        #: a wake asked is being made (taken by the thread, not yet counted in :attr:`made`)
+        self._making = False
         #: set by :meth:`close`: the thread copies what is left, closes its connection and ends
         self._closing = False
 
@@ -324,6 +326,12 @@ class Checkpointer:
         with self._lock:
             return self._wanted.wait_for(lambda: self.made >= count, timeout)
 
+    def wait_quiet(self, timeout: float) -> bool:
+        """True once every wake asked so far is made (none asked, none being made), for a benchmark that counts the
+        CPU of the turns it wrote with the checkpoints they asked; False after ``timeout`` s."""
+        with self._lock:
+            return self._wanted.wait_for(lambda: not (self._asked or self._making), timeout)
+
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
         closing = False
@@ -331,6 +339,7 @@ class Checkpointer:
             with self._lock:
                 self._wanted.wait_for(lambda: self._asked or self._closing)
                 asked, closing, self._asked = self._asked, self._closing, False
+                self._making = asked
             synced = asked and not closing and self._synced_alone()
             with SQLITE.inside():  # no fork copies SQLite's state mid-use (nectar.forks)
                 complete = False
@@ -347,6 +356,7 @@ class Checkpointer:
                     self.made += 1
                     self.synced += synced
                     self.complete += complete
+                    self._making = False
                     self._wanted.notify_all()
         if self._wal is not None:
             os.close(self._wal)
