@@ -69,8 +69,9 @@ class ChainTypes(MethodView):
     @blp.response(200, ChainTypesEnvelope)
     @error_responses(blp)
     def get(self):
-        """Every chain type with its chains and their tasks"""
-        return answer([type_out(name, chains) for name, chains in facade().chain_types().items()])
+        """Every chain type with its chains and their tasks (none: the message says where they were looked for)"""
+        types = [type_out(name, chains) for name, chains in facade().chain_types().items()]
+        return answer(types) if types else answer(types, message=facade().no_chains_said())
 
 
 @blp.route("/<chain_type>")

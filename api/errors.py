@@ -20,6 +20,7 @@ from nectar.errors import (
     ScheduleConflict,
     TooLarge,
     Unavailable,
+    invalid_fields,
 )
 
 #: Nectar exception -> HTTP status, most specific first
@@ -96,11 +97,12 @@ class NectarApi(OneHandlerApi):
             code = error.code or 500
             message = f"{error.name}: {error.description}" if error.description else http.HTTPStatus(code).phrase
             data = getattr(error, "data", None) or {}
-            message = data.get("message", message)
             errors = data.get("errors", data.get("messages"))
             headers = data.get("headers", {})
             if isinstance(errors, dict):
                 errors = _flatten(errors)
+                message = invalid_fields(errors)  # webargs' 422: each field named, as InvalidParameters names them
+            message = data.get("message", message)
         payload: dict[str, Any] = {"data": None, "message": message, "status": code}
         if errors:
             payload["errors"] = errors

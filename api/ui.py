@@ -226,7 +226,10 @@ class Index(MethodView):
     def get(self):
         """The web UI's home: every chain type, chain and task, with docs and a form to launch each"""
         types = facade().chain_types()
-        page = render_template("catalog.html", types=types, task_links=task_links, title="Chains")
+        none_found = None if types else facade().no_chains_said()
+        page = render_template(
+            "catalog.html", types=types, none_found=none_found, task_links=task_links, title="Chains"
+        )
         return flask.Response(page, mimetype="text/html")  # as is: flask-smorest dumps anything else
 
 

@@ -554,7 +554,7 @@ def check_chains_dir(flags: object, environ: Mapping[str, str] | None = None) ->
         return
     environ = os.environ if environ is None else environ
     given = getattr(flags, "chains_dir", None) or environ.get("NECTAR_CHAINS_DIR", "").strip() or DEFAULT_CHAINS
-    path = Path(given).expanduser().resolve()
+    path = Path(os.path.abspath(Path(given).expanduser()))  # named as given: a link is not replaced by its target
     try:
         with os.scandir(path):  # opened as the catalog opens it (os.scandir), then closed unread
             pass
@@ -562,23 +562,28 @@ def check_chains_dir(flags: object, environ: Mapping[str, str] | None = None) ->
             return
         raise chains_dir_refused(path, "cannot be read (permission denied)")
     except FileNotFoundError:
-        if path == Path(DEFAULT_CHAINS).resolve():  # the default (serve's flag has it, and hands it on resolved)
+        if path.is_symlink():  # a link that leads nowhere was made by someone: said, even for the default
+            raise chains_dir_refused(path, f"does not exist (a link to {path.resolve()})") from None
+        if path.resolve() == Path(DEFAULT_CHAINS).resolve():  # the default (serve's flag hands it on resolved)
             return
         raise chains_dir_refused(path, "does not exist") from None
     except OSError as exc:
         raise chains_dir_refused(path, exc) from None
 
 
-def chains_dir_refused(path: Path, problem: str | OSError) -> InvalidSetting:
+def chains_dir_refused(path: Path, problem: str | OSError, inside: Path | None = None) -> InvalidSetting:
     """The one line that refuses the chains folder ``path``, saying what is wrong with it (``problem``, or the error
     its listing raised): for a command's start (:func:`check_chains_dir`) and a catalog's listing of a folder that
-    became no folder since, or was never checked (an app made by ``gunicorn 'app:create_app()'``)."""
+    became no folder since, or was never checked (an app made by ``gunicorn 'app:create_app()'``); or, ``inside``
+    it, the folder of a chain type it cannot list."""
     if isinstance(problem, NotADirectoryError):
         problem = "is not a folder"
     elif isinstance(problem, FileNotFoundError):
         problem = "does not exist"
     elif isinstance(problem, OSError):
         problem = f"cannot be read ({problem.strerror})"
+    if inside is not None:
+        return InvalidSetting(f"the chain type folder {inside} in the chains folder {path} {problem}")
     return InvalidSetting(f"the chains folder {path} (--chains-dir, env NECTAR_CHAINS_DIR) {problem}")
 
 

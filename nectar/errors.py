@@ -30,6 +30,9 @@ Interrupted (a BaseException, like KeyboardInterrupt) stops an attempt's task wh
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from typing import Any
+
 
 class NectarError(Exception):
     """Root of every error Datanectar raises on purpose."""
@@ -64,8 +67,27 @@ class InvalidParameters(NectarError):
 
     def __init__(self, errors: dict[str, list[str]]) -> None:
         self.errors = errors
-        detail = "; ".join(f"{name}: {', '.join(msgs)}" for name, msgs in sorted(errors.items()))
-        super().__init__(f"invalid parameters: {detail}")
+        super().__init__(invalid_fields(errors))
+
+
+def invalid_fields(errors: Mapping[Any, Any]) -> str:
+    """The one line that names each bad field and what was wrong with it (``errors``: field -> its messages, as
+    :class:`InvalidParameters` and marshmallow give them; a field's messages may nest, by item or key:
+    ``tags.0: Not a valid string.``)."""
+    return f"invalid parameters: {'; '.join(_said(errors))}"
+
+
+def _said(messages: object, name: str = "") -> Iterator[str]:
+    if isinstance(messages, Mapping):
+        for key, inner in sorted(messages.items(), key=lambda item: str(item[0])):
+            yield from _said(inner, f"{name}.{key}" if name else str(key))
+    elif isinstance(messages, list | tuple) and all(isinstance(m, str) for m in messages):
+        yield f"{name}: {', '.join(messages)}"
+    elif isinstance(messages, list | tuple):
+        for inner in messages:
+            yield from _said(inner, name)
+    else:
+        yield f"{name}: {messages}"
 
 
 class InvalidSetting(NectarError, ValueError):

@@ -1,21 +1,29 @@
 """Workers: claim queued runs from the registry and execute each in a child process (one run after another, while
 each ends cleanly: :mod:`nectar.reuse`).
 
-The parent (``nectar worker``) imports luigi, boto3 and nectar once and never imports chain
-code (it compiles a claimed run's chain file, once per change, for the attempts it forks next); each
-attempt runs in a child, in its own process group, that loads the chain file as it is on disk *now*
-(a fixed chain takes effect on the next run without a restart) and runs
-``luigi.build`` against the central scheduler (or luigi's local one): :mod:`nectar.attempt`.
+The parent (``nectar worker``) never imports chain code: it compiles a claimed run's chain file, once per change of
+its stamp, for the attempts it forks next (:meth:`Executor._compile_ahead`). Each attempt runs in a child, in its own
+process group (a cancel kills the task's subprocesses too), that loads the chain file as it is on disk *now* (a fixed
+chain takes effect on the next run without a restart) and runs ``luigi.build`` against the central scheduler (or
+luigi's local one): :mod:`nectar.attempt`. What every attempt would import or read (boto3 through
+``luigi.contrib.s3``, luigi's settings and logging) is loaded in the parent before its first fork, not while it is
+idle (:meth:`Executor.warm`).
+
 The child is forked before there is work for it (a *spare*, set up and waiting on a socket: :mod:`nectar.spares`,
-which says how many are kept and when): a claim names a ready spare as the attempt's process and hands it the
-run, so neither the fork nor a first heartbeat stands between a submission and its task starting. An attempt that
-ended its run cleanly says so on that socket and becomes a spare again, up to ``NECTAR_RUNS_PER_PROCESS`` runs: a
-trivial run then costs no fork and no setup of a fresh process (6 ms of CPU over the worker's processes instead of
-21). A spare also executes ahead the chain file of the run its worker claimed last (or, taken back, of its own last
-run: the likeliest to come next, :class:`Likely`), and its attempt takes that module if its run is of that chain
-and the file has not changed since: a chain's import (2.5-4.5 ms of a trivial run's 13 from claim to ``run()``,
-most of it in pages the fresh process copies as it writes to them) is then off the path. An idle worker
-keeps no spare, nor what only runs need imported (:meth:`Executor.warm`, before its first fork).
+which says how many are kept: none once ``NECTAR_SPARE_IDLE`` seconds pass without runs wanted): a claim names a
+ready spare as the attempt's process and hands it the run, so neither the fork nor a first heartbeat stands between a
+submission and its task starting. An attempt that ended its run cleanly says so on that socket and becomes a spare
+again, up to ``NECTAR_RUNS_PER_PROCESS`` runs, unless its run left something behind (a thread, a child, a resident
+size grown past ``NECTAR_PROCESS_MAX_RSS_MB``: :func:`nectar.reuse.left_behind`), then it exits. A spare also
+executes ahead the chain file of the run its worker claimed last (or, taken back, of its own last run: the likeliest
+to come next, :class:`Likely`), and its attempt takes that module if its run is of that chain and the file has not
+changed since: the chain's import is then off the path from claim to ``run()``.
+
+The loop (:meth:`Executor._serve_once`) reaps ended attempts, watches leases, claims what its free slots and ready
+spares can take, keeps the spares wanted (a fork at most per pass), then sleeps in one ``poll()`` until there may be
+something to do: the registry's word that a run was queued (:meth:`~nectar.registry.store.RunStore.wait_for_work`),
+an attempt's process exiting, starting its first step or ending its run, a spare ready, a signal, the time a retry's
+delay ends; at most ``NECTAR_WORKER_POLL`` seconds.
 
 Nothing is lost and nothing runs twice at once (see :mod:`nectar.attempt` for the attempt's side):
 
@@ -23,12 +31,19 @@ Nothing is lost and nothing runs twice at once (see :mod:`nectar.attempt` for th
   gone: :mod:`nectar.leases`; a status read never does), retrying them per their policy, and
   tells luigid the dead attempt's task failed so the retry need not wait for luigid to time the
   old worker out;
+- an attempt's process that dies is its attempt's failure, said at WARNING with the signal or exit code and
+  retried per policy; one that dies before it read its run is requeued, uncounted (the attempt never began);
+- a child whose attempt is no longer its own (its run cancelled, its attempt reclaimed or past ``NECTAR_MAX_RUNTIME``)
+  is killed with its process group :data:`~nectar.leases.INTERRUPT_GRACE` seconds after its worker sees it;
 - a stopping worker (SIGTERM, SIGINT or SIGHUP) stops claiming, lets running attempts finish for
   ``drain_grace`` seconds, then interrupts them and puts them back in the queue, uncounted; a
   second signal, or the death of the ``nectar serve`` that started it, interrupts them at once;
 - the children die with the worker (:mod:`nectar.lifeline`): killed even by SIGKILL, it leaves no
   spare behind, and each attempt interrupts itself and requeues its run, as on SIGTERM;
-- no run is claimed while luigid is unreachable: the queue waits for it.
+- no run is claimed while luigid is unreachable: the queue waits for it (and as luigid answers again, the tasks it
+  holds RUNNING for this host's attempt processes that are gone are failed there);
+- a registry that stops answering (PostgreSQL restarting) is waited for, said once at WARNING; what was not
+  recorded meanwhile, the leases recover.
 """
 
 from __future__ import annotations
@@ -199,7 +214,8 @@ def wait_status(exit: os.waitid_result) -> int:
 
 
 class Executor:
-    """Claims PENDING runs and executes up to ``concurrency`` of them at once, one child each."""
+    """Claims due PENDING runs and executes up to ``concurrency`` of them at once, each in a spare it hands the run
+    (a child process that may take run after run), until it is stopped (:meth:`serve_forever`, :meth:`stop`)."""
 
     def __init__(
         self,

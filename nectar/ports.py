@@ -171,7 +171,7 @@ def name_of(pid: int) -> str:
     supervisor = next((entry[len(prefix) :].decode() for entry in _environ(pid) if entry.startswith(prefix)), "")
     if supervisor.isdigit():
         role = next((name for piece, name in PARTS if piece in command), "a part")
-        gone = "" if os.path.exists(f"/proc/{supervisor}") else ", gone"
+        gone = "" if started_before(int(supervisor), pid) else ", gone"
         return f"{role} of a nectar serve (pid {supervisor}{gone})"
     if len(command) <= COMMAND_SHOWN:
         return command
@@ -189,8 +189,23 @@ def command_of(pid: int) -> str:
 
 
 def parent_of(pid: int) -> int | None:
+    return _stat_field(pid, 1)
+
+
+def started_before(first: int, then: int) -> bool:
+    """Whether process ``first`` is there and started no later than process ``then`` (their start times since boot,
+    ``/proc`` stat's 22nd field): a serve's supervisor named by a part that outlived it is gone though its pid is
+    taken again, by a process that started after the part did. Where ``then`` is gone too, ``first`` being there."""
+    first_start = _stat_field(first, 19)
+    then_start = _stat_field(then, 19)
+    return first_start is not None and (then_start is None or first_start <= then_start)
+
+
+def _stat_field(pid: int, index: int) -> int | None:
+    """Field ``index`` of process ``pid``'s ``/proc`` stat, counted from its state (0) after the command's name (which
+    may hold spaces and parentheses); None where it is gone."""
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[index])
     except (OSError, IndexError, ValueError):
         return None
 

@@ -13,6 +13,7 @@ import configparser
 import functools
 import math
 import os
+import re
 from pathlib import Path
 from stat import S_ISREG
 from typing import Any
@@ -80,16 +81,48 @@ def attempts_used_up(task: Any, attempt: int, luigi_config: Path | None = None) 
 def _configured(path: str, stamp: tuple[int, int]) -> int | None:
     """``[scheduler] retry_count`` of the luigi.cfg at ``path`` as attempts, or :class:`InvalidSetting` naming the
     file, the section and the key (a value refused is never cached: each reading tells it)."""
-    parser = configparser.ConfigParser()
+    parser = _AsWritten()
     parser.read(path)
-    text = parser.get("scheduler", "retry_count", raw=True, fallback=None)
+    text = parser.get("scheduler", "retry_count", fallback=None)
+    if text is None:
+        text = parser.get("scheduler", "retry-count", fallback=None)  # luigi's dashed spelling, which it reads too
     if text is None:
         return None
     name = f"{path} [scheduler] retry_count"
+    value = text if "$" not in text and "%" not in text else luigi_value(path, text, name)
     try:  # luigi's IntParameter: int(), on which luigid refuses to start where it raises
-        return luigi_attempts(int(text), name)
+        return luigi_attempts(int(value), name)
     except (ValueError, InvalidSetting):
         raise InvalidSetting(f"{name} must be a whole number from 1 to {INTEGER_MOST}, not {text!r}") from None
+
+
+class _AsWritten(configparser.ConfigParser):
+    """A luigi.cfg's values as written (no interpolation), its keys as luigi's parser keeps them (case kept)."""
+
+    def __init__(self) -> None:
+        super().__init__(interpolation=None)
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
+def luigi_value(path: str, text: str, name: str) -> str:
+    """``[scheduler] retry_count`` of the luigi.cfg at ``path`` (``text`` as written) as luigi reads it: through its
+    own parser's interpolations, ``%(key)s`` and ``${VAR}`` of the environment (luigid's, which it inherits from this
+    process), or :class:`InvalidSetting` naming the variables that are not set; ``text`` where luigi's interpolation
+    refuses it (luigid refuses to start then, and so does the rule). luigi is imported here alone, for a value
+    written so: a plain number costs the supervisor no import of luigi."""
+    from luigi.configuration.cfg_parser import InterpolationMissingEnvvarError, LuigiConfigParser
+
+    parser = LuigiConfigParser()  # not luigi's process-wide instance: this file alone
+    parser.read(path)
+    try:
+        return str(parser.get("scheduler", "retry_count"))
+    except InterpolationMissingEnvvarError:
+        unset = [f"${{{v}}}" for v in re.findall(r"\$\{([^}]+)\}", text) if v not in os.environ]
+        raise InvalidSetting(f"{name} is {text!r}: {', '.join(unset)} not set in the environment") from None
+    except configparser.Error:
+        return text
 
 
 def scheduler_retry_count(luigi_config: Path | None) -> int | None:

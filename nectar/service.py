@@ -162,6 +162,10 @@ class Nectar:
     def known_task(self, chain_type: str, chain: str, task: str) -> TaskInfo | None:
         return self.catalog.known_task(chain_type, chain, task)
 
+    def no_chains_said(self) -> str:
+        """Why a listing holds no chain: where the catalog looked, and what a chain file is named."""
+        return self.catalog.none_found()
+
     @property
     def chains_folder(self) -> str:
         return self.catalog.root.name

@@ -23,6 +23,7 @@ from flask import Flask
 import benchmarks.__main__ as bench_main
 import benchmarks.dispatch as dispatch_module
 import benchmarks.fanout as fanout_module
+import benchmarks.submit as submit_module
 import benchmarks.throughput as throughput_module
 import benchmarks.triggers as triggers_module
 from app import create_app
@@ -59,10 +60,11 @@ from benchmarks.status import (
 )
 from harness import REPO, answers, busy_cpu, cpu_seconds, free_port, lifeline_env, read_calls, thread_times, waitfor
 from harness.procfs import descendants, thread_cpu, tree_cpu
-from nectar.registry import RunFilter, RunState
+from nectar.registry import RunFilter, RunState, sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.harness.test_ports import outgoing_connection_from
 from tests.helpers.registries import closed_at_end
+from tests.helpers.threads import waits_in
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -859,3 +861,40 @@ def test_the_throughput_benchmark_says_what_a_part_ran_waited_for_a_core_and_sle
     finally:
         blocked.kill()
         blocked.wait()
+
+
+def test_the_submit_benchmarks_registry_cpu_takes_in_the_checkpoints_its_submissions_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry's CPU per direct submission counts the checkpoints their turns ask of the process's checkpointer
+    thread: it waits for them (held here at a gate) before it reads the process's CPU. Before, it read its own
+    thread's CPU as its last submission returned, the checkpoints' work (another thread's) left out."""
+    store = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
+    entered, gate = threading.Event(), threading.Event()
+    opened, fdatasync = store.checkpoints._open, os.fdatasync  # SQLite's own syncs are its C library's, never this
+
+    def held_open() -> sqlite3.Connection:  # a checkpoint that copies: its connection, opened as the first begins
+        entered.set()
+        gate.wait()
+        return opened()
+
+    def held_sync(fd: int) -> None:  # one that syncs the WAL alone
+        entered.set()
+        gate.wait()
+        fdatasync(fd)
+
+    store.checkpoints._open = held_open
+    monkeypatch.setattr(os, "fdatasync", held_sync)
+    figures: list[float] = []
+    submissions = range(sqlite_checkpoints.CHECKPOINT_TURNS)  # a wake of the checkpointer, at the latest the last
+    measuring = threading.Thread(target=lambda: figures.append(submit_module.registry_cpu(store, submissions, 10**6)))
+    measuring.start()
+    try:
+        assert entered.wait(60), "no checkpoint asked"
+        waitfor(lambda: waits_in(measuring, "wait_quiet") or not measuring.is_alive(), 60, "the measure to wait")
+        assert measuring.is_alive(), "the figure was read with a checkpoint its submissions asked being made"
+    finally:
+        gate.set()
+        measuring.join(timeout=60)
+    assert len(figures) == 1 and figures[0] > 0
+    assert store.checkpoints.made >= 1

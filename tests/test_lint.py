@@ -4,6 +4,7 @@ the suite fails otherwise."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -84,3 +85,16 @@ def pyproject_packages() -> set[str]:
         return set(config["packages"])
     rules = config["packages"]["find"]
     return set(find_packages(str(REPO), include=rules.get("include", ("*",)), exclude=rules.get("exclude", ())))
+
+
+def test_every_documented_install_into_the_service_uses_the_lock() -> None:
+    """Each ``pip install`` the docs give either installs from the lock (``-c requirements/constraints.txt``) or into
+    an environment of its own (a tool's venv in /tmp): none moves the service's pins (before, the README's audit
+    advice was ``pip install pip-audit`` in the service's environment)."""
+    outside = []
+    for doc in ("README.md", "CONTRIBUTING.md", "Dockerfile"):
+        text = re.sub(r"\s+", " ", (REPO / doc).read_text())  # a command wrapped over two lines is one
+        for install in re.findall(r"([^\s`]*pip install .*?)(?:&&|`|$)", text):
+            if "-c requirements/constraints.txt" not in install and not install.startswith("/tmp/"):
+                outside.append(f"{doc}: {install.strip()}")
+    assert outside == []

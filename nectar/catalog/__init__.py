@@ -49,7 +49,13 @@ class ChainCatalog:
         except OSError as exc:  # a file, a folder it cannot read: one line naming it, not each request's traceback
             raise chains_dir_refused(self.root, exc) from None
         for type_dir in type_dirs:
-            for entry in os.scandir(type_dir.path):
+            try:
+                entries = list(os.scandir(type_dir.path))
+            except (FileNotFoundError, NotADirectoryError):  # gone (or made a file) since the folder was listed
+                continue
+            except OSError as exc:  # a type's folder it cannot read: the same one line, naming that folder
+                raise chains_dir_refused(self.root, exc, Path(type_dir.path)) from None
+            for entry in entries:
                 if not entry.name.endswith(CHAIN_SUFFIX) or not entry.is_file():
                     continue
                 chain = entry.name[: -len(".py")]
@@ -107,6 +113,17 @@ class ChainCatalog:
     def chains(self) -> list[ChainInfo]:
         self.refresh()
         return [self._chains[ref] for ref in sorted(self._chains)]
+
+    def none_found(self) -> str:
+        """What a listing that found no chain says, so a newcomer sees why: the folder it looked in (and whether it
+        is there), the name a chain file must have, and the files passed over for their names (as last scanned)."""
+        there = "" if self.root.is_dir() else " (no such folder)"
+        said = f"no chains under {self.root}{there}: a chain is a file <type>/<name>{CHAIN_SUFFIX} in it"
+        if self.skipped:
+            names = ", ".join(os.path.relpath(path, self.root) for path in sorted(self.skipped)[:3])
+            more = f" and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+            said += f", made of [A-Za-z0-9_] (passed over: {names}{more})"
+        return said
 
     def types(self) -> dict[str, list[ChainInfo]]:
         grouped: dict[str, list[ChainInfo]] = {}

@@ -50,9 +50,9 @@ def table(rows: list[list[str]]) -> str:
 def cmd_chains(args: argparse.Namespace) -> int:
     from nectar.catalog import ChainCatalog
 
-    settings = settings_of(args)
+    catalog = ChainCatalog(settings_of(args).chains_dir)
     rows = [["CHAIN", "TASK", "PARAMETERS"]]
-    for chain in ChainCatalog(settings.chains_dir).chains():
+    for chain in catalog.chains():
         if chain.error:
             rows.append([chain.ref, "(import failed)" if chain.import_failed else "(no task)", chain.error])
         for task in chain.tasks.values():
@@ -61,7 +61,7 @@ def cmd_chains(args: argparse.Namespace) -> int:
             rows.append([chain.ref, task.name + aliases, params or "-"])
         rows += [[chain.ref, f"({hidden.name}: not exposed)", hidden.reason] for hidden in chain.hidden]
     print(table(rows))
-    print("\n* required" if len(rows) > 1 else f"no chains under {settings.chains_dir}")
+    print("\n* required" if len(rows) > 1 else catalog.none_found())
     return 0
 
 
@@ -137,9 +137,13 @@ def run_to_its_end(settings: Settings, runs: RunStore, run_id: str, worker: str,
     """Execute the run here and return once it has ended (or waits for its data): while a worker of a ``nectar
     serve`` (or ``nectar worker``) on the same registry has it, claimed before this process could, wait for that
     worker to end it, saying so once on ``note`` (stderr), and take a retry that worker leaves in the queue; a Ctrl-C
-    while it waits stops the waiting, not the run."""
-    import time
+    while it waits stops the waiting, not the run.
 
+    It waits in the registry's wait for work (:meth:`~nectar.registry.store.RunStore.wait_for_work`), which a commit
+    that queues a run ends: a retry the other worker leaves in the queue (a failure, a requeue, a reclaim of its lease)
+    wakes it at once. A run's end (DONE, FAILED, CANCELLED) queues nothing and the registry has no word for it (one
+    would add a write to every attempt's end, for this one wait), so the wait also ends every
+    ``max(NECTAR_WORKER_POLL, 0.2)`` seconds to read the run again: one read by primary key."""
     from nectar.executor import run_in_foreground
     from nectar.registry.model import RunState
 
@@ -158,7 +162,7 @@ def run_to_its_end(settings: Settings, runs: RunStore, run_id: str, worker: str,
             )
             said = True
         try:
-            time.sleep(max(settings.worker_poll_interval, 0.2))
+            runs.wait_for_work(max(settings.worker_poll_interval, 0.2))
         except KeyboardInterrupt:  # Ctrl-C: stop waiting, not the run, which is the other worker's
             print(f"stopped waiting: run {run_id} goes on in worker {run.worker}", file=note or sys.stderr, flush=True)
             return

@@ -34,6 +34,8 @@ checkpoints them (the backstop only where no process writes on)."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import sqlite3
 import struct
@@ -43,6 +45,8 @@ from contextlib import AbstractContextManager
 
 from nectar.forks import SQLITE, lock_made_anew_in_children
 from nectar.reuse import process_thread
+
+logger = logging.getLogger(__name__)
 
 #: WAL frames past which a writer's COMMIT checkpoints all the same (``wal_autocheckpoint``; SQLite's own mark is
 #: 1,000): a WAL no process checkpointed, written by processes that each wrote fewer than :data:`CHECKPOINT_TURNS`
@@ -163,17 +167,15 @@ def release(fd: int | None = None) -> None:
                 os.close(kept)
 
 
-def uncopied(shm: int) -> int:
+def uncopied(shm: int) -> int | None:
     """The WAL's frames not yet copied into the file, read from its index (``shm``: a descriptor of ``<file>-shm``):
-    a look without a lock (a header being rewritten may read wrong; the next look reads it again); 0 where the index
-    is not there or not of the version known."""
-    return not_copied(shm) or 0
-
-
-def not_copied(shm: int) -> int | None:
-    """:func:`uncopied`, None where the index is not there or not of the version known."""
+    a look without a lock (a header being rewritten may read wrong; the next look reads it again); None, unknown,
+    where the index is not of the version known (not 0: nothing says all is copied); 0 where its header is not
+    written yet (SQLite makes the file, then writes it: no frame is counted in it yet)."""
     counted = in_wal(shm)
-    return None if counted is None else max(0, counted[0] - counted[1])
+    if counted is None:
+        return 0 if os.fstat(shm).st_size < WAL_INDEX.size else None
+    return max(0, counted[0] - counted[1])
 
 
 def in_wal(shm: int) -> tuple[int, int] | None:
@@ -186,6 +188,19 @@ def in_wal(shm: int) -> tuple[int, int] | None:
     if version != WAL_INDEX_VERSION:
         return None
     return frames, copied
+
+
+@functools.cache
+def unknown_index(shm: str) -> None:
+    """Say once a process, at WARNING, that the WAL index at ``shm`` cannot be read (:func:`uncopied`)."""
+    logger.warning(
+        "the WAL index %s is of no version known (%d expected, SQLite %s): its frames are not counted, and the "
+        "checkpointer copies the WAL every %d write turns",
+        shm,
+        WAL_INDEX_VERSION,
+        sqlite3.sqlite_version,
+        LOOK_EVERY,
+    )
 
 
 class Checkpointer:
@@ -214,6 +229,8 @@ class Checkpointer:
         #: of those, how many took the writers' turn to copy what was committed while the first copy ran
         self.took_turn = 0
         self._asked = False
+        #: a wake asked is being made (taken by the thread, not yet counted in :attr:`made`)
+        self._making = False
         #: set by :meth:`close`: the thread copies what is left, closes its connection and ends
         self._closing = False
 
@@ -257,6 +274,9 @@ class Checkpointer:
             frames = uncopied(self._index())
         except OSError:
             return False
+        if frames is None:  # an index of a version not known (a SQLite newer than the format read): frames uncounted
+            unknown_index(self._shm_path)
+            return True  # a wake at each look (a copy every LOOK_EVERY turns, not every CHECKPOINT_TURNS), not none
         if frames < self._behind_by:  # copied since
             self._behind_by = 0
         if frames < self._behind_by + CHECKPOINT_FRAMES:
@@ -306,6 +326,12 @@ class Checkpointer:
         with self._lock:
             return self._wanted.wait_for(lambda: self.made >= count, timeout)
 
+    def wait_quiet(self, timeout: float) -> bool:
+        """True once every wake asked so far is made (none asked, none being made), for a benchmark that counts the
+        CPU of the turns it wrote with the checkpoints they asked; False after ``timeout`` s."""
+        with self._lock:
+            return self._wanted.wait_for(lambda: not (self._asked or self._making), timeout)
+
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
         closing = False
@@ -313,6 +339,7 @@ class Checkpointer:
             with self._lock:
                 self._wanted.wait_for(lambda: self._asked or self._closing)
                 asked, closing, self._asked = self._asked, self._closing, False
+                self._making = asked
             synced = asked and not closing and self._synced_alone()
             with SQLITE.inside():  # no fork copies SQLite's state mid-use (nectar.forks)
                 complete = False
@@ -329,6 +356,7 @@ class Checkpointer:
                     self.made += 1
                     self.synced += synced
                     self.complete += complete
+                    self._making = False
                     self._wanted.notify_all()
         if self._wal is not None:
             os.close(self._wal)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import html
 import json
 import weakref
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.schemas import SubmissionEnvelope, SubmissionSchema
+from nectar.config import Settings
 from nectar.errors import InvalidParameters
 from nectar.keys import TargetKey
 from nectar.service import Nectar
@@ -42,6 +44,31 @@ def test_catalog_lists_types_chains_tasks_with_absolute_hrefs(
     assert set(tasks) == {"AggregateSalesTask", "CleanSalesTask", "GenerateSalesTask"}
     assert tasks["AggregateSalesTask"]["api_href"] == f"http://localhost{SALES}"
     assert tasks["AggregateSalesTask"]["requires"] == ["CleanSalesTask"]
+
+
+@pytest.mark.parametrize("made", ["empty", "misnamed", "missing"])
+def test_a_catalog_of_no_chain_says_where_it_looked_and_what_a_chain_is_named(
+    settings: Settings, tmp_path: Path, client_for: Callable[[Settings], FlaskClient], made: str
+) -> None:
+    """A newcomer's first listing: before, ``data: []`` and ``message: success``, nothing said of where the chains
+    are looked for or what their files are called (the API, ``nectar chains`` and the UI's home alike)."""
+    chains = tmp_path / "my_chains"
+    if made != "missing":
+        chains.mkdir()
+    if made == "misnamed":
+        (chains / "etl").mkdir()
+        (chains / "etl" / "sales.py").write_text("")  # not <name>_chain.py: no chain
+        (chains / "etl" / "my-sales_chain.py").write_text("")
+    client = client_for(settings.replace(chains_dir=chains))
+    answer = client.get("/api/chains").get_json()
+    page = client.get("/").get_data(as_text=True)
+
+    assert answer["data"] == []
+    there = " (no such folder)" if made == "missing" else ""
+    said = f"no chains under {chains}{there}: a chain is a file &lt;type&gt;/&lt;name&gt;_chain.py in it"
+    passed_over = ", made of [A-Za-z0-9_] (passed over: etl/my-sales_chain.py)" if made == "misnamed" else ""
+    assert answer["message"] == html.unescape(said + passed_over)
+    assert f"N{said[1:]}{passed_over}." in page
 
 
 def test_a_broken_chain_is_described_with_its_error(

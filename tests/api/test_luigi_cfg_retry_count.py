@@ -140,3 +140,49 @@ def test_on_postgresql_past_its_integer_is_refused_and_its_most_taken(
         assert client.post(URL, json={"n": 1}).status_code == 202
         (run,) = client.get("/api/runs").get_json()["data"]
         assert run["max_attempts"] == 2147483647, run
+
+
+@pytest.mark.parametrize(
+    ("written", "retries"),
+    [
+        ("retry_count = ${NECTAR_TEST_ATTEMPTS}", 3),  # luigi's EnvironmentInterpolation: before, refused at start
+        ("retry_count = 1${NECTAR_TEST_ATTEMPTS}", 13),
+        ("attempts = 5\nretry_count = %(attempts)s", 4),  # its BasicInterpolation, of the same section
+        ("retry-count = 2", 1),  # the dashed spelling luigi reads too: before, not seen (no retry count)
+    ],
+)
+def test_a_retry_count_is_read_as_luigi_reads_it(
+    settings: Settings,
+    tmp_path: Path,
+    client_for: Callable[[Settings], FlaskClient],
+    write_chain: WriteChain,
+    monkeypatch: pytest.MonkeyPatch,
+    written: str,
+    retries: int,
+) -> None:
+    """luigi's own reading of the value is the rule (luigid, given this file, takes the same number)."""
+    monkeypatch.setenv("NECTAR_TEST_ATTEMPTS", "4")
+    write_chain("policies/plain_chain", PLAIN_CHAIN)
+    config = tmp_path / "luigi.cfg"
+    config.write_text(f"[scheduler]\nretry_delay = -1\n{written}\n")
+    client = client_for(settings.replace(luigi_config=config))
+
+    answer = client.post(URL, json={"n": 1})
+
+    assert answer.status_code == 202, answer.get_json()
+    (run,) = client.get("/api/runs").get_json()["data"]
+    assert run["max_attempts"] == retries + 1, run
+
+
+def test_a_retry_count_of_a_variable_not_set_is_refused_naming_it(
+    settings: Settings, tmp_path: Path, client_for: Callable[[Settings], FlaskClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As luigid refuses to start on it (luigi's InterpolationMissingEnvvarError), naming what is missing."""
+    monkeypatch.delenv("NECTAR_TEST_UNSET", raising=False)
+    bad = configured(settings, tmp_path, "${NECTAR_TEST_UNSET}")
+
+    with pytest.raises(InvalidSetting) as refused_at_start:
+        client_for(bad)
+
+    said = f"{bad.luigi_config} [scheduler] retry_count is '${{NECTAR_TEST_UNSET}}': ${{NECTAR_TEST_UNSET}} not set"
+    assert str(refused_at_start.value) == f"{said} in the environment"

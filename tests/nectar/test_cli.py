@@ -21,7 +21,7 @@ from nectar.cli.local import _log_location, run_to_its_end
 from nectar.config import Settings, check_role_settings
 from nectar.errors import InvalidSetting
 from nectar.keys import STDERR_FILE, TargetKey
-from nectar.registry.model import RunState
+from nectar.registry.model import Run, RunState
 from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
 from nectar.service import Nectar
 from nectar.stores import get_store
@@ -133,30 +133,64 @@ print("returned")
 """
 
 
+def waiting_for_a_run_claimed_elsewhere(
+    settings: Settings, nectar: Nectar, tmp_path: Path, then: Callable[[Run, subprocess.Popen[bytes]], object]
+) -> tuple[Run, str, Path]:
+    """A hello run claimed by another worker (``elsewhere:1``), and a command that runs it to its end
+    (:data:`WAIT_FOR_A_RUN`) waiting for that worker; ``then(claimed, command)`` once it waits, then the command's exit
+    (0): the run claimed, what the command printed, and the file of its stderr."""
+    submission = nectar.submit("testchains", "hello_luigiworld_chain", "TestS3Task", {})
+    assert submission.run is not None
+    claimed = nectar.runs.claim("elsewhere:1", run_id=submission.run.id)
+    assert claimed is not None
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("wb") as err:
+        command = subprocess.Popen(
+            [sys.executable, "-c", WAIT_FOR_A_RUN, claimed.id],
+            env={**os.environ, **settings_env(settings), **lifeline_env()},
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+    try:
+        wait_until(lambda: "waiting for it to end" in stderr.read_text() or command.poll() is not None)
+        assert command.poll() is None, stderr.read_text()
+        then(claimed, command)
+        out, _ = command.communicate(timeout=60)
+    finally:
+        command.kill()
+    assert command.returncode == 0, stderr.read_text()
+    return claimed, out.decode(), stderr
+
+
+def test_run_waiting_for_another_workers_run_takes_the_retry_it_leaves_queued_when_it_is_queued(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A retry the other worker leaves in the queue wakes the waiting command at once (its commit queues a run), with a
+    poll (``NECTAR_WORKER_POLL``) of an hour: before, the command slept out the poll before it looked again (the
+    command's end not seen within the 60 s it is given: TimeoutExpired)."""
+    settings = settings.replace(retries=1, worker_poll_interval=3600.0)
+    with Nectar(settings) as nectar:
+
+        def other_worker_fails(claimed: Run, command: subprocess.Popen[bytes]) -> None:
+            assert nectar.runs.fail(claimed.id, claimed.attempt, None, "its attempt failed") == RunState.PENDING
+
+        claimed, out, _ = waiting_for_a_run_claimed_elsewhere(settings, nectar, tmp_path, other_worker_fails)
+
+        assert out.split() == ["returned"]
+        ended = nectar.runs.get(claimed.id)
+        assert ended is not None and (ended.state, ended.attempt) == (RunState.DONE, 2)
+        assert ended.worker != "elsewhere:1"  # the command's process ran the retry
+
+
 def test_ctrl_c_while_run_waits_for_another_workers_run_stops_the_waiting_in_one_line(
     settings: Settings, tmp_path: Path
 ) -> None:
     with Nectar(settings) as nectar:
-        submission = nectar.submit("testchains", "hello_luigiworld_chain", "TestS3Task", {})
-        assert submission.run is not None
-        claimed = nectar.runs.claim("elsewhere:1", run_id=submission.run.id)
-        assert claimed is not None
-        stderr = tmp_path / "stderr.txt"
-        with stderr.open("wb") as err:
-            command = subprocess.Popen(
-                [sys.executable, "-c", WAIT_FOR_A_RUN, claimed.id],
-                env={**os.environ, **settings_env(settings), **lifeline_env()},
-                stdout=subprocess.PIPE,
-                stderr=err,
-            )
-        try:
-            wait_until(lambda: "waiting for it to end" in stderr.read_text() or command.poll() is not None)
-            assert command.poll() is None, stderr.read_text()
-            command.send_signal(signal.SIGINT)
-            out, _ = command.communicate(timeout=60)
-        finally:
-            command.kill()
-        assert command.returncode == 0 and out.decode().split() == ["returned"]
+        claimed, out, stderr = waiting_for_a_run_claimed_elsewhere(
+            settings, nectar, tmp_path, lambda claimed, command: command.send_signal(signal.SIGINT)
+        )
+
+        assert out.split() == ["returned"]
         assert f"stopped waiting: run {claimed.id} goes on in worker elsewhere:1" in stderr.read_text()
         assert "Traceback" not in stderr.read_text()
         going_on = nectar.runs.get(claimed.id)

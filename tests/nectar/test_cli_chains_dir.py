@@ -109,12 +109,12 @@ def test_the_default_chains_folder_is_checked_where_the_command_runs(
 
 
 def test_an_empty_chains_folder_is_a_folder(settings: Settings, tmp_path: Path) -> None:
-    """Taken, and listed as holding no chain."""
+    """Taken, and listed as holding no chain, saying what a chain file is named (before, the folder alone)."""
     empty = tmp_path / "empty"
     empty.mkdir()
     result = started(settings, ["chains", "--chains-dir", str(empty)], {})
     assert result.returncode == 0, result.stderr
-    assert f"no chains under {empty}" in result.stdout
+    assert result.stdout.endswith(f"no chains under {empty}: a chain is a file <type>/<name>_chain.py in it\n")
 
 
 def test_serve_in_a_folder_without_chains_starts_its_workers(
@@ -133,3 +133,37 @@ def test_serve_in_a_folder_without_chains_starts_its_workers(
 
     assert served.proc.poll() is None, log.read_text()
     assert "nectar: the chains folder" not in log.read_text()
+
+
+def test_a_link_that_leads_nowhere_is_named_as_given(settings: Settings, tmp_path: Path) -> None:
+    """A chains folder given as a link to nothing is named by the link the user gave, its target beside it (before,
+    the target alone, resolved: a path the user never typed)."""
+    link = tmp_path / "chains_link"
+    link.symlink_to(tmp_path / "gone", target_is_directory=True)
+
+    result = started(settings, ["chains", "--chains-dir", str(link)], {})
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    said = f"the chains folder {link} (--chains-dir, env NECTAR_CHAINS_DIR) does not exist (a link to {tmp_path}/gone)"
+    assert result.stderr == f"nectar: {said}\n"
+
+
+def test_a_chain_type_folder_it_cannot_read_is_named_in_one_line(settings: Settings, tmp_path: Path) -> None:
+    """A chain type's folder the command cannot list ends the listing with one line naming it (before, a
+    PermissionError traceback from the catalog's inner scan). Run without the capability to read past permissions
+    where the suite runs as root, so mode 000 holds for it too."""
+    chains = tmp_path / "chains"
+    (chains / "secret").mkdir(parents=True)
+    (chains / "secret").chmod(0)
+    no_override = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    env = {**os.environ, **settings_env(settings.replace(chains_dir=chains)), **lifeline_env()}
+    try:
+        result = subprocess.run(
+            [*no_override, *NECTAR, "chains"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        (chains / "secret").chmod(0o700)  # pytest removes it after
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    said = f"the chain type folder {chains / 'secret'} in the chains folder {chains} cannot be read (Permission denied)"
+    assert result.stderr == f"nectar: {said}\n"

@@ -462,6 +462,46 @@ def test_a_wal_index_removed_and_made_again_is_looked_at_anew(tmp_path: Path, mo
     checkpoints.close()
 
 
+def a_wal_index(path: Path, version: int, frames: int = 0, copied: int = 0, size: int = 32768) -> int:
+    """A descriptor of a WAL index written at ``path`` with the header ``version``, ``frames``, ``copied``: of
+    ``size`` bytes (SQLite's are 32 KiB; a shorter one has its header not written yet)."""
+    header = sqlite_checkpoints.WAL_INDEX.pack(version, frames, copied)
+    path.write_bytes((header + bytes(max(0, size - len(header))))[:size])
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def test_the_frames_of_a_wal_index_of_a_version_not_known_are_unknown(tmp_path: Path) -> None:
+    """Not 0, all copied (as ``uncopied`` read them before); 0 still for an index whose header is not written yet."""
+    known = sqlite_checkpoints.WAL_INDEX_VERSION
+    for version, size, frames in [(known, 32768, 500), (known + 1, 32768, None), (known, 8, 0)]:
+        fd = a_wal_index(tmp_path / "index", version, frames=500, copied=0, size=size)
+        try:
+            assert sqlite_checkpoints.uncopied(fd) == frames, (version, size)
+        finally:
+            os.close(fd)
+
+
+def test_a_wal_index_of_a_version_not_known_wakes_the_checkpointer_at_a_look(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A SQLite whose WAL index is of a version this module cannot read: a look wakes the checkpointer (and says why,
+    at WARNING), as a WAL whose frames cannot be counted may hold any number of them. Before, the look read 0 frames
+    not copied, all copied: only the turns' count (:data:`CHECKPOINT_TURNS`) woke it, frames written by processes
+    that count no turns never did."""
+    path = tmp_path / "runs.sqlite3"
+    index = tmp_path / "newer.sqlite3-shm"  # beside the file's own, which SQLite writes
+    os.close(a_wal_index(index, sqlite_checkpoints.WAL_INDEX_VERSION + 1, frames=5_000))
+    checkpoints = sqlite_checkpoints.Checkpointer(lambda: open_wal(path), contextlib.nullcontext, str(index))
+    with closing(open_wal(path)) as conn:
+        write_pages(conn, 10)
+        for _ in range(sqlite_checkpoints.LOOK_EVERY):  # a look, far fewer turns than CHECKPOINT_TURNS
+            checkpoints.wrote()
+
+        assert checkpoints.wait_made(1, GUARD), "not woken by the look"
+    checkpoints.close()
+    assert f"the WAL index {index} is of no version known" in caplog.text
+
+
 def test_a_wal_removed_and_made_again_is_the_one_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The file's last connection removes its WAL as it closes, and the next to open the file makes another: a
     checkpointer that synced the first (its descriptor kept) syncs the new one, not the removed one."""

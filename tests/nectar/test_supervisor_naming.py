@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness import NECTAR, Processes, Served, base_env, free_port, lifeline_env, settings_env, wait_until
 from nectar.config import Settings
 from nectar.lifeline import SUPERVISOR_VAR
@@ -58,6 +60,47 @@ def test_a_port_held_by_the_api_of_a_serve_gone_is_named_by_what_it_is(
     env = base_env() | settings_env(settings) | lifeline_env()
 
     second = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    assert second.returncode == 2, second.stdout + second.stderr
+    holder = f"pid {api.proc.pid} (an API process (gunicorn) of a nectar serve (pid {gone}, gone))"
+    assert second.stderr == f"nectar: port {api.port} (the API, --port) is in use by {holder}\n"
+
+
+#: the last pid the kernel handed out in this pid namespace: the next process gets the first free pid above it
+NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
+
+
+def a_process_given_pid(pid: int) -> subprocess.Popen[bytes]:
+    """A process (``sleep``, on this test's lifeline) on ``pid``, a pid that was another's: the kernel is told the
+    pid before it was the last handed out (as CRIU restores a process), and a process started then; again where
+    another process of the machine was started between the two and took it."""
+    for _ in range(1000):
+        NS_LAST_PID.write_text(str(pid - 1))
+        child = subprocess.Popen(["sleep", "600"], env={**os.environ, **lifeline_env()})
+        if child.pid == pid:
+            return child
+        child.kill()
+        child.wait()
+    raise AssertionError(f"pid {pid} was never handed out again")
+
+
+def test_a_serve_gone_whose_pid_another_process_took_is_named_gone(
+    settings: Settings, processes: Processes, tmp_path: Path
+) -> None:
+    """The serve an API part names is gone though its pid is taken again: by a process started after the part, which
+    can be no supervisor of it (before, a pid there was the serve there, and the refusal said it was not gone)."""
+    if not os.access(NS_LAST_PID, os.W_OK):
+        pytest.skip("the kernel's last pid cannot be set here (not root): no pid can be taken again at will")
+    gone = dead_pid()
+    api = processes.nectar_api(settings, env={SUPERVISOR_VAR: str(gone)})
+    taker = a_process_given_pid(gone)
+    try:
+        argv = [*NECTAR, "serve", "--port", str(api.port), "--scheduler-port", str(free_port())]
+        env = base_env() | settings_env(settings) | lifeline_env()
+        second = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        taker.kill()
+        taker.wait()
 
     assert second.returncode == 2, second.stdout + second.stderr
     holder = f"pid {api.proc.pid} (an API process (gunicorn) of a nectar serve (pid {gone}, gone))"
