@@ -327,11 +327,12 @@ def _put_back_luigi_config(before: LuigiConfig) -> None:
 
 def left_open() -> str | None:
     """Why this process must not take another run after the one that ended and was put back (None: it may): a file
-    descriptor its run left open (a file, a pipe, a socket), which cannot be closed here (the object holding it
-    would, at its next write or close, act on whatever file was given its number since) and would be carried to the
-    next runs, one more each time. Those of the process's own files that a run opens and closes (its step's live
-    logs, made ahead) or opens for good (its registry's: a checkpointer's connection, the file's WAL index) are not
-    counted.
+    descriptor its run left open on a file or a pipe, which cannot be closed here (the object holding it would, at
+    its next write or close, act on whatever file was given its number since) and would be carried to the next runs,
+    one more each time. Not counted: sockets and other descriptors without a path (an event loop's), which the
+    clients a module keeps hold from run to run (a connection pool: boto3's to S3, opened by a process's first run),
+    as they keep any other state; and those of the process's own files that a run opens and closes (its step's live
+    logs, made ahead) or opens for good (its registry's: a checkpointer's connection, the file's WAL index).
 
     One listing of ``/proc/self/fd`` a run: while as many are open as after the process's last run that left none
     (or fewer), none was left; else (its first run, or more open) what each is open on (a ``readlink`` each, ~9 µs)
@@ -354,8 +355,9 @@ def _open_count() -> int:
 
 
 def _open_files() -> Counter[str]:
-    """What this process's file descriptors are open on, counted: a path, or a kind (``socket``, ``pipe``,
-    ``anon_inode``) for what has none; but its own files that runs open (:func:`_own_files`)."""
+    """The files and pipes this process's file descriptors are open on, counted (a pipe as ``pipe``); not its own
+    files that runs open (:func:`_own_files`), nor sockets and the other descriptors without a path
+    (:func:`left_open`)."""
     found: Counter[str] = Counter()
     own = _own_files()
     for fd in os.listdir("/proc/self/fd"):
@@ -363,10 +365,9 @@ def _open_files() -> Counter[str]:
             target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:  # the listing's own, closed since
             continue
-        kind, bracket, _ = target.partition(":[")
-        if bracket:
-            found[kind] += 1
-        elif not target.startswith(own):
+        if target.startswith("pipe:["):
+            found["pipe"] += 1
+        elif target.startswith("/") and not target.startswith(own):
             found[target] += 1
     return found
 

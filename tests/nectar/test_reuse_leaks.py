@@ -28,6 +28,7 @@ import gc
 import json
 import logging
 import os
+import socket
 import sys
 
 import luigi
@@ -59,6 +60,8 @@ class ChangesTask(NectarTask):
             config.set("worker", "leaks_option", "set by a run")
             config.set("leaks_section", "option", "set by a run")
             config.remove_option("worker", "wait_interval")
+        elif self.kind == "socket a module keeps":
+            helper(self.where).KEPT.append(socket.socketpair())  # as a client keeps its pooled connection
         else:
             left = LeftInACycle()
             left.me = left
@@ -106,6 +109,8 @@ class LooksTask(NectarTask):
 HELPER = """
 import logging
 
+KEPT = []
+
 logging.getLogger("leaks_helper").addHandler(logging.NullHandler())
 """
 
@@ -127,13 +132,15 @@ def run(nectar: Nectar, task: str, n: int, where: Path, **params: str) -> Run:
     return ended_run
 
 
-@pytest.mark.parametrize("kind", ["log handler", "luigi config", "reference cycle"])
+@pytest.mark.parametrize("kind", ["log handler", "luigi config", "reference cycle", "socket a module keeps"])
 def test_a_run_after_one_that_left_something_in_its_process_sees_what_a_run_in_a_fresh_one_sees(
     leaks: Settings, start_worker: StartWorker, tmp_path: Path, kind: str
 ) -> None:
     """A log handler its ``run()`` added to a named logger (taken off, its file closed: while the handler of a
     module's import, ``leaks_helper``'s, stays), luigi's configuration it changed (an option set, a section added, an
-    option removed), an object it held till it ended then left in a reference cycle (collected)."""
+    option removed), an object it held till it ended then left in a reference cycle (collected). A socket a module
+    keeps (a client's pooled connection: boto3's to S3, opened by a process's first run) is the module's state, as a
+    client is: its process takes the next run all the same."""
     where = tmp_path / "where"
     nectar = closed_at_end(Nectar(leaks))
     start_worker(leaks, workers=1)
