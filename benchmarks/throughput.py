@@ -1,5 +1,7 @@
 """Sustained runs/s: 2,000 trivial runs submitted at once to 2 workers and to 1, beside 2 ÷ the dispatch median; and
-where each one's CPU went, to tell a rate the cores cap from one that waits."""
+where each one's CPU went, to tell a rate the cores cap from one that waits. And the 2 workers' rate with their attempt
+processes recycled inside the batch (``NECTAR_RUNS_PER_PROCESS`` set lower: at its default, 1,000, none is in a
+batch this size), beside the rate without: what a recycle costs, and that no run is lost or fails across one."""
 
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ NAME = "throughput"
 CLIENTS = 16
 #: samples of the dispatch latency whose median makes the baseline (2 ÷ it: two workers with nothing queued)
 DISPATCH_SAMPLES = 20
+#: ``NECTAR_RUNS_PER_PROCESS`` of the phase with recycles (quick, full): the runs it sends are sized from it
+RECYCLED_AFTER = (25, 100)
+#: how many times, at least, each attempt process of the batch without recycles is recycled in the batch with them
+RECYCLES = 3
 
 
 def ended(db: sqlite3.Connection, first: int, count: int) -> tuple[int, float] | None:
@@ -334,16 +340,56 @@ def run(ctx: Context) -> list[Figure]:
         dispatch = median([through_service(cluster, n)[2] for n in range(DISPATCH_SAMPLES)])
         two, said_two, cpu_two = measured(cluster, workers, 2, 1_000_000, count)
         cluster.procs.stop(workers)
+        every, default = RECYCLED_AFTER[0 if ctx.quick else 1], cluster.settings.runs_per_process
+        served = processes(cluster.settings.registry_path, 1_000_000, count)
+        # each of as many processes as served the batch, recycled as often; a whole number of runs per client (the
+        # clients cycle through the runs: past the last, they would POST the first ones again)
+        recycled_count = math.ceil(every * served * RECYCLES / CLIENTS) * CLIENTS
+        if recycled_count > cluster.settings.max_queue:  # the API reads its queue's bound as it starts
+            if cluster.tune(max_queue=recycled_count).max_queue < recycled_count:
+                raise RuntimeError(f"NECTAR_MAX_QUEUE={cluster.settings.max_queue} is below {recycled_count:,} runs")
+            cluster.stop_apis()
+            cluster.start_api()
+        workers = cluster.start_workers(2, NECTAR_RUNS_PER_PROCESS=str(every))
+        through_service(cluster, -3)  # warm as the 2 were
+        recycled, said_recycled, _ = measured(cluster, workers, 2, 3_000_000, recycled_count)
+        recycled_by = processes(cluster.settings.registry_path, 3_000_000, recycled_count)
+        if recycled_by < recycled_count / every:
+            raise RuntimeError(f"{recycled_by} processes executed {recycled_count} runs: more than {every} each")
+        cluster.procs.stop(workers)
         workers = cluster.start_workers(1)
         through_service(cluster, -2)  # warm as the 2 were: its start-up (imports, warm()) is not the 1-worker rate's
         one, said_one, _ = measured(cluster, workers, 1, 2_000_000, count)
     print(f"dispatch median {dispatch * 1000:.1f} ms")
     print(f"2 workers: {said_two}")
+    print(f"2 workers, each attempt process recycled after {every} runs: {said_recycled}")
     print(f"1 worker: {said_one}")
+    print(f"a recycle: {recycle_said(two, recycled, every, 2, default)}")
     print(f"the cores' ceiling: {ceiling(len(os.sched_getaffinity(0)), cpu_two, one)[1]}")
     figure, ideal = f"runs/s, {count:,} runs at once, 2 workers", f"2 ÷ dispatch median (n={DISPATCH_SAMPLES})"
     linear = Target("ratio", False, 1.6, "≥ 1.6x (~linear)")
     return [
         Figure(NAME, figure, two, "/s", ideal, 2 / dispatch, ratio_at_least(0.8)),
         Figure(NAME, figure, two, "/s", "the same with 1 worker", one, linear),
+        Figure(
+            NAME,
+            f"runs/s, {recycled_count:,} runs at once, 2 workers, each process recycled after {every} runs",
+            recycled,
+            "/s",
+            f"without a recycle ({count:,} runs)",
+            two,
+        ),
     ]
+
+
+def recycle_said(rate: float, recycled: float, every: int, slots: int, default: int) -> str:
+    """What a recycle cost, from the rate of ``slots`` slots without one (``rate``) and with a recycle every ``every``
+    runs of a process (``recycled``): the slot time a run took more, times ``every`` (negative: none measured beyond
+    the batches' spread); and that cost spread over the ``default`` runs of a process (``NECTAR_RUNS_PER_PROCESS`` of
+    the batch without)."""
+    per_run = slots * (1 / recycled - 1 / rate)
+    return (
+        f"{per_run * every * 1000:.1f} ms of a slot each ({slots} slots × the {per_run * 1000:.2f} ms a run took more "
+        f"at {recycled:.0f}/s than at {rate:.0f}/s, × {every} runs a process); at the default {default} runs a "
+        f"process, {per_run * every / default * 1000:.3f} ms a run"
+    )

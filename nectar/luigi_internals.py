@@ -38,7 +38,9 @@ fails loudly, naming the name, when a release changes one of them under us:
 - ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`);
 - ``MockFileSystem._data``, the dict every ``luigi.mock.MockTarget`` of a process keeps its data in, made in a
   ``multiprocessing.Manager()`` process that luigi never stops, its proxy's ``_manager`` and that manager's
-  ``_process`` (:func:`stop_mock_filesystem`).
+  ``_process`` (:func:`stop_mock_filesystem`);
+- ``_config_paths`` of luigi's configuration parser's class, the files it reads as it reloads, which
+  ``luigi.configuration.add_config_path`` appends to (:func:`config_paths`).
 """
 
 from __future__ import annotations
@@ -1051,3 +1053,10 @@ def stop_mock_filesystem() -> None:
     process = getattr(manager, "_process", None)
     if process is not None and process._parent_pid == os.getpid():
         manager.shutdown()
+
+
+def config_paths(config: luigi.configuration.LuigiConfigParser) -> list[str]:
+    """The files luigi's configuration ``config`` reads as it (re)loads, in order: its class's list, to which
+    ``luigi.configuration.add_config_path`` appends (the list itself, which a caller may put back as it was)."""
+    paths: list[str] = type(config)._config_paths
+    return paths

@@ -29,7 +29,8 @@ first step starts (:data:`STARTED`: :func:`started`) and, if it ended its run cl
 ``runs_per_process`` runs), that it ended, with its exit code (:data:`ENDED`: :func:`heard`), at once: its slot is
 free while it looks at what its run left behind (:mod:`nectar.reuse`, a thread it may wait for). It then sets itself
 up again and says it is ready, a spare once more (:meth:`Spares.returned`), or, if its run left something behind,
-exits: its worker drops it as any spare that dies before it is ready. Else it exits at once, and its worker learns
+exits: its worker drops it as any spare that dies before it is ready (as it does if its run left a file open:
+:func:`nectar.reuse.left_open`). Else it exits at once, and its worker learns
 of the end by its exit, as of any death.
 
 Each spare's socket is a descriptor the worker's loop sleeps on (:meth:`Spares.fds`): it wakes when one is ready
@@ -350,10 +351,12 @@ class Spares:
             except OSError:  # the worker is gone: it no longer waits for this process
                 return code
             why = reuse.left_behind(before, self.max_rss_mb)
+            if why is None:
+                reuse.put_back(before)
+                why = reuse.left_open()  # once put back: the files of the log handlers its run added are closed
             if why is not None:  # its worker sees it die before it is ready again, as any spare (no backoff)
                 logger.info("attempt process %d exits after %d run(s): %s", os.getpid(), runs, why)
                 return code
-            reuse.put_back(before)
             leases.ran_one()
 
 

@@ -162,6 +162,14 @@ def test_the_throughput_benchmark_says_what_the_cores_allow_beside_the_1_workers
     assert "= 435 runs/s at most: 1.28x the 1 worker's 339/s" in said, said
 
 
+def test_the_throughput_benchmark_says_what_a_recycle_cost_from_the_rates_with_and_without() -> None:
+    """2 slots at 125/s with a recycle every 25 runs of a process, 150/s without: each run took 2 × (8 - 6.67) =
+    2.67 ms more of a slot, 66.7 ms a recycle, 0.067 ms a run at 1,000 runs a process."""
+    said = throughput_module.recycle_said(150.0, 125.0, 25, 2, 1000)
+    assert said.startswith("66.7 ms of a slot each (2 slots × the 2.67 ms a run took more"), said
+    assert said.endswith("at the default 1000 runs a process, 0.067 ms a run"), said
+
+
 def test_busy_cpu_counts_the_cpu_this_process_used() -> None:
     """The machine's busy CPU grows by at least what this process burns meanwhile (others' use adds to it)."""
     before, burnt = busy_cpu(), time.process_time()

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 _ADDED: dict[str, list[tuple[logging.Logger, logging.Handler]]] = {}
 
 
-def _held() -> dict[logging.Logger, tuple[logging.Handler, ...]]:
+def held() -> dict[logging.Logger, tuple[logging.Handler, ...]]:
     """Each logger of the process that holds a handler (the root one too), with its handlers: a walk of logging's
     loggers (~12 µs for the ~80 of an attempt process)."""
     loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
@@ -35,13 +35,13 @@ def executed_anew(module: str) -> Iterator[None]:
         if handler in logger.handlers:
             logger.removeHandler(handler)
             handler.close()
-    before = _held()
+    before = held()
     try:
         yield
     finally:
         added = [
             (logger, handler)
-            for logger, handlers in _held().items()
+            for logger, handlers in held().items()
             for handler in handlers
             if handler not in before.get(logger, ())
         ]

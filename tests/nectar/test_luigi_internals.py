@@ -14,6 +14,7 @@ import json
 import logging
 import multiprocessing.queues
 import os
+import pathlib
 import pwd
 import socket
 import threading
@@ -843,3 +844,20 @@ def test_given_param_values_of_a_configured_task_are_luigis_with_its_warning(pro
     finally:
         config.remove_section(family)
     assert found == [("n", 1)]
+
+
+def test_luigis_configuration_reads_the_files_config_paths_lists_and_add_config_path_appends_to_it(
+    tmp_path: pathlib.Path,
+) -> None:
+    config = luigi.configuration.get_config()
+    paths = nectar.luigi_internals.config_paths(config)
+    kept = list(paths)
+    added = tmp_path / "added.cfg"
+    added.write_text("[internals_probe]\nread = yes\n")
+    try:
+        assert luigi.configuration.add_config_path(str(added))
+        assert paths == [*kept, str(added)], "_config_paths: no longer the list add_config_path appends to"
+        assert config.get("internals_probe", "read") == "yes"
+    finally:
+        paths[:] = kept
+        config.remove_section("internals_probe")
