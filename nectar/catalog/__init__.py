@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
-from nectar.catalog.loader import Stamp, file_stamp, inspect_chain, stamp_of
+from nectar.catalog.loader import Stamp, file_stamp, inspect_chain
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.config import chains_dir_refused
 from nectar.errors import ChainNotFound, TaskNotFound
@@ -62,7 +62,10 @@ class ChainCatalog:
                 if not (is_name(type_dir.name) and is_name(chain)):
                     skipped[entry.path] = "names must be made of [A-Za-z0-9_]"
                     continue
-                found[(type_dir.name, chain)] = (Path(entry.path), stamp_of(entry.stat()))
+                stamp = file_stamp(entry.path)
+                if stamp is None:  # removed (or replaced) since its folder was listed: as a listing after finds it
+                    continue
+                found[(type_dir.name, chain)] = (Path(entry.path), stamp)
         self.skipped = skipped
         return found
 
