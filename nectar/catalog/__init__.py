@@ -17,7 +17,7 @@ from pathlib import Path
 
 from nectar.catalog.loader import Stamp, file_stamp, inspect_chain
 from nectar.catalog.model import ChainInfo, TaskInfo
-from nectar.config import chains_dir_refused
+from nectar.config import chains_dir_refused, link_to_nothing
 from nectar.errors import ChainNotFound, TaskNotFound
 from nectar.keys import is_name
 from nectar.luigi_internals import forget_task_classes
@@ -44,7 +44,10 @@ class ChainCatalog:
         skipped: dict[str, str] = {}
         try:
             type_dirs = [e for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith((".", "_"))]
-        except FileNotFoundError:
+        except FileNotFoundError:  # no chain yet; unless it is a link to nothing, which is refused as at start
+            dangling = link_to_nothing(self.root)
+            if dangling is not None:
+                raise dangling from None
             type_dirs = []
         except OSError as exc:  # a file, a folder it cannot read: one line naming it, not each request's traceback
             raise chains_dir_refused(self.root, exc) from None
