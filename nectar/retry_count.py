@@ -82,7 +82,10 @@ def _configured(path: str, stamp: tuple[int, int]) -> int | None:
     """``[scheduler] retry_count`` of the luigi.cfg at ``path`` as attempts, or :class:`InvalidSetting` naming the
     file, the section and the key (a value refused is never cached: each reading tells it)."""
     parser = _AsWritten()
-    parser.read(path)
+    try:
+        parser.read(path)
+    except configparser.Error as exc:  # as luigi's parser (strict too) refuses it, and luigid does not start
+        raise InvalidSetting(f"{path} cannot be read as luigi reads it: {exc}") from None
     key = "retry_count"
     text = parser.get("scheduler", key, fallback=None)
     if text is None:
