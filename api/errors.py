@@ -101,7 +101,9 @@ class NectarApi(OneHandlerApi):
             headers = data.get("headers", {})
             if isinstance(errors, dict):
                 errors = _flatten(errors)
-                message = invalid_fields(errors)  # webargs' 422: each field named, as InvalidParameters names them
+                # each field named, as InvalidParameters names them: webargs' 422 as its parameters, its 400 (a body
+                # it cannot parse) under the status's name
+                message = invalid_fields(errors) if code == 422 else invalid_fields(errors, error.name)
             message = data.get("message", message)
         payload: dict[str, Any] = {"data": None, "message": message, "status": code}
         if errors:

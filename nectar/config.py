@@ -268,7 +268,9 @@ class Settings:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in _PATHS and value is not None:
+            if f.name == "chains_dir" and value is not None:  # named as given: a link kept, its target followed
+                value = Path(os.path.abspath(Path(value).expanduser()))  # as each listing opens it (a release swapped)
+            elif f.name in _PATHS and value is not None:
                 value = Path(value).expanduser().resolve()
             elif f.name in _BOOLS and isinstance(value, str):
                 value = value.strip().lower() in {"1", "true", "yes", "on"}
@@ -562,13 +564,23 @@ def check_chains_dir(flags: object, environ: Mapping[str, str] | None = None) ->
             return
         raise chains_dir_refused(path, "cannot be read (permission denied)")
     except FileNotFoundError:
-        if path.is_symlink():  # a link that leads nowhere was made by someone: said, even for the default
-            raise chains_dir_refused(path, f"does not exist (a link to {path.resolve()})") from None
+        dangling = link_to_nothing(path)
+        if dangling is not None:
+            raise dangling from None
         if path.resolve() == Path(DEFAULT_CHAINS).resolve():  # the default (serve's flag hands it on resolved)
             return
         raise chains_dir_refused(path, "does not exist") from None
     except OSError as exc:
         raise chains_dir_refused(path, exc) from None
+
+
+def link_to_nothing(path: Path) -> InvalidSetting | None:
+    """The refusal of the chains folder ``path``, not there, where it is a link that leads nowhere: someone made it,
+    so it is said even where a folder not there is no chain (the default's, a catalog's), named as given with its
+    target beside it; None where ``path`` is no link."""
+    if not path.is_symlink():
+        return None
+    return chains_dir_refused(path, f"does not exist (a link to {path.resolve()})")
 
 
 def chains_dir_refused(path: Path, problem: str | OSError, inside: Path | None = None) -> InvalidSetting:

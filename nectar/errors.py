@@ -70,11 +70,11 @@ class InvalidParameters(NectarError):
         super().__init__(invalid_fields(errors))
 
 
-def invalid_fields(errors: Mapping[Any, Any]) -> str:
+def invalid_fields(errors: Mapping[Any, Any], what: str = "invalid parameters") -> str:
     """The one line that names each bad field and what was wrong with it (``errors``: field -> its messages, as
     :class:`InvalidParameters` and marshmallow give them; a field's messages may nest, by item or key:
-    ``tags.0: Not a valid string.``)."""
-    return f"invalid parameters: {'; '.join(_said(errors))}"
+    ``tags.0: Not a valid string.``), after ``what`` was wrong."""
+    return f"{what}: {'; '.join(_said(errors))}"
 
 
 def _said(messages: object, name: str = "") -> Iterator[str]:

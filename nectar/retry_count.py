@@ -82,13 +82,18 @@ def _configured(path: str, stamp: tuple[int, int]) -> int | None:
     """``[scheduler] retry_count`` of the luigi.cfg at ``path`` as attempts, or :class:`InvalidSetting` naming the
     file, the section and the key (a value refused is never cached: each reading tells it)."""
     parser = _AsWritten()
-    parser.read(path)
-    text = parser.get("scheduler", "retry_count", fallback=None)
+    try:
+        parser.read(path)
+    except configparser.Error as exc:  # as luigi's parser (strict too) refuses it, and luigid does not start
+        raise InvalidSetting(f"{path} cannot be read as luigi reads it: {exc}") from None
+    key = "retry_count"
+    text = parser.get("scheduler", key, fallback=None)
     if text is None:
-        text = parser.get("scheduler", "retry-count", fallback=None)  # luigi's dashed spelling, which it reads too
+        key = "retry-count"  # luigi's dashed spelling, which it reads too
+        text = parser.get("scheduler", key, fallback=None)
     if text is None:
         return None
-    name = f"{path} [scheduler] retry_count"
+    name = f"{path} [scheduler] {key}"
     value = text if "$" not in text and "%" not in text else luigi_value(path, text, name)
     try:  # luigi's IntParameter: int(), on which luigid refuses to start where it raises
         return luigi_attempts(int(value), name)

@@ -15,9 +15,9 @@ import sys
 import threading
 from pathlib import Path
 
-from nectar.catalog.loader import Stamp, file_stamp, inspect_chain, stamp_of
+from nectar.catalog.loader import Stamp, file_stamp, inspect_chain
 from nectar.catalog.model import ChainInfo, TaskInfo
-from nectar.config import chains_dir_refused
+from nectar.config import chains_dir_refused, link_to_nothing
 from nectar.errors import ChainNotFound, TaskNotFound
 from nectar.keys import is_name
 from nectar.luigi_internals import forget_task_classes
@@ -44,7 +44,10 @@ class ChainCatalog:
         skipped: dict[str, str] = {}
         try:
             type_dirs = [e for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith((".", "_"))]
-        except FileNotFoundError:
+        except FileNotFoundError:  # no chain yet; unless it is a link to nothing, which is refused as at start
+            dangling = link_to_nothing(self.root)
+            if dangling is not None:
+                raise dangling from None
             type_dirs = []
         except OSError as exc:  # a file, a folder it cannot read: one line naming it, not each request's traceback
             raise chains_dir_refused(self.root, exc) from None
@@ -62,7 +65,10 @@ class ChainCatalog:
                 if not (is_name(type_dir.name) and is_name(chain)):
                     skipped[entry.path] = "names must be made of [A-Za-z0-9_]"
                     continue
-                found[(type_dir.name, chain)] = (Path(entry.path), stamp_of(entry.stat()))
+                stamp = file_stamp(entry.path)
+                if stamp is None:  # removed (or replaced) since its folder was listed: as a listing after finds it
+                    continue
+                found[(type_dir.name, chain)] = (Path(entry.path), stamp)
         self.skipped = skipped
         return found
 

@@ -171,10 +171,12 @@ def uncopied(shm: int) -> int | None:
     """The WAL's frames not yet copied into the file, read from its index (``shm``: a descriptor of ``<file>-shm``):
     a look without a lock (a header being rewritten may read wrong; the next look reads it again); None, unknown,
     where the index is not of the version known (not 0: nothing says all is copied); 0 where its header is not
-    written yet (SQLite makes the file, then writes it: no frame is counted in it yet)."""
+    written yet: the file shorter than it, or its version 0 (SQLite makes the file, maps it, 32 KiB of zeros, then
+    writes the header as it recovers the WAL: no frame is counted in it yet)."""
     counted = in_wal(shm)
     if counted is None:
-        return 0 if os.fstat(shm).st_size < WAL_INDEX.size else None
+        head = os.pread(shm, WAL_INDEX.size, 0)
+        return 0 if len(head) < WAL_INDEX.size or WAL_INDEX.unpack(head)[0] == 0 else None
     return max(0, counted[0] - counted[1])
 
 

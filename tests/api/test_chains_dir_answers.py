@@ -45,3 +45,40 @@ def test_gunicorn_serving_a_chains_folder_that_is_a_file_names_it(
 
     assert answered.value.code == 500
     assert json.loads(answered.value.read())["message"] == refusal(chains)
+
+
+def test_a_catalog_of_a_link_that_leads_nowhere_is_refused_naming_the_link(tmp_path: Path) -> None:
+    """As ``nectar`` refuses it at start (:func:`nectar.config.check_chains_dir`); before, the catalog listed it as no
+    chain, a folder not there yet: a link was made by someone, to a folder that is not there."""
+    link = tmp_path / "chains_link"
+    link.symlink_to(tmp_path / "release" / "chains", target_is_directory=True)
+
+    with pytest.raises(InvalidSetting) as refused:
+        ChainCatalog(link).refresh()
+
+    said = f"the chains folder {link} (--chains-dir, env NECTAR_CHAINS_DIR) does not exist (a link to {tmp_path}"
+    assert str(refused.value) == f"{said}/release/chains)"
+
+
+@pytest.mark.parametrize("leads_to", ["a file", "nowhere"])
+def test_gunicorn_serving_a_chains_link_names_the_link(
+    settings: Settings, processes: Processes, tmp_path: Path, leads_to: str
+) -> None:
+    """``NECTAR_CHAINS_DIR`` a link: the listing's refusal names the link the user gave, its target only beside it
+    where it leads nowhere. Before, the app's settings replaced the link by its target (``Settings.resolved``): a
+    link to a file was refused naming a path the user never typed, and a link to nothing listed no chain (200)."""
+    target = tmp_path / "release" / "chains"
+    target.parent.mkdir()
+    if leads_to == "a file":
+        target.write_text("not a folder\n")
+    link = tmp_path / "chains_link"
+    link.symlink_to(target, target_is_directory=True)
+    env = base_env() | settings_env(settings) | {"NECTAR_CHAINS_DIR": str(link)}
+    port = processes.api(None, env, workers=1).port
+
+    with pytest.raises(urllib.error.HTTPError) as answered:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/chains", timeout=60)
+
+    problem = "is not a folder" if leads_to == "a file" else f"does not exist (a link to {target})"
+    assert answered.value.code == 500
+    assert json.loads(answered.value.read())["message"] == refusal(link).replace("is not a folder", problem)

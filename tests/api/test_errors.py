@@ -45,3 +45,14 @@ def test_messages_nested_by_item_name_the_item() -> None:
     named = ["day: Not a valid date.", "tags.0: Not a valid string.", "tags.1: Not a valid string."]
     assert said == f"invalid parameters: {'; '.join(named)}"
     assert str(InvalidParameters({"b": ["x", "y"], "a": ["z"]})) == "invalid parameters: a: z; b: x, y"
+
+
+def test_a_body_that_is_no_json_is_a_bad_request_not_invalid_parameters(client: FlaskClient) -> None:
+    """webargs' 400 for a body it cannot parse says what was wrong under the status's name: no parameter was read, so
+    none is invalid (before, "invalid parameters: json: Invalid JSON body." with a 400, the 422's words)."""
+    answer = client.post("/api/batches", data="{not json", content_type="application/json")
+
+    assert answer.status_code == 400
+    body = answer.get_json()
+    assert body["errors"] == {"json": ["Invalid JSON body."]}
+    assert body["message"] == "Bad Request: json: Invalid JSON body."

@@ -186,3 +186,30 @@ def test_a_retry_count_of_a_variable_not_set_is_refused_naming_it(
 
     said = f"{bad.luigi_config} [scheduler] retry_count is '${{NECTAR_TEST_UNSET}}': ${{NECTAR_TEST_UNSET}} not set"
     assert str(refused_at_start.value) == f"{said} in the environment"
+
+
+def test_a_dashed_retry_count_refused_is_named_as_written(
+    settings: Settings, tmp_path: Path, client_for: Callable[[Settings], FlaskClient]
+) -> None:
+    """The key the file has, ``retry-count``, is the one the refusal names (before, ``retry_count``, a key the file
+    has not)."""
+    config = tmp_path / "luigi.cfg"
+    config.write_text("[scheduler]\nretry-count = three\n")
+
+    with pytest.raises(InvalidSetting) as refused_at_start:
+        client_for(settings.replace(luigi_config=config))
+    assert str(refused_at_start.value) == f"{config} {RULE.replace('retry_count', 'retry-count')}, not 'three'"
+
+
+def test_a_luigi_cfg_luigi_cannot_parse_is_refused_naming_the_file_and_line(
+    settings: Settings, tmp_path: Path, client_for: Callable[[Settings], FlaskClient]
+) -> None:
+    """A key written twice in a section (luigi's parser, strict, refuses it and luigid does not start): one line
+    naming the file, the line and the key. Before, configparser's DuplicateOptionError out of the app's making."""
+    config = tmp_path / "luigi.cfg"
+    config.write_text("[scheduler]\nretry_count = 2\nretry_delay = -1\nretry_count = 3\n")
+
+    with pytest.raises(InvalidSetting) as refused_at_start:
+        client_for(settings.replace(luigi_config=config))
+    said = f"{config} cannot be read as luigi reads it: While reading from {str(config)!r} [line  4]: option"
+    assert str(refused_at_start.value) == f"{said} 'retry_count' in section 'scheduler' already exists"

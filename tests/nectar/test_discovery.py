@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -189,3 +190,29 @@ def test_added_edited_and_removed_chains_are_seen_without_restart(
 
 def test_a_missing_chains_folder_is_an_empty_catalog(tmp_path: Path) -> None:
     assert ChainCatalog(tmp_path / "nowhere").chains() == []
+
+
+def test_a_chain_file_removed_as_the_folder_is_listed_is_not_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chain file removed after its type's folder was listed and before the catalog read its stamp is not there, as
+    a listing after the removal finds it (before, the stat raised FileNotFoundError: the listing's 500). The removal
+    is real; the test makes it fall between the two, where a deploy that replaces the chains falls by chance."""
+    chains = tmp_path / "chains"
+    (chains / "etl").mkdir(parents=True)
+    (chains / "etl" / "kept_chain.py").write_text("")
+    going = chains / "etl" / "going_chain.py"
+    going.write_text("")
+    listed = os.scandir
+
+    def listing_then_removed(path: str) -> list[os.DirEntry[str]]:
+        entries = list(listed(path))
+        if Path(path) == going.parent and going.exists():
+            going.unlink()
+        return entries
+
+    monkeypatch.setattr(os, "scandir", listing_then_removed)
+    found = ChainCatalog(chains).chains()
+    monkeypatch.undo()
+
+    assert [(chain.chain_type, chain.name) for chain in found] == [("etl", "kept_chain")]

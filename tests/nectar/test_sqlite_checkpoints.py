@@ -481,6 +481,17 @@ def test_the_frames_of_a_wal_index_of_a_version_not_known_are_unknown(tmp_path: 
             os.close(fd)
 
 
+def test_a_wal_index_mapped_before_its_header_is_written_counts_no_frame(tmp_path: Path) -> None:
+    """SQLite maps a new index (32 KiB of zeros) before it writes the header as it recovers the WAL: a look then
+    reads version 0, a header not written yet, no frame counted; not an index of a version not known (None, a wake
+    and a WARNING that SQLite is newer than this module: false, as it was for a look in that window before)."""
+    fd = a_wal_index(tmp_path / "index", 0, frames=0, copied=0)
+    try:
+        assert sqlite_checkpoints.uncopied(fd) == 0
+    finally:
+        os.close(fd)
+
+
 def test_a_wal_index_of_a_version_not_known_wakes_the_checkpointer_at_a_look(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
