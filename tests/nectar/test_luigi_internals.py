@@ -843,3 +843,34 @@ def test_given_param_values_of_a_configured_task_are_luigis_with_its_warning(pro
     finally:
         config.remove_section(family)
     assert found == [("n", 1)]
+
+
+def test_a_parameter_made_does_not_walk_the_visibilities(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``Parameter.__init__`` asks ``ParameterVisibility.has_value`` (each parameter of a chain file, each time a
+    run executes it): the seam answers without luigi's loop over the enum's members, as luigi answers."""
+    assert "has_value" in luigi.Parameter.__init__.__code__.co_names, "luigi's Parameter.__init__ no longer asks it"
+    luigis = vars(nectar.luigi_internals)["_luigi_has_visibility"]
+    assert list(inspect.signature(luigis).parameters) == ["cls", "value"], "luigi changed ParameterVisibility.has_value"
+    assert [m.value for m in luigi.parameter.ParameterVisibility] == [0, 1, 2], "luigi changed its visibilities"
+    walked: list[type] = []
+    iterate = type(luigi.parameter.ParameterVisibility).__iter__
+
+    def counted(cls: Any) -> Any:
+        walked.append(cls)
+        return iterate(cls)
+
+    monkeypatch.setattr(type(luigi.parameter.ParameterVisibility), "__iter__", counted)
+    made = [luigi.Parameter(), luigi.Parameter(visibility=luigi.parameter.ParameterVisibility.HIDDEN)]
+    private: Any = 2  # an int, as a chain may give it
+    made.append(luigi.IntParameter(visibility=private))
+    monkeypatch.undo()
+    assert luigi.parameter.ParameterVisibility not in walked, "a parameter made walked luigi's visibilities"
+    assert [p.visibility for p in made] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("value", [*luigi.parameter.ParameterVisibility, 0, 1, 2, 3, -1, True, 1.0, 2.5, "1", None])
+def test_the_seams_visibility_check_answers_as_luigis(value: Any) -> None:
+    luigis = vars(nectar.luigi_internals)["_luigi_has_visibility"]
+    ours = luigi.parameter.ParameterVisibility.has_value(value)
+    assert ours == luigis(luigi.parameter.ParameterVisibility, value)
+    assert luigi.Parameter(visibility=value).visibility == (value if ours else 0)
