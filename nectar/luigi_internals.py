@@ -3,8 +3,9 @@
 luigi is pinned to the minor version tested (``pyproject.toml``), and ``tests/nectar/test_luigi_internals.py``
 fails loudly, naming the name, when a release changes one of them under us:
 
-- ``RemoteScheduler._fetch``, through which every RPC of luigi's scheduler client goes: the one hook
-  that puts luigi's RPC methods over our own transport (:class:`RemoteScheduler`);
+- ``RemoteScheduler._request``, through which every RPC of luigi's scheduler client goes, and its ``_fetch``: the
+  one hook that puts luigi's RPC methods over our own transport (:class:`RemoteScheduler`), which hands it an
+  answer already decoded as it is (one read from a batch's);
 - ``luigi.worker.Worker`` made and run as ``luigi.interface._schedule_and_run`` does (:func:`new_worker`,
   :func:`schedule_and_run`), its ``_add_worker`` told after its first ``_get_work``, its ``KeepAliveThread``
   (made as its ``__enter__`` makes it, from its ``_scheduler``, ``_id``, ``_config`` and ``_handle_rpc_message``,
@@ -47,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import getpass
+import json
 import logging
 import multiprocessing
 import os
@@ -59,7 +61,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import luigi
 import luigi.configuration
@@ -117,6 +119,8 @@ REOPENED = "nectar_reopened"
 HOLDS_DISABLED = "nectar_holds_disabled"
 #: what luigid answers an RPC sent ahead (:attr:`RemoteScheduler.held_back`): luigi's worker reads no answer of it
 HELD_ANSWER = '{"response": null}'
+#: what a call through luigi's retry loop answers (:meth:`RemoteScheduler._retried`)
+_Answered = TypeVar("_Answered")
 
 
 class RemoteScheduler(luigi.rpc.RemoteScheduler):
@@ -132,9 +136,10 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
     is unread (a worker's run ends so).
     """
 
-    #: sends one RPC, after the answers of what this thread sent ahead: a subclass sets it (an attribute, not a
-    #: method: no extra call on the way)
-    post: Callable[[str, dict[str, str]], bytes]
+    #: sends one RPC, after the answers of what this thread sent ahead; its answer: the body, or its JSON already
+    #: decoded (an object with luigid's ``response``): a subclass sets it (an attribute, not a method: no extra call
+    #: on the way)
+    post: Callable[[str, dict[str, str]], bytes | dict[str, Any]]
     #: sends one RPC ahead, its answer read with the thread's next; None: no RPC is sent ahead
     send: Callable[[str, dict[str, str]], None] | None = None
     #: reads the answers of what this thread sent ahead: a subclass that sets ``send`` sets it
@@ -181,15 +186,33 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
         """The timeout given, else luigi's ``[core] rpc-connect-timeout``."""
         return float(self._connect_timeout)
 
+    def _request(self, url: str, data: Any, attempts: int = 3, allow_null: bool = True) -> Any:
+        """luigi's ``RemoteScheduler._request``, through which every RPC method of its client goes: luigid's
+        ``response`` to the call, read from :attr:`post`'s answer as it comes (luigi's reads a text's JSON: an answer
+        already decoded was written back to JSON for it, and read again)."""
+        body = {"data": json.dumps(data)}
+        for _ in range(attempts):
+            answer = self._answer(url, body)
+            response = (json.loads(answer) if isinstance(answer, str | bytes) else answer)["response"]
+            if allow_null or response is not None:
+                return response
+        raise luigi.rpc.RPCError(f"Received null response from remote scheduler {self._url!r}")
+
     def _fetch(self, url_suffix: str, body: dict[str, str]) -> str:
+        answer = self._answer(url_suffix, body)
+        if isinstance(answer, str):
+            return answer
+        return answer.decode() if isinstance(answer, bytes) else json.dumps(answer)
+
+    def _answer(self, url_suffix: str, body: dict[str, str]) -> str | bytes | dict[str, Any]:
         path = "/" + url_suffix.lstrip("/")
         try:
             if self.send is not None and path in self.held_back:
                 self.send(path, body)
                 return HELD_ANSWER
-            return self.post(path, body).decode()
+            return self.post(path, body)
         except self.raises:
-            return self._retried(lambda: self.post(path, body).decode())
+            return self._retried(lambda: self.post(path, body))
 
     def send_held(self) -> None:
         """Read the answers of what this thread sent ahead (through luigi's retry loop if that fails, as any call)."""
@@ -204,9 +227,10 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
         self.flush()
         return HELD_ANSWER
 
-    def _retried(self, call: Callable[[], str]) -> str:
+    def _retried(self, call: Callable[[], _Answered]) -> _Answered:
         try:
-            return str(self._get_retryer()(call))
+            answer: _Answered = self._get_retryer()(call)
+            return answer
         except self.raises as exc:
             why = f"Errors ({self._rpc_retry_attempts} attempts) when connecting to remote scheduler {self._url!r}"
             raise luigi.rpc.RPCError(why, exc) from exc

@@ -78,6 +78,7 @@ PROBES = "tests.luigi_internals_probes"
     ("function", "parameters"),
     [
         (luigi.rpc.RemoteScheduler._fetch, ["self", "url_suffix", "body"]),
+        (luigi.rpc.RemoteScheduler._request, ["self", "url", "data", "attempts", "allow_null"]),
         (luigi.rpc.RemoteScheduler._get_retryer, ["self"]),
         (luigi.worker.Worker.__init__, ["self", "scheduler", "worker_id", "worker_processes", "assistant", "kwargs"]),
         (luigi.worker.Worker.add, ["self", "task", "multiprocess", "processes"]),
@@ -235,6 +236,18 @@ def test_every_rpc_method_of_luigis_client_goes_through_the_one_hook() -> None:
     assert [path for path, _ in rpc.posts] == ["/api/ping", "/api/add_task"]
     assert rpc.posts[0][1] == {"data": json.dumps({"worker": "w"})}
     assert (rpc.url, rpc.connect_timeout) == ("http://127.0.0.1:1/luigi", 3.5)
+
+
+def test_every_rpc_method_of_luigis_client_asks_the_hook_the_seam_replaces_and_reads_a_decoded_answer() -> None:
+    """luigi's RPC methods go through its ``_request`` (which the seam answers from an answer already decoded, if the
+    transport decoded it) as luigi's own reads the text, a null response as luigi's too."""
+    assert all("_request" in method.__code__.co_names for method in luigi.scheduler.RPC_METHODS.values())
+    rpc = Recorded()
+    rpc.post = lambda path, form: {"response": {"decoded": path}}
+    assert rpc.ping(worker="w") == {"decoded": "/api/ping"}
+    rpc.post = lambda path, form: {"response": None}
+    assert rpc.ping(worker="w") is None  # luigi's ping allows a null answer; its get_work does not
+    assert "_request" in luigi.rpc.RemoteScheduler.__dict__ and "_request" in vars(RemoteScheduler)
 
 
 @pytest.fixture
