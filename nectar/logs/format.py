@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from nectar import forks
@@ -36,14 +37,11 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 
 
 class RunIdFilter(logging.Filter):
-    """Gives every record a ``run_id`` (None when it is about no run), and its process's id if logging left it out
-    (:func:`lean_records`)."""
+    """Gives every record a ``run_id`` (None when it is about no run)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "run_id", None) is None:
             record.run_id = current_run.get()
-        if record.process is None:
-            record.process = forks.pid()
         return True
 
 
@@ -156,14 +154,29 @@ def process_handlers(logger: logging.Logger) -> list[logging.Handler]:
 
 
 def lean_records() -> None:
-    """Records made without what no format of ours shows (the Python logging HOWTO's "Optimization"): where the call
-    was made (``logging._srcfile``: a walk of the stack for each record), its thread and its multiprocessing name;
-    its process's id without a system call (:func:`nectar.forks.pid`, by :class:`RunIdFilter`). A record costs ~24%
-    fewer instructions (callgrind: 88.7k -> 67.4k for a worker's claim line); a worker's loop logs one per claim."""
+    """Records made without what no format shows but a place in the code (the Python logging HOWTO's
+    "Optimization"): where the call was made (``logging._srcfile``: a walk of the stack for each record; a format
+    that asks gets logging's "(unknown file)", line 0) and the multiprocessing name (logging's "MainProcess"); their
+    process's id without a system call (:func:`nectar.forks.pid`, not ``os.getpid``). A record costs ~24% fewer
+    instructions (callgrind: 88.7k -> 67.4k for a worker's claim line); a worker's loop logs one per claim."""
+    global _made
     logging._srcfile = None
-    logging.logThreads = False
     logging.logMultiprocessing = False
-    logging.logProcesses = False
+    if _made is None:
+        _made = logging.getLogRecordFactory()
+        logging.logProcesses = False
+        logging.setLogRecordFactory(_record)
+
+
+#: the record factory :func:`lean_records` found (None until it replaced it): it makes each record, then its pid is set
+_made: Callable[..., logging.LogRecord] | None = None
+
+
+def _record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    assert _made is not None
+    record = _made(*args, **kwargs)
+    record.process = forks.pid()
+    return record
 
 
 def configure_logging(log_format: str = "text", level: int | str = logging.INFO) -> None:

@@ -235,3 +235,23 @@ def test_a_record_is_made_without_a_system_call_nor_a_walk_of_the_stack_and_name
         (f"run r1 of t/c/T: attempt {n} claimed", "r1", int(pid)) for n in range(3)
     ]
     assert json.loads(counts) == {"getpid": 0, "frames": 0}, "a record made a system call or walked the stack"
+
+
+#: a process whose task's code logs through a handler of its own, in a format that asks for its process and thread
+OWN_FORMAT = """
+import logging, os, sys
+from nectar.logs.format import configure_logging
+configure_logging("text")
+own = logging.StreamHandler(sys.stdout)
+own.setFormatter(logging.Formatter("%(process)d %(thread)d %(lineno)d %(funcName)s %(processName)s %(message)s"))
+logging.getLogger("task").addHandler(own)
+logging.getLogger("task").warning("hello")
+print(os.getpid())
+"""
+
+
+def test_a_format_of_a_tasks_own_still_gets_its_process_and_thread() -> None:
+    done = subprocess.run([sys.executable, "-c", OWN_FORMAT], capture_output=True, text=True, check=True)
+    line, pid = done.stdout.splitlines()
+    assert "Logging error" not in done.stderr, done.stderr
+    assert line.split()[0] == pid and line.split()[1].isdigit() and line.endswith(" hello"), line
