@@ -352,7 +352,8 @@ class Executor:
         self.spares.take(spare)
         if spare.said == NOT_AHEAD and isinstance(spare.tag, Likely):  # its attempt executes that chain file itself
             self._not_ahead.add(spare.tag.file)
-        likely = self._likely_after(run, chain_file(self.settings, run))  # the one stat of its chain file per run
+        path = chain_file(self.settings, run)
+        likely = self._likely_after(run, path)  # the one stat of its chain file per run
         tell = self.spares.short(self.concurrency)  # a fork waits for its first step to start: it says when
         try:
             channel = hand_over(spare, handed(run, likely), tell)
@@ -368,10 +369,10 @@ class Executor:
         )
         self.children[spare.pid] = child
         logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
-        self._compile_ahead(run, likely)
+        self._compile_ahead(run, path, likely)
         return True
 
-    def _compile_ahead(self, run: Run, likely: Likely | None) -> None:
+    def _compile_ahead(self, run: Run, path: Path, likely: Likely | None) -> None:
         """Compile the run's chain file here, if it changed, so that the attempts forked from now on find its code
         compiled (:func:`~nectar.catalog.loader.chain_code`); none of it runs here. Its stamp (``likely``'s, the
         claim's stat) tells whether it changed since it was last compiled here; an attempt compiles what its bytes
@@ -379,7 +380,6 @@ class Executor:
         if likely is not None and self._compiled.get(likely.path) == likely.stamp:  # its path: the claim's, as a str
             self._likely = likely
             return
-        path = chain_file(self.settings, run)
         self._compiled[str(path)] = likely.stamp if likely is not None else None
         self._likely = None
         try:

@@ -3,8 +3,9 @@
 luigi is pinned to the minor version tested (``pyproject.toml``), and ``tests/nectar/test_luigi_internals.py``
 fails loudly, naming the name, when a release changes one of them under us:
 
-- ``RemoteScheduler._fetch``, through which every RPC of luigi's scheduler client goes: the one hook
-  that puts luigi's RPC methods over our own transport (:class:`RemoteScheduler`);
+- ``RemoteScheduler._request``, through which every RPC of luigi's scheduler client goes, and its ``_fetch``: the
+  one hook that puts luigi's RPC methods over our own transport (:class:`RemoteScheduler`), which hands it an
+  answer already decoded as it is (one read from a batch's);
 - ``luigi.worker.Worker`` made and run as ``luigi.interface._schedule_and_run`` does (:func:`new_worker`,
   :func:`schedule_and_run`), its ``_add_worker`` told after its first ``_get_work``, its ``KeepAliveThread``
   (made as its ``__enter__`` makes it, from its ``_scheduler``, ``_id``, ``_config`` and ``_handle_rpc_message``,
@@ -18,7 +19,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   (:func:`_described_once`), and
   ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`),
   ``_summary_format``, ``_summary_wrap``, ``_tasks_status`` and ``_create_one_line_summary`` (:class:`RunResult`);
-- ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`);
+- ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`),
+  ``ParameterVisibility.has_value``, which every parameter made asks (:func:`_has_visibility`);
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
   :func:`extend_task_registry`), and the instance cache ``Register.__call__`` keeps (:func:`uncached_task`);
 - ``Task._unconsumed_params``, which luigi adds to a task class as it makes its first task (:func:`hold_class_shape`);
@@ -48,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import getpass
+import json
 import logging
 import multiprocessing
 import os
@@ -60,7 +63,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import luigi
 import luigi.configuration
@@ -78,6 +81,7 @@ from luigi.execution_summary import (
     _summary_wrap,
     _tasks_status,
 )
+from luigi.parameter import ParameterVisibility
 from luigi.scheduler import WORKER_STATE_ACTIVE
 from luigi.task import (
     TASK_ID_INCLUDE_PARAMS,
@@ -117,6 +121,8 @@ REOPENED = "nectar_reopened"
 HOLDS_DISABLED = "nectar_holds_disabled"
 #: what luigid answers an RPC sent ahead (:attr:`RemoteScheduler.held_back`): luigi's worker reads no answer of it
 HELD_ANSWER = '{"response": null}'
+#: what a call through luigi's retry loop answers (:meth:`RemoteScheduler._retried`)
+_Answered = TypeVar("_Answered")
 
 
 class RemoteScheduler(luigi.rpc.RemoteScheduler):
@@ -132,9 +138,10 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
     is unread (a worker's run ends so).
     """
 
-    #: sends one RPC, after the answers of what this thread sent ahead: a subclass sets it (an attribute, not a
-    #: method: no extra call on the way)
-    post: Callable[[str, dict[str, str]], bytes]
+    #: sends one RPC, after the answers of what this thread sent ahead; its answer: the body, or its JSON already
+    #: decoded (an object with luigid's ``response``): a subclass sets it (an attribute, not a method: no extra call
+    #: on the way)
+    post: Callable[[str, dict[str, str]], bytes | dict[str, Any]]
     #: sends one RPC ahead, its answer read with the thread's next; None: no RPC is sent ahead
     send: Callable[[str, dict[str, str]], None] | None = None
     #: reads the answers of what this thread sent ahead: a subclass that sets ``send`` sets it
@@ -181,15 +188,33 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
         """The timeout given, else luigi's ``[core] rpc-connect-timeout``."""
         return float(self._connect_timeout)
 
+    def _request(self, url: str, data: Any, attempts: int = 3, allow_null: bool = True) -> Any:
+        """luigi's ``RemoteScheduler._request``, through which every RPC method of its client goes: luigid's
+        ``response`` to the call, read from :attr:`post`'s answer as it comes (luigi's reads a text's JSON: an answer
+        already decoded was written back to JSON for it, and read again)."""
+        body = {"data": json.dumps(data)}
+        for _ in range(attempts):
+            answer = self._answer(url, body)
+            response = (json.loads(answer) if isinstance(answer, str | bytes) else answer)["response"]
+            if allow_null or response is not None:
+                return response
+        raise luigi.rpc.RPCError(f"Received null response from remote scheduler {self._url!r}")
+
     def _fetch(self, url_suffix: str, body: dict[str, str]) -> str:
+        answer = self._answer(url_suffix, body)
+        if isinstance(answer, str):
+            return answer
+        return answer.decode() if isinstance(answer, bytes) else json.dumps(answer)
+
+    def _answer(self, url_suffix: str, body: dict[str, str]) -> str | bytes | dict[str, Any]:
         path = "/" + url_suffix.lstrip("/")
         try:
             if self.send is not None and path in self.held_back:
                 self.send(path, body)
                 return HELD_ANSWER
-            return self.post(path, body).decode()
+            return self.post(path, body)
         except self.raises:
-            return self._retried(lambda: self.post(path, body).decode())
+            return self._retried(lambda: self.post(path, body))
 
     def send_held(self) -> None:
         """Read the answers of what this thread sent ahead (through luigi's retry loop if that fails, as any call)."""
@@ -204,9 +229,10 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
         self.flush()
         return HELD_ANSWER
 
-    def _retried(self, call: Callable[[], str]) -> str:
+    def _retried(self, call: Callable[[], _Answered]) -> _Answered:
         try:
-            return str(self._get_retryer()(call))
+            answer: _Answered = self._get_retryer()(call)
+            return answer
         except self.raises as exc:
             why = f"Errors ({self._rpc_retry_attempts} attempts) when connecting to remote scheduler {self._url!r}"
             raise luigi.rpc.RPCError(why, exc) from exc
@@ -611,6 +637,27 @@ def choices_of(param: luigi.Parameter) -> list[str] | None:
     if enum_cls is not None:
         return [member.name for member in enum_cls]
     return None
+
+
+#: luigi's own ``ParameterVisibility.has_value`` (the function under its classmethod): a loop over the enum's members
+_luigi_has_visibility = ParameterVisibility.__dict__["has_value"].__func__
+#: the values of luigi's parameter visibilities, as ints: what :func:`_has_visibility` looks an int up in
+_VISIBILITIES = frozenset(int(member.value) for member in ParameterVisibility)
+
+
+def _has_visibility(cls: type[ParameterVisibility], value: object) -> bool:
+    """luigi's ``ParameterVisibility.has_value(value)``, which every ``Parameter.__init__`` asks (each parameter of a
+    chain file, each time it is executed: a run's fresh module), without its loop over the enum (~1.3 of a
+    parameter's ~3.5 µs): a member is one, an int is one if one has its value; anything else as luigi answers."""
+    kind = value.__class__
+    if kind is ParameterVisibility:
+        return True
+    if kind is int:
+        return value in _VISIBILITIES
+    return bool(_luigi_has_visibility(cls, value))
+
+
+_replace(ParameterVisibility, "has_value", classmethod(_has_visibility))
 
 
 #: one forgetting at a time (:func:`forget_task_classes`): what one removes does not move what another reads

@@ -219,6 +219,11 @@ class Connections:
     def post(self, path: str, form: dict[str, str]) -> bytes:
         """POST ``form`` to ``path`` (under the URL's own path), after what this thread sent ahead; the answer's
         body. Raises one of :data:`ERRORS` (an error status as :class:`LuigidError`)."""
+        return _body(self.post_many([(path, form)])[0])
+
+    def call(self, path: str, form: dict[str, str]) -> Content:
+        """:meth:`post`, its answer as read: its body, or its entry in a batch's answer already decoded (not written
+        back to JSON for luigi to read it again: :func:`response_of` reads either)."""
         return self.post_many([(path, form)])[0]
 
     def send(self, path: str, form: dict[str, str], tag: int = 0) -> None:
@@ -241,15 +246,16 @@ class Connections:
             self._drop()
             raise
 
-    def ask(self, path: str, form: dict[str, str]) -> Callable[[], bytes]:
-        """POST ``form`` to ``path`` now, as :meth:`send`; what this answers reads its answer's body (this thread's
-        calls before it too) when called, on this thread, raising as :meth:`post` does."""
+    def ask(self, path: str, form: dict[str, str]) -> Callable[[], Content]:
+        """POST ``form`` to ``path`` now, as :meth:`send`; what this answers reads its answer (this thread's calls
+        before it too) when called, on this thread, raising as :meth:`post` does: its body, or its entry in a
+        batch's answer, decoded (:func:`response_of` reads either)."""
         unread = self._unread()
         unread.asked += 1
         tag = unread.asked
         self.send(path, form, tag)
 
-        def answer() -> bytes:
+        def answer() -> Content:
             if tag not in unread.kept:
                 self.flush()
             if tag not in unread.kept:  # a call of the thread's made meanwhile failed on it
@@ -273,16 +279,16 @@ class Connections:
         if self._unread().calls:
             self.post_many([])
 
-    def post_many(self, calls: list[tuple[str, dict[str, str]]]) -> list[bytes]:
+    def post_many(self, calls: list[tuple[str, dict[str, str]]]) -> list[Content]:
         """POST each ``(path, form)`` in turn on this thread's connection, after what it sent ahead, all sent before
         any answer is read (HTTP/1.1 pipelining: luigid answers them in turn, as it would one by one); their
-        answers' bodies. What a server that closes the connection after an answer did not read is sent again on a
-        new one. Raises one of :data:`ERRORS` (an error status as :class:`LuigidError`); ``calls`` are then
+        answers (:data:`Content`). What a server that closes the connection after an answer did not read is sent
+        again on a new one. Raises one of :data:`ERRORS` (an error status as :class:`LuigidError`); ``calls`` are then
         forgotten, what was sent ahead and not answered is not."""
         unread = self._unread()
         unread.calls.extend((path, form, 0) for path, form in calls)
         own = len(calls)  # the caller's calls not answered yet: always the last ``own`` of ``unread.calls``
-        bodies: list[bytes] = []
+        bodies: list[Content] = []
         alone = False  # whether the calls held were refused as one batch: each is written alone
         try:
             while unread.calls:
@@ -328,9 +334,10 @@ class Connections:
                         own -= 1
                     tag = unread.calls.pop(0)[2]
                     unread.sent -= 1
+                    content = answer.body if answer.entry is None else answer.entry
                     if tag:
-                        unread.kept[tag] = answer.body
-                    bodies.append(answer.body)
+                        unread.kept[tag] = content
+                    bodies.append(content)
                 if answers[-1].will_close:
                     self._drop()
                     self._closes = self._closes or bool(unread.calls)
@@ -384,7 +391,7 @@ class Connections:
         if not isinstance(entries, list) or len(entries) != count or not all(isinstance(e, dict) for e in entries):
             raise http.client.HTTPException(f"luigid answered {count} calls of a batch with {answer.body[:200]!r}")
         answers = [
-            _Answer(200, "OK", False, json.dumps(entry).encode())
+            _Answer(200, "OK", False, b"", entry)
             if "response" in entry
             else _Answer(int(entry.get("status", 500)), str(entry.get("reason", "")), False, b"")
             for entry in entries
@@ -502,7 +509,7 @@ class _Unread:
     calls: list[tuple[str, dict[str, str], int]] = field(default_factory=list)
     sent: int = 0
     asked: int = 0
-    kept: dict[int, bytes] = field(default_factory=dict)
+    kept: dict[int, Content] = field(default_factory=dict)
     #: what to run once the thread's next request is written (:meth:`Connections.meanwhile`)
     meanwhile: list[Callable[[], object]] = field(default_factory=list)
 
@@ -513,6 +520,23 @@ class _Answer:
     reason: str
     will_close: bool
     body: bytes
+    #: the call's entry in a batch's answer, decoded (its body then left empty): luigi reads its ``response``
+    entry: dict[str, Any] | None = None
+
+
+#: a call's answer as :class:`Connections` gives it: its body, or its entry in a batch's answer, decoded
+Content = bytes | dict[str, Any]
+
+
+def response_of(content: Content) -> Any:
+    """luigid's ``response`` to a call, as luigi's client reads it from the answer's JSON body."""
+    entry = json.loads(content) if isinstance(content, bytes) else content
+    return entry["response"]
+
+
+def _body(content: Content) -> bytes:
+    """A call's answer as the body luigid would have answered it alone with."""
+    return content if isinstance(content, bytes) else json.dumps(content).encode()
 
 
 #: longest status or header line read from luigid (http.client's own bound)
@@ -613,7 +637,7 @@ class LuigidRPC(RemoteScheduler):
     def __init__(self, url: str, connect_timeout: float | None = None, secret: str | None = None) -> None:
         super().__init__(url, connect_timeout)
         self.connections = Connections(self.url, self.connect_timeout, secret, batches=True)
-        self.post = self.connections.post
+        self.post = self.connections.call
         self.send = self.connections.send
         self.flush = self.connections.flush
         self.meanwhile = self.connections.meanwhile
@@ -641,7 +665,7 @@ class SchedulerClient:
         self._disabled_asked: dict[str, Callable[[], Any]] = {}
 
     def call(self, method: str, **data: Any) -> Any:
-        return self._answer(method, lambda: self.connections.post(f"/api/{method}", {"data": json.dumps(data)}))
+        return self._answer(method, lambda: self.connections.call(f"/api/{method}", {"data": json.dumps(data)}))
 
     def ask(self, method: str, **data: Any) -> Callable[[], Any]:
         """:meth:`call` ``method`` now; what this answers reads its answer when called, on this thread (luigid works
@@ -652,9 +676,9 @@ class SchedulerClient:
             return lambda: self.call(method, **data)
         return lambda: self._answer(method, answer)
 
-    def _answer(self, method: str, read: Callable[[], bytes]) -> Any:
+    def _answer(self, method: str, read: Callable[[], Content]) -> Any:
         try:
-            return json.loads(read())["response"]
+            return response_of(read())
         except (*ERRORS, ValueError, KeyError, TypeError) as exc:
             raise SchedulerUnavailable(f"luigi scheduler at {self.url}: {method} failed: {exc}") from exc
 

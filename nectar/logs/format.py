@@ -18,7 +18,10 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
+
+from nectar import forks
 
 #: the run the current context works for (set while an attempt executes)
 current_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("nectar_run", default=None)
@@ -150,8 +153,35 @@ def process_handlers(logger: logging.Logger) -> list[logging.Handler]:
     return [handler for handler in logger.handlers if getattr(handler, "_nectar", False)]
 
 
+def lean_records() -> None:
+    """Records made without what no format shows but a place in the code (the Python logging HOWTO's
+    "Optimization"): where the call was made (``logging._srcfile``: a walk of the stack for each record; a format
+    that asks gets logging's "(unknown file)", line 0) and the multiprocessing name (logging's "MainProcess"); their
+    process's id without a system call (:func:`nectar.forks.pid`, not ``os.getpid``). A record costs ~24% fewer
+    instructions (callgrind: 88.7k -> 67.4k for a worker's claim line); a worker's loop logs one per claim."""
+    global _made
+    logging._srcfile = None
+    logging.logMultiprocessing = False
+    if _made is None:
+        _made = logging.getLogRecordFactory()
+        logging.logProcesses = False
+        logging.setLogRecordFactory(_record)
+
+
+#: the record factory :func:`lean_records` found (None until it replaced it): it makes each record, then its pid is set
+_made: Callable[..., logging.LogRecord] | None = None
+
+
+def _record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    assert _made is not None
+    record = _made(*args, **kwargs)
+    record.process = forks.pid()
+    return record
+
+
 def configure_logging(log_format: str = "text", level: int | str = logging.INFO) -> None:
-    """Send this process's logs to stderr in ``log_format``, each record with its run id."""
+    """Send this process's logs to stderr in ``log_format``, each record with its run id (:func:`lean_records`)."""
+    lean_records()
     handler = LineHandler()
     handler.setFormatter(formatter(log_format))
     handler.addFilter(RunIdFilter())

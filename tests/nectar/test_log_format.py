@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
@@ -202,3 +203,55 @@ def test_a_stream_set_anew_is_asked_anew(tmp_path: Path) -> None:
     finally:
         first.close()
         second.close()
+
+
+#: a process that logs as a worker's loop does (its claim line, in JSON), counting its records' getpid system calls
+#: and walks of the stack (where the call was made: no format shows it)
+LOG_COUNTED = """
+import json, logging, os, sys
+from nectar.logs.format import configure_logging
+configure_logging("json")
+counted = {"getpid": 0, "frames": 0}
+getpid, frame = os.getpid, logging.currentframe
+def counted_getpid():
+    counted["getpid"] += 1
+    return getpid()
+def counted_frame():
+    counted["frames"] += 1
+    return frame()
+os.getpid, logging.currentframe = counted_getpid, counted_frame
+log = logging.getLogger("nectar.executor")
+for n in range(3):
+    log.info("run %s of %s: attempt %d claimed", "r1", "t/c/T", n, extra={"run_id": "r1"})
+print(json.dumps(counted), getpid())
+"""
+
+
+def test_a_record_is_made_without_a_system_call_nor_a_walk_of_the_stack_and_names_its_process() -> None:
+    done = subprocess.run([sys.executable, "-c", LOG_COUNTED], capture_output=True, text=True, check=True)
+    counts, _, pid = done.stdout.strip().rpartition(" ")
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(line["message"], line["run_id"], line["pid"]) for line in lines] == [
+        (f"run r1 of t/c/T: attempt {n} claimed", "r1", int(pid)) for n in range(3)
+    ]
+    assert json.loads(counts) == {"getpid": 0, "frames": 0}, "a record made a system call or walked the stack"
+
+
+#: a process whose task's code logs through a handler of its own, in a format that asks for its process and thread
+OWN_FORMAT = """
+import logging, os, sys
+from nectar.logs.format import configure_logging
+configure_logging("text")
+own = logging.StreamHandler(sys.stdout)
+own.setFormatter(logging.Formatter("%(process)d %(thread)d %(lineno)d %(funcName)s %(processName)s %(message)s"))
+logging.getLogger("task").addHandler(own)
+logging.getLogger("task").warning("hello")
+print(os.getpid())
+"""
+
+
+def test_a_format_of_a_tasks_own_still_gets_its_process_and_thread() -> None:
+    done = subprocess.run([sys.executable, "-c", OWN_FORMAT], capture_output=True, text=True, check=True)
+    line, pid = done.stdout.splitlines()
+    assert "Logging error" not in done.stderr, done.stderr
+    assert line.split()[0] == pid and line.split()[1].isdigit() and line.endswith(" hello"), line

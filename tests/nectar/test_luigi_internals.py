@@ -79,6 +79,7 @@ PROBES = "tests.luigi_internals_probes"
     ("function", "parameters"),
     [
         (luigi.rpc.RemoteScheduler._fetch, ["self", "url_suffix", "body"]),
+        (luigi.rpc.RemoteScheduler._request, ["self", "url", "data", "attempts", "allow_null"]),
         (luigi.rpc.RemoteScheduler._get_retryer, ["self"]),
         (luigi.worker.Worker.__init__, ["self", "scheduler", "worker_id", "worker_processes", "assistant", "kwargs"]),
         (luigi.worker.Worker.add, ["self", "task", "multiprocess", "processes"]),
@@ -236,6 +237,18 @@ def test_every_rpc_method_of_luigis_client_goes_through_the_one_hook() -> None:
     assert [path for path, _ in rpc.posts] == ["/api/ping", "/api/add_task"]
     assert rpc.posts[0][1] == {"data": json.dumps({"worker": "w"})}
     assert (rpc.url, rpc.connect_timeout) == ("http://127.0.0.1:1/luigi", 3.5)
+
+
+def test_every_rpc_method_of_luigis_client_asks_the_hook_the_seam_replaces_and_reads_a_decoded_answer() -> None:
+    """luigi's RPC methods go through its ``_request`` (which the seam answers from an answer already decoded, if the
+    transport decoded it) as luigi's own reads the text, a null response as luigi's too."""
+    assert all("_request" in method.__code__.co_names for method in luigi.scheduler.RPC_METHODS.values())
+    rpc = Recorded()
+    rpc.post = lambda path, form: {"response": {"decoded": path}}
+    assert rpc.ping(worker="w") == {"decoded": "/api/ping"}
+    rpc.post = lambda path, form: {"response": None}
+    assert rpc.ping(worker="w") is None  # luigi's ping allows a null answer; its get_work does not
+    assert "_request" in luigi.rpc.RemoteScheduler.__dict__ and "_request" in vars(RemoteScheduler)
 
 
 @pytest.fixture
@@ -861,3 +874,34 @@ def test_luigis_configuration_reads_the_files_config_paths_lists_and_add_config_
     finally:
         paths[:] = kept
         config.remove_section("internals_probe")
+
+
+def test_a_parameter_made_does_not_walk_the_visibilities(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``Parameter.__init__`` asks ``ParameterVisibility.has_value`` (each parameter of a chain file, each time a
+    run executes it): the seam answers without luigi's loop over the enum's members, as luigi answers."""
+    assert "has_value" in luigi.Parameter.__init__.__code__.co_names, "luigi's Parameter.__init__ no longer asks it"
+    luigis = vars(nectar.luigi_internals)["_luigi_has_visibility"]
+    assert list(inspect.signature(luigis).parameters) == ["cls", "value"], "luigi changed ParameterVisibility.has_value"
+    assert [m.value for m in luigi.parameter.ParameterVisibility] == [0, 1, 2], "luigi changed its visibilities"
+    walked: list[type] = []
+    iterate = type(luigi.parameter.ParameterVisibility).__iter__
+
+    def counted(cls: Any) -> Any:
+        walked.append(cls)
+        return iterate(cls)
+
+    monkeypatch.setattr(type(luigi.parameter.ParameterVisibility), "__iter__", counted)
+    made = [luigi.Parameter(), luigi.Parameter(visibility=luigi.parameter.ParameterVisibility.HIDDEN)]
+    private: Any = 2  # an int, as a chain may give it
+    made.append(luigi.IntParameter(visibility=private))
+    monkeypatch.undo()
+    assert luigi.parameter.ParameterVisibility not in walked, "a parameter made walked luigi's visibilities"
+    assert [p.visibility for p in made] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("value", [*luigi.parameter.ParameterVisibility, 0, 1, 2, 3, -1, True, 1.0, 2.5, "1", None])
+def test_the_seams_visibility_check_answers_as_luigis(value: Any) -> None:
+    luigis = vars(nectar.luigi_internals)["_luigi_has_visibility"]
+    ours = luigi.parameter.ParameterVisibility.has_value(value)
+    assert ours == luigis(luigi.parameter.ParameterVisibility, value)
+    assert luigi.Parameter(visibility=value).visibility == (value if ours else 0)

@@ -135,6 +135,31 @@ def test_luigis_worker_batches_its_calls_in_one_frame(processes: Processes, tmp_
     assert answers[0] == answers[1] and answers[0]["task_id"] == TASK
 
 
+def test_an_answer_read_from_a_frame_reaches_luigi_decoded_not_written_back_to_json(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """luigid answers a frame (and a batch over HTTP) with a batch's JSON, each call's entry in it: luigi's client is
+    handed each entry as it was decoded (it was written back to JSON, and luigi read that again), and answers as over
+    HTTP; a call alone over HTTP is handed its body."""
+    answers, handed = [], []
+    for name, frames in (("framed", True), ("http", False)):
+        rpc: Any = LuigidRPC(start(processes, tmp_path, name, GUARDED_LUIGID), 60, SECRET)  # luigi's, untyped
+        rpc.connections.frames = frames
+        post = rpc.post
+
+        def noted(path: str, form: dict[str, str], post: Any = post) -> Any:
+            answer = post(path, form)
+            handed.append(type(answer))
+            return answer
+
+        rpc.post = noted
+        rpc.add_task(worker=WORKER, status="PENDING", **ADDED)
+        answers.append([without_times(rpc.get_work(worker=WORKER, host="h")), rpc.ping(worker=WORKER)])
+        assert framed(rpc) is frames
+    assert answers[0] == answers[1] and answers[0][0]["task_id"] == TASK
+    assert handed == [dict, dict, dict, bytes], "an answer read from a frame was handed to luigi as JSON again"
+
+
 def upgrade(url: str, headers: dict[str, str]) -> tuple[bytes, socket.socket]:
     """The answer's head to a request to switch to frames, with ``headers``, and its socket."""
     port = int(url.rsplit(":", 1)[1])

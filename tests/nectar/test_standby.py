@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import luigi.scheduler
 import pytest
@@ -203,7 +204,7 @@ def test_with_luigid_the_keep_alive_starts_while_luigid_answers_the_workers_firs
     alive_as_called: list[bool] = []
     post = scheduler.post
 
-    def noted(path: str, form: dict[str, str]) -> bytes:
+    def noted(path: str, form: dict[str, str]) -> bytes | dict[str, Any]:
         alive_as_called.append(worker._keep_alive_thread.is_alive())
         return post(path, form)
 
