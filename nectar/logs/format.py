@@ -154,14 +154,10 @@ def process_handlers(logger: logging.Logger) -> list[logging.Handler]:
 
 
 def lean_records() -> None:
-    """Records made without what no format shows but a place in the code (the Python logging HOWTO's
-    "Optimization"): where the call was made (``logging._srcfile``: a walk of the stack for each record; a format
-    that asks gets logging's "(unknown file)", line 0) and the multiprocessing name (logging's "MainProcess"); their
-    process's id without a system call (:func:`nectar.forks.pid`, not ``os.getpid``). A record costs ~24% fewer
-    instructions (callgrind: 88.7k -> 67.4k for a worker's claim line); a worker's loop logs one per claim."""
+    """Records made with their process's id without a system call (:func:`nectar.forks.pid`, not ``os.getpid``).
+    What the Python logging HOWTO's "Optimization" would also drop, where the call was made (a walk of the stack)
+    and the process's name, is kept: a task's own format may show them, and they show as they would under luigi."""
     global _made
-    logging._srcfile = None
-    logging.logMultiprocessing = False
     if _made is None:
         _made = logging.getLogRecordFactory()
         logging.logProcesses = False
