@@ -70,7 +70,7 @@ def fresh_row(run: Run) -> list[Any] | None:
         return None
     row = list(_FRESH_OF(run))
     row[_FRESH_PARAMS] = params_json(run.params)
-    row[_FRESH_STATE] = run.state.value
+    row[_FRESH_STATE] = run.state._value_  # the member's own (Enum's ``value`` is a Python property: a call a read)
     return row
 
 
