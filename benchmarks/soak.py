@@ -81,6 +81,8 @@ class Tally:
     answers: Counter[str] = field(default_factory=Counter)
     connection_errors: Counter[str] = field(default_factory=Counter)
     retried_after: int = 0
+    #: when each connection error happened (unix time)
+    error_times: list[float] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
 
     def add(self, counter: Counter[str], what: str) -> None:
@@ -98,14 +100,20 @@ class Connection:
         self.tally = tally
 
     def ask(self, method: str, path: str) -> tuple[int, dict[str, Any]]:
-        for _ in range(TRIES):
+        """The answer to a request, once neither a connection error (tried again :data:`TRIES` times at most) nor a
+        ``503`` with ``Retry-After`` (waited out as told, however many times)."""
+        tries = 0
+        while tries < TRIES:
             try:
                 self.conn.request(method, path)
                 answer = self.conn.getresponse()
                 body = answer.read()
             except (OSError, http.client.HTTPException) as exc:
                 self.tally.add(self.tally.connection_errors, f"{method} {type(exc).__name__}: {exc}")
+                with self.tally.lock:
+                    self.tally.error_times.append(time.time())
                 self.conn.close()
+                tries += 1
                 continue
             self.tally.add(self.tally.answers, f"{method} {answer.status}")
             wait = answer.getheader("Retry-After")
@@ -162,6 +170,8 @@ class Soak:
         #: set when the clients stop submitting (they follow what they submitted, then end)
         self.draining = threading.Event()
         self.scraped: Counter[int] = Counter()
+        #: pid -> when the scraper first saw each API worker started after the soak began (a recycled one's successor)
+        self.api_workers: dict[int, float] = {}
         self.kills: list[Kill] = []
         self.errors: list[str] = []
 
@@ -199,11 +209,18 @@ class Soak:
     def scraper(self, stop: threading.Event) -> None:
         conn = Connection(self.url, self.tally)
         try:
+            known = set(self.api_worker_pids())
             while not stop.wait(SCRAPE_EVERY):
                 status, _ = self.raw_get(conn, "/metrics")
                 self.scraped[status] += 1
+                for pid in set(self.api_worker_pids()) - known:  # seen within a scrape of its start
+                    self.api_workers[pid] = time.time()
+                    known.add(pid)
         finally:
             conn.close()
+
+    def api_worker_pids(self) -> list[int]:
+        return [pid for pid in descendants(self.serve_pid) if role(pid, self.serve_pid) == "API (forked)"]
 
     @staticmethod
     def raw_get(conn: Connection, path: str) -> tuple[int, bytes]:
@@ -473,6 +490,10 @@ def soak(args: argparse.Namespace, root: Path) -> Report:
     return report
 
 
+def clock_times(times: list[float]) -> str:
+    return ", ".join(time.strftime("%H:%M:%S", time.gmtime(t)) for t in sorted(times)) or "none"
+
+
 def next_look(runs: int | None, until: float) -> float:
     """Seconds until the soak looks again whether it is midway or over: at ``until`` (a soak of ``--minutes``), or
     every 0.1 s (of ``--runs``: it counts them)."""
@@ -541,6 +562,10 @@ def soaked(runner: Soak, args: argparse.Namespace, report: Report, root: Path) -
         not tally.connection_errors,
         f"connection errors seen by clients: {sum(tally.connection_errors.values())} {dict(tally.connection_errors)}",
     )
+    if tally.error_times:
+        report.say(
+            "connection errors at " + ", ".join(time.strftime("%H:%M:%S", time.gmtime(t)) for t in tally.error_times)
+        )
     report.check(set(runner.scraped) <= {200}, "every /metrics scrape answered 200")
     rss_said(samples, report)
 
