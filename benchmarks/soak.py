@@ -348,7 +348,7 @@ def all_runs(store: RunStore) -> list[Run]:
 
 
 @contextmanager
-def registry(kind: str, folder: Path) -> Iterator[dict[str, Any]]:
+def registry(kind: str) -> Iterator[dict[str, Any]]:
     """The settings of the registry of ``kind``: SQLite's file in the data folder, or a new PostgreSQL server's
     database (Debian's ``postgresql`` package, as the tests use it)."""
     if kind == "sqlite":
@@ -356,7 +356,7 @@ def registry(kind: str, folder: Path) -> Iterator[dict[str, Any]]:
         return
     from tests.helpers.postgres import PostgresServer
 
-    server = PostgresServer.start(free_port(), folder)
+    server = PostgresServer.start(free_port())  # in the temporary folder, which its user can reach (not ours: 0700)
     try:
         yield {"database_url": server.create_database()}
     finally:
@@ -456,7 +456,7 @@ def rss_said(samples: list[tuple[str, int, dict[int, tuple[str, int]]]], report:
 
 def soak(args: argparse.Namespace, root: Path) -> Report:
     report = Report()
-    with registry(args.registry, root) as settings:
+    with registry(args.registry) as settings:
         procs = Processes(root / "logs")
         cluster = Cluster(procs, root / "soak", **settings)
         cluster.tune(max_queue=MAX_QUEUE)
