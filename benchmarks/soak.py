@@ -23,6 +23,7 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import signal
 import sys
@@ -104,6 +105,7 @@ class Connection:
         ``503`` with ``Retry-After`` (waited out as told, however many times)."""
         tries = 0
         while tries < TRIES:
+            self.reopen_if_dropped()
             try:
                 self.conn.request(method, path)
                 answer = self.conn.getresponse()
@@ -124,6 +126,16 @@ class Connection:
                 continue
             return answer.status, json.loads(body) if body else {}
         raise Failed(f"{method} {path}: {TRIES} tries failed")
+
+    def reopen_if_dropped(self) -> None:
+        """Close the connection if the server closed it while it was idle (readable before a request is sent: its end
+        of file), for the next request to open another, as urllib3 (``requests``) checks a pooled connection before it
+        reuses it: the server may close an idle one (a recycled API worker closes its own 2 s after it was told to
+        stop). Each one is counted, apart from the connection errors."""
+        sock = self.conn.sock
+        if sock is not None and select.select([sock], [], [], 0)[0]:
+            self.conn.close()
+            self.tally.add(self.tally.answers, "idle connections the server closed (reopened before reuse)")
 
     def close(self) -> None:
         self.conn.close()
@@ -226,6 +238,7 @@ class Soak:
     def raw_get(conn: Connection, path: str) -> tuple[int, bytes]:
         """A GET whose answer is not JSON (``/metrics``), on ``conn``; a connection error is counted and tried again."""
         for _ in range(TRIES):
+            conn.reopen_if_dropped()
             try:
                 conn.conn.request("GET", path)
                 answer = conn.conn.getresponse()
