@@ -82,8 +82,9 @@ class Tally:
     answers: Counter[str] = field(default_factory=Counter)
     connection_errors: Counter[str] = field(default_factory=Counter)
     retried_after: int = 0
-    #: when each connection error happened (unix time)
+    #: when each connection error happened, and when each idle connection was found closed by the server (unix time)
     error_times: list[float] = field(default_factory=list)
+    dropped_times: list[float] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
 
     def add(self, counter: Counter[str], what: str) -> None:
@@ -136,6 +137,8 @@ class Connection:
         if sock is not None and select.select([sock], [], [], 0)[0]:
             self.conn.close()
             self.tally.add(self.tally.answers, "idle connections the server closed (reopened before reuse)")
+            with self.tally.lock:
+                self.tally.dropped_times.append(time.time())
 
     def close(self) -> None:
         self.conn.close()
@@ -575,10 +578,9 @@ def soaked(runner: Soak, args: argparse.Namespace, report: Report, root: Path) -
         not tally.connection_errors,
         f"connection errors seen by clients: {sum(tally.connection_errors.values())} {dict(tally.connection_errors)}",
     )
-    if tally.error_times:
-        report.say(
-            "connection errors at " + ", ".join(time.strftime("%H:%M:%S", time.gmtime(t)) for t in tally.error_times)
-        )
+    report.say(f"connection errors at {clock_times(tally.error_times)}")
+    report.say(f"idle connections found closed at {clock_times(tally.dropped_times)}")
+    report.say(f"API workers started while it ran (a recycle each) at {clock_times(list(runner.api_workers.values()))}")
     report.check(set(runner.scraped) <= {200}, "every /metrics scrape answered 200")
     rss_said(samples, report)
 
