@@ -455,19 +455,20 @@ def half_written(targets: Path) -> tuple[list[Path], list[Path]]:
 
 
 def rss_said(samples: list[tuple[str, int, dict[int, tuple[str, int]]]], report: Report) -> None:
-    """A line per process of the start's sample: its RSS at each sample, and its growth per 1,000 runs ended."""
+    """A line per process of any sample (a recycled one's successor too): its RSS at each sample, and its growth per
+    1,000 runs ended from the start's sample to the end's, where it is in both."""
     (_, first_ended, first), *_, (_, last_ended, last) = samples
     report.say("RSS (MB) at " + ", ".join(f"{name} ({ended:,} runs ended)" for name, ended, _ in samples))
-    for pid, (name, _) in sorted(first.items(), key=lambda item: item[1][0]):
+    seen = {pid: name for _, _, sample in samples for pid, (name, _) in sample.items()}
+    for pid, name in sorted(seen.items(), key=lambda item: (item[1], item[0])):
         values = [sample[pid][1] / MB if pid in sample else None for _, _, sample in samples]
-        said = " -> ".join("gone" if v is None else f"{v:.1f}" for v in values)
+        said = " -> ".join("-" if v is None else f"{v:.1f}" for v in values)
         growth = ""
-        if pid in last and last_ended > first_ended:
-            growth = (
-                f"; {(last[pid][1] - first[pid][1]) / MB / (last_ended - first_ended) * 1000:+.2f} MB per 1,000 runs"
-            )
+        if pid in first and pid in last and last_ended > first_ended:
+            grown = (last[pid][1] - first[pid][1]) / MB / (last_ended - first_ended) * 1000
+            growth = f"; {grown:+.2f} MB per 1,000 runs"
         report.say(f"  {name} {pid}: {said}{growth}")
-    report.say(f"  processes at the end: {Counter(name for name, _ in last.values())}")
+    report.say(f"  processes at the end: {dict(Counter(name for name, _ in last.values()))}")
 
 
 def soak(args: argparse.Namespace, root: Path) -> Report:
