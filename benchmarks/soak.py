@@ -403,6 +403,17 @@ def warnings_of(log: str, kill: Kill) -> list[str]:
     ]
 
 
+def logged(log: str, levels: tuple[str, ...], but: str = "") -> Counter[str]:
+    """The lines of ``log`` at one of ``levels`` (but those saying ``but``), counted by kind: their message with
+    each number as N (their time and level left out)."""
+    kinds: Counter[str] = Counter()
+    for line in log.splitlines():
+        words = line.split(" ", 3)
+        if len(words) == 4 and words[2] in levels and not (but and but in line):
+            kinds[re.sub(r"\d+", "N", words[3])[:160]] += 1
+    return kinds
+
+
 def checked(soak: Soak, log: str, report: Report) -> None:
     """The checks on the registry, the ledger and the log, once the service stopped."""
     tally, store = soak.tally, soak.store
@@ -438,6 +449,10 @@ def checked(soak: Soak, log: str, report: Report) -> None:
     report.check(
         not unlogged, f"a WARNING naming run, attempt and signal for each kill that hit a run ({len(unlogged)} without)"
     )
+    errors = logged(log, ("ERROR", "CRITICAL"))
+    report.check(not errors, f"log lines at ERROR or above: {sum(errors.values())} {dict(errors)}")
+    others = logged(log, ("WARNING",), but="killed by signal")
+    report.say(f"other WARNING lines, by kind: {dict(others) or 'none'}")
     for kill in landed[:3]:
         report.say(f"  e.g. {warnings_of(log, kill)[0][:200]}" if kill not in unlogged else f"  none for {kill}")
 

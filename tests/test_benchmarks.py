@@ -885,3 +885,21 @@ def test_the_soak_finds_a_kill_s_warning_only_where_it_names_run_attempt_and_sig
     assert soak_module.warnings_of(said.replace("WARNING", "INFO"), kill) == []
     assert soak_module.warnings_of(said.replace("attempt 2's", "attempt 1's"), kill) == []
     assert soak_module.warnings_of(said.replace("signal 9", "signal 15"), kill) == []
+
+
+def test_the_soak_counts_the_service_s_log_lines_at_a_level_by_kind() -> None:
+    log = "\n".join(
+        [
+            "2026-12-05 15:43:01,065 ERROR nectar.supervisor: luigid did not stop within 20s; killing it",
+            "2026-12-05 15:43:02,065 INFO nectar.supervisor: luigid did not stop within 21s; killing it",
+            "2026-12-05 15:43:03,065 WARNING nectar.executor: run r1 of a/b/T: attempt 1's pid 7 killed by signal 9",
+            "2026-12-05 15:43:04,065 WARNING nectar.executor: luigid answers again: claiming runs",
+            "Traceback (most recent call last): ERROR in a line that is not a record",
+        ]
+    )
+    assert soak_module.logged(log, ("ERROR", "CRITICAL")) == {
+        "nectar.supervisor: luigid did not stop within Ns; killing it": 1
+    }
+    assert soak_module.logged(log, ("WARNING",), but="killed by signal") == {
+        "nectar.executor: luigid answers again: claiming runs": 1
+    }
