@@ -939,17 +939,26 @@ def luigid_prunes_lean() -> None:
     cut, each changing nothing:
 
     - the one that drops the workers that stopped pinging from every task
-      (``SimpleTaskState._remove_workers_from_tasks``), when no worker stopped (35-40 % of a prune);
+      (``SimpleTaskState._remove_workers_from_tasks``), when no worker stopped (35-40 % of a prune); when some did, it
+      looks at each task's own workers and stakeholders (one or two), not at every worker that stopped: luigi's
+      discards each of those from each task, and as each run is a worker of its own, a prune after a minute of 67
+      runs/s over the day of tasks kept (45,000 after a 10-minute soak) discarded 4,000 workers from each of 45,000
+      tasks, ~180 million discards: luigid answered nothing for up to 50 s each minute, and no run was claimed;
     - in luigi's ``Scheduler._prune_tasks``, the three checks of a task (``fail_dead_worker_task``, ``update_status``,
       ``may_prune``) for a PENDING or DONE task that has a stakeholder or a removal time not reached: none of them
       changes such a task (a RUNNING, BATCH_RUNNING, FAILED, DISABLED... task is checked as luigi checks it).
     """
     state = luigi.scheduler.SimpleTaskState
-    remove = state._remove_workers_from_tasks
 
     def _remove_workers_from_tasks(self: Any, workers: Any, remove_stakeholders: bool = True) -> None:
-        if workers:  # a set or a list, as luigi passes them (a generator is always true: walked)
-            remove(self, workers, remove_stakeholders)
+        if not workers:  # a set or a list, as luigi passes them (a generator is always true: walked)
+            return
+        gone = set(workers)
+        for task in self.get_active_tasks():
+            if remove_stakeholders and task.stakeholders:
+                task.stakeholders -= task.stakeholders & gone  # a set's & walks the smaller one: the task's
+            for worker in [worker for worker in task.workers if worker in gone]:  # its OrderedSet, order kept
+                task.workers.discard(worker)
 
     _replace(state, "_remove_workers_from_tasks", _remove_workers_from_tasks)
     _replace(luigi.scheduler.Scheduler, "_prune_tasks", _prune_tasks)

@@ -1,6 +1,6 @@
 """The benchmarks' machinery: percentiles, settings from the environment, a failing one's exit, CPU time, a clock's,
 the machine's busy CPU, the triggers benchmark's table, read calls, the fan-out's end, the dispatch benchmark's
-warm-up, the status benchmark's lookups in process, its pairs and its recycles."""
+warm-up, the status benchmark's lookups in process, its pairs and its recycles, the soak run small."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from flask import Flask
 import benchmarks.__main__ as bench_main
 import benchmarks.dispatch as dispatch_module
 import benchmarks.fanout as fanout_module
+import benchmarks.soak as soak_module
 import benchmarks.submit as submit_module
 import benchmarks.throughput as throughput_module
 import benchmarks.triggers as triggers_module
@@ -906,3 +907,46 @@ def test_the_submit_benchmarks_registry_cpu_takes_in_the_checkpoints_its_submiss
         measuring.join(timeout=60)
     assert len(figures) == 1 and figures[0] > 0
     assert store.checkpoints.made >= 1
+
+
+def test_the_soak_runs_small_with_a_forced_kill_and_checks_pass(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The soak, very small: a real ``nectar serve``, 16 clients submitting 40 distinct runs (and duplicates), one
+    attempt SIGKILLed while its run waits at a gate (its death recorded before the gate opens), the drain, the
+    SIGTERM, and every check passing: the kill hit its run, was logged at WARNING, and nothing was lost."""
+    monkeypatch.setenv("NECTAR_RETRY_DELAY", "0")  # the killed run's next attempt at once (the service's settings)
+    code = soak_module.main(["--runs", "40", "--forced-kills", "1"])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "1 kills: 1 hit a run, 0 found it ended" in out, out
+    assert "[ok] a WARNING naming run, attempt and signal for each kill that hit a run (0 without)" in out, out
+    assert "every check passed" in out and "[FAILED]" not in out, out
+
+
+def test_the_soak_finds_a_kill_s_warning_only_where_it_names_run_attempt_and_signal() -> None:
+    kill = soak_module.Kill("r1", 2, 4242, 0.0)
+    said = "2026-12-05 15:08:45 WARNING nectar.executor: run r1 of a/b/T: attempt 2's process 4242 killed by signal 9"
+    assert soak_module.warnings_of(said, kill) == [said]
+    assert soak_module.warnings_of(said.replace("WARNING", "INFO"), kill) == []
+    assert soak_module.warnings_of(said.replace("attempt 2's", "attempt 1's"), kill) == []
+    assert soak_module.warnings_of(said.replace("signal 9", "signal 15"), kill) == []
+
+
+def test_the_soak_counts_the_service_s_log_lines_at_a_level_by_kind() -> None:
+    log = "\n".join(
+        [
+            "2026-12-05 15:43:01,065 ERROR nectar.supervisor: luigid did not stop within 20s; killing it",
+            "2026-12-05 15:43:02,065 INFO nectar.supervisor: luigid did not stop within 21s; killing it",
+            "2026-12-05 15:43:03,065 WARNING nectar.executor: run r1 of a/b/T: attempt 1's pid 7 killed by signal 9",
+            "2026-12-05 15:43:04,065 WARNING nectar.executor: luigid answers again: claiming runs",
+            "Traceback (most recent call last): ERROR in a line that is not a record",
+        ]
+    )
+    assert soak_module.logged(log, ("ERROR", "CRITICAL")) == {
+        "nectar.supervisor: luigid did not stop within Ns; killing it": 1
+    }
+    assert soak_module.logged(log, ("WARNING",), but="killed by signal") == {
+        "nectar.executor: luigid answers again: claiming runs": 1
+    }

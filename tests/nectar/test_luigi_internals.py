@@ -905,3 +905,32 @@ def test_the_seams_visibility_check_answers_as_luigis(value: Any) -> None:
     ours = luigi.parameter.ParameterVisibility.has_value(value)
     assert ours == luigis(luigi.parameter.ParameterVisibility, value)
     assert luigi.Parameter(visibility=value).visibility == (value if ours else 0)
+
+
+def test_a_lean_prune_drops_the_workers_that_stopped_from_each_task_by_its_own_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each run is a worker of its own in luigid: a prune drops thousands that stopped from every task kept. It
+    discards from each task the workers it has among them, not every one of them (luigi's: 50 x 100 here, 180 million
+    after a 10-minute soak); what it leaves is luigi's (the property test above)."""
+    state = luigi.scheduler.SimpleTaskState
+    monkeypatch.setattr(state, "_remove_workers_from_tasks", state._remove_workers_from_tasks)  # put back after
+    monkeypatch.setattr(luigi.scheduler.Scheduler, "_prune_tasks", luigi.scheduler.Scheduler._prune_tasks)
+    scheduler = luigi.scheduler.Scheduler(record_task_history=False)
+    for n in range(100):
+        scheduler.add_task(worker=f"w{n}", task_id=f"T{n}", status="DONE", family="T")
+    luigid_prunes_lean()
+    discards = []
+    discard = luigi.scheduler.OrderedSet.discard
+
+    def counted(self: Any, key: Any) -> None:
+        discards.append(key)
+        discard(self, key)
+
+    monkeypatch.setattr(luigi.scheduler.OrderedSet, "discard", counted)
+    scheduler._state.inactivate_workers([f"w{n}" for n in range(50)])
+
+    tasks = {task.id: task for task in scheduler._state.get_active_tasks()}
+    assert sorted(discards) == sorted(f"w{n}" for n in range(50))  # luigi's: 5,000
+    assert all(not tasks[f"T{n}"].workers and not tasks[f"T{n}"].stakeholders for n in range(50))
+    assert all(list(tasks[f"T{n}"].workers) == [f"w{n}"] == list(tasks[f"T{n}"].stakeholders) for n in range(50, 100))

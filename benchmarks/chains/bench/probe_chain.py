@@ -1,5 +1,5 @@
 """Benchmark tasks: a probe that notes when its run() starts, a fan-out of trivial leaves, a wrapper over sleeping
-steps, a big file, a task a schedule fires, a task a trigger runs for each landed object."""
+steps, a big file, a task a schedule fires, a task a trigger runs for each landed object, the soak's step."""
 
 from __future__ import annotations
 
@@ -35,6 +35,25 @@ class ProbeTask(NectarTask):
         note("start", self.n, f"{time.time():.6f}")
         with self.output().open("w") as out:
             out.write("probe\n")
+
+
+class SoakTask(NectarTask):
+    """The soak's step: hold ``hold`` seconds (at a ``gate`` first, if given: until that file exists, noting that it
+    waits there), write a word, then note that it did (the soak counts the notes: one a key, killed attempts too)."""
+
+    n: int = luigi.IntParameter()
+    hold: float = luigi.FloatParameter(default=0.0)
+    gate: str = luigi.Parameter(default="")
+
+    def run(self) -> None:
+        if self.gate:
+            note("gated", self.n)
+            while not Path(self.gate).exists():
+                time.sleep(0.01)
+        time.sleep(self.hold)
+        with self.output().open("w") as out:
+            out.write(f"soak {self.n}\n")
+        note("soaked", self.n)
 
 
 class FireTask(NectarTask):
