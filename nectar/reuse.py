@@ -5,9 +5,10 @@ as Celery's pool processes and gunicorn's workers take request after request, un
 that the next must not inherit (:func:`left_behind`): a thread still alive, a child process, a resident size grown
 past its bound since it was first ready (:func:`grown_mb`). What a run changes in the process and does not put back
 itself is put back (:func:`put_back`): the signal handlers, interval timer, log handlers (the root's and every named
-logger's: those its run added are closed) and standard streams as they were before it, the working directory,
-environment variables, ``sys.path`` and file mode mask, luigi's configuration, luigi's task instances, the run its
-records name. A file descriptor it left open cannot be put back (closed under the object that holds it, its number
+logger's: those its run added are closed), loggers' levels, ``propagate`` and ``disabled``, ``logging.disable``'s level
+and standard streams as they were before it, the working directory, environment variables, ``sys.path`` and file mode
+mask, luigi's configuration, luigi's task instances, the run its records name.
+A file descriptor it left open cannot be put back (closed under the object that holds it, its number
 would be another file's at the object's next write): its process takes no other run (:func:`left_open`).
 Its chain file is executed again for each run (:func:`~nectar.catalog.loader.fresh_chain_module`): a chain's module
 globals never reach the next run; what the modules it imports keep does, as under Celery.
@@ -99,14 +100,38 @@ def luigi_config() -> LuigiConfig:
     )
 
 
+class LoggerSettings(NamedTuple):
+    """What a run's code may set on logging besides its handlers: ``logging.disable``'s level, and each logger's
+    (the root one too) level, ``propagate`` and ``disabled`` (set by ``logging.config``'s
+    ``disable_existing_loggers``)."""
+
+    disabled_below: int
+    loggers: dict[logging.Logger, tuple[int, bool, bool]]
+
+
+def _logger_settings() -> LoggerSettings:
+    """:class:`LoggerSettings` now: a walk of logging's loggers (~8 µs for the ~80 of an attempt process)."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return LoggerSettings(
+        logging.Logger.manager.disable,
+        {
+            logger: (logger.level, logger.propagate, logger.disabled)
+            for logger in loggers
+            if isinstance(logger, logging.Logger)
+        },
+    )
+
+
 @dataclass(frozen=True)
 class Before:
     """What a process holds before its run, to tell what the run left (:func:`left_behind`, :func:`put_back`)."""
 
     threads: frozenset[threading.Thread]
     handlers: tuple[tuple[int, Any], ...]
-    #: each logger holding a handler (the root one too), with its handlers; the names of the modules imported
+    #: each logger holding a handler (the root one too), with its handlers; each logger's level, ``propagate`` and
+    #: ``disabled`` and ``logging.disable``'s level (:func:`_logger_settings`); the names of the modules imported
     loggers: dict[logging.Logger, tuple[logging.Handler, ...]]
+    settings: LoggerSettings
     modules: frozenset[str]
     #: ``sys.stdout``, ``sys.stderr``
     streams: tuple[TextIO, TextIO]
@@ -135,6 +160,7 @@ def before_run() -> Before:
         frozenset(threading.enumerate()),
         handlers,
         held(),
+        _logger_settings(),
         frozenset(sys.modules),
         (sys.stdout, sys.stderr),
         os.getcwd(),
@@ -253,7 +279,8 @@ def rss_mb() -> float:
 def put_back(before: Before) -> None:
     """Undo what a run changed in this process and does not undo itself (each step's log capture is undone as the
     step ends: :func:`~nectar.logs.capture.redirect_output`): the signal handlers it set, its interval timer, the
-    log handlers of every logger (:func:`_put_back_log_handlers`) and the standard streams if its code changed them,
+    log handlers of every logger (:func:`_put_back_log_handlers`), their levels, ``propagate``, ``disabled`` and
+    ``logging.disable`` (:func:`_put_back_logger_settings`) and the standard streams if its code changed them,
     the working directory, environment variables, ``sys.path``, file mode mask and luigi's configuration (what a
     fresh process of the worker's would start its run with), luigi's cache of task instances (the next run makes its
     own), the run its records name. A handler of the process's own (:func:`process_handler`) stays. Last, what the
@@ -267,6 +294,7 @@ def put_back(before: Before) -> None:
     """
     signal.setitimer(signal.ITIMER_REAL, 0)
     _put_back_log_handlers(before)
+    _put_back_logger_settings(before)
     sys.stdout, sys.stderr = before.streams
     os.chdir(before.cwd)  # one system call, as a look would be (and a folder the run removed is no look's to read)
     _put_back_environ(before.environ)
@@ -304,6 +332,28 @@ def _put_back_log_handlers(before: Before) -> None:
     for handler in added:
         if handler not in kept:
             handler.close()
+
+
+def _put_back_logger_settings(before: Before) -> None:
+    """``logging.disable``'s level and each logger's level, ``propagate`` and ``disabled`` as ``before``; a logger
+    the run made (``logging.getLogger``) as a new one is (NOTSET, propagating, enabled), but that of a module the run
+    imported: what that module's import set up, as in a fresh process's run."""
+    now = _logger_settings()
+    if now == before.settings:
+        return
+    if now.disabled_below != before.settings.disabled_below:
+        logging.disable(before.settings.disabled_below)
+    imported = sys.modules.keys() - before.modules
+    for logger, settings in now.loggers.items():
+        was = before.settings.loggers.get(logger)
+        if was is None and logger.name in imported:
+            continue
+        level, propagate, disabled = was or (logging.NOTSET, True, False)
+        if settings == (level, propagate, disabled):
+            continue
+        if logger.level != level:
+            logger.setLevel(level)  # logging's cache of each logger's answers cleared with it
+        logger.propagate, logger.disabled = propagate, disabled
 
 
 def _put_back_luigi_config(before: LuigiConfig) -> None:

@@ -60,6 +60,12 @@ class ChangesTask(NectarTask):
             config.set("worker", "leaks_option", "set by a run")
             config.set("leaks_section", "option", "set by a run")
             config.remove_option("worker", "wait_interval")
+        elif self.kind == "logger settings":
+            logging.getLogger("leaks.run").setLevel(logging.ERROR)
+            logging.getLogger("leaks.run").propagate = False
+            logging.getLogger("leaks.made").setLevel(logging.DEBUG)  # a logger no one made before
+            logging.getLogger("luigi-interface").disabled = True  # one the process had before the run
+            logging.disable(logging.WARNING)
         elif self.kind == "socket a module keeps":
             helper(self.where).KEPT.append(socket.socketpair())  # as a client keeps its pooled connection
         else:
@@ -96,6 +102,12 @@ class LooksTask(NectarTask):
                 pass
         seen = {
             "handlers": len(logging.getLogger("leaks.run").handlers),
+            "loggers": [
+                (logger.level, logger.propagate, logger.disabled)
+                for logger in map(logging.getLogger, ["leaks.run", "leaks.made", "luigi-interface"])
+            ],
+            "info_enabled": logging.getLogger("leaks.run").isEnabledFor(logging.INFO),
+            "disabled_below": logging.root.manager.disable,
             "helper_handlers": len(logging.getLogger("leaks_helper").handlers),
             "worker_option": config.get("worker", "leaks_option", None),
             "sections": sorted(config.sections()),
@@ -132,12 +144,15 @@ def run(nectar: Nectar, task: str, n: int, where: Path, **params: str) -> Run:
     return ended_run
 
 
-@pytest.mark.parametrize("kind", ["log handler", "luigi config", "reference cycle", "socket a module keeps"])
+@pytest.mark.parametrize(
+    "kind", ["log handler", "logger settings", "luigi config", "reference cycle", "socket a module keeps"]
+)
 def test_a_run_after_one_that_left_something_in_its_process_sees_what_a_run_in_a_fresh_one_sees(
     leaks: Settings, start_worker: StartWorker, tmp_path: Path, kind: str
 ) -> None:
     """A log handler its ``run()`` added to a named logger (taken off, its file closed: while the handler of a
-    module's import, ``leaks_helper``'s, stays), luigi's configuration it changed (an option set, a section added, an
+    module's import, ``leaks_helper``'s, stays), the levels, ``propagate`` and ``disabled`` it set on loggers (one it
+    made too) and ``logging.disable``'s level, luigi's configuration it changed (an option set, a section added, an
     option removed), an object it held till it ended then left in a reference cycle (collected). A socket a module
     keeps (a client's pooled connection: boto3's to S3, opened by a process's first run) is the module's state, as a
     client is: its process takes the next run all the same."""
@@ -159,6 +174,11 @@ def test_a_run_after_one_that_left_something_in_its_process_sees_what_a_run_in_a
     assert expected["handlers"] == 0 and expected["helper_handlers"] == 1 and expected["worker_option"] is None
     assert expected["wait_interval"] is not None and "leaks_section" not in expected["sections"]
     assert expected["open_here"] == [] and expected["left_in_a_cycle"] == 0
+    assert (
+        expected["loggers"][:2] == [[0, True, False]] * 2
+        and not expected["loggers"][2][2]
+        and expected["disabled_below"] == 0
+    )
     assert json.loads(output(nectar, looks[-1])) == expected
 
 
