@@ -63,15 +63,16 @@ _ENVIRON: dict[bytes, bytes] = vars(os.environ)["_data"]
 #: process just forked): what it shares with the worker it was forked from, and what any fresh process holds
 _ready_mb: float | None = None
 #: what this process's file descriptors were open on between its runs (:func:`_open_files`), as last read whole, and
-#: how many were open when it last found none left open by a run (None: not yet, as in a process just forked)
+#: which were open when it last found none left open by a run (:func:`_open_ids`; None: not yet, as in a process just
+#: forked)
 _open_between: Counter[str] | None = None
-_count_between: int | None = None
+_ids_between: frozenset[tuple[int, int, int]] | None = None
 
 
 def _forked() -> None:
-    global _ready_mb, _open_between, _count_between
+    global _ready_mb, _open_between, _ids_between
     _ready_mb = None
-    _open_between, _count_between = None, None
+    _open_between, _ids_between = None, None
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -384,24 +385,35 @@ def left_open() -> str | None:
     as they keep any other state; and those of the process's own files that a run opens and closes (its step's live
     logs, made ahead) or opens for good (its registry's: a checkpointer's connection, the file's WAL index).
 
-    One listing of ``/proc/self/fd`` a run: while as many are open as after the process's last run that left none
-    (or fewer), none was left; else (its first run, or more open) what each is open on (a ``readlink`` each, ~9 µs)
-    is compared with what it held between its runs when it last read them whole (before its first run)."""
-    global _open_between, _count_between
-    count = _open_count()
-    if _count_between is not None and count <= _count_between:
+    One listing of ``/proc/self/fd`` a run and an ``fstat`` of each (:func:`_open_ids`): while the same descriptors
+    are open on the same files as after the process's last run that left none, none was left; else (its first run,
+    or any other open, or one closed: a count alone missed a file a run left open on the number of a socket the
+    process closed) what each is open on (a ``readlink`` each, ~9 µs) is compared with what it held between its runs
+    when it last read them whole (before its first run)."""
+    global _open_between, _ids_between
+    ids = _open_ids()
+    if ids == _ids_between:
         return None
     now = _open_files()
     more = [f"{what} ({n})" if n > 1 else what for what, n in (now - (_open_between or Counter())).items()]
     if more:
         return f"its run left open {len(more)} file descriptor(s): {', '.join(sorted(more))}"
-    _open_between, _count_between = now, count
+    _open_between, _ids_between = now, ids
     return None
 
 
-def _open_count() -> int:
-    """How many file descriptors this process has open (the one :func:`os.listdir` opens to read them included)."""
-    return len(os.listdir("/proc/self/fd"))
+def _open_ids() -> frozenset[tuple[int, int, int]]:
+    """Each file descriptor this process has open, with the device and inode of what it is open on (``fstat``: no
+    path walked, as ``readlink`` of ``/proc/self/fd/N`` does); not the one :func:`os.listdir` opened to read them."""
+    ids = set()
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            found = os.fstat(fd)
+        except OSError:  # the listing's own, closed since
+            continue
+        ids.add((fd, found.st_dev, found.st_ino))
+    return frozenset(ids)
 
 
 def _open_files() -> Counter[str]:

@@ -86,6 +86,21 @@ class LeavesOpenTask(NectarTask):
             out.write("left open\\n")
 
 
+class ClosesKeptAndLeavesOpenTask(NectarTask):
+    n = luigi.IntParameter()
+    where = luigi.Parameter()
+
+    def run(self):
+        kept = helper(self.where).KEPT
+        for pair in kept:  # the sockets a module kept since an earlier run: as a client drops its pooled connection
+            for end in pair:
+                end.close()
+        os.open(os.path.join(self.where, "left-open"), os.O_RDONLY | os.O_CREAT)  # never closed
+        with self.output().open("w") as out:
+            out.write(f"closed {len(kept)}\\n")
+        kept.clear()
+
+
 class LooksTask(NectarTask):
     n = luigi.IntParameter()
     where = luigi.Parameter()
@@ -196,3 +211,26 @@ def test_a_process_whose_run_left_a_file_descriptor_open_takes_no_other_run(
     assert f"attempt process {pid_of(left)} exits after 1 run(s): {opened}" in said, said
     after = [run(nectar, "LooksTask", n, where) for n in range(2, 6)]
     assert all(json.loads(output(nectar, later))["open_here"] == [] for later in after)
+
+
+def test_a_process_whose_run_left_a_file_open_as_it_closed_a_socket_of_the_process_takes_no_other_run(
+    leaks: Settings, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """As many descriptors open after the run as before it (two sockets a module kept since an earlier run closed,
+    one file left open), but not the same: its process retires all the same."""
+    where = tmp_path / "where"
+    nectar = closed_at_end(Nectar(leaks))
+    start_worker(leaks, workers=1)
+    kept = run(nectar, "ChangesTask", 1, where, kind="socket a module keeps")
+    tries = [kept]
+
+    def left_open_in_the_process_that_kept_sockets() -> bool:  # the worker's spares take runs in turn
+        tries.append(run(nectar, "ClosesKeptAndLeavesOpenTask", len(tries) + 1, where))
+        return pid_of(tries[-1]) == pid_of(kept)
+
+    wait_until(left_open_in_the_process_that_kept_sockets, timeout=120, interval=0)
+    assert output(nectar, tries[-1]) == "closed 1\n"
+    wait_until(lambda: not alive(pid_of(kept)), timeout=60)
+    said = "\n".join(log.read_text() for log in tmp_path.glob("worker-*.log"))
+    opened = f"its run left open 1 file descriptor(s): {where.resolve() / 'left-open'}"
+    assert f"attempt process {pid_of(kept)} exits after 2 run(s): {opened}" in said, said
