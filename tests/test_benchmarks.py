@@ -62,6 +62,7 @@ from benchmarks.status import (
     worker_counts,
 )
 from harness import REPO, answers, busy_cpu, cpu_seconds, free_port, lifeline_env, read_calls, thread_times, waitfor
+from harness.processes import bound_to_a_free_port
 from harness.procfs import descendants, thread_cpu, tree_cpu
 from nectar.registry import RunFilter, RunState, sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
@@ -932,7 +933,7 @@ def test_hammer_sends_each_write_of_a_counted_burst_once_and_goes_round_the_read
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
+    server = bound_to_a_free_port(lambda address: ThreadingHTTPServer(address, Counting))
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
