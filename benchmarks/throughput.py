@@ -342,8 +342,8 @@ def run(ctx: Context) -> list[Figure]:
         cluster.procs.stop(workers)
         every, default = RECYCLED_AFTER[0 if ctx.quick else 1], cluster.settings.runs_per_process
         served = processes(cluster.settings.registry_path, 1_000_000, count)
-        # each of as many processes as served the batch, recycled as often; a whole number of runs per client (the
-        # clients cycle through the runs: past the last, they would POST the first ones again)
+        # each of as many processes as served the batch, recycled as often; a whole number of runs per client, so
+        # that every client sends as many (hammer sends each POST once: a client past the last run stops)
         recycled_count = math.ceil(every * served * RECYCLES / CLIENTS) * CLIENTS
         if recycled_count > cluster.settings.max_queue:  # the API reads its queue's bound as it starts
             if cluster.tune(max_queue=recycled_count).max_queue < recycled_count:

@@ -5,9 +5,10 @@ as Celery's pool processes and gunicorn's workers take request after request, un
 that the next must not inherit (:func:`left_behind`): a thread still alive, a child process, a resident size grown
 past its bound since it was first ready (:func:`grown_mb`). What a run changes in the process and does not put back
 itself is put back (:func:`put_back`): the signal handlers, interval timer, log handlers (the root's and every named
-logger's: those its run added are closed) and standard streams as they were before it, the working directory,
-environment variables, ``sys.path`` and file mode mask, luigi's configuration, luigi's task instances, the run its
-records name. A file descriptor it left open cannot be put back (closed under the object that holds it, its number
+logger's: those its run added are closed), loggers' levels, ``propagate`` and ``disabled``, ``logging.disable``'s level
+and standard streams as they were before it, the working directory, environment variables, ``sys.path`` and file mode
+mask, luigi's configuration, luigi's task instances, the run its records name.
+A file descriptor it left open cannot be put back (closed under the object that holds it, its number
 would be another file's at the object's next write): its process takes no other run (:func:`left_open`).
 Its chain file is executed again for each run (:func:`~nectar.catalog.loader.fresh_chain_module`): a chain's module
 globals never reach the next run; what the modules it imports keep does, as under Celery.
@@ -16,6 +17,9 @@ globals never reach the next run; what the modules it imports keep does, as unde
 from __future__ import annotations
 
 import gc
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import logging
 import os
 import signal
@@ -62,15 +66,69 @@ _ENVIRON: dict[bytes, bytes] = vars(os.environ)["_data"]
 #: process just forked): what it shares with the worker it was forked from, and what any fresh process holds
 _ready_mb: float | None = None
 #: what this process's file descriptors were open on between its runs (:func:`_open_files`), as last read whole, and
-#: how many were open when it last found none left open by a run (None: not yet, as in a process just forked)
+#: which were open when it last found none left open by a run (:func:`_open_ids`; None: not yet, as in a process just
+#: forked)
 _open_between: Counter[str] | None = None
-_count_between: int | None = None
+_ids_between: frozenset[tuple[int, int, int]] | None = None
+
+
+#: the log handlers added to loggers as a module was imported (:class:`_ImportsNoted`): what a module's import set
+#: up, which :func:`put_back` keeps (a fresh process's run would import it again and find them), where it takes off
+#: those a run's own code added (to any logger: that of a module it imported too)
+_import_handlers: weakref.WeakSet[logging.Handler] = weakref.WeakSet()
+
+
+class _NotedLoader(importlib.abc.Loader):
+    """A module's loader as found, executing it as it would and noting the log handlers its execution added (in
+    :data:`_import_handlers`); the module's ``__loader__`` and its spec's are the loader found once it has run."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        before = held()
+        try:
+            self.loader.exec_module(module)
+        finally:
+            module.__loader__ = self.loader
+            if module.__spec__ is not None:
+                module.__spec__.loader = self.loader
+            for logger, handlers in held().items():
+                _import_handlers.update(handler for handler in handlers if handler not in before.get(logger, ()))
+
+    def __getattr__(self, name: str) -> Any:  # the loader's other methods (a resource reader, a source) as its own
+        return getattr(self.loader, name)
+
+
+class _ImportsNoted(importlib.abc.MetaPathFinder):
+    """First of ``sys.meta_path`` in an attempt process (:func:`before_run`): each module as the finders after it
+    find it, its loader a :class:`_NotedLoader`."""
+
+    finding: set[str] = set()
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname in self.finding:  # the finders after this one, asked by importlib.util.find_spec below
+            return None
+        self.finding.add(fullname)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self.finding.discard(fullname)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _NotedLoader(spec.loader)
+        return spec
+
+
+_IMPORTS_NOTED = _ImportsNoted()
 
 
 def _forked() -> None:
-    global _ready_mb, _open_between, _count_between
+    global _ready_mb, _open_between, _ids_between
     _ready_mb = None
-    _open_between, _count_between = None, None
+    _open_between, _ids_between = None, None
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -99,14 +157,38 @@ def luigi_config() -> LuigiConfig:
     )
 
 
+class LoggerSettings(NamedTuple):
+    """What a run's code may set on logging besides its handlers: ``logging.disable``'s level, and each logger's
+    (the root one too) level, ``propagate`` and ``disabled`` (set by ``logging.config``'s
+    ``disable_existing_loggers``)."""
+
+    disabled_below: int
+    loggers: dict[logging.Logger, tuple[int, bool, bool]]
+
+
+def _logger_settings() -> LoggerSettings:
+    """:class:`LoggerSettings` now: a walk of logging's loggers (~8 µs for the ~80 of an attempt process)."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return LoggerSettings(
+        logging.Logger.manager.disable,
+        {
+            logger: (logger.level, logger.propagate, logger.disabled)
+            for logger in loggers
+            if isinstance(logger, logging.Logger)
+        },
+    )
+
+
 @dataclass(frozen=True)
 class Before:
     """What a process holds before its run, to tell what the run left (:func:`left_behind`, :func:`put_back`)."""
 
     threads: frozenset[threading.Thread]
     handlers: tuple[tuple[int, Any], ...]
-    #: each logger holding a handler (the root one too), with its handlers; the names of the modules imported
+    #: each logger holding a handler (the root one too), with its handlers; each logger's level, ``propagate`` and
+    #: ``disabled`` and ``logging.disable``'s level (:func:`_logger_settings`); the names of the modules imported
     loggers: dict[logging.Logger, tuple[logging.Handler, ...]]
+    settings: LoggerSettings
     modules: frozenset[str]
     #: ``sys.stdout``, ``sys.stderr``
     streams: tuple[TextIO, TextIO]
@@ -126,6 +208,8 @@ def before_run() -> Before:
     global _ready_mb, _open_between
     if _ready_mb is None:
         _ready_mb = rss_mb()
+    if _IMPORTS_NOTED not in sys.meta_path:
+        sys.meta_path.insert(0, _IMPORTS_NOTED)
     if _open_between is None:
         _open_between = _open_files()
     handlers = tuple(zip(_SIGNALS, map(_handler, _SIGNALS), strict=True))
@@ -135,6 +219,7 @@ def before_run() -> Before:
         frozenset(threading.enumerate()),
         handlers,
         held(),
+        _logger_settings(),
         frozenset(sys.modules),
         (sys.stdout, sys.stderr),
         os.getcwd(),
@@ -253,7 +338,8 @@ def rss_mb() -> float:
 def put_back(before: Before) -> None:
     """Undo what a run changed in this process and does not undo itself (each step's log capture is undone as the
     step ends: :func:`~nectar.logs.capture.redirect_output`): the signal handlers it set, its interval timer, the
-    log handlers of every logger (:func:`_put_back_log_handlers`) and the standard streams if its code changed them,
+    log handlers of every logger (:func:`_put_back_log_handlers`), their levels, ``propagate``, ``disabled`` and
+    ``logging.disable`` (:func:`_put_back_logger_settings`) and the standard streams if its code changed them,
     the working directory, environment variables, ``sys.path``, file mode mask and luigi's configuration (what a
     fresh process of the worker's would start its run with), luigi's cache of task instances (the next run makes its
     own), the run its records name. A handler of the process's own (:func:`process_handler`) stays. Last, what the
@@ -267,6 +353,7 @@ def put_back(before: Before) -> None:
     """
     signal.setitimer(signal.ITIMER_REAL, 0)
     _put_back_log_handlers(before)
+    _put_back_logger_settings(before)
     sys.stdout, sys.stderr = before.streams
     os.chdir(before.cwd)  # one system call, as a look would be (and a folder the run removed is no look's to read)
     _put_back_environ(before.environ)
@@ -285,25 +372,48 @@ def put_back(before: Before) -> None:
 
 def _put_back_log_handlers(before: Before) -> None:
     """Every logger's handlers as ``before`` (a handler the run added, then held by no logger, closed: its file with
-    it), but those of a logger named after a module the run imported: what that module's import set up, as it does
-    in a fresh process's run (its import is not made again in this process's next ones). A handler the run's code
-    added to a named logger was added again by each run: at 1,000 runs a process, each record of that logger written
-    1,000 times, and as many files left open by a ``FileHandler``."""
+    it), but those the import of a module in the run added (:data:`_import_handlers`): what that module's import set
+    up, as it does in a fresh process's run (its import is not made again in this process's next ones); not those the
+    run's own code added after, to the logger of that module too. A handler the run's code added to a named logger
+    was added again by each run: at 1,000 runs a process, each record of that logger written 1,000 times, and as many
+    files left open by a ``FileHandler``."""
     now = held()
     if now == before.loggers:
         return
-    imported = sys.modules.keys() - before.modules
     added: list[logging.Handler] = []
     for logger in now.keys() | before.loggers.keys():
         was, handlers = before.loggers.get(logger, ()), now.get(logger, ())
-        if handlers == was or (not was and logger.name in imported):
+        imported = [handler for handler in handlers if handler not in was and handler in _import_handlers]
+        if handlers == (*was, *imported):
             continue
-        logger.handlers = list(was)
-        added += [handler for handler in handlers if handler not in was]
+        logger.handlers = [*was, *imported]
+        added += [handler for handler in handlers if handler not in was and handler not in imported]
     kept = {handler for handlers in held().values() for handler in handlers}
     for handler in added:
         if handler not in kept:
             handler.close()
+
+
+def _put_back_logger_settings(before: Before) -> None:
+    """``logging.disable``'s level and each logger's level, ``propagate`` and ``disabled`` as ``before``; a logger
+    the run made (``logging.getLogger``) as a new one is (NOTSET, propagating, enabled), but that of a module the run
+    imported: what that module's import set up, as in a fresh process's run."""
+    now = _logger_settings()
+    if now == before.settings:
+        return
+    if now.disabled_below != before.settings.disabled_below:
+        logging.disable(before.settings.disabled_below)
+    imported = sys.modules.keys() - before.modules
+    for logger, settings in now.loggers.items():
+        was = before.settings.loggers.get(logger)
+        if was is None and logger.name in imported:
+            continue
+        level, propagate, disabled = was or (logging.NOTSET, True, False)
+        if settings == (level, propagate, disabled):
+            continue
+        if logger.level != level:
+            logger.setLevel(level)  # logging's cache of each logger's answers cleared with it
+        logger.propagate, logger.disabled = propagate, disabled
 
 
 def _put_back_luigi_config(before: LuigiConfig) -> None:
@@ -334,24 +444,35 @@ def left_open() -> str | None:
     as they keep any other state; and those of the process's own files that a run opens and closes (its step's live
     logs, made ahead) or opens for good (its registry's: a checkpointer's connection, the file's WAL index).
 
-    One listing of ``/proc/self/fd`` a run: while as many are open as after the process's last run that left none
-    (or fewer), none was left; else (its first run, or more open) what each is open on (a ``readlink`` each, ~9 µs)
-    is compared with what it held between its runs when it last read them whole (before its first run)."""
-    global _open_between, _count_between
-    count = _open_count()
-    if _count_between is not None and count <= _count_between:
+    One listing of ``/proc/self/fd`` a run and an ``fstat`` of each (:func:`_open_ids`): while the same descriptors
+    are open on the same files as after the process's last run that left none, none was left; else (its first run,
+    or any other open, or one closed: a count alone missed a file a run left open on the number of a socket the
+    process closed) what each is open on (a ``readlink`` each, ~9 µs) is compared with what it held between its runs
+    when it last read them whole (before its first run)."""
+    global _open_between, _ids_between
+    ids = _open_ids()
+    if ids == _ids_between:
         return None
     now = _open_files()
     more = [f"{what} ({n})" if n > 1 else what for what, n in (now - (_open_between or Counter())).items()]
     if more:
         return f"its run left open {len(more)} file descriptor(s): {', '.join(sorted(more))}"
-    _open_between, _count_between = now, count
+    _open_between, _ids_between = now, ids
     return None
 
 
-def _open_count() -> int:
-    """How many file descriptors this process has open (the one :func:`os.listdir` opens to read them included)."""
-    return len(os.listdir("/proc/self/fd"))
+def _open_ids() -> frozenset[tuple[int, int, int]]:
+    """Each file descriptor this process has open, with the device and inode of what it is open on (``fstat``: no
+    path walked, as ``readlink`` of ``/proc/self/fd/N`` does); not the one :func:`os.listdir` opened to read them."""
+    ids = set()
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            found = os.fstat(fd)
+        except OSError:  # the listing's own, closed since
+            continue
+        ids.add((fd, found.st_dev, found.st_ino))
+    return frozenset(ids)
 
 
 def _open_files() -> Counter[str]:

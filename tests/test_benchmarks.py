@@ -13,7 +13,9 @@ import sys
 import threading
 import time
 import types
+from collections import Counter
 from contextlib import closing
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple
 
@@ -41,6 +43,7 @@ from benchmarks.dispatch import through_service as dispatch_sample
 from benchmarks.fanout import through_service
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
 from benchmarks.landing import seeded_moto
+from benchmarks.load import hammer
 from benchmarks.population import fill_registry, fill_store
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
 from benchmarks.status import (
@@ -60,6 +63,7 @@ from benchmarks.status import (
     worker_counts,
 )
 from harness import REPO, answers, busy_cpu, cpu_seconds, free_port, lifeline_env, read_calls, thread_times, waitfor
+from harness.processes import bound_to_a_free_port
 from harness.procfs import descendants, thread_cpu, tree_cpu
 from nectar.registry import RunFilter, RunState, sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
@@ -950,3 +954,41 @@ def test_the_soak_counts_the_service_s_log_lines_at_a_level_by_kind() -> None:
     assert soak_module.logged(log, ("WARNING",), but="killed by signal") == {
         "nectar.executor: luigid answers again: claiming runs": 1
     }
+
+
+def test_hammer_sends_each_write_of_a_counted_burst_once_and_goes_round_the_reads() -> None:
+    """A burst of a count of writes not a whole number per client (450 new runs' POSTs over 16 clients of 29 each)
+    POSTs each once, none twice; a counted burst of reads goes round its list."""
+    seen: Counter[tuple[str, str]] = Counter()
+    lock = threading.Lock()
+
+    class Counting(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def answer(self) -> None:
+            with lock:
+                seen[self.command, self.path] += 1
+            self.send_response(202 if self.command == "POST" else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = bound_to_a_free_port(lambda address: ThreadingHTTPServer(address, Counting))
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        posts = [("POST", f"/runs?n={n}") for n in range(45)]
+        hammer(url, posts, 4, duration=None, per_client=12).check(202)
+        assert seen == Counter(posts), "a write sent twice, or one not sent"
+        seen.clear()
+        gets = [("GET", f"/status?n={n}") for n in range(5)]
+        load = hammer(url, gets, 4, duration=None, per_client=5).check(200)
+        assert len(load.latencies) == 20 and seen == Counter(dict.fromkeys(gets, 4))
+    finally:
+        server.shutdown()
+        server.server_close()

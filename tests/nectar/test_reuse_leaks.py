@@ -60,6 +60,15 @@ class ChangesTask(NectarTask):
             config.set("worker", "leaks_option", "set by a run")
             config.set("leaks_section", "option", "set by a run")
             config.remove_option("worker", "wait_interval")
+        elif self.kind == "handler on an imported module's logger":
+            late = helper(self.where).late()  # first imported by this run: its import adds a handler, kept
+            late.LOGGER.addHandler(logging.FileHandler(os.path.join(self.where, late.__name__ + ".log")))  # the run's
+        elif self.kind == "logger settings":
+            logging.getLogger("leaks.run").setLevel(logging.ERROR)
+            logging.getLogger("leaks.run").propagate = False
+            logging.getLogger("leaks.made").setLevel(logging.DEBUG)  # a logger no one made before
+            logging.getLogger("luigi-interface").disabled = True  # one the process had before the run
+            logging.disable(logging.WARNING)
         elif self.kind == "socket a module keeps":
             helper(self.where).KEPT.append(socket.socketpair())  # as a client keeps its pooled connection
         else:
@@ -80,6 +89,21 @@ class LeavesOpenTask(NectarTask):
             out.write("left open\\n")
 
 
+class ClosesKeptAndLeavesOpenTask(NectarTask):
+    n = luigi.IntParameter()
+    where = luigi.Parameter()
+
+    def run(self):
+        kept = helper(self.where).KEPT
+        for pair in kept:  # the sockets a module kept since an earlier run: as a client drops its pooled connection
+            for end in pair:
+                end.close()
+        os.open(os.path.join(self.where, "left-open"), os.O_RDONLY | os.O_CREAT)  # never closed
+        with self.output().open("w") as out:
+            out.write(f"closed {len(kept)}\\n")
+        kept.clear()
+
+
 class LooksTask(NectarTask):
     n = luigi.IntParameter()
     where = luigi.Parameter()
@@ -96,7 +120,14 @@ class LooksTask(NectarTask):
                 pass
         seen = {
             "handlers": len(logging.getLogger("leaks.run").handlers),
+            "loggers": [
+                (logger.level, logger.propagate, logger.disabled)
+                for logger in map(logging.getLogger, ["leaks.run", "leaks.made", "luigi-interface"])
+            ],
+            "info_enabled": logging.getLogger("leaks.run").isEnabledFor(logging.INFO),
+            "disabled_below": logging.root.manager.disable,
             "helper_handlers": len(logging.getLogger("leaks_helper").handlers),
+            "late_handlers": [type(h).__name__ for h in logging.getLogger(f"leaks_late_{os.getpid()}").handlers],
             "worker_option": config.get("worker", "leaks_option", None),
             "sections": sorted(config.sections()),
             "wait_interval": config.get("worker", "wait_interval", None),
@@ -111,7 +142,23 @@ import logging
 
 KEPT = []
 
+
+def late():  # a module of its own for each process: the run that imports it first imports it into its process
+    import importlib, os, shutil
+    name = f"leaks_late_{os.getpid()}"
+    here = os.path.dirname(__file__)
+    shutil.copy(os.path.join(here, "leaks_late.txt"), os.path.join(here, name + ".py"))
+    importlib.invalidate_caches()
+    return importlib.import_module(name)
+
 logging.getLogger("leaks_helper").addHandler(logging.NullHandler())
+"""
+
+LATE = """
+import logging
+
+LOGGER = logging.getLogger(__name__)
+LOGGER.addHandler(logging.NullHandler())
 """
 
 
@@ -121,6 +168,7 @@ def leaks(settings: Settings, luigid: str, write_chain: Callable[[str, str], Pat
     where = tmp_path / "where"
     where.mkdir()
     (where / "leaks_helper.py").write_text(HELPER)
+    (where / "leaks_late.txt").write_text(LATE)
     return settings.replace(scheduler_url=luigid, spare_idle=KEPT, retries=0, retry_delay=0)
 
 
@@ -132,12 +180,24 @@ def run(nectar: Nectar, task: str, n: int, where: Path, **params: str) -> Run:
     return ended_run
 
 
-@pytest.mark.parametrize("kind", ["log handler", "luigi config", "reference cycle", "socket a module keeps"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "log handler",
+        "handler on an imported module's logger",
+        "logger settings",
+        "luigi config",
+        "reference cycle",
+        "socket a module keeps",
+    ],
+)
 def test_a_run_after_one_that_left_something_in_its_process_sees_what_a_run_in_a_fresh_one_sees(
     leaks: Settings, start_worker: StartWorker, tmp_path: Path, kind: str
 ) -> None:
     """A log handler its ``run()`` added to a named logger (taken off, its file closed: while the handler of a
-    module's import, ``leaks_helper``'s, stays), luigi's configuration it changed (an option set, a section added, an
+    module's import, ``leaks_helper``'s, stays; as that of a module the run imported, ``leaks_late``'s, while the one
+    the run added to its logger after goes), the levels, ``propagate`` and ``disabled`` it set on loggers (one it
+    made too) and ``logging.disable``'s level, luigi's configuration it changed (an option set, a section added, an
     option removed), an object it held till it ended then left in a reference cycle (collected). A socket a module
     keeps (a client's pooled connection: boto3's to S3, opened by a process's first run) is the module's state, as a
     client is: its process takes the next run all the same."""
@@ -158,8 +218,17 @@ def test_a_run_after_one_that_left_something_in_its_process_sees_what_a_run_in_a
     expected = json.loads(output(nectar, fresh))
     assert expected["handlers"] == 0 and expected["helper_handlers"] == 1 and expected["worker_option"] is None
     assert expected["wait_interval"] is not None and "leaks_section" not in expected["sections"]
+    seen = json.loads(output(nectar, looks[-1]))
+    assert expected.pop("late_handlers") == [] and seen.pop("late_handlers") == (
+        ["NullHandler"] if "import" in kind else []
+    )
     assert expected["open_here"] == [] and expected["left_in_a_cycle"] == 0
-    assert json.loads(output(nectar, looks[-1])) == expected
+    assert (
+        expected["loggers"][:2] == [[0, True, False]] * 2
+        and not expected["loggers"][2][2]
+        and expected["disabled_below"] == 0
+    )
+    assert seen == expected
 
 
 def test_a_process_whose_run_left_a_file_descriptor_open_takes_no_other_run(
@@ -176,3 +245,26 @@ def test_a_process_whose_run_left_a_file_descriptor_open_takes_no_other_run(
     assert f"attempt process {pid_of(left)} exits after 1 run(s): {opened}" in said, said
     after = [run(nectar, "LooksTask", n, where) for n in range(2, 6)]
     assert all(json.loads(output(nectar, later))["open_here"] == [] for later in after)
+
+
+def test_a_process_whose_run_left_a_file_open_as_it_closed_a_socket_of_the_process_takes_no_other_run(
+    leaks: Settings, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """As many descriptors open after the run as before it (two sockets a module kept since an earlier run closed,
+    one file left open), but not the same: its process retires all the same."""
+    where = tmp_path / "where"
+    nectar = closed_at_end(Nectar(leaks))
+    start_worker(leaks, workers=1)
+    kept = run(nectar, "ChangesTask", 1, where, kind="socket a module keeps")
+    tries = [kept]
+
+    def left_open_in_the_process_that_kept_sockets() -> bool:  # the worker's spares take runs in turn
+        tries.append(run(nectar, "ClosesKeptAndLeavesOpenTask", len(tries) + 1, where))
+        return pid_of(tries[-1]) == pid_of(kept)
+
+    wait_until(left_open_in_the_process_that_kept_sockets, timeout=120, interval=0)
+    assert output(nectar, tries[-1]) == "closed 1\n"
+    wait_until(lambda: not alive(pid_of(kept)), timeout=60)
+    said = "\n".join(log.read_text() for log in tmp_path.glob("worker-*.log"))
+    opened = f"its run left open 1 file descriptor(s): {where.resolve() / 'left-open'}"
+    assert f"attempt process {pid_of(kept)} exits after 2 run(s): {opened}" in said, said
