@@ -17,9 +17,6 @@ globals never reach the next run; what the modules it imports keep does, as unde
 from __future__ import annotations
 
 import gc
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import logging
 import os
 import signal
@@ -70,59 +67,6 @@ _ready_mb: float | None = None
 #: forked)
 _open_between: Counter[str] | None = None
 _ids_between: frozenset[tuple[int, int, int]] | None = None
-
-
-#: the log handlers added to loggers as a module was imported (:class:`_ImportsNoted`): what a module's import set
-#: up, which :func:`put_back` keeps (a fresh process's run would import it again and find them), where it takes off
-#: those a run's own code added (to any logger: that of a module it imported too)
-_import_handlers: weakref.WeakSet[logging.Handler] = weakref.WeakSet()
-
-
-class _NotedLoader(importlib.abc.Loader):
-    """A module's loader as found, executing it as it would and noting the log handlers its execution added (in
-    :data:`_import_handlers`); the module's ``__loader__`` and its spec's are the loader found once it has run."""
-
-    def __init__(self, loader: importlib.abc.Loader) -> None:
-        self.loader = loader
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module: Any) -> None:
-        before = held()
-        try:
-            self.loader.exec_module(module)
-        finally:
-            module.__loader__ = self.loader
-            if module.__spec__ is not None:
-                module.__spec__.loader = self.loader
-            for logger, handlers in held().items():
-                _import_handlers.update(handler for handler in handlers if handler not in before.get(logger, ()))
-
-    def __getattr__(self, name: str) -> Any:  # the loader's other methods (a resource reader, a source) as its own
-        return getattr(self.loader, name)
-
-
-class _ImportsNoted(importlib.abc.MetaPathFinder):
-    """First of ``sys.meta_path`` in an attempt process (:func:`before_run`): each module as the finders after it
-    find it, its loader a :class:`_NotedLoader`."""
-
-    finding: set[str] = set()
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname in self.finding:  # the finders after this one, asked by importlib.util.find_spec below
-            return None
-        self.finding.add(fullname)
-        try:
-            spec = importlib.util.find_spec(fullname)
-        finally:
-            self.finding.discard(fullname)
-        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _NotedLoader(spec.loader)
-        return spec
-
-
-_IMPORTS_NOTED = _ImportsNoted()
 
 
 def _forked() -> None:
@@ -208,8 +152,6 @@ def before_run() -> Before:
     global _ready_mb, _open_between
     if _ready_mb is None:
         _ready_mb = rss_mb()
-    if _IMPORTS_NOTED not in sys.meta_path:
-        sys.meta_path.insert(0, _IMPORTS_NOTED)
     if _open_between is None:
         _open_between = _open_files()
     handlers = tuple(zip(_SIGNALS, map(_handler, _SIGNALS), strict=True))
@@ -372,22 +314,21 @@ def put_back(before: Before) -> None:
 
 def _put_back_log_handlers(before: Before) -> None:
     """Every logger's handlers as ``before`` (a handler the run added, then held by no logger, closed: its file with
-    it), but those the import of a module in the run added (:data:`_import_handlers`): what that module's import set
-    up, as it does in a fresh process's run (its import is not made again in this process's next ones); not those the
-    run's own code added after, to the logger of that module too. A handler the run's code added to a named logger
-    was added again by each run: at 1,000 runs a process, each record of that logger written 1,000 times, and as many
-    files left open by a ``FileHandler``."""
+    it), but those of a logger named after a module the run imported: what that module's import set up, as it does
+    in a fresh process's run (its import is not made again in this process's next ones). A handler the run's code
+    added to a named logger was added again by each run: at 1,000 runs a process, each record of that logger written
+    1,000 times, and as many files left open by a ``FileHandler``."""
     now = held()
     if now == before.loggers:
         return
+    imported = sys.modules.keys() - before.modules
     added: list[logging.Handler] = []
     for logger in now.keys() | before.loggers.keys():
         was, handlers = before.loggers.get(logger, ()), now.get(logger, ())
-        imported = [handler for handler in handlers if handler not in was and handler in _import_handlers]
-        if handlers == (*was, *imported):
+        if handlers == was or (not was and logger.name in imported):
             continue
-        logger.handlers = [*was, *imported]
-        added += [handler for handler in handlers if handler not in was and handler not in imported]
+        logger.handlers = list(was)
+        added += [handler for handler in handlers if handler not in was]
     kept = {handler for handlers in held().values() for handler in handlers}
     for handler in added:
         if handler not in kept:

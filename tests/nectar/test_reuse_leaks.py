@@ -60,9 +60,6 @@ class ChangesTask(NectarTask):
             config.set("worker", "leaks_option", "set by a run")
             config.set("leaks_section", "option", "set by a run")
             config.remove_option("worker", "wait_interval")
-        elif self.kind == "handler on an imported module's logger":
-            late = helper(self.where).late()  # first imported by this run: its import adds a handler, kept
-            late.LOGGER.addHandler(logging.FileHandler(os.path.join(self.where, late.__name__ + ".log")))  # the run's
         elif self.kind == "logger settings":
             logging.getLogger("leaks.run").setLevel(logging.ERROR)
             logging.getLogger("leaks.run").propagate = False
@@ -127,7 +124,6 @@ class LooksTask(NectarTask):
             "info_enabled": logging.getLogger("leaks.run").isEnabledFor(logging.INFO),
             "disabled_below": logging.root.manager.disable,
             "helper_handlers": len(logging.getLogger("leaks_helper").handlers),
-            "late_handlers": [type(h).__name__ for h in logging.getLogger(f"leaks_late_{os.getpid()}").handlers],
             "worker_option": config.get("worker", "leaks_option", None),
             "sections": sorted(config.sections()),
             "wait_interval": config.get("worker", "wait_interval", None),
@@ -142,23 +138,7 @@ import logging
 
 KEPT = []
 
-
-def late():  # a module of its own for each process: the run that imports it first imports it into its process
-    import importlib, os, shutil
-    name = f"leaks_late_{os.getpid()}"
-    here = os.path.dirname(__file__)
-    shutil.copy(os.path.join(here, "leaks_late.txt"), os.path.join(here, name + ".py"))
-    importlib.invalidate_caches()
-    return importlib.import_module(name)
-
 logging.getLogger("leaks_helper").addHandler(logging.NullHandler())
-"""
-
-LATE = """
-import logging
-
-LOGGER = logging.getLogger(__name__)
-LOGGER.addHandler(logging.NullHandler())
 """
 
 
@@ -168,7 +148,6 @@ def leaks(settings: Settings, luigid: str, write_chain: Callable[[str, str], Pat
     where = tmp_path / "where"
     where.mkdir()
     (where / "leaks_helper.py").write_text(HELPER)
-    (where / "leaks_late.txt").write_text(LATE)
     return settings.replace(scheduler_url=luigid, spare_idle=KEPT, retries=0, retry_delay=0)
 
 
@@ -181,22 +160,13 @@ def run(nectar: Nectar, task: str, n: int, where: Path, **params: str) -> Run:
 
 
 @pytest.mark.parametrize(
-    "kind",
-    [
-        "log handler",
-        "handler on an imported module's logger",
-        "logger settings",
-        "luigi config",
-        "reference cycle",
-        "socket a module keeps",
-    ],
+    "kind", ["log handler", "logger settings", "luigi config", "reference cycle", "socket a module keeps"]
 )
 def test_a_run_after_one_that_left_something_in_its_process_sees_what_a_run_in_a_fresh_one_sees(
     leaks: Settings, start_worker: StartWorker, tmp_path: Path, kind: str
 ) -> None:
     """A log handler its ``run()`` added to a named logger (taken off, its file closed: while the handler of a
-    module's import, ``leaks_helper``'s, stays; as that of a module the run imported, ``leaks_late``'s, while the one
-    the run added to its logger after goes), the levels, ``propagate`` and ``disabled`` it set on loggers (one it
+    module's import, ``leaks_helper``'s, stays), the levels, ``propagate`` and ``disabled`` it set on loggers (one it
     made too) and ``logging.disable``'s level, luigi's configuration it changed (an option set, a section added, an
     option removed), an object it held till it ended then left in a reference cycle (collected). A socket a module
     keeps (a client's pooled connection: boto3's to S3, opened by a process's first run) is the module's state, as a
@@ -218,17 +188,13 @@ def test_a_run_after_one_that_left_something_in_its_process_sees_what_a_run_in_a
     expected = json.loads(output(nectar, fresh))
     assert expected["handlers"] == 0 and expected["helper_handlers"] == 1 and expected["worker_option"] is None
     assert expected["wait_interval"] is not None and "leaks_section" not in expected["sections"]
-    seen = json.loads(output(nectar, looks[-1]))
-    assert expected.pop("late_handlers") == [] and seen.pop("late_handlers") == (
-        ["NullHandler"] if "import" in kind else []
-    )
     assert expected["open_here"] == [] and expected["left_in_a_cycle"] == 0
     assert (
         expected["loggers"][:2] == [[0, True, False]] * 2
         and not expected["loggers"][2][2]
         and expected["disabled_below"] == 0
     )
-    assert seen == expected
+    assert json.loads(output(nectar, looks[-1])) == expected
 
 
 def test_a_process_whose_run_left_a_file_descriptor_open_takes_no_other_run(
