@@ -57,11 +57,13 @@ class ErrorEnvelopeSchema(ma.Schema):
 
 
 def _flatten(errors: dict) -> dict:
-    """webargs nests messages under their location (``query``, ``json``); keep them per field."""
+    """webargs nests messages under their location (``query``, ``json``); keep them per field, and those of no field
+    (marshmallow's ``_schema``: a body of the wrong kind, a rule across fields) under the location's name, which is
+    what the user sent."""
     flat: dict = {}
     for location, fields in errors.items():
         if isinstance(fields, dict) and location in {"query", "json", "form", "headers", "files", "view_args"}:
-            flat.update(fields)
+            flat.update({(location if field == "_schema" else field): said for field, said in fields.items()})
         else:
             flat[location] = fields
     return flat

@@ -56,3 +56,14 @@ def test_a_body_that_is_no_json_is_a_bad_request_not_invalid_parameters(client: 
     body = answer.get_json()
     assert body["errors"] == {"json": ["Invalid JSON body."]}
     assert body["message"] == "Bad Request: json: Invalid JSON body."
+
+
+def test_a_body_of_the_wrong_kind_is_named_as_the_body_not_marshmallows_schema_key(client: FlaskClient) -> None:
+    """A JSON array where an object is expected: the message names the body (``json``), as the user sent it; before,
+    marshmallow's own key for errors of no field, ``_schema``, which names nothing the user sent."""
+    answer = client.post("/api/batches", json=[1, 2])
+
+    assert answer.status_code == 422
+    body = answer.get_json()
+    assert body["errors"] == {"json": ["Invalid input type."]}
+    assert body["message"] == "invalid parameters: json: Invalid input type."
