@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -250,7 +251,7 @@ def by_process_said(per_run: dict[str, tuple[float, float]]) -> str:
     )
 
 
-def new_file_cpu(folder: Path) -> float:
+def new_file_cpu(folder: Path, clock: Callable[[], float] = time.thread_time) -> float:
     """The median CPU seconds (nearly all the kernel's) this thread took to make a new empty file in ``folder`` (made
     here), of :data:`PROBE_FILES`: an indicator of what each of the :data:`RUN_INODES` a run makes costs now, in the
     targets' folders (a run's own folders may lie in another block group).
@@ -258,13 +259,14 @@ def new_file_cpu(folder: Path) -> float:
     On an ext4 without a journal (this machine's) a new inode is not given one freed less than a minute or five ago:
     the kernel walks past each of those in its block group (``recently_deleted``), so a file made just after thousands
     were removed nearby (another benchmark's folders, a test suite's) costs ~0.6 ms of system time where it costs
-    ~0.1 ms otherwise. The files are kept: removed, they would make the run's own dearer."""
+    ~0.1 ms otherwise. The files are kept: removed, they would make the run's own dearer. ``clock``: this thread's CPU
+    seconds."""
     folder.mkdir(parents=True)
     took = []
     for n in range(PROBE_FILES):
-        began = time.thread_time()
+        began = clock()
         os.close(os.open(folder / f"{n}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
-        took.append(time.thread_time() - began)
+        took.append(clock() - began)
     return median(took)
 
 

@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import threading
@@ -723,10 +724,26 @@ def test_the_throughput_benchmark_says_each_processs_cpu_per_run_user_and_system
 
 
 def test_the_throughput_benchmark_says_what_a_new_file_costs_where_the_targets_go(tmp_path: Path) -> None:
-    """The probe makes its files in a folder of its own and keeps them (a removal would make the run's dearer)."""
-    took = throughput_module.new_file_cpu(tmp_path / "probe")
-    assert took > 0
-    assert len(list((tmp_path / "probe").iterdir())) == throughput_module.PROBE_FILES
+    """The probe makes its files in a folder of its own and keeps them (a removal would make the run's dearer), and
+    says the median of what each one's making cost on the clock it reads (here one the test moves: file n's making
+    is read as n + 1 ticks, so the median is the middle file's)."""
+    ticks = iter(range(10**6))
+    costs = iter(range(1, throughput_module.PROBE_FILES + 1))
+    readings: list[float] = []
+
+    def clock() -> float:  # each file read twice, around its making: began, then began + its cost
+        if len(readings) % 2 == 0:
+            readings.append(float(next(ticks) * 1000))
+        else:
+            readings.append(readings[-1] + next(costs))
+        return readings[-1]
+
+    took = throughput_module.new_file_cpu(tmp_path / "probe", clock)
+    assert took == statistics.median(range(1, throughput_module.PROBE_FILES + 1))
+    assert len(readings) == 2 * throughput_module.PROBE_FILES
+    assert sorted(p.name for p in (tmp_path / "probe").iterdir()) == sorted(
+        str(n) for n in range(throughput_module.PROBE_FILES)
+    )
 
 
 def test_the_throughput_poll_reads_the_batchs_runs_only_once_none_is_active(tmp_path: Path) -> None:
