@@ -36,7 +36,7 @@ from luigi.task_register import Register
 from nectar.config import get_settings
 from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
-from nectar.logs.module_handlers import held
+from nectar.logs.module_handlers import held, loggers
 from nectar.luigi_internals import config_paths
 
 #: seconds the threads a run started get to end once it has (its heartbeat's, luigi's keep-alive)
@@ -112,14 +112,9 @@ class LoggerSettings(NamedTuple):
 
 def _logger_settings() -> LoggerSettings:
     """:class:`LoggerSettings` now: a walk of logging's loggers (~8 µs for the ~80 of an attempt process)."""
-    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
     return LoggerSettings(
         logging.Logger.manager.disable,
-        {
-            logger: (logger.level, logger.propagate, logger.disabled)
-            for logger in loggers
-            if isinstance(logger, logging.Logger)
-        },
+        {logger: (logger.level, logger.propagate, logger.disabled) for logger in loggers()},
     )
 
 

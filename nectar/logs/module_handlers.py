@@ -18,13 +18,16 @@ from contextlib import contextmanager
 _ADDED: dict[str, list[tuple[logging.Logger, logging.Handler]]] = {}
 
 
+def loggers() -> list[logging.Logger]:
+    """Every logger of the process, the root one first (not logging's placeholders for names no logger has yet)."""
+    found = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return [logger for logger in found if isinstance(logger, logging.Logger)]
+
+
 def held() -> dict[logging.Logger, tuple[logging.Handler, ...]]:
     """Each logger of the process that holds a handler (the root one too), with its handlers: a walk of logging's
     loggers (~12 µs for the ~80 of an attempt process)."""
-    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-    return {
-        logger: tuple(logger.handlers) for logger in loggers if isinstance(logger, logging.Logger) and logger.handlers
-    }
+    return {logger: tuple(logger.handlers) for logger in loggers() if logger.handlers}
 
 
 @contextmanager
