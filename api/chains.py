@@ -69,9 +69,12 @@ class ChainTypes(MethodView):
     @blp.response(200, ChainTypesEnvelope)
     @error_responses(blp)
     def get(self):
-        """Every chain type with its chains and their tasks (none: the message says where they were looked for)"""
+        """Every chain type with its chains and their tasks (none: the message says where they were looked for; a
+        chain type folder that cannot be read: the message names it)"""
         types = [type_out(name, chains) for name, chains in facade().chain_types().items()]
-        return answer(types) if types else answer(types, message=facade().no_chains_said())
+        if not types:
+            return answer(types, message=facade().no_chains_said())
+        return answer(types, message=facade().chains_passed_over() or "success")
 
 
 @blp.route("/<chain_type>")

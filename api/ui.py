@@ -227,8 +227,14 @@ class Index(MethodView):
         """The web UI's home: every chain type, chain and task, with docs and a form to launch each"""
         types = facade().chain_types()
         none_found = None if types else facade().no_chains_said()
+        passed_over = facade().chains_passed_over() if types else None
         page = render_template(
-            "catalog.html", types=types, none_found=none_found, task_links=task_links, title="Chains"
+            "catalog.html",
+            types=types,
+            none_found=none_found,
+            passed_over=passed_over,
+            task_links=task_links,
+            title="Chains",
         )
         return flask.Response(page, mimetype="text/html")  # as is: flask-smorest dumps anything else
 

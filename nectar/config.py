@@ -588,15 +588,25 @@ def chains_dir_refused(path: Path, problem: str | OSError, inside: Path | None =
     its listing raised): for a command's start (:func:`check_chains_dir`) and a catalog's listing of a folder that
     became no folder since, or was never checked (an app made by ``gunicorn 'app:create_app()'``); or, ``inside``
     it, the folder of a chain type it cannot list."""
-    if isinstance(problem, NotADirectoryError):
-        problem = "is not a folder"
-    elif isinstance(problem, FileNotFoundError):
-        problem = "does not exist"
-    elif isinstance(problem, OSError):
-        problem = f"cannot be read ({problem.strerror})"
     if inside is not None:
-        return InvalidSetting(f"the chain type folder {inside} in the chains folder {path} {problem}")
-    return InvalidSetting(f"the chains folder {path} (--chains-dir, env NECTAR_CHAINS_DIR) {problem}")
+        return InvalidSetting(type_folder_said(path, inside, problem))
+    return InvalidSetting(f"the chains folder {path} (--chains-dir, env NECTAR_CHAINS_DIR) {folder_problem(problem)}")
+
+
+def type_folder_said(path: Path, inside: Path, problem: str | OSError) -> str:
+    """What is wrong with the folder of a chain type ``inside`` the chains folder ``path``, in one line."""
+    return f"the chain type folder {inside} in the chains folder {path} {folder_problem(problem)}"
+
+
+def folder_problem(problem: str | OSError) -> str:
+    """``problem`` as the words that follow a folder's name: the error a listing of it raised, said for people."""
+    if isinstance(problem, NotADirectoryError):
+        return "is not a folder"
+    if isinstance(problem, FileNotFoundError):
+        return "does not exist"
+    if isinstance(problem, OSError):
+        return f"cannot be read ({problem.strerror})"
+    return problem
 
 
 #: not a setting: the variable by which ``nectar serve`` names to its API's gunicorn master the pipe the master tells

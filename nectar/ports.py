@@ -195,18 +195,41 @@ def parent_of(pid: int) -> int | None:
 def started_before(first: int, then: int) -> bool:
     """Whether process ``first`` is there and started no later than process ``then`` (their start times since boot,
     ``/proc`` stat's 22nd field): a serve's supervisor named by a part that outlived it is gone though its pid is
-    taken again, by a process that started after the part did. Where ``then`` is gone too, ``first`` being there."""
-    first_start = _stat_field(first, 19)
+    taken again, by a process that started after the part did. Where ``then`` is gone too, ``first`` being there.
+    A process that ended and is not yet reaped (a zombie: a serve killed -9 whose parent has not waited for it) is
+    not there: only its exit status is."""
+    fields = _stat_fields(first) or [ENDED[0]]
+    if fields[0] in ENDED:
+        return False
+    first_start = _number(fields, 19)
     then_start = _stat_field(then, 19)
     return first_start is not None and (then_start is None or first_start <= then_start)
 
 
+#: the states of ``/proc/<pid>/stat`` of a process that has ended (zombie, dead): its pid is held, it runs nothing
+ENDED = ("Z", "X", "x")
+
+
 def _stat_field(pid: int, index: int) -> int | None:
-    """Field ``index`` of process ``pid``'s ``/proc`` stat, counted from its state (0) after the command's name (which
-    may hold spaces and parentheses); None where it is gone."""
+    """Field ``index`` of process ``pid``'s ``/proc`` stat (see :func:`_stat_fields`) as a number; None where it is
+    gone."""
+    fields = _stat_fields(pid)
+    return None if fields is None else _number(fields, index)
+
+
+def _number(fields: list[str], index: int) -> int | None:
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[index])
-    except (OSError, IndexError, ValueError):
+        return int(fields[index])
+    except (IndexError, ValueError):
+        return None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Process ``pid``'s ``/proc`` stat fields, counted from its state (0) after the command's name (which may hold
+    spaces and parentheses); None where it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
         return None
 
 

@@ -166,6 +166,10 @@ class Nectar:
         """Why a listing holds no chain: where the catalog looked, and what a chain file is named."""
         return self.catalog.none_found()
 
+    def chains_passed_over(self) -> str | None:
+        """Why a listing misses some chains (a chain type folder it cannot read), or None: nothing was missed."""
+        return self.catalog.passed_over()
+
     @property
     def chains_folder(self) -> str:
         return self.catalog.root.name

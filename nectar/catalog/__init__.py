@@ -10,6 +10,7 @@ mtime or size changed.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -17,13 +18,15 @@ from pathlib import Path
 
 from nectar.catalog.loader import Stamp, file_stamp, inspect_chain
 from nectar.catalog.model import ChainInfo, TaskInfo
-from nectar.config import chains_dir_refused, link_to_nothing
+from nectar.config import chains_dir_refused, link_to_nothing, type_folder_said
 from nectar.errors import ChainNotFound, TaskNotFound
 from nectar.keys import is_name
 from nectar.luigi_internals import forget_task_classes
 from nectar.task import chain_module
 
 CHAIN_SUFFIX = "_chain.py"
+
+logger = logging.getLogger(__name__)
 
 
 class ChainCatalog:
@@ -38,10 +41,13 @@ class ChainCatalog:
         self._lock = threading.Lock()
         #: files that look like chains but were not imported, with the reason
         self.skipped: dict[str, str] = {}
+        #: chain type folders that could not be listed (their chains are not listed), each with what was wrong
+        self.unreadable: dict[str, str] = {}
 
     def _scan(self) -> dict[tuple[str, str], tuple[Path, Stamp]]:
         found: dict[tuple[str, str], tuple[Path, Stamp]] = {}
         skipped: dict[str, str] = {}
+        unreadable: dict[str, str] = {}
         try:
             type_dirs = [e for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith((".", "_"))]
         except FileNotFoundError:  # no chain yet; unless it is a link to nothing, which is refused as at start
@@ -56,8 +62,10 @@ class ChainCatalog:
                 entries = list(os.scandir(type_dir.path))
             except (FileNotFoundError, NotADirectoryError):  # gone (or made a file) since the folder was listed
                 continue
-            except OSError as exc:  # a type's folder it cannot read: the same one line, naming that folder
-                raise chains_dir_refused(self.root, exc, Path(type_dir.path)) from None
+            except OSError as exc:  # a type's folder it cannot read: passed over, named; the other types listed
+                said = type_folder_said(self.root, Path(type_dir.path), exc)
+                unreadable[type_dir.path] = f"{said}: its chains are not listed"
+                continue
             for entry in entries:
                 if not entry.name.endswith(CHAIN_SUFFIX) or not entry.is_file():
                     continue
@@ -70,6 +78,10 @@ class ChainCatalog:
                     continue
                 found[(type_dir.name, chain)] = (Path(entry.path), stamp)
         self.skipped = skipped
+        if unreadable != self.unreadable:  # said once a change, not on every listing
+            for said in sorted(set(unreadable.values()) - set(self.unreadable.values())):
+                logger.warning("%s", said)
+            self.unreadable = unreadable
         return found
 
     def refresh(self) -> bool:
@@ -129,7 +141,15 @@ class ChainCatalog:
             names = ", ".join(os.path.relpath(path, self.root) for path in sorted(self.skipped)[:3])
             more = f" and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
             said += f", made of [A-Za-z0-9_] (passed over: {names}{more})"
-        return said
+        passed = self.passed_over()
+        return said if passed is None else f"{said}; {passed}"
+
+    def passed_over(self) -> str | None:
+        """What the last listing could not read (a chain type folder it cannot list), so a listing that holds the
+        other chains says why some are missing; None when it read every folder."""
+        if not self.unreadable:
+            return None
+        return "; ".join(self.unreadable[path] for path in sorted(self.unreadable))
 
     def types(self) -> dict[str, list[ChainInfo]]:
         grouped: dict[str, list[ChainInfo]] = {}

@@ -5,8 +5,10 @@ it, exit 2 (``nectar serve --chains-dir <a file>`` started everything, then each
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -148,22 +150,70 @@ def test_a_link_that_leads_nowhere_is_named_as_given(settings: Settings, tmp_pat
     assert result.stderr == f"nectar: {said}\n"
 
 
-def test_a_chain_type_folder_it_cannot_read_is_named_in_one_line(settings: Settings, tmp_path: Path) -> None:
-    """A chain type's folder the command cannot list ends the listing with one line naming it (before, a
-    PermissionError traceback from the catalog's inner scan). Run without the capability to read past permissions
-    where the suite runs as root, so mode 000 holds for it too."""
-    chains = tmp_path / "chains"
-    (chains / "secret").mkdir(parents=True)
+#: what runs a command without the capabilities to read past permissions where the suite runs as root, so mode 000
+#: holds for it too
+NO_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+
+#: the app's listing and home page, printed as JSON, from a process of its own (run under :data:`NO_OVERRIDE`)
+LISTED = """
+import json, sys
+from app import create_app
+from nectar.config import Settings
+app = create_app({"NECTAR_SETTINGS": Settings.from_env(), "TESTING": True})
+client = app.test_client()
+answer = client.get("/api/chains")
+page = client.get("/")
+print(json.dumps({"status": answer.status_code, "answer": answer.get_json(), "page": page.get_data(as_text=True)}))
+"""
+
+
+def with_a_type_it_cannot_read(tmp_path: Path) -> Path:
+    """A chains folder holding one chain (``etl/sales_chain.py``) and a chain type folder of mode 000 (``secret``)."""
+    chains = tmp_path / "my_chains"
+    (chains / "etl").mkdir(parents=True)
+    (chains / "etl" / "sales_chain.py").write_text("import luigi\n\n\nclass SalesTask(luigi.Task):\n    pass\n")
+    (chains / "secret").mkdir()
     (chains / "secret").chmod(0)
-    no_override = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    return chains
+
+
+def run_without_override(settings: Settings, chains: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **settings_env(settings.replace(chains_dir=chains)), **lifeline_env()}
     try:
-        result = subprocess.run(
-            [*no_override, *NECTAR, "chains"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        return subprocess.run(
+            [*NO_OVERRIDE, *argv], env=env, cwd=chains.parent, capture_output=True, text=True, timeout=120
         )
     finally:
         (chains / "secret").chmod(0o700)  # pytest removes it after
 
-    assert result.returncode == 2, result.stdout + result.stderr
+
+def test_a_chain_type_folder_it_cannot_read_is_passed_over_and_named(settings: Settings, tmp_path: Path) -> None:
+    """``nectar chains`` lists the chains it can read and names, in one WARNING line on stderr, the chain type folder
+    it cannot list (before: no listing at all, the one line and exit 2: one unreadable folder hid every chain)."""
+    chains = with_a_type_it_cannot_read(tmp_path)
+
+    result = run_without_override(settings, chains, [*NECTAR, "chains"])
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "etl/sales_chain  SalesTask" in result.stdout
     said = f"the chain type folder {chains / 'secret'} in the chains folder {chains} cannot be read (Permission denied)"
-    assert result.stderr == f"nectar: {said}\n"
+    assert result.stderr == f"{said}: its chains are not listed\n"  # the catalog's WARNING, once
+
+
+def test_the_api_and_the_ui_list_the_other_chains_and_name_the_folder_they_cannot_read(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """``GET /api/chains`` answers 200 with the chains it can read, its message naming the chain type folder it
+    cannot list, and the UI's home says the same above them (before: a 500 on every listing)."""
+    chains = with_a_type_it_cannot_read(tmp_path)
+
+    result = run_without_override(settings, chains, [sys.executable, "-c", LISTED])
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = json.loads(result.stdout.splitlines()[-1])
+    assert listed["status"] == 200, listed["answer"]
+    assert [t["name"] for t in listed["answer"]["data"]] == ["etl"]
+    said = f"the chain type folder {chains / 'secret'} in the chains folder {chains} cannot be read (Permission denied)"
+    assert listed["answer"]["message"] == f"{said}: its chains are not listed"
+    assert f"The chain type folder {chains / 'secret'}" in listed["page"]
+    assert "SalesTask" in listed["page"]

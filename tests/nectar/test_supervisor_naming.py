@@ -15,6 +15,7 @@ import pytest
 from harness import NECTAR, REPO, Processes, Served, base_env, free_port, lifeline_env, settings_env, wait_until
 from nectar.config import Settings
 from nectar.lifeline import SUPERVISOR_VAR
+from nectar.ports import name_of
 
 
 def stops_said(processes: Processes, served: Served) -> list[str]:
@@ -150,3 +151,18 @@ def test_a_serve_gone_whose_pid_was_taken_again_in_a_pid_namespace_of_its_own() 
     ran = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
     assert ran.returncode == 0 and ran.stdout.splitlines()[-1].startswith("1 passed"), ran.stdout + ran.stderr
+
+
+def test_a_serve_killed_and_not_yet_reaped_is_named_gone(settings: Settings, processes: Processes) -> None:
+    """A serve killed -9 whose parent has not yet waited for it (a zombie: its pid held, nothing of it running) is
+    gone to the part it left holding the port (before: its pid was there, so the serve was named as not gone)."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])  # not waited for until the end: a zombie meanwhile
+    try:
+        wait_until(lambda: Path(f"/proc/{ended.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z")
+        api = processes.nectar_api(settings, env={SUPERVISOR_VAR: str(ended.pid)})
+
+        named = name_of(api.proc.pid)
+    finally:
+        ended.wait()
+
+    assert named == f"an API process (gunicorn) of a nectar serve (pid {ended.pid}, gone)"
