@@ -930,6 +930,25 @@ def test_the_submit_benchmarks_registry_cpu_takes_in_the_checkpoints_its_submiss
     assert store.checkpoints.made >= 1
 
 
+def test_the_submit_benchmarks_bulk_queue_is_copied_into_the_file_before_the_submissions_measured_behind_it(
+    tmp_path: Path,
+) -> None:
+    """The runs queued in bulk are in the file, not left in the WAL, once queued: the copy is no cost of the
+    submissions in process measured next (the checkpoints they ask copied it, counted in their CPU)."""
+    path = tmp_path / "runs.sqlite3"
+    store = closed_at_end(SQLiteRunStore(path))  # the benchmark's own, open throughout
+    store.check()
+
+    submit_module.queue_in_bulk(path, 6_000)
+
+    assert store.count(RunState.PENDING) == 6_000
+    shm = os.open(f"{path}-shm", os.O_RDONLY)
+    try:
+        assert sqlite_checkpoints.uncopied(shm) == 0
+    finally:
+        os.close(shm)
+
+
 def test_the_submit_benchmark_compares_each_burst_of_new_runs_with_the_hello_burst_beside_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
