@@ -156,9 +156,9 @@ def run(ctx: Context) -> list[Figure]:
         warm = hammer(url, warming, CLIENTS, duration=None, per_client=WARM_PER_CLIENT).check(202)
         per_client = max(10, math.ceil(warm.rate * duration / CLIENTS))
         behind = QUEUE[0] if ctx.quick else QUEUE[1]
-        # the warm burst, the first bursts and the last, and the runs submitted straight to the registry before the bulk
-        # and after
-        sent = len(warming) + (2 * ctx.repeats + 1) * per_client * CLIENTS + 2 * DIRECT
+        # each phase's warm burst and its bursts (the first and the last), and the runs submitted straight to the
+        # registry before the bulk and after
+        sent = len(warming) + 2 * (ctx.repeats + 1) * per_client * CLIENTS + 2 * DIRECT
         cluster.procs.stop(cluster.apis.pop(url))
         bound_queue(cluster, sent + behind)
         url = cluster.start_api()
@@ -166,9 +166,6 @@ def run(ctx: Context) -> list[Figure]:
         finished = [("POST", f"{TASK_PATH}?n={n}") for n in range(FINISHED)]
         hello = [("GET", "/hello")]
         hammer(url, finished, CLIENTS, duration=min(1.0, duration)).check(200)  # warm every worker thread
-        # and its writes: the first burst of new runs of a fresh API paid for its connections and caches (801 µs of
-        # CPU a run, then 684, 654, 647, 551 in one run's first bursts)
-        hammer(url, fresh.next(per_client * CLIENTS), CLIENTS, duration=None, per_client=per_client).check(202)
         hammer(base_url, hello, CLIENTS, duration=min(1.0, duration)).check(200)
         api, base = Counted(cluster, url), Counted(cluster, base_url)
         done: list[Load] = []
@@ -183,20 +180,32 @@ def run(ctx: Context) -> list[Figure]:
         def finished_burst() -> None:
             done.append(hammer(url, finished, CLIENTS, duration=duration).check(200))
 
-        side_by_side(ctx.repeats, new_burst, hello_burst, finished_burst)  # all three see the same noise
+        def phase() -> None:
+            """A burst of new runs not counted, then the pairs, a burst of finished tasks before each (all three see
+            the same noise): the two phases alike. The first burst of new runs of a fresh API paid for its
+            connections and caches (801 µs of CPU a run, then 684, 654, 647, 551 in one run's first bursts), and so
+            may the first after the API sat idle while this process wrote to the registry."""
+            hammer(url, fresh.next(per_client * CLIENTS), CLIENTS, duration=None, per_client=per_client).check(202)
+            side_by_side(ctx.repeats, new_burst, hello_burst, finished_burst)
+
+        phase()
         new, hellos = api.loads[:], base.loads[:]
         bound = cluster.settings.max_queue
         direct = registry_cpu(runs, range(DIRECT_FIRST, DIRECT_FIRST + DIRECT), bound)
         queue_in_bulk(cluster.settings.registry_path, behind)
         direct_behind = registry_cpu(runs, range(DIRECT_FIRST + DIRECT, DIRECT_FIRST + 2 * DIRECT), bound)
-        side_by_side(ctx.repeats, new_burst, hello_burst)
+        phase()
         last, last_hellos = api.loads[ctx.repeats :], base.loads[ctx.repeats :]
         first_pairs, behind_pairs = (
             beside_hello(api, base, part) for part in (slice(0, ctx.repeats), slice(ctx.repeats, None))
         )
         print(f"new runs per repeat: {per_client * CLIENTS:,} (measured while warming: {warm.rate:,.0f}/s)")
-        loads = (("new", new), ("finished", done), ("hello", hellos), (f"new, {behind:,} queued", last))
-        for name, measured in (*loads, (f"hello, {behind:,} queued", last_hellos)):
+        loads = (("new", new), ("finished", done[: ctx.repeats]), ("hello", hellos), (f"new, {behind:,} queued", last))
+        queued_loads = (
+            (f"hello, {behind:,} queued", last_hellos),
+            (f"finished, {behind:,} queued", done[ctx.repeats :]),
+        )
+        for name, measured in (*loads, *queued_loads):
             print(f"{name} requests/s per repeat:", rates(measured))
         print("API CPU µs per new run per repeat:", ", ".join(f"{us:.0f}" for us in api.cpu_us))
         print("API CPU µs per hello per repeat:", ", ".join(f"{us:.0f}" for us in base.cpu_us))
@@ -226,7 +235,7 @@ def run(ctx: Context) -> list[Figure]:
         Figure(
             NAME,
             f"POSTs of finished tasks/s, {CLIENTS} clients",
-            median_rate(done),
+            median_rate(done[: ctx.repeats]),
             "/s",
             what,
             median_rate(hellos),
