@@ -41,6 +41,9 @@ DIRECT = 2_000
 #: seconds the checkpoints the direct submissions asked may take to be made: a hung thread's bound, not a measure
 CHECKPOINT_WAIT = 120.0
 DIRECT_FIRST = 20_000_000
+#: the pairs of bursts (new runs beside a hello) in a repeat of each phase, as the status benchmark's: its figure is
+#: the median of the pairs' ratios, of repeats x PAIRS of them (under a load of 20, one pair's 0.51 to another's 0.68)
+PAIRS = 2
 
 
 class Fresh:
@@ -118,15 +121,20 @@ def registry_cpu(runs: SQLiteRunStore, probes: range, bound: int) -> float:
 
 
 def side_by_side(
-    repeats: int, new: Callable[[], object], hello: Callable[[], object], before: Callable[[], object] = lambda: None
+    repeats: int,
+    new: Callable[[], object],
+    hello: Callable[[], object],
+    before: Callable[[], object] = lambda: None,
+    pairs: int = PAIRS,
 ) -> None:
-    """``repeats`` pairs of bursts, one of ``new`` runs beside one of ``hello``, each side first in turn (ABBA: the
-    first burst of a pair is the dearer one, and the machine's load moves the two of a pair alike); ``before`` each
-    pair, not between its two bursts."""
+    """``repeats`` times ``before``, then ``pairs`` pairs of bursts, one of ``new`` runs beside one of ``hello``, each
+    side first in turn (ABBA: the first burst of a pair is the dearer one, and the machine's load moves the two of a
+    pair alike)."""
     for r in range(repeats):
         before()
-        for burst in (new, hello) if r % 2 == 0 else (hello, new):
-            burst()
+        for p in range(pairs):
+            for burst in (new, hello) if (r * pairs + p) % 2 == 0 else (hello, new):
+                burst()
 
 
 def beside_hello(api: Counted, base: Counted, bursts: slice) -> list[float]:
@@ -158,7 +166,7 @@ def run(ctx: Context) -> list[Figure]:
         behind = QUEUE[0] if ctx.quick else QUEUE[1]
         # each phase's warm burst and its bursts (the first and the last), and the runs submitted straight to the
         # registry before the bulk and after
-        sent = len(warming) + 2 * (ctx.repeats + 1) * per_client * CLIENTS + 2 * DIRECT
+        sent = len(warming) + 2 * (ctx.repeats * PAIRS + 1) * per_client * CLIENTS + 2 * DIRECT
         cluster.procs.stop(cluster.apis.pop(url))
         bound_queue(cluster, sent + behind)
         url = cluster.start_api()
@@ -181,8 +189,8 @@ def run(ctx: Context) -> list[Figure]:
             done.append(hammer(url, finished, CLIENTS, duration=duration).check(200))
 
         def phase() -> None:
-            """A burst of new runs not counted, then the pairs, a burst of finished tasks before each (all three see
-            the same noise): the two phases alike. The first burst of new runs of a fresh API paid for its
+            """A burst of new runs not counted, then the pairs, a burst of finished tasks before each repeat's (all
+            three see the same noise): the two phases alike. The first burst of new runs of a fresh API paid for its
             connections and caches (801 µs of CPU a run, then 684, 654, 647, 551 in one run's first bursts), and so
             may the first after the API sat idle while this process wrote to the registry."""
             hammer(url, fresh.next(per_client * CLIENTS), CLIENTS, duration=None, per_client=per_client).check(202)
@@ -195,10 +203,9 @@ def run(ctx: Context) -> list[Figure]:
         queue_in_bulk(cluster.settings.registry_path, behind)
         direct_behind = registry_cpu(runs, range(DIRECT_FIRST + DIRECT, DIRECT_FIRST + 2 * DIRECT), bound)
         phase()
-        last, last_hellos = api.loads[ctx.repeats :], base.loads[ctx.repeats :]
-        first_pairs, behind_pairs = (
-            beside_hello(api, base, part) for part in (slice(0, ctx.repeats), slice(ctx.repeats, None))
-        )
+        pairs = ctx.repeats * PAIRS  # in each phase
+        last, last_hellos = api.loads[pairs:], base.loads[pairs:]
+        first_pairs, behind_pairs = (beside_hello(api, base, part) for part in (slice(0, pairs), slice(pairs, None)))
         print(f"new runs per repeat: {per_client * CLIENTS:,} (measured while warming: {warm.rate:,.0f}/s)")
         loads = (("new", new), ("finished", done[: ctx.repeats]), ("hello", hellos), (f"new, {behind:,} queued", last))
         queued_loads = (
@@ -246,34 +253,34 @@ def run(ctx: Context) -> list[Figure]:
             f"new runs accepted behind {behind:,} queued runs, × hello",
             round(median(behind_pairs), 3),
             "x",
-            f"the first bursts (≤ {len(warming) + (ctx.repeats + 1) * per_client * CLIENTS:,} queued), × hello "
-            f"(each: the median of {ctx.repeats} bursts over the hello burst beside it, ABBA, rates over the CPU left)",
+            f"the first bursts (≤ {len(warming) + (pairs + 1) * per_client * CLIENTS:,} queued), × hello "
+            f"(each: the median of {pairs} bursts over the hello burst beside it, ABBA, rates over the CPU left)",
             round(median(first_pairs), 3),
             ratio_at_least(0.95),
         ),
         Figure(  # counted, not timed: what the rates above swing around
             NAME,
             "API CPU per new run accepted (user + system, all workers)",
-            api.median_of(slice(0, ctx.repeats)),
+            api.median_of(slice(0, pairs)),
             "µs",
             "per hello world, same gunicorn",
-            base.median_of(slice(0, ctx.repeats)),
+            base.median_of(slice(0, pairs)),
         ),
         Figure(  # counted: a page SQLite reads again is one (the request's own reads are in the hello world's)
             NAME,
             "API read system calls per new run accepted",
-            round(median(api.reads[: ctx.repeats]), 1),
+            round(median(api.reads[:pairs]), 1),
             "",
             "per hello world, same gunicorn",
-            round(median(base.reads[: ctx.repeats]), 1),
+            round(median(base.reads[:pairs]), 1),
         ),
         Figure(
             NAME,
             f"API CPU per new run accepted behind {behind:,} queued runs",
-            api.median_of(slice(ctx.repeats, None)),
+            api.median_of(slice(pairs, None)),
             "µs",
             "in the first bursts",
-            api.median_of(slice(0, ctx.repeats)),
+            api.median_of(slice(0, pairs)),
         ),
         Figure(
             NAME,

@@ -971,9 +971,11 @@ def test_the_submit_benchmark_compares_each_burst_of_new_runs_with_the_hello_bur
     monkeypatch.setattr(submit_module, "CpuLeft", Left)
     cluster = cast(Cluster, types.SimpleNamespace(api_workers=lambda url: [], api_cpu=lambda url: 0.0))
     api, base = submit_module.Counted(cluster, "api"), submit_module.Counted(cluster, "hello")
-    submit_module.side_by_side(4, lambda: api.hammer("api"), lambda: base.hammer("hello"))
+    submit_module.side_by_side(
+        2, lambda: api.hammer("api"), lambda: base.hammer("hello"), lambda: sent.append("finished"), pairs=2
+    )
 
-    assert sent == ["api", "hello", "hello", "api", "api", "hello", "hello", "api"]
+    assert sent == ["finished", "api", "hello", "hello", "api", "finished", "api", "hello", "hello", "api"]
     # pairs: 1000/0.5 over 2000/1 (1.0), 1000/1 over 1000/0.5 (0.5), 3000 over 2000 (1.5), 1000 over 500 (2.0)
     assert submit_module.beside_hello(api, base, slice(0, None)) == [1.0, 0.5, 1.5, 2.0]
     assert submit_module.beside_hello(api, base, slice(2, None)) == [1.5, 2.0]
