@@ -3,18 +3,24 @@ and whether new runs are accepted as fast once many are queued (the last bursts,
 
 Rates on a shared 2-core machine swing by up to 2x between repeats, the hello world's with them; the API workers'
 CPU time per request (user + system, from /proc) is counted beside each rate: it barely moves with the noise, so it
-says whether a request got dearer (behind the queue, or against the hello world) where the rates cannot.
+says whether a request got dearer (behind the queue, or against the hello world) where the rates cannot. The figure
+behind the queue compares bursts side by side, as the status benchmark does: each burst of new runs beside a hello
+burst (ABBA: neither side always first), each rate over the share of the machine's CPU that the processes outside the
+benchmark left it, and the median of the pairs' ratios behind the queue over the same median in the first bursts.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, at_least, median, ratio_at_least
 from benchmarks.load import Load, Request, hammer, median_rate, rates
 from benchmarks.population import TASK, Probe, fill_registry, fill_store
+from benchmarks.status import CpuLeft, over_cpu_left
 from harness import read_calls
 from nectar.registry import Run, RunState
 from nectar.registry.sqlite import SQLiteRunStore
@@ -35,6 +41,9 @@ DIRECT = 2_000
 #: seconds the checkpoints the direct submissions asked may take to be made: a hung thread's bound, not a measure
 CHECKPOINT_WAIT = 120.0
 DIRECT_FIRST = 20_000_000
+#: the pairs of bursts (new runs beside a hello) in a repeat of each phase, as the status benchmark's: its figure is
+#: the median of the pairs' ratios, of repeats x PAIRS of them (under a load of 20, one pair's 0.51 to another's 0.68)
+PAIRS = 2
 
 
 class Fresh:
@@ -48,30 +57,49 @@ class Fresh:
         return [("POST", f"{TASK_PATH}?n={n}") for n in range(first, first + count)]
 
 
-def queue_in_bulk(runs: SQLiteRunStore, count: int) -> None:
-    """``count`` PENDING runs of ProbeTask written straight to the registry, as if that many had been sent."""
-    for start in range(BULK_FIRST, BULK_FIRST + count, 5_000):
-        probes = map(Probe, range(start, min(start + 5_000, BULK_FIRST + count)))
-        runs.import_runs(Run.new(p.key.path, CHAIN_TYPE, CHAIN, TASK, p.params, p.task_id) for p in probes)
+def queue_in_bulk(path: Path, count: int) -> None:
+    """``count`` PENDING runs of ProbeTask written straight to the registry at ``path``, as if that many had been sent,
+    through a store closed after: what it wrote is copied from the WAL into the file (a checkpoint), as
+    :func:`~benchmarks.population.fill_registry` does. Written through the benchmark's store, the copy of the bulk's
+    WAL (~20,000 runs) was made by the checkpoints the next submissions in process asked, and counted in their CPU
+    (registry CPU per run behind the queue, in process: its first 2,000 121-129 µs, the next 103-107)."""
+    runs = SQLiteRunStore(path)
+    try:
+        for start in range(BULK_FIRST, BULK_FIRST + count, 5_000):
+            probes = map(Probe, range(start, min(start + 5_000, BULK_FIRST + count)))
+            runs.import_runs(Run.new(p.key.path, CHAIN_TYPE, CHAIN, TASK, p.params, p.task_id) for p in probes)
+    finally:
+        runs.close()
 
 
 class Counted:
     """Bursts at one API, with the CPU time its gunicorn spent on each (µs per request answered), a worker recycled
-    meanwhile included; and its workers' read system calls per request (of the workers alive throughout)."""
+    meanwhile included; its workers' read system calls per request (of the workers alive throughout); and the share
+    of the machine's CPU the processes outside the benchmark left each (:class:`~benchmarks.status.CpuLeft`)."""
 
     def __init__(self, cluster: Cluster, url: str) -> None:
         self.cluster, self.url = cluster, url
+        self.loads: list[Load] = []
         self.cpu_us: list[float] = []
         self.reads: list[float] = []
+        self.left: list[float] = []
 
     def hammer(self, *args: Any, **kwargs: Any) -> Load:
         workers = self.cluster.api_workers(self.url)
+        cpu_left = CpuLeft()
         before, reads = self.cluster.api_cpu(self.url), read_calls(workers)
         load = hammer(*args, **kwargs)
-        self.cpu_us.append(1e6 * (self.cluster.api_cpu(self.url) - before) / max(1, len(load.latencies)))
+        used = self.cluster.api_cpu(self.url) - before
+        self.left.append(cpu_left.share(used))
+        self.cpu_us.append(1e6 * used / max(1, len(load.latencies)))
         after = read_calls(workers)
         self.reads.append(sum(after[pid] - reads[pid] for pid in after.keys() & reads.keys()) / len(load.latencies))
+        self.loads.append(load)
         return load
+
+    def over_cpu_left(self, bursts: slice) -> list[float]:
+        """The rates of ``bursts`` (a slice of them, in the order sent), each over the share of the CPU left it."""
+        return over_cpu_left(self.loads[bursts], self.left[bursts])
 
     def median_of(self, bursts: slice) -> float:
         """The median CPU µs per request of ``bursts`` (a slice of them, in the order sent)."""
@@ -90,6 +118,28 @@ def registry_cpu(runs: SQLiteRunStore, probes: range, bound: int) -> float:
     if not runs.checkpoints.wait_quiet(CHECKPOINT_WAIT):
         raise RuntimeError(f"the registry's checkpointer was still busy {CHECKPOINT_WAIT} s after the submissions")
     return round(1e6 * (time.process_time() - began) / len(made), 1)
+
+
+def side_by_side(
+    repeats: int,
+    new: Callable[[], object],
+    hello: Callable[[], object],
+    before: Callable[[], object] = lambda: None,
+    pairs: int = PAIRS,
+) -> None:
+    """``repeats`` times ``before``, then ``pairs`` pairs of bursts, one of ``new`` runs beside one of ``hello``, each
+    side first in turn (ABBA: the first burst of a pair is the dearer one, and the machine's load moves the two of a
+    pair alike)."""
+    for r in range(repeats):
+        before()
+        for p in range(pairs):
+            for burst in (new, hello) if (r * pairs + p) % 2 == 0 else (hello, new):
+                burst()
+
+
+def beside_hello(api: Counted, base: Counted, bursts: slice) -> list[float]:
+    """Each of the API's ``bursts`` of new runs over the hello burst beside it, both over the CPU left to them."""
+    return [a / b for a, b in zip(api.over_cpu_left(bursts), base.over_cpu_left(bursts), strict=True)]
 
 
 def bound_queue(cluster: Cluster, runs: int) -> None:
@@ -114,8 +164,9 @@ def run(ctx: Context) -> list[Figure]:
         warm = hammer(url, warming, CLIENTS, duration=None, per_client=WARM_PER_CLIENT).check(202)
         per_client = max(10, math.ceil(warm.rate * duration / CLIENTS))
         behind = QUEUE[0] if ctx.quick else QUEUE[1]
-        # the first bursts and the last, and the runs submitted straight to the registry before the bulk and after
-        sent = len(warming) + 2 * ctx.repeats * per_client * CLIENTS + 2 * DIRECT
+        # each phase's warm burst and its bursts (the first and the last), and the runs submitted straight to the
+        # registry before the bulk and after
+        sent = len(warming) + 2 * (ctx.repeats * PAIRS + 1) * per_client * CLIENTS + 2 * DIRECT
         cluster.procs.stop(cluster.apis.pop(url))
         bound_queue(cluster, sent + behind)
         url = cluster.start_api()
@@ -125,31 +176,55 @@ def run(ctx: Context) -> list[Figure]:
         hammer(url, finished, CLIENTS, duration=min(1.0, duration)).check(200)  # warm every worker thread
         hammer(base_url, hello, CLIENTS, duration=min(1.0, duration)).check(200)
         api, base = Counted(cluster, url), Counted(cluster, base_url)
-        new: list[Load] = []
         done: list[Load] = []
-        hellos: list[Load] = []
-        for _ in range(ctx.repeats):  # interleaved, so that all three see the same noise
+
+        def new_burst() -> None:
             batch = fresh.next(per_client * CLIENTS)
-            new.append(api.hammer(url, batch, CLIENTS, duration=None, per_client=per_client).check(202))
+            api.hammer(url, batch, CLIENTS, duration=None, per_client=per_client).check(202)
+
+        def hello_burst() -> None:
+            base.hammer(base_url, hello, CLIENTS, duration=duration).check(200)
+
+        def finished_burst() -> None:
             done.append(hammer(url, finished, CLIENTS, duration=duration).check(200))
-            hellos.append(base.hammer(base_url, hello, CLIENTS, duration=duration).check(200))
+
+        def phase() -> None:
+            """A burst of new runs not counted, then the pairs, a burst of finished tasks before each repeat's (all
+            three see the same noise): the two phases alike. The first burst of new runs of a fresh API paid for its
+            connections and caches (801 µs of CPU a run, then 684, 654, 647, 551 in one run's first bursts), and so
+            may the first after the API sat idle while this process wrote to the registry."""
+            hammer(url, fresh.next(per_client * CLIENTS), CLIENTS, duration=None, per_client=per_client).check(202)
+            side_by_side(ctx.repeats, new_burst, hello_burst, finished_burst)
+
+        phase()
+        new, hellos = api.loads[:], base.loads[:]
         bound = cluster.settings.max_queue
         direct = registry_cpu(runs, range(DIRECT_FIRST, DIRECT_FIRST + DIRECT), bound)
-        queue_in_bulk(runs, behind)
+        queue_in_bulk(cluster.settings.registry_path, behind)
         direct_behind = registry_cpu(runs, range(DIRECT_FIRST + DIRECT, DIRECT_FIRST + 2 * DIRECT), bound)
-        last: list[Load] = []
-        last_hellos: list[Load] = []
-        for _ in range(ctx.repeats):
-            batch = fresh.next(per_client * CLIENTS)
-            last.append(api.hammer(url, batch, CLIENTS, duration=None, per_client=per_client).check(202))
-            last_hellos.append(base.hammer(base_url, hello, CLIENTS, duration=duration).check(200))
+        phase()
+        pairs = ctx.repeats * PAIRS  # in each phase
+        last, last_hellos = api.loads[pairs:], base.loads[pairs:]
+        first_pairs, behind_pairs = (beside_hello(api, base, part) for part in (slice(0, pairs), slice(pairs, None)))
         print(f"new runs per repeat: {per_client * CLIENTS:,} (measured while warming: {warm.rate:,.0f}/s)")
-        loads = (("new", new), ("finished", done), ("hello", hellos), (f"new, {behind:,} queued", last))
-        for name, measured in (*loads, (f"hello, {behind:,} queued", last_hellos)):
+        loads = (("new", new), ("finished", done[: ctx.repeats]), ("hello", hellos), (f"new, {behind:,} queued", last))
+        queued_loads = (
+            (f"hello, {behind:,} queued", last_hellos),
+            (f"finished, {behind:,} queued", done[ctx.repeats :]),
+        )
+        for name, measured in (*loads, *queued_loads):
             print(f"{name} requests/s per repeat:", rates(measured))
         print("API CPU µs per new run per repeat:", ", ".join(f"{us:.0f}" for us in api.cpu_us))
         print("API CPU µs per hello per repeat:", ", ".join(f"{us:.0f}" for us in base.cpu_us))
         print("API read calls per new run per repeat:", ", ".join(f"{n:.1f}" for n in api.reads))
+        print(
+            "new runs over the hello burst beside them (ABBA), each over the CPU others left it, pair by pair: first",
+            ", ".join(f"{x:.3f}" for x in first_pairs),
+            f"(median {median(first_pairs):.3f}); behind {behind:,} queued",
+            ", ".join(f"{x:.3f}" for x in behind_pairs),
+            f"(median {median(behind_pairs):.3f}); the machine's CPU used outside the benchmark, new/hello:",
+            ", ".join(f"{1 - a:.0%}/{1 - b:.0%}" for a, b in zip(api.left, base.left, strict=True)),
+        )
         queued = runs.count(RunState.PENDING)
         if queued != sent + behind:
             raise RuntimeError(f"{sent} new submissions were accepted beside {behind} queued, but {queued} are queued")
@@ -167,44 +242,45 @@ def run(ctx: Context) -> list[Figure]:
         Figure(
             NAME,
             f"POSTs of finished tasks/s, {CLIENTS} clients",
-            median_rate(done),
+            median_rate(done[: ctx.repeats]),
             "/s",
             what,
             median_rate(hellos),
             at_least(800, "≥ 800/s"),
         ),
-        Figure(  # each phase's rate as a fraction of the hello world measured beside it: the load may change
+        Figure(  # each phase's bursts over the hello bursts beside them, pair by pair: the load may change
             NAME,
             f"new runs accepted behind {behind:,} queued runs, × hello",
-            round(median_rate(last) / median_rate(last_hellos), 3),
+            round(median(behind_pairs), 3),
             "x",
-            f"the first bursts (≤ {len(warming) + ctx.repeats * per_client * CLIENTS:,} queued), × hello",
-            round(median_rate(new) / median_rate(hellos), 3),
+            f"the first bursts (≤ {len(warming) + (pairs + 1) * per_client * CLIENTS:,} queued), × hello "
+            f"(each: the median of {pairs} bursts over the hello burst beside it, ABBA, rates over the CPU left)",
+            round(median(first_pairs), 3),
             ratio_at_least(0.95),
         ),
         Figure(  # counted, not timed: what the rates above swing around
             NAME,
             "API CPU per new run accepted (user + system, all workers)",
-            api.median_of(slice(0, ctx.repeats)),
+            api.median_of(slice(0, pairs)),
             "µs",
             "per hello world, same gunicorn",
-            base.median_of(slice(0, ctx.repeats)),
+            base.median_of(slice(0, pairs)),
         ),
         Figure(  # counted: a page SQLite reads again is one (the request's own reads are in the hello world's)
             NAME,
             "API read system calls per new run accepted",
-            round(median(api.reads[: ctx.repeats]), 1),
+            round(median(api.reads[:pairs]), 1),
             "",
             "per hello world, same gunicorn",
-            round(median(base.reads[: ctx.repeats]), 1),
+            round(median(base.reads[:pairs]), 1),
         ),
         Figure(
             NAME,
             f"API CPU per new run accepted behind {behind:,} queued runs",
-            api.median_of(slice(ctx.repeats, None)),
+            api.median_of(slice(pairs, None)),
             "µs",
             "in the first bursts",
-            api.median_of(slice(0, ctx.repeats)),
+            api.median_of(slice(0, pairs)),
         ),
         Figure(
             NAME,

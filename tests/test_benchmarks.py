@@ -18,7 +18,7 @@ from collections import Counter
 from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import pytest
 from flask import Flask
@@ -44,7 +44,7 @@ from benchmarks.dispatch import through_service as dispatch_sample
 from benchmarks.fanout import through_service
 from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
 from benchmarks.landing import seeded_moto
-from benchmarks.load import hammer
+from benchmarks.load import Load, hammer
 from benchmarks.population import fill_registry, fill_store
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
 from benchmarks.status import (
@@ -928,6 +928,57 @@ def test_the_submit_benchmarks_registry_cpu_takes_in_the_checkpoints_its_submiss
         measuring.join(timeout=60)
     assert len(figures) == 1 and figures[0] > 0
     assert store.checkpoints.made >= 1
+
+
+def test_the_submit_benchmarks_bulk_queue_is_copied_into_the_file_before_the_submissions_measured_behind_it(
+    tmp_path: Path,
+) -> None:
+    """The runs queued in bulk are in the file, not left in the WAL, once queued: the copy is no cost of the
+    submissions in process measured next (the checkpoints they ask copied it, counted in their CPU)."""
+    path = tmp_path / "runs.sqlite3"
+    store = closed_at_end(SQLiteRunStore(path))  # the benchmark's own, open throughout
+    store.check()
+
+    submit_module.queue_in_bulk(path, 6_000)
+
+    assert store.count(RunState.PENDING) == 6_000
+    shm = os.open(f"{path}-shm", os.O_RDONLY)
+    try:
+        assert sqlite_checkpoints.uncopied(shm) == 0
+    finally:
+        os.close(shm)
+
+
+def test_the_submit_benchmark_compares_each_burst_of_new_runs_with_the_hello_burst_beside_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Behind the queue as in the first bursts: a burst of new runs and a hello burst side by side, each side first in
+    turn (ABBA), each rate over the share of the CPU others left it, and the figure the median of the pairs' ratios,
+    not the ratio of the medians of bursts taken apart (here 1,000 / 2,000 of the rates alone: 0.5)."""
+    rates = iter([1000.0, 2000.0, 1000.0, 1000.0, 3000.0, 2000.0, 500.0, 1000.0])  # in the order sent
+    shares = iter([0.5, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0])  # the CPU left to each burst, in the same order
+    sent: list[str] = []
+
+    class Left:
+        def share(self, api_seconds: float) -> float:
+            return next(shares)
+
+    def burst(url: str, *_: object, **__: object) -> Load:
+        sent.append(url)
+        return Load(next(rates), [0.001], Counter({200: 1}), 0)
+
+    monkeypatch.setattr(submit_module, "hammer", burst)
+    monkeypatch.setattr(submit_module, "CpuLeft", Left)
+    cluster = cast(Cluster, types.SimpleNamespace(api_workers=lambda url: [], api_cpu=lambda url: 0.0))
+    api, base = submit_module.Counted(cluster, "api"), submit_module.Counted(cluster, "hello")
+    submit_module.side_by_side(
+        2, lambda: api.hammer("api"), lambda: base.hammer("hello"), lambda: sent.append("finished"), pairs=2
+    )
+
+    assert sent == ["finished", "api", "hello", "hello", "api", "finished", "api", "hello", "hello", "api"]
+    # pairs: 1000/0.5 over 2000/1 (1.0), 1000/1 over 1000/0.5 (0.5), 3000 over 2000 (1.5), 1000 over 500 (2.0)
+    assert submit_module.beside_hello(api, base, slice(0, None)) == [1.0, 0.5, 1.5, 2.0]
+    assert submit_module.beside_hello(api, base, slice(2, None)) == [1.5, 2.0]
 
 
 def test_the_soak_runs_small_with_a_forced_kill_and_checks_pass(

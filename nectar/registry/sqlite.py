@@ -249,7 +249,16 @@ sqlite3.register_adapter(type(None), cast("Callable[[None], None]", {}.get))
 #: KiB of pages each connection caches (SQLite's default is 2,000): a process has as many connections that read as
 #: its threads read at once (an API worker up to 8) and one that writes, and a /metrics scrape reads every run, so
 #: each filled its own 2 MB; the OS caches the file for all (the pages one write reads fit: 256 and 2,000 KiB read
-#: as many per new run)
+#: as many per new run). Neither a larger cache nor a mapped file (``mmap_size``, left at 0) pays here: a lookup's
+#: ~4.4 ``pread`` calls of pages (of 10,000 runs, at random: more pages than any connection's cache holds, and 8 of them
+#: a worker) are each a copy from the OS's cache. With 2,000 KiB, 4.9 -> 3.4 reads a lookup, but the API's CPU per
+#: lookup, per new run and per new run behind 20,000 queued 1.044x, 1.037x, 1.044x, and a worker's RSS 50 -> 61-65 MB.
+#: Mapped (1 GiB), 4.6-4.9 -> 0.4-0.6 reads a lookup, the same CPU 0.908x (one pair of four 1.14x; 0.993x after the
+#: writes), 0.979x, 1.032x, and a worker's RSS 50 -> 139-198 MB: every page of the file a connection touches is
+#: resident in its process, once per connection that maps it, which the memory figures count and so does
+#: NECTAR_PROCESS_MAX_RSS_MB's bound of a task process (``statm``); and an I/O error reading a mapped page is a SIGBUS
+#: that kills the process, where a ``pread`` returns an error SQLite reports (4 pairs of API processes each, both
+#: orders, /proc's CPU, machine load 8-22)
 CACHE_KIB = 256
 #: bytes a WAL file is cut back to as it starts over (``journal_size_limit``; SQLite's default keeps the file as large
 #: as it ever grew, until the last connection closes): a reader's snapshot held for minutes had the WAL of every run
