@@ -63,7 +63,8 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 #: ``main`` called, imported with what luigi imports and
 #: luigid never uses left unloaded (~9 MB, half of luigid's start: :data:`nectar.deferred_imports.LUIGID_UNUSED`),
 #: its RPC handler reading its CORS settings once, not per call (:func:`nectar.luigi_internals.luigid_reads_cors_once`),
-#: its prune stepping over the tasks it would not change (:func:`nectar.luigi_internals.luigid_prunes_lean`),
+#: its prune stepping over the tasks it would not change and forgetting the oldest finished beyond those it keeps
+#: (:func:`nectar.luigi_internals.luigid_prunes_lean`),
 #: its grants saying which step a late PENDING reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`),
 #: its state saved whole or not at all (:func:`nectar.luigi_internals.luigid_saves_whole`),
 #: the RPCs workers POST answered straight from the scheduler (:mod:`nectar.luigid_server`),
