@@ -1076,19 +1076,31 @@ def luigid_saves_whole() -> None:
     "Error when loading state. Starting from empty state": every task's history lost. Here the state is pickled into
     a new file in the same folder, flushed to the disk, then put in the state file's place in one rename (and the
     folder's entry flushed): the file holds the last whole state, the new one or the one before. A save a kill cut
-    leaves its new file, which the next whole save removes (one luigid saves in a folder: ``hold_luigid_state``)."""
-    _replace(luigi.scheduler.SimpleTaskState, "dump", _dump_whole)
+    leaves its new file, which the next whole save removes (one luigid saves in a folder: ``hold_luigid_state``).
+
+    And it saves once as it stops, not twice: luigi's ``luigi.server.run`` saves in its SIGTERM handler, then exits,
+    and saves the same state again at exit (the same handler, registered with ``atexit``), doubling the stop's longest
+    part (5,000 tasks: two renames of a new state file, ~1 s of a loaded machine). luigid saves only as it ends, so a
+    save that succeeded is its last: a later call is skipped (one that failed is tried again)."""
+    saved: list[bool] = []
+
+    def dump_once(self: luigi.scheduler.SimpleTaskState) -> None:
+        if not saved and _dump_whole(self):
+            saved.append(True)
+
+    _replace(luigi.scheduler.SimpleTaskState, "dump", dump_once)
 
 
-def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> None:
-    """luigi's ``SimpleTaskState.dump`` (its ``_state_path`` and ``get_state``, its log lines), whole or nothing."""
+def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> bool:
+    """luigi's ``SimpleTaskState.dump`` (its ``_state_path`` and ``get_state``, its log lines), whole or nothing:
+    whether it saved."""
     path = self._state_path
     folder, prefix = os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}."
     try:
         fd, saving = tempfile.mkstemp(prefix=prefix, suffix=_SAVING, dir=folder)
     except OSError:
         luigi.scheduler.logger.warning("Failed saving scheduler state", exc_info=True)
-        return
+        return False
     try:
         os.fchmod(fd, _mode_of(path))  # as luigi's open leaves it (mkstemp makes it 0o600)
         with open(fd, "wb") as fobj:
@@ -1102,7 +1114,7 @@ def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> None:
         if not isinstance(exc, OSError):
             raise
         luigi.scheduler.logger.warning("Failed saving scheduler state", exc_info=True)
-        return
+        return False
     with contextlib.suppress(OSError):  # the rename itself on the disk (a folder that cannot be opened: as luigi)
         entry = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -1114,6 +1126,7 @@ def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> None:
         if name.startswith(prefix) and name.endswith(_SAVING):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(folder, name))
+    return True
 
 
 def _mode_of(path: str) -> int:

@@ -59,6 +59,7 @@ from nectar.luigi_internals import (
     luigid_reads_cors_once,
     luigid_rpc_handler,
     luigid_rpc_methods,
+    luigid_saves_whole,
     make_as_luigi_does,
     new_worker,
     read_past_request,
@@ -502,14 +503,32 @@ def test_luigid_forgets_the_oldest_finished_first_in_the_order_luigi_keeps_them(
     [
         (luigi.scheduler.SimpleTaskState.dump, "d6179ea40841d3a1"),
         (luigi.scheduler.SimpleTaskState.get_state, "a32b691a687b164c"),
+        (luigi.server.run, "e1a8d9ca577afb4b"),
     ],
     ids=lambda value: getattr(value, "__qualname__", None),
 )
 def test_luigids_save_is_the_code_luigid_saves_whole_replaces(function: Callable[..., Any], digest: str) -> None:
     """luigid_saves_whole saves what luigi's ``dump`` saves (``get_state``), to its ``_state_path``, with its log
-    lines: a change to either is a change to copy."""
+    lines, once: luigi's ``run`` calls it only as luigid ends (its SIGTERM handler, then ``atexit``): a change to any
+    is a change to copy."""
     source = inspect.getsource(function).encode()
     assert hashlib.sha256(source).hexdigest()[:16] == digest, f"luigi changed {function.__qualname__}"
+
+
+def test_luigid_saves_its_state_once_as_it_ends(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    """luigi saves luigid's state in its SIGTERM handler and again at exit: the second save, of the same state, is
+    skipped (the state file is the first save's: the same inode; a save puts a new file in its place). A save that
+    failed (no state folder) is tried again at the next call."""
+    monkeypatch.setattr(luigi.scheduler.SimpleTaskState, "dump", luigi.scheduler.SimpleTaskState.dump)  # put back
+    luigid_saves_whole()
+    state = luigi.scheduler.SimpleTaskState(str(tmp_path / "later" / "state.pickle"))
+    state.dump()  # its folder not made yet: failed, warned
+    assert not (tmp_path / "later").exists()
+    (tmp_path / "later").mkdir()
+    state.dump()
+    first = os.stat(tmp_path / "later" / "state.pickle").st_ino
+    state.dump()
+    assert os.stat(tmp_path / "later" / "state.pickle").st_ino == first
 
 
 def test_luigis_worker_enters_as_the_seams_worker_does() -> None:
