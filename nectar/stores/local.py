@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
+import re
 import shutil
 import stat
 from collections.abc import Callable, Iterator
@@ -110,14 +112,42 @@ def _replace(source: Path, dest: str) -> None:
         os.replace(source, dest)
 
 
-def _make_folder(folder: str) -> None:
-    """``mkdir -p folder``: one ``mkdir`` when its parent is there (``os.makedirs`` stats the parent first)."""
+def _make_folder(folder: str) -> bool:
+    """``mkdir -p folder``: one ``mkdir`` when its parent is there (``os.makedirs`` stats the parent first); whether
+    it was made (False: it was there)."""
     try:
         os.mkdir(folder)
     except FileExistsError:
-        pass
+        return False
     except FileNotFoundError:
         os.makedirs(folder, exist_ok=True)
+    return True
+
+
+#: a temporary file a writer of a file beside it makes (:func:`_new_temporary`): ``<name>-luigi-tmp-<n>``, as
+#: :func:`~nectar.stores.base.temporary_name` draws it, or hidden (:func:`_hidden_temporary_name`)
+_TEMPORARY = re.compile(r"(?:[^.].*-luigi-tmp-\d{10}|\..+-luigi-tmp-\d{10}\.tmp)", re.DOTALL)
+
+
+def remove_temporaries(folder: str) -> list[str]:
+    """Remove the temporary files in ``folder`` (not below it) that writers killed between their open and their
+    rename left there (:data:`_TEMPORARY`; a folder, a link: not), and name them; the caller knows no live writer
+    holds any (nothing if there is no such folder)."""
+    removed = []
+    try:
+        with os.scandir(folder) as entries:
+            found = [
+                entry.path
+                for entry in entries
+                if _TEMPORARY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
+            ]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for path in found:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            removed.append(path)
+    return removed
 
 
 #: how :meth:`LocalStore.write_text` makes its temporary file: a new one, written only
@@ -151,7 +181,8 @@ def _new_temporary(dest: str, named: Callable[[str], str] = temporary_name) -> t
     ``<name>-luigi-tmp-<n>`` unless told), opened to write, and its path; mode 0666 less the umask, as luigi's atomic
     files are made (``mkstemp``'s 0600 left a copied file unreadable to other users); its folder made when it is
     missing (:func:`_in_its_folder`). A name taken (a writer killed between its open and its rename left it) is
-    passed over for another: the file is not ours to remove, another writer may hold it."""
+    passed over for another: the file is not ours to remove here, another writer may hold it (a step's next start
+    removes those in its folder, where none can: :meth:`LocalStore.remove_leftovers`)."""
     for _ in range(_TEMPORARY_TRIES):
         tmp = named(dest)
         try:
@@ -261,10 +292,16 @@ class LocalStore(TargetStore):
         if is_hard_link(status):
             raise hard_link_refused(f"key {key.path!r}", status, FOLDER)
 
-    def _make_folder_of(self, key: TargetKey) -> None:
+    def _make_folder_of(self, key: TargetKey) -> bool:
         """One ``mkdir`` of the folder about to get files, not a failed create or rename before it, then the folder
         made and the call made again: a step's folder and its ``log/`` are new in a run of a new key."""
-        _make_folder(os.path.dirname(f"{self._prefix}/{key.path}"))
+        return _make_folder(os.path.dirname(f"{self._prefix}/{key.path}"))
+
+    def remove_leftovers(self, key: TargetKey) -> list[str]:
+        """:meth:`TargetStore.remove_leftovers`: the temporary files (:func:`remove_temporaries`) in ``key``'s
+        folder and in its ``log/``, where its files are written beside their place."""
+        folder = f"{self._prefix}/{key.folder}"
+        return remove_temporaries(folder) + remove_temporaries(f"{folder}/log")
 
     def target(self, key: TargetKey) -> FileSystemTarget:
         return FencedLocalTarget(f"{self._prefix}/{key.path}")  # a key is plain names: no Path needed to join it
