@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -129,17 +130,15 @@ def _make_folder(folder: str) -> bool:
 _TEMPORARY = re.compile(r"(?:[^.].*-luigi-tmp-\d{10}|\..+-luigi-tmp-\d{10}\.tmp)", re.DOTALL)
 
 
-def remove_temporaries(folder: str) -> list[str]:
+def remove_temporaries(folder: str, named: re.Pattern[str] = _TEMPORARY) -> list[str]:
     """Remove the temporary files in ``folder`` (not below it) that writers killed between their open and their
-    rename left there (:data:`_TEMPORARY`; a folder, a link: not), and name them; the caller knows no live writer
-    holds any (nothing if there is no such folder)."""
+    rename left there (their names ``named``: :data:`_TEMPORARY` unless told; a folder, a link: not), and name them;
+    the caller knows no live writer holds any (nothing if there is no such folder)."""
     removed = []
     try:
         with os.scandir(folder) as entries:
             found = [
-                entry.path
-                for entry in entries
-                if _TEMPORARY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
+                entry.path for entry in entries if named.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
             ]
     except (FileNotFoundError, NotADirectoryError):
         return []
@@ -148,6 +147,21 @@ def remove_temporaries(folder: str) -> list[str]:
             os.unlink(path)
             removed.append(path)
     return removed
+
+
+def staged_beside(pid: int) -> str:
+    """What an S3 writer in the process ``pid`` names its local file after, before it uploads it: its names are
+    ``<temporary folder>/luigi-s3-<pid>-luigi-tmp-<n>`` (:func:`~nectar.stores.base.temporary_name`), each telling
+    which process made it (:func:`remove_staged`)."""
+    return os.path.join(tempfile.gettempdir(), f"luigi-s3-{pid}")
+
+
+def remove_staged(pid: int) -> list[str]:
+    """Remove the local files S3 writers of the process ``pid`` made and never uploaded (it was killed between a
+    file's open and its upload), and name them: called once that process is dead and not yet reaped, its pid no
+    other process's (:meth:`nectar.executor.Executor._reap`)."""
+    folder, name = os.path.split(staged_beside(pid))
+    return remove_temporaries(folder, re.compile(re.escape(name) + r"-luigi-tmp-\d{10}"))
 
 
 #: how :meth:`LocalStore.write_text` makes its temporary file: a new one, written only

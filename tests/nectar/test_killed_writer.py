@@ -12,7 +12,7 @@ from pathlib import Path
 from harness import send
 from nectar.config import Settings
 from nectar.registry import RunState
-from nectar.stores.local import remove_temporaries
+from nectar.stores.local import remove_temporaries, staged_beside
 from tests.conftest import wait_until
 from tests.nectar.test_killed_attempt import retried_run
 
@@ -83,3 +83,32 @@ def test_only_temporary_files_of_writers_are_removed(tmp_path: Path) -> None:
     left = {path.name for path in tmp_path.iterdir()}
     assert left == {*kept, "dir-luigi-tmp-0123456789", "link-luigi-tmp-0123456789"}
     assert remove_temporaries(str(tmp_path / "missing")) == []
+
+
+def test_what_a_killed_s3_writer_staged_is_removed_once_its_process_is_found_dead(
+    s3_settings: Settings,
+    write_chain: Callable[[str, str], Path],
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    """luigi's atomic S3 file is written whole on the local disk, then uploaded on close: an attempt killed in between
+    left its local file (``luigi-s3-<pid>-luigi-tmp-<n>`` in the temporary folder) for good. Its worker, which finds
+    the process dead, removes what that process staged, before the pid can be another's; the retry writes its own."""
+    write_chain("writes/half_chain", HALF_WRITING_CHAIN)
+    flag = tmp_path / "flag"
+    _, _, current = retried_run(
+        s3_settings, start_worker, ("writes", "half_chain", "HalfWriteTask"), {"flag": str(flag)}
+    )
+    pid_file = Path(f"{flag}.pid")
+    wait_until(lambda: pid_file.exists(), timeout=60)
+    pid = int(pid_file.read_text())
+    (staged,) = Path(staged_beside(pid)).parent.glob(f"luigi-s3-{pid}-luigi-tmp-*")
+    assert staged.read_bytes() == b"half"
+    send(pid, signal.SIGKILL)  # the attempt's process, mid-write
+    wait_until(lambda: current().attempt == 2, timeout=60)
+    wait_until(lambda: not staged.exists(), timeout=60)
+    flag.touch()
+    wait_until(lambda: not current().state.active, timeout=60)
+    assert (current().state, current().attempt) == (RunState.DONE, 2)
+    said = "".join(log.read_text() for log in tmp_path.glob("worker-*.log"))
+    assert f"removed 1 file(s) the dead attempt process {pid} staged for S3: ['{staged}']" in said
