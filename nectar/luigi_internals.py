@@ -933,9 +933,10 @@ _FINISHED = (luigi.scheduler.DONE, luigi.scheduler.FAILED, luigi.scheduler.DISAB
 #: luigi.cfg's section of Datanectar's own luigid settings (luigi warns of a name it does not know in ``[scheduler]``)
 _SECTION = "nectar_scheduler"
 #: finished tasks luigid keeps unless ``[nectar_scheduler] finished_tasks_kept`` says otherwise: ~5.6 KB each
-#: (measured: a run's one step and its worker), ~56 MB at most beside luigid's idle ~35 MB; an idle ``nectar serve``
-#: weighs ~124 MB PSS (195 MB RSS) at rest, ~180 MB PSS so with a full luigid (its tasks are its own pages)
-FINISHED_TASKS_KEPT = 10_000
+#: (measured: a run's one step and its worker), ~17 MB. The budget it fits: an idle ``nectar serve`` weighs ~124 MB
+#: PSS at rest (195 MB RSS); luigid, keeping 50 finished tasks, grew by ~54 MB more over a 25,000-run soak at 69 runs/s
+#: (a run's worker and tasks held 30 s after it left, then the allocator's pages, which it keeps): ~200 MB PSS then
+FINISHED_TASKS_KEPT = 3_000
 
 
 def read_past_request(stream: Any) -> bytes:
