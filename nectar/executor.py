@@ -90,6 +90,7 @@ from nectar.spares import (
     started,
     unread_by_peer,
 )
+from nectar.stores.local import remove_staged
 from nectar.task import on_start
 
 logger = logging.getLogger(__name__)
@@ -211,6 +212,19 @@ def wait_status(exit: os.waitid_result) -> int:
     if exit.si_code == os.CLD_EXITED:
         return (exit.si_status & 0xFF) << 8
     return exit.si_status | (0x80 if exit.si_code == os.CLD_DUMPED else 0)
+
+
+def _remove_staged(pid: int) -> None:
+    """Remove the files the dead attempt process ``pid`` staged for S3 and never uploaded (:func:`remove_staged`),
+    said at WARNING: luigi's atomic S3 file is written whole on the local disk first, then uploaded, and one killed
+    in between was left there (the size of what it wrote, each)."""
+    try:
+        removed = remove_staged(pid)
+    except OSError as exc:  # a temporary folder that cannot be read: left as before
+        logger.debug("could not look for what process %d staged for S3: %s", pid, exc)
+        return
+    if removed:
+        logger.warning("removed %d file(s) the dead attempt process %d staged for S3: %s", len(removed), pid, removed)
 
 
 class Executor:
@@ -417,9 +431,12 @@ class Executor:
             exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG))
             if exited is None:
                 continue
+            status = wait_status(exited)
             try:
-                self._ended(pid, child, wait_status(exited), exited=True)
+                self._ended(pid, child, status, exited=True)
             finally:
+                if status != 0:  # killed, or crashed: it may have left files it staged for S3
+                    _remove_staged(pid)  # before its reaping: its pid is no other process's yet
                 os.waitpid(pid, 0)
 
     @staticmethod

@@ -33,6 +33,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   (:func:`luigid_rpc_handler`, :func:`luigid_rpc_methods`), ``luigi.server.cors``, the settings that handler
   reads per call (:func:`luigid_reads_cors_once`), and ``Scheduler._prune_tasks`` and
   ``SimpleTaskState._remove_workers_from_tasks``, the walks of every task its prune makes (:func:`luigid_prunes_lean`),
+  and ``SimpleTaskState._status_tasks``, each status's tasks in the order they took it, the oldest finished of which
+  luigid forgets beyond those it keeps (:func:`luigid_prunes_lean`),
   and ``Scheduler._state``, whose count of DISABLED tasks tells whether any is (:func:`holds_disabled`), and whose
   tasks its ``add_task`` and ``get_work`` mark and answer reopened (:func:`luigid_marks_reopened`), and
   ``SimpleTaskState.dump``, which saves luigid's state in place, its ``_state_path`` and ``get_state``
@@ -50,6 +52,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import getpass
+import heapq
+import itertools
 import json
 import logging
 import multiprocessing
@@ -924,6 +928,15 @@ def luigid_rpc_handler() -> type[Any]:
 
 #: the statuses in which none of the checks of luigi's prune changes a task that has a stakeholder or a removal time
 _QUIET = frozenset({luigi.scheduler.PENDING, luigi.scheduler.DONE})
+#: the statuses of a finished task: luigid keeps :data:`FINISHED_TASKS_KEPT` of them (:func:`_forget_oldest_finished`)
+_FINISHED = (luigi.scheduler.DONE, luigi.scheduler.FAILED, luigi.scheduler.DISABLED)
+#: luigi.cfg's section of Datanectar's own luigid settings (luigi warns of a name it does not know in ``[scheduler]``)
+_SECTION = "nectar_scheduler"
+#: finished tasks luigid keeps unless ``[nectar_scheduler] finished_tasks_kept`` says otherwise: ~5.6 KB each
+#: (measured: a run's one step and its worker), ~17 MB. The budget it fits: an idle ``nectar serve`` weighs ~124 MB
+#: PSS at rest (195 MB RSS); luigid, keeping 50 finished tasks, grew by ~54 MB more over a 25,000-run soak at 69 runs/s
+#: (a run's worker and tasks held 30 s after it left, then the allocator's pages, which it keeps): ~200 MB PSS then
+FINISHED_TASKS_KEPT = 3_000
 
 
 def read_past_request(stream: Any) -> bytes:
@@ -947,6 +960,10 @@ def luigid_prunes_lean() -> None:
     - in luigi's ``Scheduler._prune_tasks``, the three checks of a task (``fail_dead_worker_task``, ``update_status``,
       ``may_prune``) for a PENDING or DONE task that has a stakeholder or a removal time not reached: none of them
       changes such a task (a RUNNING, BATCH_RUNNING, FAILED, DISABLED... task is checked as luigi checks it).
+
+    And one bound is added: after luigi's prune, the oldest finished tasks beyond ``[nectar_scheduler]
+    finished_tasks_kept`` are forgotten (:func:`_forget_oldest_finished`): luigid kept every run's task a day, ~5.6 MB
+    per 1,000 runs (50 → 300 MB over a 48,000-run soak), tens of GB a day at 67 runs/s.
     """
     state = luigi.scheduler.SimpleTaskState
 
@@ -961,7 +978,45 @@ def luigid_prunes_lean() -> None:
                 task.workers.discard(worker)
 
     _replace(state, "_remove_workers_from_tasks", _remove_workers_from_tasks)
-    _replace(luigi.scheduler.Scheduler, "_prune_tasks", _prune_tasks)
+    kept = finished_tasks_kept(luigi.configuration.get_config())
+
+    def _prune_tasks_kept(self: luigi.scheduler.Scheduler) -> None:
+        _prune_tasks(self)
+        _forget_oldest_finished(self._state, kept)
+
+    _replace(luigi.scheduler.Scheduler, "_prune_tasks", _prune_tasks_kept)
+
+
+def finished_tasks_kept(config: luigi.configuration.LuigiConfigParser) -> int:
+    """How many finished tasks luigid keeps: ``[nectar_scheduler] finished_tasks_kept`` of luigi's configuration
+    ``config``, a whole number from 0, :data:`FINISHED_TASKS_KEPT` where it is not set; ValueError naming it else."""
+    value = config.get(_SECTION, "finished_tasks_kept", "").strip()
+    if not value:
+        return FINISHED_TASKS_KEPT
+    if not value.isdigit() or not value.isascii():
+        raise ValueError(f"luigi.cfg [{_SECTION}] finished_tasks_kept must be a whole number from 0, not {value!r}")
+    return int(value)
+
+
+def _forget_oldest_finished(state: luigi.scheduler.SimpleTaskState, kept: int) -> None:
+    """Forget the oldest finished (DONE, FAILED, DISABLED) tasks of luigid's ``state`` beyond ``kept`` of them, the
+    oldest first (the time each took its status: luigi's ``Task.updated``), that no live worker holds (none of its
+    stakeholders: a step a live worker's next step needs, DONE, is its dependency's, kept). luigi keeps each of its
+    statuses' tasks in the order they took it (``SimpleTaskState.set_status`` puts a task last in its new status's
+    dict as it sets ``updated``; a task made anew is put last): the oldest are first in each, and the three are merged
+    by ``updated``, walked only as far as the tasks to forget and those held before them (no walk within the bound,
+    as at most prunes: an attempt's ``dep_graph`` prunes, and finishes about one task more). Tasks loaded
+    from a saved state are in the order they were first made, within a status: the first forgotten then may be a
+    little younger than the oldest."""
+    by_status = state._status_tasks
+    excess = sum(len(by_status[status]) for status in _FINISHED) - kept
+    if excess <= 0:
+        return
+    oldest = heapq.merge(*(by_status[status].values() for status in _FINISHED), key=lambda task: task.updated)
+    forgotten = list(itertools.islice((task.id for task in oldest if not task.stakeholders), excess))
+    state.inactivate_tasks(forgotten)
+    if forgotten:
+        luigi.scheduler.logger.info("Forgot the %d oldest finished tasks (keeping %d)", len(forgotten), kept)
 
 
 def _prune_tasks(self: luigi.scheduler.Scheduler) -> None:
@@ -1022,19 +1077,31 @@ def luigid_saves_whole() -> None:
     "Error when loading state. Starting from empty state": every task's history lost. Here the state is pickled into
     a new file in the same folder, flushed to the disk, then put in the state file's place in one rename (and the
     folder's entry flushed): the file holds the last whole state, the new one or the one before. A save a kill cut
-    leaves its new file, which the next whole save removes (one luigid saves in a folder: ``hold_luigid_state``)."""
-    _replace(luigi.scheduler.SimpleTaskState, "dump", _dump_whole)
+    leaves its new file, which the next whole save removes (one luigid saves in a folder: ``hold_luigid_state``).
+
+    And it saves once as it stops, not twice: luigi's ``luigi.server.run`` saves in its SIGTERM handler, then exits,
+    and saves the same state again at exit (the same handler, registered with ``atexit``), doubling the stop's longest
+    part (5,000 tasks: two renames of a new state file, ~1 s of a loaded machine). luigid saves only as it ends, so a
+    save that succeeded is its last: a later call is skipped (one that failed is tried again)."""
+    saved: list[bool] = []
+
+    def dump_once(self: luigi.scheduler.SimpleTaskState) -> None:
+        if not saved and _dump_whole(self):
+            saved.append(True)
+
+    _replace(luigi.scheduler.SimpleTaskState, "dump", dump_once)
 
 
-def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> None:
-    """luigi's ``SimpleTaskState.dump`` (its ``_state_path`` and ``get_state``, its log lines), whole or nothing."""
+def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> bool:
+    """luigi's ``SimpleTaskState.dump`` (its ``_state_path`` and ``get_state``, its log lines), whole or nothing:
+    whether it saved."""
     path = self._state_path
     folder, prefix = os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}."
     try:
         fd, saving = tempfile.mkstemp(prefix=prefix, suffix=_SAVING, dir=folder)
     except OSError:
         luigi.scheduler.logger.warning("Failed saving scheduler state", exc_info=True)
-        return
+        return False
     try:
         os.fchmod(fd, _mode_of(path))  # as luigi's open leaves it (mkstemp makes it 0o600)
         with open(fd, "wb") as fobj:
@@ -1048,7 +1115,7 @@ def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> None:
         if not isinstance(exc, OSError):
             raise
         luigi.scheduler.logger.warning("Failed saving scheduler state", exc_info=True)
-        return
+        return False
     with contextlib.suppress(OSError):  # the rename itself on the disk (a folder that cannot be opened: as luigi)
         entry = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -1060,6 +1127,7 @@ def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> None:
         if name.startswith(prefix) and name.endswith(_SAVING):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(folder, name))
+    return True
 
 
 def _mode_of(path: str) -> int:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from nectar import lifeline, ports, wakeup
+from nectar import lifeline, ports, stops, wakeup
 from nectar.config import DEFAULT_CHAINS, OPENED, REFUSED, REGISTRY_VERDICT_FD, Settings, host_port
 from nectar.errors import NectarError, RegistryTooNew
 from nectar.retry_count import scheduler_retry_count
@@ -63,7 +63,8 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 #: ``main`` called, imported with what luigi imports and
 #: luigid never uses left unloaded (~9 MB, half of luigid's start: :data:`nectar.deferred_imports.LUIGID_UNUSED`),
 #: its RPC handler reading its CORS settings once, not per call (:func:`nectar.luigi_internals.luigid_reads_cors_once`),
-#: its prune stepping over the tasks it would not change (:func:`nectar.luigi_internals.luigid_prunes_lean`),
+#: its prune stepping over the tasks it would not change and forgetting the oldest finished beyond those it keeps
+#: (:func:`nectar.luigi_internals.luigid_prunes_lean`),
 #: its grants saying which step a late PENDING reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`),
 #: its state saved whole or not at all (:func:`nectar.luigi_internals.luigid_saves_whole`),
 #: the RPCs workers POST answered straight from the scheduler (:mod:`nectar.luigid_server`),
@@ -114,14 +115,19 @@ def add_arguments(
             parser.add_argument(flag, default=os.environ.get(env, "").strip() or default, help=help)
 
 
+def luigid_state_file(data_dir: Path) -> Path:
+    """The file luigid keeps its state in (task history across restarts), in ``<data_dir>/luigid``."""
+    return data_dir / "luigid" / "state.pickle"
+
+
 def luigid_command(host: str, port: str | int, data_dir: Path, allowed_hosts: str = "") -> list[str]:
-    """luigid behind its guard on ``host:port``, its state (task history across restarts) and logs in
+    """luigid behind its guard on ``host:port``, its state (:func:`luigid_state_file`) and logs in
     ``<data_dir>/luigid``, the scheduler secret from ``data_dir`` unless set in the environment."""
-    state = data_dir / "luigid"
-    state.mkdir(parents=True, exist_ok=True)
+    state = luigid_state_file(data_dir)
+    state.parent.mkdir(parents=True, exist_ok=True)
     guard = ["--data-dir", str(data_dir), "--allowed-host", allowed_hosts]
     listen = ["--address", ports.bare_address(host), "--port", str(port)]  # tornado looks [::1] up as a name
-    return [*GUARDED_LUIGID, *guard, *listen, "--state-path", str(state / "state.pickle"), "--logdir", str(state)]
+    return [*GUARDED_LUIGID, *guard, *listen, "--state-path", str(state), "--logdir", str(state.parent)]
 
 
 class StateInUse(NectarError):
@@ -324,6 +330,8 @@ class Supervisor:
         self._listens: dict[str, tuple[str, int, str]] = {}
         #: the API's socket, bound by :meth:`check_ports` until :meth:`launch` hands it to gunicorn
         self._api_listener: socket.socket | None = None
+        #: the clock a part's stop deadline is on (:meth:`stop`)
+        self.clock: Callable[[], float] = time.monotonic
         self.settings = Settings.from_env(
             chains_dir=args.chains_dir, data_dir=args.data_dir, scheduler_url=args.scheduler_url or None
         )
@@ -510,7 +518,8 @@ class Supervisor:
         the clock ends its pass: none waits on another), then luigid, which the draining workers still report to.
         One after the other, an idle ``serve`` took the sum of their stops (9-12 s on a busy machine). Each is
         killed at its own deadline: awaited in the order of their deadlines, the API (``NECTAR_STOP_TIMEOUT``) is
-        not left running while the workers drain (``NECTAR_DRAIN_GRACE`` beyond it)."""
+        not left running while the workers drain (``NECTAR_DRAIN_GRACE`` beyond it); luigid, never while it saves
+        its state (:func:`nectar.stops.await_stop`)."""
         running = [part.name for part in reversed(self.parts) if part.proc.poll() is None]
         if running:
             # luigid last where it is one of them (none of serve's own under --scheduler-url)
@@ -518,17 +527,22 @@ class Supervisor:
             logger.info("stopping %s%s", ", ".join(name for name in running if name != "luigid" or not last), last)
         first = [part for part in reversed(self.parts) if part.name != "luigid"]
         for parts in (first, [part for part in self.parts if part.name == "luigid"]):
-            deadlines = {part.name: time.monotonic() + part.stop_timeout for part in parts}
+            deadlines = {part.name: self.clock() + part.stop_timeout for part in parts}
+            saving = {part.name: self.saving(part) for part in parts}  # before it is asked: saves begun since
             for part in parts:
                 if part.proc.poll() is None:
                     part.proc.send_signal(signal.SIGTERM)
             for part in sorted(parts, key=lambda part: deadlines[part.name]):
-                try:
-                    part.proc.wait(timeout=max(0.0, deadlines[part.name] - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    logger.error("%s did not stop within %.0fs; killing it", part.name, part.stop_timeout)
-                    part.proc.kill()
-                    part.proc.wait()
+                stops.await_stop(
+                    part.name, part.proc, deadlines[part.name], part.stop_timeout, saving[part.name], self.clock
+                )
+
+    def saving(self, part: Part) -> Callable[[], int | None]:
+        """How far ``part``'s save of its state has come as it stops (:func:`nectar.stops.luigid_saving`): luigid's,
+        in the data folder; none for another part."""
+        if part.name != "luigid":
+            return lambda: None
+        return stops.luigid_saving(luigid_state_file(self.settings.data_dir))
 
 
 def serve(args: argparse.Namespace) -> int:

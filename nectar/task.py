@@ -405,6 +405,8 @@ def _store_of(task: luigi.Task) -> TargetStore:
 
 #: the attribute of a task instance set once its folder and its ``log/`` were made ahead (:func:`make_folders_ahead`)
 _FOLDERS_MADE = "_nectar_folders_made"
+#: the attribute of a task instance whose folder was made new as it was made ahead: nothing can be left in it
+_FOLDER_NEW = "_nectar_folder_new"
 
 
 def make_folders_ahead(task: luigi.Task) -> None:
@@ -418,12 +420,13 @@ def make_folders_ahead(task: luigi.Task) -> None:
         return
     try:
         store = _store_of(task)
-        store.make_folder_of(key.with_file(PARAMS_FILE))
+        new = store.make_folder_of(key.with_file(PARAMS_FILE))
         store.make_folder_of(key.with_file(STDOUT_FILE))
     except Exception:  # its writes make the folders as they would have, and fail with the reason if they must
         logger.debug("could not make the folders of %s ahead", key.folder, exc_info=True)
         return
     task.__dict__[_FOLDERS_MADE] = True
+    task.__dict__[_FOLDER_NEW] = new
 
 
 class _Recording:
@@ -444,6 +447,8 @@ class _Recording:
 
     def start(self) -> None:
         try:
+            if not self.task.__dict__.get(_FOLDER_NEW, False):  # a folder made new holds nothing left
+                self._remove_leftovers()
             text = params_text(params_record(self.task, self.key))
             self.store.write_text(self.key.with_file(PARAMS_FILE), text, new_folder=not self.folders_made)
         except BaseException:
@@ -453,6 +458,16 @@ class _Recording:
         if interval > 0 and self.store.remote:
             self._sync = _LogSync(self, interval)
             self._sync.start()
+
+    def _remove_leftovers(self) -> None:
+        """Remove what writers of this step's folder killed mid-write left there (an attempt SIGKILLed while it wrote
+        out.txt: ``out.txt-luigi-tmp-<n>``), said at WARNING. None can be written still: this attempt owns its run
+        (a lost attempt of it is fenced off: it commits nothing, and is killed once it is not its run's) and luigid
+        granted it the step, which it grants one worker at a time (to another only once the one before stopped
+        pinging for ``worker_disconnect_delay``, 30 s, beyond the lease that fences that one off: 20 s)."""
+        removed = self.store.remove_leftovers(self.key)
+        if removed:
+            logger.warning("removed %d file(s) a killed writer left in %s: %s", len(removed), self.key.folder, removed)
 
     def capturing(self) -> Any:
         return redirect_output(self.logs.stdout, self.logs.stderr)

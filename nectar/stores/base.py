@@ -131,14 +131,21 @@ class TargetStore(ABC):
         for local_path, key in files:
             self._put(local_path, key, move)
 
-    def make_folder_of(self, key: TargetKey) -> None:
+    def make_folder_of(self, key: TargetKey) -> bool:
         """Make ``key``'s folder (``mkdir -p``) ahead of the files to come in it, where a store has folders; a file
-        written there later makes it again if it is gone by then."""
-        self._make_folder_of(key)
+        written there later makes it again if it is gone by then. Whether it is new (nothing can be left in it)."""
+        return self._make_folder_of(key)
 
-    def _make_folder_of(self, key: TargetKey) -> None:
-        """Make ``key``'s folder ahead of files committed into it, where a store has folders (none by default)."""
-        return None
+    def _make_folder_of(self, key: TargetKey) -> bool:
+        """Make ``key``'s folder ahead of files committed into it, where a store has folders (none by default);
+        whether it is new."""
+        return False
+
+    def remove_leftovers(self, key: TargetKey) -> list[str]:
+        """Remove what writers killed between the open and the commit of a file left in ``key``'s folder, and say
+        what: called where no live writer can hold any of it (the step of the folder starting in an attempt that
+        owns its run: :class:`nectar.task._Recording`). Nothing where a store leaves nothing (the default)."""
+        return []
 
     @abstractmethod
     def _put(self, local_path: Path, key: TargetKey, move: bool) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
+import re
 import shutil
 import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -110,14 +113,55 @@ def _replace(source: Path, dest: str) -> None:
         os.replace(source, dest)
 
 
-def _make_folder(folder: str) -> None:
-    """``mkdir -p folder``: one ``mkdir`` when its parent is there (``os.makedirs`` stats the parent first)."""
+def _make_folder(folder: str) -> bool:
+    """``mkdir -p folder``: one ``mkdir`` when its parent is there (``os.makedirs`` stats the parent first); whether
+    it was made (False: it was there)."""
     try:
         os.mkdir(folder)
     except FileExistsError:
-        pass
+        return False
     except FileNotFoundError:
         os.makedirs(folder, exist_ok=True)
+    return True
+
+
+#: a temporary file a writer of a file beside it makes (:func:`_new_temporary`): ``<name>-luigi-tmp-<n>``, as
+#: :func:`~nectar.stores.base.temporary_name` draws it, or hidden (:func:`_hidden_temporary_name`)
+_TEMPORARY = re.compile(r"(?:[^.].*-luigi-tmp-\d{10}|\..+-luigi-tmp-\d{10}\.tmp)", re.DOTALL)
+
+
+def remove_temporaries(folder: str, named: re.Pattern[str] = _TEMPORARY) -> list[str]:
+    """Remove the temporary files in ``folder`` (not below it) that writers killed between their open and their
+    rename left there (their names ``named``: :data:`_TEMPORARY` unless told; a folder, a link: not), and name them;
+    the caller knows no live writer holds any (nothing if there is no such folder)."""
+    removed = []
+    try:
+        with os.scandir(folder) as entries:
+            found = [
+                entry.path for entry in entries if named.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
+            ]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for path in found:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            removed.append(path)
+    return removed
+
+
+def staged_beside(pid: int) -> str:
+    """What an S3 writer in the process ``pid`` names its local file after, before it uploads it: its names are
+    ``<temporary folder>/luigi-s3-<pid>-luigi-tmp-<n>`` (:func:`~nectar.stores.base.temporary_name`), each telling
+    which process made it (:func:`remove_staged`)."""
+    return os.path.join(tempfile.gettempdir(), f"luigi-s3-{pid}")
+
+
+def remove_staged(pid: int) -> list[str]:
+    """Remove the local files S3 writers of the process ``pid`` made and never uploaded (it was killed between a
+    file's open and its upload), and name them: called once that process is dead and not yet reaped, its pid no
+    other process's (:meth:`nectar.executor.Executor._reap`)."""
+    folder, name = os.path.split(staged_beside(pid))
+    return remove_temporaries(folder, re.compile(re.escape(name) + r"-luigi-tmp-\d{10}"))
 
 
 #: how :meth:`LocalStore.write_text` makes its temporary file: a new one, written only
@@ -151,7 +195,8 @@ def _new_temporary(dest: str, named: Callable[[str], str] = temporary_name) -> t
     ``<name>-luigi-tmp-<n>`` unless told), opened to write, and its path; mode 0666 less the umask, as luigi's atomic
     files are made (``mkstemp``'s 0600 left a copied file unreadable to other users); its folder made when it is
     missing (:func:`_in_its_folder`). A name taken (a writer killed between its open and its rename left it) is
-    passed over for another: the file is not ours to remove, another writer may hold it."""
+    passed over for another: the file is not ours to remove here, another writer may hold it (a step's next start
+    removes those in its folder, where none can: :meth:`LocalStore.remove_leftovers`)."""
     for _ in range(_TEMPORARY_TRIES):
         tmp = named(dest)
         try:
@@ -261,10 +306,16 @@ class LocalStore(TargetStore):
         if is_hard_link(status):
             raise hard_link_refused(f"key {key.path!r}", status, FOLDER)
 
-    def _make_folder_of(self, key: TargetKey) -> None:
+    def _make_folder_of(self, key: TargetKey) -> bool:
         """One ``mkdir`` of the folder about to get files, not a failed create or rename before it, then the folder
         made and the call made again: a step's folder and its ``log/`` are new in a run of a new key."""
-        _make_folder(os.path.dirname(f"{self._prefix}/{key.path}"))
+        return _make_folder(os.path.dirname(f"{self._prefix}/{key.path}"))
+
+    def remove_leftovers(self, key: TargetKey) -> list[str]:
+        """:meth:`TargetStore.remove_leftovers`: the temporary files (:func:`remove_temporaries`) in ``key``'s
+        folder and in its ``log/``, where its files are written beside their place."""
+        folder = f"{self._prefix}/{key.folder}"
+        return remove_temporaries(folder) + remove_temporaries(f"{folder}/log")
 
     def target(self, key: TargetKey) -> FileSystemTarget:
         return FencedLocalTarget(f"{self._prefix}/{key.path}")  # a key is plain names: no Path needed to join it

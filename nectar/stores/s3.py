@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from nectar.errors import StoreUnavailable
 from nectar.keys import TargetKey
 from nectar.luigi_internals import s3_bucket_and_key
 from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit, served_type
-from nectar.stores.local import ExclusiveAtomicFile
+from nectar.stores.local import ExclusiveAtomicFile, staged_beside
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +219,7 @@ def _fenced_s3_target_class() -> Any:
 
         def __init__(self, path: str, s3_client: Any, **kwargs: Any) -> None:
             self.s3_client, self.s3_options = s3_client, kwargs
-            super().__init__(path, os.path.join(tempfile.gettempdir(), "luigi-s3"))  # its names: luigi-s3-luigi-tmp-<n>
+            super().__init__(path, staged_beside(os.getpid()))  # its names: luigi-s3-<pid>-luigi-tmp-<n>
 
         def move_to_final_destination(self) -> None:
             fenced_commit(self, self._upload)

@@ -19,18 +19,18 @@ from tests.helpers.registries import closed_at_end
 from tests.nectar.test_leases import WAITING_CHAIN
 
 
-def test_a_killed_attempt_is_logged_at_warning_and_kept_in_the_runs_attempts_not_on_its_step(
+def retried_run(
     settings: Settings,
-    write_chain: Callable[[str, str], Path],
     start_worker: Callable[..., subprocess.Popen[bytes]],
-    tmp_path: Path,
-) -> None:
-    write_chain("waits/wait_chain", WAITING_CHAIN)
+    chain: tuple[str, str, str],
+    params: dict[str, str],
+) -> tuple[Nectar, str, Callable[[], Run]]:
+    """A run of ``chain`` (type, chain, task) with ``params``, retried once at once, executed by one worker: the
+    service, the run's id, and what reads the run now."""
     retried = settings.replace(retries=1, retry_delay=0.0)
     nectar = closed_at_end(Nectar(retried))
     start_worker(retried, workers=1)
-    flag = tmp_path / "flag"
-    submitted = nectar.submit("waits", "wait_chain", "WaitTask", {"flag": str(flag)})
+    submitted = nectar.submit(*chain, params)
     assert submitted.run is not None
     run_id = submitted.run.id
 
@@ -39,6 +39,20 @@ def test_a_killed_attempt_is_logged_at_warning_and_kept_in_the_runs_attempts_not
         assert run is not None
         return run
 
+    return nectar, run_id, current
+
+
+def test_a_killed_attempt_is_logged_at_warning_and_kept_in_the_runs_attempts_not_on_its_step(
+    settings: Settings,
+    write_chain: Callable[[str, str], Path],
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    write_chain("waits/wait_chain", WAITING_CHAIN)
+    flag = tmp_path / "flag"
+    nectar, run_id, current = retried_run(
+        settings, start_worker, ("waits", "wait_chain", "WaitTask"), {"flag": str(flag)}
+    )
     wait_until(lambda: current().state == RunState.RUNNING and Path(f"{flag}.pid").exists(), timeout=60)
     worker = current().worker
     assert worker is not None
@@ -61,7 +75,7 @@ def test_a_killed_attempt_is_logged_at_warning_and_kept_in_the_runs_attempts_not
     killed = "worker process killed by signal 9 during attempt 1"
     steps = nectar.runs.steps(run_id)
     assert [(step.state, step.error) for step in steps] == [("DONE", None)], steps
-    client = build_app(retried).test_client()
+    client = build_app(nectar.settings).test_client()
     detail = client.get(f"/api/runs/{run_id}").get_json()["data"]
     assert [(step["state"], step["error"]) for step in detail["steps"]] == [("DONE", None)]
     attempts = [(a["attempt"], a["state"], a["failed_step"], a["error"]) for a in detail["attempts"]]

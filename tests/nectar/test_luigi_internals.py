@@ -59,6 +59,7 @@ from nectar.luigi_internals import (
     luigid_reads_cors_once,
     luigid_rpc_handler,
     luigid_rpc_methods,
+    luigid_saves_whole,
     make_as_luigi_does,
     new_worker,
     read_past_request,
@@ -464,13 +465,37 @@ def test_luigids_rpc_handler_calls_the_scheduler_methods_luigi_lists() -> None:
         (luigi.scheduler.SimpleTaskState.may_prune, "d0fdb3a9bc3e7eed"),
         (luigi.scheduler.SimpleTaskState._remove_workers_from_tasks, "706a89ffa0144d53"),
         (luigi.scheduler.SimpleTaskState.inactivate_workers, "4e34899257cb5837"),
+        (luigi.scheduler.SimpleTaskState.set_status, "377ac06a2763b812"),
+        (luigi.scheduler.SimpleTaskState.get_task, "3d9be00a0299ad75"),
+        (luigi.scheduler.SimpleTaskState.inactivate_tasks, "9dc7d58c9123b1aa"),
+        (luigi.scheduler.Task.__init__, "00b0cbcf80ce932a"),
     ],
     ids=lambda value: getattr(value, "__qualname__", None),
 )
 def test_luigids_prune_is_the_code_luigid_prunes_lean_steps_through(function: Callable[..., Any], digest: str) -> None:
-    """luigid_prunes_lean skips what these would not change: a change to any of them is a change to re-check."""
+    """luigid_prunes_lean skips what these would not change, and forgets the oldest finished tasks beyond those kept
+    from the heads of luigi's ``_status_tasks`` (a task put last in its new status's dict as ``set_status`` sets its
+    ``updated``, last in its first status's as ``get_task`` makes it, ``updated`` its ``__init__``'s time), through
+    ``inactivate_tasks``: a change to any of them is a change to re-check."""
     source = inspect.getsource(function).encode()
     assert hashlib.sha256(source).hexdigest()[:16] == digest, f"luigi changed {function.__qualname__}"
+
+
+def test_luigid_forgets_the_oldest_finished_first_in_the_order_luigi_keeps_them() -> None:
+    """In luigi's own scheduler, the finished tasks beyond those kept are forgotten by the time each finished (a task
+    finished again moves last), held ones (a stakeholder) kept, PENDING ones never counted."""
+    scheduler = luigi.scheduler.Scheduler(record_task_history=False, retry_delay=-1, stable_done_cooldown_secs=0)
+    for task_id, status in [("A", "DONE"), ("B", "FAILED"), ("C", "DONE"), ("P", "PENDING"), ("D", "DONE")]:
+        scheduler.add_task(worker="gone", task_id=task_id, status=status, family="T", assistant=True)
+    scheduler.add_task(worker="live", task_id="H", status="DONE", family="T")  # held by a live worker
+    scheduler.add_task(worker="gone", task_id="A", status="PENDING", family="T", assistant=True)
+    scheduler.add_task(worker="gone", task_id="A", status="DONE", family="T", assistant=True)  # finished last now
+    state = scheduler._state
+    forget = vars(nectar.luigi_internals)["_forget_oldest_finished"]
+    forget(state, 2)
+    assert sorted(task.id for task in state.get_active_tasks()) == ["A", "H", "P"]  # B, C, D forgotten; H held
+    forget(state, 0)
+    assert sorted(task.id for task in state.get_active_tasks()) == ["H", "P"]
 
 
 @pytest.mark.parametrize(
@@ -478,14 +503,32 @@ def test_luigids_prune_is_the_code_luigid_prunes_lean_steps_through(function: Ca
     [
         (luigi.scheduler.SimpleTaskState.dump, "d6179ea40841d3a1"),
         (luigi.scheduler.SimpleTaskState.get_state, "a32b691a687b164c"),
+        (luigi.server.run, "e1a8d9ca577afb4b"),
     ],
     ids=lambda value: getattr(value, "__qualname__", None),
 )
 def test_luigids_save_is_the_code_luigid_saves_whole_replaces(function: Callable[..., Any], digest: str) -> None:
     """luigid_saves_whole saves what luigi's ``dump`` saves (``get_state``), to its ``_state_path``, with its log
-    lines: a change to either is a change to copy."""
+    lines, once: luigi's ``run`` calls it only as luigid ends (its SIGTERM handler, then ``atexit``): a change to any
+    is a change to copy."""
     source = inspect.getsource(function).encode()
     assert hashlib.sha256(source).hexdigest()[:16] == digest, f"luigi changed {function.__qualname__}"
+
+
+def test_luigid_saves_its_state_once_as_it_ends(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    """luigi saves luigid's state in its SIGTERM handler and again at exit: the second save, of the same state, is
+    skipped (the state file is the first save's: the same inode; a save puts a new file in its place). A save that
+    failed (no state folder) is tried again at the next call."""
+    monkeypatch.setattr(luigi.scheduler.SimpleTaskState, "dump", luigi.scheduler.SimpleTaskState.dump)  # put back
+    luigid_saves_whole()
+    state = luigi.scheduler.SimpleTaskState(str(tmp_path / "later" / "state.pickle"))
+    state.dump()  # its folder not made yet: failed, warned
+    assert not (tmp_path / "later").exists()
+    (tmp_path / "later").mkdir()
+    state.dump()
+    first = os.stat(tmp_path / "later" / "state.pickle").st_ino
+    state.dump()
+    assert os.stat(tmp_path / "later" / "state.pickle").st_ino == first
 
 
 def test_luigis_worker_enters_as_the_seams_worker_does() -> None:

@@ -19,9 +19,12 @@ SECRET = "a-scheduler-secret-for-the-state-test"
 WORKER = "Worker(salt=state, workers=1, host=h, username=u, pid=1)"
 
 
-def start(processes: Processes, state: Path) -> tuple[subprocess.Popen[bytes], SchedulerClient]:
-    """``nectar serve``'s luigid (behind its guard, its prelude) keeping its state in ``state``, and a client of it."""
-    env = {**base_env(), "LUIGI_CONFIG_PATH": str(LUIGI_CFG), SECRET_ENV: SECRET, "NECTAR_DATA_DIR": str(state)}
+def start(
+    processes: Processes, state: Path, config: Path = LUIGI_CFG
+) -> tuple[subprocess.Popen[bytes], SchedulerClient]:
+    """``nectar serve``'s luigid (behind its guard, its prelude) keeping its state in ``state``, configured by
+    ``config``, and a client of it."""
+    env = {**base_env(), "LUIGI_CONFIG_PATH": str(config), SECRET_ENV: SECRET, "NECTAR_DATA_DIR": str(state)}
 
     def launch(port: int) -> subprocess.Popen[bytes]:
         listen = ["--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]

@@ -1,0 +1,78 @@
+"""luigid keeps at most ``[nectar_scheduler] finished_tasks_kept`` finished tasks (nectar.luigi_internals'
+``_forget_oldest_finished``): at each prune the oldest finished tasks that no live worker holds are forgotten first,
+so its memory is bounded by a count, not by a day of runs (``remove_delay``)."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+import luigi.configuration
+import pytest
+
+from harness import LUIGI_CFG, Processes
+from nectar.luigi_internals import FINISHED_TASKS_KEPT, finished_tasks_kept
+from tests.nectar.test_luigid_state import start
+
+#: a run's worker that stays alive through the test (pinging is not needed: the test's luigi.cfg gives a worker an
+#: hour before luigid drops it), holding the steps it added
+LIVE = "Worker(salt=live, workers=1, host=h, username=u, pid=1)"
+#: a worker that holds nothing it adds (luigi's assistant: never a stakeholder), as a run's worker once it has left
+LEFT = "Worker(salt=left, workers=1, host=h, username=u, pid=2)"
+
+
+def config_keeping(tmp_path: Path, kept: int) -> Path:
+    """The project's luigi.cfg keeping ``kept`` finished tasks, a worker dropped an hour after its last call."""
+    config = configparser.ConfigParser()
+    config.read(LUIGI_CFG)
+    config["nectar_scheduler"]["finished_tasks_kept"] = str(kept)
+    config["scheduler"]["worker_disconnect_delay"] = "3600"
+    path = tmp_path / "luigi.cfg"
+    with path.open("w") as file:
+        config.write(file)
+    return path
+
+
+def test_luigid_forgets_the_oldest_finished_tasks_beyond_the_count_it_keeps(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """A luigid keeping 4 finished tasks, given 8 (7 whose workers left, one a live worker holds) and a PENDING one:
+    its next prune forgets the 4 oldest of those whose workers left, in the order they finished, DONE and FAILED
+    alike; the live worker's, though the oldest, and the PENDING one stay; so do the 3 latest finished."""
+    state = tmp_path / "luigid"
+    state.mkdir()
+    proc, client = start(processes, state, config_keeping(tmp_path, 4))
+
+    def add(task_id: str, status: str, worker: str = LEFT) -> None:
+        added = {"family": "Probe", "module": "probes", "params": {"n": task_id}, "deps": [], "runnable": True}
+        client.call("add_task", worker=worker, status=status, task_id=task_id, assistant=worker == LEFT, **added)
+
+    add("Probe_live", "DONE", LIVE)  # the oldest finished, held by a live worker
+    finished = ["Probe_0", "Probe_1", "Probe_failed", "Probe_2", "Probe_3", "Probe_4", "Probe_5"]
+    for task_id in finished:
+        add(task_id, "FAILED" if task_id == "Probe_failed" else "DONE")
+    add("Probe_pending", "PENDING")
+
+    def listed(status: str) -> set[str]:
+        return set(client.call("task_list", status=status, upstream_status=""))  # a prune first
+
+    done, failed = listed("DONE"), listed("FAILED")
+    assert done == {"Probe_live", "Probe_3", "Probe_4", "Probe_5"}  # Probe_0, _1, _failed and _2 forgotten
+    assert failed == set()
+    assert listed("PENDING") == {"Probe_pending"}
+    processes.stop(proc)
+    said = b"".join(log.read_bytes() for log in processes.logs.glob("luigid-*.log"))
+    assert b"UnconsumedParameterWarning" not in said  # the setting is ours, in a section of ours, not luigi's
+
+
+def test_the_count_kept_is_read_from_luigis_configuration(tmp_path: Path) -> None:
+    """``finished_tasks_kept`` unset is the default; a whole number is taken; another value names the setting."""
+    config = luigi.configuration.LuigiConfigParser()
+    assert finished_tasks_kept(config) == FINISHED_TASKS_KEPT
+    config.add_section("nectar_scheduler")
+    config.set("nectar_scheduler", "finished_tasks_kept", "25")
+    assert finished_tasks_kept(config) == 25
+    for bad in ("-1", "ten", "1.5", "²"):
+        config.set("nectar_scheduler", "finished_tasks_kept", bad)
+        with pytest.raises(ValueError, match=r"\[nectar_scheduler\] finished_tasks_kept must be a whole number"):
+            finished_tasks_kept(config)
