@@ -38,15 +38,14 @@ from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
 from nectar.logs.module_handlers import held, loggers
 from nectar.luigi_internals import config_paths
+from nectar.stdlib_internals import environ_data, raw_handler
 
 #: seconds the threads a run started get to end once it has (its heartbeat's, luigi's keep-alive)
 THREAD_GRACE = 0.5
 #: the signals whose handlers a run may change (those Python lets set), as numbers
 _SIGNALS = [int(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
-#: a signal's handler as Python holds it (no system call), read by the C function that ``signal.getsignal`` wraps to
-#: answer SIG_DFL and SIG_IGN as enum members: ~0.4 µs a signal, 60 signals twice a run (~50 µs of a run's CPU),
-#: where the C function's answer (the same object each time: 0 and 1 for those two) takes ~20 ns
-_handler: Callable[[int], Any] = sys.modules["_signal"].getsignal  # ``signal``'s C module, untyped: named here
+#: a signal's handler as Python holds it: 60 signals twice a run, ~20 ns each where ``signal.getsignal`` takes ~0.4 µs
+_handler = raw_handler
 #: ``os.waitid``'s option for children of every kind (Linux's ``__WALL``: those whose exit signal is not SIGCHLD too)
 _WALL = 0x40000000
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -56,9 +55,9 @@ _process_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 #: by signal, the handler of the process's own that a run's work may set, which then stays from run to run: never what
 #: a run changed (:func:`process_handler`)
 _process_handlers: dict[int, Callable[..., None]] = {}
-#: ``os.environ``'s own dictionary (bytes to bytes, the process's environment as Python last set it): copied and
-#: compared in ~3.5 µs a run, where the mapping's public copy and comparison decode every variable (~190 µs)
-_ENVIRON: dict[bytes, bytes] = vars(os.environ)["_data"]
+#: ``os.environ``'s own dictionary (:func:`~nectar.stdlib_internals.environ_data`): copied and compared in ~3.5 µs a
+#: run, where the mapping's public copy and comparison decode every variable (~190 µs)
+_ENVIRON = environ_data()
 #: this process's resident megabytes when it was first ready for a run (:func:`before_run`; None: not yet, as in a
 #: process just forked): what it shares with the worker it was forked from, and what any fresh process holds
 _ready_mb: float | None = None

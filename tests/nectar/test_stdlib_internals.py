@@ -1,0 +1,43 @@
+"""The standard library's private names that nectar/stdlib_internals.py relies on are there and behave as it relies
+on. A failure here means a Python release changed one under the seam: adapt the seam (one module)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from multiprocessing import SimpleQueue
+from multiprocessing.connection import wait
+
+from nectar import stdlib_internals
+
+
+def test_the_raw_handler_is_signals_own_answer_without_its_enum() -> None:
+    for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        handler = stdlib_internals.raw_handler(signum)
+        assert signal.getsignal(signum) == handler  # SIG_DFL and SIG_IGN as 0 and 1, which the enum members equal
+    previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    try:
+        assert stdlib_internals.raw_handler(signal.SIGUSR1) == 1
+        assert stdlib_internals.raw_handler(signal.SIGUSR1) is stdlib_internals.raw_handler(signal.SIGUSR1)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_the_environs_data_is_its_own_dictionary_of_bytes_kept_by_its_writes() -> None:
+    data = stdlib_internals.environ_data()
+    os.environ["NECTAR_SEAM_PROBE"] = "é"
+    try:
+        assert data[b"NECTAR_SEAM_PROBE"] == "é".encode()
+        assert data is stdlib_internals.environ_data()
+    finally:
+        del os.environ["NECTAR_SEAM_PROBE"]
+    assert b"NECTAR_SEAM_PROBE" not in data
+
+
+def test_a_simple_queues_reader_is_the_connection_its_puts_reach() -> None:
+    queue: SimpleQueue[str] = SimpleQueue()
+    reader = stdlib_internals.queue_reader(queue)
+    assert wait([reader], timeout=0) == []
+    queue.put("news")
+    assert wait([reader]) == [reader]
+    assert queue.get() == "news"
