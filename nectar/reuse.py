@@ -38,7 +38,7 @@ from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
 from nectar.logs.module_handlers import held, loggers
 from nectar.luigi_internals import config_paths
-from nectar.stdlib_internals import environ_data, raw_handler
+from nectar.stdlib_internals import environ_data, logging_lock, raw_handler
 
 #: seconds the threads a run started get to end once it has (its heartbeat's, luigi's keep-alive)
 THREAD_GRACE = 0.5
@@ -311,19 +311,25 @@ def _put_back_log_handlers(before: Before) -> None:
     it), but those of a logger named after a module the run imported: what that module's import set up, as it does
     in a fresh process's run (its import is not made again in this process's next ones). A handler the run's code
     added to a named logger was added again by each run: at 1,000 runs a process, each record of that logger written
-    1,000 times, and as many files left open by a ``FileHandler``."""
-    now = held()
-    if now == before.loggers:
+    1,000 times, and as many files left open by a ``FileHandler``.
+
+    Each logger's list of handlers is changed in place under logging's lock, as ``removeHandler`` changes it: a
+    thread of the process logging meanwhile, going down the list, no longer reaches a handler taken off (a new list
+    left it on the old one, to a closed ``FileHandler``, which opens its file again: a descriptor left open, a line in
+    a file the run's code wrote to), and a handler another thread adds or removes meanwhile is not lost."""
+    if held() == before.loggers:
         return
     imported = sys.modules.keys() - before.modules
     added: list[logging.Handler] = []
-    for logger in now.keys() | before.loggers.keys():
-        was, handlers = before.loggers.get(logger, ()), now.get(logger, ())
-        if handlers == was or (not was and logger.name in imported):
-            continue
-        logger.handlers = list(was)
-        added += [handler for handler in handlers if handler not in was]
-    kept = {handler for handlers in held().values() for handler in handlers}
+    with logging_lock():
+        now = held()
+        for logger in now.keys() | before.loggers.keys():
+            was, handlers = before.loggers.get(logger, ()), now.get(logger, ())
+            if handlers == was or (not was and logger.name in imported):
+                continue
+            logger.handlers[:] = was
+            added += [handler for handler in handlers if handler not in was]
+        kept = {handler for handlers in held().values() for handler in handlers}
     for handler in added:
         if handler not in kept:
             handler.close()

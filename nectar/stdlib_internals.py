@@ -5,13 +5,16 @@ under us (``tests/test_seams.py`` finds a private name read anywhere else):
 
 - ``_signal.getsignal``, the C function that ``signal.getsignal`` wraps (:data:`raw_handler`);
 - ``os.environ._data``, the mapping's own dictionary of bytes (:func:`environ_data`);
+- ``logging._lock``, the module lock that ``Logger.addHandler`` and ``removeHandler`` hold (:func:`logging_lock`);
 - ``multiprocessing.SimpleQueue._reader``, the queue's reading end (:func:`queue_reader`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.queues import SimpleQueue
@@ -29,6 +32,13 @@ def environ_data() -> dict[bytes, bytes]:
     decode every variable (~190 µs)."""
     data: dict[bytes, bytes] = vars(os.environ)["_data"]
     return data
+
+
+def logging_lock() -> threading.RLock:
+    """logging's module lock: what ``Logger.addHandler`` and ``removeHandler`` hold as they change a logger's list of
+    handlers (made anew in a forked child by logging itself)."""
+    lock: threading.RLock = vars(logging)["_lock"]
+    return lock
 
 
 def queue_reader(queue: SimpleQueue[Any]) -> Connection:

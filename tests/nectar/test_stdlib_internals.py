@@ -3,8 +3,10 @@ on. A failure here means a Python release changed one under the seam: adapt the 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import threading
 from multiprocessing import SimpleQueue
 from multiprocessing.connection import wait
 
@@ -41,3 +43,26 @@ def test_a_simple_queues_reader_is_the_connection_its_puts_reach() -> None:
     queue.put("news")
     assert wait([reader]) == [reader]
     assert queue.get() == "news"
+
+
+def test_the_logging_lock_is_the_one_logging_takes_to_change_a_loggers_handlers() -> None:
+    def free_elsewhere() -> bool:  # asked from another thread (the lock is reentrant), which lets go of it at once
+        answer: list[bool] = []
+
+        def ask() -> None:
+            lock = stdlib_internals.logging_lock()
+            answer.append(lock.acquire(blocking=False))
+            if answer[0]:
+                lock.release()
+
+        thread = threading.Thread(target=ask)
+        thread.start()
+        thread.join()
+        return answer[0]
+
+    assert free_elsewhere()
+    vars(logging)["_acquireLock"]()  # what Logger.addHandler and removeHandler call first
+    try:
+        assert not free_elsewhere()
+    finally:
+        vars(logging)["_releaseLock"]()
