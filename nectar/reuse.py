@@ -26,7 +26,6 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Callable
-from configparser import ConfigParser
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TextIO
 
@@ -38,7 +37,7 @@ from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
 from nectar.logs.module_handlers import held, loggers
 from nectar.luigi_internals import config_paths
-from nectar.stdlib_internals import environ_data, logging_lock, raw_handler
+from nectar.stdlib_internals import environ_data, logging_lock, raw_handler, set_parsed
 
 #: seconds the threads a run started get to end once it has (its heartbeat's, luigi's keep-alive)
 THREAD_GRACE = 0.5
@@ -359,21 +358,14 @@ def _put_back_logger_settings(before: Before) -> None:
 
 def _put_back_luigi_config(before: LuigiConfig) -> None:
     """luigi's configuration as ``before``, if the run changed it (``get_config().set(...)``, a file added with
-    ``luigi.configuration.add_config_path``): the files it reads, each section and option."""
+    ``luigi.configuration.add_config_path``): the files it reads, each section and option, made luigi's in one step
+    (:func:`~nectar.stdlib_internals.set_parsed`): a thread of the process reading it meanwhile (luigi's keep-alive,
+    a thread a module keeps) finds it whole, never a section taken off and not yet put back."""
     if luigi_config() == before:
         return
     config = luigi.configuration.get_config()
     config_paths(config)[:] = before.paths
-    for section in config.sections():
-        config.remove_section(section)
-    for key in list(config.defaults()):
-        config.remove_option(config.default_section, key)
-    for key, value in before.defaults.items():  # ConfigParser's own set: luigi's would make a section of DEFAULT
-        ConfigParser.set(config, config.default_section, key, value)
-    for section, options in before.sections.items():
-        config.add_section(section)
-        for key, value in options.items():
-            config.set(section, key, value)
+    set_parsed(config, before.defaults, before.sections)
 
 
 def left_open() -> str | None:

@@ -6,6 +6,7 @@ under us (``tests/test_seams.py`` finds a private name read anywhere else):
 - ``_signal.getsignal``, the C function that ``signal.getsignal`` wraps (:data:`raw_handler`);
 - ``os.environ._data``, the mapping's own dictionary of bytes (:func:`environ_data`);
 - ``logging._lock``, the module lock that ``Logger.addHandler`` and ``removeHandler`` hold (:func:`logging_lock`);
+- ``ConfigParser``'s ``_sections``, ``_defaults`` and ``_proxies`` (:func:`set_parsed`);
 - ``multiprocessing.SimpleQueue._reader``, the queue's reading end (:func:`queue_reader`).
 """
 
@@ -16,6 +17,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from configparser import ConfigParser, SectionProxy
 from multiprocessing.connection import Connection
 from multiprocessing.queues import SimpleQueue
 from typing import Any
@@ -39,6 +41,23 @@ def logging_lock() -> threading.RLock:
     handlers (made anew in a forked child by logging itself)."""
     lock: threading.RLock = vars(logging)["_lock"]
     return lock
+
+
+def set_parsed(config: ConfigParser, defaults: dict[str, str], sections: dict[str, dict[str, str]]) -> None:
+    """Make ``config``'s options ``defaults`` and ``sections`` (raw values, keys as its ``optionxform`` made them: as
+    its ``items(raw=True)`` answers them) in one step for any other thread: a thread reading ``config`` meanwhile
+    finds it whole as it was or whole as given, never a section taken off and not yet put back, as changes made
+    section by section let it."""
+    state = vars(config)
+    proxies = {
+        name: state["_proxies"].get(name) or SectionProxy(config, name) for name in [config.default_section, *sections]
+    }
+    # one dict.update of str keys: no Python code runs in it, so no other thread between its three assignments
+    state.update(
+        _sections={name: dict(options) for name, options in sections.items()},
+        _defaults=dict(defaults),
+        _proxies=proxies,
+    )
 
 
 def queue_reader(queue: SimpleQueue[Any]) -> Connection:

@@ -5,13 +5,21 @@ each change is whole for it, in the process of the test, with the thread held wh
 from __future__ import annotations
 
 import logging
+import sys
 import threading
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
+import luigi.configuration
 import pytest
 
 from nectar import reuse
+
+if TYPE_CHECKING:
+    from _typeshed import TraceFunction
 
 
 class Gate(logging.Handler):
@@ -58,3 +66,61 @@ def test_a_thread_logging_as_its_process_is_put_back_never_reaches_a_handler_the
     assert probe_logger.handlers == [*before.loggers[probe_logger]]  # pytest's own besides the gate
     assert added.stream is None  # closed, not opened again
     assert "logged by a thread of the process" not in (tmp_path / "the run's.log").read_text()
+
+
+class Reader:
+    """A thread that reads what ``read`` answers each time the main thread lets it (:meth:`at_each_line`: at every
+    line the main thread runs while traced), the main thread waiting for each answer."""
+
+    def __init__(self, read: Callable[[], object]) -> None:
+        self.read, self.answers = read, Counter[object]()
+        self.asked, self.answered, self.done = threading.Event(), threading.Event(), False
+        self.thread = threading.Thread(target=self._serve)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.asked.wait() and not self.done:
+            self.asked.clear()
+            self.answers[self.read()] += 1
+            self.answered.set()
+
+    def at_each_line(self, frame: FrameType, event: str, arg: Any) -> TraceFunction:
+        if event == "line":
+            self.answered.clear()
+            self.asked.set()
+            self.answered.wait()
+        return self.at_each_line
+
+    def stop(self) -> None:
+        self.done = True
+        self.asked.set()
+        self.thread.join()
+
+
+@pytest.fixture
+def probe_section() -> Iterator[str]:
+    config = luigi.configuration.get_config()
+    config.set("nectar_tests_reuse", "kept", "as before the run")
+    yield "nectar_tests_reuse"
+    config.remove_section("nectar_tests_reuse")
+
+
+def test_luigis_configuration_read_by_a_thread_as_its_process_puts_it_back_is_whole(probe_section: str) -> None:
+    """A thread of the process reads an option of luigi's configuration the run did not change, at each line the
+    process runs as it puts the configuration back: it finds it each time. Before, the sections were taken off one
+    by one and added back one by one: between the two, the thread found no such section."""
+    config = luigi.configuration.get_config()
+    before = reuse.before_run()
+    config.set(probe_section, "changed", "by the run")  # the run's
+    reader = Reader(lambda: luigi.configuration.get_config().get(probe_section, "kept", "(none)"))
+
+    sys.settrace(reader.at_each_line)
+    try:
+        reuse.put_back(before)
+    finally:
+        sys.settrace(None)
+        reader.stop()
+
+    assert not config.has_option(probe_section, "changed")
+    assert set(reader.answers) == {"as before the run"}, reader.answers
+    assert reader.answers["as before the run"] > 100  # read at each line of the put-back

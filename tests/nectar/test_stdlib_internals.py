@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+from configparser import ConfigParser
 from multiprocessing import SimpleQueue
 from multiprocessing.connection import wait
 
@@ -66,3 +67,17 @@ def test_the_logging_lock_is_the_one_logging_takes_to_change_a_loggers_handlers(
         assert not free_elsewhere()
     finally:
         vars(logging)["_releaseLock"]()
+
+
+def test_a_parsers_options_set_whole_read_as_options_it_read() -> None:
+    config = ConfigParser()
+    config.read_string("[DEFAULT]\nshared = 1\n[gone]\nx = 1\n[kept]\ny = %(shared)s\n")
+    kept = config["kept"]
+
+    stdlib_internals.set_parsed(config, {"shared": "2"}, {"kept": {"y": "%(shared)s"}, "new": {"z": "3"}})
+
+    assert config.sections() == ["kept", "new"]
+    assert config.get("kept", "y") == "2" and config["kept"] is kept  # a section's proxy kept
+    assert dict(config["new"]) == {"z": "3", "shared": "2"} and config.defaults() == {"shared": "2"}
+    assert not config.has_section("gone")
+    assert config.items("kept", raw=True) == [("shared", "2"), ("y", "%(shared)s")]
