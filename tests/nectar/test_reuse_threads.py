@@ -124,3 +124,48 @@ def test_luigis_configuration_read_by_a_thread_as_its_process_puts_it_back_is_wh
     assert not config.has_option(probe_section, "changed")
     assert set(reader.answers) == {"as before the run"}, reader.answers
     assert reader.answers["as before the run"] > 100  # read at each line of the put-back
+
+
+@pytest.fixture
+def looked_between_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process's descriptors as they were between its runs: those open now."""
+    monkeypatch.setattr(reuse, "_open_between", reuse._open_files())
+    monkeypatch.setattr(reuse, "_ids_between", reuse._open_ids())
+
+
+def test_a_file_a_thread_of_the_process_holds_as_it_looks_for_what_its_run_left_open_retires_it_not(
+    looked_between_runs: None, tmp_path: Path
+) -> None:
+    """A thread of the process's own has a file open (held so by events) as the process looks for what its run left
+    open, and closes it before the process, set up for its next run, looks again: the process may take it. Before,
+    the one look retired the process, as if its run had left the file open."""
+    opened, close, closed = threading.Event(), threading.Event(), threading.Event()
+
+    def holds_a_file() -> None:
+        with open(tmp_path / "a thread's", "w"):
+            opened.set()
+            close.wait()
+        closed.set()
+
+    thread = threading.Thread(target=holds_a_file)
+    thread.start()
+    opened.wait()
+    reuse.look_for_open()
+    close.set()
+    closed.wait()
+    thread.join()
+
+    assert reuse.left_open() is None
+
+
+def test_a_file_its_run_left_open_is_still_open_at_the_second_look_and_retires_the_process(
+    looked_between_runs: None, tmp_path: Path
+) -> None:
+    path = tmp_path / "the run's"
+    left = open(path, "w")  # the run's, left open
+    try:
+        reuse.look_for_open()
+        assert reuse.left_open() == f"its run left open 1 file descriptor(s): {path.resolve()}"
+        assert reuse.left_open() is None  # looked at once: the process it named retires
+    finally:
+        left.close()
