@@ -1,7 +1,8 @@
 """Sustained runs/s: 2,000 trivial runs submitted at once to 2 workers and to 1, beside 2 ÷ the dispatch median; and
 where each one's CPU went, to tell a rate the cores cap from one that waits. And the 2 workers' rate with their attempt
 processes recycled inside the batch (``NECTAR_RUNS_PER_PROCESS`` set lower: at its default, 1,000, none is in a
-batch this size), beside the rate without: what a recycle costs, and that no run is lost or fails across one."""
+batch this size), beside the rate without in batches of the same size, in pairs that alternate which runs first: what
+a recycle costs, and that no run is lost or fails across one."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ DISPATCH_SAMPLES = 20
 RECYCLED_AFTER = (25, 100)
 #: how many times, at least, each attempt process of the batch without recycles is recycled in the batch with them
 RECYCLES = 3
+#: pairs of batches of one size, one with recycles and one without, which of the two runs first alternating by pair
+RECYCLE_PAIRS = 2
 
 
 def ended(db: sqlite3.Connection, first: int, count: int) -> tuple[int, float] | None:
@@ -352,21 +355,16 @@ def run(ctx: Context) -> list[Figure]:
                 raise RuntimeError(f"NECTAR_MAX_QUEUE={cluster.settings.max_queue} is below {recycled_count:,} runs")
             cluster.stop_apis()
             cluster.start_api()
-        workers = cluster.start_workers(2, NECTAR_RUNS_PER_PROCESS=str(every))
-        through_service(cluster, -3)  # warm as the 2 were
-        recycled, said_recycled, _ = measured(cluster, workers, 2, 3_000_000, recycled_count)
-        recycled_by = processes(cluster.settings.registry_path, 3_000_000, recycled_count)
-        if recycled_by < recycled_count / every:
-            raise RuntimeError(f"{recycled_by} processes executed {recycled_count} runs: more than {every} each")
-        cluster.procs.stop(workers)
+        paired, said_recycled = recycle_pairs(cluster, every, recycled_count)
         workers = cluster.start_workers(1)
         through_service(cluster, -2)  # warm as the 2 were: its start-up (imports, warm()) is not the 1-worker rate's
         one, said_one, _ = measured(cluster, workers, 1, 2_000_000, count)
+    recycled, without = median([w for w, _ in paired]), median([o for _, o in paired])
     print(f"dispatch median {dispatch * 1000:.1f} ms")
     print(f"2 workers: {said_two}")
     print(f"2 workers, each attempt process recycled after {every} runs: {said_recycled}")
     print(f"1 worker: {said_one}")
-    print(f"a recycle: {recycle_said(two, recycled, every, 2, default)}")
+    print(f"a recycle: {recycle_said(paired, every, 2, default)}")
     print(f"the cores' ceiling: {ceiling(len(os.sched_getaffinity(0)), cpu_two, one)[1]}")
     figure, ideal = f"runs/s, {count:,} runs at once, 2 workers", f"2 ÷ dispatch median (n={DISPATCH_SAMPLES})"
     linear = Target("ratio", False, 1.6, "≥ 1.6x (~linear)")
@@ -375,23 +373,56 @@ def run(ctx: Context) -> list[Figure]:
         Figure(NAME, figure, two, "/s", "the same with 1 worker", one, linear),
         Figure(
             NAME,
-            f"runs/s, {recycled_count:,} runs at once, 2 workers, each process recycled after {every} runs",
+            f"runs/s, {recycled_count:,} runs at once, 2 workers, each process recycled after {every} runs "
+            f"(median of {len(paired)} batches)",
             recycled,
             "/s",
-            f"without a recycle ({count:,} runs)",
-            two,
+            "without a recycle (the same runs, each batch paired with one above)",
+            without,
         ),
     ]
 
 
-def recycle_said(rate: float, recycled: float, every: int, slots: int, default: int) -> str:
-    """What a recycle cost, from the rate of ``slots`` slots without one (``rate``) and with a recycle every ``every``
-    runs of a process (``recycled``): the slot time a run took more, times ``every`` (negative: none measured beyond
-    the batches' spread); and that cost spread over the ``default`` runs of a process (``NECTAR_RUNS_PER_PROCESS`` of
-    the batch without)."""
-    per_run = slots * (1 / recycled - 1 / rate)
+def recycle_pairs(cluster: Cluster, every: int, count: int) -> tuple[list[tuple[float, float]], str]:
+    """:data:`RECYCLE_PAIRS` pairs of batches of ``count`` runs to 2 workers: one with each attempt process recycled
+    after ``every`` runs, one without (``NECTAR_RUNS_PER_PROCESS`` at its default), each on workers started for it and
+    warmed alike, which of the two runs first alternating by pair (a batch after another finds the machine as that one
+    left it: the targets' folder fuller, the file system's freed inodes nearer). Answers each pair's rates (with,
+    without), and what the last batch with recycles said (:func:`measured`)."""
+    pairs, said = [], ""
+    for pair in range(RECYCLE_PAIRS):
+        rates = {}
+        for recycled in (True, False) if pair % 2 == 0 else (False, True):
+            batch = 2 * pair + recycled
+            workers = cluster.start_workers(2, **({"NECTAR_RUNS_PER_PROCESS": str(every)} if recycled else {}))
+            through_service(cluster, -10 - batch)  # warm as the 2 were
+            first = 3_000_000 + batch * 100_000
+            rates[recycled], batch_said, _ = measured(cluster, workers, 2, first, count)
+            cluster.procs.stop(workers)
+            if recycled:
+                said = batch_said
+                if (by := processes(cluster.settings.registry_path, first, count)) < count / every:
+                    raise RuntimeError(f"{by} processes executed {count} runs: more than {every} each")
+        pairs.append((rates[True], rates[False]))
+    return pairs, said
+
+
+def recycle_said(pairs: list[tuple[float, float]], every: int, slots: int, default: int) -> str:
+    """What a recycle cost, from pairs of rates of ``slots`` slots with a recycle every ``every`` runs of a process
+    and without (:func:`recycle_pairs`): the slot time a run took more (from the median of the pairs' ratios, beside
+    the median rate without), times ``every``; and that cost spread over the ``default`` runs of a process
+    (``NECTAR_RUNS_PER_PROCESS`` of the batches without). No measurable cost when the batches with recycles were as
+    fast or faster (the pairs' spread is wider than the cost)."""
+    ratios = ", ".join(f"{recycled / without:.3f}" for recycled, without in pairs)
+    ratio, rate = median([recycled / without for recycled, without in pairs]), median([w for _, w in pairs])
+    per_run = slots * (1 / (rate * ratio) - 1 / rate)
+    if per_run <= 0:
+        return (
+            f"no measurable cost: the batches with one every {every} runs a process ran at {ratio:.3f}x the rate of "
+            f"those without, {rate:.0f}/s (median of {len(pairs)} pairs' ratios: {ratios})"
+        )
     return (
         f"{per_run * every * 1000:.1f} ms of a slot each ({slots} slots × the {per_run * 1000:.2f} ms a run took more "
-        f"at {recycled:.0f}/s than at {rate:.0f}/s, × {every} runs a process); at the default {default} runs a "
-        f"process, {per_run * every / default * 1000:.3f} ms a run"
+        f"at {ratio:.3f}x the rate without, {rate:.0f}/s, × {every} runs a process; median of {len(pairs)} pairs' "
+        f"ratios: {ratios}); at the default {default} runs a process, {per_run * every / default * 1000:.3f} ms a run"
     )

@@ -945,6 +945,14 @@ def read_past_request(stream: Any) -> bytes:
     return bytes(stream._read_buffer[: stream._read_buffer_size])
 
 
+def has_control_chars(payload: str) -> bool:
+    """Whether ``payload`` holds a character tornado's ``get_argument`` strips from an argument (its
+    ``RequestHandler._remove_control_chars_regex``): one luigid's handler would not read as sent."""
+    import tornado.web  # luigid's own process only: tornado is not imported elsewhere
+
+    return tornado.web.RequestHandler._remove_control_chars_regex.search(payload) is not None
+
+
 def luigid_prunes_lean() -> None:
     """luigid's prune walks every task it holds (``remove_delay``: a day of them), every 60 s and first thing in each
     ``dep_graph``, ``task_list``, ``worker_list``, ``resource_list``, ``task_search`` and ``graph`` RPC (an attempt

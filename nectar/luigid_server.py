@@ -57,6 +57,7 @@ from tornado.log import access_log, app_log
 
 from nectar.luigi_internals import (
     HOLDS_DISABLED,
+    has_control_chars,
     holds_disabled,
     luigid_rpc_handler,
     luigid_rpc_methods,
@@ -429,7 +430,7 @@ def rpc_arguments(body: bytes, headers: tornado.httputil.HTTPHeaders) -> dict[st
             payload = values[0].decode("utf-8")
         except UnicodeDecodeError:
             return None
-        if payload != payload.strip() or tornado.web.RequestHandler._remove_control_chars_regex.search(payload):
+        if payload != payload.strip() or has_control_chars(payload):
             return None
     else:
         return None

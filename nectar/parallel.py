@@ -41,6 +41,7 @@ import luigi.worker
 
 from nectar import lifeline
 from nectar.errors import NectarError
+from nectar.stdlib_internals import queue_reader
 from nectar.steps import StepRecorder, current_recorder
 
 logger = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def _collect(attempt: _Attempt) -> None:
     """Take the step processes' news, in the order it came, until told to stop (its pipe): a failure is the
     attempt's (its first names the run's); a refused write (:data:`LOST`) loses the attempt's lease, as its own
     refusal does. News already sent when it is told to stop is taken first."""
-    news_reader: Connection = vars(attempt.failures)["_reader"]  # the queue's end (multiprocessing's own name)
+    news_reader = queue_reader(attempt.failures)
     stop_reader = attempt.stop[0]
     while news_reader in multiprocessing.connection.wait([news_reader, stop_reader]):
         news = attempt.failures.get()

@@ -9,7 +9,8 @@ logger's: those its run added are closed), loggers' levels, ``propagate`` and ``
 and standard streams as they were before it, the working directory, environment variables, ``sys.path`` and file mode
 mask, luigi's configuration, luigi's task instances, the run its records name.
 A file descriptor it left open cannot be put back (closed under the object that holds it, its number
-would be another file's at the object's next write): its process takes no other run (:func:`left_open`).
+would be another file's at the object's next write): its process takes no other run (:func:`look_for_open`,
+:func:`left_open`).
 Its chain file is executed again for each run (:func:`~nectar.catalog.loader.fresh_chain_module`): a chain's module
 globals never reach the next run; what the modules it imports keep does, as under Celery.
 """
@@ -26,7 +27,6 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Callable
-from configparser import ConfigParser
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TextIO
 
@@ -38,15 +38,14 @@ from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
 from nectar.logs.module_handlers import held, loggers
 from nectar.luigi_internals import config_paths
+from nectar.stdlib_internals import environ_data, logging_lock, raw_handler, set_parsed
 
 #: seconds the threads a run started get to end once it has (its heartbeat's, luigi's keep-alive)
 THREAD_GRACE = 0.5
 #: the signals whose handlers a run may change (those Python lets set), as numbers
 _SIGNALS = [int(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
-#: a signal's handler as Python holds it (no system call), read by the C function that ``signal.getsignal`` wraps to
-#: answer SIG_DFL and SIG_IGN as enum members: ~0.4 µs a signal, 60 signals twice a run (~50 µs of a run's CPU),
-#: where the C function's answer (the same object each time: 0 and 1 for those two) takes ~20 ns
-_handler: Callable[[int], Any] = sys.modules["_signal"].getsignal  # ``signal``'s C module, untyped: named here
+#: a signal's handler as Python holds it: 60 signals twice a run, ~20 ns each where ``signal.getsignal`` takes ~0.4 µs
+_handler = raw_handler
 #: ``os.waitid``'s option for children of every kind (Linux's ``__WALL``: those whose exit signal is not SIGCHLD too)
 _WALL = 0x40000000
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -56,9 +55,9 @@ _process_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 #: by signal, the handler of the process's own that a run's work may set, which then stays from run to run: never what
 #: a run changed (:func:`process_handler`)
 _process_handlers: dict[int, Callable[..., None]] = {}
-#: ``os.environ``'s own dictionary (bytes to bytes, the process's environment as Python last set it): copied and
-#: compared in ~3.5 µs a run, where the mapping's public copy and comparison decode every variable (~190 µs)
-_ENVIRON: dict[bytes, bytes] = vars(os.environ)["_data"]
+#: ``os.environ``'s own dictionary (:func:`~nectar.stdlib_internals.environ_data`): copied and compared in ~3.5 µs a
+#: run, where the mapping's public copy and comparison decode every variable (~190 µs)
+_ENVIRON = environ_data()
 #: this process's resident megabytes when it was first ready for a run (:func:`before_run`; None: not yet, as in a
 #: process just forked): what it shares with the worker it was forked from, and what any fresh process holds
 _ready_mb: float | None = None
@@ -67,12 +66,17 @@ _ready_mb: float | None = None
 #: forked)
 _open_between: Counter[str] | None = None
 _ids_between: frozenset[tuple[int, int, int]] | None = None
+#: the descriptors the look after a run found open on a file not open between runs (:func:`look_for_open`), each
+#: with its device and inode, and what it was open on: looked at again before the process takes another run
+#: (:func:`left_open`)
+_suspects: dict[tuple[int, int, int], str] = {}
 
 
 def _forked() -> None:
     global _ready_mb, _open_between, _ids_between
     _ready_mb = None
     _open_between, _ids_between = None, None
+    _suspects.clear()
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -283,10 +287,18 @@ def put_back(before: Before) -> None:
     run left in reference cycles is collected: the objects its run kept until it ended (its luigi worker, its tasks,
     a traceback: 100-170 a trivial run) sat in the collector's oldest generation until its next full pass, every few
     runs, and were counted with the process's own (thousands, where ~600 are the process's: what the spare's
-    ``gc.freeze`` left in sight); and a file one of them held open is closed before :func:`left_open` counts them.
+    ``gc.freeze`` left in sight); and a file one of them held open is closed before :func:`look_for_open` counts them.
     What stays is bounded: the dead weak references CPython's ``sqlite3`` keeps of each connection's cursors (pruned
     every 200 cursors a connection) and its statement cache (128 a connection) are most of what a process's count
     grows by from its first run (~600 tracked objects) to its 1,000th (~1,100-1,400).
+
+    What it costs (callgrind, ``PYTHONHASHSEED=0``, one process of 30 then 100 trivial runs against luigid, each a
+    :class:`~nectar.build.Build` between :func:`before_run` and :func:`left_open` as a spare makes it: the instructions
+    a run by the difference): 10.18 M a run with it; 10.38 M with it left out but luigi's instance cache still
+    cleared (the run's garbage then sits uncollected, and runs cost more as it grows); 11.47 M without its
+    ``gc.collect``; 9.64 M with nothing put back, luigi's cache keeping every run's task and what it holds (memory
+    that grows run after run). Its collection is ~0.44 M of a run's: freeing the run's garbage, which a process that
+    takes another run frees at some point.
     """
     signal.setitimer(signal.ITIMER_REAL, 0)
     _put_back_log_handlers(before)
@@ -312,19 +324,25 @@ def _put_back_log_handlers(before: Before) -> None:
     it), but those of a logger named after a module the run imported: what that module's import set up, as it does
     in a fresh process's run (its import is not made again in this process's next ones). A handler the run's code
     added to a named logger was added again by each run: at 1,000 runs a process, each record of that logger written
-    1,000 times, and as many files left open by a ``FileHandler``."""
-    now = held()
-    if now == before.loggers:
+    1,000 times, and as many files left open by a ``FileHandler``.
+
+    Each logger's list of handlers is changed in place under logging's lock, as ``removeHandler`` changes it: a
+    thread of the process logging meanwhile, going down the list, no longer reaches a handler taken off (a new list
+    left it on the old one, to a closed ``FileHandler``, which opens its file again: a descriptor left open, a line in
+    a file the run's code wrote to), and a handler another thread adds or removes meanwhile is not lost."""
+    if held() == before.loggers:
         return
     imported = sys.modules.keys() - before.modules
     added: list[logging.Handler] = []
-    for logger in now.keys() | before.loggers.keys():
-        was, handlers = before.loggers.get(logger, ()), now.get(logger, ())
-        if handlers == was or (not was and logger.name in imported):
-            continue
-        logger.handlers = list(was)
-        added += [handler for handler in handlers if handler not in was]
-    kept = {handler for handlers in held().values() for handler in handlers}
+    with logging_lock():
+        now = held()
+        for logger in now.keys() | before.loggers.keys():
+            was, handlers = before.loggers.get(logger, ()), now.get(logger, ())
+            if handlers == was or (not was and logger.name in imported):
+                continue
+            logger.handlers[:] = was
+            added += [handler for handler in handlers if handler not in was]
+        kept = {handler for handlers in held().values() for handler in handlers}
     for handler in added:
         if handler not in kept:
             handler.close()
@@ -354,31 +372,25 @@ def _put_back_logger_settings(before: Before) -> None:
 
 def _put_back_luigi_config(before: LuigiConfig) -> None:
     """luigi's configuration as ``before``, if the run changed it (``get_config().set(...)``, a file added with
-    ``luigi.configuration.add_config_path``): the files it reads, each section and option."""
+    ``luigi.configuration.add_config_path``): the files it reads, each section and option, made luigi's in one step
+    (:func:`~nectar.stdlib_internals.set_parsed`): a thread of the process reading it meanwhile (luigi's keep-alive,
+    a thread a module keeps) finds it whole, never a section taken off and not yet put back."""
     if luigi_config() == before:
         return
     config = luigi.configuration.get_config()
     config_paths(config)[:] = before.paths
-    for section in config.sections():
-        config.remove_section(section)
-    for key in list(config.defaults()):
-        config.remove_option(config.default_section, key)
-    for key, value in before.defaults.items():  # ConfigParser's own set: luigi's would make a section of DEFAULT
-        ConfigParser.set(config, config.default_section, key, value)
-    for section, options in before.sections.items():
-        config.add_section(section)
-        for key, value in options.items():
-            config.set(section, key, value)
+    set_parsed(config, before.defaults, before.sections)
 
 
-def left_open() -> str | None:
-    """Why this process must not take another run after the one that ended and was put back (None: it may): a file
-    descriptor its run left open on a file or a pipe, which cannot be closed here (the object holding it would, at
-    its next write or close, act on whatever file was given its number since) and would be carried to the next runs,
-    one more each time. Not counted: sockets and other descriptors without a path (an event loop's), which the
-    clients a module keeps hold from run to run (a connection pool: boto3's to S3, opened by a process's first run),
-    as they keep any other state; and those of the process's own files that a run opens and closes (its step's live
-    logs, made ahead) or opens for good (its registry's: a checkpointer's connection, the file's WAL index).
+def look_for_open() -> None:
+    """Look for a file descriptor the run that ended (and was put back) left open on a file or a pipe, which cannot
+    be closed here (the object holding it would, at its next write or close, act on whatever file was given its number
+    since) and would be carried to the next runs, one more each time; those found are looked at again before the
+    process takes another run (:func:`left_open`). Not counted: sockets and other descriptors without a path (an event
+    loop's), which the clients a module keeps hold from run to run (a connection pool: boto3's to S3, opened by a
+    process's first run), as they keep any other state; and those of the process's own files that a run opens and
+    closes (its step's live logs, made ahead) or opens for good (its registry's: a checkpointer's connection, the
+    file's WAL index).
 
     One listing of ``/proc/self/fd`` a run and an ``fstat`` of each (:func:`_open_ids`): while the same descriptors
     are open on the same files as after the process's last run that left none, none was left; else (its first run,
@@ -386,15 +398,43 @@ def left_open() -> str | None:
     process closed) what each is open on (a ``readlink`` each, ~9 µs) is compared with what it held between its runs
     when it last read them whole (before its first run)."""
     global _open_between, _ids_between
+    _suspects.clear()
     ids = _open_ids()
     if ids == _ids_between:
+        return
+    now = _open_targets()
+    more = Counter(now.values()) - (_open_between or Counter())
+    if not more:
+        _open_between, _ids_between = Counter(now.values()), ids
+        return
+    between = _ids_between or frozenset()
+    _suspects.update({(fd, dev, ino): now[fd] for fd, dev, ino in ids - between if now.get(fd) in more})
+
+
+def left_open() -> str | None:
+    """Why this process must not take another run (None: it may): a descriptor that :func:`look_for_open` found open
+    after its last run, on a file not open between runs, still open on the same file (device and inode) now, once the
+    process has set itself up for its next run. A file a thread of the process's own (a checkpointer, a thread a
+    module keeps, luigi's keep-alive) was opening as the look was made is not one its run left, and is closed by now:
+    at that first look alone, it retired the process (a fork wasted, nothing lost). Nothing to do (no system call)
+    when that look found none."""
+    if not _suspects:
         return None
-    now = _open_files()
-    more = [f"{what} ({n})" if n > 1 else what for what, n in (now - (_open_between or Counter())).items()]
-    if more:
-        return f"its run left open {len(more)} file descriptor(s): {', '.join(sorted(more))}"
-    _open_between, _ids_between = now, ids
-    return None
+    still = Counter(what for (fd, dev, ino), what in _suspects.items() if _open_on(fd) == (dev, ino))
+    _suspects.clear()
+    if not still:
+        return None
+    more = [f"{what} ({n})" if n > 1 else what for what, n in still.items()]
+    return f"its run left open {len(more)} file descriptor(s): {', '.join(sorted(more))}"
+
+
+def _open_on(fd: int) -> tuple[int, int] | None:
+    """The device and inode of what ``fd`` is open on (None: it is closed)."""
+    try:
+        found = os.fstat(fd)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _open_ids() -> frozenset[tuple[int, int, int]]:
@@ -403,19 +443,20 @@ def _open_ids() -> frozenset[tuple[int, int, int]]:
     ids = set()
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        try:
-            found = os.fstat(fd)
-        except OSError:  # the listing's own, closed since
-            continue
-        ids.add((fd, found.st_dev, found.st_ino))
+        if (found := _open_on(fd)) is not None:  # else the listing's own, closed since
+            ids.add((fd, *found))
     return frozenset(ids)
 
 
 def _open_files() -> Counter[str]:
-    """The files and pipes this process's file descriptors are open on, counted (a pipe as ``pipe``); not its own
-    files that runs open (:func:`_own_files`), nor sockets and the other descriptors without a path
-    (:func:`left_open`)."""
-    found: Counter[str] = Counter()
+    """The files and pipes this process's file descriptors are open on, counted (:func:`_open_targets`)."""
+    return Counter(_open_targets().values())
+
+
+def _open_targets() -> dict[int, str]:
+    """By file descriptor, the file or pipe it is open on (a pipe as ``pipe``); not the process's own files that runs
+    open (:func:`_own_files`), nor sockets and the other descriptors without a path (:func:`look_for_open`)."""
+    found: dict[int, str] = {}
     own = _own_files()
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -423,9 +464,9 @@ def _open_files() -> Counter[str]:
         except OSError:  # the listing's own, closed since
             continue
         if target.startswith("pipe:["):
-            found["pipe"] += 1
+            found[int(fd)] = "pipe"
         elif target.startswith("/") and not target.startswith(own):
-            found[target] += 1
+            found[int(fd)] = target
     return found
 
 

@@ -30,7 +30,7 @@ first step starts (:data:`STARTED`: :func:`started`) and, if it ended its run cl
 free while it looks at what its run left behind (:mod:`nectar.reuse`, a thread it may wait for). It then sets itself
 up again and says it is ready, a spare once more (:meth:`Spares.returned`), or, if its run left something behind,
 exits: its worker drops it as any spare that dies before it is ready (as it does if its run left a file open:
-:func:`nectar.reuse.left_open`). Else it exits at once, and its worker learns
+:func:`nectar.reuse.left_open`, looked at again once it set itself up). Else it exits at once, and its worker learns
 of the end by its exit, as of any death.
 
 Each spare's socket is a descriptor the worker's loop sleeps on (:meth:`Spares.fds`): it wakes when one is ready
@@ -328,9 +328,13 @@ class Spares:
     def _serve(self, theirs: socket.socket) -> int:
         """In a spare: set up, say so, execute the run handed over; again while it may take another. Its exit code."""
         global _told
-        runs = 0
+        runs = code = 0
         while True:
             prepared, said = self._prepare()
+            why = reuse.left_open()  # what its last run left open, looked at again once it set itself up
+            if why is not None:  # its worker sees it die before it is ready again, as any spare (no backoff)
+                logger.info("attempt process %d exits after %d run(s): %s", os.getpid(), runs, why)
+                return code
             before = reuse.before_run()  # what it holds as it waits is what it holds as its run begins: noted now
             try:
                 theirs.sendall(said)
@@ -353,7 +357,7 @@ class Spares:
             why = reuse.left_behind(before, self.max_rss_mb)
             if why is None:
                 reuse.put_back(before)
-                why = reuse.left_open()  # once put back: the files of the log handlers its run added are closed
+                reuse.look_for_open()  # once put back: the files of the log handlers its run added are closed
             if why is not None:  # its worker sees it die before it is ready again, as any spare (no backoff)
                 logger.info("attempt process %d exits after %d run(s): %s", os.getpid(), runs, why)
                 return code

@@ -1,0 +1,171 @@
+"""What :func:`nectar.reuse.put_back` changes in a reused attempt process, seen from a thread of the process that
+reads it meanwhile (the process's own threads: a registry's checkpointer, luigi's keep-alive, a thread a module keeps):
+each change is whole for it, in the process of the test, with the thread held where it reads by events."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import luigi.configuration
+import pytest
+
+from nectar import reuse
+
+if TYPE_CHECKING:
+    from _typeshed import TraceFunction
+
+
+class Gate(logging.Handler):
+    """A handler that holds the thread logging through it until told to go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.go = threading.Event(), threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.entered.set()
+        self.go.wait()
+
+
+@pytest.fixture
+def probe_logger() -> Iterator[logging.Logger]:
+    logger = logging.getLogger("nectar_tests.reuse_threads")
+    logger.propagate = False  # pytest's own handlers on the root logger left out
+    yield logger
+    logger.handlers.clear()
+    logger.propagate = True
+
+
+def test_a_thread_logging_as_its_process_is_put_back_never_reaches_a_handler_the_run_added(
+    probe_logger: logging.Logger, tmp_path: Path
+) -> None:
+    """The thread has the logger's handlers in hand (it logs through the first, held at its gate) as the process
+    puts back the handlers (the run added a file's, second), and closes it: the thread goes on down the list, which
+    no longer holds it. Before, the list was replaced, and the thread, on the old one, wrote to the closed handler,
+    which opened its file again (a descriptor the run left, a line in the run's file)."""
+    gate = Gate()
+    probe_logger.addHandler(gate)
+    before = reuse.before_run()
+    added = logging.FileHandler(tmp_path / "the run's.log")  # the run's
+    probe_logger.addHandler(added)
+    thread = threading.Thread(target=probe_logger.warning, args=("logged by a thread of the process",))
+    thread.start()
+    gate.entered.wait()
+
+    reuse.put_back(before)
+    gate.go.set()
+    thread.join()
+
+    assert probe_logger.handlers == [*before.loggers[probe_logger]]  # pytest's own besides the gate
+    assert added.stream is None  # closed, not opened again
+    assert "logged by a thread of the process" not in (tmp_path / "the run's.log").read_text()
+
+
+class Reader:
+    """A thread that reads what ``read`` answers each time the main thread lets it (:meth:`at_each_line`: at every
+    line the main thread runs while traced), the main thread waiting for each answer."""
+
+    def __init__(self, read: Callable[[], object]) -> None:
+        self.read, self.answers = read, Counter[object]()
+        self.asked, self.answered, self.done = threading.Event(), threading.Event(), False
+        self.thread = threading.Thread(target=self._serve)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.asked.wait() and not self.done:
+            self.asked.clear()
+            self.answers[self.read()] += 1
+            self.answered.set()
+
+    def at_each_line(self, frame: FrameType, event: str, arg: Any) -> TraceFunction:
+        if event == "line":
+            self.answered.clear()
+            self.asked.set()
+            self.answered.wait()
+        return self.at_each_line
+
+    def stop(self) -> None:
+        self.done = True
+        self.asked.set()
+        self.thread.join()
+
+
+@pytest.fixture
+def probe_section() -> Iterator[str]:
+    config = luigi.configuration.get_config()
+    config.set("nectar_tests_reuse", "kept", "as before the run")
+    yield "nectar_tests_reuse"
+    config.remove_section("nectar_tests_reuse")
+
+
+def test_luigis_configuration_read_by_a_thread_as_its_process_puts_it_back_is_whole(probe_section: str) -> None:
+    """A thread of the process reads an option of luigi's configuration the run did not change, at each line the
+    process runs as it puts the configuration back: it finds it each time. Before, the sections were taken off one
+    by one and added back one by one: between the two, the thread found no such section."""
+    config = luigi.configuration.get_config()
+    before = reuse.before_run()
+    config.set(probe_section, "changed", "by the run")  # the run's
+    reader = Reader(lambda: luigi.configuration.get_config().get(probe_section, "kept", "(none)"))
+
+    sys.settrace(reader.at_each_line)
+    try:
+        reuse.put_back(before)
+    finally:
+        sys.settrace(None)
+        reader.stop()
+
+    assert not config.has_option(probe_section, "changed")
+    assert set(reader.answers) == {"as before the run"}, reader.answers
+    assert reader.answers["as before the run"] > 100  # read at each line of the put-back
+
+
+@pytest.fixture
+def looked_between_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process's descriptors as they were between its runs: those open now."""
+    monkeypatch.setattr(reuse, "_open_between", reuse._open_files())
+    monkeypatch.setattr(reuse, "_ids_between", reuse._open_ids())
+
+
+def test_a_file_a_thread_of_the_process_holds_as_it_looks_for_what_its_run_left_open_retires_it_not(
+    looked_between_runs: None, tmp_path: Path
+) -> None:
+    """A thread of the process's own has a file open (held so by events) as the process looks for what its run left
+    open, and closes it before the process, set up for its next run, looks again: the process may take it. Before,
+    the one look retired the process, as if its run had left the file open."""
+    opened, close, closed = threading.Event(), threading.Event(), threading.Event()
+
+    def holds_a_file() -> None:
+        with open(tmp_path / "a thread's", "w"):
+            opened.set()
+            close.wait()
+        closed.set()
+
+    thread = threading.Thread(target=holds_a_file)
+    thread.start()
+    opened.wait()
+    reuse.look_for_open()
+    close.set()
+    closed.wait()
+    thread.join()
+
+    assert reuse.left_open() is None
+
+
+def test_a_file_its_run_left_open_is_still_open_at_the_second_look_and_retires_the_process(
+    looked_between_runs: None, tmp_path: Path
+) -> None:
+    path = tmp_path / "the run's"
+    left = open(path, "w")  # the run's, left open
+    try:
+        reuse.look_for_open()
+        assert reuse.left_open() == f"its run left open 1 file descriptor(s): {path.resolve()}"
+        assert reuse.left_open() is None  # looked at once: the process it named retires
+    finally:
+        left.close()

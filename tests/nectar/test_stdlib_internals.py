@@ -1,0 +1,83 @@
+"""The standard library's private names that nectar/stdlib_internals.py relies on are there and behave as it relies
+on. A failure here means a Python release changed one under the seam: adapt the seam (one module)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from configparser import ConfigParser
+from multiprocessing import SimpleQueue
+from multiprocessing.connection import wait
+
+from nectar import stdlib_internals
+
+
+def test_the_raw_handler_is_signals_own_answer_without_its_enum() -> None:
+    for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        handler = stdlib_internals.raw_handler(signum)
+        assert signal.getsignal(signum) == handler  # SIG_DFL and SIG_IGN as 0 and 1, which the enum members equal
+    previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    try:
+        assert stdlib_internals.raw_handler(signal.SIGUSR1) == 1
+        assert stdlib_internals.raw_handler(signal.SIGUSR1) is stdlib_internals.raw_handler(signal.SIGUSR1)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_the_environs_data_is_its_own_dictionary_of_bytes_kept_by_its_writes() -> None:
+    data = stdlib_internals.environ_data()
+    os.environ["NECTAR_SEAM_PROBE"] = "é"
+    try:
+        assert data[b"NECTAR_SEAM_PROBE"] == "é".encode()
+        assert data is stdlib_internals.environ_data()
+    finally:
+        del os.environ["NECTAR_SEAM_PROBE"]
+    assert b"NECTAR_SEAM_PROBE" not in data
+
+
+def test_a_simple_queues_reader_is_the_connection_its_puts_reach() -> None:
+    queue: SimpleQueue[str] = SimpleQueue()
+    reader = stdlib_internals.queue_reader(queue)
+    assert wait([reader], timeout=0) == []
+    queue.put("news")
+    assert wait([reader]) == [reader]
+    assert queue.get() == "news"
+
+
+def test_the_logging_lock_is_the_one_logging_takes_to_change_a_loggers_handlers() -> None:
+    def free_elsewhere() -> bool:  # asked from another thread (the lock is reentrant), which lets go of it at once
+        answer: list[bool] = []
+
+        def ask() -> None:
+            lock = stdlib_internals.logging_lock()
+            answer.append(lock.acquire(blocking=False))
+            if answer[0]:
+                lock.release()
+
+        thread = threading.Thread(target=ask)
+        thread.start()
+        thread.join()
+        return answer[0]
+
+    assert free_elsewhere()
+    vars(logging)["_acquireLock"]()  # what Logger.addHandler and removeHandler call first
+    try:
+        assert not free_elsewhere()
+    finally:
+        vars(logging)["_releaseLock"]()
+
+
+def test_a_parsers_options_set_whole_read_as_options_it_read() -> None:
+    config = ConfigParser()
+    config.read_string("[DEFAULT]\nshared = 1\n[gone]\nx = 1\n[kept]\ny = %(shared)s\n")
+    kept = config["kept"]
+
+    stdlib_internals.set_parsed(config, {"shared": "2"}, {"kept": {"y": "%(shared)s"}, "new": {"z": "3"}})
+
+    assert config.sections() == ["kept", "new"]
+    assert config.get("kept", "y") == "2" and config["kept"] is kept  # a section's proxy kept
+    assert dict(config["new"]) == {"z": "3", "shared": "2"} and config.defaults() == {"shared": "2"}
+    assert not config.has_section("gone")
+    assert config.items("kept", raw=True) == [("shared", "2"), ("y", "%(shared)s")]

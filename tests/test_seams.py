@@ -1,0 +1,83 @@
+"""A library's private names are read in the one module that adapts it (STYLE.md "Seams"), and nowhere else of the
+service: a scan of ``nectar/``, ``api/`` and ``app.py`` for a private name of a module they import."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+#: the modules that adapt a library, each the one place its private names are read (a test beside each names them)
+SEAMS = {
+    "nectar/luigi_internals.py",  # luigi, and luigid's tornado
+    "api/smorest_internals.py",  # flask-smorest
+    "nectar/gunicorn_ext.py",  # gunicorn
+    "nectar/stdlib_internals.py",  # the Python standard library
+    "api/metrics.py",  # prometheus_client's multiprocess values, in one function (CONTRIBUTING.md)
+}
+#: the standard library's public functions whose names begin with an underscore
+PUBLIC = {"os._exit", "sys._getframe"}
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_reads(source: str) -> list[str]:
+    """Each private name of an imported module ``source`` reads: ``module._name`` (``module.attr._name`` too),
+    ``sys.modules["_name"]``, ``vars(...)["_name"]`` and ``getattr(module..., "_name")``."""
+    tree = ast.parse(source)
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            if (node.module or "").split(".")[0] not in {"nectar", "api", "app"}:
+                modules |= {alias.asname or alias.name for alias in node.names}
+
+    def of_a_module(node: ast.expr) -> bool:
+        while isinstance(node, ast.Attribute):
+            node = node.value
+        return isinstance(node, ast.Name) and node.id in modules
+
+    def private_key(node: ast.expr) -> bool:
+        return isinstance(node, ast.Constant) and isinstance(node.value, str) and _private(node.value)
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr) and of_a_module(node.value):
+            found.append(ast.unparse(node))
+        elif isinstance(node, ast.Subscript) and private_key(node.slice):
+            value = node.value
+            if ast.unparse(value) == "sys.modules" or (
+                isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "vars"
+            ):
+                found.append(ast.unparse(node))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr":
+            if len(node.args) > 1 and private_key(node.args[1]) and of_a_module(node.args[0]):
+                found.append(ast.unparse(node))
+    return [read for read in found if read not in PUBLIC]
+
+
+def test_the_scan_finds_each_kind_of_private_read() -> None:
+    source = (
+        "import os, sys\nimport luigi.worker\nfrom logging import Logger\n"
+        'a = sys.modules["_signal"]\nb = vars(os.environ)["_data"]\nc = luigi.worker._is_external\n'
+        'd = getattr(Logger, "_x", None)\ne = Logger.manager._y\nos._exit(0)\nself._lock = 1\n'
+    )
+    assert private_reads(source) == [
+        "sys.modules['_signal']",
+        "vars(os.environ)['_data']",
+        "luigi.worker._is_external",
+        "getattr(Logger, '_x', None)",
+        "Logger.manager._y",
+    ]
+
+
+def test_no_module_but_a_seam_reads_a_librarys_private_name() -> None:
+    found = {}
+    for path in [*sorted((REPO / "nectar").rglob("*.py")), *sorted((REPO / "api").rglob("*.py")), REPO / "app.py"]:
+        where = str(path.relative_to(REPO))
+        if where not in SEAMS and (reads := private_reads(path.read_text())):
+            found[where] = reads
+    assert found == {}
