@@ -28,26 +28,55 @@ _refused = False
 
 
 def make_ahead(folder: Path) -> None:
-    """Make the two anonymous files (stdout and stderr) the next step of this process will log to, in ``folder``."""
+    """Make the two anonymous files (stdout and stderr) the next step of this process will log to, in ``folder``.
+
+    The folder is opened once a process: the descriptor its files are made in and named through is kept from step to
+    step (a close, an open and three walks of its path a step fewer), and opened again if the folder was removed."""
     global _made, _refused
     where = str(folder)
     if _refused or (_made is not None and _made[:2] == (where, forks.pid()) and len(_made[3]) == 2):
         return
-    discard()
-    fds: list[int] = []
-    try:
-        directory = _open_folder(folder)
+    kept = _kept(where)
+    made = None if kept is None else _made_in(kept)
+    if made is None:  # none kept, or none made there (its folder removed since it was opened: EPERM, ENOENT)
         try:
-            fds.extend(os.open(where, os.O_WRONLY | os.O_APPEND | os.O_TMPFILE, 0o666) for _ in range(2))
-        except OSError:
-            os.close(directory)
-            raise
-    except OSError:  # no O_TMPFILE here (EOPNOTSUPP, EISDIR on old kernels), or the folder cannot be made
-        for fd in fds:
-            os.close(fd)
+            made = _made_in(_open_folder(folder))
+        except OSError:  # the folder cannot be made
+            made = None
+    if made is None:  # no O_TMPFILE here (EOPNOTSUPP, EISDIR on old kernels), or no folder
         _refused = True
         return
-    _made = (where, forks.pid(), directory, fds)
+    _made = (where, forks.pid(), *made)
+
+
+def _made_in(directory: int) -> tuple[int, list[int]] | None:
+    """``directory`` and two new files without a name, to append to, in the folder it is open on; None if they cannot
+    be made there (the descriptor closed)."""
+    fds: list[int] = []
+    try:
+        fds.extend(os.open(".", os.O_WRONLY | os.O_APPEND | os.O_TMPFILE, 0o666, dir_fd=directory) for _ in range(2))
+    except OSError:
+        _close(directory, *fds)
+        return None
+    return directory, fds
+
+
+def _kept(where: str) -> int | None:
+    """The descriptor of the folder ``where`` that this process made its last files in, its files not named closed;
+    None (what was made discarded) for another folder, or where another process (a fork's parent) made them."""
+    global _made
+    made = _made
+    if made is None or made[:2] != (where, forks.pid()):
+        discard()
+        return None
+    _made = None
+    _close(*made[3])
+    return made[2]
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def _open_folder(folder: Path) -> int:
@@ -84,5 +113,4 @@ def discard() -> None:
     global _made
     made, _made = _made, None
     if made is not None and made[1] == forks.pid():
-        for fd in (made[2], *made[3]):
-            os.close(fd)
+        _close(made[2], *made[3])

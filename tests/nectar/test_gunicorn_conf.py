@@ -3,6 +3,7 @@ file's ``NECTAR_API_THREADS=`` starts the API with its default, not with ``inval
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -10,9 +11,9 @@ import sys
 
 import pytest
 
-from harness import lifeline_env
+from harness import Processes, base_env, children, lifeline_env, settings_env, waitfor
 from nectar.cli import build_parser
-from nectar.config import GunicornSettings, check_role_settings
+from nectar.config import GunicornSettings, Settings, check_role_settings
 from nectar.errors import InvalidSetting
 
 BLANK_ONES = (
@@ -259,3 +260,24 @@ def test_a_worker_stopped_between_its_fork_and_its_own_handlers_stops_then(stop:
 
     sent_after = worker(("SIGCHLD",), stop)
     assert (sent_after.returncode, sent_after.stdout) == (0, "went on\n"), sent_after.stderr
+
+
+def opened_by(pid: int) -> list[str]:
+    """What the descriptors of process ``pid`` are open on (one closed meanwhile left out)."""
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            found.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no memory file system at /dev/shm here")
+def test_a_workers_heartbeat_file_is_in_memory(settings: Settings, processes: Processes) -> None:
+    """A gunicorn worker touches its heartbeat file at each pass of its loop (about twice a request): the file is in
+    /dev/shm, not on the disk, where each touch dirtied an inode to write back."""
+    served = processes.api(None, base_env() | settings_env(settings), workers=1)
+    (worker,) = waitfor(lambda: children(served.proc.pid) or None, 60, "the API's worker")
+
+    heartbeats = [path for path in opened_by(worker) if "/wgunicorn-" in path]
+
+    assert heartbeats and all(path.startswith("/dev/shm/wgunicorn-") for path in heartbeats), heartbeats

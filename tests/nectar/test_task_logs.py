@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -153,6 +154,41 @@ def test_a_step_started_after_its_logs_were_made_ahead_logs_to_those_very_files(
     assert ahead._made is not None and ahead._made[3] == []  # both taken: the next step creates its own
     assert list(settings.live_logs_dir.iterdir()) == []
     ahead.discard()
+
+
+def test_the_live_logs_folder_is_opened_once_for_the_logs_of_every_step(settings: Settings) -> None:
+    """A process makes each step's two live logs in the folder it opened for its first step's: not a close, an open
+    and three walks of its path per step; a folder removed since is opened (made) again."""
+    folder = settings.live_logs_dir
+    ahead.make_ahead(folder)
+    if ahead._made is None:  # as above: no anonymous files on this file system
+        pytest.skip("the live logs folder's file system makes no anonymous files (O_TMPFILE)")
+    try:
+        for step in range(3):
+            for stream in ("stdout", "stderr"):
+                taken = ahead.take(folder / f"step{step}.{stream}.log")
+                assert taken is not None
+                taken.close()
+            if step == 2:
+                shutil.rmtree(folder)
+            with file_calls() as calls:
+                ahead.make_ahead(folder)
+            opened = [path for event, path in calls if event == "open"]
+            if step < 2:  # two files in the folder kept open
+                assert opened == [".", "."]
+            else:  # none in the folder removed, then the folder made and opened, two files in it
+                assert (
+                    opened[0] == "."
+                    and opened[1:-2]
+                    and set(opened[1:-2]) == {str(folder)}
+                    and opened[-2:] == [".", "."]
+                )
+        taken = ahead.take(folder / "step3.stdout.log")
+        assert taken is not None
+        taken.close()
+        assert os.listdir(folder) == ["step3.stdout.log"]
+    finally:
+        ahead.discard()
 
 
 QUIET_CHAIN = """
