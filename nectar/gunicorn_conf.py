@@ -296,14 +296,13 @@ def _warm_app(server: Arbiter) -> None:
 
 
 def post_worker_init(worker: Worker) -> None:
-    """Each worker: its read deadline, its bound on a connection's requests, a request it cannot read answered in
-    JSON as the app's errors are, and each answer's headers sent with its body in one write."""
-    from nectar.gunicorn_ext import json_error_pages, one_send_answers
+    """Each worker: its read deadline, its bound on a connection's requests, and a request it cannot read answered in
+    JSON as the app's errors are."""
+    from nectar.gunicorn_ext import json_error_pages
 
     worker.read_timeout = READ_TIMEOUT
     worker.keepalive_requests = KEEPALIVE_REQUESTS
     json_error_pages(worker)
-    one_send_answers(worker)
 
 
 def worker_exit(server: Arbiter, worker: Worker) -> None:

@@ -26,9 +26,6 @@ they passed on).
   connections by then; Python's teardown at exit then released every object the worker shares with its master,
   copying each page it touched (~35 ms of CPU and ~6,300 page faults per recycle, a third of what one cost), so
   it leaves at once with gunicorn's exit status, its logs flushed.
-- :class:`OneSendResponse` (:func:`one_send_answers`): gunicorn sends an answer's headers, then its body, in two
-  ``sendall``s: two TCP segments, each woken for at the client, where one carries both (its ``Response``, made by
-  ``gunicorn.http.wsgi.create`` from that module attribute, its ``send_headers`` and ``_emit_body``).
 - :func:`json_error_pages`: a request gunicorn cannot parse (a bad request line, headers too large, ...) never
   reaches the app; its worker answers with ``gunicorn.util.write_error``, an HTML page, called by that module
   attribute (``gunicorn/workers/base.py``: ``handle_error``); here it answers in the API's JSON envelope
@@ -55,7 +52,6 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from gunicorn import glogging, util
-from gunicorn.http import wsgi
 from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.unreader import SocketUnreader
@@ -86,8 +82,6 @@ METRICS_PREFIX = "nectar-metrics-"
 LOCK_SUFFIX = ".lock"
 #: glibc's ``mallopt`` parameter for the number of arenas, and how many the API's threads share
 M_ARENA_MAX, API_ARENAS = -8, 2
-#: most bytes of a body sent with the answer's headers in one write (a larger first piece goes on its own: not copied)
-JOINED_BODY = 64 * 1024
 #: a ``name=value`` pair of a query string (or of a URL's path parameters)
 _PAIR = re.compile(r"(?:^|(?<=[?&;]))([^=&;#?/\s]+)=([^&;#\s]*)")
 #: request headers that are credentials, as the access log's ``%({name}i)s`` atoms name them
@@ -311,67 +305,6 @@ def json_error(status: int, reason: str, message: str) -> bytes:
 def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
     """``gunicorn.util.write_error``'s replacement: the same answer, as JSON."""
     util.write_nonblock(sock, json_error(status_int, reason, mesg))
-
-
-class _Held:
-    """A stand-in for a socket that holds what is sent on it (gunicorn's framing of headers or a chunk, made by
-    gunicorn's own code), for one ``sendall`` of it all."""
-
-    __slots__ = ("data",)
-
-    def __init__(self) -> None:
-        self.data = b""
-
-    def sendall(self, data: bytes) -> None:
-        self.data += data
-
-
-class OneSendResponse(wsgi.Response):
-    """gunicorn's answer, its headers sent with the first bytes of its body in one ``sendall``.
-
-    gunicorn sends the headers as the body's first bytes come (``write``), then those bytes: two ``sendto`` and two
-    TCP segments an answer (with ``TCP_NODELAY``, as gunicorn sets it), and a client woken by the headers alone reads
-    again for the body. Here the headers gunicorn makes are held and go out with the first piece of the body, framed as
-    gunicorn frames it (chunked or not), up to :data:`JOINED_BODY` bytes of it; an answer with no body (``HEAD``, a
-    204, a 304, an empty body) sends its headers alone, as gunicorn does, when it ends (``close``) or when gunicorn
-    finds no body byte to send."""
-
-    #: gunicorn's: the connection's socket (a :class:`_Held` while the headers are made)
-    sock: Any
-    _head = b""
-
-    def write(self, arg: bytes) -> None:
-        if self.headers_sent or not isinstance(arg, bytes) or not arg or len(arg) > JOINED_BODY:
-            super().write(arg)
-            return
-        sock, held = self.sock, _Held()
-        self.sock = held
-        try:
-            self.send_headers()
-        finally:
-            self.sock = sock
-        self._head = held.data
-        super().write(arg)
-        head, self._head = self._head, b""
-        if head:  # no byte of the body was sent (a body that is omitted, or past its Content-Length)
-            util.write(self.sock, head)
-
-    def _emit_body(self, data: bytes) -> None:
-        if not self._head:
-            super()._emit_body(data)
-            return
-        framed = _Held()
-        util.write(framed, data, self.chunked)
-        head, self._head = self._head, b""
-        self.sock.sendall(head + framed.data)
-
-
-def one_send_answers(worker: object) -> None:
-    """gunicorn's ``post_worker_init`` hook: this worker answers through :class:`OneSendResponse`, where gunicorn's
-    ``Response`` puts its body on the wire in ``_emit_body`` (27.0; one before it sent the body past that method, and
-    the headers held would follow it: its answers are left as they are)."""
-    if callable(getattr(wsgi.Response, "_emit_body", None)):
-        wsgi.Response = OneSendResponse
 
 
 def json_error_pages(worker: object) -> None:
