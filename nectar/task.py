@@ -329,6 +329,13 @@ class NectarLocalTask(NectarTask):
 _json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
+def read_class(cls: type[luigi.Task]) -> None:
+    """Read now what a :class:`NectarTask` class reads as its first task is made, and keeps: its parameters and family
+    (:meth:`NectarTask.get_params`); a plain luigi task class keeps nothing (luigi reads them at each task made)."""
+    if issubclass(cls, NectarTask):
+        cls.get_task_family()
+
+
 def params_text(record: Mapping[str, Any]) -> str:
     """``json.dumps(record, indent=2)``, byte for byte: params.txt's text.
 
