@@ -948,7 +948,7 @@ def test_luigis_get_params_is_the_walk_task_params_answers_as() -> None:
 class _Defaulted:
     """A descriptor that answers a lookup on its class with a parameter (luigi's walk asks every name)."""
 
-    def __get__(self, instance: object, owner: type) -> luigi.Parameter:
+    def __get__(self, instance: object, owner: type) -> Any:
         return _DEFAULTED
 
 
@@ -959,7 +959,7 @@ class _Meta(Register):
     """A metaclass with a data descriptor of its own, which a lookup on its class answers before the class's."""
 
     @property
-    def shadowed(cls) -> luigi.Parameter:
+    def shadowed(cls) -> Any:
         return _SHADOWING
 
 
@@ -1002,10 +1002,10 @@ def test_a_nectar_task_class_made_anew_reads_its_parameters_without_luigis_walk_
         return dir(*args)
 
     monkeypatch.setattr(luigi.task, "dir", counted, raising=False)
-    made = type("Fresh", (NectarTask,), {"__module__": PROBES, "n": luigi.IntParameter(), "m": luigi.Parameter()})
+    made: Any = type("Fresh", (NectarTask,), {"__module__": PROBES, "n": luigi.IntParameter(), "m": luigi.Parameter()})
     assert [name for name, _ in made.get_params()] == ["n", "m"]
     assert made(n=1, m="x").task_id.startswith("Fresh_x_1_")
     assert listed == []
     own = type("Own", (luigi.Task,), {"__module__": PROBES, "get_params": classmethod(lambda cls: [])})
-    mixed = type("OwnMixed", (NectarTask, own), {"__module__": PROBES, "n": luigi.IntParameter()})
+    mixed: Any = type("OwnMixed", (NectarTask, own), {"__module__": PROBES, "n": luigi.IntParameter()})
     assert mixed.get_params() == []  # its base's own get_params, as luigi would ask it
