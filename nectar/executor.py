@@ -65,7 +65,7 @@ from typing import Any, NamedTuple
 import luigi
 
 from nectar import build, forks, standby, wakeup
-from nectar.attempt import attempt, chain_file, execute, quiet_luigi, task_in
+from nectar.attempt import attempt, chain_file, execute, quiet_luigi, rehearse
 from nectar.build import Build
 from nectar.catalog.loader import Stamp, chain_code, file_stamp, load_ahead
 from nectar.config import Settings
@@ -138,7 +138,7 @@ class Likely(NamedTuple):
         return self.path, self.stamp
 
     def rehearse(self, module: ModuleType) -> None:
-        task_in(module, self.task, dict(self.params), "")
+        rehearse(module, self.task, dict(self.params))
 
 
 #: a run's fields, in the order a hand-over sends their values (:func:`handed`), and their values' getter: one call

@@ -23,6 +23,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   ``ParameterVisibility.has_value``, which every parameter made asks (:func:`_has_visibility`);
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
   :func:`extend_task_registry`), and the instance cache ``Register.__call__`` keeps (:func:`uncached_task`);
+- ``Parameter._counter``, the order of a task class's parameters, and ``Task.get_params``'s walk, answered without it
+  (:func:`task_params`);
 - ``Task._unconsumed_params``, which luigi adds to a task class as it makes its first task (:func:`hold_class_shape`);
 - ``Task.__init__``'s work, its private ``_Task__hash`` included, done as it does it but with the task_id handed in
   (:func:`make_as_luigi_does`), and ``task_id_str``'s format of an id from its hash (:func:`luigi_task_id`);
@@ -49,6 +51,7 @@ fails loudly, naming the name, when a release changes one of them under us:
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import functools
 import getpass
@@ -66,6 +69,7 @@ import stat
 import tempfile
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -662,6 +666,82 @@ def _has_visibility(cls: type[ParameterVisibility], value: object) -> bool:
 
 
 _replace(ParameterVisibility, "has_value", classmethod(_has_visibility))
+
+
+#: luigi's ``Task.get_params`` (the function under its classmethod): what :func:`task_params` answers as
+luigi_get_params = vars(luigi.Task)["get_params"].__func__
+#: kinds of attribute whose value a class answers for as it is, or as what no parameter is (a function, a method bound
+#: to the class, a property, C methods and slots, plain values): :func:`task_params` passes them by without asking
+#: the class (asking a plain value's kind whether it has ``__get__`` raised and formatted an AttributeError each time)
+_NO_PARAMETER = frozenset(
+    {
+        types.FunctionType,
+        classmethod,
+        property,
+        types.BuiltinFunctionType,
+        types.MethodDescriptorType,
+        types.WrapperDescriptorType,
+        types.GetSetDescriptorType,
+        types.MemberDescriptorType,
+        types.ClassMethodDescriptorType,
+        type(None),
+        bool,
+        int,
+        float,
+        str,
+        bytes,
+        tuple,
+        list,
+        dict,
+        set,
+        frozenset,
+    }
+)
+#: metaclasses whose data descriptors answer a task class's lookups with no parameter: ``type``'s (its name, its
+#: dict...), and luigi's ``Register.task_family`` (a text), which luigi's walk computes at each call
+_PLAIN_METACLASSES = frozenset({type, object, abc.ABCMeta, Register})
+
+
+@functools.lru_cache(maxsize=16)
+def _answered_by_metaclass(meta: type) -> frozenset[str]:
+    """The names a class of metaclass ``meta`` answers from ``meta``'s data descriptors, before its own attributes
+    (but those of :data:`_PLAIN_METACLASSES`)."""
+    return frozenset(
+        name
+        for kind in meta.__mro__
+        if kind not in _PLAIN_METACLASSES
+        for name, value in vars(kind).items()
+        if hasattr(type(value), "__set__") or hasattr(type(value), "__delete__")
+    )
+
+
+def task_params(cls: type[luigi.Task]) -> list[tuple[str, luigi.Parameter]]:
+    """luigi's ``Task.get_params()`` of ``cls`` (its parameters, by name, in the order they were made), without
+    luigi's ``getattr`` of each name ``dir(cls)`` lists (~150 for a task class: ~340,000 instructions a class made
+    anew, as each run's chain module makes its classes). The names of the classes of its MRO, each with the value
+    the first of them that has it holds (as a lookup finds it); a value of a kind that may answer a lookup with
+    something else (a parameter: a descriptor), or that a data descriptor of the metaclass answers for, asked of the
+    class as luigi asks; sorted by the ``_counter`` luigi sorts by, then by name (as ``dir`` sorts them). A class
+    whose metaclass looks up or lists attributes its own way gets luigi's walk (``test_luigi_internals`` checks
+    that luigi's ``get_params`` is the walk this answers as)."""
+    meta: type = type(cls)
+    if meta.__getattribute__ is not type.__getattribute__ or meta.__dir__ is not type.__dir__:
+        return list(luigi_get_params(cls))
+    found: dict[str, Any] = {}
+    for kind in reversed(cls.__mro__):
+        found.update(vars(kind).copy())  # a dict: merged in C, where a mapping proxy's items are each looked up
+    by_metaclass = _answered_by_metaclass(meta)
+    params: list[tuple[str, luigi.Parameter]] = []
+    for name, value in found.items():
+        kind = type(value)
+        if kind in _NO_PARAMETER and name not in by_metaclass:
+            continue
+        if hasattr(kind, "__get__") or name in by_metaclass:
+            value = getattr(cls, name)
+        if isinstance(value, luigi.Parameter):
+            params.append((name, value))
+    params.sort(key=lambda named: (named[1]._counter, named[0]))  # luigi's: dir's names, sorted, then by _counter
+    return params
 
 
 #: one forgetting at a time (:func:`forget_task_classes`): what one removes does not move what another reads

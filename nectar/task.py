@@ -37,9 +37,11 @@ from nectar.logs.capture import open_log, redirect_output
 from nectar.luigi_internals import (
     ReadOnceRegister,
     hold_class_shape,
+    luigi_get_params,
     luigi_task_id,
     make_as_luigi_does,
     param_values_once,
+    task_params,
 )
 from nectar.stores import TargetStore, get_store
 
@@ -225,7 +227,8 @@ class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
             return making[1]
         kept: _ClassParams | None = cls.__dict__.get("_nectar_class_params")
         if kept is None or kept.mro is not cls.__mro__ or list(map(len, kept.dicts)) != kept.shape:
-            params = super().get_params()
+            luigis = super().get_params  # luigi's walk of every name of the class, unless a base has its own
+            params = task_params(cls) if getattr(luigis, "__func__", None) is luigi_get_params else luigis()
             plain = all(p.significant and p.visibility == ParameterVisibility.PUBLIC for _, p in params)
             mro = cls.__mro__
             dicts = tuple(c.__dict__ for c in mro)
@@ -327,6 +330,13 @@ class NectarLocalTask(NectarTask):
 
 #: how ``json.dumps`` writes a string (ASCII, every other character escaped): json's C function
 _json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def read_class(cls: type[luigi.Task]) -> None:
+    """Read now what a :class:`NectarTask` class reads as its first task is made, and keeps: its parameters and family
+    (:meth:`NectarTask.get_params`); a plain luigi task class keeps nothing (luigi reads them at each task made)."""
+    if issubclass(cls, NectarTask):
+        cls.get_task_family()
 
 
 def params_text(record: Mapping[str, Any]) -> str:

@@ -18,8 +18,9 @@ from nectar import attempt as attempt_module
 from nectar import luigid as luigid_module
 from nectar.attempt import attempt, load_task, task_in
 from nectar.build import Build
-from nectar.catalog.loader import load_chain_module
+from nectar.catalog.loader import file_stamp, load_chain_module
 from nectar.config import Settings
+from nectar.executor import Likely
 from nectar.exposure import Exposure, exposure
 from nectar.keys import TargetKey
 from nectar.leases import process_name
@@ -149,6 +150,37 @@ def test_a_chain_modules_tasks_are_found_once_for_a_spares_rehearsal_and_its_att
     again = load_chain_module(path, "demo", "exposed_chain")
     assert type(task_in(again, "ShownTask", {"n": "1"}, "gone")) is again.ShownTask
     assert walked == [module, again]
+
+
+def test_a_spare_makes_a_task_of_its_likely_run_in_its_first_rehearsal_of_that_task_only(
+    write_chain: Callable[[str, str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spare rehearses the run its worker claimed last in the module it executed ahead: the first time in its
+    process, with a task made of that run's parameters (what a making imports or sets up once a process); after,
+    the class made anew has its parameters and family read, as its first task's making would, and no task is made:
+    the attempt makes its own, of its own run's parameters."""
+    path = write_chain("demo/rehearsed_chain", EXPOSED_CHAIN)
+    made: list[type] = []
+    make = vars(luigi.Task)["from_str_params"].__func__
+
+    def counted(cls: type[luigi.Task], params: dict[str, str]) -> luigi.Task:
+        made.append(cls)
+        return make(cls, params)
+
+    monkeypatch.setattr(luigi.Task, "from_str_params", classmethod(counted))
+    stamp = file_stamp(str(path))
+    assert stamp is not None
+    likely = Likely(str(path), "demo", "rehearsed_chain", stamp, "ShownTask", (("n", "1"),))
+    first = load_chain_module(path, "demo", "rehearsed_chain")
+    likely.rehearse(first)
+    assert made == [first.ShownTask]
+    again = load_chain_module(path, "demo", "rehearsed_chain")
+    assert again.ShownTask.__dict__.get("_nectar_class_params") is None  # a class made anew has read nothing yet
+    likely.rehearse(again)
+    assert made == [first.ShownTask]
+    assert again.ShownTask.__dict__.get("_nectar_class_params") is not None
+    own = task_in(again, "ShownTask", {"n": "2"}, "gone")
+    assert made == [first.ShownTask, again.ShownTask] and own.param_kwargs["n"] == 2
 
 
 def test_a_one_step_run_asks_luigid_in_three_requests(

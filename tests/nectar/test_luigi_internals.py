@@ -66,6 +66,7 @@ from nectar.luigi_internals import (
     route_luigid_app,
     s3_bucket_and_key,
     schedule_and_run,
+    task_params,
     tasks_by_outcome,
     uncached_task,
     wrap_luigid_app,
@@ -977,3 +978,77 @@ def test_a_lean_prune_drops_the_workers_that_stopped_from_each_task_by_its_own_w
     assert sorted(discards) == sorted(f"w{n}" for n in range(50))  # luigi's: 5,000
     assert all(not tasks[f"T{n}"].workers and not tasks[f"T{n}"].stakeholders for n in range(50))
     assert all(list(tasks[f"T{n}"].workers) == [f"w{n}"] == list(tasks[f"T{n}"].stakeholders) for n in range(50, 100))
+
+
+def test_luigis_get_params_is_the_walk_task_params_answers_as() -> None:
+    """luigi's ``Task.get_params``: ``getattr`` of each name of ``dir(cls)``, the parameters sorted by ``_counter``
+    (:func:`~nectar.luigi_internals.task_params` answers as it does, without the walk)."""
+    source = inspect.getsource(nectar.luigi_internals.luigi_get_params).encode()
+    assert hashlib.sha256(source).hexdigest()[:16] == "466e8c3c4c02de9c", "luigi changed Task.get_params"
+    assert isinstance(luigi.Parameter()._counter, int), "luigi's parameters no longer have a _counter"
+
+
+class _Defaulted:
+    """A descriptor that answers a lookup on its class with a parameter (luigi's walk asks every name)."""
+
+    def __get__(self, instance: object, owner: type) -> Any:
+        return _DEFAULTED
+
+
+_DEFAULTED = luigi.IntParameter(default=3)
+
+
+class _Meta(Register):
+    """A metaclass with a data descriptor of its own, which a lookup on its class answers before the class's."""
+
+    @property
+    def shadowed(cls) -> Any:
+        return _SHADOWING
+
+
+_SHADOWING = luigi.Parameter(default="meta")
+_SHARED = luigi.Parameter(default="shared")
+
+
+def _task_classes() -> list[type]:
+    base = probe("Base", b=luigi.Parameter(), a=luigi.IntParameter(default=1), helper=lambda self: None)
+    mixin = probe("Mixin", luigi.Config, m=luigi.BoolParameter())
+    return [
+        luigi.Task,
+        base,
+        probe("Overridden", base, b=5, c=luigi.DateParameter(), prop=property(lambda self: 1)),
+        probe("Aliased", base, z=_SHARED, y=_SHARED, x=staticmethod(luigi.Parameter())),
+        probe("Mixed", base, mixin, d=luigi.FloatParameter(), defaulted=_Defaulted()),
+        _Meta("Shadowed", (luigi.Task,), {"__module__": PROBES, "shadowed": luigi.Parameter(), "e": luigi.Parameter()}),
+        type("Nectar", (NectarTask,), {"__module__": PROBES, "n": luigi.IntParameter(), "hidden": 1}),
+    ]
+
+
+def test_task_params_are_luigis_get_params(probes: str) -> None:
+    """The parameters of task classes of every shape (a parameter shadowed by a plain value, one parameter under two
+    names, one behind a staticmethod, a mixin's, a descriptor's answer, a metaclass's data descriptor) as luigi's
+    ``get_params`` answers them, in its order."""
+    for cls in _task_classes():
+        assert task_params(cls) == nectar.luigi_internals.luigi_get_params(cls), cls.__name__
+
+
+def test_a_nectar_task_class_made_anew_reads_its_parameters_without_luigis_walk_of_its_names(
+    probes: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each run executes its chain file anew, and its task's class reads its parameters as its first task is made:
+    luigi's ``get_params`` looked each of ~150 names of ``dir(cls)`` up on the class (~340,000 instructions a run);
+    the seam finds the same parameters in the classes' dicts (a class with a ``get_params`` of its own is asked)."""
+    listed: list[object] = []
+
+    def counted(*args: Any) -> list[str]:
+        listed.extend(args)
+        return dir(*args)
+
+    monkeypatch.setattr(luigi.task, "dir", counted, raising=False)
+    made: Any = type("Fresh", (NectarTask,), {"__module__": PROBES, "n": luigi.IntParameter(), "m": luigi.Parameter()})
+    assert [name for name, _ in made.get_params()] == ["n", "m"]
+    assert made(n=1, m="x").task_id.startswith("Fresh_x_1_")
+    assert listed == []
+    own = type("Own", (luigi.Task,), {"__module__": PROBES, "get_params": classmethod(lambda cls: [])})
+    mixed: Any = type("OwnMixed", (NectarTask, own), {"__module__": PROBES, "n": luigi.IntParameter()})
+    assert mixed.get_params() == []  # its base's own get_params, as luigi would ask it

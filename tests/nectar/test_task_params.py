@@ -12,8 +12,10 @@ import luigi.task
 import luigi.util
 import pytest
 
+import nectar.task
 from nectar import NectarTask
 from nectar.keys import task_key
+from nectar.luigi_internals import task_params
 
 
 class Base(NectarTask):
@@ -62,14 +64,15 @@ def test_the_parameters_are_read_once_per_class(monkeypatch: pytest.MonkeyPatch)
 
 def test_a_new_classs_first_task_reads_its_parameters_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """A chain module is executed anew for each run: its classes are new, and making a new class's first task read
-    its parameters once, not once more for each attribute luigi (or the class) set on it on the way."""
+    its parameters once, not once more for each attribute luigi (or the class) set on it on the way (read as luigi's
+    get_params reads them, without its walk of dir: :func:`~nectar.luigi_internals.task_params`)."""
     walked: list[Any] = []
 
-    def counting_dir(obj: Any) -> list[str]:
-        walked.append(obj)
-        return dir(obj)
+    def counted(cls: Any) -> list[tuple[str, luigi.Parameter]]:
+        walked.append(cls)
+        return task_params(cls)
 
-    monkeypatch.setattr(luigi.task, "dir", counting_dir, raising=False)  # what luigi's get_params walks
+    monkeypatch.setattr(nectar.task, "task_params", counted)
 
     class Fresh(NectarTask):
         b = luigi.IntParameter()
