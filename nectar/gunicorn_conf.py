@@ -48,6 +48,8 @@ class Arbiter(Protocol):
     log: _Log
     #: the signals its handler queued for its loop (gunicorn 27)
     SIG_QUEUE: SimpleQueue[int]
+    #: its listening sockets (gunicorn's wrappers, which answer a socket's methods)
+    LISTENERS: list[Any]
 
 
 class Worker(Protocol):
@@ -330,9 +332,13 @@ def when_ready(server: Arbiter) -> None:
     Set here, after gunicorn installed its own handlers; its workers watch this master and stop with it. A SIGHUP
     gunicorn queued before (it listens on its port before this hook) is taken as SIGTERM too. The app is
     loaded by now (``preload_app``): a module deferred while it was imported is imported for real by the next
-    ``import`` of it (a chain file's, when the chains are loaded before each fork).
+    ``import`` of it (a chain file's, when the chains are loaded before each fork). Its listeners hand a connection
+    to a worker once its request has begun to arrive (:func:`nectar.gunicorn_ext.defer_accept`).
     """
+    from nectar.gunicorn_ext import defer_accept
     from nectar.lifeline import hangup_is_terminate
+
+    defer_accept(server.LISTENERS)
 
     hangup_is_terminate()
     hangups_queued_as_terminate(server.SIG_QUEUE)

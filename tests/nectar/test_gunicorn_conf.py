@@ -184,7 +184,7 @@ def test_a_hangup_gunicorn_queued_before_its_ready_hook_stops_the_api_instead_of
     probe = (
         "import queue, types, signal as s, nectar.gunicorn_conf as c; q = queue.SimpleQueue(); "
         "[q.put_nowait(n) for n in (s.SIGCHLD, s.SIGHUP, s.SIGTTIN)]; "
-        "c.when_ready(types.SimpleNamespace(SIG_QUEUE=q)); "
+        "c.when_ready(types.SimpleNamespace(SIG_QUEUE=q, LISTENERS=[])); "
         "print([s.Signals(q.get_nowait()).name for _ in range(q.qsize())], q.empty())"
     )
     env = {k: v for k, v in os.environ.items() if k not in BLANK_ONES} | lifeline_env()
