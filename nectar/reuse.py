@@ -2,12 +2,13 @@
 
 An attempt process (:mod:`nectar.spares`) that ended its run by its own hand goes back to being a ready spare,
 as Celery's pool processes and gunicorn's workers take request after request, unless its run left something behind
-that the next must not inherit (:func:`left_behind`): a thread still alive, a child process, a resident size grown
-past its bound since it was first ready (:func:`grown_mb`). What a run changes in the process and does not put back
-itself is put back (:func:`put_back`): the signal handlers, interval timer, log handlers (the root's and every named
-logger's: those its run added are closed), loggers' levels, ``propagate`` and ``disabled``, ``logging.disable``'s level
-and standard streams as they were before it, the working directory, environment variables, ``sys.path`` and file mode
-mask, luigi's configuration, luigi's task instances, the run its records name.
+that the next must not inherit (:func:`left_behind`): a thread still alive, a child process, an anonymous resident
+size (not a file's mapped pages) grown past its bound since it was first ready (:func:`grown_mb`). What a run changes
+in the process and does not put back itself is put back (:func:`put_back`): the signal handlers, interval timer, log
+handlers (the root's and every named logger's: those its run added are closed), loggers' levels, ``propagate`` and
+``disabled``, ``logging.disable``'s level and standard streams as they were before it, the working directory,
+environment variables, ``sys.path`` and file mode mask, luigi's configuration, luigi's task instances, the run its
+records name.
 A file descriptor it left open cannot be put back (closed under the object that holds it, its number
 would be another file's at the object's next write): its process takes no other run (:func:`look_for_open`,
 :func:`left_open`).
@@ -58,8 +59,9 @@ _process_handlers: dict[int, Callable[..., None]] = {}
 #: ``os.environ``'s own dictionary (:func:`~nectar.stdlib_internals.environ_data`): copied and compared in ~3.5 µs a
 #: run, where the mapping's public copy and comparison decode every variable (~190 µs)
 _ENVIRON = environ_data()
-#: this process's resident megabytes when it was first ready for a run (:func:`before_run`; None: not yet, as in a
-#: process just forked): what it shares with the worker it was forked from, and what any fresh process holds
+#: this process's anonymous resident megabytes (:func:`anon_mb`) when it was first ready for a run (:func:`before_run`;
+#: None: not yet, as in a process just forked): what it shares with the worker it was forked from, and what any fresh
+#: process holds
 _ready_mb: float | None = None
 #: what this process's file descriptors were open on between its runs (:func:`_open_files`), as last read whole, and
 #: which were open when it last found none left open by a run (:func:`_open_ids`; None: not yet, as in a process just
@@ -150,7 +152,7 @@ def before_run() -> Before:
     :func:`left_open`)."""
     global _ready_mb, _open_between
     if _ready_mb is None:
-        _ready_mb = rss_mb()
+        _ready_mb = anon_mb()
     if _open_between is None:
         _open_between = _open_files()
     handlers = tuple(zip(_SIGNALS, map(_handler, _SIGNALS), strict=True))
@@ -221,9 +223,17 @@ def left_behind(before: Before, max_rss_mb: int) -> str | None:
 
 
 def grown_mb() -> float:
-    """The resident megabytes this process added since it was first ready for a run (:func:`before_run`; all of its
-    resident size before): what its runs kept, which a fresh process would not hold, and what
+    """The anonymous resident megabytes this process added since it was first ready for a run (:func:`before_run`;
+    all of them before): what its runs kept, which a fresh process would not hold, and what
     ``NECTAR_PROCESS_MAX_RSS_MB`` bounds.
+
+    Anonymous pages alone (``statm``'s resident less its shared: the file-backed and shared-memory pages): a file a
+    run maps and keeps mapped (a memory-mapped SQLite or numpy file, a model's weights) is resident as its pages are
+    read, up to the file's size, but those pages are the page cache's, which the kernel takes back at will and which a
+    fresh process mapping the same file would find resident again: retiring the process gives back none of them,
+    and a 300 MB file mapped by a run had every process past a 200 MB bound retired after each run. Not counted
+    either: shared memory a run keeps mapped (``multiprocessing.shared_memory``, ``MAP_SHARED`` anonymous), which
+    ``statm`` counts with the file-backed pages.
 
     Its resident size alone counts the pages it shares with the worker it was forked from: a worker itself past the
     bound (``nectar worker --clock`` imports the chains) had every attempt process past it after every run, each
@@ -232,7 +242,7 @@ def grown_mb() -> float:
     at 55 MB, where ``statm`` takes ~2.3 µs), after every run; and counts the shared pages a run wrote to (copied),
     which a fresh process would copy again in its run: retiring the process gives back none of them. So: one
     ``statm`` read a run, as before, and one when the process is first ready."""
-    return rss_mb() - (_ready_mb or 0.0)
+    return anon_mb() - (_ready_mb or 0.0)
 
 
 def _child_left() -> int:
@@ -266,12 +276,24 @@ def _child_listed() -> int:
 
 
 def rss_mb() -> float:
-    """This process's resident size in megabytes: one ``read`` of ``/proc/self/statm`` (a line of a few numbers), its
+    """This process's resident size in megabytes (:func:`_statm`)."""
+    return _statm()[1] * _PAGE / 2**20
+
+
+def anon_mb() -> float:
+    """This process's anonymous resident megabytes: its resident size less its file-backed and shared-memory pages
+    (``statm``'s resident less its shared: :func:`_statm`), the same one read."""
+    statm = _statm()
+    return (statm[1] - statm[2]) * _PAGE / 2**20
+
+
+def _statm() -> list[int]:
+    """``/proc/self/statm``'s pages (size, resident, shared, ...): one ``read`` of a line of a few numbers, its
     descriptor opened and closed, where a text file object made after each run also asked the kernel twice for the
     file's kind and size, once whether it is a terminal (ENOTTY) and twice where it stood: 9 system calls, now 3."""
     statm = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return int(os.read(statm, 256).split()[1]) * _PAGE / 2**20
+        return [int(pages) for pages in os.read(statm, 256).split()[:3]]
     finally:
         os.close(statm)
 
