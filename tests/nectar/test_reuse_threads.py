@@ -169,3 +169,22 @@ def test_a_file_its_run_left_open_is_still_open_at_the_second_look_and_retires_t
         assert reuse.left_open() is None  # looked at once: the process it named retires
     finally:
         left.close()
+
+
+def test_a_sections_own_option_equal_to_defaults_is_its_own_after_a_put_back(probe_section: str) -> None:
+    """A section's own option equal to ``DEFAULT``'s, put back after a run changed luigi's configuration, is still the
+    section's: a later run that changes ``DEFAULT``'s reads the section's, as in a fresh process. On main, put back
+    without it (each section's options were read merged with ``DEFAULT``'s, those equal to it left out): the later
+    run read ``DEFAULT``'s."""
+    config = luigi.configuration.get_config()
+    config.defaults()["nectar_tests_shared"] = "the file's"  # (luigi's parser sets no DEFAULT option: its dict's)
+    config.set(probe_section, "nectar_tests_shared", "the file's")
+    try:
+        before = reuse.before_run()
+        config.set(probe_section, "changed", "by the run")  # the run's
+        reuse.put_back(before)
+        config.defaults()["nectar_tests_shared"] = "a later run's"
+
+        assert config.get(probe_section, "nectar_tests_shared") == "the file's"
+    finally:
+        del config.defaults()["nectar_tests_shared"]
