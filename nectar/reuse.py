@@ -119,6 +119,20 @@ def _logger_settings() -> LoggerSettings:
     )
 
 
+class LoggingRoots(NamedTuple):
+    """logging's root logger (``logging.root``, and ``Logger.root``: the parent of each top-level logger) and the
+    manager of its named loggers (``Logger.manager``, what ``logging.getLogger`` asks), which a run's code may
+    replace (a hierarchy of its own, as a test framework or a logging library may make)."""
+
+    root: logging.RootLogger
+    parent: logging.RootLogger
+    manager: logging.Manager
+
+
+def _logging_roots() -> LoggingRoots:
+    return LoggingRoots(logging.root, logging.Logger.root, logging.Logger.manager)
+
+
 @dataclass(frozen=True)
 class Before:
     """What a process holds before its run, to tell what the run left (:func:`left_behind`, :func:`put_back`)."""
@@ -129,6 +143,8 @@ class Before:
     #: ``disabled`` and ``logging.disable``'s level (:func:`_logger_settings`); the names of the modules imported
     loggers: dict[logging.Logger, tuple[logging.Handler, ...]]
     settings: LoggerSettings
+    #: logging's root logger and the manager of its loggers (:func:`_logging_roots`)
+    roots: LoggingRoots
     modules: frozenset[str]
     #: ``sys.stdout``, ``sys.stderr``
     streams: tuple[TextIO, TextIO]
@@ -158,6 +174,7 @@ def before_run() -> Before:
         handlers,
         held(),
         _logger_settings(),
+        _logging_roots(),
         frozenset(sys.modules),
         (sys.stdout, sys.stderr),
         os.getcwd(),
@@ -346,12 +363,20 @@ def _put_back_log_handlers(before: Before) -> None:
     Each logger's list of handlers is changed in place under logging's lock, as ``removeHandler`` changes it: a
     thread of the process logging meanwhile, going down the list, no longer reaches a handler taken off (a new list
     left it on the old one, to a closed ``FileHandler``, which opens its file again: a descriptor left open, a line in
-    a file the run's code wrote to), and a handler another thread adds or removes meanwhile is not lost."""
-    if held() == before.loggers:
+    a file the run's code wrote to), and a handler another thread adds or removes meanwhile is not lost.
+
+    logging's root logger and the manager of its loggers as ``before`` too (:class:`LoggingRoots`), if the run's code
+    replaced them: the process's next runs logged to the run's root, not the worker's (none of its handlers), and the
+    handlers the run added to its own were left open."""
+    replaced = _logging_roots() != before.roots
+    if not replaced and held() == before.loggers:
         return
     imported = sys.modules.keys() - before.modules
     added: list[logging.Handler] = []
     with logging_lock():
+        if replaced:  # the run's hierarchy let go of, its handlers closed
+            added += [handler for handlers in held().values() for handler in handlers]
+            logging.root, logging.Logger.root, logging.Logger.manager = before.roots
         now = held()
         for logger in now.keys() | before.loggers.keys():
             was, handlers = before.loggers.get(logger, ()), now.get(logger, ())

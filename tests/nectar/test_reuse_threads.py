@@ -188,3 +188,24 @@ def test_a_sections_own_option_equal_to_defaults_is_its_own_after_a_put_back(pro
         assert config.get(probe_section, "nectar_tests_shared") == "the file's"
     finally:
         del config.defaults()["nectar_tests_shared"]
+
+
+def test_a_root_logger_and_manager_the_run_replaced_are_put_back_and_its_handlers_closed(tmp_path: Path) -> None:
+    """A run that makes a hierarchy of loggers of its own (``logging.root``, ``Logger.root``, ``Logger.manager``
+    replaced) leaves the process's as before it once put back, the handler it added to its root closed. On main, the
+    process's next runs logged to the run's root (none of the worker's handlers), its file left open."""
+    was = (logging.root, logging.Logger.root, logging.Logger.manager)
+    before = reuse.before_run()
+    runs = logging.RootLogger(logging.WARNING)
+    logging.root = logging.Logger.root = runs
+    logging.Logger.manager = logging.Manager(runs)
+    added = logging.FileHandler(tmp_path / "the run's.log")
+    runs.addHandler(added)
+    try:
+        reuse.put_back(before)
+
+        assert (logging.root, logging.Logger.root, logging.Logger.manager) == was
+        assert logging.getLogger() is was[0] and added.stream is None
+    finally:
+        logging.root, logging.Logger.root, logging.Logger.manager = was
+        added.close()
