@@ -103,12 +103,16 @@ def luigi_config() -> LuigiConfig:
 
 
 class LoggerSettings(NamedTuple):
-    """What a run's code may set on logging besides its handlers: ``logging.disable``'s level, and each logger's
-    (the root one too) level, ``propagate`` and ``disabled`` (set by ``logging.config``'s
-    ``disable_existing_loggers``)."""
+    """What a run's code may set on logging besides its handlers: ``logging.disable``'s level, each logger's (the
+    root one too) level, ``propagate`` and ``disabled`` (set by ``logging.config``'s ``disable_existing_loggers``),
+    and the factory of records and class of loggers (``logging.setLogRecordFactory``, ``setLoggerClass``: left as a
+    run set them, the next runs' records were its factory's, which held what its closure held)."""
 
     disabled_below: int
     loggers: dict[logging.Logger, tuple[int, bool, bool]]
+    #: ``logging.getLogRecordFactory()`` and ``logging.getLoggerClass()``: what makes each record and each new logger
+    record_factory: Callable[..., logging.LogRecord]
+    logger_class: type[logging.Logger]
 
 
 def _logger_settings() -> LoggerSettings:
@@ -116,6 +120,8 @@ def _logger_settings() -> LoggerSettings:
     return LoggerSettings(
         logging.Logger.manager.disable,
         {logger: (logger.level, logger.propagate, logger.disabled) for logger in loggers()},
+        logging.getLogRecordFactory(),
+        logging.getLoggerClass(),
     )
 
 
@@ -391,14 +397,18 @@ def _put_back_log_handlers(before: Before) -> None:
 
 
 def _put_back_logger_settings(before: Before) -> None:
-    """``logging.disable``'s level and each logger's level, ``propagate`` and ``disabled`` as ``before``; a logger
-    the run made (``logging.getLogger``) as a new one is (NOTSET, propagating, enabled), but that of a module the run
-    imported: what that module's import set up, as in a fresh process's run."""
+    """``logging.disable``'s level, the record factory, logger class and each logger's level, ``propagate`` and
+    ``disabled`` as ``before``; a logger the run made (``logging.getLogger``) as a new one is (NOTSET, propagating,
+    enabled), but that of a module the run imported: what that module's import set up, as in a fresh process's run."""
     now = _logger_settings()
     if now == before.settings:
         return
     if now.disabled_below != before.settings.disabled_below:
         logging.disable(before.settings.disabled_below)
+    if now.record_factory is not before.settings.record_factory:
+        logging.setLogRecordFactory(before.settings.record_factory)
+    if now.logger_class is not before.settings.logger_class:
+        logging.setLoggerClass(before.settings.logger_class)
     imported = sys.modules.keys() - before.modules
     for logger, settings in now.loggers.items():
         was = before.settings.loggers.get(logger)

@@ -209,3 +209,22 @@ def test_a_root_logger_and_manager_the_run_replaced_are_put_back_and_its_handler
     finally:
         logging.root, logging.Logger.root, logging.Logger.manager = was
         added.close()
+
+
+def test_a_record_factory_and_logger_class_the_run_set_are_put_back() -> None:
+    """On main, left as the run set them: the process's next runs' records were made by the run's factory."""
+    was = (logging.getLogRecordFactory(), logging.getLoggerClass())
+    before = reuse.before_run()
+
+    class RunsLogger(logging.Logger):
+        pass
+
+    logging.setLogRecordFactory(lambda *args, **kwargs: was[0](*args, **kwargs))
+    logging.setLoggerClass(RunsLogger)
+    try:
+        reuse.put_back(before)
+
+        assert (logging.getLogRecordFactory(), logging.getLoggerClass()) == was
+    finally:
+        logging.setLogRecordFactory(was[0])
+        logging.setLoggerClass(was[1])
