@@ -338,7 +338,11 @@ def put_back(before: Before) -> None:
     cleared (the run's garbage then sits uncollected, and runs cost more as it grows); 11.47 M without its
     ``gc.collect``; 9.64 M with nothing put back, luigi's cache keeping every run's task and what it holds (memory
     that grows run after run). Its collection is ~0.44 M of a run's: freeing the run's garbage, which a process that
-    takes another run frees at some point.
+    takes another run frees at some point. Its logging roots, record factory and logger class noted and compared, and
+    luigi's configuration read as the parser holds it, the between-runs work cost less, not more (callgrind,
+    ``PYTHONHASHSEED=0``, one process of 30 then 130 cycles of ``before_run``, ``left_behind``, ``put_back``,
+    ``look_for_open``, ``left_open`` with luigi's 8 sections of 5 options, by the difference): 15.07 -> 14.91 M a
+    cycle where the run changed nothing, 15.19 -> 14.94 M where it set an option of luigi's.
     """
     signal.setitimer(signal.ITIMER_REAL, 0)
     _put_back_log_handlers(before)
