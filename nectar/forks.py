@@ -27,8 +27,8 @@ import concurrent.futures.thread  # noqa: F401
 import logging  # noqa: F401
 import os
 import threading
-from _thread import get_ident
 from collections.abc import Callable, MutableMapping
+from threading import get_ident
 from typing import Any, TypeVar
 
 A = TypeVar("A")

@@ -2,12 +2,13 @@
 
 An attempt process (:mod:`nectar.spares`) that ended its run by its own hand goes back to being a ready spare,
 as Celery's pool processes and gunicorn's workers take request after request, unless its run left something behind
-that the next must not inherit (:func:`left_behind`): a thread still alive, a child process, a resident size grown
-past its bound since it was first ready (:func:`grown_mb`). What a run changes in the process and does not put back
-itself is put back (:func:`put_back`): the signal handlers, interval timer, log handlers (the root's and every named
-logger's: those its run added are closed), loggers' levels, ``propagate`` and ``disabled``, ``logging.disable``'s level
-and standard streams as they were before it, the working directory, environment variables, ``sys.path`` and file mode
-mask, luigi's configuration, luigi's task instances, the run its records name.
+that the next must not inherit (:func:`left_behind`): a thread still alive, a child process, an anonymous resident
+size (not a file's mapped pages) grown past its bound since it was first ready (:func:`grown_mb`). What a run changes
+in the process and does not put back itself is put back (:func:`put_back`): the signal handlers, interval timer, log
+handlers (the root's and every named logger's: those its run added are closed), loggers' levels, ``propagate`` and
+``disabled``, ``logging.disable``'s level and standard streams as they were before it, the working directory,
+environment variables, ``sys.path`` and file mode mask, luigi's configuration, luigi's task instances, the run its
+records name.
 A file descriptor it left open cannot be put back (closed under the object that holds it, its number
 would be another file's at the object's next write): its process takes no other run (:func:`look_for_open`,
 :func:`left_open`).
@@ -38,7 +39,7 @@ from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
 from nectar.logs.module_handlers import held, loggers
 from nectar.luigi_internals import config_paths
-from nectar.stdlib_internals import environ_data, logging_lock, raw_handler, set_parsed
+from nectar.stdlib_internals import environ_data, logging_lock, parsed, raw_handler, set_parsed
 
 #: seconds the threads a run started get to end once it has (its heartbeat's, luigi's keep-alive)
 THREAD_GRACE = 0.5
@@ -58,8 +59,9 @@ _process_handlers: dict[int, Callable[..., None]] = {}
 #: ``os.environ``'s own dictionary (:func:`~nectar.stdlib_internals.environ_data`): copied and compared in ~3.5 µs a
 #: run, where the mapping's public copy and comparison decode every variable (~190 µs)
 _ENVIRON = environ_data()
-#: this process's resident megabytes when it was first ready for a run (:func:`before_run`; None: not yet, as in a
-#: process just forked): what it shares with the worker it was forked from, and what any fresh process holds
+#: this process's anonymous resident megabytes (:func:`anon_mb`) when it was first ready for a run (:func:`before_run`;
+#: None: not yet, as in a process just forked): what it shares with the worker it was forked from, and what any fresh
+#: process holds
 _ready_mb: float | None = None
 #: what this process's file descriptors were open on between its runs (:func:`_open_files`), as last read whole, and
 #: which were open when it last found none left open by a run (:func:`_open_ids`; None: not yet, as in a process just
@@ -84,7 +86,8 @@ os.register_at_fork(after_in_child=_forked)
 
 class LuigiConfig(NamedTuple):
     """luigi's configuration as a run found it: the files it reads (:func:`~nectar.luigi_internals.config_paths`),
-    its ``DEFAULT`` options and each section's own (raw, as read: ``%(...)s`` not expanded)."""
+    its ``DEFAULT`` options and each section's own (raw, as read: ``%(...)s`` not expanded; one ``DEFAULT`` has too
+    with them)."""
 
     paths: tuple[str, ...]
     defaults: dict[str, str]
@@ -92,26 +95,24 @@ class LuigiConfig(NamedTuple):
 
 
 def luigi_config() -> LuigiConfig:
-    """luigi's configuration now, as :class:`LuigiConfig` (~12 µs for 8 sections of 5 options)."""
+    """luigi's configuration now, as :class:`LuigiConfig` (:func:`~nectar.stdlib_internals.parsed`): ~3-5 µs for 8
+    sections of 5 options, their copy ~1.1 µs of it, where asking the parser for each section's items took ~13-28 µs
+    (timeit's best of 5, machine load ~8.5 on 2 cores)."""
     config = luigi.configuration.get_config()
-    defaults = dict(config.defaults())
-    return LuigiConfig(
-        tuple(config_paths(config)),
-        defaults,
-        {
-            section: {key: value for key, value in config.items(section, raw=True) if defaults.get(key) != value}
-            for section in config.sections()
-        },
-    )
+    return LuigiConfig(tuple(config_paths(config)), *parsed(config))
 
 
 class LoggerSettings(NamedTuple):
-    """What a run's code may set on logging besides its handlers: ``logging.disable``'s level, and each logger's
-    (the root one too) level, ``propagate`` and ``disabled`` (set by ``logging.config``'s
-    ``disable_existing_loggers``)."""
+    """What a run's code may set on logging besides its handlers: ``logging.disable``'s level, each logger's (the
+    root one too) level, ``propagate`` and ``disabled`` (set by ``logging.config``'s ``disable_existing_loggers``),
+    and the factory of records and class of loggers (``logging.setLogRecordFactory``, ``setLoggerClass``: left as a
+    run set them, the next runs' records were its factory's, which held what its closure held)."""
 
     disabled_below: int
     loggers: dict[logging.Logger, tuple[int, bool, bool]]
+    #: ``logging.getLogRecordFactory()`` and ``logging.getLoggerClass()``: what makes each record and each new logger
+    record_factory: Callable[..., logging.LogRecord]
+    logger_class: type[logging.Logger]
 
 
 def _logger_settings() -> LoggerSettings:
@@ -119,7 +120,23 @@ def _logger_settings() -> LoggerSettings:
     return LoggerSettings(
         logging.Logger.manager.disable,
         {logger: (logger.level, logger.propagate, logger.disabled) for logger in loggers()},
+        logging.getLogRecordFactory(),
+        logging.getLoggerClass(),
     )
+
+
+class LoggingRoots(NamedTuple):
+    """logging's root logger (``logging.root``, and ``Logger.root``: the parent of each top-level logger) and the
+    manager of its named loggers (``Logger.manager``, what ``logging.getLogger`` asks), which a run's code may
+    replace (a hierarchy of its own, as a test framework or a logging library may make)."""
+
+    root: logging.RootLogger
+    parent: logging.RootLogger
+    manager: logging.Manager
+
+
+def _logging_roots() -> LoggingRoots:
+    return LoggingRoots(logging.root, logging.Logger.root, logging.Logger.manager)
 
 
 @dataclass(frozen=True)
@@ -132,6 +149,8 @@ class Before:
     #: ``disabled`` and ``logging.disable``'s level (:func:`_logger_settings`); the names of the modules imported
     loggers: dict[logging.Logger, tuple[logging.Handler, ...]]
     settings: LoggerSettings
+    #: logging's root logger and the manager of its loggers (:func:`_logging_roots`)
+    roots: LoggingRoots
     modules: frozenset[str]
     #: ``sys.stdout``, ``sys.stderr``
     streams: tuple[TextIO, TextIO]
@@ -150,7 +169,7 @@ def before_run() -> Before:
     :func:`left_open`)."""
     global _ready_mb, _open_between
     if _ready_mb is None:
-        _ready_mb = rss_mb()
+        _ready_mb = anon_mb()
     if _open_between is None:
         _open_between = _open_files()
     handlers = tuple(zip(_SIGNALS, map(_handler, _SIGNALS), strict=True))
@@ -161,6 +180,7 @@ def before_run() -> Before:
         handlers,
         held(),
         _logger_settings(),
+        _logging_roots(),
         frozenset(sys.modules),
         (sys.stdout, sys.stderr),
         os.getcwd(),
@@ -221,9 +241,17 @@ def left_behind(before: Before, max_rss_mb: int) -> str | None:
 
 
 def grown_mb() -> float:
-    """The resident megabytes this process added since it was first ready for a run (:func:`before_run`; all of its
-    resident size before): what its runs kept, which a fresh process would not hold, and what
+    """The anonymous resident megabytes this process added since it was first ready for a run (:func:`before_run`;
+    all of them before): what its runs kept, which a fresh process would not hold, and what
     ``NECTAR_PROCESS_MAX_RSS_MB`` bounds.
+
+    Anonymous pages alone (``statm``'s resident less its shared: the file-backed and shared-memory pages): a file a
+    run maps and keeps mapped (a memory-mapped SQLite or numpy file, a model's weights) is resident as its pages are
+    read, up to the file's size, but those pages are the page cache's, which the kernel takes back at will and which a
+    fresh process mapping the same file would find resident again: retiring the process gives back none of them,
+    and a 300 MB file mapped by a run had every process past a 200 MB bound retired after each run. Not counted
+    either: shared memory a run keeps mapped (``multiprocessing.shared_memory``, ``MAP_SHARED`` anonymous), which
+    ``statm`` counts with the file-backed pages.
 
     Its resident size alone counts the pages it shares with the worker it was forked from: a worker itself past the
     bound (``nectar worker --clock`` imports the chains) had every attempt process past it after every run, each
@@ -232,7 +260,7 @@ def grown_mb() -> float:
     at 55 MB, where ``statm`` takes ~2.3 µs), after every run; and counts the shared pages a run wrote to (copied),
     which a fresh process would copy again in its run: retiring the process gives back none of them. So: one
     ``statm`` read a run, as before, and one when the process is first ready."""
-    return rss_mb() - (_ready_mb or 0.0)
+    return anon_mb() - (_ready_mb or 0.0)
 
 
 def _child_left() -> int:
@@ -266,12 +294,24 @@ def _child_listed() -> int:
 
 
 def rss_mb() -> float:
-    """This process's resident size in megabytes: one ``read`` of ``/proc/self/statm`` (a line of a few numbers), its
+    """This process's resident size in megabytes (:func:`_statm`)."""
+    return _statm()[1] * _PAGE / 2**20
+
+
+def anon_mb() -> float:
+    """This process's anonymous resident megabytes: its resident size less its file-backed and shared-memory pages
+    (``statm``'s resident less its shared: :func:`_statm`), the same one read."""
+    statm = _statm()
+    return (statm[1] - statm[2]) * _PAGE / 2**20
+
+
+def _statm() -> list[int]:
+    """``/proc/self/statm``'s pages (size, resident, shared, ...): one ``read`` of a line of a few numbers, its
     descriptor opened and closed, where a text file object made after each run also asked the kernel twice for the
     file's kind and size, once whether it is a terminal (ENOTTY) and twice where it stood: 9 system calls, now 3."""
     statm = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return int(os.read(statm, 256).split()[1]) * _PAGE / 2**20
+        return [int(pages) for pages in os.read(statm, 256).split()[:3]]
     finally:
         os.close(statm)
 
@@ -298,7 +338,11 @@ def put_back(before: Before) -> None:
     cleared (the run's garbage then sits uncollected, and runs cost more as it grows); 11.47 M without its
     ``gc.collect``; 9.64 M with nothing put back, luigi's cache keeping every run's task and what it holds (memory
     that grows run after run). Its collection is ~0.44 M of a run's: freeing the run's garbage, which a process that
-    takes another run frees at some point.
+    takes another run frees at some point. Its logging roots, record factory and logger class noted and compared, and
+    luigi's configuration read as the parser holds it, the between-runs work cost less, not more (callgrind,
+    ``PYTHONHASHSEED=0``, one process of 30 then 130 cycles of ``before_run``, ``left_behind``, ``put_back``,
+    ``look_for_open``, ``left_open`` with luigi's 8 sections of 5 options, by the difference): 15.07 -> 14.91 M a
+    cycle where the run changed nothing, 15.19 -> 14.94 M where it set an option of luigi's.
     """
     signal.setitimer(signal.ITIMER_REAL, 0)
     _put_back_log_handlers(before)
@@ -329,12 +373,20 @@ def _put_back_log_handlers(before: Before) -> None:
     Each logger's list of handlers is changed in place under logging's lock, as ``removeHandler`` changes it: a
     thread of the process logging meanwhile, going down the list, no longer reaches a handler taken off (a new list
     left it on the old one, to a closed ``FileHandler``, which opens its file again: a descriptor left open, a line in
-    a file the run's code wrote to), and a handler another thread adds or removes meanwhile is not lost."""
-    if held() == before.loggers:
+    a file the run's code wrote to), and a handler another thread adds or removes meanwhile is not lost.
+
+    logging's root logger and the manager of its loggers as ``before`` too (:class:`LoggingRoots`), if the run's code
+    replaced them: the process's next runs logged to the run's root, not the worker's (none of its handlers), and the
+    handlers the run added to its own were left open."""
+    replaced = _logging_roots() != before.roots
+    if not replaced and held() == before.loggers:
         return
     imported = sys.modules.keys() - before.modules
     added: list[logging.Handler] = []
     with logging_lock():
+        if replaced:  # the run's hierarchy let go of, its handlers closed
+            added += [handler for handlers in held().values() for handler in handlers]
+            logging.root, logging.Logger.root, logging.Logger.manager = before.roots
         now = held()
         for logger in now.keys() | before.loggers.keys():
             was, handlers = before.loggers.get(logger, ()), now.get(logger, ())
@@ -349,14 +401,18 @@ def _put_back_log_handlers(before: Before) -> None:
 
 
 def _put_back_logger_settings(before: Before) -> None:
-    """``logging.disable``'s level and each logger's level, ``propagate`` and ``disabled`` as ``before``; a logger
-    the run made (``logging.getLogger``) as a new one is (NOTSET, propagating, enabled), but that of a module the run
-    imported: what that module's import set up, as in a fresh process's run."""
+    """``logging.disable``'s level, the record factory, logger class and each logger's level, ``propagate`` and
+    ``disabled`` as ``before``; a logger the run made (``logging.getLogger``) as a new one is (NOTSET, propagating,
+    enabled), but that of a module the run imported: what that module's import set up, as in a fresh process's run."""
     now = _logger_settings()
     if now == before.settings:
         return
     if now.disabled_below != before.settings.disabled_below:
         logging.disable(before.settings.disabled_below)
+    if now.record_factory is not before.settings.record_factory:
+        logging.setLogRecordFactory(before.settings.record_factory)
+    if now.logger_class is not before.settings.logger_class:
+        logging.setLoggerClass(before.settings.logger_class)
     imported = sys.modules.keys() - before.modules
     for logger, settings in now.loggers.items():
         was = before.settings.loggers.get(logger)

@@ -6,7 +6,7 @@ under us (``tests/test_seams.py`` finds a private name read anywhere else):
 - ``_signal.getsignal``, the C function that ``signal.getsignal`` wraps (:data:`raw_handler`);
 - ``os.environ._data``, the mapping's own dictionary of bytes (:func:`environ_data`);
 - ``logging._lock``, the module lock that ``Logger.addHandler`` and ``removeHandler`` hold (:func:`logging_lock`);
-- ``ConfigParser``'s ``_sections``, ``_defaults`` and ``_proxies`` (:func:`set_parsed`);
+- ``ConfigParser``'s ``_sections``, ``_defaults`` and ``_proxies`` (:func:`parsed`, :func:`set_parsed`);
 - ``multiprocessing.SimpleQueue._reader``, the queue's reading end (:func:`queue_reader`).
 """
 
@@ -43,14 +43,27 @@ def logging_lock() -> threading.RLock:
     return lock
 
 
+def parsed(config: ConfigParser) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """``config``'s ``DEFAULT`` options and each section's own options (raw values, keys as its ``optionxform`` made
+    them), copied: what :func:`set_parsed` makes them again. A section's own option that its ``DEFAULT`` has too is
+    its own (``items`` answers a section's merged with ``DEFAULT``'s: one left out where the two were equal read
+    ``DEFAULT``'s once that changed, where a fresh parser reads the section's)."""
+    state = vars(config)
+    return dict(state["_defaults"]), {name: dict(options) for name, options in state["_sections"].items()}
+
+
 def set_parsed(config: ConfigParser, defaults: dict[str, str], sections: dict[str, dict[str, str]]) -> None:
     """Make ``config``'s options ``defaults`` and ``sections`` (raw values, keys as its ``optionxform`` made them: as
     its ``items(raw=True)`` answers them) in one step for any other thread: a thread reading ``config`` meanwhile
     finds it whole as it was or whole as given, never a section taken off and not yet put back, as changes made
     section by section let it."""
     state = vars(config)
+    held = state["_proxies"]
+    # a proxy as ``is None`` tells it (a proxy's truth is its length: an empty section's is 0, and the proxy a user's
+    # code holds would be replaced)
     proxies = {
-        name: state["_proxies"].get(name) or SectionProxy(config, name) for name in [config.default_section, *sections]
+        name: SectionProxy(config, name) if (proxy := held.get(name)) is None else proxy
+        for name in [config.default_section, *sections]
     }
     # one dict.update of str keys: no Python code runs in it, so no other thread between its three assignments
     state.update(

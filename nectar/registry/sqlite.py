@@ -255,10 +255,10 @@ sqlite3.register_adapter(type(None), cast("Callable[[None], None]", {}.get))
 #: lookup, per new run and per new run behind 20,000 queued 1.044x, 1.037x, 1.044x, and a worker's RSS 50 -> 61-65 MB.
 #: Mapped (1 GiB), 4.6-4.9 -> 0.4-0.6 reads a lookup, the same CPU 0.908x (one pair of four 1.14x; 0.993x after the
 #: writes), 0.979x, 1.032x, and a worker's RSS 50 -> 139-198 MB: every page of the file a connection touches is
-#: resident in its process, once per connection that maps it, which the memory figures count and so does
-#: NECTAR_PROCESS_MAX_RSS_MB's bound of a task process (``statm``); and an I/O error reading a mapped page is a SIGBUS
-#: that kills the process, where a ``pread`` returns an error SQLite reports (4 pairs of API processes each, both
-#: orders, /proc's CPU, machine load 8-22)
+#: resident in its process, once per connection that maps it, which the memory figures count (not
+#: NECTAR_PROCESS_MAX_RSS_MB's bound of a task process: anonymous pages only); and an I/O error reading a mapped page
+#: is a SIGBUS that kills the process, where a ``pread`` returns an error SQLite reports (4 pairs of API processes
+#: each, both orders, /proc's CPU, machine load 8-22)
 CACHE_KIB = 256
 #: bytes a WAL file is cut back to as it starts over (``journal_size_limit``; SQLite's default keeps the file as large
 #: as it ever grew, until the last connection closes): a reader's snapshot held for minutes had the WAL of every run

@@ -104,3 +104,69 @@ def test_a_process_forked_from_a_worker_past_the_bound_that_keeps_little_takes_t
 def resident_mb(pid: int) -> float:
     with open(f"/proc/{pid}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+MAP_CHAIN = """
+import builtins
+import ctypes
+import mmap
+import os
+
+import luigi
+from nectar import NectarTask
+from nectar.reuse import rss_mb
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+
+
+class MapTask(NectarTask):
+    path = luigi.Parameter()
+
+    def run(self):
+        # mapped as a C library maps a file (safetensors' weights, a Rust or C extension's): its descriptor closed once
+        # mapped (Python's mmap.mmap keeps a copy of it open: a file left open, which retires the process anyway)
+        size = os.path.getsize(self.path)
+        fd = os.open(self.path, os.O_RDONLY)
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        os.close(fd)
+        assert address not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        pages = (ctypes.c_char * size).from_address(address)
+        sum(pages[at][0] for at in range(0, size, mmap.PAGESIZE))  # every page read, so resident
+        builtins.__dict__.setdefault("mapped_by_runs", []).append(pages)  # kept mapped, as a model's weights are
+        with self.output().open("w") as out:
+            out.write(f"{rss_mb():.0f}\\n")
+"""
+
+
+def test_a_process_that_keeps_a_file_mapped_past_the_bound_takes_the_next_run(
+    bounded: Settings, start_worker: StartWorker, write_chain: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """A file a run maps and keeps mapped is resident as its pages are read, but they are the page cache's, which the
+    kernel takes back at will and which retiring the process would not give back: the bound counts anonymous pages
+    alone. On main the process (resident past the bound by the file's pages) exited after the run."""
+    write_chain("reuse/map_chain", MAP_CHAIN)
+    mapped = tmp_path / "mapped.bin"
+    with open(mapped, "wb") as file:
+        for _ in range(HELD_MB):
+            file.write(b"\x01" * 2**20)
+    nectar = closed_at_end(Nectar(bounded))
+    start_worker(bounded, workers=1)
+    until_reused(nectar, 1)
+
+    submission = nectar.submit("reuse", "map_chain", "MapTask", {"path": str(mapped)})
+    assert submission.run is not None
+    run = ended(nectar, submission.run.id)
+
+    assert run.state == RunState.DONE and int(output(nectar, run)) > BOUND_MB
+    said = lambda: "\n".join(log.read_text() for log in tmp_path.glob("worker-*.log"))  # noqa: E731
+
+    later = iter(range(1000, 2000))
+
+    def taken_again() -> bool:
+        assert alive(pid_of(run)), said()  # on main: "exits after its run: its resident size grew ... above 200 MB"
+        return pid_of(ended(nectar, submit(nectar, "CountTask", n=next(later)))) == pid_of(run)
+
+    wait_until(taken_again, timeout=120, interval=0)
+    assert f"attempt process {pid_of(run)} exits after " not in said()

@@ -169,3 +169,62 @@ def test_a_file_its_run_left_open_is_still_open_at_the_second_look_and_retires_t
         assert reuse.left_open() is None  # looked at once: the process it named retires
     finally:
         left.close()
+
+
+def test_a_sections_own_option_equal_to_defaults_is_its_own_after_a_put_back(probe_section: str) -> None:
+    """A section's own option equal to ``DEFAULT``'s, put back after a run changed luigi's configuration, is still the
+    section's: a later run that changes ``DEFAULT``'s reads the section's, as in a fresh process. On main, put back
+    without it (each section's options were read merged with ``DEFAULT``'s, those equal to it left out): the later
+    run read ``DEFAULT``'s."""
+    config = luigi.configuration.get_config()
+    config.defaults()["nectar_tests_shared"] = "the file's"  # (luigi's parser sets no DEFAULT option: its dict's)
+    config.set(probe_section, "nectar_tests_shared", "the file's")
+    try:
+        before = reuse.before_run()
+        config.set(probe_section, "changed", "by the run")  # the run's
+        reuse.put_back(before)
+        config.defaults()["nectar_tests_shared"] = "a later run's"
+
+        assert config.get(probe_section, "nectar_tests_shared") == "the file's"
+    finally:
+        del config.defaults()["nectar_tests_shared"]
+
+
+def test_a_root_logger_and_manager_the_run_replaced_are_put_back_and_its_handlers_closed(tmp_path: Path) -> None:
+    """A run that makes a hierarchy of loggers of its own (``logging.root``, ``Logger.root``, ``Logger.manager``
+    replaced) leaves the process's as before it once put back, the handler it added to its root closed. On main, the
+    process's next runs logged to the run's root (none of the worker's handlers), its file left open."""
+    was = (logging.root, logging.Logger.root, logging.Logger.manager)
+    before = reuse.before_run()
+    runs = logging.RootLogger(logging.WARNING)
+    logging.root = logging.Logger.root = runs
+    logging.Logger.manager = logging.Manager(runs)
+    added = logging.FileHandler(tmp_path / "the run's.log")
+    runs.addHandler(added)
+    try:
+        reuse.put_back(before)
+
+        assert (logging.root, logging.Logger.root, logging.Logger.manager) == was
+        assert logging.getLogger() is was[0] and added.stream is None
+    finally:
+        logging.root, logging.Logger.root, logging.Logger.manager = was
+        added.close()
+
+
+def test_a_record_factory_and_logger_class_the_run_set_are_put_back() -> None:
+    """On main, left as the run set them: the process's next runs' records were made by the run's factory."""
+    was = (logging.getLogRecordFactory(), logging.getLoggerClass())
+    before = reuse.before_run()
+
+    class RunsLogger(logging.Logger):
+        pass
+
+    logging.setLogRecordFactory(lambda *args, **kwargs: was[0](*args, **kwargs))
+    logging.setLoggerClass(RunsLogger)
+    try:
+        reuse.put_back(before)
+
+        assert (logging.getLogRecordFactory(), logging.getLoggerClass()) == was
+    finally:
+        logging.setLogRecordFactory(was[0])
+        logging.setLoggerClass(was[1])

@@ -81,3 +81,21 @@ def test_a_parsers_options_set_whole_read_as_options_it_read() -> None:
     assert dict(config["new"]) == {"z": "3", "shared": "2"} and config.defaults() == {"shared": "2"}
     assert not config.has_section("gone")
     assert config.items("kept", raw=True) == [("shared", "2"), ("y", "%(shared)s")]
+
+
+def test_a_parsers_own_options_read_as_set_and_an_empty_sections_proxy_kept() -> None:
+    """A section's own option equal to ``DEFAULT``'s is read as its own (:func:`parsed`); an empty section's proxy is
+    kept (on main, a proxy's truth, its length 0 where ``DEFAULT`` is empty too, had it replaced)."""
+    config = ConfigParser()
+    config.read_string("[DEFAULT]\nx = 1\n[own]\nx = 1\n")
+    defaults, sections = stdlib_internals.parsed(config)
+    assert (defaults, sections) == ({"x": "1"}, {"own": {"x": "1"}})
+    stdlib_internals.set_parsed(config, defaults, sections)
+    config.set("DEFAULT", "x", "2")
+    assert config.get("own", "x") == "1"
+
+    bare = ConfigParser()
+    bare.read_string("[empty]\n")
+    empty = bare["empty"]
+    stdlib_internals.set_parsed(bare, {}, {"empty": {}})
+    assert bare["empty"] is empty
