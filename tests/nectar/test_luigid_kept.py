@@ -37,8 +37,8 @@ def test_luigid_forgets_the_oldest_finished_tasks_beyond_the_count_it_keeps(
     processes: Processes, tmp_path: Path
 ) -> None:
     """A luigid keeping 4 finished tasks, given 8 (7 whose workers left, one a live worker holds) and a PENDING one:
-    its next prune forgets the 4 oldest of those whose workers left, in the order they finished, DONE and FAILED
-    alike; the live worker's, though the oldest, and the PENDING one stay; so do the 3 latest finished."""
+    its next prune forgets the 4 oldest of those whose workers left, in the order they finished; the live worker's,
+    though the oldest, the FAILED one (its failure counts yet) and the PENDING one stay; so do the 2 latest DONE."""
     state = tmp_path / "luigid"
     state.mkdir()
     proc, client = start(processes, state, config_keeping(tmp_path, 4))
@@ -57,8 +57,8 @@ def test_luigid_forgets_the_oldest_finished_tasks_beyond_the_count_it_keeps(
         return set(client.call("task_list", status=status, upstream_status=""))  # a prune first
 
     done, failed = listed("DONE"), listed("FAILED")
-    assert done == {"Probe_live", "Probe_3", "Probe_4", "Probe_5"}  # Probe_0, _1, _failed and _2 forgotten
-    assert failed == set()
+    assert done == {"Probe_live", "Probe_4", "Probe_5"}  # Probe_0, _1, _2 and _3 forgotten
+    assert failed == {"Probe_failed"}  # its failure counts within luigi's disable_window: a retry's would disable it
     assert listed("PENDING") == {"Probe_pending"}
     processes.stop(proc)
     said = b"".join(log.read_bytes() for log in processes.logs.glob("luigid-*.log"))
