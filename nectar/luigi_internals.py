@@ -97,6 +97,7 @@ from luigi.task_register import Register
 from luigi.task_status import DONE, PENDING
 
 from nectar import forks, standby
+from nectar.retry_count import kept_count
 
 logger = logging.getLogger(__name__)
 #: what marks luigi's registry as extended (once per process)
@@ -991,11 +992,7 @@ def finished_tasks_kept(config: luigi.configuration.LuigiConfigParser) -> int:
     """How many finished tasks luigid keeps: ``[nectar_scheduler] finished_tasks_kept`` of luigi's configuration
     ``config``, a whole number from 0, :data:`FINISHED_TASKS_KEPT` where it is not set; ValueError naming it else."""
     value = config.get(_SECTION, "finished_tasks_kept", "").strip()
-    if not value:
-        return FINISHED_TASKS_KEPT
-    if not value.isdigit() or not value.isascii():
-        raise ValueError(f"luigi.cfg [{_SECTION}] finished_tasks_kept must be a whole number from 0, not {value!r}")
-    return int(value)
+    return kept_count(value, f"luigi.cfg [{_SECTION}] finished_tasks_kept") if value else FINISHED_TASKS_KEPT
 
 
 def _forget_oldest_finished(state: luigi.scheduler.SimpleTaskState, kept: int, config: Any) -> None:

@@ -13,6 +13,7 @@ import pytest
 from harness import LUIGI_CFG, Processes
 from nectar.luigi_internals import FINISHED_TASKS_KEPT, finished_tasks_kept
 from tests.nectar.test_luigid_state import start
+from tests.nectar.test_step_retry_count import start_refused
 
 #: a run's worker that stays alive through the test (pinging is not needed: the test's luigi.cfg gives a worker an
 #: hour before luigid drops it), holding the steps it added
@@ -76,3 +77,15 @@ def test_the_count_kept_is_read_from_luigis_configuration(tmp_path: Path) -> Non
         config.set("nectar_scheduler", "finished_tasks_kept", bad)
         with pytest.raises(ValueError, match=r"\[nectar_scheduler\] finished_tasks_kept must be a whole number"):
             finished_tasks_kept(config)
+
+
+@pytest.mark.parametrize("command", ["serve", "scheduler"])
+def test_a_finished_tasks_kept_luigid_refuses_stops_the_start_in_one_line(tmp_path: Path, command: str) -> None:
+    """``serve`` and ``scheduler`` refuse a ``finished_tasks_kept`` that is no whole number from 0 in one line naming
+    it, before anything starts (before, luigid started and exited on it, with a traceback)."""
+    config = tmp_path / "luigi.cfg"
+    config.write_text("[nectar_scheduler]\nfinished_tasks_kept = -5\n")
+
+    said = start_refused(tmp_path, command, config)
+
+    assert said == f"nectar: {config} [nectar_scheduler] finished_tasks_kept must be a whole number from 0, not '-5'\n"
