@@ -124,33 +124,15 @@ def kept_count(value: str, name: str) -> int:
     return int(value)
 
 
-def check_luigid_settings(luigi_config: Path | None, lease: float | None = None) -> None:
+def check_luigid_settings(luigi_config: Path | None) -> None:
     """Refuse, in one line naming it (:class:`InvalidSetting`), a luigi.cfg at ``luigi_config`` that luigid would
-    refuse to start on, or on which a step's start may remove a file a live writer holds: ``[scheduler] retry_count``
-    (:func:`scheduler_retry_count`), ``[nectar_scheduler] finished_tasks_kept``, and ``[scheduler]
-    worker_disconnect_delay`` (luigi's default 60 s) not longer than the workers' lease ``lease`` (``NECTAR_LEASE``;
-    None: not this process's workers, unchecked): luigid grants a step another worker waits for once the worker
-    running it stopped pinging that long, and that worker's start removes the temporary files writers left in the
-    step's folder, which only a writer whose attempt lost its run (its lease ran out first) may have left
-    (:meth:`nectar.task._Recording.start`)."""
+    refuse to start on: ``[scheduler] retry_count`` (:func:`scheduler_retry_count`) and ``[nectar_scheduler]
+    finished_tasks_kept``."""
     scheduler_retry_count(luigi_config)
     path = os.fspath(luigi_config) if luigi_config is not None and os.path.isfile(luigi_config) else None
     kept = luigi_setting(path, "nectar_scheduler", "finished_tasks_kept") if path is not None else None
     if kept is not None:
         kept_count(kept[2], kept[0])
-    if lease is None:
-        return
-    delay = luigi_setting(path, "scheduler", "worker_disconnect_delay") if path is not None else None
-    name, text, value = delay or ("luigi's [scheduler] worker_disconnect_delay (no luigi.cfg sets it)", "", "60")
-    try:  # luigi's FloatParameter: float(), on which luigid refuses to start where it raises
-        seconds = float(value)
-    except ValueError:
-        raise InvalidSetting(f"{name} must be a number of seconds, not {text!r}") from None
-    if not lease < seconds:
-        raise InvalidSetting(
-            f"NECTAR_LEASE ({lease:g} s) must be shorter than {name} ({seconds:g} s): a step's start removes what "
-            "writers left in its folder, safe only where the worker luigid took the step from lost its run first"
-        )
 
 
 class _AsWritten(configparser.ConfigParser):

@@ -464,8 +464,7 @@ class _Recording:
         out.txt: ``out.txt-luigi-tmp-<n>``), said at WARNING. A file a live writer holds is passed over (its writer's
         lock, :func:`nectar.stores.local.remove_temporaries`): a writer frozen past its lease, or another run's attempt
         of the step where no luigid grants it to one worker at a time (luigid grants it to another once the one before
-        stopped pinging for ``worker_disconnect_delay``, 30 s, beyond the lease that fences that one off: 20 s;
-        ``serve`` refuses a lease not shorter, :func:`nectar.retry_count.check_luigid_settings`)."""
+        stopped pinging for ``worker_disconnect_delay``, 30 s, whatever the lease of the one before)."""
         removed = self.store.remove_leftovers(self.key)
         if removed:
             logger.warning("removed %d file(s) a killed writer left in %s: %s", len(removed), self.key.folder, removed)

@@ -19,10 +19,9 @@ def test_nectar_serve_whose_every_process_dies_at_once_finishes_every_run_after_
     """A power cut: every process of the service is frozen (none sees another die), then all are killed."""
     cluster.fault = "nectar serve: every process frozen, then kill -9 (a power cut); serve again"
     # the attempts the cut killed are reclaimed by their pids, gone; a lease of 3 s also reclaimed a live attempt
-    # whose heartbeat came late after the restart (an attempt more, or a run FAILED past its retries); 25 s reclaims
-    # a killed attempt by silence within the final wait where its pid was reused (under luigi.cfg's 30 s
-    # worker_disconnect_delay, as serve requires)
-    env = {"NECTAR_RETRIES": "2", "NECTAR_LEASE": "25", "NECTAR_HEARTBEAT": "0.5", "NECTAR_DRAIN_GRACE": "1"}
+    # whose heartbeat came late after the restart (an attempt more, or a run FAILED past its retries); 30 s reclaims
+    # a killed attempt by silence within the final wait where its pid was reused
+    env = {"NECTAR_RETRIES": "2", "NECTAR_LEASE": "30", "NECTAR_HEARTBEAT": "0.5", "NECTAR_DRAIN_GRACE": "1"}
     env["NECTAR_RETRY_DELAY"] = "0.2"
     serve = cluster.start_serve(workers=4, **env)
     gate = cluster.tmp / "gate"  # opened once every process is dead: the cut comes while runs run and others wait

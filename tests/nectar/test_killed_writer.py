@@ -15,7 +15,6 @@ from nectar.registry import RunState
 from nectar.stores.local import FencedLocalTarget, remove_temporaries, staged_beside
 from tests.conftest import wait_until
 from tests.nectar.test_killed_attempt import retried_run
-from tests.nectar.test_step_retry_count import start_refused
 
 #: a step that opens its output, writes part of it, says so with its attempt's pid, and waits for a flag before it
 #: writes the rest and commits; the test kills its first attempt while it waits
@@ -131,18 +130,3 @@ def test_what_a_killed_s3_writer_staged_is_removed_once_its_process_is_found_dea
     assert (current().state, current().attempt) == (RunState.DONE, 2)
     said = "".join(log.read_text() for log in tmp_path.glob("worker-*.log"))
     assert f"removed 1 file(s) the dead attempt process {pid} staged for S3: ['{staged}']" in said
-
-
-def test_a_lease_not_shorter_than_luigids_disconnect_delay_stops_serve_in_one_line(tmp_path: Path) -> None:
-    """A step's start removes what writers left in its folder, which is safe only where the worker luigid took the step
-    from lost its run first (its lease, ``NECTAR_LEASE``, ran out before luigid's ``worker_disconnect_delay``):
-    ``serve`` (its luigid's and its workers') refuses a configuration where it does not hold, in one line naming
-    both."""
-    config = tmp_path / "luigi.cfg"
-    config.write_text("[scheduler]\nworker_disconnect_delay = 30\n")
-
-    said = start_refused(tmp_path, "serve", config, NECTAR_LEASE="30")
-
-    assert said.startswith(
-        f"nectar: NECTAR_LEASE (30 s) must be shorter than {config} [scheduler] worker_disconnect_delay"
-    )
