@@ -101,6 +101,7 @@ from luigi.task_register import Register
 from luigi.task_status import DONE, PENDING
 
 from nectar import forks, standby
+from nectar.retry_count import kept_count
 
 logger = logging.getLogger(__name__)
 #: what marks luigi's registry as extended (once per process)
@@ -1070,7 +1071,7 @@ def luigid_prunes_lean() -> None:
 
     def _prune_tasks_kept(self: luigi.scheduler.Scheduler) -> None:
         _prune_tasks(self)
-        _forget_oldest_finished(self._state, kept)
+        _forget_oldest_finished(self._state, kept, self._config)
 
     _replace(luigi.scheduler.Scheduler, "_prune_tasks", _prune_tasks_kept)
 
@@ -1079,32 +1080,43 @@ def finished_tasks_kept(config: luigi.configuration.LuigiConfigParser) -> int:
     """How many finished tasks luigid keeps: ``[nectar_scheduler] finished_tasks_kept`` of luigi's configuration
     ``config``, a whole number from 0, :data:`FINISHED_TASKS_KEPT` where it is not set; ValueError naming it else."""
     value = config.get(_SECTION, "finished_tasks_kept", "").strip()
-    if not value:
-        return FINISHED_TASKS_KEPT
-    if not value.isdigit() or not value.isascii():
-        raise ValueError(f"luigi.cfg [{_SECTION}] finished_tasks_kept must be a whole number from 0, not {value!r}")
-    return int(value)
+    return kept_count(value, f"luigi.cfg [{_SECTION}] finished_tasks_kept") if value else FINISHED_TASKS_KEPT
 
 
-def _forget_oldest_finished(state: luigi.scheduler.SimpleTaskState, kept: int) -> None:
+def _forget_oldest_finished(state: luigi.scheduler.SimpleTaskState, kept: int, config: Any) -> None:
     """Forget the oldest finished (DONE, FAILED, DISABLED) tasks of luigid's ``state`` beyond ``kept`` of them, the
     oldest first (the time each took its status: luigi's ``Task.updated``), that no live worker holds (none of its
-    stakeholders: a step a live worker's next step needs, DONE, is its dependency's, kept). luigi keeps each of its
-    statuses' tasks in the order they took it (``SimpleTaskState.set_status`` puts a task last in its new status's
-    dict as it sets ``updated``; a task made anew is put last): the oldest are first in each, and the three are merged
-    by ``updated``, walked only as far as the tasks to forget and those held before them (no walk within the bound,
-    as at most prunes: an attempt's ``dep_graph`` prunes, and finishes about one task more). Tasks loaded
-    from a saved state are in the order they were first made, within a status: the first forgotten then may be a
-    little younger than the oldest."""
+    stakeholders: a step a live worker's next step needs, DONE, is its dependency's, kept) and whose forgetting
+    changes nothing luigi decides (:func:`_still_counts`). luigi keeps each of its statuses' tasks in the order they
+    took it (``SimpleTaskState.set_status`` puts a task last in its new status's dict as it sets ``updated``; a task
+    made anew is put last): the oldest are first in each, and the three are merged by ``updated``, walked only as far
+    as the tasks to forget and those kept before them (no walk within the bound, as at most prunes: an attempt's
+    ``dep_graph`` prunes, and finishes about one task more). Tasks loaded from a saved state are in the order they
+    were first made, within a status: the first forgotten then may be a little younger than the oldest."""
     by_status = state._status_tasks
     excess = sum(len(by_status[status]) for status in _FINISHED) - kept
     if excess <= 0:
         return
+    now = time.time()
     oldest = heapq.merge(*(by_status[status].values() for status in _FINISHED), key=lambda task: task.updated)
-    forgotten = list(itertools.islice((task.id for task in oldest if not task.stakeholders), excess))
+    forgettable = (task.id for task in oldest if not task.stakeholders and not _still_counts(task, config, now))
+    forgotten = list(itertools.islice(forgettable, excess))
     state.inactivate_tasks(forgotten)
     if forgotten:
         luigi.scheduler.logger.info("Forgot the %d oldest finished tasks (keeping %d)", len(forgotten), kept)
+
+
+def _still_counts(task: luigi.scheduler.Task, config: Any, now: float) -> bool:
+    """Whether luigid, forgetting the finished ``task``, would decide otherwise than luigi: a task luigid DISABLED
+    (``scheduler_disable_time``) until its ``disable_persist`` ends (luigi's ``update_status`` re-enables it then;
+    a task made anew would run at once), and a FAILED one while failures count within its ``disable_window``
+    (``Task.num_failures``: a retry's failure must bring luigi's count to ``retry_count``, as the run's registry
+    reckons, :func:`nectar.retry_count.attempts_used_up`). A DISABLED task that nothing re-enables (a cancelled
+    run's step, ``disable``) is forgotten: a new submission re-enables it, clearing its failures, as one made anew."""
+    if task.status == luigi.scheduler.DISABLED:
+        disabled = task.scheduler_disable_time
+        return disabled is not None and now - disabled <= config.disable_persist
+    return task.status == luigi.scheduler.FAILED and task.num_failures() > 0
 
 
 def _prune_tasks(self: luigi.scheduler.Scheduler) -> None:

@@ -1,5 +1,6 @@
 """luigi's ``retry_count`` read as luigid reads it: a task's own (its run's attempts, a failed step's end of its run)
-and ``[scheduler] retry_count`` of the project's luigi.cfg, by one rule.
+and ``[scheduler] retry_count`` of the project's luigi.cfg, by one rule; and the luigi.cfg values ``serve`` and
+``scheduler`` refuse in one line before anything starts (:func:`check_luigid_settings`).
 
 luigid disables a task at the failure that brings its count to ``retry_count`` or beyond
 (``Task.has_excessive_failures``: ``num_failures() >= retry_count``): so 0 or less is one attempt, as are ``False``
@@ -86,24 +87,52 @@ def attempts_used_up(task: Any, attempt: int, luigi_config: Path | None = None) 
 def _configured(path: str, stamp: tuple[int, int]) -> int | None:
     """``[scheduler] retry_count`` of the luigi.cfg at ``path`` as attempts, or :class:`InvalidSetting` naming the
     file, the section and the key (a value refused is never cached: each reading tells it)."""
+    found = luigi_setting(path, "scheduler", "retry_count")
+    if found is None:
+        return None
+    name, text, value = found
+    try:  # luigi's IntParameter: int(), on which luigid refuses to start where it raises
+        return luigi_attempts(int(value), name)
+    except (ValueError, InvalidSetting):
+        raise InvalidSetting(f"{name} must be a whole number from 1 to {INTEGER_MOST}, not {text!r}") from None
+
+
+def luigi_setting(path: str, section: str, key: str) -> tuple[str, str, str] | None:
+    """``[section] key`` of the luigi.cfg at ``path`` (or its dashed spelling, which luigi reads too): the name a
+    refusal gives it (the file, the section, the key as written), its text as written and its value as luigi reads it
+    (:func:`luigi_value`); None where it is not set. :class:`InvalidSetting` where luigi cannot read the file."""
     parser = _AsWritten()
     try:
         parser.read(path)
     except configparser.Error as exc:  # as luigi's parser (strict too) refuses it, and luigid does not start
         raise InvalidSetting(f"{path} cannot be read as luigi reads it: {exc}") from None
-    key = "retry_count"
-    text = parser.get("scheduler", key, fallback=None)
-    if text is None:
-        key = "retry-count"  # luigi's dashed spelling, which it reads too
-        text = parser.get("scheduler", key, fallback=None)
-    if text is None:
-        return None
-    name = f"{path} [scheduler] {key}"
-    value = text if "$" not in text and "%" not in text else luigi_value(path, text, name)
-    try:  # luigi's IntParameter: int(), on which luigid refuses to start where it raises
-        return luigi_attempts(int(value), name)
-    except (ValueError, InvalidSetting):
-        raise InvalidSetting(f"{name} must be a whole number from 1 to {INTEGER_MOST}, not {text!r}") from None
+    for spelling in (key, key.replace("_", "-")):
+        text = parser.get(section, spelling, fallback=None)
+        if text is not None:
+            name = f"{path} [{section}] {spelling}"
+            value = text if "$" not in text and "%" not in text else luigi_value(path, text, name, section, key)
+            return name, text, value
+    return None
+
+
+def kept_count(value: str, name: str) -> int:
+    """``[nectar_scheduler] finished_tasks_kept`` (named ``name``) as luigid reads it: a whole number from 0, else
+    :class:`InvalidSetting` naming it."""
+    value = value.strip()
+    if not value.isdigit() or not value.isascii():
+        raise InvalidSetting(f"{name} must be a whole number from 0, not {value!r}")
+    return int(value)
+
+
+def check_luigid_settings(luigi_config: Path | None) -> None:
+    """Refuse, in one line naming it (:class:`InvalidSetting`), a luigi.cfg at ``luigi_config`` that luigid would
+    refuse to start on: ``[scheduler] retry_count`` (:func:`scheduler_retry_count`) and ``[nectar_scheduler]
+    finished_tasks_kept``."""
+    scheduler_retry_count(luigi_config)
+    path = os.fspath(luigi_config) if luigi_config is not None and os.path.isfile(luigi_config) else None
+    kept = luigi_setting(path, "nectar_scheduler", "finished_tasks_kept") if path is not None else None
+    if kept is not None:
+        kept_count(kept[2], kept[0])
 
 
 class _AsWritten(configparser.ConfigParser):
@@ -116,8 +145,8 @@ class _AsWritten(configparser.ConfigParser):
         return optionstr
 
 
-def luigi_value(path: str, text: str, name: str) -> str:
-    """``[scheduler] retry_count`` of the luigi.cfg at ``path`` (``text`` as written) as luigi reads it: through its
+def luigi_value(path: str, text: str, name: str, section: str = "scheduler", key: str = "retry_count") -> str:
+    """``[section] key`` of the luigi.cfg at ``path`` (``text`` as written) as luigi reads it: through its
     own parser's interpolations, ``%(key)s`` and ``${VAR}`` of the environment (luigid's, which it inherits from this
     process), or :class:`InvalidSetting` naming the variables that are not set; ``text`` where luigi's interpolation
     refuses it (luigid refuses to start then, and so does the rule). luigi is imported here alone, for a value
@@ -127,7 +156,7 @@ def luigi_value(path: str, text: str, name: str) -> str:
     parser = LuigiConfigParser()  # not luigi's process-wide instance: this file alone
     parser.read(path)
     try:
-        return str(parser.get("scheduler", "retry_count"))
+        return str(parser.get(section, key))
     except InterpolationMissingEnvvarError:
         unset = [f"${{{v}}}" for v in re.findall(r"\$\{([^}]+)\}", text) if v not in os.environ]
         raise InvalidSetting(f"{name} is {text!r}: {', '.join(unset)} not set in the environment") from None

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from nectar import lifeline, ports, stops, wakeup
 from nectar.config import DEFAULT_CHAINS, OPENED, REFUSED, REGISTRY_VERDICT_FD, Settings, host_port
 from nectar.errors import NectarError, RegistryTooNew
-from nectar.retry_count import scheduler_retry_count
+from nectar.retry_count import check_luigid_settings, scheduler_retry_count
 
 logger = logging.getLogger("nectar.supervisor")
 
@@ -336,7 +336,7 @@ class Supervisor:
             chains_dir=args.chains_dir, data_dir=args.data_dir, scheduler_url=args.scheduler_url or None
         )
         luigi_cfg = luigi_config(self.settings)
-        scheduler_retry_count(luigi_cfg)  # one luigi has no attempts for: refused in one line, before anything starts
+        check_luigid_settings(luigi_cfg)  # refused in one line, before anything starts
         self.env = {
             **os.environ,
             "NECTAR_HOST": args.host,
@@ -586,6 +586,7 @@ def scheduler(args: argparse.Namespace) -> int:
     """``nectar scheduler``: this process becomes luigid with the project's luigi.cfg (its ``[resources]`` are
     the pools every worker of every machine shares), its state in the data folder."""
     settings = Settings.from_env(data_dir=args.data_dir)  # a bad setting refused first, as by every command
+    check_luigid_settings(luigi_config(settings))  # so are luigi.cfg's that luigid reads
     # checked before the exec; taken between this and luigid's bind, the same line from luigid (ports.binding)
     ports.ensure_free(args.scheduler_host, int(args.scheduler_port), "luigid, --scheduler-port")
     if (held := hold_luigid_state(settings.data_dir)) is not None:

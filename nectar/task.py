@@ -471,10 +471,10 @@ class _Recording:
 
     def _remove_leftovers(self) -> None:
         """Remove what writers of this step's folder killed mid-write left there (an attempt SIGKILLed while it wrote
-        out.txt: ``out.txt-luigi-tmp-<n>``), said at WARNING. None can be written still: this attempt owns its run
-        (a lost attempt of it is fenced off: it commits nothing, and is killed once it is not its run's) and luigid
-        granted it the step, which it grants one worker at a time (to another only once the one before stopped
-        pinging for ``worker_disconnect_delay``, 30 s, beyond the lease that fences that one off: 20 s)."""
+        out.txt: ``out.txt-luigi-tmp-<n>``), said at WARNING. A file a live writer holds is passed over (its writer's
+        lock, :func:`nectar.stores.local.remove_temporaries`): a writer frozen past its lease, or another run's attempt
+        of the step where no luigid grants it to one worker at a time (luigid grants it to another once the one before
+        stopped pinging for ``worker_disconnect_delay``, 30 s, whatever the lease of the one before)."""
         removed = self.store.remove_leftovers(self.key)
         if removed:
             logger.warning("removed %d file(s) a killed writer left in %s: %s", len(removed), self.key.folder, removed)

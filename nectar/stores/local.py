@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import os
 import re
@@ -58,14 +59,19 @@ class ExclusiveAtomicFile(AtomicLocalFile):
 
     #: its temporary file's path ("" until it is made: luigi's ``__del__`` looks for it)
     _temporary = ""
+    #: a second descriptor of its temporary file, holding the writer's lock on it (:func:`_new_temporary`) until it is
+    #: committed (its buffer's is closed before the rename) or dropped; -1: none
+    _hold = -1
 
     def __init__(self, path: str, beside: str | None = None) -> None:
         fd, self._temporary = _new_temporary(beside or path, self.generate_tmp_path)
         self.path = path
         try:
+            self._hold = os.dup(fd)
             raw = io.FileIO(fd, "w")
         except BaseException:
             os.close(fd)
+            self._release()
             raise
         raw.name = self._temporary  # what luigi's has (opened by name): a writer's ``f.name``
         io.BufferedWriter.__init__(self, raw)
@@ -76,6 +82,22 @@ class ExclusiveAtomicFile(AtomicLocalFile):
 
     def generate_tmp_path(self, path: str) -> str:
         return temporary_name(path)  # not luigi's, from the process's ``random``
+
+    def close(self) -> None:
+        """luigi's: its buffer closed, then the file committed; the writer's lock held through both."""
+        try:
+            super().close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._hold >= 0:
+            os.close(self._hold)
+            self._hold = -1
+
+    def __del__(self) -> None:
+        super().__del__()  # luigi's: its temporary file removed if it is there (not committed)
+        self._release()
 
 
 class _FencedLocalFile(ExclusiveAtomicFile, atomic_file):
@@ -130,10 +152,22 @@ def _make_folder(folder: str) -> bool:
 _TEMPORARY = re.compile(r"(?:[^.].*-luigi-tmp-\d{10}|\..+-luigi-tmp-\d{10}\.tmp)", re.DOTALL)
 
 
+def _held(fd: int) -> bool:
+    """Lock the new temporary file ``fd`` as its writer's, and whether it is still there to write (a step's start may
+    have locked and removed it between its create and this lock: :func:`remove_temporaries`)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # a remover holds it, about to unlink it
+        return False
+    return os.fstat(fd).st_nlink > 0
+
+
 def remove_temporaries(folder: str, named: re.Pattern[str] = _TEMPORARY) -> list[str]:
     """Remove the temporary files in ``folder`` (not below it) that writers killed between their open and their
-    rename left there (their names ``named``: :data:`_TEMPORARY` unless told; a folder, a link: not), and name them;
-    the caller knows no live writer holds any (nothing if there is no such folder)."""
+    rename left there (their names ``named``: :data:`_TEMPORARY` unless told; a folder, a link: not), and name them
+    (nothing if there is no such folder). A file a live writer holds (its lock, :func:`_new_temporary`: a writer
+    frozen, or of another run's attempt of the same step where no luigid grants it to one worker at a time) is passed
+    over: each is locked before it is removed, and the lock of a writer that died is released by the kernel."""
     removed = []
     try:
         with os.scandir(folder) as entries:
@@ -143,9 +177,19 @@ def remove_temporaries(folder: str, named: re.Pattern[str] = _TEMPORARY) -> list
     except (FileNotFoundError, NotADirectoryError):
         return []
     for path in found:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-            removed.append(path)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:  # committed or removed since the listing
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+                removed.append(path)
+        except BlockingIOError:  # a live writer holds it
+            continue
+        finally:
+            os.close(fd)
     return removed
 
 
@@ -196,13 +240,19 @@ def _new_temporary(dest: str, named: Callable[[str], str] = temporary_name) -> t
     files are made (``mkstemp``'s 0600 left a copied file unreadable to other users); its folder made when it is
     missing (:func:`_in_its_folder`). A name taken (a writer killed between its open and its rename left it) is
     passed over for another: the file is not ours to remove here, another writer may hold it (a step's next start
-    removes those in its folder, where none can: :meth:`LocalStore.remove_leftovers`)."""
+    removes those in its folder that no live writer holds: :meth:`LocalStore.remove_leftovers`). The file is locked
+    as its writer's (``flock``, which the kernel releases as the writer dies, killed or not), the caller holding the
+    descriptor (or one made of it) until the file is renamed into place or removed: :func:`remove_temporaries`
+    passes over a file so held."""
     for _ in range(_TEMPORARY_TRIES):
         tmp = named(dest)
         try:
-            return _in_its_folder(dest, partial(os.open, tmp, _NEW_FILE, 0o666)), tmp
+            fd = _in_its_folder(dest, partial(os.open, tmp, _NEW_FILE, 0o666))
         except FileExistsError:
             continue
+        if _held(fd):
+            return fd, tmp
+        os.close(fd)  # removed as a leftover between its create and its lock: another name
     raise FileExistsError(errno.EEXIST, f"no free temporary name beside {dest} in {_TEMPORARY_TRIES} tries")
 
 
@@ -346,13 +396,13 @@ class LocalStore(TargetStore):
                 data = memoryview(text.encode())
                 while data:  # a write may take less than it is given
                     data = data[os.write(fd, data) :]
-            finally:
-                os.close(fd)
-            fence.check(dest)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+                fence.check(dest)
+                os.replace(tmp, dest)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        finally:
+            os.close(fd)  # the writer's lock held until it is committed or removed
 
     def _put(self, local_path: Path, key: TargetKey, move: bool) -> None:
         dest = f"{self._prefix}/{key.path}"  # a string: a Path made of it was ~25 µs of a step's log, twice a step
@@ -364,13 +414,15 @@ class LocalStore(TargetStore):
                 if exc.errno != errno.EXDEV:  # on another file system than the store: copied below
                     raise
         fd, tmp = _new_temporary(dest, _hidden_temporary_name)  # its folder made by put_files, or ahead
-        try:
-            with os.fdopen(fd, "wb") as out, open(local_path, "rb") as src:
-                shutil.copyfileobj(src, out)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with os.fdopen(fd, "wb") as out:  # closed, the writer's lock released, once committed or removed
+            try:
+                with open(local_path, "rb") as src:
+                    shutil.copyfileobj(src, out)
+                out.flush()
+                os.replace(tmp, dest)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         if move:  # taken, as a rename would have: the caller has nothing left to remove
             local_path.unlink(missing_ok=True)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from harness import send
 from nectar.config import Settings
 from nectar.registry import RunState
-from nectar.stores.local import remove_temporaries, staged_beside
+from nectar.stores.local import FencedLocalTarget, remove_temporaries, staged_beside
 from tests.conftest import wait_until
 from tests.nectar.test_killed_attempt import retried_run
 
@@ -67,6 +67,24 @@ def test_a_killed_writers_temporary_file_is_removed_at_its_steps_next_attempt(
     assert not [path.name for path in folder.rglob("*") if "-luigi-tmp-" in path.name]
     said = "".join(log.read_text() for log in tmp_path.glob("worker-*.log"))
     assert f"removed 1 file(s) a killed writer left in {folder.relative_to(settings.local_targets_dir)}" in said
+
+
+def test_a_temporary_file_a_live_writer_holds_is_kept(tmp_path: Path) -> None:
+    """A live writer's temporary file (a writer frozen past its lease, or another run's attempt of the same step where
+    no luigid grants it to one worker at a time) is not removed as a killed writer's: the writer commits it whole.
+    Before, every file so named was removed, and the live writer's commit failed (its temporary file gone)."""
+    out = tmp_path / "step" / "out.txt"
+    writer = FencedLocalTarget(str(out)).open("w")
+    writer.write("half")
+    writer.flush()
+    (held,) = [path.name for path in out.parent.iterdir()]
+
+    assert remove_temporaries(str(out.parent)) == []
+
+    writer.write(" and the rest\n")
+    writer.close()
+    assert out.read_text() == "half and the rest\n"
+    assert [path.name for path in out.parent.iterdir()] == ["out.txt"], held
 
 
 def test_only_temporary_files_of_writers_are_removed(tmp_path: Path) -> None:

@@ -470,6 +470,9 @@ def test_luigids_rpc_handler_calls_the_scheduler_methods_luigi_lists() -> None:
         (luigi.scheduler.SimpleTaskState.get_task, "3d9be00a0299ad75"),
         (luigi.scheduler.SimpleTaskState.inactivate_tasks, "9dc7d58c9123b1aa"),
         (luigi.scheduler.Task.__init__, "00b0cbcf80ce932a"),
+        (luigi.scheduler.Task.num_failures, "79a3393596f717c5"),
+        (luigi.scheduler.Task.has_excessive_failures, "96d38b31cef9a2db"),
+        (luigi.scheduler.SimpleTaskState.re_enable, "3f85983604a53997"),
     ],
     ids=lambda value: getattr(value, "__qualname__", None),
 )
@@ -493,10 +496,59 @@ def test_luigid_forgets_the_oldest_finished_first_in_the_order_luigi_keeps_them(
     scheduler.add_task(worker="gone", task_id="A", status="DONE", family="T", assistant=True)  # finished last now
     state = scheduler._state
     forget = vars(nectar.luigi_internals)["_forget_oldest_finished"]
-    forget(state, 2)
-    assert sorted(task.id for task in state.get_active_tasks()) == ["A", "H", "P"]  # B, C, D forgotten; H held
-    forget(state, 0)
-    assert sorted(task.id for task in state.get_active_tasks()) == ["H", "P"]
+    forget(state, 2, scheduler._config)
+    # C, D and A forgotten; H held; B's failure still counts (luigi's disable_window, an hour)
+    assert sorted(task.id for task in state.get_active_tasks()) == ["B", "H", "P"]
+    forget(state, 0, scheduler._config)
+    assert sorted(task.id for task in state.get_active_tasks()) == ["B", "H", "P"]
+
+
+def test_luigid_keeps_the_finished_tasks_whose_forgetting_changes_what_luigi_decides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Beyond the finished tasks kept, a task luigid DISABLED is kept until its ``disable_persist`` ends, and a
+    FAILED one while its failures count within ``disable_window``: the failure of its run's retry brings luigi's count
+    to its ``retry_count`` and disables it, as it would had nothing been forgotten. A step a cancelled run DISABLED
+    (nothing re-enables it), and the others once their time is past, are forgotten."""
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])  # luigi's scheduler and the seam read it: the test moves it
+    scheduler = luigi.scheduler.Scheduler(
+        record_task_history=False,
+        retry_delay=-1,
+        stable_done_cooldown_secs=0,
+        retry_count=2,
+        disable_window=100,
+        disable_persist=50,
+    )
+    state = scheduler._state
+    forget = vars(nectar.luigi_internals)["_forget_oldest_finished"]
+
+    def add(task_id: str, status: str) -> None:
+        scheduler.add_task(worker="gone", task_id=task_id, status=status, family="T", assistant=True)
+
+    def held() -> list[str]:
+        return sorted(task.id for task in state.get_active_tasks())
+
+    add("Disabled", "FAILED")
+    add("Disabled", "FAILED")  # its second failure: luigi disables it for disable_persist
+    add("Failed", "FAILED")
+    add("Cancelled", "DISABLED")  # as a cancelled run's step: nothing re-enables it
+    add("Done", "DONE")
+    assert state.get_task("Disabled").status == "DISABLED"
+    forget(state, 0, scheduler._config)
+    assert held() == ["Disabled", "Failed"]
+    add("Failed", "PENDING")  # its run's retry
+    add("Failed", "FAILED")
+    assert state.get_task("Failed").status == "DISABLED"  # luigi counted 2 failures: its retry_count
+    clock[0] += 51  # both disables ended
+    forget(state, 0, scheduler._config)
+    assert held() == []
+    add("Again", "FAILED")
+    forget(state, 0, scheduler._config)
+    assert held() == ["Again"]
+    clock[0] += 101  # its failure left the window
+    forget(state, 0, scheduler._config)
+    assert held() == []
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 from harness import LUIGI_CFG, Processes
 from nectar.luigi_internals import FINISHED_TASKS_KEPT, finished_tasks_kept
 from tests.nectar.test_luigid_state import start
+from tests.nectar.test_step_retry_count import start_refused
 
 #: a run's worker that stays alive through the test (pinging is not needed: the test's luigi.cfg gives a worker an
 #: hour before luigid drops it), holding the steps it added
@@ -37,8 +38,8 @@ def test_luigid_forgets_the_oldest_finished_tasks_beyond_the_count_it_keeps(
     processes: Processes, tmp_path: Path
 ) -> None:
     """A luigid keeping 4 finished tasks, given 8 (7 whose workers left, one a live worker holds) and a PENDING one:
-    its next prune forgets the 4 oldest of those whose workers left, in the order they finished, DONE and FAILED
-    alike; the live worker's, though the oldest, and the PENDING one stay; so do the 3 latest finished."""
+    its next prune forgets the 4 oldest of those whose workers left, in the order they finished; the live worker's,
+    though the oldest, the FAILED one (its failure counts yet) and the PENDING one stay; so do the 2 latest DONE."""
     state = tmp_path / "luigid"
     state.mkdir()
     proc, client = start(processes, state, config_keeping(tmp_path, 4))
@@ -57,8 +58,8 @@ def test_luigid_forgets_the_oldest_finished_tasks_beyond_the_count_it_keeps(
         return set(client.call("task_list", status=status, upstream_status=""))  # a prune first
 
     done, failed = listed("DONE"), listed("FAILED")
-    assert done == {"Probe_live", "Probe_3", "Probe_4", "Probe_5"}  # Probe_0, _1, _failed and _2 forgotten
-    assert failed == set()
+    assert done == {"Probe_live", "Probe_4", "Probe_5"}  # Probe_0, _1, _2 and _3 forgotten
+    assert failed == {"Probe_failed"}  # its failure counts within luigi's disable_window: a retry's would disable it
     assert listed("PENDING") == {"Probe_pending"}
     processes.stop(proc)
     said = b"".join(log.read_bytes() for log in processes.logs.glob("luigid-*.log"))
@@ -76,3 +77,15 @@ def test_the_count_kept_is_read_from_luigis_configuration(tmp_path: Path) -> Non
         config.set("nectar_scheduler", "finished_tasks_kept", bad)
         with pytest.raises(ValueError, match=r"\[nectar_scheduler\] finished_tasks_kept must be a whole number"):
             finished_tasks_kept(config)
+
+
+@pytest.mark.parametrize("command", ["serve", "scheduler"])
+def test_a_finished_tasks_kept_luigid_refuses_stops_the_start_in_one_line(tmp_path: Path, command: str) -> None:
+    """``serve`` and ``scheduler`` refuse a ``finished_tasks_kept`` that is no whole number from 0 in one line naming
+    it, before anything starts (before, luigid started and exited on it, with a traceback)."""
+    config = tmp_path / "luigi.cfg"
+    config.write_text("[nectar_scheduler]\nfinished_tasks_kept = -5\n")
+
+    said = start_refused(tmp_path, command, config)
+
+    assert said == f"nectar: {config} [nectar_scheduler] finished_tasks_kept must be a whole number from 0, not '-5'\n"

@@ -74,15 +74,23 @@ def test_a_luigi_cfg_retry_count_luigid_refuses_stops_the_start_in_one_line(
 ) -> None:
     config = tmp_path / "luigi.cfg"
     config.write_text(f"[scheduler]\nretry_count = {value}\n")
-    (tmp_path / "chains").mkdir()
-    env = {**os.environ, **lifeline_env(), "NECTAR_LUIGI_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+
+    rule = f"{config} [scheduler] retry_count must be a whole number from 1 to 2147483647, not {value!r}"
+    assert start_refused(tmp_path, command, config) == f"nectar: {rule}\n"
+
+
+def start_refused(tmp_path: Path, command: str, config: Path, **env: str) -> str:
+    """What ``nectar <command>`` (serve, api, scheduler) with the luigi.cfg ``config`` and the environment ``env``
+    said on stderr as it exited 2, refusing to start (the test fails where it did otherwise)."""
+    (tmp_path / "chains").mkdir(exist_ok=True)
+    env = {**os.environ, **lifeline_env(), "NECTAR_LUIGI_CONFIG": str(config), "PYTHONPATH": str(REPO), **env}
     env["NECTAR_DATA_DIR"] = str(tmp_path / "data")
-    argv = [sys.executable, "-m", "nectar.cli", command, "--port", str(free_port())]
-    if command == "serve":
-        argv += ["--scheduler-port", str(free_port())]
+    argv = [sys.executable, "-m", "nectar.cli", command]
+    argv += ["--port", str(free_port())] if command != "scheduler" else []
+    argv += ["--scheduler-port", str(free_port())] if command != "api" else []
 
     # a start not refused serves on: the deadline only fails that (the test's failure before the change)
     done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
-    rule = f"{config} [scheduler] retry_count must be a whole number from 1 to 2147483647, not {value!r}"
-    assert (done.returncode, done.stderr) == (2, f"nectar: {rule}\n"), done.stdout
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    return done.stderr
