@@ -102,6 +102,7 @@ from luigi.task_status import DONE, PENDING
 
 from nectar import forks, standby
 from nectar.retry_count import kept_count
+from nectar.stops import SAVING
 
 logger = logging.getLogger(__name__)
 #: what marks luigi's registry as extended (once per process)
@@ -1166,10 +1167,6 @@ def luigid_marks_reopened() -> None:
     _replace(scheduler, "get_work", marking_get_work)
 
 
-#: the end of the name of a state luigid is saving (:func:`luigid_saves_whole`), beside its state file
-_SAVING = ".saving"
-
-
 def luigid_saves_whole() -> None:
     """luigid saves its state whole or not at all. luigi's ``SimpleTaskState.dump`` pickles the state into its file in
     place (``open(path, "wb")``, which empties the file first): a luigid killed mid-save (at ``nectar serve``'s stop
@@ -1198,7 +1195,7 @@ def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> bool:
     path = self._state_path
     folder, prefix = os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}."
     try:
-        fd, saving = tempfile.mkstemp(prefix=prefix, suffix=_SAVING, dir=folder)
+        fd, saving = tempfile.mkstemp(prefix=prefix, suffix=SAVING, dir=folder)
     except OSError:
         luigi.scheduler.logger.warning("Failed saving scheduler state", exc_info=True)
         return False
@@ -1224,7 +1221,7 @@ def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> bool:
             os.close(entry)
     luigi.scheduler.logger.info("Saved state in %s", path)
     for name in os.listdir(folder):  # a save a kill cut (at serve's stop timeout): the state's size each, never read
-        if name.startswith(prefix) and name.endswith(_SAVING):
+        if name.startswith(prefix) and name.endswith(SAVING):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(folder, name))
     return True

@@ -24,8 +24,8 @@ logger = logging.getLogger("nectar.supervisor")
 
 #: seconds between two looks at a part that has not stopped yet (its save's progress, the clock)
 POLL = 0.1
-#: how a file luigid is saving its state into ends (``nectar.luigi_internals._SAVING``), its name
-#: ``.<state file's name>.<random>`` before it
+#: how a file luigid is saving its state into ends (:func:`nectar.luigi_internals.luigid_saves_whole` names it so), its
+#: name ``.<state file's name>.<random>`` before it
 SAVING = ".saving"
 
 
