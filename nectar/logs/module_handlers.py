@@ -19,7 +19,8 @@ _ADDED: dict[str, list[tuple[logging.Logger, logging.Handler]]] = {}
 
 
 def loggers() -> list[logging.Logger]:
-    """Every logger of the process, the root one first (not logging's placeholders for names no logger has yet)."""
+    """Every logger of the process, the root one first; the entries logging's manager keeps for dotted names under
+    which no logger was made yet (``logging.PlaceHolder``) are no loggers and are left out."""
     found = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
     return [logger for logger in found if isinstance(logger, logging.Logger)]
 
