@@ -342,9 +342,9 @@ def scaling_said(one: dict[str, tuple[float, float]], two: dict[str, tuple[float
     """The CPU a run cost with 1 worker and with 2 (``one``, ``two``: ms by process, user and system, as
     :func:`measured` gives them): its attempt process's and every part's, each with its ratio. What 2 workers can gain
     over 1 is 2 ÷ the second ratio, at most, once the cores are full (:func:`ceiling`). The ratio is the cost of
-    cores taken in turns by more runnable processes than there are: the same code, run slower after each switch, not
-    more work (CONTRIBUTING.md, "Performance notes"); it falls to ~1.0x when other load shares the cores with 1
-    worker as well."""
+    cores taken in turns: the same code run slower once other processes take a run's core while it waits, not more
+    work, nor anything the two share (CONTRIBUTING.md, "Performance notes"); ~1.0x when other load takes the cores
+    from 1 worker as well."""
     attempt_one, attempt_two = sum(one[PROCESSES[1]]), sum(two[PROCESSES[1]])
     all_one, all_two = every_part(one), every_part(two)
     return (
