@@ -288,11 +288,11 @@ def ceiling(cores: int, per_run_ms: float, one: float) -> tuple[float, str]:
 
 def measured(
     cluster: Cluster, workers: subprocess.Popen[bytes], slots: int, first: int, count: int
-) -> tuple[float, str, float]:
+) -> tuple[float, str, dict[str, tuple[float, float]]]:
     """:func:`sustained`, and where its CPU went: per run, by process, user and system apart (:func:`by_process_said`),
     beside what a new file cost where the targets go as it began and ended (:func:`new_file_cpu`), the cores they used
     beside the machine's; how long a run held its slot; per run, what each part ran, waited
-    for a core and slept (:class:`Cores`); and the ms of CPU a run cost every part (this benchmark's clients too)."""
+    for a core and slept (:class:`Cores`); and the ms of CPU a run cost each of :data:`PROCESSES`, user and system."""
     probe = new_file_cpu(cluster.settings.local_targets_dir / f"probe-{first}-began")
     began, before, waits_before = time.monotonic(), cpu_used(cluster, workers), loop_waits(workers.pid)
     assert cluster.luigid is not None
@@ -309,7 +309,7 @@ def measured(
     per_run = {name: (user / count * 1000, system / count * 1000) for name, (user, system) in used.items()}
     machine = per_run.pop("machine")[0]
     cores = ", ".join(f"{name} {sum(used[name]) / wall:.2f}" for name in PROCESSES)
-    total = sum(sum(pair) for pair in per_run.values())
+    total = every_part(per_run)
     said = (
         f"{rate:.1f} runs/s; {by_process_said(per_run)} (the reads of schedstat {sampled.cost / count * 1000:.2f} "
         f"apart); a new file in the targets' folder cost {probe * 1e6:.0f} µs of CPU as the batch began, "
@@ -330,7 +330,27 @@ def measured(
         f"{part} {ran / count * 1000:.2f} / {waited / count * 1000:.2f} / {slept / count * 1000:.2f}"
         for part, (ran, waited, slept) in parts.items()
     )
-    return rate, said, total
+    return rate, said, per_run
+
+
+def every_part(per_run: dict[str, tuple[float, float]]) -> float:
+    """The ms of CPU a run cost every part, this benchmark's clients too (``per_run``: by process, user and system)."""
+    return sum(sum(pair) for pair in per_run.values())
+
+
+def scaling_said(one: dict[str, tuple[float, float]], two: dict[str, tuple[float, float]]) -> str:
+    """The CPU a run cost with 1 worker and with 2 (``one``, ``two``: ms by process, user and system, as
+    :func:`measured` gives them): its attempt process's and every part's, each with its ratio. What 2 workers can gain
+    over 1 is 2 ÷ the second ratio, at most, once the cores are full (:func:`ceiling`). The ratio is the cost of
+    cores taken in turns: the same code run slower once other processes take a run's core while it waits, not more
+    work, nor anything the two share (CONTRIBUTING.md, "Performance notes"); ~1.0x when other load takes the cores
+    from 1 worker as well."""
+    attempt_one, attempt_two = sum(one[PROCESSES[1]]), sum(two[PROCESSES[1]])
+    all_one, all_two = every_part(one), every_part(two)
+    return (
+        f"CPU a run, 1 -> 2 workers: the attempt's {attempt_one:.2f} -> {attempt_two:.2f} ms "
+        f"({attempt_two / attempt_one:.2f}x), every part's {all_one:.2f} -> {all_two:.2f} ms ({all_two / all_one:.2f}x)"
+    )
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -358,19 +378,20 @@ def run(ctx: Context) -> list[Figure]:
         paired, said_recycled = recycle_pairs(cluster, every, recycled_count)
         workers = cluster.start_workers(1)
         through_service(cluster, -2)  # warm as the 2 were: its start-up (imports, warm()) is not the 1-worker rate's
-        one, said_one, _ = measured(cluster, workers, 1, 2_000_000, count)
+        one, said_one, cpu_one = measured(cluster, workers, 1, 2_000_000, count)
     recycled, without = median([w for w, _ in paired]), median([o for _, o in paired])
     print(f"dispatch median {dispatch * 1000:.1f} ms")
     print(f"2 workers: {said_two}")
     print(f"2 workers, each attempt process recycled after {every} runs: {said_recycled}")
     print(f"1 worker: {said_one}")
     print(f"a recycle: {recycle_said(paired, every, 2, default)}")
-    print(f"the cores' ceiling: {ceiling(len(os.sched_getaffinity(0)), cpu_two, one)[1]}")
+    scaling = scaling_said(cpu_one, cpu_two)
+    print(f"the cores' ceiling: {ceiling(len(os.sched_getaffinity(0)), every_part(cpu_two), one)[1]}; {scaling}")
     figure, ideal = f"runs/s, {count:,} runs at once, 2 workers", f"2 ÷ dispatch median (n={DISPATCH_SAMPLES})"
     linear = Target("ratio", False, 1.6, "≥ 1.6x (~linear)")
     return [
         Figure(NAME, figure, two, "/s", ideal, 2 / dispatch, ratio_at_least(0.8)),
-        Figure(NAME, figure, two, "/s", "the same with 1 worker", one, linear),
+        Figure(NAME, figure, two, "/s", f"the same with 1 worker ({scaling})", one, linear),
         Figure(
             NAME,
             f"runs/s, {recycled_count:,} runs at once, 2 workers, each process recycled after {every} runs "

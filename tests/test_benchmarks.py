@@ -168,6 +168,20 @@ def test_the_throughput_benchmark_says_what_the_cores_allow_beside_the_1_workers
     assert "= 435 runs/s at most: 1.28x the 1 worker's 339/s" in said, said
 
 
+def test_the_throughput_benchmark_says_the_cpu_a_run_cost_with_1_worker_and_with_2() -> None:
+    """Round 50's figures: an attempt 2.17 + 0.75 ms a run with 1 worker, 3.40 + 0.78 with 2 (1.43x); with the worker's
+    loop, luigid, the API and the clients, 4.90 and 6.60 ms (1.35x): what 2 workers can gain over 1 once the cores
+    are full is 2 ÷ 1.35, said beside the 2 vs 1 figure."""
+    figures_one = [(0.5, 0.1), (2.17, 0.75), (0.4, 0.1), (0.5, 0.2), (0.1, 0.08)]
+    figures_two = [(0.6, 0.1), (3.40, 0.78), (0.5, 0.1), (0.6, 0.2), (0.2, 0.12)]
+    one = dict(zip(throughput_module.PROCESSES, figures_one, strict=True))
+    two = dict(zip(throughput_module.PROCESSES, figures_two, strict=True))
+    said = throughput_module.scaling_said(one, two)
+    assert said == (
+        "CPU a run, 1 -> 2 workers: the attempt's 2.92 -> 4.18 ms (1.43x), every part's 4.90 -> 6.60 ms (1.35x)"
+    ), said
+
+
 def test_the_throughput_benchmark_says_what_a_recycle_cost_from_the_rates_with_and_without() -> None:
     """2 slots, pairs of batches with a recycle every 25 runs of a process and without: 125/s and 150/s, 135/s and
     150/s, 100/s and 150/s (ratios 0.833, 0.9, 0.667: median 0.833, 125/s beside the median 150/s): each run took
