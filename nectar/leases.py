@@ -265,12 +265,12 @@ class AttemptLease:
     def confirm(self) -> bool:
         """Whether the attempt may commit an output now (the fence's question).
 
-        Within a heartbeat interval of the last renewal, the lease cannot have run out, so a read
-        that finds the attempt still RUNNING (not cancelled, not reclaimed) is enough (SQLite answers it
+        Within a heartbeat interval of the last renewal (and within its lease), the lease cannot have run out, so a
+        read that finds the attempt still RUNNING (not cancelled, not reclaimed) is enough (SQLite answers it
         without a read while no one else has committed since it last did); after a longer silence (the
         process was frozen, or the registry slow) the lease is renewed first.
         """
-        if self.lost or time.monotonic() - self._renewed >= self.interval:
+        if self.lost or time.monotonic() - self._renewed >= min(self.interval, self.lease_timeout or self.interval):
             return self.renew()
         if not self.runs.owns(self.run.id, self.run.attempt):
             self.lost = True
