@@ -257,7 +257,7 @@ def attempt(settings: Settings, runs: RunStore, run: Run, build: Build | None = 
     configure(settings)
     current_run.set(run.id)  # every record of this process is now about this run (luigi's too)
     logger.info("run %s of %s: attempt %d of %d started", run.id, run.ref, run.attempt, run.max_attempts)
-    lease = AttemptLease(runs, run, settings.heartbeat_interval, settings.max_runtime)
+    lease = AttemptLease(runs, run, settings.heartbeat_interval, settings.max_runtime, settings.lease_timeout)
     fence.install(commit_guard(runs, run, lease))
     try:
         state = _execute(settings, runs, run, lease, build)

@@ -28,7 +28,7 @@ import luigi.scheduler
 import luigi.worker
 from luigi.setup_logging import InterfaceLogging
 
-from nectar import parallel
+from nectar import parallel, step_locks
 from nectar.config import get_settings
 from nectar.luigi_internals import RunResult, Worker, new_worker, schedule_and_run, worker_config
 from nectar.luigid import LuigidRPC, SchedulerClient, kept
@@ -121,8 +121,10 @@ class Build:
             workers = parallel.refuse_invalid_workers(task, get_settings().task_workers)
             if workers > 1:
                 self.worker = self._worker(workers, task_process_context=parallel.CONTEXT)
-            with parallel.forked_steps() if workers > 1 else nullcontext():
-                return schedule_and_run(self.worker, task, self.env, self._folders_ahead)
+            local = not isinstance(self.scheduler, LuigidRPC)  # no luigid keeps runs sharing a step apart: locks do
+            with step_locks.local_builds(get_settings().data_dir) if local else nullcontext():
+                with parallel.forked_steps() if workers > 1 else nullcontext():
+                    return schedule_and_run(self.worker, task, self.env, self._folders_ahead)
         finally:
             if isinstance(self.scheduler, LuigidRPC):
                 try:

@@ -24,6 +24,7 @@ from nectar.build import luigi_worker_id
 from nectar.errors import Interrupted, SchedulerUnavailable
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore
+from nectar.registry.model import lease_ran_out
 from nectar.registry.schema import RunStatus
 from nectar.relay import Relay, Turn
 
@@ -80,8 +81,8 @@ def lapsed(run: Run | RunStatus, lease_timeout: float, now: float | None = None)
     """Why the RUNNING attempt of ``run`` looks lost (a read: nothing is changed), or None while it is held."""
     if run.state != RunState.RUNNING:
         return None
-    silent = (time.time() if now is None else now) - (run.heartbeat_at or run.started_at or 0)
-    if silent > lease_timeout:
+    silent = lease_ran_out(run, time.time() if now is None else now, lease_timeout)
+    if silent is not None:
         return f"no heartbeat for {silent:.0f}s"
     if run.worker and is_dead(run.worker):
         return "its process is gone"
@@ -197,7 +198,10 @@ class AttemptLease:
     When a renewal is refused, the main thread is interrupted (:class:`Interrupted` is raised in
     it) and, if the attempt has not ended ``INTERRUPT_GRACE`` seconds later, the process group
     is killed: a cancelled or reclaimed attempt never goes on writing. A process that was frozen
-    (SIGSTOP) renews at once when it is continued, so it learns first thing that it lost its lease.
+    (SIGSTOP) renews at once when it is continued, so it learns first thing that it lost its lease: its run reclaimed,
+    or, with ``lease_timeout``, its lease run out while it was frozen, reclaimed or not yet
+    (:func:`~nectar.registry.model.lease_ran_out`): the renewal is refused, the attempt stops without a commit, and
+    a worker's reclaim retries its run per its policy.
     Past ``max_runtime`` seconds from its claim (0: no limit), the attempt records its run FAILED,
     "timed out", not retried, and is stopped the same way.
 
@@ -205,8 +209,12 @@ class AttemptLease:
     (:data:`HEARTBEATS`), or it ends at its next beat.
     """
 
-    def __init__(self, runs: RunStore, run: Run, interval: float, max_runtime: float = 0.0) -> None:
+    def __init__(
+        self, runs: RunStore, run: Run, interval: float, max_runtime: float = 0.0, lease_timeout: float | None = None
+    ) -> None:
         self.runs, self.run, self.interval = runs, run, interval
+        #: how long the lease holds without a renewal: one that ran out is renewed no more (None: no bound)
+        self.lease_timeout = lease_timeout
         #: the attempt's process: a step forked from it (parallel steps) renews in its name
         self.process = process_name()
         self.lost = False
@@ -241,7 +249,7 @@ class AttemptLease:
 
     def renew(self) -> bool:
         began = time.monotonic()
-        if not self.lost and not self.runs.heartbeat(self.run.id, self.run.attempt, self.process):
+        if not self.lost and not self.runs.heartbeat(self.run.id, self.run.attempt, self.process, self.lease_timeout):
             self.lost = True
         if not self.lost:
             self._renewed = began
@@ -257,12 +265,12 @@ class AttemptLease:
     def confirm(self) -> bool:
         """Whether the attempt may commit an output now (the fence's question).
 
-        Within a heartbeat interval of the last renewal, the lease cannot have run out, so a read
-        that finds the attempt still RUNNING (not cancelled, not reclaimed) is enough (SQLite answers it
+        Within a heartbeat interval of the last renewal (and within its lease), the lease cannot have run out, so a
+        read that finds the attempt still RUNNING (not cancelled, not reclaimed) is enough (SQLite answers it
         without a read while no one else has committed since it last did); after a longer silence (the
         process was frozen, or the registry slow) the lease is renewed first.
         """
-        if self.lost or time.monotonic() - self._renewed >= self.interval:
+        if self.lost or time.monotonic() - self._renewed >= min(self.interval, self.lease_timeout or self.interval):
             return self.renew()
         if not self.runs.owns(self.run.id, self.run.attempt):
             self.lost = True
@@ -345,7 +353,9 @@ class AttemptLease:
         if self.timed_out:
             logger.warning("run %s %s: stopping it", self.run.id, self.timed_out, extra=about)
         else:
-            logger.warning("run %s lost its lease (cancelled or reclaimed): stopping it", self.run.id, extra=about)
+            logger.warning(
+                "run %s lost its lease (cancelled, reclaimed or run out): stopping it", self.run.id, extra=about
+            )
         if self._signals:
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR2)
         if not self._ended.wait(INTERRUPT_GRACE) and os.getpgid(0) == os.getpid():

@@ -40,7 +40,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   and ``Scheduler._state``, whose count of DISABLED tasks tells whether any is (:func:`holds_disabled`), and whose
   tasks its ``add_task`` and ``get_work`` mark and answer reopened (:func:`luigid_marks_reopened`), and
   ``SimpleTaskState.dump``, which saves luigid's state in place, its ``_state_path`` and ``get_state``
-  (:func:`luigid_saves_whole`);
+  (:func:`luigid_saves_whole`), and a task's count of failures, ``Task.failures`` and ``first_failure_time``, that
+  its ``add_task`` puts back after a cancel's FAILED (:func:`luigid_counts_no_cancel`);
 - ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`);
 - ``MockFileSystem._data``, the dict every ``luigi.mock.MockTarget`` of a process keeps its data in, made in a
   ``multiprocessing.Manager()`` process that luigi never stops, its proxy's ``_manager`` and that manager's
@@ -98,7 +99,7 @@ from luigi.task import (
     TASK_ID_TRUNCATE_PARAMS,
 )
 from luigi.task_register import Register
-from luigi.task_status import DONE, PENDING
+from luigi.task_status import DONE, FAILED, PENDING
 
 from nectar import forks, standby
 from nectar.retry_count import kept_count
@@ -129,6 +130,9 @@ REOPENED = "nectar_reopened"
 #: the key of luigid's answer to ``get_work`` that says whether it held a task it DISABLED then
 #: (:mod:`nectar.luigid_server`)
 HOLDS_DISABLED = "nectar_holds_disabled"
+#: the argument of an ``add_task`` of a cancelled run's step that has luigid count no failure of it
+#: (:func:`luigid_counts_no_cancel`)
+UNCOUNTED = "nectar_uncounted"
 #: what luigid answers an RPC sent ahead (:attr:`RemoteScheduler.held_back`): luigi's worker reads no answer of it
 HELD_ANSWER = '{"response": null}'
 #: what a call through luigi's retry loop answers (:meth:`RemoteScheduler._retried`)
@@ -450,6 +454,10 @@ class Worker(luigi.worker.Worker):
             super()._add_worker()
 
     def _add_task(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("status") == FAILED:  # of a task interrupted: whoever interrupted it tells luigid what counts
+            task = self._scheduled_tasks.get(kwargs.get("task_id", ""))
+            if task is not None and task.__dict__.pop(UNCOUNTED, False):
+                kwargs[UNCOUNTED] = True
         told = len(self._add_task_history)
         super()._add_task(*args, **kwargs)
         if self._undone is not None:  # the task's status, and a batch's tasks' (luigi notes them in its history)
@@ -1165,6 +1173,42 @@ def luigid_marks_reopened() -> None:
 
     _replace(scheduler, "add_task", marking_add_task)
     _replace(scheduler, "get_work", marking_get_work)
+
+
+def uncounted(task: luigi.Task) -> None:
+    """The failure of ``task`` that this process's luigi worker tells luigid next is counted by none
+    (:data:`UNCOUNTED`): the task was interrupted (its run cancelled or reclaimed, its worker stopping), and whoever
+    interrupted it tells luigid how it ended (a cancel's DISABLED, a reclaim's FAILED). A step run in a process of
+    its own (:mod:`nectar.parallel`) is told by that process's result, counted as before."""
+    task.__dict__[UNCOUNTED] = True
+
+
+def luigid_counts_no_cancel() -> None:
+    """luigid counts no failure of an ``add_task`` that says :data:`UNCOUNTED`: a cancelled run's step, which its
+    worker ends FAILED (the one status that ends a RUNNING task, and a PENDING one is ended so too) and then
+    DISABLED (:meth:`nectar.luigid.SchedulerClient.disable`). luigi counts each FAILED toward the step's
+    ``retry_count`` (``Task.add_failure``, ``Task.failures`` and ``Task.first_failure_time``): a step cancelled
+    ``retry_count`` times was disabled by luigid at its next real failure, and that run ended without its retries.
+    Its failures are put back as they were before the call (a luigid without this takes the argument as one
+    ``add_task`` ignores, and counts). Should the cancel have been the failure that disables the step, it is
+    DISABLED all the same, as the call after it makes it."""
+    scheduler = luigi.scheduler.Scheduler
+    add_task = scheduler.add_task
+
+    def uncounted_add_task(self: luigi.scheduler.Scheduler, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.pop(UNCOUNTED, False) or args:
+            return add_task(self, *args, **kwargs)
+        task = self._state.get_task(kwargs.get("task_id"))
+        if task is None:
+            return add_task(self, **kwargs)
+        failures, first = list(task.failures), task.first_failure_time
+        answer = add_task(self, **kwargs)
+        task.failures.clear()
+        task.failures.extend(failures)
+        task.first_failure_time = first
+        return answer
+
+    _replace(scheduler, "add_task", uncounted_add_task)
 
 
 def luigid_saves_whole() -> None:

@@ -31,7 +31,7 @@ from urllib.parse import quote, unquote, urlsplit
 from nectar import forks
 from nectar.config import Settings
 from nectar.errors import SchedulerUnavailable
-from nectar.luigi_internals import RemoteScheduler
+from nectar.luigi_internals import UNCOUNTED, RemoteScheduler
 from nectar.signing import load_secret
 
 #: the shared secret of luigid's guard and our processes: this variable, else ``<data_dir>/scheduler_secret``
@@ -699,8 +699,12 @@ class SchedulerClient:
         self.call("add_task", task_id=task_id, status="FAILED", worker=worker, expl=expl, runnable=False)
 
     def disable(self, task_id: str, worker: str, expl: str) -> None:
-        """Mark a task DISABLED with ``expl``: luigid keeps it so (no retry delay) until it is submitted again."""
-        self.fail(task_id, worker, expl)  # luigid does not disable a RUNNING task: it ends it first
+        """Mark a task DISABLED with ``expl``: luigid keeps it so (no retry delay) until it is submitted again.
+
+        luigid does not disable a RUNNING task: it is ended FAILED first, a failure that luigid, ours, does not count
+        toward the task's ``retry_count`` (:data:`~nectar.luigi_internals.UNCOUNTED`): a cancel is no failure."""
+        ended = {"status": "FAILED", "expl": expl, "runnable": False, UNCOUNTED: True}
+        self.call("add_task", task_id=task_id, worker=worker, **ended)
         self.call("add_task", task_id=task_id, status="DISABLED", worker=worker, expl=expl, runnable=False)
 
     def ask_disabled(self, task_id: str) -> None:

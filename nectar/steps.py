@@ -22,8 +22,8 @@ from luigi.event import Event
 from luigi.target import FileSystemTarget
 from luigi.task import flatten
 
-from nectar.errors import Interrupted, Unavailable
-from nectar.luigi_internals import is_external
+from nectar.errors import Interrupted, LeaseLost, Unavailable
+from nectar.luigi_internals import is_external, uncounted
 from nectar.registry import RunStore, Step
 from nectar.stores import is_permanent
 from nectar.task import log_key, on_start, open_live_logs
@@ -145,7 +145,9 @@ class StepRecorder:
 
     def raised(self, task: luigi.Task, exc: BaseException, prefix: str = "") -> None:
         """The task (its ``run``, ``requires``, or ``complete``) raised ``exc``."""
-        if isinstance(exc, Interrupted):  # whoever interrupted it records its steps: cancel, or release
+        if isinstance(exc, Interrupted | LeaseLost):  # the run is no longer the attempt's: whoever took it (a cancel, a
+            uncounted(task)  # reclaim) tells luigid how the step ended, and counts it or not
+        if isinstance(exc, Interrupted):  # and records its steps
             return
         self.fail(task, prefix + describe(exc), retryable=not is_permanent(exc))
 

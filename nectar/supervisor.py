@@ -66,6 +66,7 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 #: its prune stepping over the tasks it would not change and forgetting the oldest finished beyond those it keeps
 #: (:func:`nectar.luigi_internals.luigid_prunes_lean`),
 #: its grants saying which step a late PENDING reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`),
+#: no failure counted of a cancelled run's step (:func:`nectar.luigi_internals.luigid_counts_no_cancel`),
 #: its state saved whole or not at all (:func:`nectar.luigi_internals.luigid_saves_whole`),
 #: the RPCs workers POST answered straight from the scheduler (:mod:`nectar.luigid_server`),
 #: its port taken as it binds the check's line, exit 2, or none under ``serve``, which names it (:func:`ports.binding`)
@@ -73,7 +74,8 @@ _LUIGID = (
     "import nectar.lifeline as life; life.stops_exit_until_handled(); "
     "from nectar.deferred_imports import LUIGID_UNUSED, Deferral; deferral = Deferral(LUIGID_UNUSED); "
     "from nectar.luigi_internals import luigid_reads_cors_once as cors, luigid_prunes_lean as prune, "
-    "luigid_marks_reopened as reopened, luigid_saves_whole as whole; cors(); prune(); reopened(); whole(); "
+    "luigid_marks_reopened as reopened, luigid_counts_no_cancel as uncounted, luigid_saves_whole as whole; "
+    "cors(); prune(); reopened(); uncounted(); whole(); "
     "from nectar.luigid_server import serve_rpcs_directly; serve_rpcs_directly(); "
     "from {} import {} as main; deferral.end(); "
     "from nectar.ports import binding; binding(main, 'luigid, --scheduler-port')"

@@ -28,7 +28,7 @@ from luigi.event import Event
 from luigi.parameter import ParameterVisibility
 from luigi.target import FileSystemTarget
 
-from nectar import luigi_names
+from nectar import luigi_names, step_locks
 from nectar.config import get_settings
 from nectar.errors import ChainImportError, Interrupted, LeaseLost
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_name, param_digest, task_key
@@ -561,24 +561,27 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
             key = log_key(self)
             if key is None:  # a task of no chain: nothing to record it under
                 return (yield from run(self, *args, **kwargs))
-            recording = _Recording(self, key)
-            recording.start()
-            try:
-                with recording.capturing():
-                    gen = run(self, *args, **kwargs)
-                sent: Any = None
-                while True:
+            with step_locks.held(key.folder):
+                if step_locks.made_meanwhile(self):
+                    return None
+                recording = _Recording(self, key)
+                recording.start()
+                try:
                     with recording.capturing():
-                        try:
-                            dependency = gen.send(sent)
-                        except StopIteration as stop:
-                            return stop.value
-                        except BaseException as exc:
-                            _report(exc)
-                            raise
-                    sent = yield dependency
-            finally:
-                recording.finish()
+                        gen = run(self, *args, **kwargs)
+                    sent: Any = None
+                    while True:
+                        with recording.capturing():
+                            try:
+                                dependency = gen.send(sent)
+                            except StopIteration as stop:
+                                return stop.value
+                            except BaseException as exc:
+                                _report(exc)
+                                raise
+                        sent = yield dependency
+                finally:
+                    recording.finish()
 
         setattr(generator_wrapper, _RECORDED, True)
         return generator_wrapper
@@ -588,19 +591,22 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
         key = log_key(self)
         if getattr(self, "_nectar_recording", False) or key is None:  # super().run() of a recorded run; no chain
             return run(self, *args, **kwargs)
-        recording = _Recording(self, key)
-        recording.start()
-        self.__dict__["_nectar_recording"] = True
-        try:
-            with recording.capturing():
-                try:
-                    return run(self, *args, **kwargs)
-                except BaseException as exc:
-                    _report(exc)
-                    raise
-        finally:
-            self.__dict__["_nectar_recording"] = False
-            recording.finish()
+        with step_locks.held(key.folder):
+            if step_locks.made_meanwhile(self):
+                return None
+            recording = _Recording(self, key)
+            recording.start()
+            self.__dict__["_nectar_recording"] = True
+            try:
+                with recording.capturing():
+                    try:
+                        return run(self, *args, **kwargs)
+                    except BaseException as exc:
+                        _report(exc)
+                        raise
+            finally:
+                self.__dict__["_nectar_recording"] = False
+                recording.finish()
 
     setattr(wrapper, _RECORDED, True)
     return wrapper

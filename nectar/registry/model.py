@@ -7,11 +7,14 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from nectar.registry.schema import RunStatus
 
 F = TypeVar("F")
 
@@ -277,6 +280,24 @@ class Attempt:
     error: str | None
     started_at: float | None
     ended_at: float
+
+
+def lease_ran_out(
+    run: Run | RunStatus, now: float, lease_timeout: float, up_since: Callable[[], float] = lambda: 0.0
+) -> float | None:
+    """The lease rule, the one that the attempt holding a lease and every worker that may reclaim it follow: a lease
+    runs out ``lease_timeout`` seconds after its last renewal (the attempt's heartbeat, else its claim), counted from
+    ``up_since()`` when that is later (when the registry came up: a registry that was down could take no heartbeat;
+    asked only of a lease that looks run out). Once it has run out the attempt has lost its run, whether or not a
+    worker has reclaimed it yet: :meth:`~nectar.registry.store.RunStore.heartbeat` renews it no more (so the
+    fence refuses the attempt's commits from then on, a frozen process woken late included), and a worker's
+    :meth:`~nectar.registry.store.RunStore.reclaim` fails the attempt per its run's retry policy.
+
+    Answers the seconds the lease has been silent once it ran out, else None (held)."""
+    silent = now - (run.heartbeat_at or run.started_at or 0.0)
+    if silent > lease_timeout:
+        silent = min(silent, now - up_since())
+    return silent if silent > lease_timeout else None
 
 
 def jsonable_attempt(attempt: Attempt) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from nectar.errors import QueueFull, RunFinished, RunNotFound
 from nectar.registry.combine import Outcome
-from nectar.registry.model import Run, RunState, Step
+from nectar.registry.model import Run, RunState, Step, lease_ran_out
 from nectar.registry.reads import SqlReads
 from nectar.registry.schema import (
     ATTEMPT_COLUMNS,
@@ -32,6 +32,9 @@ from nectar.registry.schema import (
 )
 
 _OWNED = "id = ? AND attempt = ? AND state = 'RUNNING'"
+#: a lease renewed since the time bound (now less the lease's timeout): held by :func:`~nectar.registry.model.
+#: lease_ran_out`'s rule, whatever the registry's start (one that came up since is asked only when this fails)
+_HELD = "COALESCE(heartbeat_at, started_at, 0) >= ?"
 #: the states of an active run (one a key; the index of one a key has :data:`~nectar.registry.schema.ONE_ACTIVE`)
 ACTIVE = "state IN ('PENDING', 'RUNNING', 'WAITING')"
 
@@ -268,9 +271,22 @@ class SqlRunStore(SqlReads):
             cursor = self._exec(db, f"UPDATE runs SET {assignments} WHERE {_OWNED}", (*args, run_id, attempt))
         return int(cursor.rowcount) == 1
 
-    def heartbeat(self, run_id: str, attempt: int, worker: str | None = None) -> bool:
+    def heartbeat(
+        self, run_id: str, attempt: int, worker: str | None = None, lease_timeout: float | None = None
+    ) -> bool:
+        now = time.time()
         assignments = "heartbeat_at = ?, worker = COALESCE(?, worker)"
-        return self._update_owned(assignments, (time.time(), worker), run_id, attempt)
+        if lease_timeout is None:
+            return self._update_owned(assignments, (now, worker), run_id, attempt)
+        with self._db() as db:  # the usual case, a lease renewed well within its time: one statement
+            held = (now, worker, run_id, attempt, now - lease_timeout)
+            if int(self._exec(db, f"UPDATE runs SET {assignments} WHERE {_OWNED} AND {_HELD}", held).rowcount) == 1:
+                return True
+            run = self._select(db, _OWNED, run_id, attempt, lock=True)  # not ours, or silent too long: which?
+            if run is None or lease_ran_out(run, now, lease_timeout, lambda: self._up_since(db)) is not None:
+                return False
+            self._exec(db, f"UPDATE runs SET {assignments} WHERE {_OWNED}", (now, worker, run_id, attempt))
+        return True
 
     def complete(self, run_id: str, attempt: int, steps: Sequence[Step] = ()) -> bool:
         now = time.time()
@@ -359,12 +375,12 @@ class SqlRunStore(SqlReads):
         up_since: list[float] = []  # asked of the registry only when some attempt looks silent
 
         def lost(db: Any, run: Run, now: float) -> str | None:
-            silent = now - (run.heartbeat_at or run.started_at or 0)
-            if silent > lease_timeout:
-                # a registry that was down could not take heartbeats: silence counts from when it came back
+            def came_up() -> float:
                 up_since[:] = up_since or [self._up_since(db)]
-                silent = min(silent, now - up_since[0])
-            if silent > lease_timeout:
+                return up_since[0]
+
+            silent = lease_ran_out(run, now, lease_timeout, came_up)
+            if silent is not None:
                 return f"no heartbeat for {silent:.0f}s"
             if dead is not None and run.worker and dead(run.worker):
                 return "its process is gone"

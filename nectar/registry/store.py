@@ -56,8 +56,12 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
         earliest); else that of the run due first; None: none is PENDING."""
 
     @abstractmethod
-    def heartbeat(self, run_id: str, attempt: int, worker: str | None = None) -> bool:
-        """Renew the lease of a RUNNING attempt; False if the attempt is no longer the caller's."""
+    def heartbeat(
+        self, run_id: str, attempt: int, worker: str | None = None, lease_timeout: float | None = None
+    ) -> bool:
+        """Renew the lease of a RUNNING attempt; False if the attempt is no longer the caller's: another owns its run,
+        or, with ``lease_timeout``, its lease has run out (:func:`~nectar.registry.model.lease_ran_out`), reclaimed
+        yet or not."""
 
     @abstractmethod
     def complete(self, run_id: str, attempt: int, steps: Sequence[Step] = ()) -> bool:

@@ -8,6 +8,7 @@ loop calls (:func:`nectar.leases.reclaim`), called by the test once it has been 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import sqlite3
@@ -84,6 +85,67 @@ def test_a_frozen_attempt_thawed_when_its_work_is_due_does_not_finish_it(cluster
     assert first.end is None, f"the thawed child finished the task after its attempt was reclaimed:\n{ledger}"
     assert cluster.read(data["key"]) == f"{second.task_id} {second.pid}\n"
     cluster.account()
+
+
+def test_an_attempt_thawed_after_its_lease_ran_out_stops_though_no_worker_reclaimed_it(cluster: Cluster) -> None:
+    """An attempt frozen past its lease, and thawed before any worker reclaimed its run (its one worker frozen too),
+    has lost its run all the same (:func:`nectar.registry.model.lease_ran_out`): its heartbeat is refused, it stops
+    without finishing its task, and once its worker is thawed it reclaims the run and retries it (attempt 2).
+
+    Time passes for the lease by the test's hand: the registry's record of the attempt's claim and heartbeat is set
+    back by more than the lease, as an hour of a frozen process would leave it."""
+    cluster.fault = "SIGSTOP a child and its worker; its lease runs out; SIGCONT the child before any reclaim"
+    cluster.settings = cluster.settings.replace(retries=1, lease_timeout=LEASE)
+    worker = cluster.start_service(workers=1)
+    gate = cluster.tmp / "gate"  # held until the child was thawed: before, it would finish its task at once
+    [data] = cluster.start_runs(1, gate=str(gate))
+    frozen = cluster.ledger.executions()[0].pid
+    waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 60, "the child's first heartbeat")
+    freeze_idle(cluster, worker.pid)  # the one worker that could reclaim the run, between two of its writes
+    cluster.freeze(frozen)
+
+    with contextlib.closing(sqlite3.connect(cluster.settings.registry_path, isolation_level=None)) as db:
+        moved = LEASE + 60.0
+        db.execute(
+            "UPDATE runs SET heartbeat_at = heartbeat_at - ?, started_at = started_at - ? WHERE id = ?",
+            (moved, moved, data["run_id"]),
+        )
+    ran_out = cluster.run(data["run_id"])
+    assert ran_out.state == RunState.RUNNING and ran_out.attempt == 1, ran_out
+
+    os.kill(frozen, signal.SIGCONT)  # its heartbeat renews at once: refused, or (the lease renewed) it goes on
+
+    renewed = lambda: (cluster.run(data["run_id"]).heartbeat_at or 0.0) > (ran_out.heartbeat_at or 0.0)  # noqa: E731
+    waitfor(lambda: not alive(frozen) or renewed(), 60, "the thawed child to stop or renew its lease")
+    assert not renewed(), "the lease of an attempt frozen past it was renewed: the attempt went on"
+    gate.touch()
+    os.kill(worker.pid, signal.SIGCONT)
+
+    done = cluster.api.wait(data["key"], timeout=60)
+    assert (done["attempt"], done["max_attempts"]) == (2, 2), done
+    [first] = [e for e in cluster.ledger.executions() if e.pid == frozen]
+    assert first.end is None, "the thawed child finished the task after its lease ran out"
+    [second] = [e for e in cluster.ledger.executions() if e.pid != frozen]
+    assert cluster.read(data["key"]) == f"{second.task_id} {second.pid}\n"
+    cluster.account()
+
+
+def freeze_idle(cluster: Cluster, pid: int) -> None:
+    """Freeze ``pid``, a worker, at a moment it holds no turn at the registry's file (nor SQLite's write lock): the
+    processes left running write on. Frozen in a turn, it is thawed and frozen again."""
+    while True:
+        cluster.freeze(pid)
+        turn = os.open(f"{cluster.settings.registry_path}-writer", os.O_RDWR)
+        try:
+            fcntl.lockf(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with contextlib.closing(sqlite3.connect(cluster.settings.registry_path, timeout=0)) as db:
+                db.execute("BEGIN IMMEDIATE")
+                db.rollback()
+            return
+        except (OSError, sqlite3.OperationalError):
+            os.kill(pid, signal.SIGCONT)
+        finally:
+            os.close(turn)  # the kernel's lock goes with it
 
 
 #: the workers' lease: no heartbeat of a running attempt is ever this late, on however loaded a machine

@@ -47,6 +47,7 @@ from nectar import NectarTask
 from nectar.keys import param_digest
 from nectar.luigi_internals import (
     REOPENED,
+    UNCOUNTED,
     RemoteScheduler,
     choices_of,
     extend_task_registry,
@@ -54,6 +55,7 @@ from nectar.luigi_internals import (
     given_param_values,
     is_external,
     luigi_task_id,
+    luigid_counts_no_cancel,
     luigid_marks_reopened,
     luigid_prunes_lean,
     luigid_reads_cors_once,
@@ -194,6 +196,30 @@ def test_luigid_marks_a_step_reopened_once_a_late_pending_takes_it_back_from_don
     finally:
         for name, method in zip(("add_task", "get_work"), saved, strict=True):
             setattr(luigi.scheduler.Scheduler, name, method)  # luigi's own again
+
+
+def test_luigid_counts_no_failure_of_a_cancel_and_each_other_one() -> None:
+    """What luigid_counts_no_cancel changes of luigi's count of a task's failures (``Task.failures``,
+    ``first_failure_time``): a FAILED that says UNCOUNTED ends the task RUNNING but leaves its count as it was; a
+    plain FAILED is counted, and ``retry_count`` of them disable the task, as luigi does."""
+    saved = luigi.scheduler.Scheduler.add_task
+    try:
+        luigid_counts_no_cancel()
+        scheduler = luigi.scheduler.Scheduler(record_task_history=False, retry_count=2, disable_window=3600)
+        for _ in range(3):  # cancelled three times while it runs: no failure counted
+            scheduler.add_task(worker="w", task_id="T", status="PENDING")
+            assert scheduler.get_work(worker="w")["task_id"] == "T"
+            scheduler.add_task(worker="w", task_id="T", status="FAILED", **{UNCOUNTED: True})
+            scheduler.add_task(worker="w", task_id="T", status="DISABLED")
+            task = scheduler._state.get_task("T")
+            assert (task.status, list(task.failures), task.first_failure_time) == ("DISABLED", [], None)
+        scheduler.add_task(worker="w", task_id="T", status="PENDING")
+        scheduler.add_task(worker="w", task_id="T", status="FAILED")
+        assert (task.status, task.num_failures()) == ("FAILED", 1)
+        scheduler.add_task(worker="w", task_id="T", status="FAILED")
+        assert task.status == "DISABLED" and task.scheduler_disable_time is not None  # luigi's own, at retry_count
+    finally:
+        setattr(luigi.scheduler.Scheduler, "add_task", saved)  # noqa: B010  (luigi's own again; mypy refuses a method assigned)
 
 
 def test_luigi_builds_task_classes_into_a_list_it_looks_classes_up_through() -> None:

@@ -296,6 +296,27 @@ def test_reclaim_ends_attempts_whose_lease_ran_out_or_whose_process_is_gone(
     assert not runs.heartbeat(silent.id, 1)  # the lost attempt cannot come back
 
 
+def test_a_lease_that_ran_out_is_renewed_no_more_though_no_worker_reclaimed_it(
+    runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rule reclaim follows (:func:`~nectar.registry.model.lease_ran_out`) is the heartbeat's: a lease silent for
+    longer than its timeout is lost to its attempt, reclaimed yet or not; one silent for its timeout exactly holds."""
+    clock = Clock(start=float(int(time.time()))).install(monkeypatch, nectar.registry.sql)
+    held, ran_out = (runs.submit(new_run(n, RetryPolicy(retries=1)))[0] for n in range(2))
+    for run in (held, ran_out):
+        assert runs.claim("parent", run_id=run.id) is not None
+        assert runs.heartbeat(run.id, 1, "h:1", 5.0)
+    clock.advance(5.0)
+    assert runs.heartbeat(held.id, 1, "h:1", 5.0)  # silent for its timeout: held, renewed
+    clock.advance(0.5)
+    assert not runs.heartbeat(ran_out.id, 1, "h:1", 5.0)  # silent longer: not renewed, though still RUNNING
+    assert [run.id for run in runs.reclaim(5.0)] == [ran_out.id]
+    after = runs.get(ran_out.id)
+    assert after is not None and after.state == RunState.PENDING and after.error is not None
+    assert after.error.startswith("worker lost: h:1 (no heartbeat for ")
+    assert runs.heartbeat(held.id, 1, "h:1", 5.0)
+
+
 def test_cancel_ends_a_queued_or_running_run_and_refuses_an_ended_one(runs: SqlRunStore) -> None:
     queued = runs.submit(new_run(0))[0]
     running = runs.submit(new_run(1))[0]

@@ -266,9 +266,9 @@ def test_the_next_lease_of_a_process_takes_the_ended_leases_heartbeat_over_unwok
     beats: list[threading.Thread] = []
     heartbeat = runs.heartbeat
 
-    def recorded(run_id: str, attempt: int, worker: str) -> bool:
+    def recorded(run_id: str, attempt: int, worker: str, lease_timeout: float | None = None) -> bool:
         beats.append(threading.current_thread())
-        return heartbeat(run_id, attempt, worker)
+        return heartbeat(run_id, attempt, worker, lease_timeout)
 
     monkeypatch.setattr(runs, "heartbeat", recorded)
     during: list[set[threading.Thread]] = []
@@ -306,12 +306,12 @@ def held_beats(
     beating, gate = threading.Event(), threading.Event()
     beats: list[str] = []
 
-    def beat(run_id: str, attempt: int, worker: str) -> bool:
+    def beat(run_id: str, attempt: int, worker: str, lease_timeout: float | None = None) -> bool:
         if run_id == held:
             beating.set()
             gate.wait()
         beats.append(run_id)
-        return heartbeat(run_id, attempt, worker)
+        return heartbeat(run_id, attempt, worker, lease_timeout)
 
     monkeypatch.setattr(runs, "heartbeat", beat)
     return beating, gate, beats

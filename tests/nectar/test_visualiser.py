@@ -184,6 +184,64 @@ def test_a_cancelled_runs_steps_stay_disabled_after_the_retry_delay(
     nectar.cancel(again.run.id)
 
 
+#: a step whose ``retry_count`` (3) luigid counts its failures against, told by a control file: ``block`` runs until
+#: it changes, then its first try fails and the next writes its output
+FLAKY_CHAIN = """
+import pathlib
+import time
+
+from nectar import NectarTask
+
+CONTROL = pathlib.Path(@CONTROL@)
+
+
+class FlakyTask(NectarTask):
+    retry_count = 3
+
+    def run(self):
+        while CONTROL.read_text() == "block":
+            time.sleep(0.05)
+        tried = CONTROL.with_suffix(".tried")
+        if not tried.exists():
+            tried.touch()
+            raise RuntimeError("FlakyTask fails its first try")
+        with self.output().open("w") as out:
+            out.write("done\\n")
+"""
+
+
+def test_cancels_are_no_failures_luigid_counts_toward_disabling_a_step(
+    settings: Settings, short_luigid: str, short_cfg: Path, write_chain: WriteChain, start_worker: StartWorker
+) -> None:
+    """A run cancelled while its step runs, three times, is not three failures of the step in luigid: a run of it
+    submitted again that fails once is retried (its ``retry_count`` allows three failures) and done. Before, each
+    cancel told luigid the step FAILED (to end it there) before DISABLED, counted against its ``retry_count``: the
+    next run's one failure had luigid disable the step, and the run ended FAILED, "disabled by luigid"."""
+    control = settings.chains_dir.parent / "flaky-control"
+    control.write_text("block")
+    write_chain("vis/flaky_chain", FLAKY_CHAIN.replace("@CONTROL@", repr(str(control))))
+    flaky = settings.replace(scheduler_url=short_luigid, luigi_config=short_cfg, retries=2)
+    nectar = closed_at_end(Nectar(flaky))
+    scheduler = SchedulerClient(short_luigid)
+    start_worker(flaky, workers=1)
+    running = lambda s: any(step.state == "RUNNING" for step in s.steps)  # noqa: E731
+
+    for n in range(3):
+        submission = nectar.submit("vis", "flaky_chain", "FlakyTask", {})
+        assert submission.created and submission.run is not None
+        wait_for_status(nectar, submission.key, running, f"FlakyTask to run ({n + 1})")
+        nectar.cancel(submission.run.id)
+        disabled = {submission.run.task_id: "DISABLED"}
+        waitfor(lambda: statuses(scheduler, list(disabled)) == disabled, 60, "luigid to disable the step")  # noqa: B023
+
+    control.write_text("fail once")
+    again = nectar.submit("vis", "flaky_chain", "FlakyTask", {})
+    assert again.created and again.run is not None
+    rerun = again.run.id
+    ended = waitfor(lambda: (run := nectar.run(rerun)).state.active is False and run, 60, "the last run to end")
+    assert (ended.state, ended.attempt) == (RunState.DONE, 2), ended.error
+
+
 def sidebar(families: list[str]) -> dict[str, list[str]]:
     """The visualiser's "Task families" sidebar (``renderSidebar`` in luigi/static/visualiser/js/visualiserApp.js):
     a folder per text before a family's first dot (``Others`` without one), each family listed under it."""
