@@ -537,7 +537,7 @@ class Supervisor:
                     part.name, part.proc, deadlines[part.name], part.stop_timeout, saving[part.name], self.clock
                 )
 
-    def saving(self, part: Part) -> Callable[[], int | None]:
+    def saving(self, part: Part) -> Callable[[], stops.Save | None]:
         """How far ``part``'s save of its state has come as it stops (:func:`nectar.stops.luigid_saving`): luigid's,
         in the data folder; none for another part."""
         if part.name != "luigid":
