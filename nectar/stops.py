@@ -31,6 +31,8 @@ logger = logging.getLogger("nectar.supervisor")
 
 #: seconds between two looks at a part past its deadline that has not stopped yet (its save's progress, the clock)
 POLL = 0.1
+#: the longest one sleep on a part's exit lasts (``poll(2)`` takes at most ~24 days): a longer wait sleeps again
+LONGEST_SLEEP = 86400.0
 #: how a file luigid is saving its state into ends (:func:`nectar.luigi_internals.luigid_saves_whole` names it so), its
 #: name ``.<state file's name>.<random>`` before it
 SAVING = ".saving"
@@ -135,7 +137,7 @@ def exited(proc: subprocess.Popen[bytes]) -> Iterator[Callable[[float], bool]]:
 
     def gone(seconds: float) -> bool:
         if pidfd is not None:
-            wakeup.readable([pidfd], seconds)
+            wakeup.readable([pidfd], min(seconds, LONGEST_SLEEP))
             return proc.poll() is not None
         try:
             proc.wait(timeout=seconds)

@@ -24,6 +24,8 @@ from tests.nectar.test_luigid_state import WORKER, saved_tasks, start
 
 #: the stop timeout the test's luigid is given (seconds on the test's own clock, which only the test moves)
 STOP_TIMEOUT = 20.0
+#: a deadline years away, in seconds
+FAR = 1e9
 #: tasks, each with many parameters: a save of them takes a while (~0.3 s alone), long enough to be caught midway
 TASKS, PARAMS = 400, 400
 
@@ -204,7 +206,8 @@ def test_a_stop_asked_again_while_luigid_saves_is_the_same_stop_not_a_second_sav
 
 def test_a_part_asked_to_stop_is_awaited_on_its_exit_not_looked_at_before_its_deadline(tmp_path: Path) -> None:
     """Before its deadline, a part is awaited on its exit itself: serve looked at it, and at the clock, every 0.1 s
-    per part while they stopped. A clock that jumps past the deadline once read: a look before the exit kills."""
+    per part while they stopped. A clock that jumps past the deadline once read: a look before the exit kills. The
+    deadline is far (a drain grace of years): one sleep of it all would be more than ``poll(2)`` takes."""
     part = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.stdin.read()"],  # exits once the test closes its stdin
         stdin=subprocess.PIPE,
@@ -215,11 +218,18 @@ def test_a_part_asked_to_stop_is_awaited_on_its_exit_not_looked_at_before_its_de
     def jumping() -> float:
         nonlocal reads
         reads += 1
-        return 0.0 if reads == 1 else 2 * STOP_TIMEOUT
+        return 0.0 if reads == 1 else 2 * FAR
 
-    awaiting = threading.Thread(
-        target=await_stop, args=("part", part, STOP_TIMEOUT, STOP_TIMEOUT), kwargs={"clock": jumping}
-    )
+    failed: list[BaseException] = []
+
+    def waiting() -> None:
+        try:
+            await_stop("part", part, FAR, STOP_TIMEOUT, clock=jumping)
+        except BaseException as exc:
+            failed.append(exc)
+            raise
+
+    awaiting = threading.Thread(target=waiting)
     awaiting.start()
     try:
         waitfor(lambda: awaits(part.pid) or not awaiting.is_alive(), 60, "the waiter to wait on the part's exit")
@@ -228,6 +238,7 @@ def test_a_part_asked_to_stop_is_awaited_on_its_exit_not_looked_at_before_its_de
         assert part.stdin is not None
         part.stdin.close()
         awaiting.join(60)
+    assert not failed
     assert part.returncode == 0
     assert reads == 1
 
