@@ -65,6 +65,7 @@ import os
 import pickle
 import pwd
 import queue
+import signal
 import socket
 import stat
 import tempfile
@@ -103,7 +104,7 @@ from luigi.task_status import DONE, FAILED, PENDING
 
 from nectar import forks, standby
 from nectar.retry_count import kept_count
-from nectar.stops import SAVING
+from nectar.stops import FLUSHING, SAVING
 
 logger = logging.getLogger(__name__)
 #: what marks luigi's registry as extended (once per process)
@@ -1219,18 +1220,46 @@ def luigid_saves_whole() -> None:
     a new file in the same folder, flushed to the disk, then put in the state file's place in one rename (and the
     folder's entry flushed): the file holds the last whole state, the new one or the one before. A save a kill cut
     leaves its new file, which the next whole save removes (one luigid saves in a folder: ``hold_luigid_state``).
+    Its data all written, the new file is renamed :data:`~nectar.stops.FLUSHING` before it is flushed: ``nectar
+    serve`` waits for that flush however long the disk takes (:func:`nectar.stops.await_stop`), where it saw no
+    progress in it and killed luigid, the state written and lost.
 
     And it saves once as it stops, not twice: luigi's ``luigi.server.run`` saves in its SIGTERM handler, then exits,
     and saves the same state again at exit (the same handler, registered with ``atexit``), doubling the stop's longest
     part (5,000 tasks: two renames of a new state file, ~1 s of a loaded machine). luigid saves only as it ends, so a
-    save that succeeded is its last: a later call is skipped (one that failed is tried again)."""
+    save that succeeded is its last: a later call is skipped (one that failed is tried again). A stop signal that
+    comes while it saves is ignored (:func:`_stops_ignored`): the save under way is that stop's too."""
     saved: list[bool] = []
 
     def dump_once(self: luigi.scheduler.SimpleTaskState) -> None:
-        if not saved and _dump_whole(self):
-            saved.append(True)
+        if saved:
+            return
+        with _stops_ignored():
+            if _dump_whole(self):
+                saved.append(True)
 
     _replace(luigi.scheduler.SimpleTaskState, "dump", dump_once)
+
+
+#: the signals luigi's ``luigi.server.run`` stops luigid at (its ``shutdown_handler``: a save, then the exit)
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+@contextlib.contextmanager
+def _stops_ignored() -> Iterator[None]:
+    """luigid's stop signals ignored while the block runs (its save), their handlers put back after. luigi's handler
+    saves then exits: a second SIGTERM during the save (a stop asked twice: serve's, then the kernel's as serve dies)
+    ran it again between two bytecodes of the first save, which began a second save, whole, before its exit cut the
+    first: the stop's longest part twice. Only the main thread sets handlers; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {signum: signal.signal(signum, signal.SIG_IGN) for signum in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> bool:
@@ -1248,6 +1277,9 @@ def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> bool:
         with open(fd, "wb") as fobj:
             pickle.dump(self.get_state(), fobj)
             fobj.flush()
+            flushing = saving.removesuffix(SAVING) + FLUSHING  # all written: only the disk's flush is left
+            os.rename(saving, flushing)
+            saving = flushing
             os.fsync(fobj.fileno())
         os.replace(saving, path)
     except BaseException as exc:  # the state file untouched: the new file goes, whatever stopped the save
@@ -1265,7 +1297,7 @@ def _dump_whole(self: luigi.scheduler.SimpleTaskState) -> bool:
             os.close(entry)
     luigi.scheduler.logger.info("Saved state in %s", path)
     for name in os.listdir(folder):  # a save a kill cut (at serve's stop timeout): the state's size each, never read
-        if name.startswith(prefix) and name.endswith(SAVING):
+        if name.startswith(prefix) and name.endswith((SAVING, FLUSHING)):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(folder, name))
     return True

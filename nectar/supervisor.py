@@ -210,12 +210,15 @@ def answers(url: str) -> bool:
 
 
 def wait_ready(
-    url: str, part: Part, port: int, timeout: float = 30.0, stopping: Callable[[], bool] = lambda: False
+    url: str, part: Part, port: int, timeout: float | None = None, stopping: Callable[[], bool] = lambda: False
 ) -> bool:
     """Until ``url`` answers from ``part``'s own process (listening on ``port``), not from anyone else: True; False
-    as soon as ``stopping()`` says a stop was asked meanwhile (a signal to ``serve`` while its parts start)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    as soon as ``stopping()`` says a stop was asked meanwhile (a signal to ``serve`` while its parts start). As long
+    as the part lives, unless ``timeout`` (seconds) is given: a part's start takes as long as the machine's load
+    makes it (serve was up 17-18 s after it began at a load of 45 on 2 cores), and a bound of 30 s on each part
+    ended ``serve`` on a loaded machine ("api did not answer ... within 30s", exit 1) while its API was starting."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while deadline is None or time.monotonic() < deadline:
         if stopping():
             return False
         if part.proc.poll() is not None:
@@ -539,7 +542,7 @@ class Supervisor:
                     part.name, part.proc, deadlines[part.name], part.stop_timeout, saving[part.name], self.clock
                 )
 
-    def saving(self, part: Part) -> Callable[[], int | None]:
+    def saving(self, part: Part) -> Callable[[], stops.Save | None]:
         """How far ``part``'s save of its state has come as it stops (:func:`nectar.stops.luigid_saving`): luigid's,
         in the data folder; none for another part."""
         if part.name != "luigid":

@@ -28,11 +28,12 @@ from harness import (
     on_a_free_port,
     on_free_ports,
 )
-from nectar import ports
+from nectar import ports, supervisor
 from nectar.config import Settings
 from nectar.metrics import DURATION_BUCKETS
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.supervisor import Part, wait_ready
+from tests.clock import Clock
 from tests.conftest import NECTAR, REPO, free_port, settings_env, wait_until
 from tests.faults.conftest import alive, children, cmdline, descendants, links_checked, send, waitfor
 from tests.helpers.registries import closed_at_end
@@ -394,6 +395,39 @@ def test_readiness_is_believed_only_from_the_part_started_here(tmp_path: Path) -
         impostor.server_close()
     assert f"port {port} answers from pid {os.getpid()} (" in str(refused.value)
     assert f"not from the api started here (pid {part.proc.pid})" in str(refused.value)
+
+
+def test_a_part_slow_to_start_is_waited_for_while_it_lives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part that answers only after more than 30 s (a loaded machine: the API's cold start at a load of 45) is
+    waited for, not given up ("api did not answer ... within 30s" ended serve with exit 1 while the API started).
+    serve's clock is the test's: each of its sleeps between two looks moves it."""
+    clock = Clock(1_000_000.0).install(monkeypatch, supervisor)
+    port = free_port()
+    handler = "http.server.BaseHTTPRequestHandler"  # a 501 to a GET: an answer all the same
+    server = f"import http.server, sys; sys.stdin.readline(); http.server.HTTPServer(('127.0.0.1', {port}), {handler})"
+    env = {**os.environ, **lifeline_env()}
+    proc = subprocess.Popen([sys.executable, "-c", server + ".serve_forever()"], stdin=subprocess.PIPE, env=env)
+    part = Part("api", proc)
+    answered: list[bool | BaseException] = []
+
+    def waiting() -> None:
+        try:
+            answered.append(wait_ready(f"http://127.0.0.1:{port}/", part, port))
+        except BaseException as exc:
+            answered.append(exc)
+
+    awaiting = threading.Thread(target=waiting)
+    awaiting.start()
+    try:
+        waitfor(lambda: clock.now > 1_000_031.0 or not awaiting.is_alive(), 60, "serve to wait past 30 s")
+        assert proc.stdin is not None
+        proc.stdin.write(b"listen\n")  # it listens now, and answers
+        proc.stdin.close()
+        awaiting.join(60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert answered == [True]
 
 
 @pytest.mark.parametrize("role", ["api", "scheduler", "worker"])
