@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import socket
@@ -209,6 +210,10 @@ def answers(url: str) -> bool:
         return False
 
 
+#: seconds a starting part may be silent before serve says (a WARNING, once) that it still waits for it
+SLOW_START = 30.0
+
+
 def wait_ready(
     url: str, part: Part, port: int, timeout: float | None = None, stopping: Callable[[], bool] = lambda: False
 ) -> bool:
@@ -217,13 +222,24 @@ def wait_ready(
     as the part lives, unless ``timeout`` (seconds) is given: a part's start takes as long as the machine's load
     makes it (serve was up 17-18 s after it began at a load of 45 on 2 cores), and a bound of 30 s on each part
     ended ``serve`` on a loaded machine ("api did not answer ... within 30s", exit 1) while its API was starting."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+    began = time.monotonic()
+    deadline = None if timeout is None else began + timeout
+    slow = began + SLOW_START  # past it, a WARNING (once) says serve still waits: a start that hangs is seen
     while deadline is None or time.monotonic() < deadline:
         if stopping():
             return False
         if part.proc.poll() is not None:
             raise RuntimeError(f"{part.name} exited with code {part.proc.returncode} while starting")
         if not answers(url):
+            if time.monotonic() >= slow:
+                slow = math.inf
+                logger.warning(
+                    "%s (pid %d) has not answered on %s for %.0fs; still waiting while it lives (Ctrl-C stops serve)",
+                    part.name,
+                    part.proc.pid,
+                    url,
+                    time.monotonic() - began,
+                )
             time.sleep(0.05)
             continue
         mine = ports.held_by(port, [part.proc.pid])  # one query to the kernel, once an answer came

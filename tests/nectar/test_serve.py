@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import http.server
 import json
+import logging
 import os
 import signal
 import socket
@@ -397,10 +398,14 @@ def test_readiness_is_believed_only_from_the_part_started_here(tmp_path: Path) -
     assert f"not from the api started here (pid {part.proc.pid})" in str(refused.value)
 
 
-def test_a_part_slow_to_start_is_waited_for_while_it_lives(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_part_slow_to_start_is_waited_for_while_it_lives(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """A part that answers only after more than 30 s (a loaded machine: the API's cold start at a load of 45) is
-    waited for, not given up ("api did not answer ... within 30s" ended serve with exit 1 while the API started).
+    waited for, not given up ("api did not answer ... within 30s" ended serve with exit 1 while the API started), and
+    serve says once, at WARNING, that it still waits for it (a start that hangs is seen, not silent).
     serve's clock is the test's: each of its sleeps between two looks moves it."""
+    caplog.set_level(logging.WARNING, logger="nectar.supervisor")
     clock = Clock(1_000_000.0).install(monkeypatch, supervisor)
     port = free_port()
     handler = "http.server.BaseHTTPRequestHandler"  # a 501 to a GET: an answer all the same
@@ -428,6 +433,9 @@ def test_a_part_slow_to_start_is_waited_for_while_it_lives(monkeypatch: pytest.M
         proc.kill()
         proc.wait()
     assert answered == [True]
+    said = [r.getMessage() for r in caplog.records if r.name == "nectar.supervisor" and r.levelno == logging.WARNING]
+    assert len(said) == 1, said
+    assert said[0].startswith(f"api (pid {proc.pid}) has not answered on http://127.0.0.1:{port}/ for 3"), said
 
 
 @pytest.mark.parametrize("role", ["api", "scheduler", "worker"])
