@@ -523,7 +523,8 @@ def run(ctx: Context) -> list[Figure]:
 
         left: dict[str, list[float]] = {name: [] for pair_of in beside.items() for name in pair_of}  # in each burst
 
-        counted: dict[str, list[WorkerCounts]] = {name: [] for name in pair}  # per request, in each paired burst
+        # per request, in each paired burst, and in each burst of the lookups at each size
+        counted: dict[str, list[WorkerCounts]] = {name: [] for name in (*pair, *beside)}
 
         def burst(name: str, target: str | None = None) -> None:
             """A burst at ``target`` (``name``'s own by default), recorded as ``name``'s."""
@@ -535,7 +536,7 @@ def run(ctx: Context) -> list[Figure]:
             cpu[name].append(seconds)
             if name in left:
                 left[name].append(cpu_left.share(seconds * len(load.latencies)))
-            if name in pair and set(cluster.api_workers(url)) == workers.keys():  # none recycled: all counted
+            if name in counted and set(cluster.api_workers(url)) == workers.keys():  # none recycled: all counted
                 with contextlib.suppress(FileNotFoundError):  # one recycled since that look: not counted
                     now = summed(worker_counts(pid) for pid in workers)
                     counted[name].append(now.per_request(summed(workers.values()), len(load.latencies)))
@@ -664,6 +665,13 @@ def run(ctx: Context) -> list[Figure]:
                 for what, field, scale, form in SERVED_COUNTS
             )
             + f"; bytes of the answer's body {answer_bytes[pair[0]]} / {answer_bytes[pair[1]]}"
+        )
+        print(  # where a lookup at the largest size costs more than at the smallest: the pages SQLite reads again
+            f"served, per lookup, median of the bursts at {' / '.join(f'{size:,}' for size in sizes)} runs: "
+            + "; ".join(
+                f"{what} " + " / ".join(f"{served_median(counted[str(size)], field) * scale:{form}}" for size in sizes)
+                for what, field, scale, form in SERVED_COUNTS
+            )
         )
         for name, each in (("lookup", lookup_each), ("hello", hello_each)):
             print(
