@@ -211,8 +211,12 @@ _OPENING = lock_made_anew_in_children(globals(), "_OPENING")
 #: in the transaction of each change (versions 7 and 8), their removal, those that kept the counts from 9 to 11, and
 #: from 12 on, the same counts in fewer, smaller triggers (:mod:`~nectar.registry.sqlite_counts`); from 14 on, the
 #: steps ``WITHOUT ROWID``: a status lookup reads its run's steps from one b-tree, their rows in its leaves, where it
-#: read the primary key's index, then the table's rows by rowid (10,000 finished runs of one step each, a connection's
-#: 256 KiB cache: 4.10 -> 3.59 page reads a lookup, 1,000: 2.40 -> 1.72; the steps' pages 210 + 477 -> 475)
+#: read the primary key's index, then the table's rows by rowid. In process (one connection, its 256 KiB cache, one
+#: DONE step a run): ``pread`` calls a lookup 2.53 -> 1.81 at 1,000 runs, 4.27 -> 3.77 at 10,000. Served (the status
+#: benchmark, --quick --repeats 3, three pairs of runs, each side first in turn, load 20-40): read calls a lookup
+#: 3.03/2.95/2.99 -> 2.45/2.31/2.26 at 1,000 runs, 4.87/4.72/4.72 -> 4.22/4.21/4.35 at 10,000 (0.78x, 0.89x); the API's
+#: CPU a lookup over a hello's of the same run 1.02x at 1,000 and 0.91x at 10,000, medians of pairs that spread from
+#: 0.70x to 1.11x at that load (not a measured gain); the gap between the sizes stays, ~1.8 reads a lookup
 OWN_STATEMENTS = {
     COUNT_PENDING: [
         f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON runs FOR EACH ROW WHEN {when} "
