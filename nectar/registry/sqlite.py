@@ -213,10 +213,11 @@ _OPENING = lock_made_anew_in_children(globals(), "_OPENING")
 #: steps ``WITHOUT ROWID``: a status lookup reads its run's steps from one b-tree, their rows in its leaves, where it
 #: read the primary key's index, then the table's rows by rowid. In process (one connection, its 256 KiB cache, one
 #: DONE step a run): ``pread`` calls a lookup 2.53 -> 1.81 at 1,000 runs, 4.27 -> 3.77 at 10,000. Served (the status
-#: benchmark, --quick --repeats 3, three pairs of runs, each side first in turn, load 20-40): read calls a lookup
-#: 3.03/2.95/2.99 -> 2.45/2.31/2.26 at 1,000 runs, 4.87/4.72/4.72 -> 4.22/4.21/4.35 at 10,000 (0.78x, 0.89x); the API's
-#: CPU a lookup over a hello's of the same run 1.02x at 1,000 and 0.91x at 10,000, medians of pairs that spread from
-#: 0.70x to 1.11x at that load (not a measured gain); the gap between the sizes stays, ~1.8 reads a lookup
+#: benchmark, --quick --repeats 3, four pairs of runs, each side first in turn, load 18-47): read calls a lookup
+#: 3.03/2.95/2.99/2.96 -> 2.45/2.31/2.26/2.15 at 1,000 runs, 4.87/4.72/4.72/4.65 -> 4.22/4.21/4.35/4.25 at 10,000
+#: (medians of the pairs' ratios 0.77x, 0.90x); the API's CPU a lookup over a hello's of the same run 0.98x at 1,000
+#: and 0.92x at 10,000, medians of pairs that spread from 0.70x to 1.11x at that load (not a measured gain); the gap
+#: between the sizes stays, ~1.8-2.0 reads a lookup
 OWN_STATEMENTS = {
     COUNT_PENDING: [
         f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON runs FOR EACH ROW WHEN {when} "
