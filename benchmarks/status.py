@@ -4,7 +4,8 @@ The lookups and the hello world are measured in pairs of bursts side by side (AB
 median of each pair's ratio. The machine's other load moves a burst's rate by half within seconds, and not the two
 bursts of a pair alike: the rate target is on each rate over the share of the machine's CPU that the processes
 outside the benchmark left it during its burst (/proc/stat's busy time less the API's and the clients'), which
-on a machine to itself is the rate itself.
+on a machine to itself is the rate itself. So is the figure that must stay flat as the registry grows: each size's
+lookup bursts beside hello bursts of their own (ABBA), the largest size's median ratio over the smallest's.
 Beside them, the floor probe (:func:`benchmarks.baseline_app.floor_app`): the service's app answering a lookup's
 bytes without the lookup, through Flask and every guard, and from a bare WSGI callable in front of Flask; and the
 API's CPU per request of each (counted from /proc, which the machine's noise moves far less than a rate).
@@ -19,7 +20,8 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
@@ -110,6 +112,36 @@ class CpuLeft:
 def over_cpu_left(loads: list[Load], left: list[float]) -> list[float]:
     """Each burst's rate over the share of the machine's CPU others left it: its rate on a machine to itself."""
     return [load.rate / share for load, share in zip(loads, left, strict=True)]
+
+
+def side_by_side(
+    repeats: int,
+    new: Callable[[], object],
+    hello: Callable[[], object],
+    before: Callable[[], object] = lambda: None,
+    pairs: int = PAIRS,
+) -> None:
+    """``repeats`` times ``before``, then ``pairs`` pairs of bursts, one of ``new`` beside one of ``hello``, each side
+    first in turn (ABBA: the first burst of a pair is the dearer one, and the machine's load moves the two of a pair
+    alike)."""
+    for r in range(repeats):
+        before()
+        for p in range(pairs):
+            for burst in (new, hello) if (r * pairs + p) % 2 == 0 else (hello, new):
+                burst()
+
+
+def over_hello(loads: dict[str, list[Load]], left: dict[str, list[float]], name: str, hello: str) -> list[float]:
+    """Each of the bursts ``name`` over the hello burst beside it (``hello``: their name), both rates over the share
+    of the machine's CPU others left them (:func:`over_cpu_left`), pair by pair."""
+    found, beside = (over_cpu_left(loads[one], left[one]) for one in (name, hello))
+    return [a / b for a, b in zip(found, beside, strict=True)]
+
+
+def hello_beside(size: int) -> str:
+    """The name of the hello bursts measured beside the lookups at ``size`` runs: those beside :data:`MAIN_SIZE`'s
+    are the main figures' ``hello``."""
+    return "hello" if size == MAIN_SIZE else f"hello beside {size:,}"
 
 
 def status_requests(prefix: str, size: int, seed: int = 0) -> list[Request]:
@@ -482,31 +514,38 @@ def run(ctx: Context) -> list[Figure]:
         for url, requests in targets.values():  # warm every worker thread
             hammer(url, requests, CLIENTS, duration=min(1.0, duration)).check(200)
         pair = (str(MAIN_SIZE), "hello")  # compared burst by burst: each lookup burst beside a hello burst
-        names = [name for name in targets if name not in pair]
+        # each size's lookups beside hello bursts of their own (the flat figure compares sizes through them)
+        beside = {str(size): hello_beside(size) for size in sizes}
+        names = [name for name in targets if name not in beside and name != "hello"]
+        for name in beside.values():
+            loads.setdefault(name, [])
+            cpu.setdefault(name, [])
 
-        left: dict[str, list[float]] = {name: [] for name in pair}  # of the machine's CPU, in each paired burst
+        left: dict[str, list[float]] = {name: [] for pair_of in beside.items() for name in pair_of}  # in each burst
 
-        counted: dict[str, list[WorkerCounts]] = {name: [] for name in pair}  # per request, in each paired burst
+        # per request, in each paired burst, and in each burst of the lookups at each size
+        counted: dict[str, list[WorkerCounts]] = {name: [] for name in (*pair, *beside)}
 
-        def burst(name: str) -> None:
+        def burst(name: str, target: str | None = None) -> None:
+            """A burst at ``target`` (``name``'s own by default), recorded as ``name``'s."""
+            url, requests = targets[target or name]
             cpu_left = CpuLeft()
-            workers = {pid: worker_counts(pid) for pid in cluster.api_workers(targets[name][0])}  # before the burst
-            load, seconds = timed_burst(cluster, *targets[name], duration)
+            workers = {pid: worker_counts(pid) for pid in cluster.api_workers(url)}  # before the burst
+            load, seconds = timed_burst(cluster, url, requests, duration)
             loads[name].append(load)
             cpu[name].append(seconds)
-            if name in pair:
+            if name in left:
                 left[name].append(cpu_left.share(seconds * len(load.latencies)))
-                if set(cluster.api_workers(targets[name][0])) == workers.keys():  # none recycled: all counted
-                    with contextlib.suppress(FileNotFoundError):  # one recycled since that look: not counted
-                        now = summed(worker_counts(pid) for pid in workers)
-                        counted[name].append(now.per_request(summed(workers.values()), len(load.latencies)))
+            if name in counted and set(cluster.api_workers(url)) == workers.keys():  # none recycled: all counted
+                with contextlib.suppress(FileNotFoundError):  # one recycled since that look: not counted
+                    now = summed(worker_counts(pid) for pid in workers)
+                    counted[name].append(now.per_request(summed(workers.values()), len(load.latencies)))
 
         for r in range(ctx.repeats):  # interleaved and rotated, so that all see the same noise
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 burst(name)
-            for p in range(PAIRS):  # ABBA: neither side always first
-                for name in pair if (r * PAIRS + p) % 2 == 0 else pair[::-1]:
-                    burst(name)
+            for size in sizes[r % len(sizes) :] + sizes[: r % len(sizes)]:  # each beside its hellos, ABBA
+                side_by_side(1, partial(burst, str(size)), partial(burst, beside[str(size)], "hello"))
         main_rates, hello_rates = ([load.rate for load in loads[name]] for name in pair)
         rate_ratio = paired(main_rates, hello_rates)
         main_left, hello_left = (over_cpu_left(loads[name], left[name]) for name in pair)
@@ -519,10 +558,23 @@ def run(ctx: Context) -> list[Figure]:
             f"(median {rate_ratio:.3f}); p99s",
             ", ".join(f"{a.p99 / b.p99:.2f}" for a, b in zip(*(loads[name] for name in pair), strict=True)),
             f"(median {p99_ratio:.3f}); the machine's CPU used outside the benchmark in each pair's bursts",
-            ", ".join(f"{1 - a:.0%}/{1 - b:.0%}" for a, b in zip(*left.values(), strict=True)),
+            ", ".join(f"{1 - a:.0%}/{1 - b:.0%}" for a, b in zip(left[pair[0]], left[pair[1]], strict=True)),
             "; rates over the CPU left to each:",
             ", ".join(f"{a / b:.2f}" for a, b in zip(main_left, hello_left, strict=True)),
             f"(median {left_ratio:.3f})",
+        )
+        by_size = {size: over_hello(loads, left, str(size), beside[str(size)]) for size in (sizes[0], sizes[-1])}
+        rates_alone = {
+            size: paired(*([one.rate for one in loads[name]] for name in (str(size), beside[str(size)])))
+            for size in by_size
+        }
+        print(
+            "lookups over the hello burst beside them (ABBA), pair by pair, each rate over the CPU others left it:",
+            "; ".join(
+                f"{size:,} runs {', '.join(f'{x:.3f}' for x in found)} (median {median(found):.3f}; the rates alone "
+                f"{rates_alone[size]:.3f})"
+                for size, found in by_size.items()
+            ),
         )
         print(
             "API CPU per request (gunicorn's master and workers, median of the bursts):",
@@ -614,6 +666,13 @@ def run(ctx: Context) -> list[Figure]:
             )
             + f"; bytes of the answer's body {answer_bytes[pair[0]]} / {answer_bytes[pair[1]]}"
         )
+        print(  # where a lookup at the largest size costs more than at the smallest: the pages SQLite reads again
+            f"served, per lookup, median of the bursts at {' / '.join(f'{size:,}' for size in sizes)} runs: "
+            + "; ".join(
+                f"{what} " + " / ".join(f"{served_median(counted[str(size)], field) * scale:{form}}" for size in sizes)
+                for what, field, scale, form in SERVED_COUNTS
+            )
+        )
         for name, each in (("lookup", lookup_each), ("hello", hello_each)):
             print(
                 f"in this process, one thread, each {name} (us): CPU {each.spread(each.cpu)}; wall "
@@ -635,7 +694,11 @@ def run(ctx: Context) -> list[Figure]:
     floor_what = "the service's app answering a lookup's bytes without the lookup"
     by_pair = f"each burst over the {hello_what} burst beside it (median of {len(main)} pairs)"
     big, small = sizes[-1], sizes[0]
-    flat = (f"lookups/s at {big:,} runs (registry and store)", median_rate(loads[str(big)]), "/s")
+    flat = (f"lookups/s at {big:,} runs (registry and store), × hello", round(median(by_size[big]), 3), "x")
+    flat_by_pair = (
+        f"(each: the median of {len(by_size[small])} bursts over the hello burst beside it, ABBA, rates over the CPU "
+        "left)"
+    )
     return [
         Figure(NAME, f"lookups/s {at_main}", rate, "/s", "seed: 4 full task_list fetches", median_rate(seed),
                ratio_at_least(50)),
@@ -647,7 +710,8 @@ def run(ctx: Context) -> list[Figure]:
                median_p99(hello)),
         Figure(NAME, f"p99 latency {at_main} per hello's, {by_pair}", round(p99_ratio, 3), "x", "-", None,
                at_most(1.25, "≤ 1.25x")),
-        Figure(NAME, *flat, f"the same at {small:,} runs", median_rate(loads[str(small)]), ratio_at_least(0.95)),
+        Figure(NAME, *flat, f"the same at {small:,} runs, × hello {flat_by_pair}", round(median(by_size[small]), 3),
+               ratio_at_least(0.95)),
         Figure(NAME, f"API CPU per lookup {at_main}", us(cpu[str(MAIN_SIZE)]), "us", hello_what, us(cpu["hello"])),
         Figure(NAME, f"of which in the kernel (system CPU per request of the paired bursts, {CLIENTS} clients)",
                round(served_median(counted[pair[0]], "system") * 1e6), "us", hello_what,

@@ -55,7 +55,9 @@ from benchmarks.status import (
     CpuLeft,
     Eviction,
     PerCall,
+    hello_beside,
     in_process_cpu,
+    over_hello,
     paired,
     recycle_every,
     status_requests,
@@ -1003,6 +1005,28 @@ def test_the_submit_benchmark_compares_each_burst_of_new_runs_with_the_hello_bur
     # pairs: 1000/0.5 over 2000/1 (1.0), 1000/1 over 1000/0.5 (0.5), 3000 over 2000 (1.5), 1000 over 500 (2.0)
     assert submit_module.beside_hello(api, base, slice(0, None)) == [1.0, 0.5, 1.5, 2.0]
     assert submit_module.beside_hello(api, base, slice(2, None)) == [1.5, 2.0]
+
+
+def test_the_status_benchmark_compares_each_size_through_the_hello_bursts_beside_its_own() -> None:
+    """The figure that must stay flat as the registry grows: each size's lookup bursts over the hello burst beside
+    each (rates over the CPU others left them), pair by pair; not the ratio of the sizes' median rates, which a load
+    that moved between their bursts moves (here 1,000 runs' bursts met a quieter machine: their rates alone 2x)."""
+
+    def bursts(*found: float) -> list[Load]:
+        return [Load(rate, [0.001], Counter({200: 1}), 0) for rate in found]
+
+    loads = {
+        "1000": bursts(2000.0, 2000.0, 2000.0),
+        hello_beside(1_000): bursts(4000.0, 4000.0, 4000.0),
+        "10000": bursts(900.0, 1000.0, 500.0),
+        hello_beside(10_000): bursts(1000.0, 2000.0, 1000.0),
+    }
+    left = {name: [1.0, 1.0, 1.0] for name in loads}
+    left["10000"] = [1.0, 0.5, 1.0]  # its second burst had half the machine: at 2,000/s on a machine to itself
+
+    assert hello_beside(10_000) == "hello"  # the main figures' hello bursts are those beside the main size's
+    assert over_hello(loads, left, "1000", hello_beside(1_000)) == [0.5, 0.5, 0.5]
+    assert over_hello(loads, left, "10000", "hello") == [0.9, 1.0, 0.5]
 
 
 def test_the_soak_runs_small_with_a_forced_kill_and_checks_pass(

@@ -37,6 +37,7 @@ from nectar.registry.schema import (
     COUNT_RUNS,
     LATEST,
     PENDING_CHANGES,
+    STEPS_BY_RUN,
     UNCOUNT_PENDING,
     refuse_newer,
     statements,
@@ -76,6 +77,7 @@ OWN_STATEMENTS = {
     COUNT_RUNS: counts.POSTGRES_TRIGGERS,
     COUNT_FIRES: fire_counts.POSTGRES_TRIGGERS,
     COUNT_AGAIN: [],  # its triggers, one function a table deferred to the commit, stay as they are
+    STEPS_BY_RUN: [],  # a table is a heap beside its indexes here, whatever its primary key: nothing to make anew
 }
 #: connections a process keeps at most (``NECTAR_DATABASE_POOL``)
 DEFAULT_POOL_SIZE = 4

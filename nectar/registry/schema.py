@@ -3,11 +3,12 @@
 The schema grows by :data:`MIGRATIONS`: version n is reached by applying ``MIGRATIONS[n-1]``.
 A statement names its floating-point columns ``{real}``, which a dialect spells its own way
 (:func:`statements`), and a placeholder (:data:`COUNT_PENDING`, :data:`UNCOUNT_PENDING`, :data:`COUNT_RUNS`,
-:data:`COUNT_FIRES`, :data:`COUNT_AGAIN`) stands for the dialect's own statements: the triggers that kept
-``run_queue.pending`` (versions 7 and 8), their removal, the triggers that keep :mod:`~nectar.registry.counts`'
-tables (from version 9) and :mod:`~nectar.registry.fire_counts`' (from 10), and their replacement (12, where a
-dialect has one: SQLite's :mod:`~nectar.registry.sqlite_counts`); each dialect records the version reached where
-its database keeps such things (SQLite's ``PRAGMA user_version``, a table in PostgreSQL).
+:data:`COUNT_FIRES`, :data:`COUNT_AGAIN`, :data:`STEPS_BY_RUN`) stands for the dialect's own statements: the
+triggers that kept ``run_queue.pending`` (versions 7 and 8), their removal, the triggers that keep
+:mod:`~nectar.registry.counts`' tables (from version 9) and :mod:`~nectar.registry.fire_counts`' (from 10), their
+replacement (12, where a dialect has one: SQLite's :mod:`~nectar.registry.sqlite_counts`), and the steps' table made
+anew in its primary key's order (14, where a dialect can: SQLite's ``WITHOUT ROWID``); each dialect records the
+version reached where its database keeps such things (SQLite's ``PRAGMA user_version``, a table in PostgreSQL).
 """
 
 from __future__ import annotations
@@ -30,6 +31,24 @@ from nectar.registry.model import Run, RunState, made_at_once
 #: inserted or changed a run (a bounded insert of a new run, the statement alone: ~227k -> ~198k instructions)
 ONE_ACTIVE = "(state = 'PENDING' OR state = 'RUNNING' OR state = 'WAITING')"
 
+
+def steps_table(name: str) -> str:
+    """The statement that makes the table of steps as ``name``, as version 1 made it (``{real}`` its floating-point
+    columns' spelling): a dialect may make it anew under another layout (:data:`STEPS_BY_RUN`)."""
+    return f"""CREATE TABLE IF NOT EXISTS {name} (
+            run_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            task TEXT NOT NULL,
+            key TEXT,
+            state TEXT NOT NULL,
+            executed INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            updated_at {{real}} NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (run_id, task_id)
+        )"""
+
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE IF NOT EXISTS runs (
@@ -51,18 +70,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE UNIQUE INDEX IF NOT EXISTS runs_one_active_per_key ON runs(key) WHERE state IN ('PENDING', 'RUNNING')",
         "CREATE INDEX IF NOT EXISTS runs_by_key ON runs(key, queued_at)",
         "CREATE INDEX IF NOT EXISTS runs_queue ON runs(state, queued_at)",
-        """CREATE TABLE IF NOT EXISTS steps (
-            run_id TEXT NOT NULL,
-            task_id TEXT NOT NULL,
-            task TEXT NOT NULL,
-            key TEXT,
-            state TEXT NOT NULL,
-            executed INTEGER NOT NULL DEFAULT 0,
-            error TEXT,
-            updated_at {real} NOT NULL,
-            seq INTEGER NOT NULL,
-            PRIMARY KEY (run_id, task_id)
-        )""",
+        steps_table("steps"),
     ),
     (  # 2: attempts, retry policy, leases
         "ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0",
@@ -185,6 +193,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX IF EXISTS runs_one_active_per_key",
         f"CREATE UNIQUE INDEX IF NOT EXISTS runs_one_active_per_key ON runs(key) WHERE {ONE_ACTIVE}",
     ),
+    ("{steps_by_run}",),  # 14: the steps kept in the order of their primary key, where a dialect can (STEPS_BY_RUN)
 )
 LATEST = len(MIGRATIONS)
 #: where a migration's statements take the dialect's own that keep ``run_queue.pending`` counted
@@ -197,6 +206,9 @@ COUNT_RUNS = "{count_runs}"
 COUNT_FIRES = "{count_fires}"
 #: where they take the dialect's own that replace those of :data:`COUNT_RUNS` and :data:`COUNT_FIRES` (none: they stay)
 COUNT_AGAIN = "{count_again}"
+#: where they take the dialect's own that keep the steps' rows in their primary key's b-tree, a run's steps together
+#: (SQLite's ``WITHOUT ROWID``: a status lookup's steps one b-tree's pages, not an index's then the table's by rowid)
+STEPS_BY_RUN = "{steps_by_run}"
 #: the number of PENDING runs, kept by the triggers of :data:`COUNT_RUNS`
 QUEUED = "SELECT pending FROM run_counts WHERE id = 1"
 #: (versions 7 and 8) when a dialect's trigger adds ``delta`` to the count: on a run inserted PENDING, deleted
@@ -228,8 +240,7 @@ ATTEMPT_COLUMNS: tuple[str, ...] = ("run_id", "attempt", "state", "failed_step",
 def statements(version: int, real: str, own: Mapping[str, Sequence[str]]) -> list[str]:
     """The statements that bring a schema at ``version`` to :data:`LATEST`, ``{real}`` spelt ``real`` and each
     placeholder (:data:`COUNT_PENDING`, :data:`UNCOUNT_PENDING`, :data:`COUNT_RUNS`, :data:`COUNT_FIRES`,
-    :data:`COUNT_AGAIN`) replaced
-    by the dialect's ``own`` statements for it."""
+    :data:`COUNT_AGAIN`, :data:`STEPS_BY_RUN`) replaced by the dialect's ``own`` statements for it."""
     found: list[str] = []
     for statement in (statement for migration in MIGRATIONS[version:] for statement in migration):
         found.extend(own[statement] if statement in own else [statement.format(real=real)])

@@ -32,11 +32,14 @@ from nectar.registry.schema import (
     PENDING_CHANGES,
     QUEUED,
     RUN_COLUMNS,
+    STEP_COLUMNS,
+    STEPS_BY_RUN,
     UNCOUNT_PENDING,
     param_marks,
     refuse_newer,
     run_row,
     statements,
+    steps_table,
 )
 from nectar.registry.sql import FRESH_COLUMNS, fresh_row, new_run_insert
 from nectar.registry.sqlite_checkpoints import BACKSTOP_FRAMES, Checkpointer, opening, release
@@ -206,7 +209,15 @@ _WRITERS: dict[tuple[int, str], Writers] = {}
 _OPENING = lock_made_anew_in_children(globals(), "_OPENING")
 #: this dialect's statements for the schema's placeholders: the triggers that kept ``run_queue.pending`` counted
 #: in the transaction of each change (versions 7 and 8), their removal, those that kept the counts from 9 to 11, and
-#: from 12 on, the same counts in fewer, smaller triggers (:mod:`~nectar.registry.sqlite_counts`)
+#: from 12 on, the same counts in fewer, smaller triggers (:mod:`~nectar.registry.sqlite_counts`); from 14 on, the
+#: steps ``WITHOUT ROWID``: a status lookup reads its run's steps from one b-tree, their rows in its leaves, where it
+#: read the primary key's index, then the table's rows by rowid. In process (one connection, its 256 KiB cache, one
+#: DONE step a run): ``pread`` calls a lookup 2.53 -> 1.81 at 1,000 runs, 4.27 -> 3.77 at 10,000. Served (the status
+#: benchmark, --quick --repeats 3, four pairs of runs, each side first in turn, load 18-47): read calls a lookup
+#: 3.03/2.95/2.99/2.96 -> 2.45/2.31/2.26/2.15 at 1,000 runs, 4.87/4.72/4.72/4.65 -> 4.22/4.21/4.35/4.25 at 10,000
+#: (medians of the pairs' ratios 0.77x, 0.90x); the API's CPU a lookup over a hello's of the same run 0.98x at 1,000
+#: and 0.92x at 10,000, medians of pairs that spread from 0.70x to 1.11x at that load (not a measured gain); the gap
+#: between the sizes stays, ~1.8-2.0 reads a lookup
 OWN_STATEMENTS = {
     COUNT_PENDING: [
         f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON runs FOR EACH ROW WHEN {when} "
@@ -217,6 +228,13 @@ OWN_STATEMENTS = {
     COUNT_RUNS: counts.SQLITE_TRIGGERS,
     COUNT_FIRES: fire_counts.SQLITE_TRIGGERS,
     COUNT_AGAIN: sqlite_counts.SQLITE_TRIGGERS,
+    STEPS_BY_RUN: [  # the rows in their primary key's b-tree (a run's steps together), not by rowid beside it
+        steps_table("steps").format(real="REAL"),  # a file of before versions (taken for 1 or 2) may have none
+        f"{steps_table('steps_by_run').format(real='REAL')} WITHOUT ROWID",
+        f"INSERT INTO steps_by_run ({', '.join(STEP_COLUMNS)}) SELECT {', '.join(STEP_COLUMNS)} FROM steps",
+        "DROP TABLE steps",
+        "ALTER TABLE steps_by_run RENAME TO steps",
+    ],
 }
 #: a new run, unless one of its key is active or the PENDING runs (the count the runs' triggers keep) are as many as
 #: the last parameter: one statement, its own transaction. Its one row of ``VALUES``, not an ``INSERT ... SELECT ...

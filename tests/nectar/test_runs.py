@@ -22,8 +22,9 @@ from nectar.leases import release
 from nectar.outcomes import end_running_steps
 from nectar.registry import RetryPolicy, Run, RunFilter, RunState, Step, jsonable_run
 from nectar.registry.postgres import PostgresRunStore
+from nectar.registry.schema import MIGRATIONS, RUN_COLUMNS, RUNS, STEP_COLUMNS, param_marks, run_row
 from nectar.registry.sql import SqlRunStore
-from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
+from nectar.registry.sqlite import OWN_STATEMENTS, SCHEMA_VERSION, SQLiteRunStore
 from tests.clock import Clock
 from tests.helpers.registries import closed_at_end
 
@@ -487,10 +488,47 @@ def test_a_registry_written_before_versions_upgrades_itself(tmp_path: Path) -> N
     assert old is not None and (old.attempt, old.max_attempts, old.not_before) == (0, 1, 0.0)
     claimed = runs.claim("w")
     assert claimed is not None and claimed.attempt == 1
+    assert runs.steps("r1") == []  # a table of steps made by the upgrade (the file had none), not a missing table
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     check.close()
     assert closed_at_end(SQLiteRunStore(path)).get("r1") is not None  # opening an up-to-date file changes nothing
+
+
+def test_a_registry_of_schema_13_keeps_its_runs_and_steps_made_anew_by_their_primary_key(tmp_path: Path) -> None:
+    """A file as schema 13 made it (its steps by rowid, beside their primary key's index), with runs and steps
+    written under it: opened, it keeps every run and step, its steps now in their primary key's b-tree alone
+    (``WITHOUT ROWID``), which a status lookup and a step written after read and write as before."""
+    path = tmp_path / "runs.sqlite3"
+    lite = sqlite3.connect(path, isolation_level=None)
+    for statement in (statement for migration in MIGRATIONS[:13] for statement in migration):
+        for text in OWN_STATEMENTS[statement] if statement in OWN_STATEMENTS else [statement.format(real="REAL")]:
+            lite.execute(text)
+    lite.execute("PRAGMA user_version = 13")
+    made = [dataclasses.replace(new_run(n), state=RunState.DONE, attempt=1) for n in range(3)]
+    lite.executemany(f"INSERT INTO runs ({RUNS}) VALUES ({param_marks(RUN_COLUMNS)})", map(run_row, made))
+    steps = [(run.id, f"{task}_{run.id}", task, run.key, "DONE", 1, None, 1.0, seq) for run in made
+             for seq, task in enumerate(("BTask", "ATask"))]  # fmt: skip
+    lite.executemany(f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) VALUES ({param_marks(STEP_COLUMNS)})", steps)
+    lite.close()
+
+    runs = closed_at_end(SQLiteRunStore(path))
+    assert [runs.get(run.id) for run in made] == made
+    status, found = runs.latest_status(made[1].key)
+    assert status is not None and status.id == made[1].id
+    assert [(step.task, step.state, step.executed) for step in found] == [
+        ("ATask", "DONE", True),
+        ("BTask", "DONE", True),
+    ]
+    assert runs.record_steps([Step(made[2].id, f"ATask_{made[2].id}", "ATask", made[2].key, "FAILED", error="x")])
+    assert [(step.task, step.state) for step in runs.steps(made[2].id)] == [("ATask", "FAILED"), ("BTask", "DONE")]
+    look = sqlite3.connect(path)
+    assert look.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert look.execute("SELECT COUNT(*) FROM steps").fetchone()[0] == 6
+    table = look.execute("SELECT sql FROM sqlite_master WHERE name = 'steps'").fetchone()[0]
+    indexes = look.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'steps'").fetchall()
+    look.close()
+    assert table.endswith("WITHOUT ROWID") and indexes == []  # its primary key is the table: no index beside it
 
 
 def test_find_filters_and_pages_newest_first(runs: SqlRunStore) -> None:

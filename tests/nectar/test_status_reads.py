@@ -106,7 +106,9 @@ def test_the_status_read_sorts_nothing_in_sqlite(tmp_path: Path) -> None:
     """SQLite follows an index for each table of the read and builds no temporary B-tree to sort a run's steps
     (one per status lookup, before): the rows are put in order as they are read. The latest run of the key is found
     in the ``runs_by_key`` index alone (it holds each row's rowid), then its row by that rowid: not read in a
-    subquery that SQLite runs as a co-routine, copying the run's columns out to the query around it."""
+    subquery that SQLite runs as a co-routine, copying the run's columns out to the query around it. Its steps are
+    read from their table's primary key (``WITHOUT ROWID``: their rows in its leaves), not from an index of it then
+    the table's rows by rowid."""
     runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     query = f"EXPLAIN QUERY PLAN {runs.STATUS_READ}"
     plan = runs._read(lambda db: [row[3] for row in db.execute(query, ("k",))])
@@ -114,7 +116,7 @@ def test_the_status_read_sorts_nothing_in_sqlite(tmp_path: Path) -> None:
     assert [step for step in plan if step.startswith("SEARCH")] == [
         "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)",
         "SEARCH runs USING COVERING INDEX runs_by_key (key=?)",
-        "SEARCH s USING INDEX sqlite_autoindex_steps_1 (run_id=?) LEFT-JOIN",
+        "SEARCH s USING PRIMARY KEY (run_id=?) LEFT-JOIN",
     ]
 
 
