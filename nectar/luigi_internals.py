@@ -15,8 +15,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   another worker made it since it was found undone (its ``_run_task``, ``_batch_running_tasks``), its
   ``_task_result_queue`` in memory when its steps run in its own process (:class:`Worker`), its ``[worker]``
   settings given ready-made: its ``__init__`` reads the names ``worker`` and ``multiprocessing`` of ``luigi.worker``
-  (:func:`_worker_made_with`), its ``__init__`` and ``_generate_worker_info`` the names ``getpass`` and ``socket``
-  (:func:`_described_once`), and
+  (:func:`_worker_made_with`), its ``__init__`` and ``_generate_worker_info`` the names ``getpass`` and ``socket``,
+  its ``__init__`` the name ``signal`` (its SIGUSR1 handler, ``handle_interrupt``) (:func:`_described_once`), and
   ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`),
   ``_summary_format``, ``_summary_wrap``, ``_tasks_status`` and ``_create_one_line_summary`` (:class:`RunResult`);
 - ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`),
@@ -72,6 +72,7 @@ import tempfile
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -317,17 +318,62 @@ class _HostOnce:
         return getattr(socket, name)
 
 
+#: the luigi worker made last in this process, whose ``handle_interrupt`` SIGUSR1 calls (:func:`_interrupt`): held
+#: weakly, as a bound method (luigi's handler held it strongly, until the next worker's replaced it)
+_interrupted: weakref.WeakMethod[Callable[[int, types.FrameType | None], None]] | None = None
+
+
+def _interrupt(signum: int, frame: types.FrameType | None) -> None:
+    """SIGUSR1's handler in a process that made a luigi worker (:class:`_InterruptHandledOnce`): the last worker made
+    stops asking for work, as luigi's own handler, set by each worker for itself, had it."""
+    handler = _interrupted() if _interrupted is not None else None
+    if handler is not None:
+        handler(signum, frame)
+
+
+class _InterruptHandledOnce:
+    """``signal`` as luigi's worker sees it while it is made: its SIGUSR1 handler (``handle_interrupt``, a bound method
+    of the worker) is the one :func:`_interrupt` calls, set once per process, where luigi's ``Worker.__init__`` set
+    a handler of its own and asked ``siginterrupt`` for each worker (each run makes one): 3 ``rt_sigaction`` system
+    calls a run, now none once the handler is set (it stays set: :func:`nectar.reuse.put_back` puts back a handler
+    a run changed, to what it was before the run). Any other signal, and a worker made off the main thread (where
+    ``signal.signal`` raises, as luigi expects), as ``signal`` itself."""
+
+    def __init__(self) -> None:
+        #: whether :func:`_interrupt` was found set already: luigi's ``siginterrupt`` that follows is then not repeated
+        self._was_set = False
+
+    def signal(self, signum: int, handler: Any) -> Any:
+        global _interrupted
+        is_main = threading.current_thread() is threading.main_thread()
+        if signum != signal.SIGUSR1 or not is_main or not isinstance(handler, types.MethodType):
+            return signal.signal(signum, handler)
+        self._was_set = signal.getsignal(signum) is _interrupt
+        if not self._was_set:
+            signal.signal(signum, _interrupt)
+        _interrupted = weakref.WeakMethod(handler)
+        return _interrupt
+
+    def siginterrupt(self, signum: int, flag: bool) -> None:
+        if not (self._was_set and signum == signal.SIGUSR1):
+            signal.siginterrupt(signum, flag)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(signal, name)
+
+
 @contextlib.contextmanager
 def _described_once() -> Iterator[None]:
     """While luigi's worker is made and describes itself: the user's name and the host's, each found once per process
-    (:class:`_UserOnce`, :class:`_HostOnce`). luigi's worker is made on one thread."""
+    (:class:`_UserOnce`, :class:`_HostOnce`), and its SIGUSR1 handler set once per process
+    (:class:`_InterruptHandledOnce`). luigi's worker is made on one thread."""
     module = vars(luigi.worker)
-    saved = module["getpass"], module["socket"]
-    module["getpass"], module["socket"] = _UserOnce(), _HostOnce()
+    saved = module["getpass"], module["socket"], module["signal"]
+    module["getpass"], module["socket"], module["signal"] = _UserOnce(), _HostOnce(), _InterruptHandledOnce()
     try:
         yield
     finally:
-        module["getpass"], module["socket"] = saved
+        module["getpass"], module["socket"], module["signal"] = saved
 
 
 @contextlib.contextmanager

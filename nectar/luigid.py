@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import socket
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +70,8 @@ UPGRADE_RPC = "nectar_upgrade"
 #: then a :data:`BATCH_RPC` body, answered with a frame of that batch's answer; no HTTP parse per call on either side
 FRAMED = "nectar-rpc"
 FRAME_HEAD = 4
+#: bytes a read of an upgraded connection asks for at once (:func:`_read_frames`)
+_RECEIVE = 65536
 #: where the RPCs are, under luigid's URL
 RPC_PATH = "/api/"
 
@@ -302,7 +305,7 @@ class Connections:
                     if batch is None:
                         self._write(conn, unread)
                     else:
-                        conn.sock.sendall(_frame(batch) if framed else self._batch_request(batch))
+                        _sent(conn.sock, _frame(batch) if framed else self._batch_request(batch))
                         unread.sent = len(unread.calls)
                     if unread.meanwhile:
                         self._while_luigid_answers(unread)
@@ -406,7 +409,7 @@ class Connections:
                 requests = (_frame(_framed_call(path, form)) for path, form, _ in unread.calls[unread.sent :])
             else:
                 requests = (self._request(path, form_body(form)) for path, form, _ in unread.calls[unread.sent :])
-            conn.sock.sendall(b"".join(requests))
+            _sent(conn.sock, b"".join(requests))
             unread.sent = len(unread.calls)
 
     def _connect(self, conn: http.client.HTTPConnection) -> None:
@@ -427,6 +430,7 @@ class Connections:
             answer = _Answer(0, "", True, b"")
         if answer.status == 101:
             self._local.framed = conn
+            _bounded_in_the_kernel(conn.sock, self.timeout)
             return
         self.frames = False
         if answer.will_close:
@@ -482,22 +486,64 @@ def _frame(body: bytes) -> bytes:
     return len(body).to_bytes(FRAME_HEAD, "big") + body
 
 
+def _bounded_in_the_kernel(sock: socket.socket, timeout: float | None) -> None:
+    """``sock`` (an upgraded connection) blocking, each of its ``send`` and ``recv`` bounded by ``timeout`` seconds
+    by the kernel (``SO_SNDTIMEO``, ``SO_RCVTIMEO``), not by Python: a socket with a Python timeout asks ``poll``
+    before each of them, two system calls more a call to luigid (four a trivial run, two on its way to ``run()``).
+    A call that finds its bound passed raises :class:`TimeoutError`, as before (:func:`_sent`, :func:`_read_frames`).
+    No bound (``None``) blocks, as Python's; a zero one (a non-blocking socket), and a TLS socket, stay Python's."""
+    if (timeout is not None and timeout <= 0) or type(sock) is not socket.socket:  # TLS's reads fail otherwise
+        return
+    sock.settimeout(None)
+    if timeout is not None:
+        micros = max(1, round(timeout * 1_000_000))
+        bound = struct.pack("@ll", micros // 1_000_000, micros % 1_000_000)  # a struct timeval
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, bound)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, bound)
+
+
+def _sent(sock: socket.socket, data: bytes) -> None:
+    """``sock.sendall(data)``; the kernel's bound passed (:func:`_bounded_in_the_kernel`) raises TimeoutError."""
+    try:
+        sock.sendall(data)
+    except BlockingIOError as exc:
+        raise TimeoutError("timed out") from exc
+
+
 def _read_frames(sock: socket.socket, count: int) -> list[_Answer]:
     """``count`` frames read in turn from an upgraded ``sock``, each as a batch's answer; raises as
-    :func:`_read_answers` does when luigid closes the connection before or within one."""
-    reader = sock.makefile("rb")
-    try:
-        answers = []
-        for _ in range(count):
-            head = reader.read(FRAME_HEAD)
-            if not head:
-                raise http.client.RemoteDisconnected("luigid closed the connection without an answer")
-            if len(head) < FRAME_HEAD:
-                raise http.client.IncompleteRead(head, FRAME_HEAD - len(head))
-            answers.append(_Answer(200, "OK", False, _read_exactly(reader, int.from_bytes(head, "big"))))
-        return answers
-    finally:
-        reader.close()
+    :func:`_read_answers` does when luigid closes the connection before or within one, TimeoutError when its bound
+    passed (:func:`_bounded_in_the_kernel`). Read with ``recv`` itself, as few as they arrive in (one, most often),
+    without a file object made over the socket for each call."""
+    answers = []
+    held = bytearray()
+    for _ in range(count):
+        head = _received(sock, held, FRAME_HEAD)
+        if not head:
+            raise http.client.RemoteDisconnected("luigid closed the connection without an answer")
+        if len(head) < FRAME_HEAD:
+            raise http.client.IncompleteRead(head, FRAME_HEAD - len(head))
+        length = int.from_bytes(head, "big")
+        body = _received(sock, held, length)
+        if len(body) < length:
+            raise http.client.IncompleteRead(body, length - len(body))
+        answers.append(_Answer(200, "OK", False, body))
+    return answers
+
+
+def _received(sock: socket.socket, held: bytearray, length: int) -> bytes:
+    """The next ``length`` bytes of ``sock`` (those ``held``, read past the last frame, first), fewer if it closes."""
+    while len(held) < length:
+        try:
+            got = sock.recv(max(_RECEIVE, length - len(held)))
+        except BlockingIOError as exc:
+            raise TimeoutError("timed out") from exc
+        if not got:
+            break
+        held += got
+    taken = bytes(held[:length])
+    del held[:length]
+    return taken
 
 
 @dataclass

@@ -115,11 +115,15 @@ class LoggerSettings(NamedTuple):
     logger_class: type[logging.Logger]
 
 
-def _logger_settings() -> LoggerSettings:
-    """:class:`LoggerSettings` now: a walk of logging's loggers (~8 µs for the ~80 of an attempt process)."""
+def _logger_settings(found: list[logging.Logger] | None = None) -> LoggerSettings:
+    """:class:`LoggerSettings` now: a walk of logging's loggers (~8 µs for the ~80 of an attempt process), or of those
+    ``found`` by the caller's own :func:`~nectar.logs.module_handlers.loggers`."""
     return LoggerSettings(
         logging.Logger.manager.disable,
-        {logger: (logger.level, logger.propagate, logger.disabled) for logger in loggers()},
+        {
+            logger: (logger.level, logger.propagate, logger.disabled)
+            for logger in (loggers() if found is None else found)
+        },
         logging.getLogRecordFactory(),
         logging.getLoggerClass(),
     )
@@ -175,11 +179,12 @@ def before_run() -> Before:
     handlers = tuple(zip(_SIGNALS, map(_handler, _SIGNALS), strict=True))
     umask = os.umask(0)
     os.umask(umask)
+    found = loggers()  # one list of logging's loggers for their handlers and their settings
     return Before(
         frozenset(threading.enumerate()),
         handlers,
-        held(),
-        _logger_settings(),
+        held(found),
+        _logger_settings(found),
         _logging_roots(),
         frozenset(sys.modules),
         (sys.stdout, sys.stderr),
@@ -345,8 +350,10 @@ def put_back(before: Before) -> None:
     cycle where the run changed nothing, 15.19 -> 14.94 M where it set an option of luigi's.
     """
     signal.setitimer(signal.ITIMER_REAL, 0)
-    _put_back_log_handlers(before)
-    _put_back_logger_settings(before)
+    found = loggers()  # one list of logging's loggers for their handlers and their settings, while neither changes
+    if _put_back_log_handlers(before, found):  # the roots put back, or a handler taken off and closed (its code ran)
+        found = loggers()
+    _put_back_logger_settings(before, found)
     sys.stdout, sys.stderr = before.streams
     os.chdir(before.cwd)  # one system call, as a look would be (and a folder the run removed is no look's to read)
     _put_back_environ(before.environ)
@@ -363,7 +370,7 @@ def put_back(before: Before) -> None:
     gc.collect()
 
 
-def _put_back_log_handlers(before: Before) -> None:
+def _put_back_log_handlers(before: Before, found: list[logging.Logger]) -> bool:
     """Every logger's handlers as ``before`` (a handler the run added, then held by no logger, closed: its file with
     it), but those of a logger named after a module the run imported: what that module's import set up, as it does
     in a fresh process's run (its import is not made again in this process's next ones). A handler the run's code
@@ -377,10 +384,11 @@ def _put_back_log_handlers(before: Before) -> None:
 
     logging's root logger and the manager of its loggers as ``before`` too (:class:`LoggingRoots`), if the run's code
     replaced them: the process's next runs logged to the run's root, not the worker's (none of its handlers), and the
-    handlers the run added to its own were left open."""
+    handlers the run added to its own were left open. ``found``: the loggers of the hierarchy in place
+    (:func:`~nectar.logs.module_handlers.loggers`). Whether it changed anything."""
     replaced = _logging_roots() != before.roots
-    if not replaced and held() == before.loggers:
-        return
+    if not replaced and held(found) == before.loggers:
+        return False
     imported = sys.modules.keys() - before.modules
     added: list[logging.Handler] = []
     with logging_lock():
@@ -398,13 +406,15 @@ def _put_back_log_handlers(before: Before) -> None:
     for handler in added:
         if handler not in kept:
             handler.close()
+    return True
 
 
-def _put_back_logger_settings(before: Before) -> None:
+def _put_back_logger_settings(before: Before, found: list[logging.Logger]) -> None:
     """``logging.disable``'s level, the record factory, logger class and each logger's level, ``propagate`` and
     ``disabled`` as ``before``; a logger the run made (``logging.getLogger``) as a new one is (NOTSET, propagating,
-    enabled), but that of a module the run imported: what that module's import set up, as in a fresh process's run."""
-    now = _logger_settings()
+    enabled), but that of a module the run imported: what that module's import set up, as in a fresh process's run.
+    ``found``: logging's loggers now (:func:`~nectar.logs.module_handlers.loggers`)."""
+    now = _logger_settings(found)
     if now == before.settings:
         return
     if now.disabled_below != before.settings.disabled_below:

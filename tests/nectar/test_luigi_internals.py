@@ -16,6 +16,7 @@ import multiprocessing.queues
 import os
 import pathlib
 import pwd
+import signal
 import socket
 import threading
 import time
@@ -397,6 +398,33 @@ def test_a_worker_running_its_steps_in_its_own_process_gets_their_results_in_mem
     if in_memory:  # the results still reach luigi's worker: the step is done, and so is the build
         result = schedule_and_run(worker, step(), env=luigi.interface.core(no_lock=True, local_scheduler=True))
         assert (done, result.scheduling_succeeded, tasks_by_outcome(worker)["completed"]) == (["ran"], True, {step()})
+
+
+def test_workers_made_in_one_process_set_sigusr1_once_and_it_stops_the_last_made_asking_for_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """luigi's ``Worker.__init__`` sets SIGUSR1's handler to its ``handle_interrupt`` through ``luigi.worker``'s name
+    ``signal`` (and asks ``siginterrupt``): set once per process, not for each worker (each run makes one), and the
+    signal still stops the worker made last from asking for work, as luigi's handler did."""
+    monkeypatch.setattr(nectar.luigi_internals, "_interrupted", None, raising=False)
+    before = signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # as a process that has made no worker yet
+    try:
+        real, set_for = signal.signal, []
+
+        def counted(signum: int, handler: Any) -> Any:
+            set_for.append(signum)
+            return real(signum, handler)
+
+        monkeypatch.setattr(signal, "signal", counted)
+        workers = [new_worker(luigi.scheduler.Scheduler(), f"nectar-usr1:{n}", 1) for n in range(3)]
+        monkeypatch.setattr(signal, "signal", real)
+        assert set_for == [signal.SIGUSR1], "SIGUSR1's handler was set for each worker made, not once per process"
+        assert vars(luigi.worker)["signal"] is signal, "luigi.worker's name signal was left swapped"
+        assert not any(worker._stop_requesting_work for worker in workers)
+        signal.raise_signal(signal.SIGUSR1)  # its handler runs before this returns (the main thread's own signal)
+        assert [worker._stop_requesting_work for worker in workers] == [False, False, True]
+    finally:
+        signal.signal(signal.SIGUSR1, before)
 
 
 def test_luigis_worker_reads_its_settings_and_makes_its_queue_through_the_names_the_seam_swaps() -> None:

@@ -10,6 +10,7 @@ import contextlib
 import re
 import select
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -120,6 +121,25 @@ def test_each_call_our_processes_make_is_answered_over_frames_as_over_http(
     with pytest.raises(SchedulerUnavailable, match="500"):  # the scheduler method raised
         over_frames.call("is_paused", bogus=1)
     assert over_frames.call("is_paused") == {"paused": False} and framed(over_frames)
+
+
+def test_an_upgraded_connection_is_bounded_by_the_kernel_not_by_a_poll_before_each_send_and_read(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """Switched to frames, our connection blocks in its ``send`` and ``recv`` themselves, each bounded by the client's
+    timeout in the kernel (``SO_SNDTIMEO``, ``SO_RCVTIMEO``): a Python timeout on the socket made it ask ``poll`` before
+    each (two system calls more per call to luigid). Its calls are answered as before; one whose answer never comes
+    still fails with its timeout (:func:`test_a_switch_whose_frames_are_never_answered_leaves_frames_for_http`)."""
+    client = SchedulerClient(start(processes, tmp_path, "framed", GUARDED_LUIGID), 2.5, SECRET)
+    assert client.call("add_task", worker=WORKER, status="PENDING", **ADDED) is None
+    assert framed(client)
+    sock = client.connections._connection()[0].sock
+    assert sock.gettimeout() is None
+    bound = struct.pack("@ll", 2, 500_000)
+    for option in (socket.SO_SNDTIMEO, socket.SO_RCVTIMEO):
+        assert sock.getsockopt(socket.SOL_SOCKET, option, len(bound)) == bound
+    assert known(client.task(TASK))["status"] == "PENDING"
+    assert client.connections._connection()[0].sock is sock
 
 
 def test_luigis_worker_batches_its_calls_in_one_frame(processes: Processes, tmp_path: Path) -> None:

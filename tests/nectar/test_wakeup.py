@@ -3,6 +3,7 @@ word), never a look on a timer where the kernel can tell (:mod:`nectar.wakeup`, 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import subprocess
@@ -216,6 +217,49 @@ def test_a_childs_exit_and_a_folders_write_make_their_descriptors_readable(tmp_p
     finally:
         os.close(changed)
         os.close(exited)
+
+
+def test_a_drain_reads_once_what_one_read_can_hold_and_to_the_end_what_it_cannot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker woken by a run queued drains the registry's word (inotify), a poller its ``eventfd``, a sleep its
+    signals' pipe: one ``read`` each when it took all the descriptor held (a second only heard it was empty), and as
+    many as it takes when one read could not hold it all."""
+    changed = wakeup.changes(tmp_path)
+    assert changed is not None
+    counted = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    small_r, small_w = os.pipe()
+    large_r, large_w = os.pipe()
+    ours = (changed, counted, small_r, large_r)
+    reads: list[int] = []
+    real_read = os.read
+
+    def read(fd: int, size: int) -> bytes:
+        if fd in ours:
+            reads.append(fd)
+        return real_read(fd, size)
+
+    try:
+        for fd in (small_r, large_r):
+            os.set_blocking(fd, False)
+        (tmp_path / "registry").write_text("a commit")
+        (tmp_path / "registry").write_text("another")
+        os.eventfd_write(counted, 3)
+        os.write(small_w, b"\x0f\x11")
+        fcntl.fcntl(large_w, fcntl.F_SETPIPE_SZ, 4 * wakeup.DRAIN_READ)
+        written = os.write(large_w, b"x" * (3 * wakeup.DRAIN_READ))
+        assert written == 3 * wakeup.DRAIN_READ
+        monkeypatch.setattr(os, "read", read)
+        assert [wakeup.drain(fd) for fd in (changed, counted, small_r)] == [True, True, True]
+        assert reads == [changed, counted, small_r]
+        assert wakeup.drain(large_r)
+        assert reads.count(large_r) == 4  # three full reads, then the one that found it empty
+        monkeypatch.undo()
+        assert wakeup.readable(ours, 0.0) == []
+        assert not wakeup.drain(small_r)
+    finally:
+        for fd in (changed, counted, small_r, small_w, large_r, large_w):
+            os.close(fd)
 
 
 def test_a_childs_proc_stat_kept_open_tells_when_its_main_thread_has_exited(tmp_path: Path) -> None:
