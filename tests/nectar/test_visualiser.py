@@ -242,6 +242,30 @@ def test_cancels_are_no_failures_luigid_counts_toward_disabling_a_step(
     assert (ended.state, ended.attempt) == (RunState.DONE, 2), ended.error
 
 
+def test_a_cancel_of_a_step_that_never_ran_is_no_failure_to_a_plain_luigid(tmp_path: Path) -> None:
+    """A cancelled run's step that luigid does not have RUNNING (it never ran) is sent DISABLED alone
+    (``SchedulerClient.disable``): luigi's own luigid, without our patch, counts no failure of it. Before, it was sent
+    FAILED first, which luigi counts toward ``retry_count``: cancelled twice, the step was disabled by luigid at its
+    first real failure."""
+    config = configparser.ConfigParser()
+    config.read(LUIGI_CFG)
+    config["scheduler"].update(retry_count="2", disable_window="3600")
+    with (tmp_path / "luigi.cfg").open("w") as out:
+        config.write(out)
+    served = Processes(tmp_path / "logs").luigid(None, tmp_path / "luigid", tmp_path / "luigi.cfg", plain=True)
+    try:
+        scheduler = SchedulerClient(f"http://127.0.0.1:{served.port}")
+        for _ in range(2):  # submitted, then cancelled before it ran
+            scheduler.call("add_task", task_id="T", status="PENDING", worker="w", family="T")
+            scheduler.disable("T", "w", "cancelled")
+            assert (scheduler.task("T") or {}).get("status") == "DISABLED"
+        scheduler.call("add_task", task_id="T", status="PENDING", worker="w", family="T")
+        scheduler.fail("T", "w", "its first real failure")
+        assert (scheduler.task("T") or {}).get("status") == "FAILED"  # not DISABLED: one failure of two allowed
+    finally:
+        stop(served.proc)
+
+
 def sidebar(families: list[str]) -> dict[str, list[str]]:
     """The visualiser's "Task families" sidebar (``renderSidebar`` in luigi/static/visualiser/js/visualiserApp.js):
     a folder per text before a family's first dot (``Others`` without one), each family listed under it."""
