@@ -711,8 +711,9 @@ class SchedulerClient:
         one its worker already ended) is sent DISABLED alone: a FAILED would be a failure a luigid without our patch
         counts, and notes in its history, of a step that never ran (and one RUNNING in another worker's name luigid
         keeps running, whatever it is told of it by this one)."""
-        held = self.task(task_id) or {}
-        if held.get("status") == "RUNNING" and held.get("worker_running") == worker:
+        graph = self.call("dep_graph", task_id=task_id, include_done=False) or {}  # not the DONE steps it needs
+        held = graph.get(task_id)
+        if isinstance(held, dict) and held.get("status") == "RUNNING" and held.get("worker_running") == worker:
             self.fail(task_id, worker, expl, counted=False)
         self.call("add_task", task_id=task_id, status="DISABLED", worker=worker, expl=expl, runnable=False)
 
