@@ -33,6 +33,9 @@ from harness.procfs import alive, carrying, descendants, listens, send
 from nectar.config import ENV_VARS, Settings, host_port, setting_text
 from nectar.supervisor import LUIGID
 
+#: luigi's own luigid, none of our patches (:data:`nectar.supervisor.LUIGID`): what a deployment running its own has
+PLAIN_LUIGID = [sys.executable, "-c", "from luigi.cmdline import luigid; luigid()"]
+
 REPO = Path(__file__).resolve().parent.parent
 LUIGI_CFG = REPO / "configuration" / "luigi.cfg"
 NECTAR = [sys.executable, "-m", "nectar.cli"]
@@ -324,14 +327,24 @@ class Processes:
 
     # the parts
 
-    def luigid(self, port: int | None, state: Path, config: Path = LUIGI_CFG, fixed: bool = False) -> Served:
+    def luigid(
+        self, port: int | None, state: Path, config: Path = LUIGI_CFG, fixed: bool = False, plain: bool = False
+    ) -> Served:
         """luigid with ``config``, its state and logs in ``state``, on ``port`` (or a free one, see :meth:`serve`);
-        answers before this returns."""
+        answers before this returns. ``plain``: luigi's own (:data:`PLAIN_LUIGID`), not ours."""
         state.mkdir(parents=True, exist_ok=True)
         env = {**base_env(), "LUIGI_CONFIG_PATH": str(config)}
 
         def launch(port: int) -> subprocess.Popen[bytes]:
-            argv = [*LUIGID, "--address", "127.0.0.1", "--port", str(port), "--state-path", str(state / "state.pickle")]
+            argv = [
+                *(PLAIN_LUIGID if plain else LUIGID),
+                "--address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--state-path",
+                str(state / "state.pickle"),
+            ]
             return self.start("luigid", [*argv, "--logdir", str(state)], env, state)
 
         return self.serve("luigid", port, fixed, launch, "/api/worker_list")

@@ -310,7 +310,8 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         return None
     if lease.stopping:
         runs.requeue(run.id, run.attempt)
-        release(runs, run, "interrupted: the worker stopped; the run was requeued", scheduler_of(settings))
+        requeued = "interrupted: the worker stopped; the run was requeued"
+        release(runs, run, requeued, scheduler_of(settings), counted=False)  # a requeue is no failure of its steps
         return RunState.PENDING
     if done:
         return RunState.DONE if runs.complete(run.id, run.attempt, recorder.take()) else None

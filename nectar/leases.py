@@ -94,7 +94,7 @@ def timed_out(run: Run) -> bool:
     return run.state == RunState.FAILED and (run.error or "").startswith(TIMED_OUT)
 
 
-def release(runs: RunStore, run: Run, reason: str, scheduler: SchedulerClient | None) -> None:
+def release(runs: RunStore, run: Run, reason: str, scheduler: SchedulerClient | None, counted: bool = True) -> None:
     """After ``run``'s attempt died: mark its running steps failed, here and in luigid, only while no later
     attempt has claimed the run (its steps, which may be the same, are that attempt's to tell). Once one has, luigid
     is told only of a task it still has RUNNING in this attempt's worker's name (else it waits until it times that
@@ -102,6 +102,8 @@ def release(runs: RunStore, run: Run, reason: str, scheduler: SchedulerClient | 
 
     Of a cancelled run (once its attempt's process has ended), luigid is told that every unfinished
     step is DISABLED with ``reason``: it keeps them so, not retried, until they are submitted again.
+    ``counted=False``: the steps were interrupted, no failure of theirs (the run requeued as its worker stopped):
+    luigid counts them not toward their ``retry_count`` (:meth:`~nectar.luigid.SchedulerClient.fail`).
     """
     cancelled = run.state == RunState.CANCELLED
     steps = runs.steps(run.id)
@@ -115,7 +117,10 @@ def release(runs: RunStore, run: Run, reason: str, scheduler: SchedulerClient | 
         try:  # luigid would otherwise keep the task RUNNING until it times the dead worker out
             if taken and (scheduler.task(step.task_id) or {}).get("worker_running") != worker:
                 continue
-            (scheduler.disable if cancelled else scheduler.fail)(step.task_id, worker, reason)
+            if cancelled:
+                scheduler.disable(step.task_id, worker, reason)
+            else:
+                scheduler.fail(step.task_id, worker, reason, counted)
         except SchedulerUnavailable as exc:
             logger.warning("could not tell luigid that %s ended: %s", step.task_id, exc)
 

@@ -13,7 +13,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   asked of luigid once every task it scheduled is DONE (its ``_add_task``, ``_add_task_history``,
   ``_get_work_response_history``, ``_scheduled_tasks``, ``_running_tasks``), a step luigid grants it not run if
   another worker made it since it was found undone (its ``_run_task``, ``_batch_running_tasks``), its
-  ``_task_result_queue`` in memory when its steps run in its own process (:class:`Worker`), its ``[worker]``
+  ``_task_result_queue`` in memory when its steps run in its own process (:class:`Worker`), else carrying a step's
+  uncounted mark from the step's process (:class:`_MarkedResults`: a result's 5 items), its ``[worker]``
   settings given ready-made: its ``__init__`` reads the names ``worker`` and ``multiprocessing`` of ``luigi.worker``
   (:func:`_worker_made_with`), its ``__init__`` and ``_generate_worker_info`` the names ``getpass`` and ``socket``,
   its ``__init__`` the name ``signal`` (its SIGUSR1 handler, ``handle_interrupt``) (:func:`_described_once`), and
@@ -262,6 +263,34 @@ class _InProcessResults(queue.SimpleQueue[Any]):
         """Nothing to release (luigi closes its queue as the worker ends)."""
 
 
+class _MarkedResults:
+    """luigi's ``multiprocessing.Queue`` of a worker's step results (``Worker._task_result_queue``, the
+    ``result_queue`` of the ``TaskProcess`` it forks per step), through which the mark of a step interrupted in a
+    process of its own (:func:`uncounted`, set on that process's copy of the task) reaches the worker that tells
+    luigid: put with the result in the step's process (a sixth item), taken off as the worker gets it, which marks
+    its own copy of the task (``Worker._scheduled_tasks``) for its ``_add_task`` of that result, next."""
+
+    def __init__(self, results: Any, tasks: dict[str, luigi.Task]) -> None:
+        self.results, self.tasks = results, tasks
+
+    def put(self, result: tuple[Any, ...]) -> None:
+        task = self.tasks.get(result[0])
+        marked = result[1] == FAILED and task is not None and task.__dict__.get(UNCOUNTED, False)
+        self.results.put((*result, UNCOUNTED) if marked else result)
+
+    def get(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        result: tuple[Any, ...] = self.results.get(*args, **kwargs)
+        if result[5:] == (UNCOUNTED,):
+            result = result[:5]
+            task = self.tasks.get(result[0])
+            if task is not None:
+                uncounted(task)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.results, name)
+
+
 class _InMemoryQueues:
     """``multiprocessing`` as luigi's worker sees it while it is made to run its steps in its own process: its
     ``Queue()`` is :class:`_InProcessResults` (no pipe, no semaphores: 0.7 ms of a fresh attempt's CPU)."""
@@ -475,6 +504,8 @@ class Worker(luigi.worker.Worker):
         ):
             self._task_result_queue.close()  # luigi calls put, get (with a timeout) and close of it
             _replace(self, "_task_result_queue", _InProcessResults())
+        elif not isinstance(self._task_result_queue, _InProcessResults):  # steps run in processes of their own
+            _replace(self, "_task_result_queue", _MarkedResults(self._task_result_queue, self._scheduled_tasks))
 
     def _generate_worker_info(self) -> list[tuple[str, Any]]:
         """luigi's, the user's name found as ``getpass.getuser`` finds it and the host's, once per process
@@ -1226,7 +1257,8 @@ def uncounted(task: luigi.Task) -> None:
     """The failure of ``task`` that this process's luigi worker tells luigid next is counted by none
     (:data:`UNCOUNTED`): the task was interrupted (its run cancelled or reclaimed, its worker stopping), and whoever
     interrupted it tells luigid how it ended (a cancel's DISABLED, a reclaim's FAILED). A step run in a process of
-    its own (:mod:`nectar.parallel`) is told by that process's result, counted as before."""
+    its own (:mod:`nectar.parallel`) marks that process's copy of the task: the mark reaches the worker with the
+    step's result (:class:`_MarkedResults`)."""
     task.__dict__[UNCOUNTED] = True
 
 

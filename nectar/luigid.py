@@ -740,17 +740,27 @@ class SchedulerClient:
         found = graph.get(task_id)
         return found if isinstance(found, dict) else None
 
-    def fail(self, task_id: str, worker: str, expl: str) -> None:
-        """Mark a task FAILED with ``expl``, as ``worker`` (luigid takes it from the worker running it, if any)."""
-        self.call("add_task", task_id=task_id, status="FAILED", worker=worker, expl=expl, runnable=False)
+    def fail(self, task_id: str, worker: str, expl: str, counted: bool = True) -> None:
+        """Mark a task FAILED with ``expl``, as ``worker`` (luigid takes it from the worker running it, if any).
+
+        ``counted=False``: the task was interrupted, no failure of its own (its run cancelled, or requeued as its
+        worker stopped): luigid, ours, counts it not toward the task's ``retry_count``
+        (:data:`~nectar.luigi_internals.UNCOUNTED`; a luigid without our patch ignores the argument, and counts)."""
+        uncounted = {} if counted else {UNCOUNTED: True}
+        self.call("add_task", task_id=task_id, status="FAILED", worker=worker, expl=expl, runnable=False, **uncounted)
 
     def disable(self, task_id: str, worker: str, expl: str) -> None:
         """Mark a task DISABLED with ``expl``: luigid keeps it so (no retry delay) until it is submitted again.
 
-        luigid does not disable a RUNNING task: it is ended FAILED first, a failure that luigid, ours, does not count
-        toward the task's ``retry_count`` (:data:`~nectar.luigi_internals.UNCOUNTED`): a cancel is no failure."""
-        ended = {"status": "FAILED", "expl": expl, "runnable": False, UNCOUNTED: True}
-        self.call("add_task", task_id=task_id, worker=worker, **ended)
+        luigid does not disable a RUNNING task: one it has RUNNING in ``worker``'s name is ended FAILED first, a
+        failure not counted (``fail(counted=False)``: a cancel is no failure). Any other (a step that never ran, or
+        one its worker already ended) is sent DISABLED alone: a FAILED would be a failure a luigid without our patch
+        counts, and notes in its history, of a step that never ran (and one RUNNING in another worker's name luigid
+        keeps running, whatever it is told of it by this one)."""
+        graph = self.call("dep_graph", task_id=task_id, include_done=False) or {}  # not the DONE steps it needs
+        held = graph.get(task_id)
+        if isinstance(held, dict) and held.get("status") == "RUNNING" and held.get("worker_running") == worker:
+            self.fail(task_id, worker, expl, counted=False)
         self.call("add_task", task_id=task_id, status="DISABLED", worker=worker, expl=expl, runnable=False)
 
     def ask_disabled(self, task_id: str) -> None:

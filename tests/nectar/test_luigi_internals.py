@@ -72,6 +72,7 @@ from nectar.luigi_internals import (
     task_params,
     tasks_by_outcome,
     uncached_task,
+    uncounted,
     wrap_luigid_app,
 )
 from tests.conftest import free_port
@@ -219,6 +220,36 @@ def test_luigid_counts_no_failure_of_a_cancel_and_each_other_one() -> None:
         assert (task.status, task.num_failures()) == ("FAILED", 1)
         scheduler.add_task(worker="w", task_id="T", status="FAILED")
         assert task.status == "DISABLED" and task.scheduler_disable_time is not None  # luigi's own, at retry_count
+    finally:
+        setattr(luigi.scheduler.Scheduler, "add_task", saved)  # noqa: B010  (luigi's own again; mypy refuses a method assigned)
+
+
+class _InterruptedStep(luigi.Task):
+    """A step interrupted as it runs: marked uncounted, as the step recorder marks one (``steps.StepRecorder``)."""
+
+    def complete(self) -> bool:
+        return False
+
+    def run(self) -> None:
+        uncounted(self)
+        raise RuntimeError("interrupted")
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_step_marked_uncounted_is_told_failed_uncounted_from_its_own_process_too(processes: int) -> None:
+    """A step interrupted as it runs is told FAILED with UNCOUNTED by its worker (luigid counts no failure of it),
+    whether it ran in the worker's process or in one of its own (``workers = 2``: luigi forks a process per step).
+    Before, the mark set in a step's own process never reached its worker: luigid counted the failure."""
+    saved = luigi.scheduler.Scheduler.add_task
+    try:
+        luigid_counts_no_cancel()
+        scheduler = luigi.scheduler.Scheduler(record_task_history=False, retry_count=3, disable_window=3600)
+        step = _InterruptedStep()
+        with new_worker(scheduler, f"uncounted-{processes}", processes) as worker:
+            assert worker.add(step)
+            worker.run()
+        task = scheduler._state.get_task(step.task_id)
+        assert (task.status, list(task.failures)) == ("FAILED", [])
     finally:
         setattr(luigi.scheduler.Scheduler, "add_task", saved)  # noqa: B010  (luigi's own again; mypy refuses a method assigned)
 
@@ -377,6 +408,13 @@ def test_a_worker_of_luigis_local_scheduler_tells_add_worker_first_as_luigi_does
     assert known["nectar-seam:3"]["first_task"] == step().task_id  # luigid's workers view: its root task
 
 
+def results_queue(worker: luigi.worker.Worker) -> Any:
+    """The queue a worker gets its steps' results from: luigi's, under the wrapper that carries the uncounted mark of
+    a step run in a process of its own (``_MarkedResults.results``), or ours in memory."""
+    got = worker._task_result_queue
+    return getattr(got, "results", got)
+
+
 @pytest.mark.parametrize(
     ("processes", "config", "in_memory"),
     [(1, {}, True), (1, {"force_multiprocessing": True}, False), (2, {}, False)],
@@ -394,7 +432,7 @@ def test_a_worker_running_its_steps_in_its_own_process_gets_their_results_in_mem
     worker = new_worker(scheduler, "nectar-seam:4", processes, **config)
 
     assert isinstance(luigi.worker.Worker(scheduler)._task_result_queue, multiprocessing.queues.Queue)  # luigi's own
-    assert isinstance(worker._task_result_queue, multiprocessing.queues.Queue) is not in_memory
+    assert isinstance(results_queue(worker), multiprocessing.queues.Queue) is not in_memory
     if in_memory:  # the results still reach luigi's worker: the step is done, and so is the build
         result = schedule_and_run(worker, step(), env=luigi.interface.core(no_lock=True, local_scheduler=True))
         assert (done, result.scheduling_succeeded, tasks_by_outcome(worker)["completed"]) == (["ran"], True, {step()})
@@ -461,7 +499,7 @@ def test_a_worker_given_its_settings_ahead_reads_none_and_makes_no_queue_it_does
         worker = new_worker(scheduler, "nectar-seam:5", processes, settings=settings)
         assert (luigi.worker.multiprocessing, worker._config) == (multiprocessing, settings)
     assert made == ([] if in_memory else ["queue"])
-    assert isinstance(worker._task_result_queue, multiprocessing.queues.Queue) is not in_memory
+    assert isinstance(results_queue(worker), multiprocessing.queues.Queue) is not in_memory
     if in_memory:
         result = schedule_and_run(worker, step(), env=luigi.interface.core(no_lock=True, local_scheduler=True))
         assert (done, result.scheduling_succeeded) == (["ran"], True)

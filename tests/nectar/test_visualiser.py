@@ -242,6 +242,65 @@ def test_cancels_are_no_failures_luigid_counts_toward_disabling_a_step(
     assert (ended.state, ended.attempt) == (RunState.DONE, 2), ended.error
 
 
+def test_a_stopping_workers_requeue_is_no_failure_luigid_counts_toward_disabling_a_step(
+    settings: Settings, short_luigid: str, short_cfg: Path, write_chain: WriteChain, start_worker: StartWorker
+) -> None:
+    """A worker stopped (SIGTERM) while its run's step runs requeues the run: twice, that is not two failures of the
+    step in luigid. The run, taken again, fails once and is retried (its ``retry_count`` allows three failures) and
+    done. Before, each stop told luigid the step FAILED (``release`` after the requeue), counted against its
+    ``retry_count``: the first real failure was the third, luigid disabled the step, and the retry ended FAILED,
+    "disabled by luigid" (a first attempt re-enables a step luigid disabled; its retry does not)."""
+    control = settings.chains_dir.parent / "flaky-control"
+    control.write_text("block")
+    source = FLAKY_CHAIN.replace("@CONTROL@", repr(str(control)))
+    write_chain(
+        "vis/flaky_chain", source + "\n\nclass StoppedTask(FlakyTask):  # a step of its own in luigid\n    pass\n"
+    )
+    flaky = settings.replace(scheduler_url=short_luigid, luigi_config=short_cfg, retries=2, drain_grace=0.5)
+    nectar = closed_at_end(Nectar(flaky))
+    submission = nectar.submit("vis", "flaky_chain", "StoppedTask", {})
+    assert submission.created and submission.run is not None
+    run_id = submission.run.id
+    running = lambda s: any(step.state == "RUNNING" for step in s.steps)  # noqa: E731
+
+    for n in range(2):
+        worker = start_worker(flaky, workers=1)
+        wait_for_status(nectar, submission.key, running, f"StoppedTask to run ({n + 1})")
+        worker.terminate()
+        assert worker.wait(timeout=120) == 0
+        run = nectar.run(run_id)
+        assert (run.state, run.attempt) == (RunState.PENDING, 0)  # requeued, uncounted by the registry
+
+    control.write_text("fail once")
+    start_worker(flaky, workers=1)
+    ended = waitfor(lambda: (run := nectar.run(run_id)).state.active is False and run, 60, "the run to end")
+    assert (ended.state, ended.attempt) == (RunState.DONE, 2), ended.error
+
+
+def test_a_cancel_of_a_step_that_never_ran_is_no_failure_to_a_plain_luigid(tmp_path: Path) -> None:
+    """A cancelled run's step that luigid does not have RUNNING (it never ran) is sent DISABLED alone
+    (``SchedulerClient.disable``): luigi's own luigid, without our patch, counts no failure of it. Before, it was sent
+    FAILED first, which luigi counts toward ``retry_count``: cancelled twice, the step was disabled by luigid at its
+    first real failure."""
+    config = configparser.ConfigParser()
+    config.read(LUIGI_CFG)
+    config["scheduler"].update(retry_count="2", disable_window="3600")
+    with (tmp_path / "luigi.cfg").open("w") as out:
+        config.write(out)
+    served = Processes(tmp_path / "logs").luigid(None, tmp_path / "luigid", tmp_path / "luigi.cfg", plain=True)
+    try:
+        scheduler = SchedulerClient(f"http://127.0.0.1:{served.port}")
+        for _ in range(2):  # submitted, then cancelled before it ran
+            scheduler.call("add_task", task_id="T", status="PENDING", worker="w", family="T")
+            scheduler.disable("T", "w", "cancelled")
+            assert (scheduler.task("T") or {}).get("status") == "DISABLED"
+        scheduler.call("add_task", task_id="T", status="PENDING", worker="w", family="T")
+        scheduler.fail("T", "w", "its first real failure")
+        assert (scheduler.task("T") or {}).get("status") == "FAILED"  # not DISABLED: one failure of two allowed
+    finally:
+        stop(served.proc)
+
+
 def sidebar(families: list[str]) -> dict[str, list[str]]:
     """The visualiser's "Task families" sidebar (``renderSidebar`` in luigi/static/visualiser/js/visualiserApp.js):
     a folder per text before a family's first dot (``Others`` without one), each family listed under it."""
