@@ -34,7 +34,8 @@ Nothing is lost and nothing runs twice at once (see :mod:`nectar.attempt` for th
 - an attempt's process that dies is its attempt's failure, said at WARNING with the signal or exit code and
   retried per policy; one that dies before it read its run is requeued, uncounted (the attempt never began);
 - a child whose attempt is no longer its own (its run cancelled, its attempt reclaimed or past ``NECTAR_MAX_RUNTIME``)
-  is killed with its process group :data:`~nectar.leases.INTERRUPT_GRACE` seconds after its worker sees it;
+  is killed with its process group :data:`~nectar.grace.INTERRUPT_GRACE` seconds after its worker sees it (seconds it
+  could use: :class:`~nectar.grace.Grace`);
 - a stopping worker (SIGTERM, SIGINT or SIGHUP) stops claiming, lets running attempts finish for
   ``drain_grace`` seconds, then interrupts them and puts them back in the queue, uncounted; a
   second signal, or the death of the ``nectar serve`` that started it, interrupts them at once;
@@ -70,7 +71,8 @@ from nectar.build import Build
 from nectar.catalog.loader import Stamp, chain_code, file_stamp, load_ahead
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
-from nectar.leases import INTERRUPT_GRACE, process_name, reclaim, release, release_lost_in_luigid, timed_out
+from nectar.grace import Grace
+from nectar.leases import process_name, reclaim, release, release_lost_in_luigid, timed_out
 from nectar.logs.ahead import make_ahead
 from nectar.luigi_internals import worker_user
 from nectar.luigid import kept_scheduler, scheduler_of, scheduler_secret
@@ -199,8 +201,8 @@ class Child:
     started: bool = False
     #: the runs its process executed before this one
     runs_done: int = 0
-    #: when the parent saw the attempt was no longer the child's (cancelled or reclaimed)
-    disowned_at: float | None = None
+    #: the grace of its attempt from when the parent saw it was no longer the child's (cancelled or reclaimed)
+    disowned: Grace | None = None
     #: its process closed its socket with its run unread: it died before its attempt began
     unread: bool = False
     #: its run's chain file as the claim found it (one stat): the file its process executes ahead if it stays
@@ -530,9 +532,9 @@ class Executor:
         self._watched = now
         reclaim(self.runs, self.settings.lease_timeout, self.scheduler)
         for pid, child in self.children.items():
-            if child.disowned_at is None and not self._owned(child.run):
-                child.disowned_at = now
-            elif child.disowned_at is not None and now - child.disowned_at > INTERRUPT_GRACE:
+            if child.disowned is None and not self._owned(child.run):
+                child.disowned = Grace(pid)
+            elif child.disowned is not None and child.disowned.over():
                 self._kill(pid, signal.SIGKILL)
 
     @staticmethod
@@ -689,8 +691,8 @@ class Executor:
         self.shutdown.interrupting(self._running())
         for pid in self.children:  # the drain is over: interrupt what still runs (it requeues itself)
             self._kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + INTERRUPT_GRACE
-        while self.children and time.monotonic() < deadline:
+        graces = {pid: Grace(pid) for pid in self.children}
+        while self.children and not all([graces[pid].over() for pid in self.children]):
             self._reap()
             time.sleep(self.settings.worker_poll_interval)
         for pid in self.children:

@@ -22,6 +22,7 @@ from typing import Any
 from nectar import forks, reuse, standby
 from nectar.build import luigi_worker_id
 from nectar.errors import Interrupted, SchedulerUnavailable
+from nectar.grace import Grace
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore
 from nectar.registry.model import lease_ran_out
@@ -29,8 +30,6 @@ from nectar.registry.schema import RunStatus
 from nectar.relay import Relay, Turn
 
 logger = logging.getLogger(__name__)
-#: seconds an interrupted attempt gets to end on its own before its process group is killed
-INTERRUPT_GRACE = 5.0
 HOST = socket.gethostname()
 #: how the error of a run failed for running too long begins
 TIMED_OUT = "timed out"
@@ -201,7 +200,7 @@ class AttemptLease:
     """The executing process's hold on its attempt, renewed by a heartbeat thread.
 
     When a renewal is refused, the main thread is interrupted (:class:`Interrupted` is raised in
-    it) and, if the attempt has not ended ``INTERRUPT_GRACE`` seconds later, the process group
+    it) and, if the attempt has not ended within its grace (:class:`~nectar.grace.Grace`), the process group
     is killed: a cancelled or reclaimed attempt never goes on writing. A process that was frozen
     (SIGSTOP) renews at once when it is continued, so it learns first thing that it lost its lease: its run reclaimed,
     or, with ``lease_timeout``, its lease run out while it was frozen, reclaimed or not yet
@@ -363,6 +362,6 @@ class AttemptLease:
             )
         if self._signals:
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR2)
-        if not self._ended.wait(INTERRUPT_GRACE) and os.getpgid(0) == os.getpid():
+        if not Grace(os.getpid()).ended(self._ended.wait) and os.getpgid(0) == os.getpid():
             os.killpg(os.getpid(), signal.SIGKILL)
         return None

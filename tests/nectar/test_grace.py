@@ -1,0 +1,85 @@
+"""The grace of an interrupted attempt counts the seconds it could use: a real process, stopped or not, and a clock the
+test moves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from harness.processes import waitfor
+from harness.procfs import state
+from nectar.grace import GRACE_BACKSTOP, INTERRUPT_GRACE, Grace, run_queue_wait
+from nectar.grace import stopped as is_stopped
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def attempt() -> Iterator[int]:
+    """A process waiting on its input (it sleeps: its seconds count, none of them waiting for a CPU), killed after the
+    test."""
+    proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"up\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == b"up\n"  # it ran: next it sleeps, reading its input
+    waitfor(lambda: state(proc.pid) == "S", 60, "cat to wait for more input")
+    yield proc.pid
+    proc.kill()
+    proc.communicate()
+
+
+def test_the_seconds_of_a_running_or_sleeping_attempt_count(attempt: int) -> None:
+    clock = Clock()
+    grace = Grace(attempt, clock=clock)
+    clock.now += INTERRUPT_GRACE / 2
+    assert not grace.over() and grace.left() == pytest.approx(INTERRUPT_GRACE / 2, abs=0.1)
+    clock.now += INTERRUPT_GRACE / 2
+    assert grace.over()
+
+
+def test_the_seconds_a_stopped_attempt_spends_stopped_do_not_count(attempt: int) -> None:
+    clock, grace = graced_then_stopped(attempt)
+    clock.now += INTERRUPT_GRACE * 2
+    assert not grace.over() and grace.used == 0.0
+    os.kill(attempt, signal.SIGCONT)
+    stopped(attempt, False)
+    clock.now += INTERRUPT_GRACE
+    assert grace.over()
+
+
+def test_an_attempt_that_stays_stopped_is_ended_at_the_backstop(attempt: int) -> None:
+    clock, grace = graced_then_stopped(attempt)
+    clock.now += GRACE_BACKSTOP - 1
+    assert not grace.over()
+    clock.now += 1
+    assert grace.over()
+
+
+def test_the_kernel_says_how_long_a_process_waited_for_a_cpu() -> None:
+    waited = run_queue_wait(os.getpid())
+    assert waited is not None and waited >= 0.0
+
+
+def graced_then_stopped(pid: int) -> tuple[Clock, Grace]:
+    """The grace of ``pid`` on a clock the test moves, begun before ``pid`` was stopped."""
+    clock = Clock()
+    grace = Grace(pid, clock=clock)
+    os.kill(pid, signal.SIGSTOP)
+    stopped(pid)
+    return clock, grace
+
+
+def stopped(pid: int, yes: bool = True) -> None:
+    """Wait until the kernel shows ``pid`` stopped (or, not ``yes``, running again): a signal is delivered later."""
+    waitfor(lambda: is_stopped(pid) == yes, 60, f"{pid} {'stopped' if yes else 'continued'}")
