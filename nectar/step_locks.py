@@ -13,6 +13,16 @@ The kernel releases a lock when its process dies (kill -9 too); a wait for one i
 is removed by its holder as it ends, under the lock: a waiter that then holds a removed file's lock opens the name
 again. It locks the steps of processes that share the data folder, so of one host: runs on several hosts that share
 a step and no luigid are not kept apart.
+
+A process forked while a lock is held (a step's ``os.fork`` or ``multiprocessing``) closes its copy of the lock's
+descriptor as it starts (:func:`_forked`; a program it execs has none: close-on-exec): a child that outlived its step
+would keep the lock of the removed file, and a run that waited on that file would wait for the child's end. Only the
+process that took a lock lets it go (removes its file).
+
+A step whose ``run`` is a generator (luigi's dynamic dependencies) holds its lock across its ``yield``: luigi leaves a
+run whose yielded dependencies are undone and runs the step again, in the same process, from its start; the run it
+left is closed (its lock let go) as luigi drops it (CPython frees a generator as its last reference goes), before the
+step runs again (tests/nectar/test_step_locks.py).
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ logger = logging.getLogger(__name__)
 #: the folder of the step locks of the builds of this process (and of the step processes it forks) that use luigi's
 #: local scheduler; None: no lock (with luigid, or outside a build)
 _folder: Path | None = None
+#: the descriptors of the locks this process holds (:func:`held`), closed in a process forked since (:func:`_forked`)
+_held: set[int] = set()
 
 
 @contextlib.contextmanager
@@ -54,13 +66,17 @@ def held(folder_key: str) -> Iterator[None]:
         return
     name = _folder / f"{hashlib.md5(folder_key.encode(), usedforsecurity=False).hexdigest()}.lock"
     fd = _locked(name, folder_key)
+    holder = os.getpid()
+    _held.add(fd)
     try:
         yield
     finally:
-        try:
-            name.unlink()  # under the lock: a waiter on this file opens the name again (:func:`_locked`)
-        finally:
-            os.close(fd)
+        if os.getpid() == holder:  # not in a forked process that ends the block too: its copy is closed already
+            _held.discard(fd)
+            try:
+                name.unlink()  # under the lock: a waiter on this file opens the name again (:func:`_locked`)
+            finally:
+                os.close(fd)
 
 
 def made_meanwhile(task: luigi.Task) -> bool:
@@ -96,6 +112,18 @@ def _locked(name: Path, folder_key: str) -> int:
             os.close(fd)
             raise
         os.close(fd)
+
+
+def _forked() -> None:
+    """In a process just forked: close its copies of the lock descriptors of its parent (the locks stay the
+    parent's, held by its own descriptors)."""
+    for fd in _held:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _same_file(fd: int, name: Path) -> bool:

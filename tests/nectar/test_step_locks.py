@@ -3,10 +3,13 @@ the one that comes second waits for the first's lock, then finds the step done a
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from nectar import step_locks
 from nectar.config import Settings
 from nectar.registry import RunState
 from nectar.service import Nectar
@@ -83,3 +86,73 @@ def test_two_runs_sharing_a_step_without_luigid_make_it_once(
     waitfor(ended, 60, "both runs to end")
     assert [nectar.run(run.id).state for run in runs if run] == [RunState.DONE] * 2, [r and r.id for r in runs]
     assert (len(made("start")), len(made("end"))) == (1, 1), "the step was made again once it was done"
+
+
+#: a step whose run yields a dependency luigi has not made yet (luigi's dynamic dependencies): luigi leaves that run
+#: at its ``yield``, makes the dependency, then runs the step again from its start in the same process
+DYNAMIC_CHAIN = """
+import os
+from pathlib import Path
+
+from nectar import NectarTask
+
+MARKS = Path(@MARKS@)
+
+
+class UpstreamTask(NectarTask):
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("upstream")
+
+
+class DynamicTask(NectarTask):
+    def run(self):
+        (MARKS / f"start-{os.getpid()}-{len(list(MARKS.iterdir()))}").touch()
+        upstream = yield UpstreamTask()
+        with self.output().open("w") as out:
+            out.write(upstream.open().read())
+"""
+
+
+def test_a_step_with_a_dynamic_dependency_runs_again_under_its_lock_without_luigid(
+    settings: Settings,
+    write_chain: Callable[[str, str], Path],
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    write_chain("lock/dynamic_chain", DYNAMIC_CHAIN.replace("@MARKS@", repr(str(marks))))
+    local = settings.replace(scheduler_url=None)
+    nectar = closed_at_end(Nectar(local))
+    run = nectar.submit("lock", "dynamic_chain", "DynamicTask", {}).run
+    assert run is not None
+    start_worker(local, workers=1)  # the step runs again in the process that left it at its yield
+
+    waitfor(lambda: not nectar.run(run.id).state.active, 120, "the run to end")
+    assert nectar.run(run.id).state == RunState.DONE
+    starts = sorted(mark.name.split("-")[1] for mark in marks.iterdir())
+    assert len(starts) == 2 and len(set(starts)) == 1, f"the step was not run again in its process: {starts}"
+
+
+def test_a_process_forked_under_a_step_lock_keeps_no_copy_of_it(tmp_path: Path) -> None:
+    """A child that outlived its step would keep the lock of the file its holder removed, and a run waiting on that
+    file would wait for the child's end: the child closes its copy as it starts."""
+    locks = tmp_path / "step-locks"
+    readable, writable = os.pipe()
+    with step_locks.local_builds(tmp_path), step_locks.held("lock/shared_chain/SharedTask"):
+        child = os.fork()
+        if child == 0:  # the child: which of its descriptors name a lock's file
+            try:
+                opened = []
+                for fd in os.listdir("/proc/self/fd"):
+                    with contextlib.suppress(OSError):  # the descriptor listdir read /proc/self/fd with
+                        opened.append(os.readlink(f"/proc/self/fd/{fd}"))
+                os.write(writable, "\n".join(path for path in opened if path.startswith(str(locks.resolve()))).encode())
+            finally:
+                os._exit(0)
+        os.close(writable)
+        with os.fdopen(readable) as answer:
+            kept = answer.read()
+        os.waitpid(child, 0)
+    assert kept == "", f"the forked child kept the step's lock open: {kept}"
