@@ -1105,6 +1105,9 @@ _SECTION = "nectar_scheduler"
 #: PSS at rest (195 MB RSS); luigid, keeping 50 finished tasks, grew by ~54 MB more over a 25,000-run soak at 69 runs/s
 #: (a run's worker and tasks held 30 s after it left, then the allocator's pages, which it keeps): ~200 MB PSS then
 FINISHED_TASKS_KEPT = 3_000
+#: luigid hands the pages its forgotten tasks freed back to the system once this many were forgotten since it last
+#: did (:class:`_FreedPages`): ~5.6 MB of tasks, one ``malloc_trim`` per 1,000 runs
+TRIM_EVERY = 1_000
 
 
 def read_past_request(stream: Any) -> bytes:
@@ -1155,10 +1158,11 @@ def luigid_prunes_lean() -> None:
 
     _replace(state, "_remove_workers_from_tasks", _remove_workers_from_tasks)
     kept = finished_tasks_kept(luigi.configuration.get_config())
+    trim = _FreedPages(TRIM_EVERY)
 
     def _prune_tasks_kept(self: luigi.scheduler.Scheduler) -> None:
         _prune_tasks(self)
-        _forget_oldest_finished(self._state, kept, self._config)
+        trim.after(_forget_oldest_finished(self._state, kept, self._config))
 
     _replace(luigi.scheduler.Scheduler, "_prune_tasks", _prune_tasks_kept)
 
@@ -1170,7 +1174,7 @@ def finished_tasks_kept(config: luigi.configuration.LuigiConfigParser) -> int:
     return kept_count(value, f"luigi.cfg [{_SECTION}] finished_tasks_kept") if value else FINISHED_TASKS_KEPT
 
 
-def _forget_oldest_finished(state: luigi.scheduler.SimpleTaskState, kept: int, config: Any) -> None:
+def _forget_oldest_finished(state: luigi.scheduler.SimpleTaskState, kept: int, config: Any) -> int:
     """Forget the oldest finished (DONE, FAILED, DISABLED) tasks of luigid's ``state`` beyond ``kept`` of them, the
     oldest first (the time each took its status: luigi's ``Task.updated``), that no live worker holds (none of its
     stakeholders: a step a live worker's next step needs, DONE, is its dependency's, kept) and whose forgetting
@@ -1179,18 +1183,55 @@ def _forget_oldest_finished(state: luigi.scheduler.SimpleTaskState, kept: int, c
     made anew is put last): the oldest are first in each, and the three are merged by ``updated``, walked only as far
     as the tasks to forget and those kept before them (no walk within the bound, as at most prunes: an attempt's
     ``dep_graph`` prunes, and finishes about one task more). Tasks loaded from a saved state are in the order they
-    were first made, within a status: the first forgotten then may be a little younger than the oldest."""
+    were first made, within a status: the first forgotten then may be a little younger than the oldest. Each
+    forgotten task's ``workers`` is unlinked (:func:`_unlink_workers`), so that its memory is freed at once. Answers
+    how many it forgot."""
     by_status = state._status_tasks
     excess = sum(len(by_status[status]) for status in _FINISHED) - kept
     if excess <= 0:
-        return
+        return 0
     now = time.time()
     oldest = heapq.merge(*(by_status[status].values() for status in _FINISHED), key=lambda task: task.updated)
     forgettable = (task.id for task in oldest if not task.stakeholders and not _still_counts(task, config, now))
     forgotten = list(itertools.islice(forgettable, excess))
+    for task_id in forgotten:
+        _unlink_workers(state.get_task(task_id))
     state.inactivate_tasks(forgotten)
     if forgotten:
         luigi.scheduler.logger.info("Forgot the %d oldest finished tasks (keeping %d)", len(forgotten), kept)
+    return len(forgotten)
+
+
+def _unlink_workers(task: luigi.scheduler.Task) -> None:
+    """Break the ring of ``task``'s ``workers`` (luigi's ``OrderedSet``: its sentinel, a list, refers to itself) when
+    it holds no worker, as luigid forgets the task: nothing else refers to the task then, and its memory is freed at
+    once, not at the cyclic collector's next full pass (a forgotten task's sentinel left in each of the allocator's
+    pools kept them from being handed back meanwhile). One that still holds a worker (an assistant's: that worker's
+    ``tasks`` may still refer to it) is left as it is."""
+    if not task.workers:
+        task.workers.end.clear()
+
+
+class _FreedPages:
+    """Hands the free pages of luigid's heap back to the system (glibc's ``malloc_trim``) once ``every`` tasks were
+    forgotten since it last did. A task's larger blocks (its ``__dict__``, ~1.4 KB, and its ``failures`` deque,
+    ~0.7 KB, of its ~5.6 KB: tracemalloc over a soak) come from the C allocator, which gives back only the free memory
+    at its heap's top: a forgotten task's pages, between those of tasks kept, stayed in luigid's RSS. Measured in one
+    process: 20,000 tasks forgotten at once, RSS 40 -> 124 -> 82 MB, 42 MB after a trim. Nothing is done where the C
+    library has no ``malloc_trim`` (not glibc)."""
+
+    def __init__(self, every: int) -> None:
+        import ctypes  # luigid's own process only
+
+        self.every, self.forgotten = every, 0
+        self.trim: Callable[[int], int] | None = getattr(ctypes.CDLL(None), "malloc_trim", None)
+
+    def after(self, forgotten: int) -> None:
+        """Count ``forgotten`` tasks more; trim when they reach :attr:`every`."""
+        self.forgotten += forgotten
+        if self.forgotten >= self.every and self.trim is not None:
+            self.forgotten = 0
+            self.trim(0)
 
 
 def _still_counts(task: luigi.scheduler.Task, config: Any, now: float) -> bool:
