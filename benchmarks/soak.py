@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, rss_kb
-from harness import Processes, cmdline, descendants, free_port, stopping_on_signals, waitfor
+from harness import Processes, arguments, cmdline, descendants, free_port, stopping_on_signals, waitfor
 from nectar.registry import Run, RunFilter, RunState, open_run_store
 from nectar.registry.store import RunStore
 
@@ -337,8 +337,9 @@ def role(pid: int, serve_pid: int) -> str:
     except (OSError, IndexError, ValueError):
         parent = 0
     forked = parent != serve_pid and parent and cmdline(parent) == text
+    said = arguments(pid)  # not the program's path: a checkout's folder may be named with one of the words
     for word, name in (("luigid", "luigid"), ("gunicorn", "API"), ("worker", "worker"), ("clock", "clock")):
-        if word in text:
+        if word in said:
             return f"{name} ({'forked' if forked else 'main'})" if name in ("API", "worker") else name
     return text[:40]
 

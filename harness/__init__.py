@@ -31,6 +31,7 @@ from harness.processes import (
 )
 from harness.procfs import (
     alive,
+    arguments,
     busy_cpu,
     carrying,
     children,
@@ -65,6 +66,7 @@ __all__ = [
     "Served",
     "alive",
     "answers",
+    "arguments",
     "base_env",
     "bound_to_a_free_port",
     "busy_cpu",

@@ -115,6 +115,16 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def arguments(pid: int) -> str:
+    """The arguments of ``pid`` after its program, joined by spaces ("" once it is gone): what tells a process's role
+    by a word (``luigid``, ``worker``) where the program's path may hold the same word (a checkout in a folder named
+    so: every process of it ran ``/…/luigid-work/.venv/bin/python``)."""
+    try:
+        return b" ".join(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:]).decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def send(pid: int, signum: int) -> None:
     """Signal ``pid``, if it is still there to be signalled."""
     try:

@@ -40,6 +40,7 @@ from harness import (
     TOKEN_VAR,
     Processes,
     alive,
+    arguments,
     base_env,
     carrying,
     children,
@@ -319,7 +320,7 @@ class Cluster:
         """The pids of luigid, the workers and the API that ``nectar serve`` started."""
         parts: dict[str, int] = {}
         for pid in children(proc.pid):
-            line = cmdline(pid)
+            line = arguments(pid)
             name = "luigid" if "luigid" in line else "workers" if "worker" in line else "api"
             parts[name] = pid
         assert set(parts) == {"luigid", "workers", "api"}, {pid: cmdline(pid) for pid in children(proc.pid)}

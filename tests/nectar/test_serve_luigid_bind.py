@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 
 from harness import Processes, alive, wait_until
-from harness.procfs import children, cmdline
+from harness.procfs import arguments, children
 from nectar.config import Settings
 from tests.nectar.test_serve_port_race import served_at_the_gate, served_empty
 
@@ -20,7 +20,7 @@ def test_luigid_whose_port_was_taken_a_moment_says_why_it_exited(
 ) -> None:
     started = served_at_the_gate(settings, processes, tmp_path)
     proc, log, writer = started.proc, started.log, started.writer
-    luigid = wait_until(lambda: next((pid for pid in children(proc.pid) if "luigid" in cmdline(pid)), None))
+    luigid = wait_until(lambda: next((pid for pid in children(proc.pid) if "luigid" in arguments(pid)), None))
     other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     other.bind(("127.0.0.1", started.ports["luigid"]))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import NECTAR, alive, base_env, free_port, lifeline_env, waitfor
+from harness import NECTAR, alive, arguments, base_env, free_port, lifeline_env, waitfor
 from tests.faults.conftest import cmdline, descendants
 from tests.nectar.test_serve import _serve
 
@@ -61,7 +61,7 @@ def test_only_luigid_and_serve_hold_the_state_and_a_serve_killed_frees_it_for_th
     with contextlib.contextmanager(_serve)(tmp_path, {}) as served:
         lock = served.cwd / "nectar_data" / "luigid" / "state.lock"
         started = descendants(served.proc.pid)
-        luigid = [pid for pid in started if "luigid" in cmdline(pid)]
+        luigid = [pid for pid in started if "luigid" in arguments(pid)]
         assert holders(lock, [served.proc.pid, *started]) == {served.proc.pid, *luigid}, {
             pid: cmdline(pid) for pid in started
         }
