@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from nectar import forks
 
@@ -31,14 +32,22 @@ MAIN_THREAD_SIGNALS = frozenset(
 )
 
 
-def start_thread(thread: threading.Thread) -> threading.Thread:
-    """Start ``thread`` with :data:`MAIN_THREAD_SIGNALS` blocked in it from its first instruction (a new thread takes
-    its starter's mask, set back at once in the starter), so that the kernel delivers them to the main thread."""
+@contextmanager
+def main_thread_signals() -> Iterator[None]:
+    """While in it, the threads this thread starts block :data:`MAIN_THREAD_SIGNALS` from their first instruction (a
+    new thread takes its starter's mask, set back in the starter on the way out), so the kernel delivers them to the
+    main thread."""
     before = signal.pthread_sigmask(signal.SIG_BLOCK, MAIN_THREAD_SIGNALS)
     try:
-        thread.start()
+        yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def start_thread(thread: threading.Thread) -> threading.Thread:
+    """Start ``thread`` blocking :data:`MAIN_THREAD_SIGNALS` (:func:`main_thread_signals`)."""
+    with main_thread_signals():
+        thread.start()
     return thread
 
 
