@@ -23,12 +23,13 @@ from nectar import forks
 logger = logging.getLogger(__name__)
 
 #: the process-directed signals this process's handlers act on (an attempt's lease: SIGTERM, SIGCONT, SIGUSR2; luigi's
-#: worker: SIGUSR1; serve: SIGINT, SIGHUP). Python runs a handler only on the main thread, and wakes it only if the
-#: kernel delivered the signal to it: one taken by another thread (the kernel picks any thread that does not block
-#: it, e.g. the first to run once a stopped process is continued) only sets a flag, and a main thread blocked in a
-#: system call (a task's ``sleep``) never looks. So every thread nectar starts blocks them (:func:`start_thread`).
+#: worker: SIGUSR1; serve: SIGINT, SIGHUP; a chain compiled ahead: SIGALRM, its budget's timer). Python runs a handler
+#: only on the main thread, and wakes it only if the kernel delivered the signal to it: one taken by another thread
+#: (the kernel picks any thread that does not block it, e.g. the first to run once a stopped process is continued)
+#: only sets a flag, and a main thread blocked in a system call (a task's ``sleep``) never looks. So every thread
+#: nectar starts blocks them (:func:`start_thread`).
 MAIN_THREAD_SIGNALS = frozenset(
-    {signal.SIGTERM, signal.SIGINT, signal.SIGCONT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP}
+    {signal.SIGTERM, signal.SIGINT, signal.SIGCONT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGALRM}
 )
 
 
