@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from nectar import standby
+
 if TYPE_CHECKING:
     from nectar.config import Settings
     from nectar.service import Nectar
@@ -40,7 +42,7 @@ class Clock:
 
     def start(self) -> None:
         for thread in self.threads:
-            thread.start()
+            standby.start_thread(thread)  # serve's SIGTERM and SIGINT are its main thread's
 
     def request_stop(self) -> None:
         """No new pass begins; a pass under way ends (a signal handler may call this)."""
