@@ -44,7 +44,6 @@ from nectar.registry.schema import (
 )
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.waits_sql import SqlWaits
-from nectar.standby import main_thread_signals
 
 if TYPE_CHECKING:
     from nectar.config import Settings
@@ -140,17 +139,16 @@ class PostgresRunStore(SqlTriggers, SqlWaits):
             return self._pool
 
     def _open_pool(self) -> ConnectionPool[Any]:
-        with main_thread_signals():  # the pool's threads, started as it opens, leave them to the main thread
-            pool: ConnectionPool[Any] = ConnectionPool(
-                self.url,
-                kwargs=self._options(),
-                min_size=1,
-                max_size=self.pool_size,
-                timeout=self.connect_timeout,
-                num_workers=1,
-                name=f"nectar-registry-{next(_POOLS)}",
-                open=True,
-            )
+        pool: ConnectionPool[Any] = ConnectionPool(
+            self.url,
+            kwargs=self._options(),
+            min_size=1,
+            max_size=self.pool_size,
+            timeout=self.connect_timeout,
+            num_workers=1,
+            name=f"nectar-registry-{next(_POOLS)}",
+            open=True,
+        )
         weakref.finalize(self, _close, pool, os.getpid())  # not left to the pool's own collection, see _close
         return pool
 

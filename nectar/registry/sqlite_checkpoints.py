@@ -45,7 +45,6 @@ from contextlib import AbstractContextManager
 
 from nectar.forks import SQLITE, lock_made_anew_in_children
 from nectar.reuse import process_thread
-from nectar.standby import start_thread
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +264,8 @@ class Checkpointer:
         if self._thread is None:
             # a spare's run may start it: the process still takes another, its checkpointer waiting for the next turns
             thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
-            self._thread = start_thread(process_thread(thread, self._shm_path.removesuffix("-shm")))
+            self._thread = process_thread(thread, self._shm_path.removesuffix("-shm"))
+            self._thread.start()
         self._wanted.notify()
 
     def _behind(self) -> bool:

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 
 from nectar.reuse import process_thread
-from nectar.standby import start_thread
 
 #: seconds between two looks at whether a waiting writer gives up (it is woken at once when the lock is its): the
 #: checkpointer's, as its process closes the registry, waits for no more than this to give up
@@ -93,9 +92,11 @@ class TurnWaiter:
         """A wait in the kernel asked of the thread (started at the first), the caller holding ``_state``. A thread
         that cannot be started ("can't start new thread") raises, nothing asked: the next writer tries again."""
         if self._thread is None:
-            self._thread = start_thread(
-                process_thread(threading.Thread(target=self._wait, name="sqlite-turn", daemon=True), self._registry)
+            thread = process_thread(
+                threading.Thread(target=self._wait, name="sqlite-turn", daemon=True), self._registry
             )
+            thread.start()
+            self._thread = thread
         self._asked = True
         self._state.notify_all()
 

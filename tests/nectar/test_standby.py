@@ -4,23 +4,18 @@ lease beats, and luigi's worker pings its scheduler, on them."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import luigi.scheduler
 import pytest
 
-from harness import REPO, base_env
 from nectar import standby
 from nectar.leases import AttemptLease, process_name
 from nectar.luigi_internals import new_worker
@@ -419,35 +414,3 @@ def test_a_lease_that_ended_as_its_beat_renewed_it_is_not_reported_lost(
         handed[0].join(60)
     assert not handed[0].is_alive()
     assert [r.getMessage() for r in caplog.records if "lost its lease" in r.getMessage()] == []
-
-
-#: in a process of its own: a registry's turns that wake its checkpointer, then the signals the thread blocks
-CHECKPOINTER_MASK = """
-import sys, threading
-from pathlib import Path
-from nectar.registry import sqlite_checkpoints
-from nectar.registry.sqlite import SQLiteRunStore
-from tests.nectar.test_runs import new_run
-
-store = SQLiteRunStore(sys.argv[1])
-store.submit(new_run(0))
-for _ in range(sqlite_checkpoints.CHECKPOINT_TURNS):  # the last of these turns wakes the thread, starting it
-    store.checkpoints.wrote()
-assert store.checkpoints.wait_made(1, 60.0)
-[thread] = [thread for thread in threading.enumerate() if thread.name == "sqlite-checkpoint"]
-status = Path(f"/proc/self/task/{thread.native_id}/status").read_text().splitlines()
-mask = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
-print(sorted(number for number in range(1, 65) if mask >> (number - 1) & 1))
-store.close()
-"""
-
-
-def test_the_registrys_checkpointer_thread_blocks_the_signals_the_main_thread_acts_on(tmp_path: Path) -> None:
-    """A run's writes start the registry's checkpointer in an attempt process (its CHECKPOINT_TURNS-th turn): a
-    thread that took the attempt's SIGTERM would leave it unheard by the main thread, asleep in the task's call."""
-    argv = [sys.executable, "-c", CHECKPOINTER_MASK, str(tmp_path / "runs.sqlite3")]
-    env = {**base_env(), "NECTAR_DATA_DIR": str(tmp_path)}
-    done = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, check=False)
-    assert done.returncode == 0, done.stderr.decode()
-    blocked = set(json.loads(done.stdout.decode()))
-    assert {int(signum) for signum in standby.MAIN_THREAD_SIGNALS} <= blocked, blocked
