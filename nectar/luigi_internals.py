@@ -449,8 +449,7 @@ class _KeepAlive(luigi.worker.KeepAliveThread):
         self._begun = True
         self._handed = standby.hand(self.run)
         if self._handed is None:
-            with standby.main_thread_signals():  # the attempt's signals are its main thread's
-                super().start()
+            super().start()
 
     def join(self, timeout: float | None = None) -> None:
         """luigi's worker joins its keep-alive as it exits, once stopped. A loop on a thread of its own is waited for,

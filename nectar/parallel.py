@@ -39,7 +39,7 @@ import luigi
 import luigi.configuration
 import luigi.worker
 
-from nectar import lifeline, standby
+from nectar import lifeline
 from nectar.errors import NectarError
 from nectar.stdlib_internals import queue_reader
 from nectar.steps import StepRecorder, current_recorder
@@ -194,7 +194,7 @@ def forked_steps() -> Iterator[None]:
         _fork_hook = True
     attempt = _Attempt(os.getpid(), current_recorder())
     collector = threading.Thread(target=_collect, args=(attempt,), name="nectar-step-failures", daemon=True)
-    standby.start_thread(collector)  # the attempt's signals are its main thread's
+    collector.start()
     _attempt = attempt
     try:
         yield

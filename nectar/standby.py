@@ -13,43 +13,12 @@ thread as before (:func:`start`).
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from nectar import forks
 
 logger = logging.getLogger(__name__)
-
-#: the process-directed signals this process's handlers act on (an attempt's lease: SIGTERM, SIGCONT, SIGUSR2; luigi's
-#: worker: SIGUSR1; serve: SIGINT, SIGHUP; a chain compiled ahead: SIGALRM, its budget's timer). Python runs a handler
-#: only on the main thread, and wakes it only if the kernel delivered the signal to it: one taken by another thread
-#: (the kernel picks any thread that does not block it, e.g. the first to run once a stopped process is continued)
-#: only sets a flag, and a main thread blocked in a system call (a task's ``sleep``) never looks. So every thread
-#: nectar starts blocks them (:func:`start_thread`).
-MAIN_THREAD_SIGNALS = frozenset(
-    {signal.SIGTERM, signal.SIGINT, signal.SIGCONT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGALRM}
-)
-
-
-@contextmanager
-def main_thread_signals() -> Iterator[None]:
-    """While in it, the threads this thread starts block :data:`MAIN_THREAD_SIGNALS` from their first instruction (a
-    new thread takes its starter's mask, set back in the starter on the way out), so the kernel delivers them to the
-    main thread."""
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, MAIN_THREAD_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
-
-
-def start_thread(thread: threading.Thread) -> threading.Thread:
-    """Start ``thread`` blocking :data:`MAIN_THREAD_SIGNALS` (:func:`main_thread_signals`)."""
-    with main_thread_signals():
-        thread.start()
-    return thread
 
 
 class Standby:
@@ -62,7 +31,8 @@ class Standby:
         #: set while the thread has no work: its last work has ended
         self.idle = threading.Event()
         self.idle.set()
-        self.thread = start_thread(threading.Thread(target=self._serve, name=name, daemon=True))
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self.thread.start()
 
     def take(self, work: Callable[[], object]) -> bool:
         """Hand ``work`` to this thread (False if it has work already); returns at once."""
@@ -139,4 +109,6 @@ def start(work: Callable[[], object], name: str) -> Started:
     handed = hand(work)
     if handed is not None:
         return handed
-    return Started(None, start_thread(threading.Thread(target=work, name=name, daemon=True)))
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    return Started(None, thread)

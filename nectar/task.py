@@ -28,7 +28,7 @@ from luigi.event import Event
 from luigi.parameter import ParameterVisibility
 from luigi.target import FileSystemTarget
 
-from nectar import luigi_names, standby, step_locks
+from nectar import luigi_names, step_locks
 from nectar.config import get_settings
 from nectar.errors import ChainImportError, Interrupted, LeaseLost
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_name, param_digest, task_key
@@ -467,7 +467,7 @@ class _Recording:
         interval = get_settings().log_sync_interval
         if interval > 0 and self.store.remote:
             self._sync = _LogSync(self, interval)
-            standby.start_thread(self._sync)  # the attempt's signals are its main thread's
+            self._sync.start()
 
     def _remove_leftovers(self) -> None:
         """Remove what writers of this step's folder killed mid-write left there (an attempt SIGKILLed while it wrote

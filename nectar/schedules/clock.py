@@ -10,8 +10,6 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from nectar import standby
-
 if TYPE_CHECKING:
     from nectar.config import Settings
     from nectar.service import Nectar
@@ -42,7 +40,7 @@ class Clock:
 
     def start(self) -> None:
         for thread in self.threads:
-            standby.start_thread(thread)  # serve's SIGTERM and SIGINT are its main thread's
+            thread.start()
 
     def request_stop(self) -> None:
         """No new pass begins; a pass under way ends (a signal handler may call this)."""

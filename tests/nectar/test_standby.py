@@ -57,29 +57,6 @@ def test_with_every_standby_thread_busy_work_gets_a_thread_of_its_own(kept: set[
         started.join()
 
 
-def test_a_standby_thread_and_a_thread_of_its_own_block_the_signals_the_main_thread_acts_on(
-    kept: set[threading.Thread],
-) -> None:
-    """The kernel delivers a process's SIGTERM to a thread that does not block it, where Python only sets a flag: the
-    main thread, in a long system call, never acts on it."""
-    ours = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    masks: list[set[int | signal.Signals]] = []
-    gate = threading.Event()
-    held = [standby.hand(gate.wait) for _ in range(standby.ATTEMPT_THREADS)]
-    try:
-        standby.start(lambda: masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, [])), "its-own").join()
-    finally:
-        gate.set()
-    for started in held:
-        assert started is not None
-        started.join()
-    standby.start(lambda: masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, [])), "handed").join()
-    assert len(masks) == 2
-    for mask in masks:
-        assert standby.MAIN_THREAD_SIGNALS <= mask, mask
-    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == ours, "the starter's own mask is set back"
-
-
 def test_a_forked_process_does_not_hand_work_to_its_parents_standby_threads(kept: set[threading.Thread]) -> None:
     pid = os.fork()
     if pid == 0:  # the child has none of its parent's threads: it starts its own
