@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from harness.lifeline import close_on_exec, lifeline_env
-from harness.procfs import alive, carrying, descendants, listens, send
+from harness.procfs import alive, carrying, descendants, listens, send, stopped
 from nectar.config import ENV_VARS, Settings, host_port, setting_text
 from nectar.supervisor import LUIGID
 
@@ -188,6 +188,15 @@ def waitfor(predicate: Callable[[], Any], timeout: float, what: str, interval: f
         return wait_until(predicate, timeout=timeout, interval=interval)
     except AssertionError:
         raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+
+
+def freeze(pid: int) -> None:
+    """SIGSTOP ``pid`` and wait until it is stopped (:func:`~harness.procfs.stopped`): from then on a signal sent
+    to it stays pending (to be read in ``/proc``) and it does nothing, its children's deaths unseen. Sent SIGSTOP
+    alone, a process that had no CPU since (a loaded machine) is still running when the next signal comes, and
+    takes that one first."""
+    send(pid, signal.SIGSTOP)
+    waitfor(lambda: stopped(pid), 60, f"{pid} to stop (SIGSTOP)", interval=0.001)
 
 
 def answers(url: str, timeout: float = 1.0) -> int | None:

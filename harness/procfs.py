@@ -49,6 +49,25 @@ def alive(pid: int) -> bool:
     return state(pid) not in (None, "Z", "X")
 
 
+def stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (``T``; ``t`` under a tracer) or has exited, ``pid`` gone
+    included. A process sent SIGSTOP runs on until the kernel has one of its threads act on it, and acts first on a
+    signal of a lower number sent meanwhile (SIGTERM: 15, SIGUSR2: 12, SIGSTOP: 19): its handler takes it (Python's
+    only notes it), and it is no longer pending once the process stops."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    for tid in threads:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        if stat.rpartition(")")[2].split()[0] not in ("T", "t", "Z", "X"):
+            return False
+    return True
+
+
 def _cpu_ticks(pid: int, reaped: bool, system: bool = False) -> int:
     """Clock ticks of CPU ``pid`` used, user and system (utime + stime; with ``system``, stime alone: the kernel's
     work for it), with ``reaped`` those of the children it waited for too (cutime + cstime), from its ``stat``."""

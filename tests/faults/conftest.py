@@ -47,6 +47,7 @@ from harness import (
     cmdline,
     descendants,
     free_port,
+    freeze,
     send,
     settings_env,
     wait_until,
@@ -259,7 +260,7 @@ class Cluster:
 
     def freeze(self, pid: int) -> None:
         self.ledger.note("freeze", pid)
-        send(pid, signal.SIGSTOP)
+        freeze(pid)
 
     # the API
 

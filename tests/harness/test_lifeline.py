@@ -24,6 +24,7 @@ from harness import (
     cmdline,
     descendants,
     free_port,
+    freeze,
     lifeline,
     lifeline_env,
     send,
@@ -72,7 +73,7 @@ def test_every_part_dies_when_the_process_that_started_it_is_killed(
     said = first_line_said(processes, starter, lambda line: line.startswith("{"))
     parts: dict[str, int] = json.loads(waitfor(said, 120, "the starter to start its parts and print their pids"))
     assert sorted(parts) == ["api", "luigid", "moto", "worker"]
-    send(parts["api"], signal.SIGSTOP)
+    freeze(parts["api"])
     pids = {pid: name for name, part in parts.items() for pid in [part, *descendants(part)]}
     assert all(alive(pid) for pid in pids), {pid: name for pid, name in pids.items() if not alive(pid)}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import children, cmdline, lifeline_env, send, waitfor
+from harness import children, cmdline, freeze, lifeline_env, send, waitfor
 from tests.conftest import NECTAR
 from tests.nectar.test_serve import Served, _serve
 
@@ -207,7 +207,7 @@ def test_a_full_queue_is_waited_out(busy: Served, tmp_path: Path) -> None:
         lines = access_log.read_text().splitlines() if access_log.exists() else []
         return any('"POST /api/chains/' in line and '" 503 ' in line for line in lines)
 
-    send(worker, signal.SIGSTOP)  # the queue stays full: the first row accepted waits in it
+    freeze(worker)  # the queue stays full: the first row accepted waits in it
     try:
         cli = start_cli(busy, "submit", TASK, "--params-csv", str(csv), "--attempts", "1000")
         waitfor(refused, 60, "a submission answered 503 (queue full)")

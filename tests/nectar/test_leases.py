@@ -16,6 +16,7 @@ import luigi
 import pytest
 from flask.testing import FlaskClient
 
+from harness import freeze
 from nectar import reuse, standby
 from nectar.attempt import InvalidMaxRuntime, max_runtime
 from nectar.config import Settings
@@ -75,7 +76,7 @@ def luigid_tasks(scheduler: SchedulerClient) -> dict[str, tuple[Any, Any]]:
 
 def kill_worker(worker: subprocess.Popen[bytes]) -> None:
     """SIGKILL a worker and its children as one crash would: frozen first, so no child sees it die and requeues."""
-    worker.send_signal(signal.SIGSTOP)
+    freeze(worker.pid)
     kids = descendants(worker.pid)
     for pid in kids:
         try:

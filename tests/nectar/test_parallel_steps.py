@@ -13,6 +13,7 @@ from pathlib import Path
 import luigi
 import pytest
 
+from harness import freeze
 from nectar.config import Settings
 from nectar.keys import STDOUT_FILE, TargetKey
 from nectar.leases import holder, reclaim
@@ -268,7 +269,7 @@ def test_a_parallel_step_of_an_attempt_that_lost_its_run_writes_no_step_into_its
     assert attempt_pid is not None and attempt_pid in descendants(worker.pid)
     frozen = [worker.pid, attempt_pid]  # the worker first: it must not see its attempt fall silent
     for pid in frozen:
-        os.kill(pid, signal.SIGSTOP)
+        freeze(pid)
     try:
         assert nectar.runs.fail(run_id, 1, "GatedTask", "worker lost (frozen)") == RunState.PENDING
         second = nectar.runs.claim("elsewhere:1", run_id)

@@ -9,7 +9,7 @@ import signal
 import socket
 from pathlib import Path
 
-from harness import Processes, alive, wait_until
+from harness import Processes, alive, freeze, wait_until
 from harness.procfs import arguments, children
 from nectar.config import Settings
 from tests.nectar.test_serve_port_race import served_at_the_gate, served_empty
@@ -25,7 +25,7 @@ def test_luigid_whose_port_was_taken_a_moment_says_why_it_exited(
     other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     other.bind(("127.0.0.1", started.ports["luigid"]))
     other.listen()
-    os.kill(proc.pid, signal.SIGSTOP)  # the supervisor looks at the port only once the other program let it go
+    freeze(proc.pid)  # the supervisor looks at the port only once the other program let it go
     try:
         os.close(writer)
         with served_empty(started.tokens):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness import alive, children, cmdline, descendants, pending, send, waitfor
+from harness import alive, children, cmdline, descendants, freeze, pending, send, waitfor
 from tests.nectar.test_serve import Served, _serve
 
 #: longer than any wait of these tests' own (60 s): a part is killed only when a test means it to be
@@ -27,7 +27,7 @@ def _stopping_frozen(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[Serv
         (api,) = [child for child, line in parts.items() if "gunicorn" in line]
         (workers,) = [child for child, line in parts.items() if "nectar.cli worker --clock" in line]
         for pid in (api, workers):
-            send(pid, signal.SIGSTOP)
+            freeze(pid)  # stopped before serve's SIGTERM can reach it: else, not run since, it takes that first
         info.proc.send_signal(signal.SIGTERM)
         yield info, api, workers
     finally:

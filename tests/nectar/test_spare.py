@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from harness import freeze
 from nectar import executor as executor_module
 from nectar import spares as spares_module
 from nectar import wakeup
@@ -680,8 +681,7 @@ def test_a_spare_let_go_that_is_slow_to_exit_does_not_hold_up_the_workers_loop()
         (spare,) = spares.spares
         wait_until(lambda: spares.ready() is spare, timeout=60)
         stopped = spare.pid
-        os.kill(stopped, signal.SIGSTOP)
-        wait_until(lambda: Path(f"/proc/{stopped}/stat").read_text().rpartition(")")[2].split()[0] == "T", timeout=60)
+        freeze(stopped)
         now[0] += 2.0  # no run wanted for longer than idle_after: the spare is let go
         kept = threading.Thread(target=spares.keep, args=(1,), daemon=True)
         kept.start()

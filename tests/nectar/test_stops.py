@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO, Processes, lifeline_env, send, waitfor
+from harness import REPO, Processes, freeze, lifeline_env, send, waitfor
 from nectar.luigid import SchedulerClient
 from nectar.stops import FLUSHING, SAVING, Save, await_stop, luigid_saving
 from tests.nectar.test_luigid_state import WORKER, saved_tasks, start
@@ -86,7 +86,7 @@ def frozen_mid_save(proc: subprocess.Popen[bytes], state: Path, clock: Clock) ->
 def caught_mid_save(proc: subprocess.Popen[bytes], saving: Callable[[], Save | None]) -> None:
     """``proc`` (luigid, asked to stop) frozen (SIGSTOP) as soon as its save is seen under way."""
     waitfor(lambda: saving() is not None or proc.poll() is not None, 60, "luigid to begin its save", interval=0)
-    send(proc.pid, signal.SIGSTOP)
+    freeze(proc.pid)
     assert proc.poll() is None and saving() is not None, "luigid's save ended before it was caught"
 
 

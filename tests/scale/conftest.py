@@ -21,7 +21,7 @@ import pluggy
 import pytest
 import requests
 
-from harness import NECTAR, PortTaken, Processes, base_env, descendants, free_port, send, settings_env
+from harness import NECTAR, PortTaken, Processes, base_env, descendants, free_port, freeze, send, settings_env
 from nectar.config import Settings
 from nectar.luigid import SECRET_ENV
 from nectar.registry import RunState
@@ -157,9 +157,9 @@ class Deployment:
         """SIGSTOP the node's worker, then what it started (stopped, it starts nothing more), then its API: it neither
         starts nor ends an execution from here, and none of its processes sees another die when it is killed."""
         for parent in (node.worker.pid, node.api.pid):
-            send(parent, signal.SIGSTOP)  # first: a child it forks while its others are listed is listed with them
+            freeze(parent)  # first: a child it forks while its others are listed is listed with them
             for pid in descendants(parent):
-                send(pid, signal.SIGSTOP)
+                freeze(pid)
 
     def kill_node(self, node: Node) -> None:
         """SIGKILL the node's API (its gunicorn group), its worker and the children executing its runs, each child
