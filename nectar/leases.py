@@ -25,7 +25,6 @@ from nectar.errors import Interrupted, SchedulerUnavailable
 from nectar.grace import Grace
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore
-from nectar.registry.model import lease_ran_out
 from nectar.registry.schema import RunStatus
 from nectar.relay import Relay, Turn
 
@@ -76,11 +75,12 @@ def is_dead(worker: str) -> bool:
     return False
 
 
-def lapsed(run: Run | RunStatus, lease_timeout: float, now: float | None = None) -> str | None:
-    """Why the RUNNING attempt of ``run`` looks lost (a read: nothing is changed), or None while it is held."""
+def lapsed(run: Run | RunStatus, runs: RunStore, lease_timeout: float) -> str | None:
+    """Why the RUNNING attempt of ``run`` looks lost (a read: nothing is changed), or None while it is held: by the
+    rule the heartbeat and the reclaim follow (:meth:`~nectar.registry.store.RunStore.lease_silence`)."""
     if run.state != RunState.RUNNING:
         return None
-    silent = lease_ran_out(run, time.time() if now is None else now, lease_timeout)
+    silent = runs.lease_silence(run, lease_timeout)
     if silent is not None:
         return f"no heartbeat for {silent:.0f}s"
     if run.worker and is_dead(run.worker):
