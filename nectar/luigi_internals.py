@@ -1329,6 +1329,32 @@ def luigid_counts_no_cancel() -> None:
         return answer
 
     _replace(scheduler, "add_task", uncounted_add_task)
+    _counts_no_cancel_checked()
+
+
+def _counts_no_cancel_checked() -> None:
+    """Check, as luigid starts, that :func:`luigid_counts_no_cancel` still does what it says in the luigi loaded, on a
+    scheduler of its own (no state file, no history): a FAILED that says :data:`UNCOUNTED` ends the task and counts no
+    failure, a plain one counts one. A luigi that counts elsewhere (or no longer in ``Task.failures``) would have
+    counted a cancel's failures again in silence, or failed luigid's ``add_task`` at the first cancel: it fails luigid's
+    start now, naming what changed (RuntimeError)."""
+    probe = luigi.scheduler.Scheduler(record_task_history=False, retry_count=2, disable_window=3600)
+    try:
+        probe.add_task(worker="nectar-check", task_id="T", status=PENDING)
+        probe.get_work(worker="nectar-check")
+        probe.add_task(worker="nectar-check", task_id="T", status=FAILED, **{UNCOUNTED: True})
+        task = probe._state.get_task("T")
+        uncounted = (task.status, task.num_failures(), task.first_failure_time)
+        probe.add_task(worker="nectar-check", task_id="T", status=FAILED)
+        counted = (task.status, task.num_failures())
+    except Exception as exc:
+        raise RuntimeError(f"luigi changed what luigid_counts_no_cancel relies on: {exc!r}") from exc
+    if uncounted != (FAILED, 0, None) or counted != (FAILED, 1):
+        raise RuntimeError(
+            "luigi changed how luigid counts a task's failures (luigid_counts_no_cancel): a cancel's FAILED left "
+            f"(status, failures, first failure) {uncounted}, expected ('FAILED', 0, None); a failure then left "
+            f"(status, failures) {counted}, expected ('FAILED', 1)"
+        )
 
 
 def luigid_saves_whole() -> None:
