@@ -227,12 +227,15 @@ def test_luigid_counts_no_failure_of_a_cancel_and_each_other_one() -> None:
         setattr(luigi.scheduler.Scheduler, "add_task", saved)  # noqa: B010  (luigi's own again; mypy refuses a method assigned)
 
 
-#: luigi as an upgrade could change it: a task's failures counted in a number of its own, not in ``Task.failures``
-#: (what luigid_counts_no_cancel puts back), so a cancel's FAILED would be counted again, in silence
+#: luigi as an upgrade could change it: a task's failure counted by ``SimpleTaskState.set_status`` itself, not through
+#: ``Task.add_failure`` (which luigid_counts_no_cancel makes count nothing for a call), so a cancel's FAILED and a
+#: failure sent again would be counted, in silence
 COUNTED_ELSEWHERE = (
-    "import luigi.scheduler as s; "
-    "s.Task.add_failure = lambda self: setattr(self, 'failure_count', getattr(self, 'failure_count', 0) + 1); "
-    "s.Task.num_failures = lambda self: getattr(self, 'failure_count', 0)"
+    "import luigi.scheduler as s, time; s.Task.add_failure = lambda self: None; "
+    "set_status = s.SimpleTaskState.set_status; "
+    "s.SimpleTaskState.set_status = lambda self, task, new, config=None: ("
+    "new == 'FAILED' and task.status != 'DISABLED' and task.failures.append(time.time()), "
+    "set_status(self, task, new, config))[1]"
 )
 
 
@@ -243,10 +246,12 @@ def test_luigid_counts_no_cancel_refuses_a_luigi_that_counts_failures_elsewhere(
     does not put them back, it raises, naming what it found (it applied itself in silence, and luigid counted every
     cancel's failure toward retry_count)."""
     monkeypatch.setattr(luigi.scheduler.Scheduler, "add_task", luigi.scheduler.Scheduler.add_task)  # put back after
-    for name in ("add_failure", "num_failures"):
-        monkeypatch.setattr(luigi.scheduler.Task, name, getattr(luigi.scheduler.Task, name))
+    monkeypatch.setattr(luigi.scheduler.Task, "add_failure", luigi.scheduler.Task.add_failure)
+    monkeypatch.setattr(luigi.scheduler.SimpleTaskState, "set_status", luigi.scheduler.SimpleTaskState.set_status)
     exec(COUNTED_ELSEWHERE, {})
-    with pytest.raises(RuntimeError, match=r"luigi changed how luigid counts a task's failures .* \('FAILED', 1, "):
+    with pytest.raises(
+        RuntimeError, match=r"luigi changed how luigid counts a task's failures .* \('FAILED', 1, None\)"
+    ):
         luigid_counts_no_cancel()
 
 
