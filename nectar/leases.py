@@ -137,6 +137,55 @@ def reclaim(runs: RunStore, lease_timeout: float, scheduler: SchedulerClient | N
     return lost
 
 
+#: how often a worker compares its node's clock with the registry's (seconds), the first time as it starts
+CLOCK_CHECK_PERIOD = 600.0
+#: the share of a lease's margin (its timeout less the heartbeat interval) a node's clock may be off the registry's
+#: before the node warns: two nodes off by half the margin, one ahead and one behind, take each other's live attempts
+#: for lost
+SKEW_SHARE = 0.25
+
+
+def clock_skew_bound(lease_timeout: float, heartbeat_interval: float) -> float:
+    """How far every node's clock must stay from the registry's: half the lease's margin. A heartbeat is written in
+    its node's clock and judged in the reclaiming node's: a reclaimer whose clock is ahead of a writer's by the
+    margin or more takes the writer's live attempts for lost."""
+    return (lease_timeout - heartbeat_interval) / 2
+
+
+def check_clock(runs: RunStore, lease_timeout: float, heartbeat_interval: float) -> float | None:
+    """Compare this node's clock with the registry's, and warn (naming the skew and the lease) when it is off by
+    :data:`SKEW_SHARE` of the lease's margin or more, beyond what the read itself leaves unknown; the skew (None: the
+    registry has no clock of its own)."""
+    measured = runs.clock_skew()
+    if measured is None:
+        return None
+    skew, within = measured
+    if abs(skew) - within >= SKEW_SHARE * (lease_timeout - heartbeat_interval):
+        bound = clock_skew_bound(lease_timeout, heartbeat_interval)
+        logger.warning(
+            "this node's clock is %.3fs %s the registry's (±%.3fs): leases (NECTAR_LEASE %gs, NECTAR_HEARTBEAT %gs) "
+            "are judged in each node's clock, which must stay within %gs of the registry's, or a node ahead "
+            "reclaims the live attempts of a node behind: keep the clocks in sync (NTP)",
+            *(abs(skew), "ahead of" if skew > 0 else "behind", within, lease_timeout, heartbeat_interval, bound),
+        )
+    return skew
+
+
+class ClockCheck:
+    """A worker's :func:`check_clock`, first as it starts, then every :data:`CLOCK_CHECK_PERIOD` seconds (a registry
+    that could not be read is asked again at the next call)."""
+
+    def __init__(self, runs: RunStore, lease_timeout: float, heartbeat_interval: float) -> None:
+        self.runs, self.lease_timeout, self.heartbeat_interval = runs, lease_timeout, heartbeat_interval
+        self._due = float("-inf")
+
+    def __call__(self) -> None:
+        if time.monotonic() < self._due:
+            return
+        check_clock(self.runs, self.lease_timeout, self.heartbeat_interval)
+        self._due = time.monotonic() + CLOCK_CHECK_PERIOD
+
+
 def release_lost_in_luigid(scheduler: SchedulerClient) -> None:
     """Tell luigid that the tasks it holds RUNNING for attempt processes of this host that are gone failed, so that
     runs needing them go on now, not once luigid times those workers out (a worker does it when luigid (re)starts,

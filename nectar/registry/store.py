@@ -177,6 +177,12 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
     def check(self) -> str:
         """Raise if the registry cannot be used; else describe it."""
 
+    def clock_skew(self) -> tuple[float, float] | None:
+        """How far this node's clock is ahead of the registry's (seconds, behind if negative), and within how much
+        that is known (half the read's round trip); None where the registry has no clock of its own (a file that the
+        processes of one host open: theirs)."""
+        return None
+
     def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> bool:
         """Return after ``timeout`` seconds, sooner when a run may have become claimable, or as soon as one of the
         file descriptors ``also`` is readable (a worker's children and spares: :mod:`nectar.wakeup`). Whether a run

@@ -4,7 +4,10 @@ server's restart alike, and a node whose clock is ahead of or behind the server'
 
 from __future__ import annotations
 
+import logging
+import re
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +15,11 @@ import psycopg
 import pytest
 
 import nectar.leases
+import nectar.registry.postgres
 import nectar.registry.sql
-from nectar.leases import lapsed
+from nectar.config import Settings
+from nectar.executor import Executor
+from nectar.leases import check_clock, lapsed
 from nectar.registry import Run, RunState
 from nectar.registry.postgres import PostgresRunStore
 from nectar.registry.sql import SqlRunStore
@@ -125,3 +131,39 @@ def test_a_status_read_says_a_lease_ran_out_when_the_heartbeat_and_the_reclaim_d
     assert said(runs, run, SHORT) == f"no heartbeat for {2 * SHORT:.0f}s"
     assert not runs.heartbeat(run.id, 1, "h:1", SHORT)
     assert [lost.id for lost in runs.reclaim(SHORT)] == [run.id]
+
+
+@pytest.mark.parametrize("skew", [30.0, -30.0, 0.0], ids=["ahead", "behind", "in-sync"])
+def test_a_worker_warns_as_it_starts_when_its_clock_is_off_the_registrys_by_a_share_of_the_lease(
+    settings: Settings,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    skew: float,
+) -> None:
+    """A worker compares its node's clock with PostgreSQL's as it starts (its first watch): 30 s off, with a lease of
+    20 s and heartbeats every 2 s (node clocks must stay within 9 s of the registry's), it says so at WARNING, naming
+    the skew (as measured: within the read's half round trip of it) and the lease; in sync, it says nothing. Before,
+    nothing compared them."""
+    node = types.SimpleNamespace(time=lambda: time.time() + skew, monotonic=time.monotonic, sleep=time.sleep)
+    monkeypatch.setattr(nectar.registry.postgres, "time", node)  # how the node reads its clock: off by ``skew``
+    worker = settings.replace(database_url=database_url, scheduler_url=None, lease_timeout=20.0, heartbeat_interval=2.0)
+    executor = closed_at_end(Executor(worker, concurrency=1))
+    with caplog.at_level(logging.WARNING, logger="nectar.leases"):
+        executor._watch()
+    said = [record.getMessage() for record in caplog.records if record.name == "nectar.leases"]
+    if skew == 0.0:
+        assert said == []
+        return
+    assert len(said) == 1, said
+    measured = re.search(r"clock is ([0-9.]+)s (ahead of|behind) the registry's \(±([0-9.]+)s\)", said[0])
+    assert measured is not None, said[0]
+    assert abs(float(measured[1]) - abs(skew)) <= float(measured[3]) + 0.002  # the message's rounding, 1 ms each
+    assert measured[2] == ("ahead of" if skew > 0 else "behind")
+    assert "NECTAR_LEASE 20s, NECTAR_HEARTBEAT 2s" in said[0] and "within 9s of the registry's" in said[0]
+
+
+def test_a_registry_without_a_clock_of_its_own_has_no_skew(tmp_path: Path) -> None:
+    """SQLite is a file the processes of one host open: their clock is the registry's."""
+    with SQLiteRunStore(tmp_path / "runs.sqlite3") as runs:
+        assert check_clock(runs, 20.0, 2.0) is None
