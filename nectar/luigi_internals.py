@@ -212,7 +212,8 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
         """luigi's ``RemoteScheduler._request``, through which every RPC method of its client goes: luigid's
         ``response`` to the call, read from :attr:`post`'s answer as it comes (luigi's reads a text's JSON: an answer
         already decoded was written back to JSON for it, and read again)."""
-        body = {"data": json.dumps(failure_named(data) if url.endswith("/add_task") else data)}  # sent again alike
+        failed = data.get("status") == FAILED and url.endswith("/add_task")  # a failure: named, sent again alike
+        body = {"data": json.dumps(failure_named(data) if failed else data)}
         for _ in range(attempts):
             answer = self._answer(url, body)
             response = (json.loads(answer) if isinstance(answer, str | bytes) else answer)["response"]
