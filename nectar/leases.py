@@ -196,7 +196,7 @@ def release_lost_in_luigid(scheduler: SchedulerClient) -> None:
             worker = str(task.get("worker_running") or "") if isinstance(task, dict) else ""
             if worker.startswith(luigi_worker_id("")) and is_dead(worker.removeprefix(luigi_worker_id(""))):
                 reason = f"worker lost: {worker} is gone"
-                scheduler.call("add_task", task_id=task_id, status="FAILED", worker=worker, expl=reason)
+                scheduler.fail(task_id, worker, reason)  # a failure named: sent again, it is counted once
     except SchedulerUnavailable as exc:  # the next return of luigid tries again
         logger.warning("could not release the tasks of lost attempts in luigid: %s", exc)
 

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import select
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from harness import Processes
+from nectar.build import luigi_worker_id
+from nectar.leases import HOST, release_lost_in_luigid
 from nectar.luigid import LuigidRPC, SchedulerClient
 from tests.helpers.raw_server import RawServer
 from tests.helpers.registries import known
@@ -94,3 +100,30 @@ def test_a_luigi_workers_failed_sent_again_after_its_answer_was_lost_is_counted_
     rpc.ping(worker=WORKER)
     assert proxy.cut and proxy.failed == 2
     assert known(SchedulerClient(luigid, 60).task(task_id))["status"] == "FAILED"
+
+
+def test_a_lost_attempts_failed_told_as_luigid_returns_and_sent_again_is_counted_once(tmp_path: Path) -> None:
+    """:func:`nectar.leases.release_lost_in_luigid` (a worker's, as luigid returns) fails the tasks luigid holds
+    RUNNING for attempt processes of this host that are gone: its FAILED, sent again after its answer was lost, is
+    counted once (it was sent unnamed, and counted twice: DISABLED). A luigid of its own: it fails every such task."""
+    processes = Processes(tmp_path)
+    url = f"http://127.0.0.1:{processes.luigid(None, tmp_path / 'luigid').port}"
+    proxy = CuttingProxy(urlsplit(url).port or 0)
+    try:
+        gone = subprocess.Popen([sys.executable, "-c", ""])
+        gone.wait()
+        worker = luigi_worker_id(f"{HOST}:{gone.pid}")
+        task_id = f"Cut_{uuid.uuid4().hex}"
+        client = SchedulerClient(url, 60)
+        added = {**ADDED, "retry_policy_dict": {"retry_count": 3}}
+        client.call("add_task", worker=worker, task_id=task_id, status="PENDING", **added)
+        assert client.call("get_work", worker=worker)["task_id"] == task_id
+        release_lost_in_luigid(SchedulerClient(proxy.url, 60))
+        assert proxy.cut and proxy.failed == 2
+        client.call("add_task", worker=worker, task_id=task_id, status="PENDING", **added)  # the run's retry
+        assert client.call("get_work", worker=worker)["task_id"] == task_id
+        client.call("add_task", worker=worker, task_id=task_id, status="FAILED", expl="boom", **added)
+        assert known(client.task(task_id))["status"] == "FAILED"
+    finally:
+        proxy.close()
+        processes.close()
