@@ -72,7 +72,7 @@ from nectar.catalog.loader import Stamp, chain_code, file_stamp, load_ahead
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.grace import Grace
-from nectar.leases import process_name, reclaim, release, release_lost_in_luigid, timed_out
+from nectar.leases import ClockCheck, process_name, reclaim, release, release_lost_in_luigid, timed_out
 from nectar.logs.ahead import make_ahead
 from nectar.luigi_internals import worker_user
 from nectar.luigid import kept_scheduler, scheduler_of, scheduler_secret
@@ -260,6 +260,8 @@ class Executor:
         #: called at each stop request, before the executor's own (what runs beside it stops with it)
         self.on_stop = on_stop
         self._watched = 0.0
+        #: its node's clock compared with the registry's, as it starts and now and then (a warning when off)
+        self._clock_checked = ClockCheck(self.runs, settings.lease_timeout, settings.heartbeat_interval)
         self._scheduler_seen: tuple[float, bool] = (0.0, True)
         #: by chain file: its stamp when it was last compiled ahead here
         self._compiled: dict[str, Stamp | None] = {}
@@ -531,6 +533,7 @@ class Executor:
             return
         self._watched = now
         reclaim(self.runs, self.settings.lease_timeout, self.scheduler)
+        self._clock_checked()
         for pid, child in self.children.items():
             if child.disowned is None and not self._owned(child.run):
                 child.disowned = Grace(pid)

@@ -25,7 +25,6 @@ from nectar.errors import Interrupted, SchedulerUnavailable
 from nectar.grace import Grace
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore
-from nectar.registry.model import lease_ran_out
 from nectar.registry.schema import RunStatus
 from nectar.relay import Relay, Turn
 
@@ -76,11 +75,12 @@ def is_dead(worker: str) -> bool:
     return False
 
 
-def lapsed(run: Run | RunStatus, lease_timeout: float, now: float | None = None) -> str | None:
-    """Why the RUNNING attempt of ``run`` looks lost (a read: nothing is changed), or None while it is held."""
+def lapsed(run: Run | RunStatus, runs: RunStore, lease_timeout: float) -> str | None:
+    """Why the RUNNING attempt of ``run`` looks lost (a read: nothing is changed), or None while it is held: by the
+    rule the heartbeat and the reclaim follow (:meth:`~nectar.registry.store.RunStore.lease_silence`)."""
     if run.state != RunState.RUNNING:
         return None
-    silent = lease_ran_out(run, time.time() if now is None else now, lease_timeout)
+    silent = runs.lease_silence(run, lease_timeout)
     if silent is not None:
         return f"no heartbeat for {silent:.0f}s"
     if run.worker and is_dead(run.worker):
@@ -137,6 +137,55 @@ def reclaim(runs: RunStore, lease_timeout: float, scheduler: SchedulerClient | N
     return lost
 
 
+#: how often a worker compares its node's clock with the registry's (seconds), the first time as it starts
+CLOCK_CHECK_PERIOD = 600.0
+#: the share of a lease's margin (its timeout less the heartbeat interval) a node's clock may be off the registry's
+#: before the node warns: two nodes off by half the margin, one ahead and one behind, take each other's live attempts
+#: for lost
+SKEW_SHARE = 0.25
+
+
+def clock_skew_bound(lease_timeout: float, heartbeat_interval: float) -> float:
+    """How far every node's clock must stay from the registry's: half the lease's margin. A heartbeat is written in
+    its node's clock and judged in the reclaiming node's: a reclaimer whose clock is ahead of a writer's by the
+    margin or more takes the writer's live attempts for lost."""
+    return (lease_timeout - heartbeat_interval) / 2
+
+
+def check_clock(runs: RunStore, lease_timeout: float, heartbeat_interval: float) -> float | None:
+    """Compare this node's clock with the registry's, and warn (naming the skew and the lease) when it is off by
+    :data:`SKEW_SHARE` of the lease's margin or more, beyond what the read itself leaves unknown; the skew (None: the
+    registry has no clock of its own)."""
+    measured = runs.clock_skew()
+    if measured is None:
+        return None
+    skew, within = measured
+    if abs(skew) - within >= SKEW_SHARE * (lease_timeout - heartbeat_interval):
+        bound = clock_skew_bound(lease_timeout, heartbeat_interval)
+        logger.warning(
+            "this node's clock is %.3fs %s the registry's (±%.3fs): leases (NECTAR_LEASE %gs, NECTAR_HEARTBEAT %gs) "
+            "are judged in each node's clock, which must stay within %gs of the registry's, or a node ahead "
+            "reclaims the live attempts of a node behind: keep the clocks in sync (NTP)",
+            *(abs(skew), "ahead of" if skew > 0 else "behind", within, lease_timeout, heartbeat_interval, bound),
+        )
+    return skew
+
+
+class ClockCheck:
+    """A worker's :func:`check_clock`, first as it starts, then every :data:`CLOCK_CHECK_PERIOD` seconds (a registry
+    that could not be read is asked again at the next call)."""
+
+    def __init__(self, runs: RunStore, lease_timeout: float, heartbeat_interval: float) -> None:
+        self.runs, self.lease_timeout, self.heartbeat_interval = runs, lease_timeout, heartbeat_interval
+        self._due = float("-inf")
+
+    def __call__(self) -> None:
+        if time.monotonic() < self._due:
+            return
+        check_clock(self.runs, self.lease_timeout, self.heartbeat_interval)
+        self._due = time.monotonic() + CLOCK_CHECK_PERIOD
+
+
 def release_lost_in_luigid(scheduler: SchedulerClient) -> None:
     """Tell luigid that the tasks it holds RUNNING for attempt processes of this host that are gone failed, so that
     runs needing them go on now, not once luigid times those workers out (a worker does it when luigid (re)starts,
@@ -147,7 +196,7 @@ def release_lost_in_luigid(scheduler: SchedulerClient) -> None:
             worker = str(task.get("worker_running") or "") if isinstance(task, dict) else ""
             if worker.startswith(luigi_worker_id("")) and is_dead(worker.removeprefix(luigi_worker_id(""))):
                 reason = f"worker lost: {worker} is gone"
-                scheduler.call("add_task", task_id=task_id, status="FAILED", worker=worker, expl=reason)
+                scheduler.fail(task_id, worker, reason)  # a failure named: sent again, it is counted once
     except SchedulerUnavailable as exc:  # the next return of luigid tries again
         logger.warning("could not release the tasks of lost attempts in luigid: %s", exc)
 

@@ -41,8 +41,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   and ``Scheduler._state``, whose count of DISABLED tasks tells whether any is (:func:`holds_disabled`), and whose
   tasks its ``add_task`` and ``get_work`` mark and answer reopened (:func:`luigid_marks_reopened`), and
   ``SimpleTaskState.dump``, which saves luigid's state in place, its ``_state_path`` and ``get_state``
-  (:func:`luigid_saves_whole`), and a task's count of failures, ``Task.failures`` and ``first_failure_time``, that
-  its ``add_task`` puts back after a cancel's FAILED (:func:`luigid_counts_no_cancel`);
+  (:func:`luigid_saves_whole`), and a task's ``add_failure``, which its ``add_task`` makes count nothing for a
+  cancel's FAILED and a failure told again (:func:`luigid_counts_no_cancel`);
 - ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`);
 - ``MockFileSystem._data``, the dict every ``luigi.mock.MockTarget`` of a process keeps its data in, made in a
   ``multiprocessing.Manager()`` process that luigi never stops, its proxy's ``_manager`` and that manager's
@@ -136,6 +136,9 @@ HOLDS_DISABLED = "nectar_holds_disabled"
 #: the argument of an ``add_task`` of a cancelled run's step that has luigid count no failure of it
 #: (:func:`luigid_counts_no_cancel`)
 UNCOUNTED = "nectar_uncounted"
+#: the argument of an ``add_task`` FAILED that names its failure, one name a failure (:func:`failure_named`): luigid
+#: counts it once however many times it is sent (:func:`luigid_counts_no_cancel`)
+FAILURE = "nectar_failure"
 #: what luigid answers an RPC sent ahead (:attr:`RemoteScheduler.held_back`): luigi's worker reads no answer of it
 HELD_ANSWER = '{"response": null}'
 #: what a call through luigi's retry loop answers (:meth:`RemoteScheduler._retried`)
@@ -209,7 +212,8 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
         """luigi's ``RemoteScheduler._request``, through which every RPC method of its client goes: luigid's
         ``response`` to the call, read from :attr:`post`'s answer as it comes (luigi's reads a text's JSON: an answer
         already decoded was written back to JSON for it, and read again)."""
-        body = {"data": json.dumps(data)}
+        failed = data.get("status") == FAILED and url.endswith("/add_task")  # a failure: named, sent again alike
+        body = {"data": json.dumps(failure_named(data) if failed else data)}
         for _ in range(attempts):
             answer = self._answer(url, body)
             response = (json.loads(answer) if isinstance(answer, str | bytes) else answer)["response"]
@@ -1307,28 +1311,76 @@ def luigid_counts_no_cancel() -> None:
     """luigid counts no failure of an ``add_task`` that says :data:`UNCOUNTED`: a cancelled run's step, which its
     worker ends FAILED (the one status that ends a RUNNING task, and a PENDING one is ended so too) and then
     DISABLED (:meth:`nectar.luigid.SchedulerClient.disable`). luigi counts each FAILED toward the step's
-    ``retry_count`` (``Task.add_failure``, ``Task.failures`` and ``Task.first_failure_time``): a step cancelled
+    ``retry_count`` (``Task.add_failure``, called by ``SimpleTaskState.set_status``): a step cancelled
     ``retry_count`` times was disabled by luigid at its next real failure, and that run ended without its retries.
-    Its failures are put back as they were before the call (a luigid without this takes the argument as one
-    ``add_task`` ignores, and counts). Should the cancel have been the failure that disables the step, it is
-    DISABLED all the same, as the call after it makes it."""
+
+    Nor a second time a failure told again: an ``add_task`` FAILED of ours names its failure (:data:`FAILURE`,
+    :func:`failure_named`), and one whose name is the last its task was told is a failure counted already, sent again
+    because its answer was lost with its connection (by :class:`~nectar.luigid.Connections` or luigi's retry loop):
+    it ends the task FAILED as before, uncounted. A luigid without this takes both arguments as ones ``add_task``
+    ignores, and counts.
+
+    luigi's count is left as it is by the task's ``add_failure`` made to do nothing for the call: a FAILED that
+    luigi would count toward ``retry_count`` disables the task (``has_excessive_failures``) only if the failures
+    counted before it already do."""
     scheduler = luigi.scheduler.Scheduler
     add_task = scheduler.add_task
 
     def uncounted_add_task(self: luigi.scheduler.Scheduler, *args: Any, **kwargs: Any) -> Any:
-        if not kwargs.pop(UNCOUNTED, False) or args:
-            return add_task(self, *args, **kwargs)
-        task = self._state.get_task(kwargs.get("task_id"))
-        if task is None:
-            return add_task(self, **kwargs)
-        failures, first = list(task.failures), task.first_failure_time
-        answer = add_task(self, **kwargs)
-        task.failures.clear()
-        task.failures.extend(failures)
-        task.first_failure_time = first
+        uncounted, failure = kwargs.pop(UNCOUNTED, False), kwargs.pop(FAILURE, None)
+        task = None if args else self._state.get_task(kwargs.get("task_id"))
+        if task is None or not (uncounted or (failure is not None and task.__dict__.get(FAILURE) == failure)):
+            answer = add_task(self, *args, **kwargs)
+        else:
+            task.__dict__["add_failure"] = _count_nothing  # the instance's, over its class's, for this call
+            try:
+                answer = add_task(self, **kwargs)
+            finally:
+                del task.__dict__["add_failure"]
+        if failure is not None and not args and (told := self._state.get_task(kwargs.get("task_id"))) is not None:
+            told.__dict__[FAILURE] = failure
         return answer
 
     _replace(scheduler, "add_task", uncounted_add_task)
+    _counts_no_cancel_checked()
+
+
+def _count_nothing() -> None:
+    """A task's ``add_failure`` while luigid is told a failure it does not count (:func:`luigid_counts_no_cancel`)."""
+
+
+def failure_named(data: dict[str, Any]) -> dict[str, Any]:
+    """``data``, the arguments of an ``add_task``, with a name of its own (:data:`FAILURE`) when it tells luigid a
+    failure that counts (FAILED, not :data:`UNCOUNTED`): luigid counts it once, however many times it is sent."""
+    if data.get("status") != FAILED or data.get(UNCOUNTED) or FAILURE in data:
+        return data
+    return {**data, FAILURE: os.urandom(12).hex()}
+
+
+def _counts_no_cancel_checked() -> None:
+    """Check, as luigid starts, that :func:`luigid_counts_no_cancel` still does what it says in the luigi loaded, on a
+    scheduler of its own (no state file, no history): a FAILED that says :data:`UNCOUNTED` ends the task and counts no
+    failure, and one failure told twice (:data:`FAILURE`) counts once. A luigi that counts a failure elsewhere than
+    through ``Task.add_failure`` would have counted a cancel's failures and those sent again in silence (or failed
+    luigid's ``add_task`` at the first cancel): it fails luigid's start now, naming what changed (RuntimeError)."""
+    probe = luigi.scheduler.Scheduler(record_task_history=False, retry_count=2, disable_window=3600)
+    try:
+        probe.add_task(worker="nectar-check", task_id="T", status=PENDING)
+        probe.get_work(worker="nectar-check")
+        probe.add_task(worker="nectar-check", task_id="T", status=FAILED, **{UNCOUNTED: True})
+        task = probe._state.get_task("T")
+        uncounted = (task.status, task.num_failures(), task.first_failure_time)
+        for _ in range(2):  # one failure, told twice
+            probe.add_task(worker="nectar-check", task_id="T", status=FAILED, **{FAILURE: "once"})
+        counted = (task.status, task.num_failures())
+    except Exception as exc:
+        raise RuntimeError(f"luigi changed what luigid_counts_no_cancel relies on: {exc!r}") from exc
+    if uncounted != (FAILED, 0, None) or counted != (FAILED, 1):
+        raise RuntimeError(
+            "luigi changed how luigid counts a task's failures (luigid_counts_no_cancel): a cancel's FAILED left "
+            f"(status, failures, first failure) {uncounted}, expected ('FAILED', 0, None); a failure then left "
+            f"(status, failures) {counted}, expected ('FAILED', 1)"
+        )
 
 
 def luigid_saves_whole() -> None:

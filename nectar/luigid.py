@@ -32,7 +32,7 @@ from urllib.parse import quote, unquote, urlsplit
 from nectar import forks
 from nectar.config import Settings
 from nectar.errors import SchedulerUnavailable
-from nectar.luigi_internals import UNCOUNTED, RemoteScheduler
+from nectar.luigi_internals import UNCOUNTED, RemoteScheduler, failure_named
 from nectar.signing import load_secret
 
 #: the shared secret of luigid's guard and our processes: this variable, else ``<data_dir>/scheduler_secret``
@@ -745,9 +745,11 @@ class SchedulerClient:
 
         ``counted=False``: the task was interrupted, no failure of its own (its run cancelled, or requeued as its
         worker stopped): luigid, ours, counts it not toward the task's ``retry_count``
-        (:data:`~nectar.luigi_internals.UNCOUNTED`; a luigid without our patch ignores the argument, and counts)."""
-        uncounted = {} if counted else {UNCOUNTED: True}
-        self.call("add_task", task_id=task_id, status="FAILED", worker=worker, expl=expl, runnable=False, **uncounted)
+        (:data:`~nectar.luigi_internals.UNCOUNTED`; a luigid without our patch ignores the argument, and counts). A
+        failure that counts is named (:func:`~nectar.luigi_internals.failure_named`): sent again after its answer was
+        lost, it is counted once."""
+        told = {"task_id": task_id, "status": "FAILED", "worker": worker, "expl": expl, "runnable": False}
+        self.call("add_task", **failure_named(told if counted else {**told, UNCOUNTED: True}))
 
     def disable(self, task_id: str, worker: str, expl: str) -> None:
         """Mark a task DISABLED with ``expl``: luigid keeps it so (no retry delay) until it is submitted again.

@@ -84,7 +84,7 @@ def job_status(
     key = key.with_file(OUTPUT_FILE)
     run, steps = runs.latest_status(key.path)  # one read: the run and its steps as of the same moment
     if run is not None and run.state in ACTIVE:  # a retried run shows what failed in its last attempt
-        why = lapsed(run, lease_timeout) if lease_timeout is not None else None
+        why = lapsed(run, runs, lease_timeout) if lease_timeout is not None else None
         lost = f"worker lost: {run.worker} ({why}) during attempt {run.attempt}; a worker will reclaim it"
         error = lost if why else run.error
         return JobStatus(key, run.state.value, run, steps, failed_step=run.failed_step, error=error)

@@ -67,7 +67,8 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 #: its prune stepping over the tasks it would not change and forgetting the oldest finished beyond those it keeps
 #: (:func:`nectar.luigi_internals.luigid_prunes_lean`),
 #: its grants saying which step a late PENDING reopened (:func:`nectar.luigi_internals.luigid_marks_reopened`),
-#: no failure counted of a cancelled run's step (:func:`nectar.luigi_internals.luigid_counts_no_cancel`),
+#: no failure counted of a cancelled run's step (:func:`nectar.luigi_internals.luigid_counts_no_cancel`, which checks
+#: itself on the luigi loaded: one that counts failures where it cannot put them back fails luigid's start),
 #: its state saved whole or not at all (:func:`nectar.luigi_internals.luigid_saves_whole`),
 #: the RPCs workers POST answered straight from the scheduler (:mod:`nectar.luigid_server`),
 #: its port taken as it binds the check's line, exit 2, or none under ``serve``, which names it (:func:`ports.binding`)

@@ -283,12 +283,14 @@ class Attempt:
 
 
 def lease_ran_out(
-    run: Run | RunStatus, now: float, lease_timeout: float, up_since: Callable[[], float] = lambda: 0.0
+    run: Run | RunStatus, now: float, lease_timeout: float, up_for: Callable[[], float] = lambda: math.inf
 ) -> float | None:
-    """The lease rule, the one that the attempt holding a lease and every worker that may reclaim it follow: a lease
-    runs out ``lease_timeout`` seconds after its last renewal (the attempt's heartbeat, else its claim), counted from
-    ``up_since()`` when that is later (when the registry came up: a registry that was down could take no heartbeat;
-    asked only of a lease that looks run out). Once it has run out the attempt has lost its run, whether or not a
+    """The lease rule, the one that the attempt holding a lease, every worker that may reclaim it and every status
+    read follow: a lease runs out ``lease_timeout`` seconds after its last renewal (the attempt's heartbeat, else its
+    claim), counted from the registry's start when that is later: ``up_for()`` is how long the registry has been up
+    (a registry that was down could take no heartbeat; asked only of a lease that looks run out). A duration, read in
+    the registry's own clock: the registry's start is never compared with this node's clock (``now``), which may be
+    ahead of or behind the server's. Once it has run out the attempt has lost its run, whether or not a
     worker has reclaimed it yet: :meth:`~nectar.registry.store.RunStore.heartbeat` renews it no more (so the
     fence refuses the attempt's commits from then on, a frozen process woken late included), and a worker's
     :meth:`~nectar.registry.store.RunStore.reclaim` fails the attempt per its run's retry policy.
@@ -296,7 +298,7 @@ def lease_ran_out(
     Answers the seconds the lease has been silent once it ran out, else None (held)."""
     silent = now - (run.heartbeat_at or run.started_at or 0.0)
     if silent > lease_timeout:
-        silent = min(silent, now - up_since())
+        silent = min(silent, up_for())
     return silent if silent > lease_timeout else None
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -225,9 +226,19 @@ class PostgresRunStore(SqlTriggers, SqlWaits):
         except psycopg.OperationalError as exc:  # broke within the transaction: rolled back; the next call reconnects
             raise RegistryUnavailable(f"PostgreSQL connection lost: {_first_line(exc)}") from exc
 
-    def _up_since(self, db: Any) -> float:
-        """When the server (re)started: a crash and restart cost every running attempt its heartbeats."""
-        return float(self._scalar(db, "SELECT EXTRACT(EPOCH FROM pg_postmaster_start_time())"))
+    def _up_for(self, db: Any) -> float:
+        """How long since the server (re)started, in its own clock (its start is never compared with a node's clock,
+        which may not agree with the server's): a crash and restart cost every running attempt its heartbeats."""
+        return float(self._scalar(db, "SELECT EXTRACT(EPOCH FROM clock_timestamp() - pg_postmaster_start_time())"))
+
+    def clock_skew(self) -> tuple[float, float]:
+        def read(db: Connection) -> tuple[float, float]:
+            before = time.time()
+            server = float(self._scalar(db, "SELECT EXTRACT(EPOCH FROM clock_timestamp())"))
+            after = time.time()
+            return (before + after) / 2 - server, (after - before) / 2
+
+        return self._read(read)
 
     def _sql(self, text: str) -> str:
         return text.replace("?", "%s")

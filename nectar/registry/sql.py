@@ -7,6 +7,7 @@ differently (see :class:`~nectar.registry.reads.SqlReads`).
 
 from __future__ import annotations
 
+import math
 import operator
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,6 +25,7 @@ from nectar.registry.schema import (
     RUN_COLUMNS,
     RUNS,
     STEP_COLUMNS,
+    RunStatus,
     param_marks,
     params_json,
     run_of,
@@ -283,7 +285,7 @@ class SqlRunStore(SqlReads):
             if int(self._exec(db, f"UPDATE runs SET {assignments} WHERE {_OWNED} AND {_HELD}", held).rowcount) == 1:
                 return True
             run = self._select(db, _OWNED, run_id, attempt, lock=True)  # not ours, or silent too long: which?
-            if run is None or lease_ran_out(run, now, lease_timeout, lambda: self._up_since(db)) is not None:
+            if run is None or lease_ran_out(run, now, lease_timeout, lambda: self._up_for(db)) is not None:
                 return False
             self._exec(db, f"UPDATE runs SET {assignments} WHERE {_OWNED}", (now, worker, run_id, attempt))
         return True
@@ -367,17 +369,21 @@ class SqlRunStore(SqlReads):
         )
         return RunState.FAILED
 
-    def _up_since(self, db: Any) -> float:
-        """Since when the registry has been answering (no heartbeat could be written before): 0 if always."""
-        return 0.0
+    def _up_for(self, db: Any) -> float:
+        """How long the registry has been answering (no heartbeat could be written before), in seconds of its own
+        clock: :data:`math.inf` if always (a file any process opens)."""
+        return math.inf
+
+    def lease_silence(self, run: Run | RunStatus, lease_timeout: float) -> float | None:
+        return lease_ran_out(run, time.time(), lease_timeout, lambda: self._read(self._up_for))
 
     def reclaim(self, lease_timeout: float, dead: Callable[[str], bool] | None = None) -> list[Run]:
-        up_since: list[float] = []  # asked of the registry only when some attempt looks silent
+        up_for: list[float] = []  # asked of the registry only when some attempt looks silent
 
         def lost(db: Any, run: Run, now: float) -> str | None:
             def came_up() -> float:
-                up_since[:] = up_since or [self._up_since(db)]
-                return up_since[0]
+                up_for[:] = up_for or [self._up_for(db)]
+                return up_for[0]
 
             silent = lease_ran_out(run, now, lease_timeout, came_up)
             if silent is not None:

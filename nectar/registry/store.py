@@ -64,6 +64,12 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
         yet or not."""
 
     @abstractmethod
+    def lease_silence(self, run: Run | RunStatus, lease_timeout: float) -> float | None:
+        """How long the RUNNING attempt of ``run`` (as read) has been silent, once its lease ran out by the rule the
+        heartbeat and the reclaim follow (:func:`~nectar.registry.model.lease_ran_out`, the registry's start
+        included); None while it is held. A read: nothing is changed."""
+
+    @abstractmethod
     def complete(self, run_id: str, attempt: int, steps: Sequence[Step] = ()) -> bool:
         """End a RUNNING attempt as DONE; False if the attempt is no longer the caller's. ``steps``, the attempt's
         last step changes, are recorded first in the same transaction (as :meth:`record_steps` records them, whether
@@ -170,6 +176,12 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
     @abstractmethod
     def check(self) -> str:
         """Raise if the registry cannot be used; else describe it."""
+
+    def clock_skew(self) -> tuple[float, float] | None:
+        """How far this node's clock is ahead of the registry's (seconds, behind if negative), and within how much
+        that is known (half the read's round trip); None where the registry has no clock of its own (a file that the
+        processes of one host open: theirs)."""
+        return None
 
     def wait_for_work(self, timeout: float, also: Sequence[int] = ()) -> bool:
         """Return after ``timeout`` seconds, sooner when a run may have become claimable, or as soon as one of the

@@ -16,6 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+import nectar.registry.sql
 from api.context import facade
 from api.envelope import compact_envelope, compact_provider
 from api.status import status_body, status_data
@@ -77,8 +78,8 @@ def test_an_answer_s_fields_are_put_in_the_order_it_writes_them(
     store: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # the answers compared sign in the same second, and say the same time since a heartbeat
-    clock = Clock(NOW).install(monkeypatch, signing, leases)
+    # the answers compared sign in the same second, and say the same time since a heartbeat (the registry's lease rule)
+    clock = Clock(NOW).install(monkeypatch, signing, leases, nectar.registry.sql)
     if store == "s3":  # moto's server through the harness; S3's presigned links too (SigV2's expiry, SigV4's date)
         settings = request.getfixturevalue("s3_settings")
         clock.install(monkeypatch, botocore.auth)

@@ -18,6 +18,7 @@ import pathlib
 import pwd
 import signal
 import socket
+import subprocess
 import threading
 import time
 import types
@@ -44,6 +45,7 @@ from hypothesis import strategies as st
 from luigi.task_register import Register, TaskClassNotFoundException
 
 import nectar.luigi_internals
+from harness import LUIGI_CFG, lifeline_env
 from nectar import NectarTask
 from nectar.keys import param_digest
 from nectar.luigi_internals import (
@@ -75,6 +77,7 @@ from nectar.luigi_internals import (
     uncounted,
     wrap_luigid_app,
 )
+from nectar.supervisor import LUIGID
 from tests.conftest import free_port
 
 #: the module the probe task classes of these tests claim to be defined in (forgotten after each test)
@@ -222,6 +225,46 @@ def test_luigid_counts_no_failure_of_a_cancel_and_each_other_one() -> None:
         assert task.status == "DISABLED" and task.scheduler_disable_time is not None  # luigi's own, at retry_count
     finally:
         setattr(luigi.scheduler.Scheduler, "add_task", saved)  # noqa: B010  (luigi's own again; mypy refuses a method assigned)
+
+
+#: luigi as an upgrade could change it: a task's failure counted by ``SimpleTaskState.set_status`` itself, not through
+#: ``Task.add_failure`` (which luigid_counts_no_cancel makes count nothing for a call), so a cancel's FAILED and a
+#: failure sent again would be counted, in silence
+COUNTED_ELSEWHERE = (
+    "import luigi.scheduler as s, time; s.Task.add_failure = lambda self: None; "
+    "set_status = s.SimpleTaskState.set_status; "
+    "s.SimpleTaskState.set_status = lambda self, task, new, config=None: ("
+    "new == 'FAILED' and task.status != 'DISABLED' and task.failures.append(time.time()), "
+    "set_status(self, task, new, config))[1]"
+)
+
+
+def test_luigid_counts_no_cancel_refuses_a_luigi_that_counts_failures_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """luigid_counts_no_cancel checks itself as luigid applies it: on a luigi that counts a task's failures where it
+    does not put them back, it raises, naming what it found (it applied itself in silence, and luigid counted every
+    cancel's failure toward retry_count)."""
+    monkeypatch.setattr(luigi.scheduler.Scheduler, "add_task", luigi.scheduler.Scheduler.add_task)  # put back after
+    monkeypatch.setattr(luigi.scheduler.Task, "add_failure", luigi.scheduler.Task.add_failure)
+    monkeypatch.setattr(luigi.scheduler.SimpleTaskState, "set_status", luigi.scheduler.SimpleTaskState.set_status)
+    exec(COUNTED_ELSEWHERE, {})
+    with pytest.raises(
+        RuntimeError, match=r"luigi changed how luigid counts a task's failures .* \('FAILED', 1, None\)"
+    ):
+        luigid_counts_no_cancel()
+
+
+def test_our_luigid_does_not_start_on_a_luigi_whose_failure_count_it_cannot_put_back(tmp_path: pathlib.Path) -> None:
+    """A luigi upgrade that breaks luigid_counts_no_cancel fails our luigid's start, loudly: it exits, saying so (it
+    started and served, counting every cancel's failure)."""
+    code = LUIGID[-1]
+    argv = [*LUIGID[:-1], f"{COUNTED_ELSEWHERE}; {code}", "--port", str(free_port()), "--logdir", str(tmp_path)]
+    argv += ["--address", "127.0.0.1", "--state-path", str(tmp_path / "state.pickle")]
+    env = {**os.environ, **lifeline_env(), "LUIGI_CONFIG_PATH": str(LUIGI_CFG)}
+    ended = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)  # a hung start only
+    assert ended.returncode != 0
+    assert "RuntimeError: luigi changed how luigid counts a task's failures" in ended.stderr, ended.stderr
 
 
 class _InterruptedStep(luigi.Task):

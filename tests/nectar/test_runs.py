@@ -26,6 +26,7 @@ from nectar.registry.schema import MIGRATIONS, RUN_COLUMNS, RUNS, STEP_COLUMNS, 
 from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import OWN_STATEMENTS, SCHEMA_VERSION, SQLiteRunStore
 from tests.clock import Clock
+from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
 
 DIGEST = "0123456789abcdef0123456789abcdef"
@@ -49,6 +50,12 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], S
 @pytest.fixture
 def runs(open_store: Callable[[], SqlRunStore]) -> SqlRunStore:
     return open_store()
+
+
+def up_for_longer_than(runs: SqlRunStore, seconds: float) -> None:
+    """Wait until the registry has been up for longer than ``seconds``: no lease runs out sooner (PostgreSQL's start
+    is counted in its own clock, which a test's clock does not move; SQLite has none)."""
+    wait_until(lambda: runs._read(runs._up_for) > seconds)
 
 
 def test_one_active_run_per_key(runs: SqlRunStore) -> None:
@@ -259,6 +266,7 @@ def test_a_retry_s_delay_grows_to_a_day_at_most_whatever_the_attempt(
         assert claimed is not None and claimed.attempt == 1101
     assert runs.fail(failing.id, 1101, "BTask", "boom") == RunState.PENDING
     clock.advance(1.0)
+    up_for_longer_than(runs, 1.0)
     assert [run.id for run in runs.reclaim(0.5)] == [silent.id]
     retried, reclaimed = runs.get(failing.id), runs.get(silent.id)
     assert retried is not None and retried.state == RunState.PENDING
@@ -283,6 +291,7 @@ def test_reclaim_ends_attempts_whose_lease_ran_out_or_whose_process_is_gone(
     assert runs.reclaim(60.0, dead=lambda worker: False) == []
 
     clock.advance(0.3)
+    up_for_longer_than(runs, 0.3)
     runs.heartbeat(alive.id, 1)
     runs.heartbeat(gone.id, 1)
     reclaimed = runs.reclaim(0.2, dead=lambda worker: worker == "h:2")
@@ -310,6 +319,7 @@ def test_a_lease_that_ran_out_is_renewed_no_more_though_no_worker_reclaimed_it(
     clock.advance(5.0)
     assert runs.heartbeat(held.id, 1, "h:1", 5.0)  # silent for its timeout: held, renewed
     clock.advance(0.5)
+    up_for_longer_than(runs, 5.5)
     assert not runs.heartbeat(ran_out.id, 1, "h:1", 5.0)  # silent longer: not renewed, though still RUNNING
     assert [run.id for run in runs.reclaim(5.0)] == [ran_out.id]
     after = runs.get(ran_out.id)
