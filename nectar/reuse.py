@@ -7,8 +7,9 @@ size (not a file's mapped pages) grown past its bound since it was first ready (
 in the process and does not put back itself is put back (:func:`put_back`): the signal handlers, interval timer, log
 handlers (the root's and every named logger's: those its run added are closed), loggers' levels, ``propagate`` and
 ``disabled``, ``logging.disable``'s level and standard streams as they were before it, the working directory,
-environment variables, ``sys.path`` and file mode mask, luigi's configuration, luigi's task instances, the run its
-records name.
+environment variables, ``sys.path`` and file mode mask, the excepthooks, the sockets' default timeout and the
+``warnings`` filters (:class:`ProcessHooks`), luigi's configuration, luigi's task instances, the run its records
+name.
 A file descriptor it left open cannot be put back (closed under the object that holds it, its number
 would be another file's at the object's next write): its process takes no other run (:func:`look_for_open`,
 :func:`left_open`).
@@ -22,9 +23,11 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
+import warnings
 import weakref
 from collections import Counter
 from collections.abc import Callable
@@ -39,7 +42,16 @@ from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
 from nectar.logs.module_handlers import held, loggers
 from nectar.luigi_internals import config_paths
-from nectar.stdlib_internals import environ_data, logging_lock, parsed, raw_handler, set_parsed
+from nectar.stdlib_internals import (
+    environ_data,
+    logging_lock,
+    parsed,
+    raw_handler,
+    set_parsed,
+    set_warning_shower,
+    warning_shower,
+    warnings_filters_changed,
+)
 
 #: seconds the threads a run started get to end once it has (its heartbeat's, luigi's keep-alive)
 THREAD_GRACE = 0.5
@@ -143,6 +155,37 @@ def _logging_roots() -> LoggingRoots:
     return LoggingRoots(logging.root, logging.Logger.root, logging.Logger.manager)
 
 
+class ProcessHooks(NamedTuple):
+    """What a run's code may set for the whole process besides logging, each of which the next runs would meet:
+    ``sys.excepthook``, ``sys.unraisablehook``, ``threading.excepthook``, ``socket.setdefaulttimeout``'s timeout, and
+    ``warnings``' filters (the list, which ``catch_warnings`` replaces with a copy until its exit, and its entries,
+    which ``simplefilter``, ``filterwarnings`` and ``resetwarnings`` change in place) and what shows a warning
+    (``warnings.showwarning``, and what ``catch_warnings(record=True)`` replaces with its list's ``append``: left
+    entered, every later warning of the process went to that list)."""
+
+    excepthook: Callable[..., Any]
+    unraisablehook: Callable[..., Any]
+    thread_excepthook: Callable[..., Any]
+    timeout: float | None
+    filters: object
+    entries: tuple[Any, ...]
+    showwarning: Callable[..., Any]
+    shower: Callable[..., Any]
+
+
+def _process_hooks() -> ProcessHooks:
+    return ProcessHooks(
+        sys.excepthook,
+        sys.unraisablehook,
+        threading.excepthook,
+        socket.getdefaulttimeout(),
+        warnings.filters,
+        tuple(warnings.filters),
+        warnings.showwarning,
+        warning_shower(),
+    )
+
+
 @dataclass(frozen=True)
 class Before:
     """What a process holds before its run, to tell what the run left (:func:`left_behind`, :func:`put_back`)."""
@@ -164,13 +207,15 @@ class Before:
     path: tuple[str, ...]
     umask: int
     config: LuigiConfig
+    #: the excepthooks, the sockets' default timeout, the warnings filters and what shows a warning
+    hooks: ProcessHooks
 
 
 def before_run() -> Before:
     """Note the threads, signal handlers, log handlers, modules, standard streams, working directory, environment,
-    ``sys.path``, file mode mask and luigi's configuration of this process (its main thread, before a run); the first
-    time in this process, its resident size and what its descriptors are open on too (:func:`grown_mb`,
-    :func:`left_open`)."""
+    ``sys.path``, file mode mask, luigi's configuration and :class:`ProcessHooks` of this process (its main thread,
+    before a run); the first time in this process, its resident size and what its descriptors are open on too
+    (:func:`grown_mb`, :func:`left_open`)."""
     global _ready_mb, _open_between
     if _ready_mb is None:
         _ready_mb = anon_mb()
@@ -193,6 +238,7 @@ def before_run() -> Before:
         tuple(sys.path),
         umask,
         luigi_config(),
+        _process_hooks(),
     )
 
 
@@ -326,8 +372,9 @@ def put_back(before: Before) -> None:
     step ends: :func:`~nectar.logs.capture.redirect_output`): the signal handlers it set, its interval timer, the
     log handlers of every logger (:func:`_put_back_log_handlers`), their levels, ``propagate``, ``disabled`` and
     ``logging.disable`` (:func:`_put_back_logger_settings`) and the standard streams if its code changed them,
-    the working directory, environment variables, ``sys.path``, file mode mask and luigi's configuration (what a
-    fresh process of the worker's would start its run with), luigi's cache of task instances (the next run makes its
+    the working directory, environment variables, ``sys.path``, file mode mask, the excepthooks, the sockets' default
+    timeout, the ``warnings`` filters (:func:`_put_back_process_hooks`) and luigi's configuration (what a fresh
+    process of the worker's would start its run with), luigi's cache of task instances (the next run makes its
     own), the run its records name. A handler of the process's own (:func:`process_handler`) stays. Last, what the
     run left in reference cycles is collected: the objects its run kept until it ended (its luigi worker, its tasks,
     a traceback: 100-170 a trivial run) sat in the collector's oldest generation until its next full pass, every few
@@ -360,6 +407,7 @@ def put_back(before: Before) -> None:
     if tuple(sys.path) != before.path:
         sys.path[:] = before.path
     os.umask(before.umask)
+    _put_back_process_hooks(before.hooks)
     for signum, handler in before.handlers:
         now = _handler(signum)
         if handler is not None and now is not handler and now is not _process_handlers.get(signum):
@@ -434,6 +482,30 @@ def _put_back_logger_settings(before: Before, found: list[logging.Logger]) -> No
         if logger.level != level:
             logger.setLevel(level)  # logging's cache of each logger's answers cleared with it
         logger.propagate, logger.disabled = propagate, disabled
+
+
+def _put_back_process_hooks(before: ProcessHooks) -> None:
+    """The excepthooks, the sockets' default timeout, the warnings filters and what shows a warning as ``before``
+    (:class:`ProcessHooks`), each where the run changed it; the filters, changed, are the process's list again with
+    its entries, and ``warnings`` is told (:func:`~nectar.stdlib_internals.warnings_filters_changed`), as
+    ``catch_warnings``' exit tells it: what a module's registry noted under the run's filters (a warning ignored, once
+    shown) is not what the next run's filters decide. The list is a new one with the entries as before (the next
+    :func:`before_run` notes it), as ``catch_warnings`` makes one."""
+    if sys.excepthook is not before.excepthook:
+        sys.excepthook = before.excepthook
+    if sys.unraisablehook is not before.unraisablehook:
+        sys.unraisablehook = before.unraisablehook
+    if threading.excepthook is not before.thread_excepthook:
+        threading.excepthook = before.thread_excepthook
+    if socket.getdefaulttimeout() != before.timeout:
+        socket.setdefaulttimeout(before.timeout)
+    if warnings.showwarning is not before.showwarning:
+        warnings.showwarning = before.showwarning
+    if warning_shower() is not before.shower:
+        set_warning_shower(before.shower)
+    if warnings.filters is not before.filters or tuple(before.filters) != before.entries:
+        warnings.filters = list(before.entries)
+        warnings_filters_changed()
 
 
 def _put_back_luigi_config(before: LuigiConfig) -> None:
