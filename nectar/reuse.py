@@ -75,10 +75,9 @@ _ENVIRON = environ_data()
 #: None: not yet, as in a process just forked): what it shares with the worker it was forked from, and what any fresh
 #: process holds
 _ready_mb: float | None = None
-#: what this process's file descriptors were open on between its runs (:func:`_open_files`), as last read whole, and
-#: which were open when it last found none left open by a run (:func:`_open_ids`; None: not yet, as in a process just
+#: which of this process's file descriptors were open on which files (:func:`_open_ids`) before its first run, then
+#: after its last run, but those its last look suspected (:func:`look_for_open`; None: not yet, as in a process just
 #: forked)
-_open_between: Counter[str] | None = None
 _ids_between: frozenset[tuple[int, int, int]] | None = None
 #: the descriptors the look after a run found open on a file not open between runs (:func:`look_for_open`), each
 #: with its device and inode, and what it was open on: looked at again before the process takes another run
@@ -87,9 +86,9 @@ _suspects: dict[tuple[int, int, int], str] = {}
 
 
 def _forked() -> None:
-    global _ready_mb, _open_between, _ids_between
+    global _ready_mb, _ids_between
     _ready_mb = None
-    _open_between, _ids_between = None, None
+    _ids_between = None
     _suspects.clear()
 
 
@@ -216,11 +215,11 @@ def before_run() -> Before:
     ``sys.path``, file mode mask, luigi's configuration and :class:`ProcessHooks` of this process (its main thread,
     before a run); the first time in this process, its resident size and what its descriptors are open on too
     (:func:`grown_mb`, :func:`left_open`)."""
-    global _ready_mb, _open_between
+    global _ready_mb, _ids_between
     if _ready_mb is None:
         _ready_mb = anon_mb()
-    if _open_between is None:
-        _open_between = _open_files()
+    if _ids_between is None:
+        _ids_between = _open_ids()
     handlers = tuple(zip(_SIGNALS, map(_handler, _SIGNALS), strict=True))
     umask = os.umask(0)
     os.umask(umask)
@@ -531,31 +530,32 @@ def look_for_open() -> None:
     file's WAL index).
 
     One listing of ``/proc/self/fd`` a run and an ``fstat`` of each (:func:`_open_ids`): while the same descriptors
-    are open on the same files as after the process's last run that left none, none was left; else (its first run,
-    or any other open, or one closed: a count alone missed a file a run left open on the number of a socket the
-    process closed) what each is open on (a ``readlink`` each, ~9 µs) is compared with what it held between its runs
-    when it last read them whole (before its first run)."""
-    global _open_between, _ids_between
+    are open on the same files as after the process's last run (before its first run, for its first), none was left;
+    else each descriptor open on a file it was not open on then (a number new, or given to another file) is
+    suspected, if a file or a pipe (a ``readlink`` each, ~9 µs). By descriptor, not by how many are open on each file:
+    a count missed a file a run left open on the number of a socket the process closed, and one a run opened again
+    as the process's own descriptor on it was closed (its stdin, a module's file). A file the process's own code
+    opens again for good between runs (closing the one it held) is suspected, and retires the process as a file a run
+    left open: a fork wasted, nothing lost."""
+    global _ids_between
     _suspects.clear()
     ids = _open_ids()
     if ids == _ids_between:
         return
-    now = _open_targets()
-    more = Counter(now.values()) - (_open_between or Counter())
-    if not more:
-        _open_between, _ids_between = Counter(now.values()), ids
-        return
-    between = _ids_between or frozenset()
-    _suspects.update({(fd, dev, ino): now[fd] for fd, dev, ino in ids - between if now.get(fd) in more})
+    new = ids - (_ids_between or frozenset())
+    if new:
+        targets = _open_targets({fd for fd, _, _ in new})
+        _suspects.update({(fd, dev, ino): targets[fd] for fd, dev, ino in new if fd in targets})
+    _ids_between = ids - _suspects.keys()
 
 
 def left_open() -> str | None:
     """Why this process must not take another run (None: it may): a descriptor that :func:`look_for_open` found open
-    after its last run, on a file not open between runs, still open on the same file (device and inode) now, once the
-    process has set itself up for its next run. A file a thread of the process's own (a checkpointer, a thread a
-    module keeps, luigi's keep-alive) was opening as the look was made is not one its run left, and is closed by now:
-    at that first look alone, it retired the process (a fork wasted, nothing lost). Nothing to do (no system call)
-    when that look found none."""
+    after its last run on a file it was not open on between runs, still open on the same file (device and inode)
+    now, once the process has set itself up for its next run. A file a thread of the process's own (a checkpointer, a
+    thread a module keeps, luigi's keep-alive) was opening as the look was made is not one its run left, and is closed
+    by now: at that first look alone, it retired the process (a fork wasted, nothing lost). Nothing to do (no system
+    call) when that look found none."""
     if not _suspects:
         return None
     still = Counter(what for (fd, dev, ino), what in _suspects.items() if _open_on(fd) == (dev, ino))
@@ -586,25 +586,21 @@ def _open_ids() -> frozenset[tuple[int, int, int]]:
     return frozenset(ids)
 
 
-def _open_files() -> Counter[str]:
-    """The files and pipes this process's file descriptors are open on, counted (:func:`_open_targets`)."""
-    return Counter(_open_targets().values())
-
-
-def _open_targets() -> dict[int, str]:
-    """By file descriptor, the file or pipe it is open on (a pipe as ``pipe``); not the process's own files that runs
-    open (:func:`_own_files`), nor sockets and the other descriptors without a path (:func:`look_for_open`)."""
+def _open_targets(fds: set[int]) -> dict[int, str]:
+    """By file descriptor of ``fds``, the file or pipe it is open on (a pipe as ``pipe``); not the process's own files
+    that runs open (:func:`_own_files`), nor sockets and the other descriptors without a path (:func:`look_for_open`),
+    nor one closed since."""
     found: dict[int, str] = {}
     own = _own_files()
-    for fd in os.listdir("/proc/self/fd"):
+    for fd in fds:
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:  # the listing's own, closed since
+        except OSError:  # closed since
             continue
         if target.startswith("pipe:["):
-            found[int(fd)] = "pipe"
+            found[fd] = "pipe"
         elif target.startswith("/") and not target.startswith(own):
-            found[int(fd)] = target
+            found[fd] = target
     return found
 
 
