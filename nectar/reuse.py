@@ -429,6 +429,11 @@ def _put_back_log_handlers(before: Before, found: list[logging.Logger]) -> bool:
     left it on the old one, to a closed ``FileHandler``, which opens its file again: a descriptor left open, a line in
     a file the run's code wrote to), and a handler another thread adds or removes meanwhile is not lost.
 
+    A handler added since ``before`` by a thread that outlives the run (one a module keeps, started as the chain was
+    imported ahead) is taken off as the run's: logging notes no adder, and telling them apart would take a hook on
+    every ``addHandler`` of the process (as review2's import hook, reverted in b9f7b82, hooked every import); the
+    README's reuse section says so, and that such a module adds its handler as it is imported, to its own logger.
+
     logging's root logger and the manager of its loggers as ``before`` too (:class:`LoggingRoots`), if the run's code
     replaced them: the process's next runs logged to the run's root, not the worker's (none of its handlers), and the
     handlers the run added to its own were left open. ``found``: the loggers of the hierarchy in place
