@@ -160,7 +160,9 @@ class ProcessHooks(NamedTuple):
     ``warnings``' filters (the list, which ``catch_warnings`` replaces with a copy until its exit, and its entries,
     which ``simplefilter``, ``filterwarnings`` and ``resetwarnings`` change in place) and what shows a warning
     (``warnings.showwarning``, and what ``catch_warnings(record=True)`` replaces with its list's ``append``: left
-    entered, every later warning of the process went to that list)."""
+    entered, every later warning of the process went to that list); and the C library's time zone as ``time`` answers
+    it (``time.tzname``, ``timezone``, ``altzone``, ``daylight``: a run's ``os.environ["TZ"]`` and ``time.tzset()``
+    left every later run's ``localtime`` in its zone, the variable put back)."""
 
     excepthook: Callable[..., Any]
     unraisablehook: Callable[..., Any]
@@ -170,6 +172,7 @@ class ProcessHooks(NamedTuple):
     entries: tuple[Any, ...]
     showwarning: Callable[..., Any]
     shower: Callable[..., Any]
+    zone: tuple[tuple[str, str], int, int, int]
 
 
 def _process_hooks() -> ProcessHooks:
@@ -182,6 +185,7 @@ def _process_hooks() -> ProcessHooks:
         tuple(warnings.filters),
         warnings.showwarning,
         warning_shower(),
+        (time.tzname, time.timezone, time.altzone, time.daylight),
     )
 
 
@@ -489,12 +493,13 @@ def _put_back_logger_settings(before: Before, found: list[logging.Logger]) -> No
 
 
 def _put_back_process_hooks(before: ProcessHooks) -> None:
-    """The excepthooks, the sockets' default timeout, the warnings filters and what shows a warning as ``before``
-    (:class:`ProcessHooks`), each where the run changed it; the filters, changed, are the process's list again with
-    its entries, and ``warnings`` is told (:func:`~nectar.stdlib_internals.warnings_filters_changed`), as
-    ``catch_warnings``' exit tells it: what a module's registry noted under the run's filters (a warning ignored, once
-    shown) is not what the next run's filters decide. The list is a new one with the entries as before (the next
-    :func:`before_run` notes it), as ``catch_warnings`` makes one."""
+    """The excepthooks, the sockets' default timeout, the warnings filters, what shows a warning and the time zone
+    as ``before`` (:class:`ProcessHooks`), each where the run changed it (the zone read again from the environment,
+    put back first); the filters, changed, are the process's list again with its entries, and ``warnings`` is told
+    (:func:`~nectar.stdlib_internals.warnings_filters_changed`), as ``catch_warnings``' exit tells it: what a
+    module's registry noted under the run's filters (a warning ignored, once shown) is not what the next run's
+    filters decide. The list is a new one with the entries as before (the next :func:`before_run` notes it), as
+    ``catch_warnings`` makes one."""
     if sys.excepthook is not before.excepthook:
         sys.excepthook = before.excepthook
     if sys.unraisablehook is not before.unraisablehook:
@@ -510,6 +515,8 @@ def _put_back_process_hooks(before: ProcessHooks) -> None:
     if warnings.filters is not before.filters or tuple(before.filters) != before.entries:
         warnings.filters = list(before.entries)
         warnings_filters_changed()
+    if (time.tzname, time.timezone, time.altzone, time.daylight) != before.zone:
+        time.tzset()  # from the environment, put back before (:func:`put_back`)
 
 
 def _put_back_luigi_config(before: LuigiConfig) -> None:

@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import warnings
 
 import luigi
@@ -68,6 +69,8 @@ class HooksTask(NectarTask):
         warnings.filterwarnings("ignore", "slate")
         sys.excepthook = sys.unraisablehook = threading.excepthook = lambda *args: None
         socket.setdefaulttimeout(3.5)
+        os.environ["TZ"] = "Asia/Tokyo"
+        time.tzset()
         with self.output().open("w") as out:
             out.write("changed\\n")
 
@@ -82,6 +85,7 @@ class LooksAtHooksTask(NectarTask):
             "shower": named(warnings._showwarnmsg_impl),
             "hooks": [named(hook) for hook in (sys.excepthook, sys.unraisablehook, threading.excepthook)],
             "timeout": socket.getdefaulttimeout(),
+            "zone": [time.tzname, time.strftime("%z", time.localtime(0))],
         }
         with self.output().open("w") as out:
             json.dump(seen, out)
@@ -158,11 +162,12 @@ def test_a_run_in_a_reused_process_finds_the_hooks_and_warnings_filters_a_fresh_
     slate: Settings, start_worker: StartWorker
 ) -> None:
     """A run that set the excepthooks (``sys``'s, ``sys.unraisablehook``, ``threading``'s), the sockets' default
-    timeout and warnings filters (one in place, then in the list of a ``catch_warnings(record=True)`` it left
-    entered, which also took over what shows a warning): the next run of its process finds them as a fresh one."""
+    timeout, warnings filters (one in place, then in the list of a ``catch_warnings(record=True)`` it left entered,
+    which also took over what shows a warning) and time zone (``TZ``, ``time.tzset()``): the next run of its process
+    finds them as a fresh one."""
     nectar = closed_at_end(Nectar(slate))
     start_worker(slate, workers=1)
     expected, later = fresh_and_reused(nectar, "LooksAtHooksTask", "HooksTask")
-    assert expected["timeout"] is None and "<lambda>" not in str(expected["hooks"])
+    assert expected["timeout"] is None and "<lambda>" not in str(expected["hooks"]) and expected["zone"][1] != "+0900"
     assert expected["filters"][0][0] != "error" and expected["shower"] == "warnings._showwarnmsg_impl"
     assert json.loads(output(nectar, later)) == expected
