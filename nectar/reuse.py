@@ -397,7 +397,10 @@ def put_back(before: Before) -> None:
     luigi's configuration read as the parser holds it, the between-runs work cost less, not more (callgrind,
     ``PYTHONHASHSEED=0``, one process of 30 then 130 cycles of ``before_run``, ``left_behind``, ``put_back``,
     ``look_for_open``, ``left_open`` with luigi's 8 sections of 5 options, by the difference): 15.07 -> 14.91 M a
-    cycle where the run changed nothing, 15.19 -> 14.94 M where it set an option of luigi's.
+    cycle where the run changed nothing, 15.19 -> 14.94 M where it set an option of luigi's. Its
+    :class:`ProcessHooks` noted and compared where a run changed none: 14.7 k instructions a run (callgrind,
+    ``PYTHONHASHSEED=0``, 1,000 then 11,000 pairs of :func:`_process_hooks` and :func:`_put_back_process_hooks` in one
+    process, by the difference), ~0.9 µs; the whole cycle's count moved by up to ±0.3 M between two runs of it.
     """
     signal.setitimer(signal.ITIMER_REAL, 0)
     found = loggers()  # one list of logging's loggers for their handlers and their settings, while neither changes
