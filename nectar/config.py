@@ -539,6 +539,29 @@ def check_role_settings(flags: object, environ: Mapping[str, str] | None = None)
     GunicornSettings({**environ, **given})
 
 
+#: the commands that never import luigi (a client's, a token's): they start whatever luigi's settings hold
+LUIGI_FREE_COMMANDS = frozenset({"token", "submit", "download"})
+
+
+def check_luigi_parser(flags: object, environ: Mapping[str, str] | None = None) -> None:
+    """:class:`InvalidSetting` where ``LUIGI_CONFIG_PARSER`` asks luigi for its toml parser, for a command that
+    imports luigi (not one of :data:`LUIGI_FREE_COMMANDS`, by ``flags.command``), before it does (luigi reads its
+    configuration as it is imported): the parser needs the ``toml`` package, which Datanectar
+    does not ship (luigi's own ``ImportError`` was a traceback from any command), and where it is installed the parser
+    keeps its settings apart from ``configparser``'s, where Datanectar reads and puts back luigi's (luigi.cfg's
+    ``[scheduler] retry_count``, a reused attempt process's put-back). luigi takes another value it does not know as
+    ``cfg`` (with a warning), as before."""
+    if getattr(flags, "command", None) in LUIGI_FREE_COMMANDS:
+        return
+    environ = os.environ if environ is None else environ
+    if environ.get("LUIGI_CONFIG_PARSER") == "toml":  # as luigi reads it: the exact value
+        raise InvalidSetting(
+            "LUIGI_CONFIG_PARSER=toml is not supported: luigi's toml parser needs the toml package, which Datanectar "
+            "does not ship, and Datanectar reads luigi's settings from luigi.cfg (NECTAR_LUIGI_CONFIG); unset it or "
+            "set it to cfg"
+        )
+
+
 #: the commands that read the chains folder: every one that takes ``--chains-dir``, and ``api`` (from its variable)
 CHAINS_COMMANDS = frozenset(
     {"chains", "run", "status", "cancel", "worker", "schedules", "backfill", "triggers", "clock", "serve", "api"}

@@ -7,8 +7,9 @@ size (not a file's mapped pages) grown past its bound since it was first ready (
 in the process and does not put back itself is put back (:func:`put_back`): the signal handlers, interval timer, log
 handlers (the root's and every named logger's: those its run added are closed), loggers' levels, ``propagate`` and
 ``disabled``, ``logging.disable``'s level and standard streams as they were before it, the working directory,
-environment variables, ``sys.path`` and file mode mask, luigi's configuration, luigi's task instances, the run its
-records name.
+environment variables, ``sys.path`` and file mode mask, the excepthooks, the sockets' default timeout and the
+``warnings`` filters (:class:`ProcessHooks`), luigi's configuration, luigi's task instances, the run its records
+name.
 A file descriptor it left open cannot be put back (closed under the object that holds it, its number
 would be another file's at the object's next write): its process takes no other run (:func:`look_for_open`,
 :func:`left_open`).
@@ -22,9 +23,11 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
+import warnings
 import weakref
 from collections import Counter
 from collections.abc import Callable
@@ -39,7 +42,16 @@ from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
 from nectar.logs.module_handlers import held, loggers
 from nectar.luigi_internals import config_paths
-from nectar.stdlib_internals import environ_data, logging_lock, parsed, raw_handler, set_parsed
+from nectar.stdlib_internals import (
+    environ_data,
+    logging_lock,
+    parsed,
+    raw_handler,
+    set_parsed,
+    set_warning_shower,
+    warning_shower,
+    warnings_filters_changed,
+)
 
 #: seconds the threads a run started get to end once it has (its heartbeat's, luigi's keep-alive)
 THREAD_GRACE = 0.5
@@ -63,10 +75,9 @@ _ENVIRON = environ_data()
 #: None: not yet, as in a process just forked): what it shares with the worker it was forked from, and what any fresh
 #: process holds
 _ready_mb: float | None = None
-#: what this process's file descriptors were open on between its runs (:func:`_open_files`), as last read whole, and
-#: which were open when it last found none left open by a run (:func:`_open_ids`; None: not yet, as in a process just
+#: which of this process's file descriptors were open on which files (:func:`_open_ids`) before its first run, then
+#: after its last run, but those its last look suspected (:func:`look_for_open`; None: not yet, as in a process just
 #: forked)
-_open_between: Counter[str] | None = None
 _ids_between: frozenset[tuple[int, int, int]] | None = None
 #: the descriptors the look after a run found open on a file not open between runs (:func:`look_for_open`), each
 #: with its device and inode, and what it was open on: looked at again before the process takes another run
@@ -75,9 +86,9 @@ _suspects: dict[tuple[int, int, int], str] = {}
 
 
 def _forked() -> None:
-    global _ready_mb, _open_between, _ids_between
+    global _ready_mb, _ids_between
     _ready_mb = None
-    _open_between, _ids_between = None, None
+    _ids_between = None
     _suspects.clear()
 
 
@@ -143,6 +154,41 @@ def _logging_roots() -> LoggingRoots:
     return LoggingRoots(logging.root, logging.Logger.root, logging.Logger.manager)
 
 
+class ProcessHooks(NamedTuple):
+    """What a run's code may set for the whole process besides logging, each of which the next runs would meet:
+    ``sys.excepthook``, ``sys.unraisablehook``, ``threading.excepthook``, ``socket.setdefaulttimeout``'s timeout, and
+    ``warnings``' filters (the list, which ``catch_warnings`` replaces with a copy until its exit, and its entries,
+    which ``simplefilter``, ``filterwarnings`` and ``resetwarnings`` change in place) and what shows a warning
+    (``warnings.showwarning``, and what ``catch_warnings(record=True)`` replaces with its list's ``append``: left
+    entered, every later warning of the process went to that list); and the C library's time zone as ``time`` answers
+    it (``time.tzname``, ``timezone``, ``altzone``, ``daylight``: a run's ``os.environ["TZ"]`` and ``time.tzset()``
+    left every later run's ``localtime`` in its zone, the variable put back)."""
+
+    excepthook: Callable[..., Any]
+    unraisablehook: Callable[..., Any]
+    thread_excepthook: Callable[..., Any]
+    timeout: float | None
+    filters: object
+    entries: tuple[Any, ...]
+    showwarning: Callable[..., Any]
+    shower: Callable[..., Any]
+    zone: tuple[tuple[str, str], int, int, int]
+
+
+def _process_hooks() -> ProcessHooks:
+    return ProcessHooks(
+        sys.excepthook,
+        sys.unraisablehook,
+        threading.excepthook,
+        socket.getdefaulttimeout(),
+        warnings.filters,
+        tuple(warnings.filters),
+        warnings.showwarning,
+        warning_shower(),
+        (time.tzname, time.timezone, time.altzone, time.daylight),
+    )
+
+
 @dataclass(frozen=True)
 class Before:
     """What a process holds before its run, to tell what the run left (:func:`left_behind`, :func:`put_back`)."""
@@ -164,18 +210,20 @@ class Before:
     path: tuple[str, ...]
     umask: int
     config: LuigiConfig
+    #: the excepthooks, the sockets' default timeout, the warnings filters and what shows a warning
+    hooks: ProcessHooks
 
 
 def before_run() -> Before:
     """Note the threads, signal handlers, log handlers, modules, standard streams, working directory, environment,
-    ``sys.path``, file mode mask and luigi's configuration of this process (its main thread, before a run); the first
-    time in this process, its resident size and what its descriptors are open on too (:func:`grown_mb`,
-    :func:`left_open`)."""
-    global _ready_mb, _open_between
+    ``sys.path``, file mode mask, luigi's configuration and :class:`ProcessHooks` of this process (its main thread,
+    before a run); the first time in this process, its resident size and what its descriptors are open on too
+    (:func:`grown_mb`, :func:`left_open`)."""
+    global _ready_mb, _ids_between
     if _ready_mb is None:
         _ready_mb = anon_mb()
-    if _open_between is None:
-        _open_between = _open_files()
+    if _ids_between is None:
+        _ids_between = _open_ids()
     handlers = tuple(zip(_SIGNALS, map(_handler, _SIGNALS), strict=True))
     umask = os.umask(0)
     os.umask(umask)
@@ -193,6 +241,7 @@ def before_run() -> Before:
         tuple(sys.path),
         umask,
         luigi_config(),
+        _process_hooks(),
     )
 
 
@@ -326,8 +375,9 @@ def put_back(before: Before) -> None:
     step ends: :func:`~nectar.logs.capture.redirect_output`): the signal handlers it set, its interval timer, the
     log handlers of every logger (:func:`_put_back_log_handlers`), their levels, ``propagate``, ``disabled`` and
     ``logging.disable`` (:func:`_put_back_logger_settings`) and the standard streams if its code changed them,
-    the working directory, environment variables, ``sys.path``, file mode mask and luigi's configuration (what a
-    fresh process of the worker's would start its run with), luigi's cache of task instances (the next run makes its
+    the working directory, environment variables, ``sys.path``, file mode mask, the excepthooks, the sockets' default
+    timeout, the ``warnings`` filters (:func:`_put_back_process_hooks`) and luigi's configuration (what a fresh
+    process of the worker's would start its run with), luigi's cache of task instances (the next run makes its
     own), the run its records name. A handler of the process's own (:func:`process_handler`) stays. Last, what the
     run left in reference cycles is collected: the objects its run kept until it ended (its luigi worker, its tasks,
     a traceback: 100-170 a trivial run) sat in the collector's oldest generation until its next full pass, every few
@@ -347,7 +397,10 @@ def put_back(before: Before) -> None:
     luigi's configuration read as the parser holds it, the between-runs work cost less, not more (callgrind,
     ``PYTHONHASHSEED=0``, one process of 30 then 130 cycles of ``before_run``, ``left_behind``, ``put_back``,
     ``look_for_open``, ``left_open`` with luigi's 8 sections of 5 options, by the difference): 15.07 -> 14.91 M a
-    cycle where the run changed nothing, 15.19 -> 14.94 M where it set an option of luigi's.
+    cycle where the run changed nothing, 15.19 -> 14.94 M where it set an option of luigi's. Its
+    :class:`ProcessHooks` noted and compared where a run changed none: 14.7 k instructions a run (callgrind,
+    ``PYTHONHASHSEED=0``, 1,000 then 11,000 pairs of :func:`_process_hooks` and :func:`_put_back_process_hooks` in one
+    process, by the difference), ~0.9 µs; the whole cycle's count moved by up to ±0.3 M between two runs of it.
     """
     signal.setitimer(signal.ITIMER_REAL, 0)
     found = loggers()  # one list of logging's loggers for their handlers and their settings, while neither changes
@@ -360,6 +413,7 @@ def put_back(before: Before) -> None:
     if tuple(sys.path) != before.path:
         sys.path[:] = before.path
     os.umask(before.umask)
+    _put_back_process_hooks(before.hooks)
     for signum, handler in before.handlers:
         now = _handler(signum)
         if handler is not None and now is not handler and now is not _process_handlers.get(signum):
@@ -381,6 +435,11 @@ def _put_back_log_handlers(before: Before, found: list[logging.Logger]) -> bool:
     thread of the process logging meanwhile, going down the list, no longer reaches a handler taken off (a new list
     left it on the old one, to a closed ``FileHandler``, which opens its file again: a descriptor left open, a line in
     a file the run's code wrote to), and a handler another thread adds or removes meanwhile is not lost.
+
+    A handler added since ``before`` by a thread that outlives the run (one a module keeps, started as the chain was
+    imported ahead) is taken off as the run's: logging notes no adder, and telling them apart would take a hook on
+    every ``addHandler`` of the process (as review2's import hook, reverted in b9f7b82, hooked every import); the
+    README's reuse section says so, and that such a module adds its handler as it is imported, to its own logger.
 
     logging's root logger and the manager of its loggers as ``before`` too (:class:`LoggingRoots`), if the run's code
     replaced them: the process's next runs logged to the run's root, not the worker's (none of its handlers), and the
@@ -436,6 +495,33 @@ def _put_back_logger_settings(before: Before, found: list[logging.Logger]) -> No
         logger.propagate, logger.disabled = propagate, disabled
 
 
+def _put_back_process_hooks(before: ProcessHooks) -> None:
+    """The excepthooks, the sockets' default timeout, the warnings filters, what shows a warning and the time zone
+    as ``before`` (:class:`ProcessHooks`), each where the run changed it (the zone read again from the environment,
+    put back first); the filters, changed, are the process's list again with its entries, and ``warnings`` is told
+    (:func:`~nectar.stdlib_internals.warnings_filters_changed`), as ``catch_warnings``' exit tells it: what a
+    module's registry noted under the run's filters (a warning ignored, once shown) is not what the next run's
+    filters decide. The list is a new one with the entries as before (the next :func:`before_run` notes it), as
+    ``catch_warnings`` makes one."""
+    if sys.excepthook is not before.excepthook:
+        sys.excepthook = before.excepthook
+    if sys.unraisablehook is not before.unraisablehook:
+        sys.unraisablehook = before.unraisablehook
+    if threading.excepthook is not before.thread_excepthook:
+        threading.excepthook = before.thread_excepthook
+    if socket.getdefaulttimeout() != before.timeout:
+        socket.setdefaulttimeout(before.timeout)
+    if warnings.showwarning is not before.showwarning:
+        warnings.showwarning = before.showwarning
+    if warning_shower() is not before.shower:
+        set_warning_shower(before.shower)
+    if warnings.filters is not before.filters or tuple(before.filters) != before.entries:
+        warnings.filters = list(before.entries)
+        warnings_filters_changed()
+    if (time.tzname, time.timezone, time.altzone, time.daylight) != before.zone:
+        time.tzset()  # from the environment, put back before (:func:`put_back`)
+
+
 def _put_back_luigi_config(before: LuigiConfig) -> None:
     """luigi's configuration as ``before``, if the run changed it (``get_config().set(...)``, a file added with
     ``luigi.configuration.add_config_path``): the files it reads, each section and option, made luigi's in one step
@@ -459,31 +545,32 @@ def look_for_open() -> None:
     file's WAL index).
 
     One listing of ``/proc/self/fd`` a run and an ``fstat`` of each (:func:`_open_ids`): while the same descriptors
-    are open on the same files as after the process's last run that left none, none was left; else (its first run,
-    or any other open, or one closed: a count alone missed a file a run left open on the number of a socket the
-    process closed) what each is open on (a ``readlink`` each, ~9 µs) is compared with what it held between its runs
-    when it last read them whole (before its first run)."""
-    global _open_between, _ids_between
+    are open on the same files as after the process's last run (before its first run, for its first), none was left;
+    else each descriptor open on a file it was not open on then (a number new, or given to another file) is
+    suspected, if a file or a pipe (a ``readlink`` each, ~9 µs). By descriptor, not by how many are open on each file:
+    a count missed a file a run left open on the number of a socket the process closed, and one a run opened again
+    as the process's own descriptor on it was closed (its stdin, a module's file). A file the process's own code
+    opens again for good between runs (closing the one it held) is suspected, and retires the process as a file a run
+    left open: a fork wasted, nothing lost."""
+    global _ids_between
     _suspects.clear()
     ids = _open_ids()
     if ids == _ids_between:
         return
-    now = _open_targets()
-    more = Counter(now.values()) - (_open_between or Counter())
-    if not more:
-        _open_between, _ids_between = Counter(now.values()), ids
-        return
-    between = _ids_between or frozenset()
-    _suspects.update({(fd, dev, ino): now[fd] for fd, dev, ino in ids - between if now.get(fd) in more})
+    new = ids - (_ids_between or frozenset())
+    if new:
+        targets = _open_targets({fd for fd, _, _ in new})
+        _suspects.update({(fd, dev, ino): targets[fd] for fd, dev, ino in new if fd in targets})
+    _ids_between = ids - _suspects.keys()
 
 
 def left_open() -> str | None:
     """Why this process must not take another run (None: it may): a descriptor that :func:`look_for_open` found open
-    after its last run, on a file not open between runs, still open on the same file (device and inode) now, once the
-    process has set itself up for its next run. A file a thread of the process's own (a checkpointer, a thread a
-    module keeps, luigi's keep-alive) was opening as the look was made is not one its run left, and is closed by now:
-    at that first look alone, it retired the process (a fork wasted, nothing lost). Nothing to do (no system call)
-    when that look found none."""
+    after its last run on a file it was not open on between runs, still open on the same file (device and inode)
+    now, once the process has set itself up for its next run. A file a thread of the process's own (a checkpointer, a
+    thread a module keeps, luigi's keep-alive) was opening as the look was made is not one its run left, and is closed
+    by now: at that first look alone, it retired the process (a fork wasted, nothing lost). Nothing to do (no system
+    call) when that look found none."""
     if not _suspects:
         return None
     still = Counter(what for (fd, dev, ino), what in _suspects.items() if _open_on(fd) == (dev, ino))
@@ -514,25 +601,21 @@ def _open_ids() -> frozenset[tuple[int, int, int]]:
     return frozenset(ids)
 
 
-def _open_files() -> Counter[str]:
-    """The files and pipes this process's file descriptors are open on, counted (:func:`_open_targets`)."""
-    return Counter(_open_targets().values())
-
-
-def _open_targets() -> dict[int, str]:
-    """By file descriptor, the file or pipe it is open on (a pipe as ``pipe``); not the process's own files that runs
-    open (:func:`_own_files`), nor sockets and the other descriptors without a path (:func:`look_for_open`)."""
+def _open_targets(fds: set[int]) -> dict[int, str]:
+    """By file descriptor of ``fds``, the file or pipe it is open on (a pipe as ``pipe``); not the process's own files
+    that runs open (:func:`_own_files`), nor sockets and the other descriptors without a path (:func:`look_for_open`),
+    nor one closed since."""
     found: dict[int, str] = {}
     own = _own_files()
-    for fd in os.listdir("/proc/self/fd"):
+    for fd in fds:
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:  # the listing's own, closed since
+        except OSError:  # closed since
             continue
         if target.startswith("pipe:["):
-            found[int(fd)] = "pipe"
+            found[fd] = "pipe"
         elif target.startswith("/") and not target.startswith(own):
-            found[int(fd)] = target
+            found[fd] = target
     return found
 
 

@@ -7,6 +7,8 @@ under us (``tests/test_seams.py`` finds a private name read anywhere else):
 - ``os.environ._data``, the mapping's own dictionary of bytes (:func:`environ_data`);
 - ``logging._lock``, the module lock that ``Logger.addHandler`` and ``removeHandler`` hold (:func:`logging_lock`);
 - ``ConfigParser``'s ``_sections``, ``_defaults`` and ``_proxies`` (:func:`parsed`, :func:`set_parsed`);
+- ``warnings._showwarnmsg_impl`` and ``warnings._filters_mutated`` (:func:`warning_shower`,
+  :func:`set_warning_shower`, :func:`warnings_filters_changed`);
 - ``multiprocessing.SimpleQueue._reader``, the queue's reading end (:func:`queue_reader`).
 """
 
@@ -16,6 +18,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from configparser import ConfigParser, SectionProxy
 from multiprocessing.connection import Connection
@@ -71,6 +74,27 @@ def set_parsed(config: ConfigParser, defaults: dict[str, str], sections: dict[st
         _defaults=dict(defaults),
         _proxies=proxies,
     )
+
+
+def warning_shower() -> Callable[[warnings.WarningMessage], None]:
+    """``warnings._showwarnmsg_impl``: what shows a warning while ``warnings.showwarning`` is not replaced, and what
+    ``catch_warnings(record=True)`` replaces with its list's ``append`` until its exit puts it back."""
+    shower: Callable[[warnings.WarningMessage], None] = vars(warnings)["_showwarnmsg_impl"]
+    return shower
+
+
+def set_warning_shower(shower: Callable[[warnings.WarningMessage], None]) -> None:
+    """Make ``shower`` what shows a warning while ``warnings.showwarning`` is not replaced (:func:`warning_shower`),
+    as ``catch_warnings``' exit does."""
+    vars(warnings)["_showwarnmsg_impl"] = shower
+
+
+def warnings_filters_changed() -> None:
+    """Tell ``warnings`` that its filters changed (``warnings._filters_mutated``, as ``simplefilter``,
+    ``filterwarnings``, ``resetwarnings`` and ``catch_warnings`` do): each module's registry of the warnings it
+    already showed or ignored (``__warningregistry__``, noted under the filters then) is cleared at its next warning,
+    so the filters now decide."""
+    vars(warnings)["_filters_mutated"]()
 
 
 def queue_reader(queue: SimpleQueue[Any]) -> Connection:

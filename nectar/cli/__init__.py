@@ -148,8 +148,9 @@ def dispatch(argv: Sequence[str] | None = None) -> int:
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        from nectar.config import check_chains_dir
+        from nectar.config import check_chains_dir, check_luigi_parser
 
+        check_luigi_parser(args)  # before luigi is imported: it reads its configuration as it is
         check_chains_dir(args)  # before anything starts: the chains folder of every command that reads one
         if args.command in ROLE_COMMANDS:
             from nectar import lifeline, supervisor

@@ -27,6 +27,7 @@ from nectar.service import Nectar
 from nectar.stores import get_store
 from nectar.task import create_live_logs
 from tests.conftest import NECTAR, free_port, settings_env, wait_until
+from tests.nectar.test_cli_chains_dir import started
 
 WriteChain = Callable[[str, str], Path]
 HELLO = "testchains/hello_luigiworld_chain"
@@ -532,3 +533,22 @@ def test_nectar_api_started_with_an_old_log_level_name_serves_at_that_level(
     served = processes.serve("nectar api", None, False, launch, "/healthz")
     log = processes.log_of[served.proc.pid].read_text(errors="replace")
     assert ("[INFO]" in log) is informs, log
+
+
+@pytest.mark.parametrize("command", ["worker", "serve", "chains", "scheduler"])
+def test_luigis_toml_parser_is_refused_before_anything_starts(settings: Settings, command: str) -> None:
+    """``LUIGI_CONFIG_PARSER=toml`` needs a package Datanectar does not ship (luigi's ``ImportError`` was a traceback
+    from every command, luigi's import its first step), and would keep luigi's settings where a reused process's
+    put-back does not look: one line naming it, exit 2, nothing started."""
+    result = started(settings, [command], {"LUIGI_CONFIG_PARSER": "toml"})
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("nectar: LUIGI_CONFIG_PARSER=toml is not supported: luigi's toml parser needs the")
+    assert result.stderr.count("\n") == 1 and "NECTAR_LUIGI_CONFIG" in result.stderr
+    assert not (settings.data_dir / "luigid").exists()  # serve started no luigid (it makes its state folder first)
+
+
+def test_a_command_that_never_imports_luigi_is_not_refused_for_its_parser(settings: Settings) -> None:
+    result = started(settings, ["token"], {"LUIGI_CONFIG_PARSER": "toml"})
+
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -86,6 +86,18 @@ class LeavesOpenTask(NectarTask):
             out.write("left open\\n")
 
 
+class ReopensStdinAndLeavesItOpenTask(NectarTask):
+    n = luigi.IntParameter()
+    where = luigi.Parameter()
+
+    def run(self):
+        held = os.readlink("/proc/self/fd/0")
+        os.open("/proc/self/fd/0", os.O_RDONLY)  # what the process's stdin is open on, again: never closed
+        os.close(0)  # and the process's own descriptor on it closed: as many open on it after the run as before
+        with self.output().open("w") as out:
+            out.write(held)
+
+
 class ClosesKeptAndLeavesOpenTask(NectarTask):
     n = luigi.IntParameter()
     where = luigi.Parameter()
@@ -234,3 +246,22 @@ def test_a_process_whose_run_left_a_file_open_as_it_closed_a_socket_of_the_proce
     said = "\n".join(log.read_text() for log in tmp_path.glob("worker-*.log"))
     opened = f"its run left open 1 file descriptor(s): {where.resolve() / 'left-open'}"
     assert f"attempt process {pid_of(kept)} exits after 2 run(s): {opened}" in said, said
+
+
+def test_a_process_whose_first_run_left_open_what_it_closed_of_its_own_takes_no_other_run(
+    leaks: Settings, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """The first run of a fresh process opens again what the process's stdin is open on, and closes its stdin: as
+    many descriptors open on that file (or pipe) after the run as before, but one the run opened, which no object
+    of the process holds: its process retires all the same. Before, the first look compared how many descriptors
+    were open on each file."""
+    nectar = closed_at_end(Nectar(leaks))
+    start_worker(leaks, workers=1)
+    left = run(nectar, "ReopensStdinAndLeavesItOpenTask", 1, tmp_path / "where")
+    held = output(nectar, left)
+    assert held  # what stdin was open on
+
+    wait_until(lambda: not alive(pid_of(left)), timeout=60)
+    said = "\n".join(log.read_text() for log in tmp_path.glob("worker-*.log"))
+    opened = f"its run left open 1 file descriptor(s): {'pipe' if held.startswith('pipe:[') else held}"
+    assert f"attempt process {pid_of(left)} exits after 1 run(s): {opened}" in said, said

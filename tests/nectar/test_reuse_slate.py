@@ -1,7 +1,8 @@
 """A run in a reused attempt process starts where a run in a fresh one does: the working directory, environment
-variables, ``sys.path`` and file mode mask that a run changed are put back before the next
-(:func:`nectar.reuse.put_back`), and the log handlers its chain's import added are not added again to those of the
-last import (:mod:`nectar.logs.module_handlers`), through the real worker."""
+variables, ``sys.path`` and file mode mask, the excepthooks, the sockets' default timeout, the ``warnings`` filters
+and what shows a warning that a run changed are put back before the next (:func:`nectar.reuse.put_back`), and the log
+handlers its chain's import added are not added again to those of the last import
+(:mod:`nectar.logs.module_handlers`), through the real worker."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,8 +27,12 @@ CHAIN = """
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
+import warnings
 
 import luigi
 from nectar import NectarTask
@@ -48,6 +54,41 @@ class ChangesTask(NectarTask):
         os.umask(0o077)
         with self.output().open("w") as out:
             out.write("changed\\n")
+
+
+def named(hook):
+    return f"{hook.__module__}.{hook.__qualname__}"
+
+
+class HooksTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        warnings.simplefilter("error")  # the process's list, changed in place
+        warnings.catch_warnings(record=True).__enter__()  # left entered: a list of its own, warnings recorded
+        warnings.filterwarnings("ignore", "slate")
+        sys.excepthook = sys.unraisablehook = threading.excepthook = lambda *args: None
+        socket.setdefaulttimeout(3.5)
+        os.environ["TZ"] = "Asia/Tokyo"
+        time.tzset()
+        with self.output().open("w") as out:
+            out.write("changed\\n")
+
+
+class LooksAtHooksTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        seen = {
+            "filters": [(action, str(message), kind.__name__) for action, message, kind, *_ in warnings.filters],
+            "showwarning": named(warnings.showwarning),
+            "shower": named(warnings._showwarnmsg_impl),
+            "hooks": [named(hook) for hook in (sys.excepthook, sys.unraisablehook, threading.excepthook)],
+            "timeout": socket.getdefaulttimeout(),
+            "zone": [time.tzname, time.strftime("%z", time.localtime(0))],
+        }
+        with self.output().open("w") as out:
+            json.dump(seen, out)
 
 
 class LooksTask(NectarTask):
@@ -86,6 +127,22 @@ def run(nectar: Nectar, task: str, **params: object) -> Run:
     return ended_run
 
 
+def fresh_and_reused(nectar: Nectar, looks: str, changes: str, **params: object) -> tuple[dict[str, Any], Run]:
+    """What ``looks`` saw in a fresh process, and its run in the process of a ``changes`` run (``params``) after."""
+    fresh = run(nectar, looks, n=0)
+    assert not reused(fresh)
+    changed = run(nectar, changes, n=1, **params)
+    tries = [fresh]
+
+    def looked_in_the_changed_process() -> bool:  # the worker's spares take runs in turn: which one is not counted
+        tries.append(run(nectar, looks, n=len(tries) + 1))
+        return pid_of(tries[-1]) == pid_of(changed)
+
+    wait_until(looked_in_the_changed_process, timeout=120, interval=0)
+    assert reused(tries[-1])
+    return json.loads(output(nectar, fresh)), tries[-1]
+
+
 def test_a_run_in_a_reused_process_sees_what_a_run_in_a_fresh_one_sees(
     slate: Settings, start_worker: StartWorker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -95,18 +152,22 @@ def test_a_run_in_a_reused_process_sees_what_a_run_in_a_fresh_one_sees(
     elsewhere.mkdir()
     nectar = closed_at_end(Nectar(slate))
     start_worker(slate, workers=1)
-    fresh = run(nectar, "LooksTask", n=0)
-    assert not reused(fresh)
-    changed = run(nectar, "ChangesTask", n=1, where=str(elsewhere))
-    looks = [fresh]
-
-    def looked_in_the_changed_process() -> bool:  # the worker's spares take runs in turn: which one is not counted
-        looks.append(run(nectar, "LooksTask", n=len(looks)))
-        return pid_of(looks[-1]) == pid_of(changed)
-
-    wait_until(looked_in_the_changed_process, timeout=120, interval=0)
-    assert reused(looks[-1])
-    expected = json.loads(output(nectar, fresh))
+    expected, later = fresh_and_reused(nectar, "LooksTask", "ChangesTask", where=str(elsewhere))
     worker_env = {"SLATE_ADDED": None, "SLATE_CHANGED": "the worker's", "SLATE_REMOVED": "the worker's"}
     assert expected["environ"] == worker_env and expected["cwd"] != str(elsewhere) and expected["log_handlers"] == 1
-    assert json.loads(output(nectar, looks[-1])) == expected
+    assert json.loads(output(nectar, later)) == expected
+
+
+def test_a_run_in_a_reused_process_finds_the_hooks_and_warnings_filters_a_fresh_one_finds(
+    slate: Settings, start_worker: StartWorker
+) -> None:
+    """A run that set the excepthooks (``sys``'s, ``sys.unraisablehook``, ``threading``'s), the sockets' default
+    timeout, warnings filters (one in place, then in the list of a ``catch_warnings(record=True)`` it left entered,
+    which also took over what shows a warning) and time zone (``TZ``, ``time.tzset()``): the next run of its process
+    finds them as a fresh one."""
+    nectar = closed_at_end(Nectar(slate))
+    start_worker(slate, workers=1)
+    expected, later = fresh_and_reused(nectar, "LooksAtHooksTask", "HooksTask")
+    assert expected["timeout"] is None and "<lambda>" not in str(expected["hooks"]) and expected["zone"][1] != "+0900"
+    assert expected["filters"][0][0] != "error" and expected["shower"] == "warnings._showwarnmsg_impl"
+    assert json.loads(output(nectar, later)) == expected

@@ -129,7 +129,6 @@ def test_luigis_configuration_read_by_a_thread_as_its_process_puts_it_back_is_wh
 @pytest.fixture
 def looked_between_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """The process's descriptors as they were between its runs: those open now."""
-    monkeypatch.setattr(reuse, "_open_between", reuse._open_files())
     monkeypatch.setattr(reuse, "_ids_between", reuse._open_ids())
 
 

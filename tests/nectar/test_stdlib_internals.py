@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+import warnings
 from configparser import ConfigParser
 from multiprocessing import SimpleQueue
 from multiprocessing.connection import wait
@@ -99,3 +100,32 @@ def test_a_parsers_own_options_read_as_set_and_an_empty_sections_proxy_kept() ->
     empty = bare["empty"]
     stdlib_internals.set_parsed(bare, {}, {"empty": {}})
     assert bare["empty"] is empty
+
+
+def test_the_warning_shower_is_what_catch_warnings_replaces_and_puts_back() -> None:
+    shower = stdlib_internals.warning_shower()
+    with warnings.catch_warnings(record=True) as caught:
+        assert stdlib_internals.warning_shower() is not shower  # its list's append
+        stdlib_internals.set_warning_shower(shower)
+        assert stdlib_internals.warning_shower() is shower
+        stdlib_internals.set_warning_shower(caught.append)
+        warnings.simplefilter("always")
+        warnings.warn("seam probe", UserWarning, stacklevel=1)
+    assert [str(found.message) for found in caught] == ["seam probe"]
+    assert stdlib_internals.warning_shower() is shower
+
+
+def test_filters_changed_clears_what_a_modules_registry_noted_under_the_filters_before() -> None:
+    registry: dict[str | tuple[str, type[Warning], int], int] = {}
+
+    def warn() -> None:
+        warnings.warn_explicit("seam probe", UserWarning, "seam.py", 1, registry=registry)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        warn()
+        warn()  # noted in the registry as shown: not shown again
+        assert len(caught) == 1
+        stdlib_internals.warnings_filters_changed()
+        warn()  # the registry, noted under filters since changed, is cleared: shown again
+    assert len(caught) == 2
