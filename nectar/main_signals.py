@@ -1,0 +1,100 @@
+"""Signals another thread of this process took, passed on to its main thread, which alone runs Python's handlers.
+
+The kernel hands a signal sent to a process to one of its threads that does not block it: the main thread as a rule,
+another when the main thread cannot take it then (the process was stopped, and another thread runs first once it is
+continued: a SIGTERM sent to a frozen attempt; or the main thread blocks it for a while). CPython's C handler, in
+whichever thread took it, only notes it (a flag, a byte to the wakeup descriptor): the main thread runs the Python
+handler at its next bytecode, and one asleep in a system call the signal did not interrupt (a task's
+``time.sleep(3600)``, luigi's wait for a step) never looks. Nor may the other threads block those signals instead:
+a program a thread starts keeps its mask, and would never take a SIGTERM (``tests/nectar/test_supervisor_masks.py``).
+
+So a thread of the process's own (:func:`watch`) waits on the wakeup descriptor and, for each signal written there,
+interrupts the main thread with :data:`NUDGE`, whose handler does nothing: the main thread's call returns ``EINTR``,
+Python runs every handler of a signal noted (PEP 475), and resumes the call if none raised. A signal the main thread
+took itself is nudged after it too: one more ``EINTR``, no handler run twice (Python runs a handler once for all the
+signals of its kind noted since its last run). The nudge's own byte is not passed on: no echo. While no signal comes,
+it costs nothing (the thread sleeps in one ``read``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from typing import Any
+
+from nectar import forks, reuse
+
+#: the signal that interrupts the main thread so that it runs the handlers of the signals others took: one that by
+#: default is ignored (a program it reaches after ``exec``, which resets the handler, takes no harm) and that nothing
+#: of a run's is likely to send (the kernel sends it for a socket's urgent data, to a process that asked with
+#: ``F_SETOWN``)
+NUDGE = signal.SIGURG
+#: bytes one ``read`` of the wakeup descriptor takes
+_READ = 512
+#: the process whose signals are passed on (0: none), and the two ends of its wakeup pipe
+_watched: tuple[int, int, int] = (0, -1, -1)
+
+
+def _nudged(*_: Any) -> None:
+    """:data:`NUDGE`'s handler: nothing; its coming made the main thread run the handlers of what others took."""
+
+
+def watch() -> None:
+    """Pass on to the main thread, from now on in this process, the signals another of its threads takes (called on
+    the main thread, before the run whose signals matter: once a process, nothing after). Not where the process's
+    wakeup descriptor is another's already (a worker's loop: :func:`nectar.wakeup.signals`, which wakes its main
+    thread itself)."""
+    if _watched[0] == forks.pid() or threading.current_thread() is not threading.main_thread():
+        return
+    read, write = os.pipe2(os.O_CLOEXEC)
+    os.set_blocking(write, False)
+    previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    if previous != -1:  # another's: left as it was
+        signal.set_wakeup_fd(previous)
+        os.close(read)
+        os.close(write)
+        return
+    _set_watched(forks.pid(), read, write)
+    reuse.process_handler(NUDGE, _nudged)
+    main = threading.get_ident()
+    thread = threading.Thread(target=_pass_on, args=(read, main), name="nectar-main-signals", daemon=True)
+    reuse.process_thread(thread).start()
+
+
+def _set_watched(pid: int, read: int, write: int) -> None:
+    global _watched
+    _watched = (pid, read, write)
+
+
+def _pass_on(read: int, main: int) -> None:
+    """The watching thread: for each batch of signals written to the wakeup descriptor (``read``), one nudge of the
+    main thread (``main``), unless the batch is only nudges."""
+    while True:
+        try:
+            got = os.read(read, _READ)
+        except OSError:  # closed: the process no longer watches
+            return
+        if not got:
+            return
+        if got.count(NUDGE) < len(got):
+            try:
+                signal.pthread_kill(main, NUDGE)
+            except (ProcessLookupError, OSError):  # the main thread is gone: the process is ending
+                return
+
+
+def _forked() -> None:
+    """In a child forked from a watched process (a step run in parallel): it has no watching thread; its signals are
+    no longer written to its parent's pipe, and its copies of the pipe are closed."""
+    pid, read, write = _watched
+    if pid and pid != forks.pid():
+        with contextlib.suppress(ValueError):  # forked from a thread other than the main one: Python refuses
+            signal.set_wakeup_fd(-1)
+        os.close(read)
+        os.close(write)
+        _set_watched(0, -1, -1)
+
+
+os.register_at_fork(after_in_child=_forked)
