@@ -18,7 +18,6 @@ it costs nothing (the thread sleeps in one ``read``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
@@ -90,10 +89,13 @@ def _forked() -> None:
     no longer written to its parent's pipe, and its copies of the pipe are closed."""
     pid, read, write = _watched
     if pid and pid != forks.pid():
-        with contextlib.suppress(ValueError):  # forked from a thread other than the main one: Python refuses
-            signal.set_wakeup_fd(-1)
         os.close(read)
-        os.close(write)
+        try:
+            signal.set_wakeup_fd(-1)
+        except ValueError:  # Python refused (not its main thread): still written to, kept open (not another's number)
+            pass
+        else:
+            os.close(write)
         _set_watched(0, -1, -1)
 
 
