@@ -22,6 +22,7 @@ import requests
 from nectar.attempt import process_name
 from nectar.registry import RunState
 from tests.faults.conftest import Cluster, alive, waitfor
+from tests.helpers.threads import asleep
 
 #: a chain whose task sleeps an hour with SIGTERM blocked in its main thread (the kernel hands the process's SIGTERM
 #: to another thread: a thread of its own, nectar's), writing its pid as it begins and whether its sleep was cut short
@@ -50,7 +51,7 @@ class MaskedSleepTask(NectarTask):
 """
 
 #: a chain whose file, once ``slow`` is beside it, sleeps an hour as it is executed, with SIGALRM (the budget of a
-#: chain executed ahead) blocked in its main thread; its task waits for ``gate`` beside it
+#: chain executed ahead) blocked in its main thread; its task says it ``started``, then waits for ``gate`` beside it
 SLOW_CHAIN = """
 import os
 import signal
@@ -72,6 +73,7 @@ if (HERE / "slow").exists():
 
 class GatedTask(NectarTask):
     def run(self):
+        (HERE / "started").touch()
         while not (HERE / "gate").exists():
             time.sleep(0.01)
         with self.output().open("w") as out:
@@ -106,6 +108,7 @@ def test_a_sigterm_another_thread_takes_while_the_main_thread_sleeps_requeues_th
     data = queue(cluster, "masked_chain", "MaskedSleepTask")
     waitfor(lambda: (chain / "masked.pid").exists(), 60, "the task to sleep")
     attempt = int((chain / "masked.pid").read_text())
+    waitfor(lambda: asleep(attempt, attempt), 60, "its main thread in its sleep")  # not on its way there
 
     os.kill(attempt, signal.SIGTERM)
 
@@ -121,6 +124,7 @@ def test_a_sigterm_sent_while_an_attempt_is_stopped_requeues_its_run_once_contin
     [data] = cluster.start_runs(1, sleeps="3600,0.2")
     attempt = cluster.ledger.executions()[0].pid
     waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(attempt), 60, "the child's claim")
+    waitfor(lambda: asleep(attempt, attempt), 60, "its main thread in its task's sleep")
 
     cluster.freeze(attempt)
     os.kill(attempt, signal.SIGTERM)
@@ -139,7 +143,7 @@ def test_the_budget_of_a_chain_executed_ahead_cuts_a_file_that_sleeps_with_its_a
     chain = write_chain("faults/slow_chain", SLOW_CHAIN).parent
     cluster.start_service(workers=1)
     data = queue(cluster, "slow_chain", "GatedTask")
-    waitfor(lambda: cluster.run(data["run_id"]).state == RunState.RUNNING, 60, "the run to start")
+    waitfor(lambda: (chain / "started").exists(), 60, "the task to run (its file executed)")
     (chain / "slow").touch()  # its process, once the run ends, executes the file ahead of its next run: it sleeps
     (chain / "gate").touch()
 
