@@ -65,7 +65,7 @@ from typing import Any, NamedTuple
 
 import luigi
 
-from nectar import build, forks, standby, wakeup
+from nectar import build, forks, main_signals, standby, wakeup
 from nectar.attempt import attempt, chain_file, execute, quiet_luigi, rehearse
 from nectar.build import Build
 from nectar.catalog.loader import Stamp, chain_code, file_stamp, load_ahead
@@ -327,6 +327,7 @@ class Executor:
         likely chain executed ahead), and what the spare says once it is set up."""
         made = None
         standby.keep(standby.ATTEMPT_THREADS)  # once per process: the threads its attempts hand work to
+        main_signals.watch()  # once per process: a signal another thread takes reaches its main thread all the same
         try:
             if self._checked != forks.pid():  # its connections open: a process taking another run has them already
                 self.runs.check()

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nectar import forks, reuse, standby
+from nectar import forks, main_signals, reuse, standby
 from nectar.build import luigi_worker_id
 from nectar.errors import Interrupted, SchedulerUnavailable
 from nectar.grace import Grace
@@ -335,6 +335,7 @@ class AttemptLease:
             _current = self
             for signum, handler in LEASE_HANDLERS.items():  # once per process (unless something set another since)
                 reuse.process_handler(signum, handler)
+            main_signals.watch()  # once per process: if another thread takes the signal, the handler runs all the same
         try:
             self._turn.due = time.monotonic() + self._left()
             self._relayed = HEARTBEATS.take_over(self._turn) is not None or standby.hand(self._beat) is not None

@@ -17,6 +17,8 @@ import signal
 from collections.abc import Iterable
 from pathlib import Path
 
+from nectar import forks
+
 #: ``inotify(7)``: a file in the watched folder was written
 IN_MODIFY = 0x2
 IN_NONBLOCK = os.O_NONBLOCK
@@ -79,11 +81,17 @@ def main_thread_exited(stat: int | None) -> bool:
     return line.rpartition(b")")[2].split(maxsplit=1)[:1] in ([b"Z"], [b"X"])
 
 
+#: the process that made a :func:`signals` descriptor, and that descriptor (a forked child's copy, never read there, is
+#: closed by :func:`no_signals`)
+_made: tuple[int, int] = (0, -1)
+
+
 def signals() -> int | None:
     """A descriptor that becomes readable when this process receives a signal (``signal.set_wakeup_fd``): Python
     runs a signal's handler between two bytecodes and retries a ``poll()`` it interrupted, so a sleep would
     otherwise last its whole timeout after a SIGTERM. None off the main thread, where Python does not allow it.
     Drain it with :func:`drain`; a forked child gives it up with :func:`no_signals`."""
+    global _made
     read, write = os.pipe()
     os.set_blocking(read, False)
     os.set_blocking(write, False)
@@ -93,16 +101,24 @@ def signals() -> int | None:
         os.close(read)
         os.close(write)
         return None
+    _made = (forks.pid(), read)
     return read
 
 
 def no_signals() -> None:
     """Signals no longer written to a :func:`signals` descriptor (in a forked child: to its parent's); the pipe's
-    write end closed (this process's copy), its read end is the caller's to close."""
+    write end closed (this process's copy). Its read end is the caller's to close in the process that made it; a
+    forked child's copy is closed here (a spare kept its worker's, never read, one more descriptor that each look
+    for what a run left open read: :func:`nectar.reuse.look_for_open`)."""
+    global _made
     with contextlib.suppress(ValueError):
         written = signal.set_wakeup_fd(-1)
         if written >= 0:
             os.close(written)
+    pid, read = _made
+    if pid and pid != forks.pid():
+        os.close(read)
+        _made = (0, -1)
 
 
 #: bytes a :func:`drain` asks for in one ``read``

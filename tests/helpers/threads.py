@@ -1,11 +1,12 @@
-"""Where a thread of the test's own process is: the point at which a test knows a thread waits at a gate, not just
-that it has not gone through yet."""
+"""Where a thread is, of the test's own process (its Python calls) or of another (its kernel wait, :func:`asleep`):
+the point at which a test knows a thread waits at a gate, not just that it has not gone through yet."""
 
 from __future__ import annotations
 
 import linecache
 import sys
 import threading
+from pathlib import Path
 
 
 def _calls_of(thread: threading.Thread) -> list[str]:
@@ -31,3 +32,12 @@ def at_line(thread: threading.Thread) -> tuple[str, str]:
     if frame is None:
         return ("", "")
     return (frame.f_code.co_name, linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip())
+
+
+def asleep(pid: int, tid: int) -> bool:
+    """Whether thread ``tid`` of process ``pid`` sleeps in ``nanosleep`` (``time.sleep``): a signal sent now finds it
+    there, not on its way in (where the signal's handler would run before the sleep, as on any bytecode)."""
+    try:
+        return "nanosleep" in Path(f"/proc/{pid}/task/{tid}/wchan").read_text()
+    except OSError:
+        return False
