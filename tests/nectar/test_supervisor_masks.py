@@ -40,6 +40,31 @@ def blocked(status_line: str) -> int:
     return int(status_line.split(":", 1)[1].strip(), 16) & STOPS
 
 
+#: a thread's mask for the moment glibc starts a thread or a process from it (every signal it can block: all but
+#: SIGKILL and SIGSTOP), set back as soon as the start is done: seen then, the thread is looked at again
+STARTING = ((1 << 64) - 1) & ~((1 << (signal.SIGKILL - 1)) | (1 << (signal.SIGSTOP - 1)))
+
+
+def mask_line(pid: int, tid: str) -> str | None:
+    """The ``SigBlk:`` line of thread ``tid`` of ``pid``, or None once it is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return next(line for line in lines if line.startswith("SigBlk:"))
+
+
+def settled_mask_line(pid: int, tid: str) -> str | None:
+    """:func:`mask_line` once it is not glibc's mask of a start under way (:data:`STARTING`); a thread left with
+    every signal blocked for good fails the wait."""
+
+    def settled() -> list[str | None]:  # [the line] once settled (truthy, None in it or not), else []
+        line = mask_line(pid, tid)
+        return [line] if line is None or int(line.split(":", 1)[1].strip(), 16) != STARTING else []
+
+    return wait_until(settled, timeout=60, interval=0.001)[0]
+
+
 def blocked_threads(pid: int) -> list[str]:
     """Each thread of ``pid`` that blocks a stop (gone threads and processes aside): it hands the mask to what it
     forks or spawns."""
@@ -49,12 +74,8 @@ def blocked_threads(pid: int) -> list[str]:
     except FileNotFoundError:
         return []
     for tid in threads:
-        try:
-            lines = Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        mask = next(line for line in lines if line.startswith("SigBlk:"))
-        if blocked(mask):
+        mask = settled_mask_line(pid, tid)
+        if mask is not None and blocked(mask):
             found.append(f"{pid}/{tid} ({cmdline(pid)}): {mask}")
     return found
 
