@@ -143,7 +143,14 @@ def run_to_its_end(settings: Settings, runs: RunStore, run_id: str, worker: str,
     that queues a run ends: a retry the other worker leaves in the queue (a failure, a requeue, a reclaim of its lease)
     wakes it at once. A run's end (DONE, FAILED, CANCELLED) queues nothing and the registry has no word for it (one
     would add a write to every attempt's end, for this one wait), so the wait also ends every
-    ``max(NECTAR_WORKER_POLL, 0.2)`` seconds to read the run again: one read by primary key."""
+    ``max(NECTAR_WORKER_POLL, 0.2)`` seconds to read the run again: one read by primary key.
+
+    While another worker has it, this process claims nothing (a claim tried every wake took the registry's write
+    turn, and a Ctrl-C then landed in it: a traceback, exit -2), and a Ctrl-C (SIGINT) ends the waiting wherever it
+    is between two reads, also where the kernel hands it to another thread of the process, which interrupts no wait
+    (:func:`nectar.main_signals.watch` passes it on to the main thread). Outside the waiting (the run claimed here,
+    executed), a Ctrl-C is a foreground run's."""
+    from nectar import main_signals
     from nectar.executor import run_in_foreground
     from nectar.registry.model import RunState
 
@@ -153,18 +160,24 @@ def run_to_its_end(settings: Settings, runs: RunStore, run_id: str, worker: str,
         run = runs.get(run_id)
         if run is None or run.state is not RunState.RUNNING:
             return
-        if not said:
-            print(
-                f"run {run_id} was claimed by worker {run.worker} (another process on this registry, such as a"
-                " nectar serve); waiting for it to end",
-                file=note or sys.stderr,
-                flush=True,
-            )
-            said = True
+        main_signals.watch()
+        other = run  # the other worker's, as last read
         try:
-            runs.wait_for_work(max(settings.worker_poll_interval, 0.2))
+            if not said:
+                print(
+                    f"run {run_id} was claimed by worker {run.worker} (another process on this registry, such as a"
+                    " nectar serve); waiting for it to end",
+                    file=note or sys.stderr,
+                    flush=True,
+                )
+                said = True
+            while run is not None and run.state is RunState.RUNNING:
+                other = run
+                runs.wait_for_work(max(settings.worker_poll_interval, 0.2))
+                run = runs.get(run_id)
         except KeyboardInterrupt:  # Ctrl-C: stop waiting, not the run, which is the other worker's
-            print(f"stopped waiting: run {run_id} goes on in worker {run.worker}", file=note or sys.stderr, flush=True)
+            said_stop = f"stopped waiting: run {run_id} goes on in worker {other.worker}"
+            print(said_stop, file=note or sys.stderr, flush=True)
             return
 
 

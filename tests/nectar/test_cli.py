@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Processes, bound_to_a_free_port, lifeline_env
+from harness import Processes, bound_to_a_free_port, lifeline_env, waitfor
 from nectar.cli import build_parser
 from nectar.cli.local import _log_location, run_to_its_end
 from nectar.config import Settings, check_role_settings
@@ -132,10 +133,31 @@ with Nectar(settings) as nectar:
     run_to_its_end(settings, nectar.runs, sys.argv[1], "cli:1")
 print("returned")
 """
+#: :data:`WAIT_FOR_A_RUN` in a process with a thread of a user's (a library's pool, a metrics client) that sleeps for
+#: good, having written its thread id (``gettid``) to the file named by the second argument
+WAIT_WITH_ANOTHER_THREAD = (
+    """
+import sys, threading, time
+from pathlib import Path
+
+def sleeper():
+    Path(sys.argv[2]).write_text(str(threading.get_native_id()))
+    time.sleep(3600)
+
+threading.Thread(target=sleeper, daemon=True).start()
+"""
+    + WAIT_FOR_A_RUN
+)
+#: ``tgkill``'s system call number (a signal to one thread of another process: ``os.kill`` lets the kernel choose)
+TGKILL = {"x86_64": 234, "aarch64": 131}
 
 
 def waiting_for_a_run_claimed_elsewhere(
-    settings: Settings, nectar: Nectar, tmp_path: Path, then: Callable[[Run, subprocess.Popen[bytes]], object]
+    settings: Settings,
+    nectar: Nectar,
+    tmp_path: Path,
+    then: Callable[[Run, subprocess.Popen[bytes]], object],
+    script: str = WAIT_FOR_A_RUN,
 ) -> tuple[Run, str, Path]:
     """A hello run claimed by another worker (``elsewhere:1``), and a command that runs it to its end
     (:data:`WAIT_FOR_A_RUN`) waiting for that worker; ``then(claimed, command)`` once it waits, then the command's exit
@@ -147,7 +169,7 @@ def waiting_for_a_run_claimed_elsewhere(
     stderr = tmp_path / "stderr.txt"
     with stderr.open("wb") as err:
         command = subprocess.Popen(
-            [sys.executable, "-c", WAIT_FOR_A_RUN, claimed.id],
+            [sys.executable, "-c", script, claimed.id, str(tmp_path / "thread.txt")],
             env={**os.environ, **settings_env(settings), **lifeline_env()},
             stdout=subprocess.PIPE,
             stderr=err,
@@ -161,6 +183,36 @@ def waiting_for_a_run_claimed_elsewhere(
         command.kill()
     assert command.returncode == 0, stderr.read_text()
     return claimed, out.decode(), stderr
+
+
+@pytest.mark.skipif(os.uname().machine not in TGKILL, reason="tgkill's number on this machine not known here")
+def test_a_ctrl_c_another_thread_takes_while_run_waits_for_another_workers_run_stops_the_waiting(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A SIGINT the kernel hands to another thread of the waiting command (here sent to that thread) ends its wait
+    all the same, with a poll (``NECTAR_WORKER_POLL``) of an hour: before, the main thread slept on in its wait,
+    never interrupted (the command's end not seen within the 60 s it is given: TimeoutExpired)."""
+    settings = settings.replace(worker_poll_interval=3600.0)
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def ctrl_c_to_the_other_thread(claimed: Run, command: subprocess.Popen[bytes]) -> None:
+        main = command.pid
+        waitfor(lambda: "poll" in Path(f"/proc/{main}/task/{main}/wchan").read_text(), 60, "the wait to begin")
+        other = int(
+            waitfor(
+                lambda: (tmp_path / "thread.txt").exists() and (tmp_path / "thread.txt").read_text(), 60, "the thread"
+            )
+        )
+        assert libc.syscall(TGKILL[os.uname().machine], main, other, signal.SIGINT) == 0, ctypes.get_errno()
+
+    with Nectar(settings) as nectar:
+        claimed, out, stderr = waiting_for_a_run_claimed_elsewhere(
+            settings, nectar, tmp_path, ctrl_c_to_the_other_thread, WAIT_WITH_ANOTHER_THREAD
+        )
+
+        assert out.split() == ["returned"]
+        assert f"stopped waiting: run {claimed.id} goes on in worker elsewhere:1" in stderr.read_text()
+        assert "Traceback" not in stderr.read_text()
 
 
 def test_run_waiting_for_another_workers_run_takes_the_retry_it_leaves_queued_when_it_is_queued(
