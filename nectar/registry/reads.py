@@ -22,6 +22,7 @@ from nectar.registry.schema import (
     STATUS_STEP_COLUMNS,
     RunStatus,
     StepStatus,
+    latest_of_key,
     run_of,
     run_status_of,
     step_statuses,
@@ -46,8 +47,9 @@ def status_read_sql(row_id: str) -> str:
     (:data:`~nectar.registry.schema.STATUS_COLUMNS`), not all 28, and of each step those a status answers
     (:data:`~nectar.registry.schema.STATUS_STEP_COLUMNS`: not its run's id, which its run's row holds, its luigi task
     id or its time): each column costs each lookup a fetch (and SQLite's and Python's calls around it). The run is
-    found by its ``row_id`` (the column that names its row most cheaply: SQLite's ``rowid``, which the ``runs_by_key``
-    index holds beside each key, so the subquery reads that index alone; else its ``id``), its steps by their run's
+    found by its ``row_id`` (the column that names its row most cheaply: SQLite's ``rowid``, which the indexes hold
+    beside each key, so the subquery of an ended run reads ``runs_by_key`` alone; else its ``id``) as
+    :func:`~nectar.registry.schema.latest_of_key` finds it (the key its two parameters), its steps by their run's
     id; each row ends with its step's ``seq``, by which the rows are put in order here (SQLite sorted them in a
     temporary B-tree, built for every status lookup: no index has a run's steps in that order). The run was read in a
     subquery in FROM before, which SQLite ran as a co-routine handing the outer query its 28 columns: ~109k -> ~101k
@@ -56,7 +58,7 @@ def status_read_sql(row_id: str) -> str:
         f"SELECT {', '.join(f'r.{column}' for column in STATUS_COLUMNS)}, "
         f"{', '.join(f's.{column} AS step_{column}' for column in STATUS_STEP_COLUMNS)}, s.seq AS step_seq "
         "FROM runs AS r LEFT JOIN steps AS s ON s.run_id = r.id "
-        f"WHERE r.{row_id} = (SELECT {row_id} FROM runs WHERE key = ? ORDER BY queued_at DESC LIMIT 1)"
+        f"WHERE r.{latest_of_key(row_id)}"
     )
 
 
@@ -123,6 +125,8 @@ class SqlReads(RunStore):
     COUNTED_AT_COMMIT = False
     #: the status lookup's read (:meth:`latest_status`), in this dialect's cheapest spelling
     STATUS_READ = STATUS_READ
+    #: the condition that selects a key's latest run (:meth:`latest`), in this dialect's cheapest spelling
+    LATEST_OF_KEY = latest_of_key("id")
 
     @classmethod
     @abstractmethod
@@ -165,7 +169,7 @@ class SqlReads(RunStore):
         return bool(self._read(lambda db: self._scalar(db, query, (run_id, attempt))) == RunState.RUNNING)
 
     def latest(self, key: str) -> Run | None:
-        return self._read(lambda db: self._select(db, "key = ? ORDER BY queued_at DESC LIMIT 1", key))
+        return self._read(lambda db: self._select(db, self.LATEST_OF_KEY, key, key))
 
     def _tuples(self, db: Any, text: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The rows ``text`` selects, each a tuple of its values in column order (a dialect may fetch them so at
@@ -173,7 +177,7 @@ class SqlReads(RunStore):
         return [values(row) for row in self._exec(db, text, args).fetchall()]
 
     def latest_status(self, key: str) -> tuple[RunStatus | None, list[StepStatus]]:
-        rows = self._read(lambda db: self._tuples(db, self.STATUS_READ, (key,)))
+        rows = self._read(lambda db: self._tuples(db, self.STATUS_READ, (key, key)))
         if not rows:
             return None, []
         width = len(STATUS_COLUMNS)

@@ -12,7 +12,7 @@ from typing import Any
 from nectar.registry.fire_counts import FIRES, Counted
 from nectar.registry.model import RUN_PREFIX, Run
 from nectar.registry.schedules import FireOutcome
-from nectar.registry.schema import QUEUED, values
+from nectar.registry.schema import ACTIVE_OF_KEY, QUEUED, values
 from nectar.registry.sql import ACTIVE, SqlRunStore, queue_full
 from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
 
@@ -183,7 +183,7 @@ class SqlSchedules(SqlRunStore):
         if ahead < max_pending:
             return None
         made = (outcome.run,) if outcome.first is None else (outcome.first, outcome.run)
-        if all(self._select(db, f"key = ? AND {ACTIVE}", run.key) is not None for run in made):
+        if all(self._select(db, ACTIVE_OF_KEY, run.key) is not None for run in made):
             return None
         return f"the run queue is full: {queue_full(ahead)}"
 

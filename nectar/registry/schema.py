@@ -30,6 +30,23 @@ from nectar.registry.model import Run, RunState, made_at_once
 #: index's condition on each row written, and made a temporary table of an ``IN`` list's values in each statement that
 #: inserted or changed a run (a bounded insert of a new run, the statement alone: ~227k -> ~198k instructions)
 ONE_ACTIVE = "(state = 'PENDING' OR state = 'RUNNING' OR state = 'WAITING')"
+#: a run has ended (every state not in :data:`ONE_ACTIVE`): the condition of the index ``runs_by_key`` (from version
+#: 15), which a query repeats, as written, to be answered from it
+ENDED = "(state = 'DONE' OR state = 'FAILED' OR state = 'CANCELLED')"
+#: the active run of a key (its one: the index ``runs_one_active_per_key`` answers it), the key its one parameter
+ACTIVE_OF_KEY = f"key = ? AND {ONE_ACTIVE}"
+
+
+def latest_of_key(row_id: str) -> str:
+    """The condition that selects a key's latest run by its ``row_id`` (``id``, or SQLite's ``rowid``), the key its
+    two parameters: the key's active run if it has one (``runs_one_active_per_key``), else its ended run queued last
+    (``runs_by_key``, which holds ended runs only: a submission writes no entry there). COALESCE reads its second query
+    only when the first found none, in SQLite and PostgreSQL. An active run is its key's latest: it was written after
+    every other run of its key had ended (one active run a key)."""
+    return (
+        f"{row_id} = COALESCE((SELECT {row_id} FROM runs WHERE {ACTIVE_OF_KEY}), "
+        f"(SELECT {row_id} FROM runs WHERE key = ? AND {ENDED} ORDER BY queued_at DESC LIMIT 1))"
+    )
 
 
 def steps_table(name: str) -> str:
@@ -194,6 +211,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"CREATE UNIQUE INDEX IF NOT EXISTS runs_one_active_per_key ON runs(key) WHERE {ONE_ACTIVE}",
     ),
     ("{steps_by_run}",),  # 14: the steps kept in the order of their primary key, where a dialect can (STEPS_BY_RUN)
+    (  # 15: a key's ended runs by queue time, their state beside them (SQLite answers from the index alone): a key's
+        # active run is found through runs_one_active_per_key, so a submission writes no entry here, where each wrote
+        # one on a random leaf of a b-tree as large as the registry (latest_of_key)
+        "DROP INDEX IF EXISTS runs_by_key",
+        f"CREATE INDEX IF NOT EXISTS runs_by_key ON runs(key, queued_at, state) WHERE {ENDED}",
+    ),
 )
 LATEST = len(MIGRATIONS)
 #: where a migration's statements take the dialect's own that keep ``run_queue.pending`` counted

@@ -19,6 +19,7 @@ from nectar.registry.combine import Outcome
 from nectar.registry.model import Run, RunState, Step, lease_ran_out
 from nectar.registry.reads import SqlReads
 from nectar.registry.schema import (
+    ACTIVE_OF_KEY,
     ATTEMPT_COLUMNS,
     ONE_ACTIVE,
     QUEUED,
@@ -145,7 +146,7 @@ class SqlRunStore(SqlReads):
         for _ in range(3):
             if self._exec(db, insert, row).rowcount == 1:
                 return run
-            active = self._select(db, f"key = ? AND {ONE_ACTIVE}", run.key)
+            active = self._select(db, ACTIVE_OF_KEY, run.key)
             if active is not None:
                 return active
         raise QueueFull(f"the run for {run.key} keeps changing; try again", retry_after=1)
@@ -211,7 +212,7 @@ class SqlRunStore(SqlReads):
         if max_pending is not None and not ahead:
             ahead.append(int(self._scalar(db, f"{QUEUED}{self.LOCK}")))
         if max_pending is not None and ahead[0] >= max_pending:
-            active = self._select(db, f"key = ? AND {ONE_ACTIVE}", run.key)  # answered even with the queue full
+            active = self._select(db, ACTIVE_OF_KEY, run.key)  # answered even with the queue full
             if active is None:
                 return None, queue_full(ahead[0])
             return (active, False), None

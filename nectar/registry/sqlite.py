@@ -23,18 +23,19 @@ from nectar.registry.combine import Combiner, Outcome
 from nectar.registry.model import Run, Step
 from nectar.registry.reads import status_read_sql
 from nectar.registry.schema import (
+    ACTIVE_OF_KEY,
     COUNT_AGAIN,
     COUNT_FIRES,
     COUNT_PENDING,
     COUNT_RUNS,
     LATEST,
-    ONE_ACTIVE,
     PENDING_CHANGES,
     QUEUED,
     RUN_COLUMNS,
     STEP_COLUMNS,
     STEPS_BY_RUN,
     UNCOUNT_PENDING,
+    latest_of_key,
     param_marks,
     refuse_newer,
     run_row,
@@ -311,8 +312,9 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
     """The registry in one SQLite file (WAL, a process's connections lent to one thread at a time, a schema that
     upgrades itself)."""
 
-    #: the status lookup's read finds a key's latest run by its rowid, which the ``runs_by_key`` index holds
+    #: the status lookup's read finds a key's latest run by its rowid, which the indexes of runs by key hold
     STATUS_READ = status_read_sql("rowid")
+    LATEST_OF_KEY = latest_of_key("rowid")
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -509,7 +511,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
             inserted = self._exec(db, INSERT_BOUNDED, (*run_row(run), max_pending))
         if inserted.rowcount == 1:
             return run
-        active = self._select(db, f"key = ? AND {ONE_ACTIVE}", run.key)
+        active = self._select(db, ACTIVE_OF_KEY, run.key)
         if active is not None:
             return active
         return super()._submit_alone(run, max_pending)

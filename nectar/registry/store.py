@@ -113,7 +113,7 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
 
     @abstractmethod
     def latest(self, key: str) -> Run | None:
-        """The most recently queued run for a key."""
+        """A key's latest run: its active run if it has one (one a key), else its ended run queued last."""
 
     @abstractmethod
     def latest_status(self, key: str) -> tuple[RunStatus | None, list[StepStatus]]:

@@ -105,16 +105,18 @@ def test_a_status_lookup_reads_the_registry_once(
 def test_the_status_read_sorts_nothing_in_sqlite(tmp_path: Path) -> None:
     """SQLite follows an index for each table of the read and builds no temporary B-tree to sort a run's steps
     (one per status lookup, before): the rows are put in order as they are read. The latest run of the key is found
-    in the ``runs_by_key`` index alone (it holds each row's rowid), then its row by that rowid: not read in a
+    in ``runs_one_active_per_key`` (its active run), else in the ``runs_by_key`` index alone (its ended runs, each
+    row's rowid and state beside its key), then its row by that rowid: not read in a
     subquery that SQLite runs as a co-routine, copying the run's columns out to the query around it. Its steps are
     read from their table's primary key (``WITHOUT ROWID``: their rows in its leaves), not from an index of it then
     the table's rows by rowid."""
     runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
     query = f"EXPLAIN QUERY PLAN {runs.STATUS_READ}"
-    plan = runs._read(lambda db: [row[3] for row in db.execute(query, ("k",))])
+    plan = runs._read(lambda db: [row[3] for row in db.execute(query, ("k", "k"))])
     assert not [step for step in plan if "TEMP B-TREE" in step or "CO-ROUTINE" in step], plan
     assert [step for step in plan if step.startswith("SEARCH")] == [
         "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)",
+        "SEARCH runs USING INDEX runs_one_active_per_key (key=?)",
         "SEARCH runs USING COVERING INDEX runs_by_key (key=?)",
         "SEARCH s USING PRIMARY KEY (run_id=?) LEFT-JOIN",
     ]
@@ -148,7 +150,7 @@ def test_the_status_read_fetches_the_run_s_id_once(runs: SqlRunStore) -> None:
     run = queued(runs, 1000.0)
     runs.record_steps([Step(run.id, "ATask_1", "ATask", KEY.path, "PENDING", updated_at=1000.0)])
 
-    row = runs._read(lambda db: runs._exec(db, runs.STATUS_READ, (KEY.path,)).fetchone())
+    row = runs._read(lambda db: runs._exec(db, runs.STATUS_READ, (KEY.path, KEY.path)).fetchone())
 
     assert list(values(row)).count(run.id) == 1
     assert runs.latest_status(KEY.path)[1] == list(map(as_step_status, runs.steps(run.id)))
@@ -196,7 +198,7 @@ def test_the_status_read_fetches_only_what_a_status_answers(runs: SqlRunStore) -
     run = queued(runs, 1000.0)
     runs.record_steps([Step(run.id, "ATask_1", "ATask", KEY.path, "PENDING", updated_at=1000.0)])
 
-    row = runs._read(lambda db: values(runs._exec(db, runs.STATUS_READ, (KEY.path,)).fetchone()))
+    row = runs._read(lambda db: values(runs._exec(db, runs.STATUS_READ, (KEY.path, KEY.path)).fetchone()))
 
     assert not NOT_ANSWERED & set(STATUS_COLUMNS) and "on_wait_timeout" not in STATUS_COLUMNS
     assert not STEP_NOT_ANSWERED & set(STATUS_STEP_COLUMNS)

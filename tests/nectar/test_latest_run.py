@@ -1,0 +1,191 @@
+"""A key's latest run: its active run if it has one, else its ended run queued last, each found through an index.
+
+The index of runs by key (``runs_by_key``) holds ended runs only (schema 15): a submission writes no entry there,
+where each wrote one on a random leaf of a b-tree as large as the registry; the active run of a key is found through
+the unique ``runs_one_active_per_key``. Each test runs against SQLite and a real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import psycopg
+
+from nectar.registry import RetryPolicy, Run, RunState
+from nectar.registry.postgres import FIRST_VERSION
+from nectar.registry.postgres import SCHEMA_VERSION as PG_VERSION
+from nectar.registry.schema import ACTIVE_OF_KEY, ENDED, ONE_ACTIVE, RUNS, values
+from nectar.registry.sqlite import SCHEMA_VERSION
+from nectar.registry.triggers_sql import SqlTriggers
+from tests.helpers.registries import known
+from tests.nectar import test_queue_count
+from tests.nectar.test_queue_count import open_store
+
+where = test_queue_count.where
+
+DIGEST = "0123456789abcdef0123456789abcdef"
+#: a key's every read of a run: the status lookup's, :meth:`latest`'s and the look-up of its active run
+LATEST_INDEXES = ("runs_one_active_per_key", "runs_by_key")
+
+
+def run_of(n: int, queued_at: float, policy: RetryPolicy | None = None) -> Run:
+    made = Run.new(f"chains/t/c_chain/ATask/{DIGEST}/out.txt#{n}", "t", "c_chain", "ATask", {"n": str(n)}, f"A_{n}")
+    if policy is not None:
+        made = Run.new(made.key, "t", "c_chain", "ATask", made.params, made.task_id, policy)
+    return dataclasses.replace(made, queued_at=queued_at)
+
+
+def latest_id(runs: SqlTriggers, key: str) -> str | None:
+    """The id of the key's latest run as :meth:`latest` and the status lookup both answer it (checked the same)."""
+    found, status = runs.latest(key), runs.latest_status(key)[0]
+    assert (None if found is None else found.id) == (None if status is None else status.id)
+    return None if found is None else found.id
+
+
+def ended_entries(path: str) -> int:
+    """The entries of SQLite's ``runs_by_key`` index, counted in its leaves."""
+    with sqlite3.connect(path) as lite:
+        (cells,) = lite.execute("SELECT SUM(ncell) FROM dbstat WHERE name = 'runs_by_key' AND pagetype = 'leaf'")
+    lite.close()
+    return int(cells[0] or 0)
+
+
+def test_states_are_active_or_ended_never_both() -> None:
+    """Every state is in one of the two conditions: a run in neither would be no key's latest."""
+    for state in RunState:
+        assert (f"'{state.value}'" in ONE_ACTIVE) != (f"'{state.value}'" in ENDED), state
+
+
+def test_the_latest_run_of_a_key_is_its_active_run_else_its_ended_run_queued_last(where: str) -> None:
+    """A key's active run (queued, running, waiting, queued again for its retry) is its latest, whatever the queue
+    time of its ended runs; without one, its ended run queued last (done, failed or cancelled)."""
+    runs = open_store(where)
+    key = run_of(1, 0.0).key
+    assert latest_id(runs, key) is None
+    ended = []
+    for queued_at in (3000.0, 1000.0, 2000.0):  # several ended runs, written out of their queue order
+        made = runs.submit(run_of(1, queued_at))[0]
+        runs.cancel(made.id)
+        ended.append(made.id)
+    assert latest_id(runs, key) == ended[0]
+
+    active = runs.submit(run_of(1, 1500.0, RetryPolicy(retries=1, delay=0.0)))[0]  # queued before an ended one
+    assert latest_id(runs, key) == active.id
+    claimed = runs.claim("w", run_id=active.id)
+    assert claimed is not None and latest_id(runs, key) == active.id
+    assert runs.fail(active.id, 1, "ATask", "boom") == RunState.PENDING  # queued again for its retry
+    assert latest_id(runs, key) == active.id
+    assert runs.claim("w", run_id=active.id) is not None
+    assert runs.wait(active.id, 2, ["s3://b/in"], until=9e9, next_check=0.0, reason="absent")
+    assert known(runs.get(active.id)).state == RunState.WAITING
+    assert latest_id(runs, key) == active.id
+    assert runs.wake(active.id) and runs.claim("w", run_id=active.id) is not None
+    assert runs.fail(active.id, 2, "ATask", "boom again") == RunState.FAILED  # its last attempt: ended
+
+    assert latest_id(runs, key) == ended[0]  # ended now, and queued before the run queued last
+    done = runs.submit(run_of(1, 4000.0))[0]
+    assert runs.claim("w", run_id=done.id) is not None and runs.complete(done.id, 1)
+    assert latest_id(runs, key) == done.id
+
+
+def test_a_submission_writes_no_entry_in_the_index_of_ended_runs(tmp_path: Path) -> None:
+    """SQLite's ``runs_by_key`` holds a run once it has ended (done, failed, cancelled), never while it is active."""
+    where = str(tmp_path / "runs.sqlite3")
+    runs = open_store(where)
+    made = [runs.submit(run_of(n, 1000.0 + n))[0] for n in range(4)]
+    assert runs.claim("w", run_id=made[0].id) is not None
+    assert ended_entries(where) == 0
+    assert runs.complete(made[0].id, 1)
+    runs.cancel(made[1].id)
+    assert ended_entries(where) == 2
+
+
+def plan(runs: SqlTriggers, where: str, query: str, args: tuple[str, ...]) -> str:
+    """How the database reads ``query``: SQLite's query plan; PostgreSQL's with sequential scans off, so that a plan
+    that still reads the table in full is one that no index could answer (an empty table's is cheaper so, else)."""
+    if where.startswith("postgresql:"):
+        with runs._db() as db:
+            db.execute("SET LOCAL enable_seqscan = off")
+            return "\n".join(values(row)[0] for row in runs._exec(db, f"EXPLAIN {query}", args).fetchall())
+    return "\n".join(row[3] for row in runs._read(lambda db: db.execute(f"EXPLAIN QUERY PLAN {query}", args)))
+
+
+def test_every_read_of_a_key_s_run_follows_an_index(where: str) -> None:
+    """The status lookup's read, :meth:`latest`'s and the look-up of a key's active run (a submission of a key already
+    active) each find the run through the indexes of runs by key, and none reads the table of runs in full."""
+    runs = open_store(where)
+    reads = {
+        "status": (runs.STATUS_READ, ("k", "k"), LATEST_INDEXES),
+        "latest": (f"SELECT {RUNS} FROM runs WHERE {runs.LATEST_OF_KEY}", ("k", "k"), LATEST_INDEXES),
+        "active": (f"SELECT {RUNS} FROM runs WHERE {ACTIVE_OF_KEY}", ("k",), LATEST_INDEXES[:1]),
+    }
+    for name, (query, args, indexes) in reads.items():
+        found = plan(runs, where, query, args)
+        assert "Seq Scan on runs" not in found and "SCAN r" not in found, (name, found)
+        assert all(index in found for index in indexes), (name, found)
+
+
+def downgrade_to_14(where: str) -> None:
+    """The registry as version 14 left it: every run, active or ended, in ``runs_by_key``."""
+    if where.startswith("postgresql:"):
+        with psycopg.connect(where, autocommit=True) as pg:
+            pg.execute("DROP INDEX runs_by_key")
+            pg.execute("CREATE INDEX runs_by_key ON runs(key, queued_at)")
+            pg.execute("UPDATE nectar_schema SET version = %s", (14 - FIRST_VERSION + 1,))
+        return
+    with sqlite3.connect(where) as lite:
+        lite.execute("DROP INDEX runs_by_key")
+        lite.execute("CREATE INDEX runs_by_key ON runs(key, queued_at)")
+        lite.execute("PRAGMA user_version = 14")
+    lite.close()
+
+
+def index_made(where: str) -> str:
+    """The statement that made ``runs_by_key``, as the database tells it."""
+    if where.startswith("postgresql:"):
+        with psycopg.connect(where) as pg:
+            row = pg.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'runs_by_key'").fetchone()
+            (version,) = pg.execute("SELECT version FROM nectar_schema").fetchone() or (None,)
+        assert version == PG_VERSION
+        return str(row[0]) if row else ""
+    with sqlite3.connect(where) as lite:
+        (made,) = lite.execute("SELECT sql FROM sqlite_master WHERE name = 'runs_by_key'").fetchone()
+        assert lite.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    lite.close()
+    return str(made)
+
+
+def test_a_registry_of_schema_14_with_runs_in_every_state_keeps_each_key_s_latest_as_it_upgrades(where: str) -> None:
+    """Runs queued, running, waiting, queued again for a retry, done, failed and cancelled, and a key with several
+    ended runs and an active one: upgraded from schema 14, each key's latest run is the same, its index of runs by key
+    now holds ended runs only, and a submission after finds a key's active run, or queues one beside its ended."""
+    runs = open_store(where)
+    retried = RetryPolicy(retries=1, delay=0.0)
+    made = [runs.submit(run_of(n, 1000.0 + n, retried))[0] for n in range(7)]
+    for n in range(1, 7):
+        assert runs.claim("w", run_id=made[n].id) is not None
+    assert runs.wait(made[2].id, 1, ["s3://b/in"], until=9e9, next_check=9e9, reason="absent")
+    assert runs.fail(made[3].id, 1, "ATask", "boom") == RunState.PENDING  # its retry, queued again
+    assert runs.complete(made[4].id, 1)
+    assert runs.fail(made[5].id, 1, "ATask", "boom", retryable=False) == RunState.FAILED
+    runs.cancel(made[6].id)
+    again = runs.submit(run_of(6, 500.0))[0]  # a key with ended runs and an active one, queued before them
+    later = runs.submit(run_of(5, 3000.0))[0]
+    runs.cancel(later.id)
+    states = [known(runs.get(run.id)).state for run in made]
+    assert states == ["PENDING", "RUNNING", "WAITING", "PENDING", "DONE", "FAILED", "CANCELLED"]
+    expected = {run.key: run.id for run in made[:5]} | {made[5].key: later.id, made[6].key: again.id}
+    runs.close()
+    downgrade_to_14(where)
+
+    upgraded = open_store(where)
+
+    assert "WHERE" in index_made(where) and all(f"'{state}'" in index_made(where) for state in ("DONE", "FAILED"))
+    assert {key: latest_id(upgraded, key) for key in expected} == expected
+    if not where.startswith("postgresql:"):
+        assert ended_entries(where) == 4  # done, failed, and two cancelled
+    assert upgraded.submit(run_of(1, 4000.0)) == (upgraded.get(made[1].id), False)
+    queued = upgraded.submit(run_of(4, 4000.0))[0]
+    assert queued.id != made[4].id and latest_id(upgraded, made[4].key) == queued.id
