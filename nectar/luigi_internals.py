@@ -80,6 +80,7 @@ from typing import Any, TypeVar
 import luigi
 import luigi.configuration
 import luigi.interface
+import luigi.metrics
 import luigi.mock
 import luigi.rpc
 import luigi.scheduler
@@ -1363,7 +1364,17 @@ def _counts_no_cancel_checked() -> None:
     failure, and one failure told twice (:data:`FAILURE`) counts once. A luigi that counts a failure elsewhere than
     through ``Task.add_failure`` would have counted a cancel's failures and those sent again in silence (or failed
     luigid's ``add_task`` at the first cancel): it fails luigid's start now, naming what changed (RuntimeError)."""
-    probe = luigi.scheduler.Scheduler(record_task_history=False, retry_count=2, disable_window=3600)
+    # every setting the probe's counting reads given here, none taken from the operator's [scheduler]: a
+    # disable_hard_timeout of 0 disabled its task at its one failure (luigid refused to start), and its metrics
+    # collector and error e-mails were told of a task T
+    probe = luigi.scheduler.Scheduler(
+        record_task_history=False,
+        retry_count=2,
+        disable_window=3600,
+        disable_hard_timeout=3600,
+        metrics_collector=luigi.metrics.MetricsCollectors.none,
+        batch_emails=False,
+    )
     try:
         probe.add_task(worker="nectar-check", task_id="T", status=PENDING)
         probe.get_work(worker="nectar-check")
