@@ -327,7 +327,7 @@ class Executor:
         likely chain executed ahead), and what the spare says once it is set up."""
         made = None
         standby.keep(standby.ATTEMPT_THREADS)  # once per process: the threads its attempts hand work to
-        main_signals.watch()  # once per process: a signal another thread takes reaches its main thread all the same
+        main_signals.watch()  # a signal another thread takes reaches its main thread all the same (set again each run)
         try:
             if self._checked != forks.pid():  # its connections open: a process taking another run has them already
                 self.runs.check()

@@ -59,10 +59,14 @@ def _pipe() -> int | None:
 
 def watch() -> None:
     """Pass on to the main thread, from now on in this process, the signals another of its threads takes (called on
-    the main thread, before the run whose signals matter: once a process, nothing after). Not where the process's
+    the main thread, before the run whose signals matter; again before each later run of the process, which sets its
+    pipe back where a run took it and gave it up, as asyncio's signal handlers do). Not where the process's
     wakeup descriptor is another's already (a worker's loop: :func:`nectar.wakeup.signals`, which wakes its main
     thread itself)."""
-    if _watched[0] == forks.pid() or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if _watched[0] == forks.pid():  # watched already: the pipe set again, where a run gave it up (asyncio's
+        signal.set_wakeup_fd(_watched[1], warn_on_full_buffer=False)  # loop.close() sets none): one fstat a set-up
         return
     fd = _pipe()
     if fd is None:
