@@ -1,0 +1,47 @@
+"""luigid keeps a task's retry policy when the service tells it of the task without one: a reclaim's FAILED
+(:meth:`nectar.luigid.SchedulerClient.fail`), a cancel's DISABLED, a lost attempt's release. luigi's ``add_task``
+sets the task's policy from every call, to luigid's ``[scheduler]`` defaults where the call names none; the call's
+own failure is judged by the policy held before it, but every failure after it, until a worker next adds the task
+with its policy, was judged by luigid's defaults: a step with ``retry_count`` 2 that a reclaim failed once and a
+waiting worker then took (``retry_delay`` run out) and failed again was not disabled (luigid's 999), but retried."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from harness import Processes
+from nectar.luigid import SchedulerClient
+from tests.helpers.registries import known
+
+#: luigi's retry_count (999) and disable_window; a FAILED task PENDING again at luigid's next prune, which every
+#: get_work makes
+LUIGI_CFG = "[core]\nlog_level = WARNING\n[scheduler]\nretry_delay = 0\nprune_on_get_work = true\n"
+#: the step's own policy, as luigi's worker sends it (``_get_retry_policy_dict``): disabled at its second failure
+POLICY = {"retry_count": 2, "disable_hard_timeout": None, "disable_window": None}
+
+
+def worker(name: str) -> str:
+    return f"Worker(salt={name}, workers=1, host=h, username=u, pid=1)"
+
+
+def test_a_step_a_reclaim_failed_is_disabled_by_its_own_retry_count_at_its_next_failure(tmp_path: Path) -> None:
+    config = tmp_path / "luigi.cfg"
+    config.write_text(LUIGI_CFG)
+    processes = Processes(tmp_path)
+    try:
+        client = SchedulerClient(f"http://127.0.0.1:{processes.luigid(None, tmp_path / 'luigid', config).port}", 60)
+        task_id = f"Shared_{uuid.uuid4().hex}"
+        lost, waiting = worker("lost"), worker("waiting")
+        for each in (lost, waiting):  # two runs that need the step: one runs it, the other waits for it
+            told = {"family": "Shared", "runnable": True, "retry_policy_dict": POLICY}
+            client.call("add_task", worker=each, task_id=task_id, status="PENDING", **told)
+        assert client.call("get_work", worker=lost)["task_id"] == task_id
+        client.fail(task_id, lost, "worker lost: h:1")  # the reclaim's: failure 1 (FAILED, then PENDING)
+
+        assert client.call("get_work", worker=waiting)["task_id"] == task_id  # PENDING again, granted
+        client.call("add_task", worker=waiting, task_id=task_id, status="FAILED", expl="boom", retry_policy_dict=POLICY)
+
+        assert known(client.task(task_id))["status"] == "DISABLED"  # its retry_count, 2 (was luigid's 999: PENDING)
+    finally:
+        processes.close()
