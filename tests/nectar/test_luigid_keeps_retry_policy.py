@@ -3,14 +3,19 @@
 sets the task's policy from every call, to luigid's ``[scheduler]`` defaults where the call names none; the call's
 own failure is judged by the policy held before it, but every failure after it, until a worker next adds the task
 with its policy, was judged by luigid's defaults: a step with ``retry_count`` 2 that a reclaim failed once and a
-waiting worker then took (``retry_delay`` run out) and failed again was not disabled (luigid's 999), but retried."""
+waiting worker then took (``retry_delay`` run out) and failed again was not disabled (luigid's 999), but retried.
+luigi's worker sends none either where a running step sets its tracking URL (``set_tracking_url``)."""
 
 from __future__ import annotations
 
 import uuid
 from pathlib import Path
 
+import luigi
+
 from harness import Processes
+from nectar.build import Build
+from nectar.luigi_internals import forget_task_classes
 from nectar.luigid import SchedulerClient
 from tests.helpers.registries import known
 
@@ -45,3 +50,29 @@ def test_a_step_a_reclaim_failed_is_disabled_by_its_own_retry_count_at_its_next_
         assert known(client.task(task_id))["status"] == "DISABLED"  # its retry_count, 2 (was luigid's 999: PENDING)
     finally:
         processes.close()
+
+
+def test_a_step_that_sets_its_tracking_url_then_fails_is_judged_by_its_own_retry_count(luigid: str) -> None:
+    """luigi's worker tells luigid of a running step's tracking URL (an ``add_task`` RUNNING) without its retry policy:
+    the step's failure, told next, was judged by luigid's defaults (the project's luigi.cfg: luigi's 999), and a step
+    with ``retry_count`` 1 was left FAILED, not DISABLED."""
+    failed: list[str] = []
+
+    class TrackedOnce(luigi.Task):
+        retry_count = 1
+        n = luigi.Parameter()
+
+        def complete(self) -> bool:
+            return False
+
+        def run(self) -> None:
+            failed.append(self.task_id)
+            self.set_tracking_url("http://tracker.invalid/job/1")
+            raise RuntimeError("the step fails")
+
+    try:
+        Build(luigid, "tracked-build:1").run(TrackedOnce(n=uuid.uuid4().hex))
+    finally:
+        forget_task_classes(__name__)
+
+    assert known(SchedulerClient(luigid, 60).task(failed[0]))["status"] == "DISABLED"  # was FAILED
