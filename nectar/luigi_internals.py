@@ -1324,13 +1324,15 @@ def luigid_counts_no_cancel() -> None:
     luigi would count toward ``retry_count`` disables the task (``has_excessive_failures``) only if the failures
     counted before it already do.
 
-    And an ``add_task`` that sends no retry policy (``retry_policy_dict``: the service's FAILED and DISABLED,
-    :class:`~nectar.luigid.SchedulerClient`, and a DONE of ``_made_by_another``) leaves the task's as luigid holds it.
-    luigi sets it from every ``add_task``, to luigid's ``[scheduler]`` defaults where none is sent: the call's own
-    failure is judged by the policy held before it, but each after it by luigid's defaults until a worker adds the
-    task again with its own (a step with ``retry_count`` 2, failed by a reclaim, then granted to a run waiting for
-    it once ``retry_delay`` ran out and failed there, was not disabled: luigi's 999). luigi's worker sends one in
-    every ``add_task`` (``_get_retry_policy_dict``), left as it is: a run's own calls cost one lookup more."""
+    And an ``add_task`` that sends no retry policy (``retry_policy_dict``) leaves the task's as luigid holds it: the
+    service's FAILED and DISABLED (:class:`~nectar.luigid.SchedulerClient`), a DONE of ``_made_by_another``, and
+    luigi's worker's own RUNNING of a step that sets its tracking URL, of a batch's grant, and FAILED of a step it
+    could not load. luigi sets it from every ``add_task``, to luigid's ``[scheduler]`` defaults where none is sent:
+    the call's own failure is judged by the policy held before it, but each after it by luigid's defaults until a
+    worker adds the task again with its own (a step with ``retry_count`` 1 that set its tracking URL and failed was
+    not disabled: luigi's 999; one with 2, failed by a reclaim, then granted to a run waiting for it once
+    ``retry_delay`` ran out and failed there, neither). The calls that send one (luigi's worker's PENDING, DONE and
+    results, ``_get_retry_policy_dict``) are left as they are: one lookup more each."""
     scheduler = luigi.scheduler.Scheduler
     add_task = scheduler.add_task
 
