@@ -1323,13 +1323,25 @@ def luigid_counts_no_cancel() -> None:
 
     luigi's count is left as it is by the task's ``add_failure`` made to do nothing for the call: a FAILED that
     luigi would count toward ``retry_count`` disables the task (``has_excessive_failures``) only if the failures
-    counted before it already do."""
+    counted before it already do.
+
+    And an ``add_task`` that sends no retry policy (``retry_policy_dict``) leaves the task's as luigid holds it: the
+    service's FAILED and DISABLED (:class:`~nectar.luigid.SchedulerClient`), a DONE of ``_made_by_another``, and
+    luigi's worker's own RUNNING of a step that sets its tracking URL, of a batch's grant, and FAILED of a step it
+    could not load. luigi sets it from every ``add_task``, to luigid's ``[scheduler]`` defaults where none is sent:
+    the call's own failure is judged by the policy held before it, but each after it by luigid's defaults until a
+    worker adds the task again with its own (a step with ``retry_count`` 1 that set its tracking URL and failed was
+    not disabled: luigi's 999; one with 2, failed by a reclaim, then granted to a run waiting for it once
+    ``retry_delay`` ran out and failed there, neither). The calls that send one (luigi's worker's PENDING, DONE and
+    results, ``_get_retry_policy_dict``) are left as they are: one lookup more each."""
     scheduler = luigi.scheduler.Scheduler
     add_task = scheduler.add_task
 
     def uncounted_add_task(self: luigi.scheduler.Scheduler, *args: Any, **kwargs: Any) -> Any:
         uncounted, failure = kwargs.pop(UNCOUNTED, False), kwargs.pop(FAILURE, None)
         task = None if args else self._state.get_task(kwargs.get("task_id"))
+        if task is not None and kwargs.get("retry_policy_dict") is None:  # none sent: the task's kept
+            kwargs["retry_policy_dict"] = task.retry_policy._asdict()
         if task is None or not (uncounted or (failure is not None and task.__dict__.get(FAILURE) == failure)):
             answer = add_task(self, *args, **kwargs)
         else:
@@ -1376,7 +1388,7 @@ def _counts_no_cancel_checked() -> None:
         batch_emails=False,
     )
     try:
-        probe.add_task(worker="nectar-check", task_id="T", status=PENDING)
+        probe.add_task(worker="nectar-check", task_id="T", status=PENDING, retry_policy_dict={"retry_count": 5})
         probe.get_work(worker="nectar-check")
         probe.add_task(worker="nectar-check", task_id="T", status=FAILED, **{UNCOUNTED: True})
         task = probe._state.get_task("T")
@@ -1384,13 +1396,15 @@ def _counts_no_cancel_checked() -> None:
         for _ in range(2):  # one failure, told twice
             probe.add_task(worker="nectar-check", task_id="T", status=FAILED, **{FAILURE: "once"})
         counted = (task.status, task.num_failures())
+        kept = task.retry_policy.retry_count
     except Exception as exc:
         raise RuntimeError(f"luigi changed what luigid_counts_no_cancel relies on: {exc!r}") from exc
-    if uncounted != (FAILED, 0, None) or counted != (FAILED, 1):
+    if uncounted != (FAILED, 0, None) or counted != (FAILED, 1) or kept != 5:
         raise RuntimeError(
             "luigi changed how luigid counts a task's failures (luigid_counts_no_cancel): a cancel's FAILED left "
             f"(status, failures, first failure) {uncounted}, expected ('FAILED', 0, None); a failure then left "
-            f"(status, failures) {counted}, expected ('FAILED', 1)"
+            f"(status, failures) {counted}, expected ('FAILED', 1); the task's retry_count {kept}, expected 5 (kept "
+            "by the calls that sent none)"
         )
 
 

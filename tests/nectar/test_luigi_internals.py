@@ -255,6 +255,19 @@ def test_luigid_counts_no_cancel_refuses_a_luigi_that_counts_failures_elsewhere(
         luigid_counts_no_cancel()
 
 
+def test_luigid_counts_no_cancel_refuses_a_luigi_that_takes_a_tasks_retry_policy_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """luigid_counts_no_cancel also keeps a task's retry policy through the calls that send none (the service's
+    FAILED, DISABLED): on a luigi that no longer takes it from ``retry_policy_dict`` it raises, naming what it found
+    (it checked nothing of the policy, and luigid would judge the service's failures by its defaults in silence)."""
+    monkeypatch.setattr(luigi.scheduler.Scheduler, "add_task", luigi.scheduler.Scheduler.add_task)  # put back after
+    defaults = luigi.scheduler.Scheduler._generate_retry_policy
+    monkeypatch.setattr(luigi.scheduler.Scheduler, "_generate_retry_policy", lambda self, _: defaults(self, {}))
+    with pytest.raises(RuntimeError, match=r"the task's retry_count 2, expected 5"):
+        luigid_counts_no_cancel()
+
+
 def test_our_luigid_does_not_start_on_a_luigi_whose_failure_count_it_cannot_put_back(tmp_path: pathlib.Path) -> None:
     """A luigi upgrade that breaks luigid_counts_no_cancel fails our luigid's start, loudly: it exits, saying so (it
     started and served, counting every cancel's failure)."""

@@ -72,8 +72,8 @@ def test_a_reclaims_failed_sent_again_after_its_answer_was_lost_is_counted_once(
 ) -> None:
     """:meth:`SchedulerClient.fail` (a reclaim's, counted): its connection cut before the answer, it is sent again on
     a new one; luigid counts one failure of it: with ``retry_count`` 3, the retry's own failure is the second, FAILED
-    (it was the third: DISABLED). A reclaim's FAILED sends no retry policy (luigid takes its own for the task until
-    the next ``add_task`` that sends one): the retry's failure is what disables a task it counted twice."""
+    (it was the third: DISABLED). A reclaim's FAILED sends no retry policy (luigid keeps the task's: the test of
+    that is test_luigid_keeps_retry_policy): the retry's failure is what disables a task it counted twice."""
     task_id = f"Cut_{uuid.uuid4().hex}"
     client = SchedulerClient(proxy.url, 60)
     added = {**ADDED, "retry_policy_dict": {"retry_count": 3}}
