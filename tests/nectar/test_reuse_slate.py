@@ -24,6 +24,8 @@ from tests.nectar.test_spare import KEPT, ended, pid_of
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 CHAIN = """
+import atexit
+import gc
 import json
 import logging
 import os
@@ -89,6 +91,28 @@ class LooksAtHooksTask(NectarTask):
         }
         with self.output().open("w") as out:
             json.dump(seen, out)
+
+
+class HeldByExit:  # what a run's atexit callback holds (its module executed anew for each run: a class each)
+    pass
+
+
+class ExitTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        atexit.register(print, HeldByExit())  # as a task does to clean up as its process exits
+        with self.output().open("w") as out:
+            out.write("registered\\n")
+
+
+class LooksAtExitTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        held = sum(type(found).__name__ == "HeldByExit" for found in gc.get_objects())
+        with self.output().open("w") as out:
+            json.dump({"held": held}, out)
 
 
 class LooksTask(NectarTask):
@@ -170,4 +194,16 @@ def test_a_run_in_a_reused_process_finds_the_hooks_and_warnings_filters_a_fresh_
     expected, later = fresh_and_reused(nectar, "LooksAtHooksTask", "HooksTask")
     assert expected["timeout"] is None and "<lambda>" not in str(expected["hooks"]) and expected["zone"][1] != "+0900"
     assert expected["filters"][0][0] != "error" and expected["shower"] == "warnings._showwarnmsg_impl"
+    assert json.loads(output(nectar, later)) == expected
+
+
+def test_the_atexit_callbacks_of_a_run_in_a_reused_process_are_dropped_with_what_they_hold(
+    slate: Settings, start_worker: StartWorker
+) -> None:
+    """A run that registered an ``atexit`` callback: the next run of its process finds it dropped, as what it held
+    (kept, the callbacks piled up run after run with what they held; an attempt process runs none: ``os._exit``)."""
+    nectar = closed_at_end(Nectar(slate))
+    start_worker(slate, workers=1)
+    expected, later = fresh_and_reused(nectar, "LooksAtExitTask", "ExitTask")
+    assert expected == {"held": 0}
     assert json.loads(output(nectar, later)) == expected
