@@ -7,8 +7,9 @@ size (not a file's mapped pages) grown past its bound since it was first ready (
 in the process and does not put back itself is put back (:func:`put_back`): the signal handlers, interval timer, log
 handlers (the root's and every named logger's: those its run added are closed), loggers' levels, ``propagate`` and
 ``disabled``, ``logging.disable``'s level and standard streams as they were before it, the working directory,
-environment variables, ``sys.path`` and file mode mask, the excepthooks, the sockets' default timeout and the
-``warnings`` filters (:class:`ProcessHooks`), luigi's configuration, luigi's task instances, the run its records
+environment variables, ``sys.path`` and file mode mask, the excepthooks, the sockets' default timeout, the
+``warnings`` filters, the collector's switch and thresholds, the recursion limit and switch interval
+(:class:`ProcessHooks`), luigi's configuration, luigi's task instances, the run its records
 name.
 The ``atexit`` callbacks it registered are dropped (:func:`drop_exit_callbacks`): an attempt process, fresh or
 reused, runs none (it ends by ``os._exit``, as a forked child must not run its parent's).
@@ -164,9 +165,11 @@ class ProcessHooks(NamedTuple):
     ``warnings``' filters (the list, which ``catch_warnings`` replaces with a copy until its exit, and its entries,
     which ``simplefilter``, ``filterwarnings`` and ``resetwarnings`` change in place) and what shows a warning
     (``warnings.showwarning``, and what ``catch_warnings(record=True)`` replaces with its list's ``append``: left
-    entered, every later warning of the process went to that list); and the C library's time zone as ``time`` answers
+    entered, every later warning of the process went to that list); the C library's time zone as ``time`` answers
     it (``time.tzname``, ``timezone``, ``altzone``, ``daylight``: a run's ``os.environ["TZ"]`` and ``time.tzset()``
-    left every later run's ``localtime`` in its zone, the variable put back)."""
+    left every later run's ``localtime`` in its zone, the variable put back); and the collector's switch and
+    thresholds (a run's ``gc.disable()`` left every later run's reference cycles uncollected but by
+    :func:`put_back`'s own pass), the recursion limit and the threads' switch interval."""
 
     excepthook: Callable[..., Any]
     unraisablehook: Callable[..., Any]
@@ -177,6 +180,11 @@ class ProcessHooks(NamedTuple):
     showwarning: Callable[..., Any]
     shower: Callable[..., Any]
     zone: tuple[tuple[str, str], int, int, int]
+    #: whether the collector runs by itself (``gc.disable()``) and at which counts (``gc.set_threshold``), the
+    #: deepest recursion (``sys.setrecursionlimit``) and how often threads switch (``sys.setswitchinterval``)
+    collector: tuple[bool, tuple[int, int, int]]
+    recursion: int
+    switch: float
 
 
 def _process_hooks() -> ProcessHooks:
@@ -190,6 +198,9 @@ def _process_hooks() -> ProcessHooks:
         warnings.showwarning,
         warning_shower(),
         (time.tzname, time.timezone, time.altzone, time.daylight),
+        (gc.isenabled(), gc.get_threshold()),
+        sys.getrecursionlimit(),
+        sys.getswitchinterval(),
     )
 
 
@@ -392,7 +403,8 @@ def put_back(before: Before) -> None:
     log handlers of every logger (:func:`_put_back_log_handlers`), their levels, ``propagate``, ``disabled`` and
     ``logging.disable`` (:func:`_put_back_logger_settings`) and the standard streams if its code changed them,
     the working directory, environment variables, ``sys.path``, file mode mask, the excepthooks, the sockets' default
-    timeout, the ``warnings`` filters (:func:`_put_back_process_hooks`) and luigi's configuration (what a fresh
+    timeout, the ``warnings`` filters, the collector's switch and thresholds, the recursion limit and switch interval
+    (:func:`_put_back_process_hooks`) and luigi's configuration (what a fresh
     process of the worker's would start its run with), luigi's cache of task instances (the next run makes its
     own), the run its records name. A handler of the process's own (:func:`process_handler`) stays. Last, what the
     run left in reference cycles is collected: the objects its run kept until it ended (its luigi worker, its tasks,
@@ -512,9 +524,10 @@ def _put_back_logger_settings(before: Before, found: list[logging.Logger]) -> No
 
 
 def _put_back_process_hooks(before: ProcessHooks) -> None:
-    """The excepthooks, the sockets' default timeout, the warnings filters, what shows a warning and the time zone
-    as ``before`` (:class:`ProcessHooks`), each where the run changed it (the zone read again from the environment,
-    put back first); the filters, changed, are the process's list again with its entries, and ``warnings`` is told
+    """The excepthooks, the sockets' default timeout, the warnings filters, what shows a warning, the time zone, the
+    collector's switch and thresholds, the recursion limit and the switch interval as ``before``
+    (:class:`ProcessHooks`), each where the run changed it (the zone read again from the environment, put back
+    first); the filters, changed, are the process's list again with its entries, and ``warnings`` is told
     (:func:`~nectar.stdlib_internals.warnings_filters_changed`), as ``catch_warnings``' exit tells it: what a
     module's registry noted under the run's filters (a warning ignored, once shown) is not what the next run's
     filters decide. The list is a new one with the entries as before (the next :func:`before_run` notes it), as
@@ -536,6 +549,13 @@ def _put_back_process_hooks(before: ProcessHooks) -> None:
         warnings_filters_changed()
     if (time.tzname, time.timezone, time.altzone, time.daylight) != before.zone:
         time.tzset()  # from the environment, put back before (:func:`put_back`)
+    if (gc.isenabled(), gc.get_threshold()) != before.collector:
+        (gc.enable if before.collector[0] else gc.disable)()
+        gc.set_threshold(*before.collector[1])
+    if sys.getrecursionlimit() != before.recursion:
+        sys.setrecursionlimit(before.recursion)
+    if sys.getswitchinterval() != before.switch:
+        sys.setswitchinterval(before.switch)
 
 
 def _put_back_luigi_config(before: LuigiConfig) -> None:

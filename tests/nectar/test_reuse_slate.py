@@ -1,6 +1,8 @@
 """A run in a reused attempt process starts where a run in a fresh one does: the working directory, environment
 variables, ``sys.path`` and file mode mask, the excepthooks, the sockets' default timeout, the ``warnings`` filters
-and what shows a warning that a run changed are put back before the next (:func:`nectar.reuse.put_back`), and the log
+and what shows a warning, the collector's switch and thresholds, the recursion limit and the switch interval that a
+run changed are put back before the next (:func:`nectar.reuse.put_back`), the ``atexit`` callbacks it registered are
+dropped, and the log
 handlers its chain's import added are not added again to those of the last import
 (:mod:`nectar.logs.module_handlers`), through the real worker."""
 
@@ -115,6 +117,32 @@ class LooksAtExitTask(NectarTask):
             json.dump({"held": held}, out)
 
 
+class TunesTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        gc.disable()
+        gc.set_threshold(5, 3, 2)
+        sys.setrecursionlimit(4321)
+        sys.setswitchinterval(0.25)
+        with self.output().open("w") as out:
+            out.write("tuned\\n")
+
+
+class LooksAtTuningTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        seen = {
+            "collects": gc.isenabled(),
+            "thresholds": gc.get_threshold(),
+            "recursion": sys.getrecursionlimit(),
+            "switch": sys.getswitchinterval(),
+        }
+        with self.output().open("w") as out:
+            json.dump(seen, out)
+
+
 class LooksTask(NectarTask):
     n = luigi.IntParameter()
 
@@ -206,4 +234,18 @@ def test_the_atexit_callbacks_of_a_run_in_a_reused_process_are_dropped_with_what
     start_worker(slate, workers=1)
     expected, later = fresh_and_reused(nectar, "LooksAtExitTask", "ExitTask")
     assert expected == {"held": 0}
+    assert json.loads(output(nectar, later)) == expected
+
+
+def test_a_run_in_a_reused_process_finds_the_collector_recursion_limit_and_switch_interval_a_fresh_one_finds(
+    slate: Settings, start_worker: StartWorker
+) -> None:
+    """A run that disabled the collector, set its thresholds, the recursion limit and the threads' switch interval:
+    the next run of its process finds them as a fresh one (left, every later run's reference cycles stayed until the
+    pass between runs)."""
+    nectar = closed_at_end(Nectar(slate))
+    start_worker(slate, workers=1)
+    expected, later = fresh_and_reused(nectar, "LooksAtTuningTask", "TunesTask")
+    assert expected["collects"] is True and expected["thresholds"] != [5, 3, 2]
+    assert expected["recursion"] != 4321 and expected["switch"] != 0.25
     assert json.loads(output(nectar, later)) == expected
