@@ -8,8 +8,8 @@ in the process and does not put back itself is put back (:func:`put_back`): the 
 handlers (the root's and every named logger's: those its run added are closed), loggers' levels, ``propagate`` and
 ``disabled``, ``logging.disable``'s level and standard streams as they were before it, the working directory,
 environment variables, ``sys.path`` and file mode mask, the excepthooks, the sockets' default timeout, the
-``warnings`` filters, the collector's switch and thresholds, the recursion limit and switch interval
-(:class:`ProcessHooks`), luigi's configuration, luigi's task instances, the run its records
+``warnings`` filters, the collector's switch and thresholds, the recursion limit and switch interval, the tracers
+and profilers (:class:`ProcessHooks`), luigi's configuration, luigi's task instances, the run its records
 name.
 The ``atexit`` callbacks it registered are dropped (:func:`drop_exit_callbacks`): an attempt process, fresh or
 reused, runs none (it ends by ``os._exit``, as a forked child must not run its parent's).
@@ -169,7 +169,9 @@ class ProcessHooks(NamedTuple):
     it (``time.tzname``, ``timezone``, ``altzone``, ``daylight``: a run's ``os.environ["TZ"]`` and ``time.tzset()``
     left every later run's ``localtime`` in its zone, the variable put back); and the collector's switch and
     thresholds (a run's ``gc.disable()`` left every later run's reference cycles uncollected but by
-    :func:`put_back`'s own pass), the recursion limit and the threads' switch interval."""
+    :func:`put_back`'s own pass), the recursion limit and the threads' switch interval; and the tracers and profilers
+    (``sys.settrace``, ``sys.setprofile``, ``threading.settrace``, ``threading.setprofile``: one left set ran on
+    every call of every later run, each several times slower)."""
 
     excepthook: Callable[..., Any]
     unraisablehook: Callable[..., Any]
@@ -185,6 +187,9 @@ class ProcessHooks(NamedTuple):
     collector: tuple[bool, tuple[int, int, int]]
     recursion: int
     switch: float
+    #: the main thread's tracer and profiler (``sys.settrace``, ``sys.setprofile``) and those each new thread gets
+    #: (``threading.settrace``, ``threading.setprofile``)
+    tracers: tuple[Any, Any, Any, Any]
 
 
 def _process_hooks() -> ProcessHooks:
@@ -201,7 +206,12 @@ def _process_hooks() -> ProcessHooks:
         (gc.isenabled(), gc.get_threshold()),
         sys.getrecursionlimit(),
         sys.getswitchinterval(),
+        _tracers(),
     )
+
+
+def _tracers() -> tuple[Any, Any, Any, Any]:
+    return sys.gettrace(), sys.getprofile(), threading.gettrace(), threading.getprofile()
 
 
 @dataclass(frozen=True)
@@ -403,8 +413,8 @@ def put_back(before: Before) -> None:
     log handlers of every logger (:func:`_put_back_log_handlers`), their levels, ``propagate``, ``disabled`` and
     ``logging.disable`` (:func:`_put_back_logger_settings`) and the standard streams if its code changed them,
     the working directory, environment variables, ``sys.path``, file mode mask, the excepthooks, the sockets' default
-    timeout, the ``warnings`` filters, the collector's switch and thresholds, the recursion limit and switch interval
-    (:func:`_put_back_process_hooks`) and luigi's configuration (what a fresh
+    timeout, the ``warnings`` filters, the collector's switch and thresholds, the recursion limit and switch interval,
+    the tracers and profilers (:func:`_put_back_process_hooks`) and luigi's configuration (what a fresh
     process of the worker's would start its run with), luigi's cache of task instances (the next run makes its
     own), the run its records name. A handler of the process's own (:func:`process_handler`) stays. Last, what the
     run left in reference cycles is collected: the objects its run kept until it ended (its luigi worker, its tasks,
@@ -525,9 +535,9 @@ def _put_back_logger_settings(before: Before, found: list[logging.Logger]) -> No
 
 def _put_back_process_hooks(before: ProcessHooks) -> None:
     """The excepthooks, the sockets' default timeout, the warnings filters, what shows a warning, the time zone, the
-    collector's switch and thresholds, the recursion limit and the switch interval as ``before``
-    (:class:`ProcessHooks`), each where the run changed it (the zone read again from the environment, put back
-    first); the filters, changed, are the process's list again with its entries, and ``warnings`` is told
+    collector's switch and thresholds, the recursion limit, the switch interval, the tracers and profilers as
+    ``before`` (:class:`ProcessHooks`), each where the run changed it (the zone read again from the environment, put
+    back first); the filters, changed, are the process's list again with its entries, and ``warnings`` is told
     (:func:`~nectar.stdlib_internals.warnings_filters_changed`), as ``catch_warnings``' exit tells it: what a
     module's registry noted under the run's filters (a warning ignored, once shown) is not what the next run's
     filters decide. The list is a new one with the entries as before (the next :func:`before_run` notes it), as
@@ -556,6 +566,12 @@ def _put_back_process_hooks(before: ProcessHooks) -> None:
         sys.setrecursionlimit(before.recursion)
     if sys.getswitchinterval() != before.switch:
         sys.setswitchinterval(before.switch)
+    if _tracers() != before.tracers:  # in the main thread: its own tracer and profiler, as the run's code set them
+        trace, profile, thread_trace, thread_profile = before.tracers
+        sys.settrace(trace)
+        sys.setprofile(profile)
+        threading.settrace(thread_trace)
+        threading.setprofile(thread_profile)
 
 
 def _put_back_luigi_config(before: LuigiConfig) -> None:

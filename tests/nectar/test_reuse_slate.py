@@ -1,10 +1,9 @@
 """A run in a reused attempt process starts where a run in a fresh one does: the working directory, environment
 variables, ``sys.path`` and file mode mask, the excepthooks, the sockets' default timeout, the ``warnings`` filters
-and what shows a warning, the collector's switch and thresholds, the recursion limit and the switch interval that a
-run changed are put back before the next (:func:`nectar.reuse.put_back`), the ``atexit`` callbacks it registered are
-dropped, and the log
-handlers its chain's import added are not added again to those of the last import
-(:mod:`nectar.logs.module_handlers`), through the real worker."""
+and what shows a warning, the collector's switch and thresholds, the recursion limit, the switch interval, the
+tracers and profilers that a run changed are put back before the next (:func:`nectar.reuse.put_back`), the
+``atexit`` callbacks it registered are dropped, and the log handlers its chain's import added are not added again to
+those of the last import (:mod:`nectar.logs.module_handlers`), through the real worker."""
 
 from __future__ import annotations
 
@@ -143,6 +142,32 @@ class LooksAtTuningTask(NectarTask):
             json.dump(seen, out)
 
 
+def tracer(frame, event, arg):
+    return tracer
+
+
+class TracesTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        sys.settrace(tracer)
+        sys.setprofile(tracer)
+        threading.settrace(tracer)
+        threading.setprofile(tracer)
+        with self.output().open("w") as out:
+            out.write("traced\\n")
+
+
+class LooksAtTracersTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        found = (sys.gettrace(), sys.getprofile(), threading.gettrace(), threading.getprofile())
+        seen = [repr(each) for each in found]
+        with self.output().open("w") as out:
+            json.dump(seen, out)
+
+
 class LooksTask(NectarTask):
     n = luigi.IntParameter()
 
@@ -248,4 +273,16 @@ def test_a_run_in_a_reused_process_finds_the_collector_recursion_limit_and_switc
     expected, later = fresh_and_reused(nectar, "LooksAtTuningTask", "TunesTask")
     assert expected["collects"] is True and expected["thresholds"] != [5, 3, 2]
     assert expected["recursion"] != 4321 and expected["switch"] != 0.25
+    assert json.loads(output(nectar, later)) == expected
+
+
+def test_a_run_in_a_reused_process_finds_no_tracer_or_profiler_a_run_before_left(
+    slate: Settings, start_worker: StartWorker
+) -> None:
+    """A run that set a tracer and a profiler (``sys``'s, for the main thread; ``threading``'s, for each new thread):
+    the next run of its process finds them as a fresh one (left, they ran on every call of every later run)."""
+    nectar = closed_at_end(Nectar(slate))
+    start_worker(slate, workers=1)
+    expected, later = fresh_and_reused(nectar, "LooksAtTracersTask", "TracesTask")
+    assert "tracer" not in str(expected)
     assert json.loads(output(nectar, later)) == expected
