@@ -7,9 +7,12 @@ size (not a file's mapped pages) grown past its bound since it was first ready (
 in the process and does not put back itself is put back (:func:`put_back`): the signal handlers, interval timer, log
 handlers (the root's and every named logger's: those its run added are closed), loggers' levels, ``propagate`` and
 ``disabled``, ``logging.disable``'s level and standard streams as they were before it, the working directory,
-environment variables, ``sys.path`` and file mode mask, the excepthooks, the sockets' default timeout and the
-``warnings`` filters (:class:`ProcessHooks`), luigi's configuration, luigi's task instances, the run its records
+environment variables, ``sys.path`` and file mode mask, the excepthooks, the sockets' default timeout, the
+``warnings`` filters, the collector's switch and thresholds, the recursion limit and switch interval, the tracers
+and profilers (:class:`ProcessHooks`), luigi's configuration, luigi's task instances, the run its records
 name.
+The ``atexit`` callbacks it registered are dropped (:func:`drop_exit_callbacks`): an attempt process, fresh or
+reused, runs none (it ends by ``os._exit``, as a forked child must not run its parent's).
 A file descriptor it left open cannot be put back (closed under the object that holds it, its number
 would be another file's at the object's next write): its process takes no other run (:func:`look_for_open`,
 :func:`left_open`).
@@ -44,6 +47,8 @@ from nectar.logs.module_handlers import held, loggers
 from nectar.luigi_internals import config_paths
 from nectar.stdlib_internals import (
     environ_data,
+    exit_callbacks,
+    forget_exit_callbacks,
     logging_lock,
     parsed,
     raw_handler,
@@ -160,9 +165,13 @@ class ProcessHooks(NamedTuple):
     ``warnings``' filters (the list, which ``catch_warnings`` replaces with a copy until its exit, and its entries,
     which ``simplefilter``, ``filterwarnings`` and ``resetwarnings`` change in place) and what shows a warning
     (``warnings.showwarning``, and what ``catch_warnings(record=True)`` replaces with its list's ``append``: left
-    entered, every later warning of the process went to that list); and the C library's time zone as ``time`` answers
+    entered, every later warning of the process went to that list); the C library's time zone as ``time`` answers
     it (``time.tzname``, ``timezone``, ``altzone``, ``daylight``: a run's ``os.environ["TZ"]`` and ``time.tzset()``
-    left every later run's ``localtime`` in its zone, the variable put back)."""
+    left every later run's ``localtime`` in its zone, the variable put back); and the collector's switch and
+    thresholds (a run's ``gc.disable()`` left every later run's reference cycles uncollected but by
+    :func:`put_back`'s own pass), the recursion limit and the threads' switch interval; and the tracers and profilers
+    (``sys.settrace``, ``sys.setprofile``, ``threading.settrace``, ``threading.setprofile``: one left set ran on
+    every call of every later run, each several times slower)."""
 
     excepthook: Callable[..., Any]
     unraisablehook: Callable[..., Any]
@@ -173,6 +182,14 @@ class ProcessHooks(NamedTuple):
     showwarning: Callable[..., Any]
     shower: Callable[..., Any]
     zone: tuple[tuple[str, str], int, int, int]
+    #: whether the collector runs by itself (``gc.disable()``) and at which counts (``gc.set_threshold``), the
+    #: deepest recursion (``sys.setrecursionlimit``) and how often threads switch (``sys.setswitchinterval``)
+    collector: tuple[bool, tuple[int, int, int]]
+    recursion: int
+    switch: float
+    #: the main thread's tracer and profiler (``sys.settrace``, ``sys.setprofile``) and those each new thread gets
+    #: (``threading.settrace``, ``threading.setprofile``)
+    tracers: tuple[Any, Any, Any, Any]
 
 
 def _process_hooks() -> ProcessHooks:
@@ -186,7 +203,15 @@ def _process_hooks() -> ProcessHooks:
         warnings.showwarning,
         warning_shower(),
         (time.tzname, time.timezone, time.altzone, time.daylight),
+        (gc.isenabled(), gc.get_threshold()),
+        sys.getrecursionlimit(),
+        sys.getswitchinterval(),
+        _tracers(),
     )
+
+
+def _tracers() -> tuple[Any, Any, Any, Any]:
+    return sys.gettrace(), sys.getprofile(), threading.gettrace(), threading.getprofile()
 
 
 @dataclass(frozen=True)
@@ -273,6 +298,18 @@ def _own_registry(path: str) -> bool:
     except InvalidSetting:
         return True
     return not settings.database_url and os.path.realpath(path) == os.path.realpath(settings.registry_path)
+
+
+def drop_exit_callbacks() -> None:
+    """In an attempt process between runs, once :func:`put_back`: drop every ``atexit`` callback it holds, none run.
+    It runs none ever (it ends by ``os._exit``, as a forked child must not run its worker's, which it inherited), so
+    nothing is lost; kept, those its runs registered (a task's clean-up, a library's first use of a client, the
+    registry's writer's) piled up run after run, with whatever each held (the arguments it was given, a bound
+    method's object). One C call a run where none was registered (~40 ns).
+
+    Not in :func:`put_back`, which tests call in their own process, whose callbacks are its own to run."""
+    if exit_callbacks():
+        forget_exit_callbacks()
 
 
 def left_behind(before: Before, max_rss_mb: int) -> str | None:
@@ -376,7 +413,8 @@ def put_back(before: Before) -> None:
     log handlers of every logger (:func:`_put_back_log_handlers`), their levels, ``propagate``, ``disabled`` and
     ``logging.disable`` (:func:`_put_back_logger_settings`) and the standard streams if its code changed them,
     the working directory, environment variables, ``sys.path``, file mode mask, the excepthooks, the sockets' default
-    timeout, the ``warnings`` filters (:func:`_put_back_process_hooks`) and luigi's configuration (what a fresh
+    timeout, the ``warnings`` filters, the collector's switch and thresholds, the recursion limit and switch interval,
+    the tracers and profilers (:func:`_put_back_process_hooks`) and luigi's configuration (what a fresh
     process of the worker's would start its run with), luigi's cache of task instances (the next run makes its
     own), the run its records name. A handler of the process's own (:func:`process_handler`) stays. Last, what the
     run left in reference cycles is collected: the objects its run kept until it ended (its luigi worker, its tasks,
@@ -496,9 +534,10 @@ def _put_back_logger_settings(before: Before, found: list[logging.Logger]) -> No
 
 
 def _put_back_process_hooks(before: ProcessHooks) -> None:
-    """The excepthooks, the sockets' default timeout, the warnings filters, what shows a warning and the time zone
-    as ``before`` (:class:`ProcessHooks`), each where the run changed it (the zone read again from the environment,
-    put back first); the filters, changed, are the process's list again with its entries, and ``warnings`` is told
+    """The excepthooks, the sockets' default timeout, the warnings filters, what shows a warning, the time zone, the
+    collector's switch and thresholds, the recursion limit, the switch interval, the tracers and profilers as
+    ``before`` (:class:`ProcessHooks`), each where the run changed it (the zone read again from the environment, put
+    back first); the filters, changed, are the process's list again with its entries, and ``warnings`` is told
     (:func:`~nectar.stdlib_internals.warnings_filters_changed`), as ``catch_warnings``' exit tells it: what a
     module's registry noted under the run's filters (a warning ignored, once shown) is not what the next run's
     filters decide. The list is a new one with the entries as before (the next :func:`before_run` notes it), as
@@ -520,6 +559,19 @@ def _put_back_process_hooks(before: ProcessHooks) -> None:
         warnings_filters_changed()
     if (time.tzname, time.timezone, time.altzone, time.daylight) != before.zone:
         time.tzset()  # from the environment, put back before (:func:`put_back`)
+    if (gc.isenabled(), gc.get_threshold()) != before.collector:
+        (gc.enable if before.collector[0] else gc.disable)()
+        gc.set_threshold(*before.collector[1])
+    if sys.getrecursionlimit() != before.recursion:
+        sys.setrecursionlimit(before.recursion)
+    if sys.getswitchinterval() != before.switch:
+        sys.setswitchinterval(before.switch)
+    if _tracers() != before.tracers:  # in the main thread: its own tracer and profiler, as the run's code set them
+        trace, profile, thread_trace, thread_profile = before.tracers
+        sys.settrace(trace)
+        sys.setprofile(profile)
+        threading.settrace(thread_trace)
+        threading.setprofile(thread_profile)
 
 
 def _put_back_luigi_config(before: LuigiConfig) -> None:

@@ -9,11 +9,13 @@ under us (``tests/test_seams.py`` finds a private name read anywhere else):
 - ``ConfigParser``'s ``_sections``, ``_defaults`` and ``_proxies`` (:func:`parsed`, :func:`set_parsed`);
 - ``warnings._showwarnmsg_impl`` and ``warnings._filters_mutated`` (:func:`warning_shower`,
   :func:`set_warning_shower`, :func:`warnings_filters_changed`);
-- ``multiprocessing.SimpleQueue._reader``, the queue's reading end (:func:`queue_reader`).
+- ``multiprocessing.SimpleQueue._reader``, the queue's reading end (:func:`queue_reader`);
+- ``atexit._ncallbacks`` and ``atexit._clear`` (:func:`exit_callbacks`, :func:`forget_exit_callbacks`).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -101,3 +103,14 @@ def queue_reader(queue: SimpleQueue[Any]) -> Connection:
     """The reading end of ``queue`` (to wait on it with :func:`multiprocessing.connection.wait`)."""
     reader: Connection = vars(queue)["_reader"]
     return reader
+
+
+def exit_callbacks() -> int:
+    """How many callbacks ``atexit`` holds (``atexit._ncallbacks``: one C call); in 3.11, one unregistered too (its
+    slot is kept until they are all cleared or run)."""
+    return atexit._ncallbacks()
+
+
+def forget_exit_callbacks() -> None:
+    """Forget every callback ``atexit`` holds, none run (``atexit._clear``)."""
+    atexit._clear()

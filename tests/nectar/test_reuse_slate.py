@@ -1,8 +1,9 @@
 """A run in a reused attempt process starts where a run in a fresh one does: the working directory, environment
 variables, ``sys.path`` and file mode mask, the excepthooks, the sockets' default timeout, the ``warnings`` filters
-and what shows a warning that a run changed are put back before the next (:func:`nectar.reuse.put_back`), and the log
-handlers its chain's import added are not added again to those of the last import
-(:mod:`nectar.logs.module_handlers`), through the real worker."""
+and what shows a warning, the collector's switch and thresholds, the recursion limit, the switch interval, the
+tracers and profilers that a run changed are put back before the next (:func:`nectar.reuse.put_back`), the
+``atexit`` callbacks it registered are dropped, and the log handlers its chain's import added are not added again to
+those of the last import (:mod:`nectar.logs.module_handlers`), through the real worker."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from tests.nectar.test_spare import KEPT, ended, pid_of
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 CHAIN = """
+import atexit
+import gc
 import json
 import logging
 import os
@@ -87,6 +90,80 @@ class LooksAtHooksTask(NectarTask):
             "timeout": socket.getdefaulttimeout(),
             "zone": [time.tzname, time.strftime("%z", time.localtime(0))],
         }
+        with self.output().open("w") as out:
+            json.dump(seen, out)
+
+
+class HeldByExit:  # what a run's atexit callback holds (its module executed anew for each run: a class each)
+    pass
+
+
+class ExitTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        atexit.register(print, HeldByExit())  # as a task does to clean up as its process exits
+        with self.output().open("w") as out:
+            out.write("registered\\n")
+
+
+class LooksAtExitTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        held = sum(type(found).__name__ == "HeldByExit" for found in gc.get_objects())
+        with self.output().open("w") as out:
+            json.dump({"held": held}, out)
+
+
+class TunesTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        gc.disable()
+        gc.set_threshold(5, 3, 2)
+        sys.setrecursionlimit(4321)
+        sys.setswitchinterval(0.25)
+        with self.output().open("w") as out:
+            out.write("tuned\\n")
+
+
+class LooksAtTuningTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        seen = {
+            "collects": gc.isenabled(),
+            "thresholds": gc.get_threshold(),
+            "recursion": sys.getrecursionlimit(),
+            "switch": sys.getswitchinterval(),
+        }
+        with self.output().open("w") as out:
+            json.dump(seen, out)
+
+
+def tracer(frame, event, arg):
+    return tracer
+
+
+class TracesTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        sys.settrace(tracer)
+        sys.setprofile(tracer)
+        threading.settrace(tracer)
+        threading.setprofile(tracer)
+        with self.output().open("w") as out:
+            out.write("traced\\n")
+
+
+class LooksAtTracersTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        found = (sys.gettrace(), sys.getprofile(), threading.gettrace(), threading.getprofile())
+        seen = [repr(each) for each in found]
         with self.output().open("w") as out:
             json.dump(seen, out)
 
@@ -170,4 +247,42 @@ def test_a_run_in_a_reused_process_finds_the_hooks_and_warnings_filters_a_fresh_
     expected, later = fresh_and_reused(nectar, "LooksAtHooksTask", "HooksTask")
     assert expected["timeout"] is None and "<lambda>" not in str(expected["hooks"]) and expected["zone"][1] != "+0900"
     assert expected["filters"][0][0] != "error" and expected["shower"] == "warnings._showwarnmsg_impl"
+    assert json.loads(output(nectar, later)) == expected
+
+
+def test_the_atexit_callbacks_of_a_run_in_a_reused_process_are_dropped_with_what_they_hold(
+    slate: Settings, start_worker: StartWorker
+) -> None:
+    """A run that registered an ``atexit`` callback: the next run of its process finds it dropped, as what it held
+    (kept, the callbacks piled up run after run with what they held; an attempt process runs none: ``os._exit``)."""
+    nectar = closed_at_end(Nectar(slate))
+    start_worker(slate, workers=1)
+    expected, later = fresh_and_reused(nectar, "LooksAtExitTask", "ExitTask")
+    assert expected == {"held": 0}
+    assert json.loads(output(nectar, later)) == expected
+
+
+def test_a_run_in_a_reused_process_finds_the_collector_recursion_limit_and_switch_interval_a_fresh_one_finds(
+    slate: Settings, start_worker: StartWorker
+) -> None:
+    """A run that disabled the collector, set its thresholds, the recursion limit and the threads' switch interval:
+    the next run of its process finds them as a fresh one (left, every later run's reference cycles stayed until the
+    pass between runs)."""
+    nectar = closed_at_end(Nectar(slate))
+    start_worker(slate, workers=1)
+    expected, later = fresh_and_reused(nectar, "LooksAtTuningTask", "TunesTask")
+    assert expected["collects"] is True and expected["thresholds"] != [5, 3, 2]
+    assert expected["recursion"] != 4321 and expected["switch"] != 0.25
+    assert json.loads(output(nectar, later)) == expected
+
+
+def test_a_run_in_a_reused_process_finds_no_tracer_or_profiler_a_run_before_left(
+    slate: Settings, start_worker: StartWorker
+) -> None:
+    """A run that set a tracer and a profiler (``sys``'s, for the main thread; ``threading``'s, for each new thread):
+    the next run of its process finds them as a fresh one (left, they ran on every call of every later run)."""
+    nectar = closed_at_end(Nectar(slate))
+    start_worker(slate, workers=1)
+    expected, later = fresh_and_reused(nectar, "LooksAtTracersTask", "TracesTask")
+    assert "tracer" not in str(expected)
     assert json.loads(output(nectar, later)) == expected

@@ -3,6 +3,7 @@ on. A failure here means a Python release changed one under the seam: adapt the 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -129,3 +130,26 @@ def test_filters_changed_clears_what_a_modules_registry_noted_under_the_filters_
         stdlib_internals.warnings_filters_changed()
         warn()  # the registry, noted under filters since changed, is cleared: shown again
     assert len(caught) == 2
+
+
+def test_atexits_count_and_clear_are_its_callbacks() -> None:
+    ran: list[int] = []
+    held = stdlib_internals.exit_callbacks()
+    atexit.register(ran.append, 1)
+    atexit.register(ran.append, 2)
+    assert stdlib_internals.exit_callbacks() == held + 2
+    atexit.unregister(ran.append)  # its slots kept (counted) until cleared, in 3.11: not asked of the seam
+    # cleared in a child, which has its own copy of the process's callbacks (the pytest process's kept)
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            atexit.register(os.write, writer, b"cleared")
+            stdlib_internals.forget_exit_callbacks()
+            os.write(writer, b"%d" % stdlib_internals.exit_callbacks())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    os.waitpid(pid, 0)
+    with os.fdopen(reader, "rb") as out:
+        assert out.read() == b"0"
