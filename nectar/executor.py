@@ -704,8 +704,7 @@ class Executor:
         self._reap(block=True)
         self.spares.close()  # those that ended their run meanwhile and stayed
         if self._signalled is not None:
-            wakeup.no_signals()
-            os.close(self._signalled)
+            wakeup.no_signals()  # the descriptor closed
             self._signalled = None
         self.close()
         logger.info("worker %s stopped", self.name)

@@ -17,8 +17,6 @@ import signal
 from collections.abc import Iterable
 from pathlib import Path
 
-from nectar import forks
-
 #: ``inotify(7)``: a file in the watched folder was written
 IN_MODIFY = 0x2
 IN_NONBLOCK = os.O_NONBLOCK
@@ -81,16 +79,17 @@ def main_thread_exited(stat: int | None) -> bool:
     return line.rpartition(b")")[2].split(maxsplit=1)[:1] in ([b"Z"], [b"X"])
 
 
-#: the process that made a :func:`signals` descriptor, and that descriptor (a forked child's copy, never read there, is
-#: closed by :func:`no_signals`)
-_made: tuple[int, int] = (0, -1)
+#: the :func:`signals` descriptor open now, -1 for none (closed, and forgotten, by :func:`no_signals`, in the process
+#: that made it or a child forked from it)
+_made = -1
 
 
 def signals() -> int | None:
     """A descriptor that becomes readable when this process receives a signal (``signal.set_wakeup_fd``): Python
     runs a signal's handler between two bytecodes and retries a ``poll()`` it interrupted, so a sleep would
     otherwise last its whole timeout after a SIGTERM. None off the main thread, where Python does not allow it.
-    Drain it with :func:`drain`; a forked child gives it up with :func:`no_signals`."""
+    Drain it with :func:`drain`; give it up (close it) with :func:`no_signals`, in the process that made it or a child
+    forked from it."""
     global _made
     read, write = os.pipe()
     os.set_blocking(read, False)
@@ -101,24 +100,24 @@ def signals() -> int | None:
         os.close(read)
         os.close(write)
         return None
-    _made = (forks.pid(), read)
+    _made = read
     return read
 
 
 def no_signals() -> None:
-    """Signals no longer written to a :func:`signals` descriptor (in a forked child: to its parent's); the pipe's
-    write end closed (this process's copy). Its read end is the caller's to close in the process that made it; a
-    forked child's copy is closed here (a spare kept its worker's, never read, one more descriptor that each look
-    for what a run left open read: :func:`nectar.reuse.look_for_open`)."""
+    """Signals no longer written to a :func:`signals` descriptor; both ends of its pipe closed (this process's copies:
+    the worker's that made it, at its stop; a forked child's, a spare's, never read there) and forgotten. A process
+    that made it and closed it but remembered its number had a later child close that number again: by then another
+    descriptor of the parent's (a pipe the child was to write its answer to: the supervisor's check of the registry's
+    schema, which then said nothing), the number being free in the parent and taken again."""
     global _made
     with contextlib.suppress(ValueError):
         written = signal.set_wakeup_fd(-1)
         if written >= 0:
             os.close(written)
-    pid, read = _made
-    if pid and pid != forks.pid():
+    read, _made = _made, -1
+    if read >= 0:
         os.close(read)
-        _made = (0, -1)
 
 
 #: bytes a :func:`drain` asks for in one ``read``

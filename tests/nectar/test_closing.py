@@ -4,11 +4,13 @@ manager), a worker's executor when it stops (the registry it opened, not one it 
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 
 import pytest
 
+from nectar import wakeup
 from nectar.cli import main
 from nectar.config import Settings
 from nectar.executor import Executor
@@ -89,3 +91,61 @@ def test_an_executor_that_never_served_closes_the_registry_it_opened(settings: S
     executor = Executor(settings)
     executor.close()
     assert registries.left_unclosed() == []
+
+
+def number_taken_again(number: int) -> int:
+    """A descriptor (of ``/dev/null``) numbered ``number`` (free now): the numbers below it that are free are taken
+    meanwhile, and given back after."""
+    held: list[int] = []
+    try:
+        while (fd := os.open(os.devnull, os.O_RDONLY)) != number:
+            assert fd < number, (number, fd)  # the lowest free number
+            held.append(fd)
+        return fd
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+@pytest.mark.usefixtures("handlers_kept")
+def test_a_child_forked_after_an_executor_stopped_closes_none_of_its_parents_descriptors(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An executor served in this process and stopped; the number of the pipe that its signals were written to is
+    then another descriptor's, which a child forked later still holds once it gave up its parent's signals (as the
+    supervisor's check of the registry's schema does before it writes its answer to a pipe). The number was
+    remembered after the stop, and the child closed it (CI, round 52: the check's answer to a newer release's
+    registry was lost so, and the start went on)."""
+    made: list[int | None] = []
+
+    def signals() -> int | None:
+        made.append(fd := wakeup_signals())
+        return fd
+
+    wakeup_signals = wakeup.signals
+    monkeypatch.setattr(wakeup, "signals", signals)
+    stopped_at_once(Executor(settings))
+    assert made and made[0] is not None  # the test's main thread
+    taken = number_taken_again(made[0])
+    readable, writable = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            wakeup.no_signals()
+            try:
+                os.fstat(taken)
+                os.write(writable, b"still open")
+            except OSError as exc:
+                os.write(writable, str(exc).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(writable)
+    try:
+        said = b"".join(iter(lambda: os.read(readable, 4096), b""))
+    finally:
+        os.close(readable)
+        os.close(taken)
+        os.waitpid(pid, 0)
+    assert said == b"still open"
