@@ -290,7 +290,15 @@ class AttemptLease:
         #: A claim is a renewal: an attempt handed over at once (by a spare's parent) starts from it.
         claimed_ago = time.time() - (run.heartbeat_at or 0.0)
         self._renewed = time.monotonic() - claimed_ago if 0 <= claimed_ago < interval / 2 else float("-inf")
-        self._started = time.monotonic() - max(0.0, time.time() - (run.started_at or time.time()))
+        #: when the attempt's maximum runtime began (monotonic): its claim, read in this node's wall clock, which
+        #: the claim's time was written in too (its worker's loop claims on this host), unless that clock was
+        #: stepped in between (NTP, a resumed VM): a claim in the future is taken as now, and so is one a lease or
+        #: more ago, which no live attempt has (its lease would have run out: its first renewal is refused, and a
+        #: worker's reclaim retries it per its policy). It was counted from then: a clock stepped forward by the
+        #: maximum runtime failed the run "timed out", not retried, at its first beat
+        since_claim = time.time() - (run.started_at or time.time())
+        held = 0.0 <= since_claim < (lease_timeout if lease_timeout is not None else float("inf"))
+        self._started = time.monotonic() - (since_claim if held else 0.0)
         self.max_runtime = max_runtime
         self.on_beat: Callable[[], None] | None = None
         self._ended = threading.Event()
