@@ -25,7 +25,7 @@ import signal
 import threading
 from typing import Any
 
-from nectar import forks, reuse
+from nectar import forks, reuse, wakeup
 
 #: the signal that interrupts the main thread so that it runs the handlers of the signals others took: one that by
 #: default is ignored (a program it reaches after ``exec``, which resets the handler, takes no harm) and that nothing
@@ -62,7 +62,10 @@ def watch() -> None:
     the main thread, before the run whose signals matter; again before each later run of the process, which sets its
     pipe back where a run took it and gave it up, as asyncio's signal handlers do). Not where the process's
     wakeup descriptor is another's already (a worker's loop: :func:`nectar.wakeup.signals`, which wakes its main
-    thread itself)."""
+    thread itself): that one is put back as it was, as far as can be known. Python tells the descriptor a set-up
+    replaces, not whether it warned on a full buffer (``warn_on_full_buffer``): :func:`nectar.wakeup.signals`'s is put
+    back without (as it set it), any other with Python's default (it warns), which asyncio's loop and every
+    ``set_wakeup_fd`` that names no choice set; one set without by another is put back warning."""
     if threading.current_thread() is not threading.main_thread():
         return
     if _watched[0] == forks.pid():  # watched already: the pipe set again, where a run gave it up (asyncio's
@@ -72,8 +75,8 @@ def watch() -> None:
     if fd is None:
         return
     previous = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
-    if previous != -1:  # another's: left as it was
-        signal.set_wakeup_fd(previous)
+    if previous != -1:  # another's: left as it was (its warning on a full buffer as far as can be known)
+        signal.set_wakeup_fd(previous, warn_on_full_buffer=not wakeup.is_signals_pipe(previous))
         os.close(fd)
         return
     _set_watched(forks.pid(), fd)

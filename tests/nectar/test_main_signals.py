@@ -6,15 +6,20 @@ test's process keeps its own)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from nectar import main_signals, reuse
+import pytest
+
+from nectar import main_signals, reuse, wakeup
+from tests.helpers.registries import known
 
 #: how long a child may take to show its main thread was interrupted: a hang guard only (the child's main thread
 #: blocks for good otherwise), never a bound on how fast
@@ -120,5 +125,40 @@ def test_a_run_that_used_asyncio_signal_handlers_leaves_the_next_runs_watched() 
         main_signals.watch()  # set up again for its next run
 
         heard_while_blocked()
+
+    in_a_child(check)
+
+
+def warned_of_a_full_pipe(read: int) -> bool:
+    """Whether a signal that finds the pipe of the wakeup descriptor (``read``, its other end) full has Python warn
+    (``warn_on_full_buffer``: it reports the failed write as unraisable, once the signal's handler has run)."""
+    reported: list[object] = []
+    sys.unraisablehook = reported.append
+    filler = os.open(f"/proc/self/fd/{read}", os.O_WRONLY | os.O_NONBLOCK)  # the same pipe, written from here
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(filler, b"\0" * 65536)
+    handled: list[int] = []
+    signal.signal(signal.SIGUSR1, lambda signum, _: handled.append(signum))
+    os.kill(os.getpid(), signal.SIGUSR1)
+    assert handled == [signal.SIGUSR1]  # the handler ran, and Python's report of the write after it, if any
+    return bool(reported)
+
+
+@pytest.mark.parametrize("warned", [False, True], ids=["nectar.wakeup's, without", "another's, with the default"])
+def test_a_wakeup_descriptor_watch_leaves_to_another_warns_on_a_full_pipe_as_it_did(warned: bool) -> None:
+    """A watch in a process whose wakeup descriptor is another's puts that one back (it probes with its own): the
+    worker loop's (:func:`nectar.wakeup.signals`, set without a warning on a full pipe) as it was; before, with
+    Python's default, a signal that found its pipe full (signals already written, not yet read) was reported as an
+    exception ignored. One that another set with the default (asyncio's loop) still warns."""
+
+    def check() -> None:
+        if warned:
+            read, write = os.pipe2(os.O_NONBLOCK)
+            signal.set_wakeup_fd(write)
+        else:
+            read = known(wakeup.signals())
+        main_signals.watch()
+        assert warned_of_a_full_pipe(read) is warned
 
     in_a_child(check)
