@@ -121,3 +121,19 @@ def test_a_step_an_attempt_released_is_disabled_by_its_own_retry_count_at_its_ne
     client.call("add_task", worker=waiting.worker_id, task_id=task.task_id, status="FAILED", **told)
 
     assert known(client.task(task.task_id))["status"] == "DISABLED"  # its retry_count, 2 (was luigi's 999999999)
+
+
+def test_a_step_told_disabled_with_its_policy_keeps_it(plain: Served, tmp_path: Path) -> None:
+    """``SchedulerClient.disable`` (a cancelled run's steps) sends the policy it is given, with the DISABLED and with
+    the uncounted FAILED before it of a step RUNNING in the worker's name: luigi's luigid holds the step's own, not
+    its defaults, when the step is submitted again."""
+    client = SchedulerClient(f"http://127.0.0.1:{plain.port}", 60)
+    policy = {"retry_count": 2, "disable_hard_timeout": None, "disable_window": 60}
+    task_id, worker = f"Cancelled_{uuid.uuid4().hex}", "Worker(salt=cancel, workers=1, host=h, username=u, pid=1)"
+    client.call("add_task", worker=worker, task_id=task_id, status="PENDING", family="Cancelled", runnable=True)
+    assert client.call("get_work", worker=worker)["task_id"] == task_id  # RUNNING in the worker's name
+    client.disable(task_id, worker, "cancelled", policy)
+    assert known(client.task(task_id))["status"] == "DISABLED"
+
+    held = held_policy(plain, tmp_path / "luigid" / "state.pickle", task_id)
+    assert (held.retry_count, held.disable_window) == (2, 60)
