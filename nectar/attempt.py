@@ -303,15 +303,17 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
     done = complete and not (lease.timed_out or lease.lost or lease.stopping)
     if complete and not done:
         _flush(recorder, run)
-    if lease.timed_out:  # the run is FAILED: what still runs of it ends, in luigid too
-        release(runs, run, lease.timed_out, scheduler_of(settings))
+    if lease.timed_out:  # the run is FAILED: what still runs of it ends, in luigid too (each step's policy with it)
+        policies = build.policies() if build is not None else None
+        release(runs, run, lease.timed_out, scheduler_of(settings), policies=policies)
         return RunState.FAILED
     if lease.lost:
         return None
     if lease.stopping:
         runs.requeue(run.id, run.attempt)
         requeued = "interrupted: the worker stopped; the run was requeued"
-        release(runs, run, requeued, scheduler_of(settings), counted=False)  # a requeue is no failure of its steps
+        policies = build.policies() if build is not None else None
+        release(runs, run, requeued, scheduler_of(settings), False, policies)  # a requeue is no failure of its steps
         return RunState.PENDING
     if done:
         return RunState.DONE if runs.complete(run.id, run.attempt, recorder.take()) else None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 from contextlib import nullcontext
+from typing import Any
 
 import luigi.interface
 import luigi.scheduler
@@ -107,6 +108,11 @@ class Build:
         """Whether luigid, at its last grant to this process (its kept client's last ``get_work``), said it held no
         DISABLED task."""
         return isinstance(self.scheduler, LuigidRPC) and self.scheduler.holds_disabled is False
+
+    def policies(self) -> dict[str, dict[str, Any]]:
+        """The retry policy of each task its worker scheduled, by task id, as luigi's worker sends it to luigid
+        (:meth:`~nectar.luigi_internals.Worker.policies`): what the attempt sends with its own FAILED of a step."""
+        return self.worker.policies() if isinstance(self.worker, Worker) else {}
 
     def _worker(self, processes: int, **config: str) -> luigi.worker.Worker:
         return new_worker(self.scheduler, self.worker_id, processes, self._settings, **config)

@@ -16,7 +16,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from nectar import forks, main_signals, reuse, standby
@@ -93,7 +93,14 @@ def timed_out(run: Run) -> bool:
     return run.state == RunState.FAILED and (run.error or "").startswith(TIMED_OUT)
 
 
-def release(runs: RunStore, run: Run, reason: str, scheduler: SchedulerClient | None, counted: bool = True) -> None:
+def release(
+    runs: RunStore,
+    run: Run,
+    reason: str,
+    scheduler: SchedulerClient | None,
+    counted: bool = True,
+    policies: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
     """After ``run``'s attempt died: mark its running steps failed, here and in luigid, only while no later
     attempt has claimed the run (its steps, which may be the same, are that attempt's to tell). Once one has, luigid
     is told only of a task it still has RUNNING in this attempt's worker's name (else it waits until it times that
@@ -103,6 +110,10 @@ def release(runs: RunStore, run: Run, reason: str, scheduler: SchedulerClient | 
     step is DISABLED with ``reason``: it keeps them so, not retried, until they are submitted again.
     ``counted=False``: the steps were interrupted, no failure of theirs (the run requeued as its worker stopped):
     luigid counts them not toward their ``retry_count`` (:meth:`~nectar.luigid.SchedulerClient.fail`).
+
+    ``policies``: the steps' retry policies by task id, sent with what luigid is told of each (an attempt releasing
+    its own steps has them: :meth:`~nectar.build.Build.policies`); luigi's own luigid takes its ``[scheduler]``
+    defaults for a step told without one. A worker's loop runs no chain code: it has none to send.
     """
     cancelled = run.state == RunState.CANCELLED
     steps = runs.steps(run.id)
@@ -116,10 +127,11 @@ def release(runs: RunStore, run: Run, reason: str, scheduler: SchedulerClient | 
         try:  # luigid would otherwise keep the task RUNNING until it times the dead worker out
             if taken and (scheduler.task(step.task_id) or {}).get("worker_running") != worker:
                 continue
+            policy = (policies or {}).get(step.task_id)
             if cancelled:
-                scheduler.disable(step.task_id, worker, reason)
+                scheduler.disable(step.task_id, worker, reason, policy)
             else:
-                scheduler.fail(step.task_id, worker, reason, counted)
+                scheduler.fail(step.task_id, worker, reason, counted, policy)
         except SchedulerUnavailable as exc:
             logger.warning("could not tell luigid that %s ended: %s", step.task_id, exc)
 
@@ -278,7 +290,15 @@ class AttemptLease:
         #: A claim is a renewal: an attempt handed over at once (by a spare's parent) starts from it.
         claimed_ago = time.time() - (run.heartbeat_at or 0.0)
         self._renewed = time.monotonic() - claimed_ago if 0 <= claimed_ago < interval / 2 else float("-inf")
-        self._started = time.monotonic() - max(0.0, time.time() - (run.started_at or time.time()))
+        #: when the attempt's maximum runtime began (monotonic): its claim, read in this node's wall clock, which
+        #: the claim's time was written in too (its worker's loop claims on this host), unless that clock was
+        #: stepped in between (NTP, a resumed VM): a claim in the future is taken as now, and so is one a lease or
+        #: more ago, which no live attempt has (its lease would have run out: its first renewal is refused, and a
+        #: worker's reclaim retries it per its policy). It was counted from then: a clock stepped forward by the
+        #: maximum runtime failed the run "timed out", not retried, at its first beat
+        since_claim = time.time() - (run.started_at or time.time())
+        held = 0.0 <= since_claim < (lease_timeout if lease_timeout is not None else float("inf"))
+        self._started = time.monotonic() - (since_claim if held else 0.0)
         self.max_runtime = max_runtime
         self.on_beat: Callable[[], None] | None = None
         self._ended = threading.Event()

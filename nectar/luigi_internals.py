@@ -20,7 +20,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   its ``__init__`` the name ``signal`` (its SIGUSR1 handler, ``handle_interrupt``) (:func:`_described_once`), and
   ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`),
   ``_summary_format``, ``_summary_wrap``, ``_tasks_status`` and ``_create_one_line_summary`` (:class:`RunResult`);
-- ``worker._is_external`` (:func:`is_external`), the choices a parameter keeps (:func:`choices_of`),
+- ``worker._is_external`` (:func:`is_external`), ``worker._get_retry_policy_dict``, a task's retry policy as luigi's
+  worker sends it (:func:`retry_policy_of`), the choices a parameter keeps (:func:`choices_of`),
   ``ParameterVisibility.has_value``, which every parameter made asks (:func:`_has_visibility`);
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
   :func:`extend_task_registry`), and the instance cache ``Register.__call__`` keeps (:func:`uncached_task`);
@@ -609,9 +610,15 @@ class Worker(luigi.worker.Worker):
             params=task.to_str_params(),
             family=task.task_family,
             module=task.task_module,
-            accepts_messages=task.accepts_messages,
+            retry_policy_dict=retry_policy_of(task),  # as luigi's ``_add`` tells a complete task: luigi's luigid
+            accepts_messages=task.accepts_messages,  # sets a task's policy from every add_task, its defaults if none
         )
         return True
+
+    def policies(self) -> dict[str, dict[str, Any]]:
+        """The retry policy of each task this worker scheduled, by task id, as luigi's worker sends it to luigid
+        (:func:`retry_policy_of`)."""
+        return {task_id: retry_policy_of(task) for task_id, task in self._scheduled_tasks.items() if task is not None}
 
     def _get_work(self) -> Any:
         if self._all_done():
@@ -649,6 +656,14 @@ class Worker(luigi.worker.Worker):
         if isinstance(self._scheduler, RemoteScheduler):
             self._scheduler.send_held()  # what was told last (add_task DONE, add_worker) is answered before it ends
         return ran
+
+
+def retry_policy_of(task: luigi.Task) -> dict[str, Any]:
+    """``task``'s retry policy (``retry_count``, ``disable_hard_timeout``, ``disable_window``) as luigi's worker sends
+    it with an ``add_task`` (``retry_policy_dict``, luigi's ``_get_retry_policy_dict``): luigid judges the task's
+    failures by it, its ``[scheduler]`` defaults where a value is None."""
+    policy: dict[str, Any] = luigi.worker._get_retry_policy_dict(task)
+    return policy
 
 
 def worker_config() -> luigi.worker.worker:

@@ -23,7 +23,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
@@ -740,30 +740,41 @@ class SchedulerClient:
         found = graph.get(task_id)
         return found if isinstance(found, dict) else None
 
-    def fail(self, task_id: str, worker: str, expl: str, counted: bool = True) -> None:
+    def fail(
+        self, task_id: str, worker: str, expl: str, counted: bool = True, policy: Mapping[str, Any] | None = None
+    ) -> None:
         """Mark a task FAILED with ``expl``, as ``worker`` (luigid takes it from the worker running it, if any).
 
         ``counted=False``: the task was interrupted, no failure of its own (its run cancelled, or requeued as its
         worker stopped): luigid, ours, counts it not toward the task's ``retry_count``
         (:data:`~nectar.luigi_internals.UNCOUNTED`; a luigid without our patch ignores the argument, and counts). A
         failure that counts is named (:func:`~nectar.luigi_internals.failure_named`): sent again after its answer was
-        lost, it is counted once."""
+        lost, it is counted once.
+
+        ``policy``: the task's retry policy, as luigi's worker sends it (``retry_policy_dict``,
+        :func:`~nectar.luigi_internals.retry_policy_of`), where the caller has the task. luigi's own luigid sets a
+        task's policy from every ``add_task``, to its ``[scheduler]`` defaults where none is sent, and judges every
+        later failure by it until a worker adds the task again; ours keeps the one it holds."""
         told = {"task_id": task_id, "status": "FAILED", "worker": worker, "expl": expl, "runnable": False}
+        if policy is not None:
+            told["retry_policy_dict"] = dict(policy)
         self.call("add_task", **failure_named(told if counted else {**told, UNCOUNTED: True}))
 
-    def disable(self, task_id: str, worker: str, expl: str) -> None:
+    def disable(self, task_id: str, worker: str, expl: str, policy: Mapping[str, Any] | None = None) -> None:
         """Mark a task DISABLED with ``expl``: luigid keeps it so (no retry delay) until it is submitted again.
 
         luigid does not disable a RUNNING task: one it has RUNNING in ``worker``'s name is ended FAILED first, a
         failure not counted (``fail(counted=False)``: a cancel is no failure). Any other (a step that never ran, or
         one its worker already ended) is sent DISABLED alone: a FAILED would be a failure a luigid without our patch
         counts, and notes in its history, of a step that never ran (and one RUNNING in another worker's name luigid
-        keeps running, whatever it is told of it by this one)."""
+        keeps running, whatever it is told of it by this one). ``policy``: the task's retry policy, as :meth:`fail`
+        sends it."""
         graph = self.call("dep_graph", task_id=task_id, include_done=False) or {}  # not the DONE steps it needs
         held = graph.get(task_id)
         if isinstance(held, dict) and held.get("status") == "RUNNING" and held.get("worker_running") == worker:
-            self.fail(task_id, worker, expl, counted=False)
-        self.call("add_task", task_id=task_id, status="DISABLED", worker=worker, expl=expl, runnable=False)
+            self.fail(task_id, worker, expl, counted=False, policy=policy)
+        told = {"task_id": task_id, "status": "DISABLED", "worker": worker, "expl": expl, "runnable": False}
+        self.call("add_task", **told, **({} if policy is None else {"retry_policy_dict": dict(policy)}))
 
     def ask_disabled(self, task_id: str) -> None:
         """Ask luigid now what :meth:`disabled` answers for ``task_id``: the next :meth:`disabled` of it on this

@@ -15,6 +15,13 @@ took itself is nudged after it too: one more ``EINTR``, no handler run twice (Py
 signals of its kind noted since its last run). The nudge's own byte is not passed on: no echo. While no signal comes,
 it costs no system call (the thread sleeps in one ``poll``), nor one more descriptor for a spare's runs to look at
 (:func:`_pipe`).
+
+A run may take the wakeup descriptor for itself (asyncio's ``loop.add_signal_handler``): while it holds it, Python
+writes the signals to the run's pipe, whose reader (the loop's wait, in the main thread) wakes, and a main thread
+asleep in another call meanwhile runs the handler only when it next runs Python code. As the run gives it up
+(``set_wakeup_fd(-1)``: the loop's last signal handler removed, or the loop closed), the watch's pipe is set back at
+once (:func:`_set_wakeup_fd`, in ``signal``'s place in a watched process); it was set back only at the process's next
+set-up, the rest of the run unwatched.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import signal
 import threading
 from typing import Any
 
-from nectar import forks, reuse
+from nectar import forks, reuse, wakeup
 
 #: the signal that interrupts the main thread so that it runs the handlers of the signals others took: one that by
 #: default is ignored (a program it reaches after ``exec``, which resets the handler, takes no harm) and that nothing
@@ -36,6 +43,20 @@ NUDGE = signal.SIGURG
 _READ = 512
 #: the process whose signals are passed on (0: none), and its wakeup descriptor
 _watched: tuple[int, int] = (0, -1)
+#: Python's own ``signal.set_wakeup_fd``, in whose place a watched process has :func:`_set_wakeup_fd`
+_python_set_wakeup_fd = signal.set_wakeup_fd
+
+
+def _set_wakeup_fd(fd: int, /, *, warn_on_full_buffer: bool = True) -> int:
+    """``signal.set_wakeup_fd`` in a process :func:`watch` watches: Python's, and where another's descriptor is given
+    up (``fd`` -1, the one it replaces not the watch's), the watch's pipe set again at once: a run's asyncio loop
+    gives up the one it took as it removes its last signal handler or closes. A child forked from the process
+    (another pid) has Python's alone."""
+    previous = _python_set_wakeup_fd(fd, warn_on_full_buffer=warn_on_full_buffer)
+    pid, own = _watched
+    if fd == -1 and previous not in (-1, own) and pid == forks.pid():
+        _python_set_wakeup_fd(own, warn_on_full_buffer=False)
+    return previous
 
 
 def _nudged(*_: Any) -> None:
@@ -62,21 +83,25 @@ def watch() -> None:
     the main thread, before the run whose signals matter; again before each later run of the process, which sets its
     pipe back where a run took it and gave it up, as asyncio's signal handlers do). Not where the process's
     wakeup descriptor is another's already (a worker's loop: :func:`nectar.wakeup.signals`, which wakes its main
-    thread itself)."""
+    thread itself): that one is put back as it was, as far as can be known. Python tells the descriptor a set-up
+    replaces, not whether it warned on a full buffer (``warn_on_full_buffer``): :func:`nectar.wakeup.signals`'s is put
+    back without (as it set it), any other with Python's default (it warns), which asyncio's loop and every
+    ``set_wakeup_fd`` that names no choice set; one set without by another is put back warning."""
     if threading.current_thread() is not threading.main_thread():
         return
-    if _watched[0] == forks.pid():  # watched already: the pipe set again, where a run gave it up (asyncio's
-        signal.set_wakeup_fd(_watched[1], warn_on_full_buffer=False)  # loop.close() sets none): one fstat a set-up
+    if _watched[0] == forks.pid():  # watched already: the pipe set again, where a run took it (a loop it left
+        _python_set_wakeup_fd(_watched[1], warn_on_full_buffer=False)  # unclosed) or gave it up: one fstat a set-up
         return
     fd = _pipe()
     if fd is None:
         return
-    previous = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
-    if previous != -1:  # another's: left as it was
-        signal.set_wakeup_fd(previous)
+    previous = _python_set_wakeup_fd(fd, warn_on_full_buffer=False)
+    if previous != -1:  # another's: left as it was (its warning on a full buffer as far as can be known)
+        _python_set_wakeup_fd(previous, warn_on_full_buffer=not wakeup.is_signals_pipe(previous))
         os.close(fd)
         return
     _set_watched(forks.pid(), fd)
+    signal.set_wakeup_fd = _set_wakeup_fd  # a descriptor a run takes and gives up: the watch's again at once
     reuse.process_handler(NUDGE, _nudged)
     main = threading.get_ident()
     thread = threading.Thread(target=_pass_on, args=(fd, main), name="nectar-main-signals", daemon=True)
@@ -116,7 +141,7 @@ def _forked() -> None:
     pid, fd = _watched
     if pid and pid != forks.pid():
         try:
-            signal.set_wakeup_fd(-1)
+            _python_set_wakeup_fd(-1)
         except ValueError:  # Python refused (not its main thread): still written to, kept open (not another's number)
             return
         os.close(fd)

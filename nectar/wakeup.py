@@ -80,8 +80,9 @@ def main_thread_exited(stat: int | None) -> bool:
 
 
 #: the :func:`signals` descriptor open now, -1 for none (closed, and forgotten, by :func:`no_signals`, in the process
-#: that made it or a child forked from it)
+#: that made it or a child forked from it), and the end of its pipe signals are written to
 _made = -1
+_written = -1
 
 
 def signals() -> int | None:
@@ -90,7 +91,7 @@ def signals() -> int | None:
     otherwise last its whole timeout after a SIGTERM. None off the main thread, where Python does not allow it.
     Drain it with :func:`drain`; give it up (close it) with :func:`no_signals`, in the process that made it or a child
     forked from it."""
-    global _made
+    global _made, _written
     read, write = os.pipe()
     os.set_blocking(read, False)
     os.set_blocking(write, False)
@@ -100,8 +101,14 @@ def signals() -> int | None:
         os.close(read)
         os.close(write)
         return None
-    _made = read
+    _made, _written = read, write
     return read
+
+
+def is_signals_pipe(fd: int) -> bool:
+    """Whether ``fd``, a process's wakeup descriptor, is the one :func:`signals` set (without a warning on a full
+    buffer: a signal that finds its pipe full is one already written)."""
+    return fd >= 0 and fd == _written
 
 
 def no_signals() -> None:
@@ -110,12 +117,12 @@ def no_signals() -> None:
     that made it and closed it but remembered its number had a later child close that number again: by then another
     descriptor of the parent's (a pipe the child was to write its answer to: the supervisor's check of the registry's
     schema, which then said nothing), the number being free in the parent and taken again."""
-    global _made
+    global _made, _written
     with contextlib.suppress(ValueError):
         written = signal.set_wakeup_fd(-1)
         if written >= 0:
             os.close(written)
-    read, _made = _made, -1
+    read, _made, _written = _made, -1, -1
     if read >= 0:
         os.close(read)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 import types
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import nectar.registry.postgres
 import nectar.registry.sql
 from nectar.config import Settings
 from nectar.executor import Executor
-from nectar.leases import check_clock, lapsed
+from nectar.leases import AttemptLease, check_clock, lapsed
 from nectar.registry import Run, RunState
 from nectar.registry.postgres import PostgresRunStore
 from nectar.registry.sql import SqlRunStore
@@ -27,7 +28,7 @@ from nectar.registry.sqlite import SQLiteRunStore
 from tests.clock import Clock
 from tests.conftest import free_port, wait_until
 from tests.helpers.postgres import PostgresServer
-from tests.helpers.registries import closed_at_end
+from tests.helpers.registries import closed_at_end, known
 
 DIGEST = "0123456789abcdef0123456789abcdef"
 #: a lease longer than the server of this file has been up when a test reads it (seconds)
@@ -167,3 +168,31 @@ def test_a_registry_without_a_clock_of_its_own_has_no_skew(tmp_path: Path) -> No
     """SQLite is a file the processes of one host open: their clock is the registry's."""
     with SQLiteRunStore(tmp_path / "runs.sqlite3") as runs:
         assert check_clock(runs, 20.0, 2.0) is None
+
+
+def test_an_attempt_whose_clock_stepped_forward_since_its_claim_loses_its_lease_and_is_not_timed_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attempt counts its maximum runtime from its claim, read in its node's wall clock, which its worker's loop
+    wrote the claim in: a clock stepped forward by more than a lease in between (NTP, a resumed VM) made a claim that
+    no live attempt has. It was counted from then: the attempt's first beat failed the run "timed out", not retried
+    (a step of an hour, a maximum runtime of a minute). Now its lease, run out by the registry's rule in the same
+    clock, is lost at that beat, and a worker's reclaim retries the run per its policy."""
+    clock = Clock(start=time.time() - LONG).install(monkeypatch, nectar.registry.sql)  # the claim, an hour back
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
+    run = runs.submit(Run.new(f"chains/t/c_chain/ATask/{DIGEST}/out.txt", "t", "c_chain", "ATask", {}, "A_0"))[0]
+    claimed = runs.claim("h:1", run_id=run.id)
+    assert claimed is not None
+    clock.advance(LONG)  # the node's clock stepped forward by an hour: the registry's and the lease's agree again
+    leases: list[AttemptLease] = []
+
+    def attempt() -> None:  # on a thread of its own: the lease signals no main thread
+        with AttemptLease(runs, claimed, interval=0.05, max_runtime=60.0, lease_timeout=20.0) as lease:
+            leases.append(lease)
+            wait_until(lambda: lease.lost)
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    thread.join()
+    assert leases and leases[0].timed_out is None  # was "timed out: attempt 1 ran longer than ... (60s)"
+    assert (known(runs.get(run.id)).state, [lost.id for lost in runs.reclaim(20.0)]) == (RunState.RUNNING, [run.id])
