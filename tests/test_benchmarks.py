@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -66,13 +67,13 @@ from benchmarks.status import (
     worker_counts,
 )
 from harness import REPO, answers, busy_cpu, cpu_seconds, free_port, lifeline_env, read_calls, thread_times, waitfor
-from harness.processes import bound_to_a_free_port
+from harness.processes import bound_to_a_free_port, freeze
 from harness.procfs import descendants, thread_cpu, tree_cpu
 from nectar.registry import RunFilter, RunState, sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.harness.test_ports import outgoing_connection_from
 from tests.helpers.registries import closed_at_end
-from tests.helpers.threads import waits_in
+from tests.helpers.threads import at_line, waits_in
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -337,6 +338,43 @@ def test_a_dispatch_sample_says_the_cpu_luigid_used_from_its_post_to_its_runs_en
 
     assert 0 < answered < began and 0 < claimed < began
     assert 0 < luigid <= around
+
+
+def test_a_dispatch_sample_reads_the_ledger_only_once_its_run_could_have_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatch benchmark's sample learns of its run's start as the ledger is written: it does not read the
+    ledger while the run is on its way to run() (a floor's build has no such reader beside it). Its worker is frozen
+    before the POST, so no run can start until the sample waits for it; then thawed."""
+    with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
+        cluster.start_luigid()
+        worker = cluster.start_workers(1)
+        cluster.start_api(workers=1)
+        dispatch_sample(cluster, -1)  # a first run: the worker and the API set up
+        lines = cluster.ledger_lines
+        frozen = threading.Event()
+        reads_while_frozen: list[str] = []
+
+        def counted(word: str) -> list[list[str]]:
+            if frozen.is_set():
+                reads_while_frozen.append(word)
+            return lines(word)
+
+        monkeypatch.setattr(cluster, "ledger_lines", counted)
+        freeze(worker.pid)
+        frozen.set()
+        sampled: list[tuple[float, float, float, float]] = []
+        client = threading.Thread(target=lambda: sampled.append(dispatch_sample(cluster, 1)))
+        client.start()
+        try:  # the answer read, it waits for the run's start: polling (a sleep) or on the ledger's writes
+            waitfor(lambda: at_line(client)[0] in ("wait_until", "readable"), 60, "the sample to wait for the run")
+        finally:
+            frozen.clear()
+            os.kill(worker.pid, signal.SIGCONT)
+            client.join(120)
+
+    assert len(sampled) == 1 and 0 < sampled[0][0] < sampled[0][2]
+    assert reads_while_frozen == []
 
 
 def test_the_dispatch_floors_builds_are_taken_in_turn_in_processes_started_ahead(tmp_path: Path) -> None:
