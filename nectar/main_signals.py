@@ -48,13 +48,14 @@ _python_set_wakeup_fd = signal.set_wakeup_fd
 
 
 def _set_wakeup_fd(fd: int, /, *, warn_on_full_buffer: bool = True) -> int:
-    """``signal.set_wakeup_fd`` in a process :func:`watch` watches: Python's, and where another's descriptor is given
-    up (``fd`` -1, the one it replaces not the watch's), the watch's pipe set again at once: a run's asyncio loop
-    gives up the one it took as it removes its last signal handler or closes. A child forked from the process
-    (another pid) has Python's alone."""
+    """``signal.set_wakeup_fd`` in a process :func:`watch` watches: Python's, and where a descriptor is given up
+    (``fd`` -1), the watch's pipe set again at once: a run's asyncio loop gives up the one it took as it removes its
+    last signal handler or closes. Whichever descriptor was given up, the watch's own included: two loops of a run
+    that each took it, closed, had the first set the watch's back and the second give that up, the process unwatched
+    for the rest of the run (review7). A child forked from the process (another pid) has Python's alone."""
     previous = _python_set_wakeup_fd(fd, warn_on_full_buffer=warn_on_full_buffer)
     pid, own = _watched
-    if fd == -1 and previous not in (-1, own) and pid == forks.pid():
+    if fd == -1 and pid == forks.pid():
         _python_set_wakeup_fd(own, warn_on_full_buffer=False)
     return previous
 

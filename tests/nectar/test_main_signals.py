@@ -201,3 +201,25 @@ def test_a_wakeup_descriptor_watch_leaves_to_another_warns_on_a_full_pipe_as_it_
         assert warned_of_a_full_pipe(read) is warned
 
     in_a_child(check)
+
+
+@pytest.mark.parametrize("closed_first", ["made first", "made last"])
+def test_a_run_whose_two_asyncio_loops_gave_the_descriptor_up_is_watched_again_for_the_rest_of_it(
+    closed_first: str,
+) -> None:
+    """Two loops of the run add a signal handler each (the descriptor the first's, then the second's), then close,
+    in either order: the watch's pipe is the process's wakeup descriptor again, as after one loop. The first close
+    sets it back (it gives up the second's); the second close gives up the watch's own (it sets none, as asyncio's
+    last handler removed does), and the wrapper put nothing back: a signal another thread takes later in that run
+    no longer reached a main thread asleep (a cancel's SIGTERM waited for the grace's SIGKILL; review7)."""
+
+    def check() -> None:
+        main_signals.watch()
+        loops = [asyncio.new_event_loop() for _ in range(2)]
+        for loop in loops:
+            loop.add_signal_handler(signal.SIGUSR2, lambda: None)
+        for loop in loops if closed_first == "made first" else loops[::-1]:
+            loop.close()
+        assert signal.set_wakeup_fd(-1) != -1, "the process's wakeup descriptor is the watch's again"
+
+    in_a_child(check)
