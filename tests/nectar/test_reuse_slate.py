@@ -1,13 +1,14 @@
 """A run in a reused attempt process starts where a run in a fresh one does: the working directory, environment
-variables, ``sys.path`` and file mode mask, the excepthooks, the sockets' default timeout, the ``warnings`` filters
-and what shows a warning, the collector's switch and thresholds, the recursion limit, the switch interval, the
-tracers and profilers that a run changed are put back before the next (:func:`nectar.reuse.put_back`), the
+variables, ``sys.path``, file mode mask and signal handlers, the excepthooks, the sockets' default timeout, the
+``warnings`` filters and what shows a warning, the collector's switch and thresholds, the recursion limit, the switch
+interval, the tracers and profilers that a run changed are put back before the next (:func:`nectar.reuse.put_back`), the
 ``atexit`` callbacks it registered are dropped, and the log handlers its chain's import added are not added again to
 those of the last import (:mod:`nectar.logs.module_handlers`), through the real worker."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ import gc
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -55,6 +57,8 @@ class ChangesTask(NectarTask):
         os.environ.pop("SLATE_REMOVED", None)
         sys.path.insert(0, self.where)
         os.umask(0o077)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)  # a spare ignores it
+        signal.signal(signal.SIGWINCH, lambda *_: None)
         with self.output().open("w") as out:
             out.write("changed\\n")
 
@@ -184,6 +188,7 @@ class LooksTask(NectarTask):
             "path": sys.path,
             "umask": mask,
             "log_handlers": len(logging.getLogger("slate.chain").handlers),
+            "signals": [repr(signal.getsignal(signum)) for signum in (signal.SIGHUP, signal.SIGWINCH)],
         }
         with self.output().open("w") as out:
             json.dump(seen, out)
@@ -232,6 +237,7 @@ def test_a_run_in_a_reused_process_sees_what_a_run_in_a_fresh_one_sees(
     expected, later = fresh_and_reused(nectar, "LooksTask", "ChangesTask", where=str(elsewhere))
     worker_env = {"SLATE_ADDED": None, "SLATE_CHANGED": "the worker's", "SLATE_REMOVED": "the worker's"}
     assert expected["environ"] == worker_env and expected["cwd"] != str(elsewhere) and expected["log_handlers"] == 1
+    assert expected["signals"] == [repr(signal.SIG_IGN), repr(signal.SIG_DFL)]
     assert json.loads(output(nectar, later)) == expected
 
 
