@@ -255,18 +255,23 @@ def attempt(settings: Settings, runs: RunStore, run: Run, build: Build | None = 
     if build is not None:
         re_enable_ahead(build.client, run, build.none_disabled)
     configure(settings)
-    current_run.set(run.id)  # every record of this process is now about this run (luigi's too)
-    logger.info("run %s of %s: attempt %d of %d started", run.id, run.ref, run.attempt, run.max_attempts)
-    lease = AttemptLease(runs, run, settings.heartbeat_interval, settings.max_runtime, settings.lease_timeout)
-    fence.install(commit_guard(runs, run, lease))
+    # every record of this process is now about this run (luigi's too), until the attempt ends: a record made after
+    # it (the process's next run's set-up, a test's, in its process) named the run that ended
+    named = current_run.set(run.id)
     try:
-        state = _execute(settings, runs, run, lease, build)
+        logger.info("run %s of %s: attempt %d of %d started", run.id, run.ref, run.attempt, run.max_attempts)
+        lease = AttemptLease(runs, run, settings.heartbeat_interval, settings.max_runtime, settings.lease_timeout)
+        fence.install(commit_guard(runs, run, lease))
+        try:
+            state = _execute(settings, runs, run, lease, build)
+        finally:
+            fence.install(None)
+            stop_mock_filesystem()  # its process would outlive ours (which ends with os._exit), holding what we hold
+        outcome = lease.timed_out or (state.value if state is not None else "lost its lease (cancelled or reclaimed)")
+        logger.info("run %s of %s: attempt %d ended: %s", run.id, run.ref, run.attempt, outcome)
+        return Ending(state, state is not None and not (lease.lost or lease.stopping or lease.timed_out))
     finally:
-        fence.install(None)
-        stop_mock_filesystem()  # its process would outlive ours (which ends with os._exit), holding what we hold
-    outcome = lease.timed_out or (state.value if state is not None else "lost its lease (cancelled or reclaimed)")
-    logger.info("run %s of %s: attempt %d ended: %s", run.id, run.ref, run.attempt, outcome)
-    return Ending(state, state is not None and not (lease.lost or lease.stopping or lease.timed_out))
+        current_run.reset(named)
 
 
 def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, build: Build | None) -> RunState | None:

@@ -24,6 +24,7 @@ from nectar.executor import Likely
 from nectar.exposure import Exposure, exposure
 from nectar.keys import TargetKey
 from nectar.leases import process_name
+from nectar.logs.format import RunIdFilter, current_run
 from nectar.luigid import BATCH_RPC, Connections, scheduler_of
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
@@ -103,6 +104,38 @@ def test_a_first_attempt_asks_luigid_about_disabled_steps_before_it_sets_itself_
     assert handler.seen == [True]
     assert ending.state == RunState.DONE
     assert first.client._disabled_asked == {}  # its answer was read
+
+
+class _RunNamed(logging.Handler):
+    """The run each record names, as the process's log shows it (:class:`~nectar.logs.format.RunIdFilter`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.addFilter(RunIdFilter())
+        self.named: list[str | None] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.named.append(getattr(record, "run_id", None))
+
+
+def test_a_record_made_after_an_attempt_in_this_process_names_no_run(
+    settings: Settings, luigid: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The attempt's records name its run; once it has ended, a record of its process names none. Before, the run
+    stayed named in the process's context: a test run after an attempt in pytest's process (an xdist worker's) had
+    every record it made name that run, and a spare named it until its put-back."""
+    first = FirstAttempt(settings, luigid)
+    caplog.set_level(logging.INFO, logger="nectar.attempt")
+    handler = _RunNamed()
+    logging.getLogger("nectar.attempt").addHandler(handler)
+    try:
+        ending = first.attempt()
+        logging.getLogger("nectar.attempt").warning("after the attempt")
+    finally:
+        logging.getLogger("nectar.attempt").removeHandler(handler)
+    assert ending.state == RunState.DONE
+    assert handler.named[0] == first.run.id and handler.named[-1] is None, handler.named
+    assert current_run.get() is None
 
 
 #: a chain with an exposed task and a helper class it does not expose
