@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import subprocess
+import sys
 import types
 import weakref
 from collections.abc import Callable
@@ -14,6 +17,7 @@ import luigi
 import pytest
 from luigi.task_register import Register, TaskClassAmbigiousException
 
+from harness import REPO, lifeline_env
 from nectar import task as task_module
 from nectar.catalog import ChainCatalog
 from nectar.config import Settings, configure
@@ -161,6 +165,21 @@ def test_families_are_type_chain_and_class_and_short_names_are_found_while_unamb
     assert Register.get_task_cls("south.twin_chain.TwinTask") is type(south)
     with pytest.raises(TaskClassAmbigiousException):
         Register.get_task_cls("TwinTask")
+
+
+def test_the_families_test_run_after_one_that_loaded_other_twin_chains_in_its_process_still_passes() -> None:
+    """The test above, run in one pytest process after test_visualiser's, which executes a ``north`` and a ``south``
+    twin chain of its own folder: luigi kept both ``TwinTask`` classes, and the short name ``TwinTask`` was ambiguous
+    here (as in an xdist worker that ran the two files in that order; seed 5301 of a shuffled ``-n0`` run). A test's
+    chain classes are forgotten at its end (``tests/conftest.py``'s ``chain_classes_forgotten``)."""
+    earlier = "tests/nectar/test_visualiser.py::test_the_visualiser_shows_a_folder_per_chain_type"
+    families = test_families_are_type_chain_and_class_and_short_names_are_found_while_unambiguous.__name__
+    this = f"tests/nectar/test_task.py::{families}"
+    argv = [sys.executable, "-m", "pytest", earlier, this, "-q", "-n0", "-p", "no:cacheprovider"]
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
+    ran = subprocess.run(argv, cwd=REPO, env={**env, **lifeline_env()}, capture_output=True, text=True, timeout=600)
+
+    assert ran.returncode == 0 and "2 passed" in ran.stdout.splitlines()[-1], ran.stdout[-3000:] + ran.stderr[-3000:]
 
 
 def test_a_task_named_by_its_class_keeps_its_name() -> None:
