@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
-import subprocess
-import sys
 import types
 import weakref
 from collections.abc import Callable
@@ -17,7 +14,6 @@ import luigi
 import pytest
 from luigi.task_register import Register, TaskClassAmbigiousException
 
-from harness import REPO, lifeline_env
 from nectar import task as task_module
 from nectar.catalog import ChainCatalog
 from nectar.config import Settings, configure
@@ -27,6 +23,7 @@ from nectar.luigi_names import with_short_names
 from nectar.stores.local import LocalStore
 from nectar.stores.s3 import S3Store
 from nectar.task import NectarTask, log_key, params_text
+from tests.helpers.one_process import all_pass_in_this_order
 
 WriteChain = Callable[[str, str], Path]
 
@@ -175,11 +172,7 @@ def test_the_families_test_run_after_one_that_loaded_other_twin_chains_in_its_pr
     earlier = "tests/nectar/test_visualiser.py::test_the_visualiser_shows_a_folder_per_chain_type"
     families = test_families_are_type_chain_and_class_and_short_names_are_found_while_unambiguous.__name__
     this = f"tests/nectar/test_task.py::{families}"
-    argv = [sys.executable, "-m", "pytest", earlier, this, "-q", "-n0", "-p", "no:cacheprovider"]
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
-    ran = subprocess.run(argv, cwd=REPO, env={**env, **lifeline_env()}, capture_output=True, text=True, timeout=600)
-
-    assert ran.returncode == 0 and "2 passed" in ran.stdout.splitlines()[-1], ran.stdout[-3000:] + ran.stderr[-3000:]
+    all_pass_in_this_order(earlier, this)
 
 
 def test_a_task_named_by_its_class_keeps_its_name() -> None:
