@@ -886,6 +886,11 @@ def _families(cls: type) -> dict[str, Any]:
 _replace(Register, "_get_reg", classmethod(_families))
 
 
+def task_classes() -> tuple[type[luigi.Task], ...]:
+    """Every task class luigi holds now (a copy of its registry's list, which :func:`forget_task_classes` trims)."""
+    return tuple(Register._reg)
+
+
 def forget_task_classes(module: str) -> None:
     """Drop the task classes defined in ``module`` from luigi's registry (it keeps every class ever defined), so
     that a reloaded module's classes do not make their families ambiguous.

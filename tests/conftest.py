@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -163,6 +164,24 @@ def registries_closed(request: pytest.FixtureRequest) -> Iterator[None]:
     left = registries.left_open(before)
     if left:
         pytest.fail(f"the test left {len(left)} descriptors of registry files open: {left}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def chain_classes_forgotten() -> Iterator[None]:
+    """luigi forgets, at the test's end, the task classes of the chain modules (``chains.<type>.<chain>``) the test
+    executed, as a process of its own would never have had them: luigi keeps every class it was ever given, and a
+    test's chain, from its own temporary folder, made a short name ambiguous for every later test of its process (an
+    xdist worker): test_visualiser's two ``TwinTask`` and then test_task's lookup of ``TwinTask``. Nothing is imported
+    here: a process that never imported ``nectar.luigi_internals`` executed no chain through it."""
+    internals = sys.modules.get("nectar.luigi_internals")
+    before = set(internals.task_classes()) if internals is not None else set()
+    yield
+    internals = sys.modules.get("nectar.luigi_internals")
+    if internals is None:
+        return
+    added = {cls.__module__ for cls in internals.task_classes() if cls not in before}
+    for module in sorted(module for module in added if module.startswith("chains.")):
+        internals.forget_task_classes(module)
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ the seam (one module), and only then widen luigi's pin in pyproject.toml.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import enum
 import hashlib
 import inspect
@@ -24,8 +25,8 @@ import time
 import types
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import luigi
 import luigi.configuration
@@ -79,6 +80,9 @@ from nectar.luigi_internals import (
 )
 from nectar.supervisor import LUIGID
 from tests.conftest import free_port
+from tests.helpers.one_process import all_pass_in_this_order
+
+T = TypeVar("T")
 
 #: the module the probe task classes of these tests claim to be defined in (forgotten after each test)
 PROBES = "tests.luigi_internals_probes"
@@ -1009,7 +1013,25 @@ def test_a_detached_tornado_stream_gives_what_it_read_past_the_request() -> None
             ours.close()
             theirs.close()
 
-    assert asyncio.run(detached_after_a_request()) == b"frames after it"
+    assert in_a_loop_of_its_own(detached_after_a_request) == b"frames after it"
+
+
+def in_a_loop_of_its_own(coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(coroutine())`` on a thread of its own: the main thread of a pytest process that opened the
+    session's browser (Playwright's sync API, :mod:`tests.helpers.browser`) has Playwright's loop running for the
+    rest of the session, and ``asyncio.run`` there raises "cannot be called from a running event loop"."""
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine()).result()
+
+
+def test_the_detached_stream_test_run_after_a_page_of_the_sessions_browser_still_passes() -> None:
+    """The test above, run in one pytest process after a test that opened a page (tests/ui/test_browser.py's): it
+    called ``asyncio.run`` on the main thread, where Playwright's loop runs from the browser's start on ("cannot be
+    called from a running event loop"; seed 5301 of a shuffled ``-n0`` run, where tests/ui ran before tests/nectar)."""
+    earlier = "tests/ui/test_browser.py::test_a_bad_value_and_a_missing_one_are_shown_beside_their_fields"
+    detached = test_a_detached_tornado_stream_gives_what_it_read_past_the_request.__name__
+    this = f"tests/nectar/test_luigi_internals.py::{detached}"
+    all_pass_in_this_order(earlier, this)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from nectar.luigi_names import with_short_names
 from nectar.stores.local import LocalStore
 from nectar.stores.s3 import S3Store
 from nectar.task import NectarTask, log_key, params_text
+from tests.helpers.one_process import all_pass_in_this_order
 
 WriteChain = Callable[[str, str], Path]
 
@@ -161,6 +162,17 @@ def test_families_are_type_chain_and_class_and_short_names_are_found_while_unamb
     assert Register.get_task_cls("south.twin_chain.TwinTask") is type(south)
     with pytest.raises(TaskClassAmbigiousException):
         Register.get_task_cls("TwinTask")
+
+
+def test_the_families_test_run_after_one_that_loaded_other_twin_chains_in_its_process_still_passes() -> None:
+    """The test above, run in one pytest process after test_visualiser's, which executes a ``north`` and a ``south``
+    twin chain of its own folder: luigi kept both ``TwinTask`` classes, and the short name ``TwinTask`` was ambiguous
+    here (as in an xdist worker that ran the two files in that order; seed 5301 of a shuffled ``-n0`` run). A test's
+    chain classes are forgotten at its end (``tests/conftest.py``'s ``chain_classes_forgotten``)."""
+    earlier = "tests/nectar/test_visualiser.py::test_the_visualiser_shows_a_folder_per_chain_type"
+    families = test_families_are_type_chain_and_class_and_short_names_are_found_while_unambiguous.__name__
+    this = f"tests/nectar/test_task.py::{families}"
+    all_pass_in_this_order(earlier, this)
 
 
 def test_a_task_named_by_its_class_keeps_its_name() -> None:
