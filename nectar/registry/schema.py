@@ -35,6 +35,11 @@ ONE_ACTIVE = "(state = 'PENDING' OR state = 'RUNNING' OR state = 'WAITING')"
 ENDED = "(state = 'DONE' OR state = 'FAILED' OR state = 'CANCELLED')"
 #: the active run of a key (its one: the index ``runs_one_active_per_key`` answers it), the key its one parameter
 ACTIVE_OF_KEY = f"key = ? AND {ONE_ACTIVE}"
+#: a key's ended runs, latest first: by queue time, then by id (of two runs queued at the same clock reading, the one
+#: made last has the greater id). The order of the index ``runs_by_key`` read backwards (from version 16), so that
+#: no dialect sorts: by version 15's ``(key, queued_at, state)``, ties went to the state's name (FAILED, DONE,
+#: CANCELLED), not to the run made last
+ENDED_ORDER = "queued_at DESC, id DESC"
 
 
 def latest_of_key(row_id: str) -> str:
@@ -42,10 +47,12 @@ def latest_of_key(row_id: str) -> str:
     two parameters: the key's active run if it has one (``runs_one_active_per_key``), else its ended run queued last
     (``runs_by_key``, which holds ended runs only: a submission writes no entry there). COALESCE reads its second query
     only when the first found none, in SQLite and PostgreSQL. An active run is its key's latest: it was written after
-    every other run of its key had ended (one active run a key)."""
+    every other run of its key had ended (one active run a key). Of ended runs queued at the same time, the latest is
+    the one of the greatest id, the one made last (:func:`~nectar.registry.model.time_ordered_id`), in the index's
+    order (:data:`ENDED_ORDER`)."""
     return (
         f"{row_id} = COALESCE((SELECT {row_id} FROM runs WHERE {ACTIVE_OF_KEY}), "
-        f"(SELECT {row_id} FROM runs WHERE key = ? AND {ENDED} ORDER BY queued_at DESC LIMIT 1))"
+        f"(SELECT {row_id} FROM runs WHERE key = ? AND {ENDED} ORDER BY {ENDED_ORDER} LIMIT 1))"
     )
 
 
@@ -216,6 +223,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # one on a random leaf of a b-tree as large as the registry (latest_of_key)
         "DROP INDEX IF EXISTS runs_by_key",
         f"CREATE INDEX IF NOT EXISTS runs_by_key ON runs(key, queued_at, state) WHERE {ENDED}",
+    ),
+    (  # 16: the same, ties of queue time in the order of the runs' ids (ENDED_ORDER), the state still beside them
+        "DROP INDEX IF EXISTS runs_by_key",
+        f"CREATE INDEX IF NOT EXISTS runs_by_key ON runs(key, queued_at, id, state) WHERE {ENDED}",
     ),
 )
 LATEST = len(MIGRATIONS)

@@ -17,6 +17,17 @@ def test_ids_are_uuid7s_each_new_across_refills_of_the_buffer() -> None:
         assert int(made[:12], 16) == int(now * 1000)
 
 
+def test_the_ids_a_process_makes_at_one_clock_reading_increase_in_the_order_it_makes_them() -> None:
+    """Two runs of a key queued at the same clock reading are told apart by their ids (the one made last is the key's
+    latest): ids of the same millisecond follow each other, each still a UUIDv7 of that millisecond, and one of a later
+    millisecond follows them too."""
+    now = time.time()
+    ids = [time_ordered_id(now) for _ in range(50)] + [time_ordered_id(now + 0.001)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    for made in ids[:-1]:
+        assert made[12] == "7" and made[16] in "89ab" and int(made[:12], 16) == int(now * 1000)
+
+
 def test_bytes_are_handed_out_each_once_and_a_take_larger_than_the_buffer_is_whole() -> None:
     random = RandomBytes(size=16)
     taken = [random.take(10) for _ in range(5)] + [random.take(40)]
