@@ -75,7 +75,8 @@ class RandomBytes:
         (:data:`ID_RANDOM` bytes), or, where that is not above the last value answered and of the same millisecond,
         the last plus a random step of at most 2**32: the ids one process makes in one millisecond increase in the
         order it makes them (RFC 9562's monotonic random, 6.2 method 3), so of two runs of a key queued at the same
-        clock reading the one made last has the greater id (the registry's tie-break, ``latest_of_key``)."""
+        clock reading the one made last has the greater id (PostgreSQL's registry's tie-break,
+        :func:`~nectar.registry.schema.latest_of_key`; SQLite's is its rowid)."""
         with self.lock:
             random = int.from_bytes(self._taken(ID_RANDOM))
             value = ms << 74 | (random >> 68) << 62 | random & RAND_B
