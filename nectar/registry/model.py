@@ -83,7 +83,7 @@ class RandomBytes:
             random = int.from_bytes(self._taken(ID_RANDOM))
             value = ms << 80 | VERSION_VARIANT | (random >> 68) << 64 | random & RAND_B
             last = self.last
-            if value <= last and value >> 80 == ms:
+            if value <= last and last >> 80 == ms:
                 step = 1 + (random & STEP)
                 value = last + step if (last & RAND_B) + step <= RAND_B else _after(last, step)  # else a carry
             self.last = value

@@ -27,6 +27,8 @@ def test_the_ids_a_process_makes_at_one_clock_reading_increase_in_the_order_it_m
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     for made in ids[:-1]:
         assert made[12] == "7" and made[16] in "89ab" and int(made[:12], 16) == int(now * 1000)
+    back = time_ordered_id(now - 1.0)  # a clock set back: its own millisecond, not the last id's
+    assert int(back[:12], 16) == int((now - 1.0) * 1000)
 
 
 def test_an_id_after_the_last_value_of_its_millisecond_carries_into_the_next_and_stays_a_uuid7() -> None:
