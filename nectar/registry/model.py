@@ -37,15 +37,22 @@ class RunState(StrEnum):
 RAND_B = (1 << 62) - 1
 #: random bytes each run id takes (80 bits: 12 for rand_a, 62 for rand_b, the rest dropped)
 ID_RANDOM = 10
+#: the largest random step (less one) between two ids one process makes in the same millisecond: 32 of their 74 bits
+STEP = (1 << 32) - 1
+#: a UUIDv7's version (7) and variant (0b10), in their places
+VERSION_VARIANT = 0x7 << 76 | 0b10 << 62
 
 
 class RandomBytes:
     """Bytes of ``os.urandom`` read :attr:`size` at a time and handed out in order, each once: a run id took one
     ``getrandom`` system call of its own (which releases the GIL). Forgotten in a forked child, which would hand out
-    its parent's next bytes again (:func:`os.register_at_fork`)."""
+    its parent's next bytes again (:func:`os.register_at_fork`). It keeps the last run id's value it made
+    (:meth:`id_value`)."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
+        #: the last value :meth:`id_value` answered (a child's starts from its parent's: its ids follow them too)
+        self.last = 0
         self._forget()
         os.register_at_fork(after_in_child=self._forget)
 
@@ -53,13 +60,42 @@ class RandomBytes:
         self.lock = threading.Lock()  # a child's: a thread of the parent may have held the parent's as it forked
         self.buffer, self.at = b"", 0
 
+    def _taken(self, count: int) -> bytes:
+        """The next ``count`` bytes, the lock held."""
+        at = self.at
+        if at + count > len(self.buffer):
+            self.buffer, at = os.urandom(max(self.size, count)), 0
+        self.at = at + count
+        return self.buffer[at : at + count]
+
     def take(self, count: int) -> bytes:
         with self.lock:
-            at = self.at
-            if at + count > len(self.buffer):
-                self.buffer, at = os.urandom(max(self.size, count)), 0
-            self.at = at + count
-            return self.buffer[at : at + count]
+            return self._taken(count)
+
+    def id_value(self, ms: int) -> int:
+        """A new run id's value (:func:`time_ordered_id`) for its millisecond ``ms``: its 74 random bits taken from
+        the buffer, or, where that is not above the last value answered and of the same millisecond, those of the last
+        plus a random step of at most 2**32 (:func:`_after`): the ids one process makes in one millisecond increase in
+        the order it makes them (RFC 9562's monotonic random, 6.2 method 3), so of two runs of a key queued at the same
+        clock reading the one made last has the greater id (PostgreSQL's registry's tie-break,
+        :func:`~nectar.registry.schema.latest_of_key`; SQLite's is its rowid)."""
+        with self.lock:
+            random = int.from_bytes(self._taken(ID_RANDOM))
+            value = ms << 80 | VERSION_VARIANT | (random >> 68) << 64 | random & RAND_B
+            last = self.last
+            if value <= last and last >> 80 == ms:
+                step = 1 + (random & STEP)
+                value = last + step if (last & RAND_B) + step <= RAND_B else _after(last, step)  # else a carry
+            self.last = value
+            return value
+
+
+def _after(last: int, step: int) -> int:
+    """The UUIDv7 value ``step`` above ``last`` in its 74 random bits (rand_a then rand_b, past its version and
+    variant), a carry out of them into its milliseconds."""
+    bits = (last >> 80) << 74 | (last >> 64 & 0xFFF) << 62 | last & RAND_B
+    bits += step
+    return bits >> 74 << 80 | VERSION_VARIANT | (bits >> 62 & 0xFFF) << 64 | bits & RAND_B
 
 
 #: the random part of this process's run ids
@@ -69,13 +105,12 @@ RANDOM = RandomBytes()
 def time_ordered_id(now: float) -> str:
     """A new run's id for its time ``now`` (Unix seconds): a UUIDv7 (RFC 9562), in the 32 lowercase hex digits that
     uuid4's ``hex`` had: 48 bits of milliseconds first, so that a run queued later has a greater id (within one
-    millisecond, any order), then 74 random bits (of :data:`RANDOM`). The registry's index of ids (a B-tree) takes
-    each new one at its end, on the page the last one went to, where a random id took a page anywhere in it: at
-    20,000 runs, one seldom cached, read from the file and written again by the next checkpoint, at each
-    submission. Ids made before stay valid: nothing reads a time out of an id, and none is made again."""
-    random = int.from_bytes(RANDOM.take(ID_RANDOM))
-    value = int(now * 1000) << 80 | 0x7 << 76 | (random >> 68) << 64 | 0b10 << 62 | random & RAND_B
-    return f"{value:032x}"
+    millisecond, one process's in the order it made them, :meth:`RandomBytes.id_value`), then 74 random bits (of
+    :data:`RANDOM`). The registry's index of ids (a B-tree) takes each new one at its end, on the page the last one
+    went to, where a random id took a page anywhere in it: at 20,000 runs, one seldom cached, read from the file and
+    written again by the next checkpoint, at each submission. Ids made before stay valid: nothing reads a time out of
+    an id, and none is made again."""
+    return f"{RANDOM.id_value(int(now * 1000)):032x}"
 
 
 def short_id(run_id: str) -> str:

@@ -38,9 +38,11 @@ from nectar.registry.schema import (
     COUNT_RUNS,
     LATEST,
     PENDING_CHANGES,
+    RUNS_BY_KEY,
     STEPS_BY_RUN,
     UNCOUNT_PENDING,
     refuse_newer,
+    runs_by_key,
     statements,
 )
 from nectar.registry.triggers_sql import SqlTriggers
@@ -79,6 +81,9 @@ OWN_STATEMENTS = {
     COUNT_FIRES: fire_counts.POSTGRES_TRIGGERS,
     COUNT_AGAIN: [],  # its triggers, one function a table deferred to the commit, stay as they are
     STEPS_BY_RUN: [],  # a table is a heap beside its indexes here, whatever its primary key: nothing to make anew
+    # ties by id, which the index holds beside each key: the read is answered from the index alone (an index-only
+    # scan, backwards), the state not needed (the index's condition implies the read's)
+    RUNS_BY_KEY: [runs_by_key(", id")],
 }
 #: connections a process keeps at most (``NECTAR_DATABASE_POOL``)
 DEFAULT_POOL_SIZE = 4

@@ -8,12 +8,15 @@ the unique ``runs_one_active_per_key``. Each test runs against SQLite and a real
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sqlite3
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from nectar.registry import RetryPolicy, Run, RunState
+from nectar.registry.model import time_ordered_id
 from nectar.registry.postgres import FIRST_VERSION
 from nectar.registry.postgres import SCHEMA_VERSION as PG_VERSION
 from nectar.registry.schema import ACTIVE_OF_KEY, ENDED, ONE_ACTIVE, RUNS, values
@@ -90,6 +93,40 @@ def test_the_latest_run_of_a_key_is_its_active_run_else_its_ended_run_queued_las
     assert latest_id(runs, key) == done.id
 
 
+def end(runs: SqlTriggers, run: Run, state: RunState) -> None:
+    """Bring a queued run to ``state``: done, failed (for good) or cancelled."""
+    if state == RunState.CANCELLED:
+        runs.cancel(run.id)
+        return
+    assert runs.claim("w", run_id=run.id) is not None
+    if state == RunState.DONE:
+        assert runs.complete(run.id, 1)
+    else:
+        assert runs.fail(run.id, 1, "ATask", "boom", retryable=False) == RunState.FAILED
+
+
+ENDED_STATES = (RunState.DONE, RunState.FAILED, RunState.CANCELLED)
+
+
+@pytest.mark.parametrize(("first", "last"), list(itertools.permutations(ENDED_STATES, 2)))
+def test_of_two_ended_runs_queued_at_the_same_clock_reading_the_latest_is_the_one_made_last(
+    where: str, first: RunState, last: RunState
+) -> None:
+    """review6 (round 52): a key's run ended, queued again at the same clock reading (its queue time and the
+    millisecond of its id the same: a clock that did not move), and ended: the run written and made last is the key's
+    latest, whatever the two states' names (schema 15's ``runs_by_key`` ordered such ties by them: FAILED, DONE,
+    CANCELLED)."""
+    runs = open_store(where)
+    both = [run_of(1, 1000.0) for _ in range(2)]
+    ids = [time_ordered_id(1000.0) for _ in both]  # as Run.new makes them at that reading: one after the other
+    made = []
+    for run, made_id, state in zip(both, ids, (first, last), strict=True):
+        made.append(runs.submit(dataclasses.replace(run, id=made_id))[0])
+        end(runs, made[-1], state)
+    assert [run.id for run in made] == ids
+    assert latest_id(runs, made[0].key) == made[1].id, "the run made last is the key's latest"
+
+
 def test_a_submission_writes_no_entry_in_the_index_of_ended_runs(tmp_path: Path) -> None:
     """SQLite's ``runs_by_key`` holds a run once it has ended (done, failed, cancelled), never while it is active."""
     where = str(tmp_path / "runs.sqlite3")
@@ -114,7 +151,9 @@ def plan(runs: SqlTriggers, where: str, query: str, args: tuple[str, ...]) -> st
 
 def test_every_read_of_a_key_s_run_follows_an_index(where: str) -> None:
     """The status lookup's read, :meth:`latest`'s and the look-up of a key's active run (a submission of a key already
-    active) each find the run through the indexes of runs by key, and none reads the table of runs in full."""
+    active) each find the run through the indexes of runs by key, and none reads the table of runs in full or sorts:
+    ``runs_by_key`` holds a key's ended runs in the order the reads take the latest by (queue time, then SQLite's
+    rowid or PostgreSQL's id)."""
     runs = open_store(where)
     reads = {
         "status": (runs.STATUS_READ, ("k", "k"), LATEST_INDEXES),
@@ -124,21 +163,29 @@ def test_every_read_of_a_key_s_run_follows_an_index(where: str) -> None:
     for name, (query, args, indexes) in reads.items():
         found = plan(runs, where, query, args)
         assert "Seq Scan on runs" not in found and "SCAN r" not in found, (name, found)
+        assert "Sort" not in found and "TEMP B-TREE" not in found, (name, found)
         assert all(index in found for index in indexes), (name, found)
 
 
-def downgrade_to_14(where: str) -> None:
-    """The registry as version 14 left it: every run, active or ended, in ``runs_by_key``."""
+#: ``runs_by_key`` as the versions before made it: 14 (every run, by queue time) and 15 (ended runs, ties by state)
+INDEX_OF_VERSION = {
+    14: "CREATE INDEX runs_by_key ON runs(key, queued_at)",
+    15: f"CREATE INDEX runs_by_key ON runs(key, queued_at, state) WHERE {ENDED}",
+}
+
+
+def downgrade(where: str, version: int) -> None:
+    """The registry as ``version`` (14 or 15) left it: its index of runs by key as that version made it."""
     if where.startswith("postgresql:"):
         with psycopg.connect(where, autocommit=True) as pg:
             pg.execute("DROP INDEX runs_by_key")
-            pg.execute("CREATE INDEX runs_by_key ON runs(key, queued_at)")
-            pg.execute("UPDATE nectar_schema SET version = %s", (14 - FIRST_VERSION + 1,))
+            pg.execute(INDEX_OF_VERSION[version])
+            pg.execute("UPDATE nectar_schema SET version = %s", (version - FIRST_VERSION + 1,))
         return
     with sqlite3.connect(where) as lite:
         lite.execute("DROP INDEX runs_by_key")
-        lite.execute("CREATE INDEX runs_by_key ON runs(key, queued_at)")
-        lite.execute("PRAGMA user_version = 14")
+        lite.execute(INDEX_OF_VERSION[version])
+        lite.execute(f"PRAGMA user_version = {version}")
     lite.close()
 
 
@@ -157,10 +204,16 @@ def index_made(where: str) -> str:
     return str(made)
 
 
-def test_a_registry_of_schema_14_with_runs_in_every_state_keeps_each_key_s_latest_as_it_upgrades(where: str) -> None:
-    """Runs queued, running, waiting, queued again for a retry, done, failed and cancelled, and a key with several
-    ended runs and an active one: upgraded from schema 14, each key's latest run is the same, its index of runs by key
-    now holds ended runs only, and a submission after finds a key's active run, or queues one beside its ended."""
+@pytest.mark.parametrize("version", [14, 15])
+def test_a_registry_of_schema_14_or_15_with_runs_in_every_state_keeps_each_key_s_latest_as_it_upgrades(
+    where: str, version: int
+) -> None:
+    """Runs queued, running, waiting, queued again for a retry, done, failed and cancelled, a key with several
+    ended runs and an active one, and a key with two ended runs queued at the same clock reading, the one made last
+    cancelled (version 15's index put the done one first): upgraded from schema 14 or 15, each key's latest run is
+    its active run, else its ended run queued last, of those queued at once the one written (SQLite) or made
+    (PostgreSQL) last; its index of runs by key now holds ended runs only, in that order, and a submission after
+    finds a key's active run, or queues one beside its ended."""
     runs = open_store(where)
     retried = RetryPolicy(retries=1, delay=0.0)
     made = [runs.submit(run_of(n, 1000.0 + n, retried))[0] for n in range(7)]
@@ -174,18 +227,26 @@ def test_a_registry_of_schema_14_with_runs_in_every_state_keeps_each_key_s_lates
     again = runs.submit(run_of(6, 500.0))[0]  # a key with ended runs and an active one, queued before them
     later = runs.submit(run_of(5, 3000.0))[0]
     runs.cancel(later.id)
+    both = [run_of(7, 2000.0) for _ in range(2)]
+    tied = [dataclasses.replace(run, id=time_ordered_id(2000.0)) for run in both]  # made one after the other
+    for run, state in zip(tied, (RunState.DONE, RunState.CANCELLED), strict=True):
+        assert runs.submit(run)[0].id == run.id
+        end(runs, run, state)
     states = [known(runs.get(run.id)).state for run in made]
     assert states == ["PENDING", "RUNNING", "WAITING", "PENDING", "DONE", "FAILED", "CANCELLED"]
     expected = {run.key: run.id for run in made[:5]} | {made[5].key: later.id, made[6].key: again.id}
+    expected[tied[0].key] = tied[1].id
     runs.close()
-    downgrade_to_14(where)
+    downgrade(where, version)
 
     upgraded = open_store(where)
 
-    assert "WHERE" in index_made(where) and all(f"'{state}'" in index_made(where) for state in ("DONE", "FAILED"))
+    made_so = index_made(where)
+    columns = "(key, queued_at, id)" if where.startswith("postgresql:") else "(key, queued_at)"  # and SQLite's rowid
+    assert f"{columns} WHERE" in made_so and all(f"'{state}'" in made_so for state in ENDED_STATES), made_so
     assert {key: latest_id(upgraded, key) for key in expected} == expected
     if not where.startswith("postgresql:"):
-        assert ended_entries(where) == 4  # done, failed, and two cancelled
+        assert ended_entries(where) == 6  # done, failed, two cancelled, and the two queued at once
     assert upgraded.submit(run_of(1, 4000.0)) == (upgraded.get(made[1].id), False)
     queued = upgraded.submit(run_of(4, 4000.0))[0]
     assert queued.id != made[4].id and latest_id(upgraded, made[4].key) == queued.id

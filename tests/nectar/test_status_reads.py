@@ -105,8 +105,9 @@ def test_a_status_lookup_reads_the_registry_once(
 def test_the_status_read_sorts_nothing_in_sqlite(tmp_path: Path) -> None:
     """SQLite follows an index for each table of the read and builds no temporary B-tree to sort a run's steps
     (one per status lookup, before): the rows are put in order as they are read. The latest run of the key is found
-    in ``runs_one_active_per_key`` (its active run), else in the ``runs_by_key`` index alone (its ended runs, each
-    row's rowid and state beside its key), then its row by that rowid: not read in a
+    in ``runs_one_active_per_key`` (its active run), else in the ``runs_by_key`` index (its ended runs, each row's
+    rowid beside its key and queue time, in the order ties are taken by; the state, which the index's condition
+    already holds, read from the row, which the read reads next anyway), then its row by that rowid: not read in a
     subquery that SQLite runs as a co-routine, copying the run's columns out to the query around it. Its steps are
     read from their table's primary key (``WITHOUT ROWID``: their rows in its leaves), not from an index of it then
     the table's rows by rowid."""
@@ -117,7 +118,7 @@ def test_the_status_read_sorts_nothing_in_sqlite(tmp_path: Path) -> None:
     assert [step for step in plan if step.startswith("SEARCH")] == [
         "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)",
         "SEARCH runs USING INDEX runs_one_active_per_key (key=?)",
-        "SEARCH runs USING COVERING INDEX runs_by_key (key=?)",
+        "SEARCH runs USING INDEX runs_by_key (key=?)",
         "SEARCH s USING PRIMARY KEY (run_id=?) LEFT-JOIN",
     ]
 
