@@ -9,7 +9,6 @@ elsewhere :func:`changes` and :func:`exits` answer None and the caller looks aga
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import select
@@ -116,15 +115,18 @@ def no_signals() -> None:
     the worker's that made it, at its stop; a forked child's, a spare's, never read there) and forgotten. A process
     that made it and closed it but remembered its number had a later child close that number again: by then another
     descriptor of the parent's (a pipe the child was to write its answer to: the supervisor's check of the registry's
-    schema, which then said nothing), the number being free in the parent and taken again."""
+    schema, which then said nothing), the number being free in the parent and taken again. Only this module's pipe is
+    closed, not whatever the process's wakeup descriptor is: in a process :mod:`nectar.main_signals` watches, that is
+    the watch's, which giving the descriptor up sets again."""
     global _made, _written
-    with contextlib.suppress(ValueError):
-        written = signal.set_wakeup_fd(-1)
-        if written >= 0:
-            os.close(written)
-    read, _made, _written = _made, -1, -1
-    if read >= 0:
-        os.close(read)
+    read, written, _made, _written = _made, _written, -1, -1
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:  # not the main thread: Python refuses, and the pipe stays set (its write end left open)
+        written = -1
+    for fd in (read, written):
+        if fd >= 0:
+            os.close(fd)
 
 
 #: bytes a :func:`drain` asks for in one ``read``

@@ -223,3 +223,19 @@ def test_a_run_whose_two_asyncio_loops_gave_the_descriptor_up_is_watched_again_f
         assert signal.set_wakeup_fd(-1) != -1, "the process's wakeup descriptor is the watch's again"
 
     in_a_child(check)
+
+
+def test_giving_up_the_signals_pipe_in_a_watched_process_leaves_the_watch_set_and_open() -> None:
+    """``nectar.wakeup.no_signals`` in a process the watch covers closes only its own pipe: the watch's stays the
+    wakeup descriptor, open. It closed whatever descriptor it found set: the watch's, which the watch had just set
+    again, so that signals were written to a closed (later another's) number."""
+
+    def check() -> None:
+        main_signals.watch()
+        watched = signal.set_wakeup_fd(-1)  # the watch's, set again at once
+        assert watched >= 0
+        wakeup.no_signals()
+        os.fstat(watched)  # still open
+        assert signal.set_wakeup_fd(-1) == watched
+
+    in_a_child(check)
