@@ -8,10 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nectar.config import Settings
-from nectar.registry import Run, RunState
-from nectar.service import Nectar
+from nectar.registry import RunState
 from tests.conftest import wait_until
-from tests.helpers.registries import closed_at_end
+from tests.nectar.test_killed_attempt import retried_run
 
 #: a task whose one dependency's ``complete()`` (which luigi's worker asks as the attempt adds the task, before it asks
 #: luigid for a step) says it is checking, then waits for a flag file: a scheduling that takes as long as the test
@@ -59,20 +58,10 @@ def test_an_attempt_renews_its_lease_while_luigi_s_worker_adds_its_task(
     ``lease_timeout`` (20 s by default) while a large graph is checked is taken for lost, its run reclaimed (FAILED
     without retries, else run again by another attempt while this one still schedules). The attempt here waits in a
     dependency's ``complete()`` until the test has seen a renewal (heartbeat every 0.5 s: ``settings``)."""
-    settings = settings.replace(scheduler_url=luigid)
     write_chain("slow/slow_chain", SLOW_TO_SCHEDULE_CHAIN)
-    nectar = closed_at_end(Nectar(settings))
-    start_worker(settings, workers=1)
     flag = tmp_path / "go"
-    submitted = nectar.submit("slow", "slow_chain", "ScheduledTask", {"flag": str(flag)})
-    assert submitted.run is not None
-    run_id = submitted.run.id
-
-    def current() -> Run:
-        run = nectar.runs.get(run_id)
-        assert run is not None
-        return run
-
+    on_luigid = settings.replace(scheduler_url=luigid)
+    _, _, current = retried_run(on_luigid, start_worker, ("slow", "slow_chain", "ScheduledTask"), {"flag": str(flag)})
     try:
         wait_until(lambda: Path(f"{flag}.checking").exists())
         scheduling = current()
