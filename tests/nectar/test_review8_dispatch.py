@@ -3,13 +3,21 @@ and luigid: what the attempt holds between its claim and its step's ``run()``.""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import luigi
+import pytest
+
+from nectar import build as build_module
 from nectar.config import Settings
+from nectar.luigid import SchedulerClient, scheduler_of
 from nectar.registry import RunState
 from tests.conftest import wait_until
+from tests.nectar.test_attempt import FirstAttempt, own_luigid  # noqa: F401 (a fixture)
 from tests.nectar.test_killed_attempt import retried_run
 
 #: a task whose one dependency's ``complete()`` (which luigi's worker asks as the attempt adds the task, before it asks
@@ -72,3 +80,41 @@ def test_an_attempt_renews_its_lease_while_luigi_s_worker_adds_its_task(
     finally:
         flag.touch()
     wait_until(lambda: current().state == RunState.DONE)
+
+
+def running_in_luigid(client: SchedulerClient, task_id: str) -> str | None:
+    """The worker luigid has ``task_id`` RUNNING in the name of (None: it does not have it RUNNING)."""
+    record = client.task(task_id) or {}
+    return str(record.get("worker_running")) if record.get("status") == "RUNNING" else None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review8: main's bug (and wt54-dispatch2's: its give_back covers only _fenced raising): an attempt stopped "
+    "(SIGTERM, its worker draining) once luigid granted its step and before the step started leaves the step RUNNING "
+    "in luigid in its worker's name: release() tells luigid only of the steps the registry has RUNNING",
+)
+def test_an_attempt_stopped_once_luigid_granted_its_step_leaves_nothing_running_in_luigid_in_its_name(
+    settings: Settings,
+    own_luigid: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The attempt's worker stops (SIGTERM) while the attempt makes its step's folders, luigid answering the request
+    that granted the step: the run is requeued, not counted, and luigid is left with nothing RUNNING in the attempt's
+    worker's name. It keeps the step RUNNING there until it times that worker out (``worker_disconnect_delay``, 30 s
+    after the process's last ping), then counts a failure of it; meanwhile the requeued run's next attempt is told
+    another worker runs its step, and waits."""
+    first = FirstAttempt(settings, own_luigid)
+    watcher = scheduler_of(first.settings)
+    assert watcher is not None
+    make_folders = build_module.make_folders_ahead
+
+    def stopped_meanwhile(task: luigi.Task) -> None:
+        wait_until(lambda: running_in_luigid(watcher, first.task_id))  # granted: the request was written
+        os.kill(os.getpid(), signal.SIGTERM)  # the lease's handler raises Interrupted here: the worker is stopping
+        make_folders(task)
+
+    monkeypatch.setattr(build_module, "make_folders_ahead", stopped_meanwhile)
+    ending = first.attempt()
+    assert ending.state == RunState.PENDING
+    assert running_in_luigid(watcher, first.task_id) is None
