@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import pytest
 
 from nectar import attempt as attempt_module
 from nectar import build as build_module
+from nectar.build import luigi_worker_id
 from nectar.config import Settings
+from nectar.leases import process_name, reclaim
 from nectar.luigid import SchedulerClient, scheduler_of
 from nectar.registry import RunState
 from nectar.service import Nectar
@@ -190,3 +193,52 @@ def test_an_attempt_whose_set_up_fails_once_luigid_granted_it_a_batch_leaves_not
     ending = first.attempt()
     assert ending.state in (RunState.PENDING, RunState.FAILED)
     assert held_in_luigid(watcher, first.build.worker_id) == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review8: main's bug (wt54-dispatch2's too, its frame sent before the attempt's fence and heartbeat): an "
+    "attempt killed (-9) once luigid granted its step and before the step started leaves the step RUNNING in luigid "
+    "after the reclaim: release() tells luigid only of the steps the registry has RUNNING",
+)
+def test_an_attempt_killed_once_luigid_granted_its_step_leaves_nothing_running_in_luigid_after_its_reclaim(
+    settings: Settings,
+    own_luigid: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """An attempt's process (forked here, as a worker forks one) is killed (SIGKILL) while it makes its step's folders,
+    luigid answering the request that granted the step; the worker's reclaim of the dead attempt (``leases.reclaim``,
+    its loop's) tells luigid the attempt's steps ended: luigid is left with nothing RUNNING in the dead attempt's
+    worker's name. It kept the step RUNNING until it timed that worker out (``worker_disconnect_delay``, 30 s), then
+    counted a failure of it; the run's next attempt meanwhile was told another worker runs its step."""
+    first = FirstAttempt.__new__(FirstAttempt)
+    first.settings, first.luigid = settings.replace(scheduler_url=own_luigid), own_luigid
+    first.nectar = closed_at_end(Nectar(first.settings))
+    run = first.nectar.submit("testchains", "hello_luigiworld_chain", "TestS3Task", {}).run
+    assert run is not None
+    watcher = scheduler_of(first.settings)
+    assert watcher is not None
+    granted = tmp_path / "granted"
+
+    def held_meanwhile(task: luigi.Task) -> None:
+        granted.touch()
+        time.sleep(600)  # killed here
+
+    monkeypatch.setattr(build_module, "make_folders_ahead", held_meanwhile)
+    pid = os.fork()
+    if pid == 0:  # the attempt's process
+        try:
+            first.claim(run.id)
+            first.attempt()
+        finally:
+            os._exit(1)
+    try:
+        worker = luigi_worker_id(process_name(pid))
+        wait_until(granted.exists)
+        wait_until(lambda: running_in_luigid(watcher, run.task_id) == worker)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert [run.id for run in reclaim(first.nectar.runs, first.settings.lease_timeout, watcher)] == [run.id]
+    assert held_in_luigid(watcher, worker) == {}
