@@ -145,3 +145,42 @@ def test_a_worker_whose_threads_all_answer_takes_no_new_connection(settings: Set
         held.close()
         for client in clients:
             client.close()
+
+
+def test_a_worker_lets_every_second_connection_go_once_a_worker_starts_beside_it(
+    settings: Settings, processes: Processes
+) -> None:
+    """Clients all held by one worker, and no bound on a connection's requests: once a second worker starts serving,
+    the first closes every second connection it held, with its next answer (the first kept: a lone client stays),
+    so those clients reconnect and may reach the new worker at their next request; then no other, until another
+    worker starts.
+
+    Without it a connection stays on the worker that accepted it for as long as its client keeps it (no answer says
+    ``Connection: close``); a count not shared by the workers moves for none; one that closed each connection it held
+    closed all four; one looked at again each request, more than two."""
+    # no bound, and no recycle (whose worker, stopping, closes every connection it holds)
+    env = {"NECTAR_KEEPALIVE_REQUESTS": "0", "NECTAR_API_MAX_REQUESTS": "0"}
+    served = processes.nectar_api(settings, workers=1, env=env)
+    first = children(served.proc.pid)
+    clients = [http.client.HTTPConnection("127.0.0.1", served.port, timeout=60) for _ in range(4)]
+    closed: list[int] = []  # which client's answers said Connection: close, in order
+    try:
+        for client in clients:
+            assert not get(client).will_close  # open, on the one worker
+        served.proc.send_signal(signal.SIGTTIN)  # one worker more, as gunicorn forks a recycled worker's successor
+        waitfor(lambda: set(children(served.proc.pid)) - set(first), 60, "a second API worker")
+
+        def round_of_requests() -> list[int]:
+            for n, client in enumerate(clients):
+                if get(client).will_close:
+                    closed.append(n)
+            return closed
+
+        waitfor(lambda: len(round_of_requests()) >= 2, 60, "the first worker to let connections go", interval=0)
+        for _ in range(3):  # every connection looked at since (each client sent a request after the closes)
+            round_of_requests()
+        assert len(closed) == 2, f"clients whose connection was closed: {closed}"
+        assert (closed[1] - closed[0]) % 4 == 2, f"not every second connection: {closed}"  # in the order looked at
+    finally:
+        for client in clients:
+            client.close()
