@@ -333,14 +333,12 @@ def when_ready(server: Arbiter) -> None:
     gunicorn queued before (it listens on its port before this hook) is taken as SIGTERM too. The app is
     loaded by now (``preload_app``): a module deferred while it was imported is imported for real by the next
     ``import`` of it (a chain file's, when the chains are loaded before each fork). Its listeners hand a connection
-    to a worker once its request has begun to arrive (:func:`nectar.gunicorn_ext.defer_accept`), and its workers
-    spread their clients to a worker that starts beside them (:func:`nectar.gunicorn_ext.share_starts`).
+    to a worker once its request has begun to arrive (:func:`nectar.gunicorn_ext.defer_accept`).
     """
-    from nectar.gunicorn_ext import defer_accept, share_starts
+    from nectar.gunicorn_ext import defer_accept
     from nectar.lifeline import hangup_is_terminate
 
     defer_accept(server.LISTENERS)
-    share_starts()  # before the first fork: every worker shares the count of workers started
 
     hangup_is_terminate()
     hangups_queued_as_terminate(server.SIG_QUEUE)

@@ -14,11 +14,6 @@ they passed on).
   answers it), and closes a kept-alive connection with the answer to its ``keepalive_requests``-th
   request, so that clients all held by one worker (a recycled worker's, reconnected before its successor was forked)
   spread again.
-- :func:`share_starts`: a count of the workers started, in memory shared by gunicorn's master and every worker it
-  forks; a worker that starts serving adds one, and each of its siblings, seeing the count move, closes every second
-  connection it held before, with its next answer: the clients all held by the sibling of a recycled worker (they
-  reconnected before its successor was forked) spread to the successor at their next request, not only at their
-  connection's ``keepalive_requests``-th.
 - :func:`defer_accept`: a listener wakes its workers for a new connection once the request's first bytes are there,
   not at the handshake (``TCP_DEFER_ACCEPT``): one wake-up of the API per new connection where there were two.
 - :class:`RedactingLogger`: the access log writes ``[redacted]`` for the values of credentials in URLs (a token
@@ -46,7 +41,6 @@ import errno
 import fcntl
 import json
 import logging
-import mmap
 import os
 import re
 import shutil
@@ -155,8 +149,6 @@ class DeadlineConn(TConn):
         self.read_deadline = time.monotonic() + read_timeout
         #: requests read on this connection so far
         self.requests = 0
-        #: the count of workers started (:func:`share_starts`) as this connection's worker last looked at it for it
-        self.starts = 0
 
     def start_request(self) -> None:
         self.read_deadline = time.monotonic() + self.read_timeout
@@ -192,38 +184,18 @@ def defer_accept(listeners: Iterable[Any]) -> None:
                 listener.setsockopt(socket.IPPROTO_TCP, option, DEFER_ACCEPT)
 
 
-def share_starts() -> None:
-    """In gunicorn's master, before it forks its first worker (``when_ready``): the count of workers started, one
-    machine word in memory shared with every worker forked from now on (an anonymous shared mapping: no descriptor,
-    lock or thread, nothing that is a process's own; a word written whole, which a reader sees old or new, never
-    torn). Without it (a worker class used without this configuration) no worker closes a connection for another's
-    start."""
-    if ReadTimeoutWorker.starts is None:
-        ReadTimeoutWorker.starts = memoryview(mmap.mmap(-1, mmap.PAGESIZE)).cast("Q")
-
-
 class ReadTimeoutWorker(ThreadWorker):
     """gunicorn's gthread worker, reading each request under a deadline (see :class:`DeadlineConn`), and closing a
-    kept-alive connection after its ``keepalive_requests``-th answer (0: never), and every second one it held when
-    another worker started.
+    kept-alive connection after its ``keepalive_requests``-th answer (0: never).
 
     A client keeps its connection to the worker that accepted it; when a worker is recycled its clients reconnect
     before its successor is forked, all to the other worker, which then answered every request while its new
     sibling sat idle (for as long as the clients' connections lived). A bound on the requests a connection carries
-    (nginx's ``keepalive_requests``, Apache's ``MaxKeepAliveRequests``) spreads them again, over that many requests
-    of each: with 16 clients on the 2 workers of 2 cores, the sibling answered ~85 % of the 320 lookups after a
-    recycle, one process on one core (its GIL) while the other sat idle. A worker that starts serving says so
-    (:func:`share_starts`); each sibling then closes every second connection it held before, at its next answer,
-    and those clients reconnect, each to whichever worker accepts first (an idle one, as a rule: see
-    :meth:`enqueue_req`).
+    (nginx's ``keepalive_requests``, Apache's ``MaxKeepAliveRequests``) spreads them again.
     """
 
     read_timeout = READ_TIMEOUT
     keepalive_requests = KEEPALIVE_REQUESTS
-    #: the count of workers started, shared by gunicorn's master and its workers (:func:`share_starts`); None: none
-    starts: memoryview | None = None
-    #: whether the last connection this worker looked at after a sibling started was kept (the next one is closed)
-    kept_last = False
     #: connections handed to a thread and not yet given back (each is a thread's, or waits for one)
     in_service = 0
     _worker_connections = 0
@@ -252,24 +224,6 @@ class ReadTimeoutWorker(ThreadWorker):
         self.in_service -= 1
         return super().finish_request(conn, fs)
 
-    def run(self) -> None:
-        """gunicorn's own loop, once this worker has added itself to the count of workers started (each sibling then
-        spreads the connections it holds: :meth:`sibling_started`). A count two workers add to at once may move by
-        one: it moved all the same."""
-        if self.starts is not None:
-            self.starts[0] += 1
-        super().run()
-
-    def sibling_started(self, conn: DeadlineConn) -> bool:
-        """Whether ``conn`` is to be closed with its answer as a worker started since this one last looked at it:
-        every second such connection of this worker, the first kept (a lone client stays where it is)."""
-        starts = self.starts
-        if starts is None or conn.starts == (now := starts[0]):
-            return False
-        conn.starts = now
-        self.kept_last = kept = not self.kept_last
-        return not kept
-
     def accept(self, listener: socket.socket) -> None:
         """gunicorn's own ``accept``, making a :class:`DeadlineConn`."""
         try:
@@ -277,8 +231,6 @@ class ReadTimeoutWorker(ThreadWorker):
             self.nr_conns += 1
             client_sock.setblocking(True)
             conn = DeadlineConn(self.read_timeout, self.log, self.cfg, client_sock, client_addr, listener.getsockname())
-            if self.starts is not None:
-                conn.starts = self.starts[0]  # accepted after every start counted so far
             self.enqueue_req(conn)
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
@@ -297,10 +249,9 @@ class ReadTimeoutWorker(ThreadWorker):
         return bool(super()._keepalive_after(conn, keepalive))
 
     def handle_request(self, req: Any, conn: DeadlineConn) -> Any:
-        """gunicorn's own, the answer saying ``Connection: close`` once the connection has carried its share, or when
-        it is one of those this worker lets go to a sibling that started (:meth:`sibling_started`)."""
+        """gunicorn's own, the answer saying ``Connection: close`` once the connection has carried its share."""
         conn.requests += 1
-        if 0 < self.keepalive_requests <= conn.requests or self.sibling_started(conn):
+        if 0 < self.keepalive_requests <= conn.requests:
             req.force_close()
         return super().handle_request(req, conn)
 
