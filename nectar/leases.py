@@ -134,6 +134,40 @@ def release(
                 scheduler.fail(step.task_id, worker, reason, counted, policy)
         except SchedulerUnavailable as exc:
             logger.warning("could not tell luigid that %s ended: %s", step.task_id, exc)
+    if not cancelled:
+        granted_not_started(scheduler, worker, {step.task_id for step in told}, reason, counted, policies)
+
+
+def granted_not_started(
+    scheduler: SchedulerClient,
+    worker: str,
+    told: set[str],
+    reason: str,
+    counted: bool,
+    policies: Mapping[str, Mapping[str, Any]] | None,
+) -> None:
+    """Tell luigid that the tasks it holds RUNNING in ``worker``'s name, beyond those ``told`` already, failed: steps
+    it granted the attempt that had not started yet (the registry had them PENDING: the attempt ended between
+    luigid's answer and the step's start, killed or stopped). luigid kept them RUNNING until it timed the worker out
+    (``worker_disconnect_delay``), and told the run's next attempt meanwhile that another worker runs its step."""
+    try:
+        for task_id, holder in held_in_luigid(scheduler).items():
+            if holder == worker and task_id not in told:
+                scheduler.fail(task_id, worker, reason, counted, (policies or {}).get(task_id))
+    except SchedulerUnavailable as exc:
+        logger.warning("could not tell luigid that the steps %s held ended: %s", worker, exc)
+
+
+def held_in_luigid(scheduler: SchedulerClient) -> dict[str, str]:
+    """The tasks luigid holds RUNNING (or BATCH_RUNNING: a batch's members), each with the worker it holds it in the
+    name of (luigi's ``task_list``; one that lists too many to answer, a count, lists none)."""
+    held = {}
+    for status in ("RUNNING", "BATCH_RUNNING"):
+        listed = scheduler.call("task_list", status=status, upstream_status="", search=None) or {}
+        for task_id, task in listed.items():
+            if isinstance(task, dict) and task.get("worker_running"):
+                held[task_id] = str(task["worker_running"])
+    return held
 
 
 def reclaim(runs: RunStore, lease_timeout: float, scheduler: SchedulerClient | None) -> list[Run]:
@@ -203,9 +237,7 @@ def release_lost_in_luigid(scheduler: SchedulerClient) -> None:
     runs needing them go on now, not once luigid times those workers out (a worker does it when luigid (re)starts,
     maybe from a state saved as a crash began)."""
     try:
-        running = scheduler.call("task_list", status="RUNNING", upstream_status="", search=None) or {}
-        for task_id, task in running.items():
-            worker = str(task.get("worker_running") or "") if isinstance(task, dict) else ""
+        for task_id, worker in held_in_luigid(scheduler).items():
             if worker.startswith(luigi_worker_id("")) and is_dead(worker.removeprefix(luigi_worker_id(""))):
                 reason = f"worker lost: {worker} is gone"
                 scheduler.fail(task_id, worker, reason)  # a failure named: sent again, it is counted once

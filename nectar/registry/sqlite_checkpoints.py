@@ -34,6 +34,7 @@ checkpoints them (the backstop only where no process writes on)."""
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import os
@@ -79,9 +80,9 @@ WAL_INDEX_VERSION = 3007000
 
 #: descriptors of WAL indexes that a checkpointer done with them could not close: the process held a lock on the file
 #: (a close releases every POSIX lock of its process on the file, SQLite's too). The next checkpointer of the file
-#: takes its own from here (:func:`kept_or_opened`), and each release closes those no lock of the process is on any
-#: longer (:func:`release`): the process keeps no more of them than files its connections are on. A fork's copies are
-#: closed as the fork returns in the child (:func:`_forget_in_child`)
+#: takes its own from here (:func:`kept_or_opened`), and each release closes those no lock is on any longer
+#: (:func:`release`): the process keeps no more of them than files a connection of its own or of another process is
+#: on. A fork's copies are closed as the fork returns in the child (:func:`_forget_in_child`)
 _KEPT: list[int] = []
 
 
@@ -106,27 +107,29 @@ os.register_at_fork(after_in_child=_forget_in_child)
 _KEEPING = lock_made_anew_in_children(globals(), "_KEEPING")
 
 
-def locked_here() -> set[int]:
-    """The inodes of the files this process holds a POSIX lock on (``/proc/locks``; ``F_GETLK`` never reports a lock
-    of the caller's own). By inode alone, not device: a lock on a file of the same number on another device keeps a
-    descriptor longer, never closes one early. The process is named by its pid as that ``/proc`` names it
-    (``/proc/self``): a ``/proc`` mounted for another pid namespace than the process's (``unshare --pid``, a sandbox)
-    names it by another number than :func:`os.getpid`; one where it has none raises (OSError)."""
-    pid, found = os.readlink("/proc/self"), set()
-    with open("/proc/locks") as locks:
-        listed = locks.read()  # every process's locks (a line each): those that name the pid are split
-    for line in listed.splitlines():
-        if f" {pid} " in line:
-            fields = line.split()
-            if "->" not in fields and len(fields) > 5 and fields[1] == "POSIX" and fields[4] == pid:
-                found.add(int(fields[5].rsplit(":", 1)[1]))
-    return found
+#: ``struct flock`` as Linux's ``fcntl`` takes it on a 64-bit platform: ``l_type``, ``l_whence``, ``l_start``,
+#: ``l_len``, ``l_pid`` (and its padding)
+FLOCK = struct.Struct("@hhqqi4x")
+
+
+def locked(fd: int) -> bool:
+    """Whether a POSIX lock of any process, this one's included, is on the file of ``fd``: the kernel asked about the
+    file itself (``F_OFD_GETLK``: a lock of an open file description conflicts with every process's traditional lock,
+    the asking process's own too, where ``F_GETLK`` never reports the caller's). Any process's, not this one's alone:
+    the kernel reports one lock that conflicts, not all. Until round 54 this read the process's own locks from
+    ``/proc/locks``, which the kernel writes a page per read while other processes lock and unlock: a line is
+    skipped as one before it goes between two reads (17 reads of 1,379 missed a lock held all along as two other
+    processes took and dropped 300 locks each), and a lock of this process missed there had its kept descriptor
+    closed, which dropped SQLite's locks on the WAL index (CI's one failure of round 53). Raises OSError where the
+    kernel cannot say (before Linux 3.15)."""
+    asked = FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+    return bool(FLOCK.unpack(fcntl.fcntl(fd, fcntl.F_OFD_GETLK, asked))[0] != fcntl.F_UNLCK)
 
 
 def opening() -> AbstractContextManager[bool]:
     """Held by every opening of a registry connection in this process until its first statement has run (SQLite's
     first lock on the WAL index, which the process's connections then hold while one is on the file), and by
-    :func:`release` from its look at the process's locks to its close of the descriptors no lock is on: a connection
+    :func:`release` from its look at a file's locks to its close of the descriptor no lock is on: a connection
     opened between the two would have its lock dropped by that close (a close releases every lock of the process on
     the file). Not the fork gate, which the writer that releases may hold (two of them would wait on each other)."""
     return _KEEPING
@@ -145,26 +148,25 @@ def kept_or_opened(path: str) -> int:
 
 
 def release(fd: int | None = None) -> None:
-    """Be done with ``fd`` (if any), a descriptor of a WAL index: closed, unless the process holds a lock on its
-    file (SQLite's connections of the process on it: the one that tells another process opening the file that the
-    index is in use, the readers' marks); then kept, for the next checkpointer of the file or a later release. Those
-    kept before are closed once no lock of the process is on their file (read once, then closed, while no
+    """Be done with ``fd`` (if any), a descriptor of a WAL index: closed, unless a lock is on its file (SQLite's
+    connections of the process on it: the one that tells another process opening the file that the index is in use,
+    the readers' marks; or another process's, :func:`locked`); then kept, for the next checkpointer of the file or a
+    later release. Those kept before are closed once no lock is on their file (each asked, then closed, while no
     connection of the process is being opened, :func:`opening`: one of another thread that took its first lock on
     the file's index in between would have lost it, and another process opening the file would have found the index
-    in use by none)."""
+    in use by none). A file another process keeps a lock on keeps this process's descriptor of it until a release
+    finds none: one a file, which the next checkpointer of the file here takes (:func:`kept_or_opened`)."""
     with _KEEPING:
         if fd is not None:
             _KEPT.append(fd)
-        if not _KEPT:
-            return
-        try:
-            locked = locked_here()
-        except OSError:  # which locks the process holds is not known: all kept
-            return
         for kept in list(_KEPT):
-            if os.fstat(kept).st_ino not in locked:
-                _KEPT.remove(kept)
-                os.close(kept)
+            try:
+                if locked(kept):
+                    continue
+            except OSError:  # whether a lock is on the file is not known: kept
+                continue
+            _KEPT.remove(kept)
+            os.close(kept)
 
 
 def uncopied(shm: int) -> int | None:
@@ -303,7 +305,7 @@ class Checkpointer:
     def close(self) -> None:
         """Copy the turns written since the last checkpoint (if any), then end the thread and close its connection;
         what the thread was doing ends first. Later turns are counted by no one (the backstop's). The WAL index's
-        descriptor is released last (:func:`release`: closed unless a lock of the process is on the file): a close
+        descriptor is released last (:func:`release`: closed unless a lock is on the file): a close
         releases every POSIX lock of the process on the file, SQLite's among them (the one that tells another process
         opening the file that the index is in use, and the readers' marks), so the last checkpoint, and the
         connections of the process that outlive it, keep them in place."""
