@@ -94,12 +94,6 @@ def running_in_luigid(client: SchedulerClient, task_id: str) -> str | None:
     return str(record.get("worker_running")) if record.get("status") == "RUNNING" else None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review8: main's bug (and wt54-dispatch2's: its give_back covers only _fenced raising): an attempt stopped "
-    "(SIGTERM, its worker draining) once luigid granted its step and before the step started leaves the step RUNNING "
-    "in luigid in its worker's name: release() tells luigid only of the steps the registry has RUNNING",
-)
 def test_an_attempt_stopped_once_luigid_granted_its_step_leaves_nothing_running_in_luigid_in_its_name(
     settings: Settings,
     own_luigid: str,  # noqa: F811
@@ -107,9 +101,10 @@ def test_an_attempt_stopped_once_luigid_granted_its_step_leaves_nothing_running_
 ) -> None:
     """The attempt's worker stops (SIGTERM) while the attempt makes its step's folders, luigid answering the request
     that granted the step: the run is requeued, not counted, and luigid is left with nothing RUNNING in the attempt's
-    worker's name. It keeps the step RUNNING there until it times that worker out (``worker_disconnect_delay``, 30 s
-    after the process's last ping), then counts a failure of it; meanwhile the requeued run's next attempt is told
-    another worker runs its step, and waits."""
+    worker's name. It kept the step RUNNING there until it timed that worker out (``worker_disconnect_delay``, 30 s
+    after the process's last ping), then counted a failure of it; meanwhile the requeued run's next attempt was told
+    another worker runs its step, and waited (``leases.release`` told luigid only of the steps the registry had RUNNING,
+    until 9cb7d1b)."""
     first = FirstAttempt(settings, own_luigid)
     watcher = scheduler_of(first.settings)
     assert watcher is not None
@@ -195,12 +190,6 @@ def test_an_attempt_whose_set_up_fails_once_luigid_granted_it_a_batch_leaves_not
     assert held_in_luigid(watcher, first.build.worker_id) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review8: main's bug (wt54-dispatch2's too, its frame sent before the attempt's fence and heartbeat): an "
-    "attempt killed (-9) once luigid granted its step and before the step started leaves the step RUNNING in luigid "
-    "after the reclaim: release() tells luigid only of the steps the registry has RUNNING",
-)
 def test_an_attempt_killed_once_luigid_granted_its_step_leaves_nothing_running_in_luigid_after_its_reclaim(
     settings: Settings,
     own_luigid: str,  # noqa: F811
@@ -211,7 +200,8 @@ def test_an_attempt_killed_once_luigid_granted_its_step_leaves_nothing_running_i
     luigid answering the request that granted the step; the worker's reclaim of the dead attempt (``leases.reclaim``,
     its loop's) tells luigid the attempt's steps ended: luigid is left with nothing RUNNING in the dead attempt's
     worker's name. It kept the step RUNNING until it timed that worker out (``worker_disconnect_delay``, 30 s), then
-    counted a failure of it; the run's next attempt meanwhile was told another worker runs its step."""
+    counted a failure of it; the run's next attempt meanwhile was told another worker runs its step (until 9cb7d1b:
+    ``leases.release`` told luigid only of the steps the registry had RUNNING)."""
     first = FirstAttempt.__new__(FirstAttempt)
     first.settings, first.luigid = settings.replace(scheduler_url=own_luigid), own_luigid
     first.nectar = closed_at_end(Nectar(first.settings))
