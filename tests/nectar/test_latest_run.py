@@ -400,7 +400,8 @@ def test_a_listing_puts_runs_of_one_queue_time_the_one_written_last_first(where:
     clock reading, the one written last first, as a key's latest is taken: schema 16 listed such ties by id,
     ascending, the run made first first."""
     runs = open_store(where)
-    tied = [dataclasses.replace(run_of(n, READING), id=time_ordered_id(READING)) for n in range(3)]
+    ids = sorted(time_ordered_id(READING) for _ in range(3))  # made and written in the order of their ids
+    tied = [dataclasses.replace(run_of(n, READING), id=made_id) for n, made_id in enumerate(ids)]
     before, after = run_of(3, READING - 1.0), run_of(4, READING + 1.0)
     for run in (tied[0], before, tied[1], after, tied[2]):
         runs.submit(run)
