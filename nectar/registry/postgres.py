@@ -67,14 +67,18 @@ SCHEMA_VERSION = LATEST - FIRST_VERSION + 1
 #: order given). A key's next run is inserted only once the one before has ended (one active run a key), after that
 #: one's insert committed, so its number is the greater, whatever process, machine or clock wrote it; two processes'
 #: run ids of one millisecond were in no order. The runs written before are numbered as version 16 ordered a key's
-#: runs (queue time, then id), each active run after every ended one, then the sequence set past them
+#: runs (queue time, then id), each active run after every ended one, then the sequence set past them; all of it
+#: only where the column is not there yet (as each statement of a migration, made so that it may be run again)
 WRITTEN_IN_ORDER = [
-    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS written BIGINT",
+    "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+    "AND table_name = 'runs' AND column_name = 'written') THEN "
+    "ALTER TABLE runs ADD COLUMN written BIGINT; "
     "UPDATE runs SET written = o.place FROM (SELECT id, row_number() OVER (ORDER BY "
-    f"CASE WHEN {ONE_ACTIVE} THEN 1 ELSE 0 END, queued_at, id) AS place FROM runs) AS o WHERE runs.id = o.id",
-    "ALTER TABLE runs ALTER COLUMN written SET NOT NULL",
-    "ALTER TABLE runs ALTER COLUMN written ADD GENERATED ALWAYS AS IDENTITY",
-    "SELECT setval(pg_get_serial_sequence('runs', 'written'), (SELECT COUNT(*) FROM runs) + 1, false)",
+    f"CASE WHEN {ONE_ACTIVE} THEN 1 ELSE 0 END, queued_at, id) AS place FROM runs) AS o WHERE runs.id = o.id; "
+    "ALTER TABLE runs ALTER COLUMN written SET NOT NULL; "
+    "ALTER TABLE runs ALTER COLUMN written ADD GENERATED ALWAYS AS IDENTITY; "
+    "PERFORM setval(pg_get_serial_sequence('runs', 'written'), (SELECT COUNT(*) FROM runs) + 1, false); "
+    "END IF; END $$"
 ]
 #: this dialect's statements for the schema's placeholders. Versions 7 and 8 kept ``run_queue.pending`` counted
 #: by triggers deferred to the commit, so a transaction took the count's row last and held it only while it
