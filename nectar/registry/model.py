@@ -76,9 +76,9 @@ class RandomBytes:
         """A new run id's value (:func:`time_ordered_id`) for its millisecond ``ms``: its 74 random bits taken from
         the buffer, or, where that is not above the last value answered and of the same millisecond, those of the last
         plus a random step of at most 2**32 (:func:`_after`): the ids one process makes in one millisecond increase in
-        the order it makes them (RFC 9562's monotonic random, 6.2 method 3), so of two runs of a key queued at the same
-        clock reading the one made last has the greater id (PostgreSQL's registry's tie-break,
-        :func:`~nectar.registry.schema.latest_of_key`; SQLite's is its rowid)."""
+        the order it makes them (RFC 9562's monotonic random, 6.2 method 3). Not the order of a key's runs: two
+        processes' ids of one millisecond are in none, and a clock may step back; the registry orders a key's runs by
+        the order it wrote them (:func:`~nectar.registry.schema.latest_of_key`)."""
         with self.lock:
             random = int.from_bytes(self._taken(ID_RANDOM))
             value = ms << 80 | VERSION_VARIANT | (random >> 68) << 64 | random & RAND_B

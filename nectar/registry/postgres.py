@@ -37,8 +37,10 @@ from nectar.registry.schema import (
     COUNT_PENDING,
     COUNT_RUNS,
     LATEST,
+    ONE_ACTIVE,
     PENDING_CHANGES,
     RUNS_BY_KEY,
+    RUNS_WRITTEN,
     STEPS_BY_RUN,
     UNCOUNT_PENDING,
     refuse_newer,
@@ -60,6 +62,24 @@ MIGRATION_LOCK = 0x6E65637461
 FIRST_VERSION = 3
 #: the version this release records in ``nectar_schema``
 SCHEMA_VERSION = LATEST - FIRST_VERSION + 1
+#: each run's place in the order the registry wrote the runs (RUNS_WRITTEN): a column drawn from a sequence by the
+#: insert itself, in its transaction (an identity, never given by a writer: a bulk load's runs take theirs in the
+#: order given). A key's next run is inserted only once the one before has ended (one active run a key), after that
+#: one's insert committed, so its number is the greater, whatever process, machine or clock wrote it; two processes'
+#: run ids of one millisecond were in no order. The runs written before are numbered as version 16 ordered a key's
+#: runs (queue time, then id), each active run after every ended one, then the sequence set past them; all of it
+#: only where the column is not there yet (as each statement of a migration, made so that it may be run again)
+WRITTEN_IN_ORDER = [
+    "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+    "AND table_name = 'runs' AND column_name = 'written') THEN "
+    "ALTER TABLE runs ADD COLUMN written BIGINT; "
+    "UPDATE runs SET written = o.place FROM (SELECT id, row_number() OVER (ORDER BY "
+    f"CASE WHEN {ONE_ACTIVE} THEN 1 ELSE 0 END, queued_at, id) AS place FROM runs) AS o WHERE runs.id = o.id; "
+    "ALTER TABLE runs ALTER COLUMN written SET NOT NULL; "
+    "ALTER TABLE runs ALTER COLUMN written ADD GENERATED ALWAYS AS IDENTITY; "
+    "PERFORM setval(pg_get_serial_sequence('runs', 'written'), (SELECT COUNT(*) FROM runs) + 1, false); "
+    "END IF; END $$"
+]
 #: this dialect's statements for the schema's placeholders. Versions 7 and 8 kept ``run_queue.pending`` counted
 #: by triggers deferred to the commit, so a transaction took the count's row last and held it only while it
 #: committed (no lock order to deadlock on); from 9 on, the counts of :mod:`~nectar.registry.counts`, likewise
@@ -81,9 +101,11 @@ OWN_STATEMENTS = {
     COUNT_FIRES: fire_counts.POSTGRES_TRIGGERS,
     COUNT_AGAIN: [],  # its triggers, one function a table deferred to the commit, stay as they are
     STEPS_BY_RUN: [],  # a table is a heap beside its indexes here, whatever its primary key: nothing to make anew
-    # ties by id, which the index holds beside each key: the read is answered from the index alone (an index-only
-    # scan, backwards), the state not needed (the index's condition implies the read's)
-    RUNS_BY_KEY: [runs_by_key(", id")],
+    RUNS_WRITTEN: WRITTEN_IN_ORDER,
+    # a key's ended runs by their place in the order written, each entry carrying its run's id: the read is answered
+    # from the index alone (an index-only scan, backwards), the state not needed (the index's condition implies the
+    # read's)
+    RUNS_BY_KEY: [runs_by_key(", written", " INCLUDE (id)")],
 }
 #: connections a process keeps at most (``NECTAR_DATABASE_POOL``)
 DEFAULT_POOL_SIZE = 4

@@ -41,29 +41,32 @@ STEP_FIELDS = ("run_id", "task_id", "task", "key", "state", "executed", "error",
 _STEP_NAMES = tuple(field.name for field in fields(Step))
 
 
-def status_read_sql(row_id: str) -> str:
-    """A key's latest run and its steps in one read: one row per step, the requested task last (a run without steps:
-    one row, its step columns NULL; no run: no row). Of the run, the columns a status answers
+def status_read_sql(row_id: str, written: str) -> str:
+    """A key's latest run and its steps in one read: one row per step, the requested task last (a run without steps: one
+    row, its step columns NULL; no run: no row). Of the run, the columns a status answers
     (:data:`~nectar.registry.schema.STATUS_COLUMNS`), not all 28, and of each step those a status answers
-    (:data:`~nectar.registry.schema.STATUS_STEP_COLUMNS`: not its run's id, which its run's row holds, its luigi task
-    id or its time): each column costs each lookup a fetch (and SQLite's and Python's calls around it). The run is
-    found by its ``row_id`` (the column that names its row most cheaply: SQLite's ``rowid``, which the indexes hold
-    beside each key, so the subquery of an ended run reads ``runs_by_key`` alone; else its ``id``) as
-    :func:`~nectar.registry.schema.latest_of_key` finds it (the key its two parameters), its steps by their run's
-    id; each row ends with its step's ``seq``, by which the rows are put in order here (SQLite sorted them in a
-    temporary B-tree, built for every status lookup: no index has a run's steps in that order). The run was read in a
-    subquery in FROM before, which SQLite ran as a co-routine handing the outer query its 28 columns: ~109k -> ~101k
+    (:data:`~nectar.registry.schema.STATUS_STEP_COLUMNS`: not its run's id, which its run's row holds, its luigi task id
+    or its time): each column costs each lookup a fetch (and SQLite's and Python's calls around it). The run is found by
+    its ``row_id`` (the column that names its row most cheaply: SQLite's ``rowid``, which the indexes hold beside each
+    key, so the subquery of an ended run reads ``runs_by_key`` alone; else its ``id``) as
+    :func:`~nectar.registry.schema.latest_of_key` finds it (by ``written``, the key its two parameters), its steps by
+    their run's id; each row ends with its step's ``seq``, by which the rows are put in order here (SQLite sorted them
+    in a temporary B-tree, built for every status lookup: no index has a run's steps in that order). The run was read in
+    a subquery in FROM before, which SQLite ran as a co-routine handing the outer query its 28 columns: ~109k -> ~101k
     instructions a read (callgrind, 10,000 runs)."""
     return (
         f"SELECT {', '.join(f'r.{column}' for column in STATUS_COLUMNS)}, "
         f"{', '.join(f's.{column} AS step_{column}' for column in STATUS_STEP_COLUMNS)}, s.seq AS step_seq "
         "FROM runs AS r LEFT JOIN steps AS s ON s.run_id = r.id "
-        f"WHERE r.{latest_of_key(row_id)}"
+        f"WHERE r.{latest_of_key(row_id, written)}"
     )
 
 
-#: :func:`status_read_sql` by the run's id, as any dialect reads it
-STATUS_READ = status_read_sql("id")
+#: a run's place in the order the registry wrote the runs, in a dialect that keeps it in a column of its own
+#: (:data:`~nectar.registry.schema.RUNS_WRITTEN`)
+WRITTEN = "written"
+#: :func:`status_read_sql` by the run's id and that column, as such a dialect reads it
+STATUS_READ = status_read_sql("id", WRITTEN)
 
 
 def _seq(row: Sequence[Any]) -> int:
@@ -116,7 +119,9 @@ class SqlReads(RunStore):
     another transaction holds (a claim), :attr:`GREATEST` names the two-value maximum;
     :attr:`COUNTED_AT_COMMIT` says whether its triggers count a change of the PENDING runs
     (``run_counts``, :mod:`~nectar.registry.counts`) when its transaction commits, rather than at once;
-    :attr:`STATUS_READ` is a status lookup's read (:func:`status_read_sql`).
+    :attr:`STATUS_READ` is a status lookup's read (:func:`status_read_sql`); :attr:`WRITTEN` names a run's place in
+    the order the registry wrote the runs (a key's latest ended run is the one written last; a listing's runs of one
+    queue time, the one written last first).
     """
 
     LOCK = ""
@@ -126,7 +131,9 @@ class SqlReads(RunStore):
     #: the status lookup's read (:meth:`latest_status`), in this dialect's cheapest spelling
     STATUS_READ = STATUS_READ
     #: the condition that selects a key's latest run (:meth:`latest`), in this dialect's cheapest spelling
-    LATEST_OF_KEY = latest_of_key("id")
+    LATEST_OF_KEY = latest_of_key("id", WRITTEN)
+    #: a run's place in the order the registry wrote the runs, as this dialect names it
+    WRITTEN = WRITTEN
 
     @classmethod
     @abstractmethod
@@ -203,7 +210,8 @@ class SqlReads(RunStore):
                 total = int(self._scalar(db, f"SELECT COUNT(*) FROM runs WHERE {condition}", args))
             rows = self._exec(
                 db,
-                f"SELECT {RUNS} FROM runs WHERE {condition} ORDER BY queued_at DESC, id LIMIT ? OFFSET ?",
+                f"SELECT {RUNS} FROM runs WHERE {condition} "
+                f"ORDER BY queued_at DESC, {self.WRITTEN} DESC LIMIT ? OFFSET ?",
                 [*args, max(0, limit), max(0, offset)],
             ).fetchall()
             return [run for run in map(run_of, rows) if run is not None], total

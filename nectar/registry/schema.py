@@ -1,15 +1,16 @@
 """The registry's tables, written once for every SQL dialect, and how a run becomes a row and back.
 
-The schema grows by :data:`MIGRATIONS`: version n is reached by applying ``MIGRATIONS[n-1]``.
-A statement names its floating-point columns ``{real}``, which a dialect spells its own way
-(:func:`statements`), and a placeholder (:data:`COUNT_PENDING`, :data:`UNCOUNT_PENDING`, :data:`COUNT_RUNS`,
-:data:`COUNT_FIRES`, :data:`COUNT_AGAIN`, :data:`STEPS_BY_RUN`, :data:`RUNS_BY_KEY`) stands for the dialect's own
-statements: the triggers that kept ``run_queue.pending`` (versions 7 and 8), their removal, the triggers that keep
+The schema grows by :data:`MIGRATIONS`: version n is reached by applying ``MIGRATIONS[n-1]``. A statement names its
+floating-point columns ``{real}``, which a dialect spells its own way (:func:`statements`), and a placeholder
+(:data:`COUNT_PENDING`, :data:`UNCOUNT_PENDING`, :data:`COUNT_RUNS`, :data:`COUNT_FIRES`, :data:`COUNT_AGAIN`,
+:data:`STEPS_BY_RUN`, :data:`RUNS_WRITTEN`, :data:`RUNS_BY_KEY`) stands for the dialect's own statements: the triggers
+that kept ``run_queue.pending`` (versions 7 and 8), their removal, the triggers that keep
 :mod:`~nectar.registry.counts`' tables (from version 9) and :mod:`~nectar.registry.fire_counts`' (from 10), their
-replacement (12, where a dialect has one: SQLite's :mod:`~nectar.registry.sqlite_counts`), the steps' table made
-anew in its primary key's order (14, where a dialect can: SQLite's ``WITHOUT ROWID``), and the index of a key's ended
-runs, ties in the order the dialect names rows by (16, :func:`runs_by_key`); each dialect records the version reached
-where its database keeps such things (SQLite's ``PRAGMA user_version``, a table in PostgreSQL).
+replacement (12, where a dialect has one: SQLite's :mod:`~nectar.registry.sqlite_counts`), the steps' table made anew in
+its primary key's order (14, where a dialect can: SQLite's ``WITHOUT ROWID``), each run's place in the order the
+registry wrote the runs (17, where a dialect has none of its own: :data:`RUNS_WRITTEN`) and the index of a key's ended
+runs in that order (17, :func:`runs_by_key`); each dialect records the version reached where its database keeps such
+things (SQLite's ``PRAGMA user_version``, a table in PostgreSQL).
 """
 
 from __future__ import annotations
@@ -38,28 +39,33 @@ ENDED = "(state = 'DONE' OR state = 'FAILED' OR state = 'CANCELLED')"
 ACTIVE_OF_KEY = f"key = ? AND {ONE_ACTIVE}"
 
 
-def latest_of_key(row_id: str) -> str:
+def latest_of_key(row_id: str, written: str) -> str:
     """The condition that selects a key's latest run by its ``row_id`` (``id``, or SQLite's ``rowid``), the key its
-    two parameters: the key's active run if it has one (``runs_one_active_per_key``), else its ended run queued last
-    (``runs_by_key``, which holds ended runs only: a submission writes no entry there). COALESCE reads its second query
-    only when the first found none, in SQLite and PostgreSQL. An active run is its key's latest: it was written after
-    every other run of its key had ended (one active run a key). Of ended runs queued at the same time, the latest is
-    the one of the greatest ``row_id``: the one written last (SQLite's rowid), or made last (an id,
-    :func:`~nectar.registry.model.time_ordered_id`), in the order of the dialect's ``runs_by_key`` (from version 16,
-    :func:`runs_by_key`), read backwards: no dialect sorts."""
+    two parameters: the key's active run if it has one (``runs_one_active_per_key``), else its ended run written last
+    (``runs_by_key``, which holds ended runs only: a submission writes no entry there), by ``written``, the run's
+    place in the order the registry wrote the runs (SQLite's rowid; PostgreSQL's ``written``, drawn from a sequence
+    by the insert: :data:`RUNS_WRITTEN`), not by its queue time: ``queued_at`` is the wall clock of the node that
+    queued it, which may step back (NTP, a resumed VM) or differ from another node's, and two processes' runs of one
+    clock reading (one millisecond of their ids) are in no order. COALESCE reads its second query only when the first
+    found none, in SQLite and PostgreSQL. An active run is its key's latest: it was written after every other run of
+    its key had ended (one active run a key), and so it is once it has ended, until the key's next run is written
+    (a retried run's attempts are its one row, written once). Read from ``runs_by_key`` backwards (from version 17,
+    :func:`runs_by_key`): no dialect sorts."""
     return (
         f"{row_id} = COALESCE((SELECT {row_id} FROM runs WHERE {ACTIVE_OF_KEY}), "
-        f"(SELECT {row_id} FROM runs WHERE key = ? AND {ENDED} ORDER BY queued_at DESC, {row_id} DESC LIMIT 1))"
+        f"(SELECT {row_id} FROM runs WHERE key = ? AND {ENDED} ORDER BY {written} DESC LIMIT 1))"
     )
 
 
-def runs_by_key(tie: str) -> str:
-    """The statement that makes version 16's index of a key's ended runs, by queue time, then by ``tie``: the column
-    that names a run's row most cheaply (:func:`latest_of_key`'s ``row_id``), written here where a dialect's index does
-    not hold it beside each key already (SQLite's rowid), so that ties go to the run written or made last. Version
-    15's ``(key, queued_at, state)`` ordered them by the state's name (FAILED, DONE, CANCELLED): a key's run cancelled
-    after one was done at the same clock reading was not its latest."""
-    return f"CREATE INDEX IF NOT EXISTS runs_by_key ON runs(key, queued_at{tie}) WHERE {ENDED}"
+def runs_by_key(written: str, carried: str) -> str:
+    """The statement that makes version 17's index of a key's ended runs, in the order they were written: by
+    ``written`` (:func:`latest_of_key`'s; empty where a dialect's index holds it beside each key already, SQLite's
+    rowid), with ``carried`` (an ``INCLUDE``, or empty), the column that names a run's row, where the index does not
+    hold it already, so that the read of the latest is answered from the index alone. Version 15's ``(key, queued_at,
+    state)`` ordered ties of queue time by the state's name, 16's ``(key, queued_at)`` by SQLite's rowid or
+    PostgreSQL's id (two processes' ids of one millisecond are in no order), and both put a run queued after the
+    wall clock stepped back before the one queued at the later reading."""
+    return f"CREATE INDEX IF NOT EXISTS runs_by_key ON runs(key{written}){carried} WHERE {ENDED}"
 
 
 def steps_table(name: str) -> str:
@@ -230,7 +236,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX IF EXISTS runs_by_key",
         f"CREATE INDEX IF NOT EXISTS runs_by_key ON runs(key, queued_at, state) WHERE {ENDED}",
     ),
-    (  # 16: the same, ties of queue time in the order the runs were written or made (runs_by_key, RUNS_BY_KEY)
+    (  # 16: the same, ties of queue time in the order the runs were written or made; now made anew by 17, not here
+        "DROP INDEX IF EXISTS runs_by_key",
+    ),
+    (  # 17: a key's ended runs in the order the registry wrote them, whatever the clocks (RUNS_WRITTEN, RUNS_BY_KEY)
+        "{runs_written}",
         "DROP INDEX IF EXISTS runs_by_key",
         "{runs_by_key}",
     ),
@@ -249,8 +259,12 @@ COUNT_AGAIN = "{count_again}"
 #: where they take the dialect's own that keep the steps' rows in their primary key's b-tree, a run's steps together
 #: (SQLite's ``WITHOUT ROWID``: a status lookup's steps one b-tree's pages, not an index's then the table's by rowid)
 STEPS_BY_RUN = "{steps_by_run}"
-#: where they take the dialect's own that make the index of a key's ended runs, ties in its order
-#: (:func:`runs_by_key`)
+#: where they take the dialect's own that give each run its place in the order the registry wrote the runs, where the
+#: dialect keeps none of its own (SQLite's rowid is one): the runs written before numbered in the order that version
+#: 16 took a key's latest by (queue time, then id), each active run after every ended one (it was written after its
+#: key's ended runs), so that no key's latest changes as the schema is upgraded
+RUNS_WRITTEN = "{runs_written}"
+#: where they take the dialect's own that make the index of a key's ended runs in that order (:func:`runs_by_key`)
 RUNS_BY_KEY = "{runs_by_key}"
 #: the number of PENDING runs, kept by the triggers of :data:`COUNT_RUNS`
 QUEUED = "SELECT pending FROM run_counts WHERE id = 1"
@@ -283,8 +297,8 @@ ATTEMPT_COLUMNS: tuple[str, ...] = ("run_id", "attempt", "state", "failed_step",
 def statements(version: int, real: str, own: Mapping[str, Sequence[str]]) -> list[str]:
     """The statements that bring a schema at ``version`` to :data:`LATEST`, ``{real}`` spelt ``real`` and each
     placeholder (:data:`COUNT_PENDING`, :data:`UNCOUNT_PENDING`, :data:`COUNT_RUNS`, :data:`COUNT_FIRES`,
-    :data:`COUNT_AGAIN`, :data:`STEPS_BY_RUN`, :data:`RUNS_BY_KEY`) replaced by the dialect's ``own`` statements for
-    it."""
+    :data:`COUNT_AGAIN`, :data:`STEPS_BY_RUN`, :data:`RUNS_WRITTEN`, :data:`RUNS_BY_KEY`) replaced by the dialect's
+    ``own`` statements for it."""
     found: list[str] = []
     for statement in (statement for migration in MIGRATIONS[version:] for statement in migration):
         found.extend(own[statement] if statement in own else [statement.format(real=real)])

@@ -33,6 +33,7 @@ from nectar.registry.schema import (
     QUEUED,
     RUN_COLUMNS,
     RUNS_BY_KEY,
+    RUNS_WRITTEN,
     STEP_COLUMNS,
     STEPS_BY_RUN,
     UNCOUNT_PENDING,
@@ -238,11 +239,16 @@ OWN_STATEMENTS = {
         "DROP TABLE steps",
         "ALTER TABLE steps_by_run RENAME TO steps",
     ],
-    # each entry's rowid after its columns (SQLite's, in every index): ties in the order the runs were written. Not
-    # the state beside them (version 15's), which would order ties before the rowid: the read then takes the ended
-    # run's state from its row, which it reads next anyway (the page in its cache: reads a status lookup at 10,000
-    # and 100,000 runs as many as version 15's, where (key, queued_at, id, state) took 3.70 -> 3.94 and 6.10 -> 6.26)
-    RUNS_BY_KEY: [runs_by_key("")],
+    # a run's place in the order the runs were written is its rowid: one more than the greatest in the table when
+    # it is inserted (in the write lock), so a later run's is the greater; the order holds through VACUUM and a
+    # dump's restore (each copies the rows in rowid order)
+    RUNS_WRITTEN: [],
+    # each entry's rowid after its key (SQLite's, in every index): a key's ended runs in the order they were written,
+    # the last found at the end of its key's entries. Not the state beside them (version 15's), which would order
+    # the entries by state before the rowid: the read takes the ended run's state from its row, which it reads next
+    # anyway (the page in its cache: reads a status lookup at 10,000 and 100,000 runs as many as version 15's, where
+    # (key, queued_at, id, state) took 3.70 -> 3.94 and 6.10 -> 6.26)
+    RUNS_BY_KEY: [runs_by_key("", "")],
 }
 #: a new run, unless one of its key is active or the PENDING runs (the count the runs' triggers keep) are as many as
 #: the last parameter: one statement, its own transaction. Its one row of ``VALUES``, not an ``INSERT ... SELECT ...
@@ -319,9 +325,11 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
     """The registry in one SQLite file (WAL, a process's connections lent to one thread at a time, a schema that
     upgrades itself)."""
 
-    #: the status lookup's read finds a key's latest run by its rowid, which the indexes of runs by key hold
-    STATUS_READ = status_read_sql("rowid")
-    LATEST_OF_KEY = latest_of_key("rowid")
+    #: the status lookup's read finds a key's latest run by its rowid, which the indexes of runs by key hold, and
+    #: which is the run's place in the order the runs were written (:data:`OWN_STATEMENTS`)
+    STATUS_READ = status_read_sql("rowid", "rowid")
+    LATEST_OF_KEY = latest_of_key("rowid", "rowid")
+    WRITTEN = "rowid"
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

@@ -113,7 +113,8 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
 
     @abstractmethod
     def latest(self, key: str) -> Run | None:
-        """A key's latest run: its active run if it has one (one a key), else its ended run queued last."""
+        """A key's latest run: its active run if it has one (one a key), else its ended run the registry wrote last
+        (whatever the clocks that queued them say; a retried run is written once, its attempts one row)."""
 
     @abstractmethod
     def latest_status(self, key: str) -> tuple[RunStatus | None, list[StepStatus]]:
@@ -122,7 +123,8 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
 
     @abstractmethod
     def find(self, where: RunFilter, offset: int = 0, limit: int = 50) -> tuple[list[Run], int]:
-        """The runs matching ``where``, newest first, ``limit`` from ``offset``; and how many match in all."""
+        """The runs matching ``where``, newest first (by queue time, of one queue time the run written last first),
+        ``limit`` from ``offset``; and how many match in all."""
 
     @abstractmethod
     def count_by_state(self) -> dict[RunState, int]:

@@ -24,7 +24,7 @@ from nectar.executor import Likely
 from nectar.exposure import Exposure, exposure
 from nectar.keys import TargetKey
 from nectar.leases import process_name
-from nectar.luigid import BATCH_RPC, Connections, scheduler_of
+from nectar.luigid import BATCH_RPC, Connections, SchedulerClient, scheduler_of
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from nectar.steps import StepRecorder
@@ -293,3 +293,38 @@ def test_a_one_step_runs_folders_are_made_while_luigid_answers_the_get_work_that
     two = FirstAttempt(settings, own_luigid, "WithDependencyTask", aparam="b")
     assert two.attempt().state == RunState.DONE
     assert seen == {"TestS3Task": (False, False), "WithDependencyTask": (False, False)}
+
+
+def running_in_luigid(client: SchedulerClient, task_id: str) -> str | None:
+    """The worker luigid has ``task_id`` RUNNING in the name of (None: it has it in no state of RUNNING)."""
+    record = client.task(task_id) or {}
+    return str(record.get("worker_running")) if record.get("status") == "RUNNING" else None
+
+
+def starts_noted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the steps that start in this process from now on (luigi's START, as the attempt records it)."""
+    started: list[str] = []
+    start = StepRecorder.start
+
+    def noted(recorder: StepRecorder, task: luigi.Task) -> None:
+        started.append(task.task_id)
+        start(recorder, task)
+
+    monkeypatch.setattr(StepRecorder, "start", noted)
+    return started
+
+
+def test_a_step_luigid_has_granted_another_worker_is_not_run_by_an_attempt(
+    settings: Settings, own_luigid: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """luigi's rule: a step luigid has RUNNING in another worker's name is not granted, so the attempt does not run it
+    (its run waits for that worker), and luigid keeps it that worker's. (Round 54's dispatch2: a cut that ran the step
+    it asked for without a grant ended this run DONE.)"""
+    started = starts_noted(monkeypatch)
+    first = FirstAttempt(settings, own_luigid)
+    told = {"worker": "elsewhere", "family": "TestS3Task", "status": "PENDING", "runnable": True}
+    first.client.call("add_task", task_id=first.task_id, **told)
+    assert first.client.call("get_work", worker="elsewhere", current_tasks=[])["task_id"] == first.task_id
+    assert first.attempt().state == RunState.PENDING
+    assert started == []
+    assert running_in_luigid(first.client, first.task_id) == "elsewhere"

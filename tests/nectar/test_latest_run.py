@@ -1,4 +1,4 @@
-"""A key's latest run: its active run if it has one, else its ended run queued last, each found through an index.
+"""A key's latest run: its active run if it has one, else its ended run written last, each found through an index.
 
 The index of runs by key (``runs_by_key``) holds ended runs only (schema 15): a submission writes no entry there,
 where each wrote one on a random leaf of a b-tree as large as the registry; the active run of a key is found through
@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import sqlite3
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from nectar.registry import RetryPolicy, Run, RunState
+from nectar.registry import RetryPolicy, Run, RunFilter, RunState
 from nectar.registry.model import time_ordered_id
-from nectar.registry.postgres import FIRST_VERSION
+from nectar.registry.postgres import FIRST_VERSION, PostgresRunStore
 from nectar.registry.postgres import SCHEMA_VERSION as PG_VERSION
 from nectar.registry.schema import ACTIVE_OF_KEY, ENDED, ONE_ACTIVE, RUNS, values
-from nectar.registry.sqlite import SCHEMA_VERSION
+from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
 from nectar.registry.triggers_sql import SqlTriggers
 from tests.helpers.registries import known
 from tests.nectar import test_queue_count
@@ -29,6 +30,8 @@ from tests.nectar.test_queue_count import open_store
 where = test_queue_count.where
 
 DIGEST = "0123456789abcdef0123456789abcdef"
+#: the clock reading runs are queued at (review7's)
+READING = 2000.0
 #: a key's every read of a run: the status lookup's, :meth:`latest`'s and the look-up of its active run
 LATEST_INDEXES = ("runs_one_active_per_key", "runs_by_key")
 
@@ -61,9 +64,11 @@ def test_states_are_active_or_ended_never_both() -> None:
         assert (f"'{state.value}'" in ONE_ACTIVE) != (f"'{state.value}'" in ENDED), state
 
 
-def test_the_latest_run_of_a_key_is_its_active_run_else_its_ended_run_queued_last(where: str) -> None:
+def test_the_latest_run_of_a_key_is_its_active_run_else_its_ended_run_written_last(where: str) -> None:
     """A key's active run (queued, running, waiting, queued again for its retry) is its latest, whatever the queue
-    time of its ended runs; without one, its ended run queued last (done, failed or cancelled)."""
+    time of its ended runs; without one, its ended run written last (done, failed or cancelled), whatever the clock
+    readings they were queued at (a clock that stepped back, another node's): a retried run is written once, so
+    once it has ended it is still the latest, queued before the others or not."""
     runs = open_store(where)
     key = run_of(1, 0.0).key
     assert latest_id(runs, key) is None
@@ -72,7 +77,7 @@ def test_the_latest_run_of_a_key_is_its_active_run_else_its_ended_run_queued_las
         made = runs.submit(run_of(1, queued_at))[0]
         runs.cancel(made.id)
         ended.append(made.id)
-    assert latest_id(runs, key) == ended[0]
+    assert latest_id(runs, key) == ended[2]
 
     active = runs.submit(run_of(1, 1500.0, RetryPolicy(retries=1, delay=0.0)))[0]  # queued before an ended one
     assert latest_id(runs, key) == active.id
@@ -87,8 +92,8 @@ def test_the_latest_run_of_a_key_is_its_active_run_else_its_ended_run_queued_las
     assert runs.wake(active.id) and runs.claim("w", run_id=active.id) is not None
     assert runs.fail(active.id, 2, "ATask", "boom again") == RunState.FAILED  # its last attempt: ended
 
-    assert latest_id(runs, key) == ended[0]  # ended now, and queued before the run queued last
-    done = runs.submit(run_of(1, 4000.0))[0]
+    assert latest_id(runs, key) == active.id  # ended now, queued before two of the ended runs, written after them
+    done = runs.submit(run_of(1, 500.0))[0]
     assert runs.claim("w", run_id=done.id) is not None and runs.complete(done.id, 1)
     assert latest_id(runs, key) == done.id
 
@@ -152,8 +157,8 @@ def plan(runs: SqlTriggers, where: str, query: str, args: tuple[str, ...]) -> st
 def test_every_read_of_a_key_s_run_follows_an_index(where: str) -> None:
     """The status lookup's read, :meth:`latest`'s and the look-up of a key's active run (a submission of a key already
     active) each find the run through the indexes of runs by key, and none reads the table of runs in full or sorts:
-    ``runs_by_key`` holds a key's ended runs in the order the reads take the latest by (queue time, then SQLite's
-    rowid or PostgreSQL's id)."""
+    ``runs_by_key`` holds a key's ended runs in the order the reads take the latest by, the order they were written
+    (SQLite's rowid, PostgreSQL's ``written``)."""
     runs = open_store(where)
     reads = {
         "status": (runs.STATUS_READ, ("k", "k"), LATEST_INDEXES),
@@ -167,19 +172,25 @@ def test_every_read_of_a_key_s_run_follows_an_index(where: str) -> None:
         assert all(index in found for index in indexes), (name, found)
 
 
-#: ``runs_by_key`` as the versions before made it: 14 (every run, by queue time) and 15 (ended runs, ties by state)
+#: ``runs_by_key`` as the versions before made it: 14 (every run, by queue time), 15 (ended runs, ties by state) and
+#: 16 (ended runs, ties by SQLite's rowid or PostgreSQL's id)
 INDEX_OF_VERSION = {
     14: "CREATE INDEX runs_by_key ON runs(key, queued_at)",
     15: f"CREATE INDEX runs_by_key ON runs(key, queued_at, state) WHERE {ENDED}",
+    16: f"CREATE INDEX runs_by_key ON runs(key, queued_at) WHERE {ENDED}",
 }
+#: PostgreSQL's of 16, which held each run's id beside its key and queue time
+PG_INDEX_OF_16 = f"CREATE INDEX runs_by_key ON runs(key, queued_at, id) WHERE {ENDED}"
 
 
 def downgrade(where: str, version: int) -> None:
-    """The registry as ``version`` (14 or 15) left it: its index of runs by key as that version made it."""
+    """The registry as ``version`` (14, 15 or 16) left it: its index of runs by key as that version made it, and on
+    PostgreSQL no column of the order the runs were written (dropped with the index that holds it)."""
     if where.startswith("postgresql:"):
         with psycopg.connect(where, autocommit=True) as pg:
-            pg.execute("DROP INDEX runs_by_key")
-            pg.execute(INDEX_OF_VERSION[version])
+            pg.execute("ALTER TABLE runs DROP COLUMN written")
+            pg.execute("DROP INDEX IF EXISTS runs_by_key")
+            pg.execute(PG_INDEX_OF_16 if version == 16 else INDEX_OF_VERSION[version])
             pg.execute("UPDATE nectar_schema SET version = %s", (version - FIRST_VERSION + 1,))
         return
     with sqlite3.connect(where) as lite:
@@ -204,17 +215,10 @@ def index_made(where: str) -> str:
     return str(made)
 
 
-@pytest.mark.parametrize("version", [14, 15])
-def test_a_registry_of_schema_14_or_15_with_runs_in_every_state_keeps_each_key_s_latest_as_it_upgrades(
-    where: str, version: int
-) -> None:
-    """Runs queued, running, waiting, queued again for a retry, done, failed and cancelled, a key with several
-    ended runs and an active one, and a key with two ended runs queued at the same clock reading, the one made last
-    cancelled (version 15's index put the done one first): upgraded from schema 14 or 15, each key's latest run is
-    its active run, else its ended run queued last, of those queued at once the one written (SQLite) or made
-    (PostgreSQL) last; its index of runs by key now holds ended runs only, in that order, and a submission after
-    finds a key's active run, or queues one beside its ended."""
-    runs = open_store(where)
+def every_state(runs: SqlTriggers) -> tuple[list[Run], dict[str, str]]:
+    """Runs queued, running, waiting, queued again for a retry, done, failed and cancelled (in ``made``'s order), a
+    key with ended runs and an active one queued before them, and a key with two ended runs queued at the same clock
+    reading, the one made last cancelled (version 15's index put the done one first); and each key's latest run."""
     retried = RetryPolicy(retries=1, delay=0.0)
     made = [runs.submit(run_of(n, 1000.0 + n, retried))[0] for n in range(7)]
     for n in range(1, 7):
@@ -236,17 +240,189 @@ def test_a_registry_of_schema_14_or_15_with_runs_in_every_state_keeps_each_key_s
     assert states == ["PENDING", "RUNNING", "WAITING", "PENDING", "DONE", "FAILED", "CANCELLED"]
     expected = {run.key: run.id for run in made[:5]} | {made[5].key: later.id, made[6].key: again.id}
     expected[tied[0].key] = tied[1].id
+    return made, expected
+
+
+def written_after_the_upgrade(upgraded: SqlTriggers, made: list[Run], expected: dict[str, str]) -> None:
+    """After an upgrade: each key's latest as before; an active run queued before its key's ended runs, once ended,
+    still its latest (written after them); a submission of a key active finds its run, and one of a key whose runs
+    ended is its latest, queued at a clock reading before every run's (a clock stepped back)."""
+    assert {key: latest_id(upgraded, key) for key in expected} == expected
+    again = expected[made[6].key]
+    upgraded.cancel(again)
+    assert latest_id(upgraded, made[6].key) == again
+    assert upgraded.submit(run_of(1, 4000.0)) == (upgraded.get(made[1].id), False)
+    queued = upgraded.submit(run_of(4, 100.0))[0]
+    assert queued.id != made[4].id and latest_id(upgraded, made[4].key) == queued.id
+    upgraded.cancel(queued.id)
+    assert latest_id(upgraded, made[4].key) == queued.id
+
+
+def index_of_17(where: str) -> str:
+    """The columns of version 17's ``runs_by_key`` as the database spells them."""
+    return "(key, written) INCLUDE (id)" if where.startswith("postgresql:") else "(key)"  # and SQLite's rowid
+
+
+@pytest.mark.parametrize("version", [14, 15, 16])
+def test_a_registry_of_schema_14_to_16_with_runs_in_every_state_keeps_each_key_s_latest_as_it_upgrades(
+    where: str, version: int
+) -> None:
+    """Runs in every state (:func:`every_state`), upgraded from schema 14, 15 or 16 in one transaction: each key's
+    latest run is as before, its active run, else its ended run queued last, of those queued at once the one written
+    (SQLite) or made (PostgreSQL) last; its index of runs by key now holds ended runs only, in the order they were
+    written (PostgreSQL: the runs written before numbered in that order, each active run after every ended one); and
+    the runs written after the upgrade are written after every run written before (:func:`written_after_the_upgrade`).
+    """
+    runs = open_store(where)
+    made, expected = every_state(runs)
     runs.close()
     downgrade(where, version)
 
     upgraded = open_store(where)
 
     made_so = index_made(where)
-    columns = "(key, queued_at, id)" if where.startswith("postgresql:") else "(key, queued_at)"  # and SQLite's rowid
-    assert f"{columns} WHERE" in made_so and all(f"'{state}'" in made_so for state in ENDED_STATES), made_so
-    assert {key: latest_id(upgraded, key) for key in expected} == expected
+    assert f"{index_of_17(where)} WHERE" in made_so and all(f"'{state}'" in made_so for state in ENDED_STATES), made_so
     if not where.startswith("postgresql:"):
         assert ended_entries(where) == 6  # done, failed, two cancelled, and the two queued at once
-    assert upgraded.submit(run_of(1, 4000.0)) == (upgraded.get(made[1].id), False)
-    queued = upgraded.submit(run_of(4, 4000.0))[0]
-    assert queued.id != made[4].id and latest_id(upgraded, made[4].key) == queued.id
+    written_after_the_upgrade(upgraded, made, expected)
+
+
+def upgrade_in_a_child(where: str, go: tuple[int, int]) -> int:
+    """Fork a process that opens the registry at ``where`` (and so upgrades it) once the pipe ``go`` (its ends) is
+    closed by every other process; its pid. It exits 0 once it has, 1 on any error."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.close(go[1])
+        os.read(go[0], 1)
+        opened = PostgresRunStore(where) if where.startswith("postgresql:") else SQLiteRunStore(Path(where))
+        opened.count()
+        opened.close()
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def test_two_processes_upgrading_a_registry_of_schema_16_at_once_upgrade_it_once(where: str) -> None:
+    """Two processes open a registry of schema 16 (runs in every state, :func:`every_state`) at the same moment: one
+    upgrades it, in one transaction, the other finds it upgraded (PostgreSQL: each run numbered once, in order); both
+    open it, and it answers as :func:`written_after_the_upgrade` says."""
+    runs = open_store(where)
+    made, expected = every_state(runs)
+    runs.close()
+    downgrade(where, 16)
+    go = os.pipe()
+    try:
+        pids = [upgrade_in_a_child(where, go) for _ in range(2)]
+    finally:
+        for end_of_pipe in go:  # the children see its end at once
+            os.close(end_of_pipe)
+    assert [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids] == [0, 0]
+
+    upgraded = open_store(where)
+
+    assert f"{index_of_17(where)} WHERE" in index_made(where)
+    if where.startswith("postgresql:"):
+        with psycopg.connect(where) as pg:
+            row = pg.execute("SELECT COUNT(*), COUNT(DISTINCT written), MIN(written), MAX(written) FROM runs")
+            assert row.fetchone() == (len(made) + 4, len(made) + 4, 1, len(made) + 4)
+    written_after_the_upgrade(upgraded, made, expected)
+
+
+def id_made_in_a_child(now: float) -> str:
+    """A run id made at ``now`` in a process forked from this one, as another API process makes it."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its id, then gone
+        try:
+            os.write(write, time_ordered_id(now).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        made = os.read(read, 64).decode()
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    return made
+
+
+def two_processes_ids(now: float) -> tuple[str, str]:
+    """The ids of two processes' runs made at ``now``, the first made by the first process, where the first is the
+    greater (what two processes' ids of one millisecond are about half the time: each draws its random bits alone)."""
+    for _ in range(64):
+        first, last = id_made_in_a_child(now), id_made_in_a_child(now)
+        if first > last:
+            return first, last
+    raise AssertionError("64 pairs of ids, the first never the greater")
+
+
+def test_of_two_runs_queued_at_one_reading_by_two_processes_the_latest_is_the_one_written_last(where: str) -> None:
+    """review7 (round 53): a key's run queued and cancelled by one API process, then queued again by another at the
+    same clock reading (a clock that did not move between the two) and cancelled: the run written last is the key's
+    latest. Schema 16's PostgreSQL registry broke such a tie by the greater id, and two processes' ids of one
+    millisecond are in no order: it took the first run."""
+    runs = open_store(where)
+    key = run_of(1, READING).key
+    first_id, last_id = two_processes_ids(READING)
+    for made_id in (first_id, last_id):
+        run = runs.submit(dataclasses.replace(run_of(1, READING), id=made_id))[0]
+        assert run.id == made_id
+        runs.cancel(run.id)
+    found, status = runs.latest(key), runs.latest_status(key)[0]
+    assert found is not None and status is not None
+    assert found.state == RunState.CANCELLED
+    assert (found.id, status.id) == (last_id, last_id), "the run written last is the key's latest"
+
+
+def test_a_run_queued_after_the_wall_clock_stepped_back_is_its_key_s_latest(where: str) -> None:
+    """review7 (round 53): a key's run queued and cancelled, the wall clock then stepped back a second (NTP, a resumed
+    VM), the key queued again and done: the run written last is the key's latest (what its status says: DONE), not
+    the cancelled one queued at the later reading. Schemas 15 and 16 ordered a key's ended runs by ``queued_at``
+    first."""
+    runs = open_store(where)
+    key = run_of(1, READING).key
+    first = runs.submit(dataclasses.replace(run_of(1, READING), id=time_ordered_id(READING)))[0]
+    runs.cancel(first.id)
+    stepped = READING - 1.0
+    last = runs.submit(dataclasses.replace(run_of(1, stepped), id=time_ordered_id(stepped)))[0]
+    assert last.id != first.id and runs.claim("w", run_id=last.id) is not None
+    assert runs.complete(last.id, 1)
+    found, status = runs.latest(key), runs.latest_status(key)[0]
+    assert found is not None and status is not None
+    assert (found.id, status.id, found.state) == (last.id, last.id, RunState.DONE)
+
+
+def test_a_listing_puts_runs_of_one_queue_time_the_one_written_last_first(where: str) -> None:
+    """Runs are listed newest first by their queue time (what a user reads beside each), and of runs queued at one
+    clock reading, the one written last first, as a key's latest is taken: schema 16 listed such ties by id,
+    ascending, the run made first first."""
+    runs = open_store(where)
+    ids = sorted(time_ordered_id(READING) for _ in range(3))  # made and written in the order of their ids
+    tied = [dataclasses.replace(run_of(n, READING), id=made_id) for n, made_id in enumerate(ids)]
+    before, after = run_of(3, READING - 1.0), run_of(4, READING + 1.0)
+    for run in (tied[0], before, tied[1], after, tied[2]):
+        runs.submit(run)
+    expected = [after.id, *(run.id for run in reversed(tied)), before.id]
+    assert [run.id for run in runs.find(RunFilter())[0]] == expected
+    assert [run.id for run in runs.find(RunFilter(task="ATask"))[0]] == expected
+    assert [run.id for run in runs.find(RunFilter(state=RunState.PENDING), offset=1, limit=3)[0]] == expected[1:4]
+
+
+def test_runs_imported_are_written_in_the_order_given(where: str) -> None:
+    """A bulk load (``import_runs``: a restore, a benchmark's population) writes its runs as they are, in the order
+    given, after every run written before: a key's latest is the run given last, whatever the queue times, and a run
+    submitted after the load is written after it."""
+    runs = open_store(where)
+    done = dataclasses.replace(run_of(1, READING), state=RunState.DONE, finished_at=READING + 1.0)
+    cancelled = dataclasses.replace(run_of(1, READING - 100.0), state=RunState.CANCELLED, finished_at=READING)
+    runs.import_runs([done, cancelled])
+    assert latest_id(runs, done.key) == cancelled.id
+    runs.import_runs([dataclasses.replace(run_of(1, READING - 200.0), state=RunState.FAILED)])
+    failed = latest_id(runs, done.key)
+    assert failed not in (done.id, cancelled.id, None)
+    submitted = runs.submit(run_of(1, READING - 300.0))[0]
+    runs.cancel(submitted.id)
+    assert latest_id(runs, done.key) == submitted.id

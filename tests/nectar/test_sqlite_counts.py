@@ -88,7 +88,7 @@ def test_a_registry_of_schema_11_keeps_its_counts_exact_when_it_upgrades(tmp_pat
 
     upgraded = closed_at_end(SQLiteRunStore(path))
     look = sqlite3.connect(path)
-    assert look.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 16
+    assert look.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 17
     views = {name for (name,) in look.execute("SELECT name FROM sqlite_master WHERE type = 'view'")}
     look.close()
     assert views == {"run_changes", "fire_changes", "object_changes"}

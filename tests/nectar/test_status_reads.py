@@ -106,8 +106,8 @@ def test_the_status_read_sorts_nothing_in_sqlite(tmp_path: Path) -> None:
     """SQLite follows an index for each table of the read and builds no temporary B-tree to sort a run's steps
     (one per status lookup, before): the rows are put in order as they are read. The latest run of the key is found
     in ``runs_one_active_per_key`` (its active run), else in the ``runs_by_key`` index (its ended runs, each row's
-    rowid beside its key and queue time, in the order ties are taken by; the state, which the index's condition
-    already holds, read from the row, which the read reads next anyway), then its row by that rowid: not read in a
+    rowid beside its key, in the order they were written; the state, which the index's condition already holds,
+    read from the row, which the read reads next anyway), then its row by that rowid: not read in a
     subquery that SQLite runs as a co-routine, copying the run's columns out to the query around it. Its steps are
     read from their table's primary key (``WITHOUT ROWID``: their rows in its leaves), not from an index of it then
     the table's rows by rowid."""
@@ -127,8 +127,8 @@ def test_the_status_read_sorts_nothing_in_sqlite(tmp_path: Path) -> None:
 def test_the_status_read_answers_the_key_s_latest_run_and_only_its_steps(
     runs: SqlRunStore, queued_at: list[float]
 ) -> None:
-    """The run read is the key's latest (by its queue time, in whichever order the runs were written), and the
-    steps are that run's only; a key without a run reads none."""
+    """The run read is the key's latest (the one written last, whatever its queue time), and the steps are that
+    run's only; a key without a run reads none."""
     assert runs.latest_status(KEY.path) == (None, [])
     made = []
     for when in queued_at:
@@ -136,7 +136,7 @@ def test_the_status_read_answers_the_key_s_latest_run_and_only_its_steps(
         runs.record_steps([Step(run.id, "ATask_1", "ATask", KEY.path, "PENDING", error=f"{when}", updated_at=when)])
         made.append(run)
         runs.cancel(run.id)  # one active run per key: the next one is queued after this one ended
-    latest = max(made, key=lambda run: run.queued_at)
+    latest = made[-1]
 
     found, steps = runs.latest_status(KEY.path)
 
