@@ -700,6 +700,15 @@ class LuigidRPC(RemoteScheduler):
         self.connections.settle()
 
 
+def _told(task_id: str, status: str, worker: str, expl: str, policy: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What an ``add_task`` tells luigid of a step the service ends (``status``, not runnable, ``expl`` why), with the
+    step's retry policy where the caller has it (:meth:`SchedulerClient.fail`)."""
+    told: dict[str, Any] = {"task_id": task_id, "status": status, "worker": worker, "expl": expl, "runnable": False}
+    if policy is not None:
+        told["retry_policy_dict"] = dict(policy)
+    return told
+
+
 class SchedulerClient:
     """Talks to a luigi central scheduler at ``url`` (e.g. ``http://localhost:8082``)."""
 
@@ -755,9 +764,7 @@ class SchedulerClient:
         :func:`~nectar.luigi_internals.retry_policy_of`), where the caller has the task. luigi's own luigid sets a
         task's policy from every ``add_task``, to its ``[scheduler]`` defaults where none is sent, and judges every
         later failure by it until a worker adds the task again; ours keeps the one it holds."""
-        told = {"task_id": task_id, "status": "FAILED", "worker": worker, "expl": expl, "runnable": False}
-        if policy is not None:
-            told["retry_policy_dict"] = dict(policy)
+        told = _told(task_id, "FAILED", worker, expl, policy)
         self.call("add_task", **failure_named(told if counted else {**told, UNCOUNTED: True}))
 
     def disable(self, task_id: str, worker: str, expl: str, policy: Mapping[str, Any] | None = None) -> None:
@@ -773,8 +780,7 @@ class SchedulerClient:
         held = graph.get(task_id)
         if isinstance(held, dict) and held.get("status") == "RUNNING" and held.get("worker_running") == worker:
             self.fail(task_id, worker, expl, counted=False, policy=policy)
-        told = {"task_id": task_id, "status": "DISABLED", "worker": worker, "expl": expl, "runnable": False}
-        self.call("add_task", **told, **({} if policy is None else {"retry_policy_dict": dict(policy)}))
+        self.call("add_task", **_told(task_id, "DISABLED", worker, expl, policy))
 
     def ask_disabled(self, task_id: str) -> None:
         """Ask luigid now what :meth:`disabled` answers for ``task_id``: the next :meth:`disabled` of it on this

@@ -37,13 +37,14 @@ def _kept(store: SQLiteRunStore, path: Path) -> None:
 SQLiteRunStore.__init__ = _kept  # type: ignore[method-assign,assignment]
 
 
-def descriptors() -> dict[int, str]:
-    """This process's descriptors, each with what it is open on (``/proc/self/fd``: one listing, a readlink each)."""
+def descriptors(pid: int | str = "self") -> dict[int, str]:
+    """The descriptors of process ``pid`` (this one's by default), each with what it is open on (a path,
+    ``socket:[…]``, ``pipe:[…]``, ``anon_inode:…``; ``/proc/<pid>/fd``: one listing, a readlink each)."""
     found = {}
-    for name in os.listdir("/proc/self/fd"):
+    for name in os.listdir(f"/proc/{pid}/fd"):
         try:
-            found[int(name)] = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:  # the listing's own, closed since
+            found[int(name)] = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:  # the listing's own, or one closed since
             pass
     return found
 

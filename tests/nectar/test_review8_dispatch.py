@@ -23,7 +23,7 @@ from nectar.registry import RunState
 from nectar.service import Nectar
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
-from tests.nectar.test_attempt import FirstAttempt, own_luigid  # noqa: F401 (a fixture)
+from tests.nectar.test_attempt import FirstAttempt, own_luigid, running_in_luigid  # noqa: F401 (a fixture)
 from tests.nectar.test_killed_attempt import retried_run
 
 #: a task whose one dependency's ``complete()`` (which luigi's worker asks as the attempt adds the task, before it asks
@@ -86,12 +86,6 @@ def test_an_attempt_renews_its_lease_while_luigi_s_worker_adds_its_task(
     finally:
         flag.touch()
     wait_until(lambda: current().state == RunState.DONE)
-
-
-def running_in_luigid(client: SchedulerClient, task_id: str) -> str | None:
-    """The worker luigid has ``task_id`` RUNNING in the name of (None: it does not have it RUNNING)."""
-    record = client.task(task_id) or {}
-    return str(record.get("worker_running")) if record.get("status") == "RUNNING" else None
 
 
 def test_an_attempt_stopped_once_luigid_granted_its_step_leaves_nothing_running_in_luigid_in_its_name(

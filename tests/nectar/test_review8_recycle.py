@@ -11,19 +11,8 @@ from pathlib import Path
 from harness import Processes, base_env, children, settings_env
 from nectar.config import Settings
 from nectar.registry.sqlite import SQLiteRunStore
-from tests.helpers.registries import closed_at_end
+from tests.helpers.registries import closed_at_end, descriptors
 from tests.nectar.test_gunicorn_prefork import MAX_REQUESTS, chains_of, recycle_once
-
-
-def open_files(pid: int) -> list[str]:
-    """What each descriptor of process ``pid`` names (a path, ``socket:[…]``, ``pipe:[…]``, ``anon_inode:…``)."""
-    found = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            found.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
-        except FileNotFoundError:  # closed as it was listed
-            continue
-    return found
 
 
 def test_the_master_holds_nothing_of_the_registry_and_no_thread_as_it_forks_a_recycled_worker_s_successor(
@@ -44,7 +33,8 @@ def test_the_master_holds_nothing_of_the_registry_and_no_thread_as_it_forks_a_re
         recycle_once(api, port, "/api/runs")
         assert chains_of(port, "/api/runs") == 200
         registry = str(settings.registry_path)
-        held = [name for name in open_files(api.pid) if name.startswith(registry) and name != f"{registry}-writer"]
+        held = [name for name in descriptors(api.pid).values() if name.startswith(registry)]
+        held = [name for name in held if name != f"{registry}-writer"]
         assert held == [], f"gunicorn's master ({api.pid}) holds {held}: its workers {children(api.pid)} share them"
         assert os.listdir(f"/proc/{api.pid}/task") == [str(api.pid)], "gunicorn's master runs threads besides its own"
     finally:
