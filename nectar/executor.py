@@ -514,7 +514,7 @@ class Executor:
                 then or "it was no longer its attempt",
                 extra={"run_id": run.id},
             )
-        release(self.runs, run, reason, self.scheduler)
+        release(self.runs, run, reason, self.scheduler, counted=not self.stopping)  # requeued: its steps did not fail
 
     def _end_stopped(self, pid: int, run: Run, exited: bool = True) -> None:
         """If ``run`` was cancelled (or its attempt timed out), now that the attempt of the process ``pid`` has ended:

@@ -35,6 +35,7 @@ import pytest
 import requests
 
 from harness import (
+    LUIGI_CFG,
     MOTO_CREDENTIALS,
     REPO,
     TOKEN_VAR,
@@ -218,6 +219,10 @@ class Cluster:
     def env(self, settings: Settings | None = None) -> dict[str, str]:
         return {**base_env(), **settings_env(settings or self.settings), **self.extra_env}
 
+    def worker_log(self) -> str:
+        """What the workers (and their attempts) logged, a process's lines in the order it did things."""
+        return "".join(path.read_text() for path in sorted(self.logs.glob("worker-*.log")))
+
     def dump_logs(self, tail: int = 60) -> None:
         self.processes.dump_logs(tail)
         print("----- ledger")
@@ -225,9 +230,9 @@ class Cluster:
 
     # luigid
 
-    def start_luigid(self) -> None:
+    def start_luigid(self, config: Path = LUIGI_CFG) -> None:
         # on its port and no other: the settings (and so every worker's) name it, a restart comes back there
-        self.luigid = self.processes.luigid(self.luigid_port, self.tmp / "luigid", fixed=True).proc
+        self.luigid = self.processes.luigid(self.luigid_port, self.tmp / "luigid", config, fixed=True).proc
 
     def kill_luigid(self) -> None:
         assert self.luigid is not None

@@ -9,11 +9,6 @@ from tests.faults.conftest import Cluster, waitfor
 NOT_CLAIMING, CLAIMING = "not claiming runs until luigid answers again", "luigid answers again: claiming runs"
 
 
-def worker_log(cluster: Cluster) -> str:
-    """What the workers (and their attempts) logged, a process's lines in the order it did things."""
-    return "".join(path.read_text() for path in sorted(cluster.logs.glob("worker-*.log")))
-
-
 def test_runs_wait_in_the_queue_while_luigid_is_down_and_run_when_it_is_back(cluster: Cluster) -> None:
     cluster.fault = "luigid down before submitting; started later"
     cluster.start_api()
@@ -26,7 +21,7 @@ def test_runs_wait_in_the_queue_while_luigid_is_down_and_run_when_it_is_back(clu
     assert health.json()["message"].startswith("degraded: scheduler unavailable"), health.json()
     assert health.json()["data"]["scheduler"]["ok"] is False
     # it looked at luigid before claiming what was due, and found it down: the point at which it would have claimed
-    waitfor(lambda: NOT_CLAIMING in worker_log(cluster), 60, "the worker to find luigid down")
+    waitfor(lambda: NOT_CLAIMING in cluster.worker_log(), 60, "the worker to find luigid down")
     for data in runs:
         status = cluster.api.state(data["key"])
         assert (status["job_status"], status["attempt"], status["error"]) == ("PENDING", 0, None), status
@@ -38,7 +33,7 @@ def test_runs_wait_in_the_queue_while_luigid_is_down_and_run_when_it_is_back(clu
     assert cluster.api.healthz().json()["message"] == "ok"
     for data in runs:
         assert cluster.run(data["run_id"]).attempt == 1
-    said = worker_log(cluster)  # one process: its lines in the order it did things
+    said = cluster.worker_log()  # one process: its lines in the order it did things
     assert said.index(NOT_CLAIMING) < said.index(CLAIMING) < min(said.index(f"{r['run_id']} ") for r in runs), said
     assert said.count(": attempt 1 claimed") == len(runs), said
     cluster.account()
@@ -114,6 +109,6 @@ def test_a_missing_bucket_is_a_503_naming_it_and_fails_a_run_once_with_the_store
     assert "s3://qa.nobucket" in failed["error"] and "NoSuchBucket" in failed["error"], failed["error"]
     assert "missing" not in failed["error"]
     assert cluster.ledger.count("start") == 0  # it never ran: whether it was done could not be known
-    worker_log = "".join(path.read_text() for path in cluster.logs.glob("worker-*.log"))
+    worker_log = cluster.worker_log()
     assert worker_log.count("NoSuchBucket") == 1, worker_log  # once for its one attempt
     cluster.account(ended=1)

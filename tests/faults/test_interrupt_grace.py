@@ -24,8 +24,7 @@ def test_a_cancelled_attempt_stopped_past_its_grace_records_its_interruption_onc
     # its worker says so once its grace's seconds of the wall clock passed with none of them used (a grace of the
     # wall clock killed it then)
     said = f"interrupted attempt {child} used 0.0 s"
-    worker_log = lambda: "".join(path.read_text() for path in cluster.logs.glob("worker-*.log"))  # noqa: E731
-    waitfor(lambda: said in worker_log() or not alive(child), 60, "the grace's 5 s to pass")
+    waitfor(lambda: said in cluster.worker_log() or not alive(child), 60, "the grace's 5 s to pass")
     send(child, signal.SIGCONT)
 
     waitfor(lambda: not alive(child), 60, "the cancelled attempt's process to end")

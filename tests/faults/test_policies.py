@@ -5,8 +5,10 @@ from __future__ import annotations
 import signal
 import subprocess
 
+from harness import LUIGI_CFG
+from nectar.luigid import SchedulerClient
 from nectar.registry import RunState
-from tests.faults.conftest import Cluster, alive
+from tests.faults.conftest import Cluster, alive, waitfor
 
 
 def test_a_retry_resumes_at_the_failed_step(cluster: Cluster) -> None:
@@ -93,4 +95,34 @@ def test_sigterm_requeues_a_long_task_uncounted_after_the_drain_grace(cluster: C
     done = cluster.api.wait(run["key"], timeout=60)
     assert (done["run_id"], done["attempt"]) == (run["run_id"], 1)
     assert (cluster.ledger.count("start"), cluster.ledger.count("end")) == (2, 1)
+    cluster.account()
+
+
+def test_an_attempt_that_dies_while_its_worker_drains_is_no_failure_of_its_step_in_luigid(cluster: Cluster) -> None:
+    """Its worker puts the run back in the queue, uncounted; luigid is told the same of its step: a failure luigid
+    counted would, with ``retry_count = 1``, have disabled the step for the run's next attempt."""
+    cluster.fault = "SIGTERM a worker (drain_grace=3600), then SIGKILL its attempt; luigid's retry_count = 1"
+    config = cluster.tmp / "luigi.cfg"
+    config.write_text(LUIGI_CFG.read_text().replace("[scheduler]\n", "[scheduler]\nretry_count = 1\n", 1))
+    cluster.start_luigid(config)
+    cluster.start_api()
+    worker = cluster.start_worker(workers=1, drain_grace=3600)  # it waits for the attempt: the test ends it
+    [run] = cluster.start_runs(1, sleeps="3600,0")
+    child = cluster.ledger.executions()[0].pid
+
+    worker.send_signal(signal.SIGTERM)
+    waitfor(lambda: "stopping: waiting up to" in cluster.worker_log(), 60, "the worker to drain")
+    cluster.kill_pids([child])
+
+    assert worker.wait(timeout=120) == 0
+    requeued = cluster.run(run["run_id"])
+    assert (requeued.state, requeued.attempt) == (RunState.PENDING, 0), requeued
+    luigid = SchedulerClient(f"http://127.0.0.1:{cluster.luigid_port}", 5.0)
+    listed = luigid.call("task_list", status="", upstream_status="")
+    assert [task["status"] for task in listed.values()] == ["FAILED"], listed
+
+    cluster.start_worker(workers=1)
+
+    done = cluster.api.wait(run["key"], timeout=60)
+    assert (done["run_id"], done["attempt"]) == (run["run_id"], 1)
     cluster.account()

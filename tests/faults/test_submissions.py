@@ -124,7 +124,7 @@ def test_a_cancelled_running_run_stops_leaves_no_output_and_runs_again_when_resu
     assert [(s["task"], s["state"]) for s in cluster.api.state(running["key"])["steps"]] == [
         ("LedgerTask", "CANCELLED")
     ]
-    worker_log = "".join(path.read_text() for path in cluster.logs.glob("worker-*.log"))
+    worker_log = cluster.worker_log()
     assert "Traceback" not in worker_log and "could not save the logs" not in worker_log, worker_log
     again = cluster.api.cancel(running["run_id"])
     assert again.status_code == 409, again.text
