@@ -49,6 +49,9 @@ def test_a_simple_queues_reader_is_the_connection_its_puts_reach() -> None:
 
 
 def test_the_logging_lock_is_the_one_logging_takes_to_change_a_loggers_handlers() -> None:
+    """Asked from inside ``Logger.addHandler`` and ``removeHandler`` (each asks whether the handler is in the
+    logger's list, holding its lock; Python 3.11-3.12 through ``_acquireLock``, 3.13 with ``with _lock``)."""
+
     def free_elsewhere() -> bool:  # asked from another thread (the lock is reentrant), which lets go of it at once
         answer: list[bool] = []
 
@@ -63,12 +66,21 @@ def test_the_logging_lock_is_the_one_logging_takes_to_change_a_loggers_handlers(
         thread.join()
         return answer[0]
 
+    held: list[bool] = []
+
+    class Handlers(list[logging.Handler]):
+        def __contains__(self, handler: object) -> bool:
+            held.append(not free_elsewhere())
+            return super().__contains__(handler)
+
+    logger = logging.getLogger("tests.stdlib_internals.lock")
+    logger.handlers = Handlers()
+    handler = logging.NullHandler()
     assert free_elsewhere()
-    vars(logging)["_acquireLock"]()  # what Logger.addHandler and removeHandler call first
-    try:
-        assert not free_elsewhere()
-    finally:
-        vars(logging)["_releaseLock"]()
+    logger.addHandler(handler)
+    logger.removeHandler(handler)
+    assert held == [True, True]
+    assert free_elsewhere()
 
 
 def test_a_parsers_options_set_whole_read_as_options_it_read() -> None:
