@@ -51,8 +51,9 @@ def _appended(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_APPEND, 0o666)
 
 
-#: the handler of this process's last capture, kept for its next (:func:`_handler`); None while one is in use
-_kept: logging.StreamHandler[TextIO] | None = None
+#: the handler of this process's last capture, kept for its next (:func:`_handler`); empty while one is in use. A
+#: list, taken and given back each in one C call (``pop``, ``append``): two threads capturing at once never share one
+_kept: list[logging.StreamHandler[TextIO]] = []
 #: the stream of the handler kept between captures: none of a step's files (it writes to none of them)
 _NOWHERE: TextIO = io.StringIO()
 
@@ -61,23 +62,22 @@ def _handler(err: TextIO) -> logging.StreamHandler[TextIO]:
     """A handler of records to ``err``: the one kept from this process's last capture if there is one, else a new one.
     A handler made for each capture was its lock, its formatter set and its entry in logging's list of handlers made
     (and, collected, taken out of it), for each step."""
-    global _kept
-    handler, _kept = _kept, None
-    if handler is None:
+    try:
+        handler = _kept.pop()
+    except IndexError:  # the process's first capture, or another thread's capture holds it
         handler = logging.StreamHandler(err)
         handler.setFormatter(_FORMATTER)
-    else:
-        handler.stream = err
+        return handler
+    handler.stream = err
     return handler
 
 
 def _keep(handler: logging.StreamHandler[TextIO]) -> None:
     """Keep ``handler`` for the next capture, holding no file, unless the step changed it (its level, filters or
-    formatter: the next step's records would be shown otherwise)."""
-    global _kept
+    formatter: the next step's records would be shown otherwise), or one is kept already."""
     handler.stream = _NOWHERE
-    if handler.level == logging.NOTSET and not handler.filters and handler.formatter is _FORMATTER:
-        _kept = handler
+    if handler.level == logging.NOTSET and not handler.filters and handler.formatter is _FORMATTER and not _kept:
+        _kept.append(handler)
 
 
 @contextmanager
