@@ -35,6 +35,8 @@ OUTPUT_FILE = "out.txt"
 PARAMS_FILE = "params.txt"
 STDOUT_FILE = "log/stdout.log"
 STDERR_FILE = "log/stderr.log"
+#: the files the service writes in a task's folder: valid file names of a key (:meth:`TargetKey.with_file`)
+SERVICE_FILES = frozenset({OUTPUT_FILE, PARAMS_FILE, STDOUT_FILE, STDERR_FILE})
 
 
 #: ``json.dumps(..., separators=(",", ":"), sort_keys=True)``, luigi's arguments, as an encoder made once: json.dumps
@@ -113,8 +115,17 @@ class TargetKey:
         return f"{self.chain_type}/{self.chain}"
 
     def with_file(self, filename: str) -> TargetKey:
+        """The key of ``filename`` in this key's folder. One of the files the service writes there
+        (:data:`SERVICE_FILES`) is made without :meth:`__post_init__`'s match of the whole path: this key's parts
+        were checked as it was made, and the name is one of these (a step's start and end ask for five such keys,
+        each a match of ~100 characters)."""
         if filename == self.filename:  # the usual case on hot paths: out.txt's key asked for out.txt
             return self
+        if filename in SERVICE_FILES and type(filename) is str and type(self) is TargetKey:
+            parts = (self.chain_type, self.chain, self.task, self.digest, filename)
+            return TargetKey._matched(
+                f"chains/{self.chain_type}/{self.chain}/{self.task}/{self.digest}/{filename}", parts
+            )
         return TargetKey(self.chain_type, self.chain, self.task, self.digest, filename)
 
     def __str__(self) -> str:

@@ -143,6 +143,10 @@ UNCOUNTED = "nectar_uncounted"
 FAILURE = "nectar_failure"
 #: what luigid answers an RPC sent ahead (:attr:`RemoteScheduler.held_back`): luigi's worker reads no answer of it
 HELD_ANSWER = '{"response": null}'
+#: the name of the thread of its own that runs luigi's keep-alive loop when no standby is idle (:class:`_KeepAlive`)
+KEEP_ALIVE_THREAD = "luigi-keep-alive"
+#: luigi's keep-alive loop (``KeepAliveThread.run``), which reads only the attributes :class:`_KeepAlive` sets
+_LUIGI_KEEP_ALIVE_LOOP: Callable[[object], None] = vars(luigi.worker.KeepAliveThread)["run"]
 #: what a call through luigi's retry loop answers (:meth:`RemoteScheduler._retried`)
 _Answered = TypeVar("_Answered")
 
@@ -213,12 +217,17 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
     def _request(self, url: str, data: Any, attempts: int = 3, allow_null: bool = True) -> Any:
         """luigi's ``RemoteScheduler._request``, through which every RPC method of its client goes: luigid's
         ``response`` to the call, read from :attr:`post`'s answer as it comes (luigi's reads a text's JSON: an answer
-        already decoded was written back to JSON for it, and read again)."""
+        already decoded was written back to JSON for it, and read again). A call sent ahead answers
+        :data:`HELD_ANSWER`'s ``response`` (None) without a read of that text each time: three of a trivial run's
+        calls, ~100 bytecodes each."""
         failed = data.get("status") == FAILED and url.endswith("/add_task")  # a failure: named, sent again alike
         body = {"data": json.dumps(failure_named(data) if failed else data)}
         for _ in range(attempts):
             answer = self._answer(url, body)
-            response = (json.loads(answer) if isinstance(answer, str | bytes) else answer)["response"]
+            if answer is HELD_ANSWER:
+                response = None
+            else:
+                response = (json.loads(answer) if isinstance(answer, str | bytes) else answer)["response"]
             if allow_null or response is not None:
                 return response
         raise luigi.rpc.RPCError(f"Received null response from remote scheduler {self._url!r}")
@@ -426,9 +435,11 @@ def _worker_made_with(config: luigi.worker.worker, in_memory: bool) -> Iterator[
         module["worker"], module["multiprocessing"] = saved
 
 
-class _KeepAlive(luigi.worker.KeepAliveThread):
-    """luigi's keep-alive thread, its loop run by a standby thread of this process if one is idle
-    (:mod:`nectar.standby`: no thread started on the way to the first step), else by a thread of its own, as luigi's.
+class _KeepAlive:
+    """luigi's keep-alive thread (its loop, luigi's ``KeepAliveThread.run``), run by a standby thread of this process
+    if one is idle (:mod:`nectar.standby`: no thread started on the way to the first step), else by a daemon thread
+    of its own, as luigi's. Not itself a thread: a ``threading.Thread`` made for each attempt and never started (a
+    standby runs the loop) was its name, its events and its entry in ``threading``'s dangling threads, each run.
 
     With luigid, the loop starts while the worker waits for luigid's answer to its next RPC (its first ``get_work``:
     :attr:`RemoteScheduler.meanwhile`), at the latest as its first step runs (:meth:`begin`): a thread woken while
@@ -437,9 +448,28 @@ class _KeepAlive(luigi.worker.KeepAliveThread):
     started never starts it.
     """
 
-    _handed: standby.Started | None = None
-    #: whether its loop was started, or will never be (stopped first)
-    _begun = False
+    def run(self) -> None:
+        """luigi's loop: pings every ``_ping_interval`` until stopped, hands luigid's messages to the callback."""
+        _LUIGI_KEEP_ALIVE_LOOP(self)
+
+    def __init__(
+        self,
+        scheduler: Any,
+        worker_id: str,
+        ping_interval: float,
+        rpc_message_callback: Callable[[dict[str, Any]], object],
+    ) -> None:
+        self._should_stop = threading.Event()  # luigi's names: its loop reads them
+        self._scheduler = scheduler
+        self._worker_id = worker_id
+        self._ping_interval = ping_interval
+        self._rpc_message_callback = rpc_message_callback
+        self._started: standby.Started | None = None
+        #: whether its loop was started, or will never be (stopped first)
+        self._begun = False
+
+    def stop(self) -> None:
+        self._should_stop.set()
 
     def start(self) -> None:
         meanwhile = getattr(self._scheduler, "meanwhile", None)
@@ -453,9 +483,7 @@ class _KeepAlive(luigi.worker.KeepAliveThread):
         if self._begun or self._should_stop.is_set():
             return
         self._begun = True
-        self._handed = standby.hand(self.run)
-        if self._handed is None:
-            super().start()
+        self._started = standby.start(self.run, KEEP_ALIVE_THREAD)
 
     def join(self, timeout: float | None = None) -> None:
         """luigi's worker joins its keep-alive as it exits, once stopped. A loop on a thread of its own is waited for,
@@ -465,13 +493,11 @@ class _KeepAlive(luigi.worker.KeepAliveThread):
         at p90) on 2 loaded cores. The thread is not handed other work before it ends (:func:`~nectar.standby.hand`)."""
         if not self._begun:
             self._begun = True  # stopped before it started: it never will
-        elif self._handed is None:
-            super().join(timeout)
+        elif self._started is not None and self._started.own:
+            self._started.join(timeout)
 
     def is_alive(self) -> bool:
-        if not self._begun:
-            return False
-        return super().is_alive() if self._handed is None else self._handed.is_alive()
+        return self._started is not None and self._started.is_alive()
 
 
 class Worker(luigi.worker.Worker):
@@ -523,11 +549,9 @@ class Worker(luigi.worker.Worker):
     def __enter__(self) -> Worker:
         """luigi's ``Worker.__enter__``, its keep-alive loop on a standby thread if this process has one idle
         (:class:`_KeepAlive`)."""
-        self._keep_alive_thread = _KeepAlive(
-            self._scheduler, self._id, self._config.ping_interval, self._handle_rpc_message
-        )
-        self._keep_alive_thread.daemon = True
-        self._keep_alive_thread.start()
+        keep_alive = _KeepAlive(self._scheduler, self._id, self._config.ping_interval, self._handle_rpc_message)
+        _replace(self, "_keep_alive_thread", keep_alive)  # luigi's worker calls its stop and join
+        keep_alive.start()
         return self
 
     def _add_worker(self) -> None:

@@ -70,6 +70,11 @@ class Started:
         elif self._standby is not None:
             self._standby.idle.wait(timeout)
 
+    @property
+    def own(self) -> bool:
+        """Whether the work runs on a thread of its own (not a standby's)."""
+        return self._thread is not None
+
     def is_alive(self) -> bool:
         if self._thread is not None:
             return self._thread.is_alive()

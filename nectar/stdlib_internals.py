@@ -10,7 +10,8 @@ under us (``tests/test_seams.py`` finds a private name read anywhere else):
 - ``warnings._showwarnmsg_impl`` and ``warnings._filters_mutated`` (:func:`warning_shower`,
   :func:`set_warning_shower`, :func:`warnings_filters_changed`);
 - ``multiprocessing.SimpleQueue._reader``, the queue's reading end (:func:`queue_reader`);
-- ``atexit._ncallbacks`` and ``atexit._clear`` (:func:`exit_callbacks`, :func:`forget_exit_callbacks`).
+- ``atexit._ncallbacks`` and ``atexit._clear`` (:func:`exit_callbacks`, :func:`forget_exit_callbacks`);
+- ``Path._make_child_relpath``, a folder's entry made without parsing its name (:data:`child_path`).
 """
 
 from __future__ import annotations
@@ -25,12 +26,19 @@ from collections.abc import Callable
 from configparser import ConfigParser, SectionProxy
 from multiprocessing.connection import Connection
 from multiprocessing.queues import SimpleQueue
+from pathlib import Path
 from typing import Any
 
 #: a signal's handler as Python holds it (no system call), read by the C function that ``signal.getsignal`` wraps to
 #: answer SIG_DFL and SIG_IGN as enum members: ~0.4 µs a signal, where the C function's answer (the same object each
 #: time: 0 and 1 for those two) takes ~20 ns
 raw_handler: Callable[[int], Any] = sys.modules["_signal"].getsignal  # ``signal``'s C module, untyped
+
+
+#: ``folder / name`` for a ``name`` that is one entry of ``folder`` (no separator, not ``.`` or ``..``), made as pathlib
+#: makes the entries of a folder it lists: ~0.3 µs, where ``/`` parses the name (~1.4 µs) and ``Path(text)`` the whole
+#: path (~2.2 µs)
+child_path: Callable[[Path, str], Path] = vars(Path)["_make_child_relpath"]
 
 
 def environ_data() -> dict[bytes, bytes]:

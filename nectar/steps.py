@@ -14,7 +14,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import luigi
@@ -188,19 +188,20 @@ class StepRecorder:
 
         A task noted again before its last change was written takes that change's place (a step discovered PENDING,
         then started, is one row written, not two): what the registry keeps is the same, as its write of a step's
-        row keeps its last state, error and time, the first row's place, and whether it ever ran.
+        row keeps its last state, error and time, the first row's place, and whether it ever ran. Whether it ran is
+        the new change's own: a task started stays started (``_started`` only grows), so no change noted after a start
+        says otherwise (the change it takes the place of was copied with it: ~260 of a trivial run's ~22,000
+        bytecodes, for a value it already had).
         """
         key = getattr(log_key(task), "path", None)  # a plain luigi task's too: its logs are recorded alike
-        executed = task.task_id in self._started
-        step = Step(self.run_id, task.task_id, type(task).__name__, key, state, executed, error)
+        step = Step(self.run_id, task.task_id, type(task).__name__, key, state, task.task_id in self._started, error)
         with self._lock:
             place = self._places.get(task.task_id)
             if place is None:
                 self._places[task.task_id] = len(self._pending)
                 self._pending.append(step)
             else:
-                executed = executed or self._pending[place].executed
-                self._pending[place] = replace(step, executed=executed)
+                self._pending[place] = step
         if state in ("RUNNING", "FAILED") or time.monotonic() - self._flushed >= FLUSH_INTERVAL:
             self.flush()
 

@@ -43,6 +43,7 @@ from nectar.luigi_internals import (
     param_values_once,
     task_params,
 )
+from nectar.stdlib_internals import child_path
 from nectar.stores import TargetStore, get_store
 
 logger = logging.getLogger(__name__)
@@ -73,8 +74,8 @@ def live_log_paths(key: TargetKey) -> tuple[Path, Path]:
     folder itself, named after the task's folder (``chains.<type>.<chain>.<Task>.<md5>.stdout.log``: a name has no
     dot). No folder is made or removed for a step: on ext4 a folder made and removed cost ~200-400 µs a step. The
     folder is made once per settings (joined anew, it was half of this function's cost in a step's start)."""
-    stem = f"{get_settings().live_logs_dir}/{key.folder.replace('/', '.')}"
-    return Path(f"{stem}.stdout.log"), Path(f"{stem}.stderr.log")
+    live, stem = get_settings().live_logs_dir, key.folder.replace("/", ".")
+    return child_path(live, f"{stem}.stdout.log"), child_path(live, f"{stem}.stderr.log")  # no name parsed again
 
 
 class LiveLogs:

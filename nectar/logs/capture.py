@@ -10,6 +10,7 @@ INFO and above (the root's level is at most INFO meanwhile), or at its logger's 
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -50,6 +51,35 @@ def _appended(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_APPEND, 0o666)
 
 
+#: the handler of this process's last capture, kept for its next (:func:`_handler`); empty while one is in use. A
+#: list, taken and given back each in one C call (``pop``, ``append``): two threads capturing at once never share one
+_kept: list[logging.StreamHandler[TextIO]] = []
+#: the stream of the handler kept between captures: none of a step's files (it writes to none of them)
+_NOWHERE: TextIO = io.StringIO()
+
+
+def _handler(err: TextIO) -> logging.StreamHandler[TextIO]:
+    """A handler of records to ``err``: the one kept from this process's last capture if there is one, else a new one.
+    A handler made for each capture was its lock, its formatter set and its entry in logging's list of handlers made
+    (and, collected, taken out of it), for each step."""
+    try:
+        handler = _kept.pop()
+    except IndexError:  # the process's first capture, or another thread's capture holds it
+        handler = logging.StreamHandler(err)
+        handler.setFormatter(_FORMATTER)
+        return handler
+    handler.stream = err
+    return handler
+
+
+def _keep(handler: logging.StreamHandler[TextIO]) -> None:
+    """Keep ``handler`` for the next capture, holding no file, unless the step changed it (its level, filters or
+    formatter: the next step's records would be shown otherwise), or one is kept already."""
+    handler.stream = _NOWHERE
+    if handler.level == logging.NOTSET and not handler.filters and handler.formatter is _FORMATTER and not _kept:
+        _kept.append(handler)
+
+
 @contextmanager
 def redirect_output(out: TextIO, err: TextIO) -> Iterator[None]:
     """Append everything written to stdout and stderr, by any means, to the two open files (:func:`open_log`)."""
@@ -58,8 +88,7 @@ def redirect_output(out: TextIO, err: TextIO) -> Iterator[None]:
     saved_streams = (sys.stdout, sys.stderr)
     root = logging.getLogger()
     saved_level = root.level
-    handler = logging.StreamHandler(err)
-    handler.setFormatter(_FORMATTER)
+    handler = _handler(err)
     aside = process_handlers(root)  # it writes to descriptor 2 too: each record would be in the file twice
     try:
         os.dup2(out.fileno(), 1)
@@ -74,6 +103,7 @@ def redirect_output(out: TextIO, err: TextIO) -> Iterator[None]:
     finally:
         _flush_std()
         root.removeHandler(handler)
+        _keep(handler)
         for process_handler in aside:
             root.addHandler(process_handler)
         if root.level != saved_level:  # setLevel clears every logger's cache: only when it was changed

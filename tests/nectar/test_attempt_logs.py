@@ -30,12 +30,16 @@ with redirect_output(out, err):
     luigi_log.debug("Path s3://bucket/key does not exist")
     logging.getLogger("luigi").debug("luigi's own logger")
     luigi_log.info("a luigi line in the step")
+    for handler in logging.getLogger().handlers:  # the step's code quiets every handler it finds: its own step only
+        handler.setLevel(logging.CRITICAL)
 out.close(), err.close()
 quiet_luigi()  # the next attempt of the same process (``nectar run``)
 luigi_log.debug("Asking scheduler for work...")
 luigi_log.info("Informed scheduler that task Leaf_1 has status DONE")
 with redirect_output(open_log(Path(sys.argv[1])), open_log(Path(sys.argv[3]))):
     luigi_log.debug("again in a step")
+with redirect_output(open_log(Path(sys.argv[1])), open_log(Path(sys.argv[4]))):
+    chain_log.warning("a third step")
 """
 
 
@@ -47,9 +51,9 @@ def messages(text: str) -> list[str]:
 def test_luigis_debug_records_reach_a_steps_log_once_each_and_the_workers_log_only_at_its_level(
     tmp_path: Path,
 ) -> None:
-    step_err, again = tmp_path / "stderr.log", tmp_path / "again.log"
+    step_err, again, third = tmp_path / "stderr.log", tmp_path / "again.log", tmp_path / "third.log"
     result = subprocess.run(
-        [sys.executable, "-c", ATTEMPT, str(tmp_path / "stdout.log"), str(step_err), str(again)],
+        [sys.executable, "-c", ATTEMPT, str(tmp_path / "stdout.log"), str(step_err), str(again), str(third)],
         capture_output=True,
         text=True,
         check=False,
@@ -64,6 +68,7 @@ def test_luigis_debug_records_reach_a_steps_log_once_each_and_the_workers_log_on
         "INFO luigi-interface: a luigi line in the step",
     ]
     assert messages(again.read_text()) == ["DEBUG luigi-interface: again in a step"]
+    assert messages(third.read_text()) == ["WARNING chain: a third step"]  # each step's records in its own log
     # the worker's log: at its level (INFO), luigi's records too; none of the step's
     assert messages(result.stderr) == [
         "INFO luigi-interface: Informed scheduler that task Leaf_1 has status PENDING",

@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 from nectar.catalog import ChainCatalog
 from nectar.config import Settings
 from nectar.errors import InvalidKey
-from nectar.keys import CANONICAL_ENCODER, PARSED_KEYS, TargetKey, canonical_params, param_digest, strings_object
+from nectar.keys import (
+    CANONICAL_ENCODER,
+    PARSED_KEYS,
+    SERVICE_FILES,
+    TargetKey,
+    canonical_params,
+    param_digest,
+    strings_object,
+)
 from tests.conftest import settings_env
 
 SALES = ("etl", "sales_chain", "AggregateSalesTask")
@@ -234,3 +242,15 @@ def test_a_key_of_a_digest_with_a_bad_name_is_refused_each_time(chain_type: str,
     for _ in range(2):  # a refused name is never kept as checked
         with pytest.raises(InvalidKey, match="is not a name"):
             TargetKey.of_digest(chain_type, chain, task, DIGEST)
+
+
+@pytest.mark.parametrize("filename", sorted(SERVICE_FILES | {"other.csv", "log/extra.log"}))
+def test_a_key_of_another_file_of_its_folder_is_the_classs_key(filename: str) -> None:
+    """A key's sibling (a step's params.txt, its logs, its out.txt, or a task's own file) is the key the class makes
+    of the same parts: equal, ordered and hashed alike, the same path and fields; whichever way the key was made."""
+    expected = TargetKey("t", "c_chain", "Task", DIGEST, filename)
+    for key in (TargetKey.of_digest("t", "c_chain", "Task", DIGEST), TargetKey.parse(expected.path)):
+        made = key.with_file(filename)
+        assert made == expected and hash(made) == hash(expected) and not made < expected and not expected < made
+        assert vars(made) == vars(expected) and made.path == f"chains/t/c_chain/Task/{DIGEST}/{filename}"
+        assert made.with_file(key.filename) == key

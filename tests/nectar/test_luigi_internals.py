@@ -123,6 +123,14 @@ def test_the_private_functions_the_seam_calls_keep_their_signatures(
     assert list(inspect.signature(function).parameters) == parameters, f"luigi changed {function.__qualname__}"
 
 
+def test_luigis_keep_alive_loop_reads_only_what_the_seams_keep_alive_sets() -> None:
+    """The seam runs luigi's ``KeepAliveThread.run`` on an object of its own (not a thread): the loop may read no
+    other attribute of its ``self`` than those luigi's ``__init__`` sets, which the seam's sets too."""
+    names = set(luigi.worker.KeepAliveThread.run.__code__.co_names)
+    own = {"_should_stop", "_ping_interval", "_scheduler", "_worker_id", "_rpc_message_callback"}
+    assert {name for name in names if name.startswith("_")} <= own, f"luigi's keep-alive loop reads {names}"
+
+
 def test_luigis_worker_runs_each_granted_step_through_run_task() -> None:
     """The seam's worker re-checks a granted step in ``_run_task``: luigi's ``run`` must call it, for each grant."""
     assert "_run_task" in luigi.worker.Worker.run.__code__.co_names, "luigi's Worker.run no longer calls _run_task"

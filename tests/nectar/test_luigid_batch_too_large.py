@@ -128,3 +128,21 @@ def test_a_refused_batch_size_is_tried_whole_again_after_a_while_each_call_run_o
         assert server.run[-6:] == [f"/api/{name}" for name in "GHIJKL"]
     finally:
         server.close()
+
+
+def test_each_call_of_a_batch_names_its_own_method_as_json_writes_it_batch_after_batch() -> None:
+    """A batch names each call's method in JSON (a name JSON escapes too), the name of each call's own path, in the
+    first batch and in the next ones (where the head of each entry was made before)."""
+    server = Proxied(TOO_LARGE)
+    server.limit = 1_000_000
+    odd = '/api/say "é"\\'
+    try:
+        connections = Connections(server.url, 10.0, batches=True)
+        for _ in range(2):
+            connections.send(odd, form())
+            connections.send("/api/B", form())
+            assert connections.post("/api/C", form()) == b'{"response": "/api/C"}'
+        assert server.seen == [BATCH, BATCH]
+        assert server.run == [odd, "/api/B", "/api/C"] * 2
+    finally:
+        server.close()

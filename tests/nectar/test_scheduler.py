@@ -51,11 +51,12 @@ def status_of(client: SchedulerClient, task_id: str) -> str:
 
 def test_luigi_worker_calls_go_through_one_kept_alive_connection(luigid: str) -> None:
     rpc = LuigidRPC(luigid)
-    rpc.add_worker("test-rpc-worker", {})
-    rpc.add_task(worker="test-rpc-worker", task_id="RpcProbe_1", status="PENDING", family="RpcProbe")
+    assert rpc.add_worker("test-rpc-worker", {}) is None  # sent ahead: luigi reads luigid's null response of it
+    added = rpc.add_task(worker="test-rpc-worker", task_id="RpcProbe_1", status="PENDING", family="RpcProbe")
+    assert added is None
     work = rpc.get_work(worker="test-rpc-worker", host="here")
     assert work["task_id"] == "RpcProbe_1"
-    rpc.add_task(worker="test-rpc-worker", task_id="RpcProbe_1", status="DONE")
+    assert rpc.add_task(worker="test-rpc-worker", task_id="RpcProbe_1", status="DONE") is None
     rpc.send_held()
     assert status_of(SchedulerClient(luigid), "RpcProbe_1") == "DONE"
 

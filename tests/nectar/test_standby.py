@@ -139,6 +139,28 @@ def test_luigis_worker_pings_its_scheduler_from_a_standby_thread(kept: set[threa
     wait_until(lambda: not worker._keep_alive_thread.is_alive())
 
 
+def test_with_every_standby_busy_luigis_worker_pings_from_a_thread_of_its_own_that_its_exit_waits_for(
+    kept: set[threading.Thread],
+) -> None:
+    """No standby idle: luigi's keep-alive loop runs on a daemon thread of its own and pings as luigi's does; the
+    worker's exit stops it and waits for that thread to end, as luigi's worker waits for its keep-alive thread."""
+    gate = threading.Event()
+    held = [standby.hand(gate.wait) for _ in range(standby.ATTEMPT_THREADS)]
+    try:
+        scheduler = luigi.scheduler.Scheduler()
+        worker = new_worker(scheduler, "own-thread-probe", 1, ping_interval=0.01)
+        with worker:
+            wait_until(lambda: any(w["name"] == "own-thread-probe" for w in scheduler.worker_list()), 30)
+            (own,) = set(threading.enumerate()) - kept
+            assert own.daemon and worker._keep_alive_thread.is_alive()
+        assert not own.is_alive() and not worker._keep_alive_thread.is_alive()  # waited for as the worker exited
+    finally:
+        gate.set()
+    for started in held:
+        assert started is not None
+        started.join()
+
+
 class _HeldAtStop(logging.Filter):
     """Holds the keep-alive loop's thread at its last record (luigi's "was stopped"), until ``gate`` opens."""
 

@@ -12,6 +12,7 @@ import warnings
 from configparser import ConfigParser
 from multiprocessing import SimpleQueue
 from multiprocessing.connection import wait
+from pathlib import Path
 
 from nectar import stdlib_internals
 
@@ -165,3 +166,14 @@ def test_atexits_count_and_clear_are_its_callbacks() -> None:
     os.waitpid(pid, 0)
     with os.fdopen(reader, "rb") as out:
         assert out.read() == b"0"
+
+
+def test_a_child_path_is_the_folders_entry_as_slash_makes_it(tmp_path: Path) -> None:
+    for folder in (tmp_path, Path("relative/folder"), Path("/")):
+        for name in ("entry.log", "chains.t.c.Task.0123.stdout.log", "é"):
+            made = stdlib_internals.child_path(folder, name)
+            expected = folder / name
+            assert made == expected and type(made) is type(expected) and str(made) == str(expected)
+            assert made.parts == expected.parts and made.name == name and made.parent == folder
+    (tmp_path / "entry.log").write_text("here")
+    assert stdlib_internals.child_path(tmp_path, "entry.log").read_text() == "here"

@@ -102,11 +102,11 @@ def test_a_step_noted_again_before_it_is_written_is_one_row_and_the_registry_kee
     each step's last state and error, whether it ever ran, and the order in which the steps were first met."""
     monkeypatch.setattr(steps, "FLUSH_INTERVAL", 3600.0)  # only a start or a failure writes
     runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
-    written: list[list[tuple[str, str]]] = []
+    written: list[list[tuple[str, str, bool]]] = []
     record_steps = runs.record_steps
 
     def counted(changes: list[Step], attempt: int | None = None) -> bool:
-        written.append([(step.task, step.state) for step in changes])
+        written.append([(step.task, step.state, step.executed) for step in changes])
         return record_steps(changes, attempt)
 
     monkeypatch.setattr(runs, "record_steps", counted)
@@ -121,10 +121,10 @@ def test_a_step_noted_again_before_it_is_written_is_one_row_and_the_registry_kee
     recorder.record(StepA(), "DONE")
     runs.record_steps(recorder.take())
 
-    assert written == [
-        [("StepA", "PENDING"), ("StepB", "RUNNING"), ("StepC", "PENDING")],
-        [("StepB", "DONE"), ("StepA", "RUNNING")],
-        [("StepA", "DONE")],
+    assert written == [  # a change in another's place says whether its step ran as of itself (B's start: it ran)
+        [("StepA", "PENDING", False), ("StepB", "RUNNING", True), ("StepC", "PENDING", False)],
+        [("StepB", "DONE", True), ("StepA", "RUNNING", False)],
+        [("StepA", "DONE", False)],
     ]
     one_by_one, _ = runs.submit(new_run(1))
     for task, state, error in [

@@ -113,6 +113,9 @@ def test_a_running_steps_live_logs_are_files_of_the_live_logs_folder_itself(
     written_to = Path(get_store(settings).read_text(key.with_file(STDOUT_FILE)).strip())
     assert written_to == live_log_paths(key)[0]
     assert written_to.parent == settings.live_logs_dir.resolve()
+    stem = f"chains.logs.where_chain.WhereTask.{key.digest}"  # the task's folder, its slashes dots
+    assert [path.name for path in live_log_paths(key)] == [f"{stem}.stdout.log", f"{stem}.stderr.log"]
+    assert [path.parent for path in live_log_paths(key)] == [settings.live_logs_dir] * 2
     assert list(settings.live_logs_dir.iterdir()) == []
 
 
