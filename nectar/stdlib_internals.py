@@ -11,7 +11,8 @@ under us (``tests/test_seams.py`` finds a private name read anywhere else):
   :func:`set_warning_shower`, :func:`warnings_filters_changed`);
 - ``multiprocessing.SimpleQueue._reader``, the queue's reading end (:func:`queue_reader`);
 - ``atexit._ncallbacks`` and ``atexit._clear`` (:func:`exit_callbacks`, :func:`forget_exit_callbacks`);
-- ``Path._make_child_relpath``, a folder's entry made without parsing its name (:data:`child_path`).
+- ``Path._make_child_relpath``, a folder's entry made without parsing its name (:data:`child_path`; Python 3.13's
+  pathlib has none: there ``/``'s own ``joinpath``).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ raw_handler: Callable[[int], Any] = sys.modules["_signal"].getsignal  # ``signal
 
 #: ``folder / name`` for a ``name`` that is one entry of ``folder`` (no separator, not ``.`` or ``..``), made as pathlib
 #: makes the entries of a folder it lists: ~0.3 µs, where ``/`` parses the name (~1.4 µs) and ``Path(text)`` the whole
-#: path (~2.2 µs)
-child_path: Callable[[Path, str], Path] = vars(Path)["_make_child_relpath"]
+#: path (~2.2 µs); where pathlib has no such (Python 3.13), ``/`` itself
+child_path: Callable[[Path, str], Path] = vars(Path).get("_make_child_relpath", Path.joinpath)
 
 
 def environ_data() -> dict[bytes, bytes]:
