@@ -346,7 +346,12 @@ class ReadTimeoutWorker(ThreadWorker):
             self._listen(listener.fileno())
         client_sock.setblocking(True)
         conn = DeadlineConn(self.read_timeout, self.log, self.cfg, client_sock, client_addr, listener.getsockname())
-        self.answer(conn)
+        if arrived(client_sock):
+            conn.data_ready = True  # gthread's handle would wait for it in a selector of its own (4 system calls)
+            self.answer(conn)
+        else:  # nothing yet (a Unix socket, or the kernel gave up deferring the accept): wait in the epoll, no thread
+            conn.timeout = time.monotonic() + self.cfg.keepalive
+            self.keep(conn)
 
     def _listen(self, fd: int) -> None:
         """The listener of ``fd`` armed again for the next free thread, unless the worker holds gunicorn's
@@ -426,6 +431,17 @@ class ReadTimeoutWorker(ThreadWorker):
         if 0 < self.keepalive_requests <= conn.requests:
             req.force_close()
         return super().handle_request(req, conn)
+
+
+def arrived(sock: socket.socket) -> bool:
+    """Whether a byte (or the end) of what the client sends on ``sock`` is there to read, without waiting."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:  # reset: the read will say so
+        return True
+    return True
 
 
 def read_to_its_end(request: Any) -> bool:

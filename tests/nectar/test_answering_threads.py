@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Processes, alive, base_env, children, settings_env, waitfor
+from harness import Processes, alive, base_env, children, connected_to, settings_env, waitfor
 from nectar.config import Settings
 from tests.helpers.held_app import APP, HELD_APP_DIR, entered, hold, release
 
@@ -136,3 +136,25 @@ def test_a_stopping_worker_answers_each_held_request_as_it_is_released(api: Api)
     finally:
         for connection in (kept, first, second):
             connection.close()
+
+
+def test_a_connection_accepted_before_its_request_holds_no_thread(
+    settings: Settings, processes: Processes, tmp_path: Path
+) -> None:
+    """One thread; a connection the kernel hands over before its client sent anything (it defers the accept for a
+    second, then gives up) waits for its request without the thread: another connection is answered meanwhile, then
+    the silent one once it speaks."""
+    one = start(settings, processes, tmp_path / "held", threads=1)
+    worker = one.worker()
+    silent = socket.create_connection(("127.0.0.1", one.port), timeout=PATIENCE)
+    other = one.connect()
+    try:
+        port = silent.getsockname()[1]
+        waitfor(lambda: connected_to(worker, port), PATIENCE, "the silent connection accepted by the worker")
+        assert get(other) == (200, "hello")
+        silent.sendall(b"GET /late HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        with silent.makefile("rb") as reply:
+            assert reply.readline().split()[1] == b"200"
+    finally:
+        silent.close()
+        other.close()
