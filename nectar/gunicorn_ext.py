@@ -400,12 +400,18 @@ class ReadTimeoutWorker(ThreadWorker):
         """``conn`` back in the epoll, for the next free thread to answer once its client sends again."""
         fd = conn.sock.fileno()
         with self.conns_lock:
-            self.keepalived_conns[fd] = conn
-            if conn.registered:
-                self.epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+            try:
+                if conn.registered:
+                    self.epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                else:
+                    self.epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                    conn.registered = True
+            except (OSError, ValueError):  # its socket closed under it (gunicorn closes an SSL one that ended)
+                self._closed()
             else:
-                self.epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
-                conn.registered = True
+                self.keepalived_conns[fd] = conn  # before the lock is let go: its event's thread waits for it
+                return
+        conn.close()
 
     def _tell_if_stopping(self) -> None:
         """Wake the main thread of a stopping worker (a request's ``max_requests`` set it stopping, or a connection
