@@ -218,7 +218,11 @@ class ReadTimeoutWorker(ThreadWorker):
     expired: dict[int, DeadlineConn]
     paused: set[int]
     conns_lock: threading.Lock
+    stop_read: int
     stop_write: int
+    #: threads waiting on the epoll, and started
+    waiting: int
+    started: int
 
     def run(self) -> None:
         """Start the threads that answer (:meth:`follow`), then keep the worker alive, its kept-alive connections
@@ -234,15 +238,15 @@ class ReadTimeoutWorker(ThreadWorker):
         self.expired: dict[int, DeadlineConn] = {}
         #: listeners left unarmed while the worker holds its ``worker_connections``
         self.paused: set[int] = set()
-        self.conns_lock = threading.Lock()  # the two above and the epoll's registrations (threads and main)
+        self.conns_lock = threading.Lock()  # the two above, the epoll's registrations, the threads' counts
         stop_read, self.stop_write = os.pipe()
         self.epoll.register(stop_read, select.EPOLLIN)  # level-triggered: once written, every thread sees it
         for fd, listener in self.listening.items():
             listener.setblocking(False)
             self.epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
         self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
-        for n in range(self.cfg.threads):
-            threading.Thread(target=self.follow, args=(stop_read,), name=f"answer-{n}", daemon=True).start()
+        self.stop_read, self.waiting, self.started = stop_read, 0, 0
+        self.another()
         while self.alive:
             self.notify()
             self.wait_for_and_dispatch_events(timeout=1.0)  # woken by a signal's handler or a stopping thread
@@ -293,16 +297,29 @@ class ReadTimeoutWorker(ThreadWorker):
                 with suppress(OSError):
                     conn.sock.shutdown(socket.SHUT_RDWR)
 
-    def follow(self, stop: int) -> None:
-        """A thread's life: wait on the epoll with the other free threads, answer what it is given, again."""
+    def another(self) -> None:
+        """One thread more (:meth:`follow`), up to ``threads``: started when the last one waiting is given a socket,
+        as gthread's pool starts one when none is idle; a worker that never answers two at once has two."""
+        self.started += 1
+        threading.Thread(target=self.follow, name=f"answer-{self.started}", daemon=True).start()
+
+    def follow(self) -> None:
+        """A thread's life: wait on the epoll with the other free threads, answer what it is given, again. The kernel
+        wakes the thread that began waiting last (its caches warm; the others sleep on)."""
         while True:
+            with self.conns_lock:
+                self.waiting += 1
             try:
                 events = self.epoll.poll(-1, 1)
             except OSError:  # the epoll closed under it: the worker is ending
                 return
+            if any(fd == self.stop_read for fd, _ in events):
+                return
+            with self.conns_lock:
+                self.waiting -= 1
+                if not self.waiting and self.started < self.cfg.threads:
+                    self.another()
             for fd, _ in events:
-                if fd == stop:
-                    return
                 try:
                     listener = self.listening.get(fd)
                     if listener is not None:
