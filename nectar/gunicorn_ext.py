@@ -1,8 +1,9 @@
 """What Datanectar adds to gunicorn: a deadline on reading each request, logs that neither leak nor forge, and
 its own error answers in the API's JSON shape.
 
-This is the one module that touches gunicorn's insides (its gthread worker's connection and accept loop, its
-logger's atoms); ``nectar.gunicorn_conf`` names the two classes, and tests/security/test_slow_clients.py and
+This is the one module that touches gunicorn's insides (its gthread worker's connection, its ``handle`` and the
+stop it makes, its logger's atoms); ``nectar.gunicorn_conf`` names the two classes, and
+tests/security/test_slow_clients.py, tests/nectar/test_answering_threads.py and
 tests/security/test_logs_and_metrics.py fail if gunicorn changes under them (it is pinned to the minor version
 they passed on).
 
@@ -10,10 +11,11 @@ they passed on).
   socket and no timeout, so a client sending a byte at a time holds a thread for as long as it likes; here the
   whole request must arrive within ``read_timeout`` seconds of its first byte, or the connection is closed and
   the thread freed.
-- :class:`ReadTimeoutWorker` takes no new connection while all its threads answer one (another worker's free thread
-  answers it), and closes a kept-alive connection with the answer to its ``keepalive_requests``-th
-  request, so that clients all held by one worker (a recycled worker's, reconnected before its successor was forked)
-  spread again.
+- :class:`ReadTimeoutWorker`'s threads wait for ready sockets themselves (leader/followers on one ``epoll``), so a
+  request wakes one thread in the worker where gthread woke its loop, then a pool thread, then its loop again; it
+  takes no new connection while all its threads answer one (another worker's free thread answers it), and closes a
+  kept-alive connection with the answer to its ``keepalive_requests``-th request, so that clients all held by one
+  worker (a recycled worker's, reconnected before its successor was forked) spread again.
 - :func:`defer_accept`: a listener wakes its workers for a new connection once the request's first bytes are there,
   not at the handshake (``TCP_DEFER_ACCEPT``): one wake-up of the API per new connection where there were two.
 - :class:`RedactingLogger`: the access log writes ``[redacted]`` for the values of credentials in URLs (a token
