@@ -229,10 +229,7 @@ class ReadTimeoutWorker(ThreadWorker):
     def run(self) -> None:
         """Start the threads that answer (:meth:`follow`), then keep the worker alive, its kept-alive connections
         within their timeout, until it stops; then stop gracefully as gthread does."""
-        if not hasattr(select, "epoll"):  # not Linux: gthread's own loop, its pool thread woken for each request
-            super().run()
-            return
-        self.epoll = select.epoll()
+        self.epoll = select.epoll()  # Linux's, as the service runs there (gthread's loop is not kept beside it)
         self.listening = {listener.fileno(): listener for listener in self.sockets}
         #: kept-alive connections (and new ones whose request has not come), armed in the epoll, oldest first
         self.keepalived_conns: Any = {}  # gthread's deque; its length is the keep-alive bound's
