@@ -158,3 +158,22 @@ def test_a_connection_accepted_before_its_request_holds_no_thread(
     finally:
         silent.close()
         other.close()
+
+
+def test_a_kept_alive_connection_past_its_timeout_is_closed_and_its_descriptor_freed(
+    settings: Settings, processes: Processes, tmp_path: Path
+) -> None:
+    """gunicorn's keep-alive timeout (the Retry-After and 5 s) shuts an idle connection down in the worker's main
+    thread; the thread that sees the event this makes closes it: the worker holds it no more."""
+    one = start(settings.replace(retry_after=1), processes, tmp_path / "held", threads=1)
+    worker = one.worker()
+    idle = one.connect()
+    try:
+        assert get(idle) == (200, "hello")
+        assert idle.sock is not None
+        port = idle.sock.getsockname()[1]
+        assert idle.sock.recv(1) == b""  # shut down by the worker once its timeout passed
+        waitfor(lambda: not connected_to(worker, port), PATIENCE, "the worker to close the connection")
+        assert alive(worker)
+    finally:
+        idle.close()
