@@ -225,6 +225,8 @@ class ReadTimeoutWorker(ThreadWorker):
     #: threads waiting on the epoll, and started
     waiting: int
     started: int
+    #: whether the worker takes new connections (until it stops)
+    accepting: bool
 
     def run(self) -> None:
         """Start the threads that answer (:meth:`follow`), then keep the worker alive, its kept-alive connections
@@ -244,7 +246,7 @@ class ReadTimeoutWorker(ThreadWorker):
             listener.setblocking(False)
             self.epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
         self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
-        self.stop_read, self.waiting, self.started = stop_read, 0, 0
+        self.stop_read, self.waiting, self.started, self.accepting = stop_read, 0, 0, True
         self.another()
         while self.alive:
             self.notify()
@@ -253,6 +255,7 @@ class ReadTimeoutWorker(ThreadWorker):
                 break
             self.murder_keepalived()
         with self.conns_lock:
+            self.accepting = False  # a thread woken for a listener before this accepts nothing (it would be reset)
             for fd in self.listening:
                 with suppress(OSError, ValueError):
                     self.epoll.unregister(fd)
@@ -349,15 +352,16 @@ class ReadTimeoutWorker(ThreadWorker):
     def accept(self, listener: socket.socket) -> None:
         """gunicorn's own ``accept``, making a :class:`DeadlineConn`, answered by this thread once the listener is
         armed again for the next free thread."""
-        try:
-            client_sock, client_addr = listener.accept()
-        except OSError as e:
-            with self.conns_lock:
+        with self.conns_lock:  # a stopping worker's main thread ends it once it holds no connection: none after
+            if not self.accepting:
+                return
+            try:
+                client_sock, client_addr = listener.accept()
+            except OSError as e:
                 self._listen(listener.fileno())
-            if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
-                raise
-            return
-        with self.conns_lock:
+                if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                    raise
+                return
             self.nr_conns += 1
             self._listen(listener.fileno())
         client_sock.setblocking(True)
