@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import http.client
+import json
 import os
 import random
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -27,6 +29,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from flask import Flask
+from prometheus_client.mmap_dict import MmapedDict
 from werkzeug.test import EnvironBuilder
 
 from app import create_app
@@ -46,6 +49,7 @@ from benchmarks.load import Load, Request, hammer, median_p99, median_rate, rate
 from benchmarks.population import Probe, fill_luigid, fill_registry, fill_store
 from harness.processes import waitfor
 from harness.procfs import busy_cpu, thread_cpu
+from nectar.gunicorn_ext import METRICS_PREFIX
 
 NAME = "status"
 CLIENTS = 16
@@ -415,9 +419,21 @@ def api_threads_cpu(cluster: Cluster, url: str) -> dict[int, float]:
 
 
 def answers(pid: int) -> int:
-    """Answers ``pid`` (a gunicorn worker) has sent so far: its write calls (``syscw``), one per lookup's answer."""
-    with open(f"/proc/{pid}/io") as io:
-        return next(int(line.split()[1]) for line in io if line.startswith("syscw:"))
+    """Answers ``pid`` (a gunicorn worker) has sent so far: the requests its app recorded, the observations in its
+    latency histogram's file (in its gunicorn's metrics folder; none yet, none). Its write calls (``syscw``) counted
+    them while gthread's loop was woken through a pipe after each answer; an answer itself is sent with ``send``,
+    which ``syscw`` does not count."""
+    total = 0.0
+    shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")  # the API's too, if this process had one when it started it
+    found = [*Path(tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*/histogram_{pid}.db")]
+    found += [path] if shared and (path := Path(shared) / f"histogram_{pid}.db").exists() else []
+    for path in found:
+        values = MmapedDict(str(path), read_mode=True)
+        try:
+            total += sum(value for key, value, _ in values.read_all_values() if json.loads(key)[1].endswith("_bucket"))
+        finally:
+            values.close()
+    return round(total)
 
 
 class RecycleCost(NamedTuple):

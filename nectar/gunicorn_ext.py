@@ -1,8 +1,9 @@
 """What Datanectar adds to gunicorn: a deadline on reading each request, logs that neither leak nor forge, and
 its own error answers in the API's JSON shape.
 
-This is the one module that touches gunicorn's insides (its gthread worker's connection and accept loop, its
-logger's atoms); ``nectar.gunicorn_conf`` names the two classes, and tests/security/test_slow_clients.py and
+This is the one module that touches gunicorn's insides (its gthread worker's connection, its ``handle`` and the
+stop it makes, its logger's atoms); ``nectar.gunicorn_conf`` names the two classes, and
+tests/security/test_slow_clients.py, tests/nectar/test_answering_threads.py and
 tests/security/test_logs_and_metrics.py fail if gunicorn changes under them (it is pinned to the minor version
 they passed on).
 
@@ -10,10 +11,11 @@ they passed on).
   socket and no timeout, so a client sending a byte at a time holds a thread for as long as it likes; here the
   whole request must arrive within ``read_timeout`` seconds of its first byte, or the connection is closed and
   the thread freed.
-- :class:`ReadTimeoutWorker` takes no new connection while all its threads answer one (another worker's free thread
-  answers it), and closes a kept-alive connection with the answer to its ``keepalive_requests``-th
-  request, so that clients all held by one worker (a recycled worker's, reconnected before its successor was forked)
-  spread again.
+- :class:`ReadTimeoutWorker`'s threads wait for ready sockets themselves (leader/followers on one ``epoll``), so a
+  request wakes one thread in the worker where gthread woke its loop, then a pool thread, then its loop again; it
+  takes no new connection while all its threads answer one (another worker's free thread answers it), and closes a
+  kept-alive connection with the answer to its ``keepalive_requests``-th request, so that clients all held by one
+  worker (a recycled worker's, reconnected before its successor was forked) spread again.
 - :func:`defer_accept`: a listener wakes its workers for a new connection once the request's first bytes are there,
   not at the handshake (``TCP_DEFER_ACCEPT``): one wake-up of the API per new connection where there were two.
 - :class:`RedactingLogger`: the access log writes ``[redacted]`` for the values of credentials in URLs (a token
@@ -43,11 +45,14 @@ import json
 import logging
 import os
 import re
+import select
+import selectors
 import shutil
 import socket
 import ssl
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from contextlib import suppress
@@ -58,7 +63,7 @@ from gunicorn import glogging, util
 from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.unreader import SocketUnreader
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import _DEFER, STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from nectar import config
 from nectar.logs.format import TextFormatter, configure_logging
@@ -149,6 +154,8 @@ class DeadlineConn(TConn):
         self.read_deadline = time.monotonic() + read_timeout
         #: requests read on this connection so far
         self.requests = 0
+        #: whether its socket is in its worker's epoll (armed or not)
+        self.registered = False
 
     def start_request(self) -> None:
         self.read_deadline = time.monotonic() + self.read_timeout
@@ -186,7 +193,19 @@ def defer_accept(listeners: Iterable[Any]) -> None:
 
 class ReadTimeoutWorker(ThreadWorker):
     """gunicorn's gthread worker, reading each request under a deadline (see :class:`DeadlineConn`), and closing a
-    kept-alive connection after its ``keepalive_requests``-th answer (0: never).
+    kept-alive connection after its ``keepalive_requests``-th answer (0: never); its threads answer what they see
+    ready themselves (leader/followers), with no loop between the socket and the thread.
+
+    gthread's loop thread waited on every socket and handed each ready one to its pool, whose thread then woke to
+    answer: two wake-ups in the worker per request, the second one of a pool thread behind the run queue on a loaded
+    machine. Here each of the ``threads`` threads that answers nothing waits on one ``epoll`` itself, every socket
+    armed for one event at a time (``EPOLLONESHOT``): the kernel wakes one waiting thread per ready socket, and
+    that thread accepts or reads and answers it, then arms the socket again (a kept-alive connection goes back to
+    the ``epoll``, holding no thread). So a request that waits (on S3, luigid, a slow client within its read
+    deadline) holds its own thread and no other connection's answer; at most ``threads`` requests are answered at
+    once; a worker whose threads all answer one has none waiting and takes no new connection (another worker's free
+    thread does: accepted, it would wait behind them). gunicorn's main thread keeps the rest: the heartbeat, the
+    kept-alive connections' timeouts, the graceful stop (on a signal, or after ``max_requests``).
 
     A client keeps its connection to the worker that accepted it; when a worker is recycled its clients reconnect
     before its successor is forked, all to the other worker, which then answered every request while its new
@@ -196,45 +215,229 @@ class ReadTimeoutWorker(ThreadWorker):
 
     read_timeout = READ_TIMEOUT
     keepalive_requests = KEEPALIVE_REQUESTS
-    #: connections handed to a thread and not yet given back (each is a thread's, or waits for one)
-    in_service = 0
-    _worker_connections = 0
+    epoll: select.epoll
+    listening: dict[int, Any]
+    expired: dict[int, DeadlineConn]
+    paused: set[int]
+    conns_lock: threading.Lock
+    stop_read: int
+    stop_write: int
+    #: threads waiting on the epoll, and started
+    waiting: int
+    started: int
+    #: whether the worker takes new connections (until it stops)
+    accepting: bool
 
-    @property
-    def worker_connections(self) -> int:
-        """gunicorn's bound on a worker's connections, which its loop compares with those it holds before each wait
-        to decide whether it accepts: none while every thread answers one (see :meth:`enqueue_req`)."""
-        return self._worker_connections if self.in_service < self.cfg.threads else 0
+    def run(self) -> None:
+        """Start the threads that answer (:meth:`follow`), then keep the worker alive, its kept-alive connections
+        within their timeout, until it stops; then stop gracefully as gthread does."""
+        self.epoll = select.epoll()  # Linux's, as the service runs there (gthread's loop is not kept beside it)
+        self.listening = {listener.fileno(): listener for listener in self.sockets}
+        #: kept-alive connections (and new ones whose request has not come), armed in the epoll, oldest first
+        self.keepalived_conns: Any = {}  # gthread's deque; its length is the keep-alive bound's
+        #: connections shut down for their timeout and still armed: the thread that sees their event closes them
+        self.expired: dict[int, DeadlineConn] = {}
+        #: listeners left unarmed while the worker holds its ``worker_connections``
+        self.paused: set[int] = set()
+        self.conns_lock = threading.Lock()  # the two above, the epoll's registrations, the threads' counts
+        stop_read, self.stop_write = os.pipe()
+        self.epoll.register(stop_read, select.EPOLLIN)  # level-triggered: once written, every thread sees it
+        for fd, listener in self.listening.items():
+            listener.setblocking(False)
+            self.epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+        self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
+        self.stop_read, self.waiting, self.started, self.accepting = stop_read, 0, 0, True
+        self.another()
+        while self.alive:
+            self.notify()
+            self.wait_for_and_dispatch_events(timeout=1.0)  # woken by a signal's handler or a stopping thread
+            if not self.is_parent_alive():
+                break
+            self.murder_keepalived()
+        with self.conns_lock:
+            self.accepting = False  # a thread woken for a listener before this accepts nothing (it would be reset)
+            for fd in self.listening:
+                with suppress(OSError, ValueError):
+                    self.epoll.unregister(fd)
+            self._cap_keepalive(time.monotonic() + STOP_KEEPALIVE_LINGER)
+        graceful_timeout = time.monotonic() + self.cfg.graceful_timeout
+        while self.nr_conns > 0 and time.monotonic() <= graceful_timeout:
+            self.notify()
+            self.wait_for_and_dispatch_events(timeout=min(1.0, self._next_timeout()))
+            self.murder_keepalived()
+        os.write(self.stop_write, b"\0")
+        with self.conns_lock:
+            for conn in [*self.keepalived_conns.values(), *self.expired.values()]:
+                conn.close()
+        self.tpool.shutdown(wait=False)
+        self.poller.close()
+        self.method_queue.close()
+        for s in self.sockets:
+            s.close()
 
-    @worker_connections.setter
-    def worker_connections(self, value: int) -> None:
-        self._worker_connections = value
+    def _cap_keepalive(self, deadline: float) -> None:
+        for conn in self.keepalived_conns.values():
+            conn.timeout = min(conn.timeout, deadline)
 
-    def enqueue_req(self, conn: DeadlineConn) -> None:
-        """gunicorn's own, counted. A worker whose threads all answer a request takes no new connection: accepted,
-        it would wait here behind them while another worker may have a thread free. The two workers' loops both
-        wake for a new connection and the first to call ``accept`` takes it, most often the one whose loop is
-        already running: after a recycle, the sibling that answers every client took 15 of 16 new connections from
-        its idle successor (and with one thread held, the busy worker all 16: tests/nectar/test_keepalive.py)."""
-        self.in_service += 1
-        super().enqueue_req(conn)
+    def _next_timeout(self) -> float:
+        with self.conns_lock:
+            first = next(iter(self.keepalived_conns.values()), None)
+        return 1.0 if first is None else max(first.timeout - time.monotonic(), 0.0)
 
-    def finish_request(self, conn: DeadlineConn, fs: Any) -> Any:
-        """gunicorn's own (in the worker's loop, once a thread is done with ``conn``), counted."""
-        self.in_service -= 1
-        return super().finish_request(conn, fs)
+    def murder_keepalived(self, force: bool = False) -> None:
+        """Shut down the kept-alive connections whose timeout passed (in the main thread); each is closed by the thread
+        that sees the event this makes (a descriptor closed here could be reused by an accept while a thread has just
+        seen the old connection's event)."""
+        now = time.monotonic()
+        with self.conns_lock:
+            while self.keepalived_conns:
+                fd, conn = next(iter(self.keepalived_conns.items()))
+                if conn.timeout > now and not force:
+                    break
+                del self.keepalived_conns[fd]
+                self.expired[fd] = conn
+                with suppress(OSError):
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+
+    def another(self) -> None:
+        """One thread more (:meth:`follow`), up to ``threads``: started when the last one waiting is given a socket,
+        as gthread's pool starts one when none is idle; a worker that never answers two at once has two."""
+        self.started += 1
+        threading.Thread(target=self.follow, name=f"answer-{self.started}", daemon=True).start()
+
+    def follow(self) -> None:
+        """A thread's life: wait on the epoll with the other free threads, answer what it is given, again. The kernel
+        wakes the thread that began waiting last (its caches warm; the others sleep on)."""
+        while True:
+            with self.conns_lock:
+                self.waiting += 1
+            try:
+                events = self.epoll.poll(-1, 1)
+            except OSError:  # the epoll closed under it: the worker is ending
+                return
+            if any(fd == self.stop_read for fd, _ in events):
+                return
+            with self.conns_lock:
+                self.waiting -= 1
+                if not self.waiting and self.started < self.cfg.threads:
+                    self.another()
+            for fd, _ in events:
+                try:
+                    listener = self.listening.get(fd)
+                    if listener is not None:
+                        self.accept(listener)
+                    else:
+                        self.claimed(fd)
+                except Exception:  # a thread lost would be a request fewer answered at once, for the worker's life
+                    self.log.exception("Unexpected error answering a connection")
+                    self.alive = False
+                    self.method_queue.defer(lambda: None)
+
+    def claimed(self, fd: int) -> None:
+        """The connection of ``fd``, ready: answered, or closed if its timeout passed."""
+        with self.conns_lock:
+            conn = self.keepalived_conns.pop(fd, None)
+            expired = None if conn is not None else self.expired.pop(fd, None)
+            if expired is not None:
+                with suppress(OSError, ValueError):
+                    self.epoll.unregister(fd)
+                self._closed()
+        if expired is not None:
+            expired.close()
+            self._tell_if_stopping()
+        elif conn is not None:
+            conn.data_ready = True  # a new connection deferred here (gthread's ``_DEFER``) has its bytes now
+            self.answer(conn)
 
     def accept(self, listener: socket.socket) -> None:
-        """gunicorn's own ``accept``, making a :class:`DeadlineConn`."""
-        try:
-            client_sock, client_addr = listener.accept()
+        """gunicorn's own ``accept``, making a :class:`DeadlineConn`, answered by this thread once the listener is
+        armed again for the next free thread."""
+        with self.conns_lock:  # a stopping worker's main thread ends it once it holds no connection: none after
+            if not self.accepting:
+                return
+            try:
+                client_sock, client_addr = listener.accept()
+            except OSError as e:
+                self._listen(listener.fileno())
+                if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                    raise
+                return
             self.nr_conns += 1
-            client_sock.setblocking(True)
-            conn = DeadlineConn(self.read_timeout, self.log, self.cfg, client_sock, client_addr, listener.getsockname())
-            self.enqueue_req(conn)
-        except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
-                raise
+            self._listen(listener.fileno())
+        client_sock.setblocking(True)
+        conn = DeadlineConn(self.read_timeout, self.log, self.cfg, client_sock, client_addr, listener.getsockname())
+        if arrived(client_sock):
+            conn.data_ready = True  # gthread's handle would wait for it in a selector of its own (4 system calls)
+            self.answer(conn)
+        else:  # nothing yet (a Unix socket, or the kernel gave up deferring the accept): wait in the epoll, no thread
+            conn.timeout = time.monotonic() + self.cfg.keepalive
+            self.keep(conn)
+
+    def _listen(self, fd: int) -> None:
+        """The listener of ``fd`` armed again for the next free thread, unless the worker holds gunicorn's
+        ``worker_connections`` (then once one of them closes). Under :attr:`conns_lock`."""
+        if self.nr_conns >= self.worker_connections:
+            self.paused.add(fd)
+            return
+        with suppress(OSError, ValueError):  # unregistered by a stop meanwhile
+            self.epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+
+    def _closed(self) -> None:
+        """A connection less (under :attr:`conns_lock`)."""
+        self.nr_conns -= 1
+        for fd in [*self.paused]:
+            self.paused.discard(fd)
+            self._listen(fd)
+
+    def answer(self, conn: DeadlineConn) -> None:
+        """gunicorn's ``handle`` then what its ``finish_request`` did in its loop, in this thread: the connection
+        kept (back in the epoll), or closed."""
+        try:
+            result = self.handle(conn)
+            while result and result is not _DEFER and conn.parser.unreader.buf.getvalue():
+                result = self.handle(conn)  # a body drain read ahead into the next request: no event will come
+        except Exception:
+            result = None
+        if result is _DEFER and self.alive:
+            conn.timeout = time.monotonic() + self.cfg.keepalive
+            self.keep(conn)
+        elif result and result is not _DEFER:
+            conn.set_timeout()
+            if not self.alive:
+                conn.timeout = min(conn.timeout, time.monotonic() + STOP_KEEPALIVE_LINGER)
+            self.keep(conn)
+        else:
+            with self.conns_lock:
+                if conn.registered:
+                    with suppress(OSError, ValueError):
+                        self.epoll.unregister(conn.sock.fileno())
+                self._closed()
+            with suppress(Exception):
+                conn.close(graceful=result is not None)
+        self._tell_if_stopping()
+
+    def keep(self, conn: DeadlineConn) -> None:
+        """``conn`` back in the epoll, for the next free thread to answer once its client sends again."""
+        fd = conn.sock.fileno()
+        with self.conns_lock:
+            try:
+                if conn.registered:
+                    self.epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                else:
+                    self.epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                    conn.registered = True
+            except (OSError, ValueError):  # its socket closed under it (gunicorn closes an SSL one that ended)
+                self._closed()
+            else:
+                self.keepalived_conns[fd] = conn  # before the lock is let go: its event's thread waits for it
+                return
+        conn.close()
+
+    def _tell_if_stopping(self) -> None:
+        """Wake the main thread of a stopping worker (a request's ``max_requests`` set it stopping, or a connection
+        it waits for is gone)."""
+        if not self.alive:
+            self.method_queue.defer(lambda: None)
 
     def handle(self, conn: DeadlineConn) -> Any:
         conn.start_request()  # a kept-alive connection's next request gets the whole time again
@@ -254,6 +457,17 @@ class ReadTimeoutWorker(ThreadWorker):
         if 0 < self.keepalive_requests <= conn.requests:
             req.force_close()
         return super().handle_request(req, conn)
+
+
+def arrived(sock: socket.socket) -> bool:
+    """Whether a byte (or the end) of what the client sends on ``sock`` is there to read, without waiting."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:  # reset: the read will say so
+        return True
+    return True
 
 
 def read_to_its_end(request: Any) -> bool:

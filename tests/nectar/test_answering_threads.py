@@ -1,0 +1,179 @@
+"""Who answers in the API's gunicorn worker (:class:`nectar.gunicorn_ext.ReadTimeoutWorker`): its threads wait for
+ready sockets themselves, and a request that waits holds its own thread and no other connection's answer.
+
+A request is held inside the app (:mod:`tests.helpers.held_app`) until the test lets it go; what the tests ask of
+the worker meanwhile fails with a worker whose loop answers the requests it sees ready itself (no thread of its own
+for each request): another connection's request, a slow client's, a stop's. A worker whose threads each keep a
+connection fails the one about idle kept-alive connections."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import Processes, alive, base_env, children, connected_to, settings_env, waitfor
+from nectar.config import Settings
+from tests.helpers.held_app import APP, HELD_APP_DIR, entered, hold, release
+
+#: how long a test waits for what must happen: it only fails a hung test, it bounds nothing
+PATIENCE = 60.0
+
+
+class Api:
+    def __init__(self, port: int, pid: int, folder: Path) -> None:
+        self.port, self.pid, self.folder = port, pid, folder
+
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=PATIENCE)
+
+    def hold(self, name: str) -> http.client.HTTPConnection:
+        """A connection whose ``GET /hold/<name>`` is inside the app (its answer not read)."""
+        hold(self.folder, name)
+        connection = self.connect()
+        connection.request("GET", f"/hold/{name}")
+        waitfor(lambda: entered(self.folder, name), PATIENCE, f"the request {name} inside the app")
+        return connection
+
+    def worker(self) -> int:
+        return waitfor(lambda: next(iter(children(self.pid)), None), PATIENCE, "the API's worker")
+
+
+def answer(connection: http.client.HTTPConnection) -> tuple[int, str, str]:
+    reply = connection.getresponse()
+    return reply.status, reply.read().decode(), reply.getheader("Connection", "")
+
+
+def get(connection: http.client.HTTPConnection, path: str = "/hello") -> tuple[int, str]:
+    connection.request("GET", path)
+    return answer(connection)[:2]
+
+
+def start(settings: Settings, processes: Processes, folder: Path, threads: int, **env: str) -> Api:
+    folder.mkdir()
+    environ = base_env() | settings_env(settings) | {HELD_APP_DIR: str(folder), **env}
+    served = processes.api(None, environ, app=APP, workers=1, threads=threads)
+    return Api(served.port, served.proc.pid, folder)
+
+
+@pytest.fixture
+def api(settings: Settings, processes: Processes, tmp_path: Path) -> Iterator[Api]:
+    """One worker of two threads, a read deadline far off."""
+    yield start(settings, processes, tmp_path / "held", threads=2, NECTAR_READ_TIMEOUT="600")
+
+
+def test_a_held_request_holds_up_no_other_connections_answer(api: Api) -> None:
+    kept = api.connect()
+    assert get(kept)[0] == 200  # a kept-alive connection, idle while the request below is held
+    held = api.hold("a")
+    other = api.connect()
+    try:
+        assert get(other) == (200, "hello")  # a new connection's request
+        assert get(kept) == (200, "hello")  # and the kept-alive one's next
+        assert get(other) == (200, "hello")
+        release(api.folder, "a")
+        assert answer(held)[:2] == (200, "released a")
+    finally:
+        for connection in (kept, held, other):
+            connection.close()
+
+
+def test_a_slow_client_within_its_deadline_holds_up_no_other_connections_answer(api: Api) -> None:
+    slow = socket.create_connection(("127.0.0.1", api.port), timeout=PATIENCE)
+    other = api.connect()
+    try:
+        slow.sendall(b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # its headers go on: a thread reads on
+        assert get(other) == (200, "hello")
+        assert get(other) == (200, "hello")
+        slow.sendall(b"Connection: close\r\n\r\n")  # the rest, well within its read deadline
+        with slow.makefile("rb") as reply:
+            assert reply.readline().split()[1] == b"200"
+    finally:
+        slow.close()
+        other.close()
+
+
+def test_idle_kept_alive_connections_hold_no_thread(settings: Settings, processes: Processes, tmp_path: Path) -> None:
+    """One thread; connections kept alive after an answer leave it free for a new connection, and each is answered
+    again after."""
+    one = start(settings, processes, tmp_path / "held", threads=1)
+    idle = [one.connect() for _ in range(3)]
+    other = one.connect()
+    try:
+        for connection in idle:
+            assert get(connection) == (200, "hello")
+        assert get(other) == (200, "hello")
+        for connection in idle:
+            assert get(connection) == (200, "hello")
+    finally:
+        for connection in (*idle, other):
+            connection.close()
+
+
+def test_a_stopping_worker_answers_each_held_request_as_it_is_released(api: Api) -> None:
+    """Stopped (SIGTERM) while its two threads each hold a request, the worker closes its idle kept-alive connection,
+    answers each held request once released (the second before the first is), then exits."""
+    worker = api.worker()
+    kept = api.connect()
+    assert get(kept)[0] == 200
+    first = api.hold("first")
+    second = api.hold("second")
+    try:
+        os.kill(worker, signal.SIGTERM)
+        assert kept.sock is not None
+        assert kept.sock.recv(1) == b""  # closed by the stopping worker (within gunicorn's keep-alive linger)
+        release(api.folder, "second")
+        assert answer(second)[:2] == (200, "released second")
+        assert alive(worker)
+        release(api.folder, "first")
+        assert answer(first)[:2] == (200, "released first")
+        waitfor(lambda: not alive(worker), PATIENCE, f"the stopped worker {worker} to exit")
+    finally:
+        for connection in (kept, first, second):
+            connection.close()
+
+
+def test_a_connection_accepted_before_its_request_holds_no_thread(
+    settings: Settings, processes: Processes, tmp_path: Path
+) -> None:
+    """One thread; a connection the kernel hands over before its client sent anything (it defers the accept for a
+    second, then gives up) waits for its request without the thread: another connection is answered meanwhile, then
+    the silent one once it speaks."""
+    one = start(settings, processes, tmp_path / "held", threads=1)
+    worker = one.worker()
+    silent = socket.create_connection(("127.0.0.1", one.port), timeout=PATIENCE)
+    other = one.connect()
+    try:
+        port = silent.getsockname()[1]
+        waitfor(lambda: connected_to(worker, port), PATIENCE, "the silent connection accepted by the worker")
+        assert get(other) == (200, "hello")
+        silent.sendall(b"GET /late HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        with silent.makefile("rb") as reply:
+            assert reply.readline().split()[1] == b"200"
+    finally:
+        silent.close()
+        other.close()
+
+
+def test_a_kept_alive_connection_past_its_timeout_is_closed_and_its_descriptor_freed(
+    settings: Settings, processes: Processes, tmp_path: Path
+) -> None:
+    """gunicorn's keep-alive timeout (the Retry-After and 5 s) shuts an idle connection down in the worker's main
+    thread; the thread that sees the event this makes closes it: the worker holds it no more."""
+    one = start(settings.replace(retry_after=1), processes, tmp_path / "held", threads=1)
+    worker = one.worker()
+    idle = one.connect()
+    try:
+        assert get(idle) == (200, "hello")
+        assert idle.sock is not None
+        port = idle.sock.getsockname()[1]
+        assert idle.sock.recv(1) == b""  # shut down by the worker once its timeout passed
+        waitfor(lambda: not connected_to(worker, port), PATIENCE, "the worker to close the connection")
+        assert alive(worker)
+    finally:
+        idle.close()
