@@ -237,6 +237,9 @@ class ReadTimeoutWorker(ThreadWorker):
         self.keepalived_conns: Any = {}  # gthread's deque; its length is the keep-alive bound's
         #: connections shut down for their timeout and still armed: the thread that sees their event closes them
         self.expired: dict[int, DeadlineConn] = {}
+        #: kept-alive connections whose client sent its next request (or its end) before their timeout passed, while
+        #: no thread was free: armed, answered by the next thread that waits (:meth:`murder_keepalived`)
+        self.sent: dict[int, DeadlineConn] = {}
         #: listeners left unarmed while the worker holds its ``worker_connections``
         self.paused: set[int] = set()
         self.conns_lock = threading.Lock()  # the two above, the epoll's registrations, the threads' counts
@@ -267,7 +270,7 @@ class ReadTimeoutWorker(ThreadWorker):
             self.murder_keepalived()
         os.write(self.stop_write, b"\0")
         with self.conns_lock:
-            for conn in [*self.keepalived_conns.values(), *self.expired.values()]:
+            for conn in [*self.keepalived_conns.values(), *self.expired.values(), *self.sent.values()]:
                 conn.close()
         self.tpool.shutdown(wait=False)
         self.poller.close()
@@ -284,17 +287,22 @@ class ReadTimeoutWorker(ThreadWorker):
             first = next(iter(self.keepalived_conns.values()), None)
         return 1.0 if first is None else max(first.timeout - time.monotonic(), 0.0)
 
-    def murder_keepalived(self, force: bool = False) -> None:
+    def murder_keepalived(self) -> None:
         """Shut down the kept-alive connections whose timeout passed (in the main thread); each is closed by the thread
         that sees the event this makes (a descriptor closed here could be reused by an accept while a thread has just
-        seen the old connection's event)."""
+        seen the old connection's event). One whose client has sent since is no idle connection: its request waits
+        in the epoll for a free thread (every thread answers one), and is answered as gthread's queue answered it,
+        not cut with ``RemoteDisconnected`` (a POST its client would not send again), nor by a stop's linger."""
         now = time.monotonic()
         with self.conns_lock:
             while self.keepalived_conns:
                 fd, conn = next(iter(self.keepalived_conns.items()))
-                if conn.timeout > now and not force:
+                if conn.timeout > now:
                     break
                 del self.keepalived_conns[fd]
+                if arrived(conn.sock):
+                    self.sent[fd] = conn
+                    continue
                 self.expired[fd] = conn
                 with suppress(OSError):
                     conn.sock.shutdown(socket.SHUT_RDWR)
@@ -336,7 +344,7 @@ class ReadTimeoutWorker(ThreadWorker):
     def claimed(self, fd: int) -> None:
         """The connection of ``fd``, ready: answered, or closed if its timeout passed."""
         with self.conns_lock:
-            conn = self.keepalived_conns.pop(fd, None)
+            conn = self.keepalived_conns.pop(fd, None) or self.sent.pop(fd, None)
             expired = None if conn is not None else self.expired.pop(fd, None)
             if expired is not None:
                 with suppress(OSError, ValueError):
@@ -460,14 +468,11 @@ class ReadTimeoutWorker(ThreadWorker):
 
 
 def arrived(sock: socket.socket) -> bool:
-    """Whether a byte (or the end) of what the client sends on ``sock`` is there to read, without waiting."""
-    try:
-        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return False
-    except OSError:  # reset: the read will say so
-        return True
-    return True
+    """Whether a byte (or the end, or an error) of what the client sends on ``sock`` is there to read, without
+    waiting: asked of its descriptor, so of a TLS socket too (whose ``recv`` takes no flags)."""
+    ready = select.poll()
+    ready.register(sock.fileno(), select.POLLIN)
+    return bool(ready.poll(0))
 
 
 def read_to_its_end(request: Any) -> bool:
