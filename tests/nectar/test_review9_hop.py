@@ -5,12 +5,14 @@ the keep-alive timeout says (the timeout is for idle connections; this one is no
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import Processes, base_env, settings_env, waitfor
+from harness import Processes, base_env, children, settings_env, waitfor
 from nectar.config import Settings
 from tests.helpers.review9_app import APP, APP_DIR, entered, hold, release
 
@@ -19,8 +21,11 @@ PATIENCE = 60.0
 
 
 class Api:
-    def __init__(self, port: int, folder: Path) -> None:
-        self.port, self.folder = port, folder
+    def __init__(self, port: int, pid: int, folder: Path) -> None:
+        self.port, self.pid, self.folder = port, pid, folder
+
+    def worker(self) -> int:
+        return int(waitfor(lambda: next(iter(children(self.pid)), None), PATIENCE, "the API's worker"))
 
     def connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=PATIENCE)
@@ -41,7 +46,7 @@ def one_thread(settings: Settings, processes: Processes, tmp_path: Path) -> Iter
     folder.mkdir()
     environ = base_env() | settings_env(settings.replace(retry_after=0)) | {APP_DIR: str(folder)}
     served = processes.api(None, environ, app=APP, workers=1, threads=1)
-    yield Api(served.port, folder)
+    yield Api(served.port, served.proc.pid, folder)
 
 
 def closed_by_the_server(connection: http.client.HTTPConnection) -> bool:
@@ -54,8 +59,9 @@ def closed_by_the_server(connection: http.client.HTTPConnection) -> bool:
         return False
 
 
+@pytest.mark.parametrize("stopped", [False, True], ids=["serving", "stopped-meanwhile"])
 def test_a_kept_alive_clients_request_sent_while_every_thread_is_held_is_answered_once_one_is_free(
-    one_thread: Api,
+    one_thread: Api, stopped: bool
 ) -> None:
     """``first`` then ``idle`` are answered and kept alive, in that order; a request then holds the worker's one
     thread, and ``first`` sends its next request. ``idle`` says nothing: the worker closes it at its keep-alive
@@ -63,9 +69,10 @@ def test_a_kept_alive_clients_request_sent_while_every_thread_is_held_is_answere
     took it off its kept-alive connections as it arrived, and queued it for the next free thread. wt55-hop's 3f51a80
     (leader/followers) leaves it in the epoll, unseen by any thread, with its kept-alive timeout running: its main
     thread shuts the connection down at that timeout, and the request the client sent well within it is never
-    answered (``RemoteDisconnected``; for a POST, one a client does not resend by itself). The same happens to a
-    request sent just before a graceful stop (a recycle) while every thread is busy: cut after
-    ``STOP_KEEPALIVE_LINGER`` (2 s), where gthread answered it within ``graceful_timeout``."""
+    answered (``RemoteDisconnected``; for a POST, one a client does not resend by itself). ``stopped``: the worker
+    is stopped (SIGTERM, as a recycle after ``max_requests`` stops it) once the request was sent; the stop closes
+    idle kept-alive connections after ``STOP_KEEPALIVE_LINGER`` (2 s), and gthread answered the request within
+    ``graceful_timeout`` all the same (with ``Connection: close``); 3f51a80 cuts it with the idle ones."""
     first, idle = one_thread.connect(), one_thread.connect()
     held = None
     try:
@@ -74,6 +81,8 @@ def test_a_kept_alive_clients_request_sent_while_every_thread_is_held_is_answere
             assert connection.getresponse().read() == b"/hello"
         held = one_thread.hold("a")
         first.request("GET", "/again")  # well within its keep-alive timeout (5 s from its answer)
+        if stopped:
+            os.kill(one_thread.worker(), signal.SIGTERM)
         # the worker's keep-alive bookkeeping has passed first's timeout: idle, answered after it, is closed
         assert closed_by_the_server(idle), "the idle kept-alive connection was not closed at its timeout"
         release(one_thread.folder, "a")
