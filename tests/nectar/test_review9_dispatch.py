@@ -1,0 +1,110 @@
+"""review9 (round 55): a run claimed in a spare's name (by its worker's loop, or by the spare itself once its worker
+allowed it: wt55-dispatch3) whose process dies before its attempt began, through a worker's executor in this process
+(its spares are forks of it) and the registry."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nectar import spares as spares_module
+from nectar.config import Settings
+from nectar.executor import Executor
+from nectar.registry import Run, RunState, open_run_store
+from nectar.registry.store import RunStore
+from nectar.service import Nectar
+from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
+from tests.nectar.test_spare import (  # noqa: F401 (fixtures)
+    charged_once,
+    first_spare,
+    gate,
+    new_executor,
+    pid_of,
+    quick,
+    run_to_its_end,
+    submit,
+)
+
+#: the first byte of a frame that hands a spare its run (``spares._TELL``, ``spares._QUIET``)
+RUN_FRAMES = (b"t", b"q")
+
+
+def held_once_the_run_is_its_own(
+    settings: Settings, tmp_path: Path, opened: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The first spare to hold a run claimed in its name waits until ``opened`` exists, before its attempt begins:
+    its worker's loop claimed the run and sent it (the spare waits before it reads it: its frame left unread), or the
+    spare claimed it itself (it waits once its claim returned, before it tells its worker). The file answered names
+    the spare once it waits there."""
+    held, tester = tmp_path / "held", os.getpid()
+    store = open_run_store(settings)
+    kind = type(store)  # the registry's own class: SQLite's claims in a statement of its own
+    store.close()
+    claim, read_run = kind.claim, spares_module._read_run
+
+    def wait_there() -> None:
+        held.write_text(str(os.getpid()))
+        wait_until(opened.exists, timeout=120)  # killed there first
+
+    def claiming(self: RunStore, worker: str, run_id: str | None = None) -> Run | None:
+        run = claim(self, worker, run_id)
+        if run is not None and os.getpid() != tester and not held.exists():  # a spare claimed it in its own name
+            wait_there()
+        return run
+
+    def reading(channel: socket.socket) -> bytes | None:
+        if os.getpid() != tester and not held.exists():
+            head = channel.recv(_HEAD, socket.MSG_PEEK)  # the frame's length and first byte, left unread
+            if head[_HEAD - 1 :] in RUN_FRAMES:  # its run, handed over: waits before it reads it
+                wait_there()
+        return read_run(channel)
+
+    monkeypatch.setattr(kind, "claim", claiming)
+    monkeypatch.setattr(spares_module, "_read_run", reading)
+    return held
+
+
+#: bytes of a frame's head: its length (4), then its first byte
+_HEAD = 5
+
+
+def test_a_spare_killed_holding_its_claim_before_its_attempt_began_costs_the_run_no_attempt(
+    new_executor: Callable[..., Executor],  # noqa: F811
+    quick: Settings,  # noqa: F811
+    tmp_path: Path,
+    gate: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run is RUNNING in the spare's name, the spare is killed (-9) before its attempt began (nothing of the run
+    ran, no heartbeat of its own): the run goes back to the queue, uncounted, and ends DONE at its first attempt, as
+    main does for a spare killed between the claim in its name and its read of the run
+    (test_spare's test_a_spare_killed_after_its_claim_before_it_read_its_run_costs_the_run_no_attempt). wt55-dispatch3
+    lets a spare claim in its own name and tell its worker after; one killed between its claim and its word was
+    reclaimed as a lost attempt (``Executor._lost_allowed``: ``runs.reclaim``), a failed attempt counted: with no
+    retries (the default) the run FAILED, "worker lost", though it never began."""
+    held = held_once_the_run_is_its_own(quick, tmp_path, gate, monkeypatch)
+    executor, nectar = new_executor(concurrency=1), closed_at_end(Nectar(quick))
+    spare = first_spare(executor)
+    run_id = submit(nectar, 21)
+
+    def claimed() -> bool:
+        executor._serve_once()
+        return held.exists()
+
+    wait_until(claimed, timeout=60)
+    assert int(held.read_text()) == spare.pid
+    running = nectar.runs.get(run_id)
+    assert running is not None and running.state == RunState.RUNNING and pid_of(running) == spare.pid, running
+    os.kill(spare.pid, signal.SIGKILL)
+    gate.touch()  # for none: only the first spare to hold a run waits there
+
+    run = run_to_its_end(executor, nectar, run_id)
+
+    charged_once(nectar, run)
+    assert pid_of(run) != spare.pid
