@@ -4,6 +4,7 @@ allowed it: wt55-dispatch3) whose process dies before its attempt began, through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -14,10 +15,12 @@ import pytest
 
 from nectar import spares as spares_module
 from nectar.config import Settings
+from nectar.errors import RegistryUnavailable
 from nectar.executor import Executor
 from nectar.registry import Run, RunState, open_run_store
 from nectar.registry.store import RunStore
 from nectar.service import Nectar
+from nectar.spares import AHEAD
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
 from tests.nectar.test_spare import (  # noqa: F401 (fixtures)
@@ -108,3 +111,53 @@ def test_a_spare_killed_holding_its_claim_before_its_attempt_began_costs_the_run
 
     charged_once(nectar, run)
     assert pid_of(run) != spare.pid
+
+
+def test_a_registry_that_stops_answering_claims_costs_no_spare_while_it_is_down(
+    new_executor: Callable[..., Executor],  # noqa: F811
+    quick: Settings,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Claims fail (RegistryUnavailable: PostgreSQL restarting, a fault made here by the claim itself while a file
+    exists) for a number of the worker's passes, each ended as ``serve_forever`` ends one (the error said, the loop
+    goes on): its spares wait, none dies, none is forked anew; once claims answer again the run queued meanwhile ends
+    DONE at its first attempt. On main the worker's loop claims, and a failed claim leaves its spare ready. With
+    wt55-dispatch3's work in progress a spare allowed to claim does it in its own process: a failed claim there is an
+    exception out of its ``_serve`` (a traceback on its stderr, exit 1), the worker hears it died and allows the next
+    ready spare at its next pass, and forks another: a spare forked and lost per pass while the registry is down."""
+    down, forks = tmp_path / "down", [0]
+    down.touch()
+    store = open_run_store(quick)
+    kind = type(store)
+    store.close()
+    claim, fork = kind.claim, spares_module.Spares._fork
+
+    def failing(self: RunStore, worker: str, run_id: str | None = None) -> Run | None:
+        if down.exists():
+            raise RegistryUnavailable("the registry is restarting (review9's fault)")
+        return claim(self, worker, run_id)
+
+    def counted(self: spares_module.Spares) -> spares_module.Spare:
+        forks[0] += 1
+        return fork(self)
+
+    monkeypatch.setattr(kind, "claim", failing)
+    monkeypatch.setattr(spares_module.Spares, "_fork", counted)
+    executor, nectar = new_executor(concurrency=1), closed_at_end(Nectar(quick))
+    first_spare(executor)
+    run_id = submit(nectar, 22)
+    for _ in range(PASSES):
+        with contextlib.suppress(RegistryUnavailable):
+            executor._serve_once()
+    executor._work_may_wait = True  # as serve_forever leaves it after a pass the registry failed
+    assert forks[0] <= AHEAD, f"{forks[0]} spares forked in {PASSES} passes while the registry was down"
+
+    down.unlink()
+
+    run = run_to_its_end(executor, nectar, run_id)
+    charged_once(nectar, run)
+
+
+#: passes of the worker's loop while the registry is down
+PASSES = 12
