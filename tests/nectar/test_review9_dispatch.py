@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import stopped
 from nectar import spares as spares_module
 from nectar.config import Settings
 from nectar.errors import RegistryUnavailable
@@ -161,3 +162,36 @@ def test_a_registry_that_stops_answering_claims_costs_no_spare_while_it_is_down(
 
 #: passes of the worker's loop while the registry is down
 PASSES = 12
+
+
+def test_a_spare_claims_no_run_queued_after_its_worker_was_told_to_stop(
+    new_executor: Callable[..., Executor],  # noqa: F811
+    quick: Settings,  # noqa: F811
+) -> None:
+    """The worker is told to stop (as SIGTERM's handler does) and its loop makes a pass; a run is queued after; the
+    worker's loop then drains and ends (``serve_forever``): the run stays PENDING, never claimed by the stopping
+    worker or in its spare's name. The spare is stopped (SIGSTOP) from before the stop until the run is queued, as a
+    loaded machine leaves a process unscheduled: what it has been told by then all arrives at once. On main the
+    worker's loop claims, and claims nothing once told to stop. With wt55-dispatch3's work in progress the spare its
+    worker allowed to claim, told to hold by the stopping worker's pass, claims all the same: its wait for the
+    registry's word ends on the word (the run queued) and it claims without a look at what its worker said (the hold
+    is read later, "moot"); the stopping worker then runs it through its drain."""
+    executor, nectar = new_executor(concurrency=1), closed_at_end(Nectar(quick))
+    spare = first_spare(executor)
+    executor._serve_once()  # no run: nothing claimed (wt55-dispatch3: the spare is allowed to claim, and waits)
+    os.kill(spare.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: stopped(spare.pid), timeout=60)
+        executor.stop()
+        executor._serve_once()  # the stopping worker's pass
+        run_id = submit(nectar, 23)
+    finally:
+        os.kill(spare.pid, signal.SIGCONT)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        executor.serve_forever()  # drains what runs, then ends
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    queued = nectar.runs.get(run_id)
+    assert queued is not None and (queued.state, queued.attempt, queued.worker) == (RunState.PENDING, 0, None), queued
