@@ -11,6 +11,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from harness import stopped
@@ -195,3 +196,40 @@ def test_a_spare_claims_no_run_queued_after_its_worker_was_told_to_stop(
             signal.signal(signum, handler)
     queued = nectar.runs.get(run_id)
     assert queued is not None and (queued.state, queued.attempt, queued.worker) == (RunState.PENDING, 0, None), queued
+
+
+def listening(database_url: str) -> list[int]:
+    """The server pids of the sessions of the database at ``database_url`` that listen for the registry's word."""
+    with psycopg.connect(database_url, autocommit=True) as db:
+        rows = db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN %'"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_spares_on_postgresql_hold_no_listening_connection_until_one_may_claim(
+    quick: Settings,  # noqa: F811
+    database_url: str,
+) -> None:
+    """Two ready spares of a worker on PostgreSQL, neither allowed to claim (the worker's loop has made no pass):
+    none holds a session that listens for the registry's word (a connection of its own, held for good:
+    ``PostgresRunStore._listen``), as on main, where only the worker's loop listens (one session a worker). With
+    wt55-dispatch3's work in progress every spare listens as it sets itself up (``Executor._prepare``), whether or
+    not it is ever allowed to claim, and keeps the session through the runs it then takes: a session more per spare
+    and per attempt's process (AHEAD per slot, and each slot's running attempt) against the server's
+    ``max_connections``, each sent every run's NOTIFY while it runs."""
+    on_postgres = quick.replace(scheduler_url=None, database_url=database_url)
+    executor = closed_at_end(Executor(on_postgres, concurrency=1))
+    try:
+        executor.spares.wanted()
+        for _ in range(AHEAD):
+            executor.spares.keep(1)
+
+        def all_ready() -> bool:
+            executor.spares.ready()  # what they said, read
+            return len(executor.spares) == AHEAD and all(spare.ready for spare in executor.spares.spares)
+
+        wait_until(all_ready, timeout=60)
+        assert listening(database_url) == []
+    finally:
+        executor.spares.close()
