@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -233,3 +234,60 @@ def test_spares_on_postgresql_hold_no_listening_connection_until_one_may_claim(
         assert listening(database_url) == []
     finally:
         executor.spares.close()
+
+
+def test_an_attempt_killed_as_its_step_runs_is_a_failure_of_its_attempt_whatever_its_worker_said_to_its_spare(
+    new_executor: Callable[..., Executor],  # noqa: F811
+    quick: Settings,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run whose step is running loses its attempt's process (-9): the attempt is failed, "killed by signal 9
+    during attempt 1" (no retries: the run FAILED), as any death of an attempt that began. The run is queued as the
+    worker goes idle (its spares' idle time passed: a clock the test moves), its spare stopped (SIGSTOP) meanwhile as a
+    loaded machine leaves it. On main the idle worker lets its spares go, forks one for the run, claims and hands it
+    over. On wt55-dispatch3 (e334dd0) the spare allowed to claim is told to hold as the worker goes idle, claims the run
+    queued meanwhile all the same (the hold crosses its claim, ``_given``: "moot") and leaves the hold's frame unread
+    in its socket; killed, its socket closes with bytes unread, which its worker reads as a reset (``spares.heard``:
+    UNREAD), taken for a process that died before it read its run: the run is requeued uncounted
+    (``Executor._requeue_unbegun``), its steps never released (luigid keeps them RUNNING in the dead worker's name
+    until it times it out), and a task that kills its process runs again without end."""
+    now = [time.monotonic()]
+    executor, nectar = new_executor(concurrency=1), closed_at_end(Nectar(quick))
+    spare = first_spare(executor)
+    monkeypatch.setattr(executor.spares, "_clock", lambda: now[0])
+    executor.spares.wanted()
+    executor._serve_once()  # no run: nothing claimed (wt55-dispatch3: the spare is allowed to claim, and waits)
+    step_gate = tmp_path / "held-gate"
+    os.kill(spare.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: stopped(spare.pid), timeout=60)
+        now[0] += quick.spare_idle + 1.0  # no run wanted for the spares' idle time
+        executor._serve_once()  # the worker goes idle
+        run = nectar.submit("quick", "quick_chain", "HeldTask", {"gate": str(step_gate)}).run
+        assert run is not None
+    finally:
+        os.kill(spare.pid, signal.SIGCONT)
+    try:
+
+        def step_running() -> bool:
+            executor._serve_once()
+            return any(step.state == "RUNNING" for step in nectar.runs.steps(run.id))
+
+        wait_until(step_running, timeout=60)
+        running = nectar.runs.get(run.id)
+        assert running is not None
+        killed = pid_of(running)
+        os.kill(killed, signal.SIGKILL)
+
+        def settled() -> Run | None:  # its death handled: the attempt ended, or the run is another process's
+            executor._serve_once()
+            now = nectar.runs.get(run.id)
+            return now if now is not None and (now.state != RunState.RUNNING or pid_of(now) != killed) else None
+
+        after = wait_until(settled, timeout=60)
+    finally:
+        step_gate.touch()
+    history = [(a.attempt, a.state, a.error) for a in nectar.runs.attempts(run.id)]
+    assert (after.state, after.attempt) == (RunState.FAILED, 1), (after, history)
+    assert "killed by signal 9 during attempt 1" in (after.error or ""), (after.error, history)
