@@ -177,3 +177,37 @@ def test_a_kept_alive_connection_past_its_timeout_is_closed_and_its_descriptor_f
         assert alive(worker)
     finally:
         idle.close()
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["serving", "stopped-meanwhile"])
+def test_a_kept_alive_clients_request_sent_while_every_thread_is_held_is_answered_once_one_is_free(
+    settings: Settings, processes: Processes, tmp_path: Path, stopped: bool
+) -> None:
+    """review9's (round 55). ``first`` then ``idle`` are answered and kept alive, in that order; a request then holds
+    the worker's one thread, and ``first`` sends its next request. ``idle`` says nothing: the worker closes it at its
+    keep-alive timeout (5 s: ``NECTAR_RETRY_AFTER`` 0 + 5), after ``first``'s came. ``first``'s request is answered
+    once the held one is let go, as gthread's loop queued it for the next free thread: a connection whose client has
+    sent is no idle one, whatever its timeout says (shut down at it, the client read ``RemoteDisconnected``: for a
+    POST, a request it does not send again). ``stopped``: the worker is stopped (SIGTERM, as a recycle after
+    ``max_requests`` stops it) once the request was sent; the stop closes idle kept-alive connections after
+    ``STOP_KEEPALIVE_LINGER`` (2 s), and answers this one within ``graceful_timeout`` all the same."""
+    one = start(settings.replace(retry_after=0), processes, tmp_path / "held", threads=1)
+    first, idle = one.connect(), one.connect()
+    held = None
+    try:
+        assert get(first) == (200, "hello") and get(idle) == (200, "hello")
+        held = one.hold("a")
+        first.request("GET", "/again")  # well within its keep-alive timeout (5 s from its answer)
+        if stopped:
+            os.kill(one.worker(), signal.SIGTERM)
+        assert idle.sock is not None
+        idle.sock.settimeout(PATIENCE)
+        # the worker's keep-alive bookkeeping has passed first's timeout: idle, answered after it, is closed
+        assert idle.sock.recv(1) == b"", "the idle kept-alive connection was not closed at its timeout"
+        release(one.folder, "a")
+        assert answer(held)[:2] == (200, "released a")
+        assert answer(first)[:2] == (200, "again")
+    finally:
+        for opened in (first, idle, held):
+            if opened is not None:
+                opened.close()
