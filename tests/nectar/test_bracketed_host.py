@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import NECTAR, Processes, answers, base_env, settings_env, wait_until
+from harness import NECTAR, Processes, answers, base_env, exited_starting, on_a_free_port, settings_env, wait_until
 from nectar import ports
 from nectar.config import Settings
 
@@ -22,15 +22,21 @@ def test_listen_takes_an_ipv6_address_in_brackets(host: str) -> None:
 
 
 def test_nectar_api_serves_on_a_bracketed_ipv6_host(settings: Settings, processes: Processes, tmp_path: Path) -> None:
-    port = ports.listen("::1", 0, "a free port").getsockname()[1]  # closed at once: free again (SO_REUSEADDR)
     env = base_env() | settings_env(settings)
-    proc = processes.start("api", [*NECTAR, "api", "--host", "[::1]", "--port", str(port)], env, tmp_path)
 
-    def up() -> bool:
-        assert proc.poll() is None, processes.log_of[proc.pid].read_text()
-        return answers(f"http://[::1]:{port}/healthz") == 200
+    def start(port: int) -> int:
+        """``nectar api`` on ``port``, answering: the harness's pick, another if it was taken since (PortTaken)."""
+        proc = processes.start("api", [*NECTAR, "api", "--host", "[::1]", "--port", str(port)], env, tmp_path)
 
-    wait_until(up)
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise exited_starting("nectar api exited", processes.log_of[proc.pid].read_text())
+            return answers(f"http://[::1]:{port}/healthz") == 200
+
+        wait_until(up)
+        return port
+
+    on_a_free_port(start)
 
 
 def test_serve_with_both_hosts_in_brackets_comes_up_there(
