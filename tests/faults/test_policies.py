@@ -9,6 +9,7 @@ from harness import LUIGI_CFG
 from nectar.luigid import SchedulerClient
 from nectar.registry import RunState
 from tests.faults.conftest import Cluster, alive, waitfor
+from tests.helpers.luigid import luigid_tasks
 
 
 def test_a_retry_resumes_at_the_failed_step(cluster: Cluster) -> None:
@@ -117,9 +118,8 @@ def test_an_attempt_that_dies_while_its_worker_drains_is_no_failure_of_its_step_
     assert worker.wait(timeout=120) == 0
     requeued = cluster.run(run["run_id"])
     assert (requeued.state, requeued.attempt) == (RunState.PENDING, 0), requeued
-    luigid = SchedulerClient(f"http://127.0.0.1:{cluster.luigid_port}", 5.0)
-    listed = luigid.call("task_list", status="", upstream_status="")
-    assert [task["status"] for task in listed.values()] == ["FAILED"], listed
+    listed = luigid_tasks(SchedulerClient(f"http://127.0.0.1:{cluster.luigid_port}", 5.0))
+    assert [status for status, _ in listed.values()] == ["FAILED"], listed
 
     cluster.start_worker(workers=1)
 

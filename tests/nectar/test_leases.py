@@ -27,6 +27,7 @@ from nectar.registry import Run, RunState, RunStore
 from tests.api.conftest import build_app
 from tests.conftest import wait_until
 from tests.faults.conftest import alive, descendants
+from tests.helpers.luigid import luigid_tasks
 
 #: a task that waits for a flag file, with a child process of its own (its pid in ``<flag>.pid``) the whole time
 WAITING_CHAIN = """
@@ -66,12 +67,6 @@ def registry_rows(settings: Settings) -> tuple[int, list[Any]]:
         tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
         rows = [(table, sorted(map(repr, db.execute(f"SELECT * FROM {table}")))) for table in tables]
         return db.execute("PRAGMA data_version").fetchone()[0], rows
-
-
-def luigid_tasks(scheduler: SchedulerClient) -> dict[str, tuple[Any, Any]]:
-    """Every task luigid holds: its status and the worker it says runs it."""
-    listed = scheduler.call("task_list", status="", upstream_status="", search=None) or {}
-    return {task_id: (task.get("status"), task.get("worker_running")) for task_id, task in listed.items()}
 
 
 def kill_worker(worker: subprocess.Popen[bytes]) -> None:

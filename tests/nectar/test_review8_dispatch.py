@@ -22,6 +22,7 @@ from nectar.luigid import SchedulerClient, scheduler_of
 from nectar.registry import RunState
 from nectar.service import Nectar
 from tests.conftest import wait_until
+from tests.helpers.luigid import luigid_tasks
 from tests.helpers.registries import closed_at_end
 from tests.nectar.test_attempt import FirstAttempt, own_luigid, running_in_luigid  # noqa: F401 (a fixture)
 from tests.nectar.test_killed_attempt import retried_run
@@ -143,11 +144,10 @@ class WholeTask(NectarTask):
 
 def held_in_luigid(client: SchedulerClient, worker: str) -> dict[str, str]:
     """The tasks luigid holds RUNNING or BATCH_RUNNING in ``worker``'s name, and their status."""
-    listed = client.call("task_list", status="", upstream_status="", search=None) or {}
     return {
-        task_id: str(task.get("status"))
-        for task_id, task in listed.items()
-        if task.get("worker_running") == worker and task.get("status") in ("RUNNING", "BATCH_RUNNING")
+        task_id: str(status)
+        for task_id, (status, holder) in luigid_tasks(client).items()
+        if holder == worker and status in ("RUNNING", "BATCH_RUNNING")
     }
 
 
