@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from harness import LUIGI_CFG, NECTAR, REPO, STOP_TIMEOUT, Processes, free_port, settings_env, stop, wait_until
 from nectar.config import Settings, configure
 from tests import links
-from tests.helpers import registries, reports
+from tests.helpers import bytecode, registries, reports
 from tests.helpers.postgres import PostgresServer
 
 # Hypothesis's default 200 ms deadline per example is a time bound: on a loaded machine an example that is merely
@@ -112,6 +112,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the session's own process, before it starts the xdist workers
+        bytecode.compile_ahead(REPO)
     config.addinivalue_line(
         "markers", "links_may_fail(reason): the links its statuses hand out are not fetched (tests/links.py), and why"
     )
