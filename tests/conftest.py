@@ -102,8 +102,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 MULTIPROC_AT_START = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
+def pytest_collection(session: pytest.Session) -> None:
+    bytecode.collection_started()  # pytest writes its rewritten test modules' bytecode (tests/helpers/bytecode.py)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """No test module sets ``PROMETHEUS_MULTIPROC_DIR`` in pytest's own process as it is collected."""
+    bytecode.collection_finished()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR") != MULTIPROC_AT_START:
         raise pytest.UsageError(
             "a test module set PROMETHEUS_MULTIPROC_DIR as it was collected (an import of nectar.gunicorn_conf): "

@@ -22,3 +22,11 @@ def test_a_process_the_suite_starts_compiles_none_of_the_repositorys_modules_it_
     read = [path for path in sources if path.startswith(ours)]
     compiled = [path for path in read if path.endswith(".py")]
     assert len(read) > 100 and not compiled, compiled  # ~170 modules of nectar, api, harness
+
+
+def test_the_collection_left_pytests_bytecode_of_this_module_for_the_next_session() -> None:
+    """pytest wrote the bytecode of this module, its asserts rewritten, as it collected it (beside its own name and
+    its version, in ``__pycache__``): the next session's workers read it instead of rewriting the module."""
+    source = REPO / "tests" / "harness" / "test_bytecode.py"
+    written = list((source.parent / "__pycache__").glob(f"{source.stem}.*pytest*.pyc"))
+    assert written and all(path.stat().st_mtime >= source.stat().st_mtime for path in written), written

@@ -9,11 +9,18 @@ app, over a thousand processes a session. Compiled ahead into the usual ``__pyca
 it is read as installed packages' bytecode is; the variable still keeps every process from writing any of its own
 (of a chain a test wrote, say). A source changed afterwards is compiled again in memory, as Python does when the
 bytecode's recorded mtime and size no longer match it. Not ``chains/``: tests copy it without ``__pycache__``.
+
+pytest's own bytecode of the test modules (their asserts rewritten) is written by the collection, while it runs
+(:func:`collection_started`, :func:`collection_finished`): under the variable, each xdist worker rewrote and compiled
+every test module again at every session, ~10 of its ~15 s of CPU before its first test. pytest reads that bytecode
+whatever the variable says, and writes it where it writes no other (``sys.dont_write_bytecode``, its documented
+switch): a collection imports the test modules from the repository, and no test has made a folder of its own yet.
 """
 
 from __future__ import annotations
 
 import compileall
+import sys
 from pathlib import Path
 
 #: the packages of the repository's root that the suite's processes import, and its one module there
@@ -28,3 +35,19 @@ def compile_ahead(repo: Path) -> None:
         compileall.compile_dir(repo / name, quiet=2)
     for name in MODULES:
         compileall.compile_file(repo / name, quiet=2)
+
+
+#: ``sys.dont_write_bytecode`` as the collection found it
+_WRITES_NONE: list[bool] = []
+
+
+def collection_started() -> None:
+    """pytest writes the bytecode of the test modules it rewrites while it collects them."""
+    _WRITES_NONE.append(sys.dont_write_bytecode)
+    sys.dont_write_bytecode = False
+
+
+def collection_finished() -> None:
+    """The process writes bytecode again as its environment says (no test's own module, its chain, is written)."""
+    if _WRITES_NONE:
+        sys.dont_write_bytecode = _WRITES_NONE.pop()

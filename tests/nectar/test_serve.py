@@ -116,7 +116,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
 @pytest.fixture(scope="module")
 def served_unchanged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """One ``nectar serve`` for the module's tests that leave it as it was (each sends what it refuses, and checks
-    that): a start and a stop each cost ~2.5 s of CPU (luigid, gunicorn's master and workers, a worker, a clock)."""
+    that): a start and a stop cost ~1.1-1.5 s of CPU (luigid, gunicorn, a worker, a clock; a full run, round 56)."""
     yield from _serve(tmp_path_factory.mktemp("served"), {})
 
 
