@@ -52,8 +52,8 @@ SALES_DAY_PARAM = {
 
 #: the longest files, longest first (~110 to ~20 s each on a loaded 2-core machine), run before all others. xdist's
 #: --dist loadfile hands out whole files in collection order (with --no-loadscope-reorder; by default it sorts them
-#: by their number of tests, which sent these few-test, long files last): so both workers start on long files and
-#: short ones fill the end, instead of a worker idling while the other runs a 70 s file it took last. Not
+#: by their number of tests, which sent these few-test, long files last): so every worker starts on long files and
+#: short ones fill the end, instead of workers idling while one runs a 70 s file it took last. Not
 #: tests/test_lint.py: its mypy runs from the session's start (tests/helpers/background_mypy.py), and is read late
 SLOWEST_FIRST = (
     "tests/schedules/test_clock_stops.py",
