@@ -24,7 +24,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   worker sends it (:func:`retry_policy_of`), the choices a parameter keeps (:func:`choices_of`),
   ``ParameterVisibility.has_value``, which every parameter made asks (:func:`_has_visibility`);
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
-  :func:`extend_task_registry`), and the instance cache ``Register.__call__`` keeps (:func:`uncached_task`);
+  :func:`extend_task_registry`), ``Register._get_namespace``, which each class made asks, and its ``_module_parents``
+  (:func:`_namespace_of`), and the instance cache ``Register.__call__`` keeps (:func:`uncached_task`);
 - ``Parameter._counter``, the order of a task class's parameters, and ``Task.get_params``'s walk, answered without it
   (:func:`task_params`);
 - ``Task._unconsumed_params``, which luigi adds to a task class as it makes its first task (:func:`hold_class_shape`);
@@ -63,6 +64,7 @@ import itertools
 import json
 import logging
 import multiprocessing
+import operator
 import os
 import pickle
 import pwd
@@ -910,9 +912,38 @@ def _families(cls: type) -> dict[str, Any]:
 _replace(Register, "_get_reg", classmethod(_families))
 
 
+#: luigi's own ``Register._get_namespace`` (the function under its classmethod) and ``Register._module_parents``
+_luigi_get_namespace = Register.__dict__["_get_namespace"].__func__
+_luigi_module_parents = Register._module_parents
+
+
+@functools.lru_cache(maxsize=256)
+def _parents(module: str) -> tuple[str, ...]:
+    """luigi's ``_module_parents(module)`` (``a.b``: ``a.b``, ``a``, ``""``), made once per module name: it is the
+    name's alone."""
+    return tuple(_luigi_module_parents(module))
+
+
+def _namespace_of(mcs: Any, module: str) -> str:  # luigi's Register or a subclass of it: untyped, as luigi is
+    """luigi's ``Register._get_namespace(module)``, which ``Register.__new__`` asks for each class made (each class of
+    a chain file, each time a run executes it): the first namespace set (``luigi.namespace``, read as it is now) for
+    the module or a parent of it, from the parents luigi lists for its name (:func:`_parents`; a metaclass that lists
+    them its own way gets luigi's), looked up in C: luigi's generator and loop were ~120 bytecodes a class."""
+    if mcs._module_parents is not _luigi_module_parents:
+        return str(_luigi_get_namespace(mcs, module))
+    return next(filter(None, map(mcs._default_namespace_dict.get, _parents(module))), "")
+
+
+_replace(Register, "_get_namespace", classmethod(_namespace_of))
+
+
 def task_classes() -> tuple[type[luigi.Task], ...]:
     """Every task class luigi holds now (a copy of its registry's list, which :func:`forget_task_classes` trims)."""
     return tuple(Register._reg)
+
+
+#: a class's module, read in C
+_module_of = operator.attrgetter("__module__")
 
 
 def forget_task_classes(module: str) -> None:
@@ -924,13 +955,16 @@ def forget_task_classes(module: str) -> None:
     is left to read, every index below stays where it was, and the list is never rebuilt and put back (which dropped
     a class appended between its copy and its return). A lookup by name meanwhile reads a copy of the list
     (:func:`_families`, luigi's ``_get_reg`` in every process that imports this module), not the list a ``del``
-    shifts."""
+    shifts. The classes' modules are read in C, and only from the first class of ``module`` on is one deleted."""
     with _forgetting:
         registry = Register._reg
-        at = len(registry)
-        while at:
+        modules = list(map(_module_of, registry))  # in C: a prefix of the list, which others only append to meanwhile
+        if module not in modules:
+            return
+        first, at = modules.index(module), len(modules)  # a chain's classes are the last made, most often
+        while at > first:
             at -= 1
-            if registry[at].__module__ == module:
+            if modules[at] == module:
                 del registry[at]
 
 

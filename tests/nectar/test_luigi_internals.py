@@ -20,6 +20,7 @@ import pwd
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import types
@@ -1283,3 +1284,60 @@ def test_a_nectar_task_class_made_anew_reads_its_parameters_without_luigis_walk_
     own = type("Own", (luigi.Task,), {"__module__": PROBES, "get_params": classmethod(lambda cls: [])})
     mixed: Any = type("OwnMixed", (NectarTask, own), {"__module__": PROBES, "n": luigi.IntParameter()})
     assert mixed.get_params() == []  # its base's own get_params, as luigi would ask it
+
+
+def test_a_class_made_asks_luigis_namespace_of_its_module_and_the_parents_luigi_lists() -> None:
+    """``Register.__new__`` asks ``_get_namespace(module)``, which walks ``_module_parents(module)``: the seam answers
+    it (:func:`nectar.luigi_internals._namespace_of`) with luigi's parents of the name, kept per name."""
+    assert "_get_namespace" in Register.__new__.__code__.co_names, "luigi's Register.__new__ no longer asks it"
+    luigis = vars(nectar.luigi_internals)["_luigi_get_namespace"]
+    assert list(inspect.signature(luigis).parameters) == ["mcs", "module_name"], "luigi changed _get_namespace"
+    assert isinstance(vars(Register)["_module_parents"], staticmethod), "luigi changed _module_parents"
+    parents = vars(nectar.luigi_internals)["_parents"]
+    for name in ["", "a", "a.b", "chains.bench.probe_chain", PROBES, "x..y"]:
+        assert list(parents(name)) == list(Register._module_parents(name))
+
+
+@pytest.mark.parametrize("scope", [PROBES, PROBES.rpartition(".")[0], ""])
+def test_a_class_made_again_takes_its_modules_namespace_as_set_now(probes: str, scope: str) -> None:
+    """A chain module executed anew makes its classes again: each takes the namespace ``luigi.namespace`` set for its
+    module (or a parent, or every module) as it is made, not as it was when a class of that module was last made."""
+    namespaces = Register._default_namespace_dict
+    kept = dict(namespaces)
+
+    def made_again() -> str:
+        made: Any = probe("SeamSpaced")
+        return str(made.get_task_namespace())
+
+    try:
+        assert made_again() == kept.get(PROBES, "")
+        luigi.namespace("seam_first", scope=scope)
+        assert made_again() == "seam_first"
+        luigi.namespace("seam_then", scope=scope)
+        assert made_again() == "seam_then"
+        luigi.namespace(scope=scope)
+        assert made_again() == ""
+    finally:
+        namespaces.clear()
+        namespaces.update(kept)
+
+
+def test_classes_made_again_do_not_walk_luigis_parents_of_their_modules_name(probes: str) -> None:
+    """Each class made asked luigi's ``_module_parents`` generator for its module's parents (each class of a chain
+    file, each time a run executes it): the seam lists them once per module name."""
+    walks: list[str] = []
+    parents_code = Register._module_parents.__code__
+
+    def seen(frame: types.FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code is parents_code:
+            walks.append(frame.f_locals["module_name"])
+
+    probe("SeamWalkedOnce")
+    was = sys.getprofile()
+    sys.setprofile(seen)
+    try:
+        made: list[Any] = [probe("SeamWalkedOnce"), probe("SeamWalkedTwice")]
+    finally:
+        sys.setprofile(was)
+    assert walks == []
+    assert [cls.get_task_namespace() for cls in made] == [Register._get_namespace(PROBES)] * 2
