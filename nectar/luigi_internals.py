@@ -49,6 +49,7 @@ fails loudly, naming the name, when a release changes one of them under us:
 - ``MockFileSystem._data``, the dict every ``luigi.mock.MockTarget`` of a process keeps its data in, made in a
   ``multiprocessing.Manager()`` process that luigi never stops, its proxy's ``_manager`` and that manager's
   ``_process`` (:func:`stop_mock_filesystem`);
+- ``InterfaceLogging._configured``, whether luigi's logging was set up in the process (:func:`luigi_logging_set_up`);
 - ``_config_paths`` of luigi's configuration parser's class, the files it reads as it reloads, which
   ``luigi.configuration.add_config_path`` appends to (:func:`config_paths`).
 """
@@ -99,6 +100,7 @@ from luigi.execution_summary import (
 )
 from luigi.parameter import ParameterVisibility
 from luigi.scheduler import WORKER_STATE_ACTIVE
+from luigi.setup_logging import InterfaceLogging
 from luigi.task import (
     TASK_ID_INCLUDE_PARAMS,
     TASK_ID_INVALID_CHAR_REGEX,
@@ -690,6 +692,12 @@ def retry_policy_of(task: luigi.Task) -> dict[str, Any]:
     failures by it, its ``[scheduler]`` defaults where a value is None."""
     policy: dict[str, Any] = luigi.worker._get_retry_policy_dict(task)
     return policy
+
+
+def luigi_logging_set_up() -> bool:
+    """Whether luigi's ``InterfaceLogging.setup`` has set up logging in this process (its ``_configured``): a call of
+    it after that only makes an INFO record, "logging already configured", and answers False."""
+    return bool(InterfaceLogging._configured)
 
 
 def worker_config() -> luigi.worker.worker:

@@ -44,6 +44,7 @@ import tornado.httpserver
 import tornado.web
 from hypothesis import given
 from hypothesis import strategies as st
+from luigi.setup_logging import InterfaceLogging
 from luigi.task_register import Register, TaskClassNotFoundException
 
 import nectar.luigi_internals
@@ -1341,3 +1342,32 @@ def test_classes_made_again_do_not_walk_luigis_parents_of_their_modules_name(pro
         sys.setprofile(was)
     assert walks == []
     assert [cls.get_task_namespace() for cls in made] == [Register._get_namespace(PROBES)] * 2
+
+
+def test_luigis_logging_set_up_again_only_makes_a_record_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``InterfaceLogging.setup`` once ``_configured``: an INFO record of the "luigi" logger and False, nothing else
+    (what :func:`nectar.build._set_up` no longer asks for once :func:`luigi_logging_set_up` says so)."""
+    made: list[logging.LogRecord] = []
+    factory = logging.getLogRecordFactory()
+
+    def recorded(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        made.append(factory(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(InterfaceLogging, "_configured", True)
+    assert nectar.luigi_internals.luigi_logging_set_up()
+    luigi_log = logging.getLogger("luigi")
+    kept = (list(luigi_log.handlers), list(logging.getLogger().handlers))
+    monkeypatch.setattr(luigi_log, "isEnabledFor", lambda level: True)
+    monkeypatch.setattr(InterfaceLogging, "_cli", lambda *a: pytest.fail("set up again"))
+    logging.setLogRecordFactory(recorded)
+    try:
+        assert InterfaceLogging.setup(luigi.interface.core()) is False
+    finally:
+        logging.setLogRecordFactory(factory)
+    assert [(r.name, r.levelno, r.getMessage()) for r in made] == [
+        ("luigi", logging.INFO, "logging already configured")
+    ]
+    assert (list(luigi_log.handlers), list(logging.getLogger().handlers)) == kept
+    monkeypatch.setattr(InterfaceLogging, "_configured", False)
+    assert not nectar.luigi_internals.luigi_logging_set_up()
