@@ -78,8 +78,8 @@ import threading
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple, TypeVar
 
 import luigi
 import luigi.configuration
@@ -857,31 +857,88 @@ def _answered_by_metaclass(meta: type) -> frozenset[str]:
     )
 
 
-def task_params(cls: type[luigi.Task]) -> list[tuple[str, luigi.Parameter]]:
-    """luigi's ``Task.get_params()`` of ``cls`` (its parameters, by name, in the order they were made), without
-    luigi's ``getattr`` of each name ``dir(cls)`` lists (~150 for a task class: ~340,000 instructions a class made
-    anew, as each run's chain module makes its classes). The names of the classes of its MRO, each with the value
-    the first of them that has it holds (as a lookup finds it); a value of a kind that may answer a lookup with
-    something else (a parameter: a descriptor), or that a data descriptor of the metaclass answers for, asked of the
-    class as luigi asks; sorted by the ``_counter`` luigi sorts by, then by name (as ``dir`` sorts them). A class
-    whose metaclass looks up or lists attributes its own way gets luigi's walk (``test_luigi_internals`` checks
-    that luigi's ``get_params`` is the walk this answers as)."""
-    meta: type = type(cls)
-    if meta.__getattribute__ is not type.__getattribute__ or meta.__dir__ is not type.__dir__:
-        return list(luigi_get_params(cls))
-    found: dict[str, Any] = {}
-    for kind in reversed(cls.__mro__):
-        found.update(vars(kind).copy())  # a dict: merged in C, where a mapping proxy's items are each looked up
-    by_metaclass = _answered_by_metaclass(meta)
-    params: list[tuple[str, luigi.Parameter]] = []
+#: the name, in a task class's own dict, under which :func:`task_params` keeps what the classes after it in a
+#: subclass's MRO give that subclass (:class:`Inherited`): only where the class holds it from its making on (None
+#: until then: :class:`~nectar.task.NectarTask` and its subclasses), so that keeping it leaves the dict's shape alone
+INHERITED = "_nectar_inherited"
+
+
+class Inherited(NamedTuple):
+    """What a task class's bases (its MRO but itself) give it toward :func:`task_params`, for its metaclass ``meta``,
+    while they are those ``bases`` and their dicts hold as many names as ``shape`` says (``luigi.util.inherits`` adds
+    parameters to a class already made): the parameters found in their dicts as they are (``fixed``), and the names
+    whose value the class itself is asked for (``asked``: a descriptor, or a name a data descriptor of the metaclass
+    answers)."""
+
+    meta: type
+    bases: tuple[type, ...]
+    shape: tuple[int, ...]
+    fixed: tuple[tuple[str, luigi.Parameter], ...]
+    asked: tuple[str, ...]
+
+
+def _params_in(
+    cls: type, found: Mapping[str, Any], by_metaclass: frozenset[str], params: list[Any], asked: list[str] | None
+) -> None:
+    """Append to ``params`` each ``(name, parameter)`` of ``found`` (names and values, as a lookup on ``cls`` finds
+    them first): a value of a kind that may answer a lookup with something else (a parameter: a descriptor), or that
+    a data descriptor of the metaclass answers for, asked of ``cls`` as luigi asks, or its name appended to ``asked``
+    (given one: a class's bases classified for the classes made of them)."""
     for name, value in found.items():
         kind = type(value)
         if kind in _NO_PARAMETER and name not in by_metaclass:
             continue
         if hasattr(kind, "__get__") or name in by_metaclass:
+            if asked is not None:
+                asked.append(name)
+                continue
             value = getattr(cls, name)
         if isinstance(value, luigi.Parameter):
             params.append((name, value))
+
+
+def _merged(classes: Iterable[type]) -> dict[str, Any]:
+    """The names of ``classes`` (an MRO's, reversed), each with the value the last of them that has it holds."""
+    found: dict[str, Any] = {}
+    for kind in classes:
+        found.update(vars(kind).copy())  # a dict: merged in C, where a mapping proxy's items are each looked up
+    return found
+
+
+def task_params(cls: type[luigi.Task]) -> list[tuple[str, luigi.Parameter]]:
+    """luigi's ``Task.get_params()`` of ``cls`` (its parameters, by name, in the order they were made), without
+    luigi's ``getattr`` of each name ``dir(cls)`` lists (~150 for a task class: ~340,000 instructions a class made
+    anew, as each run's chain module makes its classes). The names of the classes of its MRO, each with the value
+    the first of them that has it holds (as a lookup finds it), classified (:func:`_params_in`); sorted by the
+    ``_counter`` luigi sorts by, then by name (as ``dir`` sorts them). What its bases give it is classified once for
+    every class made of the same bases while they are unchanged (:class:`Inherited`, kept by its first base where
+    that base has room for it): a chain's class made anew at each run reads only its own names and those its bases
+    ask of it (~1,900 bytecodes a class for the whole walk, ~400 so). A class whose metaclass looks up or lists
+    attributes its own way gets luigi's walk (``test_luigi_internals`` checks that luigi's ``get_params`` is the walk
+    this answers as)."""
+    meta: type = type(cls)
+    if meta.__getattribute__ is not type.__getattribute__ or meta.__dir__ is not type.__dir__:
+        return list(luigi_get_params(cls))
+    by_metaclass = _answered_by_metaclass(meta)
+    params: list[tuple[str, luigi.Parameter]] = []
+    bases = cls.__mro__[1:]
+    kept = vars(bases[0]).get(INHERITED, False) if bases else False
+    if kept is False:  # no room to keep it in: every name walked
+        _params_in(cls, _merged(reversed(cls.__mro__)), by_metaclass, params, None)
+    else:
+        shape = tuple(len(vars(base)) for base in bases)
+        if not isinstance(kept, Inherited) or kept.meta is not meta or kept.bases != bases or kept.shape != shape:
+            fixed: list[tuple[str, luigi.Parameter]] = []
+            asked: list[str] = []
+            _params_in(cls, _merged(reversed(bases)), by_metaclass, fixed, asked)
+            kept = Inherited(meta, bases, shape, tuple(fixed), tuple(asked))
+            setattr(bases[0], INHERITED, kept)  # in place of what it held: the dict's shape as it was
+        own = vars(cls).copy()
+        params.extend(named for named in kept.fixed if named[0] not in own)
+        for name in kept.asked:
+            if name not in own and isinstance(value := getattr(cls, name), luigi.Parameter):
+                params.append((name, value))
+        _params_in(cls, own, by_metaclass, params, None)
     params.sort(key=lambda named: (named[1]._counter, named[0]))  # luigi's: dir's names, sorted, then by _counter
     return params
 

@@ -38,6 +38,7 @@ from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_nam
 from nectar.logs import ahead
 from nectar.logs.capture import open_log, redirect_output
 from nectar.luigi_internals import (
+    Inherited,
     ReadOnceRegister,
     hold_class_shape,
     luigi_get_params,
@@ -180,6 +181,9 @@ class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
     #: own ``__dict__`` from its making on (kept there, they leave its shape as it is), read there (a weak mapping's
     #: lookup made a weak reference each time: 6x the cost, and a task made asks 6 times)
     _nectar_class_params: ClassVar[_ClassParams | None] = None
+    #: what the classes after it in a subclass's MRO give that subclass's parameters, kept by
+    #: :func:`~nectar.luigi_internals.task_params` (held from the class's making on, as the parameters are)
+    _nectar_inherited: ClassVar[Inherited | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -192,6 +196,7 @@ class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
         # module is executed anew for each run: each run made a new class's first task reading its parameters 3 times)
         cls._nectar_chain_ref = None
         cls._nectar_class_params = None
+        cls._nectar_inherited = None
         hold_class_shape(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

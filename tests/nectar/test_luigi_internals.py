@@ -1371,3 +1371,60 @@ def test_luigis_logging_set_up_again_only_makes_a_record_saying_so(monkeypatch: 
     assert (list(luigi_log.handlers), list(logging.getLogger().handlers)) == kept
     monkeypatch.setattr(InterfaceLogging, "_configured", False)
     assert not nectar.luigi_internals.luigi_logging_set_up()
+
+
+class _PerClass:
+    """A descriptor that answers a lookup on each class with a parameter of that class's own (its ``own``)."""
+
+    def __get__(self, instance: object, owner: type) -> Any:
+        return vars(owner).get("own")
+
+
+def test_task_params_of_classes_made_again_of_the_same_bases_are_luigis(probes: str) -> None:
+    """A chain's classes are made anew at each run, of the same bases: what the bases give is read once for them
+    (:class:`nectar.luigi_internals.Inherited`), what each class holds itself read at each making (its parameters
+    added, removed, shadowing a base's or shadowed), a name a descriptor answers asked of each class, and a parameter a
+    base gains later (``luigi.util.inherits``) seen by the classes made after: each answer luigi's ``get_params``."""
+    base: Any = probe(
+        "InheritedBase", NectarTask, a=luigi.Parameter(), b=luigi.IntParameter(default=2), per=_PerClass()
+    )
+    base_params = [("a", base.a), ("b", base.b)]
+    shapes = [
+        {"n": luigi.IntParameter()},
+        {"n": luigi.IntParameter(), "m": luigi.Parameter()},
+        {"a": 1},  # a base's parameter shadowed by a plain value
+        {"b": luigi.Parameter(), "own": luigi.Parameter()},  # one shadowed by a parameter; the descriptor's answer
+        {"own": luigi.DateParameter(), "x": staticmethod(luigi.Parameter())},
+        {},
+    ]
+    for members in [*shapes, *shapes]:
+        made = probe("InheritedTask", base, **members)
+        assert task_params(made) == nectar.luigi_internals.luigi_get_params(made), members
+    assert isinstance(vars(base)["_nectar_inherited"], nectar.luigi_internals.Inherited)
+    assert nectar.luigi_internals.luigi_get_params(probe("InheritedTask", base)) == base_params
+    base.c = luigi.Parameter()  # as luigi.util.inherits adds one
+    made = probe("InheritedTask", base, n=luigi.IntParameter())
+    assert task_params(made) == nectar.luigi_internals.luigi_get_params(made)
+    assert [name for name, _ in task_params(made)] == ["a", "b", "c", "n"]
+
+
+def test_a_class_made_again_of_the_same_bases_asks_nothing_of_the_names_its_bases_hold(probes: str) -> None:
+    """Made anew at each run, a chain's class read each name of its bases (~110 for a NectarTask's) to find its
+    parameters: made again of the same bases, it asks only about its own names and those a descriptor answers."""
+    base = probe("AskedBase", NectarTask, a=luigi.Parameter(), **{f"s{n}": staticmethod(len) for n in range(5)})
+    task_params(probe("AskedTask", base, n=luigi.IntParameter()))
+    asked: list[object] = []
+
+    def seen(frame: types.FrameType, event: str, arg: object) -> None:
+        if event == "c_call" and arg is hasattr:
+            asked.append(frame.f_locals.get("name"))
+
+    made = probe("AskedTask", base, n=luigi.IntParameter())
+    was = sys.getprofile()
+    sys.setprofile(seen)
+    try:
+        found = task_params(made)
+    finally:
+        sys.setprofile(was)
+    assert found == nectar.luigi_internals.luigi_get_params(made)
+    assert asked and set(asked) <= set(vars(made))  # its own parameter, abc's own record of the class
