@@ -31,7 +31,14 @@ from luigi.setup_logging import InterfaceLogging
 
 from nectar import parallel, step_locks
 from nectar.config import get_settings
-from nectar.luigi_internals import RunResult, Worker, new_worker, schedule_and_run, worker_config
+from nectar.luigi_internals import (
+    RunResult,
+    Worker,
+    luigi_logging_set_up,
+    new_worker,
+    schedule_and_run,
+    worker_config,
+)
 from nectar.luigid import LuigidRPC, SchedulerClient, kept
 from nectar.task import make_folders_ahead, record_every_task
 
@@ -61,12 +68,15 @@ def prepare(scheduler_url: str | None) -> None:
 
 def _set_up(env: luigi.interface.core) -> None:
     """What a build sets up in its process before it runs: luigi's logging (once per process: luigi's
-    ``InterfaceLogging``), with luigi's "luigi" logger at luigi.cfg's level too, before luigi says at INFO how it
-    configured logging; and a plain luigi task's params.txt and logs recorded, as a NectarTask's."""
+    ``InterfaceLogging``, not asked again once it is set up: each later call made an INFO record, "logging already
+    configured", ~600 bytecodes of each spare's set-up, which no fresh process's one build makes), with luigi's
+    "luigi" logger at luigi.cfg's level too, before luigi says at INFO how it configured logging; and a plain luigi
+    task's params.txt and logs recorded, as a NectarTask's."""
     luigi_log = logging.getLogger("luigi")
     if logging.getLevelName(luigi_log.level) != env.log_level:  # a change clears every logger's cache: not per build
         luigi_log.setLevel(env.log_level)
-    InterfaceLogging.setup(env)
+    if not luigi_logging_set_up():  # else luigi's setup would only make a record saying so, at each build
+        InterfaceLogging.setup(env)
     record_every_task()
 
 

@@ -24,7 +24,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   worker sends it (:func:`retry_policy_of`), the choices a parameter keeps (:func:`choices_of`),
   ``ParameterVisibility.has_value``, which every parameter made asks (:func:`_has_visibility`);
 - the registry of task classes, ``Register._reg`` and ``Register._get_reg`` (:func:`forget_task_classes`,
-  :func:`extend_task_registry`), and the instance cache ``Register.__call__`` keeps (:func:`uncached_task`);
+  :func:`extend_task_registry`), ``Register._get_namespace``, which each class made asks, and its ``_module_parents``
+  (:func:`_namespace_of`), and the instance cache ``Register.__call__`` keeps (:func:`uncached_task`);
 - ``Parameter._counter``, the order of a task class's parameters, and ``Task.get_params``'s walk, answered without it
   (:func:`task_params`);
 - ``Task._unconsumed_params``, which luigi adds to a task class as it makes its first task (:func:`hold_class_shape`);
@@ -48,6 +49,7 @@ fails loudly, naming the name, when a release changes one of them under us:
 - ``MockFileSystem._data``, the dict every ``luigi.mock.MockTarget`` of a process keeps its data in, made in a
   ``multiprocessing.Manager()`` process that luigi never stops, its proxy's ``_manager`` and that manager's
   ``_process`` (:func:`stop_mock_filesystem`);
+- ``InterfaceLogging._configured``, whether luigi's logging was set up in the process (:func:`luigi_logging_set_up`);
 - ``_config_paths`` of luigi's configuration parser's class, the files it reads as it reloads, which
   ``luigi.configuration.add_config_path`` appends to (:func:`config_paths`).
 """
@@ -63,6 +65,7 @@ import itertools
 import json
 import logging
 import multiprocessing
+import operator
 import os
 import pickle
 import pwd
@@ -75,8 +78,8 @@ import threading
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple, TypeVar
 
 import luigi
 import luigi.configuration
@@ -97,6 +100,7 @@ from luigi.execution_summary import (
 )
 from luigi.parameter import ParameterVisibility
 from luigi.scheduler import WORKER_STATE_ACTIVE
+from luigi.setup_logging import InterfaceLogging
 from luigi.task import (
     TASK_ID_INCLUDE_PARAMS,
     TASK_ID_INVALID_CHAR_REGEX,
@@ -690,6 +694,12 @@ def retry_policy_of(task: luigi.Task) -> dict[str, Any]:
     return policy
 
 
+def luigi_logging_set_up() -> bool:
+    """Whether luigi's ``InterfaceLogging.setup`` has set up logging in this process (its ``_configured``): a call of
+    it after that only makes an INFO record, "logging already configured", and answers False."""
+    return bool(InterfaceLogging._configured)
+
+
 def worker_config() -> luigi.worker.worker:
     """luigi's ``[worker]`` settings, as a luigi worker reads them from luigi's configuration (about 1.6 ms of a fresh
     process's CPU: made once, ahead, they are given to :func:`new_worker`)."""
@@ -847,31 +857,88 @@ def _answered_by_metaclass(meta: type) -> frozenset[str]:
     )
 
 
-def task_params(cls: type[luigi.Task]) -> list[tuple[str, luigi.Parameter]]:
-    """luigi's ``Task.get_params()`` of ``cls`` (its parameters, by name, in the order they were made), without
-    luigi's ``getattr`` of each name ``dir(cls)`` lists (~150 for a task class: ~340,000 instructions a class made
-    anew, as each run's chain module makes its classes). The names of the classes of its MRO, each with the value
-    the first of them that has it holds (as a lookup finds it); a value of a kind that may answer a lookup with
-    something else (a parameter: a descriptor), or that a data descriptor of the metaclass answers for, asked of the
-    class as luigi asks; sorted by the ``_counter`` luigi sorts by, then by name (as ``dir`` sorts them). A class
-    whose metaclass looks up or lists attributes its own way gets luigi's walk (``test_luigi_internals`` checks
-    that luigi's ``get_params`` is the walk this answers as)."""
-    meta: type = type(cls)
-    if meta.__getattribute__ is not type.__getattribute__ or meta.__dir__ is not type.__dir__:
-        return list(luigi_get_params(cls))
-    found: dict[str, Any] = {}
-    for kind in reversed(cls.__mro__):
-        found.update(vars(kind).copy())  # a dict: merged in C, where a mapping proxy's items are each looked up
-    by_metaclass = _answered_by_metaclass(meta)
-    params: list[tuple[str, luigi.Parameter]] = []
+#: the name, in a task class's own dict, under which :func:`task_params` keeps what the classes after it in a
+#: subclass's MRO give that subclass (:class:`Inherited`): only where the class holds it from its making on (None
+#: until then: :class:`~nectar.task.NectarTask` and its subclasses), so that keeping it leaves the dict's shape alone
+INHERITED = "_nectar_inherited"
+
+
+class Inherited(NamedTuple):
+    """What a task class's bases (its MRO but itself) give it toward :func:`task_params`, for its metaclass ``meta``,
+    while they are those ``bases`` and their dicts hold as many names as ``shape`` says (``luigi.util.inherits`` adds
+    parameters to a class already made): the parameters found in their dicts as they are (``fixed``), and the names
+    whose value the class itself is asked for (``asked``: a descriptor, or a name a data descriptor of the metaclass
+    answers)."""
+
+    meta: type
+    bases: tuple[type, ...]
+    shape: tuple[int, ...]
+    fixed: tuple[tuple[str, luigi.Parameter], ...]
+    asked: tuple[str, ...]
+
+
+def _params_in(
+    cls: type, found: Mapping[str, Any], by_metaclass: frozenset[str], params: list[Any], asked: list[str] | None
+) -> None:
+    """Append to ``params`` each ``(name, parameter)`` of ``found`` (names and values, as a lookup on ``cls`` finds
+    them first): a value of a kind that may answer a lookup with something else (a parameter: a descriptor), or that
+    a data descriptor of the metaclass answers for, asked of ``cls`` as luigi asks, or its name appended to ``asked``
+    (given one: a class's bases classified for the classes made of them)."""
     for name, value in found.items():
         kind = type(value)
         if kind in _NO_PARAMETER and name not in by_metaclass:
             continue
         if hasattr(kind, "__get__") or name in by_metaclass:
+            if asked is not None:
+                asked.append(name)
+                continue
             value = getattr(cls, name)
         if isinstance(value, luigi.Parameter):
             params.append((name, value))
+
+
+def _merged(classes: Iterable[type]) -> dict[str, Any]:
+    """The names of ``classes`` (an MRO's, reversed), each with the value the last of them that has it holds."""
+    found: dict[str, Any] = {}
+    for kind in classes:
+        found.update(vars(kind).copy())  # a dict: merged in C, where a mapping proxy's items are each looked up
+    return found
+
+
+def task_params(cls: type[luigi.Task]) -> list[tuple[str, luigi.Parameter]]:
+    """luigi's ``Task.get_params()`` of ``cls`` (its parameters, by name, in the order they were made), without
+    luigi's ``getattr`` of each name ``dir(cls)`` lists (~150 for a task class: ~340,000 instructions a class made
+    anew, as each run's chain module makes its classes). The names of the classes of its MRO, each with the value
+    the first of them that has it holds (as a lookup finds it), classified (:func:`_params_in`); sorted by the
+    ``_counter`` luigi sorts by, then by name (as ``dir`` sorts them). What its bases give it is classified once for
+    every class made of the same bases while they are unchanged (:class:`Inherited`, kept by its first base where
+    that base has room for it): a chain's class made anew at each run reads only its own names and those its bases
+    ask of it (~1,900 bytecodes a class for the whole walk, ~400 so). A class whose metaclass looks up or lists
+    attributes its own way gets luigi's walk (``test_luigi_internals`` checks that luigi's ``get_params`` is the walk
+    this answers as)."""
+    meta: type = type(cls)
+    if meta.__getattribute__ is not type.__getattribute__ or meta.__dir__ is not type.__dir__:
+        return list(luigi_get_params(cls))
+    by_metaclass = _answered_by_metaclass(meta)
+    params: list[tuple[str, luigi.Parameter]] = []
+    bases = cls.__mro__[1:]
+    kept = vars(bases[0]).get(INHERITED, False) if bases else False
+    if kept is False:  # no room to keep it in: every name walked
+        _params_in(cls, _merged(reversed(cls.__mro__)), by_metaclass, params, None)
+    else:
+        shape = tuple(len(vars(base)) for base in bases)
+        if not isinstance(kept, Inherited) or kept.meta is not meta or kept.bases != bases or kept.shape != shape:
+            fixed: list[tuple[str, luigi.Parameter]] = []
+            asked: list[str] = []
+            _params_in(cls, _merged(reversed(bases)), by_metaclass, fixed, asked)
+            kept = Inherited(meta, bases, shape, tuple(fixed), tuple(asked))
+            setattr(bases[0], INHERITED, kept)  # in place of what it held: the dict's shape as it was
+        own = vars(cls).copy()
+        params.extend(named for named in kept.fixed if named[0] not in own)
+        for name in kept.asked:
+            if name not in own and isinstance(value := getattr(cls, name), luigi.Parameter):
+                params.append((name, value))
+        _params_in(cls, own, by_metaclass, params, None)
     params.sort(key=lambda named: (named[1]._counter, named[0]))  # luigi's: dir's names, sorted, then by _counter
     return params
 
@@ -910,9 +977,38 @@ def _families(cls: type) -> dict[str, Any]:
 _replace(Register, "_get_reg", classmethod(_families))
 
 
+#: luigi's own ``Register._get_namespace`` (the function under its classmethod) and ``Register._module_parents``
+_luigi_get_namespace = Register.__dict__["_get_namespace"].__func__
+_luigi_module_parents = Register._module_parents
+
+
+@functools.lru_cache(maxsize=256)
+def _parents(module: str) -> tuple[str, ...]:
+    """luigi's ``_module_parents(module)`` (``a.b``: ``a.b``, ``a``, ``""``), made once per module name: it is the
+    name's alone."""
+    return tuple(_luigi_module_parents(module))
+
+
+def _namespace_of(mcs: Any, module: str) -> str:  # luigi's Register or a subclass of it: untyped, as luigi is
+    """luigi's ``Register._get_namespace(module)``, which ``Register.__new__`` asks for each class made (each class of
+    a chain file, each time a run executes it): the first namespace set (``luigi.namespace``, read as it is now) for
+    the module or a parent of it, from the parents luigi lists for its name (:func:`_parents`; a metaclass that lists
+    them its own way gets luigi's), looked up in C: luigi's generator and loop were ~120 bytecodes a class."""
+    if mcs._module_parents is not _luigi_module_parents:
+        return str(_luigi_get_namespace(mcs, module))
+    return next(filter(None, map(mcs._default_namespace_dict.get, _parents(module))), "")
+
+
+_replace(Register, "_get_namespace", classmethod(_namespace_of))
+
+
 def task_classes() -> tuple[type[luigi.Task], ...]:
     """Every task class luigi holds now (a copy of its registry's list, which :func:`forget_task_classes` trims)."""
     return tuple(Register._reg)
+
+
+#: a class's module, read in C
+_module_of = operator.attrgetter("__module__")
 
 
 def forget_task_classes(module: str) -> None:
@@ -924,13 +1020,16 @@ def forget_task_classes(module: str) -> None:
     is left to read, every index below stays where it was, and the list is never rebuilt and put back (which dropped
     a class appended between its copy and its return). A lookup by name meanwhile reads a copy of the list
     (:func:`_families`, luigi's ``_get_reg`` in every process that imports this module), not the list a ``del``
-    shifts."""
+    shifts. The classes' modules are read in C, and only from the first class of ``module`` on is one deleted."""
     with _forgetting:
         registry = Register._reg
-        at = len(registry)
-        while at:
+        modules = list(map(_module_of, registry))  # in C: a prefix of the list, which others only append to meanwhile
+        if module not in modules:
+            return
+        first, at = modules.index(module), len(modules)  # a chain's classes are the last made, most often
+        while at > first:
             at -= 1
-            if registry[at].__module__ == module:
+            if modules[at] == module:
                 del registry[at]
 
 

@@ -14,12 +14,15 @@ import functools
 import inspect
 import json
 import logging
+import os
 import sys
 import threading
 import traceback
 import types
 import weakref
+from collections import deque
 from collections.abc import Callable, Generator, Mapping
+from itertools import repeat
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, TextIO
 
@@ -35,6 +38,7 @@ from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, is_nam
 from nectar.logs import ahead
 from nectar.logs.capture import open_log, redirect_output
 from nectar.luigi_internals import (
+    Inherited,
     ReadOnceRegister,
     hold_class_shape,
     luigi_get_params,
@@ -50,8 +54,14 @@ logger = logging.getLogger(__name__)
 
 
 def chain_of_file(path: str | Path) -> tuple[str, str]:
-    """``(type, chain)`` for ``.../chains/<type>/<chain>.py``; raises if the path is not a chain."""
-    path = Path(path)
+    """``(type, chain)`` for ``.../chains/<type>/<chain>.py``; raises if the path is not a chain. Read from the path's
+    text alone, once per text (each class of a chain file asks, each time a run executes it: two ``Path`` parsings)."""
+    return _chain_of_text(os.fspath(path))
+
+
+@functools.lru_cache(maxsize=256)
+def _chain_of_text(text: str) -> tuple[str, str]:
+    path = Path(text)
     chain_type, chain = path.parent.name, path.stem
     if path.suffix != ".py" or not chain.endswith("_chain") or not (is_name(chain_type) and is_name(chain)):
         raise ChainImportError(f"{path} is not a chain file (<chains>/<type>/<name>_chain.py)")
@@ -171,6 +181,9 @@ class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
     #: own ``__dict__`` from its making on (kept there, they leave its shape as it is), read there (a weak mapping's
     #: lookup made a weak reference each time: 6x the cost, and a task made asks 6 times)
     _nectar_class_params: ClassVar[_ClassParams | None] = None
+    #: what the classes after it in a subclass's MRO give that subclass's parameters, kept by
+    #: :func:`~nectar.luigi_internals.task_params` (held from the class's making on, as the parameters are)
+    _nectar_inherited: ClassVar[Inherited | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -183,6 +196,7 @@ class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
         # module is executed anew for each run: each run made a new class's first task reading its parameters 3 times)
         cls._nectar_chain_ref = None
         cls._nectar_class_params = None
+        cls._nectar_inherited = None
         hold_class_shape(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -552,12 +566,41 @@ _RECORDED = "_nectar_recorded"
 _RUN = "run"
 
 
+#: the names ``functools.wraps`` copies from a wrapped function onto its wrapper, as this Python lists them
+_WRAPPER_ASSIGNMENTS = functools.WRAPPER_ASSIGNMENTS
+
+
+def _wraps(run: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``functools.wraps(run)``: a plain function's names, ``__dict__`` and ``__wrapped__`` copied in C (each class of a
+    chain file has its ``run`` wrapped, each time a run executes the file: ``update_wrapper``'s loop, with its
+    ``try`` for an attribute missing, which a function never misses, was ~115 bytecodes a class); another callable's
+    by ``functools.update_wrapper`` itself."""
+    if type(run) is not types.FunctionType:
+        return functools.wraps(run)
+
+    def wrapped(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+        names = _WRAPPER_ASSIGNMENTS
+        deque(map(setattr, repeat(wrapper, len(names)), names, map(getattr, repeat(run, len(names)), names)), 0)
+        wrapper.__dict__.update(run.__dict__)
+        wrapper.__dict__["__wrapped__"] = run  # set last, as update_wrapper sets it: a copied one is replaced
+        return wrapper
+
+    return wrapped
+
+
+def _is_generator_function(run: Callable[..., Any]) -> bool:
+    """``inspect.isgeneratorfunction(run)``, a plain function's code's flag read at once."""
+    if type(run) is types.FunctionType:
+        return bool(run.__code__.co_flags & inspect.CO_GENERATOR)
+    return inspect.isgeneratorfunction(run)
+
+
 def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a task's ``run`` (plain or generator) with :class:`_Recording`."""
 
-    if inspect.isgeneratorfunction(run):
+    if _is_generator_function(run):
 
-        @functools.wraps(run)
+        @_wraps(run)
         def generator_wrapper(self: luigi.Task, *args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
             key = log_key(self)
             if key is None:  # a task of no chain: nothing to record it under
@@ -587,7 +630,7 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
         setattr(generator_wrapper, _RECORDED, True)
         return generator_wrapper
 
-    @functools.wraps(run)
+    @_wraps(run)
     def wrapper(self: luigi.Task, *args: Any, **kwargs: Any) -> Any:
         key = log_key(self)
         if getattr(self, "_nectar_recording", False) or key is None:  # super().run() of a recorded run; no chain

@@ -11,23 +11,31 @@ catalog, a clock)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeGuard, cast
 
 #: by chain module name, the handlers its last execution in this process added, and the loggers they were added to
 _ADDED: dict[str, list[tuple[logging.Logger, logging.Handler]]] = {}
 
 
+#: whether an object is a logger: ``isinstance(obj, logging.Logger)``, asked by ``filter`` in C
+_is_logger = cast("Callable[[object], TypeGuard[logging.Logger]]", logging.Logger.__instancecheck__)
+
+
 def loggers() -> list[logging.Logger]:
     """Every logger of the process, the root one first; the entries logging's manager keeps for dotted names under
-    which no logger was made yet (``logging.PlaceHolder``) are no loggers and are left out."""
-    found = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-    return [logger for logger in found if isinstance(logger, logging.Logger)]
+    which no logger was made yet (``logging.PlaceHolder``) are no loggers and are left out. Filtered in C: four walks a
+    reused attempt process's cycle, each ~38,800 instructions over ~100 loggers where a comprehension's was ~54,800
+    (callgrind)."""
+    return [*filter(_is_logger, (logging.getLogger(), *logging.Logger.manager.loggerDict.values()))]
 
 
 def held(found: list[logging.Logger] | None = None) -> dict[logging.Logger, tuple[logging.Handler, ...]]:
     """Each logger of the process that holds a handler (the root one too), with its handlers: a walk of logging's
-    loggers (~12 µs for the ~80 of an attempt process), or of those ``found`` by the caller's own :func:`loggers`."""
+    loggers (~12 µs for the ~80 of an attempt process), or of those ``found`` by the caller's own :func:`loggers`.
+    A comprehension: its specialized attribute reads cost half what ``filter`` and ``attrgetter`` cost in C (~13,500
+    against ~29,000 instructions over ~100 loggers, callgrind)."""
     return {logger: tuple(logger.handlers) for logger in (loggers() if found is None else found) if logger.handlers}
 
 

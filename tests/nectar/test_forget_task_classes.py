@@ -94,3 +94,37 @@ def test_a_class_another_thread_defines_while_a_module_is_forgotten_is_kept(defi
     kept = set(task_classes())
     assert not [cls for cls in kept if cls.__module__ == FORGOTTEN]
     assert [cls.__name__ for cls in definer.classes if cls not in kept] == []
+
+
+@pytest.mark.parametrize("order", ["last", "between", "first", "alone"])
+def test_a_modules_classes_are_forgotten_wherever_they_stand_and_every_other_class_kept_in_its_order(
+    order: str,
+) -> None:
+    """luigi's list holds a chain's classes wherever they were made: the last ones made most often (a chain module
+    executed anew), but also before or between another module's. Every one of them is dropped, every other class
+    stays where it was."""
+
+    def made(module: str, count: int) -> list[type]:
+        return [type(f"Order{module[-5:]}{n}Task", (luigi.Task,), {"__module__": module}) for n in range(count)]
+
+    before = list(Register._reg)
+    try:
+        if order == "last":
+            others, doomed = made(DEFINED, 2), made(FORGOTTEN, 3)
+        elif order == "between":
+            others, doomed = made(DEFINED, 1), made(FORGOTTEN, 1)
+            others += made(DEFINED, 1)
+            doomed += made(FORGOTTEN, 2)
+            others += made(DEFINED, 1)
+        elif order == "first":
+            doomed, others = made(FORGOTTEN, 2), made(DEFINED, 2)
+        else:
+            doomed, others = made(FORGOTTEN, 1), []
+        forget_task_classes(FORGOTTEN)
+        assert Register._reg == [*before, *others]
+        assert not set(doomed) & set(Register._reg)
+        forget_task_classes(FORGOTTEN)  # none left: nothing moves
+        assert Register._reg == [*before, *others]
+    finally:
+        forget_task_classes(DEFINED)
+        forget_task_classes(FORGOTTEN)

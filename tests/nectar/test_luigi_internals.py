@@ -20,6 +20,7 @@ import pwd
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import types
@@ -43,6 +44,7 @@ import tornado.httpserver
 import tornado.web
 from hypothesis import given
 from hypothesis import strategies as st
+from luigi.setup_logging import InterfaceLogging
 from luigi.task_register import Register, TaskClassNotFoundException
 
 import nectar.luigi_internals
@@ -1283,3 +1285,146 @@ def test_a_nectar_task_class_made_anew_reads_its_parameters_without_luigis_walk_
     own = type("Own", (luigi.Task,), {"__module__": PROBES, "get_params": classmethod(lambda cls: [])})
     mixed: Any = type("OwnMixed", (NectarTask, own), {"__module__": PROBES, "n": luigi.IntParameter()})
     assert mixed.get_params() == []  # its base's own get_params, as luigi would ask it
+
+
+def test_a_class_made_asks_luigis_namespace_of_its_module_and_the_parents_luigi_lists() -> None:
+    """``Register.__new__`` asks ``_get_namespace(module)``, which walks ``_module_parents(module)``: the seam answers
+    it (:func:`nectar.luigi_internals._namespace_of`) with luigi's parents of the name, kept per name."""
+    assert "_get_namespace" in Register.__new__.__code__.co_names, "luigi's Register.__new__ no longer asks it"
+    luigis = vars(nectar.luigi_internals)["_luigi_get_namespace"]
+    assert list(inspect.signature(luigis).parameters) == ["mcs", "module_name"], "luigi changed _get_namespace"
+    assert isinstance(vars(Register)["_module_parents"], staticmethod), "luigi changed _module_parents"
+    parents = vars(nectar.luigi_internals)["_parents"]
+    for name in ["", "a", "a.b", "chains.bench.probe_chain", PROBES, "x..y"]:
+        assert list(parents(name)) == list(Register._module_parents(name))
+
+
+@pytest.mark.parametrize("scope", [PROBES, PROBES.rpartition(".")[0], ""])
+def test_a_class_made_again_takes_its_modules_namespace_as_set_now(probes: str, scope: str) -> None:
+    """A chain module executed anew makes its classes again: each takes the namespace ``luigi.namespace`` set for its
+    module (or a parent, or every module) as it is made, not as it was when a class of that module was last made."""
+    namespaces = Register._default_namespace_dict
+    kept = dict(namespaces)
+
+    def made_again() -> str:
+        made: Any = probe("SeamSpaced")
+        return str(made.get_task_namespace())
+
+    try:
+        assert made_again() == kept.get(PROBES, "")
+        luigi.namespace("seam_first", scope=scope)
+        assert made_again() == "seam_first"
+        luigi.namespace("seam_then", scope=scope)
+        assert made_again() == "seam_then"
+        luigi.namespace(scope=scope)
+        assert made_again() == ""
+    finally:
+        namespaces.clear()
+        namespaces.update(kept)
+
+
+def test_classes_made_again_do_not_walk_luigis_parents_of_their_modules_name(probes: str) -> None:
+    """Each class made asked luigi's ``_module_parents`` generator for its module's parents (each class of a chain
+    file, each time a run executes it): the seam lists them once per module name."""
+    walks: list[str] = []
+    parents_code = Register._module_parents.__code__
+
+    def seen(frame: types.FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code is parents_code:
+            walks.append(frame.f_locals["module_name"])
+
+    probe("SeamWalkedOnce")
+    was = sys.getprofile()
+    sys.setprofile(seen)
+    try:
+        made: list[Any] = [probe("SeamWalkedOnce"), probe("SeamWalkedTwice")]
+    finally:
+        sys.setprofile(was)
+    assert walks == []
+    assert [cls.get_task_namespace() for cls in made] == [Register._get_namespace(PROBES)] * 2
+
+
+def test_luigis_logging_set_up_again_only_makes_a_record_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``InterfaceLogging.setup`` once ``_configured``: an INFO record of the "luigi" logger and False, nothing else
+    (what :func:`nectar.build._set_up` no longer asks for once :func:`luigi_logging_set_up` says so)."""
+    made: list[logging.LogRecord] = []
+    factory = logging.getLogRecordFactory()
+
+    def recorded(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        made.append(factory(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(InterfaceLogging, "_configured", True)
+    assert nectar.luigi_internals.luigi_logging_set_up()
+    luigi_log = logging.getLogger("luigi")
+    kept = (list(luigi_log.handlers), list(logging.getLogger().handlers))
+    monkeypatch.setattr(luigi_log, "isEnabledFor", lambda level: True)
+    monkeypatch.setattr(InterfaceLogging, "_cli", lambda *a: pytest.fail("set up again"))
+    logging.setLogRecordFactory(recorded)
+    try:
+        assert InterfaceLogging.setup(luigi.interface.core()) is False
+    finally:
+        logging.setLogRecordFactory(factory)
+    assert [(r.name, r.levelno, r.getMessage()) for r in made] == [
+        ("luigi", logging.INFO, "logging already configured")
+    ]
+    assert (list(luigi_log.handlers), list(logging.getLogger().handlers)) == kept
+    monkeypatch.setattr(InterfaceLogging, "_configured", False)
+    assert not nectar.luigi_internals.luigi_logging_set_up()
+
+
+class _PerClass:
+    """A descriptor that answers a lookup on each class with a parameter of that class's own (its ``own``)."""
+
+    def __get__(self, instance: object, owner: type) -> Any:
+        return vars(owner).get("own")
+
+
+def test_task_params_of_classes_made_again_of_the_same_bases_are_luigis(probes: str) -> None:
+    """A chain's classes are made anew at each run, of the same bases: what the bases give is read once for them
+    (:class:`nectar.luigi_internals.Inherited`), what each class holds itself read at each making (its parameters
+    added, removed, shadowing a base's or shadowed), a name a descriptor answers asked of each class, and a parameter a
+    base gains later (``luigi.util.inherits``) seen by the classes made after: each answer luigi's ``get_params``."""
+    base: Any = probe(
+        "InheritedBase", NectarTask, a=luigi.Parameter(), b=luigi.IntParameter(default=2), per=_PerClass()
+    )
+    base_params = [("a", base.a), ("b", base.b)]
+    shapes = [
+        {"n": luigi.IntParameter()},
+        {"n": luigi.IntParameter(), "m": luigi.Parameter()},
+        {"a": 1},  # a base's parameter shadowed by a plain value
+        {"b": luigi.Parameter(), "own": luigi.Parameter()},  # one shadowed by a parameter; the descriptor's answer
+        {"own": luigi.DateParameter(), "x": staticmethod(luigi.Parameter())},
+        {},
+    ]
+    for members in [*shapes, *shapes]:
+        made = probe("InheritedTask", base, **members)
+        assert task_params(made) == nectar.luigi_internals.luigi_get_params(made), members
+    assert isinstance(vars(base)["_nectar_inherited"], nectar.luigi_internals.Inherited)
+    assert nectar.luigi_internals.luigi_get_params(probe("InheritedTask", base)) == base_params
+    base.c = luigi.Parameter()  # as luigi.util.inherits adds one
+    made = probe("InheritedTask", base, n=luigi.IntParameter())
+    assert task_params(made) == nectar.luigi_internals.luigi_get_params(made)
+    assert [name for name, _ in task_params(made)] == ["a", "b", "c", "n"]
+
+
+def test_a_class_made_again_of_the_same_bases_asks_nothing_of_the_names_its_bases_hold(probes: str) -> None:
+    """Made anew at each run, a chain's class read each name of its bases (~110 for a NectarTask's) to find its
+    parameters: made again of the same bases, it asks only about its own names and those a descriptor answers."""
+    base = probe("AskedBase", NectarTask, a=luigi.Parameter(), **{f"s{n}": staticmethod(len) for n in range(5)})
+    task_params(probe("AskedTask", base, n=luigi.IntParameter()))
+    asked: list[object] = []
+
+    def seen(frame: types.FrameType, event: str, arg: object) -> None:
+        if event == "c_call" and arg is hasattr:
+            asked.append(frame.f_locals.get("name"))
+
+    made = probe("AskedTask", base, n=luigi.IntParameter())
+    was = sys.getprofile()
+    sys.setprofile(seen)
+    try:
+        found = task_params(made)
+    finally:
+        sys.setprofile(was)
+    assert found == nectar.luigi_internals.luigi_get_params(made)
+    assert asked and set(asked) <= set(vars(made))  # its own parameter, abc's own record of the class

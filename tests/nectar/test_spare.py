@@ -820,7 +820,21 @@ def test_a_warm_worker_has_set_up_luigis_logging_for_its_attempts_which_set_it_u
     """luigi's logging, set up once per process by the first build (~0.8 ms of a fresh attempt's CPU), is set up by
     the worker before its first fork, as an attempt leaves it (:func:`nectar.attempt.quiet_luigi`): a build made
     after adds no handler, and luigi's records go to the process's log only."""
-    probe = (
+    answer = after_a_warm_worker(
+        settings,
+        "luigis = logging.getLogger('luigi-interface')\n"
+        "before = InterfaceLogging._configured, list(luigis.handlers)\n"
+        "build.Build(settings.scheduler_url, 'probe')\n"
+        "print(*before, luigis.handlers == before[1])",
+    )
+    assert answer.split("\n")[-2] == "True [] True", answer
+
+
+def after_a_warm_worker(settings: Settings, probe: str) -> str:
+    """What ``probe`` prints, run in a process whose logging is configured as a worker's, once an executor of
+    ``settings`` was warmed there (:meth:`Executor.warm`); ``logging``, ``InterfaceLogging``, ``build`` and
+    ``settings`` are its names."""
+    warmed = (
         "import logging\n"
         "from pathlib import Path\n"
         "from luigi.setup_logging import InterfaceLogging\n"
@@ -830,13 +844,23 @@ def test_a_warm_worker_has_set_up_luigis_logging_for_its_attempts_which_set_it_u
         "configure_logging()\n"
         f"settings = Settings(data_dir=Path({str(settings.data_dir)!r}))\n"
         "Executor(settings).warm()\n"
-        "luigis = logging.getLogger('luigi-interface')\n"
-        "before = InterfaceLogging._configured, list(luigis.handlers)\n"
-        "build.Build(settings.scheduler_url, 'probe')\n"
-        "print(*before, luigis.handlers == before[1])"
     )
-    answer = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert answer.split("\n")[-2] == "True [] True", answer
+    return subprocess.run([sys.executable, "-c", warmed + probe], capture_output=True, text=True, check=True).stdout
+
+
+def test_builds_made_after_luigis_logging_is_set_up_make_no_record_of_it(settings: Settings) -> None:
+    """A spare makes a build at each set-up: once luigi's logging is set up (by the worker, before its first fork),
+    a build does not ask luigi to set it up again, which only made an INFO record, "logging already configured", each
+    time (a fresh process's one build never makes it); luigi's logging stays set up."""
+    answer = after_a_warm_worker(
+        settings,
+        "made = []\n"
+        "factory = logging.getLogRecordFactory()\n"
+        "logging.setLogRecordFactory(lambda *a, **k: made.append(factory(*a, **k)) or made[-1])\n"
+        "for _ in range(2): build.Build(settings.scheduler_url, 'probe')\n"
+        "print(InterfaceLogging._configured, [r.getMessage() for r in made if r.name.startswith('luigi')])",
+    )
+    assert answer.split("\n")[-2] == "True []", answer
 
 
 def test_a_run_is_claimed_only_by_a_spare_whose_setup_has_finished(

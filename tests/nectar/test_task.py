@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import gc
+import inspect
 import json
+import sys
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import luigi
 import pytest
@@ -17,12 +20,14 @@ from luigi.task_register import Register, TaskClassAmbigiousException
 from nectar import task as task_module
 from nectar.catalog import ChainCatalog
 from nectar.config import Settings, configure
+from nectar.errors import ChainImportError
 from nectar.exposure import names_of
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, task_key
+from nectar.luigi_internals import forget_task_classes
 from nectar.luigi_names import with_short_names
 from nectar.stores.local import LocalStore
 from nectar.stores.s3 import S3Store
-from nectar.task import NectarTask, log_key, params_text
+from nectar.task import NectarTask, chain_of_file, log_key, params_text
 from tests.helpers.one_process import all_pass_in_this_order
 
 WriteChain = Callable[[str, str], Path]
@@ -422,3 +427,77 @@ def test_nectars_start_parts_run_in_their_order_each_protected_and_a_users_handl
     nectars = [call for call in StartedTask.calls if call != "user"]
     assert nectars == ["step", "worker", "recording", "run"], StartedTask.calls
     assert StartedTask.calls.count("user") == 1, StartedTask.calls  # where among them is luigi's to say
+
+
+#: the module the classes of the wrapped-run tests claim to be defined in (forgotten after each test)
+WRAPPED = "tests.nectar.wrapped_runs"
+
+
+@pytest.fixture
+def wrapped() -> Iterator[str]:
+    yield WRAPPED
+    forget_task_classes(WRAPPED)
+
+
+def a_plain_run(self: luigi.Task, *args: int) -> None:
+    """Its doc."""
+
+
+def a_generator_run(self: luigi.Task) -> Iterator[luigi.Task]:
+    """Yields."""
+    yield from ()
+
+
+a_plain_run.__dict__.update(marked="kept", __wrapped__="replaced as functools.wraps replaces it")
+
+
+@pytest.mark.parametrize("run", [a_plain_run, a_generator_run], ids=["plain", "generator"])
+def test_a_classs_recorded_run_carries_its_runs_names_as_functools_wraps_gives_them(
+    wrapped: str, run: Callable[..., object]
+) -> None:
+    """A chain task's ``run`` is wrapped (its steps recorded) with its name, doc, module, annotations, attributes and
+    ``__wrapped__`` as ``functools.wraps`` gives a wrapper; a generator run's wrapper is a generator function."""
+    cls: Any = type("WrappedRunTask", (NectarTask,), {"__module__": wrapped, "run": run})
+    recorded = vars(cls)["run"]
+    assert recorded is not run
+    given = functools.update_wrapper(lambda: None, run)
+    for name in [*functools.WRAPPER_ASSIGNMENTS, "__wrapped__"]:
+        assert getattr(recorded, name) == getattr(given, name), name
+    assert recorded.__wrapped__ is run
+    assert {k: v for k, v in vars(recorded).items() if k != task_module._RECORDED} == vars(given)
+    assert inspect.isgeneratorfunction(recorded) == inspect.isgeneratorfunction(run)
+
+
+def test_classes_made_again_wrap_their_runs_without_functools_walk(wrapped: str) -> None:
+    """Each class of a chain file has its ``run`` wrapped, each time a run executes the file: a plain function's
+    names are copied at once, not through ``functools.update_wrapper``'s loop, nor ``inspect``'s unwrapping."""
+    walks: list[str] = []
+    walked = {functools.update_wrapper.__code__, inspect.isgeneratorfunction.__code__}
+
+    def seen(frame: types.FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code in walked:
+            walks.append(frame.f_code.co_name)
+
+    was = sys.getprofile()
+    sys.setprofile(seen)
+    try:
+        made = [type(f"Wrapped{n}Task", (NectarTask,), {"__module__": wrapped, "run": a_plain_run}) for n in range(2)]
+    finally:
+        sys.setprofile(was)
+    assert walks == []
+    assert [vars(cls)["run"].__wrapped__ for cls in made] == [a_plain_run, a_plain_run]
+
+
+@pytest.mark.parametrize("path", ["/c/chains/etl/daily_chain.py", "/c/chains/other/daily_chain.py", "x/t/a_chain.py"])
+def test_a_chain_files_type_and_chain_are_read_from_its_path_as_a_text_or_a_path(path: str) -> None:
+    parts = Path(path).parts
+    assert chain_of_file(path) == chain_of_file(Path(path)) == (parts[-2], parts[-1].removesuffix(".py"))
+
+
+@pytest.mark.parametrize(
+    "path", ["/c/chains/etl/daily.py", "/c/chains/etl/daily_chain.txt", "/c/chains/e-t/a_chain.py"]
+)
+def test_a_path_of_no_chain_is_refused_each_time(path: str) -> None:
+    for _ in range(2):
+        with pytest.raises(ChainImportError):
+            chain_of_file(path)
