@@ -107,7 +107,7 @@ def test_a_modules_classes_are_forgotten_wherever_they_stand_and_every_other_cla
     def made(module: str, count: int) -> list[type]:
         return [type(f"Order{module[-5:]}{n}Task", (luigi.Task,), {"__module__": module}) for n in range(count)]
 
-    before = list(Register._reg)
+    before = list(task_classes())
     try:
         if order == "last":
             others, doomed = made(DEFINED, 2), made(FORGOTTEN, 3)
@@ -121,10 +121,10 @@ def test_a_modules_classes_are_forgotten_wherever_they_stand_and_every_other_cla
         else:
             doomed, others = made(FORGOTTEN, 1), []
         forget_task_classes(FORGOTTEN)
-        assert Register._reg == [*before, *others]
-        assert not set(doomed) & set(Register._reg)
+        assert list(task_classes()) == [*before, *others]
+        assert not set(doomed) & set(task_classes())
         forget_task_classes(FORGOTTEN)  # none left: nothing moves
-        assert Register._reg == [*before, *others]
+        assert list(task_classes()) == [*before, *others]
     finally:
         forget_task_classes(DEFINED)
         forget_task_classes(FORGOTTEN)
