@@ -158,10 +158,17 @@ KEEPALIVE_REQUESTS = _SETTINGS.keepalive_requests
 def _import_what_workers_would() -> None:
     """The modules every worker imported by itself on its first requests, each ~0.5-0.8 ms of CPU and pages of its
     own, imported in the master before it forks so that the workers share them: the thread pool of gunicorn's gthread
-    worker (``concurrent.futures`` loads it lazily) and the IDNA codec (werkzeug encodes each request's host with it).
+    worker (``concurrent.futures`` loads it lazily), the IDNA codec (werkzeug encodes each request's host with it), and
+    the SHA-512 that ``random`` hashes a seed of bytes with: gunicorn seeds each worker's ``random`` as it starts
+    (``util.seed``: ``random.seed(os.urandom(64))``), and from Python 3.12 on ``random`` imports its hash (``_sha2``)
+    at its first such seed, not with itself. A seed of bytes given to an instance of its own imports it here, the
+    master's own ``random`` left as it was.
     """
     import concurrent.futures.thread  # noqa: F401
     import encodings.idna  # noqa: F401
+    import random
+
+    random.Random(b"")
 
 
 def pre_fork(server: Arbiter, worker: Worker) -> None:

@@ -249,8 +249,10 @@ class ReadTimeoutWorker(ThreadWorker):
             listener.setblocking(False)
             self.epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
         self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
-        self.stop_read, self.waiting, self.started, self.accepting = stop_read, 0, 0, True
-        self.another()
+        self.stop_read, self.waiting, self.started, self.accepting = stop_read, 0, 1, True
+        self.another(1)
+        if not self.started:  # no thread answers: the worker ends, and its master forks another
+            raise RuntimeError("could not start the worker's first answering thread")
         while self.alive:
             self.notify()
             self.wait_for_and_dispatch_events(timeout=1.0)  # woken by a signal's handler or a stopping thread
@@ -307,11 +309,21 @@ class ReadTimeoutWorker(ThreadWorker):
                 with suppress(OSError):
                     conn.sock.shutdown(socket.SHUT_RDWR)
 
-    def another(self) -> None:
+    def another(self, number: int) -> None:
         """One thread more (:meth:`follow`), up to ``threads``: started when the last one waiting is given a socket,
-        as gthread's pool starts one when none is idle; a worker that never answers two at once has two."""
-        self.started += 1
-        threading.Thread(target=self.follow, name=f"answer-{self.started}", daemon=True).start()
+        as gthread's pool starts one when none is idle; a worker that never answers two at once has two. Counted in
+        :attr:`started` by the caller, under the lock (``number``: the count with it).
+
+        A thread that cannot be started (``RuntimeError``: the process's limit of threads, or memory) is counted off
+        again and logged: its caller answers what it was given all the same, and the next thread given the last
+        socket asks again. The error ended the caller's life before, with the socket it had taken (a listener's:
+        the worker accepted nothing more, alive and beating for its master) never armed again."""
+        try:
+            threading.Thread(target=self.follow, name=f"answer-{number}", daemon=True).start()
+        except RuntimeError:
+            with self.conns_lock:
+                self.started -= 1
+            self.log.warning("could not start an answering thread (%d running)", self.started, exc_info=True)
 
     def follow(self) -> None:
         """A thread's life: wait on the epoll with the other free threads, answer what it is given, again. The kernel
@@ -325,10 +337,13 @@ class ReadTimeoutWorker(ThreadWorker):
                 return
             if any(fd == self.stop_read for fd, _ in events):
                 return
+            more = 0  # the number of the thread to start, if one is
             with self.conns_lock:
                 self.waiting -= 1
                 if not self.waiting and self.started < self.cfg.threads:
-                    self.another()
+                    self.started = more = self.started + 1
+            if more:
+                self.another(more)
             for fd, _ in events:
                 try:
                     listener = self.listening.get(fd)

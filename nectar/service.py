@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Self
 import luigi
 from luigi.task import flatten
 
+from nectar import forks
 from nectar.catalog import ChainCatalog
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.config import Settings, get_settings, retry_value
@@ -59,6 +60,9 @@ class Check:
 ESSENTIAL = frozenset({"registry", "store"})
 
 logger = logging.getLogger(__name__)
+
+#: held while a :class:`Nectar` opens its registry (:attr:`Nectar.runs`): one opening at a time, each Nectar's once
+_opening = forks.lock_made_anew_in_children(globals(), "_opening")
 
 
 def retry_policy(task: Any, settings: Settings, ref: str | None = None) -> RetryPolicy:
@@ -108,7 +112,14 @@ class Nectar:
 
     @functools.cached_property
     def runs(self) -> RunStore:
-        return open_run_store(self.settings)
+        """The registry, opened by the first thread that asks. From Python 3.12 on ``cached_property`` holds no lock
+        while it makes the value: threads that asked at once (an app's first requests) each opened one, and all but
+        the last were dropped unclosed (:meth:`close` closes the one kept)."""
+        with _opening:
+            runs: RunStore | None = self.__dict__.get("runs")  # made by a thread that asked first
+            if runs is None:
+                runs = self.__dict__["runs"] = open_run_store(self.settings)
+            return runs
 
     @property
     def store(self) -> TargetStore:

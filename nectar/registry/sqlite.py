@@ -425,7 +425,12 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         A connection per thread was opened by each thread on its first read, each parsing the schema on its first
         statement (~1 ms of CPU, its triggers most of it): 8 per API worker, a recycled one's successor too. The
         threads borrow only while they read, so a process opens as many as read at once (its queries, each in its
-        own autocommit read, never depended on their thread's connection)."""
+        own autocommit read, never depended on their thread's connection).
+
+        A connection whose query raised is closed, not lent again: a statement the query left unfinished (its cursor
+        kept alive by the exception's traceback, as long as whoever caught it keeps it) holds the connection's read
+        transaction open, and every later read over it answered the registry as it was then, missing every commit
+        since (a run DONE read PENDING), until the cursor was freed."""
         return SQLITE.call(self._borrowing, query)  # no fork copies SQLite's state mid-use (nectar.forks)
 
     def _borrowing(self, query: Callable[[sqlite3.Connection], T]) -> T:
@@ -437,10 +442,14 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         conn = own.idle.pop() if own.idle else self._checked(self._open())
         own.threads.held = conn
         try:
-            return query(conn)
-        finally:
+            answer = query(conn)
+        except BaseException:
             own.threads.held = None
-            own.idle.append(conn)
+            conn.close()  # SQLite ends its use of the file once the last of its statements is freed
+            raise
+        own.threads.held = None
+        own.idle.append(conn)
+        return answer
 
     def _tuples(self, db: sqlite3.Connection, text: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """As :meth:`SqlReads._tuples`, fetched as tuples by a cursor of its own (no row factory): a

@@ -211,3 +211,20 @@ def test_a_kept_alive_clients_request_sent_while_every_thread_is_held_is_answere
         for opened in (first, idle, held):
             if opened is not None:
                 opened.close()
+
+
+def test_a_thread_that_cannot_be_started_leaves_the_worker_answering(
+    settings: Settings, processes: Processes, tmp_path: Path
+) -> None:
+    """Two threads; the second cannot be started (``RuntimeError: can't start new thread``: the process's limit of
+    threads, or memory). The first, woken for a new connection, asks for it as it takes the listener's event, and
+    answers all the same, each connection after too. The failed start ended its life before, with the listener taken
+    and never armed again: the worker answered nothing more, alive and beating for its master."""
+    api = start(settings, processes, tmp_path / "held", threads=2, HELD_APP_NO_THREAD="answer-2")
+    for _ in range(3):
+        connection = api.connect()
+        try:
+            assert get(connection) == (200, "hello")
+        finally:
+            connection.close()
+    assert "could not start an answering thread" in "".join(p.read_text() for p in processes.logs.glob("*"))

@@ -122,8 +122,12 @@ def test_run_waits_for_a_run_a_serves_worker_claimed_before_it(settings: Setting
 
 
 WAIT_FOR_A_RUN = """
-import sys
+import signal, sys
 from nectar.cli.local import run_to_its_end
+
+# Ctrl-C as a terminal's foreground command takes it, even where the test run was started with SIGINT ignored (a
+# shell's background job: Python then leaves it ignored, and the command would never see the test's Ctrl-C)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from nectar.config import Settings, configure
 from nectar.service import Nectar
 

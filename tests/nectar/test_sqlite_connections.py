@@ -1,14 +1,18 @@
-"""How many connections a process's threads open on the SQLite registry: as many as read at once, not one each."""
+"""How many connections a process's threads open on the SQLite registry: as many as read at once, not one each; and
+that none is lent again inside an old read transaction."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from pathlib import Path
 
-from nectar.registry import Run
+import pytest
+
+from nectar.registry import Run, RunState
 from nectar.registry.sqlite import SQLiteRunStore
-from tests.helpers.registries import closed_at_end
+from tests.helpers.registries import closed_at_end, known
 from tests.nectar.test_runs import new_run
 
 #: seconds that only fail a hung test
@@ -93,3 +97,30 @@ def test_a_thread_reads_over_a_connection_of_its_own_while_another_reads(tmp_pat
         other.join(PATIENCE)
     assert theirs[1] == run
     assert opened_by_threads_in_turn(runs, run) - writing == 2
+
+
+class Interrupted(Exception):
+    """What stops a read mid-statement in :func:`test_a_read_that_raised_mid_statement_leaves_later_reads_current`."""
+
+
+def test_a_read_that_raised_mid_statement_leaves_later_reads_current(tmp_path: Path) -> None:
+    """A read whose query raised with a statement unfinished, its exception still held (a caller that keeps it to log
+    or to raise later; here ``pytest.raises``): the process's next read sees what another connection committed since.
+    The connection was lent again inside the read transaction the unfinished statement held open, and the next read
+    over it answered from the registry as it was: a run another process had cancelled still PENDING."""
+    path = tmp_path / "runs.sqlite3"
+    runs = closed_at_end(SQLiteRunStore(path))
+    other = closed_at_end(SQLiteRunStore(path))  # another process's connections, as far as SQLite can tell
+    run, _ = runs.submit(new_run(0))
+    runs.submit(new_run(1))
+
+    def stopped_mid_statement(db: sqlite3.Connection) -> None:
+        rows = db.execute("SELECT id FROM runs")
+        assert rows.fetchone() is not None  # one row of two read: the statement is under way
+        raise Interrupted
+
+    with pytest.raises(Interrupted) as held:
+        runs._read(stopped_mid_statement)
+    other.cancel(run.id)
+    assert known(runs.get(run.id)).state == RunState.CANCELLED, "a read answered from before the cancel's commit"
+    assert held.value is not None
