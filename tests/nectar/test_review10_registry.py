@@ -20,9 +20,9 @@ class Interrupted(Exception):
 @pytest.mark.xfail(
     strict=True,
     reason="review10: a read whose query raised mid-statement keeps its read transaction while its exception (its "
-    "traceback, the cursor) lives: on main the connection is lent again inside it (nectar/registry/sqlite.py "
-    "_borrowing), and closed instead (wt56-edges 5243fc3) it stays open as SQLite's zombie until the statement is "
-    "freed; either way no checkpoint gets past its snapshot and the WAL cannot start over",
+    "traceback, the cursor) lives: nectar/registry/sqlite.py _borrowing closes that connection (5243fc3), and SQLite "
+    "keeps it open as a zombie until the statement is freed (sqlite3_close_v2), so no checkpoint gets past its "
+    "snapshot and the WAL cannot start over meanwhile (before 5243fc3 it was lent again inside that read)",
 )
 def test_a_read_that_raised_mid_statement_holds_no_snapshot_that_stops_a_checkpoint(tmp_path: Path) -> None:
     """A read stopped mid-statement, its exception held (a caller that keeps it to log or raise later; here
