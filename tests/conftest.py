@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from harness import LUIGI_CFG, NECTAR, REPO, STOP_TIMEOUT, Processes, free_port, settings_env, stop, wait_until
 from nectar.config import Settings, configure
 from tests import links
-from tests.helpers import registries, reports
+from tests.helpers import bytecode, registries, reports
 from tests.helpers.postgres import PostgresServer
 
 # Hypothesis's default 200 ms deadline per example is a time bound: on a loaded machine an example that is merely
@@ -52,8 +52,8 @@ SALES_DAY_PARAM = {
 
 #: the longest files, longest first (~110 to ~20 s each on a loaded 2-core machine), run before all others. xdist's
 #: --dist loadfile hands out whole files in collection order (with --no-loadscope-reorder; by default it sorts them
-#: by their number of tests, which sent these few-test, long files last): so both workers start on long files and
-#: short ones fill the end, instead of a worker idling while the other runs a 70 s file it took last. Not
+#: by their number of tests, which sent these few-test, long files last): so every worker starts on long files and
+#: short ones fill the end, instead of workers idling while one runs a 70 s file it took last. Not
 #: tests/test_lint.py: its mypy runs from the session's start (tests/helpers/background_mypy.py), and is read late
 SLOWEST_FIRST = (
     "tests/schedules/test_clock_stops.py",
@@ -102,8 +102,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 MULTIPROC_AT_START = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
+def pytest_collection(session: pytest.Session) -> None:
+    bytecode.collection_started()  # pytest writes its rewritten test modules' bytecode (tests/helpers/bytecode.py)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """No test module sets ``PROMETHEUS_MULTIPROC_DIR`` in pytest's own process as it is collected."""
+    bytecode.collection_finished()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR") != MULTIPROC_AT_START:
         raise pytest.UsageError(
             "a test module set PROMETHEUS_MULTIPROC_DIR as it was collected (an import of nectar.gunicorn_conf): "
@@ -112,6 +117,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the session's own process, before it starts the xdist workers
+        bytecode.compile_ahead(REPO)
     config.addinivalue_line(
         "markers", "links_may_fail(reason): the links its statuses hand out are not fetched (tests/links.py), and why"
     )

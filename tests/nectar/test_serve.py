@@ -113,6 +113,13 @@ def served(tmp_path: Path) -> Iterator[Served]:
     yield from _serve(tmp_path, {})
 
 
+@pytest.fixture(scope="module")
+def served_unchanged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One ``nectar serve`` for the module's tests that leave it as it was (each sends what it refuses, and checks
+    that): a start and a stop cost ~1.1-1.5 s of CPU (luigid, gunicorn, a worker, a clock; a full run, round 56)."""
+    yield from _serve(tmp_path_factory.mktemp("served"), {})
+
+
 @pytest.fixture
 def served_s3(tmp_path: Path, s3_env: dict[str, str]) -> Iterator[Served]:
     yield from _serve(tmp_path, s3_env)
@@ -166,8 +173,8 @@ def test_readme_tour_local(served: Served) -> None:
         ("get", f"/api/chainstatus?chain=chains/{HELLO}/TestS3Task/{'0' * 32}/out.txt", 404),
     ],
 )
-def test_errors_over_http(served: Served, method: str, path: str, code: int) -> None:
-    answer = requests.request(method, f"{served.api}{path}", timeout=60)
+def test_errors_over_http(served_unchanged: Served, method: str, path: str, code: int) -> None:
+    answer = requests.request(method, f"{served_unchanged.api}{path}", timeout=60)
     assert answer.status_code == code
     assert answer.json()["status"] == code
     if code == 422:
@@ -281,7 +288,8 @@ def test_a_serve_that_is_hung_up_or_killed_leaves_no_process_and_frees_its_ports
         _closed(port)
 
 
-def test_a_second_serve_on_the_same_ports_refuses_naming_the_port_and_its_holder(served: Served) -> None:
+def test_a_second_serve_on_the_same_ports_refuses_naming_the_port_and_its_holder(served_unchanged: Served) -> None:
+    served = served_unchanged
     api_port, _ = served.ports
     [holder] = [pid for pid in ports.listeners(api_port) if pid in children(served.proc.pid)]  # gunicorn's master
 
@@ -297,10 +305,13 @@ def test_a_second_serve_on_the_same_ports_refuses_naming_the_port_and_its_holder
 
 
 @pytest.mark.parametrize("second", ["serve", "scheduler"])
-def test_a_second_luigid_on_a_serves_data_folder_is_refused_before_anything_starts(served: Served, second: str) -> None:
+def test_a_second_luigid_on_a_serves_data_folder_is_refused_before_anything_starts(
+    served_unchanged: Served, second: str
+) -> None:
     """A second ``nectar serve`` (or ``nectar scheduler``) on the data folder of a running one, on ports of its own:
     both ran, each luigid writing its whole state into the one file as it stopped (the last over the first's
     tasks, or both at once into a file the next start could not read). Refused in one line, exit 2."""
+    served = served_unchanged
     argv = [*NECTAR, second, "--scheduler-port", str(free_port())]
     argv += ["--port", str(free_port())] if second == "serve" else []
 

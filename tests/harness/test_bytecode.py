@@ -1,0 +1,32 @@
+"""The session compiled the repository's modules as it started (tests/helpers/bytecode.py): a process it starts under
+``PYTHONDONTWRITEBYTECODE`` reads their bytecode, and compiles none of them from source."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from harness import REPO
+from tests.helpers.bytecode import MODULES, PACKAGES
+
+
+def test_a_process_the_suite_starts_compiles_none_of_the_repositorys_modules_it_imports() -> None:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    probe = "import app, nectar.service, nectar.executor, harness"
+    said = subprocess.run(
+        [sys.executable, "-v", "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stderr
+    ours = tuple(f"{REPO}/{name}/" for name in PACKAGES) + tuple(f"{REPO}/{name}" for name in MODULES)
+    sources = [line.split()[-1].strip("'") for line in said.splitlines() if line.startswith("# code object from ")]
+    read = [path for path in sources if path.startswith(ours)]
+    compiled = [path for path in read if path.endswith(".py")]
+    assert len(read) > 100 and not compiled, compiled  # ~170 modules of nectar, api, harness
+
+
+def test_the_collection_left_pytests_bytecode_of_this_module_for_the_next_session() -> None:
+    """pytest wrote the bytecode of this module, its asserts rewritten, as it collected it (beside its own name and
+    its version, in ``__pycache__``): the next session's workers read it instead of rewriting the module."""
+    source = REPO / "tests" / "harness" / "test_bytecode.py"
+    written = list((source.parent / "__pycache__").glob(f"{source.stem}.*pytest*.pyc"))
+    assert written and all(path.stat().st_mtime >= source.stat().st_mtime for path in written), written
