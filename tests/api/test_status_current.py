@@ -5,10 +5,10 @@ worker``; the run's end is read from the registry file by the test itself before
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -19,6 +19,7 @@ import pytest
 from harness import Processes, base_env, settings_env
 from nectar.config import Settings
 from tests.conftest import wait_until
+from tests.helpers.threads import released_together
 
 #: the API's threads, and as many kept-alive connections asking at once (each of its registry connections used)
 THREADS = 4
@@ -52,27 +53,9 @@ def clients(settings: Settings, processes: Processes) -> Iterator[list[Client]]:
 
 
 def at_once(clients: list[Client], ask: Callable[[Client], Any]) -> list[Any]:
-    """``ask`` of every client, all sent together (a barrier before each send): several API threads answer at once,
-    each over a registry connection of its own."""
-    barrier = threading.Barrier(len(clients))
-    answers: list[Any] = [None] * len(clients)
-    failed: list[BaseException] = []
-
-    def one(n: int) -> None:
-        try:
-            barrier.wait(60)
-            answers[n] = ask(clients[n])
-        except BaseException as exc:  # raised again in the test's thread, below
-            failed.append(exc)
-
-    threads = [threading.Thread(target=one, args=(n,)) for n in range(len(clients))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    if failed:
-        raise failed[0]
-    return answers
+    """``ask`` of every client, all sent together: several API threads answer at once, each over a registry
+    connection of its own."""
+    return released_together([functools.partial(ask, client) for client in clients])
 
 
 def committed_state(registry: Path, run_id: str) -> str:

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
 
 from tests.faults.conftest import Cluster, alive, waitfor
+from tests.helpers.threads import released_together
 
 CONCURRENT = 50
 
 
 def at_once(cluster: Cluster, params: list[dict[str, Any]]) -> list[requests.Response]:
     """POST every parameter set from its own thread, all released together."""
-    barrier = threading.Barrier(len(params))
-
-    def post(values: dict[str, Any]) -> requests.Response:
-        barrier.wait(timeout=60)
-        return cluster.api.submit(**values)
-
-    with ThreadPoolExecutor(len(params)) as pool:
-        return list(pool.map(post, params))
+    return released_together([functools.partial(cluster.api.submit, **values) for values in params])
 
 
 def test_concurrent_identical_submissions_make_one_run_and_one_execution(cluster: Cluster) -> None:

@@ -6,7 +6,12 @@ from __future__ import annotations
 import linecache
 import sys
 import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def _calls_of(thread: threading.Thread) -> list[str]:
@@ -41,3 +46,16 @@ def asleep(pid: int, tid: int) -> bool:
         return "nanosleep" in Path(f"/proc/{pid}/task/{tid}/wchan").read_text()
     except OSError:
         return False
+
+
+def released_together(calls: Sequence[Callable[[], T]]) -> list[T]:
+    """Each of ``calls`` made in a thread of its own, all released together (a barrier before each): their answers in
+    order; the first that raised raises here."""
+    barrier = threading.Barrier(len(calls))
+
+    def call(made: Callable[[], T]) -> T:
+        barrier.wait(timeout=60)
+        return made()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(call, calls))
