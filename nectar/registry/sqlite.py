@@ -9,6 +9,7 @@ import sqlite3
 import struct
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -443,9 +444,13 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         own.threads.held = conn
         try:
             answer = query(conn)
-        except BaseException:
+        except BaseException as exc:
             own.threads.held = None
-            conn.close()  # SQLite ends its use of the file once the last of its statements is freed
+            # the query's own frames, ended, let go of their cursors (their locals, kept by the traceback): each
+            # statement left under way is reset as its cursor is freed, so the close ends the read transaction now,
+            # not once whoever caught the exception lets it go (SQLite keeps a connection with a statement alive open)
+            traceback.clear_frames(exc.__traceback__)
+            conn.close()
             raise
         own.threads.held = None
         own.idle.append(conn)

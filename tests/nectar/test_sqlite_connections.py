@@ -128,13 +128,6 @@ def test_a_read_that_raised_mid_statement_leaves_later_reads_current(tmp_path: P
     assert held.value is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review10: a read whose query raised mid-statement keeps its read transaction while its exception (its "
-    "traceback, the cursor) lives: nectar/registry/sqlite.py _borrowing closes that connection (5243fc3), and SQLite "
-    "keeps it open as a zombie until the statement is freed (sqlite3_close_v2), so no checkpoint gets past its "
-    "snapshot and the WAL cannot start over meanwhile (before 5243fc3 it was lent again inside that read)",
-)
 def test_a_read_that_raised_mid_statement_holds_no_snapshot_that_stops_a_checkpoint(tmp_path: Path) -> None:
     """review10's (round 56). A read stopped mid-statement, its exception held; another process commits meanwhile. A
     checkpoint that must get past every reader (TRUNCATE, asked with no wait: a busy answer is a reader still on an
