@@ -68,18 +68,19 @@ def _from_scheduler(key: TargetKey, store: TargetStore, scheduler: SchedulerClie
     return JobStatus(key, "UNKNOWN", error="started outside this registry; the scheduler does not know it")
 
 
-def made(key: TargetKey, store: TargetStore, active: bool) -> bool:
+def made(key: TargetKey, store: TargetStore, answered: bool) -> bool:
     """Whether the output ``key`` exists: luigi's rule, a task is complete once its output exists, whatever its run's
     row says. A run still queued (or waiting) for it is done all the same: its attempt was lost after the output's
     commit and before its end's transaction (killed, its worker stopped: the run requeued, its next attempt perhaps
     behind a deep queue), or another run made the output; its next attempt finds the task complete and runs nothing.
-    Not asked of a RUNNING run: its attempt records its end just after the commit, and a job answered DONE has its
-    run and steps ended (a lost attempt's run reads RUNNING, saying so, until its reclaim requeues it). When the
-    store cannot say, an ``active`` run's own state is the answer (as before the store was asked), any other's fails."""
+    So is a run that failed after the commit (killed, no retry left). Not asked of a RUNNING run: its attempt records
+    its end just after the commit, and a job answered DONE has its run and steps ended (a lost attempt's run reads
+    RUNNING, saying so, until its reclaim requeues or fails it). When the store cannot say: False if the run's own
+    state is an ``answered`` status (as before the store was asked for it), else the lookup fails."""
     try:
         return store.exists(key)
     except Unavailable:
-        if active:
+        if answered:
             return False
         raise
 
@@ -87,8 +88,9 @@ def made(key: TargetKey, store: TargetStore, active: bool) -> bool:
 def run_job_status(run: Run, key: TargetKey, store: TargetStore) -> str:
     """The job status of ``run`` itself (``/api/runs/<id>``), its requested output ``key``: its state, but DONE once
     that output exists (:func:`made`), as the status of its key says."""
-    queued = run.state in ACTIVE and run.state is not RunState.RUNNING
-    return DONE if queued and made(key.with_file(OUTPUT_FILE), store, queued) else run.state.value
+    if run.state is RunState.RUNNING or run.state is RunState.DONE:
+        return run.state.value
+    return DONE if made(key.with_file(OUTPUT_FILE), store, True) else run.state.value
 
 
 def job_status(

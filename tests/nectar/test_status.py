@@ -159,16 +159,20 @@ class CommittedThenKilledTask(NectarTask):
 """
 
 
-def test_a_run_requeued_after_its_output_was_committed_is_done_everywhere(
+@pytest.mark.parametrize(("retries", "state"), [(1, RunState.PENDING), (0, RunState.FAILED)])
+def test_a_run_killed_after_its_output_was_committed_is_done_everywhere(
     settings: Settings,
     luigid: str,
     write_chain: WriteChain,
     start_worker: StartWorker,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    retries: int,
+    state: RunState,
 ) -> None:
-    # its retry an hour away: the run stays queued, as it would behind a deep queue, until the test has looked
-    retried = settings.replace(scheduler_url=luigid, retries=1, retry_delay=3600.0)
+    # requeued, its retry an hour away (the run stays queued, as it would behind a deep queue, until the test has
+    # looked), or failed (no retry left)
+    retried = settings.replace(scheduler_url=luigid, retries=retries, retry_delay=3600.0)
     write_chain("poll/killed_chain", KILLED_CHAIN)
     nectar = closed_at_end(Nectar(retried))
     submission = nectar.submit("poll", "killed_chain", "CommittedThenKilledTask", {})
@@ -176,15 +180,15 @@ def test_a_run_requeued_after_its_output_was_committed_is_done_everywhere(
     run_id, key = submission.run.id, submission.key
     start_worker(retried, workers=1)
 
-    def requeued() -> bool:
+    def ended_its_attempt() -> bool:
         run = nectar.runs.get(run_id)
-        return run is not None and run.state == RunState.PENDING and "killed by signal 9" in str(run.error)
+        return run is not None and run.state == state and "killed by signal 9" in str(run.error)
 
-    wait_until(requeued, timeout=60)
+    wait_until(ended_its_attempt, timeout=60)
     assert nectar.store.exists(key)  # the output was committed before the kill
 
     status = nectar.status(key)
-    assert (status.job_status, status.run and status.run.state) == ("DONE", "PENDING")
+    assert (status.job_status, status.run and status.run.state) == ("DONE", state)
     client = build_app(retried).test_client()
     data = client.get("/api/chainstatus", query_string={"chain": key.path}).get_json()["data"]
     assert (data["job_status"], data["resource_url"] is not None) == ("DONE", True), data
