@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast, overload
+
+from nectar import forks
 
 T = TypeVar("T")
 #: what an instance's ``__dict__`` answers for a value not made yet (a value may be None: a service without luigid)
 _MISSING = object()
-#: held while a value is made: one making at a time in the process, re-entrant (a making may read another such
-#: property), made anew in every forked child (a fork while another thread held it would leave the child's held)
-_making = threading.RLock()
-
-
-def _new_lock() -> None:
-    global _making
-    _making = threading.RLock()
-
-
-os.register_at_fork(after_in_child=_new_lock)
+#: held while a value is made: one making at a time in the process, made anew in every forked child (a fork while
+#: another thread held it would leave the child's held). Not re-entrant: a making reads no other such property
+_making = forks.lock_made_anew_in_children(globals(), "_making")
 
 
 class made_once(Generic[T]):
