@@ -1051,6 +1051,7 @@ class _Making(threading.local):
 _making = _Making()
 
 
+#: luigi's parameter class, a global of this module's: read at each name set on a task class (:class:`ReadOnceRegister`)
 _Parameter = luigi.Parameter
 #: luigi's attribute that names a class's namespace: its family, kept with its parameters, is made of it
 NAMESPACE = "task_namespace"
@@ -1079,7 +1080,7 @@ class ReadOnceRegister(Register):
     the time of one call; luigi's errors and its cache are as they were.
 
     A parameter (or its namespace) set on a class after it was made, replaced or deleted (``MyTask.day =
-    luigi.DateParameter()``, luigi's ``inherits`` and ``requires`` decorators, a test's ``setattr``) makes the class
+    Other.day``, luigi's ``inherits`` and ``requires`` decorators, a test's ``setattr``) makes the class
     and those made of it read their parameters and family again (:func:`params_changed`): what they kept was checked
     against the number of names in each class's dict only, which a replacement leaves as it was. Nothing is asked at
     a read of the parameters; a name set costs a call here (the service's own names are set with
