@@ -12,7 +12,7 @@ from api.schemas import RunDetailEnvelope, RunEnvelope, RunsEnvelope, RunsQueryS
 from nectar.errors import InvalidParameters
 from nectar.keys import TargetKey
 from nectar.registry import Run, RunFilter, RunState, jsonable_attempt, jsonable_run
-from nectar.status import JobStatus, log_source, run_job_status
+from nectar.status import JobStatus, log_source
 
 #: the most runs a page may skip (an integer both SQLite and PostgreSQL take as an OFFSET)
 MAX_OFFSET = 2**62
@@ -70,15 +70,13 @@ class RunById(MethodView):
         run = service.run(run_id)
         steps = service.steps(run.id)
         key = TargetKey.parse(run.key)
-        state = run_job_status(run, key, service.store_of(key))  # DONE once its output exists, as its key's status
         return answer(
             {
                 **run_out(run),
-                "job_status": state,
                 "steps": [links.step_out(step) for step in steps],
                 "attempts": [jsonable_attempt(attempt) for attempt in service.attempts(run.id)],
-                **links.log_links(log_source(key, state, run, steps)),
-                **links.downloads(JobStatus(key, state, run, steps)),
+                **links.log_links(log_source(key, run.state.value, run, steps)),
+                **links.downloads(JobStatus(key, run.state.value, run, steps)),
             }
         )
 

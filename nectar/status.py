@@ -85,14 +85,6 @@ def made(key: TargetKey, store: TargetStore, answered: bool) -> bool:
         raise
 
 
-def run_job_status(run: Run, key: TargetKey, store: TargetStore) -> str:
-    """The job status of ``run`` itself (``/api/runs/<id>``), its requested output ``key``: its state, but DONE once
-    that output exists (:func:`made`), as the status of its key says."""
-    if run.state is RunState.RUNNING or run.state is RunState.DONE:
-        return run.state.value
-    return DONE if made(key.with_file(OUTPUT_FILE), store, True) else run.state.value
-
-
 def job_status(
     key: TargetKey,
     *,
