@@ -1,0 +1,311 @@
+"""A chain module kept from one run to the next in a reused attempt process, only where its file's import would make
+the same module again and each run left it exactly as executed (:mod:`nectar.catalog.keepable`,
+:mod:`nectar.catalog.kept`): real ``nectar worker``\\ s and luigid where a run is involved, the rule on sources."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nectar.catalog.keepable import keepable
+from nectar.config import Settings
+from nectar.keys import TargetKey
+from nectar.registry import Run, RunState
+from nectar.service import Nectar
+from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
+from tests.nectar.test_spare import KEPT, ended
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+
+#: what each run of the chains below writes: whether its module is one a run before it in its process ran in
+#: (kept), then what it read of the module (its global, a class attribute, a parameter's description, a function's
+#: default, whether luigi holds a class a run made in its name), before it changes what ``how`` names
+TASK = """
+class KeptTask(NectarTask):
+    LABEL = "fresh"
+    n = luigi.IntParameter()
+    how = luigi.Parameter(default="", description="fresh")
+
+    def run(self):
+        module = sys.modules[__name__]
+        seen = builtins.__dict__.setdefault("_kept_modules_test", [])
+        again = any(earlier is module for earlier in seen)
+        seen.append(module)  # held: no later module is given an earlier one's address
+        cls = type(self)
+        extra = any(c.__name__ == "ExtraTask" and c.__module__ == __name__ for c in task_classes())
+        read = [WORD, cls.LABEL, cls.how.description, greet(), str(extra), str(STARTED)]
+        if self.how == "global":
+            globals()["WORD"] = "changed"
+        elif self.how == "class":
+            cls.LABEL = "changed"
+        elif self.how == "parameter":
+            cls.how.description = "changed"
+        elif self.how == "defaults":
+            greet.__defaults__ = ("changed",)
+        elif self.how == "new class":
+            type("ExtraTask", (luigi.Task,), {"__module__": __name__})
+        with self.output().open("w") as out:
+            out.write(" ".join(["kept" if again else "new", *read]) + "\\n")
+"""
+HEAD = """
+import builtins
+import sys
+
+import luigi
+
+from nectar import NectarTask
+from nectar.luigi_internals import task_classes
+
+WORD = {word!r}
+STARTED = 0
+
+
+def greet(word="fresh"):
+    return word
+"""
+
+
+def chain(word: str = "fresh", more: str = "") -> str:
+    """A chain of :data:`TASK` whose module global ``WORD`` is ``word``, its source ending with ``more``."""
+    return HEAD.format(word=word) + TASK + more
+
+
+#: what makes a chain's source not keepable, each for one reason (appended to a keepable one)
+NOT_KEEPABLE = {
+    "a call": "\nimport time\n\nSTARTED = time.time()\n",
+    "a mutable literal": "\nSEEN = []\n",
+    "a decorator": "\nimport functools\n\n\n@functools.lru_cache\ndef cached():\n    return 1\n",
+    "a comprehension": "\nNAMES = (name for name in 'ab')\n",
+}
+#: a chain whose run changes the keepable chain's module (through ``sys.modules``) if this process holds it
+OTHER = """
+import sys
+
+import luigi
+
+from nectar import NectarTask
+
+
+class OtherTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def run(self):
+        module = sys.modules.get("chains.keep.keep_chain")
+        if module is not None:
+            module.WORD = "changed by another chain"
+        with self.output().open("w") as out:
+            out.write("other\\n")
+"""
+FRESH = "fresh fresh fresh fresh False"
+
+
+@pytest.fixture
+def keeping(settings: Settings, luigid: str, write_chain: Callable[[str, str], Path]) -> Settings:
+    write_chain("keep/keep_chain", chain())
+    return settings.replace(scheduler_url=luigid, spare_idle=KEPT, retries=0, runs_per_process=1000)
+
+
+class Ran:
+    """Runs submitted one after the other to one worker slot, each with the process it ran in and what it wrote."""
+
+    def __init__(self, nectar: Nectar) -> None:
+        self.nectar = nectar
+        self.runs: list[tuple[Run, str]] = []
+
+    def one(self, task: str = "KeptTask", chain: str = "keep_chain", **params: object) -> tuple[Run, str]:
+        submission = self.nectar.submit("keep", chain, task, {"n": len(self.runs), **params})
+        assert submission.run is not None
+        run = ended(self.nectar, submission.run.id)
+        assert run.state == RunState.DONE, run.error
+        written = self.nectar.store.read_text(TargetKey.parse(run.key)).strip()
+        self.runs.append((run, written))
+        return run, written
+
+    def until(self, done: Callable[[], bool], **params: object) -> None:
+        """Runs of ``params`` one after the other until ``done()``: which process takes each depends on which spare
+        is ready first, so how many it takes is not counted; the deadline only fails a worker that never gets there."""
+
+        def next_run() -> bool:
+            self.one(**params)
+            return done()
+
+        wait_until(next_run, timeout=180, interval=0)
+
+    def process(self) -> str:
+        """The process of the last run (``host:pid``)."""
+        return (self.runs[-1][0].worker or "").split(".")[0]
+
+    def earlier_in_its_process(self) -> int:
+        """How many runs the process of the last run ran before it (``host:pid.n``: n - 1)."""
+        found = re.fullmatch(r".*:\d+(?:\.(\d+))?", self.runs[-1][0].worker or "")
+        assert found is not None
+        return int(found.group(1) or 1) - 1
+
+
+def test_a_keepable_chain_run_again_in_one_process_keeps_its_module_and_runs_right(
+    keeping: Settings, start_worker: StartWorker
+) -> None:
+    ran = Ran(closed_at_end(Nectar(keeping)))
+    start_worker(keeping, workers=1)
+
+    ran.until(lambda: ran.runs[-1][1].startswith("kept"))
+
+    assert ran.runs[-1][1] == f"kept {FRESH} 0"
+    assert ran.earlier_in_its_process() >= 1
+    assert all(written.split(" ", 1)[1] == f"{FRESH} 0" for _, written in ran.runs)
+
+
+@pytest.mark.parametrize("how", ["global", "class", "parameter", "defaults", "new class"])
+def test_a_run_that_changes_the_module_leaves_the_next_run_a_fresh_one(
+    keeping: Settings, start_worker: StartWorker, how: str
+) -> None:
+    ran = Ran(closed_at_end(Nectar(keeping)))
+    start_worker(keeping, workers=1)
+
+    # each run reads the module, then changes it: a run in a process whose runs before it changed the module (its
+    # second ran in the module executed ahead, the one a process keeps) reads it as a fresh execution makes it
+    ran.until(lambda: ran.earlier_in_its_process() >= 2, how=how)
+
+    assert ran.runs[-1][1] == f"new {FRESH} 0"
+    assert [written for _, written in ran.runs if written != f"new {FRESH} 0"] == []
+
+
+@pytest.mark.parametrize("why", sorted(NOT_KEEPABLE))
+def test_a_chain_whose_source_is_not_keepable_is_executed_anew_for_each_run(
+    keeping: Settings, start_worker: StartWorker, write_chain: Callable[[str, str], Path], why: str
+) -> None:
+    write_chain("keep/keep_chain", chain(more=NOT_KEEPABLE[why]))
+    ran = Ran(closed_at_end(Nectar(keeping)))
+    start_worker(keeping, workers=1)
+
+    ran.until(lambda: ran.earlier_in_its_process() >= 2)
+
+    assert ran.runs[-1][1].startswith(f"new {FRESH} ")
+    assert [written for _, written in ran.runs if not written.startswith("new ")] == []
+    if why == "a call":  # STARTED = time.time(): each execution's own
+        started = [written.rsplit(" ", 1)[1] for _, written in ran.runs]
+        assert len(set(started)) == len(started)
+
+
+def test_a_changed_file_is_executed_anew_though_its_module_was_kept(
+    keeping: Settings, start_worker: StartWorker, write_chain: Callable[[str, str], Path]
+) -> None:
+    ran = Ran(closed_at_end(Nectar(keeping)))
+    start_worker(keeping, workers=1)
+    ran.until(lambda: ran.runs[-1][1].startswith("kept"))
+
+    write_chain("keep/keep_chain", chain("v2"))
+    after = len(ran.runs)
+    since: list[str] = []  # the processes of the runs since the change
+
+    def twice_in_one_process() -> bool:  # its second run since the change: it was set up again after it
+        pid = ran.process()
+        since.append(pid)
+        return since.count(pid) > 1
+
+    ran.until(twice_in_one_process)
+
+    assert [written.split(" ")[1] for _, written in ran.runs[after:]] == ["v2"] * (len(ran.runs) - after)
+
+
+def test_a_run_of_another_chain_between_two_runs_changes_nothing_the_next_run_sees(
+    keeping: Settings, start_worker: StartWorker, write_chain: Callable[[str, str], Path]
+) -> None:
+    write_chain("keep/other_chain", OTHER)
+    ran = Ran(closed_at_end(Nectar(keeping)))
+    start_worker(keeping, workers=1)
+    ran.until(lambda: ran.runs[-1][1].startswith("kept"))
+    last: dict[str, str] = {}  # by process: the chain of its last run
+    followed: list[str] = []  # what each run of keep_chain read that came after another chain's in its process
+
+    def alternate() -> bool:
+        for name, task in (("other_chain", "OtherTask"), ("keep_chain", "KeptTask")):
+            _, written = ran.one(task, name)
+            pid = ran.process()
+            if name == "keep_chain" and last.get(pid) == "other_chain":
+                followed.append(written)
+            last[pid] = name
+        return len(followed) >= 2
+
+    wait_until(alternate, timeout=180, interval=0)
+
+    assert [written for _, written in ran.runs if written != "other" and written.split(" ", 1)[1] != f"{FRESH} 0"] == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        (
+            '"""doc"""\n'
+            "from __future__ import annotations\n"
+            "import os.path\n"
+            "import luigi.parameter as lp\n"
+            "X = -1\n"
+            'Y = (1, "a", b"b", None, True, 2.5)\n'
+            "Z = frozenset({1, 2})\n"
+        ),
+        "import logging\nlogger = logging.getLogger(__name__)\nnamed = logging.getLogger('x')\n",
+        (
+            "import luigi\n"
+            "class A(luigi.Task):\n"
+            "    '''doc'''\n"
+            "    n: int = luigi.IntParameter(default=1)\n"
+            "    m = luigi.parameter.Parameter()\n"
+            "    K = 'k'\n"
+            "    @property\n"
+            "    def p(self):\n"
+            "        return 1\n"
+            "    @staticmethod\n"
+            "    def s(x=1, *, y=None):\n"
+            "        return x\n"
+        ),
+        "from luigi import IntParameter, Task\nclass B(Task):\n    n = IntParameter(default=3)\n",
+        (
+            "def f(a: int, b: list[int] | None = None) -> dict[str, int]:\n"
+            "    global_ = [1]\n"
+            "    return {}\n"
+            "if __name__ == '__main__':\n"
+            "    f(1)\n"
+            "    print([x for x in 'ab'])\n"
+        ),
+    ],
+)
+def test_the_rule_keeps_these_sources(source: str) -> None:
+    assert keepable(ast.parse(source)) is not None
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import time\nSTARTED = time.time()\n",
+        "SEEN = []\n",
+        "SEEN = {}\n",
+        "import functools\n@functools.cache\ndef f():\n    return 1\n",
+        "NAMES = tuple(x for x in 'ab')\n",
+        "NAMES = (x for x in 'ab')\n",
+        "X = 1\ndef f():\n    global X\n    X = 2\n",
+        "try:\n    import numpy\nexcept ImportError:\n    numpy = None\n",
+        "import luigi\nclass A(luigi.Task):\n    n = luigi.IntParameter(default=[1])\n",
+        "import luigi\nclass A(luigi.Task):\n    items = []\n",
+        "import luigi\nclass A(luigi.Task):\n    n = luigi.IntParameter(default=len('ab'))\n",
+        "import luigi\ndef make():\n    return 1\nclass A(luigi.Task):\n    n = make()\n",
+        "import luigi\n@luigi.util.requires(luigi.Task)\nclass A(luigi.Task):\n    pass\n",
+        "import luigi\nclass A(luigi.Task):\n    @functools.cache\n    def f(self):\n        return 1\n",
+        "import luigi\nluigi = 3\nclass A:\n    n = luigi.IntParameter()\n",
+        "from . import sibling\n",
+        "from os import *\n",
+        "def f(x=[]):\n    return x\n",
+        "if __name__ == '__main__':\n    pass\nelse:\n    X = 1\n",
+        "import logging\nlogger = logging.getLogger(__name__ + 'x')\n",
+        "X = f'{1}'\n",
+        "def f(a: make()):\n    pass\n",
+    ],
+)
+def test_the_rule_refuses_these_sources(source: str) -> None:
+    assert keepable(ast.parse(source)) is None
