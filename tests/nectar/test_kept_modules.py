@@ -127,12 +127,13 @@ class Ran:
         self.runs.append((run, written))
         return run, written
 
-    def until(self, done: Callable[[], bool], **params: object) -> None:
-        """Runs of ``params`` one after the other until ``done()``: which process takes each depends on which spare
-        is ready first, so how many it takes is not counted; the deadline only fails a worker that never gets there."""
+    def until(self, done: Callable[[], bool], how: str = "") -> None:
+        """Runs of KeptTask (changing what ``how`` names) one after the other until ``done()``: which process takes
+        each depends on which spare is ready first, so how many it takes is not counted; the deadline only fails a
+        worker that never gets there."""
 
         def next_run() -> bool:
-            self.one(**params)
+            self.one(how=how)
             return done()
 
         wait_until(next_run, timeout=180, interval=0)
