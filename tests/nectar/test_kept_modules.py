@@ -7,16 +7,22 @@ from __future__ import annotations
 import ast
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+from nectar.catalog import kept
 from nectar.catalog.keepable import keepable
+from nectar.catalog.loader import fresh_chain_module, load_ahead
 from nectar.config import Settings
 from nectar.keys import TargetKey
+from nectar.luigi_internals import forget_task_classes
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
+from nectar.task import chain_module
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
 from tests.nectar.test_spare import KEPT, ended
@@ -237,6 +243,31 @@ def test_a_run_of_another_chain_between_two_runs_changes_nothing_the_next_run_se
     wait_until(alternate, timeout=180, interval=0)
 
     assert [written for _, written in ran.runs if written != "other" and written.split(" ", 1)[1] != f"{FRESH} 0"] == []
+
+
+def test_a_chain_file_changed_between_two_set_ups_is_executed_anew_not_kept(
+    settings: Settings, write_chain: Callable[[str, str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kept, "_KEPT", None)  # this process's, as a spare's is: what it keeps is the test's
+    path = write_chain("keep/keep_chain", chain())
+    name = chain_module("keep", "keep_chain")
+
+    def set_up_and_taken() -> ModuleType:  # a spare's set-up, then its attempt's taking of the module
+        assert load_ahead(path, "keep", "keep_chain", 60.0)
+        return fresh_chain_module(path, "keep", "keep_chain")
+
+    try:
+        first = set_up_and_taken()
+        kept.after_run()
+        assert set_up_and_taken() is first  # unchanged, and left as executed: kept
+        kept.after_run()
+        write_chain("keep/keep_chain", chain("v2"))  # between a run's put-back and the next set-up
+        again = set_up_and_taken()
+        assert again is not first
+        assert again.WORD == "v2"
+    finally:
+        forget_task_classes(name)
+        sys.modules.pop(name, None)
 
 
 @pytest.mark.parametrize(
