@@ -1,22 +1,22 @@
 """The chain module a process keeps from one run to the next: one whose file is keepable
 (:mod:`nectar.catalog.keepable`), executed ahead by a spare, and left by each run exactly as executed.
 
-Its state is noted once the module was executed and rehearsed, before any run (:func:`watch`): its ``__dict__``,
-each class it defined (its ``__dict__``, bases, names, subclasses), each luigi parameter's ``vars()``, each
-function's code, defaults, keyword defaults, ``__dict__`` and closure cells, the contents of the plain containers
-among those values (a class's annotations, luigi's set of unconsumed names), luigi's registry's classes of the
-module, what each of its imports and loggers would bind if executed again. After each run (:func:`after_run`, in
+Its state is noted once the module was executed and rehearsed, before any run (:func:`watch`): its ``__dict__``, each
+class it defined (its ``__dict__``, bases, names, subclasses, virtual subclasses), each luigi parameter's ``vars()``,
+each function's code, defaults, keyword defaults, ``__dict__`` and closure cells, the contents of the plain containers
+among those values (a class's annotations, luigi's set of unconsumed names), luigi's registry's classes of the module,
+what each of its imports and loggers would bind if executed again. After each run (:func:`after_run`, in
 :func:`nectar.reuse.put_back`) it is compared, in C: each dict's size, then every value read by ``itemgetter`` and
-``attrgetter`` into one tuple, compared by identity (``map(operator.is_, ...)``); ~383,000 instructions for the
-benchmarks' probe chain (9 classes, 18 parameters: ~600 values), where executing it anew and rehearsing it is ~2
-million (callgrind). Anything that differs and the module is executed anew for the next run, as every module was
-before. What nectar itself sets on a class as it is
-used, which a fresh class computes again to the same answer (its caches, each checked against the class where it is
-read), is not compared (:data:`OURS`).
+``attrgetter`` into one tuple, compared by identity (``map(operator.is_, ...)``); ~416,000 instructions for the
+benchmarks' probe chain (9 classes, 18 parameters: ~600 values), where executing it anew and rehearsing it is ~2 million
+(callgrind). Anything that differs and the module is executed anew for the next run, as every module was before. What
+nectar itself sets on a class as it is used, which a fresh class computes again to the same answer (its caches, each
+checked against the class where it is read), is not compared (:data:`OURS`).
 """
 
 from __future__ import annotations
 
+import abc
 import logging
 import operator
 import sys
@@ -30,6 +30,7 @@ import luigi
 
 from nectar.catalog.keepable import Keepable
 from nectar.luigi_internals import task_classes_of
+from nectar.stdlib_internals import abc_registry
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class Snapshot:
         self._dict(vars(cls), OURS)
         self._read_many(_CLASS, cls)
         self._read_many(type.__subclasses__, cls)
+        if isinstance(cls, abc.ABCMeta):  # its virtual subclasses (``register``): luigi's task classes are abstract
+            self._read_many(abc_registry, cls)
         for value in vars(cls).values():
             if isinstance(value, luigi.Parameter):
                 self._dict(vars(value))

@@ -31,7 +31,8 @@ StartWorker = Callable[..., subprocess.Popen[bytes]]
 
 #: what each run of the chains below writes: whether its module is one a run before it in its process ran in
 #: (kept), then what it read of the module (its global, a class attribute, a parameter's description, a function's
-#: default, whether luigi holds a class a run made in its name), before it changes what ``how`` names
+#: default, whether luigi holds a class a run made in its name, whether a class was registered as a virtual subclass
+#: of its task), before it changes what ``how`` names
 TASK = """
 class KeptTask(NectarTask):
     LABEL = "fresh"
@@ -45,7 +46,8 @@ class KeptTask(NectarTask):
         seen.append(module)  # held: no later module is given an earlier one's address
         cls = type(self)
         extra = any(c.__name__ == "ExtraTask" and c.__module__ == __name__ for c in task_classes())
-        read = [WORD, cls.LABEL, cls.how.description, greet(), str(extra), str(STARTED)]
+        virtual = issubclass(bytearray, cls)
+        read = [WORD, cls.LABEL, cls.how.description, greet(), str(extra), str(virtual), str(STARTED)]
         if self.how == "global":
             globals()["WORD"] = "changed"
         elif self.how == "class":
@@ -56,6 +58,8 @@ class KeptTask(NectarTask):
             greet.__defaults__ = ("changed",)
         elif self.how == "new class":
             type("ExtraTask", (luigi.Task,), {"__module__": __name__})
+        elif self.how == "virtual subclass":
+            cls.register(bytearray)
         with self.output().open("w") as out:
             out.write(" ".join(["kept" if again else "new", *read]) + "\\n")
 """
@@ -108,7 +112,7 @@ class OtherTask(NectarTask):
         with self.output().open("w") as out:
             out.write("other\\n")
 """
-FRESH = "fresh fresh fresh fresh False"
+FRESH = "fresh fresh fresh fresh False False"
 
 
 @pytest.fixture
@@ -168,7 +172,7 @@ def test_a_keepable_chain_run_again_in_one_process_keeps_its_module_and_runs_rig
     assert all(written.split(" ", 1)[1] == f"{FRESH} 0" for _, written in ran.runs)
 
 
-@pytest.mark.parametrize("how", ["global", "class", "parameter", "defaults", "new class"])
+@pytest.mark.parametrize("how", ["global", "class", "parameter", "defaults", "new class", "virtual subclass"])
 def test_a_run_that_changes_the_module_leaves_the_next_run_a_fresh_one(
     keeping: Settings, start_worker: StartWorker, how: str
 ) -> None:
