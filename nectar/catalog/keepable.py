@@ -5,7 +5,8 @@ next (:mod:`nectar.catalog.kept`); any other is executed anew for each run.
 The rule (README, "Writing a chain"): top-level statements only of docstrings, ``import`` and ``from ... import``
 (absolute, no ``*``), ``def`` (no decorator; defaults only literal constants), ``class`` (no decorator, no keyword;
 bases are names or dotted names; a body of docstrings, ``def``\\ s whose only decorators are ``property``,
-``staticmethod`` or ``classmethod``, with literal defaults, and assignments of literal constants or of a call of a
+``staticmethod`` or ``classmethod``, with literal defaults (no ``__init_subclass__`` or ``__class_getitem__``, which
+would run as the file is executed), and assignments of literal constants or of a call of a
 luigi parameter class with literal arguments), assignments of literal constants, ``logger =
 logging.getLogger(__name__)`` (or of a string) and ``if __name__ == "__main__":`` blocks; no ``global`` anywhere.
 A literal constant is a number, string, bytes, None, True, False, or a tuple or ``frozenset(...)`` of them. What the
@@ -20,6 +21,9 @@ from typing import NamedTuple
 
 #: the decorators a method of a kept class may have
 _METHOD_DECORATORS = frozenset({"property", "staticmethod", "classmethod"})
+#: the methods Python calls as a class is made or subscripted (a subclass in the file, an annotation): code of the
+#: file's own that would run as it is executed
+_RUN_AS_EXECUTED = frozenset({"__init_subclass__", "__class_getitem__"})
 #: names the rule reads as the builtins they are: none may be bound anywhere in the file
 _BUILTINS = frozenset({"frozenset", *_METHOD_DECORATORS})
 
@@ -182,6 +186,7 @@ class _Rule:
             if isinstance(statement, ast.Expr | ast.Pass):
                 _require(isinstance(statement, ast.Pass) or isinstance(statement.value, ast.Constant))
             elif isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):
+                _require(statement.name not in _RUN_AS_EXECUTED)
                 for decorator in statement.decorator_list:
                     _require(isinstance(decorator, ast.Name) and decorator.id in _METHOD_DECORATORS)
                 self.function(statement)

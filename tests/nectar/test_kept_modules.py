@@ -329,6 +329,14 @@ def test_the_rule_keeps_these_sources(source: str) -> None:
         "try:\n    import numpy\nexcept ImportError:\n    numpy = None\n",
         "import luigi\nclass A(luigi.Task):\n    n = luigi.IntParameter(default=[1])\n",
         "import luigi\nclass A(luigi.Task):\n    items = []\n",
+        (
+            "import luigi\n"
+            "class A(luigi.Task):\n"
+            "    def __init_subclass__(cls, **kwargs):\n"
+            "        cls.made = id(cls)\n"
+            "class B(A):\n"
+            "    pass\n"
+        ),
         "import luigi\nclass A(luigi.Task):\n    n = luigi.IntParameter(default=len('ab'))\n",
         "import luigi\ndef make():\n    return 1\nclass A(luigi.Task):\n    n = make()\n",
         "import luigi\n@luigi.util.requires(luigi.Task)\nclass A(luigi.Task):\n    pass\n",
