@@ -9,7 +9,9 @@ bases are names or dotted names; a body of docstrings, ``def``\\ s whose only de
 would run as the file is executed), and assignments of literal constants or of a call of a
 luigi parameter class with literal arguments), assignments of literal constants, ``logger =
 logging.getLogger(__name__)`` (or of a string) and ``if __name__ == "__main__":`` blocks; no ``global`` anywhere.
-A literal constant is a number, string, bytes, None, True, False, or a tuple or ``frozenset(...)`` of them. What the
+A literal constant is a number, string, bytes, None, True, False, or a tuple or ``frozenset(...)`` of them. No name
+the rule reads as a builtin (:data:`TRUSTED`) may be bound anywhere in the file, and no dunder name (``__name__``...)
+by an assignment or an import, nor by a top-level ``def`` or ``class``. What the
 source cannot say (that a parameter's callee is luigi's, that each import binds what a fresh import would) is checked
 on the executed module (:mod:`nectar.catalog.kept`).
 """
@@ -24,8 +26,14 @@ _METHOD_DECORATORS = frozenset({"property", "staticmethod", "classmethod"})
 #: the methods Python calls as a class is made or subscripted (a subclass in the file, an annotation): code of the
 #: file's own that would run as it is executed
 _RUN_AS_EXECUTED = frozenset({"__init_subclass__", "__class_getitem__"})
-#: names the rule reads as the builtins they are: none may be bound anywhere in the file
-_BUILTINS = frozenset({"frozenset", *_METHOD_DECORATORS})
+#: names the rule reads as the builtins they are: none may be bound anywhere in the file, by an assignment, a
+#: ``def``, a ``class`` or an import (and :mod:`nectar.catalog.kept` checks that the module finds them in builtins)
+TRUSTED = frozenset({"frozenset", "tuple", *_METHOD_DECORATORS})
+
+
+def _dunder(name: str) -> bool:
+    """``__name__``, ``__getattr__``...: a name Python itself reads (a main block's test, a module's hooks)."""
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
 
 class Keepable(NamedTuple):
@@ -88,14 +96,19 @@ class _Rule:
         for node in ast.walk(self.tree):
             _require(not isinstance(node, ast.Global))
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+                _require(not _dunder(node.id))  # `__name__ = "__main__"` before a main block: it would run
                 self.bound_otherwise.add(node.id)
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 self.bound_otherwise.add(node.name)
         for statement in self.tree.body:
+            if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                _require(not _dunder(statement.name))  # a module's `__getattr__`, `__dir__`
             self.top_level(statement)
+        _require(not any(map(_dunder, self.imported)))  # `from __main__ import __name__`
         # names bound inside functions are their locals: only the top level's and class bodies' count, but a name
-        # bound anywhere is refused for the builtins the rule reads and the roots of callees (conservative)
-        _require(not (self.bound_otherwise & _BUILTINS))
+        # bound anywhere (an import too) is refused for the builtins the rule reads and the roots of callees
+        # (conservative)
+        _require(not ((self.bound_otherwise | self.imported) & TRUSTED))
         for _, _, path in self.parameters:
             _require(path[0] in self.imported and path[0] not in self.bound_otherwise)
         if self.loggers:

@@ -1,7 +1,7 @@
 """The chain module a process keeps from one run to the next: one whose file is keepable
 (:mod:`nectar.catalog.keepable`), executed ahead by a spare, and left by each run exactly as executed.
 
-Its state is noted once the module was executed and rehearsed, before any run (:func:`watch`): its ``__dict__``, each
+Its state is noted once the module was executed, before it is rehearsed or run (:func:`watch`): its ``__dict__``, each
 class it defined (its ``__dict__``, bases, names, subclasses, virtual subclasses), each luigi parameter's ``vars()``,
 each function's code, defaults, keyword defaults, ``__dict__`` and closure cells, the contents of the plain containers
 among those values (a class's annotations, luigi's set of unconsumed names), luigi's registry's classes of the module,
@@ -17,6 +17,7 @@ checked against the class where it is read), is not compared (:data:`OURS`).
 from __future__ import annotations
 
 import abc
+import builtins
 import logging
 import operator
 import sys
@@ -27,19 +28,40 @@ from itertools import chain
 from typing import Any
 
 import luigi
+from luigi.task_register import Register
 
-from nectar.catalog.keepable import Keepable
-from nectar.luigi_internals import task_classes_of
+from nectar.catalog.keepable import TRUSTED, Keepable
+from nectar.luigi_internals import ReadOnceRegister, task_classes_of
 from nectar.stdlib_internals import abc_registry
+from nectar.task import NectarTask
 
-logger = logging.getLogger(__name__)
-
-#: a task class's own caches, set by nectar as it is used (:class:`~nectar.task.NectarTask`,
-#: :func:`~nectar.luigi_internals.task_params`): each checked against the class where it is read, so kept or not,
-#: what it answers is what a fresh class would
-OURS = frozenset({"_nectar_chain_ref", "_nectar_class_params", "_nectar_inherited"})
-#: a function's state a run could change (its closure's cells are read apart)
-_FUNCTION = operator.attrgetter("__code__", "__defaults__", "__kwdefaults__", "__dict__", "__closure__")
+#: the attributes of a class the file made whose values are not compared, each with why: what nectar itself sets on
+#: a task class as it is used (the spare's rehearsal and each run's task making set them after the snapshot, which is
+#: taken before either). Each is in the class's dict from its making on (``NectarTask.__init_subclass__`` sets it to
+#: None), so the dict's size still tells a name added; each is checked against the class where it is read, so kept or
+#: not, what it answers is what a fresh class would. luigi sets nothing lazily on a task class but
+#: ``_unconsumed_params`` (held from the class's making on by ``hold_class_shape``), a set of the configuration's
+#: names it warned of once: compared, not named here (a run that adds to it would make a fresh class warn again)
+OURS: Mapping[str, str] = {
+    "_nectar_chain_ref": "NectarTask.chain_ref's (type, chain), read from the class's file (None until first asked)",
+    "_nectar_class_params": "NectarTask._class_params's parameters, checked against the class's MRO and dict sizes",
+    "_nectar_inherited": "task_params' Inherited, checked against the bases, their dicts' sizes and the metaclass",
+}
+_OURS = frozenset(OURS)
+#: a function's state a run could change (its closure's cells, its annotations' and keyword defaults' contents are
+#: read apart)
+_FUNCTION = operator.attrgetter(
+    "__code__", "__defaults__", "__kwdefaults__", "__dict__", "__closure__", "__doc__", "__annotations__"
+)
+#: the metaclasses whose making of a class runs only the service's code (luigi's, nectar's, the standard library's)
+_KNOWN_METACLASSES = frozenset({type, abc.ABCMeta, Register, ReadOnceRegister})
+#: the classes whose ``__init_subclass__`` a class of a kept file may run as it is made
+_KNOWN_INIT_SUBCLASS = frozenset({object, NectarTask, luigi.Task})
+#: the ``__set_name__`` a class attribute of a kept file may have: luigi's parameters' (it notes the attribute's
+#: name), ``property``'s (the same, in C)
+_KNOWN_SET_NAME = frozenset({luigi.Parameter.__set_name__, getattr(property, "__set_name__", None)} - {None})
+#: the builtins the rule reads by name (:data:`nectar.catalog.keepable.TRUSTED`), as this process holds them
+_TRUSTED = {name: vars(builtins)[name] for name in TRUSTED}
 _CLASS = operator.attrgetter("__bases__", "__name__", "__qualname__", "__class__")
 _CELL = operator.attrgetter("cell_contents")
 _CLASS_OF = operator.attrgetter("__class__")
@@ -77,8 +99,11 @@ class Snapshot:
                 if isinstance(contents := cell.cell_contents, types.FunctionType):
                     self._function(contents)
         for function in self._functions.values():
-            self._read_many(_FUNCTION, function)
+            self._read_many(_FUNCTION, function)  # its __annotations__ made here if it had none: then held
             self._dict(function.__dict__)
+            self._dict(function.__annotations__)
+            if function.__kwdefaults__ is not None:  # changed in place: the same dict
+                self._dict(function.__kwdefaults__)
             for cell in function.__closure__ or ():
                 self._read_one(_CELL, cell)
         self.sizes = self._sizes()
@@ -94,7 +119,12 @@ class Snapshot:
 
     def _dict(self, watched: Mapping[str, Any], leave_out: frozenset[str] = frozenset()) -> None:
         """Watch ``watched``'s size and values (but those of the names ``leave_out``), and the contents of those
-        values that are plain containers (not the builtins' namespace)."""
+        values that are plain containers (not the builtins' namespace): a dict's as a dict's (to any depth), a set's
+        or a list's one level down, by identity. One level is enough: the values a keepable file gives its module and
+        classes are literal constants (numbers, strings, bytes, None, booleans, tuples and frozensets of them:
+        immutable, so the same object is the same value), functions (their state read apart) and luigi parameters
+        made of literal arguments, whose own sets and lists (a ChoiceParameter's choices, ``_unconsumed_params``'
+        names) luigi fills with those constants or with strings."""
         if id(watched) in self._seen:
             return
         self._seen.add(id(watched))
@@ -112,7 +142,7 @@ class Snapshot:
                 self._read_many(tuple, value)
 
     def _class(self, cls: type) -> None:
-        self._dict(vars(cls), OURS)
+        self._dict(vars(cls), _OURS)
         self._read_many(_CLASS, cls)
         self._read_many(type.__subclasses__, cls)
         if isinstance(cls, abc.ABCMeta):  # its virtual subclasses (``register``): luigi's task classes are abstract
@@ -187,7 +217,29 @@ def _checked(module: types.ModuleType, rule: Keepable) -> bool:
                 return False
     except (KeyError, AttributeError):
         return False
-    return True
+    builtin = vars(builtins)
+    if any(namespace.get(name, builtin.get(name)) is not value for name, value in _TRUSTED.items()):
+        return False
+    name = module.__name__
+    return all(_made_by_the_service(value) for value in namespace.values() if _made_here(value, name))
+
+
+def _made_here(value: Any, name: str) -> bool:
+    return isinstance(value, type) and value.__module__ == name
+
+
+def _made_by_the_service(cls: type) -> bool:
+    """Whether making ``cls`` ran only the service's code, none of the user's that the file's source does not show
+    (a base imported from a module of the user's own): its metaclass one of luigi's, nectar's or the standard
+    library's; every ``__init_subclass__`` along its MRO (each calls the next) one of :data:`_KNOWN_INIT_SUBCLASS`;
+    each of its attributes' ``__set_name__`` luigi's parameters' or ``property``'s; no base given by
+    ``__mro_entries__``."""
+    if type(cls) not in _KNOWN_METACLASSES or "__orig_bases__" in vars(cls):
+        return False
+    if any("__init_subclass__" in vars(base) and base not in _KNOWN_INIT_SUBCLASS for base in cls.__mro__[1:]):
+        return False
+    set_names = (getattr(type(value), "__set_name__", None) for value in vars(cls).values())
+    return all(set_name is None or set_name in _KNOWN_SET_NAME for set_name in set_names)
 
 
 #: the module this process keeps, as noted before its first run (None: none)
@@ -195,8 +247,9 @@ _KEPT: Snapshot | None = None
 
 
 def watch(module: types.ModuleType, path: str, code: types.CodeType, rule: Keepable | None) -> None:
-    """Note the state of ``module``, just executed from ``code`` (the chain file at ``path``) and rehearsed, before
-    any run, to keep it if each run leaves it so (:func:`after_run`); a module whose source is not keepable
+    """Note the state of ``module``, just executed from ``code`` (the chain file at ``path``), before anything runs
+    its code again (the spare's rehearsal makes a task: its ``__init__``, its parameters' parsing) and before any run,
+    to keep it if each of those leaves it so (:func:`after_run`); a module whose source is not keepable
     (``rule`` None) or whose execution the checks refuse (:func:`_checked`) is not kept, and the one kept before is
     dropped either way."""
     global _KEPT
@@ -208,7 +261,6 @@ def kept(path: str, code: types.CodeType) -> types.ModuleType | None:
     it was executed), and that the runs since left as executed; None if there is none."""
     if _KEPT is None or _KEPT.path != path or _KEPT.code is not code:
         return None
-    logger.debug("chain module %s kept for this run", _KEPT.module.__name__)
     return _KEPT.module
 
 
@@ -217,5 +269,4 @@ def after_run() -> None:
     anew) unless the run left it exactly as noted."""
     global _KEPT
     if _KEPT is not None and not _KEPT.unchanged():
-        logger.debug("chain module %s changed by its run: executed anew for the next", _KEPT.module.__name__)
         _KEPT = None

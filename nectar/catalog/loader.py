@@ -187,16 +187,16 @@ def load_ahead(
     try:
         code = chain_code(path, chain_type, chain)
         module = kept(str(path), code)
-        executed = module is None
         if module is None:
             module = load_chain_module(path, chain_type, chain)
+            # noted as executed, before the rehearsal runs any of its code (a task's __init__ may set what a fresh
+            # execution would not hold) and before any run
+            watch(module, str(path), code, _COMPILED[str(path)].keep)
         if rehearse is not None:
             try:
                 rehearse(module)
             except Exception:  # the attempt does it again, and says why it fails
                 pass
-        if executed:  # noted once executed and rehearsed, before any run
-            watch(module, str(path), code, _COMPILED[str(path)].keep)
     except (Exception, _TooLong):
         return False
     finally:

@@ -14,6 +14,7 @@ from types import ModuleType
 
 import pytest
 
+from nectar import attempt
 from nectar.catalog import kept
 from nectar.catalog.keepable import keepable
 from nectar.catalog.loader import fresh_chain_module, load_ahead
@@ -349,7 +350,172 @@ def test_the_rule_keeps_these_sources(source: str) -> None:
         "import logging\nlogger = logging.getLogger(__name__ + 'x')\n",
         "X = f'{1}'\n",
         "def f(a: make()):\n    pass\n",
+        # a dunder name bound: a main block that runs, a module's hooks
+        '__name__ = "__main__"\nif __name__ == "__main__":\n    X = 1\n',
+        'from __main__ import __name__\nif __name__ == "__main__":\n    X = 1\n',
+        "import luigi\nclass A(luigi.Task):\n    __module__ = 'elsewhere'\n",
+        "def __getattr__(name):\n    return name\n",
+        # a name the rule reads as a builtin bound by an import
+        "from collections import deque as frozenset\nLIMITS = frozenset((1, 2))\n",
+        "from functools import cache as staticmethod\nclass A:\n    @staticmethod\n    def f():\n        return []\n",
+        "from builtins import list as tuple\n",
+        "import os as property\n",
     ],
 )
 def test_the_rule_refuses_these_sources(source: str) -> None:
     assert keepable(ast.parse(source)) is None
+
+
+#: a keepable chain whose helper function a run may change in ways its module's dict does not show
+HELPER_CHAIN = """
+import luigi
+
+from nectar import NectarTask
+
+
+def helper(a: int = 1, *, x=1) -> int:
+    \"\"\"The file's.\"\"\"
+    return a + x
+
+
+class HelperTask(NectarTask):
+    n = luigi.IntParameter()
+"""
+#: what a run does to the helper, each a change a fresh execution would not show
+HELPER_CHANGES: dict[str, Callable[[ModuleType], None]] = {
+    "its docstring": lambda module: setattr(module.helper, "__doc__", "changed"),
+    "its annotations rebound": lambda module: setattr(module.helper, "__annotations__", {}),
+    "its annotations changed in place": lambda module: module.helper.__annotations__.update(changed=int),
+    "its keyword-only defaults changed in place": lambda module: module.helper.__kwdefaults__.update(x=2),
+}
+
+
+@pytest.fixture
+def fresh_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's kept module and rehearsals, as a new spare's are: what it keeps is the test's."""
+    monkeypatch.setattr(kept, "_KEPT", None)
+    monkeypatch.setattr(attempt, "_rehearsed", set())
+
+
+def set_up(path: Path, chain_name: str, task: str | None = None) -> ModuleType:
+    """A spare's set-up of the chain file ``keep/<chain_name>`` (rehearsing ``task`` with n=1, as a worker's spare
+    does), then its attempt's taking of the module."""
+    rehearsal = None if task is None else (lambda module: attempt.rehearse(module, task, {"n": "1"}))
+    assert load_ahead(path, "keep", chain_name, 60.0, rehearsal)
+    return fresh_chain_module(path, "keep", chain_name)
+
+
+@pytest.mark.usefixtures("fresh_kept")
+@pytest.mark.parametrize("change", sorted(HELPER_CHANGES))
+def test_a_run_that_changes_a_functions_doc_annotations_or_keyword_defaults_leaves_the_next_run_a_fresh_module(
+    write_chain: Callable[[str, str], Path], change: str
+) -> None:
+    path = write_chain("keep/helper_chain", HELPER_CHAIN)
+    try:
+        first = set_up(path, "helper_chain", "HelperTask")
+        kept.after_run()
+        assert set_up(path, "helper_chain", "HelperTask") is first  # left as executed: kept
+        HELPER_CHANGES[change](first)  # the run
+        kept.after_run()
+        again = set_up(path, "helper_chain", "HelperTask")
+        assert again is not first
+        fresh = (again.helper.__doc__, again.helper.__annotations__, again.helper.__kwdefaults__)
+        assert fresh == ("The file's.", {"a": int, "return": int}, {"x": 1})
+    finally:
+        forget_task_classes(chain_module("keep", "helper_chain"))
+        sys.modules.pop(chain_module("keep", "helper_chain"), None)
+
+
+#: a keepable chain whose task's making sets a class attribute (as a spare's rehearsal makes its first task)
+MAKING_SETS = """
+import luigi
+
+from nectar import NectarTask
+
+
+class MakingTask(NectarTask):
+    n = luigi.IntParameter()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "first" not in vars(MakingTask):
+            MakingTask.first = self.n
+"""
+
+
+@pytest.mark.usefixtures("fresh_kept")
+def test_what_the_rehearsals_task_set_on_its_class_makes_the_module_executed_anew(
+    write_chain: Callable[[str, str], Path],
+) -> None:
+    path = write_chain("keep/making_chain", MAKING_SETS)
+    try:
+        first = set_up(path, "making_chain", "MakingTask")  # its rehearsal made a task of n=1
+        assert first.MakingTask.first == 1
+        kept.after_run()
+        again = set_up(path, "making_chain", "MakingTask")
+        assert again is not first
+        assert "first" not in vars(again.MakingTask)  # as a fresh execution has it: this process rehearsed before
+    finally:
+        forget_task_classes(chain_module("keep", "making_chain"))
+        sys.modules.pop(chain_module("keep", "making_chain"), None)
+
+
+@pytest.mark.usefixtures("fresh_kept")
+def test_a_task_class_rehearsed_and_made_is_still_kept_what_nectar_caches_on_it_is_ours(
+    write_chain: Callable[[str, str], Path],
+) -> None:
+    """The caches nectar sets on a task class as its tasks are made (:data:`kept.OURS`) leave the module kept."""
+    path = write_chain("keep/keep_chain", chain(more="\n\nclass SubTask(KeptTask):\n    pass\n"))
+    try:
+        first = set_up(path, "keep_chain", "KeptTask")
+        first.KeptTask.from_str_params({"n": "2", "how": ""})  # the run's task
+        first.SubTask.from_str_params({"n": "3"})  # its making keeps what KeptTask gives it on KeptTask
+        first.KeptTask.chain_ref()
+        assert [name for name in kept.OURS if vars(first.KeptTask)[name] is None] == []
+        kept.after_run()
+        assert set_up(path, "keep_chain", "KeptTask") is first
+    finally:
+        forget_task_classes(chain_module("keep", "keep_chain"))
+        sys.modules.pop(chain_module("keep", "keep_chain"), None)
+
+
+#: modules of the user's own beside the chains, each with a base class whose making of a subclass runs their code
+LIBRARIES = {
+    "__init_subclass__": (
+        "import time\n\n\nclass Base:\n    def __init_subclass__(cls, **kwargs):\n"
+        "        super().__init_subclass__(**kwargs)\n        cls.STAMP = time.time_ns()\n"
+    ),
+    "a metaclass": (
+        "import time\n\n\nclass Meta(type):\n    def __init__(cls, *args):\n"
+        "        super().__init__(*args)\n        cls.STAMP = time.time_ns()\n\n\n"
+        "class Base(metaclass=Meta):\n    pass\n"
+    ),
+    "__mro_entries__": (
+        "import time\n\n\nclass Plain:\n    pass\n\n\nclass Entries:\n    def __mro_entries__(self, bases):\n"
+        "        Plain.STAMP = time.time_ns()\n        return (Plain,)\n\n\nBase = Entries()\n"
+    ),
+    "nothing": "class Base:\n    STAMP = 0\n",
+}
+
+
+@pytest.mark.usefixtures("fresh_kept")
+@pytest.mark.parametrize("hook", sorted(LIBRARIES))
+def test_a_class_made_of_a_users_base_whose_making_runs_its_code_is_not_kept(
+    write_chain: Callable[[str, str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: str
+) -> None:
+    library = tmp_path / "library"
+    library.mkdir()
+    name = f"kept_library_{sorted(LIBRARIES).index(hook)}"
+    (library / f"{name}.py").write_text(LIBRARIES[hook])
+    monkeypatch.syspath_prepend(str(library))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    source = f"from {name} import Base\n\n\nclass Helper(Base):\n    pass\n"
+    assert keepable(ast.parse(source)) is not None  # its source alone is keepable
+    path = write_chain("keep/base_chain", source)
+    try:
+        first = set_up(path, "base_chain")
+        kept.after_run()
+        assert (set_up(path, "base_chain") is first) == (hook == "nothing")
+    finally:
+        sys.modules.pop(name, None)
+        sys.modules.pop(chain_module("keep", "base_chain"), None)
