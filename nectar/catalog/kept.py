@@ -3,11 +3,12 @@
 
 Its state is noted once the module was executed, before it is rehearsed or run (:func:`watch`): its ``__dict__``, each
 class it defined (its ``__dict__``, bases, names, subclasses, virtual subclasses), each luigi parameter's ``vars()``,
-each function's code, defaults, keyword defaults, ``__dict__`` and closure cells, the contents of the plain containers
-among those values (a class's annotations, luigi's set of unconsumed names), luigi's registry's classes of the module,
+each function's code, defaults, keyword defaults, ``__dict__``, docstring, annotations and closure cells, the contents
+of the plain containers among those values (a class's or function's annotations, a function's keyword defaults,
+luigi's set of unconsumed names), luigi's registry's classes of the module,
 what each of its imports and loggers would bind if executed again. After each run (:func:`after_run`, in
 :func:`nectar.reuse.put_back`) it is compared, in C: each dict's size, then every value read by ``itemgetter`` and
-``attrgetter`` into one tuple, compared by identity (``map(operator.is_, ...)``); ~416,000 instructions for the
+``attrgetter`` into one tuple, compared by identity (``map(operator.is_, ...)``); ~447,000 instructions for the
 benchmarks' probe chain (9 classes, 18 parameters: ~600 values), where executing it anew and rehearsing it is ~2 million
 (callgrind). Anything that differs and the module is executed anew for the next run, as every module was before. What
 nectar itself sets on a class as it is used, which a fresh class computes again to the same answer (its caches, each
@@ -59,7 +60,9 @@ _KNOWN_METACLASSES = frozenset({type, abc.ABCMeta, Register, ReadOnceRegister})
 _KNOWN_INIT_SUBCLASS = frozenset({object, NectarTask, luigi.Task})
 #: the ``__set_name__`` a class attribute of a kept file may have: luigi's parameters' (it notes the attribute's
 #: name), ``property``'s (the same, in C)
-_KNOWN_SET_NAME = frozenset({luigi.Parameter.__set_name__, getattr(property, "__set_name__", None)} - {None})
+_KNOWN_SET_NAME = frozenset(
+    {getattr(luigi.Parameter, "__set_name__", None), getattr(property, "__set_name__", None)} - {None}
+)
 #: the builtins the rule reads by name (:data:`nectar.catalog.keepable.TRUSTED`), as this process holds them
 _TRUSTED = {name: vars(builtins)[name] for name in TRUSTED}
 _CLASS = operator.attrgetter("__bases__", "__name__", "__qualname__", "__class__")
