@@ -26,6 +26,9 @@ _METHOD_DECORATORS = frozenset({"property", "staticmethod", "classmethod"})
 #: the methods Python calls as a class is made or subscripted (a subclass in the file, an annotation): code of the
 #: file's own that would run as it is executed
 _RUN_AS_EXECUTED = frozenset({"__init_subclass__", "__class_getitem__"})
+#: the packages whose names an annotation evaluated as the file is executed may subscript or join by ``|``: the
+#: standard library's typing ones and the service's (their classes' ``__class_getitem__`` and metaclasses are known)
+_ANNOTATING = frozenset({"typing", "collections", "types", "builtins", "luigi", "nectar"})
 #: names the rule reads as the builtins they are: none may be bound anywhere in the file, by an assignment, a
 #: ``def``, a ``class`` or an import (and :mod:`nectar.catalog.kept` checks that the module finds them in builtins)
 TRUSTED = frozenset({"frozenset", "tuple", *_METHOD_DECORATORS})
@@ -87,6 +90,10 @@ class _Rule:
         #: names the file binds otherwise than by an import (at its top level, in a class body, in a main block)
         self.bound_otherwise: set[str] = set()
         self.imported: set[str] = set()
+        #: by name an import binds: the top-level package it is imported from
+        self.origins: dict[str, set[str]] = {}
+        #: what an annotation evaluated as the file is executed subscripts or joins by ``|``
+        self.operated: list[ast.expr] = []
         self.lazy_annotations = any(
             isinstance(s, ast.ImportFrom) and s.module == "__future__" and any(a.name == "annotations" for a in s.names)
             for s in tree.body
@@ -105,6 +112,11 @@ class _Rule:
                 _require(not _dunder(statement.name))  # a module's `__getattr__`, `__dir__`
             self.top_level(statement)
         _require(not any(map(_dunder, self.imported)))  # `from __main__ import __name__`
+        for operand in self.operated:
+            while isinstance(operand, ast.Attribute | ast.Subscript):
+                operand = operand.value
+            if isinstance(operand, ast.Name):
+                _require(self.origins.get(operand.id, set()) <= _ANNOTATING)
         # names bound inside functions are their locals: only the top level's and class bodies' count, but a name
         # bound anywhere (an import too) is refused for the builtins the rule reads and the roots of callees
         # (conservative)
@@ -127,6 +139,7 @@ class _Rule:
                     first, *rest = alias.name.split(".")
                     self.imports.append((alias.asname, first, tuple(rest)))
                 self.imported.add(self.imports[-1][0])
+                self.origins.setdefault(self.imports[-1][0], set()).add(self.imports[-1][1].split(".")[0])
         elif isinstance(node, ast.ImportFrom):
             _require(node.level == 0 and node.module is not None)
             assert node.module is not None
@@ -134,6 +147,7 @@ class _Rule:
                 _require(alias.name != "*")
                 self.imports.append((alias.asname or alias.name, node.module, (alias.name,)))
                 self.imported.add(self.imports[-1][0])
+                self.origins.setdefault(self.imports[-1][0], set()).add(node.module.split(".")[0])
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             _require(not node.decorator_list)
             self.function(node)
@@ -254,9 +268,17 @@ class _Rule:
 
     def annotation(self, node: ast.expr) -> None:
         """An annotation evaluated as the file is executed (no ``from __future__ import annotations``) only of
-        names, dotted names, constants, subscripts, tuples, lists and ``|``: no call."""
+        names, dotted names, constants, subscripts, tuples, lists and ``|``: no call; and what is subscripted or
+        joined by ``|`` not imported from a module of the user's own (its ``__class_getitem__``, its metaclass's
+        ``__getitem__`` or ``__or__`` would run the user's code: :meth:`decide` checks, once every import is
+        seen). The file's own classes are checked on the executed module (:mod:`nectar.catalog.kept`)."""
         if self.lazy_annotations:
             return
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Subscript):
+                self.operated.append(sub.value)
+            elif isinstance(sub, ast.BinOp):
+                self.operated.extend((sub.left, sub.right))
         for sub in ast.walk(node):
             _require(
                 isinstance(

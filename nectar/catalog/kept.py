@@ -234,12 +234,15 @@ def _made_here(value: Any, name: str) -> bool:
 def _made_by_the_service(cls: type) -> bool:
     """Whether making ``cls`` ran only the service's code, none of the user's that the file's source does not show
     (a base imported from a module of the user's own): its metaclass one of luigi's, nectar's or the standard
-    library's; every ``__init_subclass__`` along its MRO (each calls the next) one of :data:`_KNOWN_INIT_SUBCLASS`;
+    library's; every ``__init_subclass__`` along its MRO (each calls the next) one of :data:`_KNOWN_INIT_SUBCLASS`,
+    and no ``__class_getitem__`` (an annotation in the file may subscript the class);
     each of its attributes' ``__set_name__`` luigi's parameters' or ``property``'s; no base given by
     ``__mro_entries__``."""
     if type(cls) not in _KNOWN_METACLASSES or "__orig_bases__" in vars(cls):
         return False
     if any("__init_subclass__" in vars(base) and base not in _KNOWN_INIT_SUBCLASS for base in cls.__mro__[1:]):
+        return False
+    if any("__class_getitem__" in vars(base) for base in cls.__mro__[1:]):  # run if an annotation subscripts it
         return False
     set_names = (getattr(type(value), "__set_name__", None) for value in vars(cls).values())
     return all(set_name is None or set_name in _KNOWN_SET_NAME for set_name in set_names)

@@ -311,6 +311,15 @@ def test_a_chain_file_changed_between_two_set_ups_is_executed_anew_not_kept(
             "    f(1)\n"
             "    print([x for x in 'ab'])\n"
         ),
+        (
+            "import typing\n"
+            "import luigi\n"
+            "from typing import Optional\n"
+            "X: Optional[int] = 0\n"
+            "Y: typing.Union[int, str] = 0\n"
+            "class A(luigi.Task):\n"
+            "    n: luigi.Parameter | None = None\n"
+        ),
     ],
 )
 def test_the_rule_keeps_these_sources(source: str) -> None:
@@ -360,6 +369,10 @@ def test_the_rule_keeps_these_sources(source: str) -> None:
         "from functools import cache as staticmethod\nclass A:\n    @staticmethod\n    def f():\n        return []\n",
         "from builtins import list as tuple\n",
         "import os as property\n",
+        # an annotation evaluated as the file is executed subscripting or joining a class of the user's own module
+        "from mylib import Stamp\nX: Stamp[0] = 0\n",
+        "import mylib\ndef f(a: mylib.Stamp | None):\n    pass\n",
+        "import luigi\nfrom mylib import Stamp\nclass A(luigi.Task):\n    x: dict[str, Stamp[0]] = None\n",
     ],
 )
 def test_the_rule_refuses_these_sources(source: str) -> None:
@@ -493,6 +506,9 @@ LIBRARIES = {
     "__mro_entries__": (
         "import time\n\n\nclass Plain:\n    pass\n\n\nclass Entries:\n    def __mro_entries__(self, bases):\n"
         "        Plain.STAMP = time.time_ns()\n        return (Plain,)\n\n\nBase = Entries()\n"
+    ),
+    "__class_getitem__": (
+        "import time\n\n\nclass Base:\n    def __class_getitem__(cls, item):\n        return time.time_ns()\n"
     ),
     "nothing": "class Base:\n    STAMP = 0\n",
 }
