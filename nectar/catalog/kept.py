@@ -3,10 +3,10 @@
 
 Its state is noted once the module was executed, before it is rehearsed or run (:func:`watch`): its ``__dict__``, each
 class it defined (its ``__dict__``, bases, names, subclasses, virtual subclasses), each luigi parameter's ``vars()``,
-each function's code, defaults, keyword defaults, ``__dict__``, docstring, annotations and closure cells, the contents
-of the plain containers among those values (a class's or function's annotations, a function's keyword defaults,
-luigi's set of unconsumed names), luigi's registry's classes of the module,
-what each of its imports and loggers would bind if executed again. After each run (:func:`after_run`, in
+each function's code, defaults, keyword defaults, ``__dict__``, docstring, annotations, names, module and closure
+cells, the contents of the plain containers among those values (a class's or function's annotations, a function's
+keyword defaults, luigi's set of unconsumed names), luigi's registry's classes of the module, what each of its imports
+and loggers would bind if executed again. After each run (:func:`after_run`, in
 :func:`nectar.reuse.put_back`) it is compared, in C: each dict's size, then every value read by ``itemgetter`` and
 ``attrgetter`` into one tuple, compared by identity (``map(operator.is_, ...)``); ~447,000 instructions for the
 benchmarks' probe chain (9 classes, 18 parameters: ~600 values), where executing it anew and rehearsing it is ~2 million
@@ -52,7 +52,16 @@ _OURS = frozenset(OURS)
 #: a function's state a run could change (its closure's cells, its annotations' and keyword defaults' contents are
 #: read apart)
 _FUNCTION = operator.attrgetter(
-    "__code__", "__defaults__", "__kwdefaults__", "__dict__", "__closure__", "__doc__", "__annotations__"
+    "__code__",
+    "__defaults__",
+    "__kwdefaults__",
+    "__dict__",
+    "__closure__",
+    "__doc__",
+    "__annotations__",
+    "__name__",
+    "__qualname__",
+    "__module__",
 )
 #: the metaclasses whose making of a class runs only the service's code (luigi's, nectar's, the standard library's)
 _KNOWN_METACLASSES = frozenset({type, abc.ABCMeta, Register, ReadOnceRegister})

@@ -400,6 +400,9 @@ HELPER_CHANGES: dict[str, Callable[[ModuleType], None]] = {
     "its annotations rebound": lambda module: setattr(module.helper, "__annotations__", {}),
     "its annotations changed in place": lambda module: module.helper.__annotations__.update(changed=int),
     "its keyword-only defaults changed in place": lambda module: module.helper.__kwdefaults__.update(x=2),
+    "its qualified name": lambda module: setattr(module.helper, "__qualname__", "changed"),
+    "its name": lambda module: setattr(module.helper, "__name__", "changed"),
+    "its module": lambda module: setattr(module.helper, "__module__", "changed"),
 }
 
 
@@ -420,7 +423,7 @@ def set_up(path: Path, chain_name: str, task: str | None = None) -> ModuleType:
 
 @pytest.mark.usefixtures("fresh_kept")
 @pytest.mark.parametrize("change", sorted(HELPER_CHANGES))
-def test_a_run_that_changes_a_functions_doc_annotations_or_keyword_defaults_leaves_the_next_run_a_fresh_module(
+def test_a_run_that_changes_a_functions_doc_annotations_names_or_keyword_defaults_leaves_the_next_run_a_fresh_one(
     write_chain: Callable[[str, str], Path], change: str
 ) -> None:
     path = write_chain("keep/helper_chain", HELPER_CHAIN)
@@ -434,6 +437,11 @@ def test_a_run_that_changes_a_functions_doc_annotations_or_keyword_defaults_leav
         assert again is not first
         fresh = (again.helper.__doc__, again.helper.__annotations__, again.helper.__kwdefaults__)
         assert fresh == ("The file's.", {"a": int, "return": int}, {"x": 1})
+        assert (again.helper.__name__, again.helper.__qualname__, again.helper.__module__) == (
+            "helper",
+            "helper",
+            chain_module("keep", "helper_chain"),
+        )
     finally:
         forget_task_classes(chain_module("keep", "helper_chain"))
         sys.modules.pop(chain_module("keep", "helper_chain"), None)
