@@ -76,6 +76,7 @@ _KNOWN_SET_NAME = frozenset(
 _TRUSTED = {name: vars(builtins)[name] for name in TRUSTED}
 _CLASS = operator.attrgetter("__bases__", "__name__", "__qualname__", "__class__")
 _CELL = operator.attrgetter("cell_contents")
+_DOC = operator.attrgetter("__doc__")
 _CLASS_OF = operator.attrgetter("__class__")
 
 
@@ -167,9 +168,11 @@ class Snapshot:
                 self._function(value)
             elif isinstance(value, staticmethod | classmethod):
                 self._function(value.__func__)
+                self._dict(vars(value))  # the attributes it copied from its function (3.10 on), and any set on it
             elif isinstance(value, property):
                 for accessor in (value.fget, value.fset, value.fdel):
                     self._function(accessor)
+                self._read_one(_DOC, value)  # a property's __doc__ is its own, and may be set
 
     def _function(self, function: Any) -> None:
         if isinstance(function, types.FunctionType):

@@ -447,6 +447,45 @@ def test_a_run_that_changes_a_functions_doc_annotations_names_or_keyword_default
         sys.modules.pop(chain_module("keep", "helper_chain"), None)
 
 
+#: a keepable chain whose class's property and staticmethod objects a run may change
+METHODS_CHAIN = """
+class Helper:
+    @property
+    def value(self):
+        \"\"\"The file's.\"\"\"
+        return 1
+
+    @staticmethod
+    def helper():
+        return 1
+"""
+#: what a run does to them, each a change a fresh execution would not show
+METHOD_CHANGES: dict[str, Callable[[ModuleType], None]] = {
+    "a property's docstring": lambda module: setattr(vars(module.Helper)["value"], "__doc__", "changed"),
+    "a staticmethod's attribute": lambda module: setattr(vars(module.Helper)["helper"], "mark", "changed"),
+}
+
+
+@pytest.mark.usefixtures("fresh_kept")
+@pytest.mark.parametrize("change", sorted(METHOD_CHANGES))
+def test_a_run_that_changes_a_property_or_a_staticmethod_object_leaves_the_next_run_a_fresh_module(
+    write_chain: Callable[[str, str], Path], change: str
+) -> None:
+    path = write_chain("keep/methods_chain", METHODS_CHAIN)
+    try:
+        first = set_up(path, "methods_chain")
+        kept.after_run()
+        assert set_up(path, "methods_chain") is first  # left as executed: kept
+        METHOD_CHANGES[change](first)  # the run
+        kept.after_run()
+        again = set_up(path, "methods_chain")
+        assert again is not first
+        assert vars(again.Helper)["value"].__doc__ == "The file's."
+        assert not hasattr(vars(again.Helper)["helper"], "mark")
+    finally:
+        sys.modules.pop(chain_module("keep", "methods_chain"), None)
+
+
 #: a keepable chain whose task's making sets a class attribute (as a spare's rehearsal makes its first task)
 MAKING_SETS = """
 import luigi
