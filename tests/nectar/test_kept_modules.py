@@ -394,16 +394,6 @@ def helper(a: int = 1, *, x=1) -> int:
 class HelperTask(NectarTask):
     n = luigi.IntParameter()
 """
-#: what a run does to the helper, each a change a fresh execution would not show
-HELPER_CHANGES: dict[str, Callable[[ModuleType], None]] = {
-    "its docstring": lambda module: setattr(module.helper, "__doc__", "changed"),
-    "its annotations rebound": lambda module: setattr(module.helper, "__annotations__", {}),
-    "its annotations changed in place": lambda module: module.helper.__annotations__.update(changed=int),
-    "its keyword-only defaults changed in place": lambda module: module.helper.__kwdefaults__.update(x=2),
-    "its qualified name": lambda module: setattr(module.helper, "__qualname__", "changed"),
-    "its name": lambda module: setattr(module.helper, "__name__", "changed"),
-    "its module": lambda module: setattr(module.helper, "__module__", "changed"),
-}
 
 
 @pytest.fixture
@@ -421,32 +411,6 @@ def set_up(path: Path, chain_name: str, task: str | None = None) -> ModuleType:
     return fresh_chain_module(path, "keep", chain_name)
 
 
-@pytest.mark.usefixtures("fresh_kept")
-@pytest.mark.parametrize("change", sorted(HELPER_CHANGES))
-def test_a_run_that_changes_a_functions_doc_annotations_names_or_keyword_defaults_leaves_the_next_run_a_fresh_one(
-    write_chain: Callable[[str, str], Path], change: str
-) -> None:
-    path = write_chain("keep/helper_chain", HELPER_CHAIN)
-    try:
-        first = set_up(path, "helper_chain", "HelperTask")
-        kept.after_run()
-        assert set_up(path, "helper_chain", "HelperTask") is first  # left as executed: kept
-        HELPER_CHANGES[change](first)  # the run
-        kept.after_run()
-        again = set_up(path, "helper_chain", "HelperTask")
-        assert again is not first
-        fresh = (again.helper.__doc__, again.helper.__annotations__, again.helper.__kwdefaults__)
-        assert fresh == ("The file's.", {"a": int, "return": int}, {"x": 1})
-        assert (again.helper.__name__, again.helper.__qualname__, again.helper.__module__) == (
-            "helper",
-            "helper",
-            chain_module("keep", "helper_chain"),
-        )
-    finally:
-        forget_task_classes(chain_module("keep", "helper_chain"))
-        sys.modules.pop(chain_module("keep", "helper_chain"), None)
-
-
 #: a keepable chain whose class's property and staticmethod objects a run may change
 METHODS_CHAIN = """
 class Helper:
@@ -459,31 +423,71 @@ class Helper:
     def helper():
         return 1
 """
-#: what a run does to them, each a change a fresh execution would not show
-METHOD_CHANGES: dict[str, Callable[[ModuleType], None]] = {
-    "a property's docstring": lambda module: setattr(vars(module.Helper)["value"], "__doc__", "changed"),
-    "a staticmethod's attribute": lambda module: setattr(vars(module.Helper)["helper"], "mark", "changed"),
+#: by chain: its source, the task its spare rehearses (None: none), and what a fresh execution of it reads
+FRESH_READS: dict[str, tuple[str, str | None, Callable[[ModuleType], object], object]] = {
+    "helper_chain": (
+        HELPER_CHAIN,
+        "HelperTask",
+        lambda module: (
+            [getattr(module.helper, name) for name in ("__doc__", "__annotations__", "__kwdefaults__")]
+            + [getattr(module.helper, name) for name in ("__name__", "__qualname__", "__module__")]
+        ),
+        ["The file's.", {"a": int, "return": int}, {"x": 1}, "helper", "helper", "chains.keep.helper_chain"],
+    ),
+    "methods_chain": (
+        METHODS_CHAIN,
+        None,
+        lambda module: (vars(module.Helper)["value"].__doc__, hasattr(vars(module.Helper)["helper"], "mark")),
+        ("The file's.", False),
+    ),
+}
+#: what a run does to a chain's module, each a change a fresh execution would not show: (the chain, the change)
+RUN_CHANGES: dict[str, tuple[str, Callable[[ModuleType], None]]] = {
+    "a function's docstring": ("helper_chain", lambda module: setattr(module.helper, "__doc__", "changed")),
+    "a function's annotations rebound": ("helper_chain", lambda module: setattr(module.helper, "__annotations__", {})),
+    "a function's annotations changed in place": (
+        "helper_chain",
+        lambda module: module.helper.__annotations__.update(changed=int),
+    ),
+    "a function's keyword-only defaults changed in place": (
+        "helper_chain",
+        lambda module: module.helper.__kwdefaults__.update(x=2),
+    ),
+    "a function's qualified name": ("helper_chain", lambda module: setattr(module.helper, "__qualname__", "changed")),
+    "a function's name": ("helper_chain", lambda module: setattr(module.helper, "__name__", "changed")),
+    "a function's module": ("helper_chain", lambda module: setattr(module.helper, "__module__", "changed")),
+    "a property's docstring": (
+        "methods_chain",
+        lambda module: setattr(vars(module.Helper)["value"], "__doc__", "changed"),
+    ),
+    "a staticmethod's attribute": (
+        "methods_chain",
+        lambda module: setattr(vars(module.Helper)["helper"], "mark", "changed"),
+    ),
 }
 
 
 @pytest.mark.usefixtures("fresh_kept")
-@pytest.mark.parametrize("change", sorted(METHOD_CHANGES))
-def test_a_run_that_changes_a_property_or_a_staticmethod_object_leaves_the_next_run_a_fresh_module(
+@pytest.mark.parametrize("change", sorted(RUN_CHANGES))
+def test_a_run_that_changes_what_the_modules_dicts_do_not_show_leaves_the_next_run_a_fresh_module(
     write_chain: Callable[[str, str], Path], change: str
 ) -> None:
-    path = write_chain("keep/methods_chain", METHODS_CHAIN)
+    """A function's docstring, annotations, names, keyword defaults; a property's or a staticmethod's own state."""
+    chain_name, changed = RUN_CHANGES[change]
+    source, task, read, fresh = FRESH_READS[chain_name]
+    path = write_chain(f"keep/{chain_name}", source)
     try:
-        first = set_up(path, "methods_chain")
+        first = set_up(path, chain_name, task)
         kept.after_run()
-        assert set_up(path, "methods_chain") is first  # left as executed: kept
-        METHOD_CHANGES[change](first)  # the run
+        assert set_up(path, chain_name, task) is first  # left as executed: kept
+        changed(first)  # the run
         kept.after_run()
-        again = set_up(path, "methods_chain")
+        again = set_up(path, chain_name, task)
         assert again is not first
-        assert vars(again.Helper)["value"].__doc__ == "The file's."
-        assert not hasattr(vars(again.Helper)["helper"], "mark")
+        assert read(again) == fresh
     finally:
-        sys.modules.pop(chain_module("keep", "methods_chain"), None)
+        forget_task_classes(chain_module("keep", chain_name))
+        sys.modules.pop(chain_module("keep", chain_name), None)
 
 
 #: a keepable chain whose task's making sets a class attribute (as a spare's rehearsal makes its first task)
