@@ -2,14 +2,15 @@
 (:mod:`nectar.catalog.keepable`), executed ahead by a spare, and left by each run exactly as executed.
 
 Its state is noted once the module was executed, before it is rehearsed or run (:func:`watch`): its ``__dict__``, each
-class it defined (its ``__dict__``, bases, names, subclasses, virtual subclasses), each luigi parameter's ``vars()``,
-each function's code, defaults, keyword defaults, ``__dict__``, docstring, annotations, names, module and closure
-cells, the contents of the plain containers among those values (a class's or function's annotations, a function's
-keyword defaults, luigi's set of unconsumed names), luigi's registry's classes of the module, what each of its imports
-and loggers would bind if executed again. After each run (:func:`after_run`, in
-:func:`nectar.reuse.put_back`) it is compared, in C: each dict's size, then every value read by ``itemgetter`` and
-``attrgetter`` into one tuple, compared by identity (``map(operator.is_, ...)``); ~447,000 instructions for the
-benchmarks' probe chain (9 classes, 18 parameters: ~600 values), where executing it anew and rehearsing it is ~2 million
+class it defined (its ``__dict__``, bases, names, subclasses, virtual subclasses; its properties' docstrings, its
+static and class methods' ``vars()``), each luigi parameter's ``vars()``, each function's code, defaults, keyword
+defaults, ``__dict__``, docstring, annotations, names, module and closure cells, the contents of the plain containers
+among those values (a class's or function's annotations, a function's keyword defaults, luigi's set of unconsumed
+names), luigi's registry's classes of the module, what each of its imports and loggers would bind if executed again.
+After each run (:func:`after_run`, in :func:`nectar.reuse.put_back`) it is compared, in C: each dict's size, then
+every value read by ``itemgetter`` and ``attrgetter`` into one tuple, compared by identity (``map(operator.is_,
+...)``); ~474,000 instructions for the benchmarks' probe chain (9 classes, 18 parameters, 21 functions: 637 values,
+71 dicts), where executing it anew and rehearsing it is ~2 million
 (callgrind). Anything that differs and the module is executed anew for the next run, as every module was before. What
 nectar itself sets on a class as it is used, which a fresh class computes again to the same answer (its caches, each
 checked against the class where it is read), is not compared (:data:`OURS`).
