@@ -70,8 +70,8 @@ class AggregateSalesTask(NectarTask):
     day = luigi.DateParameter(description="The sales day (YYYY-MM-DD).")
     rows = luigi.IntParameter(default=1000, description="How many raw lines to generate.")
     min_quantity = luigi.IntParameter(default=1, description="Lines below this quantity are dropped.")
-    group_by = luigi.ChoiceParameter(choices=["region", "product"], default="region", description="Group lines by.")
-    metrics = luigi.ListParameter(default=["quantity", "revenue"], description="Any of: quantity, revenue.")
+    group_by = luigi.ChoiceParameter(choices=("region", "product"), default="region", description="Group lines by.")
+    metrics = luigi.ListParameter(default=("quantity", "revenue"), description="Any of: quantity, revenue.")
 
     def requires(self):
         return CleanSalesTask(day=self.day, rows=self.rows, min_quantity=self.min_quantity)

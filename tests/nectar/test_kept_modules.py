@@ -326,6 +326,15 @@ def test_the_rule_keeps_these_sources(source: str) -> None:
     assert keepable(ast.parse(source)) is not None
 
 
+#: the chain files the repository ships, which a newcomer copies: each keepable, so that what they show is kept
+SHIPPED = sorted(Path(__file__).resolve().parents[2].glob("chains/*/*_chain.py"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[path.name for path in SHIPPED])
+def test_the_chain_files_the_repository_ships_are_keepable(path: Path) -> None:
+    assert keepable(ast.parse(path.read_text(), str(path))) is not None
+
+
 @pytest.mark.parametrize(
     "source",
     [
