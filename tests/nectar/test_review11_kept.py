@@ -5,6 +5,7 @@ of the module and then changes it, and every run must read what a fresh executio
 from __future__ import annotations
 
 import subprocess
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,67 +48,83 @@ class ProbeTask(NectarTask):
             out.write(repr(seen))
 '''
 
-#: by case: the top level, the task class's body, and whether every run must read the same (the file's) value
-#: (True) or each run its own execution's (False)
-CASES: dict[str, tuple[str, str, bool]] = {
+#: by case: the top level, the task class's body, and what the runs must read: every one the same (the file's)
+#: value ("same"), each its own execution's ("distinct"), each run in a process that ran one before its own ``n``
+#: from its third run on ("own": what its own task's making sets, as in a module executed anew, where a spare's
+#: rehearsal makes a task only the first time in a process)
+CASES: dict[str, tuple[str, str, str]] = {
     # luigi's ChoiceParameter keeps its choices as a set it makes of the tuple given (a literal the rule accepts)
     "a ChoiceParameter's choices": (
         "def observe():\n    return sorted(ProbeTask.mode._choices)\n\n\n"
         "def change():\n    ProbeTask.mode._choices.add('c')\n",
         '    mode = luigi.ChoiceParameter(choices=("a", "b"), default="a")\n',
-        True,
+        "same",
     ),
     "a staticmethod's defaults": (
         "def observe():\n    return ProbeTask.helper()\n\n\ndef change():\n    ProbeTask.helper.__defaults__ = (2,)\n",
         "\n    @staticmethod\n    def helper(x=1):\n        return x\n",
-        True,
+        "same",
     ),
     "a method's defaults": (
         "def observe():\n    return ProbeTask.helper(None)\n\n\n"
         "def change():\n    ProbeTask.helper.__defaults__ = (2,)\n",
         "\n    def helper(self, x=1):\n        return x\n",
-        True,
+        "same",
     ),
     "a class's qualified name": (
         "class Helper:\n    pass\n\n\n"
         "def observe():\n    return Helper.__qualname__\n\n\n"
         "def change():\n    Helper.__qualname__ = 'Changed'\n",
         "",
-        True,
+        "same",
     ),
     "a function's docstring": (
         'def helper():\n    """The file\'s."""\n\n\n'
         "def observe():\n    return helper.__doc__\n\n\n"
         "def change():\n    helper.__doc__ = 'changed'\n",
         "",
-        True,
+        "same",
     ),
     "the module's annotations": (
         "LIMIT: int = 1\n\n\n"
         "def observe():\n    return sorted(globals()['__annotations__'])\n\n\n"
         "def change():\n    globals()['__annotations__']['CHANGED'] = int\n",
         "",
-        True,
+        "same",
     ),
     "a class's annotations": (
         "def observe():\n    return sorted(ProbeTask.__annotations__)\n\n\n"
         "def change():\n    ProbeTask.__annotations__['changed'] = int\n",
         "    limit: int = 1\n",
-        True,
+        "same",
     ),
     "a function's annotations": (
         "def helper(x: int = 1):\n    return x\n\n\n"
         "def observe():\n    return sorted(helper.__annotations__)\n\n\n"
         "def change():\n    helper.__annotations__['changed'] = int\n",
         "",
-        True,
+        "same",
     ),
     "a class's bases": (
         "class First:\n    value = 1\n\n\nclass Second:\n    value = 2\n\n\nclass Helper(First):\n    pass\n\n\n"
         "def observe():\n    return Helper.value\n\n\n"
         "def change():\n    Helper.__bases__ = (Second,)\n",
         "",
-        True,
+        "same",
+    ),
+    "a function's keyword-only defaults, changed in place": (
+        "def helper(*, x=1):\n    return x\n\n\n"
+        "def observe():\n    return helper()\n\n\n"
+        "def change():\n    helper.__kwdefaults__['x'] = 2\n",
+        "",
+        "same",
+    ),
+    # a spare's rehearsal makes a task of the run its worker claimed last, before a module's state is noted
+    "what the rehearsal's task set": (
+        "def observe():\n    return vars(ProbeTask).get('first')\n\n\ndef change():\n    pass\n",
+        "\n    def __init__(self, *args, **kwargs):\n        super().__init__(*args, **kwargs)\n"
+        "        if 'first' not in vars(ProbeTask):\n            ProbeTask.first = self.n\n",
+        "own",
     ),
     # code that runs at every execution of the file though no statement at its top level is a call
     "a call in an annotation": (
@@ -115,47 +132,76 @@ CASES: dict[str, tuple[str, str, bool]] = {
         "def observe():\n    return globals()['__annotations__']['STAMP']\n\n\n"
         "def change():\n    pass\n",
         "",
-        False,
+        "distinct",
     ),
     "a call in a parameter's annotation": (
         "def stamped(x: str(time.time_ns()) = 1):\n    return x\n\n\n"
         "def observe():\n    return stamped.__annotations__['x']\n\n\n"
         "def change():\n    pass\n",
         "",
-        False,
+        "distinct",
     ),
     "an else of the main block": (
         'if __name__ == "__main__":\n    pass\nelse:\n    STAMP = time.time_ns()\n\n\n'
         "def observe():\n    return STAMP\n\n\n"
         "def change():\n    pass\n",
         "",
-        False,
+        "distinct",
     ),
     "a main block after __name__ is rebound": (
-        'NAME = __name__\n__name__ = "__main__"\nif __name__ == "__main__":\n    STAMP = time.time_ns()\n'
-        "__name__ = NAME\n\n\n"
+        '__name__ = "__main__"\nif __name__ == "__main__":\n    STAMP = time.time_ns()\n__name__ = "MODULE"\n\n\n'
         "def observe():\n    return STAMP\n\n\n"
         "def change():\n    pass\n",
         "",
-        False,
+        "distinct",
+    ),
+    "a main block after an import binds __name__": (
+        "from __main__ import __name__\n"
+        'if __name__ == "__main__":\n    STAMP = time.time_ns()\n__name__ = "MODULE"\n\n\n'
+        "def observe():\n    return STAMP\n\n\n"
+        "def change():\n    pass\n",
+        "",
+        "distinct",
+    ),
+    # names the rule reads as builtins, bound by an import
+    "frozenset bound by an import to a deque": (
+        "from collections import deque as frozenset\n\nLIMITS = frozenset((1, 2))\n\n\n"
+        "def observe():\n    return list(LIMITS)\n\n\n"
+        "def change():\n    LIMITS.append(3)\n",
+        "",
+        "same",
+    ),
+    "frozenset bound by an import": (
+        "from builtins import list as frozenset\n\nLIMITS = frozenset((1, 2))\n\n\n"
+        "def observe():\n    return list(LIMITS)\n\n\n"
+        "def change():\n    LIMITS.append(3)\n",
+        "",
+        "same",
+    ),
+    "staticmethod bound by an import": (
+        "from functools import cache as staticmethod\n\n\n"
+        "def observe():\n    return list(ProbeTask.helper())\n\n\n"
+        "def change():\n    ProbeTask.helper().append(3)\n",
+        "\n    @staticmethod\n    def helper():\n        return []\n",
+        "same",
     ),
 }
 
 
-def probe_source(case: str) -> str:
+def probe_source(case: str, chain: str) -> str:
     top, body, _ = CASES[case]
-    return CHAIN.format(top=top, body=body)
+    return CHAIN.format(top=top.replace("MODULE", f"chains.review11.{chain}"), body=body)
 
 
-def runs_until_reused(nectar: Nectar, chain: str, reused_runs: int) -> list[Run]:
-    """ProbeTask runs one after the other until ``reused_runs`` of them ran in a process that had run one before."""
+def runs_until_reused(nectar: Nectar, chain: str, runs_in_one: int) -> list[Run]:
+    """ProbeTask runs one after the other until one process ran ``runs_in_one`` of them."""
     runs: list[Run] = []
 
     def enough() -> bool:
         submission = nectar.submit("review11", chain, "ProbeTask", {"n": len(runs) + 1})
         assert submission.run is not None
         runs.append(ended(nectar, submission.run.id))
-        return sum(map(reused, runs)) >= reused_runs
+        return max(Counter(map(pid_of, runs)).values()) >= runs_in_one
 
     wait_until(enough, timeout=240, interval=0)
     return runs
@@ -166,17 +212,22 @@ def test_each_run_reads_the_chain_module_as_a_fresh_execution_of_its_file_gives_
     case: str, settings: Settings, luigid: str, write_chain: Callable[[str, str], Path], start_worker: StartWorker
 ) -> None:
     chain = f"c{list(CASES).index(case)}_chain"
-    write_chain(f"review11/{chain}", probe_source(case))
+    write_chain(f"review11/{chain}", probe_source(case, chain))
     settings = settings.replace(scheduler_url=luigid, spare_idle=KEPT, runs_per_process=50)
     nectar = closed_at_end(Nectar(settings))
     start_worker(settings, workers=1)
 
-    runs = runs_until_reused(nectar, chain, 3)
+    runs = runs_until_reused(nectar, chain, 4)
 
     assert [run.state for run in runs] == [RunState.DONE] * len(runs), [run.error for run in runs]
     seen = [(pid_of(run), reused(run), output(nectar, run)) for run in runs]
-    same = CASES[case][2]
-    if same:
+    expected = CASES[case][2]
+    if expected == "same":
         assert len({value for _, _, value in seen}) == 1, seen
-    else:
+    elif expected == "distinct":
         assert len({value for _, _, value in seen}) == len(seen), seen
+    else:  # from a process's third run on: its first rehearsal, which made a task, was for its first or second
+        nth = [sum(pid_of(earlier) == pid for earlier in runs[: at + 1]) for at, (pid, _, _) in enumerate(seen)]
+        assert all(value == run.params["n"] for run, (_, _, value), n in zip(runs, seen, nth, strict=True) if n >= 3), (
+            seen
+        )
