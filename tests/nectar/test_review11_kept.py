@@ -141,6 +141,22 @@ CASES: dict[str, tuple[str, str, str]] = {
         "",
         "distinct",
     ),
+    "an __init_subclass__ of the file's own": (
+        "class Stamped:\n    def __init_subclass__(cls, **kwargs):\n        cls.STAMP = time.time_ns()\n\n\n"
+        "class Helper(Stamped):\n    pass\n\n\n"
+        "def observe():\n    return Helper.STAMP\n\n\n"
+        "def change():\n    pass\n",
+        "",
+        "distinct",
+    ),
+    "a __class_getitem__ of the file's own, in an annotation": (
+        "class Stamp:\n    def __class_getitem__(cls, item):\n        return time.time_ns()\n\n\n"
+        "STAMP: Stamp[0] = 0\n\n\n"
+        "def observe():\n    return globals()['__annotations__']['STAMP']\n\n\n"
+        "def change():\n    pass\n",
+        "",
+        "distinct",
+    ),
     "an else of the main block": (
         'if __name__ == "__main__":\n    pass\nelse:\n    STAMP = time.time_ns()\n\n\n'
         "def observe():\n    return STAMP\n\n\n"
