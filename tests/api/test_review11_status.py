@@ -1,0 +1,53 @@
+"""review11 (round 57): a run whose output was committed before its attempt was killed, requeued, reads one job
+status wherever the API names it: its key's status, its own page, and the list of runs."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from nectar.config import Settings
+from nectar.registry import RunState
+from nectar.service import Nectar
+from tests.api.conftest import build_app
+from tests.conftest import wait_until
+from tests.helpers.registries import closed_at_end
+
+KILLED_CHAIN = """
+import os
+import signal
+
+from nectar import NectarTask
+
+
+class CommittedThenKilledTask(NectarTask):
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("made\\n")
+        os.kill(os.getpid(), signal.SIGKILL)  # after the output's commit, before the run's end is recorded
+"""
+
+
+def test_a_requeued_run_whose_output_exists_reads_the_same_in_the_run_list_as_on_its_own_page(
+    settings: Settings,
+    luigid: str,
+    write_chain: Callable[[str, str], Path],
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    retried = settings.replace(scheduler_url=luigid, retries=1, retry_delay=3600.0)  # requeued, not run again
+    write_chain("review11/killed_chain", KILLED_CHAIN)
+    nectar = closed_at_end(Nectar(retried))
+    submission = nectar.submit("review11", "killed_chain", "CommittedThenKilledTask", {})
+    assert submission.run is not None
+    run_id, key = submission.run.id, submission.key
+    start_worker(retried, workers=1)
+    wait_until(lambda: (run := nectar.runs.get(run_id)) is not None and run.state == RunState.PENDING and run.error)
+    assert nectar.store.exists(key)
+
+    client = build_app(retried).test_client()
+    own = client.get(f"/api/runs/{run_id}").get_json()["data"]["job_status"]
+    status = client.get("/api/chainstatus", query_string={"chain": key.path}).get_json()["data"]["job_status"]
+    listed = [run for run in client.get("/api/runs").get_json()["data"] if run["run_id"] == run_id]
+
+    assert [run["job_status"] for run in listed] == [own] == [status]
