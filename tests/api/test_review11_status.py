@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nectar.config import Settings
-from nectar.registry import RunState
+from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from tests.api.conftest import build_app
 from tests.conftest import wait_until
@@ -51,3 +51,50 @@ def test_a_requeued_run_whose_output_exists_reads_the_same_in_the_run_list_as_on
     listed = [run for run in client.get("/api/runs").get_json()["data"] if run["run_id"] == run_id]
 
     assert [run["job_status"] for run in listed] == [own] == [status]
+
+
+GATED_CHAIN = """
+import os
+
+from nectar import NectarTask
+
+GATE = {gate!r}
+
+
+class GatedTask(NectarTask):
+    def run(self):
+        if not os.path.exists(GATE):
+            raise RuntimeError("the gate is shut")
+        with self.output().open("w") as out:
+            out.write("made\\n")
+"""
+
+
+def test_a_failed_runs_own_page_says_it_failed_after_a_later_run_made_the_output(
+    settings: Settings,
+    luigid: str,
+    write_chain: Callable[[str, str], Path],
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    settings = settings.replace(scheduler_url=luigid, retries=0)
+    gate = tmp_path / "gate"
+    write_chain("review11/gated_chain", GATED_CHAIN.format(gate=str(gate)))
+    nectar = closed_at_end(Nectar(settings))
+    start_worker(settings, workers=1)
+
+    def ended(run_id: str) -> RunState:
+        found = wait_until(lambda: (run := nectar.runs.get(run_id)) is not None and not run.state.active and run)
+        assert isinstance(found, Run)
+        return found.state
+
+    first = nectar.submit("review11", "gated_chain", "GatedTask", {})
+    assert first.run is not None and ended(first.run.id) == RunState.FAILED
+    gate.touch()
+    second = nectar.submit("review11", "gated_chain", "GatedTask", {})
+    assert second.run is not None and ended(second.run.id) == RunState.DONE
+
+    client = build_app(settings).test_client()
+    pages = [client.get(f"/api/runs/{run.id}").get_json()["data"]["job_status"] for run in (first.run, second.run)]
+
+    assert pages == ["FAILED", "DONE"]
