@@ -4,7 +4,9 @@ of the module and then changes it, and every run must read what a fresh executio
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -247,3 +249,49 @@ def test_each_run_reads_the_chain_module_as_a_fresh_execution_of_its_file_gives_
         assert all(value == run.params["n"] for run, (_, _, value), n in zip(runs, seen, nth, strict=True) if n >= 3), (
             seen
         )
+
+
+#: a module of the user's own beside the chains (a base class its chains share), which a chain imports
+HELPER = """
+import time
+
+
+class StampedBase:
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.STAMP = time.time_ns()
+"""
+
+
+def test_a_class_made_of_an_imported_base_whose_init_subclass_runs_reads_its_own_executions_value(
+    settings: Settings,
+    luigid: str,
+    write_chain: Callable[[str, str], Path],
+    start_worker: StartWorker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The base's ``__init_subclass__`` is code the chain file's source does not show, run at each execution."""
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "review11_helper.py").write_text(HELPER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(library), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.syspath_prepend(str(library))  # the test's own catalog imports the chain too
+    monkeypatch.delitem(sys.modules, "review11_helper", raising=False)
+    top = (
+        "from review11_helper import StampedBase\n\n\nclass Helper(StampedBase):\n    pass\n\n\n"
+        "def observe():\n    return Helper.STAMP\n\n\ndef change():\n    pass\n"
+    )
+    write_chain("review11/imported_base_chain", CHAIN.format(top=top, body=""))
+    settings = settings.replace(scheduler_url=luigid, spare_idle=KEPT, runs_per_process=50)
+    nectar = closed_at_end(Nectar(settings))
+    start_worker(settings, workers=1)
+
+    try:
+        runs = runs_until_reused(nectar, "imported_base_chain", 4)
+    finally:
+        sys.modules.pop("review11_helper", None)
+
+    assert [run.state for run in runs] == [RunState.DONE] * len(runs), [run.error for run in runs]
+    seen = [(pid_of(run), reused(run), output(nectar, run)) for run in runs]
+    assert len({value for _, _, value in seen}) == len(seen), seen
