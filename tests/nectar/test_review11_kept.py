@@ -87,6 +87,13 @@ CASES: dict[str, tuple[str, str, str]] = {
         "",
         "same",
     ),
+    "a function's qualified name": (
+        "def helper():\n    return 1\n\n\n"
+        "def observe():\n    return helper.__qualname__\n\n\n"
+        "def change():\n    helper.__qualname__ = 'changed'\n",
+        "",
+        "same",
+    ),
     "the module's annotations": (
         "LIMIT: int = 1\n\n\n"
         "def observe():\n    return sorted(globals()['__annotations__'])\n\n\n"
