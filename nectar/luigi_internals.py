@@ -932,7 +932,7 @@ def task_params(cls: type[luigi.Task]) -> list[tuple[str, luigi.Parameter]]:
             asked: list[str] = []
             _params_in(cls, _merged(reversed(bases)), by_metaclass, fixed, asked)
             kept = Inherited(meta, bases, shape, tuple(fixed), tuple(asked))
-            setattr(bases[0], INHERITED, kept)  # in place of what it held: the dict's shape as it was
+            type.__setattr__(bases[0], INHERITED, kept)  # in place of what it held: the dict's shape as it was
         own = vars(cls).copy()
         params.extend(named for named in kept.fixed if named[0] not in own)
         for name in kept.asked:
@@ -1037,7 +1037,7 @@ def hold_class_shape(cls: type[luigi.Task]) -> None:
     """Give a task class now what luigi's ``Task.get_param_values`` gives it as it makes its first task (an empty
     ``_unconsumed_params``, unless a base has one), so that its attributes stay as they are from its making on."""
     if not hasattr(cls, _UNCONSUMED):
-        setattr(cls, _UNCONSUMED, set())
+        type.__setattr__(cls, _UNCONSUMED, set())
 
 
 class _Making(threading.local):
@@ -1051,11 +1051,53 @@ class _Making(threading.local):
 _making = _Making()
 
 
+#: luigi's parameter class, a global of this module's: read at each name set on a task class (:class:`ReadOnceRegister`)
+_Parameter = luigi.Parameter
+#: luigi's attribute that names a class's namespace: its family, kept with its parameters, is made of it
+NAMESPACE = "task_namespace"
+#: the names under which a task class keeps what was read of its parameters (:data:`INHERITED`, and
+#: :class:`~nectar.task.NectarTask`'s own), forgotten when a parameter changes (:func:`params_changed`)
+KEPT_PARAMS = (INHERITED, "_nectar_class_params")
+
+
+def params_changed(cls: type) -> None:
+    """What is kept of the parameters of ``cls`` and of every class made of it (:data:`KEPT_PARAMS`) forgotten, read
+    again at the next ask: a parameter of ``cls`` was set, replaced or deleted after ``cls`` was made. None again, in
+    place: each dict's shape as it was."""
+    classes = [cls]
+    while classes:
+        kind = classes.pop()
+        for name in KEPT_PARAMS:
+            if vars(kind).get(name) is not None:
+                type.__setattr__(kind, name, None)
+        classes.extend(type.__subclasses__(kind))
+
+
 class ReadOnceRegister(Register):
     """luigi's metaclass of tasks, whose ``__call__`` reads a task's parameter values (``get_param_values``: each
     parameter normalized, each default looked up in luigi's configuration) for its instance cache, then makes the task,
     whose ``__init__`` read them again from the same arguments: both reads are one (:func:`param_values_once`), for
-    the time of one call; luigi's errors and its cache are as they were."""
+    the time of one call; luigi's errors and its cache are as they were.
+
+    A parameter (or its namespace) set on a class after it was made, replaced or deleted (``MyTask.day =
+    Other.day``, luigi's ``inherits`` and ``requires`` decorators, a test's ``setattr``) makes the class
+    and those made of it read their parameters and family again (:func:`params_changed`): what they kept was checked
+    against the number of names in each class's dict only, which a replacement leaves as it was. Nothing is asked at
+    a read of the parameters; a name set costs a call here (the service's own names are set with
+    ``type.__setattr__``, not through it). Not seen: a parameter replaced on a base that is no class of this
+    metaclass (a plain ``luigi.Task`` or a mixin)."""
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        was = cls.__dict__.get(name)
+        type.__setattr__(cls, name, value)
+        if isinstance(value, _Parameter) or isinstance(was, _Parameter) or name == NAMESPACE:
+            params_changed(cls)
+
+    def __delattr__(cls, name: str) -> None:
+        was = cls.__dict__.get(name)
+        type.__delattr__(cls, name)
+        if isinstance(was, _Parameter) or name == NAMESPACE:
+            params_changed(cls)
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         outer = _making.made

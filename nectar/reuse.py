@@ -664,7 +664,7 @@ def _open_targets(fds: set[int]) -> dict[int, str]:
     that runs open (:func:`_own_files`), nor sockets and the other descriptors without a path (:func:`look_for_open`),
     nor one closed since."""
     found: dict[int, str] = {}
-    own = _own_files()
+    own, folder = _own_files()
     for fd in fds:
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
@@ -672,22 +672,29 @@ def _open_targets(fds: set[int]) -> dict[int, str]:
             continue
         if target.startswith("pipe:["):
             found[fd] = "pipe"
-        elif target.startswith("/") and not target.startswith(own):
+        elif target.startswith("/") and not target.startswith(own) and target != folder:
             found[fd] = target
     return found
 
 
-def _own_files() -> tuple[str, ...]:
+def _own_files() -> tuple[tuple[str, ...], str | None]:
     """The paths of the process's own files that its runs open, as :func:`os.readlink` names them: its SQLite
     registry's (the file and those beside it: WAL, index, writer lock; none for PostgreSQL) and the live logs
     folder's (its steps' logs, made ahead); none where its settings cannot be read (a process that is no role of
-    ours)."""
+    ours). Beside them, the SQLite registry's folder itself, that one path only (not what is in it): SQLite opens it
+    for a moment to sync it (open, ``fdatasync``, close) as a connection first syncs its WAL, from whichever thread
+    writes or checkpoints; on a disk slow to sync, that outlasts both looks (the process's set-up between them) and
+    retired the process as if its run had left the folder open ("its run left open 1 file descriptor(s): <data
+    folder>", seen once in a served run)."""
     try:
         settings = get_settings()
     except InvalidSetting:
-        return ()
+        return (), None
     live = os.path.join(os.path.realpath(settings.live_logs_dir), "")
-    return (live,) if settings.database_url else (live, os.path.realpath(settings.registry_path))
+    if settings.database_url:
+        return (live,), None
+    registry = os.path.realpath(settings.registry_path)
+    return (live, registry), os.path.dirname(registry)
 
 
 def _put_back_environ(before: dict[bytes, bytes]) -> None:

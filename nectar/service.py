@@ -6,7 +6,6 @@ the HTTP API and the CLI are thin layers over it.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Self
 import luigi
 from luigi.task import flatten
 
-from nectar import forks
 from nectar.catalog import ChainCatalog
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.config import Settings, get_settings, retry_value
@@ -23,6 +21,7 @@ from nectar.errors import InvalidSetting, InvalidTask, NectarError, QueueFull, R
 from nectar.keys import TargetKey
 from nectar.luigi_internals import stop_mock_filesystem
 from nectar.luigid import SchedulerClient, scheduler_of
+from nectar.once import made_once
 from nectar.registry import Attempt, RetryPolicy, Run, RunFilter, RunState, RunStore, Step, open_run_store
 from nectar.retry_count import luigi_attempts, luigi_retry_count, own_attribute, scheduler_retry_count
 from nectar.status import JobStatus, job_status
@@ -60,9 +59,6 @@ class Check:
 ESSENTIAL = frozenset({"registry", "store"})
 
 logger = logging.getLogger(__name__)
-
-#: held while a :class:`Nectar` opens its registry (:attr:`Nectar.runs`): one opening at a time, each Nectar's once
-_opening = forks.lock_made_anew_in_children(globals(), "_opening")
 
 
 def retry_policy(task: Any, settings: Settings, ref: str | None = None) -> RetryPolicy:
@@ -110,16 +106,10 @@ class Nectar:
         scheduler_retry_count(self.settings.luigi_config)
         self.catalog = ChainCatalog(self.settings.chains_dir)
 
-    @functools.cached_property
+    @made_once
     def runs(self) -> RunStore:
-        """The registry, opened by the first thread that asks. From Python 3.12 on ``cached_property`` holds no lock
-        while it makes the value: threads that asked at once (an app's first requests) each opened one, and all but
-        the last were dropped unclosed (:meth:`close` closes the one kept)."""
-        with _opening:
-            runs: RunStore | None = self.__dict__.get("runs")  # made by a thread that asked first
-            if runs is None:
-                runs = self.__dict__["runs"] = open_run_store(self.settings)
-            return runs
+        """The registry, opened by the first thread that asks (:meth:`close` closes it)."""
+        return open_run_store(self.settings)
 
     @property
     def store(self) -> TargetStore:
@@ -137,21 +127,21 @@ class Nectar:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    @functools.cached_property
+    @made_once
     def schedules(self) -> ScheduleBook:
         """Every schedule, from the chain files and the API (:mod:`nectar.schedules.book`)."""
         from nectar.schedules.book import ScheduleBook
 
         return ScheduleBook(self)
 
-    @functools.cached_property
+    @made_once
     def triggers(self) -> TriggerBook:
         """Every data trigger, from the chain files and the API (:mod:`nectar.triggers.book`)."""
         from nectar.triggers.book import TriggerBook
 
         return TriggerBook(self)
 
-    @functools.cached_property
+    @made_once
     def scheduler(self) -> SchedulerClient | None:
         return scheduler_of(self.settings)
 

@@ -3,7 +3,8 @@
 ``job_status`` words are luigi's: PENDING (queued, not started, or waiting for a retry), RUNNING,
 WAITING (for data an external task names, holding no worker: the run's ``waiting_for`` says what),
 DONE, FAILED, CANCELLED, and UNKNOWN for a task that was started outside any run this registry knows (its ``params.txt``
-exists) and that the scheduler does not know either. A status only reads: a run whose attempt was lost
+exists) and that the scheduler does not know either. DONE once the task's output exists, whatever its run's row says
+(luigi's rule: :func:`made`). A status only reads: a run whose attempt was lost
 is RUNNING, saying so, until a worker reclaims it (:mod:`nectar.leases`).
 """
 
@@ -67,6 +68,23 @@ def _from_scheduler(key: TargetKey, store: TargetStore, scheduler: SchedulerClie
     return JobStatus(key, "UNKNOWN", error="started outside this registry; the scheduler does not know it")
 
 
+def made(key: TargetKey, store: TargetStore, answered: bool) -> bool:
+    """Whether the output ``key`` exists: luigi's rule, a task is complete once its output exists, whatever its run's
+    row says. A run still queued (or waiting) for it is done all the same: its attempt was lost after the output's
+    commit and before its end's transaction (killed, its worker stopped: the run requeued, its next attempt perhaps
+    behind a deep queue), or another run made the output; its next attempt finds the task complete and runs nothing.
+    So is a run that failed after the commit (killed, no retry left). Not asked of a RUNNING run: its attempt records
+    its end just after the commit, and a job answered DONE has its run and steps ended (a lost attempt's run reads
+    RUNNING, saying so, until its reclaim requeues or fails it). When the store cannot say: False if the run's own
+    state is an ``answered`` status (as before the store was asked for it), else the lookup fails."""
+    try:
+        return store.exists(key)
+    except Unavailable:
+        if answered:
+            return False
+        raise
+
+
 def job_status(
     key: TargetKey,
     *,
@@ -83,13 +101,14 @@ def job_status(
     """
     key = key.with_file(OUTPUT_FILE)
     run, steps = runs.latest_status(key.path)  # one read: the run and its steps as of the same moment
-    if run is not None and run.state in ACTIVE:  # a retried run shows what failed in its last attempt
+    active = run is not None and run.state in ACTIVE
+    if (run is None or run.state is not RunState.RUNNING) and made(key, store, active):
+        return JobStatus(key, DONE, run, steps, store.url(key, expires_in), expires_in)
+    if run is not None and active:  # a retried run shows what failed in its last attempt
         why = lapsed(run, runs, lease_timeout) if lease_timeout is not None else None
         lost = f"worker lost: {run.worker} ({why}) during attempt {run.attempt}; a worker will reclaim it"
         error = lost if why else run.error
         return JobStatus(key, run.state.value, run, steps, failed_step=run.failed_step, error=error)
-    if store.exists(key):
-        return JobStatus(key, DONE, run, steps, store.url(key, expires_in), expires_in)
     if run is not None:
         return JobStatus(key, run.state.value, run, steps, failed_step=run.failed_step, error=run.error)
     found = _from_scheduler(key, store, scheduler)

@@ -191,12 +191,12 @@ class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
         if run is None and cls.run is not luigi.Task.run:  # a run() from a mixin outside NectarTask
             run = cls.run
         if run is not None and not getattr(run, _RECORDED, False):
-            setattr(cls, _RUN, _recorded(run))
+            type.__setattr__(cls, _RUN, _recorded(run))  # (type's: no parameter, its metaclass need not look)
         # what is set on the class later is set now: its attributes, get_params's cache key, hold from here (a chain
         # module is executed anew for each run: each run made a new class's first task reading its parameters 3 times)
-        cls._nectar_chain_ref = None
-        cls._nectar_class_params = None
-        cls._nectar_inherited = None
+        type.__setattr__(cls, "_nectar_chain_ref", None)  # type's, as every name of the service's own is set: its
+        type.__setattr__(cls, "_nectar_class_params", None)  # metaclass looks for a changed parameter at each set
+        type.__setattr__(cls, "_nectar_inherited", None)
         hold_class_shape(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -225,14 +225,15 @@ class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
         ref: tuple[str, str] | None = cls.__dict__.get("_nectar_chain_ref")
         if ref is None:
             ref = chain_of_file(inspect.getfile(cls))
-            cls._nectar_chain_ref = ref
+            type.__setattr__(cls, "_nectar_chain_ref", ref)
         return ref
 
     @classmethod
     def get_params(cls) -> list[tuple[str, luigi.Parameter]]:
         """luigi's parameters of the class, read once per class: luigi walks ``dir(cls)`` at every call, seven times
         for each task made (half of the CPU a schedule's fire took). Read again when the class or a base gained or
-        lost an attribute (``luigi.util.inherits`` adds parameters to a class already made)."""
+        lost an attribute (``luigi.util.inherits`` adds parameters to a class already made), or a parameter of the
+        class or of a base of its metaclass was replaced (:class:`~nectar.luigi_internals.ReadOnceRegister`)."""
         return list(cls._class_params().params)
 
     @classmethod
@@ -249,7 +250,7 @@ class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
             dicts = tuple(c.__dict__ for c in mro)
             family = super().get_task_family()
             kept = _ClassParams(mro, dicts, list(map(len, dicts)), params, plain, family)
-            cls._nectar_class_params = kept
+            type.__setattr__(cls, "_nectar_class_params", kept)
         return kept
 
     @classmethod

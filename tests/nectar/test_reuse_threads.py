@@ -5,6 +5,7 @@ each change is whole for it, in the process of the test, with the thread held wh
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from collections import Counter
@@ -17,6 +18,7 @@ import luigi.configuration
 import pytest
 
 from nectar import reuse
+from nectar.config import Settings
 
 if TYPE_CHECKING:
     from _typeshed import TraceFunction
@@ -155,6 +157,50 @@ def test_a_file_a_thread_of_the_process_holds_as_it_looks_for_what_its_run_left_
     thread.join()
 
     assert reuse.left_open() is None
+
+
+def test_the_registrys_folder_synced_by_a_thread_across_both_looks_retires_the_process_not(
+    looked_between_runs: None, settings: Settings
+) -> None:
+    """SQLite syncs a database's folder as a connection first syncs its WAL (the folder opened, ``fdatasync``, closed:
+    strace shows it), from whichever thread of the process writes or checkpoints; a disk slow to sync holds it open
+    across both looks. On main that retired the process: "its run left open 1 file descriptor(s): <data folder>"."""
+    folder = settings.registry_path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    syncing, go = threading.Event(), threading.Event()
+
+    def syncs_the_folder() -> None:  # as SQLite's unixSync does, held in it by events as a slow disk holds it
+        fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            syncing.set()
+            go.wait()
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=syncs_the_folder)
+    thread.start()
+    syncing.wait()
+    try:
+        reuse.look_for_open()
+        assert reuse.left_open() is None
+    finally:
+        go.set()
+        thread.join()
+
+
+def test_a_folder_its_run_left_open_beside_the_registry_retires_the_process(
+    looked_between_runs: None, settings: Settings
+) -> None:
+    """Only the registry's folder itself is the process's own: a folder in it that a run left open retires it."""
+    folder = settings.registry_path.parent / "a run's"
+    folder.mkdir(parents=True)
+    left = os.open(folder, os.O_RDONLY)  # the run's, left open
+    try:
+        reuse.look_for_open()
+        assert reuse.left_open() == f"its run left open 1 file descriptor(s): {folder.resolve()}"
+    finally:
+        os.close(left)
 
 
 def test_a_file_its_run_left_open_is_still_open_at_the_second_look_and_retires_the_process(

@@ -9,10 +9,14 @@ from pathlib import Path
 import luigi
 import pytest
 
+from harness import settings_env
+from nectar.cli import main
 from nectar.config import Settings
 from nectar.errors import RunNotFound
 from nectar.keys import TargetKey
+from nectar.registry import RunState
 from nectar.service import Nectar
+from tests.api.conftest import build_app
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
 
@@ -137,3 +141,62 @@ def test_a_task_run_outside_the_registry_is_answered_by_luigid(
     assert closed_at_end(Nectar(settings.replace(scheduler_url=luigid))).status(key).job_status == "FAILED"
     unknown = without_luigid.status(key)
     assert unknown.job_status == "UNKNOWN" and "scheduler does not know it" in str(unknown.error)
+
+
+KILLED_CHAIN = """
+import os
+import signal
+
+from nectar import NectarTask
+
+
+class CommittedThenKilledTask(NectarTask):
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("made\\n")
+        # after the output's commit, before luigi records the step DONE and the attempt its run's end: kill -9
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize(("retries", "state"), [(1, RunState.PENDING), (0, RunState.FAILED)])
+def test_a_run_killed_after_its_output_was_committed_is_done_by_its_key_its_page_saying_its_own_state(
+    settings: Settings,
+    luigid: str,
+    write_chain: WriteChain,
+    start_worker: StartWorker,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    retries: int,
+    state: RunState,
+) -> None:
+    # requeued, its retry an hour away (the run stays queued, as it would behind a deep queue, until the test has
+    # looked), or failed (no retry left)
+    retried = settings.replace(scheduler_url=luigid, retries=retries, retry_delay=3600.0)
+    write_chain("poll/killed_chain", KILLED_CHAIN)
+    nectar = closed_at_end(Nectar(retried))
+    submission = nectar.submit("poll", "killed_chain", "CommittedThenKilledTask", {})
+    assert submission.run is not None
+    run_id, key = submission.run.id, submission.key
+    start_worker(retried, workers=1)
+
+    def ended_its_attempt() -> bool:
+        run = nectar.runs.get(run_id)
+        return run is not None and run.state == state and "killed by signal 9" in str(run.error)
+
+    wait_until(ended_its_attempt, timeout=60)
+    assert nectar.store.exists(key)  # the output was committed before the kill
+
+    status = nectar.status(key)
+    assert (status.job_status, status.run and status.run.state) == ("DONE", state)
+    client = build_app(retried).test_client()
+    data = client.get("/api/chainstatus", query_string={"chain": key.path}).get_json()["data"]
+    assert (data["job_status"], data["resource_url"] is not None) == ("DONE", True), data
+    # the run's own page says the run's history: requeued (its killed attempt's error) or failed, not the data's DONE
+    detail = client.get(f"/api/runs/{run_id}").get_json()["data"]
+    assert (detail["job_status"], "killed by signal 9" in str(detail["error"])) == (state.value, True), detail
+    capsys.readouterr()
+    for name, value in settings_env(retried).items():  # the command reads its settings from the environment
+        monkeypatch.setenv(name, value)
+    assert main(["status", key.path]) == 0
+    assert "job_status: DONE" in capsys.readouterr().out

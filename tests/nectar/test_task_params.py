@@ -95,6 +95,64 @@ def test_a_parameter_added_to_a_class_already_made_is_seen() -> None:
     assert Made.get_params() == luigis(Made)
 
 
+class Source(luigi.Task):
+    """Parameters made in a class (luigi names each as its class is made), to set on a class already made, as
+    ``luigi.util.inherits`` sets them."""
+
+    day: dt.date = luigi.DateParameter()
+    new: int = luigi.IntParameter()
+
+
+def test_a_parameter_replaced_on_a_class_already_made_is_seen() -> None:
+    class Dated(NectarTask):
+        day = luigi.Parameter()
+
+    assert Dated.get_params() == luigis(Dated)  # kept
+    Dated.day = vars(Source)["day"]  # in place: the class's dict holds as many names as before
+
+    assert Dated.get_params() == luigis(Dated)
+    assert Dated.from_str_params({"day": "2026-06-01"}).day == dt.date(2026, 6, 1)
+
+
+def test_a_parameter_set_in_place_on_a_base_is_seen_by_the_classes_made_of_it_before_and_after() -> None:
+    class Based(NectarTask):
+        day: Any = None  # no parameter yet: what Based gives the classes made of it is kept without it
+
+    class Before(Based):
+        pass
+
+    assert Before.get_params() == luigis(Before)  # kept, with what Based gives the classes made of it
+    Based.day = vars(Source)["day"]
+
+    class After(Based):
+        pass
+
+    for cls in (Based, Before, After):
+        assert cls.get_params() == luigis(cls), cls
+
+
+def test_a_parameter_deleted_and_another_added_in_its_place_is_seen() -> None:
+    class Swapped(NectarTask):
+        old = luigi.Parameter()
+
+    assert [name for name, _ in Swapped.get_params()] == ["old"]
+    delattr(Swapped, "old")
+    Swapped.new = vars(Source)["new"]  # as many names as before
+
+    assert Swapped.get_params() == luigis(Swapped)
+
+
+def test_a_namespace_replaced_on_a_class_already_made_is_seen() -> None:
+    class Moved(NectarTask):
+        task_namespace = "here"
+        b: int = luigi.IntParameter()
+
+    assert Moved.get_task_family() == "here.Moved"
+    Moved.task_namespace = "there"
+
+    assert Moved.get_task_family() == "there.Moved"
+
+
 def test_a_tasks_repr_is_luigis_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """luigi's worker logs a step's repr several times (running, done, its checks); a made task's is kept."""
     task = Child(b=2, c=dt.date(2026, 6, 2))
