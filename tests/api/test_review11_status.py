@@ -9,25 +9,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nectar.config import Settings
-from nectar.registry import Run, RunState
+from nectar.keys import TargetKey
+from nectar.registry import RunState
 from nectar.service import Nectar
 from tests.api.conftest import build_app
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
-
-KILLED_CHAIN = """
-import os
-import signal
-
-from nectar import NectarTask
+from tests.nectar.test_status import KILLED_CHAIN
 
 
-class CommittedThenKilledTask(NectarTask):
-    def run(self):
-        with self.output().open("w") as out:
-            out.write("made\\n")
-        os.kill(os.getpid(), signal.SIGKILL)  # after the output's commit, before the run's end is recorded
-"""
+def submitted(nectar: Nectar, chain: str, task: str, state: RunState) -> tuple[str, TargetKey]:
+    """A run of ``task`` submitted, once its state is ``state`` after an attempt (started: its first one counted):
+    its id and its key."""
+    submission = nectar.submit("review11", chain, task, {})
+    assert submission.run is not None
+    run_id = submission.run.id
+    wait_until(lambda: (run := nectar.runs.get(run_id)) is not None and run.state == state and run.attempt >= 1)
+    return run_id, submission.key
 
 
 def test_a_requeued_run_whose_output_exists_reads_its_own_state_in_the_list_and_on_its_page_done_by_its_key(
@@ -37,13 +35,10 @@ def test_a_requeued_run_whose_output_exists_reads_its_own_state_in_the_list_and_
     start_worker: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
     retried = settings.replace(scheduler_url=luigid, retries=1, retry_delay=3600.0)  # requeued, not run again
-    write_chain("review11/killed_chain", KILLED_CHAIN)
+    write_chain("review11/killed_chain", KILLED_CHAIN)  # the status helper's: killed -9 after its output's commit
     nectar = closed_at_end(Nectar(retried))
-    submission = nectar.submit("review11", "killed_chain", "CommittedThenKilledTask", {})
-    assert submission.run is not None
-    run_id, key = submission.run.id, submission.key
     start_worker(retried, workers=1)
-    wait_until(lambda: (run := nectar.runs.get(run_id)) is not None and run.state == RunState.PENDING and run.error)
+    run_id, key = submitted(nectar, "killed_chain", "CommittedThenKilledTask", RunState.PENDING)
     assert nectar.store.exists(key)
 
     client = build_app(retried).test_client()
@@ -85,18 +80,11 @@ def test_a_failed_runs_own_page_says_it_failed_after_a_later_run_made_the_output
     nectar = closed_at_end(Nectar(settings))
     start_worker(settings, workers=1)
 
-    def ended(run_id: str) -> RunState:
-        found = wait_until(lambda: (run := nectar.runs.get(run_id)) is not None and not run.state.active and run)
-        assert isinstance(found, Run)
-        return found.state
-
-    first = nectar.submit("review11", "gated_chain", "GatedTask", {})
-    assert first.run is not None and ended(first.run.id) == RunState.FAILED
+    first, _ = submitted(nectar, "gated_chain", "GatedTask", RunState.FAILED)
     gate.touch()
-    second = nectar.submit("review11", "gated_chain", "GatedTask", {})
-    assert second.run is not None and ended(second.run.id) == RunState.DONE
+    second, _ = submitted(nectar, "gated_chain", "GatedTask", RunState.DONE)
 
     client = build_app(settings).test_client()
-    pages = [client.get(f"/api/runs/{run.id}").get_json()["data"]["job_status"] for run in (first.run, second.run)]
+    pages = [client.get(f"/api/runs/{run_id}").get_json()["data"]["job_status"] for run_id in (first, second)]
 
     assert pages == ["FAILED", "DONE"]
