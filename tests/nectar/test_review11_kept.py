@@ -94,6 +94,13 @@ CASES: dict[str, tuple[str, str, str]] = {
         "",
         "same",
     ),
+    # luigi's instance cache: a task made with the same parameters is the same object while the cache holds it
+    "a task object luigi's instance cache holds": (
+        "def observe():\n    return getattr(ProbeTask(n=0), 'mark', None)\n\n\n"
+        "def change():\n    ProbeTask(n=0).mark = 'changed'\n",
+        "",
+        "same",
+    ),
     "the module's annotations": (
         "LIMIT: int = 1\n\n\n"
         "def observe():\n    return sorted(globals()['__annotations__'])\n\n\n"
