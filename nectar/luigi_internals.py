@@ -1011,6 +1011,13 @@ def task_classes() -> tuple[type[luigi.Task], ...]:
 _module_of = operator.attrgetter("__module__")
 
 
+def task_classes_of(module: str) -> tuple[type[luigi.Task], ...]:
+    """The task classes luigi holds now that were made in the module named ``module``, in the order it made them
+    (each class's module read in C)."""
+    registry = tuple(Register._reg)
+    return tuple(itertools.compress(registry, map(module.__eq__, map(_module_of, registry))))
+
+
 def forget_task_classes(module: str) -> None:
     """Drop the task classes defined in ``module`` from luigi's registry (it keeps every class ever defined), so
     that a reloaded module's classes do not make their families ambiguous.

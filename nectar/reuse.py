@@ -16,8 +16,9 @@ reused, runs none (it ends by ``os._exit``, as a forked child must not run its p
 A file descriptor it left open cannot be put back (closed under the object that holds it, its number
 would be another file's at the object's next write): its process takes no other run (:func:`look_for_open`,
 :func:`left_open`).
-Its chain file is executed again for each run (:func:`~nectar.catalog.loader.fresh_chain_module`): a chain's module
-globals never reach the next run; what the modules it imports keep does, as under Celery.
+Its chain file is executed again for each run (:func:`~nectar.catalog.loader.fresh_chain_module`), unless its module
+is one the run left exactly as executed, whose file's import would make the same again (:mod:`nectar.catalog.kept`):
+a chain's module globals never reach the next run changed; what the modules it imports keep does, as under Celery.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Any, NamedTuple, TextIO
 import luigi.configuration
 from luigi.task_register import Register
 
+from nectar.catalog.kept import after_run as kept_after_run
 from nectar.config import get_settings
 from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
@@ -466,6 +468,7 @@ def put_back(before: Before) -> None:
     Register.clear_instance_cache()
     current_run.set(None)
     gc.collect()
+    kept_after_run()  # the chain module kept for the next run, if the run left it exactly as executed
 
 
 def _put_back_log_handlers(before: Before, found: list[logging.Logger]) -> bool:

@@ -10,6 +10,7 @@ import is described by its error, with where in the file.
 
 from __future__ import annotations
 
+import ast
 import inspect
 import os
 import signal
@@ -22,6 +23,8 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import Any, NamedTuple
 
+from nectar.catalog.keepable import Keepable, keepable
+from nectar.catalog.kept import kept, watch
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.exposure import exposure
 from nectar.forks import IMPORTS
@@ -95,12 +98,14 @@ def _unchanged(path: Path, seen: Seen | None) -> bool:
 
 
 class Compiled(NamedTuple):
-    """A chain file's source as this process last read it, what its stat said of it then (:func:`_source_of`), and
-    its code."""
+    """A chain file's source as this process last read it, what its stat said of it then (:func:`_source_of`), its
+    code, and what to check of the module it makes if a process may keep that module between runs (None: it may
+    not; :func:`~nectar.catalog.keepable.keepable`)."""
 
     source: bytes
     seen: Seen | None
     code: types.CodeType
+    keep: Keepable | None = None
 
 
 #: by chain file: what this process last compiled (inherited by the processes it forks)
@@ -120,8 +125,9 @@ def chain_code(path: Path, chain_type: str, chain: str) -> types.CodeType:
     if held is not None and held.source == source:
         _COMPILED[str(path)] = held._replace(seen=seen)
         return held.code
-    code = compile(source, str(path), "exec", dont_inherit=True)
-    _COMPILED[str(path)] = Compiled(source, seen, code)
+    tree = ast.parse(source, str(path))  # parsed once, for the code and the rule
+    code = compile(tree, str(path), "exec", dont_inherit=True)
+    _COMPILED[str(path)] = Compiled(source, seen, code, keepable(tree))
     return code
 
 
@@ -165,6 +171,8 @@ def load_ahead(
     """Execute the chain file now, for the one attempt this process will run later (a spare, while it waits for its
     run; :func:`fresh_chain_module` then takes it if the file has not changed), then ``rehearse(module)`` (what the
     attempt will do with it, so that what that touches is set up: its error is ignored); at most ``budget`` seconds.
+    The module this process executed for its last run is taken again, not executed, if the file is unchanged and is
+    one a process may keep, and every run since left it exactly as executed (:mod:`nectar.catalog.kept`).
 
     False if it failed or took longer (nothing is kept: the attempt executes the file itself, and names its error).
     The attempt's own records start when it has its run: what the chain logs as it is executed has no run id.
@@ -177,7 +185,13 @@ def load_ahead(
     previous = signal.signal(signal.SIGALRM, too_long)
     signal.setitimer(signal.ITIMER_REAL, budget)
     try:
-        module = load_chain_module(path, chain_type, chain)
+        code = chain_code(path, chain_type, chain)
+        module = kept(str(path), code)
+        if module is None:
+            module = load_chain_module(path, chain_type, chain)
+            # noted as executed, before the rehearsal runs any of its code (a task's __init__ may set what a fresh
+            # execution would not hold) and before any run
+            watch(module, str(path), code, _COMPILED[str(path)].keep)
         if rehearse is not None:
             try:
                 rehearse(module)
