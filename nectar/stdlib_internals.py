@@ -131,6 +131,6 @@ _abc_dump: Callable[[type], tuple[set[Any], set[Any], set[Any], int]] = sys.modu
 
 
 def abc_registry(cls: type) -> tuple[Any, ...]:
-    """The weak references to the virtual subclasses ``register``\ ed on the abstract class ``cls`` (``ABCMeta``'s
+    """The weak references to the virtual subclasses registered on the abstract class ``cls`` (``ABCMeta``'s
     registry, which no public name reads): the same objects while none was added or removed."""
     return tuple(_abc_dump(cls)[0])

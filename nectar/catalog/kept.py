@@ -12,8 +12,9 @@ every value read by ``itemgetter`` and ``attrgetter`` into one tuple, compared b
 ...)``); ~474,000 instructions for the benchmarks' probe chain (9 classes, 18 parameters, 21 functions: 637 values,
 71 dicts), where executing it anew and rehearsing it is ~2 million
 (callgrind). Anything that differs and the module is executed anew for the next run, as every module was before. What
-nectar itself sets on a class as it is used, which a fresh class computes again to the same answer (its caches, each
-checked against the class where it is read), is not compared (:data:`OURS`).
+nectar itself sets on a class as it is used, which a fresh class computes again to the same answer (its caches: two
+checked against the class where they are read, the chain of the class's file not checked, private and the same for a
+kept class), is not compared (:data:`OURS`).
 """
 
 from __future__ import annotations
