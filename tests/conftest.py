@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +104,18 @@ MULTIPROC_AT_START = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 def pytest_collection(session: pytest.Session) -> None:
     bytecode.collection_started()  # pytest writes its rewritten test modules' bytecode (tests/helpers/bytecode.py)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """A test module is collected (imported, its asserts rewritten) by one process at a time: the xdist workers of a
+    clean clone rewrite each once between them, not once each (tests/helpers/bytecode.py)."""
+    if not isinstance(collector, pytest.Module):
+        return (yield)
+    with bytecode.one_rewrite(collector.path):
+        return (yield)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
