@@ -251,9 +251,12 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def database_url(postgres: PostgresServer) -> str:
-    """The URL of a new, empty PostgreSQL database of its own."""
-    return postgres.create_database()
+def database_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database of its own (dropped once the test ended and nothing is connected
+    to it: :meth:`PostgresServer.finished`)."""
+    url = postgres.create_database()
+    yield url
+    postgres.finished(url)
 
 
 @pytest.fixture(scope="session")
