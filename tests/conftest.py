@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +69,10 @@ SLOWEST_FIRST = (
     "tests/nectar/test_sqlite_checkpoints.py",
     "tests/schedules/test_clock_races.py",
     "tests/nectar/test_client.py",
+    "tests/api/test_plain_tasks.py",
+    "tests/harness/test_ports.py",
+    "tests/nectar/test_answering_threads.py",
+    "tests/schedules/test_policies.py",
     "tests/scale/test_node_killed.py",
     "tests/faults/test_dependencies.py",
     "tests/faults/test_serve_stops.py",
@@ -104,6 +108,18 @@ MULTIPROC_AT_START = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 def pytest_collection(session: pytest.Session) -> None:
     bytecode.collection_started()  # pytest writes its rewritten test modules' bytecode (tests/helpers/bytecode.py)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """A test module is collected (imported, its asserts rewritten) by one process at a time: the xdist workers of a
+    clean clone rewrite each once between them, not once each (tests/helpers/bytecode.py)."""
+    if not isinstance(collector, pytest.Module):
+        return (yield)
+    with bytecode.one_rewrite(collector.path):
+        return (yield)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -235,9 +251,12 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def database_url(postgres: PostgresServer) -> str:
-    """The URL of a new, empty PostgreSQL database of its own."""
-    return postgres.create_database()
+def database_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database of its own (dropped once the test ended and nothing is connected
+    to it: :meth:`PostgresServer.finished`)."""
+    url = postgres.create_database()
+    yield url
+    postgres.finished(url)
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,25 @@ import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from harness import REPO
 from tests.helpers.bytecode import MODULES, PACKAGES
+
+
+def locked_by_this_process(path: Path) -> bool:
+    """Whether this process holds a ``flock`` on ``path``: a line of ``/proc/locks`` with its pid and the file's
+    device and inode (``1: FLOCK  ADVISORY  WRITE <pid> <major>:<minor>:<inode> 0 EOF``; a waiter's says ``->``)."""
+    stat = path.stat()
+    file = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    held = (line.split() for line in Path("/proc/locks").read_text().splitlines())
+    return any(fields[1:2] == ["FLOCK"] and fields[4:6] == [str(os.getpid()), file] for fields in held)
+
+
+#: whether this module was imported (its asserts rewritten, its bytecode written or read) while its collection held
+#: its file's lock (tests/helpers/bytecode.py's one_rewrite): what keeps the xdist workers of a clean clone from each
+#: rewriting every module
+LOCKED_AS_COLLECTED = locked_by_this_process(Path(__file__))
 
 
 def test_a_process_the_suite_starts_compiles_none_of_the_repositorys_modules_it_imports() -> None:
@@ -34,3 +50,7 @@ def test_the_collection_left_pytests_bytecode_of_this_module_for_the_next_sessio
     written = list((source.parent / "__pycache__").glob(f"{source.stem}.*pytest*.pyc"))
     text_hash = importlib.util.source_hash(source.read_bytes())[:8]
     assert any(path.read_bytes()[8:16] == text_hash for path in written), written
+
+
+def test_this_module_was_collected_holding_its_files_lock_so_no_other_worker_rewrote_it_meanwhile() -> None:
+    assert LOCKED_AS_COLLECTED

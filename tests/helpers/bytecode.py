@@ -15,12 +15,21 @@ pytest's own bytecode of the test modules (their asserts rewritten) is written b
 every test module again at every session, ~10 of its ~15 s of CPU before its first test. pytest reads that bytecode
 whatever the variable says, and writes it where it writes no other (``sys.dont_write_bytecode``, its documented
 switch): a collection imports the test modules from the repository, and no test has made a folder of its own yet.
+
+In a clean clone (CI's every run) there is none yet, and the three xdist workers collect the same modules in the same
+order at the same moment: each rewrote and compiled every one of them (~6 s of CPU a worker). A worker collects a
+module holding its file's lock (:func:`one_rewrite`): the first to come rewrites it and writes its bytecode, the
+others wait for it and read that, one module behind.
 """
 
 from __future__ import annotations
 
 import compileall
+import fcntl
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 #: the packages of the repository's root that the suite's processes import, and its one module there
@@ -51,3 +60,20 @@ def collection_finished() -> None:
     """The process writes bytecode again as its environment says (no test's own module, its chain, is written)."""
     if _WRITES_NONE:
         sys.dont_write_bytecode = _WRITES_NONE.pop()
+
+
+@contextmanager
+def one_rewrite(module: Path) -> Iterator[None]:
+    """Hold the lock of the test module's file (``flock``, let go as its descriptor closes, or as the process dies)
+    while this process collects it: another process collecting it meanwhile waits, then reads the bytecode this one
+    wrote instead of rewriting the module itself. A file that cannot be opened is collected without the lock."""
+    try:
+        fd = os.open(module, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

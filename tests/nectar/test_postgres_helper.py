@@ -111,3 +111,21 @@ def test_a_halted_servers_port_is_not_given_to_another_session_and_it_resumes_th
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         server.stop()
+
+
+def test_a_tests_database_is_dropped_at_the_next_creation_once_its_test_ended_and_nothing_is_connected(
+    postgres: PostgresServer,
+) -> None:
+    """The session's server drops each test's database after it (a worker's session made hundreds, and removing its
+    folder was the end of every worker's run); one its test's processes are still connected to is kept for later."""
+    alone, held, later = postgres.create_database(), postgres.create_database(), postgres.create_database()
+    with psycopg.connect(held) as holding:
+        postgres.finished(alone)
+        postgres.finished(held)
+        postgres.create_database()
+        with psycopg.connect(later) as conn:
+            names = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+        assert not holding.closed
+    assert alone.rsplit("/", 1)[1] not in names, names
+    assert held.rsplit("/", 1)[1] in names, names
+    postgres.finished(later)

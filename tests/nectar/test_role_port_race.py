@@ -77,6 +77,6 @@ def test_nectar_api_holds_its_port_from_its_check_on(settings: Settings, process
 
 def _answer(url: str) -> requests.Response | None:
     try:
-        return requests.get(url, timeout=10)
+        return requests.get(url, timeout=10, headers={"Connection": "close"})
     except (requests.ConnectionError, requests.Timeout):  # not yet, or slow on a loaded machine: asked again
         return None

@@ -416,7 +416,8 @@ def fuzz_operation(method: str, path: str, api_schema: schemathesis.BaseSchema, 
                 stats.other_failures += 1
             findings.setdefault(key, finding).count += 1
 
-    fuzz()
+    with session:  # its kept-alive connection closed now, not left open to the server until the collector's turn
+        fuzz()
     if findings:
         reports = "\n".join(finding.render(key) for key, finding in findings.items())
         pytest.fail(f"{operation.label}: {len(findings)} distinct failure(s)\n{reports}", pytrace=False)
