@@ -73,6 +73,8 @@ SLOWEST_FIRST = (
     "tests/harness/test_ports.py",
     "tests/nectar/test_answering_threads.py",
     "tests/schedules/test_policies.py",
+    "tests/nectar/test_kept_modules.py",
+    "tests/nectar/test_review11_kept.py",
     "tests/scale/test_node_killed.py",
     "tests/faults/test_dependencies.py",
     "tests/faults/test_serve_stops.py",
