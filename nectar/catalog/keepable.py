@@ -69,6 +69,11 @@ def keepable(tree: ast.Module) -> Keepable | None:
         return None
 
 
+def _docstring_or_pass(node: ast.Expr | ast.Pass) -> None:
+    """A statement that only states a constant (a docstring) or passes; any other expression is not keepable."""
+    _require(isinstance(node, ast.Pass) or isinstance(node.value, ast.Constant))
+
+
 def _dotted(node: ast.expr) -> tuple[str, ...]:
     """``a.b.c`` as ``("a", "b", "c")``; not a dotted name: :class:`_NotKeepable`."""
     parts: list[str] = []
@@ -127,27 +132,29 @@ class _Rule:
             _require("logging" in self.imported and "logging" not in self.bound_otherwise)
         return Keepable(tuple(self.imports), tuple(self.parameters), tuple(self.loggers))
 
+    def bind_import(self, bound: str, module: str, attrs: tuple[str, ...]) -> None:
+        """An import binds ``bound`` to ``module``'s ``attrs``: noted for the checks, and its package as its origin."""
+        self.imports.append((bound, module, attrs))
+        self.imported.add(bound)
+        self.origins.setdefault(bound, set()).add(module.split(".")[0])
+
     def top_level(self, node: ast.stmt) -> None:
         if isinstance(node, ast.Expr | ast.Pass):
-            _require(isinstance(node, ast.Pass) or isinstance(node.value, ast.Constant))
+            _docstring_or_pass(node)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.asname is None:  # `import a.b`: `a`
                     root = alias.name.split(".")[0]
-                    self.imports.append((root, root, ()))
+                    self.bind_import(root, root, ())
                 else:  # `import a.b as c`: a's b
                     first, *rest = alias.name.split(".")
-                    self.imports.append((alias.asname, first, tuple(rest)))
-                self.imported.add(self.imports[-1][0])
-                self.origins.setdefault(self.imports[-1][0], set()).add(self.imports[-1][1].split(".")[0])
+                    self.bind_import(alias.asname, first, tuple(rest))
         elif isinstance(node, ast.ImportFrom):
             _require(node.level == 0 and node.module is not None)
             assert node.module is not None
             for alias in node.names:
                 _require(alias.name != "*")
-                self.imports.append((alias.asname or alias.name, node.module, (alias.name,)))
-                self.imported.add(self.imports[-1][0])
-                self.origins.setdefault(self.imports[-1][0], set()).add(node.module.split(".")[0])
+                self.bind_import(alias.asname or alias.name, node.module, (alias.name,))
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             _require(not node.decorator_list)
             self.function(node)
@@ -211,7 +218,7 @@ class _Rule:
             _dotted(base)
         for statement in node.body:
             if isinstance(statement, ast.Expr | ast.Pass):
-                _require(isinstance(statement, ast.Pass) or isinstance(statement.value, ast.Constant))
+                _docstring_or_pass(statement)
             elif isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):
                 _require(statement.name not in _RUN_AS_EXECUTED)
                 for decorator in statement.decorator_list:

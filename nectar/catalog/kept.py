@@ -105,7 +105,7 @@ class Snapshot:
         if rule.loggers:
             self._read_many(_fresh_loggers, (namespace, rule.loggers))
         for value in list(namespace.values()):
-            if isinstance(value, type) and value.__module__ == name:
+            if _made_here(value, name):
                 self._class(value)
             elif isinstance(value, types.FunctionType):
                 self._function(value)

@@ -131,9 +131,11 @@ def chain_code(path: Path, chain_type: str, chain: str) -> types.CodeType:
     return code
 
 
-def load_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleType:
-    """Compile (see :func:`chain_code`) and execute a chain file as a fresh module ``chains.<type>.<chain>``."""
-    code = chain_code(path, chain_type, chain)
+def load_chain_module(path: Path, chain_type: str, chain: str, code: types.CodeType | None = None) -> types.ModuleType:
+    """Compile (see :func:`chain_code`) and execute a chain file as a fresh module ``chains.<type>.<chain>``; ``code``
+    the file's code as its caller just had it from :func:`chain_code`, not asked for again."""
+    if code is None:
+        code = chain_code(path, chain_type, chain)
     name = chain_module(chain_type, chain)
     module = types.ModuleType(name)
     module.__file__ = str(path)
@@ -188,7 +190,7 @@ def load_ahead(
         code = chain_code(path, chain_type, chain)
         module = kept(str(path), code)
         if module is None:
-            module = load_chain_module(path, chain_type, chain)
+            module = load_chain_module(path, chain_type, chain, code)
             # noted as executed, before the rehearsal runs any of its code (a task's __init__ may set what a fresh
             # execution would not hold) and before any run
             watch(module, str(path), code, _COMPILED[str(path)].keep)
