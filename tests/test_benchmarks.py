@@ -171,6 +171,29 @@ def test_the_throughput_benchmark_says_what_the_cores_allow_beside_the_1_workers
     assert "= 435 runs/s at most: 1.28x the 1 worker's 339/s" in said, said
 
 
+def test_the_throughput_benchmark_reads_linear_up_to_the_cores_as_the_lower_of_twice_1_worker_and_the_cores() -> None:
+    """Issue 21's "~linear in workers up to the cores": round 57's 1 worker ran 412/s at 3.6 ms of CPU a run over every
+    part, so 2 cores allow 556/s, below twice 412; a 1 worker's 200/s at the same CPU is below half the cores', so
+    twice it. The CPU is the 1 worker's: a run dearer with 2 workers does not lower the bar."""
+    bar, said = throughput_module.linear(412.0, 3.6, 2)
+    assert bar == pytest.approx(2 / 0.0036)
+    assert said == (
+        "~linear up to the cores: the lower of 2 × the 1 worker's 412/s and 2 cores ÷ the 3.60 ms of CPU a run cost "
+        "every part with 1 worker (556/s)"
+    ), said
+    assert throughput_module.linear(200.0, 3.6, 2)[0] == 400.0
+
+
+def test_the_throughput_benchmark_takes_each_processs_median_cpu_over_its_batches() -> None:
+    """Three batches' ms a run by process (user, system): each process's median, user and system apart."""
+    batches = [
+        {"attempts": (2.0, 0.5), "API": (0.4, 0.1)},
+        {"attempts": (3.0, 0.2), "API": (0.2, 0.3)},
+        {"attempts": (2.5, 0.9), "API": (0.3, 0.2)},
+    ]
+    assert throughput_module.per_process_median(batches) == {"attempts": (2.5, 0.5), "API": (0.3, 0.2)}
+
+
 def test_the_throughput_benchmark_says_the_cpu_a_run_cost_with_1_worker_and_with_2() -> None:
     """Round 50's figures: an attempt 2.17 + 0.75 ms a run with 1 worker, 3.40 + 0.78 with 2 (1.43x); with the worker's
     loop, luigid, the API and the clients, 4.90 and 6.60 ms (1.35x): what 2 workers can gain over 1 once the cores
