@@ -124,24 +124,33 @@ class LoggerSettings(NamedTuple):
     """What a run's code may set on logging besides its handlers: ``logging.disable``'s level, each logger's (the
     root one too) level, ``propagate`` and ``disabled`` (set by ``logging.config``'s ``disable_existing_loggers``),
     and the factory of records and class of loggers (``logging.setLogRecordFactory``, ``setLoggerClass``: left as a
-    run set them, the next runs' records were its factory's, which held what its closure held)."""
+    run set them, the next runs' records were its factory's, which held what its closure held).
+
+    Each logger's three in a list beside the list of loggers, in its order (:meth:`by_logger` pairs them): two walks'
+    lists compare in C where no logger was made or changed, without hashing each logger into a dictionary (callgrind,
+    a reused attempt's cycle: ~83 k instructions a walk of ~100 loggers as a dictionary)."""
 
     disabled_below: int
-    loggers: dict[logging.Logger, tuple[int, bool, bool]]
+    loggers: list[logging.Logger]
+    #: by logger of ``loggers``, in its order: its level, ``propagate`` and ``disabled``
+    values: list[tuple[int, bool, bool]]
     #: ``logging.getLogRecordFactory()`` and ``logging.getLoggerClass()``: what makes each record and each new logger
     record_factory: Callable[..., logging.LogRecord]
     logger_class: type[logging.Logger]
 
+    def by_logger(self) -> dict[logging.Logger, tuple[int, bool, bool]]:
+        """Each logger's level, ``propagate`` and ``disabled``."""
+        return dict(zip(self.loggers, self.values, strict=True))
+
 
 def _logger_settings(found: list[logging.Logger] | None = None) -> LoggerSettings:
     """:class:`LoggerSettings` now: a walk of logging's loggers (~8 µs for the ~80 of an attempt process), or of those
-    ``found`` by the caller's own :func:`~nectar.logs.module_handlers.loggers`."""
+    ``found`` by the caller's own :func:`~nectar.logs.module_handlers.loggers` (a list of its own, held as it is)."""
+    found = loggers() if found is None else found
     return LoggerSettings(
         logging.Logger.manager.disable,
-        {
-            logger: (logger.level, logger.propagate, logger.disabled)
-            for logger in (loggers() if found is None else found)
-        },
+        found,
+        [(logger.level, logger.propagate, logger.disabled) for logger in found],
         logging.getLogRecordFactory(),
         logging.getLoggerClass(),
     )
@@ -530,8 +539,9 @@ def _put_back_logger_settings(before: Before, found: list[logging.Logger]) -> No
     if now.logger_class is not before.settings.logger_class:
         logging.setLoggerClass(before.settings.logger_class)
     imported = sys.modules.keys() - before.modules
-    for logger, settings in now.loggers.items():
-        was = before.settings.loggers.get(logger)
+    noted = before.settings.by_logger()
+    for logger, settings in now.by_logger().items():
+        was = noted.get(logger)
         if was is None and logger.name in imported:
             continue
         level, propagate, disabled = was or (logging.NOTSET, True, False)
