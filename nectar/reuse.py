@@ -31,6 +31,7 @@ import socket
 import sys
 import threading
 import time
+import types
 import warnings
 import weakref
 from collections import Counter
@@ -78,6 +79,14 @@ _process_handlers: dict[int, Callable[..., None]] = {}
 #: ``os.environ``'s own dictionary (:func:`~nectar.stdlib_internals.environ_data`): copied and compared in ~3.5 µs a
 #: run, where the mapping's public copy and comparison decode every variable (~190 µs)
 _ENVIRON = environ_data()
+#: the name of a module object of this module's own, moved to the end of ``sys.modules`` by each :func:`before_run`,
+#: after which each module the run imports is added (:func:`_imported_since`): where the names noted as a tuple
+#: were ~68,000 instructions of each ~280,000 ``before_run`` (callgrind, ~720 modules), a pop and an insertion; no
+#: import can bind it (not an identifier)
+_SINCE = "nectar.reuse:before-run"
+_since = types.ModuleType(
+    _SINCE, "The mark of nectar.reuse.before_run in sys.modules: names after it were imported since."
+)
 #: this process's anonymous resident megabytes (:func:`anon_mb`) when it was first ready for a run (:func:`before_run`;
 #: None: not yet, as in a process just forked): what it shares with the worker it was forked from, and what any fresh
 #: process holds
@@ -238,11 +247,6 @@ class Before:
     settings: LoggerSettings
     #: logging's root logger and the manager of its loggers (:func:`_logging_roots`)
     roots: LoggingRoots
-    #: the names of the modules imported, read only where the run changed logging (a set of them made then): a
-    #: tuple, made in half the time of a frozenset of the ~720 names, which the collector untracks (strings alone)
-    #: once it first scanned it, where it scanned the set in each generation it went through (callgrind, a reused
-    #: attempt's cycle: :func:`before_run` 0.43 -> 0.32 M instructions, the frozenset 0.13 M of it)
-    modules: tuple[str, ...]
     #: ``sys.stdout``, ``sys.stderr``
     streams: tuple[TextIO, TextIO]
     #: the working directory, the environment (:data:`_ENVIRON`), ``sys.path`` and the file mode mask
@@ -269,13 +273,13 @@ def before_run() -> Before:
     umask = os.umask(0)
     os.umask(umask)
     found = loggers()  # one list of logging's loggers for their handlers and their settings
+    _mark_imports()
     return Before(
         frozenset(threading.enumerate()),
         handlers,
         held(found),
         _logger_settings(found),
         _logging_roots(),
-        tuple(sys.modules),
         (sys.stdout, sys.stderr),
         os.getcwd(),
         _ENVIRON.copy(),
@@ -284,6 +288,25 @@ def before_run() -> Before:
         luigi_config(),
         _process_hooks(),
     )
+
+
+def _mark_imports() -> None:
+    """Move :data:`_SINCE`'s mark to the end of ``sys.modules`` (:func:`_imported_since`)."""
+    modules = sys.modules
+    modules.pop(_SINCE, None)
+    modules[_SINCE] = _since
+
+
+def _imported_since() -> set[str]:
+    """The names of the modules imported since the last :func:`before_run`: those after its mark in ``sys.modules``,
+    a dictionary, which keeps its names in the order they were added (a module imported, or imported again once a
+    run's code took it out, is added last). Read only where a run changed logging. Empty if the mark is gone (a run's
+    code took it out): then no module's logger is one a run's import set up."""
+    names = list(sys.modules)
+    try:
+        return set(names[names.index(_SINCE) + 1 :])
+    except ValueError:
+        return set()
 
 
 def process_thread(thread: threading.Thread, registry: str | None = None) -> threading.Thread:
@@ -504,7 +527,7 @@ def _put_back_log_handlers(before: Before, found: list[logging.Logger]) -> bool:
     replaced = _logging_roots() != before.roots
     if not replaced and held(found) == before.loggers:
         return False
-    imported = sys.modules.keys() - before.modules
+    imported = _imported_since()
     added: list[logging.Handler] = []
     with logging_lock():
         if replaced:  # the run's hierarchy let go of, its handlers closed
@@ -538,7 +561,7 @@ def _put_back_logger_settings(before: Before, found: list[logging.Logger]) -> No
         logging.setLogRecordFactory(before.settings.record_factory)
     if now.logger_class is not before.settings.logger_class:
         logging.setLoggerClass(before.settings.logger_class)
-    imported = sys.modules.keys() - before.modules
+    imported = _imported_since()
     noted = before.settings.by_logger()
     for logger, settings in now.by_logger().items():
         was = noted.get(logger)
