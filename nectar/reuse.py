@@ -358,7 +358,10 @@ def left_behind(before: Before, max_rss_mb: int) -> str | None:
     waited for), a resident size grown by more than ``max_rss_mb`` since the process was first ready (0: no bound):
     :func:`grown_mb`."""
     deadline = time.monotonic() + THREAD_GRACE
-    for thread in set(threading.enumerate()) - before.threads - set(_process_threads):
+    started = set(threading.enumerate()) - before.threads
+    if started:  # the process's own are read only then (a weak set's iteration, in Python)
+        started -= set(_process_threads)
+    for thread in started:
         thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():
             return f"its run left the thread {thread.name!r} running"
@@ -687,11 +690,13 @@ def _open_on(fd: int) -> tuple[int, int] | None:
 def _open_ids() -> frozenset[tuple[int, int, int]]:
     """Each file descriptor this process has open, with the device and inode of what it is open on (``fstat``: no
     path walked, as ``readlink`` of ``/proc/self/fd/N`` does); not the one :func:`os.listdir` opened to read them."""
-    ids = set()
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if (found := _open_on(fd)) is not None:  # else the listing's own, closed since
-            ids.add((fd, *found))
+    ids = []
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        try:
+            found = os.fstat(fd)
+        except OSError:  # the listing's own, closed since
+            continue
+        ids.append((fd, found.st_dev, found.st_ino))
     return frozenset(ids)
 
 
