@@ -75,6 +75,9 @@ def test_the_seconds_between_a_look_that_saw_it_stopped_and_the_next_do_not_coun
     assert not grace.over() and grace.used == 0.0  # a look that sees it stopped
     os.kill(attempt, signal.SIGCONT)
     stopped(attempt, False)
+    # asleep again, waiting for a CPU no more: a wait still to come would be taken off the next seconds (the test
+    # above says why)
+    waitfor(lambda: state(attempt) == "S", 60, "cat to wait for more input again")
     clock.now += INTERRUPT_GRACE
     assert not grace.over() and grace.used == 0.0
     clock.now += INTERRUPT_GRACE
