@@ -59,17 +59,21 @@ def check_limits(values: dict, settings: Settings) -> None:
     callers, a submission's and a batch row's, hold the settings already)."""
     if len(values) > settings.max_params:
         raise TooLarge(f"{len(values)} parameters sent; at most {settings.max_params} are accepted")
-    too_deep = f"nested deeper than {MAX_NESTING} levels"
-    deep = {str(name): [too_deep] for name, value in values.items() if nesting(value) > MAX_NESTING}
-    if deep:
-        raise InvalidParameters(deep)
-    too_long = {
-        str(name): [f"longer than {settings.max_param_length} characters"]
-        for name, value in values.items()
-        if len(value if isinstance(value, str) else json.dumps(value)) > settings.max_param_length
-    }
+    longest = settings.max_param_length
+    deep: list[str] = []
+    too_long: list[str] = []
+    for name, value in values.items():  # one pass: a text (a query's every value) neither nests nor is dumped
+        if not isinstance(value, str):
+            if nesting(value) > MAX_NESTING:
+                deep.append(str(name))
+                continue
+            value = json.dumps(value)
+        if len(value) > longest:
+            too_long.append(str(name))
+    if deep:  # those nested too deeply named first, alone, as the length of one is not asked
+        raise InvalidParameters({name: [f"nested deeper than {MAX_NESTING} levels"] for name in deep})
     if too_long:
-        raise InvalidParameters(too_long)
+        raise InvalidParameters({name: [f"longer than {longest} characters"] for name in too_long})
 
 
 def query_values(info: TaskInfo, args: QueryLists) -> dict:

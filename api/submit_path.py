@@ -49,9 +49,12 @@ class SubmitPath:
         if not path.startswith(PREFIX) or not path.isascii():
             return None
         parts = path[len(PREFIX) :].removesuffix("/").split("/")
-        if len(parts) != len(NAMES) or not all(parts):
+        if len(parts) != 3:  # (NAMES: each one's value, none empty)
             return None
-        return dict(zip(NAMES, parts, strict=True))
+        chain_type, chain, task = parts
+        if not (chain_type and chain and task):
+            return None
+        return {"chain_type": chain_type, "chain": chain, "task": task}
 
     def answer(self, asked: Asked, values: dict[str, str]) -> Answer | None:
         names = (values["chain_type"], values["chain"], values["task"])
@@ -72,7 +75,9 @@ class SubmitPath:
         state, key, run_id, url = data["job_status"], data["key"], data["run_id"], data["status_url"]
         if type(created) is not bool or type(expiry) is not int or data["resource_url"] is not None:
             return None
-        if not (plain(state) and plain(key) and plain(run_id) and plain(url) and plain(message)):
+        if not (type(state) is type(key) is type(run_id) is type(url) is type(message) is str):
+            return None
+        if not plain(f"{state}{key}{run_id}{url}{message}"):  # each one plain: their text together is, once
             return None
         text = "true" if created else "false"
         return (

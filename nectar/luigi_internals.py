@@ -30,7 +30,10 @@ fails loudly, naming the name, when a release changes one of them under us:
   (:func:`task_params`);
 - ``Task._unconsumed_params``, which luigi adds to a task class as it makes its first task (:func:`hold_class_shape`);
 - ``Task.__init__``'s work, its private ``_Task__hash`` included, done as it does it but with the task_id handed in
-  (:func:`make_as_luigi_does`), and ``task_id_str``'s format of an id from its hash (:func:`luigi_task_id`);
+  (:func:`make_as_luigi_does`), and ``task_id_str``'s format of an id from its hash (:func:`luigi_task_id`), its
+  ``_warn_on_wrong_param_types`` made only where a parameter's ``_warn_on_wrong_param_type`` may warn
+  (:func:`warn_on_wrong_param_types`), and ``luigi.configuration.core``'s choice of its parser, which
+  ``get_config`` reads from the environment at each call (:func:`configured`);
 - ``Register.__call__``, which reads a task's parameter values for its instance cache before ``Task.__init__`` reads
   them again (:class:`ReadOnceRegister`, :func:`param_values_once`);
 - ``luigi.server.app``, the application each luigid socket serves (:func:`wrap_luigid_app`, :func:`route_luigid_app`),
@@ -89,6 +92,7 @@ import luigi.mock
 import luigi.rpc
 import luigi.scheduler
 import luigi.worker
+from luigi.configuration.cfg_parser import LuigiConfigParser
 from luigi.execution_summary import (
     LuigiRunResult,
     LuigiStatusCode,
@@ -98,7 +102,7 @@ from luigi.execution_summary import (
     _summary_wrap,
     _tasks_status,
 )
-from luigi.parameter import ParameterVisibility
+from luigi.parameter import Parameter, ParameterVisibility
 from luigi.scheduler import WORKER_STATE_ACTIVE
 from luigi.setup_logging import InterfaceLogging
 from luigi.task import (
@@ -112,6 +116,7 @@ from luigi.task_status import DONE, FAILED, PENDING
 
 from nectar import forks, standby
 from nectar.retry_count import kept_count
+from nectar.stdlib_internals import environ_data
 from nectar.stops import FLUSHING, SAVING
 
 logger = logging.getLogger(__name__)
@@ -1154,7 +1159,7 @@ def given_param_values(
     holds the two to the same answers)."""
     if args or len(kwargs) != len(params):
         return read(params, args, kwargs)
-    if cls.get_task_family() in luigi.configuration.get_config().sections():
+    if configured(cls.get_task_family()):
         return read(params, args, kwargs)
     found = dict(params)
     normalized: dict[str, Any] = {}
@@ -1167,6 +1172,47 @@ def given_param_values(
     if not hasattr(cls, _UNCONSUMED):  # as luigi's (a set of the configured names it warned of)
         setattr(cls, _UNCONSUMED, set())
     return [(name, normalized[name]) for name, _ in params]
+
+
+#: luigi's check of a parameter's value that returns at once for every subclass that has none of its own, and its
+#: task's check of every parameter (:func:`warn_on_wrong_param_types`)
+_NO_WARNING = Parameter._warn_on_wrong_param_type
+_LUIGI_WARN_TYPES = luigi.Task._warn_on_wrong_param_types
+#: the environment variable that names luigi's configuration parser (``luigi.configuration.core``), as
+#: ``os.environ``'s own dictionary keys it
+_PARSER_VARIABLE = b"LUIGI_CONFIG_PARSER"
+
+
+def configured(family: str) -> bool:
+    """luigi's ``family in luigi.configuration.get_config().sections()``: whether its configuration has a section
+    named ``family``. Where the environment names no parser (luigi's default, ``cfg``), asked of that parser's one
+    instance, ``get_config``'s answer then (tests/nectar/test_luigi_internals.py pins ``get_config``): luigi's
+    ``os.environ.get`` of the unset variable raised and caught a KeyError, and its ``sections()`` listed every section,
+    ~21k instructions at each submission, ~2k here (callgrind). Else luigi's own, which reads the variable."""
+    if _PARSER_VARIABLE in environ_data():
+        return family in luigi.configuration.get_config().sections()
+    return bool(LuigiConfigParser.instance().has_section(family))
+
+
+def _may_warn(param: Any) -> bool:
+    """Whether luigi's check of a value of ``param`` (its ``_warn_on_wrong_param_type``) may warn: its class has a
+    check of its own, or is luigi's ``Parameter`` itself (its check warns of a value that is not a str); for any other
+    it returns at once."""
+    kind = type(param)
+    return kind is Parameter or kind._warn_on_wrong_param_type is not _NO_WARNING
+
+
+def warn_on_wrong_param_types(task: luigi.Task, params: list[tuple[str, Any]]) -> None:
+    """luigi's ``task._warn_on_wrong_param_types()`` (``params``: the task's own), made only where one of ``params``
+    may warn (:func:`_may_warn`), or the task's class has its own: it read the class's parameters again to call each
+    one's check, ~12.5k instructions at each submission of a task of ``IntParameter``, whose checks return at once."""
+    if type(task)._warn_on_wrong_param_types is not _LUIGI_WARN_TYPES:
+        task._warn_on_wrong_param_types()
+        return
+    for _, param in params:
+        if _may_warn(param):
+            task._warn_on_wrong_param_types()
+            return
 
 
 def _same_arguments(
@@ -1233,7 +1279,7 @@ def make_as_luigi_does(
     for key, value in param_values:
         setattr(task, key, value)
     task.param_kwargs = dict(param_values)
-    task._warn_on_wrong_param_types()
+    warn_on_wrong_param_types(task, params)
     task.task_id = identify(task.get_task_family(), task.to_str_params(only_significant=True, only_public=True))
     setattr(task, _TASK_HASH, hash(task.task_id))
     task.set_tracking_url = None

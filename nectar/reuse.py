@@ -31,6 +31,7 @@ import socket
 import sys
 import threading
 import time
+import types
 import warnings
 import weakref
 from collections import Counter
@@ -78,6 +79,14 @@ _process_handlers: dict[int, Callable[..., None]] = {}
 #: ``os.environ``'s own dictionary (:func:`~nectar.stdlib_internals.environ_data`): copied and compared in ~3.5 µs a
 #: run, where the mapping's public copy and comparison decode every variable (~190 µs)
 _ENVIRON = environ_data()
+#: the name of a module object of this module's own, moved to the end of ``sys.modules`` by each :func:`before_run`,
+#: after which each module the run imports is added (:func:`_imported_since`): where the names noted as a tuple
+#: were ~68,000 instructions of each ~280,000 ``before_run`` (callgrind, ~720 modules), a pop and an insertion; no
+#: import can bind it (not an identifier)
+_SINCE = "nectar.reuse:before-run"
+_since = types.ModuleType(
+    _SINCE, "The mark of nectar.reuse.before_run in sys.modules: names after it were imported since."
+)
 #: this process's anonymous resident megabytes (:func:`anon_mb`) when it was first ready for a run (:func:`before_run`;
 #: None: not yet, as in a process just forked): what it shares with the worker it was forked from, and what any fresh
 #: process holds
@@ -124,24 +133,33 @@ class LoggerSettings(NamedTuple):
     """What a run's code may set on logging besides its handlers: ``logging.disable``'s level, each logger's (the
     root one too) level, ``propagate`` and ``disabled`` (set by ``logging.config``'s ``disable_existing_loggers``),
     and the factory of records and class of loggers (``logging.setLogRecordFactory``, ``setLoggerClass``: left as a
-    run set them, the next runs' records were its factory's, which held what its closure held)."""
+    run set them, the next runs' records were its factory's, which held what its closure held).
+
+    Each logger's three in a list beside the list of loggers, in its order (:meth:`by_logger` pairs them): two walks'
+    lists compare in C where no logger was made or changed, without hashing each logger into a dictionary (callgrind,
+    a reused attempt's cycle: ~83 k instructions a walk of ~100 loggers as a dictionary)."""
 
     disabled_below: int
-    loggers: dict[logging.Logger, tuple[int, bool, bool]]
+    loggers: list[logging.Logger]
+    #: by logger of ``loggers``, in its order: its level, ``propagate`` and ``disabled``
+    values: list[tuple[int, bool, bool]]
     #: ``logging.getLogRecordFactory()`` and ``logging.getLoggerClass()``: what makes each record and each new logger
     record_factory: Callable[..., logging.LogRecord]
     logger_class: type[logging.Logger]
 
+    def by_logger(self) -> dict[logging.Logger, tuple[int, bool, bool]]:
+        """Each logger's level, ``propagate`` and ``disabled``."""
+        return dict(zip(self.loggers, self.values, strict=True))
+
 
 def _logger_settings(found: list[logging.Logger] | None = None) -> LoggerSettings:
     """:class:`LoggerSettings` now: a walk of logging's loggers (~8 µs for the ~80 of an attempt process), or of those
-    ``found`` by the caller's own :func:`~nectar.logs.module_handlers.loggers`."""
+    ``found`` by the caller's own :func:`~nectar.logs.module_handlers.loggers` (a list of its own, held as it is)."""
+    found = loggers() if found is None else found
     return LoggerSettings(
         logging.Logger.manager.disable,
-        {
-            logger: (logger.level, logger.propagate, logger.disabled)
-            for logger in (loggers() if found is None else found)
-        },
+        found,
+        [(logger.level, logger.propagate, logger.disabled) for logger in found],
         logging.getLogRecordFactory(),
         logging.getLoggerClass(),
     )
@@ -229,11 +247,6 @@ class Before:
     settings: LoggerSettings
     #: logging's root logger and the manager of its loggers (:func:`_logging_roots`)
     roots: LoggingRoots
-    #: the names of the modules imported, read only where the run changed logging (a set of them made then): a
-    #: tuple, made in half the time of a frozenset of the ~720 names, which the collector untracks (strings alone)
-    #: once it first scanned it, where it scanned the set in each generation it went through (callgrind, a reused
-    #: attempt's cycle: :func:`before_run` 0.43 -> 0.32 M instructions, the frozenset 0.13 M of it)
-    modules: tuple[str, ...]
     #: ``sys.stdout``, ``sys.stderr``
     streams: tuple[TextIO, TextIO]
     #: the working directory, the environment (:data:`_ENVIRON`), ``sys.path`` and the file mode mask
@@ -260,13 +273,13 @@ def before_run() -> Before:
     umask = os.umask(0)
     os.umask(umask)
     found = loggers()  # one list of logging's loggers for their handlers and their settings
+    _mark_imports()
     return Before(
         frozenset(threading.enumerate()),
         handlers,
         held(found),
         _logger_settings(found),
         _logging_roots(),
-        tuple(sys.modules),
         (sys.stdout, sys.stderr),
         os.getcwd(),
         _ENVIRON.copy(),
@@ -275,6 +288,25 @@ def before_run() -> Before:
         luigi_config(),
         _process_hooks(),
     )
+
+
+def _mark_imports() -> None:
+    """Move :data:`_SINCE`'s mark to the end of ``sys.modules`` (:func:`_imported_since`)."""
+    modules = sys.modules
+    modules.pop(_SINCE, None)
+    modules[_SINCE] = _since
+
+
+def _imported_since() -> set[str]:
+    """The names of the modules imported since the last :func:`before_run`: those after its mark in ``sys.modules``,
+    a dictionary, which keeps its names in the order they were added (a module imported, or imported again once a
+    run's code took it out, is added last). Read only where a run changed logging. Empty if the mark is gone (a run's
+    code took it out): then no module's logger is one a run's import set up."""
+    names = list(sys.modules)
+    try:
+        return set(names[names.index(_SINCE) + 1 :])
+    except ValueError:
+        return set()
 
 
 def process_thread(thread: threading.Thread, registry: str | None = None) -> threading.Thread:
@@ -326,7 +358,10 @@ def left_behind(before: Before, max_rss_mb: int) -> str | None:
     waited for), a resident size grown by more than ``max_rss_mb`` since the process was first ready (0: no bound):
     :func:`grown_mb`."""
     deadline = time.monotonic() + THREAD_GRACE
-    for thread in set(threading.enumerate()) - before.threads - set(_process_threads):
+    started = set(threading.enumerate()) - before.threads
+    if started:  # the process's own are read only then (a weak set's iteration, in Python)
+        started -= set(_process_threads)
+    for thread in started:
         thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():
             return f"its run left the thread {thread.name!r} running"
@@ -495,7 +530,7 @@ def _put_back_log_handlers(before: Before, found: list[logging.Logger]) -> bool:
     replaced = _logging_roots() != before.roots
     if not replaced and held(found) == before.loggers:
         return False
-    imported = sys.modules.keys() - before.modules
+    imported = _imported_since()
     added: list[logging.Handler] = []
     with logging_lock():
         if replaced:  # the run's hierarchy let go of, its handlers closed
@@ -529,9 +564,10 @@ def _put_back_logger_settings(before: Before, found: list[logging.Logger]) -> No
         logging.setLogRecordFactory(before.settings.record_factory)
     if now.logger_class is not before.settings.logger_class:
         logging.setLoggerClass(before.settings.logger_class)
-    imported = sys.modules.keys() - before.modules
-    for logger, settings in now.loggers.items():
-        was = before.settings.loggers.get(logger)
+    imported = _imported_since()
+    noted = before.settings.by_logger()
+    for logger, settings in now.by_logger().items():
+        was = noted.get(logger)
         if was is None and logger.name in imported:
             continue
         level, propagate, disabled = was or (logging.NOTSET, True, False)
@@ -654,11 +690,13 @@ def _open_on(fd: int) -> tuple[int, int] | None:
 def _open_ids() -> frozenset[tuple[int, int, int]]:
     """Each file descriptor this process has open, with the device and inode of what it is open on (``fstat``: no
     path walked, as ``readlink`` of ``/proc/self/fd/N`` does); not the one :func:`os.listdir` opened to read them."""
-    ids = set()
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if (found := _open_on(fd)) is not None:  # else the listing's own, closed since
-            ids.add((fd, *found))
+    ids = []
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        try:
+            found = os.fstat(fd)
+        except OSError:  # the listing's own, closed since
+            continue
+        ids.append((fd, found.st_dev, found.st_ino))
     return frozenset(ids)
 
 

@@ -12,8 +12,7 @@ under us (``tests/test_seams.py`` finds a private name read anywhere else):
 - ``multiprocessing.SimpleQueue._reader``, the queue's reading end (:func:`queue_reader`);
 - ``atexit._ncallbacks`` and ``atexit._clear`` (:func:`exit_callbacks`, :func:`forget_exit_callbacks`);
 - ``Path._make_child_relpath``, a folder's entry made without parsing its name (:data:`child_path`; Python 3.13's
-  pathlib has none: there ``/``'s own ``joinpath``);
-- ``_abc._get_dump``, an abstract class's registry of virtual subclasses (:func:`abc_registry`).
+  pathlib has none: there ``/``'s own ``joinpath``).
 """
 
 from __future__ import annotations
@@ -124,13 +123,3 @@ def exit_callbacks() -> int:
 def forget_exit_callbacks() -> None:
     """Forget every callback ``atexit`` holds, none run (``atexit._clear``)."""
     atexit._clear()
-
-
-#: ``abc``'s C module's debugging dump of an abstract class's state: (registry, cache, negative cache, its version)
-_abc_dump: Callable[[type], tuple[set[Any], set[Any], set[Any], int]] = sys.modules["_abc"]._get_dump
-
-
-def abc_registry(cls: type) -> tuple[Any, ...]:
-    """The weak references to the virtual subclasses registered on the abstract class ``cls`` (``ABCMeta``'s
-    registry, which no public name reads): the same objects while none was added or removed."""
-    return tuple(_abc_dump(cls)[0])

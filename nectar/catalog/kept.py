@@ -2,15 +2,16 @@
 (:mod:`nectar.catalog.keepable`), executed ahead by a spare, and left by each run exactly as executed.
 
 Its state is noted once the module was executed, before it is rehearsed or run (:func:`watch`): its ``__dict__``, each
-class it defined (its ``__dict__``, bases, names, subclasses, virtual subclasses; its properties' docstrings, its
-static and class methods' ``vars()``), each luigi parameter's ``vars()``, each function's code, defaults, keyword
-defaults, ``__dict__``, docstring, annotations, names, module and closure cells, the contents of the plain containers
-among those values (a class's or function's annotations, a function's keyword defaults, luigi's set of unconsumed
-names), luigi's registry's classes of the module, what each of its imports and loggers would bind if executed again.
-After each run (:func:`after_run`, in :func:`nectar.reuse.put_back`) it is compared, in C: each dict's size, then
-every value read by ``itemgetter`` and ``attrgetter`` into one tuple, compared by identity (``map(operator.is_,
-...)``); ~474,000 instructions for the benchmarks' probe chain (9 classes, 18 parameters, 21 functions: 637 values,
-71 dicts), where executing it anew and rehearsing it is ~2 million
+class it defined (its ``__dict__``, bases, names, subclasses; its properties' docstrings, its static and class
+methods' ``vars()``), each luigi parameter's ``vars()``, each function's code, defaults, keyword defaults,
+``__dict__``, docstring, annotations, names, module and closure cells, the contents of the plain containers among
+those values (a class's or function's annotations, a function's keyword defaults, luigi's set of unconsumed names),
+luigi's registry's classes of the module, what each of its imports and loggers would bind if executed again, and the
+process's count of virtual subclasses registered (``abc.get_cache_token()``: a class of the file registered one).
+After each run (:func:`after_run`, in :func:`nectar.reuse.put_back`) it is compared, in C: each dict's size and the
+count, then every value read by ``itemgetter`` and ``attrgetter`` into one tuple, compared by identity
+(``map(operator.is_, ...)``); ~434,000 instructions for the benchmarks' probe chain (9 classes, 18 parameters, 21
+functions: 616 values, 71 dicts), where executing it anew and rehearsing it is ~2 million
 (callgrind). Anything that differs and the module is executed anew for the next run, as every module was before. What
 nectar itself sets on a class as it is used, which a fresh class computes again to the same answer (its caches: two
 checked against the class where they are read, the chain of the class's file not checked, private and the same for a
@@ -35,7 +36,6 @@ from luigi.task_register import Register
 
 from nectar.catalog.keepable import TRUSTED, Keepable
 from nectar.luigi_internals import ReadOnceRegister, task_classes_of
-from nectar.stdlib_internals import abc_registry
 from nectar.task import NectarTask
 
 #: the attributes of a class the file made whose values are not compared, each with why: what nectar itself sets on
@@ -52,13 +52,12 @@ OURS: Mapping[str, str] = {
 }
 _OURS = frozenset(OURS)
 #: a function's state a run could change (its closure's cells, its annotations' and keyword defaults' contents are
-#: read apart)
+#: read apart; not ``__closure__`` itself, which no code can set: the same tuple of the same cells for good)
 _FUNCTION = operator.attrgetter(
     "__code__",
     "__defaults__",
     "__kwdefaults__",
     "__dict__",
-    "__closure__",
     "__doc__",
     "__annotations__",
     "__name__",
@@ -123,6 +122,11 @@ class Snapshot:
                 self._read_one(_CELL, cell)
         self.sizes = self._sizes()
         self.expected = self._values()
+        #: the count of virtual subclasses registered in the process, on any abstract class (``abc.get_cache_token``:
+        #: each ``register`` moves it): one registered since on a class of the file (luigi's task classes are
+        #: abstract) changed the module; one on another class makes it executed anew too, a fork's worth of work lost,
+        #: nothing carried (a run registers none: the count stays over the throughput benchmark's kept runs)
+        self.registered = abc.get_cache_token()
 
     def _read_one(self, read: Callable[[Any], Any], arg: Any) -> None:
         self.one[0].append(read)
@@ -160,8 +164,6 @@ class Snapshot:
         self._dict(vars(cls), _OURS)
         self._read_many(_CLASS, cls)
         self._read_many(type.__subclasses__, cls)
-        if isinstance(cls, abc.ABCMeta):  # its virtual subclasses (``register``): luigi's task classes are abstract
-            self._read_many(abc_registry, cls)
         for value in vars(cls).values():
             if isinstance(value, luigi.Parameter):
                 self._dict(vars(value))
@@ -190,7 +192,7 @@ class Snapshot:
         """Whether the module is still exactly as noted: every dict of the same size with the same keys, the same
         objects everywhere."""
         try:
-            if self._sizes() != self.sizes:
+            if self._sizes() != self.sizes or abc.get_cache_token() != self.registered:
                 return False
             now = self._values()
         except Exception:  # a key gone, a cell emptied, a binding gone: changed

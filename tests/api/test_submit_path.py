@@ -375,11 +375,12 @@ WRITTEN_ANSWERS: list[tuple[dict[str, Any], int, str, bool]] = [
     (QUEUED_DATA, 202, "queued", True),
     ({**QUEUED_DATA, "created": False, "job_status": "RUNNING"}, 202, "an identical run is already active", True),
     ({**QUEUED_DATA, "expires_in": 10**20}, 202, "queued", True),
-    *(
-        ({**QUEUED_DATA, "key": f"local/chain/Task/{odd}"}, 202, "queued", False)
+    *(  # a value JSON escapes, in each text the template writes (the message's below)
+        ({**QUEUED_DATA, field: f"{QUEUED_DATA[field]}{odd}"}, 202, "queued", False)
+        for field in ("key", "job_status", "run_id", "status_url")
         for odd in ('a"b', "a\\b", "a\x7fb", "a\tb", "é", "\u2028", "a\x00b")
     ),
-    ({**QUEUED_DATA, "run_id": 7}, 202, "queued", False),
+    *(({**QUEUED_DATA, field: 7}, 202, "queued", False) for field in ("key", "job_status", "run_id", "status_url")),
     ({**QUEUED_DATA, "created": 1}, 202, "queued", False),
     ({**QUEUED_DATA, "expires_in": True}, 202, "queued", False),
     ({**QUEUED_DATA, "resource_url": "http://x"}, 202, "queued", False),

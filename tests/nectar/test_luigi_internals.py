@@ -26,6 +26,7 @@ import time
 import types
 import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -1081,6 +1082,61 @@ def test_make_as_luigi_does_does_what_luigis_task_init_does(probes: str) -> None
         assert vars(made) == vars(luigis) and hash(made) == hash(luigis) and made == luigis
 
 
+def _luigi_parameter_kinds() -> list[type]:
+    """Every parameter class of ``luigi.parameter`` that can be made without arguments."""
+    kinds = []
+    for kind in vars(luigi.parameter).values():
+        if isinstance(kind, type) and issubclass(kind, luigi.Parameter):
+            try:
+                kind()
+            except Exception:  # one that needs its choices, its enum... made otherwise
+                continue
+            kinds.append(kind)
+    return kinds
+
+
+def _made_warnings(make: Callable[[], Any]) -> tuple[list[tuple[type, str]], str | None]:
+    """The warnings ``make()`` gave (category and text), and its error if it raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        error = _param_values_or_error(make)[1]
+    return [(w.category, str(w.message)) for w in caught], error
+
+
+@pytest.mark.parametrize("kind", _luigi_parameter_kinds(), ids=lambda kind: kind.__name__)
+@pytest.mark.parametrize("value", [1, "text", None, 2.5])
+def test_make_as_luigi_does_warns_of_a_wrong_value_as_luigi_does(probes: str, kind: type, value: Any) -> None:
+    """A task made by :func:`make_as_luigi_does`, which asks luigi's check of its parameters' values only where one
+    of them may warn (:func:`~nectar.luigi_internals.warn_on_wrong_param_types`), warns of a value of the wrong type
+    as luigi's own ``Task.__init__`` does (``Parameter``, ``OptionalParameter``'s kinds, ``TimeDeltaParameter``...), for
+    every parameter class luigi has; and so does a task class with a check of its own. A luigi whose checks changed
+    fails here too (their code pinned)."""
+    pinned: dict[Callable[..., Any], str] = {
+        luigi.Task._warn_on_wrong_param_types: "9e083854c020bb80",
+        luigi.Parameter._warn_on_wrong_param_type: "a439c2eb1747c273",
+    }
+    for function, digest in pinned.items():
+        source = inspect.getsource(function).encode()
+        assert hashlib.sha256(source).hexdigest()[:16] == digest, f"luigi changed {function.__qualname__}"
+    checked: list[str] = []
+
+    def own_check(self: luigi.Task) -> None:  # a class's own check: asked whatever its parameters
+        checked.append(type(self).__name__)
+
+    def made_by(make: Callable[[], Any]) -> tuple[Any, ...]:
+        """What making a task warned, raised and checked."""
+        found = (*_made_warnings(make), list(checked))
+        checked.clear()
+        return found
+
+    for members in ({}, {"_warn_on_wrong_param_types": own_check}):
+        cls: Any = probe(f"SeamWarned{kind.__name__}{len(members)}", p=kind(), **members)
+        luigis = made_by(lambda: type.__call__(cls, p=value))  # noqa: B023 -- called at once, in this pass
+        made = object.__new__(cls)
+        ours = made_by(lambda: make_as_luigi_does(made, (), {"p": value}, luigi.task.task_id_str))  # noqa: B023
+        assert ours == luigis
+
+
 def _param_values_or_error(read: Callable[[], Any]) -> tuple[Any, str | None]:
     """What a read of parameter values answers: its values, or the type and text of its error."""
     try:
@@ -1134,6 +1190,43 @@ def test_given_param_values_of_a_configured_task_are_luigis_with_its_warning(pro
     finally:
         config.remove_section(family)
     assert found == [("n", 1)]
+
+
+@pytest.mark.parametrize("parser", [None, "cfg", "toml", "unknown"])
+def test_configured_is_luigis_section_of_the_family_whatever_parser_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch, parser: str | None
+) -> None:
+    """:func:`~nectar.luigi_internals.configured` answers as ``family in get_config().sections()``: a section added,
+    and taken off, shows at once; with a parser named in the environment (luigi's own read of it), its answer or error
+    is luigi's (a parser not installed: ImportError). ``get_config`` and its choice of parser pinned: the answer asked
+    of the default parser's instance is what luigi's get_config gives where no parser is named."""
+    for function, digest in {
+        luigi.configuration.get_config: "27284ce59f651ce4",
+        luigi.configuration.core._get_default_parser: "180d736945adc2be",
+    }.items():
+        source = inspect.getsource(function).encode()
+        assert hashlib.sha256(source).hexdigest()[:16] == digest, f"luigi changed {function.__qualname__}"
+    if parser is None:
+        monkeypatch.delenv("LUIGI_CONFIG_PARSER", raising=False)
+    else:
+        monkeypatch.setenv("LUIGI_CONFIG_PARSER", parser)
+    config, family = luigi.configuration.LuigiConfigParser.instance(), "nectar_probe_configured"
+
+    def both() -> tuple[Any, Any]:
+        luigis = _param_values_or_error(lambda: family in luigi.configuration.get_config().sections())
+        return _param_values_or_error(lambda: nectar.luigi_internals.configured(family)), luigis
+
+    answers = [both()]
+    config.add_section(family)
+    try:
+        answers.append(both())
+    finally:
+        config.remove_section(family)
+    answers.append(both())
+    for ours, luigis in answers:
+        assert ours == luigis
+    if parser != "toml":
+        assert [ours for ours, _ in answers] == [(False, None), (True, None), (False, None)]
 
 
 def test_luigis_configuration_reads_the_files_config_paths_lists_and_add_config_path_appends_to_it(

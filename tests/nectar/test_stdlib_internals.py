@@ -3,7 +3,6 @@ on. A failure here means a Python release changed one under the seam: adapt the 
 
 from __future__ import annotations
 
-import abc
 import atexit
 import logging
 import os
@@ -178,14 +177,3 @@ def test_a_child_path_is_the_folders_entry_as_slash_makes_it(tmp_path: Path) -> 
             assert made.parts == expected.parts and made.name == name and made.parent == folder
     (tmp_path / "entry.log").write_text("here")
     assert stdlib_internals.child_path(tmp_path, "entry.log").read_text() == "here"
-
-
-def test_abc_registry_names_the_virtual_subclasses_an_abstract_class_registered() -> None:
-    class Abstract(abc.ABC):  # noqa: B024 (its registry is what is read, not its methods)
-        pass
-
-    assert stdlib_internals.abc_registry(Abstract) == ()
-    Abstract.register(bytearray)
-    (registered,) = stdlib_internals.abc_registry(Abstract)
-    assert registered() is bytearray
-    assert stdlib_internals.abc_registry(Abstract) == (registered,)
