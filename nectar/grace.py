@@ -48,9 +48,10 @@ class Grace:
     """The grace of the attempt whose process is ``pid`` (this process's own: :func:`os.getpid`), from now.
 
     Each :meth:`over` counts the seconds since the one before (``clock``) less those the attempt waited for a CPU,
-    none when it is seen stopped; the grace is over once ``seconds`` were counted, or ``backstop`` seconds of the
-    clock passed. Its process stopped between two looks and continued is seen running: ask often (a worker's poll)
-    for a stop to be seen; its own process cannot see itself stopped.
+    none when it is seen stopped, nor when the look before saw it stopped (when it was continued in between is
+    unknown: it gets up to one look's interval more); the grace is over once ``seconds`` were counted, or ``backstop``
+    seconds of the clock passed. Its process stopped between two looks and continued is seen running: ask often (a
+    worker's poll) for a stop to be seen; its own process cannot see itself stopped.
     """
 
     def __init__(
@@ -63,17 +64,19 @@ class Grace:
         self.pid, self.seconds, self.backstop, self._clock = pid, seconds, backstop, clock
         self._began = self._seen = clock()
         self._waited = run_queue_wait(pid)
+        #: whether the last look (or the start) saw the process stopped
+        self._halted = stopped(pid)
         #: seconds of the grace used so far
         self.used = 0.0
         self._said = False
 
     def over(self) -> bool:
         """Whether the grace is over (counted up to now)."""
-        now, waited = self._clock(), run_queue_wait(self.pid)
-        if not stopped(self.pid):
+        now, waited, halted = self._clock(), run_queue_wait(self.pid), stopped(self.pid)
+        if not halted and not self._halted:
             denied = waited - self._waited if waited is not None and self._waited is not None else 0.0
             self.used += max(0.0, now - self._seen - denied)
-        self._seen, self._waited = now, waited
+        self._seen, self._waited, self._halted = now, waited, halted
         if self.used >= self.seconds or now - self._began >= self.backstop:
             return True
         if not self._said and now - self._began >= self.seconds:

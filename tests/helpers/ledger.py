@@ -40,6 +40,13 @@ def starts(task_id):
         return sum(1 for line in handle if line.split()[:2] == ["start", task_id])
 
 
+def started_here(task_id):
+    """Whether this process's last line about the task is its start: an execution that has not said how it ended."""
+    with open(LEDGER) as handle:
+        words = [line.split()[0] for line in handle if line.split()[1:3] == [task_id, str(os.getpid())]]
+    return words[-1:] == ["start"]
+
+
 class Recorded(NectarTask):
     """The k-th start of a task sleeps the k-th of ``sleeps`` (the last repeats), then waits until the file
     ``gate`` exists (if one is named); its first ``fails`` starts fail."""
@@ -50,9 +57,11 @@ class Recorded(NectarTask):
     gate = luigi.Parameter(default="")
 
     def run(self):
-        note("start", self.task_id)
-        k = starts(self.task_id) - 1
+        # one try from before the start line to after the end line: an interruption (a signal's handler raising in
+        # this thread) lands between any two bytecodes, and one right after the start line is a fail too
         try:
+            note("start", self.task_id)
+            k = starts(self.task_id) - 1
             plan = [float(s) for s in self.sleeps.split(",")]
             time.sleep(plan[min(k, len(plan) - 1)])
             while self.gate and not os.path.exists(self.gate):
@@ -61,10 +70,11 @@ class Recorded(NectarTask):
                 raise RuntimeError(f"planned failure {k + 1} of {self.fails}")
             with self.output().open("w") as out:
                 out.write(f"{self.task_id} {os.getpid()}\\n")
+            note("end", self.task_id)
         except BaseException:
-            note("fail", self.task_id)
+            if started_here(self.task_id):  # not stopped before its start line, nor after its end line
+                note("fail", self.task_id)
             raise
-        note("end", self.task_id)
 
 
 class LedgerTask(Recorded):

@@ -65,6 +65,22 @@ def test_the_seconds_a_stopped_attempt_spends_stopped_do_not_count(attempt: int)
     assert grace.over()
 
 
+def test_the_seconds_between_a_look_that_saw_it_stopped_and_the_next_do_not_count(attempt: int) -> None:
+    """Continued some time after a look saw it stopped, the attempt is seen running at the next look: when it was
+    continued in between is unknown, and none of those seconds count (they all did: a worker looks every heartbeat,
+    2 s by default and more on a loaded machine, and an attempt continued just after a look had that much of its
+    grace taken before it could run; one continued after two looks lost all of it). The seconds after count."""
+    clock, grace = graced_then_stopped(attempt)
+    clock.now += 1
+    assert not grace.over() and grace.used == 0.0  # a look that sees it stopped
+    os.kill(attempt, signal.SIGCONT)
+    stopped(attempt, False)
+    clock.now += INTERRUPT_GRACE
+    assert not grace.over() and grace.used == 0.0
+    clock.now += INTERRUPT_GRACE
+    assert grace.over()
+
+
 def test_an_attempt_that_stays_stopped_is_ended_at_the_backstop(attempt: int) -> None:
     clock, grace = graced_then_stopped(attempt)
     clock.now += GRACE_BACKSTOP - 1

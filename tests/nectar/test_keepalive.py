@@ -15,6 +15,7 @@ import pytest
 from harness import GUNICORN, REPO, Processes, base_env, children, connected_to, free_port, lifeline_env, waitfor
 from nectar.config import Settings
 from nectar.gunicorn_ext import KEEPALIVE_REQUESTS
+from nectar.ports import socket_inodes, tcp_sockets
 
 #: a Retry-After longer than gunicorn's old keep-alive (5 s), so that the old setting fails this test
 RETRY_AFTER = 6
@@ -110,9 +111,19 @@ def test_clients_all_held_by_one_worker_spread_to_a_worker_started_beside_it(
             client.close()
 
 
-def holder(workers: list[int], connection: socket.socket) -> int | None:
-    """Which of ``workers`` has accepted the client's ``connection`` (None: none yet)."""
-    return next((pid for pid in workers if connected_to(pid, connection.getsockname()[1])), None)
+def holders(workers: list[int], connections: list[socket.socket]) -> list[int | None]:
+    """Which of ``workers`` has accepted each of the clients' ``connections`` (None: none yet, or it closed since),
+    from one read of the kernel's TCP table: it lists every socket of the machine (thousands, beside a loaded
+    suite), and a read of it for each connection and worker took longer than a connection is kept alive."""
+    inodes = {pid: socket_inodes(pid) for pid in workers}
+    peers: dict[int, set[str]] = {}  # a client's port -> the inodes of the sockets whose peer it is
+    for fields in tcp_sockets():
+        peers.setdefault(int(fields[2].rpartition(":")[2], 16), set()).add(fields[9])
+    found = []
+    for connection in connections:
+        sockets = peers.get(connection.getsockname()[1], set())
+        found.append(next((pid for pid in workers if sockets & inodes[pid]), None))
+    return found
 
 
 def test_a_worker_whose_threads_all_answer_takes_no_new_connection(settings: Settings, processes: Processes) -> None:
@@ -129,13 +140,19 @@ def test_a_worker_whose_threads_all_answer_takes_no_new_connection(settings: Set
     clients = [http.client.HTTPConnection("127.0.0.1", served.port, timeout=60) for _ in range(16)]
     try:
         held.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line: its thread reads on
-        busy = waitfor(lambda: holder(workers, held), 60, "a worker to accept the held connection")
+        busy = waitfor(lambda: holders(workers, [held])[0], 60, "a worker to accept the held connection")
         for client in clients:
             client.request("GET", "/healthz")  # connects; the answer is read after
+        accepted: dict[int, int] = {}  # a client's index -> the worker seen holding its connection
 
-        def taken() -> list[int | None] | None:
-            found = [holder(workers, client.sock) for client in clients]
-            return None if None in found else found
+        def taken() -> list[int] | None:
+            """Each connection's worker, once each was seen held: a connection answered is kept alive for gunicorn's
+            ``keepalive`` seconds, then closed, and a look that comes later no longer finds it."""
+            waiting = [n for n in range(len(clients)) if n not in accepted]
+            for n, pid in zip(waiting, holders(workers, [clients[n].sock for n in waiting]), strict=True):
+                if pid is not None:
+                    accepted[n] = pid
+            return [accepted[n] for n in range(len(clients))] if len(accepted) == len(clients) else None
 
         by = waitfor(taken, 60, "every connection to be accepted by a worker")
         assert busy not in by, f"worker {busy}, its only thread held, accepted {by.count(busy)} of {len(by)}"
