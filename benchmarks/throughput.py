@@ -36,6 +36,9 @@ RECYCLES = 3
 #: workers of each batch of the scaling figures, in the order they run: each 2 workers' batch paired with one of 1,
 #: which of the two runs first alternating (a batch after another finds the machine as that one left it)
 SCALING_ORDER = (2, 1, 1, 2, 2, 1)
+#: the first ``n`` of each batch's ProbeTask runs (the scaling batches', the recycle pairs'): a batch's n from
+#: its first + batch × :data:`BATCH_SPAN`, so that no run is deduplicated against another batch's
+SCALING_FIRST, RECYCLE_FIRST, BATCH_SPAN = 1_000_000, 3_000_000, 100_000
 #: pairs of batches of one size, one with recycles and one without, which of the two runs first alternating by pair
 RECYCLE_PAIRS = 2
 
@@ -392,14 +395,14 @@ def run(ctx: Context) -> list[Figure]:
             if batch:  # the first batch's 2 workers are those the dispatch samples warmed
                 workers = cluster.start_workers(slots)
                 through_service(cluster, -2 - batch)  # warm as the first were: a start-up is not the rate
-            first = 1_000_000 + batch * 100_000  # each batch its own runs: none deduplicated against another's
+            first = SCALING_FIRST + batch * BATCH_SPAN
             rate, said, per_run = measured(cluster, workers, slots, first, count)
             cluster.procs.stop(workers)
             print(f"{slots} worker{'s' if slots > 1 else ''}, batch {batch + 1} of {len(SCALING_ORDER)}: {said}")
             rates[slots].append(rate)
             cpu[slots].append(per_run)
         every, default = RECYCLED_AFTER[0 if ctx.quick else 1], cluster.settings.runs_per_process
-        served = processes(cluster.settings.registry_path, 1_000_000, count)  # the first batch's
+        served = processes(cluster.settings.registry_path, SCALING_FIRST, count)  # the first batch's
         # each of as many processes as served the first batch, recycled as often; a whole number of runs per client,
         # so that every client sends as many (hammer sends each POST once: a client past the last run stops)
         recycled_count = math.ceil(every * served * RECYCLES / CLIENTS) * CLIENTS
@@ -456,7 +459,7 @@ def recycle_pairs(cluster: Cluster, every: int, count: int) -> tuple[list[tuple[
             batch = 2 * pair + recycled
             workers = cluster.start_workers(2, **({"NECTAR_RUNS_PER_PROCESS": str(every)} if recycled else {}))
             through_service(cluster, -10 - batch)  # warm as the 2 were
-            first = 3_000_000 + batch * 100_000
+            first = RECYCLE_FIRST + batch * BATCH_SPAN
             rates[recycled], batch_said, _ = measured(cluster, workers, 2, first, count)
             cluster.procs.stop(workers)
             if recycled:
