@@ -12,11 +12,8 @@ import traceback
 from pathlib import Path
 
 from benchmarks.harness import Context, Figure, table
-from benchmarks.machine import spread_folder
 from harness import stopping_on_signals
 
-#: the folder, in the system's temporary one, of each run's own folder
-FOLDER = "nectar-bench"
 #: in the order they run
 BENCHMARKS = (
     *("dispatch", "throughput", "status", "submit", "fanout", "parallel", "memory", "coldstart", "schedules"),
@@ -36,8 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figure] = []
     failed: list[str] = []
     began = time.monotonic()
-    # not beside the last one's, removed as it ended: see benchmarks.machine.spread_folder
-    root = Path(tempfile.mkdtemp(prefix="nectar-bench-", dir=spread_folder(Path(tempfile.gettempdir()) / FOLDER)))
+    root = Path(tempfile.mkdtemp(prefix="nectar-bench-"))
     interrupted = False
     with stopping_on_signals():
         try:

@@ -9,14 +9,10 @@ whole group before it takes one anyway. A benchmark's folder removed at its end 
 ``--only throughput --quick``) frees the very groups the next run's folders are then made in (a folder's group is
 chosen from its parent's, ``/tmp``'s for every run): each of that run's inodes cost ~0.1-0.6 ms of system time where
 it costs ~15 µs otherwise. :func:`run_inodes_cpu` makes a run's files where the runs make theirs, so that the figure
-says what its runs paid; :func:`spread_folder` is where ``python -m benchmarks`` makes its folder, so that it is not
-made where the last one was removed."""
+says what its runs paid."""
 
 from __future__ import annotations
 
-import array
-import errno
-import fcntl
 import os
 import time
 from collections.abc import Callable
@@ -32,11 +28,6 @@ LOOP, LOOP_REPEATS = 300_000, 5
 FORKS = 20
 #: run-like sets of files :func:`run_inodes_cpu` makes at each call
 PROBE_SETS = 8
-#: ``FS_IOC_GETFLAGS``, ``FS_IOC_SETFLAGS`` and ``FS_TOPDIR_FL`` (``linux/fs.h``; ``chattr +T``): the flag that has
-#: ext4 place a folder's new folders as it places those of the file system's root
-GET_FLAGS, SET_FLAGS, TOPDIR = 0x80086601, 0x40086602, 0x00020000
-#: what an ioctl of the flags raises on a file system that has none (tmpfs, overlayfs) or refuses one
-NO_FLAGS = frozenset({errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL, errno.EPERM, errno.EACCES})
 
 
 class Calibration(NamedTuple):
@@ -120,25 +111,3 @@ def run_inodes_cpu(targets: Path, first: int, clock: Callable[[], float] = time.
 
 def _create(path: Path) -> None:
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
-
-
-def spread_folder(folder: Path) -> Path:
-    """``folder``, made if need be and flagged ``FS_TOPDIR_FL`` where its file system takes the flag (ext4), so that
-    each folder made in it is placed as one at the file system's root (Orlov): in a block group with more free inodes
-    and blocks than average and the fewest folders, searched from a start that varies, not from its parent's group
-    onward. A benchmark's folder made beside the last one's, just removed, lies in the groups that removal freed (the
-    runs' inodes then ~0.3-0.6 ms each, ~15 µs elsewhere: round 59); made here, in one group of many. On a file
-    system without the flag nothing walks past inodes freed recently: the folder is used as it is."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        flags = array.array("i", [0])
-        fcntl.ioctl(fd, GET_FLAGS, flags, True)
-        if not flags[0] & TOPDIR:
-            fcntl.ioctl(fd, SET_FLAGS, array.array("i", [flags[0] | TOPDIR]), True)
-    except OSError as exc:
-        if exc.errno not in NO_FLAGS:
-            raise
-    finally:
-        os.close(fd)
-    return folder

@@ -4,8 +4,6 @@ warm-up, the status benchmark's lookups in process, its pairs and its recycles, 
 
 from __future__ import annotations
 
-import array
-import fcntl
 import gc
 import json
 import os
@@ -14,7 +12,6 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import types
@@ -125,46 +122,6 @@ def test_a_failing_benchmark_leaves_the_others_table_and_exits_non_zero(
     assert code == 1
     assert "| status | lookups/s | 1,234/s |" in out.split("## Benchmarks")[-1]
     assert "RuntimeError: the machine was too fast" in err and "failed: dispatch" in err
-
-
-def folder_flags(folder: Path) -> int | None:
-    """The inode flags of ``folder`` (``lsattr``'s), or None on a file system that has none."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        flags = array.array("i", [0])
-        fcntl.ioctl(fd, machine.GET_FLAGS, flags, True)
-    except OSError as exc:
-        if exc.errno in machine.NO_FLAGS:
-            return None
-        raise
-    finally:
-        os.close(fd)
-    return flags[0]
-
-
-def test_the_benchmarks_make_their_folder_where_ext4_spreads_new_folders(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``python -m benchmarks`` makes its folder in ``<tmp>/nectar-bench``, flagged so that ext4 places each folder
-    made there as one at the file system's root, not beside the last one's (removed as it ended: the groups its
-    removal freed make every new inode there dearer for minutes), where the file system has the flag."""
-    if folder_flags(tmp_path) is None:
-        pytest.skip("the temporary folder's file system has no inode flags (not ext4): nothing to spread")
-    roots: list[Path] = []
-
-    def recorded(ctx: Context) -> list[Figure]:
-        roots.append(ctx.root)
-        return []
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(
-        bench_main.importlib, "import_module", lambda _: types.SimpleNamespace(__doc__="", run=recorded)
-    )
-    assert bench_main.main(["--only", "status", "--repeats", "1"]) == 0
-    (root,) = roots
-    assert root.parent == tmp_path / bench_main.FOLDER
-    assert cast(int, folder_flags(root.parent)) & machine.TOPDIR
-    assert machine.spread_folder(root.parent) == root.parent  # made and flagged already: left as it is
 
 
 def test_the_schedules_load_is_what_its_figure_says() -> None:
