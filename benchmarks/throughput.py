@@ -464,12 +464,17 @@ def run(ctx: Context) -> list[Figure]:
 def machine_said(batches: list[Batch], last: Calibration) -> str:
     """The machine's state over ``batches`` (:func:`measured`'s), ``last`` its calibration after them: the
     calibration's median and range (:func:`benchmarks.machine.calibrations_said`), and what an inode of a run cost
-    where the runs make theirs, as each batch began and ended (its median and range: above ~50 µs, files removed in
-    the last minutes near the runs' own make each run's kernel time dearer; :mod:`benchmarks.machine`)."""
-    inodes = [us for found in batches for us in found.inode_us]
-    return (
-        f"{calibrations_said([found.calibration for found in batches] + [last])}; an inode of a run's "
-        f"{median(inodes):.0f} µs ({min(inodes):.0f}-{max(inodes):.0f})"
+    where the runs make theirs, as each batch began and ended, the median and range of the 2 workers' batches and of
+    the 1 worker's apart: above ~50 µs, files removed in the last minutes near the runs' own made each run's kernel
+    time dearer (:mod:`benchmarks.machine`), and a side that paid it where the other did not reads a ratio that says
+    the file system, not the workers."""
+    sides = []
+    for slots in sorted({found.slots for found in batches}, reverse=True):
+        inodes = [us for found in batches if found.slots == slots for us in found.inode_us]
+        whose = f"{slots} workers'" if slots > 1 else "1 worker's"
+        sides.append(f"{whose} batches {median(inodes):.0f} µs ({min(inodes):.0f}-{max(inodes):.0f})")
+    return f"{calibrations_said([found.calibration for found in batches] + [last])}; an inode of a run's, " + ", ".join(
+        sides
     )
 
 

@@ -884,6 +884,21 @@ def test_the_throughput_benchmark_samples_dispatch_after_each_2_workers_batch(mo
     assert whats.count("stop") == len(throughput_module.SCALING_ORDER)
 
 
+def test_the_throughput_benchmark_says_the_inodes_cost_on_each_side_of_its_ratio_apart() -> None:
+    """What an inode of a run's cost is said for the 2 workers' batches and the 1 worker's apart (a file system that
+    made one side's runs dearer than the other's moves the ratio of the two), beside the calibrations'."""
+
+    def batch(slots: int, inode_us: tuple[float, float], loop_ms: float) -> throughput_module.Batch:
+        return throughput_module.Batch(slots, 100.0, "", {}, machine.Calibration(loop_ms, 0.7), inode_us)
+
+    batches = [batch(2, (12.0, 14.0), 9.0), batch(1, (300.0, 410.0), 10.0), batch(2, (13.0, 15.0), 11.0)]
+    said = throughput_module.machine_said(batches, machine.Calibration(12.0, 0.9))
+    assert said == (
+        "a fixed loop 10.50 ms of CPU (9.00-12.00), a fork and exit 0.70 ms (0.70-0.90), n=4; an inode of a run's, "
+        "2 workers' batches 14 µs (12-15), 1 worker's batches 355 µs (300-410)"
+    ), said
+
+
 def test_the_throughput_poll_reads_the_batchs_runs_only_once_none_is_active(tmp_path: Path) -> None:
     """Polled every 50 ms on the cores the service runs on, :func:`benchmarks.throughput.ended` counts the active
     runs by the index on state and reads each run's parameters only once none is active; then it answers how many
