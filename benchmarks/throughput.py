@@ -28,8 +28,9 @@ from harness import busy_cpu, cpu_seconds, descendants, thread_times, tree_cpu, 
 NAME = "throughput"
 CLIENTS = 16
 #: samples of the dispatch latency taken after each 2 workers' batch, whose median over the batches makes the
-#: baseline (2 ÷ it: two workers with nothing queued), in the same minutes as the rates it is set beside: a median
-#: taken once before them read 2.7-5.3 ms in eleven runs of the same code (round 59)
+#: baseline (2 ÷ it: two workers with nothing queued), in the same minutes as the rates it is set beside: 20 taken
+#: once before them read 2.7-5.3 ms in eleven runs of the same code, their first five the workers' start-up (a median
+#: of 7-20 ms, queued to run()), where those after a batch read 2.0-3.2 ms (round 59)
 DISPATCH_EACH = 7
 #: ``NECTAR_RUNS_PER_PROCESS`` of the phase with recycles (quick, full): the runs it sends are sized from it
 RECYCLED_AFTER = (25, 100)
@@ -473,9 +474,8 @@ def machine_said(batches: list[Batch], last: Calibration) -> str:
         inodes = [us for found in batches if found.slots == slots for us in found.inode_us]
         whose = f"{slots} workers'" if slots > 1 else "1 worker's"
         sides.append(f"{whose} batches {median(inodes):.0f} µs ({min(inodes):.0f}-{max(inodes):.0f})")
-    return f"{calibrations_said([found.calibration for found in batches] + [last])}; an inode of a run's, " + ", ".join(
-        sides
-    )
+    calibrations = calibrations_said([found.calibration for found in batches] + [last])
+    return f"{calibrations}; an inode of a run's, {', '.join(sides)}"
 
 
 def recycle_pairs(cluster: Cluster, every: int, count: int) -> tuple[list[tuple[float, float]], str]:
