@@ -15,20 +15,23 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from benchmarks.dispatch import TASK_PATH, through_service
 from benchmarks.harness import Cluster, Context, Figure, median, percentile, ratio_at_least
 from benchmarks.load import hammer
+from benchmarks.machine import PROBE_SETS, Calibration, calibrate, calibrations_said, run_inodes_cpu, stolen
 from harness import busy_cpu, cpu_seconds, descendants, thread_times, tree_cpu, waitfor
 
 NAME = "throughput"
 CLIENTS = 16
-#: samples of the dispatch latency whose median makes the baseline (2 ÷ it: two workers with nothing queued)
-DISPATCH_SAMPLES = 20
+#: samples of the dispatch latency taken after each 2 workers' batch, whose median over the batches makes the
+#: baseline (2 ÷ it: two workers with nothing queued), in the same minutes as the rates it is set beside: 20 taken
+#: once before them read 2.7-5.3 ms in eleven runs of the same code, their first five the workers' start-up (a median
+#: of 7-20 ms, queued to run()), where those after a batch read 2.0-3.2 ms (round 59)
+DISPATCH_EACH = 7
 #: ``NECTAR_RUNS_PER_PROCESS`` of the phase with recycles (quick, full): the runs it sends are sized from it
 RECYCLED_AFTER = (25, 100)
 #: how many times, at least, each attempt process of the batch without recycles is recycled in the batch with them
@@ -227,8 +230,6 @@ SERVICE = PROCESSES[:4]
 #: the new files and folders (inodes) a trivial run makes: its step's folder and ``log/``, ``params.txt``,
 #: ``out.txt``, ``stdout.log`` and ``stderr.log``
 RUN_INODES = 6
-#: files :func:`new_file_cpu` makes to tell what one costs
-PROBE_FILES = 50
 
 
 def cpu_used(cluster: Cluster, workers: subprocess.Popen[bytes]) -> dict[str, tuple[float, float]]:
@@ -262,25 +263,6 @@ def by_process_said(per_run: dict[str, tuple[float, float]]) -> str:
     )
 
 
-def new_file_cpu(folder: Path, clock: Callable[[], float] = time.thread_time) -> float:
-    """The median CPU seconds (nearly all the kernel's) this thread took to make a new empty file in ``folder`` (made
-    here), of :data:`PROBE_FILES`: an indicator of what each of the :data:`RUN_INODES` a run makes costs now, in the
-    targets' folders (a run's own folders may lie in another block group).
-
-    On an ext4 without a journal (this machine's) a new inode is not given one freed less than a minute or five ago:
-    the kernel walks past each of those in its block group (``recently_deleted``), so a file made just after thousands
-    were removed nearby (another benchmark's folders, a test suite's) costs ~0.6 ms of system time where it costs
-    ~0.1 ms otherwise. The files are kept: removed, they would make the run's own dearer. ``clock``: this thread's CPU
-    seconds."""
-    folder.mkdir(parents=True)
-    took = []
-    for n in range(PROBE_FILES):
-        began = clock()
-        os.close(os.open(folder / f"{n}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
-        took.append(clock() - began)
-    return median(took)
-
-
 def ceiling(cores: int, per_run_ms: float, one: float) -> tuple[float, str]:
     """What the cores allow while a run costs ``per_run_ms`` ms of CPU over every part (the service's and this
     benchmark's clients, with 2 workers): ``cores`` ÷ that, in runs/s, the most any number of workers can sustain;
@@ -294,15 +276,34 @@ def ceiling(cores: int, per_run_ms: float, one: float) -> tuple[float, str]:
     return cap, said
 
 
-def measured(
-    cluster: Cluster, workers: subprocess.Popen[bytes], slots: int, first: int, count: int
-) -> tuple[float, str, dict[str, tuple[float, float]]]:
+class Batch(NamedTuple):
+    """What :func:`measured` answers of a batch: its workers' slots, its rate (runs/s), what it said, the ms of CPU a
+    run cost each of :data:`PROCESSES` (user, system), the machine's calibration as it began, and the µs of CPU an
+    inode of a run's cost where the runs make theirs as it began and as it ended
+    (:func:`benchmarks.machine.run_inodes_cpu`)."""
+
+    slots: int
+    rate: float
+    said: str
+    per_run: dict[str, tuple[float, float]]
+    calibration: Calibration
+    inode_us: tuple[float, float]
+
+
+def measured(cluster: Cluster, workers: subprocess.Popen[bytes], slots: int, first: int, count: int) -> Batch:
     """:func:`sustained`, and where its CPU went: per run, by process, user and system apart (:func:`by_process_said`),
-    beside what a new file cost where the targets go as it began and ended (:func:`new_file_cpu`), the cores they used
-    beside the machine's; how long a run held its slot; per run, what each part ran, waited
-    for a core and slept (:class:`Cores`); and the ms of CPU a run cost each of :data:`PROCESSES`, user and system."""
-    probe = new_file_cpu(cluster.settings.local_targets_dir / f"probe-{first}-began")
+    beside the machine's calibration and what an inode of a run cost where the runs make theirs as it began and ended
+    (:mod:`benchmarks.machine`), the share of the cores' time the hypervisor stole, the cores they used beside the
+    machine's; how long a run held its slot; per run, what each part ran, waited for a core and slept (:class:`Cores`);
+    and the ms of CPU a run cost each of :data:`PROCESSES`, user and system. The probes' runs are numbered from the top
+    of the batch's span (:data:`BATCH_SPAN`), which its runs never reach."""
+    if count > BATCH_SPAN - 2 * PROBE_SETS:
+        raise ValueError(f"{count:,} runs leave no numbers in a batch's span for the probes")
+    calibration = calibrate()
+    targets = cluster.settings.local_targets_dir
+    probe = run_inodes_cpu(targets, first + BATCH_SPAN - 2 * PROBE_SETS)
     began, before, waits_before = time.monotonic(), cpu_used(cluster, workers), loop_waits(workers.pid)
+    stolen_before = stolen()
     assert cluster.luigid is not None
     roots = {"loop": workers.pid, "luigid": cluster.luigid.pid, "API": cluster.apis[cluster.api_url].pid}
     with Cores(roots) as sampled:
@@ -310,7 +311,8 @@ def measured(
     after = cpu_used(cluster, workers)
     waited, preempted = (after - then for after, then in zip(loop_waits(workers.pid), waits_before, strict=True))
     wall = time.monotonic() - began
-    probe_after = new_file_cpu(cluster.settings.local_targets_dir / f"probe-{first}-ended")
+    steal = (stolen() - stolen_before) / (wall * len(os.sched_getaffinity(0)))
+    probe_after = run_inodes_cpu(targets, first + BATCH_SPAN - PROBE_SETS)
     used = {name: tuple(a - b for a, b in zip(after[name], before[name], strict=True)) for name in after}
     clients = used[PROCESSES[4]]  # the reads of schedstat apart
     used[PROCESSES[4]] = (clients[0] - sampled.cost + sampled.cost_system, clients[1] - sampled.cost_system)
@@ -320,8 +322,9 @@ def measured(
     total = every_part(per_run)
     said = (
         f"{rate:.1f} runs/s; {by_process_said(per_run)} (the reads of schedstat {sampled.cost / count * 1000:.2f} "
-        f"apart); a new file in the targets' folder cost {probe * 1e6:.0f} µs of CPU as the batch began, "
-        f"{probe_after * 1e6:.0f} as it ended (a run makes {RUN_INODES}, in folders of its own); these used "
+        f"apart); an inode of a run's, made beside the runs', cost {probe * 1e6:.0f} µs of CPU as the batch began, "
+        f"{probe_after * 1e6:.0f} as it ended (a run makes {RUN_INODES}); the machine as it began: "
+        f"{calibration.said()}, {steal:.1%} of the cores' time stolen meanwhile; these used "
         f"{total * count / 1000 / wall:.2f} cores ({cores}), the machine {machine * count / 1000 / wall:.2f}; the "
         f"worker's loop waited for a core {waited / count * 1000:.2f} ms per run, preempted {preempted / count:.2f} "
         "times per run"
@@ -338,7 +341,7 @@ def measured(
         f"{part} {ran / count * 1000:.2f} / {waited / count * 1000:.2f} / {slept / count * 1000:.2f}"
         for part, (ran, waited, slept) in parts.items()
     )
-    return rate, said, per_run
+    return Batch(slots, rate, said, per_run, calibration, (probe * 1e6, probe_after * 1e6))
 
 
 def every_part(per_run: dict[str, tuple[float, float]]) -> float:
@@ -379,6 +382,27 @@ def per_process_median(batches: list[dict[str, tuple[float, float]]]) -> dict[st
     return {name: (median([b[name][0] for b in batches]), median([b[name][1] for b in batches])) for name in batches[0]}
 
 
+def scaling_batches(cluster: Cluster, workers: subprocess.Popen[bytes], count: int) -> tuple[list[Batch], list[float]]:
+    """The batches of :data:`SCALING_ORDER`, each on workers started for it and warmed alike (the first on
+    ``workers``), and the dispatch samples (seconds, POST to ``run()``): :data:`DISPATCH_EACH` on the idle workers
+    of each 2 workers' batch once its runs ended, so that the baseline 2 ÷ their median is measured in the minutes of
+    the rates set beside it, as the file system and the machine's other load then were."""
+    through_service(cluster, -1)  # warm: the API's catalog, the workers' luigi
+    batches: list[Batch] = []
+    samples: list[float] = []
+    for batch, slots in enumerate(SCALING_ORDER):
+        if batch:  # the first batch's 2 workers are those the warm-up above warmed
+            workers = cluster.start_workers(slots)
+            through_service(cluster, -2 - batch)  # warm as the first were: a start-up is not the rate
+        found = measured(cluster, workers, slots, SCALING_FIRST + batch * BATCH_SPAN, count)
+        if slots == 2:  # numbers no batch's runs are given
+            samples += [through_service(cluster, batch * DISPATCH_EACH + n)[2] for n in range(DISPATCH_EACH)]
+        cluster.procs.stop(workers)
+        print(f"{slots} worker{'s' if slots > 1 else ''}, batch {batch + 1} of {len(SCALING_ORDER)}: {found.said}")
+        batches.append(found)
+    return batches, samples
+
+
 def run(ctx: Context) -> list[Figure]:
     count = 400 if ctx.quick else 2_000
     with ctx.cluster(NAME) as cluster:
@@ -387,20 +411,10 @@ def run(ctx: Context) -> list[Figure]:
         cluster.start_luigid()
         workers = cluster.start_workers(2)
         cluster.start_api()
-        through_service(cluster, -1)  # warm: the API's catalog, the workers' luigi
-        dispatch = median([through_service(cluster, n)[2] for n in range(DISPATCH_SAMPLES)])
-        rates: dict[int, list[float]] = {1: [], 2: []}
-        cpu: dict[int, list[dict[str, tuple[float, float]]]] = {1: [], 2: []}
-        for batch, slots in enumerate(SCALING_ORDER):
-            if batch:  # the first batch's 2 workers are those the dispatch samples warmed
-                workers = cluster.start_workers(slots)
-                through_service(cluster, -2 - batch)  # warm as the first were: a start-up is not the rate
-            first = SCALING_FIRST + batch * BATCH_SPAN
-            rate, said, per_run = measured(cluster, workers, slots, first, count)
-            cluster.procs.stop(workers)
-            print(f"{slots} worker{'s' if slots > 1 else ''}, batch {batch + 1} of {len(SCALING_ORDER)}: {said}")
-            rates[slots].append(rate)
-            cpu[slots].append(per_run)
+        batches, samples = scaling_batches(cluster, workers, count)
+        rates = {slots: [found.rate for found in batches if found.slots == slots] for slots in (1, 2)}
+        cpu = {slots: [found.per_run for found in batches if found.slots == slots] for slots in (1, 2)}
+        dispatch = median(samples)
         every, default = RECYCLED_AFTER[0 if ctx.quick else 1], cluster.settings.runs_per_process
         served = processes(cluster.settings.registry_path, SCALING_FIRST, count)  # the first batch's
         # each of as many processes as served the first batch, recycled as often; a whole number of runs per client,
@@ -416,7 +430,9 @@ def run(ctx: Context) -> list[Figure]:
     cpu_one, cpu_two = per_process_median(cpu[1]), per_process_median(cpu[2])
     cores = len(os.sched_getaffinity(0))
     recycled, without = median([w for w, _ in paired]), median([o for _, o in paired])
-    print(f"dispatch median {dispatch * 1000:.1f} ms")
+    machine = machine_said(batches, calibrate())
+    print(f"dispatch median {dispatch * 1000:.1f} ms (n={len(samples)}, {DISPATCH_EACH} after each 2 workers' batch)")
+    print(f"the machine over the batches: {machine}")
     for slots in (2, 1):
         said_rates = ", ".join(f"{rate:.1f}" for rate in rates[slots])
         print(f"{slots} worker{'s' if slots > 1 else ''}: runs/s {said_rates}, median {median(rates[slots]):.1f}")
@@ -424,10 +440,10 @@ def run(ctx: Context) -> list[Figure]:
     print(f"a recycle: {recycle_said(paired, every, 2, default)}")
     scaling = scaling_said(cpu_one, cpu_two)
     print(f"the cores' ceiling: {ceiling(cores, every_part(cpu_two), one)[1]}; {scaling} (medians of the batches)")
-    batches = f"median of {len(rates[2])} batches, each beside one of 1 worker, which ran first alternating"
+    order = f"median of {len(rates[2])} batches, each beside one of 1 worker, which ran first alternating"
     figure, ideal = (
-        f"runs/s, {count:,} runs at once, 2 workers ({batches})",
-        f"2 ÷ dispatch median (n={DISPATCH_SAMPLES})",
+        f"runs/s, {count:,} runs at once, 2 workers ({order})",
+        f"2 ÷ dispatch median (n={len(samples)}, taken after each 2 workers' batch; the machine meanwhile: {machine})",
     )
     up_to_the_cores, said_linear = linear(one, every_part(cpu_one), cores)
     return [
@@ -446,6 +462,22 @@ def run(ctx: Context) -> list[Figure]:
     ]
 
 
+def machine_said(batches: list[Batch], last: Calibration) -> str:
+    """The machine's state over ``batches`` (:func:`measured`'s), ``last`` its calibration after them: the
+    calibration's median and range (:func:`benchmarks.machine.calibrations_said`), and what an inode of a run cost
+    where the runs make theirs, as each batch began and ended, the median and range of the 2 workers' batches and of
+    the 1 worker's apart: above ~50 µs, files removed in the last minutes near the runs' own made each run's kernel
+    time dearer (:mod:`benchmarks.machine`), and a side that paid it where the other did not reads a ratio that says
+    the file system, not the workers."""
+    sides = []
+    for slots in sorted({found.slots for found in batches}, reverse=True):
+        inodes = [us for found in batches if found.slots == slots for us in found.inode_us]
+        whose = f"{slots} workers'" if slots > 1 else "1 worker's"
+        sides.append(f"{whose} batches {median(inodes):.0f} µs ({min(inodes):.0f}-{max(inodes):.0f})")
+    calibrations = calibrations_said([found.calibration for found in batches] + [last])
+    return f"{calibrations}; an inode of a run's, {', '.join(sides)}"
+
+
 def recycle_pairs(cluster: Cluster, every: int, count: int) -> tuple[list[tuple[float, float]], str]:
     """:data:`RECYCLE_PAIRS` pairs of batches of ``count`` runs to 2 workers: one with each attempt process recycled
     after ``every`` runs, one without (``NECTAR_RUNS_PER_PROCESS`` at its default), each on workers started for it and
@@ -460,7 +492,7 @@ def recycle_pairs(cluster: Cluster, every: int, count: int) -> tuple[list[tuple[
             workers = cluster.start_workers(2, **({"NECTAR_RUNS_PER_PROCESS": str(every)} if recycled else {}))
             through_service(cluster, -10 - batch)  # warm as the 2 were
             first = RECYCLE_FIRST + batch * BATCH_SPAN
-            rates[recycled], batch_said, _ = measured(cluster, workers, 2, first, count)
+            _, rates[recycled], batch_said, *_ = measured(cluster, workers, 2, first, count)
             cluster.procs.stop(workers)
             if recycled:
                 said = batch_said

@@ -27,6 +27,7 @@ from flask import Flask
 import benchmarks.__main__ as bench_main
 import benchmarks.dispatch as dispatch_module
 import benchmarks.fanout as fanout_module
+import benchmarks.machine as machine
 import benchmarks.soak as soak_module
 import benchmarks.submit as submit_module
 import benchmarks.throughput as throughput_module
@@ -43,7 +44,7 @@ from benchmarks.dispatch import (
 )
 from benchmarks.dispatch import through_service as dispatch_sample
 from benchmarks.fanout import through_service
-from benchmarks.harness import Cluster, Context, Figure, Processes, percentile
+from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, Processes, percentile
 from benchmarks.landing import seeded_moto
 from benchmarks.load import Load, hammer
 from benchmarks.population import fill_registry, fill_store
@@ -69,11 +70,15 @@ from benchmarks.status import (
 from harness import REPO, answers, busy_cpu, cpu_seconds, free_port, lifeline_env, read_calls, thread_times, waitfor
 from harness.processes import bound_to_a_free_port, freeze
 from harness.procfs import descendants, thread_cpu, tree_cpu
+from nectar.keys import TargetKey, param_digest
 from nectar.registry import RunFilter, RunState, sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.harness.test_ports import outgoing_connection_from
 from tests.helpers.registries import closed_at_end
 from tests.helpers.threads import at_line, waits_in
+
+#: what a run of ProbeTask makes in its folder besides the folder itself, as paths under it
+RUN_FILES = ("/log", "/log/stderr.log", "/log/stdout.log", "/out.txt", "/params.txt")
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -810,27 +815,88 @@ def test_the_throughput_benchmark_says_each_processs_cpu_per_run_user_and_system
     assert said.endswith("the service's 5.80, of which the kernel's 1.40 (24%)"), said
 
 
-def test_the_throughput_benchmark_says_what_a_new_file_costs_where_the_targets_go(tmp_path: Path) -> None:
-    """The probe makes its files in a folder of its own and keeps them (a removal would make the run's dearer), and
-    says the median of what each one's making cost on the clock it reads (here one the test moves: file n's making
-    is read as n + 1 ticks, so the median is the middle file's)."""
+def test_the_inode_probe_makes_a_runs_files_beside_the_runs_folders(tmp_path: Path) -> None:
+    """The probe makes each set of a run's files (its folder, ``log/``, the files the service writes) where a run of
+    ProbeTask makes its own, as a sibling of the runs' folders (the file system chooses a folder's block group from its
+    parent's: a folder of the probe's own may lie where the runs never make theirs), keeps them (a removal would make
+    the runs' dearer), and says the median of what each inode's making cost on the clock it reads (here one the test
+    moves: the k-th inode made is read as k ticks, so the median is the middle one's)."""
     ticks = iter(range(10**6))
-    costs = iter(range(1, throughput_module.PROBE_FILES + 1))
+    costs = iter(range(1, 10**3))
     readings: list[float] = []
 
-    def clock() -> float:  # each file read twice, around its making: began, then began + its cost
+    def clock() -> float:  # each inode read twice, around its making: began, then began + its cost
         if len(readings) % 2 == 0:
             readings.append(float(next(ticks) * 1000))
         else:
             readings.append(readings[-1] + next(costs))
         return readings[-1]
 
-    took = throughput_module.new_file_cpu(tmp_path / "probe", clock)
-    assert took == statistics.median(range(1, throughput_module.PROBE_FILES + 1))
-    assert len(readings) == 2 * throughput_module.PROBE_FILES
-    assert sorted(p.name for p in (tmp_path / "probe").iterdir()) == sorted(
-        str(n) for n in range(throughput_module.PROBE_FILES)
+    took = machine.run_inodes_cpu(tmp_path, 500, clock)
+    inodes = machine.PROBE_SETS * throughput_module.RUN_INODES
+    assert len(readings) == 2 * inodes
+    assert took == statistics.median(range(1, inodes + 1))
+    runs = tmp_path / Path(TargetKey.for_task(CHAIN_TYPE, CHAIN, "ProbeTask", {"n": "1"}).folder).parent
+    made = sorted(str(path.relative_to(runs)) for path in runs.rglob("*"))
+    digests = sorted(param_digest({"n": str(n)}) for n in range(500, 500 + machine.PROBE_SETS))
+    assert made == sorted(f"{digest}{name}" for digest in digests for name in ("", *RUN_FILES)), made
+
+
+def test_the_throughput_benchmark_samples_dispatch_after_each_2_workers_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The baseline's dispatch samples are taken in the minutes of the rates set beside it: after each 2 workers'
+    batch, on its workers still idle, none after a 1 worker's, each of a number no other sample or batch is given."""
+    calls: list[tuple[str, int]] = []
+
+    class Procs:
+        def stop(self, proc: object) -> None:
+            calls.append(("stop", cast(int, proc)))
+
+    class FakeCluster:
+        procs = Procs()
+
+        def start_workers(self, slots: int) -> int:
+            calls.append(("start", slots))
+            return slots
+
+    def measured(cluster: object, workers: int, slots: int, first: int, count: int) -> throughput_module.Batch:
+        calls.append(("batch", slots))
+        calibration = machine.Calibration(10.0, 1.0)
+        return throughput_module.Batch(slots, 100.0 * slots, "", {}, calibration, (20.0, 20.0))
+
+    def sample(cluster: object, n: int) -> tuple[float, float, float, float]:
+        calls.append(("sample", n))
+        return 0.0, 0.0, 0.003, 0.0
+
+    monkeypatch.setattr(throughput_module, "measured", measured)
+    monkeypatch.setattr(throughput_module, "through_service", sample)
+    batches, samples = throughput_module.scaling_batches(
+        cast(Cluster, FakeCluster()), cast(subprocess.Popen[bytes], 2), 4
     )
+    assert [found.slots for found in batches] == list(throughput_module.SCALING_ORDER)
+    assert samples == [0.003] * throughput_module.DISPATCH_EACH * throughput_module.SCALING_ORDER.count(2)
+    numbers = [n for what, n in calls if what == "sample" and n >= 0]
+    assert len(set(numbers)) == len(numbers) == len(samples)
+    whats = [what for what, _ in calls]
+    ends = [i for i, what in enumerate(whats) if what == "batch"]  # each batch, then what came until its stop
+    following = [whats[i + 1 : whats.index("stop", i) + 1] for i in ends]
+    for slots, came in zip(throughput_module.SCALING_ORDER, following, strict=True):
+        assert came == ["sample"] * (throughput_module.DISPATCH_EACH if slots == 2 else 0) + ["stop"], (slots, calls)
+    assert whats.count("stop") == len(throughput_module.SCALING_ORDER)
+
+
+def test_the_throughput_benchmark_says_the_inodes_cost_on_each_side_of_its_ratio_apart() -> None:
+    """What an inode of a run's cost is said for the 2 workers' batches and the 1 worker's apart (a file system that
+    made one side's runs dearer than the other's moves the ratio of the two), beside the calibrations'."""
+
+    def batch(slots: int, inode_us: tuple[float, float], loop_ms: float) -> throughput_module.Batch:
+        return throughput_module.Batch(slots, 100.0, "", {}, machine.Calibration(loop_ms, 0.7), inode_us)
+
+    batches = [batch(2, (12.0, 14.0), 9.0), batch(1, (300.0, 410.0), 10.0), batch(2, (13.0, 15.0), 11.0)]
+    said = throughput_module.machine_said(batches, machine.Calibration(12.0, 0.9))
+    assert said == (
+        "a fixed loop 10.50 ms of CPU (9.00-12.00), a fork and exit 0.70 ms (0.70-0.90), n=4; an inode of a run's, "
+        "2 workers' batches 14 µs (12-15), 1 worker's batches 355 µs (300-410)"
+    ), said
 
 
 def test_the_throughput_poll_reads_the_batchs_runs_only_once_none_is_active(tmp_path: Path) -> None:
