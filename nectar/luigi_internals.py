@@ -540,6 +540,8 @@ class Worker(luigi.worker.Worker):
         #: with luigid, the ids of the tasks this worker told luigid a status of, and of those whose last was not DONE
         self._told: set[str] = set()
         self._undone: set[str] | None = set() if isinstance(scheduler, RemoteScheduler) else None
+        #: a task and luigi's task process of it made ahead (:meth:`task_process_ahead`), handed out once
+        self._process_ahead: tuple[luigi.Task, Any] | None = None
         if not isinstance(self._task_result_queue, _InProcessResults) and not (
             self._config.force_multiprocessing or self.worker_processes > 1  # luigi's _create_task_process's test
         ):
@@ -596,6 +598,25 @@ class Worker(luigi.worker.Worker):
             return None
         task: luigi.Task = last[0]
         return task
+
+    def task_process_ahead(self, task: luigi.Task) -> None:
+        """Make luigi's task process of ``task`` now (its status reporter, its ``multiprocessing.Process`` base: ~320
+        bytecodes), while luigid answers the ``get_work`` that may grant it, for :meth:`_create_task_process` to hand
+        out if the task it is asked for next is this one; not for a task luigi would run in a process of its own, nor
+        for one that takes messages (its queue is a pipe, which a process not granted the step would hold)."""
+        self._process_ahead = None
+        if task.accepts_messages:
+            return
+        process = super()._create_task_process(task)
+        if not process.use_multiprocessing:
+            self._process_ahead = (task, process)
+
+    def _create_task_process(self, task: luigi.Task) -> Any:
+        """luigi's, or the one made ahead of this very task (:meth:`task_process_ahead`), once."""
+        ahead, self._process_ahead = self._process_ahead, None
+        if ahead is not None and ahead[0] is task:
+            return ahead[1]
+        return super()._create_task_process(task)
 
     def _run_task(self, task_id: str) -> None:
         """Run a step luigid granted, unless another worker made it since this one found it undone

@@ -510,6 +510,35 @@ def test_a_worker_running_its_steps_in_its_own_process_gets_their_results_in_mem
         assert (done, result.scheduling_succeeded, tasks_by_outcome(worker)["completed"]) == (["ran"], True, {step()})
 
 
+def test_a_task_process_made_ahead_is_handed_out_once_and_only_for_its_own_task(probes: str) -> None:
+    """luigi's task process of the step a worker will likely run, made while luigid answers
+    (``Worker.task_process_ahead``), is the one luigi's ``_create_task_process`` gets for that very task, once; another
+    task, or the same task asked for again, gets one made then; one luigi would run in a process of its own, or whose
+    task takes messages (a queue: a pipe), is not made ahead."""
+    one, other = probe("SeamAheadOne")(), probe("SeamAheadOther")()
+    scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+    worker = new_worker(scheduler, "nectar-seam:ahead", 1)
+    assert isinstance(worker, nectar.luigi_internals.Worker)
+    worker.task_process_ahead(one)
+    assert worker._process_ahead is not None
+    ahead = worker._process_ahead[1]
+    assert (ahead.task, ahead.use_multiprocessing) == (one, False)
+    made = worker._create_task_process(one)
+    assert made is ahead
+    again = worker._create_task_process(one)
+    assert again is not ahead and again.task is one  # handed out once
+    worker.task_process_ahead(one)
+    assert worker._create_task_process(other).task is other and worker._process_ahead is None
+    assert worker._create_task_process(one) is not ahead
+
+    worker.task_process_ahead(probe("SeamAheadMessages", accepts_messages=True)())
+    assert worker._process_ahead is None
+    forked = new_worker(scheduler, "nectar-seam:ahead2", 1, force_multiprocessing=True)
+    assert isinstance(forked, nectar.luigi_internals.Worker)
+    forked.task_process_ahead(one)
+    assert forked._process_ahead is None
+
+
 def test_workers_made_in_one_process_set_sigusr1_once_and_it_stops_the_last_made_asking_for_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
