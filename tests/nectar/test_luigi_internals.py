@@ -63,6 +63,7 @@ from nectar.luigi_internals import (
     is_external,
     luigi_task_id,
     luigid_counts_no_cancel,
+    luigid_finds_workers_once,
     luigid_marks_reopened,
     luigid_prunes_lean,
     luigid_reads_cors_once,
@@ -676,6 +677,33 @@ def test_luigids_prune_is_the_code_luigid_prunes_lean_steps_through(function: Ca
     ``inactivate_tasks``: a change to any of them is a change to re-check."""
     source = inspect.getsource(function).encode()
     assert hashlib.sha256(source).hexdigest()[:16] == digest, f"luigi changed {function.__qualname__}"
+
+
+def test_luigid_finds_a_worker_it_knows_without_making_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """luigi's ``get_worker`` makes a ``Worker`` at each lookup (``setdefault``'s default) and drops it when it knows
+    the id; under luigid_finds_workers_once one is made only for an id luigid does not know, and kept as luigi keeps
+    it. luigi's ``get_worker`` is still the code it replaces."""
+    source = inspect.getsource(luigi.scheduler.SimpleTaskState.get_worker).encode()
+    assert hashlib.sha256(source).hexdigest()[:16] == "678da5a61f2555ed", "luigi changed SimpleTaskState.get_worker"
+    made: list[str] = []
+
+    class Counted(luigi.scheduler.Worker):
+        def __init__(self, worker_id: str, *args: Any) -> None:
+            made.append(worker_id)
+            super().__init__(worker_id, *args)
+
+    monkeypatch.setattr(luigi.scheduler, "Worker", Counted)
+    monkeypatch.setattr(luigi.scheduler.SimpleTaskState, "get_worker", luigi.scheduler.SimpleTaskState.get_worker)
+    luigid_finds_workers_once()
+    scheduler = luigi.scheduler.Scheduler(record_task_history=False)
+    scheduler.add_task(worker="w1", task_id="T", status="PENDING")  # an attempt's frame: add_task, add_worker, get_work
+    scheduler.add_worker(worker="w1", info={"host": "h"})
+    assert scheduler.get_work(worker="w1")["task_id"] == "T"
+    assert made == ["w1"]
+    known = scheduler._state.get_worker("w1")
+    assert (known.info, [task.id for task in known.tasks]) == ({"host": "h"}, ["T"])
+    assert scheduler._state.get_worker("w2") is scheduler._state.get_worker("w2")
+    assert made == ["w1", "w2"] and list(scheduler._state.get_worker_ids()) == ["w1", "w2"]
 
 
 def test_luigid_forgets_the_oldest_finished_first_in_the_order_luigi_keeps_them() -> None:
