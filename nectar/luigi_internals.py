@@ -116,7 +116,7 @@ from luigi.task_status import DONE, FAILED, PENDING
 
 from nectar import forks, standby
 from nectar.retry_count import kept_count
-from nectar.stdlib_internals import environ_data
+from nectar.stdlib_internals import environ_data, new_event
 from nectar.stops import FLUSHING, SAVING
 
 logger = logging.getLogger(__name__)
@@ -468,7 +468,7 @@ class _KeepAlive:
         ping_interval: float,
         rpc_message_callback: Callable[[dict[str, Any]], object],
     ) -> None:
-        self._should_stop = threading.Event()  # luigi's names: its loop reads them
+        self._should_stop = new_event()  # luigi's names: its loop reads them (threading's Event, made leaner)
         self._scheduler = scheduler
         self._worker_id = worker_id
         self._ping_interval = ping_interval
