@@ -593,7 +593,11 @@ class Worker(luigi.worker.Worker):
         if self._undone is None or len(self._undone) != 1:
             return None
         (task_id,) = self._undone
-        last = next((told for told in reversed(self._add_task_history) if told[0].task_id == task_id), None)
+        last = None
+        for told in reversed(self._add_task_history):  # (a generator left by ``next``: a GeneratorExit thrown in it)
+            if told[0].task_id == task_id:
+                last = told
+                break
         if last is None or last[1] != PENDING or not last[2] or is_external(last[0]):
             return None
         task: luigi.Task = last[0]
