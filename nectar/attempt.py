@@ -227,7 +227,7 @@ def quiet_luigi() -> None:
             luigi_log.removeHandler(handler)
     for handler in process_log:
         handler.setLevel(root.level)
-    if not any(isinstance(f, _ExpectedInterrupt) for f in luigi_log.filters):
+    if not any([isinstance(f, _ExpectedInterrupt) for f in luigi_log.filters]):  # (a generator left: an exception)
         luigi_log.addFilter(_ExpectedInterrupt())
 
 

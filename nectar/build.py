@@ -150,13 +150,15 @@ class Build:
 
     def _folders_ahead(self, worker: luigi.worker.Worker) -> None:
         """With luigid, the folders of the one step the worker will run (``Worker.only_step``) made while luigid
-        answers the ``get_work`` that grants it (:func:`~nectar.task.make_folders_ahead`): the thread would only wait
-        meanwhile. A run of several steps makes each one's as it starts, as before: the folder of a step that may
-        never run (its dependency fails) is not made."""
+        answers the ``get_work`` that grants it (:func:`~nectar.task.make_folders_ahead`: its params.txt's text too),
+        and luigi's task process of it (:meth:`~nectar.luigi_internals.Worker.task_process_ahead`): the thread would
+        only wait meanwhile. A run of several steps makes each one's as it starts, as before: the folder of a step that
+        may never run (its dependency fails) is not made."""
         meanwhile = self.scheduler.meanwhile if isinstance(self.scheduler, LuigidRPC) else None
         step = worker.only_step() if isinstance(worker, Worker) else None
-        if meanwhile is not None and step is not None:
+        if meanwhile is not None and step is not None and isinstance(worker, Worker):
             meanwhile(functools.partial(make_folders_ahead, step))
+            meanwhile(functools.partial(worker.task_process_ahead, step))
 
     @staticmethod
     def _send_held(scheduler: LuigidRPC) -> None:

@@ -59,6 +59,7 @@ from contextlib import suppress
 from typing import Any
 from urllib.parse import unquote_plus
 
+import gunicorn.http.message
 from gunicorn import glogging, util
 from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.errors import NoMoreData
@@ -231,6 +232,8 @@ class ReadTimeoutWorker(ThreadWorker):
     def run(self) -> None:
         """Start the threads that answer (:meth:`follow`), then keep the worker alive, its kept-alive connections
         within their timeout, until it stops; then stop gracefully as gthread does."""
+        settings_read_once(self.cfg)
+        peers_checked_once()
         self.epoll = select.epoll()  # Linux's, as the service runs there (gthread's loop is not kept beside it)
         self.listening = {listener.fileno(): listener for listener in self.sockets}
         #: kept-alive connections (and new ones whose request has not come), armed in the epoll, oldest first
@@ -480,6 +483,57 @@ class ReadTimeoutWorker(ThreadWorker):
         if 0 < self.keepalive_requests <= conn.requests:
             req.force_close()
         return super().handle_request(req, conn)
+
+
+def settings_read_once(cfg: Any) -> None:
+    """Each of gunicorn's settings in ``cfg`` read now into the object itself, where a read finds it without gunicorn's
+    ``Config.__getattr__`` (a check of the name, then the setting's ``get()``: ~20 bytecodes a read, and gunicorn reads
+    24 a request: ~480 of the ~6,900 of a new run's POST up to the registry's word). One set later (``cfg.set``) is
+    read again. A name gunicorn's ``Config`` class has itself (a property: ``worker_class``, ``is_ssl``...) is left to
+    it. A worker's settings are its master's as it forked it; a reload forks new workers, which read theirs."""
+    config_class = type(cfg)
+    names = [name for name in cfg.settings if not hasattr(config_class, name)]
+    vars(cfg).update((name, cfg.settings[name].get()) for name in names)
+    read = set(names)
+
+    def set_and_read(name: str, value: Any) -> None:
+        config_class.set(cfg, name, value)
+        if name in read:
+            vars(cfg)[name] = cfg.settings[name].get()
+
+    vars(cfg)["set"] = set_and_read
+
+
+#: most peer addresses whose check :func:`peers_checked_once` keeps (forgotten all at once past it)
+PEERS_CHECKED = 256
+#: gunicorn's check of a peer as :func:`peers_checked_once` set it in this process (None: not set)
+_peers_checked: Any = None
+
+
+def peers_checked_once() -> None:
+    """gunicorn's check of a request's peer against an allow list (``forwarded_allow_ips`` at every request, to know
+    whether it may set forwarding headers; ``proxy_allow_ips``) made once per peer address and list, in this process:
+    gunicorn parses the address with ``ipaddress`` each time (~370 of the ~6,500 bytecodes of a new run's POST to the
+    registry's word) to test it against the same networks. The answer is kept with the networks it was given (the
+    ``Config``'s, made once) and a copy of the list: other networks, or a list that changed, are checked again."""
+    global _peers_checked
+    checked = gunicorn.http.message._ip_in_allow_list
+    if checked is _peers_checked:
+        return
+    answers: dict[tuple[str, int], tuple[object, list[str], bool]] = {}
+
+    def ip_in_allow_list(ip_str: str, allow_list: list[str], networks: object) -> bool:
+        key = (ip_str, id(networks))
+        found = answers.get(key)
+        if found is not None and found[0] is networks and found[1] == allow_list:
+            return found[2]
+        answer = bool(checked(ip_str, allow_list, networks))
+        if len(answers) >= PEERS_CHECKED:
+            answers.clear()
+        answers[key] = (networks, list(allow_list), answer)  # the networks held: their id names no others meanwhile
+        return answer
+
+    gunicorn.http.message._ip_in_allow_list = _peers_checked = ip_in_allow_list
 
 
 def arrived(sock: socket.socket) -> bool:

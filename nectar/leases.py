@@ -27,6 +27,7 @@ from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore
 from nectar.registry.schema import RunStatus
 from nectar.relay import Relay, Turn
+from nectar.stdlib_internals import new_event
 
 logger = logging.getLogger(__name__)
 HOST = socket.gethostname()
@@ -333,7 +334,7 @@ class AttemptLease:
         self._started = time.monotonic() - (since_claim if held else 0.0)
         self.max_runtime = max_runtime
         self.on_beat: Callable[[], None] | None = None
-        self._ended = threading.Event()
+        self._ended = new_event()  # threading's, made without its Condition's caught errors
         #: its heartbeat's place in :data:`HEARTBEATS`: its event (woken: a beat now) and when its next beat is due
         self._turn: Turn[AttemptLease] = Turn(self, float("inf"))
         #: whether its heartbeat runs on a standby thread, not woken at its end (:data:`HEARTBEATS`)

@@ -116,7 +116,7 @@ from luigi.task_status import DONE, FAILED, PENDING
 
 from nectar import forks, standby
 from nectar.retry_count import kept_count
-from nectar.stdlib_internals import environ_data
+from nectar.stdlib_internals import environ_data, new_event
 from nectar.stops import FLUSHING, SAVING
 
 logger = logging.getLogger(__name__)
@@ -468,7 +468,7 @@ class _KeepAlive:
         ping_interval: float,
         rpc_message_callback: Callable[[dict[str, Any]], object],
     ) -> None:
-        self._should_stop = threading.Event()  # luigi's names: its loop reads them
+        self._should_stop = new_event()  # luigi's names: its loop reads them (threading's Event, made leaner)
         self._scheduler = scheduler
         self._worker_id = worker_id
         self._ping_interval = ping_interval
@@ -540,6 +540,8 @@ class Worker(luigi.worker.Worker):
         #: with luigid, the ids of the tasks this worker told luigid a status of, and of those whose last was not DONE
         self._told: set[str] = set()
         self._undone: set[str] | None = set() if isinstance(scheduler, RemoteScheduler) else None
+        #: a task and luigi's task process of it made ahead (:meth:`task_process_ahead`), handed out once
+        self._process_ahead: tuple[luigi.Task, Any] | None = None
         if not isinstance(self._task_result_queue, _InProcessResults) and not (
             self._config.force_multiprocessing or self.worker_processes > 1  # luigi's _create_task_process's test
         ):
@@ -591,11 +593,34 @@ class Worker(luigi.worker.Worker):
         if self._undone is None or len(self._undone) != 1:
             return None
         (task_id,) = self._undone
-        last = next((told for told in reversed(self._add_task_history) if told[0].task_id == task_id), None)
+        last = None
+        for told in reversed(self._add_task_history):  # (a generator left by ``next``: a GeneratorExit thrown in it)
+            if told[0].task_id == task_id:
+                last = told
+                break
         if last is None or last[1] != PENDING or not last[2] or is_external(last[0]):
             return None
         task: luigi.Task = last[0]
         return task
+
+    def task_process_ahead(self, task: luigi.Task) -> None:
+        """Make luigi's task process of ``task`` now (its status reporter, its ``multiprocessing.Process`` base: ~320
+        bytecodes), while luigid answers the ``get_work`` that may grant it, for :meth:`_create_task_process` to hand
+        out if the task it is asked for next is this one; not for a task luigi would run in a process of its own, nor
+        for one that takes messages (its queue is a pipe, which a process not granted the step would hold)."""
+        self._process_ahead = None
+        if task.accepts_messages:
+            return
+        process = super()._create_task_process(task)
+        if not process.use_multiprocessing:
+            self._process_ahead = (task, process)
+
+    def _create_task_process(self, task: luigi.Task) -> Any:
+        """luigi's, or the one made ahead of this very task (:meth:`task_process_ahead`), once."""
+        ahead, self._process_ahead = self._process_ahead, None
+        if ahead is not None and ahead[0] is task:
+            return ahead[1]
+        return super()._create_task_process(task)
 
     def _run_task(self, task_id: str) -> None:
         """Run a step luigid granted, unless another worker made it since this one found it undone
@@ -1535,6 +1560,24 @@ def luigid_marks_reopened() -> None:
 
     _replace(scheduler, "add_task", marking_add_task)
     _replace(scheduler, "get_work", marking_get_work)
+
+
+def luigid_finds_workers_once() -> None:
+    """luigid's scheduler finds a worker it knows without making one: luigi's ``SimpleTaskState.get_worker`` is
+    ``self._active_workers.setdefault(worker_id, Worker(worker_id))``, a ``Worker`` made (two ``time.time()``, a set,
+    a dict, a list) and dropped at each of the 6 lookups of an attempt's frame ([add_task, add_worker, get_work]), of
+    which every one but the first finds it: ~270 of the frame's ~3,500 bytecodes. A worker it does not know is made
+    and kept as luigi makes it."""
+    worker_class = luigi.scheduler.Worker
+
+    def get_worker(self: luigi.scheduler.SimpleTaskState, worker_id: str) -> Any:
+        workers = self._active_workers
+        worker = workers.get(worker_id)
+        if worker is None:
+            worker = workers[worker_id] = worker_class(worker_id)
+        return worker
+
+    _replace(luigi.scheduler.SimpleTaskState, "get_worker", get_worker)
 
 
 def uncounted(task: luigi.Task) -> None:

@@ -9,12 +9,12 @@ waiting on the same event, then waits for that loop's own first beat, or is woke
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from nectar import forks
+from nectar.stdlib_internals import new_event
 
 Owner = TypeVar("Owner")
 
@@ -26,7 +26,7 @@ class Turn(Generic[Owner]):
 
     def __init__(self, owner: Owner, due: float) -> None:
         self.owner = owner
-        self.wake = threading.Event()
+        self.wake = new_event()  # threading's, made without its Condition's caught errors
         self.due = due
         self.ended = False
         self.next: Turn[Owner] | None = None

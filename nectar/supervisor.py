@@ -70,14 +70,15 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 #: no failure counted of a cancelled run's step (:func:`nectar.luigi_internals.luigid_counts_no_cancel`, which checks
 #: itself on the luigi loaded: one that counts failures where it cannot put them back fails luigid's start),
 #: its state saved whole or not at all (:func:`nectar.luigi_internals.luigid_saves_whole`),
+#: a worker it knows found without one made (:func:`nectar.luigi_internals.luigid_finds_workers_once`),
 #: the RPCs workers POST answered straight from the scheduler (:mod:`nectar.luigid_server`),
 #: its port taken as it binds the check's line, exit 2, or none under ``serve``, which names it (:func:`ports.binding`)
 _LUIGID = (
     "import nectar.lifeline as life; life.stops_exit_until_handled(); "
     "from nectar.deferred_imports import LUIGID_UNUSED, Deferral; deferral = Deferral(LUIGID_UNUSED); "
     "from nectar.luigi_internals import luigid_reads_cors_once as cors, luigid_prunes_lean as prune, "
-    "luigid_marks_reopened as reopened, luigid_counts_no_cancel as uncounted, luigid_saves_whole as whole; "
-    "cors(); prune(); reopened(); uncounted(); whole(); "
+    "luigid_marks_reopened as reopened, luigid_counts_no_cancel as uncounted, luigid_saves_whole as whole, "
+    "luigid_finds_workers_once as workers; cors(); prune(); reopened(); uncounted(); whole(); workers(); "
     "from nectar.luigid_server import serve_rpcs_directly; serve_rpcs_directly(); "
     "from {} import {} as main; deferral.end(); "
     "from nectar.ports import binding; binding(main, 'luigid, --scheduler-port')"

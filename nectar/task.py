@@ -386,8 +386,44 @@ def params_record(task: luigi.Task, key: TargetKey) -> dict[str, Any]:
         "task_id": task.task_id,
         "params": task.to_str_params(only_public=True),
         "key": key.path,
-        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "started_at": _started_at(),
     }
+
+
+def _started_at() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+#: the attribute of a task instance holding its params.txt's text up to its ``started_at`` (:func:`params_head`),
+#: made ahead while luigid answers the ``get_work`` that grants the step (:func:`make_folders_ahead`)
+_PARAMS_AHEAD = "_nectar_params_ahead"
+
+
+def params_head(task: luigi.Task, key: TargetKey) -> str:
+    """params.txt's text for ``task`` (its folder's ``key``) up to the value of its last entry, ``started_at``: what
+    :func:`params_text` writes of :func:`params_record`'s record but that time, byte for byte, made without the record
+    (a step's start made it, then wrote it out, ~550 bytecodes; this ~150). Nothing in it changes once the task is
+    made: its parameters, family and task_id are set by its ``__init__``, its key by them."""
+    str_params = task.to_str_params(only_public=True)
+    if not all(type(k) is str and type(v) is str for k, v in str_params.items()):  # not luigi's: json's to write
+        record = params_record(task, key)
+        return params_text(record).rpartition(_json_string(record["started_at"]))[0]
+    params = ",".join(f"\n    {_json_string(k)}: {_json_string(v)}" for k, v in str_params.items())
+    params = "{" + params + "\n  }" if params else "{}"
+    return (
+        f'{{\n  "chain": {_json_string(key.chain_ref)},\n  "task": {_json_string(type(task).__name__)},'
+        f'\n  "task_family": {_json_string(task.get_task_family())},\n  "task_id": {_json_string(task.task_id)},'
+        f'\n  "params": {params},\n  "key": {_json_string(key.path)},\n  "started_at": '
+    )
+
+
+def params_file_text(task: luigi.Task, key: TargetKey) -> str:
+    """params.txt's text as the step starts (``params_text(params_record(task, key))``), its head made ahead if it
+    was (:func:`make_folders_ahead`)."""
+    head: str | None = task.__dict__.get(_PARAMS_AHEAD)
+    if head is None:
+        head = params_head(task, key)
+    return f"{head}{_json_string(_started_at())}\n}}"
 
 
 #: each task class's ``(type, chain)``, or None: held no longer than the class (a chain reloaded makes new classes)
@@ -444,6 +480,10 @@ def make_folders_ahead(task: luigi.Task) -> None:
     key = log_key(task)
     if key is None:
         return
+    try:  # params.txt's text but its time, while luigid answers: no step's own file is written before the grant
+        task.__dict__[_PARAMS_AHEAD] = params_head(task, key)
+    except Exception:  # made again as the step starts, which says what failed
+        logger.debug("could not make the params.txt of %s ahead", key.folder, exc_info=True)
     try:
         store = _store_of(task)
         new = store.make_folder_of(key.with_file(PARAMS_FILE))
@@ -475,7 +515,7 @@ class _Recording:
         try:
             if not self.task.__dict__.get(_FOLDER_NEW, False):  # a folder made new holds nothing left
                 self._remove_leftovers()
-            text = params_text(params_record(self.task, self.key))
+            text = params_file_text(self.task, self.key)
             self.store.write_text(self.key.with_file(PARAMS_FILE), text, new_folder=not self.folders_made)
         except BaseException:
             self.logs.close()

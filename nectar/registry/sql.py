@@ -189,7 +189,7 @@ class SqlRunStore(SqlReads):
             ahead: list[int] = []
             with self._submit_db() as db:
                 outcomes = [self._submit_counted(db, run, max_pending, ahead) for run, max_pending in asked]
-        if any(answer is not None and answer[1] for answer, _ in outcomes):
+        if any([answer is not None and answer[1] for answer, _ in outcomes]):  # (a generator left: an exception)
             self._queued()
         return outcomes
 

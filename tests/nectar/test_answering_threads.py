@@ -15,10 +15,14 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import gunicorn.config
+import gunicorn.http.message
 import pytest
 
 from harness import Processes, alive, base_env, children, connected_to, settings_env, waitfor
+from nectar import gunicorn_ext
 from nectar.config import Settings
+from nectar.gunicorn_ext import settings_read_once
 from tests.helpers.held_app import APP, HELD_APP_DIR, entered, hold, release
 
 #: how long a test waits for what must happen: it only fails a hung test, it bounds nothing
@@ -228,3 +232,60 @@ def test_a_thread_that_cannot_be_started_leaves_the_worker_answering(
         finally:
             connection.close()
     assert "could not start an answering thread" in "".join(p.read_text() for p in processes.logs.glob("*"))
+
+
+def test_a_workers_settings_are_read_once_and_again_when_one_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker reads gunicorn's settings once (``settings_read_once``): a read finds the value without gunicorn's
+    ``Config.__getattr__``, a setting set afterwards reads its new value, and what gunicorn's ``Config`` defines itself
+    (its properties) is still its own."""
+    cfg = gunicorn.config.Config()
+    cfg.set("keepalive", 5)
+    cfg.set("bind", ["127.0.0.1:0"])
+    settings_read_once(cfg)
+    asked: list[str] = []
+    getattr_of_config = gunicorn.config.Config.__getattr__
+
+    def noted(self: gunicorn.config.Config, name: str) -> object:
+        asked.append(name)
+        return getattr_of_config(self, name)
+
+    monkeypatch.setattr(gunicorn.config.Config, "__getattr__", noted)
+    assert (cfg.keepalive, cfg.limit_request_line, cfg.forwarded_allow_ips) == (5, 4094, ["127.0.0.1", "::1"])
+    assert asked == []
+    cfg.set("keepalive", 7)
+    assert (cfg.keepalive, cfg.settings["keepalive"].get()) == (7, 7)
+    assert (cfg.address, bool(cfg.is_ssl)) == ([("127.0.0.1", 0)], False)  # its properties, as gunicorn reads them
+    cfg.set("bind", ["127.0.0.1:8001"])
+    assert cfg.address == [("127.0.0.1", 8001)] and asked == []
+
+
+def test_a_peers_check_is_made_once_per_address_and_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gunicorn's check of a request's peer against an allow list (``peers_checked_once``) is made once per address
+    and list: the same networks and list answer again without gunicorn's check; other networks, or a list that
+    changed, are checked again; set twice, the check is wrapped once."""
+    checked: list[str] = []
+    gunicorns = gunicorn.http.message._ip_in_allow_list
+
+    def noted(ip: str, allow: list[str], networks: object) -> bool:
+        checked.append(ip)
+        return bool(gunicorns(ip, allow, networks))
+
+    monkeypatch.setattr(gunicorn.http.message, "_ip_in_allow_list", noted)
+    monkeypatch.setattr(gunicorn_ext, "_peers_checked", None)
+    gunicorn_ext.peers_checked_once()
+    gunicorn_ext.peers_checked_once()
+    check = gunicorn.http.message._ip_in_allow_list
+    cfg = gunicorn.config.Config()
+    allow, networks = cfg.forwarded_allow_ips, cfg.forwarded_allow_networks()
+    assert [check(ip, allow, networks) for ip in ("127.0.0.1", "127.0.0.1", "10.0.0.1", "10.0.0.1")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert checked == ["127.0.0.1", "10.0.0.1"]
+    other = gunicorn.config.Config()
+    other.set("forwarded_allow_ips", "10.0.0.0/8")
+    assert check("10.0.0.1", other.forwarded_allow_ips, other.forwarded_allow_networks()) is True
+    assert check("127.0.0.1", ["*"], networks) is True  # the same networks, another list
+    assert checked == ["127.0.0.1", "10.0.0.1", "10.0.0.1", "127.0.0.1"]

@@ -63,6 +63,7 @@ from nectar.luigi_internals import (
     is_external,
     luigi_task_id,
     luigid_counts_no_cancel,
+    luigid_finds_workers_once,
     luigid_marks_reopened,
     luigid_prunes_lean,
     luigid_reads_cors_once,
@@ -510,6 +511,35 @@ def test_a_worker_running_its_steps_in_its_own_process_gets_their_results_in_mem
         assert (done, result.scheduling_succeeded, tasks_by_outcome(worker)["completed"]) == (["ran"], True, {step()})
 
 
+def test_a_task_process_made_ahead_is_handed_out_once_and_only_for_its_own_task(probes: str) -> None:
+    """luigi's task process of the step a worker will likely run, made while luigid answers
+    (``Worker.task_process_ahead``), is the one luigi's ``_create_task_process`` gets for that very task, once; another
+    task, or the same task asked for again, gets one made then; one luigi would run in a process of its own, or whose
+    task takes messages (a queue: a pipe), is not made ahead."""
+    one, other = probe("SeamAheadOne")(), probe("SeamAheadOther")()
+    scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+    worker = new_worker(scheduler, "nectar-seam:ahead", 1)
+    assert isinstance(worker, nectar.luigi_internals.Worker)
+    worker.task_process_ahead(one)
+    assert worker._process_ahead is not None
+    ahead = worker._process_ahead[1]
+    assert (ahead.task, ahead.use_multiprocessing) == (one, False)
+    made = worker._create_task_process(one)
+    assert made is ahead
+    again = worker._create_task_process(one)
+    assert again is not ahead and again.task is one  # handed out once
+    worker.task_process_ahead(one)
+    assert worker._create_task_process(other).task is other and worker._process_ahead is None
+    assert worker._create_task_process(one) is not ahead
+
+    worker.task_process_ahead(probe("SeamAheadMessages", accepts_messages=True)())
+    assert worker._process_ahead is None
+    forked = new_worker(scheduler, "nectar-seam:ahead2", 1, force_multiprocessing=True)
+    assert isinstance(forked, nectar.luigi_internals.Worker)
+    forked.task_process_ahead(one)
+    assert forked._process_ahead is None
+
+
 def test_workers_made_in_one_process_set_sigusr1_once_and_it_stops_the_last_made_asking_for_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -647,6 +677,33 @@ def test_luigids_prune_is_the_code_luigid_prunes_lean_steps_through(function: Ca
     ``inactivate_tasks``: a change to any of them is a change to re-check."""
     source = inspect.getsource(function).encode()
     assert hashlib.sha256(source).hexdigest()[:16] == digest, f"luigi changed {function.__qualname__}"
+
+
+def test_luigid_finds_a_worker_it_knows_without_making_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """luigi's ``get_worker`` makes a ``Worker`` at each lookup (``setdefault``'s default) and drops it when it knows
+    the id; under luigid_finds_workers_once one is made only for an id luigid does not know, and kept as luigi keeps
+    it. luigi's ``get_worker`` is still the code it replaces."""
+    source = inspect.getsource(luigi.scheduler.SimpleTaskState.get_worker).encode()
+    assert hashlib.sha256(source).hexdigest()[:16] == "678da5a61f2555ed", "luigi changed SimpleTaskState.get_worker"
+    made: list[str] = []
+
+    class Counted(luigi.scheduler.Worker):
+        def __init__(self, worker_id: str, *args: Any) -> None:
+            made.append(worker_id)
+            super().__init__(worker_id, *args)
+
+    monkeypatch.setattr(luigi.scheduler, "Worker", Counted)
+    monkeypatch.setattr(luigi.scheduler.SimpleTaskState, "get_worker", luigi.scheduler.SimpleTaskState.get_worker)
+    luigid_finds_workers_once()
+    scheduler = luigi.scheduler.Scheduler(record_task_history=False)
+    scheduler.add_task(worker="w1", task_id="T", status="PENDING")  # an attempt's frame: add_task, add_worker, get_work
+    scheduler.add_worker(worker="w1", info={"host": "h"})
+    assert scheduler.get_work(worker="w1")["task_id"] == "T"
+    assert made == ["w1"]
+    known = scheduler._state.get_worker("w1")
+    assert (known.info, [task.id for task in known.tasks]) == ({"host": "h"}, ["T"])
+    assert scheduler._state.get_worker("w2") is scheduler._state.get_worker("w2")
+    assert made == ["w1", "w2"] and list(scheduler._state.get_worker_ids()) == ["w1", "w2"]
 
 
 def test_luigid_forgets_the_oldest_finished_first_in_the_order_luigi_keeps_them() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import select
 import socket
@@ -522,16 +523,32 @@ def test_a_silent_client_whose_answers_wait_under_the_mark_is_cut_off(tmp_path: 
     scheduler.add_task(worker=WORKER, status="PENDING", **ADDED)
     scheduler.add_task(worker=WORKER, task_id=TASK, status="FAILED", expl="x" * 40_000, runnable=False)
     router = LuigidRouter(tornado.web.Application(), scheduler, idle_timeout=1.0)
+    with framed_on_a_loop(router, small_buffers=True) as (client, protocols):
+        call = f'[["fetch_error", {{"task_id": "{TASK}"}}]]'.encode()
+        client.sendall(len(call).to_bytes(4, "big") + call)
+        wait_until(lambda: reset_by_peer(client))
+        assert protocols and not protocols[0].paused  # under the mark all along: the idle close's case, not a pause's
+
+
+@contextlib.contextmanager
+def framed_on_a_loop(
+    router: LuigidRouter, small_buffers: bool = False
+) -> Iterator[tuple[socket.socket, list[FramedRPC]]]:
+    """A client's socket connected to luigid's own :class:`FramedRPC` (the router's, upgraded), served on a loop of
+    the test's over real TCP sockets; with ``small_buffers``, the client's receive and the server's send buffers of
+    a few kB (set before the connect: the client's window stays small)."""
     loop = asyncio.new_event_loop()
     served = threading.Thread(target=loop.run_forever, daemon=True)
     served.start()
     listener = bound_to_a_free_port(socket.create_server)
     client = socket.socket()
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before its connect: its window stays small
+    if small_buffers:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     try:
         client.connect(listener.getsockname())
         server, _ = listener.accept()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        if small_buffers:
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         protocols: list[FramedRPC] = []
 
         def made() -> FramedRPC:
@@ -539,13 +556,42 @@ def test_a_silent_client_whose_answers_wait_under_the_mark_is_cut_off(tmp_path: 
             return protocols[-1]
 
         asyncio.run_coroutine_threadsafe(loop.connect_accepted_socket(made, server), loop).result(60)
-        call = f'[["fetch_error", {{"task_id": "{TASK}"}}]]'.encode()
-        client.sendall(len(call).to_bytes(4, "big") + call)
-        wait_until(lambda: reset_by_peer(client))
-        assert protocols and not protocols[0].paused  # under the mark all along: the idle close's case, not a pause's
+        yield client, protocols
     finally:
         client.close()
         listener.close()
         loop.call_soon_threadsafe(loop.stop)
         served.join(60)
         loop.close()
+
+
+def test_frames_read_into_one_buffer_are_answered_whole_however_they_arrive() -> None:
+    """luigid's :class:`FramedRPC` reads each chunk into its one buffer (no 256 kB bytes object a read, which some
+    luigid processes got from the kernel and gave back at each frame) and answers each frame once it is whole: two in
+    one send, then one sent a byte at a time, then one larger than that buffer."""
+    scheduler = luigi.scheduler.Scheduler()
+    router = LuigidRouter(tornado.web.Application(), scheduler, idle_timeout=60.0)
+    with framed_on_a_loop(router) as (client, protocols):
+        read = client.makefile("rb")
+        assert read.readline().startswith(b"HTTP/1.1 101 ")
+        while read.readline() not in (b"\r\n", b""):
+            pass
+
+        def frame(calls: str) -> bytes:
+            return len(calls.encode()).to_bytes(4, "big") + calls.encode()
+
+        def answer() -> list[Any]:
+            size = int.from_bytes(read.read(4), "big")
+            return list(json.loads(read.read(size)))
+
+        paused = '[["is_paused", {}]]'
+        client.sendall(frame(paused) + frame(paused))
+        assert answer() == answer() == [{"response": {"paused": False}}]
+        for byte in frame(paused):
+            client.sendall(bytes([byte]))
+        assert answer() == [{"response": {"paused": False}}]
+        large = f'[["is_paused", {{}}], ["task_search", {{"task_str": "{"x" * 100_000}"}}]]'
+        client.sendall(frame(large))
+        assert [sorted(entry) for entry in answer()] == [["response"], ["response"]]
+        buffer = protocols[0].get_buffer(-1)
+        assert buffer is protocols[0].get_buffer(-1) and len(buffer) < 128 * 1024

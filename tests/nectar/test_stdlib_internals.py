@@ -177,3 +177,25 @@ def test_a_child_path_is_the_folders_entry_as_slash_makes_it(tmp_path: Path) -> 
             assert made.parts == expected.parts and made.name == name and made.parent == folder
     (tmp_path / "entry.log").write_text("here")
     assert stdlib_internals.child_path(tmp_path, "entry.log").read_text() == "here"
+
+
+def test_an_event_made_lean_is_threadings_own_and_waits_wakes_and_clears_as_one() -> None:
+    """new_event makes a ``threading.Event`` holding what ``threading.Event()`` holds (a Condition over a plain Lock,
+    none of an RLock's methods), as this Python's threading still makes them (this fails loudly if a release makes
+    them otherwise), and it waits, wakes, clears and times out as one."""
+    assert stdlib_internals._made_as_threading_makes_them()
+    made, theirs = stdlib_internals.new_event(), threading.Event()
+    assert type(made) is threading.Event and set(vars(made)) == set(vars(theirs))
+    condition, their_condition = vars(made)["_cond"], vars(theirs)["_cond"]
+    assert type(condition) is threading.Condition
+    assert {k: type(v) for k, v in vars(condition).items()} == {k: type(v) for k, v in vars(their_condition).items()}
+    woken: list[bool] = []
+    waiter = threading.Thread(target=lambda: woken.append(made.wait(60)))
+    waiter.start()
+    made.set()
+    waiter.join()
+    assert woken == [True] and made.is_set()
+    made.clear()
+    assert made.wait(0.01) is False and not made.is_set()
+    with condition:  # its Condition's lock, as Event's own methods take it
+        assert not condition.acquire(False)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import luigi
 import pytest
+from luigi.parameter import ParameterVisibility
 from luigi.task_register import Register, TaskClassAmbigiousException
 
 from nectar import task as task_module
@@ -22,7 +23,7 @@ from nectar.catalog import ChainCatalog
 from nectar.config import Settings, configure
 from nectar.errors import ChainImportError
 from nectar.exposure import names_of
-from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, task_key
+from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey, task_key
 from nectar.luigi_internals import forget_task_classes
 from nectar.luigi_names import with_short_names
 from nectar.stores.local import LocalStore
@@ -385,6 +386,61 @@ PARAMS_RECORDS = [
 def test_params_txt_is_written_as_json_writes_it_indented(record: dict[object, object]) -> None:
     """params.txt's text, made with json's C string encoder, is ``json.dumps(record, indent=2)`` byte for byte."""
     assert params_text(record) == json.dumps(record, indent=2)
+
+
+class ParamsTextTask(luigi.Task):
+    """A task whose parameters json escapes (quotes, backslashes, control characters, non-ASCII), one not public."""
+
+    text = luigi.Parameter(default='quote" back\\slash\n\t\x1f é中\U0001f600\u2028')
+    n = luigi.IntParameter(default=5)
+    hidden = luigi.Parameter(default="h", visibility=ParameterVisibility.PRIVATE)
+
+
+class NoParamsTextTask(luigi.Task):
+    """A task without parameters: params.txt's ``params`` is ``{}``."""
+
+
+STARTED = "2024-01-02T03:04:05+00:00"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [ParamsTextTask, functools.partial(ParamsTextTask, text="", n=-1), NoParamsTextTask],
+    ids=["escaped", "empty", "none"],
+)
+def test_params_txt_made_of_its_task_is_its_records_json(
+    make: Callable[[], luigi.Task], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """params.txt's text, made of the task without its record (:func:`~nectar.task.params_file_text`), is the record
+    json writes indented (:func:`~nectar.task.params_record`), byte for byte."""
+    monkeypatch.setattr(task_module, "_started_at", lambda: STARTED)
+    task = make()
+    key = TargetKey.of_digest("plain", "text_chain", type(task).__name__, task_module.param_digest({}))
+    record = task_module.params_record(task, key)
+    assert record["started_at"] == STARTED and "hidden" not in record["params"]
+    assert task_module.params_file_text(task, key) == json.dumps(record, indent=2)
+
+
+def test_params_txt_made_ahead_is_its_own_tasks_with_the_time_its_step_starts(
+    settings: Settings, write_chain: WriteChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What is made of params.txt while luigid answers (:func:`~nectar.task.make_folders_ahead`) is its own task's,
+    and its time is the one at which the step starts: another task made ahead since (a reused process's next run),
+    or one not made ahead, writes its own."""
+    write_chain("plain/ahead_chain", PLAIN_CHAIN)
+    found = ChainCatalog(settings.chains_dir).task("plain", "ahead_chain", "PlainLuigiTask")
+    tasks = [found.instantiate({"n": n}) for n in ("2", "3", "4")]
+    monkeypatch.setattr(task_module, "_started_at", lambda: "2023-12-31T23:59:59+00:00")
+    for task in tasks[:2]:
+        task_module.make_folders_ahead(task)
+    for n, task in zip(("2", "3", "4"), tasks, strict=True):
+        started = f"2024-01-01T00:00:0{n}+00:00"
+        monkeypatch.setattr(task_module, "_started_at", lambda started=started: started)
+        key = log_key(task)
+        assert key is not None
+        written = json.loads(task_module.params_file_text(task, key))
+        assert written == {**task_module.params_record(task, key), "started_at": started}
+        assert (written["params"], written["key"]) == ({"n": n}, key.path)
 
 
 class StartedTask(luigi.Task):
