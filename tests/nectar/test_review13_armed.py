@@ -3,6 +3,7 @@ a kill, a stop or a slow core can land in, through a worker's executor in this p
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -129,6 +130,7 @@ def test_a_worker_with_its_armed_spare_in_its_claim_runs_no_more_attempts_than_i
 
 
 def test_a_stopping_workers_armed_spare_in_its_claim_claims_no_run_queued_after_the_stop(
+    request: pytest.FixtureRequest,
     held: Path,
     new_executor: Callable[..., Executor],  # noqa: F811
     quick: Settings,  # noqa: F811
@@ -146,12 +148,9 @@ def test_a_stopping_workers_armed_spare_in_its_claim_claims_no_run_queued_after_
     executor._serve_once()  # the stopping worker's pass: its armed spare cannot be disarmed (its lock is held)
     run_id = submit(nectar, 43)
     gate.touch()
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    try:
-        executor.serve_forever()  # drains what runs, then ends
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # serve_forever sets its own: set back after
+        request.addfinalizer(functools.partial(signal.signal, signum, signal.getsignal(signum)))
+    executor.serve_forever()  # drains what runs, then ends
     queued = nectar.runs.get(run_id)
     assert queued is not None and (queued.state, queued.attempt, queued.worker) == (RunState.PENDING, 0, None), queued
 
@@ -182,11 +181,11 @@ def test_a_worker_going_idle_while_its_armed_spare_is_in_its_claim_lets_its_spar
 
 
 def test_an_armed_spare_killed_between_its_claim_and_its_word_costs_the_run_no_attempt(
+    gate: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
     new_executor: Callable[..., Executor],  # noqa: F811
     quick: Settings,  # noqa: F811
     tmp_path: Path,
-    gate: Path,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The armed spare's claim returned (the run RUNNING in its name), it is killed (-9) before it tells its worker
     (review9's first test's window, reached on the armed path: review9's reaches the worker's loop's claim, as its
