@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from harness import alive
+from nectar import lifeline
 from nectar.config import Settings
 from nectar.executor import Executor
 from nectar.registry import RunState
@@ -20,6 +22,7 @@ from nectar.service import Nectar
 from nectar.spares import Spare
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
+from tests.nectar.test_review13_claim import F1
 from tests.nectar.test_spare import (  # noqa: F401 (fixtures)
     charged_once,
     first_spare,
@@ -56,6 +59,25 @@ def held(tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
             path.write_text(str(os.getpid()))
             wait_until(gate.exists, timeout=120)
         return claim_own(self)
+
+    monkeypatch.setattr(Executor, CLAIM_OWN, gated)
+    yield path
+
+
+@pytest.fixture
+def held_after_its_claim(tmp_path: Path, gate: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:  # noqa: F811
+    """The first armed spare whose claim returns a run (RUNNING in its name) waits at ``gate`` before it tells its
+    worker (inside the word's lock): the file answered names it once it waits. Only an armed spare claims in its own
+    name (``_claim_own``). Set before the executor (or the worker) is made."""
+    path = tmp_path / "claimed"
+    claim_own = getattr(Executor, CLAIM_OWN)
+
+    def gated(self: Executor) -> bytes | None:
+        given = claim_own(self)
+        if given is not None and not path.exists():
+            path.write_text(str(os.getpid()))
+            wait_until(gate.exists, timeout=120)  # killed there, or its worker is
+        return given
 
     monkeypatch.setattr(Executor, CLAIM_OWN, gated)
     yield path
@@ -181,26 +203,15 @@ def test_a_worker_going_idle_while_its_armed_spare_is_in_its_claim_lets_its_spar
 
 
 def test_an_armed_spare_killed_between_its_claim_and_its_word_costs_the_run_no_attempt(
+    held_after_its_claim: Path,
     gate: Path,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
     new_executor: Callable[..., Executor],  # noqa: F811
     quick: Settings,  # noqa: F811
-    tmp_path: Path,
 ) -> None:
     """The armed spare's claim returned (the run RUNNING in its name), it is killed (-9) before it tells its worker
     (review9's first test's window, reached on the armed path: review9's reaches the worker's loop's claim, as its
     first pass looks itself): the run goes back to the queue, uncounted, and ends DONE at its first attempt."""
-    held, tester = tmp_path / "claimed", os.getpid()
-    claim_own = getattr(Executor, CLAIM_OWN)
-
-    def gated(self: Executor) -> bytes | None:
-        given = claim_own(self)
-        if given is not None and os.getpid() != tester and not held.exists():
-            held.write_text(str(os.getpid()))
-            wait_until(gate.exists, timeout=120)  # killed there
-        return given
-
-    monkeypatch.setattr(Executor, CLAIM_OWN, gated)
+    held = held_after_its_claim
     executor, nectar = new_executor(concurrency=1), closed_at_end(Nectar(quick))
     spare = armed_after_a_run(executor, nectar, 46)
     run_id = submit(nectar, 47)
@@ -213,3 +224,55 @@ def test_an_armed_spare_killed_between_its_claim_and_its_word_costs_the_run_no_a
     run = run_to_its_end(executor, nectar, run_id)
 
     charged_once(nectar, run)
+
+
+@F1
+def test_a_worker_killed_as_its_armed_spare_claimed_costs_the_run_no_attempt(
+    held_after_its_claim: Path,
+    new_executor: Callable[..., Executor],  # noqa: F811
+    quick: Settings,  # noqa: F811
+) -> None:
+    """A worker (forked here, its spares forks of it) whose armed spare has claimed a run in its own name, and holds
+    it before it tells its worker, is killed (-9): the spare dies of its worker's death (its parent-death signal,
+    SIGTERM) before its attempt began. wt59-claim's spare answers its worker's absence with "its lifeline ends the
+    attempt, which requeues" (``_claim_armed``'s ``told``); no attempt has begun there, and the SIGTERM ends the
+    process (its default action, or the lease's handler with no attempt: ``leases._terminate``): the run is left
+    RUNNING in the dead spare's name and the next worker reclaims it as a lost attempt, counted. The README promises
+    that a killed worker's attempt processes "requeue their runs the same way" (uncounted); review13's F1 is the same
+    window on main's hand-over (tests/nectar/test_review13_claim.py)."""
+    held, tester = held_after_its_claim, os.getpid()
+    settings = quick.replace(scheduler_url=None)
+    worker = os.fork()
+    if worker == 0:  # the worker: its loop until it is killed
+        code = 1
+        try:
+            lifeline.die_with_parent(tester)
+            Executor(settings, concurrency=1).serve_forever()
+            code = 0
+        finally:
+            os._exit(code)
+    nectar = closed_at_end(Nectar(settings))
+    try:
+        for n in range(48, 60):  # one after another, until the worker armed a spare and it claimed one
+            run_id = submit(nectar, n)
+            wait_until(functools.partial(claimed_or_ended, held, nectar, run_id), timeout=60)
+            if held.exists():
+                break
+        claimed = nectar.runs.get(run_id)
+        assert held.exists() and claimed is not None and claimed.state == RunState.RUNNING, claimed
+    finally:
+        os.kill(worker, signal.SIGKILL)
+        os.waitpid(worker, 0)
+    spare = int(held.read_text())
+    wait_until(lambda: not alive(spare), timeout=60)  # dead of its worker's death, its claim untold
+
+    run = run_to_its_end(new_executor(concurrency=1), nectar, run_id)
+
+    history = [(a.attempt, a.state, a.error) for a in nectar.runs.attempts(run.id)]
+    assert (run.state, run.attempt, run.error) == (RunState.DONE, 1, None), history
+
+
+def claimed_or_ended(held: Path, nectar: Nectar, run_id: str) -> bool:
+    """Whether an armed spare holds its claim (``held`` exists), or ``run_id`` ended (the worker's loop claimed it)."""
+    run = nectar.runs.get(run_id)
+    return held.exists() or (run is not None and not run.state.active)

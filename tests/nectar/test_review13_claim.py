@@ -36,11 +36,16 @@ def waits_for_its_run(pid: int) -> bool:
         return False
 
 
-@pytest.mark.xfail(
+#: review13's F1, a gap of main's: the lead's to fix (the tests pass once it is)
+F1 = pytest.mark.xfail(
     strict=True,
-    reason="review13 F1 (main): the spare dies of its parent-death SIGTERM before its attempt's lease handles it "
-    "(SIG_DFL, or leases._terminate with no attempt); the run is reclaimed as a lost attempt, counted",
+    reason="review13 F1 (main): a spare holding a run claimed in its name dies of its worker's death (its parent-death "
+    "SIGTERM: SIG_DFL, or leases._terminate with no attempt) before its attempt began; the run is reclaimed as a lost "
+    "attempt, counted",
 )
+
+
+@F1
 def test_a_worker_killed_after_its_claim_before_its_spare_read_the_run_costs_the_run_no_attempt(
     quick: Settings,  # noqa: F811
     start_worker: StartWorker,
