@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from harness import alive, children, freeze
 from nectar.config import Settings
+from nectar.executor import Executor
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from nectar.spares import AHEAD
@@ -20,18 +22,25 @@ from tests.nectar.test_spare import (  # noqa: F401 (fixtures)
     StartWorker,
     charged_once,
     ended,
+    first_spare,
+    new_executor,
     pid_of,
     quick,
+    run_to_its_end,
     spares_after,
     submit,
 )
 
+#: where a ready spare's main thread sleeps: in a read of its socket (main's spares), or in a poll of it and the
+#: registry's word (a spare armed to claim, wt59-claim's); the only other socket a spare reads in its setup is
+#: luigid's, a TCP one (``sk_wait_data``)
+WAITING = ("unix_stream_read_generic", "do_sys_poll", "poll_schedule_timeout", "do_poll")
+
 
 def waits_for_its_run(pid: int) -> bool:
-    """Whether the spare ``pid`` said it is ready and waits on its socket for its run (its main thread in a read of a
-    Unix socket: the only one a spare reads in its setup is luigid's, a TCP one)."""
+    """Whether the spare ``pid`` said it is ready and waits for its run (its main thread asleep in :data:`WAITING`)."""
     try:
-        return Path(f"/proc/{pid}/wchan").read_text() == "unix_stream_read_generic"
+        return Path(f"/proc/{pid}/wchan").read_text().startswith(WAITING)
     except OSError:
         return False
 
@@ -82,3 +91,43 @@ def test_a_worker_killed_after_its_claim_before_its_spare_read_the_run_costs_the
     assert (run.state, run.attempt, run.error) == (RunState.DONE, 1, None), history
     charged_once(nectar, run)
     assert second.poll() is None and children(second.pid)
+
+
+def test_a_spare_that_gets_no_core_holds_up_no_run_a_free_slot_and_another_spare_can_take(
+    new_executor: Callable[..., Executor],  # noqa: F811
+    quick: Settings,  # noqa: F811
+) -> None:
+    """Two slots. The spare the worker would give the next run (main: the oldest ready, handed the run; wt59-claim:
+    the one armed to claim in its own name) is stopped (SIGSTOP: a loaded machine's process that gets no core for a
+    while, or one under a debugger); two runs are queued. The worker's loop gives the other run to another ready
+    spare, and it ends DONE while the stopped spare still sleeps (on main the first run waits in the stopped spare's
+    socket, the second goes to the next spare). Seen on wt59-claim 6aab7cb: while a spare is armed its worker neither
+    waits for the registry's word nor looks all the same (``Executor._sleep``'s ``armed``): no run is claimed by
+    anyone until the stopped spare runs again, both slots idle, the other spares ready."""
+    executor, nectar = new_executor(concurrency=2), closed_at_end(Nectar(quick))
+    first_spare(executor)
+    arms = hasattr(executor.spares, "armed")
+    for n in range(36, 41):  # a run to its end, then the passes after its slot freed (wt59-claim arms a spare in one
+        wait_until(lambda: executor.spares.ready() is not None, timeout=60)  # of them, if a spare is ready then)
+        run_to_its_end(executor, nectar, submit(nectar, n))
+        for _ in range(10):
+            executor._serve_once()
+        if not arms or getattr(executor.spares, "armed", None) is not None:
+            break
+    chosen = getattr(executor.spares, "armed", None) or executor.spares.ready()
+    assert chosen is not None
+    others = wait_until(lambda: [s for s in executor.spares.spares if s.ready and s is not chosen] or None, timeout=60)
+    assert others
+    freeze(chosen.pid)
+    try:
+        queued = [submit(nectar, n) for n in (34, 35)]
+
+        def one_done() -> bool:
+            executor._serve_once()
+            return any((run := nectar.runs.get(run_id)) and run.state == RunState.DONE for run_id in queued)
+
+        wait_until(one_done, timeout=60)
+    finally:
+        os.kill(chosen.pid, signal.SIGCONT)
+    for run_id in queued:
+        charged_once(nectar, run_to_its_end(executor, nectar, run_id))
