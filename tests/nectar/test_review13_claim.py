@@ -131,3 +131,38 @@ def test_a_spare_that_gets_no_core_holds_up_no_run_a_free_slot_and_another_spare
         os.kill(chosen.pid, signal.SIGCONT)
     for run_id in queued:
         charged_once(nectar, run_to_its_end(executor, nectar, run_id))
+
+
+def test_runs_queued_together_go_to_a_workers_free_slots_at_the_registrys_word(
+    quick: Settings,  # noqa: F811
+    start_worker: StartWorker,
+    tmp_path: Path,
+) -> None:
+    """A worker of two slots, idle, its spares ready (after a first run); two held runs are queued one after the other:
+    both are claimed while both are held (each a slot), at the registry's word. The worker's poll interval is an
+    hour here, so that only the word can wake its loop (the executor's promise: it sleeps "until ... a run is
+    queued"). Seen on wt59-claim f221af9: the spare armed after the first run claims the first held run at the word;
+    its worker, which neither waits for the word while a spare is armed nor polls the armed spare's socket, sleeps on,
+    and the second run waits for its poll interval (50 ms by default) with a slot free and spares ready."""
+    settings = quick.replace(worker_poll_interval=3600.0)
+    nectar = closed_at_end(Nectar(settings))
+    worker = start_worker(settings, workers=2)
+    spares = spares_after(worker, ended(nectar, submit(nectar, 51)), AHEAD * 2)
+    wait_until(lambda: all(map(waits_for_its_run, spares)), timeout=60)
+    gate = tmp_path / "steps-gate"
+    held = []
+    try:
+        for n in (1, 2):
+            run = nectar.submit("quick", "quick_chain", "HeldTask", {"gate": f"{gate}-{n}"}).run
+            assert run is not None
+            held.append(run.id)
+
+        def both_claimed() -> bool:
+            return all((run := nectar.runs.get(run_id)) and run.state == RunState.RUNNING for run_id in held)
+
+        wait_until(both_claimed, timeout=60)
+    finally:
+        for n in (1, 2):
+            Path(f"{gate}-{n}").touch()
+    for run_id in held:
+        assert ended(nectar, run_id).state == RunState.DONE
