@@ -22,7 +22,7 @@ from nectar.service import Nectar
 from nectar.spares import Spare
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
-from tests.nectar.test_review13_claim import F1
+from tests.nectar.test_review13_claim import F1, two_held_runs
 from tests.nectar.test_spare import (  # noqa: F401 (fixtures)
     charged_once,
     first_spare,
@@ -125,13 +125,7 @@ def test_a_worker_with_its_armed_spare_in_its_claim_runs_no_more_attempts_than_i
     and fills the slots without counting the armed spare's claim under way."""
     executor, nectar = new_executor(concurrency=1), closed_at_end(Nectar(quick))
     held_in_its_claim(executor, nectar, held, 41)
-    step_gate = tmp_path / "steps-gate"
-    ids = []
-    try:
-        for n in (1, 2):
-            run = nectar.submit("quick", "quick_chain", "HeldTask", {"gate": f"{step_gate}-{n}"}).run
-            assert run is not None
-            ids.append(run.id)
+    with two_held_runs(nectar, tmp_path) as ids:
         wait_until(lambda: kept(executor).ready(armed=False) is not None, timeout=60)  # another spare to claim with
         executor._work_may_wait = True  # as the registry's word wakes its sleep
         executor._serve_once()
@@ -146,9 +140,6 @@ def test_a_worker_with_its_armed_spare_in_its_claim_runs_no_more_attempts_than_i
 
         wait_until(both_seen_or_settled, timeout=60)
         assert most <= executor.concurrency, f"{most} attempts at once on a worker of {executor.concurrency} slot"
-    finally:
-        for n in (1, 2):
-            Path(f"{step_gate}-{n}").touch()
 
 
 def test_a_stopping_workers_armed_spare_in_its_claim_claims_no_run_queued_after_the_stop(

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,22 @@ from tests.nectar.test_spare import (  # noqa: F401 (fixtures)
     spares_after,
     submit,
 )
+
+
+@contextlib.contextmanager
+def two_held_runs(nectar: Nectar, tmp_path: Path) -> Iterator[list[str]]:
+    """Two runs of HeldTask queued one after the other (their ids), each held in its ``run()`` until the block ends."""
+    gate, ids = tmp_path / "steps-gate", []
+    try:
+        for n in (1, 2):
+            run = nectar.submit("quick", "quick_chain", "HeldTask", {"gate": f"{gate}-{n}"}).run
+            assert run is not None
+            ids.append(run.id)
+        yield ids
+    finally:
+        for n in (1, 2):
+            Path(f"{gate}-{n}").touch()
+
 
 #: where a ready spare's main thread sleeps: in a read of its socket (main's spares), or in a poll of it and the
 #: registry's word (a spare armed to claim, wt59-claim's); the only other socket a spare reads in its setup is
@@ -149,20 +166,11 @@ def test_runs_queued_together_go_to_a_workers_free_slots_at_the_registrys_word(
     worker = start_worker(settings, workers=2)
     spares = spares_after(worker, ended(nectar, submit(nectar, 51)), AHEAD * 2)
     wait_until(lambda: all(map(waits_for_its_run, spares)), timeout=60)
-    gate = tmp_path / "steps-gate"
-    held = []
-    try:
-        for n in (1, 2):
-            run = nectar.submit("quick", "quick_chain", "HeldTask", {"gate": f"{gate}-{n}"}).run
-            assert run is not None
-            held.append(run.id)
+    with two_held_runs(nectar, tmp_path) as held:
 
         def both_claimed() -> bool:
             return all((run := nectar.runs.get(run_id)) and run.state == RunState.RUNNING for run_id in held)
 
         wait_until(both_claimed, timeout=60)
-    finally:
-        for n in (1, 2):
-            Path(f"{gate}-{n}").touch()
     for run_id in held:
         assert ended(nectar, run_id).state == RunState.DONE
