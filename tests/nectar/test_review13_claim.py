@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness import alive, children, freeze
+from nectar import executor as executor_module
+from nectar import lifeline
 from nectar.config import Settings
 from nectar.executor import Executor
 from nectar.registry import Run, RunState
@@ -62,16 +64,6 @@ def waits_for_its_run(pid: int) -> bool:
         return False
 
 
-#: review13's F1, a gap of main's: the lead's to fix (the tests pass once it is)
-F1 = pytest.mark.xfail(
-    strict=True,
-    reason="review13 F1 (main): a spare holding a run claimed in its name dies of its worker's death (its parent-death "
-    "SIGTERM: SIG_DFL, or leases._terminate with no attempt) before its attempt began; the run is reclaimed as a lost "
-    "attempt, counted",
-)
-
-
-@F1
 def test_a_worker_killed_after_its_claim_before_its_spare_read_the_run_costs_the_run_no_attempt(
     quick: Settings,  # noqa: F811
     start_worker: StartWorker,
@@ -176,3 +168,52 @@ def test_runs_queued_together_go_to_a_workers_free_slots_at_the_registrys_word(
         wait_until(both_claimed, timeout=60)
     for run_id in held:
         assert ended(nectar, run_id).state == RunState.DONE
+
+
+def test_a_worker_killed_between_its_claim_and_its_hand_over_costs_the_run_no_attempt(
+    new_executor: Callable[..., Executor],  # noqa: F811
+    quick: Settings,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker (forked here, its spares forks of it) claims a run in its ready spare's name and is killed (-9) before
+    it hands the run over: nothing was sent, and no process but the spare can tell that the run began nowhere. The
+    spare, its worker gone (its socket closed, its parent-death SIGTERM), puts the run back in the queue, uncounted,
+    before it exits; before that fix the run was left RUNNING in the spare's name, and the next worker reclaimed it as
+    a lost attempt, counted (FAILED, "worker lost: ... (its process is gone) during attempt 1", no retry left)."""
+    tester = os.getpid()
+    settings = quick.replace(scheduler_url=None)
+    nectar = closed_at_end(Nectar(settings))
+    run_id = submit(nectar, 61)
+
+    def killed_instead(*_: object) -> None:  # the worker dies as it would hand the run over
+        if os.getpid() != tester:
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("hand_over was called in the test's own process")
+
+    monkeypatch.setattr(executor_module, "hand_over", killed_instead)
+    worker = os.fork()
+    if worker == 0:  # the worker: its loop until it kills itself
+        code = 1
+        try:
+            lifeline.die_with_parent(tester)
+            Executor(settings, concurrency=1).serve_forever()
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        _, status = os.waitpid(worker, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    claimed = nectar.runs.get(run_id)
+    assert claimed is not None and claimed.worker is not None, claimed
+    spare = pid_of(claimed)
+    wait_until(lambda: not alive(spare), timeout=60)  # the spare, its worker gone, exits
+
+    monkeypatch.undo()
+    run = run_to_its_end(new_executor(concurrency=1), nectar, run_id)
+
+    history = [(a.attempt, a.state, a.error) for a in nectar.runs.attempts(run.id)]
+    assert (run.state, run.attempt, run.error) == (RunState.DONE, 1, None), history
+    charged_once(nectar, run)
