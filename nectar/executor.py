@@ -255,6 +255,7 @@ class Executor:
             runs_per_process=settings.runs_per_process,
             max_rss_mb=settings.process_max_rss_mb,
             handed=lambda: [child.channel for child in self.children.values() if child.channel is not None],
+            give_back=self._give_back,
         )
         self.shutdown = Shutdown(settings.drain_grace)
         #: called at each stop request, before the executor's own (what runs beside it stops with it)
@@ -406,6 +407,23 @@ class Executor:
         except Exception:  # a chain that does not compile: its attempt says why
             return
         self._likely = likely
+
+    def _give_back(self, name: str) -> None:
+        """In a spare with no run to begin, its worker gone (or letting it go): put back in the queue, uncounted, what
+        was claimed in its ``name`` (a run handed over and not begun, or claimed and never handed over). A registry
+        that does not answer leaves the run to the reclaim of its lease (counted then), as any lost attempt."""
+        try:
+            given_back = self.runs.requeue_unbegun(name)
+        except RegistryUnavailable as exc:
+            logger.warning("could not put back what was claimed for process %s: %s", name, exc)
+            return
+        for run_id in given_back:
+            logger.warning(
+                "run %s: its worker died before its attempt began in process %s; requeued",
+                run_id,
+                name,
+                extra={"run_id": run_id},
+            )
 
     def _requeue_unbegun(self, run: Run, why: str) -> None:
         """Put back in the queue, uncounted, a run whose attempt never began: its process died before it had the run

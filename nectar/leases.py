@@ -259,14 +259,62 @@ def _interrupt(*_: Any) -> None:
         _current._raise()
 
 
+class WorkerGone(BaseException):
+    """Raised in a spare's main thread by SIGTERM once its worker died (its parent-death signal) while it waited for
+    a run, or held one whose attempt had not begun (:func:`await_run`): ``name``, the name a run would have been
+    claimed in for it. A BaseException: nothing on the way to the attempt's start takes it for the attempt's error."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"the worker of {name} is gone")
+        self.name = name
+
+
+#: while this process (a spare) waits for a run, or holds one whose attempt has not begun: the name its worker claims
+#: in for it (:func:`process_name`) and its worker's pid (None: it holds an attempt, or is no spare)
+_awaiting: tuple[str, int] | None = None
+
+
+def await_run(worker: int) -> None:
+    """In a spare, as it says it is ready: from now until its attempt's lease is taken, a run its worker (``worker``)
+    claims for it has not begun here. SIGTERM then acts as before while that worker lives (the process ends; its
+    worker, which sees it die, requeues what it handed it, uncounted), and raises :class:`WorkerGone` once the
+    worker is gone (a ``kill -9``): the process itself must then put back what was claimed in its name, as no one
+    else can tell that nothing of it ran."""
+    global _awaiting
+    _awaiting = (process_name(), worker)
+
+
+#: whether SIGTERM does nothing now (:func:`ignore_stops`)
+_ignoring = False
+
+
 def _terminate(*_: Any) -> None:
-    """SIGTERM: the attempt running now requeues its run and stops; none, the signal's default action (the process
-    ends, killed by it)."""
+    """SIGTERM: the attempt running now requeues its run and stops; none, in a spare whose worker is gone
+    (:func:`await_run`), :class:`WorkerGone`; else the signal's default action (the process ends, killed by it)."""
+    if _ignoring:
+        return
     if _current is not None:
         _current._stop()
         return
+    if _awaiting is not None and os.getppid() != _awaiting[1]:
+        raise WorkerGone(_awaiting[0])
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def handle_stops() -> None:
+    """Make the lease's SIGTERM handler this process's own now, before its first attempt (a spare, as it is forked:
+    :func:`await_run`); its attempts' leases set it, and the other signals', as they begin."""
+    reuse.process_handler(signal.SIGTERM, _terminate)
+
+
+def ignore_stops() -> None:
+    """In a spare that will exit once it put back what was claimed for it (:func:`await_run`): SIGTERM does nothing
+    from now on, one that came already and whose handler is yet to run too. Not a mask of the main thread's: the
+    kernel gives a signal the main thread blocks to another of its threads (a heartbeat standing by), and Python runs
+    the handler in the main thread all the same."""
+    global _ignoring
+    _ignoring = True
 
 
 def _continued(*_: Any) -> None:
@@ -383,9 +431,9 @@ class AttemptLease:
         return not self.lost
 
     def __enter__(self) -> AttemptLease:
-        global _current
-        if self._signals:
-            _current = self
+        global _current, _awaiting
+        if self._signals:  # (an attempt's lease is taken in its main thread)
+            _current, _awaiting = self, None  # its attempt has begun: a SIGTERM from here on stops it
             for signum, handler in LEASE_HANDLERS.items():  # once per process (unless something set another since)
                 reuse.process_handler(signum, handler)
             main_signals.watch()  # once per process: if another thread takes the signal, the handler runs all the same

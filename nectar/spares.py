@@ -124,9 +124,13 @@ class Spares:
         runs_per_process: int = 1,
         max_rss_mb: int = 0,
         handed: Callable[[], Iterable[socket.socket]] = tuple,
+        give_back: Callable[[str], None] | None = None,
     ) -> None:
         self._prepare = prepare
         self._execute = execute
+        #: in a spare whose worker died before its attempt began: put back, uncounted, the runs claimed in the name
+        #: given (its own as an attempt's holder), which no one else can tell began nowhere (None: nothing to do)
+        self.give_back = give_back
         #: the worker's ends of the sockets of the spares it took (a spare forked later closes them: the one waiting
         #: at the other end must see the worker's end close, to exit)
         self._handed = handed
@@ -288,6 +292,15 @@ class Spares:
         self._leaving.add(spare.pid)
         self._reap_left()
 
+    def _give_back(self) -> None:
+        """In a spare that has no run to begin now, its socket closed or its worker dead (``kill -9``), a stop ignored
+        (:func:`~nectar.leases.ignore_stops`: it exits next): put back what was claimed in its name
+        (:attr:`give_back`). Its socket closes as its worker dies, before the kernel sends its parent-death signal: so
+        it asks whenever its socket closed, as it would if its worker let it go or stopped (nothing was claimed for it
+        then)."""
+        if self.give_back is not None:
+            self.give_back(leases.process_name())
+
     def _reap_left(self, block: bool = False) -> None:
         """Reap the spares let go that have exited (with ``block``, wait for each)."""
         for pid in list(self._leaving):
@@ -315,9 +328,9 @@ class Spares:
                 os.setpgid(0, 0)  # its own group: cancelling kills the task's subprocesses too
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a run stops
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # an attempt's lease makes it "requeue and stop"
+                leases.handle_stops()  # an attempt's lease makes SIGTERM "requeue and stop"; none, "end"
                 lifeline.die_with_parent(parent)  # SIGTERM if the worker dies, even by SIGKILL
-                code = self._serve(theirs)
+                code = self._serve(theirs, parent)
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -325,8 +338,9 @@ class Spares:
         theirs.close()
         return Spare(pid, ours)
 
-    def _serve(self, theirs: socket.socket) -> int:
-        """In a spare: set up, say so, execute the run handed over; again while it may take another. Its exit code."""
+    def _serve(self, theirs: socket.socket, worker: int) -> int:
+        """In a spare of ``worker``: set up, say so, execute the run handed over; again while it may take another. Its
+        exit code."""
         global _told
         runs = code = 0
         while True:
@@ -336,15 +350,24 @@ class Spares:
                 logger.info("attempt process %d exits after %d run(s): %s", os.getpid(), runs, why)
                 return code
             before = reuse.before_run()  # what it holds as it waits is what it holds as its run begins: noted now
+            leases.await_run(worker)  # from its word until its attempt's lease: a run claimed for it has not begun
             try:
-                theirs.sendall(said)
-                given = _read_run(theirs)
-            except OSError:  # let go while it was being set up
+                try:
+                    theirs.sendall(said)
+                    given = _read_run(theirs)
+                except OSError:  # let go while it was being set up
+                    given = None
+                if given is None:
+                    leases.ignore_stops()  # from here (raised before, it is caught below)
+                else:
+                    _told = theirs if given[:1] == _TELL else None  # whether it says when its first step starts
+                    code, clean = self._execute(given[1:], prepared)
+            except leases.WorkerGone:  # its worker died, its run (if it had one) not begun
                 given = None
-            if given is None:  # the worker stopped (or died), or let this spare go, before there was a run for it
+                leases.ignore_stops()
+            if given is None:  # its worker let it go or stopped (nothing was claimed for it), or died: maybe between
+                self._give_back()  # a claim in its name and the hand-over, where it alone can tell that none of it ran
                 return 0
-            _told = theirs if given[:1] == _TELL else None  # whether it says when its first step starts
-            code, clean = self._execute(given[1:], prepared)
             _told = None
             runs += 1
             if not clean or runs >= self.runs_per_process:

@@ -341,6 +341,25 @@ class SqlRunStore(SqlReads):
             self._queued()
         return requeued
 
+    def requeue_unbegun(self, worker: str) -> list[str]:
+        def held(db: Any) -> bool:
+            return bool(
+                self._exec(db, "SELECT 1 FROM runs WHERE state = 'RUNNING' AND worker = ?", (worker,)).fetchall()
+            )
+
+        if not self._read(held):  # the usual answer (a spare let go with nothing claimed for it): no write lock taken
+            return []
+        with self._db() as db:
+            rows = self._exec(
+                db,
+                "UPDATE runs SET state = 'PENDING', attempt = attempt - 1, not_before = ?, heartbeat_at = NULL, "
+                "waiting_since = NULL WHERE state = 'RUNNING' AND worker = ? RETURNING id",
+                (time.time(), worker),
+            ).fetchall()
+        if rows:
+            self._queued()
+        return [values(row)[0] for row in rows]
+
     def fail(
         self, run_id: str, attempt: int, failed_step: str | None, error: str, retryable: bool = True
     ) -> RunState | None:

@@ -95,6 +95,12 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
         """
 
     @abstractmethod
+    def requeue_unbegun(self, worker: str) -> list[str]:
+        """Put back in the queue, uncounted, every RUNNING run claimed in ``worker``'s name (a process's name as an
+        attempt's holder): asked by that process itself, which knows it began none of them (its worker died between
+        a claim in its name and the attempt's start). The ids of the runs put back."""
+
+    @abstractmethod
     def reclaim(self, lease_timeout: float, dead: Callable[[str], bool] | None = None) -> list[Run]:
         """Fail (per policy) every RUNNING attempt whose lease ran out or whose ``worker`` is ``dead``.
 

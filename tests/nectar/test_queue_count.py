@@ -86,6 +86,8 @@ def every_change(runs: SqlTriggers, counted_right: Callable[[SqlTriggers], int])
     first = runs.claim("w", run_id=first.id)
     assert first is not None and runs.requeue(first.id, 1, waiting=True) and counted_right(runs) == 6
     first = runs.claim("w", run_id=first.id)
+    assert first is not None and runs.requeue_unbegun("w") == [first.id] and counted_right(runs) == 6
+    first = runs.claim("w", run_id=first.id)
     assert first is not None and runs.fail(first.id, 1, "ATask", "boom") == RunState.PENDING  # a retry: queued again
     assert counted_right(runs) == 6
     first = runs.claim("w", run_id=first.id)

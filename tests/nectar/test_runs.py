@@ -180,6 +180,28 @@ def test_requeue_puts_a_running_attempt_back_uncounted(runs: SqlRunStore, monkey
     assert again is not None and (again.id, again.worker, again.attempt) == (run.id, "w2", 1)
 
 
+def test_requeue_unbegun_puts_back_uncounted_only_what_runs_in_that_exact_name(runs: SqlRunStore) -> None:
+    """A spare whose worker died asks for what was claimed in its name (``host:pid``, ``host:pid.n`` for its n-th
+    run): those runs go back to the queue, their attempt uncounted; a run held in another name (the same process's
+    earlier run, another process), or no longer RUNNING, is left as it is."""
+    for n in range(3):
+        runs.submit(new_run(n))
+    mine, earlier, other = (runs.claim(name) for name in ("h:7.2", "h:7", "h:71"))
+    assert mine is not None and earlier is not None and other is not None
+    assert runs.complete(earlier.id, 1)  # the same process's first run, ended
+
+    assert runs.requeue_unbegun("h:7") == []  # its earlier run ended: nothing RUNNING in that name
+    assert runs.requeue_unbegun("h:7.2") == [mine.id]
+    back = runs.get(mine.id)
+    assert back is not None and (back.state, back.attempt, back.error) == (RunState.PENDING, 0, None)
+    assert runs.attempts(mine.id) == []
+    assert runs.requeue_unbegun("h:7.2") == []  # asked again: nothing left
+    still = runs.get(other.id)
+    assert still is not None and (still.state, still.attempt, still.worker) == (RunState.RUNNING, 1, "h:71")
+    again = runs.claim("h:9", run_id=mine.id)
+    assert again is not None and again.attempt == 1  # its first attempt still
+
+
 def test_next_due_says_in_one_read_whether_a_run_is_due_and_else_when_one_will_be(
     runs: SqlRunStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
