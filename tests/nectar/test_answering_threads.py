@@ -240,7 +240,7 @@ def test_a_workers_settings_are_read_once_and_again_when_one_is_set(monkeypatch:
     (its properties) is still its own."""
     cfg = gunicorn.config.Config()
     cfg.set("keepalive", 5)
-    cfg.set("bind", ["127.0.0.1:0"])
+    cfg.set("bind", ["127.0.0.1:8000"])  # read, never bound
     settings_read_once(cfg)
     asked: list[str] = []
     getattr_of_config = gunicorn.config.Config.__getattr__
@@ -254,7 +254,7 @@ def test_a_workers_settings_are_read_once_and_again_when_one_is_set(monkeypatch:
     assert asked == []
     cfg.set("keepalive", 7)
     assert (cfg.keepalive, cfg.settings["keepalive"].get()) == (7, 7)
-    assert (cfg.address, bool(cfg.is_ssl)) == ([("127.0.0.1", 0)], False)  # its properties, as gunicorn reads them
+    assert (cfg.address, bool(cfg.is_ssl)) == ([("127.0.0.1", 8000)], False)  # its properties, as gunicorn reads them
     cfg.set("bind", ["127.0.0.1:8001"])
     assert cfg.address == [("127.0.0.1", 8001)] and asked == []
 
