@@ -401,20 +401,10 @@ _PARAMS_AHEAD = "_nectar_params_ahead"
 
 def params_head(task: luigi.Task, key: TargetKey) -> str:
     """params.txt's text for ``task`` (its folder's ``key``) up to the value of its last entry, ``started_at``: what
-    :func:`params_text` writes of :func:`params_record`'s record but that time, byte for byte, made without the record
-    (a step's start made it, then wrote it out, ~550 bytecodes; this ~150). Nothing in it changes once the task is
+    :func:`params_text` writes of :func:`params_record`'s record but that time. Nothing in it changes once the task is
     made: its parameters, family and task_id are set by its ``__init__``, its key by them."""
-    str_params = task.to_str_params(only_public=True)
-    if not all(type(k) is str and type(v) is str for k, v in str_params.items()):  # not luigi's: json's to write
-        record = params_record(task, key)
-        return params_text(record).rpartition(_json_string(record["started_at"]))[0]
-    params = ",".join(f"\n    {_json_string(k)}: {_json_string(v)}" for k, v in str_params.items())
-    params = "{" + params + "\n  }" if params else "{}"
-    return (
-        f'{{\n  "chain": {_json_string(key.chain_ref)},\n  "task": {_json_string(type(task).__name__)},'
-        f'\n  "task_family": {_json_string(task.get_task_family())},\n  "task_id": {_json_string(task.task_id)},'
-        f'\n  "params": {params},\n  "key": {_json_string(key.path)},\n  "started_at": '
-    )
+    record = params_record(task, key)
+    return params_text(record).rpartition(_json_string(record["started_at"]))[0]
 
 
 def params_file_text(task: luigi.Task, key: TargetKey) -> str:

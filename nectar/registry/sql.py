@@ -343,9 +343,7 @@ class SqlRunStore(SqlReads):
 
     def requeue_unbegun(self, worker: str) -> list[str]:
         def held(db: Any) -> bool:
-            return bool(
-                self._exec(db, "SELECT 1 FROM runs WHERE state = 'RUNNING' AND worker = ?", (worker,)).fetchall()
-            )
+            return self._scalar(db, "SELECT 1 FROM runs WHERE state = 'RUNNING' AND worker = ? LIMIT 1", (worker,)) == 1
 
         if not self._read(held):  # the usual answer (a spare let go with nothing claimed for it): no write lock taken
             return []
