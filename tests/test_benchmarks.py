@@ -844,8 +844,11 @@ def test_the_inode_probe_makes_a_runs_files_beside_the_runs_folders(tmp_path: Pa
 
 def test_the_throughput_benchmark_samples_dispatch_after_each_2_workers_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     """The baseline's dispatch samples are taken in the minutes of the rates set beside it: after each 2 workers'
-    batch, on its workers still idle, none after a 1 worker's, each of a number no other sample or batch is given."""
-    calls: list[tuple[str, int]] = []
+    batch, on its workers still idle, none after a 1 worker's, each of a number no other sample or batch is given;
+    first those begun as the last ended (warm), then as many each begun on a settled cluster, against the idle CPU
+    measured once before the batches: the baseline's, as the dispatch benchmark takes its own."""
+    calls: list[tuple[str, float]] = []
+    settled = [False]
 
     class Procs:
         def stop(self, proc: object) -> None:
@@ -865,22 +868,41 @@ def test_the_throughput_benchmark_samples_dispatch_after_each_2_workers_batch(mo
 
     def sample(cluster: object, n: int) -> tuple[float, float, float, float]:
         calls.append(("sample", n))
-        return 0.0, 0.0, 0.003, 0.0
+        began_settled, settled[0] = settled[0], False
+        return 0.0, 0.0, 0.005 if began_settled else 0.003, 0.0
+
+    def idle_cpu(cluster: object) -> float:
+        calls.append(("idle", 0))
+        return 0.0002
+
+    def settle(cluster: object, idle: float) -> None:
+        calls.append(("settle", idle))
+        settled[0] = True
 
     monkeypatch.setattr(throughput_module, "measured", measured)
     monkeypatch.setattr(throughput_module, "through_service", sample)
+    monkeypatch.setattr(throughput_module, "idle_cpu", idle_cpu)
+    monkeypatch.setattr(throughput_module, "settle", settle)
     batches, samples = throughput_module.scaling_batches(
         cast(Cluster, FakeCluster()), cast(subprocess.Popen[bytes], 2), 4
     )
     assert [found.slots for found in batches] == list(throughput_module.SCALING_ORDER)
-    assert samples == [0.003] * throughput_module.DISPATCH_EACH * throughput_module.SCALING_ORDER.count(2)
+    each = throughput_module.DISPATCH_EACH * throughput_module.SCALING_ORDER.count(2)
+    assert samples.warm == [0.003] * each, samples
+    assert samples.settled == [0.005] * each, samples
     numbers = [n for what, n in calls if what == "sample" and n >= 0]
-    assert len(set(numbers)) == len(numbers) == len(samples)
+    assert len(set(numbers)) == len(numbers) == 2 * each
     whats = [what for what, _ in calls]
+    assert whats.index("idle") < whats.index("batch"), calls
+    assert {idle for what, idle in calls if what == "settle"} == {0.0002}, calls
     ends = [i for i, what in enumerate(whats) if what == "batch"]  # each batch, then what came until its stop
     following = [whats[i + 1 : whats.index("stop", i) + 1] for i in ends]
     for slots, came in zip(throughput_module.SCALING_ORDER, following, strict=True):
-        assert came == ["sample"] * (throughput_module.DISPATCH_EACH if slots == 2 else 0) + ["stop"], (slots, calls)
+        dispatched = ["sample"] * throughput_module.DISPATCH_EACH + [
+            "settle",
+            "sample",
+        ] * throughput_module.DISPATCH_EACH
+        assert came == (dispatched if slots == 2 else []) + ["stop"], (slots, calls)
     assert whats.count("stop") == len(throughput_module.SCALING_ORDER)
 
 
