@@ -20,6 +20,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import socket
 import struct
 import threading
@@ -849,8 +850,14 @@ class SchedulerClient:
         return f"short of resources: {', '.join(short)}" if short else None
 
     def task_url(self, task_id: str) -> str:
-        """The task in luigid's visualiser."""
-        return f"{self.url}/static/visualiser/index.html#tab=graph&taskId={quote(task_id)}"
+        """The task in luigid's visualiser. A task id that ``quote`` would leave as it is (a status lookup's, most
+        often: names, digits, '_' and a hex hash) goes in without it: ``quote`` is Python, ~7k instructions a call."""
+        quoted = task_id if _UNQUOTED.fullmatch(task_id) else quote(task_id)
+        return f"{self.url}/static/visualiser/index.html#tab=graph&taskId={quoted}"
+
+
+#: a text ``urllib.parse.quote`` leaves as it is: its default ``safe`` ('/') and the characters it never quotes
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~/-]*")
 
 
 def scheduler_of(settings: Settings) -> SchedulerClient | None:

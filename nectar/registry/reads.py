@@ -41,7 +41,7 @@ STEP_FIELDS = ("run_id", "task_id", "task", "key", "state", "executed", "error",
 _STEP_NAMES = tuple(field.name for field in fields(Step))
 
 
-def status_read_sql(row_id: str, written: str) -> str:
+def status_read_sql(row_id: str, written: str, collect: str | None = None) -> str:
     """A key's latest run and its steps in one read: one row per step, the requested task last (a run without steps: one
     row, its step columns NULL; no run: no row). Of the run, the columns a status answers
     (:data:`~nectar.registry.schema.STATUS_COLUMNS`), not all 28, and of each step those a status answers
@@ -53,10 +53,18 @@ def status_read_sql(row_id: str, written: str) -> str:
     their run's id; each row ends with its step's ``seq``, by which the rows are put in order here (SQLite sorted them
     in a temporary B-tree, built for every status lookup: no index has a run's steps in that order). The run was read in
     a subquery in FROM before, which SQLite ran as a co-routine handing the outer query its 28 columns: ~109k -> ~101k
-    instructions a read (callgrind, 10,000 runs)."""
+    instructions a read (callgrind, 10,000 runs).
+
+    ``collect``: the name of a function of the connection that is handed each row's values, in that order, for a
+    dialect whose fetch costs more per column than such a call (SQLite's: :meth:`SQLiteRunStore._status_rows
+    <nectar.registry.sqlite.SQLiteRunStore._status_rows>`); the read's one row is then the count of the rows."""
+    columns = (
+        f"{', '.join(f'r.{column}' for column in STATUS_COLUMNS)}, "
+        f"{', '.join(f's.{column}' if collect else f's.{column} AS step_{column}' for column in STATUS_STEP_COLUMNS)}, "
+        f"s.seq{'' if collect else ' AS step_seq'}"
+    )
     return (
-        f"SELECT {', '.join(f'r.{column}' for column in STATUS_COLUMNS)}, "
-        f"{', '.join(f's.{column} AS step_{column}' for column in STATUS_STEP_COLUMNS)}, s.seq AS step_seq "
+        f"SELECT {f'count({collect}({columns}))' if collect else columns} "
         "FROM runs AS r LEFT JOIN steps AS s ON s.run_id = r.id "
         f"WHERE r.{latest_of_key(row_id, written)}"
     )
@@ -178,13 +186,13 @@ class SqlReads(RunStore):
     def latest(self, key: str) -> Run | None:
         return self._read(lambda db: self._select(db, self.LATEST_OF_KEY, key, key))
 
-    def _tuples(self, db: Any, text: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """The rows ``text`` selects, each a tuple of its values in column order (a dialect may fetch them so at
-        once, not as its connection's mappings: :class:`~nectar.registry.sqlite.SQLiteRunStore`)."""
-        return [values(row) for row in self._exec(db, text, args).fetchall()]
+    def _status_rows(self, db: Any, key: str) -> list[tuple[Any, ...]]:
+        """The rows :attr:`STATUS_READ` reads for ``key``, each a tuple of its values in column order (a dialect may
+        get them another way than as its connection's mappings: :class:`~nectar.registry.sqlite.SQLiteRunStore`)."""
+        return [values(row) for row in self._exec(db, self.STATUS_READ, (key, key)).fetchall()]
 
     def latest_status(self, key: str) -> tuple[RunStatus | None, list[StepStatus]]:
-        rows = self._read(lambda db: self._tuples(db, self.STATUS_READ, (key, key)))
+        rows = self._read(lambda db: self._status_rows(db, key))
         if not rows:
             return None, []
         width = len(STATUS_COLUMNS)

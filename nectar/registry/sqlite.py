@@ -299,6 +299,15 @@ CACHE_KIB = 256
 #: as long as the service ran. Above the WAL's size without such a reader (19-62 MB there), so that no start over cuts
 #: a WAL that grows back to the same size
 WAL_BYTES_KEPT = 64 * 2**20
+#: the function of each connection that the status read hands its rows to (:meth:`SQLiteRunStore._status_rows`)
+COLLECT = "nectar_collect"
+#: where :data:`COLLECT` puts the rows, each thread's own: SQLite calls it in the thread whose statement steps
+_COLLECTED = threading.local()
+
+
+def _collect(*row: Any) -> None:
+    """:data:`COLLECT`: keep ``row``, a tuple of its values in column order, for the thread reading it."""
+    _COLLECTED.rows.append(row)
 
 
 @dataclass
@@ -328,7 +337,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
 
     #: the status lookup's read finds a key's latest run by its rowid, which the indexes of runs by key hold, and
     #: which is the run's place in the order the runs were written (:data:`OWN_STATEMENTS`)
-    STATUS_READ = status_read_sql("rowid", "rowid")
+    STATUS_READ = status_read_sql("rowid", "rowid", COLLECT)
     LATEST_OF_KEY = latest_of_key("rowid", "rowid")
     WRITTEN = "rowid"
 
@@ -392,6 +401,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         # alone: sqlite_checkpoints), so a power loss or kernel crash may roll back the runs accepted since, never
         # corrupts. FULL (an fsync per commit) cost +75 µs CPU and +165 µs under the write lock per submit.
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.create_function(COLLECT, -1, _collect)  # before any statement is prepared (a new function expires them)
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         # a checkpoint in a writer's COMMIT only past BACKSTOP_FRAMES (10x SQLite's mark): the process's thread
         # checkpoints, off the writers' turn (sqlite_checkpoints); this is for a WAL no process checkpointed
@@ -456,13 +466,21 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         own.idle.append(conn)
         return answer
 
-    def _tuples(self, db: sqlite3.Connection, text: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """As :meth:`SqlReads._tuples`, fetched as tuples by a cursor of its own (no row factory): a
-        :class:`sqlite3.Row` made per row, then a tuple of it, cost a status lookup ~5k instructions more
-        (callgrind, in process: ~543.6k -> ~538.3k a lookup)."""
-        cursor = db.cursor()
-        cursor.row_factory = None
-        return cursor.execute(text, tuple(args)).fetchall()
+    def _status_rows(self, db: sqlite3.Connection, key: str) -> list[tuple[Any, ...]]:
+        """As :meth:`SqlReads._status_rows`, each row handed by SQLite to :data:`COLLECT` as its values, all in the
+        statement's one step, not fetched: Python 3.11's sqlite3 fetches a row a column at a time, letting go of the
+        GIL around each column's type (26 times a lookup, the run's 19 columns, a step's 6 and the count), and made
+        each value in the module's C code; a function's arguments are made in one call, the GIL taken once a row. The
+        read's own row, the count, is not fetched: the cursor's close resets the statement. A lookup's read ~107k ->
+        ~75k instructions (callgrind, 10,000 runs, in process). A :class:`sqlite3.Row` made per row, then a tuple of
+        it, cost ~5k instructions more before that (a row fetched as a tuple)."""
+        rows: list[tuple[Any, ...]] = []
+        _COLLECTED.rows = rows
+        try:
+            db.execute(self.STATUS_READ, (key, key)).close()
+        finally:
+            _COLLECTED.rows = None  # no row another statement runs the function for is kept
+        return rows
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:

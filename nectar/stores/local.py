@@ -26,6 +26,7 @@ from nectar.config import Settings
 from nectar.errors import InvalidKey, StoreUnavailable
 from nectar.keys import TargetKey
 from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit, temporary_name
+from nectar.stores.unlinked import UNLINKED
 
 T = TypeVar("T")
 
@@ -296,15 +297,33 @@ class LocalStore(TargetStore):
 
         A key is names and a plain file name (:class:`TargetKey` refuses '..', '.' and empty segments),
         so its path under the (resolved) root can only lead out of it through a symbolic link. The path is
-        opened once, without following a link at its end (``O_PATH``: nothing is read), and the kernel names
-        the file it reached (``/proc/self/fd``): that name is the path itself only when no component on the
-        way is a link, and a link at its end is the link's own file. Anything else (a link, a missing
-        component, no ``/proc``) is found by :meth:`_walk`. A regular file with another name
-        (:func:`is_hard_link`) is :class:`InvalidKey` too.
+        opened once (``O_PATH``: nothing is read) by a call that refuses any link on the way or at its end
+        (:mod:`nectar.stores.unlinked`, openat2): the file opened is the path's own. Where the kernel has no such
+        call, the path is opened without following a link at its end and the kernel names the file it reached
+        (:meth:`_reached`). Anything else (a link, a missing component, no ``/proc``) is found by :meth:`_walk`.
+        A regular file with another name (:func:`is_hard_link`) is :class:`InvalidKey` too.
         """
         path = f"{self._prefix}/{key.path}"
         if not _REACH:
             return self._walk(key)
+        try:  # opened only if no link is on the way or at the end (ELOOP otherwise): see nectar.stores.unlinked
+            fd = UNLINKED.open(path)
+        except OSError:  # a link, a missing component, or one not searchable: the walk says which, link by link
+            return self._walk(key)
+        if fd is None:  # a kernel without openat2: the path opened, then the file it reached named by /proc
+            return self._reached(key, path)
+        try:
+            status = os.fstat(fd)
+        finally:
+            os.close(fd)
+        mode = status.st_mode
+        if status.st_nlink > 1:  # a file with one name is no hard link: no call made for it (a status lookup's path)
+            self._refuse_hard_link(key, status)
+        return path, S_ISREG(mode)
+
+    def _reached(self, key: TargetKey, path: str) -> tuple[str, bool]:
+        """:meth:`_locate` without openat2: ``path`` opened without following a link at its end, and the file it
+        reached named by the kernel (``/proc/self/fd``), which is the path itself only when no link was on the way."""
         try:
             fd = os.open(path, _REACH)
         except OSError:  # missing, or not searchable: the walk says which, link by link

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,9 @@ from nectar.registry.schema import (
     RunStatus,
     StepStatus,
     params_json,
-    values,
 )
 from nectar.registry.sql import SqlRunStore
-from nectar.registry.sqlite import SQLiteRunStore
+from nectar.registry.sqlite import COLLECT, SQLiteRunStore
 from nectar.status import job_status
 from nectar.stores.local import LocalStore
 from tests.helpers.registries import closed_at_end
@@ -151,9 +152,9 @@ def test_the_status_read_fetches_the_run_s_id_once(runs: SqlRunStore) -> None:
     run = queued(runs, 1000.0)
     runs.record_steps([Step(run.id, "ATask_1", "ATask", KEY.path, "PENDING", updated_at=1000.0)])
 
-    row = runs._read(lambda db: runs._exec(db, runs.STATUS_READ, (KEY.path, KEY.path)).fetchone())
+    (row,) = runs._read(lambda db: runs._status_rows(db, KEY.path))
 
-    assert list(values(row)).count(run.id) == 1
+    assert list(row).count(run.id) == 1
     assert runs.latest_status(KEY.path)[1] == list(map(as_step_status, runs.steps(run.id)))
 
 
@@ -199,7 +200,7 @@ def test_the_status_read_fetches_only_what_a_status_answers(runs: SqlRunStore) -
     run = queued(runs, 1000.0)
     runs.record_steps([Step(run.id, "ATask_1", "ATask", KEY.path, "PENDING", updated_at=1000.0)])
 
-    row = runs._read(lambda db: values(runs._exec(db, runs.STATUS_READ, (KEY.path, KEY.path)).fetchone()))
+    (row,) = runs._read(lambda db: runs._status_rows(db, KEY.path))
 
     assert not NOT_ANSWERED & set(STATUS_COLUMNS) and "on_wait_timeout" not in STATUS_COLUMNS
     assert not STEP_NOT_ANSWERED & set(STATUS_STEP_COLUMNS)
@@ -218,3 +219,54 @@ def test_a_status_lookup_leaves_the_run_s_parameters_as_stored(runs: SqlRunStore
     assert status.run is not None and (status.job_status, status.run.id) == (RunState.PENDING, run.id)
     with pytest.raises(json.JSONDecodeError):
         status.run.params  # noqa: B018
+
+
+def test_a_status_read_in_sqlite_keeps_its_own_rows_while_another_thread_reads(tmp_path: Path) -> None:
+    """SQLite hands the status read's rows to a function of the connection (:data:`COLLECT`), which keeps them for
+    the thread whose statement steps: a read held mid-statement (at SQLite's progress handler, before its row) while
+    another thread reads another key answers its own run, and the other thread its own."""
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
+    other = KEY.with_file("other.txt")
+    mine = queued(runs, 1000.0)
+    theirs = runs.submit(Run.new(other.path, "t", "c_chain", "ATask", {"n": "2"}, "ATask_2"))[0]
+    inside, read = threading.Event(), threading.Event()
+
+    def held(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+        def gate() -> int:
+            if not inside.is_set():
+                inside.set()
+                assert read.wait(60), "the other thread's read did not end"
+            return 0
+
+        db.set_progress_handler(gate, 1)
+        try:
+            return runs._status_rows(db, KEY.path)
+        finally:
+            db.set_progress_handler(None, 1)
+
+    found: list[list[tuple[Any, ...]]] = []
+    reader = threading.Thread(target=lambda: found.append(runs._read(held)))
+    reader.start()
+    try:
+        assert inside.wait(60), "the held read did not start"
+        other_run, _ = runs.latest_status(other.path)
+    finally:
+        read.set()
+        reader.join(60)
+
+    assert other_run is not None and other_run.id == theirs.id
+    assert [row[0] for row in found[0]] == [mine.id]
+
+
+def test_sqlite_s_collecting_function_keeps_no_row_for_another_statement(tmp_path: Path) -> None:
+    """Outside a status read, a statement that calls the status read's function (:data:`COLLECT`) fails, and leaves
+    nothing a later read would answer."""
+    runs = closed_at_end(SQLiteRunStore(tmp_path / "runs.sqlite3"))
+    run = queued(runs, 1000.0)
+    runs.latest_status(KEY.path)
+
+    with pytest.raises(sqlite3.OperationalError):
+        runs._read(lambda db: db.execute(f"SELECT {COLLECT}('stray')").fetchone())
+
+    assert runs._read(lambda db: runs._status_rows(db, KEY.path))[0][0] == run.id
+    assert runs.latest_status(KEY.with_file("other.txt").path) == (None, [])
