@@ -46,7 +46,6 @@ from nectar.luigid import scheduler_of, scheduler_secret
 from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, re_enable_ahead, retry_allowed, wait
 from nectar.registry import Run, RunState, RunStore
 from nectar.registry.model import waited
-from nectar.spares import run_ended
 from nectar.steps import MAX_ERROR, StepRecorder, describe
 from nectar.stores import is_permanent
 from nectar.task import read_class
@@ -317,10 +316,7 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         release(runs, run, requeued, scheduler_of(settings), False, policies)  # a requeue is no failure of its steps
         return RunState.PENDING
     if done:
-        if not runs.complete(run.id, run.attempt, recorder.take()):
-            return None
-        run_ended()  # a spare's worker told at once: its slot is free (the rest is this process's own)
-        return RunState.DONE
+        return RunState.DONE if runs.complete(run.id, run.attempt, recorder.take()) else None
     if recorder.waiting_for and recorder.failed is None:
         return wait_for_data(runs, run, recorder.waiting_for, patience)
     scheduler = scheduler_of(settings)

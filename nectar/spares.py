@@ -77,8 +77,6 @@ _TELL, _QUIET = b"t", b"q"
 logger = logging.getLogger(__name__)
 #: in a spare handed its run: its end of the socket, until it says it started (None elsewhere)
 _told: socket.socket | None = None
-#: in a spare handed its run that may take another: its end of the socket, until it says its run ended (None elsewhere)
-_ending: socket.socket | None = None
 #: spares kept per slot while runs are claimed: a spare's fork and setup take about as long as a trivial run (~50-150
 #: ms on 2 loaded cores), so with one per slot, 107-142 of 400 claims in a row waited for one to be ready; with
 #: two, 1-4 of 400
@@ -368,7 +366,7 @@ class Spares:
     def _serve(self, theirs: socket.socket, worker: int) -> int:
         """In a spare of ``worker``: set up, say so, execute the run handed over; again while it may take another. Its
         exit code."""
-        global _told, _ending
+        global _told
         runs = code = 0
         while True:
             prepared, said = self._prepare()
@@ -388,7 +386,6 @@ class Spares:
                     leases.ignore_stops()  # from here (raised before, it is caught below)
                 else:
                     _told = theirs if given[:1] == _TELL else None  # whether it says when its first step starts
-                    _ending = theirs if runs + 1 < self.runs_per_process else None  # it says so as DONE is recorded
                     code, clean = self._execute(given[1:], prepared)
             except leases.WorkerGone:  # its worker died, its run (if it had one) not begun
                 given = None
@@ -396,13 +393,12 @@ class Spares:
             if given is None:  # its worker let it go or stopped (nothing was claimed for it), or died: maybe between
                 self._give_back()  # a claim in its name and the hand-over, where it alone can tell that none of it ran
                 return 0
-            said_ended, _told, _ending = _ending is None, None, None  # (:func:`run_ended` said it)
+            _told = None
             runs += 1
-            if not clean or runs >= self.runs_per_process:  # its worker, told its run ended, sees a spare die
+            if not clean or runs >= self.runs_per_process:
                 return code
             try:  # its slot is free now: its worker claims the next run while this process waits, off the cores
-                if not said_ended:
-                    theirs.sendall(ENDED + bytes([code]))
+                theirs.sendall(ENDED + bytes([code]))
                 if not theirs.recv(1):  # its worker's word (:data:`GO`): that pass is over; none, let go or gone
                     return code  # nothing was claimed in its name since it said it was ready: nothing to give back
             except OSError:  # the worker is gone: it no longer waits for this process
@@ -459,20 +455,6 @@ def started() -> None:
     try:
         told.send(STARTED)
     except OSError:  # the worker is gone, or stopped listening: nothing to tell
-        pass
-
-
-def run_ended() -> None:
-    """In an attempt forked as a spare that may take another run: tell its worker, once its run is recorded DONE,
-    that the run ended (:data:`ENDED`), its slot free, before the rest of its attempt (the fence let go, its last
-    record: ~0.06-0.08 ms a run of the slot's, median); any other process, or once said: nothing."""
-    global _ending
-    ending, _ending = _ending, None
-    if ending is None:
-        return
-    try:
-        ending.sendall(ENDED + bytes([0]))
-    except OSError:  # the worker is gone: the process learns it as it waits for its word
         pass
 
 

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from harness import freeze
-from nectar import attempt as attempt_module
 from nectar import executor as executor_module
 from nectar import spares as spares_module
 from nectar import wakeup
@@ -863,44 +862,6 @@ def test_a_worker_killed_while_its_attempt_process_waits_for_its_word_after_a_ru
     charged_once(nectar, ended(nectar, queued))
     charged_once(nectar, ended(nectar, held))
     assert nectar.runs.count(RunState.RUNNING) == 0
-
-
-def test_an_attempt_frees_its_slot_as_its_run_is_recorded_done_before_the_rest_of_it(
-    new_executor: Callable[..., Executor], quick: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A process that may take another run tells its worker its run ended as the run is recorded DONE: the rest of
-    its attempt (here held at a gate, in the last thing it does, as a process that gets no core for a while) does not
-    hold its slot, and it takes its next run once it is through. Before, it said so only once its attempt had
-    returned: the slot stayed taken until its worker, seeing its run DONE and so no longer the attempt's, killed it
-    (:data:`~nectar.grace.INTERRUPT_GRACE` later), and it was never a spare again."""
-    gate = tmp_path / "tail-gate"
-
-    def held() -> None:  # in the attempt's process, at the end of its attempt
-        while not gate.exists():
-            time.sleep(0.01)
-
-    monkeypatch.setattr(attempt_module, "stop_mock_filesystem", held)
-    executor, nectar = new_executor(concurrency=1, runs_per_process=2), closed_at_end(Nectar(quick))
-    first_spare(executor)
-    run_id = submit(nectar, 81)
-    try:
-
-        def slot_free() -> bool:
-            executor._serve_once()
-            run = nectar.runs.get(run_id)
-            return run is not None and run.state == RunState.DONE and not executor.children
-
-        wait_until(slot_free, timeout=60)
-    finally:
-        gate.touch()
-    process = pid_of(ended(nectar, run_id))
-
-    def set_up_again() -> bool:  # the same process, its attempt over, a spare again
-        executor._serve_once()
-        return any(spare.pid == process and spare.ready for spare in executor.spares.spares)
-
-    wait_until(set_up_again, timeout=60)
-    charged_once(nectar, ended(nectar, run_id))
 
 
 def test_an_idle_worker_has_not_imported_what_only_runs_need(settings: Settings) -> None:
