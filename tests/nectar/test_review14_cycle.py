@@ -184,3 +184,28 @@ def test_a_burst_on_two_slots_holds_each_process_to_one_run_and_the_worker_to_tw
         at_once += step
         most = max(most, at_once)
     assert most <= 2, most
+
+
+def test_a_process_takes_no_more_runs_than_runs_per_process_then_exits(
+    quick: Settings,  # noqa: F811
+    start_worker: StartWorker,
+) -> None:
+    """``NECTAR_RUNS_PER_PROCESS=2``, a worker of two slots, 40 quick runs queued at once: each ends DONE at its first
+    attempt, no process holds more than two of them (named ``host:pid`` then ``host:pid.2``), processes are reused
+    (some took two), and each that took two is gone once they all ended (it exits after its second run, never a
+    spare again). Only ``NECTAR_RUNS_PER_PROCESS=1`` was tested before (test_reuse)."""
+    settings = quick.replace(runs_per_process=2)
+    nectar = closed_at_end(Nectar(settings))
+    start_worker(settings, workers=2)
+    ended(nectar, submit(nectar, 200))  # spares forked and ready: the burst meets a warm worker
+    runs = [ended(nectar, run_id) for run_id in [submit(nectar, n) for n in range(201, 241)]]
+    names: dict[int, list[str]] = {}
+    for run in runs:
+        charged_once(nectar, run)
+        assert run.worker is not None
+        names.setdefault(pid_of(run), []).append(run.worker)
+    assert all(len(held) <= 2 for held in names.values()), names
+    assert all(name in (f"{HOST}:{pid}", f"{HOST}:{pid}.2") for pid, held in names.items() for name in held), names
+    twice = [pid for pid, held in names.items() if len(held) == 2]
+    assert twice, names
+    wait_until(lambda: not any(map(alive, twice)), timeout=60)
