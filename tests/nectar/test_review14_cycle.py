@@ -46,24 +46,41 @@ def running(nectar: Nectar, run_id: str) -> Run:
     return found
 
 
-def only_the_reused_process_left_ready(worker: int, reused_pid: int) -> list[int]:
-    """The worker's children once ``reused_pid`` (back from its run) is the oldest of its ready spares: the spares
-    forked before it came back are killed (the worker forks others, newer: :data:`AHEAD` a slot counting it); all
-    wait for their run then."""
-    forked = [pid for pid in children(worker) if pid != reused_pid]
-    wait_until(lambda: all(map(waits_for_its_run, [reused_pid, *forked])), timeout=60)
-    for pid in forked:
-        os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not any(map(alive, forked)), timeout=60)
+def claimed_by_a_reused_process_frozen(
+    nectar: Nectar, worker: int, done: list[str], first: int
+) -> tuple[str, int, list[int]]:
+    """A run claimed in the name of a process back from its run (``host:pid.n``) while every spare of ``worker`` is
+    stopped (SIGSTOP), the run unread: the run's id, that process and the stopped spares. ``done``: the runs ended
+    so far, by id. The spares forked before a process came back are killed first (the worker forks others, newer),
+    so that one back from its run is the oldest ready, the claims' choice; which one is ready as the test stops them,
+    it cannot see from outside (a process back from its run may sleep in a read of its socket before it is set up
+    again, waiting for its worker's word, as wt60-slots has it): a run claimed by a fresh spare is let run to its
+    end, and another queued."""
+    for n in range(first, first + 10):
+        ran = {pid_of(run) for run in map(nectar.runs.get, done) if run is not None}
+        back = [pid for pid in children(worker) if alive(pid) and pid in ran]
+        forked = [pid for pid in children(worker) if alive(pid) and pid not in back]
+        for pid in forked:
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not any(map(alive, forked)), timeout=60)  # noqa: B023 (called at once)
 
-    def all_ready() -> list[int] | None:
-        kids = [pid for pid in children(worker) if alive(pid)]
-        fresh = [pid for pid in kids if pid not in forked]
-        return fresh if len(fresh) >= AHEAD and all(map(waits_for_its_run, fresh)) else None
+        def all_waiting() -> list[int] | None:
+            kids = [pid for pid in children(worker) if alive(pid) and pid not in forked]  # noqa: B023
+            return kids if len(kids) >= AHEAD and all(map(waits_for_its_run, kids)) else None
 
-    found = wait_until(all_ready, timeout=60)
-    assert isinstance(found, list) and reused_pid in found
-    return found
+        kids = wait_until(all_waiting, timeout=60)
+        for pid in kids:
+            freeze(pid)
+        run_id = submit(nectar, n)
+        claimed = running(nectar, run_id)
+        assert claimed.worker is not None
+        if "." in claimed.worker.rpartition(":")[2]:
+            return run_id, pid_of(claimed), kids
+        for pid in kids:
+            os.kill(pid, signal.SIGCONT)
+        assert ended(nectar, run_id).state == RunState.DONE
+        done.append(run_id)
+    raise AssertionError("no run was claimed by a process back from its run")
 
 
 def test_a_draining_worker_claims_nothing_as_its_reused_process_ends_its_run(
@@ -105,15 +122,8 @@ def test_a_worker_killed_after_its_claim_for_a_reused_process_before_it_read_the
     settings = reused(quick)
     nectar = closed_at_end(Nectar(settings))
     worker = start_worker(settings, workers=1)
-    first = ended(nectar, submit(nectar, 11))
-    back = pid_of(first)
-    kids = only_the_reused_process_left_ready(worker.pid, back)
-    for pid in kids:
-        freeze(pid)
+    run_id, _, kids = claimed_by_a_reused_process_frozen(nectar, worker.pid, [ended(nectar, submit(nectar, 11)).id], 12)
     try:
-        run_id = submit(nectar, 12)
-        claimed = running(nectar, run_id)
-        assert claimed.worker == f"{HOST}:{back}.2", claimed  # the reused process, the oldest ready
         worker.kill()
         worker.wait(timeout=60)
     finally:
@@ -138,15 +148,13 @@ def test_a_reused_process_killed_before_it_read_its_next_run_costs_the_run_no_at
     settings = reused(quick)
     nectar = closed_at_end(Nectar(settings))
     worker = start_worker(settings, workers=1)
-    back = pid_of(ended(nectar, submit(nectar, 21)))
-    only_the_reused_process_left_ready(worker.pid, back)
-    freeze(back)
-    try:
-        run_id = submit(nectar, 22)
-        claimed = running(nectar, run_id)
-        assert claimed.worker == f"{HOST}:{back}.2", claimed
-    finally:
-        os.kill(back, signal.SIGKILL)
+    run_id, back, kids = claimed_by_a_reused_process_frozen(
+        nectar, worker.pid, [ended(nectar, submit(nectar, 21)).id], 22
+    )
+    os.kill(back, signal.SIGKILL)
+    for pid in kids:
+        if pid != back:
+            os.kill(pid, signal.SIGCONT)
     run = ended(nectar, run_id)
     history = [(a.attempt, a.state, a.error) for a in nectar.runs.attempts(run.id)]
     assert (run.state, run.attempt, run.error) == (RunState.DONE, 1, None), history
