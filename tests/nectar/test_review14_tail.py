@@ -1,6 +1,7 @@
-"""review14 (round 60): an attempt that said its run ended as the run was recorded DONE (wt60-slots' ``run_ended``)
-still has the rest of its attempt to do, its last log line among it; the worker letting it go meanwhile (a drain's
-end: ``Spares.close``) must not kill it there."""
+"""review14 (round 60): an attempt whose run was recorded DONE still has the rest of its attempt to do, its last log
+line among it; its worker letting it go meanwhile (a drain's end: ``Spares.close``) must not kill it there. A guard
+for a slot freed at DONE: wt60-slots tried it (``spares.run_ended``, 9e40b32, reverted in cfc9399), which this
+failed (3 of 3)."""
 
 from __future__ import annotations
 
