@@ -307,7 +307,7 @@ class Spares:
         does it wait for the exit (a spare let go on a loaded machine, or stopped, exits late): it is reaped by a
         later pass (:meth:`_look`), or by :meth:`close`."""
         self.spares.remove(spare)
-        if spare in self._back:  # its socket's end is its word: it exits
+        if spare in self._back:  # not ready: killed below (its socket's end alone ends it only if its worker died)
             self._back.remove(spare)
         spare.channel.close()
         spare.close_handles()
