@@ -27,8 +27,7 @@ reads as a reset, not the end of the stream: :data:`UNREAD`, the attempt never b
 its socket held open or not, is killed with its process group: :func:`end_group`); the attempt says when its
 first step starts (:data:`STARTED`: :func:`started`) and, if it ended its run cleanly and may take another (up to
 ``runs_per_process`` runs), that it ended, with its exit code (:data:`ENDED`: :func:`heard`), at once: its slot is
-free. It then sleeps until its worker's pass has made its claims (:data:`GO`: :meth:`Spares.go_on`), leaving the core
-to the loop, then looks at what its run left behind (:mod:`nectar.reuse`, a thread it may wait for), sets itself
+free while it looks at what its run left behind (:mod:`nectar.reuse`, a thread it may wait for). It then sets itself
 up again and says it is ready, a spare once more (:meth:`Spares.returned`), or, if its run left something behind,
 exits: its worker drops it as any spare that dies before it is ready (as it does if its run left a file open:
 :func:`nectar.reuse.left_open`, looked at again once it set itself up). Else it exits at once, and its worker learns
@@ -67,9 +66,6 @@ STARTED = b"s"
 ENDED = b"e"
 #: what :func:`heard` answers of an attempt whose process closed its socket before it read its run (said by none)
 UNREAD = b"u"
-#: what a worker sends a process back from its run once its loop no longer needs the core for that pass's claims
-#: (:meth:`Spares.go_on`): only then does the process look at what its run left and set itself up again
-GO = b"g"
 #: how the length of a run handed over is sent before it
 _LENGTH = struct.Struct("!I")
 #: the byte before a run handed over (:func:`hand_over`): whether its attempt says when its first step starts
@@ -154,8 +150,6 @@ class Spares:
         self._leaving: set[int] = set()
         #: whether :meth:`ready` read what the spares said since the loop's last :meth:`keep` (which then need not)
         self._looked = False
-        #: the processes back from their run (:meth:`returned`) that wait for their worker's word to go on
-        self._back: list[Spare] = []
 
     def __len__(self) -> int:
         return len(self.spares)
@@ -183,21 +177,7 @@ class Spares:
                 return spare
             end_group(spare.pid)  # killed, and its socket not closed yet: its other threads are still exiting, or a
             self._drop(spare)  # process it forked holds it
-        self.go_on()  # no claim of this pass takes the core from here: those back from their run set up again
         return None
-
-    def go_on(self) -> None:
-        """Tell the processes back from their run since the last call (:meth:`returned`) that the claims of the loop's
-        pass are made (:meth:`keep`, or :meth:`ready` finding no spare ready): each then looks at what its run left
-        and sets itself up again. Until then it sleeps, its core left to the loop, which a process setting itself up
-        at once kept waiting for a core (two slots, a run's DONE to its slot's next claim: p90 1.6-2.8 ms, mean
-        1.2-2.7, where 1.0-1.4 and 0.9-1.4 now; CONTRIBUTING, round 60). One that died meanwhile shows on its socket."""
-        if not self._back:
-            return
-        for spare in self._back:
-            with contextlib.suppress(OSError):
-                spare.channel.send(GO)
-        self._back.clear()  # the list kept: made before the worker froze what it holds, it stays out of sight
 
     def fds(self, readiness: bool = True) -> list[int]:
         """The spares' sockets: one becomes readable when its spare is ready, or dies. Without ``readiness`` (no slot
@@ -242,7 +222,6 @@ class Spares:
         reaped first, every slot busy or not (a claim looks only when a slot is free): none stays a zombie counted
         among the spares (unless :meth:`ready` read them since the last call: what they said since, a death, wakes
         the loop's next sleep). Answers the spare forked, if one was."""
-        self.go_on()
         if self._looked:
             self._reap_left()
         else:
@@ -291,9 +270,7 @@ class Spares:
     ) -> None:
         """The attempt process ``pid`` ended its run cleanly and stays (:data:`ENDED`): a spare again, ready once it
         says so on ``channel``; with the descriptors of its process (``stat``, ``exited``: :class:`Spare`)."""
-        back = Spare(pid, channel, tag=tag, runs_done=runs_done, stat=stat, exited=exited)
-        self.spares.append(back)
-        self._back.append(back)
+        self.spares.append(Spare(pid, channel, tag=tag, runs_done=runs_done, stat=stat, exited=exited))
 
     def close(self) -> None:
         """Let every spare go (each exits when its socket closes) and wait for them, and for those let go before."""
@@ -307,8 +284,6 @@ class Spares:
         does it wait for the exit (a spare let go on a loaded machine, or stopped, exits late): it is reaped by a
         later pass (:meth:`_look`), or by :meth:`close`."""
         self.spares.remove(spare)
-        if spare in self._back:  # not ready: killed below (its socket's end alone ends it only if its worker died)
-            self._back.remove(spare)
         spare.channel.close()
         spare.close_handles()
         if not spare.ready:
@@ -397,10 +372,9 @@ class Spares:
             runs += 1
             if not clean or runs >= self.runs_per_process:
                 return code
-            try:  # its slot is free now: its worker claims the next run while this process waits, off the cores
+            try:  # its slot is free now: what its run left is looked at while the worker claims the next run
                 theirs.sendall(ENDED + bytes([code]))
-                if not theirs.recv(1):  # its worker's word (:data:`GO`): that pass is over; none, let go or gone
-                    return code  # nothing was claimed in its name since it said it was ready: nothing to give back
+                os.sched_yield()  # the worker, woken on this core maybe, claims before this process sets up again
             except OSError:  # the worker is gone: it no longer waits for this process
                 return code
             why = reuse.left_behind(before, self.max_rss_mb)

@@ -708,22 +708,6 @@ def handed_a_run(spares: Spares) -> tuple[Spare, socket.socket]:
     return spare, hand_over(spare, b"run")
 
 
-def back_from_its_run(prepare: Callable[[], tuple[None, bytes]], now: list[float]) -> tuple[Spares, Spare]:
-    """Spares set up by ``prepare``, each taking two runs at most, on the clock ``now``; the first handed a run, which
-    it ended, and taken back (:meth:`Spares.returned`): the spares and that one."""
-    spares = Spares(
-        prepare, lambda given, prepared: (0, True), idle_after=KEPT, clock=lambda: now[0], runs_per_process=2
-    )
-    try:
-        spare, channel = handed_a_run(spares)
-        assert wait_until(lambda: heard(channel), timeout=60) == (ENDED, 0)
-        spares.returned(spare.pid, channel, runs_done=1)
-    except BaseException:
-        spares.close()
-        raise
-    return spares, spare
-
-
 def test_a_process_back_from_its_run_that_dies_before_it_is_ready_again_is_replaced_without_a_backoff() -> None:
     """The backoff is for fresh spares dying in their setup (the next fork may die the same way). A process that
     ran a run and stays, then dies setting itself up again, says nothing of a fresh fork's setup (and no fork loop
@@ -737,8 +721,13 @@ def test_a_process_back_from_its_run_that_dies_before_it_is_ready_again_is_repla
             os._exit(3)
         return None, b"r"
 
-    spares, _ = back_from_its_run(prepare, now)
+    spares = Spares(
+        prepare, lambda given, prepared: (0, True), idle_after=KEPT, clock=lambda: now[0], runs_per_process=2
+    )
     try:
+        spare, channel = handed_a_run(spares)
+        assert wait_until(lambda: heard(channel), timeout=60) == (ENDED, 0)
+        spares.returned(spare.pid, channel, runs_done=1)
         wait_until(lambda: spares.ready() is None and not spares.spares, timeout=60)  # dead in its setup, reaped
 
         spares.keep(1)
@@ -775,93 +764,6 @@ def test_a_process_says_its_run_ended_before_it_looks_at_what_the_run_left_then_
         wait_until(reaped, timeout=60)  # not even a zombie
     finally:
         spares.close()
-
-
-def waits_in_a_read_of_its_socket(pid: int) -> bool:
-    """Whether the process ``pid``'s main thread sleeps in a read of a Unix socket (a spare's only one)."""
-    try:
-        return Path(f"/proc/{pid}/wchan").read_text() == "unix_stream_read_generic"
-    except OSError:
-        return False
-
-
-@pytest.mark.parametrize("then", ["go on", "let go", "killed"])
-def test_a_process_back_from_its_run_sets_itself_up_again_only_once_its_worker_says_go_on(
-    tmp_path: Path, then: str
-) -> None:
-    """Back from its run, a process says so, then sleeps, its core left to its worker's claims, until its worker says
-    the pass is over (:meth:`Spares.go_on`): only then does it look at what its run left and set itself up again. Let
-    go (or its worker gone) meanwhile, it exits without setting itself up; killed meanwhile, it is replaced at once,
-    no backoff (nothing was claimed in its name: it had not said it was ready)."""
-    setups = tmp_path / "setups"
-    now = [0.0]
-
-    def prepare() -> tuple[None, bytes]:  # in each process, at each setup
-        with setups.open("a") as written:
-            written.write("set up\n")
-        return None, b"r"
-
-    spares, spare = back_from_its_run(prepare, now)
-    try:
-        wait_until(lambda: waits_in_a_read_of_its_socket(spare.pid), timeout=60)  # for its word, or (set up) its run
-
-        assert setups.read_text().count("set up") == 1, "it set itself up again before its worker said go on"
-        if then == "go on":
-            spares.go_on()
-            wait_until(lambda: spares.ready() is not None, timeout=60)
-            (back,) = spares.spares
-            assert back.pid == spare.pid and setups.read_text().count("set up") == 2
-        elif then == "let go":
-            spares.close()
-            assert not Path(f"/proc/{spare.pid}").exists()
-            assert setups.read_text().count("set up") == 1
-        else:
-            os.kill(spare.pid, signal.SIGKILL)
-            wait_until(lambda: spares.ready() is None and not spares.spares, timeout=60)  # dead, reaped
-            spares.keep(1)
-            assert len(spares.spares) == 1, "its replacement waits for a backoff"
-    finally:
-        spares.close()
-
-
-def test_a_worker_killed_while_its_attempt_process_waits_for_its_word_after_a_run_loses_no_run(
-    quick: Settings, start_worker: StartWorker, tmp_path: Path
-) -> None:
-    """A worker of one slot, its processes reused, is stopped (SIGSTOP, as a loaded machine leaves it unscheduled)
-    while its attempt holds a run; the run ends DONE, and its process says so and waits for its worker's word
-    (:meth:`Spares.go_on`), which does not come: the worker is killed (-9) there. The process exits (its socket's
-    end: nothing was claimed in its name since its run), the run is DONE at its one attempt, and a run queued
-    meanwhile is claimed by the next worker, once, DONE at its first attempt; nothing is left RUNNING."""
-    settings = quick.replace(runs_per_process=Settings().runs_per_process)
-    nectar = closed_at_end(Nectar(settings))
-    worker = start_worker(settings, workers=1)
-    ended(nectar, submit(nectar, 71))
-    gate = tmp_path / "held-gate"
-    submitted = nectar.submit("quick", "quick_chain", "HeldTask", {"gate": str(gate)}).run
-    assert submitted is not None
-    held = submitted.id
-    running = wait_until(lambda: (r := nectar.runs.get(held)) and r.state == RunState.RUNNING and r, timeout=60)
-    assert isinstance(running, Run)
-    process = pid_of(running)
-    freeze(worker.pid)
-    try:
-        gate.touch()
-
-        def waits_for_its_word() -> bool:
-            run = nectar.runs.get(held)
-            return run is not None and run.state == RunState.DONE and waits_in_a_read_of_its_socket(process)
-
-        wait_until(waits_for_its_word, timeout=60)
-        queued = submit(nectar, 72)
-    finally:
-        worker.kill()
-        worker.wait(timeout=60)
-    wait_until(lambda: not alive(process), timeout=60)
-
-    start_worker(settings, workers=1)
-    charged_once(nectar, ended(nectar, queued))
-    charged_once(nectar, ended(nectar, held))
-    assert nectar.runs.count(RunState.RUNNING) == 0
 
 
 def test_an_idle_worker_has_not_imported_what_only_runs_need(settings: Settings) -> None:
