@@ -18,7 +18,8 @@ import sys
 from collections.abc import Callable
 from typing import cast
 
-#: openat2's number, the same on every architecture (the syscall table's shared numbers, from 424 on)
+#: openat2's number in the syscall table the architectures share from 424 on (x86-64, arm64, riscv...); where a
+#: table is offset (MIPS's), 437 is no call: ENOSYS, and :data:`ABSENT` falls back
 OPENAT2 = 437
 #: ``open_how.resolve``: refuse every symbolic link on the path, at its end too (magic links of /proc included)
 RESOLVE_NO_SYMLINKS = 0x04
