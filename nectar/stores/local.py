@@ -316,10 +316,7 @@ class LocalStore(TargetStore):
             status = os.fstat(fd)
         finally:
             os.close(fd)
-        mode = status.st_mode
-        if status.st_nlink > 1:  # a file with one name is no hard link: no call made for it (a status lookup's path)
-            self._refuse_hard_link(key, status)
-        return path, S_ISREG(mode)
+        return self._own(key, path, status)
 
     def _reached(self, key: TargetKey, path: str) -> tuple[str, bool]:
         """:meth:`_locate` without openat2: ``path`` opened without following a link at its end, and the file it
@@ -335,12 +332,16 @@ class LocalStore(TargetStore):
             return self._walk(key)
         finally:
             os.close(fd)
-        mode = status.st_mode
-        if reached != path or S_ISLNK(mode):  # a link on the way or at the end
+        if reached != path or S_ISLNK(status.st_mode):  # a link on the way or at the end
             return self._walk(key)
+        return self._own(key, path, status)
+
+    def _own(self, key: TargetKey, path: str, status: os.stat_result) -> tuple[str, bool]:
+        """What :meth:`_locate` answers of ``path``, reached with no link on the way: ``status`` its file's (a hard
+        link refused)."""
         if status.st_nlink > 1:  # a file with one name is no hard link: no call made for it (a status lookup's path)
             self._refuse_hard_link(key, status)
-        return path, S_ISREG(mode)
+        return path, S_ISREG(status.st_mode)
 
     def _walk(self, key: TargetKey) -> tuple[str, bool]:
         """:meth:`_locate`, the key's own components lstat'ed one call each (``Path.resolve`` lstats every component
