@@ -29,6 +29,7 @@ import benchmarks.dispatch as dispatch_module
 import benchmarks.fanout as fanout_module
 import benchmarks.machine as machine
 import benchmarks.soak as soak_module
+import benchmarks.spread as spread
 import benchmarks.submit as submit_module
 import benchmarks.throughput as throughput_module
 import benchmarks.triggers as triggers_module
@@ -62,6 +63,7 @@ from benchmarks.status import (
     over_hello,
     paired,
     recycle_every,
+    side_by_side,
     status_requests,
     summed,
     switches,
@@ -1146,9 +1148,7 @@ def test_the_submit_benchmark_compares_each_burst_of_new_runs_with_the_hello_bur
     monkeypatch.setattr(submit_module, "CpuLeft", Left)
     cluster = cast(Cluster, types.SimpleNamespace(api_workers=lambda url: [], api_cpu=lambda url: 0.0))
     api, base = submit_module.Counted(cluster, "api"), submit_module.Counted(cluster, "hello")
-    submit_module.side_by_side(
-        2, lambda: api.hammer("api"), lambda: base.hammer("hello"), lambda: sent.append("finished"), pairs=2
-    )
+    side_by_side(2, lambda: api.hammer("api"), lambda: base.hammer("hello"), lambda: sent.append("finished"), pairs=2)
 
     assert sent == ["finished", "api", "hello", "hello", "api", "finished", "api", "hello", "hello", "api"]
     # pairs: 1000/0.5 over 2000/1 (1.0), 1000/1 over 1000/0.5 (0.5), 3000 over 2000 (1.5), 1000 over 500 (2.0)
@@ -1257,3 +1257,75 @@ def test_hammer_sends_each_write_of_a_counted_burst_once_and_goes_round_the_read
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_interval_of_a_ratio_of_medians_is_drawn_from_the_pairs_at_its_level() -> None:
+    """Nine pairs, 1..9 over 1: the median of nine draws of 1..9 is at most 1 with a chance of 0.0014, at most 2 with
+    0.030 (from the binomial), at most 7 with 0.970 and at most 8 with 0.9986: its 95 % interval is 2 to 8 (a level
+    of 90 % would read 3 to 7); the figure itself is the median, 5."""
+    above, below = [float(n) for n in range(1, 10)], [1.0] * 9
+
+    assert spread.ratio_of_medians(above, below) == 5.0
+    assert spread.interval(above, below, paired=True, resamples=20_000) == (2.0, 8.0)
+    assert spread.interval(above, below, paired=True, resamples=20_000, seed=0) == spread.interval(
+        above, below, paired=True, resamples=20_000, seed=0
+    ), "seeded: the same pairs give the same interval"
+
+
+def test_pairs_measured_side_by_side_are_drawn_together_so_what_moved_both_cancels() -> None:
+    """The two sides measured in turn round by round, the load moving each round's two alike (here 2x between
+    rounds): drawn together, an A/A reads exactly 1 and a side 10 % slower exactly 0.9, which decides a 0.95x target;
+    each side drawn on its own, the rounds' spread is the interval's."""
+    rounds = [0.40, 0.55, 0.80, 0.45, 0.60, 0.75, 0.50, 0.70]
+    slower = [0.9 * x for x in rounds]
+
+    assert spread.interval(rounds, rounds, paired=True) == (1.0, 1.0)
+    assert spread.interval(slower, rounds, paired=True) == pytest.approx((0.9, 0.9))
+    apart = spread.interval(slower, rounds, paired=False)
+    assert apart.low < 0.8 and apart.high > 1.0
+    assert spread.enough(spread.interval(slower, rounds, paired=True), 0.95)
+    assert not spread.enough(apart, 0.95)
+    with pytest.raises(ValueError):
+        spread.interval(rounds, rounds[1:], paired=True)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "decided"),
+    [
+        (0.96, 1.20, True),  # wholly above the target: met, however wide
+        (0.70, 0.94, True),  # wholly below: not met
+        (0.90, 1.10, False),  # either side, ±10 %: more pairs
+        (0.94, 0.99, True),  # either side, but ±2.5 %: as narrow as the 5 % edge asks
+        (0.93, 0.99, False),  # ±3 %
+    ],
+)
+def test_pairs_are_enough_once_the_interval_decides_the_target_or_is_half_its_edge_wide(
+    low: float, high: float, decided: bool
+) -> None:
+    assert spread.resolution(0.95) == pytest.approx(0.025)
+    assert spread.enough(spread.Interval(low, high), 0.95) is decided
+
+
+@pytest.mark.parametrize(("decided_after", "rounds"), [(0, 5), (6, 6), (None, 8)])
+def test_the_submit_benchmark_takes_rounds_of_pairs_at_both_registries_in_turn_until_decided_within_the_cap(
+    decided_after: int | None, rounds: int
+) -> None:
+    """``--repeats`` rounds at least (5), then one more while the interval does not decide (looked at before each),
+    ``round_cap`` at most (8); each round the finished tasks' bursts, then its pairs at each registry, which side
+    first alternating pair by pair (each told how many pairs came before: the ABBA of its own two bursts)."""
+    sent: list[str] = []
+    looks: list[int] = []
+
+    def decided() -> bool:
+        looks.append(len(sent))
+        return decided_after is not None and sent.count("finished") >= decided_after
+
+    sides = [lambda made: sent.append(f"first {made}"), lambda made: sent.append(f"behind {made}")]
+    assert spread.round_cap(5) == 8
+    made = submit_module.rounds_of_pairs(5, spread.round_cap(5), sides, lambda: sent.append("finished"), decided)
+
+    assert made == rounds == sent.count("finished")
+    assert sent[:7] == ["finished", "first 0", "behind 0", "behind 1", "first 1", "finished", "first 2"]
+    assert sent.count("first 3") == sent.count("behind 3") == 1
+    assert len([one for one in sent if one.startswith("first")]) == rounds * submit_module.PAIRS
+    assert len(looks) == min(rounds, 7) - 4  # before rounds 6, 7 and 8 (the 6th, 7th, 8th), none before the 5 asked
