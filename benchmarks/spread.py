@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 #: resamples of the pairs a bootstrap interval is drawn from (its ends move by ~1 % of its width between seeds)
@@ -91,6 +91,16 @@ def enough(found: Interval, limit: float) -> bool:
 def round_cap(repeats: int) -> int:
     """The rounds of pairs taken at most when ``repeats`` were asked (:data:`EXTRA_ROUNDS`)."""
     return repeats + math.ceil(EXTRA_ROUNDS * repeats)
+
+
+def take_rounds(repeats: int, cap: int, one_round: Callable[[int], None], decided: Callable[[], bool]) -> int:
+    """``one_round`` called with 0, 1, ...: ``repeats`` rounds, then more while not ``decided()`` (asked before each),
+    ``cap`` at most. How many were taken."""
+    for r in range(cap):
+        if r >= repeats and decided():
+            return r
+        one_round(r)
+    return cap
 
 
 def said(found: Interval, pairs: int, rounds: int, limit: float) -> str:

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, at_least, median, ratio_at_least
 from benchmarks.load import Load, Request, hammer, median_rate, rates
 from benchmarks.population import TASK, Probe, fill_registry, fill_store
-from benchmarks.spread import enough, interval, round_cap, said
+from benchmarks.spread import enough, interval, round_cap, said, take_rounds
 from benchmarks.status import CpuLeft, over_cpu_left
 from harness import read_calls
 from nectar.registry import Run, RunState
@@ -150,26 +150,18 @@ class Side(NamedTuple):
     done: list[Load]
 
 
-def rounds_of_pairs(
-    repeats: int,
-    cap: int,
-    sides: list[Callable[[int], None]],
-    finished: Callable[[], None],
-    decided: Callable[[], bool],
-) -> int:
-    """Rounds of :data:`PAIRS` pairs at each of ``sides`` (each called with the count of pairs made so far, for ABBA),
-    in turn (which side first alternates pair by pair), each round after ``finished``'s bursts: ``repeats`` rounds,
-    then more while not ``decided()``, ``cap`` at most. How many were made."""
-    made = 0
-    for r in range(cap):
-        if r >= repeats and decided():
-            return r
+def in_turn(sides: list[Callable[[int], None]], finished: Callable[[], None]) -> Callable[[int], None]:
+    """A round (its number given): ``finished``'s bursts, then :data:`PAIRS` pairs at each of ``sides`` in turn, which
+    side first alternating pair by pair, each side called with the count of pairs made before (for its own ABBA)."""
+
+    def one(r: int) -> None:
         finished()
-        for _ in range(PAIRS):
+        for p in range(PAIRS):
+            made = r * PAIRS + p
             for side in sides if made % 2 == 0 else sides[::-1]:
                 side(made)
-            made += 1
-    return cap
+
+    return one
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -247,7 +239,9 @@ def run(ctx: Context) -> list[Figure]:
         def decided() -> bool:
             return enough(interval(*found(), paired=True), LIMIT)
 
-        rounds = rounds_of_pairs(ctx.repeats, cap, [pair_at(side) for side in sides.values()], finished_bursts, decided)
+        rounds = take_rounds(
+            ctx.repeats, cap, in_turn([pair_at(side) for side in sides.values()], finished_bursts), decided
+        )
         behind_pairs, first_pairs = found()
         spread = interval(behind_pairs, first_pairs, paired=True)
         pairs = len(first_pairs)

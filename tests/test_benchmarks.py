@@ -1322,7 +1322,8 @@ def test_the_submit_benchmark_takes_rounds_of_pairs_at_both_registries_in_turn_u
 
     sides = [lambda made: sent.append(f"first {made}"), lambda made: sent.append(f"behind {made}")]
     assert spread.round_cap(5) == 8
-    made = submit_module.rounds_of_pairs(5, spread.round_cap(5), sides, lambda: sent.append("finished"), decided)
+    one_round = submit_module.in_turn(sides, lambda: sent.append("finished"))
+    made = spread.take_rounds(5, spread.round_cap(5), one_round, decided)
 
     assert made == rounds == sent.count("finished")
     assert sent[:7] == ["finished", "first 0", "behind 0", "behind 1", "first 1", "finished", "first 2"]
