@@ -16,7 +16,8 @@ import threading
 import time
 import types
 from collections import Counter
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple, cast
@@ -1221,9 +1222,10 @@ def test_the_soak_counts_the_service_s_log_lines_at_a_level_by_kind() -> None:
     }
 
 
-def test_hammer_sends_each_write_of_a_counted_burst_once_and_goes_round_the_reads() -> None:
-    """A burst of a count of writes not a whole number per client (450 new runs' POSTs over 16 clients of 29 each)
-    POSTs each once, none twice; a counted burst of reads goes round its list."""
+@contextmanager
+def counting_server() -> Iterator[tuple[str, Counter[tuple[str, str]]]]:
+    """A local HTTP server answering a POST 202 and a GET 200, counting each (method, path) it was sent: its URL and
+    those counts."""
     seen: Counter[tuple[str, str]] = Counter()
     lock = threading.Lock()
 
@@ -1245,8 +1247,17 @@ def test_hammer_sends_each_write_of_a_counted_burst_once_and_goes_round_the_read
     server = bound_to_a_free_port(lambda address: ThreadingHTTPServer(address, Counting))
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_hammer_sends_each_write_of_a_counted_burst_once_and_goes_round_the_reads() -> None:
+    """A burst of a count of writes not a whole number per client (450 new runs' POSTs over 16 clients of 29 each)
+    POSTs each once, none twice; a counted burst of reads goes round its list."""
+    with counting_server() as (url, seen):
         posts = [("POST", f"/runs?n={n}") for n in range(45)]
         hammer(url, posts, 4, duration=None, per_client=12).check(202)
         assert seen == Counter(posts), "a write sent twice, or one not sent"
@@ -1254,9 +1265,6 @@ def test_hammer_sends_each_write_of_a_counted_burst_once_and_goes_round_the_read
         gets = [("GET", f"/status?n={n}") for n in range(5)]
         load = hammer(url, gets, 4, duration=None, per_client=5).check(200)
         assert len(load.latencies) == 20 and seen == Counter(dict.fromkeys(gets, 4))
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_interval_of_a_ratio_of_medians_is_drawn_from_the_pairs_at_its_level() -> None:
@@ -1311,22 +1319,35 @@ def test_the_submit_benchmark_takes_rounds_of_pairs_at_both_registries_in_turn_u
     decided_after: int | None, rounds: int
 ) -> None:
     """``--repeats`` rounds at least (5), then one more while the interval does not decide (looked at before each),
-    ``round_cap`` at most (8); each round the finished tasks' bursts, then its pairs at each registry, which side
-    first alternating pair by pair (each told how many pairs came before: the ABBA of its own two bursts)."""
+    ``round_cap`` at most (8); each of the rounds asked the finished tasks' bursts first, then each round its pairs at
+    each registry, which side first alternating pair by pair (each told how many pairs came before: the ABBA of its
+    own two bursts)."""
     sent: list[str] = []
     looks: list[int] = []
 
+    def taken() -> int:
+        return len([one for one in sent if one.startswith("first")]) // submit_module.PAIRS
+
     def decided() -> bool:
-        looks.append(len(sent))
-        return decided_after is not None and sent.count("finished") >= decided_after
+        looks.append(taken())
+        return decided_after is not None and taken() >= decided_after
 
     sides = [lambda made: sent.append(f"first {made}"), lambda made: sent.append(f"behind {made}")]
     assert spread.round_cap(5) == 8
-    one_round = submit_module.in_turn(sides, lambda: sent.append("finished"))
+    one_round = submit_module.in_turn(sides, lambda: sent.append("finished"), 5)
     made = spread.take_rounds(5, spread.round_cap(5), one_round, decided)
 
-    assert made == rounds == sent.count("finished")
+    assert made == rounds == taken()
+    assert sent.count("finished") == 5, "the finished tasks' bursts in the rounds asked, not in those added"
     assert sent[:7] == ["finished", "first 0", "behind 0", "behind 1", "first 1", "finished", "first 2"]
     assert sent.count("first 3") == sent.count("behind 3") == 1
-    assert len([one for one in sent if one.startswith("first")]) == rounds * submit_module.PAIRS
-    assert len(looks) == min(rounds, 7) - 4  # before rounds 6, 7 and 8 (the 6th, 7th, 8th), none before the 5 asked
+    assert looks == [5, 6, 7][: min(rounds, 7) - 4]  # before the 6th, 7th and 8th rounds; none before the 5 asked
+
+
+def test_hammer_sends_each_request_once_at_most_for_its_duration_when_told_to() -> None:
+    """A burst of new runs as long as a hello burst: its duration ends it, and it sends none of its list twice (here
+    the list's end comes first: 12 POSTs over 4 clients for 60 s end when the 12 were sent, as a count would)."""
+    with counting_server() as (url, seen):
+        posts = [("POST", f"/runs?n={n}") for n in range(12)]
+        load = hammer(url, posts, 4, duration=60.0, once=True).check(202)
+        assert len(load.latencies) == 12 and seen == Counter(posts)
