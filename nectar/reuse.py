@@ -12,7 +12,8 @@ environment variables, ``sys.path`` and file mode mask, the excepthooks, the soc
 and profilers (:class:`ProcessHooks`), luigi's configuration, luigi's task instances, the run its records
 name.
 The ``atexit`` callbacks it registered are dropped (:func:`drop_exit_callbacks`): an attempt process, fresh or
-reused, runs none (it ends by ``os._exit``, as a forked child must not run its parent's).
+reused, runs none (it ends by ``os._exit``, as a forked child must not run its parent's). Once its module is kept,
+what it holds leaves its collector's sight (:func:`out_of_sight`): each run's collection scans the run's objects.
 A file descriptor it left open cannot be put back (closed under the object that holds it, its number
 would be another file's at the object's next write): its process takes no other run (:func:`look_for_open`,
 :func:`left_open`).
