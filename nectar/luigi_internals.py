@@ -18,7 +18,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   settings given ready-made: its ``__init__`` reads the names ``worker`` and ``multiprocessing`` of ``luigi.worker``
   (:func:`_worker_made_with`), its ``__init__`` and ``_generate_worker_info`` the names ``getpass`` and ``socket``,
   its ``__init__`` the name ``signal`` (its SIGUSR1 handler, ``handle_interrupt``) (:func:`_described_once`), and
-  ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`),
+  ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`), its ``_add_task_history`` read as that summary reads
+  it for its DONE tasks (:func:`done_in_build`),
   ``_summary_format``, ``_summary_wrap``, ``_tasks_status`` and ``_create_one_line_summary`` (:class:`RunResult`);
 - ``worker._is_external`` (:func:`is_external`), ``worker._get_retry_policy_dict``, a task's retry policy as luigi's
   worker sends it (:func:`retry_policy_of`), the choices a parameter keeps (:func:`choices_of`),
@@ -798,6 +799,17 @@ def tasks_by_outcome(worker: luigi.worker.Worker) -> dict[str, set[luigi.Task]]:
     ``already_done``, ``failed``, ``run_by_other_worker``, ``not_run``...)."""
     tasks: dict[str, set[luigi.Task]] = _summary_dict(worker)
     return tasks
+
+
+def done_in_build(worker: luigi.worker.Worker, task: luigi.Task) -> bool:
+    """Whether luigi's summary of ``worker``'s build has ``task`` in ``completed`` or ``already_done`` (it ran without
+    error, or was found complete): a DONE the worker told of it (its ``_add_task_history``), as that summary reads
+    them, without the summary's other groups (its ``_summary_dict``: ~440 bytecodes of each attempt after ``run()``,
+    for this one answer). Compared as a set's member is: the same task, or one equal to it."""
+    for told, status, _ in reversed(worker._add_task_history):
+        if status == DONE and (told is task or told == task):
+            return True
+    return False
 
 
 def is_external(task: luigi.Task) -> bool:
