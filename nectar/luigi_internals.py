@@ -21,6 +21,7 @@ fails loudly, naming the name, when a release changes one of them under us:
   ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`), its ``_add_task_history`` read as that summary reads
   it for its DONE tasks (:func:`done_in_build`),
   ``_summary_format``, ``_summary_wrap``, ``_tasks_status`` and ``_create_one_line_summary`` (:class:`RunResult`);
+- ``Parameter._is_batchable``, whether a parameter batches (:func:`batched_params`);
 - ``worker._is_external`` (:func:`is_external`), ``worker._get_retry_policy_dict``, a task's retry policy as luigi's
   worker sends it (:func:`retry_policy_of`), the choices a parameter keeps (:func:`choices_of`),
   ``ParameterVisibility.has_value``, which every parameter made asks (:func:`_has_visibility`);
@@ -799,6 +800,12 @@ def tasks_by_outcome(worker: luigi.worker.Worker) -> dict[str, set[luigi.Task]]:
     ``already_done``, ``failed``, ``run_by_other_worker``, ``not_run``...)."""
     tasks: dict[str, set[luigi.Task]] = _summary_dict(worker)
     return tasks
+
+
+def batched_params(params: Iterable[tuple[str, luigi.Parameter]]) -> tuple[str, ...]:
+    """The names of ``params`` (a task class's, as ``get_params`` lists them) that batch: luigi's
+    ``Task.batch_param_names`` of that class (its ``Parameter._is_batchable``)."""
+    return tuple(name for name, param in params if param._is_batchable())
 
 
 def done_in_build(worker: luigi.worker.Worker, task: luigi.Task) -> bool:

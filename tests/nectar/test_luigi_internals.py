@@ -117,6 +117,7 @@ PROBES = "tests.luigi_internals_probes"
         (luigi.execution_summary._create_one_line_summary, ["status_code"]),
         (luigi.worker._is_external, ["task"]),
         (luigi.worker._get_retry_policy_dict, ["task"]),
+        (luigi.Parameter._is_batchable, ["self"]),
         (luigi.server.app, ["scheduler"]),
         (luigi.contrib.s3.S3Client._path_to_bucket_and_key, ["path"]),
     ],
