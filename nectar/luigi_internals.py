@@ -22,6 +22,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   it for its DONE tasks (:func:`done_in_build`),
   ``_summary_format``, ``_summary_wrap``, ``_tasks_status`` and ``_create_one_line_summary`` (:class:`RunResult`);
 - ``Parameter._is_batchable``, whether a parameter batches (:func:`batched_params`);
+- ``Worker._purge_children``, not run where no step's process is started, and ``Worker._log_remote_tasks``, not run
+  where luigi's logger does not show DEBUG (:class:`Worker`);
 - ``worker._is_external`` (:func:`is_external`), ``worker._get_retry_policy_dict``, a task's retry policy as luigi's
   worker sends it (:func:`retry_policy_of`), the choices a parameter keeps (:func:`choices_of`),
   ``ParameterVisibility.has_value``, which every parameter made asks (:func:`_has_visibility`);
@@ -122,6 +124,8 @@ from nectar.stdlib_internals import environ_data, new_event
 from nectar.stops import FLUSHING, SAVING
 
 logger = logging.getLogger(__name__)
+#: luigi's worker's logger (``luigi.worker``'s ``logger``)
+_LUIGI_LOG = logging.getLogger("luigi-interface")
 #: what marks luigi's registry as extended (once per process)
 _EXTENDED = "_nectar_extended"
 #: the set luigi's ``Task.get_param_values`` gives a task class as it makes its first task (:func:`hold_class_shape`)
@@ -688,6 +692,18 @@ class Worker(luigi.worker.Worker):
             self._add_worker_due = False
             super()._add_worker()
         return work
+
+    def _purge_children(self) -> None:
+        """luigi's look for a step's process dead or past its timeout, before each result it waits for; none where this
+        worker runs its steps in its own process (:class:`_InProcessResults`: no step's process is started, and
+        luigi's finds each not alive, with no exit code)."""
+        if not isinstance(self._task_result_queue, _InProcessResults):
+            super()._purge_children()
+
+    def _log_remote_tasks(self, get_work_response: Any) -> None:
+        """luigi's DEBUG lines of a ``get_work`` that granted nothing, made only where luigi's logger shows DEBUG."""
+        if _LUIGI_LOG.isEnabledFor(logging.DEBUG):
+            super()._log_remote_tasks(get_work_response)
 
     def _all_done(self) -> bool:
         """Whether luigid can only answer this worker's ``get_work`` with nothing: it asked once already, runs no

@@ -558,6 +558,55 @@ def test_a_worker_running_its_steps_in_its_own_process_gets_their_results_in_mem
         assert (done, result.scheduling_succeeded, tasks_by_outcome(worker)["completed"]) == (["ran"], True, {step()})
 
 
+@pytest.mark.parametrize(("config", "purged"), [({}, False), ({"force_multiprocessing": True}, True)])
+def test_a_worker_looks_for_dead_step_processes_only_where_it_starts_them(
+    probes: str, monkeypatch: pytest.MonkeyPatch, config: dict[str, Any], purged: bool
+) -> None:
+    """luigi's worker looks for a step's process dead or past its timeout before each result it waits for; a worker
+    that runs its steps in its own process starts none, and does not look. One that starts them looks, as luigi's."""
+    done: list[str] = []
+    step = probe("SeamPurge", run=lambda self: done.append("ran"), complete=lambda self: bool(done))
+    looks: list[int] = []
+    luigis = luigi.worker.Worker._purge_children
+
+    def purge(self: luigi.worker.Worker) -> None:
+        looks.append(len(self._running_tasks))
+        luigis(self)
+
+    monkeypatch.setattr(luigi.worker.Worker, "_purge_children", purge)
+    scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+    worker = new_worker(scheduler, "nectar-seam:purge", 1, **config)
+    schedule_and_run(worker, step(), env=luigi.interface.core(no_lock=True, local_scheduler=True))
+    assert done_in_build(worker, step()), "the step ran (in this process, or in one of its own)"
+    assert bool(looks) is purged, looks
+
+
+@pytest.mark.parametrize("level", [logging.DEBUG, logging.WARNING])
+def test_a_worker_granted_nothing_logs_luigis_debug_lines_where_luigis_logger_shows_them(
+    probes: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, level: int
+) -> None:
+    """luigi's worker logs at DEBUG why it stops asking for work (``Done``, no more tasks...): the same lines where
+    luigi's logger shows DEBUG, and no call where it does not."""
+    calls: list[Any] = []
+    luigis = luigi.worker.Worker._log_remote_tasks
+
+    def log_remote_tasks(self: luigi.worker.Worker, response: Any) -> None:
+        calls.append(response)
+        luigis(self, response)
+
+    monkeypatch.setattr(luigi.worker.Worker, "_log_remote_tasks", log_remote_tasks)
+    done: list[str] = []
+    step = probe(f"SeamDebug{level}", run=lambda self: done.append("ran"), complete=lambda self: bool(done))
+    caplog.set_level(level, logger="luigi-interface")
+    scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+    worker = new_worker(scheduler, f"nectar-seam:debug{level}", 1)
+    schedule_and_run(worker, step(), env=luigi.interface.core(no_lock=True, local_scheduler=True))
+    lines = [r.getMessage() for r in caplog.records if r.name == "luigi-interface" and r.levelno == logging.DEBUG]
+    assert done == ["ran"]
+    shown = ["Done", "There are no more tasks to run at this time"]
+    assert (lines[-2:] == shown, bool(calls)) == (level == logging.DEBUG,) * 2, lines
+
+
 def test_a_task_process_made_ahead_is_handed_out_once_and_only_for_its_own_task(probes: str) -> None:
     """luigi's task process of the step a worker will likely run, made while luigid answers
     (``Worker.task_process_ahead``), is the one luigi's ``_create_task_process`` gets for that very task, once; another
