@@ -341,7 +341,14 @@ def test_a_part_holds_none_of_its_starter_s_files_but_its_standard_streams(proce
     os.set_inheritable(read_end, True)
     try:
         part = processes.start("sleeper", ["sleep", "3600"], base_env())
-        held = waitfor(lambda: cmdline(part.pid).startswith("sleep") and os.listdir(f"/proc/{part.pid}/fd"), 60, "it")
+
+        # in its sleep (state S), past its loader, which holds the C library open (fd 3) while it maps it: listed
+        # as soon as the exec is seen, a part read then showed that file (CI, round 61)
+        def asleep() -> list[str] | bool:
+            exec_d = cmdline(part.pid).startswith("sleep")
+            return exec_d and state(part.pid) == "S" and os.listdir(f"/proc/{part.pid}/fd")
+
+        held = waitfor(asleep, 60, "it asleep")
         assert sorted(map(int, held)) == [0, 1, 2], {fd: os.readlink(f"/proc/{part.pid}/fd/{fd}") for fd in held}
     finally:
         os.close(read_end)
