@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, at_least, median, ratio_at_least
 from benchmarks.load import Load, Request, hammer, median_rate, rates
 from benchmarks.population import TASK, Probe, fill_registry, fill_store
-from benchmarks.spread import enough, interval, round_cap, said, take_rounds
+from benchmarks.spread import enough, interval, level, round_cap, said, take_rounds
 from benchmarks.status import CpuLeft, over_cpu_left
 from harness import read_calls
 from nectar.registry import Run, RunState
@@ -174,6 +174,7 @@ def run(ctx: Context) -> list[Figure]:
     duration = 1.0 if ctx.quick else 2.0
     behind = QUEUE[0] if ctx.quick else QUEUE[1]
     cap = round_cap(ctx.repeats)
+    drawn_at = level(ctx.repeats, cap)
     with ctx.cluster(NAME) as cluster:
         cluster.start_luigid()  # no workers: only the API's acceptance is measured, the queue just fills
         # a registry for the first bursts and one for those behind the queue, served side by side: the bursts at
@@ -246,13 +247,13 @@ def run(ctx: Context) -> list[Figure]:
             )
 
         def decided() -> bool:
-            return enough(interval(*found(), paired=True), LIMIT)
+            return enough(interval(*found(), paired=True, level=drawn_at), LIMIT)
 
         rounds = take_rounds(
             ctx.repeats, cap, in_turn([pair_at(side) for side in sides.values()], finished_bursts, ctx.repeats), decided
         )
         behind_pairs, first_pairs = found()
-        spread = interval(behind_pairs, first_pairs, paired=True)
+        spread = interval(behind_pairs, first_pairs, paired=True, level=drawn_at)
         pairs = len(first_pairs)
         first, last = sides["first"], sides["behind"]
         print(
@@ -279,7 +280,8 @@ def run(ctx: Context) -> list[Figure]:
             f"(median {median(first_pairs):.3f}); behind {behind:,} queued",
             ", ".join(f"{x:.3f}" for x in behind_pairs),
             f"(median {median(behind_pairs):.3f}); the ratio {median(behind_pairs) / median(first_pairs):.3f}, "
-            f"{said(spread, pairs, rounds, LIMIT)}; the machine's CPU used outside the benchmark, new/hello, first:",
+            f"{said(spread, pairs, rounds, LIMIT, drawn_at)};",
+            "the machine's CPU used outside the benchmark, new/hello, first:",
             ", ".join(f"{1 - a:.0%}/{1 - b:.0%}" for a, b in zip(first.new.left, first.hello.left, strict=True)),
             "; behind:",
             ", ".join(f"{1 - a:.0%}/{1 - b:.0%}" for a, b in zip(last.new.left, last.hello.left, strict=True)),
@@ -314,7 +316,7 @@ def run(ctx: Context) -> list[Figure]:
             "x",
             f"the first bursts (≤ {len(warming) + made['first']:,} queued), × hello (each: the median of {pairs} "
             "bursts over the hello burst beside it, ABBA, rates over the CPU left; the two registries' pairs in turn; "
-            f"the ratio's {said(spread, pairs, rounds, LIMIT)})",
+            f"the ratio's {said(spread, pairs, rounds, LIMIT, drawn_at)})",
             round(median(first_pairs), 3),
             ratio_at_least(LIMIT),
         ),
