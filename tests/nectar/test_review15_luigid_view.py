@@ -11,16 +11,16 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 from harness import lifeline_env
 from nectar.config import Settings
 from nectar.luigid import SchedulerClient
-from nectar.registry import RunState
+from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from tests.helpers.registries import closed_at_end
 from tests.nectar.test_spare import KEPT, ended
@@ -88,12 +88,43 @@ NECTAR_FRAME = re.compile(r'  File "[^"]*/nectar/task\.py", line \d+, in \w+\n  
 
 
 def under_luigi(chain: Path, luigid: str, task: str, n: int) -> str:
-    """``python -m luigi`` running ``task`` of the chain file against ``luigid``; what it printed."""
+    """``python -m luigi`` running ``task`` of the chain file (``--n n``) against ``luigid``; what it printed."""
     env = {**os.environ, "PYTHONPATH": str(chain.parent), **lifeline_env()}
     env.pop("LUIGI_CONFIG_PATH", None)
     argv = [sys.executable, "-m", "luigi", "--module", chain.stem, task, "--n", str(n), "--scheduler-url", luigid]
     done = subprocess.run(argv, env=env, cwd=chain.parent, capture_output=True, text=True, timeout=120)
     return done.stdout + done.stderr
+
+
+class Served(NamedTuple):
+    """A real ``nectar worker`` (one, its attempt processes reused) against the session's luigid."""
+
+    nectar: Nectar
+    luigid: str
+    scheduler: SchedulerClient
+
+
+@pytest.fixture
+def served(
+    settings: Settings, luigid: str, start_worker: StartWorker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Served:
+    """The worker, its tasks' files in ``tmp_path`` (``REVIEW15_OUT``, which luigi's processes inherit too)."""
+    monkeypatch.setenv("REVIEW15_OUT", str(tmp_path))
+    reusing = settings.replace(scheduler_url=luigid, spare_idle=KEPT, retries=0, retry_delay=0)
+    nectar = closed_at_end(Nectar(reusing))
+    start_worker(reusing, workers=1)
+    return Served(nectar, luigid, SchedulerClient(luigid))
+
+
+def served_runs(served: Served, chain: str, task: str, ns: range, state: RunState) -> Iterator[tuple[int, Run]]:
+    """``task`` of ``review15/<chain>`` run by the worker with each ``n`` of ``ns`` in turn (a fresh process first,
+    then reused ones, as they come), each ended in ``state``."""
+    for n in ns:
+        submission = served.nectar.submit("review15", chain, task, {"n": n})
+        assert submission.run is not None
+        run = ended(served.nectar, submission.run.id)
+        assert run.state == state, run
+        yield n, run
 
 
 def seen_by_luigid(scheduler: SchedulerClient, n: int, exact: bool) -> dict[str, dict[str, Any]]:
@@ -129,33 +160,15 @@ EXACT_TRACEBACK = pytest.mark.xfail(
     ],
 )
 def test_luigid_holds_of_a_plain_task_run_by_the_service_what_it_holds_of_it_run_by_luigi(
-    settings: Settings,
-    luigid: str,
-    write_chain: Callable[[str, str], Path],
-    start_worker: StartWorker,
-    task: str,
-    state: RunState,
-    exact: bool,
-    base: int,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    served: Served, write_chain: Callable[[str, str], Path], task: str, state: RunState, exact: bool, base: int
 ) -> None:
-    monkeypatch.setenv("REVIEW15_OUT", str(tmp_path))  # the worker's and luigi's processes inherit it
     chain = write_chain("review15/view_chain", CHAIN)
-    scheduler = SchedulerClient(luigid)
-    under_luigi(chain, luigid, task, base + 1)
-    expected = seen_by_luigid(scheduler, base + 1, exact)
+    under_luigi(chain, served.luigid, task, base + 1)
+    expected = seen_by_luigid(served.scheduler, base + 1, exact)
     assert task in expected, expected
     assert expected[task]["deps"] == (["UpTask"] if task != "FailingTask" else []), expected
-    served = settings.replace(scheduler_url=luigid, spare_idle=KEPT, retries=0, retry_delay=0)
-    nectar = closed_at_end(Nectar(served))
-    start_worker(served, workers=1)
-    for n in range(base + 2, base + 5):  # a fresh process first, then reused ones, as they come
-        submission = nectar.submit("review15", "view_chain", task, {"n": n})
-        assert submission.run is not None
-        run = ended(nectar, submission.run.id)
-        assert run.state == state, run
-        seen = seen_by_luigid(scheduler, n, exact)
+    for n, run in served_runs(served, "view_chain", task, range(base + 2, base + 5), state):
+        seen = seen_by_luigid(served.scheduler, n, exact)
         differ = [(family, field) for family in expected for field in expected[family]]
         differ = [(family, field) for family, field in differ if seen[family][field] != expected[family][field]]
         assert not differ, [(run.worker, *each, seen[each[0]][each[1]], expected[each[0]][each[1]]) for each in differ]
