@@ -22,7 +22,9 @@ from nectar.config import Settings
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
+from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
+from tests.nectar.test_reuse import reused
 from tests.nectar.test_spare import KEPT, ended
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -172,3 +174,32 @@ def test_luigid_holds_of_a_plain_task_run_by_the_service_what_it_holds_of_it_run
         differ = [(family, field) for family in expected for field in expected[family]]
         differ = [(family, field) for family, field in differ if seen[family][field] != expected[family][field]]
         assert not differ, [(run.worker, *each, seen[each[0]][each[1]], expected[each[0]][each[1]]) for each in differ]
+
+
+def test_a_chain_file_changed_between_runs_is_what_luigid_sees_of_the_next_run_in_a_reused_process(
+    served: Served, write_chain: Callable[[str, str], Path]
+) -> None:
+    """A chain file rewritten between runs (a task's priority, resources and what it tells luigid changed): each run
+    after, fresh or reused, shows luigid what luigi's own run of the new file shows, nothing of the file before (a hot
+    reload; a process that ran the old file's task, its module kept or not, runs the new)."""
+    write_chain("review15/view_chain", CHAIN)
+    before = list(served_runs(served, "view_chain", "FailingTask", range(5001, 5005), RunState.FAILED))
+    assert any(reused(run) for _, run in before), [run.worker for _, run in before]
+    changed = CHAIN.replace(
+        "retry_count = 1", "retry_count = 1\n    priority = 5\n    resources = {'review15_pool': 1}"
+    )
+    chain = write_chain("review15/view_chain", changed.replace("about to fail", "about to fail, changed"))
+    under_luigi(chain, served.luigid, "FailingTask", 5100)
+    expected = seen_by_luigid(served.scheduler, 5100, False)
+    assert expected["FailingTask"]["priority"] == 5, expected
+    runs: list[Run] = []
+
+    def one_more_until_reused() -> bool:
+        n, run = next(
+            served_runs(served, "view_chain", "FailingTask", range(5101 + len(runs), 5102 + len(runs)), RunState.FAILED)
+        )
+        runs.append(run)
+        assert seen_by_luigid(served.scheduler, n, False) == expected, run.worker
+        return reused(run) and len(runs) >= 2
+
+    wait_until(one_more_until_reused, timeout=120, interval=0)
