@@ -157,6 +157,17 @@ class FailsTask(Journaled):
         return super().on_failure(exception)
 
 
+class BrokenCompleteTask(Journaled):
+    def requires(self):
+        return ThereTask(n=self.n)
+
+    def complete(self):  # asked more often than under luigi (at the submission, again by nectar): not counted here
+        raise RuntimeError("complete() broke")
+
+    def run(self):
+        self.journal("run BrokenCompleteTask")
+
+
 class NoOutputTask(Journaled):
     def requires(self):
         return ThereTask(n=self.n)
@@ -168,7 +179,12 @@ class NoOutputTask(Journaled):
 
 @pytest.mark.parametrize(
     ("task", "state", "base"),
-    [("TopTask", RunState.DONE, 100), ("FailsTask", RunState.FAILED, 200), ("NoOutputTask", RunState.DONE, 300)],
+    [
+        ("TopTask", RunState.DONE, 100),
+        ("FailsTask", RunState.FAILED, 200),
+        ("NoOutputTask", RunState.DONE, 300),
+        ("BrokenCompleteTask", RunState.FAILED, 400),
+    ],
 )
 def test_a_plain_tasks_events_and_hooks_come_in_luigis_order_in_fresh_and_reused_processes(
     served: Served,  # noqa: F811 (the fixture)
@@ -185,6 +201,6 @@ def test_a_plain_tasks_events_and_hooks_come_in_luigis_order_in_fresh_and_reused
         (tmp_path / f"there-{n}").write_text("there\n")
     under_luigi(chain, served.luigid, task, base)
     expected = (tmp_path / f"events-{base}").read_text().splitlines()
-    assert f"{luigi.Event.START} {task}" in expected, expected
+    assert f"{luigi.Event.START} {task}" in expected or task.startswith("Broken"), expected
     for n, run in served_runs(served, "order_chain", task, range(base + 1, base + 5), state):
         assert (tmp_path / f"events-{n}").read_text().splitlines() == expected, run.worker

@@ -72,6 +72,16 @@ class DynamicTask(luigi.Task):
         self.set_status_message("after its dynamic dependency")
 
 
+class BrokenCompleteTask(luigi.Task):
+    n = luigi.IntParameter()
+
+    def complete(self):
+        raise RuntimeError("complete() broke")
+
+    def run(self):
+        pass
+
+
 class FailingTask(luigi.Task):
     n = luigi.IntParameter()
     retry_count = 1  # luigid disables it at its first failure: its policy as the worker sent it
@@ -158,6 +168,7 @@ EXACT_TRACEBACK = pytest.mark.xfail(
         ("ReportingTask", RunState.DONE, True, 1000),
         ("DynamicTask", RunState.DONE, True, 2000),
         ("FailingTask", RunState.FAILED, False, 3000),
+        ("BrokenCompleteTask", RunState.FAILED, True, 6000),
         pytest.param("FailingTask", RunState.FAILED, True, 4000, marks=EXACT_TRACEBACK),
     ],
 )
@@ -168,7 +179,7 @@ def test_luigid_holds_of_a_plain_task_run_by_the_service_what_it_holds_of_it_run
     under_luigi(chain, served.luigid, task, base + 1)
     expected = seen_by_luigid(served.scheduler, base + 1, exact)
     assert task in expected, expected
-    assert expected[task]["deps"] == (["UpTask"] if task != "FailingTask" else []), expected
+    assert expected[task]["deps"] == (["UpTask"] if "Failing" not in task and "Broken" not in task else []), expected
     for n, run in served_runs(served, "view_chain", task, range(base + 2, base + 5), state):
         seen = seen_by_luigid(served.scheduler, n, exact)
         differ = [(family, field) for family in expected for field in expected[family]]
