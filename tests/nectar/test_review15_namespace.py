@@ -57,26 +57,24 @@ NAMESPACE_KEPT = pytest.mark.xfail(
 
 
 @NAMESPACE_KEPT
-def test_a_namespace_the_chain_file_no_longer_sets_does_not_name_its_tasks(
+@pytest.mark.parametrize(
+    ("namespace", "then"),
+    [
+        # the file changed: the namespace it set for its own module dropped
+        ('luigi.namespace("spam", scope=__name__)', "ns_chain"),
+        # another chain, after one that set a namespace for every module (luigi's default scope)
+        ('luigi.namespace("spam")', "plain_chain"),
+    ],
+)
+def test_a_namespace_a_chain_file_set_names_no_task_of_a_later_execution_that_does_not_set_it(
     served: Served,  # noqa: F811 (the fixture)
     write_chain: Callable[[str, str], Path],
     tmp_path: Path,
+    namespace: str,
+    then: str,
 ) -> None:
-    write_chain("review15/ns_chain", HEAD.format(namespace='luigi.namespace("spam", scope=__name__)') + TASK.format())
+    write_chain("review15/ns_chain", HEAD.format(namespace=namespace) + TASK.format())
     assert {family for family, _, _ in families(served, tmp_path, "ns_chain", 100)} == {"spam.NsTask"}
-    write_chain("review15/ns_chain", HEAD.format(namespace="") + TASK.format())  # as luigi names it now: NsTask
-    seen = families(served, tmp_path, "ns_chain", 200)
-    assert [(family, task_id.split("_")[0]) for family, task_id, _ in seen] == [("NsTask", "NsTask")] * len(seen), seen
-
-
-@NAMESPACE_KEPT
-def test_a_namespace_one_chain_sets_for_every_module_does_not_name_the_tasks_of_another(
-    served: Served,  # noqa: F811 (the fixture)
-    write_chain: Callable[[str, str], Path],
-    tmp_path: Path,
-) -> None:
-    write_chain("review15/spam_chain", HEAD.format(namespace='luigi.namespace("spam")') + TASK.format())
-    write_chain("review15/plain_chain", HEAD.format(namespace="") + TASK.format())
-    assert {family for family, _, _ in families(served, tmp_path, "spam_chain", 300)} == {"spam.NsTask"}
-    seen = families(served, tmp_path, "plain_chain", 400)
+    write_chain(f"review15/{then}", HEAD.format(namespace="") + TASK.format())  # luigi names its task NsTask
+    seen = families(served, tmp_path, then, 200)
     assert [(family, task_id.split("_")[0]) for family, task_id, _ in seen] == [("NsTask", "NsTask")] * len(seen), seen
