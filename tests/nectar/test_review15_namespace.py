@@ -1,7 +1,8 @@
-"""review15 (round 61): a chain file that sets luigi's namespace as it is imported (``luigi.namespace(...)``, luigi's
-way) names its tasks as a fresh import of the file as it is now does, in a reused attempt process and in the service's
-own process: a namespace the file no longer sets (a hot reload) is not kept from its last execution, and one set for
-every module (luigi's default scope) by one chain does not name the tasks of the next chain the process runs."""
+"""review15 (round 61): what a chain file sets in luigi's process-wide state as it is imported (its namespace,
+``luigi.namespace(...)``; an option of luigi's configuration) is what a fresh import of the file as it is now sets, in
+a reused attempt process and in the service's own process: what the file no longer sets (a hot reload) is not kept from
+its last execution, and a namespace one chain sets for every module (luigi's default scope) does not name the tasks of
+the next chain the process runs."""
 
 from __future__ import annotations
 
@@ -78,3 +79,55 @@ def test_a_namespace_a_chain_file_set_names_no_task_of_a_later_execution_that_do
     write_chain(f"review15/{then}", HEAD.format(namespace="") + TASK.format())  # luigi names its task NsTask
     seen = families(served, tmp_path, then, 200)
     assert [(family, task_id.split("_")[0]) for family, task_id, _ in seen] == [("NsTask", "NsTask")] * len(seen), seen
+
+
+CONFIGURED = """import json
+import os
+
+import luigi
+{setting}
+
+class ConfigTask(luigi.Task):
+    n = luigi.IntParameter()
+
+    def output(self):
+        return luigi.LocalTarget(os.path.join(os.environ["REVIEW15_OUT"], f"word-{{self.n}}"))
+
+    def run(self):
+        with self.output().open("w") as out:
+            json.dump(luigi.configuration.get_config().get("review15", "word", "none"), out)
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review15 F5: a luigi option a chain file set as it was imported (executed ahead by the spare, before "
+    "nectar.reuse.before_run notes luigi's configuration) stays in the process once the file no longer sets it; "
+    "for the lead to fix at the merge",
+)
+def test_a_luigi_option_the_chain_file_no_longer_sets_as_it_is_imported_is_not_kept(
+    served: Served,  # noqa: F811 (the fixture)
+    write_chain: Callable[[str, str], Path],
+    tmp_path: Path,
+) -> None:
+    """luigi's configuration set as a chain file is imported (``get_config().set(...)`` at its top), then the file
+    changed not to: the next runs, fresh or reused, read luigi's configuration as the file now leaves it."""
+    setting = 'luigi.configuration.get_config().set("review15", "word", "v1")'
+    write_chain("review15/config_chain", CONFIGURED.format(setting=setting))
+    words: list[tuple[str, Run]] = []
+
+    def until_reused(first: int) -> Callable[[], bool]:
+        def ran() -> bool:
+            n = first + len(words)
+            ((_, run),) = served_runs(served, "config_chain", "ConfigTask", range(n, n + 1), RunState.DONE)
+            words.append((json.loads((tmp_path / f"word-{n}").read_text()), run))
+            return reused(run)
+
+        return ran
+
+    wait_until(until_reused(100), timeout=120, interval=0)
+    assert {word for word, _ in words} == {"v1"}, words
+    words.clear()
+    write_chain("review15/config_chain", CONFIGURED.format(setting=""))
+    wait_until(until_reused(200), timeout=120, interval=0)
+    assert [word for word, _ in words] == ["none"] * len(words), [(word, run.worker) for word, run in words]
