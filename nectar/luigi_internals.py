@@ -1834,3 +1834,39 @@ def config_paths(config: luigi.configuration.LuigiConfigParser) -> list[str]:
     ``luigi.configuration.add_config_path`` appends (the list itself, which a caller may put back as it was)."""
     paths: list[str] = type(config)._config_paths
     return paths
+
+
+def forget_event_handlers(module: str) -> None:
+    """Drop from luigi's task event handlers (``Task._event_callbacks``: by class, by event, a set of callables, kept
+    for the process) those of the module named ``module``: each handler made in it (its ``__module__``), and every
+    handler registered on a class of it. luigi registers a handler as the ``@X.event_handler(...)`` under which it is
+    defined is executed, and a module executed anew (a chain module for a reused process's next run) registers its
+    handlers again: its last execution's stayed, and each event was handled once per execution of the module in the
+    process. The dict is replaced, not changed: a ``trigger_event`` going down the one it holds meanwhile is not cut."""
+    handlers: dict[type, dict[str, set[Callable[..., Any]]]] = luigi.Task._event_callbacks
+    theirs = [
+        cls
+        for cls, events in handlers.items()
+        if cls.__module__ == module or any(getattr(handler, "__module__", None) == module for handler in _all(events))
+    ]
+    if not theirs:
+        return
+    kept = {cls: events for cls, events in handlers.items() if cls not in theirs}
+    for cls in theirs:
+        if cls.__module__ != module:
+            kept[cls] = {
+                event: {handler for handler in called if getattr(handler, "__module__", None) != module}
+                for event, called in handlers[cls].items()
+            }
+    luigi.Task._event_callbacks = kept
+
+
+def _all(events: dict[str, set[Callable[..., Any]]]) -> Iterator[Callable[..., Any]]:
+    return itertools.chain.from_iterable(events.values())
+
+
+def task_namespaces() -> dict[str, str]:
+    """luigi's task namespaces by scope (a module's name, or ``""`` for every module), as ``luigi.namespace(...,
+    scope=...)`` sets them for the classes made after it (``Register._default_namespace_dict``: the dict itself)."""
+    namespaces: dict[str, str] = Register._default_namespace_dict
+    return namespaces

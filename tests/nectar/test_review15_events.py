@@ -55,12 +55,6 @@ class HandledTask(luigi.Task):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review15 F1: a chain module executed anew for a reused process's next run leaves its last execution's "
-    "handlers on luigi.Task._event_callbacks (nectar.luigi_internals.forget_task_classes forgets its classes only); "
-    "the n-th execution in a process fires each event n times. For the lead to fix at the merge.",
-)
 def test_a_plain_chains_own_event_handlers_fire_once_per_event_in_a_reused_process(
     settings: Settings, luigid: str, write_chain: Callable[[str, str], Path], start_worker: StartWorker, tmp_path: Path
 ) -> None:

@@ -47,17 +47,6 @@ def families(worker: Served, out: Path, chain: str, first: int) -> list[tuple[st
     return found
 
 
-#: both fail on main (round 61): luigi keeps ``Register._default_namespace_dict`` for the process, and nectar executes
-#: chain files again in long-lived processes (a reused attempt process, the API's catalog, a test's own)
-NAMESPACE_KEPT = pytest.mark.xfail(
-    strict=True,
-    reason="review15 F4: luigi.namespace()'s entries outlive the chain module's execution (nectar/catalog/loader.py:"
-    "load_chain_module): a stale scope=__name__ one names the changed file's tasks, a global one another chain's; "
-    "for the lead to fix at the merge",
-)
-
-
-@NAMESPACE_KEPT
 @pytest.mark.parametrize(
     ("namespace", "then"),
     [
@@ -99,12 +88,6 @@ class ConfigTask(luigi.Task):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review15 F5: a luigi option a chain file set as it was imported (executed ahead by the spare, before "
-    "nectar.reuse.before_run notes luigi's configuration) stays in the process once the file no longer sets it; "
-    "for the lead to fix at the merge",
-)
 def test_a_luigi_option_the_chain_file_no_longer_sets_as_it_is_imported_is_not_kept(
     served: Served,  # noqa: F811 (the fixture)
     write_chain: Callable[[str, str], Path],
