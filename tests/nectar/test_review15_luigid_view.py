@@ -155,13 +155,6 @@ def seen_by_luigid(scheduler: SchedulerClient, n: int, exact: bool) -> dict[str,
     return seen
 
 
-EXACT_TRACEBACK = pytest.mark.xfail(
-    strict=True,
-    reason="review15 F2: a plain task's failure as luigid (and the run's error) shows it has one frame more than "
-    "under luigi, nectar/task.py's wrapper that records its run (nectar/task.py:678); for the lead to judge",
-)
-
-
 @pytest.mark.parametrize(
     ("task", "state", "exact", "base"),
     [
@@ -169,7 +162,7 @@ EXACT_TRACEBACK = pytest.mark.xfail(
         ("DynamicTask", RunState.DONE, True, 2000),
         ("FailingTask", RunState.FAILED, False, 3000),
         ("BrokenCompleteTask", RunState.FAILED, True, 6000),
-        pytest.param("FailingTask", RunState.FAILED, True, 4000, marks=EXACT_TRACEBACK),
+        ("FailingTask", RunState.FAILED, True, 4000),
     ],
 )
 def test_luigid_holds_of_a_plain_task_run_by_the_service_what_it_holds_of_it_run_by_luigi(
