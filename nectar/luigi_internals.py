@@ -1870,3 +1870,39 @@ def task_namespaces() -> dict[str, str]:
     scope=...)`` sets them for the classes made after it (``Register._default_namespace_dict``: the dict itself)."""
     namespaces: dict[str, str] = Register._default_namespace_dict
     return namespaces
+
+
+#: the name under which a task holds what its ``complete()`` raised as luigi's worker last asked it in this process
+#: (:func:`complete_error`)
+_COMPLETE_ERROR = "_nectar_complete_error"
+#: luigi's ``luigi.worker.check_complete_cached``, through which its worker asks a task's ``complete()`` (as it adds
+#: the task, and each dependency's before a step runs)
+_luigi_check_complete_cached: Callable[..., Any] = luigi.worker.check_complete_cached
+
+
+def _check_complete_noted(task: luigi.Task, completion_cache: Any = None) -> Any:
+    """luigi's ``check_complete_cached``, the exception a task's ``complete()`` raised kept on the task
+    (:func:`complete_error`) and raised on without this frame (luigi's text of its traceback is luigi's own)."""
+    try:
+        answer = _luigi_check_complete_cached(task, completion_cache)
+    except Exception as exc:
+        task.__dict__[_COMPLETE_ERROR] = exc
+        held = exc.__traceback__
+        if held is not None and held.tb_next is not None:
+            exc.__traceback__ = held.tb_next
+        raise
+    if _COMPLETE_ERROR in task.__dict__:
+        del task.__dict__[_COMPLETE_ERROR]
+    return answer
+
+
+_replace(luigi.worker, "check_complete_cached", _check_complete_noted)
+
+
+def complete_error(task: luigi.Task) -> Exception | None:
+    """What ``task``'s ``complete()`` raised as luigi's worker last asked it in this process; None if it answered, or
+    was asked elsewhere (a process of luigi's scheduling pool: ``[core] parallel_scheduling``). luigi's worker keeps
+    only the text of its traceback (``check_complete``), and tells of it by ``DEPENDENCY_MISSING`` alone: the error
+    itself, to name it and tell a store's failure from the code's, without asking ``complete()`` again."""
+    error: Exception | None = task.__dict__.get(_COMPLETE_ERROR)
+    return error
