@@ -5,7 +5,9 @@ the module before it registered on luigi's ``Task``."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from nectar.service import Nectar
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
 from tests.nectar.test_reuse import reused
-from tests.nectar.test_review15_luigid_view import Served, served, served_runs, under_luigi  # noqa: F401 (a fixture)
+from tests.nectar.test_review15_luigid_view import Served, luigi_then_served, served  # noqa: F401 (a fixture)
 from tests.nectar.test_spare import KEPT, ended, pid_of
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -92,6 +94,11 @@ class Journaled(luigi.Task):
         with open(os.path.join(os.environ["REVIEW15_OUT"], f"events-{self.n}"), "a") as out:
             out.write(line + "\\n")
 
+    def complete(self):  # each ask noted with the process that asked (the test's own: the submission's)
+        with open(os.path.join(os.environ["REVIEW15_OUT"], f"complete-{self.n}"), "a") as out:
+            out.write(f"{os.getpid()} {self.task_family}\\n")
+        return super().complete()
+
 
 def noting(event):
     def note(task, *args):
@@ -155,7 +162,8 @@ class BrokenCompleteTask(Journaled):
     def requires(self):
         return ThereTask(n=self.n)
 
-    def complete(self):  # asked more often than under luigi (at the submission, again by nectar): not counted here
+    def complete(self):
+        super().complete()  # noted
         raise RuntimeError("complete() broke")
 
     def run(self):
@@ -189,12 +197,21 @@ def test_a_plain_tasks_events_and_hooks_come_in_luigis_order_in_fresh_and_reused
     base: int,
 ) -> None:
     """Each event luigi's worker fires for a step (with what it passes), and the task's run and hooks, in luigi's
-    order, for a task with a dependency complete and one to run, one that fails, one without outputs."""
-    chain = write_chain("review15/order_chain", ORDER_CHAIN)
-    for n in range(base, base + 5):
-        (tmp_path / f"there-{n}").write_text("there\n")
-    under_luigi(chain, served.luigid, task, base)
+    order, for a task with a dependency complete and one to run, one that fails, one without outputs; and each task's
+    ``complete()`` asked in the attempt as often as luigi asks it (a user's may be dear, an S3 listing, or have
+    effects), and once more only by the submission (its dedupe), in the process that submits."""
+    runs = luigi_then_served(served, write_chain("review15/order_chain", ORDER_CHAIN), task, base, state)
     expected = (tmp_path / f"events-{base}").read_text().splitlines()
     assert f"{luigi.Event.START} {task}" in expected or task.startswith("Broken"), expected
-    for n, run in served_runs(served, "order_chain", task, range(base + 1, base + 5), state):
+    asks = asked(tmp_path, base)
+    for n, run in runs:
         assert (tmp_path / f"events-{n}").read_text().splitlines() == expected, run.worker
+        assert asked(tmp_path, n) == asks, (run.worker, asks)
+        assert asked(tmp_path, n, submitted=True) == Counter([task]), run.worker
+
+
+def asked(out: Path, n: int, submitted: bool = False) -> Counter[str]:
+    """How many times each task's ``complete()`` was asked for ``n``, by family: by this process (the submission's)
+    if ``submitted``, else by any other."""
+    lines = (out / f"complete-{n}").read_text().splitlines()
+    return Counter(family for pid, family in map(str.split, lines) if (int(pid) == os.getpid()) == submitted)

@@ -139,6 +139,17 @@ def served_runs(served: Served, chain: str, task: str, ns: range, state: RunStat
         yield n, run
 
 
+def luigi_then_served(served: Served, chain: Path, task: str, base: int, state: RunState) -> Iterator[tuple[int, Run]]:
+    """``task`` of the chain file ``chain`` (``review15/<its name>``) run by ``python -m luigi`` with ``n = base``, now;
+    then by the worker with each ``n`` of the next 4, as the answer is read (:func:`served_runs`). The file of each
+    ``n``'s ``ThereTask`` (``there-<n>`` in ``REVIEW15_OUT``: a dependency complete before the run) made first."""
+    out = Path(os.environ["REVIEW15_OUT"])
+    for n in range(base, base + 5):
+        (out / f"there-{n}").write_text("there\n")
+    under_luigi(chain, served.luigid, task, base)
+    return served_runs(served, chain.stem, task, range(base + 1, base + 5), state)
+
+
 def seen_by_luigid(scheduler: SchedulerClient, n: int, exact: bool) -> dict[str, dict[str, Any]]:
     """luigid's record of each task with ``n``, by family: the compared fields, its deps' families and its
     explanation (but for a frame of nectar's own in its traceback, unless ``exact``)."""
