@@ -12,11 +12,13 @@ sets read by its runs. :func:`executed_anew` holds each to the execution under w
 - the namespaces set for the module's own scope (its name, or a module under it) are dropped before, and those it set
   for any other scope (luigi's default, ``""``: every module) put back after, as they were: the module's classes take
   them, the next chain's do not;
-- luigi's options that a chain module's execution changed in this process are put back as they were before the first
-  such change, before each chain module's execution: what the file now sets is what the run reads, as in a fresh
-  process. A module kept between runs (:mod:`nectar.catalog.kept`) is not executed again: what it set stays, as the
-  spare noted it before its first run (:func:`nectar.reuse.before_run`), and is put back after each
-  (:func:`nectar.reuse.put_back`).
+- luigi's options that the module's executions changed in this process are put back as they were before the first
+  such change, before it is executed again: what the file now sets is what the run reads, as in a fresh process
+  (where a reused process read what the file set when the spare executed it ahead, before
+  :func:`nectar.reuse.before_run` noted luigi's configuration for :func:`nectar.reuse.put_back` to put back). A
+  module kept between runs (:mod:`nectar.catalog.kept`) is not executed again: what it set stays, as noted before its
+  first run. Another chain module's options are left as they are: a chain file that imports it
+  (``from chains.etl.sales_chain import ...``) reads them, as under luigi.
 """
 
 from __future__ import annotations
@@ -27,17 +29,17 @@ from collections.abc import Iterator
 import luigi.configuration
 
 from nectar.luigi_internals import forget_event_handlers, forget_task_classes, task_namespaces
-from nectar.stdlib_internals import parsed, set_parsed
+from nectar.stdlib_internals import parsed, parsed_as, set_parsed
 
 #: luigi's configuration as :func:`~nectar.stdlib_internals.parsed` copies it: its ``DEFAULT`` options, each section's
 Parsed = tuple[dict[str, str], dict[str, dict[str, str]]]
-#: each option of luigi's configuration (a section's, or ``DEFAULT``'s as section None) that a chain module's
-#: execution changed in this process, as it was before the first such change (None: absent); inherited by the
+#: by chain module: each option of luigi's configuration (a section's, or ``DEFAULT``'s as section None) that its
+#: executions changed in this process, as it was before the first such change (None: absent); inherited by the
 #: processes it forks
-_OPTIONS: dict[tuple[str | None, str], str | None] = {}
-#: each section of luigi's configuration that a chain module's execution made or removed in this process: whether it
-#: was there before the first such change
-_SECTIONS: dict[str, bool] = {}
+_OPTIONS: dict[str, dict[tuple[str | None, str], str | None]] = {}
+#: by chain module: each section of luigi's configuration that its executions made or removed in this process,
+#: whether it was there before the first such change
+_SECTIONS: dict[str, dict[str, bool]] = {}
 
 
 def forget_module(name: str) -> None:
@@ -53,11 +55,11 @@ def forget_module(name: str) -> None:
 @contextlib.contextmanager
 def executed_anew(name: str) -> Iterator[None]:
     """The chain module ``name`` executed in the block, anew: what luigi holds of its last execution forgotten
-    (:func:`forget_module`) and the options chain modules changed put back (:func:`_put_back_options`) before; the
+    (:func:`forget_module`) and the options its executions changed put back (:func:`_put_back_options`) before; the
     namespaces it set for other modules' scopes put back after, and the options it changed noted."""
     forget_module(name)
     config = luigi.configuration.get_config()
-    _put_back_options(config)
+    _put_back_options(config, name)
     namespaces = task_namespaces()
     others = {scope: namespace for scope, namespace in namespaces.items() if not _own(scope, name)}
     before = parsed(config)
@@ -67,9 +69,8 @@ def executed_anew(name: str) -> Iterator[None]:
         for scope in [scope for scope in namespaces if not _own(scope, name) and scope not in others]:
             del namespaces[scope]
         namespaces.update(others)
-        after = parsed(config)
-        if after != before:
-            _note_changed(before, after)
+        if not parsed_as(config, before):  # compared in place, copied only if changed
+            _note_changed(name, before, parsed(config))
 
 
 def _own(scope: str, name: str) -> bool:
@@ -77,34 +78,36 @@ def _own(scope: str, name: str) -> bool:
     return scope == name or scope.startswith(f"{name}.")
 
 
-def _note_changed(before: Parsed, after: Parsed) -> None:
-    """Note, as they were before the first change, the options and sections a chain module's execution changed."""
+def _note_changed(name: str, before: Parsed, after: Parsed) -> None:
+    """Note, as they were before the first change, the options and sections the module ``name``'s execution
+    changed."""
+    options, made = _OPTIONS.setdefault(name, {}), _SECTIONS.setdefault(name, {})
     compared: list[tuple[str | None, dict[str, str], dict[str, str]]] = [(None, before[0], after[0])]
     for section in before[1].keys() | after[1].keys():
         if (section in before[1]) != (section in after[1]):
-            _SECTIONS.setdefault(section, section in before[1])
+            made.setdefault(section, section in before[1])
         compared.append((section, before[1].get(section, {}), after[1].get(section, {})))
     for where, was, now in compared:
         for option in was.keys() | now.keys():
             if was.get(option) != now.get(option):
-                _OPTIONS.setdefault((where, option), was.get(option))
+                options.setdefault((where, option), was.get(option))
 
 
-def _put_back_options(config: luigi.configuration.LuigiConfigParser) -> None:
-    """luigi's options and sections that chain modules changed in this process, as they were before
-    (:data:`_OPTIONS`, :data:`_SECTIONS`), made luigi's in one step (:func:`~nectar.stdlib_internals.set_parsed`) if
-    any differs."""
-    if not (_OPTIONS or _SECTIONS):
+def _put_back_options(config: luigi.configuration.LuigiConfigParser, name: str) -> None:
+    """luigi's options and sections that the module ``name``'s executions changed in this process, as they were
+    before (:data:`_OPTIONS`, :data:`_SECTIONS`), made luigi's in one step (:func:`~nectar.stdlib_internals.set_parsed`)
+    if any differs."""
+    if name not in _OPTIONS:
         return
     defaults, sections = parsed(config)
-    for section, there in _SECTIONS.items():  # a section a chain module made goes with its options
+    for section, there in _SECTIONS[name].items():  # a section the module made goes with its options
         if there:
             sections.setdefault(section, {})
         else:
             sections.pop(section, None)
-    for (where, option), value in _OPTIONS.items():
+    for (where, option), value in _OPTIONS[name].items():
         held = defaults if where is None else sections.get(where)
-        if held is None:  # in a section a chain module made, gone
+        if held is None:  # in a section the module made, gone
             continue
         if value is None:
             held.pop(option, None)
