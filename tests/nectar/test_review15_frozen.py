@@ -59,18 +59,18 @@ def test_a_process_whose_kept_module_a_run_let_go_keeps_what_it_shares_with_its_
         runs.append((run, int(nectar.store.read_text(TargetKey.parse(run.key)))))
         return runs[-1]
 
-    fresh = one(False)[1]  # a fresh spare's first run: what it shares with its worker, frozen
+    fresh = one(False)[1]  # a fresh spare's first run: what it shares with its worker, frozen as it was forked
     assert fresh > 0
-    changed: set[int] = set()  # the processes in which a run changed the module (kept, then let go)
 
-    def after_a_change() -> bool:
-        run, _ = one(True)
-        if pid_of(run) in changed:
-            return True
-        if reused(run):  # its module was kept (executed in an earlier run of the process), and is now let go
-            changed.add(pid_of(run))
-        return False
+    def in_a_process(change: bool, where: Callable[[Run, int], bool]) -> tuple[Run, int]:
+        """Runs (given ``change``) one after the other until one is ``where``: which spare takes each is not
+        counted."""
+        wait_until(lambda: where(*one(change)), timeout=180, interval=0)
+        return runs[-1]
 
-    wait_until(after_a_change, timeout=180, interval=0)
-    run, frozen = runs[-1]
-    assert frozen >= fresh * 0.9, (run.worker, frozen, fresh, [(r.worker, f) for r, f in runs])
+    # in the process of the first run: a run that leaves its module as executed (kept from then on, and frozen with
+    # what the process holds), one that changes it (let go), and one more, which reads what is frozen as it begins
+    first = runs[0][0]
+    for change in (False, True, False):
+        after, frozen = in_a_process(change, lambda run, _: pid_of(run) == pid_of(first))
+    assert reused(after) and frozen >= 0.9 * fresh, (after.worker, frozen, fresh, [(r.worker, f) for r, f in runs])
