@@ -72,6 +72,14 @@ class DynamicTask(luigi.Task):
         self.set_status_message("after its dynamic dependency")
 
 
+class DynamicRaisingTask(luigi.Task):  # fails after its dynamic dependency: its traceback through a generator
+    n = luigi.IntParameter()
+
+    def run(self):
+        yield UpTask(n=self.n)
+        raise RuntimeError("boom after its dynamic dependency")
+
+
 class BrokenCompleteTask(luigi.Task):
     n = luigi.IntParameter()
 
@@ -174,6 +182,7 @@ def seen_by_luigid(scheduler: SchedulerClient, n: int, exact: bool) -> dict[str,
         ("FailingTask", RunState.FAILED, False, 3000),
         ("BrokenCompleteTask", RunState.FAILED, True, 6000),
         ("FailingTask", RunState.FAILED, True, 4000),
+        ("DynamicRaisingTask", RunState.FAILED, True, 7000),
     ],
 )
 def test_luigid_holds_of_a_plain_task_run_by_the_service_what_it_holds_of_it_run_by_luigi(
