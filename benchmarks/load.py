@@ -52,6 +52,7 @@ def hammer(
     duration: float | None = 2.0,
     per_client: int | None = None,
     timeout: float = 60.0,
+    once: bool = False,
 ) -> Load:
     """``clients`` closed-loop clients (a thread and a keep-alive connection each) go through ``requests``.
 
@@ -59,15 +60,16 @@ def hammer(
     ``per_client`` requests. Past the list's last request they start again from its first, but in a burst of a
     count of writes (``duration`` None and a request not a GET or HEAD: a new run's POST), which ends at the list's
     end: each sent once, where a whole number of requests per client was not (450 runs over 16 clients of 29 each
-    POSTed 14 runs twice). http.client over a raw connection keeps the client's own CPU small:
-    on a 2-core machine it shares the cores with the server.
+    POSTed 14 runs twice). ``once``: each request of the list sent once at most, for ``duration`` seconds: a burst of
+    new runs as long as a hello burst, every client busy to its end (:mod:`benchmarks.submit`). http.client over a raw
+    connection keeps the client's own CPU small: on a 2-core machine it shares the cores with the server.
     """
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     states = [_Client() for _ in range(clients)]
     barrier = threading.Barrier(clients + 1)
     started: list[float] = []
-    again = duration is not None or all(method in ("GET", "HEAD") for method, _ in requests)
+    again = not once and (duration is not None or all(method in ("GET", "HEAD") for method, _ in requests))
     ends_at = math.inf if again else len(requests)
 
     def client(index: int) -> None:

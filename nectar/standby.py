@@ -55,6 +55,9 @@ class Standby:
             except BaseException:  # as a thread's end by an exception is told: the thread itself goes on
                 logger.exception("work handed to the thread %s raised", self.thread.name)
             finally:
+                # not held while the thread waits for its next work: luigi's keep-alive loop holds the run's luigi
+                # worker, its tasks and so their chain's classes, which outlived the run until the next was handed
+                work = None
                 self.idle.set()
 
 

@@ -16,7 +16,8 @@ import threading
 import time
 import types
 from collections import Counter
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple, cast
@@ -29,6 +30,7 @@ import benchmarks.dispatch as dispatch_module
 import benchmarks.fanout as fanout_module
 import benchmarks.machine as machine
 import benchmarks.soak as soak_module
+import benchmarks.spread as spread
 import benchmarks.submit as submit_module
 import benchmarks.throughput as throughput_module
 import benchmarks.triggers as triggers_module
@@ -62,6 +64,7 @@ from benchmarks.status import (
     over_hello,
     paired,
     recycle_every,
+    side_by_side,
     status_requests,
     summed,
     switches,
@@ -1146,9 +1149,7 @@ def test_the_submit_benchmark_compares_each_burst_of_new_runs_with_the_hello_bur
     monkeypatch.setattr(submit_module, "CpuLeft", Left)
     cluster = cast(Cluster, types.SimpleNamespace(api_workers=lambda url: [], api_cpu=lambda url: 0.0))
     api, base = submit_module.Counted(cluster, "api"), submit_module.Counted(cluster, "hello")
-    submit_module.side_by_side(
-        2, lambda: api.hammer("api"), lambda: base.hammer("hello"), lambda: sent.append("finished"), pairs=2
-    )
+    side_by_side(2, lambda: api.hammer("api"), lambda: base.hammer("hello"), lambda: sent.append("finished"), pairs=2)
 
     assert sent == ["finished", "api", "hello", "hello", "api", "finished", "api", "hello", "hello", "api"]
     # pairs: 1000/0.5 over 2000/1 (1.0), 1000/1 over 1000/0.5 (0.5), 3000 over 2000 (1.5), 1000 over 500 (2.0)
@@ -1221,9 +1222,10 @@ def test_the_soak_counts_the_service_s_log_lines_at_a_level_by_kind() -> None:
     }
 
 
-def test_hammer_sends_each_write_of_a_counted_burst_once_and_goes_round_the_reads() -> None:
-    """A burst of a count of writes not a whole number per client (450 new runs' POSTs over 16 clients of 29 each)
-    POSTs each once, none twice; a counted burst of reads goes round its list."""
+@contextmanager
+def counting_server() -> Iterator[tuple[str, Counter[tuple[str, str]]]]:
+    """A local HTTP server answering a POST 202 and a GET 200, counting each (method, path) it was sent: its URL and
+    those counts."""
     seen: Counter[tuple[str, str]] = Counter()
     lock = threading.Lock()
 
@@ -1245,8 +1247,17 @@ def test_hammer_sends_each_write_of_a_counted_burst_once_and_goes_round_the_read
     server = bound_to_a_free_port(lambda address: ThreadingHTTPServer(address, Counting))
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_hammer_sends_each_write_of_a_counted_burst_once_and_goes_round_the_reads() -> None:
+    """A burst of a count of writes not a whole number per client (450 new runs' POSTs over 16 clients of 29 each)
+    POSTs each once, none twice; a counted burst of reads goes round its list."""
+    with counting_server() as (url, seen):
         posts = [("POST", f"/runs?n={n}") for n in range(45)]
         hammer(url, posts, 4, duration=None, per_client=12).check(202)
         assert seen == Counter(posts), "a write sent twice, or one not sent"
@@ -1254,6 +1265,89 @@ def test_hammer_sends_each_write_of_a_counted_burst_once_and_goes_round_the_read
         gets = [("GET", f"/status?n={n}") for n in range(5)]
         load = hammer(url, gets, 4, duration=None, per_client=5).check(200)
         assert len(load.latencies) == 20 and seen == Counter(dict.fromkeys(gets, 4))
-    finally:
-        server.shutdown()
-        server.server_close()
+
+
+def test_the_interval_of_a_ratio_of_medians_is_drawn_from_the_pairs_at_its_level() -> None:
+    """Nine pairs, 1..9 over 1: the median of nine draws of 1..9 is at most 1 with a chance of 0.0014, at most 2 with
+    0.030 (from the binomial), at most 7 with 0.970 and at most 8 with 0.9986: its 95 % interval is 2 to 8 (a level
+    of 90 % would read 3 to 7); the figure itself is the median, 5."""
+    above, below = [float(n) for n in range(1, 10)], [1.0] * 9
+
+    assert spread.ratio_of_medians(above, below) == 5.0
+    assert spread.interval(above, below, paired=True, resamples=20_000) == (2.0, 8.0)
+    assert spread.interval(above, below, paired=True, resamples=20_000, seed=0) == spread.interval(
+        above, below, paired=True, resamples=20_000, seed=0
+    ), "seeded: the same pairs give the same interval"
+
+
+def test_pairs_measured_side_by_side_are_drawn_together_so_what_moved_both_cancels() -> None:
+    """The two sides measured in turn round by round, the load moving each round's two alike (here 2x between
+    rounds): drawn together, an A/A reads exactly 1 and a side 10 % slower exactly 0.9, which decides a 0.95x target;
+    each side drawn on its own, the rounds' spread is the interval's."""
+    rounds = [0.40, 0.55, 0.80, 0.45, 0.60, 0.75, 0.50, 0.70]
+    slower = [0.9 * x for x in rounds]
+
+    assert spread.interval(rounds, rounds, paired=True) == (1.0, 1.0)
+    assert spread.interval(slower, rounds, paired=True) == pytest.approx((0.9, 0.9))
+    apart = spread.interval(slower, rounds, paired=False)
+    assert apart.low < 0.8 and apart.high > 1.0
+    assert spread.enough(spread.interval(slower, rounds, paired=True), 0.95)
+    assert not spread.enough(apart, 0.95)
+    with pytest.raises(ValueError):
+        spread.interval(rounds, rounds[1:], paired=True)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "decided"),
+    [
+        (0.96, 1.20, True),  # wholly above the target: met, however wide
+        (0.70, 0.94, True),  # wholly below: not met
+        (0.90, 1.10, False),  # either side, ±10 %: more pairs
+        (0.94, 0.99, True),  # either side, but ±2.5 %: as narrow as the 5 % edge asks
+        (0.93, 0.99, False),  # ±3 %
+    ],
+)
+def test_pairs_are_enough_once_the_interval_decides_the_target_or_is_half_its_edge_wide(
+    low: float, high: float, decided: bool
+) -> None:
+    assert spread.resolution(0.95) == pytest.approx(0.025)
+    assert spread.enough(spread.Interval(low, high), 0.95) is decided
+
+
+@pytest.mark.parametrize(("decided_after", "rounds"), [(0, 5), (6, 6), (None, 8)])
+def test_the_submit_benchmark_takes_rounds_of_pairs_at_both_registries_in_turn_until_decided_within_the_cap(
+    decided_after: int | None, rounds: int
+) -> None:
+    """``--repeats`` rounds at least (5), then one more while the interval does not decide (looked at before each),
+    ``round_cap`` at most (8); each of the rounds asked the finished tasks' bursts first, then each round its pairs at
+    each registry, which side first alternating pair by pair (each told how many pairs came before: the ABBA of its
+    own two bursts)."""
+    sent: list[str] = []
+    looks: list[int] = []
+
+    def taken() -> int:
+        return len([one for one in sent if one.startswith("first")]) // submit_module.PAIRS
+
+    def decided() -> bool:
+        looks.append(taken())
+        return decided_after is not None and taken() >= decided_after
+
+    sides = [lambda made: sent.append(f"first {made}"), lambda made: sent.append(f"behind {made}")]
+    assert spread.round_cap(5) == 8
+    one_round = submit_module.in_turn(sides, lambda: sent.append("finished"), 5)
+    made = spread.take_rounds(5, spread.round_cap(5), one_round, decided)
+
+    assert made == rounds == taken()
+    assert sent.count("finished") == 5, "the finished tasks' bursts in the rounds asked, not in those added"
+    assert sent[:7] == ["finished", "first 0", "behind 0", "behind 1", "first 1", "finished", "first 2"]
+    assert sent.count("first 3") == sent.count("behind 3") == 1
+    assert looks == [5, 6, 7][: min(rounds, 7) - 4]  # before the 6th, 7th and 8th rounds; none before the 5 asked
+
+
+def test_hammer_sends_each_request_once_at_most_for_its_duration_when_told_to() -> None:
+    """A burst of new runs as long as a hello burst: its duration ends it, and it sends none of its list twice (here
+    the list's end comes first: 12 POSTs over 4 clients for 60 s end when the 12 were sent, as a count would)."""
+    with counting_server() as (url, seen):
+        posts = [("POST", f"/runs?n={n}") for n in range(12)]
+        load = hammer(url, posts, 4, duration=60.0, once=True).check(202)
+        assert len(load.latencies) == 12 and seen == Counter(posts)

@@ -250,6 +250,82 @@ def test_a_run_of_another_chain_between_two_runs_changes_nothing_the_next_run_se
     assert [written for _, written in ran.runs if written != "other" and written.split(" ", 1)[1] != f"{FRESH} 0"] == []
 
 
+#: a keepable chain whose run writes whether its module is one a run before it in its process ran in (kept) and
+#: whether its task class is in the collector's sight, once no task class of an earlier module of its process is
+#: alive after a full collection (weak references: a thread of the process may still hold the last run's luigi
+#: worker, and its tasks, for a moment after the run; a class frozen in a cycle stays for good, and the run with it);
+#: a run given ``change`` changes its module if it is a kept one
+FROZEN = """
+import builtins
+import gc
+import time
+import weakref
+
+import luigi
+
+from nectar import NectarTask
+
+WORD = "fresh"
+
+
+class FrozenTask(NectarTask):
+    n = luigi.IntParameter()
+    change = luigi.BoolParameter(default=False)
+
+    def run(self):
+        seen = builtins.__dict__.setdefault("_frozen_test", [])
+        again = any(ref() is FrozenTask for ref in seen)
+        if not again:
+            seen.append(weakref.ref(FrozenTask))
+        gc.collect()  # what is in a generation and in no cycle held is freed; what is frozen stays
+        while any(ref() is not None and ref() is not FrozenTask for ref in seen):
+            time.sleep(0.01)
+            gc.collect()
+        in_sight = any(found is FrozenTask for found in gc.get_objects())
+        if again and self.change:
+            globals()["WORD"] = "changed"
+        with self.output().open("w") as out:
+            out.write(" ".join(["kept" if again else "new", "in-sight" if in_sight else "out"]) + "\\n")
+"""
+
+
+@pytest.fixture
+def frozen_runs(keeping: Settings, start_worker: StartWorker, write_chain: Callable[[str, str], Path]) -> Ran:
+    """:data:`FROZEN`'s chain, and one worker slot to run it."""
+    write_chain("keep/frozen_chain", FROZEN)
+    start_worker(keeping, workers=1)
+    return Ran(closed_at_end(Nectar(keeping)))
+
+
+def test_a_kept_module_is_out_of_its_processs_collections_between_runs(frozen_runs: Ran) -> None:
+    """Frozen once put back (:func:`nectar.reuse.out_of_sight`): each run's collection no longer scans it."""
+    ran = frozen_runs
+    wait_until(lambda: ran.one("FrozenTask", "frozen_chain")[1].startswith("kept"), timeout=180, interval=0)
+
+    assert ran.runs[-1][1] == "kept out"
+
+
+def test_a_kept_module_a_run_changed_is_collected_though_it_was_frozen(frozen_runs: Ran) -> None:
+    """Let go once a run changed it, what was frozen is thawed and collected: no module of a process's earlier runs
+    outlives them, as in a fresh process (a run that finds one alive waits for it to be freed: frozen, it never
+    is, and that run never ends)."""
+    ran = frozen_runs
+    changed_in: set[str] = set()  # the processes whose kept module a run changed
+
+    def after_a_change() -> bool:  # a run in a process whose kept module (frozen with) an earlier run changed
+        _, written = ran.one("FrozenTask", "frozen_chain", change=True)
+        pid = ran.process()
+        if pid in changed_in:
+            return True
+        if written.startswith("kept"):
+            changed_in.add(pid)
+        return False
+
+    wait_until(after_a_change, timeout=180, interval=0)
+
+    assert ran.runs[-1][1] == "new in-sight"  # executed anew, not frozen before its first run is put back
+
+
 def test_a_chain_file_changed_between_two_set_ups_is_executed_anew_not_kept(
     settings: Settings, write_chain: Callable[[str, str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,6 +1,6 @@
 """review15 (round 61): a reused attempt process whose kept chain module a run changed (the module let go) starts its
-next run with its collector as a fresh spare's: what it shares with its worker (frozen as it was forked, out of its
-collections' sight) still frozen, not thawed with the module's."""
+next run, if it takes one, with its collector as a fresh spare's: what it shares with its worker (frozen as it was
+forked, out of its collections' sight) still frozen, not thawed with the module's."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from harness import alive
 from nectar.config import Settings
 from nectar.keys import TargetKey
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
-from tests.nectar.test_reuse import reused
 from tests.nectar.test_spare import KEPT, ended, pid_of
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -42,6 +44,12 @@ class FrozenTask(NectarTask):
 """
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="review15 T1 (wt61-tail 1296a0d, merged): nectar.reuse.out_of_sight's gc.unfreeze() as a kept module is let "
+    "go thaws what the spare froze at its fork too; the process's next run begins with none frozen, and stays so until "
+    "a module is kept again. For the lead to judge at the merge",
+)
 def test_a_process_whose_kept_module_a_run_let_go_keeps_what_it_shares_with_its_worker_frozen(
     settings: Settings, luigid: str, write_chain: Callable[[str, str], Path], start_worker: StartWorker
 ) -> None:
@@ -69,8 +77,12 @@ def test_a_process_whose_kept_module_a_run_let_go_keeps_what_it_shares_with_its_
         return runs[-1]
 
     # in the process of the first run: a run that leaves its module as executed (kept from then on, and frozen with
-    # what the process holds), one that changes it (let go), and one more, which reads what is frozen as it begins
-    first = runs[0][0]
-    for change in (False, True, False):
-        after, frozen = in_a_process(change, lambda run, _: pid_of(run) == pid_of(first))
-    assert reused(after) and frozen >= 0.9 * fresh, (after.worker, frozen, fresh, [(r.worker, f) for r, f in runs])
+    # what the process holds), one that changes it (let go); then the runs after, until one runs in that process (it
+    # reads what is frozen as it begins), or the process is gone (it did not stay to run one thawed)
+    first = pid_of(runs[0][0])
+    for change in (False, True):
+        in_a_process(change, lambda run, _: pid_of(run) == first)
+    let_go = len(runs)
+    in_a_process(False, lambda run, _: pid_of(run) == first or not alive(first))
+    after = [(run.worker, frozen) for run, frozen in runs[let_go:] if pid_of(run) == first]
+    assert all(frozen >= 0.9 * fresh for _, frozen in after), (after, fresh, [(r.worker, f) for r, f in runs])
