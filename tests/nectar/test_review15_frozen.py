@@ -8,8 +8,6 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from harness import alive
 from nectar.config import Settings
 from nectar.keys import TargetKey
@@ -44,12 +42,6 @@ class FrozenTask(NectarTask):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review15 T1 (wt61-tail 1296a0d, merged): nectar.reuse.out_of_sight's gc.unfreeze() as a kept module is let "
-    "go thaws what the spare froze at its fork too; the process's next run begins with none frozen, and stays so until "
-    "a module is kept again. For the lead to judge at the merge",
-)
 def test_a_process_whose_kept_module_a_run_let_go_keeps_what_it_shares_with_its_worker_frozen(
     settings: Settings, luigid: str, write_chain: Callable[[str, str], Path], start_worker: StartWorker
 ) -> None:
