@@ -18,8 +18,12 @@ fails loudly, naming the name, when a release changes one of them under us:
   settings given ready-made: its ``__init__`` reads the names ``worker`` and ``multiprocessing`` of ``luigi.worker``
   (:func:`_worker_made_with`), its ``__init__`` and ``_generate_worker_info`` the names ``getpass`` and ``socket``,
   its ``__init__`` the name ``signal`` (its SIGUSR1 handler, ``handle_interrupt``) (:func:`_described_once`), and
-  ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`),
+  ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`), its ``_add_task_history`` read as that summary reads
+  it for its DONE tasks (:func:`done_in_build`),
   ``_summary_format``, ``_summary_wrap``, ``_tasks_status`` and ``_create_one_line_summary`` (:class:`RunResult`);
+- ``Parameter._is_batchable``, whether a parameter batches (:func:`batched_params`);
+- ``Worker._purge_children``, not run where no step's process is started, and ``Worker._log_remote_tasks``, not run
+  where luigi's logger does not show DEBUG (:class:`Worker`);
 - ``worker._is_external`` (:func:`is_external`), ``worker._get_retry_policy_dict``, a task's retry policy as luigi's
   worker sends it (:func:`retry_policy_of`), the choices a parameter keeps (:func:`choices_of`),
   ``ParameterVisibility.has_value``, which every parameter made asks (:func:`_has_visibility`);
@@ -120,6 +124,8 @@ from nectar.stdlib_internals import environ_data, new_event
 from nectar.stops import FLUSHING, SAVING
 
 logger = logging.getLogger(__name__)
+#: luigi's worker's logger (``luigi.worker``'s ``logger``)
+_LUIGI_LOG = logging.getLogger("luigi-interface")
 #: what marks luigi's registry as extended (once per process)
 _EXTENDED = "_nectar_extended"
 #: the set luigi's ``Task.get_param_values`` gives a task class as it makes its first task (:func:`hold_class_shape`)
@@ -687,6 +693,18 @@ class Worker(luigi.worker.Worker):
             super()._add_worker()
         return work
 
+    def _purge_children(self) -> None:
+        """luigi's look for a step's process dead or past its timeout, before each result it waits for; none where this
+        worker runs its steps in its own process (:class:`_InProcessResults`: no step's process is started, and
+        luigi's finds each not alive, with no exit code)."""
+        if not isinstance(self._task_result_queue, _InProcessResults):
+            super()._purge_children()
+
+    def _log_remote_tasks(self, get_work_response: Any) -> None:
+        """luigi's DEBUG lines of a ``get_work`` that granted nothing, made only where luigi's logger shows DEBUG."""
+        if _LUIGI_LOG.isEnabledFor(logging.DEBUG):
+            super()._log_remote_tasks(get_work_response)
+
     def _all_done(self) -> bool:
         """Whether luigid can only answer this worker's ``get_work`` with nothing: it asked once already, runs no
         step, assists no one, and every task it scheduled it told luigid DONE last (luigid grants a worker only the
@@ -798,6 +816,23 @@ def tasks_by_outcome(worker: luigi.worker.Worker) -> dict[str, set[luigi.Task]]:
     ``already_done``, ``failed``, ``run_by_other_worker``, ``not_run``...)."""
     tasks: dict[str, set[luigi.Task]] = _summary_dict(worker)
     return tasks
+
+
+def batched_params(params: Iterable[tuple[str, luigi.Parameter]]) -> tuple[str, ...]:
+    """The names of ``params`` (a task class's, as ``get_params`` lists them) that batch: luigi's
+    ``Task.batch_param_names`` of that class (its ``Parameter._is_batchable``)."""
+    return tuple(name for name, param in params if param._is_batchable())
+
+
+def done_in_build(worker: luigi.worker.Worker, task: luigi.Task) -> bool:
+    """Whether luigi's summary of ``worker``'s build has ``task`` in ``completed`` or ``already_done`` (it ran without
+    error, or was found complete): a DONE the worker told of it (its ``_add_task_history``), as that summary reads
+    them, without the summary's other groups (its ``_summary_dict``: ~440 bytecodes of each attempt after ``run()``,
+    for this one answer). Compared as a set's member is: the same task, or one equal to it."""
+    for told, status, _ in reversed(worker._add_task_history):
+        if status == DONE and (told is task or told == task):
+            return True
+    return False
 
 
 def is_external(task: luigi.Task) -> bool:

@@ -19,7 +19,7 @@ import luigi
 import luigi.configuration
 
 from nectar.errors import SchedulerUnavailable
-from nectar.luigi_internals import tasks_by_outcome
+from nectar.luigi_internals import done_in_build, tasks_by_outcome
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore
 from nectar.retry_count import attempts_used_up
@@ -49,8 +49,7 @@ def blocked_by(result: Any, task: luigi.Task) -> tuple[str, str] | None:
 def ran(result: Any, task: luigi.Task) -> bool:
     """Whether luigi ran ``task`` without error in this build, or found it complete: luigi's DONE, which a task
     without outputs (its ``complete()`` always False) reaches only by running."""
-    tasks = tasks_by_outcome(result.worker)
-    return task in tasks["completed"] or task in tasks["already_done"]
+    return done_in_build(result.worker, task)  # luigi's summary's "completed" or "already_done", without the rest
 
 
 def _disabled_until(record: dict[str, Any]) -> str:

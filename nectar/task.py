@@ -40,6 +40,7 @@ from nectar.logs.capture import open_log, redirect_output
 from nectar.luigi_internals import (
     Inherited,
     ReadOnceRegister,
+    batched_params,
     hold_class_shape,
     luigi_get_params,
     luigi_task_id,
@@ -153,6 +154,8 @@ class _ClassParams(NamedTuple):
     plain: bool
     #: luigi's ``get_task_family`` of the class
     family: str
+    #: luigi's ``batch_param_names`` of the class: its parameters that batch
+    batch: tuple[str, ...]
 
 
 #: luigi's own ``Task.__init__``, which :meth:`NectarTask.__init__` does itself when it is the next one
@@ -249,9 +252,16 @@ class NectarTask(luigi.Task, metaclass=ReadOnceRegister):
             mro = cls.__mro__
             dicts = tuple(c.__dict__ for c in mro)
             family = super().get_task_family()
-            kept = _ClassParams(mro, dicts, list(map(len, dicts)), params, plain, family)
+            batch = batched_params(params)
+            kept = _ClassParams(mro, dicts, list(map(len, dicts)), params, plain, family, batch)
             type.__setattr__(cls, "_nectar_class_params", kept)
         return kept
+
+    @classmethod
+    def batch_param_names(cls) -> list[str]:
+        """luigi's, read with the class's parameters (:meth:`get_params`): luigi's worker asks twice for each step it
+        adds (its batcher's family, ``batchable``), each time a walk of its parameters."""
+        return list(cls._class_params().batch)
 
     @classmethod
     def get_param_values(

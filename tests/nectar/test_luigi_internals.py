@@ -58,6 +58,7 @@ from nectar.luigi_internals import (
     RemoteScheduler,
     choices_of,
     complete_error,
+    done_in_build,
     extend_task_registry,
     forget_event_handlers,
     forget_task_classes,
@@ -119,6 +120,7 @@ PROBES = "tests.luigi_internals_probes"
         (luigi.execution_summary._create_one_line_summary, ["status_code"]),
         (luigi.worker._is_external, ["task"]),
         (luigi.worker._get_retry_policy_dict, ["task"]),
+        (luigi.Parameter._is_batchable, ["self"]),
         (luigi.server.app, ["scheduler"]),
         (luigi.contrib.s3.S3Client._path_to_bucket_and_key, ["path"]),
     ],
@@ -421,15 +423,22 @@ def test_a_failed_call_goes_through_luigis_retry_loop_and_fails_as_luigis_client
     assert str(ours.value).replace("127.0.0.1:1/luigi", url.removeprefix("http://")) == str(luigis.value)
 
 
-def test_a_worker_made_and_run_as_luigi_build_does(probes: str) -> None:
-    done: list[str] = []
-    source = probe("SeamSource", luigi.ExternalTask, complete=lambda self: True)
+def source_and_step(prefix: str, done: list[str]) -> tuple[type, type]:
+    """An external task found complete, and a step that requires it, runs (noting "ran" in ``done``) and is complete
+    once it ran."""
+    source = probe(f"{prefix}Source", luigi.ExternalTask, complete=lambda self: True)
     step = probe(
-        "SeamStep",
+        f"{prefix}Step",
         requires=lambda self: source(),
         run=lambda self: done.append("ran"),
-        complete=lambda self: bool(done),
+        complete=lambda self: "ran" in done,
     )
+    return source, step
+
+
+def test_a_worker_made_and_run_as_luigi_build_does(probes: str) -> None:
+    done: list[str] = []
+    source, step = source_and_step("Seam", done)
     missing = probe("SeamMissing", luigi.ExternalTask, complete=lambda self: False)
     assert (is_external(source()), is_external(step())) == (True, False)
 
@@ -456,6 +465,44 @@ def test_a_worker_made_and_run_as_luigi_build_does(probes: str) -> None:
     again = new_worker(scheduler, "nectar-seam:2", 1)
     schedule_and_run(again, missing(), env)
     assert tasks_by_outcome(again)["still_pending_ext"] == {missing()}
+
+
+def _raises(self: luigi.Task) -> bool:
+    raise RuntimeError("complete() broke")
+
+
+def _fails(self: luigi.Task) -> None:
+    raise RuntimeError("run() broke")
+
+
+def test_a_task_done_in_a_build_is_the_one_luigis_summary_has_completed_or_already_done(probes: str) -> None:
+    """``done_in_build`` answers, for every task a build scheduled, what luigi's summary says (``completed`` or
+    ``already_done``), in each shape a build can leave a task: run, found complete, failed, its ``complete()``
+    raising, external and missing, its dependency failed, a ``run()`` that leaves its output missing (DONE to luigi)."""
+    made: list[str] = []
+    _, ran = source_and_step("SeamDone", made)
+    found = probe("SeamDoneFound", complete=lambda self: True)
+    broken = probe("SeamDoneBroken", run=_fails, complete=lambda self: False)
+    raising = probe("SeamDoneRaising", complete=_raises)
+    missing = probe("SeamDoneMissing", luigi.ExternalTask, complete=lambda self: False)
+    upstream = probe(
+        "SeamDoneUpstream", requires=lambda self: broken(), run=lambda self: None, complete=lambda self: False
+    )
+    no_output = probe("SeamDoneNoOutput", run=lambda self: made.append("no output"), complete=lambda self: False)
+    expected = {ran: True, found: True, broken: False, raising: False, missing: False, upstream: False, no_output: True}
+    env = luigi.interface.core(no_lock=True, workers=1, local_scheduler=True)
+    seen: dict[type, bool] = {}
+    for number, (cls, done) in enumerate(expected.items()):
+        scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+        worker = new_worker(scheduler, f"nectar-seam:done{number}", 1)
+        schedule_and_run(worker, cls(), env)
+        summary = tasks_by_outcome(worker)
+        for task in worker._scheduled_tasks.values():
+            assert done_in_build(worker, task) is (task in summary["completed"] | summary["already_done"]), task
+        seen[cls] = done_in_build(worker, cls())
+        assert seen[cls] is done, cls
+    assert seen == expected
+    assert done_in_build(new_worker(luigi.scheduler.Scheduler(), "nectar-seam:none", 1), ran()) is False
 
 
 def test_a_worker_of_luigis_local_scheduler_tells_add_worker_first_as_luigi_does(probes: str) -> None:
@@ -512,6 +559,55 @@ def test_a_worker_running_its_steps_in_its_own_process_gets_their_results_in_mem
     if in_memory:  # the results still reach luigi's worker: the step is done, and so is the build
         result = schedule_and_run(worker, step(), env=luigi.interface.core(no_lock=True, local_scheduler=True))
         assert (done, result.scheduling_succeeded, tasks_by_outcome(worker)["completed"]) == (["ran"], True, {step()})
+
+
+@pytest.mark.parametrize(("config", "purged"), [({}, False), ({"force_multiprocessing": True}, True)])
+def test_a_worker_looks_for_dead_step_processes_only_where_it_starts_them(
+    probes: str, monkeypatch: pytest.MonkeyPatch, config: dict[str, Any], purged: bool
+) -> None:
+    """luigi's worker looks for a step's process dead or past its timeout before each result it waits for; a worker
+    that runs its steps in its own process starts none, and does not look. One that starts them looks, as luigi's."""
+    done: list[str] = []
+    step = probe("SeamPurge", run=lambda self: done.append("ran"), complete=lambda self: bool(done))
+    looks: list[int] = []
+    luigis = luigi.worker.Worker._purge_children
+
+    def purge(self: luigi.worker.Worker) -> None:
+        looks.append(len(self._running_tasks))
+        luigis(self)
+
+    monkeypatch.setattr(luigi.worker.Worker, "_purge_children", purge)
+    scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+    worker = new_worker(scheduler, "nectar-seam:purge", 1, **config)
+    schedule_and_run(worker, step(), env=luigi.interface.core(no_lock=True, local_scheduler=True))
+    assert done_in_build(worker, step()), "the step ran (in this process, or in one of its own)"
+    assert bool(looks) is purged, looks
+
+
+@pytest.mark.parametrize("level", [logging.DEBUG, logging.WARNING])
+def test_a_worker_granted_nothing_logs_luigis_debug_lines_where_luigis_logger_shows_them(
+    probes: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, level: int
+) -> None:
+    """luigi's worker logs at DEBUG why it stops asking for work (``Done``, no more tasks...): the same lines where
+    luigi's logger shows DEBUG, and no call where it does not."""
+    calls: list[Any] = []
+    luigis = luigi.worker.Worker._log_remote_tasks
+
+    def log_remote_tasks(self: luigi.worker.Worker, response: Any) -> None:
+        calls.append(response)
+        luigis(self, response)
+
+    monkeypatch.setattr(luigi.worker.Worker, "_log_remote_tasks", log_remote_tasks)
+    done: list[str] = []
+    step = probe(f"SeamDebug{level}", run=lambda self: done.append("ran"), complete=lambda self: bool(done))
+    caplog.set_level(level, logger="luigi-interface")
+    scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+    worker = new_worker(scheduler, f"nectar-seam:debug{level}", 1)
+    schedule_and_run(worker, step(), env=luigi.interface.core(no_lock=True, local_scheduler=True))
+    lines = [r.getMessage() for r in caplog.records if r.name == "luigi-interface" and r.levelno == logging.DEBUG]
+    assert done == ["ran"]
+    shown = ["Done", "There are no more tasks to run at this time"]
+    assert (lines[-2:] == shown, bool(calls)) == (level == logging.DEBUG,) * 2, lines
 
 
 def test_a_task_process_made_ahead_is_handed_out_once_and_only_for_its_own_task(probes: str) -> None:

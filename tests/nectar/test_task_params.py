@@ -95,6 +95,27 @@ def test_a_parameter_added_to_a_class_already_made_is_seen() -> None:
     assert Made.get_params() == luigis(Made)
 
 
+def luigis_batch(cls: type[luigi.Task]) -> list[str]:
+    """The parameters that batch, as luigi's own batch_param_names lists them."""
+    return list(function_of(luigi.Task.batch_param_names)(cls))
+
+
+def test_the_parameters_that_batch_are_luigis_and_seen_when_one_is_added() -> None:
+    class Batched(NectarTask):
+        b: int = luigi.IntParameter(batch_method=max)
+        a: str = luigi.Parameter(default="x")
+
+    class Plain(NectarTask):
+        b: int = luigi.IntParameter()
+
+    assert (Batched.batch_param_names(), Plain.batch_param_names()) == (["b"], [])
+    assert (Batched(b=1).batchable, Plain(b=1).batchable) == (True, False)
+    Plain.day = luigi.DateParameter(batch_method=max)  # a class already made, a batching parameter added
+    for cls in (Batched, Plain):
+        assert cls.batch_param_names() == luigis_batch(cls), cls
+    assert Plain.batch_param_names() == ["day"]
+
+
 class Source(luigi.Task):
     """Parameters made in a class (luigi names each as its class is made), to set on a class already made, as
     ``luigi.util.inherits`` sets them."""
