@@ -290,8 +290,10 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
             build = build or Build(settings.scheduler_url, process_name(), scheduler_secret(settings))
             quiet_luigi()
             result = build.run(task)
-            complete = ran(result, task) or task.complete() is True
+            complete = ran(result, task)
             blocked = None if complete or recorder.failed else blocked_by(result, task)
+            if blocked is not None and task.complete() is True:  # another worker made it meanwhile: luigi did not
+                complete, blocked = True, None
         except Interrupted:
             pass
         except Exception as exc:

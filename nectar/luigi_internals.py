@@ -1869,3 +1869,75 @@ def config_paths(config: luigi.configuration.LuigiConfigParser) -> list[str]:
     ``luigi.configuration.add_config_path`` appends (the list itself, which a caller may put back as it was)."""
     paths: list[str] = type(config)._config_paths
     return paths
+
+
+def forget_event_handlers(module: str) -> None:
+    """Drop from luigi's task event handlers (``Task._event_callbacks``: by class, by event, a set of callables, kept
+    for the process) those of the module named ``module``: each handler made in it (its ``__module__``), and every
+    handler registered on a class of it. luigi registers a handler as the ``@X.event_handler(...)`` under which it is
+    defined is executed, and a module executed anew (a chain module for a reused process's next run) registers its
+    handlers again: its last execution's stayed, and each event was handled once per execution of the module in the
+    process. The dict is replaced, not changed: a ``trigger_event`` going down the one it holds meanwhile is not cut."""
+    handlers: dict[type, dict[str, set[Callable[..., Any]]]] = luigi.Task._event_callbacks
+    theirs = [
+        cls
+        for cls, events in handlers.items()
+        if cls.__module__ == module or any(getattr(handler, "__module__", None) == module for handler in _all(events))
+    ]
+    if not theirs:
+        return
+    kept = {cls: events for cls, events in handlers.items() if cls not in theirs}
+    for cls in theirs:
+        if cls.__module__ != module:
+            kept[cls] = {
+                event: {handler for handler in called if getattr(handler, "__module__", None) != module}
+                for event, called in handlers[cls].items()
+            }
+    luigi.Task._event_callbacks = kept
+
+
+def _all(events: dict[str, set[Callable[..., Any]]]) -> Iterator[Callable[..., Any]]:
+    return itertools.chain.from_iterable(events.values())
+
+
+def task_namespaces() -> dict[str, str]:
+    """luigi's task namespaces by scope (a module's name, or ``""`` for every module), as ``luigi.namespace(...,
+    scope=...)`` sets them for the classes made after it (``Register._default_namespace_dict``: the dict itself)."""
+    namespaces: dict[str, str] = Register._default_namespace_dict
+    return namespaces
+
+
+#: the name under which a task holds what its ``complete()`` raised as luigi's worker last asked it in this process
+#: (:func:`complete_error`)
+_COMPLETE_ERROR = "_nectar_complete_error"
+#: luigi's ``luigi.worker.check_complete_cached``, through which its worker asks a task's ``complete()`` (as it adds
+#: the task, and each dependency's before a step runs)
+_luigi_check_complete_cached: Callable[..., Any] = luigi.worker.check_complete_cached
+
+
+def _check_complete_noted(task: luigi.Task, completion_cache: Any = None) -> Any:
+    """luigi's ``check_complete_cached``, the exception a task's ``complete()`` raised kept on the task
+    (:func:`complete_error`) and raised on without this frame (luigi's text of its traceback is luigi's own)."""
+    try:
+        answer = _luigi_check_complete_cached(task, completion_cache)
+    except Exception as exc:
+        task.__dict__[_COMPLETE_ERROR] = exc
+        held = exc.__traceback__
+        if held is not None and held.tb_next is not None:
+            exc.__traceback__ = held.tb_next
+        raise
+    if _COMPLETE_ERROR in task.__dict__:
+        del task.__dict__[_COMPLETE_ERROR]
+    return answer
+
+
+_replace(luigi.worker, "check_complete_cached", _check_complete_noted)
+
+
+def complete_error(task: luigi.Task) -> Exception | None:
+    """What ``task``'s ``complete()`` raised as luigi's worker last asked it in this process; None if it answered, or
+    was asked elsewhere (a process of luigi's scheduling pool: ``[core] parallel_scheduling``). luigi's worker keeps
+    only the text of its traceback (``check_complete``), and tells of it by ``DEPENDENCY_MISSING`` alone: the error
+    itself, to name it and tell a store's failure from the code's, without asking ``complete()`` again."""
+    error: Exception | None = task.__dict__.get(_COMPLETE_ERROR)
+    return error

@@ -359,7 +359,7 @@ def drop_exit_callbacks() -> None:
         forget_exit_callbacks()
 
 
-def out_of_sight() -> None:
+def out_of_sight() -> str | None:
     """In an attempt process between runs, once :func:`put_back` collected what its run left in cycles and with no
     build of a run held (its spare let go of the one its run used): what it holds now leaves its collector's sight
     (``gc.freeze``), once for each module it keeps (:mod:`nectar.catalog.kept`), as its worker's objects left it at
@@ -369,23 +369,23 @@ def out_of_sight() -> None:
 
     What is frozen is never collected: an object live now that later ends in a reference cycle stays. So it is done
     once while the same module is kept (a run's objects still held now, which a later run lets go, are frozen that
-    once, not at every run). Once the module kept is let go (a run changed it), what was frozen is thawed
-    (``gc.unfreeze``), not frozen again: ``sys.modules`` still holds the module until the next set-up executes the
-    file anew, and a later ``put_back``'s collection frees it, as a fresh process never held it; frozen again now, it
-    stayed for good. Once another module is kept (its file changed), what was frozen is thawed and collected (the
-    module it replaced freed) before what is left is frozen again. Nothing is done where no module is kept nor was
-    frozen with. Not in :func:`put_back`, which tests call in their own process."""
+    once, not at every run). Once the module frozen with is no longer the one kept (a run changed it, or its file
+    changed), the process takes no other run: why is answered (None: it may). Thawed (``gc.unfreeze`` has no part
+    of its own: it thaws what the spare froze at its fork too), its next runs began with nothing frozen, their
+    collections scanning and writing to what it shares with its worker (review15 T1: a freeze count of 0 where a
+    fresh spare's is ~55,000), until a module was kept again; frozen again as it is, the module let go, which
+    ``sys.modules`` holds until the next set-up executes the file anew, stayed for good. Its worker forks a fresh
+    spare in its place. Nothing is done where no module is kept nor was frozen with. Not in :func:`put_back`, which
+    tests call in their own process."""
     global _frozen_with
     kept_now = kept_snapshot()
     if kept_now is _frozen_with:
-        return
-    if _frozen_with is not None:  # its module let go: it is in cycles, collected only once thawed
-        gc.unfreeze()
-        if kept_now is not None:
-            gc.collect()
-    if kept_now is not None:
-        gc.freeze()
+        return None
+    if _frozen_with is not None:
+        return "the chain module it kept (and froze with what it holds) was let go: it thaws nothing"
+    gc.freeze()
     _frozen_with = kept_now
+    return None
 
 
 def left_behind(before: Before, max_rss_mb: int) -> str | None:

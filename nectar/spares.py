@@ -383,7 +383,7 @@ class Spares:
                 reuse.put_back(before)
                 reuse.drop_exit_callbacks()  # its runs', and its worker's: none runs in this process (os._exit)
                 reuse.look_for_open()  # once put back: the files of the log handlers its run added are closed
-                reuse.out_of_sight()  # what it holds now, its kept module too, left out of its next collections
+                why = reuse.out_of_sight()  # what it holds now, its kept module too, left out of its next collections
             if why is not None:  # its worker sees it die before it is ready again, as any spare (no backoff)
                 logger.info("attempt process %d exits after %d run(s): %s", os.getpid(), runs, why)
                 return code

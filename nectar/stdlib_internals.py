@@ -107,6 +107,13 @@ def parsed(config: ConfigParser) -> tuple[dict[str, str], dict[str, dict[str, st
     return dict(state["_defaults"]), {name: dict(options) for name, options in state["_sections"].items()}
 
 
+def parsed_as(config: ConfigParser, state: tuple[dict[str, str], dict[str, dict[str, str]]]) -> bool:
+    """Whether ``config``'s options are those of ``state`` (as :func:`parsed` copied them), compared where the parser
+    holds them: nothing copied."""
+    held = vars(config)
+    return state == (held["_defaults"], held["_sections"])
+
+
 def set_parsed(config: ConfigParser, defaults: dict[str, str], sections: dict[str, dict[str, str]]) -> None:
     """Make ``config``'s options ``defaults`` and ``sections`` (raw values, keys as its ``optionxform`` made them: as
     its ``items(raw=True)`` answers them) in one step for any other thread: a thread reading ``config`` meanwhile

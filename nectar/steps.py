@@ -23,7 +23,7 @@ from luigi.target import FileSystemTarget
 from luigi.task import flatten
 
 from nectar.errors import Interrupted, LeaseLost, Unavailable
-from nectar.luigi_internals import is_external, uncounted
+from nectar.luigi_internals import complete_error, is_external, uncounted
 from nectar.registry import RunStore, Step
 from nectar.stores import is_permanent
 from nectar.task import log_key, on_start, open_live_logs
@@ -158,10 +158,14 @@ class StepRecorder:
         output is a local file or an S3 object; else, as a ``complete()`` that raises (code that fails, told
         with its traceback), it is a failure no retry cures: no step of the run makes that data.
         """
-        try:  # luigi keeps only the text of complete()'s error: ask once more for the error itself
-            complete = task.complete()
+        raised, complete = complete_error(task), False  # what its complete() raised as luigi asked it, if it did
+        try:  # not noted here (asked in a process of luigi's scheduling pool): asked once more for the error itself
+            if raised is None and not is_external(task):
+                complete = task.complete()
         except Exception as exc:
-            self.broken(task, exc, "complete() failed: ")
+            raised = exc
+        if raised is not None:
+            self.broken(task, raised, "complete() failed: ")
             return
         if is_external(task) and complete is False:
             try:

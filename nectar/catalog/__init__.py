@@ -17,11 +17,11 @@ import threading
 from pathlib import Path
 
 from nectar.catalog.loader import Stamp, file_stamp, inspect_chain
+from nectar.catalog.luigi_state import forget_module
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.config import chains_dir_refused, link_to_nothing, type_folder_said
 from nectar.errors import ChainNotFound, TaskNotFound
 from nectar.keys import is_name
-from nectar.luigi_internals import forget_task_classes
 from nectar.task import chain_module
 
 CHAIN_SUFFIX = "_chain.py"
@@ -125,7 +125,7 @@ class ChainCatalog:
         del self._chains[ref]
         self._stamps.pop(ref, None)
         self._files.pop(ref, None)
-        forget_task_classes(chain_module(*ref))
+        forget_module(chain_module(*ref))
         sys.modules.pop(chain_module(*ref), None)
 
     def chains(self) -> list[ChainInfo]:

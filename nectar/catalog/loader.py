@@ -25,12 +25,13 @@ from typing import Any, NamedTuple
 
 from nectar.catalog.keepable import Keepable, keepable
 from nectar.catalog.kept import kept, watch
+from nectar.catalog.luigi_state import executed_anew as luigi_state_anew
+from nectar.catalog.luigi_state import forget_module
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.exposure import exposure
 from nectar.forks import IMPORTS
 from nectar.keys import is_name
 from nectar.logs.module_handlers import executed_anew
-from nectar.luigi_internals import forget_task_classes
 from nectar.params import params_of
 from nectar.schedules.declared import declared_on
 from nectar.task import chain_module
@@ -139,16 +140,16 @@ def load_chain_module(path: Path, chain_type: str, chain: str, code: types.CodeT
     name = chain_module(chain_type, chain)
     module = types.ModuleType(name)
     module.__file__ = str(path)
-    forget_task_classes(name)
     previous = sys.modules.get(name)
     sys.modules[name] = module
     try:
         # no fork copies a module lock of what it imports mid-import (nectar.forks); the log handlers the module's
-        # last execution added taken off (nectar.logs.module_handlers)
-        with IMPORTS.inside(), executed_anew(name):
+        # last execution added taken off (nectar.logs.module_handlers), and what it set in luigi's state
+        # (nectar.catalog.luigi_state)
+        with IMPORTS.inside(), executed_anew(name), luigi_state_anew(name):
             exec(code, module.__dict__)
     except BaseException:
-        forget_task_classes(name)
+        forget_module(name)
         if previous is not None:
             sys.modules[name] = previous
         else:

@@ -14,6 +14,7 @@ from types import ModuleType
 
 import pytest
 
+from harness import alive
 from nectar import attempt
 from nectar.catalog import kept
 from nectar.catalog.keepable import keepable
@@ -26,7 +27,7 @@ from nectar.service import Nectar
 from nectar.task import chain_module
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
-from tests.nectar.test_spare import KEPT, ended
+from tests.nectar.test_spare import KEPT, ended, pid_of
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 
@@ -305,25 +306,24 @@ def test_a_kept_module_is_out_of_its_processs_collections_between_runs(frozen_ru
     assert ran.runs[-1][1] == "kept out"
 
 
-def test_a_kept_module_a_run_changed_is_collected_though_it_was_frozen(frozen_runs: Ran) -> None:
-    """Let go once a run changed it, what was frozen is thawed and collected: no module of a process's earlier runs
-    outlives them, as in a fresh process (a run that finds one alive waits for it to be freed: frozen, it never
-    is, and that run never ends)."""
+def test_a_process_whose_kept_module_a_run_changed_takes_no_other_run(frozen_runs: Ran) -> None:
+    """Let go once a run changed it, what was frozen with it is not thawed (it would be what the spare froze at its
+    fork too, which it shares with its worker: review15 T1): the process takes no other run, and no module of its
+    runs outlives them; the runs after it run in other processes."""
     ran = frozen_runs
-    changed_in: set[str] = set()  # the processes whose kept module a run changed
+    changed: list[Run] = []
 
-    def after_a_change() -> bool:  # a run in a process whose kept module (frozen with) an earlier run changed
-        _, written = ran.one("FrozenTask", "frozen_chain", change=True)
-        pid = ran.process()
-        if pid in changed_in:
-            return True
+    def a_change() -> bool:  # a run that changed its process's kept module, frozen with what the process holds
+        run, written = ran.one("FrozenTask", "frozen_chain", change=True)
         if written.startswith("kept"):
-            changed_in.add(pid)
-        return False
+            changed.append(run)
+        return bool(changed)
 
-    wait_until(after_a_change, timeout=180, interval=0)
-
-    assert ran.runs[-1][1] == "new in-sight"  # executed anew, not frozen before its first run is put back
+    wait_until(a_change, timeout=180, interval=0)
+    gone = pid_of(changed[0])
+    wait_until(lambda: not alive(gone))
+    after = [ran.one("FrozenTask", "frozen_chain")[0] for _ in range(2)]
+    assert gone not in map(pid_of, after), [run.worker for run in after]
 
 
 def test_a_chain_file_changed_between_two_set_ups_is_executed_anew_not_kept(

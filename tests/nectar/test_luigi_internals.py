@@ -57,8 +57,10 @@ from nectar.luigi_internals import (
     UNCOUNTED,
     RemoteScheduler,
     choices_of,
+    complete_error,
     done_in_build,
     extend_task_registry,
+    forget_event_handlers,
     forget_task_classes,
     given_param_values,
     is_external,
@@ -77,6 +79,7 @@ from nectar.luigi_internals import (
     route_luigid_app,
     s3_bucket_and_key,
     schedule_and_run,
+    task_namespaces,
     task_params,
     tasks_by_outcome,
     uncached_task,
@@ -1674,3 +1677,59 @@ def test_a_class_made_again_of_the_same_bases_asks_nothing_of_the_names_its_base
         sys.setprofile(was)
     assert found == nectar.luigi_internals.luigi_get_params(made)
     assert asked and set(asked) <= set(vars(made))  # its own parameter, abc's own record of the class
+
+
+def test_luigis_worker_asks_complete_through_check_complete_cached_and_the_error_is_noted_on_the_task(
+    probes: str,
+) -> None:
+    """luigi's ``check_complete`` (as its worker adds a task) asks ``complete()`` through the module's name
+    ``check_complete_cached``, which the seam answers: what ``complete()``
+    raised is kept on the task (:func:`nectar.luigi_internals.complete_error`), luigi's text of it is luigi's own."""
+    assert "check_complete_cached" in luigi.worker.check_complete.__code__.co_names, "luigi asks complete() elsewhere"
+
+    def broken(self: luigi.Task) -> bool:
+        raise RuntimeError("complete() broke")
+
+    task: Any = probe("SeamBrokenComplete", complete=broken)()
+    out: Any = luigi.worker.DequeQueue()
+    luigi.worker.check_complete(task, out)
+    ((asked, answer),) = [out.get()]
+    assert asked is task and isinstance(answer, luigi.worker.TracebackWrapper), answer
+    error = complete_error(task)
+    assert isinstance(error, RuntimeError) and str(error) == "complete() broke"
+    frames = [line for line in answer.trace.splitlines() if line.lstrip().startswith("File ")]
+    assert [line.rsplit(" ", 1)[-1] for line in frames] == ["check_complete", "check_complete_cached", "broken"], frames
+    type(task).complete = lambda self: False
+    luigi.worker.check_complete(task, out)
+    assert complete_error(task) is None  # answered since: nothing kept
+
+
+def test_luigis_event_handlers_and_namespaces_are_kept_where_the_seam_forgets_them(probes: str) -> None:
+    """``Task.event_handler`` registers in ``Task._event_callbacks`` (by class, by event, a set), which
+    :func:`~nectar.luigi_internals.forget_event_handlers` replaces; ``luigi.namespace`` sets the dict
+    :func:`~nectar.luigi_internals.task_namespaces` answers."""
+    kept = {
+        cls: {event: set(called) for event, called in events.items()}
+        for cls, events in luigi.Task._event_callbacks.items()
+    }
+    spaced = dict(task_namespaces())
+    probed: Any = probe("SeamHandled")
+
+    def handler(task: luigi.Task) -> None:
+        pass
+
+    handler.__module__ = probes
+    try:
+        luigi.Task.event_handler(luigi.Event.START)(handler)
+        probed.event_handler(luigi.Event.SUCCESS)(print)
+        assert handler in luigi.Task._event_callbacks[luigi.Task][luigi.Event.START]
+        assert print in luigi.Task._event_callbacks[probed][luigi.Event.SUCCESS]
+        forget_event_handlers(probes)
+        assert handler not in luigi.Task._event_callbacks[luigi.Task][luigi.Event.START]
+        assert probed not in luigi.Task._event_callbacks
+        luigi.namespace("seam_ns", scope=probes)
+        assert task_namespaces()[probes] == "seam_ns"
+    finally:
+        luigi.Task._event_callbacks = kept
+        task_namespaces().clear()
+        task_namespaces().update(spaced)

@@ -1,0 +1,117 @@
+"""What a chain module's execution sets in luigi's process-wide state, held to that execution as in a fresh process.
+
+luigi keeps, for the process, what a module sets as it is imported: its event handlers (``@luigi.Task.event_handler``
+at its top), its namespaces (``luigi.namespace(...)``), the options it sets in luigi's configuration
+(``get_config().set(...)``). Under ``python -m luigi`` a process imports a chain file once; nectar executes one again
+in a process that lives on (a reused attempt process, for each run whose chain module is not kept; the API's catalog,
+at each change of the file), and what the last execution set stayed: each event handled once per execution, a
+namespace the file no longer sets naming its tasks (and a global one another chain's), an option the file no longer
+sets read by its runs. :func:`executed_anew` holds each to the execution under way:
+
+- the event handlers of the module's last execution are dropped before it is executed again (or forgotten);
+- the namespaces set for the module's own scope (its name, or a module under it) are dropped before, and those it set
+  for any other scope (luigi's default, ``""``: every module) put back after, as they were: the module's classes take
+  them, the next chain's do not;
+- luigi's options that the module's executions changed in this process are put back as they were before the first
+  such change, before it is executed again: what the file now sets is what the run reads, as in a fresh process
+  (where a reused process read what the file set when the spare executed it ahead, before
+  :func:`nectar.reuse.before_run` noted luigi's configuration for :func:`nectar.reuse.put_back` to put back). A
+  module kept between runs (:mod:`nectar.catalog.kept`) is not executed again: what it set stays, as noted before its
+  first run. Another chain module's options are left as they are: a chain file that imports it
+  (``from chains.etl.sales_chain import ...``) reads them, as under luigi.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import luigi.configuration
+
+from nectar.luigi_internals import forget_event_handlers, forget_task_classes, task_namespaces
+from nectar.stdlib_internals import parsed, parsed_as, set_parsed
+
+#: luigi's configuration as :func:`~nectar.stdlib_internals.parsed` copies it: its ``DEFAULT`` options, each section's
+Parsed = tuple[dict[str, str], dict[str, dict[str, str]]]
+#: by chain module: each option of luigi's configuration (a section's, or ``DEFAULT``'s as section None) that its
+#: executions changed in this process, as it was before the first such change (None: absent); inherited by the
+#: processes it forks
+_OPTIONS: dict[str, dict[tuple[str | None, str], str | None]] = {}
+#: by chain module: each section of luigi's configuration that its executions made or removed in this process,
+#: whether it was there before the first such change
+_SECTIONS: dict[str, dict[str, bool]] = {}
+
+
+def forget_module(name: str) -> None:
+    """Forget what luigi holds of the chain module ``name``'s last execution: its task classes, its event handlers,
+    the namespaces set for its scope."""
+    forget_task_classes(name)
+    forget_event_handlers(name)
+    namespaces = task_namespaces()
+    for scope in [scope for scope in namespaces if _own(scope, name)]:
+        namespaces.pop(scope, None)
+
+
+@contextlib.contextmanager
+def executed_anew(name: str) -> Iterator[None]:
+    """The chain module ``name`` executed in the block, anew: what luigi holds of its last execution forgotten
+    (:func:`forget_module`) and the options its executions changed put back (:func:`_put_back_options`) before; the
+    namespaces it set for other modules' scopes put back after, and the options it changed noted."""
+    forget_module(name)
+    config = luigi.configuration.get_config()
+    _put_back_options(config, name)
+    namespaces = task_namespaces()
+    others = {scope: namespace for scope, namespace in namespaces.items() if not _own(scope, name)}
+    before = parsed(config)
+    try:
+        yield
+    finally:
+        for scope in [scope for scope in namespaces if not _own(scope, name) and scope not in others]:
+            del namespaces[scope]
+        namespaces.update(others)
+        if not parsed_as(config, before):  # compared in place, copied only if changed
+            _note_changed(name, before, parsed(config))
+
+
+def _own(scope: str, name: str) -> bool:
+    """Whether a namespace's ``scope`` is the module ``name``'s own (its name, or a module's under it)."""
+    return scope == name or scope.startswith(f"{name}.")
+
+
+def _note_changed(name: str, before: Parsed, after: Parsed) -> None:
+    """Note, as they were before the first change, the options and sections the module ``name``'s execution
+    changed."""
+    options, made = _OPTIONS.setdefault(name, {}), _SECTIONS.setdefault(name, {})
+    compared: list[tuple[str | None, dict[str, str], dict[str, str]]] = [(None, before[0], after[0])]
+    for section in before[1].keys() | after[1].keys():
+        if (section in before[1]) != (section in after[1]):
+            made.setdefault(section, section in before[1])
+        compared.append((section, before[1].get(section, {}), after[1].get(section, {})))
+    for where, was, now in compared:
+        for option in was.keys() | now.keys():
+            if was.get(option) != now.get(option):
+                options.setdefault((where, option), was.get(option))
+
+
+def _put_back_options(config: luigi.configuration.LuigiConfigParser, name: str) -> None:
+    """luigi's options and sections that the module ``name``'s executions changed in this process, as they were
+    before (:data:`_OPTIONS`, :data:`_SECTIONS`), made luigi's in one step (:func:`~nectar.stdlib_internals.set_parsed`)
+    if any differs."""
+    if name not in _OPTIONS:
+        return
+    defaults, sections = parsed(config)
+    for section, there in _SECTIONS[name].items():  # a section the module made goes with its options
+        if there:
+            sections.setdefault(section, {})
+        else:
+            sections.pop(section, None)
+    for (where, option), value in _OPTIONS[name].items():
+        held = defaults if where is None else sections.get(where)
+        if held is None:  # in a section the module made, gone
+            continue
+        if value is None:
+            held.pop(option, None)
+        else:
+            held[option] = value
+    if (defaults, sections) != parsed(config):
+        set_parsed(config, defaults, sections)
