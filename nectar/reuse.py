@@ -12,8 +12,7 @@ environment variables, ``sys.path`` and file mode mask, the excepthooks, the soc
 and profilers (:class:`ProcessHooks`), luigi's configuration, luigi's task instances, the run its records
 name.
 The ``atexit`` callbacks it registered are dropped (:func:`drop_exit_callbacks`): an attempt process, fresh or
-reused, runs none (it ends by ``os._exit``, as a forked child must not run its parent's). Once its module is kept,
-what it holds leaves its collector's sight (:func:`out_of_sight`): each run's collection scans the run's objects.
+reused, runs none (it ends by ``os._exit``, as a forked child must not run its parent's).
 A file descriptor it left open cannot be put back (closed under the object that holds it, its number
 would be another file's at the object's next write): its process takes no other run (:func:`look_for_open`,
 :func:`left_open`).
@@ -44,7 +43,6 @@ import luigi.configuration
 from luigi.task_register import Register
 
 from nectar.catalog.kept import after_run as kept_after_run
-from nectar.catalog.kept import snapshot as kept_snapshot
 from nectar.config import get_settings
 from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
@@ -103,16 +101,10 @@ _ids_between: frozenset[tuple[int, int, int]] | None = None
 _suspects: dict[tuple[int, int, int], str] = {}
 
 
-#: the note of the kept module (:func:`~nectar.catalog.kept.snapshot`) with which :func:`out_of_sight` last froze what
-#: the process holds (None: not since it was forked)
-_frozen_with: object | None = None
-
-
 def _forked() -> None:
-    global _ready_mb, _ids_between, _frozen_with
+    global _ready_mb, _ids_between
     _ready_mb = None
     _ids_between = None
-    _frozen_with = None
     _suspects.clear()
 
 
@@ -357,35 +349,6 @@ def drop_exit_callbacks() -> None:
     Not in :func:`put_back`, which tests call in their own process, whose callbacks are its own to run."""
     if exit_callbacks():
         forget_exit_callbacks()
-
-
-def out_of_sight() -> str | None:
-    """In an attempt process between runs, once :func:`put_back` collected what its run left in cycles and with no
-    build of a run held (its spare let go of the one its run used): what it holds now leaves its collector's sight
-    (``gc.freeze``), once for each module it keeps (:mod:`nectar.catalog.kept`), as its worker's objects left it at
-    the fork. Each later ``put_back``'s full collection then scans the next run's objects alone, not the module's
-    classes, functions and parameters, its note (~80 objects holding ~1,100 references), the registry's connections
-    and luigi's state made by the process's first run, which every run keeps.
-
-    What is frozen is never collected: an object live now that later ends in a reference cycle stays. So it is done
-    once while the same module is kept (a run's objects still held now, which a later run lets go, are frozen that
-    once, not at every run). Once the module frozen with is no longer the one kept (a run changed it, or its file
-    changed), the process takes no other run: why is answered (None: it may). Thawed (``gc.unfreeze`` has no part
-    of its own: it thaws what the spare froze at its fork too), its next runs began with nothing frozen, their
-    collections scanning and writing to what it shares with its worker (review15 T1: a freeze count of 0 where a
-    fresh spare's is ~55,000), until a module was kept again; frozen again as it is, the module let go, which
-    ``sys.modules`` holds until the next set-up executes the file anew, stayed for good. Its worker forks a fresh
-    spare in its place. Nothing is done where no module is kept nor was frozen with. Not in :func:`put_back`, which
-    tests call in their own process."""
-    global _frozen_with
-    kept_now = kept_snapshot()
-    if kept_now is _frozen_with:
-        return None
-    if _frozen_with is not None:
-        return "the chain module it kept (and froze with what it holds) was let go: it thaws nothing"
-    gc.freeze()
-    _frozen_with = kept_now
-    return None
 
 
 def left_behind(before: Before, max_rss_mb: int) -> str | None:

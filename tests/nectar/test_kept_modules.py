@@ -14,7 +14,6 @@ from types import ModuleType
 
 import pytest
 
-from harness import alive
 from nectar import attempt
 from nectar.catalog import kept
 from nectar.catalog.keepable import keepable
@@ -27,7 +26,7 @@ from nectar.service import Nectar
 from nectar.task import chain_module
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
-from tests.nectar.test_spare import KEPT, ended, pid_of
+from tests.nectar.test_spare import KEPT, ended
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 
@@ -249,81 +248,6 @@ def test_a_run_of_another_chain_between_two_runs_changes_nothing_the_next_run_se
     wait_until(alternate, timeout=180, interval=0)
 
     assert [written for _, written in ran.runs if written != "other" and written.split(" ", 1)[1] != f"{FRESH} 0"] == []
-
-
-#: a keepable chain whose run writes whether its module is one a run before it in its process ran in (kept) and
-#: whether its task class is in the collector's sight, once no task class of an earlier module of its process is
-#: alive after a full collection (weak references: a thread of the process may still hold the last run's luigi
-#: worker, and its tasks, for a moment after the run; a class frozen in a cycle stays for good, and the run with it);
-#: a run given ``change`` changes its module if it is a kept one
-FROZEN = """
-import builtins
-import gc
-import time
-import weakref
-
-import luigi
-
-from nectar import NectarTask
-
-WORD = "fresh"
-
-
-class FrozenTask(NectarTask):
-    n = luigi.IntParameter()
-    change = luigi.BoolParameter(default=False)
-
-    def run(self):
-        seen = builtins.__dict__.setdefault("_frozen_test", [])
-        again = any(ref() is FrozenTask for ref in seen)
-        if not again:
-            seen.append(weakref.ref(FrozenTask))
-        gc.collect()  # what is in a generation and in no cycle held is freed; what is frozen stays
-        while any(ref() is not None and ref() is not FrozenTask for ref in seen):
-            time.sleep(0.01)
-            gc.collect()
-        in_sight = any(found is FrozenTask for found in gc.get_objects())
-        if again and self.change:
-            globals()["WORD"] = "changed"
-        with self.output().open("w") as out:
-            out.write(" ".join(["kept" if again else "new", "in-sight" if in_sight else "out"]) + "\\n")
-"""
-
-
-@pytest.fixture
-def frozen_runs(keeping: Settings, start_worker: StartWorker, write_chain: Callable[[str, str], Path]) -> Ran:
-    """:data:`FROZEN`'s chain, and one worker slot to run it."""
-    write_chain("keep/frozen_chain", FROZEN)
-    start_worker(keeping, workers=1)
-    return Ran(closed_at_end(Nectar(keeping)))
-
-
-def test_a_kept_module_is_out_of_its_processs_collections_between_runs(frozen_runs: Ran) -> None:
-    """Frozen once put back (:func:`nectar.reuse.out_of_sight`): each run's collection no longer scans it."""
-    ran = frozen_runs
-    wait_until(lambda: ran.one("FrozenTask", "frozen_chain")[1].startswith("kept"), timeout=180, interval=0)
-
-    assert ran.runs[-1][1] == "kept out"
-
-
-def test_a_process_whose_kept_module_a_run_changed_takes_no_other_run(frozen_runs: Ran) -> None:
-    """Let go once a run changed it, what was frozen with it is not thawed (it would be what the spare froze at its
-    fork too, which it shares with its worker: review15 T1): the process takes no other run, and no module of its
-    runs outlives them; the runs after it run in other processes."""
-    ran = frozen_runs
-    changed: list[Run] = []
-
-    def a_change() -> bool:  # a run that changed its process's kept module, frozen with what the process holds
-        run, written = ran.one("FrozenTask", "frozen_chain", change=True)
-        if written.startswith("kept"):
-            changed.append(run)
-        return bool(changed)
-
-    wait_until(a_change, timeout=180, interval=0)
-    gone = pid_of(changed[0])
-    wait_until(lambda: not alive(gone))
-    after = [ran.one("FrozenTask", "frozen_chain")[0] for _ in range(2)]
-    assert gone not in map(pid_of, after), [run.worker for run in after]
 
 
 def test_a_chain_file_changed_between_two_set_ups_is_executed_anew_not_kept(
