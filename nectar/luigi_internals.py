@@ -1907,6 +1907,16 @@ def task_namespaces() -> dict[str, str]:
     return namespaces
 
 
+def without_own_frame(exc: BaseException) -> BaseException:
+    """``exc``, caught in a frame of ours that luigi calls through (or that calls a task's own code for luigi), without
+    that frame at the head of its traceback: re-raised bare (which adds no frame), it reaches luigi's worker, its
+    ``on_failure`` and luigid as it would under luigi, with the task's frames alone."""
+    held = exc.__traceback__
+    if held is not None and held.tb_next is not None:
+        exc.__traceback__ = held.tb_next
+    return exc
+
+
 #: the name under which a task holds what its ``complete()`` raised as luigi's worker last asked it in this process
 #: (:func:`complete_error`)
 _COMPLETE_ERROR = "_nectar_complete_error"
@@ -1921,10 +1931,7 @@ def _check_complete_noted(task: luigi.Task, completion_cache: Any = None) -> Any
     try:
         answer = _luigi_check_complete_cached(task, completion_cache)
     except Exception as exc:
-        task.__dict__[_COMPLETE_ERROR] = exc
-        held = exc.__traceback__
-        if held is not None and held.tb_next is not None:
-            exc.__traceback__ = held.tb_next
+        task.__dict__[_COMPLETE_ERROR] = without_own_frame(exc)
         raise
     if _COMPLETE_ERROR in task.__dict__:
         del task.__dict__[_COMPLETE_ERROR]

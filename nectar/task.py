@@ -47,6 +47,7 @@ from nectar.luigi_internals import (
     make_as_luigi_does,
     param_values_once,
     task_params,
+    without_own_frame,
 )
 from nectar.stdlib_internals import child_path
 from nectar.stores import TargetStore, get_store
@@ -600,16 +601,6 @@ def _report(exc: BaseException) -> None:
         traceback.print_exc()
 
 
-def _unwrapped(exc: BaseException) -> BaseException:
-    """``exc``, raised by a task's ``run`` through its recorded wrapper (:func:`_recorded`) and caught there, without
-    the wrapper's frame at the head of its traceback: re-raised as it is (a bare ``raise`` adds no frame), it reaches
-    luigi's worker, its ``on_failure`` and luigid as a failure of the task's own ``run`` under luigi does."""
-    held = exc.__traceback__
-    if held is not None and held.tb_next is not None:
-        exc.__traceback__ = held.tb_next
-    return exc
-
-
 #: what marks a task's ``run`` as already wrapped by :func:`_recorded` (set on the wrapper, a function)
 _RECORDED = "_nectar_recorded"
 #: luigi's name of a task's work, replaced by its recorded wrapper (on a task class, or on one task of a class that
@@ -672,7 +663,7 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
                             except StopIteration as stop:
                                 return stop.value
                             except BaseException as exc:
-                                _report(_unwrapped(exc))
+                                _report(without_own_frame(exc))  # as luigi sees a run's failure
                                 raise
                         sent = yield dependency
                 finally:
@@ -697,7 +688,7 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
                     try:
                         return run(self, *args, **kwargs)
                     except BaseException as exc:
-                        _report(_unwrapped(exc))
+                        _report(without_own_frame(exc))  # as luigi sees a run's failure
                         raise
             finally:
                 self.__dict__["_nectar_recording"] = False
