@@ -113,5 +113,5 @@ def _put_back_options(config: luigi.configuration.LuigiConfigParser, name: str) 
             held.pop(option, None)
         else:
             held[option] = value
-    if (defaults, sections) != parsed(config):
+    if not parsed_as(config, (defaults, sections)):  # compared in place: no second copy
         set_parsed(config, defaults, sections)
