@@ -99,6 +99,9 @@ class FailingTask(luigi.Task):
         self.set_progress_percentage(10)
         raise RuntimeError("boom")
 """
+#: the families the chain defines: the session's luigid also holds other tests' tasks with the same ``n``
+#: (``reuse.reuse_chain.CountTask(n=1001)``), which luigid's search by ``n=1001)`` finds too
+FAMILIES = frozenset(re.findall(r"^class (\w+)\(luigi\.Task\)", CHAIN, re.M))
 #: what luigid says of a step that does not depend on the worker, the time or the task's parameters
 COMPARED = ("status", "name", "priority", "resources", "tracking_url", "status_message", "progress_percentage")
 
@@ -159,9 +162,10 @@ def luigi_then_served(served: Served, chain: Path, task: str, base: int, state: 
 
 
 def seen_by_luigid(scheduler: SchedulerClient, n: int, exact: bool) -> dict[str, dict[str, Any]]:
-    """luigid's record of each task with ``n``, by family: the compared fields, its deps' families and its
-    explanation (but for a frame of nectar's own in its traceback, unless ``exact``)."""
+    """luigid's record of each task of the chain's with ``n``, by family: the compared fields, its deps' families and
+    its explanation (but for a frame of nectar's own in its traceback, unless ``exact``)."""
     listed = scheduler.call("task_list", status="", upstream_status="", search=f"n={n})") or {}
+    listed = {task_id: task for task_id, task in listed.items() if task["name"] in FAMILIES}
     family = {task_id: task["name"] for task_id, task in listed.items()}
     seen = {}
     for task_id, task in listed.items():
