@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import platform
+import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import lifeline_env
-from nectar import wakeup
+from nectar import spares, wakeup
 from nectar.registry import Run
 from nectar.registry.sql import SqlRunStore
 from nectar.registry.sqlite import SQLiteRunStore
@@ -395,3 +396,48 @@ def test_a_close_ends_a_wait_and_the_wait_closes_the_watch_as_it_returns(tmp_pat
 
     assert told == [True]  # a run may have been queued: the next wait makes another watch
     assert registries.descriptors().get(watch) != registries.INOTIFY, "the watch outlived the wait after the close"
+
+
+def voluntary_switches(thread_id: int) -> int:
+    """How often the thread ``thread_id`` of this process has gone to sleep (each sleep ends in a wake-up)."""
+    status = (Path("/proc/self/task") / str(thread_id) / "status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("voluntary_ctxt_switches"))
+
+
+def sleeps_in_poll_for_ever(thread_id: int) -> bool:
+    """Whether the thread ``thread_id`` of this process sleeps in a ``poll()`` with no timeout."""
+    try:
+        call = (Path("/proc/self/task") / str(thread_id) / "syscall").read_text().split()
+    except OSError:
+        return False
+    return call[:1] == [POLL] and len(call) > 3 and int(call[3], 16) & 0xFFFFFFFF == 0xFFFFFFFF  # an int, -1
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="a thread's system call and switches are read in /proc")
+def test_a_spare_waiting_for_its_run_sleeps_through_its_workers_read_of_its_word() -> None:
+    """A thread in a blocking ``recv`` of a Unix stream socket is woken when its peer reads what it wrote (for the
+    space freed), to find nothing and sleep again: a spare that said it was ready and waited for its run so was woken
+    once more each run, as its worker read that word before claiming for it (round 62). It waits in a poll."""
+    worker, spare = socket.socketpair()
+    got: list[bytes | None] = []
+
+    def waits() -> None:
+        spare.sendall(spares.READY)
+        got.append(spares._read_run(spare))
+
+    thread = threading.Thread(target=waits, daemon=True)
+    thread.start()
+    try:
+        waiting = thread.native_id
+        assert waiting is not None
+        wait_until(lambda: sleeps_in_poll_for_ever(waiting))
+        slept = voluntary_switches(waiting)
+        assert worker.recv(1) == spares.READY  # its worker reads its word: the kernel wakes what waits on that queue
+        assert voluntary_switches(waiting) == slept and sleeps_in_poll_for_ever(waiting)
+        run = b"handed"
+        worker.sendall(spares._LENGTH.pack(len(run)) + run)
+        thread.join(FOREVER)
+        assert got == [run]
+    finally:
+        worker.close()
+        spare.close()
