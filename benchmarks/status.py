@@ -50,7 +50,7 @@ from benchmarks.harness import (
 )
 from benchmarks.load import Load, Request, hammer, median_p99, median_rate, rates, samples
 from benchmarks.population import Probe, fill_luigid, fill_registry, fill_store
-from benchmarks.spread import decides, enough, interval, level, of_rounds, round_cap, said, take_rounds, verdict
+from benchmarks.spread import decides, enough, interval, level, of_few_rounds, round_cap, said, take_rounds, verdict
 from harness.processes import waitfor
 from harness.procfs import busy_cpu, thread_cpu
 from nectar.gunicorn_ext import METRICS_PREFIX
@@ -660,16 +660,16 @@ def run(ctx: Context) -> list[Figure]:
             return list(zip(over_cpu_left(recycled, recycled_left), over_cpu_left(steady, steady_left), strict=True))
 
         def recycle_decided() -> bool:
-            return decides(of_rounds(recycle_pairs(), ratio_median, drawn_at), RECYCLE_LIMIT)
+            return decides(of_few_rounds(recycle_pairs(), ratio_median, drawn_at), RECYCLE_LIMIT)
 
         recycle_rounds = take_rounds(ctx.repeats, round_cap(ctx.repeats), recycle_pair, recycle_decided)
         recycle_left, steady_left_rates = over_cpu_left(recycled, recycled_left), over_cpu_left(steady, steady_left)
         recycle_ratio = paired(recycle_left, steady_left_rates)
         recycle_spread = verdict(
-            of_rounds(recycle_pairs(), ratio_median, drawn_at),
+            of_few_rounds(recycle_pairs(), ratio_median, drawn_at),
             RECYCLE_LIMIT,
             drawn_at,
-            f"a seeded bootstrap of {recycle_rounds} pairs, each drawn whole",
+            f"a seeded bootstrap of {recycle_rounds} pairs, each drawn whole, widened for so few",
         )
         print(
             f"recycling API (max_requests {max_requests}): {replaced} workers replaced in {recycle_rounds} bursts of "

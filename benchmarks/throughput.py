@@ -27,7 +27,7 @@ from benchmarks.dispatch import TASK_PATH, idle_cpu, settle, through_service
 from benchmarks.harness import Cluster, Context, Figure, median, percentile, ratio_at_least
 from benchmarks.load import hammer
 from benchmarks.machine import PROBE_SETS, Calibration, calibrate, calibrations_said, run_inodes_cpu, stolen
-from benchmarks.spread import Interval, decides, level, of_rounds, round_cap, take_rounds, verdict
+from benchmarks.spread import Interval, decides, level, of_few_rounds, round_cap, take_rounds, verdict
 from harness import busy_cpu, cpu_seconds, descendants, thread_times, tree_cpu, waitfor
 
 NAME = "throughput"
@@ -431,10 +431,11 @@ JUDGED = {"dispatch": 0.8, "linear": 0.8}
 
 def judged_intervals(rounds: Sequence[Round], cores: int, level: float) -> dict[str, Interval]:
     """The interval of each of :data:`JUDGED` at ``level``: a seeded bootstrap over ``rounds``, each drawn whole (the
-    2 workers' batch with the dispatch samples taken after it and the 1 worker's batch beside it)."""
+    2 workers' batch with the dispatch samples taken after it and the 1 worker's batch beside it), widened for so few
+    rounds (:func:`benchmarks.spread.of_few_rounds`)."""
     return {
-        "dispatch": of_rounds(rounds, dispatch_figure, level),
-        "linear": of_rounds(rounds, partial(linear_figure, cores=cores), level),
+        "dispatch": of_few_rounds(rounds, dispatch_figure, level),
+        "linear": of_few_rounds(rounds, partial(linear_figure, cores=cores), level),
     }
 
 
@@ -565,7 +566,12 @@ def run(ctx: Context) -> list[Figure]:
     )
     up_to_the_cores, said_linear = linear(one, every_part(cpu_one), cores)
     spreads = {
-        name: verdict(found, JUDGED[name], drawn_at, f"a seeded bootstrap of {len(rounds)} rounds, each drawn whole")
+        name: verdict(
+            found,
+            JUDGED[name],
+            drawn_at,
+            f"a seeded bootstrap of {len(rounds)} rounds, each drawn whole, widened for so few",
+        )
         for name, found in judged_intervals(rounds, cores, drawn_at).items()
     }
     for name, found in spreads.items():
