@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import statistics
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -87,7 +88,10 @@ def decided_either_way(widen: bool, asked: int, cap: int, figures: int = 200) ->
         def one_round(_: int, rounds: list[float] = rounds) -> None:
             rounds.append(0.8 * rng.gauss(1, 0.1))
 
-        spread.take_rounds(asked, cap, one_round, lambda drawn=drawn: spread.decides(drawn(), 0.8))
+        def decided(drawn: Callable[[], spread.Interval] = drawn) -> bool:
+            return spread.decides(drawn(), 0.8)
+
+        spread.take_rounds(asked, cap, one_round, decided)
         found = drawn()
         low, high = low + (found.high < 0.8), high + (found.low >= 0.8)
     return low / figures, high / figures
