@@ -94,16 +94,17 @@ def of_rounds(
 def of_few_rounds(
     rounds: Sequence[T], figure: Callable[[Sequence[T]], float], level: float = LEVEL, seed: int = 0
 ) -> Interval:
-    """:func:`of_rounds`, each end moved away from ``figure(rounds)`` by :func:`widening`: drawn from 3 to 8 rounds, the
-    percentile interval alone holds the true figure far less often than its level says (a median of 3 draws of 3
-    values is one of them: the spread of the medians of the rounds, not of the figure). In a seeded simulation of the
-    throughput figure's rounds (:mod:`benchmarks.throughput`, its true ratio the target's own, 0.8x; 5-10 % of noise
-    on a round's rate, 30-40 % on a dispatch sample), 3 rounds asked and 5 at most at :func:`level`, the percentile
+    """:func:`of_rounds`, each end moved away from ``figure(rounds)`` (a ratio: as a ratio, its logarithm's distance
+    multiplied, so that an end never reaches 0) by :func:`widening`: drawn from 3 to 8 rounds, the percentile
+    interval alone holds the true figure far less often than its level says (a median of 3 draws of 3 values is one
+    of them: the spread of the medians of the rounds, not of the figure). In a seeded simulation of the throughput
+    figure's rounds (:mod:`benchmarks.throughput`, its true ratio the target's own, 0.8x; 5-10 % of noise on a
+    round's rate, 30-40 % on a dispatch sample), 3 rounds asked and 5 at most at :func:`level`, the percentile
     interval alone decided a miss in 11-14 % of 300 figures and a met target in 8-10 %, where 2.5 % is each side's
     share; widened, 2.5-3 % and 0.5-1 % (round 62)."""
     found, at = of_rounds(rounds, figure, level, seed=seed), figure(rounds)
     by = widening(len(rounds), level)
-    return Interval(at - (at - found.low) * by, at + (found.high - at) * by)
+    return Interval(at * (found.low / at) ** by, at * (found.high / at) ** by)
 
 
 def widening(n: int, level: float) -> float:

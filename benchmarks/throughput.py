@@ -46,6 +46,9 @@ RECYCLES = 3
 #: the first ``n`` of each batch's ProbeTask runs (the scaling batches', the recycle pairs'): a batch's n from
 #: its first + batch × :data:`BATCH_SPAN`, so that no run is deduplicated against another batch's
 SCALING_FIRST, RECYCLE_FIRST, BATCH_SPAN = 1_000_000, 3_000_000, 100_000
+#: the ``n`` of the warm-up run before the first batch of :func:`recycle_pairs` (the next batch's one below): below
+#: those of the scaling rounds' warm-ups (-2 down to -1 - 2 × their cap), whose DONE runs a POST would not run again
+RECYCLE_WARM = -1_000
 #: pairs of batches of one size, one with recycles and one without, which of the two runs first alternating by pair
 RECYCLE_PAIRS = 2
 
@@ -631,7 +634,7 @@ def recycle_pairs(cluster: Cluster, every: int, count: int) -> tuple[list[tuple[
         for recycled in (True, False) if pair % 2 == 0 else (False, True):
             batch = 2 * pair + recycled
             workers = cluster.start_workers(2, **({"NECTAR_RUNS_PER_PROCESS": str(every)} if recycled else {}))
-            through_service(cluster, -10 - batch)  # warm as the 2 were
+            through_service(cluster, RECYCLE_WARM - batch)  # warm as the 2 were
             first = RECYCLE_FIRST + batch * BATCH_SPAN
             _, rates[recycled], batch_said, *_ = measured(cluster, workers, 2, first, count)
             cluster.procs.stop(workers)

@@ -130,6 +130,13 @@ def test_the_widening_fades_as_the_rounds_grow() -> None:
         spread.widening(1, drawn_at)
 
 
+def test_a_ratios_widened_interval_stays_above_0() -> None:
+    """Three rounds far apart, widened ~3.9x at 98.33 %: the ends move as a ratio's (its logarithm's distance from the
+    figure multiplied), never below 0, where a difference's would (round 62's first widening read -0.225-0.552)."""
+    found = spread.of_few_rounds([0.2, 0.5, 0.9], statistics.median, spread.level(3, 5))
+    assert 0 < found.low < 0.2 and found.high > 0.9, found
+
+
 def test_the_linear_figure_draws_each_1_worker_batch_with_its_round() -> None:
     """The ~linear baseline is twice the 1 worker's median rate (below what the cores allow at 3 ms of CPU a run:
     666/s): with each round's two batches moved alike by the load, every resample reads the figure's own ratio."""
