@@ -459,31 +459,31 @@ def scaling_rounds(
     asked = scaling_asked(repeats)
     cap = round_cap(asked)
     drawn_at = level(asked, cap)
-    fresh_workers: subprocess.Popen[bytes] | None = workers
+    warmed: subprocess.Popen[bytes] | None = workers  # the first batch's: those the warm-up above warmed
 
     def one_round(r: int) -> None:
-        nonlocal fresh_workers
+        nonlocal warmed
         found: dict[int, Batch] = {}
         settled: list[float] = []
         warm: list[float] = []
         fresh: list[bool] = []
         for slots in scaling_order(r):
-            batch = 2 * r + len(found)
-            if fresh_workers is not None:  # the first batch's 2 workers are those the warm-up above warmed
-                batch_workers, fresh_workers = fresh_workers, None
+            number = 2 * r + len(found)  # of the batch, from 0
+            if warmed is not None:
+                batch_workers, warmed = warmed, None
             else:
                 batch_workers = cluster.start_workers(slots)
-                through_service(cluster, -2 - batch)  # warm as the first were: a start-up is not the rate
-            found[slots] = measured(cluster, batch_workers, slots, SCALING_FIRST + batch * BATCH_SPAN, count)
+                through_service(cluster, -2 - number)  # warm as the first were: a start-up is not the rate
+            found[slots] = measured(cluster, batch_workers, slots, SCALING_FIRST + number * BATCH_SPAN, count)
             if slots == 2:  # numbers no batch's runs are given
-                first = 2 * batch * DISPATCH_EACH
+                first = 2 * number * DISPATCH_EACH
                 warm.extend(through_service(cluster, first + n)[2] for n in range(DISPATCH_EACH))
                 for n in range(DISPATCH_EACH):
                     settle(cluster, idle)
                     settled.append(through_service(cluster, first + DISPATCH_EACH + n)[2])
                 fresh = first_runs(cluster.settings.registry_path, first + DISPATCH_EACH, DISPATCH_EACH)
             cluster.procs.stop(batch_workers)
-            print(f"{slots} worker{'s' if slots > 1 else ''}, round {r + 1}, batch {batch + 1}: {found[slots].said}")
+            print(f"{slots} worker{'s' if slots > 1 else ''}, round {r + 1}, batch {number + 1}: {found[slots].said}")
         rounds.append(Round(found[2], found[1], settled, warm, fresh))
         print(f"round {r + 1}: {round_said(rounds[-1])}")
 
@@ -496,9 +496,9 @@ def scaling_rounds(
 
 def first_runs(registry: Path, first: int, count: int) -> list[bool]:
     """Of the ProbeTask runs ``first`` … ``first + count - 1``, in that order: whether each was its attempt process's
-    first run (its holder ``host:pid``, where a later run's is ``host:pid.n``)."""
+    first run (its holder ``host:pid``, where a later run's is ``host:pid.n``; none where no holder was recorded)."""
     holders = dict(batch(registry, first, count, "CAST(json_extract(params, '$.n') AS INTEGER), worker"))
-    return ["." not in (holders[n] or "").rpartition(":")[2] for n in range(first, first + count)]
+    return [bool(holders[n]) and "." not in holders[n].rpartition(":")[2] for n in range(first, first + count)]
 
 
 def round_said(found: Round) -> str:

@@ -986,6 +986,20 @@ def test_the_throughput_benchmark_counts_the_attempt_processes_that_executed_the
     assert throughput_module.processes(tmp_path / "runs.sqlite3", 2, 2) == 1
 
 
+def test_the_throughput_benchmark_tells_a_sample_run_by_a_fresh_attempt_process(tmp_path: Path) -> None:
+    """A run whose holder is ``host:pid`` was its process's first; ``host:pid.n`` its n-th; a run with no holder
+    recorded is not counted fresh. In the runs' order, only those asked."""
+    with closing(sqlite3.connect(tmp_path / "runs.sqlite3")) as db, db:
+        db.execute("CREATE TABLE runs (task TEXT, params TEXT, worker TEXT)")
+        holders = ["fe80::1:10.3", "a.lan:10", None, "a.lan:11.2", "b:12"]
+        db.executemany(
+            "INSERT INTO runs VALUES ('ProbeTask', ?, ?)",
+            [(json.dumps({"n": n}), worker) for n, worker in enumerate(holders, 1)],
+        )
+    assert throughput_module.first_runs(tmp_path / "runs.sqlite3", 1, 5) == [False, True, False, False, True]
+    assert throughput_module.first_runs(tmp_path / "runs.sqlite3", 2, 2) == [True, False]
+
+
 @pytest.mark.parametrize(("count", "slots"), [(1, 1), (2, 2), (2, 3)])
 def test_the_throughput_benchmark_says_no_idle_was_measured_when_no_run_followed_another_on_a_slot(
     tmp_path: Path, count: int, slots: int
