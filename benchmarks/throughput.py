@@ -1,6 +1,8 @@
-"""Sustained runs/s: 2,000 trivial runs submitted at once to 2 workers and to 1 (three batches each, which runs first
-alternating, read as medians), the 2 workers' rate beside 2 ÷ the dispatch median and beside what ~linear scaling up to
-the cores allows (twice the 1 worker's rate, or the cores ÷ the CPU a run cost with 1 worker, whichever is lower); and
+"""Sustained runs/s: 2,000 trivial runs submitted at once to 2 workers and to 1 (rounds of a batch each, which runs
+first alternating, read as medians), the 2 workers' rate beside 2 ÷ the dispatch median and beside what ~linear
+scaling up to the cores allows (twice the 1 worker's rate, or the cores ÷ the CPU a run cost with 1 worker, whichever
+is lower), each ratio with its interval (a seeded bootstrap of the rounds, each drawn whole: a batch and the dispatch
+samples taken after it; rounds added past those asked, within a cap, until the interval decides the target); and
 where each batch's CPU went, to tell a rate the cores cap from one that waits. And the 2 workers' rate with their
 attempt processes recycled inside the batch (``NECTAR_RUNS_PER_PROCESS`` set lower: at its default, 1,000, none is in a
 batch this size), beside the rate without in batches of the same size, in pairs that alternate which runs first: what a
@@ -15,7 +17,9 @@ import sqlite3
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,12 +27,13 @@ from benchmarks.dispatch import TASK_PATH, idle_cpu, settle, through_service
 from benchmarks.harness import Cluster, Context, Figure, median, percentile, ratio_at_least
 from benchmarks.load import hammer
 from benchmarks.machine import PROBE_SETS, Calibration, calibrate, calibrations_said, run_inodes_cpu, stolen
+from benchmarks.spread import Interval, decides, level, of_few_rounds, round_cap, take_rounds, verdict
 from harness import busy_cpu, cpu_seconds, descendants, thread_times, tree_cpu, waitfor
 
 NAME = "throughput"
 CLIENTS = 16
 #: samples of the dispatch latency taken after each 2 workers' batch, in the same minutes as the rates they are set
-#: beside, of each kind (:func:`scaling_batches`): the baseline is 2 ÷ the median of those taken as the dispatch
+#: beside, of each kind (:func:`scaling_rounds`): the baseline is 2 ÷ the median of those taken as the dispatch
 #: benchmark takes its own, each begun on a settled cluster (the issue's "dispatch median"); those taken straight
 #: after the batch, on cores and caches the batch left warm, read ~0.7x of them (2.2 against 3.1 ms in round 59's
 #: table) and are said beside it. 20 taken once before the batches read 2.7-5.3 ms in eleven runs of the same code,
@@ -38,12 +43,12 @@ DISPATCH_EACH = 7
 RECYCLED_AFTER = (25, 100)
 #: how many times, at least, each attempt process of the batch without recycles is recycled in the batch with them
 RECYCLES = 3
-#: workers of each batch of the scaling figures, in the order they run: each 2 workers' batch paired with one of 1,
-#: which of the two runs first alternating (a batch after another finds the machine as that one left it)
-SCALING_ORDER = (2, 1, 1, 2, 2, 1)
 #: the first ``n`` of each batch's ProbeTask runs (the scaling batches', the recycle pairs'): a batch's n from
 #: its first + batch × :data:`BATCH_SPAN`, so that no run is deduplicated against another batch's
 SCALING_FIRST, RECYCLE_FIRST, BATCH_SPAN = 1_000_000, 3_000_000, 100_000
+#: the ``n`` of the warm-up run before the first batch of :func:`recycle_pairs` (the next batch's one below): below
+#: those of the scaling rounds' warm-ups (-2 down to -1 - 2 × their cap), whose DONE runs a POST would not run again
+RECYCLE_WARM = -1_000
 #: pairs of batches of one size, one with recycles and one without, which of the two runs first alternating by pair
 RECYCLE_PAIRS = 2
 
@@ -384,41 +389,130 @@ def per_process_median(batches: list[dict[str, tuple[float, float]]]) -> dict[st
     return {name: (median([b[name][0] for b in batches]), median([b[name][1] for b in batches])) for name in batches[0]}
 
 
-class Dispatches(NamedTuple):
-    """The dispatch samples of :func:`scaling_batches` (seconds, POST to ``run()``), of each kind."""
+class Round(NamedTuple):
+    """One round of :func:`scaling_rounds`: a batch of 2 workers, the batch of 1 beside it, and the dispatch samples
+    taken after the 2 workers' batch (seconds, POST to ``run()``), of each kind; what the round's holders were."""
 
+    two: Batch
+    one: Batch
     #: each begun on a settled cluster, as :mod:`benchmarks.dispatch` takes its own: the baseline's
     settled: list[float]
-    #: each begun as the last ended, straight after a batch: said beside it
+    #: each begun as the last ended, straight after the batch: said beside it
     warm: list[float]
+    #: of each settled sample, whether the attempt process that ran it had run none before (its first run)
+    fresh: list[bool]
 
 
-def scaling_batches(cluster: Cluster, workers: subprocess.Popen[bytes], count: int) -> tuple[list[Batch], Dispatches]:
-    """The batches of :data:`SCALING_ORDER`, each on workers started for it and warmed alike (the first on
-    ``workers``), and the dispatch samples: after each 2 workers' batch once its runs ended, :data:`DISPATCH_EACH`
-    one after another on its workers as the batch left them (warm), then as many each begun on a settled cluster
-    (:func:`benchmarks.dispatch.settle`, against the cluster's idle CPU measured once after the warm-up): the
-    dispatch median as the dispatch benchmark measures it, in the minutes of the rates set beside it, as the file
-    system and the machine's other load then were."""
+def scaling_order(r: int) -> tuple[int, int]:
+    """The workers of round ``r``'s two batches, in the order they run: which runs first alternating by round (a batch
+    after another finds the machine as that one left it), the 2 workers' first in the first."""
+    return (2, 1) if r % 2 == 0 else (1, 2)
+
+
+def scaling_asked(repeats: int) -> int:
+    """The rounds of :func:`scaling_rounds` taken at least: ``--repeats`` batches of each side, read as pairs of a 2
+    workers' and a 1 worker's batch, half as many (3 at the default 5: the six batches of earlier rounds)."""
+    return math.ceil(repeats / 2)
+
+
+def dispatch_figure(rounds: Sequence[Round]) -> float:
+    """The 2 workers' median rate over 2 ÷ the median of the settled dispatch samples of ``rounds`` (issue 21's
+    "runs/s vs 2 ÷ dispatch median")."""
+    return median([found.two.rate for found in rounds]) / (2 / median([s for found in rounds for s in found.settled]))
+
+
+def linear_figure(rounds: Sequence[Round], cores: int) -> float:
+    """The 2 workers' median rate over :func:`linear` of the 1 worker's batches of ``rounds``."""
+    one = median([found.one.rate for found in rounds])
+    cpu_one = every_part(per_process_median([found.one.per_run for found in rounds]))
+    return median([found.two.rate for found in rounds]) / linear(one, cpu_one, cores)[0]
+
+
+#: the figures of :func:`scaling_rounds` judged at a target, each with its limit (a ratio at least)
+JUDGED = {"dispatch": 0.8, "linear": 0.8}
+
+
+def judged_intervals(rounds: Sequence[Round], cores: int, level: float) -> dict[str, Interval]:
+    """The interval of each of :data:`JUDGED` at ``level``: a seeded bootstrap over ``rounds``, each drawn whole (the
+    2 workers' batch with the dispatch samples taken after it and the 1 worker's batch beside it), widened for so few
+    rounds (:func:`benchmarks.spread.of_few_rounds`)."""
+    return {
+        "dispatch": of_few_rounds(rounds, dispatch_figure, level),
+        "linear": of_few_rounds(rounds, partial(linear_figure, cores=cores), level),
+    }
+
+
+def scaling_rounds(
+    cluster: Cluster, workers: subprocess.Popen[bytes], count: int, repeats: int, cores: int
+) -> tuple[list[Round], float]:
+    """Rounds of a 2 workers' batch and a 1 worker's (:func:`scaling_order`), each on workers started for it and warmed
+    alike (the first on ``workers``), and the dispatch samples: after each 2 workers' batch once its runs ended,
+    :data:`DISPATCH_EACH` one after another on its workers as the batch left them (warm), then as many each begun on
+    a settled cluster (:func:`benchmarks.dispatch.settle`, against the cluster's idle CPU measured once after the
+    warm-up): the dispatch median as the dispatch benchmark measures it, in the minutes of the rates set beside it, as
+    the file system and the machine's other load then were. :func:`scaling_asked` rounds, then more while an interval
+    of :data:`JUDGED` does not decide its target (:func:`benchmarks.spread.take_rounds`, up to
+    :func:`benchmarks.spread.round_cap`). Answers the rounds and the level their intervals are drawn at."""
     through_service(cluster, -1)  # warm: the API's catalog, the workers' luigi
     idle = idle_cpu(cluster)  # the warm-up run ended (through_service waits for it): known idle
-    batches: list[Batch] = []
-    dispatches = Dispatches([], [])
-    for batch, slots in enumerate(SCALING_ORDER):
-        if batch:  # the first batch's 2 workers are those the warm-up above warmed
-            workers = cluster.start_workers(slots)
-            through_service(cluster, -2 - batch)  # warm as the first were: a start-up is not the rate
-        found = measured(cluster, workers, slots, SCALING_FIRST + batch * BATCH_SPAN, count)
-        if slots == 2:  # numbers no batch's runs are given
-            first = 2 * batch * DISPATCH_EACH
-            dispatches.warm.extend(through_service(cluster, first + n)[2] for n in range(DISPATCH_EACH))
-            for n in range(DISPATCH_EACH):
-                settle(cluster, idle)
-                dispatches.settled.append(through_service(cluster, first + DISPATCH_EACH + n)[2])
-        cluster.procs.stop(workers)
-        print(f"{slots} worker{'s' if slots > 1 else ''}, batch {batch + 1} of {len(SCALING_ORDER)}: {found.said}")
-        batches.append(found)
-    return batches, dispatches
+    rounds: list[Round] = []
+    asked = scaling_asked(repeats)
+    cap = round_cap(asked)
+    drawn_at = level(asked, cap)
+    warmed: subprocess.Popen[bytes] | None = workers  # the first batch's: those the warm-up above warmed
+
+    def one_round(r: int) -> None:
+        nonlocal warmed
+        found: dict[int, Batch] = {}
+        settled: list[float] = []
+        warm: list[float] = []
+        fresh: list[bool] = []
+        for slots in scaling_order(r):
+            number = 2 * r + len(found)  # of the batch, from 0
+            if warmed is not None:
+                batch_workers, warmed = warmed, None
+            else:
+                batch_workers = cluster.start_workers(slots)
+                through_service(cluster, -2 - number)  # warm as the first were: a start-up is not the rate
+            found[slots] = measured(cluster, batch_workers, slots, SCALING_FIRST + number * BATCH_SPAN, count)
+            if slots == 2:  # numbers no batch's runs are given
+                first = 2 * number * DISPATCH_EACH
+                warm.extend(through_service(cluster, first + n)[2] for n in range(DISPATCH_EACH))
+                for n in range(DISPATCH_EACH):
+                    settle(cluster, idle)
+                    settled.append(through_service(cluster, first + DISPATCH_EACH + n)[2])
+                fresh = first_runs(cluster.settings.registry_path, first + DISPATCH_EACH, DISPATCH_EACH)
+            cluster.procs.stop(batch_workers)
+            print(f"{slots} worker{'s' if slots > 1 else ''}, round {r + 1}, batch {number + 1}: {found[slots].said}")
+        rounds.append(Round(found[2], found[1], settled, warm, fresh))
+        print(f"round {r + 1}: {round_said(rounds[-1])}")
+
+    def decided() -> bool:
+        return all(decides(found, JUDGED[name]) for name, found in judged_intervals(rounds, cores, drawn_at).items())
+
+    take_rounds(asked, cap, one_round, decided)
+    return rounds, drawn_at
+
+
+def first_runs(registry: Path, first: int, count: int) -> list[bool]:
+    """Of the ProbeTask runs ``first`` … ``first + count - 1``, in that order: whether each was its attempt process's
+    first run (its holder ``host:pid``, where a later run's is ``host:pid.n``; none where no holder was recorded)."""
+    holders = dict(batch(registry, first, count, "CAST(json_extract(params, '$.n') AS INTEGER), worker"))
+    return [bool(holders[n]) and "." not in holders[n].rpartition(":")[2] for n in range(first, first + count)]
+
+
+def round_said(found: Round) -> str:
+    """A round's figures as the benchmark prints them: its two rates, its settled and warm dispatch samples (an F
+    marks one run by a fresh attempt process, its first run), and the round's own ratio to 2 ÷ its settled median."""
+    samples = " ".join(
+        f"{s * 1000:.2f}{'F' if fresh else ''}" for s, fresh in zip(found.settled, found.fresh, strict=True)
+    )
+    settled = median(found.settled)
+    return (
+        f"2 workers {found.two.rate:.1f}/s, 1 worker {found.one.rate:.1f}/s; dispatch samples settled (ms) {samples} "
+        f"(median {settled * 1000:.2f}; 2 ÷ that {2 / settled:.0f}/s, the 2 workers' rate "
+        f"{found.two.rate * settled / 2:.3f}x of it), warm median {median(found.warm) * 1000:.2f}"
+    )
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -429,10 +523,15 @@ def run(ctx: Context) -> list[Figure]:
         cluster.start_luigid()
         workers = cluster.start_workers(2)
         cluster.start_api()
-        batches, samples = scaling_batches(cluster, workers, count)
+        cores = len(os.sched_getaffinity(0))
+        rounds, drawn_at = scaling_rounds(cluster, workers, count, ctx.repeats, cores)
+        batches = [
+            found.two if slots == 2 else found.one for r, found in enumerate(rounds) for slots in scaling_order(r)
+        ]
         rates = {slots: [found.rate for found in batches if found.slots == slots] for slots in (1, 2)}
         cpu = {slots: [found.per_run for found in batches if found.slots == slots] for slots in (1, 2)}
-        dispatch, warm = median(samples.settled), median(samples.warm)
+        settled, warm_samples = [s for found in rounds for s in found.settled], [s for f in rounds for s in f.warm]
+        dispatch, warm = median(settled), median(warm_samples)
         every, default = RECYCLED_AFTER[0 if ctx.quick else 1], cluster.settings.runs_per_process
         served = processes(cluster.settings.registry_path, SCALING_FIRST, count)  # the first batch's
         # each of as many processes as served the first batch, recycled as often; a whole number of runs per client,
@@ -446,14 +545,11 @@ def run(ctx: Context) -> list[Figure]:
         paired, said_recycled = recycle_pairs(cluster, every, recycled_count)
     two, one = median(rates[2]), median(rates[1])
     cpu_one, cpu_two = per_process_median(cpu[1]), per_process_median(cpu[2])
-    cores = len(os.sched_getaffinity(0))
     recycled, without = median([w for w, _ in paired]), median([o for _, o in paired])
     machine = machine_said(batches, calibrate())
     each = f"{DISPATCH_EACH} after each 2 workers' batch"
-    print(
-        f"dispatch median {dispatch * 1000:.1f} ms, each begun on a settled cluster (n={len(samples.settled)}, {each})"
-    )
-    print(f"dispatch median {warm * 1000:.1f} ms, each begun as the last ended (n={len(samples.warm)}, {each} first)")
+    print(f"dispatch median {dispatch * 1000:.1f} ms, each begun on a settled cluster (n={len(settled)}, {each})")
+    print(f"dispatch median {warm * 1000:.1f} ms, each begun as the last ended (n={len(warm_samples)}, {each} first)")
     print(f"the machine over the batches: {machine}")
     for slots in (2, 1):
         said_rates = ", ".join(f"{rate:.1f}" for rate in rates[slots])
@@ -465,17 +561,38 @@ def run(ctx: Context) -> list[Figure]:
     order = f"median of {len(rates[2])} batches, each beside one of 1 worker, which ran first alternating"
     figure, ideal = (
         f"runs/s, {count:,} runs at once, 2 workers ({order})",
-        f"2 ÷ dispatch median (n={len(samples.settled)}, taken after each 2 workers' batch, each begun on a settled "
+        f"2 ÷ dispatch median (n={len(settled)}, taken after each 2 workers' batch, each begun on a settled "
         f"cluster as the dispatch benchmark takes its own; the machine meanwhile: {machine})",
     )
     said_warm = (
-        f"2 ÷ dispatch median of samples each begun as the last ended, straight after a batch (n={len(samples.warm)})"
+        f"2 ÷ dispatch median of samples each begun as the last ended, straight after a batch (n={len(warm_samples)})"
     )
     up_to_the_cores, said_linear = linear(one, every_part(cpu_one), cores)
+    spreads = {
+        name: verdict(
+            found,
+            JUDGED[name],
+            drawn_at,
+            f"a seeded bootstrap of {len(rounds)} rounds, each drawn whole, widened for so few",
+        )
+        for name, found in judged_intervals(rounds, cores, drawn_at).items()
+    }
+    for name, found in spreads.items():
+        print(f"the ratio to {name}: {found}")
     return [
-        Figure(NAME, figure, two, "/s", ideal, 2 / dispatch, ratio_at_least(0.8)),
+        Figure(
+            NAME, figure, two, "/s", f"{ideal}; the ratio's {spreads['dispatch']}", 2 / dispatch, ratio_at_least(0.8)
+        ),
         Figure(NAME, figure, two, "/s", said_warm, 2 / warm),
-        Figure(NAME, figure, two, "/s", said_linear, up_to_the_cores, ratio_at_least(0.8)),
+        Figure(
+            NAME,
+            figure,
+            two,
+            "/s",
+            f"{said_linear}; the ratio's {spreads['linear']}",
+            up_to_the_cores,
+            ratio_at_least(0.8),
+        ),
         Figure(NAME, figure, two, "/s", f"the same with 1 worker (median; {scaling})", one),
         Figure(
             NAME,
@@ -517,7 +634,7 @@ def recycle_pairs(cluster: Cluster, every: int, count: int) -> tuple[list[tuple[
         for recycled in (True, False) if pair % 2 == 0 else (False, True):
             batch = 2 * pair + recycled
             workers = cluster.start_workers(2, **({"NECTAR_RUNS_PER_PROCESS": str(every)} if recycled else {}))
-            through_service(cluster, -10 - batch)  # warm as the 2 were
+            through_service(cluster, RECYCLE_WARM - batch)  # warm as the 2 were
             first = RECYCLE_FIRST + batch * BATCH_SPAN
             _, rates[recycled], batch_said, *_ = measured(cluster, workers, 2, first, count)
             cluster.procs.stop(workers)

@@ -850,7 +850,9 @@ def test_the_throughput_benchmark_samples_dispatch_after_each_2_workers_batch(mo
     """The baseline's dispatch samples are taken in the minutes of the rates set beside it: after each 2 workers'
     batch, on its workers still idle, none after a 1 worker's, each of a number no other sample or batch is given;
     first those begun as the last ended (warm), then as many each begun on a settled cluster, against the idle CPU
-    measured once before the batches: the baseline's, as the dispatch benchmark takes its own."""
+    measured once before the batches: the baseline's, as the dispatch benchmark takes its own. Each round's samples
+    are kept with its two batches (its round drawn whole by the interval); the rounds asked at ``--repeats`` 5 are
+    three, which runs first alternating round by round (2 1, 1 2, 2 1)."""
     calls: list[tuple[str, float]] = []
     settled = [False]
 
@@ -860,6 +862,9 @@ def test_the_throughput_benchmark_samples_dispatch_after_each_2_workers_batch(mo
 
     class FakeCluster:
         procs = Procs()
+
+        class settings:  # noqa: N801 - the cluster's settings, only where a registry would be
+            registry_path = Path("/nonexistent")
 
         def start_workers(self, slots: int) -> int:
             calls.append(("start", slots))
@@ -887,13 +892,18 @@ def test_the_throughput_benchmark_samples_dispatch_after_each_2_workers_batch(mo
     monkeypatch.setattr(throughput_module, "through_service", sample)
     monkeypatch.setattr(throughput_module, "idle_cpu", idle_cpu)
     monkeypatch.setattr(throughput_module, "settle", settle)
-    batches, samples = throughput_module.scaling_batches(
-        cast(Cluster, FakeCluster()), cast(subprocess.Popen[bytes], 2), 4
+    monkeypatch.setattr(throughput_module, "first_runs", lambda registry, first, count: [False] * count)
+    monkeypatch.setattr(throughput_module, "judged_intervals", lambda *_: {})  # decided as soon as looked at
+    rounds, _ = throughput_module.scaling_rounds(
+        cast(Cluster, FakeCluster()), cast(subprocess.Popen[bytes], 2), 4, 5, 2
     )
-    assert [found.slots for found in batches] == list(throughput_module.SCALING_ORDER)
-    each = throughput_module.DISPATCH_EACH * throughput_module.SCALING_ORDER.count(2)
-    assert samples.warm == [0.003] * each, samples
-    assert samples.settled == [0.005] * each, samples
+    order = [slots for r in range(len(rounds)) for slots in throughput_module.scaling_order(r)]
+    assert order == [2, 1, 1, 2, 2, 1]
+    assert [(found.two.slots, found.one.slots) for found in rounds] == [(2, 1)] * 3
+    for found in rounds:
+        assert found.warm == [0.003] * throughput_module.DISPATCH_EACH, found
+        assert found.settled == [0.005] * throughput_module.DISPATCH_EACH, found
+    each = throughput_module.DISPATCH_EACH * len(rounds)
     numbers = [n for what, n in calls if what == "sample" and n >= 0]
     assert len(set(numbers)) == len(numbers) == 2 * each
     whats = [what for what, _ in calls]
@@ -901,13 +911,13 @@ def test_the_throughput_benchmark_samples_dispatch_after_each_2_workers_batch(mo
     assert {idle for what, idle in calls if what == "settle"} == {0.0002}, calls
     ends = [i for i, what in enumerate(whats) if what == "batch"]  # each batch, then what came until its stop
     following = [whats[i + 1 : whats.index("stop", i) + 1] for i in ends]
-    for slots, came in zip(throughput_module.SCALING_ORDER, following, strict=True):
+    for slots, came in zip(order, following, strict=True):
         dispatched = ["sample"] * throughput_module.DISPATCH_EACH + [
             "settle",
             "sample",
         ] * throughput_module.DISPATCH_EACH
         assert came == (dispatched if slots == 2 else []) + ["stop"], (slots, calls)
-    assert whats.count("stop") == len(throughput_module.SCALING_ORDER)
+    assert whats.count("stop") == len(order)
 
 
 def test_the_throughput_benchmark_says_the_inodes_cost_on_each_side_of_its_ratio_apart() -> None:
@@ -974,6 +984,20 @@ def test_the_throughput_benchmark_counts_the_attempt_processes_that_executed_the
     assert throughput_module.processes(tmp_path / "runs.sqlite3", 1, 7) == 4
     assert throughput_module.processes(tmp_path / "runs.sqlite3", 1, 8) == 5
     assert throughput_module.processes(tmp_path / "runs.sqlite3", 2, 2) == 1
+
+
+def test_the_throughput_benchmark_tells_a_sample_run_by_a_fresh_attempt_process(tmp_path: Path) -> None:
+    """A run whose holder is ``host:pid`` was its process's first; ``host:pid.n`` its n-th; a run with no holder
+    recorded is not counted fresh. In the runs' order, only those asked."""
+    with closing(sqlite3.connect(tmp_path / "runs.sqlite3")) as db, db:
+        db.execute("CREATE TABLE runs (task TEXT, params TEXT, worker TEXT)")
+        holders = ["fe80::1:10.3", "a.lan:10", None, "a.lan:11.2", "b:12"]
+        db.executemany(
+            "INSERT INTO runs VALUES ('ProbeTask', ?, ?)",
+            [(json.dumps({"n": n}), worker) for n, worker in enumerate(holders, 1)],
+        )
+    assert throughput_module.first_runs(tmp_path / "runs.sqlite3", 1, 5) == [False, True, False, False, True]
+    assert throughput_module.first_runs(tmp_path / "runs.sqlite3", 2, 2) == [True, False]
 
 
 @pytest.mark.parametrize(("count", "slots"), [(1, 1), (2, 2), (2, 3)])
