@@ -550,6 +550,9 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
 
     def _submit_made(self, asked: Sequence[Submission]) -> list[Outcome[tuple[Run, bool]]]:
         """The combiner's turn: :meth:`submit`'s runs, their inserts made, written as every registry writes them."""
+        if len(asked) == 1:  # (most turns: no list made of one)
+            ((run, bound, made),) = asked
+            return super().submit_all(((run, bound),), (made,))
         return super().submit_all([(run, bound) for run, bound, _ in asked], [made for _, _, made in asked])
 
     def _submit_alone(self, run: Run, max_pending: int | None, made: Insert | None = None) -> Run:
