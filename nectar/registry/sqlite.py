@@ -536,7 +536,7 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         """As every registry submits, but the submissions this process's threads make while another has the turn
         are written together, in the next turn (:mod:`nectar.registry.combine`), each one's insert and row made
         before its thread asks for the turn (:func:`~nectar.registry.sql.new_run_insert`: the parameters' JSON, the
-        row's values), not in the turn, where the process's other writers and the other processes' wait."""
+        row's values), not in the turn, where the process's other writers and the other processes wait."""
         return self._combiner()((run, max_pending, new_run_insert(run)))
 
     def submit_all(
