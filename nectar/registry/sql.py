@@ -80,7 +80,11 @@ def fresh_row(run: Run) -> list[Any] | None:
     return row
 
 
-def new_run_insert(run: Run) -> tuple[str, list[Any]]:
+#: a new run's insert and its row (:func:`new_run_insert`'s)
+Insert = tuple[str, list[Any]]
+
+
+def new_run_insert(run: Run) -> Insert:
     """:data:`INSERT_NEW` of ``run`` and its row: :data:`INSERT_FRESH`'s when it has nothing in :data:`UNSET`."""
     row = fresh_row(run)
     return (INSERT_NEW, run_row(run)) if row is None else (INSERT_FRESH, row)
@@ -135,14 +139,15 @@ class SqlRunStore(SqlReads):
     #: the condition is checked again on the row as it committed)
     SHARE = ""
 
-    def _queue_unless_active(self, db: Any, run: Run) -> Run:
-        """Queue ``run`` unless a run of its key is active: ``run`` itself, or that active run.
+    def _queue_unless_active(self, db: Any, run: Run, made: Insert | None = None) -> Run:
+        """Queue ``run`` unless a run of its key is active: ``run`` itself, or that active run (``made``: its insert
+        and row, if made before the caller's transaction).
 
         The index of one active run per key decides, in one statement: not a look then an insert, which two writers
         of the same key could both pass under PostgreSQL's READ COMMITTED (one then failing on the index). A run it
         finds is looked up; it may end in between, and the run is then tried again.
         """
-        insert, row = new_run_insert(run)
+        insert, row = made or new_run_insert(run)
         for _ in range(3):
             if self._exec(db, insert, row).rowcount == 1:
                 return run
@@ -151,10 +156,10 @@ class SqlRunStore(SqlReads):
                 return active
         raise QueueFull(f"the run for {run.key} keeps changing; try again", retry_after=1)
 
-    def _submit(self, db: Any, run: Run, max_pending: int | None) -> Run:
+    def _submit(self, db: Any, run: Run, max_pending: int | None, made: Insert | None = None) -> Run:
         """:meth:`submit` inside ``db``'s transaction: ``run`` queued, or the active run of its key; QueueFull when
         ``max_pending`` runs are queued ahead of it (whoever raises it rolls the insert back)."""
-        queued = self._queue_unless_active(db, run)
+        queued = self._queue_unless_active(db, run, made)
         if queued is run and max_pending is not None:
             # the count the database keeps, its row locked until this transaction ends: whoever submits at once
             # reads it after this one
@@ -171,9 +176,12 @@ class SqlRunStore(SqlReads):
         self._queued()
         return run, True
 
-    def submit_all(self, asked: Sequence[tuple[Run, int | None]]) -> list[Outcome[tuple[Run, bool]]]:
+    def submit_all(
+        self, asked: Sequence[tuple[Run, int | None]], made: Sequence[Insert] | None = None
+    ) -> list[Outcome[tuple[Run, bool]]]:
         """Each run of ``asked`` (with its ``max_pending``) submitted as :meth:`submit` submits it, all in one
-        transaction, in order: each its answer, or the QueueFull that refused it (nothing of it written).
+        transaction, in order: each its answer, or the QueueFull that refused it (nothing of it written). ``made``:
+        each one's insert and row (:func:`new_run_insert`), made before the caller took its turn, if it did.
 
         A run alone is written by :meth:`_submit_alone` (as :meth:`submit` writes it, unless a dialect has a cheaper
         way; its QueueFull raised, nothing of it written). In a turn of several, the PENDING runs ahead are read once,
@@ -183,21 +191,25 @@ class SqlRunStore(SqlReads):
         savepoint around both (4 statements)."""
         if len(asked) == 1:
             ((run, max_pending),) = asked
-            queued = self._submit_alone(run, max_pending)
+            queued = self._submit_alone(run, max_pending, made[0] if made else None)
             outcomes: list[Outcome[tuple[Run, bool]]] = [((queued, queued is run), None)]
         else:
             ahead: list[int] = []
             with self._submit_db() as db:
-                outcomes = [self._submit_counted(db, run, max_pending, ahead) for run, max_pending in asked]
+                inserts: Sequence[Insert | None] = made or [None] * len(asked)
+                outcomes = [
+                    self._submit_counted(db, run, max_pending, ahead, insert)
+                    for (run, max_pending), insert in zip(asked, inserts, strict=True)
+                ]
         if any([answer is not None and answer[1] for answer, _ in outcomes]):  # (a generator left: an exception)
             self._queued()
         return outcomes
 
-    def _submit_alone(self, run: Run, max_pending: int | None) -> Run:
+    def _submit_alone(self, run: Run, max_pending: int | None, made: Insert | None = None) -> Run:
         """A run alone in its turn submitted as :meth:`submit` submits it: ``run`` queued, or the active run of its
         key; QueueFull (nothing written) when ``max_pending`` runs are queued ahead of it."""
         with self._submit_db() as db:
-            return self._submit(db, run, max_pending)
+            return self._submit(db, run, max_pending, made)
 
     def _submit_db(self) -> AbstractContextManager[Any]:
         """The transaction of the submissions of one turn (:meth:`submit_all`'s): :meth:`_db`'s, unless a dialect's
@@ -205,7 +217,7 @@ class SqlRunStore(SqlReads):
         return self._db()
 
     def _submit_counted(
-        self, db: Any, run: Run, max_pending: int | None, ahead: list[int]
+        self, db: Any, run: Run, max_pending: int | None, ahead: list[int], made: Insert | None = None
     ) -> Outcome[tuple[Run, bool]]:
         """``run`` submitted in a turn of several, inside ``db``'s transaction: ``ahead`` holds the PENDING runs
         counted so far in it (empty until a bounded run reads them), one more for each run it queues."""
@@ -216,7 +228,7 @@ class SqlRunStore(SqlReads):
             if active is None:
                 return None, queue_full(ahead[0])
             return (active, False), None
-        queued = self._queue_unless_active(db, run)
+        queued = self._queue_unless_active(db, run, made)
         if queued is run and ahead and run.state == RunState.PENDING:
             ahead[0] += 1
         return (queued, queued is run), None

@@ -41,12 +41,11 @@ from nectar.registry.schema import (
     latest_of_key,
     param_marks,
     refuse_newer,
-    run_row,
     runs_by_key,
     statements,
     steps_table,
 )
-from nectar.registry.sql import FRESH_COLUMNS, fresh_row, new_run_insert
+from nectar.registry.sql import FRESH_COLUMNS, INSERT_FRESH, INSERT_NEW, Insert, new_run_insert
 from nectar.registry.sqlite_checkpoints import BACKSTOP_FRAMES, Checkpointer, opening, release
 from nectar.registry.triggers_sql import SqlTriggers
 from nectar.registry.turn_waits import TurnWaiter
@@ -272,6 +271,10 @@ def insert_bounded(columns: Sequence[str]) -> str:
 INSERT_BOUNDED = insert_bounded(RUN_COLUMNS)
 #: the same of a run that :func:`~nectar.registry.sql.fresh_row` writes (without the columns it has no value in)
 INSERT_FRESH_BOUNDED = insert_bounded(FRESH_COLUMNS)
+#: the bounded insert of each insert :func:`~nectar.registry.sql.new_run_insert` makes, of the same row
+BOUNDED = {INSERT_NEW: INSERT_BOUNDED, INSERT_FRESH: INSERT_FRESH_BOUNDED}
+#: a submission as this process's combiner takes it: the run, its bound, and its insert and row, made before the turn
+Submission = tuple[Run, int | None, Insert]
 #: None bound as NULL by the sqlite3 module's adapter for it, one look-up of its table: without one, each None (a new
 #: run has 13, each a column it has not yet: its start, its end, its error...) is adapted the way the module finds
 #: for a type it has none for, by asking the protocol for ``__adapt__`` and the value for ``__conform__``, the first
@@ -324,7 +327,7 @@ class Own:
     #: each thread's connection borrowed while it reads (``held``: a read inside a read uses the same)
     threads: threading.local = field(default_factory=threading.local)
     #: its threads' submissions written together (:mod:`nectar.registry.combine`)
-    combined: Combiner[tuple[Run, int | None], tuple[Run, bool]] | None = None
+    combined: Combiner[Submission, tuple[Run, bool]] | None = None
     #: its descriptor for the word that a run was queued, once made (:meth:`SQLiteRunStore._changes`)
     changes: tuple[SharedDescriptor | None] | None = None
     #: its descriptor that gives that word (:meth:`SQLiteRunStore._queued`), once opened
@@ -531,16 +534,28 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
 
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:
         """As every registry submits, but the submissions this process's threads make while another has the turn
-        are written together, in the next turn (:mod:`nectar.registry.combine`)."""
-        return self._combiner()((run, max_pending))
+        are written together, in the next turn (:mod:`nectar.registry.combine`), each one's insert and row made
+        before its thread asks for the turn (:func:`~nectar.registry.sql.new_run_insert`: the parameters' JSON, the
+        row's values), not in the turn, where the process's other writers and the other processes wait."""
+        return self._combiner()((run, max_pending, new_run_insert(run)))
 
-    def submit_all(self, asked: Sequence[tuple[Run, int | None]]) -> list[Outcome[tuple[Run, bool]]]:
+    def submit_all(
+        self, asked: Sequence[tuple[Run, int | None]], made: Sequence[Insert] | None = None
+    ) -> list[Outcome[tuple[Run, bool]]]:
         """As every registry writes them, in this process's turn at the file (the combiner's turns: the same, taken
-        once)."""
+        once), each run's insert and row made before the turn is taken."""
+        made = made or [new_run_insert(run) for run, _ in asked]
         with self._writing_turn():
-            return super().submit_all(asked)
+            return super().submit_all(asked, made)
 
-    def _submit_alone(self, run: Run, max_pending: int | None) -> Run:
+    def _submit_made(self, asked: Sequence[Submission]) -> list[Outcome[tuple[Run, bool]]]:
+        """The combiner's turn: :meth:`submit`'s runs, their inserts made, written as every registry writes them."""
+        if len(asked) == 1:  # (most turns: no list made of one)
+            ((run, bound, made),) = asked
+            return super().submit_all(((run, bound),), (made,))
+        return super().submit_all([(run, bound) for run, bound, _ in asked], [made for _, _, made in asked])
+
+    def _submit_alone(self, run: Run, max_pending: int | None, made: Insert | None = None) -> Run:
         """A run alone in its turn (the caller's: the fork gate entered, the writers' turn taken) in one statement, in
         autocommit (its own transaction, which takes SQLite's write lock as it begins, as ``BEGIN IMMEDIATE`` does):
         its insert, bounded by the count of PENDING runs it reads, where it was ``BEGIN IMMEDIATE``, the insert, a
@@ -550,24 +565,23 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         is written as every dialect writes it, in a transaction: a full queue refused there (nothing written), or an
         active run that ended meanwhile replaced."""
         db = self._writing()
+        insert, row = made = made or new_run_insert(run)
         if max_pending is None:
-            inserted = self._exec(db, *new_run_insert(run))
-        elif (fresh := fresh_row(run)) is not None:
-            inserted = self._exec(db, INSERT_FRESH_BOUNDED, (*fresh, max_pending))
+            inserted = self._exec(db, insert, row)
         else:
-            inserted = self._exec(db, INSERT_BOUNDED, (*run_row(run), max_pending))
+            inserted = self._exec(db, BOUNDED[insert], (*row, max_pending))
         if inserted.rowcount == 1:
             return run
         active = self._select(db, ACTIVE_OF_KEY, run.key)
         if active is not None:
             return active
-        return super()._submit_alone(run, max_pending)
+        return super()._submit_alone(run, max_pending, made)
 
-    def _combiner(self) -> Combiner[tuple[Run, int | None], tuple[Run, bool]]:
+    def _combiner(self) -> Combiner[Submission, tuple[Run, bool]]:
         own = self._own()  # a fork's copy may be mid-turn in a thread it does not have
         if own.combined is None:
             # its turns are taken once: the registry's own writes, not submit_all's, which takes them again
-            own.combined = Combiner(self._writing_turn, super().submit_all)
+            own.combined = Combiner(self._writing_turn, self._submit_made)
         return own.combined
 
     def _writing_turn(self) -> Turn:

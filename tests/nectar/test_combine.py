@@ -4,11 +4,12 @@ a turn that never comes fails every thread that awaited it, after which submissi
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import signal
 import sqlite3
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from nectar.errors import QueueFull
-from nectar.registry import Run, RunState, sqlite
+from nectar.registry import Run, RunState, schema, sql, sqlite
 from nectar.registry.schema import RUN_COLUMNS, run_row
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
@@ -90,6 +91,41 @@ def test_submissions_asked_while_another_process_writes_are_written_in_one_trans
     assert [future.result() for future in futures] == [(run, True) for run in made]  # each its own answer
     assert len(opened) == 1
     assert [runs.get(run.id) for run in made] == made and runs.queued() == THREADS
+
+
+def test_each_submission_makes_its_row_before_it_waits_for_the_turn(
+    runs: SQLiteRunStore, hold: Callable[[], subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's row (its parameters' JSON, its values in column order) is made by its own thread before it asks for the
+    turn, not in the turn, where the process's other writers and the other processes wait: with another process
+    holding the turn and every thread waiting for it, each row is made; once the turn comes, each run is written
+    with its own row (a run made by a schedule, with a value in a column a fresh run leaves NULL, among them), and
+    an identical run is answered the active run of its key."""
+    first = runs.submit(new_run(0))[0]
+    made_rows: list[str] = []
+    for module in (sql, schema):  # run_row's (schema) and fresh_row's (sql)
+        dumps: Callable[[Mapping[str, object]], str] = module.params_json
+
+        def counted(params: Mapping[str, object], dumps: Callable[[Mapping[str, object]], str] = dumps) -> str:
+            made_rows.append(str(params["n"]))
+            return dumps(params)
+
+        monkeypatch.setattr(module, "params_json", counted)
+    scheduled = dataclasses.replace(new_run(THREADS - 1), schedule_id="nightly", fire_time=1.0)
+    made = [new_run(0), *(new_run(n) for n in range(1, THREADS - 1)), scheduled]
+    holder = hold()
+    pool = ThreadPoolExecutor(THREADS)
+    try:
+        futures = [pool.submit(runs.submit, run, THREADS if n % 2 else None) for n, run in enumerate(made)]
+        wait_until(lambda: runs._combiner().waiting == THREADS, timeout=60)  # all asked, the turn still held
+        assert sorted(made_rows) == sorted(run.params["n"] for run in made)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        answers = [future.result(timeout=60) for future in futures]
+    finally:
+        pool.shutdown()
+    assert answers == [(first, False), *((run, True) for run in made[1:])]
+    assert [runs.get(run.id) for run in [first, *made[1:]]] == [first, *made[1:]] and runs.queued() == THREADS
 
 
 def test_a_turn_refuses_only_the_runs_past_the_bound_and_answers_an_identical_run_its_run(
