@@ -108,9 +108,10 @@ _suspects: dict[tuple[int, int, int], str] = {}
 #: freezes it with what the process holds: the first run that leaves it kept. Most of what the freeze takes out of
 #: sight is not the module (callgrind, ``PYTHONHASHSEED=0``, a served worker's reused cycles, medians: a chain that
 #: changes its module every other run, frozen once at 1 and its module let go, ``put_back`` 1,192 -> 978 k
-#: instructions a cycle, its collection 544 -> 296 k; at 2 it is never frozen and saves nothing), and a chain that
-#: keeps its module gains the same at 1 or 2 (collection 393 -> 143 k, 152 k at 2): waiting protects at most one
-#: module's memory once a process (~43 kB for the benchmarks' 9-class probe chain, tracemalloc), for ~250 k a cycle
+#: instructions a cycle, its collection 544 -> 296 k; at 2, 1,092 k and 382 k: a strict every-other-run changer is
+#: never frozen there, and saves nothing), and a chain that keeps its module gains the same at 1 or 2 (collection
+#: 393 -> 143 k, 152 k at 2): waiting protects at most one module's memory once a process (~43 kB for the benchmarks'
+#: 9-class probe chain, tracemalloc), for ~100-250 k a cycle
 FREEZE_AFTER = 1
 #: the note of the kept module seen after the last run (None: none) and the runs in a row it stayed kept through;
 #: whether :func:`out_of_sight` froze since the process was forked
