@@ -362,6 +362,7 @@ class Spares:
                 else:
                     _told = theirs if given[:1] == _TELL else None  # whether it says when its first step starts
                     code, clean = self._execute(given[1:], prepared)
+                    prepared = None  # the run's build let go: its cycles are garbage for put_back's collection
             except leases.WorkerGone:  # its worker died, its run (if it had one) not begun
                 given = None
                 leases.ignore_stops()
@@ -382,6 +383,7 @@ class Spares:
                 reuse.put_back(before)
                 reuse.drop_exit_callbacks()  # its runs', and its worker's: none runs in this process (os._exit)
                 reuse.look_for_open()  # once put back: the files of the log handlers its run added are closed
+                reuse.out_of_sight()  # once in its life, what it holds with a module kept: out of its collections
             if why is not None:  # its worker sees it die before it is ready again, as any spare (no backoff)
                 logger.info("attempt process %d exits after %d run(s): %s", os.getpid(), runs, why)
                 return code

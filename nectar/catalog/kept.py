@@ -286,6 +286,11 @@ def kept(path: str, code: types.CodeType) -> types.ModuleType | None:
     return _KEPT.module
 
 
+def snapshot() -> Snapshot | None:
+    """The note of the module this process keeps (None: none): the same object while the module is kept."""
+    return _KEPT
+
+
 def after_run() -> None:
     """After a run, in a process that takes another: the module kept is let go (the next run executes the chain
     anew) unless the run left it exactly as noted."""

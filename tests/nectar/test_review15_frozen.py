@@ -15,31 +15,10 @@ from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
+from tests.nectar.test_reuse_freeze import CHAIN
 from tests.nectar.test_spare import KEPT, ended, pid_of
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
-#: keepable (nectar.catalog.keepable): imports, a literal constant, a class of methods and parameters; a run given
-#: ``change`` rebinds a global, which lets the module go
-CHAIN = """
-import gc
-
-import luigi
-from nectar import NectarTask
-
-WORD = "fresh"
-
-
-class FrozenTask(NectarTask):
-    n = luigi.IntParameter()
-    change = luigi.BoolParameter(default=False)
-
-    def run(self):
-        frozen = gc.get_freeze_count()
-        if self.change:
-            globals()["WORD"] = "changed"
-        with self.output().open("w") as out:
-            out.write(f"{frozen}\\n")
-"""
 
 
 def test_a_process_whose_kept_module_a_run_let_go_keeps_what_it_shares_with_its_worker_frozen(
@@ -56,7 +35,7 @@ def test_a_process_whose_kept_module_a_run_let_go_keeps_what_it_shares_with_its_
         assert submission.run is not None
         run = ended(nectar, submission.run.id)
         assert run.state == RunState.DONE, run.error
-        runs.append((run, int(nectar.store.read_text(TargetKey.parse(run.key)))))
+        runs.append((run, int(nectar.store.read_text(TargetKey.parse(run.key)).split()[1])))  # its freeze count
         return runs[-1]
 
     fresh = one(False)[1]  # a fresh spare's first run: what it shares with its worker, frozen as it was forked
