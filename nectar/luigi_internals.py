@@ -978,6 +978,22 @@ def _merged(classes: Iterable[type]) -> dict[str, Any]:
     return found
 
 
+def as_given_to_luigi(cls: type[luigi.Task], params: Mapping[str, str]) -> dict[str, str]:
+    """The text of a task's parameters, ``params`` (its ``to_str_params``, its defaults written too), to make a task
+    of ``cls`` of (``from_str_params``) with the values luigi gives it: each parameter whose default is None (not an
+    Optional one: ``Parameter(default=None)``, ``IntParameter(default=None)``, luigi's own ``RangeBase.now``) and whose
+    text is what None is written as (``'None'``) left out, so that it takes its default, None, as under ``python -m
+    luigi``; parsed, that text is the string ``'None'``, or no int at all. (A value given as the text ``'None'`` to
+    such a parameter is None so: the text tells the two apart no more.)"""
+    given = dict(params)
+    if "None" not in given.values():  # a dict's values looked through in C: the common case costs no walk
+        return given
+    for name, param in task_params(cls):
+        if given.get(name) == "None" and param._default is None and param.serialize(None) == "None":
+            del given[name]
+    return given
+
+
 def task_params(cls: type[luigi.Task]) -> list[tuple[str, luigi.Parameter]]:
     """luigi's ``Task.get_params()`` of ``cls`` (its parameters, by name, in the order they were made), without
     luigi's ``getattr`` of each name ``dir(cls)`` lists (~150 for a task class: ~340,000 instructions a class made

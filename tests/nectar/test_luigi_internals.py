@@ -1736,6 +1736,28 @@ def test_luigis_worker_adds_each_task_through_add_with_its_complete_answer_and_t
         assert noted.error is None and noted.trace.endswith("must be boolean (was 'yes')"), noted.trace
 
 
+def test_a_parameter_defaulting_to_none_written_none_is_left_to_its_default_as_luigi_gives_it(probes: str) -> None:
+    """luigi writes a None default ``'None'`` (``to_str_params``) and parses that back as text (``from_str_params``):
+    :func:`~nectar.luigi_internals.as_given_to_luigi` leaves such a parameter out (luigi's ``Parameter._default``),
+    not an Optional one (it writes None ``''``), nor one given another value, nor one without a default."""
+    none: Any = None  # luigi's stubs type IntParameter's default as an int: users give it None all the same
+    made: Any = probe(
+        "SeamNoneDefaults",
+        label=luigi.Parameter(default=none),
+        limit=luigi.IntParameter(default=none),
+        maybe=luigi.OptionalParameter(default=none),
+        given=luigi.IntParameter(default=none),
+        needed=luigi.Parameter(),
+    )
+    written = made(needed="None", given=3).to_str_params()
+    assert written == {"label": "None", "limit": "None", "maybe": "", "given": "3", "needed": "None"}, written
+    with pytest.raises(ValueError):
+        made.from_str_params(written)  # int('None')
+    again = made.from_str_params(nectar.luigi_internals.as_given_to_luigi(made, written))
+    assert (again.label, again.limit, again.maybe, again.given, again.needed) == (None, None, None, 3, "None")
+    assert again.task_id == made(needed="None", given=3).task_id
+
+
 def test_luigis_event_handlers_and_namespaces_are_kept_where_the_seam_forgets_them(probes: str) -> None:
     """``Task.event_handler`` registers in ``Task._event_callbacks`` (by class, by event, a set), which
     :func:`~nectar.luigi_internals.forget_event_handlers` replaces; ``luigi.namespace`` sets the dict
