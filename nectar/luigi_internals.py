@@ -1971,15 +1971,35 @@ class CompleteError:
 _luigi_check_complete_cached: Callable[..., Any] = luigi.worker.check_complete_cached
 
 
+#: what is done before luigi's worker asks a task's ``complete()`` (its answer passed to ``after``), and after it
+#: answered (whether it said True): :func:`around_complete_asks`
+_around_ask: tuple[Callable[[luigi.Task], Any], Callable[[luigi.Task, Any, bool], None]] | None = None
+
+
+def around_complete_asks(before: Callable[[luigi.Task], Any], after: Callable[[luigi.Task, Any, bool], None]) -> None:
+    """From now on in this process, ``before(task)`` is called as luigi's worker is about to ask ``task``'s
+    ``complete()``, and ``after(task, what before answered, whether complete() said True)`` once it answered (or
+    raised: False); no frame of theirs is in a traceback of what ``complete()`` raised."""
+    global _around_ask
+    _around_ask = (before, after)
+
+
 def _check_complete_noted(task: luigi.Task, completion_cache: Any = None) -> Any:
     """luigi's ``check_complete_cached``, the exception a task's ``complete()`` raised kept on the task
-    (:func:`complete_error`) and raised on without this frame (luigi's text of its traceback is luigi's own)."""
+    (:func:`complete_error`) and raised on without this frame (luigi's text of its traceback is luigi's own); what
+    :func:`around_complete_asks` set done around it."""
+    around = _around_ask
+    held = around[0](task) if around is not None else None
+    answer: Any = False
     try:
         answer = _luigi_check_complete_cached(task, completion_cache)
     except Exception as exc:
         without_own_frame(exc)
         task.__dict__[_COMPLETE_ERROR] = CompleteError(exc)
         raise
+    finally:
+        if around is not None:
+            around[1](task, held, answer is True)
     if _COMPLETE_ERROR in task.__dict__:
         del task.__dict__[_COMPLETE_ERROR]
     return answer

@@ -40,6 +40,7 @@ from nectar.logs.capture import open_log, redirect_output
 from nectar.luigi_internals import (
     Inherited,
     ReadOnceRegister,
+    around_complete_asks,
     batched_params,
     hold_class_shape,
     luigi_get_params,
@@ -647,8 +648,8 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
             key = log_key(self)
             if key is None:  # a task of no chain: nothing to record it under
                 return (yield from run(self, *args, **kwargs))
-            with step_locks.held(key.folder):
-                if step_locks.made_meanwhile(self):
+            with step_locks.held(key.folder) as lock:
+                if step_locks.made_meanwhile(self, lock):
                     return None
                 recording = _Recording(self, key)
                 recording.start()
@@ -665,7 +666,11 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
                             except BaseException as exc:
                                 _report(without_own_frame(exc))  # as luigi sees a run's failure
                                 raise
-                        sent = yield dependency
+                        try:
+                            sent = yield dependency
+                        except GeneratorExit:  # left by luigi for its undone dependencies: run again after them
+                            step_locks.left_undone(self, lock)
+                            raise
                 finally:
                     recording.finish()
 
@@ -677,8 +682,8 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
         key = log_key(self)
         if getattr(self, "_nectar_recording", False) or key is None:  # super().run() of a recorded run; no chain
             return run(self, *args, **kwargs)
-        with step_locks.held(key.folder):
-            if step_locks.made_meanwhile(self):
+        with step_locks.held(key.folder) as lock:
+            if step_locks.made_meanwhile(self, lock):
                 return None
             recording = _Recording(self, key)
             recording.start()
@@ -756,3 +761,15 @@ def record_every_task() -> None:
     """From now on in this process, every task of a chain luigi runs has its params.txt and logs
     recorded, a plain luigi task as a NectarTask (an attempt's process calls it once)."""
     on_start("recording", _record_run)
+
+
+def _before_ask(task: luigi.Task) -> tuple[int, Path] | None:
+    """Before luigi's worker asks ``task``'s ``complete()``: in a local build, the lock of its step taken if it is
+    free (:func:`.step_locks.ask_held`), that a step's run asks no more often than luigi does."""
+    if not step_locks.local():
+        return None
+    key = log_key(task)
+    return step_locks.ask_held(key.folder) if key is not None else None
+
+
+around_complete_asks(_before_ask, step_locks.ask_ended)

@@ -94,6 +94,21 @@ class BrokenStepTask(Counted):
         raise RuntimeError("complete() broke")
 
 
+class ThereTask(Counted):  # its file made before each run: complete
+    pass
+
+
+class TopTask(Counted):
+    def requires(self):
+        return [ThereTask(n=self.n), Counted(n=self.n)]
+
+
+class DynamicTask(Counted):
+    def run(self):
+        yield Counted(n=self.n)
+        super().run()
+
+
 class RequiringTask(Counted):
     def requires(self):
         with open(os.path.join(os.environ["PLAIN62_OUT"], f"requires-{self.n}"), "a") as out:
@@ -130,7 +145,8 @@ class Plain(NamedTuple):
     (``PLAIN62_OUT``, where the tasks note each ask), its chain writer and worker starter."""
 
     settings: Settings
-    luigid: str
+    #: luigid's URL (None: luigi's local scheduler, ``--local-scheduler`` and a worker without luigid)
+    luigid: str | None
     out: Path
     write_chain: Callable[[str, str], Path]
     start_worker: StartWorker
@@ -147,11 +163,12 @@ class Plain(NamedTuple):
         config = self.out / "luigi.cfg"
         config.write_text(project.read_text().replace(f"[{section}]\n", f"[{section}]\n{lines}"))
         env = {**os.environ, "PYTHONPATH": str(path.parent), "LUIGI_CONFIG_PATH": str(config), **lifeline_env()}
-        argv = [sys.executable, "-m", "luigi", "--module", chain, task, "--n", "0", "--scheduler-url"]
-        if build:
-            argv = [sys.executable, "-c", BUILD, chain, task, "0"]
+        argv = [sys.executable, "-m", "luigi", "--module", chain, task, "--n", "0"]
+        scheduler = ["--local-scheduler"] if self.luigid is None else ["--scheduler-url", self.luigid]
+        if build:  # luigi.build's program takes luigid's URL alone (a local scheduler: not built so here)
+            argv, scheduler = [sys.executable, "-c", BUILD, chain, task, "0"], scheduler[1:]
         done = subprocess.run(
-            [*argv, self.luigid, *flags], env=env, cwd=path.parent, capture_output=True, text=True, timeout=120
+            [*argv, *scheduler, *flags], env=env, cwd=path.parent, capture_output=True, text=True, timeout=120
         )
         served = self.settings.replace(
             scheduler_url=self.luigid, luigi_config=config, spare_idle=KEPT, retries=0, retry_delay=0
@@ -218,3 +235,19 @@ def asked(out: Path, n: int, file: str = "complete") -> Counter[str]:
     path = out / f"{file}-{n}"
     lines = path.read_text().splitlines() if path.exists() else []
     return Counter(family for pid, family in map(str.split, lines) if int(pid) != os.getpid())
+
+
+@pytest.mark.parametrize("task", ["TopTask", "DynamicTask"])
+def test_a_local_build_asks_each_complete_as_often_as_luigi(plain: Plain, task: str) -> None:
+    """Without luigid (luigi's local scheduler; the service's steps under their locks, :mod:`nectar.step_locks`):
+    each task's ``complete()`` asked by the attempt as often as by ``python -m luigi --local-scheduler``, for a task
+    with a dependency done and one undone, and one with a dynamic dependency; the step's lock, taken as luigi asks,
+    says whether a run made the step since (``tests/nectar/test_step_locks*``: two runs never both make it)."""
+    for n in range(5):
+        (plain.out / f"ThereTask-{n}").write_text("there\n")
+    told, runs = plain._replace(luigid=None).luigi_then_served("local_chain", "worker", "", task)
+    expected = asked(plain.out, 0)
+    assert expected[task] >= 1 and (plain.out / f"{task}-0").exists(), told
+    for n, run in runs:
+        assert run.state == RunState.DONE, run
+        assert asked(plain.out, n) == expected, (run.worker, expected)
