@@ -107,6 +107,7 @@ from luigi.execution_summary import (
     _tasks_status,
 )
 from luigi.parameter import Parameter, ParameterVisibility
+from luigi.parameter import _no_value as _NO_VALUE
 from luigi.scheduler import WORKER_STATE_ACTIVE
 from luigi.setup_logging import InterfaceLogging
 from luigi.task import (
@@ -980,17 +981,22 @@ def _merged(classes: Iterable[type]) -> dict[str, Any]:
 
 def as_given_to_luigi(cls: type[luigi.Task], params: Mapping[str, str]) -> dict[str, str]:
     """The text of a task's parameters, ``params`` (its ``to_str_params``, its defaults written too), to make a task
-    of ``cls`` of (``from_str_params``) with the values luigi gives it: each parameter whose default is None (not an
-    Optional one: ``Parameter(default=None)``, ``IntParameter(default=None)``, luigi's own ``RangeBase.now``) and whose
-    text is what None is written as (``'None'``) left out, so that it takes its default, None, as under ``python -m
-    luigi``; parsed, that text is the string ``'None'``, or no int at all. (A value given as the text ``'None'`` to
-    such a parameter is None so: the text tells the two apart no more.)"""
+    of ``cls`` of (``from_str_params``) with the values luigi gives it: each parameter whose text is what its default
+    is written as left out, so that it takes its default itself, as under ``python -m luigi``. Parsed, that text is
+    not always the default: None is written ``'None'`` (parsed, the string ``'None'``, or no int at all), a
+    ``FloatParameter``'s default 1 ``'1'`` (parsed, 1.0, which writes ``'1.0'``: another output), a ``Parameter``'s
+    default 5 ``'5'`` (parsed, the string). (A value given as its default's text is its default so: the text tells
+    the two apart no more; and a default luigi.cfg sets for the class is read as the task is made, as under luigi.)"""
     given = dict(params)
-    if "None" not in given.values():  # a dict's values looked through in C: the common case costs no walk
-        return given
-    for name, param in task_params(cls):
-        if given.get(name) == "None" and param._default is None and param.serialize(None) == "None":
-            del given[name]
+    for name, text in params.items():
+        param = getattr(cls, name, None)  # luigi's parameters are the class's attributes: no walk of them all
+        if not isinstance(param, Parameter) or param._default is _NO_VALUE:
+            continue
+        try:
+            if text == param.serialize(param._default):
+                del given[name]
+        except Exception:  # a default its parameter cannot write: its text is left to its parsing
+            continue
     return given
 
 

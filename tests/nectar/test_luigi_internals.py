@@ -1736,10 +1736,11 @@ def test_luigis_worker_adds_each_task_through_add_with_its_complete_answer_and_t
         assert noted.error is None and noted.trace.endswith("must be boolean (was 'yes')"), noted.trace
 
 
-def test_a_parameter_defaulting_to_none_written_none_is_left_to_its_default_as_luigi_gives_it(probes: str) -> None:
-    """luigi writes a None default ``'None'`` (``to_str_params``) and parses that back as text (``from_str_params``):
-    :func:`~nectar.luigi_internals.as_given_to_luigi` leaves such a parameter out (luigi's ``Parameter._default``),
-    not an Optional one (it writes None ``''``), nor one given another value, nor one without a default."""
+def test_a_parameter_written_as_its_default_is_left_to_its_default_as_luigi_gives_it(probes: str) -> None:
+    """luigi writes a None default ``'None'`` (``to_str_params``) and parses that back as text (``from_str_params``),
+    a FloatParameter's default 1 ``'1'`` (parsed, 1.0): :func:`~nectar.luigi_internals.as_given_to_luigi` leaves each
+    parameter written as its default (luigi's ``Parameter._default``) out, not one given another value, nor one
+    without a default."""
     none: Any = None  # luigi's stubs type IntParameter's default as an int: users give it None all the same
     made: Any = probe(
         "SeamNoneDefaults",
@@ -1748,13 +1749,17 @@ def test_a_parameter_defaulting_to_none_written_none_is_left_to_its_default_as_l
         maybe=luigi.OptionalParameter(default=none),
         given=luigi.IntParameter(default=none),
         needed=luigi.Parameter(),
+        ratio=luigi.FloatParameter(default=1),
     )
     written = made(needed="None", given=3).to_str_params()
-    assert written == {"label": "None", "limit": "None", "maybe": "", "given": "3", "needed": "None"}, written
+    assert written == {
+        **{"label": "None", "limit": "None", "maybe": "", "given": "3", "needed": "None", "ratio": "1"}
+    }, written
     with pytest.raises(ValueError):
         made.from_str_params(written)  # int('None')
     again = made.from_str_params(nectar.luigi_internals.as_given_to_luigi(made, written))
-    assert (again.label, again.limit, again.maybe, again.given, again.needed) == (None, None, None, 3, "None")
+    values = (again.label, again.limit, again.maybe, again.given, again.needed, again.ratio)
+    assert values == (None, None, None, 3, "None", 1) and type(again.ratio) is int, values  # luigi's: the default
     assert again.task_id == made(needed="None", given=3).task_id
 
 
