@@ -7,19 +7,16 @@ then writes its text files in the encoding the locale says (``open()``'s default
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from harness import lifeline_env
 from nectar.registry import Run, RunState
 from tests.conftest import wait_until
 from tests.nectar.test_reuse import reused
 from tests.nectar.test_review15_luigid_view import Served, served  # noqa: F401 (a fixture)
+from tests.nectar.test_review16_none_default import under_luigi
 from tests.nectar.test_spare import ended, pid_of
 
 CHAIN = """
@@ -59,13 +56,8 @@ def test_a_locale_one_run_set_is_not_the_next_runs_in_its_reused_process(
     tmp_path: Path,
 ) -> None:
     chain = write_chain("review15/locale_chain", CHAIN)
-    env = {**os.environ, "PYTHONPATH": str(chain.parent), **lifeline_env()}
-    env.pop("LUIGI_CONFIG_PATH", None)
-    argv = [sys.executable, "-m", "luigi", "--module", chain.stem, "WriterTask", "--n", "0"]
-    done = subprocess.run(
-        [*argv, "--scheduler-url", served.luigid], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert (tmp_path / "seen-0").exists(), done.stdout + done.stderr
+    said = under_luigi(chain, served.luigid, "WriterTask", {"n": "0"})
+    assert (tmp_path / "seen-0").exists(), said
     expected = json.loads((tmp_path / "seen-0").read_text().splitlines()[0])
     pairs: list[tuple[Run, Run]] = []
 
