@@ -981,22 +981,26 @@ def _merged(classes: Iterable[type]) -> dict[str, Any]:
 
 def as_given_to_luigi(cls: type[luigi.Task], params: Mapping[str, str]) -> dict[str, str]:
     """The text of a task's parameters, ``params`` (its ``to_str_params``, its defaults written too), to make a task
-    of ``cls`` of (``from_str_params``) with the values luigi gives it: each parameter whose text is what its default
-    is written as left out, so that it takes its default itself, as under ``python -m luigi``. Parsed, that text is
-    not always the default: None is written ``'None'`` (parsed, the string ``'None'``, or no int at all), a
-    ``FloatParameter``'s default 1 ``'1'`` (parsed, 1.0, which writes ``'1.0'``: another output), a ``Parameter``'s
-    default 5 ``'5'`` (parsed, the string). (A value given as its default's text is its default so: the text tells
-    the two apart no more; and a default luigi.cfg sets for the class is read as the task is made, as under luigi.)"""
+    of ``cls`` of (``from_str_params``) with the values luigi gives it: each parameter whose text is what luigi would
+    give it without it (``Parameter.task_value``: luigi.cfg's ``[<family>] <name>``, else its default) left out, so
+    that it takes that value itself, as under ``python -m luigi``. Parsed, that text is not always the value: None is
+    written ``'None'`` (parsed, the string ``'None'``, or no int at all), a ``FloatParameter``'s default 1 ``'1'``
+    (parsed, 1.0, which writes ``'1.0'``: another output), a ``Parameter``'s default 5 ``'5'`` (parsed, the string).
+    A value given as what luigi would give it anyway is that value so: the text tells the two apart no more."""
     given = dict(params)
     for name, text in params.items():
         param = getattr(cls, name, None)  # luigi's parameters are the class's attributes: no walk of them all
         if not isinstance(param, Parameter) or param._default is _NO_VALUE:
             continue
         try:
-            if text == param.serialize(param._default):
-                del given[name]
-        except Exception:  # a default its parameter cannot write: its text is left to its parsing
+            if text != param.serialize(param._default):  # not its code's default: luigi parses luigi.cfg's alike
+                continue
+            family = cls.get_task_family()  # luigi.cfg's own value for it, if it sets one (~60k instructions: asked
+            if (configured(family) or param._config_path) and text != param.serialize(param.task_value(family, name)):
+                continue  # only where the class has a section, or the parameter a section of its own)
+        except Exception:  # a value it cannot write: parsed
             continue
+        del given[name]
     return given
 
 
