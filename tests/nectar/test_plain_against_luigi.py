@@ -157,7 +157,7 @@ class Plain(NamedTuple):
         """``task`` (``n`` 0) of ``plain62/<chain>`` (:data:`CHAIN`) run by ``python -m luigi`` (or, if ``build``, by
         ``luigi.build``, as a program calls it) with the project's luigi.cfg, ``lines`` first in its ``section``, and
         luigid; what it printed; then by a worker with ``n`` 1-4 and the same luigi.cfg, each run ended, the last
-        ones in a reused process."""
+        ones in a reused process, the chain file changed before the third (a hot reload)."""
         path = self.write_chain(f"plain62/{chain}", CHAIN)
         project = Path(__file__).resolve().parents[2] / "configuration" / "luigi.cfg"
         config = self.out / "luigi.cfg"
@@ -177,6 +177,8 @@ class Plain(NamedTuple):
         self.start_worker(served, workers=1)
         runs = []
         for n in range(1, 5):
+            if n == 3:  # a hot reload: the chain file changed, executed anew (in a reused process too)
+                self.write_chain(f"plain62/{chain}", CHAIN + "\n# changed\n")
             submission = nectar.submit("plain62", chain, task, {"n": n})
             assert submission.run is not None
             runs.append((n, ended(nectar, submission.run.id)))
