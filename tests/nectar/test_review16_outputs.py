@@ -1,0 +1,47 @@
+"""review16 (round 62): the outputs a status lists for a plain luigi task (``nectar/outputs.py``: its ``output()``,
+made again from the run's parameters) are the targets luigi's task names, the files its run made. They are made
+from the run's ``to_str_params`` text, defaults included, read back by ``from_str_params`` (``outputs.py:111``): a
+default whose text reads back as another value names another file (``ratio-<n>-1.0`` for ``FloatParameter(default=1)``,
+where luigi's task and, with wt62-plain's ``as_given_to_luigi``, the worker's make ``ratio-<n>-1``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nectar.keys import TargetKey
+from nectar.outputs import status_outputs
+from nectar.registry import RunState
+from tests.nectar.test_review15_luigid_view import Served, served  # noqa: F401 (a fixture)
+from tests.nectar.test_review16_defaults import CHAIN
+from tests.nectar.test_review16_none_default import under_luigi
+from tests.nectar.test_spare import ended
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review16 for the lead (main, and wt62-plain, whose as_given_to_luigi outputs.py does not use): "
+    "nectar/outputs.py:111 makes the task from the run's text with from_str_params: RatioTask's status lists "
+    "ratio-<n>-1.0, SizeTask's size-<n>-'5', where luigi's task names ratio-<n>-1 and size-<n>-5",
+)
+@pytest.mark.parametrize("task", ["RatioTask", "SizeTask"])
+def test_a_status_lists_the_targets_luigis_task_names(
+    served: Served,  # noqa: F811 (the fixture)
+    write_chain: Callable[[str, str], Path],
+    task: str,
+) -> None:
+    base, out = {"RatioTask": 500, "SizeTask": 600}[task], Path(os.environ["REVIEW15_OUT"])
+    said = under_luigi(write_chain("review15/default_chain", CHAIN), served.luigid, task, {"n": str(base)})
+    named = sorted(path.name.replace(str(base), "<n>") for path in out.glob(f"*-{base}-*"))
+    assert len(named) == 1, said
+    submission = served.nectar.submit("review15", "default_chain", task, {"n": base + 1})
+    assert submission.run is not None
+    run = ended(served.nectar, submission.run.id)
+    assert run.state == RunState.DONE, run.error
+    status = served.nectar.status(TargetKey.parse(run.key))
+    cls = served.nectar.task("review15", "default_chain", task).cls
+    listed = status_outputs(status, cls, served.nectar.store, served.nectar.settings)
+    assert [Path(output.target).name.replace(str(base + 1), "<n>") for output in listed] == named, listed
