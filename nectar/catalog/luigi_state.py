@@ -33,6 +33,7 @@ import contextlib
 import importlib.abc
 import importlib.machinery
 import sys
+import threading
 import types
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -51,9 +52,22 @@ _OPTIONS: dict[str, dict[tuple[str | None, str], str | None]] = {}
 #: by chain module: each section of luigi's configuration that its executions made or removed in this process,
 #: whether it was there before the first such change
 _SECTIONS: dict[str, dict[str, bool]] = {}
-#: luigi's configuration as it was before each chain module's execution under way (the outermost first): a chain
-#: module executed within another's (:class:`_ChainImports`) changes those before it as it ends (:func:`_absorbed`)
-_BEFORE: list[Parsed] = []
+
+
+class _Executing(threading.local):
+    """This thread's chain module executions under way: luigi's configuration as it was before each (the outermost
+    first). A chain module executed within another's (:class:`_ChainImports`) changes those before it as it ends
+    (:func:`_absorbed`)."""
+
+    def __init__(self) -> None:
+        self.before: list[Parsed] = []
+
+
+_EXECUTING = _Executing()
+#: how many chain module executions are under way in this process, in any thread: :data:`_IMPORTS` is first on
+#: ``sys.meta_path`` while any is (:func:`_imports_watched`)
+_WATCHING = [0]
+_WATCHING_LOCK = threading.Lock()
 #: the names of chain modules: ``chains.<type>.<chain>`` (:func:`nectar.task.chain_module`)
 _CHAINS = "chains."
 
@@ -79,21 +93,21 @@ def executed_anew(name: str) -> Iterator[None]:
     namespaces = task_namespaces()
     others = {scope: namespace for scope, namespace in namespaces.items() if not _own(scope, name)}
     before = parsed(config)
-    _BEFORE.append(before)
-    imports = _imports_watched()
+    executing = _EXECUTING.before
+    executing.append(before)
+    _imports_watched(1)
     try:
         yield
     finally:
-        _BEFORE.pop()
-        if imports:
-            sys.meta_path.remove(_IMPORTS)
+        executing.pop()
+        _imports_watched(-1)
         for scope in [scope for scope in namespaces if not _own(scope, name) and scope not in others]:
             del namespaces[scope]
         namespaces.update(others)
         if not parsed_as(config, before):  # compared in place, copied only if changed
             after = parsed(config)
             _note_changed(name, before, after)
-            for outer in _BEFORE:  # an importer's execution under way: what this one set is not the importer's
+            for outer in executing:  # an importer's execution under way: what this one set is not the importer's
                 _absorbed(outer, before, after)
 
 
@@ -199,9 +213,12 @@ class _ExecutedAnew(importlib.abc.Loader):
 _IMPORTS = _ChainImports()
 
 
-def _imports_watched() -> bool:
-    """:data:`_IMPORTS` put first on ``sys.meta_path`` if it is not there; whether it was put (and is to be removed)."""
-    if _IMPORTS in sys.meta_path:
-        return False
-    sys.meta_path.insert(0, _IMPORTS)
-    return True
+def _imports_watched(change: int) -> None:
+    """One chain module execution more (``change`` 1) or fewer (-1) under way: :data:`_IMPORTS` put first on
+    ``sys.meta_path`` as the first begins, taken off as the last ends."""
+    with _WATCHING_LOCK:
+        _WATCHING[0] += change
+        if _WATCHING[0] == 0 and _IMPORTS in sys.meta_path:
+            sys.meta_path.remove(_IMPORTS)
+        elif _WATCHING[0] > 0 and _IMPORTS not in sys.meta_path:
+            sys.meta_path.insert(0, _IMPORTS)
