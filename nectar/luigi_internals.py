@@ -1986,12 +1986,16 @@ _luigi_check_complete_cached: Callable[..., Any] = luigi.worker.check_complete_c
 _around_ask: tuple[Callable[[luigi.Task], Any], Callable[[luigi.Task, Any, bool], None]] | None = None
 
 
-def around_complete_asks(before: Callable[[luigi.Task], Any], after: Callable[[luigi.Task, Any, bool], None]) -> None:
-    """From now on in this process, ``before(task)`` is called as luigi's worker is about to ask ``task``'s
-    ``complete()``, and ``after(task, what before answered, whether complete() said True)`` once it answered (or
-    raised: False); no frame of theirs is in a traceback of what ``complete()`` raised."""
+def around_complete_asks(
+    around: tuple[Callable[[luigi.Task], Any], Callable[[luigi.Task, Any, bool], None]] | None,
+) -> tuple[Callable[[luigi.Task], Any], Callable[[luigi.Task, Any, bool], None]] | None:
+    """From now on in this process (until set again), with ``around`` as ``(before, after)``: ``before(task)`` called
+    as luigi's worker is about to ask ``task``'s ``complete()``, and ``after(task, what before answered, whether
+    complete() said True)`` once it answered (or raised: False); no frame of theirs is in a traceback of what
+    ``complete()`` raised. None: nothing done around the asks. What was set before."""
     global _around_ask
-    _around_ask = (before, after)
+    was, _around_ask = _around_ask, around
+    return was
 
 
 def _check_complete_noted(task: luigi.Task, completion_cache: Any = None) -> Any:

@@ -39,10 +39,12 @@ import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import luigi
+
+from nectar.luigi_internals import around_complete_asks
 
 logger = logging.getLogger(__name__)
 #: the folder of the step locks of the builds of this process (and of the step processes it forks) that use luigi's
@@ -60,18 +62,32 @@ _tokened: set[int] = set()
 @contextlib.contextmanager
 def local_builds(data_dir: Path) -> Iterator[None]:
     """Within it, this process's steps (and those of the processes it forks) run under their locks (:func:`held`),
-    kept in ``<data_dir>/step-locks``."""
+    kept in ``<data_dir>/step-locks``, and luigi's worker asks a step's ``complete()`` holding its lock if it is free
+    (:func:`ask_held`, :func:`ask_ended`; nothing done around the asks outside a local build)."""
     global _folder
     before, _folder = _folder, data_dir / "step-locks"
+    asks = around_complete_asks((_ask_held_for, ask_ended))
     try:
         yield
     finally:
         _folder = before
+        around_complete_asks(asks)
 
 
-def local() -> bool:
-    """Whether this process's steps run under their locks (:func:`local_builds`)."""
-    return _folder is not None
+#: the folder of a task's step (None: a task with no step here), as :func:`steps_found_by` was told
+_folder_of: Callable[[luigi.Task], str | None] | None = None
+
+
+def steps_found_by(folder_of: Callable[[luigi.Task], str | None]) -> None:
+    """From now on in this process, ``folder_of(task)`` is the folder of ``task``'s step (None if it has none here):
+    its lock's name."""
+    global _folder_of
+    _folder_of = folder_of
+
+
+def _ask_held_for(task: luigi.Task) -> tuple[int, Path] | None:
+    folder = _folder_of(task) if _folder_of is not None else None
+    return ask_held(folder) if folder is not None else None
 
 
 def _name(folder: Path, folder_key: str) -> Path:

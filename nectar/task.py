@@ -40,7 +40,6 @@ from nectar.logs.capture import open_log, redirect_output
 from nectar.luigi_internals import (
     Inherited,
     ReadOnceRegister,
-    around_complete_asks,
     batched_params,
     hold_class_shape,
     luigi_get_params,
@@ -763,13 +762,10 @@ def record_every_task() -> None:
     on_start("recording", _record_run)
 
 
-def _before_ask(task: luigi.Task) -> tuple[int, Path] | None:
-    """Before luigi's worker asks ``task``'s ``complete()``: in a local build, the lock of its step taken if it is
-    free (:func:`.step_locks.ask_held`), that a step's run asks no more often than luigi does."""
-    if not step_locks.local():
-        return None
+def _step_folder(task: luigi.Task) -> str | None:
+    """The folder of ``task``'s step (its lock's name, :mod:`nectar.step_locks`); None for a task with no step here."""
     key = log_key(task)
-    return step_locks.ask_held(key.folder) if key is not None else None
+    return key.folder if key is not None else None
 
 
-around_complete_asks(_before_ask, step_locks.ask_ended)
+step_locks.steps_found_by(_step_folder)
