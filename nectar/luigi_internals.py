@@ -18,8 +18,8 @@ fails loudly, naming the name, when a release changes one of them under us:
   settings given ready-made: its ``__init__`` reads the names ``worker`` and ``multiprocessing`` of ``luigi.worker``
   (:func:`_worker_made_with`), its ``__init__`` and ``_generate_worker_info`` the names ``getpass`` and ``socket``,
   its ``__init__`` the name ``signal`` (its SIGUSR1 handler, ``handle_interrupt``) (:func:`_described_once`), and
-  ``execution_summary._summary_dict`` (:func:`tasks_by_outcome`), its ``_add_task_history`` read as that summary reads
-  it for its DONE tasks (:func:`done_in_build`),
+  ``execution_summary._summary_dict`` (:attr:`RunResult.tasks_by_outcome`), its ``_add_task_history`` read as that
+  summary reads it for its DONE tasks (:func:`done_in_build`),
   ``_summary_format``, ``_summary_wrap``, ``_tasks_status`` and ``_create_one_line_summary`` (:class:`RunResult`);
 - ``Parameter._is_batchable``, whether a parameter batches (:func:`batched_params`);
 - ``Worker._purge_children``, not run where no step's process is started, and ``Worker._log_remote_tasks``, not run
@@ -107,6 +107,7 @@ from luigi.execution_summary import (
     _tasks_status,
 )
 from luigi.parameter import Parameter, ParameterVisibility
+from luigi.parameter import _no_value as _NO_VALUE
 from luigi.scheduler import WORKER_STATE_ACTIVE
 from luigi.setup_logging import InterfaceLogging
 from luigi.task import (
@@ -578,6 +579,12 @@ class Worker(luigi.worker.Worker):
         else:
             super()._add_worker()
 
+    def _add(self, task: luigi.Task, is_complete: Any) -> Any:
+        """luigi's, what ``task``'s ``complete()`` raised (luigi's text of it) noted on the task first
+        (:func:`complete_error`): asked in a process of luigi's scheduling pool, that text is all that comes back."""
+        _noted_as_added(task, is_complete)
+        return super()._add(task, is_complete)
+
     def _add_task(self, *args: Any, **kwargs: Any) -> None:
         if kwargs.get("status") == FAILED:  # of a task interrupted: whoever interrupted it tells luigid what counts
             task = self._scheduled_tasks.get(kwargs.get("task_id", ""))
@@ -776,17 +783,19 @@ class RunResult(LuigiRunResult):
         self.scheduling_succeeded = worker_add_run_status
 
     @functools.cached_property
-    def _summary(self) -> dict[str, Any]:
-        summary: dict[str, Any] = _summary_dict(self.worker)
-        return summary
+    def tasks_by_outcome(self) -> dict[str, set[luigi.Task]]:
+        """The tasks of the build by what came of them, as luigi's summary groups them (``completed``,
+        ``already_done``, ``failed``, ``run_by_other_worker``, ``not_run``...): made once, as luigi makes its summary
+        once a build (its walk of each still pending task's ``requires()`` with it), whatever reads it."""
+        return tasks_by_outcome(self.worker)
 
     @functools.cached_property
     def summary_text(self) -> str:
-        return str(_summary_wrap(_summary_format(self._summary, self.worker)))
+        return str(_summary_wrap(_summary_format(self.tasks_by_outcome, self.worker)))
 
     @functools.cached_property
     def status(self) -> LuigiStatusCode:
-        status: LuigiStatusCode = _tasks_status(self._summary)
+        status: LuigiStatusCode = _tasks_status(self.tasks_by_outcome)
         return status
 
     @functools.cached_property
@@ -968,6 +977,31 @@ def _merged(classes: Iterable[type]) -> dict[str, Any]:
     for kind in classes:
         found.update(vars(kind).copy())  # a dict: merged in C, where a mapping proxy's items are each looked up
     return found
+
+
+def as_given_to_luigi(cls: type[luigi.Task], params: Mapping[str, str]) -> dict[str, str]:
+    """The text of a task's parameters, ``params`` (its ``to_str_params``, its defaults written too), to make a task
+    of ``cls`` of (``from_str_params``) with the values luigi gives it: each parameter whose text is what luigi would
+    give it without it (``Parameter.task_value``: luigi.cfg's ``[<family>] <name>``, else its default) left out, so
+    that it takes that value itself, as under ``python -m luigi``. Parsed, that text is not always the value: None is
+    written ``'None'`` (parsed, the string ``'None'``, or no int at all), a ``FloatParameter``'s default 1 ``'1'``
+    (parsed, 1.0, which writes ``'1.0'``: another output), a ``Parameter``'s default 5 ``'5'`` (parsed, the string).
+    A value given as what luigi would give it anyway is that value so: the text tells the two apart no more."""
+    given = dict(params)
+    for name, text in params.items():
+        param = getattr(cls, name, None)  # luigi's parameters are the class's attributes: no walk of them all
+        if not isinstance(param, Parameter) or param._default is _NO_VALUE:
+            continue
+        try:
+            if text != param.serialize(param._default):  # not its code's default: luigi parses luigi.cfg's alike
+                continue
+            family = cls.get_task_family()  # luigi.cfg's own value for it, if it sets one (~60k instructions: asked
+            if (configured(family) or param._config_path) and text != param.serialize(param.task_value(family, name)):
+                continue  # only where the class has a section, or the parameter a section of its own)
+        except Exception:  # a value it cannot write: parsed
+            continue
+        del given[name]
+    return given
 
 
 def task_params(cls: type[luigi.Task]) -> list[tuple[str, luigi.Parameter]]:
@@ -1917,22 +1951,69 @@ def without_own_frame(exc: BaseException) -> BaseException:
     return exc
 
 
-#: the name under which a task holds what its ``complete()`` raised as luigi's worker last asked it in this process
+#: the name under which a task holds what its ``complete()`` raised as luigi's worker last asked it
 #: (:func:`complete_error`)
 _COMPLETE_ERROR = "_nectar_complete_error"
+
+
+class CompleteError:
+    """What a task's ``complete()`` raised as luigi's worker last asked it (or the answer that was no boolean): the
+    exception, where it was asked in this process (None: in a process of luigi's scheduling pool), and luigi's text of
+    it (its traceback, as luigi's ``check_complete`` formats it; empty until luigi's worker read the answer).
+
+    Held on the task, it never crosses to another process: a task asked in a process of luigi's scheduling pool goes
+    back to luigi's worker pickled, through a queue, and an exception may not pickle, or not unpickle (one whose
+    ``__init__`` takes other arguments than its ``args``): the queue's ``put`` then raised in the pool's process, which
+    luigi ignores, and its worker waited for that answer for ever. Pickled, it is one with neither."""
+
+    __slots__ = ("error", "trace")
+
+    def __init__(self, error: Exception | None = None, trace: str = "") -> None:
+        self.error = error
+        self.trace = trace
+
+    def __reduce__(self) -> tuple[type[CompleteError], tuple[()]]:
+        return (CompleteError, ())
+
+
 #: luigi's ``luigi.worker.check_complete_cached``, through which its worker asks a task's ``complete()`` (as it adds
 #: the task, and each dependency's before a step runs)
 _luigi_check_complete_cached: Callable[..., Any] = luigi.worker.check_complete_cached
 
 
+#: what is done before luigi's worker asks a task's ``complete()`` (its answer passed to ``after``), and after it
+#: answered (whether it said True): :func:`around_complete_asks`
+_around_ask: tuple[Callable[[luigi.Task], Any], Callable[[luigi.Task, Any, bool], None]] | None = None
+
+
+def around_complete_asks(
+    around: tuple[Callable[[luigi.Task], Any], Callable[[luigi.Task, Any, bool], None]] | None,
+) -> tuple[Callable[[luigi.Task], Any], Callable[[luigi.Task, Any, bool], None]] | None:
+    """From now on in this process (until set again), with ``around`` as ``(before, after)``: ``before(task)`` called
+    as luigi's worker is about to ask ``task``'s ``complete()``, and ``after(task, what before answered, whether
+    complete() said True)`` once it answered (or raised: False); no frame of theirs is in a traceback of what
+    ``complete()`` raised. None: nothing done around the asks. What was set before."""
+    global _around_ask
+    was, _around_ask = _around_ask, around
+    return was
+
+
 def _check_complete_noted(task: luigi.Task, completion_cache: Any = None) -> Any:
     """luigi's ``check_complete_cached``, the exception a task's ``complete()`` raised kept on the task
-    (:func:`complete_error`) and raised on without this frame (luigi's text of its traceback is luigi's own)."""
+    (:func:`complete_error`) and raised on without this frame (luigi's text of its traceback is luigi's own); what
+    :func:`around_complete_asks` set done around it."""
+    around = _around_ask
+    held = around[0](task) if around is not None else None
+    answer: Any = False
     try:
         answer = _luigi_check_complete_cached(task, completion_cache)
     except Exception as exc:
-        task.__dict__[_COMPLETE_ERROR] = without_own_frame(exc)
+        without_own_frame(exc)
+        task.__dict__[_COMPLETE_ERROR] = CompleteError(exc)
         raise
+    finally:
+        if around is not None:
+            around[1](task, held, answer is True)
     if _COMPLETE_ERROR in task.__dict__:
         del task.__dict__[_COMPLETE_ERROR]
     return answer
@@ -1941,10 +2022,26 @@ def _check_complete_noted(task: luigi.Task, completion_cache: Any = None) -> Any
 _replace(luigi.worker, "check_complete_cached", _check_complete_noted)
 
 
-def complete_error(task: luigi.Task) -> Exception | None:
-    """What ``task``'s ``complete()`` raised as luigi's worker last asked it in this process; None if it answered, or
-    was asked elsewhere (a process of luigi's scheduling pool: ``[core] parallel_scheduling``). luigi's worker keeps
-    only the text of its traceback (``check_complete``), and tells of it by ``DEPENDENCY_MISSING`` alone: the error
-    itself, to name it and tell a store's failure from the code's, without asking ``complete()`` again."""
-    error: Exception | None = task.__dict__.get(_COMPLETE_ERROR)
-    return error
+def _noted_as_added(task: luigi.Task, is_complete: Any) -> None:
+    """luigi's worker is adding ``task`` whose ``complete()`` answered ``is_complete`` (in this process or in one of
+    its scheduling pool): if that is no boolean (what it raised, as text; or another value), luigi's text of it noted
+    on the task (:func:`complete_error`), as luigi's ``_add`` makes it for its log."""
+    if is_complete is True or is_complete is False:
+        return
+    if isinstance(is_complete, luigi.worker.TracebackWrapper):
+        trace = str(is_complete.trace)
+    else:
+        trace = f"Exception: Return value of Task.complete() must be boolean (was {is_complete!r})"
+    noted = task.__dict__.get(_COMPLETE_ERROR)
+    if not isinstance(noted, CompleteError):
+        noted = task.__dict__[_COMPLETE_ERROR] = CompleteError()
+    noted.trace = trace
+
+
+def complete_error(task: luigi.Task) -> CompleteError | None:
+    """What ``task``'s ``complete()`` raised as luigi's worker last asked it (or the answer that was no boolean); None
+    if it answered True or False. luigi's worker keeps only the text of its traceback (``check_complete``), and tells
+    of it by ``DEPENDENCY_MISSING`` alone: the error itself, where it was asked in this process, to tell a store's
+    failure from the code's, and luigi's text of it wherever it was asked, without asking ``complete()`` again."""
+    noted = task.__dict__.get(_COMPLETE_ERROR)
+    return noted if isinstance(noted, CompleteError) and (noted.error is not None or noted.trace) else None

@@ -19,7 +19,7 @@ import luigi
 import luigi.configuration
 
 from nectar.errors import SchedulerUnavailable
-from nectar.luigi_internals import done_in_build, tasks_by_outcome
+from nectar.luigi_internals import done_in_build
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore
 from nectar.retry_count import attempts_used_up
@@ -41,8 +41,10 @@ _WAITING = {
 
 def blocked_by(result: Any, task: luigi.Task) -> tuple[str, str] | None:
     """Why luigi left the task undone though no step failed, if it did (the kind, in luigi's summary's
-    words, and what the run says); None if it did not."""
-    tasks = tasks_by_outcome(result.worker)
+    words, and what the run says); None if it did not. luigi's summary's groups, made once for the build
+    (:attr:`~nectar.luigi_internals.RunResult.tasks_by_outcome`): the text of a failure read after is made of the
+    same, as luigi makes its summary once, each still pending task's ``requires()`` asked once for it."""
+    tasks = result.tasks_by_outcome
     return next(((kind, f"waiting: {why}") for kind, why in _WAITING.items() if task in tasks[kind]), None)
 
 

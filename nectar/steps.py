@@ -40,8 +40,12 @@ def describe(exc: BaseException) -> str:
 
 def with_traceback(exc: BaseException, prefix: str = "") -> str:
     """An exception in one line, then its traceback: the traceback's end kept when it is too long."""
-    head = prefix + describe(exc)
-    trace = "".join(traceback.format_exception(exc)).rstrip()
+    return traced(prefix + describe(exc), "".join(traceback.format_exception(exc)))
+
+
+def traced(head: str, trace: str) -> str:
+    """``head`` (one line), then the traceback ``trace``: its end kept when it is too long."""
+    trace = trace.rstrip()
     room = MAX_ERROR - len(head) - 1
     return f"{head}\n{trace[-room:]}" if room > 0 else head[:MAX_ERROR]
 
@@ -152,22 +156,23 @@ class StepRecorder:
         self.fail(task, prefix + describe(exc), retryable=not is_permanent(exc))
 
     def missing(self, task: luigi.Task) -> None:
-        """luigi will not run ``task``: it is external and its data is missing, or its ``complete()`` raised.
+        """luigi will not run ``task``: it is external and its data is missing, or its ``complete()`` raised (or
+        answered no boolean).
 
         An external task's missing data is waited for (its step stays PENDING, saying so) when each missing
         output is a local file or an S3 object; else, as a ``complete()`` that raises (code that fails, told
-        with its traceback), it is a failure no retry cures: no step of the run makes that data.
+        with its traceback, as luigi's worker logs it: a scheduling error), it is a failure no retry cures: no step of
+        the run makes that data. ``complete()`` is not asked again: luigi's worker noted what it raised
+        (:func:`~nectar.luigi_internals.complete_error`), the exception itself where it asked in this process, its
+        text where it asked in a process of its scheduling pool (``[core] parallel_scheduling``).
         """
-        raised, complete = complete_error(task), False  # what its complete() raised as luigi asked it, if it did
-        try:  # not noted here (asked in a process of luigi's scheduling pool): asked once more for the error itself
-            if raised is None and not is_external(task):
-                complete = task.complete()
-        except Exception as exc:
-            raised = exc
-        if raised is not None:
-            self.broken(task, raised, "complete() failed: ")
-            return
-        if is_external(task) and complete is False:
+        noted = complete_error(task)
+        if noted is not None and noted.error is not None:
+            self.broken(task, noted.error, "complete() failed: ")
+        elif noted is not None:
+            said = noted.trace.rstrip().rsplit("\n", 1)[-1]  # its last line: the exception's type and message
+            self.fail(task, traced(f"complete() failed: {said}"[:MAX_ERROR], noted.trace), retryable=False)
+        elif is_external(task):
             try:
                 absent = missing_uris(task)
             except ValueError as exc:
@@ -176,8 +181,8 @@ class StepRecorder:
                 return
             self.waiting_for.extend(uri for uri in absent if uri not in self.waiting_for)
             self.record(task, "PENDING", f"waiting for {', '.join(absent)}")
-        else:
-            self.fail(task, f"complete() failed, then answered {complete!r} when asked again", retryable=False)
+        else:  # luigi tells DEPENDENCY_MISSING of a task it runs only for an answer its worker noted
+            self.fail(task, "luigi will not run it: its complete() answered no boolean", retryable=False)
 
     def broken(self, task: luigi.Task, exc: BaseException, prefix: str) -> None:
         """Scheduling ``task`` raised (its ``complete()`` or ``requires()``): a failure with its traceback, no retry;

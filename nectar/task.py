@@ -647,8 +647,8 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
             key = log_key(self)
             if key is None:  # a task of no chain: nothing to record it under
                 return (yield from run(self, *args, **kwargs))
-            with step_locks.held(key.folder):
-                if step_locks.made_meanwhile(self):
+            with step_locks.held(key.folder) as lock:
+                if step_locks.made_meanwhile(self, lock):
                     return None
                 recording = _Recording(self, key)
                 recording.start()
@@ -665,7 +665,11 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
                             except BaseException as exc:
                                 _report(without_own_frame(exc))  # as luigi sees a run's failure
                                 raise
-                        sent = yield dependency
+                        try:
+                            sent = yield dependency
+                        except GeneratorExit:  # left by luigi for its undone dependencies: run again after them
+                            step_locks.left_undone(self, lock)
+                            raise
                 finally:
                     recording.finish()
 
@@ -677,8 +681,8 @@ def _recorded(run: Callable[..., Any]) -> Callable[..., Any]:
         key = log_key(self)
         if getattr(self, "_nectar_recording", False) or key is None:  # super().run() of a recorded run; no chain
             return run(self, *args, **kwargs)
-        with step_locks.held(key.folder):
-            if step_locks.made_meanwhile(self):
+        with step_locks.held(key.folder) as lock:
+            if step_locks.made_meanwhile(self, lock):
                 return None
             recording = _Recording(self, key)
             recording.start()
@@ -756,3 +760,12 @@ def record_every_task() -> None:
     """From now on in this process, every task of a chain luigi runs has its params.txt and logs
     recorded, a plain luigi task as a NectarTask (an attempt's process calls it once)."""
     on_start("recording", _record_run)
+
+
+def _step_folder(task: luigi.Task) -> str | None:
+    """The folder of ``task``'s step (its lock's name, :mod:`nectar.step_locks`); None for a task with no step here."""
+    key = log_key(task)
+    return key.folder if key is not None else None
+
+
+step_locks.steps_found_by(_step_folder)

@@ -19,12 +19,24 @@ sets read by its runs. :func:`executed_anew` holds each to the execution under w
   module kept between runs (:mod:`nectar.catalog.kept`) is not executed again: what it set stays, as noted before its
   first run. Another chain module's options are left as they are: a chain file that imports it
   (``from chains.etl.sales_chain import ...``) reads them, as under luigi.
+
+A chain module first imported by another's execution (``import chains.<type>.<chain>``, Python's own import) is
+executed within :func:`executed_anew` of its own name too (:class:`_ChainImports`, first on ``sys.meta_path`` while a
+chain module is executed): what it sets is its own, not its importer's. Counted as the importer's, its options were
+put back before the importer's next execution, which found it in ``sys.modules`` and did not execute it again: the
+importer's next run read none of them.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import importlib.abc
+import importlib.machinery
+import sys
+import threading
+import types
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import luigi.configuration
 
@@ -40,6 +52,24 @@ _OPTIONS: dict[str, dict[tuple[str | None, str], str | None]] = {}
 #: by chain module: each section of luigi's configuration that its executions made or removed in this process,
 #: whether it was there before the first such change
 _SECTIONS: dict[str, dict[str, bool]] = {}
+
+
+class _Executing(threading.local):
+    """This thread's chain module executions under way: luigi's configuration as it was before each (the outermost
+    first). A chain module executed within another's (:class:`_ChainImports`) changes those before it as it ends
+    (:func:`_absorbed`)."""
+
+    def __init__(self) -> None:
+        self.before: list[Parsed] = []
+
+
+_EXECUTING = _Executing()
+#: how many chain module executions are under way in this process, in any thread: :data:`_IMPORTS` is first on
+#: ``sys.meta_path`` while any is (:func:`_imports_watched`)
+_WATCHING = [0]
+_WATCHING_LOCK = threading.Lock()
+#: the names of chain modules: ``chains.<type>.<chain>`` (:func:`nectar.task.chain_module`)
+_CHAINS = "chains."
 
 
 def forget_module(name: str) -> None:
@@ -63,14 +93,22 @@ def executed_anew(name: str) -> Iterator[None]:
     namespaces = task_namespaces()
     others = {scope: namespace for scope, namespace in namespaces.items() if not _own(scope, name)}
     before = parsed(config)
+    executing = _EXECUTING.before
+    executing.append(before)
+    _imports_watched(1)
     try:
         yield
     finally:
+        executing.pop()
+        _imports_watched(-1)
         for scope in [scope for scope in namespaces if not _own(scope, name) and scope not in others]:
             del namespaces[scope]
         namespaces.update(others)
         if not parsed_as(config, before):  # compared in place, copied only if changed
-            _note_changed(name, before, parsed(config))
+            after = parsed(config)
+            _note_changed(name, before, after)
+            for outer in executing:  # an importer's execution under way: what this one set is not the importer's
+                _absorbed(outer, before, after)
 
 
 def _own(scope: str, name: str) -> bool:
@@ -115,3 +153,72 @@ def _put_back_options(config: luigi.configuration.LuigiConfigParser, name: str) 
             held[option] = value
     if not parsed_as(config, (defaults, sections)):  # compared in place: no second copy
         set_parsed(config, defaults, sections)
+
+
+def _absorbed(outer: Parsed, before: Parsed, after: Parsed) -> None:
+    """The configuration ``outer`` (as it was before an execution under way) with the changes of the execution that
+    went from ``before`` to ``after`` made in it, as if they had been there before (a section the outer execution
+    made since holds what the inner one set in it as the outer's)."""
+    for section in before[1].keys() - after[1].keys():
+        outer[1].pop(section, None)
+    compared: list[tuple[dict[str, str] | None, dict[str, str], dict[str, str]]] = [(outer[0], before[0], after[0])]
+    for section, now in after[1].items():
+        was = before[1].get(section)
+        held = outer[1].setdefault(section, {}) if was is None else outer[1].get(section)
+        compared.append((held, was or {}, now))
+    for held, was, now in compared:
+        if held is None:
+            continue
+        for option in was.keys() | now.keys():
+            if option not in now:
+                held.pop(option, None)
+            elif was.get(option) != now[option]:
+                held[option] = now[option]
+
+
+class _ChainImports(importlib.abc.MetaPathFinder):
+    """First on ``sys.meta_path`` while a chain module is executed (:func:`executed_anew`): a chain module that its
+    code imports (``chains.<type>.<chain>``, not in ``sys.modules``), found where Python's own finder finds it, is
+    executed within :func:`executed_anew` of its own name."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if not fullname.startswith(_CHAINS) or fullname.count(".") != 2:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is not None and spec.loader is not None and not isinstance(spec.loader, _ExecutedAnew):
+            spec.loader = _ExecutedAnew(spec.loader)
+        return spec
+
+
+class _ExecutedAnew(importlib.abc.Loader):
+    """A chain module's loader (``loader``), its execution within :func:`executed_anew`; the rest of it ``loader``'s
+    (its source for a traceback's lines)."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        with executed_anew(module.__name__):
+            self.loader.exec_module(module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+
+_IMPORTS = _ChainImports()
+
+
+def _imports_watched(change: int) -> None:
+    """One chain module execution more (``change`` 1) or fewer (-1) under way: :data:`_IMPORTS` put first on
+    ``sys.meta_path`` as the first begins, taken off as the last ends."""
+    with _WATCHING_LOCK:
+        _WATCHING[0] += change
+        if _WATCHING[0] == 0 and _IMPORTS in sys.meta_path:
+            sys.meta_path.remove(_IMPORTS)
+        elif _WATCHING[0] > 0 and _IMPORTS not in sys.meta_path:
+            sys.meta_path.insert(0, _IMPORTS)

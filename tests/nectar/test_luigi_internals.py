@@ -16,6 +16,7 @@ import logging
 import multiprocessing.queues
 import os
 import pathlib
+import pickle
 import pwd
 import signal
 import socket
@@ -1695,13 +1696,71 @@ def test_luigis_worker_asks_complete_through_check_complete_cached_and_the_error
     luigi.worker.check_complete(task, out)
     ((asked, answer),) = [out.get()]
     assert asked is task and isinstance(answer, luigi.worker.TracebackWrapper), answer
-    error = complete_error(task)
-    assert isinstance(error, RuntimeError) and str(error) == "complete() broke"
+    noted = complete_error(task)
+    assert noted is not None and isinstance(noted.error, RuntimeError) and str(noted.error) == "complete() broke"
+    copy: Any = object.__new__(type(task))  # as a process of luigi's scheduling pool sends the task back, pickled:
+    copy.__dict__.update(pickle.loads(pickle.dumps(task.__dict__)))  # what its complete() raised stays here
+    assert complete_error(copy) is None
     frames = [line for line in answer.trace.splitlines() if line.lstrip().startswith("File ")]
     assert [line.rsplit(" ", 1)[-1] for line in frames] == ["check_complete", "check_complete_cached", "broken"], frames
     type(task).complete = lambda self: False
     luigi.worker.check_complete(task, out)
     assert complete_error(task) is None  # answered since: nothing kept
+
+
+@pytest.mark.parametrize("answer", ["yes", "raise"])
+def test_luigis_worker_adds_each_task_through_add_with_its_complete_answer_and_the_seam_notes_luigis_text(
+    probes: str, answer: str
+) -> None:
+    """luigi's ``Worker._add(task, is_complete)`` is given each task with what its ``complete()`` answered (a
+    ``TracebackWrapper`` of what it raised, in a process of the scheduling pool too) before it fires
+    ``DEPENDENCY_MISSING``: the seam's worker notes luigi's text of an answer that is no boolean there
+    (:func:`~nectar.luigi_internals.complete_error`), which the step recorder tells without asking ``complete()``
+    again."""
+
+    def complete(self: luigi.Task) -> Any:
+        if answer == "raise":
+            raise RuntimeError("complete() broke")
+        return answer
+
+    task: Any = probe("SeamAddedAnswer", complete=complete)()
+    seen: list[Any] = []
+    type(task).event_handler(luigi.Event.DEPENDENCY_MISSING)(lambda missing: seen.append(complete_error(missing)))
+    with new_worker(luigi.scheduler.Scheduler(), "seam-added-answer", 1) as worker:
+        assert worker.add(task) is False
+    ((noted,),) = [seen]
+    assert noted is not None
+    if answer == "raise":
+        assert isinstance(noted.error, RuntimeError) and noted.trace.rstrip().endswith("RuntimeError: complete() broke")
+    else:
+        assert noted.error is None and noted.trace.endswith("must be boolean (was 'yes')"), noted.trace
+
+
+def test_a_parameter_written_as_its_default_is_left_to_its_default_as_luigi_gives_it(probes: str) -> None:
+    """luigi writes a None default ``'None'`` (``to_str_params``) and parses that back as text (``from_str_params``),
+    a FloatParameter's default 1 ``'1'`` (parsed, 1.0): :func:`~nectar.luigi_internals.as_given_to_luigi` leaves each
+    parameter written as its default (luigi's ``Parameter._default``) out, not one given another value, nor one
+    without a default."""
+    none: Any = None  # luigi's stubs type IntParameter's default as an int: users give it None all the same
+    made: Any = probe(
+        "SeamNoneDefaults",
+        label=luigi.Parameter(default=none),
+        limit=luigi.IntParameter(default=none),
+        maybe=luigi.OptionalParameter(default=none),
+        given=luigi.IntParameter(default=none),
+        needed=luigi.Parameter(),
+        ratio=luigi.FloatParameter(default=1),
+    )
+    written = made(needed="None", given=3).to_str_params()
+    assert written == {
+        **{"label": "None", "limit": "None", "maybe": "", "given": "3", "needed": "None", "ratio": "1"}
+    }, written
+    with pytest.raises(ValueError):
+        made.from_str_params(written)  # int('None')
+    again = made.from_str_params(nectar.luigi_internals.as_given_to_luigi(made, written))
+    values = (again.label, again.limit, again.maybe, again.given, again.needed, again.ratio)
+    assert values == (None, None, None, 3, "None", 1) and type(again.ratio) is int, values  # luigi's: the default
+    assert again.task_id == made(needed="None", given=3).task_id
 
 
 def test_luigis_event_handlers_and_namespaces_are_kept_where_the_seam_forgets_them(probes: str) -> None:

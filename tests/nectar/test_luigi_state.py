@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -91,3 +92,27 @@ def test_an_option_a_chain_file_no_longer_sets_is_not_read_and_another_chains_st
     executed("set_chain", HEAD + SET.format(word="v3") + TASK)
     executed("reader_chain", HEAD + TASK)  # another chain's execution leaves it: one that imports it reads it
     assert word() == "v3"
+
+
+def test_a_chain_module_first_imported_by_another_chain_files_execution_keeps_its_options_for_the_importer(
+    executed: Callable[[str, str], luigi.Task], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chain module imported by Python's import as another chain file is executed (``chains`` on the path) sets an
+    option as it is imported: the option is its own, not its importer's, so the importer executed again (its next
+    run in a reused process, a hot reload), which finds the module in ``sys.modules``, still reads it, as each
+    ``python -m luigi`` of the importer does."""
+    folder = tmp_path / "chains" / "luigi_state"
+    folder.mkdir(parents=True)
+    (folder / "imported_chain.py").write_text(HEAD + SET.format(word="imported"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    imported = chain_module("luigi_state", "imported_chain")
+    importer = HEAD + f"import {imported}\n" + TASK
+    try:
+        for _ in range(3):
+            executed("importer_chain", importer)
+            assert word() == "imported"
+        executed("other_chain", HEAD + TASK)  # another chain's execution leaves it
+        assert word() == "imported"
+    finally:
+        forget_module(imported)
+        sys.modules.pop(imported, None)

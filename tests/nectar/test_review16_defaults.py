@@ -51,13 +51,6 @@ class SizeTask(luigi.Task):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review16 for the lead (main; plain's 98adc3c leaves it): the attempt makes its task from the run's "
-    "to_str_params text, defaults included (nectar/attempt.py:137, nectar/outputs.py:111): RatioTask runs with "
-    "ratio=1.0 and makes ratio-<n>-1.0 where python -m luigi makes ratio-<n>-1 (and each later submission runs it "
-    "again); SizeTask runs with size='5' where luigi's is 5",
-)
 @pytest.mark.parametrize(("task", "base"), [("RatioTask", 100), ("SizeTask", 200)])
 def test_a_default_reaches_the_task_as_luigi_gives_it_and_its_target_is_luigis(
     served: Served,  # noqa: F811 (the fixture)

@@ -19,7 +19,6 @@ import pytest
 
 from harness import Processes, lifeline_env
 from harness.processes import REPO
-from nectar import luigi_internals
 from nectar.config import Settings
 from nectar.registry import RunState
 from nectar.service import Nectar
@@ -130,14 +129,6 @@ def test_a_parameter_luigi_cfg_sets_is_the_apis_as_it_is_luigis_and_the_workers(
         processes.close()
 
 
-@pytest.mark.xfail(
-    hasattr(luigi_internals, "as_given_to_luigi"),
-    strict=True,
-    reason="review16 for the lead (wt62-plain, fb43662): as_given_to_luigi leaves out a parameter whose text is its "
-    "code's default's (y='code') though the luigi.cfg the worker reads sets another (y = cfg): the worker runs "
-    "CfgTask(x=7, y=cfg), not the CfgTask(x=7, y=code) submitted and keyed, which python -m luigi --y code runs. "
-    "(Passes on main, which leaves no parameter out.)",
-)
 def test_a_value_given_as_the_codes_default_is_run_where_luigi_cfg_sets_another(
     configured: Configured, luigid: str, start_worker: Callable[..., subprocess.Popen[bytes]]
 ) -> None:

@@ -87,13 +87,6 @@ DAYS = {"of": "DayTask", "of_params": "{}", "start": "2024-01-01", "stop": "2024
 CASES: dict[str, tuple[dict[str, str], int]] = {"LabelTask": ({}, 100), "LimitTask": ({}, 200), "DaysTask": (DAYS, 300)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review16 for the lead (main): a run's parameters are kept as to_str_params writes them, a None default "
-    "as 'None', and the attempt makes its task with from_str_params (nectar/service.py:247, nectar/attempt.py:137): "
-    "LabelTask runs with label='None' (a str), LimitTask and luigi's RangeDaily fail "
-    "\"invalid literal for int() with base 10: 'None'\"",
-)
 @pytest.mark.parametrize("task", list(CASES))
 def test_a_parameter_defaulting_to_none_is_none_in_the_task_the_worker_runs(
     served: Served,  # noqa: F811 (the fixture)

@@ -21,12 +21,6 @@ from tests.nectar.test_review16_none_default import under_luigi
 from tests.nectar.test_spare import ended
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review16 for the lead (main, and wt62-plain, whose as_given_to_luigi outputs.py does not use): "
-    "nectar/outputs.py:111 makes the task from the run's text with from_str_params: RatioTask's status lists "
-    "ratio-<n>-1.0, SizeTask's size-<n>-'5', where luigi's task names ratio-<n>-1 and size-<n>-5",
-)
 @pytest.mark.parametrize("task", ["RatioTask", "SizeTask"])
 def test_a_status_lists_the_targets_luigis_task_names(
     served: Served,  # noqa: F811 (the fixture)

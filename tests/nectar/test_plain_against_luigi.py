@@ -1,0 +1,255 @@
+"""Plain luigi tasks run by the service (a real worker, its attempt processes fresh, then reused) under a luigi.cfg
+setting, against ``python -m luigi`` with the same luigi.cfg on the same chain file and luigid (round 62):
+
+- a ``complete()`` that raises, asked in a process of luigi's scheduling pool (``[core] parallel_scheduling``), ends
+  the run as it ends luigi's: a scheduling error told with luigi's traceback (its frames), never retried; not data
+  waited for (an external task's), and not an attempt that waits for the pool's answer for ever (an exception that
+  does not unpickle);
+- a task left undone with no step failing (luigi's ``[worker] task_limit``) has its ``requires()`` asked as often as
+  luigi asks it (luigi's summary, made once);
+- and each task's ``complete()`` asked by the attempt as often as luigi asks it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from harness import lifeline_env
+from nectar.config import Settings
+from nectar.registry import Run, RunState
+from nectar.service import Nectar
+from tests.helpers.registries import closed_at_end
+from tests.nectar.test_reuse import reused
+from tests.nectar.test_spare import KEPT, ended
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+CHAIN = """
+import os
+
+import luigi
+
+
+def noted(task):
+    with open(os.path.join(os.environ["PLAIN62_OUT"], f"complete-{task.n}"), "a") as out:
+        out.write(f"{os.getpid()} {task.task_family}\\n")
+
+
+class Unpicklable(Exception):  # pickles, but does not unpickle: its __init__ takes two arguments
+    def __init__(self, what, why):
+        super().__init__(f"{what} {why}")
+
+
+class BrokenData(luigi.ExternalTask):
+    n = luigi.IntParameter()
+
+    def complete(self):
+        noted(self)
+        raise RuntimeError("the listing broke")
+
+
+class UnpicklableData(luigi.ExternalTask):
+    n = luigi.IntParameter()
+
+    def complete(self):
+        noted(self)
+        raise Unpicklable("the listing", "broke")
+
+
+class Counted(luigi.Task):
+    n = luigi.IntParameter()
+
+    def output(self):
+        return luigi.LocalTarget(os.path.join(os.environ["PLAIN62_OUT"], f"{self.task_family}-{self.n}"))
+
+    def complete(self):
+        noted(self)
+        return super().complete()
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("made\\n")
+
+
+class NeedsBrokenDataTask(Counted):
+    def requires(self):
+        return BrokenData(n=self.n)
+
+
+class NeedsUnpicklableDataTask(Counted):
+    def requires(self):
+        return UnpicklableData(n=self.n)
+
+
+class BrokenStepTask(Counted):
+    def complete(self):
+        noted(self)
+        raise RuntimeError("complete() broke")
+
+
+class ThereTask(Counted):  # its file made before each run: complete
+    pass
+
+
+class TopTask(Counted):
+    def requires(self):
+        return [ThereTask(n=self.n), Counted(n=self.n)]
+
+
+class DynamicTask(Counted):
+    def run(self):
+        yield Counted(n=self.n)
+        super().run()
+
+
+class RequiringTask(Counted):
+    def requires(self):
+        with open(os.path.join(os.environ["PLAIN62_OUT"], f"requires-{self.n}"), "a") as out:
+            out.write(f"{os.getpid()} {self.task_family}\\n")
+        return Counted(n=self.n)
+"""
+#: a traceback's frame lines (where, and the line's code), as ``traceback`` prints them
+FRAME = re.compile(r'^  File "[^"]*", line \d+, in \w+$|^    \S.*$', re.M)
+
+
+def frames(text: str) -> list[str]:
+    """The frames of the first traceback in ``text`` (none if it holds none)."""
+    start = text.find("Traceback (most recent call last):")
+    if start < 0:
+        return []
+    lines = text[start:].splitlines()[1:]
+    taken = []
+    for line in lines:
+        if not FRAME.match(line):
+            break
+        taken.append(line)
+    return taken
+
+
+#: ``luigi.build`` of a chain file's task, as a program (``python -c``): the chain's module, the task, its ``n``, luigid
+BUILD = (
+    "import importlib, sys, luigi; module = importlib.import_module(sys.argv[1])"
+    "; luigi.build([getattr(module, sys.argv[2])(n=int(sys.argv[3]))], scheduler_url=sys.argv[4])"
+)
+
+
+class Plain(NamedTuple):
+    """What a test here runs plain luigi chains with: the session's luigid, the test's settings and folder
+    (``PLAIN62_OUT``, where the tasks note each ask), its chain writer and worker starter."""
+
+    settings: Settings
+    #: luigid's URL (None: luigi's local scheduler, ``--local-scheduler`` and a worker without luigid)
+    luigid: str | None
+    out: Path
+    write_chain: Callable[[str, str], Path]
+    start_worker: StartWorker
+
+    def luigi_then_served(
+        self, chain: str, section: str, lines: str, task: str, *flags: str, build: bool = False
+    ) -> tuple[str, list[tuple[int, Run]]]:
+        """``task`` (``n`` 0) of ``plain62/<chain>`` (:data:`CHAIN`) run by ``python -m luigi`` (or, if ``build``, by
+        ``luigi.build``, as a program calls it) with the project's luigi.cfg, ``lines`` first in its ``section``, and
+        luigid; what it printed; then by a worker with ``n`` 1-4 and the same luigi.cfg, each run ended, the last
+        ones in a reused process, the chain file changed before the third (a hot reload)."""
+        path = self.write_chain(f"plain62/{chain}", CHAIN)
+        project = Path(__file__).resolve().parents[2] / "configuration" / "luigi.cfg"
+        config = self.out / "luigi.cfg"
+        config.write_text(project.read_text().replace(f"[{section}]\n", f"[{section}]\n{lines}"))
+        env = {**os.environ, "PYTHONPATH": str(path.parent), "LUIGI_CONFIG_PATH": str(config), **lifeline_env()}
+        argv = [sys.executable, "-m", "luigi", "--module", chain, task, "--n", "0"]
+        scheduler = ["--local-scheduler"] if self.luigid is None else ["--scheduler-url", self.luigid]
+        if build:  # luigi.build's program takes luigid's URL alone (a local scheduler: not built so here)
+            argv, scheduler = [sys.executable, "-c", BUILD, chain, task, "0"], scheduler[1:]
+        done = subprocess.run(
+            [*argv, *scheduler, *flags], env=env, cwd=path.parent, capture_output=True, text=True, timeout=120
+        )
+        served = self.settings.replace(
+            scheduler_url=self.luigid, luigi_config=config, spare_idle=KEPT, retries=0, retry_delay=0
+        )
+        nectar = closed_at_end(Nectar(served))
+        self.start_worker(served, workers=1)
+        runs = []
+        for n in range(1, 5):
+            if n == 3:  # a hot reload: the chain file changed, executed anew (in a reused process too)
+                self.write_chain(f"plain62/{chain}", CHAIN + "\n# changed\n")
+            submission = nectar.submit("plain62", chain, task, {"n": n})
+            assert submission.run is not None
+            runs.append((n, ended(nectar, submission.run.id)))
+        assert any(reused(run) for _, run in runs), [run.worker for _, run in runs]
+        return done.stdout + done.stderr, runs
+
+
+@pytest.fixture
+def plain(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Settings,
+    luigid: str,
+    write_chain: Callable[[str, str], Path],
+    start_worker: StartWorker,
+) -> Plain:
+    """The test's :class:`Plain`, its tasks' notes in its folder."""
+    monkeypatch.setenv("PLAIN62_OUT", str(tmp_path))
+    return Plain(settings, luigid, tmp_path, write_chain, start_worker)
+
+
+@pytest.mark.parametrize("task", ["NeedsBrokenDataTask", "NeedsUnpicklableDataTask", "BrokenStepTask"])
+def test_a_complete_that_raised_in_luigis_scheduling_pool_fails_the_run_with_luigis_traceback(
+    plain: Plain, task: str
+) -> None:
+    pool = "parallel_scheduling = true\nparallel_scheduling_processes = 2\n"
+    told, runs = plain.luigi_then_served("pool_chain", "core", pool, task, "--parallel-scheduling")
+    assert "due to error in complete() method" in told, told
+    expected, asks = frames(told.split("due to error in complete() method", 1)[1]), asked(plain.out, 0)
+    assert expected and asks, told
+    for n, run in runs:
+        assert run.state == RunState.FAILED, run
+        assert run.error is not None and run.error.startswith("complete() failed: "), run.error
+        assert frames(run.error) == expected, (run.worker, run.error, told)
+        assert asked(plain.out, n) == asks, (run.worker, asks)
+
+
+def test_a_task_luigi_leaves_undone_has_its_requires_asked_as_often_as_under_luigi(plain: Plain) -> None:
+    """luigi's ``[worker] task_limit = 1``: the task's dependency is not scheduled (a scheduling error luigi's worker
+    fires no event for), the task is left undone, no step failing; luigi's summary walks its ``requires()``, which
+    the attempt reads for why it waits and for its failure's text, made once, as ``luigi.build`` makes it
+    (``python -m luigi`` makes it twice: again for its exit code, ``luigi.retcodes``)."""
+    told, runs = plain.luigi_then_served("limit_chain", "worker", "task_limit = 1\n", "RequiringTask", build=True)
+    assert "exceeded task-limit" in told, told
+    expected, asks = asked(plain.out, 0, file="requires"), asked(plain.out, 0)
+    assert expected["RequiringTask"] >= 1, told
+    for n, run in runs:
+        assert run.state == RunState.FAILED and "not complete after the run" in (run.error or ""), run
+        assert asked(plain.out, n, file="requires") == expected, (run.worker, expected)
+        assert asked(plain.out, n) == asks, (run.worker, asks)
+
+
+def asked(out: Path, n: int, file: str = "complete") -> Counter[str]:
+    """How many times each task's ``complete()`` (or ``requires()``: ``file``) was asked for ``n``, by family, by any
+    process but this one (the submission's dedupe asks the task's ``complete()`` here)."""
+    path = out / f"{file}-{n}"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return Counter(family for pid, family in map(str.split, lines) if int(pid) != os.getpid())
+
+
+@pytest.mark.parametrize("task", ["TopTask", "DynamicTask"])
+def test_a_local_build_asks_each_complete_as_often_as_luigi(plain: Plain, task: str) -> None:
+    """Without luigid (luigi's local scheduler; the service's steps under their locks, :mod:`nectar.step_locks`):
+    each task's ``complete()`` asked by the attempt as often as by ``python -m luigi --local-scheduler``, for a task
+    with a dependency done and one undone, and one with a dynamic dependency; the step's lock, taken as luigi asks,
+    says whether a run made the step since (``tests/nectar/test_step_locks*``: two runs never both make it)."""
+    for n in range(5):
+        (plain.out / f"ThereTask-{n}").write_text("there\n")
+    told, runs = plain._replace(luigid=None).luigi_then_served("local_chain", "worker", "", task)
+    expected = asked(plain.out, 0)
+    assert expected[task] >= 1 and (plain.out / f"{task}-0").exists(), told
+    for n, run in runs:
+        assert run.state == RunState.DONE, run
+        assert asked(plain.out, n) == expected, (run.worker, expected)
