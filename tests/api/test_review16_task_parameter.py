@@ -59,11 +59,6 @@ def api(
     processes.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review16 for the lead (main): nectar/params.py ParamInfo.parse lets luigi's TaskClassAmbigiousException "
-    "out (not a ValueError): 500, where python -m luigi --module b_chain runs b_chain's DayTask",
-)
 def test_a_task_parameter_names_its_own_chains_task_where_another_chain_has_one_of_that_name(
     api: tuple[int, Path],
     settings: Settings,
@@ -86,11 +81,6 @@ def test_a_task_parameter_names_its_own_chains_task_where_another_chain_has_one_
     assert (tmp_path / "picked-2").read_text().rsplit(".", 1)[-1] == "b_chain", run.worker
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review16 for the lead (main): nectar/params.py ParamInfo.parse lets luigi's TaskClassNotFoundException "
-    "out (not a ValueError): 500, not a 422 naming the field",
-)
 def test_a_task_parameter_naming_no_task_is_a_422_naming_the_field(api: tuple[int, Path]) -> None:
     with urllib.request.urlopen(f"http://127.0.0.1:{api[0]}/api/chains/review15", timeout=60):
         pass
