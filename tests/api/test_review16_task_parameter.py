@@ -91,6 +91,21 @@ def test_a_task_parameter_naming_no_task_is_a_422_naming_the_field(api: tuple[in
     assert list(answer["errors"]) == ["t"], answer
 
 
+@pytest.fixture
+def one_slot(
+    settings: Settings,
+    luigid: str,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Nectar:
+    """A worker of one slot on the session's luigid (its runs go round the processes it keeps), ``PickTask`` noting
+    in ``tmp_path``; the service, to read the runs."""
+    monkeypatch.setenv("REVIEW15_OUT", str(tmp_path))
+    start_worker(settings.replace(scheduler_url=luigid), workers=1)
+    return closed_at_end(Nectar(settings))
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="fixes for the lead (main, wt62-plain's nectar/attempt.py:137): the worker makes the task of its text with "
@@ -100,17 +115,9 @@ def test_a_task_parameter_naming_no_task_is_a_422_naming_the_field(api: tuple[in
     "--module b_chain runs b_chain's (nectar.params.task_named resolves it so for the API)",
 )
 def test_a_task_parameter_names_its_own_chains_task_in_a_process_that_ran_the_other_chain(
-    api: tuple[int, Path],
-    settings: Settings,
-    luigid: str,
-    start_worker: Callable[..., subprocess.Popen[bytes]],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    api: tuple[int, Path], one_slot: Nectar, tmp_path: Path
 ) -> None:
-    port, _ = api
-    monkeypatch.setenv("REVIEW15_OUT", str(tmp_path))
-    start_worker(settings.replace(scheduler_url=luigid), workers=1)
-    nectar = closed_at_end(Nectar(settings))
+    port, nectar = api[0], one_slot
     pairs: list[tuple[Run, Run]] = []
 
     def run(chain: str, n: int) -> Run:
@@ -121,12 +128,11 @@ def test_a_task_parameter_names_its_own_chains_task_in_a_process_that_ran_the_ot
     def b_reused_after_a() -> bool:
         """An a_chain run then a b_chain run, until the b_chain run's process had run an a_chain run before."""
         n = 2 * len(pairs) + 1
-        first = run("a_chain", n)
-        assert first.state == RunState.DONE, first.error
-        pairs.append((first, run("b_chain", n + 1)))
+        pairs.append((run("a_chain", n), run("b_chain", n + 1)))
         return reused(pairs[-1][1]) and pid_of(pairs[-1][1]) in {pid_of(first) for first, _ in pairs}
 
     wait_until(b_reused_after_a, timeout=120, interval=0)
-    second = pairs[-1][1]
-    assert second.state == RunState.DONE, (second.worker, second.error)
-    assert (tmp_path / f"picked-{2 * len(pairs)}").read_text().rsplit(".", 1)[-1] == "b_chain", second.worker
+    for n, ended_run in enumerate((each for pair in pairs for each in pair), start=1):
+        assert ended_run.state == RunState.DONE, (ended_run.ref, ended_run.worker, ended_run.error)
+        picked = (tmp_path / f"picked-{n}").read_text().rsplit(".", 1)[-1]
+        assert picked == ended_run.chain, (ended_run.ref, ended_run.worker)
