@@ -12,7 +12,7 @@ from api.errors import NectarApi
 from api.status_path import StatusPath
 from api.submit_path import SubmitPath
 from nectar.auth import TokenChecker
-from nectar.config import Settings, configure
+from nectar.config import Settings, configure, load_luigi_config
 from nectar.service import Nectar
 from nectar.sessions import SessionSigner
 from nectar.signing import UrlSigner, load_secret
@@ -35,7 +35,8 @@ DEFAULTS: dict[str, Any] = {
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """An app for ``config``: Flask keys, and ``NECTAR_SETTINGS`` (else settings from the environment)."""
     config = dict(config or {})
-    settings: Settings = config.pop("NECTAR_SETTINGS", None) or Settings.from_env()
+    given: Settings | None = config.pop("NECTAR_SETTINGS", None)
+    settings = given or Settings.from_env()
     app = Flask(__name__)
     app.url_map.strict_slashes = False  # a trailing slash is the same URL (a POST, too: no redirect that drops it)
     app.config.update(DEFAULTS)
@@ -47,7 +48,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # a token configuration that cannot be read stops the start, rather than serving without protection
     checker = TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads)
     checks = guards.install(app, settings, checker, SessionSigner(secret))  # timing, Host, Origin, token, body
-    app.extensions["nectar"] = Nectar(settings)
+    app.extensions["nectar"] = Nectar(settings)  # its luigi.cfg checked first
+    if given is None:  # a served app's process takes its luigi.cfg; one made for given settings (a test's) leaves it
+        load_luigi_config(settings.luigi_config)
     app.extensions["nectar_signer"] = UrlSigner(secret, settings.url_expiry)
     api = NectarApi(app)
     register_blueprints(api)

@@ -671,3 +671,24 @@ def configure(settings: Settings | None) -> None:
     """Set (or with None, forget) the process's settings."""
     global _current
     _current = settings
+
+
+#: the luigi.cfg paths :func:`load_luigi_config` added to luigi's configuration in this process
+_luigi_configs_loaded: set[str] = set()
+
+
+def load_luigi_config(path: Path | None) -> None:
+    """Add the project's luigi.cfg at ``path`` (``NECTAR_LUIGI_CONFIG``) to luigi's configuration, once a process, as
+    ``python -m luigi`` reads ``LUIGI_CONFIG_PATH``: a task's ``[<TaskFamily>]`` values are its parameters' there, in
+    the API, the clock, ``nectar run`` and the worker alike. Nothing where None, or where luigi read it at its import
+    (``LUIGI_CONFIG_PATH``, as ``nectar serve`` sets it for its parts)."""
+    if path is None:
+        return
+    key = os.path.abspath(path)
+    given = os.environ.get("LUIGI_CONFIG_PATH")
+    if key in _luigi_configs_loaded or (given and os.path.abspath(given) == key):
+        return
+    import luigi.configuration  # here: the supervisor and `nectar api` before its exec do not load luigi
+
+    luigi.configuration.add_config_path(key)
+    _luigi_configs_loaded.add(key)

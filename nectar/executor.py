@@ -69,7 +69,7 @@ from nectar import build, forks, main_signals, standby, wakeup
 from nectar.attempt import attempt, chain_file, execute, quiet_luigi, rehearse
 from nectar.build import Build
 from nectar.catalog.loader import Stamp, chain_code, file_stamp, load_ahead
-from nectar.config import Settings
+from nectar.config import Settings, load_luigi_config
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.grace import Grace
 from nectar.leases import ClockCheck, process_name, reclaim, release, release_lost_in_luigid, timed_out
@@ -687,8 +687,7 @@ class Executor:
 
     def serve_forever(self) -> None:
         """Claim and execute runs until SIGTERM, SIGINT or SIGHUP; then drain, interrupt and requeue."""
-        if self.settings.luigi_config:
-            luigi.configuration.add_config_path(str(self.settings.luigi_config))
+        load_luigi_config(self.settings.luigi_config)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self.stop)
         self._signalled = wakeup.signals()

@@ -698,11 +698,17 @@ class LuigidRPC(RemoteScheduler):
 
     def __init__(self, url: str, connect_timeout: float | None = None, secret: str | None = None) -> None:
         super().__init__(url, connect_timeout)
+        self.secret = secret
         self.connections = Connections(self.url, self.connect_timeout, secret, batches=True)
         self.post = self.connections.call
         self.send = self.connections.send
         self.flush = self.connections.flush
         self.meanwhile = self.connections.meanwhile
+
+    def __reduce__(self) -> tuple[type[LuigidRPC], tuple[str, float, str | None]]:
+        """A client to the same luigid, without this one's connections: as luigi's own pickles (its worker puts a
+        luigid message for an ``accepts_messages`` task, which answers through the client, on the task's queue)."""
+        return type(self), (self.url, self.connect_timeout, self.secret)
 
     @property
     def batches(self) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 import luigi
 from luigi.parameter import OptionalParameterMixin, ParameterVisibility
+from luigi.task_register import Register, TaskClassAmbigiousException, TaskClassException
 
 from nectar.errors import InvalidParameters
 from nectar.luigi_internals import choices_of
@@ -204,6 +205,8 @@ class ParamInfo:
     param: luigi.Parameter = field(repr=False, compare=False)
     #: the largest magnitude of an int value: the task's ``max_int``
     max_int: int = MAX_INT
+    #: the module of the task's class (its chain's): where a ``TaskParameter``'s name is looked for first
+    module: str = field(default="", repr=False, compare=False)
 
     @classmethod
     def of(cls, task_cls: type[luigi.Task], name: str, param: luigi.Parameter) -> ParamInfo:
@@ -220,6 +223,7 @@ class ParamInfo:
             choices=choices_of(param),
             param=param,
             max_int=max_int_of(task_cls),
+            module=task_cls.__module__,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -283,6 +287,8 @@ class ParamInfo:
             except RecursionError:
                 raise ValueError(f"nested deeper than {MAX_NESTING} levels") from None
         checked_number(self.kind, text, self.max_int)  # an int's digits counted before int() converts them
+        if isinstance(self.param, luigi.TaskParameter):
+            return task_named(text, self.module)
         try:
             value = self.param.normalize(self.param.parse(text))
         except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
@@ -291,6 +297,25 @@ class ParamInfo:
         except _schema_errors() as exc:  # luigi checked a DictParameter's ``schema``: jsonschema says why not
             raise ValueError(f"not a valid {self.kind}: {_shown(text)} ({getattr(exc, 'message', exc)})") from exc
         return checked_number(self.kind, value, self.max_int)
+
+
+def task_named(family: str, module: str) -> type[luigi.Task]:
+    """The task class ``family`` names, as ``python -m luigi --module <module>`` finds a ``TaskParameter``'s: the one
+    of that family ``module`` holds, else the one luigi's registry has of it (which holds every chain this process
+    read, where luigi's holds ``module``'s); a name of no task, or of several chains' and none of ``module``'s, a
+    :class:`ValueError` saying so."""
+    own = vars(sys.modules[module]).values() if module in sys.modules else ()
+    found = {held for held in own if isinstance(held, type) and issubclass(held, luigi.Task)}
+    found = {task_cls for task_cls in found if task_cls.get_task_family() == family}
+    if len(found) == 1:
+        return found.pop()
+    try:
+        named: type[luigi.Task] = Register.get_task_cls(family)
+    except TaskClassAmbigiousException:
+        raise ValueError(f"names a task of several chains: {_shown(family)}") from None
+    except TaskClassException:
+        raise ValueError(f"names no task: {_shown(family)}") from None
+    return named
 
 
 def _schema_errors() -> tuple[type[Exception], ...]:

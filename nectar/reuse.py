@@ -26,6 +26,7 @@ a chain's module globals never reach the next run changed; what the modules it i
 from __future__ import annotations
 
 import gc
+import locale
 import logging
 import os
 import signal
@@ -207,7 +208,8 @@ class ProcessHooks(NamedTuple):
     (``warnings.showwarning``, and what ``catch_warnings(record=True)`` replaces with its list's ``append``: left
     entered, every later warning of the process went to that list); the C library's time zone as ``time`` answers
     it (``time.tzname``, ``timezone``, ``altzone``, ``daylight``: a run's ``os.environ["TZ"]`` and ``time.tzset()``
-    left every later run's ``localtime`` in its zone, the variable put back); and the collector's switch and
+    left every later run's ``localtime`` in its zone, the variable put back) and locale (``locale.setlocale``: a
+    run's ``"C"`` left every later run's text files ASCII, ``open()``'s encoding); and the collector's switch and
     thresholds (a run's ``gc.disable()`` left every later run's reference cycles uncollected but by
     :func:`put_back`'s own pass), the recursion limit and the threads' switch interval; and the tracers and profilers
     (``sys.settrace``, ``sys.setprofile``, ``threading.settrace``, ``threading.setprofile``: one left set ran on
@@ -222,6 +224,8 @@ class ProcessHooks(NamedTuple):
     showwarning: Callable[..., Any]
     shower: Callable[..., Any]
     zone: tuple[tuple[str, str], int, int, int]
+    #: the C library's locale, every category (``locale.setlocale(LC_ALL)``'s answer)
+    locale: str
     #: whether the collector runs by itself (``gc.disable()``) and at which counts (``gc.set_threshold``), the
     #: deepest recursion (``sys.setrecursionlimit``) and how often threads switch (``sys.setswitchinterval``)
     collector: tuple[bool, tuple[int, int, int]]
@@ -243,6 +247,7 @@ def _process_hooks() -> ProcessHooks:
         warnings.showwarning,
         warning_shower(),
         (time.tzname, time.timezone, time.altzone, time.daylight),
+        locale.setlocale(locale.LC_ALL),
         (gc.isenabled(), gc.get_threshold()),
         sys.getrecursionlimit(),
         sys.getswitchinterval(),
@@ -628,7 +633,7 @@ def _put_back_logger_settings(before: Before, found: list[logging.Logger]) -> No
 
 def _put_back_process_hooks(before: ProcessHooks) -> None:
     """The excepthooks, the sockets' default timeout, the warnings filters, what shows a warning, the time zone, the
-    collector's switch and thresholds, the recursion limit, the switch interval, the tracers and profilers as
+    locale, the collector's switch and thresholds, the recursion limit, the switch interval, the tracers, profilers as
     ``before`` (:class:`ProcessHooks`), each where the run changed it (the zone read again from the environment, put
     back first); the filters, changed, are the process's list again with its entries, and ``warnings`` is told
     (:func:`~nectar.stdlib_internals.warnings_filters_changed`), as ``catch_warnings``' exit tells it: what a
@@ -652,6 +657,8 @@ def _put_back_process_hooks(before: ProcessHooks) -> None:
         warnings_filters_changed()
     if (time.tzname, time.timezone, time.altzone, time.daylight) != before.zone:
         time.tzset()  # from the environment, put back before (:func:`put_back`)
+    if locale.setlocale(locale.LC_ALL) != before.locale:
+        locale.setlocale(locale.LC_ALL, before.locale)
     if (gc.isenabled(), gc.get_threshold()) != before.collector:
         (gc.enable if before.collector[0] else gc.disable)()
         gc.set_threshold(*before.collector[1])

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from nectar.config import Settings, configure
+from nectar.config import Settings, configure, load_luigi_config
 from nectar.errors import StoreUnavailable
 from nectar.logs.format import configure_logging
 
@@ -105,8 +105,6 @@ def _log_location(store: Any, log: TargetKey) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    import luigi.configuration
-
     from nectar.attempt import process_name
     from nectar.service import Nectar
     from nectar.supervisor import luigi_config
@@ -115,9 +113,7 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     parts = args.task.split("/")
     if len(parts) != 3:
         raise SystemExit("nectar run: name the task as <type>/<chain>/<Task>")
-    config = luigi_config(settings)
-    if config is not None:  # luigi.cfg's [core] log_level, its [worker] settings: as in `nectar worker`
-        luigi.configuration.add_config_path(str(config))
+    load_luigi_config(luigi_config(settings))  # luigi.cfg's [core] log_level, its [worker] settings: as the worker
     with Nectar(settings) as nectar:
         chain_type, chain, task = parts
         submission = nectar.submit(chain_type, chain, task, _task_params(extra))

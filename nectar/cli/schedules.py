@@ -9,6 +9,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from nectar.cli.local import settings_of, table
+from nectar.config import load_luigi_config
 from nectar.logs.format import configure_logging
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ def cmd_clock(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     configure_logging(settings.log_format)
     with Nectar(settings) as nectar:  # its registry closed whatever the clock's stop raises
+        load_luigi_config(settings.luigi_config)  # a schedule's task takes its luigi.cfg values, as the worker's
         clock = Clock(nectar, settings)
 
         def request_stop(*_: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import pickle
 import re
 import select
 import socket
@@ -154,6 +155,22 @@ def test_luigis_worker_batches_its_calls_in_one_frame(processes: Processes, tmp_
         answers.append(without_times(rpc.get_work(worker=WORKER, host="h")))
         assert framed(rpc) is frames
     assert answers[0] == answers[1] and answers[0]["task_id"] == TASK
+
+
+def test_a_client_pickled_is_a_client_of_the_same_luigid_with_the_secret_and_none_of_its_connections(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """luigi's worker puts a luigid message for an ``accepts_messages`` task on the task's queue with its scheduler
+    client (to answer through): the client pickles as luigi's own does, its url, timeout and secret, and the copy
+    opens its own connection (it raised ``TypeError`` on the ``threading.local`` of its connections)."""
+    rpc: Any = LuigidRPC(start(processes, tmp_path, "pickled", GUARDED_LUIGID), 60, SECRET)  # luigi's, untyped
+    rpc.add_task(worker=WORKER, status="PENDING", **ADDED)
+    assert rpc.ping(worker=WORKER) is not None and framed(rpc)
+    copy: Any = pickle.loads(pickle.dumps(rpc))
+    assert (copy.url, copy.connect_timeout, copy.secret) == (rpc.url, 60, SECRET)
+    assert copy.connections._connection()[1] is False, "the copy holds a connection it did not open"
+    assert without_times(copy.get_work(worker=WORKER, host="h"))["task_id"] == TASK  # through the guard: the secret
+    assert framed(copy)
 
 
 def test_an_answer_read_from_a_frame_reaches_luigi_decoded_not_written_back_to_json(

@@ -10,8 +10,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from nectar.registry import Run, RunState
 from tests.conftest import wait_until
 from tests.nectar.test_reuse import reused
@@ -44,12 +42,6 @@ class WriterTask(luigi.Task):  # writes a text file in the encoding its process'
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review16 for the lead (main): nectar/reuse.py put_back does not put the C library's locale back (it "
-    "does the time zone): a WriterTask after a LocaleTask in one reused process runs in the 'C' locale, ASCII, and "
-    "fails UnicodeEncodeError writing 'café', where python -m luigi runs it in C.UTF-8",
-)
 def test_a_locale_one_run_set_is_not_the_next_runs_in_its_reused_process(
     served: Served,  # noqa: F811 (the fixture)
     write_chain: Callable[[str, str], Path],

@@ -99,14 +99,6 @@ def ran_under_luigi(on: Configured, luigid: str, *given: str) -> dict[str, Any]:
     return seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review16 for the lead (main): `nectar api` (and gunicorn 'app:create_app()') never loads "
-    "NECTAR_LUIGI_CONFIG into luigi's configuration (only `nectar serve` sets LUIGI_CONFIG_PATH, only the "
-    "worker adds the path): the API refuses CfgTask for a missing x that luigi.cfg gives (422), and given x=7 "
-    "fills y with the code's default: the worker runs CfgTask(x=7, y=code) where python -m luigi runs "
-    "CfgTask(x=7, y=cfg)",
-)
 def test_a_parameter_luigi_cfg_sets_is_the_apis_as_it_is_luigis_and_the_workers(
     configured: Configured, luigid: str, start_worker: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:

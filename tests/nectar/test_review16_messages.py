@@ -14,8 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from harness import lifeline_env
 from nectar.keys import TargetKey
 from nectar.registry import RunState
@@ -68,13 +66,6 @@ def told(on: Served, out: Path, n: int, stderr: Callable[[], str]) -> tuple[Any,
     return answer.get("response"), said
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review16 for the lead (main): luigi's SchedulerMessage holds the worker's scheduler client, and the "
-    "service's (nectar/luigid.py:687 LuigidRPC) holds a threading.local: the task's multiprocessing.Queue cannot "
-    "pickle it (TypeError: cannot pickle '_thread._local' object, in the step's stderr), and the message is "
-    "lost; python -m luigi's task answers 'got hi'",
-)
 def test_a_task_that_accepts_messages_gets_luigids_message_and_answers_it(
     served: Served,  # noqa: F811 (the fixture)
     write_chain: Callable[[str, str], Path],
