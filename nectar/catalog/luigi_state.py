@@ -40,6 +40,7 @@ from typing import Any
 
 import luigi.configuration
 
+from nectar import forks
 from nectar.luigi_internals import forget_event_handlers, forget_task_classes, task_namespaces
 from nectar.stdlib_internals import parsed, parsed_as, set_parsed
 
@@ -67,7 +68,7 @@ _EXECUTING = _Executing()
 #: how many chain module executions are under way in this process, in any thread: :data:`_IMPORTS` is first on
 #: ``sys.meta_path`` while any is (:func:`_imports_watched`)
 _WATCHING = [0]
-_WATCHING_LOCK = threading.Lock()
+_WATCHING_LOCK = forks.lock_made_anew_in_children(globals(), "_WATCHING_LOCK")
 #: the names of chain modules: ``chains.<type>.<chain>`` (:func:`nectar.task.chain_module`)
 _CHAINS = "chains."
 

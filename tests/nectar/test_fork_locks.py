@@ -19,6 +19,7 @@ WITH_LOCKS = (
     "nectar.registry.sqlite",
     "nectar.registry.postgres",
     "nectar.luigi_internals",
+    "nectar.catalog.luigi_state",
 )
 LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
 
