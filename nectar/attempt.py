@@ -41,9 +41,10 @@ from nectar.errors import ChainImportError, Interrupted, LeaseLost, NectarError,
 from nectar.exposure import exposure
 from nectar.leases import AttemptLease, process_name, release
 from nectar.logs.format import current_run, process_handlers
-from nectar.luigi_internals import as_given_to_luigi, stop_mock_filesystem
+from nectar.luigi_internals import stop_mock_filesystem
 from nectar.luigid import scheduler_of, scheduler_secret
 from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, re_enable_ahead, retry_allowed, wait
+from nectar.params import task_of_text
 from nectar.registry import Run, RunState, RunStore
 from nectar.registry.model import waited
 from nectar.steps import MAX_ERROR, StepRecorder, describe
@@ -134,8 +135,7 @@ def exposed_tasks(module: ModuleType) -> Mapping[str, type[luigi.Task]]:
 def task_in(module: ModuleType, name: str, params: Mapping[str, str], gone: str) -> luigi.Task:
     """The task ``name`` of the chain ``module`` made from its parameters' text (LookupError ``gone`` if the module
     has no such task)."""
-    cls = task_class(module, name, gone)
-    return cls.from_str_params(as_given_to_luigi(cls, params))
+    return task_of_text(task_class(module, name, gone), params)
 
 
 def task_class(module: ModuleType, name: str, gone: str) -> type[luigi.Task]:
@@ -163,7 +163,7 @@ def rehearse(module: ModuleType, name: str, params: Mapping[str, str]) -> None:
     if rehearsed in _rehearsed:
         read_class(cls)
     else:
-        cls.from_str_params(as_given_to_luigi(cls, params))
+        task_of_text(cls, params)
         _rehearsed.add(rehearsed)
 
 

@@ -24,7 +24,7 @@ from luigi.task import flatten
 from nectar.config import Settings
 from nectar.errors import InvalidKey, NotFound
 from nectar.keys import OUTPUT_FILE, TargetKey
-from nectar.luigi_internals import as_given_to_luigi
+from nectar.params import task_of_text
 from nectar.registry import RunState
 from nectar.status import JobStatus
 from nectar.stores import TargetStore, get_store
@@ -109,7 +109,7 @@ def _targets(
 ) -> tuple[tuple[str, str], ...] | str:
     """``(kind, path or URI)`` of each output of the task, or why they cannot be known (``key`` keys the cache)."""
     try:
-        task = task_cls.from_str_params(as_given_to_luigi(task_cls, dict(params)))  # luigi's values, as the attempt's
+        task = task_of_text(task_cls, dict(params))  # luigi's values, as the attempt's
         targets = flatten(task.output())
     except Exception as exc:  # whatever output() raises is the task's: named in the status
         return f"output() raised {type(exc).__name__}: {exc}"

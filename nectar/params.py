@@ -21,7 +21,7 @@ from luigi.parameter import OptionalParameterMixin, ParameterVisibility
 from luigi.task_register import Register, TaskClassAmbigiousException, TaskClassException
 
 from nectar.errors import InvalidParameters
-from nectar.luigi_internals import choices_of
+from nectar.luigi_internals import as_given_to_luigi, choices_of, task_params
 
 #: luigi parameter class name -> the kind shown to users, most specific first through the MRO
 KINDS: dict[str, str] = {
@@ -316,6 +316,24 @@ def task_named(family: str, module: str) -> type[luigi.Task]:
     except TaskClassException:
         raise ValueError(f"names no task: {_shown(family)}") from None
     return named
+
+
+def task_of_text(cls: type[luigi.Task], params: Mapping[str, str]) -> luigi.Task:
+    """A task of ``cls`` made from its parameters' text (a run's: ``to_str_params``, its defaults written too) with the
+    values luigi gives it (:func:`~nectar.luigi_internals.as_given_to_luigi`), as luigi's ``from_str_params`` makes
+    it, but for a ``TaskParameter``'s name, found as ``python -m luigi --module <the chain>`` finds it
+    (:func:`task_named`): luigi's registry, where ``from_str_params`` looks, holds every chain this process read (a
+    reused attempt process, the API), and a family two chains define is ambiguous there."""
+    given = as_given_to_luigi(cls, params)
+    named = {
+        name: task_named(given[name], cls.__module__)
+        for name, param in task_params(cls)
+        if name in given and isinstance(param, luigi.TaskParameter)
+    }
+    if not named:
+        return cls.from_str_params(given)
+    values = {name: named.get(name) or param.parse(given[name]) for name, param in task_params(cls) if name in given}
+    return cls(**values)
 
 
 def _schema_errors() -> tuple[type[Exception], ...]:

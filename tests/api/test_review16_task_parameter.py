@@ -106,14 +106,6 @@ def one_slot(
     return closed_at_end(Nectar(settings))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fixes for the lead (main, wt62-plain's nectar/attempt.py:137): the worker makes the task of its text with "
-    "luigi's from_str_params, whose TaskParameter looks the name up in luigi's registry: a reused attempt process that "
-    "ran a_chain's task before holds both chains' DayTask, and b_chain's run fails 'cannot load "
-    "review15/b_chain/PickTask: TaskClassAmbigiousException: Task 'DayTask' is ambiguous', where python -m luigi "
-    "--module b_chain runs b_chain's (nectar.params.task_named resolves it so for the API)",
-)
 def test_a_task_parameter_names_its_own_chains_task_in_a_process_that_ran_the_other_chain(
     api: tuple[int, Path], one_slot: Nectar, tmp_path: Path
 ) -> None:
