@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from nectar import wakeup
 from nectar.descriptors import SharedDescriptor
+from nectar.errors import RegistryUnavailable
 from nectar.forks import SQLITE, lock_made_anew_in_children, pid
 from nectar.registry import counts, fire_counts, sqlite_counts
 from nectar.registry.combine import Combiner, Outcome
@@ -57,6 +58,14 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: the schema version this release writes, kept in ``PRAGMA user_version``
 SCHEMA_VERSION = LATEST
+
+
+class TurnNotTaken(RegistryUnavailable, sqlite3.OperationalError):
+    """A writer that waited :data:`BUSY_TIMEOUT` for the registry's write turn and did not get it (another process, or
+    thread, held it: one stopped, or stuck): SQLite's own error, as a caller that handles SQLite's catches it, and the
+    registry unavailable for now, as the API answers it (503, Retry-After), not a fault of the request (500)."""
+
+
 #: seconds a writer waits for its turn, and SQLite for its locks, before "database is locked"
 BUSY_TIMEOUT = 30.0
 
@@ -109,7 +118,7 @@ class Writers:
 
     def __enter__(self) -> None:
         if not self._threads.acquire(timeout=BUSY_TIMEOUT):
-            raise sqlite3.OperationalError("database is locked")
+            raise TurnNotTaken("database is locked: another thread of this process held the write turn too long")
         if self._turn < 0:  # closed (a thread that found this turn before the registry was closed)
             self._threads.release()
             raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
@@ -124,7 +133,7 @@ class Writers:
 
     def _take_turn(self) -> None:
         if not self._waiter.take(time.monotonic() + BUSY_TIMEOUT, self._gives_up):
-            raise sqlite3.OperationalError("database is locked")
+            raise TurnNotTaken("database is locked: another process held the write turn too long")
 
     def _exit(self) -> None:
         """:meth:`close` as the process exits, the writers that wait for another process's turn (daemon threads, the

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from api.errors import describe
 from harness import lifeline_env, read_calls
+from nectar.errors import RegistryUnavailable
 from nectar.registry import RunState, sqlite
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
@@ -98,6 +100,21 @@ def test_a_writer_that_never_gets_its_turn_is_told_what_sqlite_tells_it(
     with pytest.raises(sqlite3.OperationalError, match="database is locked"):
         runs.submit(new_run(2))
     assert runs.count() == 0
+
+
+def test_a_writer_that_never_gets_its_turn_is_told_the_registry_is_unavailable_as_the_api_answers_it(
+    inside: tuple[subprocess.Popen[str], SQLiteRunStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process holding the turn past the busy timeout (stopped, stuck) makes a submission a 503 with Retry-After
+    naming the registry, not a 500: the request was fine, the registry is not to be had for now (round 62: a POST
+    while a SIGSTOPped worker held the turn answered 500 in CI)."""
+    _, runs = inside
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT", 0.2)
+    with pytest.raises(RegistryUnavailable) as told:
+        runs.submit(new_run(3))
+    status, message, _ = describe(told.value)
+    assert (status, told.value.retry_after) == (503, RegistryUnavailable.retry_after), message
+    assert message.startswith("registry unavailable: database is locked"), message
 
 
 def waiting_in_the_kernel(path: Path) -> bool:
