@@ -325,10 +325,10 @@ def task_of_text(cls: type[luigi.Task], params: Mapping[str, str]) -> luigi.Task
     (:func:`task_named`): luigi's registry, where ``from_str_params`` looks, holds every chain this process read (a
     reused attempt process, the API), and a family two chains define is ambiguous there."""
     given = as_given_to_luigi(cls, params)
-    named = {
-        name: task_named(given[name], cls.__module__)
-        for name, param in task_params(cls)
-        if name in given and isinstance(param, luigi.TaskParameter)
+    named = {  # luigi's parameters are the class's attributes: the given names looked up, no walk of them all
+        name: task_named(text, cls.__module__)
+        for name, text in given.items()
+        if isinstance(getattr(cls, name, None), luigi.TaskParameter)
     }
     if not named:
         return cls.from_str_params(given)

@@ -468,9 +468,9 @@ def unread_by_peer(channel: socket.socket) -> bool:
 
 def _read_run(channel: socket.socket) -> bytes | None:
     """The run handed over (:func:`hand_over`), or None if the worker closed its end first. Waited for in a poll
-    (:func:`~nectar.wakeup.await_readable`): in a ``recv``, the worker's read of what the spare said (that it is
-    ready) woke it once more each run, for nothing, as its worker was about to claim for it."""
-    wakeup.await_readable(channel.fileno())
+    (:func:`~nectar.wakeup.readable`): in a ``recv``, the worker's read of what the spare said (that it is ready)
+    woke it once more each run, for nothing, as its worker was about to claim for it."""
+    wakeup.readable([channel.fileno()], None)
     head = _read_exactly(channel, _LENGTH.size)
     if head is None:
         return None

@@ -154,21 +154,13 @@ def drain(fd: int) -> bool:
     return held
 
 
-def readable(fds: Iterable[int], timeout: float) -> list[int]:
-    """Those of ``fds`` readable (or closed at the other end) within ``timeout`` seconds; [] if none was. With no
-    descriptor, a sleep of ``timeout``."""
+def readable(fds: Iterable[int], timeout: float | None) -> list[int]:
+    """Those of ``fds`` readable (or closed at the other end) within ``timeout`` seconds (None: for as long as it
+    takes); [] if none was. With no descriptor, a sleep of ``timeout``. In ``poll()``, woken by input alone: a thread
+    waiting in a blocking ``recv`` of a Unix stream socket is also woken each time its peer reads what it wrote (the
+    kernel frees the space and wakes the writer's queue, where the reader waits, whatever it waits for), to find
+    nothing and sleep again. A signal's handler runs meanwhile (its exception raised here)."""
     poller = select.poll()  # not select.select: a descriptor past 1023 would make it raise
     for fd in fds:
         poller.register(fd, select.POLLIN)
-    return [fd for fd, _ in poller.poll(max(0.0, timeout) * 1000)]
-
-
-def await_readable(fd: int) -> None:
-    """Wait, for as long as it takes, until ``fd`` is readable (or closed at the other end), in ``poll()``: a thread
-    waiting in a blocking ``recv`` of a Unix stream socket is also woken each time its peer reads what it wrote (the
-    kernel frees the space and wakes the writer's queue, where the reader waits, whatever it waits for), to find
-    nothing and sleep again; a poll for input is woken by input alone. A signal's handler runs meanwhile (its
-    exception raised here), as in a ``recv``."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    poller.poll()
+    return [fd for fd, _ in poller.poll(None if timeout is None else max(0.0, timeout) * 1000)]
