@@ -376,14 +376,14 @@ def drop_exit_callbacks() -> None:
         forget_exit_callbacks()
 
 
-def out_of_sight() -> bool:
+def out_of_sight() -> None:
     """In an attempt process between runs, once :func:`put_back` collected what its run left in cycles and with no
     build of a run held (its spare let go of the one its run used): once the chain module it keeps
     (:func:`~nectar.catalog.kept.snapshot`) has stayed kept through :data:`FREEZE_AFTER` runs in a row, what the
     process holds leaves its collector's sight (``gc.freeze``), as its worker's objects left it at the fork. Each
     later ``put_back``'s full collection then scans the next run's objects alone, not the module's classes,
     functions and parameters, its note, the registry's connections and luigi's state made by the process's first
-    run. Whether it froze now.
+    run.
 
     Once in the process's life, never again, and never thawed: ``gc.unfreeze`` has no part of its own (it thaws what
     the spare froze at its fork too: ~22 M instructions a full collection from then on, ~13.5 MB of shared pages
@@ -397,11 +397,9 @@ def out_of_sight() -> bool:
     note = kept_snapshot()
     _kept_runs = 0 if note is None else _kept_runs + 1 if note is _kept_note else 1
     _kept_note = note
-    if _frozen or _kept_runs < FREEZE_AFTER:
-        return False
-    gc.freeze()
-    _frozen = True
-    return True
+    if not _frozen and _kept_runs >= FREEZE_AFTER:
+        gc.freeze()
+        _frozen = True
 
 
 def left_behind(before: Before, max_rss_mb: int) -> str | None:
