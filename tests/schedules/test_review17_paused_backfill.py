@@ -8,7 +8,7 @@ import pytest
 
 from nectar.schedules.loop import ScheduleLoop
 from nectar.service import Nectar
-from tests.schedules.test_policies import active_runs, end_run, fires_of
+from tests.schedules.test_policies import active_runs, end_run, fires_of, make
 
 
 @pytest.mark.xfail(
@@ -22,17 +22,7 @@ def test_a_paused_schedules_backfill_goes_on_or_says_it_waits_for_its_resume(
     nectar: Nectar, loop: ScheduleLoop
 ) -> None:
     """Its first fire is queued at once, paused or not; each later tick finds no run of the schedule active."""
-    sid = nectar.schedules.create(
-        {
-            "task": "daily/sales_chain/DailyTask",
-            "cron": "0 3 * * *",
-            "timezone": "Europe/Paris",
-            "fire_time_param": "date",
-            "fire_time_offset": "-P1D",
-            "max_active": 1,
-            "paused": True,
-        }
-    ).id
+    sid = make(nectar, cron="0 3 * * *", timezone="Europe/Paris", max_active=1, paused=True)
     backfill = nectar.schedules.backfill(sid, "2026-03-01", "2026-03-03")
     assert sorted(fire.state for fire in backfill.fires) == ["held", "held", "queued"]
     for _ in range(3):
