@@ -957,6 +957,16 @@ def test_the_throughput_benchmark_says_how_long_a_run_held_its_slot(tmp_path: Pa
     assert throughput_module.held(tmp_path / "runs.sqlite3", 3, 1) == 1.0
 
 
+def test_the_throughput_benchmarks_cores_are_read_from_the_batchs_first_claim_to_its_last_done(tmp_path: Path) -> None:
+    """The window the cores used are read over: the registry's first claim of the batch's runs to their last DONE
+    (the batch's runs only: not the fourth here), not the benchmark's own wider window."""
+    runs: list[tuple[str, float, float | None]] = [("DONE", 2.0, 2.5), ("DONE", 1.0, 4.0), ("DONE", 3.0, 3.5)]
+    probe_runs(tmp_path / "runs.sqlite3", [*runs, ("DONE", 0.5, 9.5)]).close()
+    assert throughput_module.busy(tmp_path / "runs.sqlite3", 1, 3) == (1.0, 4.0)
+    assert throughput_module.busy(tmp_path / "runs.sqlite3", 2, 2) == (1.0, 4.0)
+    assert throughput_module.busy(tmp_path / "runs.sqlite3", 1, 1) == (2.0, 2.5)
+
+
 def test_the_throughput_benchmark_says_how_long_a_slot_sat_idle_between_runs(tmp_path: Path) -> None:
     """From a run's DONE to its slot's next claim: the k-th claim after the first ``slots`` paired with the k-th DONE,
     over the batch's runs only (not the fifth here); median, p90 and mean."""
@@ -1089,6 +1099,10 @@ def test_the_throughput_benchmark_says_what_a_part_ran_waited_for_a_core_and_sle
         assert slept > 2 * throughput_module.SAMPLE_EVERY
         assert ran + waited + slept == pytest.approx(there, abs=0.01)
         assert cores.used()["API"] == (0.0, 0.0, 0.0)
+        # within a window of the phase (wall clock, as the registry's claims and DONEs are): the time there within it
+        inside = began + cores.offset + throughput_module.SAMPLE_EVERY
+        ran, waited, slept = cores.used((inside, inside + throughput_module.SAMPLE_EVERY))["luigid"]
+        assert ran + waited + slept == pytest.approx(throughput_module.SAMPLE_EVERY, abs=0.01)
     finally:
         blocked.kill()
         blocked.wait()
