@@ -37,12 +37,19 @@ class Load:
         return self
 
 
+class RanOut(RuntimeError):
+    """A burst of each request once (``hammer``'s ``once``) whose list ended before its duration: its clients idled
+    for the rest, and its rate is not a burst's as long as asked."""
+
+
 @dataclass
 class _Client:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     errors: int = 0
     last: float = 0.0
+    #: seconds into the burst this client found the list's end before the burst's duration did, if it did
+    ran_out: float | None = None
 
 
 def hammer(
@@ -61,8 +68,9 @@ def hammer(
     count of writes (``duration`` None and a request not a GET or HEAD: a new run's POST), which ends at the list's
     end: each sent once, where a whole number of requests per client was not (450 runs over 16 clients of 29 each
     POSTed 14 runs twice). ``once``: each request of the list sent once at most, for ``duration`` seconds: a burst of
-    new runs as long as a hello burst, every client busy to its end (:mod:`benchmarks.submit`). http.client over a raw
-    connection keeps the client's own CPU small: on a 2-core machine it shares the cores with the server.
+    new runs as long as a hello burst, every client busy to its end (:mod:`benchmarks.submit`); a list that ends
+    before the duration does is an error (:class:`RanOut`), not a shorter burst. http.client over a raw connection
+    keeps the client's own CPU small: on a 2-core machine it shares the cores with the server.
     """
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -98,6 +106,8 @@ def hammer(
                 if answer.will_close:
                     conn.close()
                     conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            if k >= ends_at and (now := time.perf_counter()) < stop_at:
+                state.ran_out = now - started[0]
         finally:
             conn.close()
 
@@ -108,6 +118,13 @@ def hammer(
     barrier.wait()
     for thread in threads:
         thread.join(timeout=(duration or 0) + timeout * (per_client or 1) + 10)
+    ran_out = [s.ran_out for s in states if s.ran_out is not None]
+    if once and duration is not None and ran_out:
+        raise RanOut(
+            f"a burst of each request once for {duration:g} s ran out of its list of {len(requests):,} requests: a "
+            f"client found its end {min(ran_out):.3f} s into the burst ({len(ran_out)} of {clients} clients before "
+            "the burst's end)"
+        )
     latencies = [x for s in states for x in s.latencies]
     end = max((s.last for s in states), default=started[0])
     statuses: Counter[int] = Counter()

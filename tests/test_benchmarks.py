@@ -48,7 +48,7 @@ from benchmarks.dispatch import through_service as dispatch_sample
 from benchmarks.fanout import through_service
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, Processes, percentile
 from benchmarks.landing import seeded_moto
-from benchmarks.load import Load, hammer
+from benchmarks.load import Load, RanOut, hammer
 from benchmarks.population import fill_registry, fill_store
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
 from benchmarks.status import (
@@ -1260,11 +1260,13 @@ def test_the_soak_counts_the_service_s_log_lines_at_a_level_by_kind() -> None:
 
 
 @contextmanager
-def counting_server() -> Iterator[tuple[str, Counter[tuple[str, str]]]]:
+def counting_server(hold: float = 0.0) -> Iterator[tuple[str, Counter[tuple[str, str]]]]:
     """A local HTTP server answering a POST 202 and a GET 200, counting each (method, path) it was sent: its URL and
-    those counts."""
+    those counts. With ``hold``, no answer leaves before ``hold`` seconds after its first request came
+    (``time.perf_counter``'s, as :func:`benchmarks.load.hammer` times a burst's duration)."""
     seen: Counter[tuple[str, str]] = Counter()
     lock = threading.Lock()
+    first: list[float] = []
 
     class Counting(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -1272,6 +1274,9 @@ def counting_server() -> Iterator[tuple[str, Counter[tuple[str, str]]]]:
         def answer(self) -> None:
             with lock:
                 seen[self.command, self.path] += 1
+                first.append(time.perf_counter())
+            while (left := first[0] + hold - time.perf_counter()) > 0:
+                time.sleep(left)
             self.send_response(202 if self.command == "POST" else 200)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -1417,8 +1422,20 @@ def test_the_submit_benchmark_takes_rounds_of_pairs_at_both_registries_in_turn_u
 
 def test_hammer_sends_each_request_once_at_most_for_its_duration_when_told_to() -> None:
     """A burst of new runs as long as a hello burst: its duration ends it, and it sends none of its list twice (here
-    the list's end comes first: 12 POSTs over 4 clients for 60 s end when the 12 were sent, as a count would)."""
+    the server holds each answer until the duration is over: each of the 4 clients sent its first of the 12, no more;
+    one that got no core before the duration ended sent none)."""
+    duration = 1.0
+    with counting_server(hold=duration) as (url, seen):
+        posts = [("POST", f"/runs?n={n}") for n in range(12)]
+        load = hammer(url, posts, 4, duration=duration, once=True).check(202)
+        assert set(seen) <= set(posts[:4]) and set(seen.values()) == {1} and len(load.latencies) == len(seen)
+
+
+def test_a_burst_of_each_request_once_whose_list_ends_before_its_duration_says_so() -> None:
+    """12 POSTs over 4 clients for 60 s: the list ends first, each sent once; the burst raises, naming the list's
+    length and how long it lasted, rather than answering a rate of a burst shorter than asked."""
     with counting_server() as (url, seen):
         posts = [("POST", f"/runs?n={n}") for n in range(12)]
-        load = hammer(url, posts, 4, duration=60.0, once=True).check(202)
-        assert len(load.latencies) == 12 and seen == Counter(posts)
+        with pytest.raises(RanOut, match=r"its list of 12 requests: a client found its end \d+\.\d{3} s into"):
+            hammer(url, posts, 4, duration=60.0, once=True)
+        assert seen == Counter(posts)
