@@ -15,6 +15,9 @@ from benchmarks.harness import median, percentile
 
 Request = tuple[str, str]  # (method, path with query)
 
+#: seconds past a burst's own bound (its duration, and each request's timeout) its clients are waited for
+JOIN_MARGIN = 10.0
+
 
 @dataclass
 class Load:
@@ -116,8 +119,18 @@ def hammer(
         thread.start()
     started.append(time.perf_counter())
     barrier.wait()
+    # every client is done by then unless a server answers too slowly for a request to time out (or a list of reads
+    # with neither a duration nor a count goes round for ever): a burst that ends there says so, rather than answer the
+    # rate of the requests answered so far while its clients go on sending
+    bound = (duration or 0) + timeout * (per_client or 1) + JOIN_MARGIN
+    deadline = time.perf_counter() + bound
     for thread in threads:
-        thread.join(timeout=(duration or 0) + timeout * (per_client or 1) + 10)
+        thread.join(timeout=max(0.0, deadline - time.perf_counter()))
+    if running := sum(thread.is_alive() for thread in threads):
+        raise RuntimeError(
+            f"{running} of {clients} clients still sending {bound:g} s after the burst began (its duration "
+            f"{duration}, {per_client} requests a client, each timing out after {timeout:g} s without a byte)"
+        )
     ran_out = [s.ran_out for s in states if s.ran_out is not None]
     if once and duration is not None and ran_out:
         raise RanOut(

@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import random
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -28,6 +29,7 @@ from flask import Flask
 import benchmarks.__main__ as bench_main
 import benchmarks.dispatch as dispatch_module
 import benchmarks.fanout as fanout_module
+import benchmarks.load as load_module
 import benchmarks.machine as machine
 import benchmarks.soak as soak_module
 import benchmarks.spread as spread
@@ -77,6 +79,7 @@ from nectar.keys import TargetKey, param_digest
 from nectar.registry import RunFilter, RunState, sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.harness.test_ports import outgoing_connection_from
+from tests.helpers.raw_server import RawServer
 from tests.helpers.registries import closed_at_end
 from tests.helpers.threads import at_line, waits_in
 
@@ -1439,3 +1442,36 @@ def test_a_burst_of_each_request_once_whose_list_ends_before_its_duration_says_s
         with pytest.raises(RanOut, match=r"its list of 12 requests: a client found its end \d+\.\d{3} s into"):
             hammer(url, posts, 4, duration=60.0, once=True)
         assert seen == Counter(posts)
+
+
+class Dripping(RawServer):
+    """An HTTP server that answers every request a byte at a time, each well within a client's timeout, never ending,
+    until closed."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.closed = threading.Event()
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not self.closed.wait(self.every):
+            conn.sendall(b"X")
+
+    def close(self) -> None:
+        self.closed.set()
+        super().close()
+
+
+def test_a_burst_whose_clients_are_still_sending_past_its_bound_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that answers too slowly for a request to time out keeps a client sending: past the burst's bound
+    (each request's timeout, and :data:`benchmarks.load.JOIN_MARGIN`) the burst raises, where it answered a rate
+    of the requests answered so far while its client went on."""
+    monkeypatch.setattr(load_module, "JOIN_MARGIN", 0.5)
+    server = Dripping(every=0.05)
+    try:
+        with pytest.raises(RuntimeError, match="1 of 1 clients still sending 1.5 s after the burst began"):
+            hammer(server.url, [("GET", "/")], 1, duration=None, per_client=1, timeout=1.0)
+    finally:
+        server.close()
