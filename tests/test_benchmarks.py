@@ -1475,3 +1475,14 @@ def test_a_burst_whose_clients_are_still_sending_past_its_bound_says_so(monkeypa
             hammer(server.url, [("GET", "/")], 1, duration=None, per_client=1, timeout=1.0)
     finally:
         server.close()
+
+
+def test_the_fanouts_service_measure_waits_for_its_worker_to_find_luigid_up_again() -> None:
+    """Between two measurements luigid restarts: a worker that found it down claims nothing until it found it up
+    again, as its log says (its WARNING lines); one that never found it down claims at once."""
+    down = "WARNING nectar.executor: not claiming runs until luigid answers again: connection refused\n"
+    up = "WARNING nectar.executor: luigid answers again: claiming runs\n"
+    assert fanout_module.sees_luigid("")
+    assert not fanout_module.sees_luigid(down)
+    assert fanout_module.sees_luigid(down + up)
+    assert not fanout_module.sees_luigid(down + up + down)
