@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import random
+import signal
 import socket
 import sqlite3
 import statistics
@@ -73,7 +74,7 @@ from benchmarks.status import (
     worker_counts,
 )
 from harness import REPO, answers, busy_cpu, cpu_seconds, free_port, lifeline_env, read_calls, thread_times, waitfor
-from harness.processes import bound_to_a_free_port
+from harness.processes import bound_to_a_free_port, freeze
 from harness.procfs import descendants, thread_cpu, tree_cpu
 from nectar.keys import TargetKey, param_digest
 from nectar.registry import RunFilter, RunState, sqlite_checkpoints
@@ -432,6 +433,23 @@ def test_the_dispatch_floors_builds_are_taken_in_turn_in_processes_started_ahead
     assert builders.built_by == [first, second, first]  # in turn, each said so by the process that built it
     assert len(builders.spent) == 3  # a core-time figure for each measured build, none for the warm-ups
     assert [proc.returncode for proc in procs] == [0, 0]
+
+
+def test_a_floors_build_that_hangs_is_an_error_not_a_wait_without_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build process that says nothing (stopped here, as a hung one would be): the build raises once a sample's own
+    bound passed, where the benchmark waited on the pipe for ever."""
+    monkeypatch.setattr(dispatch_module, "START_TIMEOUT", 0.5)
+    with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
+        builders = LocalBuilders(cluster, count=2)  # the first asked next, as the second made its first build
+        freeze(builders.pids[0])
+        try:
+            with pytest.raises(RuntimeError, match=r"said nothing of ProbeTask\(n=1\) in 0.5 s"):
+                builders.build(1)
+        finally:
+            os.kill(builders.pids[0], signal.SIGCONT)
+            builders.close()
 
 
 #: a process that burns ``burn`` ms of CPU every ``period`` ms until the file ``gate`` exists (then exits)
