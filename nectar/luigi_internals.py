@@ -86,7 +86,7 @@ import time
 import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import luigi
 import luigi.configuration
@@ -1966,14 +1966,20 @@ class CompleteError:
     ``__init__`` takes other arguments than its ``args``): the queue's ``put`` then raised in the pool's process, which
     luigi ignores, and its worker waited for that answer for ever. Pickled, it is one with neither."""
 
-    __slots__ = ("error", "trace")
+    __slots__ = ("error", "trace", "retryable")
 
-    def __init__(self, error: Exception | None = None, trace: str = "") -> None:
+    #: whether trying again may cure what ``complete()`` raised (a store's outage): asked as one is pickled, the
+    #: verdict all that crosses (set where the attempt's recorder is installed, :mod:`nectar.steps`)
+    retry_cures: ClassVar[Callable[[BaseException], bool] | None] = None
+
+    def __init__(self, error: Exception | None = None, trace: str = "", retryable: bool = False) -> None:
         self.error = error
         self.trace = trace
+        self.retryable = retryable
 
-    def __reduce__(self) -> tuple[type[CompleteError], tuple[()]]:
-        return (CompleteError, ())
+    def __reduce__(self) -> tuple[type[CompleteError], tuple[None, str, bool]]:
+        judge, error = CompleteError.retry_cures, self.error
+        return (CompleteError, (None, "", self.retryable or (error is not None and judge is not None and judge(error))))
 
 
 #: luigi's ``luigi.worker.check_complete_cached``, through which its worker asks a task's ``complete()`` (as it adds

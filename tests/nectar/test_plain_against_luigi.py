@@ -170,20 +170,29 @@ class Plain(NamedTuple):
         done = subprocess.run(
             [*argv, *scheduler, *flags], env=env, cwd=path.parent, capture_output=True, text=True, timeout=120
         )
+        return done.stdout + done.stderr, self.served(chain, CHAIN, task, config)
+
+    def served(
+        self, chain: str, source: str, task: str, config: Path, retries: int = 0, before: Callable[[int], object] = int
+    ) -> list[tuple[int, Run]]:
+        """``task`` of ``plain62/<chain>`` (its ``source`` written) run by a worker with ``n`` 1-4 and luigi.cfg
+        ``config``, ``retries`` a run, ``before(n)`` called before each submission; each run ended, the last ones in a
+        reused process, the chain file changed before the third (a hot reload)."""
         served = self.settings.replace(
-            scheduler_url=self.luigid, luigi_config=config, spare_idle=KEPT, retries=0, retry_delay=0
+            scheduler_url=self.luigid, luigi_config=config, spare_idle=KEPT, retries=retries, retry_delay=0
         )
         nectar = closed_at_end(Nectar(served))
         self.start_worker(served, workers=1)
         runs = []
         for n in range(1, 5):
             if n == 3:  # a hot reload: the chain file changed, executed anew (in a reused process too)
-                self.write_chain(f"plain62/{chain}", CHAIN + "\n# changed\n")
+                self.write_chain(f"plain62/{chain}", source + "\n# changed\n")
+            before(n)
             submission = nectar.submit("plain62", chain, task, {"n": n})
             assert submission.run is not None
             runs.append((n, ended(nectar, submission.run.id)))
         assert any(reused(run) for _, run in runs), [run.worker for _, run in runs]
-        return done.stdout + done.stderr, runs
+        return runs
 
 
 @pytest.fixture
@@ -253,3 +262,46 @@ def test_a_local_build_asks_each_complete_as_often_as_luigi(plain: Plain, task: 
     for n, run in runs:
         assert run.state == RunState.DONE, run
         assert asked(plain.out, n) == expected, (run.worker, expected)
+
+
+OUTAGE_CHAIN = (
+    CHAIN
+    + """
+from nectar.errors import StoreUnavailable
+
+
+class OutageData(Counted):
+    def complete(self):
+        gate = os.path.join(os.environ["PLAIN62_OUT"], f"outage-{self.n}")
+        if os.path.exists(gate):  # the store out for this one ask
+            os.unlink(gate)
+            raise StoreUnavailable("the store cannot be reached")
+        return super().complete()
+
+
+class NeedsOutageDataTask(Counted):
+    def requires(self):
+        return OutageData(n=self.n)
+"""
+)
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["in-process", "scheduling-pool"])
+def test_a_store_outage_in_a_dependencys_complete_is_retried_wherever_luigi_asked_it(plain: Plain, pool: bool) -> None:
+    """A dependency's ``complete()`` that raises ``StoreUnavailable`` (the store out for that ask) fails the attempt
+    told in a line, and the run is retried (then DONE), whether luigi's worker asked it in the attempt's process or in
+    a process of its scheduling pool (``[core] parallel_scheduling``), fresh, reused and after a hot reload. Before,
+    the pool's answer came back as luigi's text alone: the run FAILED, not retried, where the same outage asked in the
+    attempt's process was retried."""
+    plain.write_chain("plain62/outage_chain", OUTAGE_CHAIN)
+    project = Path(__file__).resolve().parents[2] / "configuration" / "luigi.cfg"
+    config = plain.out / "luigi.cfg"
+    lines = "parallel_scheduling = true\nparallel_scheduling_processes = 2\n" if pool else ""
+    config.write_text(project.read_text().replace("[core]\n", f"[core]\n{lines}"))
+
+    def outage(n: int) -> None:
+        (plain.out / f"outage-{n}").write_text("out\n")
+
+    for n, run in plain.served("outage_chain", OUTAGE_CHAIN, "NeedsOutageDataTask", config, retries=1, before=outage):
+        assert (run.state, run.attempt) == (RunState.DONE, 2), (run.state, run.attempt, run.error, run.worker)
+        assert not (plain.out / f"outage-{n}").exists()  # the outage was met (the first attempt's)
