@@ -1930,6 +1930,42 @@ def forget_event_handlers(module: str) -> None:
     luigi.Task._event_callbacks = kept
 
 
+#: a task event handler luigi holds: the class it is registered on, the event, the handler
+Handler = tuple[type, str, Callable[..., Any]]
+
+
+def hide_event_handlers(shown: Callable[[str | None], bool]) -> list[Handler]:
+    """Take off luigi's task event handlers (``Task._event_callbacks``) each one whose module (its ``__module__``, None
+    if it has none) ``shown`` refuses; those taken off, for :func:`show_event_handlers`. The dict is replaced, as by
+    :func:`forget_event_handlers`."""
+    handlers: dict[type, dict[str, set[Callable[..., Any]]]] = luigi.Task._event_callbacks
+    hidden = [
+        (cls, event, handler)
+        for cls, events in handlers.items()
+        for event, called in events.items()
+        for handler in called
+        if not shown(getattr(handler, "__module__", None))
+    ]
+    if hidden:
+        luigi.Task._event_callbacks = {
+            cls: {
+                event: {handler for handler in called if shown(getattr(handler, "__module__", None))}
+                for event, called in events.items()
+            }
+            for cls, events in handlers.items()
+        }
+    return hidden
+
+
+def show_event_handlers(hidden: Iterable[Handler]) -> None:
+    """Give luigi back the task event handlers :func:`hide_event_handlers` took off (the dict replaced)."""
+    handlers: dict[type, dict[str, set[Callable[..., Any]]]] = luigi.Task._event_callbacks
+    shown = {cls: {event: set(called) for event, called in events.items()} for cls, events in handlers.items()}
+    for cls, event, handler in hidden:
+        shown.setdefault(cls, {}).setdefault(event, set()).add(handler)
+    luigi.Task._event_callbacks = shown
+
+
 def _all(events: dict[str, set[Callable[..., Any]]]) -> Iterator[Callable[..., Any]]:
     return itertools.chain.from_iterable(events.values())
 

@@ -26,9 +26,10 @@ from harness import lifeline_env
 from nectar.config import Settings
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
+from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
 from tests.nectar.test_reuse import reused
-from tests.nectar.test_spare import KEPT, ended
+from tests.nectar.test_spare import KEPT, ended, pid_of
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 CHAIN = """
@@ -305,3 +306,101 @@ def test_a_store_outage_in_a_dependencys_complete_is_retried_wherever_luigi_aske
     for n, run in plain.served("outage_chain", OUTAGE_CHAIN, "NeedsOutageDataTask", config, retries=1, before=outage):
         assert (run.state, run.attempt) == (RunState.DONE, 2), (run.state, run.attempt, run.error, run.worker)
         assert not (plain.out / f"outage-{n}").exists()  # the outage was met (the first attempt's)
+
+
+#: a chain's task noting luigi's ``[plaingaps] word`` in ``run()``; ``{head}`` and ``{name}`` its chain's own
+NOTING = """
+import os
+
+import luigi
+{head}
+
+class {name}(luigi.Task):
+    n = luigi.IntParameter()
+
+    def output(self):
+        return luigi.LocalTarget(os.path.join(os.environ["PLAIN62_OUT"], f"word-{{self.n}}"))
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(luigi.configuration.get_config().get("plaingaps", "word", "none"))
+"""
+#: ``leak_a_chain`` sets an option and registers a handler on ``luigi.Task`` as it is imported
+SETTING = """
+config = luigi.configuration.get_config()
+if not config.has_section("plaingaps"):
+    config.add_section("plaingaps")
+config.set("plaingaps", "word", "a")
+
+
+@luigi.Task.event_handler(luigi.Event.SUCCESS)
+def handled(task):
+    with open(os.path.join(os.environ["PLAIN62_OUT"], f"handled-{task.n}"), "a") as out:
+        out.write("a\\n")
+"""
+LEAKS = {
+    "leak_a_chain": ("NoteTask", NOTING.format(head=SETTING, name="NoteTask")),
+    "leak_b_chain": ("OtherTask", NOTING.format(head="", name="OtherTask")),
+    "leak_c_chain": ("ImporterTask", NOTING.format(head="import chains.plain62.leak_a_chain\n", name="ImporterTask")),
+}
+
+
+def test_a_chains_handlers_and_options_reach_only_its_own_runs_and_its_importers_in_a_reused_process(
+    plain: Plain, chains_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``leak_a_chain`` sets a luigi option and registers a handler on ``luigi.Task`` as it is imported;
+    ``leak_b_chain`` does not import it, ``leak_c_chain`` does. Under ``python -m luigi --module <chain>`` (a process
+    each) b's task reads no option and no handler of a's fires for it; a's and c's read the option and a's handler
+    fires. The same in the service's runs, a then b then c, in one process (reused) and after hot reloads of b and c.
+    Before, b's run read a's option and a's handler fired for it; and c's run after a hot reload, in a process where a
+    was imported during an earlier run of c, read none of a's options (put back after that run, a not executed
+    again)."""
+    for chain, (_, source) in LEAKS.items():
+        plain.write_chain(f"plain62/{chain}", source)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(chains_dir.parent), os.environ["PYTHONPATH"]])))
+    config = plain.out / "luigi.cfg"
+    config.write_text((Path(__file__).resolve().parents[2] / "configuration" / "luigi.cfg").read_text())
+    expected = {}
+    assert plain.luigid is not None
+    for n, (chain, (task, _)) in enumerate(LEAKS.items()):
+        module = f"chains.plain62.{chain}"
+        argv = [sys.executable, "-m", "luigi", "--module", module, task, "--n", str(n), "--scheduler-url", plain.luigid]
+        env = {**os.environ, "LUIGI_CONFIG_PATH": str(config), **lifeline_env()}
+        done = subprocess.run(argv, env=env, cwd=chains_dir.parent, capture_output=True, text=True, timeout=120)
+        assert (plain.out / f"word-{n}").exists(), done.stdout + done.stderr
+        expected[chain] = seen(plain.out, n)
+    assert expected == {"leak_a_chain": ("a", "a\n"), "leak_b_chain": ("none", ""), "leak_c_chain": ("a", "a\n")}
+    served = plain.settings.replace(scheduler_url=plain.luigid, luigi_config=config, spare_idle=KEPT)
+    nectar = closed_at_end(Nectar(served))
+    plain.start_worker(served, workers=1)
+    runs: list[tuple[str, int, Run]] = []
+
+    def a_round() -> bool:
+        """a, b, c and a again run (b and c changed from the second round on: hot reloads), until b and c ran in
+        processes that ran a before."""
+        if runs:
+            for chain in ("leak_b_chain", "leak_c_chain"):
+                plain.write_chain(f"plain62/{chain}", LEAKS[chain][1] + f"\n# round {len(runs)}\n")
+        ran_a = {pid_of(run) for chain, _, run in runs if chain == "leak_a_chain"}
+        for chain in [*LEAKS, "leak_a_chain"]:
+            n = 100 + len(runs)
+            submission = nectar.submit("plain62", chain, LEAKS[chain][0], {"n": n})
+            assert submission.run is not None
+            runs.append((chain, n, ended(nectar, submission.run.id)))
+            if chain == "leak_a_chain":
+                ran_a.add(pid_of(runs[-1][2]))
+            elif not (reused(runs[-1][2]) and pid_of(runs[-1][2]) in ran_a):
+                ran_a.add(0)  # not this round
+        return 0 not in ran_a
+
+    wait_until(a_round, timeout=120, interval=0)
+    wait_until(a_round, timeout=120, interval=0)  # a second round so, c changed (read again) after c ran
+    for chain, n, run in runs:
+        assert run.state == RunState.DONE, (chain, run.error)
+        assert seen(plain.out, n) == expected[chain], (chain, run.worker)
+
+
+def seen(out: Path, n: int) -> tuple[str, str]:
+    """What the task of ``n`` read of ``[plaingaps] word``, and what a's handler noted of it."""
+    handled = out / f"handled-{n}"
+    return (out / f"word-{n}").read_text(), handled.read_text() if handled.exists() else ""
