@@ -86,6 +86,7 @@ import time
 import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import luigi
@@ -1934,9 +1935,9 @@ def forget_event_handlers(module: str) -> None:
 Handler = tuple[type, str, Callable[..., Any]]
 
 
-def hide_event_handlers(shown: Callable[[str | None], bool]) -> list[Handler]:
-    """Take off luigi's task event handlers (``Task._event_callbacks``) each one whose module (its ``__module__``, None
-    if it has none) ``shown`` refuses; those taken off, for :func:`show_event_handlers`. The dict is replaced, as by
+def hide_event_handlers(modules: AbstractSet[str]) -> list[Handler]:
+    """Take off luigi's task event handlers (``Task._event_callbacks``) each one made in one of ``modules`` (its
+    ``__module__``); those taken off, for :func:`show_event_handlers`. The dict is replaced, as by
     :func:`forget_event_handlers`."""
     handlers: dict[type, dict[str, set[Callable[..., Any]]]] = luigi.Task._event_callbacks
     hidden = [
@@ -1944,12 +1945,12 @@ def hide_event_handlers(shown: Callable[[str | None], bool]) -> list[Handler]:
         for cls, events in handlers.items()
         for event, called in events.items()
         for handler in called
-        if not shown(getattr(handler, "__module__", None))
+        if getattr(handler, "__module__", None) in modules
     ]
     if hidden:
         luigi.Task._event_callbacks = {
             cls: {
-                event: {handler for handler in called if shown(getattr(handler, "__module__", None))}
+                event: {handler for handler in called if getattr(handler, "__module__", None) not in modules}
                 for event, called in events.items()
             }
             for cls, events in handlers.items()

@@ -65,7 +65,8 @@ _SECTIONS: dict[str, dict[str, bool]] = {}
 _SET: dict[str, tuple[dict[tuple[str | None, str], str | None], dict[str, bool]]] = {}
 #: the event handlers :func:`held_to` took off luigi for the run under way, for :func:`given_back`
 _HIDDEN: list[Handler] = []
-#: by chain module: the chain modules its code imports (:func:`chain_imports`), as of its last execution
+#: by chain module executed in this process: the chain modules its code imports (:func:`chain_imports`; none where
+#: its code was not known), as of its last execution
 _IMPORTS_OF: dict[str, frozenset[str]] = {}
 
 
@@ -103,8 +104,7 @@ def executed_anew(name: str, code: types.CodeType | None = None) -> Iterator[Non
     noted, :func:`chain_imports`): what luigi holds of its last execution forgotten (:func:`forget_module`) and the
     options its executions changed put back (:func:`_put_back_options`) before; the namespaces it set for other
     modules' scopes put back after, and the options it changed noted."""
-    if code is not None:
-        _IMPORTS_OF[name] = chain_imports(code)
+    _IMPORTS_OF[name] = chain_imports(code) if code is not None else frozenset()
     forget_module(name)
     config = luigi.configuration.get_config()
     _put_back_options(config, name)
@@ -146,8 +146,10 @@ def held_to(name: str) -> None:
         if module not in scope:
             scope.add(module)
             todo.extend(_IMPORTS_OF.get(module, ()))
-    _HIDDEN.extend(hide_event_handlers(lambda module: module is None or not _is_chain(module) or module in scope))
-    others = [module for module in _OPTIONS if module not in scope]
+    foreign = _IMPORTS_OF.keys() - scope  # the chain modules this process executed that the run's does not import
+    if foreign:
+        _HIDDEN.extend(hide_event_handlers(foreign))
+    others = [module for module in _OPTIONS if module in foreign]
     own = [module for module in scope if module in _SET]
     if not others and not own:
         return
