@@ -86,7 +86,8 @@ import time
 import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Set as AbstractSet
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import luigi
 import luigi.configuration
@@ -1930,6 +1931,42 @@ def forget_event_handlers(module: str) -> None:
     luigi.Task._event_callbacks = kept
 
 
+#: a task event handler luigi holds: the class it is registered on, the event, the handler
+Handler = tuple[type, str, Callable[..., Any]]
+
+
+def hide_event_handlers(modules: AbstractSet[str]) -> list[Handler]:
+    """Take off luigi's task event handlers (``Task._event_callbacks``) each one made in one of ``modules`` (its
+    ``__module__``); those taken off, for :func:`show_event_handlers`. The dict is replaced, as by
+    :func:`forget_event_handlers`."""
+    handlers: dict[type, dict[str, set[Callable[..., Any]]]] = luigi.Task._event_callbacks
+    hidden = [
+        (cls, event, handler)
+        for cls, events in handlers.items()
+        for event, called in events.items()
+        for handler in called
+        if getattr(handler, "__module__", None) in modules
+    ]
+    if hidden:
+        luigi.Task._event_callbacks = {
+            cls: {
+                event: {handler for handler in called if getattr(handler, "__module__", None) not in modules}
+                for event, called in events.items()
+            }
+            for cls, events in handlers.items()
+        }
+    return hidden
+
+
+def show_event_handlers(hidden: Iterable[Handler]) -> None:
+    """Give luigi back the task event handlers :func:`hide_event_handlers` took off (the dict replaced)."""
+    handlers: dict[type, dict[str, set[Callable[..., Any]]]] = luigi.Task._event_callbacks
+    shown = {cls: {event: set(called) for event, called in events.items()} for cls, events in handlers.items()}
+    for cls, event, handler in hidden:
+        shown.setdefault(cls, {}).setdefault(event, set()).add(handler)
+    luigi.Task._event_callbacks = shown
+
+
 def _all(events: dict[str, set[Callable[..., Any]]]) -> Iterator[Callable[..., Any]]:
     return itertools.chain.from_iterable(events.values())
 
@@ -1966,14 +2003,20 @@ class CompleteError:
     ``__init__`` takes other arguments than its ``args``): the queue's ``put`` then raised in the pool's process, which
     luigi ignores, and its worker waited for that answer for ever. Pickled, it is one with neither."""
 
-    __slots__ = ("error", "trace")
+    __slots__ = ("error", "trace", "retryable")
 
-    def __init__(self, error: Exception | None = None, trace: str = "") -> None:
+    #: whether trying again may cure what ``complete()`` raised (a store's outage): asked as one is pickled, the
+    #: verdict all that crosses (set where the attempt's recorder is installed, :mod:`nectar.steps`)
+    retry_cures: ClassVar[Callable[[BaseException], bool] | None] = None
+
+    def __init__(self, error: Exception | None = None, trace: str = "", retryable: bool = False) -> None:
         self.error = error
         self.trace = trace
+        self.retryable = retryable
 
-    def __reduce__(self) -> tuple[type[CompleteError], tuple[()]]:
-        return (CompleteError, ())
+    def __reduce__(self) -> tuple[type[CompleteError], tuple[None, str, bool]]:
+        judge, error = CompleteError.retry_cures, self.error
+        return (CompleteError, (None, "", self.retryable or (error is not None and judge is not None and judge(error))))
 
 
 #: luigi's ``luigi.worker.check_complete_cached``, through which its worker asks a task's ``complete()`` (as it adds

@@ -180,9 +180,10 @@ def hold_luigid_state(data_dir: Path) -> int | None:
 
 
 def luigi_config(settings: Settings) -> Path | None:
-    """The project's luigi.cfg: the settings', else ``configuration/luigi.cfg`` here, if it exists."""
-    path = settings.luigi_config or Path("configuration/luigi.cfg").resolve()
-    return path if path.is_file() else None
+    """The project's luigi.cfg, the settings' (``configuration/luigi.cfg`` here where ``NECTAR_LUIGI_CONFIG`` is
+    unset, as every process reads it: :meth:`Settings.from_env`), if it exists."""
+    path = settings.luigi_config
+    return path if path is not None and path.is_file() else None
 
 
 @dataclass
