@@ -50,6 +50,14 @@ API_UNUSED = ("requests", "jsonschema", "yaml")
 #: (imported by luigi.rpc) adds its retrier of tornado coroutines, importing tornado and asyncio (~2 MB); the API has
 #: no tornado coroutine to retry
 API_ABSENT = ("tornado",)
+#: what ``nectar worker``'s process (and the attempt processes it forks) does not use of what luigi imports: luigi.rpc's
+#: ``requests`` (its runs reach luigid through nectar.luigid's own transport; a chain file that imports requests, loaded
+#: after the deferral ends, gets the real module). ``jsonschema`` is imported as before: deferred, a chain's parameter
+#: with a ``schema`` would import it in each attempt process, on its run's path
+WORKER_UNUSED = ("requests",)
+#: what luigi's libraries look for in the worker only to integrate with it: tenacity's retrier of tornado coroutines
+#: (tornado and asyncio, 58 modules): the worker retries none
+WORKER_ABSENT = ("tornado",)
 #: the modules whose regular expressions the API compiles when it first uses them: marshmallow's validators (the Email
 #: validator's two patterns, compiled as marshmallow is imported; a URL field's, compiled as a schema is made)
 API_LAZY_PATTERNS = ("marshmallow.validate",)

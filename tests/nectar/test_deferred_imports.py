@@ -18,17 +18,20 @@ from pathlib import Path
 
 import pytest
 
-from harness import Processes, base_env, children, settings_env, waitfor
+from harness import NECTAR, Processes, base_env, children, settings_env, waitfor
 from nectar.config import Settings
 from nectar.deferred_imports import (
     API_ABSENT,
     API_UNUSED,
     LUIGID_UNUSED,
+    WORKER_ABSENT,
+    WORKER_UNUSED,
     Deferral,
     DeferredModule,
     DeferredPattern,
 )
 from nectar.supervisor import luigid_command
+from tests.conftest import wait_until
 
 #: seconds that only fail a hung test
 PATIENCE = 60.0
@@ -343,3 +346,35 @@ def test_the_api_under_gunicorn_still_checks_a_parameters_schema(
         assert status in {200, 202}, answer
     finally:
         processes.close(grace=PATIENCE)
+
+
+def started_worker(processes: Processes, settings: Settings, extra: dict[str, str] | None = None) -> int:
+    """``nectar worker --clock``, as serve starts it, once its executor serves (its chains loaded by its clock)."""
+    env = base_env() | settings_env(settings) | (extra or {})
+    proc = processes.start("worker", [*NECTAR, "worker", "--clock", "--workers", "2"], env, settings.data_dir.parent)
+    log = processes.log_of[proc.pid]
+    wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)
+    assert proc.poll() is None, log.read_text(errors="replace")
+    return proc.pid
+
+
+def test_the_worker_as_serve_starts_it_loads_neither_requests_nor_tornado(
+    settings: Settings, processes: Processes
+) -> None:
+    """Its runs reach luigid through nectar.luigid, not luigi.rpc's requests; tenacity's tornado retrier is not made."""
+    worker = started_worker(processes, settings)
+    assert loaded(worker, (*WORKER_UNUSED, *WORKER_ABSENT)) == []
+
+
+def test_a_chain_the_worker_loads_imports_the_real_requests(
+    settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """The deferral ends before the worker's clock loads the chains: a chain file's ``import requests`` is the real
+    module, imported there (not before), and tornado is still left out."""
+    ledger = tmp_path / "imports.jsonl"
+    ledger.touch()
+    write_chain("deferred/probing_chain", PROBING_CHAIN)
+    worker = started_worker(processes, settings, {"DEFERRED_LEDGER": str(ledger)})
+    noted = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert {"pid": worker, "real": True, "session": True, "loaded": ["jsonschema"]} in noted, noted
+    assert loaded(worker, WORKER_ABSENT) == []
