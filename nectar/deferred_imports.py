@@ -50,11 +50,13 @@ API_UNUSED = ("requests", "jsonschema", "yaml")
 #: (imported by luigi.rpc) adds its retrier of tornado coroutines, importing tornado and asyncio (~2 MB); the API has
 #: no tornado coroutine to retry
 API_ABSENT = ("tornado",)
-#: what ``nectar worker``'s process (and the attempt processes it forks) does not use of what luigi imports: luigi.rpc's
-#: ``requests`` (its runs reach luigid through nectar.luigid's own transport; a chain file that imports requests, loaded
-#: after the deferral ends, gets the real module). ``jsonschema`` is imported as before: deferred, a chain's parameter
-#: with a ``schema`` would import it in each attempt process, on its run's path
-WORKER_UNUSED = ("requests",)
+#: what ``nectar worker``'s process (and the attempt processes it forks) does not use at start of what luigi imports:
+#: luigi.rpc's ``requests`` (its runs reach luigid through nectar.luigid's own transport; a chain file that imports
+#: requests, loaded after the deferral ends, gets the real module) and luigi.parameter's ``jsonschema``, read when a
+#: chain's parameter with a ``schema`` checks a value: by the clock making a fire's task, or by a spare making its
+#: first task ahead of its claim (:func:`nectar.attempt.rehearse`), not on the run's path once the spare guessed its
+#: task
+WORKER_UNUSED = ("requests", "jsonschema")
 #: what luigi's libraries look for in the worker only to integrate with it: tenacity's retrier of tornado coroutines
 #: (tornado and asyncio, 58 modules): the worker retries none
 WORKER_ABSENT = ("tornado",)

@@ -209,8 +209,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     lifeline.stops_exit_until_handled()  # until serve_forever's (the clock's catalog imports the chains before)
     from nectar.deferred_imports import WORKER_ABSENT, WORKER_UNUSED, Deferral
 
-    # luigi's and nectar's modules imported without what luigi imports and the workers never use (requests; tornado
-    # for tenacity): ~8 MB of the worker's RSS, and of each attempt process it forks; ended before the chains load
+    # luigi's and nectar's modules imported without what luigi imports and the workers use only for some chains
+    # (requests, jsonschema) or never (tornado, for tenacity): ~13 MB of the worker's RSS, and of each attempt process
+    # it forks; ended before the chains load
     with Deferral(WORKER_UNUSED, WORKER_ABSENT):
         from nectar.executor import Executor
         from nectar.schedules.clock import Clock

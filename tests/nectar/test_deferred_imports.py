@@ -30,6 +30,8 @@ from nectar.deferred_imports import (
     DeferredModule,
     DeferredPattern,
 )
+from nectar.keys import TargetKey
+from nectar.registry import RetryPolicy, Run, RunState, open_run_store
 from nectar.supervisor import luigid_command
 from tests.conftest import wait_until
 
@@ -361,7 +363,8 @@ def started_worker(processes: Processes, settings: Settings, extra: dict[str, st
 def test_the_worker_as_serve_starts_it_loads_neither_requests_nor_tornado(
     settings: Settings, processes: Processes
 ) -> None:
-    """Its runs reach luigid through nectar.luigid, not luigi.rpc's requests; tenacity's tornado retrier is not made."""
+    """Its runs reach luigid through nectar.luigid, not luigi.rpc's requests; no chain of the test's checks a parameter
+    by a schema (jsonschema); tenacity's tornado retrier is not made."""
     worker = started_worker(processes, settings)
     assert loaded(worker, (*WORKER_UNUSED, *WORKER_ABSENT)) == []
 
@@ -376,5 +379,29 @@ def test_a_chain_the_worker_loads_imports_the_real_requests(
     write_chain("deferred/probing_chain", PROBING_CHAIN)
     worker = started_worker(processes, settings, {"DEFERRED_LEDGER": str(ledger)})
     noted = [json.loads(line) for line in ledger.read_text().splitlines()]
-    assert {"pid": worker, "real": True, "session": True, "loaded": ["jsonschema"]} in noted, noted
+    assert {"pid": worker, "real": True, "session": True, "loaded": []} in noted, noted
     assert loaded(worker, WORKER_ABSENT) == []
+
+
+def test_the_worker_still_checks_a_parameters_schema(
+    settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path]
+) -> None:
+    """luigi reads jsonschema as a run's task is made with a ``schema``'d parameter: deferred in the worker, it is
+    imported then, and a value the schema refuses fails the run naming why (the API refuses it first: this run is
+    put in the registry directly)."""
+    write_chain("deferred/shaped_chain", SHAPED_CHAIN)
+    key = TargetKey("deferred", "shaped_chain", "ShapedTask", "0" * 32)
+    refused = {"options": '{"b": 1}'}
+    run = Run.new(key.path, "deferred", "shaped_chain", "ShapedTask", refused, "x", RetryPolicy(0, 0, 1))
+    with open_run_store(settings) as runs:
+        run_id = runs.submit(run)[0].id
+
+        def ended() -> Run | None:
+            now = runs.get(run_id)
+            return now if now is not None and not now.state.active else None
+
+        processes.worker(base_env() | settings_env(settings), settings.data_dir.parent, workers=1)
+        wait_until(lambda: ended() is not None, timeout=PATIENCE)
+        last = ended()
+    assert last is not None and last.state == RunState.FAILED, last
+    assert "'a' is a required property" in str(last.error), last.error
