@@ -384,7 +384,7 @@ def test_a_chain_the_worker_loads_imports_the_real_requests(
 
 
 def test_the_worker_still_checks_a_parameters_schema(
-    settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path]
+    settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path], luigid: str
 ) -> None:
     """luigi reads jsonschema as a run's task is made with a ``schema``'d parameter: deferred in the worker, it is
     imported then, and a value the schema refuses fails the run naming why (the API refuses it first: this run is
@@ -400,8 +400,14 @@ def test_the_worker_still_checks_a_parameters_schema(
             now = runs.get(run_id)
             return now if now is not None and not now.state.active else None
 
-        processes.worker(base_env() | settings_env(settings), settings.data_dir.parent, workers=1)
+        # a luigid its attempts call through their client; its spares kept while idle
+        env = base_env() | settings_env(settings) | {"NECTAR_SCHEDULER_URL": luigid, "NECTAR_SPARE_IDLE": "3600"}
+        worker = processes.worker(env, settings.data_dir.parent, workers=1).pid
         wait_until(lambda: ended() is not None, timeout=PATIENCE)
         last = ended()
     assert last is not None and last.state == RunState.FAILED, last
     assert "'a' is a required property" in str(last.error), last.error
+    # nor did its attempt process, or the spare set up after it, import requests: their luigid client makes none of
+    # luigi's transport (nectar.luigi_internals.RemoteScheduler)
+    spares = children(worker)
+    assert spares and [pid for pid in [worker, *spares] if loaded(pid, ("requests",))] == []
