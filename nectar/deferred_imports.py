@@ -42,6 +42,9 @@ from nectar.forks import lock_made_anew_in_children
 #: what luigid's process does not use of what luigi imports: luigid serves RPCs, it makes none (luigi.rpc's
 #: ``requests``), and no chain is defined in it (luigi.parameter's ``jsonschema``)
 LUIGID_UNUSED = ("requests", "jsonschema")
+#: what luigid's libraries look for only to integrate with it: tornado's log formatter colours a terminal's lines with
+#: ``curses`` (and its terminfo library); luigid logs through luigi's logging, not tornado's formatter
+LUIGID_ABSENT = ("curses",)
 #: what the API does not use at start of what luigi and flask-smorest import (luigi.rpc's ``requests``: the API calls
 #: luigid through nectar.luigid; flask_smorest.spec's ``yaml``: the CLI's ``--format yaml`` only); ``jsonschema`` is
 #: read when a chain's parameter with a ``schema`` checks a value

@@ -23,6 +23,7 @@ from nectar.config import Settings
 from nectar.deferred_imports import (
     API_ABSENT,
     API_UNUSED,
+    LUIGID_ABSENT,
     LUIGID_UNUSED,
     WORKER_ABSENT,
     WORKER_UNUSED,
@@ -38,8 +39,15 @@ from tests.conftest import wait_until
 #: seconds that only fail a hung test
 PATIENCE = 60.0
 #: a compiled library each deferred module loads with it, seen in a process's memory map from outside: requests
-#: imports charset_normalizer (its md and cd extensions), jsonschema imports referencing and its rpds, yaml its _yaml
-LIBRARIES = {"requests": "/charset_normalizer/", "jsonschema": "/rpds/", "yaml": "/yaml/_yaml.", "tornado": "/tornado/"}
+#: imports charset_normalizer (its md and cd extensions), jsonschema imports referencing and its rpds, yaml its _yaml,
+#: curses its _curses
+LIBRARIES = {
+    "requests": "/charset_normalizer/",
+    "jsonschema": "/rpds/",
+    "yaml": "/yaml/_yaml.",
+    "tornado": "/tornado/",
+    "curses": "/_curses.",
+}
 #: what a probe module and the test share, as attributes they add to ``sys``: its executions, and a gate it waits at
 RUNS, GATE = "deferred_probe_runs", "deferred_probe_gate"
 
@@ -240,10 +248,10 @@ def loaded(pid: int, names: tuple[str, ...]) -> list[str]:
 
 def test_the_libraries_are_where_this_test_looks_for_them() -> None:
     """This process imported them (the test suite does): their compiled parts are in its memory map."""
-    for name in (*API_UNUSED, *API_ABSENT):
+    for name in (*API_UNUSED, *API_ABSENT, *LUIGID_ABSENT):
         importlib.import_module("tornado.gen" if name == "tornado" else name)  # tornado: what tenacity imports of it
 
-    assert loaded(os.getpid(), (*API_UNUSED, *API_ABSENT)) == [*API_UNUSED, *API_ABSENT]
+    assert loaded(os.getpid(), tuple(LIBRARIES)) == list(LIBRARIES)
 
 
 def test_luigid_as_serve_starts_it_loads_neither_requests_nor_jsonschema(tmp_path: Path) -> None:
@@ -256,7 +264,7 @@ def test_luigid_as_serve_starts_it_loads_neither_requests_nor_jsonschema(tmp_pat
 
         # on a free port, another if it was taken since its pick
         luigid = processes.serve("luigid", None, False, launch, "/api/worker_list").proc
-        assert loaded(luigid.pid, LUIGID_UNUSED) == []
+        assert loaded(luigid.pid, (*LUIGID_UNUSED, *LUIGID_ABSENT)) == []
     finally:
         processes.close(grace=PATIENCE)
 
