@@ -63,7 +63,7 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 #: luigid's process: SIGHUP taken as SIGTERM, a SIGTERM before luigid's own handler an exit with status 0, then a
 #: ``main`` called, imported with what luigi imports and
 #: luigid never uses left unloaded (~9 MB, half of luigid's start: :data:`nectar.deferred_imports.LUIGID_UNUSED`;
-#: tornado's curses, ~0.6 MB: :data:`~nectar.deferred_imports.LUIGID_ABSENT`),
+#: tornado's curses, 0.2-0.6 MB: :data:`~nectar.deferred_imports.LUIGID_ABSENT`),
 #: its RPC handler reading its CORS settings once, not per call (:func:`nectar.luigi_internals.luigid_reads_cors_once`),
 #: its prune stepping over the tasks it would not change and forgetting the oldest finished beyond those it keeps
 #: (:func:`nectar.luigi_internals.luigid_prunes_lean`),

@@ -210,7 +210,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from nectar.deferred_imports import WORKER_ABSENT, WORKER_UNUSED, Deferral
 
     # luigi's and nectar's modules imported without what luigi imports and the workers use only for some chains
-    # (requests, jsonschema) or never (tornado, for tenacity): ~13 MB of the worker's RSS, and of each attempt process
+    # (requests, jsonschema) or never (tornado, for tenacity): ~11 MB of the worker's RSS, and of each attempt process
     # it forks; ended before the chains load
     with Deferral(WORKER_UNUSED, WORKER_ABSENT):
         from nectar.executor import Executor
