@@ -5,7 +5,8 @@ fails loudly, naming the name, when a release changes one of them under us:
 
 - ``RemoteScheduler._request``, through which every RPC of luigi's scheduler client goes, and its ``_fetch``: the
   one hook that puts luigi's RPC methods over our own transport (:class:`RemoteScheduler`), which hands it an
-  answer already decoded as it is (one read from a batch's);
+  answer already decoded as it is (one read from a batch's); its ``__init__`` run with its module's ``HAS_REQUESTS``
+  false, so that it makes no transport of its own (:data:`_init_without_requests`);
 - ``luigi.worker.Worker`` made and run as ``luigi.interface._schedule_and_run`` does (:func:`new_worker`,
   :func:`schedule_and_run`), its ``_add_worker`` told after its first ``_get_work``, its ``KeepAliveThread``
   (made as its ``__enter__`` makes it, from its ``_scheduler``, ``_id``, ``_config`` and ``_handle_rpc_message``,
@@ -137,6 +138,16 @@ _TASK_HASH = "_Task__hash"
 #: luigi's ``RemoteScheduler.get_work``: luigi sets its RPC methods on the class on the fly (``luigi.rpc``, from
 #: ``luigi.scheduler.RPC_METHODS``), so no type names them; read once, as ``super().get_work`` would find it
 _rpc_get_work: Callable[..., Any] = vars(luigi.rpc.RemoteScheduler)["get_work"]
+#: luigi's ``RemoteScheduler.__init__`` run where its module's ``HAS_REQUESTS`` is false: it reads its settings as
+#: luigi's does, and makes urllib's fetcher (one object, nothing imported) instead of requests' (a ``requests.Session``,
+#: whose import is ~10 MB and ~0.1 s of CPU in each process that makes a client): :class:`RemoteScheduler` sends every
+#: RPC through ``post``, never through luigi's fetcher
+_init_without_requests: Callable[..., None] = types.FunctionType(
+    luigi.rpc.RemoteScheduler.__init__.__code__,
+    {**vars(luigi.rpc), "HAS_REQUESTS": False},
+    "__init__",
+    luigi.rpc.RemoteScheduler.__init__.__defaults__,
+)
 
 
 def _replace(owner: object, name: str, value: object) -> None:
@@ -208,6 +219,9 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
     granted: dict[str, Any] | None = None
     #: whether luigid held a task it DISABLED when it answered this client's last ``get_work`` (None: not said)
     holds_disabled: bool | None = None
+
+    def __init__(self, url: str = "http://localhost:8082/", connect_timeout: float | None = None) -> None:
+        _init_without_requests(self, url, connect_timeout)
 
     def get_work(self, *args: Any, **kwargs: Any) -> Any:
         answer = _rpc_get_work(self, *args, **kwargs)
