@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import select
 import subprocess
 import sys
 import time
@@ -210,6 +211,13 @@ class LocalBuilders:
         self.asked += 1
         before = thread_times(pid)
         os.write(ask, f"{n}\n".encode())
+        # a process that hangs, not one that died (b""); nor a first build asked before the process opened its end
+        # of ``told`` (a FIFO's read with no writer yet is the end of the stream, where poll waits for one)
+        if not select.select([told], [], [], START_TIMEOUT)[0]:
+            logs = self.cluster.procs.logs
+            raise RuntimeError(
+                f"a local build process said nothing of ProbeTask(n={n}) in {START_TIMEOUT} s; see {logs}"
+            )
         said = os.read(told, 64)
         if said != f"built {pid}\n".encode():  # by the process asked, and by no other
             raise RuntimeError(

@@ -20,7 +20,7 @@ from benchmarks.harness import (
     submit,
     wait_run,
 )
-from harness import LUIGI_CFG
+from harness import LUIGI_CFG, waitfor
 
 NAME = "fanout"
 #: a raw luigi.build in a fresh interpreter; prints the seconds the build itself took
@@ -46,6 +46,16 @@ def raw_build(cluster: Cluster, size: int, salt: str, config: str) -> float:
     return float(log.read_text().split()[-1])
 
 
+#: what a worker logs as it finds luigid down, and as it finds it up again (``Executor._scheduler_up``)
+LUIGID_DOWN, LUIGID_UP = "not claiming runs until luigid answers again", "luigid answers again: claiming runs"
+
+
+def sees_luigid(log: str) -> bool:
+    """Whether a worker whose log is ``log`` claims runs as far as luigid goes: each time it found luigid down (its
+    restart between two measurements), it found it up again since."""
+    return log.count(LUIGID_DOWN) == log.count(LUIGID_UP)
+
+
 def through_service(cluster: Cluster, size: int, salt: str) -> float:
     """Seconds from POSTing FanoutTask to its run being DONE in the registry: to the ``finished_at`` its attempt wrote
     there (this host's clock), not to the look that found it, which came up to a poll's interval later (50 ms, ~10 %
@@ -66,14 +76,19 @@ def run(ctx: Context) -> list[Figure]:
         port = int(scheduler_url.rpartition(":")[2])  # each measurement's fresh luigid comes back there
         default.settings = default.settings.replace(luigi_config=luigi_default)
         tuned.settings = tuned.settings.replace(scheduler_url=scheduler_url, luigi_config=LUIGI_CFG)
+        logs: dict[Path, Path] = {}  # each cluster's worker's log
         for cluster in (default, tuned):
-            cluster.start_workers(1)
+            logs[cluster.dir] = cluster.procs.log_of[cluster.start_workers(1).pid]
             cluster.start_api()
             through_service(cluster, 2, "warm")
 
         def service(cluster: Cluster, salt: str) -> float:
-            # the workers ask luigid whether it is up once per heartbeat: let them see the new one first
-            time.sleep(cluster.settings.heartbeat_interval + 0.5)
+            # a worker asks luigid whether it is up at most once per heartbeat, and, having found it down as it
+            # restarted, claims nothing until it asks again: one heartbeat for any look made meanwhile to be said in
+            # its log, then until the worker found it up again (a wait of the machine's speed, not a margin: 0.5 s)
+            time.sleep(cluster.settings.heartbeat_interval)
+            log = logs[cluster.dir]
+            waitfor(lambda: sees_luigid(log.read_text()), 120, f"the worker of {log.name} to find luigid up again")
             return through_service(cluster, size, salt)
 
         # what each measures, and the configuration of luigi (luigid's and the workers') it runs under

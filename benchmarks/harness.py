@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from benchmarks.spread import Interval
 from harness import APP, LUIGI_CFG, Processes, base_env, children, settings_env, tree_cpu, waitfor
 from nectar.config import ENV_VARS, GunicornSettings, Settings
 from nectar.registry import Run, RunState
@@ -225,7 +226,15 @@ class Target:
         subject = value if self.on == "value" else ratio
         if subject is None or math.isnan(subject):
             return None
+        return self.reached(subject)
+
+    def reached(self, subject: float) -> bool:
+        """Whether ``subject`` (the value or the ratio, as :attr:`on` says) meets the target."""
         return subject <= self.limit if self.most else subject >= self.limit
+
+    def decides(self, found: Interval) -> bool:
+        """Whether ``found`` (an interval of what the target judges) is met or missed at both of its ends."""
+        return self.reached(found.low) == self.reached(found.high)
 
 
 def at_most(limit: float, text: str) -> Target:
@@ -254,6 +263,9 @@ class Figure:
     baseline: float | None
     target: Target | None = None
     note: str = ""
+    #: the interval of what ``target`` judges (the ratio, or the value), where the figure carries one
+    #: (:mod:`benchmarks.spread`): its verdict is then the interval's, undecided where it straddles the target
+    spread: Interval | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -263,7 +275,21 @@ class Figure:
 
     @property
     def met(self) -> bool | None:
+        """Whether the target is met: the interval's word where it decides, else the point's."""
+        if self.target and self.spread and self.target.decides(self.spread):
+            return self.target.reached(self.spread.low)
         return self.target.met(self.value, self.ratio) if self.target else None
+
+    @property
+    def undecided(self) -> bool:
+        """Whether the figure's interval straddles its target: its verdict is its point's alone."""
+        return bool(self.target and self.spread and not self.target.decides(self.spread))
+
+    @property
+    def verdict(self) -> str:
+        """The table's "met?": yes, **NO** or -, with "(undecided)" after it where the interval straddles the target."""
+        said = {True: "yes", False: "**NO**", None: "-"}[self.met]
+        return f"{said} (undecided)" if self.undecided and self.met is not None else said
 
 
 def fmt(value: float | None, unit: str) -> str:
@@ -287,7 +313,7 @@ def table(figures: Sequence[Figure]) -> str:
     rows = [head, ["---"] * len(head)]
     for f in figures:
         ratio = f"{f.ratio:.3g}x" if f.ratio is not None else "-"
-        met = {True: "yes", False: "**NO**", None: "-"}[f.met]
+        met = f.verdict
         target = f.target.text if f.target else "-"
         rows.append(
             [f.benchmark, f.figure, fmt(f.value, f.unit), f.baseline_what, fmt(f.baseline, f.unit), ratio, target, met]

@@ -15,6 +15,9 @@ from benchmarks.harness import median, percentile
 
 Request = tuple[str, str]  # (method, path with query)
 
+#: seconds past a burst's own bound (its duration, and each request's timeout) its clients are waited for
+JOIN_MARGIN = 10.0
+
 
 @dataclass
 class Load:
@@ -37,12 +40,19 @@ class Load:
         return self
 
 
+class RanOut(RuntimeError):
+    """A burst of each request once (``hammer``'s ``once``) whose list ended before its duration: its clients idled
+    for the rest, and its rate is not a burst's as long as asked."""
+
+
 @dataclass
 class _Client:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     errors: int = 0
     last: float = 0.0
+    #: seconds into the burst this client found the list's end before the burst's duration did, if it did
+    ran_out: float | None = None
 
 
 def hammer(
@@ -61,8 +71,9 @@ def hammer(
     count of writes (``duration`` None and a request not a GET or HEAD: a new run's POST), which ends at the list's
     end: each sent once, where a whole number of requests per client was not (450 runs over 16 clients of 29 each
     POSTed 14 runs twice). ``once``: each request of the list sent once at most, for ``duration`` seconds: a burst of
-    new runs as long as a hello burst, every client busy to its end (:mod:`benchmarks.submit`). http.client over a raw
-    connection keeps the client's own CPU small: on a 2-core machine it shares the cores with the server.
+    new runs as long as a hello burst, every client busy to its end (:mod:`benchmarks.submit`); a list that ends
+    before the duration does is an error (:class:`RanOut`), not a shorter burst. http.client over a raw connection
+    keeps the client's own CPU small: on a 2-core machine it shares the cores with the server.
     """
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -98,6 +109,8 @@ def hammer(
                 if answer.will_close:
                     conn.close()
                     conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            if k >= ends_at and (now := time.perf_counter()) < stop_at:
+                state.ran_out = now - started[0]
         finally:
             conn.close()
 
@@ -106,8 +119,25 @@ def hammer(
         thread.start()
     started.append(time.perf_counter())
     barrier.wait()
+    # every client is done by then unless a server answers too slowly for a request to time out (or a list of reads
+    # with neither a duration nor a count goes round for ever): a burst that ends there says so, rather than answer the
+    # rate of the requests answered so far while its clients go on sending
+    bound = (duration or 0) + timeout * (per_client or 1) + JOIN_MARGIN
+    deadline = time.perf_counter() + bound
     for thread in threads:
-        thread.join(timeout=(duration or 0) + timeout * (per_client or 1) + 10)
+        thread.join(timeout=max(0.0, deadline - time.perf_counter()))
+    if running := sum(thread.is_alive() for thread in threads):
+        raise RuntimeError(
+            f"{running} of {clients} clients still sending {bound:g} s after the burst began (its duration "
+            f"{duration}, {per_client} requests a client, each timing out after {timeout:g} s without a byte)"
+        )
+    ran_out = [s.ran_out for s in states if s.ran_out is not None]
+    if once and duration is not None and ran_out:
+        raise RanOut(
+            f"a burst of each request once for {duration:g} s ran out of its list of {len(requests):,} requests: a "
+            f"client found its end {min(ran_out):.3f} s into the burst ({len(ran_out)} of {clients} clients before "
+            "the burst's end)"
+        )
     latencies = [x for s in states for x in s.latencies]
     end = max((s.last for s in states), default=started[0])
     statuses: Counter[int] = Counter()

@@ -28,7 +28,7 @@ from benchmarks.harness import (
 )
 from benchmarks.load import Request, hammer
 from benchmarks.population import Probe, fill_registry, fill_store
-from harness import MOTO_CREDENTIALS, REPO, cmdline, descendants
+from harness import MOTO_CREDENTIALS, REPO, children, cmdline
 from nectar.metrics import RunsCollector, SchedulesCollector, TriggersCollector
 from nectar.registry.sqlite import SQLiteRunStore
 
@@ -133,15 +133,38 @@ def scrape_seconds(ctx: Context, runs: int, scrapes: int) -> float:
     return statistics.median(took)
 
 
-def rollup(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of a process in kB, from its ``/proc/<pid>/smaps_rollup``."""
+def rollup(pid: int) -> tuple[int, int, int]:
+    """(RSS, PSS, private) of a process in kB, from its ``/proc/<pid>/smaps_rollup``: private, the pages only it
+    maps (what it alone adds to the machine's memory), clean or dirty."""
     fields = dict(line.split()[:2] for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
-    return int(fields["Rss:"]), int(fields["Pss:"])
+    return int(fields["Rss:"]), int(fields["Pss:"]), int(fields["Private_Clean:"]) + int(fields["Private_Dirty:"])
+
+
+def role(command: str, parent: str) -> str:
+    """The role in ``nectar serve`` of a process of command line ``command`` whose parent plays ``parent``: gunicorn's
+    arbiter and the API workers it forks, luigid, the workers' process (with the schedules' clock) and the attempt
+    processes it forks (none while idle)."""
+    if "gunicorn" in command:
+        return "API worker" if parent == "arbiter" else "arbiter"
+    if "luigid" in command:
+        return "luigid"
+    if "nectar.cli worker" in command:
+        return "attempt" if parent in ("worker", "attempt") else "worker"
+    return f"child of {parent}"
+
+
+def roles(supervisor: int) -> list[tuple[int, str]]:
+    """Every process of the ``nectar serve`` whose supervisor is ``supervisor``, each with its role (:func:`role`),
+    each after its parent."""
+    found = [(supervisor, "supervisor")]
+    for pid, name in found:  # each one's children appended as it is reached
+        found += [(child, role(cmdline(child), name)) for child in children(pid)]
+    return found
 
 
 def idle_serve(ctx: Context) -> tuple[float, float, list[str]]:
     """(RSS, PSS) in kB of every process of ``nectar serve`` (the supervisor and all it started) :data:`IDLE`
-    seconds after its first 200; and a line per process."""
+    seconds after its first 200; and a line per process, named by its role."""
     with ctx.cluster(f"{NAME}-serve") as cluster:
         shutil.rmtree(cluster.settings.chains_dir)
         shutil.copytree(REPO / "chains", cluster.settings.chains_dir, ignore=shutil.ignore_patterns("__pycache__"))
@@ -150,10 +173,11 @@ def idle_serve(ctx: Context) -> tuple[float, float, list[str]]:
         time.sleep(IDLE)
         rss = pss = 0
         lines = []
-        for pid in [serve.pid, *descendants(serve.pid)]:
-            one_rss, one_pss = rollup(pid)
+        for pid, name in roles(serve.pid):
+            one_rss, one_pss, private = rollup(pid)
             rss, pss = rss + one_rss, pss + one_pss
-            lines.append(f"{one_rss / MB:6.1f} MB RSS {one_pss / MB:6.1f} MB PSS  {cmdline(pid)[:100]}")
+            sizes = f"{one_rss / MB:6.1f} MB RSS {one_pss / MB:6.1f} MB PSS {private / MB:6.1f} MB private"
+            lines.append(f"{name:<10}  {sizes}  {cmdline(pid)[:60]}")
         cluster.procs.stop(serve, timeout=60)
         return rss, pss, lines
 

@@ -319,6 +319,7 @@ def run(ctx: Context) -> list[Figure]:
             f"the ratio's {said(spread, pairs, rounds, LIMIT, drawn_at)})",
             round(median(first_pairs), 3),
             ratio_at_least(LIMIT),
+            spread=spread,
         ),
         Figure(NAME, "API CPU per new run accepted (user + system, all workers)", first.new.median_of(all_bursts),
                "µs", "per hello world, same gunicorn", first.hello.median_of(all_bursts)),

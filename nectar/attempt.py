@@ -36,6 +36,7 @@ from luigi.parameter import UnconsumedParameterWarning
 from nectar import fence
 from nectar.build import Build
 from nectar.catalog.loader import describe_import_error, fresh_chain_module
+from nectar.catalog.luigi_state import held_to
 from nectar.config import Settings, configure
 from nectar.errors import ChainImportError, Interrupted, LeaseLost, NectarError, SchedulerUnavailable
 from nectar.exposure import exposure
@@ -115,6 +116,7 @@ def load_task(settings: Settings, run: Run) -> luigi.Task:
         module = fresh_chain_module(path, run.chain_type, run.chain)
     except Exception as exc:
         raise ChainImportError(describe_import_error(exc, path)) from exc
+    held_to(module.__name__)  # luigi's handlers and options as under python -m luigi --module <it>: before its task
     return task_in(module, run.task, run.params, f"{run.ref} is no longer a task of {path}")
 
 

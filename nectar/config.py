@@ -23,6 +23,8 @@ from nectar.errors import InvalidSetting
 
 #: the chains folder where none is given, relative to the working folder (``./chains``)
 DEFAULT_CHAINS = "chains"
+#: the project's luigi.cfg where ``NECTAR_LUIGI_CONFIG`` is unset, if it exists: relative to the working directory
+DEFAULT_LUIGI_CONFIG = "configuration/luigi.cfg"
 #: environment variable -> Settings field; the seed's names (ENV, PROJECT_BUCKET) are kept.
 ENV_VARS: dict[str, str] = {
     "ENV": "env",
@@ -159,7 +161,8 @@ class Settings:
     #: seconds luigid keeps a connection of ours (switched to frames) that sends nothing before closing it: tornado's
     #: wait for an HTTP connection's next request in luigid (:data:`nectar.luigid_server.IDLE_TIMEOUT`)
     scheduler_idle_timeout: float = 3600.0
-    #: a luigi.cfg to load in workers (None: luigi's own search path)
+    #: the project's luigi.cfg, which every process adds to luigi's configuration (``NECTAR_LUIGI_CONFIG``; read from
+    #: the environment, :data:`DEFAULT_LUIGI_CONFIG` where it is unset and that file exists; None: luigi's own search)
     luigi_config: Path | None = None
     #: default retry policy of a run (a task's ``retries``/``retry_delay``/``retry_backoff`` win):
     #: attempt n+1 starts ``retry_delay * retry_backoff**(n-1)`` seconds after attempt n failed
@@ -315,6 +318,8 @@ class Settings:
             if raw is not None and raw.strip():
                 values[name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if "luigi_config" not in values and os.path.isfile(DEFAULT_LUIGI_CONFIG):  # one rule for every process
+            values["luigi_config"] = DEFAULT_LUIGI_CONFIG
         return cls(**values).resolved()
 
 

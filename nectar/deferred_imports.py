@@ -42,6 +42,9 @@ from nectar.forks import lock_made_anew_in_children
 #: what luigid's process does not use of what luigi imports: luigid serves RPCs, it makes none (luigi.rpc's
 #: ``requests``), and no chain is defined in it (luigi.parameter's ``jsonschema``)
 LUIGID_UNUSED = ("requests", "jsonschema")
+#: what luigid's libraries look for only to integrate with it: tornado's log formatter colours a terminal's lines with
+#: ``curses`` (and its terminfo library); luigid logs through luigi's logging, not tornado's formatter
+LUIGID_ABSENT = ("curses",)
 #: what the API does not use at start of what luigi and flask-smorest import (luigi.rpc's ``requests``: the API calls
 #: luigid through nectar.luigid; flask_smorest.spec's ``yaml``: the CLI's ``--format yaml`` only); ``jsonschema`` is
 #: read when a chain's parameter with a ``schema`` checks a value
@@ -50,6 +53,16 @@ API_UNUSED = ("requests", "jsonschema", "yaml")
 #: (imported by luigi.rpc) adds its retrier of tornado coroutines, importing tornado and asyncio (~2 MB); the API has
 #: no tornado coroutine to retry
 API_ABSENT = ("tornado",)
+#: what ``nectar worker``'s process (and the attempt processes it forks) does not use at start of what luigi imports:
+#: luigi.rpc's ``requests`` (its runs reach luigid through nectar.luigid's own transport; a chain file that imports
+#: requests, loaded after the deferral ends, gets the real module) and luigi.parameter's ``jsonschema``, read when a
+#: chain's parameter with a ``schema`` checks a value: by the clock making a fire's task, or by a spare making its
+#: first task ahead of its claim (:func:`nectar.attempt.rehearse`), not on the run's path once the spare guessed its
+#: task
+WORKER_UNUSED = ("requests", "jsonschema")
+#: what luigi's libraries look for in the worker only to integrate with it: tenacity's retrier of tornado coroutines
+#: (tornado and asyncio: 43 modules, ~2.4 MB): the worker retries none
+WORKER_ABSENT = ("tornado",)
 #: the modules whose regular expressions the API compiles when it first uses them: marshmallow's validators (the Email
 #: validator's two patterns, compiled as marshmallow is imported; a URL field's, compiled as a schema is made)
 API_LAZY_PATTERNS = ("marshmallow.validate",)

@@ -5,7 +5,8 @@ fails loudly, naming the name, when a release changes one of them under us:
 
 - ``RemoteScheduler._request``, through which every RPC of luigi's scheduler client goes, and its ``_fetch``: the
   one hook that puts luigi's RPC methods over our own transport (:class:`RemoteScheduler`), which hands it an
-  answer already decoded as it is (one read from a batch's);
+  answer already decoded as it is (one read from a batch's); its ``__init__`` run with its module's ``HAS_REQUESTS``
+  false, so that it makes no transport of its own (:data:`_init_without_requests`);
 - ``luigi.worker.Worker`` made and run as ``luigi.interface._schedule_and_run`` does (:func:`new_worker`,
   :func:`schedule_and_run`), its ``_add_worker`` told after its first ``_get_work``, its ``KeepAliveThread``
   (made as its ``__enter__`` makes it, from its ``_scheduler``, ``_id``, ``_config`` and ``_handle_rpc_message``,
@@ -86,7 +87,8 @@ import time
 import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Set as AbstractSet
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import luigi
 import luigi.configuration
@@ -136,6 +138,16 @@ _TASK_HASH = "_Task__hash"
 #: luigi's ``RemoteScheduler.get_work``: luigi sets its RPC methods on the class on the fly (``luigi.rpc``, from
 #: ``luigi.scheduler.RPC_METHODS``), so no type names them; read once, as ``super().get_work`` would find it
 _rpc_get_work: Callable[..., Any] = vars(luigi.rpc.RemoteScheduler)["get_work"]
+#: luigi's ``RemoteScheduler.__init__`` run where its module's ``HAS_REQUESTS`` is false: it reads its settings as
+#: luigi's does, and makes urllib's fetcher (one object, nothing imported) instead of requests' (a ``requests.Session``,
+#: whose import is ~10 MB and ~0.1 s of CPU in each process that makes a client): :class:`RemoteScheduler` sends every
+#: RPC through ``post``, never through luigi's fetcher
+_init_without_requests: Callable[..., None] = types.FunctionType(
+    luigi.rpc.RemoteScheduler.__init__.__code__,
+    {**vars(luigi.rpc), "HAS_REQUESTS": False},
+    "__init__",
+    luigi.rpc.RemoteScheduler.__init__.__defaults__,
+)
 
 
 def _replace(owner: object, name: str, value: object) -> None:
@@ -207,6 +219,9 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
     granted: dict[str, Any] | None = None
     #: whether luigid held a task it DISABLED when it answered this client's last ``get_work`` (None: not said)
     holds_disabled: bool | None = None
+
+    def __init__(self, url: str = "http://localhost:8082/", connect_timeout: float | None = None) -> None:
+        _init_without_requests(self, url, connect_timeout)
 
     def get_work(self, *args: Any, **kwargs: Any) -> Any:
         answer = _rpc_get_work(self, *args, **kwargs)
@@ -1930,6 +1945,42 @@ def forget_event_handlers(module: str) -> None:
     luigi.Task._event_callbacks = kept
 
 
+#: a task event handler luigi holds: the class it is registered on, the event, the handler
+Handler = tuple[type, str, Callable[..., Any]]
+
+
+def hide_event_handlers(modules: AbstractSet[str]) -> list[Handler]:
+    """Take off luigi's task event handlers (``Task._event_callbacks``) each one made in one of ``modules`` (its
+    ``__module__``); those taken off, for :func:`show_event_handlers`. The dict is replaced, as by
+    :func:`forget_event_handlers`."""
+    handlers: dict[type, dict[str, set[Callable[..., Any]]]] = luigi.Task._event_callbacks
+    hidden = [
+        (cls, event, handler)
+        for cls, events in handlers.items()
+        for event, called in events.items()
+        for handler in called
+        if getattr(handler, "__module__", None) in modules
+    ]
+    if hidden:
+        luigi.Task._event_callbacks = {
+            cls: {
+                event: {handler for handler in called if getattr(handler, "__module__", None) not in modules}
+                for event, called in events.items()
+            }
+            for cls, events in handlers.items()
+        }
+    return hidden
+
+
+def show_event_handlers(hidden: Iterable[Handler]) -> None:
+    """Give luigi back the task event handlers :func:`hide_event_handlers` took off (the dict replaced)."""
+    handlers: dict[type, dict[str, set[Callable[..., Any]]]] = luigi.Task._event_callbacks
+    shown = {cls: {event: set(called) for event, called in events.items()} for cls, events in handlers.items()}
+    for cls, event, handler in hidden:
+        shown.setdefault(cls, {}).setdefault(event, set()).add(handler)
+    luigi.Task._event_callbacks = shown
+
+
 def _all(events: dict[str, set[Callable[..., Any]]]) -> Iterator[Callable[..., Any]]:
     return itertools.chain.from_iterable(events.values())
 
@@ -1966,14 +2017,20 @@ class CompleteError:
     ``__init__`` takes other arguments than its ``args``): the queue's ``put`` then raised in the pool's process, which
     luigi ignores, and its worker waited for that answer for ever. Pickled, it is one with neither."""
 
-    __slots__ = ("error", "trace")
+    __slots__ = ("error", "trace", "retryable")
 
-    def __init__(self, error: Exception | None = None, trace: str = "") -> None:
+    #: whether trying again may cure what ``complete()`` raised (a store's outage): asked as one is pickled, the
+    #: verdict all that crosses (set where the attempt's recorder is installed, :mod:`nectar.steps`)
+    retry_cures: ClassVar[Callable[[BaseException], bool] | None] = None
+
+    def __init__(self, error: Exception | None = None, trace: str = "", retryable: bool = False) -> None:
         self.error = error
         self.trace = trace
+        self.retryable = retryable
 
-    def __reduce__(self) -> tuple[type[CompleteError], tuple[()]]:
-        return (CompleteError, ())
+    def __reduce__(self) -> tuple[type[CompleteError], tuple[None, str, bool]]:
+        judge, error = CompleteError.retry_cures, self.error
+        return (CompleteError, (None, "", self.retryable or (error is not None and judge is not None and judge(error))))
 
 
 #: luigi's ``luigi.worker.check_complete_cached``, through which its worker asks a task's ``complete()`` (as it adds

@@ -14,6 +14,7 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import FunctionType, ModuleType
 from typing import Any
 
 import luigi
@@ -21,7 +22,7 @@ from luigi.parameter import OptionalParameterMixin, ParameterVisibility
 from luigi.task_register import Register, TaskClassAmbigiousException, TaskClassException
 
 from nectar.errors import InvalidParameters
-from nectar.luigi_internals import as_given_to_luigi, choices_of, task_params
+from nectar.luigi_internals import as_given_to_luigi, choices_of, task_classes, task_params
 
 #: luigi parameter class name -> the kind shown to users, most specific first through the MRO
 KINDS: dict[str, str] = {
@@ -302,8 +303,9 @@ class ParamInfo:
 def task_named(family: str, module: str) -> type[luigi.Task]:
     """The task class ``family`` names, as ``python -m luigi --module <module>`` finds a ``TaskParameter``'s: the one
     of that family ``module`` holds, else the one luigi's registry has of it (which holds every chain this process
-    read, where luigi's holds ``module``'s); a name of no task, or of several chains' and none of ``module``'s, a
-    :class:`ValueError` saying so."""
+    read, where luigi's holds ``module``'s and what it imports), else, where the registry has several, the one of
+    them defined in a module ``module`` imports (:func:`imported_by`); a name of no task, or of several chains' and
+    none of ``module``'s, a :class:`ValueError` saying so."""
     own = vars(sys.modules[module]).values() if module in sys.modules else ()
     found = {held for held in own if isinstance(held, type) and issubclass(held, luigi.Task)}
     found = {task_cls for task_cls in found if task_cls.get_task_family() == family}
@@ -312,10 +314,39 @@ def task_named(family: str, module: str) -> type[luigi.Task]:
     try:
         named: type[luigi.Task] = Register.get_task_cls(family)
     except TaskClassAmbigiousException:
+        reached = imported_by(module)
+        found = {cls for cls in task_classes() if cls.get_task_family() == family and cls.__module__ in reached}
+        if len(found) == 1:  # luigi's registry under ``--module <module>`` holds these alone
+            return found.pop()
         raise ValueError(f"names a task of several chains: {_shown(family)}") from None
     except TaskClassException:
         raise ValueError(f"names no task: {_shown(family)}") from None
     return named
+
+
+def imported_by(module: str) -> set[str]:
+    """The names of ``module`` and of the modules it imports, as far as its namespace shows them (a module bound in
+    it, the module a class or function bound in it was defined in), and theirs in turn: the modules a process that
+    imports ``module`` alone has imported, luigi's and the standard library's not walked into (no task of a chain is
+    defined there). Asked only where a family is ambiguous."""
+    reached: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        held = sys.modules.get(name)
+        if name in reached or held is None or name.partition(".")[0] in _NOT_WALKED:
+            continue
+        reached.add(name)
+        for value in vars(held).values():
+            if isinstance(value, ModuleType):
+                todo.append(value.__name__)
+            elif isinstance(value, type | FunctionType) and isinstance(value.__module__, str):
+                todo.append(value.__module__)
+    return reached
+
+
+#: the top-level packages :func:`imported_by` does not walk into
+_NOT_WALKED = frozenset(sys.stdlib_module_names) | {"luigi", "builtins"}
 
 
 def task_of_text(cls: type[luigi.Task], params: Mapping[str, str]) -> luigi.Task:

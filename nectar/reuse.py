@@ -47,6 +47,7 @@ from luigi.task_register import Register
 
 from nectar.catalog.kept import after_run as kept_after_run
 from nectar.catalog.kept import snapshot as kept_snapshot
+from nectar.catalog.luigi_state import given_back
 from nectar.config import get_settings
 from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
@@ -508,7 +509,8 @@ def put_back(before: Before) -> None:
     the working directory, environment variables, ``sys.path``, file mode mask, the excepthooks, the sockets' default
     timeout, the ``warnings`` filters, the collector's switch and thresholds, the recursion limit and switch interval,
     the tracers and profilers (:func:`_put_back_process_hooks`) and luigi's configuration (what a fresh
-    process of the worker's would start its run with), luigi's cache of task instances (the next run makes its
+    process of the worker's would start its run with) and event handlers (those of other chains, taken off for the
+    run), luigi's cache of task instances (the next run makes its
     own), the run its records name. A handler of the process's own (:func:`process_handler`) stays. Last, what the
     run left in reference cycles is collected: the objects its run kept until it ended (its luigi worker, its tasks,
     a traceback: 100-170 a trivial run) sat in the collector's oldest generation until its next full pass, every few
@@ -551,6 +553,7 @@ def put_back(before: Before) -> None:
             if handler is not None and now is not handler and now is not _process_handlers.get(signum):
                 signal.signal(signum, handler)
     _put_back_luigi_config(before.config)
+    given_back()  # the event handlers of other chains than the run's (:func:`~nectar.catalog.luigi_state.held_to`)
     Register.clear_instance_cache()
     current_run.set(None)
     gc.collect()

@@ -23,7 +23,7 @@ from luigi.target import FileSystemTarget
 from luigi.task import flatten
 
 from nectar.errors import Interrupted, LeaseLost, Unavailable
-from nectar.luigi_internals import complete_error, is_external, uncounted
+from nectar.luigi_internals import CompleteError, complete_error, is_external, uncounted
 from nectar.registry import RunStore, Step
 from nectar.stores import is_permanent
 from nectar.task import log_key, on_start, open_live_logs
@@ -164,11 +164,15 @@ class StepRecorder:
         with its traceback, as luigi's worker logs it: a scheduling error), it is a failure no retry cures: no step of
         the run makes that data. ``complete()`` is not asked again: luigi's worker noted what it raised
         (:func:`~nectar.luigi_internals.complete_error`), the exception itself where it asked in this process, its
-        text where it asked in a process of its scheduling pool (``[core] parallel_scheduling``).
+        text where it asked in a process of its scheduling pool (``[core] parallel_scheduling``), with whether trying
+        again may cure it (:func:`retry_cures`, judged there).
         """
         noted = complete_error(task)
         if noted is not None and noted.error is not None:
             self.broken(task, noted.error, "complete() failed: ")
+        elif noted is not None and noted.retryable:  # a store's outage: told in a line and retried, as :meth:`broken`
+            kind, colon, message = noted.trace.rstrip().rsplit("\n", 1)[-1].partition(":")  # luigi's text's last line
+            self.fail(task, f"complete() failed: {kind.rsplit('.', 1)[-1]}{colon}{message}"[:MAX_ERROR])
         elif noted is not None:
             said = noted.trace.rstrip().rsplit("\n", 1)[-1]  # its last line: the exception's type and message
             self.fail(task, traced(f"complete() failed: {said}"[:MAX_ERROR], noted.trace), retryable=False)
@@ -244,7 +248,15 @@ def current_recorder() -> StepRecorder | None:
     return _recorder
 
 
+def retry_cures(exc: BaseException) -> bool:
+    """Whether a task's scheduling that raised ``exc`` may succeed if tried again: a store, the registry or luigid
+    unusable for a while (:class:`~nectar.errors.Unavailable`), not for good (a missing bucket)."""
+    return isinstance(exc, Unavailable) and not is_permanent(exc)
+
+
 def _install_handlers() -> None:
+    CompleteError.retry_cures = retry_cures  # judged in a process of luigi's scheduling pool too (forked from here)
+
     def forward(action: Any) -> Any:
         """A luigi event handler that passes the event to the current recorder, if any."""
         return lambda *args: action(_recorder, *args) if _recorder is not None else None

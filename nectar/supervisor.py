@@ -62,7 +62,8 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 }
 #: luigid's process: SIGHUP taken as SIGTERM, a SIGTERM before luigid's own handler an exit with status 0, then a
 #: ``main`` called, imported with what luigi imports and
-#: luigid never uses left unloaded (~9 MB, half of luigid's start: :data:`nectar.deferred_imports.LUIGID_UNUSED`),
+#: luigid never uses left unloaded (~9 MB, half of luigid's start: :data:`nectar.deferred_imports.LUIGID_UNUSED`;
+#: tornado's curses, 0.2-0.6 MB: :data:`~nectar.deferred_imports.LUIGID_ABSENT`),
 #: its RPC handler reading its CORS settings once, not per call (:func:`nectar.luigi_internals.luigid_reads_cors_once`),
 #: its prune stepping over the tasks it would not change and forgetting the oldest finished beyond those it keeps
 #: (:func:`nectar.luigi_internals.luigid_prunes_lean`),
@@ -75,7 +76,8 @@ SERVE_FLAGS: dict[str, tuple[str, str | None, str]] = {
 #: its port taken as it binds the check's line, exit 2, or none under ``serve``, which names it (:func:`ports.binding`)
 _LUIGID = (
     "import nectar.lifeline as life; life.stops_exit_until_handled(); "
-    "from nectar.deferred_imports import LUIGID_UNUSED, Deferral; deferral = Deferral(LUIGID_UNUSED); "
+    "from nectar.deferred_imports import LUIGID_ABSENT, LUIGID_UNUSED, Deferral; "
+    "deferral = Deferral(LUIGID_UNUSED, LUIGID_ABSENT); "
     "from nectar.luigi_internals import luigid_reads_cors_once as cors, luigid_prunes_lean as prune, "
     "luigid_marks_reopened as reopened, luigid_counts_no_cancel as uncounted, luigid_saves_whole as whole, "
     "luigid_finds_workers_once as workers; cors(); prune(); reopened(); uncounted(); whole(); workers(); "
@@ -180,9 +182,10 @@ def hold_luigid_state(data_dir: Path) -> int | None:
 
 
 def luigi_config(settings: Settings) -> Path | None:
-    """The project's luigi.cfg: the settings', else ``configuration/luigi.cfg`` here, if it exists."""
-    path = settings.luigi_config or Path("configuration/luigi.cfg").resolve()
-    return path if path.is_file() else None
+    """The project's luigi.cfg, the settings' (``configuration/luigi.cfg`` here where ``NECTAR_LUIGI_CONFIG`` is
+    unset, as every process reads it: :meth:`Settings.from_env`), if it exists."""
+    path = settings.luigi_config
+    return path if path is not None and path.is_file() else None
 
 
 @dataclass

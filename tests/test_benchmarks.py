@@ -9,6 +9,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -29,6 +30,7 @@ from flask import Flask
 import benchmarks.__main__ as bench_main
 import benchmarks.dispatch as dispatch_module
 import benchmarks.fanout as fanout_module
+import benchmarks.load as load_module
 import benchmarks.machine as machine
 import benchmarks.soak as soak_module
 import benchmarks.spread as spread
@@ -49,7 +51,7 @@ from benchmarks.dispatch import through_service as dispatch_sample
 from benchmarks.fanout import through_service
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, Context, Figure, Processes, percentile
 from benchmarks.landing import seeded_moto
-from benchmarks.load import Load, hammer
+from benchmarks.load import Load, RanOut, hammer
 from benchmarks.population import fill_registry, fill_store
 from benchmarks.schedules import LONE_INTERVAL, LONGEST, SHORTEST, clocked, intervals
 from benchmarks.status import (
@@ -78,6 +80,7 @@ from nectar.keys import TargetKey, param_digest
 from nectar.registry import RunFilter, RunState, sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.harness.test_ports import outgoing_connection_from
+from tests.helpers.raw_server import RawServer
 from tests.helpers.registries import closed_at_end
 from tests.helpers.threads import at_line, waits_in
 
@@ -376,37 +379,36 @@ def test_a_dispatch_sample_reads_the_ledger_only_once_its_run_could_have_started
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The dispatch benchmark's sample learns of its run's start as the ledger is written: it does not read the
-    ledger while the run is on its way to run() (a floor's build has no such reader beside it). Its worker is frozen
-    before the POST, so no run can start until the sample waits for it; then thawed."""
+    ledger while the run is on its way to run() (a floor's build has no such reader beside it). No worker runs while
+    the POST is made and the sample waits, so no run can start until the sample waits for it; then one is started.
+    (Not a worker frozen at any moment: a SIGSTOP that caught it holding the registry's write turn, in an idle pass
+    or a checkpoint, kept the POST waiting BUSY_TIMEOUT for it, and the POST failed.)"""
     with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
         cluster.start_luigid()
-        worker = cluster.start_workers(1)
         cluster.start_api(workers=1)
-        dispatch_sample(cluster, -1)  # a first run: the worker and the API set up
         lines = cluster.ledger_lines
-        frozen = threading.Event()
-        reads_while_frozen: list[str] = []
+        workerless = threading.Event()
+        reads_without_worker: list[str] = []
 
         def counted(word: str) -> list[list[str]]:
-            if frozen.is_set():
-                reads_while_frozen.append(word)
+            if workerless.is_set():
+                reads_without_worker.append(word)
             return lines(word)
 
         monkeypatch.setattr(cluster, "ledger_lines", counted)
-        freeze(worker.pid)
-        frozen.set()
+        workerless.set()
         sampled: list[tuple[float, float, float, float]] = []
         client = threading.Thread(target=lambda: sampled.append(dispatch_sample(cluster, 1)))
         client.start()
-        try:  # the answer read, it waits for the run's start: polling (a sleep) or on the ledger's writes
+        try:  # the answer read (the run queued), it waits for the run's start: polling (a sleep) or on the ledger
             waitfor(lambda: at_line(client)[0] in ("wait_until", "readable"), 60, "the sample to wait for the run")
         finally:
-            frozen.clear()
-            os.kill(worker.pid, signal.SIGCONT)
+            workerless.clear()
+            cluster.start_workers(1)
             client.join(120)
 
     assert len(sampled) == 1 and 0 < sampled[0][0] < sampled[0][2]
-    assert reads_while_frozen == []
+    assert reads_without_worker == []
 
 
 def test_the_dispatch_floors_builds_are_taken_in_turn_in_processes_started_ahead(tmp_path: Path) -> None:
@@ -431,6 +433,23 @@ def test_the_dispatch_floors_builds_are_taken_in_turn_in_processes_started_ahead
     assert builders.built_by == [first, second, first]  # in turn, each said so by the process that built it
     assert len(builders.spent) == 3  # a core-time figure for each measured build, none for the warm-ups
     assert [proc.returncode for proc in procs] == [0, 0]
+
+
+def test_a_floors_build_that_hangs_is_an_error_not_a_wait_without_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build process that says nothing (stopped here, as a hung one would be): the build raises once a sample's own
+    bound passed, where the benchmark waited on the pipe for ever."""
+    monkeypatch.setattr(dispatch_module, "START_TIMEOUT", 0.5)
+    with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
+        builders = LocalBuilders(cluster, count=2)  # the first asked next, as the second made its first build
+        freeze(builders.pids[0])
+        try:
+            with pytest.raises(RuntimeError, match=r"said nothing of ProbeTask\(n=1\) in 0.5 s"):
+                builders.build(1)
+        finally:
+            os.kill(builders.pids[0], signal.SIGCONT)
+            builders.close()
 
 
 #: a process that burns ``burn`` ms of CPU every ``period`` ms until the file ``gate`` exists (then exits)
@@ -959,6 +978,16 @@ def test_the_throughput_benchmark_says_how_long_a_run_held_its_slot(tmp_path: Pa
     assert throughput_module.held(tmp_path / "runs.sqlite3", 3, 1) == 1.0
 
 
+def test_the_throughput_benchmarks_cores_are_read_from_the_batchs_first_claim_to_its_last_done(tmp_path: Path) -> None:
+    """The window the cores used are read over: the registry's first claim of the batch's runs to their last DONE
+    (the batch's runs only: not the fourth here), not the benchmark's own wider window."""
+    runs: list[tuple[str, float, float | None]] = [("DONE", 2.0, 2.5), ("DONE", 1.0, 4.0), ("DONE", 3.0, 3.5)]
+    probe_runs(tmp_path / "runs.sqlite3", [*runs, ("DONE", 0.5, 9.5)]).close()
+    assert throughput_module.busy(tmp_path / "runs.sqlite3", 1, 3) == (1.0, 4.0)
+    assert throughput_module.busy(tmp_path / "runs.sqlite3", 2, 2) == (1.0, 4.0)
+    assert throughput_module.busy(tmp_path / "runs.sqlite3", 1, 1) == (2.0, 2.5)
+
+
 def test_the_throughput_benchmark_says_how_long_a_slot_sat_idle_between_runs(tmp_path: Path) -> None:
     """From a run's DONE to its slot's next claim: the k-th claim after the first ``slots`` paired with the k-th DONE,
     over the batch's runs only (not the fifth here); median, p90 and mean."""
@@ -1091,6 +1120,10 @@ def test_the_throughput_benchmark_says_what_a_part_ran_waited_for_a_core_and_sle
         assert slept > 2 * throughput_module.SAMPLE_EVERY
         assert ran + waited + slept == pytest.approx(there, abs=0.01)
         assert cores.used()["API"] == (0.0, 0.0, 0.0)
+        # within a window of the phase (wall clock, as the registry's claims and DONEs are): the time there within it
+        inside = began + cores.offset + throughput_module.SAMPLE_EVERY
+        ran, waited, slept = cores.used((inside, inside + throughput_module.SAMPLE_EVERY))["luigid"]
+        assert ran + waited + slept == pytest.approx(throughput_module.SAMPLE_EVERY, abs=0.01)
     finally:
         blocked.kill()
         blocked.wait()
@@ -1248,11 +1281,13 @@ def test_the_soak_counts_the_service_s_log_lines_at_a_level_by_kind() -> None:
 
 
 @contextmanager
-def counting_server() -> Iterator[tuple[str, Counter[tuple[str, str]]]]:
+def counting_server(hold: float = 0.0) -> Iterator[tuple[str, Counter[tuple[str, str]]]]:
     """A local HTTP server answering a POST 202 and a GET 200, counting each (method, path) it was sent: its URL and
-    those counts."""
+    those counts. With ``hold``, no answer leaves before ``hold`` seconds after its first request came
+    (``time.perf_counter``'s, as :func:`benchmarks.load.hammer` times a burst's duration)."""
     seen: Counter[tuple[str, str]] = Counter()
     lock = threading.Lock()
+    first: list[float] = []
 
     class Counting(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -1260,6 +1295,9 @@ def counting_server() -> Iterator[tuple[str, Counter[tuple[str, str]]]]:
         def answer(self) -> None:
             with lock:
                 seen[self.command, self.path] += 1
+                first.append(time.perf_counter())
+            while (left := first[0] + hold - time.perf_counter()) > 0:
+                time.sleep(left)
             self.send_response(202 if self.command == "POST" else 200)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -1405,8 +1443,64 @@ def test_the_submit_benchmark_takes_rounds_of_pairs_at_both_registries_in_turn_u
 
 def test_hammer_sends_each_request_once_at_most_for_its_duration_when_told_to() -> None:
     """A burst of new runs as long as a hello burst: its duration ends it, and it sends none of its list twice (here
-    the list's end comes first: 12 POSTs over 4 clients for 60 s end when the 12 were sent, as a count would)."""
+    the server holds each answer until the duration is over: each of the 4 clients sent its first of the 12, no more;
+    one that got no core before the duration ended sent none)."""
+    duration = 1.0
+    with counting_server(hold=duration) as (url, seen):
+        posts = [("POST", f"/runs?n={n}") for n in range(12)]
+        load = hammer(url, posts, 4, duration=duration, once=True).check(202)
+        assert set(seen) <= set(posts[:4]) and set(seen.values()) == {1} and len(load.latencies) == len(seen)
+
+
+def test_a_burst_of_each_request_once_whose_list_ends_before_its_duration_says_so() -> None:
+    """12 POSTs over 4 clients for 60 s: the list ends first, each sent once; the burst raises, naming the list's
+    length and how long it lasted, rather than answering a rate of a burst shorter than asked."""
     with counting_server() as (url, seen):
         posts = [("POST", f"/runs?n={n}") for n in range(12)]
-        load = hammer(url, posts, 4, duration=60.0, once=True).check(202)
-        assert len(load.latencies) == 12 and seen == Counter(posts)
+        with pytest.raises(RanOut, match=r"its list of 12 requests: a client found its end \d+\.\d{3} s into"):
+            hammer(url, posts, 4, duration=60.0, once=True)
+        assert seen == Counter(posts)
+
+
+class Dripping(RawServer):
+    """An HTTP server that answers every request a byte at a time, each well within a client's timeout, never ending,
+    until closed."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.closed = threading.Event()
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not self.closed.wait(self.every):
+            conn.sendall(b"X")
+
+    def close(self) -> None:
+        self.closed.set()
+        super().close()
+
+
+def test_a_burst_whose_clients_are_still_sending_past_its_bound_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that answers too slowly for a request to time out keeps a client sending: past the burst's bound
+    (each request's timeout, and :data:`benchmarks.load.JOIN_MARGIN`) the burst raises, where it answered a rate
+    of the requests answered so far while its client went on."""
+    monkeypatch.setattr(load_module, "JOIN_MARGIN", 0.5)
+    server = Dripping(every=0.05)
+    try:
+        with pytest.raises(RuntimeError, match="1 of 1 clients still sending 1.5 s after the burst began"):
+            hammer(server.url, [("GET", "/")], 1, duration=None, per_client=1, timeout=1.0)
+    finally:
+        server.close()
+
+
+def test_the_fanouts_service_measure_waits_for_its_worker_to_find_luigid_up_again() -> None:
+    """Between two measurements luigid restarts: a worker that found it down claims nothing until it found it up
+    again, as its log says (its WARNING lines); one that never found it down claims at once."""
+    down = "WARNING nectar.executor: not claiming runs until luigid answers again: connection refused\n"
+    up = "WARNING nectar.executor: luigid answers again: claiming runs\n"
+    assert fanout_module.sees_luigid("")
+    assert not fanout_module.sees_luigid(down)
+    assert fanout_module.sees_luigid(down + up)
+    assert not fanout_module.sees_luigid(down + up + down)

@@ -146,7 +146,7 @@ def load_chain_module(path: Path, chain_type: str, chain: str, code: types.CodeT
         # no fork copies a module lock of what it imports mid-import (nectar.forks); the log handlers the module's
         # last execution added taken off (nectar.logs.module_handlers), and what it set in luigi's state
         # (nectar.catalog.luigi_state)
-        with IMPORTS.inside(), executed_anew(name), luigi_state_anew(name):
+        with IMPORTS.inside(), executed_anew(name), luigi_state_anew(name, code):
             exec(code, module.__dict__)
     except BaseException:
         forget_module(name)

@@ -41,7 +41,14 @@ from typing import Any
 import luigi.configuration
 
 from nectar import forks
-from nectar.luigi_internals import forget_event_handlers, forget_task_classes, task_namespaces
+from nectar.luigi_internals import (
+    Handler,
+    forget_event_handlers,
+    forget_task_classes,
+    hide_event_handlers,
+    show_event_handlers,
+    task_namespaces,
+)
 from nectar.stdlib_internals import parsed, parsed_as, set_parsed
 
 #: luigi's configuration as :func:`~nectar.stdlib_internals.parsed` copies it: its ``DEFAULT`` options, each section's
@@ -53,6 +60,14 @@ _OPTIONS: dict[str, dict[tuple[str | None, str], str | None]] = {}
 #: by chain module: each section of luigi's configuration that its executions made or removed in this process,
 #: whether it was there before the first such change
 _SECTIONS: dict[str, dict[str, bool]] = {}
+#: by chain module: each option its last execution changed, as that execution left it (None: removed), and each
+#: section it made (True) or removed (False): what :func:`held_to` gives a run of a chain that imports it
+_SET: dict[str, tuple[dict[tuple[str | None, str], str | None], dict[str, bool]]] = {}
+#: the event handlers :func:`held_to` took off luigi for the run under way, for :func:`given_back`
+_HIDDEN: list[Handler] = []
+#: by chain module executed in this process: the chain modules its code imports (:func:`chain_imports`; none where
+#: its code was not known), as of its last execution
+_IMPORTS_OF: dict[str, frozenset[str]] = {}
 
 
 class _Executing(threading.local):
@@ -84,13 +99,16 @@ def forget_module(name: str) -> None:
 
 
 @contextlib.contextmanager
-def executed_anew(name: str) -> Iterator[None]:
-    """The chain module ``name`` executed in the block, anew: what luigi holds of its last execution forgotten
-    (:func:`forget_module`) and the options its executions changed put back (:func:`_put_back_options`) before; the
-    namespaces it set for other modules' scopes put back after, and the options it changed noted."""
+def executed_anew(name: str, code: types.CodeType | None = None) -> Iterator[None]:
+    """The chain module ``name`` executed in the block, anew (its ``code``, where known: the chain modules it imports
+    noted, :func:`chain_imports`): what luigi holds of its last execution forgotten (:func:`forget_module`) and the
+    options its executions changed put back (:func:`_put_back_options`) before; the namespaces it set for other
+    modules' scopes put back after, and the options it changed noted."""
+    _IMPORTS_OF[name] = chain_imports(code) if code is not None else frozenset()
     forget_module(name)
     config = luigi.configuration.get_config()
     _put_back_options(config, name)
+    _SET.pop(name, None)
     namespaces = task_namespaces()
     others = {scope: namespace for scope, namespace in namespaces.items() if not _own(scope, name)}
     before = parsed(config)
@@ -108,8 +126,110 @@ def executed_anew(name: str) -> Iterator[None]:
         if not parsed_as(config, before):  # compared in place, copied only if changed
             after = parsed(config)
             _note_changed(name, before, after)
+            _SET[name] = _set_by(before, after)
             for outer in executing:  # an importer's execution under way: what this one set is not the importer's
                 _absorbed(outer, before, after)
+
+
+def held_to(name: str) -> None:
+    """luigi's event handlers and options as ``python -m luigi --module <name>`` has them, for a run of the chain
+    module ``name`` in a process that executed other chain modules before (a reused attempt process): what another
+    chain module's execution set (its handlers, its options) taken off for the run, unless ``name`` imports it (its
+    code names it, or a chain module's it imports: :func:`chain_imports`); what each chain module it imports (and
+    itself) set put in again, as its last execution left it (an imported module found in ``sys.modules`` is not
+    executed again: its options put back after an earlier run are its own still). The handlers come back at the
+    run's end (:func:`given_back`); the options with the rest of luigi's configuration (:func:`nectar.reuse.put_back`).
+    """
+    scope, todo = set(), [name]
+    while todo:
+        module = todo.pop()
+        if module not in scope:
+            scope.add(module)
+            todo.extend(_IMPORTS_OF.get(module, ()))
+    foreign = _IMPORTS_OF.keys() - scope  # the chain modules this process executed that the run's does not import
+    if foreign:
+        _HIDDEN.extend(hide_event_handlers(foreign))
+    others = [module for module in _OPTIONS if module in foreign]
+    own = [module for module in scope if module in _SET]
+    if not others and not own:
+        return
+    config = luigi.configuration.get_config()
+    defaults, sections = parsed(config)
+    for module in others:  # as they were before its first change
+        _apply(defaults, sections, _OPTIONS[module], _SECTIONS[module])
+    for module in own:
+        _apply(defaults, sections, *_SET[module])
+    if not parsed_as(config, (defaults, sections)):
+        set_parsed(config, defaults, sections)
+
+
+def given_back() -> None:
+    """The event handlers :func:`held_to` took off for the run that ended given back to luigi."""
+    if _HIDDEN:
+        show_event_handlers(_HIDDEN)
+        _HIDDEN.clear()
+
+
+def chain_imports(code: types.CodeType) -> frozenset[str]:
+    """The chain modules a chain module's ``code`` imports (at its top or in a function): each chain module's name
+    its code objects name (``import chains.<type>.<chain>``, ``from chains.<type>.<chain> import ...``), and each
+    chain of a chain type's package it names beside a name it imports from it (``from chains.<type> import
+    <chain>``). A chain imported by a module that is not a chain module, or by a name made at run time, is not seen."""
+    found: set[str] = set()
+    todo = [code]
+    while todo:
+        held = todo.pop()
+        names = held.co_names
+        for named in names:
+            if _is_chain(named):
+                found.add(named)
+            elif named.startswith(_CHAINS) and named.count(".") == 1:
+                found.update(f"{named}.{other}" for other in names if other.isidentifier())
+        todo.extend(const for const in held.co_consts if isinstance(const, types.CodeType))
+    return frozenset(found)
+
+
+def _is_chain(module: str) -> bool:
+    """Whether ``module`` is a chain module's name (``chains.<type>.<chain>``)."""
+    return module.startswith(_CHAINS) and module.count(".") == 2
+
+
+def _set_by(before: Parsed, after: Parsed) -> tuple[dict[tuple[str | None, str], str | None], dict[str, bool]]:
+    """What an execution that took luigi's configuration from ``before`` to ``after`` set: each option it changed,
+    as it left it (None: removed), and each section it made (True) or removed (False)."""
+    options: dict[tuple[str | None, str], str | None] = {}
+    made = {section: section in after[1] for section in before[1].keys() ^ after[1].keys()}
+    compared: list[tuple[str | None, dict[str, str], dict[str, str]]] = [(None, before[0], after[0])]
+    compared.extend((section, before[1].get(section, {}), now) for section, now in after[1].items())
+    compared.extend((section, was, {}) for section, was in before[1].items() if section not in after[1])
+    for where, was, now in compared:
+        for option in was.keys() | now.keys():
+            if was.get(option) != now.get(option):
+                options[(where, option)] = now.get(option)
+    return options, made
+
+
+def _apply(
+    defaults: dict[str, str],
+    sections: dict[str, dict[str, str]],
+    options: dict[tuple[str | None, str], str | None],
+    made: dict[str, bool],
+) -> None:
+    """Set in the parsed configuration (``defaults``, ``sections``) each section of ``made`` there (True) or not
+    (False), then each option of ``options`` to its value (None: removed)."""
+    for section, there in made.items():
+        if there:
+            sections.setdefault(section, {})
+        else:
+            sections.pop(section, None)
+    for (where, option), value in options.items():
+        held = defaults if where is None else sections.get(where)
+        if held is None:  # in a section gone
+            continue
+        if value is None:
+            held.pop(option, None)
+        else:
+            held[option] = value
 
 
 def _own(scope: str, name: str) -> bool:
@@ -139,19 +259,7 @@ def _put_back_options(config: luigi.configuration.LuigiConfigParser, name: str) 
     if name not in _OPTIONS:
         return
     defaults, sections = parsed(config)
-    for section, there in _SECTIONS[name].items():  # a section the module made goes with its options
-        if there:
-            sections.setdefault(section, {})
-        else:
-            sections.pop(section, None)
-    for (where, option), value in _OPTIONS[name].items():
-        held = defaults if where is None else sections.get(where)
-        if held is None:  # in a section the module made, gone
-            continue
-        if value is None:
-            held.pop(option, None)
-        else:
-            held[option] = value
+    _apply(defaults, sections, _OPTIONS[name], _SECTIONS[name])  # a section the module made goes with its options
     if not parsed_as(config, (defaults, sections)):  # compared in place: no second copy
         set_parsed(config, defaults, sections)
 
@@ -204,7 +312,8 @@ class _ExecutedAnew(importlib.abc.Loader):
         return self.loader.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
-        with executed_anew(module.__name__):
+        get_code = getattr(self.loader, "get_code", None)  # the code the loader executes: read from its cache
+        with executed_anew(module.__name__, get_code(module.__name__) if get_code is not None else None):
             self.loader.exec_module(module)
 
     def __getattr__(self, name: str) -> Any:

@@ -207,16 +207,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from nectar import lifeline
 
     lifeline.stops_exit_until_handled()  # until serve_forever's (the clock's catalog imports the chains before)
-    from nectar.executor import Executor
+    from nectar.deferred_imports import WORKER_ABSENT, WORKER_UNUSED, Deferral
+
+    # luigi's and nectar's modules imported without what luigi imports and the workers use only for some chains
+    # (requests, jsonschema) or never (tornado, for tenacity): ~11 MB of the worker's RSS, and of each attempt process
+    # it forks; ended before the chains load
+    with Deferral(WORKER_UNUSED, WORKER_ABSENT):
+        from nectar.executor import Executor
+        from nectar.schedules.clock import Clock
+        from nectar.service import Nectar
 
     settings = settings_of(args)
     configure_logging(settings.log_format)
     if not getattr(args, "clock", False):
         Executor(settings, concurrency=args.workers).serve_forever()
         return 0
-    from nectar.schedules.clock import Clock
-    from nectar.service import Nectar
-
     with Nectar(settings) as nectar:  # its registry closed whatever the clock's stop raises
         clock = Clock(nectar, settings)
         # at the first stop request, as a clock of its own would be stopped with the workers

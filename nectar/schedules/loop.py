@@ -113,14 +113,29 @@ class ScheduleLoop:
                 self._failed(schedule_id, exc)
                 heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
         for schedule_id, held in self.runs.held().items():
-            record = self._records.get(schedule_id)
-            if record is None or (record.source == "file" and schedule_id not in declared):
-                continue  # paused, or its chain file does not import now: held until it does
             try:
-                counts["released"] = counts.get("released", 0) + self.book.release(record, held)
+                record, releasable = self._releasable(schedule_id, held, declared)
+                if record is not None and releasable:
+                    counts["released"] = counts.get("released", 0) + self.book.release(record, releasable)
             except Exception as exc:
                 self._failed(schedule_id, exc)
         return counts
+
+    def _releasable(
+        self, schedule_id: str, held: list[tuple[float, bool]], declared: set[str]
+    ) -> tuple[ScheduleRecord | None, list[tuple[float, bool]]]:
+        """The schedule of ``held`` fire times and those of them this pass may queue: every one of an active
+        schedule; of a paused one, a backfill's only (an explicit ask, queued ``max_active`` at a time as when it
+        was made, where its schedule's own fires wait for the resume); none while its chain file does not import."""
+        record = self._records.get(schedule_id)
+        if record is None:
+            record = self.runs.schedule(schedule_id)
+            if record is None or not record.paused:
+                return None, []  # removed, or resumed since the last reload: the next pass has it
+            held = [(fire_time, backfilled) for fire_time, backfilled in held if backfilled]
+        if record.source == "file" and schedule_id not in declared:
+            return None, []  # its chain file does not import now: held until it does
+        return record, held
 
     @staticmethod
     def _failed(schedule_id: str, exc: Exception) -> None:

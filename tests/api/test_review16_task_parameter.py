@@ -7,14 +7,16 @@ task, or says the name is none (a 422 naming the field, as for any bad value).""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import Processes
+from harness import Processes, lifeline_env
 from nectar.config import Settings
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
@@ -128,3 +130,71 @@ def test_a_task_parameter_names_its_own_chains_task_in_a_process_that_ran_the_ot
         assert ended_run.state == RunState.DONE, (ended_run.ref, ended_run.worker, ended_run.error)
         picked = (tmp_path / f"picked-{n}").read_text().rsplit(".", 1)[-1]
         assert picked == ended_run.chain, (ended_run.ref, ended_run.worker)
+
+
+#: ``day_chain`` defines a ``DayTask`` too (as ``a_chain`` does); ``c_chain`` imports ``day_chain`` (not its
+#: ``DayTask``) and has a ``PickTask``: ``python -m luigi --module chains.review15.c_chain`` holds ``day_chain``'s alone
+DAY_CHAIN = "import luigi\n\n\nclass DayTask(luigi.Task):\n    pass\n\n\nclass OtherTask(luigi.Task):\n    pass\n"
+C_CHAIN = CHAIN.replace("class DayTask(luigi.Task):\n    pass\n", "from chains.review15.day_chain import OtherTask\n")
+
+
+@pytest.fixture
+def chains_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chains folder's parent on the path of the processes started after it (the API, the worker), as under
+    ``python -m luigi``: a chain file imports another as ``chains.<type>.<chain>``."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+
+
+def under_luigi_module(chains: Path, module: str, luigid: str, *given: str) -> str:
+    """``python -m luigi --module <module>`` (a chain's module, ``chains.<type>.<chain>``, the chains folder's parent
+    on the path, as the service's processes have it) running ``PickTask`` against ``luigid``; what it printed."""
+    env = {**os.environ, "PYTHONPATH": str(chains.parent), **lifeline_env()}
+    env.pop("LUIGI_CONFIG_PATH", None)
+    argv = [sys.executable, "-m", "luigi", "--module", module, "PickTask", *given, "--scheduler-url", luigid]
+    done = subprocess.run(argv, env=env, cwd=chains.parent, capture_output=True, text=True, timeout=120)
+    return done.stdout + done.stderr
+
+
+def test_a_task_parameter_names_the_task_of_a_module_its_chain_imports_where_another_chain_has_one_of_that_name(
+    chains_on_path: None,
+    api: tuple[int, Path],
+    one_slot: Nectar,
+    write_chain: Callable[[str, str], Path],
+    luigid: str,
+    tmp_path: Path,
+) -> None:
+    """A ``TaskParameter`` naming a class defined in a module the chain imports (not bound in the chain's own) is that
+    class, as under ``python -m luigi --module <chain>``, where ``a_chain``'s of the same family is not loaded; in the
+    API (which read every chain: before, 422 "names a task of several chains"), in a fresh attempt process and in one
+    that ran ``a_chain``'s before, and after the chain file is changed (read again)."""
+    port, nectar = api[0], one_slot
+    write_chain("review15/day_chain", DAY_CHAIN)
+    chain = write_chain("review15/c_chain", C_CHAIN)
+    said = under_luigi_module(chain.parent.parent, "chains.review15.c_chain", luigid, "--t", "DayTask", "--n", "100")
+    assert (tmp_path / "picked-100").read_text() == "chains.review15.day_chain", said
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/chains/review15", timeout=60) as listed:
+        assert {"a_chain", "c_chain", "day_chain"} <= set(listed.read().decode().split('"')), "all read by the API"
+    runs: list[Run] = []
+
+    def run(chain: str, n: int) -> Run:
+        status, answer = post(port, f"/api/chains/review15/{chain}/PickTask", {"t": "DayTask", "n": n})
+        assert status == 202, answer
+        runs.append(ended(nectar, answer["data"]["run_id"]))
+        return runs[-1]
+
+    def c_reused_after_a() -> bool:
+        """An a_chain run then a c_chain run, until the c_chain run's process had run an a_chain run before."""
+        n = 101 + len(runs)
+        run("a_chain", n)
+        second = run("c_chain", n + 1)
+        ran_a = {pid_of(each) for each in runs if each.chain == "a_chain"}
+        return second.state != RunState.DONE or (reused(second) and pid_of(second) in ran_a)
+
+    run("c_chain", 101)
+    wait_until(c_reused_after_a, timeout=120, interval=0)
+    write_chain("review15/c_chain", C_CHAIN + "\n# changed\n")
+    run("c_chain", 101 + len(runs))
+    for n, ended_run in enumerate(runs, start=101):
+        assert ended_run.state == RunState.DONE, (ended_run.ref, ended_run.worker, ended_run.error)
+        picked = (tmp_path / f"picked-{n}").read_text().rsplit(".", 1)[-1]
+        assert picked == ("a_chain" if ended_run.chain == "a_chain" else "day_chain"), (ended_run.ref, picked)

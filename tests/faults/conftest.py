@@ -20,8 +20,12 @@ The figures of every test are printed as one Markdown table at the end of the se
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import os
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -64,7 +68,28 @@ from tests.links import check_links
 
 #: what tests import from here, beside the fixture
 __all__ = ["CHAIN", "CHAIN_TYPE", "Cluster", "alive", "children", "cmdline", "descendants", "links_checked", "send"]
-__all__ += ["tagged", "waitfor"]
+__all__ += ["frozen_outside_turn", "tagged", "waitfor"]
+
+
+def frozen_outside_turn(pid: int, registry: Path, stop: Callable[[int], None] = freeze) -> None:
+    """``pid`` stopped (``stop``: SIGSTOP) at a moment it holds neither the registry's write turn (its ``-writer``
+    file's lock) nor SQLite's write lock: the processes left running write on. Stopped in a turn (a service process's
+    heartbeat, idle pass or checkpoint), it is continued and stopped again until it is not: stopped in its turn at
+    any moment, it kept every other writer waiting ``BUSY_TIMEOUT`` (30 s) for it (a POST then answered 503, a
+    reclaim raised ``TurnNotTaken``)."""
+    while True:
+        stop(pid)
+        turn = os.open(f"{registry}-writer", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with contextlib.closing(sqlite3.connect(registry, timeout=0)) as db:
+                db.execute("BEGIN IMMEDIATE")
+                db.rollback()
+            return
+        except (OSError, sqlite3.OperationalError):
+            os.kill(pid, signal.SIGCONT)
+        finally:
+            os.close(turn)  # the kernel's lock goes with it
 
 
 def tagged(token: str) -> list[int]:
@@ -266,6 +291,11 @@ class Cluster:
     def freeze(self, pid: int) -> None:
         self.ledger.note("freeze", pid)
         freeze(pid)
+
+    def freeze_idle(self, pid: int) -> None:
+        """:meth:`freeze` ``pid``, a process of the service, at a moment it holds no turn at the registry
+        (:func:`frozen_outside_turn`): for a test that writes, or has the service write, while it is stopped."""
+        frozen_outside_turn(pid, self.settings.registry_path, self.freeze)
 
     # the API
 

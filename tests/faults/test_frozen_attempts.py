@@ -8,7 +8,6 @@ loop calls (:func:`nectar.leases.reclaim`), called by the test once it has been 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import sqlite3
@@ -33,7 +32,7 @@ def test_a_frozen_attempt_is_reclaimed_and_exits_without_finishing_when_thawed(c
     assert owner in {w.pid for w in workers}
     waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 60, "the child's first heartbeat")
 
-    cluster.freeze(frozen)
+    cluster.freeze_idle(frozen)
     reclaim_frozen(cluster, data["run_id"])
 
     # reclaimed for its silence (the frozen process is alive): the second attempt carries the reason while it runs
@@ -69,7 +68,7 @@ def test_a_frozen_attempt_thawed_when_its_work_is_due_does_not_finish_it(cluster
     [data] = cluster.start_runs(1, gate=str(gate))
     frozen = cluster.ledger.executions()[0].pid
     waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 60, "the child's first heartbeat")
-    cluster.freeze(frozen)
+    cluster.freeze_idle(frozen)
     reclaim_frozen(cluster, data["run_id"])
     gate.touch()
     done = cluster.api.wait(data["key"], timeout=60)
@@ -101,8 +100,8 @@ def test_an_attempt_thawed_after_its_lease_ran_out_stops_though_no_worker_reclai
     [data] = cluster.start_runs(1, gate=str(gate))
     frozen = cluster.ledger.executions()[0].pid
     waitfor(lambda: cluster.run(data["run_id"]).worker == process_name(frozen), 60, "the child's first heartbeat")
-    freeze_idle(cluster, worker.pid)  # the one worker that could reclaim the run, between two of its writes
-    cluster.freeze(frozen)
+    cluster.freeze_idle(worker.pid)  # the one worker that could reclaim the run, between two of its writes
+    cluster.freeze_idle(frozen)
 
     with contextlib.closing(sqlite3.connect(cluster.settings.registry_path, isolation_level=None)) as db:
         moved = LEASE + 60.0
@@ -128,24 +127,6 @@ def test_an_attempt_thawed_after_its_lease_ran_out_stops_though_no_worker_reclai
     [second] = [e for e in cluster.ledger.executions() if e.pid != frozen]
     assert cluster.read(data["key"]) == f"{second.task_id} {second.pid}\n"
     cluster.account()
-
-
-def freeze_idle(cluster: Cluster, pid: int) -> None:
-    """Freeze ``pid``, a worker, at a moment it holds no turn at the registry's file (nor SQLite's write lock): the
-    processes left running write on. Frozen in a turn, it is thawed and frozen again."""
-    while True:
-        cluster.freeze(pid)
-        turn = os.open(f"{cluster.settings.registry_path}-writer", os.O_RDWR)
-        try:
-            fcntl.lockf(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            with contextlib.closing(sqlite3.connect(cluster.settings.registry_path, timeout=0)) as db:
-                db.execute("BEGIN IMMEDIATE")
-                db.rollback()
-            return
-        except (OSError, sqlite3.OperationalError):
-            os.kill(pid, signal.SIGCONT)
-        finally:
-            os.close(turn)  # the kernel's lock goes with it
 
 
 #: the workers' lease: no heartbeat of a running attempt is ever this late, on however loaded a machine

@@ -65,7 +65,7 @@ def test_a_thawed_attempt_does_not_flush_its_pending_steps_into_its_successors_r
     frozen = int(mark.read_text())
     waitfor(lambda: stopped(frozen), 60, "the first attempt to stop itself")
     [owner] = [w for w in workers if frozen in children(w.pid)]
-    cluster.freeze(owner.pid)  # its worker must not kill it once it is disowned: the thaw is the test's
+    cluster.freeze_idle(owner.pid)  # its worker must not kill it once it is disowned: the thaw is the test's
     [lost] = reclaim(cluster.registry, 0.0, scheduler_of(cluster.settings))  # its lease taken as run out
     assert (lost.id, lost.attempt) == (data["run_id"], 1)
 

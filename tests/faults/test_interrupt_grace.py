@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import signal
 
-from harness import freeze
-from tests.faults.conftest import Cluster, alive, send, waitfor
+from tests.faults.conftest import Cluster, alive, frozen_outside_turn, send, waitfor
 
 
 def test_a_cancelled_attempt_stopped_past_its_grace_records_its_interruption_once_continued(cluster: Cluster) -> None:
@@ -18,7 +17,9 @@ def test_a_cancelled_attempt_stopped_past_its_grace_records_its_interruption_onc
     gate = cluster.tmp / "gate"  # never created: the attempt ends only if the cancel stops it
     [running] = cluster.start_runs(1, gate=str(gate))
     child = cluster.ledger.executions()[0].pid
-    freeze(child)  # not noted in the ledger as cluster.freeze does: its task itself says it stopped
+    # not noted in the ledger as cluster.freeze does (its task itself says it stopped); outside its registry turn, or
+    # the cancel below waits for it
+    frozen_outside_turn(child, cluster.settings.registry_path)
 
     assert cluster.api.cancel(running["run_id"]).status_code == 200
     # its worker says so once its grace's seconds of the wall clock passed with none of them used (a grace of the

@@ -18,23 +18,36 @@ from pathlib import Path
 
 import pytest
 
-from harness import Processes, base_env, children, settings_env, waitfor
+from harness import NECTAR, Processes, base_env, children, settings_env, waitfor
 from nectar.config import Settings
 from nectar.deferred_imports import (
     API_ABSENT,
     API_UNUSED,
+    LUIGID_ABSENT,
     LUIGID_UNUSED,
+    WORKER_ABSENT,
+    WORKER_UNUSED,
     Deferral,
     DeferredModule,
     DeferredPattern,
 )
+from nectar.keys import TargetKey
+from nectar.registry import RetryPolicy, Run, RunState, open_run_store
 from nectar.supervisor import luigid_command
+from tests.conftest import wait_until
 
 #: seconds that only fail a hung test
 PATIENCE = 60.0
 #: a compiled library each deferred module loads with it, seen in a process's memory map from outside: requests
-#: imports charset_normalizer (its md and cd extensions), jsonschema imports referencing and its rpds, yaml its _yaml
-LIBRARIES = {"requests": "/charset_normalizer/", "jsonschema": "/rpds/", "yaml": "/yaml/_yaml.", "tornado": "/tornado/"}
+#: imports charset_normalizer (its md and cd extensions), jsonschema imports referencing and its rpds, yaml its _yaml,
+#: curses its _curses
+LIBRARIES = {
+    "requests": "/charset_normalizer/",
+    "jsonschema": "/rpds/",
+    "yaml": "/yaml/_yaml.",
+    "tornado": "/tornado/",
+    "curses": "/_curses.",
+}
 #: what a probe module and the test share, as attributes they add to ``sys``: its executions, and a gate it waits at
 RUNS, GATE = "deferred_probe_runs", "deferred_probe_gate"
 
@@ -235,10 +248,10 @@ def loaded(pid: int, names: tuple[str, ...]) -> list[str]:
 
 def test_the_libraries_are_where_this_test_looks_for_them() -> None:
     """This process imported them (the test suite does): their compiled parts are in its memory map."""
-    for name in (*API_UNUSED, *API_ABSENT):
+    for name in (*API_UNUSED, *API_ABSENT, *LUIGID_ABSENT):
         importlib.import_module("tornado.gen" if name == "tornado" else name)  # tornado: what tenacity imports of it
 
-    assert loaded(os.getpid(), (*API_UNUSED, *API_ABSENT)) == [*API_UNUSED, *API_ABSENT]
+    assert loaded(os.getpid(), tuple(LIBRARIES)) == list(LIBRARIES)
 
 
 def test_luigid_as_serve_starts_it_loads_neither_requests_nor_jsonschema(tmp_path: Path) -> None:
@@ -251,7 +264,7 @@ def test_luigid_as_serve_starts_it_loads_neither_requests_nor_jsonschema(tmp_pat
 
         # on a free port, another if it was taken since its pick
         luigid = processes.serve("luigid", None, False, launch, "/api/worker_list").proc
-        assert loaded(luigid.pid, LUIGID_UNUSED) == []
+        assert loaded(luigid.pid, (*LUIGID_UNUSED, *LUIGID_ABSENT)) == []
     finally:
         processes.close(grace=PATIENCE)
 
@@ -343,3 +356,66 @@ def test_the_api_under_gunicorn_still_checks_a_parameters_schema(
         assert status in {200, 202}, answer
     finally:
         processes.close(grace=PATIENCE)
+
+
+def started_worker(processes: Processes, settings: Settings, extra: dict[str, str] | None = None) -> int:
+    """``nectar worker --clock``, as serve starts it, once its executor serves (its chains loaded by its clock)."""
+    env = base_env() | settings_env(settings) | (extra or {})
+    proc = processes.start("worker", [*NECTAR, "worker", "--clock", "--workers", "2"], env, settings.data_dir.parent)
+    log = processes.log_of[proc.pid]
+    wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)
+    assert proc.poll() is None, log.read_text(errors="replace")
+    return proc.pid
+
+
+def test_the_worker_as_serve_starts_it_loads_neither_requests_nor_tornado(
+    settings: Settings, processes: Processes
+) -> None:
+    """Its runs reach luigid through nectar.luigid, not luigi.rpc's requests; no chain of the test's checks a parameter
+    by a schema (jsonschema); tenacity's tornado retrier is not made."""
+    worker = started_worker(processes, settings)
+    assert loaded(worker, (*WORKER_UNUSED, *WORKER_ABSENT)) == []
+
+
+def test_a_chain_the_worker_loads_imports_the_real_requests(
+    settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """The deferral ends before the worker's clock loads the chains: a chain file's ``import requests`` is the real
+    module, imported there (not before), and tornado is still left out."""
+    ledger = tmp_path / "imports.jsonl"
+    ledger.touch()
+    write_chain("deferred/probing_chain", PROBING_CHAIN)
+    worker = started_worker(processes, settings, {"DEFERRED_LEDGER": str(ledger)})
+    noted = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert {"pid": worker, "real": True, "session": True, "loaded": []} in noted, noted
+    assert loaded(worker, WORKER_ABSENT) == []
+
+
+def test_the_worker_still_checks_a_parameters_schema(
+    settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path], luigid: str
+) -> None:
+    """luigi reads jsonschema as a run's task is made with a ``schema``'d parameter: deferred in the worker, it is
+    imported then, and a value the schema refuses fails the run naming why (the API refuses it first: this run is
+    put in the registry directly)."""
+    write_chain("deferred/shaped_chain", SHAPED_CHAIN)
+    key = TargetKey("deferred", "shaped_chain", "ShapedTask", "0" * 32)
+    refused = {"options": '{"b": 1}'}
+    run = Run.new(key.path, "deferred", "shaped_chain", "ShapedTask", refused, "x", RetryPolicy(0, 0, 1))
+    with open_run_store(settings) as runs:
+        run_id = runs.submit(run)[0].id
+
+        def ended() -> Run | None:
+            now = runs.get(run_id)
+            return now if now is not None and not now.state.active else None
+
+        # a luigid its attempts call through their client; its spares kept while idle
+        env = base_env() | settings_env(settings) | {"NECTAR_SCHEDULER_URL": luigid, "NECTAR_SPARE_IDLE": "3600"}
+        worker = processes.worker(env, settings.data_dir.parent, workers=1).pid
+        wait_until(lambda: ended() is not None, timeout=PATIENCE)
+        last = ended()
+    assert last is not None and last.state == RunState.FAILED, last
+    assert "'a' is a required property" in str(last.error), last.error
+    # nor did its attempt process, or the spare set up after it, import requests: their luigid client makes none of
+    # luigi's transport (nectar.luigi_internals.RemoteScheduler)
+    spares = children(worker)
+    assert spares and [pid for pid in [worker, *spares] if loaded(pid, ("requests",))] == []

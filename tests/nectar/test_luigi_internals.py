@@ -390,6 +390,17 @@ def test_every_rpc_method_of_luigis_client_asks_the_hook_the_seam_replaces_and_r
     assert "_request" in luigi.rpc.RemoteScheduler.__dict__ and "_request" in vars(RemoteScheduler)
 
 
+def test_the_client_makes_no_transport_of_luigis_and_reads_its_settings_as_luigis_does() -> None:
+    """luigi's client makes a requests Session where requests is installed (its import: ~10 MB in each process that
+    makes one); the seam's runs luigi's ``__init__`` with ``HAS_REQUESTS`` false: urllib's fetcher, which imports
+    nothing, and luigi's settings read as luigi's own client reads them."""
+    assert "HAS_REQUESTS" in luigi.rpc.RemoteScheduler.__init__.__code__.co_names  # what the seam turns off
+    ours, luigis = Recorded(), luigi.rpc.RemoteScheduler("http://127.0.0.1:1/luigi/", connect_timeout=3.5)
+    assert (type(ours._fetcher), type(luigis._fetcher)) == (luigi.rpc.URLLibFetcher, luigi.rpc.RequestsFetcher)
+    read = ("_url", "_connect_timeout", "_rpc_retry_attempts", "_rpc_retry_wait", "_rpc_log_retries")
+    assert [getattr(ours, name) for name in read] == [getattr(luigis, name) for name in read]
+
+
 @pytest.fixture
 def quick_retries() -> Iterator[None]:
     """luigi's ``[core] rpc-retry-attempts = 2``, ``rpc-retry-wait = 0`` for one test."""

@@ -26,9 +26,10 @@ from harness import lifeline_env
 from nectar.config import Settings
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
+from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
 from tests.nectar.test_reuse import reused
-from tests.nectar.test_spare import KEPT, ended
+from tests.nectar.test_spare import KEPT, ended, pid_of
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 CHAIN = """
@@ -170,20 +171,29 @@ class Plain(NamedTuple):
         done = subprocess.run(
             [*argv, *scheduler, *flags], env=env, cwd=path.parent, capture_output=True, text=True, timeout=120
         )
+        return done.stdout + done.stderr, self.served(chain, CHAIN, task, config)
+
+    def served(
+        self, chain: str, source: str, task: str, config: Path, retries: int = 0, before: Callable[[int], object] = int
+    ) -> list[tuple[int, Run]]:
+        """``task`` of ``plain62/<chain>`` (its ``source`` written) run by a worker with ``n`` 1-4 and luigi.cfg
+        ``config``, ``retries`` a run, ``before(n)`` called before each submission; each run ended, the last ones in a
+        reused process, the chain file changed before the third (a hot reload)."""
         served = self.settings.replace(
-            scheduler_url=self.luigid, luigi_config=config, spare_idle=KEPT, retries=0, retry_delay=0
+            scheduler_url=self.luigid, luigi_config=config, spare_idle=KEPT, retries=retries, retry_delay=0
         )
         nectar = closed_at_end(Nectar(served))
         self.start_worker(served, workers=1)
         runs = []
         for n in range(1, 5):
             if n == 3:  # a hot reload: the chain file changed, executed anew (in a reused process too)
-                self.write_chain(f"plain62/{chain}", CHAIN + "\n# changed\n")
+                self.write_chain(f"plain62/{chain}", source + "\n# changed\n")
+            before(n)
             submission = nectar.submit("plain62", chain, task, {"n": n})
             assert submission.run is not None
             runs.append((n, ended(nectar, submission.run.id)))
         assert any(reused(run) for _, run in runs), [run.worker for _, run in runs]
-        return done.stdout + done.stderr, runs
+        return runs
 
 
 @pytest.fixture
@@ -253,3 +263,144 @@ def test_a_local_build_asks_each_complete_as_often_as_luigi(plain: Plain, task: 
     for n, run in runs:
         assert run.state == RunState.DONE, run
         assert asked(plain.out, n) == expected, (run.worker, expected)
+
+
+OUTAGE_CHAIN = (
+    CHAIN
+    + """
+from nectar.errors import StoreUnavailable
+
+
+class OutageData(Counted):
+    def complete(self):
+        gate = os.path.join(os.environ["PLAIN62_OUT"], f"outage-{self.n}")
+        if os.path.exists(gate):  # the store out for this one ask
+            os.unlink(gate)
+            raise StoreUnavailable("the store cannot be reached")
+        return super().complete()
+
+
+class NeedsOutageDataTask(Counted):
+    def requires(self):
+        return OutageData(n=self.n)
+"""
+)
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["in-process", "scheduling-pool"])
+def test_a_store_outage_in_a_dependencys_complete_is_retried_wherever_luigi_asked_it(plain: Plain, pool: bool) -> None:
+    """A dependency's ``complete()`` that raises ``StoreUnavailable`` (the store out for that ask) fails the attempt
+    told in a line, and the run is retried (then DONE), whether luigi's worker asked it in the attempt's process or in
+    a process of its scheduling pool (``[core] parallel_scheduling``), fresh, reused and after a hot reload. Before,
+    the pool's answer came back as luigi's text alone: the run FAILED, not retried, where the same outage asked in the
+    attempt's process was retried."""
+    plain.write_chain("plain62/outage_chain", OUTAGE_CHAIN)
+    project = Path(__file__).resolve().parents[2] / "configuration" / "luigi.cfg"
+    config = plain.out / "luigi.cfg"
+    lines = "parallel_scheduling = true\nparallel_scheduling_processes = 2\n" if pool else ""
+    config.write_text(project.read_text().replace("[core]\n", f"[core]\n{lines}"))
+
+    def outage(n: int) -> None:
+        (plain.out / f"outage-{n}").write_text("out\n")
+
+    for n, run in plain.served("outage_chain", OUTAGE_CHAIN, "NeedsOutageDataTask", config, retries=1, before=outage):
+        assert (run.state, run.attempt) == (RunState.DONE, 2), (run.state, run.attempt, run.error, run.worker)
+        assert not (plain.out / f"outage-{n}").exists()  # the outage was met (the first attempt's)
+
+
+#: a chain's task noting luigi's ``[plaingaps] word`` in ``run()``; ``{head}`` and ``{name}`` its chain's own
+NOTING = """
+import os
+
+import luigi
+{head}
+
+class {name}(luigi.Task):
+    n = luigi.IntParameter()
+
+    def output(self):
+        return luigi.LocalTarget(os.path.join(os.environ["PLAIN62_OUT"], f"word-{{self.n}}"))
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(luigi.configuration.get_config().get("plaingaps", "word", "none"))
+"""
+#: ``leak_a_chain`` sets an option and registers a handler on ``luigi.Task`` as it is imported
+SETTING = """
+config = luigi.configuration.get_config()
+if not config.has_section("plaingaps"):
+    config.add_section("plaingaps")
+config.set("plaingaps", "word", "a")
+
+
+@luigi.Task.event_handler(luigi.Event.SUCCESS)
+def handled(task):
+    with open(os.path.join(os.environ["PLAIN62_OUT"], f"handled-{task.n}"), "a") as out:
+        out.write("a\\n")
+"""
+LEAKS = {
+    "leak_a_chain": ("NoteTask", NOTING.format(head=SETTING, name="NoteTask")),
+    "leak_b_chain": ("OtherTask", NOTING.format(head="", name="OtherTask")),
+    "leak_c_chain": ("ImporterTask", NOTING.format(head="import chains.plain62.leak_a_chain\n", name="ImporterTask")),
+}
+
+
+def test_a_chains_handlers_and_options_reach_only_its_own_runs_and_its_importers_in_a_reused_process(
+    plain: Plain, chains_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``leak_a_chain`` sets a luigi option and registers a handler on ``luigi.Task`` as it is imported;
+    ``leak_b_chain`` does not import it, ``leak_c_chain`` does. Under ``python -m luigi --module <chain>`` (a process
+    each) b's task reads no option and no handler of a's fires for it; a's and c's read the option and a's handler
+    fires. The same in the service's runs, a then b then c, in one process (reused) and after hot reloads of b and c.
+    Before, b's run read a's option and a's handler fired for it; and c's run after a hot reload, in a process where a
+    was imported during an earlier run of c, read none of a's options (put back after that run, a not executed
+    again)."""
+    for chain, (_, source) in LEAKS.items():
+        plain.write_chain(f"plain62/{chain}", source)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(chains_dir.parent), os.environ["PYTHONPATH"]])))
+    config = plain.out / "luigi.cfg"
+    config.write_text((Path(__file__).resolve().parents[2] / "configuration" / "luigi.cfg").read_text())
+    expected = {}
+    assert plain.luigid is not None
+    for n, (chain, (task, _)) in enumerate(LEAKS.items()):
+        module = f"chains.plain62.{chain}"
+        argv = [sys.executable, "-m", "luigi", "--module", module, task, "--n", str(n), "--scheduler-url", plain.luigid]
+        env = {**os.environ, "LUIGI_CONFIG_PATH": str(config), **lifeline_env()}
+        done = subprocess.run(argv, env=env, cwd=chains_dir.parent, capture_output=True, text=True, timeout=120)
+        assert (plain.out / f"word-{n}").exists(), done.stdout + done.stderr
+        expected[chain] = seen(plain.out, n)
+    assert expected == {"leak_a_chain": ("a", "a\n"), "leak_b_chain": ("none", ""), "leak_c_chain": ("a", "a\n")}
+    served = plain.settings.replace(scheduler_url=plain.luigid, luigi_config=config, spare_idle=KEPT)
+    nectar = closed_at_end(Nectar(served))
+    plain.start_worker(served, workers=1)
+    runs: list[tuple[str, int, Run]] = []
+
+    def a_round() -> bool:
+        """a, b, c and a again run (b and c changed from the second round on: hot reloads), until b and c ran in
+        processes that ran a before."""
+        if runs:
+            for chain in ("leak_b_chain", "leak_c_chain"):
+                plain.write_chain(f"plain62/{chain}", LEAKS[chain][1] + f"\n# round {len(runs)}\n")
+        ran_a = {pid_of(run) for chain, _, run in runs if chain == "leak_a_chain"}
+        for chain in [*LEAKS, "leak_a_chain"]:
+            n = 100 + len(runs)
+            submission = nectar.submit("plain62", chain, LEAKS[chain][0], {"n": n})
+            assert submission.run is not None
+            runs.append((chain, n, ended(nectar, submission.run.id)))
+            if chain == "leak_a_chain":
+                ran_a.add(pid_of(runs[-1][2]))
+            elif not (reused(runs[-1][2]) and pid_of(runs[-1][2]) in ran_a):
+                ran_a.add(0)  # not this round
+        return 0 not in ran_a
+
+    wait_until(a_round, timeout=120, interval=0)
+    wait_until(a_round, timeout=120, interval=0)  # a second round so, c changed (read again) after c ran
+    for chain, n, run in runs:
+        assert run.state == RunState.DONE, (chain, run.error)
+        assert seen(plain.out, n) == expected[chain], (chain, run.worker)
+
+
+def seen(out: Path, n: int) -> tuple[str, str]:
+    """What the task of ``n`` read of ``[plaingaps] word``, and what a's handler noted of it."""
+    handled = out / f"handled-{n}"
+    return (out / f"word-{n}").read_text(), handled.read_text() if handled.exists() else ""

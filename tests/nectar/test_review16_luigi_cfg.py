@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from harness import Processes, lifeline_env
-from harness.processes import REPO
+from harness.processes import REPO, settings_env
 from nectar.config import Settings
 from nectar.registry import RunState
 from nectar.service import Nectar
@@ -133,3 +133,60 @@ def test_a_value_given_as_the_codes_default_is_run_where_luigi_cfg_sets_another(
     run = ended(nectar, submission.run.id)
     assert run.state == RunState.DONE, run.error
     assert json.loads((configured.out / "ran").read_text()) == expected, run.worker
+
+
+WORD_CHAIN = """
+import os
+
+import luigi
+
+
+class WordTask(luigi.Task):
+    n = luigi.IntParameter()
+
+    def run(self):
+        word = luigi.configuration.get_config().get("review16", "word", "none")
+        with open(os.path.join(os.environ["REVIEW16_OUT"], f"word-{self.n}"), "w") as out:
+            out.write(word)
+"""
+
+
+def test_a_process_with_no_luigi_config_set_reads_configuration_luigi_cfg_where_it_runs(
+    settings: Settings,
+    luigid: str,
+    write_chain: Callable[[str, str], Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where ``NECTAR_LUIGI_CONFIG`` is unset, a worker started in a folder holding ``configuration/luigi.cfg`` reads
+    that luigi.cfg, as ``nectar serve`` there hands it to its parts (one rule for every process: README's
+    configuration table), and a task's ``run()`` reads what ``python -m luigi`` with that luigi.cfg reads; its runs
+    in a fresh attempt process and in a reused one. Before, only ``serve`` and ``scheduler`` looked there: the worker
+    read no luigi.cfg."""
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setenv("REVIEW16_OUT", str(out))
+    project = tmp_path / "project"
+    (project / "configuration").mkdir(parents=True)
+    config = project / "configuration" / "luigi.cfg"
+    config.write_text((REPO / "configuration" / "luigi.cfg").read_text() + "\n[review16]\nword = cfg\n")
+    chain = write_chain("review16/word_chain", WORD_CHAIN)
+    env = {**os.environ, "PYTHONPATH": str(chain.parent), "LUIGI_CONFIG_PATH": str(config), **lifeline_env()}
+    argv = [sys.executable, "-m", "luigi", "--module", chain.stem, "WordTask", "--n", "0", "--scheduler-url", luigid]
+    done = subprocess.run(argv, env=env, cwd=chain.parent, capture_output=True, text=True, timeout=120)
+    assert (out / "word-0").read_text() == "cfg", done.stdout + done.stderr
+    settings = settings.replace(scheduler_url=luigid)
+    worker_env = {**os.environ, **settings_env(settings)}
+    worker_env.pop("NECTAR_LUIGI_CONFIG")
+    processes = Processes(tmp_path / "worker-logs")
+    try:
+        processes.worker(worker_env, project, workers=1)
+        nectar = closed_at_end(Nectar(settings))
+        for n in (1, 2):
+            submission = nectar.submit("review16", "word_chain", "WordTask", {"n": n})
+            assert submission.run is not None
+            run = ended(nectar, submission.run.id)
+            assert run.state == RunState.DONE, run.error
+            assert (out / f"word-{n}").read_text() == "cfg", run.worker
+    finally:
+        processes.close()

@@ -306,6 +306,35 @@ def test_overlap_queue_holds_fires_and_queues_them_in_order_as_runs_end(
     assert [run.fire_time for run in runs_of(nectar, sid)] == [first, first + 60, first + 120]
 
 
+def test_a_paused_schedules_own_held_fires_wait_for_its_resume_while_its_backfills_go_on(
+    nectar: Nectar, loop: ScheduleLoop, clock: Clock
+) -> None:
+    """Paused, a schedule's fires held by ``overlap: queue`` stay held as its runs end (a pause stops the schedule's
+    own fires); a backfill of it, an explicit ask, is queued one at a time as runs end, paused or not (an
+    unbounded one queues every fire at once). Resumed, its own held fires go on."""
+    sid = make(nectar, interval_s=60, overlap="queue")
+    ticks(loop, clock, 60, 2)
+    assert [f.state for f in fires_of(nectar, sid)] == ["queued", "held"]
+    nectar.schedules.change(sid, {"paused": True})
+    first = (clock.now // 60 - 10) * 60
+    start, end = (datetime.fromtimestamp(t, ZoneInfo("UTC")).isoformat() for t in (first, first + 60))
+    backfill = nectar.schedules.backfill(sid, start, end)
+    filled = {fire.fire_time for fire in backfill.fires}
+    assert len(filled) == 2 and all(fire.state == "held" for fire in backfill.fires)
+    for _ in range(3):  # a tick more than the backfill needs: the schedule's own held fire stays held
+        for run in active_runs(nectar, sid):
+            end_run(nectar, run.id)
+        loop.tick()
+    fires = fires_of(nectar, sid)
+    assert [f.state for f in fires if f.fire_time in filled] == ["queued", "queued"]
+    assert [f.state for f in fires if f.fire_time not in filled] == ["queued", "held"]
+    assert active_runs(nectar, sid) == []
+    nectar.schedules.change(sid, {"paused": False})
+    loop.tick()
+    assert [f.state for f in fires_of(nectar, sid)] == ["queued"] * 4
+    assert [run.fire_time for run in active_runs(nectar, sid)] == [fires[-1].fire_time]
+
+
 def test_a_held_fire_released_after_its_starting_deadline_is_skipped_naming_it(
     nectar: Nectar, loop: ScheduleLoop, clock: Clock
 ) -> None:
