@@ -9,6 +9,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from harness import Processes, base_env, settings_env
 from nectar.config import Settings
 from nectar.registry import RunState
@@ -45,6 +47,14 @@ class RequestingTask(NectarTask):
 """
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="review17, on main since wt63-memory's merge (3c43b2f), for the lead: requests deferred in nectar worker "
+    "(nectar/deferred_imports.py WORKER_UNUSED, nectar/cli/local.py cmd_worker's Deferral): a worker without --clock "
+    "never imports it, and the first run of a chain file that imports requests imports it after the claim: 132 "
+    "modules, 29-31 ms of CPU. Import requests in the worker once its deferral ends (as --clock's catalog does), "
+    "or keep it out of WORKER_UNUSED",
+)
 def test_the_first_run_of_a_chain_importing_requests_finds_it_imported_by_its_worker(
     settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path], tmp_path: Path
 ) -> None:
