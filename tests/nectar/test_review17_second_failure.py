@@ -56,12 +56,6 @@ class TopTask(luigi.Task):
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review17, on main, for the lead: only the run's first failed step's retry_count is read "
-    "(nectar/attempt.py:340 retry_allowed(recorder.failed_task, ...)); a later failed step that used its own up "
-    "(luigid disables it) leaves the run retried, each attempt unable to finish",
-)
 def test_a_later_steps_retry_count_used_up_ends_the_run(
     settings: Settings, write_chain: WriteChain, tmp_path: Path
 ) -> None:
