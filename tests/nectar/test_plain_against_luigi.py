@@ -357,7 +357,9 @@ def test_a_chains_handlers_and_options_reach_only_its_own_runs_and_its_importers
     again)."""
     for chain, (_, source) in LEAKS.items():
         plain.write_chain(f"plain62/{chain}", source)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(chains_dir.parent), os.environ["PYTHONPATH"]])))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(chains_dir.parent), os.environ.get("PYTHONPATH", "")]))
+    )
     config = plain.out / "luigi.cfg"
     config.write_text((Path(__file__).resolve().parents[2] / "configuration" / "luigi.cfg").read_text())
     expected = {}
