@@ -112,6 +112,12 @@ def hand(work: Callable[[], object]) -> Started | None:
     return None
 
 
+def has_idle() -> bool:
+    """Whether this process keeps a standby thread that is idle now."""
+    pid, kept = _KEPT
+    return pid == forks.pid() and any(standby.idle.is_set() for standby in kept)
+
+
 def start(work: Callable[[], object], name: str) -> Started:
     """Run ``work`` on an idle standby thread of this process, else on a new daemon thread named ``name``."""
     handed = hand(work)
