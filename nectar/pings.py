@@ -138,7 +138,8 @@ class Pings:
                 wake.wait(max(0.0, until - time.monotonic()))
                 wake.clear()
         finally:
-            _LOOP_THREAD.pop(forks.pid(), None)
+            if _LOOP_THREAD.get(forks.pid()) is threading.current_thread():  # not a next loop's, started meanwhile
+                del _LOOP_THREAD[forks.pid()]
 
     #: how long the loop waits for a next worker once none is left: the interval of the last one registered
     _linger = 1.0
