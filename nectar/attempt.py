@@ -44,7 +44,7 @@ from nectar.leases import AttemptLease, process_name, release
 from nectar.logs.format import current_run, process_handlers
 from nectar.luigi_internals import stop_mock_filesystem
 from nectar.luigid import scheduler_of, scheduler_secret
-from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, re_enable_ahead, retry_allowed, wait
+from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, re_enable_ahead, retries_used_up, wait
 from nectar.params import task_of_text
 from nectar.registry import Run, RunState, RunStore
 from nectar.registry.model import waited
@@ -339,11 +339,12 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         f"not complete after the run: {summary.strip()[-MAX_ERROR:]}",
         True,
     )
-    allowed = retry_allowed(recorder.failed_task, run.attempt, settings.luigi_config) if retryable else None
-    if allowed is not None:  # luigid, too, disables the step now: another attempt would wait for nothing
+    used_up = retries_used_up(recorder.failed_tasks, run.attempt, settings.luigi_config) if retryable else None
+    if used_up is not None:  # luigid, too, disables that step now: another attempt would wait for nothing
+        which, allowed = used_up
         retryable, error = (
             False,
-            f"{error}\n(not retried: {step} failed {run.attempt} times, its retry_count is {allowed})",
+            f"{error}\n(not retried: {which} failed {run.attempt} times, its retry_count is {allowed})",
         )
     state = runs.fail(run.id, run.attempt, step, error[:MAX_ERROR], retryable)
     if state is not None:

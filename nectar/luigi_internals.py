@@ -122,6 +122,7 @@ from luigi.task_register import Register
 from luigi.task_status import DONE, FAILED, PENDING
 
 from nectar import forks, standby
+from nectar.pings import PINGS, Pinged
 from nectar.retry_count import kept_count
 from nectar.stdlib_internals import environ_data, new_event
 from nectar.stops import FLUSHING, SAVING
@@ -467,16 +468,19 @@ def _worker_made_with(config: luigi.worker.worker, in_memory: bool) -> Iterator[
 
 
 class _KeepAlive:
-    """luigi's keep-alive thread (its loop, luigi's ``KeepAliveThread.run``), run by a standby thread of this process
-    if one is idle (:mod:`nectar.standby`: no thread started on the way to the first step), else by a daemon thread
-    of its own, as luigi's. Not itself a thread: a ``threading.Thread`` made for each attempt and never started (a
-    standby runs the loop) was its name, its events and its entry in ``threading``'s dangling threads, each run.
+    """luigi's keep-alive for one worker. In a process that keeps standby threads (a spare, then a reused attempt
+    process: :mod:`nectar.standby`), the worker is registered with the process's one loop of pings
+    (:data:`~nectar.pings.PINGS`), which lives with the process: no thread handed the loop, woken or stopped on a
+    run's way unless that loop has ended (idle for an interval). Otherwise luigi's keep-alive thread (its loop,
+    luigi's ``KeepAliveThread.run``), run by a standby thread if one is idle, else by a daemon thread of its own,
+    as luigi's. Not itself a thread: a ``threading.Thread`` made for each attempt and never started (a standby runs
+    the loop) was its name, its events and its entry in ``threading``'s dangling threads, each run.
 
-    With luigid, the loop starts while the worker waits for luigid's answer to its next RPC (its first ``get_work``:
-    :attr:`RemoteScheduler.meanwhile`), at the latest as its first step runs (:meth:`begin`): a thread woken while
-    the worker holds the GIL stalled it for 1-24 ms in 8 % of attempts on 2 loaded cores (the woken thread took the
-    core, then waited for the GIL). Its first ping is a ``ping_interval`` away either way; a worker stopped before it
-    started never starts it.
+    With luigid, a loop not running yet starts while the worker waits for luigid's answer to its next RPC (its first
+    ``get_work``: :attr:`RemoteScheduler.meanwhile`), at the latest as its first step runs (:meth:`begin`): a thread
+    woken while the worker holds the GIL stalled it for 1-24 ms in 8 % of attempts on 2 loaded cores (the woken
+    thread took the core, then waited for the GIL). Its first ping is a ``ping_interval`` away either way; a worker
+    stopped before it started never starts it.
     """
 
     def run(self) -> None:
@@ -498,11 +502,38 @@ class _KeepAlive:
         self._started: standby.Started | None = None
         #: whether its loop was started, or will never be (stopped first)
         self._begun = False
+        #: its place in the process's loop of pings (None: luigi's loop of its own)
+        self._pinged: Pinged | None = None
+
+    def ping(self) -> None:
+        """One turn of luigi's loop: a ping under luigi's ``fork_lock``, luigid's messages handed to the callback; a
+        failed ping is logged as luigi's loop logs it."""
+        with luigi.worker.fork_lock:
+            response = None
+            try:
+                response = self._scheduler.ping(worker=self._worker_id)
+            except BaseException:  # as luigi's: httplib.BadStatusLine
+                _LUIGI_LOG.warning("Failed pinging scheduler")
+            if response:
+                for message in response["rpc_messages"]:
+                    self._rpc_message_callback(message)
 
     def stop(self) -> None:
         self._should_stop.set()
+        if self._pinged is not None:
+            PINGS.unregister(self._pinged)
+            if _LUIGI_LOG.isEnabledFor(logging.INFO):  # luigi's loop's last record
+                _LUIGI_LOG.info("Worker %s was stopped. Shutting down Keep-Alive thread", self._worker_id)
 
     def start(self) -> None:
+        pinged = Pinged(self.ping, self._ping_interval)  # its first ping due a ping_interval from now, as luigi's
+        if PINGS.register(pinged):
+            self._pinged, self._begun = pinged, True  # the process's loop runs: no hand-over, no wake-up
+            return
+        if standby.has_idle():
+            self._pinged = pinged  # the loop, stopped since the last run, to be started (:meth:`begin`)
+        else:
+            PINGS.unregister(pinged)
         meanwhile = getattr(self._scheduler, "meanwhile", None)
         if meanwhile is None:
             self.begin()
@@ -514,20 +545,26 @@ class _KeepAlive:
         if self._begun or self._should_stop.is_set():
             return
         self._begun = True
-        self._started = standby.start(self.run, KEEP_ALIVE_THREAD)
+        if self._pinged is not None:
+            PINGS.serve()
+        else:
+            self._started = standby.start(self.run, KEEP_ALIVE_THREAD)
 
     def join(self, timeout: float | None = None) -> None:
         """luigi's worker joins its keep-alive as it exits, once stopped. A loop on a thread of its own is waited for,
         as luigi's; one on a standby thread is not: stopped, it starts no ping more, and it ends on that thread (its
         last record written) while the attempt goes on to record its run's end. Waited for, that thread had to get
         a core and the GIL first, on the attempt's path from ``run()`` to DONE: 0.5-0.6 ms mean a run (1.5-2.1 ms
-        at p90) on 2 loaded cores. The thread is not handed other work before it ends (:func:`~nectar.standby.hand`)."""
+        at p90) on 2 loaded cores. The thread is not handed other work before it ends (:func:`~nectar.standby.hand`).
+        A worker of the process's loop of pings was unregistered as it stopped (a ping under way waited for)."""
         if not self._begun:
             self._begun = True  # stopped before it started: it never will
         elif self._started is not None and self._started.own:
             self._started.join(timeout)
 
     def is_alive(self) -> bool:
+        if self._pinged is not None:
+            return PINGS.is_pinged(self._pinged)
         return self._started is not None and self._started.is_alive()
 
 

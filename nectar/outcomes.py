@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,19 @@ def end_running_steps(runs: RunStore, run: Run, step: str) -> None:
     fail too, naming the step that did, unless a later attempt has claimed the run since (a retry due at once);
     steps that never started stay PENDING."""
     runs.fail_running_steps(run, f"not finished: {step} failed")
+
+
+def retries_used_up(
+    failed: Sequence[luigi.Task], attempt: int, luigi_config: Path | None = None
+) -> tuple[str, object] | None:
+    """The first of an attempt's ``failed`` steps that allows no more attempts (:func:`retry_allowed`): its name and
+    its ``retry_count``; None where each may be tried again. Any one of them ends the run: luigid disables that step,
+    and each later attempt could not finish (the run's first failed step may allow more than a later one)."""
+    for task in failed:
+        allowed = retry_allowed(task, attempt, luigi_config)
+        if allowed is not None:
+            return type(task).__name__, allowed
+    return None
 
 
 def retry_allowed(task: luigi.Task | None, attempt: int, luigi_config: Path | None = None) -> object:

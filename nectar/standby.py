@@ -85,7 +85,8 @@ class Started:
 
 
 #: the threads an attempt starts: its lease's heartbeat (:class:`~nectar.leases.AttemptLease`), luigi's keep-alive
-#: (:class:`~nectar.luigi_internals.Worker`)
+#: (:class:`~nectar.luigi_internals.Worker`: the process's loop of pings, :mod:`nectar.pings`, which holds its thread
+#: for as long as runs come)
 ATTEMPT_THREADS = 2
 #: this process's standby threads, and the process they were started in (a fork's copy names its parent's threads)
 _KEPT: tuple[int, list[Standby]] = (0, [])
@@ -110,6 +111,12 @@ def hand(work: Callable[[], object]) -> Started | None:
             if standby.take(work):
                 return Started(standby, None)
     return None
+
+
+def has_idle() -> bool:
+    """Whether this process keeps a standby thread that is idle now."""
+    pid, kept = _KEPT
+    return pid == forks.pid() and any(standby.idle.is_set() for standby in kept)
 
 
 def start(work: Callable[[], object], name: str) -> Started:

@@ -119,6 +119,8 @@ class StepRecorder:
     failed: tuple[str, str, bool] | None = None
     #: the task of that step
     failed_task: luigi.Task | None = None
+    #: every task that failed in this attempt, in the order they did (the first is ``failed_task``)
+    failed_tasks: list[luigi.Task] = field(default_factory=list)
     #: what the run waits for: the missing outputs (URIs, absolute paths) of external tasks, in the order met
     waiting_for: list[str] = field(default_factory=list)
     _started: set[str] = field(default_factory=set)
@@ -145,6 +147,7 @@ class StepRecorder:
     def fail(self, task: luigi.Task, error: str, retryable: bool = True) -> None:
         if self.failed is None:
             self.failed, self.failed_task = (type(task).__name__, error, retryable), task
+        self.failed_tasks.append(task)
         self.record(task, "FAILED", error)
 
     def raised(self, task: luigi.Task, exc: BaseException, prefix: str = "") -> None:

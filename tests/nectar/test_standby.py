@@ -20,6 +20,7 @@ from nectar import standby
 from nectar.leases import AttemptLease, process_name
 from nectar.luigi_internals import new_worker
 from nectar.luigid import LuigidRPC
+from nectar.pings import PINGS
 from nectar.registry import Run, RunState, RunStore
 from nectar.relay import Relay, Turn
 from tests.conftest import wait_until
@@ -27,8 +28,10 @@ from tests.conftest import wait_until
 
 @pytest.fixture
 def kept() -> set[threading.Thread]:
-    """This process's standby threads (kept for the rest of its life, as a spare's), and every thread alive now."""
+    """This process's standby threads (kept for the rest of its life, as a spare's), and every thread alive now, once
+    the process's loop of pings (:data:`~nectar.pings.PINGS`) left by an earlier test has ended (idle an interval)."""
     standby.keep(standby.ATTEMPT_THREADS)
+    wait_until(lambda: not PINGS.serving)
     return set(threading.enumerate())
 
 
@@ -159,60 +162,6 @@ def test_with_every_standby_busy_luigis_worker_pings_from_a_thread_of_its_own_th
     for started in held:
         assert started is not None
         started.join()
-
-
-class _HeldAtStop(logging.Filter):
-    """Holds the keep-alive loop's thread at its last record (luigi's "was stopped"), until ``gate`` opens."""
-
-    def __init__(self, gate: threading.Event) -> None:
-        super().__init__()
-        self.gate = gate
-        self.held = threading.Event()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if "was stopped. Shutting down Keep-Alive thread" in record.getMessage():
-            self.held.set()
-            self.gate.wait()
-        return True
-
-
-def test_a_workers_exit_does_not_wait_for_its_keep_alive_loop_on_a_standby_thread_to_end(
-    kept: set[threading.Thread], luigid: str
-) -> None:
-    """The worker's exit stops its keep-alive loop and goes on: the attempt records its run's end while that loop
-    ends on its standby thread (a thread to be scheduled, then to take the GIL: ~0.5 ms mean on 2 loaded cores). Once
-    it ended, the standby thread takes other work."""
-    scheduler = LuigidRPC(luigid)
-    worker = new_worker(scheduler, "standby-exit-probe", 1, ping_interval=0.01)
-    gate = threading.Event()
-    held = _HeldAtStop(gate)
-    luigi_log = logging.getLogger("luigi-interface")
-    level = luigi_log.level
-    luigi_log.setLevel(logging.INFO)  # the record is made (and held) whatever this process's logging says
-    luigi_log.addFilter(held)
-    exited = threading.Event()
-
-    def use() -> None:  # the worker's exit, on a thread the test can wait on without being held itself
-        with worker:
-            scheduler.ping(worker="standby-exit-probe")  # its first call: the loop starts
-            assert worker._keep_alive_thread.is_alive()
-        exited.set()
-
-    user = threading.Thread(target=use)
-    try:
-        user.start()
-        wait_until(held.held.is_set)  # the loop is stopped, and held at its end
-        wait_until(exited.is_set)  # the exit went on meanwhile
-        assert worker._keep_alive_thread.is_alive()
-    finally:
-        gate.set()
-        luigi_log.removeFilter(held)
-        luigi_log.setLevel(level)
-        user.join()
-    wait_until(lambda: not worker._keep_alive_thread.is_alive())
-    ran: list[threading.Thread] = []
-    standby.start(lambda: ran.append(threading.current_thread()), "work").join()
-    assert ran[0] in kept
 
 
 def test_with_luigid_the_keep_alive_starts_while_luigid_answers_the_workers_first_call_not_before(
