@@ -73,7 +73,7 @@ def test_a_later_steps_retry_count_used_up_ends_the_run(
 @pytest.mark.xfail(
     strict=True,
     reason="review17, on main, for the lead: a yielding step left RUNNING is failed naming the run's failed step "
-    "(nectar/attempt.py:348 end_running_steps(runs, run, step), nectar/outcomes.py:125), not the step it yielded",
+    "(nectar/attempt.py:351 end_running_steps(runs, run, step), nectar/outcomes.py:126), not the step it yielded",
 )
 def test_a_yielding_step_names_the_step_it_yielded(settings: Settings, write_chain: WriteChain, tmp_path: Path) -> None:
     """README: "a step left running (one that yielded a step which failed) says `not finished: <step> failed`".
