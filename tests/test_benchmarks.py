@@ -32,6 +32,7 @@ import benchmarks.fanout as fanout_module
 import benchmarks.machine as machine
 import benchmarks.soak as soak_module
 import benchmarks.spread as spread
+import benchmarks.status as status_module
 import benchmarks.submit as submit_module
 import benchmarks.throughput as throughput_module
 import benchmarks.triggers as triggers_module
@@ -60,6 +61,7 @@ from benchmarks.status import (
     CpuLeft,
     Eviction,
     PerCall,
+    RecyclePairs,
     hello_beside,
     in_process_cpu,
     over_hello,
@@ -795,6 +797,64 @@ def test_the_cpu_left_to_the_benchmark_does_not_count_its_own_as_others() -> Non
     assert left.share(busy_cpu() - before) == 1.0
 
 
+def test_the_cpu_left_to_the_benchmark_is_what_others_left_however_much_they_took() -> None:
+    """Processes that spin on every core (more of them than cores) while the benchmark's side uses next to nothing
+    leave it next to nothing: the share is the cores' time less theirs (here a few hundredths at most), not a floor of
+    a tenth that would divide the burst's rate by 10 where it was slowed 20 or 50 times."""
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (os.cpu_count() or 1) + 2)
+    ]
+    try:
+        waitfor(lambda: all(thread_cpu(one.pid) > 0 for one in spinners), 60, "the spinners to run")
+        left, began = CpuLeft(), sum(thread_cpu(one.pid) for one in spinners)
+        cores = os.cpu_count() or 1
+        waitfor(  # a second of the cores' time each, spun by them (a count of CPU, not of the clock)
+            lambda: sum(thread_cpu(one.pid) for one in spinners) - began > cores, 600, "the spinners' CPU", 0.05
+        )
+        share = left.share(0.0)
+    finally:
+        for one in spinners:
+            one.kill()
+            one.wait()
+    assert 0 < share < 0.05
+
+
+def bursts_of(
+    monkeypatch: pytest.MonkeyPatch, module: types.ModuleType, rates: list[float], shares: list[float]
+) -> tuple[list[str], Cluster]:
+    """``module``'s bursts made to answer ``rates`` with ``shares`` of the CPU left, in the order sent: the URLs it
+    sent them to (filled as it sends), and a cluster whose APIs have no workers and use no CPU."""
+    answered, left = iter(rates), iter(shares)
+    sent: list[str] = []
+
+    class Left:
+        def share(self, api_seconds: float) -> float:
+            return next(left)
+
+    def burst(url: str, *_: object, **__: object) -> Load:
+        sent.append(url)
+        return Load(next(answered), [0.001], Counter({200: 1}), 0)
+
+    monkeypatch.setattr(module, "hammer", burst)
+    monkeypatch.setattr(module, "CpuLeft", Left)
+    return sent, cast(Cluster, types.SimpleNamespace(api_workers=lambda url: [], api_cpu=lambda url: 0.0))
+
+
+def test_the_recycle_figures_pairs_take_each_side_first_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bursts with a recycle and without are taken ABBA (the first burst of a pair is the dearer one): the
+    recycling API's first in every second pair, each recorded as its side's whatever the order, each rate over the
+    share of the CPU others left it, the pairs compared with, without."""
+    rates, shares = [1000.0, 800.0, 900.0, 1000.0, 1000.0, 500.0], [1.0, 1.0, 0.5, 1.0, 1.0, 1.0]  # in the order sent
+    sent, cluster = bursts_of(monkeypatch, status_module, rates, shares)
+    bursts = RecyclePairs(cluster, "steady", "recycled", [("GET", "/api/chainstatus")])
+    for index in range(3):
+        bursts.pair(index)
+
+    assert sent == ["steady", "recycled", "recycled", "steady", "steady", "recycled"]
+    # with, without: 800 over 1000; 900/0.5 over 1000; 500 over 1000
+    assert bursts.pairs() == [(800.0, 1000.0), (1800.0, 1000.0), (500.0, 1000.0)]
+
+
 def probe_runs(path: Path, states: list[tuple[str, float, float | None]]) -> sqlite3.Connection:
     """A registry's ``runs`` as the throughput benchmark reads it: ProbeTask runs n = 1, 2, … in the states given,
     with their claim's and their end's times; opened read-only, as the benchmark does."""
@@ -1158,21 +1218,12 @@ def test_the_submit_benchmark_compares_each_burst_of_new_runs_with_the_hello_bur
     """Behind the queue as in the first bursts: a burst of new runs and a hello burst side by side, each side first in
     turn (ABBA), each rate over the share of the CPU others left it, and the figure the median of the pairs' ratios,
     not the ratio of the medians of bursts taken apart (here 1,000 / 2,000 of the rates alone: 0.5)."""
-    rates = iter([1000.0, 2000.0, 1000.0, 1000.0, 3000.0, 2000.0, 500.0, 1000.0])  # in the order sent
-    shares = iter([0.5, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0])  # the CPU left to each burst, in the same order
-    sent: list[str] = []
-
-    class Left:
-        def share(self, api_seconds: float) -> float:
-            return next(shares)
-
-    def burst(url: str, *_: object, **__: object) -> Load:
-        sent.append(url)
-        return Load(next(rates), [0.001], Counter({200: 1}), 0)
-
-    monkeypatch.setattr(submit_module, "hammer", burst)
-    monkeypatch.setattr(submit_module, "CpuLeft", Left)
-    cluster = cast(Cluster, types.SimpleNamespace(api_workers=lambda url: [], api_cpu=lambda url: 0.0))
+    sent, cluster = bursts_of(
+        monkeypatch,
+        submit_module,
+        [1000.0, 2000.0, 1000.0, 1000.0, 3000.0, 2000.0, 500.0, 1000.0],  # in the order sent
+        [0.5, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0],  # the CPU left to each burst, in the same order
+    )
     api, base = submit_module.Counted(cluster, "api"), submit_module.Counted(cluster, "hello")
     side_by_side(2, lambda: api.hammer("api"), lambda: base.hammer("hello"), lambda: sent.append("finished"), pairs=2)
 
