@@ -89,11 +89,6 @@ COLD_CALLS = 1_000
 LINE = 64
 
 
-def recycles(before: list[int], after: list[int]) -> int:
-    """How many API workers were replaced between two looks at their pids."""
-    return len(set(after) - set(before))
-
-
 def recycle_every(workers: int, per_client: int = RECYCLE_WINDOW) -> int:
     """gunicorn's ``max_requests`` for the figure with a recycle: a worker's share of a burst of ``per_client``
     lookups from each client, so that each of ``workers`` is recycled once per burst on average (give or take
@@ -423,6 +418,8 @@ class RecyclePairs:
         #: workers the recycling API replaced, and connections closed under a client (a keep-alive connection closed
         #: by a worker that exits: the client reconnects)
         self.replaced = self.dropped = 0
+        #: the recycling API's workers seen so far, before and after its bursts
+        self.seen: set[int] = set()
 
     def pair(self, index: int) -> None:
         """The ``index``-th pair: a burst of each API, the recycling one's first at an odd ``index``."""
@@ -441,9 +438,17 @@ class RecyclePairs:
         elif set(load.statuses) - {200}:
             raise RuntimeError(f"a recycling API answered {dict(load.statuses)}")
         else:
-            self.replaced += recycles(before, self.cluster.api_workers(url))
+            self.replaced += self.forked(before) + self.forked(self.cluster.api_workers(url))
             self.dropped += load.errors
         self.loads[side].append(load)
+
+    def forked(self, workers: list[int]) -> int:
+        """How many of the recycling API's ``workers`` were not seen before (none at the first look): a successor
+        forked ahead of its predecessor's end (:class:`nectar.gunicorn_ext.SuccessorsAhead`) may appear between two
+        bursts, after the one whose lookups recycled its predecessor."""
+        new = len(set(workers) - self.seen) if self.seen else 0
+        self.seen.update(workers)
+        return new
 
     def rates(self, side: str) -> list[float]:
         """Each of ``side``'s bursts' rate over the CPU others left it."""

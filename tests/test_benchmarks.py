@@ -892,11 +892,19 @@ def test_the_recycle_figures_pairs_take_each_side_first_in_turn(monkeypatch: pyt
     share of the CPU others left it, the pairs compared with, without."""
     rates, shares = [1000.0, 800.0, 900.0, 1000.0, 1000.0, 500.0], [1.0, 1.0, 0.5, 1.0, 1.0, 1.0]  # in the order sent
     sent, cluster = bursts_of(monkeypatch, status_module, rates, shares)
+    # the recycling API's workers at each look, before and after each of its bursts: a successor forked ahead (3) in
+    # the first, one forked after the second's end (5), seen before the third
+    looks = iter([[1, 2], [1, 2, 3], [2, 3, 4], [3, 4], [3, 4, 5], [4, 5]])
+    cluster = cast(
+        Cluster,
+        types.SimpleNamespace(api_workers=lambda url: next(looks) if url == "recycled" else [], api_cpu=lambda _: 0.0),
+    )
     bursts = RecyclePairs(cluster, "steady", "recycled", [("GET", "/api/chainstatus")])
     for index in range(3):
         bursts.pair(index)
 
     assert sent == ["steady", "recycled", "recycled", "steady", "steady", "recycled"]
+    assert bursts.replaced == 3  # 3, 4 and 5
     # with, without: 800 over 1000; 900/0.5 over 1000; 500 over 1000
     assert bursts.pairs() == [(800.0, 1000.0), (1800.0, 1000.0), (500.0, 1000.0)]
 
