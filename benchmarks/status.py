@@ -89,11 +89,6 @@ COLD_CALLS = 1_000
 LINE = 64
 
 
-def recycles(before: list[int], after: list[int]) -> int:
-    """How many API workers were replaced between two looks at their pids."""
-    return len(set(after) - set(before))
-
-
 def recycle_every(workers: int, per_client: int = RECYCLE_WINDOW) -> int:
     """gunicorn's ``max_requests`` for the figure with a recycle: a worker's share of a burst of ``per_client``
     lookups from each client, so that each of ``workers`` is recycled once per burst on average (give or take
@@ -114,21 +109,32 @@ def ratio_median(pairs: Sequence[tuple[float, float]]) -> float:
 
 class CpuLeft:
     """From its making to :meth:`share`: the share of the machine's CPU that the processes outside the benchmark left
-    it (1 on a machine to itself): /proc/stat's busy time, less its API's and this process's (its clients'), is what
-    the others used of the cores' time."""
+    it (1 on a machine to itself): /proc/stat's busy time, less its API's and this process's (its clients', threads of
+    this process), is what the others used of the cores' time."""
 
     def __init__(self) -> None:
         self.busy, self.own, self.began = busy_cpu(), time.process_time(), time.perf_counter()
 
     def share(self, api_seconds: float) -> float:
-        """The share left, the API having used ``api_seconds`` meanwhile (at least a tenth: a bound)."""
-        others = busy_cpu() - self.busy - (time.process_time() - self.own) - api_seconds
-        return 1 - min(0.9, max(0.0, others) / ((os.cpu_count() or 1) * (time.perf_counter() - self.began)))
+        """The share left, the API having used ``api_seconds`` meanwhile: the cores' time less the others', and never
+        less than the benchmark's own (its clients' and its API's: what it used was left to it), whatever share the
+        others took (a machine whose other processes took 95 % of it left 5 %, not a floor's tenth); at most 1."""
+        ours = time.process_time() - self.own + api_seconds
+        others = max(0.0, busy_cpu() - self.busy - ours)
+        cores = (os.cpu_count() or 1) * (time.perf_counter() - self.began)
+        return min(1.0, max(ours, cores - others) / cores)
 
 
 def over_cpu_left(loads: list[Load], left: list[float]) -> list[float]:
     """Each burst's rate over the share of the machine's CPU others left it: its rate on a machine to itself."""
     return [load.rate / share for load, share in zip(loads, left, strict=True)]
+
+
+def in_turn(index: int, first: Callable[[], object], second: Callable[[], object]) -> None:
+    """The ``index``-th pair of bursts: ``first`` then ``second``, the other way round at an odd ``index`` (ABBA: the
+    first burst of a pair is the dearer one, and the machine's load moves the two of a pair alike)."""
+    for burst in (first, second) if index % 2 == 0 else (second, first):
+        burst()
 
 
 def side_by_side(
@@ -139,13 +145,11 @@ def side_by_side(
     pairs: int = PAIRS,
 ) -> None:
     """``repeats`` times ``before``, then ``pairs`` pairs of bursts, one of ``new`` beside one of ``hello``, each side
-    first in turn (ABBA: the first burst of a pair is the dearer one, and the machine's load moves the two of a pair
-    alike)."""
+    first in turn (:func:`in_turn`)."""
     for r in range(repeats):
         before()
         for p in range(pairs):
-            for burst in (new, hello) if (r * pairs + p) % 2 == 0 else (hello, new):
-                burst()
+            in_turn(r * pairs + p, new, hello)
 
 
 def over_hello(loads: dict[str, list[Load]], left: dict[str, list[float]], name: str, hello: str) -> list[float]:
@@ -400,13 +404,80 @@ def in_process_cpu(
     return used / calls
 
 
+class RecyclePairs:
+    """The bursts of the figure with a recycle: each a count of lookups (:data:`RECYCLE_WINDOW` a client) by the API
+    whose workers are each recycled about once a burst (``recycled``), beside one by the API that recycles none
+    (``steady``), each side first in turn (:func:`in_turn`), each rate with the share of the machine's CPU others left
+    it (:class:`CpuLeft`) and the API's CPU per lookup."""
+
+    def __init__(self, cluster: Cluster, steady: str, recycled: str, requests: list[Request]) -> None:
+        self.cluster, self.urls, self.requests = cluster, {"steady": steady, "recycled": recycled}, requests
+        self.loads: dict[str, list[Load]] = {"steady": [], "recycled": []}
+        self.cpu: dict[str, list[float]] = {"steady": [], "recycled": []}
+        self.left: dict[str, list[float]] = {"steady": [], "recycled": []}
+        #: workers the recycling API replaced, and connections closed under a client (a keep-alive connection closed
+        #: by a worker that exits: the client reconnects)
+        self.replaced = self.dropped = 0
+        #: the recycling API's workers seen so far, before and after its bursts
+        self.seen: set[int] = set()
+
+    def pair(self, index: int) -> None:
+        """The ``index``-th pair: a burst of each API, the recycling one's first at an odd ``index``."""
+        in_turn(index, partial(self.burst, "steady"), partial(self.burst, "recycled"))
+
+    def burst(self, side: str) -> None:
+        """A burst of ``side``'s API, recorded as its."""
+        url = self.urls[side]
+        before, used, cpu_left = self.cluster.api_workers(url), self.cluster.api_cpu(url), CpuLeft()
+        load = hammer(url, self.requests, CLIENTS, None, RECYCLE_WINDOW)
+        seconds = self.cluster.api_cpu(url) - used
+        self.left[side].append(cpu_left.share(seconds))
+        self.cpu[side].append(seconds / max(1, len(load.latencies)))
+        if side == "steady":
+            load.check(200)
+        elif set(load.statuses) - {200}:
+            raise RuntimeError(f"a recycling API answered {dict(load.statuses)}")
+        else:
+            self.replaced += self.forked(before) + self.forked(self.cluster.api_workers(url))
+            self.dropped += load.errors
+        self.loads[side].append(load)
+
+    def forked(self, workers: list[int]) -> int:
+        """How many of the recycling API's ``workers`` were not seen before (none at the first look): a successor
+        forked ahead of its predecessor's end (:class:`nectar.gunicorn_ext.SuccessorsAhead`) may appear between two
+        bursts, after the one whose lookups recycled its predecessor."""
+        new = len(set(workers) - self.seen) if self.seen else 0
+        self.seen.update(workers)
+        return new
+
+    def rates(self, side: str) -> list[float]:
+        """Each of ``side``'s bursts' rate over the CPU others left it."""
+        return over_cpu_left(self.loads[side], self.left[side])
+
+    def pairs(self) -> list[tuple[float, float]]:
+        """Each pair's rates over the CPU left, with a recycle and without."""
+        return list(zip(self.rates("recycled"), self.rates("steady"), strict=True))
+
+    def added(self) -> float:
+        """The API CPU seconds the recycling bursts used over the same lookups at the steady bursts' CPU each."""
+        recycled = zip(self.cpu["recycled"], self.cpu["steady"], self.loads["recycled"], strict=True)
+        return sum((with_ - without) * len(load.latencies) for with_, without, load in recycled)
+
+
+def youngest(pids: list[int]) -> int:
+    """The process of ``pids`` started last (``stat``'s start time; pids wrap round)."""
+    return max(pids, key=lambda pid: int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]))
+
+
 def replace_a_worker(cluster: Cluster, url: str) -> tuple[int, int, float]:
-    """End one API worker as ``max_requests`` does (SIGTERM: its loop ends, its connections are answered, it exits)
-    and return its pid and its successor's, once the master has forked it and it has settled (its CPU still for
+    """End the youngest API worker as ``max_requests`` does (SIGTERM: its loop ends, its connections are answered, it
+    exits), never one whose successor was forked ahead of its end (:class:`nectar.gunicorn_ext.SuccessorsAhead`: the
+    master forks none for it then; the youngest is that successor, or a worker far from its end), and return its pid
+    and its successor's, once the master has forked it and it has settled (its CPU still for
     20 ms), with the most CPU seconds the ended worker's threads were seen to have used together (a look every ms;
     what they used after, in their exit, is missed)."""
     before = cluster.api_workers(url)
-    ending = before[0]
+    ending = youngest(before)
     last = [thread_cpu(ending)]
     os.kill(ending, signal.SIGTERM)
 
@@ -501,7 +572,7 @@ def recycle_cost(cluster: Cluster, url: str, requests: list[Request], repeats: i
         if not {master, new, sibling} <= after.keys():  # one ended on its own meanwhile: not this replacement's cost
             hammer(url, requests, CLIENTS, None, RECYCLE_BURST).check(200)
             continue
-        added = sum(after[pid] - used.get(pid, 0.0) for pid in (master, new, sibling)) + last - used[ending] - steady
+        added = sum(after[pid] - used.get(pid, 0.0) for pid in after) + last - used[ending] - steady  # all there
         cpu, sent = zip(*((after[p] - before[p][0], answers(p) - before[p][1]) for p in (new, sibling)), strict=True)
         theirs, its_sibling = (c / max(1, n) for c, n in zip(cpu, sent, strict=True))
         found.append(
@@ -633,53 +704,33 @@ def run(ctx: Context) -> list[Figure]:
         data_dir = cluster.dir / f"data-{MAIN_SIZE}"
         recycled_url = cluster.start_api(NECTAR_DATA_DIR=str(data_dir), NECTAR_API_MAX_REQUESTS=str(max_requests))
         hammer(recycled_url, main_requests, CLIENTS, None, RECYCLE_BURST).check(200)  # warm, well short of a recycle
-        steady, recycled, replaced, dropped = [], [], 0, 0
-        steady_cpu, recycled_cpu, added = [], [], 0.0
-        steady_left: list[float] = []
-        recycled_left: list[float] = []
-
-        def recycle_pair(_: int) -> None:  # a burst of the API that recycles none, then one of the API that does
-            nonlocal replaced, added, dropped
-            cpu_left = CpuLeft()
-            load, seconds = timed_burst(cluster, main_url, main_requests, None, RECYCLE_WINDOW)
-            steady_left.append(cpu_left.share(seconds * len(load.latencies)))
-            steady.append(load)
-            steady_cpu.append(seconds)
-            before, used, cpu_left = cluster.api_workers(recycled_url), cluster.api_cpu(recycled_url), CpuLeft()
-            load = hammer(recycled_url, main_requests, CLIENTS, None, RECYCLE_WINDOW)
-            recycled_left.append(cpu_left.share(cluster.api_cpu(recycled_url) - used))
-            recycled_cpu.append((cluster.api_cpu(recycled_url) - used) / max(1, len(load.latencies)))
-            replaced += recycles(before, cluster.api_workers(recycled_url))
-            added += (recycled_cpu[-1] - steady_cpu[-1]) * len(load.latencies)  # over the same lookups, no recycle
-            if set(load.statuses) - {200}:
-                raise RuntimeError(f"a recycling API answered {dict(load.statuses)}")
-            dropped += load.errors  # a keep-alive connection closed by a worker that exits: the client reconnects
-            recycled.append(load)
-
-        def recycle_pairs() -> list[tuple[float, float]]:  # each burst's rate over the CPU left, with, without
-            return list(zip(over_cpu_left(recycled, recycled_left), over_cpu_left(steady, steady_left), strict=True))
+        bursts = RecyclePairs(cluster, main_url, recycled_url, main_requests)
 
         def recycle_decided() -> bool:
-            return decides(of_few_rounds(recycle_pairs(), ratio_median, drawn_at), RECYCLE_LIMIT)
+            return decides(of_few_rounds(bursts.pairs(), ratio_median, drawn_at), RECYCLE_LIMIT)
 
-        recycle_rounds = take_rounds(ctx.repeats, round_cap(ctx.repeats), recycle_pair, recycle_decided)
-        recycle_left, steady_left_rates = over_cpu_left(recycled, recycled_left), over_cpu_left(steady, steady_left)
+        recycle_rounds = take_rounds(ctx.repeats, round_cap(ctx.repeats), bursts.pair, recycle_decided)
+        recycle_left, steady_left_rates = bursts.rates("recycled"), bursts.rates("steady")
         recycle_ratio = paired(recycle_left, steady_left_rates)
         recycle_spread = verdict(
-            of_few_rounds(recycle_pairs(), ratio_median, drawn_at),
+            of_few_rounds(bursts.pairs(), ratio_median, drawn_at),
             RECYCLE_LIMIT,
             drawn_at,
             f"a seeded bootstrap of {recycle_rounds} pairs, each drawn whole, widened for so few",
         )
+        recycled, steady = bursts.loads["recycled"], bursts.loads["steady"]
+        replaced, added = bursts.replaced, bursts.added()
         print(
             f"recycling API (max_requests {max_requests}): {replaced} workers replaced in {recycle_rounds} bursts of "
-            f"{CLIENTS * RECYCLE_WINDOW} lookups, "
-            f"{dropped} connections closed under a client; requests/s {rates(recycled)} beside {rates(steady)}; "
-            f"API CPU per lookup {us(recycled_cpu)} us beside {us(steady_cpu)} us; "
-            f"{added / max(1, replaced) * 1e3:.1f} ms more per worker replaced; burst by burst, over the CPU left to "
-            "each:",
-            ", ".join(f"{a / b:.2f}" for a, b in zip(recycle_left, steady_left_rates, strict=True)),
-            f"(median {recycle_ratio:.3f})",
+            f"{CLIENTS * RECYCLE_WINDOW} lookups (ABBA: the recycling API's first in every second pair), "
+            f"{bursts.dropped} connections closed under a client; requests/s {rates(recycled)} beside {rates(steady)}; "
+            f"API CPU per lookup {us(bursts.cpu['recycled'])} us beside {us(bursts.cpu['steady'])} us; "
+            f"{added / max(1, replaced) * 1e3:.1f} ms more per worker replaced; the machine's CPU used outside the "
+            "benchmark in each pair's bursts (without/with a recycle) "
+            + ", ".join(f"{1 - a:.0%}/{1 - b:.0%}" for a, b in zip(*bursts.left.values(), strict=True))
+            + "; burst by burst, over the CPU left to each: "
+            + ", ".join(f"{a / b:.2f}" for a, b in zip(recycle_left, steady_left_rates, strict=True))
+            + f" (median {recycle_ratio:.3f})"
         )
         print(f"lookups/s with a recycle in each burst over without, each over the CPU left: {recycle_spread}")
         direct = recycle_cost(cluster, main_url, main_requests, max(ctx.repeats, 8), data_dir / "runs.sqlite3")
@@ -798,8 +849,8 @@ def run(ctx: Context) -> list[Figure]:
                at_least(RECYCLE_LIMIT, "≥ 0.9x")),
         Figure(NAME, "API CPU a recycle adds (over the bursts' lookups without one, per worker replaced)",
                added / max(1, replaced), "ms", f"API CPU of a worker's {max_requests} lookups between two recycles",
-               median(steady_cpu) * max_requests),
+               median(bursts.cpu['steady']) * max_requests),
         Figure(NAME, "API CPU a recycle adds, measured directly (a worker ended, its successor's first lookups)",
                direct.added, "ms", f"API CPU of a worker's {max_requests} lookups between two recycles",
-               median(steady_cpu) * max_requests),
+               median(bursts.cpu['steady']) * max_requests),
     ]  # fmt: skip

@@ -5,6 +5,7 @@ warm-up, the status benchmark's lookups in process, its pairs and its recycles, 
 from __future__ import annotations
 
 import gc
+import http.client
 import json
 import os
 import random
@@ -20,6 +21,7 @@ import types
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple, cast
@@ -34,6 +36,7 @@ import benchmarks.load as load_module
 import benchmarks.machine as machine
 import benchmarks.soak as soak_module
 import benchmarks.spread as spread
+import benchmarks.status as status_module
 import benchmarks.submit as submit_module
 import benchmarks.throughput as throughput_module
 import benchmarks.triggers as triggers_module
@@ -62,20 +65,36 @@ from benchmarks.status import (
     CpuLeft,
     Eviction,
     PerCall,
+    RecyclePairs,
     hello_beside,
     in_process_cpu,
     over_hello,
     paired,
     recycle_every,
+    replace_a_worker,
     side_by_side,
     status_requests,
     summed,
     switches,
     worker_counts,
 )
-from harness import REPO, answers, busy_cpu, cpu_seconds, free_port, lifeline_env, read_calls, thread_times, waitfor
+from harness import (
+    REPO,
+    answers,
+    base_env,
+    busy_cpu,
+    children,
+    cpu_seconds,
+    free_port,
+    lifeline_env,
+    read_calls,
+    settings_env,
+    thread_times,
+    waitfor,
+)
 from harness.processes import bound_to_a_free_port, freeze
 from harness.procfs import descendants, thread_cpu, tree_cpu
+from nectar.config import Settings
 from nectar.keys import TargetKey, param_digest
 from nectar.registry import RunFilter, RunState, sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
@@ -83,6 +102,7 @@ from tests.harness.test_ports import outgoing_connection_from
 from tests.helpers.raw_server import RawServer
 from tests.helpers.registries import closed_at_end
 from tests.helpers.threads import at_line, waits_in
+from tests.nectar.test_gunicorn_successor import ASKED, MAX_REQUESTS, answered, newcomer
 
 #: what a run of ProbeTask makes in its folder besides the folder itself, as paths under it
 RUN_FILES = ("/log", "/log/stderr.log", "/log/stdout.log", "/out.txt", "/params.txt")
@@ -814,6 +834,100 @@ def test_the_cpu_left_to_the_benchmark_does_not_count_its_own_as_others() -> Non
     assert left.share(busy_cpu() - before) == 1.0
 
 
+def test_the_cpu_left_to_the_benchmark_is_what_others_left_however_much_they_took() -> None:
+    """Processes that spin on every core (more of them than cores) while the benchmark's side uses next to nothing
+    leave it next to nothing: the share is the cores' time less theirs (here a few hundredths at most), not a floor of
+    a tenth that would divide the burst's rate by 10 where it was slowed 20 or 50 times."""
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (os.cpu_count() or 1) + 2)
+    ]
+    try:
+        waitfor(lambda: all(thread_cpu(one.pid) > 0 for one in spinners), 60, "the spinners to run")
+        left, began = CpuLeft(), sum(thread_cpu(one.pid) for one in spinners)
+        cores = os.cpu_count() or 1
+        waitfor(  # a second of the cores' time each, spun by them (a count of CPU, not of the clock)
+            lambda: sum(thread_cpu(one.pid) for one in spinners) - began > cores, 600, "the spinners' CPU", 0.05
+        )
+        share = left.share(0.0)
+    finally:
+        for one in spinners:
+            one.kill()
+            one.wait()
+    assert 0 < share < 0.05
+
+
+def bursts_of(
+    monkeypatch: pytest.MonkeyPatch, module: types.ModuleType, rates: list[float], shares: list[float]
+) -> tuple[list[str], Cluster]:
+    """``module``'s bursts made to answer ``rates`` with ``shares`` of the CPU left, in the order sent: the URLs it
+    sent them to (filled as it sends), and a cluster whose APIs have no workers and use no CPU."""
+    answered, left = iter(rates), iter(shares)
+    sent: list[str] = []
+
+    class Left:
+        def share(self, api_seconds: float) -> float:
+            return next(left)
+
+    def burst(url: str, *_: object, **__: object) -> Load:
+        sent.append(url)
+        return Load(next(answered), [0.001], Counter({200: 1}), 0)
+
+    monkeypatch.setattr(module, "hammer", burst)
+    monkeypatch.setattr(module, "CpuLeft", Left)
+    return sent, cast(Cluster, types.SimpleNamespace(api_workers=lambda url: [], api_cpu=lambda url: 0.0))
+
+
+def test_the_status_benchmarks_replacement_ends_a_worker_the_master_replaces_not_one_whose_successor_is_forked(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The direct measure of a recycle ends a worker with SIGTERM and waits for its successor: a worker whose successor
+    was forked ahead of its end has none forked when it ends (its master takes it back off its count), so the
+    measure ends the youngest worker (that successor), which the master replaces."""
+    env = base_env() | settings_env(settings) | {"NECTAR_API_MAX_REQUESTS": str(MAX_REQUESTS)}
+    env |= {"NECTAR_LOG_LEVEL": "info", "NECTAR_KEEPALIVE_REQUESTS": "0"}
+    processes = Processes(tmp_path / "logs")
+    try:
+        served = processes.api(None, env, workers=1)
+        api, log = served.proc, processes.log_of[served.proc.pid]
+        (worker,) = children(api.pid)
+        connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
+        try:
+            while ASKED not in log.read_text():
+                assert not answered(connection), "the worker ended before it asked for its successor"
+            successor = waitfor(partial(newcomer, api.pid, worker), 60, "the successor, forked ahead")
+            url = f"http://127.0.0.1:{served.port}"
+            cluster = cast(Cluster, types.SimpleNamespace(api_workers=lambda _: children(api.pid)))
+            ending, replacement, _ = replace_a_worker(cluster, url)
+            assert (ending, children(api.pid)) == (successor, [worker, replacement])
+        finally:
+            connection.close()
+    finally:
+        processes.close()
+
+
+def test_the_recycle_figures_pairs_take_each_side_first_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bursts with a recycle and without are taken ABBA (the first burst of a pair is the dearer one): the
+    recycling API's first in every second pair, each recorded as its side's whatever the order, each rate over the
+    share of the CPU others left it, the pairs compared with, without."""
+    rates, shares = [1000.0, 800.0, 900.0, 1000.0, 1000.0, 500.0], [1.0, 1.0, 0.5, 1.0, 1.0, 1.0]  # in the order sent
+    sent, cluster = bursts_of(monkeypatch, status_module, rates, shares)
+    # the recycling API's workers at each look, before and after each of its bursts: a successor forked ahead (3) in
+    # the first, one forked after the second's end (5), seen before the third
+    looks = iter([[1, 2], [1, 2, 3], [2, 3, 4], [3, 4], [3, 4, 5], [4, 5]])
+    cluster = cast(
+        Cluster,
+        types.SimpleNamespace(api_workers=lambda url: next(looks) if url == "recycled" else [], api_cpu=lambda _: 0.0),
+    )
+    bursts = RecyclePairs(cluster, "steady", "recycled", [("GET", "/api/chainstatus")])
+    for index in range(3):
+        bursts.pair(index)
+
+    assert sent == ["steady", "recycled", "recycled", "steady", "steady", "recycled"]
+    assert bursts.replaced == 3  # 3, 4 and 5
+    # with, without: 800 over 1000; 900/0.5 over 1000; 500 over 1000
+    assert bursts.pairs() == [(800.0, 1000.0), (1800.0, 1000.0), (500.0, 1000.0)]
+
+
 def probe_runs(path: Path, states: list[tuple[str, float, float | None]]) -> sqlite3.Connection:
     """A registry's ``runs`` as the throughput benchmark reads it: ProbeTask runs n = 1, 2, … in the states given,
     with their claim's and their end's times; opened read-only, as the benchmark does."""
@@ -1191,21 +1305,12 @@ def test_the_submit_benchmark_compares_each_burst_of_new_runs_with_the_hello_bur
     """Behind the queue as in the first bursts: a burst of new runs and a hello burst side by side, each side first in
     turn (ABBA), each rate over the share of the CPU others left it, and the figure the median of the pairs' ratios,
     not the ratio of the medians of bursts taken apart (here 1,000 / 2,000 of the rates alone: 0.5)."""
-    rates = iter([1000.0, 2000.0, 1000.0, 1000.0, 3000.0, 2000.0, 500.0, 1000.0])  # in the order sent
-    shares = iter([0.5, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0])  # the CPU left to each burst, in the same order
-    sent: list[str] = []
-
-    class Left:
-        def share(self, api_seconds: float) -> float:
-            return next(shares)
-
-    def burst(url: str, *_: object, **__: object) -> Load:
-        sent.append(url)
-        return Load(next(rates), [0.001], Counter({200: 1}), 0)
-
-    monkeypatch.setattr(submit_module, "hammer", burst)
-    monkeypatch.setattr(submit_module, "CpuLeft", Left)
-    cluster = cast(Cluster, types.SimpleNamespace(api_workers=lambda url: [], api_cpu=lambda url: 0.0))
+    sent, cluster = bursts_of(
+        monkeypatch,
+        submit_module,
+        [1000.0, 2000.0, 1000.0, 1000.0, 3000.0, 2000.0, 500.0, 1000.0],  # in the order sent
+        [0.5, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0],  # the CPU left to each burst, in the same order
+    )
     api, base = submit_module.Counted(cluster, "api"), submit_module.Counted(cluster, "hello")
     side_by_side(2, lambda: api.hammer("api"), lambda: base.hammer("hello"), lambda: sent.append("finished"), pairs=2)
 
