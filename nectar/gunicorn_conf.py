@@ -32,7 +32,6 @@ class _Config(Protocol):
     #: each ``bind``, parsed: ``(host, port)``, a unix socket's path, or a descriptor (``fd://``)
     address: list[tuple[str, int] | str | int]
     is_ssl: bool
-    max_requests: int
 
 
 class _Application(Protocol):
@@ -51,8 +50,6 @@ class Arbiter(Protocol):
     SIG_QUEUE: SimpleQueue[int]
     #: its listening sockets (gunicorn's wrappers, which answer a socket's methods)
     LISTENERS: list[Any]
-    #: the workers it keeps (SIGTTIN adds one)
-    num_workers: int
 
 
 class Worker(Protocol):
@@ -60,13 +57,8 @@ class Worker(Protocol):
     settings (set on any worker class, as this file names that one)."""
 
     pid: int
-    cfg: _Config
-    #: its own ``max_requests``, jitter added
-    max_requests: int
     read_timeout: float
     keepalive_requests: int
-    successors: Any
-    successor_at: int
 
 
 #: the variables below, read by the parser ``nectar serve`` and ``nectar api`` check them with before they start
@@ -94,9 +86,6 @@ keepalive = _SETTINGS.retry_after + 5
 # a worker recycled now and then keeps memory flat over weeks (NECTAR_API_MAX_REQUESTS=0: never), give or take 10 %
 max_requests = _SETTINGS.max_requests
 max_requests_jitter = max_requests // 10
-# and its successor forked that many requests before its end (nectar.gunicorn_ext.SuccessorsAhead), up to serve its
-# clients as they reconnect
-SUCCESSOR_AHEAD = max(1, max_requests // 10)
 loglevel = _SETTINGS.log_level
 # credentials in URLs redacted from the access log; text records escaped, one line each
 logger_class = "nectar.gunicorn_ext.RedactingLogger"
@@ -206,7 +195,6 @@ def pre_fork(server: Arbiter, worker: Worker) -> None:
     _tell_supervisor(verdict)  # before the fork: no worker inherits the pipe
     _import_what_workers_would()
     _warm_app(server)  # last: an import empties the caches of abc's checks (sqlite3's registers its Row)
-    _successors()
     gc.freeze()
     gc.enable()  # off since this file was read: on for the master from now on, and for every worker it forks
 
@@ -316,28 +304,13 @@ def _warm_app(server: Arbiter) -> None:
         server.log.warning("could not warm the app before forking its workers", exc_info=True)
 
 
-_SUCCESSORS: list[Any] = []
-
-
-def _successors() -> Any:
-    """The master's :class:`nectar.gunicorn_ext.SuccessorsAhead`, made before its first fork."""
-    if not _SUCCESSORS:
-        from nectar.gunicorn_ext import SuccessorsAhead
-
-        _SUCCESSORS.append(SuccessorsAhead())
-    return _SUCCESSORS[0]
-
-
 def post_worker_init(worker: Worker) -> None:
-    """Each worker: its read deadline, its bound on a connection's requests, its successor asked for
-    ``SUCCESSOR_AHEAD`` requests before its own ``max_requests`` (never where it has none), and a request it cannot
-    read answered in JSON as the app's errors are."""
+    """Each worker: its read deadline, its bound on a connection's requests, and a request it cannot read answered in
+    JSON as the app's errors are."""
     from nectar.gunicorn_ext import json_error_pages
 
     worker.read_timeout = READ_TIMEOUT
     worker.keepalive_requests = KEEPALIVE_REQUESTS
-    if worker.cfg.max_requests > 0:
-        worker.successors, worker.successor_at = _successors(), worker.max_requests - SUCCESSOR_AHEAD
     json_error_pages(worker)
 
 
@@ -415,13 +388,9 @@ def _stop_unstarted_worker(signum: int, frame: object) -> None:
 
 
 def child_exit(server: Arbiter, worker: Worker) -> None:
-    """A worker reaped: its latencies' files marked dead, and each worker more it asked for ahead of its end taken
-    back off the master's count (its successor is that worker: none is forked for it now)."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
-    if _SUCCESSORS:
-        server.num_workers -= _SUCCESSORS[0].asked_by(worker.pid)
 
 
 def on_exit(server: Arbiter) -> None:

@@ -30,13 +30,6 @@ they passed on).
   connections by then; Python's teardown at exit then released every object the worker shares with its master,
   copying each page it touched (~35 ms of CPU and ~6,300 page faults per recycle, a third of what one cost), so
   it leaves at once with gunicorn's exit status, its logs flushed.
-- :class:`SuccessorsAhead`: gunicorn forks a recycled worker's successor once the worker has exited; meanwhile its
-  sibling answered every client alone (one process, one core), and the successor, forked late, found them all
-  connected to that sibling. Here a worker at its :attr:`~ReadTimeoutWorker.successor_at`-th request, a tenth of
-  its ``max_requests`` before its end, asks its master for one worker more (gunicorn's SIGTTIN), its pid written on
-  a pipe the master made before its first fork; the master takes that worker back off its count as it reaps it
-  (``child_exit``; a SIGTTIN of an operator's stays): the successor is up and waiting on the listeners when the old
-  worker's clients reconnect. The worker still ends at its ``max_requests``.
 - :func:`json_error_pages`: a request gunicorn cannot parse (a bad request line, headers too large, ...) never
   reaches the app; its worker answers with ``gunicorn.util.write_error``, an HTML page, called by that module
   attribute (``gunicorn/workers/base.py``: ``handle_error``); here it answers in the API's JSON envelope
@@ -55,14 +48,12 @@ import re
 import select
 import selectors
 import shutil
-import signal
 import socket
 import ssl
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable
 from contextlib import suppress
 from typing import Any
@@ -201,36 +192,6 @@ def defer_accept(listeners: Iterable[Any]) -> None:
                 listener.setsockopt(socket.IPPROTO_TCP, option, DEFER_ACCEPT)
 
 
-class SuccessorsAhead:
-    """The workers that asked their master for their successor ahead of their end (:meth:`ask`, in a worker), told
-    to the master as it reaps each (:meth:`asked_by`). Made in the master before its first fork: a pipe every worker
-    inherits; each ask is 4 bytes (a pid), written whole (below ``PIPE_BUF``) and without blocking."""
-
-    def __init__(self) -> None:
-        self.read, self.write = os.pipe2(os.O_NONBLOCK)
-        #: asks read from the pipe and not yet taken back, by pid
-        self.asks: Counter[int] = Counter()
-
-    def ask(self, master: int) -> bool:
-        """In a worker: one worker more asked of ``master`` (SIGTTIN), this worker's pid written first, for the
-        master to take it back off its count once this one has exited. False if the pipe is full (a master that
-        reaps nothing): then nothing is asked."""
-        try:
-            os.write(self.write, os.getpid().to_bytes(4, "little"))
-        except BlockingIOError:
-            return False
-        os.kill(master, signal.SIGTTIN)
-        return True
-
-    def asked_by(self, pid: int) -> int:
-        """In the master, as the worker ``pid`` is reaped: how many workers more it asked for (each to be taken back
-        off the master's count), forgotten once told."""
-        with suppress(BlockingIOError):
-            while chunk := os.read(self.read, 4096):  # whole asks: each written whole, 4096 a multiple of 4
-                self.asks.update(int.from_bytes(chunk[n : n + 4], "little") for n in range(0, len(chunk), 4))
-        return self.asks.pop(pid, 0)
-
-
 class ReadTimeoutWorker(ThreadWorker):
     """gunicorn's gthread worker, reading each request under a deadline (see :class:`DeadlineConn`), and closing a
     kept-alive connection after its ``keepalive_requests``-th answer (0: never); its threads answer what they see
@@ -255,10 +216,6 @@ class ReadTimeoutWorker(ThreadWorker):
 
     read_timeout = READ_TIMEOUT
     keepalive_requests = KEEPALIVE_REQUESTS
-    #: where the worker asks its master for its successor (:class:`SuccessorsAhead`; None: it does not), and at which
-    #: request: ``ahead`` short of its ``max_requests`` (0 or less: never)
-    successors: SuccessorsAhead | None = None
-    successor_at = 0
     epoll: select.epoll
     listening: dict[int, Any]
     expired: dict[int, DeadlineConn]
@@ -525,9 +482,6 @@ class ReadTimeoutWorker(ThreadWorker):
         conn.requests += 1
         if 0 < self.keepalive_requests <= conn.requests:
             req.force_close()
-        if self.nr + 1 == self.successor_at and self.successors is not None:  # two threads at once: two asks, both
-            self.log.info("Worker's successor asked for, %d requests before its end", self.max_requests - self.nr - 1)
-            self.successors.ask(self.ppid)  # taken back at its end
         return super().handle_request(req, conn)
 
 
