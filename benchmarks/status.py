@@ -443,9 +443,9 @@ class RecyclePairs:
         self.loads[side].append(load)
 
     def forked(self, workers: list[int]) -> int:
-        """How many of the recycling API's ``workers`` were not seen before (none at the first look): a successor
-        forked ahead of its predecessor's end (:class:`nectar.gunicorn_ext.SuccessorsAhead`) may appear between two
-        bursts, after the one whose lookups recycled its predecessor."""
+        """How many of the recycling API's ``workers`` were not seen before (none at the first look): a successor,
+        forked once its predecessor has exited, may appear between two bursts, after the one whose lookups recycled
+        its predecessor (counted per burst, it was missed)."""
         new = len(set(workers) - self.seen) if self.seen else 0
         self.seen.update(workers)
         return new
@@ -464,20 +464,13 @@ class RecyclePairs:
         return sum((with_ - without) * len(load.latencies) for with_, without, load in recycled)
 
 
-def youngest(pids: list[int]) -> int:
-    """The process of ``pids`` started last (``stat``'s start time; pids wrap round)."""
-    return max(pids, key=lambda pid: int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]))
-
-
 def replace_a_worker(cluster: Cluster, url: str) -> tuple[int, int, float]:
-    """End the youngest API worker as ``max_requests`` does (SIGTERM: its loop ends, its connections are answered, it
-    exits), never one whose successor was forked ahead of its end (:class:`nectar.gunicorn_ext.SuccessorsAhead`: the
-    master forks none for it then; the youngest is that successor, or a worker far from its end), and return its pid
-    and its successor's, once the master has forked it and it has settled (its CPU still for
+    """End one API worker as ``max_requests`` does (SIGTERM: its loop ends, its connections are answered, it exits)
+    and return its pid and its successor's, once the master has forked it and it has settled (its CPU still for
     20 ms), with the most CPU seconds the ended worker's threads were seen to have used together (a look every ms;
     what they used after, in their exit, is missed)."""
     before = cluster.api_workers(url)
-    ending = youngest(before)
+    ending = before[0]
     last = [thread_cpu(ending)]
     os.kill(ending, signal.SIGTERM)
 
@@ -572,7 +565,7 @@ def recycle_cost(cluster: Cluster, url: str, requests: list[Request], repeats: i
         if not {master, new, sibling} <= after.keys():  # one ended on its own meanwhile: not this replacement's cost
             hammer(url, requests, CLIENTS, None, RECYCLE_BURST).check(200)
             continue
-        added = sum(after[pid] - used.get(pid, 0.0) for pid in after) + last - used[ending] - steady  # all there
+        added = sum(after[pid] - used.get(pid, 0.0) for pid in (master, new, sibling)) + last - used[ending] - steady
         cpu, sent = zip(*((after[p] - before[p][0], answers(p) - before[p][1]) for p in (new, sibling)), strict=True)
         theirs, its_sibling = (c / max(1, n) for c, n in zip(cpu, sent, strict=True))
         found.append(

@@ -5,7 +5,6 @@ warm-up, the status benchmark's lookups in process, its pairs and its recycles, 
 from __future__ import annotations
 
 import gc
-import http.client
 import json
 import os
 import random
@@ -21,7 +20,6 @@ import types
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple, cast
@@ -71,30 +69,15 @@ from benchmarks.status import (
     over_hello,
     paired,
     recycle_every,
-    replace_a_worker,
     side_by_side,
     status_requests,
     summed,
     switches,
     worker_counts,
 )
-from harness import (
-    REPO,
-    answers,
-    base_env,
-    busy_cpu,
-    children,
-    cpu_seconds,
-    free_port,
-    lifeline_env,
-    read_calls,
-    settings_env,
-    thread_times,
-    waitfor,
-)
+from harness import REPO, answers, busy_cpu, cpu_seconds, free_port, lifeline_env, read_calls, thread_times, waitfor
 from harness.processes import bound_to_a_free_port, freeze
 from harness.procfs import descendants, thread_cpu, tree_cpu
-from nectar.config import Settings
 from nectar.keys import TargetKey, param_digest
 from nectar.registry import RunFilter, RunState, sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
@@ -102,7 +85,6 @@ from tests.harness.test_ports import outgoing_connection_from
 from tests.helpers.raw_server import RawServer
 from tests.helpers.registries import closed_at_end
 from tests.helpers.threads import at_line, waits_in
-from tests.nectar.test_gunicorn_successor import ASKED, MAX_REQUESTS, answered, newcomer
 
 #: what a run of ProbeTask makes in its folder besides the folder itself, as paths under it
 RUN_FILES = ("/log", "/log/stderr.log", "/log/stdout.log", "/out.txt", "/params.txt")
@@ -877,42 +859,14 @@ def bursts_of(
     return sent, cast(Cluster, types.SimpleNamespace(api_workers=lambda url: [], api_cpu=lambda url: 0.0))
 
 
-def test_the_status_benchmarks_replacement_ends_a_worker_the_master_replaces_not_one_whose_successor_is_forked(
-    settings: Settings, tmp_path: Path
-) -> None:
-    """The direct measure of a recycle ends a worker with SIGTERM and waits for its successor: a worker whose successor
-    was forked ahead of its end has none forked when it ends (its master takes it back off its count), so the
-    measure ends the youngest worker (that successor), which the master replaces."""
-    env = base_env() | settings_env(settings) | {"NECTAR_API_MAX_REQUESTS": str(MAX_REQUESTS)}
-    env |= {"NECTAR_LOG_LEVEL": "info", "NECTAR_KEEPALIVE_REQUESTS": "0"}
-    processes = Processes(tmp_path / "logs")
-    try:
-        served = processes.api(None, env, workers=1)
-        api, log = served.proc, processes.log_of[served.proc.pid]
-        (worker,) = children(api.pid)
-        connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
-        try:
-            while ASKED not in log.read_text():
-                assert not answered(connection), "the worker ended before it asked for its successor"
-            successor = waitfor(partial(newcomer, api.pid, worker), 60, "the successor, forked ahead")
-            url = f"http://127.0.0.1:{served.port}"
-            cluster = cast(Cluster, types.SimpleNamespace(api_workers=lambda _: children(api.pid)))
-            ending, replacement, _ = replace_a_worker(cluster, url)
-            assert (ending, children(api.pid)) == (successor, [worker, replacement])
-        finally:
-            connection.close()
-    finally:
-        processes.close()
-
-
 def test_the_recycle_figures_pairs_take_each_side_first_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bursts with a recycle and without are taken ABBA (the first burst of a pair is the dearer one): the
     recycling API's first in every second pair, each recorded as its side's whatever the order, each rate over the
     share of the CPU others left it, the pairs compared with, without."""
     rates, shares = [1000.0, 800.0, 900.0, 1000.0, 1000.0, 500.0], [1.0, 1.0, 0.5, 1.0, 1.0, 1.0]  # in the order sent
     sent, cluster = bursts_of(monkeypatch, status_module, rates, shares)
-    # the recycling API's workers at each look, before and after each of its bursts: a successor forked ahead (3) in
-    # the first, one forked after the second's end (5), seen before the third
+    # the recycling API's workers at each look, before and after each of its bursts: a successor forked in the first
+    # (3), one forked after the second's end (5), seen before the third
     looks = iter([[1, 2], [1, 2, 3], [2, 3, 4], [3, 4], [3, 4, 5], [4, 5]])
     cluster = cast(
         Cluster,
