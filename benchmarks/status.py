@@ -705,8 +705,9 @@ def run(ctx: Context) -> list[Figure]:
         recycle_rounds = take_rounds(ctx.repeats, round_cap(ctx.repeats), bursts.pair, recycle_decided)
         recycle_left, steady_left_rates = bursts.rates("recycled"), bursts.rates("steady")
         recycle_ratio = paired(recycle_left, steady_left_rates)
+        recycle_interval = of_few_rounds(bursts.pairs(), ratio_median, drawn_at)
         recycle_spread = verdict(
-            of_few_rounds(bursts.pairs(), ratio_median, drawn_at),
+            recycle_interval,
             RECYCLE_LIMIT,
             drawn_at,
             f"a seeded bootstrap of {recycle_rounds} pairs, each drawn whole, widened for so few",
@@ -816,7 +817,7 @@ def run(ctx: Context) -> list[Figure]:
         Figure(NAME, f"p99 latency {at_main} per hello's, {by_pair}", round(p99_ratio, 3), "x", "-", None,
                at_most(1.25, "≤ 1.25x")),
         Figure(NAME, *flat, f"the same at {small:,} runs, × hello {flat_by_pair}", round(median(by_size[small]), 3),
-               ratio_at_least(FLAT_LIMIT)),
+               ratio_at_least(FLAT_LIMIT), spread=flat_spread),
         Figure(NAME, f"API CPU per lookup {at_main}", us(cpu[str(MAIN_SIZE)]), "us", hello_what, us(cpu["hello"])),
         Figure(NAME, f"of which in the kernel (system CPU per request of the paired bursts, {CLIENTS} clients)",
                round(served_median(counted[pair[0]], "system") * 1e6), "us", hello_what,
@@ -839,7 +840,7 @@ def run(ctx: Context) -> list[Figure]:
                median_rate(recycled), "/s", "the same, no recycle (bursts beside them)", median_rate(steady)),
         Figure(NAME, "the same, each burst's rate over the share of the machine's CPU others left it, over the burst's "
                f"beside it (median of {len(recycled)} pairs)", round(recycle_ratio, 3), "x", "-", None,
-               at_least(RECYCLE_LIMIT, "≥ 0.9x")),
+               at_least(RECYCLE_LIMIT, "≥ 0.9x"), spread=recycle_interval),
         Figure(NAME, "API CPU a recycle adds (over the bursts' lookups without one, per worker replaced)",
                added / max(1, replaced), "ms", f"API CPU of a worker's {max_requests} lookups between two recycles",
                median(bursts.cpu['steady']) * max_requests),
