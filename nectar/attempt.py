@@ -346,6 +346,7 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
             False,
             f"{error}\n(not retried: {which} failed {run.attempt} times, its retry_count is {allowed})",
         )
+    recorder.fail_unfinished()  # a step that yielded one which failed names it; end_running_steps names the rest
     state = runs.fail(run.id, run.attempt, step, error[:MAX_ERROR], retryable)
     if state is not None:
         end_running_steps(runs, run, step)

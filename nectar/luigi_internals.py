@@ -302,9 +302,38 @@ class RemoteScheduler(luigi.rpc.RemoteScheduler):
             raise luigi.rpc.RPCError(why, exc) from exc
 
 
+#: what each step of this process's last luigi worker yielded (luigi's dynamic dependencies), by the yielding step's
+#: task id: each yielded task's family and its parameters as text, as luigi's task process reports them with its
+#: result (``(task_id, status, expl, missing, new_deps)``); made anew with each :class:`Worker`
+_YIELDED: dict[str, set[tuple[str, tuple[tuple[str, str], ...]]]] = {}
+
+
+def _note_yielded(result: tuple[Any, ...]) -> None:
+    """Note the tasks the step of ``result`` (luigi's task process's) yielded, if any."""
+    if len(result) > 4 and result[4]:
+        _YIELDED.setdefault(result[0], set()).update(
+            (family, tuple(sorted(params.items()))) for _, family, params in result[4]
+        )
+
+
+def yielded(task_id: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    """The tasks the step ``task_id`` yielded in this process's last luigi worker, each as :func:`task_ident` says."""
+    return _YIELDED.get(task_id, set())
+
+
+def task_ident(task: luigi.Task) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """``task``'s family and its parameters as text, as luigi's worker names a task a step yielded."""
+    return task.task_family, tuple(sorted(task.to_str_params().items()))
+
+
 class _InProcessResults(queue.SimpleQueue[Any]):
     """The results of steps run in the worker's own process: handed over in memory, not through a pipe and the
-    feeder thread of luigi's ``multiprocessing.Queue`` (a thread switch per step, under the GIL)."""
+    feeder thread of luigi's ``multiprocessing.Queue`` (a thread switch per step, under the GIL); what a step yielded
+    noted as it is put (:func:`yielded`)."""
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        _note_yielded(item)
+        super().put(item, block, timeout)
 
     def close(self) -> None:
         """Nothing to release (luigi closes its queue as the worker ends)."""
@@ -332,6 +361,7 @@ class _MarkedResults:
             task = self.tasks.get(result[0])
             if task is not None:
                 uncounted(task)
+        _note_yielded(result)
         return result
 
     def __getattr__(self, name: str) -> Any:
@@ -588,6 +618,7 @@ class Worker(luigi.worker.Worker):
         config: luigi.worker.worker | None = None,
         **kwargs: Any,
     ) -> None:
+        _YIELDED.clear()  # an attempt's luigi worker: what its steps yield
         with _described_once():
             if config is not None and not kwargs:
                 in_memory = not (config.force_multiprocessing or int(worker_processes) > 1)

@@ -23,7 +23,7 @@ from luigi.target import FileSystemTarget
 from luigi.task import flatten
 
 from nectar.errors import Interrupted, LeaseLost, Unavailable
-from nectar.luigi_internals import CompleteError, complete_error, is_external, uncounted
+from nectar.luigi_internals import CompleteError, complete_error, is_external, task_ident, uncounted, yielded
 from nectar.registry import RunStore, Step
 from nectar.stores import is_permanent
 from nectar.task import log_key, on_start, open_live_logs
@@ -124,6 +124,8 @@ class StepRecorder:
     #: what the run waits for: the missing outputs (URIs, absolute paths) of external tasks, in the order met
     waiting_for: list[str] = field(default_factory=list)
     _started: set[str] = field(default_factory=set)
+    #: the tasks started whose last state noted is RUNNING, by task id
+    _running: dict[str, luigi.Task] = field(default_factory=dict)
     _pending: list[Step] = field(default_factory=list)
     #: where each task's change waits in ``_pending``
     _places: dict[str, int] = field(default_factory=dict)
@@ -142,7 +144,18 @@ class StepRecorder:
         if key is not None:  # before the step is told RUNNING: its log URLs answer from that moment on
             open_live_logs(key)
         self._started.add(task.task_id)
+        self._running[task.task_id] = task
         self.record(task, "RUNNING")
+
+    def fail_unfinished(self) -> None:
+        """Fail each step this attempt left running that yielded a step which failed (luigi's worker ends with the
+        yielding step unfinished), naming that step; one whose yielded steps did not fail is left to
+        :func:`~nectar.outcomes.end_running_steps`, which names the run's failed step."""
+        failed = {task_ident(task): type(task).__name__ for task in self.failed_tasks}
+        for task in list(self._running.values()):
+            cause = next((failed[ident] for ident in sorted(yielded(task.task_id)) if ident in failed), None)
+            if cause is not None:
+                self.record(task, "FAILED", f"not finished: {cause} failed")
 
     def fail(self, task: luigi.Task, error: str, retryable: bool = True) -> None:
         if self.failed is None:
@@ -211,6 +224,8 @@ class StepRecorder:
         """
         key = getattr(log_key(task), "path", None)  # a plain luigi task's too: its logs are recorded alike
         step = Step(self.run_id, task.task_id, type(task).__name__, key, state, task.task_id in self._started, error)
+        if state != "RUNNING":
+            self._running.pop(task.task_id, None)
         with self._lock:
             place = self._places.get(task.task_id)
             if place is None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from nectar.config import Settings
 from nectar.registry import RunState
 from nectar.service import Nectar
@@ -70,11 +68,6 @@ def test_a_later_steps_retry_count_used_up_ends_the_run(
     assert run.error is not None and "its retry_count is 1" in run.error, run.error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review17, on main, for the lead: a yielding step left RUNNING is failed naming the run's failed step "
-    "(nectar/attempt.py:351 end_running_steps(runs, run, step), nectar/outcomes.py:126), not the step it yielded",
-)
 def test_a_yielding_step_names_the_step_it_yielded(settings: Settings, write_chain: WriteChain, tmp_path: Path) -> None:
     """README: "a step left running (one that yielded a step which failed) says `not finished: <step> failed`".
     YieldingTask yielded FragileStepTask, which failed; the run's failed step is FirstFailTask, which it never
