@@ -207,8 +207,6 @@ class Child:
     unread: bool = False
     #: its run's chain file as the claim found it (one stat): the file its process executes ahead if it stays
     likely: Likely | None = None
-    #: its spare's nudge (:attr:`Spare.nudge`), kept with its process for its next run
-    nudge: int | None = None
 
 
 def wait_status(exit: os.waitid_result) -> int:
@@ -256,7 +254,7 @@ class Executor:
             settings.spare_idle,
             runs_per_process=settings.runs_per_process,
             max_rss_mb=settings.process_max_rss_mb,
-            handed=self._handed,
+            handed=lambda: [child.channel for child in self.children.values() if child.channel is not None],
             give_back=self._give_back,
         )
         self.shutdown = Shutdown(settings.drain_grace)
@@ -387,30 +385,12 @@ class Executor:
         exits = spare.exited if spare.exited is not None else wakeup.exits(spare.pid)
         claimed = time.monotonic()
         child = Child(
-            run,
-            exits,
-            spare.stat,
-            channel,
-            claimed,
-            started=not tell,
-            runs_done=spare.runs_done,
-            likely=likely,
-            nudge=spare.nudge,
+            run, exits, spare.stat, channel, claimed, started=not tell, runs_done=spare.runs_done, likely=likely
         )
         self.children[spare.pid] = child
         logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
         self._compile_ahead(run, path, likely)
         return True
-
-    def _handed(self) -> list[socket.socket | int]:
-        """The worker's ends of its children's sockets, and their nudges: what a spare forked now closes."""
-        handles: list[socket.socket | int] = []
-        for child in self.children.values():
-            if child.channel is not None:
-                handles.append(child.channel)
-            if child.nudge is not None:
-                handles.append(child.nudge)
-        return handles
 
     def _compile_ahead(self, run: Run, path: Path, likely: Likely | None) -> None:
         """Compile the run's chain file here, if it changed, so that the attempts forked from now on find its code
@@ -507,7 +487,7 @@ class Executor:
         for another run, taken back among the spares. An outcome the attempt did not record is recorded here."""
         del self.children[pid]
         if exited:
-            wakeup.close_all(child.exited, child.stat, child.nudge)
+            wakeup.close_all(child.exited, child.stat)
         if exited and child.channel is not None:
             self._listen(child)  # its end closed with its process: whether it read its run (what it said is moot)
             if child.channel is not None:  # its end outlives it (a process it forked): is its run still there?
@@ -516,7 +496,7 @@ class Executor:
         elif not exited:
             assert child.channel is not None
             stat, exits = child.stat, child.exited  # its process's, kept for its next run
-            self.spares.returned(pid, child.channel, child.runs_done + 1, child.likely, stat, exits, child.nudge)
+            self.spares.returned(pid, child.channel, child.runs_done + 1, child.likely, stat, exits)
             if status == 0:  # it stays having recorded its run DONE itself: nothing is left to record or release
                 return
         run = child.run

@@ -73,8 +73,6 @@ _TELL, _QUIET = b"t", b"q"
 logger = logging.getLogger(__name__)
 #: in a spare handed its run: its end of the socket, until it says it started (None elsewhere)
 _told: socket.socket | None = None
-#: in a spare: what its worker writes once it sent its run (:attr:`Spare.nudge`; None elsewhere, or where there is none)
-_nudge: int | None = None
 #: spares kept per slot while runs are claimed: a spare's fork and setup take about as long as a trivial run (~50-150
 #: ms on 2 loaded cores), so with one per slot, 107-142 of 400 claims in a row waited for one to be ready; with
 #: two, 1-4 of 400
@@ -103,15 +101,11 @@ class Spare:
     #: it is let go or has exited (:meth:`close_handles`)
     stat: int | None = None
     exited: int | None = None
-    #: what its worker writes once it sent its run (:func:`hand_over`), which it waits on (:func:`wakeup.nudge`; None
-    #: where there is none: it waits on its socket), made as it is forked, kept from run to run
-    nudge: int | None = None
 
     def close_handles(self) -> None:
-        """Close its process's descriptors (:attr:`stat`, :attr:`exited`, :attr:`nudge`): it is let go, or has
-        exited."""
-        wakeup.close_all(self.stat, self.exited, self.nudge)
-        self.stat = self.exited = self.nudge = None
+        """Close its process's descriptors (:attr:`stat`, :attr:`exited`): it is let go, or has exited."""
+        wakeup.close_all(self.stat, self.exited)
+        self.stat = self.exited = None
 
 
 class Spares:
@@ -129,7 +123,7 @@ class Spares:
         clock: Callable[[], float] = time.monotonic,
         runs_per_process: int = 1,
         max_rss_mb: int = 0,
-        handed: Callable[[], Iterable[socket.socket | int]] = tuple,
+        handed: Callable[[], Iterable[socket.socket]] = tuple,
         give_back: Callable[[str], None] | None = None,
     ) -> None:
         self._prepare = prepare
@@ -137,8 +131,8 @@ class Spares:
         #: in a spare whose worker died before its attempt began: put back, uncounted, the runs claimed in the name
         #: given (its own as an attempt's holder), which no one else can tell began nowhere (None: nothing to do)
         self.give_back = give_back
-        #: the worker's ends of the sockets of the spares it took, and their nudges (a spare forked later closes them:
-        #: the one waiting at the other end must see the worker's end close, to exit)
+        #: the worker's ends of the sockets of the spares it took (a spare forked later closes them: the one waiting
+        #: at the other end must see the worker's end close, to exit)
         self._handed = handed
         self.idle_after = idle_after
         self.runs_per_process = runs_per_process
@@ -273,12 +267,10 @@ class Spares:
         tag: Any = None,
         stat: int | None = None,
         exited: int | None = None,
-        nudge: int | None = None,
     ) -> None:
         """The attempt process ``pid`` ended its run cleanly and stays (:data:`ENDED`): a spare again, ready once it
-        says so on ``channel``; with the descriptors of its process (``stat``, ``exited``, ``nudge``: :class:`Spare`).
-        """
-        self.spares.append(Spare(pid, channel, tag=tag, runs_done=runs_done, stat=stat, exited=exited, nudge=nudge))
+        says so on ``channel``; with the descriptors of its process (``stat``, ``exited``: :class:`Spare`)."""
+        self.spares.append(Spare(pid, channel, tag=tag, runs_done=runs_done, stat=stat, exited=exited))
 
     def close(self) -> None:
         """Let every spare go (each exits when its socket closes) and wait for them, and for those let go before."""
@@ -321,7 +313,6 @@ class Spares:
 
     def _fork(self) -> Spare:
         ours, theirs = socket.socketpair()
-        nudge = wakeup.nudge()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the spare
@@ -333,29 +324,24 @@ class Spares:
             try:
                 ours.close()
                 for other in [*(spare.channel for spare in self.spares), *self._handed()]:
-                    if isinstance(other, int):
-                        os.close(other)  # a sibling's nudge: its worker's to write
-                    else:
-                        other.close()  # or a sibling would not see its socket close with the worker's end
-                wakeup.close_all(*(spare.nudge for spare in self.spares))
+                    other.close()  # or a sibling would not see its socket close with the worker's end
                 os.setpgid(0, 0)  # its own group: cancelling kills the task's subprocesses too
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a run stops
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 leases.handle_stops()  # an attempt's lease makes SIGTERM "requeue and stop"; none, "end"
                 lifeline.die_with_parent(parent)  # SIGTERM if the worker dies, even by SIGKILL
-                code = self._serve(theirs, nudge, parent)
+                code = self._serve(theirs, parent)
             except BaseException:
                 traceback.print_exc()
             finally:
                 os._exit(code)
         theirs.close()
-        return Spare(pid, ours, nudge=nudge)
+        return Spare(pid, ours)
 
-    def _serve(self, theirs: socket.socket, nudge: int | None, worker: int) -> int:
+    def _serve(self, theirs: socket.socket, worker: int) -> int:
         """In a spare of ``worker``: set up, say so, execute the run handed over; again while it may take another. Its
         exit code."""
-        global _told, _nudge
-        _nudge = nudge
+        global _told
         runs = code = 0
         while True:
             prepared, said = self._prepare()
@@ -424,23 +410,10 @@ def freeze_held() -> None:
 
 
 def hand_over(spare: Spare, given: bytes, tell: bool = True) -> socket.socket:
-    """Send ``spare`` its run, its length first, then wake it by its nudge (:func:`wakeup.nudge`, where it has one:
-    not by the socket's own wake-up, a sync one, which put the spare on the worker's core 64-100 % of the time, where
-    it waited while the worker went on, though the other core idled); OSError if it is gone. A run larger than the
-    socket holds wakes it first, and it reads as the rest comes. Answers its socket, on which the attempt says when it
-    started (:func:`started`; only with ``tell``) and, if it stays, that it ended (:func:`heard`)."""
-    framed = _LENGTH.pack(len(given) + 1) + (_TELL if tell else _QUIET) + given
+    """Send ``spare`` its run, its length first; OSError if it is gone. Answers its socket, on which the attempt
+    says when it started (:func:`started`; only with ``tell``) and, if it stays, that it ended (:func:`heard`)."""
     try:
-        try:
-            sent = spare.channel.send(framed, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            sent = 0
-        if sent < len(framed):
-            if spare.nudge is not None:
-                wakeup.nudged(spare.nudge)
-            spare.channel.sendall(framed[sent:])
-        elif spare.nudge is not None:
-            wakeup.nudged(spare.nudge)
+        spare.channel.sendall(_LENGTH.pack(len(given) + 1) + (_TELL if tell else _QUIET) + given)
     except OSError:
         spare.channel.close()
         raise
@@ -494,15 +467,10 @@ def unread_by_peer(channel: socket.socket) -> bool:
 
 
 def _read_run(channel: socket.socket) -> bytes | None:
-    """The run handed over (:func:`hand_over`), or None if the worker closed its end first. In a spare with a nudge
-    (:data:`_nudge`), woken by it once the run was sent (or by the worker's end closing), never by the run's bytes as
-    they come: the socket's wake-up is a sync one (:func:`wakeup.nudge`). Else waited for in a poll
+    """The run handed over (:func:`hand_over`), or None if the worker closed its end first. Waited for in a poll
     (:func:`~nectar.wakeup.readable`): in a ``recv``, the worker's read of what the spare said (that it is ready)
     woke it once more each run, for nothing, as its worker was about to claim for it."""
-    if _nudge is not None:
-        wakeup.awaited(_nudge, channel.fileno())
-    else:
-        wakeup.readable([channel.fileno()], None)
+    wakeup.readable([channel.fileno()], None)
     head = _read_exactly(channel, _LENGTH.size)
     if head is None:
         return None

@@ -154,33 +154,6 @@ def drain(fd: int) -> bool:
     return held
 
 
-def nudge() -> int | None:
-    """A descriptor one process writes to wake another that waits on it (:func:`nudged`, :func:`awaited`): an
-    ``eventfd``, whose write wakes its waiter as any event does, where a write to a socket or a pipe wakes its reader
-    as a *sync* wake-up (the kernel's hint that the writer sleeps next: it puts the reader on the writer's core, where
-    it waits while the writer goes on, though the other core idles). None where there is none (not Linux)."""
-    try:
-        return os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-    except (AttributeError, OSError):
-        return None
-
-
-def nudged(fd: int) -> None:
-    """Wake the process waiting on the :func:`nudge` ``fd`` (:func:`awaited`)."""
-    os.eventfd_write(fd, 1)
-
-
-def awaited(nudge: int, hangup: int) -> None:
-    """Until the :func:`nudge` ``nudge`` was written (its count read, so that it sleeps again), or the peer of the
-    socket ``hangup`` closed its end; not woken by what the peer writes on it, however much: its sync wake-up is not
-    registered (:func:`nudge`). A signal's handler runs meanwhile (its exception raised here)."""
-    poller = select.poll()
-    poller.register(nudge, select.POLLIN)
-    poller.register(hangup, select.POLLRDHUP)  # a close wakes a poll of this (and of nothing: POLLHUP); data does not
-    if any(fd == nudge for fd, _ in poller.poll()):
-        drain(nudge)
-
-
 def readable(fds: Iterable[int], timeout: float | None) -> list[int]:
     """Those of ``fds`` readable (or closed at the other end) within ``timeout`` seconds (None: for as long as it
     takes); [] if none was. With no descriptor, a sleep of ``timeout``. In ``poll()``, woken by input alone: a thread

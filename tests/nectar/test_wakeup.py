@@ -12,7 +12,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
@@ -442,73 +441,3 @@ def test_a_spare_waiting_for_its_run_sleeps_through_its_workers_read_of_its_word
     finally:
         worker.close()
         spare.close()
-
-
-def thread_state(thread_id: int) -> str:
-    """The state of the thread ``thread_id`` of this process, as ``/proc`` says it (``S``: asleep, ``R``: runnable;
-    ``gone``: it has ended)."""
-    try:
-        line = (Path("/proc/self/task") / str(thread_id) / "stat").read_text()
-    except FileNotFoundError:
-        return "gone"
-    return line.rpartition(")")[2].split()[0]
-
-
-class Waiting(NamedTuple):
-    """A spare's wait for its run, in a thread of the test: its worker's end of the socket, the nudge, the thread's
-    id, and what the wait answered (once the thread has ended)."""
-
-    worker: socket.socket
-    nudge: int
-    thread: threading.Thread
-    thread_id: int
-    got: list[bytes | None]
-
-
-@pytest.fixture
-def waiting_on_its_nudge(monkeypatch: pytest.MonkeyPatch) -> Iterator[Waiting]:
-    """A thread waiting for its run as a spare with a nudge does (:func:`spares._read_run`), asleep in its poll."""
-    worker, spare = socket.socketpair()
-    nudge = wakeup.nudge()
-    assert nudge is not None
-    monkeypatch.setattr(spares, "_nudge", nudge)  # as a spare's own is set as it is forked
-    got: list[bytes | None] = []
-    thread = threading.Thread(target=lambda: got.append(spares._read_run(spare)), daemon=True)
-    thread.start()
-    try:
-        thread_id = thread.native_id
-        assert thread_id is not None
-        wait_until(lambda: sleeps_in_poll_for_ever(thread_id))
-        yield Waiting(worker, nudge, thread, thread_id, got)
-    finally:
-        worker.close()
-        spare.close()
-        os.close(nudge)
-
-
-@pytest.mark.skipif(platform.system() != "Linux", reason="an eventfd; a thread's system call and switches in /proc")
-def test_a_spare_waits_for_its_nudge_not_for_its_runs_bytes(waiting_on_its_nudge: Waiting) -> None:
-    """A Unix socket's write wakes its reader as a *sync* wake-up, which the kernel places on the writer's core: the
-    worker's hand-over put the spare there 64-100 % of the time in round 63's traces, where it waited while the
-    worker went on, though the other core idled. A spare waits on its nudge (an eventfd) instead, which its worker
-    writes once the run is sent: the bytes alone do not wake it (a wake-up makes the thread runnable before the
-    writer's ``send`` returns, so it would not be asleep after), the nudge does, and it reads its run then."""
-    waiting = waiting_on_its_nudge
-    slept = voluntary_switches(waiting.thread_id)
-    run = b"handed"
-    waiting.worker.sendall(spares._LENGTH.pack(len(run)) + run)  # its run's bytes, its nudge not written
-    assert thread_state(waiting.thread_id) == "S" and voluntary_switches(waiting.thread_id) == slept
-    wakeup.nudged(waiting.nudge)
-    wait_until(lambda: not waiting.thread.is_alive())
-    assert waiting.got == [run]
-    with pytest.raises(BlockingIOError):  # its count read as it woke: the next wait sleeps
-        os.eventfd_read(waiting.nudge)
-
-
-@pytest.mark.skipif(platform.system() != "Linux", reason="an eventfd")
-def test_a_spare_waiting_for_its_nudge_sees_its_worker_close_its_end(waiting_on_its_nudge: Waiting) -> None:
-    """A worker that lets its spare go, or dies (kill -9 closes its end as well), writes no nudge: its end's close
-    wakes the spare, which finds no run (None) and exits, as when it waited on the socket alone."""
-    waiting_on_its_nudge.worker.close()
-    wait_until(lambda: not waiting_on_its_nudge.thread.is_alive())
-    assert waiting_on_its_nudge.got == [None]
