@@ -76,7 +76,7 @@ def not_found(error: NotFound) -> tuple[str, int] | flask.Response:
 @blp.context_processor
 def chrome() -> dict[str, Any]:
     """What every page's header shows: the visualiser's link, and whether the API wants a token."""
-    scheduler = facade().settings.scheduler_url
+    scheduler = facade().settings.visualiser_base
     return {
         "visualiser_url": f"{scheduler}/static/visualiser/index.html" if scheduler else None,
         "tokens_enabled": current_app.extensions["nectar_tokens"].enabled,

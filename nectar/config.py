@@ -69,6 +69,7 @@ ENV_VARS: dict[str, str] = {
     "NECTAR_TASK_WORKERS": "task_workers",
     "NECTAR_OUTPUT_ROOTS": "output_roots",
     "NECTAR_PUBLIC_URL": "public_url",
+    "NECTAR_SCHEDULER_PUBLIC_URL": "scheduler_public_url",
     "NECTAR_ALLOWED_HOSTS": "allowed_hosts",
 }
 #: the most a count the run registry keeps may be: PostgreSQL's INTEGER (4 bytes), the type of ``run_counts.pending``
@@ -225,6 +226,15 @@ class Settings:
     public_url: str | None = None
     #: host names (comma-separated) the API answers to besides localhost, 127.0.0.1, [::1] and the public URL's
     allowed_hosts: str | None = None
+    #: the URL browsers reach luigid's visualiser by (``https://luigid.example.com``, a proxy in front of it), where
+    #: it is not ``scheduler_url`` (the address our processes call): the visualiser links the API hands out start with
+    #: it, and luigid's guard answers its host name
+    scheduler_public_url: str | None = None
+
+    @property
+    def visualiser_base(self) -> str | None:
+        """Where the visualiser's links start: the scheduler's public URL, else the URL our processes call it by."""
+        return self.scheduler_public_url or self.scheduler_url
 
     @property
     def store_kind(self) -> str:
@@ -296,8 +306,8 @@ class Settings:
                 if relative:
                     var = f"NECTAR_{f.name.upper()}"
                     raise InvalidSetting(f"{var} must list absolute folders, not {relative[0]!r}")
-            elif f.name == "public_url" and value is not None:
-                value = checked_public_url(str(value))
+            elif f.name in ("public_url", "scheduler_public_url") and value is not None:
+                value = checked_public_url(str(value), f"NECTAR_{f.name.upper()}")
             elif f.name == "allowed_hosts" and value is not None:
                 value = ",".join(name.strip().lower() for name in str(value).split(",") if name.strip()) or None
             elif f.name == "log_format":
@@ -646,8 +656,8 @@ REGISTRY_VERDICT_FD = "NECTAR_REGISTRY_VERDICT_FD"
 OPENED, REFUSED = b"opened", b"refused:"
 
 
-def checked_public_url(value: str) -> str | None:
-    """``NECTAR_PUBLIC_URL`` without its trailing ``/``: an http(s) URL with a host, no query or fragment."""
+def checked_public_url(value: str, variable: str = "NECTAR_PUBLIC_URL") -> str | None:
+    """A public URL (``variable``'s) without its trailing ``/``: an http(s) URL with a host, no query or fragment."""
     value = value.strip().rstrip("/")
     if not value:
         return None
@@ -657,7 +667,7 @@ def checked_public_url(value: str) -> str | None:
     except ValueError:
         parts = parts._replace(netloc="")
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise InvalidSetting(f"NECTAR_PUBLIC_URL must be an http:// or https:// URL with a host, not {value!r}")
+        raise InvalidSetting(f"{variable} must be an http:// or https:// URL with a host, not {value!r}")
     return value
 
 

@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     secret = load_scheduler_secret(settings)
     tokens = TokenChecker.from_config(settings.api_tokens, settings.api_tokens_file, settings.auth_reads)
     hosts = [host for value in ours.allowed_host for host in value.split(",")]
+    if settings.scheduler_public_url:  # the name browsers reach it by, behind a proxy
+        hosts.append(urlsplit(settings.scheduler_public_url).netloc)
     guard = Guard(secret, tokens, hosts)
     wrap_luigid_app(lambda app: GuardedLuigid(app, guard))  # every socket luigid serves
     from luigi.cmdline import luigid

@@ -855,11 +855,12 @@ class SchedulerClient:
                 short.append(f"{name} (a step needs {amount}; {used} of {total} in use)")
         return f"short of resources: {', '.join(short)}" if short else None
 
-    def task_url(self, task_id: str) -> str:
-        """The task in luigid's visualiser. A task id that ``quote`` would leave as it is (a status lookup's, most
+    def task_url(self, task_id: str, base: str | None = None) -> str:
+        """The task in luigid's visualiser, at ``base`` (where browsers reach it: ``NECTAR_SCHEDULER_PUBLIC_URL``),
+        else at the URL this client calls. A task id that ``quote`` would leave as it is (a status lookup's, most
         often: names, digits, '_' and a hex hash) goes in without it: ``quote`` is Python, ~7k instructions a call."""
         quoted = task_id if _UNQUOTED.fullmatch(task_id) else quote(task_id)
-        return f"{self.url}/static/visualiser/index.html#tab=graph&taskId={quoted}"
+        return f"{base or self.url}/static/visualiser/index.html#tab=graph&taskId={quoted}"
 
 
 #: a text ``urllib.parse.quote`` leaves as it is: its default ``safe`` ('/') and the characters it never quotes

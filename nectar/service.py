@@ -199,7 +199,7 @@ class Nectar:
 
     def visualiser_url(self, task_id: str) -> str | None:
         """The task in luigi's visualiser; None without a luigid."""
-        return self.scheduler.task_url(task_id) if self.scheduler else None
+        return self.scheduler.task_url(task_id, self.settings.scheduler_public_url) if self.scheduler else None
 
     def store_for(self, task_cls: Any) -> TargetStore:
         return get_store(self.settings, getattr(task_cls, "store_kind", None))
