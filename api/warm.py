@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from flask import Flask, request
+from werkzeug.test import EnvironBuilder
 
 from api import links
 from api.context import facade, signer
@@ -70,8 +71,12 @@ def warm(app: Flask, hosts: Sequence[str], scheme: str = "http", root: str = "")
 
 
 def _answer_parts(app: Flask, base_url: str) -> None:
-    """In a request context of ``base_url``: a status's links built, its query read, an answer made for WSGI."""
-    with app.test_request_context("/api/chainstatus", base_url=base_url, query_string={"chain": WARM_KEY.path}):
+    """In a request context of ``base_url``: a status's links built, its query read, an answer made for WSGI. Its
+    environ made by werkzeug's builder (imported with Flask), not Flask's ``test_request_context``, whose
+    ``flask.testing`` imports click's test runner and pdb, ~0.5 MB in the master and every API worker."""
+    query = {"chain": WARM_KEY.path}
+    environ = EnvironBuilder("/api/chainstatus", base_url=base_url, query_string=query).get_environ()
+    with app.request_context(environ):
         TargetKey.parse(request.args["chain"])
         links.status_url(WARM_KEY)
         links.log_urls(WARM_KEY)

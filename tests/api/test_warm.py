@@ -5,6 +5,9 @@ master's is tests/nectar/test_gunicorn_prefork.py's."""
 from __future__ import annotations
 
 import http.client
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ from flask import Flask
 
 from api import links
 from api.warm import EXTENSION
-from harness import Processes
+from harness import Processes, base_env, settings_env
 from nectar.config import Settings
 from nectar.service import Nectar
 from nectar.stores.s3 import S3Store
@@ -131,3 +134,29 @@ def test_an_s3_store_has_boto3s_models_loaded_without_credentials(
         assert store.boto.head_bucket(Bucket=s3_settings.bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert read == [], "a worker's first S3 client read botocore's models again"
     assert role.requests == 1
+
+
+#: what Flask's test request context imports (``flask.testing``: click's test runner, and pdb with it), which no
+#: request of the API needs
+TESTING_ONLY = ("flask.testing", "click.testing", "pdb")
+#: a fresh interpreter: the app made and warmed as gunicorn's master does (``nectar.gunicorn_conf``), then which of
+#: :data:`TESTING_ONLY` it imported
+WARMED_ALONE = """
+import json, sys
+from app import create_app
+from api.warm import EXTENSION
+app = create_app()
+app.extensions[EXTENSION](["127.0.0.1:5000"])
+print(json.dumps(sorted(name for name in {names!r} if name in sys.modules)))
+"""
+
+
+def test_warming_imports_nothing_only_tests_use(settings: Settings) -> None:
+    """The master warms a request context by werkzeug's environ builder, not Flask's ``test_request_context``, whose
+    ``flask.testing`` imports click's test runner and pdb (~0.5 MB in the master and in every API worker)."""
+    code = WARMED_ALONE.format(names=TESTING_ONLY)
+    env = base_env() | settings_env(settings)
+    root = Path(__file__).resolve().parents[2]  # where app.py is
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
