@@ -55,6 +55,8 @@ class ScheduleLoop:
         self.runs = book.runs
         self._seen_changes: int | None = None
         self._records: dict[str, ScheduleRecord] = {}
+        #: the paused schedules, as of the last reload: a backfill's held fires of theirs are still queued
+        self._paused: dict[str, ScheduleRecord] = {}
         #: (next fire time, schedule id, version): what is due next
         self._due: list[tuple[float, str, int]] = []
         #: set by :meth:`serve_forever`'s stop: a pass ends after the fire being made, not after a long catch-up
@@ -67,7 +69,9 @@ class ScheduleLoop:
         if changes == self._seen_changes:
             return
         self._seen_changes = changes
-        self._records = {record.id: record for record in self.runs.schedules() if not record.paused}
+        records = self.runs.schedules()
+        self._records = {record.id: record for record in records if not record.paused}
+        self._paused = {record.id: record for record in records if record.paused}
         self._due = []
         for record in self._records.values():
             self._push(record, record.cursor)
@@ -129,9 +133,9 @@ class ScheduleLoop:
         was made, where its schedule's own fires wait for the resume); none while its chain file does not import."""
         record = self._records.get(schedule_id)
         if record is None:
-            record = self.runs.schedule(schedule_id)
-            if record is None or not record.paused:
-                return None, []  # removed, or resumed since the last reload: the next pass has it
+            record = self._paused.get(schedule_id)
+            if record is None:
+                return None, []  # removed, or made since the last reload: the next pass has it
             held = [(fire_time, backfilled) for fire_time, backfilled in held if backfilled]
         if record.source == "file" and schedule_id not in declared:
             return None, []  # its chain file does not import now: held until it does
