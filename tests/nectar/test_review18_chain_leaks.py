@@ -1,0 +1,73 @@
+"""review18 (about wt64-scaleout): what one chain file does to its process as it is imported stays out of another
+chain's runs, as under ``python -m luigi --module <that chain>``, which never imports the first."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from harness import NECTAR, Processes, base_env, settings_env
+from nectar.config import Settings
+from nectar.keys import TargetKey
+from nectar.registry import RetryPolicy, Run, RunState, open_run_store
+from tests.conftest import wait_until
+
+#: the md5 of ``{}``: a parameterless task's key
+EMPTY = "99914b932bd37a50b983c5e7c90ae93b"
+
+#: a chain whose import changes its process: an environment variable (as a chain reading a .env file does)
+LEAKY_CHAIN = """
+import os
+
+import luigi
+
+os.environ["REVIEW18_LEAK"] = "set by leaky_chain"
+
+
+class LeakyTask(luigi.Task):
+    def run(self):
+        pass
+"""
+#: another chain, whose task writes what it finds of that variable
+READER_CHAIN = """
+import os
+
+import luigi
+
+from nectar import NectarTask
+
+
+class ReaderTask(NectarTask):
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(os.environ.get("REVIEW18_LEAK", "unset"))
+"""
+
+
+def test_a_chains_import_time_effects_stay_out_of_another_chains_runs(
+    settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path]
+) -> None:
+    """``nectar worker`` as the README's *Scaling out* runs it (no ``--clock``), with two chain files: reader_chain's
+    run finds ``REVIEW18_LEAK`` unset, as ``python -m luigi --module chains.review18.reader_chain ReaderTask`` does.
+    Passes on main (the worker executes no chain: each attempt executes its own run's file); fails on wt64-scaleout
+    (610c554, nectar/cli/local.py execute_chains): the worker executes every chain file before it forks, so every
+    attempt of every chain inherits what any chain file did to the process as it was imported ('set by leaky_chain'),
+    and the put-back after each run restores it too (it is the state the attempt was forked with). Under ``nectar
+    serve`` (``worker --clock``) main's clock catalog does the same (seen by hand, not in this test: when the catalog
+    runs against the first forks is not an event a test controls)."""
+    write_chain("review18/leaky_chain", LEAKY_CHAIN)
+    write_chain("review18/reader_chain", READER_CHAIN)
+    env = base_env() | settings_env(settings)
+    proc = processes.start("worker", [*NECTAR, "worker", "--workers", "1"], env, settings.data_dir.parent)
+    log = processes.log_of[proc.pid]
+    wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)
+    key = TargetKey("review18", "reader_chain", "ReaderTask", EMPTY)  # its output's key
+    with open_run_store(settings) as runs:
+        run = Run.new(key.path, "review18", "reader_chain", "ReaderTask", {}, key.path, RetryPolicy(0, 0, 1))
+        run_id = runs.submit(run)[0].id
+        wait_until(lambda: (now := runs.get(run_id)) is not None and not now.state.active)
+        ended = runs.get(run_id)
+    assert ended is not None and ended.state == RunState.DONE, ended
+    found = (settings.local_targets_dir / key.path).read_text()
+    assert found == "unset", f"{found!r}: another chain's import reached this run; {os.linesep}{log.read_text()}"
