@@ -1,10 +1,12 @@
-"""review18 (about wt64-scaleout): a chain file whose import never ends holds up its own runs only, not the other
-chains' runs on the same ``nectar worker``."""
+"""review18 (about wt64-scaleout, and main under nectar serve): a chain file whose import never ends holds up its own
+runs only, not the other chains' runs on the same ``nectar worker``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from harness import NECTAR, Processes, base_env, settings_env
 from nectar.config import Settings
@@ -31,20 +33,29 @@ class HungTask(luigi.Task):
 """
 
 
+CLOCK_HANGS = pytest.mark.xfail(
+    strict=True,
+    reason="review18 (on main, for the lead): nectar worker --clock (nectar serve's) executes every chain file in "
+    "Clock.__init__ (nectar/schedules/clock.py:39) before its executor starts, unbounded: one hung import, no run "
+    "claimed",
+)
+
+
+@pytest.mark.parametrize("flags", [[], pytest.param(["--clock"], marks=CLOCK_HANGS)], ids=["scale-out", "clock"])
 def test_a_chain_whose_import_hangs_holds_up_no_other_chains_run(
-    settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path], tmp_path: Path
+    settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path], tmp_path: Path, flags: list[str]
 ) -> None:
     """``nectar worker`` (no ``--clock``, the scale-out layout) with a chain file whose import does not end and another
     chain: the other chain's run is claimed and ends DONE. Passes on main (the worker executes no chain file; the
     hung file would hold only an attempt of its own runs). Fails on wt64-scaleout (610c554): execute_chains
     (nectar/cli/local.py) executes every chain file in the worker before its executor starts, with no bound, so the
     worker never claims anything while one file's import hangs (the spares' execution ahead gives up after 2 s,
-    README *Writing a chain*)."""
+    README *Writing a chain*). With ``--clock`` (``nectar serve``'s worker) main does the same: a strict xfail."""
     gate = tmp_path / "gate"
     write_chain("review18/hung_chain", HUNG_CHAIN)
     write_chain("review18/reader_chain", READER_CHAIN)
     env = base_env() | settings_env(settings) | {"REVIEW18_GATE": str(gate)}
-    processes.start("worker", [*NECTAR, "worker", "--workers", "1"], env, settings.data_dir.parent)
+    processes.start("worker", [*NECTAR, "worker", "--workers", "1", *flags], env, settings.data_dir.parent)
     key = TargetKey("review18", "reader_chain", "ReaderTask", EMPTY)
     try:
         with open_run_store(settings) as runs:
