@@ -209,7 +209,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from nectar import lifeline
 
-    lifeline.stops_exit_until_handled()  # until serve_forever's (the clock's catalog imports the chains before)
+    lifeline.stops_exit_until_handled()  # until serve_forever's (the chains are executed before it)
     from nectar.deferred_imports import WORKER_ABSENT, WORKER_UNUSED, Deferral
 
     # luigi's and nectar's modules imported without what luigi imports and the workers use only for some chains
