@@ -110,6 +110,15 @@ class DynamicTask(Counted):
         super().run()
 
 
+class NoOutputData(luigi.ExternalTask):  # no output, luigi's own complete()
+    n = luigi.IntParameter()
+
+
+class NeedsNoOutputDataTask(Counted):
+    def requires(self):
+        return NoOutputData(n=self.n)
+
+
 class RequiringTask(Counted):
     def requires(self):
         with open(os.path.join(os.environ["PLAIN62_OUT"], f"requires-{self.n}"), "a") as out:
@@ -247,6 +256,23 @@ def test_a_task_luigi_leaves_undone_has_its_requires_asked_as_often_as_under_lui
         assert run.state == RunState.FAILED and "not complete after the run" in (run.error or ""), run
         assert asked(plain.out, n, file="requires") == expected, (run.worker, expected)
         assert asked(plain.out, n) == asks, (run.worker, asks)
+
+
+def test_an_external_task_with_no_output_fails_the_run_saying_what_luigi_says_of_it(plain: Plain) -> None:
+    """An external task that names no output and keeps luigi's own ``complete()`` is never complete: luigi warns so as
+    it asks ("Task ... without outputs has no custom complete() method") and logs that its data does not exist.
+    The service's run fails on that step (nothing to wait for) saying luigi's words, fresh, reused and after a hot
+    reload. Before, it said "external data missing: its output (it cannot be waited for: it names no missing
+    output)", naming an output that the task does not have."""
+    told, runs = plain.luigi_then_served("no_output_chain", "core", "", "NeedsNoOutputDataTask")
+    said = "without outputs has no custom complete() method"
+    assert f"NoOutputData(n=0) {said}" in told and "Data for NoOutputData(n=0) does not exist (yet?)" in told, told
+    for n, run in runs:
+        assert (run.state, run.failed_step, run.attempt) == (RunState.FAILED, "NoOutputData", 1), run
+        assert run.error == (
+            f"external data missing: NoOutputData(n={n}) names no output and has no complete() of its own, so luigi "
+            f'never finds it complete (luigi: "Task NoOutputData(n={n}) {said}"), and an external task is never run'
+        ), (run.worker, run.error)
 
 
 def asked(out: Path, n: int, file: str = "complete") -> Counter[str]:
