@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from nectar.errors import InvalidParameters
 from nectar.exposure import HiddenTask
 from nectar.keys import TargetKey, task_key
 from nectar.luigi_internals import uncached_task
-from nectar.params import ParamInfo, parse_values
+from nectar.params import ParamInfo, note_given, parse_values
 from nectar.task import NectarTask
 
 if TYPE_CHECKING:
@@ -51,11 +52,18 @@ class TaskInfo:
             "aliases": list(self.aliases),
         }
 
+    @cached_property
+    def optional(self) -> frozenset[str]:
+        """The names of the parameters luigi has a value for when none is given (a default, luigi.cfg's)."""
+        return frozenset(param.name for param in self.params if not param.required)
+
     def instantiate(self, values: Mapping[str, Any]) -> luigi.Task:
         """The luigi task for wire values (:func:`~nectar.params.parse_values` names each bad field)."""
         parsed = parse_values(self.params, values)
         try:
-            return uncached_task(self.cls, parsed)  # not kept for the process's life, as luigi keeps each task made
+            # not kept for the process's life, as luigi keeps each task made; noted with the parameters given that
+            # luigi has a value for without them (run_params): none in most submissions, and nothing is noted
+            return note_given(uncached_task(self.cls, parsed), self.optional.intersection(parsed))
         except (ValueError, TypeError, luigi.parameter.ParameterException) as exc:
             raise InvalidParameters({"_task": [f"{type(exc).__name__}: {exc}"]}) from exc
         except Exception as exc:  # luigi writes each value as it makes the task (its task_id): one it cannot write
