@@ -87,12 +87,18 @@ def status_outputs(status: JobStatus, task_cls: type | None, store: TargetStore,
 _DONE_RUN = RunState.DONE
 
 
+#: a key's job status where its run ended DONE but an output of its task no longer exists (:func:`unmade`)
+MISSING = "MISSING"
+
+
 def unmade(status: JobStatus, outputs: Sequence[Output]) -> JobStatus:
     """``status``, or, where it is DONE by its run's row though an output of its task no longer exists (deleted
-    since that run made it), PENDING, saying so: luigi counts such a task not complete, and a new submission runs it
-    again. Read from ``outputs`` (:func:`status_outputs`), whose look at each file a DONE status makes anyway: no
-    read more. A task without outputs stays DONE (luigi's ``complete()`` is false for it, and a run that ended
-    without error is DONE: README, "luigi's semantics")."""
+    since that run made it), :data:`MISSING`, saying so: luigi counts such a task not complete, and a new submission
+    runs it again. A state of its own, not PENDING (which says a run is queued: a client polling until DONE or
+    FAILED, and the UI, would wait for ever) nor DONE (whose output exists). Read from ``outputs``
+    (:func:`status_outputs`), whose look at each file a DONE status makes anyway: no read more. A task without
+    outputs stays DONE (luigi's ``complete()`` is false for it, and a run that ended without error is DONE: README,
+    "luigi's semantics")."""
     run = status.run
     if run is None or run.state is not _DONE_RUN or status.job_status != DONE:
         return status
@@ -109,7 +115,7 @@ def unmade(status: JobStatus, outputs: Sequence[Output]) -> JobStatus:
         f"not complete: {what} (run {run.id} made it, DONE), so luigi counts {status.key.task} not complete; no run is "
         "queued to make it again: submit it again"
     )
-    return status._replace(job_status=RunState.PENDING.value, resource_url=None, expires_in=None, error=error)
+    return status._replace(job_status=MISSING, resource_url=None, expires_in=None, error=error)
 
 
 def resource_note(status: JobStatus, outputs: Sequence[Output]) -> str | None:

@@ -420,16 +420,16 @@ def test_a_done_plain_task_whose_output_was_deleted_reads_not_complete_as_luigi_
     start_worker: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
     """review16: its run DONE, its own output deleted since. luigi counts the task not complete (``python -m
-    luigi`` runs it again); the status read DONE (the row's state) with a null URL. It reads PENDING, saying the
-    output is gone and that no run is queued to make it; once the output is there again (luigi made it), DONE. The
-    run's own page keeps the run's state, DONE."""
+    luigi`` runs it again); the status read DONE (the row's state) with a null URL. It reads MISSING (not PENDING,
+    which says a run is queued: review18), saying the output is gone and that no run is queued to make it; once the
+    output is there again (luigi made it), DONE. The run's own page keeps the run's state, DONE."""
     queued = submit(client, "WordCountTask", text="d e d")
     start_worker(settings)
     made = shapes["out"] / "wordcount" / "d_e_d.txt"
     assert finished(client, queued["status_url"])["job_status"] == "DONE"
     made.unlink()
     status = client.get(queued["status_url"]).get_json()["data"]
-    assert (status["job_status"], status["run_id"], status["resource_url"]) == ("PENDING", queued["run_id"], None)
+    assert (status["job_status"], status["run_id"], status["resource_url"]) == ("MISSING", queued["run_id"], None)
     assert status["error"] == (
         f"not complete: its output {made} no longer exists (run {queued['run_id']} made it, DONE), so luigi counts "
         "WordCountTask not complete; no run is queued to make it again: submit it again"
