@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar, Token
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
@@ -207,14 +207,17 @@ def downloads(
     service: Nectar | None = None,
     task_store: tuple[TaskInfo | None, TargetStore] | None = None,
     signing: UrlSigner | None = None,
+    outputs: Sequence[Output] | None = None,
 ) -> dict:
     """A status's download fields: every output of its task (``outputs``), the first one's URL
     (``resource_url``, handed out only for a file that exists) or why there is none (``resource_note``).
     ``service``: the app's (:func:`~api.context.facade`), ``task_store``: its ``task_store(status.key)``, and
-    ``signing``: its signer (:func:`~api.context.signer`), when the caller has them at hand."""
+    ``signing``: its signer (:func:`~api.context.signer`), when the caller has them at hand; ``outputs``: the
+    task's (:func:`~nectar.outputs.status_outputs`), when the caller found them already."""
     service = service or facade()
     info, store = task_store or service.task_store(status.key)
-    outputs = status_outputs(status, info.cls if info else None, store, service.settings)
+    if outputs is None:
+        outputs = status_outputs(status, info.cls if info else None, store, service.settings)
     expiry, signing = service.settings.url_expiry, signing or signer()
     listed = [
         {"note": output.note, "target": output.target, "url": output_url(output, expiry, signing)} for output in outputs

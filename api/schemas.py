@@ -265,7 +265,10 @@ class RunDetailSchema(RunSchema, LogLinksSchema, DownloadsSchema):
 class StatusSchema(LogLinksSchema, DownloadsSchema, TriggeredSchema):
     key = fields.String()
     job_status = fields.String(
-        metadata={"description": "PENDING, RUNNING, WAITING, DONE, FAILED, CANCELLED or UNKNOWN."}
+        metadata={
+            "description": "PENDING, RUNNING, WAITING, DONE, FAILED, CANCELLED, UNKNOWN, or MISSING (DONE, its output "
+            "deleted since)."
+        }
     )
     run_id = fields.String(allow_none=True)
     attempt = fields.Integer(allow_none=True, metadata={"description": "The run's current or last attempt."})

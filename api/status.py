@@ -15,6 +15,7 @@ from api.context import facade
 from api.envelope import compact_encoder, compact_envelope, doc_only, dumped_answer, error_responses
 from api.schemas import KeyQuerySchema, StatusEnvelope
 from nectar.keys import TargetKey
+from nectar.outputs import status_outputs, unmade
 from nectar.registry import Run
 from nectar.registry.model import iso_utc
 from nectar.registry.schema import RunStatus
@@ -82,12 +83,16 @@ def status_data(service: Nectar, key: TargetKey, signing: UrlSigner | None = Non
     that): sent without a dump, by the view and by :mod:`api.status_path` alike. Raises what the lookup raises.
     ``signing``: the app's signer (:func:`~api.context.signer`) when the caller has it at hand."""
     task_store = service.task_store(key)  # found once, for the status and its downloads
-    status = service.status(key, task_store[1])
+    info, store = task_store
+    status = service.status(key, store)
+    # its outputs, each looked at where DONE: one that no longer exists makes it not complete (no read more)
+    outputs = status_outputs(status, info.cls if info else None, store, service.settings)
+    status = unmade(status, outputs)
     run = status.run
     # the task's log URLs, built once for the top-level fields and found again for its step (built first)
     known: links.LogUrls = {}
     logs = links.log_links(log_source(status.key, status.job_status, run, status.steps), known)
-    got = links.downloads(status, service, task_store, signing)
+    got = links.downloads(status, service, task_store, signing, outputs)
     steps = [links.step_out(step, known) for step in status.steps]
     (
         attempt,

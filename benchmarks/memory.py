@@ -1,5 +1,6 @@
 """Memory: an API worker's RSS after 10,000 requests and over a registry of 20,000 runs (and what a /metrics scrape
-costs there vs over 1,000); idle ``nectar serve``, all its processes; the peak RSS of a task writing a big out.txt to
+costs there vs over 1,000); idle ``nectar serve``, all its processes; an idle scale-out ``nectar worker`` with the
+benchmark's chains, and with a chain importing requests beside them; the peak RSS of a task writing a big out.txt to
 S3 (moto)."""
 
 from __future__ import annotations
@@ -40,6 +41,20 @@ KNOWN = 2_000
 BIG_REGISTRY = 20_000
 #: seconds ``nectar serve`` is left alone after its first 200 before it is measured (its worker's spare is forked)
 IDLE = 5.0
+#: a chain that imports requests (132 modules: round 63), as a chain calling an HTTP API does; a scale-out worker
+#: executes it as it starts, so its attempts find requests imported
+REQUESTS_CHAIN = '''"""A chain calling an HTTP API."""
+
+import requests
+
+from nectar import NectarTask
+
+
+class FetchTask(NectarTask):
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(requests.__version__)
+'''
 
 
 def mixed_requests(count: int) -> list[Request]:
@@ -182,6 +197,28 @@ def idle_serve(ctx: Context) -> tuple[float, float, list[str]]:
         return rss, pss, lines
 
 
+def idle_worker(ctx: Context, name: str, chains: dict[str, str]) -> tuple[int, int, int]:
+    """(RSS, PSS, private) in kB of a scale-out ``nectar worker`` (no clock, one slot) :data:`IDLE` seconds after it
+    serves, with the benchmark's chains and ``chains`` (``<type>/<chain>``: source) beside them: a worker executes
+    them as it starts, so what they import is in it (and shared with the attempts it forks)."""
+    with ctx.cluster(f"{NAME}-{name}") as cluster:
+        for ref, source in chains.items():
+            path = cluster.settings.chains_dir / f"{ref}.py"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(source)
+        worker = cluster.start_workers(1)
+        log = cluster.procs.log_of[worker.pid]
+        began = time.monotonic()
+        while "slot(s), registry" not in log.read_text(errors="replace"):
+            if worker.poll() is not None or time.monotonic() - began > 120:
+                raise RuntimeError(f"the worker did not serve: {log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        time.sleep(IDLE)
+        sizes = rollup(worker.pid)
+        cluster.procs.stop(worker, timeout=60)
+        return sizes
+
+
 def upload_peak(ctx: Context, sizes: list[int]) -> dict[int, float]:
     """Peak RSS (kB) of BigFileTask(mb) writing ``mb`` MiB to S3 on a moto server, through the service, per size."""
     with ctx.cluster(f"{NAME}-s3", env="bench", project_bucket="memory") as cluster:
@@ -221,6 +258,16 @@ def run(ctx: Context) -> list[Figure]:
     )
     rss, pss, processes = idle_serve(ctx)
     print(f"idle nectar serve, {len(processes)} processes:", *processes, sep="\n  ")
+    workers = {
+        "the benchmark's chains": idle_worker(ctx, "worker", {}),
+        "+ a chain importing requests": idle_worker(ctx, "worker-requests", {"http/fetch_chain": REQUESTS_CHAIN}),
+    }
+    print("idle scale-out nectar worker:", end="")
+    for chains, (one_rss, one_pss, private) in workers.items():
+        sizes = f"{one_rss / MB:6.1f} MB RSS {one_pss / MB:6.1f} MB PSS {private / MB:6.1f} MB private"
+        print(f"\n  {chains:<30}  {sizes}", end="")
+    print()
+    (alone, *_), (with_requests, *_) = workers.values()
     peaks = upload_peak(ctx, [1, size])
     return [
         Figure(
@@ -258,6 +305,14 @@ def run(ctx: Context) -> list[Figure]:
             "their PSS (shared pages split)",
             pss,
             at_most(200 * MB, "≤ 200 MB"),
+        ),
+        Figure(
+            NAME,
+            "idle scale-out nectar worker, a chain importing requests beside the benchmark's: RSS",
+            with_requests,
+            "MB",
+            "the same with the benchmark's chains alone",
+            alone,
         ),
         Figure(
             NAME,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from typing import Any
 
 import luigi.interface
@@ -138,9 +138,12 @@ class Build:
             if workers > 1:
                 self.worker = self._worker(workers, task_process_context=parallel.CONTEXT)
             local = not isinstance(self.scheduler, LuigidRPC)  # no luigid keeps runs sharing a step apart: locks do
-            with step_locks.local_builds(get_settings().data_dir) if local else nullcontext():
-                with parallel.forked_steps() if workers > 1 else nullcontext():
-                    return schedule_and_run(self.worker, task, self.env, self._folders_ahead)
+            with step_locks.local_builds(get_settings().data_dir) if local else nullcontext(), ExitStack() as forks:
+                if workers > 1:
+                    forks.enter_context(parallel.forked_steps())
+                elif isinstance(self.worker, Worker):  # a step luigi forks for all that (its worker_timeout's)
+                    self.worker.forking = parallel.forks_on_demand(forks)
+                return schedule_and_run(self.worker, task, self.env, self._folders_ahead)
         finally:
             if isinstance(self.scheduler, LuigidRPC):
                 try:

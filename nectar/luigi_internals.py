@@ -632,6 +632,9 @@ class Worker(luigi.worker.Worker):
         self._undone: set[str] | None = set() if isinstance(scheduler, RemoteScheduler) else None
         #: a task and luigi's task process of it made ahead (:meth:`task_process_ahead`), handed out once
         self._process_ahead: tuple[luigi.Task, Any] | None = None
+        #: called as a step is to run in a process of its own (a ``worker_timeout``'s, where this worker runs its
+        #: steps in its own process): the ``task_process_context`` (a dotted name) that step runs in
+        self.forking: Callable[[], str] | None = None
         if not isinstance(self._task_result_queue, _InProcessResults) and not (
             self._config.force_multiprocessing or self.worker_processes > 1  # luigi's _create_task_process's test
         ):
@@ -712,11 +715,32 @@ class Worker(luigi.worker.Worker):
             self._process_ahead = (task, process)
 
     def _create_task_process(self, task: luigi.Task) -> Any:
-        """luigi's, or the one made ahead of this very task (:meth:`task_process_ahead`), once."""
+        """luigi's, or the one made ahead of this very task (:meth:`task_process_ahead`), once. A step luigi runs in a
+        process of its own though this worker runs its steps in its own (a ``worker_timeout``: luigi's
+        ``TaskProcess`` forks for it, to end it past that time) turns the results queue into luigi's
+        ``multiprocessing.Queue`` from then on (:meth:`_results_across_processes`), and such a step is run in the
+        ``task_process_context`` :attr:`forking` answers, if set."""
         ahead, self._process_ahead = self._process_ahead, None
         if ahead is not None and ahead[0] is task:
             return ahead[1]
-        return super()._create_task_process(task)
+        process = super()._create_task_process(task)
+        if process.use_multiprocessing and isinstance(self._task_result_queue, _InProcessResults):
+            process.result_queue = self._results_across_processes()
+        if process.use_multiprocessing and self.forking is not None:
+            process.context = self.forking()
+        return process
+
+    def _results_across_processes(self) -> _MarkedResults:
+        """luigi's results queue of a worker whose steps run in processes of their own, in place of the one in memory
+        (:class:`_InProcessResults`), what it held moved to it: a step's process puts its result there, and luigi's
+        ``_purge_children`` ends a step past its ``worker_timeout``. Before, the step's result was put in its own
+        process's memory and no one ended it: the run waited for ever."""
+        held = self._task_result_queue
+        results = _MarkedResults(multiprocessing.Queue(), self._scheduled_tasks)
+        while not held.empty():
+            results.results.put(held.get())
+        _replace(self, "_task_result_queue", results)
+        return results
 
     def _run_task(self, task_id: str) -> None:
         """Run a step luigid granted, unless another worker made it since this one found it undone

@@ -26,7 +26,7 @@ from nectar.errors import InvalidKey, NotFound
 from nectar.keys import OUTPUT_FILE, TargetKey
 from nectar.params import task_of_text
 from nectar.registry import RunState
-from nectar.status import JobStatus
+from nectar.status import DONE, JobStatus
 from nectar.stores import TargetStore, get_store
 from nectar.stores.local import hard_link_refused, is_hard_link
 from nectar.stores.s3 import S3Store
@@ -53,6 +53,8 @@ class Output:
     path: str | None = None
     #: why there is no URL
     note: str | None = None
+    #: the file is not there (the task's output does not exist)
+    absent: bool = False
 
 
 @functools.cache
@@ -81,6 +83,41 @@ def status_outputs(status: JobStatus, task_cls: type | None, store: TargetStore,
     return [_locate(kind, target, settings) for kind, target in found]
 
 
+#: a run's DONE state, looked up once, not through its enum class at each DONE lookup
+_DONE_RUN = RunState.DONE
+
+
+#: a key's job status where its run ended DONE but an output of its task no longer exists (:func:`unmade`)
+MISSING = "MISSING"
+
+
+def unmade(status: JobStatus, outputs: Sequence[Output]) -> JobStatus:
+    """``status``, or, where it is DONE by its run's row though an output of its task no longer exists (deleted
+    since that run made it), :data:`MISSING`, saying so: luigi counts such a task not complete, and a new submission
+    runs it again. A state of its own, not PENDING (which says a run is queued: a client polling until DONE or
+    FAILED, and the UI, would wait for ever) nor DONE (whose output exists). Read from ``outputs``
+    (:func:`status_outputs`), whose look at each file a DONE status makes anyway: no read more. A task without
+    outputs stays DONE (luigi's ``complete()`` is false for it, and a run that ended without error is DONE: README,
+    "luigi's semantics")."""
+    run = status.run
+    if run is None or run.state is not _DONE_RUN or status.job_status != DONE:
+        return status
+    for output in outputs:  # a loop, not a list made at every DONE lookup
+        if output.absent:
+            break
+    else:
+        return status
+    gone = [output.target for output in outputs if output.absent]
+    what = (
+        f"its output {gone[0]} no longer exists" if len(gone) == 1 else f"its outputs {', '.join(gone)} no longer exist"
+    )
+    error = (
+        f"not complete: {what} (run {run.id} made it, DONE), so luigi counts {status.key.task} not complete; no run is "
+        "queued to make it again: submit it again"
+    )
+    return status._replace(job_status=MISSING, resource_url=None, expires_in=None, error=error)
+
+
 def resource_note(status: JobStatus, outputs: Sequence[Output]) -> str | None:
     """Why a status has no ``resource_url``: its first output's reason, or that it has none."""
     if not outputs:
@@ -98,7 +135,7 @@ def _store_output(status: JobStatus, key: TargetKey, store: TargetStore, setting
     if status.job_status != RunState.DONE:
         return Output(target, note=f"the task is {status.job_status}, not DONE")
     if not store.exists(key):
-        return Output(target, note=f"{key.filename} does not exist in {store.location}")
+        return Output(target, note=f"{key.filename} does not exist in {store.location}", absent=True)
     url = store.url(key, settings.url_expiry)  # S3's presigned URL; None for the local store: the API signs the key
     return Output(target, url=url, key=None if url else key)
 
@@ -139,7 +176,11 @@ def _local(target: str, settings: Settings) -> Output:
     if not any(real.is_relative_to(root) for root in settings.output_root_paths):
         return Output(target, note="not under a folder the service serves (local_targets, NECTAR_OUTPUT_ROOTS)")
     if not real.is_file():
-        return Output(target, note="is a folder, not a file" if real.is_dir() else "does not exist")
+        return (
+            Output(target, note="is a folder, not a file")
+            if real.is_dir()
+            else Output(target, note="does not exist", absent=True)
+        )
     if is_hard_link(real.stat()):
         return Output(target, note="is a hard link (a file with other names), which the service does not serve")
     return Output(target, path=str(real))
@@ -178,7 +219,7 @@ def _s3(target: str, settings: Settings) -> Output:
             store.boto.head_bucket(Bucket=bucket)
         except (ClientError, BotoCoreError):
             return Output(target, note=f"bucket {bucket} is not reachable by the service")
-        return Output(target, note="does not exist")
+        return Output(target, note="does not exist", absent=True)
     except BotoCoreError as exc:
         return Output(target, note=f"bucket {bucket} is not reachable by the service: {exc}")
     url = store.boto.generate_presigned_url(

@@ -208,6 +208,23 @@ def forked_steps() -> Iterator[None]:
         stop_writer.close()
 
 
+def forks_on_demand(forks: ExitStack) -> Callable[[], str]:
+    """For a build whose steps run in its attempt's process: what its worker calls as a step is to run in a process
+    of its own all the same (luigi forks for a task's ``worker_timeout``, to end it past that time): the build's
+    steps are :func:`forked_steps` from then on (entered on ``forks``, once), and the step runs in
+    :data:`CONTEXT`, as a step of ``workers = N`` does."""
+    entered = False
+
+    def forking() -> str:
+        nonlocal entered
+        if not entered:
+            forks.enter_context(forked_steps())
+            entered = True
+        return CONTEXT
+
+    return forking
+
+
 def _collect(attempt: _Attempt) -> None:
     """Take the step processes' news, in the order it came, until told to stop (its pipe): a failure is the
     attempt's (its first names the run's); a refused write (:data:`LOST`) loses the attempt's lease, as its own

@@ -12,7 +12,7 @@ import enum
 import json
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FunctionType, ModuleType
 from typing import Any
@@ -349,13 +349,51 @@ def imported_by(module: str) -> set[str]:
 _NOT_WALKED = frozenset(sys.stdlib_module_names) | {"luigi", "builtins"}
 
 
+#: the member of a run's parameters (its ``params`` JSON) naming, comma separated, those given with the text of what
+#: luigi would give them anyway (:func:`run_params`); no parameter's name (an identifier) is spelt so
+GIVEN = "(given)"
+#: where :meth:`~nectar.catalog.model.TaskInfo.instantiate` notes on the task the names of the parameters given
+GIVEN_NOTE = "_nectar_given"
+
+
+def note_given(task: luigi.Task, names: Collection[str]) -> luigi.Task:
+    """``task``, noted as made with the parameters ``names`` given where luigi has a value for each without it
+    (luigi.cfg's, a default); nothing noted where there are none."""
+    if names:
+        task.__dict__[GIVEN_NOTE] = names
+    return task
+
+
+def run_params(task: luigi.Task) -> dict[str, str]:
+    """A run's parameters for ``task``: luigi's ``to_str_params`` (its defaults written too), and, where a parameter
+    noted given (:func:`note_given`) is written as what luigi would give it without it, :data:`GIVEN` naming it, so
+    that the run's task keeps it as given (:func:`task_of_text`): ``'None'`` given for ``Parameter(default=None)``
+    is the string, as ``python -m luigi --x None`` gives it, where left out it is None. The run's key and luigi's
+    ``task_id`` are those text's, the same either way (luigi writes both ``'None'``): one task to luigi."""
+    params = task.to_str_params()
+    given = task.__dict__.get(GIVEN_NOTE)
+    if given:
+        texts = {name: params[name] for name in given if name in params}
+        same = sorted(texts.keys() - as_given_to_luigi(type(task), texts).keys())
+        if same:
+            params[GIVEN] = ",".join(same)
+    return params
+
+
 def task_of_text(cls: type[luigi.Task], params: Mapping[str, str]) -> luigi.Task:
     """A task of ``cls`` made from its parameters' text (a run's: ``to_str_params``, its defaults written too) with the
     values luigi gives it (:func:`~nectar.luigi_internals.as_given_to_luigi`), as luigi's ``from_str_params`` makes
-    it, but for a ``TaskParameter``'s name, found as ``python -m luigi --module <the chain>`` finds it
-    (:func:`task_named`): luigi's registry, where ``from_str_params`` looks, holds every chain this process read (a
-    reused attempt process, the API), and a family two chains define is ambiguous there."""
-    given = as_given_to_luigi(cls, params)
+    it, but those :data:`GIVEN` names kept as given; and for a ``TaskParameter``'s name, found as ``python -m luigi
+    --module <the chain>`` finds it (:func:`task_named`): luigi's registry, where ``from_str_params`` looks, holds
+    every chain this process read (a reused attempt process, the API), and a family two chains define is ambiguous
+    there."""
+    marked = params.get(GIVEN)
+    if marked is None:
+        given = as_given_to_luigi(cls, params)
+    else:
+        params = {name: text for name, text in params.items() if name != GIVEN}
+        given = as_given_to_luigi(cls, params)
+        given.update((name, params[name]) for name in marked.split(",") if name in params)
     named = {  # luigi's parameters are the class's attributes: the given names looked up, no walk of them all
         name: task_named(text, cls.__module__)
         for name, text in given.items()

@@ -22,6 +22,7 @@ from nectar.keys import TargetKey
 from nectar.luigi_internals import stop_mock_filesystem
 from nectar.luigid import SchedulerClient, scheduler_of
 from nectar.once import made_once
+from nectar.params import run_params
 from nectar.registry import Attempt, RetryPolicy, Run, RunFilter, RunState, RunStore, Step, open_run_store
 from nectar.registry.model import made_at_once
 from nectar.retry_count import luigi_attempts, luigi_retry_count, own_attribute, scheduler_retry_count
@@ -244,7 +245,7 @@ class Nectar:
             info.chain_type,
             info.chain,
             info.name,
-            instance.to_str_params(),
+            run_params(instance),
             instance.task_id,
             retry_policy(instance, self.settings, info.ref),
             schedule_id=schedule_id,

@@ -90,8 +90,24 @@ def missing_uris(task: luigi.Task) -> list[str]:
         if not present:
             absent.append(wait_uri(target))
     if not absent:
-        raise ValueError("it names no missing output")
+        raise NothingMissing("it names no missing output")
     return absent
+
+
+class NothingMissing(ValueError):
+    """An external task luigi finds incomplete names no output that is missing: nothing to wait for."""
+
+
+def nothing_missing(task: luigi.Task) -> str:
+    """Why luigi finds the external ``task`` incomplete though no output it names is missing, as luigi says it: with
+    luigi's own ``complete()``, a task that names no output is never complete (luigi warns so as it asks, and, the
+    task being external, never runs it); else its own ``complete()`` answered False."""
+    if type(task).complete is luigi.Task.complete and not flatten(task.output()):
+        return (
+            f"{task} names no output and has no complete() of its own, so luigi never finds it complete (luigi: "
+            f'"Task {task!r} without outputs has no custom complete() method"), and an external task is never run'
+        )
+    return f"{task}'s complete() answered False, and no output it names is missing: nothing to wait for"
 
 
 @dataclass
@@ -195,6 +211,9 @@ class StepRecorder:
         elif is_external(task):
             try:
                 absent = missing_uris(task)
+            except NothingMissing:
+                self.fail(task, f"external data missing: {nothing_missing(task)}", retryable=False)
+                return
             except ValueError as exc:
                 error = f"external data missing: {missing_outputs(task)} (it cannot be waited for: {exc})"
                 self.fail(task, error, retryable=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from nectar.errors import InvalidParameters
 from nectar.exposure import HiddenTask
 from nectar.keys import TargetKey, task_key
 from nectar.luigi_internals import uncached_task
-from nectar.params import ParamInfo, parse_values
+from nectar.params import ParamInfo, note_given, parse_values
 from nectar.task import NectarTask
 
 if TYPE_CHECKING:
@@ -51,19 +52,52 @@ class TaskInfo:
             "aliases": list(self.aliases),
         }
 
+    @cached_property
+    def optional(self) -> frozenset[str]:
+        """The names of the parameters luigi has a value for when none is given (a default, luigi.cfg's)."""
+        return frozenset(param.name for param in self.params if not param.required)
+
     def instantiate(self, values: Mapping[str, Any]) -> luigi.Task:
         """The luigi task for wire values (:func:`~nectar.params.parse_values` names each bad field)."""
         parsed = parse_values(self.params, values)
         try:
-            return uncached_task(self.cls, parsed)  # not kept for the process's life, as luigi keeps each task made
+            # not kept for the process's life, as luigi keeps each task made; noted with the parameters given that
+            # luigi has a value for without them (run_params): none in most submissions, and nothing is noted
+            return note_given(uncached_task(self.cls, parsed), self.optional.intersection(parsed))
         except (ValueError, TypeError, luigi.parameter.ParameterException) as exc:
             raise InvalidParameters({"_task": [f"{type(exc).__name__}: {exc}"]}) from exc
+        except Exception as exc:  # luigi writes each value as it makes the task (its task_id): one it cannot write
+            unwritten = unwritable(self.cls, parsed)
+            if unwritten is None:
+                raise
+            raise InvalidParameters(unwritten) from exc
 
     def key_of(self, task: luigi.Task) -> TargetKey:
         """The task's ``out.txt`` key (the same formula for plain luigi tasks; a NectarTask's own, computed once)."""
         if isinstance(task, NectarTask) and task.chain_ref() == (self.chain_type, self.chain):
             return task.target_key
         return task_key(self.chain_type, self.chain, task)
+
+
+def unwritable(cls: type[luigi.Task], parsed: Mapping[str, Any]) -> dict[str, list[str]] | None:
+    """The first parameter of ``cls`` whose value (``parsed``'s, else the one luigi gives it: luigi.cfg's or its
+    default) luigi cannot write as it writes a task's parameters (``serialize``, for its ``task_id``), with why; None
+    if each can be. ``python -m luigi`` fails with the exception itself (an ``EnumParameter(default=None)`` not given:
+    ``AttributeError: 'NoneType' object has no attribute 'name'``); a submission is told which field and what to do.
+    Asked only where making the task raised."""
+    family = cls.get_task_family()
+    for name, param in cls.get_params():
+        given = name in parsed
+        try:
+            value = parsed[name] if given else param.task_value(family, name)
+        except Exception:  # no value at all: luigi's own error, raised as the task is made, says so
+            continue
+        try:
+            param.serialize(value)
+        except Exception as exc:
+            why = f"luigi cannot write {value!r} as this {type(param).__name__}'s value ({type(exc).__name__}: {exc})"
+            return {name: [why if given else f"no value given, and its default: {why}; give one"]}
+    return None
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,45 @@ COMMON_FLAGS = {
 }
 
 
+def terminal_columns() -> int:
+    """The terminal's width in columns as :func:`shutil.get_terminal_size` answers it: ``COLUMNS`` if a positive
+    number, else that of the terminal standard output is, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    stdout = sys.__stdout__
+    if columns <= 0 and stdout is not None:
+        try:
+            columns = os.get_terminal_size(stdout.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's, given the terminal's width (:func:`terminal_columns`): argparse's own reads it with shutil, which
+    imports bz2, lzma and zlib (0.5 MB), and makes a formatter as each argument is added (to check its metavar), so
+    every ``nectar`` process imported them, ``nectar serve``'s supervisor too, which prints no help."""
+
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None
+    ) -> None:
+        super().__init__(prog, indent_increment, max_help_position, terminal_columns() - 2 if width is None else width)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose help is laid out by :class:`HelpFormatter`, as are its subcommands' (argparse makes
+    them of its parser's class)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(**kwargs)
+
+
 def build_parser(roles_only: bool = False) -> argparse.ArgumentParser:
     """The ``nectar`` command's parser; with ``roles_only``, of :data:`ROLE_COMMANDS` alone (their flags the same)."""
-    parser = argparse.ArgumentParser(prog="nectar", description="Luigi chains behind an HTTP API.")
+    parser = Parser(prog="nectar", description="Luigi chains behind an HTTP API.")
     commands = parser.add_subparsers(dest="command", required=True)
     if not roles_only:
         add_commands(commands)

@@ -22,7 +22,8 @@ from nectar.client.api import Accepted, ApiError, NectarClient, split_ref
 
 T = TypeVar("T")
 
-FINAL_STATES = frozenset({"DONE", "FAILED", "CANCELLED", "REJECTED", "ERROR"})
+#: MISSING: a key whose run ended DONE but whose output was deleted since (no run is queued to make it again)
+FINAL_STATES = frozenset({"DONE", "FAILED", "CANCELLED", "MISSING", "REJECTED", "ERROR"})
 #: the listing asks for runs queued since this many seconds before the rows were followed: a server clock behind
 #: this one's by less still lists them
 LISTING_SLACK = 300.0
@@ -255,7 +256,7 @@ def _polled(row: RowResult, future: Future[Any]) -> None:
     state = str(status.get("job_status"))
     if state == "FAILED":
         row.end(state, f"failed at {status.get('failed_step')}: {status.get('error')}")
-    elif state == "CANCELLED":
+    elif state in ("CANCELLED", "MISSING"):
         row.end(state, status.get("error"))
     elif state in FINAL_STATES:
         row.end(state)

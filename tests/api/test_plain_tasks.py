@@ -410,3 +410,33 @@ def test_a_task_with_its_own_s3_target_gets_a_presigned_url(
     bodies = assert_links_answer(client, status)
     assert bodies[status["resource_url"]] == b"artist 1\nartist 2\nartist 3\n"
     assert b"ranking the artists" in bodies[status["stdout_url"]]
+
+
+def test_a_done_plain_task_whose_output_was_deleted_reads_not_complete_as_luigi_counts_it(
+    client: FlaskClient,
+    settings: Settings,
+    tmp_path: Path,
+    shapes: dict[str, Path],
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    """review16: its run DONE, its own output deleted since. luigi counts the task not complete (``python -m
+    luigi`` runs it again); the status read DONE (the row's state) with a null URL. It reads MISSING (not PENDING,
+    which says a run is queued: review18), saying the output is gone and that no run is queued to make it; once the
+    output is there again (luigi made it), DONE. The run's own page keeps the run's state, DONE."""
+    queued = submit(client, "WordCountTask", text="d e d")
+    start_worker(settings)
+    made = shapes["out"] / "wordcount" / "d_e_d.txt"
+    assert finished(client, queued["status_url"])["job_status"] == "DONE"
+    made.unlink()
+    status = client.get(queued["status_url"]).get_json()["data"]
+    assert (status["job_status"], status["run_id"], status["resource_url"]) == ("MISSING", queued["run_id"], None)
+    assert status["error"] == (
+        f"not complete: its output {made} no longer exists (run {queued['run_id']} made it, DONE), so luigi counts "
+        "WordCountTask not complete; no run is queued to make it again: submit it again"
+    )
+    assert status["outputs"] == [{"note": "does not exist", "target": str(made), "url": None}]
+    assert client.get(f"/api/runs/{queued['run_id']}").get_json()["data"]["job_status"] == "DONE"
+    plain = plain_luigi(tmp_path, "WordCountTask", "--text", "d e d")
+    assert "1 ran successfully" in plain.stderr + plain.stdout, plain.stderr  # not complete: luigi ran it again
+    again = client.get(queued["status_url"]).get_json()["data"]
+    assert (again["job_status"], again["error"], again["resource_url"]) == ("DONE", None, again["outputs"][0]["url"])

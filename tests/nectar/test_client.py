@@ -220,3 +220,17 @@ def test_a_full_queue_is_waited_out(busy: Served, tmp_path: Path) -> None:
     rows = table(result)
     assert {cells[0] for cells in rows.values()} == {"DONE"}
     assert max(int(cells[1]) for cells in rows.values()) > 1  # some were answered 503 first
+
+
+def test_a_key_whose_output_was_deleted_since_ends_its_row_as_missing_with_the_reason() -> None:
+    """A status of MISSING (its run DONE, its output deleted since: no run is queued to make it) is final: the
+    command stops following the row, saying why, where it polled it for ever as a state still on its way."""
+    from concurrent.futures import Future
+
+    from nectar.client.batch import RowResult, _polled
+
+    row = RowResult(1, {})
+    answered: Future[dict[str, str]] = Future()
+    answered.set_result({"job_status": "MISSING", "error": "not complete: its output /o.txt no longer exists"})
+    _polled(row, answered)
+    assert (row.final, row.state, row.detail) == (True, "MISSING", "not complete: its output /o.txt no longer exists")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
+from harness import Processes
 from nectar.config import Settings, configure
 from nectar.errors import NotFound
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey
@@ -355,12 +356,32 @@ def test_runs_sharing_a_step_run_it_once_the_other_waits_for_it_uncounted(
     assert all(status.run is not None and status.run.attempt == 1 for status in done)  # waiting is not a failure
 
 
+@pytest.fixture
+def stock_luigid(tmp_path: Path) -> Iterator[str]:
+    """luigi's own luigid (none of our patches: it never says whether a PENDING took a step back from DONE), with the
+    project's luigi.cfg (``stable_done_cooldown_secs = 0``)."""
+    processes = Processes(tmp_path / "logs")
+    try:
+        yield f"http://127.0.0.1:{processes.luigid(None, tmp_path / 'luigid', plain=True).port}"
+    finally:
+        processes.close()
+
+
+@pytest.mark.parametrize("which", ["luigid", "stock_luigid"])
 def test_a_step_found_undone_just_before_another_run_made_it_is_not_run_again(
-    settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
+    settings: Settings,
+    request: pytest.FixtureRequest,
+    which: str,
+    write_chain: WriteChain,
+    start_worker: StartWorker,
+    tmp_path: Path,
 ) -> None:
     """The second run checks the shared step (undone), the first run's worker then makes it and tells luigid DONE,
     and only then does the second tell luigid the step is PENDING (luigi.cfg: no stable_done_cooldown_secs, so
-    luigid takes it back to PENDING and grants it): the step is not run a second time."""
+    luigid takes it back to PENDING and grants it): the step is not run a second time. Against ours, which says the
+    PENDING took it back from DONE, and luigi's own, which says nothing of it: there the step's ``complete()`` is asked
+    again before it runs (``Worker._made_by_another``), the one ask more than luigi's per granted step."""
+    luigid: str = request.getfixturevalue(which)
     ledger, gate, hold, checked = (tmp_path / name for name in ("ledger.txt", "gate", "hold", "checked"))
     write_chain("cap/shared_chain", shared_chain(ledger, gate, tmp_path))
     settings = settings.replace(scheduler_url=luigid)

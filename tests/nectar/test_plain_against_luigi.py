@@ -11,6 +11,7 @@ setting, against ``python -m luigi`` with the same luigi.cfg on the same chain f
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -24,7 +25,7 @@ import pytest
 
 from harness import lifeline_env
 from nectar.config import Settings
-from nectar.registry import Run, RunState
+from nectar.registry import Run, RunState, Step
 from nectar.service import Nectar
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
@@ -34,6 +35,7 @@ from tests.nectar.test_spare import KEPT, ended, pid_of
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 CHAIN = """
 import os
+import time
 
 import luigi
 
@@ -108,6 +110,32 @@ class DynamicTask(Counted):
     def run(self):
         yield Counted(n=self.n)
         super().run()
+
+
+class NoOutputData(luigi.ExternalTask):  # no output, luigi's own complete()
+    n = luigi.IntParameter()
+
+
+class NeedsNoOutputDataTask(Counted):
+    def requires(self):
+        return NoOutputData(n=self.n)
+
+
+class SlowTask(Counted):  # past its worker_timeout: ended by luigi's worker
+    worker_timeout = 1
+
+    def run(self):
+        with open(os.path.join(os.environ["PLAIN62_OUT"], f"slow-{self.n}"), "w") as out:
+            out.write(f"{os.getpid()}\\n")
+        while True:  # until it is ended
+            time.sleep(0.05)
+
+
+class TimedTask(Counted):  # within its worker_timeout: run in a process of its own, DONE
+    worker_timeout = 600
+
+    def requires(self):
+        return Counted(n=self.n)
 
 
 class RequiringTask(Counted):
@@ -247,6 +275,68 @@ def test_a_task_luigi_leaves_undone_has_its_requires_asked_as_often_as_under_lui
         assert run.state == RunState.FAILED and "not complete after the run" in (run.error or ""), run
         assert asked(plain.out, n, file="requires") == expected, (run.worker, expected)
         assert asked(plain.out, n) == asks, (run.worker, asks)
+
+
+def test_an_external_task_with_no_output_fails_the_run_saying_what_luigi_says_of_it(plain: Plain) -> None:
+    """An external task that names no output and keeps luigi's own ``complete()`` is never complete: luigi warns so as
+    it asks ("Task ... without outputs has no custom complete() method") and logs that its data does not exist.
+    The service's run fails on that step (nothing to wait for) saying luigi's words, fresh, reused and after a hot
+    reload. Before, it said "external data missing: its output (it cannot be waited for: it names no missing
+    output)", naming an output that the task does not have."""
+    told, runs = plain.luigi_then_served("no_output_chain", "core", "", "NeedsNoOutputDataTask")
+    said = "without outputs has no custom complete() method"
+    assert f"NoOutputData(n=0) {said}" in told and "Data for NoOutputData(n=0) does not exist (yet?)" in told, told
+    for n, run in runs:
+        assert (run.state, run.failed_step, run.attempt) == (RunState.FAILED, "NoOutputData", 1), run
+        assert run.error == (
+            f"external data missing: NoOutputData(n={n}) names no output and has no complete() of its own, so luigi "
+            f'never finds it complete (luigi: "Task NoOutputData(n={n}) {said}"), and an external task is never run'
+        ), (run.worker, run.error)
+
+
+def test_a_step_past_its_worker_timeout_is_ended_as_luigi_ends_it_with_one_worker(plain: Plain) -> None:
+    """A task's ``worker_timeout``: luigi's worker runs the step in a process of its own even with one worker, and
+    past that time ends it ("Task ... timed out after 1 seconds and was terminated"), a failure. The service's run
+    (one worker, one luigi worker process a run) fails on that step with luigi's words, and the step's process is
+    gone, fresh, reused and after a hot reload."""
+    told, runs = plain.luigi_then_served("timeout_chain", "core", "", "SlowTask", "--log-level", "INFO")
+    assert "timed out after 1 seconds and was terminated" in told, told
+    wait_until(functools.partial(ended_process, int((plain.out / "slow-0").read_text())))
+    for n, run in runs:
+        assert (run.state, run.failed_step) == (RunState.FAILED, "SlowTask"), run
+        assert run.error is not None and re.fullmatch(
+            rf"Task SlowTask_{n}_\w+ timed out after 1 seconds and was terminated\.", run.error
+        ), run.error
+        step = int((plain.out / f"slow-{n}").read_text())
+        assert step != pid_of(run), "the step ran in the attempt's own process"
+        wait_until(functools.partial(ended_process, step))
+
+
+def test_a_step_within_its_worker_timeout_is_made_in_a_process_of_its_own_and_recorded_done(plain: Plain) -> None:
+    """The same step within its ``worker_timeout``: made, its step DONE in the registry as the run's other steps
+    (written by the step's process, as a step of ``workers = N``), its dependency asked as often as by luigi."""
+    told, runs = plain.luigi_then_served("timed_chain", "core", "", "TimedTask", "--log-level", "INFO")
+    assert "1 ran successfully" in told or "2 ran successfully" in told, told
+    expected = asked(plain.out, 0)
+    for n, run in runs:
+        assert run.state == RunState.DONE, run
+        steps = {step.task: step.state for step in plain_steps(plain, run)}
+        assert steps == {"TimedTask": "DONE", "Counted": "DONE"}, (run.worker, steps)
+        assert asked(plain.out, n) == expected, (run.worker, expected)
+
+
+def plain_steps(plain: Plain, run: Run) -> list[Step]:
+    """The steps the registry holds of ``run``."""
+    return closed_at_end(Nectar(plain.settings)).steps(run.id)
+
+
+def ended_process(pid: int) -> bool:
+    """Whether the process ``pid`` has ended (a zombie not reaped yet counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def asked(out: Path, n: int, file: str = "complete") -> Counter[str]:

@@ -18,6 +18,7 @@ import pytest
 
 from harness import lifeline_env
 from nectar.registry import RunState
+from tests.nectar.test_reuse import reused
 from tests.nectar.test_review15_luigid_view import Served, served  # noqa: F401 (a fixture)
 from tests.nectar.test_spare import ended
 
@@ -108,3 +109,38 @@ def test_a_parameter_defaulting_to_none_is_none_in_the_task_the_worker_runs(
         run = ended(served.nectar, submission.run.id)
         assert run.state == RunState.DONE, run.error
         assert json.loads((tmp_path / f"noted-{n}").read_text()) == expected, run.worker
+
+
+def test_none_given_as_text_for_a_none_default_is_the_string_as_luigi_gives_it(
+    served: Served,  # noqa: F811 (the fixture)
+    write_chain: Callable[[str, str], Path],
+    tmp_path: Path,
+) -> None:
+    """``--label None`` under ``python -m luigi`` is the string ``'None'`` (luigi parses a given value), where the
+    default left out is None; to luigi both are one task (one ``task_id``: luigi writes both ``'None'``). The service
+    runs each as luigi does, fresh, reused and after a hot reload, their key and task_id one. Before, ``'None'`` given
+    ran as None: the run's parameters (``to_str_params``, defaults written too) did not say it was given."""
+    chain = write_chain("review15/none_chain", CHAIN)
+    said = under_luigi(chain, served.luigid, "LabelTask", {"n": "400", "label": "None"})
+    assert json.loads((tmp_path / "noted-400").read_text()) == {"label": "'None'"}, said
+    keys, reused_given = set(), False
+    n = 400
+    # 8 runs at least, then more until one given 'None' ran in a reused process (which spare is ready first at each
+    # claim depends on the machine's load; the bound only fails a worker that never reuses one)
+    while n < 408 or not reused_given:
+        n += 1
+        assert n < 440, "no run given 'None' ran in a reused process"
+        given = {"label": "None"} if n % 2 else {}
+        if n == 405:  # a hot reload
+            write_chain("review15/none_chain", CHAIN + "\n# changed\n")
+        submission = served.nectar.submit("review15", "none_chain", "LabelTask", {**given, "n": n})
+        assert submission.run is not None
+        run = ended(served.nectar, submission.run.id)
+        assert run.state == RunState.DONE, run.error
+        expected = "'None'" if given else "None"
+        assert json.loads((tmp_path / f"noted-{n}").read_text()) == {"label": expected}, (given, run.worker)
+        info = served.nectar.task("review15", "none_chain", "LabelTask")
+        left_out = info.instantiate({"n": n})  # the default's: its key and luigi's task_id
+        keys.add((n, run.key == info.key_of(left_out).path, run.task_id == left_out.task_id))
+        reused_given = reused_given or bool(given and reused(run))
+    assert keys == {(each, True, True) for each in range(401, n + 1)}
