@@ -1,6 +1,6 @@
-"""review18 (about wt64-plaingaps): a key's status says ``PENDING`` only while a run of it waits in the queue, as the
-README's *What a status says* defines it (``PENDING`` = queued), which clients polling until ``DONE`` or ``FAILED``
-(the README's own loop) rely on."""
+"""review18 (about wt64-plaingaps, mended on main by 930a28b): a key's status says ``PENDING`` only while a run of
+it waits in the queue, as the README's *What a status says* defines it (``PENDING`` = queued), which clients
+polling until ``DONE`` or ``FAILED`` (the README's own loop) rely on."""
 
 from __future__ import annotations
 
@@ -21,12 +21,10 @@ def test_a_status_reading_pending_has_a_run_queued(
     shapes: dict[str, Path],  # noqa: F811
     start_worker: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
-    """A plain task's run DONE, then its own output deleted (by hand, a cleanup job): nothing is queued. Passes on
-    main (the status reads DONE, as the run's row says; a null URL). Fails on wt64-plaingaps (2295886,
-    api/status.py's outputs.unmade): the status reads ``PENDING`` with the DONE run's ``run_id`` and an error saying
-    "no run is queued to make it again", so the README's polling loop, which waits for ``DONE`` or ``FAILED``, waits
-    for ever on a run that will never come. Proposed: a state of its own for "made, since deleted" (or the run's
-    state with the note), and the README's table of states saying it."""
+    """A plain task's run DONE, then its own output deleted (by hand, a cleanup job): nothing is queued. Failed on
+    wt64-plaingaps (2295886): the status read ``PENDING`` with the DONE run's ``run_id`` and "no run is queued to
+    make it again", so the README's polling loop, waiting for ``DONE`` or ``FAILED``, waited for ever; passes on main
+    since the lead's 930a28b (``MISSING``, a state of its own)."""
     queued = submit(client, "WordCountTask", text="r e v")
     start_worker(settings)
     assert finished(client, queued["status_url"])["job_status"] == "DONE"

@@ -1,11 +1,13 @@
-"""review18 (about wt64-scaleout): what one chain file does to its process as it is imported stays out of another
-chain's runs, as under ``python -m luigi --module <that chain>``, which never imports the first."""
+"""review18 (on main): what one chain file does to its process as it is imported stays out of another chain's runs,
+as under ``python -m luigi --module <that chain>``, which never imports the first."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from harness import NECTAR, Processes, base_env, settings_env
 from nectar.config import Settings
@@ -45,21 +47,28 @@ class ReaderTask(NectarTask):
 """
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="review18 (on main since wt64-scaleout's merge, for the lead): a worker executes every chain file in its "
+    "own process before it forks (nectar/cli/local.py execute_chains; the clock's catalog under serve), so a chain "
+    "file's import-time change to its process reaches every chain's runs",
+)
+@pytest.mark.parametrize("flags", [[], ["--clock"]], ids=["scale-out", "clock"])
 def test_a_chains_import_time_effects_stay_out_of_another_chains_runs(
-    settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path]
+    settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path], flags: list[str]
 ) -> None:
-    """``nectar worker`` as the README's *Scaling out* runs it (no ``--clock``), with two chain files: reader_chain's
-    run finds ``REVIEW18_LEAK`` unset, as ``python -m luigi --module chains.review18.reader_chain ReaderTask`` does.
-    Passes on main (the worker executes no chain: each attempt executes its own run's file); fails on wt64-scaleout
+    """``nectar worker`` as the README's *Scaling out* runs it (no ``--clock``), and as ``nectar serve`` runs it
+    (``--clock``), with two chain files: reader_chain's run finds ``REVIEW18_LEAK`` unset, as ``python -m luigi
+    --module chains.review18.reader_chain ReaderTask`` does. Without ``--clock`` it passed on main before
+    wt64-scaleout's merge (that worker executed no chain: each attempt executed its own run's file); it fails since
     (610c554, nectar/cli/local.py execute_chains): the worker executes every chain file before it forks, so every
-    attempt of every chain inherits what any chain file did to the process as it was imported ('set by leaky_chain'),
-    and the put-back after each run restores it too (it is the state the attempt was forked with). Under ``nectar
-    serve`` (``worker --clock``) main's clock catalog does the same (seen by hand, not in this test: when the catalog
-    runs against the first forks is not an event a test controls)."""
+    attempt of every chain inherits what any chain file did to the process as it was imported ('set by
+    leaky_chain'), and the put-back after each run restores it too (it is the state the attempt was forked with).
+    With ``--clock`` the clock's catalog (``Clock.__init__``) did so on main before the merge too."""
     write_chain("review18/leaky_chain", LEAKY_CHAIN)
     write_chain("review18/reader_chain", READER_CHAIN)
     env = base_env() | settings_env(settings)
-    proc = processes.start("worker", [*NECTAR, "worker", "--workers", "1"], env, settings.data_dir.parent)
+    proc = processes.start("worker", [*NECTAR, "worker", "--workers", "1", *flags], env, settings.data_dir.parent)
     log = processes.log_of[proc.pid]
     wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)
     key = TargetKey("review18", "reader_chain", "ReaderTask", EMPTY)  # its output's key
