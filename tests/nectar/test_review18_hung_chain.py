@@ -6,14 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from harness import NECTAR, Processes, base_env, settings_env
 from nectar.config import Settings
 from nectar.keys import TargetKey
 from nectar.registry import RetryPolicy, Run, RunState, open_run_store
 from tests.conftest import wait_until
-from tests.nectar.test_review18_chain_leaks import EMPTY, READER_CHAIN
+from tests.nectar.test_review18_chain_leaks import EMPTY, EXECUTED_AHEAD, LAYOUTS, READER_CHAIN
 
 #: a chain whose import waits (for a gate file the test opens only as it ends): a database or a share that does not
 #: answer, a lock held elsewhere
@@ -33,13 +31,8 @@ class HungTask(luigi.Task):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review18 (on main since wt64-scaleout's merge, for the lead): a worker executes every chain file before "
-    "its executor starts, unbounded (nectar/cli/local.py execute_chains; with --clock, Clock.__init__, "
-    "nectar/schedules/clock.py:39): one hung import, no run claimed",
-)
-@pytest.mark.parametrize("flags", [[], ["--clock"]], ids=["scale-out", "clock"])
+@EXECUTED_AHEAD
+@LAYOUTS
 def test_a_chain_whose_import_hangs_holds_up_no_other_chains_run(
     settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path], tmp_path: Path, flags: list[str]
 ) -> None:
