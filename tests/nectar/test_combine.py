@@ -299,12 +299,14 @@ def test_a_submission_waits_for_a_thread_coming_to_one_and_both_are_written_in_o
     first, second = new_run(0), new_run(1)
     gate = threading.Event()
     with ThreadPoolExecutor(2) as pool:
-        way = pool.submit(coming_then(runs, gate, lambda: runs.submit(second, 10)))
-        wait_until(lambda: runs._combiner().on_their_way == 1)
-        alone = pool.submit(runs.submit, first, 10)
-        wait_until(lambda: runs._combiner().gathering)  # it waits for the thread coming, nothing written
-        assert runs.count() == 0
-        gate.set()
+        try:
+            way = pool.submit(coming_then(runs, gate, lambda: runs.submit(second, 10)))
+            wait_until(lambda: runs._combiner().on_their_way == 1)
+            alone = pool.submit(runs.submit, first, 10)
+            wait_until(lambda: runs._combiner().gathering)  # it waits for the thread coming, nothing written
+            assert runs.count() == 0
+        finally:
+            gate.set()
         assert (alone.result(timeout=60), way.result(timeout=60)) == ((first, True), (second, True))
     assert len(opened) == 1
     assert [runs.get(run.id) for run in (first, second)] == [first, second] and runs.queued() == 2
@@ -322,11 +324,13 @@ def test_a_thread_coming_that_leaves_without_a_submission_lets_the_waiting_one_w
         raise ValueError("refused before its submission")
 
     with ThreadPoolExecutor(2) as pool:
-        way = pool.submit(coming_then(runs, gate, refused))
-        wait_until(lambda: runs._combiner().on_their_way == 1)
-        alone = pool.submit(runs.submit, run, 10)
-        wait_until(lambda: runs._combiner().gathering)
-        gate.set()
+        try:
+            way = pool.submit(coming_then(runs, gate, refused))
+            wait_until(lambda: runs._combiner().on_their_way == 1)
+            alone = pool.submit(runs.submit, run, 10)
+            wait_until(lambda: runs._combiner().gathering)
+        finally:
+            gate.set()
         assert alone.result(timeout=60) == (run, True)
         with pytest.raises(ValueError, match="refused before its submission"):
             way.result(timeout=60)
