@@ -131,12 +131,10 @@ def submission(
     before its run is written, the status URL's base too (a link only ``url_for`` can build yet raises there, and
     Flask answers it)."""
     service = service or facade()
-    with service.runs.coming():
-        info = service.task(*names)
-        instance = info.instantiate(submitted_values(info, args, body, service.settings))
-        links.external(STATUS_ENDPOINT)
-        submitted = service.submit_task(info, instance)
-    return submission_out(submitted, service.settings, service, signing)
+    info = service.task(*names)
+    instance = info.instantiate(submitted_values(info, args, body, service.settings))
+    links.external(STATUS_ENDPOINT)
+    return submission_out(service.submit_task(info, instance), service.settings, service, signing)
 
 
 def submission_out(

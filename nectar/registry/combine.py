@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
@@ -54,8 +54,6 @@ def _copy_of(error: BaseException) -> BaseException | None:
         return None
 
 
-#: seconds at most that a thread about to take the turn waits for the threads coming to a write
-GATHER = 0.002
 #: each write's outcome, in the order asked: its answer, or the error that refused it alone
 Outcome = tuple[R | None, Exception | None]
 
@@ -78,68 +76,18 @@ class Combiner(Generic[T, R]):
         self._lock = threading.Lock()
         self._asked: list[_Asked[T, R]] = []
         self._leading = False  # a thread has the next turn, or is in it
-        #: threads on their way to a write (:meth:`coming`) that have not asked yet, and each one's own mark
-        self._coming = 0
-        self._mine = threading.local()
-        #: a thread that is to take the turn waits on it while others are coming (at most ``gather`` seconds)
-        self._gathered = threading.Condition(self._lock)
-        self.gather = GATHER
-        self._gathering = False
 
     @property
     def waiting(self) -> int:
         """How many writes are asked and not yet taken into a turn."""
         return len(self._asked)
 
-    @property
-    def on_their_way(self) -> int:
-        """How many threads are coming to a write (:meth:`coming`) and have not asked yet."""
-        return self._coming
-
-    @property
-    def gathering(self) -> bool:
-        """Whether a thread about to take the turn waits for others coming to a write."""
-        return self._gathering
-
-    @contextmanager
-    def coming(self) -> Iterator[None]:
-        """The calling thread is on its way to a write (one it may not make after all): a thread about to take the
-        turn waits for it to ask first, so that both are written in one transaction."""
-        mine = self._mine
-        if getattr(mine, "coming", False):  # within another's
-            yield
-            return
-        with self._lock:
-            self._coming += 1
-        mine.coming = True
-        try:
-            yield
-        finally:
-            if mine.coming:  # it left without asking
-                mine.coming = False
-                with self._lock:
-                    self._arrived()
-
-    def _arrived(self) -> None:
-        """One coming thread less (the lock held): the thread that waits for them told once none is left."""
-        self._coming -= 1
-        if self._coming == 0:
-            self._gathered.notify()
-
     def __call__(self, item: T) -> R:
         """``item`` written (in a turn of this thread's or another's), and its answer."""
         asked: _Asked[T, R] = _Asked(item)
-        mine = self._mine
         with self._lock:
-            if getattr(mine, "coming", False):
-                mine.coming = False
-                self._arrived()
             self._asked.append(asked)
             follow, self._leading = self._leading, True
-            if not follow and self._coming:  # others are on their way: they are written with this one
-                self._gathering = True
-                self._gathered.wait_for(lambda: not self._coming, self.gather)
-                self._gathering = False
         if follow:
             asked.wake.acquire()  # its write is done, or this thread takes the next turn
             if asked.done:

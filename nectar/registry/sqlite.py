@@ -11,7 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
@@ -547,11 +547,6 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         before its thread asks for the turn (:func:`~nectar.registry.sql.new_run_insert`: the parameters' JSON, the
         row's values), not in the turn, where the process's other writers and the other processes wait."""
         return self._combiner()((run, max_pending, new_run_insert(run)))
-
-    def coming(self) -> AbstractContextManager[object]:
-        """As :meth:`RunStore.coming`: a thread of this process about to take the turn for its submission waits for
-        those coming (:meth:`~nectar.registry.combine.Combiner.coming`), so that they are written in one transaction."""
-        return self._combiner().coming()
 
     def submit_all(
         self, asked: Sequence[tuple[Run, int | None]], made: Sequence[Insert] | None = None

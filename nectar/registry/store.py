@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Self
 
 from nectar import wakeup
@@ -38,11 +37,6 @@ class RunStore(ScheduleStore, TriggerStore, WaitStore):
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-    def coming(self) -> AbstractContextManager[object]:
-        """The calling thread is on its way to a :meth:`submit` (which it may not make after all), for a dialect that
-        writes the submissions of a process's threads together (SQLite's): by default nothing."""
-        return nullcontext()
 
     @abstractmethod
     def submit(self, run: Run, max_pending: int | None = None) -> tuple[Run, bool]:

@@ -9,7 +9,6 @@ import itertools
 import signal
 import sqlite3
 import subprocess
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
@@ -273,65 +272,3 @@ def test_a_run_alone_in_its_turn_leaves_the_columns_it_has_not_null(runs: SQLite
         kinds = other.execute(f"SELECT {', '.join(f'typeof({c})' for c in unset)} FROM runs WHERE id = ?", (run.id,))
         assert list(kinds.fetchone()) == ["null"] * len(unset)
     assert closed_at_end(SQLiteRunStore(runs.path)).get(run.id) == run
-
-
-def coming_then(runs: SQLiteRunStore, gate: threading.Event, then: Callable[[], object]) -> Callable[[], object]:
-    """A thread's way to a submission as the API's is (inside ``runs.coming()``), held at ``gate`` until the test
-    opens it, then ``then`` (its submission, or a refusal that leaves without one)."""
-
-    def way() -> object:
-        with runs.coming():
-            gate.wait()
-            return then()
-
-    return way
-
-
-def test_a_submission_waits_for_a_thread_coming_to_one_and_both_are_written_in_one_transaction(
-    runs: SQLiteRunStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A thread about to take the turn while another of the process is on its way to a submission (the API's reading
-    its task and parameters) waits for it to ask: both runs in one transaction, each thread its own answer, where
-    each was a turn and a commit of its own."""
-    runs.check()
-    monkeypatch.setattr(runs._combiner(), "gather", 120.0)  # the wait ends as the other asks, not by its bound
-    opened = transactions(runs, monkeypatch)
-    first, second = new_run(0), new_run(1)
-    gate = threading.Event()
-    with ThreadPoolExecutor(2) as pool:
-        try:
-            way = pool.submit(coming_then(runs, gate, lambda: runs.submit(second, 10)))
-            wait_until(lambda: runs._combiner().on_their_way == 1)
-            alone = pool.submit(runs.submit, first, 10)
-            wait_until(lambda: runs._combiner().gathering)  # it waits for the thread coming, nothing written
-            assert runs.count() == 0
-        finally:
-            gate.set()
-        assert (alone.result(timeout=60), way.result(timeout=60)) == ((first, True), (second, True))
-    assert len(opened) == 1
-    assert [runs.get(run.id) for run in (first, second)] == [first, second] and runs.queued() == 2
-
-
-def test_a_thread_coming_that_leaves_without_a_submission_lets_the_waiting_one_write(runs: SQLiteRunStore) -> None:
-    """A thread coming that makes no submission after all (its request refused) lets the one that waits for it write
-    its run as it leaves, not at the wait's bound."""
-    runs.check()
-    runs._combiner().gather = 120.0  # (beyond wait_until's deadline: a wait to its bound fails the test)
-    run = new_run(0)
-    gate = threading.Event()
-
-    def refused() -> object:
-        raise ValueError("refused before its submission")
-
-    with ThreadPoolExecutor(2) as pool:
-        try:
-            way = pool.submit(coming_then(runs, gate, refused))
-            wait_until(lambda: runs._combiner().on_their_way == 1)
-            alone = pool.submit(runs.submit, run, 10)
-            wait_until(lambda: runs._combiner().gathering)
-        finally:
-            gate.set()
-        assert alone.result(timeout=60) == (run, True)
-        with pytest.raises(ValueError, match="refused before its submission"):
-            way.result(timeout=60)
-    assert runs.get(run.id) == run and runs._combiner().on_their_way == 0
