@@ -1,15 +1,17 @@
 """The environment variables a chain file sets as it is imported are its runs' and its importers' alone, as under
-``python -m luigi --module <chain>``, in a worker that executed every chain file before it forked its attempts."""
+``python -m luigi --module <chain>``, in a worker that executed every chain file before it forked its attempts
+(``nectar serve``'s: ``nectar worker --clock``, whose clock's catalog executes them)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from harness import NECTAR, Processes, base_env, settings_env
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.registry import RetryPolicy, Run, RunState, open_run_store
+from nectar.registry import RetryPolicy, Run, RunState, RunStore, open_run_store
 from tests.conftest import wait_until
 
 #: the md5 of ``{}``: a parameterless task's key
@@ -53,7 +55,7 @@ class OtherTask(NectarTask):{WRITES}"""
 def test_a_chains_environment_variables_reach_its_runs_and_its_importers_runs_alone(
     settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path]
 ) -> None:
-    """One scale-out worker (it executes every chain file before its first fork) runs the three tasks one after
+    """One worker with its clock (it executes every chain file before its first fork) runs the three tasks one after
     another, in one reused attempt process: the setter's run and the importer's find ``CHAIN_ENV`` as the setter set
     it; the other's run finds it unset, after the setter's run in that process too. Fails before: the other's run
     read 'set by setter_chain'."""
@@ -61,10 +63,10 @@ def test_a_chains_environment_variables_reach_its_runs_and_its_importers_runs_al
     write_chain("envs/importer_chain", IMPORTER)
     write_chain("envs/other_chain", OTHER)
     env = base_env() | settings_env(settings)
-    proc = processes.start("worker", [*NECTAR, "worker", "--workers", "1"], env, settings.data_dir.parent)
+    proc = processes.start("worker", [*NECTAR, "worker", "--workers", "1", "--clock"], env, settings.data_dir.parent)
     log = processes.log_of[proc.pid]
     wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)
-    found = {}
+    found: dict[str, list[str]] = {}
     with open_run_store(settings) as runs:
         for chain, task in [
             ("other_chain", "OtherTask"),
@@ -76,7 +78,7 @@ def test_a_chains_environment_variables_reach_its_runs_and_its_importers_runs_al
             (settings.local_targets_dir / key.path).unlink(missing_ok=True)
             run = Run.new(key.path, "envs", chain, task, {}, key.path, RetryPolicy(0, 0, 1))
             run_id = runs.submit(run)[0].id
-            wait_until(lambda run_id=run_id: (now := runs.get(run_id)) is not None and not now.state.active)
+            wait_until(partial(_ended, runs, run_id))
             ended = runs.get(run_id)
             assert ended is not None and ended.state == RunState.DONE, (ended, log.read_text())
             found.setdefault(task, []).append((settings.local_targets_dir / key.path).read_text())
@@ -85,3 +87,8 @@ def test_a_chains_environment_variables_reach_its_runs_and_its_importers_runs_al
         "SetterTask": ["set by setter_chain"],
         "ImporterTask": ["set by setter_chain"],
     }, log.read_text()
+
+
+def _ended(runs: RunStore, run_id: str) -> bool:
+    now = runs.get(run_id)
+    return now is not None and not now.state.active
