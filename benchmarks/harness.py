@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from benchmarks import spread
 from benchmarks.spread import Interval
 from harness import APP, LUIGI_CFG, Processes, base_env, children, settings_env, tree_cpu, waitfor
 from nectar.config import ENV_VARS, GunicornSettings, Settings
@@ -230,11 +231,11 @@ class Target:
 
     def reached(self, subject: float) -> bool:
         """Whether ``subject`` (the value or the ratio, as :attr:`on` says) meets the target."""
-        return subject <= self.limit if self.most else subject >= self.limit
+        return spread.reached(subject, self.limit, self.most)
 
     def decides(self, found: Interval) -> bool:
         """Whether ``found`` (an interval of what the target judges) is met or missed at both of its ends."""
-        return self.reached(found.low) == self.reached(found.high)
+        return spread.decides(found, self.limit, self.most)
 
 
 def at_most(limit: float, text: str) -> Target:

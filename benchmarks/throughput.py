@@ -496,6 +496,7 @@ def scaling_rounds(
                 batch_workers = cluster.start_workers(slots)
                 through_service(cluster, -2 - number)  # warm as the first were: a start-up is not the rate
             found[slots] = measured(cluster, batch_workers, slots, SCALING_FIRST + number * BATCH_SPAN, count)
+            print(f"{slots} worker{'s' if slots > 1 else ''}, round {r + 1}, batch {number + 1}: {found[slots].said}")
             if slots == 2:  # numbers no batch's runs are given
                 first = 2 * number * DISPATCH_EACH
                 warm.extend(through_service(cluster, first + n)[2] for n in range(DISPATCH_EACH))
@@ -504,7 +505,6 @@ def scaling_rounds(
                     settled.append(through_service(cluster, first + DISPATCH_EACH + n)[2])
                 fresh = first_runs(cluster.settings.registry_path, first + DISPATCH_EACH, DISPATCH_EACH)
             cluster.procs.stop(batch_workers)
-            print(f"{slots} worker{'s' if slots > 1 else ''}, round {r + 1}, batch {number + 1}: {found[slots].said}")
         rounds.append(Round(found[2], found[1], settled, warm, fresh))
         print(f"round {r + 1}: {round_said(rounds[-1])}")
 

@@ -81,6 +81,7 @@ from harness.procfs import descendants, thread_cpu, tree_cpu
 from nectar.keys import TargetKey, param_digest
 from nectar.registry import RunFilter, RunState, sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
+from tests.benchmarks.rounds import RoundsCluster
 from tests.harness.test_ports import outgoing_connection_from
 from tests.helpers.raw_server import RawServer
 from tests.helpers.registries import closed_at_end
@@ -943,19 +944,12 @@ def test_the_throughput_benchmark_samples_dispatch_after_each_2_workers_batch(mo
     calls: list[tuple[str, float]] = []
     settled = [False]
 
-    class Procs:
-        def stop(self, proc: object) -> None:
-            calls.append(("stop", cast(int, proc)))
+    class FakeCluster(RoundsCluster):
+        def stopped(self, workers: int) -> None:
+            calls.append(("stop", workers))
 
-    class FakeCluster:
-        procs = Procs()
-
-        class settings:  # noqa: N801 - the cluster's settings, only where a registry would be
-            registry_path = Path("/nonexistent")
-
-        def start_workers(self, slots: int) -> int:
+        def started(self, slots: int) -> None:
             calls.append(("start", slots))
-            return slots
 
     def measured(cluster: object, workers: int, slots: int, first: int, count: int) -> throughput_module.Batch:
         calls.append(("batch", slots))
@@ -1005,6 +999,36 @@ def test_the_throughput_benchmark_samples_dispatch_after_each_2_workers_batch(mo
         ] * throughput_module.DISPATCH_EACH
         assert came == (dispatched if slots == 2 else []) + ["stop"], (slots, calls)
     assert whats.count("stop") == len(order)
+
+
+def test_the_throughput_benchmark_prints_each_batchs_line_as_it_is_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's line comes as soon as the batch is measured, before the dispatch samples taken after it and the
+    next batch: a reader follows the rounds as they run, each line where its figures were taken."""
+    said: list[str] = []
+
+    def measured(cluster: object, workers: int, slots: int, first: int, count: int) -> throughput_module.Batch:
+        said.append(f"measured {slots}")
+        calibration = machine.Calibration(10.0, 1.0)
+        return throughput_module.Batch(slots, 100.0 * slots, f"batch of {slots}", {}, calibration, (20.0, 20.0))
+
+    def sample(cluster: object, n: int) -> tuple[float, float, float, float]:
+        if n >= 0:
+            said.append("sample")
+        return 0.0, 0.0, 0.004, 0.0
+
+    monkeypatch.setattr(throughput_module, "measured", measured)
+    monkeypatch.setattr(throughput_module, "through_service", sample)
+    monkeypatch.setattr(throughput_module, "idle_cpu", lambda cluster: 0.0002)
+    monkeypatch.setattr(throughput_module, "settle", lambda cluster, idle: None)
+    monkeypatch.setattr(throughput_module, "first_runs", lambda registry, first, count: [False] * count)
+    monkeypatch.setattr(throughput_module, "judged_intervals", lambda *_: {})
+    monkeypatch.setattr(throughput_module, "print", lambda line: said.append(str(line)), raising=False)
+    throughput_module.scaling_rounds(cast(Cluster, RoundsCluster()), cast(subprocess.Popen[bytes], 2), 4, 1, 2)
+    first = said.index("measured 2")
+    assert said[first + 1].endswith(": batch of 2"), said
+    assert said[first + 2] == "sample", said
+    second = said.index("measured 1")
+    assert said[second + 1].endswith(": batch of 1"), said
 
 
 def test_the_throughput_benchmark_says_the_inodes_cost_on_each_side_of_its_ratio_apart() -> None:
