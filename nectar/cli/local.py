@@ -66,15 +66,21 @@ def cmd_chains(args: argparse.Namespace) -> int:
 
 
 def _print_status(nectar: Any, key: TargetKey) -> str:
-    """Print a key's status; a location only where a file is (the output once DONE, a failed step's log)."""
+    """Print a key's status; a location only where a file is (each output of its task once DONE, as its status in
+    the API names them: a plain luigi task's own targets, a NectarTask's ``out.txt``; a failed step's log)."""
     from nectar.keys import STDERR_FILE, TargetKey
+    from nectar.outputs import status_outputs, unmade
 
-    status = nectar.status(key)
+    info, store = nectar.task_store(key)
+    status = nectar.status(key, store)
+    outputs = status_outputs(status, info.cls if info is not None else None, store, nectar.settings)
+    status = unmade(status, outputs)  # DONE, its output deleted since: MISSING, as the API says it
     print(f"job_status: {status.job_status}")
     print(f"key:        {key.path}")
-    store = nectar.store_of(key)
     if status.done:
-        print(f"location:   {store.describe(key)}")
+        for output in outputs:
+            if output.target:
+                print(f"location:   {output.target}")
     if status.run:
         print(f"run:        {status.run.id}")
     for step in status.steps:
