@@ -73,6 +73,7 @@ class RunById(MethodView):
         return answer(
             {
                 **run_out(run),
+                "scheduler_url": service.visualiser_url(run.task_id),  # as its key's status links it
                 "steps": [links.step_out(step) for step in steps],
                 "attempts": [jsonable_attempt(attempt) for attempt in service.attempts(run.id)],
                 **links.log_links(log_source(key, run.state.value, run, steps)),

@@ -253,6 +253,7 @@ class AttemptSchema(ma.Schema):
 class RunDetailSchema(RunSchema, LogLinksSchema, DownloadsSchema):
     """One run, as GET /api/runs/<id> answers it: with its steps, its ended attempts and logs."""
 
+    scheduler_url = fields.String(allow_none=True, metadata={"description": "The task in luigid's visualiser."})
     steps = fields.List(fields.Nested(StepSchema), metadata={"description": "Each in its current attempt's state."})
     attempts = fields.List(
         fields.Nested(AttemptSchema),

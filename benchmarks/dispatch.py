@@ -31,10 +31,9 @@ from benchmarks.harness import (
     percentile,
     ratio_at_most,
     submit,
-    wait_run,
 )
 from benchmarks.load import hammer
-from harness import LUIGI_CFG, read_calls, waitfor
+from harness import LUIGI_CFG, read_calls
 from harness.procfs import descendants, thread_cpu, thread_times
 from nectar import wakeup
 from nectar.registry import RunState
@@ -44,8 +43,10 @@ NAME = "dispatch"
 TASK_PATH = f"/api/chains/{CHAIN_TYPE}/{CHAIN}/ProbeTask"
 
 
-#: seconds a sample waits for its task's run() to start
-START_TIMEOUT = 60
+#: the work a sample's waits are sized from (:mod:`benchmarks.patience`): its POST to its run's start, the slowest yet
+RUN = "the slowest sample yet, POST to run()"
+#: the floor's: a local build, call to run(), the slowest yet
+BUILD = "the slowest local build yet"
 
 
 def started_at(cluster: Cluster, n: int, written: int | None = None) -> float:
@@ -56,14 +57,16 @@ def started_at(cluster: Cluster, n: int, written: int | None = None) -> float:
     def noted() -> float | None:
         return next((float(t) for m, t in cluster.ledger_lines("start") if int(m) == n), None)
 
-    what = f"ProbeTask(n={n}) to start"
+    what, patience = f"ProbeTask(n={n}) to start", cluster.patience
     if written is None:
-        return float(waitfor(noted, START_TIMEOUT, what))
-    deadline = time.monotonic() + START_TIMEOUT
+        return float(patience.wait(noted, what, patience.longest(RUN), RUN))
+    slowest = patience.longest(RUN)
+    bound = patience.bound(slowest)
+    deadline = time.monotonic() + bound
     while (found := noted() if wakeup.drain(written) else None) is None:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise AssertionError(f"timed out after {START_TIMEOUT}s waiting for {what}")
+            raise AssertionError(f"timed out after {bound:.1f}s waiting for {what} ({patience.basis(slowest, RUN)})")
         wakeup.readable([written], left)
     return found
 
@@ -88,7 +91,10 @@ def through_service(cluster: Cluster, n: int) -> tuple[float, float, float, floa
         began = started_at(cluster, n, written)
     finally:
         wakeup.close_all(written)
-    run = wait_run(cluster.settings.registry_path, run_id, 60)
+    patience = cluster.patience
+    slowest = max(patience.longest(RUN), began - posted)
+    run = cluster.run_ended(run_id, slowest, RUN)
+    patience.note(RUN, began - posted)
     assert run.started_at is not None  # the claim's time
     return answered - posted, run.started_at - posted, began - posted, luigid_cpu(cluster) - luigid
 
@@ -118,12 +124,12 @@ def warm_every_api_worker(cluster: Cluster) -> int:
     benchmark, which its p99 (the slowest but one of 50) read. The first run after start is measured on its own
     (the cold figure)."""
     api_workers = cluster.api_size(cluster.api_url)
-    workers = waitfor(
+    workers = cluster.patience.wait(
         lambda: found if len(found := cluster.api_workers(cluster.api_url)) == api_workers else None,
-        60,
         f"the API's {api_workers} workers",
     )
     before = read_calls(workers)
+    began = time.perf_counter()
     for burst in range(WARM_BURSTS):
         first = -2 - burst * WARM_BURST
         requests = [("POST", f"{TASK_PATH}?n={n}") for n in range(first, first - WARM_BURST, -1)]
@@ -139,8 +145,11 @@ def warm_every_api_worker(cluster: Cluster) -> int:
         counts = runs.count_by_state()
         return not any(counts[state] for state in RunState if state.active)
 
-    waitfor(idle, 120, "the warm-up runs to end")
-    runs.close()
+    try:  # each run of the bursts was answered in their time: tens of times it for them all to end
+        sent = time.perf_counter() - began
+        cluster.patience.wait(idle, "the warm-up runs to end", sent, f"the {(burst + 1) * WARM_BURST} POSTs' time")
+    finally:
+        runs.close()
     return burst + 1
 
 
@@ -155,8 +164,7 @@ def seed_design(cluster: Cluster, n: int) -> float:
     proc = cluster.procs.start("seed-luigi", argv, env, cluster.dir)
     try:
         latency = started_at(cluster, n) - began
-        if proc.wait(timeout=60) != 0:
-            raise RuntimeError(f"python -m luigi for ProbeTask(n={n}) exited with {proc.returncode}")
+        cluster.exited(proc, f"python -m luigi for ProbeTask(n={n})", latency, "its start to its run()")
     finally:
         cluster.procs.stop(proc)
     return latency
@@ -197,7 +205,7 @@ class LocalBuilders:
             proc = cluster.procs.start(
                 "local-build", [sys.executable, "-m", "benchmarks.dispatch", str(ask), str(told)], env
             )
-            self.pipes.append((fifo_end(ask, os.O_WRONLY, proc), fifo_end(told, os.O_RDONLY, proc)))
+            self.pipes.append((fifo_end(cluster, ask, os.O_WRONLY, proc), fifo_end(cluster, told, os.O_RDONLY, proc)))
             self.pids.append(proc.pid)
         for i in range(count):  # each process's first build, unmeasured
             self.build(-1000 - i)
@@ -213,10 +221,12 @@ class LocalBuilders:
         os.write(ask, f"{n}\n".encode())
         # a process that hangs, not one that died (b""); nor a first build asked before the process opened its end
         # of ``told`` (a FIFO's read with no writer yet is the end of the stream, where poll waits for one)
-        if not select.select([told], [], [], START_TIMEOUT)[0]:
-            logs = self.cluster.procs.logs
+        patience = self.cluster.patience
+        bound, slowest = patience.bound(patience.longest(BUILD)), patience.longest(BUILD)
+        if not select.select([told], [], [], bound)[0]:
+            logs, basis = self.cluster.procs.logs, patience.basis(slowest, BUILD)
             raise RuntimeError(
-                f"a local build process said nothing of ProbeTask(n={n}) in {START_TIMEOUT} s; see {logs}"
+                f"a local build process said nothing of ProbeTask(n={n}) in {bound:.1f} s ({basis}); see {logs}"
             )
         said = os.read(told, 64)
         if said != f"built {pid}\n".encode():  # by the process asked, and by no other
@@ -232,7 +242,9 @@ class LocalBuilders:
             )
         )
         called = next(float(t) for m, t in self.cluster.ledger_lines("call") if int(m) == n)
-        return started_at(self.cluster, n) - called
+        took = started_at(self.cluster, n) - called
+        patience.note(BUILD, took)
+        return took
 
     def close(self) -> None:
         for ask, told in self.pipes:
@@ -240,7 +252,7 @@ class LocalBuilders:
             os.close(told)
 
 
-def fifo_end(path: Path, flags: int, proc: subprocess.Popen[bytes]) -> int:
+def fifo_end(cluster: Cluster, path: Path, flags: int, proc: subprocess.Popen[bytes]) -> int:
     """This side's end of the named pipe at ``path`` that ``proc`` opens too; raises if ``proc`` exits first."""
 
     def opened() -> int | None:
@@ -253,7 +265,7 @@ def fifo_end(path: Path, flags: int, proc: subprocess.Popen[bytes]) -> int:
         os.set_blocking(fd, True)
         return fd
 
-    return int(waitfor(opened, 60, f"a local build process to open {path.name}"))
+    return int(cluster.patience.wait(opened, f"a local build process to open {path.name}"))
 
 
 #: the window over which the cluster's CPU is measured (:func:`settle`, :func:`idle_cpu`)
@@ -308,7 +320,8 @@ def settle(cluster: Cluster, idle: float) -> None:
     :data:`QUIET_WINDOW`: what a run left to do after its end (an attempt process set up again as a spare, a worker's
     pass) is done before the next sample, of either side, begins."""
     most = QUIET_FACTOR * idle
-    waitfor(lambda: window_cpu(cluster) <= most, 60, "the cluster's processes to be idle", interval=0)
+    slowest = cluster.patience.longest(RUN)
+    cluster.patience.wait(lambda: window_cpu(cluster) <= most, "the cluster's processes to be idle", slowest, RUN, 0)
 
 
 def build_on_request(ask: str, told: str) -> None:

@@ -18,9 +18,8 @@ from benchmarks.harness import (
     median,
     ratio_at_most,
     submit,
-    wait_run,
 )
-from harness import LUIGI_CFG, waitfor
+from harness import LUIGI_CFG
 
 NAME = "fanout"
 #: a raw luigi.build in a fresh interpreter; prints the seconds the build itself took
@@ -35,13 +34,20 @@ sys.exit(0 if ok else 1)
 """
 
 
+#: the work the fan-out's waits are sized from (:mod:`benchmarks.patience`): a whole build, raw or through the service
+BUILD = "the slowest build of the fan-out yet, raw or through the service"
+
+
 def raw_build(cluster: Cluster, size: int, salt: str, config: str) -> float:
     """Seconds of ``luigi.build([FanoutTask])`` with one worker against the cluster's luigid, under ``config``."""
     assert cluster.settings.scheduler_url
     scheduler = urlsplit(cluster.settings.scheduler_url)
     argv = [sys.executable, "-c", RAW_BUILD, str(size), salt, "127.0.0.1", str(scheduler.port)]
     env = cluster.env(PYTHONPATH=str(cluster.dir), LUIGI_CONFIG_PATH=config)
-    cluster.run_once("raw-build", argv, env, 900)
+    slowest = cluster.patience.longest(BUILD)
+    began = time.perf_counter()
+    cluster.run_once("raw-build", argv, env, slowest, BUILD)
+    cluster.patience.note(BUILD, time.perf_counter() - began)
     log = sorted(cluster.procs.logs.glob("raw-build-*.log"), key=lambda p: p.stat().st_mtime)[-1]
     return float(log.read_text().split()[-1])
 
@@ -62,8 +68,9 @@ def through_service(cluster: Cluster, size: int, salt: str) -> float:
     of the figure at the quick size, always added)."""
     began = time.time()
     run_id, _ = submit(cluster.api_url, f"/api/chains/{CHAIN_TYPE}/{CHAIN}/FanoutTask?size={size}&salt={salt}")
-    run = wait_run(cluster.settings.registry_path, run_id, 900, interval=0.05)
+    run = cluster.run_ended(run_id, cluster.patience.longest(BUILD), BUILD, 0.05)
     assert run.finished_at is not None  # a run that ended has
+    cluster.patience.note(BUILD, run.finished_at - began)
     return run.finished_at - began
 
 
@@ -76,6 +83,7 @@ def run(ctx: Context) -> list[Figure]:
         port = int(scheduler_url.rpartition(":")[2])  # each measurement's fresh luigid comes back there
         default.settings = default.settings.replace(luigi_config=luigi_default)
         tuned.settings = tuned.settings.replace(scheduler_url=scheduler_url, luigi_config=LUIGI_CFG)
+        tuned.patience = default.patience  # the same builds, the same luigid: each wait sized from all measured
         logs: dict[Path, Path] = {}  # each cluster's worker's log
         for cluster in (default, tuned):
             logs[cluster.dir] = cluster.procs.log_of[cluster.start_workers(1).pid]
@@ -88,7 +96,7 @@ def run(ctx: Context) -> list[Figure]:
             # its log, then until the worker found it up again (a wait of the machine's speed, not a margin: 0.5 s)
             time.sleep(cluster.settings.heartbeat_interval)
             log = logs[cluster.dir]
-            waitfor(lambda: sees_luigid(log.read_text()), 120, f"the worker of {log.name} to find luigid up again")
+            cluster.patience.wait(lambda: sees_luigid(log.read_text()), f"the worker of {log.name} to find luigid up")
             return through_service(cluster, size, salt)
 
         # what each measures, and the configuration of luigi (luigid's and the workers') it runs under

@@ -9,6 +9,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from benchmarks import spread
+from benchmarks.patience import Patience
 from benchmarks.spread import Interval
-from harness import APP, LUIGI_CFG, Processes, base_env, children, settings_env, tree_cpu, waitfor
+from harness import APP, LUIGI_CFG, Processes, base_env, children, settings_env, tree_cpu
 from nectar.config import ENV_VARS, GunicornSettings, Settings
 from nectar.registry import Run, RunState
 from nectar.registry.sqlite import SQLiteRunStore
@@ -102,6 +105,8 @@ class Cluster:
         #: how many workers each API was started with
         self.api_sizes: dict[str, int] = {}
         self.api_url = ""
+        #: the bounds of its waits, sized from what it measured (:mod:`benchmarks.patience`)
+        self.patience = Patience()
 
     def tune(self, **settings: Any) -> Settings:
         """Change settings of the service, except those the environment sets (see :func:`environment_settings`)."""
@@ -118,7 +123,9 @@ class Cluster:
             self.procs.stop(self.luigid)
         state = self.dir / f"luigid-{len(list(self.dir.glob('luigid-*')))}"
         state.mkdir()
+        began = time.perf_counter()
         served = self.procs.luigid(port, state, config, fixed=port is not None)
+        self.patience.started(time.perf_counter() - began, "luigid")
         self.luigid = served.proc
         url = f"http://127.0.0.1:{served.port}"
         self.settings = self.settings.replace(scheduler_url=url)
@@ -132,7 +139,9 @@ class Cluster:
         ``threads`` (by default the service's: :func:`api_size`); its URL."""
         size = api_size()
         workers, threads = workers or size[0], threads or size[1]
+        began = time.perf_counter()
         served = self.procs.api(None, self.env(**env), app, workers, threads)
+        self.patience.started(time.perf_counter() - began, "the API")
         url = f"http://127.0.0.1:{served.port}"
         self.apis[url] = served.proc
         self.api_sizes[url] = workers
@@ -159,14 +168,43 @@ class Cluster:
         replaced (a recycled worker's time is in its master's ``cutime``/``cstime`` once reaped)."""
         return tree_cpu(self.apis[url].pid)
 
-    def run_once(self, name: str, argv: list[str], env: dict[str, str], timeout: float) -> None:
-        """Start ``argv`` as ``name`` and wait for it to exit 0 (``timeout`` only fails a hung one); stop it anyway."""
+    def run_once(self, name: str, argv: list[str], env: dict[str, str], measured: float = 0.0, of: str = "") -> None:
+        """Start ``argv`` as ``name`` and wait for it to exit 0 (:meth:`exited`); stop it anyway."""
         proc = self.procs.start(name, argv, env, self.dir)
         try:
-            if proc.wait(timeout=timeout) != 0:
-                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.procs.logs}")
+            self.exited(proc, name, measured, of)
         finally:
             self.procs.stop(proc)
+
+    def exited(self, proc: subprocess.Popen[bytes], name: str, measured: float = 0.0, of: str = "") -> None:
+        """Once ``proc`` (``name``) has exited 0; raises if it exited otherwise, or is still running past the bound
+        :attr:`patience` sizes from ``measured`` seconds (``of`` says of what), which the error says."""
+        try:
+            code = proc.wait(timeout=self.patience.bound(measured))
+        except subprocess.TimeoutExpired:
+            basis = self.patience.basis(measured, of)
+            raise AssertionError(
+                f"{name} still running after {self.patience.bound(measured):.1f} s ({basis})"
+            ) from None
+        if code != 0:
+            raise RuntimeError(f"{name} exited with {code}; see {self.procs.logs}")
+
+    def run_ended(self, run_id: str, measured: float = 0.0, of: str = "", interval: float = 0.01) -> Run:
+        """The run once it has ended; raises unless it ended DONE, or if it has not past the bound :attr:`patience`
+        sizes from ``measured`` seconds (``of`` says of what), which the error says."""
+        runs = SQLiteRunStore(self.settings.registry_path)
+
+        def ended() -> Run | None:
+            run = runs.get(run_id)
+            return run if run is not None and not run.state.active else None
+
+        try:
+            run: Run = self.patience.wait(ended, f"run {run_id} to end", measured, of, interval)
+        finally:
+            runs.close()
+        if run.state != RunState.DONE:
+            raise RuntimeError(f"run {run_id} of {run.ref} ended {run.state}: {run.error}")
+        return run
 
     def ledger_lines(self, word: str) -> list[list[str]]:
         """The ledger's lines that begin with ``word``, split."""
@@ -193,23 +231,6 @@ def submit(base_url: str, path: str) -> tuple[str, str]:
     return body["data"]["run_id"], body["data"]["key"]
 
 
-def wait_run(registry: Path, run_id: str, timeout: float, interval: float = 0.01) -> Run:
-    """The run once it has ended; raises unless it ended DONE."""
-    runs = SQLiteRunStore(registry)
-
-    def ended() -> Run | None:
-        run = runs.get(run_id)
-        return run if run is not None and not run.state.active else None
-
-    try:
-        run: Run = waitfor(ended, timeout, f"run {run_id} to end", interval=interval)
-    finally:
-        runs.close()
-    if run.state != RunState.DONE:
-        raise RuntimeError(f"run {run_id} of {run.ref} ended {run.state}: {run.error}")
-    return run
-
-
 # --- figures and the table -------------------------------------------------------------------
 
 
@@ -230,11 +251,11 @@ class Target:
 
     def reached(self, subject: float) -> bool:
         """Whether ``subject`` (the value or the ratio, as :attr:`on` says) meets the target."""
-        return subject <= self.limit if self.most else subject >= self.limit
+        return spread.reached(subject, self.limit, self.most)
 
     def decides(self, found: Interval) -> bool:
         """Whether ``found`` (an interval of what the target judges) is met or missed at both of its ends."""
-        return self.reached(found.low) == self.reached(found.high)
+        return spread.decides(found, self.limit, self.most)
 
 
 def at_most(limit: float, text: str) -> Target:

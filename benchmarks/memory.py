@@ -25,7 +25,6 @@ from benchmarks.harness import (
     ratio_at_most,
     rss_kb,
     submit,
-    wait_run,
 )
 from benchmarks.load import Request, hammer
 from benchmarks.population import Probe, fill_registry, fill_store
@@ -236,10 +235,12 @@ def upload_peak(ctx: Context, sizes: list[int]) -> dict[int, float]:
         cluster.start_workers(1)
         url = cluster.start_api()
         peaks: dict[int, float] = {}
+        per_mb = 0.0  # seconds an upload took a MiB, the slowest yet: a size's wait is sized from it
         for mb in sizes:
             began = time.monotonic()
             run_id, key = submit(url, f"{TASK_PATH}/BigFileTask?mb={mb}")
-            wait_run(cluster.settings.registry_path, run_id, 1800, interval=0.2)
+            cluster.run_ended(run_id, mb * per_mb, f"{mb} MiB at the slowest MiB's upload yet", 0.2)
+            per_mb = max(per_mb, (time.monotonic() - began) / mb)
             peaks[mb] = next(float(kb) for m, kb in cluster.ledger_lines("peak_rss") if int(m) == mb)
             size = s3.head_object(Bucket=cluster.settings.bucket, Key=key)["ContentLength"]
             if size != mb << 20:

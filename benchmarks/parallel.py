@@ -16,7 +16,6 @@ from benchmarks.harness import (
     median,
     ratio_at_most,
     submit,
-    wait_run,
 )
 from harness import LUIGI_CFG
 
@@ -25,13 +24,27 @@ NAME = "parallel"
 WORKERS = 2
 
 
+#: the work the waits are sized from (:mod:`benchmarks.patience`): the slowest wrapper yet, either side, or its steps'
+#: sleeps one after another where none was slower
+WRAPPER = "the slowest wrapper yet, or its steps' sleeps one after another"
+
+
+def expected(cluster: Cluster, size: int, seconds: float) -> float:
+    """What a wait for a wrapper of ``size`` steps of ``seconds`` is sized from: the slowest measured, at least the
+    steps' sleeps one after another (what it sleeps at any parallelism)."""
+    return max(cluster.patience.longest(WRAPPER), size * seconds)
+
+
 def through_service(cluster: Cluster, size: int, seconds: float, salt: str) -> float:
     """Seconds from POSTing SleepersTask to its run being DONE in the registry."""
     params = f"size={size}&seconds={seconds}&salt={salt}"
+    patience, sized = cluster.patience, expected(cluster, size, seconds)
     began = time.perf_counter()
     run_id, _ = submit(cluster.api_url, f"/api/chains/{CHAIN_TYPE}/{CHAIN}/SleepersTask?{params}")
-    wait_run(cluster.settings.registry_path, run_id, 300, interval=0.02)
-    return time.perf_counter() - began
+    cluster.run_ended(run_id, sized, WRAPPER, 0.02)
+    took = time.perf_counter() - began
+    patience.note(WRAPPER, took)
+    return took
 
 
 def plain_luigi(cluster: Cluster, size: int, seconds: float, salt: str) -> float:
@@ -42,14 +55,15 @@ def plain_luigi(cluster: Cluster, size: int, seconds: float, salt: str) -> float
     argv += ["--size", str(size), "--seconds", str(seconds), "--salt", salt]
     argv += ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(scheduler.port)]
     env = cluster.env(PYTHONPATH=str(cluster.dir), LUIGI_CONFIG_PATH=str(LUIGI_CFG))
+    sized = expected(cluster, size, seconds)
     began = time.perf_counter()
     proc = cluster.procs.start("luigi-workers", argv, env, cluster.dir)
     try:
-        if proc.wait(timeout=300) != 0:
-            raise RuntimeError(f"python -m luigi --workers {WORKERS} exited with {proc.returncode}")
+        cluster.exited(proc, f"python -m luigi --workers {WORKERS}", sized, WRAPPER)
         took = time.perf_counter() - began
     finally:
         cluster.procs.stop(proc)
+    cluster.patience.note(WRAPPER, took)
     return took
 
 

@@ -153,10 +153,15 @@ def resolution(limit: float) -> float:
     return abs(1 - limit) / 2
 
 
-def decides(found: Interval, limit: float) -> bool:
-    """Whether ``found`` (a ratio's interval) decides its target at ``limit``, a ratio at least: the whole interval on
-    one side of it."""
-    return found.low >= limit or found.high < limit
+def reached(subject: float, limit: float, most: bool = False) -> bool:
+    """Whether ``subject`` meets a target at ``limit``: at least it, or at most it with ``most``."""
+    return subject <= limit if most else subject >= limit
+
+
+def decides(found: Interval, limit: float, most: bool = False) -> bool:
+    """Whether ``found`` decides its target at ``limit`` (at least it, or at most it with ``most``): met at both of its
+    ends, or missed at both, the whole interval on one side of it."""
+    return reached(found.low, limit, most) == reached(found.high, limit, most)
 
 
 def enough(found: Interval, limit: float) -> bool:

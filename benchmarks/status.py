@@ -23,6 +23,7 @@ import json
 import os
 import random
 import signal
+import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -123,6 +124,26 @@ class CpuLeft:
         others = max(0.0, busy_cpu() - self.busy - ours)
         cores = (os.cpu_count() or 1) * (time.perf_counter() - self.began)
         return min(1.0, max(ours, cores - others) / cores)
+
+
+def tick_error(seconds: float) -> float:
+    """The most /proc/stat can misread of the share of the cores' time others left over a window of ``seconds``
+    (:class:`CpuLeft`): it counts a core's time in clock ticks (10 ms), a tick a core at each end of the window at
+    most, over the cores' time. No finer count of the whole machine exists here (no ``/proc/schedstat``, no cgroup's
+    ``cpu.stat``); a thread's own ``schedstat`` is exact, but the threads that ended within the window are lost."""
+    return 2 / os.sysconf("SC_CLK_TCK") / seconds
+
+
+def left_said(left: Sequence[tuple[float, float]], seconds: float) -> str:
+    """The machine's CPU used outside the benchmark in each pair's bursts of ``seconds`` at least, and the bound of
+    the error of those shares (:func:`tick_error`), which a rate over the share left multiplies by 1 ÷ that share."""
+    error = tick_error(seconds)
+    least = min((share for pair in left for share in pair), default=1.0)
+    return (
+        ", ".join(f"{1 - a:.0%}/{1 - b:.0%}" for a, b in left)
+        + f" (each ±{error:.1%} of the cores' time: /proc/stat's ticks over {seconds:g} s; a rate over the share "
+        f"left ±{error / max(least, error):.1%} at the least share, {least:.0%})"
+    )
 
 
 def over_cpu_left(loads: list[Load], left: list[float]) -> list[float]:
@@ -505,12 +526,21 @@ def answers(pid: int) -> int:
     found = [*Path(tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*/histogram_{pid}.db")]
     found += [path] if shared and (path := Path(shared) / f"histogram_{pid}.db").exists() else []
     for path in found:
-        values = MmapedDict(str(path), read_mode=True)
-        try:
-            total += sum(value for key, value, _ in values.read_all_values() if json.loads(key)[1].endswith("_bucket"))
-        finally:
-            values.close()
+        total += sum(value for key, value in recorded(path) if json.loads(key)[1].endswith("_bucket"))
     return round(total)
+
+
+def recorded(path: Path) -> list[tuple[str, float]]:
+    """The (key, value) pairs a process has written so far in its prometheus file at ``path``, read from a copy of
+    its bytes: none while its process is making it. ``MmapedDict(read_mode=True)`` failed on a file made but not yet
+    begun, which a worker leaves between creating it and writing its header, a moment a loaded machine may stretch:
+    empty (its size still 0), it truncates it (``UnsupportedOperation``: opened to read); its size set but its header
+    still 0, it writes the header into its read-only map ("mmap can't modify a readonly memory map")."""
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if len(head) < 4 or struct.unpack("i", head)[0] <= 0:  # the header: the bytes used, as prometheus packs it
+        return []
+    return [(key, value) for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path))]
 
 
 class RecycleCost(NamedTuple):
@@ -667,7 +697,7 @@ def run(ctx: Context) -> list[Figure]:
             f"(median {rate_ratio:.3f}); p99s",
             ", ".join(f"{a.p99 / b.p99:.2f}" for a, b in zip(*(loads[name] for name in pair), strict=True)),
             f"(median {p99_ratio:.3f}); the machine's CPU used outside the benchmark in each pair's bursts",
-            ", ".join(f"{1 - a:.0%}/{1 - b:.0%}" for a, b in zip(left[pair[0]], left[pair[1]], strict=True)),
+            left_said(list(zip(left[pair[0]], left[pair[1]], strict=True)), duration),
             "; rates over the CPU left to each:",
             ", ".join(f"{a / b:.2f}" for a, b in zip(main_left, hello_left, strict=True)),
             f"(median {left_ratio:.3f})",

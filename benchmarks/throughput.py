@@ -23,12 +23,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from benchmarks.dispatch import TASK_PATH, idle_cpu, settle, through_service
+from benchmarks.dispatch import RUN, TASK_PATH, idle_cpu, settle, through_service
 from benchmarks.harness import Cluster, Context, Figure, median, percentile, ratio_at_least
 from benchmarks.load import hammer
 from benchmarks.machine import PROBE_SETS, Calibration, calibrate, calibrations_said, run_inodes_cpu, stolen
 from benchmarks.spread import Interval, decides, level, of_few_rounds, round_cap, take_rounds, verdict
-from harness import busy_cpu, cpu_seconds, descendants, thread_times, tree_cpu, waitfor
+from harness import busy_cpu, cpu_seconds, descendants, thread_times, tree_cpu
 
 NAME = "throughput"
 CLIENTS = 16
@@ -140,16 +140,29 @@ def idle_said(gaps: tuple[float, float, float] | None) -> str:
     return f"{gap * 1000:.2f} ms median, p90 {gap_p90 * 1000:.2f}, mean {gap_mean * 1000:.2f}"
 
 
+#: the work a batch's wait is sized from (:mod:`benchmarks.patience`): a run's share of a batch's time, the slowest yet
+BATCH_RUN = "a run's share of the slowest batch yet"
+
+
 def sustained(cluster: Cluster, first: int, count: int) -> float:
-    """Runs/s: ``count`` new ProbeTask runs POSTed at once (16 clients), from the first POST to the last run DONE."""
+    """Runs/s: ``count`` new ProbeTask runs POSTed at once (16 clients), from the first POST to the last run DONE.
+    Waited for up to :data:`benchmarks.patience.HANG` times ``count`` runs of the slowest batch yet (before the
+    first, of the slowest dispatch sample: a run's POST to its run() alone, less than a run costs a batch)."""
     requests = [("POST", f"{TASK_PATH}?n={n}") for n in range(first, first + count)]
+    patience = cluster.patience
+    each, of = patience.longest(BATCH_RUN), BATCH_RUN
+    if each <= 0:
+        each, of = patience.longest(RUN), RUN
     began = time.time()
     hammer(cluster.api_url, requests, CLIENTS, duration=None, per_client=math.ceil(count / CLIENTS)).check(202)
     db = sqlite3.connect(f"file:{cluster.settings.registry_path}?mode=ro", uri=True)
     try:
-        done, last = waitfor(lambda: ended(db, first, count), 3600, f"{count} runs to end")
+        done, last = patience.wait(
+            lambda: ended(db, first, count), f"{count} runs to end", count * each, f"{count} × {of}"
+        )
     finally:
         db.close()
+    patience.note(BATCH_RUN, (last - began) / done)
     return float(done / (last - began))
 
 
@@ -496,6 +509,7 @@ def scaling_rounds(
                 batch_workers = cluster.start_workers(slots)
                 through_service(cluster, -2 - number)  # warm as the first were: a start-up is not the rate
             found[slots] = measured(cluster, batch_workers, slots, SCALING_FIRST + number * BATCH_SPAN, count)
+            print(f"{slots} worker{'s' if slots > 1 else ''}, round {r + 1}, batch {number + 1}: {found[slots].said}")
             if slots == 2:  # numbers no batch's runs are given
                 first = 2 * number * DISPATCH_EACH
                 warm.extend(through_service(cluster, first + n)[2] for n in range(DISPATCH_EACH))
@@ -504,7 +518,6 @@ def scaling_rounds(
                     settled.append(through_service(cluster, first + DISPATCH_EACH + n)[2])
                 fresh = first_runs(cluster.settings.registry_path, first + DISPATCH_EACH, DISPATCH_EACH)
             cluster.procs.stop(batch_workers)
-            print(f"{slots} worker{'s' if slots > 1 else ''}, round {r + 1}, batch {number + 1}: {found[slots].said}")
         rounds.append(Round(found[2], found[1], settled, warm, fresh))
         print(f"round {r + 1}: {round_said(rounds[-1])}")
 

@@ -1,10 +1,9 @@
 """Workers: claim queued runs from the registry and execute each in a child process (one run after another, while
 each ends cleanly: :mod:`nectar.reuse`).
 
-The parent (``nectar worker``) executes the chain files once, as it starts, before its first fork (so that what they
-import is imported once, its pages shared by the attempts: :func:`nectar.cli.local.execute_chains`, or its clock's
-catalog), and none of a run's code after: it compiles a claimed run's chain file, once per change of its stamp, for
-the attempts it forks next (:meth:`Executor._compile_ahead`). Each attempt runs in a child, in its own
+The parent (``nectar worker``) runs no chain code of its own (with ``--clock``, its clock's catalog executes every chain
+file before the first fork): it compiles a claimed run's chain file, once per change of
+its stamp, for the attempts it forks next (:meth:`Executor._compile_ahead`). Each attempt runs in a child, in its own
 process group (a cancel kills the task's subprocesses too), that loads the chain file as it is on disk *now* (a fixed
 chain takes effect on the next run without a restart) and runs ``luigi.build`` against the central scheduler (or
 luigi's local one): :mod:`nectar.attempt`. What every attempt would import or read (boto3 through

@@ -26,12 +26,14 @@ from typing import NamedTuple, cast
 
 import pytest
 from flask import Flask
+from prometheus_client.mmap_dict import MmapedDict
 
 import benchmarks.__main__ as bench_main
 import benchmarks.dispatch as dispatch_module
 import benchmarks.fanout as fanout_module
 import benchmarks.load as load_module
 import benchmarks.machine as machine
+import benchmarks.patience as patience
 import benchmarks.soak as soak_module
 import benchmarks.spread as spread
 import benchmarks.status as status_module
@@ -75,12 +77,14 @@ from benchmarks.status import (
     switches,
     worker_counts,
 )
+from benchmarks.status import answers as status_answers
 from harness import REPO, answers, busy_cpu, cpu_seconds, free_port, lifeline_env, read_calls, thread_times, waitfor
 from harness.processes import bound_to_a_free_port, freeze
 from harness.procfs import descendants, thread_cpu, tree_cpu
 from nectar.keys import TargetKey, param_digest
 from nectar.registry import RunFilter, RunState, sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
+from tests.benchmarks.rounds import RoundsCluster
 from tests.harness.test_ports import outgoing_connection_from
 from tests.helpers.raw_server import RawServer
 from tests.helpers.registries import closed_at_end
@@ -413,6 +417,48 @@ def test_a_dispatch_sample_reads_the_ledger_only_once_its_run_could_have_started
     assert reads_without_worker == []
 
 
+def test_a_dispatch_sample_never_started_fails_after_tens_of_times_what_the_cluster_measured(
+    tmp_path: Path,
+) -> None:
+    """A benchmark's wait is sized from what its run measured (:mod:`benchmarks.patience`), not a constant: a sample
+    whose run no worker claims fails once :data:`~benchmarks.patience.HANG` times the cluster's slowest start has
+    passed, and says what it waited for, how long, and from what that was sized. (The floor is set small here, as a
+    machine many times faster than this one would measure it.)"""
+    with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
+        cluster.start_luigid()
+        cluster.start_api(workers=1)
+        assert cluster.patience.floor > 0 and cluster.patience.floor_of in ("luigid", "the API")
+        cluster.patience.floor = 0.01
+        with pytest.raises(AssertionError) as raised:
+            dispatch_sample(cluster, 1)
+
+    said = str(raised.value)
+    assert "ProbeTask(n=1) to start" in said, said
+    assert f"{patience.HANG} × " in said and "start (0.010 s)" in said, said
+    assert "after 0.5s" in said, said
+
+
+def test_a_wait_is_sized_from_the_work_measured_at_least_the_floor() -> None:
+    """The bound of a wait: HANG times what was measured of the same work, never below HANG times the slowest start
+    measured; asked before any start was measured, a Python process's start is measured then, as the floor."""
+    waits = patience.Patience()
+    assert waits.floor == 0
+    first = waits.bound()
+    assert waits.floor > 0 and waits.floor_of == "a Python process importing luigi"
+    assert first == patience.HANG * waits.floor
+    waits.floor = 0.2
+    waits.started(0.1, "a faster start")  # the slowest start stays the floor
+    assert waits.floor == 0.2
+    assert waits.bound(0.01) == patience.HANG * 0.2  # less work than a start: the floor
+    assert waits.bound(3.0) == patience.HANG * 3.0
+    waits.note("a batch", 2.0)
+    waits.note("a batch", 1.0)
+    assert waits.longest("a batch") == 2.0 and waits.longest("another") == 0
+    with pytest.raises(AssertionError, match=r"after 0\.5s waiting for nothing \(50 × a batch \(0\.010 s\)\)"):
+        waits.floor = 0.001
+        waits.wait(lambda: False, "nothing", 0.01, "a batch")
+
+
 def test_the_dispatch_floors_builds_are_taken_in_turn_in_processes_started_ahead(tmp_path: Path) -> None:
     """The dispatch benchmark's floor: each build asked of the next process (started and warmed ahead) and timed from
     its call to run() starting; what it ran and waited for a core noted; the processes exit once closed. Before a
@@ -442,9 +488,9 @@ def test_a_floors_build_that_hangs_is_an_error_not_a_wait_without_end(
 ) -> None:
     """A build process that says nothing (stopped here, as a hung one would be): the build raises once a sample's own
     bound passed, where the benchmark waited on the pipe for ever."""
-    monkeypatch.setattr(dispatch_module, "START_TIMEOUT", 0.5)
     with Context(tmp_path, repeats=1, quick=True).cluster("dispatch") as cluster:
         builders = LocalBuilders(cluster, count=2)  # the first asked next, as the second made its first build
+        cluster.patience.floor, cluster.patience.noted = 0.01, {}  # a bound of 0.5 s: HANG times the floor
         freeze(builders.pids[0])
         try:
             with pytest.raises(RuntimeError, match=r"said nothing of ProbeTask\(n=1\) in 0.5 s"):
@@ -769,6 +815,42 @@ def test_the_status_benchmark_counts_a_worker_s_read_and_write_calls_and_the_byt
     assert summed([before, after]) == tuple(map(sum, zip(before, after, strict=True)))
 
 
+@pytest.mark.parametrize("made", ["empty", "its header not written"])
+def test_the_status_benchmark_reads_a_workers_prometheus_file_its_worker_is_still_making(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, made: str
+) -> None:
+    """A worker's histogram file read while its worker makes it (created, not yet sized; sized, its header not yet
+    written) holds no answer yet: none counted, where the read failed (an error to read, a read-only map written to);
+    one begun counts the observations of its buckets."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    pid = 2**22 + 7  # a pid no process has here: the file alone is read
+    path = tmp_path / f"histogram_{pid}.db"
+    path.write_bytes(b"" if made == "empty" else bytes(1 << 16))
+    assert status_answers(pid) == 0
+    written = MmapedDict(str(path))
+    try:
+        bucket = json.dumps(["nectar_request_seconds", "nectar_request_seconds_bucket", {"le": "0.1"}, None])
+        total = json.dumps(["nectar_request_seconds", "nectar_request_seconds_sum", {}, None])
+        written.write_value(bucket, 3.0, 0.0)
+        written.write_value(total, 0.5, 0.0)
+    finally:
+        written.close()
+    assert status_answers(pid) == 3
+
+
+def test_the_status_benchmark_says_how_far_the_ticks_may_misread_the_cpu_left() -> None:
+    """The shares of the CPU others left are read in /proc/stat's 10 ms ticks: the output says the bound of that
+    error over a burst (a tick a core at each end, over the cores' time), and what it is of a rate over the least
+    share left, which divides by it."""
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    assert status_module.tick_error(2.0) == pytest.approx(2 * tick / 2.0)
+    said = status_module.left_said([(0.5, 0.25), (0.9, 0.8)], 2.0)
+    assert said.startswith("50%/75%, 10%/20% "), said
+    error = 2 * tick / 2.0
+    assert f"each ±{error:.1%} of the cores' time" in said and "over 2 s" in said, said
+    assert f"±{error / 0.25:.1%} at the least share, 25%" in said, said
+
+
 def test_the_status_benchmark_counts_the_context_switches_of_a_process_s_threads() -> None:
     """A thread that waits 20 times for another (each wait a voluntary switch) adds at least 20 to its process's."""
     ask, answer, stop = threading.Event(), threading.Event(), threading.Event()
@@ -943,19 +1025,12 @@ def test_the_throughput_benchmark_samples_dispatch_after_each_2_workers_batch(mo
     calls: list[tuple[str, float]] = []
     settled = [False]
 
-    class Procs:
-        def stop(self, proc: object) -> None:
-            calls.append(("stop", cast(int, proc)))
+    class FakeCluster(RoundsCluster):
+        def stopped(self, workers: int) -> None:
+            calls.append(("stop", workers))
 
-    class FakeCluster:
-        procs = Procs()
-
-        class settings:  # noqa: N801 - the cluster's settings, only where a registry would be
-            registry_path = Path("/nonexistent")
-
-        def start_workers(self, slots: int) -> int:
+        def started(self, slots: int) -> None:
             calls.append(("start", slots))
-            return slots
 
     def measured(cluster: object, workers: int, slots: int, first: int, count: int) -> throughput_module.Batch:
         calls.append(("batch", slots))
@@ -1005,6 +1080,36 @@ def test_the_throughput_benchmark_samples_dispatch_after_each_2_workers_batch(mo
         ] * throughput_module.DISPATCH_EACH
         assert came == (dispatched if slots == 2 else []) + ["stop"], (slots, calls)
     assert whats.count("stop") == len(order)
+
+
+def test_the_throughput_benchmark_prints_each_batchs_line_as_it_is_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's line comes as soon as the batch is measured, before the dispatch samples taken after it and the
+    next batch: a reader follows the rounds as they run, each line where its figures were taken."""
+    said: list[str] = []
+
+    def measured(cluster: object, workers: int, slots: int, first: int, count: int) -> throughput_module.Batch:
+        said.append(f"measured {slots}")
+        calibration = machine.Calibration(10.0, 1.0)
+        return throughput_module.Batch(slots, 100.0 * slots, f"batch of {slots}", {}, calibration, (20.0, 20.0))
+
+    def sample(cluster: object, n: int) -> tuple[float, float, float, float]:
+        if n >= 0:
+            said.append("sample")
+        return 0.0, 0.0, 0.004, 0.0
+
+    monkeypatch.setattr(throughput_module, "measured", measured)
+    monkeypatch.setattr(throughput_module, "through_service", sample)
+    monkeypatch.setattr(throughput_module, "idle_cpu", lambda cluster: 0.0002)
+    monkeypatch.setattr(throughput_module, "settle", lambda cluster, idle: None)
+    monkeypatch.setattr(throughput_module, "first_runs", lambda registry, first, count: [False] * count)
+    monkeypatch.setattr(throughput_module, "judged_intervals", lambda *_: {})
+    monkeypatch.setattr(throughput_module, "print", lambda line: said.append(str(line)), raising=False)
+    throughput_module.scaling_rounds(cast(Cluster, RoundsCluster()), cast(subprocess.Popen[bytes], 2), 4, 1, 2)
+    first = said.index("measured 2")
+    assert said[first + 1].endswith(": batch of 2"), said
+    assert said[first + 2] == "sample", said
+    second = said.index("measured 1")
+    assert said[second + 1].endswith(": batch of 1"), said
 
 
 def test_the_throughput_benchmark_says_the_inodes_cost_on_each_side_of_its_ratio_apart() -> None:

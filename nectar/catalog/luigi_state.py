@@ -25,6 +25,14 @@ executed within :func:`executed_anew` of its own name too (:class:`_ChainImports
 chain module is executed): what it sets is its own, not its importer's. Counted as the importer's, its options were
 put back before the importer's next execution, which found it in ``sys.modules`` and did not execute it again: the
 importer's next run read none of them.
+
+The environment variables a chain module's execution sets (``os.environ[...] = ...`` at its top, as a chain that
+reads a ``.env`` file does) are held the same way: a process that executed several chain modules (a worker, before it
+forks its attempts; a reused attempt process) runs each chain's runs with the variables as ``python -m luigi --module
+<it>`` would have them: as they were before any chain module changed them, but for what the run's chain module and
+the chain modules it imports set (:func:`held_to`; put back after the run with the rest of the environment,
+:func:`nectar.reuse.put_back`). A chain module executed again starts from the variables as they were before its own
+last execution changed them.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 import threading
 import types
@@ -49,7 +58,7 @@ from nectar.luigi_internals import (
     show_event_handlers,
     task_namespaces,
 )
-from nectar.stdlib_internals import parsed, parsed_as, set_parsed
+from nectar.stdlib_internals import environ_data, parsed, parsed_as, set_parsed
 
 #: luigi's configuration as :func:`~nectar.stdlib_internals.parsed` copies it: its ``DEFAULT`` options, each section's
 Parsed = tuple[dict[str, str], dict[str, dict[str, str]]]
@@ -68,6 +77,13 @@ _HIDDEN: list[Handler] = []
 #: by chain module executed in this process: the chain modules its code imports (:func:`chain_imports`; none where
 #: its code was not known), as of its last execution
 _IMPORTS_OF: dict[str, frozenset[str]] = {}
+#: ``os.environ``'s own dictionary (bytes to bytes: :func:`~nectar.stdlib_internals.environ_data`)
+_ENVIRON = environ_data()
+#: each environment variable a chain module's execution changed in this process, as it was before the first such
+#: change by any (None: unset); inherited by the processes it forks
+_ENV_ORIGINAL: dict[bytes, bytes | None] = {}
+#: by chain module: each environment variable its last execution changed, as that execution left it (None: unset)
+_ENV_SET: dict[str, dict[bytes, bytes | None]] = {}
 
 
 class _Executing(threading.local):
@@ -77,6 +93,8 @@ class _Executing(threading.local):
 
     def __init__(self) -> None:
         self.before: list[Parsed] = []
+        #: the environment as it was before each (:data:`_ENVIRON`'s copy)
+        self.environ: list[dict[bytes, bytes]] = []
 
 
 _EXECUTING = _Executing()
@@ -109,16 +127,19 @@ def executed_anew(name: str, code: types.CodeType | None = None) -> Iterator[Non
     config = luigi.configuration.get_config()
     _put_back_options(config, name)
     _SET.pop(name, None)
+    _set_environ({variable: _ENV_ORIGINAL[variable] for variable in _ENV_SET.pop(name, ())})
     namespaces = task_namespaces()
     others = {scope: namespace for scope, namespace in namespaces.items() if not _own(scope, name)}
     before = parsed(config)
-    executing = _EXECUTING.before
+    executing, environs = _EXECUTING.before, _EXECUTING.environ
     executing.append(before)
+    environs.append(dict(_ENVIRON))
     _imports_watched(1)
     try:
         yield
     finally:
         executing.pop()
+        _environ_noted(name, environs.pop(), environs)
         _imports_watched(-1)
         for scope in [scope for scope in namespaces if not _own(scope, name) and scope not in others]:
             del namespaces[scope]
@@ -147,6 +168,11 @@ def held_to(name: str) -> None:
             scope.add(module)
             todo.extend(_IMPORTS_OF.get(module, ()))
     foreign = _IMPORTS_OF.keys() - scope  # the chain modules this process executed that the run's does not import
+    if _ENV_ORIGINAL:  # as before any chain module changed them, then as the run's chain modules set them
+        held = dict(_ENV_ORIGINAL)
+        for module in scope:
+            held.update(_ENV_SET.get(module, ()))
+        _set_environ(held)
     if foreign:
         _HIDDEN.extend(hide_event_handlers(foreign))
     others = [module for module in _OPTIONS if module in foreign]
@@ -161,6 +187,42 @@ def held_to(name: str) -> None:
         _apply(defaults, sections, *_SET[module])
     if not parsed_as(config, (defaults, sections)):
         set_parsed(config, defaults, sections)
+
+
+def _environ_noted(name: str, before: dict[bytes, bytes], outer: list[dict[bytes, bytes]]) -> None:
+    """Note the environment variables the execution of the chain module ``name`` changed from ``before``: as they
+    were before any chain module's change (:data:`_ENV_ORIGINAL`), and as it left them (:data:`_ENV_SET`); made in
+    each execution under way around it (``outer``: an importer's) as if there before, so not counted its too."""
+    if _ENVIRON == before:
+        return
+    changed = {
+        variable: _ENVIRON.get(variable)
+        for variable in before.keys() | _ENVIRON.keys()
+        if before.get(variable) != _ENVIRON.get(variable)
+    }
+    for variable in changed:
+        _ENV_ORIGINAL.setdefault(variable, before.get(variable))
+    _ENV_SET[name] = changed
+    for environ in outer:
+        for variable, value in changed.items():
+            if value is None:
+                environ.pop(variable, None)
+            else:
+                environ[variable] = value
+
+
+def _set_environ(values: dict[bytes, bytes | None]) -> None:
+    """Each environment variable of ``values`` set to its value (None: unset), in Python's mapping and the C
+    library's (a child process's environment), where it differs."""
+    for variable, value in values.items():
+        if _ENVIRON.get(variable) == value:
+            continue
+        if value is None:
+            os.unsetenv(variable)
+            del _ENVIRON[variable]
+        else:
+            os.putenv(variable, value)
+            _ENVIRON[variable] = value
 
 
 def given_back() -> None:

@@ -107,7 +107,9 @@ def add_commands(commands: Any) -> None:
     cancel = command("cancel", "cancel a queued or running run")
     cancel.add_argument("run_id", help="the run's id (run_id in its status)")
     worker = command("worker", "claim and execute queued runs until stopped")
-    worker.add_argument("--workers", type=int, default=1, help="runs executed at once (default 1)")
+    # a blank variable is its default, as for serve's flags (nectar.supervisor.add_arguments)
+    workers = os.environ.get("NECTAR_WORKERS", "").strip() or "1"
+    worker.add_argument("--workers", default=workers, help="runs executed at once (env NECTAR_WORKERS, default 1)")
     worker.add_argument(
         "--clock", action="store_true", help="also fire the schedules and poll the triggers here, as nectar clock does"
     )
@@ -210,6 +212,10 @@ def dispatch(argv: Sequence[str] | None = None) -> int:
 
         if args.command == "run":
             return cmd_run(args, extra)
+        if args.command == "worker":  # checked as serve's --workers is, before anything starts
+            from nectar.config import WORKERS_MOST, whole_number
+
+            args.workers = whole_number("--workers (env NECTAR_WORKERS)", args.workers, 1, WORKERS_MOST)
         handler = {
             "chains": cmd_chains,
             "status": cmd_status,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,8 +15,6 @@ from nectar.logs.format import configure_logging
 if TYPE_CHECKING:  # nectar.keys loads hashlib (and OpenSSL's libcrypto): not in nectar serve's supervisor
     from nectar.keys import TargetKey
     from nectar.registry.store import RunStore
-
-logger = logging.getLogger(__name__)
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
@@ -69,15 +66,21 @@ def cmd_chains(args: argparse.Namespace) -> int:
 
 
 def _print_status(nectar: Any, key: TargetKey) -> str:
-    """Print a key's status; a location only where a file is (the output once DONE, a failed step's log)."""
+    """Print a key's status; a location only where a file is (each output of its task once DONE, as its status in
+    the API names them: a plain luigi task's own targets, a NectarTask's ``out.txt``; a failed step's log)."""
     from nectar.keys import STDERR_FILE, TargetKey
+    from nectar.outputs import status_outputs, unmade
 
-    status = nectar.status(key)
+    info, store = nectar.task_store(key)
+    status = nectar.status(key, store)
+    outputs = status_outputs(status, info.cls if info is not None else None, store, nectar.settings)
+    status = unmade(status, outputs)  # DONE, its output deleted since: MISSING, as the API says it
     print(f"job_status: {status.job_status}")
     print(f"key:        {key.path}")
-    store = nectar.store_of(key)
     if status.done:
-        print(f"location:   {store.describe(key)}")
+        for output in outputs:
+            if output.target:
+                print(f"location:   {output.target}")
     if status.run:
         print(f"run:        {status.run.id}")
     for step in status.steps:
@@ -223,7 +226,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     configure_logging(settings.log_format)
     if not getattr(args, "clock", False):
-        execute_chains(settings)  # as the clock's catalog does (below), before the first fork
         Executor(settings, concurrency=args.workers).serve_forever()
         return 0
     with Nectar(settings) as nectar:  # its registry closed whatever the clock's stop raises
@@ -240,23 +242,3 @@ def cmd_worker(args: argparse.Namespace) -> int:
         finally:
             clock.stop()
     return 0
-
-
-def execute_chains(settings: Settings) -> None:
-    """Every chain file under the chains folder executed here, as ``nectar worker --clock``'s catalog executes them
-    (:class:`~nectar.schedules.clock.Clock`): in a worker before it forks its first attempt process, so what the
-    chains import (pandas, boto3, requests) is imported once and its pages shared by every attempt, not imported by
-    each attempt in its run's path. Each attempt still executes its run's chain file as it is on disk then (a change
-    takes effect at the next run); luigi's handlers and options a chain module sets reach only its own runs and its
-    importers' (:func:`~nectar.catalog.luigi_state.held_to`).
-
-    A chain that fails to import is described by the catalog (its attempts say why, file and line, as before); one
-    that exits (``sys.exit`` at its top) or a folder that cannot be listed leaves the chains not yet executed to the
-    attempts, said at WARNING: the worker serves all the same."""
-    from nectar.catalog import ChainCatalog
-
-    catalog = ChainCatalog(settings.chains_dir)
-    try:
-        catalog.refresh()
-    except (Exception, SystemExit) as exc:  # the chains' code, or the folder: its runs say why, as before
-        logger.warning("the chain files were not all executed ahead of their runs (each run executes its own): %r", exc)

@@ -76,8 +76,9 @@ def _download_one(client: NectarClient, key: str, params: Mapping[str, Any], des
         return False
     status = client.status(key)
     url = status.get("resource_url")
-    if not url:
-        raise ValueError(f"no download URL: the key is {status.get('job_status')} now")
+    if not url:  # why, as the status says it: a DONE output outside the folders the API serves, one deleted since
+        why = status.get("resource_note") or status.get("error")
+        raise ValueError(f"no download URL: the key is {status.get('job_status')} now" + (f": {why}" if why else ""))
     path.parent.mkdir(parents=True, exist_ok=True)
     digest, _ = client.retrying(lambda: _fetch(client, url, path))
     _write_atomically(path.parent / "params.json", json.dumps(dict(params), indent=2, sort_keys=True) + "\n")

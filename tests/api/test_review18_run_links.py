@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
 from flask.testing import FlaskClient
 
 from nectar.config import Settings
@@ -12,11 +11,6 @@ from nectar.config import Settings
 HELLO = "/api/chains/testchains/hello_luigiworld_chain"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review18 (on main, for the lead): GET /api/runs/<id> has no scheduler_url (api/runs.py:63-80, "
-    "api/schemas.py RunDetailSchema), which README's 'What a status says' gives it beside /api/chainstatus",
-)
 def test_a_runs_page_links_its_task_in_the_visualiser(
     settings: Settings, client_for: Callable[[Settings], FlaskClient]
 ) -> None:

@@ -6,7 +6,6 @@ import random
 import statistics
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 from typing import cast
 
 import pytest
@@ -16,6 +15,7 @@ import benchmarks.throughput as throughput
 from benchmarks.harness import Cluster
 from benchmarks.machine import Calibration
 from benchmarks.status import ratio_median
+from tests.benchmarks.rounds import RoundsCluster
 
 #: the ms of CPU a run cost each process, as :func:`benchmarks.throughput.measured` gives them (every part's: 3 ms)
 PER_RUN = {
@@ -166,19 +166,6 @@ def test_the_throughput_benchmark_adds_rounds_until_its_intervals_decide_within_
     the level shared by the looks (:func:`benchmarks.spread.level`)."""
     levels: list[float] = []
 
-    class Procs:
-        def stop(self, proc: object) -> None:
-            pass
-
-    class FakeCluster:
-        procs = Procs()
-
-        class settings:  # noqa: N801 - the cluster's settings, only where a registry would be
-            registry_path = Path("/nonexistent")
-
-        def start_workers(self, slots: int) -> int:
-            return slots
-
     def judged(rounds: list[throughput.Round], cores: int, level: float) -> dict[str, spread.Interval]:
         levels.append(level)
         return {"dispatch": spread.Interval(0.85, 0.9) if decided else spread.Interval(0.7, 0.9)}
@@ -190,7 +177,7 @@ def test_the_throughput_benchmark_adds_rounds_until_its_intervals_decide_within_
     monkeypatch.setattr(throughput, "first_runs", lambda registry, first, count: [False] * count)
     monkeypatch.setattr(throughput, "judged_intervals", judged)
     rounds, drawn_at = throughput.scaling_rounds(
-        cast(Cluster, FakeCluster()), cast(subprocess.Popen[bytes], 2), 4, 5, 2
+        cast(Cluster, RoundsCluster()), cast(subprocess.Popen[bytes], 2), 4, 5, 2
     )
 
     assert len(rounds) == taken

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks import spread
 from benchmarks.harness import Figure, Target, at_most, ratio_at_least, table
 from benchmarks.spread import Interval
 
@@ -56,3 +57,16 @@ def test_the_tables_columns_and_a_figure_without_target_are_as_before() -> None:
     head, _, row = table([figure]).splitlines()
     assert head == ("| benchmark | figure | value | baseline (what) | baseline value | ratio | target | met? |")
     assert row.endswith("| - | - | - |")
+
+
+@pytest.mark.parametrize("most", [False, True])
+@pytest.mark.parametrize(
+    ("low", "high"), [(0.7, 0.75), (0.75, 0.8), (0.78, 0.82), (0.8, 0.8), (0.8, 0.85), (0.85, 0.9), (0.7, 0.9)]
+)
+def test_a_target_and_the_intervals_own_verdict_decide_alike(low: float, high: float, most: bool) -> None:
+    """One rule of "decided" (met or missed at both ends) for a figure's verdict and for the rounds a benchmark takes
+    until its interval decides (:func:`benchmarks.spread.decides`), at least or at most."""
+    target = Target("ratio", most, 0.8, "")
+    found = Interval(low, high)
+    assert spread.decides(found, 0.8, most) == target.decides(found)
+    assert spread.reached(low, 0.8, most) == target.reached(low)

@@ -20,12 +20,15 @@ from tests.helpers.ledger import LEDGER_CHAIN
 
 #: a task whose first attempt leaves a step change pending (``Side`` DONE, luigi's event, not yet written: the
 #: recorder's batch waits for the next write) and stops its own process, so that nothing can write it before the
-#: freeze; thawed, it waits until its lost lease interrupts it. Its second attempt writes its output.
+#: freeze; thawed, it waits until its lost lease interrupts it. Its second attempt writes its output. It stops itself
+#: outside the registry's write turn: stopped by its own SIGSTOP as its heartbeat renewed (in the turn), the
+#: process kept the test's reclaim waiting ``BUSY_TIMEOUT`` for the turn, then failing (``TurnNotTaken``).
 FROZEN_STEPS = """
 
 import signal as _signal
 
 import nectar.steps
+from nectar.steps import current_recorder
 
 nectar.steps.FLUSH_INTERVAL = float("inf")  # a change other than a start or a failure waits for the heartbeat
 MARK = @MARK@
@@ -42,8 +45,12 @@ class FrozenPendingTask(NectarTask):
             with open(MARK + ".tmp", "w") as out:
                 out.write(str(os.getpid()))
             os.rename(MARK + ".tmp", MARK)
-            self.trigger_event(luigi.Event.DEPENDENCY_PRESENT, Side())
-            os.kill(os.getpid(), _signal.SIGSTOP)
+            # the process's write turn held by this thread, at the thread's level: it waits for a thread of this
+            # process in its turn (the heartbeat's renewal, a checkpoint) to leave it, and none enters one until the
+            # thaw, so the process stops holding neither the registry's turn nor SQLite's write lock
+            with current_recorder().runs._writer()._threads:
+                self.trigger_event(luigi.Event.DEPENDENCY_PRESENT, Side())
+                os.kill(os.getpid(), _signal.SIGSTOP)
             while True:  # thawed: until the lease's loss interrupts it
                 time.sleep(0.01)
         with self.output().open("w") as out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import signal
 import subprocess
@@ -20,6 +21,8 @@ from nectar.registry import RunState
 from nectar.service import Nectar
 from nectar.status import JobStatus
 from nectar.stores import TargetStore, get_store
+from nectar.stores.s3 import S3Store
+from nectar.task import live_log_paths
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
 
@@ -520,21 +523,41 @@ def test_a_running_tasks_log_is_readable_from_another_machine_through_s3(
     start_worker(settings, workers=1)
     gate = tmp_path / "gate"
     submission = nectar.submit("etl", "chatty_chain", "ChattyTask", {"gate": str(gate)})
+    # first on the worker's machine, no S3 read: the task has printed its first line to its live log (the worker
+    # started, claimed the run, set its attempt up); each step of the way a wait of its own
+    live = live_log_paths(submission.key)[0]
+    wait_until(lambda: live.exists() and live.read_text() == "first line\n", interval=0.02)
     elsewhere = settings.replace(data_dir=tmp_path / "another-machine")  # no live log files there
     configure(elsewhere)
+    store = get_store(elsewhere)
 
     def seen_elsewhere() -> str | None:
         try:
-            return b"".join(open_log(submission.key, "stdout", get_store(elsewhere))).decode()
+            return b"".join(open_log(submission.key, "stdout", store)).decode()
         except NotFound:
             return None
 
-    early = wait_until(seen_elsewhere, timeout=60, interval=0.1)
+    # then its copy, as another machine reads it: what one S3 request may block (a copy's, or this read's) is the
+    # store's own give-up, a read timeout each attempt, which a wait on S3 outlasts
+    early = wait_until(seen_elsewhere, timeout=outlasting(store), interval=0.1)
     assert early == "first line\n"
     assert nectar.status(submission.key).job_status == "RUNNING"
     gate.touch()
-    assert finished(nectar, submission.key).job_status == "DONE"
+    assert finished(nectar, submission.key, timeout=outlasting(store)).job_status == "DONE"  # its last copy waited
     assert seen_elsewhere() == "first line\nsecond line\n"
+
+
+def outlasting(store: TargetStore) -> float:
+    """A wait's deadline on what S3 serves: ``wait_until``'s default past what one request of ``store`` may block
+    before its client gives up (its read timeout, each of its attempts, the first and its retries): a request that
+    stalls (no answer from moto on a loaded machine) is tried again, where the test's one deadline of 60 s ended as
+    the first timed out."""
+    assert isinstance(store, S3Store)
+    config = store.boto.meta.config
+    return (
+        inspect.signature(wait_until).parameters["timeout"].default
+        + config.read_timeout * config.retries["total_max_attempts"]
+    )
 
 
 def test_an_idle_worker_with_a_long_poll_stops_at_once_on_sigterm(

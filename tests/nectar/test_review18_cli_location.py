@@ -27,11 +27,6 @@ class PlainTask(luigi.Task):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review18 (on main, for the lead): nectar run/status print 'location:' as the key's out.txt in the store "
-    "for every DONE task (nectar/cli/local.py:76-77, store.describe(key)), a file a plain luigi task never writes",
-)
 @pytest.mark.parametrize("command", ["run", "status"])
 def test_the_location_printed_is_the_plain_tasks_output(
     settings: Settings, write_chain: Callable[[str, str], Path], tmp_path: Path, command: str

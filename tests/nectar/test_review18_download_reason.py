@@ -6,7 +6,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
 import requests
 
 from harness import Processes, base_env, lifeline_env
@@ -15,11 +14,6 @@ from tests.conftest import NECTAR, wait_until
 from tests.nectar.test_review18_cli_location import PLAIN_CHAIN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review18 (on main, for the lead): nectar download's failure for a DONE key without a resource_url says "
-    "'no download URL: the key is DONE now' (nectar/client/download.py:79-80), not the status's resource_note",
-)
 def test_download_names_why_a_done_output_has_no_link(processes: Processes, tmp_path: Path) -> None:
     """A plain luigi task writing its own ``LocalTarget`` outside ``local_targets/`` and ``NECTAR_OUTPUT_ROOTS`` (as
     luigi's examples write to ``/tmp``), run by ``nectar serve``: DONE, its status's ``resource_url`` null and its

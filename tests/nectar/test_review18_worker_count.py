@@ -15,11 +15,6 @@ from tests.conftest import NECTAR, settings_env, wait_until
 READY = re.compile(r"(\d+) slot\(s\), registry")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review18 (on main, for the lead): nectar worker's --workers defaults to 1 and never reads NECTAR_WORKERS "
-    "(nectar/cli/__init__.py:74), which the configuration table names for runs executed at once; serve reads it",
-)
 @pytest.mark.parametrize(("value", "said"), [("3", "3 slot(s)"), ("lots", "NECTAR_WORKERS")])
 def test_nectar_worker_reads_nectar_workers(settings: Settings, processes: Processes, value: str, said: str) -> None:
     """A scale-out machine's env file sets ``NECTAR_WORKERS=3`` beside the registry's and luigid's variables, and runs

@@ -1,7 +1,5 @@
-"""A scale-out worker (``nectar worker`` without ``--clock``) executes its chain files before it forks its first
-attempt, as ``nectar serve``'s worker does through its clock: what a chain imports is imported once, in the worker,
-not by each attempt in its run's path (nectar.cli.local.execute_chains). A chain changed on disk is still executed
-anew by the next run; a chain that does not import, or exits as it is imported, does not stop the worker."""
+"""A scale-out worker (``nectar worker`` without ``--clock``): a chain that does not import, or exits as it is
+imported, does not stop the worker; its runs fail naming why, the other chains' runs go on."""
 
 from __future__ import annotations
 
@@ -93,27 +91,6 @@ def ended(runs: RunStore, chain: str, task: str, params: dict[str, str]) -> Run:
 
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
-
-
-def test_a_scale_out_workers_first_run_of_a_chain_finds_its_imports_made_and_a_changed_chain_runs_anew(
-    settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path], tmp_path: Path
-) -> None:
-    """The marker module is imported by the worker, as it starts, and by no attempt: not by the first run's, nor by
-    the run after the chain file changed, which runs the changed code (in an attempt process, not the worker).
-    Before, the first run's attempt process imported it."""
-    write_chain("scaleout/marked_chain", marked("v1"))
-    pid = worker(processes, settings, tmp_path).pid
-    assert lines(tmp_path / "marker") == [str(pid)]
-    with open_run_store(settings) as runs:
-        first = ended(runs, "marked_chain", "MarkedTask", {"n": "1"})
-        assert first.state == RunState.DONE, first.error
-        write_chain("scaleout/marked_chain", marked("v2"))
-        second = ended(runs, "marked_chain", "MarkedTask", {"n": "2"})
-        assert second.state == RunState.DONE, second.error
-    ran = [line.split() for line in lines(tmp_path / "ran")]
-    assert [version for version, _ in ran] == ["v1", "v2"], ran
-    assert str(pid) not in {process for _, process in ran}, ran  # each ran in an attempt process
-    assert lines(tmp_path / "marker") == [str(pid)], "an attempt imported the chain's module itself"
 
 
 def test_a_chain_that_does_not_import_or_exits_does_not_stop_a_scale_out_worker(
