@@ -27,12 +27,14 @@ put back before the importer's next execution, which found it in ``sys.modules``
 importer's next run read none of them.
 
 The environment variables a chain module's execution sets (``os.environ[...] = ...`` at its top, as a chain that
-reads a ``.env`` file does) are held the same way: a process that executed several chain modules (a worker, before it
+reads a ``.env`` file does), and the folders it puts on ``sys.path`` (as a chain reaching its helpers by a folder of
+its own does), are held the same way: a process that executed several chain modules (a worker, before it
 forks its attempts; a reused attempt process) runs each chain's runs with the variables as ``python -m luigi --module
 <it>`` would have them: as they were before any chain module changed them, but for what the run's chain module and
-the chain modules it imports set (:func:`held_to`; put back after the run with the rest of the environment,
-:func:`nectar.reuse.put_back`). A chain module executed again starts from the variables as they were before its own
-last execution changed them.
+the chain modules it imports set (:func:`held_to`; put back after the run with the rest of the environment and
+``sys.path``, :func:`nectar.reuse.put_back`). A chain module executed again starts from the variables as they were
+before its own last execution changed them, and without the folders it put on ``sys.path`` (a file that appends one
+does not append it again at each change). A folder a chain module took off ``sys.path`` stays off.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ _ENVIRON = environ_data()
 _ENV_ORIGINAL: dict[bytes, bytes | None] = {}
 #: by chain module: each environment variable its last execution changed, as that execution left it (None: unset)
 _ENV_SET: dict[str, dict[bytes, bytes | None]] = {}
+#: by chain module: the folders its last execution put on ``sys.path`` (not there before it)
+_PATH_ADDED: dict[str, tuple[str, ...]] = {}
 
 
 class _Executing(threading.local):
@@ -95,6 +99,8 @@ class _Executing(threading.local):
         self.before: list[Parsed] = []
         #: the environment as it was before each (:data:`_ENVIRON`'s copy)
         self.environ: list[dict[bytes, bytes]] = []
+        #: ``sys.path`` as it was before each
+        self.path: list[list[str]] = []
 
 
 _EXECUTING = _Executing()
@@ -128,18 +134,23 @@ def executed_anew(name: str, code: types.CodeType | None = None) -> Iterator[Non
     _put_back_options(config, name)
     _SET.pop(name, None)
     _set_environ({variable: _ENV_ORIGINAL[variable] for variable in _ENV_SET.pop(name, ())})
+    added = _PATH_ADDED.pop(name, ())
+    if added:
+        sys.path[:] = [folder for folder in sys.path if folder not in added]
     namespaces = task_namespaces()
     others = {scope: namespace for scope, namespace in namespaces.items() if not _own(scope, name)}
     before = parsed(config)
-    executing, environs = _EXECUTING.before, _EXECUTING.environ
+    executing, environs, paths = _EXECUTING.before, _EXECUTING.environ, _EXECUTING.path
     executing.append(before)
     environs.append(dict(_ENVIRON))
+    paths.append(list(sys.path))
     _imports_watched(1)
     try:
         yield
     finally:
         executing.pop()
         _environ_noted(name, environs.pop(), environs)
+        _path_noted(name, paths.pop(), paths)
         _imports_watched(-1)
         for scope in [scope for scope in namespaces if not _own(scope, name) and scope not in others]:
             del namespaces[scope]
@@ -173,6 +184,11 @@ def held_to(name: str) -> None:
         for module in scope:
             held.update(_ENV_SET.get(module, ()))
         _set_environ(held)
+    if _PATH_ADDED:  # the folders other chain modules put on sys.path taken off, the run's own kept
+        kept = {folder for module in scope for folder in _PATH_ADDED.get(module, ())}
+        gone = {folder for module in foreign for folder in _PATH_ADDED.get(module, ()) if folder not in kept}
+        if gone:
+            sys.path[:] = [folder for folder in sys.path if folder not in gone]
     if foreign:
         _HIDDEN.extend(hide_event_handlers(foreign))
     others = [module for module in _OPTIONS if module in foreign]
@@ -209,6 +225,19 @@ def _environ_noted(name: str, before: dict[bytes, bytes], outer: list[dict[bytes
                 environ.pop(variable, None)
             else:
                 environ[variable] = value
+
+
+def _path_noted(name: str, before: list[str], outer: list[list[str]]) -> None:
+    """Note the folders the execution of the chain module ``name`` put on ``sys.path`` (not in ``before``); put in
+    each ``sys.path`` noted before an execution under way around it (``outer``: an importer's), so not counted its."""
+    if sys.path == before:
+        return
+    was = set(before)
+    added = tuple(folder for folder in sys.path if folder not in was)
+    if added:
+        _PATH_ADDED[name] = added
+        for path in outer:
+            path.extend(added)
 
 
 def _set_environ(values: dict[bytes, bytes | None]) -> None:
