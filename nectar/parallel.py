@@ -27,6 +27,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -139,6 +140,7 @@ class ForkedStep:
     def __enter__(self) -> ForkedStep:
         attempt = self.attempt
         if attempt is not None:
+            _end_quietly_once_orphaned(attempt.pid)  # before: a parent already gone is told at once
             lifeline.die_with_parent(attempt.pid)  # SIGTERM: the step is interrupted like its attempt
             if attempt.recorder is not None:  # one of its own: no lock, no batch, no connection shared with the attempt
                 parent = attempt.recorder  # in the attempt's name: written only while it owns the run, as its own
@@ -163,6 +165,26 @@ class ForkedStep:
                     self.recorder.flush()
                 except Exception:
                     logger.exception("could not record the last steps of run %s", self.recorder.run_id)
+
+
+def _end_quietly_once_orphaned(attempt: int) -> None:
+    """In a step process forked from the attempt ``attempt`` (a pid): a SIGTERM that finds the attempt gone (killed:
+    its death signal, or its worker ending what it left) ends the step at once, without a word. The attempt's own
+    handler, inherited, would interrupt it saying "the worker is stopping" (luigi's WARNING and the step's traceback
+    in the worker's log) where the worker goes on: it has said the attempt was killed and retries the run. A SIGTERM
+    while the attempt lives (the worker stopping, the run cancelled) is the attempt's handler's, as before."""
+    inherited = signal.getsignal(signal.SIGTERM)
+
+    def terminate(signum: int, frame: Any) -> None:
+        if os.getppid() != attempt:
+            os._exit(128 + signum)  # as killed by it: nothing of the attempt's is left to flush or tell
+        if callable(inherited):
+            inherited(signum, frame)
+        elif inherited != signal.SIG_IGN:  # the default action (the attempt set none of its own)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, terminate)
 
 
 def _lost(attempt: _Attempt, on_lost: Callable[[], None] | None) -> Callable[[], None]:

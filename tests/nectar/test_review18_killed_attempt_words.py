@@ -8,8 +8,6 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from harness import NECTAR, Processes, base_env, settings_env
 from harness.procfs import alive
 from nectar.config import Settings
@@ -51,12 +49,6 @@ class BothTask(luigi.Task):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review18 (on main, for the lead): steps forked by an attempt killed -9 are ended saying 'the worker is "
-    "stopping' (luigi's WARNING, and a traceback of each step process in the worker's log): the attempt's SIGTERM "
-    "handler, inherited by the fork (nectar/leases.py:297, _raise at :463), where the worker goes on",
-)
 def test_steps_of_an_attempt_killed_are_not_said_ended_by_a_stopping_worker(
     settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path], tmp_path: Path
 ) -> None:
