@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import socket
 import struct
 import time
@@ -477,10 +476,3 @@ def serve_rpcs_directly() -> None:
 
     idle_timeout = Settings.from_env().scheduler_idle_timeout
     route_luigid_app(lambda app, scheduler: LuigidRouter(app, scheduler, idle_timeout))
-    yield_to_callers()
-
-
-def yield_to_callers() -> None:
-    """This process (luigid: its thread, and those it starts) scheduled as ``SCHED_BATCH``: woken by a caller's
-    request, it waits for that caller to sleep (or for the core's tick) rather than preempting it."""
-    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))

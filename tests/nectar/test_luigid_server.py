@@ -8,7 +8,6 @@ import functools
 import gzip
 import http.client
 import json
-import os
 import re
 import subprocess
 import sys
@@ -51,7 +50,6 @@ TASK = {
 class Luigid:
     port: int
     log: Path
-    pid: int
 
     @property
     def url(self) -> str:
@@ -105,7 +103,7 @@ def start_one(processes: Processes, root: Path, name: str, argv: list[str]) -> L
         return processes.start(name, [*argv, *listen, "--logdir", str(state)], env, state)
 
     served = processes.serve(name, None, False, launch, "/")
-    return Luigid(served.port, state / "luigi-server.log", served.proc.pid)
+    return Luigid(served.port, state / "luigi-server.log")
 
 
 @pytest.fixture
@@ -187,18 +185,6 @@ def test_every_request_is_answered_as_luigis_own_luigid_answers_it(luigids: tupl
             del record["start_time"], record["last_updated"], record["time_running"]
     assert graph[0] == graph[1] and graph[0]["response"][TASK["task_id"]]["status"] == "FAILED"
     assert ours.rpc("fetch_error", task_id=TASK["task_id"]) == luigis.rpc("fetch_error", task_id=TASK["task_id"])
-
-
-def test_our_luigid_waits_for_the_caller_that_woke_it_to_sleep_rather_than_preempt_it(
-    luigids: tuple[Luigid, Luigid],
-) -> None:
-    """Ours runs as ``SCHED_BATCH``, every thread of it, those it started once it served (a request's wake-up of it
-    preempts no one); luigi's own as any process."""
-    luigis, ours = luigids
-    ours.rpc("add_worker", worker=WORKER, info={"pid": 1})
-    assert os.sched_getscheduler(luigis.pid) == os.SCHED_OTHER
-    threads = [int(tid) for tid in os.listdir(f"/proc/{ours.pid}/task")]
-    assert {tid: os.sched_getscheduler(tid) for tid in threads} == dict.fromkeys(threads, os.SCHED_BATCH)
 
 
 def test_an_rpc_our_processes_post_is_logged_at_debug_errors_as_luigis_luigid_logs_them(
