@@ -50,7 +50,6 @@ Nothing is lost and nothing runs twice at once (see :mod:`nectar.attempt` for th
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import operator
 import os
@@ -208,8 +207,6 @@ class Child:
     unread: bool = False
     #: its run's chain file as the claim found it (one stat): the file its process executes ahead if it stays
     likely: Likely | None = None
-    #: the core its attempt's main thread was bound to for its run (:meth:`Executor._apart`; None: not bound)
-    core: int | None = None
 
 
 def wait_status(exit: os.waitid_result) -> int:
@@ -378,7 +375,6 @@ class Executor:
         path = chain_file(self.settings, run)
         likely = self._likely_after(run, path)  # the one stat of its chain file per run
         tell = self.spares.short(self.concurrency)  # a fork waits for its first step to start: it says when
-        core = self._apart(spare.pid)
         try:
             channel = hand_over(spare, handed(run, likely), tell)
         except OSError as exc:  # the spare died before it got the run: the attempt never began
@@ -389,39 +385,12 @@ class Executor:
         exits = spare.exited if spare.exited is not None else wakeup.exits(spare.pid)
         claimed = time.monotonic()
         child = Child(
-            run,
-            exits,
-            spare.stat,
-            channel,
-            claimed,
-            started=not tell,
-            runs_done=spare.runs_done,
-            likely=likely,
-            core=core,
+            run, exits, spare.stat, channel, claimed, started=not tell, runs_done=spare.runs_done, likely=likely
         )
         self.children[spare.pid] = child
         logger.info("run %s of %s: attempt %d claimed", run.id, run.ref, run.attempt, extra={"run_id": run.id})
         self._compile_ahead(run, path, likely)
         return True
-
-    def _apart(self, pid: int) -> int | None:
-        """Bind the main thread of the spare ``pid``, about to be handed a run, to a core no other attempt of this
-        worker is bound to, where each slot can have a core of its own (2 slots or more, no more than the cores this
-        process may run on); the core, or None. The spare lets go of it once its run ended (:func:`spares.unbound`)."""
-        cores = self._cores
-        if not 1 < self.concurrency <= len(cores):
-            return None
-        taken = {child.core for child in self.children.values()}
-        core = next(core for core in cores if core not in taken)
-        try:
-            os.sched_setaffinity(pid, (core,))
-        except OSError:  # gone: its hand-over says so
-            return None
-        return core
-
-    @functools.cached_property
-    def _cores(self) -> list[int]:
-        return sorted(os.sched_getaffinity(0))
 
     def _compile_ahead(self, run: Run, path: Path, likely: Likely | None) -> None:
         """Compile the run's chain file here, if it changed, so that the attempts forked from now on find its code

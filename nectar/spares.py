@@ -73,8 +73,6 @@ _TELL, _QUIET = b"t", b"q"
 logger = logging.getLogger(__name__)
 #: in a spare handed its run: its end of the socket, until it says it started (None elsewhere)
 _told: socket.socket | None = None
-#: in a spare: the cores its worker may run on, which it may run on again once its run ended (:func:`unbound`)
-_cores: set[int] | None = None
 #: spares kept per slot while runs are claimed: a spare's fork and setup take about as long as a trivial run (~50-150
 #: ms on 2 loaded cores), so with one per slot, 107-142 of 400 claims in a row waited for one to be ready; with
 #: two, 1-4 of 400
@@ -319,8 +317,6 @@ class Spares:
         pid = os.fork()
         if pid == 0:  # the spare
             wakeup.no_signals()  # its signals are its own, not its worker's wake-ups
-            global _cores
-            _cores = os.sched_getaffinity(0)  # its worker's: those it may run on again once its run ended (unbound)
             # what it shares with the worker (luigi, boto3, nectar) leaves the collector's sight: its collections
             # scan only what the attempt allocates, and do not write to (copy) the pages it shares with the worker
             gc.freeze()
@@ -379,7 +375,6 @@ class Spares:
                 return code
             try:  # its slot is free now: what its run left is looked at while the worker claims the next run
                 theirs.sendall(ENDED + bytes([code]))
-                unbound()  # its slot's next attempt may take the core its worker bound it to
                 os.sched_yield()  # the worker, woken on this core maybe, claims before this process sets up again
             except OSError:  # the worker is gone: it no longer waits for this process
                 return code
@@ -393,13 +388,6 @@ class Spares:
                 logger.info("attempt process %d exits after %d run(s): %s", os.getpid(), runs, why)
                 return code
             leases.ran_one()
-
-
-def unbound() -> None:
-    """In a spare back from its run: its main thread free again to run on any core its worker may run on (its worker
-    bound it to one for its run: :meth:`nectar.executor.Executor._apart`)."""
-    if _cores is not None and os.sched_getaffinity(0) != _cores:
-        os.sched_setaffinity(0, _cores)
 
 
 def end_group(pid: int) -> None:

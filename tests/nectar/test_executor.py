@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import subprocess
 from collections.abc import Callable
@@ -13,7 +11,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness.procfs import descendants
 from nectar.config import Settings, configure
 from nectar.errors import NotFound
 from nectar.keys import PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TargetKey
@@ -529,36 +526,3 @@ def test_an_idle_worker_with_a_long_poll_stops_at_once_on_sigterm(
     wait_until(lambda: "slot(s), registry" in log.read_text(), timeout=60)  # its signal handlers are set
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0, log.read_text()  # 60 s: only a hung worker fails
-
-
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a core a slot needs 2 cores")
-def test_two_runs_at_once_each_hold_a_core_of_their_own(
-    settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
-) -> None:
-    """A worker with 2 slots on 2 cores or more binds each attempt's main thread to a core the other is not bound
-    to."""
-    settings = settings.replace(scheduler_url=luigid)
-    write_chain("etl/two_step_chain", TWO_STEP_CHAIN)
-    nectar = closed_at_end(Nectar(settings))
-    worker = start_worker(settings, workers=2)
-    gates = [tmp_path / "gate-a", tmp_path / "gate-b"]
-    keys = [nectar.submit("etl", "two_step_chain", "GatedTask", {"gate": str(gate)}).key for gate in gates]
-
-    def bound() -> dict[int, set[int]]:
-        found = {}
-        for pid in descendants(worker.pid):
-            with contextlib.suppress(OSError):  # gone meanwhile
-                if len(cores := os.sched_getaffinity(pid)) < len(os.sched_getaffinity(0)):
-                    found[pid] = cores
-        return found
-
-    def both_running() -> bool:
-        return all(any(s.task == "GatedTask" and s.state == "RUNNING" for s in nectar.status(k).steps) for k in keys)
-
-    assert wait_until(both_running, timeout=60, interval=0.05)
-    held = bound()
-    first, second = sorted(os.sched_getaffinity(0))[:2]
-    assert sorted(held.values(), key=min) == [{first}, {second}]
-    for gate in gates:
-        gate.touch()
-    assert [finished(nectar, key).job_status for key in keys] == ["DONE", "DONE"]
