@@ -176,7 +176,7 @@ def _end_quietly_once_orphaned(attempt: int) -> None:
     inherited = signal.getsignal(signal.SIGTERM)
 
     def terminate(signum: int, frame: Any) -> None:
-        if os.getppid() != attempt:
+        if _gone(attempt):
             os._exit(128 + signum)  # as killed by it: nothing of the attempt's is left to flush or tell
         if callable(inherited):
             inherited(signum, frame)
@@ -185,6 +185,22 @@ def _end_quietly_once_orphaned(attempt: int) -> None:
             os.kill(os.getpid(), signum)
 
     signal.signal(signal.SIGTERM, terminate)
+
+
+def _gone(attempt: int) -> bool:
+    """Whether the attempt ``attempt`` (this step process's parent, a pid) has ended or is ending: this process was
+    handed to another, or the attempt's main thread is a zombie. The parent-death signal is sent as the thread that
+    forked this process exits: killed, an attempt's threads exit one by one, and while another of them is still
+    exiting this process is its child still (the kernel hands the children to a thread of the same process first)."""
+    if os.getppid() != attempt:
+        return True
+    try:
+        with open(f"/proc/{attempt}/stat", "rb") as stat:
+            said = stat.read()
+    except OSError:
+        return True
+    state = said[said.rindex(b")") + 2 : said.rindex(b")") + 3]
+    return state in (b"Z", b"X")
 
 
 def _lost(attempt: _Attempt, on_lost: Callable[[], None] | None) -> Callable[[], None]:
