@@ -1,8 +1,10 @@
 """Workers: claim queued runs from the registry and execute each in a child process (one run after another, while
 each ends cleanly: :mod:`nectar.reuse`).
 
-The parent (``nectar worker``) runs no chain code of its own (with ``--clock``, its clock's catalog executes every chain
-file before the first fork): it compiles a claimed run's chain file, once per change of
+The parent (``nectar worker``) executes the chain files once, as it starts, before its first fork (so that what they
+import is imported once, its pages shared by the attempts: :func:`nectar.cli.local.execute_chains`, or its clock's
+catalog; each first in a probe child, within :data:`~nectar.catalog.loader.AHEAD_BUDGET`), and none of a run's code
+after: it compiles a claimed run's chain file, once per change of
 its stamp, for the attempts it forks next (:meth:`Executor._compile_ahead`). Each attempt runs in a child, in its own
 process group (a cancel kills the task's subprocesses too), that loads the chain file as it is on disk *now* (a fixed
 chain takes effect on the next run without a restart) and runs ``luigi.build`` against the central scheduler (or
@@ -69,7 +71,7 @@ import luigi
 from nectar import build, forks, main_signals, standby, wakeup
 from nectar.attempt import attempt, chain_file, execute, quiet_luigi, rehearse
 from nectar.build import Build
-from nectar.catalog.loader import Stamp, chain_code, file_stamp, load_ahead
+from nectar.catalog.loader import AHEAD_BUDGET, Stamp, chain_code, file_stamp, load_ahead
 from nectar.config import Settings, load_luigi_config
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.grace import Grace
@@ -100,9 +102,6 @@ logger = logging.getLogger(__name__)
 #: seconds between two looks for finished attempts while some run, where the kernel cannot say when one exits
 #: (:func:`nectar.wakeup.exits`); where it can, its exit wakes the loop
 REAP_INTERVAL = 0.01
-#: seconds a spare may take to execute ahead the chain file its run will likely need; one that takes longer (or
-#: fails) is not executed ahead again until it changes
-AHEAD_BUDGET = 2.0
 #: what a spare says once it is set up: it executed its likely chain file ahead, or it could not (failed, too long)
 AHEAD, NOT_AHEAD = b"a", b"n"
 #: seconds after its claim an attempt that has not started its first step still holds back the last spare's fork

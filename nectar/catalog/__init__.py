@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from nectar.catalog.loader import Stamp, file_stamp, inspect_chain
+from nectar.catalog.loader import Stamp, file_stamp, finished_within, inspect_chain
 from nectar.catalog.luigi_state import forget_module
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.config import chains_dir_refused, link_to_nothing, type_folder_said
@@ -95,6 +95,25 @@ class ChainCatalog:
             for ref, (path, stamp) in found.items():
                 changed = self._sync(ref, path, stamp) or changed
             return changed
+
+    def refresh_ahead(self, budget: float) -> list[Path]:
+        """:meth:`refresh`, for a process about to fork the processes that run the chains (a worker): each chain file
+        is executed first in a child process of its own (:func:`finished_within`), and here only if it ended there
+        within ``budget`` seconds; a file whose import hangs or is slow (a database or share that does not answer) is
+        left to its runs, as a spare leaves it (a hung import here would hold up every run; one cut short here could
+        leave half an extension imported in every process forked after). Answers the files left. Costs each chain's
+        execution twice, once, as the worker starts."""
+        found = self._scan()
+        with self._lock:  # the chains already in step (a refresh before) are not executed again
+            fresh = {ref: there for ref, there in found.items() if self._stamps.get(ref) != there[1]}
+        finished = finished_within([(ref, path) for ref, (path, _) in fresh.items()], budget)
+        with self._lock:
+            for ref in set(self._chains) - set(found):
+                self._forget(ref)
+            for ref, (path, stamp) in found.items():
+                if ref not in fresh or ref in finished:
+                    self._sync(ref, path, stamp)
+        return [path for ref, (path, _) in fresh.items() if ref not in finished]
 
     def refresh_chain(self, chain_type: str, chain: str) -> None:
         """Bring one chain in step with its file, with one stat (a submission's hot path: no folder scan)."""

@@ -11,8 +11,11 @@ import is described by its error, with where in the file.
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
+import logging
 import os
+import select
 import signal
 import sys
 import time
@@ -37,6 +40,8 @@ from nectar.schedules.declared import declared_on
 from nectar.task import chain_module
 from nectar.triggers.declared import declared_triggers
 from nectar.upstream import names_in_requires, upstream_of
+
+logger = logging.getLogger(__name__)
 
 #: a file's (mtime in ns, size): a rewrite shows in one or the other, even within one tick of the mtime's clock
 #: when its length changed
@@ -244,6 +249,69 @@ def is_chain_task(name: str, obj: Any, module: types.ModuleType) -> bool:
     """True if ``name`` is the exposed name of ``obj``, a task of ``module`` (see :mod:`nectar.exposure`)."""
     tasks = exposure(module).tasks
     return obj is not None and tasks.get(name) is obj
+
+
+#: seconds a chain file may take to be executed ahead of its runs: by a spare (the file its run will likely need;
+#: one that takes longer, or fails, is not executed ahead again until it changes), or by a worker's probe child
+#: before the worker forks (:func:`finished_within`; one that takes longer is left to its runs)
+AHEAD_BUDGET = 2.0
+#: what a probe child writes for a chain file it executed to its end (:func:`finished_within`)
+_ENDED = ord(".")
+
+
+def finished_within(chains: list[tuple[tuple[str, str], Path]], budget: float) -> set[tuple[str, str]]:
+    """The chains of ``chains`` (``((type, chain), file)``, in order) whose file a child process forked here executed
+    (:func:`inspect_chain`: an import error counts as ended; a ``sys.exit`` at its top does not) within ``budget``
+    seconds of the one before; the child is killed at the first that takes longer, and a child forked again goes on
+    after that one. The child's output
+    goes nowhere (what a chain prints as it is imported is printed once, by the process that keeps it) and it ends
+    without running this process's exit handlers."""
+    from nectar import lifeline  # in this process, before a fork (ctypes: not in every process that reads chains)
+
+    finished: set[tuple[str, str]] = set()
+    todo = list(chains)
+    while todo:
+        reader, writer = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child: its coverage is not collected
+            lifeline.die_with_parent(parent, signal.SIGKILL)  # a worker stopped meanwhile leaves no probe behind
+            os.close(reader)
+            nowhere = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(nowhere, 1)
+            os.dup2(nowhere, 2)
+            try:
+                for (chain_type, chain), path in todo:
+                    try:
+                        inspect_chain(path, chain_type, chain)  # an import error is described: ended
+                        ended = b"."
+                    except BaseException:  # sys.exit at its top: it would end the process that executes it
+                        ended = b"x"
+                    os.write(writer, ended)
+            finally:
+                os._exit(0)
+        os.close(writer)
+        done = 0
+        try:
+            while done < len(todo) and select.select([reader], [], [], budget)[0]:
+                told = os.read(reader, len(todo))
+                if not told:  # the child ended before it told them all (a chain ended its process: os._exit)
+                    break
+                finished.update(ref for (ref, _), ended in zip(todo[done:], told, strict=False) if ended == _ENDED)
+                done += len(told)
+        finally:
+            os.close(reader)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        if done < len(todo):
+            logger.warning(
+                "%s took longer than %gs to import in a probe, or ended it: left to its runs, not executed ahead",
+                todo[done][1],
+                budget,
+            )
+        todo = todo[done + 1 :]
+    return finished
 
 
 def inspect_chain(path: Path, chain_type: str, chain: str) -> ChainInfo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,8 @@ from nectar.logs.format import configure_logging
 if TYPE_CHECKING:  # nectar.keys loads hashlib (and OpenSSL's libcrypto): not in nectar serve's supervisor
     from nectar.keys import TargetKey
     from nectar.registry.store import RunStore
+
+logger = logging.getLogger(__name__)
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
@@ -226,6 +229,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     configure_logging(settings.log_format)
     if not getattr(args, "clock", False):
+        execute_chains(settings)  # as the clock's catalog does (below), before the first fork
         Executor(settings, concurrency=args.workers).serve_forever()
         return 0
     with Nectar(settings) as nectar:  # its registry closed whatever the clock's stop raises
@@ -242,3 +246,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
         finally:
             clock.stop()
     return 0
+
+
+def execute_chains(settings: Settings) -> None:
+    """Every chain file under the chains folder executed here, as ``nectar worker --clock``'s catalog executes them
+    (:class:`~nectar.schedules.clock.Clock`): in a worker before it forks its first attempt process, so what the
+    chains import (pandas, boto3, requests) is imported once and its pages shared by every attempt, not imported by
+    each attempt in its run's path. Each first in a probe child, within the spares' budget
+    (:meth:`~nectar.catalog.ChainCatalog.refresh_ahead`): one whose import hangs, is slow or exits is left to its
+    runs, the worker serving. Each attempt still executes its run's chain file as it is on disk then (a change takes
+    effect at the next run); what a chain module sets in its process (luigi's handlers and options, environment
+    variables, ``sys.path``) reaches only its own runs and its importers' (:func:`~nectar.catalog.luigi_state.held_to`).
+    A folder that cannot be listed leaves the chains to their runs, said at WARNING."""
+    from nectar.catalog import ChainCatalog
+    from nectar.catalog.loader import AHEAD_BUDGET
+
+    try:
+        ChainCatalog(settings.chains_dir).refresh_ahead(AHEAD_BUDGET)
+    except (Exception, SystemExit) as exc:  # the folder, or a chain's code: its runs say why, as before
+        logger.warning("the chain files were not all executed ahead of their runs (each run executes its own): %r", exc)

@@ -20,6 +20,7 @@ class Clock:
     imported once), started by :meth:`start` and stopped, their passes ended, by :meth:`stop`."""
 
     def __init__(self, nectar: Nectar, settings: Settings) -> None:
+        from nectar.catalog.loader import AHEAD_BUDGET
         from nectar.schedules.loop import ScheduleLoop
         from nectar.triggers.loop import TriggerLoop
         from nectar.waiting import WaitLoop
@@ -35,8 +36,10 @@ class Clock:
             for name, serve in loops.items()
         ]
         # the chain files imported here, before any thread runs: a process that forks (the workers') should not
-        # fork while a thread of it is inside an import (the child would wait forever on that module's lock)
-        nectar.catalog.refresh()
+        # fork while a thread of it is inside an import (the child would wait forever on that module's lock); each
+        # first in a probe child, within AHEAD_BUDGET: one whose import hangs is left to its runs (and to the loops'
+        # next look), where it held up the worker's every run
+        nectar.catalog.refresh_ahead(AHEAD_BUDGET)
 
     def start(self) -> None:
         for thread in self.threads:

@@ -51,10 +51,6 @@ class ReaderTask(NectarTask):
 """
 
 
-#: where a worker executes every chain file in its own process before it forks or claims: nectar serve's (--clock),
-#: in Clock.__init__ (wt64-scaleout's scale-out worker did too, reverted by 30321e7)
-CLOCK_EXECUTES = "review18 (on main, for the lead): nectar worker --clock executes every chain file in its own process"
-CLOCK_EXECUTES += " before it forks or claims (Clock.__init__, nectar/schedules/clock.py:39)"
 LAYOUTS = pytest.mark.parametrize("flags", [[], ["--clock"]], ids=["scale-out", "clock"])
 
 

@@ -1,5 +1,7 @@
-"""A scale-out worker (``nectar worker`` without ``--clock``): a chain that does not import, or exits as it is
-imported, does not stop the worker; its runs fail naming why, the other chains' runs go on."""
+"""A scale-out worker (``nectar worker`` without ``--clock``) executes its chain files before it forks its first
+attempt, as ``nectar serve``'s worker does through its clock: what a chain imports is imported once, in the worker,
+not by each attempt in its run's path (nectar.cli.local.execute_chains). A chain changed on disk is still executed
+anew by the next run; a chain that does not import, or exits as it is imported, does not stop the worker."""
 
 from __future__ import annotations
 
@@ -18,12 +20,12 @@ from tests.conftest import wait_until
 #: seconds that only fail a hung test
 PATIENCE = 60.0
 #: a module no chain of the repository imports and nothing imported before: it notes the pid of each process that
-#: imports it (executes it), one line each
+#: imports it (executes it), one line each, and where its output goes (a worker's probe child's: nowhere)
 MARKER = """
 import os
 
 with open(os.environ["SCALEOUT_MARKER"], "a") as noted:
-    noted.write(f"{os.getpid()}\\n")
+    noted.write(f"{os.getpid()} {os.readlink('/proc/self/fd/1')}\\n")
 """
 #: a chain importing the marker; its task notes its version and its process
 MARKED_CHAIN = """
@@ -91,6 +93,35 @@ def ended(runs: RunStore, chain: str, task: str, params: dict[str, str]) -> Run:
 
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
+
+
+def importers(path: Path) -> list[str]:
+    """The pids the marker noted, but a probe child's (its output sent to ``os.devnull``: one per worker start)."""
+    noted = [line.split(" ", 1) for line in lines(path)]
+    probes = [pid for pid, out in noted if out == os.devnull]
+    assert len(probes) == 1, noted  # the worker's probe executed the chain file first, once
+    return [pid for pid, out in noted if out != os.devnull]
+
+
+def test_a_scale_out_workers_first_run_of_a_chain_finds_its_imports_made_and_a_changed_chain_runs_anew(
+    settings: Settings, processes: Processes, write_chain: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """The marker module is imported by the worker, as it starts (after its probe child, whose import goes nowhere),
+    and by no attempt: not by the first run's, nor by the run after the chain file changed, which runs the changed
+    code (in an attempt process, not the worker). Before, the first run's attempt process imported it."""
+    write_chain("scaleout/marked_chain", marked("v1"))
+    pid = worker(processes, settings, tmp_path).pid
+    assert importers(tmp_path / "marker") == [str(pid)]
+    with open_run_store(settings) as runs:
+        first = ended(runs, "marked_chain", "MarkedTask", {"n": "1"})
+        assert first.state == RunState.DONE, first.error
+        write_chain("scaleout/marked_chain", marked("v2"))
+        second = ended(runs, "marked_chain", "MarkedTask", {"n": "2"})
+        assert second.state == RunState.DONE, second.error
+    ran = [line.split() for line in lines(tmp_path / "ran")]
+    assert [version for version, _ in ran] == ["v1", "v2"], ran
+    assert str(pid) not in {process for _, process in ran}, ran  # each ran in an attempt process
+    assert importers(tmp_path / "marker") == [str(pid)], "an attempt imported the chain's module itself"
 
 
 def test_a_chain_that_does_not_import_or_exits_does_not_stop_a_scale_out_worker(
