@@ -15,7 +15,7 @@ from api.context import facade
 from api.envelope import compact_encoder, compact_envelope, doc_only, dumped_answer, error_responses
 from api.schemas import KeyQuerySchema, StatusEnvelope
 from nectar.keys import TargetKey
-from nectar.outputs import status_outputs, unmade
+from nectar.outputs import said_status
 from nectar.registry import Run
 from nectar.registry.model import iso_utc
 from nectar.registry.schema import RunStatus
@@ -82,12 +82,9 @@ def status_data(service: Nectar, key: TargetKey, signing: UrlSigner | None = Non
     """The answer's ``data`` for ``key``, shaped as StatusEnvelope dumps it (tests/api/test_status.py holds it to
     that): sent without a dump, by the view and by :mod:`api.status_path` alike. Raises what the lookup raises.
     ``signing``: the app's signer (:func:`~api.context.signer`) when the caller has it at hand."""
-    task_store = service.task_store(key)  # found once, for the status and its downloads
-    info, store = task_store
-    status = service.status(key, store)
-    # its outputs, each looked at where DONE: one that no longer exists makes it not complete (no read more)
-    outputs = status_outputs(status, info.cls if info else None, store, service.settings)
-    status = unmade(status, outputs)
+    # its task and store found once, for the status and its downloads; its outputs, each looked at where DONE: one
+    # that no longer exists makes it MISSING (no read more)
+    status, outputs, task_store = said_status(service, key)
     run = status.run
     # the task's log URLs, built once for the top-level fields and found again for its step (built first)
     known: links.LogUrls = {}

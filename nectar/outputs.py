@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import luigi
@@ -31,6 +31,10 @@ from nectar.stores import TargetStore, get_store
 from nectar.stores.local import hard_link_refused, is_hard_link
 from nectar.stores.s3 import S3Store
 from nectar.task import NectarTask
+
+if TYPE_CHECKING:
+    from nectar.catalog.model import TaskInfo
+    from nectar.service import Nectar
 
 #: what the API signs for a local file outside the store: a store key starts with ``chains/``, so no
 #: signature of one can be replayed as the other
@@ -116,6 +120,17 @@ def unmade(status: JobStatus, outputs: Sequence[Output]) -> JobStatus:
         "queued to make it again: submit it again"
     )
     return status._replace(job_status=MISSING, resource_url=None, expires_in=None, error=error)
+
+
+def said_status(service: Nectar, key: TargetKey) -> tuple[JobStatus, list[Output], tuple[TaskInfo | None, TargetStore]]:
+    """``key``'s status as the API and ``nectar status`` say it: the service's (:meth:`Nectar.status`), :func:`unmade`
+    where an output of its DONE task is gone; with its task's outputs (:func:`status_outputs`) and its task and store
+    (:meth:`Nectar.task_store`), each found once."""
+    task_store = service.task_store(key)
+    info, store = task_store
+    status = service.status(key, store)
+    outputs = status_outputs(status, info.cls if info is not None else None, store, service.settings)
+    return unmade(status, outputs), outputs, task_store
 
 
 def resource_note(status: JobStatus, outputs: Sequence[Output]) -> str | None:

@@ -388,11 +388,10 @@ def task_of_text(cls: type[luigi.Task], params: Mapping[str, str]) -> luigi.Task
     every chain this process read (a reused attempt process, the API), and a family two chains define is ambiguous
     there."""
     marked = params.get(GIVEN)
-    if marked is None:
-        given = as_given_to_luigi(cls, params)
-    else:
+    if marked is not None:
         params = {name: text for name, text in params.items() if name != GIVEN}
-        given = as_given_to_luigi(cls, params)
+    given = as_given_to_luigi(cls, params)
+    if marked is not None:
         given.update((name, params[name]) for name in marked.split(",") if name in params)
     named = {  # luigi's parameters are the class's attributes: the given names looked up, no walk of them all
         name: task_named(text, cls.__module__)

@@ -60,6 +60,7 @@ from nectar.stdlib_internals import (
     logging_lock,
     parsed,
     raw_handler,
+    set_environ,
     set_parsed,
     set_warning_shower,
     warning_shower,
@@ -799,10 +800,4 @@ def _put_back_environ(before: dict[bytes, bytes]) -> None:
     ``os.environ``'s own writes change: a child process's environment), in the variables that differ alone."""
     if _ENVIRON == before:
         return
-    for name in _ENVIRON.keys() - before.keys():
-        os.unsetenv(name)
-        del _ENVIRON[name]
-    for name, value in before.items():
-        if _ENVIRON.get(name) != value:
-            os.putenv(name, value)
-            _ENVIRON[name] = value
+    set_environ({**dict.fromkeys(_ENVIRON.keys() - before.keys()), **before})

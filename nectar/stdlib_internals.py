@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from configparser import ConfigParser, SectionProxy
 from multiprocessing.connection import Connection
 from multiprocessing.queues import SimpleQueue
@@ -89,6 +89,22 @@ def environ_data() -> dict[bytes, bytes]:
     decode every variable (~190 µs)."""
     data: dict[bytes, bytes] = vars(os.environ)["_data"]
     return data
+
+
+def set_environ(values: Mapping[bytes, bytes | None]) -> None:
+    """Each environment variable of ``values`` set to its value (None: unset), in ``os.environ``'s own dictionary
+    (:func:`environ_data`) and the C library's environment (what ``os.environ``'s own writes change: a child
+    process's), where it differs."""
+    data = environ_data()
+    for variable, value in values.items():
+        if data.get(variable) == value:
+            continue
+        if value is None:
+            os.unsetenv(variable)
+            del data[variable]
+        else:
+            os.putenv(variable, value)
+            data[variable] = value
 
 
 def logging_lock() -> threading.RLock:

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Collection
 from pathlib import Path
 
 from nectar.catalog.loader import Stamp, file_stamp, finished_within, inspect_chain
@@ -87,14 +88,21 @@ class ChainCatalog:
     def refresh(self) -> bool:
         """Import new and changed chain files, forget removed ones; True if anything changed."""
         with self._lock:
-            found = self._scan()
-            changed = False
-            for ref in set(self._chains) - set(found):
-                self._forget(ref)
-                changed = True
-            for ref, (path, stamp) in found.items():
+            return self._in_step(self._scan())
+
+    def _in_step(
+        self, found: dict[tuple[str, str], tuple[Path, Stamp]], left: Collection[tuple[str, str]] = ()
+    ) -> bool:
+        """The chains brought in step with the files ``found`` (:meth:`_scan`), but for those ``left`` (to their
+        runs: not executed here); True if anything changed. Called with the lock held."""
+        changed = False
+        for ref in set(self._chains) - set(found):
+            self._forget(ref)
+            changed = True
+        for ref, (path, stamp) in found.items():
+            if ref not in left:
                 changed = self._sync(ref, path, stamp) or changed
-            return changed
+        return changed
 
     def refresh_ahead(self, budget: float) -> list[Path]:
         """:meth:`refresh`, for a process about to fork the processes that run the chains (a worker): each chain file
@@ -111,13 +119,10 @@ class ChainCatalog:
         except OSError as exc:  # no child to be had (a fork refused: memory, a process limit): executed here, unbounded
             logger.warning("the chain files are executed without a probe first: %s", exc)
             finished = set(fresh)
+        left = {ref: path for ref, (path, _) in fresh.items() if ref not in finished}
         with self._lock:
-            for ref in set(self._chains) - set(found):
-                self._forget(ref)
-            for ref, (path, stamp) in found.items():
-                if ref not in fresh or ref in finished:
-                    self._sync(ref, path, stamp)
-        return [path for ref, (path, _) in fresh.items() if ref not in finished]
+            self._in_step(found, left)
+        return list(left.values())
 
     def refresh_chain(self, chain_type: str, chain: str) -> None:
         """Bring one chain in step with its file, with one stat (a submission's hot path: no folder scan)."""

@@ -263,9 +263,8 @@ def finished_within(chains: list[tuple[tuple[str, str], Path]], budget: float) -
     """The chains of ``chains`` (``((type, chain), file)``, in order) whose file a child process forked here executed
     (:func:`inspect_chain`: an import error counts as ended; a ``sys.exit`` at its top does not) within ``budget``
     seconds of the one before; the child is killed at the first that takes longer, and a child forked again goes on
-    after that one. The child's output
-    goes nowhere (what a chain prints as it is imported is printed once, by the process that keeps it) and it ends
-    without running this process's exit handlers."""
+    after that one. The child's output goes nowhere (what a chain prints as it is imported is printed once, by the
+    process that keeps it) and it ends without running this process's exit handlers."""
     from nectar import lifeline  # in this process, before a fork (ctypes: not in every process that reads chains)
 
     finished: set[tuple[str, str]] = set()

@@ -42,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.machinery
-import os
 import sys
 import threading
 import types
@@ -60,7 +59,7 @@ from nectar.luigi_internals import (
     show_event_handlers,
     task_namespaces,
 )
-from nectar.stdlib_internals import environ_data, parsed, parsed_as, set_parsed
+from nectar.stdlib_internals import environ_data, parsed, parsed_as, set_environ, set_parsed
 
 #: luigi's configuration as :func:`~nectar.stdlib_internals.parsed` copies it: its ``DEFAULT`` options, each section's
 Parsed = tuple[dict[str, str], dict[str, dict[str, str]]]
@@ -133,7 +132,7 @@ def executed_anew(name: str, code: types.CodeType | None = None) -> Iterator[Non
     config = luigi.configuration.get_config()
     _put_back_options(config, name)
     _SET.pop(name, None)
-    _set_environ({variable: _ENV_ORIGINAL[variable] for variable in _ENV_SET.pop(name, ())})
+    set_environ({variable: _ENV_ORIGINAL[variable] for variable in _ENV_SET.pop(name, ())})
     added = _PATH_ADDED.pop(name, ())
     if added:
         sys.path[:] = [folder for folder in sys.path if folder not in added]
@@ -183,7 +182,7 @@ def held_to(name: str) -> None:
         held = dict(_ENV_ORIGINAL)
         for module in scope:
             held.update(_ENV_SET.get(module, ()))
-        _set_environ(held)
+        set_environ(held)
     if _PATH_ADDED:  # the folders other chain modules put on sys.path taken off, the run's own kept
         kept = {folder for module in scope for folder in _PATH_ADDED.get(module, ())}
         gone = {folder for module in foreign for folder in _PATH_ADDED.get(module, ()) if folder not in kept}
@@ -238,20 +237,6 @@ def _path_noted(name: str, before: list[str], outer: list[list[str]]) -> None:
         _PATH_ADDED[name] = added
         for path in outer:
             path.extend(added)
-
-
-def _set_environ(values: dict[bytes, bytes | None]) -> None:
-    """Each environment variable of ``values`` set to its value (None: unset), in Python's mapping and the C
-    library's (a child process's environment), where it differs."""
-    for variable, value in values.items():
-        if _ENVIRON.get(variable) == value:
-            continue
-        if value is None:
-            os.unsetenv(variable)
-            del _ENVIRON[variable]
-        else:
-            os.putenv(variable, value)
-            _ENVIRON[variable] = value
 
 
 def given_back() -> None:

@@ -72,12 +72,9 @@ def _print_status(nectar: Any, key: TargetKey) -> str:
     """Print a key's status; a location only where a file is (each output of its task once DONE, as its status in
     the API names them: a plain luigi task's own targets, a NectarTask's ``out.txt``; a failed step's log)."""
     from nectar.keys import STDERR_FILE, TargetKey
-    from nectar.outputs import status_outputs, unmade
+    from nectar.outputs import said_status
 
-    info, store = nectar.task_store(key)
-    status = nectar.status(key, store)
-    outputs = status_outputs(status, info.cls if info is not None else None, store, nectar.settings)
-    status = unmade(status, outputs)  # DONE, its output deleted since: MISSING, as the API says it
+    status, outputs, _ = said_status(nectar, key)  # as the API says it (DONE, its output deleted since: MISSING)
     print(f"job_status: {status.job_status}")
     print(f"key:        {key.path}")
     if status.done:
