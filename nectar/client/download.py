@@ -76,8 +76,9 @@ def _download_one(client: NectarClient, key: str, params: Mapping[str, Any], des
         return False
     status = client.status(key)
     url = status.get("resource_url")
-    if not url:  # why, as the status says it: a DONE output outside the folders the API serves, one deleted since
-        why = status.get("resource_note") or status.get("error")
+    if not url:  # why, as the status says it: its error first (MISSING: the output deleted since, named whole), else
+        # the note on its first output (a DONE output outside the folders the API serves)
+        why = status.get("error") or status.get("resource_note")
         raise ValueError(f"no download URL: the key is {status.get('job_status')} now" + (f": {why}" if why else ""))
     path.parent.mkdir(parents=True, exist_ok=True)
     digest, _ = client.retrying(lambda: _fetch(client, url, path))
