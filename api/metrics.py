@@ -6,8 +6,11 @@ set (``nectar.gunicorn_conf`` sets it) they are written there and every scrape a
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from flask import Flask, Request, Response
@@ -19,6 +22,8 @@ from nectar.metrics import RunsCollector, SchedulesCollector, TriggersCollector
 
 if TYPE_CHECKING:
     from api.guards import Asked
+
+logger = logging.getLogger(__name__)
 
 #: the methods labelled by name (RFC 9110's); any other, and a path that matches no route, is labelled ``other``
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
@@ -79,14 +84,53 @@ def record(request: Asked, status: int) -> None:
         timer.observe(time.perf_counter() - started)
 
 
+#: the bytes of a prometheus file's header: how much of it is used, as prometheus_client packs it (``i``)
+HEADER = 4
+
+
+def begun(path: str) -> bool:
+    """Whether the prometheus file at ``path`` has its header: a worker killed as it made it (made, not yet sized)
+    leaves it empty for good, and prometheus_client's reader raised on it (``struct.error``) at every scrape."""
+    try:
+        return os.stat(path).st_size >= HEADER
+    except FileNotFoundError:  # removed since it was listed: read as prometheus_client reads it (its own rule)
+        return True
+
+
+#: the empty files a scrape of this process passed over, each said once
+_SKIPPED: set[str] = set()
+
+
+class WorkersCollector(multiprocess.MultiProcessCollector):
+    """The latencies every worker wrote in its files, those without a header passed over (:func:`begun`), each said
+    once at WARNING: a scrape does not fail for a worker that was killed as it made its file."""
+
+    def __init__(self, registry: CollectorRegistry, path: str) -> None:
+        super().__init__(registry, path)
+        self.folder = path  # the library's own is private
+
+    def collect(self) -> Iterable:
+        files = []
+        for path in glob.glob(os.path.join(self.folder, "*.db")):
+            if begun(path):
+                files.append(path)
+            elif path not in _SKIPPED:
+                _SKIPPED.add(path)
+                logger.warning(
+                    "metrics: %s is empty (a worker killed as it made it): its latencies are not counted", path
+                )
+        return self.merge(files, accumulate=True)
+
+
 def metrics() -> Response:
     """The metrics in Prometheus' text format."""
     registry = CollectorRegistry(auto_describe=False)  # collect once a scrape, not twice
     registry.register(RunsCollector(facade().runs))
     registry.register(SchedulesCollector(facade().runs))
     registry.register(TriggersCollector(facade().runs))
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.MultiProcessCollector(registry)
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        WorkersCollector(registry, folder)
     else:
         registry.register(HTTP_LATENCY)
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -26,6 +26,7 @@ import re
 import select
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -39,7 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from benchmarks.harness import CHAIN, CHAIN_TYPE, Cluster, rss_kb
-from harness import Processes, arguments, cmdline, descendants, free_port, stopping_on_signals, waitfor
+from harness import Processes, arguments, cmdline, descendants, free_port, stopping_on_signals
 from nectar.registry import Run, RunFilter, RunState, open_run_store
 from nectar.registry.store import RunStore
 
@@ -54,6 +55,8 @@ DUPLICATES = 0.25
 KILLS = 10
 #: the share of the soak spent warming up (the rate measured), before any kill
 WARM_SHARE = 0.05
+#: the work the waits of a forced kill are sized from (:mod:`benchmarks.patience`): the warm-up, more runs than one
+WARM_UP = "the warm-up"
 SCRAPE_EVERY = 2.0
 #: the first and the longest wait between two status reads of a run not yet ended (doubling)
 POLL_FIRST, POLL_MOST = 0.05, 1.0
@@ -96,9 +99,10 @@ class Connection:
     """One keep-alive connection to the API, reopened after an error (each one counted) and after a ``503``'s
     ``Retry-After`` waited out on it."""
 
-    def __init__(self, base_url: str, tally: Tally) -> None:
+    def __init__(self, base_url: str, tally: Tally, timeout: float) -> None:
         parts = urlsplit(base_url)
-        self.conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=120)
+        # a request's own socket timeout: ``timeout``, what the soak's patience allows one (a hang, not a slow answer)
+        self.conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
         self.tally = tally
 
     def ask(self, method: str, path: str) -> tuple[int, dict[str, Any]]:
@@ -190,6 +194,11 @@ class Soak:
         self.kills: list[Kill] = []
         self.errors: list[str] = []
 
+    def connection(self) -> Connection:
+        """A connection to the API whose requests each time out past the cluster's patience (:meth:`Patience.bound`:
+        HANG times the slowest start of a process of the service measured, ``nectar serve``'s)."""
+        return Connection(self.url, self.tally, self.cluster.patience.bound())
+
     def next_number(self) -> int | None:
         """The n of a new distinct run, or None once ``--runs`` were submitted."""
         with self.tally.lock:
@@ -200,7 +209,7 @@ class Soak:
             return n
 
     def client(self, seed: int) -> None:
-        conn, rng = Connection(self.url, self.tally), random.Random(seed)
+        conn, rng = self.connection(), random.Random(seed)
         try:
             while not self.draining.is_set():
                 mine = []
@@ -222,7 +231,7 @@ class Soak:
             conn.close()
 
     def scraper(self, stop: threading.Event) -> None:
-        conn = Connection(self.url, self.tally)
+        conn = self.connection()
         try:
             known = set(self.api_worker_pids())
             while not stop.wait(SCRAPE_EVERY):
@@ -291,13 +300,19 @@ class Soak:
     def forced_kill(self, gates: Path) -> None:
         """Submit a run held at a gate, SIGKILL its attempt once it waits there, open the gate once its death is
         recorded; follow it to its end."""
-        conn = Connection(self.url, self.tally)
+        conn = self.connection()
         try:
             with self.tally.lock:  # a number no client repeats: its run alone waits at the gate
                 n = next(self.numbers)
             gate = gates / f"gate-{n}"
             run_id, path = submit(conn, self.tally, n, str(gate))
-            waitfor(lambda: [str(n)] in self.cluster.ledger_lines("gated"), 600, f"run {run_id} at its gate")
+            patience = self.cluster.patience
+            patience.wait(
+                lambda: [str(n)] in self.cluster.ledger_lines("gated"),
+                f"run {run_id} at its gate",
+                patience.longest(WARM_UP),
+                WARM_UP,
+            )
             run = self.store.get(run_id)
             assert run is not None and run.state == RunState.RUNNING, run
             pid = self.attempt_pid(run)
@@ -305,10 +320,11 @@ class Soak:
             os.kill(pid, signal.SIGKILL)
             self.kills.append(Kill(run.id, run.attempt, pid, time.time()))
             print(f"killed attempt {run.attempt} of run {run.id} (process {pid}) at its gate", flush=True)
-            waitfor(
+            patience.wait(
                 lambda: any(a.attempt == run.attempt for a in self.store.attempts(run_id)),
-                600,
                 f"attempt {run.attempt} of run {run_id} to be recorded ended",
+                patience.longest(WARM_UP),
+                WARM_UP,
             )
             gate.touch()
             follow(conn, self.tally, run_id, path)
@@ -495,7 +511,9 @@ def soak(args: argparse.Namespace, root: Path) -> Report:
         cluster.tune(max_queue=MAX_QUEUE)
         data = ["--data-dir", str(cluster.settings.data_dir), "--chains-dir", str(cluster.settings.chains_dir)]
         try:
+            began = time.monotonic()
             served = procs.nectar_serve(cluster.env(), cluster.dir, [*data, "--workers", str(args.workers)])
+            cluster.patience.started(time.monotonic() - began, "nectar serve")  # the floor of every wait after
             serve, url = served.proc, f"http://127.0.0.1:{served.port}"
             report.say(f"nectar serve (pid {serve.pid}) at {url}, {args.workers} workers, registry {args.registry}")
             runner = Soak(cluster, serve.pid, url, args.runs)
@@ -504,10 +522,12 @@ def soak(args: argparse.Namespace, root: Path) -> Report:
                 log = procs.log_of[serve.pid]
                 began = time.monotonic()
                 serve.send_signal(signal.SIGTERM)
-                try:
-                    code: int | None = serve.wait(timeout=120)
-                except Exception:
+                patience = cluster.patience
+                try:  # idle by now (drained): its stop is less work than its start, the floor
+                    code: int | None = serve.wait(timeout=patience.bound())
+                except subprocess.TimeoutExpired:
                     code = None
+                    report.say(f"  not stopped within {patience.bound():.0f} s ({patience.basis(of='its stop')})")
                 report.check(code == 0, f"nectar serve stopped by SIGTERM: exit code {code}")
                 report.say(f"  in {time.monotonic() - began:.1f} s")
                 left = procs.tagged()
@@ -550,9 +570,17 @@ def soaked(runner: Soak, args: argparse.Namespace, report: Report, root: Path) -
     first = runner.ended()
     if args.runs is None:
         runner.draining.wait(seconds * WARM_SHARE)
-    else:  # a share of the runs, not of the time
-        waitfor(lambda: runner.ended() - first >= max(1.0, args.runs * WARM_SHARE), 600, "warm-up")
-    rate = (runner.ended() - first) / (time.monotonic() - began)
+    else:  # a share of the runs, not of the time: sized from the first run's end (its own wait from the floor)
+        patience = runner.cluster.patience
+        patience.wait(lambda: runner.ended() > first, "the soak's first run to end", of="the first run")
+        took = time.monotonic() - began
+        needed = max(1.0, args.runs * WARM_SHARE)
+        patience.wait(
+            lambda: runner.ended() - first >= needed, "warm-up", took * needed, f"{needed:.0f} × the first run's end"
+        )
+    warm = time.monotonic() - began
+    rate = (runner.ended() - first) / warm
+    runner.cluster.patience.note(WARM_UP, warm)
     samples = [("start", runner.ended(), sample_rss(runner.serve_pid))]
     if args.forced_kills:
         gates = root / "gates"
@@ -578,7 +606,13 @@ def soaked(runner: Soak, args: argparse.Namespace, report: Report, root: Path) -
     for thread in others:
         thread.join()
     drained = time.monotonic() - began - submitting
-    waitfor(lambda: not runner.store.count(RunState.PENDING) and not runner.store.count(RunState.RUNNING), 600, "drain")
+    left = runner.store.count(RunState.PENDING) + runner.store.count(RunState.RUNNING)
+    runner.cluster.patience.wait(
+        lambda: not runner.store.count(RunState.PENDING) and not runner.store.count(RunState.RUNNING),
+        "drain",
+        left / rate if rate > 0 else 0.0,  # no run ended in the warm-up: the floor
+        f"the {left:,} runs left at the warm-up's rate",
+    )
     if len(samples) == 1:
         samples.append(("middle", runner.ended(), sample_rss(runner.serve_pid)))
     samples.append(("end", runner.ended(), sample_rss(runner.serve_pid)))

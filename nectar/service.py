@@ -282,10 +282,12 @@ class Nectar:
 
     def _done(self, key: TargetKey, instance: luigi.Task) -> JobStatus:
         """The DONE status of a complete task: with its download URL when it is a ``NectarTask``, with its
-        parameters otherwise (its own outputs are listed from them, whether or not a run here made them)."""
+        parameters otherwise (its own outputs are listed from them, whether or not a run here made them): a run's
+        (:func:`~nectar.params.run_params`), so that a value given as its default's text stays given and the outputs
+        listed are those the status lists (its run's parameters)."""
         latest = self.runs.latest(key.path)
         if not isinstance(instance, NectarTask):
-            return JobStatus(key, RunState.DONE.value, latest, [], params=instance.to_str_params())
+            return JobStatus(key, RunState.DONE.value, latest, [], params=run_params(instance))
         expiry, store = self.settings.url_expiry, self.store_for(type(instance))
         return JobStatus(key, RunState.DONE.value, latest, [], store.url(key, expiry), expiry)
 

@@ -1668,3 +1668,24 @@ def test_the_fanouts_service_measure_waits_for_its_worker_to_find_luigid_up_agai
     assert not fanout_module.sees_luigid(down)
     assert fanout_module.sees_luigid(down + up)
     assert not fanout_module.sees_luigid(down + up + down)
+
+
+def test_a_soak_request_the_api_never_answers_times_out_past_what_the_cluster_measured(tmp_path: Path) -> None:
+    """A soak's connections time out each request past the cluster's patience (HANG times its slowest start), not a
+    constant 120 s: a request to a listener that never answers is tried :data:`~benchmarks.soak.TRIES` times, each
+    ending at that bound, then fails naming it. (The floor is set small here, as a machine many times faster than
+    this one would measure it.) Failed before: the soak had no connection sized so (each request waited 120 s)."""
+    with Context(tmp_path, repeats=1, quick=True).cluster("soak") as cluster:
+        cluster.patience.floor, cluster.patience.noted = 0.01, {}  # a bound of 0.5 s: HANG times the floor
+        silent = socket.create_server(("127.0.0.1", 0))  # connections land in its backlog: nothing ever answers
+        runner = soak_module.Soak(cluster, os.getpid(), f"http://127.0.0.1:{silent.getsockname()[1]}", None)
+        conn = runner.connection()
+        try:
+            assert conn.conn.timeout == patience.HANG * 0.01
+            with pytest.raises(soak_module.Failed, match=f"GET /x: {soak_module.TRIES} tries failed"):
+                conn.ask("GET", "/x")
+        finally:
+            conn.close()
+            runner.close()
+            silent.close()
+    assert sum(runner.tally.connection_errors.values()) == soak_module.TRIES, runner.tally.connection_errors

@@ -34,7 +34,11 @@ forks its attempts; a reused attempt process) runs each chain's runs with the va
 the chain modules it imports set (:func:`held_to`; put back after the run with the rest of the environment and
 ``sys.path``, :func:`nectar.reuse.put_back`). A chain module executed again starts from the variables as they were
 before its own last execution changed them, and without the folders it put on ``sys.path`` (a file that appends one
-does not append it again at each change). A folder a chain module took off ``sys.path`` stays off.
+does not append it again at each change). The folders it takes off ``sys.path`` and the working directory it moves
+to (``os.chdir`` at its top) are held alike (round 65): the folders are off for its runs and its importers' alone, put
+back at their place for the others' and before it is executed again; its runs and its importers' start in its folder,
+the others' in the process's own, which is given back as each outermost execution ends (a worker, the clock or the
+API reads its own relative paths where it started, not where the last chain file it executed moved).
 """
 
 from __future__ import annotations
@@ -42,10 +46,11 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 import threading
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import luigi.configuration
@@ -87,6 +92,13 @@ _ENV_ORIGINAL: dict[bytes, bytes | None] = {}
 _ENV_SET: dict[str, dict[bytes, bytes | None]] = {}
 #: by chain module: the folders its last execution put on ``sys.path`` (not there before it)
 _PATH_ADDED: dict[str, tuple[str, ...]] = {}
+#: by chain module: the folders its last execution took off ``sys.path``, each with its place there before
+_PATH_REMOVED: dict[str, tuple[tuple[int, str], ...]] = {}
+#: the working directory before the first chain module's execution that moved it (empty: none has); the process's
+#: own, given back as each outermost execution ends; inherited by the processes it forks
+_CWD_ORIGINAL: list[str] = []
+#: by chain module: the working directory its last execution moved to (``os.chdir`` at its top), absolute
+_CWD_SET: dict[str, str] = {}
 
 
 class _Executing(threading.local):
@@ -100,6 +112,8 @@ class _Executing(threading.local):
         self.environ: list[dict[bytes, bytes]] = []
         #: ``sys.path`` as it was before each
         self.path: list[list[str]] = []
+        #: the working directory as it was before each
+        self.cwd: list[str] = []
 
 
 _EXECUTING = _Executing()
@@ -136,13 +150,19 @@ def executed_anew(name: str, code: types.CodeType | None = None) -> Iterator[Non
     added = _PATH_ADDED.pop(name, ())
     if added:
         sys.path[:] = [folder for folder in sys.path if folder not in added]
+    _put_on_path(_PATH_REMOVED.pop(name, ()))
+    if _CWD_SET.pop(name, None) is not None:  # as before any chain module moved it
+        os.chdir(_CWD_ORIGINAL[0])
     namespaces = task_namespaces()
     others = {scope: namespace for scope, namespace in namespaces.items() if not _own(scope, name)}
     before = parsed(config)
-    executing, environs, paths = _EXECUTING.before, _EXECUTING.environ, _EXECUTING.path
+    executing, environs, paths, cwds = _EXECUTING.before, _EXECUTING.environ, _EXECUTING.path, _EXECUTING.cwd
     executing.append(before)
     environs.append(dict(_ENVIRON))
     paths.append(list(sys.path))
+    start = os.getcwd()
+    outermost = not cwds
+    cwds.append(start)
     _imports_watched(1)
     try:
         yield
@@ -150,6 +170,9 @@ def executed_anew(name: str, code: types.CodeType | None = None) -> Iterator[Non
         executing.pop()
         _environ_noted(name, environs.pop(), environs)
         _path_noted(name, paths.pop(), paths)
+        _cwd_noted(name, cwds.pop(), cwds)
+        if outermost and os.getcwd() != start:  # the process's own given back: a worker, the clock or the API reads
+            os.chdir(start)  # its relative paths where it was, not where the chain file moved (held_to sets a run's)
         _imports_watched(-1)
         for scope in [scope for scope in namespaces if not _own(scope, name) and scope not in others]:
             del namespaces[scope]
@@ -168,8 +191,10 @@ def held_to(name: str) -> None:
     chain module's execution set (its handlers, its options) taken off for the run, unless ``name`` imports it (its
     code names it, or a chain module's it imports: :func:`chain_imports`); what each chain module it imports (and
     itself) set put in again, as its last execution left it (an imported module found in ``sys.modules`` is not
-    executed again: its options put back after an earlier run are its own still). The handlers come back at the
-    run's end (:func:`given_back`); the options with the rest of luigi's configuration (:func:`nectar.reuse.put_back`).
+    executed again: its options put back after an earlier run are its own still). The environment variables, the
+    folders on ``sys.path`` (those the chain modules put on it and took off) and the working directory alike. The
+    handlers come back at the run's end (:func:`given_back`); the rest with the process's state
+    (:func:`nectar.reuse.put_back`).
     """
     scope, todo = set(), [name]
     while todo:
@@ -188,6 +213,16 @@ def held_to(name: str) -> None:
         gone = {folder for module in foreign for folder in _PATH_ADDED.get(module, ()) if folder not in kept}
         if gone:
             sys.path[:] = [folder for folder in sys.path if folder not in gone]
+    if _PATH_REMOVED:  # the folders other chain modules took off sys.path put back, the run's own taken off
+        off = {folder for module in scope for _, folder in _PATH_REMOVED.get(module, ())}
+        _put_on_path([placed for module in foreign for placed in _PATH_REMOVED.get(module, ()) if placed[1] not in off])
+        if off:
+            sys.path[:] = [folder for folder in sys.path if folder not in off]
+    if _CWD_ORIGINAL:  # where the run's chain modules moved (the run's own first), else the process's own
+        moved = _CWD_SET.get(name) or next((_CWD_SET[module] for module in sorted(scope) if module in _CWD_SET), None)
+        cwd = moved or _CWD_ORIGINAL[0]
+        if os.getcwd() != cwd:
+            os.chdir(cwd)  # a folder removed since: the run's error (FileNotFoundError, naming it)
     if foreign:
         _HIDDEN.extend(hide_event_handlers(foreign))
     others = [module for module in _OPTIONS if module in foreign]
@@ -231,12 +266,37 @@ def _path_noted(name: str, before: list[str], outer: list[list[str]]) -> None:
     each ``sys.path`` noted before an execution under way around it (``outer``: an importer's), so not counted its."""
     if sys.path == before:
         return
-    was = set(before)
+    was, now = set(before), set(sys.path)
     added = tuple(folder for folder in sys.path if folder not in was)
     if added:
         _PATH_ADDED[name] = added
         for path in outer:
             path.extend(added)
+    removed = tuple((index, folder) for index, folder in enumerate(before) if folder not in now)
+    if removed:
+        _PATH_REMOVED[name] = removed
+        gone = {folder for _, folder in removed}
+        for path in outer:
+            path[:] = [folder for folder in path if folder not in gone]
+
+
+def _put_on_path(placed: Iterable[tuple[int, str]]) -> None:
+    """Each folder of ``placed`` that is not on ``sys.path`` put back at its place there (its index before)."""
+    for index, folder in sorted(placed):
+        if folder not in sys.path:
+            sys.path.insert(index, folder)
+
+
+def _cwd_noted(name: str, before: str, outer: list[str]) -> None:
+    """Note the working directory the execution of the chain module ``name`` moved to from ``before``
+    (:data:`_CWD_SET`), and where it was before any chain module moved it (:data:`_CWD_ORIGINAL`); noted in each
+    execution under way around it (``outer``: an importer's) as if there before, so not counted its too."""
+    now = os.getcwd()
+    if now != before:
+        if not _CWD_ORIGINAL:
+            _CWD_ORIGINAL.append(before)
+        _CWD_SET[name] = now
+        outer[:] = [now] * len(outer)
 
 
 def given_back() -> None:

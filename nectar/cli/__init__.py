@@ -144,7 +144,7 @@ def add_client_commands(commands: Any) -> None:
     add_submit_sources(submit)
     submit.add_argument("--no-wait", action="store_true", help="stop once every row is submitted")
     download = client_command(commands, "download", "download the output of every DONE run of a task")
-    download.add_argument("--dest", required=True, help="folder to write <md5>/out.txt into")
+    download.add_argument("--dest", required=True, help="folder to write <md5>/<each output's name> into")
     download.add_argument("--resume", action="store_true", help="skip the files already downloaded whole")
 
 

@@ -86,6 +86,8 @@ def _print_status(nectar: Any, key: TargetKey) -> str:
     for step in status.steps:
         ran = "ran" if step.executed else "-"
         print(f"  {step.state:<8} {ran:<3} {step.task}" + (f": {step.error}" if step.error else ""))
+    if status.error and not status.failed_step:  # why, where no step failed (MISSING: its output gone; a lost worker)
+        print(f"error:      {status.error}")
     if status.failed_step:
         print(f"failed:     {status.failed_step}: {status.error}")
         failed = TargetKey.parse(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -34,6 +36,13 @@ class DownloadReport:
         return {"fetched": len(self.fetched), "skipped": len(self.skipped), "failed": len(self.failed)}
 
 
+#: the file in a key's folder naming its outputs, a line each, written once every one was fetched whole (what
+#: ``--resume`` reads before it asks the key's status)
+LISTED = ".outputs"
+#: the names a key's folder holds of its own, which no output may take
+OWN_NAMES = frozenset({"params.json", LISTED})
+
+
 def download(
     client: NectarClient,
     ref: str,
@@ -42,10 +51,12 @@ def download(
     concurrency: int = 8,
     on_change: Callable[[DownloadReport], None] | None = None,
 ) -> DownloadReport:
-    """Fetch the output of every DONE run of ``ref`` to ``dest/<md5>/out.txt`` (with ``params.json``).
+    """Fetch the outputs of every DONE run of ``ref`` to ``dest/<md5>/``, each under its own name as the status names
+    it (a NectarTask's ``out.txt``; a plain luigi task's own files by their names), with ``params.json``.
 
-    A file is written to a temporary name and renamed when whole, then an ``out.txt.md5`` beside it
-    records its digest; with ``resume``, a file whose digest matches is skipped without a request.
+    A file is written to a temporary name and renamed when whole, then a ``<name>.md5`` beside it records its digest,
+    and once all are, :data:`LISTED` names them; with ``resume``, a key whose listed files all match their digests is
+    skipped without a request, and of the others a file whose digest matches is not fetched again.
     """
     chain_type, chain, task = split_ref(ref)
     runs: dict[str, Mapping[str, Any]] = {}
@@ -69,21 +80,58 @@ def download(
 
 
 def _download_one(client: NectarClient, key: str, params: Mapping[str, Any], dest: Path, resume: bool) -> bool:
-    """Fetch one output unless ``resume`` and it is already complete; whether it was fetched."""
-    target = TargetKey.parse(key)  # a key of the expected shape only: no path leaves ``dest``
-    path = dest / target.digest / target.filename
-    if resume and complete(path):
+    """Fetch the outputs of one key unless ``resume`` and each is already complete; whether any was fetched."""
+    folder = dest / TargetKey.parse(key).digest  # a key of the expected shape only: no path leaves ``dest``
+    if resume and _listed_complete(folder):
         return False
     status = client.status(key)
-    url = status.get("resource_url")
-    if not url:  # why, as the status says it: a DONE output outside the folders the API serves, one deleted since
-        why = status.get("resource_note") or status.get("error")
-        raise ValueError(f"no download URL: the key is {status.get('job_status')} now" + (f": {why}" if why else ""))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    digest, _ = client.retrying(lambda: _fetch(client, url, path))
-    _write_atomically(path.parent / "params.json", json.dumps(dict(params), indent=2, sort_keys=True) + "\n")
-    _write_atomically(_sidecar(path), f"{digest}  {path.name}\n")
+    named = named_outputs(status)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, url in named:
+        path = folder / name
+        if resume and complete(path):
+            continue
+        digest, _ = client.retrying(functools.partial(_fetch, client, url, path))
+        _write_atomically(_sidecar(path), f"{digest}  {path.name}\n")
+    _write_atomically(folder / "params.json", json.dumps(dict(params), indent=2, sort_keys=True) + "\n")
+    _write_atomically(folder / LISTED, "".join(f"{name}\n" for name, _ in named))
     return True
+
+
+def named_outputs(status: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(name, URL)`` of each output a status lists, named as its target ends (``out.txt``, ``d_e_d.txt``); a
+    ValueError saying why where the status has none to fetch (not DONE now, no output, one without a link, two of
+    one name)."""
+    outputs = status.get("outputs") or []
+    if status.get("job_status") != "DONE" or not outputs or not status.get("resource_url"):
+        # why, as the status says it: its error first (MISSING: the output deleted since, named whole), else the note
+        # on its first output (a DONE output outside the folders the API serves)
+        why = status.get("error") or status.get("resource_note")
+        raise ValueError(f"no download URL: the key is {status.get('job_status')} now" + (f": {why}" if why else ""))
+    targets: dict[str, str] = {}  # name -> the target named so
+    named = []
+    for output in outputs:
+        target = str(output.get("target") or "")
+        if not output.get("url"):
+            raise ValueError(f"no download URL for its output {target}: {output.get('note')}")
+        name = urlsplit(target).path.rpartition("/")[2] if "://" in target else os.path.basename(target)
+        if name in {"", ".", ".."} or name in OWN_NAMES or name.endswith(".md5"):
+            raise ValueError(f"its output {target} has no name a file of its own can take here ({name!r})")
+        if name in targets:
+            raise ValueError(f"two of its outputs are named {name}: {targets[name]} and {target}")
+        targets[name] = target
+        named.append((name, str(output["url"])))
+    return named
+
+
+def _listed_complete(folder: Path) -> bool:
+    """Whether every output :data:`LISTED` in ``folder`` was downloaded whole (False where none is listed)."""
+    try:
+        names = (folder / LISTED).read_text().split("\n")
+    except OSError:
+        return False
+    names = [name for name in names if name]
+    return bool(names) and all(complete(folder / name) for name in names)
 
 
 def _fetch(client: NectarClient, url: str, path: Path) -> str:

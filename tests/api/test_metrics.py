@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from flask.testing import FlaskClient
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import lifeline_env
+from harness import Processes, lifeline_env
 from nectar.config import Settings
 from nectar.registry import Run, sql
 from nectar.registry.sqlite import SQLiteRunStore
@@ -126,3 +127,25 @@ def test_a_forked_childs_latencies_are_its_own_in_files_named_by_nectars_pid(tmp
         )
         values.close()
     assert counts == {f"histogram_{parent}.db": 1, f"histogram_{child}.db": 2, "histogram_4242.db": 1}, counts
+
+
+def test_a_scrape_skips_an_empty_file_a_worker_left_as_it_was_killed_saying_so_once(
+    settings: Settings, processes: Processes, tmp_path: Path
+) -> None:
+    """A gunicorn worker killed as it created its prometheus file (made, its size still 0: prometheus_client opens it,
+    then sizes it) leaves it empty for good; prometheus_client's reader unpacks its header from it and raised
+    (``struct.error``), so every scrape answered 500. Each scrape now skips it and counts the other files, and the API
+    says so once at WARNING, naming the file. The file is made empty here, as the kill leaves it (a worker cannot be
+    killed between those two calls on purpose)."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    served = processes.nectar_api(settings, env={"PROMETHEUS_MULTIPROC_DIR": str(folder)})
+    left = folder / "histogram_999999.db"
+    left.touch()
+    for _ in range(3):
+        answer = urllib.request.urlopen(f"http://127.0.0.1:{served.port}/metrics", timeout=60)  # noqa: S310 - ours
+        assert answer.status == 200
+        families = {f.name: f for f in text_string_to_metric_families(answer.read().decode())}
+        assert families["nectar_http_request_duration_seconds"].samples  # the workers' own files, counted
+    said = [line for line in processes.logs.joinpath("api-0.log").read_text().splitlines() if str(left) in line]
+    assert len(said) == 1 and "WARNING" in said[0], said

@@ -88,6 +88,20 @@ class ReportTask(luigi.Task):
             out.write(f"{{len(counts.readlines())}} distinct words\\n")
 
 
+class LabelTask(luigi.Task):
+    """Its output named by whether its label is None (its default) or a text, 'None' too."""
+
+    label = luigi.Parameter(default=None)
+
+    def output(self):
+        name = "unlabelled" if self.label is None else f"label-{{self.label}}"
+        return luigi.LocalTarget(f"{{OUT}}/label/{{name}}.txt")
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(f"{{self.label!r}}\\n")
+
+
 class BrokenTask(luigi.Task):
     """Prints, then raises."""
 
@@ -440,3 +454,26 @@ def test_a_done_plain_task_whose_output_was_deleted_reads_not_complete_as_luigi_
     assert "1 ran successfully" in plain.stderr + plain.stdout, plain.stderr  # not complete: luigi ran it again
     again = client.get(queued["status_url"]).get_json()["data"]
     assert (again["job_status"], again["error"], again["resource_url"]) == ("DONE", None, again["outputs"][0]["url"])
+
+
+def test_a_done_task_submitted_again_lists_the_outputs_its_status_lists_a_value_given_as_its_defaults_text_too(
+    client: FlaskClient,
+    settings: Settings,
+    shapes: dict[str, Path],
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    """A submission of a task already DONE answers 200 with its outputs; they are the ones its status lists.
+    ``'None'`` given for ``Parameter(default=None)`` is the string (as ``python -m luigi --label None`` gives it), so
+    its output is ``label-None.txt``: the dedupe answer listed ``unlabelled.txt`` (``does not exist``), its
+    parameters read without the run's ``"(given)"`` member (``nectar.params.run_params``)."""
+    queued = submit(client, "LabelTask", label="None")
+    start_worker(settings)
+    status = finished(client, queued["status_url"])
+    made = shapes["out"] / "label" / "label-None.txt"
+    assert (status["job_status"], [output["target"] for output in status["outputs"]]) == ("DONE", [str(made)])
+    again = client.post("/api/chains/plain/shapes_chain/LabelTask", json={"label": "None"})
+    assert again.status_code == 200, again.get_json()
+    data = again.get_json()["data"]
+    assert data["job_status"] == "DONE"
+    assert [(o["target"], o["note"]) for o in data["outputs"]] == [(o["target"], o["note"]) for o in status["outputs"]]
+    assert data["outputs"][0]["url"] and data["resource_url"] == data["outputs"][0]["url"]

@@ -66,27 +66,30 @@ def test_a_chains_environment_variables_reach_its_runs_and_its_importers_runs_al
     proc = processes.start("worker", [*NECTAR, "worker", "--workers", "1", "--clock"], env, settings.data_dir.parent)
     log = processes.log_of[proc.pid]
     wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)
-    found: dict[str, list[str]] = {}
-    with open_run_store(settings) as runs:
-        for chain, task in [
-            ("other_chain", "OtherTask"),
-            ("setter_chain", "SetterTask"),
-            ("importer_chain", "ImporterTask"),
-            ("other_chain", "OtherTask"),
-        ]:
-            key = TargetKey("envs", chain, task, EMPTY)
-            (settings.local_targets_dir / key.path).unlink(missing_ok=True)
-            run = Run.new(key.path, "envs", chain, task, {}, key.path, RetryPolicy(0, 0, 1))
-            run_id = runs.submit(run)[0].id
-            wait_until(partial(_ended, runs, run_id))
-            ended = runs.get(run_id)
-            assert ended is not None and ended.state == RunState.DONE, (ended, log.read_text())
-            found.setdefault(task, []).append((settings.local_targets_dir / key.path).read_text())
+    found = written_in_turn(settings, log, "envs", ["other", "setter", "importer", "other"])
     assert found == {
         "OtherTask": ["unset", "unset"],
         "SetterTask": ["set by setter_chain"],
         "ImporterTask": ["set by setter_chain"],
     }, log.read_text()
+
+
+def written_in_turn(settings: Settings, log: Path, chain_type: str, chains: list[str]) -> dict[str, list[str]]:
+    """Each ``<chain>_chain``'s ``<Chain>Task`` of ``chain_type`` run in turn (each DONE, ``log`` the worker's said
+    otherwise): what each task's runs wrote in their output, by task."""
+    found: dict[str, list[str]] = {}
+    with open_run_store(settings) as runs:
+        for name in chains:
+            chain, task = f"{name}_chain", f"{name.capitalize()}Task"
+            key = TargetKey(chain_type, chain, task, EMPTY)
+            (settings.local_targets_dir / key.path).unlink(missing_ok=True)
+            run = Run.new(key.path, chain_type, chain, task, {}, key.path, RetryPolicy(0, 0, 1))
+            run_id = runs.submit(run)[0].id
+            wait_until(partial(_ended, runs, run_id))
+            ended = runs.get(run_id)
+            assert ended is not None and ended.state == RunState.DONE, (ended, log.read_text())
+            found.setdefault(task, []).append((settings.local_targets_dir / key.path).read_text())
+    return found
 
 
 def _ended(runs: RunStore, run_id: str) -> bool:

@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from harness import children, cmdline, freeze, lifeline_env, send, waitfor
-from tests.conftest import NECTAR
+from nectar.keys import TargetKey
+from tests.conftest import NECTAR, wait_until
 from tests.nectar.test_serve import Served, _serve
 
 TASK = "testchains/hello_luigiworld_chain/WithDependencyTask"
@@ -234,3 +236,47 @@ def test_a_key_whose_output_was_deleted_since_ends_its_row_as_missing_with_the_r
     answered.set_result({"job_status": "MISSING", "error": "not complete: its output /o.txt no longer exists"})
     _polled(row, answered)
     assert (row.final, row.state, row.detail) == (True, "MISSING", "not complete: its output /o.txt no longer exists")
+
+
+def test_a_nectar_task_whose_out_txt_was_deleted_reads_missing_in_every_read(served: Served, tmp_path: Path) -> None:
+    """A NectarTask's run DONE, its ``out.txt`` deleted since: luigi counts it not complete. Every read says MISSING
+    and why, as a plain task's does (round 64, 930a28b): the API's status (its error naming the file, no URL),
+    ``nectar status`` (it printed ``job_status: MISSING`` alone, not why), ``nectar download`` (a row failed naming
+    MISSING and the reason: it gave the first output's note, "out.txt does not exist in <store>"); ``nectar submit``
+    of the same row makes it again (luigi counts it not complete)."""
+    queued = requests.post(f"{served.api}/api/chains/{TASK}", json={"aparam": "deleted since"}, timeout=60).json()
+    status_url = f"{served.api}/api/chainstatus?chain={queued['data']['key']}"
+
+    def ended() -> dict | None:
+        data = requests.get(status_url, timeout=60).json()["data"]
+        return data if data["job_status"] in {"DONE", "FAILED"} else None
+
+    assert wait_until(ended, timeout=120)["job_status"] == "DONE"
+    made = served.cwd / "local_targets" / queued["data"]["key"]
+    made.unlink()
+    data = requests.get(status_url, timeout=60).json()["data"]
+    assert (data["job_status"], data["resource_url"]) == ("MISSING", None), data
+    assert f"its output {made} no longer exists" in data["error"], data["error"]
+
+    said = subprocess.run(
+        [*NECTAR, "status", queued["data"]["key"]],
+        cwd=served.cwd,
+        env=served.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "job_status: MISSING" in said.stdout, said.stdout + said.stderr
+    assert f"its output {made} no longer exists" in said.stdout, said.stdout
+    assert f"location:   {made}" not in said.stdout
+
+    dest = tmp_path / "outputs"
+    fetched = run_cli(served, "download", TASK, "--dest", str(dest))
+    digest = TargetKey.parse(queued["data"]["key"]).digest
+    assert "failed 1" in fetched.stdout and fetched.returncode != 0, fetched.stdout + fetched.stderr
+    assert f"the key is MISSING now: not complete: its output {made} no longer exists" in fetched.stdout, fetched.stdout
+    assert not (dest / digest).exists()
+
+    csv = write_csv(tmp_path / "row.csv", ["aparam", "deleted since"])
+    rows = table(run_cli(served, "submit", TASK, "--params-csv", str(csv)))
+    assert rows[1][0] == "DONE" and made.exists(), rows  # submitted again, it is made again, as luigi would
