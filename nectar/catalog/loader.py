@@ -23,13 +23,12 @@ import traceback
 import types
 from collections.abc import Callable
 from pathlib import Path
-from stat import S_ISREG
 from typing import Any, NamedTuple
 
 from nectar.catalog.keepable import Keepable, keepable
 from nectar.catalog.kept import kept, watch
+from nectar.catalog.luigi_state import changed_imports, drop_changed_imports, forget_module
 from nectar.catalog.luigi_state import executed_anew as luigi_state_anew
-from nectar.catalog.luigi_state import forget_module
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.exposure import exposure
 from nectar.forks import IMPORTS
@@ -42,24 +41,6 @@ from nectar.triggers.declared import declared_triggers
 from nectar.upstream import names_in_requires, upstream_of
 
 logger = logging.getLogger(__name__)
-
-#: a file's (mtime in ns, size): a rewrite shows in one or the other, even within one tick of the mtime's clock
-#: when its length changed
-Stamp = tuple[int, int]
-
-
-def stamp_of(stat: os.stat_result) -> Stamp:
-    return (stat.st_mtime_ns, stat.st_size)
-
-
-def file_stamp(file: str) -> Stamp | None:
-    """The stamp of the regular file ``file`` (one stat), None if it is not one (or not there)."""
-    try:
-        stat = os.stat(file)
-    except OSError:
-        return None
-    return stamp_of(stat) if S_ISREG(stat.st_mode) else None
-
 
 #: a file's device, inode, size, mtime and ctime (in ns), as ``fstat`` told them just before its bytes were read
 Seen = tuple[int, int, int, int, int]
@@ -143,6 +124,7 @@ def load_chain_module(path: Path, chain_type: str, chain: str, code: types.CodeT
     if code is None:
         code = chain_code(path, chain_type, chain)
     name = chain_module(chain_type, chain)
+    drop_changed_imports(name, code)  # a helper module changed since: imported as it is now
     module = types.ModuleType(name)
     module.__file__ = str(path)
     previous = sys.modules.get(name)
@@ -195,7 +177,7 @@ def load_ahead(
     try:
         code = chain_code(path, chain_type, chain)
         module = kept(str(path), code)
-        if module is None:
+        if module is None or changed_imports(module.__name__):  # not kept if a module it imports changed since
             module = load_chain_module(path, chain_type, chain, code)
             # noted as executed, before the rehearsal runs any of its code (a task's __init__ may set what a fresh
             # execution would not hold) and before any run
@@ -220,7 +202,8 @@ def fresh_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleT
     executed now (:func:`load_chain_module`)."""
     global _AHEAD
     ahead, _AHEAD = _AHEAD, None
-    if ahead is not None and ahead[0] == str(path) and sys.modules.get(ahead[2].__name__) is ahead[2]:
+    name = ahead[2].__name__ if ahead is not None else ""
+    if ahead is not None and ahead[0] == str(path) and sys.modules.get(name) is ahead[2] and not changed_imports(name):
         try:
             if _unchanged(path, ahead[1].seen) or path.read_bytes() == ahead[1].source:
                 return ahead[2]
