@@ -1,0 +1,73 @@
+"""review19 (on main): a chain file that imports a helper module of its own folder (``chains/<type>/helpers.py``),
+as a data scientist splits shared code out of two chains, runs the helper as it is on disk now, as
+``python -m luigi --module chains.<type>.<chain>`` does (each command a process of its own)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness import NECTAR, Processes, base_env, settings_env
+from nectar.config import Settings
+from nectar.keys import TargetKey
+from nectar.registry import RetryPolicy, Run, RunState, open_run_store
+from tests.conftest import wait_until
+
+#: the md5 of ``{}``: a parameterless task's key
+EMPTY = "99914b932bd37a50b983c5e7c90ae93b"
+
+#: the chain: its task writes what the helper module says now
+USER_CHAIN = """
+from nectar import NectarTask
+
+from chains.review19 import helpers
+
+
+class UsesHelperTask(NectarTask):
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(helpers.fixed_step())
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review19: a helper module a chain imports is executed once per worker (its chains executed before the "
+    "first fork) and every attempt forked after inherits it: a fix saved to the helper never reaches a run until the "
+    "worker restarts, where python -m luigi runs the file as it is now",
+)
+@pytest.mark.parametrize("flags", [[], ["--clock"]], ids=["scale-out", "clock"])
+def test_a_fix_saved_to_a_chains_helper_module_reaches_the_next_run(
+    settings: Settings,
+    processes: Processes,
+    write_chain: Callable[[str, str], Path],
+    flags: list[str],
+) -> None:
+    """The README's failover ("fix the bug in step 3, launch again"), with step 3's code in a helper module: the first
+    run reads the helper's 'bug', the helper is saved fixed, the output removed and the task run again: it reads
+    'fixed', as ``python -m luigi`` would. Fails on main: the second run reads 'bug' (the worker imported the helper as
+    it executed its chains at its start, and each attempt is forked from it)."""
+    write_chain("review19/helpers", 'def fixed_step():\n    return "bug"\n')
+    write_chain("review19/user_chain", USER_CHAIN)
+    env = base_env() | settings_env(settings) | {"NECTAR_RUNS_PER_PROCESS": "1"}
+    proc = processes.start("worker", [*NECTAR, "worker", "--workers", "1", *flags], env, settings.data_dir.parent)
+    log = processes.log_of[proc.pid]
+    wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)
+    key = TargetKey("review19", "user_chain", "UsesHelperTask", EMPTY)
+    output = settings.local_targets_dir / key.path
+    found = []
+    with open_run_store(settings) as runs:
+        for fix in [None, 'def fixed_step():\n    return "fixed"\n']:
+            if fix is not None:
+                write_chain("review19/helpers", fix)
+                output.unlink()
+            run = Run.new(key.path, "review19", "user_chain", "UsesHelperTask", {}, key.path, RetryPolicy(0, 0, 1))
+            run_id = runs.submit(run)[0].id
+            wait_until(lambda: (now := runs.get(run_id)) is not None and not now.state.active)  # noqa: B023
+            ended = runs.get(run_id)
+            assert ended is not None and ended.state == RunState.DONE, (ended, log.read_text())
+            found.append(output.read_text())
+    assert found == ["bug", "fixed"], f"{found}: the helper as saved did not reach the run{os.linesep}{log.read_text()}"
