@@ -1,6 +1,7 @@
-"""review19 (on main): a chain file that imports a helper module of its own folder (``chains/<type>/helpers.py``),
-as a data scientist splits shared code out of two chains, runs the helper as it is on disk now, as
-``python -m luigi --module chains.<type>.<chain>`` does (each command a process of its own)."""
+"""review19 (on main): a chain file that imports a helper module of its own folder (``chains/<type>/helpers.py``, as
+a data scientist splits shared code out of two chains) or another chain file (``chains/<type>/base_chain.py``) runs
+that module as it is on disk now, as ``python -m luigi --module chains.<type>.<chain>`` does (each command a process
+of its own), and as the README's "Save the file and it is live" says of a chain file."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ EMPTY = "99914b932bd37a50b983c5e7c90ae93b"
 USER_CHAIN = """
 from nectar import NectarTask
 
-from chains.review19 import helpers
+from chains.review19 import {module} as helpers
 
 
 class UsesHelperTask(NectarTask):
@@ -35,23 +36,26 @@ class UsesHelperTask(NectarTask):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="review19: a helper module a chain imports is executed once per worker (its chains executed before the "
-    "first fork) and every attempt forked after inherits it: a fix saved to the helper never reaches a run until the "
-    "worker restarts, where python -m luigi runs the file as it is now",
+    reason="review19: a module a chain imports (a helper, another chain file) is executed once per worker (its chains "
+    "executed before the first fork) and every attempt forked after inherits it: a fix saved to it never reaches the "
+    "importer's runs until the worker restarts, where python -m luigi runs the file as it is now",
 )
+@pytest.mark.parametrize("module", ["helpers", "base_chain"])
 @pytest.mark.parametrize("flags", [[], ["--clock"]], ids=["scale-out", "clock"])
 def test_a_fix_saved_to_a_chains_helper_module_reaches_the_next_run(
     settings: Settings,
     processes: Processes,
     write_chain: Callable[[str, str], Path],
     flags: list[str],
+    module: str,
 ) -> None:
     """The README's failover ("fix the bug in step 3, launch again"), with step 3's code in a helper module: the first
     run reads the helper's 'bug', the helper is saved fixed, the output removed and the task run again: it reads
-    'fixed', as ``python -m luigi`` would. Fails on main: the second run reads 'bug' (the worker imported the helper as
-    it executed its chains at its start, and each attempt is forked from it)."""
-    write_chain("review19/helpers", 'def fixed_step():\n    return "bug"\n')
-    write_chain("review19/user_chain", USER_CHAIN)
+    'fixed', as ``python -m luigi`` would. Fails on main, each module and layout: the second run reads 'bug' (the worker
+    imported the module as it executed its chains at its start, and each attempt is forked from it; a fresh attempt
+    process too, ``NECTAR_RUNS_PER_PROCESS=1``)."""
+    write_chain(f"review19/{module}", 'def fixed_step():\n    return "bug"\n')
+    write_chain("review19/user_chain", USER_CHAIN.format(module=module))
     env = base_env() | settings_env(settings) | {"NECTAR_RUNS_PER_PROCESS": "1"}
     proc = processes.start("worker", [*NECTAR, "worker", "--workers", "1", *flags], env, settings.data_dir.parent)
     log = processes.log_of[proc.pid]
@@ -62,7 +66,7 @@ def test_a_fix_saved_to_a_chains_helper_module_reaches_the_next_run(
     with open_run_store(settings) as runs:
         for fix in [None, 'def fixed_step():\n    return "fixed"\n']:
             if fix is not None:
-                write_chain("review19/helpers", fix)
+                write_chain(f"review19/{module}", fix)
                 output.unlink()
             run = Run.new(key.path, "review19", "user_chain", "UsesHelperTask", {}, key.path, RetryPolicy(0, 0, 1))
             run_id = runs.submit(run)[0].id
