@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import importlib.abc
+import importlib.machinery
 import inspect
 import logging
 import os
@@ -21,7 +23,7 @@ import sys
 import time
 import traceback
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -118,12 +120,44 @@ def chain_code(path: Path, chain_type: str, chain: str) -> types.CodeType:
     return code
 
 
+class _ChainsFolders(importlib.abc.MetaPathFinder):
+    """Last on ``sys.meta_path``: the package ``chains`` where no entry of ``sys.path`` holds one (a console script,
+    whose first entry is its ``bin``; a worker started in another folder), a namespace package of the chains folders
+    this process executed chain files of. What a chain's own imports (``from . import helpers``, ``from
+    chains.<type> import helpers``) and luigi's ``load_task`` of a task a run yields (``__import__('chains.<type>.
+    <chain>')``) import first then find it, as ``python -m luigi`` started in the folder holding the chains does; one
+    that ``sys.path`` holds (the working folder, ``PYTHONPATH``: an ``__init__.py`` of the user's) is found first."""
+
+    def __init__(self) -> None:
+        #: the chains folders, the package's ``__path__`` (shared: a folder added later is searched by it too)
+        self.folders: list[str] = []
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "chains" or not self.folders:
+            return None
+        spec = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
+        spec.submodule_search_locations = self.folders
+        return spec
+
+    def add(self, folder: str) -> None:
+        if folder not in self.folders:
+            self.folders.append(folder)
+        if self not in sys.meta_path:
+            sys.meta_path.append(self)
+
+
+_CHAINS_FOLDERS = _ChainsFolders()
+
+
 def load_chain_module(path: Path, chain_type: str, chain: str, code: types.CodeType | None = None) -> types.ModuleType:
     """Compile (see :func:`chain_code`) and execute a chain file as a fresh module ``chains.<type>.<chain>``; ``code``
     the file's code as its caller just had it from :func:`chain_code`, not asked for again."""
     if code is None:
         code = chain_code(path, chain_type, chain)
     name = chain_module(chain_type, chain)
+    _CHAINS_FOLDERS.add(os.path.dirname(os.path.dirname(path)))
     drop_changed_imports(name, code)  # a helper module changed since: imported as it is now
     module = types.ModuleType(name)
     module.__file__ = str(path)

@@ -50,13 +50,6 @@ class DynTask(luigi.Task):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review19: luigi's load_task of a yielded dependency imports 'chains.<type>.<chain>' and finds no package "
-    "'chains' in a process whose sys.path holds no folder with the chains (the README's .venv/bin/nectar, a worker "
-    "started outside the chains' parent folder): the run fails ModuleNotFoundError: No module named 'chains', where "
-    "python -m luigi runs it",
-)
 @pytest.mark.parametrize("how", ["run-local", "run-luigid", "worker"])
 def test_a_tasks_dynamic_dependencies_run_whatever_folder_the_command_starts_in(
     settings: Settings,

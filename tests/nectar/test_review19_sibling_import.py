@@ -42,13 +42,6 @@ class GreetTask(luigi.Task):
 IMPORTS = {"relative": "from . import greet", "absolute": "from chains.review19 import greet"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review19: a console script's sys.path starts with the venv's bin, not the working folder, and the "
-    "editable install maps its packages alone: .venv/bin/nectar chains and nectar run find no package 'chains' and "
-    "say the chain failed to import (ModuleNotFoundError: No module named 'chains'), and nectar worker (Scaling out's "
-    "command) fails each of its runs 'cannot load', where python -m luigi runs it",
-)
 @pytest.mark.parametrize("command", ["chains", "run", "worker"])
 @pytest.mark.parametrize("style", list(IMPORTS))
 def test_the_nectar_command_reads_a_chain_importing_a_module_of_its_folder(
