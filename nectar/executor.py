@@ -71,7 +71,8 @@ import luigi
 from nectar import build, forks, main_signals, standby, wakeup
 from nectar.attempt import attempt, chain_file, execute, quiet_luigi, rehearse
 from nectar.build import Build
-from nectar.catalog.loader import AHEAD_BUDGET, Stamp, chain_code, file_stamp, load_ahead
+from nectar.catalog.loader import AHEAD_BUDGET, chain_code, load_ahead
+from nectar.catalog.stamps import Stamp, file_stamp
 from nectar.config import Settings, load_luigi_config
 from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.grace import Grace

@@ -90,6 +90,9 @@ SLOWEST_FIRST = (
     "tests/triggers/test_waiting.py",
     "tests/scale/test_pools.py",
     "tests/scale/test_live_logs.py",
+    "tests/nectar/test_review19_cli_dynamic.py",
+    "tests/nectar/test_review19_sibling_import.py",
+    "tests/nectar/test_review19_helper_module.py",
 )
 
 

@@ -17,9 +17,10 @@ import threading
 from collections.abc import Collection
 from pathlib import Path
 
-from nectar.catalog.loader import Stamp, file_stamp, finished_within, inspect_chain
-from nectar.catalog.luigi_state import forget_module
+from nectar.catalog.loader import finished_within, inspect_chain
+from nectar.catalog.luigi_state import changed_imports, forget_module
 from nectar.catalog.model import ChainInfo, TaskInfo
+from nectar.catalog.stamps import Stamp, file_stamp
 from nectar.config import chains_dir_refused, link_to_nothing, type_folder_said
 from nectar.errors import ChainNotFound, TaskNotFound
 from nectar.keys import is_name
@@ -141,7 +142,7 @@ class ChainCatalog:
 
     def _sync(self, ref: tuple[str, str], path: Path | str, stamp: Stamp) -> bool:
         """(Re)import a chain whose file's stamp changed; True if it did. Called with the lock held."""
-        if self._stamps.get(ref) == stamp:
+        if self._stamps.get(ref) == stamp and not changed_imports(chain_module(*ref)):  # nor a module it imports
             return False
         self._chains[ref] = inspect_chain(Path(path), *ref)
         self._stamps[ref] = stamp

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import importlib.abc
+import importlib.machinery
 import inspect
 import logging
 import os
@@ -21,15 +23,14 @@ import sys
 import time
 import traceback
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from stat import S_ISREG
 from typing import Any, NamedTuple
 
 from nectar.catalog.keepable import Keepable, keepable
 from nectar.catalog.kept import kept, watch
+from nectar.catalog.luigi_state import changed_imports, drop_changed_imports, forget_module
 from nectar.catalog.luigi_state import executed_anew as luigi_state_anew
-from nectar.catalog.luigi_state import forget_module
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.exposure import exposure
 from nectar.forks import IMPORTS
@@ -42,24 +43,6 @@ from nectar.triggers.declared import declared_triggers
 from nectar.upstream import names_in_requires, upstream_of
 
 logger = logging.getLogger(__name__)
-
-#: a file's (mtime in ns, size): a rewrite shows in one or the other, even within one tick of the mtime's clock
-#: when its length changed
-Stamp = tuple[int, int]
-
-
-def stamp_of(stat: os.stat_result) -> Stamp:
-    return (stat.st_mtime_ns, stat.st_size)
-
-
-def file_stamp(file: str) -> Stamp | None:
-    """The stamp of the regular file ``file`` (one stat), None if it is not one (or not there)."""
-    try:
-        stat = os.stat(file)
-    except OSError:
-        return None
-    return stamp_of(stat) if S_ISREG(stat.st_mode) else None
-
 
 #: a file's device, inode, size, mtime and ctime (in ns), as ``fstat`` told them just before its bytes were read
 Seen = tuple[int, int, int, int, int]
@@ -137,12 +120,45 @@ def chain_code(path: Path, chain_type: str, chain: str) -> types.CodeType:
     return code
 
 
+class _ChainsFolders(importlib.abc.MetaPathFinder):
+    """Last on ``sys.meta_path``: the package ``chains`` where no entry of ``sys.path`` holds one (a console script,
+    whose first entry is its ``bin``; a worker started in another folder), a namespace package of the chains folders
+    this process executed chain files of. What a chain's own imports (``from . import helpers``, ``from
+    chains.<type> import helpers``) and luigi's ``load_task`` of a task a run yields (``__import__('chains.<type>.
+    <chain>')``) import first then find it, as ``python -m luigi`` started in the folder holding the chains does; one
+    that ``sys.path`` holds (the working folder, ``PYTHONPATH``: an ``__init__.py`` of the user's) is found first."""
+
+    def __init__(self) -> None:
+        #: the chains folders, the package's ``__path__`` (shared: a folder added later is searched by it too)
+        self.folders: list[str] = []
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "chains" or not self.folders:
+            return None
+        spec = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
+        spec.submodule_search_locations = self.folders
+        return spec
+
+    def add(self, folder: str) -> None:
+        if folder not in self.folders:
+            self.folders.append(folder)
+        if self not in sys.meta_path:
+            sys.meta_path.append(self)
+
+
+_CHAINS_FOLDERS = _ChainsFolders()
+
+
 def load_chain_module(path: Path, chain_type: str, chain: str, code: types.CodeType | None = None) -> types.ModuleType:
     """Compile (see :func:`chain_code`) and execute a chain file as a fresh module ``chains.<type>.<chain>``; ``code``
     the file's code as its caller just had it from :func:`chain_code`, not asked for again."""
     if code is None:
         code = chain_code(path, chain_type, chain)
     name = chain_module(chain_type, chain)
+    _CHAINS_FOLDERS.add(os.path.dirname(os.path.dirname(path)))
+    drop_changed_imports(name, code)  # a helper module changed since: imported as it is now
     module = types.ModuleType(name)
     module.__file__ = str(path)
     previous = sys.modules.get(name)
@@ -195,7 +211,7 @@ def load_ahead(
     try:
         code = chain_code(path, chain_type, chain)
         module = kept(str(path), code)
-        if module is None:
+        if module is None or changed_imports(module.__name__):  # not kept if a module it imports changed since
             module = load_chain_module(path, chain_type, chain, code)
             # noted as executed, before the rehearsal runs any of its code (a task's __init__ may set what a fresh
             # execution would not hold) and before any run
@@ -220,7 +236,8 @@ def fresh_chain_module(path: Path, chain_type: str, chain: str) -> types.ModuleT
     executed now (:func:`load_chain_module`)."""
     global _AHEAD
     ahead, _AHEAD = _AHEAD, None
-    if ahead is not None and ahead[0] == str(path) and sys.modules.get(ahead[2].__name__) is ahead[2]:
+    name = ahead[2].__name__ if ahead is not None else ""
+    if ahead is not None and ahead[0] == str(path) and sys.modules.get(name) is ahead[2] and not changed_imports(name):
         try:
             if _unchanged(path, ahead[1].seen) or path.read_bytes() == ahead[1].source:
                 return ahead[2]

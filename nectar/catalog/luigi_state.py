@@ -56,6 +56,7 @@ from typing import Any
 import luigi.configuration
 
 from nectar import forks
+from nectar.catalog.stamps import Stamp, file_stamp
 from nectar.luigi_internals import (
     Handler,
     forget_event_handlers,
@@ -83,6 +84,9 @@ _HIDDEN: list[Handler] = []
 #: by chain module executed in this process: the chain modules its code imports (:func:`chain_imports`; none where
 #: its code was not known), as of its last execution
 _IMPORTS_OF: dict[str, frozenset[str]] = {}
+#: by chain module executed in this process (a chain file, or a module of the chains folder one imports): its file
+#: and that file's stamp as its last execution began (:func:`changed_imports`)
+_STAMPED: dict[str, tuple[str, Stamp | None]] = {}
 #: ``os.environ``'s own dictionary (bytes to bytes: :func:`~nectar.stdlib_internals.environ_data`)
 _ENVIRON = environ_data()
 #: each environment variable a chain module's execution changed in this process, as it was before the first such
@@ -142,6 +146,8 @@ def executed_anew(name: str, code: types.CodeType | None = None) -> Iterator[Non
     options its executions changed put back (:func:`_put_back_options`) before; the namespaces it set for other
     modules' scopes put back after, and the options it changed noted."""
     _IMPORTS_OF[name] = chain_imports(code) if code is not None else frozenset()
+    if code is not None:
+        _STAMPED[name] = (code.co_filename, file_stamp(code.co_filename))
     forget_module(name)
     config = luigi.configuration.get_config()
     _put_back_options(config, name)
@@ -468,3 +474,44 @@ def _imports_watched(change: int) -> None:
             sys.meta_path.remove(_IMPORTS)
         elif _WATCHING[0] > 0 and _IMPORTS not in sys.meta_path:
             sys.meta_path.insert(0, _IMPORTS)
+
+
+def changed_imports(name: str, code: types.CodeType | None = None) -> list[str]:
+    """The modules of the chains folder that the chain module ``name`` imports (as its last execution's code named
+    them, and ``code``'s, where given: :func:`chain_imports`; and theirs), held in ``sys.modules``, whose file changed
+    since this process executed them, and those held that import one of them: modules an execution or a module kept
+    of ``name`` must not take as they are (``python -m luigi`` executes each as it is now). A stat a module imported;
+    nothing where ``name`` imports none."""
+    imports = _IMPORTS_OF.get(name, frozenset())
+    if code is not None:
+        imports = imports | chain_imports(code)
+    if not imports:
+        return []
+    known: dict[str, bool] = {name: False}
+
+    def changed(module: str) -> bool:
+        if module in known:  # a cycle's module is taken as it is found once
+            return known[module]
+        known[module] = False
+        if module not in sys.modules:  # imported anew if at all
+            return False
+        stamped = _STAMPED.get(module)
+        known[module] = (stamped is not None and file_stamp(stamped[0]) != stamped[1]) or any(
+            [changed(other) for other in _IMPORTS_OF.get(module, ())]
+        )
+        return known[module]
+
+    return [module for module in sorted(imports) if changed(module)] + [
+        module for module, was in known.items() if was and module not in imports
+    ]
+
+
+def drop_changed_imports(name: str, code: types.CodeType | None = None) -> None:
+    """:func:`changed_imports` of the chain module ``name`` taken out of ``sys.modules`` and out of luigi
+    (:func:`forget_module`): the execution of ``name`` that follows imports each as its file is now."""
+    for module in changed_imports(name, code):
+        held = sys.modules.pop(module, None)
+        package, _, child = module.rpartition(".")
+        if held is not None and getattr(sys.modules.get(package), child, None) is held:  # from <package> import <it>
+            delattr(sys.modules[package], child)
+        forget_module(module)

@@ -18,7 +18,8 @@ from nectar import attempt as attempt_module
 from nectar import luigid as luigid_module
 from nectar.attempt import attempt, load_task, task_in
 from nectar.build import Build
-from nectar.catalog.loader import file_stamp, load_chain_module
+from nectar.catalog.loader import load_chain_module
+from nectar.catalog.stamps import file_stamp
 from nectar.config import Settings
 from nectar.executor import Likely
 from nectar.exposure import Exposure, exposure

@@ -1,0 +1,103 @@
+"""review19 (on main): a task with dynamic dependencies (a ``yield`` in ``run()``, luigi's documented feature and its
+``examples/dynamic_requirements.py``) runs them under ``nectar run`` and under a ``nectar worker`` whatever folder the
+command starts in, as ``python -m luigi --module <chain>`` does. luigi's worker loads each yielded task with
+``load_task``, whose ``__import__('chains.<type>.<chain>')`` needs a package ``chains`` on ``sys.path``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import nectar
+from harness import NECTAR, Processes, base_env, lifeline_env
+from nectar.config import Settings
+from nectar.keys import TargetKey
+from nectar.registry import RetryPolicy, Run, RunState, open_run_store
+from tests.conftest import settings_env, wait_until
+
+#: the md5 of ``{}``: a parameterless task's key
+EMPTY = "99914b932bd37a50b983c5e7c90ae93b"
+
+#: a plain luigi task that yields its dependency from ``run()``, its files in ``R19_OUT``
+CHAIN = """
+import os
+
+import luigi
+
+
+class Leaf(luigi.Task):
+    def output(self):
+        return luigi.LocalTarget(os.path.join(os.environ["R19_OUT"], "leaf"))
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write("leaf")
+
+
+class DynTask(luigi.Task):
+    def output(self):
+        return luigi.LocalTarget(os.path.join(os.environ["R19_OUT"], "dyn"))
+
+    def run(self):
+        leaf = yield Leaf()
+        with leaf.open() as made, self.output().open("w") as out:
+            out.write(f"dyn of {made.read()}")
+"""
+
+
+@pytest.mark.parametrize("how", ["run-local", "run-luigid", "worker"])
+def test_a_tasks_dynamic_dependencies_run_whatever_folder_the_command_starts_in(
+    settings: Settings,
+    write_chain: Callable[[str, str], Path],
+    tmp_path: Path,
+    luigid: str,
+    processes: Processes,
+    how: str,
+) -> None:
+    """``python -m luigi`` on the same file makes both outputs (checked first, in its own folder). Then the service's
+    command, started as the README's ``.venv/bin/nectar`` starts: no folder on its ``sys.path`` holds a ``chains``
+    package (a console script's first entry is its ``bin``, the install an editable one of the packages alone), where
+    the suite's ``nectar`` commands (``python -m nectar.cli`` in the chains' parent folder, or a ``PYTHONPATH`` of the
+    repository) always had one: ``nectar run`` (luigi's local scheduler, and through luigid) and a ``nectar worker``
+    end the run DONE with the same outputs. Fails on main, each: the run FAILED, ``ModuleNotFoundError: No module
+    named 'chains'``, no output."""
+    chain = write_chain("review19/dyn_chain", CHAIN)
+    under_luigi = tmp_path / "under_luigi"
+    env = {**os.environ, "R19_OUT": str(under_luigi), "PYTHONPATH": str(chain.parent), **lifeline_env()}
+    argv = [sys.executable, "-m", "luigi", "--module", chain.stem, "DynTask", "--local-scheduler", "--no-lock"]
+    said = subprocess.run(argv, env=env, cwd=chain.parent, capture_output=True, text=True, timeout=120)
+    assert (under_luigi / "dyn").exists(), said.stdout + said.stderr
+    assert (under_luigi / "dyn").read_text() == "dyn of leaf"
+    made = tmp_path / "made"
+    code = tmp_path / "code"  # this checkout's packages, without its chains folder
+    code.mkdir()
+    root = Path(nectar.__file__).resolve().parent.parent
+    for name in ["nectar", "api", "harness", "app.py"]:
+        (code / name).symlink_to(root / name)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = base_env() | settings_env(settings) | {"R19_OUT": str(made), "PYTHONPATH": str(code)}
+    if how == "worker":
+        proc = processes.start("worker", [*NECTAR, "worker", "--workers", "1"], env, elsewhere)
+        log = processes.log_of[proc.pid]
+        wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)
+        key = TargetKey("review19", "dyn_chain", "DynTask", EMPTY)
+        with open_run_store(settings) as runs:
+            run = Run.new(key.path, "review19", "dyn_chain", "DynTask", {}, key.path, RetryPolicy(0, 0, 1))
+            run_id = runs.submit(run)[0].id
+            wait_until(lambda: (now := runs.get(run_id)) is not None and not now.state.active)
+            ended = runs.get(run_id)
+        assert ended is not None and ended.state == RunState.DONE, (ended, log.read_text())
+    else:
+        flags = ["--scheduler-url", luigid] if how == "run-luigid" else []
+        argv = [*NECTAR, "run", "review19/dyn_chain/DynTask", *flags]
+        result = subprocess.run(
+            argv, env=env | lifeline_env(), cwd=elsewhere, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0 and "job_status: DONE" in result.stdout, result.stdout + result.stderr
+    assert (made / "dyn").read_text() == "dyn of leaf"

@@ -1,0 +1,94 @@
+"""review19 (on main): the README's ``.venv/bin/nectar`` started in the project's folder (the one holding ``chains/``)
+reads a chain file that imports a module of its own folder, relatively (``from . import greet``) or by its full name
+(``from chains.<type> import greet``), as ``python -m luigi --module chains.<type>.<chain>`` started there does, and as
+the service's parts (``nectar serve``'s API and worker, ``python -m`` processes started in that folder) do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import nectar
+from harness import Processes, lifeline_env
+from nectar.config import Settings
+from nectar.keys import TargetKey
+from nectar.registry import RetryPolicy, Run, RunState, open_run_store
+from tests.conftest import settings_env, wait_until
+
+#: the md5 of ``{}``: a parameterless task's key
+EMPTY = "99914b932bd37a50b983c5e7c90ae93b"
+
+#: the chain, its import of the sibling module left to the test
+CHAIN = """
+import os
+
+import luigi
+
+{import_line}
+
+
+class GreetTask(luigi.Task):
+    def output(self):
+        return luigi.LocalTarget(os.path.join(os.environ["R19_OUT"], "greeting"))
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(greet.GREETING)
+"""
+IMPORTS = {"relative": "from . import greet", "absolute": "from chains.review19 import greet"}
+
+
+@pytest.mark.parametrize("command", ["chains", "run", "worker"])
+@pytest.mark.parametrize("style", list(IMPORTS))
+def test_the_nectar_command_reads_a_chain_importing_a_module_of_its_folder(
+    settings: Settings, tmp_path: Path, processes: Processes, style: str, command: str
+) -> None:
+    """``python -m luigi`` in the project's folder runs the task (checked first); ``.venv/bin/nectar`` there lists
+    the chain without an import error (``nectar chains``), runs the task DONE (``nectar run``) and so does a ``nectar
+    worker`` there (the README's *Scaling out*) with a run put in its registry. The suite's own
+    ``nectar`` commands are ``python -m nectar.cli``, whose ``sys.path`` starts with the working folder, so they never
+    saw it. Fails on main, each: ``nectar chains`` lists ``review19/greet_chain (import failed) ModuleNotFoundError:
+    No module named 'chains'``, ``nectar run`` fails saying the same, with no output made, and the worker's run ends
+    FAILED, ``cannot load review19/greet_chain/GreetTask: ModuleNotFoundError: No module named 'chains'``."""
+    project = settings.chains_dir.parent
+    folder = settings.chains_dir / "review19"
+    folder.mkdir(parents=True)
+    (folder / "greet.py").write_text('GREETING = "hello from a sibling"\n')
+    (folder / "greet_chain.py").write_text(CHAIN.format(import_line=IMPORTS[style]))
+    under_luigi = tmp_path / "under_luigi"
+    env = {**os.environ, "R19_OUT": str(under_luigi), **lifeline_env()}
+    env.pop("PYTHONPATH", None)
+    argv = [sys.executable, "-m", "luigi", "--module", "chains.review19.greet_chain", "GreetTask", "--local-scheduler"]
+    said = subprocess.run([*argv, "--no-lock"], env=env, cwd=project, capture_output=True, text=True, timeout=120)
+    assert (under_luigi / "greeting").exists(), said.stdout + said.stderr
+    code = tmp_path / "code"  # this checkout's packages, without its chains folder
+    code.mkdir()
+    root = Path(nectar.__file__).resolve().parent.parent
+    for name in ["nectar", "api", "harness", "app.py"]:
+        (code / name).symlink_to(root / name)
+    made = tmp_path / "made"
+    env = {**os.environ, **settings_env(settings), "R19_OUT": str(made), "PYTHONPATH": str(code), **lifeline_env()}
+    script = Path(sys.executable).parent / "nectar"  # the README's .venv/bin/nectar
+    if command == "worker":
+        proc = processes.start("worker", [str(script), "worker", "--workers", "1"], env, project)
+        log = processes.log_of[proc.pid]
+        wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)
+        key = TargetKey("review19", "greet_chain", "GreetTask", EMPTY)
+        with open_run_store(settings) as runs:
+            run = Run.new(key.path, "review19", "greet_chain", "GreetTask", {}, key.path, RetryPolicy(0, 0, 1))
+            run_id = runs.submit(run)[0].id
+            wait_until(lambda: (now := runs.get(run_id)) is not None and not now.state.active)
+            ended = runs.get(run_id)
+        assert ended is not None and ended.state == RunState.DONE, (ended.error if ended else None, log.read_text())
+        assert (made / "greeting").read_text() == "hello from a sibling"
+        return
+    args = ["chains"] if command == "chains" else ["run", "review19/greet_chain/GreetTask"]
+    result = subprocess.run([str(script), *args], env=env, cwd=project, capture_output=True, text=True, timeout=120)
+    assert "No module named" not in result.stdout + result.stderr, result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    if command == "run":
+        assert (made / "greeting").read_text() == "hello from a sibling"
