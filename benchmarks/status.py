@@ -265,6 +265,29 @@ def worker_counts(pid: int) -> WorkerCounts:
     return WorkerCounts(int(fields[11]) / tick, int(fields[12]) / tick, switches(pid), **found)
 
 
+def minor_faults(pid: int) -> tuple[int, int]:
+    """``pid``'s minor page faults so far, and those of the children it has reaped (``stat``'s minflt and cminflt): a
+    page first written (copy-on-write of one its parent left shared, or a new one) or first touched; a count the
+    machine's load does not move."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[7]), int(fields[8])
+
+
+def api_faults(cluster: Cluster, url: str) -> int:
+    """Minor page faults the gunicorn at ``url`` has taken so far: its master's, its live workers' and those of the
+    workers it reaped (``cminflt``). Read again if the master reaped one while its live workers were read (counted
+    twice, or not at all)."""
+    master = cluster.apis[url].pid
+    while True:
+        own, reaped = minor_faults(master)
+        taken = 0
+        for pid in cluster.api_workers(url):
+            with contextlib.suppress(OSError):  # exiting now: in the master's cminflt once reaped
+                taken += minor_faults(pid)[0]
+        if minor_faults(master)[1] == reaped:
+            return own + reaped + taken
+
+
 def summed(counts: Iterable[WorkerCounts]) -> WorkerCounts:
     """The sum of ``counts``, field by field (the workers of an API)."""
     return WorkerCounts(*(sum(values) for values in zip(*counts, strict=True)))
@@ -429,13 +452,17 @@ class RecyclePairs:
     """The bursts of the figure with a recycle: each a count of lookups (:data:`RECYCLE_WINDOW` a client) by the API
     whose workers are each recycled about once a burst (``recycled``), beside one by the API that recycles none
     (``steady``), each side first in turn (:func:`in_turn`), each rate with the share of the machine's CPU others left
-    it (:class:`CpuLeft`) and the API's CPU per lookup."""
+    it (:class:`CpuLeft`), the API's CPU per lookup, its minor page faults per lookup (:func:`api_faults`) and the
+    clients' CPU per lookup (this process's: under load the figure is the ratio of the API's and the clients' CPU per
+    lookup, without over with a recycle, burst by burst, as each rate over the share left is the cores over it)."""
 
     def __init__(self, cluster: Cluster, steady: str, recycled: str, requests: list[Request]) -> None:
         self.cluster, self.urls, self.requests = cluster, {"steady": steady, "recycled": recycled}, requests
         self.loads: dict[str, list[Load]] = {"steady": [], "recycled": []}
         self.cpu: dict[str, list[float]] = {"steady": [], "recycled": []}
         self.left: dict[str, list[float]] = {"steady": [], "recycled": []}
+        self.faults: dict[str, list[float]] = {"steady": [], "recycled": []}
+        self.clients: dict[str, list[float]] = {"steady": [], "recycled": []}
         #: workers the recycling API replaced, and connections closed under a client (a keep-alive connection closed
         #: by a worker that exits: the client reconnects)
         self.replaced = self.dropped = 0
@@ -450,10 +477,15 @@ class RecyclePairs:
         """A burst of ``side``'s API, recorded as its."""
         url = self.urls[side]
         before, used, cpu_left = self.cluster.api_workers(url), self.cluster.api_cpu(url), CpuLeft()
+        faults, own = api_faults(self.cluster, url), time.process_time()
         load = hammer(url, self.requests, CLIENTS, None, RECYCLE_WINDOW)
+        clients = time.process_time() - own
         seconds = self.cluster.api_cpu(url) - used
         self.left[side].append(cpu_left.share(seconds))
-        self.cpu[side].append(seconds / max(1, len(load.latencies)))
+        lookups = max(1, len(load.latencies))
+        self.cpu[side].append(seconds / lookups)
+        self.faults[side].append((api_faults(self.cluster, url) - faults) / lookups)
+        self.clients[side].append(clients / lookups)
         if side == "steady":
             load.check(200)
         elif set(load.statuses) - {200}:
@@ -479,9 +511,11 @@ class RecyclePairs:
         """Each pair's rates over the CPU left, with a recycle and without."""
         return list(zip(self.rates("recycled"), self.rates("steady"), strict=True))
 
-    def added(self) -> float:
-        """The API CPU seconds the recycling bursts used over the same lookups at the steady bursts' CPU each."""
-        recycled = zip(self.cpu["recycled"], self.cpu["steady"], self.loads["recycled"], strict=True)
+    def added(self, counts: str = "cpu") -> float:
+        """What the recycling bursts used over the same lookups at the steady bursts' rate each, pair by pair: API CPU
+        seconds (``counts`` "cpu"), its minor page faults ("faults"), the clients' CPU seconds ("clients")."""
+        per: dict[str, list[float]] = getattr(self, counts)
+        recycled = zip(per["recycled"], per["steady"], self.loads["recycled"], strict=True)
         return sum((with_ - without) * len(load.latencies) for with_, without, load in recycled)
 
 
@@ -559,6 +593,11 @@ class RecycleCost(NamedTuple):
     sibling: float
     #: the registry connections the successor had open after that burst (a SQLite connection opens the file once)
     connections: float
+    #: the successor's minor page faults from its fork to its first request (copy-on-write of its master's pages)
+    start_faults: float
+    #: minor page faults per answer in the burst after it: the successor's, and its sibling's
+    successor_faults: float
+    sibling_faults: float
 
 
 def open_on(pid: int, path: Path) -> int:
@@ -589,18 +628,33 @@ def recycle_cost(cluster: Cluster, url: str, requests: list[Request], repeats: i
         used = api_threads_cpu(cluster, url)
         ending, new, last = replace_a_worker(cluster, url)
         sibling = next(pid for pid in cluster.api_workers(url) if pid in used and pid != ending)
-        before = {pid: (thread_cpu(pid), answers(pid)) for pid in (new, sibling)}
+        before = {pid: (thread_cpu(pid), answers(pid), minor_faults(pid)[0]) for pid in (new, sibling)}
         hammer(url, requests, CLIENTS, None, RECYCLE_BURST).check(200)
         after = api_threads_cpu(cluster, url)
         if not {master, new, sibling} <= after.keys():  # one ended on its own meanwhile: not this replacement's cost
             hammer(url, requests, CLIENTS, None, RECYCLE_BURST).check(200)
             continue
         added = sum(after[pid] - used.get(pid, 0.0) for pid in (master, new, sibling)) + last - used[ending] - steady
-        cpu, sent = zip(*((after[p] - before[p][0], answers(p) - before[p][1]) for p in (new, sibling)), strict=True)
+        cpu, sent, faults = zip(
+            *(
+                (after[p] - before[p][0], answers(p) - before[p][1], minor_faults(p)[0] - before[p][2])
+                for p in (new, sibling)
+            ),
+            strict=True,
+        )
         theirs, its_sibling = (c / max(1, n) for c, n in zip(cpu, sent, strict=True))
+        faults_each = [f / max(1, n) for f, n in zip(faults, sent, strict=True)]
         found.append(
             RecycleCost(
-                added, before[new][0], steady, sent[0] / max(1, sum(sent)), theirs, its_sibling, open_on(new, registry)
+                added,
+                before[new][0],
+                steady,
+                sent[0] / max(1, sum(sent)),
+                theirs,
+                its_sibling,
+                open_on(new, registry),
+                before[new][2],
+                *faults_each,
             )
         )
         hammer(url, requests, CLIENTS, None, RECYCLE_BURST).check(200)
@@ -749,8 +803,12 @@ def run(ctx: Context) -> list[Figure]:
             f"{CLIENTS * RECYCLE_WINDOW} lookups (ABBA: the recycling API's first in every second pair), "
             f"{bursts.dropped} connections closed under a client; requests/s {rates(recycled)} beside {rates(steady)}; "
             f"API CPU per lookup {us(bursts.cpu['recycled'])} us beside {us(bursts.cpu['steady'])} us; "
-            f"{added / max(1, replaced) * 1e3:.1f} ms more per worker replaced; the machine's CPU used outside the "
-            "benchmark in each pair's bursts (without/with a recycle) "
+            f"{added / max(1, replaced) * 1e3:.1f} ms more per worker replaced; API page faults per lookup "
+            f"{median(bursts.faults['recycled']):.2f} beside {median(bursts.faults['steady']):.2f}, "
+            f"{bursts.added('faults') / max(1, replaced):.0f} more per worker replaced; the clients' CPU per lookup "
+            f"{us(bursts.clients['recycled'])} us beside {us(bursts.clients['steady'])} us, "
+            f"{bursts.added('clients') / max(1, replaced) * 1e3:.1f} ms more per worker replaced; the machine's CPU "
+            "used outside the benchmark in each pair's bursts (without/with a recycle) "
             + ", ".join(f"{1 - a:.0%}/{1 - b:.0%}" for a, b in zip(*bursts.left.values(), strict=True))
             + "; burst by burst, over the CPU left to each: "
             + ", ".join(f"{a / b:.2f}" for a, b in zip(recycle_left, steady_left_rates, strict=True))
@@ -763,7 +821,9 @@ def run(ctx: Context) -> list[Figure]:
             f"{direct.start * 1e3:.1f} ms (a burst of {CLIENTS * RECYCLE_BURST} lookups: {direct.burst * 1e3:.0f} ms);"
             f" in the burst after it, the successor sent {direct.share:.0%} of the answers, at "
             f"{direct.successor * 1e6:.0f} us of CPU each (its sibling {direct.sibling * 1e6:.0f} us), with "
-            f"{direct.connections:.0f} registry connections open after it"
+            f"{direct.connections:.0f} registry connections open after it; minor page faults: the successor's "
+            f"{direct.start_faults:.0f} from its fork to its first request, then {direct.successor_faults:.1f} per "
+            f"answer in that burst (its sibling {direct.sibling_faults:.1f})"
         )
         service_app = create_app({"NECTAR_SETTINGS": cluster.settings.replace(data_dir=data_dir)})
         lookup_collections, hello_collections = Collections(), Collections()

@@ -954,6 +954,7 @@ def test_the_recycle_figures_pairs_take_each_side_first_in_turn(monkeypatch: pyt
         Cluster,
         types.SimpleNamespace(api_workers=lambda url: next(looks) if url == "recycled" else [], api_cpu=lambda _: 0.0),
     )
+    monkeypatch.setattr(status_module, "api_faults", lambda cluster, url: 0)
     bursts = RecyclePairs(cluster, "steady", "recycled", [("GET", "/api/chainstatus")])
     for index in range(3):
         bursts.pair(index)
@@ -962,6 +963,34 @@ def test_the_recycle_figures_pairs_take_each_side_first_in_turn(monkeypatch: pyt
     assert bursts.replaced == 3  # 3, 4 and 5
     # with, without: 800 over 1000; 900/0.5 over 1000; 500 over 1000
     assert bursts.pairs() == [(800.0, 1000.0), (1800.0, 1000.0), (500.0, 1000.0)]
+
+
+def test_the_recycle_figure_says_the_page_faults_a_recycle_adds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each burst's API page faults per lookup are read from the API's processes before and after it, and the
+    faults a recycle adds are the recycling bursts' over the steady ones' per lookup, pair by pair: 1 lookup a burst
+    (``bursts_of``), the steady API 10 faults a burst, the recycling one 4,010 and 3,010: 7,000 more in 2 pairs."""
+    sent, cluster = bursts_of(monkeypatch, status_module, [1000.0] * 4, [1.0] * 4)
+    taken = {"steady": iter([0, 10, 10, 20]), "recycled": iter([0, 4010, 4010, 7020])}
+    monkeypatch.setattr(status_module, "api_faults", lambda cluster, url: next(taken[url]))
+    bursts = RecyclePairs(cluster, "steady", "recycled", [("GET", "/api/chainstatus")])
+    for index in range(2):
+        bursts.pair(index)
+
+    assert bursts.faults == {"steady": [10.0, 10.0], "recycled": [4010.0, 3010.0]}
+    assert bursts.added("faults") == 7000.0
+
+
+def test_an_apis_page_faults_count_its_reaped_workers(tmp_path: Path) -> None:
+    """:func:`benchmarks.status.api_faults` counts the faults of a worker its master reaped (its ``cminflt``) beside
+    its live workers' and its own: a child of this process that wrote 32 MiB (8,192 pages) and was reaped moves this
+    process's count by as many at least."""
+    cluster = cast(
+        Cluster,
+        types.SimpleNamespace(apis={"api": types.SimpleNamespace(pid=os.getpid())}, api_workers=lambda url: []),
+    )
+    before = status_module.api_faults(cluster, "api")
+    subprocess.run([sys.executable, "-c", "bytearray(32 << 20)"], check=True)
+    assert status_module.api_faults(cluster, "api") - before >= 8192
 
 
 def probe_runs(path: Path, states: list[tuple[str, float, float | None]]) -> sqlite3.Connection:
