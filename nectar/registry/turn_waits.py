@@ -13,7 +13,6 @@ behind: a lock of the process taken meanwhile would be the waiting thread's too,
 
 from __future__ import annotations
 
-import _thread
 import errno
 import fcntl
 import os
@@ -30,23 +29,12 @@ LOOK_EVERY = 0.005
 
 class TurnWaiter:
     """The kernel's lock of ``fd`` (the write turn of ``registry``), taken for the process's writers one at a time;
-    the caller serialises its own threads (:class:`~nectar.registry.sqlite.Writers` holds its threads' lock).
-
-    The writer and the waiting thread hand over through two bare locks used as one-token wake-ups (``_wake``: a
-    request, or the close, for the thread; ``_answered``: the thread's answer, for the writer), the flags under a
-    third (``_state``), which no one waits on for long. A ``threading.Condition`` there (its wait makes a lock, takes
-    its own lock back once woken, behind the thread that notified) cost a contended turn ~90-170 µs of the process's
-    CPU where the bare locks cost ~55-75 and a wait in the kernel on the writer's own thread ~20 (round 65, runcpu):
-    at 2 workers ~0.85 of an attempt's 2 turns a run were contended. A wake-up is a hint: each side reads the flags
-    once woken, and the writer looks again at least every :data:`LOOK_EVERY` seconds."""
+    the caller serialises its own threads (:class:`~nectar.registry.sqlite.Writers` holds its threads' lock)."""
 
     def __init__(self, fd: int, registry: str) -> None:
         self._fd = fd
         self._registry = registry
-        self._state = threading.Lock()
-        self._wake, self._answered = _thread.allocate_lock(), _thread.allocate_lock()
-        self._wake.acquire()
-        self._answered.acquire()
+        self._state = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         #: a wait in the kernel asked and not yet answered; whether its writer gave it up; whether the lock is taken
         self._asked = self._abandoned = self._granted = False
@@ -66,12 +54,8 @@ class TurnWaiter:
                     pass
                 self._ask()
             self._abandoned = False  # a request left behind is this writer's now
-        try:
-            while True:
-                with self._state:
-                    if self._granted:
-                        self._granted = False
-                        return True
+            try:
+                while not self._granted:
                     if self._failed is not None:
                         failed, self._failed = self._failed, None
                         raise failed
@@ -79,14 +63,15 @@ class TurnWaiter:
                     if now >= deadline or gives_up():
                         self._abandoned = True
                         return False
-                self._answered.acquire(True, min(LOOK_EVERY, deadline - now))
-        except BaseException:  # a signal's handler that raises, a gives_up() that does: left as a give-up
-            with self._state:
+                    self._state.wait(min(LOOK_EVERY, deadline - now))
+            except BaseException:  # a signal's handler that raises, a gives_up() that does: left as a give-up
                 if self._granted:  # the lock came as it left: no writer's
                     self._granted = False
                     fcntl.lockf(self._fd, fcntl.LOCK_UN)
                 self._abandoned = True
-            raise
+                raise
+            self._granted = False
+            return True
 
     def close(self) -> None:
         """The descriptor closed, the caller holding no lock of the process on the file (a close releases them), and
@@ -101,8 +86,7 @@ class TurnWaiter:
                 os.close(null)
             else:
                 os.close(self._fd)
-            _woken(self._wake)
-            _woken(self._answered)
+            self._state.notify_all()
 
     def _ask(self) -> None:
         """A wait in the kernel asked of the thread (started at the first), the caller holding ``_state``. A thread
@@ -114,50 +98,36 @@ class TurnWaiter:
             thread.start()
             self._thread = thread
         self._asked = True
-        _woken(self._wake)
+        self._state.notify_all()
 
     def _wait(self) -> None:
         while True:
-            self._wake.acquire()
             with self._state:
+                while not self._asked and not self._closed:
+                    self._state.wait()
                 if not self._asked:
-                    if self._closed:
-                        return
-                    continue  # a wake-up the last request's answer left
-            while True:
-                failed: OSError | None = None
-                try:
-                    fcntl.lockf(self._fd, fcntl.LOCK_EX)
-                except OSError as error:
-                    failed = error
-                with self._state:
-                    deadlock = isinstance(failed, OSError) and failed.errno == errno.EDEADLK and not self._abandoned
-                    if deadlock:
-                        # a cycle the kernel sees through another turn of the process (it tells no thread from
-                        # another: one thread's turn at another file, this wait): asked again; a true one (a turn
-                        # taken inside another) ends as its writer gives up at its deadline
-                        self.deadlocks += 1
-                    else:
-                        self._asked = False
-                        if self._closed:  # since it was asked: the number is this thread's to close
-                            os.close(self._fd)
-                            return
-                        if failed is not None:
-                            self._failed = None if self._abandoned else failed
-                        elif self._abandoned:
-                            fcntl.lockf(self._fd, fcntl.LOCK_UN)
-                        else:
-                            self._granted = True
-                if not deadlock:
-                    _woken(self._answered)  # once ``_state`` is let go: the writer woken takes it at once
-                    break
-                time.sleep(LOOK_EVERY)
-
-
-def _woken(lock: _thread.LockType) -> None:
-    """The one-token wake-up ``lock`` given its token, unless it holds one already (a release of a lock not taken
-    raises; no look first, which another giver could answer wrong before the release)."""
-    try:
-        lock.release()
-    except RuntimeError:
-        pass
+                    return
+            failed: OSError | None = None
+            try:
+                fcntl.lockf(self._fd, fcntl.LOCK_EX)
+            except OSError as error:
+                failed = error
+            with self._state:
+                if isinstance(failed, OSError) and failed.errno == errno.EDEADLK and not self._abandoned:
+                    # a cycle the kernel sees through another turn of the process (it tells no thread from another:
+                    # one thread's turn at another file, this wait): asked again; a true one (a turn taken inside
+                    # another) ends as its writer gives up at its deadline
+                    self.deadlocks += 1
+                    self._state.wait(LOOK_EVERY)
+                    continue
+                self._asked = False
+                if self._closed:  # since it was asked: the number is this thread's to close
+                    os.close(self._fd)
+                    return
+                if failed is not None:
+                    self._failed = None if self._abandoned else failed
+                elif self._abandoned:
+                    fcntl.lockf(self._fd, fcntl.LOCK_UN)
+                else:
+                    self._granted = True
+                self._state.notify_all()
