@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 import os
+import posixpath
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -91,6 +92,7 @@ def _download_one(client: NectarClient, key: str, params: Mapping[str, Any], des
         path = folder / name
         if resume and complete(path):
             continue
+        path.parent.mkdir(parents=True, exist_ok=True)  # a partition's folders (named_outputs)
         digest, _ = client.retrying(functools.partial(_fetch, client, url, path))
         _write_atomically(_sidecar(path), f"{digest}  {path.name}\n")
     _write_atomically(folder / "params.json", json.dumps(dict(params), indent=2, sort_keys=True) + "\n")
@@ -99,28 +101,34 @@ def _download_one(client: NectarClient, key: str, params: Mapping[str, Any], des
 
 
 def named_outputs(status: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``(name, URL)`` of each output a status lists, named as its target ends (``out.txt``, ``d_e_d.txt``); a
-    ValueError saying why where the status has none to fetch (not DONE now, no output, one without a link, two of
-    one name)."""
+    """``(name, URL)`` of each output a status lists, named as its target ends (``out.txt``, ``d_e_d.txt``); where
+    two end alike (partitions: ``.../date=1/part-0000.csv``, ``.../date=2/part-0000.csv``), each named by its path
+    from the folder their targets share (``date=1/part-0000.csv``). A ValueError saying why where the status has none
+    to fetch (not DONE now, no output, one without a link, one with no name a file can take here)."""
     outputs = status.get("outputs") or []
     if status.get("job_status") != "DONE" or not outputs or not status.get("resource_url"):
         # why, as the status says it: its error first (MISSING: the output deleted since, named whole), else the note
         # on its first output (a DONE output outside the folders the API serves)
         why = status.get("error") or status.get("resource_note")
         raise ValueError(f"no download URL: the key is {status.get('job_status')} now" + (f": {why}" if why else ""))
-    targets: dict[str, str] = {}  # name -> the target named so
-    named = []
+    found = []  # (the target's path, with an S3 target's bucket first; the target; its URL)
     for output in outputs:
         target = str(output.get("target") or "")
         if not output.get("url"):
             raise ValueError(f"no download URL for its output {target}: {output.get('note')}")
-        name = urlsplit(target).path.rpartition("/")[2] if "://" in target else os.path.basename(target)
-        if name in {"", ".", ".."} or name in OWN_NAMES or name.endswith(".md5"):
+        split = urlsplit(target) if "://" in target else None
+        where = posixpath.join("/", split.netloc + split.path) if split is not None else os.path.abspath(target)
+        found.append((where, target, str(output["url"])))
+    wheres = [where for where, _, _ in found]
+    ends = [posixpath.basename(where) for where in wheres]
+    shared = posixpath.commonpath(wheres) if len(set(ends)) < len(ends) else None
+    named = []
+    for where, target, url in found:
+        name = posixpath.basename(where) if shared is None else posixpath.relpath(where, shared)
+        parts = name.split("/")
+        if any(part in {"", ".", ".."} for part in parts) or parts[0] in OWN_NAMES or name.endswith(".md5"):
             raise ValueError(f"its output {target} has no name a file of its own can take here ({name!r})")
-        if name in targets:
-            raise ValueError(f"two of its outputs are named {name}: {targets[name]} and {target}")
-        targets[name] = target
-        named.append((name, str(output["url"])))
+        named.append((name, url))
     return named
 
 

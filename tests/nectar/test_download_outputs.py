@@ -33,6 +33,16 @@ class PairTask(luigi.Task):
                 out.write(f"part {number}\\n")
 
 
+class PartsTask(luigi.Task):
+    def output(self):
+        return [luigi.LocalTarget(f"{OUT}/parts/date={day}/part-0000.csv") for day in (1, 2)]
+
+    def run(self):
+        for target in self.output():
+            with target.open("w") as out:
+                out.write(target.path[-20:-14] + "\\n")
+
+
 class HalfTask(luigi.Task):
     def output(self):
         return {"here": luigi.LocalTarget(f"{OUT}/half.txt"), "away": luigi.LocalTarget(os.environ["AWAY"])}
@@ -46,7 +56,8 @@ class HalfTask(luigi.Task):
 
 def test_download_saves_each_output_of_a_plain_task_under_its_own_name(processes: Processes, tmp_path: Path) -> None:
     """``PairTask``'s two files are saved as ``first.txt`` and ``second.csv`` in its key's folder, whole, and skipped
-    by ``--resume``; ``HalfTask``'s row fails naming its output that has no link, and nothing of it is saved. Failed
+    by ``--resume``; ``PartsTask``'s two ``part-0000.csv`` (partitions) each under its partition's folder;
+    ``HalfTask``'s row fails naming its output that has no link, and nothing of it is saved. Failed
     before: the first output alone was saved, as ``out.txt``; ``HalfTask``'s first output was saved all the same."""
     project = tmp_path / "project"
     (project / "chains" / "mine").mkdir(parents=True)
@@ -57,7 +68,7 @@ def test_download_saves_each_output_of_a_plain_task_under_its_own_name(processes
     env |= {"ENV": "local", "AWAY": str(away)}
     api = f"http://127.0.0.1:{processes.nectar_serve(env, project).port}"
     keys = {}
-    for task in ("PairTask", "HalfTask"):
+    for task in ("PairTask", "PartsTask", "HalfTask"):
         queued = requests.post(f"{api}/api/chains/mine/pairs_chain/{task}", timeout=60).json()["data"]
 
         def done(url: str = queued["status_url"]) -> dict | None:
@@ -80,6 +91,11 @@ def test_download_saves_each_output_of_a_plain_task_under_its_own_name(processes
     assert not (folder / "out.txt").exists()
     again = download("PairTask", "--resume")
     assert "fetched 0, skipped 1, failed 0" in again.stdout, again.stdout + again.stderr
+
+    parts = download("PartsTask")  # two outputs of one name: each under its folder from where their paths part
+    assert parts.returncode == 0 and "fetched 1, skipped 0, failed 0" in parts.stdout, parts.stdout + parts.stderr
+    folder = tmp_path / "PartsTask" / keys["PartsTask"]
+    assert [(folder / f"date={day}" / "part-0000.csv").read_text() for day in (1, 2)] == ["date=1\n", "date=2\n"]
 
     half = download("HalfTask")
     assert half.returncode == 1, half.stdout + half.stderr
