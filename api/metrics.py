@@ -117,7 +117,9 @@ class WorkersCollector(multiprocess.MultiProcessCollector):
             elif path not in _SKIPPED:
                 _SKIPPED.add(path)
                 logger.warning(
-                    "metrics: %s is empty (a worker killed as it made it): its latencies are not counted", path
+                    "metrics: %s is empty (a worker that was killed as it made it, or one making it now): its "
+                    "latencies are not counted while it is",
+                    path,
                 )
         return self.merge(files, accumulate=True)
 
