@@ -195,7 +195,8 @@ class ChainCatalog:
 
     def _probe_wanted(self) -> None:
         """Fork the probes asked for (:meth:`_probed`), the lock let go: a fork waits at the fork gates
-        (:mod:`nectar.forks`) for the threads inside, one of which may wait for this lock."""
+        (:mod:`nectar.forks`) for the threads inside, one of which may wait for this lock. A probe dies with the
+        thread that forked it (PDEATHSIG is a thread's): the clock's loops, which live as long as their process."""
         if not self._wanted:
             return
         with self._lock:

@@ -286,7 +286,12 @@ class Probe:
         self.verdicts: dict[tuple[str, str], str | None] = {}
         reader, writer = os.pipe()
         parent = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no child to be had (memory, a process limit): said by the caller
+            os.close(reader)
+            os.close(writer)
+            raise
         if pid == 0:  # pragma: no cover - the child: its coverage is not collected
             lifeline.die_with_parent(parent, signal.SIGKILL)  # a worker stopped meanwhile leaves no probe behind
             os.close(reader)
@@ -334,7 +339,7 @@ class Probe:
             self._told(told)
         if len(self.verdicts) == len(self.chains):
             self._end(pid, None)
-        elif os.waitpid(pid, os.WNOHANG)[0]:  # ended, its pipe held open by a process forked meanwhile (a spare)
+        elif _ended(pid):  # ended, its pipe held open by a process forked meanwhile (a spare)
             self.pid = None
             self._told(self._read(0.0) or b"")
             self._end(None, ENDED)
@@ -368,7 +373,8 @@ class Probe:
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            with contextlib.suppress(ChildProcessError):  # waited for elsewhere (nothing here does)
+                os.waitpid(pid, 0)
         if left is not None and len(self.verdicts) < len(self.chains):
             self._verdict(*self.chains[len(self.verdicts)], left)
 
@@ -376,6 +382,14 @@ class Probe:
         """End the child now (its file changed, or is gone): what it has not told is not told."""
         if self.pid is not None:
             self._end(self.pid, None)
+
+
+def _ended(pid: int) -> bool:
+    """Whether the child ``pid`` ended (and is waited for now), without waiting for it."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:  # waited for elsewhere (nothing here does)
+        return True
 
 
 def finished_within(chains: list[tuple[tuple[str, str], Path]], budget: float) -> dict[tuple[str, str], str | None]:

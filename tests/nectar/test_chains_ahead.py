@@ -109,15 +109,22 @@ def test_a_file_added_later_is_executed_here_only_once_its_probe_ended_and_a_hun
         catalog.refresh()
         return catalog._chains[("ahead", "gated_chain")].error
 
-    reader = threading.Thread(target=catalog.refresh, daemon=True)
-    reader.start()
+    read, done = threading.Event(), threading.Event()
+
+    def loop() -> None:  # a clock's loop: the thread that forks a probe lives on (the probe dies with it: PDEATHSIG)
+        catalog.refresh()
+        read.set()
+        done.wait()
+
+    threading.Thread(target=loop, daemon=True).start()
     try:
-        wait_until(lambda: not reader.is_alive())
+        wait_until(read.is_set)
         assert said() == f"not executed here yet: {PROBING}"
         wait_until(lambda: "took longer" in (said() or ""))
         assert said() == "not executed here: took longer than 2s to import in a probe"
     finally:
         gate.touch()
+        done.set()
     assert said() == "not executed here: took longer than 2s to import in a probe"  # the same file: not probed again
     probe = marker.read_text().split()
     assert probe != [str(os.getpid())] and len(probe) == 1

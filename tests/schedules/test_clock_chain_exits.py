@@ -29,8 +29,8 @@ def test_a_chain_calling_sys_exit_as_it_is_imported_stops_no_clock(
     the Tick chain: a schedule of Tick (every second) fires, and the clock's process is alive. Before, the probe
     left the file at the start, the loops then executed it in their threads and ``SystemExit`` ended each loop
     (the passes catch ``Exception``): no fire was ever made."""
-    write_chain("probes/sysexit_chain", SYS_EXIT_CHAIN)
     sid = firing.create(interval_s=1)
+    write_chain("probes/sysexit_chain", SYS_EXIT_CHAIN)
     clock: subprocess.Popen[bytes] = firing.processes.start("clock", [*NECTAR, *command], firing.env)
     firing.wait_count(sid, 2, "the schedule to fire twice")
     assert clock.poll() is None
