@@ -14,10 +14,10 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Collection
 from pathlib import Path
+from typing import cast
 
-from nectar.catalog.loader import finished_within, inspect_chain
+from nectar.catalog.loader import PROBING, Probe, finished_within, inspect_chain
 from nectar.catalog.luigi_state import changed_imports, forget_module
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.catalog.stamps import Stamp, file_stamp
@@ -45,6 +45,15 @@ class ChainCatalog:
         self.skipped: dict[str, str] = {}
         #: chain type folders that could not be listed (their chains are not listed), each with what was wrong
         self.unreadable: dict[str, str] = {}
+        #: set once this process forks the processes that run the chains (:meth:`refresh_ahead`): each chain file is
+        #: executed here only once a probe child ended it within these seconds
+        self._budget: float | None = None
+        #: by chain, the probe of its file (with the stamp probed; None until it is forked, by :meth:`_probe_wanted`)
+        self._probes: dict[tuple[str, str], tuple[Stamp, Probe | None]] = {}
+        #: the files whose probe is to be forked, as the lock is let go (no fork is made holding it)
+        self._wanted: dict[tuple[str, str], Path] = {}
+        #: by chain, what the last probe of its file said of it (None: ended within the budget) and the stamp probed
+        self._verdicts: dict[tuple[str, str], tuple[Stamp, str | None]] = {}
 
     def _scan(self) -> dict[tuple[str, str], tuple[Path, Stamp]]:
         found: dict[tuple[str, str], tuple[Path, Stamp]] = {}
@@ -89,41 +98,45 @@ class ChainCatalog:
     def refresh(self) -> bool:
         """Import new and changed chain files, forget removed ones; True if anything changed."""
         with self._lock:
-            return self._in_step(self._scan())
+            changed = self._in_step(self._scan())
+        self._probe_wanted()
+        return changed
 
-    def _in_step(
-        self, found: dict[tuple[str, str], tuple[Path, Stamp]], left: Collection[tuple[str, str]] = ()
-    ) -> bool:
-        """The chains brought in step with the files ``found`` (:meth:`_scan`), but for those ``left`` (to their
-        runs: not executed here); True if anything changed. Called with the lock held."""
+    def _in_step(self, found: dict[tuple[str, str], tuple[Path, Stamp]]) -> bool:
+        """The chains brought in step with the files ``found`` (:meth:`_scan`); True if anything changed. Called with
+        the lock held."""
         changed = False
         for ref in set(self._chains) - set(found):
             self._forget(ref)
             changed = True
         for ref, (path, stamp) in found.items():
-            if ref not in left:
-                changed = self._sync(ref, path, stamp) or changed
+            changed = self._sync(ref, path, stamp) or changed
         return changed
 
     def refresh_ahead(self, budget: float) -> list[Path]:
-        """:meth:`refresh`, for a process about to fork the processes that run the chains (a worker): each chain file
-        is executed first in a child process of its own (:func:`finished_within`), and here only if it ended there
-        within ``budget`` seconds; a file whose import hangs or is slow (a database or share that does not answer) is
-        left to its runs, as a spare leaves it (a hung import here would hold up every run; one cut short here could
-        leave half an extension imported in every process forked after). Answers the files left. Costs each chain's
-        execution twice, once, as the worker starts."""
+        """:meth:`refresh`, for a process that forks the processes that run the chains (a worker, its clock): from now
+        on each chain file is executed here only once a child process of its own executed it to its end within
+        ``budget`` seconds (:class:`~nectar.catalog.loader.Probe`); a file whose import hangs, is slow or ends its
+        process (a database or share that does not answer) is left to its runs, as a spare leaves it, until it changes
+        (a hung import here would hold up every run; one cut short here could leave half an extension imported in
+        every process forked after). Here the probes are waited for (before the process forks, or starts threads);
+        a later read (:meth:`refresh`, :meth:`refresh_chain`: the clock's loops, a hot reload) never waits for one:
+        a file still being probed is told as not executed here yet, and read again at the first read after its probe
+        ended. Answers the files left. Costs each chain's execution twice, once, as the worker starts, and again for
+        each change."""
+        self._budget = budget
         found = self._scan()
         with self._lock:  # the chains already in step (a refresh before) are not executed again
             fresh = {ref: there for ref, there in found.items() if self._stamps.get(ref) != there[1]}
         try:
-            finished = finished_within([(ref, path) for ref, (path, _) in fresh.items()], budget)
+            verdicts = finished_within([(ref, path) for ref, (path, _) in fresh.items()], budget)
         except OSError as exc:  # no child to be had (a fork refused: memory, a process limit): executed here, unbounded
             logger.warning("the chain files are executed without a probe first: %s", exc)
-            finished = set(fresh)
-        left = {ref: path for ref, (path, _) in fresh.items() if ref not in finished}
+            verdicts = dict.fromkeys(fresh)
         with self._lock:
-            self._in_step(found, left)
-        return list(left.values())
+            self._verdicts.update({ref: (fresh[ref][1], said) for ref, said in verdicts.items()})
+            self._in_step(found)
+        return [fresh[ref][0] for ref, said in verdicts.items() if said is not None]
 
     def refresh_chain(self, chain_type: str, chain: str) -> None:
         """Bring one chain in step with its file, with one stat (a submission's hot path: no folder scan)."""
@@ -139,21 +152,86 @@ class ChainCatalog:
                 self._sync(ref, file, stamp)
             elif ref in self._chains:
                 self._forget(ref)
+        self._probe_wanted()
 
     def _sync(self, ref: tuple[str, str], path: Path | str, stamp: Stamp) -> bool:
         """(Re)import a chain whose file's stamp changed; True if it did. Called with the lock held."""
         if self._stamps.get(ref) == stamp and not changed_imports(chain_module(*ref)):  # nor a module it imports
             return False
-        self._chains[ref] = inspect_chain(Path(path), *ref)
-        self._stamps[ref] = stamp
+        left = self._probed(ref, Path(path), stamp) if self._budget is not None else None
+        if left == PROBING and ref in self._chains:  # changed: its last execution here stands until its probe ends
+            return False
+        if left is None:
+            self._chains[ref] = inspect_chain(Path(path), *ref)
+        else:
+            error = f"not executed here yet: {left}" if left == PROBING else f"not executed here: {left}"
+            self._chains[ref] = ChainInfo(*ref, Path(path), {}, error=error, import_failed=True)
+        if left != PROBING:  # told for this stamp: not read again until the file changes
+            self._stamps[ref] = stamp
         self._files[ref] = str(path)
         return True
+
+    def _probed(self, ref: tuple[str, str], path: Path, stamp: Stamp) -> str | None:
+        """What a probe said of the file at ``path`` as ``stamp`` (None: it ended within the budget: it may be executed
+        here; :data:`~nectar.catalog.loader.PROBING` while its probe runs, one asked for if none is). Never waits.
+        Called with the lock held."""
+        verdict = self._verdicts.get(ref)
+        if verdict is not None and verdict[0] == stamp:
+            return verdict[1]
+        held = self._probes.get(ref)
+        if held is not None and held[0] == stamp:
+            probe = held[1]
+            if probe is None:  # asked for, not forked yet
+                return PROBING
+            probe.poll()
+            if not probe.over:
+                return PROBING
+            del self._probes[ref]
+            self._verdicts[ref] = (stamp, probe.verdicts[ref])
+            return probe.verdicts[ref]
+        self._stop_probe(ref)  # of the file as it was before: changed since
+        self._probes[ref] = (stamp, None)
+        self._wanted[ref] = path
+        return PROBING
+
+    def _probe_wanted(self) -> None:
+        """Fork the probes asked for (:meth:`_probed`), the lock let go: a fork waits at the fork gates
+        (:mod:`nectar.forks`) for the threads inside, one of which may wait for this lock. A probe dies with the
+        thread that forked it (PDEATHSIG is a thread's): the clock's loops, which live as long as their process."""
+        if not self._wanted:
+            return
+        with self._lock:
+            wanted, self._wanted = self._wanted, {}
+            stamps = {ref: self._probes[ref][0] for ref in wanted if ref in self._probes}
+        for ref, stamp in stamps.items():
+            try:
+                probe = Probe([(ref, wanted[ref])], cast(float, self._budget))
+            except OSError as exc:  # no child to be had now (memory, a process limit): asked for again at the next read
+                logger.warning("%s is not probed yet: %s", wanted[ref], exc)
+                with self._lock:
+                    if self._probes.get(ref) == (stamp, None):
+                        del self._probes[ref]
+                continue
+            with self._lock:
+                if self._probes.get(ref) == (stamp, None):
+                    self._probes[ref] = (stamp, probe)
+                    continue
+            probe.stop()  # the file changed or went meanwhile
+
+    def _stop_probe(self, ref: tuple[str, str]) -> None:
+        """End the probe of a file that changed or went, if one runs. Called with the lock held."""
+        held = self._probes.pop(ref, None)
+        self._wanted.pop(ref, None)
+        if held is not None and held[1] is not None:
+            held[1].stop()
 
     def _forget(self, ref: tuple[str, str]) -> None:
         """Drop a chain whose file is gone. Called with the lock held."""
         del self._chains[ref]
         self._stamps.pop(ref, None)
         self._files.pop(ref, None)
+        self._verdicts.pop(ref, None)
+        self._stop_probe(ref)
         forget_module(chain_module(*ref))
         sys.modules.pop(chain_module(*ref), None)
 

@@ -272,24 +272,43 @@ def is_chain_task(name: str, obj: Any, module: types.ModuleType) -> bool:
 #: one that takes longer, or fails, is not executed ahead again until it changes), or by a worker's probe child
 #: before the worker forks (:func:`finished_within`; one that takes longer is left to its runs)
 AHEAD_BUDGET = 2.0
-#: what a probe child writes for a chain file it executed to its end (:func:`finished_within`)
-_ENDED = ord(".")
+#: what a probe child writes for a chain file (:class:`Probe`): executed to its end within the budget (an import error
+#: counts as ended), ended but later, or left by what ends a process (a ``KeyboardInterrupt`` raised at its top)
+_ENDED, _SLOW, _RAISED = ord("."), ord("s"), ord("x")
+#: what a probe says of a chain file not told yet (:class:`Probe`): being executed in a probe child
+PROBING = "its file is being executed in a probe first"
+#: what a probe says of a chain file whose execution ended the probe's process (``os._exit``, a crash)
+ENDED = "ended the probe's process as it was imported"
 
 
-def finished_within(chains: list[tuple[tuple[str, str], Path]], budget: float) -> set[tuple[str, str]]:
-    """The chains of ``chains`` (``((type, chain), file)``, in order) whose file a child process forked here executed
-    (:func:`inspect_chain`: an import error counts as ended; a ``sys.exit`` at its top does not) within ``budget``
-    seconds of the one before; the child is killed at the first that takes longer, and a child forked again goes on
-    after that one. The child's output goes nowhere (what a chain prints as it is imported is printed once, by the
-    process that keeps it) and it ends without running this process's exit handlers."""
-    from nectar import lifeline  # in this process, before a fork (ctypes: not in every process that reads chains)
+class Probe:
+    """A child process forked here that executes chain files in order (:func:`inspect_chain`) and tells this process,
+    for each, whether it ended within ``budget`` seconds: the one piece of code by which a process that forks (a
+    worker, a clock beside it) executes a chain file only once it is known to end (a hung or half-made import there
+    would hold up, or poison, every process it forks after). :meth:`poll` never waits longer than it is told, so such a
+    process polls it between its passes. The child is ended at the first file that has taken longer than the budget
+    since this process last saw it tell one (:attr:`verdicts` names that file; those after it are not told: a probe
+    forked again goes on from there). Its output goes nowhere (what a chain prints as it is imported is printed once,
+    by the process that keeps it), it dies with this process (PDEATHSIG SIGKILL) and ends without running this
+    process's exit handlers.
 
-    finished: set[tuple[str, str]] = set()
-    todo = list(chains)
-    while todo:
+    :attr:`verdicts`, by chain told: None if its file ended within the budget, else why it is not executed here.
+    """
+
+    def __init__(self, chains: list[tuple[tuple[str, str], Path]], budget: float) -> None:
+        from nectar import lifeline  # in this process, before a fork (ctypes: not in every process that reads chains)
+
+        self.chains = list(chains)
+        self.budget = budget
+        self.verdicts: dict[tuple[str, str], str | None] = {}
         reader, writer = os.pipe()
         parent = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no child to be had (memory, a process limit): said by the caller
+            os.close(reader)
+            os.close(writer)
+            raise
         if pid == 0:  # pragma: no cover - the child: its coverage is not collected
             lifeline.die_with_parent(parent, signal.SIGKILL)  # a worker stopped meanwhile leaves no probe behind
             os.close(reader)
@@ -297,44 +316,121 @@ def finished_within(chains: list[tuple[tuple[str, str], Path]], budget: float) -
             os.dup2(nowhere, 1)
             os.dup2(nowhere, 2)
             try:
-                for (chain_type, chain), path in todo:
+                for (chain_type, chain), path in self.chains:
+                    began = time.monotonic()
                     try:
-                        inspect_chain(path, chain_type, chain)  # an import error is described: ended
-                        ended = b"."
-                    except BaseException:  # sys.exit at its top: it would end the process that executes it
-                        ended = b"x"
-                    os.write(writer, ended)
+                        inspect_chain(path, chain_type, chain)  # an import error (a sys.exit too) is described: ended
+                        ended = _ENDED if time.monotonic() - began <= budget else _SLOW
+                    except BaseException:  # a KeyboardInterrupt at its top: it would end the process that executes it
+                        ended = _RAISED
+                    os.write(writer, bytes([ended]))
             finally:
                 os._exit(0)
         os.close(writer)
-        done = 0
-        try:
-            while done < len(todo) and select.select([reader], [], [], budget)[0]:
-                told = os.read(reader, len(todo))
-                if not told:  # the child ended before it told them all (a chain ended its process: os._exit)
-                    break
-                finished.update(ref for (ref, _), ended in zip(todo[done:], told, strict=False) if ended == _ENDED)
-                done += len(told)
-        finally:
-            os.close(reader)
+        self.pid: int | None = pid
+        self._reader = reader
+        #: when this process last saw the child tell a file (or forked it): the file under way began before
+        self._since = time.monotonic()
+
+    @property
+    def over(self) -> bool:
+        """Whether the child has told what it will (it is ended, and waited for)."""
+        return self.pid is None
+
+    def patience(self) -> float:
+        """Seconds until the file under way has taken longer than the budget (as far as this process can tell)."""
+        return max(0.0, self._since + self.budget - time.monotonic())
+
+    def poll(self, wait: float = 0.0) -> None:
+        """Take what the child told since, waiting for it at most ``wait`` seconds; end it once it told every file, or
+        ended, or the file under way took longer than the budget."""
+        pid = self.pid
+        if pid is None:
+            return
+        told = self._read(wait)
+        if told is None:  # its end of the pipe closed: it ended
+            self._end(pid, ENDED)
+            return
+        if told:
+            self._since = time.monotonic()
+            self._told(told)
+        if len(self.verdicts) == len(self.chains):
+            self._end(pid, None)
+        elif _ended(pid):  # ended, its pipe held open by a process forked meanwhile (a spare)
+            self.pid = None
+            self._told(self._read(0.0) or b"")
+            self._end(None, ENDED)
+        elif not self.patience():
+            self._end(pid, f"took longer than {self.budget:g}s to import in a probe")
+
+    def _read(self, wait: float) -> bytes | None:
+        """The bytes the child wrote since (b"": none within ``wait``; None: none will come)."""
+        if not select.select([self._reader], [], [], wait)[0]:
+            return b""
+        return os.read(self._reader, len(self.chains)) or None
+
+    def _told(self, told: bytes) -> None:
+        for ((chain_type, chain), path), ended in zip(self.chains[len(self.verdicts) :], told, strict=False):
+            if ended == _ENDED:
+                self._verdict((chain_type, chain), path, None)
+            elif ended == _SLOW:
+                self._verdict((chain_type, chain), path, f"took longer than {self.budget:g}s to import in a probe")
+            else:
+                self._verdict((chain_type, chain), path, "raised what ends a process as it was imported in a probe")
+
+    def _verdict(self, ref: tuple[str, str], path: Path, left: str | None) -> None:
+        self.verdicts[ref] = left
+        if left is not None:
+            logger.warning("%s %s: not executed in this process until it changes (its runs execute it)", path, left)
+
+    def _end(self, pid: int | None, left: str | None) -> None:
+        """The child ended (and waited for, unless ``pid`` is None: it was), the file under way left as ``left``."""
+        os.close(self._reader)
+        self.pid = None
+        if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        if done < len(todo):
-            logger.warning(
-                "%s took longer than %gs to import in a probe, or ended it: left to its runs, not executed ahead",
-                todo[done][1],
-                budget,
-            )
-        todo = todo[done + 1 :]
-    return finished
+            with contextlib.suppress(ChildProcessError):  # waited for elsewhere (nothing here does)
+                os.waitpid(pid, 0)
+        if left is not None and len(self.verdicts) < len(self.chains):
+            self._verdict(*self.chains[len(self.verdicts)], left)
+
+    def stop(self) -> None:
+        """End the child now (its file changed, or is gone): what it has not told is not told."""
+        if self.pid is not None:
+            self._end(self.pid, None)
+
+
+def _ended(pid: int) -> bool:
+    """Whether the child ``pid`` ended (and is waited for now), without waiting for it."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:  # waited for elsewhere (nothing here does)
+        return True
+
+
+def finished_within(chains: list[tuple[tuple[str, str], Path]], budget: float) -> dict[tuple[str, str], str | None]:
+    """What :class:`Probe` children say of ``chains`` (``((type, chain), file)``, in order), waited for: by chain, None
+    if its file ended within ``budget`` seconds, else why it is not executed here; a probe forked again goes on after
+    a file that did not end."""
+    verdicts: dict[tuple[str, str], str | None] = {}
+    todo = list(chains)
+    while todo:
+        probe = Probe(todo, budget)
+        while not probe.over:
+            probe.poll(probe.patience())
+        verdicts.update(probe.verdicts)
+        todo = todo[len(probe.verdicts) :]
+    return verdicts
 
 
 def inspect_chain(path: Path, chain_type: str, chain: str) -> ChainInfo:
     """Import one chain file and describe its tasks (or its import error)."""
     try:
         module = load_chain_module(path, chain_type, chain)
-    except Exception as exc:  # any failure of user code: listed, never fatal
+    except KeyboardInterrupt:  # Ctrl-C: it stops the process
+        raise
+    except BaseException as exc:  # any failure of user code (a sys.exit at its top too): listed, never fatal
         return ChainInfo(chain_type, chain, path, {}, error=describe_import_error(exc, path), import_failed=True)
     found = exposure(module)
     mentioned = names_in_requires(path.read_text(encoding="utf-8", errors="replace"))

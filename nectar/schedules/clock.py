@@ -37,8 +37,9 @@ class Clock:
         ]
         # the chain files imported here, before any thread runs: a process that forks (the workers') should not
         # fork while a thread of it is inside an import (the child would wait forever on that module's lock); each
-        # first in a probe child, within AHEAD_BUDGET: one whose import hangs is left to its runs (and to the loops'
-        # next look), where it held up the worker's every run
+        # first in a probe child, within AHEAD_BUDGET: one whose import hangs is left to its runs, where it held up
+        # the worker's every run. From then on the loops' reads execute a file here only once its probe ended it
+        # within the budget, never waiting for one (ChainCatalog.refresh_ahead)
         nectar.catalog.refresh_ahead(AHEAD_BUDGET)
 
     def start(self) -> None:

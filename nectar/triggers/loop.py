@@ -34,6 +34,13 @@ PASS_INTERVAL = 0.5
 #: seconds before a trigger whose poll failed (the registry down, its chain not importing) is polled again
 RETRY_AFTER = 5.0
 
+#: the conditions of a poll that hold poll after poll, by what a poll says as one begins: what it found (None: not
+#: this one), and what is said as it ends
+HELD: dict[str, tuple[Callable[[Poll], str | None], str]] = {
+    "cannot list": (lambda poll: poll.error, "lists again"),
+    "new object(s) left for a later poll": (lambda poll: poll.full, "no new object left for a later poll"),
+}
+
 
 class TriggerLoop:
     """Polls the triggers of a :class:`~nectar.triggers.book.TriggerBook`; run by ``nectar clock`` and
@@ -47,6 +54,8 @@ class TriggerLoop:
         self._records: dict[str, TriggerRecord] = {}
         #: when each trigger is polled next, by id
         self._due: dict[str, float] = {}
+        #: by trigger, the conditions its last poll found that hold poll after poll (:data:`HELD`), said as they began
+        self._held: dict[str, set[str]] = {}
         self.stopping = threading.Event()
 
     def _reload(self) -> None:
@@ -56,6 +65,7 @@ class TriggerLoop:
         self._seen_changes = changes
         self._records = {record.id: record for record in self.runs.triggers() if not record.paused}
         self._due = {tid: self._due.get(tid, 0.0) for tid in self._records}
+        self._held = {tid: held for tid, held in self._held.items() if tid in self._records}
 
     def next_due(self) -> float | None:
         """When the next poll is due (None without active triggers)."""
@@ -102,15 +112,22 @@ class TriggerLoop:
         else:
             logger.exception("trigger %s failed; polling again in %gs", trigger_id, RETRY_AFTER)
 
-    @staticmethod
-    def _logged(trigger_id: str, poll: Poll) -> None:
-        if poll.error:
-            logger.warning("trigger %s: cannot list: %s", trigger_id, poll.error)
+    def _logged(self, trigger_id: str, poll: Poll) -> None:
+        """What a poll made, at INFO; a condition that holds poll after poll (:data:`HELD`: the store cannot list,
+        objects left for a later poll) at WARNING as it begins and at INFO as it ends, not at every poll."""
         made = {state: n for state, n in poll.states.items() if state not in ("exists", "stale", "full")}
         if made:
             logger.info("trigger %s: %d new object(s): %s", trigger_id, poll.listed, made)
-        if poll.full is not None:
-            logger.warning("trigger %s: new object(s) left for a later poll: %s", trigger_id, poll.full)
+        before = self._held.get(trigger_id, set())
+        now = {held for held, (found, _) in HELD.items() if found(poll) is not None}
+        for held in sorted(now - before):
+            logger.warning("trigger %s: %s: %s", trigger_id, held, HELD[held][0](poll))
+        for held in sorted(before - now):
+            logger.info("trigger %s: %s", trigger_id, HELD[held][1])
+        if now:
+            self._held[trigger_id] = now
+        else:
+            self._held.pop(trigger_id, None)
 
     def serve_forever(self, stop: threading.Event) -> None:
         """Pass after pass until ``stop`` is set (:func:`~nectar.passes.run_passes`), waking when a poll is due."""

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import errno
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
 import nectar.catalog
 from nectar.catalog import ChainCatalog
+from nectar.catalog.loader import ENDED, PROBING
+from tests.conftest import wait_until
 
 CHAIN = """
 import luigi
@@ -20,6 +24,12 @@ class QuickTask(luigi.Task):
 """
 #: a chain whose import ends its process (a probe counts it as not ended: left to its runs)
 EXITING = """
+import os
+
+os._exit(3)
+"""
+#: a chain that calls sys.exit at its top: an import error as any other (SystemExit is caught, the process goes on)
+SYS_EXIT = """
 import sys
 
 sys.exit(3)
@@ -30,17 +40,22 @@ def _chains(root: Path) -> None:
     (root / "ahead").mkdir(parents=True)
     (root / "ahead" / "quick_chain.py").write_text(CHAIN)
     (root / "ahead" / "exiting_chain.py").write_text(EXITING)
+    (root / "ahead" / "sysexit_chain.py").write_text(SYS_EXIT)
 
 
 def test_a_chain_that_ends_its_process_is_left_to_its_runs_the_others_executed_here(tmp_path: Path) -> None:
-    """The quick chain is executed here (its task listed), the exiting one left (named), this process alive."""
+    """The quick chain is executed here (its task listed), the one ending its process left (named), this process
+    alive; the one calling ``sys.exit`` executed here too, listed as failing to import with its line."""
     _chains(tmp_path / "chains")
     catalog = ChainCatalog(tmp_path / "chains")
     left = catalog.refresh_ahead(2.0)
     assert left == [tmp_path / "chains" / "ahead" / "exiting_chain.py"]
-    assert [(chain.ref, sorted(chain.tasks)) for chain in catalog._chains.values()] == [
-        ("ahead/quick_chain", ["QuickTask"])
-    ]
+    listed = {chain.ref: (sorted(chain.tasks), chain.error) for chain in catalog._chains.values()}
+    assert listed == {
+        "ahead/exiting_chain": ([], f"not executed here: {ENDED}"),
+        "ahead/quick_chain": (["QuickTask"], None),
+        "ahead/sysexit_chain": ([], "SystemExit: 3 (sysexit_chain.py, line 4)"),
+    }
 
 
 def test_without_a_probe_child_the_chains_are_executed_here_as_before(
@@ -58,3 +73,73 @@ def test_without_a_probe_child_the_chains_are_executed_here_as_before(
     catalog = ChainCatalog(tmp_path / "chains")
     assert catalog.refresh_ahead(2.0) == []
     assert catalog.known_task("ahead", "quick_chain", "QuickTask") is not None
+
+
+#: a chain whose import notes the process executing it, then waits for a gate file (a share that does not answer)
+GATED = """
+import os
+import time
+
+with open({marker!r}, "a") as out:
+    out.write(f"{{os.getpid()}}\\n")
+while not os.path.exists({gate!r}):
+    time.sleep(0.05)
+
+
+class GatedTask:
+    pass
+"""
+
+
+def test_a_file_added_later_is_executed_here_only_once_its_probe_ended_and_a_hung_one_never(tmp_path: Path) -> None:
+    """After the worker's start (:meth:`ChainCatalog.refresh_ahead`), a read of the chains (the clock's loops') never
+    waits for a new file: one whose import hangs is told as being probed, then as left (its probe ended after the
+    budget), and is not executed here even once its import would end, until the file changes; then it is probed
+    again and executed here, after its probe. Before, the read executed the new file here, in the reading thread:
+    it did not return until the gate opened (the wait for it failed)."""
+    root = tmp_path / "chains"
+    _chains(root)
+    catalog = ChainCatalog(root)
+    catalog.refresh_ahead(2.0)
+    marker, gate = tmp_path / "executed-by", tmp_path / "gate"
+    hung = root / "ahead" / "gated_chain.py"
+    hung.write_text(GATED.format(marker=str(marker), gate=str(gate)))
+
+    def said() -> str | None:
+        catalog.refresh()
+        return catalog._chains[("ahead", "gated_chain")].error
+
+    read, done = threading.Event(), threading.Event()
+
+    def loop() -> None:  # a clock's loop: the thread that forks a probe lives on (the probe dies with it: PDEATHSIG)
+        catalog.refresh()
+        read.set()
+        done.wait()
+
+    threading.Thread(target=loop, daemon=True).start()
+    try:
+        wait_until(read.is_set)
+        assert said() == f"not executed here yet: {PROBING}"
+        wait_until(lambda: "took longer" in (said() or ""))
+        assert said() == "not executed here: took longer than 2s to import in a probe"
+    finally:
+        gate.touch()
+        done.set()
+    assert said() == "not executed here: took longer than 2s to import in a probe"  # the same file: not probed again
+    probe = marker.read_text().split()
+    assert probe != [str(os.getpid())] and len(probe) == 1
+    hung.write_text(hung.read_text() + "\n# changed\n")
+    wait_until(lambda: catalog.refresh() and said() is None)
+    assert sorted(catalog._chains[("ahead", "gated_chain")].tasks) == []  # executed here: no luigi task in it
+    executed = marker.read_text().split()
+    assert executed[-1] == str(os.getpid()) and len(executed) == 3, executed  # the first probe, the second, here
+
+
+def test_a_listing_names_a_chain_that_calls_sys_exit_as_it_is_imported(tmp_path: Path) -> None:
+    """The API's and the CLI's listing (no probe): the chain is listed as failing to import, with its line, and the
+    listing goes on. Before, ``SystemExit`` left the listing (``GET /api/chains`` raised it)."""
+    (tmp_path / "chains" / "ahead").mkdir(parents=True)
+    (tmp_path / "chains" / "ahead" / "quick_chain.py").write_text(CHAIN)
+    (tmp_path / "chains" / "ahead" / "sysexit_chain.py").write_text(SYS_EXIT)
+    listed = {chain.ref: chain.error for chain in ChainCatalog(tmp_path / "chains").chains()}
+    assert listed == {"ahead/quick_chain": None, "ahead/sysexit_chain": "SystemExit: 3 (sysexit_chain.py, line 4)"}

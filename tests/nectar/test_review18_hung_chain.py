@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from harness import NECTAR, Processes, base_env, settings_env
 from nectar.config import Settings
 from nectar.keys import TargetKey
@@ -33,14 +31,6 @@ class HungTask(luigi.Task):
 """
 
 
-#: why a hung chain still holds up nectar serve's worker
-CLOCK_HANGS = (
-    "review18 (on main, for the lead): the clock's loops read the chains' schedules and triggers (nectar.chains(), "
-    "nectar/schedules/book.py:134) and so execute a chain file its probe left, in their thread, holding the fork "
-    "gate (nectar.forks.IMPORTS): the worker forks no spare while that import hangs"
-)
-
-
 @LAYOUTS
 def test_a_chain_whose_import_hangs_holds_up_no_other_chains_run(
     settings: Settings,
@@ -48,16 +38,13 @@ def test_a_chain_whose_import_hangs_holds_up_no_other_chains_run(
     write_chain: Callable[[str, str], Path],
     tmp_path: Path,
     flags: list[str],
-    request: pytest.FixtureRequest,
 ) -> None:
     """``nectar worker`` (no ``--clock``, the scale-out layout) with a chain file whose import does not end and another
     chain (and with ``--clock``, ``nectar serve``'s worker): the other chain's run is claimed and ends DONE. It failed
     on wt64-scaleout (610c554's execute_chains, unbounded) and with ``--clock`` on main (``Clock.__init__`` executed
-    every chain file before the executor started, with no bound); each file is now executed first in a probe child,
-    within the spares' 2 s (README *Writing a chain*), and one that takes longer is left to its runs. With ``--clock``
-    a strict xfail still (:data:`CLOCK_HANGS`)."""
-    if flags:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=CLOCK_HANGS))
+    every chain file before the executor started, with no bound; then its loops executed the file the probe left, in
+    their thread, holding the fork gate); each file is now executed first in a probe child, within the spares' 2 s
+    (README *Writing a chain*), and one that takes longer is left to its runs, by the loops too."""
     gate = tmp_path / "gate"
     write_chain("review18/hung_chain", HUNG_CHAIN)
     write_chain("review18/reader_chain", READER_CHAIN)
