@@ -30,6 +30,9 @@ they passed on).
   connections by then; Python's teardown at exit then released every object the worker shares with its master,
   copying each page it touched (~35 ms of CPU and ~6,300 page faults per recycle, a third of what one cost), so
   it leaves at once with gunicorn's exit status, its logs flushed.
+- :func:`whole_answers`: gunicorn sends an answer's head, then each piece of its body, each in a write of its own
+  (``Response.send_headers``, then ``write``): two ``sendto`` a JSON answer. The service's workers send the head with
+  the body's first piece (:class:`WholeResponse`): one write, one wake-up of the client, where the body is one piece.
 - :func:`json_error_pages`: a request gunicorn cannot parse (a bad request line, headers too large, ...) never
   reaches the app; its worker answers with ``gunicorn.util.write_error``, an HTML page, called by that module
   attribute (``gunicorn/workers/base.py``: ``handle_error``); here it answers in the API's JSON envelope
@@ -60,10 +63,12 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import gunicorn.http.message
+import gunicorn.http.wsgi
 from gunicorn import glogging, util
 from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.unreader import SocketUnreader
+from gunicorn.http.wsgi import Response
 from gunicorn.workers.gthread import _DEFER, STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from nectar import config
@@ -616,6 +621,45 @@ def json_error(status: int, reason: str, message: str) -> bytes:
 def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
     """``gunicorn.util.write_error``'s replacement: the same answer, as JSON."""
     util.write_nonblock(sock, json_error(status_int, reason, mesg))
+
+
+class _Held(bytearray):
+    """A socket's stand-in for :class:`WholeResponse`: what gunicorn sends through it, kept to go out in one write."""
+
+    sendall = bytearray.extend
+
+
+class WholeResponse(Response):
+    """gunicorn's response, its head sent in the same write as its body's first piece (gunicorn's ``write`` sends the
+    head, then the piece: two ``sendto``, each one a segment and a wake-up of the client). Nothing else changes: the
+    head is made by gunicorn as it was, when it was (at the first piece, or at the close of an answer with no body),
+    and a body gunicorn does not send (HEAD, 204, 304, past its Content-Length) is not sent; a chunked body's first
+    chunk goes with the head and the rest as before, a file (``sendfile``) after its head as before."""
+
+    sock: Any  # the client's socket; a :class:`_Held` while a first piece is written
+
+    def write(self, arg: bytes) -> None:
+        if self.headers_sent:
+            Response.write(self, arg)
+            return
+        sock = self.sock
+        held = self.sock = _Held()
+        try:
+            Response.write(self, arg)  # the head, and what of ``arg`` gunicorn sends, each kept
+        finally:
+            self.sock = sock
+            if held:
+                sock.sendall(held)
+
+
+def whole_answers(worker: Any) -> bool:
+    """gunicorn's ``post_worker_init`` hook: a worker serving the service's app sends each answer's head with its body
+    (:class:`WholeResponse`, the class gunicorn's ``wsgi.create`` makes a response of in this process); a worker of
+    another app (a benchmark's hello world, gunicorn's own baseline) is left as gunicorn has it. Whether it did."""
+    if "nectar" not in getattr(getattr(worker, "wsgi", None), "extensions", {}):
+        return False
+    gunicorn.http.wsgi.Response = WholeResponse
+    return True
 
 
 def json_error_pages(worker: object) -> None:
