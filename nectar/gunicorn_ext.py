@@ -16,6 +16,9 @@ they passed on).
   takes no new connection while all its threads answer one (another worker's free thread answers it), and closes a
   kept-alive connection with the answer to its ``keepalive_requests``-th request, so that clients all held by one
   worker (a recycled worker's, reconnected before its successor was forked) spread again.
+- :class:`QuietSocket`: gunicorn sets a kept-alive connection's socket blocking at each request (``handle``) and puts
+  its timeout back after looking for an unread body (``finish_body``): two ``ioctl`` a request, each letting go of
+  the GIL, to set what was set. A client's socket here sets its mode only when it changes.
 - :func:`defer_accept`: a listener wakes its workers for a new connection once the request's first bytes are there,
   not at the handshake (``TCP_DEFER_ACCEPT``): one wake-up of the API per new connection where there were two.
 - :class:`RedactingLogger`: the access log writes ``[redacted]`` for the values of credentials in URLs (a token
@@ -179,6 +182,32 @@ class DeadlineConn(TConn):
         with suppress(OSError):  # already gone
             self.sock.shutdown(socket.SHUT_RD)
         return ReadTimeout(self.read_timeout)
+
+
+class QuietSocket(socket.socket):
+    """A client's socket whose blocking mode and timeout are set only when they change: ``setblocking`` and
+    ``settimeout`` make an ``ioctl`` (letting go of the GIL) each call, and gunicorn calls them at each request of a
+    kept-alive connection to set what is set (``handle``'s ``setblocking(True)``, ``finish_body``'s timeout put back).
+    Python keeps the socket's mode with its timeout (``gettimeout``: None blocking, 0.0 not, a number a deadline), so
+    a call that would not change it changes nothing of the descriptor either."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, sock: socket.socket) -> QuietSocket:
+        """``sock`` itself, as a :class:`QuietSocket` (its descriptor and timeout taken over)."""
+        timeout = sock.gettimeout()
+        quiet = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        quiet.settimeout(timeout)
+        return quiet
+
+    def setblocking(self, flag: bool) -> None:
+        if self.gettimeout() != (None if flag else 0.0):
+            super().setblocking(flag)
+
+    def settimeout(self, value: float | None) -> None:
+        if value != self.gettimeout():
+            super().settimeout(value)
 
 
 def defer_accept(listeners: Iterable[Any]) -> None:
@@ -395,6 +424,7 @@ class ReadTimeoutWorker(ThreadWorker):
                 return
             self.nr_conns += 1
             self._listen(listener.fileno())
+        client_sock = QuietSocket.of(client_sock)
         client_sock.setblocking(True)
         conn = DeadlineConn(self.read_timeout, self.log, self.cfg, client_sock, client_addr, listener.getsockname())
         if arrived(client_sock):
