@@ -2,10 +2,10 @@
 its own error answers in the API's JSON shape.
 
 This is the one module that touches gunicorn's insides (its gthread worker's connection, its ``handle`` and the
-stop it makes, its logger's atoms); ``nectar.gunicorn_conf`` names the two classes, and
-tests/security/test_slow_clients.py, tests/nectar/test_answering_threads.py and
-tests/security/test_logs_and_metrics.py fail if gunicorn changes under them (it is pinned to the minor version
-they passed on).
+stop it makes, its logger's atoms, the response class its ``wsgi.create`` makes); ``nectar.gunicorn_conf`` names the
+two classes, and tests/security/test_slow_clients.py, tests/nectar/test_answering_threads.py,
+tests/security/test_logs_and_metrics.py, tests/nectar/test_whole_answers.py and tests/nectar/test_quiet_sockets.py
+fail if gunicorn changes under them (it is pinned to the minor version they passed on).
 
 - :class:`ReadTimeoutWorker`: gunicorn's gthread worker reads a request's line, headers and body with a blocking
   socket and no timeout, so a client sending a byte at a time holds a thread for as long as it likes; here the
