@@ -305,13 +305,14 @@ def _warm_app(server: Arbiter) -> None:
 
 
 def post_worker_init(worker: Worker) -> None:
-    """Each worker: its read deadline, its bound on a connection's requests, and a request it cannot read answered in
-    JSON as the app's errors are."""
-    from nectar.gunicorn_ext import json_error_pages
+    """Each worker: its read deadline, its bound on a connection's requests, a request it cannot read answered in
+    JSON as the app's errors are, and the service's answers sent head and body in one write."""
+    from nectar.gunicorn_ext import json_error_pages, whole_answers
 
     worker.read_timeout = READ_TIMEOUT
     worker.keepalive_requests = KEEPALIVE_REQUESTS
     json_error_pages(worker)
+    whole_answers(worker)
 
 
 def worker_exit(server: Arbiter, worker: Worker) -> None:

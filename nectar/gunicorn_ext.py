@@ -2,10 +2,10 @@
 its own error answers in the API's JSON shape.
 
 This is the one module that touches gunicorn's insides (its gthread worker's connection, its ``handle`` and the
-stop it makes, its logger's atoms); ``nectar.gunicorn_conf`` names the two classes, and
-tests/security/test_slow_clients.py, tests/nectar/test_answering_threads.py and
-tests/security/test_logs_and_metrics.py fail if gunicorn changes under them (it is pinned to the minor version
-they passed on).
+stop it makes, its logger's atoms, the response class its ``wsgi.create`` makes); ``nectar.gunicorn_conf`` names the
+two classes, and tests/security/test_slow_clients.py, tests/nectar/test_answering_threads.py,
+tests/security/test_logs_and_metrics.py, tests/nectar/test_whole_answers.py and tests/nectar/test_quiet_sockets.py
+fail if gunicorn changes under them (it is pinned to the minor version they passed on).
 
 - :class:`ReadTimeoutWorker`: gunicorn's gthread worker reads a request's line, headers and body with a blocking
   socket and no timeout, so a client sending a byte at a time holds a thread for as long as it likes; here the
@@ -16,6 +16,9 @@ they passed on).
   takes no new connection while all its threads answer one (another worker's free thread answers it), and closes a
   kept-alive connection with the answer to its ``keepalive_requests``-th request, so that clients all held by one
   worker (a recycled worker's, reconnected before its successor was forked) spread again.
+- :class:`QuietSocket`: gunicorn sets a kept-alive connection's socket blocking at each request (``handle``) and puts
+  its timeout back after looking for an unread body (``finish_body``): two ``ioctl`` a request, each letting go of
+  the GIL, to set what was set. A client's socket here sets its mode only when it changes.
 - :func:`defer_accept`: a listener wakes its workers for a new connection once the request's first bytes are there,
   not at the handshake (``TCP_DEFER_ACCEPT``): one wake-up of the API per new connection where there were two.
 - :class:`RedactingLogger`: the access log writes ``[redacted]`` for the values of credentials in URLs (a token
@@ -30,6 +33,9 @@ they passed on).
   connections by then; Python's teardown at exit then released every object the worker shares with its master,
   copying each page it touched (~35 ms of CPU and ~6,300 page faults per recycle, a third of what one cost), so
   it leaves at once with gunicorn's exit status, its logs flushed.
+- :func:`whole_answers`: gunicorn sends an answer's head, then each piece of its body, each in a write of its own
+  (``Response.send_headers``, then ``write``): two ``sendto`` a JSON answer. The service's workers send the head with
+  the body's first piece (:class:`WholeResponse`): one write, one wake-up of the client, where the body is one piece.
 - :func:`json_error_pages`: a request gunicorn cannot parse (a bad request line, headers too large, ...) never
   reaches the app; its worker answers with ``gunicorn.util.write_error``, an HTML page, called by that module
   attribute (``gunicorn/workers/base.py``: ``handle_error``); here it answers in the API's JSON envelope
@@ -60,10 +66,12 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import gunicorn.http.message
+import gunicorn.http.wsgi
 from gunicorn import glogging, util
 from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.unreader import SocketUnreader
+from gunicorn.http.wsgi import Response
 from gunicorn.workers.gthread import _DEFER, STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from nectar import config
@@ -174,6 +182,32 @@ class DeadlineConn(TConn):
         with suppress(OSError):  # already gone
             self.sock.shutdown(socket.SHUT_RD)
         return ReadTimeout(self.read_timeout)
+
+
+class QuietSocket(socket.socket):
+    """A client's socket whose blocking mode and timeout are set only when they change: ``setblocking`` and
+    ``settimeout`` make an ``ioctl`` (letting go of the GIL) each call, and gunicorn calls them at each request of a
+    kept-alive connection to set what is set (``handle``'s ``setblocking(True)``, ``finish_body``'s timeout put back).
+    Python keeps the socket's mode with its timeout (``gettimeout``: None blocking, 0.0 not, a number a deadline), so
+    a call that would not change it changes nothing of the descriptor either."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, sock: socket.socket) -> QuietSocket:
+        """``sock`` itself, as a :class:`QuietSocket` (its descriptor and timeout taken over)."""
+        timeout = sock.gettimeout()
+        quiet = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        quiet.settimeout(timeout)
+        return quiet
+
+    def setblocking(self, flag: bool) -> None:
+        if self.gettimeout() != (None if flag else 0.0):
+            super().setblocking(flag)
+
+    def settimeout(self, value: float | None) -> None:
+        if value != self.gettimeout():
+            super().settimeout(value)
 
 
 def defer_accept(listeners: Iterable[Any]) -> None:
@@ -390,6 +424,7 @@ class ReadTimeoutWorker(ThreadWorker):
                 return
             self.nr_conns += 1
             self._listen(listener.fileno())
+        client_sock = QuietSocket.of(client_sock)
         client_sock.setblocking(True)
         conn = DeadlineConn(self.read_timeout, self.log, self.cfg, client_sock, client_addr, listener.getsockname())
         if arrived(client_sock):
@@ -616,6 +651,45 @@ def json_error(status: int, reason: str, message: str) -> bytes:
 def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
     """``gunicorn.util.write_error``'s replacement: the same answer, as JSON."""
     util.write_nonblock(sock, json_error(status_int, reason, mesg))
+
+
+class _Held(bytearray):
+    """A socket's stand-in for :class:`WholeResponse`: what gunicorn sends through it, kept to go out in one write."""
+
+    sendall = bytearray.extend
+
+
+class WholeResponse(Response):
+    """gunicorn's response, its head sent in the same write as its body's first piece (gunicorn's ``write`` sends the
+    head, then the piece: two ``sendto``, each one a segment and a wake-up of the client). Nothing else changes: the
+    head is made by gunicorn as it was, when it was (at the first piece, or at the close of an answer with no body),
+    and a body gunicorn does not send (HEAD, 204, 304, past its Content-Length) is not sent; a chunked body's first
+    chunk goes with the head and the rest as before, a file (``sendfile``) after its head as before."""
+
+    sock: Any  # the client's socket; a :class:`_Held` while a first piece is written
+
+    def write(self, arg: bytes) -> None:
+        if self.headers_sent:
+            Response.write(self, arg)
+            return
+        sock = self.sock
+        held = self.sock = _Held()
+        try:
+            Response.write(self, arg)  # the head, and what of ``arg`` gunicorn sends, each kept
+        finally:
+            self.sock = sock
+            if held:
+                sock.sendall(held)
+
+
+def whole_answers(worker: Any) -> bool:
+    """gunicorn's ``post_worker_init`` hook: a worker serving the service's app sends each answer's head with its body
+    (:class:`WholeResponse`, the class gunicorn's ``wsgi.create`` makes a response of in this process); a worker of
+    another app (a benchmark's hello world, gunicorn's own baseline) is left as gunicorn has it. Whether it did."""
+    if "nectar" not in getattr(getattr(worker, "wsgi", None), "extensions", {}):
+        return False
+    gunicorn.http.wsgi.Response = WholeResponse
+    return True
 
 
 def json_error_pages(worker: object) -> None:
