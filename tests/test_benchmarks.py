@@ -1706,7 +1706,7 @@ def test_a_soak_request_the_api_never_answers_times_out_past_what_the_cluster_me
     this one would measure it.) Failed before: the soak had no connection sized so (each request waited 120 s)."""
     with Context(tmp_path, repeats=1, quick=True).cluster("soak") as cluster:
         cluster.patience.floor, cluster.patience.noted = 0.01, {}  # a bound of 0.5 s: HANG times the floor
-        silent = socket.create_server(("127.0.0.1", 0))  # connections land in its backlog: nothing ever answers
+        silent = bound_to_a_free_port(socket.create_server)  # connections land in its backlog: nothing answers
         runner = soak_module.Soak(cluster, os.getpid(), f"http://127.0.0.1:{silent.getsockname()[1]}", None)
         conn = runner.connection()
         try:

@@ -84,9 +84,10 @@ _HIDDEN: list[Handler] = []
 #: by chain module executed in this process: the chain modules its code imports (:func:`chain_imports`; none where
 #: its code was not known), as of its last execution
 _IMPORTS_OF: dict[str, frozenset[str]] = {}
-#: by chain module executed in this process (a chain file, or a module of the chains folder one imports): its file
-#: and that file's stamp as its last execution began (:func:`changed_imports`)
-_STAMPED: dict[str, tuple[str, Stamp | None]] = {}
+#: by chain module executed in this process (a chain file, or a module of the chains folder one imports): each module
+#: its code names (:data:`_IMPORTS_OF`) that ``sys.modules`` held as its last execution ended, with that module's file
+#: and the file's stamp then (:func:`changed_imports`); none where it imports none
+_IMPORTED: dict[str, dict[str, tuple[str, Stamp | None]]] = {}
 #: ``os.environ``'s own dictionary (bytes to bytes: :func:`~nectar.stdlib_internals.environ_data`)
 _ENVIRON = environ_data()
 #: each environment variable a chain module's execution changed in this process, as it was before the first such
@@ -146,8 +147,6 @@ def executed_anew(name: str, code: types.CodeType | None = None) -> Iterator[Non
     options its executions changed put back (:func:`_put_back_options`) before; the namespaces it set for other
     modules' scopes put back after, and the options it changed noted."""
     _IMPORTS_OF[name] = chain_imports(code) if code is not None else frozenset()
-    if code is not None:
-        _STAMPED[name] = (code.co_filename, file_stamp(code.co_filename))
     forget_module(name)
     config = luigi.configuration.get_config()
     _put_back_options(config, name)
@@ -174,6 +173,7 @@ def executed_anew(name: str, code: types.CodeType | None = None) -> Iterator[Non
         yield
     finally:
         executing.pop()
+        _imports_noted(name)
         _environ_noted(name, environs.pop(), environs)
         _path_noted(name, paths.pop(), paths)
         _cwd_noted(name, cwds.pop(), cwds)
@@ -476,34 +476,46 @@ def _imports_watched(change: int) -> None:
             sys.meta_path.insert(0, _IMPORTS)
 
 
+def _imports_noted(name: str) -> None:
+    """The modules of the chains folder the chain module ``name`` imports, as its execution leaves them: their files'
+    stamps noted (:data:`_IMPORTED`). A stat a module imported; nothing where it imports none."""
+    noted = {}
+    for module in _IMPORTS_OF.get(name, ()):
+        file = getattr(sys.modules.get(module), "__file__", None)
+        if module != name and isinstance(file, str):
+            noted[module] = (file, file_stamp(file))
+    if noted:
+        _IMPORTED[name] = noted
+    else:
+        _IMPORTED.pop(name, None)
+
+
 def changed_imports(name: str, code: types.CodeType | None = None) -> list[str]:
-    """The modules of the chains folder that the chain module ``name`` imports (as its last execution's code named
-    them, and ``code``'s, where given: :func:`chain_imports`; and theirs), held in ``sys.modules``, whose file changed
-    since this process executed them, and those held that import one of them: modules an execution or a module kept
-    of ``name`` must not take as they are (``python -m luigi`` executes each as it is now). A stat a module imported;
-    nothing where ``name`` imports none."""
-    imports = _IMPORTS_OF.get(name, frozenset())
-    if code is not None:
-        imports = imports | chain_imports(code)
+    """The modules of the chains folder held in ``sys.modules`` that the chain module ``name`` imports (as its last
+    execution found them: :data:`_IMPORTED`; and those ``code`` names, where given) whose file changed since they were
+    noted, and those held that import one of them (and theirs): modules an execution or a module kept of ``name``
+    must not take as they are (``python -m luigi`` executes each as it is now). A stat a module imported; nothing
+    where ``name`` imports none."""
+    imports: dict[str, tuple[str, Stamp | None] | None] = dict(_IMPORTED.get(name, {}))
+    if code is not None:  # a module the new code names, not noted: judged by what it imports
+        imports.update({module: None for module in chain_imports(code) if module not in imports})
     if not imports:
         return []
-    known: dict[str, bool] = {name: False}
+    stale: dict[str, bool] = {name: False}
 
-    def changed(module: str) -> bool:
-        if module in known:  # a cycle's module is taken as it is found once
-            return known[module]
-        known[module] = False
+    def moved(module: str, noted: tuple[str, Stamp | None] | None) -> bool:
         if module not in sys.modules:  # imported anew if at all
             return False
-        stamped = _STAMPED.get(module)
-        known[module] = (stamped is not None and file_stamp(stamped[0]) != stamped[1]) or any(
-            [changed(other) for other in _IMPORTS_OF.get(module, ())]
-        )
-        return known[module]
+        return (noted is not None and file_stamp(noted[0]) != noted[1]) or imports_moved(module)
 
-    return [module for module in sorted(imports) if changed(module)] + [
-        module for module, was in known.items() if was and module not in imports
-    ]
+    def imports_moved(module: str) -> bool:
+        if module not in stale:  # a cycle's module is taken as it is found once
+            stale[module] = False
+            stale[module] = any([moved(other, noted) for other, noted in _IMPORTED.get(module, {}).items()])
+        return stale[module]
+
+    found = [module for module, noted in sorted(imports.items()) if moved(module, noted)]
+    return found + [module for module, was in stale.items() if was and module not in found]
 
 
 def drop_changed_imports(name: str, code: types.CodeType | None = None) -> None:
