@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import cast
 
-from nectar.catalog.loader import PROBING, Probe, finished_within, inspect_chain
+from nectar.catalog.loader import LATE, PROBING, Probe, finished_within, inspect_chain
 from nectar.catalog.luigi_state import changed_imports, forget_module
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.catalog.stamps import Stamp, file_stamp
@@ -133,8 +133,9 @@ class ChainCatalog:
         except OSError as exc:  # no child to be had (a fork refused: memory, a process limit): executed here, unbounded
             logger.warning("the chain files are executed without a probe first: %s", exc)
             verdicts = dict.fromkeys(fresh)
-        with self._lock:
-            self._verdicts.update({ref: (fresh[ref][1], said) for ref, said in verdicts.items()})
+        late = LATE.format(budget=budget)
+        with self._lock:  # a file late here is probed again, patiently (:meth:`_probe_wanted`): one that ends is read
+            self._verdicts.update({ref: (fresh[ref][1], said) for ref, said in verdicts.items() if said != late})
             self._in_step(found)
         return [fresh[ref][0] for ref, said in verdicts.items() if said is not None]
 
@@ -205,7 +206,7 @@ class ChainCatalog:
             stamps = {ref: self._probes[ref][0] for ref in wanted if ref in self._probes}
         for ref, stamp in stamps.items():
             try:
-                probe = Probe([(ref, wanted[ref])], cast(float, self._budget))
+                probe = Probe([(ref, wanted[ref])], cast(float, self._budget), patient=True)
             except OSError as exc:  # no child to be had now (memory, a process limit): asked for again at the next read
                 logger.warning("%s is not probed yet: %s", wanted[ref], exc)
                 with self._lock:

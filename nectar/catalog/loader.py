@@ -279,6 +279,8 @@ _ENDED, _SLOW, _RAISED = ord("."), ord("s"), ord("x")
 PROBING = "its file is being executed in a probe first"
 #: what a probe says of a chain file whose execution ended the probe's process (``os._exit``, a crash)
 ENDED = "ended the probe's process as it was imported"
+#: what a probe says of a chain file that took longer than its budget (:class:`Probe`; not said by a patient one)
+LATE = "took longer than {budget:g}s to import in a probe"
 
 
 class Probe:
@@ -293,13 +295,19 @@ class Probe:
     process's exit handlers.
 
     :attr:`verdicts`, by chain told: None if its file ended within the budget, else why it is not executed here.
+
+    A ``patient`` probe (a process's later reads, which never wait for it) is not ended for the time a file takes: one
+    that ends, however slowly (a chain importing a heavy library on a loaded machine), is told as ended, to be
+    executed here (it ended there: it will here); one whose import never ends is never told, and its child waits
+    until it is stopped (:meth:`stop`: its file changed) or this process ends.
     """
 
-    def __init__(self, chains: list[tuple[tuple[str, str], Path]], budget: float) -> None:
+    def __init__(self, chains: list[tuple[tuple[str, str], Path]], budget: float, patient: bool = False) -> None:
         from nectar import lifeline  # in this process, before a fork (ctypes: not in every process that reads chains)
 
         self.chains = list(chains)
         self.budget = budget
+        self.patient = patient
         self.verdicts: dict[tuple[str, str], str | None] = {}
         reader, writer = os.pipe()
         parent = os.getpid()
@@ -360,8 +368,8 @@ class Probe:
             self.pid = None
             self._told(self._read(0.0) or b"")
             self._end(None, ENDED)
-        elif not self.patience():
-            self._end(pid, f"took longer than {self.budget:g}s to import in a probe")
+        elif not self.patient and not self.patience():
+            self._end(pid, LATE.format(budget=self.budget))
 
     def _read(self, wait: float) -> bytes | None:
         """The bytes the child wrote since (b"": none within ``wait``; None: none will come)."""
@@ -371,17 +379,17 @@ class Probe:
 
     def _told(self, told: bytes) -> None:
         for ((chain_type, chain), path), ended in zip(self.chains[len(self.verdicts) :], told, strict=False):
-            if ended == _ENDED:
+            if ended == _ENDED or (ended == _SLOW and self.patient):
                 self._verdict((chain_type, chain), path, None)
             elif ended == _SLOW:
-                self._verdict((chain_type, chain), path, f"took longer than {self.budget:g}s to import in a probe")
+                self._verdict((chain_type, chain), path, LATE.format(budget=self.budget))
             else:
                 self._verdict((chain_type, chain), path, "raised what ends a process as it was imported in a probe")
 
     def _verdict(self, ref: tuple[str, str], path: Path, left: str | None) -> None:
         self.verdicts[ref] = left
         if left is not None:
-            logger.warning("%s %s: not executed in this process until it changes (its runs execute it)", path, left)
+            logger.warning("%s %s: not executed in this process for now (its runs execute it)", path, left)
 
     def _end(self, pid: int | None, left: str | None) -> None:
         """The child ended (and waited for, unless ``pid`` is None: it was), the file under way left as ``left``."""

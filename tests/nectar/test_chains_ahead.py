@@ -91,12 +91,13 @@ class GatedTask:
 """
 
 
-def test_a_file_added_later_is_executed_here_only_once_its_probe_ended_and_a_hung_one_never(tmp_path: Path) -> None:
+def test_a_file_added_later_is_executed_here_only_once_its_probe_ended_however_slowly(tmp_path: Path) -> None:
     """After the worker's start (:meth:`ChainCatalog.refresh_ahead`), a read of the chains (the clock's loops') never
-    waits for a new file: one whose import hangs is told as being probed, then as left (its probe ended after the
-    budget), and is not executed here even once its import would end, until the file changes; then it is probed
-    again and executed here, after its probe. Before, the read executed the new file here, in the reading thread:
-    it did not return until the gate opened (the wait for it failed)."""
+    waits for a new file: one whose import is held is told as being probed, and still so once its probe has run past
+    the budget (a later read's probe is patient: a slow import, a heavy library on a loaded machine, is not left for
+    good), not executed here; once its import ends there, the next read executes it here. Before the probe, the read
+    executed the new file here, in the reading thread (it did not return until the gate opened); with the probe ended
+    at the budget (wt65-clock as merged), the file was left as "took longer than 2s" until it changed."""
     root = tmp_path / "chains"
     _chains(root)
     catalog = ChainCatalog(root)
@@ -104,10 +105,11 @@ def test_a_file_added_later_is_executed_here_only_once_its_probe_ended_and_a_hun
     marker, gate = tmp_path / "executed-by", tmp_path / "gate"
     hung = root / "ahead" / "gated_chain.py"
     hung.write_text(GATED.format(marker=str(marker), gate=str(gate)))
+    ref = ("ahead", "gated_chain")
 
     def said() -> str | None:
         catalog.refresh()
-        return catalog._chains[("ahead", "gated_chain")].error
+        return catalog._chains[ref].error
 
     read, done = threading.Event(), threading.Event()
 
@@ -120,19 +122,20 @@ def test_a_file_added_later_is_executed_here_only_once_its_probe_ended_and_a_hun
     try:
         wait_until(read.is_set)
         assert said() == f"not executed here yet: {PROBING}"
-        wait_until(lambda: "took longer" in (said() or ""))
-        assert said() == "not executed here: took longer than 2s to import in a probe"
+        wait_until(lambda: (held := catalog._probes.get(ref)) is not None and held[1] is not None)
+        probe = catalog._probes[ref][1]
+        assert probe is not None
+        wait_until(lambda: marker.exists() and not probe.patience())  # the probe's file has run past the budget
+        assert said() == f"not executed here yet: {PROBING}"
+        assert not probe.over
+        gate.touch()  # the import ends
+        wait_until(lambda: said() is None)
     finally:
         gate.touch()
         done.set()
-    assert said() == "not executed here: took longer than 2s to import in a probe"  # the same file: not probed again
-    probe = marker.read_text().split()
-    assert probe != [str(os.getpid())] and len(probe) == 1
-    hung.write_text(hung.read_text() + "\n# changed\n")
-    wait_until(lambda: catalog.refresh() and said() is None)
-    assert sorted(catalog._chains[("ahead", "gated_chain")].tasks) == []  # executed here: no luigi task in it
+    assert sorted(catalog._chains[ref].tasks) == []  # executed here: no luigi task in it
     executed = marker.read_text().split()
-    assert executed[-1] == str(os.getpid()) and len(executed) == 3, executed  # the first probe, the second, here
+    assert executed[-1] == str(os.getpid()) and len(executed) == 2, executed  # the probe, then here
 
 
 def test_a_listing_names_a_chain_that_calls_sys_exit_as_it_is_imported(tmp_path: Path) -> None:
