@@ -51,7 +51,7 @@ from nectar.catalog.luigi_state import given_back
 from nectar.config import get_settings
 from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
-from nectar.logs.module_handlers import held, loggers
+from nectar.logs.module_handlers import RETIRED, held, loggers
 from nectar.luigi_internals import config_paths
 from nectar.stdlib_internals import (
     environ_data,
@@ -592,8 +592,9 @@ def _put_back_log_handlers(before: Before, found: list[logging.Logger]) -> bool:
             added += [handler for handlers in held().values() for handler in handlers]
             logging.root, logging.Logger.root, logging.Logger.manager = before.roots
         now = held()
-        for logger in now.keys() | before.loggers.keys():
-            was, handlers = before.loggers.get(logger, ()), now.get(logger, ())
+        for logger in now.keys() | before.loggers.keys():  # a handler its module's execution retired stays off
+            was = tuple(handler for handler in before.loggers.get(logger, ()) if handler not in RETIRED)
+            handlers = now.get(logger, ())
             if handlers == was or (not was and logger.name in imported):
                 continue
             logger.handlers[:] = was

@@ -11,12 +11,16 @@ catalog, a clock)."""
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeGuard, cast
 
 #: by chain module name, the handlers its last execution in this process added, and the loggers they were added to
 _ADDED: dict[str, list[tuple[logging.Logger, logging.Handler]]] = {}
+#: the handlers taken off as their module was executed anew: never given back to a logger (a reused process's
+#: put-back of a run's logging, :func:`nectar.reuse.put_back`, restores the handlers as they were before the run)
+RETIRED: weakref.WeakSet[logging.Handler] = weakref.WeakSet()
 
 
 #: whether an object is a logger: ``isinstance(obj, logging.Logger)``, asked by ``filter`` in C
@@ -44,6 +48,7 @@ def executed_anew(module: str) -> Iterator[None]:
     """Around an execution of the chain module ``module``: the handlers its previous execution added taken off and
     closed first, those this one adds noted (as far as it went, if it raised)."""
     for logger, handler in _ADDED.pop(module, ()):
+        RETIRED.add(handler)
         if handler in logger.handlers:
             logger.removeHandler(handler)
             handler.close()
