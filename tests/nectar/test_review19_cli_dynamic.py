@@ -13,15 +13,12 @@ from pathlib import Path
 
 import pytest
 
-import nectar
 from harness import NECTAR, Processes, base_env, lifeline_env
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.registry import RetryPolicy, Run, RunState, open_run_store
-from tests.conftest import settings_env, wait_until
-
-#: the md5 of ``{}``: a parameterless task's key
-EMPTY = "99914b932bd37a50b983c5e7c90ae93b"
+from nectar.registry import RunState
+from tests.conftest import settings_env
+from tests.helpers.console import EMPTY, one_run_on_a_worker, packages_only
 
 #: a plain luigi task that yields its dependency from ``run()``, its files in ``R19_OUT``
 CHAIN = """
@@ -74,25 +71,15 @@ def test_a_tasks_dynamic_dependencies_run_whatever_folder_the_command_starts_in(
     assert (under_luigi / "dyn").exists(), said.stdout + said.stderr
     assert (under_luigi / "dyn").read_text() == "dyn of leaf"
     made = tmp_path / "made"
-    code = tmp_path / "code"  # this checkout's packages, without its chains folder
-    code.mkdir()
-    root = Path(nectar.__file__).resolve().parent.parent
-    for name in ["nectar", "api", "harness", "app.py"]:
-        (code / name).symlink_to(root / name)
+    code = packages_only(tmp_path)  # this checkout's packages, without its chains folder
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = base_env() | settings_env(settings) | {"R19_OUT": str(made), "PYTHONPATH": str(code)}
     if how == "worker":
-        proc = processes.start("worker", [*NECTAR, "worker", "--workers", "1"], env, elsewhere)
-        log = processes.log_of[proc.pid]
-        wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)
         key = TargetKey("review19", "dyn_chain", "DynTask", EMPTY)
-        with open_run_store(settings) as runs:
-            run = Run.new(key.path, "review19", "dyn_chain", "DynTask", {}, key.path, RetryPolicy(0, 0, 1))
-            run_id = runs.submit(run)[0].id
-            wait_until(lambda: (now := runs.get(run_id)) is not None and not now.state.active)
-            ended = runs.get(run_id)
-        assert ended is not None and ended.state == RunState.DONE, (ended, log.read_text())
+        argv = [*NECTAR, "worker", "--workers", "1"]
+        ended, proc = one_run_on_a_worker(processes, settings, argv, env, elsewhere, key)
+        assert ended is not None and ended.state == RunState.DONE, (ended, processes.log_of[proc.pid].read_text())
     else:
         flags = ["--scheduler-url", luigid] if how == "run-luigid" else []
         argv = [*NECTAR, "run", "review19/dyn_chain/DynTask", *flags]

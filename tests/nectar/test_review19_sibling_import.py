@@ -12,15 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import nectar
 from harness import Processes, lifeline_env
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.registry import RetryPolicy, Run, RunState, open_run_store
-from tests.conftest import settings_env, wait_until
-
-#: the md5 of ``{}``: a parameterless task's key
-EMPTY = "99914b932bd37a50b983c5e7c90ae93b"
+from nectar.registry import RunState
+from tests.conftest import settings_env
+from tests.helpers.console import EMPTY, one_run_on_a_worker, packages_only
 
 #: the chain, its import of the sibling module left to the test
 CHAIN = """
@@ -65,24 +62,16 @@ def test_the_nectar_command_reads_a_chain_importing_a_module_of_its_folder(
     argv = [sys.executable, "-m", "luigi", "--module", "chains.review19.greet_chain", "GreetTask", "--local-scheduler"]
     said = subprocess.run([*argv, "--no-lock"], env=env, cwd=project, capture_output=True, text=True, timeout=120)
     assert (under_luigi / "greeting").exists(), said.stdout + said.stderr
-    code = tmp_path / "code"  # this checkout's packages, without its chains folder
-    code.mkdir()
-    root = Path(nectar.__file__).resolve().parent.parent
-    for name in ["nectar", "api", "harness", "app.py"]:
-        (code / name).symlink_to(root / name)
+    code = packages_only(tmp_path)  # this checkout's packages, without its chains folder
     made = tmp_path / "made"
     env = {**os.environ, **settings_env(settings), "R19_OUT": str(made), "PYTHONPATH": str(code), **lifeline_env()}
     script = Path(sys.executable).parent / "nectar"  # the README's .venv/bin/nectar
     if command == "worker":
-        proc = processes.start("worker", [str(script), "worker", "--workers", "1"], env, project)
-        log = processes.log_of[proc.pid]
-        wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)
         key = TargetKey("review19", "greet_chain", "GreetTask", EMPTY)
-        with open_run_store(settings) as runs:
-            run = Run.new(key.path, "review19", "greet_chain", "GreetTask", {}, key.path, RetryPolicy(0, 0, 1))
-            run_id = runs.submit(run)[0].id
-            wait_until(lambda: (now := runs.get(run_id)) is not None and not now.state.active)
-            ended = runs.get(run_id)
+        ended, proc = one_run_on_a_worker(
+            processes, settings, [str(script), "worker", "--workers", "1"], env, project, key
+        )
+        log = processes.log_of[proc.pid]
         assert ended is not None and ended.state == RunState.DONE, (ended.error if ended else None, log.read_text())
         assert (made / "greeting").read_text() == "hello from a sibling"
         return
