@@ -95,7 +95,10 @@ class TriggerLoop:
                     self._seen_changes = None
                     continue
                 poll = polls[trigger_id] = self.book.poll(fresh)
-            except Exception as exc:  # the registry (or the task's store) cannot answer: polled again later
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # the registry (or the task's store) cannot answer, a chain's code raised
+                # (its SystemExit too): polled again later
                 self._failed(trigger_id, exc)
                 self._due[trigger_id] = now + RETRY_AFTER
                 continue
@@ -106,7 +109,7 @@ class TriggerLoop:
         return polls
 
     @staticmethod
-    def _failed(trigger_id: str, exc: Exception) -> None:
+    def _failed(trigger_id: str, exc: BaseException) -> None:
         if isinstance(exc, NectarError):
             logger.warning("trigger %s: %s; polling again in %gs", trigger_id, exc, RETRY_AFTER)
         else:
