@@ -569,7 +569,7 @@ def changed_imports(name: str, code: types.CodeType | None = None) -> list[str]:
         # executed it (for another importer, before the file changed), and by what it imports
         names = chain_imports(code, name.rpartition(".")[0])
         names |= _in_packages(names)
-        imports.update({module: _as_executed(module) for module in names if module not in imports})
+        imports.update({m: _as_executed(m) for m in names if m not in imports and m in sys.modules})
     if not imports:
         return []
     stale: dict[str, bool] = {name: False}
