@@ -25,6 +25,7 @@ import traceback
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from stat import S_ISSOCK
 from typing import Any, NamedTuple
 
 from nectar.catalog.keepable import Keepable, keepable
@@ -323,6 +324,7 @@ class Probe:
             nowhere = os.open(os.devnull, os.O_WRONLY)
             os.dup2(nowhere, 1)
             os.dup2(nowhere, 2)
+            _close_sockets()
             try:
                 for (chain_type, chain), path in self.chains:
                     began = time.monotonic()
@@ -344,6 +346,12 @@ class Probe:
     def over(self) -> bool:
         """Whether the child has told what it will (it is ended, and waited for)."""
         return self.pid is None
+
+    def watched(self) -> int:
+        """A copy of this process's end of the child's pipe, readable once the child told a file or ended: a thread
+        may wait on it (``select``) while another polls the probe or stops it (which closes the end :meth:`poll`
+        reads). The caller closes it."""
+        return os.dup(self._reader)
 
     def patience(self) -> float:
         """Seconds until the file under way has taken longer than the budget (as far as this process can tell)."""
@@ -407,6 +415,15 @@ class Probe:
         """End the child now (its file changed, or is gone): what it has not told is not told."""
         if self.pid is not None:
             self._end(self.pid, None)
+
+
+def _close_sockets() -> None:
+    """In a probe's child: the sockets it was forked with closed (an API worker's listening socket and its clients'
+    connections: a child whose file never ends held a connection the worker closed open, its client never told)."""
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, gone by now
+            if S_ISSOCK(os.fstat(int(name)).st_mode):
+                os.close(int(name))
 
 
 def _ended(pid: int) -> bool:
