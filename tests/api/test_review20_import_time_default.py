@@ -82,10 +82,10 @@ def test_a_default_computed_as_the_chain_is_executed_is_the_submissions_moment(
     start_worker: Callable[..., subprocess.Popen[bytes]],
     tmp_path: Path,
 ) -> None:
-    """``python -m luigi ... DailyTask`` on each day makes that day's file (checked first). Through the API, a submission
-    on the first day runs and makes its file; the day turns; a submission then is a new run (202, created) and makes
-    the second day's file. Fails on main: the second POST answers 200, ``job_status`` DONE, the first day's key and
-    output (``daily-2026-12-07``), and no run is made for the second day."""
+    """``python -m luigi ... DailyTask`` on each day makes that day's file (checked first). Through the API, a
+    submission on the first day runs and makes its file; the day turns; a submission then is a new run (202, created)
+    and makes the second day's file. Fails on main: the second POST answers 200, ``job_status`` DONE, the first
+    day's key and output (``daily-2026-12-07``), and no run is made for the second day."""
     chain = write_chain("review20/today_chain", CHAIN)
     for day in ("2026-12-05", "2026-12-06"):
         today.write_text(day)
