@@ -67,7 +67,7 @@ def served(
     processes.close()
 
 
-# XF
+@pytest.mark.xfail(strict=True, reason="review20: the API asks output() and complete() outside the chain's folder")
 def test_a_chain_that_moves_to_its_folder_has_its_outputs_listed_and_found_there(
     served: tuple[int, Settings],
     data: Path,
