@@ -66,7 +66,10 @@ def cmd_chains(args: argparse.Namespace) -> int:
         if chain.error:
             rows.append([chain.ref, "(import failed)" if chain.import_failed else "(no task)", chain.error])
         for task in chain.tasks.values():
-            params = ", ".join(f"{p.name}:{p.kind}" + ("*" if p.required else f"={p.default}") for p in task.params)
+            params = ", ".join(
+                f"{p.name}:{p.kind}" + ("*" if p.required else " (private)" if p.private else f"={p.default}")
+                for p in task.params
+            )
             aliases = f" (also {', '.join(task.aliases)})" if task.aliases else ""
             rows.append([chain.ref, task.name + aliases, params or "-"])
         rows += [[chain.ref, f"({hidden.name}: not exposed)", hidden.reason] for hidden in chain.hidden]
@@ -133,11 +136,10 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     load_luigi_config(luigi_config(settings))  # luigi.cfg's [core] log_level, its [worker] settings: as the worker
     with Nectar(settings) as nectar:
         chain_type, chain, task = parts
-        flags = {
-            param.name: param.param.parsing == luigi.BoolParameter.EXPLICIT_PARSING
-            for param in nectar.catalog.task(chain_type, chain, task).params
-            if isinstance(param.param, luigi.BoolParameter)
-        }
+        flags: dict[str, bool] = {}  # each BoolParameter's name: whether a value may follow it
+        for param in nectar.catalog.task(chain_type, chain, task).params:
+            if isinstance(param.param, luigi.BoolParameter):
+                flags[param.name] = param.param.parsing == luigi.BoolParameter.EXPLICIT_PARSING
         submission = nectar.submit(chain_type, chain, task, _task_params(extra, flags))
         if submission.done:
             print("already done, nothing to run")
