@@ -145,6 +145,11 @@ class _ChainsFolders(importlib.abc.MetaPathFinder):
     def add(self, folder: str) -> None:
         if folder not in self.folders:
             self.folders.append(folder)
+            parent, name = os.path.split(folder)
+            if name == "chains" and parent not in sys.path:
+                # last on the path too, for the processes a run spawns (a ``spawn`` or ``forkserver`` pool: a fresh
+                # interpreter given this one's sys.path, not its finders) that unpickle ``chains.<type>.<chain>.f``
+                sys.path.append(parent)
         if self not in sys.meta_path:
             sys.meta_path.append(self)
 
