@@ -124,7 +124,7 @@ from luigi.task_status import DONE, FAILED, PENDING
 from nectar import forks, standby
 from nectar.pings import PINGS, Pinged
 from nectar.retry_count import kept_count
-from nectar.stdlib_internals import environ_data, new_event
+from nectar.stdlib_internals import environ_data, new_event, raw_handler
 from nectar.stops import FLUSHING, SAVING
 
 logger = logging.getLogger(__name__)
@@ -454,7 +454,7 @@ class _InterruptHandledOnce:
         is_main = threading.current_thread() is threading.main_thread()
         if signum != signal.SIGUSR1 or not is_main or not isinstance(handler, types.MethodType):
             return signal.signal(signum, handler)
-        self._was_set = signal.getsignal(signum) is _interrupt
+        self._was_set = raw_handler(signum) is _interrupt  # (signal.getsignal's enum lookup of a function raises)
         if not self._was_set:
             signal.signal(signum, _interrupt)
         _interrupted = weakref.WeakMethod(handler)
