@@ -39,6 +39,7 @@ from nectar.keys import is_name
 from nectar.logs.module_handlers import executed_anew
 from nectar.params import params_of
 from nectar.schedules.declared import declared_on
+from nectar.stdlib_internals import raw_set_handler
 from nectar.task import chain_module
 from nectar.triggers.declared import declared_triggers
 from nectar.upstream import names_in_requires, upstream_of
@@ -212,7 +213,7 @@ def load_ahead(
     def too_long(*_: Any) -> None:
         raise _TooLong
 
-    previous = signal.signal(signal.SIGALRM, too_long)
+    previous = raw_set_handler(signal.SIGALRM, too_long)  # a spare's, each run: no enum made of either handler
     signal.setitimer(signal.ITIMER_REAL, budget)
     try:
         code = chain_code(path, chain_type, chain)
@@ -231,7 +232,7 @@ def load_ahead(
         return False
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        raw_set_handler(signal.SIGALRM, previous)
     _AHEAD = (str(path), _COMPILED[str(path)], module)
     return True
 
