@@ -69,11 +69,8 @@ class UsesModuleTask(NectarTask):
 """
 
 
-#: what main does with each layout: the second run still reads 'bug' (the worker, or the attempt process before,
-#: imported the module, and nothing finds it changed: round 65's ``changed_imports`` is read from the names the chain's
-#: own code imports absolutely at its top)
-#: the layout main serves as saved: review19's (mended)
-PASSING = {("absolute", "fresh"), ("absolute", "reused")}
+#: the layouts served as saved: each (round 66: gaps' relative and subpackage cases, modules' two levels deep)
+PASSING = {(layout, name) for layout in LAYOUTS for name in ("fresh", "reused")}
 STALE = pytest.mark.xfail(strict=True, reason="review20: a saved chains-folder module does not reach the next run")
 CASES = [
     pytest.param(layout, per_process, id=f"{layout}-{name}", marks=[] if (layout, name) in PASSING else [STALE])
@@ -91,10 +88,12 @@ def test_a_fix_saved_to_a_chains_module_reaches_the_next_run_whatever_its_layout
     runs_per_process: str,
 ) -> None:
     """A ``nectar worker`` (the scale-out layout) runs the task; the module is saved fixed, the output removed, the
-    task run again: the second run reads 'fixed', as a second ``python -m luigi`` would. Fails on main (the strict
-    xfails): the second run reads 'bug', DONE, for a helper imported relatively (``from . import helpers``), the
-    module a helper imports, a module of a subpackage (``chains/<type>/lib/``), in a fresh and a reused attempt
-    process alike (the worker imported it as it executed its chains at its start; each attempt is forked from it)."""
+    task run again: the second run reads 'fixed', as a second ``python -m luigi`` would. Failed before round 66 (strict
+    xfails): the second run read 'bug', DONE, for a helper imported relatively (``from . import helpers``), the
+    module a helper imports (``two-levels``: until modules' ``changed_imports`` named the changed module itself, not
+    only the helper that imports it), a module of a subpackage (``chains/<type>/lib/``), in a fresh and a reused
+    attempt process alike (the worker imported it as it executed its chains at its start; each attempt is forked from
+    it)."""
     files, chain, fixed = LAYOUTS[layout]
     for ref, source in files.items():
         write_chain(ref, source)
