@@ -383,6 +383,22 @@ class ChainCatalog:
             found = info.resolve(task) if info is not None else None
         return found
 
+    def task_now(self, info: TaskInfo) -> TaskInfo:
+        """``info`` to make a task of now: itself, unless its chain's file computes a parameter's default as it is
+        executed (``default=datetime.date.today()``: :attr:`ChainInfo.anew`); then the file is executed again, as
+        ``python -m luigi`` executes it for each command, and the task is that execution's (kept for the reads that
+        follow; ``info`` if it fails now: the run's attempt executes the file itself and says why)."""
+        ref = (info.chain_type, info.chain)
+        chain = self._chains.get(ref)
+        if chain is None or not chain.anew:
+            return info
+        with self._lock:
+            again = inspect_chain(chain.path, *ref)
+            if again.error:
+                return info
+            self._chains[ref] = again
+        return again.resolve(info.name) or info
+
     def task(self, chain_type: str, chain: str, task: str) -> TaskInfo:
         """A task, its chain's file looked at first (one stat, no scan of the folder: a submission's hot path)."""
         self.refresh_chain(chain_type, chain)
