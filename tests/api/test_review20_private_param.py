@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -78,7 +79,7 @@ def test_a_private_parameter_is_given_over_the_api_as_on_luigis_command_line(
     run = ended(closed_at_end(Nectar(settings)), answer["data"]["run_id"])
     assert run.state == RunState.DONE, run.error
     assert (tmp_path / "login-bob").read_text() == "hunter2"
-    query = urllib.request.quote(json.dumps({"search": "LoginTask"}))
+    query = urllib.parse.quote(json.dumps({"search": "LoginTask"}))
     with urllib.request.urlopen(f"{luigid}/api/task_list?data={query}", timeout=60) as listed:
         shown = json.loads(listed.read())["response"]
     assert shown and all("password" not in task["params"] for task in shown.values()), shown
