@@ -97,13 +97,33 @@ def begun(path: str) -> bool:
         return True
 
 
-#: the empty files a scrape of this process passed over, each said once
+#: the empty files a scrape of this process passed over
 _SKIPPED: set[str] = set()
+#: what is added to an empty file's name for the mark that it was said (not a ``.db``: no reader takes it)
+SAID = ".said"
+
+
+def first_to_say(path: str) -> bool:
+    """Whether this process is the first of its service to pass over the empty prometheus file at ``path``: each API
+    worker (each process reading the folder) passed over it on its own, and each said it. The first makes a mark
+    beside it in the service's metrics folder (``O_EXCL``: one process makes it); a folder it cannot write in, each
+    process says it once, as before."""
+    if path in _SKIPPED:
+        return False
+    _SKIPPED.add(path)
+    try:
+        os.close(os.open(path + SAID, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 class WorkersCollector(multiprocess.MultiProcessCollector):
     """The latencies every worker wrote in its files, those without a header passed over (:func:`begun`), each said
-    once at WARNING: a scrape does not fail for a worker that was killed as it made its file."""
+    once at WARNING by the service (:func:`first_to_say`): a scrape does not fail for a worker that was killed as it
+    made its file."""
 
     def __init__(self, registry: CollectorRegistry, path: str) -> None:
         super().__init__(registry, path)
@@ -114,8 +134,7 @@ class WorkersCollector(multiprocess.MultiProcessCollector):
         for path in glob.glob(os.path.join(self.folder, "*.db")):
             if begun(path):
                 files.append(path)
-            elif path not in _SKIPPED:
-                _SKIPPED.add(path)
+            elif first_to_say(path):
                 logger.warning(
                     "metrics: %s is empty (a worker that was killed as it made it, or one making it now): its "
                     "latencies are not counted while it is",

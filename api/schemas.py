@@ -17,6 +17,9 @@ class ParamSchema(ma.Schema):
     description = fields.String(allow_none=True)
     significant = fields.Boolean(metadata={"description": "Whether the value is part of the target key."})
     choices = fields.List(fields.String(), allow_none=True)
+    private = fields.Boolean(
+        metadata={"description": "luigi's private visibility (a password): given as any other, never shown."}
+    )
 
 
 class TaskSchema(ma.Schema):

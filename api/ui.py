@@ -118,6 +118,8 @@ CONTROLS: dict[str, Control] = {
     "dict": Control("textarea", hint='a JSON object, e.g. {"key": "value"}'),
 }
 TEXT = Control("input")
+#: a parameter luigi calls private (a password): typed unseen
+SECRET = Control("input", "password")
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ def form_field(param: ParamInfo) -> Field:
     else:
         value = "true" if default is True else "false" if default is False else str(default)
         selected = frozenset({value})
-    return Field(param, CONTROLS.get(param.kind, TEXT), value, selected)
+    return Field(param, SECRET if param.private else CONTROLS.get(param.kind, TEXT), value, selected)
 
 
 def clock(stamp: float | None) -> str:

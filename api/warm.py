@@ -63,7 +63,7 @@ def warm(app: Flask, hosts: Sequence[str], scheme: str = "http", root: str = "")
     for host in dict.fromkeys(names):
         _answer_parts(app, f"{scheme}://{host}{root}")
     stores = [service.store] + [  # cached: get_store's
-        service.store_for(task.cls) for chain in service.catalog.chains() for task in chain.tasks.values()
+        service.store_for(task.cls) for chain in service.catalog.held() for task in chain.tasks.values()
     ]
     service.scheduler  # noqa: B018 (a cached property: made once, its connections on first use, per thread)
     if any(isinstance(store, S3Store) for store in stores):

@@ -23,7 +23,6 @@ import json
 import os
 import random
 import signal
-import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -36,6 +35,7 @@ from flask import Flask
 from prometheus_client.mmap_dict import MmapedDict
 from werkzeug.test import EnvironBuilder
 
+from api.metrics import begun
 from app import create_app
 from benchmarks.baseline_app import FLOOR_FLASK, FLOOR_WSGI
 from benchmarks.baseline_app import create_app as baseline_app
@@ -566,13 +566,10 @@ def answers(pid: int) -> int:
 
 def recorded(path: Path) -> list[tuple[str, float]]:
     """The (key, value) pairs a process has written so far in its prometheus file at ``path``, read from a copy of
-    its bytes: none while its process is making it. ``MmapedDict(read_mode=True)`` failed on a file made but not yet
-    begun, which a worker leaves between creating it and writing its header, a moment a loaded machine may stretch:
-    empty (its size still 0), it truncates it (``UnsupportedOperation``: opened to read); its size set but its header
-    still 0, it writes the header into its read-only map ("mmap can't modify a readonly memory map")."""
-    with open(path, "rb") as file:
-        head = file.read(4)
-    if len(head) < 4 or struct.unpack("i", head)[0] <= 0:  # the header: the bytes used, as prometheus packs it
+    its bytes: none while its process is making it (no header yet: :func:`api.metrics.begun`, the scrape's own rule).
+    ``MmapedDict(read_mode=True)`` failed on a file made but not yet begun; the copy's reader reads a header still 0
+    as nothing written."""
+    if not begun(str(path)):
         return []
     return [(key, value) for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path))]
 

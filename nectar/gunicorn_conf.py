@@ -180,14 +180,22 @@ def pre_fork(server: Arbiter, worker: Worker) -> None:
     A worker forked without the chains loaded them on its first request (a recycled one too: ~90 ms of CPU for
     the status benchmark's chains, 130 warm lookups); loaded here once, every worker starts with them, shared.
 
+    Each chain file is executed here only once a probe child executed it to its end within ``AHEAD_BUDGET`` (2 s;
+    ``ChainCatalog.refresh_ahead``): one whose import hangs (a share that does not answer) is listed by the workers
+    as not executed yet, and their reads probe it again (patiently, in the worker) until it ends or changes, where it
+    held the master, and the whole API, until it ended. The workers' reads wait for a changed file's probe up to the
+    budget (``reads_wait``): a saved file that imports within it is live on that very request.
+
     The collector, off while the app was loaded (see ``gc.disable()`` above), is on again once they are frozen.
     """
     verdict = None
     if server.cfg.preload_app:
         service = getattr(server.app.wsgi(), "extensions", {}).get("nectar")
         if service is not None:  # the API (a benchmark's hello world has none)
-            try:
-                service.catalog.refresh()  # a stat per chain file once loaded: a changed one is imported again
+            from nectar.catalog.loader import AHEAD_BUDGET  # the app's import made it
+
+            try:  # each file executed here once a probe child ended it within the budget: a hung one holds no start
+                service.catalog.refresh_ahead(AHEAD_BUDGET, reads_wait=True)  # then a stat per file, at each fork
             except Exception:  # raised here it would stop gunicorn's master (a folder removed mid-scan): the
                 # worker loads the chains on its first request instead, and answers that request's error itself
                 server.log.warning("could not load the chains before forking a worker", exc_info=True)

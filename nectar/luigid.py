@@ -35,9 +35,12 @@ from nectar.config import Settings
 from nectar.errors import SchedulerUnavailable
 from nectar.luigi_internals import UNCOUNTED, RemoteScheduler, failure_named
 from nectar.signing import load_secret
+from nectar.stdlib_internals import environ_data
 
 #: the shared secret of luigid's guard and our processes: this variable, else ``<data_dir>/scheduler_secret``
 SECRET_ENV = "NECTAR_SCHEDULER_SECRET"
+#: its name as ``os.environ`` keeps it (:func:`~nectar.stdlib_internals.environ_data`)
+_SECRET_KEY = os.fsencode(SECRET_ENV)
 SECRET_FILE = "scheduler_secret"
 #: the header our calls carry it in
 SECRET_HEADER = "X-Nectar-Scheduler-Secret"
@@ -114,13 +117,14 @@ class SchedulerPaused(SchedulerUnavailable):
 
 
 #: the secret, read once per process (and inherited by forked attempts): an attempt asks for it on its way to run
-_SECRETS: dict[tuple[Path, str | None], bytes] = {}
+_SECRETS: dict[tuple[Path, bytes | None], bytes] = {}
 
 
 def load_scheduler_secret(settings: Settings) -> bytes:
     """The secret luigid's guard asks of our calls: :data:`SECRET_ENV` if set, else the file :data:`SECRET_FILE`
-    in the data folder, created once (mode 0600) by whichever process needs it first."""
-    key = (settings.data_dir, os.environ.get(SECRET_ENV))
+    in the data folder, created once (mode 0600) by whichever process needs it first. The variable is read in the
+    environment's own dictionary (a spare asks twice a run: unset, ``os.environ.get`` raised and caught a KeyError)."""
+    key = (settings.data_dir, environ_data().get(_SECRET_KEY))
     if key not in _SECRETS:
         _SECRETS[key] = load_secret(settings, env=SECRET_ENV, filename=SECRET_FILE)
     return _SECRETS[key]

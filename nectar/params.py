@@ -12,6 +12,7 @@ import enum
 import json
 import math
 import sys
+import weakref
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FunctionType, ModuleType
@@ -23,6 +24,7 @@ from luigi.task_register import Register, TaskClassAmbigiousException, TaskClass
 
 from nectar.errors import InvalidParameters
 from nectar.luigi_internals import as_given_to_luigi, choices_of, task_classes, task_params
+from nectar.registry.model import PRIVATE
 
 #: luigi parameter class name -> the kind shown to users, most specific first through the MRO
 KINDS: dict[str, str] = {
@@ -204,6 +206,8 @@ class ParamInfo:
     optional: bool
     choices: list[str] | None
     param: luigi.Parameter = field(repr=False, compare=False)
+    #: luigi's private visibility (a password): given as any other, its default never shown
+    private: bool = False
     #: the largest magnitude of an int value: the task's ``max_int``
     max_int: int = MAX_INT
     #: the module of the task's class (its chain's): where a ``TaskParameter``'s name is looked for first
@@ -213,11 +217,12 @@ class ParamInfo:
     def of(cls, task_cls: type[luigi.Task], name: str, param: luigi.Parameter) -> ParamInfo:
         family = task_cls.get_task_family()
         has_default = param.has_task_value(family, name)
+        private = param.visibility == ParameterVisibility.PRIVATE
         return cls(
             name=name,
             kind=kind_of(param),
             required=not has_default,
-            default=jsonable(param, param.task_value(family, name)) if has_default else None,
+            default=jsonable(param, param.task_value(family, name)) if has_default and not private else None,
             description=param.description,
             significant=bool(param.significant),
             optional=isinstance(param, OptionalParameterMixin),
@@ -225,6 +230,7 @@ class ParamInfo:
             param=param,
             max_int=max_int_of(task_cls),
             module=task_cls.__module__,
+            private=private,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,6 +242,7 @@ class ParamInfo:
             "description": self.description,
             "significant": self.significant,
             "choices": self.choices,
+            "private": self.private,
         }
 
     def from_query(self, given: list[str]) -> Any:
@@ -354,6 +361,17 @@ _NOT_WALKED = frozenset(sys.stdlib_module_names) | {"luigi", "builtins"}
 GIVEN = "(given)"
 #: where :meth:`~nectar.catalog.model.TaskInfo.instantiate` notes on the task the names of the parameters given
 GIVEN_NOTE = "_nectar_given"
+#: by task class: its parameters luigi calls private (``ParameterVisibility.PRIVATE``), by name
+_PRIVATE_OF: weakref.WeakKeyDictionary[type, tuple[tuple[str, luigi.Parameter], ...]] = weakref.WeakKeyDictionary()
+
+
+def _private_params(cls: type[luigi.Task]) -> tuple[tuple[str, luigi.Parameter], ...]:
+    private = _PRIVATE_OF.get(cls)
+    if private is None:
+        private = _PRIVATE_OF[cls] = tuple(
+            (name, param) for name, param in task_params(cls) if param.visibility == ParameterVisibility.PRIVATE
+        )
+    return private
 
 
 def note_given(task: luigi.Task, names: Collection[str]) -> luigi.Task:
@@ -370,7 +388,14 @@ def run_params(task: luigi.Task) -> dict[str, str]:
     that the run's task keeps it as given (:func:`task_of_text`): ``'None'`` given for ``Parameter(default=None)``
     is the string, as ``python -m luigi --x None`` gives it, where left out it is None. The run's key and luigi's
     ``task_id`` are those text's, the same either way (luigi writes both ``'None'``): one task to luigi."""
-    params = task.to_str_params()
+    params = task.to_str_params()  # without those luigi calls private: luigi gives them to no one
+    private = _private_params(type(task))
+    if private:  # the run's task is given them, as luigi's command line gives them to its task
+        values = task.param_kwargs
+        kept = {name: param.serialize(values[name]) for name, param in private if name in values}
+        if kept:
+            params.update(kept)
+            params[PRIVATE] = ",".join(kept)
     given = task.__dict__.get(GIVEN_NOTE)
     if given:
         texts = {name: params[name] for name in given if name in params}
@@ -388,8 +413,8 @@ def task_of_text(cls: type[luigi.Task], params: Mapping[str, str]) -> luigi.Task
     every chain this process read (a reused attempt process, the API), and a family two chains define is ambiguous
     there."""
     marked = params.get(GIVEN)
-    if marked is not None:
-        params = {name: text for name, text in params.items() if name != GIVEN}
+    if marked is not None or PRIVATE in params:
+        params = {name: text for name, text in params.items() if name not in (GIVEN, PRIVATE)}
     given = as_given_to_luigi(cls, params)
     if marked is not None:
         given.update((name, params[name]) for name in marked.split(",") if name in params)
@@ -413,12 +438,8 @@ def _schema_errors() -> tuple[type[Exception], ...]:
 
 
 def params_of(task_cls: type[luigi.Task]) -> tuple[ParamInfo, ...]:
-    """The parameters a client may set: every one that is not private."""
-    return tuple(
-        ParamInfo.of(task_cls, name, param)
-        for name, param in task_cls.get_params()
-        if param.visibility != ParameterVisibility.PRIVATE
-    )
+    """The parameters a client may set: every one, as on luigi's command line (a private one's value never shown)."""
+    return tuple(ParamInfo.of(task_cls, name, param) for name, param in task_cls.get_params())
 
 
 def parse_values(params: Sequence[ParamInfo], values: Mapping[str, Any]) -> dict[str, Any]:

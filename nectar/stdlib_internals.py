@@ -3,7 +3,8 @@
 ``tests/nectar/test_stdlib_internals.py`` fails loudly, naming the name, when a Python release changes one of them
 under us (``tests/test_seams.py`` finds a private name read anywhere else):
 
-- ``_signal.getsignal``, the C function that ``signal.getsignal`` wraps (:data:`raw_handler`);
+- ``_signal.getsignal`` and ``_signal.signal``, the C functions that ``signal.getsignal`` and ``signal.signal`` wrap
+  (:data:`raw_handler`, :data:`raw_set_handler`);
 - ``os.environ._data``, the mapping's own dictionary of bytes (:func:`environ_data`);
 - ``logging._lock``, the module lock that ``Logger.addHandler`` and ``removeHandler`` hold (:func:`logging_lock`);
 - ``ConfigParser``'s ``_sections``, ``_defaults`` and ``_proxies`` (:func:`parsed`, :func:`set_parsed`);
@@ -37,6 +38,14 @@ from typing import Any
 #: answer SIG_DFL and SIG_IGN as enum members: ~0.4 µs a signal, where the C function's answer (the same object each
 #: time: 0 and 1 for those two) takes ~20 ns
 raw_handler: Callable[[int], Any] = sys.modules["_signal"].getsignal  # ``signal``'s C module, untyped
+
+#: set a signal's handler and answer the one it replaces, as the C function that ``signal.signal`` wraps does: the
+#: handlers as Python holds them (SIG_DFL and SIG_IGN as 0 and 1), without ``signal``'s conversions to and from its
+#: enums, which raise and catch an exception for each handler that is a function (``int()`` of it, then the enum's
+#: lookup of it): 30.9k instructions a call where a function replaces a function, 1.2k this way (callgrind, 200
+#: calls); ``signal.getsignal`` of such a handler 22.0k, :data:`raw_handler` 0.9k. It takes SIG_DFL and SIG_IGN as 0 and
+#: 1 only (an enum member is refused): a handler it or :data:`raw_handler` answered is one it takes back
+raw_set_handler: Callable[[int, Any], Any] = sys.modules["_signal"].signal
 
 
 #: ``folder / name`` for a ``name`` that is one entry of ``folder`` (no separator, not ``.`` or ``..``), made as pathlib

@@ -47,6 +47,7 @@ SALES_DAY_PARAM = {
     "description": "The sales day (YYYY-MM-DD).",
     "significant": True,
     "choices": None,
+    "private": False,
 }
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import cast
 
@@ -27,6 +29,15 @@ from nectar.keys import is_name
 from nectar.task import chain_module
 
 CHAIN_SUFFIX = "_chain.py"
+#: what the listing says of a chain file not executed in this process: not yet (its probe under way), or for good
+#: (until it changes: what its probe said)
+NOT_YET, NOT_HERE = "not executed here yet", "not executed here"
+#: what it says of one whose probe has run past the budget (a patient probe: read once it ends)
+UNENDED = "its import has not ended within {budget:g}s in a probe (read once it ends there, or once the file changes)"
+
+#: what a probe's verdict on a chain is kept by: its file's stamp, and the stamps of the modules of the chains folder
+#: it imports that changed since this process executed it (:func:`changed_imports`; none for most chains)
+ProbeKey = tuple[Stamp, tuple[tuple[str, Stamp | None], ...]]
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +59,18 @@ class ChainCatalog:
         #: set once this process forks the processes that run the chains (:meth:`refresh_ahead`): each chain file is
         #: executed here only once a probe child ended it within these seconds
         self._budget: float | None = None
-        #: by chain, the probe of its file (with the stamp probed; None until it is forked, by :meth:`_probe_wanted`)
-        self._probes: dict[tuple[str, str], tuple[Stamp, Probe | None]] = {}
+        #: by chain, the probe of its file (with the key probed; None until it is forked, by :meth:`_probe_wanted`)
+        self._probes: dict[tuple[str, str], tuple[ProbeKey, Probe | None]] = {}
         #: the files whose probe is to be forked, as the lock is let go (no fork is made holding it)
         self._wanted: dict[tuple[str, str], Path] = {}
-        #: by chain, what the last probe of its file said of it (None: ended within the budget) and the stamp probed
-        self._verdicts: dict[tuple[str, str], tuple[Stamp, str | None]] = {}
+        #: by chain, what the last probe of its file said of it (None: ended within the budget) and the key probed
+        self._verdicts: dict[tuple[str, str], tuple[ProbeKey, str | None]] = {}
+        #: whether a read waits for the probe of a file it found changed, up to the budget since the probe was forked
+        #: (the API's: a saved file that imports within the budget is live on that very request); the clock's never do
+        self._reads_wait = False
+        #: by chain, the key of a file :meth:`refresh_ahead` found late (its later probes are patient, not waited for;
+        #: a gunicorn master's later refresh_ahead, before each worker it forks, does not probe it again)
+        self._late: dict[tuple[str, str], ProbeKey] = {}
 
     def _scan(self) -> dict[tuple[str, str], tuple[Path, Stamp]]:
         found: dict[tuple[str, str], tuple[Path, Stamp]] = {}
@@ -100,6 +117,10 @@ class ChainCatalog:
         with self._lock:
             changed = self._in_step(self._scan())
         self._probe_wanted()
+        if self._probes and self._reads_wait and self._awaited():  # a file's probe ended since: read it again
+            with self._lock:
+                changed = self._in_step(self._scan()) or changed
+            self._probe_wanted()
         return changed
 
     def _in_step(self, found: dict[tuple[str, str], tuple[Path, Stamp]]) -> bool:
@@ -113,7 +134,7 @@ class ChainCatalog:
             changed = self._sync(ref, path, stamp) or changed
         return changed
 
-    def refresh_ahead(self, budget: float) -> list[Path]:
+    def refresh_ahead(self, budget: float, reads_wait: bool = False) -> list[Path]:
         """:meth:`refresh`, for a process that forks the processes that run the chains (a worker, its clock): from now
         on each chain file is executed here only once a child process of its own executed it to its end within
         ``budget`` seconds (:class:`~nectar.catalog.loader.Probe`); a file whose import hangs, is slow or ends its
@@ -123,11 +144,24 @@ class ChainCatalog:
         a later read (:meth:`refresh`, :meth:`refresh_chain`: the clock's loops, a hot reload) never waits for one:
         a file still being probed is told as not executed here yet, and read again at the first read after its probe
         ended. Answers the files left. Costs each chain's execution twice, once, as the worker starts, and again for
-        each change."""
+        each change.
+
+        ``reads_wait`` (the API's catalog, turned so in gunicorn's master before it forks its workers): a later read
+        that finds a file changed waits for its probe up to ``budget`` seconds since it was forked (never under the
+        lock), so that a saved file that imports within the budget is live on that very request; a file late here
+        is not waited for again by any read (its probe is patient, forked by the first read of the process that
+        reads: the master's workers, not the master), and is not probed again by a later call of this until it
+        changes (a gunicorn master calls it before each worker it forks)."""
         self._budget = budget
+        self._reads_wait = reads_wait
         found = self._scan()
-        with self._lock:  # the chains already in step (a refresh before) are not executed again
-            fresh = {ref: there for ref, there in found.items() if self._stamps.get(ref) != there[1]}
+        with self._lock:  # the chains already in step (a refresh before), or found late before, are not probed again
+            keys = {ref: self._key(ref, stamp) for ref, (_, stamp) in found.items()}
+            fresh = {
+                ref: there
+                for ref, there in found.items()
+                if self._stamps.get(ref) != there[1] and self._late.get(ref) != keys[ref]
+            }
         try:
             verdicts = finished_within([(ref, path) for ref, (path, _) in fresh.items()], budget)
         except OSError as exc:  # no child to be had (a fork refused: memory, a process limit): executed here, unbounded
@@ -135,12 +169,14 @@ class ChainCatalog:
             verdicts = dict.fromkeys(fresh)
         late = LATE.format(budget=budget)
         with self._lock:  # a file late here is probed again, patiently (:meth:`_probe_wanted`): one that ends is read
-            self._verdicts.update({ref: (fresh[ref][1], said) for ref, said in verdicts.items() if said != late})
+            self._verdicts.update({ref: (keys[ref], said) for ref, said in verdicts.items() if said != late})
+            self._late.update({ref: keys[ref] for ref, said in verdicts.items() if said == late})
             self._in_step(found)
         return [fresh[ref][0] for ref, said in verdicts.items() if said is not None]
 
-    def refresh_chain(self, chain_type: str, chain: str) -> None:
-        """Bring one chain in step with its file, with one stat (a submission's hot path: no folder scan)."""
+    def refresh_chain(self, chain_type: str, chain: str, again: bool = True) -> None:
+        """Bring one chain in step with its file, with one stat (a submission's hot path: no folder scan); ``again``:
+        read it again if its probe (a read that waits for it: the API's) told since."""
         ref = (chain_type, chain)
         file = self._files.get(ref)  # a chain imported before: its file's name, checked then
         if file is None:
@@ -154,33 +190,58 @@ class ChainCatalog:
             elif ref in self._chains:
                 self._forget(ref)
         self._probe_wanted()
+        if again and self._probes and self._reads_wait and self._awaited(ref):  # its probe ended since: read it again
+            self.refresh_chain(chain_type, chain, again=False)
 
     def _sync(self, ref: tuple[str, str], path: Path | str, stamp: Stamp) -> bool:
         """(Re)import a chain whose file's stamp changed; True if it did. Called with the lock held."""
         if self._stamps.get(ref) == stamp and not changed_imports(chain_module(*ref)):  # nor a module it imports
             return False
-        left = self._probed(ref, Path(path), stamp) if self._budget is not None else None
-        if left == PROBING and ref in self._chains:  # changed: its last execution here stands until its probe ends
-            return False
-        if left is None:
+        left = self._probed(ref, Path(path), self._key(ref, stamp)) if self._budget is not None else None
+        if left == PROBING:
+            error = f"{NOT_YET}: {self._probing_said(ref)}"
+            held = self._chains.get(ref)
+            if held is not None and (not (held.error or "").startswith(NOT_HERE) or held.error == error):
+                return False  # changed: its last execution here stands until its probe ends (or nothing new to say)
+            self._chains[ref] = ChainInfo(*ref, Path(path), {}, error=error, import_failed=True)
+        elif left is None:
             self._chains[ref] = inspect_chain(Path(path), *ref)
         else:
-            error = f"not executed here yet: {left}" if left == PROBING else f"not executed here: {left}"
-            self._chains[ref] = ChainInfo(*ref, Path(path), {}, error=error, import_failed=True)
+            self._chains[ref] = ChainInfo(*ref, Path(path), {}, error=f"{NOT_HERE}: {left}", import_failed=True)
         if left != PROBING:  # told for this stamp: not read again until the file changes
             self._stamps[ref] = stamp
         self._files[ref] = str(path)
         return True
 
-    def _probed(self, ref: tuple[str, str], path: Path, stamp: Stamp) -> str | None:
-        """What a probe said of the file at ``path`` as ``stamp`` (None: it ended within the budget: it may be executed
+    def _probing_said(self, ref: tuple[str, str]) -> str:
+        """Why a chain whose probe is under way is not executed here: being probed, or (once its probe has run past the
+        budget, or it was found late as the process started) its import has not ended within the budget. Called with
+        the lock held."""
+        key, probe = self._probes[ref]
+        if self._late.get(ref) == key or (probe is not None and not probe.patience()):
+            return UNENDED.format(budget=self._budget)
+        return PROBING
+
+    def _key(self, ref: tuple[str, str], stamp: Stamp) -> ProbeKey:
+        """What a probe's verdict on the chain ``ref`` whose file is at ``stamp`` is kept by (:data:`ProbeKey`): a
+        module of the chains folder it imports that changed since it was executed here (a helper saved) is executed
+        anew with it, so a verdict on the file alone is not one on what its execution now runs. A stat a module its
+        execution here imported (none for most chains); nothing else."""
+        changed = changed_imports(chain_module(*ref))
+        if not changed:
+            return stamp, ()
+        files = {name: getattr(sys.modules.get(name), "__file__", None) for name in changed}
+        return stamp, tuple((name, file_stamp(file) if isinstance(file, str) else None) for name, file in files.items())
+
+    def _probed(self, ref: tuple[str, str], path: Path, key: ProbeKey) -> str | None:
+        """What a probe said of the file at ``path`` as ``key`` (None: it ended within the budget: it may be executed
         here; :data:`~nectar.catalog.loader.PROBING` while its probe runs, one asked for if none is). Never waits.
         Called with the lock held."""
         verdict = self._verdicts.get(ref)
-        if verdict is not None and verdict[0] == stamp:
+        if verdict is not None and verdict[0] == key:
             return verdict[1]
         held = self._probes.get(ref)
-        if held is not None and held[0] == stamp:
+        if held is not None and held[0] == key:
             probe = held[1]
             if probe is None:  # asked for, not forked yet
                 return PROBING
@@ -188,12 +249,43 @@ class ChainCatalog:
             if not probe.over:
                 return PROBING
             del self._probes[ref]
-            self._verdicts[ref] = (stamp, probe.verdicts[ref])
+            self._verdicts[ref] = (key, probe.verdicts[ref])
             return probe.verdicts[ref]
         self._stop_probe(ref)  # of the file as it was before: changed since
-        self._probes[ref] = (stamp, None)
+        self._probes[ref] = (key, None)
         self._wanted[ref] = path
         return PROBING
+
+    def _awaited(self, only: tuple[str, str] | None = None) -> bool:
+        """For a catalog whose reads wait (:meth:`refresh_ahead`'s ``reads_wait``): wait, the lock let go, until each
+        probe under way has told its file's verdict or run past the budget since it was forked (a probe of a file found
+        late as the process started is not waited for; ``only``: that chain's alone); True if one told meanwhile (the
+        caller reads again). Each is watched on a copy of its pipe's end (:meth:`Probe.watched`): another thread may
+        poll or stop it meanwhile."""
+        with self._lock:
+            under_way = [
+                (probe.watched(), probe.patience())
+                for ref, (key, probe) in self._probes.items()
+                if probe is not None
+                and not probe.over
+                and self._late.get(ref) != key
+                and probe.patience() > 0
+                and only in (None, ref)
+            ]
+        if not under_way:
+            return False
+        deadline = time.monotonic() + max(patience for _, patience in under_way)
+        watched = [fd for fd, _ in under_way]
+        told = False
+        try:
+            while watched and (left := deadline - time.monotonic()) > 0:
+                ready = select.select(watched, [], [], left)[0]
+                told = told or bool(ready)
+                watched = [fd for fd in watched if fd not in ready]
+        finally:
+            for fd, _ in under_way:
+                os.close(fd)
+        return told
 
     def _probe_wanted(self) -> None:
         """Fork the probes asked for (:meth:`_probed`), the lock let go: a fork waits at the fork gates
@@ -203,19 +295,19 @@ class ChainCatalog:
             return
         with self._lock:
             wanted, self._wanted = self._wanted, {}
-            stamps = {ref: self._probes[ref][0] for ref in wanted if ref in self._probes}
-        for ref, stamp in stamps.items():
+            keys = {ref: self._probes[ref][0] for ref in wanted if ref in self._probes}
+        for ref, key in keys.items():
             try:
                 probe = Probe([(ref, wanted[ref])], cast(float, self._budget), patient=True)
             except OSError as exc:  # no child to be had now (memory, a process limit): asked for again at the next read
                 logger.warning("%s is not probed yet: %s", wanted[ref], exc)
                 with self._lock:
-                    if self._probes.get(ref) == (stamp, None):
+                    if self._probes.get(ref) == (key, None):
                         del self._probes[ref]
                 continue
             with self._lock:
-                if self._probes.get(ref) == (stamp, None):
-                    self._probes[ref] = (stamp, probe)
+                if self._probes.get(ref) == (key, None):
+                    self._probes[ref] = (key, probe)
                     continue
             probe.stop()  # the file changed or went meanwhile
 
@@ -232,12 +324,18 @@ class ChainCatalog:
         self._stamps.pop(ref, None)
         self._files.pop(ref, None)
         self._verdicts.pop(ref, None)
+        self._late.pop(ref, None)
         self._stop_probe(ref)
         forget_module(chain_module(*ref))
         sys.modules.pop(chain_module(*ref), None)
 
     def chains(self) -> list[ChainInfo]:
         self.refresh()
+        return self.held()
+
+    def held(self) -> list[ChainInfo]:
+        """The chains as last read, no file looked at (a gunicorn master's warm-up, after its :meth:`refresh_ahead`: a
+        read there would fork a patient probe in the master, which its workers should fork themselves)."""
         return [self._chains[ref] for ref in sorted(self._chains)]
 
     def none_found(self) -> str:
@@ -290,8 +388,10 @@ class ChainCatalog:
         self.refresh_chain(chain_type, chain)
         info = self._chain(chain_type, chain)
         if info.error:
-            failure = "failed to import" if info.import_failed else "exposes no task"
-            raise ChainNotFound(f"chain {info.ref} {failure}: {info.error}")
+            failure = "failed to import: " if info.import_failed else "exposes no task: "
+            if info.error.startswith(NOT_HERE):  # its probe's word: what it says is why
+                failure = "is "
+            raise ChainNotFound(f"chain {info.ref} {failure}{info.error}")
         found = info.resolve(task)
         if found is not None:
             return found

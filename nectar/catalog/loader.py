@@ -25,6 +25,7 @@ import traceback
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from stat import S_ISSOCK
 from typing import Any, NamedTuple
 
 from nectar.catalog.keepable import Keepable, keepable
@@ -38,6 +39,7 @@ from nectar.keys import is_name
 from nectar.logs.module_handlers import executed_anew
 from nectar.params import params_of
 from nectar.schedules.declared import declared_on
+from nectar.stdlib_internals import raw_set_handler
 from nectar.task import chain_module
 from nectar.triggers.declared import declared_triggers
 from nectar.upstream import names_in_requires, upstream_of
@@ -144,6 +146,11 @@ class _ChainsFolders(importlib.abc.MetaPathFinder):
     def add(self, folder: str) -> None:
         if folder not in self.folders:
             self.folders.append(folder)
+            parent, name = os.path.split(folder)
+            if name == "chains" and parent not in sys.path:
+                # last on the path too, for the processes a run spawns (a ``spawn`` or ``forkserver`` pool: a fresh
+                # interpreter given this one's sys.path, not its finders) that unpickle ``chains.<type>.<chain>.f``
+                sys.path.append(parent)
         if self not in sys.meta_path:
             sys.meta_path.append(self)
 
@@ -206,7 +213,7 @@ def load_ahead(
     def too_long(*_: Any) -> None:
         raise _TooLong
 
-    previous = signal.signal(signal.SIGALRM, too_long)
+    previous = raw_set_handler(signal.SIGALRM, too_long)  # a spare's, each run: no enum made of either handler
     signal.setitimer(signal.ITIMER_REAL, budget)
     try:
         code = chain_code(path, chain_type, chain)
@@ -225,7 +232,7 @@ def load_ahead(
         return False
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        raw_set_handler(signal.SIGALRM, previous)
     _AHEAD = (str(path), _COMPILED[str(path)], module)
     return True
 
@@ -323,6 +330,7 @@ class Probe:
             nowhere = os.open(os.devnull, os.O_WRONLY)
             os.dup2(nowhere, 1)
             os.dup2(nowhere, 2)
+            _close_sockets()
             try:
                 for (chain_type, chain), path in self.chains:
                     began = time.monotonic()
@@ -344,6 +352,12 @@ class Probe:
     def over(self) -> bool:
         """Whether the child has told what it will (it is ended, and waited for)."""
         return self.pid is None
+
+    def watched(self) -> int:
+        """A copy of this process's end of the child's pipe, readable once the child told a file or ended: a thread
+        may wait on it (``select``) while another polls the probe or stops it (which closes the end :meth:`poll`
+        reads). The caller closes it."""
+        return os.dup(self._reader)
 
     def patience(self) -> float:
         """Seconds until the file under way has taken longer than the budget (as far as this process can tell)."""
@@ -407,6 +421,15 @@ class Probe:
         """End the child now (its file changed, or is gone): what it has not told is not told."""
         if self.pid is not None:
             self._end(self.pid, None)
+
+
+def _close_sockets() -> None:
+    """In a probe's child: the sockets it was forked with closed (an API worker's listening socket and its clients'
+    connections: a child whose file never ends held a connection the worker closed open, its client never told)."""
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, gone by now
+            if S_ISSOCK(os.fstat(int(name)).st_mode):
+                os.close(int(name))
 
 
 def _ended(pid: int) -> bool:

@@ -88,6 +88,9 @@ _IMPORTS_OF: dict[str, frozenset[str]] = {}
 #: its code names (:data:`_IMPORTS_OF`) that ``sys.modules`` held as its last execution ended, with that module's file
 #: and the file's stamp then (:func:`changed_imports`); none where it imports none
 _IMPORTED: dict[str, dict[str, tuple[str, Stamp | None]]] = {}
+#: by module of the chains folder that Python's import executed (:class:`_ChainImports`): its file and the file's
+#: stamp as its execution began; judged by it where an importer names it for the first time (:func:`changed_imports`)
+_STAMPED: dict[str, tuple[str, Stamp | None]] = {}
 #: ``os.environ``'s own dictionary (bytes to bytes: :func:`~nectar.stdlib_internals.environ_data`)
 _ENVIRON = environ_data()
 #: each environment variable a chain module's execution changed in this process, as it was before the first such
@@ -141,12 +144,22 @@ def forget_module(name: str) -> None:
 
 
 @contextlib.contextmanager
-def executed_anew(name: str, code: types.CodeType | None = None) -> Iterator[None]:
-    """The chain module ``name`` executed in the block, anew (its ``code``, where known: the chain modules it imports
-    noted, :func:`chain_imports`): what luigi holds of its last execution forgotten (:func:`forget_module`) and the
-    options its executions changed put back (:func:`_put_back_options`) before; the namespaces it set for other
-    modules' scopes put back after, and the options it changed noted."""
-    _IMPORTS_OF[name] = chain_imports(code) if code is not None else frozenset()
+def executed_anew(
+    name: str, code: types.CodeType | None = None, package: str | None = None, file: str | None = None
+) -> Iterator[None]:
+    """The chain module ``name`` executed in the block, anew (its ``code``, where known: the modules of the chains
+    folder it imports noted, :func:`chain_imports`, relative ones from ``package``, by default the package ``name`` is
+    in; its ``file``, where Python's import executes it: its stamp noted, :data:`_STAMPED`): what luigi holds of its
+    last execution forgotten (:func:`forget_module`) and the options its executions changed put back
+    (:func:`_put_back_options`) before; the namespaces it set for other modules' scopes put back after, and the
+    options it changed noted."""
+    if package is None:
+        package = name.rpartition(".")[0]
+    _IMPORTS_OF[name] = chain_imports(code, package) if code is not None else frozenset()
+    if file is not None:
+        _STAMPED[name] = (file, file_stamp(file))
+    else:  # executed by the catalog or an attempt from its file, not by an import: not judged by an import's stamp
+        _STAMPED.pop(name, None)
     forget_module(name)
     config = luigi.configuration.get_config()
     _put_back_options(config, name)
@@ -312,28 +325,58 @@ def given_back() -> None:
         _HIDDEN.clear()
 
 
-def chain_imports(code: types.CodeType) -> frozenset[str]:
-    """The chain modules a chain module's ``code`` imports (at its top or in a function): each chain module's name
-    its code objects name (``import chains.<type>.<chain>``, ``from chains.<type>.<chain> import ...``), and each
-    chain of a chain type's package it names beside a name it imports from it (``from chains.<type> import
-    <chain>``). A chain imported by a module that is not a chain module, or by a name made at run time, is not seen."""
+def chain_imports(code: types.CodeType, package: str = "") -> frozenset[str]:
+    """The modules of the chains folder a module's ``code`` imports (at its top or in a function): each name under
+    ``chains.<type>.`` its code objects name (``import chains.<type>.<chain>``, ``from chains.<type>.sub.mod import
+    ...``) and the packages on its way (``chains.<type>.sub``); each module of a package of the chains folder it
+    names beside a name it imports from it (``from chains.<type> import <chain>``, ``from chains.<type>.sub import
+    mod``); and, the module in the chains folder's ``package`` (``chains.<type>``, or deeper), each such module a
+    relative import would name (``from .helpers import ...``, ``from . import helpers``, ``from .sub.mod import ...``;
+    the code does not say an import's level: each name it holds is taken as one, and only a module ``sys.modules``
+    holds is ever judged). A module imported by a name made at run time is not seen."""
     found: set[str] = set()
+    prefix = f"{package}." if package.startswith(_CHAINS) else ""  # a module in the chains folder: relative names
     todo = [code]
     while todo:
         held = todo.pop()
         names = held.co_names
+        if prefix:
+            found.update([prefix + named for named in names if named and "." not in named])
         for named in names:
-            if _is_chain(named):
-                found.add(named)
-            elif named.startswith(_CHAINS) and named.count(".") == 1:
-                found.update(f"{named}.{other}" for other in names if other.isidentifier())
+            if "." not in named:
+                continue
+            if named.startswith(_CHAINS):
+                _with_packages(named, found)
+                found.update([f"{named}.{other}" for other in names if "." not in other])
+            elif prefix:
+                _with_packages(prefix + named, found)
         todo.extend(const for const in held.co_consts if isinstance(const, types.CodeType))
     return frozenset(found)
 
 
-def _is_chain(module: str) -> bool:
-    """Whether ``module`` is a chain module's name (``chains.<type>.<chain>``)."""
-    return module.startswith(_CHAINS) and module.count(".") == 2
+def _in_packages(imports: frozenset[str]) -> frozenset[str]:
+    """The modules ``sys.modules`` holds of each package of ``imports`` it holds, whose last name is one of
+    ``imports`` (a relative import's: ``from .sub import mod`` names ``sub`` and ``mod``, ``chains.<type>.mod`` among
+    ``imports`` for it), not in ``imports``."""
+    held = [module for module in imports if hasattr(sys.modules.get(module), "__path__")]
+    if not held:
+        return frozenset()
+    last = {module.rpartition(".")[2] for module in imports}
+    return (
+        frozenset(f"{package}.{child}" for package in held for child in last if f"{package}.{child}" in sys.modules)
+        - imports
+    )
+
+
+def _with_packages(module: str, found: set[str]) -> None:
+    """``module`` and each package on its way, from ``chains.<type>.<name>`` down, added to ``found``."""
+    parts = module.split(".")
+    found.update(".".join(parts[:end]) for end in range(3, len(parts) + 1))
+
+
+def _in_chains_folder(module: str) -> bool:
+    """Whether ``module`` is a module of a chain type's folder, at any depth (``chains.<type>.<name>...``)."""
+    return module.startswith(_CHAINS) and module.count(".") >= 2
 
 
 def _set_by(before: Parsed, after: Parsed) -> tuple[dict[tuple[str | None, str], str | None], dict[str, bool]]:
@@ -428,14 +471,15 @@ def _absorbed(outer: Parsed, before: Parsed, after: Parsed) -> None:
 
 
 class _ChainImports(importlib.abc.MetaPathFinder):
-    """First on ``sys.meta_path`` while a chain module is executed (:func:`executed_anew`): a chain module that its
-    code imports (``chains.<type>.<chain>``, not in ``sys.modules``), found where Python's own finder finds it, is
-    executed within :func:`executed_anew` of its own name."""
+    """First on ``sys.meta_path`` while a chain module is executed (:func:`executed_anew`): a module of the chains
+    folder that its code imports (``chains.<type>.<chain>``, or deeper: ``chains.<type>.sub``,
+    ``chains.<type>.sub.mod``; not in ``sys.modules``), found where Python's own finder finds it, is executed within
+    :func:`executed_anew` of its own name."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if not fullname.startswith(_CHAINS) or fullname.count(".") != 2:
+        if not _in_chains_folder(fullname):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         if spec is not None and spec.loader is not None and not isinstance(spec.loader, _ExecutedAnew):
@@ -455,7 +499,11 @@ class _ExecutedAnew(importlib.abc.Loader):
 
     def exec_module(self, module: types.ModuleType) -> None:
         get_code = getattr(self.loader, "get_code", None)  # the code the loader executes: read from its cache
-        with executed_anew(module.__name__, get_code(module.__name__) if get_code is not None else None):
+        code = get_code(module.__name__) if get_code is not None else None
+        spec = module.__spec__
+        file = spec.origin if spec is not None and spec.has_location else None
+        package = module.__package__ or module.__name__.rpartition(".")[0]
+        with executed_anew(module.__name__, code, package, file):
             self.loader.exec_module(module)
 
     def __getattr__(self, name: str) -> Any:
@@ -478,16 +526,36 @@ def _imports_watched(change: int) -> None:
 
 def _imports_noted(name: str) -> None:
     """The modules of the chains folder the chain module ``name`` imports, as its execution leaves them: their files'
-    stamps noted (:data:`_IMPORTED`). A stat a module imported; nothing where it imports none."""
+    stamps noted (:data:`_IMPORTED`): as Python's import executed it, where it did (:data:`_STAMPED`, taken as its
+    execution began: a file saved while it or its importer was executed is seen as changed), else one stat; nothing
+    where it imports none. A module of a package it imports that its code names (``from .sub import mod``) is one it
+    imports (:func:`_in_packages`)."""
+    imports = _IMPORTS_OF.get(name, frozenset())
+    deeper = _in_packages(imports)
+    if deeper:
+        imports = _IMPORTS_OF[name] = imports | deeper
     noted = {}
-    for module in _IMPORTS_OF.get(name, ()):
+    for module in imports:
         file = getattr(sys.modules.get(module), "__file__", None)
         if module != name and isinstance(file, str):
-            noted[module] = (file, file_stamp(file))
+            stamped = _STAMPED.get(module)
+            noted[module] = stamped if stamped is not None and stamped[0] == file else (file, file_stamp(file))
     if noted:
         _IMPORTED[name] = noted
     else:
         _IMPORTED.pop(name, None)
+
+
+def _as_executed(module: str) -> tuple[str, Stamp | None] | None:
+    """The stamp of the module ``module`` of the chains folder as it was executed, for an importer that has not noted
+    it: as Python's import executed it (:data:`_STAMPED`), else the oldest another importer noted (a chain file the
+    catalog executed, then imported: a file changed since any of them noted it is taken as changed); None where none
+    is known."""
+    stamped = _STAMPED.get(module)
+    if stamped is not None:
+        return stamped
+    notes = [noted[module] for noted in _IMPORTED.values() if module in noted]
+    return min(notes, key=lambda note: note[1] or (0, 0)) if notes else None
 
 
 def changed_imports(name: str, code: types.CodeType | None = None) -> list[str]:
@@ -497,8 +565,11 @@ def changed_imports(name: str, code: types.CodeType | None = None) -> list[str]:
     must not take as they are (``python -m luigi`` executes each as it is now). A stat a module imported; nothing
     where ``name`` imports none."""
     imports: dict[str, tuple[str, Stamp | None] | None] = dict(_IMPORTED.get(name, {}))
-    if code is not None:  # a module the new code names, not noted: judged by what it imports
-        imports.update({module: None for module in chain_imports(code) if module not in imports})
+    if code is not None:  # a module the new code names, not noted by it: judged by its own stamp as Python's import
+        # executed it (for another importer, before the file changed), and by what it imports
+        names = chain_imports(code, name.rpartition(".")[0])
+        names |= _in_packages(names)
+        imports.update({m: _as_executed(m) for m in names if m not in imports and m in sys.modules})
     if not imports:
         return []
     stale: dict[str, bool] = {name: False}

@@ -6,7 +6,7 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from nectar.config import Settings, configure, load_luigi_config
@@ -28,8 +28,11 @@ def settings_of(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _task_params(extra: Sequence[str]) -> dict[str, str]:
-    """``--name value`` and ``--name=value`` pairs; names may use - for _."""
+def _task_params(extra: Sequence[str], flags: Mapping[str, bool] | None = None) -> dict[str, str]:
+    """``--name value`` and ``--name=value`` pairs; names may use - for _. ``flags`` names the task's
+    ``BoolParameter``s, read as luigi's command line reads them: each is true given as ``--name`` alone, and one
+    whose value may follow (True: luigi's explicit parsing) takes the next word unless it is another ``--name``."""
+    flags = flags or {}
     params: dict[str, str] = {}
     items = list(extra)
     while items:
@@ -37,11 +40,15 @@ def _task_params(extra: Sequence[str]) -> dict[str, str]:
         if not flag.startswith("--") or len(flag) < 3:
             raise SystemExit(f"nectar run: expected --<param> <value>, got {flag!r}")
         name, sep, value = flag[2:].partition("=")
+        name = name.replace("-", "_")
         if not sep:
-            if not items:
+            if name in flags and (not flags[name] or not items or items[0].startswith("--")):
+                value = "true"
+            elif not items:
                 raise SystemExit(f"nectar run: --{name} needs a value")
-            value = items.pop(0)
-        params[name.replace("-", "_")] = value
+            else:
+                value = items.pop(0)
+        params[name] = value
     return params
 
 
@@ -59,7 +66,10 @@ def cmd_chains(args: argparse.Namespace) -> int:
         if chain.error:
             rows.append([chain.ref, "(import failed)" if chain.import_failed else "(no task)", chain.error])
         for task in chain.tasks.values():
-            params = ", ".join(f"{p.name}:{p.kind}" + ("*" if p.required else f"={p.default}") for p in task.params)
+            params = ", ".join(
+                f"{p.name}:{p.kind}" + ("*" if p.required else " (private)" if p.private else f"={p.default}")
+                for p in task.params
+            )
             aliases = f" (also {', '.join(task.aliases)})" if task.aliases else ""
             rows.append([chain.ref, task.name + aliases, params or "-"])
         rows += [[chain.ref, f"({hidden.name}: not exposed)", hidden.reason] for hidden in chain.hidden]
@@ -113,6 +123,8 @@ def _log_location(store: Any, log: TargetKey) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    import luigi
+
     from nectar.attempt import process_name
     from nectar.service import Nectar
     from nectar.supervisor import luigi_config
@@ -124,7 +136,11 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     load_luigi_config(luigi_config(settings))  # luigi.cfg's [core] log_level, its [worker] settings: as the worker
     with Nectar(settings) as nectar:
         chain_type, chain, task = parts
-        submission = nectar.submit(chain_type, chain, task, _task_params(extra))
+        flags: dict[str, bool] = {}  # each BoolParameter's name: whether a value may follow it
+        for param in nectar.catalog.task(chain_type, chain, task).params:
+            if isinstance(param.param, luigi.BoolParameter):
+                flags[param.name] = param.param.parsing == luigi.BoolParameter.EXPLICIT_PARSING
+        submission = nectar.submit(chain_type, chain, task, _task_params(extra, flags))
         if submission.done:
             print("already done, nothing to run")
         elif not submission.created:

@@ -349,13 +349,28 @@ def jsonable_attempt(attempt: Attempt) -> dict[str, Any]:
     }
 
 
+#: the member of a run's parameters naming, comma separated, those luigi calls private (``ParameterVisibility.PRIVATE``:
+#: a password): their text is kept for the run's task, as luigi's command line gives it, and never shown (luigi keeps
+#: them out of the task's id and of luigid); no parameter's name (an identifier) is spelt so
+PRIVATE = "(private)"
+
+
+def shown_params(params: Mapping[str, str]) -> dict[str, str]:
+    """A run's parameters as they are shown: without those luigi calls private (:data:`PRIVATE`)."""
+    private = params.get(PRIVATE)
+    if private is None:
+        return dict(params)
+    hidden = {PRIVATE, *private.split(",")}
+    return {name: text for name, text in params.items() if name not in hidden}
+
+
 def jsonable_run(run: Run) -> dict[str, Any]:
     """A run as plain JSON-able values."""
     return {
         "run_id": run.id,
         "key": run.key,
         "task": run.ref,
-        "params": dict(run.params),
+        "params": shown_params(run.params),
         "task_id": run.task_id,
         "job_status": run.state.value,
         "queued_at": run.queued_at,

@@ -113,7 +113,10 @@ class ScheduleLoop:
                     self._seen_changes = None  # reload at the next pass
                     continue
                 self._push(fresh, self._fire_due(fresh, now, counts))
-            except Exception as exc:  # the store or the registry cannot answer: this schedule is tried again
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # the store or the registry cannot answer, a chain's code raised (its
+                # SystemExit too: it ended the loop's thread, the schedule off the heap): this schedule is tried again
                 self._failed(schedule_id, exc)
                 heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
         for schedule_id, held in self.runs.held().items():
@@ -121,7 +124,9 @@ class ScheduleLoop:
                 record, releasable = self._releasable(schedule_id, held, declared)
                 if record is not None and releasable:
                     counts["released"] = counts.get("released", 0) + self.book.release(record, releasable)
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
                 self._failed(schedule_id, exc)
         return counts
 
@@ -142,7 +147,7 @@ class ScheduleLoop:
         return record, held
 
     @staticmethod
-    def _failed(schedule_id: str, exc: Exception) -> None:
+    def _failed(schedule_id: str, exc: BaseException) -> None:
         """Log why a schedule could not fire this pass (a traceback for what is not a known failure)."""
         if isinstance(exc, NectarError):
             logger.warning("schedule %s: %s; trying again in %gs", schedule_id, exc, RETRY_AFTER)

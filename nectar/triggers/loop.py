@@ -54,8 +54,9 @@ class TriggerLoop:
         self._records: dict[str, TriggerRecord] = {}
         #: when each trigger is polled next, by id
         self._due: dict[str, float] = {}
-        #: by trigger, the conditions its last poll found that hold poll after poll (:data:`HELD`), said as they began
-        self._held: dict[str, set[str]] = {}
+        #: by trigger, the conditions its last poll found that hold poll after poll (:data:`HELD`), each with what it
+        #: said as it began or last changed: said again when what the user reads changes
+        self._held: dict[str, dict[str, str]] = {}
         self.stopping = threading.Event()
 
     def _reload(self) -> None:
@@ -95,7 +96,10 @@ class TriggerLoop:
                     self._seen_changes = None
                     continue
                 poll = polls[trigger_id] = self.book.poll(fresh)
-            except Exception as exc:  # the registry (or the task's store) cannot answer: polled again later
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # the registry (or the task's store) cannot answer, a chain's code raised
+                # (its SystemExit too): polled again later
                 self._failed(trigger_id, exc)
                 self._due[trigger_id] = now + RETRY_AFTER
                 continue
@@ -106,7 +110,7 @@ class TriggerLoop:
         return polls
 
     @staticmethod
-    def _failed(trigger_id: str, exc: Exception) -> None:
+    def _failed(trigger_id: str, exc: BaseException) -> None:
         if isinstance(exc, NectarError):
             logger.warning("trigger %s: %s; polling again in %gs", trigger_id, exc, RETRY_AFTER)
         else:
@@ -114,15 +118,17 @@ class TriggerLoop:
 
     def _logged(self, trigger_id: str, poll: Poll) -> None:
         """What a poll made, at INFO; a condition that holds poll after poll (:data:`HELD`: the store cannot list,
-        objects left for a later poll) at WARNING as it begins and at INFO as it ends, not at every poll."""
+        objects left for a later poll) at WARNING as it begins or as what it says changes, and at INFO as it ends,
+        not at every poll."""
         made = {state: n for state, n in poll.states.items() if state not in ("exists", "stale", "full")}
         if made:
             logger.info("trigger %s: %d new object(s): %s", trigger_id, poll.listed, made)
-        before = self._held.get(trigger_id, set())
-        now = {held for held, (found, _) in HELD.items() if found(poll) is not None}
-        for held in sorted(now - before):
-            logger.warning("trigger %s: %s: %s", trigger_id, held, HELD[held][0](poll))
-        for held in sorted(before - now):
+        before = self._held.get(trigger_id, {})
+        now = {held: said for held, (found, _) in HELD.items() if (said := found(poll)) is not None}
+        for held, said in sorted(now.items()):
+            if before.get(held) != said:  # as it begins, or says something else (a folder gone, then refused)
+                logger.warning("trigger %s: %s: %s", trigger_id, held, said)
+        for held in sorted(before.keys() - now.keys()):
             logger.info("trigger %s: %s", trigger_id, HELD[held][1])
         if now:
             self._held[trigger_id] = now

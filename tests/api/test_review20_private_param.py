@@ -55,7 +55,6 @@ def api(settings: Settings, luigid: str, write_chain: Callable[[str, str], Path]
     processes.close()
 
 
-@pytest.mark.xfail(strict=True, reason="review20: a private luigi parameter cannot be given over the API (422)")
 def test_a_private_parameter_is_given_over_the_api_as_on_luigis_command_line(
     api: int,
     settings: Settings,
@@ -83,3 +82,59 @@ def test_a_private_parameter_is_given_over_the_api_as_on_luigis_command_line(
     with urllib.request.urlopen(f"{luigid}/api/task_list?data={query}", timeout=60) as listed:
         shown = json.loads(listed.read())["response"]
     assert shown and all("password" not in task["params"] for task in shown.values()), shown
+
+
+#: a task whose private parameter has a default: the default is a secret too
+DEFAULTED = """
+import os
+
+import luigi
+from luigi.parameter import ParameterVisibility
+
+
+class TokenTask(luigi.Task):
+    user = luigi.Parameter()
+    token = luigi.Parameter(default="t0ps3cret", visibility=ParameterVisibility.PRIVATE)
+
+    def output(self):
+        return luigi.LocalTarget(os.path.join(os.environ["REVIEW20_OUT"], f"token-{self.user}"))
+
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(self.token)
+"""
+
+
+def test_a_private_parameters_value_is_never_shown(
+    api: int,
+    settings: Settings,
+    luigid: str,
+    write_chain: Callable[[str, str], Path],
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The catalog lists the private parameter (so a client knows it may give it) marked private, its default
+    not shown; the run's answers (``/api/runs/<id>``, ``/api/runs``) name its other parameters and not it, while
+    its task was given it. Failed before the fix: the catalog did not list it (KeyError 'token'); with the private
+    value kept for the run but shown, ``given-one`` was in ``/api/runs/<id>``."""
+    monkeypatch.setenv("REVIEW20_OUT", str(tmp_path))
+    write_chain("review20/token_chain", DEFAULTED)
+    base = f"http://127.0.0.1:{api}"
+    with urllib.request.urlopen(f"{base}/api/chains/review20/token_chain/TokenTask", timeout=60) as answer:
+        listed = json.loads(answer.read())
+    params = {param["name"]: param for param in listed["data"]["params"]}
+    assert params["token"]["private"] is True and params["token"]["default"] is None, params
+    assert params["user"]["private"] is False
+    assert "t0ps3cret" not in json.dumps(listed)
+    status, answer = post(api, "/api/chains/review20/token_chain/TokenTask", {"user": "cy", "token": "given-one"})
+    assert status == 202, answer
+    run_id = answer["data"]["run_id"]
+    start_worker(settings.replace(scheduler_url=luigid), workers=1)
+    run = ended(closed_at_end(Nectar(settings)), run_id)
+    assert run.state == RunState.DONE, run.error
+    assert (tmp_path / "token-cy").read_text() == "given-one"
+    for path in (f"/api/runs/{run_id}", "/api/runs"):
+        with urllib.request.urlopen(f"{base}{path}", timeout=60) as answer:
+            text = answer.read().decode()
+        assert "given-one" not in text and "(private)" not in text and '"cy"' in text, text

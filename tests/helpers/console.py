@@ -11,7 +11,7 @@ import nectar
 from harness import NECTAR, Processes, lifeline_env
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.registry import RetryPolicy, Run, RunState, open_run_store
+from nectar.registry import RetryPolicy, Run, RunState, RunStore, open_run_store
 from tests.conftest import wait_until
 
 #: the md5 of ``{}``: a parameterless task's key
@@ -33,14 +33,27 @@ def one_run_on_a_worker(
 ) -> tuple[Run | None, subprocess.Popen[bytes]]:
     """A ``nectar worker`` (``argv``) started in ``cwd``, once it says its slots; the parameterless run of ``key``
     submitted to its registry, and the run as it ended (and the worker, whose log tells why)."""
+    proc, _ = started_worker(processes, argv, env, cwd)
+    with open_run_store(settings) as runs:
+        return ended_run(runs, key), proc
+
+
+def started_worker(
+    processes: Processes, argv: Sequence[str], env: Mapping[str, str], cwd: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """A ``nectar worker`` (``argv``) started in ``cwd``, once it says its slots (or ended), and its log."""
     proc = processes.start("worker", list(argv), dict(env), cwd)
     log = processes.log_of[proc.pid]
     wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)
-    with open_run_store(settings) as runs:
-        run = Run.new(key.path, key.chain_type, key.chain, key.task, {}, key.path, RetryPolicy(0, 0, 1))
-        run_id = runs.submit(run)[0].id
-        wait_until(lambda: (now := runs.get(run_id)) is not None and not now.state.active)
-        return runs.get(run_id), proc
+    return proc, log
+
+
+def ended_run(runs: RunStore, key: TargetKey) -> Run | None:
+    """The parameterless run of ``key`` submitted to ``runs`` (one attempt), as it ended."""
+    run = Run.new(key.path, key.chain_type, key.chain, key.task, {}, key.path, RetryPolicy(0, 0, 1))
+    run_id = runs.submit(run)[0].id
+    wait_until(lambda: (now := runs.get(run_id)) is not None and not now.state.active)
+    return runs.get(run_id)
 
 
 def done_by_a_command(

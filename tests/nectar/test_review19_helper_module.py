@@ -14,11 +14,8 @@ import pytest
 from harness import NECTAR, Processes, base_env, settings_env
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.registry import RetryPolicy, Run, RunState, open_run_store
-from tests.conftest import wait_until
-
-#: the md5 of ``{}``: a parameterless task's key
-EMPTY = "99914b932bd37a50b983c5e7c90ae93b"
+from nectar.registry import RunState, open_run_store
+from tests.helpers.console import EMPTY, ended_run, started_worker
 
 #: the chain: its task writes what the helper module says now
 USER_CHAIN = """
@@ -53,9 +50,7 @@ def test_a_fix_saved_to_a_chains_helper_module_reaches_the_next_run(
     write_chain(f"review19/{module}", 'def fixed_step():\n    return "bug"\n')
     write_chain("review19/user_chain", USER_CHAIN.format(module=module))
     env = base_env() | settings_env(settings) | {"NECTAR_RUNS_PER_PROCESS": runs_per_process}
-    proc = processes.start("worker", [*NECTAR, "worker", "--workers", "1", *flags], env, settings.data_dir.parent)
-    log = processes.log_of[proc.pid]
-    wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)
+    _, log = started_worker(processes, [*NECTAR, "worker", "--workers", "1", *flags], env, settings.data_dir.parent)
     key = TargetKey("review19", "user_chain", "UsesHelperTask", EMPTY)
     output = settings.local_targets_dir / key.path
     found = []
@@ -64,10 +59,7 @@ def test_a_fix_saved_to_a_chains_helper_module_reaches_the_next_run(
             if fix is not None:
                 write_chain(f"review19/{module}", fix)
                 output.unlink()
-            run = Run.new(key.path, "review19", "user_chain", "UsesHelperTask", {}, key.path, RetryPolicy(0, 0, 1))
-            run_id = runs.submit(run)[0].id
-            wait_until(lambda: (now := runs.get(run_id)) is not None and not now.state.active)  # noqa: B023
-            ended = runs.get(run_id)
+            ended = ended_run(runs, key)
             assert ended is not None and ended.state == RunState.DONE, (ended, log.read_text())
             found.append(output.read_text())
     assert found == ["bug", "fixed"], f"{found}: the helper as saved did not reach the run{os.linesep}{log.read_text()}"

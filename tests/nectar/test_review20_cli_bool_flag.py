@@ -39,7 +39,6 @@ class FlagTask(luigi.Task):
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review20: nectar run cannot take a BoolParameter as luigi's flag")
 @pytest.mark.parametrize("given", [["--flag", "--n", "3"], ["--n", "3", "--flag"]], ids=["flag-first", "flag-last"])
 def test_nectar_run_takes_a_bool_parameter_as_luigis_command_line_does(
     settings: Settings, write_chain: Callable[[str, str], Path], tmp_path: Path, given: list[str]
@@ -57,3 +56,16 @@ def test_nectar_run_takes_a_bool_parameter_as_luigis_command_line_does(
     result = nectar(settings, "run", "review20/flag_chain/FlagTask", *given, REVIEW20_OUT=str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "flag-True-3").exists(), result.stdout + result.stderr
+
+
+def test_an_explicit_bool_parameter_takes_a_value_or_none_as_luigis_command_line_does() -> None:
+    """luigi's ``BoolParameter(parsing=EXPLICIT_PARSING)`` is argparse's ``nargs='?', const=True``: ``--flag false``
+    gives false, ``--flag`` before another ``--name`` or last gives true; an implicit one never takes a value."""
+    from nectar.cli.local import _task_params
+
+    assert _task_params(["--flag", "false", "--n", "3"], {"flag": True}) == {"flag": "false", "n": "3"}
+    assert _task_params(["--flag", "--n", "3"], {"flag": True}) == {"flag": "true", "n": "3"}
+    assert _task_params(["--n", "3", "--flag"], {"flag": True}) == {"n": "3", "flag": "true"}
+    assert _task_params(["--flag=false"], {"flag": False}) == {"flag": "false"}
+    with pytest.raises(SystemExit, match="expected --<param> <value>, got 'true'"):
+        _task_params(["--flag", "true"], {"flag": False})

@@ -49,7 +49,6 @@ class PoolTask(luigi.Task):
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review20: a spawned pool process of a run cannot import the package chains")
 @pytest.mark.parametrize("how", ["run", "worker"])
 def test_a_task_with_a_spawned_process_pool_runs_whatever_folder_the_command_starts_in(
     settings: Settings,

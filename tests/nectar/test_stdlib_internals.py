@@ -14,6 +14,8 @@ from multiprocessing import SimpleQueue
 from multiprocessing.connection import wait
 from pathlib import Path
 
+import pytest
+
 from nectar import stdlib_internals
 
 
@@ -27,6 +29,26 @@ def test_the_raw_handler_is_signals_own_answer_without_its_enum() -> None:
         assert stdlib_internals.raw_handler(signal.SIGUSR1) is stdlib_internals.raw_handler(signal.SIGUSR1)
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_the_raw_setter_sets_the_handler_and_answers_the_one_it_replaced_without_its_enum() -> None:
+    def first(*_: object) -> None: ...
+
+    def second(*_: object) -> None: ...
+
+    previous = signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+    try:
+        assert stdlib_internals.raw_set_handler(signal.SIGUSR2, first) == signal.SIG_DFL  # 0: the member equals it
+        assert signal.getsignal(signal.SIGUSR2) is first
+        assert stdlib_internals.raw_set_handler(signal.SIGUSR2, second) is first
+        assert stdlib_internals.raw_set_handler(signal.SIGUSR2, 1) is second  # SIG_IGN as Python holds it: 1
+        assert signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN
+        assert stdlib_internals.raw_set_handler(signal.SIGUSR2, 0) == 1
+        assert signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL
+        with pytest.raises(TypeError):  # an enum member is no handler of the C function's: what it answered is
+            stdlib_internals.raw_set_handler(signal.SIGUSR2, signal.SIG_IGN)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
 
 
 def test_the_environs_data_is_its_own_dictionary_of_bytes_kept_by_its_writes() -> None:
