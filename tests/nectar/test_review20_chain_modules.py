@@ -69,9 +69,11 @@ class UsesModuleTask(NectarTask):
 #: what main does with each layout: the second run still reads 'bug' (the worker, or the attempt process before,
 #: imported the module, and nothing finds it changed: round 65's ``changed_imports`` is read from the names the chain's
 #: own code imports absolutely at its top)
+#: the layouts main (33786c2, the round's merges) still serves stale: relative and subpackage are mended there
+STILL_STALE = {"two-levels"}
 STALE = pytest.mark.xfail(strict=True, reason="review20: a saved chains-folder module does not reach the next run")
 CASES = [
-    pytest.param(layout, per_process, id=f"{layout}-{name}", marks=[STALE])
+    pytest.param(layout, per_process, id=f"{layout}-{name}", marks=[STALE] if layout in STILL_STALE else [])
     for layout in LAYOUTS
     for per_process, name in (("1", "fresh"), ("100", "reused"))
 ]
