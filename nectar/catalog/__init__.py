@@ -24,7 +24,7 @@ from nectar.catalog.luigi_state import changed_imports, forget_module
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.catalog.stamps import Stamp, file_stamp
 from nectar.config import chains_dir_refused, link_to_nothing, type_folder_said
-from nectar.errors import ChainNotFound, TaskNotFound
+from nectar.errors import ChainNotFound, ChainNotReady, TaskNotFound
 from nectar.keys import is_name
 from nectar.task import chain_module
 
@@ -389,6 +389,8 @@ class ChainCatalog:
         info = self._chain(chain_type, chain)
         if info.error:
             failure = "failed to import: " if info.import_failed else "exposes no task: "
+            if info.error.startswith(NOT_YET):  # its import under way in a probe: ask again
+                raise ChainNotReady(f"chain {info.ref} is {info.error}")
             if info.error.startswith(NOT_HERE):  # its probe's word: what it says is why
                 failure = "is "
             raise ChainNotFound(f"chain {info.ref} {failure}{info.error}")
