@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from flask.testing import FlaskClient
 
 from harness import lifeline_env
@@ -50,7 +49,6 @@ class PartsTask(luigi.Task):
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="review20: a DONE task whose output is an S3FlagTarget reads MISSING")
 def test_a_done_task_whose_output_is_an_s3_flag_target_reads_done(
     client_for: Callable[[Settings], FlaskClient],
     s3_settings: Settings,
