@@ -231,8 +231,9 @@ def dispatch(argv: Sequence[str] | None = None) -> int:
         }[args.command]
         return handler(args)
     except InvalidParameters as exc:
-        for name, messages in sorted(exc.errors.items()):
-            print(f"nectar: --{name}: {'; '.join(messages)}", file=sys.stderr)
+        for name, messages in sorted(exc.errors.items()):  # "_task": the task as made of them all, not a flag
+            where = "the task" if name.startswith("_") else f"--{name}"
+            print(f"nectar: {where}: {'; '.join(messages)}", file=sys.stderr)
         return 2
     except NectarError as exc:
         print(f"nectar: {exc}", file=sys.stderr)
