@@ -39,7 +39,11 @@ class FlagTask(luigi.Task):
 """
 
 
-@pytest.mark.parametrize("given", [["--flag", "--n", "3"], ["--n", "3", "--flag"]], ids=["flag-first", "flag-last"])
+@pytest.mark.parametrize(
+    "given",
+    [["--flag", "--n", "3"], ["--n", "3", "--flag"], ["--flag", "--n", "3", "--local-scheduler"]],
+    ids=["flag-first", "flag-last", "local-scheduler"],
+)
 def test_nectar_run_takes_a_bool_parameter_as_luigis_command_line_does(
     settings: Settings, write_chain: Callable[[str, str], Path], tmp_path: Path, given: list[str]
 ) -> None:
