@@ -23,7 +23,8 @@ NectarError
     ├── StoreUnavailable     the target store (S3) cannot be reached
     ├── RegistryUnavailable  the run registry (PostgreSQL) cannot be reached
     ├── SchedulerUnavailable luigid cannot be reached
-    └── QueueFull            too many runs queued: try again after ``retry_after`` seconds
+    ├── QueueFull            too many runs queued: try again after ``retry_after`` seconds
+    └── ChainNotReady        a chain file still being executed in a probe first: ask again
 
 Interrupted (a BaseException, like KeyboardInterrupt) stops an attempt's task when its run is cancelled or reclaimed.
 """
@@ -173,3 +174,12 @@ class QueueFull(Unavailable):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ChainNotReady(Unavailable):
+    """A chain file (new or changed) whose import has not ended yet in the catalog's probe (``nectar.catalog``): its
+    tasks exist once it ends, so a client is told to ask again (a 503 with ``Retry-After``), not that there are none
+    (a 404). One whose import never ends is told so at every ask, its message saying how long it has been."""
+
+    service = "catalog"
+    retry_after = 2

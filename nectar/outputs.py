@@ -155,6 +155,10 @@ def _store_output(status: JobStatus, key: TargetKey, store: TargetStore, setting
     return Output(target, url=url, key=None if url else key)
 
 
+#: the kind of an output that is a folder of parts, luigi's ``S3FlagTarget``, before its flag's name
+S3_FOLDER = "s3 folder, flag "
+
+
 @functools.lru_cache(maxsize=CACHED_TASKS)
 def _targets(
     task_cls: type[luigi.Task], key: str, params: tuple[tuple[str, str], ...]
@@ -171,8 +175,10 @@ def _targets(
 def _describe(target: Any) -> tuple[str, str]:
     if isinstance(target, luigi.LocalTarget):
         return "local", os.path.abspath(target.path)
-    from luigi.contrib.s3 import S3Target
+    from luigi.contrib.s3 import S3FlagTarget, S3Target
 
+    if isinstance(target, S3FlagTarget):  # a folder of parts, complete once its flag is there (Spark's, Hadoop's)
+        return f"{S3_FOLDER}{target.flag}", str(target.path)
     if isinstance(target, S3Target):
         return "s3", str(target.path)
     return type(target).__name__, str(getattr(target, "path", target))
@@ -183,6 +189,8 @@ def _locate(kind: str, target: str, settings: Settings) -> Output:
         return _local(target, settings)
     if kind == "s3":
         return _s3(target, settings)
+    if kind.startswith(S3_FOLDER):
+        return _s3(target, settings, flag=kind.removeprefix(S3_FOLDER))
     return Output(target, note=f"a {kind}: only LocalTarget and S3Target files are downloadable")
 
 
@@ -217,7 +225,9 @@ def served_file(path: str, settings: Settings) -> Path:
     return real
 
 
-def _s3(target: str, settings: Settings) -> Output:
+def _s3(target: str, settings: Settings, flag: str | None = None) -> Output:
+    """An S3 object's output: its presigned URL, or why it has none. With ``flag``, ``target`` is a folder of parts
+    (luigi's ``S3FlagTarget``): there, as luigi has it, once ``<folder><flag>`` is; not one file to download."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     parts = urlsplit(target)
@@ -225,7 +235,7 @@ def _s3(target: str, settings: Settings) -> Output:
     store = get_store(settings, "s3")
     assert isinstance(store, S3Store)
     try:
-        store.boto.head_object(Bucket=bucket, Key=name)
+        store.boto.head_object(Bucket=bucket, Key=name + (flag or ""))
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code not in {"404", "NoSuchKey", "NotFound"}:
@@ -234,9 +244,11 @@ def _s3(target: str, settings: Settings) -> Output:
             store.boto.head_bucket(Bucket=bucket)
         except (ClientError, BotoCoreError):
             return Output(target, note=f"bucket {bucket} is not reachable by the service")
-        return Output(target, note="does not exist", absent=True)
+        return Output(target, note=f"its flag {flag} does not exist" if flag else "does not exist", absent=True)
     except BotoCoreError as exc:
         return Output(target, note=f"bucket {bucket} is not reachable by the service: {exc}")
+    if flag:
+        return Output(target, note=f"a folder of parts, complete (its {flag} is there): not one file to download")
     url = store.boto.generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": name}, ExpiresIn=settings.url_expiry
     )

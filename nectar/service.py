@@ -170,11 +170,16 @@ class Nectar:
         return self.catalog.chain(chain_type, chain)
 
     def task(self, chain_type: str, chain: str, task: str) -> TaskInfo:
-        """The task's description; ChainNotFound or TaskNotFound naming what is missing."""
-        return self.catalog.task(chain_type, chain, task)
+        """The task's description, as its chain's file makes it now (:meth:`task_now`); ChainNotFound or TaskNotFound
+        naming what is missing."""
+        return self.catalog.task_now(self.catalog.task(chain_type, chain, task))
 
     def known_task(self, chain_type: str, chain: str, task: str) -> TaskInfo | None:
         return self.catalog.known_task(chain_type, chain, task)
+
+    def task_now(self, info: TaskInfo) -> TaskInfo:
+        """``info`` to make a task of now (:meth:`~nectar.catalog.ChainCatalog.task_now`): a run about to be made."""
+        return self.catalog.task_now(info)
 
     def no_chains_said(self) -> str:
         """Why a listing holds no chain: where the catalog looked, and what a chain file is named."""
@@ -207,7 +212,7 @@ class Nectar:
 
     def submit(self, chain_type: str, chain: str, task: str, values: Mapping[str, Any]) -> Submission:
         """Queue a run of a task, unless its output exists or an identical run is active."""
-        info = self.catalog.task(chain_type, chain, task)
+        info = self.task(chain_type, chain, task)
         return self.submit_task(info, info.instantiate(values))
 
     def submit_task(self, info: TaskInfo, instance: luigi.Task) -> Submission:

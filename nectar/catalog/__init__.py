@@ -24,7 +24,7 @@ from nectar.catalog.luigi_state import changed_imports, forget_module
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.catalog.stamps import Stamp, file_stamp
 from nectar.config import chains_dir_refused, link_to_nothing, type_folder_said
-from nectar.errors import ChainNotFound, TaskNotFound
+from nectar.errors import ChainNotFound, ChainNotReady, TaskNotFound
 from nectar.keys import is_name
 from nectar.task import chain_module
 
@@ -383,12 +383,30 @@ class ChainCatalog:
             found = info.resolve(task) if info is not None else None
         return found
 
+    def task_now(self, info: TaskInfo) -> TaskInfo:
+        """``info`` to make a task of now: itself, unless its chain's file computes a parameter's default as it is
+        executed (``default=datetime.date.today()``: :attr:`ChainInfo.anew`); then the file is executed again, as
+        ``python -m luigi`` executes it for each command, and the task is that execution's (kept for the reads that
+        follow; ``info`` if it fails now: the run's attempt executes the file itself and says why)."""
+        ref = (info.chain_type, info.chain)
+        chain = self._chains.get(ref)
+        if chain is None or not chain.anew:
+            return info
+        with self._lock:
+            again = inspect_chain(chain.path, *ref)
+            if again.error:
+                return info
+            self._chains[ref] = again
+        return again.resolve(info.name) or info
+
     def task(self, chain_type: str, chain: str, task: str) -> TaskInfo:
         """A task, its chain's file looked at first (one stat, no scan of the folder: a submission's hot path)."""
         self.refresh_chain(chain_type, chain)
         info = self._chain(chain_type, chain)
         if info.error:
             failure = "failed to import: " if info.import_failed else "exposes no task: "
+            if info.error.startswith(NOT_YET):  # its import under way in a probe: ask again
+                raise ChainNotReady(f"chain {info.ref} is {info.error}")
             if info.error.startswith(NOT_HERE):  # its probe's word: what it says is why
                 failure = "is "
             raise ChainNotFound(f"chain {info.ref} {failure}{info.error}")

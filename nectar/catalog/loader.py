@@ -100,6 +100,8 @@ class Compiled(NamedTuple):
     stamp: Stamp
     code: types.CodeType
     keep: Keepable | None = None
+    #: whether a class of it gives a parameter a default computed as the file is executed (:func:`defaults_anew`)
+    anew: bool = False
 
 
 #: by chain file: what this process last compiled (inherited by the processes it forks)
@@ -121,8 +123,42 @@ def chain_code(path: Path, chain_type: str, chain: str) -> types.CodeType:
         return held.code
     tree = ast.parse(source, str(path))  # parsed once, for the code and the rule
     code = compile(tree, str(path), "exec", dont_inherit=True)
-    _COMPILED[str(path)] = Compiled(source, seen, stamp, code, keepable(tree))
+    _COMPILED[str(path)] = Compiled(source, seen, stamp, code, keepable(tree), defaults_anew(tree))
     return code
+
+
+def _literal(node: ast.expr) -> bool:
+    """A number, string, bytes, None, True or False, negated or not, or a tuple, list, set or dict of them."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        node = node.operand
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return all(_literal(item) for item in node.elts)
+    if isinstance(node, ast.Dict):
+        return all(key is not None and _literal(key) for key in node.keys) and all(map(_literal, node.values))
+    return isinstance(node, ast.Constant)
+
+
+def defaults_anew(tree: ast.Module) -> bool:
+    """Whether a class of the file gives a parameter a default its execution computes: an attribute made by a call of
+    a ``...Parameter`` (``day = luigi.DateParameter(default=datetime.date.today())``) whose ``default`` (by keyword or
+    first) is not a literal constant. ``python -m luigi`` executes the file for each command, so each run takes such
+    a default as of its own moment; a process that keeps the module executes it again to make a task now
+    (:meth:`~nectar.catalog.ChainCatalog.task_now`). A default named by a module constant counts: the rule does not
+    follow names."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for statement in node.body:
+            value = statement.value if isinstance(statement, ast.Assign | ast.AnnAssign) else None
+            if not isinstance(value, ast.Call):
+                continue
+            callee = value.func.attr if isinstance(value.func, ast.Attribute) else getattr(value.func, "id", "")
+            if not callee.endswith("Parameter"):  # luigi's kinds and a chain's own, as they are named
+                continue
+            given = [keyword.value for keyword in value.keywords if keyword.arg == "default"] + value.args[:1]
+            if not all(_literal(default) for default in given):
+                return True
+    return False
 
 
 class _ChainsFolders(importlib.abc.MetaPathFinder):
@@ -485,6 +521,7 @@ def inspect_chain(path: Path, chain_type: str, chain: str) -> ChainInfo:
         )
         for name, cls in found.tasks.items()
     }
+    compiled = _COMPILED.get(str(path))
     schedules, errors, triggers, trigger_errors = [], [], [], []
     for info in tasks.values():
         declared, wrong = declared_on(info)
@@ -504,4 +541,5 @@ def inspect_chain(path: Path, chain_type: str, chain: str) -> ChainInfo:
         schedule_errors=tuple(errors),
         triggers=tuple(triggers),
         trigger_errors=tuple(trigger_errors),
+        anew=compiled is not None and compiled.anew,
     )

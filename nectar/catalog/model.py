@@ -119,6 +119,9 @@ class ChainInfo:
     #: the data triggers its tasks declare, and why each one that is wrong is not used
     triggers: tuple[Declared[TriggerSpec], ...] = ()
     trigger_errors: tuple[str, ...] = ()
+    #: whether its execution computes a parameter's default (``default=datetime.date.today()``): a task made now is
+    #: made of the file executed again (:meth:`~nectar.catalog.ChainCatalog.task_now`)
+    anew: bool = False
 
     @property
     def ref(self) -> str:

@@ -99,6 +99,11 @@ def add_commands(commands: Any) -> None:
     command("chains", "list the chains, their tasks and parameters")
     run = command("run", "run a task in the foreground: nectar run <type>/<chain>/<Task> --param value ...")
     run.add_argument("task", help="<type>/<chain>/<Task>")
+    run.add_argument(  # a command copied from python -m luigi keeps it
+        "--local-scheduler",
+        action="store_true",
+        help="luigi's flag, taken as it is: the default without --scheduler-url",
+    )
     status = command("status", "the status of a target key")
     status.add_argument("key", help="chains/<type>/<chain>/<Task>/<md5>/out.txt")
     token = commands.add_parser("token", help="make a new API token and the hash to configure for it")
@@ -211,6 +216,8 @@ def dispatch(argv: Sequence[str] | None = None) -> int:
         from nectar.cli.triggers import cmd_triggers
 
         if args.command == "run":
+            if args.local_scheduler and args.scheduler_url:
+                parser.error("--local-scheduler and --scheduler-url: give one")
             return cmd_run(args, extra)
         if args.command == "worker":  # checked as serve's --workers is, before anything starts
             from nectar.config import WORKERS_MOST, whole_number
@@ -231,8 +238,9 @@ def dispatch(argv: Sequence[str] | None = None) -> int:
         }[args.command]
         return handler(args)
     except InvalidParameters as exc:
-        for name, messages in sorted(exc.errors.items()):
-            print(f"nectar: --{name}: {'; '.join(messages)}", file=sys.stderr)
+        for name, messages in sorted(exc.errors.items()):  # "_task": the task as made of them all, not a flag
+            where = "the task" if name.startswith("_") else f"--{name}"
+            print(f"nectar: {where}: {'; '.join(messages)}", file=sys.stderr)
         return 2
     except NectarError as exc:
         print(f"nectar: {exc}", file=sys.stderr)

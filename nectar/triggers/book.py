@@ -227,7 +227,7 @@ class TriggerBook:
         """
         spec = record.spec
         try:
-            info = self.nectar.known_task(*spec.ref) or self.nectar.task(*spec.ref)
+            info = self.nectar.task_now(self.nectar.known_task(*spec.ref) or self.nectar.task(*spec.ref))
             instance = info.instantiate(trigger_values(spec, uris))
         except NectarError as exc:
             return FireOutcome(skip=f"cannot make the task: {exc}")

@@ -97,8 +97,8 @@ def test_a_chain_whose_import_hangs_stops_no_api(
         status_url = queued.json()["data"]["status_url"]
         wait_until(lambda: requests.get(status_url, timeout=120).json()["data"]["job_status"] == "DONE")
         submitted = requests.post(f"{api}/api/chains/held/hung_chain/HungTask", timeout=120)
-        assert submitted.status_code == 404, submitted.text
-        assert submitted.json()["message"] == f"chain held/hung_chain is {unended}", submitted.text
+        assert submitted.status_code == 503 and submitted.headers["Retry-After"] == "2", submitted.text
+        assert submitted.json()["message"] == f"catalog unavailable: chain held/hung_chain is {unended}", submitted.text
 
         # a hung file saved while serving: the request that finds it answers (after the budget at most) and lists it
         write_chain("held/later_chain", HUNG.format(gate=str(later_gate), name="Later"))
@@ -113,7 +113,7 @@ def test_a_chain_whose_import_hangs_stops_no_api(
 
         def accepted() -> requests.Response | None:  # by each API worker once it read the chain (its own probe ended)
             answer = requests.post(f"{api}/api/chains/held/hung_chain/HungTask", timeout=120)
-            assert answer.status_code in (202, 404), answer.text
+            assert answer.status_code in (202, 503), answer.text
             return answer if answer.status_code == 202 else None
 
         status_url = wait_until(accepted).json()["data"]["status_url"]

@@ -72,7 +72,6 @@ def api(
     processes.close()
 
 
-@pytest.mark.xfail(strict=True, reason="review20: a default computed at import is the API's first execution's")
 def test_a_default_computed_as_the_chain_is_executed_is_the_submissions_moment(
     api: int,
     today: Path,

@@ -1,10 +1,9 @@
-"""review20 (a guard, passing on main): a chain file saved while the API serves, whose import takes a few seconds (a
-heavy library: pandas, scikit-learn, a client that dials out as it is imported, on a loaded machine), is live on the
-first submission after it is saved, as the README's "Save the file and it is live" says: the submission waits for the
-import and is answered 202. wt66-apistart (round 66) reads a changed or new chain file in the API through a probe of
-2 s (``ChainCatalog.refresh_ahead(AHEAD_BUDGET, reads_wait=True)`` in gunicorn's ``pre_fork``): such a file's tasks are
-answered 404 "not executed here yet" until the probe ends, a final status for a client (a 404 is no "try later"), for
-a task that exists."""
+"""review20 (a guard, made the lead's in round 66): a chain file saved while the API serves, whose import takes a few
+seconds (a heavy library: pandas, scikit-learn, a client that dials out as it is imported, on a loaded machine), is
+read in the API through a probe first (round 66, apistart: a file whose import never ends must not hang a request).
+A submission of its task while the probe runs is told to ask again (503, ``Retry-After``, naming the import under
+way), never that the task does not exist: wt66-apistart answered 404 "not executed here yet", a final status for a
+client, for a task that exists. Once the probe ends, the next submission is 202 and the listing names the task."""
 
 from __future__ import annotations
 
@@ -13,9 +12,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import requests
+
 from harness import Processes
 from nectar.config import Settings
-from tests.nectar.test_review16_luigi_cfg import post
+from tests.conftest import wait_until
 
 #: a chain whose import takes 3 s: longer than the 2 s a probe is given, as a heavy import is on a loaded machine
 CHAIN = """
@@ -34,20 +35,31 @@ class HeavyTask(luigi.Task):
 """
 
 
-def test_a_slow_chain_file_saved_while_the_api_serves_is_live_on_the_first_submission(
+def test_a_slow_chain_file_saved_while_the_api_serves_is_told_to_ask_again_then_taken(
     settings: Settings, write_chain: Callable[[str, str], Path], tmp_path: Path
 ) -> None:
-    """The API alone under gunicorn, one worker; the chain saved after it answered a listing; a POST of its task: 202,
-    queued, and the listing names the task. (On wt66-apistart: 404, "chain review20/heavy_chain is not executed here
-    yet".)"""
+    """The API alone under gunicorn, one worker; the chain saved after it answered a listing; a POST of its task at
+    once: 503 with ``Retry-After`` and "catalog unavailable: chain review20/heavy_chain is not executed here yet"; the
+    same POST asked again until it is taken: 202, and the listing names the task. (On wt66-apistart: 404.)"""
     processes = Processes(tmp_path / "api-logs")
     try:
         port = processes.nectar_api(settings).port
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/chains", timeout=120) as listed:
             assert "heavy_chain" not in listed.read().decode()
         write_chain("review20/heavy_chain", CHAIN)
-        status, answer = post(port, "/api/chains/review20/heavy_chain/HeavyTask", {"n": 1})
-        assert status == 202, answer
+        task = f"http://127.0.0.1:{port}/api/chains/review20/heavy_chain/HeavyTask"
+        first = requests.post(task, json={"n": 1}, timeout=120)
+        assert first.status_code == 503 and first.headers["Retry-After"] == "2", first.text
+        assert first.json()["message"].startswith(
+            "catalog unavailable: chain review20/heavy_chain is not executed here yet: "
+        ), first.text
+
+        def taken() -> bool:
+            answer = requests.post(task, json={"n": 1}, timeout=120)
+            assert answer.status_code in (202, 503), answer.text
+            return answer.status_code == 202
+
+        wait_until(taken)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/chains/review20/heavy_chain", timeout=120) as chain:
             assert "HeavyTask" in json.dumps(json.loads(chain.read()))
     finally:

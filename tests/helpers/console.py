@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nectar
-from harness import Processes
+from harness import NECTAR, Processes, lifeline_env
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.registry import RetryPolicy, Run, RunStore, open_run_store
+from nectar.registry import RetryPolicy, Run, RunState, RunStore, open_run_store
 from tests.conftest import wait_until
 
 #: the md5 of ``{}``: a parameterless task's key
@@ -54,3 +54,28 @@ def ended_run(runs: RunStore, key: TargetKey) -> Run | None:
     run_id = runs.submit(run)[0].id
     wait_until(lambda: (now := runs.get(run_id)) is not None and not now.state.active)
     return runs.get(run_id)
+
+
+def done_by_a_command(
+    processes: Processes,
+    settings: Settings,
+    how: str,
+    env: Mapping[str, str],
+    cwd: Path,
+    key: TargetKey,
+    flags: Sequence[str] = (),
+) -> None:
+    """The parameterless run of ``key`` made by a ``nectar worker`` (``how`` "worker": :func:`one_run_on_a_worker`)
+    or by ``nectar run <its task> <flags>`` (any other ``how``), started in ``cwd`` with ``env``: ended DONE, else
+    the assertion says why (the worker's log, the command's output)."""
+    if how == "worker":
+        argv = [*NECTAR, "worker", "--workers", "1"]
+        ended, proc = one_run_on_a_worker(processes, settings, argv, env, cwd, key)
+        assert ended is not None and ended.state == RunState.DONE, (
+            ended and ended.error,
+            processes.log_of[proc.pid].read_text(),
+        )
+        return
+    argv = [*NECTAR, "run", f"{key.chain_type}/{key.chain}/{key.task}", *flags]
+    result = subprocess.run(argv, env={**env, **lifeline_env()}, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "job_status: DONE" in result.stdout, result.stdout + result.stderr

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import NECTAR, Processes, base_env, lifeline_env
+from harness import Processes, base_env, lifeline_env
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.registry import RunState
 from tests.conftest import settings_env
-from tests.helpers.console import EMPTY, one_run_on_a_worker, packages_only
+from tests.helpers.console import EMPTY, done_by_a_command, packages_only
 
 #: a plain luigi task that yields its dependency from ``run()``, its files in ``R19_OUT``
 CHAIN = """
@@ -75,16 +74,7 @@ def test_a_tasks_dynamic_dependencies_run_whatever_folder_the_command_starts_in(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = base_env() | settings_env(settings) | {"R19_OUT": str(made), "PYTHONPATH": str(code)}
-    if how == "worker":
-        key = TargetKey("review19", "dyn_chain", "DynTask", EMPTY)
-        argv = [*NECTAR, "worker", "--workers", "1"]
-        ended, proc = one_run_on_a_worker(processes, settings, argv, env, elsewhere, key)
-        assert ended is not None and ended.state == RunState.DONE, (ended, processes.log_of[proc.pid].read_text())
-    else:
-        flags = ["--scheduler-url", luigid] if how == "run-luigid" else []
-        argv = [*NECTAR, "run", "review19/dyn_chain/DynTask", *flags]
-        result = subprocess.run(
-            argv, env=env | lifeline_env(), cwd=elsewhere, capture_output=True, text=True, timeout=120
-        )
-        assert result.returncode == 0 and "job_status: DONE" in result.stdout, result.stdout + result.stderr
+    flags = ["--scheduler-url", luigid] if how == "run-luigid" else []
+    key = TargetKey("review19", "dyn_chain", "DynTask", EMPTY)
+    done_by_a_command(processes, settings, how, env, elsewhere, key, flags)
     assert (made / "dyn").read_text() == "dyn of leaf"

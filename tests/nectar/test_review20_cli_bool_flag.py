@@ -39,7 +39,11 @@ class FlagTask(luigi.Task):
 """
 
 
-@pytest.mark.parametrize("given", [["--flag", "--n", "3"], ["--n", "3", "--flag"]], ids=["flag-first", "flag-last"])
+@pytest.mark.parametrize(
+    "given",
+    [["--flag", "--n", "3"], ["--n", "3", "--flag"], ["--flag", "--n", "3", "--local-scheduler"]],
+    ids=["flag-first", "flag-last", "local-scheduler"],
+)
 def test_nectar_run_takes_a_bool_parameter_as_luigis_command_line_does(
     settings: Settings, write_chain: Callable[[str, str], Path], tmp_path: Path, given: list[str]
 ) -> None:
@@ -69,3 +73,29 @@ def test_an_explicit_bool_parameter_takes_a_value_or_none_as_luigis_command_line
     assert _task_params(["--flag=false"], {"flag": False}) == {"flag": "false"}
     with pytest.raises(SystemExit, match="expected --<param> <value>, got 'true'"):
         _task_params(["--flag", "true"], {"flag": False})
+
+
+REFUSING = """
+import luigi
+
+
+class PositiveTask(luigi.Task):
+    n = luigi.IntParameter()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.n < 0:
+            raise ValueError("n must be positive")
+"""
+
+
+def test_a_task_that_refuses_its_values_is_named_as_the_task_not_as_a_flag(
+    settings: Settings, write_chain: Callable[[str, str], Path]
+) -> None:
+    """A task whose ``__init__`` refuses a value: ``nectar run`` exits 2 saying so of the task, not of a ``--_task``
+    flag that does not exist (review20: it said ``nectar: --_task: ValueError: n must be positive``)."""
+    write_chain("review20/positive_chain", REFUSING)
+    result = nectar(settings, "run", "review20/positive_chain/PositiveTask", "--n", "-1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "nectar: the task: ValueError: n must be positive" in result.stderr, result.stderr
+    assert "--_task" not in result.stderr

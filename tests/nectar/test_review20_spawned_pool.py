@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import NECTAR, Processes, base_env, lifeline_env
+from harness import Processes, base_env, lifeline_env
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.registry import RunState
 from tests.conftest import settings_env
-from tests.helpers.console import EMPTY, one_run_on_a_worker, packages_only
+from tests.helpers.console import EMPTY, done_by_a_command, packages_only
 
 #: a plain luigi task squaring five numbers in a pool of spawned processes, its file in ``R20_OUT``
 CHAIN = """
@@ -73,18 +72,6 @@ def test_a_task_with_a_spawned_process_pool_runs_whatever_folder_the_command_sta
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = base_env() | settings_env(settings) | {"R20_OUT": str(made), "PYTHONPATH": str(packages_only(tmp_path))}
-    if how == "worker":
-        key = TargetKey("review20", "pool_chain", "PoolTask", EMPTY)
-        argv = [*NECTAR, "worker", "--workers", "1"]
-        ended, proc = one_run_on_a_worker(processes, settings, argv, env, elsewhere, key)
-        assert ended is not None and ended.state == RunState.DONE, (
-            ended and ended.error,
-            processes.log_of[proc.pid].read_text(),
-        )
-    else:
-        argv = [*NECTAR, "run", "review20/pool_chain/PoolTask"]
-        result = subprocess.run(
-            argv, env=env | lifeline_env(), cwd=elsewhere, capture_output=True, text=True, timeout=120
-        )
-        assert result.returncode == 0 and "job_status: DONE" in result.stdout, result.stdout + result.stderr
+    key = TargetKey("review20", "pool_chain", "PoolTask", EMPTY)
+    done_by_a_command(processes, settings, how, env, elsewhere, key)
     assert (made / "squares").read_text() == "[0, 1, 4, 9, 16]"
