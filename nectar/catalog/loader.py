@@ -33,6 +33,7 @@ from nectar.catalog.kept import kept, watch
 from nectar.catalog.luigi_state import changed_imports, drop_changed_imports, forget_module
 from nectar.catalog.luigi_state import executed_anew as luigi_state_anew
 from nectar.catalog.model import ChainInfo, TaskInfo
+from nectar.catalog.stamps import Stamp, stamp_of
 from nectar.exposure import exposure
 from nectar.forks import IMPORTS
 from nectar.keys import is_name
@@ -60,10 +61,11 @@ def _seen(stat: os.stat_result) -> Seen:
     return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
-def _source_of(path: Path) -> tuple[bytes, Seen | None]:
-    """The bytes of the file at ``path``, and what its stat (taken before they were read) said of it if its last
-    change was settled then (:data:`SETTLED`; None: only its bytes can tell whether it changed since). A change
-    between that stat and the read, or after, gives it another stat: the bytes are read again then."""
+def _source_of(path: Path) -> tuple[bytes, Seen | None, Stamp]:
+    """The bytes of the file at ``path``, what its stat (taken before they were read) said of it if its last
+    change was settled then (:data:`SETTLED`; None: only its bytes can tell whether it changed since), and its stamp
+    by that stat (:mod:`nectar.catalog.stamps`: what an importer of the module these bytes make notes, settled or
+    not). A change between that stat and the read, or after, gives it another stat: the bytes are read again then."""
     now = time.time_ns()
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -74,7 +76,7 @@ def _source_of(path: Path) -> tuple[bytes, Seen | None]:
     finally:
         os.close(fd)
     settled = stat.st_ctime_ns < now - int(SETTLED * 1e9) and stat.st_mtime_ns < now - int(SETTLED * 1e9)
-    return b"".join(parts), _seen(stat) if settled else None
+    return b"".join(parts), _seen(stat) if settled else None, stamp_of(stat)
 
 
 def _unchanged(path: Path, seen: Seen | None) -> bool:
@@ -89,12 +91,13 @@ def _unchanged(path: Path, seen: Seen | None) -> bool:
 
 
 class Compiled(NamedTuple):
-    """A chain file's source as this process last read it, what its stat said of it then (:func:`_source_of`), its
-    code, and what to check of the module it makes if a process may keep that module between runs (None: it may
-    not; :func:`~nectar.catalog.keepable.keepable`)."""
+    """A chain file's source as this process last read it, what its stat said of it then and its stamp by that stat
+    (:func:`_source_of`), its code, and what to check of the module it makes if a process may keep that module
+    between runs (None: it may not; :func:`~nectar.catalog.keepable.keepable`)."""
 
     source: bytes
     seen: Seen | None
+    stamp: Stamp
     code: types.CodeType
     keep: Keepable | None = None
     #: whether a class of it gives a parameter a default computed as the file is executed (:func:`defaults_anew`)
@@ -114,13 +117,13 @@ def chain_code(path: Path, chain_type: str, chain: str) -> types.CodeType:
     held = _COMPILED.get(str(path))
     if held is not None and _unchanged(path, held.seen):
         return held.code
-    source, seen = _source_of(path)
+    source, seen, stamp = _source_of(path)
     if held is not None and held.source == source:
-        _COMPILED[str(path)] = held._replace(seen=seen)
+        _COMPILED[str(path)] = held._replace(seen=seen, stamp=stamp)
         return held.code
     tree = ast.parse(source, str(path))  # parsed once, for the code and the rule
     code = compile(tree, str(path), "exec", dont_inherit=True)
-    _COMPILED[str(path)] = Compiled(source, seen, code, keepable(tree), defaults_anew(tree))
+    _COMPILED[str(path)] = Compiled(source, seen, stamp, code, keepable(tree), defaults_anew(tree))
     return code
 
 
@@ -196,10 +199,14 @@ _CHAINS_FOLDERS = _ChainsFolders()
 
 def load_chain_module(path: Path, chain_type: str, chain: str, code: types.CodeType | None = None) -> types.ModuleType:
     """Compile (see :func:`chain_code`) and execute a chain file as a fresh module ``chains.<type>.<chain>``; ``code``
-    the file's code as its caller just had it from :func:`chain_code`, not asked for again."""
+    the file's code as its caller just had it from :func:`chain_code`, not asked for again. The file's stamp as its
+    bytes were read is the module's (:func:`~nectar.catalog.luigi_state.executed_anew`): a chain file that imports
+    it notes that one, not the file's stamp as its own execution ends (a fix saved meanwhile would be taken as
+    executed), at no stat more."""
     if code is None:
         code = chain_code(path, chain_type, chain)
     name = chain_module(chain_type, chain)
+    stamp = _COMPILED[str(path)].stamp  # of the bytes ``code`` was compiled from
     _CHAINS_FOLDERS.add(os.path.dirname(os.path.dirname(path)))
     drop_changed_imports(name, code)  # a helper module changed since: imported as it is now
     module = types.ModuleType(name)
@@ -210,7 +217,7 @@ def load_chain_module(path: Path, chain_type: str, chain: str, code: types.CodeT
         # no fork copies a module lock of what it imports mid-import (nectar.forks); the log handlers the module's
         # last execution added taken off (nectar.logs.module_handlers), and what it set in luigi's state
         # (nectar.catalog.luigi_state)
-        with IMPORTS.inside(), executed_anew(name), luigi_state_anew(name, code):
+        with IMPORTS.inside(), executed_anew(name), luigi_state_anew(name, code, file=str(path), stamp=stamp):
             exec(code, module.__dict__)
     except BaseException:
         forget_module(name)

@@ -88,8 +88,10 @@ _IMPORTS_OF: dict[str, frozenset[str]] = {}
 #: its code names (:data:`_IMPORTS_OF`) that ``sys.modules`` held as its last execution ended, with that module's file
 #: and the file's stamp then (:func:`changed_imports`); none where it imports none
 _IMPORTED: dict[str, dict[str, tuple[str, Stamp | None]]] = {}
-#: by module of the chains folder that Python's import executed (:class:`_ChainImports`): its file and the file's
-#: stamp as its execution began; judged by it where an importer names it for the first time (:func:`changed_imports`)
+#: by module of the chains folder executed in this process, as ``sys.modules`` holds it: its file and the file's stamp
+#: as its execution began (Python's import, :class:`_ChainImports`: one stat then) or as its bytes were read (a chain
+#: file the catalog or an attempt executed: :func:`nectar.catalog.loader.load_chain_module`, no stat); what an
+#: importer notes of it, and judged by it where an importer names it for the first time (:func:`changed_imports`)
 _STAMPED: dict[str, tuple[str, Stamp | None]] = {}
 #: ``os.environ``'s own dictionary (bytes to bytes: :func:`~nectar.stdlib_internals.environ_data`)
 _ENVIRON = environ_data()
@@ -145,21 +147,25 @@ def forget_module(name: str) -> None:
 
 @contextlib.contextmanager
 def executed_anew(
-    name: str, code: types.CodeType | None = None, package: str | None = None, file: str | None = None
+    name: str,
+    code: types.CodeType | None = None,
+    package: str | None = None,
+    file: str | None = None,
+    stamp: Stamp | None = None,
 ) -> Iterator[None]:
     """The chain module ``name`` executed in the block, anew (its ``code``, where known: the modules of the chains
     folder it imports noted, :func:`chain_imports`, relative ones from ``package``, by default the package ``name`` is
-    in; its ``file``, where Python's import executes it: its stamp noted, :data:`_STAMPED`): what luigi holds of its
+    in; its ``file``, where known: its ``stamp`` as its code was read, else one stat now, noted, :data:`_STAMPED`, put
+    back as it was if the block raises: the module in ``sys.modules`` is then the one before): what luigi holds of its
     last execution forgotten (:func:`forget_module`) and the options its executions changed put back
     (:func:`_put_back_options`) before; the namespaces it set for other modules' scopes put back after, and the
     options it changed noted."""
     if package is None:
         package = name.rpartition(".")[0]
     _IMPORTS_OF[name] = chain_imports(code, package) if code is not None else frozenset()
+    was = _STAMPED.pop(name, None)
     if file is not None:
-        _STAMPED[name] = (file, file_stamp(file))
-    else:  # executed by the catalog or an attempt from its file, not by an import: not judged by an import's stamp
-        _STAMPED.pop(name, None)
+        _STAMPED[name] = (file, stamp if stamp is not None else file_stamp(file))
     forget_module(name)
     config = luigi.configuration.get_config()
     _put_back_options(config, name)
@@ -184,6 +190,12 @@ def executed_anew(
     _imports_watched(1)
     try:
         yield
+    except BaseException:
+        if was is not None:
+            _STAMPED[name] = was
+        else:
+            _STAMPED.pop(name, None)
+        raise
     finally:
         executing.pop()
         _imports_noted(name)
@@ -526,8 +538,8 @@ def _imports_watched(change: int) -> None:
 
 def _imports_noted(name: str) -> None:
     """The modules of the chains folder the chain module ``name`` imports, as its execution leaves them: their files'
-    stamps noted (:data:`_IMPORTED`): as Python's import executed it, where it did (:data:`_STAMPED`, taken as its
-    execution began: a file saved while it or its importer was executed is seen as changed), else one stat; nothing
+    stamps noted (:data:`_IMPORTED`): as it was executed (:data:`_STAMPED`, taken as its execution began or its bytes
+    were read: a file saved while it or its importer was executed is seen as changed), else one stat; nothing
     where it imports none. A module of a package it imports that its code names (``from .sub import mod``) is one it
     imports (:func:`_in_packages`)."""
     imports = _IMPORTS_OF.get(name, frozenset())
@@ -548,9 +560,8 @@ def _imports_noted(name: str) -> None:
 
 def _as_executed(module: str) -> tuple[str, Stamp | None] | None:
     """The stamp of the module ``module`` of the chains folder as it was executed, for an importer that has not noted
-    it: as Python's import executed it (:data:`_STAMPED`), else the oldest another importer noted (a chain file the
-    catalog executed, then imported: a file changed since any of them noted it is taken as changed); None where none
-    is known."""
+    it: as it was executed (:data:`_STAMPED`), else the oldest another importer noted (a file changed since any of
+    them noted it is taken as changed); None where none is known."""
     stamped = _STAMPED.get(module)
     if stamped is not None:
         return stamped
@@ -573,11 +584,17 @@ def changed_imports(name: str, code: types.CodeType | None = None) -> list[str]:
     if not imports:
         return []
     stale: dict[str, bool] = {name: False}
+    found: dict[str, None] = {}  # each module that changed, or imports one: in the order found
 
     def moved(module: str, noted: tuple[str, Stamp | None] | None) -> bool:
         if module not in sys.modules:  # imported anew if at all
             return False
-        return (noted is not None and file_stamp(noted[0]) != noted[1]) or imports_moved(module)
+        # its own imports judged whether or not its file changed: a module it imports that changed is dropped with it
+        # (its importer's execution finds it in sys.modules and does not execute it again), at any depth
+        changed = [noted is not None and file_stamp(noted[0]) != noted[1], imports_moved(module)]
+        if any(changed) and module != name:
+            found[module] = None
+        return any(changed)
 
     def imports_moved(module: str) -> bool:
         if module not in stale:  # a cycle's module is taken as it is found once
@@ -585,8 +602,9 @@ def changed_imports(name: str, code: types.CodeType | None = None) -> list[str]:
             stale[module] = any([moved(other, noted) for other, noted in _IMPORTED.get(module, {}).items()])
         return stale[module]
 
-    found = [module for module, noted in sorted(imports.items()) if moved(module, noted)]
-    return found + [module for module, was in stale.items() if was and module not in found]
+    for module, noted in sorted(imports.items()):
+        moved(module, noted)
+    return list(found)
 
 
 def drop_changed_imports(name: str, code: types.CodeType | None = None) -> None:
@@ -595,6 +613,8 @@ def drop_changed_imports(name: str, code: types.CodeType | None = None) -> None:
     for module in changed_imports(name, code):
         held = sys.modules.pop(module, None)
         package, _, child = module.rpartition(".")
-        if held is not None and getattr(sys.modules.get(package), child, None) is held:  # from <package> import <it>
+        named = getattr(sys.modules.get(package), child, None)  # from <package> import <it>: the package's attribute,
+        # the module as Python's import executed it, where the catalog executed its file since (not set there)
+        if held is not None and (named is held or getattr(named, "__name__", None) == module):
             delattr(sys.modules[package], child)
         forget_module(module)

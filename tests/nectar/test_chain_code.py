@@ -10,6 +10,7 @@ import pytest
 
 from nectar.catalog import loader
 from nectar.catalog.loader import chain_code, fresh_chain_module, load_ahead, load_chain_module
+from nectar.catalog.stamps import Stamp
 
 CHAIN = "VALUE = {value!r}\n"
 
@@ -23,7 +24,7 @@ def recorded_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     reads: list[Path] = []
     source_of = loader._source_of
 
-    def recorded(path: Path) -> tuple[bytes, loader.Seen | None]:
+    def recorded(path: Path) -> tuple[bytes, loader.Seen | None, Stamp]:
         reads.append(path)
         return source_of(path)
 

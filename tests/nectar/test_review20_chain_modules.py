@@ -3,9 +3,9 @@ module, imported by its absolute name at the chain's top): imported relatively, 
 helper that imports another) or in a subpackage of the chain's folder. ``python -m luigi --module
 chains.<type>.<chain>`` runs each module as it is on disk now (each command a process of its own), and the README's
 failover ("fix the bug in step 3, launch again") and round 65's fix of review19's finding say a saved module reaches the
-next run; these check that it does for each layout. review19's own layout is not among them: it passes on main most
-of the time, not always (see review20's CONTRIBUTING section: a run after the fix read the old module in 2 of 11 runs
-of this file, once in a spare forked before the fix, once in the process that ran before)."""
+next run; these check that it does for each layout, review19's own (one helper, imported absolutely) the control:
+review20 left it out after it read the old module in 2 of 11 runs of this file; round 66's modules put it back, with
+the flake of review19's own file (a chain file's stamp as executed) fixed and this file run again and again."""
 
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ FIXED = 'def fixed_step():\n    return "fixed"\n'
 #: each layout: the files written before the first run (relative to the chains folder, without ``.py``), the chain's
 #: source, and the module the fix is saved to
 LAYOUTS: dict[str, tuple[dict[str, str], str, str]] = {
+    "absolute": (  # review19's case: the control
+        {"review20/helpers": BUG},
+        "from chains.review20 import helpers\n\n\ndef step():\n    return helpers.fixed_step()\n",
+        "review20/helpers",
+    ),
     "relative": (
         {"review20/helpers": BUG},
         "from . import helpers\n\n\ndef step():\n    return helpers.fixed_step()\n",
@@ -66,14 +71,9 @@ class UsesModuleTask(NectarTask):
 """
 
 
-#: what main does with each layout: the second run still reads 'bug' (the worker, or the attempt process before,
-#: imported the module, and nothing finds it changed: round 65's ``changed_imports`` is read from the names the chain's
-#: own code imports absolutely at its top)
-#: the layouts main (33786c2, the round's merges) still serves stale: relative and subpackage are mended there
-STILL_STALE = {"two-levels"}
-STALE = pytest.mark.xfail(strict=True, reason="review20: a saved chains-folder module does not reach the next run")
+#: every layout, unmarked (round 66: gaps' relative and subpackage cases, modules' two levels deep)
 CASES = [
-    pytest.param(layout, per_process, id=f"{layout}-{name}", marks=[STALE] if layout in STILL_STALE else [])
+    pytest.param(layout, per_process, id=f"{layout}-{name}")
     for layout in LAYOUTS
     for per_process, name in (("1", "fresh"), ("100", "reused"))
 ]
@@ -88,10 +88,12 @@ def test_a_fix_saved_to_a_chains_module_reaches_the_next_run_whatever_its_layout
     runs_per_process: str,
 ) -> None:
     """A ``nectar worker`` (the scale-out layout) runs the task; the module is saved fixed, the output removed, the
-    task run again: the second run reads 'fixed', as a second ``python -m luigi`` would. Fails on main (the strict
-    xfails): the second run reads 'bug', DONE, for a helper imported relatively (``from . import helpers``), the
-    module a helper imports, a module of a subpackage (``chains/<type>/lib/``), in a fresh and a reused attempt
-    process alike (the worker imported it as it executed its chains at its start; each attempt is forked from it)."""
+    task run again: the second run reads 'fixed', as a second ``python -m luigi`` would. Failed before round 66 (strict
+    xfails): the second run read 'bug', DONE, for a helper imported relatively (``from . import helpers``), the
+    module a helper imports (``two-levels``: until modules' ``changed_imports`` named the changed module itself, not
+    only the helper that imports it), a module of a subpackage (``chains/<type>/lib/``), in a fresh and a reused
+    attempt process alike (the worker imported it as it executed its chains at its start; each attempt is forked from
+    it)."""
     files, chain, fixed = LAYOUTS[layout]
     for ref, source in files.items():
         write_chain(ref, source)
