@@ -330,8 +330,10 @@ def test_the_api_loads_what_it_does_not_use_only_when_a_chain_imports_it(
     try:
         env = base_env() | settings_env(settings) | {"DEFERRED_LEDGER": str(ledger)}
         api = processes.api(None, env, workers=1).proc
-        (noted,) = [json.loads(line) for line in ledger.read_text().splitlines()]
+        lines = [json.loads(line) for line in ledger.read_text().splitlines()]
+        (noted,) = [line for line in lines if line["pid"] == api.pid]  # the master's (its probe child's before it)
         assert noted == {"pid": api.pid, "real": True, "session": True, "loaded": []}
+        assert all(line["real"] and line["session"] for line in lines), lines
 
         (worker,) = waitfor(lambda: children(api.pid), PATIENCE, "the API worker")
         unused = tuple(name for name in (*API_UNUSED, *API_ABSENT) if name != "requests")  # the chain imports requests
