@@ -283,7 +283,7 @@ class Preload:
         from nectar.registry.schedules import FireOutcome
 
         try:
-            info = nectar.task_now(nectar.known_task(*self.import_ref) or nectar.task(*self.import_ref))
+            info = nectar.task_to_fire(*self.import_ref)
             instance = info.instantiate({**self.import_params, **moment.values_for(info)})
         except NectarError as exc:
             return FireOutcome(skip=f"imported: cannot make the import task {self.import_task}: {exc}")

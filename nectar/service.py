@@ -170,16 +170,16 @@ class Nectar:
         return self.catalog.chain(chain_type, chain)
 
     def task(self, chain_type: str, chain: str, task: str) -> TaskInfo:
-        """The task's description, as its chain's file makes it now (:meth:`task_now`); ChainNotFound or TaskNotFound
-        naming what is missing."""
+        """The task's description, as its chain's file makes it now (:meth:`~nectar.catalog.ChainCatalog.task_now`);
+        ChainNotFound or TaskNotFound naming what is missing."""
         return self.catalog.task_now(self.catalog.task(chain_type, chain, task))
 
-    def known_task(self, chain_type: str, chain: str, task: str) -> TaskInfo | None:
-        return self.catalog.known_task(chain_type, chain, task)
-
-    def task_now(self, info: TaskInfo) -> TaskInfo:
-        """``info`` to make a task of now (:meth:`~nectar.catalog.ChainCatalog.task_now`): a run about to be made."""
-        return self.catalog.task_now(info)
+    def task_to_fire(self, chain_type: str, chain: str, task: str) -> TaskInfo:
+        """A task a fire makes a run of (a schedule's, a trigger's, a pre-load's): as the catalog saw it when the
+        clock's pass began (its ``known_task``: no stat), else looked up with its error; either as its chain's file
+        makes it now (:meth:`~nectar.catalog.ChainCatalog.task_now`, once)."""
+        known = self.catalog.known_task(chain_type, chain, task)
+        return self.task(chain_type, chain, task) if known is None else self.catalog.task_now(known)
 
     def no_chains_said(self) -> str:
         """Why a listing holds no chain: where the catalog looked, and what a chain file is named."""

@@ -268,7 +268,7 @@ class ScheduleBook:
         spec = record.spec
         try:
             # as the catalog saw it when this pass began (the loop refreshes it then), else looked up with its error
-            info = self.nectar.task_now(self.nectar.known_task(*spec.ref) or self.nectar.task(*spec.ref))
+            info = self.nectar.task_to_fire(*spec.ref)
             instance = info.instantiate(sample_values(spec, info, fire_time))
         except NectarError as exc:
             return FireOutcome(skip=f"cannot make the task: {exc}")

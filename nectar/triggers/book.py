@@ -227,7 +227,7 @@ class TriggerBook:
         """
         spec = record.spec
         try:
-            info = self.nectar.task_now(self.nectar.known_task(*spec.ref) or self.nectar.task(*spec.ref))
+            info = self.nectar.task_to_fire(*spec.ref)
             instance = info.instantiate(trigger_values(spec, uris))
         except NectarError as exc:
             return FireOutcome(skip=f"cannot make the task: {exc}")
@@ -330,7 +330,7 @@ class TriggerBook:
         if ahead < bound:
             return None
         try:
-            info = self.nectar.known_task(*record.spec.ref) or self.nectar.task(*record.spec.ref)
+            info = self.nectar.task_to_fire(*record.spec.ref)
             key = info.key_of(info.instantiate(trigger_values(record.spec, [found.uri for found in group])))
         except Exception:  # the claim records why it cannot be made (a skip takes no room in the queue)
             return None

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import Processes, lifeline_env
+from harness import lifeline_env
 from nectar.config import Settings
 from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from tests.conftest import wait_until
+from tests.helpers.api_alone import api_alone
 from tests.helpers.registries import closed_at_end
 from tests.nectar.test_reuse import reused
 from tests.nectar.test_review16_luigi_cfg import post
@@ -57,10 +58,8 @@ def api(
     ``b_chain``'s file. Both chains read before (as a listing of them reads them)."""
     write_chain("review15/a_chain", CHAIN)
     chain = write_chain("review15/b_chain", CHAIN)
-    processes = Processes(tmp_path / "api-logs")
-    port = processes.nectar_api(settings.replace(scheduler_url=luigid)).port
-    yield port, chain
-    processes.close()
+    with api_alone(settings, luigid, tmp_path / "api-logs") as port:
+        yield port, chain
 
 
 def test_a_task_parameter_names_its_own_chains_task_where_another_chain_has_one_of_that_name(

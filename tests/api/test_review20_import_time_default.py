@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import Processes
 from nectar.config import Settings
 from nectar.registry import RunState
 from nectar.service import Nectar
+from tests.helpers.api_alone import api_alone
 from tests.helpers.registries import closed_at_end
 from tests.nectar.test_review16_luigi_cfg import post
 from tests.nectar.test_review16_none_default import under_luigi
@@ -67,9 +67,8 @@ def api(
 ) -> Iterator[int]:
     """The API alone under gunicorn against the session's luigid; its port."""
     write_chain("review20/today_chain", CHAIN)
-    processes = Processes(tmp_path / "api-logs")
-    yield processes.nectar_api(settings.replace(scheduler_url=luigid)).port
-    processes.close()
+    with api_alone(settings, luigid, tmp_path / "api-logs") as port:
+        yield port
 
 
 def test_a_default_computed_as_the_chain_is_executed_is_the_submissions_moment(

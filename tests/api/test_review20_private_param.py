@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import Processes
 from nectar.config import Settings
 from nectar.registry import RunState
 from nectar.service import Nectar
+from tests.helpers.api_alone import api_alone
 from tests.helpers.registries import closed_at_end
 from tests.nectar.test_review16_luigi_cfg import post
 from tests.nectar.test_review16_none_default import under_luigi
@@ -50,9 +50,8 @@ class LoginTask(luigi.Task):
 def api(settings: Settings, luigid: str, write_chain: Callable[[str, str], Path], tmp_path: Path) -> Iterator[int]:
     """The API alone under gunicorn against the session's luigid; its port."""
     write_chain("review20/login_chain", CHAIN)
-    processes = Processes(tmp_path / "api-logs")
-    yield processes.nectar_api(settings.replace(scheduler_url=luigid)).port
-    processes.close()
+    with api_alone(settings, luigid, tmp_path / "api-logs") as port:
+        yield port
 
 
 def test_a_private_parameter_is_given_over_the_api_as_on_luigis_command_line(
