@@ -288,8 +288,7 @@ def _moved_to(name: str, scope: Iterable[str]) -> str | None:
     return _CWD_SET.get(name) or next((_CWD_SET[module] for module in sorted(scope) if module in _CWD_SET), None)
 
 
-@contextlib.contextmanager
-def asked_in_run_folder(name: str) -> Iterator[None]:
+def asked_in_run_folder(name: str) -> contextlib.AbstractContextManager[None]:
     """The block (a task's ``output()`` and ``complete()`` asked by the API, the clock, ``nectar status``) in the
     working directory a run of the chain module ``name`` has (:func:`held_to`): where a chain module's execution moved
     it (``os.chdir`` at its top), as ``python -m luigi`` started there asks them, a relative ``LocalTarget`` being the
@@ -297,11 +296,17 @@ def asked_in_run_folder(name: str) -> Iterator[None]:
     :data:`_CWD_LOCK`, which each execution holds too (it notes the process's own and gives it back), and which the
     ask of a chain that did not move holds as well where another did (asked in the process's own folder, not in the
     one another thread's ask moved to meanwhile). Nothing where no chain module's execution moved it (one look at a
-    dictionary)."""
-    if not _CWD_SET:
-        yield
-        return
-    folder = _moved_to(name, _scope(name))
+    dictionary, and a context that does nothing: ~0.2 µs, where a generator's context took ~2.4 µs)."""
+    return _IN_PLACE if not _CWD_SET else _asked_in(_moved_to(name, _scope(name)))
+
+
+#: :func:`asked_in_run_folder`'s context where no chain module moved the working directory (reentrant: it holds nothing)
+_IN_PLACE = contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _asked_in(folder: str | None) -> Iterator[None]:
+    """The block in ``folder`` (None: the process's own), under :data:`_CWD_LOCK` (:func:`asked_in_run_folder`)."""
     with _CWD_LOCK:
         if folder is None:
             yield
@@ -655,10 +660,33 @@ def drop_changed_imports(name: str, code: types.CodeType | None = None) -> None:
     """:func:`changed_imports` of the chain module ``name`` taken out of ``sys.modules`` and out of luigi
     (:func:`forget_module`): the execution of ``name`` that follows imports each as its file is now."""
     for module in changed_imports(name, code):
-        held = sys.modules.pop(module, None)
-        package, _, child = module.rpartition(".")
-        named = getattr(sys.modules.get(package), child, None)  # from <package> import <it>: the package's attribute,
-        # the module as Python's import executed it, where the catalog executed its file since (not set there)
-        if held is not None and (named is held or getattr(named, "__name__", None) == module):
-            delattr(sys.modules[package], child)
-        forget_module(module)
+        _dropped(module)
+
+
+def drop_run_imports(names: Iterable[str], chains_dir: str) -> None:
+    """Of the modules ``names`` a run's code imported (inside ``run()``: :func:`nectar.reuse.put_back`), each of the
+    chains folder (named ``chains.<type>...``, or its file under ``chains_dir``: on a folder a chain file puts on
+    ``sys.path``) that no chain module's execution executed (:data:`_STAMPED`: a chain file, a module one imports at
+    its top, which :func:`changed_imports` judges) and that is no package, taken out (:func:`_dropped`): the process's
+    next run imports it as its file is then, as ``python -m luigi``'s fresh process does, where it kept the first
+    run's."""
+    inside = os.path.join(chains_dir, "")
+    for module in names:
+        held = sys.modules.get(module)
+        if module in _STAMPED or held is None or hasattr(held, "__path__"):
+            continue
+        file = getattr(held, "__file__", None)
+        if _in_chains_folder(module) or (isinstance(file, str) and os.path.abspath(file).startswith(inside)):
+            _dropped(module)
+
+
+def _dropped(module: str) -> None:
+    """The module ``module`` taken out of ``sys.modules``, off its package (``from <package> import <it>`` asks the
+    package first) and out of luigi (:func:`forget_module`)."""
+    held = sys.modules.pop(module, None)
+    package, _, child = module.rpartition(".")
+    named = getattr(sys.modules.get(package), child, None)  # from <package> import <it>: the package's attribute,
+    # the module as Python's import executed it, where the catalog executed its file since (not set there)
+    if held is not None and (named is held or getattr(named, "__name__", None) == module):
+        delattr(sys.modules[package], child)
+    forget_module(module)
