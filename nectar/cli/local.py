@@ -96,7 +96,8 @@ def _luigi_flags(given: dict[str, str], spelled: Mapping[str, str], task_cls: ty
 
 def _refuse_other_task(name: str) -> None:
     """Exit naming ``--<name>`` where it is luigi's global form of a parameter of a task other than the one run, or an
-    option of luigi's own command line (``--log-level``, ``--no-lock``: its ``core`` section's, but ``--workers``)."""
+    option of luigi's own command line (``--log-level``: its ``core`` section's, but ``--workers``, and
+    ``--local-scheduler`` and ``--no-lock``, which ``run``'s parser takes)."""
     from luigi.task_register import Register
 
     for family, own, param, _ in Register.get_all_params():

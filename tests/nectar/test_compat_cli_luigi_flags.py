@@ -64,9 +64,9 @@ def test_nectar_run_takes_luigis_workers_and_global_parameter_form(
     chain = write_chain("compat67/meet_chain", CHAIN)
     under_luigi = tmp_path / "under_luigi"
     under_luigi.mkdir()
-    given = ["--workers", "2", "--BothTask-x", "3"]
+    given = ["--workers", "2", "--BothTask-x", "3", "--local-scheduler", "--no-lock"]
     env = {**os.environ, "COMPAT67_OUT": str(under_luigi), "PYTHONPATH": str(chain.parent), **lifeline_env()}
-    argv = [sys.executable, "-m", "luigi", "--module", chain.stem, "BothTask", *given, "--local-scheduler", "--no-lock"]
+    argv = [sys.executable, "-m", "luigi", "--module", chain.stem, "BothTask", *given]
     said = subprocess.run(argv, env=env, cwd=chain.parent, capture_output=True, text=True, timeout=120)
     assert sorted(os.listdir(under_luigi)) == ["met-a-3", "met-b-3", "started-a-3", "started-b-3"], said.stderr
     out = tmp_path / "out"
