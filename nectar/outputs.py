@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import luigi
 from luigi.task import flatten
 
+from nectar.catalog.luigi_state import asked_in_run_folder
 from nectar.config import Settings
 from nectar.errors import InvalidKey, NotFound
 from nectar.keys import OUTPUT_FILE, TargetKey
@@ -30,7 +31,7 @@ from nectar.status import DONE, JobStatus
 from nectar.stores import TargetStore, get_store
 from nectar.stores.local import hard_link_refused, is_hard_link
 from nectar.stores.s3 import S3Store
-from nectar.task import NectarTask
+from nectar.task import NectarTask, chain_module
 
 if TYPE_CHECKING:
     from nectar.catalog.model import TaskInfo
@@ -79,7 +80,7 @@ def status_outputs(status: JobStatus, task_cls: type | None, store: TargetStore,
     if params is None:
         return []
     assert task_cls is not None
-    found = _targets(task_cls, key.path, tuple(sorted(params.items())))
+    found = _targets(task_cls, chain_module(key.chain_type, key.chain), key.path, tuple(sorted(params.items())))
     if isinstance(found, str):
         return [Output("", note=found)]
     if not status.done:
@@ -161,15 +162,17 @@ S3_FOLDER = "s3 folder, flag "
 
 @functools.lru_cache(maxsize=CACHED_TASKS)
 def _targets(
-    task_cls: type[luigi.Task], key: str, params: tuple[tuple[str, str], ...]
+    task_cls: type[luigi.Task], module: str, key: str, params: tuple[tuple[str, str], ...]
 ) -> tuple[tuple[str, str], ...] | str:
-    """``(kind, path or URI)`` of each output of the task, or why they cannot be known (``key`` keys the cache)."""
+    """``(kind, path or URI)`` of each output of the task, or why they cannot be known (``key`` keys the cache): as a
+    run of the chain module ``module`` names them, in its working directory (a relative ``LocalTarget`` is the folder's
+    the chain file moves to at its top, as under ``python -m luigi``: :func:`asked_in_run_folder`)."""
     try:
-        task = task_of_text(task_cls, dict(params))  # luigi's values, as the attempt's
-        targets = flatten(task.output())
+        with asked_in_run_folder(module):
+            task = task_of_text(task_cls, dict(params))  # luigi's values, as the attempt's
+            return tuple(_describe(target) for target in flatten(task.output()))
     except Exception as exc:  # whatever output() raises is the task's: named in the status
         return f"output() raised {type(exc).__name__}: {exc}"
-    return tuple(_describe(target) for target in targets)
 
 
 def _describe(target: Any) -> tuple[str, str]:

@@ -47,7 +47,7 @@ from luigi.task_register import Register
 
 from nectar.catalog.kept import after_run as kept_after_run
 from nectar.catalog.kept import snapshot as kept_snapshot
-from nectar.catalog.luigi_state import given_back
+from nectar.catalog.luigi_state import drop_run_imports, given_back
 from nectar.config import get_settings
 from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
@@ -327,13 +327,24 @@ def _mark_imports() -> None:
 def _imported_since() -> set[str]:
     """The names of the modules imported since the last :func:`before_run`: those after its mark in ``sys.modules``,
     a dictionary, which keeps its names in the order they were added (a module imported, or imported again once a
-    run's code took it out, is added last). Read only where a run changed logging. Empty if the mark is gone (a run's
-    code took it out): then no module's logger is one a run's import set up."""
-    names = list(sys.modules)
-    try:
-        return set(names[names.index(_SINCE) + 1 :])
-    except ValueError:
-        return set()
+    run's code took it out, is added last), read from its end back to the mark (none to read where the run imported
+    nothing). Empty if the mark is gone (a run's code took it out): then no module's logger is one a run's import set
+    up, and no module is one its code imported (:func:`_drop_run_imports`)."""
+    names: set[str] = set()
+    for name in reversed(sys.modules):
+        if name == _SINCE:
+            return names
+        names.add(name)
+    return set()
+
+
+def _drop_run_imports() -> None:
+    """The modules of the chains folder the run's code imported (inside ``run()``) taken out of ``sys.modules``
+    (:func:`~nectar.catalog.luigi_state.drop_run_imports`): the next run imports each as its file is then, as a fresh
+    process does."""
+    names = _imported_since()
+    if names:
+        drop_run_imports(names, str(get_settings().chains_dir))
 
 
 def process_thread(thread: threading.Thread, registry: str | None = None) -> threading.Thread:
@@ -557,6 +568,7 @@ def put_back(before: Before) -> None:
     given_back()  # the event handlers of other chains than the run's (:func:`~nectar.catalog.luigi_state.held_to`)
     Register.clear_instance_cache()
     current_run.set(None)
+    _drop_run_imports()
     gc.collect()
     kept_after_run()  # the chain module kept for the next run, if the run left it exactly as executed
 

@@ -15,6 +15,7 @@ import luigi
 from luigi.task import flatten
 
 from nectar.catalog import ChainCatalog
+from nectar.catalog.luigi_state import asked_in_run_folder
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.config import Settings, get_settings, retry_value
 from nectar.errors import InvalidSetting, InvalidTask, NectarError, QueueFull, RunNotFound
@@ -28,7 +29,7 @@ from nectar.registry.model import made_at_once
 from nectar.retry_count import luigi_attempts, luigi_retry_count, own_attribute, scheduler_retry_count
 from nectar.status import JobStatus, job_status
 from nectar.stores import TargetStore, get_store
-from nectar.task import NectarTask
+from nectar.task import NectarTask, chain_module
 
 if TYPE_CHECKING:
     from nectar.schedules.book import ScheduleBook
@@ -243,7 +244,7 @@ class Nectar:
         """The run that makes ``instance`` (a task of ``info``), not yet queued; None if its output is done. ``key``
         is ``info.key_of(instance)`` when the caller has it already (a plain luigi task's is not kept: made again,
         it serialized and hashed its parameters again)."""
-        if self._complete(instance):
+        if self._complete(instance, chain_module(info.chain_type, info.chain)):
             return None
         return Run.new(
             (key or info.key_of(instance)).path,
@@ -259,8 +260,9 @@ class Nectar:
             objects=objects,
         )
 
-    def _complete(self, instance: luigi.Task) -> bool:
-        """Whether the task is done, by its own ``complete()`` (a ``NectarTask``'s: its md5 ``out.txt`` exists).
+    def _complete(self, instance: luigi.Task, module: str) -> bool:
+        """Whether the task is done, by its own ``complete()`` (a ``NectarTask``'s: its md5 ``out.txt`` exists), asked
+        as a run of the chain module ``module`` asks it: in its working directory (:func:`asked_in_run_folder`).
 
         A ``complete()`` that raises is not answered here: a run is queued, and records the failure with
         its traceback where every run's failure is told (the status), as luigi would when scheduling it; but
@@ -269,14 +271,16 @@ class Nectar:
         try:
             cls = type(instance)
             if cls.complete is not luigi.Task.complete:
-                return instance.complete() is True
+                with asked_in_run_folder(module):
+                    return instance.complete() is True
             # luigi's own complete(), its outputs made once (it made them again: a NectarTask's builds a path),
             # and for a task without outputs luigi's answer without its warning at each submission
             if isinstance(instance, NectarTask) and cls.output is NectarTask.output:  # one store target, not iterable
                 # (flatten raised and caught to see it): whether it exists, asked of its store without making it
                 return instance.store.target_exists(instance.target_key)
-            outputs = flatten(instance.output())
-            return bool(outputs) and all(output.exists() for output in outputs)
+            with asked_in_run_folder(module):
+                outputs = flatten(instance.output())
+                return bool(outputs) and all(output.exists() for output in outputs)
         except NectarError:  # the store itself is unusable (a missing bucket): the submission says so
             raise
         except Exception:

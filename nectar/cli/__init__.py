@@ -104,6 +104,12 @@ def add_commands(commands: Any) -> None:
         action="store_true",
         help="luigi's flag, taken as it is: the default without --scheduler-url",
     )
+    run.add_argument(  # as --local-scheduler: in `--local-scheduler --no-lock`, luigi's command copied
+        "--no-lock",
+        action="store_true",
+        help="luigi's flag, taken as it is: nectar run takes no lock of luigi's (a run identical to one queued or "
+        "running is not started again, whatever the flag)",
+    )
     status = command("status", "the status of a target key")
     status.add_argument("key", help="chains/<type>/<chain>/<Task>/<md5>/out.txt")
     token = commands.add_parser("token", help="make a new API token and the hash to configure for it")

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from nectar.config import Settings, configure, load_luigi_config
+from nectar.config import WORKERS_MOST, Settings, configure, load_luigi_config, whole_number
 from nectar.errors import StoreUnavailable
 from nectar.logs.format import configure_logging
 
@@ -50,6 +50,71 @@ def _task_params(extra: Sequence[str], flags: Mapping[str, bool] | None = None) 
                 value = items.pop(0)
         params[name] = value
     return params
+
+
+#: the member of :func:`_luigi_flags`' answer that holds luigi's ``--workers`` (no parameter's name: not an identifier)
+_WORKERS = "--workers"
+
+
+def _global_flags(task_cls: type, names: Sequence[str]) -> dict[str, str]:
+    """luigi's global form of each parameter of ``task_cls``, ``--<Task>-<param>`` (its family, or one of the
+    ``names`` the service knows it by), as :func:`_task_params` reads it (``-`` as ``_``), to the parameter's name."""
+    import luigi
+
+    assert issubclass(task_cls, luigi.Task)
+    prefixes = {task_cls.get_task_family(), *names}
+    return {f"{prefix}_{name}".replace("-", "_"): name for prefix in prefixes for name, _ in task_cls.get_params()}
+
+
+def _luigi_flags(given: dict[str, str], spelled: Mapping[str, str], task_cls: type) -> dict[str, str]:
+    """The task's parameters of ``given`` (:func:`_task_params`) as luigi's command line reads them: one given in
+    luigi's global form (``--<Task>-<param>``, ``spelled``: :func:`_global_flags`) under its name, luigi's own
+    ``--workers`` (where the task has no parameter of that name) under :data:`_WORKERS`. Exits naming the flag for a
+    parameter given both ways with two values, and for the global form of another task's parameter: luigi sets it
+    for every instance of that task the run makes, where a run here is known by its own task's parameters alone (its
+    retries and another worker taking it would not have it)."""
+    import luigi
+
+    own = {name for name, _ in task_cls.get_params()} if issubclass(task_cls, luigi.Task) else set()
+    params: dict[str, str] = {}
+    for name, value in given.items():
+        if name in own:
+            pass
+        elif name in spelled:
+            param = spelled[name]
+            if given.get(param, value) != value:
+                flag = name.replace("_", "-")
+                raise SystemExit(f"nectar run: --{flag} and --{param} give {param} two values: give one")
+            name = param
+        elif name == "workers":
+            name = _WORKERS
+        else:
+            _refuse_other_task(name)
+        params[name] = value
+    return params
+
+
+def _refuse_other_task(name: str) -> None:
+    """Exit naming ``--<name>`` where it is luigi's global form of a parameter of a task other than the one run, or an
+    option of luigi's own command line (``--log-level``: its ``core`` section's, but ``--workers``, and
+    ``--local-scheduler`` and ``--no-lock``, which ``run``'s parser takes)."""
+    from luigi.task_register import Register
+
+    for family, own, param, _ in Register.get_all_params():
+        if (param if own else f"{family}_{param}").replace("-", "_") != name:
+            continue
+        flag = name.replace("_", "-")
+        if own:
+            raise SystemExit(
+                f"nectar run: --{flag} is an option of luigi's own command line ([{family}] {param}), which nectar "
+                f"run does not take: set it in luigi.cfg (NECTAR_LUIGI_CONFIG), [{family}] {param} = ..., which every "
+                "run reads"
+            )
+        raise SystemExit(
+            f"nectar run: --{flag} sets {param} of {family} (luigi's global form: for every {family} of the "
+            "command); nectar run takes its own task's parameters alone (a run is known by them: a retry, and "
+            f"another worker that takes it, would run without it): set it in luigi.cfg, [{family}] {param} = ..."
+        )
 
 
 def table(rows: list[list[str]]) -> str:
@@ -136,11 +201,19 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     load_luigi_config(luigi_config(settings))  # luigi.cfg's [core] log_level, its [worker] settings: as the worker
     with Nectar(settings) as nectar:
         chain_type, chain, task = parts
+        info = nectar.catalog.task(chain_type, chain, task)
         flags: dict[str, bool] = {}  # each BoolParameter's name: whether a value may follow it
-        for param in nectar.catalog.task(chain_type, chain, task).params:
+        for param in info.params:
             if isinstance(param.param, luigi.BoolParameter):
                 flags[param.name] = param.param.parsing == luigi.BoolParameter.EXPLICIT_PARSING
-        submission = nectar.submit(chain_type, chain, task, _task_params(extra, flags))
+        spelled = _global_flags(info.cls, (info.name, *info.aliases))
+        flags.update({flag: flags[name] for flag, name in spelled.items() if name in flags})
+        params = _luigi_flags(_task_params(extra, flags), spelled, info.cls)
+        workers = params.pop(_WORKERS, None)
+        if workers is not None:  # luigi's --workers N: the steps run at once, as NECTAR_TASK_WORKERS sets them
+            settings = settings.replace(task_workers=whole_number("--workers", workers, 1, WORKERS_MOST))
+            configure(settings)
+        submission = nectar.submit(chain_type, chain, task, params)
         if submission.done:
             print("already done, nothing to run")
         elif not submission.created:

@@ -4,7 +4,8 @@ Round 65 (gaps) holds that folder to the chain's runs: the run writes ``<folder>
 does. The API gives its own working directory back as each execution of a chain ends, and then asks the task's
 ``output()`` and ``complete()`` in its own folder: the status lists ``<the API's folder>/cd.txt`` (not the file the
 run made, no link though the folder is one of ``NECTAR_OUTPUT_ROOTS``), and a submission of the task DONE is queued
-again (202, created) every time, where luigi counts it complete."""
+again (202, created) every time, where luigi counts it complete. Round 67 (compat): the API asks them in the folder
+the chain's runs have (``luigi_state.asked_in_run_folder``)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,6 @@ def served(
     processes.close()
 
 
-@pytest.mark.xfail(strict=True, reason="review20: the API asks output() and complete() outside the chain's folder")
 def test_a_chain_that_moves_to_its_folder_has_its_outputs_listed_and_found_there(
     served: tuple[int, Settings],
     data: Path,
@@ -77,8 +77,9 @@ def test_a_chain_that_moves_to_its_folder_has_its_outputs_listed_and_found_there
 ) -> None:
     """``python -m luigi`` makes ``<data>/cd.txt`` and counts the task complete at its second command (checked first);
     then through the API: the run DONE, the status lists ``<data>/cd.txt`` with a link, and a second submission is
-    answered 200 DONE, no run queued. Fails on main: the status lists ``<the API's folder>/cd.txt``, "not under a
-    folder the service serves", no link; past that, the second submission is queued again (202, created)."""
+    answered 200 DONE, no run queued. Failed before round 67 (compat): the status listed ``<the API's
+    folder>/cd.txt``, "not under a folder the service serves", no link; past that, the second submission was queued
+    again (202, created)."""
     port, settings = served
     chain = write_chain("review20/cd_chain", CHAIN)
     env = {**os.environ, "PYTHONPATH": str(chain.parent), **lifeline_env()}

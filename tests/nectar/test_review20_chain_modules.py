@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import NECTAR, Processes, base_env, settings_env
+from harness import Processes
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.registry import RetryPolicy, Run, RunState, open_run_store
-from tests.conftest import wait_until
+from nectar.registry import open_run_store
+from tests.helpers.reused_runs import one_slot_worker
+from tests.helpers.reused_runs import run_once as run_to_end
 
 #: the md5 of ``{}``: a parameterless task's key
 EMPTY = "99914b932bd37a50b983c5e7c90ae93b"
@@ -98,25 +99,14 @@ def test_a_fix_saved_to_a_chains_module_reaches_the_next_run_whatever_its_layout
     for ref, source in files.items():
         write_chain(ref, source)
     write_chain("review20/user_chain", chain + TASK)
-    env = base_env() | settings_env(settings) | {"NECTAR_RUNS_PER_PROCESS": runs_per_process}
-    proc = processes.start("worker", [*NECTAR, "worker", "--workers", "1"], env, settings.data_dir.parent)
-    log = processes.log_of[proc.pid]
-    wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)
+    log = one_slot_worker(settings, processes, runs_per_process)
     key = TargetKey("review20", "user_chain", "UsesModuleTask", EMPTY)
-    output = settings.local_targets_dir / key.path
     before: set[str] = set()  # the processes that ran the task before the fix
     after: list[tuple[str, str]] = []  # (process, what it read) of each run after the fix
     with open_run_store(settings) as runs:
 
         def run_once() -> tuple[str, str]:
-            output.unlink(missing_ok=True)
-            run = Run.new(key.path, "review20", "user_chain", "UsesModuleTask", {}, key.path, RetryPolicy(0, 0, 1))
-            run_id = runs.submit(run)[0].id
-            wait_until(lambda: (now := runs.get(run_id)) is not None and not now.state.active)
-            ended = runs.get(run_id)
-            assert ended is not None and ended.state == RunState.DONE, (ended, log.read_text())
-            pid, read = output.read_text().split()
-            return pid, read
+            return run_to_end(settings, runs, key, log)
 
         pid, read = run_once()
         assert read == "bug"
