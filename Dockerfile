@@ -23,6 +23,8 @@ RUN pip install -c requirements/constraints.txt '.[postgres]'
 COPY configuration ./configuration
 COPY chains ./chains
 RUN mkdir -p nectar_data local_targets && chown -R nectar:nectar /srv/datanectar
+# the service's state: the run registry and the local store's outputs (a new container without them has none)
+VOLUME ["/srv/datanectar/nectar_data", "/srv/datanectar/local_targets"]
 
 USER nectar
 # luigid (behind its guard) stays inside the container, on 127.0.0.1: only the API is published

@@ -44,7 +44,16 @@ from nectar.leases import AttemptLease, process_name, release
 from nectar.logs.format import current_run, process_handlers
 from nectar.luigi_internals import stop_mock_filesystem
 from nectar.luigid import scheduler_of, scheduler_secret
-from nectar.outcomes import blocked_by, end_running_steps, ran, re_enable, re_enable_ahead, retries_used_up, wait
+from nectar.outcomes import (
+    blocked_by,
+    disabled_by_its_class,
+    end_running_steps,
+    ran,
+    re_enable,
+    re_enable_ahead,
+    retries_used_up,
+    wait,
+)
 from nectar.params import task_of_text
 from nectar.registry import Run, RunState, RunStore
 from nectar.registry.model import waited
@@ -324,6 +333,9 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         return RunState.DONE if runs.complete(run.id, run.attempt, recorder.take()) else None
     if recorder.waiting_for and recorder.failed is None:
         return wait_for_data(runs, run, recorder.waiting_for, patience)
+    off = disabled_by_its_class(result, task) if result is not None and recorder.failed is None else None
+    if off is not None:  # a class attribute of the chain: no retry or wait changes it
+        return runs.fail(run.id, run.attempt, *off, retryable=False)
     scheduler = scheduler_of(settings)
     if blocked:
         return wait(scheduler, runs, run, *blocked)

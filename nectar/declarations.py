@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import luigi
 
-from nectar.errors import InvalidParameters
+from nectar.errors import InvalidParameters, NectarError
 from nectar.keys import is_name
 
 if TYPE_CHECKING:
+    from nectar.catalog import ChainCatalog
     from nectar.catalog.model import ChainInfo, TaskInfo
 
 S = TypeVar("S")
@@ -91,3 +92,28 @@ def declared_in(
             failing.append(info.ref)
         found.update({declared.id: (declared, str(info.path)) for declared in declarations_of(info)})
     return found, failing
+
+
+class PrivateNames:
+    """The parameters of a task that luigi calls private (``ParameterVisibility.PRIVATE``: a password), by the
+    task's ``(type, chain, Task)``: a schedule's or a trigger's answers show no fixed value of one, as a run's do
+    not (:func:`nectar.registry.model.shown_params`). Read from the catalog as it knows the task now (its
+    parameters, not their defaults: a chain executed anew for each run is not executed for it); while the task
+    cannot be read (its chain does not import now), as it was last read by this process, else none is known."""
+
+    def __init__(self, catalog: ChainCatalog) -> None:
+        self.catalog = catalog
+        self._seen: dict[tuple[str, str, str], frozenset[str]] = {}
+
+    def of(self, ref: tuple[str, str, str]) -> frozenset[str]:
+        try:
+            info = self.catalog.task(*ref)
+        except NectarError:
+            return self._seen.get(ref, frozenset())
+        names = self._seen[ref] = frozenset(param.name for param in info.params if param.private)
+        return names
+
+    @staticmethod
+    def shown(params: dict[str, Any], hidden: frozenset[str]) -> dict[str, Any]:
+        """``params`` without the values of ``hidden``."""
+        return {name: value for name, value in params.items() if name not in hidden} if hidden else params

@@ -119,7 +119,7 @@ from luigi.task import (
     TASK_ID_TRUNCATE_PARAMS,
 )
 from luigi.task_register import Register
-from luigi.task_status import DONE, FAILED, PENDING
+from luigi.task_status import DISABLED, DONE, FAILED, PENDING
 
 from nectar import forks, standby
 from nectar.pings import PINGS, Pinged
@@ -955,6 +955,12 @@ def done_in_build(worker: luigi.worker.Worker, task: luigi.Task) -> bool:
         if status == DONE and (told is task or told == task):
             return True
     return False
+
+
+def disabled_in_build(worker: luigi.worker.Worker) -> luigi.Task | None:
+    """The first task ``worker``'s build told luigid DISABLED: one whose class says luigi must not run it (luigi's
+    ``Task.disabled``, read as the worker adds it); luigi runs neither it nor a task needing it. None if none."""
+    return next((told for told, status, _ in worker._add_task_history if status == DISABLED), None)
 
 
 def is_external(task: luigi.Task) -> bool:

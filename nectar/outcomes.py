@@ -20,7 +20,7 @@ import luigi
 import luigi.configuration
 
 from nectar.errors import SchedulerUnavailable
-from nectar.luigi_internals import done_in_build
+from nectar.luigi_internals import disabled_in_build, done_in_build
 from nectar.luigid import SchedulerClient
 from nectar.registry import Run, RunState, RunStore
 from nectar.retry_count import attempts_used_up
@@ -47,6 +47,19 @@ def blocked_by(result: Any, task: luigi.Task) -> tuple[str, str] | None:
     same, as luigi makes its summary once, each still pending task's ``requires()`` asked once for it."""
     tasks = result.tasks_by_outcome
     return next(((kind, f"waiting: {why}") for kind, why in _WAITING.items() if task in tasks[kind]), None)
+
+
+def disabled_by_its_class(result: Any, task: luigi.Task) -> tuple[str, str] | None:
+    """If the build met a task whose class says luigi must not run it (luigi's ``Task.disabled``), as
+    ``python -m luigi`` schedules no such task and leaves one needing it "not granted run permission": the step and
+    the run's error, which no retry or wait changes (a class attribute of the chain). None if it met none."""
+    off = disabled_in_build(result.worker)
+    if off is None:
+        return None
+    why = f"{off.task_family} is disabled (its class sets disabled = True): luigi runs no disabled task"
+    if off is task or off == task:
+        return off.task_family, why
+    return off.task_family, f"{task.task_family} needs {off.task_family}, which luigi will not run: {why}"
 
 
 def ran(result: Any, task: luigi.Task) -> bool:

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from nectar.declarations import Declared, declared_in
+from nectar.declarations import Declared, PrivateNames, declared_in
 from nectar.errors import InvalidParameters, InvalidTask, NectarError, NotFound, ScheduleConflict, ScheduleNotFound
 from nectar.preload import Moment
 from nectar.registry import Run
@@ -48,9 +48,12 @@ class ScheduleView:
     updated_at: float | None
     #: where a file schedule is declared: ``<type>/<file>`` in the chains folder
     path: str | None = None
+    #: its fixed parameters whose values are never shown: those luigi calls private (:class:`PrivateNames`)
+    hidden: frozenset[str] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         timing = self.spec.timing
+        definition = self.spec.definition()
         last = None
         if self.last_fire is not None:
             last = {
@@ -63,7 +66,8 @@ class ScheduleView:
         return {
             "id": self.id,
             "source": self.source,
-            **self.spec.definition(),
+            **definition,
+            "params": PrivateNames.shown(definition["params"], self.hidden),
             "paused": self.paused,
             "next_fires": [timing.iso(t) for t in self.next_fires],
             "last_fire": last,
@@ -115,6 +119,7 @@ class ScheduleBook:
     def __init__(self, nectar: Nectar, clock: Callable[[], float] = time.time) -> None:
         self.nectar = nectar
         self.clock = clock
+        self.private = PrivateNames(nectar.catalog)
         #: (the registry's change counter, the files' schedules, the failing chains) when rows and files last matched
         self._synced: tuple[Any, ...] | None = None
 
@@ -172,7 +177,8 @@ class ScheduleBook:
         created, updated = (record.created_at, record.updated_at) if record else (None, None)
         # the file as the chains folder names it (<type>/<file>): answers never show where the server keeps files
         shown = "/".join(os.path.normpath(path).split(os.sep)[-2:]) if path else None
-        return ScheduleView(schedule_id, source, spec, paused, upcoming, last, run, created, updated, shown)
+        hidden = self.private.of(spec.ref) if spec.params else frozenset()
+        return ScheduleView(schedule_id, source, spec, paused, upcoming, last, run, created, updated, shown, hidden)
 
     def fires(self, schedule_id: str, limit: int = 50, backfill_id: str | None = None) -> list[tuple[Fire, Run | None]]:
         """A schedule's fires, newest first, each with its run."""

@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING
 
 from luigi.task_register import Register
 
-from nectar.errors import NectarError
-from nectar.passes import pause_until, run_passes
+from nectar.passes import Failures, pause_until, run_passes
 from nectar.registry.schedules import FireOutcome
 from nectar.schedules.model import ScheduleRecord
 
@@ -59,6 +58,8 @@ class ScheduleLoop:
         self._paused: dict[str, ScheduleRecord] = {}
         #: (next fire time, schedule id, version): what is due next
         self._due: list[tuple[float, str, int]] = []
+        #: what it says of a schedule that fails pass after pass (its traceback once, not every RETRY_AFTER)
+        self.failures = Failures(logger, "schedule", "trying again", RETRY_AFTER)
         #: set by :meth:`serve_forever`'s stop: a pass ends after the fire being made, not after a long catch-up
         self.stopping = threading.Event()
 
@@ -113,11 +114,12 @@ class ScheduleLoop:
                     self._seen_changes = None  # reload at the next pass
                     continue
                 self._push(fresh, self._fire_due(fresh, now, counts))
+                self.failures.cleared(schedule_id)
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # the store or the registry cannot answer, a chain's code raised (its
                 # SystemExit too: it ended the loop's thread, the schedule off the heap): this schedule is tried again
-                self._failed(schedule_id, exc)
+                self.failures.failed(schedule_id, exc)
                 heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
         for schedule_id, held in self.runs.held().items():
             try:
@@ -127,7 +129,7 @@ class ScheduleLoop:
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:
-                self._failed(schedule_id, exc)
+                self.failures.failed(schedule_id, exc)
         return counts
 
     def _releasable(
@@ -145,14 +147,6 @@ class ScheduleLoop:
         if record.source == "file" and schedule_id not in declared:
             return None, []  # its chain file does not import now: held until it does
         return record, held
-
-    @staticmethod
-    def _failed(schedule_id: str, exc: BaseException) -> None:
-        """Log why a schedule could not fire this pass (a traceback for what is not a known failure)."""
-        if isinstance(exc, NectarError):
-            logger.warning("schedule %s: %s; trying again in %gs", schedule_id, exc, RETRY_AFTER)
-        else:
-            logger.exception("schedule %s failed; trying again in %gs", schedule_id, RETRY_AFTER)
 
     def _fire_due(self, record: ScheduleRecord, now: float, counts: dict[str, int]) -> float:
         """Make the fires of ``record`` due by ``now``; answer the cursor reached."""

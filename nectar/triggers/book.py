@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import islice, takewhile
 from typing import TYPE_CHECKING, Any
 
-from nectar.declarations import Declared, declared_in
+from nectar.declarations import Declared, PrivateNames, declared_in
 from nectar.errors import InvalidParameters, InvalidTask, NectarError, NotFound, TriggerConflict, TriggerNotFound
 from nectar.preload import Moment
 from nectar.registry.model import iso_utc
@@ -51,6 +51,8 @@ class TriggerView:
     counts: TriggerCounts
     #: where a file trigger is declared: ``<type>/<file>`` in the chains folder
     path: str | None = None
+    #: its fixed parameters whose values are never shown: those luigi calls private (:class:`PrivateNames`)
+    hidden: frozenset[str] = frozenset()
 
     @property
     def paused(self) -> bool:
@@ -58,10 +60,12 @@ class TriggerView:
 
     def to_dict(self) -> dict[str, Any]:
         record = self.record
+        definition = self.spec.definition()
         return {
             "id": self.id,
             "source": self.source,
-            **self.spec.definition(),
+            **definition,
+            "params": PrivateNames.shown(definition["params"], self.hidden),
             "paused": self.paused,
             "cursor": record.cursor if record else None,
             "last_object": self.spec.location.uri(record.last_object) if record and record.last_object else None,
@@ -98,6 +102,7 @@ class TriggerBook:
     def __init__(self, nectar: Nectar, clock: Callable[[], float] = time.time) -> None:
         self.nectar = nectar
         self.clock = clock
+        self.private = PrivateNames(nectar.catalog)
         self._synced: tuple[Any, ...] | None = None
 
     @property
@@ -130,8 +135,8 @@ class TriggerBook:
             raise TriggerNotFound(f"no trigger {trigger_id}")
         return self._view(trigger_id, record.spec, "api", record, counts)
 
-    @staticmethod
     def _view(
+        self,
         trigger_id: str,
         spec: TriggerSpec,
         source: str,
@@ -141,7 +146,8 @@ class TriggerBook:
     ) -> TriggerView:
         # the file as the chains folder names it (<type>/<file>): answers never show where the server keeps files
         shown = "/".join(os.path.normpath(path).split(os.sep)[-2:]) if path else None
-        return TriggerView(trigger_id, source, spec, record, counts.get(trigger_id, TriggerCounts()), shown)
+        hidden = self.private.of(spec.ref) if spec.params else frozenset()
+        return TriggerView(trigger_id, source, spec, record, counts.get(trigger_id, TriggerCounts()), shown, hidden)
 
     def objects(self, trigger_id: str, limit: int = 50) -> list[tuple[TriggerObject, Run | None]]:
         """A trigger's claimed objects, the latest first, each with its run."""

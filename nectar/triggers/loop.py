@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING
 
 from luigi.task_register import Register
 
-from nectar.errors import NectarError
-from nectar.passes import pause_until, run_passes
+from nectar.passes import Failures, pause_until, run_passes
 from nectar.triggers.book import Poll
 from nectar.triggers.model import TriggerRecord
 
@@ -57,6 +56,8 @@ class TriggerLoop:
         #: by trigger, the conditions its last poll found that hold poll after poll (:data:`HELD`), each with what it
         #: said as it began or last changed: said again when what the user reads changes
         self._held: dict[str, dict[str, str]] = {}
+        #: what it says of a trigger that fails poll after poll (its traceback once, not every RETRY_AFTER)
+        self.failures = Failures(logger, "trigger", "polling again", RETRY_AFTER)
         self.stopping = threading.Event()
 
     def _reload(self) -> None:
@@ -100,21 +101,15 @@ class TriggerLoop:
                 raise
             except BaseException as exc:  # the registry (or the task's store) cannot answer, a chain's code raised
                 # (its SystemExit too): polled again later
-                self._failed(trigger_id, exc)
+                self.failures.failed(trigger_id, exc)
                 self._due[trigger_id] = now + RETRY_AFTER
                 continue
+            self.failures.cleared(trigger_id)
             self._logged(trigger_id, poll)
             self._due[trigger_id] = now if poll.more else now + record.spec.poll_s
             if "stale" in poll.states:
                 self._seen_changes = None
         return polls
-
-    @staticmethod
-    def _failed(trigger_id: str, exc: BaseException) -> None:
-        if isinstance(exc, NectarError):
-            logger.warning("trigger %s: %s; polling again in %gs", trigger_id, exc, RETRY_AFTER)
-        else:
-            logger.exception("trigger %s failed; polling again in %gs", trigger_id, RETRY_AFTER)
 
     def _logged(self, trigger_id: str, poll: Poll) -> None:
         """What a poll made, at INFO; a condition that holds poll after poll (:data:`HELD`: the store cannot list,
