@@ -56,7 +56,6 @@ def status_of(client: FlaskClient, url: str) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.xfail(strict=True, reason="review21: a disabled luigi task is retried, its dependant waits, cause unnamed")
 @pytest.mark.parametrize("task", ["DisabledTask", "NeedsDisabledTask"])
 def test_a_disabled_task_ends_its_run_at_once_naming_it(
     client_for: Callable[[Settings], FlaskClient],

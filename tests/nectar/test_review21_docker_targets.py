@@ -13,15 +13,10 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-import pytest
-
 from harness import REPO
 from nectar.config import Settings
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review21: the Docker image's local outputs are not on the volume the README names"
-)
 def test_the_images_local_outputs_are_kept_where_the_readme_says_to_mount_a_volume() -> None:
     """The image's settings read from its ``ENV`` lines in its ``WORKDIR``; every folder of state must be under a
     mounted folder the README's Docker paragraph names, or a ``VOLUME`` of the image. Fails on main: local_targets
