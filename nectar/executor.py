@@ -296,9 +296,9 @@ class Executor:
         import multiprocessing.queues  # noqa: F401  (every luigi.build makes a multiprocessing queue)
         import multiprocessing.synchronize  # noqa: F401
 
-        import luigi.contrib.s3  # noqa: F401  (boto3, for a chain's S3 targets)
+        if self.settings.store_kind == "s3":  # a local store's attempt imports boto3 only if its chain does
+            import luigi.contrib.s3  # noqa: F401  (boto3, for the store's S3 targets)
 
-        if self.settings.store_kind == "s3":
             from nectar.stores.s3 import load_s3_models
 
             load_s3_models()  # no credentials resolved, no connection: each attempt's client resolves its own
