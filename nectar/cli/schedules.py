@@ -8,7 +8,7 @@ import signal
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from nectar.cli.local import settings_of, table
+from nectar.cli.local import service_deferral, settings_of, table
 from nectar.config import load_luigi_config
 from nectar.logs.format import configure_logging
 
@@ -78,8 +78,9 @@ def cmd_clock(args: argparse.Namespace) -> int:
     from nectar import lifeline
 
     lifeline.stops_exit_until_handled()  # until the handlers below (the clock imports the chain files before)
-    from nectar.schedules.clock import Clock
-    from nectar.service import Nectar
+    with service_deferral():  # as nectar worker --clock imports them
+        from nectar.schedules.clock import Clock
+        from nectar.service import Nectar
 
     settings = settings_of(args)
     configure_logging(settings.log_format)
