@@ -33,7 +33,8 @@ def last_fire(view: ScheduleView) -> str:
 
 def cmd_schedules(args: argparse.Namespace) -> int:
     """A table of every schedule, from the chain files and the API."""
-    from nectar.service import Nectar
+    with service_deferral():
+        from nectar.service import Nectar
 
     with Nectar(settings_of(args)) as nectar:
         views = nectar.schedules.views()
@@ -48,7 +49,8 @@ def cmd_schedules(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Fire a schedule for every fire time in [--start, --end]; print what was queued at once and what waits."""
-    from nectar.service import Nectar
+    with service_deferral():
+        from nectar.service import Nectar
 
     with Nectar(settings_of(args)) as nectar:
         book = nectar.schedules
