@@ -9,8 +9,8 @@ its stamp, for the attempts it forks next (:meth:`Executor._compile_ahead`). Eac
 process group (a cancel kills the task's subprocesses too), that loads the chain file as it is on disk *now* (a fixed
 chain takes effect on the next run without a restart) and runs ``luigi.build`` against the central scheduler (or
 luigi's local one): :mod:`nectar.attempt`. What every attempt would import or read (boto3 through
-``luigi.contrib.s3``, luigi's settings and logging) is loaded in the parent before its first fork, not while it is
-idle (:meth:`Executor.warm`).
+``luigi.contrib.s3`` where the store is S3, luigi's settings and logging) is loaded in the parent before its first
+fork, not while it is idle (:meth:`Executor.warm`).
 
 The child is forked before there is work for it (a *spare*, set up and waiting on a socket: :mod:`nectar.spares`,
 which says how many are kept: none once ``NECTAR_SPARE_IDLE`` seconds pass without runs wanted): a claim names a
@@ -296,9 +296,9 @@ class Executor:
         import multiprocessing.queues  # noqa: F401  (every luigi.build makes a multiprocessing queue)
         import multiprocessing.synchronize  # noqa: F401
 
-        import luigi.contrib.s3  # noqa: F401  (boto3, for a chain's S3 targets)
+        if self.settings.store_kind == "s3":  # a local store's attempt imports boto3 only if its chain does
+            import luigi.contrib.s3  # noqa: F401  (boto3, for the store's S3 targets)
 
-        if self.settings.store_kind == "s3":
             from nectar.stores.s3 import load_s3_models
 
             load_s3_models()  # no credentials resolved, no connection: each attempt's client resolves its own

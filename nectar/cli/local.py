@@ -14,6 +14,7 @@ from nectar.errors import StoreUnavailable
 from nectar.logs.format import configure_logging
 
 if TYPE_CHECKING:  # nectar.keys loads hashlib (and OpenSSL's libcrypto): not in nectar serve's supervisor
+    from nectar.deferred_imports import Deferral
     from nectar.keys import TargetKey
     from nectar.registry.store import RunStore
 
@@ -123,7 +124,8 @@ def table(rows: list[list[str]]) -> str:
 
 
 def cmd_chains(args: argparse.Namespace) -> int:
-    from nectar.catalog import ChainCatalog
+    with service_deferral():
+        from nectar.catalog import ChainCatalog
 
     catalog = ChainCatalog(settings_of(args).chains_dir)
     rows = [["CHAIN", "TASK", "PARAMETERS"]]
@@ -276,14 +278,17 @@ def run_to_its_end(settings: Settings, runs: RunStore, run_id: str, worker: str,
 
 def cmd_status(args: argparse.Namespace) -> int:
     from nectar.keys import TargetKey
-    from nectar.service import Nectar
+
+    with service_deferral():
+        from nectar.service import Nectar
 
     with Nectar(settings_of(args)) as nectar:
         return 0 if _print_status(nectar, TargetKey.parse(args.key)) == "DONE" else 1
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from nectar.service import Nectar
+    with service_deferral():
+        from nectar.service import Nectar
 
     with Nectar(settings_of(args)) as nectar:
         run = nectar.cancel(args.run_id)
@@ -300,16 +305,21 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def service_deferral() -> Deferral:
+    """The deferral under which a worker, a clock or a command of the registry and chains (not ``run``, which runs luigi
+    here) imports luigi's and nectar's modules: without what luigi imports and they use only for some chains (requests,
+    jsonschema) or never (tornado, for tenacity): ~11 MB of the worker's RSS, and of each attempt process it forks, and
+    ~0.26 s of CPU at each start; ended before the chains load."""
+    from nectar.deferred_imports import WORKER_ABSENT, WORKER_UNUSED, Deferral
+
+    return Deferral(WORKER_UNUSED, WORKER_ABSENT)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from nectar import lifeline
 
     lifeline.stops_exit_until_handled()  # until serve_forever's (the chains are executed before it)
-    from nectar.deferred_imports import WORKER_ABSENT, WORKER_UNUSED, Deferral
-
-    # luigi's and nectar's modules imported without what luigi imports and the workers use only for some chains
-    # (requests, jsonschema) or never (tornado, for tenacity): ~11 MB of the worker's RSS, and of each attempt process
-    # it forks; ended before the chains load
-    with Deferral(WORKER_UNUSED, WORKER_ABSENT):
+    with service_deferral():
         from nectar.executor import Executor
         from nectar.schedules.clock import Clock
         from nectar.service import Nectar

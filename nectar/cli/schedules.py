@@ -8,7 +8,7 @@ import signal
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from nectar.cli.local import settings_of, table
+from nectar.cli.local import service_deferral, settings_of, table
 from nectar.config import load_luigi_config
 from nectar.logs.format import configure_logging
 
@@ -33,7 +33,8 @@ def last_fire(view: ScheduleView) -> str:
 
 def cmd_schedules(args: argparse.Namespace) -> int:
     """A table of every schedule, from the chain files and the API."""
-    from nectar.service import Nectar
+    with service_deferral():
+        from nectar.service import Nectar
 
     with Nectar(settings_of(args)) as nectar:
         views = nectar.schedules.views()
@@ -48,7 +49,8 @@ def cmd_schedules(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Fire a schedule for every fire time in [--start, --end]; print what was queued at once and what waits."""
-    from nectar.service import Nectar
+    with service_deferral():
+        from nectar.service import Nectar
 
     with Nectar(settings_of(args)) as nectar:
         book = nectar.schedules
@@ -78,8 +80,9 @@ def cmd_clock(args: argparse.Namespace) -> int:
     from nectar import lifeline
 
     lifeline.stops_exit_until_handled()  # until the handlers below (the clock imports the chain files before)
-    from nectar.schedules.clock import Clock
-    from nectar.service import Nectar
+    with service_deferral():  # as nectar worker --clock imports them
+        from nectar.schedules.clock import Clock
+        from nectar.service import Nectar
 
     settings = settings_of(args)
     configure_logging(settings.log_format)

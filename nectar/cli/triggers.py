@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from nectar.cli.local import settings_of, table
+from nectar.cli.local import service_deferral, settings_of, table
 
 
 def cmd_triggers(args: argparse.Namespace) -> int:
     """A table of every trigger: what it watches, paused, objects seen, runs made, objects waiting, listing error."""
-    from nectar.service import Nectar
+    with service_deferral():
+        from nectar.service import Nectar
 
     with Nectar(settings_of(args)) as nectar:
         views = nectar.triggers.views()

@@ -22,6 +22,7 @@ from gunicorn.http.wsgi import Response
 from harness import Processes, base_env, settings_env
 from nectar.config import Settings
 from nectar.gunicorn_ext import WholeResponse
+from tests.helpers.module_api import module_api
 
 #: where ``tcpi_data_segs_in`` sits in Linux's ``struct tcp_info`` (since 4.6)
 DATA_SEGS_IN = 152
@@ -71,10 +72,18 @@ def header(head: bytes, name: bytes) -> bytes:
     raise AssertionError(f"no {name!r} in {head!r}")
 
 
+@pytest.fixture(scope="module")
+def api_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """One API for the module's tests, which leave it as they found it (the one submission each makes is of the
+    same run, answered 202 while it is queued, and nothing executes it)."""
+    with module_api(tmp_path_factory.mktemp("whole")) as port:
+        yield port
+
+
 @pytest.fixture
-def client(settings: Settings, processes: Processes) -> Iterator[Client]:
-    served = processes.nectar_api(settings)
-    client = Client(served.port)
+def client(api_port: int) -> Iterator[Client]:
+    """A connection of the test's own to the module's API."""
+    client = Client(api_port)
     yield client
     client.sock.close()
 

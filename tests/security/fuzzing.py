@@ -9,7 +9,6 @@ in two pytest-xdist workers at once. What is fuzzed, and how, is described in ``
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from app import DEFAULTS
 from harness import REPO, STOP_TIMEOUT, Processes, base_env, settings_env
 from nectar.config import Settings
 from tests.helpers.fuzzstats import STATS, OperationStats, stats_of
+from tests.helpers.module_api import local_settings
 
 #: cases per operation; the 3 operations without parameters have 1 case each, the 9 others this many
 MAX_EXAMPLES = 125
@@ -101,15 +101,7 @@ def fuzz_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
     tests/conftest.py's ``settings``, built the same way, is per test; one server serves every operation here.
     """
-    root = tmp_path_factory.mktemp("fuzz")
-    shutil.copytree(REPO / "chains", root / "chains", ignore=shutil.ignore_patterns("__pycache__"))
-    return Settings(
-        env="local",
-        chains_dir=root / "chains",
-        data_dir=root / "data",
-        local_targets_dir=root / "targets",
-        retries=0,
-    ).resolved()
+    return local_settings(tmp_path_factory.mktemp("fuzz"))
 
 
 @pytest.fixture(scope="module")
