@@ -91,7 +91,9 @@ def add_commands(commands: Any) -> None:
     """The commands that work on this machine's registry and chains (``commands``: the subparsers)."""
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
+        # no abbreviations: a task's own --n (or --data, --local) is its parameter, not argparse's prefix of
+        # --no-lock (--data-dir, --local-scheduler)
+        sub = commands.add_parser(name, help=help, description=help, allow_abbrev=False)
         for flag, text in COMMON_FLAGS.items():
             sub.add_argument(flag, help=text)
         return sub
