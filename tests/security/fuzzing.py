@@ -371,7 +371,17 @@ def request_log(server: Server, start: int) -> str:
 def validate(
     case: Case, response: Any, checks: list[Callable[..., Any]], server: Server, log_start: int
 ) -> dict[str, Finding]:
-    """The failures of ``response`` to ``case``, by a key naming the check, the failure and the status."""
+    """The failures of ``response`` to ``case``, by a key naming the check, the failure and the status.
+
+    Every check is run in one call first (each call builds schemathesis' whole check context: six calls a case were
+    ~7 % of a fuzz module's CPU); only an answer that fails one is checked again one check a call, to name the check
+    of each failure."""
+    try:
+        case.validate_response(response, checks=checks)
+    except FailureGroup:
+        pass
+    else:
+        return {}
     found: dict[str, Finding] = {}
     for check in checks:
         try:
@@ -392,6 +402,9 @@ def fuzz_operation(method: str, path: str, api_schema: schemathesis.BaseSchema, 
     checks = checks_for(server)
     findings: dict[str, Finding] = {}
     session = requests.Session()
+    # the server is on loopback: no proxy or .netrc applies, and requests would look for them in the environment and
+    # the home folder before each of the ~1,600 requests of a module (~0.45 ms of this process's CPU a request)
+    session.trust_env = False
 
     @FUZZ_SETTINGS
     @given(case=case_strategy(operation, world))
