@@ -19,7 +19,7 @@ from types import FunctionType, ModuleType
 from typing import Any
 
 import luigi
-from luigi.parameter import OptionalParameterMixin, ParameterVisibility
+from luigi.parameter import OptionalParameterMixin, ParameterVisibility, UnknownParameterException
 from luigi.task_register import Register, TaskClassAmbigiousException, TaskClassException
 
 from nectar.errors import InvalidParameters
@@ -415,6 +415,13 @@ def task_of_text(cls: type[luigi.Task], params: Mapping[str, str]) -> luigi.Task
     marked = params.get(GIVEN)
     if marked is not None or PRIVATE in params:
         params = {name: text for name, text in params.items() if name not in (GIVEN, PRIVATE)}
+    unknown = [name for name in params if not isinstance(getattr(cls, name, None), luigi.Parameter)]
+    if unknown:  # a run queued before its chain dropped or renamed them: luigi's from_str_params passed over them
+        known = ", ".join(name for name, _ in task_params(cls)) or "none"
+        raise UnknownParameterException(
+            f"{cls.__name__} has no parameter {', '.join(unknown)} now (its parameters: {known}): its chain changed "
+            "since this run was made with it; submit it again with the parameters it has"
+        )
     given = as_given_to_luigi(cls, params)
     if marked is not None:
         given.update((name, params[name]) for name in marked.split(",") if name in params)

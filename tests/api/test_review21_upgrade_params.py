@@ -14,7 +14,6 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from flask.testing import FlaskClient
 
 from nectar.config import Settings
@@ -39,9 +38,6 @@ class CountTask(NectarTask):
 NEW = OLD.replace("n = luigi.IntParameter", "count = luigi.IntParameter").replace("self.n}", "self.count}")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review21: a run queued before an upgrade that renamed its parameter runs on the new default"
-)
 def test_a_run_queued_before_an_upgrade_renaming_its_parameter_fails_naming_it(
     client_for: Callable[[Settings], FlaskClient],
     settings: Settings,
