@@ -200,7 +200,10 @@ def _locate(kind: str, target: str, settings: Settings) -> Output:
 def _local(target: str, settings: Settings) -> Output:
     real = Path(os.path.realpath(target))
     if not any(real.is_relative_to(root) for root in settings.output_root_paths):
-        return Output(target, note="not under a folder the service serves (local_targets, NECTAR_OUTPUT_ROOTS)")
+        outside = "not under a folder the service serves (local_targets, NECTAR_OUTPUT_ROOTS)"
+        if not real.exists():  # luigi's complete() false, as a submission finds it: its run's output is missing
+            return Output(target, note=f"does not exist ({outside})", absent=True)
+        return Output(target, note=outside)
     if not real.is_file():
         return (
             Output(target, note="is a folder, not a file")

@@ -12,7 +12,6 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from flask.testing import FlaskClient
 
 from nectar.config import Settings
@@ -36,10 +35,6 @@ class ElsewhereTask(luigi.Task):
 '''
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review21: an output outside the served folders deleted after DONE leaves the status DONE, not MISSING",
-)
 def test_a_done_task_whose_output_outside_the_served_folders_was_deleted_reads_missing(
     client: FlaskClient,
     settings: Settings,
