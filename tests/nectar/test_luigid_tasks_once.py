@@ -1,5 +1,5 @@
-"""luigid's scheduler makes a task only for an id it does not know
-(:func:`nectar.luigi_internals.luigid_makes_tasks_once`, set as luigid routes its RPCs): a step's DONE, of a task its
+"""luigid's scheduler makes a task only for an id it does not know, and a retry policy once for each sent
+(:func:`nectar.luigi_internals.luigid_makes_once`, set as luigid routes its RPCs): a step's DONE, of a task its
 PENDING added, makes none, and leaves the scheduler's state as luigi's own would."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _state(scheduler: luigi.scheduler.Scheduler) -> dict[str, Any]:
     """Each task's attributes but its times, and the tasks of each status in their order."""
     state = scheduler._state
     tasks = {
-        task_id: {k: v for k, v in vars(task).items() if k not in ("time", "updated", "time_running", "retry_policy")}
+        task_id: {k: v for k, v in vars(task).items() if k not in ("time", "updated", "time_running")}
         for task_id, task in state._tasks.items()
     }
     statuses = {status: list(tasks) for status, tasks in state._status_tasks.items() if tasks}
@@ -83,3 +83,41 @@ def test_luigids_scheduler_makes_a_task_only_for_an_id_it_does_not_know(
     again.add_task(worker="w1", task_id="N", status="PENDING", family="N", params={})
     assert made == ["N"]
     assert again._state._status_tasks["DONE"]["T"] is again._state._tasks["T"]
+
+
+#: the retry policies luigi's scheduler made (:func:`_counted_policy`)
+POLICIES: list[tuple[Any, ...]] = []
+
+
+def _counted_policy(*args: Any, **kwargs: Any) -> Any:
+    made = RETRY_POLICY(*args, **kwargs)
+    POLICIES.append(tuple(made))
+    return made
+
+
+RETRY_POLICY = luigi.scheduler.RetryPolicy
+
+
+def test_luigids_scheduler_makes_each_retry_policy_sent_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same policy sent again is the one made first; one whose values differ in type, or have no hash, is made
+    apart; each task holds the policy luigi's own scheduler gives it."""
+    monkeypatch.setattr(luigi.scheduler, "RetryPolicy", _counted_policy)
+    sent: list[dict[str, Any]] = [
+        {"retry_count": 2, "disable_hard_timeout": None, "disable_window": None},
+        {"retry_count": 2, "disable_hard_timeout": None, "disable_window": None},
+        {"retry_count": True, "disable_hard_timeout": None, "disable_window": None},
+        {"retry_count": 2, "disable_hard_timeout": [1], "disable_window": None},
+        {"retry_count": 2, "disable_hard_timeout": [1], "disable_window": None},
+    ]
+    plain = luigi.scheduler.Scheduler(record_task_history=False)
+    scheduler = luigi.scheduler.Scheduler(record_task_history=False)
+    LuigidRouter(luigi.server.app(scheduler), scheduler)
+    counted = []
+    for kept in (plain, scheduler):
+        POLICIES.clear()
+        for n, policy in enumerate(sent):
+            kept.add_task(worker="w1", task_id=f"T{n}", status="PENDING", family="T", retry_policy_dict=policy)
+        counted.append(len(POLICIES))
+    assert counted == [10, 8]  # each call: luigid's [scheduler] policy and the task's; none for the repeated one
+    held = [(task.retry_policy, type(task.retry_policy.retry_count)) for task in scheduler._state._tasks.values()]
+    assert held == [(task.retry_policy, type(task.retry_policy.retry_count)) for task in plain._state._tasks.values()]
