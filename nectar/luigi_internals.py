@@ -51,8 +51,10 @@ fails loudly, naming the name, when a release changes one of them under us:
   and ``Scheduler._state``, whose count of DISABLED tasks tells whether any is (:func:`holds_disabled`), and whose
   tasks its ``add_task`` and ``get_work`` mark and answer reopened (:func:`luigid_marks_reopened`), and
   ``SimpleTaskState.dump``, which saves luigid's state in place, its ``_state_path`` and ``get_state``
-  (:func:`luigid_saves_whole`), and a task's ``add_failure``, which its ``add_task`` makes count nothing for a
-  cancel's FAILED and a failure told again (:func:`luigid_counts_no_cancel`);
+  (:func:`luigid_saves_whole`), and ``Scheduler._make_task`` and ``_generate_retry_policy``, which its
+  ``add_task`` asks for a task it may know and for its policy, and ``SimpleTaskState._tasks``
+  (:func:`luigid_makes_once`), and a task's ``add_failure``, which its
+  ``add_task`` makes count nothing for a cancel's FAILED and a failure told again (:func:`luigid_counts_no_cancel`);
 - ``S3Client._path_to_bucket_and_key`` (:func:`s3_bucket_and_key`);
 - ``MockFileSystem._data``, the dict every ``luigi.mock.MockTarget`` of a process keeps its data in, made in a
   ``multiprocessing.Manager()`` process that luigi never stops, its proxy's ``_manager`` and that manager's
@@ -1766,6 +1768,61 @@ def luigid_finds_workers_once() -> None:
         return worker
 
     _replace(luigi.scheduler.SimpleTaskState, "get_worker", get_worker)
+
+
+def luigid_makes_once(scheduler: luigi.scheduler.Scheduler) -> None:
+    """``scheduler`` (luigid's) makes a task only for an id it does not know, and a retry policy once for each policy
+    a worker sends. Once a scheduler, however many of luigid's sockets serve it.
+
+    luigi's ``add_task`` makes a task (its ``_make_task``: a ``Task`` with its sets, deque and parameters split by
+    visibility) at each call and for each of the call's deps, as the default of ``SimpleTaskState.get_task(task_id,
+    setdefault=...)``, which drops it when it knows the id: a step's DONE (a run's second ``add_task``, of the task
+    its PENDING added) made one for nothing, ~30 k of its ~138 k instructions. For an id it knows, what
+    ``get_task``'s ``setdefault`` does with the task it holds (the task noted again under its status) is done here
+    and no task is made: ``get_task``, given none, answers the task it holds, as before. The tasks are read from the
+    scheduler's state at each call (luigid's ``load`` of its state file replaces them).
+
+    And each ``add_task`` made its task's policy anew (``_generate_retry_policy``: luigid's ``[scheduler]`` policy
+    made, as a dict, updated with the call's, made again): a ``RetryPolicy`` is a named tuple, never changed once
+    made, and luigid's ``[scheduler]`` settings are read once at its start, so the same policy sent (the same names
+    with the same values, of the same types) is answered with the one made for it first. At most
+    :data:`POLICIES_KEPT` are kept; a policy beyond them, or with a value that has no hash, is made as luigi makes
+    it."""
+    make, generate = scheduler._make_task, scheduler._generate_retry_policy
+    if make in _MAKES_ONCE:
+        return
+
+    def make_unless_known(*args: Any, **kwargs: Any) -> Any:
+        state = scheduler._state
+        task = state._tasks.get(kwargs.get("task_id"))
+        if task is None:
+            return make(*args, **kwargs)
+        state._status_tasks[task.status][task.id] = task
+        return None
+
+    policies: dict[tuple[tuple[Any, ...], tuple[type, ...]], Any] = {}
+
+    def policy_made_once(sent: dict[str, Any]) -> Any:
+        try:
+            key = (tuple(sent.items()), tuple(map(type, sent.values())))
+            return policies[key]
+        except KeyError:
+            made = generate(sent)
+            if len(policies) < POLICIES_KEPT:
+                policies[key] = made
+            return made
+        except TypeError:  # a value with no hash
+            return generate(sent)
+
+    _MAKES_ONCE.add(make_unless_known)
+    _replace(scheduler, "_make_task", make_unless_known)
+    _replace(scheduler, "_generate_retry_policy", policy_made_once)
+
+
+#: the ``_make_task`` of luigid's schedulers, each set by :func:`luigid_makes_once`
+_MAKES_ONCE: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+#: the retry policies a luigid keeps, each made once (:func:`luigid_makes_once`): the service's workers send a few
+POLICIES_KEPT = 64
 
 
 def uncounted(task: luigi.Task) -> None:

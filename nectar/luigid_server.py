@@ -59,6 +59,7 @@ from nectar.luigi_internals import (
     HOLDS_DISABLED,
     has_control_chars,
     holds_disabled,
+    luigid_makes_once,
     luigid_rpc_handler,
     luigid_rpc_methods,
     read_past_request,
@@ -84,6 +85,7 @@ class LuigidRouter(tornado.routing.Router):
         #: seconds an upgraded connection may stay silent before luigid closes it (:class:`FramedRPC`)
         self.idle_timeout = idle_timeout
         self.methods = frozenset(name for name in luigid_rpc_methods() if hasattr(scheduler, name))
+        luigid_makes_once(scheduler)
 
     def add_transform(self, transform: type[tornado.web.OutputTransform]) -> None:
         self.app.add_transform(transform)
