@@ -66,6 +66,23 @@ class TurnNotTaken(RegistryUnavailable, sqlite3.OperationalError):
     registry unavailable for now, as the API answers it (503, Retry-After), not a fault of the request (500)."""
 
 
+class RegistryFull(RegistryUnavailable, sqlite3.OperationalError):
+    """SQLite could not write the registry: its disk is full (``SQLITE_FULL``, "database or disk is full"). SQLite's
+    own error, as a caller that handles SQLite's catches it, and the registry unavailable until there is room (the
+    API's 503 with Retry-After naming it, a worker's wait, as for PostgreSQL down), not a fault of the request."""
+
+    retry_after = 5  # the API's default, not 2: a disk is not freed within a second or two
+
+
+def _full(error: BaseException | None, path: Path) -> RegistryFull | None:
+    """``error`` as :class:`RegistryFull` if it is SQLite's full disk (not already), else None."""
+    if isinstance(error, RegistryUnavailable) or not isinstance(error, sqlite3.OperationalError):
+        return None
+    if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL:
+        return None
+    return RegistryFull(f"SQLite cannot write {path}: {error} (free space on its disk)")
+
+
 #: seconds a writer waits for its turn, and SQLite for its locks, before "database is locked"
 BUSY_TIMEOUT = 30.0
 
@@ -88,6 +105,7 @@ class Writers:
         #: the process's checkpoints of the file, every so many turns (:mod:`~nectar.registry.sqlite_checkpoints`)
         self.checkpoints = Checkpointer(open_, lambda: self, f"{path}-shm")
         self._turn = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._path = path
         self._waiter = TurnWaiter(self._turn, str(path))
         self._depth = 0  # the same thread may enter again (the threads' lock is reentrant): the kernel's lock once
         #: the thread in the turn, and what it asked to be done once the turn is no longer its (:meth:`after_turn`)
@@ -145,7 +163,9 @@ class Writers:
     def _gives_up(self) -> bool:
         return self._exiting or self.checkpoints.gives_up_turn()
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, kind: object = None, error: BaseException | None = None, _: object = None) -> None:
+        """The turn given back; a write in it that met a full disk raised as :class:`RegistryFull` (every write of
+        the file is made in a turn)."""
         self._depth -= 1
         if self._depth == 0:
             fcntl.lockf(self._turn, fcntl.LOCK_UN)
@@ -154,6 +174,10 @@ class Writers:
             self._then(after)
         else:
             self._threads.release()
+        if error is not None:
+            full = _full(error, self._path)
+            if full is not None:
+                raise full from error
 
     def _then(self, after: list[Callable[[], None]]) -> None:
         """What a turn asked to be done once it ended (:meth:`after_turn`), each one, then the checkpointer told: one
@@ -196,9 +220,9 @@ class Turn:
             SQLITE.__exit__()
             raise
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, kind: object = None, error: BaseException | None = None, tb: object = None) -> None:
         try:
-            self._taken.__exit__()
+            self._taken.__exit__(kind, error, tb)
         finally:
             SQLITE.__exit__()
 

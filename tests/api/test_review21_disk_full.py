@@ -76,7 +76,6 @@ def fill(folder: Path) -> None:
             assert exc.errno == errno.ENOSPC, exc
 
 
-@pytest.mark.xfail(strict=True, reason="review21: a full disk under the registry answers a bare 500, naming nothing")
 def test_a_submission_with_the_registrys_disk_full_answers_503_naming_it(
     client_for: Callable[[Settings], FlaskClient],
     settings: Settings,
@@ -103,7 +102,6 @@ def test_a_submission_with_the_registrys_disk_full_answers_503_naming_it(
     assert "disk is full" in said["message"], said
 
 
-@pytest.mark.xfail(strict=True, reason="review21: a full disk under the registry ends the worker with a traceback")
 def test_a_worker_whose_registry_disk_fills_under_a_run_lives_and_ends_the_run_once_there_is_room(
     client_for: Callable[[Settings], FlaskClient],
     settings: Settings,
