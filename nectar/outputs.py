@@ -62,11 +62,18 @@ class Output:
     absent: bool = False
 
 
+#: the outputs of a task whose chain no longer defines it, where its key has no ``out.txt`` (a NectarTask's)
+UNKNOWN_CLASS = (
+    "its chain no longer defines this task (removed or renamed since its run): what its outputs are cannot be known"
+)
+
+
 @functools.cache
 def has_store_output(task_cls: type | None) -> bool:
     """Whether the task's output is its ``out.txt`` in the store (a NectarTask's own ``output()``).
 
-    An unknown class (its chain removed since) is answered as before: by its key's ``out.txt``.
+    An unknown class (its chain removed since) is answered as before: by its key's ``out.txt``, and where there is
+    none (a plain task's run made none), by :data:`UNKNOWN_CLASS` (:func:`status_outputs`): not a missing output.
     """
     return task_cls is None or (issubclass(task_cls, NectarTask) and task_cls.output is NectarTask.output)
 
@@ -75,7 +82,10 @@ def status_outputs(status: JobStatus, task_cls: type | None, store: TargetStore,
     """The outputs of the task of ``status``, each with its download or the reason it has none."""
     key = status.key.with_file(OUTPUT_FILE)
     if has_store_output(task_cls):
-        return [_store_output(status, key, store, settings)]
+        output = _store_output(status, key, store, settings)
+        if task_cls is None and output.absent:  # no out.txt: a plain task's run, whose outputs its class alone knew
+            return [Output("", note=UNKNOWN_CLASS)]
+        return [output]
     params = status.params if status.params is not None else status.run.params if status.run else None
     if params is None:
         return []

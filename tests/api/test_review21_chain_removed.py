@@ -11,7 +11,6 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from flask.testing import FlaskClient
 
 from nectar.config import Settings
@@ -33,7 +32,6 @@ class OwnFileTask(luigi.Task):
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="review21: a removed chain's plain DONE task reads MISSING, naming an out.txt")
 def test_a_done_plain_task_whose_chain_file_was_removed_is_not_said_to_have_lost_an_out_txt(
     client_for: Callable[[Settings], FlaskClient],
     settings: Settings,
