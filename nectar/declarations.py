@@ -97,9 +97,10 @@ def declared_in(
 class PrivateNames:
     """The parameters of a task that luigi calls private (``ParameterVisibility.PRIVATE``: a password), by the
     task's ``(type, chain, Task)``: a schedule's or a trigger's answers show no fixed value of one, as a run's do
-    not (:func:`nectar.registry.model.shown_params`). Read from the catalog as it knows the task now (its
-    parameters, not their defaults: a chain executed anew for each run is not executed for it); while the task
-    cannot be read (its chain does not import now), as it was last read by this process, else none is known."""
+    not (:func:`nectar.registry.model.shown_params`). Read from the catalog as it last saw the task (its
+    ``known_task``: no stat, where a listing has just refreshed it; its parameters, not their defaults: a chain
+    executed anew for each run is not executed for it); while the task cannot be read (its chain does not import
+    now), as it was last read by this process, else none is known."""
 
     def __init__(self, catalog: ChainCatalog) -> None:
         self.catalog = catalog
@@ -107,8 +108,10 @@ class PrivateNames:
 
     def of(self, ref: tuple[str, str, str]) -> frozenset[str]:
         try:
-            info = self.catalog.task(*ref)
+            info = self.catalog.known_task(*ref)
         except NectarError:
+            info = None
+        if info is None:
             return self._seen.get(ref, frozenset())
         names = self._seen[ref] = frozenset(param.name for param in info.params if param.private)
         return names

@@ -208,9 +208,8 @@ def executed_anew(
             _path_noted(name, paths.pop(), paths)
             _cwd_noted(name, cwds.pop(), cwds)
             if outermost and os.getcwd() != start:  # the process's own given back: a worker, the clock or the API reads
-                os.chdir(
-                    start
-                )  # its relative paths where it was, not where the chain file moved (held_to sets a run's)
+                # its relative paths where it was, not where the chain file moved (held_to sets a run's)
+                os.chdir(start)
             _imports_watched(-1)
             for scope in [scope for scope in namespaces if not _own(scope, name) and scope not in others]:
                 del namespaces[scope]
