@@ -135,18 +135,21 @@ class LuigidRouter(tornado.routing.Router):
         batch's call as ``POST /api/<method> (<remote>) in a batch``, a frame's (``framed``) as ``FRAME <method>
         (<remote>)``. A method luigid has not is named percent-encoded, as tornado logs a request's URI: a client's
         text, whose line break would end the record and begin one of the client's making."""
-        known = method in self.methods
-        name = method if known else urllib.parse.quote(method)
-        call = f"FRAME {name} ({remote})" if framed else f"POST {RPC_PREFIX}{name} ({remote}) in a batch"
-        if not known:
-            access_log.warning("404 %s", call)
+        if method not in self.methods:
+            access_log.warning("404 %s", _call_name(urllib.parse.quote(method), remote, framed))
             return {"status": 404, "reason": "Not Found"}
         try:
             return {"response": self.run(method, arguments)}
         except Exception as exc:  # as tornado logs an exception of luigi's handler
+            call = _call_name(method, remote, framed)
             app_log.error("Uncaught exception %s", call, exc_info=exc)
             access_log.error("500 %s", call)
             return {"status": 500, "reason": "Internal Server Error"}
+
+
+def _call_name(name: str, remote: str | None, framed: bool) -> str:
+    """A call as luigid's log names it (made only when a line is logged: not for each answered call)."""
+    return f"FRAME {name} ({remote})" if framed else f"POST {RPC_PREFIX}{name} ({remote}) in a batch"
 
 
 class DirectRPC(tornado.httputil.HTTPMessageDelegate):
