@@ -13,7 +13,8 @@ import time
 import pytest
 
 from harness import GUNICORN, REPO, Processes, base_env, children, connected_to, free_port, lifeline_env, waitfor
-from nectar.config import Settings
+from nectar.config import GunicornSettings, Settings
+from nectar.errors import InvalidSetting
 from nectar.gunicorn_ext import KEEPALIVE_REQUESTS
 from nectar.ports import socket_inodes, tcp_sockets
 
@@ -67,17 +68,25 @@ def test_a_connection_is_closed_with_the_answer_to_its_last_request(
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "2.5"])
-def test_a_keepalive_bound_that_is_no_whole_number_stops_the_start_naming_it(value: str) -> None:
+def test_a_keepalive_bound_that_is_no_whole_number_is_refused_naming_it(value: str) -> None:
+    """gunicorn's configuration reads the bound with the service's one parser of its variables
+    (:class:`~nectar.config.GunicornSettings`, as :mod:`nectar.gunicorn_conf` is imported): each value refused in one
+    line naming the variable; a start refused by it, end to end, below."""
+    with pytest.raises(InvalidSetting) as refused:
+        GunicornSettings({"NECTAR_KEEPALIVE_REQUESTS": value})
+    assert str(refused.value) == f"NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '{value}'"
+
+
+def test_a_keepalive_bound_that_is_no_whole_number_stops_the_start_naming_it() -> None:
+    """gunicorn started with such a bound (one of the values above: the same parser refuses each) ends, saying why."""
     env = {**base_env(), "NECTAR_HOST": "127.0.0.1", "NECTAR_PORT": str(free_port())}
-    env["NECTAR_KEEPALIVE_REQUESTS"] = value
+    env["NECTAR_KEEPALIVE_REQUESTS"] = "abc"
     env |= lifeline_env()  # gunicorn, had it started, dies with this process (harness/lifeline.py)
     refused = subprocess.run(
         [*GUNICORN, "app:create_app()"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert refused.returncode != 0
-    assert f"NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not '{value}'" in (refused.stderr), (
-        refused.stderr
-    )
+    assert "NECTAR_KEEPALIVE_REQUESTS must be a whole number of at least 0, not 'abc'" in refused.stderr, refused.stderr
 
 
 def test_clients_all_held_by_one_worker_spread_to_a_worker_started_beside_it(

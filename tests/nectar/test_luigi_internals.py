@@ -89,7 +89,6 @@ from nectar.luigi_internals import (
 )
 from nectar.supervisor import LUIGID
 from tests.conftest import free_port
-from tests.helpers.one_process import all_pass_in_this_order
 
 T = TypeVar("T")
 
@@ -1203,14 +1202,28 @@ def in_a_loop_of_its_own(coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return thread.submit(asyncio.run, coroutine()).result()
 
 
-def test_the_detached_stream_test_run_after_a_page_of_the_sessions_browser_still_passes() -> None:
-    """The test above, run in one pytest process after a test that opened a page (tests/ui/test_browser.py's): it
-    called ``asyncio.run`` on the main thread, where Playwright's loop runs from the browser's start on ("cannot be
-    called from a running event loop"; seed 5301 of a shuffled ``-n0`` run, where tests/ui ran before tests/nectar)."""
-    earlier = "tests/ui/test_browser.py::test_a_bad_value_and_a_missing_one_are_shown_beside_their_fields"
-    detached = test_a_detached_tornado_stream_gives_what_it_read_past_the_request.__name__
-    this = f"tests/nectar/test_luigi_internals.py::{detached}"
-    all_pass_in_this_order(earlier, this)
+def test_the_detached_stream_test_still_passes_where_an_event_loop_runs_on_the_main_thread() -> None:
+    """The test above, called where an event loop is running on the main thread: as Playwright's sync API leaves the
+    main thread of a pytest process that opened a page of the session's browser (tests/ui/test_browser.py's), from the
+    browser's start on (between its calls it marks its loop running there). ``asyncio.run`` on that thread raised
+    "cannot be called from a running event loop" (seed 5301 of a shuffled ``-n0`` run, where tests/ui ran before
+    tests/nectar). The loop is made here, in this process: a pytest of its own that opened a real browser for it cost
+    ~7 s of CPU (Chromium, the served app) to set the same one condition."""
+    detached = test_a_detached_tornado_stream_gives_what_it_read_past_the_request
+
+    async def called_from_the_running_loop() -> None:
+        detached()  # blocks this loop while it runs: as a sync call of Playwright's does
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # none yet on this thread: one is run, and the test called from it
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(called_from_the_running_loop())
+        finally:
+            loop.close()
+    else:  # this process opened the session's browser before: its loop runs here already
+        detached()
 
 
 @pytest.mark.parametrize(

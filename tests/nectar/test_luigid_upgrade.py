@@ -74,6 +74,20 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         procs.close()
 
 
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One guarded luigid (:data:`SECRET`, the project's settings) for this module's tests that add no task to it and
+    do not pause it, each reading only that nothing it sent ran (no task PENDING, luigid not paused) or what a
+    stateless call answers: what each leaves is what each expects. A test that adds a task, pauses luigid, reads its
+    log or its process, or sets a setting of its own starts one of its own."""
+    root = tmp_path_factory.mktemp("guarded")
+    procs = Processes(root)
+    try:
+        yield start(procs, root, "guarded", GUARDED_LUIGID)
+    finally:
+        procs.close()
+
+
 def framed(client: SchedulerClient | LuigidRPC) -> bool:
     """Whether the client's connection on this thread was switched to frames."""
     connections = client.connections
@@ -216,9 +230,9 @@ def upgrade(url: str, headers: dict[str, str]) -> tuple[bytes, socket.socket]:
 
 @pytest.mark.parametrize("headers", [{}, {SECRET_HEADER: "not-the-secret"}])
 def test_a_request_without_the_secret_is_not_switched_and_reaches_no_scheduler(
-    processes: Processes, tmp_path: Path, headers: dict[str, str]
+    guarded: str, headers: dict[str, str]
 ) -> None:
-    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID)
+    url = guarded
     head, sock = upgrade(url, headers)
     try:
         assert head.startswith(b"HTTP/1.1 403 "), head
@@ -236,12 +250,10 @@ def test_a_request_without_the_secret_is_not_switched_and_reaches_no_scheduler(
     assert head.startswith(b"HTTP/1.1 101 ") and f"Upgrade: {FRAMED}".encode() in head, head
 
 
-def test_a_frame_over_tornados_bound_on_a_body_closes_its_connection_unanswered(
-    processes: Processes, tmp_path: Path
-) -> None:
+def test_a_frame_over_tornados_bound_on_a_body_closes_its_connection_unanswered(guarded: str) -> None:
     """As tornado closes a connection whose request announces a body over its bound (100 MB), luigid closes one whose
     frame announces as much, before it arrives, and runs nothing of it; other connections are served on."""
-    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID)
+    url = guarded
     head, sock = upgrade(url, {SECRET_HEADER: SECRET})
     try:
         assert head.startswith(b"HTTP/1.1 101 "), head
@@ -462,10 +474,10 @@ def test_a_client_that_reads_no_answers_for_the_idle_timeout_is_cut_off(processe
     assert ours.call("is_paused") == {"paused": False}
 
 
-def test_frames_sent_with_the_upgrades_request_are_answered(processes: Processes, tmp_path: Path) -> None:
+def test_frames_sent_with_the_upgrades_request_are_answered(guarded: str) -> None:
     """A client that sends its first frames without waiting for the 101 (in the same packet as its request): tornado
     read them with the request; they are answered, in order, not lost."""
-    url = start(processes, tmp_path, "guarded", GUARDED_LUIGID)
+    url = guarded
     port = int(url.rsplit(":", 1)[1])
     lines = [f"GET /api/{UPGRADE_RPC} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: Upgrade", f"Upgrade: {FRAMED}"]
     request = ("\r\n".join([*lines, f"{SECRET_HEADER}: {SECRET}"]) + "\r\n\r\n").encode()
