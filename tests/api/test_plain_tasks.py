@@ -8,7 +8,8 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from harness import lifeline_env
-from nectar.config import Settings
+from harness import STOP_TIMEOUT, Processes, lifeline_env, settings_env
+from nectar.config import Settings, configure
 from nectar.keys import STDOUT_FILE, TargetKey
 from nectar.outputs import SIGNED_PATH_PREFIX
 from nectar.stores import get_store
-from tests.api.conftest import finished
+from tests.api.conftest import build_app, finished
 from tests.conftest import wait_until
+from tests.helpers.module_api import local_settings
 
 SHAPES_CHAIN = '''
 """Plain luigi tasks in the shapes of luigi's examples."""
@@ -158,6 +160,49 @@ def shapes(write_chain: Callable[[str, str], Path], settings: Settings, tmp_path
     return {"out": out, "elsewhere": elsewhere}
 
 
+@dataclass
+class Served:
+    """The module's service on ``plain/shapes_chain``: its settings, the folder whose ``chains`` it is (where
+    ``python -m luigi --module chains.plain.shapes_chain`` runs), the chain's local targets folder and a folder
+    outside it; a ``nectar worker`` of two slots runs its runs."""
+
+    settings: Settings
+    root: Path
+    out: Path
+    elsewhere: Path
+
+    def client(self) -> FlaskClient:
+        """A client of a fresh app on the module's settings, closed at the test's end."""
+        return build_app(self.settings).test_client()
+
+
+@pytest.fixture(scope="module")
+def module_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One registry, chains folder and worker for the module's tests that submit runs of their own tasks and keys (no
+    test reads another's runs or outputs): a worker's start (~0.7 s of CPU) was each test's."""
+    root = tmp_path_factory.mktemp("plain_shapes")
+    settings = local_settings(root).replace(heartbeat_interval=0.5, lease_timeout=600.0, drain_grace=5.0)
+    out, elsewhere = settings.local_targets_dir / "plain", root / "elsewhere"
+    (settings.chains_dir / "plain").mkdir()
+    (settings.chains_dir / "plain" / "shapes_chain.py").write_text(
+        SHAPES_CHAIN.format(out=str(out), elsewhere=str(elsewhere))
+    )
+    processes = Processes(root / "logs")
+    try:
+        processes.worker({**os.environ, **settings_env(settings)}, root, 2)
+        yield Served(settings, root, out, elsewhere)
+    finally:
+        processes.close(grace=STOP_TIMEOUT)
+
+
+@pytest.fixture
+def served(module_served: Served) -> Iterator[Served]:
+    """The module's service, its settings this process's for the test (as the ``settings`` fixture's are)."""
+    configure(module_served.settings)
+    yield module_served
+    configure(None)
+
+
 def plain_luigi(tmp_path: Path, task: str, *args: str) -> subprocess.CompletedProcess[str]:
     """The chain's task under plain luigi, as its user would run it."""
     env = {**os.environ, "PYTHONPATH": str(tmp_path), **lifeline_env()}  # dies with this process (harness/lifeline.py)
@@ -175,19 +220,13 @@ def step(data: dict[str, Any], task: str) -> dict[str, Any]:
     return next(step for step in data["steps"] if step["task"] == task)
 
 
-def test_a_printing_task_without_output_has_its_print_in_its_stdout_log(
-    client: FlaskClient,
-    settings: Settings,
-    tmp_path: Path,
-    shapes: dict[str, Path],
-    start_worker: Callable[..., subprocess.Popen[bytes]],
-) -> None:
+def test_a_printing_task_without_output_has_its_print_in_its_stdout_log(served: Served) -> None:
     """Its print reached only the worker's terminal, and its log URLs answered 404."""
-    plain = plain_luigi(tmp_path, "HelloWorldTask")
+    client, settings = served.client(), served.settings
+    plain = plain_luigi(served.root, "HelloWorldTask")
     assert plain.returncode == 0 and "hello from a plain luigi task" in plain.stdout, plain.stderr
 
     queued = submit(client, "HelloWorldTask")
-    start_worker(settings)
     # DONE once luigi's own rule holds for a task without output (issue 16 point 1); the logs are there either way
     status = finished(client, queued["status_url"])
     own = step(status, "HelloWorldTask")
@@ -203,18 +242,12 @@ def test_a_printing_task_without_output_has_its_print_in_its_stdout_log(
     assert_links_answer(client, client.get(f"/api/runs/{queued['run_id']}").get_json()["data"])
 
 
-def test_a_failing_plain_task_keeps_what_it_printed_and_its_traceback(
-    client: FlaskClient,
-    settings: Settings,
-    tmp_path: Path,
-    shapes: dict[str, Path],
-    start_worker: Callable[..., subprocess.Popen[bytes]],
-) -> None:
-    plain = plain_luigi(tmp_path, "BrokenTask")
+def test_a_failing_plain_task_keeps_what_it_printed_and_its_traceback(served: Served) -> None:
+    client = served.client()
+    plain = plain_luigi(served.root, "BrokenTask")
     assert "ValueError: no input for a plain task" in plain.stderr and "about to fail" in plain.stdout
 
     queued = submit(client, "BrokenTask")
-    start_worker(settings)
     status = finished(client, queued["status_url"])
     assert status["job_status"] == "FAILED" and status["failed_step"] == "BrokenTask", status
     bodies = assert_links_answer(client, status)
@@ -223,20 +256,14 @@ def test_a_failing_plain_task_keeps_what_it_printed_and_its_traceback(
     assert b"Traceback" in bodies[status["stderr_url"]]
 
 
-def test_a_task_with_its_own_local_target_is_downloadable_where_it_wrote(
-    client: FlaskClient,
-    settings: Settings,
-    tmp_path: Path,
-    shapes: dict[str, Path],
-    start_worker: Callable[..., subprocess.Popen[bytes]],
-) -> None:
+def test_a_task_with_its_own_local_target_is_downloadable_where_it_wrote(served: Served) -> None:
     """It was DONE, but its resource_url pointed at an md5 out.txt nothing wrote (404), expires_in null."""
-    plain = plain_luigi(tmp_path, "WordCountTask", "--text", "x y x")
+    client, settings, shapes = served.client(), served.settings, {"out": served.out}
+    plain = plain_luigi(served.root, "WordCountTask", "--text", "x y x")
     assert plain.returncode == 0, plain.stderr
     assert (shapes["out"] / "wordcount" / "x_y_x.txt").read_text() == "x 2\ny 1\n"
 
     queued = submit(client, "ReportTask")
-    start_worker(settings)
     status = finished(client, queued["status_url"])
     assert status["job_status"] == "DONE", status
     summary = str(shapes["out"] / "report" / "summary.txt")
@@ -261,14 +288,10 @@ def test_a_task_with_its_own_local_target_is_downloadable_where_it_wrote(
 
 
 def test_outputs_outside_the_allowed_folders_are_listed_without_a_url(
-    client: FlaskClient,
-    client_for: Callable[[Settings], FlaskClient],
-    settings: Settings,
-    shapes: dict[str, Path],
-    start_worker: Callable[..., subprocess.Popen[bytes]],
+    served: Served, client_for: Callable[[Settings], FlaskClient]
 ) -> None:
+    client, settings, shapes = served.client(), served.settings, {"out": served.out, "elsewhere": served.elsewhere}
     queued = submit(client, "PairTask")
-    start_worker(settings)
     status = finished(client, queued["status_url"])
     assert status["job_status"] == "DONE", status
     first, second = status["outputs"]
@@ -286,15 +309,9 @@ def test_outputs_outside_the_allowed_folders_are_listed_without_a_url(
     assert assert_links_answer(wider, status)[status["outputs"][1]["url"]] == b"part 1\n"
 
 
-def test_a_running_plain_task_logs_live_and_keeps_its_logs_when_cancelled(
-    client: FlaskClient,
-    settings: Settings,
-    tmp_path: Path,
-    shapes: dict[str, Path],
-    start_worker: Callable[..., subprocess.Popen[bytes]],
-) -> None:
+def test_a_running_plain_task_logs_live_and_keeps_its_logs_when_cancelled(served: Served, tmp_path: Path) -> None:
+    client, settings = served.client(), served.settings
     queued = submit(client, "WaitingTask", flag=str(tmp_path / "never"))
-    start_worker(settings)
 
     def printed() -> dict[str, Any] | None:
         status = client.get(queued["status_url"]).get_json()["data"]
@@ -426,20 +443,14 @@ def test_a_task_with_its_own_s3_target_gets_a_presigned_url(
     assert b"ranking the artists" in bodies[status["stdout_url"]]
 
 
-def test_a_done_plain_task_whose_output_was_deleted_reads_not_complete_as_luigi_counts_it(
-    client: FlaskClient,
-    settings: Settings,
-    tmp_path: Path,
-    shapes: dict[str, Path],
-    start_worker: Callable[..., subprocess.Popen[bytes]],
-) -> None:
+def test_a_done_plain_task_whose_output_was_deleted_reads_not_complete_as_luigi_counts_it(served: Served) -> None:
     """review16: its run DONE, its own output deleted since. luigi counts the task not complete (``python -m
     luigi`` runs it again); the status read DONE (the row's state) with a null URL. It reads MISSING (not PENDING,
     which says a run is queued: review18), saying the output is gone and that no run is queued to make it; once the
     output is there again (luigi made it), DONE. The run's own page keeps the run's state, DONE."""
+    client = served.client()
     queued = submit(client, "WordCountTask", text="d e d")
-    start_worker(settings)
-    made = shapes["out"] / "wordcount" / "d_e_d.txt"
+    made = served.out / "wordcount" / "d_e_d.txt"
     assert finished(client, queued["status_url"])["job_status"] == "DONE"
     made.unlink()
     status = client.get(queued["status_url"]).get_json()["data"]
@@ -450,26 +461,23 @@ def test_a_done_plain_task_whose_output_was_deleted_reads_not_complete_as_luigi_
     )
     assert status["outputs"] == [{"note": "does not exist", "target": str(made), "url": None}]
     assert client.get(f"/api/runs/{queued['run_id']}").get_json()["data"]["job_status"] == "DONE"
-    plain = plain_luigi(tmp_path, "WordCountTask", "--text", "d e d")
+    plain = plain_luigi(served.root, "WordCountTask", "--text", "d e d")
     assert "1 ran successfully" in plain.stderr + plain.stdout, plain.stderr  # not complete: luigi ran it again
     again = client.get(queued["status_url"]).get_json()["data"]
     assert (again["job_status"], again["error"], again["resource_url"]) == ("DONE", None, again["outputs"][0]["url"])
 
 
 def test_a_done_task_submitted_again_lists_the_outputs_its_status_lists_a_value_given_as_its_defaults_text_too(
-    client: FlaskClient,
-    settings: Settings,
-    shapes: dict[str, Path],
-    start_worker: Callable[..., subprocess.Popen[bytes]],
+    served: Served,
 ) -> None:
     """A submission of a task already DONE answers 200 with its outputs; they are the ones its status lists.
     ``'None'`` given for ``Parameter(default=None)`` is the string (as ``python -m luigi --label None`` gives it), so
     its output is ``label-None.txt``: the dedupe answer listed ``unlabelled.txt`` (``does not exist``), its
     parameters read without the run's ``"(given)"`` member (``nectar.params.run_params``)."""
+    client = served.client()
     queued = submit(client, "LabelTask", label="None")
-    start_worker(settings)
     status = finished(client, queued["status_url"])
-    made = shapes["out"] / "label" / "label-None.txt"
+    made = served.out / "label" / "label-None.txt"
     assert (status["job_status"], [output["target"] for output in status["outputs"]]) == ("DONE", [str(made)])
     again = client.post("/api/chains/plain/shapes_chain/LabelTask", json={"label": "None"})
     assert again.status_code == 200, again.get_json()

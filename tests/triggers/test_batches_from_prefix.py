@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +12,11 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 
-from harness import Processes, base_env, settings_env
+from harness import STOP_TIMEOUT, Processes, base_env, settings_env
 from nectar.config import Settings
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.api.conftest import build_app, finished
+from tests.helpers.module_api import local_settings
 from tests.helpers.registries import closed_at_end
 
 #: a chain whose tasks read the objects they are given: one, or a list of them
@@ -209,6 +210,24 @@ def test_each_bad_field_is_a_422_naming_it(
     assert closed_at_end(SQLiteRunStore(settings.registry_path)).count() == 0
 
 
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Settings, Path]]:
+    """The API under gunicorn (one worker) on the landing chain, with ``in/a.csv`` in its landing root: its port, its
+    settings, the folder. One for the module: its tests are refused and leave it as they found it (a gunicorn start,
+    ~1 s of CPU, was each case's)."""
+    root = tmp_path_factory.mktemp("batches_http")
+    settings = local_settings(root).replace(landing_roots=str(root))
+    (settings.chains_dir / "landing").mkdir()
+    (settings.chains_dir / "landing" / "files_chain.py").write_text(LANDING_CHAIN)
+    (root / "in").mkdir()
+    (root / "in" / "a.csv").write_text("x\n")
+    processes = Processes(root / "logs")
+    try:
+        yield processes.api(None, base_env() | settings_env(settings), workers=1).port, settings, root / "in"
+    finally:
+        processes.close(grace=STOP_TIMEOUT)
+
+
 @pytest.mark.parametrize(
     ("change", "field", "least"),
     [
@@ -218,21 +237,12 @@ def test_each_bad_field_is_a_422_naming_it(
     ],
 )
 def test_an_offset_or_batch_size_past_its_most_is_a_422_naming_it_over_http(
-    settings: Settings,
-    write_chain: Callable[[str, str], Path],
-    tmp_path: Path,
-    processes: Processes,
-    change: dict[str, Any],
-    field: str,
-    least: int,
+    served: tuple[int, Settings, Path], change: dict[str, Any], field: str, least: int
 ) -> None:
     """The objects a batch lists end at ``offset + rows x batch_size``: past ``sys.maxsize`` the listing's
     ``islice`` raised ValueError, a 500. Each is at most 2**31-1 (as NECTAR_MAX_BATCH), which keeps that sum in it."""
-    write_chain("landing/files_chain", LANDING_CHAIN)
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "a.csv").write_text("x\n")
-    port = processes.api(None, base_env() | settings_env(settings), workers=1).port
-    body = {"task": LOAD_FILE, "from_prefix": str(tmp_path / "in"), "param": "path", **change}
+    port, settings, folder = served
+    body = {"task": LOAD_FILE, "from_prefix": str(folder), "param": "path", **change}
 
     answer = requests.post(f"http://127.0.0.1:{port}/api/batches", json=body, timeout=60)
 
