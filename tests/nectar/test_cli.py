@@ -7,7 +7,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import io
+import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -30,7 +32,7 @@ from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
 from nectar.service import Nectar
 from nectar.stores import get_store
 from nectar.task import create_live_logs
-from tests.conftest import NECTAR, free_port, settings_env, wait_until
+from tests.conftest import NECTAR, REPO, free_port, settings_env, wait_until
 from tests.helpers.suitecli_inprocess import Ended
 from tests.nectar.test_cli_chains_dir import Runs, asked, started
 
@@ -275,26 +277,74 @@ def test_a_failed_run_names_its_step_and_logs(settings: Settings, write_chain: W
     assert "/log/stderr.log" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["run", "etl/sales_chain/AggregateSalesTask", "--day", "someday"], "--day: not a valid date"),
-        (
-            ["run", "etl/sales_chain/AggregateSalesTask", "--day", "2024-01-01", "--rows", "x"],
-            "--rows: not a valid int",
-        ),
-        (["run", "etl/sales_chain/AggregateSalesTask"], "--day: missing required parameter"),
-        (["run", "etl/sales_chain/AggregateSalesTask", "--day", "2024-01-01", "--colour", "red"], "--colour: unknown"),
-        (["run", "etl/sales_chain/NoSuchTask"], "no task NoSuchTask in chain etl/sales_chain"),
-        (["run", "etl/no_chain/ATask"], "no chain etl/no_chain"),
-        (["status", "chains/etl/../x"], "'..' segment"),
-        (["status", "chains/etl/sales_chain/ATask/0123456789abcdef0123456789abcdef/out.txt"], "no run and no target"),
-    ],
-)
-def test_bad_input_exits_2_naming_what_is_wrong(settings: Settings, asked: Runs, args: list[str], message: str) -> None:
-    """``run``'s as real processes (each imports the chain, luigi's registry of task classes beside it); ``status``'s
-    asked in this one."""
-    result = asked(args, {}) if args[0] == "status" else nectar(settings, *args)
+#: bad input to a command, each with what its one line on stderr says of it
+BAD_INPUT = [
+    (["run", "etl/sales_chain/AggregateSalesTask", "--day", "someday"], "--day: not a valid date"),
+    (["run", "etl/sales_chain/AggregateSalesTask", "--day", "2024-01-01", "--rows", "x"], "--rows: not a valid int"),
+    (["run", "etl/sales_chain/AggregateSalesTask"], "--day: missing required parameter"),
+    (["run", "etl/sales_chain/AggregateSalesTask", "--day", "2024-01-01", "--colour", "red"], "--colour: unknown"),
+    (["run", "etl/sales_chain/NoSuchTask"], "no task NoSuchTask in chain etl/sales_chain"),
+    (["run", "etl/no_chain/ATask"], "no chain etl/no_chain"),
+    (["status", "chains/etl/../x"], "'..' segment"),
+    (["status", "chains/etl/sales_chain/ATask/0123456789abcdef0123456789abcdef/out.txt"], "no run and no target"),
+]
+#: ``nectar.cli.main`` asked each argv of a JSON list on stdin in turn, in one process; for each, its exit status,
+#: stdout and stderr (a ``SystemExit`` as the interpreter ends with it), then what else the process wrote on its stderr
+ASK_EACH = """
+import contextlib, io, json, sys
+from nectar.cli import main
+
+said = []
+for argv in json.load(sys.stdin):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
+    said.append([code, out.getvalue(), err.getvalue()])
+json.dump(said, sys.__stdout__)
+"""
+
+
+@pytest.fixture(scope="module")
+def runs_refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
+    """``run``'s bad input of :data:`BAD_INPUT`, each asked of one ``nectar`` process (:data:`ASK_EACH`) on a copy of
+    the example chains and a registry of the module's (nothing is submitted: each is refused before), by its argv's
+    words: each case imports the chain and luigi as the first did, so one process answers them all."""
+    folder = tmp_path_factory.mktemp("refused")
+    shutil.copytree(REPO / "chains", folder / "chains", ignore=shutil.ignore_patterns("__pycache__"))
+    settings = Settings(
+        env="local", chains_dir=folder / "chains", data_dir=folder / "data", local_targets_dir=folder / "targets"
+    ).resolved()
+    cases = [args for args, _ in BAD_INPUT if args[0] == "run"]
+    asked = subprocess.run(
+        [sys.executable, "-c", ASK_EACH],
+        input=json.dumps(cases),
+        env={**os.environ, **settings_env(settings), **lifeline_env()},  # dies with this process
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert "Traceback" not in asked.stderr, asked.stderr
+    answers = json.loads(asked.stdout)
+    return {
+        " ".join(args): subprocess.CompletedProcess(args, code, out, err)
+        for args, (code, out, err) in zip(cases, answers, strict=True)
+    }
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT)
+def test_bad_input_exits_2_naming_what_is_wrong(
+    asked: Runs, runs_refused: dict[str, subprocess.CompletedProcess[str]], args: list[str], message: str
+) -> None:
+    """``run``'s asked of one real process for the module (each imports the chain, luigi's registry of task classes
+    beside it: :func:`runs_refused`); ``status``'s asked in this one."""
+    result = asked(args, {}) if args[0] == "status" else runs_refused[" ".join(args)]
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
