@@ -1,10 +1,15 @@
-"""The ``nectar`` command, run as a real process."""
+"""The ``nectar`` command, run as a real process; a refusal whose message and status are the question asked of
+``nectar.cli.main`` in the test's process (``asked``: :mod:`tests.helpers.suitecli_inprocess`), one case of each test
+of refusals kept a real process (its exit status and stderr, nothing started)."""
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import io
+import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -27,8 +32,11 @@ from nectar.registry.sqlite import SCHEMA_VERSION, SQLiteRunStore
 from nectar.service import Nectar
 from nectar.stores import get_store
 from nectar.task import create_live_logs
-from tests.conftest import NECTAR, free_port, settings_env, wait_until
-from tests.nectar.test_cli_chains_dir import started
+from tests.conftest import NECTAR, REPO, free_port, settings_env, wait_until
+from tests.helpers.suitecli_inprocess import Ended
+from tests.nectar.test_cli_chains_dir import Runs, asked, started
+
+__all__ = ["asked"]  # the fixture, taken here
 
 WriteChain = Callable[[str, str], Path]
 HELLO = "testchains/hello_luigiworld_chain"
@@ -269,36 +277,86 @@ def test_a_failed_run_names_its_step_and_logs(settings: Settings, write_chain: W
     assert "/log/stderr.log" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["run", "etl/sales_chain/AggregateSalesTask", "--day", "someday"], "--day: not a valid date"),
-        (
-            ["run", "etl/sales_chain/AggregateSalesTask", "--day", "2024-01-01", "--rows", "x"],
-            "--rows: not a valid int",
-        ),
-        (["run", "etl/sales_chain/AggregateSalesTask"], "--day: missing required parameter"),
-        (["run", "etl/sales_chain/AggregateSalesTask", "--day", "2024-01-01", "--colour", "red"], "--colour: unknown"),
-        (["run", "etl/sales_chain/NoSuchTask"], "no task NoSuchTask in chain etl/sales_chain"),
-        (["run", "etl/no_chain/ATask"], "no chain etl/no_chain"),
-        (["status", "chains/etl/../x"], "'..' segment"),
-        (["status", "chains/etl/sales_chain/ATask/0123456789abcdef0123456789abcdef/out.txt"], "no run and no target"),
-    ],
-)
-def test_bad_input_exits_2_naming_what_is_wrong(settings: Settings, args: list[str], message: str) -> None:
-    result = nectar(settings, *args)
+#: bad input to a command, each with what its one line on stderr says of it
+BAD_INPUT = [
+    (["run", "etl/sales_chain/AggregateSalesTask", "--day", "someday"], "--day: not a valid date"),
+    (["run", "etl/sales_chain/AggregateSalesTask", "--day", "2024-01-01", "--rows", "x"], "--rows: not a valid int"),
+    (["run", "etl/sales_chain/AggregateSalesTask"], "--day: missing required parameter"),
+    (["run", "etl/sales_chain/AggregateSalesTask", "--day", "2024-01-01", "--colour", "red"], "--colour: unknown"),
+    (["run", "etl/sales_chain/NoSuchTask"], "no task NoSuchTask in chain etl/sales_chain"),
+    (["run", "etl/no_chain/ATask"], "no chain etl/no_chain"),
+    (["status", "chains/etl/../x"], "'..' segment"),
+    (["status", "chains/etl/sales_chain/ATask/0123456789abcdef0123456789abcdef/out.txt"], "no run and no target"),
+]
+#: ``nectar.cli.main`` asked each argv of a JSON list on stdin in turn, in one process; for each, its exit status,
+#: stdout and stderr (a ``SystemExit`` as the interpreter ends with it), then what else the process wrote on its stderr
+ASK_EACH = """
+import contextlib, io, json, sys
+from nectar.cli import main
+
+said = []
+for argv in json.load(sys.stdin):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
+    said.append([code, out.getvalue(), err.getvalue()])
+json.dump(said, sys.__stdout__)
+"""
+
+
+@pytest.fixture(scope="module")
+def runs_refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
+    """``run``'s bad input of :data:`BAD_INPUT`, each asked of one ``nectar`` process (:data:`ASK_EACH`) on a copy of
+    the example chains and a registry of the module's (nothing is submitted: each is refused before), by its argv's
+    words: each case imports the chain and luigi as the first did, so one process answers them all."""
+    folder = tmp_path_factory.mktemp("refused")
+    shutil.copytree(REPO / "chains", folder / "chains", ignore=shutil.ignore_patterns("__pycache__"))
+    settings = Settings(
+        env="local", chains_dir=folder / "chains", data_dir=folder / "data", local_targets_dir=folder / "targets"
+    ).resolved()
+    cases = [args for args, _ in BAD_INPUT if args[0] == "run"]
+    asked = subprocess.run(
+        [sys.executable, "-c", ASK_EACH],
+        input=json.dumps(cases),
+        env={**os.environ, **settings_env(settings), **lifeline_env()},  # dies with this process
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert "Traceback" not in asked.stderr, asked.stderr
+    answers = json.loads(asked.stdout)
+    return {
+        " ".join(args): subprocess.CompletedProcess(args, code, out, err)
+        for args, (code, out, err) in zip(cases, answers, strict=True)
+    }
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT)
+def test_bad_input_exits_2_naming_what_is_wrong(
+    asked: Runs, runs_refused: dict[str, subprocess.CompletedProcess[str]], args: list[str], message: str
+) -> None:
+    """``run``'s asked of one real process for the module (each imports the chain, luigi's registry of task classes
+    beside it: :func:`runs_refused`); ``status``'s asked in this one."""
+    result = asked(args, {}) if args[0] == "status" else runs_refused[" ".join(args)]
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(("command", "flag"), [("api", "--port"), ("scheduler", "--scheduler-port")])
-def test_a_bad_setting_is_named_before_a_port_in_use(settings: Settings, command: str, flag: str) -> None:
+def test_a_bad_setting_is_named_before_a_port_in_use(asked: Runs, command: str, flag: str) -> None:
     """A bad setting is what a command refuses first, even when its port is taken too (``nectar scheduler`` named
     the port and not the setting, whenever anything listened on 8082)."""
     with bound_to_a_free_port(socket.create_server) as held:
         port = str(held.getsockname()[1])
-        result = nectar(settings, command, flag, port, NECTAR_MAX_QUEUE="lots")
+        result = asked([command, flag, port], {"NECTAR_MAX_QUEUE": "lots"})
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number from 1 to 2147483647, not 'lots'\n"
 
@@ -313,25 +371,30 @@ def test_a_failed_steps_log_its_upload_left_in_the_live_logs_folder_is_named_the
 
 
 @pytest.mark.parametrize("command", ["serve", "api", "scheduler", "worker", "chains"])
-def test_a_bad_setting_exits_2_in_one_line_naming_it(settings: Settings, command: str) -> None:
+def test_a_bad_setting_exits_2_in_one_line_naming_it(settings: Settings, asked: Runs, command: str) -> None:
     """Every command, the two that become gunicorn or luigid included, refuses a bad setting before it starts
-    anything: one line naming the variable, no traceback."""
+    anything: one line naming the variable, no traceback (``serve`` a real process, the others asked here)."""
     ports = {"NECTAR_PORT": str(free_port()), "NECTAR_SCHEDULER_PORT": str(free_port())}  # 8082 may be taken here
-    result = nectar(settings, command, NECTAR_MAX_QUEUE="lots", **ports)
+    run = functools.partial(nectar, settings) if command == "serve" else lambda *argv, **env: asked(list(argv), env)
+    result = run(command, NECTAR_MAX_QUEUE="lots", **ports)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr == "nectar: NECTAR_MAX_QUEUE must be a whole number from 1 to 2147483647, not 'lots'\n"
 
 
 @pytest.mark.parametrize("command", ["serve", "worker", "status"])
-def test_a_url_expiry_s3_would_refuse_stops_every_command_before_it_starts(settings: Settings, command: str) -> None:
+def test_a_url_expiry_s3_would_refuse_stops_every_command_before_it_starts(
+    settings: Settings, asked: Runs, command: str
+) -> None:
     """S3 refuses a presigned URL that lives more than a week (SigV4), at its download: every command started with
-    ``NECTAR_URL_EXPIRY=604801`` and the API handed out links S3 refused. Now none starts: one line, exit 2."""
+    ``NECTAR_URL_EXPIRY=604801`` and the API handed out links S3 refused. Now none starts: one line, exit 2
+    (``serve`` a real process, the others asked here)."""
     ports = {"NECTAR_PORT": str(free_port()), "NECTAR_SCHEDULER_PORT": str(free_port())}
     args = [
         command,
         *(["chains/etl/sales_chain/ATask/0123456789abcdef0123456789abcdef/out.txt"] * (command == "status")),
     ]
-    result = nectar(settings, *args, ENV="prod", NECTAR_URL_EXPIRY="604801", **ports)
+    run = functools.partial(nectar, settings) if command == "serve" else lambda *argv, **env: asked(list(argv), env)
+    result = run(*args, ENV="prod", NECTAR_URL_EXPIRY="604801", **ports)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr == "nectar: NECTAR_URL_EXPIRY must be a whole number from 1 to 604800, not '604801'\n"
 
@@ -381,12 +444,16 @@ def test_a_url_expiry_s3_would_refuse_stops_every_command_before_it_starts(setti
     ],
 )
 def test_a_bad_value_of_a_variable_a_role_reads_outside_the_settings_exits_2_naming_it(
-    settings: Settings, command: str, env: dict[str, str], message: str
+    settings: Settings, asked: Runs, command: str, env: dict[str, str], message: str
 ) -> None:
     """gunicorn's variables and ``serve``'s number flags (from their variables here) are refused as a setting is:
-    before anything starts (no luigid, no gunicorn started then stopped), one line naming the variable."""
+    before anything starts (no luigid, no gunicorn started then stopped), one line naming the variable
+    (``NECTAR_API_THREADS`` to a real ``serve``, the others asked here: a role that starts raises there)."""
     ports = {"NECTAR_PORT": str(free_port()), "NECTAR_SCHEDULER_PORT": str(free_port())}
-    result = nectar(settings, command, **{**ports, **env})
+    if "NECTAR_API_THREADS" in env:
+        result: subprocess.CompletedProcess[str] | Ended = nectar(settings, command, **{**ports, **env})
+    else:
+        result = asked([command], {**ports, **env})
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith(f"nectar: {message}"), result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
@@ -592,11 +659,13 @@ def test_nectar_api_started_with_an_old_log_level_name_serves_at_that_level(
 
 
 @pytest.mark.parametrize("command", ["worker", "serve", "chains", "scheduler"])
-def test_luigis_toml_parser_is_refused_before_anything_starts(settings: Settings, command: str) -> None:
+def test_luigis_toml_parser_is_refused_before_anything_starts(settings: Settings, asked: Runs, command: str) -> None:
     """``LUIGI_CONFIG_PARSER=toml`` needs a package Datanectar does not ship (luigi's ``ImportError`` was a traceback
     from every command, luigi's import its first step), and would keep luigi's settings where a reused process's
-    put-back does not look: one line naming it, exit 2, nothing started."""
-    result = started(settings, [command], {"LUIGI_CONFIG_PARSER": "toml"})
+    put-back does not look: one line naming it, exit 2, nothing started (``worker`` a real process, before luigi is
+    imported; the others asked here)."""
+    run = functools.partial(started, settings) if command == "worker" else asked
+    result = run([command], {"LUIGI_CONFIG_PARSER": "toml"})
 
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith("nectar: LUIGI_CONFIG_PARSER=toml is not supported: luigi's toml parser needs the")
@@ -604,7 +673,7 @@ def test_luigis_toml_parser_is_refused_before_anything_starts(settings: Settings
     assert not (settings.data_dir / "luigid").exists()  # serve started no luigid (it makes its state folder first)
 
 
-def test_a_command_that_never_imports_luigi_is_not_refused_for_its_parser(settings: Settings) -> None:
-    result = started(settings, ["token"], {"LUIGI_CONFIG_PARSER": "toml"})
+def test_a_command_that_never_imports_luigi_is_not_refused_for_its_parser(asked: Runs) -> None:
+    result = asked(["token"], {"LUIGI_CONFIG_PARSER": "toml"})
 
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,14 +1,19 @@
 """The chains folder every command that reads one is given (``--chains-dir``, ``NECTAR_CHAINS_DIR``, ``./chains``):
 one that is no folder it can list is refused before anything starts, one line naming the path and what is wrong with
 it, exit 2 (``nectar serve --chains-dir <a file>`` started everything, then each request's catalog raised
-``NotADirectoryError`` in the API's workers; a missing folder was served as a service with no chain)."""
+``NotADirectoryError`` in the API's workers; a missing folder was served as a service with no chain).
+
+A refusal is asked of ``nectar.cli.main`` in the test's process (:mod:`tests.helpers.suitecli_inprocess`), its
+message and status being the question; ``nectar serve`` given a file is the end-to-end one, a real process."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +21,7 @@ import pytest
 from harness import Processes, base_env, lifeline_env, wait_until
 from nectar.config import CHAINS_COMMANDS, Settings
 from tests.conftest import NECTAR, free_port, settings_env
+from tests.helpers.suitecli_inprocess import Ended, nectar_in_process
 
 #: each command that reads the chains folder, with the arguments it needs to start
 COMMANDS = {
@@ -49,9 +55,29 @@ def started(settings: Settings, argv: list[str], env: dict[str, str]) -> subproc
     )
 
 
-def refused(settings: Settings, tmp_path: Path, command: str, made: str, given_by: str = "flag") -> None:
+#: how a test runs a command: ``(argv, env)`` to what it ended with (a real process, :func:`started`, or
+#: ``nectar.cli.main`` in the test's process, :func:`asked`)
+Runs = Callable[[list[str], dict[str, str]], "subprocess.CompletedProcess[str] | Ended"]
+
+
+@pytest.fixture
+def asked(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Runs:
+    """``nectar <argv>`` as :func:`started` runs it (the same environment and folder), asked of ``nectar.cli.main`` in
+    this process: for a refusal whose message and status are the question."""
+
+    def ask(argv: list[str], env: dict[str, str]) -> Ended:
+        ports = {"NECTAR_PORT": str(free_port()), "NECTAR_SCHEDULER_PORT": str(free_port())}
+        environ = {**settings_env(settings), **ports, **env}
+        return nectar_in_process(monkeypatch, capsys, argv, environ, settings.data_dir.parent)
+
+    return ask
+
+
+def refused(
+    settings: Settings, tmp_path: Path, command: str, made: str, given_by: str = "flag", run: Runs | None = None
+) -> None:
     """``command`` given a chains folder that is not one (``made`` so) by ``given_by`` ends with one line naming it,
-    exit 2, having started nothing."""
+    exit 2, having started nothing; run by ``run`` (a real process by default)."""
     problem = "does not exist" if made == "missing" else "is not a folder"
     places = {"file": tmp_path / "chains.txt", "missing": tmp_path / "nowhere", "below a file": tmp_path / "f" / "c"}
     path = places[made]
@@ -64,7 +90,7 @@ def refused(settings: Settings, tmp_path: Path, command: str, made: str, given_b
     else:
         env = {"NECTAR_CHAINS_DIR": str(path)}
 
-    result = started(settings, argv, env)
+    result = (run or functools.partial(started, settings))(argv, env)
 
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr == f"nectar: the chains folder {path} (--chains-dir, env NECTAR_CHAINS_DIR) {problem}\n"
@@ -73,22 +99,23 @@ def refused(settings: Settings, tmp_path: Path, command: str, made: str, given_b
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_a_file_given_as_the_chains_folder_is_refused_by_every_command(
-    settings: Settings, tmp_path: Path, command: str
+    settings: Settings, tmp_path: Path, asked: Runs, command: str
 ) -> None:
-    refused(settings, tmp_path, command, "file")
+    """``nectar serve`` as a real process (its exit, and no luigid started), the others asked in this one."""
+    refused(settings, tmp_path, command, "file", run=None if command == "serve" else asked)
 
 
 @pytest.mark.parametrize("command", ["serve", "worker", "chains"])
 @pytest.mark.parametrize(("made", "given_by"), [("missing", "flag"), ("below a file", "flag"), ("file", "variable")])
 def test_a_chains_folder_that_is_not_one_is_refused_however_given(
-    settings: Settings, tmp_path: Path, command: str, made: str, given_by: str
+    settings: Settings, tmp_path: Path, asked: Runs, command: str, made: str, given_by: str
 ) -> None:
-    refused(settings, tmp_path, command, made, given_by)
+    refused(settings, tmp_path, command, made, given_by, run=asked)
 
 
 @pytest.mark.parametrize("made", ["file", "missing"])
 def test_the_default_chains_folder_is_checked_where_the_command_runs(
-    settings: Settings, tmp_path: Path, made: str
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], made: str
 ) -> None:
     """Without a flag or a variable, ``./chains`` of the working folder: a file there is refused; none there is no
     chain, as before (a project with none yet), not a refusal."""
@@ -96,11 +123,8 @@ def test_the_default_chains_folder_is_checked_where_the_command_runs(
     cwd.mkdir()
     if made == "file":
         (cwd / "chains").write_text("not a folder\n")
-    env = {k: v for k, v in os.environ.items() if k != "NECTAR_CHAINS_DIR"}
-    env |= {k: v for k, v in settings_env(settings).items() if k != "NECTAR_CHAINS_DIR"}
-    result = subprocess.run(
-        [*NECTAR, "chains"], env=env | lifeline_env(), cwd=cwd, capture_output=True, text=True, timeout=120
-    )
+    env: dict[str, str | None] = {**settings_env(settings), "NECTAR_CHAINS_DIR": None}
+    result = nectar_in_process(monkeypatch, capsys, ["chains"], env, cwd)
     if made == "file":
         assert result.returncode == 2, result.stdout + result.stderr
         said = f"nectar: the chains folder {cwd / 'chains'} (--chains-dir, env NECTAR_CHAINS_DIR) is not a folder\n"
@@ -110,11 +134,11 @@ def test_the_default_chains_folder_is_checked_where_the_command_runs(
         assert f"no chains under {cwd / 'chains'}" in result.stdout
 
 
-def test_an_empty_chains_folder_is_a_folder(settings: Settings, tmp_path: Path) -> None:
+def test_an_empty_chains_folder_is_a_folder(tmp_path: Path, asked: Runs) -> None:
     """Taken, and listed as holding no chain, saying what a chain file is named (before, the folder alone)."""
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = started(settings, ["chains", "--chains-dir", str(empty)], {})
+    result = asked(["chains", "--chains-dir", str(empty)], {})
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith(f"no chains under {empty}: a chain is a file <type>/<name>_chain.py in it\n")
 
@@ -137,13 +161,13 @@ def test_serve_in_a_folder_without_chains_starts_its_workers(
     assert "nectar: the chains folder" not in log.read_text()
 
 
-def test_a_link_that_leads_nowhere_is_named_as_given(settings: Settings, tmp_path: Path) -> None:
+def test_a_link_that_leads_nowhere_is_named_as_given(tmp_path: Path, asked: Runs) -> None:
     """A chains folder given as a link to nothing is named by the link the user gave, its target beside it (before,
     the target alone, resolved: a path the user never typed)."""
     link = tmp_path / "chains_link"
     link.symlink_to(tmp_path / "gone", target_is_directory=True)
 
-    result = started(settings, ["chains", "--chains-dir", str(link)], {})
+    result = asked(["chains", "--chains-dir", str(link)], {})
 
     assert result.returncode == 2, result.stdout + result.stderr
     said = f"the chains folder {link} (--chains-dir, env NECTAR_CHAINS_DIR) does not exist (a link to {tmp_path}/gone)"

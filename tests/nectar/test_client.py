@@ -14,7 +14,8 @@ import requests
 from harness import children, cmdline, freeze, lifeline_env, send, waitfor
 from nectar.keys import TargetKey
 from tests.conftest import NECTAR, wait_until
-from tests.nectar.test_serve import Served, _serve
+from tests.helpers.suitecli_inprocess import Ended, nectar_in_process
+from tests.nectar.test_serve import Served, _serve, only
 
 TASK = "testchains/hello_luigiworld_chain/WithDependencyTask"
 ROWS = 200
@@ -181,10 +182,24 @@ def test_no_wait_stops_once_every_row_is_accepted(served: Served, tmp_path: Path
     ],
     ids=["unknown task", "not a task reference", "a row too long", "a repeated column"],
 )
-def test_usage_errors_exit_2(served: Served, tmp_path: Path, task: str, csv_lines: list[str], message: str) -> None:
+def test_usage_errors_exit_2(
+    served: Served,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    task: str,
+    csv_lines: list[str],
+    message: str,
+) -> None:
+    """The unknown task a real process; the others asked of ``nectar.cli.main`` in this one
+    (:mod:`tests.helpers.suitecli_inprocess`): their message and status are the question."""
     csv = write_csv(tmp_path / "rows.csv", csv_lines)
 
-    result = run_cli(served, "submit", task, "--params-csv", str(csv))
+    if task.endswith("/NoSuchTask"):
+        result: subprocess.CompletedProcess[str] | Ended = run_cli(served, "submit", task, "--params-csv", str(csv))
+    else:
+        argv = ["submit", task, "--params-csv", str(csv), "--server", served.api]
+        result = nectar_in_process(monkeypatch, capsys, argv, only({}), Path.cwd())
 
     assert result.returncode == 2 and message in result.stderr, result.stderr
 

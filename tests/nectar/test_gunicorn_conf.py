@@ -4,6 +4,7 @@ file's ``NECTAR_API_THREADS=`` starts the API with its default, not with ``inval
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -47,9 +48,16 @@ def read_conf(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def configured(env: dict[str, str]) -> list[object]:
-    result = read_conf(env)
+    return list(_configured(tuple(sorted(env.items()))))
+
+
+@functools.cache
+def _configured(env: tuple[tuple[str, str], ...]) -> tuple[object, ...]:
+    """:func:`read_conf`'s values, read once a module for each environment (the same every time: ``configured({})``
+    is asked by four tests)."""
+    result = read_conf(dict(env))
     assert result.returncode == 0, result.stderr
-    return list(json.loads(result.stdout))
+    return tuple(json.loads(result.stdout))
 
 
 @pytest.mark.parametrize("blank", ["", " ", "\t"])
@@ -135,17 +143,63 @@ REFUSED = [
 ]
 
 
+#: gunicorn's configuration read for each environment of a JSON list on stdin, in one interpreter, as gunicorn's master
+#: reads it (the module's code run, ``runpy``); for each, the last line of the traceback that stopped it (as the
+#: interpreter prints it), or null. A refused value stops the module at its first statement that reads the settings,
+#: before it sets anything up, so each is read as a fresh interpreter reads it
+READ_REFUSED = """
+import json, os, runpy, sys, traceback
+base = dict(os.environ)
+said = []
+for env in json.load(sys.stdin):
+    os.environ.clear()
+    os.environ.update({**base, **env})
+    try:
+        runpy.run_module("nectar.gunicorn_conf")
+    except BaseException as exc:
+        said.append(traceback.format_exception_only(exc)[-1].strip())
+    else:
+        said.append(None)
+print(json.dumps(said))
+"""
+
+
+@pytest.fixture(scope="module")
+def refusals() -> dict[tuple[str, str], str | None]:
+    """What stopped gunicorn's configuration for each value of :data:`REFUSED`, read in one interpreter
+    (:data:`READ_REFUSED`: one process for the module, not one a value)."""
+    clean = {k: v for k, v in os.environ.items() if k not in BLANK_ONES}
+    cases = [{var: value} for var, value, _ in REFUSED]
+    result = subprocess.run(
+        [sys.executable, "-c", READ_REFUSED],
+        input=json.dumps(cases),
+        env={**clean, **lifeline_env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(zip([(var, value) for var, value, _ in REFUSED], json.loads(result.stdout), strict=True))
+
+
+def test_a_refused_value_stops_a_fresh_interpreter_reading_gunicorns_configuration() -> None:
+    """:data:`READ_REFUSED`'s reading, end to end: an interpreter of its own that reads the configuration as gunicorn
+    does stops on the value, exit status not 0, the refusal the last line of its traceback."""
+    var, value, message = REFUSED[0]
+    refused = read_conf({var: value})
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines()[-1] == f"nectar.errors.InvalidSetting: {message}", refused.stderr
+
+
 @pytest.mark.parametrize(("var", "value", "message"), REFUSED)
 def test_gunicorn_and_the_roles_that_start_it_refuse_a_bad_value_with_the_same_line(
-    var: str, value: str, message: str
+    refusals: dict[tuple[str, str], str | None], var: str, value: str, message: str
 ) -> None:
     """One parser for both (:class:`nectar.config.GunicornSettings`): gunicorn's configuration, read by a gunicorn
     started without ``nectar`` (a process manager's unit), stops on the same line as ``nectar api`` checking the
     variable before it starts gunicorn; gunicorn took a sign, ``0`` threads, another script's digits or an unknown
     log level, and named other values otherwise than the check did."""
-    refused = read_conf({var: value})
-    assert refused.returncode != 0
-    assert refused.stderr.strip().splitlines()[-1] == f"nectar.errors.InvalidSetting: {message}", refused.stderr
+    assert refusals[(var, value)] == f"nectar.errors.InvalidSetting: {message}"
     if var in ("NECTAR_PORT", "NECTAR_API_WORKERS"):  # a role's flags, checked in their place (the next test)
         return
     with pytest.raises(InvalidSetting) as checked:

@@ -38,6 +38,7 @@ from tests.clock import Clock
 from tests.conftest import NECTAR, REPO, free_port, settings_env, wait_until
 from tests.faults.conftest import alive, children, cmdline, descendants, links_checked, send, waitfor
 from tests.helpers.registries import closed_at_end
+from tests.helpers.suitecli_inprocess import Ended, nectar_in_process
 from tests.nectar.test_supervisor_start import GATED_CHAIN, held_at
 
 HELLO = "testchains/hello_luigiworld_chain"
@@ -306,16 +307,22 @@ def test_a_second_serve_on_the_same_ports_refuses_naming_the_port_and_its_holder
 
 @pytest.mark.parametrize("second", ["serve", "scheduler"])
 def test_a_second_luigid_on_a_serves_data_folder_is_refused_before_anything_starts(
-    served_unchanged: Served, second: str
+    served_unchanged: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], second: str
 ) -> None:
     """A second ``nectar serve`` (or ``nectar scheduler``) on the data folder of a running one, on ports of its own:
     both ran, each luigid writing its whole state into the one file as it stopped (the last over the first's
-    tasks, or both at once into a file the next start could not read). Refused in one line, exit 2."""
+    tasks, or both at once into a file the next start could not read). Refused in one line, exit 2 (``serve`` a
+    real process; ``scheduler`` asked of ``nectar.cli.main`` in this one: :mod:`tests.helpers.suitecli_inprocess`)."""
     served = served_unchanged
-    argv = [*NECTAR, second, "--scheduler-port", str(free_port())]
+    argv = [second, "--scheduler-port", str(free_port())]
     argv += ["--port", str(free_port())] if second == "serve" else []
 
-    refused = subprocess.run(argv, cwd=served.cwd, env=served.env, capture_output=True, text=True, timeout=60)
+    if second == "serve":
+        refused: subprocess.CompletedProcess[str] | Ended = subprocess.run(
+            [*NECTAR, *argv], cwd=served.cwd, env=served.env, capture_output=True, text=True, timeout=60
+        )
+    else:
+        refused = nectar_in_process(monkeypatch, capsys, argv, only(served.env), served.cwd)
 
     said = refused.stdout + refused.stderr
     assert refused.returncode == 2, said
@@ -323,6 +330,13 @@ def test_a_second_luigid_on_a_serves_data_folder_is_refused_before_anything_star
     assert line.startswith("nectar: the data folder ") and "in use by another nectar serve or nectar scheduler" in line
     assert requests.get(f"{served.api}/api/chains", timeout=60).status_code == 200  # the first one is untouched
     assert answers(f"{served.scheduler}/api/worker_list") is not None  # and its luigid
+
+
+def only(env: dict[str, str]) -> dict[str, str | None]:
+    """``env`` as the whole environment of a command asked in this process: this process's variables of the
+    service (``NECTAR_*``, ``AWS_*``) that ``env`` does not hold unset."""
+    unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith(("NECTAR_", "AWS_")) and k not in env}
+    return {**unset, **env}
 
 
 @pytest.fixture
@@ -342,18 +356,32 @@ def taken_port() -> Iterator[int]:
     ],
 )
 def test_a_taken_port_is_refused_before_anything_starts(
-    tmp_path: Path, taken_port: int, command: str, flag: str, what: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    taken_port: int,
+    command: str,
+    flag: str,
+    what: str,
 ) -> None:
+    """``serve --port`` a real process; the others asked of ``nectar.cli.main`` in this one (its pid the holder
+    named all the same: :mod:`tests.helpers.suitecli_inprocess`)."""
     other = "--scheduler-port" if flag == "--port" else "--port"
     env = {k: v for k, v in os.environ.items() if not k.startswith("NECTAR_")} | lifeline_env()  # (harness/lifeline.py)
+    real = (command, flag) == ("serve", "--port")
 
-    def refusing(port: int | None) -> subprocess.CompletedProcess[str]:
+    def refusing(port: int | None) -> subprocess.CompletedProcess[str] | Ended:
         """The command, with a serve's other port on ``port``: asked again with another free one if that one was
         taken since its pick (the API's port is looked at first: it names the other, not the port under test)."""
-        argv = [*NECTAR, command, flag, str(taken_port)]
+        argv = [command, flag, str(taken_port)]
         argv += ["--data-dir", str(tmp_path / "data")] if command != "api" else []
         argv += [other, str(port)] if port is not None else []
-        done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        if real:
+            done: subprocess.CompletedProcess[str] | Ended = subprocess.run(
+                [*NECTAR, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+            )
+        else:
+            done = nectar_in_process(monkeypatch, capsys, argv, only(env), tmp_path)
         if port is not None and f"port {port} (" in done.stdout + done.stderr:
             raise PortTaken(f"the other port {port} was taken since it was picked")
         return done
@@ -369,16 +397,22 @@ def test_a_taken_port_is_refused_before_anything_starts(
 
 @pytest.mark.parametrize(("host", "scheduler_host"), [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1")])
 def test_serve_given_one_port_for_its_api_and_its_luigid_refuses_it_before_anything_starts(
-    tmp_path: Path, host: str, scheduler_host: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], host: str, scheduler_host: str
 ) -> None:
     """Both free, each passed the check of a taken port: the API and luigid then raced for it, and ``serve`` said the
-    port answered from luigid, not from the API started here (exit 1), or the other way round."""
+    port answered from luigid, not from the API started here (exit 1), or the other way round. The first case a real
+    process, the second asked of ``nectar.cli.main`` in this one."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NECTAR_")} | lifeline_env()  # (harness/lifeline.py)
-    argv = [*NECTAR, "serve", "--port", str(port), "--scheduler-port", str(port), "--data-dir", str(tmp_path / "data")]
+    argv = ["serve", "--port", str(port), "--scheduler-port", str(port), "--data-dir", str(tmp_path / "data")]
     argv += ["--host", host, "--scheduler-host", scheduler_host]
 
-    refused = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    if host == "127.0.0.1":
+        refused: subprocess.CompletedProcess[str] | Ended = subprocess.run(
+            [*NECTAR, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+    else:
+        refused = nectar_in_process(monkeypatch, capsys, argv, only(env), tmp_path)
 
     said = refused.stdout + refused.stderr
     assert refused.returncode == 2, said
