@@ -1568,6 +1568,9 @@ def test_the_looks_at_a_verdict_share_its_error_so_stopping_early_decides_no_mor
         for _ in range(figures):
             behind: list[float] = []
             first: list[float] = []
+            #: each interval drawn, by the pairs it was drawn from: the verdict's after the look that decided is that
+            #: look's own (the same pairs, the same seeded draws), not drawn again
+            looked: dict[int, spread.Interval] = {}
 
             def one_round(_: int, behind: list[float] = behind, first: list[float] = first) -> None:
                 for _ in range(submit_module.PAIRS):
@@ -1575,8 +1578,12 @@ def test_the_looks_at_a_verdict_share_its_error_so_stopping_early_decides_no_mor
                     behind.append(0.95 * shared * rng.gauss(1, 0.10))
                     first.append(shared * rng.gauss(1, 0.05))
 
-            def drawn(behind: list[float] = behind, first: list[float] = first) -> spread.Interval:
-                return spread.interval(behind, first, paired=True, level=drawn_at, resamples=300)
+            def drawn(
+                behind: list[float] = behind, first: list[float] = first, looked: dict[int, spread.Interval] = looked
+            ) -> spread.Interval:
+                if len(behind) not in looked:
+                    looked[len(behind)] = spread.interval(behind, first, paired=True, level=drawn_at, resamples=300)
+                return looked[len(behind)]
 
             spread.take_rounds(5, spread.round_cap(5), one_round, lambda: spread.enough(drawn(), 0.95))
             misses += drawn().high < 0.95

@@ -79,11 +79,15 @@ def decided_either_way(widen: bool, asked: int, cap: int, figures: int = 200) ->
     drawn_at, low, high = spread.level(asked, cap), 0, 0
     for _ in range(figures):
         rounds: list[float] = []
+        #: each interval drawn, by the rounds it was drawn from: the verdict's after the look that decided is that
+        #: look's own (the same rounds, the same seeded draws), not drawn again
+        looked: dict[int, spread.Interval] = {}
 
-        def drawn(rounds: list[float] = rounds) -> spread.Interval:
-            if widen:
-                return spread.of_few_rounds(rounds, statistics.median, drawn_at)
-            return spread.of_rounds(rounds, statistics.median, drawn_at)
+        def drawn(rounds: list[float] = rounds, looked: dict[int, spread.Interval] = looked) -> spread.Interval:
+            if len(rounds) not in looked:
+                of = spread.of_few_rounds if widen else spread.of_rounds
+                looked[len(rounds)] = of(rounds, statistics.median, drawn_at)
+            return looked[len(rounds)]
 
         def one_round(_: int, rounds: list[float] = rounds) -> None:
             rounds.append(0.8 * rng.gauss(1, 0.1))
