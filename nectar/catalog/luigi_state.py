@@ -288,7 +288,8 @@ def _moved_to(name: str, scope: Iterable[str]) -> str | None:
 
 
 def asked_in_run_folder(name: str) -> contextlib.AbstractContextManager[None]:
-    """The block (a task's ``output()`` and ``complete()`` asked by the API, the clock, ``nectar status``) in the
+    """The block (a task's own ``complete()``, a target's own ``exists()``, asked by the API, the clock, ``nectar
+    status``: :mod:`nectar.catalog.asked`, which asks luigi's code with no lock) in the
     working directory a run of the chain module ``name`` has (:func:`held_to`): where a chain module's execution moved
     it (``os.chdir`` at its top), as ``python -m luigi`` started there asks them, a relative ``LocalTarget`` being the
     run's folder's; the process's own given back after. The working directory is the process's: it is moved under
@@ -301,6 +302,23 @@ def asked_in_run_folder(name: str) -> contextlib.AbstractContextManager[None]:
 
 #: :func:`asked_in_run_folder`'s context where no chain module moved the working directory (reentrant: it holds nothing)
 _IN_PLACE = contextlib.nullcontext()
+
+
+def run_folder(name: str) -> tuple[str, bool] | None:
+    """The working directory a run of the chain module ``name`` has (:func:`held_to`) where a chain module's
+    execution moved the process's, and whether it is one a chain module moved to (``name`` or one it imports: True)
+    or the process's own (as it was before the first move, whichever thread's ask moved it meanwhile: False); None
+    where none moved (the process's is the run's)."""
+    if not _CWD_SET:
+        return None
+    moved = _moved_to(name, _scope(name))
+    return (moved, True) if moved is not None else (_CWD_ORIGINAL[0], False)
+
+
+def asked_in_folder(folder: str) -> contextlib.AbstractContextManager[None]:
+    """The block in ``folder`` (a folder :func:`run_folder` names as one a chain module moved to), under
+    :data:`_CWD_LOCK`, the process's own given back after (:func:`asked_in_run_folder`)."""
+    return _asked_in(folder)
 
 
 @contextlib.contextmanager
