@@ -10,7 +10,9 @@ The rule, in this one place:
   (``NectarTask.target_key``); the other module-level names bound to it are *aliases*, accepted
   wherever a task's name is and resolved to that one;
 - every other task of the file is *hidden*, with the reason; so is a task class imported from
-  another file of the user's (luigi's and Datanectar's own base classes are left out);
+  another file of the user's, and one of luigi's (or Datanectar's) that no task of the file subclasses
+  (``from luigi.tools.range import RangeDaily``, to be run: the reason says how to run it here); the base classes
+  the file's tasks subclass are left out;
 - a name in ``__nectar_tasks__`` that is no task of the file is the chain's error.
 """
 
@@ -66,6 +68,18 @@ class Exposure:
 
 def is_task_class(obj: Any) -> bool:
     return inspect.isclass(obj) and issubclass(obj, luigi.Task)
+
+
+def _luigis_own(cls: type) -> str:
+    """Why a task class of luigi's (or Datanectar's) imported into a chain file and subclassed by none of its tasks
+    (``from luigi.tools.range import RangeDaily``, to be run as ``python -m luigi --module <chain> RangeDaily ...``)
+    is not exposed, and how to run it here."""
+    return (
+        f"{cls.__module__}.{cls.__name__}, imported: a class of {cls.__module__.split('.')[0]}'s, not a task of this "
+        "file (python -m luigi runs any class luigi registered; the service runs the tasks a chain file defines, each "
+        f"under its own keys): to run it here, define one from it in this file (class My{cls.__name__}Task"
+        f"({cls.__name__}): ...)"
+    )
 
 
 def is_base_class(cls: type) -> bool:
@@ -139,6 +153,8 @@ def exposure(module: types.ModuleType) -> Exposure:
                 hidden += [
                     HiddenTask(name, f"imported from {cls.__module__}; it is not a task of this file") for name in names
                 ]
+            elif not any(issubclass(other, cls) for other in bound if other is not cls):  # imported to be run
+                hidden += [HiddenTask(name, _luigis_own(cls)) for name in names]
             continue
         own = cls.__name__
         if not any(name.endswith(TASK_SUFFIX) or name in listed for name in names):

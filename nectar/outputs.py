@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import luigi
-from luigi.task import flatten
 
-from nectar.catalog.luigi_state import asked_in_run_folder
+from nectar.catalog.asked import run_outputs
 from nectar.config import Settings
 from nectar.errors import InvalidKey, NotFound
 from nectar.keys import OUTPUT_FILE, TargetKey
@@ -176,11 +175,10 @@ def _targets(
 ) -> tuple[tuple[str, str], ...] | str:
     """``(kind, path or URI)`` of each output of the task, or why they cannot be known (``key`` keys the cache): as a
     run of the chain module ``module`` names them, in its working directory (a relative ``LocalTarget`` is the folder's
-    the chain file moves to at its top, as under ``python -m luigi``: :func:`asked_in_run_folder`)."""
+    the chain file moves to at its top, as under ``python -m luigi``: :func:`run_outputs`)."""
     try:
-        with asked_in_run_folder(module):
-            task = task_of_text(task_cls, dict(params))  # luigi's values, as the attempt's
-            return tuple(_describe(target) for target in flatten(task.output()))
+        task = task_of_text(task_cls, dict(params))  # luigi's values, as the attempt's
+        return tuple(_describe(target) for target in run_outputs(task, module))
     except Exception as exc:  # whatever output() raises is the task's: named in the status
         return f"output() raised {type(exc).__name__}: {exc}"
 

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 import luigi
-from luigi.task import flatten
 
 from nectar.catalog import ChainCatalog
-from nectar.catalog.luigi_state import asked_in_run_folder
+from nectar.catalog.asked import run_complete
 from nectar.catalog.model import ChainInfo, TaskInfo
 from nectar.config import Settings, get_settings, retry_value
 from nectar.errors import InvalidSetting, InvalidTask, NectarError, QueueFull, RunNotFound
@@ -262,7 +261,7 @@ class Nectar:
 
     def _complete(self, instance: luigi.Task, module: str) -> bool:
         """Whether the task is done, by its own ``complete()`` (a ``NectarTask``'s: its md5 ``out.txt`` exists), asked
-        as a run of the chain module ``module`` asks it: in its working directory (:func:`asked_in_run_folder`).
+        as a run of the chain module ``module`` asks it: in its working directory (:func:`run_complete`).
 
         A ``complete()`` that raises is not answered here: a run is queued, and records the failure with
         its traceback where every run's failure is told (the status), as luigi would when scheduling it; but
@@ -270,17 +269,11 @@ class Nectar:
         """
         try:
             cls = type(instance)
-            if cls.complete is not luigi.Task.complete:
-                with asked_in_run_folder(module):
-                    return instance.complete() is True
-            # luigi's own complete(), its outputs made once (it made them again: a NectarTask's builds a path),
-            # and for a task without outputs luigi's answer without its warning at each submission
-            if isinstance(instance, NectarTask) and cls.output is NectarTask.output:  # one store target, not iterable
+            own = cls.complete is luigi.Task.complete and cls.output is NectarTask.output
+            if own and isinstance(instance, NectarTask):  # luigi's complete() of one store target, not iterable
                 # (flatten raised and caught to see it): whether it exists, asked of its store without making it
                 return instance.store.target_exists(instance.target_key)
-            with asked_in_run_folder(module):
-                outputs = flatten(instance.output())
-                return bool(outputs) and all(output.exists() for output in outputs)
+            return run_complete(instance, module)
         except NectarError:  # the store itself is unusable (a missing bucket): the submission says so
             raise
         except Exception:

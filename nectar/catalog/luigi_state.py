@@ -124,6 +124,8 @@ class _Executing(threading.local):
         self.path: list[list[str]] = []
         #: the working directory as it was before each
         self.cwd: list[str] = []
+        #: the name of each
+        self.names: list[str] = []
 
 
 _EXECUTING = _Executing()
@@ -137,6 +139,11 @@ _WATCHING = [0]
 _WATCHING_LOCK = forks.lock_made_anew_in_children(globals(), "_WATCHING_LOCK")
 #: the names of chain modules: ``chains.<type>.<chain>`` (:func:`nectar.task.chain_module`)
 _CHAINS = "chains."
+#: each chains folder a chain file of this process was executed from, with a separator at its end: a module whose file
+#: is in one, imported by a plain name from a folder a chain file puts on ``sys.path``, is a module of the chains folder
+_FOLDERS: dict[str, None] = {}
+#: the modules of the chains folder this process executed that were imported by a plain name (not ``chains.``)
+_PLAIN: set[str] = set()
 
 
 def forget_module(name: str) -> None:
@@ -171,6 +178,8 @@ def executed_anew(
         was = _STAMPED.pop(name, None)
         if file is not None:
             _STAMPED[name] = (file, stamp if stamp is not None else file_stamp(file))
+            if name.count(".") == 2 and name.startswith(_CHAINS):  # a chain file: chains/<type>/<chain>.py
+                _FOLDERS.setdefault(os.path.join(os.path.dirname(os.path.dirname(file)), ""))
         forget_module(name)
         config = luigi.configuration.get_config()
         _put_back_options(config, name)
@@ -187,6 +196,7 @@ def executed_anew(
         before = parsed(config)
         executing, environs, paths, cwds = _EXECUTING.before, _EXECUTING.environ, _EXECUTING.path, _EXECUTING.cwd
         executing.append(before)
+        _EXECUTING.names.append(name)
         environs.append(dict(_ENVIRON))
         paths.append(list(sys.path))
         start = os.getcwd()
@@ -203,6 +213,7 @@ def executed_anew(
             raise
         finally:
             executing.pop()
+            _EXECUTING.names.pop()
             _imports_noted(name)
             _environ_noted(name, environs.pop(), environs)
             _path_noted(name, paths.pop(), paths)
@@ -288,7 +299,8 @@ def _moved_to(name: str, scope: Iterable[str]) -> str | None:
 
 
 def asked_in_run_folder(name: str) -> contextlib.AbstractContextManager[None]:
-    """The block (a task's ``output()`` and ``complete()`` asked by the API, the clock, ``nectar status``) in the
+    """The block (a task's own ``complete()``, a target's own ``exists()``, asked by the API, the clock, ``nectar
+    status``: :mod:`nectar.catalog.asked`, which asks luigi's code with no lock) in the
     working directory a run of the chain module ``name`` has (:func:`held_to`): where a chain module's execution moved
     it (``os.chdir`` at its top), as ``python -m luigi`` started there asks them, a relative ``LocalTarget`` being the
     run's folder's; the process's own given back after. The working directory is the process's: it is moved under
@@ -301,6 +313,23 @@ def asked_in_run_folder(name: str) -> contextlib.AbstractContextManager[None]:
 
 #: :func:`asked_in_run_folder`'s context where no chain module moved the working directory (reentrant: it holds nothing)
 _IN_PLACE = contextlib.nullcontext()
+
+
+def run_folder(name: str) -> tuple[str, bool] | None:
+    """The working directory a run of the chain module ``name`` has (:func:`held_to`) where a chain module's
+    execution moved the process's, and whether it is one a chain module moved to (``name`` or one it imports: True)
+    or the process's own (as it was before the first move, whichever thread's ask moved it meanwhile: False); None
+    where none moved (the process's is the run's)."""
+    if not _CWD_SET:
+        return None
+    moved = _moved_to(name, _scope(name))
+    return (moved, True) if moved is not None else (_CWD_ORIGINAL[0], False)
+
+
+def asked_in_folder(folder: str) -> contextlib.AbstractContextManager[None]:
+    """The block in ``folder`` (a folder :func:`run_folder` names as one a chain module moved to), under
+    :data:`_CWD_LOCK`, the process's own given back after (:func:`asked_in_run_folder`)."""
+    return _asked_in(folder)
 
 
 @contextlib.contextmanager
@@ -400,6 +429,9 @@ def chain_imports(code: types.CodeType, package: str = "") -> frozenset[str]:
     while todo:
         held = todo.pop()
         names = held.co_names
+        if _PLAIN:  # a module of the chains folder imported by a plain name, executed before (its first import is
+            # noted as it is executed: :meth:`_ExecutedAnew.exec_module`)
+            found.update(_PLAIN.intersection(names))
         if prefix:
             found.update([prefix + named for named in names if named and "." not in named])
         for named in names:
@@ -534,15 +566,38 @@ class _ChainImports(importlib.abc.MetaPathFinder):
     """First on ``sys.meta_path`` while a chain module is executed (:func:`executed_anew`): a module of the chains
     folder that its code imports (``chains.<type>.<chain>``, or deeper: ``chains.<type>.sub``,
     ``chains.<type>.sub.mod``; not in ``sys.modules``), found where Python's own finder finds it, is executed within
-    :func:`executed_anew` of its own name."""
+    :func:`executed_anew` of its own name; so is one imported by a plain name whose file is in a chains folder
+    (``sys.path.insert(0, <a folder of the chain's>)``, then ``import helper``: :meth:`_plain`), noted as its
+    importer's (:data:`_PLAIN`), so that a change saved to it is seen (:func:`changed_imports`) as one to a module
+    named ``chains.<type>...`` is."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
         if not _in_chains_folder(fullname):
-            return None
+            return self._plain(fullname, path, target)
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         if spec is not None and spec.loader is not None and not isinstance(spec.loader, _ExecutedAnew):
+            spec.loader = _ExecutedAnew(spec.loader)
+        return spec
+
+    def _plain(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None
+    ) -> importlib.machinery.ModuleSpec | None:
+        """A module imported by a plain name (``import helper``, ``import helpers.sub``) whose file Python's own
+        finder finds in a chains folder (:data:`_FOLDERS`: from a folder of it a chain file put on ``sys.path``),
+        executed within :func:`executed_anew`; None for any other (looked for only where ``sys.path``, or the
+        package's path, holds a folder of a chains folder)."""
+        if fullname.startswith("chains") or not _FOLDERS:
+            return None
+        folders = tuple(_FOLDERS)
+        searched = sys.path if path is None else path
+        if not any(isinstance(entry, str) and entry.startswith(folders) for entry in searched):
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is None or spec.loader is None or not spec.has_location or not str(spec.origin).startswith(folders):
+            return None
+        if not isinstance(spec.loader, _ExecutedAnew):
             spec.loader = _ExecutedAnew(spec.loader)
         return spec
 
@@ -565,6 +620,12 @@ class _ExecutedAnew(importlib.abc.Loader):
         package = module.__package__ or module.__name__.rpartition(".")[0]
         with executed_anew(module.__name__, code, package, file):
             self.loader.exec_module(module)
+        names = _EXECUTING.names
+        if not module.__name__.startswith(_CHAINS):  # imported by a plain name: its importer's code does not say it
+            # is a module of the chains folder (:func:`chain_imports`) until it is executed once
+            _PLAIN.add(module.__name__)
+            if names:
+                _IMPORTS_OF[names[-1]] = _IMPORTS_OF.get(names[-1], frozenset()) | {module.__name__}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.loader, name)

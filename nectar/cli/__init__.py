@@ -112,6 +112,11 @@ def add_commands(commands: Any) -> None:
         help="luigi's flag, taken as it is: nectar run takes no lock of luigi's (a run identical to one queued or "
         "running is not started again, whatever the flag)",
     )
+    run.add_argument(  # luigi's python -m luigi --module <chain> <Task>: the chain file of that name
+        "--module",
+        help="luigi's form: --module <chain> <Task> runs the task of the chains folder's <type>/<chain>.py (the one "
+        "file of that name; or --module chains.<type>.<chain>); with <type>/<chain>/<Task>, the task's own --module",
+    )
     status = command("status", "the status of a target key")
     status.add_argument("key", help="chains/<type>/<chain>/<Task>/<md5>/out.txt")
     token = commands.add_parser("token", help="make a new API token and the hash to configure for it")

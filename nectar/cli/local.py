@@ -189,6 +189,39 @@ def _log_location(store: Any, log: TargetKey) -> str | None:
     return str(live) if live.is_file() else None
 
 
+def _chain_of_module(settings: Settings, module: str) -> tuple[str, str]:
+    """The chain (type, chain) luigi's ``--module <module>`` names: ``chains.<type>.<chain>``, ``<type>.<chain>`` (the
+    chains folder on ``PYTHONPATH``) or ``<chain>`` (its type's folder there), of a chain file of the chains folder;
+    exits naming the module where no chain file, or more than one, is that module."""
+    names = module.split(".")
+    if len(names) == 3 and names[0] == "chains":
+        names = names[1:]
+    root = settings.chains_dir
+    if len(names) == 2:
+        found = [(names[0], names[1])] if (root / names[0] / f"{names[1]}.py").is_file() else []
+    elif len(names) == 1 and names[0]:
+        found = sorted(
+            (folder.name, names[0])
+            for folder in (root.iterdir() if root.is_dir() else ())
+            if not folder.name.startswith(("_", ".")) and (folder / f"{names[0]}.py").is_file()
+        )
+    else:
+        found = []
+    if len(found) == 1:
+        return found[0]
+    where = f"the chains folder {root}"
+    if found:
+        types = ", ".join(f"{chain_type}/{chain}" for chain_type, chain in found)
+        raise SystemExit(
+            f"nectar run: --module {module} is a chain file of several types in {where} ({types}): name "
+            "the task as <type>/<chain>/<Task>"
+        )
+    raise SystemExit(
+        f"nectar run: --module {module} is no chain file of {where} (nectar runs the chains of its chains folder, "
+        "<type>/<chain>.py, not a module of sys.path): name the task as <type>/<chain>/<Task>, or --module <chain>"
+    )
+
+
 def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     import luigi
 
@@ -198,8 +231,12 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     settings = settings_of(args)
     parts = args.task.split("/")
+    if args.module is not None and len(parts) == 3:  # the task's own parameter, as before luigi's form was taken
+        extra = ["--module", args.module, *extra]
+    elif args.module is not None:
+        parts = [*_chain_of_module(settings, args.module), args.task]
     if len(parts) != 3:
-        raise SystemExit("nectar run: name the task as <type>/<chain>/<Task>")
+        raise SystemExit("nectar run: name the task as <type>/<chain>/<Task> (or luigi's --module <chain> <Task>)")
     load_luigi_config(luigi_config(settings))  # luigi.cfg's [core] log_level, its [worker] settings: as the worker
     with Nectar(settings) as nectar:
         chain_type, chain, task = parts

@@ -4,12 +4,14 @@ needs (round 66's modules, round 67's imports inside ``run()``)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 from harness import NECTAR, Processes, base_env, settings_env
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.registry import RetryPolicy, Run, RunState
+from nectar.registry import RetryPolicy, Run, RunState, open_run_store
 from nectar.registry.store import RunStore
 from tests.conftest import wait_until
 
@@ -36,3 +38,28 @@ def run_once(settings: Settings, runs: RunStore, key: TargetKey, log: Path) -> t
     assert ended is not None and ended.state == RunState.DONE, (ended, log.read_text())
     pid, read = output.read_text().split()
     return pid, read
+
+
+def runs_until_reused(settings: Settings, runs: RunStore, key: TargetKey, log: Path, pid: str) -> list[tuple[str, str]]:
+    """``key``'s task run again (:func:`run_once`) until a run lands in the process ``pid`` (a reused process takes a
+    later run, not always the next one: a spare forked meanwhile may), at most 20 runs (a count, not a time); each
+    run's process and what it read."""
+    after = [run_once(settings, runs, key, log)]
+    while after[-1][0] != pid and len(after) < 20:
+        after.append(run_once(settings, runs, key, log))
+    return after
+
+
+def read_before_and_after(
+    settings: Settings, processes: Processes, key: TargetKey, save: Callable[[], object]
+) -> tuple[str, str, list[tuple[str, str]], Path]:
+    """``key``'s task run by a :func:`one_slot_worker` whose attempt processes take up to 100 runs, ``save()`` (a
+    module saved), then run again until a run lands in the process that ran it first (:func:`runs_until_reused`): that
+    process, what it read first, each run's after the save, and the worker's log."""
+    log = one_slot_worker(settings, processes, "100")
+    with open_run_store(settings) as runs:
+        pid, read = run_once(settings, runs, key, log)
+        save()
+        after = runs_until_reused(settings, runs, key, log, pid)
+    assert after[-1][0] == pid, f"no run after the save was reused: {after}{os.linesep}{log.read_text()}"
+    return pid, read, after, log

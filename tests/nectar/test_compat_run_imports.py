@@ -14,8 +14,7 @@ from pathlib import Path
 from harness import Processes
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.registry import open_run_store
-from tests.helpers.reused_runs import one_slot_worker, run_once
+from tests.helpers.reused_runs import read_before_and_after
 
 #: the md5 of ``{}``: a parameterless task's key
 EMPTY = "99914b932bd37a50b983c5e7c90ae93b"
@@ -57,19 +56,14 @@ def test_a_module_imported_in_run_and_saved_reaches_the_next_run_of_a_reused_pro
     for ref in HELPERS:
         write_chain(ref, helper("old"))
     write_chain("compat67/run_imports_chain", CHAIN)
-    log = one_slot_worker(settings, processes, "100")
     key = TargetKey("compat67", "run_imports_chain", "ImportsInRunTask", EMPTY)
-    with open_run_store(settings) as runs:
-        pid, read = run_once(settings, runs, key, log)
-        assert read == "old,old,old"
+
+    def save() -> None:
         for ref in HELPERS:
             write_chain(ref, helper("new"))
-        # a reused process takes a later run, not always the next one (a spare forked meanwhile may): runs until one
-        # lands in the process that ran the task before the save (a count, not a time)
-        after = [run_once(settings, runs, key, log)]
-        while after[-1][0] != pid and len(after) < 20:
-            after.append(run_once(settings, runs, key, log))
-    assert after[-1][0] == pid, f"no run after the save was reused: {after}"
+
+    pid, read, after, log = read_before_and_after(settings, processes, key, save)
+    assert read == "old,old,old"
     assert [read for _, read in after] == ["new,new,new"] * len(after), (
         f"{after}: a module as saved did not reach the run (before the save: {pid}){os.linesep}{log.read_text()}"
     )
