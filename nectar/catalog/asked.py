@@ -10,8 +10,9 @@ taken only for the code that may read it:
 
 - luigi's own code reads it only through a relative ``LocalTarget`` path: luigi's ``complete()`` (the task class does
   not override it) is asked of the outputs with each such path made absolute against the run's folder
-  (:func:`~nectar.catalog.luigi_state.run_folder`), and a target whose ``exists()`` is luigi's or nectar's own
-  (``LocalTarget``, ``S3Target``, ...) is asked with no lock and where the process is;
+  (:func:`~nectar.catalog.luigi_state.run_folder`), and a target whose ``exists()`` is luigi's or nectar's own and
+  reads no working directory (an absolute path, an ``s3://`` one, a ``MockTarget``) is asked with no lock and where
+  the process is; any other (a relative path of another ``FileSystemTarget``, a database URL) in the run's folder;
 - a task's own ``output()`` of a chain that moved is asked in its folder under the lock (it may name a path by
   ``os.getcwd()`` or ``os.path.abspath``, as its run would: it builds targets, briefly); of a chain that did not move,
   where the process is, with no lock (a relative path is made absolute against the process's own folder, not the one
@@ -31,6 +32,7 @@ import os
 from typing import Any
 
 import luigi
+import luigi.mock
 from luigi.task import flatten
 
 from nectar.catalog.luigi_state import asked_in_folder, asked_in_run_folder, run_folder
@@ -68,10 +70,23 @@ def run_complete(task: luigi.Task, module: str) -> bool:
 
 
 def _exists(target: Any, module: str) -> bool:
-    if _own_exists(type(target)):
+    if _folder_free(target):
         return bool(target.exists())
     with asked_in_run_folder(module):
         return bool(target.exists())
+
+
+def _folder_free(target: Any) -> bool:
+    """Whether ``target.exists()`` cannot read the working directory: luigi's or nectar's code (:func:`_own_exists`)
+    of a path that is absolute (a ``LocalTarget`` :func:`_rebased`) or names its store (``s3://...``), or of luigi's
+    in-memory ``MockTarget``. Any other (a ``FileSystemTarget`` of luigi's ``LocalFileSystem`` named relatively,
+    ``luigi.contrib.sqla``'s ``sqlite:///relative.db``: review22's guard) is asked in the run's folder."""
+    if not _own_exists(type(target)):
+        return False
+    if isinstance(target, luigi.mock.MockTarget):
+        return True
+    path = getattr(target, "path", None)
+    return isinstance(path, str) and (os.path.isabs(path) or "://" in path)
 
 
 def _own_exists(cls: type) -> bool:
