@@ -47,8 +47,12 @@ def module_worker(settings: Settings, slots: int = 1) -> Iterator[Settings]:
 
 
 def kept_here(index: str) -> bool:
-    """Whether this process keeps the descriptor of the WAL index ``index`` it opened and was done with."""
-    held = os.open(index, os.O_RDONLY | os.O_CLOEXEC)
+    """Whether this process keeps the descriptor of the WAL index ``index`` it opened and was done with (none before
+    the worker opened the registry: the store made before it removed its index as it closed)."""
+    try:
+        held = os.open(index, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
     sqlite_checkpoints.release(held)
     return held in sqlite_checkpoints._KEPT
 
