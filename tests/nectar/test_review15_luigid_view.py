@@ -100,6 +100,8 @@ class FailingTask(luigi.Task):
         self.set_progress_percentage(10)
         raise RuntimeError("boom")
 """
+#: the chain file :func:`module_served`'s worker runs
+SHARED_CHAIN = ("review15/view_chain", CHAIN)
 #: the families the chain defines: the session's luigid also holds other tests' tasks with the same ``n``
 #: (``reuse.reuse_chain.CountTask(n=1001)``), which luigid's search by ``n=1001)`` finds too
 FAMILIES = frozenset(re.findall(r"^class (\w+)\(luigi\.Task\)", CHAIN, re.M))
@@ -141,12 +143,15 @@ def served(
 
 
 @pytest.fixture(scope="module")
-def module_served(luigid: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Path]]:
+def module_served(
+    luigid: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[Settings, Path]]:
     """One worker as :func:`served`'s for the cases that write the chain file as it is and run each its own ``n``
-    (CONTRIBUTING "(round 68, suitenectarB)"); its settings and its tasks' folder (``REVIEW15_OUT``)."""
+    (CONTRIBUTING "(round 68, suitenectarB)"), the module's ``SHARED_CHAIN`` (its name, its source) written before it
+    starts; its settings and its tasks' folder (``REVIEW15_OUT``)."""
     folder = tmp_path_factory.mktemp("review15")
     settings = module_settings(folder, scheduler_url=luigid, spare_idle=KEPT, retry_delay=0)
-    write_chain_file(settings, "review15/view_chain", CHAIN)
+    write_chain_file(settings, *request.module.SHARED_CHAIN)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("REVIEW15_OUT", str(folder))
         with module_worker(settings):
