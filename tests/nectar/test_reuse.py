@@ -330,7 +330,7 @@ import sys, threading
 from nectar import reuse
 from nectar.registry import sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
-from tests.nectar.test_runs import new_run
+from tests.helpers.suitenectarB_runs import new_run
 
 store = SQLiteRunStore(sys.argv[1])
 store.submit(new_run(0))

@@ -24,6 +24,7 @@ from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
+from tests.helpers.suitenectarB_worker import module_settings, module_worker, write_chain_file
 from tests.nectar.test_reuse import reused
 from tests.nectar.test_spare import KEPT, ended
 
@@ -99,6 +100,8 @@ class FailingTask(luigi.Task):
         self.set_progress_percentage(10)
         raise RuntimeError("boom")
 """
+#: the chain file :func:`module_served`'s worker runs
+SHARED_CHAIN = ("review15/view_chain", CHAIN)
 #: the families the chain defines: the session's luigid also holds other tests' tasks with the same ``n``
 #: (``reuse.reuse_chain.CountTask(n=1001)``), which luigid's search by ``n=1001)`` finds too
 FAMILIES = frozenset(re.findall(r"^class (\w+)\(luigi\.Task\)", CHAIN, re.M))
@@ -137,6 +140,32 @@ def served(
     nectar = closed_at_end(Nectar(reusing))
     start_worker(reusing, workers=1)
     return Served(nectar, luigid, SchedulerClient(luigid))
+
+
+@pytest.fixture(scope="module")
+def module_served(
+    luigid: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[Settings, Path]]:
+    """One worker as :func:`served`'s for the cases that write the chain file as it is and run each its own ``n``
+    (CONTRIBUTING "(round 68, suitenectarB)"), the module's ``SHARED_CHAIN`` (its name, its source) written before it
+    starts; its settings and its tasks' folder (``REVIEW15_OUT``)."""
+    folder = tmp_path_factory.mktemp("review15")
+    settings = module_settings(folder, scheduler_url=luigid, spare_idle=KEPT, retry_delay=0)
+    write_chain_file(settings, *request.module.SHARED_CHAIN)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REVIEW15_OUT", str(folder))
+        with module_worker(settings):
+            yield settings, folder
+
+
+@pytest.fixture
+def served_alike(module_served: tuple[Settings, Path], monkeypatch: pytest.MonkeyPatch) -> Served:
+    """:func:`module_served` for a test: its registry of its own, ``REVIEW15_OUT`` the worker's."""
+    settings, folder = module_served
+    monkeypatch.setenv("REVIEW15_OUT", str(folder))
+    return Served(
+        closed_at_end(Nectar(settings)), settings.scheduler_url or "", SchedulerClient(settings.scheduler_url or "")
+    )
 
 
 def served_runs(served: Served, chain: str, task: str, ns: range, state: RunState) -> Iterator[tuple[int, Run]]:
@@ -190,9 +219,9 @@ def seen_by_luigid(scheduler: SchedulerClient, n: int, exact: bool) -> dict[str,
     ],
 )
 def test_luigid_holds_of_a_plain_task_run_by_the_service_what_it_holds_of_it_run_by_luigi(
-    served: Served, write_chain: Callable[[str, str], Path], task: str, state: RunState, exact: bool, base: int
+    served_alike: Served, task: str, state: RunState, exact: bool, base: int
 ) -> None:
-    chain = write_chain("review15/view_chain", CHAIN)
+    served, chain = served_alike, served_alike.nectar.settings.chains_dir / "review15" / "view_chain.py"
     under_luigi(chain, served.luigid, task, base + 1)
     expected = seen_by_luigid(served.scheduler, base + 1, exact)
     assert task in expected, expected

@@ -19,7 +19,7 @@ import pytest
 from harness import lifeline_env
 from nectar.registry import RunState
 from tests.nectar.test_reuse import reused
-from tests.nectar.test_review15_luigid_view import Served, served  # noqa: F401 (a fixture)
+from tests.nectar.test_review15_luigid_view import Served, module_served, served, served_alike  # noqa: F401 (fixtures)
 from tests.nectar.test_spare import ended
 
 CHAIN = """
@@ -82,6 +82,8 @@ def under_luigi(chain: Path, luigid: str, task: str, values: dict[str, str]) -> 
 
 
 #: a range of three days long past, reached back to (its ``days_back`` counts from now)
+#: the chain file the module's worker runs (test_review15_luigid_view's module_served)
+SHARED_CHAIN = ("review15/none_chain", CHAIN)
 DAYS = {"of": "DayTask", "of_params": "{}", "start": "2024-01-01", "stop": "2024-01-04", "days_back": "100000"}
 
 #: each task's values given (``n`` but), and the first ``n`` of its runs
@@ -90,23 +92,22 @@ CASES: dict[str, tuple[dict[str, str], int]] = {"LabelTask": ({}, 100), "LimitTa
 
 @pytest.mark.parametrize("task", list(CASES))
 def test_a_parameter_defaulting_to_none_is_none_in_the_task_the_worker_runs(
-    served: Served,  # noqa: F811 (the fixture)
-    write_chain: Callable[[str, str], Path],
-    tmp_path: Path,
+    served_alike: Served,  # noqa: F811 (the fixture: the module's worker, each case its own n)
     task: str,
 ) -> None:
     values, base = CASES[task]
-    chain = write_chain("review15/none_chain", CHAIN)
+    chain = served_alike.nectar.settings.chains_dir / "review15" / "none_chain.py"
+    tmp_path = Path(os.environ["REVIEW15_OUT"])  # the worker's folder of what its tasks note
     ran = {**values, "of_params": json.dumps({"n": base})} if "of" in values else values
-    said = under_luigi(chain, served.luigid, task, {**ran, "n": str(base)})
+    said = under_luigi(chain, served_alike.luigid, task, {**ran, "n": str(base)})
     assert (tmp_path / f"noted-{base}").exists(), said
     expected = json.loads((tmp_path / f"noted-{base}").read_text())
     assert "None" in expected.values(), expected  # luigi's run saw None, the default
     for n in (base + 1, base + 2):
         given = {**values, "of_params": json.dumps({"n": n})} if "of" in values else values
-        submission = served.nectar.submit("review15", "none_chain", task, {**given, "n": n})
+        submission = served_alike.nectar.submit("review15", "none_chain", task, {**given, "n": n})
         assert submission.run is not None
-        run = ended(served.nectar, submission.run.id)
+        run = ended(served_alike.nectar, submission.run.id)
         assert run.state == RunState.DONE, run.error
         assert json.loads((tmp_path / f"noted-{n}").read_text()) == expected, run.worker
 

@@ -28,14 +28,10 @@ from nectar.registry.sqlite import OWN_STATEMENTS, SCHEMA_VERSION, SQLiteRunStor
 from tests.clock import Clock
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
+from tests.helpers.suitenectarB_runs import DIGEST, new_run
 
-DIGEST = "0123456789abcdef0123456789abcdef"
-
-
-def new_run(n: int = 0, policy: RetryPolicy | None = None) -> Run:
-    return Run.new(
-        f"chains/t/c_chain/ATask/{DIGEST}/out.txt#{n}", "t", "c_chain", "ATask", {"n": str(n)}, f"ATask_{n}", policy
-    )
+#: new_run: made in tests/helpers (a child process of a test imports it from there, not with pytest and this module)
+__all__ = ["DIGEST", "new_run"]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -25,21 +25,17 @@ from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
 from tests.helpers.forks import said_by_a_child_forked_while_held
 from tests.helpers.registries import closed_at_end
+from tests.helpers.suitenectarB_runs import GUARD, REPOSITORY, lock_holder_seen_by_another_process, new_run
 from tests.helpers.threads import at_line
-from tests.nectar.test_runs import new_run
 
 #: SQLite's own mark for its automatic checkpoint, in WAL frames (``wal_autocheckpoint``'s default)
 AUTOCHECKPOINT = 1_000
 #: bytes of a WAL frame (a 4 KiB page and its 24-byte header) and of the WAL's header
 FRAME, HEADER = 4096 + 24, 32
-#: a hang guard, seconds
-GUARD = 60.0
 #: the write turns a new registry's opening takes (its schema written, ``SQLiteRunStore._migrate``), counted toward
 #: its first checkpoint as every turn is: a test that counted without it woke the checkpointer a turn before it
 #: thought and wrote on, its write in flight as the checkpoint copied
 OPENING_TURNS = 1
-#: the repository's root (where a process of a test imports ``tests`` from)
-REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -224,7 +220,7 @@ def in_file_alone(path: Path, folder: Path) -> set[str]:
 #: does (its interpreter's exit) or, given ``argv[4]``, as a spare's attempt does (``os._exit``: no atexit)
 WRITER = (
     "import os, sys; from pathlib import Path; from nectar.registry.sqlite import SQLiteRunStore; "
-    "from tests.nectar.test_runs import new_run; store = SQLiteRunStore(Path(sys.argv[1])); "
+    "from tests.helpers.suitenectarB_runs import new_run; store = SQLiteRunStore(Path(sys.argv[1])); "
     "[store.submit(new_run(n)) for n in range(int(sys.argv[2]), int(sys.argv[3]))]; "
     "len(sys.argv) > 4 and os._exit(0)"
 )
@@ -592,20 +588,6 @@ def test_the_last_checkpoint_runs_with_the_processs_locks_on_the_wal_index_in_pl
         assert locked_at_checkpoint == [True]
 
 
-#: a process that prints the pid of another process holding a lock on the file at ``argv[1]`` (``F_GETLK`` of a write
-#: lock of the whole file: what SQLite looks at as it opens a WAL index, to learn whether it is the first), or None
-LOCK_HOLDER = (
-    "import os, sys; from nectar.registry.sqlite import turn_holder; "
-    "print(turn_holder(os.open(sys.argv[1], os.O_RDONLY)))"
-)
-
-
-def lock_holder_seen_by_another_process(path: Path) -> str:
-    argv = [sys.executable, "-c", LOCK_HOLDER, str(path)]
-    seen = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=GUARD, cwd=REPOSITORY)
-    return seen.stdout.strip()
-
-
 def test_closing_the_registry_keeps_the_locks_of_a_connection_still_open_on_the_file(tmp_path: Path) -> None:
     """A close of any descriptor releases every POSIX lock of its process on the file: the checkpointer's of the WAL
     index, closed as the registry closed, released those of SQLite's connections of the process still open (here a
@@ -756,8 +738,7 @@ from contextlib import closing
 from pathlib import Path
 from nectar.registry import sqlite_checkpoints
 from nectar.registry.sqlite import SQLiteRunStore
-from tests.nectar.test_runs import new_run
-from tests.nectar.test_sqlite_checkpoints import lock_holder_seen_by_another_process
+from tests.helpers.suitenectarB_runs import lock_holder_seen_by_another_process, new_run
 path = Path(sys.argv[1])
 store = SQLiteRunStore(path)
 for n in range(sqlite_checkpoints.LOOK_EVERY):

@@ -4,7 +4,6 @@ the threads of a process write through one connection."""
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import os
 import signal
@@ -25,10 +24,8 @@ from nectar.registry import RunState, sqlite
 from nectar.registry.sqlite import SQLiteRunStore
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
-from tests.nectar.test_runs import new_run
+from tests.helpers.suitenectarB_runs import new_run, waiting_in_the_kernel
 
-#: the number of the ``fcntl`` system call (x86-64 and its 32-bit-free ABI; aarch64's is 25)
-FCNTL = 25 if os.uname().machine == "aarch64" else 72
 #: a process that opens the registry, enters a write transaction and says so, then waits there until it is killed
 INSIDE = """
 import sys, time
@@ -115,20 +112,6 @@ def test_a_writer_that_never_gets_its_turn_is_told_the_registry_is_unavailable_a
     status, message, _ = describe(told.value)
     assert (status, told.value.retry_after) == (503, RegistryUnavailable.retry_after), message
     assert message.startswith("registry unavailable: database is locked"), message
-
-
-def waiting_in_the_kernel(path: Path) -> bool:
-    """Whether a thread of this process waits in the kernel's queue of the write turn of the registry at ``path``: in
-    ``fcntl(fd, F_SETLKW, ...)`` on a descriptor of ``<path>-writer`` (its ``/proc/self/task/<tid>/syscall``)."""
-    turn = os.path.realpath(f"{path}-writer")
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            number, fd, cmd = Path(f"/proc/self/task/{tid}/syscall").read_text().split()[:3]
-            if number == str(FCNTL) and int(cmd, 16) == fcntl.F_SETLKW:
-                return os.path.realpath(f"/proc/self/fd/{int(fd, 16)}") == turn
-        except (OSError, ValueError):
-            continue
-    return False
 
 
 def test_a_writer_waits_for_the_turn_in_the_kernels_queue_and_writes_once_it_is_released(

@@ -20,7 +20,7 @@ from nectar.registry import Step
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.steps import StepRecorder
 from tests.helpers.registries import closed_at_end
-from tests.nectar.test_runs import new_run
+from tests.helpers.suitenectarB_runs import new_run
 
 
 class StepA(luigi.Task):
@@ -159,7 +159,7 @@ from nectar.config import Settings
 from nectar.executor import Executor
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.steps import StepRecorder
-from tests.nectar.test_runs import new_run
+from tests.helpers.suitenectarB_runs import new_run
 
 class Told(SQLiteRunStore):
     told_first: list[bool] = []

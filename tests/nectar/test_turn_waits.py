@@ -191,9 +191,8 @@ def test_a_thread_that_cannot_be_started_fails_one_writer_and_the_next_writes(
 EXITS_WHILE_WAITING = """
 import sys, threading, time
 from nectar.registry import sqlite
-from tests.conftest import wait_until
-from tests.nectar.test_runs import new_run
-from tests.nectar.test_sqlite_writers import waiting_in_the_kernel
+from harness import wait_until
+from tests.helpers.suitenectarB_runs import new_run, waiting_in_the_kernel
 sqlite.BUSY_TIMEOUT = 3600.0
 runs = sqlite.SQLiteRunStore(sys.argv[1])
 threading.Thread(target=runs.submit, args=(new_run(1),), daemon=True).start()
