@@ -6,6 +6,8 @@ query string): ~60 % of the CPU of making the app (~25 of ~42 ms here, for ~40 r
 makes one (gunicorn's master, ``nectar api``, each test's app), while the service builds URLs for a handful of its
 endpoints (a status's links, a run's cancel URL). :class:`LazyBuildRule` compiles a builder the first time it builds
 a URL; matching (the rule's regular expression and converters) is made as werkzeug makes it.
+
+werkzeug's seam (STYLE.md "Seams"): ``Rule._compile_builder``, the one private name of werkzeug the service reads.
 """
 
 from __future__ import annotations
