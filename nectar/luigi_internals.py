@@ -63,7 +63,9 @@ fails loudly, naming the name, when a release changes one of them under us:
 - ``_config_paths`` of luigi's configuration parser's class, the files it reads as it reloads, which
   ``luigi.configuration.add_config_path`` appends to (:func:`config_paths`);
 - ``ExternalProgramRunError.__str__`` of ``luigi.contrib.external_program``, whose text ends in every variable of the
-  environment the program ran with (:func:`program_errors_keep_environment`).
+  environment the program ran with (:func:`program_errors_keep_environment`);
+- ``RunAnywayTarget.unique`` of ``luigi.contrib.simulate``, one value an execution of a pipeline
+  (:func:`runs_anyway_anew`).
 """
 
 from __future__ import annotations
@@ -82,9 +84,11 @@ import os
 import pickle
 import pwd
 import queue
+import secrets
 import signal
 import socket
 import stat
+import sys
 import tempfile
 import threading
 import time
@@ -2306,3 +2310,24 @@ def _program_text(error: Any) -> str:
     set_by_task = sorted(name for name, value in env.items() if os.environ.get(name) != value)
     told = "the worker's own" + (f", and {', '.join(set_by_task)} set by the task" if set_by_task else "")
     return text.replace("\nENVIRONMENT: [empty]", f"\nENVIRONMENT: {told} (values not shown)", 1)
+
+
+def runs_anyway_anew() -> None:
+    """Each run is an execution of its pipeline for ``luigi.contrib.simulate``'s ``RunAnywayTarget`` ("a target that
+    never exists before the task runs"), as each ``python -m luigi`` is.
+
+    The target's file is ``<tmp>/luigi-simulate/<unique>/<md5 of the task id>``, ``unique`` a shared
+    ``multiprocessing.Value`` luigi makes as the module is imported and sets to the pid of the first process that makes
+    such a target: one value a ``python -m luigi``, its task processes sharing it. A worker that executed the chain
+    before it forked (its clock, a spare) held one value for every attempt, so the first run set it for good and each
+    later run found its file and ended DONE without ``run()``. Called as a run begins, in its attempt process: a value
+    of the run's own, made anew, above any pid (luigi deletes a folder of them after ``temp_time``); nothing where no
+    chain imported the module."""
+    simulate = sys.modules.get("luigi.contrib.simulate")
+    target = getattr(simulate, "RunAnywayTarget", None)
+    if target is not None:
+        _replace(target, "unique", multiprocessing.Value("i", _PID_MAX + secrets.randbelow(2**31 - _PID_MAX)))
+
+
+#: above any pid Linux hands out (``/proc/sys/kernel/pid_max`` is at most 2**22)
+_PID_MAX = 2**22
