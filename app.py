@@ -9,6 +9,7 @@ from flask import Flask
 
 from api import auth, docs, fast_path, guards, register_blueprints, warm
 from api.errors import NectarApi
+from api.routing import LazyBuildRule
 from api.status_path import StatusPath
 from api.submit_path import SubmitPath
 from nectar.auth import TokenChecker
@@ -32,12 +33,18 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+class NectarFlask(Flask):
+    """Flask, its URL builders compiled on first use (:mod:`api.routing`)."""
+
+    url_rule_class = LazyBuildRule
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """An app for ``config``: Flask keys, and ``NECTAR_SETTINGS`` (else settings from the environment)."""
     config = dict(config or {})
     given: Settings | None = config.pop("NECTAR_SETTINGS", None)
     settings = given or Settings.from_env()
-    app = Flask(__name__)
+    app = NectarFlask(__name__)
     app.url_map.strict_slashes = False  # a trailing slash is the same URL (a POST, too: no redirect that drops it)
     app.config.update(DEFAULTS)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body

@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import fields
 
 from api.envelope import enveloped
+from api.schemas import KnownQuerySchema
 from nectar.preload import ON_TIMEOUT, STRATEGIES, TEMPLATE_FIELDS
 from nectar.schedules.model import CATCHUP, FIRE_STATES, OVERLAP, SOURCES
 
@@ -144,7 +145,7 @@ class BackfillSchema(FiresSchema):
     progress_url = fields.Url(metadata={"description": "Its fires and their runs (GET), as they go."})
 
 
-class FiresQuerySchema(ma.Schema):
+class FiresQuerySchema(KnownQuerySchema):
     backfill = fields.String(metadata={"description": "Only the fires of this backfill (all of them)."})
     limit = fields.Integer(
         load_default=50,
@@ -153,7 +154,7 @@ class FiresQuerySchema(ma.Schema):
     )
 
 
-class BackfillQuerySchema(ma.Schema):
+class BackfillQuerySchema(KnownQuerySchema):
     start = fields.String(
         required=True, metadata={"description": "ISO 8601 date or date-time (without offset: the schedule's zone)."}
     )

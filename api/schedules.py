@@ -22,6 +22,7 @@ from api.schedule_schemas import (
     ScheduleEnvelope,
     SchedulesEnvelope,
 )
+from api.schemas import PagesQuerySchema
 from api.submission import json_object
 from nectar.errors import InvalidParameters
 from nectar.registry import Run
@@ -76,10 +77,11 @@ def fires_out(
 
 @blp.route("")
 class Schedules(MethodView):
+    @blp.arguments(PagesQuerySchema, location="query")
     @blp.response(200, SchedulesEnvelope)
     @blp.paginate(page_size=100, max_page_size=1000)
     @error_responses(blp, 422)
-    def get(self, pagination_parameters):
+    def get(self, _query, pagination_parameters):
         """Every schedule, from the chain files first, then those made here: next fires, last fire, paused
 
         The ``X-Pagination`` header says how many there are, and the pages.

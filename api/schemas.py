@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import marshmallow as ma
 from marshmallow import fields
 
@@ -131,7 +133,45 @@ class BatchSchema(ma.Schema):
     )
 
 
-class BatchQuerySchema(ma.Schema):
+#: the query arguments of flask-smorest's pagination, read beside an endpoint's own (``@blp.paginate``)
+PAGE_ARGUMENTS = frozenset({"page", "page_size"})
+
+
+class KnownQuerySchema(ma.Schema):
+    """An endpoint's query arguments, each one it knows: a name it does not take is a 422 naming it and the ones it
+    takes. webargs passes over an unknown query argument, so ``/api/runs?status=FAILED`` (or ``?limit=1``, or a
+    backfill's ``?max_active=2``) did as if it had not been given: every run listed, unfiltered. ``paged``: the
+    endpoint paginates (``page``, ``page_size`` are read beside it); ``renamed``: an old name, and what its 422 says."""
+
+    paged: ClassVar[bool] = False
+    renamed: ClassVar[dict[str, str]] = {}
+
+    @ma.pre_load
+    def known_names(self, data: Any, **kwargs: Any) -> Any:
+        taken = {field.data_key or name for name, field in self.fields.items()} | (
+            PAGE_ARGUMENTS if self.paged else set()
+        )
+        errors = {
+            name: [
+                self.renamed[name]
+                if name in self.renamed
+                else f"not a query argument of this endpoint (it takes {', '.join(sorted(taken)) or 'none'})"
+            ]
+            for name in data
+            if name not in taken
+        }
+        if errors:
+            raise ma.ValidationError(errors)
+        return data
+
+
+class PagesQuerySchema(KnownQuerySchema):
+    """A paginated listing with no filter: its ``page`` and ``page_size`` alone."""
+
+    paged = True
+
+
+class BatchQuerySchema(KnownQuerySchema):
     atomic = fields.Boolean(
         load_default=False, metadata={"description": "Queue nothing unless every row is valid (422 otherwise)."}
     )
@@ -334,7 +374,10 @@ HealthEnvelope = enveloped(
 _NAME = ma.validate.Regexp(r"^[A-Za-z0-9_]{1,128}$", error="not a name of letters, digits and underscores")
 
 
-class RunsQuerySchema(ma.Schema):
+class RunsQuerySchema(KnownQuerySchema):
+    paged = True
+    renamed = {"state": "renamed job_status, the name statuses use"}
+
     chain_type = fields.String(validate=_NAME, metadata={"description": "Only runs of this chain type."})
     chain = fields.String(validate=_NAME, metadata={"description": "Only runs of this chain (e.g. sales_chain)."})
     task = fields.String(validate=_NAME, metadata={"description": "Only runs of this task class."})
@@ -344,13 +387,6 @@ class RunsQuerySchema(ma.Schema):
     )
     since = fields.Float(metadata={"description": "Queued at or after this unix time."})
     until = fields.Float(metadata={"description": "Queued before this unix time."})
-
-    @ma.pre_load
-    def renamed(self, data, **kwargs):
-        """``state`` was this filter's name: a 422 saying so, rather than every run unfiltered."""
-        if "state" in data:
-            raise ma.ValidationError({"state": ["renamed job_status, the name statuses use"]})
-        return data
 
 
 class KeyQuerySchema(ma.Schema):

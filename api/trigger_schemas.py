@@ -7,6 +7,7 @@ from marshmallow import fields
 
 from api.envelope import enveloped
 from api.schedule_schemas import PreloadSchema
+from api.schemas import KnownQuerySchema
 from nectar.schedules.model import SOURCES
 from nectar.triggers.model import EXISTING, OBJECT_STATES
 
@@ -118,7 +119,7 @@ class TriggerObjectsSchema(ma.Schema):
     objects = fields.List(fields.Nested(TriggerObjectSchema), metadata={"description": "Newest first."})
 
 
-class ObjectsQuerySchema(ma.Schema):
+class ObjectsQuerySchema(KnownQuerySchema):
     limit = fields.Integer(
         load_default=50,
         validate=ma.validate.Range(1, 1000),

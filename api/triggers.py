@@ -12,6 +12,7 @@ from flask_smorest import Blueprint
 from api import links
 from api.context import facade
 from api.envelope import answer, doc_only, error_responses
+from api.schemas import PagesQuerySchema
 from api.submission import json_object
 from api.trigger_schemas import (
     ObjectsQuerySchema,
@@ -67,10 +68,11 @@ def objects_out(
 
 @blp.route("")
 class Triggers(MethodView):
+    @blp.arguments(PagesQuerySchema, location="query")
     @blp.response(200, TriggersEnvelope)
     @blp.paginate(page_size=100, max_page_size=1000)
     @error_responses(blp, 422)
-    def get(self, pagination_parameters):
+    def get(self, _query, pagination_parameters):
         """Every trigger, from the chain files first, then those made here: cursor, last object, runs made, paused
 
         The ``X-Pagination`` header says how many there are, and the pages. ``error`` is what the trigger's

@@ -42,7 +42,7 @@ from nectar.errors import ChainImportError, Interrupted, LeaseLost, NectarError,
 from nectar.exposure import exposure
 from nectar.leases import AttemptLease, process_name, release
 from nectar.logs.format import current_run, process_handlers
-from nectar.luigi_internals import stop_mock_filesystem
+from nectar.luigi_internals import program_errors_keep_environment, runs_anyway_anew, stop_mock_filesystem
 from nectar.luigid import scheduler_of, scheduler_secret
 from nectar.outcomes import (
     blocked_by,
@@ -301,6 +301,8 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         try:
             build = build or Build(settings.scheduler_url, process_name(), scheduler_secret(settings))
             quiet_luigi()
+            program_errors_keep_environment()  # (done once: a worker's attempts have it from their worker)
+            runs_anyway_anew()  # luigi's RunAnywayTarget: each run an execution of its pipeline
             result = build.run(task)
             complete = ran(result, task)
             blocked = None if complete or recorder.failed else blocked_by(result, task)

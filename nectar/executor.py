@@ -78,7 +78,7 @@ from nectar.errors import RegistryUnavailable, SchedulerUnavailable
 from nectar.grace import Grace
 from nectar.leases import ClockCheck, process_name, reclaim, release, release_lost_in_luigid, timed_out
 from nectar.logs.ahead import make_ahead
-from nectar.luigi_internals import worker_user
+from nectar.luigi_internals import program_errors_keep_environment, worker_user
 from nectar.luigid import kept_scheduler, scheduler_of, scheduler_secret
 from nectar.registry import Run, RunState, RunStore, open_run_store
 from nectar.shutdown import Shutdown
@@ -306,6 +306,7 @@ class Executor:
             worker_user()  # luigi names a worker's user: the password database read here once, for every attempt
         build.prepare(self.settings.scheduler_url)  # luigi's [core] and [worker] settings, read once for every attempt
         quiet_luigi()  # and its logging set up, as each attempt leaves it (luigi's own handler gone)
+        program_errors_keep_environment()  # a failed program's text without the worker's environment, for every attempt
         on_start("worker", _started)  # an attempt tells its worker (a spare's socket), once the step is recorded
         freeze_held()
 

@@ -61,7 +61,11 @@ fails loudly, naming the name, when a release changes one of them under us:
   ``_process`` (:func:`stop_mock_filesystem`);
 - ``InterfaceLogging._configured``, whether luigi's logging was set up in the process (:func:`luigi_logging_set_up`);
 - ``_config_paths`` of luigi's configuration parser's class, the files it reads as it reloads, which
-  ``luigi.configuration.add_config_path`` appends to (:func:`config_paths`).
+  ``luigi.configuration.add_config_path`` appends to (:func:`config_paths`);
+- ``ExternalProgramRunError.__str__`` of ``luigi.contrib.external_program``, whose text ends in every variable of the
+  environment the program ran with (:func:`program_errors_keep_environment`);
+- ``RunAnywayTarget.unique`` of ``luigi.contrib.simulate``, one value an execution of a pipeline
+  (:func:`runs_anyway_anew`).
 """
 
 from __future__ import annotations
@@ -80,9 +84,11 @@ import os
 import pickle
 import pwd
 import queue
+import secrets
 import signal
 import socket
 import stat
+import sys
 import tempfile
 import threading
 import time
@@ -2263,3 +2269,65 @@ def complete_error(task: luigi.Task) -> CompleteError | None:
     failure from the code's, and luigi's text of it wherever it was asked, without asking ``complete()`` again."""
     noted = task.__dict__.get(_COMPLETE_ERROR)
     return noted if isinstance(noted, CompleteError) and (noted.error is not None or noted.trace) else None
+
+
+#: luigi's text of a failed program (``ExternalProgramRunError.__str__``), before
+#: :func:`program_errors_keep_environment` replaces it
+_luigi_program_text: Callable[[Any], str] | None = None
+
+
+def program_errors_keep_environment() -> None:
+    """A failed ``ExternalProgramTask``'s text (luigi's ``ExternalProgramRunError``) names the variables of the
+    program's environment that its task set, values not shown, where luigi's lists every variable with its value.
+
+    luigi's text is what the service keeps as the step's and the run's error, sends luigid as its explanation and logs
+    in the task's log: ``program_environment()`` is the worker's whole ``os.environ`` by default, so it held the
+    service's secrets (``NECTAR_SCHEDULER_SECRET``, ``NECTAR_SECRET_KEY``, ``AWS_SECRET_ACCESS_KEY``) for any holder of
+    a read token to see; under ``python -m luigi`` it is the user's own environment printed to the user's own terminal.
+    The command, its return code, stdout and stderr are told as luigi tells them. Once per process (a worker, before it
+    forks its attempts)."""
+    global _luigi_program_text
+    from luigi.contrib.external_program import ExternalProgramRunError
+
+    if vars(ExternalProgramRunError).get("__str__") is _program_text:
+        return
+    _luigi_program_text = ExternalProgramRunError.__str__
+    _replace(ExternalProgramRunError, "__str__", _program_text)
+
+
+def _program_text(error: Any) -> str:
+    """luigi's text of a failed program (``error``, an ``ExternalProgramRunError``), its environment told by the names
+    its task set beyond this process's own (:func:`program_errors_keep_environment`)."""
+    assert _luigi_program_text is not None
+    env = error.env
+    if not env:  # luigi's own "[empty]": a program given no environment
+        return _luigi_program_text(error)
+    error.env = None
+    try:
+        text = _luigi_program_text(error)
+    finally:
+        error.env = env
+    set_by_task = sorted(name for name, value in env.items() if os.environ.get(name) != value)
+    told = "the worker's own" + (f", and {', '.join(set_by_task)} set by the task" if set_by_task else "")
+    return text.replace("\nENVIRONMENT: [empty]", f"\nENVIRONMENT: {told} (values not shown)", 1)
+
+
+def runs_anyway_anew() -> None:
+    """Each run is an execution of its pipeline for ``luigi.contrib.simulate``'s ``RunAnywayTarget`` ("a target that
+    never exists before the task runs"), as each ``python -m luigi`` is.
+
+    The target's file is ``<tmp>/luigi-simulate/<unique>/<md5 of the task id>``, ``unique`` a shared
+    ``multiprocessing.Value`` luigi makes as the module is imported and sets to the pid of the first process that makes
+    such a target: one value a ``python -m luigi``, its task processes sharing it. A worker that executed the chain
+    before it forked (its clock, a spare) held one value for every attempt, so the first run set it for good and each
+    later run found its file and ended DONE without ``run()``. Called as a run begins, in its attempt process: a value
+    of the run's own, made anew, above any pid (luigi deletes a folder of them after ``temp_time``); nothing where no
+    chain imported the module."""
+    simulate = sys.modules.get("luigi.contrib.simulate")
+    target = getattr(simulate, "RunAnywayTarget", None)
+    if target is not None:
+        _replace(target, "unique", multiprocessing.Value("i", _PID_MAX + secrets.randbelow(2**31 - _PID_MAX)))
+
+
+#: above any pid Linux hands out (``/proc/sys/kernel/pid_max`` is at most 2**22)
+_PID_MAX = 2**22

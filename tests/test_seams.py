@@ -11,6 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 SEAMS = {
     "nectar/luigi_internals.py",  # luigi, and luigid's tornado
     "api/smorest_internals.py",  # flask-smorest
+    "api/routing.py",  # werkzeug's URL rules (tests/api/test_lazy_url_builders.py)
     "nectar/gunicorn_ext.py",  # gunicorn
     "nectar/stdlib_internals.py",  # the Python standard library
     "api/metrics.py",  # prometheus_client's multiprocess values, in one function (CONTRIBUTING.md)

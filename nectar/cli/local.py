@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from nectar.config import WORKERS_MOST, Settings, configure, load_luigi_config, whole_number
-from nectar.errors import StoreUnavailable
+from nectar.errors import InvalidSetting, StoreUnavailable
 from nectar.logs.format import configure_logging
 
 if TYPE_CHECKING:  # nectar.keys loads hashlib (and OpenSSL's libcrypto): not in nectar serve's supervisor
@@ -39,14 +39,14 @@ def _task_params(extra: Sequence[str], flags: Mapping[str, bool] | None = None) 
     while items:
         flag = items.pop(0)
         if not flag.startswith("--") or len(flag) < 3:
-            raise SystemExit(f"nectar run: expected --<param> <value>, got {flag!r}")
+            raise InvalidSetting(f"run: expected --<param> <value>, got {flag!r}")  # a usage error: status 2
         name, sep, value = flag[2:].partition("=")
         name = name.replace("-", "_")
         if not sep:
             if name in flags and (not flags[name] or not items or items[0].startswith("--")):
                 value = "true"
             elif not items:
-                raise SystemExit(f"nectar run: --{name} needs a value")
+                raise InvalidSetting(f"run: --{name} needs a value")
             else:
                 value = items.pop(0)
         params[name] = value
@@ -85,7 +85,7 @@ def _luigi_flags(given: dict[str, str], spelled: Mapping[str, str], task_cls: ty
             param = spelled[name]
             if given.get(param, value) != value:
                 flag = name.replace("_", "-")
-                raise SystemExit(f"nectar run: --{flag} and --{param} give {param} two values: give one")
+                raise InvalidSetting(f"run: --{flag} and --{param} give {param} two values: give one")
             name = param
         elif name == "workers":
             name = _WORKERS
@@ -106,13 +106,13 @@ def _refuse_other_task(name: str) -> None:
             continue
         flag = name.replace("_", "-")
         if own:
-            raise SystemExit(
-                f"nectar run: --{flag} is an option of luigi's own command line ([{family}] {param}), which nectar "
+            raise InvalidSetting(
+                f"run: --{flag} is an option of luigi's own command line ([{family}] {param}), which nectar "
                 f"run does not take: set it in luigi.cfg (NECTAR_LUIGI_CONFIG), [{family}] {param} = ..., which every "
                 "run reads"
             )
-        raise SystemExit(
-            f"nectar run: --{flag} sets {param} of {family} (luigi's global form: for every {family} of the "
+        raise InvalidSetting(
+            f"run: --{flag} sets {param} of {family} (luigi's global form: for every {family} of the "
             "command); nectar run takes its own task's parameters alone (a run is known by them: a retry, and "
             f"another worker that takes it, would run without it): set it in luigi.cfg, [{family}] {param} = ..."
         )
@@ -212,12 +212,12 @@ def _chain_of_module(settings: Settings, module: str) -> tuple[str, str]:
     where = f"the chains folder {root}"
     if found:
         types = ", ".join(f"{chain_type}/{chain}" for chain_type, chain in found)
-        raise SystemExit(
-            f"nectar run: --module {module} is a chain file of several types in {where} ({types}): name "
+        raise InvalidSetting(
+            f"run: --module {module} is a chain file of several types in {where} ({types}): name "
             "the task as <type>/<chain>/<Task>"
         )
-    raise SystemExit(
-        f"nectar run: --module {module} is no chain file of {where} (nectar runs the chains of its chains folder, "
+    raise InvalidSetting(
+        f"run: --module {module} is no chain file of {where} (nectar runs the chains of its chains folder, "
         "<type>/<chain>.py, not a module of sys.path): name the task as <type>/<chain>/<Task>, or --module <chain>"
     )
 
@@ -236,7 +236,7 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     elif args.module is not None:
         parts = [*_chain_of_module(settings, args.module), args.task]
     if len(parts) != 3:
-        raise SystemExit("nectar run: name the task as <type>/<chain>/<Task> (or luigi's --module <chain> <Task>)")
+        raise InvalidSetting("run: name the task as <type>/<chain>/<Task> (or luigi's --module <chain> <Task>)")
     load_luigi_config(luigi_config(settings))  # luigi.cfg's [core] log_level, its [worker] settings: as the worker
     with Nectar(settings) as nectar:
         chain_type, chain, task = parts

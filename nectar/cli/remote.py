@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nectar.cli.local import table
+from nectar.errors import InvalidSetting
 
 if TYPE_CHECKING:
     from nectar.client import DownloadReport, NectarClient, Progress, RowResult
@@ -122,6 +123,10 @@ def cmd_download(args: argparse.Namespace) -> int:
         progress.update(sum(report.counts.values()), report.counts)
 
     dest = Path(args.dest)
+    try:  # before any request: a folder that cannot be made is the command's usage, named (status 2)
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file there or on its way (FileExistsError, NotADirectoryError), no permission
+        raise InvalidSetting(f"--dest {dest}: cannot be the folder the outputs go to: {exc.strerror}") from None
     report = download(_client(args), args.task, dest, resume=args.resume, concurrency=args.concurrency, on_change=show)
     if progress is not None:
         progress.close()

@@ -79,16 +79,16 @@ def test_nectar_run_takes_luigis_workers_and_global_parameter_form(
 def test_nectar_run_refuses_another_tasks_parameter_and_a_bad_workers_naming_each(
     settings: Settings, write_chain: Callable[[str, str], Path]
 ) -> None:
-    """``--MeetTask-x 3`` beside ``BothTask``'s own ``--x 3``: exit 1, the flag named with why and what to do
-    instead (luigi.cfg's ``[MeetTask]``); luigi's own ``--log-level DEBUG`` alike (its ``[core]`` option); ``--workers
-    0``: exit 2 naming ``--workers``. Nothing run. Failed before round 67 (compat): "--MeetTask_x: unknown parameter"
-    (not why), and ``--workers 0`` "--workers: unknown parameter"."""
+    """``--MeetTask-x 3`` beside ``BothTask``'s own ``--x 3``: exit 2 (a usage error; 1 before round 68), the flag
+    named with why and what to do instead (luigi.cfg's ``[MeetTask]``); luigi's own ``--log-level DEBUG`` alike (its
+    ``[core]`` option); ``--workers 0``: exit 2 naming ``--workers``. Nothing run. Failed before round 67 (compat):
+    "--MeetTask_x: unknown parameter" (not why), and ``--workers 0`` "--workers: unknown parameter"."""
     write_chain("compat67/meet_chain", CHAIN)
     other = nectar(settings, "run", "compat67/meet_chain/BothTask", "--x", "3", "--MeetTask-x", "3")
-    assert other.returncode == 1, other.stdout + other.stderr  # as nectar run's other usage errors
+    assert other.returncode == 2, other.stdout + other.stderr  # as nectar's other usage errors
     assert "--MeetTask-x sets x of MeetTask" in other.stderr and "[MeetTask] x = " in other.stderr, other.stderr
     level = nectar(settings, "run", "compat67/meet_chain/BothTask", "--x", "3", "--log-level", "DEBUG")
-    assert level.returncode == 1, level.stdout + level.stderr
+    assert level.returncode == 2, level.stdout + level.stderr
     assert "--log-level is an option of luigi's own command line ([core] log_level)" in level.stderr, level.stderr
     zero = nectar(settings, "run", "compat67/meet_chain/BothTask", "--x", "3", "--workers", "0")
     assert zero.returncode == 2, zero.stdout + zero.stderr

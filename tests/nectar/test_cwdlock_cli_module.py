@@ -33,7 +33,7 @@ def test_nectar_run_takes_luigis_module_form_and_refuses_a_module_that_is_no_cha
     settings: Settings, write_chain: Callable[[str, str], Path], tmp_path: Path
 ) -> None:
     """``--module word_chain WordTask --word hi --local-scheduler``: exit 0, the file written 'hi'; ``--module
-    nothere_chain WordTask``: exit 1 naming ``--module nothere_chain`` and the chains folder. Failed before: both exit
+    nothere_chain WordTask``: exit 2 (a usage error) naming ``--module nothere_chain`` and the chains folder. Failed before: both exit
     1, "name the task as <type>/<chain>/<Task>" (the module taken as the task, the task as a stray word)."""
     write_chain("cwdlock/word_chain", CHAIN)
     out = tmp_path / "word.txt"
@@ -43,5 +43,5 @@ def test_nectar_run_takes_luigis_module_form_and_refuses_a_module_that_is_no_cha
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert out.read_text() == "hi"
     refused = nectar(settings, "run", "--module", "nothere_chain", "WordTask", CWDLOCK_OUT=str(out))
-    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.returncode == 2, refused.stdout + refused.stderr
     assert f"--module nothere_chain is no chain file of the chains folder {settings.chains_dir}" in refused.stderr

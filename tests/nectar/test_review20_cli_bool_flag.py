@@ -66,12 +66,13 @@ def test_an_explicit_bool_parameter_takes_a_value_or_none_as_luigis_command_line
     """luigi's ``BoolParameter(parsing=EXPLICIT_PARSING)`` is argparse's ``nargs='?', const=True``: ``--flag false``
     gives false, ``--flag`` before another ``--name`` or last gives true; an implicit one never takes a value."""
     from nectar.cli.local import _task_params
+    from nectar.errors import InvalidSetting
 
     assert _task_params(["--flag", "false", "--n", "3"], {"flag": True}) == {"flag": "false", "n": "3"}
     assert _task_params(["--flag", "--n", "3"], {"flag": True}) == {"flag": "true", "n": "3"}
     assert _task_params(["--n", "3", "--flag"], {"flag": True}) == {"n": "3", "flag": "true"}
     assert _task_params(["--flag=false"], {"flag": False}) == {"flag": "false"}
-    with pytest.raises(SystemExit, match="expected --<param> <value>, got 'true'"):
+    with pytest.raises(InvalidSetting, match="expected --<param> <value>, got 'true'"):
         _task_params(["--flag", "true"], {"flag": False})
 
 
