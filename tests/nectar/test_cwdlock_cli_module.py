@@ -33,8 +33,9 @@ def test_nectar_run_takes_luigis_module_form_and_refuses_a_module_that_is_no_cha
     settings: Settings, write_chain: Callable[[str, str], Path], tmp_path: Path
 ) -> None:
     """``--module word_chain WordTask --word hi --local-scheduler``: exit 0, the file written 'hi'; ``--module
-    nothere_chain WordTask``: exit 2 (a usage error) naming ``--module nothere_chain`` and the chains folder. Failed before: both exit
-    1, "name the task as <type>/<chain>/<Task>" (the module taken as the task, the task as a stray word)."""
+    nothere_chain WordTask``: exit 2 (a usage error, as nectar's others) naming ``--module nothere_chain`` and the
+    chains folder. Failed before: both exit 1, "name the task as <type>/<chain>/<Task>" (the module taken as the task,
+    the task as a stray word)."""
     write_chain("cwdlock/word_chain", CHAIN)
     out = tmp_path / "word.txt"
     ran = nectar(
