@@ -7,6 +7,7 @@ chain's runs use the other type's code, silently (DONE, a wrong output)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def test_each_chain_reads_its_own_helper_of_a_shared_plain_name(
     env = base_env() | settings_env(settings)
     worker = processes.start("worker", [*NECTAR, "worker", "--clock", "--workers", "1"], env, tmp_path)
     client = client_for(settings)
-    urls = {}
+    urls: dict[str, str] = {}
     for kind in types:
         answer = client.post(f"/api/chains/{kind}/word_chain/WordTask", json={})
         assert answer.status_code == 202, answer.get_json()
@@ -71,6 +72,6 @@ def test_each_chain_reads_its_own_helper_of_a_shared_plain_name(
         return status if status["job_status"] in {"DONE", "FAILED"} else None
 
     for url in urls.values():
-        status = wait_until(lambda url=url: over(url))
+        status = wait_until(functools.partial(over, url))
         assert status["job_status"] == "DONE", status
     assert {kind: (tmp_path / f"{kind}.txt").read_text() for kind in types} == {kind: kind for kind in types}
