@@ -8,8 +8,10 @@ chain's runs use the other type's code, silently (DONE, a wrong output)."""
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -50,10 +52,13 @@ def test_each_chain_reads_its_own_helper_of_a_shared_plain_name(
     tmp_path: Path,
     write_chain: Callable[[str, str], Path],
     processes: Processes,
+    request: pytest.FixtureRequest,
 ) -> None:
     """Each task's output is its own type's word, as under ``python -m luigi``. Fails on main: one of them wrote the
     other type's word (``{'alpha': 'beta', 'beta': 'beta'}``, the order as the worker's catalog executed them)."""
     types = ("alpha", "beta")
+    # the API in this process executes both chain files too: its module ``utils`` goes with the test
+    request.addfinalizer(functools.partial(_put_back, "utils", sys.modules.get("utils")))
     for kind in types:
         write_chain(f"{kind}/utils", f"WORD = {kind!r}\n")
         write_chain(f"{kind}/word_chain", CHAIN.format(out=str(tmp_path / f"{kind}.txt")))
@@ -75,3 +80,11 @@ def test_each_chain_reads_its_own_helper_of_a_shared_plain_name(
         status = wait_until(functools.partial(over, url))
         assert status["job_status"] == "DONE", status
     assert {kind: (tmp_path / f"{kind}.txt").read_text() for kind in types} == {kind: kind for kind in types}
+
+
+def _put_back(name: str, module: ModuleType | None) -> None:
+    """``sys.modules[name]`` as it was (``module``; None: absent)."""
+    if module is None:
+        sys.modules.pop(name, None)
+    else:
+        sys.modules[name] = module
