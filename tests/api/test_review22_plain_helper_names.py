@@ -43,9 +43,6 @@ class WordTask(luigi.Task):
 '''
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review22: a chain's plain-named helper is another chain type's module of that name"
-)
 def test_each_chain_reads_its_own_helper_of_a_shared_plain_name(
     client_for: Callable[[Settings], FlaskClient],
     settings: Settings,

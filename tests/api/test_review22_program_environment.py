@@ -41,10 +41,6 @@ class FailingProgramTask(ExternalProgramTask):
 SECRET = "review22-scheduler-secret-0123456789abcdef"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review22: a failed ExternalProgramTask's status carries the worker's whole environment, its secrets too",
-)
 def test_a_failed_program_status_names_the_failure_not_the_workers_secrets(
     client_for: Callable[[Settings], FlaskClient],
     settings: Settings,

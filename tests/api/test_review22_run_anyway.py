@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from flask.testing import FlaskClient
 
 from harness import NECTAR, Processes, base_env, settings_env
@@ -38,9 +37,6 @@ class AnywayTask(luigi.Task):
 '''
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review22: a RunAnywayTarget task runs once in serve's worker, then never (complete() true)"
-)
 def test_a_run_anyway_task_runs_at_each_submission(
     client_for: Callable[[Settings], FlaskClient],
     settings: Settings,

@@ -11,7 +11,6 @@ import pytest
 from flask.testing import FlaskClient
 
 
-@pytest.mark.xfail(strict=True, reason="review22: /api/runs passes over a filter it does not know and lists every run")
 @pytest.mark.parametrize("query", [{"status": "FAILED"}, {"limit": "1"}])
 def test_a_filter_the_runs_listing_does_not_know_is_a_422_naming_it(client: FlaskClient, query: dict[str, str]) -> None:
     """Fails on main: 200, the run just queued (PENDING) listed."""

@@ -22,7 +22,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-@pytest.mark.xfail(strict=True, reason="review22: nectar download --dest <a file> ends in a traceback, exit 1")
 @pytest.mark.parametrize("made", ["a file", "below a file"])
 def test_a_dest_that_cannot_be_a_folder_is_one_line_naming_it_exit_2(api: str, tmp_path: Path, made: str) -> None:
     """Fails on main: exit 1, ``FileExistsError: [Errno 17] File exists: '<dest>'`` (``NotADirectoryError`` below a

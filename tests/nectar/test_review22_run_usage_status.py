@@ -14,7 +14,6 @@ from nectar.cli import main
 from nectar.config import Settings
 
 
-@pytest.mark.xfail(strict=True, reason="review22: nectar run's usage errors of a task's flags exit 1, not 2")
 @pytest.mark.parametrize(("extra", "said"), [(["--aparam"], "--aparam needs a value"), (["hello"], "got 'hello'")])
 def test_a_flag_without_its_value_is_a_usage_error_exit_2(
     settings: Settings,
