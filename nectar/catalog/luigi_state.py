@@ -180,6 +180,8 @@ def executed_anew(
             _STAMPED[name] = (file, stamp if stamp is not None else file_stamp(file))
             if name.count(".") == 2 and name.startswith(_CHAINS):  # a chain file: chains/<type>/<chain>.py
                 _FOLDERS.setdefault(os.path.join(os.path.dirname(os.path.dirname(file)), ""))
+                for plain in _PLAIN:  # a helper by a plain name is found anew where this chain's sys.path finds it:
+                    sys.modules.pop(plain, None)  # another chain's of the same name was not its (review22)
         forget_module(name)
         config = luigi.configuration.get_config()
         _put_back_options(config, name)
