@@ -12,6 +12,7 @@ import luigi
 import pytest
 from luigi.task import flatten
 
+import nectar.catalog.asked
 import nectar.catalog.model
 import nectar.service
 from nectar import NectarTask
@@ -122,7 +123,7 @@ def test_a_nectar_tasks_one_output_is_looked_at_without_flatten(
         flattened.append(struct)
         return list(flatten(struct))
 
-    monkeypatch.setattr(nectar.service, "flatten", counted)
+    monkeypatch.setattr(nectar.catalog.asked, "flatten", counted)  # where luigi's complete() is asked (cwdlock)
 
     queued = submitted.submit("svc", "submitted_chain", "KeyedTask", {"n": "1"})
     write_text(settings.local_targets_dir / queued.key.path, "made\n")
