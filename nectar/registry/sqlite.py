@@ -386,12 +386,16 @@ class SQLiteRunStore(SqlTriggers, SqlWaits):
         # connection, with the one a migration wrote through: nothing of SQLite's crosses a fork (a worker opens its
         # own, checked again). Inside the fork gate, as every use of SQLite: a fork another thread made meanwhile
         # copied SQLite mid-open (nectar.forks)
-        with SQLITE.inside():
-            self._checked(self._open()).close()
-            own = self._own()
-            if own.writes is not None:
-                own.writes.close()
-                own.writes = None
+        try:
+            with SQLITE.inside():
+                self._checked(self._open()).close()
+                own = self._own()
+                if own.writes is not None:
+                    own.writes.close()
+                    own.writes = None
+        except BaseException:  # refused (a newer release's schema) or failed: nothing of this process's left on the
+            self.close()  # file (its turn at writing, in _WRITERS, would have been held until the process's end)
+            raise
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
