@@ -2302,11 +2302,10 @@ def _program_text(error: Any) -> str:
     env = error.env
     if not env:  # luigi's own "[empty]": a program given no environment
         return _luigi_program_text(error)
-    error.env = None
-    try:
-        text = _luigi_program_text(error)
-    finally:
-        error.env = env
+    # luigi's text of the same error without its environment, read from a copy of what that text reads: the error
+    # itself is left as it is (another thread may be formatting it: its log record, the step's error)
+    bare = types.SimpleNamespace(message=error.message, args=error.args, out=error.out, err=error.err, env=None)
+    text = _luigi_program_text(bare)
     set_by_task = sorted(name for name, value in env.items() if os.environ.get(name) != value)
     told = "the worker's own" + (f", and {', '.join(set_by_task)} set by the task" if set_by_task else "")
     return text.replace("\nENVIRONMENT: [empty]", f"\nENVIRONMENT: {told} (values not shown)", 1)
