@@ -18,7 +18,9 @@ KEY = "chains/testchains/hello_luigiworld_chain/TestS3Task/d41d8cd98f00b204e9800
 
 
 @pytest.mark.xfail(
-    strict=True, reason="review23: a nectar command where no registry is makes an empty one and answers from it"
+    strict=True,
+    raises=AssertionError,
+    reason="review23: a nectar command where no registry is makes an empty one and answers from it",
 )
 @pytest.mark.parametrize("args", [("cancel", RUN_ID), ("status", KEY), ("schedules",)], ids=lambda a: a[0])
 def test_a_command_where_no_registry_is_makes_none_and_names_the_folder(
