@@ -8,6 +8,7 @@ for the lock (the ask answers from its own folder, then the other chain executes
 
 from __future__ import annotations
 
+import inspect
 import sys
 import threading
 from collections.abc import Callable
@@ -73,7 +74,8 @@ class HomeTask(luigi.Task):
 def _waits_for_the_lock(thread: threading.Thread) -> bool:
     """Whether ``thread`` sleeps in ``executed_anew``, at its ``with _CWD_LOCK`` (main: the whole execution locked)."""
     frame = sys._current_frames().get(thread.ident or 0)
-    if frame is None or frame.f_code is not luigi_state.executed_anew.__wrapped__.__code__:  # a context manager's
+    executes = inspect.unwrap(luigi_state.executed_anew).__code__  # a context manager's: its generator's code
+    if frame is None or frame.f_code is not executes:
         return False
     stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
     return stat.rpartition(")")[2].split()[0] == "S"
