@@ -73,7 +73,10 @@ def test_a_run_meeting_the_stores_full_disk_waits_for_room_and_ends_done(
     nectar = closed_at_end(Nectar(on_small))
     start_worker(on_small, workers=1)
     log = tmp_path / "worker-0.log"
-    wait_until(lambda: "No space left on device" in log.read_text())
+    # the worker met the full disk and said so (its errno's text, or a line of its own naming the full disk)
+    wait_until(
+        lambda: any(said in log.read_text() for said in ("No space left on device", "disk is full", "full disk"))
+    )
     (small_disk / "filler").unlink()
     wait_until(lambda: not nectar.runs.get(run_id).state.active, timeout=120)  # type: ignore[union-attr]
     run = nectar.runs.get(run_id)
