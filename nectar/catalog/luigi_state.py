@@ -171,7 +171,8 @@ def executed_anew(
     last execution forgotten (:func:`forget_module`) and the options its executions changed put back
     (:func:`_put_back_options`) before; the namespaces it set for other modules' scopes put back after, and the
     options it changed noted."""
-    with _CWD_LOCK:  # one execution (or ask) at a time moves the working directory and gives it back
+    moving = code is None or name in _CWD_SET or _names_a_move(code)
+    with _CWD_LOCK if moving else _UNHELD:  # one execution (or ask) at a time moves the working directory
         if package is None:
             package = name.rpartition(".")[0]
         _IMPORTS_OF[name] = chain_imports(code, package) if code is not None else frozenset()
@@ -201,7 +202,10 @@ def executed_anew(
         _EXECUTING.names.append(name)
         environs.append(dict(_ENVIRON))
         paths.append(list(sys.path))
-        start = os.getcwd()
+        start = os.getcwd() if moving else _settled_cwd()  # read while no other thread's ask holds it moved
+        settled = start is not None
+        if start is None:
+            start = os.getcwd()
         outermost = not cwds
         cwds.append(start)
         _imports_watched(1)
@@ -219,10 +223,17 @@ def executed_anew(
             _imports_noted(name)
             _environ_noted(name, environs.pop(), environs)
             _path_noted(name, paths.pop(), paths)
-            _cwd_noted(name, cwds.pop(), cwds)
-            if outermost and os.getcwd() != start:  # the process's own given back: a worker, the clock or the API reads
-                # its relative paths where it was, not where the chain file moved (held_to sets a run's)
-                os.chdir(start)
+            before_cwd = cwds.pop()
+            if settled and (moving or _CWD_LOCK.acquire(blocking=False)):  # else another thread's ask holds it: a
+                # move by code this file's does not name (a helper's function) is not seen
+                try:
+                    _cwd_noted(name, before_cwd, cwds)
+                    if outermost and os.getcwd() != start:  # the process's own given back: a worker, the clock or the
+                        # API reads its relative paths where it was, not where the chain file moved (held_to: a run's)
+                        os.chdir(start)
+                finally:
+                    if not moving:
+                        _CWD_LOCK.release()
             _imports_watched(-1)
             for scope in [scope for scope in namespaces if not _own(scope, name) and scope not in others]:
                 del namespaces[scope]
@@ -233,6 +244,38 @@ def executed_anew(
                 _SET[name] = _set_by(before, after)
                 for outer in executing:  # an importer's execution under way: what this one set is not the importer's
                     _absorbed(outer, before, after)
+
+
+#: the context of an execution that takes no lock (:func:`executed_anew`)
+_UNHELD = contextlib.nullcontext()
+#: the names by which code moves the working directory (``os.chdir``, ``from os import chdir``, ``os.fchdir``,
+#: ``contextlib.chdir``)
+_MOVES = frozenset({"chdir", "fchdir"})
+
+
+def _names_a_move(code: types.CodeType) -> bool:
+    """Whether ``code``, or a function or class defined in it, names :data:`_MOVES`: a module whose execution may move
+    the working directory, which :func:`executed_anew` executes under :data:`_CWD_LOCK`. Any other (most chain files)
+    is executed with no lock: a chain file saved, or first executed, while another thread's ask of a moved chain holds
+    the lock (a slow ``complete()``) does not wait for it."""
+    todo = [code]
+    while todo:
+        held = todo.pop()
+        if not _MOVES.isdisjoint(held.co_names):
+            return True
+        todo.extend(const for const in held.co_consts if isinstance(const, types.CodeType))
+    return False
+
+
+def _settled_cwd() -> str | None:
+    """The working directory, read holding :data:`_CWD_LOCK` (no other thread's ask has it moved); None where another
+    thread holds the lock: taken and let go at once, never waited for."""
+    if not _CWD_LOCK.acquire(blocking=False):
+        return None
+    try:
+        return os.getcwd()
+    finally:
+        _CWD_LOCK.release()
 
 
 def held_to(name: str) -> None:
