@@ -86,12 +86,14 @@ _HIDDEN: list[Handler] = []
 _IMPORTS_OF: dict[str, frozenset[str]] = {}
 #: by chain module executed in this process (a chain file, or a module of the chains folder one imports): each module
 #: its code names (:data:`_IMPORTS_OF`) that ``sys.modules`` held as its last execution ended, with that module's file
-#: and the file's stamp then (:func:`changed_imports`); none where it imports none
+#: and the file's stamp then (:func:`changed_imports`); none where it imports none. Keyed by :func:`_keyed`: a module
+#: imported by a plain name by its name and file
 _IMPORTED: dict[str, dict[str, tuple[str, Stamp | None]]] = {}
 #: by module of the chains folder executed in this process, as ``sys.modules`` holds it: its file and the file's stamp
 #: as its execution began (Python's import, :class:`_ChainImports`: one stat then) or as its bytes were read (a chain
 #: file the catalog or an attempt executed: :func:`nectar.catalog.loader.load_chain_module`, no stat); what an
-#: importer notes of it, and judged by it where an importer names it for the first time (:func:`changed_imports`)
+#: importer notes of it, and judged by it where an importer names it for the first time (:func:`changed_imports`).
+#: Keyed by :func:`_keyed`, as :data:`_IMPORTED`
 _STAMPED: dict[str, tuple[str, Stamp | None]] = {}
 #: ``os.environ``'s own dictionary (bytes to bytes: :func:`~nectar.stdlib_internals.environ_data`)
 _ENVIRON = environ_data()
@@ -176,9 +178,10 @@ def executed_anew(
         if package is None:
             package = name.rpartition(".")[0]
         _IMPORTS_OF[name] = chain_imports(code, package) if code is not None else frozenset()
-        was = _STAMPED.pop(name, None)
+        key = _keyed(name, file)
+        was = _STAMPED.pop(key, None)
         if file is not None:
-            _STAMPED[name] = (file, stamp if stamp is not None else file_stamp(file))
+            _STAMPED[key] = (file, stamp if stamp is not None else file_stamp(file))
             if name.count(".") == 2 and name.startswith(_CHAINS):  # a chain file: chains/<type>/<chain>.py
                 _FOLDERS.setdefault(os.path.join(os.path.dirname(os.path.dirname(file)), ""))
                 for plain in _PLAIN:  # a helper by a plain name is found anew where this chain's sys.path finds it:
@@ -213,14 +216,14 @@ def executed_anew(
             yield
         except BaseException:
             if was is not None:
-                _STAMPED[name] = was
+                _STAMPED[key] = was
             else:
-                _STAMPED.pop(name, None)
+                _STAMPED.pop(key, None)
             raise
         finally:
             executing.pop()
             _EXECUTING.names.pop()
-            _imports_noted(name)
+            _imports_noted(name, key)
             _environ_noted(name, environs.pop(), environs)
             _path_noted(name, paths.pop(), paths)
             before_cwd = cwds.pop()
@@ -690,12 +693,26 @@ def _imports_watched(change: int) -> None:
             sys.meta_path.insert(0, _IMPORTS)
 
 
-def _imports_noted(name: str) -> None:
+def _keyed(name: str, file: str | None) -> str:
+    """What :data:`_STAMPED` and :data:`_IMPORTED` note the module ``name`` of the chains folder by: its name where it
+    is ``chains.<type>...`` (one file a name) or its file is not known; else (imported by a plain name from a folder a
+    chain file puts on ``sys.path``) its name and its file: two types' ``utils.py`` are two modules, each with its own
+    stamp and its own imports (they shared one, and a save to one type's was judged by the other's)."""
+    return name if file is None or name.startswith(_CHAINS) else f"{name} {file}"
+
+
+def _key_held(module: str) -> str:
+    """:func:`_keyed` of ``module`` as ``sys.modules`` holds it (its file, where it has one)."""
+    file = getattr(sys.modules.get(module), "__file__", None)
+    return _keyed(module, file if isinstance(file, str) else None)
+
+
+def _imports_noted(name: str, key: str) -> None:
     """The modules of the chains folder the chain module ``name`` imports, as its execution leaves them: their files'
     stamps noted (:data:`_IMPORTED`): as it was executed (:data:`_STAMPED`, taken as its execution began or its bytes
     were read: a file saved while it or its importer was executed is seen as changed), else one stat; nothing
     where it imports none. A module of a package it imports that its code names (``from .sub import mod``) is one it
-    imports (:func:`_in_packages`)."""
+    imports (:func:`_in_packages`). Noted by ``key`` (:func:`_keyed`)."""
     imports = _IMPORTS_OF.get(name, frozenset())
     deeper = _in_packages(imports)
     if deeper:
@@ -704,22 +721,23 @@ def _imports_noted(name: str) -> None:
     for module in imports:
         file = getattr(sys.modules.get(module), "__file__", None)
         if module != name and isinstance(file, str):
-            stamped = _STAMPED.get(module)
+            stamped = _STAMPED.get(_keyed(module, file))
             noted[module] = stamped if stamped is not None and stamped[0] == file else (file, file_stamp(file))
     if noted:
-        _IMPORTED[name] = noted
+        _IMPORTED[key] = noted
     else:
-        _IMPORTED.pop(name, None)
+        _IMPORTED.pop(key, None)
 
 
 def _as_executed(module: str) -> tuple[str, Stamp | None] | None:
     """The stamp of the module ``module`` of the chains folder as it was executed, for an importer that has not noted
     it: as it was executed (:data:`_STAMPED`), else the oldest another importer noted (a file changed since any of
     them noted it is taken as changed); None where none is known."""
-    stamped = _STAMPED.get(module)
+    stamped = _STAMPED.get(_key_held(module))
     if stamped is not None:
         return stamped
-    notes = [noted[module] for noted in _IMPORTED.values() if module in noted]
+    file = getattr(sys.modules.get(module), "__file__", None)  # of that file: another type's of the name is not it
+    notes = [noted[module] for noted in _IMPORTED.values() if module in noted and noted[module][0] == file]
     return min(notes, key=lambda note: note[1] or (0, 0)) if notes else None
 
 
@@ -745,16 +763,17 @@ def changed_imports(name: str, code: types.CodeType | None = None) -> list[str]:
             return False
         # its own imports judged whether or not its file changed: a module it imports that changed is dropped with it
         # (its importer's execution finds it in sys.modules and does not execute it again), at any depth
-        changed = [noted is not None and file_stamp(noted[0]) != noted[1], imports_moved(module)]
+        key = _keyed(module, noted[0] if noted is not None else None)
+        changed = [noted is not None and file_stamp(noted[0]) != noted[1], imports_moved(key)]
         if any(changed) and module != name:
             found[module] = None
         return any(changed)
 
-    def imports_moved(module: str) -> bool:
-        if module not in stale:  # a cycle's module is taken as it is found once
-            stale[module] = False
-            stale[module] = any([moved(other, noted) for other, noted in _IMPORTED.get(module, {}).items()])
-        return stale[module]
+    def imports_moved(key: str) -> bool:
+        if key not in stale:  # a cycle's module is taken as it is found once
+            stale[key] = False
+            stale[key] = any([moved(other, noted) for other, noted in _IMPORTED.get(key, {}).items()])
+        return stale[key]
 
     for module, noted in sorted(imports.items()):
         moved(module, noted)
@@ -778,7 +797,7 @@ def drop_run_imports(names: Iterable[str], chains_dir: str) -> None:
     inside = os.path.join(chains_dir, "")
     for module in names:
         held = sys.modules.get(module)
-        if module in _STAMPED or held is None or hasattr(held, "__path__"):
+        if held is None or _key_held(module) in _STAMPED or hasattr(held, "__path__"):
             continue
         file = getattr(held, "__file__", None)
         if _in_chains_folder(module) or (isinstance(file, str) and os.path.abspath(file).startswith(inside)):
