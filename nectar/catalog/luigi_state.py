@@ -175,6 +175,7 @@ def executed_anew(
     options it changed noted."""
     moving = code is None or name in _CWD_SET or _names_a_move(code)
     with _CWD_LOCK if moving else _UNHELD:  # one execution (or ask) at a time moves the working directory
+        _MOVING[0] += moving  # an ask made meanwhile waits for its end (:func:`run_folder`), its first move unnoted
         if package is None:
             package = name.rpartition(".")[0]
         _IMPORTS_OF[name] = chain_imports(code, package) if code is not None else frozenset()
@@ -238,6 +239,7 @@ def executed_anew(
                     if not moving:
                         _CWD_LOCK.release()
             _imports_watched(-1)
+            _MOVING[0] = max(0, _MOVING[0] - moving)  # a child forked within it starts at 0 (below)
             for scope in [scope for scope in namespaces if not _own(scope, name) and scope not in others]:
                 del namespaces[scope]
             namespaces.update(others)
@@ -249,6 +251,10 @@ def executed_anew(
                     _absorbed(outer, before, after)
 
 
+#: how many executions that may move the working directory are under way (each holding :data:`_CWD_LOCK`): an ask
+#: made while the first of them moves it, before any move is noted (:data:`_CWD_SET`), waits for its end
+_MOVING = [0]
+os.register_at_fork(after_in_child=lambda: _MOVING.__setitem__(0, 0))
 #: the context of an execution that takes no lock (:func:`executed_anew`)
 _UNHELD = contextlib.nullcontext()
 #: the names by which code moves the working directory (``os.chdir``, ``from os import chdir``, ``os.fchdir``,
@@ -356,7 +362,9 @@ def asked_in_run_folder(name: str) -> contextlib.AbstractContextManager[None]:
     ask of a chain that did not move holds as well where another did (asked in the process's own folder, not in the
     one another thread's ask moved to meanwhile). Nothing where no chain module's execution moved it (one look at a
     dictionary, and a context that does nothing: ~0.2 µs, where a generator's context took ~2.4 µs)."""
-    return _IN_PLACE if not _CWD_SET else _asked_in(_moved_to(name, _scope(name)))
+    if not _CWD_SET and not _MOVING[0]:
+        return _IN_PLACE
+    return _asked_in(None, name)  # the folder known under the lock: after an execution that may move it
 
 
 #: :func:`asked_in_run_folder`'s context where no chain module moved the working directory (reentrant: it holds nothing)
@@ -368,6 +376,10 @@ def run_folder(name: str) -> tuple[str, bool] | None:
     execution moved the process's, and whether it is one a chain module moved to (``name`` or one it imports: True)
     or the process's own (as it was before the first move, whichever thread's ask moved it meanwhile: False); None
     where none moved (the process's is the run's)."""
+    if not _CWD_SET and _MOVING[0]:  # a chain file that may move the folder is being executed (its first move may be
+        # under way, not noted yet): its end is waited for
+        with _CWD_LOCK:
+            pass
     if not _CWD_SET:
         return None
     moved = _moved_to(name, _scope(name))
@@ -381,9 +393,12 @@ def asked_in_folder(folder: str) -> contextlib.AbstractContextManager[None]:
 
 
 @contextlib.contextmanager
-def _asked_in(folder: str | None) -> Iterator[None]:
-    """The block in ``folder`` (None: the process's own), under :data:`_CWD_LOCK` (:func:`asked_in_run_folder`)."""
+def _asked_in(folder: str | None, name: str | None = None) -> Iterator[None]:
+    """The block in ``folder`` (None: the process's own; where ``name`` is given, the folder a run of that chain
+    module has, known once the lock is held), under :data:`_CWD_LOCK` (:func:`asked_in_run_folder`)."""
     with _CWD_LOCK:
+        if name is not None:
+            folder = _moved_to(name, _scope(name))
         if folder is None:
             yield
             return
