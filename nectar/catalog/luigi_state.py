@@ -128,6 +128,9 @@ class _Executing(threading.local):
         self.cwd: list[str] = []
         #: the name of each
         self.names: list[str] = []
+        #: each one's hold of :data:`_CWD_LOCK` taken at a move its code does not name (a library's function called at
+        #: its top, :func:`_moved_under_lock`): the outermost's, the working directory as it was when taken; else None
+        self.late: list[str | None] = []
 
 
 _EXECUTING = _Executing()
@@ -212,6 +215,8 @@ def executed_anew(
             start = os.getcwd()
         outermost = not cwds
         cwds.append(start)
+        late = _EXECUTING.late
+        late.append(None)
         _imports_watched(1)
         try:
             yield
@@ -228,8 +233,12 @@ def executed_anew(
             _environ_noted(name, environs.pop(), environs)
             _path_noted(name, paths.pop(), paths)
             before_cwd = cwds.pop()
-            if settled and (moving or _CWD_LOCK.acquire(blocking=False)):  # else another thread's ask holds it: a
-                # move by code this file's does not name (a helper's function) is not seen
+            took = late.pop()
+            if took is not None:  # a move by code this file's does not name took the lock: the folder as it was then
+                before_cwd = start = took
+                settled = True
+            if settled and (moving or took is not None or _CWD_LOCK.acquire(blocking=False)):  # else another thread's
+                # ask holds it (and no move was made: :func:`_moved_under_lock`)
                 try:
                     _cwd_noted(name, before_cwd, cwds)
                     if outermost and os.getcwd() != start:  # the process's own given back: a worker, the clock or the
@@ -239,7 +248,7 @@ def executed_anew(
                     if not moving:
                         _CWD_LOCK.release()
             _imports_watched(-1)
-            _MOVING[0] = max(0, _MOVING[0] - moving)  # a child forked within it starts at 0 (below)
+            _MOVING[0] = max(0, _MOVING[0] - (moving or took is not None))  # a child forked within it: 0 (below)
             for scope in [scope for scope in namespaces if not _own(scope, name) and scope not in others]:
                 del namespaces[scope]
             namespaces.update(others)
@@ -274,6 +283,30 @@ def _names_a_move(code: types.CodeType) -> bool:
             return True
         todo.extend(const for const in held.co_consts if isinstance(const, types.CodeType))
     return False
+
+
+def _moved_under_lock(real: Any) -> Any:
+    """``os.chdir`` (or ``os.fchdir``) as the process calls it: a move made within a chain module's execution that took
+    no lock (its code names no ``chdir``: a library's function called at its top moves the folder) waits for
+    :data:`_CWD_LOCK` first (another thread's ask, in its own chain's folder, ends and gives the process's back), and
+    holds it until the outermost execution ends and gives the folder back, as one that names it does (review23: the
+    move landed under that ask, whose ``complete()`` read its relative path in the moved folder). Anything else, one
+    look at a thread's list."""
+
+    def move(path: Any) -> None:
+        late = _EXECUTING.late
+        if late and late[0] is None and not _CWD_LOCK._is_owned():  # type: ignore[attr-defined]
+            _CWD_LOCK.acquire()
+            _MOVING[0] += 1  # an ask with no lock (a chain that did not move) waits for the execution's end
+            late[0] = os.getcwd()
+        real(path)
+
+    move.__doc__, move.__name__, move.__qualname__ = real.__doc__, real.__name__, real.__qualname__
+    return move
+
+
+os.chdir = _moved_under_lock(os.chdir)
+os.fchdir = _moved_under_lock(os.fchdir)
 
 
 def _settled_cwd() -> str | None:

@@ -9,8 +9,10 @@ for the lock (the ask answers from its own folder, then the other chain executes
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import threading
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,10 +74,12 @@ class HomeTask(luigi.Task):
 
 
 def _waits_for_the_lock(thread: threading.Thread) -> bool:
-    """Whether ``thread`` sleeps in ``executed_anew``, at its ``with _CWD_LOCK`` (main: the whole execution locked)."""
+    """Whether ``thread`` sleeps in ``executed_anew``, at its ``with _CWD_LOCK`` (main: the whole execution locked), or
+    in the move its helper makes, waiting for the lock there (``luigi_state._moved_under_lock``: the lead's mend)."""
     frame = sys._current_frames().get(thread.ident or 0)
     executes = inspect.unwrap(luigi_state.executed_anew).__code__  # a context manager's: its generator's code
-    if frame is None or frame.f_code is not executes:
+    moves = os.chdir.__code__ if isinstance(os.chdir, types.FunctionType) else None
+    if frame is None or frame.f_code not in (executes, moves):
         return False
     stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
     return stat.rpartition(")")[2].split()[0] == "S"
