@@ -3,10 +3,11 @@
 As an interpreter ends, after its exit handlers, it frees every module and every object they hold, a collection or
 two over all of them between: ~0.08 s of CPU for luigid's (~320 modules), a third of what its start costs, paid by
 each stop (the suite stops ~150). A process that froze its objects (``gc.freeze``: the API's gunicorn master before
-it forks) pays ~0.01 s: the collections skip them, and the cycles among them are never freed. Nothing of that is seen
-from outside the process: its files are closed by the kernel, its locks released, its memory given back. What is
-seen is done first, in the teardown's order (``Py_FinalizeEx``): the threads not daemonic are waited for, the exit
-handlers run (:mod:`atexit`: logging's flush and close, luigi's state save, a ``weakref.finalize``'s), and the
+it forks, luigid before it serves) pays ~0.01 s: the collections skip them, and the cycles among them are never
+freed; what it made since (luigid's tasks, workers, history) is still freed one object at a time. Nothing of that is
+seen from outside the process: its files are closed by the kernel, its locks released, its memory given back. What
+is seen is done first, in the teardown's order (``Py_FinalizeEx``): the threads not daemonic are waited for, the
+exit handlers run (:mod:`atexit`: logging's flush and close, luigi's state save, a ``weakref.finalize``'s), and the
 standard streams are flushed.
 
 Not done, as a kill would not: an object's ``__del__`` left to the teardown (a SQLite connection not closed: its WAL
