@@ -91,6 +91,8 @@ def template(binaries: Path) -> Path:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another session making it: its template is this one's
         if not made.exists():
+            for left in made.parent.glob(f"{made.name}-staged-*"):  # a killed session's, half made (the lock is ours)
+                shutil.rmtree(left, ignore_errors=True)
             staged = Path(tempfile.mkdtemp(prefix=f"{TEMPLATE_PREFIX}{key}-staged-"))
             if os.geteuid() == 0:
                 shutil.chown(staged, "postgres", "postgres")
