@@ -9,6 +9,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from nectar import exits
 from nectar.config import WORKERS_MOST, Settings, configure, load_luigi_config, whole_number
 from nectar.errors import InvalidSetting, StoreUnavailable
 from nectar.logs.format import configure_logging
@@ -373,7 +374,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not getattr(args, "clock", False):
         execute_chains(settings)  # as the clock's catalog does (below), before the first fork
         Executor(settings, concurrency=args.workers).serve_forever()
-        return 0
+        exits.exit_now(0)  # its registry closed, its children reaped: the teardown's ~0.09 s of CPU skipped
     with Nectar(settings) as nectar:  # its registry closed whatever the clock's stop raises
         clock = Clock(nectar, settings)
         # at the first stop request, as a clock of its own would be stopped with the workers
@@ -387,7 +388,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             executor.serve_forever()
         finally:
             clock.stop()
-    return 0
+    exits.exit_now(0)
 
 
 def execute_chains(settings: Settings) -> None:

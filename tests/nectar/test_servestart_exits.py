@@ -6,14 +6,18 @@ no collection (``nectar.supervisor._LUIGID``)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from harness import Processes
+from harness import NECTAR, Processes, settings_env
 from harness.processes import REPO, base_env
+from nectar.config import Settings
+from tests.conftest import wait_until
+from tests.helpers.console import started_worker
 
 #: a ``sitecustomize`` that records, by pid, its process's exit handlers having run (``atexit``: registered first,
 #: it runs last; ``frozen`` where its objects were frozen, ``gc.freeze``) and its teardown (a module's object freed:
@@ -104,3 +108,31 @@ def test_an_end_without_teardown_is_pythons_end(
     out, err = proc.communicate()
     assert (proc.returncode, out, err) == (status, "thread\natexit\n", said)
     assert ends(record, proc.pid) == (["atexit", "teardown"] if said else ["atexit"])
+
+
+@pytest.mark.parametrize("role", [["worker"], ["clock"]])
+def test_a_worker_and_a_clock_stopped_end_without_teardown_their_registry_closed(
+    role: list[str], hooked: tuple[dict[str, str], Path], processes: Processes, settings: Settings, tmp_path: Path
+) -> None:
+    """``nectar worker`` and ``nectar clock`` stopped by SIGTERM end with 0 once their registry is closed and their
+    exit handlers ran (logging's flush: the worker's last line is in its log), without Python's teardown (the lead,
+    round 69: ~0.38 s of CPU a 1-slot worker's stop, start and stop 0.87 -> 0.49 s; the suite stops ~390 workers and
+    ~70 clocks). Before: ['atexit', 'teardown'] != ['atexit']."""
+    env, record = hooked
+    chains = tmp_path / "no_chains"
+    chains.mkdir()
+    env = {**base_env(), **settings_env(settings), "NECTAR_CHAINS_DIR": str(chains), **env}
+    if role == ["worker"]:
+        proc, log = started_worker(processes, [*NECTAR, *role, "--workers", "1"], env, tmp_path)
+    else:
+        proc = processes.start("clock", [*NECTAR, *role], env, tmp_path)
+        log = processes.log_of[proc.pid]
+        wait_until(lambda: "firing schedules" in log.read_text(errors="replace") or proc.poll() is not None)
+    processes.stop(proc)
+    assert proc.returncode == 0, log.read_text(errors="replace")
+    if role == ["worker"]:
+        assert "stopped" in log.read_text(errors="replace").splitlines()[-1]
+    assert ends(record, proc.pid) == ["atexit"]
+    with sqlite3.connect(settings.registry_path) as db:  # closed: its WAL checkpointed and gone with its last use
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
