@@ -29,6 +29,14 @@ CHROMIUM_ARGS = [
 EXPECT_TIMEOUT_MS = 60_000
 
 
+def expect(actual: Any) -> Any:
+    """Playwright's ``expect(actual)``, its module imported as a test first asks (~0.12 s of CPU): every pytest-xdist
+    worker collects the browser tests' modules, and most never open a page."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(actual)
+
+
 @pytest.fixture(scope="session")
 def chromium() -> Path:
     try:  # fail the tests, never skip them, if it cannot be installed

@@ -14,23 +14,14 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
-import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
-from schemathesis import Case, GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.errors import FailureGroup
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from api import register_blueprints
 from api.errors import NectarApi
@@ -39,6 +30,12 @@ from harness import REPO, STOP_TIMEOUT, Processes, base_env, settings_env
 from nectar.config import Settings
 from tests.helpers.fuzzstats import STATS, OperationStats, stats_of
 from tests.helpers.module_api import local_settings
+
+# schemathesis (~0.27 s of CPU to import) is imported by the functions that run a fuzz, not with this module: every
+# pytest-xdist worker collects the fuzz modules (their operations are their tests' parameters), and most never fuzz
+if TYPE_CHECKING:
+    import schemathesis
+    from schemathesis import Case, GenerationMode
 
 #: cases per operation; an operation without parameters has 1 case, each other this many. Measured (round 68): each
 #: fix the fuzz found reverted in turn, the derandomized cases find it at every count tried, 60 to 125: the chains
@@ -125,6 +122,8 @@ def server(fuzz_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def api_schema(server: Server) -> schemathesis.BaseSchema:
+    import schemathesis
+
     # reports show every value sent (schemathesis would hide a query parameter named "key")
     config = schemathesis.Config.from_dict({"output": {"sanitization": {"enabled": False}}})
     return schemathesis.openapi.from_url(f"{server.base}/api/openapi.json", config=config)
@@ -246,6 +245,8 @@ def _names(params: Any) -> set[str]:
 def _modes(operation: Any, fixed_query: set[str]) -> list[GenerationMode]:
     """Negative cases only where a query parameter or a body is left to break; schemathesis has no invalid
     value for a path parameter (any string) and cannot make a negative case without one."""
+    from schemathesis import GenerationMode
+
     breakable = bool(_names(operation.query) - fixed_query) or len(operation.body) > 0
     return [GenerationMode.POSITIVE, GenerationMode.NEGATIVE] if breakable else [GenerationMode.POSITIVE]
 
@@ -257,6 +258,8 @@ def _generated(operation: Any, **fixed: Any) -> st.SearchStrategy[Case]:
 
 def _with_task_params(operation: Any, task: TaskRef) -> st.SearchStrategy[Case]:
     """A submission to a real task, with some of its real parameters set to arbitrary wire values."""
+    from schemathesis import GenerationMode
+
     names = st.sampled_from(task.params)
     query = st.dictionaries(names, QUERY_VALUES, max_size=len(task.params)) if task.params else st.just({})
     body: st.SearchStrategy[Any] = st.none()
@@ -347,6 +350,13 @@ def make_no_folder_disclosure(folders: list[str]) -> Callable[..., None]:
 
 def checks_for(server: Server) -> list[Callable[..., Any]]:
     """Schemathesis' checks, then ours; each is run on its own so that a failure is put down to its check."""
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
     folders = [str(server.settings.chains_dir), str(server.settings.data_dir), str(server.settings.local_targets_dir)]
     return [
         not_a_server_error,
@@ -401,6 +411,8 @@ def validate(
     Every check is run in one call first (each call builds schemathesis' whole check context: six calls a case were
     ~7 % of a fuzz module's CPU); only an answer that fails one is checked again one check a call, to name the check
     of each failure."""
+    from schemathesis.errors import FailureGroup
+
     try:
         case.validate_response(response, checks=checks)
     except FailureGroup:

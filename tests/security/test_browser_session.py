@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import expect
 
 from harness import STOP_TIMEOUT, Processes, base_env
 from nectar.auth import digest
 from nectar.config import Settings
 from tests.conftest import REPO, settings_env, wait_until
+from tests.helpers.browser import expect
 
 TOKEN = "browser-reader-token-0123456789"
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import schemathesis
 
 from tests.security.fuzzing import (
     OPERATIONS,
@@ -33,6 +32,9 @@ from tests.security.fuzzing import (
     operations,
     validate,
 )
+
+if TYPE_CHECKING:  # imported where the fuzz runs (tests/security/fuzzing.py), not as this module is collected
+    import schemathesis
 
 #: the runs, chains, files and logs operations (test_fuzz_scheduling.py fuzzes those of schedules and triggers)
 FUZZED = operations(scheduling=False)

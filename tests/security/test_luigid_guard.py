@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import expect
 
 from nectar.auth import digest
 from nectar.config import Settings
 from nectar.luigid import SECRET_HEADER, SchedulerClient, scheduler_secret
 from tests.conftest import wait_until
+from tests.helpers.browser import expect
 from tests.nectar.test_serve import HELLO, Served, _serve
 
 READER, WRITER = "reader-token-for-the-guard-test", "writer-token-for-the-guard-test"

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from playwright.sync_api import expect
 
 from nectar.config import Settings
 from nectar.service import Nectar
 from nectar.triggers.loop import TriggerLoop
 from tests.api.conftest import build_app
+from tests.helpers.browser import expect
 from tests.helpers.registries import closed_at_end
 from tests.triggers.test_api import FILE_TRIGGER, LOAD_FILE
 from tests.triggers.test_core import LANDING_CHAIN, declared, land, landing, nectar  # noqa: F401  (fixtures)

@@ -9,9 +9,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from playwright.sync_api import expect
 
 from tests.api.test_logs import BLOCKING_CHAIN
+from tests.helpers.browser import expect
 from tests.ui.conftest import Site
 
 HELLO = "testchains/hello_luigiworld_chain"

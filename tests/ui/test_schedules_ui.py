@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from playwright.sync_api import expect
 
 from nectar.auth import digest
 from nectar.config import Settings
@@ -22,6 +21,7 @@ from nectar.registry.model import iso_utc
 from nectar.schedules.loop import ScheduleLoop
 from nectar.service import Nectar
 from tests.api.conftest import build_app
+from tests.helpers.browser import expect
 from tests.helpers.registries import closed_at_end
 from tests.schedules.conftest import DAILY_CHAIN
 from tests.ui.conftest import Site
