@@ -291,6 +291,8 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
             patience = wait_timeout(task, settings.wait_timeout)
         except Exception as exc:  # user code failing to import is the run's failure, not ours; no retry cures it
             error = str(exc) if isinstance(exc, ChainImportError) else describe(exc)
+            # said where an operator looks, as a task raising in run() is (review23: only "ended: FAILED" at INFO)
+            logger.error("run %s of %s: attempt %d cannot load %s: %s", run.id, run.ref, run.attempt, run.ref, error)
             return runs.fail(run.id, run.attempt, run.task, f"cannot load {run.ref}: {error}", retryable=False)
         recorder = StepRecorder(runs, run.id, run.attempt, lease.refused)  # a start written only while it owns the run
         recorder.install()

@@ -9,8 +9,6 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from nectar.config import Settings
 from nectar.registry import RunState
 from nectar.service import Nectar
@@ -31,11 +29,6 @@ class EditedTask(NectarTask):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="review23: a run FAILED by its chain's SyntaxError is logged only as 'ended: FAILED' at INFO, no cause",
-)
 def test_a_run_failed_by_its_chains_syntax_error_is_logged_at_warning_with_the_cause(
     settings: Settings,
     write_chain: Callable[[str, str], Path],
