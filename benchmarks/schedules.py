@@ -73,10 +73,10 @@ class Clocked:
     busiest: int
 
     def per_fire(self, idle: float, window: float) -> float:
-        """The clock's CPU a fire (ms), over every window: what the windows used beyond ``idle`` (its CPU % with no
+        """The clock's CPU a fire (s), over every window: what the windows used beyond ``idle`` (its CPU % with no
         schedule), over the fires due in them."""
         spent = sum(self.cpu) / 100 * window - idle / 100 * window * len(self.cpu)
-        return 1000 * spent / max(1, sum(self.fires))
+        return spent / max(1, sum(self.fires))
 
     @property
     def missed(self) -> int:
@@ -193,12 +193,13 @@ def run(ctx: Context) -> list[Figure]:
     idle_cpu = median(idle.cpu)
     per_fire = most.per_fire(idle_cpu, window)
     n = f"{sum(most.fires):,} fires in {len(most.cpu)} × {window:g} s, less the idle CPU"
-    figures.append(Figure(NAME, f"clock CPU a fire, {most.size:,} schedules ({n})", per_fire, "ms", "-", None))
+    what = f"clock CPU a fire, {most.size:,} schedules ({n})"
+    figures.append(Figure(NAME, what, round(per_fire * 1e6, 1), "µs", "-", None))
     figures.append(
         Figure(
             NAME,
             f"clock CPU at the mean rate, {most.size:,} schedules ({most.rate:.0f} fires/s × a fire's CPU + idle)",
-            idle_cpu + per_fire / 1000 * most.rate * 100,
+            idle_cpu + per_fire * most.rate * 100,
             "%",
             "the same clock, no schedule",
             idle_cpu,
