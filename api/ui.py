@@ -257,12 +257,15 @@ def task_page(chain_type: str, chain: str, task: str) -> str:
 
 
 @page("/ui/runs")
-def runs_page() -> str:
+def runs_page() -> str | tuple[str, int]:
     state = request.args.get("job_status", "")
     task = request.args.get("task", "")
     parts: list[str | None] = list(task.split("/"))
     chain_type, chain, name = parts if len(parts) == 3 else (None, None, None)
-    where = RunFilter(chain_type, chain, name, RunState(state) if state in RunState.__members__ else None)
+    wrong = _filter_wrong(state, task, len(parts) == 3 and all(parts))
+    if wrong:  # the API's 422 for a filter it does not know: every run shown would answer another question
+        return render_template("error.html", title="Bad filter", message=wrong), 422
+    where = RunFilter(chain_type, chain, name, RunState(state) if state else None)
     runs, total = facade().find_runs(where, limit=RUNS_SHOWN)
     return render_template(
         "runs.html",
@@ -274,6 +277,17 @@ def runs_page() -> str:
         task=task,
         title="Runs",
     )
+
+
+def _filter_wrong(state: str, task: str, task_whole: bool) -> str | None:
+    """What is wrong with the runs page's filters (a ``job_status`` that is no run state, a ``task`` that is not
+    ``<type>/<chain>/<Task>``), naming it and what it may be; None where nothing is."""
+    wrong = []
+    if state and state not in RunState.__members__:
+        wrong.append(f"job_status {state!r} is not one of {', '.join(RunState)}")
+    if task and not task_whole:
+        wrong.append(f"task {task!r} is not <type>/<chain>/<Task>")
+    return "; ".join(wrong) if wrong else None
 
 
 def as_found(run: Run, found: Run | RunStatus | None) -> bool:

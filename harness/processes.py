@@ -337,12 +337,19 @@ class Processes:
     # the parts
 
     def luigid(
-        self, port: int | None, state: Path, config: Path = LUIGI_CFG, fixed: bool = False, plain: bool = False
+        self,
+        port: int | None,
+        state: Path,
+        config: Path = LUIGI_CFG,
+        fixed: bool = False,
+        plain: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> Served:
         """luigid with ``config``, its state and logs in ``state``, on ``port`` (or a free one, see :meth:`serve`);
-        answers before this returns. ``plain``: luigi's own (:data:`PLAIN_LUIGID`), not ours."""
+        answers before this returns. ``plain``: luigi's own (:data:`PLAIN_LUIGID`), not ours. ``env``: beside this
+        process's (:func:`base_env`)."""
         state.mkdir(parents=True, exist_ok=True)
-        env = {**base_env(), "LUIGI_CONFIG_PATH": str(config)}
+        env = {**base_env(), **dict(env or {}), "LUIGI_CONFIG_PATH": str(config)}
 
         def launch(port: int) -> subprocess.Popen[bytes]:
             argv = [

@@ -286,6 +286,10 @@ class Executor:
         self._found_none_at = 0.0
         #: seconds after that the loop looks again though nothing told of a run (:data:`LOOK_ANYWAY`)
         self.look_anyway = LOOK_ANYWAY
+        #: whether its start line ("worker N: k slot(s), registry R") is said, or not to be said: set False by
+        #: serve_forever, said at the end of the first pass of the loop, once the worker has read its registry and can
+        #: claim; a caller waiting for the line (tests/helpers/console.py's started_worker) finds the registry read
+        self._start_said = True
 
     def warm(self) -> None:
         """Before the first spare is forked, not while idle: what every attempt would import (or load) itself; then
@@ -637,6 +641,11 @@ class Executor:
             forked = self.spares.keep(self.concurrency, hold=self._hold())
             if forked is not None:
                 forked.tag = self._likely
+        if not self._start_said:  # once it has read its registry (lost runs reclaimed, a due run looked for)
+            self._start_said = True
+            logger.info(
+                "worker %s: %d slot(s), registry %s", self.name, self.concurrency, self.settings.registry_location
+            )
         self._sleep(blocked)
 
     def _found_none(self, due_at: float | None) -> None:
@@ -693,7 +702,7 @@ class Executor:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self.stop)
         self._signalled = wakeup.signals()
-        logger.info("worker %s: %d slot(s), registry %s", self.name, self.concurrency, self.settings.registry_location)
+        self._start_said = False  # said by the first pass that reads the registry (_serve_once)
         registry_down = False
         while not self.shutdown.asked or (self.children and self.shutdown.draining()):
             self.shutdown.announce(self._running())

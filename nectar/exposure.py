@@ -82,6 +82,16 @@ def _luigis_own(cls: type) -> str:
     )
 
 
+def _runnable(cls: type[luigi.Task]) -> bool:
+    """Whether a task class of luigi's is one a user could mean to run as it is (``RangeDaily``: luigi's command line
+    runs it), not a base to be subclassed or named (``Task``, ``ExternalTask``, ``WrapperTask``, ``Config``,
+    ``ExternalProgramTask``, ``S3PathTask``, Datanectar's ``NectarTask``): it has a ``run`` (an ``ExternalTask``'s is
+    None: there is nothing to run) and requires or outputs something of its own (luigi's ``Task`` neither)."""
+    if cls.__module__.split(".")[0] != "luigi" or cls.run is None:
+        return False
+    return cls.requires is not luigi.Task.requires or cls.output is not luigi.Task.output
+
+
 def is_base_class(cls: type) -> bool:
     """A task class of luigi or of Datanectar itself (``luigi.Task``, ``NectarTask``, ``luigi.contrib``...)."""
     return cls.__module__.split(".")[0] in BASE_PACKAGES
@@ -153,8 +163,8 @@ def exposure(module: types.ModuleType) -> Exposure:
                 hidden += [
                     HiddenTask(name, f"imported from {cls.__module__}; it is not a task of this file") for name in names
                 ]
-            elif not any(issubclass(other, cls) for other in bound if other is not cls):  # imported to be run
-                hidden += [HiddenTask(name, _luigis_own(cls)) for name in names]
+            elif _runnable(cls) and not any(issubclass(other, cls) for other in bound if other is not cls):
+                hidden += [HiddenTask(name, _luigis_own(cls)) for name in names]  # imported to be run
             continue
         own = cls.__name__
         if not any(name.endswith(TASK_SUFFIX) or name in listed for name in names):

@@ -24,7 +24,7 @@ import re
 import socket
 import struct
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
@@ -735,6 +735,10 @@ def _told(task_id: str, status: str, worker: str, expl: str, policy: Mapping[str
     return told
 
 
+#: how :meth:`SchedulerClient.hold` begins where a step needs more of a ``[resources]`` pool than the pool holds
+BEYOND_POOL = "more than its pool holds"
+
+
 class SchedulerClient:
     """Talks to a luigi central scheduler at ``url`` (e.g. ``http://localhost:8082``)."""
 
@@ -851,13 +855,34 @@ class SchedulerClient:
                 for name, amount in (record.get("resources") or {}).items():
                     needed[name] = max(needed.get(name, 0), int(amount))
         pools = {item.get("name"): item for item in self.call("resource_list") or [] if isinstance(item, dict)}
-        short = []
+        if needed.keys() - pools.keys():  # a pool luigi.cfg does not list: luigid lists none of its use, counted here
+            pools.update(self._unlisted_use(needed.keys() - pools.keys()))
+        short, beyond = [], []
         for name, amount in sorted(needed.items()):
             pool = pools.get(name, {})  # a pool luigid's configuration does not list holds one slot
             used, total = int(pool.get("num_used", 0)), int(pool.get("num_total", 1))
-            if used + amount > total:
+            if amount > total:
+                beyond.append(f"{name} (a step needs {amount}; the pool holds {total})")
+            elif used + amount > total:
                 short.append(f"{name} (a step needs {amount}; {used} of {total} in use)")
+        if beyond:  # no wait grants it: luigid's pools are its luigi.cfg's as it started (update_resource is refused
+            # to any other process: nectar.guard)
+            return f"{BEYOND_POOL}: {', '.join(beyond)}: raise it in luigi.cfg's [resources] and restart luigid"
         return f"short of resources: {', '.join(short)}" if short else None
+
+    def _unlisted_use(self, names: Iterable[str]) -> dict[str, dict[str, int]]:
+        """The use of each pool of ``names`` that luigid's configuration does not list (it holds one slot): what its
+        running tasks take of it, as luigid counts them (``resources_running``, else ``resources``)."""
+        used = dict.fromkeys(names, 0)
+        running = self.call("task_list", status="RUNNING", upstream_status="", limit=False) or {}
+        for record in running.values() if isinstance(running, dict) else ():
+            taken = (
+                (record.get("resources_running") or record.get("resources") or {}) if isinstance(record, dict) else {}
+            )
+            for name, amount in taken.items():
+                if name in used:
+                    used[name] += int(amount)
+        return {name: {"num_used": amount, "num_total": 1} for name, amount in used.items()}
 
     def task_url(self, task_id: str, base: str | None = None) -> str:
         """The task in luigid's visualiser, at ``base`` (where browsers reach it: ``NECTAR_SCHEDULER_PUBLIC_URL``),

@@ -33,6 +33,7 @@ import threading
 from typing import Any
 
 from nectar import forks, reuse, wakeup
+from nectar.process_threads import process_thread
 
 #: the signal that interrupts the main thread so that it runs the handlers of the signals others took: one that by
 #: default is ignored (a program it reaches after ``exec``, which resets the handler, takes no harm) and that nothing
@@ -106,7 +107,7 @@ def watch() -> None:
     reuse.process_handler(NUDGE, _nudged)
     main = threading.get_ident()
     thread = threading.Thread(target=_pass_on, args=(fd, main), name="nectar-main-signals", daemon=True)
-    reuse.process_thread(thread).start()
+    process_thread(thread).start()
 
 
 def _set_watched(pid: int, fd: int) -> None:

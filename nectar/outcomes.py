@@ -21,7 +21,7 @@ import luigi.configuration
 
 from nectar.errors import SchedulerUnavailable
 from nectar.luigi_internals import disabled_in_build, done_in_build
-from nectar.luigid import SchedulerClient
+from nectar.luigid import BEYOND_POOL, SchedulerClient
 from nectar.registry import Run, RunState, RunStore
 from nectar.retry_count import attempts_used_up
 
@@ -123,6 +123,8 @@ def wait(scheduler: SchedulerClient | None, runs: RunStore, run: Run, kind: str,
         step = str(record.get("name") or task_id).rsplit(".", 1)[-1]
         error = f"disabled by luigid until {_disabled_until(record)}: {task_id} failed too often; submit again to retry"
         return runs.fail(run.id, run.attempt, step, error, retryable=False)
+    if hold is not None and hold.startswith(BEYOND_POOL):  # no wait grants it: said at once, as luigi refuses it
+        return runs.fail(run.id, run.attempt, run.task, f"not granted: {hold}", retryable=False)
     why = f"waiting: {hold}" if hold else why
     waited = time.time() - (run.waiting_since or time.time())
     if kind == "not_run" and waited >= WAIT_LIMIT:

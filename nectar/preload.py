@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from nectar.errors import InvalidParameters, InvalidTask, NectarError, StoreUnavailable
 from nectar.schedules.times import Offset, fire_value, is_time_parameter, zone_of
-from nectar.stores.listing import Location, compile_glob, exists, list_objects
-from nectar.stores.s3 import PERMANENT_S3_ERRORS
 
 if TYPE_CHECKING:
     from nectar.catalog.model import TaskInfo
@@ -124,6 +122,8 @@ def _path(values: Mapping[str, Any], name: str, errors: dict[str, list[str]], sa
     if not isinstance(text, str) or not text:
         errors[field_name] = ["missing: give s3://bucket/… or an absolute path (a template of the fire time)"]
         return ""
+    from nectar.stores.listing import Location  # see _stores
+
     try:
         filled = fill(text, sample, field_name)
         Location.parse(filled, field_name)
@@ -171,6 +171,8 @@ class Preload:
             if glob is not None and not isinstance(glob, str):
                 errors["preload.glob"] = ["must be a glob such as *.csv"]
             elif glob is not None:
+                from nectar.stores.listing import compile_glob  # see _stores
+
                 try:
                     compile_glob(glob, "preload.glob")
                 except InvalidParameters as exc:
@@ -258,6 +260,9 @@ class Preload:
 
     def _ack_there(self, uri: str) -> bool | str:
         """Whether the ack file is there; a skip's reason if its store answers that it never can be (no bucket)."""
+        from nectar.stores.listing import exists  # see _stores
+        from nectar.stores.s3 import PERMANENT_S3_ERRORS
+
         try:
             return exists(uri, "preload.ack_path")
         except StoreUnavailable as exc:
@@ -267,6 +272,9 @@ class Preload:
 
     def _empty(self, area: str) -> str | None:
         """None if an object lies under ``area`` (matching the glob), else the skip's reason."""
+        from nectar.stores.listing import Location, list_objects  # see _stores
+        from nectar.stores.s3 import PERMANENT_S3_ERRORS
+
         matching = f" matching {self.glob}" if self.glob else ""
         try:
             location = Location.parse(area, "preload.area")

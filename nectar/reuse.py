@@ -36,7 +36,6 @@ import threading
 import time
 import types
 import warnings
-import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from nectar.errors import InvalidSetting
 from nectar.logs.format import current_run
 from nectar.logs.module_handlers import RETIRED, held, loggers
 from nectar.luigi_internals import config_paths
+from nectar.process_threads import PROCESS_THREADS
 from nectar.stdlib_internals import (
     environ_data,
     exit_callbacks,
@@ -76,9 +76,6 @@ _handler = raw_handler
 #: ``os.waitid``'s option for children of every kind (Linux's ``__WALL``: those whose exit signal is not SIGCHLD too)
 _WALL = 0x40000000
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-#: threads of the process's own that a run's work may start, which then wait for more run after run: never what a
-#: run left behind (:func:`process_thread`)
-_process_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 #: by signal, the handler of the process's own that a run's work may set, which then stays from run to run: never what
 #: a run changed (:func:`process_handler`)
 _process_handlers: dict[int, Callable[..., None]] = {}
@@ -347,17 +344,6 @@ def _drop_run_imports() -> None:
         drop_run_imports(names, str(get_settings().chains_dir))
 
 
-def process_thread(thread: threading.Thread, registry: str | None = None) -> threading.Thread:
-    """Mark ``thread`` as the process's own, not a run's, though a run's work may start it (the registry's
-    checkpointer, woken by a run's writes: :mod:`nectar.registry.sqlite_checkpoints`): a process whose run started it
-    still takes another (:func:`left_behind`). A thread of a ``registry`` file is the process's own only for the
-    registry its settings name: one of another file is a run's (its code opened a registry of its own), and its
-    process is retired as for any thread a run leaves. Answers ``thread``."""
-    if registry is None or _own_registry(registry):
-        _process_threads.add(thread)
-    return thread
-
-
 def process_handler(signum: int, handler: Callable[..., None]) -> None:
     """Make ``handler`` the process's own for ``signum``, set now unless it is already: one that a run's work sets
     (an attempt's lease, which acts on the attempt running then, if any) and that stays set from run to run, which
@@ -365,16 +351,6 @@ def process_handler(signum: int, handler: Callable[..., None]) -> None:
     _process_handlers[signum] = handler
     if _handler(signum) is not handler:
         signal.signal(signum, handler)
-
-
-def _own_registry(path: str) -> bool:
-    """Whether ``path`` is the SQLite registry the process's settings name (none where they name PostgreSQL); where
-    its settings cannot be read (a process that is no role of ours), any is."""
-    try:
-        settings = get_settings()
-    except InvalidSetting:
-        return True
-    return not settings.database_url and os.path.realpath(path) == os.path.realpath(settings.registry_path)
 
 
 def drop_exit_callbacks() -> None:
@@ -424,7 +400,7 @@ def left_behind(before: Before, max_rss_mb: int) -> str | None:
     deadline = time.monotonic() + THREAD_GRACE
     started = set(threading.enumerate()) - before.threads
     if started:  # the process's own are read only then (a weak set's iteration, in Python)
-        started -= set(_process_threads)
+        started -= set(PROCESS_THREADS)
     for thread in started:
         thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():

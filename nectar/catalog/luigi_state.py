@@ -86,12 +86,14 @@ _HIDDEN: list[Handler] = []
 _IMPORTS_OF: dict[str, frozenset[str]] = {}
 #: by chain module executed in this process (a chain file, or a module of the chains folder one imports): each module
 #: its code names (:data:`_IMPORTS_OF`) that ``sys.modules`` held as its last execution ended, with that module's file
-#: and the file's stamp then (:func:`changed_imports`); none where it imports none
+#: and the file's stamp then (:func:`changed_imports`); none where it imports none. Keyed by :func:`_keyed`: a module
+#: imported by a plain name by its name and file
 _IMPORTED: dict[str, dict[str, tuple[str, Stamp | None]]] = {}
 #: by module of the chains folder executed in this process, as ``sys.modules`` holds it: its file and the file's stamp
 #: as its execution began (Python's import, :class:`_ChainImports`: one stat then) or as its bytes were read (a chain
 #: file the catalog or an attempt executed: :func:`nectar.catalog.loader.load_chain_module`, no stat); what an
-#: importer notes of it, and judged by it where an importer names it for the first time (:func:`changed_imports`)
+#: importer notes of it, and judged by it where an importer names it for the first time (:func:`changed_imports`).
+#: Keyed by :func:`_keyed`, as :data:`_IMPORTED`
 _STAMPED: dict[str, tuple[str, Stamp | None]] = {}
 #: ``os.environ``'s own dictionary (bytes to bytes: :func:`~nectar.stdlib_internals.environ_data`)
 _ENVIRON = environ_data()
@@ -126,6 +128,9 @@ class _Executing(threading.local):
         self.cwd: list[str] = []
         #: the name of each
         self.names: list[str] = []
+        #: each one's hold of :data:`_CWD_LOCK` taken at a move its code does not name (a library's function called at
+        #: its top, :func:`_moved_under_lock`): the outermost's, the working directory as it was when taken; else None
+        self.late: list[str | None] = []
 
 
 _EXECUTING = _Executing()
@@ -171,13 +176,16 @@ def executed_anew(
     last execution forgotten (:func:`forget_module`) and the options its executions changed put back
     (:func:`_put_back_options`) before; the namespaces it set for other modules' scopes put back after, and the
     options it changed noted."""
-    with _CWD_LOCK:  # one execution (or ask) at a time moves the working directory and gives it back
+    moving = code is None or name in _CWD_SET or _names_a_move(code)
+    with _CWD_LOCK if moving else _UNHELD:  # one execution (or ask) at a time moves the working directory
+        _MOVING[0] += moving  # an ask made meanwhile waits for its end (:func:`run_folder`), its first move unnoted
         if package is None:
             package = name.rpartition(".")[0]
         _IMPORTS_OF[name] = chain_imports(code, package) if code is not None else frozenset()
-        was = _STAMPED.pop(name, None)
+        key = _keyed(name, file)
+        was = _STAMPED.pop(key, None)
         if file is not None:
-            _STAMPED[name] = (file, stamp if stamp is not None else file_stamp(file))
+            _STAMPED[key] = (file, stamp if stamp is not None else file_stamp(file))
             if name.count(".") == 2 and name.startswith(_CHAINS):  # a chain file: chains/<type>/<chain>.py
                 _FOLDERS.setdefault(os.path.join(os.path.dirname(os.path.dirname(file)), ""))
                 for plain in _PLAIN:  # a helper by a plain name is found anew where this chain's sys.path finds it:
@@ -201,29 +209,46 @@ def executed_anew(
         _EXECUTING.names.append(name)
         environs.append(dict(_ENVIRON))
         paths.append(list(sys.path))
-        start = os.getcwd()
+        start = os.getcwd() if moving else _settled_cwd()  # read while no other thread's ask holds it moved
+        settled = start is not None
+        if start is None:
+            start = os.getcwd()
         outermost = not cwds
         cwds.append(start)
+        late = _EXECUTING.late
+        late.append(None)
         _imports_watched(1)
         try:
             yield
         except BaseException:
             if was is not None:
-                _STAMPED[name] = was
+                _STAMPED[key] = was
             else:
-                _STAMPED.pop(name, None)
+                _STAMPED.pop(key, None)
             raise
         finally:
             executing.pop()
             _EXECUTING.names.pop()
-            _imports_noted(name)
+            _imports_noted(name, key)
             _environ_noted(name, environs.pop(), environs)
             _path_noted(name, paths.pop(), paths)
-            _cwd_noted(name, cwds.pop(), cwds)
-            if outermost and os.getcwd() != start:  # the process's own given back: a worker, the clock or the API reads
-                # its relative paths where it was, not where the chain file moved (held_to sets a run's)
-                os.chdir(start)
+            before_cwd = cwds.pop()
+            took = late.pop()
+            if took is not None:  # a move by code this file's does not name took the lock: the folder as it was then
+                before_cwd = start = took
+                settled = True
+            if settled and (moving or took is not None or _CWD_LOCK.acquire(blocking=False)):  # else another thread's
+                # ask holds it (and no move was made: :func:`_moved_under_lock`)
+                try:
+                    _cwd_noted(name, before_cwd, cwds)
+                    if outermost and os.getcwd() != start:  # the process's own given back: a worker, the clock or the
+                        # API reads its relative paths where it was, not where the chain file moved (held_to: a run's)
+                        os.chdir(start)
+                finally:
+                    if not moving:
+                        _CWD_LOCK.release()
             _imports_watched(-1)
+            _MOVING[0] = max(0, _MOVING[0] - (moving or took is not None))  # a child forked within it: 0 (below)
             for scope in [scope for scope in namespaces if not _own(scope, name) and scope not in others]:
                 del namespaces[scope]
             namespaces.update(others)
@@ -233,6 +258,66 @@ def executed_anew(
                 _SET[name] = _set_by(before, after)
                 for outer in executing:  # an importer's execution under way: what this one set is not the importer's
                     _absorbed(outer, before, after)
+
+
+#: how many executions that may move the working directory are under way (each holding :data:`_CWD_LOCK`): an ask
+#: made while the first of them moves it, before any move is noted (:data:`_CWD_SET`), waits for its end
+_MOVING = [0]
+os.register_at_fork(after_in_child=lambda: _MOVING.__setitem__(0, 0))
+#: the context of an execution that takes no lock (:func:`executed_anew`)
+_UNHELD = contextlib.nullcontext()
+#: the names by which code moves the working directory (``os.chdir``, ``from os import chdir``, ``os.fchdir``,
+#: ``contextlib.chdir``)
+_MOVES = frozenset({"chdir", "fchdir"})
+
+
+def _names_a_move(code: types.CodeType) -> bool:
+    """Whether ``code``, or a function or class defined in it, names :data:`_MOVES`: a module whose execution may move
+    the working directory, which :func:`executed_anew` executes under :data:`_CWD_LOCK`. Any other (most chain files)
+    is executed with no lock: a chain file saved, or first executed, while another thread's ask of a moved chain holds
+    the lock (a slow ``complete()``) does not wait for it."""
+    todo = [code]
+    while todo:
+        held = todo.pop()
+        if not _MOVES.isdisjoint(held.co_names):
+            return True
+        todo.extend(const for const in held.co_consts if isinstance(const, types.CodeType))
+    return False
+
+
+def _moved_under_lock(real: Any) -> Any:
+    """``os.chdir`` (or ``os.fchdir``) as the process calls it: a move made within a chain module's execution that took
+    no lock (its code names no ``chdir``: a library's function called at its top moves the folder) waits for
+    :data:`_CWD_LOCK` first (another thread's ask, in its own chain's folder, ends and gives the process's back), and
+    holds it until the outermost execution ends and gives the folder back, as one that names it does (review23: the
+    move landed under that ask, whose ``complete()`` read its relative path in the moved folder). Anything else, one
+    look at a thread's list."""
+
+    def move(path: Any) -> None:
+        late = _EXECUTING.late
+        if late and late[0] is None and not _CWD_LOCK._is_owned():  # type: ignore[attr-defined]
+            _CWD_LOCK.acquire()
+            _MOVING[0] += 1  # an ask with no lock (a chain that did not move) waits for the execution's end
+            late[0] = os.getcwd()
+        real(path)
+
+    move.__doc__, move.__name__, move.__qualname__ = real.__doc__, real.__name__, real.__qualname__
+    return move
+
+
+os.chdir = _moved_under_lock(os.chdir)
+os.fchdir = _moved_under_lock(os.fchdir)
+
+
+def _settled_cwd() -> str | None:
+    """The working directory, read holding :data:`_CWD_LOCK` (no other thread's ask has it moved); None where another
+    thread holds the lock: taken and let go at once, never waited for."""
+    if not _CWD_LOCK.acquire(blocking=False):
+        return None
+    try:
+        return os.getcwd()
+    finally:
+        _CWD_LOCK.release()
 
 
 def held_to(name: str) -> None:
@@ -310,7 +395,9 @@ def asked_in_run_folder(name: str) -> contextlib.AbstractContextManager[None]:
     ask of a chain that did not move holds as well where another did (asked in the process's own folder, not in the
     one another thread's ask moved to meanwhile). Nothing where no chain module's execution moved it (one look at a
     dictionary, and a context that does nothing: ~0.2 µs, where a generator's context took ~2.4 µs)."""
-    return _IN_PLACE if not _CWD_SET else _asked_in(_moved_to(name, _scope(name)))
+    if not _CWD_SET and not _MOVING[0]:
+        return _IN_PLACE
+    return _asked_in(None, name)  # the folder known under the lock: after an execution that may move it
 
 
 #: :func:`asked_in_run_folder`'s context where no chain module moved the working directory (reentrant: it holds nothing)
@@ -322,6 +409,10 @@ def run_folder(name: str) -> tuple[str, bool] | None:
     execution moved the process's, and whether it is one a chain module moved to (``name`` or one it imports: True)
     or the process's own (as it was before the first move, whichever thread's ask moved it meanwhile: False); None
     where none moved (the process's is the run's)."""
+    if not _CWD_SET and _MOVING[0]:  # a chain file that may move the folder is being executed (its first move may be
+        # under way, not noted yet): its end is waited for
+        with _CWD_LOCK:
+            pass
     if not _CWD_SET:
         return None
     moved = _moved_to(name, _scope(name))
@@ -335,9 +426,12 @@ def asked_in_folder(folder: str) -> contextlib.AbstractContextManager[None]:
 
 
 @contextlib.contextmanager
-def _asked_in(folder: str | None) -> Iterator[None]:
-    """The block in ``folder`` (None: the process's own), under :data:`_CWD_LOCK` (:func:`asked_in_run_folder`)."""
+def _asked_in(folder: str | None, name: str | None = None) -> Iterator[None]:
+    """The block in ``folder`` (None: the process's own; where ``name`` is given, the folder a run of that chain
+    module has, known once the lock is held), under :data:`_CWD_LOCK` (:func:`asked_in_run_folder`)."""
     with _CWD_LOCK:
+        if name is not None:
+            folder = _moved_to(name, _scope(name))
         if folder is None:
             yield
             return
@@ -647,12 +741,26 @@ def _imports_watched(change: int) -> None:
             sys.meta_path.insert(0, _IMPORTS)
 
 
-def _imports_noted(name: str) -> None:
+def _keyed(name: str, file: str | None) -> str:
+    """What :data:`_STAMPED` and :data:`_IMPORTED` note the module ``name`` of the chains folder by: its name where it
+    is ``chains.<type>...`` (one file a name) or its file is not known; else (imported by a plain name from a folder a
+    chain file puts on ``sys.path``) its name and its file: two types' ``utils.py`` are two modules, each with its own
+    stamp and its own imports (they shared one, and a save to one type's was judged by the other's)."""
+    return name if file is None or name.startswith(_CHAINS) else f"{name} {file}"
+
+
+def _key_held(module: str) -> str:
+    """:func:`_keyed` of ``module`` as ``sys.modules`` holds it (its file, where it has one)."""
+    file = getattr(sys.modules.get(module), "__file__", None)
+    return _keyed(module, file if isinstance(file, str) else None)
+
+
+def _imports_noted(name: str, key: str) -> None:
     """The modules of the chains folder the chain module ``name`` imports, as its execution leaves them: their files'
     stamps noted (:data:`_IMPORTED`): as it was executed (:data:`_STAMPED`, taken as its execution began or its bytes
     were read: a file saved while it or its importer was executed is seen as changed), else one stat; nothing
     where it imports none. A module of a package it imports that its code names (``from .sub import mod``) is one it
-    imports (:func:`_in_packages`)."""
+    imports (:func:`_in_packages`). Noted by ``key`` (:func:`_keyed`)."""
     imports = _IMPORTS_OF.get(name, frozenset())
     deeper = _in_packages(imports)
     if deeper:
@@ -661,22 +769,23 @@ def _imports_noted(name: str) -> None:
     for module in imports:
         file = getattr(sys.modules.get(module), "__file__", None)
         if module != name and isinstance(file, str):
-            stamped = _STAMPED.get(module)
+            stamped = _STAMPED.get(_keyed(module, file))
             noted[module] = stamped if stamped is not None and stamped[0] == file else (file, file_stamp(file))
     if noted:
-        _IMPORTED[name] = noted
+        _IMPORTED[key] = noted
     else:
-        _IMPORTED.pop(name, None)
+        _IMPORTED.pop(key, None)
 
 
 def _as_executed(module: str) -> tuple[str, Stamp | None] | None:
     """The stamp of the module ``module`` of the chains folder as it was executed, for an importer that has not noted
     it: as it was executed (:data:`_STAMPED`), else the oldest another importer noted (a file changed since any of
     them noted it is taken as changed); None where none is known."""
-    stamped = _STAMPED.get(module)
+    stamped = _STAMPED.get(_key_held(module))
     if stamped is not None:
         return stamped
-    notes = [noted[module] for noted in _IMPORTED.values() if module in noted]
+    file = getattr(sys.modules.get(module), "__file__", None)  # of that file: another type's of the name is not it
+    notes = [noted[module] for noted in _IMPORTED.values() if module in noted and noted[module][0] == file]
     return min(notes, key=lambda note: note[1] or (0, 0)) if notes else None
 
 
@@ -702,16 +811,17 @@ def changed_imports(name: str, code: types.CodeType | None = None) -> list[str]:
             return False
         # its own imports judged whether or not its file changed: a module it imports that changed is dropped with it
         # (its importer's execution finds it in sys.modules and does not execute it again), at any depth
-        changed = [noted is not None and file_stamp(noted[0]) != noted[1], imports_moved(module)]
+        key = _keyed(module, noted[0] if noted is not None else None)
+        changed = [noted is not None and file_stamp(noted[0]) != noted[1], imports_moved(key)]
         if any(changed) and module != name:
             found[module] = None
         return any(changed)
 
-    def imports_moved(module: str) -> bool:
-        if module not in stale:  # a cycle's module is taken as it is found once
-            stale[module] = False
-            stale[module] = any([moved(other, noted) for other, noted in _IMPORTED.get(module, {}).items()])
-        return stale[module]
+    def imports_moved(key: str) -> bool:
+        if key not in stale:  # a cycle's module is taken as it is found once
+            stale[key] = False
+            stale[key] = any([moved(other, noted) for other, noted in _IMPORTED.get(key, {}).items()])
+        return stale[key]
 
     for module, noted in sorted(imports.items()):
         moved(module, noted)
@@ -735,7 +845,7 @@ def drop_run_imports(names: Iterable[str], chains_dir: str) -> None:
     inside = os.path.join(chains_dir, "")
     for module in names:
         held = sys.modules.get(module)
-        if module in _STAMPED or held is None or hasattr(held, "__path__"):
+        if held is None or _key_held(module) in _STAMPED or hasattr(held, "__path__"):
             continue
         file = getattr(held, "__file__", None)
         if _in_chains_folder(module) or (isinstance(file, str) and os.path.abspath(file).startswith(inside)):

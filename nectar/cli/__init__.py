@@ -32,6 +32,22 @@ from nectar.errors import InvalidParameters, NectarError
 #: the commands that start a role's processes (:mod:`nectar.supervisor`): parsed without loading the other commands'
 #: modules, which they never use, so that their first part starts sooner (``nectar serve``'s API is its cold start)
 ROLE_COMMANDS = ("serve", "api", "scheduler")
+#: the commands of this machine's registry and chains (:func:`add_commands`): parsed without the role and client
+#: commands' flags (:func:`build_parser`)
+LOCAL_COMMANDS = (
+    "chains", "run", "status", "token", "cancel", "worker", "schedules", "backfill", "triggers", "clock"
+)  # fmt: skip
+#: the role commands' help
+ROLE_HELP = {
+    "serve": "start luigid, the workers and the API",
+    "api": "serve the HTTP API alone (gunicorn), e.g. behind a load balancer",
+    "scheduler": "run luigid alone, with this project's luigi.cfg and pools",
+}
+#: the client commands' help
+CLIENT_HELP = {
+    "submit": "submit a run per CSV row (or object under a prefix) and wait for each",
+    "download": "download the output of every DONE run of a task",
+}
 COMMON_FLAGS = {
     "--chains-dir": "folder holding <type>/<name>_chain.py files (env NECTAR_CHAINS_DIR, default ./chains)",
     "--data-dir": "folder for the run registry and live logs (env NECTAR_DATA_DIR, default ./nectar_data)",
@@ -75,15 +91,21 @@ class Parser(argparse.ArgumentParser):
         super().__init__(**kwargs)
 
 
-def build_parser(roles_only: bool = False) -> argparse.ArgumentParser:
-    """The ``nectar`` command's parser; with ``roles_only``, of :data:`ROLE_COMMANDS` alone (their flags the same)."""
+def build_parser(roles_only: bool = False, asked: str | None = None) -> argparse.ArgumentParser:
+    """The ``nectar`` command's parser; with ``roles_only``, of :data:`ROLE_COMMANDS` alone (their flags the same).
+
+    ``asked``, a command of this machine's registry and chains (``worker``, ``cancel``, ...): the role and client
+    commands are named (with their help) but their flags not added, which imports :mod:`nectar.supervisor` and
+    :mod:`nectar.cli.remote` (~45 ms of CPU a start of a worker, a clock, ``nectar cancel``); they are never parsed
+    in that process. Any other ``asked`` (None, ``--help``, a misspelt command): every command whole."""
     parser = Parser(prog="nectar", description="Luigi chains behind an HTTP API.")
     commands = parser.add_subparsers(dest="command", required=True)
+    named_only = asked in LOCAL_COMMANDS
     if not roles_only:
         add_commands(commands)
-    add_role_commands(commands)
+    add_role_commands(commands, flags=not named_only)
     if not roles_only:
-        add_client_commands(commands)
+        add_client_commands(commands, flags=not named_only)
     return parser
 
 
@@ -140,28 +162,30 @@ def add_commands(commands: Any) -> None:
     command("clock", "fire the schedules and poll the triggers (run as many as you like: each fire, each object once)")
 
 
-def add_role_commands(commands: Any) -> None:
-    """``serve``, ``api`` and ``scheduler``."""
-    serve = commands.add_parser(
-        "serve", help="start luigid, the workers and the API", description="start luigid, the workers and the API"
-    )
+def add_role_commands(commands: Any, flags: bool = True) -> None:
+    """``serve``, ``api`` and ``scheduler`` (without ``flags``: named, their flags not added)."""
+    serve, api, scheduler = (commands.add_parser(name, help=text, description=text) for name, text in ROLE_HELP.items())
+    if not flags:
+        return
     from nectar.supervisor import ROLE_FLAGS, SERVE_DEFAULTS, add_arguments
 
     add_arguments(serve, defaults=SERVE_DEFAULTS)
-    api = commands.add_parser("api", help="serve the HTTP API alone (gunicorn), e.g. behind a load balancer")
     add_arguments(api, ROLE_FLAGS["api"])
-    scheduler = commands.add_parser("scheduler", help="run luigid alone, with this project's luigi.cfg and pools")
     add_arguments(scheduler, ROLE_FLAGS["scheduler"])
 
 
-def add_client_commands(commands: Any) -> None:
-    """The commands that talk to a running service over HTTP."""
+def add_client_commands(commands: Any, flags: bool = True) -> None:
+    """The commands that talk to a running service over HTTP (without ``flags``: named, their flags not added)."""
+    if not flags:
+        for name, text in CLIENT_HELP.items():
+            commands.add_parser(name, help=text, description=text)
+        return
     from nectar.cli.remote import add_submit_sources, client_command
 
-    submit = client_command(commands, "submit", "submit a run per CSV row (or object under a prefix) and wait for each")
+    submit = client_command(commands, "submit", CLIENT_HELP["submit"])
     add_submit_sources(submit)
     submit.add_argument("--no-wait", action="store_true", help="stop once every row is submitted")
-    download = client_command(commands, "download", "download the output of every DONE run of a task")
+    download = client_command(commands, "download", CLIENT_HELP["download"])
     download.add_argument("--dest", required=True, help="folder to write <md5>/<each output's name> into")
     download.add_argument("--resume", action="store_true", help="skip the files already downloaded whole")
 
@@ -199,7 +223,7 @@ def _stdout_unread() -> bool:
 def dispatch(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run its command; an error it names is one line on stderr and status 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(roles_only=bool(argv) and argv[0] in ROLE_COMMANDS)
+    parser = build_parser(roles_only=bool(argv) and argv[0] in ROLE_COMMANDS, asked=argv[0] if argv else None)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -223,8 +247,11 @@ def dispatch(argv: Sequence[str] | None = None) -> int:
             }
             role = roles[args.command]
             return int(role(args))
+        if args.command in CLIENT_HELP:  # the only commands of nectar.cli.remote (not imported by the others)
+            from nectar.cli.remote import cmd_download, cmd_submit
+
+            return int({"submit": cmd_submit, "download": cmd_download}[args.command](args))
         from nectar.cli.local import cmd_cancel, cmd_chains, cmd_run, cmd_status, cmd_token, cmd_worker
-        from nectar.cli.remote import cmd_download, cmd_submit
         from nectar.cli.schedules import cmd_backfill, cmd_clock, cmd_schedules
         from nectar.cli.triggers import cmd_triggers
 
@@ -246,8 +273,6 @@ def dispatch(argv: Sequence[str] | None = None) -> int:
             "backfill": cmd_backfill,
             "triggers": cmd_triggers,
             "clock": cmd_clock,
-            "submit": cmd_submit,
-            "download": cmd_download,
         }[args.command]
         return handler(args)
     except InvalidParameters as exc:

@@ -45,7 +45,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from nectar.forks import SQLITE, lock_made_anew_in_children
-from nectar.reuse import process_thread
+from nectar.process_threads import process_thread
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from nectar.reuse import process_thread
+from nectar.process_threads import process_thread
 
 #: seconds between two looks at whether a waiting writer gives up (it is woken at once when the lock is its): the
 #: checkpointer's, as its process closes the registry, waits for no more than this to give up

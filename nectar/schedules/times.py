@@ -49,10 +49,11 @@ import types
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache, cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import luigi
+if TYPE_CHECKING:
+    import luigi
 
 #: how far a UTC-offset change is looked for around a cron fire (the largest clock change assumed)
 NEAR = 3 * 3600.0
@@ -60,13 +61,6 @@ NEAR = 3 * 3600.0
 PROBE_EVERY = 6 * 86400.0
 #: how far back :meth:`Timing.last_at_or_before` looks for a cron fire
 LOOKBACK = 366 * 86400.0
-#: luigi parameter classes that can receive a fire time (MonthParameter and YearParameter are DateParameters)
-TIME_PARAMETER_KINDS: tuple[type, ...] = (
-    luigi.DateParameter,
-    luigi.DateHourParameter,
-    luigi.DateMinuteParameter,
-    luigi.DateSecondParameter,
-)
 #: characters of a refused name or expression an error message repeats
 SHOWN = 80
 #: the longest fire-time offset (any of its parts), about 100 years
@@ -413,8 +407,16 @@ def parse_offset(text: str) -> Offset:
 
 
 def is_time_parameter(param: luigi.Parameter) -> bool:
-    """Whether ``param`` can receive a fire time (a date, month, year, or date-and-time parameter)."""
-    return isinstance(param, TIME_PARAMETER_KINDS)
+    """Whether ``param`` can receive a fire time (a date, month, year, or date-and-time parameter).
+
+    luigi is imported here, not at the module's top: a process that reads schedules but no task's parameters (one
+    that only opens a registry: ``nectar runs``, ``nectar schedules``) does not pay luigi's import (~0.4 s of CPU);
+    one that has a parameter to look at has imported luigi already."""
+    import luigi
+
+    # MonthParameter and YearParameter are DateParameters
+    kinds = (luigi.DateParameter, luigi.DateHourParameter, luigi.DateMinuteParameter, luigi.DateSecondParameter)
+    return isinstance(param, kinds)
 
 
 def fire_value(param: luigi.Parameter, fire_time: float, timezone: str, offset: Offset | None = None) -> str:
@@ -426,5 +428,7 @@ def fire_value(param: luigi.Parameter, fire_time: float, timezone: str, offset: 
         raise InvalidTiming("fire_time_param", f"a {type(param).__name__} cannot receive a fire time")
     moved = offset.apply(fire_time, timezone) if offset is not None else fire_time
     local = datetime.fromtimestamp(moved, zone_of(timezone)).replace(tzinfo=None)
+    import luigi  # imported already: ``param`` is one of its parameters (see is_time_parameter)
+
     value = local.date() if isinstance(param, luigi.DateParameter) else local
     return str(param.serialize(param.normalize(value)))

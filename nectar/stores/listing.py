@@ -7,6 +7,9 @@ walked in that same order, each folder read once, so a listing's ``start_after``
 Hidden names are skipped, Hadoop's and Spark's rule: an object any part of whose path below the prefix starts
 with ``.`` or ``_`` (a file being written, a ``_SUCCESS`` marker, a ``_temporary/`` folder) is not listed, nor
 are S3's folder markers (keys ending in ``/``) nor, locally, what symbolic links to folders lead to.
+
+The S3 store's module (luigi's targets under it) is imported only where S3 is called: reading a trigger's or a
+preload's prefix (:meth:`Location.parse`, what a registry does for each row it reads) imports no luigi.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from typing import Any, Literal
 
 from nectar.errors import InvalidParameters, StoreUnavailable, TooLarge
 from nectar.stores.globs import compile_glob, literal_start
-from nectar.stores.s3 import PERMANENT_S3_ERRORS, _client_config
 
 __all__ = ["ListStats", "Location", "StoredObject", "compile_glob", "exists", "list_objects"]
 
@@ -141,6 +143,8 @@ class Location:
                     return
             except OSError as exc:
                 raise InvalidParameters({self.field: [_folder_error(self.prefix, exc)]}) from None
+        from nectar.stores.s3 import PERMANENT_S3_ERRORS  # see the module's docstring: no luigi before a listing
+
         try:
             _s3_call(self.bucket, "ListObjectsV2", _client().list_objects_v2, Bucket=self.bucket, MaxKeys=1)
         except StoreUnavailable as exc:
@@ -217,6 +221,8 @@ def _s3_parts(text: str, field: str) -> tuple[str, str]:
 @functools.lru_cache(maxsize=4)
 def _cached_client(pid: int, endpoint: str | None) -> Any:
     import boto3
+
+    from nectar.stores.s3 import _client_config
 
     return boto3.client("s3", config=_client_config())
 

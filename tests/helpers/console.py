@@ -41,7 +41,8 @@ def one_run_on_a_worker(
 def started_worker(
     processes: Processes, argv: Sequence[str], env: Mapping[str, str], cwd: Path
 ) -> tuple[subprocess.Popen[bytes], Path]:
-    """A ``nectar worker`` (``argv``) started in ``cwd``, once it says its slots (or ended), and its log."""
+    """A ``nectar worker`` (``argv``) started in ``cwd``, once it says its slots (said at the end of its loop's first
+    pass: its registry read, lost runs reclaimed, a due run looked for) or ended, and its log."""
     proc = processes.start("worker", list(argv), dict(env), cwd)
     log = processes.log_of[proc.pid]
     wait_until(lambda: "slot(s), registry" in log.read_text(errors="replace") or proc.poll() is not None)

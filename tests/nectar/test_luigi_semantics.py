@@ -181,6 +181,13 @@ class GreedyTask(luigi.Task):
 
     def run(self):
         pass
+
+
+class PoolTask(luigi.Task):
+    resources = {"nectar_test_pool": 1}
+
+    def run(self):
+        pass
 """
 
 
@@ -421,12 +428,36 @@ def test_a_task_luigid_disabled_runs_again_when_submitted_again(
 def test_a_run_luigid_does_not_grant_says_why_then_fails_past_the_bound(
     settings: Settings, write_chain: WriteChain, luigid: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A step whose pool another worker's running task holds waits, saying so, and fails past the bound; one that
+    needs more than its pool holds fails at once (no wait grants it: luigid's pools are its luigi.cfg's), as luigi's
+    worker is refused at once."""
     settings = settings.replace(scheduler_url=luigid)
     write_chain("examples/retries_chain", RETRIES_CHAIN)
     nectar = closed_at_end(Nectar(settings))
-    submission = nectar.submit("examples", "retries_chain", "GreedyTask", {})
+    assert nectar.scheduler is not None
+    greedy = nectar.submit("examples", "retries_chain", "GreedyTask", {})
+    assert greedy.run is not None
+    greedy_id = greedy.run.id
+    claimed = wait_until(lambda: nectar.runs.claim(process_name(), run_id=greedy_id))
+    execute(settings, nectar.runs, claimed)
+    refused = nectar.run(greedy_id)
+    assert (refused.state, refused.error) == (
+        RunState.FAILED,
+        "not granted: more than its pool holds: nectar_test_pool (a step needs 2; the pool holds 1): raise it in "
+        "luigi.cfg's [resources] and restart luigid",
+    )
+    holder = {"task_id": "PlainleftPoolHolder__99914b932b", "worker": "plainleft-holder", "family": "Holder"}
+    nectar.scheduler.call("add_task", status="RUNNING", resources={"nectar_test_pool": 1}, **holder)
+    try:
+        _waits_then_fails_past_the_bound(settings, nectar, monkeypatch)
+    finally:
+        nectar.scheduler.call("add_task", status="DONE", **holder)
+
+
+def _waits_then_fails_past_the_bound(settings: Settings, nectar: Nectar, monkeypatch: pytest.MonkeyPatch) -> None:
+    submission = nectar.submit("examples", "retries_chain", "PoolTask", {})
     assert submission.run is not None
-    why = "waiting: short of resources: nectar_test_pool (a step needs 2; 0 of 1 in use)"
+    why = "waiting: short of resources: nectar_test_pool (a step needs 1; 1 of 1 in use)"
 
     def attempt_once() -> Run:
         claimed = wait_until(lambda: nectar.runs.claim(process_name(), run_id=run_id))

@@ -162,7 +162,9 @@ def test_the_runs_page_lists_runs_newest_first_and_filters_them(client: FlaskCli
     only = html(client, f"/ui/runs?task={HELLO}/TestS3Task&job_status=PENDING")
     assert hello in only and first not in only and second not in only
     assert "No runs match" in html(client, "/ui/runs?job_status=DONE")
-    assert first in html(client, "/ui/runs?job_status=nonsense&task=not/a/task/at/all")  # unknown filters are ignored
+    refused = html(client, "/ui/runs?job_status=FAILD&task=not/a/task/at/all", 422)  # not every run: what was wrong
+    assert "FAILD" in refused and "is not one of PENDING, RUNNING" in refused and first not in refused
+    assert "not/a/task/at/all" in refused and "is not &lt;type&gt;/&lt;chain&gt;/&lt;Task&gt;" in refused
 
 
 def test_a_queued_run_shows_its_state_links_and_cancel_button(client: FlaskClient) -> None:
