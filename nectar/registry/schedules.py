@@ -11,7 +11,7 @@ fire is made by the old definition or the new one, never by both.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from nectar.registry.model import Run
@@ -38,6 +38,10 @@ class ScheduleStore(ABC):
 
     @abstractmethod
     def schedule(self, schedule_id: str) -> ScheduleRecord | None: ...
+
+    @abstractmethod
+    def schedules_of(self, schedule_ids: Collection[str]) -> dict[str, ScheduleRecord]:
+        """The rows of ``schedule_ids`` that exist, by id, in one read (the schedules a pass of the loop fires)."""
 
     @abstractmethod
     def schedule_changes(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
@@ -18,6 +18,8 @@ from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
 
 SCHEDULE_COLUMNS = "id, source, task, definition, version, paused, cursor, created_at, updated_at"
 FIRE_COLUMNS = "schedule_id, fire_time, state, run_id, reason, version, recorded_at, queued_at, backfill_id"
+#: ids one read of :meth:`SqlSchedules.schedules_of` names at most (under SQLite's default bound of 32,766 parameters)
+ROWS_A_READ = 500
 #: stored definitions kept read (more than the schedules of a big service: a reload of every one reads none again)
 SPECS_KEPT = 1 << 15
 
@@ -58,6 +60,18 @@ class SqlSchedules(SqlRunStore):
         text = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?"
         row = self._read(lambda db: self._exec(db, text, (schedule_id,)).fetchone())
         return None if row is None else schedule_of(row)
+
+    def schedules_of(self, schedule_ids: Collection[str]) -> dict[str, ScheduleRecord]:
+        ids = list(schedule_ids)
+        found: dict[str, ScheduleRecord] = {}
+        for start in range(0, len(ids), ROWS_A_READ):
+            chunk = ids[start : start + ROWS_A_READ]
+            text = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id IN ({', '.join('?' * len(chunk))})"
+            found.update((record.id, record) for record in map(schedule_of, self._rows(text, chunk)))
+        return found
+
+    def _rows(self, text: str, args: Sequence[Any]) -> list[Any]:
+        return list(self._read(lambda db: self._exec(db, text, args).fetchall()))
 
     def schedule_changes(self) -> int:
         return int(self._read(lambda db: self._scalar(db, "SELECT version FROM schedule_changes WHERE id = 1")))

@@ -100,27 +100,22 @@ class ScheduleLoop:
         self._reload()
         now = self.clock()
         while self._due and self._due[0][0] <= now and not self.stopping.is_set():
-            _, schedule_id, version = heapq.heappop(self._due)
-            record = self._records.get(schedule_id)
-            if record is None or record.version != version:
-                continue
-            if record.source == "file" and schedule_id not in declared:
-                # its chain file does not import now: it fires again (catching up) once the file is fixed
-                heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
-                continue
-            try:
-                fresh = self.runs.schedule(schedule_id)  # another loop may have fired it: start from its cursor
-                if fresh is None or fresh.version != version or fresh.paused:
-                    self._seen_changes = None  # reload at the next pass
-                    continue
-                self._push(fresh, self._fire_due(fresh, now, counts))
-                self.failures.cleared(schedule_id)
+            due = self._due_by(now, declared)
+            try:  # another loop may have fired one: each starts from its row's cursor, the rows read at once
+                rows = self.runs.schedules_of([schedule_id for _, schedule_id, _ in due]) if due else {}
             except KeyboardInterrupt:
                 raise
-            except BaseException as exc:  # the store or the registry cannot answer, a chain's code raised (its
-                # SystemExit too: it ended the loop's thread, the schedule off the heap): this schedule is tried again
-                self.failures.failed(schedule_id, exc)
-                heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
+            except BaseException as exc:  # the registry cannot answer: each is tried again, as a failed fire
+                for _, schedule_id, version in due:
+                    self.failures.failed(schedule_id, exc)
+                    heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
+                continue
+            for k, (_, schedule_id, version) in enumerate(due):
+                if self.stopping.is_set():  # the rest left due, as they were
+                    for entry in due[k:]:
+                        heapq.heappush(self._due, entry)
+                    break
+                self._fire(rows.get(schedule_id), schedule_id, version, now, counts)
         for schedule_id, held in self.runs.held().items():
             try:
                 record, releasable = self._releasable(schedule_id, held, declared)
@@ -131,6 +126,48 @@ class ScheduleLoop:
             except BaseException as exc:
                 self.failures.failed(schedule_id, exc)
         return counts
+
+    def _due_by(self, now: float, declared: set[str]) -> list[tuple[float, str, int]]:
+        """The heap's entries due by ``now`` of schedules to fire now, taken off it, one a schedule (another of the same
+        schedule is left for the next round); those of a chain file that does not import now put back for later."""
+        due: list[tuple[float, str, int]] = []
+        later: list[tuple[float, str, int]] = []
+        taken: set[str] = set()
+        while self._due and self._due[0][0] <= now:
+            entry = heapq.heappop(self._due)
+            _, schedule_id, version = entry
+            record = self._records.get(schedule_id)
+            if record is None or record.version != version:
+                continue
+            if record.source == "file" and schedule_id not in declared:
+                # its chain file does not import now: it fires again (catching up) once the file is fixed
+                later.append((now + RETRY_AFTER, schedule_id, version))
+            elif schedule_id in taken:
+                later.append(entry)
+            else:
+                taken.add(schedule_id)
+                due.append(entry)
+        for entry in later:
+            heapq.heappush(self._due, entry)
+        return due
+
+    def _fire(
+        self, fresh: ScheduleRecord | None, schedule_id: str, version: int, now: float, counts: dict[str, int]
+    ) -> None:
+        """Make the fires of ``fresh`` (its row as just read) due by ``now``, unless it changed, was paused or removed
+        since the reload (then reloaded at the next pass); a failure tries it again after :data:`RETRY_AFTER`."""
+        try:
+            if fresh is None or fresh.version != version or fresh.paused:
+                self._seen_changes = None  # reload at the next pass
+                return
+            self._push(fresh, self._fire_due(fresh, now, counts))
+            self.failures.cleared(schedule_id)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # the store or the registry cannot answer, a chain's code raised (its
+            # SystemExit too: it ended the loop's thread, the schedule off the heap): this schedule is tried again
+            self.failures.failed(schedule_id, exc)
+            heapq.heappush(self._due, (now + RETRY_AFTER, schedule_id, version))
 
     def _releasable(
         self, schedule_id: str, held: list[tuple[float, bool]], declared: set[str]
