@@ -30,6 +30,20 @@ def settings_of(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def registry_settings_of(args: argparse.Namespace) -> Settings:
+    """:func:`settings_of` for a command that reads or changes the service's registry (``status``, ``cancel``,
+    ``schedules``, ``triggers``, ``backfill``): refused where its SQLite registry is not (another folder than the
+    service's, a mistyped ``NECTAR_DATA_DIR``), naming where it looked, rather than making an empty one there and
+    answering from it "no run" (review23: a read never writes)."""
+    settings = settings_of(args)
+    if not settings.database_url and not settings.registry_path.exists():
+        raise InvalidSetting(
+            f"no run registry at {settings.registry_path}: run this command in the folder the service runs in, or"
+            f" give its data folder (--data-dir or NECTAR_DATA_DIR; {settings.data_dir} has none)"
+        )
+    return settings
+
+
 def _task_params(extra: Sequence[str], flags: Mapping[str, bool] | None = None) -> dict[str, str]:
     """``--name value`` and ``--name=value`` pairs; names may use - for _. ``flags`` names the task's
     ``BoolParameter``s, read as luigi's command line reads them: each is true given as ``--name`` alone, and one
@@ -320,8 +334,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     with service_deferral():
         from nectar.service import Nectar
 
-    with Nectar(settings_of(args)) as nectar:
-        return 0 if _print_status(nectar, TargetKey.parse(args.key)) == "DONE" else 1
+    key = TargetKey.parse(args.key)  # a malformed key named before where the registry is
+    with Nectar(registry_settings_of(args)) as nectar:
+        return 0 if _print_status(nectar, key) == "DONE" else 1
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -330,7 +345,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from nectar.registry import open_run_store
     from nectar.retry_count import scheduler_retry_count
 
-    settings = settings_of(args)
+    settings = registry_settings_of(args)
     scheduler_retry_count(settings.luigi_config)
     runs = open_run_store(settings)
     try:

@@ -9,7 +9,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from nectar import exits
-from nectar.cli.local import service_deferral, settings_of, table
+from nectar.cli.local import registry_settings_of, service_deferral, settings_of, table
 from nectar.config import load_luigi_config
 from nectar.logs.format import configure_logging
 
@@ -37,7 +37,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     with service_deferral():
         from nectar.service import Nectar
 
-    with Nectar(settings_of(args)) as nectar:
+    with Nectar(registry_settings_of(args)) as nectar:
         views = nectar.schedules.views()
     rows = [["ID", "SOURCE", "TASK", "WHEN", "PAUSED", "NEXT FIRE", "LAST FIRE"]]
     for view in views:
@@ -53,7 +53,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     with service_deferral():
         from nectar.service import Nectar
 
-    with Nectar(settings_of(args)) as nectar:
+    with Nectar(settings_of(args)) as nectar:  # its argument errors named first; a new registry is where it writes
         book = nectar.schedules
         backfill = book.backfill(args.schedule_id, args.start, args.end)
         timing = book.view(args.schedule_id).spec.timing

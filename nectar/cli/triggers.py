@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nectar.cli.local import service_deferral, settings_of, table
+from nectar.cli.local import registry_settings_of, service_deferral, table
 
 
 def cmd_triggers(args: argparse.Namespace) -> int:
@@ -12,7 +12,7 @@ def cmd_triggers(args: argparse.Namespace) -> int:
     with service_deferral():
         from nectar.service import Nectar
 
-    with Nectar(settings_of(args)) as nectar:
+    with Nectar(registry_settings_of(args)) as nectar:
         views = nectar.triggers.views()
     rows = [["ID", "SOURCE", "TASK", "PREFIX", "GLOB", "PAUSED", "SEEN", "RUNS", "WAITING", "ERROR"]]
     for view in views:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nectar.config import Settings
+from nectar.registry import open_run_store
 from nectar.service import Nectar
 from nectar.triggers.loop import TriggerLoop
 from tests.nectar.test_cli import nectar as run_nectar
@@ -35,6 +36,7 @@ def test_triggers_lists_the_files_and_the_apis_with_their_counts(
 
 
 def test_triggers_says_when_there_are_none(settings: Settings) -> None:
+    open_run_store(settings).close()  # the service's registry, with no trigger (where none is: named, test_review23)
     result = run_nectar(settings, "triggers")
 
     assert result.returncode == 0, result.stderr
