@@ -17,7 +17,6 @@ the teardown too: ``nectar.gunicorn_ext.exit_without_teardown``).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import sys
@@ -31,7 +30,9 @@ def exit_now(code: int) -> NoReturn:
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
-    atexit._run_exitfuncs()
+    from nectar.stdlib_internals import run_exit_callbacks  # at the end only: luigid's start imports this module
+
+    run_exit_callbacks()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # None, or closed
             stream.flush()

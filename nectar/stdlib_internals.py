@@ -11,7 +11,8 @@ under us (``tests/test_seams.py`` finds a private name read anywhere else):
 - ``warnings._showwarnmsg_impl`` and ``warnings._filters_mutated`` (:func:`warning_shower`,
   :func:`set_warning_shower`, :func:`warnings_filters_changed`);
 - ``multiprocessing.SimpleQueue._reader``, the queue's reading end (:func:`queue_reader`);
-- ``atexit._ncallbacks`` and ``atexit._clear`` (:func:`exit_callbacks`, :func:`forget_exit_callbacks`);
+- ``atexit._ncallbacks``, ``atexit._clear`` and ``atexit._run_exitfuncs`` (:func:`exit_callbacks`,
+  :func:`forget_exit_callbacks`, :func:`run_exit_callbacks`);
 - ``Path._make_child_relpath``, a folder's entry made without parsing its name (:data:`child_path`; Python 3.13's
   pathlib has none: there ``/``'s own ``joinpath``);
 - ``threading.Event``'s ``_cond`` and ``_flag``, ``threading.Condition``'s ``_lock`` and ``_waiters``
@@ -196,3 +197,9 @@ def exit_callbacks() -> int:
 def forget_exit_callbacks() -> None:
     """Forget every callback ``atexit`` holds, none run (``atexit._clear``)."""
     atexit._clear()
+
+
+def run_exit_callbacks() -> None:
+    """Run every callback ``atexit`` holds, the last registered first, as the interpreter's end does, and forget them
+    (``atexit._run_exitfuncs``): :func:`nectar.exits.exit_now`'s end without the teardown."""
+    atexit._run_exitfuncs()

@@ -190,6 +190,24 @@ def test_atexits_count_and_clear_are_its_callbacks() -> None:
         assert out.read() == b"0"
 
 
+def test_atexits_run_runs_its_callbacks_last_first_and_forgets_them() -> None:
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # in a child: the pytest process's own callbacks are not run
+        try:
+            stdlib_internals.forget_exit_callbacks()
+            atexit.register(os.write, writer, b"first")
+            atexit.register(os.write, writer, b"last,")
+            stdlib_internals.run_exit_callbacks()
+            os.write(writer, b";%d" % stdlib_internals.exit_callbacks())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    os.waitpid(pid, 0)
+    with os.fdopen(reader, "rb") as out:
+        assert out.read() == b"last,first;0"
+
+
 def test_a_child_path_is_the_folders_entry_as_slash_makes_it(tmp_path: Path) -> None:
     for folder in (tmp_path, Path("relative/folder"), Path("/")):
         for name in ("entry.log", "chains.t.c.Task.0123.stdout.log", "é"):
