@@ -47,6 +47,11 @@ def hard_link_refused(what: str, status: os.stat_result, folder: str) -> Invalid
     return InvalidKey(f"{what} is a hard link (a file with {names} names): one may be outside {folder}")
 
 
+#: the free space (bytes) below which :meth:`LocalStore.check` (``/healthz``) calls the store's disk full: less than
+#: a run's files (its ``params.txt``, its logs, a small output) take
+ROOM_LEAST = 1 << 20
+
+
 class ExclusiveAtomicFile(AtomicLocalFile):
     """luigi's atomic file (written to a temporary file, committed on close) whose temporary file is a new one.
 
@@ -462,4 +467,8 @@ class LocalStore(TargetStore):
             raise StoreUnavailable(f"local store {self.root} cannot be created: {exc}") from exc
         if not os.access(self.root, os.W_OK):
             raise StoreUnavailable(f"local store {self.root} is not writable")
+        room = os.statvfs(self.root)
+        free = room.f_bavail * room.f_frsize
+        if free < ROOM_LEAST:  # a run's params.txt, its logs, its output cannot be written (review23)
+            raise StoreUnavailable(f"local store {self.root} has no room: its disk is full ({free:,} bytes free)")
         return f"local folder {self.root}"

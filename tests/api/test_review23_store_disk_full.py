@@ -30,9 +30,6 @@ from tests.helpers.registries import closed_at_end
 HELLO = "/api/chains/testchains/hello_luigiworld_chain/WithDependencyTask"
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="review23: /healthz says the local store is ok while its disk is full"
-)
 def test_healthz_says_the_local_stores_disk_is_full(
     client_for: Callable[[Settings], FlaskClient],
     settings: Settings,
