@@ -33,10 +33,16 @@ def exit_now(code: int) -> NoReturn:
     from nectar.stdlib_internals import run_exit_callbacks  # at the end only: luigid's start imports this module
 
     run_exit_callbacks()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # None, or closed
-            stream.flush()
+    flush_standard_streams()
     os._exit(code)
+
+
+def flush_standard_streams() -> None:
+    """What is still buffered of stdout and stderr written, as the interpreter's end writes it (a stream that is None
+    or closed passed over)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def exit_code(ending: SystemExit) -> int | None:

@@ -796,11 +796,12 @@ def exit_without_teardown() -> None:
     object inherited from the master (copy-on-write: each page touched is copied) and run exit handlers the master
     runs itself; the logs are flushed first. Anything else ending the worker (not a ``SystemExit`` with a status)
     is left to Python."""
+    from nectar.exits import exit_code, flush_standard_streams
+
     ending = sys.exc_info()[1]
-    if not isinstance(ending, SystemExit) or not isinstance(ending.code, int | None):
+    code = exit_code(ending) if isinstance(ending, SystemExit) else None
+    if code is None:
         return
     logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with suppress(Exception):
-            stream.flush()
-    os._exit(ending.code or 0)
+    flush_standard_streams()
+    os._exit(code)

@@ -44,6 +44,7 @@ API reads its own relative paths where it started, not where the last chain file
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.abc
 import importlib.machinery
 import os
@@ -293,6 +294,7 @@ def _moved_under_lock(real: Any) -> Any:
     move landed under that ask, whose ``complete()`` read its relative path in the moved folder). Anything else, one
     look at a thread's list."""
 
+    @functools.wraps(real)
     def move(path: Any) -> None:
         late = _EXECUTING.late
         if late and late[0] is None and not _CWD_LOCK._is_owned():  # type: ignore[attr-defined]
@@ -301,7 +303,6 @@ def _moved_under_lock(real: Any) -> Any:
             late[0] = os.getcwd()
         real(path)
 
-    move.__doc__, move.__name__, move.__qualname__ = real.__doc__, real.__name__, real.__qualname__
     return move
 
 
