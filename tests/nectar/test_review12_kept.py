@@ -5,10 +5,8 @@ to what the run's own task reaches would keep the changed module."""
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,10 +15,9 @@ from nectar.registry import Run, RunState
 from nectar.service import Nectar
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
+from tests.helpers.suitenectarB_worker import module_settings, module_worker, write_chain_file
 from tests.nectar.test_reuse import output, reused
 from tests.nectar.test_spare import KEPT, ended, pid_of
-
-StartWorker = Callable[..., subprocess.Popen[bytes]]
 
 #: two task classes and a helper function of one keepable file: ``ChangerTask``'s run changes ``{change}`` of the
 #: others; ``ReaderTask``'s run writes what it reads of them
@@ -92,15 +89,22 @@ def readers_after_changers(runs: list[Run]) -> list[Run]:
     ]
 
 
+@pytest.fixture(scope="module")
+def shared(luigid: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """One worker and registry for the cases (each its own chain file, ``k<i>_chain``, and its own runs), as
+    review11_kept's ``shared``: a process that ran another case's chain before is one more a kept module must not
+    carry into (CONTRIBUTING "(round 70, suiteD)")."""
+    folder = tmp_path_factory.mktemp("review12")
+    settings = module_settings(folder, scheduler_url=luigid, spare_idle=KEPT, runs_per_process=50)
+    with module_worker(settings):
+        yield settings
+
+
 @pytest.mark.parametrize("case", CHANGES)
-def test_a_run_of_one_task_that_changes_another_of_its_file_leaves_that_one_fresh(
-    case: str, settings: Settings, luigid: str, write_chain: Callable[[str, str], Path], start_worker: StartWorker
-) -> None:
+def test_a_run_of_one_task_that_changes_another_of_its_file_leaves_that_one_fresh(case: str, shared: Settings) -> None:
     chain = f"k{list(CHANGES).index(case)}_chain"
-    write_chain(f"review12/{chain}", CHAIN.format(change=CHANGES[case]))
-    settings = settings.replace(scheduler_url=luigid, spare_idle=KEPT, runs_per_process=50)
-    nectar = closed_at_end(Nectar(settings))
-    start_worker(settings, workers=1)
+    nectar = closed_at_end(Nectar(shared))
+    write_chain_file(shared, f"review12/{chain}", CHAIN.format(change=CHANGES[case]))
 
     runs = runs_until_a_reader_follows_a_changer(nectar, chain)
 

@@ -9,13 +9,13 @@ not complete (it asks for ``ratio-1``) and runs it again."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
 from pathlib import Path
 
 import pytest
 
 from nectar.registry import RunState
-from tests.nectar.test_review15_luigid_view import Served, served  # noqa: F401 (a fixture)
+from tests.nectar.test_review15_luigid_view import Served, module_served, served_alike  # noqa: F401 (fixtures)
 from tests.nectar.test_review16_none_default import under_luigi
 from tests.nectar.test_spare import ended
 
@@ -49,17 +49,18 @@ class SizeTask(luigi.Task):
         with self.output().open("w") as out:
             out.write(json.dumps({"size": repr(self.size)}))
 """
+#: the chain file the module's worker runs (test_review15_luigid_view's module_served): each case its own ``n``
+SHARED_CHAIN = ("review15/default_chain", CHAIN)
 
 
 @pytest.mark.parametrize(("task", "base"), [("RatioTask", 100), ("SizeTask", 200)])
 def test_a_default_reaches_the_task_as_luigi_gives_it_and_its_target_is_luigis(
-    served: Served,  # noqa: F811 (the fixture)
-    write_chain: Callable[[str, str], Path],
-    tmp_path: Path,
+    served_alike: Served,  # noqa: F811 (the fixture: the module's worker, each case its own n)
     task: str,
     base: int,
 ) -> None:
-    chain = write_chain("review15/default_chain", CHAIN)
+    served, tmp_path = served_alike, Path(os.environ["REVIEW15_OUT"])  # the worker's folder of its tasks' files
+    chain = served.nectar.settings.chains_dir / "review15" / "default_chain.py"
     said = under_luigi(chain, served.luigid, task, {"n": str(base)})
     made = sorted(path.name.replace(str(base), "<n>") for path in tmp_path.glob(f"*-{base}-*"))
     assert len(made) == 1, said

@@ -7,7 +7,6 @@ where luigi's task and, with wt62-plain's ``as_given_to_luigi``, the worker's ma
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,20 +14,20 @@ import pytest
 from nectar.keys import TargetKey
 from nectar.outputs import status_outputs
 from nectar.registry import RunState
-from tests.nectar.test_review15_luigid_view import Served, served  # noqa: F401 (a fixture)
-from tests.nectar.test_review16_defaults import CHAIN
+from tests.nectar.test_review15_luigid_view import Served, module_served, served_alike  # noqa: F401 (fixtures)
+from tests.nectar.test_review16_defaults import SHARED_CHAIN  # noqa: F401 (module_served's chain file)
 from tests.nectar.test_review16_none_default import under_luigi
 from tests.nectar.test_spare import ended
 
 
 @pytest.mark.parametrize("task", ["RatioTask", "SizeTask"])
 def test_a_status_lists_the_targets_luigis_task_names(
-    served: Served,  # noqa: F811 (the fixture)
-    write_chain: Callable[[str, str], Path],
+    served_alike: Served,  # noqa: F811 (the fixture: the module's worker, each case its own n)
     task: str,
 ) -> None:
-    base, out = {"RatioTask": 500, "SizeTask": 600}[task], Path(os.environ["REVIEW15_OUT"])
-    said = under_luigi(write_chain("review15/default_chain", CHAIN), served.luigid, task, {"n": str(base)})
+    served, base, out = served_alike, {"RatioTask": 500, "SizeTask": 600}[task], Path(os.environ["REVIEW15_OUT"])
+    chain = served.nectar.settings.chains_dir / "review15" / "default_chain.py"
+    said = under_luigi(chain, served.luigid, task, {"n": str(base)})
     named = sorted(path.name.replace(str(base), "<n>") for path in out.glob(f"*-{base}-*"))
     assert len(named) == 1, said
     submission = served.nectar.submit("review15", "default_chain", task, {"n": base + 1})

@@ -5,19 +5,17 @@ command starts in, as ``python -m luigi --module <chain>`` does. luigi's worker 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from harness import Processes, base_env, lifeline_env
+from harness import Processes, base_env
 from nectar.config import Settings
 from nectar.keys import TargetKey
 from tests.conftest import settings_env
 from tests.helpers.console import EMPTY, done_by_a_command, packages_only
+from tests.helpers.suiteD_luigi import LuigiOnce, luigi_once  # noqa: F401 (a fixture)
 
 #: a plain luigi task that yields its dependency from ``run()``, its files in ``R19_OUT``
 CHAIN = """
@@ -53,6 +51,7 @@ def test_a_tasks_dynamic_dependencies_run_whatever_folder_the_command_starts_in(
     tmp_path: Path,
     luigid: str,
     processes: Processes,
+    luigi_once: LuigiOnce,  # noqa: F811 (the fixture)
     how: str,
 ) -> None:
     """``python -m luigi`` on the same file makes both outputs (checked first, in its own folder). Then the service's
@@ -62,13 +61,14 @@ def test_a_tasks_dynamic_dependencies_run_whatever_folder_the_command_starts_in(
     repository) always had one: ``nectar run`` (luigi's local scheduler, and through luigid) and a ``nectar worker``
     end the run DONE with the same outputs. Fails on main, each: the run FAILED, ``ModuleNotFoundError: No module
     named 'chains'``, no output."""
-    chain = write_chain("review19/dyn_chain", CHAIN)
-    under_luigi = tmp_path / "under_luigi"
-    env = {**os.environ, "R19_OUT": str(under_luigi), "PYTHONPATH": str(chain.parent), **lifeline_env()}
-    argv = [sys.executable, "-m", "luigi", "--module", chain.stem, "DynTask", "--local-scheduler", "--no-lock"]
-    said = subprocess.run(argv, env=env, cwd=chain.parent, capture_output=True, text=True, timeout=120)
-    assert (under_luigi / "dyn").exists(), said.stdout + said.stderr
-    assert (under_luigi / "dyn").read_text() == "dyn of leaf"
+    write_chain("review19/dyn_chain", CHAIN)
+    # the same run of luigi's for the three commands: made once (tests/helpers/suiteD_luigi.py)
+    args = ["--module", "dyn_chain", "DynTask", "--local-scheduler", "--no-lock"]
+    said = luigi_once.ran(
+        {"chains/review19/dyn_chain.py": CHAIN}, args, "R19_OUT", "chains/review19", "chains/review19"
+    )
+    assert (said.out / "dyn").exists(), said.said
+    assert (said.out / "dyn").read_text() == "dyn of leaf"
     made = tmp_path / "made"
     code = packages_only(tmp_path)  # this checkout's packages, without its chains folder
     elsewhere = tmp_path / "elsewhere"

@@ -18,6 +18,7 @@ from nectar.keys import TargetKey
 from nectar.registry import RunState
 from tests.conftest import settings_env
 from tests.helpers.console import EMPTY, one_run_on_a_worker, packages_only
+from tests.helpers.suiteD_luigi import LuigiOnce, luigi_once  # noqa: F401 (a fixture)
 
 #: the chain, its import of the sibling module left to the test
 CHAIN = """
@@ -42,7 +43,12 @@ IMPORTS = {"relative": "from . import greet", "absolute": "from chains.review19 
 @pytest.mark.parametrize("command", ["chains", "run", "worker"])
 @pytest.mark.parametrize("style", list(IMPORTS))
 def test_the_nectar_command_reads_a_chain_importing_a_module_of_its_folder(
-    settings: Settings, tmp_path: Path, processes: Processes, style: str, command: str
+    settings: Settings,
+    tmp_path: Path,
+    processes: Processes,
+    luigi_once: LuigiOnce,  # noqa: F811 (the fixture)
+    style: str,
+    command: str,
 ) -> None:
     """``python -m luigi`` in the project's folder runs the task (checked first); ``.venv/bin/nectar`` there lists
     the chain without an import error (``nectar chains``), runs the task DONE (``nectar run``) and so does a ``nectar
@@ -52,16 +58,15 @@ def test_the_nectar_command_reads_a_chain_importing_a_module_of_its_folder(
     No module named 'chains'``, ``nectar run`` fails saying the same, with no output made, and the worker's run ends
     FAILED, ``cannot load review19/greet_chain/GreetTask: ModuleNotFoundError: No module named 'chains'``."""
     project = settings.chains_dir.parent
-    folder = settings.chains_dir / "review19"
-    folder.mkdir(parents=True)
-    (folder / "greet.py").write_text('GREETING = "hello from a sibling"\n')
-    (folder / "greet_chain.py").write_text(CHAIN.format(import_line=IMPORTS[style]))
-    under_luigi = tmp_path / "under_luigi"
-    env = {**os.environ, "R19_OUT": str(under_luigi), **lifeline_env()}
-    env.pop("PYTHONPATH", None)
-    argv = [sys.executable, "-m", "luigi", "--module", "chains.review19.greet_chain", "GreetTask", "--local-scheduler"]
-    said = subprocess.run([*argv, "--no-lock"], env=env, cwd=project, capture_output=True, text=True, timeout=120)
-    assert (under_luigi / "greeting").exists(), said.stdout + said.stderr
+    files = {"chains/review19/greet.py": 'GREETING = "hello from a sibling"\n'}
+    files |= {"chains/review19/greet_chain.py": CHAIN.format(import_line=IMPORTS[style])}
+    for name, source in files.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(source)
+    # the same run of luigi's for the style's three commands: made once (tests/helpers/suiteD_luigi.py)
+    args = ["--module", "chains.review19.greet_chain", "GreetTask", "--local-scheduler", "--no-lock"]
+    said = luigi_once.ran(files, args, "R19_OUT", where="", path=None)
+    assert (said.out / "greeting").exists(), said.said
     code = packages_only(tmp_path)  # this checkout's packages, without its chains folder
     made = tmp_path / "made"
     env = {**os.environ, **settings_env(settings), "R19_OUT": str(made), "PYTHONPATH": str(code), **lifeline_env()}

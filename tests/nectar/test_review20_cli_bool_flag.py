@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import lifeline_env
+from harness import lifeline_env, settings_env
 from nectar.config import Settings
+from tests.helpers.suitecli_inprocess import nectar_in_process
 from tests.nectar.test_cli import nectar
 
 #: a task with a flag and a number; its file names both, as the task saw them
@@ -91,12 +92,17 @@ class PositiveTask(luigi.Task):
 
 
 def test_a_task_that_refuses_its_values_is_named_as_the_task_not_as_a_flag(
-    settings: Settings, write_chain: Callable[[str, str], Path]
+    settings: Settings,
+    write_chain: Callable[[str, str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A task whose ``__init__`` refuses a value: ``nectar run`` exits 2 saying so of the task, not of a ``--_task``
-    flag that does not exist (review20: it said ``nectar: --_task: ValueError: n must be positive``)."""
+    flag that does not exist (review20: it said ``nectar: --_task: ValueError: n must be positive``). The refusal is
+    the question: asked of ``nectar.cli.main`` in this process (the cases above run ``nectar run`` for real)."""
     write_chain("review20/positive_chain", REFUSING)
-    result = nectar(settings, "run", "review20/positive_chain/PositiveTask", "--n", "-1")
+    argv = ["run", "review20/positive_chain/PositiveTask", "--n", "-1"]
+    result = nectar_in_process(monkeypatch, capsys, argv, settings_env(settings), settings.data_dir.parent)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "nectar: the task: ValueError: n must be positive" in result.stderr, result.stderr
     assert "--_task" not in result.stderr

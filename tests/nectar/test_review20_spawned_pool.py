@@ -10,19 +10,17 @@ process fails ``ModuleNotFoundError: No module named 'chains'`` and the run FAIL
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from harness import Processes, base_env, lifeline_env
+from harness import Processes, base_env
 from nectar.config import Settings
 from nectar.keys import TargetKey
 from tests.conftest import settings_env
 from tests.helpers.console import EMPTY, done_by_a_command, packages_only
+from tests.helpers.suiteD_luigi import LuigiOnce, luigi_once  # noqa: F401 (a fixture)
 
 #: a plain luigi task squaring five numbers in a pool of spawned processes, its file in ``R20_OUT``
 CHAIN = """
@@ -55,6 +53,7 @@ def test_a_task_with_a_spawned_process_pool_runs_whatever_folder_the_command_sta
     write_chain: Callable[[str, str], Path],
     tmp_path: Path,
     processes: Processes,
+    luigi_once: LuigiOnce,  # noqa: F811 (the fixture)
     how: str,
 ) -> None:
     """``python -m luigi`` on the same file makes the squares (checked first, in the chain's folder); then ``nectar
@@ -62,12 +61,13 @@ def test_a_task_with_a_spawned_process_pool_runs_whatever_folder_the_command_sta
     the README's ``.venv/bin/nectar`` has them), end the run DONE with the same file. Fails on main, each: the run
     FAILED, ``BrokenProcessPool``, its stderr ``ModuleNotFoundError: No module named 'chains'`` from each pool
     process."""
-    chain = write_chain("review20/pool_chain", CHAIN)
-    under_luigi = tmp_path / "under_luigi"
-    env = {**os.environ, "R20_OUT": str(under_luigi), "PYTHONPATH": str(chain.parent), **lifeline_env()}
-    argv = [sys.executable, "-m", "luigi", "--module", chain.stem, "PoolTask", "--local-scheduler", "--no-lock"]
-    said = subprocess.run(argv, env=env, cwd=chain.parent, capture_output=True, text=True, timeout=120)
-    assert (under_luigi / "squares").read_text() == "[0, 1, 4, 9, 16]", said.stdout + said.stderr
+    write_chain("review20/pool_chain", CHAIN)
+    # the same run of luigi's for both commands: made once (tests/helpers/suiteD_luigi.py)
+    args = ["--module", "pool_chain", "PoolTask", "--local-scheduler", "--no-lock"]
+    said = luigi_once.ran(
+        {"chains/review20/pool_chain.py": CHAIN}, args, "R20_OUT", "chains/review20", "chains/review20"
+    )
+    assert (said.out / "squares").read_text() == "[0, 1, 4, 9, 16]", said.said
     made = tmp_path / "made"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
