@@ -22,7 +22,7 @@ from nectar.preload import Moment
 from nectar.registry import Run
 from nectar.registry.schedules import FireOutcome
 from nectar.schedules.declared import check_spec, sample_values
-from nectar.schedules.model import MAX_SPAN_S, Fire, ScheduleRecord, ScheduleSpec
+from nectar.schedules.model import MAX_SPAN_S, Fire, ScheduleRecord, ScheduleSpec, moves
 
 if TYPE_CHECKING:
     from nectar.catalog.model import ChainInfo
@@ -142,6 +142,22 @@ class ScheduleBook:
         """The file schedules (with the file declaring each), and the chains whose files do not import now."""
         return declared_in(self.nectar.chains(), lambda info: info.schedules)
 
+    @staticmethod
+    def _as_declared(
+        declared: Mapping[str, tuple[Declared[ScheduleSpec], str]], rows: list[ScheduleRecord]
+    ) -> dict[str, ScheduleRecord]:
+        """The registry's rows by the id the files give them now: a row whose schedule moved in its task's list
+        (:func:`~nectar.schedules.model.moves`) is shown at its new place before a sync moves it there."""
+        records = {record.id: record for record in rows}
+        stored = {record.id: record.spec.text() for record in rows if record.source == "file"}
+        moving = moves(stored, {sid: found.spec.text() for sid, (found, _) in declared.items()})
+        if not moving:
+            return records
+        taken = set(moving) | set(moving.values())
+        placed = {sid: record for sid, record in records.items() if sid not in taken}
+        placed.update({new: records[old] for old, new in moving.items()})
+        return placed
+
     def broken(self) -> dict[str, ChainInfo]:
         """The chains whose files do not import now, by ``<type>/<chain>``: their schedules' rows are kept (with
         their pause and cursor) and listed from the registry, with the file's error, until the file imports again."""
@@ -160,12 +176,14 @@ class ScheduleBook:
         keeps them) and the API's, files first."""
         declared, _ = self.declared()
         broken = self.broken()
-        records = {record.id: record for record in self.runs.schedules()}
+        rows = self.runs.schedules()
+        records = {record.id: record for record in rows}
+        placed = self._as_declared(declared, rows)
         last = self.runs.last_fires()
-        views = [
-            self._view(sid, d.spec, "file", records.get(sid), last.get(sid), path)
-            for sid, (d, path) in declared.items()
-        ]
+        views = []
+        for sid, (d, path) in declared.items():
+            record = placed.get(sid)
+            views.append(self._view(sid, d.spec, "file", record, last.get(record.id) if record else None, path))
         kept = [r for r in records.values() if r.id not in declared and self._is_kept(r, broken)]
         views += [self._kept_view(r, last.get(r.id), broken) for r in kept]
         api = [r for r in records.values() if r.source == "api"]
@@ -173,12 +191,14 @@ class ScheduleBook:
 
     def view(self, schedule_id: str) -> ScheduleView:
         declared, _ = self.declared()
+        if schedule_id in declared:
+            found, path = declared[schedule_id]
+            placed = self._as_declared(declared, self.runs.schedules()).get(schedule_id)
+            fires = self.runs.fires(placed.id, limit=1) if placed is not None else []
+            return self._view(schedule_id, found.spec, "file", placed, fires[0] if fires else None, path)
         record = self.runs.schedule(schedule_id)
         fires = self.runs.fires(schedule_id, limit=1)
         last = fires[0] if fires else None
-        if schedule_id in declared:
-            found, path = declared[schedule_id]
-            return self._view(schedule_id, found.spec, "file", record, last, path)
         broken = self.broken() if record is not None and record.source == "file" else {}
         if record is not None and self._is_kept(record, broken):
             return self._kept_view(record, last, broken)
