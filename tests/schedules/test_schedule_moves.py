@@ -1,5 +1,5 @@
 """A file schedule's state follows its definition across an edit of its task's list (``moves``, the book's sync):
-its row, pause and fires move to its new ``<index>``; an edit in place keeps them; the same definition twice is
+its row, pause and fires move to its new ``<index>`` (in SQLite and PostgreSQL); an edit in place keeps them; the same definition twice is
 matched in order."""
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ def test_moves(rows: dict[str, str], wanted: dict[str, str], moved: dict[str, st
 
 
 def test_the_sync_moves_a_schedules_row_with_its_pause_and_fires(
-    settings: Settings, write_chain: Callable[[str, str], Path]
+    registry: Settings, write_chain: Callable[[str, str], Path]
 ) -> None:
     write_chain("daily/sales_chain", CHAIN.format(schedules=AT_3))
-    nectar = closed_at_end(Nectar(settings))
+    nectar = closed_at_end(Nectar(registry))
     book = nectar.schedules
     first = "daily.sales_chain.DailyTask.0"
     book.change(first, {"paused": True})
