@@ -54,6 +54,16 @@ ROOM_LEAST = 1 << 20
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
+def _met_here(error: BaseException) -> bool:
+    """Whether ``error`` was raised through code of this module (its traceback passes through a frame of it)."""
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename == __file__:
+            return True
+        trace = trace.tb_next
+    return False
+
+
 class ExclusiveAtomicFile(AtomicLocalFile):
     """luigi's atomic file (written to a temporary file, committed on close) whose temporary file is a new one.
 
@@ -482,9 +492,11 @@ class LocalStore(TargetStore):
         return f"local store {self.root} has no room: its disk is full ({free:,} bytes free)"
 
     def disk_full(self, exc: BaseException) -> str | None:
-        """``exc`` (or an error it was raised from) is ENOSPC or EDQUOT, of a file in this store, or naming no file
-        while the store's disk has under :data:`ROOM_LEAST` free (the measure of ``/healthz``): a write to a file
-        opened earlier names none. One of a file elsewhere (the task's own files) is the task's."""
+        """``exc`` (or an error it was raised from) is ENOSPC or EDQUOT met by this module's code (a run's
+        ``params.txt``, its logs, an output's commit: the disk freed since then changes nothing), or of a file in this
+        store, or naming no file while the store's disk has under :data:`ROOM_LEAST` free (the measure of
+        ``/healthz``): a task's write to an output opened earlier names none. One of a file elsewhere (the task's own
+        files) is the task's."""
         error: BaseException | None = exc
         for _ in range(8):  # its causes, a few deep
             if error is None or (isinstance(error, OSError) and error.errno in FULL_ERRNOS):
@@ -497,7 +509,9 @@ class LocalStore(TargetStore):
         except OSError:
             return None
         named = [Path(os.fsdecode(f)) for f in (error.filename, error.filename2) if isinstance(f, str | bytes)]
-        if named:
+        if _met_here(error):
+            ours = True
+        elif named:
             ours = any(path.absolute().is_relative_to(self.root) for path in named)
         else:
             ours = free < ROOM_LEAST

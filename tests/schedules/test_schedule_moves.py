@@ -1,6 +1,6 @@
 """A file schedule's state follows its definition across an edit of its task's list (``moves``, the book's sync):
-its row, pause and fires move to its new ``<index>`` (in SQLite and PostgreSQL); an edit in place keeps them; the same definition twice is
-matched in order."""
+its row, pause and fires move to its new ``<index>`` (in SQLite and PostgreSQL); an edit in place keeps them; the
+same definition twice is matched in order."""
 
 from __future__ import annotations
 
