@@ -479,10 +479,14 @@ class LocalStore(TargetStore):
             raise StoreUnavailable(f"local store {self.root} cannot be created: {exc}") from exc
         if not os.access(self.root, os.W_OK):
             raise StoreUnavailable(f"local store {self.root} is not writable")
-        free = self._free()
-        if free < ROOM_LEAST:  # a run's params.txt, its logs, its output cannot be written (review23)
-            raise StoreUnavailable(self._no_room(free))
+        full = self.no_room()
+        if full is not None:  # a run's params.txt, its logs, its output cannot be written (review23)
+            raise StoreUnavailable(full)
         return f"local folder {self.root}"
+
+    def no_room(self) -> str | None:
+        free = self._free()
+        return self._no_room(free) if free < ROOM_LEAST else None
 
     def _free(self) -> int:
         room = os.statvfs(self.root)
