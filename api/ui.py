@@ -262,7 +262,7 @@ def runs_page() -> str | tuple[str, int]:
     task = request.args.get("task", "")
     parts: list[str | None] = list(task.split("/"))
     chain_type, chain, name = parts if len(parts) == 3 else (None, None, None)
-    wrong = _filter_wrong(state, task, len(parts) == 3 and all(parts))
+    wrong = _filter_wrong(state, task, len(parts) == 3 and all(parts), set(request.args))
     if wrong:  # the API's 422 for a filter it does not know: every run shown would answer another question
         return render_template("error.html", title="Bad filter", message=wrong), 422
     where = RunFilter(chain_type, chain, name, RunState(state) if state else None)
@@ -279,10 +279,18 @@ def runs_page() -> str | tuple[str, int]:
     )
 
 
-def _filter_wrong(state: str, task: str, task_whole: bool) -> str | None:
-    """What is wrong with the runs page's filters (a ``job_status`` that is no run state, a ``task`` that is not
+#: the runs page's filters, the query arguments it reads
+RUNS_FILTERS = ("job_status", "task")
+
+
+def _filter_wrong(state: str, task: str, task_whole: bool, names: set[str]) -> str | None:
+    """What is wrong with the runs page's filters (a name it does not read, as the API's 422 for ``/api/runs``: a
+    ``?status=FAILED`` listed every run; a ``job_status`` that is no run state, a ``task`` that is not
     ``<type>/<chain>/<Task>``), naming it and what it may be; None where nothing is."""
-    wrong = []
+    wrong = [
+        f"{name!r} is not a filter of this page (it takes {', '.join(RUNS_FILTERS)})"
+        for name in sorted(names - set(RUNS_FILTERS))
+    ]
     if state and state not in RunState.__members__:
         wrong.append(f"job_status {state!r} is not one of {', '.join(RunState)}")
     if task and not task_whole:

@@ -1,9 +1,12 @@
-"""Runs executed end to end by real ``nectar worker`` processes against a real luigid."""
+"""Runs executed end to end by real ``nectar worker`` processes against a real luigid. The tests that submit runs of a
+chain of their own and read only those runs and their outputs share the module's worker (:func:`shared`); a test that
+stops, counts or reconfigures a worker, or writes its chain after the worker started on purpose, keeps its own."""
 
 from __future__ import annotations
 
 import inspect
 import json
+import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -23,8 +26,9 @@ from nectar.status import JobStatus
 from nectar.stores import TargetStore, get_store
 from nectar.stores.s3 import S3Store
 from nectar.task import live_log_paths
-from tests.conftest import wait_until
+from tests.conftest import REPO, wait_until
 from tests.helpers.registries import closed_at_end
+from tests.helpers.suitenectarB_worker import module_settings, module_worker, write_chain_file
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 WriteChain = Callable[[str, str], Path]
@@ -51,10 +55,35 @@ def luigid_task(luigid: str, task_id: str) -> tuple[str, dict[str, object]]:
     return found[0]
 
 
+@pytest.fixture(scope="module")
+def shared(luigid: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """One ``nectar worker`` of one slot, its registry and local store, for the module's local runs that only submit
+    runs of their own and read them: the example chains and this module's chains written before it starts (as each
+    test wrote its chain before it started a worker of its own), so the worker executes them at its start. A start
+    and stop of a worker costs ~0.5 s of CPU (CONTRIBUTING "(round 70, suiteC)")."""
+    folder = tmp_path_factory.mktemp("executor")
+    shutil.copytree(REPO / "chains", folder / "chains", ignore=shutil.ignore_patterns("__pycache__"))
+    settings = module_settings(folder, scheduler_url=luigid)
+    write_chain_file(settings, "cap/loud_local_chain", LOUD_CHAIN)
+    write_chain_file(settings, "etl/two_step_chain", TWO_STEP_CHAIN)
+    with module_worker(settings):
+        yield settings
+
+
 @pytest.fixture(params=["local", "s3"])
-def any_settings(request: pytest.FixtureRequest, settings: Settings, luigid: str) -> Settings:
-    base = request.getfixturevalue("s3_settings") if request.param == "s3" else settings
-    return base.replace(scheduler_url=luigid)
+def any_settings(request: pytest.FixtureRequest, shared: Settings, luigid: str) -> Settings:
+    """local: the module's worker's (:func:`shared`, started already: asked here, not by ``getfixturevalue``, so that
+    it is made before the test's check of the registry files it leaves open); s3: the test's bucket, its worker its
+    own (:func:`worker_unless_shared`)."""
+    if request.param == "local":
+        return shared
+    return request.getfixturevalue("s3_settings").replace(scheduler_url=luigid)
+
+
+def worker_unless_shared(settings: Settings, start_worker: StartWorker, workers: int = 2) -> None:
+    """A worker of the test's own on ``settings``, unless they are the module's (:func:`shared`), whose worker runs."""
+    if settings.store_kind != "local":
+        start_worker(settings, workers=workers)
 
 
 def test_sales_chain_runs_end_to_end(any_settings: Settings, start_worker: StartWorker, luigid: str) -> None:
@@ -64,7 +93,7 @@ def test_sales_chain_runs_end_to_end(any_settings: Settings, start_worker: Start
     rows = 40 if any_settings.store_kind == "local" else 41
     submission = nectar.submit("etl", "sales_chain", "AggregateSalesTask", {"day": "2024-05-06", "rows": rows})
     assert submission.created and submission.run is not None
-    start_worker(any_settings)
+    worker_unless_shared(any_settings, start_worker)
 
     status = finished(nectar, submission.key)
 
@@ -131,10 +160,11 @@ def test_logs_hold_prints_logging_and_subprocess_output(
     any_settings: Settings, write_chain: WriteChain, start_worker: StartWorker, luigid: str, fail: bool
 ) -> None:
     chain = f"loud_{any_settings.store_kind}_chain"  # distinct luigi task ids per store
-    write_chain(f"cap/{chain}", LOUD_CHAIN)
+    if any_settings.store_kind != "local":  # the module's worker's chains hold it already
+        write_chain(f"cap/{chain}", LOUD_CHAIN)
     nectar = closed_at_end(Nectar(any_settings))
     submission = nectar.submit("cap", chain, "LoudTask", {"fail": fail})
-    start_worker(any_settings, workers=1)
+    worker_unless_shared(any_settings, start_worker, workers=1)
 
     status = finished(nectar, submission.key)
 
@@ -467,14 +497,10 @@ class GatedTask(NectarTask):
 """
 
 
-def test_a_step_shows_running_at_once_and_the_one_before_it_done(
-    settings: Settings, luigid: str, write_chain: WriteChain, start_worker: StartWorker, tmp_path: Path
-) -> None:
-    """Steps' changes are written in batches, but a start is never held back, nor what came before it."""
-    settings = settings.replace(scheduler_url=luigid)
-    write_chain("etl/two_step_chain", TWO_STEP_CHAIN)
-    nectar = closed_at_end(Nectar(settings))
-    start_worker(settings, workers=1)
+def test_a_step_shows_running_at_once_and_the_one_before_it_done(shared: Settings, tmp_path: Path) -> None:
+    """Steps' changes are written in batches, but a start is never held back, nor what came before it. The module's
+    worker (:func:`shared`), started with the chain in its folder, as this test started one before."""
+    nectar = closed_at_end(Nectar(shared))
     gate = tmp_path / "gate"
     submission = nectar.submit("etl", "two_step_chain", "GatedTask", {"gate": str(gate)})
 

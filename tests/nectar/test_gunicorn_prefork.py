@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import pytest
 
 from harness import APP, REPO, Processes, base_env, children, settings_env, waitfor
 from nectar.config import Settings
+from nectar.keys import TargetKey
 from nectar.registry.sqlite import SQLiteRunStore
 from nectar.service import Nectar
 from tests.helpers.registries import closed_at_end
+from tests.helpers.suitenectarB_worker import module_settings
 
 #: a chain that notes the pid of each process that imports it
 NOTING_CHAIN = """
@@ -203,49 +208,66 @@ def test_a_worker_answers_with_the_modules_its_master_imported_before_forking_it
         processes.close()
 
 
-def test_a_worker_answers_a_status_lookup_with_the_link_bases_and_stores_its_master_made(
-    settings: Settings, tmp_path: Path
-) -> None:
-    """A queued run's status links to the run (a URL base per endpoint and Host: api/warm.py) and reads its task's
-    store: both were made by the master before it forked the worker, none by the worker on its first lookup."""
-    key = closed_at_end(Nectar(settings)).submit("testchains", "hello_luigiworld_chain", "TestS3Task", {}).key
-    processes = Processes(tmp_path / "logs")
+class Noting(NamedTuple):
+    """The module's noting API of one worker of one thread: its master, port, folder of notes, and the key of the run
+    queued before it started."""
+
+    api: subprocess.Popen[bytes]
+    port: int
+    ledger: Path
+    key: TargetKey
+
+
+@pytest.fixture(scope="module")
+def noting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Noting]:
+    """One noting API (:func:`noting_api`, one thread) for the tests that each send a request of their own and read
+    the notes of that request and of the master's fork, which no request changes: a run queued in its registry before
+    it starts (an API's start costs ~0.8 s of CPU, CONTRIBUTING "(round 70, suiteC)")."""
+    folder = tmp_path_factory.mktemp("noting")
+    shutil.copytree(REPO / "chains", folder / "chains", ignore=shutil.ignore_patterns("__pycache__"))
+    settings = module_settings(folder)
+    with Nectar(settings) as nectar:
+        key = nectar.submit("testchains", "hello_luigiworld_chain", "TestS3Task", {}).key
+    processes = Processes(folder / "logs")
     try:
-        api, port, ledger = noting_api(processes, settings, tmp_path, threads=1)
-        assert chains_of(port, f"/api/chainstatus?chain={key.path}") == 200
-        (worker,) = children(api.pid)
-        found = waitfor(lambda: [n for n in notes(ledger, worker) if n["query"].startswith("chain=")], 60, "a note")
-        (master,) = notes(ledger, "master")
-        assert found[0]["bases"], "the lookup built no link"
-        made = [base for base in found[0]["bases"] if base not in master["bases"]]
-        assert not made, f"URL bases the worker built itself: {made} (its master's: {master['bases']})"
-        assert found[0]["stores"] == master["stores"], "the worker made a store its master had not"
+        api, port, ledger = noting_api(processes, settings, folder, threads=1)
+        yield Noting(api, port, ledger, key)
     finally:
         processes.close()
 
 
+def test_a_worker_answers_a_status_lookup_with_the_link_bases_and_stores_its_master_made(noting: Noting) -> None:
+    """A queued run's status links to the run (a URL base per endpoint and Host: api/warm.py) and reads its task's
+    store: both were made by the master before it forked the worker, none by the worker on its first lookup. The
+    module's noting API (:func:`noting`), its run queued before it started."""
+    assert chains_of(noting.port, f"/api/chainstatus?chain={noting.key.path}") == 200
+    (worker,) = children(noting.api.pid)
+    found = waitfor(lambda: [n for n in notes(noting.ledger, worker) if n["query"].startswith("chain=")], 60, "a note")
+    (master,) = notes(noting.ledger, "master")
+    assert found[0]["bases"], "the lookup built no link"
+    made = [base for base in found[0]["bases"] if base not in master["bases"]]
+    assert not made, f"URL bases the worker built itself: {made} (its master's: {master['bases']})"
+    assert found[0]["stores"] == master["stores"], "the worker made a store its master had not"
+
+
 def test_no_collection_runs_while_the_master_loads_the_app_and_it_and_its_workers_collect_after_the_fork(
-    settings: Settings, tmp_path: Path
+    noting: Noting,
 ) -> None:
     """gunicorn's master imports and makes the app with the garbage collector off (each collection walked every object
     made so far, ~10 % of its start) and turns it on once its first fork froze them: the master and its workers
     collect from then on, sharing the frozen objects' pages. marshmallow's e-mail pattern, which the API never
-    matches, is not compiled by then (nectar.deferred_imports' lazy patterns)."""
-    processes = Processes(tmp_path / "logs")
-    try:
-        api, port, ledger = noting_api(processes, settings, tmp_path, threads=1)
-        assert chains_of(port, "/api/chains?end") == 200
-        (worker,) = children(api.pid)
-        found = waitfor(lambda: [n for n in notes(ledger, worker) if n["query"] == "end"], 60, "the request noted")
-        (master,) = notes(ledger, "master")
-        loading = master["gc_loading"]
-        assert not loading["enabled"], "the collector was on while the master loaded the app"
-        assert loading["collections"] == master["gc_at_conf"], "a collection ran while the master loaded the app"
-        assert master["gc_enabled"] and master["frozen"] > 0, "the master did not freeze its objects and collect again"
-        assert found[0]["gc_enabled"], "the worker's collector is off"
-        assert not master["email_pattern_compiled"], "the master compiled marshmallow's e-mail pattern (~50 ms)"
-    finally:
-        processes.close()
+    matches, is not compiled by then (nectar.deferred_imports' lazy patterns). The module's noting API
+    (:func:`noting`)."""
+    assert chains_of(noting.port, "/api/chains?end") == 200
+    (worker,) = children(noting.api.pid)
+    found = waitfor(lambda: [n for n in notes(noting.ledger, worker) if n["query"] == "end"], 60, "the request noted")
+    (master,) = notes(noting.ledger, "master")
+    loading = master["gc_loading"]
+    assert not loading["enabled"], "the collector was on while the master loaded the app"
+    assert loading["collections"] == master["gc_at_conf"], "a collection ran while the master loaded the app"
+    assert master["gc_enabled"] and master["frozen"] > 0, "the master did not freeze its objects and collect again"
+    assert found[0]["gc_enabled"], "the worker's collector is off"
+    assert not master["email_pattern_compiled"], "the master compiled marshmallow's e-mail pattern (~50 ms)"
 
 
 def noting_api(

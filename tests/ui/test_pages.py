@@ -165,6 +165,8 @@ def test_the_runs_page_lists_runs_newest_first_and_filters_them(client: FlaskCli
     refused = html(client, "/ui/runs?job_status=FAILD&task=not/a/task/at/all", 422)  # not every run: what was wrong
     assert "FAILD" in refused and "is not one of PENDING, RUNNING" in refused and first not in refused
     assert "not/a/task/at/all" in refused and "is not &lt;type&gt;/&lt;chain&gt;/&lt;Task&gt;" in refused
+    unread = html(client, "/ui/runs?status=FAILED", 422)  # a filter the page does not read: not every run either
+    assert "&#39;status&#39; is not a filter of this page (it takes job_status, task)" in unread and first not in unread
 
 
 def test_a_queued_run_shows_its_state_links_and_cancel_button(client: FlaskClient) -> None:
