@@ -112,6 +112,10 @@ class ScheduleSchema(ScheduleChangeSchema):
     created_at = fields.Float(allow_none=True, metadata={"description": "Unix time; null for a file's not yet fired."})
     updated_at = fields.Float(allow_none=True)
     path = fields.String(allow_none=True, metadata={"description": "A file schedule's chain file, <type>/<file>."})
+    error = fields.String(
+        allow_none=True,
+        metadata={"description": "Why a file schedule does not fire now: its chain file does not import (its error)."},
+    )
     fires_url = fields.Url(metadata={"description": "Its fires, newest first (GET)."})
     backfill_url = fields.Url(metadata={"description": "POST with ?start=…&end=… to backfill."})
 

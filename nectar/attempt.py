@@ -68,6 +68,9 @@ MAX_RUNTIME_ATTRIBUTE = "max_runtime"
 WAIT_TIMEOUT_ATTRIBUTE = "wait_timeout"
 #: seconds before a WAITING run's first check (:mod:`nectar.waiting` doubles it from there)
 FIRST_CHECK = 1.0
+#: seconds before a run requeued by its store's full disk is claimed again (a disk is not freed within a second or two:
+#: the registry's full disk's Retry-After, ``RegistryFull.retry_after``)
+STORE_FULL_RETRY = 5.0
 
 # luigi reads [core] rpc-* itself, then warns at every build that its `core` task does not consume them
 warnings.filterwarnings("ignore", r"The configuration contains the parameter 'rpc_\w+'", UnconsumedParameterWarning)
@@ -335,6 +338,13 @@ def _execute(settings: Settings, runs: RunStore, run: Run, lease: AttemptLease, 
         return RunState.PENDING
     if done:
         return RunState.DONE if runs.complete(run.id, run.attempt, recorder.take()) else None
+    if recorder.store_full is not None:  # not the task's fault: the run waits in the queue for room, uncounted
+        logger.warning(
+            "run %s of %s: attempt %d met its store's full disk: %s; requeued, not counted, tried again in %gs",
+            *(run.id, run.ref, run.attempt, recorder.store_full, STORE_FULL_RETRY),
+        )
+        runs.requeue(run.id, run.attempt, STORE_FULL_RETRY, f"requeued: {recorder.store_full}")
+        return RunState.PENDING
     if recorder.waiting_for and recorder.failed is None:
         return wait_for_data(runs, run, recorder.waiting_for, patience)
     off = disabled_by_its_class(result, task) if result is not None and recorder.failed is None else None

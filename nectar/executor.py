@@ -96,6 +96,7 @@ from nectar.spares import (
     started,
     unread_by_peer,
 )
+from nectar.stores import get_store
 from nectar.stores.local import remove_staged
 from nectar.task import on_start
 
@@ -265,6 +266,8 @@ class Executor:
         #: its node's clock compared with the registry's, as it starts and now and then (a warning when off)
         self._clock_checked = ClockCheck(self.runs, settings.lease_timeout, settings.heartbeat_interval)
         self._scheduler_seen: tuple[float, bool] = (0.0, True)
+        #: when the store's room was last asked, and what it said then (None: room)
+        self._room_seen: tuple[float, str | None] = (0.0, None)
         #: by chain file: its stamp when it was last compiled ahead here
         self._compiled: dict[str, Stamp | None] = {}
         #: the chain file the spares forked from now on execute ahead (None: none)
@@ -594,6 +597,24 @@ class Executor:
         self._scheduler_seen = (time.monotonic(), now_up)
         return now_up
 
+    def _store_has_room(self) -> bool:
+        """Whether the store has room for a run's files (:meth:`~nectar.stores.base.TargetStore.no_room`, asked at
+        most once per heartbeat interval, only as a run could be claimed); runs wait while it has none: each would meet
+        the full disk and be put back (:mod:`nectar.attempt`)."""
+        seen, full = self._room_seen
+        if time.monotonic() - seen < self.settings.heartbeat_interval:
+            return full is None
+        try:
+            now_full = get_store(self.settings).no_room()
+        except Exception:  # the store cannot be asked: its check (/healthz) and the runs say why
+            now_full = None
+        if now_full is not None and full is None:
+            logger.warning("not claiming runs until the store has room: %s", now_full)
+        elif now_full is None and full is not None:
+            logger.warning("the store has room again: claiming runs")
+        self._room_seen = (time.monotonic(), now_full)
+        return now_full is None
+
     def _registry_answers(self) -> bool:
         try:
             self.runs.check()
@@ -610,7 +631,11 @@ class Executor:
         due_at: float | None = None
         claimed = False  # a run, in this pass: a claim's write is made only once a read found another due
         while (
-            self._work_may_wait and len(self.children) < self.concurrency and not self.stopping and self._scheduler_up()
+            self._work_may_wait
+            and len(self.children) < self.concurrency
+            and not self.stopping
+            and self._scheduler_up()
+            and self._store_has_room()
         ):
             if claimed:  # whether another run is due, in one read (none, most often), before a claim's write
                 due_at = self.runs.next_due()

@@ -233,6 +233,58 @@ class ClockCheck:
         self._due = time.monotonic() + CLOCK_CHECK_PERIOD
 
 
+#: how often a clock re-reads how far its machine's clock is off the registry's (seconds): a clock stepped meanwhile
+#: fires by its old reading for at most this long
+REGISTRY_CLOCK_PERIOD = 60.0
+#: how far off the registry's a clock's machine may be before it says so (seconds); it fires by the registry's anyway
+REGISTRY_CLOCK_WARN = 1.0
+
+
+class RegistryClock:
+    """The registry's time, as this node's clock corrected by how far it was last measured off the registry's
+    (:meth:`RunStore.clock_skew`, PostgreSQL's ``clock_timestamp()``; read again every :data:`REGISTRY_CLOCK_PERIOD`
+    seconds): a clock fires by it, so a machine whose clock is ahead never makes a fire of a time its registry has not
+    reached, and one behind is not late. A node off by more than :data:`REGISTRY_CLOCK_WARN` says so at WARNING. A
+    SQLite registry is one host's file, its processes' clock the registry's: this node's clock as it is. A registry
+    that cannot be read keeps the last measure, and is asked again after :data:`RETRY_MEASURE` seconds."""
+
+    RETRY_MEASURE = 5.0
+
+    def __init__(self, runs: RunStore, clock: Callable[[], float] = time.time) -> None:
+        self.runs, self.clock = runs, clock
+        self.skew = 0.0
+        self._due = float("-inf")
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        if time.monotonic() >= self._due:
+            self._measure()
+        return self.clock() - self.skew
+
+    def _measure(self) -> None:
+        with self._lock:
+            if time.monotonic() < self._due:
+                return  # another thread measured meanwhile
+            try:
+                measured = self.runs.clock_skew()
+            except Exception:
+                logger.debug("cannot read the registry's clock: asked again in %gs", self.RETRY_MEASURE, exc_info=True)
+                self._due = time.monotonic() + self.RETRY_MEASURE
+                return
+            if measured is None:  # no clock of its own: this node's is the registry's, never asked again
+                self._due = float("inf")
+                return
+            skew, within = measured
+            if abs(skew) - within >= REGISTRY_CLOCK_WARN and abs(skew - self.skew) >= REGISTRY_CLOCK_WARN:
+                logger.warning(
+                    "this node's clock is %.3fs %s the registry's (±%.3fs): schedules fire by the registry's time, "
+                    "not this node's; keep the clocks in sync (NTP)",
+                    *(abs(skew), "ahead of" if skew > 0 else "behind", within),
+                )
+            self.skew = skew
+            self._due = time.monotonic() + REGISTRY_CLOCK_PERIOD
+
+
 def release_lost_in_luigid(scheduler: SchedulerClient) -> None:
     """Tell luigid that the tasks it holds RUNNING for attempt processes of this host that are gone failed, so that
     runs needing them go on now, not once luigid times those workers out (a worker does it when luigid (re)starts,

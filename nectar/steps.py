@@ -26,7 +26,7 @@ from nectar.errors import Interrupted, LeaseLost, Unavailable
 from nectar.luigi_internals import CompleteError, complete_error, is_external, task_ident, uncounted, yielded
 from nectar.registry import RunStore, Step
 from nectar.stores import is_permanent
-from nectar.task import log_key, on_start, open_live_logs
+from nectar.task import log_key, on_start, open_live_logs, store_disk_full
 
 MAX_ERROR = 4000
 #: seconds a step's change (other than a start or a failure) may wait to be written with the next ones
@@ -139,6 +139,8 @@ class StepRecorder:
     failed_tasks: list[luigi.Task] = field(default_factory=list)
     #: what the run waits for: the missing outputs (URIs, absolute paths) of external tasks, in the order met
     waiting_for: list[str] = field(default_factory=list)
+    #: a step met its store's full disk (what the store says of it): an outage, the attempt requeued uncounted
+    store_full: str | None = None
     _started: set[str] = field(default_factory=set)
     #: the tasks started whose last state noted is RUNNING, by task id
     _running: dict[str, luigi.Task] = field(default_factory=dict)
@@ -185,6 +187,10 @@ class StepRecorder:
             uncounted(task)  # reclaim) tells luigid how the step ended, and counts it or not
         if isinstance(exc, Interrupted):  # and records its steps
             return
+        full = store_disk_full(task, exc)
+        if full is not None:  # its store's disk, not the task: luigid counts it not, the attempt waits for room
+            uncounted(task)
+            self.store_full = full
         self.fail(task, prefix + describe(exc), retryable=not is_permanent(exc))
 
     def missing(self, task: luigi.Task) -> None:

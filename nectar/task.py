@@ -466,6 +466,16 @@ def _store_of(task: luigi.Task) -> TargetStore:
     return task.store if isinstance(task, NectarTask) else get_store()
 
 
+def store_disk_full(task: luigi.Task, exc: BaseException) -> str | None:
+    """If ``exc``, raised by ``task``, is its store's full disk, what the store says of it
+    (:meth:`~nectar.stores.base.TargetStore.disk_full`); else None (the task's own failure)."""
+    try:
+        return _store_of(task).disk_full(exc)
+    except Exception:  # the store cannot be made: the failure is told as it is
+        logger.debug("cannot ask the store of %s whether its disk is full", task, exc_info=True)
+        return None
+
+
 #: the attribute of a task instance set once its folder and its ``log/`` were made ahead (:func:`make_folders_ahead`)
 _FOLDERS_MADE = "_nectar_folders_made"
 #: the attribute of a task instance whose folder was made new as it was made ahead: nothing can be left in it

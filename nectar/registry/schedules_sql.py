@@ -14,7 +14,7 @@ from nectar.registry.model import RUN_PREFIX, Run
 from nectar.registry.schedules import FireOutcome
 from nectar.registry.schema import ACTIVE_OF_KEY, QUEUED, values
 from nectar.registry.sql import ACTIVE, SqlRunStore, queue_full
-from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec
+from nectar.schedules.model import Fire, ScheduleRecord, ScheduleSpec, moves
 
 SCHEDULE_COLUMNS = "id, source, task, definition, version, paused, cursor, created_at, updated_at"
 FIRE_COLUMNS = "schedule_id, fire_time, state, run_id, reason, version, recorded_at, queued_at, backfill_id"
@@ -123,6 +123,8 @@ class SqlSchedules(SqlRunStore):
         return removed
 
     def sync_declared(self, declared: Sequence[tuple[str, ScheduleSpec]], kept: Sequence[str], now: float) -> bool:
+        moved = self._follow_moves(declared)
+
         def add(db: Any, sid: str, spec: Any) -> None:
             schedule = ScheduleRecord(sid, "file", spec, 1, False, now, now, now)
             self._exec(
@@ -135,7 +137,30 @@ class SqlSchedules(SqlRunStore):
         def gone(db: Any, sid: str) -> None:
             self._exec(db, "DELETE FROM fires WHERE schedule_id = ? AND state = 'held'", (sid,))
 
-        return self._sync_file_rows("schedules", declared, kept, now, add, gone)
+        return self._sync_file_rows("schedules", declared, kept, now, add, gone) or moved
+
+    def _follow_moves(self, declared: Sequence[tuple[str, ScheduleSpec]]) -> bool:
+        """Move the rows (with their pause, cursor, fires and runs) of file schedules whose place in their task's list
+        changed to their new ids (:func:`moves`); the rows at those ids that nothing declares any more go, as a
+        removed schedule's do. True if any moved."""
+        text = "SELECT id, definition FROM schedules WHERE source = 'file'"
+        rows = {row["id"]: row["definition"] for row in self._read(lambda db: self._exec(db, text).fetchall())}
+        moving = moves(rows, {sid: spec.text() for sid, spec in declared})
+        if not moving:
+            return False
+        with self._db() as db:
+            for target in set(moving.values()) - set(moving):  # an unmoved row in the way: not declared any more
+                self._exec(db, "DELETE FROM schedules WHERE id = ? AND source = 'file'", (target,))
+                self._exec(db, "DELETE FROM fires WHERE schedule_id = ?", (target,))
+            for step in (
+                {old: f"{old}~moving" for old in moving},
+                {f"{old}~moving": new for old, new in moving.items()},
+            ):
+                for old, new in step.items():
+                    for table, column in (("schedules", "id"), ("fires", "schedule_id"), ("runs", "schedule_id")):
+                        self._exec(db, f"UPDATE {table} SET {column} = ? WHERE {column} = ?", (new, old))
+            self._changed(db)
+        return True
 
     def _sync_file_rows(
         self,

@@ -22,9 +22,10 @@ from nectar.preload import Moment
 from nectar.registry import Run
 from nectar.registry.schedules import FireOutcome
 from nectar.schedules.declared import check_spec, sample_values
-from nectar.schedules.model import MAX_SPAN_S, Fire, ScheduleRecord, ScheduleSpec
+from nectar.schedules.model import MAX_SPAN_S, Fire, ScheduleRecord, ScheduleSpec, moves
 
 if TYPE_CHECKING:
+    from nectar.catalog.model import ChainInfo
     from nectar.service import Nectar
 
 #: fire times one backfill may make
@@ -50,6 +51,8 @@ class ScheduleView:
     path: str | None = None
     #: its fixed parameters whose values are never shown: those luigi calls private (:class:`PrivateNames`)
     hidden: frozenset[str] = frozenset()
+    #: why a file schedule is not fired now: its chain file does not import (the file's error, as ``/api/chains``)
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         timing = self.spec.timing
@@ -74,6 +77,7 @@ class ScheduleView:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "path": self.path,
+            "error": self.error,
         }
 
 
@@ -138,28 +142,69 @@ class ScheduleBook:
         """The file schedules (with the file declaring each), and the chains whose files do not import now."""
         return declared_in(self.nectar.chains(), lambda info: info.schedules)
 
+    @staticmethod
+    def _as_declared(
+        declared: Mapping[str, tuple[Declared[ScheduleSpec], str]], rows: list[ScheduleRecord]
+    ) -> dict[str, ScheduleRecord]:
+        """The registry's rows by the id the files give them now: a row whose schedule moved in its task's list
+        (:func:`~nectar.schedules.model.moves`) is shown at its new place before a sync moves it there."""
+        records = {record.id: record for record in rows}
+        stored = {record.id: record.spec.text() for record in rows if record.source == "file"}
+        moving = moves(stored, {sid: found.spec.text() for sid, (found, _) in declared.items()})
+        if not moving:
+            return records
+        taken = set(moving) | set(moving.values())
+        placed = {sid: record for sid, record in records.items() if sid not in taken}
+        placed.update({new: records[old] for old, new in moving.items()})
+        return placed
+
+    def broken(self) -> dict[str, ChainInfo]:
+        """The chains whose files do not import now, by ``<type>/<chain>``: their schedules' rows are kept (with
+        their pause and cursor) and listed from the registry, with the file's error, until the file imports again."""
+        return {info.ref: info for info in self.nectar.chains() if info.import_failed}
+
+    def _kept_view(self, record: ScheduleRecord, last: Fire | None, broken: Mapping[str, ChainInfo]) -> ScheduleView:
+        info = broken[record.spec.task.rsplit("/", 1)[0]]
+        error = f"its chain does not import: {info.error}"
+        return self._view(record.id, record.spec, "file", record, last, str(info.path), error)
+
+    def _is_kept(self, record: ScheduleRecord | None, broken: Mapping[str, ChainInfo]) -> bool:
+        return record is not None and record.source == "file" and record.spec.task.rsplit("/", 1)[0] in broken
+
     def views(self) -> list[ScheduleView]:
-        """Every schedule: the files' (as the catalog reads them now) and the API's, files first."""
+        """Every schedule: the files' (as the catalog reads them now; a chain's that does not import, as the registry
+        keeps them) and the API's, files first."""
         declared, _ = self.declared()
-        records = {record.id: record for record in self.runs.schedules()}
+        broken = self.broken()
+        rows = self.runs.schedules()
+        records = {record.id: record for record in rows}
+        placed = self._as_declared(declared, rows)
         last = self.runs.last_fires()
-        views = [
-            self._view(sid, d.spec, "file", records.get(sid), last.get(sid), path)
-            for sid, (d, path) in declared.items()
-        ]
+        views = []
+        for sid, (d, path) in declared.items():
+            record = placed.get(sid)
+            views.append(self._view(sid, d.spec, "file", record, last.get(record.id) if record else None, path))
+        kept = [r for r in records.values() if r.id not in declared and self._is_kept(r, broken)]
+        views += [self._kept_view(r, last.get(r.id), broken) for r in kept]
         api = [r for r in records.values() if r.source == "api"]
         return views + [self._view(r.id, r.spec, "api", r, last.get(r.id)) for r in api]
 
     def view(self, schedule_id: str) -> ScheduleView:
         declared, _ = self.declared()
-        record = self.runs.schedule(schedule_id)
-        fires = self.runs.fires(schedule_id, limit=1)
         if schedule_id in declared:
             found, path = declared[schedule_id]
-            return self._view(schedule_id, found.spec, "file", record, fires[0] if fires else None, path)
+            placed = self._as_declared(declared, self.runs.schedules()).get(schedule_id)
+            fires = self.runs.fires(placed.id, limit=1) if placed is not None else []
+            return self._view(schedule_id, found.spec, "file", placed, fires[0] if fires else None, path)
+        record = self.runs.schedule(schedule_id)
+        fires = self.runs.fires(schedule_id, limit=1)
+        last = fires[0] if fires else None
+        broken = self.broken() if record is not None and record.source == "file" else {}
+        if record is not None and self._is_kept(record, broken):
+            return self._kept_view(record, last, broken)
         if record is None or record.source != "api":
             raise ScheduleNotFound(f"no schedule {schedule_id}")
-        return self._view(schedule_id, record.spec, "api", record, fires[0] if fires else None)
+        return self._view(schedule_id, record.spec, "api", record, last)
 
     def _view(
         self,
@@ -169,16 +214,21 @@ class ScheduleBook:
         record: ScheduleRecord | None,
         last: Fire | None,
         path: str | None = None,
+        error: str | None = None,
     ) -> ScheduleView:
         paused = bool(record and record.paused)
         now = self.clock()
-        upcoming = () if paused else tuple(spec.timing.next_fires(max(now, record.cursor if record else now), 5))
+        upcoming = (
+            () if paused or error else tuple(spec.timing.next_fires(max(now, record.cursor if record else now), 5))
+        )
         run = self.runs.get(last.run_id) if last is not None and last.run_id else None
         created, updated = (record.created_at, record.updated_at) if record else (None, None)
         # the file as the chains folder names it (<type>/<file>): answers never show where the server keeps files
         shown = "/".join(os.path.normpath(path).split(os.sep)[-2:]) if path else None
         hidden = self.private.of(spec.ref) if spec.params else frozenset()
-        return ScheduleView(schedule_id, source, spec, paused, upcoming, last, run, created, updated, shown, hidden)
+        return ScheduleView(
+            schedule_id, source, spec, paused, upcoming, last, run, created, updated, shown, hidden, error
+        )
 
     def fires(self, schedule_id: str, limit: int = 50, backfill_id: str | None = None) -> list[tuple[Fire, Run | None]]:
         """A schedule's fires, newest first, each with its run."""

@@ -21,13 +21,16 @@ class Clock:
 
     def __init__(self, nectar: Nectar, settings: Settings) -> None:
         from nectar.catalog.loader import AHEAD_BUDGET
+        from nectar.leases import RegistryClock
         from nectar.schedules.loop import ScheduleLoop
         from nectar.triggers.loop import TriggerLoop
         from nectar.waiting import WaitLoop
 
         self.stopping = threading.Event()
+        # fire times by the registry's clock, not this machine's: one ahead never fires a time still to come
+        nectar.schedules.clock = registry_time = RegistryClock(nectar.runs)
         loops = {
-            "nectar-schedules": ScheduleLoop(nectar.schedules).serve_forever,
+            "nectar-schedules": ScheduleLoop(nectar.schedules, registry_time).serve_forever,
             "nectar-waits": WaitLoop(nectar.runs, settings.wait_poll_max).serve_forever,
             "nectar-triggers": TriggerLoop(nectar.triggers).serve_forever,
         }

@@ -233,3 +233,31 @@ class Fire:
     def lag(self) -> float | None:
         """Seconds from the fire time to its run's queueing (None if no run was queued for it)."""
         return None if self.queued_at is None else self.queued_at - self.fire_time
+
+
+def moves(rows: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str]:
+    """Where the rows of file schedules named by their place (``<type>.<chain>.<Task>.<index>``) go when their task's
+    list was edited: ``rows`` and ``wanted`` map an id to its stored and its declared definition. A schedule is the
+    same as long as its definition is (its cron or interval, zone, parameters, policies): a row whose definition is
+    declared now at another place of the same task, where nothing of that definition was, moves there (the same
+    definition twice: matched in their order). A row whose definition changed in place stays (an edit keeps its
+    state); one whose place and definition both changed cannot be told from a new one."""
+
+    def task(sid: str) -> str:
+        return sid.rsplit(".", 1)[0]
+
+    def placed(sid: str) -> bool:
+        return sid.rsplit(".", 1)[1].isdigit()
+
+    # rows not where their definition is declared now, and places whose declared definition has no row there
+    loose = [sid for sid, text in rows.items() if placed(sid) and wanted.get(sid) != text]
+    open_places = [sid for sid, text in wanted.items() if placed(sid) and rows.get(sid) != text]
+    moving: dict[str, str] = {}
+    for place in open_places:
+        found = next(
+            (sid for sid in loose if sid not in moving and task(sid) == task(place) and rows[sid] == wanted[place]),
+            None,
+        )
+        if found is not None:
+            moving[found] = place
+    return moving

@@ -163,6 +163,15 @@ class TargetStore(ABC):
     def check(self) -> str:
         """Raise :class:`StoreUnavailable` if the store cannot be used; else describe it."""
 
+    def no_room(self) -> str | None:
+        """What to say of the store's disk if it is full now (naming the store and its free space), else None."""
+        return None
+
+    def disk_full(self, exc: BaseException) -> str | None:
+        """If ``exc`` is this store's disk (or quota) full, what to say of it (the store and its free space): an
+        outage the worker waits out, not the task's failure; else None (a store with no disk of its own: S3)."""
+        return None
+
     @property
     @abstractmethod
     def location(self) -> str:

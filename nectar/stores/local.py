@@ -50,6 +50,18 @@ def hard_link_refused(what: str, status: os.stat_result, folder: str) -> Invalid
 #: the free space (bytes) below which :meth:`LocalStore.check` (``/healthz``) calls the store's disk full: less than
 #: a run's files (its ``params.txt``, its logs, a small output) take
 ROOM_LEAST = 1 << 20
+#: the errors of a full disk: no space left, the disk quota exceeded
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _met_here(error: BaseException) -> bool:
+    """Whether ``error`` was raised through code of this module (its traceback passes through a frame of it)."""
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename == __file__:
+            return True
+        trace = trace.tb_next
+    return False
 
 
 class ExclusiveAtomicFile(AtomicLocalFile):
@@ -467,8 +479,44 @@ class LocalStore(TargetStore):
             raise StoreUnavailable(f"local store {self.root} cannot be created: {exc}") from exc
         if not os.access(self.root, os.W_OK):
             raise StoreUnavailable(f"local store {self.root} is not writable")
-        room = os.statvfs(self.root)
-        free = room.f_bavail * room.f_frsize
-        if free < ROOM_LEAST:  # a run's params.txt, its logs, its output cannot be written (review23)
-            raise StoreUnavailable(f"local store {self.root} has no room: its disk is full ({free:,} bytes free)")
+        full = self.no_room()
+        if full is not None:  # a run's params.txt, its logs, its output cannot be written (review23)
+            raise StoreUnavailable(full)
         return f"local folder {self.root}"
+
+    def no_room(self) -> str | None:
+        free = self._free()
+        return self._no_room(free) if free < ROOM_LEAST else None
+
+    def _free(self) -> int:
+        room = os.statvfs(self.root)
+        return room.f_bavail * room.f_frsize
+
+    def _no_room(self, free: int) -> str:
+        return f"local store {self.root} has no room: its disk is full ({free:,} bytes free)"
+
+    def disk_full(self, exc: BaseException) -> str | None:
+        """``exc`` (or an error it was raised from) is ENOSPC or EDQUOT met by this module's code (a run's
+        ``params.txt``, its logs, an output's commit: the disk freed since then changes nothing), or of a file in this
+        store, or naming no file while the store's disk has under :data:`ROOM_LEAST` free (the measure of
+        ``/healthz``): a task's write to an output opened earlier names none. One of a file elsewhere (the task's own
+        files) is the task's."""
+        error: BaseException | None = exc
+        for _ in range(8):  # its causes, a few deep
+            if error is None or (isinstance(error, OSError) and error.errno in FULL_ERRNOS):
+                break
+            error = error.__cause__ or error.__context__
+        if not isinstance(error, OSError) or error.errno not in FULL_ERRNOS:
+            return None
+        try:
+            free = self._free()
+        except OSError:
+            return None
+        named = [Path(os.fsdecode(f)) for f in (error.filename, error.filename2) if isinstance(f, str | bytes)]
+        if _met_here(error):
+            ours = True
+        elif named:
+            ours = any(path.absolute().is_relative_to(self.root) for path in named)
+        else:
+            ours = free < ROOM_LEAST
+        return self._no_room(free) if ours else None

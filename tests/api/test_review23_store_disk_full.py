@@ -17,7 +17,6 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from flask.testing import FlaskClient
 
 from nectar.config import Settings
@@ -43,11 +42,6 @@ def test_healthz_says_the_local_stores_disk_is_full(
     assert health["data"]["store"]["ok"] is False, health
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="review23: a run meeting the local store's full disk burns its attempts and ends FAILED",
-)
 def test_a_run_meeting_the_stores_full_disk_waits_for_room_and_ends_done(
     client_for: Callable[[Settings], FlaskClient],
     settings: Settings,

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from nectar.config import Settings
 from nectar.service import Nectar
 from tests.api.conftest import build_app
@@ -21,9 +19,6 @@ from tests.schedules.test_review23_paused_follows_index import AT_3, CHAIN
 SCHEDULE = "daily.sales_chain.DailyTask.0"
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="review23: a file schedule whose chain does not import cannot be paused"
-)
 def test_a_file_schedule_whose_chain_does_not_import_is_listed_and_paused_over_http(
     settings: Settings, write_chain: Callable[[str, str], Path]
 ) -> None:

@@ -31,11 +31,6 @@ CLOCK_AHEAD = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="review23: a nectar clock a day ahead of the registry makes tomorrow's fire now; no clock check, no warning",
-)
 @pytest.mark.parametrize("registry", ["postgres"], indirect=True)
 def test_a_clock_ahead_of_the_registry_makes_no_fire_of_a_time_still_to_come(firing: Firing) -> None:
     """An hourly schedule begun two hours ago (so a clock in time makes this hour's fire, its catch-up's latest), and

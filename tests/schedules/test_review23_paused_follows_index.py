@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from nectar.config import Settings
 from nectar.service import Nectar
 from tests.helpers.registries import closed_at_end
@@ -33,11 +31,6 @@ AT_3 = 'Schedule("0 3 * * *", fire_time_param="date")'
 AT_6 = 'Schedule("0 6 * * *", fire_time_param="date")'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="review23: a paused file schedule's pause passes to the schedule added before it in its list",
-)
 def test_a_paused_file_schedule_stays_paused_when_another_is_added_before_it(
     settings: Settings, write_chain: Callable[[str, str], Path]
 ) -> None:
