@@ -58,8 +58,11 @@ API_ABSENT = ("tornado",)
 #: requests, loaded after the deferral ends, gets the real module) and luigi.parameter's ``jsonschema``, read when a
 #: chain's parameter with a ``schema`` checks a value: by the clock making a fire's task, or by a spare making its
 #: first task ahead of its claim (:func:`nectar.attempt.rehearse`), not on the run's path once the spare guessed its
-#: task
-WORKER_UNUSED = ("requests", "jsonschema")
+#: task; and ``ssl`` (with its ``_ssl`` extension, ~2.7 % of the instructions of a worker's imports), which http.client
+#: and urllib.request import (for luigi.rpc's transport) to offer HTTPS: the worker and its clock talk plain HTTP to
+#: luigid, and boto3's urllib3 (an S3 store's), imported after the deferral ends, imports the real module (a
+#: process that calls neither imports it when http.client's ``ssl`` is first read, at an HTTPS connection's start)
+WORKER_UNUSED = ("requests", "jsonschema", "ssl")
 #: what luigi's libraries look for in the worker only to integrate with it: tenacity's retrier of tornado coroutines
 #: (tornado and asyncio: 43 modules, ~2.4 MB): the worker retries none
 WORKER_ABSENT = ("tornado",)

@@ -40,13 +40,14 @@ from tests.conftest import wait_until
 PATIENCE = 60.0
 #: a compiled library each deferred module loads with it, seen in a process's memory map from outside: requests
 #: imports charset_normalizer (its md and cd extensions), jsonschema imports referencing and its rpds, yaml its _yaml,
-#: curses its _curses
+#: curses its _curses, ssl its _ssl (with libssl and libcrypto)
 LIBRARIES = {
     "requests": "/charset_normalizer/",
     "jsonschema": "/rpds/",
     "yaml": "/yaml/_yaml.",
     "tornado": "/tornado/",
     "curses": "/_curses.",
+    "ssl": "/_ssl.",
 }
 #: what a probe module and the test share, as attributes they add to ``sys``: its executions, and a gate it waits at
 RUNS, GATE = "deferred_probe_runs", "deferred_probe_gate"
@@ -248,7 +249,7 @@ def loaded(pid: int, names: tuple[str, ...]) -> list[str]:
 
 def test_the_libraries_are_where_this_test_looks_for_them() -> None:
     """This process imported them (the test suite does): their compiled parts are in its memory map."""
-    for name in (*API_UNUSED, *API_ABSENT, *LUIGID_ABSENT):
+    for name in (*API_UNUSED, *API_ABSENT, *LUIGID_ABSENT, *WORKER_UNUSED):
         importlib.import_module("tornado.gen" if name == "tornado" else name)  # tornado: what tenacity imports of it
 
     assert loaded(os.getpid(), tuple(LIBRARIES)) == list(LIBRARIES)
