@@ -1,0 +1,128 @@
+"""review24 (round 70): what a run leaves in the standard library's own state, which a reused attempt process
+(``NECTAR_RUNS_PER_PROCESS`` > 1, :mod:`nectar.reuse`) hands to the next run in its process, where ``python -m luigi``
+(a process a run) starts each run from the interpreter's defaults. ``reuse.put_back`` puts back the locale, the time
+zone, the environment, the working folder and more (review16's locale, round 62's zone); not these:
+
+- ``decimal``'s context: a run that sets its precision (``decimal.getcontext().prec = 4``: money rounded as a report
+  wants it) leaves the next run's arithmetic at 4 digits: its sums rounded, DONE, nothing said;
+- ``tempfile.tempdir``: a run that points the temporary folder at a scratch folder of its own and removes it at its end
+  leaves the next run's ``tempfile.NamedTemporaryFile()`` in a folder that is gone: the run FAILED for a cause not
+  its own.
+
+Each case: the reader task run once (what a process it is the first run of reads), the setter once (its process
+noted), then the reader again until a run lands in the setter's process (a count, not a time): it must read what the
+first read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness import Processes
+from nectar.config import Settings
+from nectar.keys import TargetKey
+from nectar.registry import RetryPolicy, Run, RunState, open_run_store
+from nectar.registry.store import RunStore
+from tests.conftest import wait_until
+from tests.helpers.reused_runs import one_slot_worker
+
+#: the md5 of ``{}``: a parameterless task's key
+EMPTY = "99914b932bd37a50b983c5e7c90ae93b"
+
+CHAIN = """
+import decimal
+import os
+import shutil
+import tempfile
+
+from nectar import NectarTask
+
+
+class SetsPrecisionTask(NectarTask):  # money to 4 significant digits, as its report wants
+    def run(self):
+        decimal.getcontext().prec = 4
+        with self.output().open("w") as out:
+            out.write(f"{os.getpid()} {decimal.Decimal(1) / decimal.Decimal(3)}")
+
+
+class SumsMoneyTask(NectarTask):  # sums amounts at the default context: 28 digits
+    def run(self):
+        total = sum([decimal.Decimal("1234.5678"), decimal.Decimal("0.0001")], decimal.Decimal(0))
+        with self.output().open("w") as out:
+            out.write(f"{os.getpid()} {total}")
+
+
+class ScratchTempTask(NectarTask):  # its temporary files in a scratch folder of its own, removed at its end
+    def run(self):
+        scratch = tempfile.mkdtemp(prefix="review24-scratch-")
+        tempfile.tempdir = scratch
+        try:
+            with tempfile.NamedTemporaryFile() as spill:
+                spill.write(b"x")
+        finally:
+            shutil.rmtree(scratch)
+        with self.output().open("w") as out:
+            out.write(f"{os.getpid()} {scratch}")
+
+
+class UsesTempTask(NectarTask):  # a temporary file where the interpreter says
+    def run(self):
+        with tempfile.NamedTemporaryFile() as spill:
+            spill.write(b"x")
+            where = os.path.dirname(spill.name)
+        with self.output().open("w") as out:
+            out.write(f"{os.getpid()} {where}")
+"""
+
+
+def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run, str, str]:
+    """``key``'s task run once to its end (one attempt), its output removed first: the run, and the process and what
+    it wrote (empty where it wrote nothing)."""
+    output = settings.local_targets_dir / key.path
+    output.unlink(missing_ok=True)
+    run = Run.new(key.path, key.chain_type, key.chain, key.task, {}, key.path, RetryPolicy(0, 0, 1))
+    run_id = runs.submit(run)[0].id
+    wait_until(lambda: (now := runs.get(run_id)) is not None and not now.state.active)
+    ended = runs.get(run_id)
+    assert ended is not None
+    pid, _, read = output.read_text().partition(" ") if output.exists() else ("", "", "")
+    return ended, pid, read
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="review24: nectar/reuse.py's put_back leaves decimal's context and tempfile.tempdir as a run set them",
+)
+@pytest.mark.parametrize(
+    ("setter", "reader"), [("SetsPrecisionTask", "SumsMoneyTask"), ("ScratchTempTask", "UsesTempTask")]
+)
+def test_a_reused_process_hands_the_next_run_the_standard_librarys_defaults(
+    settings: Settings,
+    processes: Processes,
+    write_chain: Callable[[str, str], Path],
+    setter: str,
+    reader: str,
+) -> None:
+    write_chain("review24/state_chain", CHAIN)
+    log = one_slot_worker(settings, processes, "100")
+    read_key = TargetKey("review24", "state_chain", reader, EMPTY)
+    with open_run_store(settings) as runs:
+        first, _, expected = run_to_end(settings, runs, read_key)
+        assert first.state == RunState.DONE, (first.error, log.read_text())
+        set_run, set_pid, _ = run_to_end(settings, runs, TargetKey("review24", "state_chain", setter, EMPTY))
+        assert set_run.state == RunState.DONE, (set_run.error, log.read_text())
+        after: list[tuple[Run, str, str]] = []
+        # a reused process takes a later run, not always the next one (a spare forked meanwhile may): at most 20 runs
+        while len(after) < 20 and (
+            not after or after[-1][0].worker is None or f":{set_pid}." not in after[-1][0].worker
+        ):
+            after.append(run_to_end(settings, runs, read_key))
+    landed = after[-1][0]
+    assert landed.worker is not None and f":{set_pid}." in landed.worker, f"no run landed in {set_pid}: {after}"
+    assert (landed.state, after[-1][2]) == (RunState.DONE, expected), (
+        f"{reader} after {setter} in its process {landed.worker}: {landed.state.value} {after[-1][2]!r} "
+        f"{landed.error or ''} (in a process of its own: {expected!r})"
+    )
