@@ -7,11 +7,16 @@ zone, the environment, the working folder and more (review16's locale, round 62'
   wants it) leaves the next run's arithmetic at 4 digits: its sums rounded, DONE, nothing said;
 - ``tempfile.tempdir``: a run that points the temporary folder at a scratch folder of its own and removes it at its end
   leaves the next run's ``tempfile.NamedTemporaryFile()`` in a folder that is gone: the run FAILED for a cause not
-  its own.
+  its own;
+- the process's resource limits (``resource.setrlimit``: a run capping its address space at 32 GiB, as a task
+  guarding its machine's memory may) stay on every later run of its process (a larger input's run then meets
+  ``MemoryError``), where the file mode mask, a process attribute too, is put back.
 
 Each case: the reader task run once (what a process it is the first run of reads), the setter once (its process
 noted), then the reader again until a run lands in the setter's process (a count, not a time): it must read what the
-first read."""
+first read. The README's caveat (what the modules a chain imports keep, a cache, a client, is seen by the next runs of
+its process, as under Celery) is about a chain's libraries; these are the interpreter's and the process's own state,
+as the locale and the file mode mask that are put back, and nothing says a run's setting of them outlives it."""
 
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ EMPTY = "99914b932bd37a50b983c5e7c90ae93b"
 CHAIN = """
 import decimal
 import os
+import resource
 import shutil
 import tempfile
 
@@ -74,6 +80,19 @@ class UsesTempTask(NectarTask):  # a temporary file where the interpreter says
             where = os.path.dirname(spill.name)
         with self.output().open("w") as out:
             out.write(f"{os.getpid()} {where}")
+
+
+class CapsMemoryTask(NectarTask):  # its address space capped, as a task guarding its machine's memory may
+    def run(self):
+        resource.setrlimit(resource.RLIMIT_AS, (32 << 30, resource.getrlimit(resource.RLIMIT_AS)[1]))
+        with self.output().open("w") as out:
+            out.write(f"{os.getpid()} capped")
+
+
+class ReadsLimitTask(NectarTask):  # the address space it may use
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(f"{os.getpid()} {resource.getrlimit(resource.RLIMIT_AS)}")
 """
 
 
@@ -94,10 +113,15 @@ def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run,
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="review24: nectar/reuse.py's put_back leaves decimal's context and tempfile.tempdir as a run set them",
+    reason="review24: nectar/reuse.py's put_back leaves decimal's context, tempfile.tempdir, rlimits as a run set them",
 )
 @pytest.mark.parametrize(
-    ("setter", "reader"), [("SetsPrecisionTask", "SumsMoneyTask"), ("ScratchTempTask", "UsesTempTask")]
+    ("setter", "reader"),
+    [
+        ("SetsPrecisionTask", "SumsMoneyTask"),
+        ("ScratchTempTask", "UsesTempTask"),
+        ("CapsMemoryTask", "ReadsLimitTask"),
+    ],
 )
 def test_a_reused_process_hands_the_next_run_the_standard_librarys_defaults(
     settings: Settings,
