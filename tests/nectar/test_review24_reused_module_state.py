@@ -10,7 +10,9 @@ zone, the environment, the working folder and more (review16's locale, round 62'
   its own;
 - the process's resource limits (``resource.setrlimit``: a run capping its address space at 32 GiB, as a task
   guarding its machine's memory may) stay on every later run of its process (a larger input's run then meets
-  ``MemoryError``), where the file mode mask, a process attribute too, is put back.
+  ``MemoryError``), where the file mode mask, a process attribute too, is put back; so does its priority
+  (``os.nice(5)``: a heavy batch yielding to interactive work; a process cannot raise it back unprivileged, so the
+  process should take no other run, as after a thread left running): every later run of the process at nice 5.
 
 Each case: the reader task run once (what a process it is the first run of reads), the setter once (its process
 noted), then the reader again until a run lands in the setter's process (a count, not a time): it must read what the
@@ -93,6 +95,19 @@ class ReadsLimitTask(NectarTask):  # the address space it may use
     def run(self):
         with self.output().open("w") as out:
             out.write(f"{os.getpid()} {resource.getrlimit(resource.RLIMIT_AS)}")
+
+
+class YieldsTask(NectarTask):  # a heavy batch that yields the CPU to interactive work
+    def run(self):
+        os.nice(5)
+        with self.output().open("w") as out:
+            out.write(f"{os.getpid()} niced")
+
+
+class ReadsNiceTask(NectarTask):  # the priority it runs at
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(f"{os.getpid()} {os.nice(0)}")
 """
 
 
@@ -113,7 +128,7 @@ def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run,
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="review24: nectar/reuse.py's put_back leaves decimal's context, tempfile.tempdir, rlimits as a run set them",
+    reason="review24: reuse.put_back leaves decimal's context, tempfile.tempdir, rlimits and nice as a run set them",
 )
 @pytest.mark.parametrize(
     ("setter", "reader"),
@@ -121,6 +136,7 @@ def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run,
         ("SetsPrecisionTask", "SumsMoneyTask"),
         ("ScratchTempTask", "UsesTempTask"),
         ("CapsMemoryTask", "ReadsLimitTask"),
+        ("YieldsTask", "ReadsNiceTask"),
     ],
 )
 def test_a_reused_process_hands_the_next_run_the_standard_librarys_defaults(
