@@ -12,7 +12,11 @@ zone, the environment, the working folder and more (review16's locale, round 62'
   guarding its machine's memory may) stay on every later run of its process (a larger input's run then meets
   ``MemoryError``), where the file mode mask, a process attribute too, is put back; so does its priority
   (``os.nice(5)``: a heavy batch yielding to interactive work; a process cannot raise it back unprivileged, so the
-  process should take no other run, as after a thread left running): every later run of the process at nice 5.
+  process should take no other run, as after a thread left running): every later run of the process at nice 5;
+- the signal mask (``signal.pthread_sigmask``: a run that blocks SIGTERM for a section a stop must not cut and does
+  not unblock it): every later run of its process has SIGTERM blocked, the signal the worker interrupts an attempt
+  with (``Executor._kill``: a cancel, a timeout, the worker's stop), held pending until the grace's SIGKILL; the
+  signal handlers are put back, not the mask.
 
 Each case: the reader task run once (what a process it is the first run of reads), the setter once (its process
 noted), then the reader again until a run lands in the setter's process (a count, not a time): it must read what the
@@ -43,6 +47,7 @@ import decimal
 import os
 import resource
 import shutil
+import signal
 import tempfile
 
 from nectar import NectarTask
@@ -108,6 +113,19 @@ class ReadsNiceTask(NectarTask):  # the priority it runs at
     def run(self):
         with self.output().open("w") as out:
             out.write(f"{os.getpid()} {os.nice(0)}")
+
+
+class HoldsStopsTask(NectarTask):  # a section that must not be cut by a stop, its unblock forgotten
+    def run(self):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        with self.output().open("w") as out:
+            out.write(f"{os.getpid()} held")
+
+
+class ReadsMaskTask(NectarTask):  # the signals blocked as it runs
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(f"{os.getpid()} {sorted(signal.pthread_sigmask(signal.SIG_BLOCK, []))}")
 """
 
 
@@ -128,7 +146,7 @@ def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run,
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="review24: reuse.put_back leaves decimal's context, tempfile.tempdir, rlimits and nice as a run set them",
+    reason="review24: reuse.put_back leaves decimal's context, tempdir, rlimits, nice, sigmask as a run set them",
 )
 @pytest.mark.parametrize(
     ("setter", "reader"),
@@ -137,6 +155,7 @@ def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run,
         ("ScratchTempTask", "UsesTempTask"),
         ("CapsMemoryTask", "ReadsLimitTask"),
         ("YieldsTask", "ReadsNiceTask"),
+        ("HoldsStopsTask", "ReadsMaskTask"),
     ],
 )
 def test_a_reused_process_hands_the_next_run_the_standard_librarys_defaults(
