@@ -18,26 +18,24 @@ zone, the environment, the working folder and more (review16's locale, round 62'
   with (``Executor._kill``: a cancel, a timeout, the worker's stop), held pending until the grace's SIGKILL; the
   signal handlers are put back, not the mask.
 
-Each case: the reader task run once (what a process it is the first run of reads), the setter once (its process
-noted), then the reader again until a run lands in the setter's process (a count, not a time): it must read what the
-first read. The README's caveat (what the modules a chain imports keep, a cache, a client, is seen by the next runs of
-its process, as under Celery) is about a chain's libraries; these are the interpreter's and the process's own state,
-as the locale and the file mode mask that are put back, and nothing says a run's setting of them outlives it."""
+Each case, on one worker for them all: the reader task run once (what it reads before its setter ran), the setter once
+(its process noted), then the reader again until a run lands in the setter's process (a count, not a time): it must read
+what the first read. The README's caveat (what the modules a chain imports keep, a cache, a client, is seen by the next
+runs of its process, as under Celery) is about a chain's libraries; these are the interpreter's and the process's own
+state, as the locale and the file mode mask that are put back, and nothing says a run's setting of them outlives it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-from harness import Processes
 from nectar.config import Settings
 from nectar.keys import TargetKey
 from nectar.registry import RetryPolicy, Run, RunState, open_run_store
 from nectar.registry.store import RunStore
 from tests.conftest import wait_until
-from tests.helpers.reused_runs import one_slot_worker
+from tests.helpers.suitenectarB_worker import module_settings, module_worker, write_chain_file
 
 #: the md5 of ``{}``: a parameterless task's key
 EMPTY = "99914b932bd37a50b983c5e7c90ae93b"
@@ -129,6 +127,16 @@ class ReadsMaskTask(NectarTask):  # the signals blocked as it runs
 """
 
 
+@pytest.fixture(scope="module")
+def reusing(luigid: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """One ``nectar worker --workers 1`` for every case (its attempt processes take up to 1,000 runs, the default),
+    the chain written before it starts: each case's states are its own (a decimal context, a folder, a limit...)."""
+    settings = module_settings(tmp_path_factory.mktemp("review24"), scheduler_url=luigid)
+    write_chain_file(settings, "review24/state_chain", CHAIN)
+    with module_worker(settings):
+        yield settings
+
+
 def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run, str, str]:
     """``key``'s task run once to its end (one attempt), its output removed first: the run, and the process and what
     it wrote (empty where it wrote nothing)."""
@@ -159,20 +167,19 @@ def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run,
     ],
 )
 def test_a_reused_process_hands_the_next_run_the_standard_librarys_defaults(
-    settings: Settings,
-    processes: Processes,
-    write_chain: Callable[[str, str], Path],
-    setter: str,
-    reader: str,
+    reusing: Settings, setter: str, reader: str
 ) -> None:
-    write_chain("review24/state_chain", CHAIN)
-    log = one_slot_worker(settings, processes, "100")
+    settings = reusing
+
+    def logged() -> str:
+        return "".join(log.read_text(errors="replace")[-3000:] for log in settings.data_dir.parent.glob("*.log"))
+
     read_key = TargetKey("review24", "state_chain", reader, EMPTY)
     with open_run_store(settings) as runs:
         first, _, expected = run_to_end(settings, runs, read_key)
-        assert first.state == RunState.DONE, (first.error, log.read_text())
+        assert first.state == RunState.DONE, (first.error, logged())
         set_run, set_pid, _ = run_to_end(settings, runs, TargetKey("review24", "state_chain", setter, EMPTY))
-        assert set_run.state == RunState.DONE, (set_run.error, log.read_text())
+        assert set_run.state == RunState.DONE, (set_run.error, logged())
         after: list[tuple[Run, str, str]] = []
         # a reused process takes a later run, not always the next one (a spare forked meanwhile may): at most 20 runs
         while len(after) < 20 and (
@@ -183,5 +190,5 @@ def test_a_reused_process_hands_the_next_run_the_standard_librarys_defaults(
     assert landed.worker is not None and f":{set_pid}." in landed.worker, f"no run landed in {set_pid}: {after}"
     assert (landed.state, after[-1][2]) == (RunState.DONE, expected), (
         f"{reader} after {setter} in its process {landed.worker}: {landed.state.value} {after[-1][2]!r} "
-        f"{landed.error or ''} (in a process of its own: {expected!r})"
+        f"{landed.error or ''} (before its setter ran: {expected!r})"
     )
