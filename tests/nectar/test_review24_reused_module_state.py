@@ -16,7 +16,10 @@ zone, the environment, the working folder and more (review16's locale, round 62'
 - the signal mask (``signal.pthread_sigmask``: a run that blocks SIGTERM for a section a stop must not cut and does
   not unblock it): every later run of its process has SIGTERM blocked, the signal the worker interrupts an attempt
   with (``Executor._kill``: a cancel, a timeout, the worker's stop), held pending until the grace's SIGKILL; the
-  signal handlers are put back, not the mask.
+  signal handlers are put back, not the mask;
+- ``sys.argv`` (a run that calls a command-line tool's ``main()`` in process, its arguments set in ``sys.argv``, a
+  common way to call one): every later run's library that parses the command line (``argparse``'s default, absl's
+  flags) reads that run's arguments, another input file, silently.
 
 Each case, on one worker for them all: the reader task run once (what it reads before its setter ran), the setter once
 (its process noted), then the reader again until a run lands in the setter's process (a count, not a time): it must read
@@ -46,6 +49,7 @@ import os
 import resource
 import shutil
 import signal
+import sys
 import tempfile
 
 from nectar import NectarTask
@@ -124,6 +128,19 @@ class ReadsMaskTask(NectarTask):  # the signals blocked as it runs
     def run(self):
         with self.output().open("w") as out:
             out.write(f"{os.getpid()} {sorted(signal.pthread_sigmask(signal.SIG_BLOCK, []))}")
+
+
+class CallsToolTask(NectarTask):  # calls a command-line tool's main() in process, its arguments in sys.argv
+    def run(self):
+        sys.argv = ["tool", "--input", "/data/2019/sales.csv"]
+        with self.output().open("w") as out:
+            out.write(f"{os.getpid()} called")
+
+
+class ReadsArgvTask(NectarTask):  # a library that parses the command line (argparse's default, absl's flags)
+    def run(self):
+        with self.output().open("w") as out:
+            out.write(f"{os.getpid()} {sys.argv[1:]}")
 """
 
 
@@ -154,7 +171,7 @@ def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run,
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="review24: reuse.put_back leaves decimal's context, tempdir, rlimits, nice, sigmask as a run set them",
+    reason="review24: reuse.put_back leaves decimal, tempdir, rlimits, nice, sigmask, argv as a run set them",
 )
 @pytest.mark.parametrize(
     ("setter", "reader"),
@@ -164,6 +181,7 @@ def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run,
         ("CapsMemoryTask", "ReadsLimitTask"),
         ("YieldsTask", "ReadsNiceTask"),
         ("HoldsStopsTask", "ReadsMaskTask"),
+        ("CallsToolTask", "ReadsArgvTask"),
     ],
 )
 def test_a_reused_process_hands_the_next_run_the_standard_librarys_defaults(
