@@ -19,7 +19,9 @@ zone, the environment, the working folder and more (review16's locale, round 62'
   signal handlers are put back, not the mask;
 - ``sys.argv`` (a run that calls a command-line tool's ``main()`` in process, its arguments set in ``sys.argv``, a
   common way to call one): every later run's library that parses the command line (``argparse``'s default, absl's
-  flags) reads that run's arguments, another input file, silently.
+  flags) reads that run's arguments, another input file, silently;
+- ``urllib.request``'s opener (``install_opener``: a run sending its API's token on each ``urlopen``, as urllib's
+  documentation shows): every later run's ``urlopen``, whatever its chain, sends that token to whatever host it asks.
 
 Each case, on one worker for them all: the reader task run once (what it reads before its setter ran), the setter once
 (its process noted), then the reader again until a run lands in the setter's process (a count, not a time): it must read
@@ -50,6 +52,7 @@ import resource
 import shutil
 import signal
 import sys
+import urllib.request
 import tempfile
 
 from nectar import NectarTask
@@ -141,6 +144,22 @@ class ReadsArgvTask(NectarTask):  # a library that parses the command line (argp
     def run(self):
         with self.output().open("w") as out:
             out.write(f"{os.getpid()} {sys.argv[1:]}")
+
+
+class SignsInTask(NectarTask):  # its API's token on every urlopen of its run, as urllib's documentation shows
+    def run(self):
+        opener = urllib.request.build_opener()
+        opener.addheaders = [("Authorization", "Bearer chain-a-secret")]
+        urllib.request.install_opener(opener)
+        with self.output().open("w") as out:
+            out.write(f"{os.getpid()} signed")
+
+
+class FetchesTask(NectarTask):  # the headers its urlopen() would send (the opener urllib.request.urlopen uses)
+    def run(self):
+        opener = urllib.request._opener or urllib.request.build_opener()
+        with self.output().open("w") as out:
+            out.write(f"{os.getpid()} {[name for name, _ in opener.addheaders]}")
 """
 
 
@@ -171,7 +190,7 @@ def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run,
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="review24: reuse.put_back leaves decimal, tempdir, rlimits, nice, sigmask, argv as a run set them",
+    reason="review24: reuse.put_back leaves decimal, tempdir, rlimits, nice, sigmask, argv, opener as a run set",
 )
 @pytest.mark.parametrize(
     ("setter", "reader"),
@@ -182,6 +201,7 @@ def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run,
         ("YieldsTask", "ReadsNiceTask"),
         ("HoldsStopsTask", "ReadsMaskTask"),
         ("CallsToolTask", "ReadsArgvTask"),
+        ("SignsInTask", "FetchesTask"),
     ],
 )
 def test_a_reused_process_hands_the_next_run_the_standard_librarys_defaults(
