@@ -499,8 +499,10 @@ class LocalStore(TargetStore):
         """``exc`` (or an error it was raised from) is ENOSPC or EDQUOT met by this module's code (a run's
         ``params.txt``, its logs, an output's commit: the disk freed since then changes nothing), or of a file in this
         store, or naming no file while the store's disk has under :data:`ROOM_LEAST` free (the measure of
-        ``/healthz``): a task's write to an output opened earlier names none. One of a file elsewhere (the task's own
-        files) is the task's."""
+        ``/healthz``): a task's write to an output opened earlier names none. But a task's write whose attempt holds
+        (nearly) the whole disk uncommitted is the task's: its output is larger than the disk itself, no room an
+        operator makes lets it end, and waiting would requeue it for good (review24). One of a file elsewhere (the
+        task's own files) is the task's."""
         error: BaseException | None = exc
         for _ in range(8):  # its causes, a few deep
             if error is None or (isinstance(error, OSError) and error.errno in FULL_ERRNOS):
@@ -514,9 +516,27 @@ class LocalStore(TargetStore):
             return None
         named = [Path(os.fsdecode(f)) for f in (error.filename, error.filename2) if isinstance(f, str | bytes)]
         if _met_here(error):
-            ours = True
-        elif named:
-            ours = any(path.absolute().is_relative_to(self.root) for path in named)
-        else:
-            ours = free < ROOM_LEAST
-        return self._no_room(free) if ours else None
+            return self._no_room(free)
+        if named and not any(path.absolute().is_relative_to(self.root) for path in named):
+            return None
+        # the task's own write to the store: not an outage where what this attempt holds there uncommitted is (nearly)
+        # the whole disk: an output larger than the disk itself fits in no room an operator can make (review24)
+        if self._held_here() + ROOM_LEAST > self._capacity():
+            return None
+        return self._no_room(free) if named or free < ROOM_LEAST else None
+
+    def _capacity(self) -> int:
+        room = os.statvfs(self.root)
+        return room.f_blocks * room.f_frsize
+
+    def _held_here(self) -> int:
+        """The bytes of this store's temporary files (:data:`_TEMPORARY`) this process holds open: its attempt's
+        outputs and logs being written, uncommitted (0 where ``/proc/self/fd`` cannot be read)."""
+        held = 0
+        with contextlib.suppress(OSError), os.scandir("/proc/self/fd") as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    path = os.readlink(entry.path)
+                    if path.startswith(self._prefix + "/") and _TEMPORARY.fullmatch(os.path.basename(path)):
+                        held += os.stat(entry.path).st_size
+        return held

@@ -14,7 +14,6 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from flask.testing import FlaskClient
 
 from nectar.config import Settings
@@ -37,11 +36,6 @@ class BigTask(NectarTask):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="review24: nectar/stores/local.py's disk_full takes a task's own output outgrowing the disk for an outage",
-)
 def test_a_task_whose_output_outgrows_the_stores_disk_fails_counted(
     client_for: Callable[[Settings], FlaskClient],
     settings: Settings,
