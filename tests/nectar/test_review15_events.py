@@ -20,7 +20,7 @@ from nectar.service import Nectar
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
 from tests.nectar.test_reuse import reused
-from tests.nectar.test_review15_luigid_view import Served, luigi_then_served, module_served, served_alike  # noqa: F401
+from tests.nectar.test_review15_luigid_view import Served, luigi_then_served, served  # noqa: F401 (a fixture)
 from tests.nectar.test_spare import KEPT, ended, pid_of
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -177,8 +177,6 @@ class NoOutputTask(Journaled):
     def run(self):
         self.journal("run NoOutputTask")
 """
-#: the chain file the module's worker runs (test_review15_luigid_view's module_served): each case its own ``n``
-SHARED_CHAIN = ("review15/order_chain", ORDER_CHAIN)
 
 
 @pytest.mark.parametrize(
@@ -191,7 +189,9 @@ SHARED_CHAIN = ("review15/order_chain", ORDER_CHAIN)
     ],
 )
 def test_a_plain_tasks_events_and_hooks_come_in_luigis_order_in_fresh_and_reused_processes(
-    served_alike: Served,  # noqa: F811 (the fixture: the module's worker, each case its own n)
+    served: Served,  # noqa: F811 (the fixture)
+    write_chain: Callable[[str, str], Path],
+    tmp_path: Path,
     task: str,
     state: RunState,
     base: int,
@@ -200,9 +200,7 @@ def test_a_plain_tasks_events_and_hooks_come_in_luigis_order_in_fresh_and_reused
     order, for a task with a dependency complete and one to run, one that fails, one without outputs; and each task's
     ``complete()`` asked in the attempt as often as luigi asks it (a user's may be dear, an S3 listing, or have
     effects), and once more only by the submission (its dedupe), in the process that submits."""
-    chain = served_alike.nectar.settings.chains_dir / "review15" / "order_chain.py"
-    tmp_path = Path(os.environ["REVIEW15_OUT"])  # the worker's folder of what its tasks note
-    runs = luigi_then_served(served_alike, chain, task, base, state)
+    runs = luigi_then_served(served, write_chain("review15/order_chain", ORDER_CHAIN), task, base, state)
     expected = (tmp_path / f"events-{base}").read_text().splitlines()
     assert f"{luigi.Event.START} {task}" in expected or task.startswith("Broken"), expected
     asks = asked(tmp_path, base)
