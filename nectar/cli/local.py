@@ -33,10 +33,17 @@ def settings_of(args: argparse.Namespace) -> Settings:
 def registry_settings_of(args: argparse.Namespace) -> Settings:
     """:func:`settings_of` for a command that reads or changes the service's registry (``status``, ``cancel``,
     ``schedules``, ``triggers``; not ``backfill``, which names its argument errors first and writes): refused where
-    its SQLite registry is not (another folder than the service's, a mistyped ``NECTAR_DATA_DIR``), naming where it
-    looked, rather than making an empty one there and answering from it "no run" (review23: a read never writes)."""
+    its SQLite registry is not (another folder than the service's, a mistyped ``NECTAR_DATA_DIR``) or its PostgreSQL
+    database holds none (another database than the service's), naming where it looked, rather than making an empty
+    one there and answering from it "no run" (review23, review24: a read never writes)."""
     settings = settings_of(args)
-    if not settings.database_url and not settings.registry_path.exists():
+    if settings.database_url:
+        from nectar.registry.postgres import holds_registry
+
+        missing = holds_registry(settings.database_url)
+        if missing is not None:  # a mistyped database, the server's default, another application's: no tables made
+            raise InvalidSetting(f"{missing}: give the service's NECTAR_DATABASE_URL")
+    elif not settings.registry_path.exists():
         raise InvalidSetting(
             f"no run registry at {settings.registry_path}: run this command in the folder the service runs in, or"
             f" give its data folder (--data-dir or NECTAR_DATA_DIR; {settings.data_dir} has none)"

@@ -354,5 +354,17 @@ def _close(pool: ConnectionPool[Any], pid: int) -> None:
         pool.close(timeout=1.0)
 
 
+def holds_registry(url: str, connect_timeout: float = 10) -> str | None:
+    """None where the database at ``url`` holds a registry (its ``nectar_schema`` table, on its search path); else
+    what to say of it, naming the database (not its password): a read made there would make the registry first."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout))) as conn:
+            row = conn.execute("SELECT to_regclass('nectar_schema') IS NOT NULL, current_database()").fetchone()
+    except psycopg.OperationalError as exc:
+        raise RegistryUnavailable(f"PostgreSQL cannot be reached: {_first_line(exc)}") from exc
+    held, database = row if row is not None else (False, "?")
+    return None if held else f"no run registry in the PostgreSQL database {database!r} (no nectar_schema table there)"
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
