@@ -29,9 +29,11 @@ import gc
 import locale
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -62,7 +64,9 @@ from nectar.stdlib_internals import (
     raw_handler,
     set_environ,
     set_parsed,
+    set_url_opener,
     set_warning_shower,
+    url_opener,
     warning_shower,
     warnings_filters_changed,
 )
@@ -233,6 +237,18 @@ class ProcessHooks(NamedTuple):
     #: the main thread's tracer and profiler (``sys.settrace``, ``sys.setprofile``) and those each new thread gets
     #: (``threading.settrace``, ``threading.setprofile``)
     tracers: tuple[Any, Any, Any, Any]
+    #: ``sys.argv``, ``tempfile.tempdir``, the main thread's ``decimal`` context (a copy; None where decimal is not
+    #: imported), ``urllib.request``'s installed opener, the signals the main thread blocks, the resource limits
+    #: (:data:`_LIMITS`) and the nice value (review24: a run's ``decimal.getcontext().prec = 4`` summed every later
+    #: run's money to 4 digits; its ``tempfile.tempdir`` in a folder it removed failed every later run's temporary
+    #: file; its ``install_opener`` sent its ``Authorization`` with every later run's ``urlopen``)
+    argv: tuple[str, ...]
+    tempdir: str | None
+    decimal: Any
+    opener: Any
+    blocked: frozenset[int]
+    limits: tuple[tuple[int, int], ...]
+    nice: int
 
 
 def _process_hooks() -> ProcessHooks:
@@ -251,7 +267,40 @@ def _process_hooks() -> ProcessHooks:
         sys.getrecursionlimit(),
         sys.getswitchinterval(),
         _tracers(),
+        tuple(sys.argv),
+        tempfile.tempdir,
+        _decimal_context(),
+        url_opener(),
+        frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, ())),
+        _limits(),
+        os.getpriority(os.PRIO_PROCESS, 0),
     )
+
+
+#: the resource limits a run may set for its process (``resource.setrlimit``), noted and put back
+_LIMITS = tuple(
+    getattr(resource, name)
+    for name in (
+        "RLIMIT_AS",
+        "RLIMIT_DATA",
+        "RLIMIT_CPU",
+        "RLIMIT_FSIZE",
+        "RLIMIT_NOFILE",
+        "RLIMIT_STACK",
+        "RLIMIT_CORE",
+    )
+    if hasattr(resource, name)
+)
+
+
+def _limits() -> tuple[tuple[int, int], ...]:
+    return tuple(resource.getrlimit(limit) for limit in _LIMITS)
+
+
+def _decimal_context() -> Any:
+    """A copy of the main thread's ``decimal`` context, where ``decimal`` is imported (None: it is not)."""
+    module = sys.modules.get("decimal")
+    return None if module is None else module.getcontext().copy()
 
 
 def _tracers() -> tuple[Any, Any, Any, Any]:
@@ -489,7 +538,7 @@ def _statm() -> list[int]:
         os.close(statm)
 
 
-def put_back(before: Before) -> None:
+def put_back(before: Before) -> str | None:
     """Undo what a run changed in this process and does not undo itself (each step's log capture is undone as the
     step ends: :func:`~nectar.logs.capture.redirect_output`): the signal handlers it set, its interval timer, the
     log handlers of every logger (:func:`_put_back_log_handlers`), their levels, ``propagate``, ``disabled`` and
@@ -498,8 +547,10 @@ def put_back(before: Before) -> None:
     timeout, the ``warnings`` filters, the collector's switch and thresholds, the recursion limit and switch interval,
     the tracers and profilers (:func:`_put_back_process_hooks`) and luigi's configuration (what a fresh
     process of the worker's would start its run with) and event handlers (those of other chains, taken off for the
-    run), luigi's cache of task instances (the next run makes its
-    own), the run its records name. A handler of the process's own (:func:`process_handler`) stays. Last, what the
+    run), luigi's cache of task instances (the next run makes its own), the run its records name, ``sys.argv``,
+    ``tempfile.tempdir``, the ``decimal`` context, ``urllib.request``'s opener, the blocked signals, the resource
+    limits and the nice value (:class:`ProcessHooks`: what of those cannot be put back is answered, and the process
+    then takes no other run). A handler of the process's own (:func:`process_handler`) stays. Last, what the
     run left in reference cycles is collected: the objects its run kept until it ended (its luigi worker, its tasks,
     a traceback: 100-170 a trivial run) sat in the collector's oldest generation until its next full pass, every few
     runs, and were counted with the process's own (thousands, where ~600 are the process's: what the spare's
@@ -534,7 +585,7 @@ def put_back(before: Before) -> None:
     if tuple(sys.path) != before.path:
         sys.path[:] = before.path
     os.umask(before.umask)
-    _put_back_process_hooks(before.hooks)
+    unmade = _put_back_process_hooks(before.hooks)
     handlers = tuple(map(_handler, _SIGNALS))
     if handlers != before.handlers:  # one comparison of the same objects, where a run changed none
         for signum, handler, now in zip(_SIGNALS, before.handlers, handlers, strict=True):
@@ -547,6 +598,7 @@ def put_back(before: Before) -> None:
     _drop_run_imports()
     gc.collect()
     kept_after_run()  # the chain module kept for the next run, if the run left it exactly as executed
+    return unmade
 
 
 def _put_back_log_handlers(before: Before, found: list[logging.Logger]) -> bool:
@@ -622,7 +674,7 @@ def _put_back_logger_settings(before: Before, found: list[logging.Logger]) -> No
         logger.propagate, logger.disabled = propagate, disabled
 
 
-def _put_back_process_hooks(before: ProcessHooks) -> None:
+def _put_back_process_hooks(before: ProcessHooks) -> str | None:
     """The excepthooks, the sockets' default timeout, the warnings filters, what shows a warning, the time zone, the
     locale, the collector's switch and thresholds, the recursion limit, the switch interval, the tracers, profilers as
     ``before`` (:class:`ProcessHooks`), each where the run changed it (the zone read again from the environment, put
@@ -630,7 +682,8 @@ def _put_back_process_hooks(before: ProcessHooks) -> None:
     (:func:`~nectar.stdlib_internals.warnings_filters_changed`), as ``catch_warnings``' exit tells it: what a
     module's registry noted under the run's filters (a warning ignored, once shown) is not what the next run's
     filters decide. The list is a new one with the entries as before (the next :func:`before_run` notes it), as
-    ``catch_warnings`` makes one."""
+    ``catch_warnings`` makes one. Then the libraries' state and the process's limits: what could not be put back, else
+    None (:func:`_put_back_process_limits`)."""
     if sys.excepthook is not before.excepthook:
         sys.excepthook = before.excepthook
     if sys.unraisablehook is not before.unraisablehook:
@@ -663,6 +716,38 @@ def _put_back_process_hooks(before: ProcessHooks) -> None:
         sys.setprofile(profile)
         threading.settrace(thread_trace)
         threading.setprofile(thread_profile)
+    _put_back_library_state(before)
+    return _put_back_process_limits(before)
+
+
+def _put_back_library_state(before: ProcessHooks) -> None:
+    """``sys.argv``, ``tempfile.tempdir``, the ``decimal`` context (a fresh process's where the run imported decimal)
+    and ``urllib.request``'s opener as ``before``."""
+    if tuple(sys.argv) != before.argv:
+        sys.argv = list(before.argv)
+    if tempfile.tempdir != before.tempdir:
+        tempfile.tempdir = before.tempdir
+    module = sys.modules.get("decimal")
+    if module is not None:
+        module.setcontext(before.decimal.copy() if before.decimal is not None else module.DefaultContext.copy())
+    if url_opener() is not before.opener:
+        set_url_opener(before.opener)
+
+
+def _put_back_process_limits(before: ProcessHooks) -> str | None:
+    """The blocked signals, the resource limits and the nice value as ``before``; what could not be put back (a hard
+    limit lowered, the nice value raised: a process without privilege cannot undo either), else None."""
+    if frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, ())) != before.blocked:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before.blocked)
+    try:
+        for limit, was, now in zip(_LIMITS, before.limits, _limits(), strict=True):
+            if now != was:
+                resource.setrlimit(limit, was)
+        if os.getpriority(os.PRIO_PROCESS, 0) != before.nice:
+            os.setpriority(os.PRIO_PROCESS, 0, before.nice)
+    except (OSError, ValueError) as exc:
+        return f"its run changed a resource limit or the nice value, which cannot be put back here ({exc})"
+    return None
 
 
 def _put_back_luigi_config(before: LuigiConfig) -> None:

@@ -378,9 +378,8 @@ class Spares:
                 os.sched_yield()  # the worker, woken on this core maybe, claims before this process sets up again
             except OSError:  # the worker is gone: it no longer waits for this process
                 return code
-            why = reuse.left_behind(before, self.max_rss_mb)
+            why = reuse.left_behind(before, self.max_rss_mb) or reuse.put_back(before)
             if why is None:
-                reuse.put_back(before)
                 reuse.drop_exit_callbacks()  # its runs', and its worker's: none runs in this process (os._exit)
                 reuse.look_for_open()  # once put back: the files of the log handlers its run added are closed
                 reuse.out_of_sight()  # once in its life, what it holds with a module kept: out of its collections

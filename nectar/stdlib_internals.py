@@ -203,3 +203,18 @@ def run_exit_callbacks() -> None:
     """Run every callback ``atexit`` holds, the last registered first, as the interpreter's end does, and forget them
     (``atexit._run_exitfuncs``): :func:`nectar.exits.exit_now`'s end without the teardown."""
     atexit._run_exitfuncs()
+
+
+def url_opener() -> Any:
+    """What ``urllib.request.urlopen`` opens with, as ``install_opener`` set it (``urllib.request._opener``; None: the
+    one ``urlopen`` makes on its first call), or None where ``urllib.request`` is not imported."""
+    module = sys.modules.get("urllib.request")
+    return None if module is None else vars(module).get("_opener")
+
+
+def set_url_opener(opener: Any) -> None:
+    """Make ``opener`` what ``urllib.request.urlopen`` opens with (``install_opener``; None: a default one made at the
+    next call), where ``urllib.request`` is imported."""
+    module = sys.modules.get("urllib.request")
+    if module is not None:
+        vars(module)["_opener"] = opener

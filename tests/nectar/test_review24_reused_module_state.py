@@ -187,11 +187,6 @@ def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run,
     return ended, pid, read
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="review24: reuse.put_back leaves decimal, tempdir, rlimits, nice, sigmask, argv, opener as a run set",
-)
 @pytest.mark.parametrize(
     ("setter", "reader"),
     [
