@@ -14,12 +14,16 @@ from app import create_app
 from nectar.config import Settings
 from tests.conftest import wait_until
 from tests.helpers.registries import closed_at_end
+from tests.helpers.suiteE_links import LinksOnce
 from tests.links import check_links, fetched, is_status_answer
 
 
 class EnvelopeClient(FlaskClient):
     """A test client asserting ``{"data", "message", "status"}`` with status == HTTP status, and fetching every
     link a status hands out at once: each must answer 200 (tests/links.py)."""
+
+    #: while :func:`finished` waits: the statuses it checked the links of (each state's once, not each poll's)
+    links_once: LinksOnce | None = None
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
         response = super().open(*args, **kwargs)
@@ -37,7 +41,8 @@ class EnvelopeClient(FlaskClient):
             if is_status_answer(response.request.method, response.request.path, response.status_code):
                 root = response.request.root_url  # the scheme, host and prefix the request came by
                 source = f"{response.request.method} {response.request.full_path}"
-                check_links(body, source, lambda url: self._fetched(url, root))
+                check = check_links if self.links_once is None else self.links_once.check
+                check(body, source, lambda url: self._fetched(url, root))
         return response
 
     def _fetched(self, url: str, root: str) -> int:
@@ -74,7 +79,8 @@ def client_for() -> Callable[[Settings], FlaskClient]:
 
 
 def finished(client: FlaskClient, status_url: str, timeout: float = 60) -> dict[str, Any]:
-    """Poll a status URL until its job is DONE or FAILED; the answer's data."""
+    """Poll a status URL until its job is DONE or FAILED; the answer's data. An envelope client fetches the links
+    of each state's status once (:class:`~tests.helpers.suiteE_links.LinksOnce`), not at every poll."""
 
     def over() -> dict[str, Any] | None:
         answer = client.get(status_url)
@@ -82,6 +88,12 @@ def finished(client: FlaskClient, status_url: str, timeout: float = 60) -> dict[
         data = answer.get_json()["data"]
         return data if data["job_status"] in {"DONE", "FAILED"} else None
 
-    result = wait_until(over, timeout=timeout, interval=0.1)
+    if isinstance(client, EnvelopeClient):
+        client.links_once = LinksOnce()
+    try:
+        result = wait_until(over, timeout=timeout, interval=0.1)
+    finally:
+        if isinstance(client, EnvelopeClient):
+            client.links_once = None
     assert isinstance(result, dict)
     return result

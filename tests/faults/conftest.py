@@ -64,6 +64,7 @@ from nectar.registry.sqlite import SQLiteRunStore
 from tests.helpers.ledger import CHAIN, CHAIN_TYPE, LEDGER_CHAIN, Ledger
 from tests.helpers.registries import closed_at_end
 from tests.helpers.reports import add_row
+from tests.helpers.suiteE_links import LinksOnce
 from tests.links import check_links
 
 #: what tests import from here, beside the fixture
@@ -137,10 +138,12 @@ def report(row: Tally) -> None:
 # --- the HTTP client ----------------------------------------------------------------------
 
 
-def links_checked(answer: requests.Response) -> requests.Response:
-    """``answer``, once every link it hands out (a status, a run, a submission answered 200) answered 200."""
+def links_checked(answer: requests.Response, links: LinksOnce | None = None) -> requests.Response:
+    """``answer``, once every link it hands out (a status, a run, a submission answered 200) answered 200 (by
+    ``links``: not fetched again where a status of the same state handed them out in the same wait)."""
     if answer.status_code == 200 and answer.headers.get("content-type", "").startswith("application/json"):
-        check_links(answer.json(), f"{answer.request.method} {answer.url}")
+        check = check_links if links is None else links.check
+        check(answer.json(), f"{answer.request.method} {answer.url}")
     return answer
 
 
@@ -166,11 +169,14 @@ class Api:
         data: dict[str, Any] = answer.json()["data"]
         return data
 
-    def status(self, key: str, timeout: float = 60) -> requests.Response:
-        return links_checked(requests.get(f"{self.url}/api/chainstatus", params={"chain": key}, timeout=timeout))
+    def status(self, key: str, timeout: float = 60, links: LinksOnce | None = None) -> requests.Response:
+        """A key's status, each link it hands out fetched (by ``links``: those of a state it checked already not
+        again)."""
+        answer = requests.get(f"{self.url}/api/chainstatus", params={"chain": key}, timeout=timeout)
+        return links_checked(answer, links)
 
-    def state(self, key: str) -> dict[str, Any]:
-        answer = self.status(key)
+    def state(self, key: str, links: LinksOnce | None = None) -> dict[str, Any]:
+        answer = self.status(key, links=links)
         assert answer.status_code == 200, answer.text
         data: dict[str, Any] = answer.json()["data"]
         return data
@@ -185,11 +191,13 @@ class Api:
         return requests.get(f"{self.url}/healthz", timeout=60)
 
     def wait(self, key: str, states: tuple[str, ...] = ("DONE",), timeout: float = 60) -> dict[str, Any]:
-        """Poll a key's status until its job_status is one of ``states``; its data."""
+        """Poll a key's status until its job_status is one of ``states``; its data. The links of each state's
+        status are fetched once (:class:`~tests.helpers.suiteE_links.LinksOnce`), not at every poll."""
         seen: list[str] = []
+        links = LinksOnce()
 
         def reached() -> dict[str, Any] | None:
-            data = self.state(key)
+            data = self.state(key, links)
             seen.append(data["job_status"])
             return data if data["job_status"] in states else None
 

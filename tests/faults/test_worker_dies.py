@@ -12,6 +12,7 @@ import pytest
 from nectar.registry import RunState
 from tests.faults.conftest import Cluster, children, cmdline, descendants, waitfor
 from tests.faults.stopped import gone, requeued
+from tests.helpers.suiteE_links import LinksOnce
 
 
 def test_a_killed_worker_and_its_children_are_noticed_and_their_runs_retried(cluster: Cluster) -> None:
@@ -30,11 +31,12 @@ def test_a_killed_worker_and_its_children_are_noticed_and_their_runs_retried(clu
     cluster.start_worker(workers=2)
     lost = re.compile(r"worker lost: \S+ \(its process is gone\) during attempt 1")
     seen: list[dict] = []
+    links = LinksOnce()  # each state's links fetched once, not at every poll
 
     def done(data: dict) -> dict | None:
         """The run's status once it is DONE; before, each status that no longer shows attempt 1 RUNNING is kept. Under
         load the new worker may notice, requeue, claim and finish attempt 2 between two polls: none may be seen."""
-        status = cluster.api.state(data["key"])
+        status = cluster.api.state(data["key"], links)
         if status["job_status"] != "RUNNING" or status["attempt"] >= 2:
             seen.append(status)
         return status if status["job_status"] == "DONE" else None
