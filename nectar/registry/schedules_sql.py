@@ -136,6 +136,7 @@ class SqlSchedules(SqlRunStore):
 
         def gone(db: Any, sid: str) -> None:
             self._exec(db, "DELETE FROM fires WHERE schedule_id = ? AND state = 'held'", (sid,))
+            _detach_runs(self, db, sid)
 
         return self._sync_file_rows("schedules", declared, kept, now, add, gone) or moved
 
@@ -152,6 +153,7 @@ class SqlSchedules(SqlRunStore):
             for target in set(moving.values()) - set(moving):  # an unmoved row in the way: not declared any more
                 self._exec(db, "DELETE FROM schedules WHERE id = ? AND source = 'file'", (target,))
                 self._exec(db, "DELETE FROM fires WHERE schedule_id = ?", (target,))
+                _detach_runs(self, db, target)
             for step in (
                 {old: f"{old}~moving" for old in moving},
                 {f"{old}~moving": new for old, new in moving.items()},
@@ -419,3 +421,10 @@ def _schedule_row(schedule: ScheduleRecord) -> tuple[Any, ...]:
         schedule.created_at,
         schedule.updated_at,
     )
+
+
+def _detach_runs(store: Any, db: Any, schedule_id: str) -> None:
+    """The runs a removed file schedule made name no schedule any more (their ``fire_time`` says what fire made
+    them): a file schedule's id is its place in its task's list, which the next schedule there takes, and its runs
+    were listed as that one's, counted in its ``max_active`` and ``overlap`` (review24)."""
+    store._exec(db, "UPDATE runs SET schedule_id = NULL WHERE schedule_id = ?", (schedule_id,))

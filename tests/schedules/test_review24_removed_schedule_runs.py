@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from nectar.config import Settings
 from nectar.service import Nectar
 from tests.helpers.registries import closed_at_end
@@ -23,11 +21,6 @@ from tests.schedules.test_review23_paused_follows_index import AT_3, AT_6, CHAIN
 TASK = "daily.sales_chain.DailyTask"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="review24: a removed file schedule's run is listed as the schedule now at its place (its index)",
-)
 def test_a_removed_schedules_run_is_not_listed_as_another_schedules(
     settings: Settings, write_chain: Callable[[str, str], Path]
 ) -> None:
