@@ -26,7 +26,8 @@ The loop (:meth:`Executor._serve_once`) reaps ended attempts, watches leases, cl
 spares can take, keeps the spares wanted (a fork at most per pass), then sleeps in one ``poll()`` until there may be
 something to do: the registry's word that a run was queued (:meth:`~nectar.registry.store.RunStore.wait_for_work`),
 an attempt's process exiting, starting its first step or ending its run, a spare ready, a signal, the time a retry's
-delay ends; at most ``NECTAR_WORKER_POLL`` seconds.
+delay ends; at most ``NECTAR_WORKER_POLL`` seconds, or, idle (no attempt, no spare), until its next look of its own
+(:meth:`Executor._idle_for`: the leases' watch, luigid's ask, a look for a run though nothing told of one).
 
 Nothing is lost and nothing runs twice at once (see :mod:`nectar.attempt` for the attempt's side):
 
@@ -689,12 +690,13 @@ class Executor:
     def _sleep(self, blocked: bool) -> None:
         """Until there may be something to do: an attempt's process exits, starts its first step or ends its run and
         stays, a spare is ready (or dies), or, if a slot could take it now, a run is queued; at most
-        ``worker_poll_interval`` seconds (leases, luigid, idle spares), no longer than a spare's fork is held back
+        ``worker_poll_interval`` seconds (leases, luigid, idle spares), or, idle, until its next look of its own
+        (:meth:`_idle_for`), no longer than a spare's fork is held back
         (:meth:`_hold`), nor than the PENDING run due first waits for its time (:attr:`_due_at`). A run queued, or one
         due, makes the next pass look for one (:attr:`_work_may_wait`), as does :attr:`look_anyway` seconds without
         a look."""
         exits = [child.exited for child in self.children.values()]
-        timeout = self.settings.worker_poll_interval
+        timeout = max(self.settings.worker_poll_interval, self._idle_for())
         if None in exits:  # the kernel cannot say when this one exits: look again soon
             timeout = min(timeout, REAP_INTERVAL)
         fds = [fd for fd in exits if fd is not None]
@@ -720,6 +722,23 @@ class Executor:
             self._work_may_wait = True
         if self._signalled is not None:
             wakeup.drain(self._signalled)
+
+    def _idle_for(self) -> float:
+        """Seconds an idle worker (no attempt, no spare, none wanted, not stopping) may sleep before its loop has
+        something of its own to do: its next watch of the leases (:meth:`_watch`), its next ask whether luigid
+        answers (:meth:`_scheduler_up`, ahead), its next look for a run though nothing told of one
+        (:attr:`look_anyway`); what it waits for besides (a run queued, a signal) wakes it. 0 for a worker that is
+        not idle: it sleeps at most ``worker_poll_interval``, as its attempts and spares want. An idle ``nectar
+        serve``'s worker woke every 0.05 s (20 times a second) to find that none of these was due."""
+        if self.children or len(self.spares) or self.spares.busy or self.stopping:
+            return 0.0
+        beat = self.settings.heartbeat_interval
+        due = [self._watched + beat]
+        if self.scheduler is not None:
+            due.append(self._scheduler_seen[0] + beat * CHECK_AHEAD)
+        if not self._work_may_wait:
+            due.append(self._found_none_at + self.look_anyway)
+        return min(due) - time.monotonic()
 
     def serve_forever(self) -> None:
         """Claim and execute runs until SIGTERM, SIGINT or SIGHUP; then drain, interrupt and requeue."""
