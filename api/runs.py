@@ -13,6 +13,7 @@ from nectar.errors import InvalidParameters
 from nectar.keys import TargetKey
 from nectar.registry import Run, RunFilter, RunState, jsonable_attempt, jsonable_run
 from nectar.status import JobStatus, log_source
+from nectar.stores.base import TargetStore
 
 #: the most runs a page may skip (an integer both SQLite and PostgreSQL take as an OFFSET)
 MAX_OFFSET = 2**62
@@ -70,9 +71,14 @@ class RunById(MethodView):
         run = service.run(run_id)
         steps = service.steps(run.id)
         key = TargetKey.parse(run.key)
+        out = run_out(run)
+        if run.state is RunState.PENDING and not run.error:  # a queued run's why, where it is the store's full disk:
+            full = _no_room(service.store_of(key))  # the workers claim nothing till there is room (review24)
+            if full:
+                out["error"] = f"not started: {full}"
         return answer(
             {
-                **run_out(run),
+                **out,
                 "scheduler_url": service.visualiser_url(run.task_id),  # as its key's status links it
                 "steps": [links.step_out(step) for step in steps],
                 "attempts": [jsonable_attempt(attempt) for attempt in service.attempts(run.id)],
@@ -80,6 +86,15 @@ class RunById(MethodView):
                 **links.downloads(JobStatus(key, run.state.value, run, steps)),
             }
         )
+
+
+def _no_room(store: TargetStore) -> str | None:
+    """What to say of ``store``'s disk if it is full now; None where it is not, or cannot be read (a local store's
+    folder not made yet: /healthz says what is wrong with it)."""
+    try:
+        return store.no_room()
+    except OSError:
+        return None
 
 
 @blp.route("/<run_id>/cancel")

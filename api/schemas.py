@@ -268,7 +268,13 @@ class RunSchema(TriggeredSchema):
         },
     )
     failed_step = fields.String(allow_none=True)
-    error = fields.String(allow_none=True, metadata={"description": "The last attempt's error, if it failed."})
+    error = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "The last attempt's error, if it failed; for a PENDING run (GET /api/runs/<id>), why it is "
+            "not started where that is its store's full disk."
+        },
+    )
     schedule_id = fields.String(
         allow_none=True, metadata={"description": "The schedule that made the run (null: it was submitted)."}
     )

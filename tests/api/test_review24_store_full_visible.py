@@ -14,7 +14,6 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from flask.testing import FlaskClient
 
 from nectar.config import Settings
@@ -26,11 +25,6 @@ from tests.conftest import wait_until
 SAID = ("No space left on device", "disk is full", "full disk", "no room")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="review24: nectar/executor.py's held claims (store without room) leave the waiting run's answer silent",
-)
 def test_a_run_held_up_by_the_stores_full_disk_says_so_in_its_answer(
     client_for: Callable[[Settings], FlaskClient],
     settings: Settings,
