@@ -246,8 +246,9 @@ def moves(rows: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str]:
     def task(sid: str) -> str:
         return sid.rsplit(".", 1)[0]
 
-    def placed(sid: str) -> bool:
-        return sid.rsplit(".", 1)[1].isdigit()
+    def placed(sid: str) -> bool:  # a place in a list (``<task>.<index>``); a named one (or an id of no dot) is not
+        _, dot, index = sid.rpartition(".")
+        return bool(dot) and index.isdigit()
 
     # rows not where their definition is declared now, and places whose declared definition has no row there
     loose = [sid for sid, text in rows.items() if placed(sid) and wanted.get(sid) != text]

@@ -27,6 +27,7 @@ T = "daily.c.T"
         ({f"{T}.0": "a", f"{T}.1": "a"}, {f"{T}.0": "x", f"{T}.1": "a", f"{T}.2": "a"}, {f"{T}.0": f"{T}.2"}),
         ({f"{T}.0": "a"}, {"daily.c.U.1": "a"}, {}),  # another task's: a new schedule
         ({f"{T}.night": "a"}, {f"{T}.0": "a"}, {}),  # a named one keeps its name
+        ({"f1": "a", f"{T}.0": "b"}, {"f1": "a", f"{T}.1": "b"}, {f"{T}.0": f"{T}.1"}),  # an id of no dot: no place
     ],
 )
 def test_moves(rows: dict[str, str], wanted: dict[str, str], moved: dict[str, str]) -> None:
