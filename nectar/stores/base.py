@@ -28,6 +28,16 @@ def served_type(filename: str) -> str:
     return guessed if guessed in SERVED_TYPES else BINARY
 
 
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from or while handling, and so on (each once: a chain may loop)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def fenced_commit(atomic: AtomicLocalFile, commit: Any) -> None:
     """Commit an atomic file through the fence; a refused commit leaves no temporary file behind."""
     try:

@@ -25,7 +25,7 @@ from nectar import fence
 from nectar.config import Settings
 from nectar.errors import InvalidKey, StoreUnavailable
 from nectar.keys import TargetKey
-from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit, temporary_name
+from nectar.stores.base import FencedTemporaryPath, TargetStore, causes, fenced_commit, temporary_name
 from nectar.stores.unlinked import UNLINKED
 
 T = TypeVar("T")
@@ -503,17 +503,14 @@ class LocalStore(TargetStore):
         (nearly) the whole disk uncommitted is the task's: its output is larger than the disk itself, no room an
         operator makes lets it end, and waiting would requeue it for good (review24). One of a file elsewhere (the
         task's own files) is the task's."""
-        error: BaseException | None = exc
-        for _ in range(8):  # its causes, a few deep
-            if error is None or (isinstance(error, OSError) and error.errno in FULL_ERRNOS):
-                break
-            error = error.__cause__ or error.__context__
-        if not isinstance(error, OSError) or error.errno not in FULL_ERRNOS:
+        error = next((e for e in causes(exc) if isinstance(e, OSError) and e.errno in FULL_ERRNOS), None)
+        if error is None:
             return None
         try:
-            free = self._free()
+            room = os.statvfs(self.root)
         except OSError:
             return None
+        free, capacity = room.f_bavail * room.f_frsize, room.f_blocks * room.f_frsize
         named = [Path(os.fsdecode(f)) for f in (error.filename, error.filename2) if isinstance(f, str | bytes)]
         if _met_here(error):
             return self._no_room(free)
@@ -521,13 +518,9 @@ class LocalStore(TargetStore):
             return None
         # the task's own write to the store: not an outage where what this attempt holds there uncommitted is (nearly)
         # the whole disk: an output larger than the disk itself fits in no room an operator can make (review24)
-        if self._held_here() + ROOM_LEAST > self._capacity():
+        if self._held_here() + ROOM_LEAST > capacity:
             return None
         return self._no_room(free) if named or free < ROOM_LEAST else None
-
-    def _capacity(self) -> int:
-        room = os.statvfs(self.root)
-        return room.f_blocks * room.f_frsize
 
     def _held_here(self) -> int:
         """The bytes of this store's temporary files (:data:`_TEMPORARY`) this process holds open: its attempt's

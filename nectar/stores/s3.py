@@ -21,7 +21,7 @@ from nectar.config import Settings
 from nectar.errors import StoreUnavailable
 from nectar.keys import TargetKey
 from nectar.luigi_internals import s3_bucket_and_key
-from nectar.stores.base import FencedTemporaryPath, TargetStore, fenced_commit, served_type
+from nectar.stores.base import FencedTemporaryPath, TargetStore, causes, fenced_commit, served_type
 from nectar.stores.local import ExclusiveAtomicFile, staged_beside
 
 logger = logging.getLogger(__name__)
@@ -41,10 +41,7 @@ PERMANENT_S3_ERRORS = frozenset(
 
 def s3_error_code(exc: BaseException) -> str | None:
     """The S3 error code behind ``exc`` (botocore's, or one it caused or happened during), None if none."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in causes(exc):
         if isinstance(current, StoreUnavailable):
             code = current.code
         else:  # botocore's ClientError (boto3's upload error is raised while handling one)
@@ -52,7 +49,6 @@ def s3_error_code(exc: BaseException) -> str | None:
             code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
         if code:
             return str(code)
-        current = current.__cause__ or current.__context__
     return None
 
 
