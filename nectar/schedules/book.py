@@ -164,12 +164,12 @@ class ScheduleBook:
         return {info.ref: info for info in self.nectar.chains() if info.import_failed}
 
     def _kept_view(self, record: ScheduleRecord, last: Fire | None, broken: Mapping[str, ChainInfo]) -> ScheduleView:
-        info = broken[record.spec.task.rsplit("/", 1)[0]]
+        info = broken[_chain_of(record)]
         error = f"its chain does not import: {info.error}"
         return self._view(record.id, record.spec, "file", record, last, str(info.path), error)
 
     def _is_kept(self, record: ScheduleRecord | None, broken: Mapping[str, ChainInfo]) -> bool:
-        return record is not None and record.source == "file" and record.spec.task.rsplit("/", 1)[0] in broken
+        return record is not None and record.source == "file" and _chain_of(record) in broken
 
     def views(self) -> list[ScheduleView]:
         """Every schedule: the files' (as the catalog reads them now; a chain's that does not import, as the registry
@@ -384,3 +384,8 @@ class ScheduleBook:
                 break
             made += state != "exists"
         return made
+
+
+def _chain_of(record: ScheduleRecord) -> str:
+    """The ``<type>/<chain>`` of a schedule's task."""
+    return record.spec.task.rpartition("/")[0]
