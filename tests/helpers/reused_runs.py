@@ -26,17 +26,24 @@ def one_slot_worker(settings: Settings, processes: Processes, runs_per_process: 
     return log
 
 
-def run_once(settings: Settings, runs: RunStore, key: TargetKey, log: Path) -> tuple[str, str]:
-    """``key``'s task (parameterless, one attempt) run to its end, DONE (else the worker's ``log`` in the failure),
-    its output removed first; the process that ran it and what it read, as its output says them (``<pid> <read>``)."""
+def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run, str, str]:
+    """``key``'s task (parameterless, one attempt) run once to its end, its output removed first: the run, and the
+    process that ran it and what it read, as its output says them (``<pid> <read>``; empty where it wrote nothing)."""
     output = settings.local_targets_dir / key.path
     output.unlink(missing_ok=True)
     run = Run.new(key.path, key.chain_type, key.chain, key.task, {}, key.path, RetryPolicy(0, 0, 1))
     run_id = runs.submit(run)[0].id
     wait_until(lambda: (now := runs.get(run_id)) is not None and not now.state.active)
     ended = runs.get(run_id)
-    assert ended is not None and ended.state == RunState.DONE, (ended, log.read_text())
-    pid, read = output.read_text().split()
+    assert ended is not None
+    pid, _, read = output.read_text().partition(" ") if output.exists() else ("", "", "")
+    return ended, pid, read
+
+
+def run_once(settings: Settings, runs: RunStore, key: TargetKey, log: Path) -> tuple[str, str]:
+    """:func:`run_to_end`, DONE (else the worker's ``log`` in the failure): the process that ran it and what it read."""
+    ended, pid, read = run_to_end(settings, runs, key)
+    assert ended.state == RunState.DONE, (ended, log.read_text())
     return pid, read
 
 

@@ -37,9 +37,8 @@ import pytest
 
 from nectar.config import Settings
 from nectar.keys import TargetKey
-from nectar.registry import RetryPolicy, Run, RunState, open_run_store
-from nectar.registry.store import RunStore
-from tests.conftest import wait_until
+from nectar.registry import Run, RunState, open_run_store
+from tests.helpers.reused_runs import run_to_end
 from tests.helpers.suitenectarB_worker import module_settings, module_worker, write_chain_file
 
 #: the md5 of ``{}``: a parameterless task's key
@@ -171,20 +170,6 @@ def reusing(luigid: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     write_chain_file(settings, "review24/state_chain", CHAIN)
     with module_worker(settings):
         yield settings
-
-
-def run_to_end(settings: Settings, runs: RunStore, key: TargetKey) -> tuple[Run, str, str]:
-    """``key``'s task run once to its end (one attempt), its output removed first: the run, and the process and what
-    it wrote (empty where it wrote nothing)."""
-    output = settings.local_targets_dir / key.path
-    output.unlink(missing_ok=True)
-    run = Run.new(key.path, key.chain_type, key.chain, key.task, {}, key.path, RetryPolicy(0, 0, 1))
-    run_id = runs.submit(run)[0].id
-    wait_until(lambda: (now := runs.get(run_id)) is not None and not now.state.active)
-    ended = runs.get(run_id)
-    assert ended is not None
-    pid, _, read = output.read_text().partition(" ") if output.exists() else ("", "", "")
-    return ended, pid, read
 
 
 @pytest.mark.parametrize(
